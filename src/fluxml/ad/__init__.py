@@ -1,0 +1,25 @@
+"""The differentiation engine: reverse and forward mode over plain Python and NumPy."""
+
+from fluxml.ad import rules  # noqa: F401  (registers every derivative rule)
+from fluxml.ad import methods  # noqa: F401  (operators and array methods on Tracer)
+from fluxml.ad.api import (
+    checkpoint,
+    custom_jvp,
+    custom_vjp,
+    gradient,
+    hessian,
+    jacobian,
+    jvp,
+    pullback,
+    stop_gradient,
+    vjp,
+    withgradient,
+)
+from fluxml.ad.core import DifferentiationError, Tracer
+from fluxml.ad.rules.indexing import index_add
+
+__all__ = [
+    "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "gradient",
+    "hessian", "index_add", "jacobian", "jvp", "pullback", "stop_gradient", "vjp",
+    "withgradient",
+]

@@ -1,0 +1,503 @@
+"""The transforms users call: gradient, pullback, jvp, jacobian, hessian, custom rules."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as np
+
+from fluxml.ad.core import (
+    LEAKED,
+    DifferentiationError,
+    Primitive,
+    ReverseTrace,
+    Tracer,
+    _kept,
+    raw,
+    top_trace,
+)
+from fluxml.ad.forward import ForwardTrace
+from fluxml.tree import flatten, unflatten
+
+
+def _is_float(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, float):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and dtype.kind in "fc"
+
+
+def _start(x):
+    """The primal a transform wraps: Python floats become float64 scalars; a tracer of an
+    outer transform is wrapped through a private handle, so that later writes to the user's
+    handle cannot change what this level recorded."""
+    if type(x) is Tracer:
+        t = x._trace.new(x._val, x._box, owned=False)
+        return t
+    if isinstance(x, float):
+        return np.float64(x)
+    return x
+
+
+def _trace_args(trace, args, make):
+    """Replace the float leaves of ``args`` by new tracers; returns the traced args and, per
+    leaf, the tracer made for it (None for non-float leaves). Repeated arrays share one."""
+    leaves, spec = flatten(args)
+    made, by_id, new_leaves = [], {}, []
+    for x in leaves:
+        if not _is_float(x):
+            made.append(None)
+            new_leaves.append(x)
+            continue
+        t = by_id.get(id(x)) if isinstance(x, np.ndarray) else None
+        if t is None:
+            t = make(_start(x), len(made))
+            if isinstance(x, np.ndarray):
+                by_id[id(x)] = t
+        made.append(t)
+        new_leaves.append(t)
+    return unflatten(spec, new_leaves), leaves, spec, made
+
+
+def _finish(g, like, zeros, seen):
+    """A gradient leaf as the user receives it: the argument's type, shape and dtype; a fresh
+    writable array (never a broadcast view, never shared with another gradient)."""
+    if g is None:
+        if zeros and _is_float(like):
+            g = np.zeros_like(raw(like))
+        else:
+            return None
+    if type(g) is Tracer:
+        return g
+    if isinstance(like, float) and not isinstance(like, np.generic):
+        return float(g)
+    if isinstance(like, np.generic):
+        return like.dtype.type(g)
+    if isinstance(g, np.ndarray) and (not g.flags.writeable or id(g) in seen or g.base is not None):
+        g = g.copy()
+    if isinstance(g, np.generic):
+        g = np.asarray(g)
+    seen.add(id(g))
+    return g
+
+
+def _grads(spec, leaves, cts, zeros):
+    seen: set = set()
+    out = [_finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
+    return unflatten(spec, out, static_as_none=True)
+
+
+def withgradient(f: Callable, *args, zeros_for_none: bool = False):
+    """``(f(*args), gradient(f, *args))`` from one forward and one backward pass.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.withgradient(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
+    (np.float64(5.0), (array([2., 4.]),))
+    """
+    trace = ReverseTrace()
+    targs, leaves, spec, made = _trace_args(trace, args, lambda v, i: trace.leaf(v))
+    try:
+        out = f(*targs)
+    finally:
+        trace.closed = LEAKED
+    if type(out) is not Tracer or out._trace is not trace:
+        if type(out) is Tracer and out._trace.level > trace.level:
+            raise DifferentiationError(LEAKED)
+        _check_scalar(out)
+        cts = [None] * len(leaves)
+        return out, _grads(spec, leaves, cts, zeros_for_none)
+    _check_scalar(out)
+    seed = np.ones(out.shape, raw(out).dtype)
+    wanted = [t._box if t is not None else None for t in made]
+    index = [w for w in wanted if w is not None]
+    found = dict(zip(index, trace.backward({out._box: seed}, index)))
+    cts = [found.get(w) if w is not None else None for w in wanted]
+    return out._val, _grads(spec, leaves, cts, zeros_for_none)
+
+
+def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
+    """The gradient of the scalar ``f(*args)`` with respect to each argument.
+
+    Returns a tuple with one entry per argument, shaped like the argument (structural:
+    nested lists, dicts, dataclasses and models come back as the same structure). An entry is
+    ``None`` where no derivative flows: integer and boolean arguments, non-array parts of
+    objects, and float arguments the output does not depend on. Pass
+    ``zeros_for_none=True`` to get zeros for float arguments instead of ``None``.
+
+    ``f`` may be any Python: loops, ``if`` on concrete values, recursion, closures, NumPy
+    calls, and in-place writes into arrays it computes (``u[1:-1] += ...``). The caller's
+    arrays are never changed: a write to a traced argument lands on the traced copy.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)
+    (array([3., 3.]), 3.0)
+    """
+    return withgradient(f, *args, zeros_for_none=zeros_for_none)[1]
+
+
+def _check_scalar(out):
+    shape = np.shape(raw(out)) if not isinstance(out, (tuple, list, dict)) else None
+    if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float)):
+        what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
+        raise DifferentiationError(
+            f"gradient needs f to return a real scalar, but it returned {what}.\n"
+            "Possible fixes:\n"
+            "  - reduce it (np.sum, np.mean) if you want the gradient of a total;\n"
+            "  - use fl.jacobian(f, x) for every derivative of a vector output;\n"
+            "  - use fl.pullback(f, x) and call the returned function with a cotangent.")
+    if np.iscomplexobj(raw(out)):
+        raise DifferentiationError("gradient needs a real output; got a complex number")
+
+
+def pullback(f: Callable, *args) -> tuple[Any, Callable]:
+    """``(f(*args), back)`` where ``back(cotangent)`` returns one structural cotangent per
+    argument: the vector-Jacobian product. ``back`` may be called any number of times.
+
+    >>> import numpy as np, fluxml as fl
+    >>> y, back = fl.pullback(lambda x: 2 * x, np.array([1.0, 2.0]))
+    >>> back(np.array([1.0, 10.0]))
+    (array([ 2., 20.]),)
+    """
+    trace = ReverseTrace()
+    targs, leaves, spec, made = _trace_args(trace, args, lambda v, i: trace.leaf(v))
+    try:
+        out = f(*targs)
+    finally:
+        trace.closed = LEAKED
+    out_leaves, out_spec = flatten(out)
+    values = []
+    for o in out_leaves:
+        if type(o) is Tracer and o._trace is trace:
+            values.append(o._val if o._owned else o._val.copy())
+        elif type(o) is Tracer and o._trace.level > trace.level:
+            raise DifferentiationError(LEAKED)
+        else:
+            values.append(o)
+    value = unflatten(out_spec, values)
+    index = sorted({t._box for t in made if t is not None})
+
+    def back(cotangent):
+        ct_leaves, ct_spec = flatten(cotangent, lambda x: x is None or _is_float(x)
+                                     or isinstance(x, (np.ndarray, Tracer)))
+        if len(ct_leaves) != len(out_leaves):
+            raise ValueError(f"pullback: the cotangent has {len(ct_leaves)} leaves, the output "
+                             f"{len(out_leaves)}; pass one array per output array")
+        seeds = {}
+        for o, c in zip(out_leaves, ct_leaves):
+            if c is None or type(o) is not Tracer or o._trace is not trace:
+                continue
+            if np.shape(raw(c)) != o.shape:
+                raise ValueError(f"pullback: cotangent of shape {np.shape(raw(c))} for an "
+                                 f"output of shape {o.shape}")
+            if type(c) is not Tracer:
+                c = np.asarray(c, dtype=raw(o).dtype)
+            seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
+        found = dict(zip(index, trace.backward(seeds, index, free=False))) if seeds else {}
+        cts = [found.get(t._box) if t is not None else None for t in made]
+        return _grads(spec, leaves, cts, False)
+
+    return value, back
+
+
+vjp = pullback  # JAX's name for the same transform
+
+
+def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
+    """Forward mode: ``(f(*primals), J @ tangents)`` in one pass.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.jvp(np.sin, (np.array([0.0, np.pi]),), (np.array([1.0, 1.0]),))
+    (array([0.0000000e+00, 1.2246468e-16]), array([ 1., -1.]))
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp(f, primals, tangents): primals and tangents must be tuples of "
+                        "arguments, e.g. fl.jvp(f, (x,), (v,))")
+    t_leaves, _ = flatten(tuple(tangents))
+    p_leaves, _ = flatten(tuple(primals))
+    if len(t_leaves) != len(p_leaves):
+        raise ValueError(f"jvp: {len(p_leaves)} primal leaves but {len(t_leaves)} tangents")
+    trace = ForwardTrace()
+
+    def seed(v, i):
+        t = t_leaves[i]
+        if np.shape(raw(t)) != np.shape(raw(v)):
+            raise ValueError(f"jvp: tangent of shape {np.shape(raw(t))} for a primal of shape "
+                             f"{np.shape(raw(v))}")
+        if type(t) is not Tracer:
+            t = np.asarray(t, dtype=raw(v).dtype)
+        return trace.seed(v, t)
+
+    targs, _, _, _ = _trace_args(trace, tuple(primals), seed)
+    try:
+        out = f(*targs)
+    finally:
+        trace.closed = LEAKED
+    out_leaves, out_spec = flatten(out)
+    values, tans = [], []
+    for o in out_leaves:
+        if type(o) is Tracer and o._trace is trace:
+            values.append(o._val)
+            tans.append(o._box if o._box is not None else np.zeros_like(raw(o._val)))
+        else:
+            values.append(o)
+            tans.append(np.zeros_like(raw(o)) if _is_float(raw(o)) else None)
+    return unflatten(out_spec, values), unflatten(out_spec, tans)
+
+
+def jacobian(f: Callable, x, mode: str = "auto"):
+    """The Jacobian of ``f`` at the array ``x``, shaped ``f(x).shape + x.shape``.
+
+    ``mode="auto"`` uses reverse mode (one pullback per output element) when the output is
+    no larger than the input, else forward mode (one jvp per input element); "rev" and "fwd"
+    force one.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.jacobian(lambda x: x ** 2, np.array([1.0, 2.0]))
+    array([[2., 0.],
+           [0., 4.]])
+    """
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
+    x_shape = np.shape(raw(x))
+    x_dtype = raw(x).dtype if _is_float(raw(x)) else np.float64
+    n = int(np.prod(x_shape))
+    if mode != "fwd":
+        y, back = pullback(f, x)
+        y_shape = np.shape(raw(y))
+        m = int(np.prod(y_shape))
+        if mode == "rev" or m <= n:
+            y_dtype = raw(y).dtype
+            rows = []
+            for k in range(m):
+                e = np.zeros(m, y_dtype)
+                e[k] = 1
+                (g,) = back(e.reshape(y_shape))
+                rows.append(np.zeros(x_shape, x_dtype) if g is None else g)
+            if not rows:
+                return np.zeros(y_shape + x_shape, x_dtype)
+            return np.reshape(np.stack(rows), y_shape + x_shape)
+    cols = []
+    for k in range(n):
+        e = np.zeros(n, x_dtype)
+        e[k] = 1
+        y, t = jvp(f, (x,), (e.reshape(x_shape),))
+        cols.append(t)
+    y_shape = np.shape(raw(y)) if n else np.shape(raw(f(x)))
+    if not cols:
+        return np.zeros(y_shape + x_shape, x_dtype)
+    return np.reshape(np.stack(cols, axis=-1), y_shape + x_shape)
+
+
+def hessian(f: Callable, x):
+    """The Hessian of the scalar ``f`` at the array ``x`` (forward over reverse), shaped
+    ``x.shape + x.shape``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.hessian(lambda x: x[0] ** 2 * x[1], np.array([1.0, 2.0]))
+    array([[4., 2.],
+           [2., 0.]])
+    """
+    grad = lambda x: gradient(f, x, zeros_for_none=True)[0]
+    return jacobian(grad, x, mode="fwd")
+
+
+# --- user rules ----------------------------------------------------------------------------------
+
+CLOSED_OVER = ("a function given to custom_vjp, custom_jvp or checkpoint used a traced value "
+               "it was not passed as an argument (it closed over it), so its derivative "
+               "would be lost. Pass every traced value as an argument.")
+
+CUSTOM = Primitive("custom_vjp", None, keeps_output=False)
+CUSTOM_MULTI = Primitive("custom_vjp", None, keeps_output=False, multiple_results=True)
+for _p in (CUSTOM, CUSTOM_MULTI):
+    _p.vjp_all = lambda g, ans, args, params, positions: params["bwd"](g, positions)
+
+
+def _record(trace, leaves, spec, run, bwd):
+    """Record a user-defined step on a reverse trace: ``run(*args)`` computes ``(out, res)``
+    one level down; ``bwd(res, g)`` returns one cotangent (tree) per argument."""
+    vals = list(leaves)
+    parents = []
+    for i, a in enumerate(leaves):
+        if type(a) is Tracer and a._trace is trace:
+            vals[i] = _kept(a)
+            parents.append((i, a._box))
+    trace.closed = CLOSED_OVER
+    try:
+        out, res = run(*unflatten(spec, vals))
+    finally:
+        trace.closed = None
+    multi = isinstance(out, (tuple, list))
+    outs = tuple(out) if multi else (out,)
+    for o in outs:
+        if not _is_float(raw(o)):
+            raise TypeError("custom_vjp/checkpoint functions must return a float array or a "
+                            f"tuple of float arrays; got {type(o).__name__}")
+
+    def back(g, positions):
+        cts = bwd(res, g)
+        if not isinstance(cts, (tuple, list)) or len(cts) != len(spec.children):
+            raise TypeError(f"the backward rule must return a tuple with one cotangent per "
+                            f"argument ({len(spec.children)}); got {cts!r:.80}")
+        flat = flatten(tuple(cts), lambda x: x is None or _is_float(x)
+                       or isinstance(x, (np.ndarray, Tracer)))[0]
+        return [flat[p] for p in positions]
+
+    prim = CUSTOM_MULTI if multi else CUSTOM
+    if not parents:
+        return out
+    tape = trace.tape
+    tape.append((prim, vals, {"bwd": back}, outs if multi else out, parents))
+    if not multi:
+        return trace.new(out, len(tape) - 1, owned=False)
+    j = len(tape) - 1
+    results = []
+    for k, o in enumerate(outs):
+        tape.append((None, None, None, None, ((k, j),)))
+        results.append(trace.new(o, len(tape) - 1, owned=False))
+    return type(out)(results)
+
+
+class custom_vjp:
+    """A function with a user-given reverse-mode rule (JAX's form).
+
+    >>> import numpy as np, fluxml as fl
+    >>> @fl.custom_vjp
+    ... def clip_gradient(x):
+    ...     return x
+    >>> clip_gradient.defvjp(lambda x: (x, None), lambda res, g: (np.clip(g, -1, 1),))
+    >>> fl.gradient(lambda x: np.sum(3 * clip_gradient(x)), np.array([1.0, 2.0]))
+    (array([1., 1.]),)
+
+    ``fwd(*args)`` returns ``(output, residuals)``; ``bwd(residuals, g)`` returns one
+    cotangent per argument (``None`` for none). Forward mode differentiates the function
+    itself. Both rules are differentiated again under an outer transform.
+    """
+
+    def __init__(self, fun: Callable):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.fwd = None
+        self.bwd = None
+
+    def defvjp(self, fwd: Callable, bwd: Callable) -> None:
+        self.fwd, self.bwd = fwd, bwd
+
+    def __call__(self, *args):
+        leaves, spec = flatten(args)
+        trace = top_trace(leaves)
+        if not isinstance(trace, ReverseTrace):
+            return self.fun(*args)
+        if self.fwd is None:
+            raise DifferentiationError(f"custom_vjp {self.__name__}: call .defvjp(fwd, bwd) "
+                                       "before differentiating it")
+        return _record(trace, leaves, spec, self.fwd, self.bwd)
+
+
+class custom_jvp:
+    """A function with a user-given forward-mode rule; reverse mode transposes it.
+
+    >>> import numpy as np, fluxml as fl
+    >>> @fl.custom_jvp
+    ... def f(x):
+    ...     return np.sin(x)
+    >>> f.defjvp(lambda primals, tangents: (np.sin(primals[0]),
+    ...                                     np.cos(primals[0]) * tangents[0]))
+    >>> fl.gradient(lambda x: f(x), 0.0)
+    (1.0,)
+
+    ``rule(primals, tangents)`` returns ``(output, output_tangent)``; the tangent must be
+    linear in ``tangents``.
+    """
+
+    def __init__(self, fun: Callable):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.rule = None
+
+    def defjvp(self, rule: Callable) -> None:
+        self.rule = rule
+
+    def __call__(self, *args):
+        leaves, spec = flatten(args)
+        trace = top_trace(leaves)
+        if trace is None:
+            return self.fun(*args)
+        if self.rule is None:
+            raise DifferentiationError(f"custom_jvp {self.__name__}: call .defjvp(rule) first")
+        if isinstance(trace, ForwardTrace):
+            return self._forward(trace, leaves, spec)
+        rule = self.rule
+
+        def run(*primals):
+            return self.fun(*primals), primals
+
+        def bwd(primals, g):
+            zeros = tuple(np.zeros_like(raw(p)) if _is_float(raw(p)) else None
+                          for p in primals)
+            _, back = pullback(lambda *ts: rule(primals, ts)[1], *zeros)
+            return back(g)
+
+        return _record(trace, leaves, spec, run, bwd)
+
+    def _forward(self, trace, leaves, spec):
+        vals, tans = list(leaves), []
+        for i, a in enumerate(leaves):
+            if type(a) is Tracer and a._trace is trace:
+                vals[i] = a._val
+                t = a._box
+                tans.append(np.zeros_like(raw(a._val)) if t is None else t)
+            else:
+                tans.append(np.zeros_like(raw(a)) if _is_float(raw(a)) else None)
+        trace.closed = CLOSED_OVER
+        try:
+            out, t_out = self.rule(unflatten(spec, vals), unflatten(spec, tans))
+        finally:
+            trace.closed = None
+        return trace.new(out, t_out, owned=False)
+
+
+def checkpoint(f: Callable) -> Callable:
+    """``f`` that stores nothing for the backward pass but its inputs, and recomputes its
+    intermediate values when the gradient needs them (trading time for memory).
+
+    >>> import numpy as np, fluxml as fl
+    >>> layer = fl.checkpoint(lambda x, w: np.tanh(x @ w))
+    >>> x, w = np.ones((2, 3)), np.full((3, 3), 0.1)
+    >>> g = fl.gradient(lambda w: np.sum(layer(x, w)), w)[0]
+    >>> g.shape
+    (3, 3)
+    """
+
+    @functools.wraps(f)
+    def wrapped(*args):
+        leaves, spec = flatten(args)
+        trace = top_trace(leaves)
+        if not isinstance(trace, ReverseTrace):
+            return f(*args)
+
+        def run(*lower):
+            return f(*lower), lower
+
+        def bwd(lower, g):
+            _, back = pullback(f, *lower)
+            return back(g)
+
+        return _record(trace, leaves, spec, run, bwd)
+
+    return wrapped
+
+
+def stop_gradient(x):
+    """``x`` with no derivative flowing through it, at any order (Flux's
+    ``ignore_derivatives``); maps over trees.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.gradient(lambda x: np.sum(x * fl.stop_gradient(x)), np.array([3.0]))
+    (array([3.]),)
+    """
+    leaves, spec = flatten(x)
+    return unflatten(spec, [raw(v) if type(v) is Tracer else v for v in leaves])

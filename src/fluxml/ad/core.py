@@ -1,0 +1,410 @@
+"""The differentiation engine's machinery: primitives, tracers, trace levels, the reverse sweep.
+
+A :class:`Primitive` is a function NumPy already computes (its ``impl``) together with its
+derivative rules. Outside a transform, ``bind(prim, ...)`` just runs ``impl``. Inside one, the
+float arrays of the arguments are :class:`Tracer` handles that belong to a trace (a level):
+``bind`` finds the highest level among the arguments, unwraps that level, applies the primitive
+one level down and lets the trace record what it needs (a tape node for reverse mode, a tangent
+for forward mode). Nested levels give higher-order derivatives and keep perturbations apart.
+
+Rules live in ``ad/rules``; this file holds none. Mutation (writes into traced arrays, views)
+lives in ``ad/mutation.py``; forward mode in ``ad/forward.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+_levels = itertools.count(1)  # thread-safe under the GIL; later transforms get higher levels
+
+
+class DifferentiationError(TypeError):
+    """Raised when code cannot be differentiated as written; the message says what to do."""
+
+
+class Primitive:
+    """An operation with derivative rules.
+
+    ``impl(*arrays, **params)`` computes on raw arrays. ``vjp(pos, g, ans, args, params)``
+    returns the cotangent of argument ``pos``; ``jvp(pos, t, ans, args, params)`` the
+    contribution of the tangent of argument ``pos`` to the output tangent. Rules are written
+    with NumPy calls, so they are recorded again under an outer transform (any order).
+
+    ``keeps_inputs`` / ``keeps_output`` say whether the rules read the argument or result
+    values (the mutation machinery copies a buffer before writing into it only when a rule
+    kept it). ``view`` marks operations whose result may share memory with argument 0.
+    """
+
+    __slots__ = ("name", "impl", "vjp", "vjp_all", "jvp", "keeps_inputs", "keeps_output",
+                 "view", "multiple_results", "linear")
+
+    def __init__(self, name, impl, *, keeps_inputs=True, keeps_output=True, view=False,
+                 multiple_results=False):
+        self.name = name
+        self.impl = impl
+        self.vjp = None
+        self.vjp_all = None  # optional: (g, ans, args, params, positions) -> list of cotangents
+        self.jvp = None
+        self.keeps_inputs = keeps_inputs
+        self.keeps_output = keeps_output
+        self.view = view
+        self.multiple_results = multiple_results
+        self.linear = False
+
+    def __call__(self, *args, **params):
+        return bind(self, args, params)
+
+    def __repr__(self):
+        return f"Primitive({self.name})"
+
+
+# --- dispatch tables, filled by ad/rules -------------------------------------------------------
+
+UFUNCS: dict = {}  # np.ufunc -> callable(*inputs, **kwargs) on tracers
+FUNCTIONS: dict = {}  # NumPy function -> callable with NumPy's signature, for __array_function__
+NONDIFF: set = set()  # NumPy functions/ufuncs with no derivative: run on the values, untraced
+LAZY_RULES: list = []  # callables(ufunc_or_func) -> bool that may register rules on a miss
+
+
+def lookup(table, func):
+    """The rule-table entry for ``func``, loading lazy rule families (scipy.special) on a miss."""
+    entry = table.get(func)
+    if entry is None and func not in NONDIFF:
+        for loader in LAZY_RULES:
+            if loader(func):
+                return table.get(func)
+    return entry
+
+
+# --- binding -------------------------------------------------------------------------------------
+
+def top_trace(args):
+    """The trace of the highest level among ``args`` (None when nothing is traced)."""
+    top = None
+    for a in args:
+        if type(a) is Tracer:
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+    return top
+
+
+def bind(prim, args, params):
+    """Apply ``prim`` to ``args``: directly on raw values, else through the top trace."""
+    top = None
+    for a in args:
+        if type(a) is Tracer:
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+    if top is None:
+        return prim.impl(*args, **params)
+    return top.process(prim, args, params)
+
+
+def raw(x):
+    """The concrete value under every trace level (for shapes, dtypes, non-differentiable ops)."""
+    while type(x) is Tracer:
+        x = x._val
+    return x
+
+
+def strip(x):
+    """``raw`` mapped over lists, tuples and dict values (for non-differentiable calls)."""
+    if type(x) is Tracer:
+        return raw(x)
+    if type(x) in (list, tuple):
+        return type(x)(strip(a) for a in x)
+    if type(x) is dict:
+        return {k: strip(v) for k, v in x.items()}
+    return x
+
+
+# --- traces --------------------------------------------------------------------------------------
+
+class Trace:
+    """One transform call: a level, and whether tracers of it may still be used."""
+
+    __slots__ = ("level", "closed", "__weakref__")
+
+    def __init__(self):
+        self.level = next(_levels)
+        self.closed = None  # None while open; else the message for a tracer used too late
+
+    def check_open(self):
+        if self.closed is not None:
+            raise DifferentiationError(self.closed)
+
+    def new(self, val, box, owned=True):
+        t = Tracer.__new__(Tracer)
+        t._trace = self
+        t._val = val
+        t._box = box
+        t._owned = owned
+        t._view = None
+        t._views = None
+        return t
+
+
+LEAKED = ("a traced value escaped the transform that created it (it was stored outside the "
+          "function, or used after `gradient` returned). Return it from the function instead.")
+
+
+class ReverseTrace(Trace):
+    """Records a tape of nodes ``(prim, args, params, ans, parents)``; ``parents`` lists
+    ``(argument position, tape index)`` of the traced arguments."""
+
+    __slots__ = ("tape",)
+
+    def __init__(self):
+        super().__init__()
+        self.tape = []
+
+    def leaf(self, val, owned=False):
+        """A new differentiable input (its node has no parents)."""
+        tape = self.tape
+        tape.append(None)
+        return self.new(val, len(tape) - 1, owned)
+
+    def constant(self, val):
+        """A traced constant (e.g. ``np.zeros_like(tracer)``): writable, carries no gradient."""
+        return self.leaf(val, owned=True)
+
+    def process(self, prim, args, params):
+        if self.closed is not None:
+            raise DifferentiationError(self.closed)
+        vals = list(args)
+        parents = []
+        keeps = prim.keeps_inputs
+        for i, a in enumerate(args):
+            if type(a) is Tracer and a._trace is self:
+                v = a._val
+                if keeps:
+                    v = _kept(a)
+                vals[i] = v
+                parents.append((i, a._box))
+        ans = bind(prim, vals, params)
+        tape = self.tape
+        owned = not prim.keeps_output
+        if not parents:  # every traced argument belongs to lower levels: a constant here
+            if prim.multiple_results:
+                return tuple(self.constant(a) for a in ans)
+            return self.constant(ans)
+        tape.append((prim, vals, params, ans, parents))
+        if prim.multiple_results:
+            j = len(tape) - 1
+            outs = []
+            for k, a in enumerate(ans):
+                tape.append((None, None, None, None, ((k, j),)))  # projection of output k
+                outs.append(self.new(a, len(tape) - 1, owned))
+            return tuple(outs)
+        out = self.new(ans, len(tape) - 1, owned)
+        if prim.view:
+            _link_view(out, args[0], prim, params)
+        return out
+
+    def backward(self, seeds, wanted, free=True):
+        """Sweep the tape backwards from ``seeds`` (tape index -> cotangent) and return the
+        cotangents of the ``wanted`` tape indices (None where nothing flowed).
+
+        Iterative, in decreasing creation order; with ``free`` each node is dropped once used.
+        """
+        tape = self.tape
+        ct = [None] * len(tape)
+        for i, g in seeds.items():
+            ct[i] = g if ct[i] is None else ct[i] + g
+        keep = set(wanted)
+        for i in range(max(seeds, default=-1), -1, -1):
+            g = ct[i]
+            if g is None:
+                continue
+            node = tape[i]
+            if free:
+                tape[i] = None
+                if i not in keep:
+                    ct[i] = None
+            if node is None:
+                continue
+            prim, args, params, ans, parents = node
+            if prim is None:  # projection: output k of a multiple-result node
+                (k, j), = parents
+                acc = ct[j]
+                if acc is None:
+                    acc = ct[j] = [None] * len(tape[j][3])
+                acc[k] = g if acc[k] is None else acc[k] + g
+                continue
+            if prim.multiple_results:
+                g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
+            if prim.vjp_all is not None:
+                cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
+            else:
+                vjp = prim.vjp
+                if vjp is None:
+                    raise DifferentiationError(f"{prim.name} has no reverse-mode rule")
+                cts = [vjp(p, g, ans, args, params) for p, _ in parents]
+            for (p, j), c in zip(parents, cts):
+                if c is None:
+                    continue
+                c = fit(c, args[p])
+                ct[j] = c if ct[j] is None else ct[j] + c
+        return [ct[i] for i in wanted]
+
+
+def _kept(a):
+    """The value a rule may keep for the backward pass. A view shares its base's buffer, which
+    later writes may change in place, so the rule keeps a copy; any other buffer is marked as
+    kept, so that the next write into it copies first (copy-on-write)."""
+    if a._view is not None:
+        return a._val.copy()
+    a._owned = False
+    return a._val
+
+
+def _link_view(out, base, prim, params):
+    """Make ``out`` a view handle of ``base`` when NumPy returned a view (shared memory)."""
+    if type(base) is not Tracer or base._trace is not out._trace:
+        return
+    if not np.may_share_memory(raw(out._val), raw(base._val)):
+        return
+    from fluxml.ad import mutation  # one small module; imported here to keep core acyclic
+
+    mutation.link(out, base, prim, params)
+
+
+def fit(c, like):
+    """Undo broadcasting and restore the dtype: the cotangent of ``like`` has ``like``'s shape
+    and dtype (the one place in the engine that unbroadcasts)."""
+    shape = np.shape(like) if type(like) is not Tracer else like.shape
+    cshape = c.shape
+    if cshape != shape:
+        extra = len(cshape) - len(shape)
+        axes = tuple(range(extra)) + tuple(
+            extra + i for i, n in enumerate(shape) if n == 1 and cshape[extra + i] != 1)
+        if axes:
+            c = np.sum(c, axis=axes)
+        if c.shape != shape:
+            c = np.reshape(c, shape)
+    dtype = getattr(like, "dtype", None)
+    if dtype is not None and c.dtype != dtype and dtype.kind in "fc":
+        c = c.astype(dtype)
+    return c
+
+
+# --- the Tracer ----------------------------------------------------------------------------------
+
+class Tracer:
+    """A traced array: a mutable handle on a value recorded by a trace.
+
+    ``_val`` is the primal (a raw array, or a Tracer of a lower level); ``_box`` is the tape
+    index (reverse mode) or the tangent (forward mode, None for zero). A write (``t[i] = v``,
+    ``t += y``) records a functional update and rebinds the handle, so every name bound to it
+    sees the write (``ad/mutation.py``). ``_owned`` says the raw buffer may be written in
+    place; ``_view``/``_views`` link views to their base.
+    """
+
+    __slots__ = ("_trace", "_val", "_box", "_owned", "_view", "_views", "__weakref__")
+    __array_priority__ = 1000
+
+    # Array attributes come from the value.
+    @property
+    def shape(self):
+        return self._val.shape
+
+    @property
+    def dtype(self):
+        return self._val.dtype
+
+    @property
+    def ndim(self):
+        return len(self._val.shape)
+
+    @property
+    def size(self):
+        return raw(self).size
+
+    def __len__(self):
+        shape = self._val.shape
+        if not shape:
+            raise TypeError("len() of unsized object (a 0-d traced array)")
+        return shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self):
+        kind = "Reverse" if isinstance(self._trace, ReverseTrace) else "Forward"
+        return f"Tracer<{kind}:{self._trace.level}>({raw(self)!r})"
+
+    __hash__ = object.__hash__
+
+    # NumPy protocols.
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from fluxml.ad.dispatch import call_ufunc
+
+        return call_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from fluxml.ad.dispatch import call_function
+
+        return call_function(func, args, kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        raise DifferentiationError(
+            "a traced array was converted to a plain NumPy array (np.asarray, np.array, or a "
+            "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient.\n"
+            "Possible fixes:\n"
+            "  - allocate the buffer from the traced value: `buf = np.zeros_like(x)` "
+            "(then `buf[i] = ...` is recorded);\n"
+            "  - build the result functionally: np.stack / np.concatenate / np.where;\n"
+            "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
+
+    def _concrete(self, what):
+        raise DifferentiationError(
+            f"{what} needs a concrete value, but this array is traced (its derivative is being "
+            "taken). Python cannot record how the result depends on it.\n"
+            "Possible fixes:\n"
+            "  - keep the value as an array and use NumPy ops (np.where for a branch);\n"
+            "  - compare instead (`x > 0` is a plain boolean array and may drive an `if`);\n"
+            "  - use fl.stop_gradient(x) if the derivative through it is not wanted.")
+
+    def __float__(self):
+        self._concrete("float(x)")
+
+    def __int__(self):
+        self._concrete("int(x)")
+
+    def __complex__(self):
+        self._concrete("complex(x)")
+
+    def __bool__(self):
+        self._concrete("bool(x) (an `if`, `while`, `and`/`or` on a traced array)")
+
+    def __index__(self):
+        self._concrete("using a traced array as an index")
+
+    def item(self, *args):
+        self._concrete("x.item()")
+
+    def tolist(self):
+        self._concrete("x.tolist()")
+
+    def __reduce__(self):
+        self._concrete("pickling a traced array")
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+
+def _register():
+    from fluxml.tree import register_leaf
+
+    register_leaf(Tracer)
+
+
+_register()

@@ -1,0 +1,103 @@
+"""How NumPy calls reach the rule tables: ``__array_ufunc__`` and ``__array_function__``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import (
+    FUNCTIONS,
+    NONDIFF,
+    UFUNCS,
+    DifferentiationError,
+    Tracer,
+    lookup,
+    raw,
+    strip,
+)
+
+# ufunc methods that are ordinary NumPy functions in disguise.
+_REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}
+_ACCUMULATE = {np.add: np.cumsum, np.multiply: np.cumprod}
+
+
+def _name(func) -> str:
+    module = getattr(func, "__module__", None) or "numpy"
+    module = "np" if module.startswith("numpy") else module
+    return f"{module}.{getattr(func, '__name__', repr(func))}"
+
+
+def unsupported(func, what="function") -> DifferentiationError:
+    name = _name(func)
+    return DifferentiationError(
+        f"{name} was called on a traced array, but fluxml has no derivative rule for this "
+        f"{what}.\nPossible fixes:\n"
+        f"  - write the computation with supported NumPy operations;\n"
+        f"  - give it a rule: decorate a wrapper with @fl.custom_vjp and call "
+        f"`wrapper.defvjp(fwd, bwd)`;\n"
+        f"  - call it on fl.stop_gradient(x) if its derivative is not needed.")
+
+
+def call_ufunc(ufunc, method, inputs, kwargs):
+    """Route ``ufunc.method(*inputs, **kwargs)`` with traced inputs to its rule."""
+    out = kwargs.pop("out", None)
+    where = kwargs.pop("where", True)
+    dtype = kwargs.pop("dtype", None)
+    for key in ("casting", "order", "subok", "signature"):
+        kwargs.pop(key, None)
+    if method == "__call__":
+        if kwargs:
+            raise DifferentiationError(
+                f"{_name(ufunc)}: keyword arguments {sorted(kwargs)} are not supported on "
+                "traced arrays")
+        if dtype is not None:
+            inputs = [np.asarray(a).astype(dtype) if type(a) is not Tracer else a.astype(dtype)
+                      for a in inputs]
+        entry = lookup(UFUNCS, ufunc)
+        if entry is not None:
+            result = entry(*inputs)
+        elif ufunc in NONDIFF:
+            result = ufunc(*strip(inputs))
+        else:
+            raise unsupported(ufunc, "ufunc")
+    elif method == "reduce" and ufunc in _REDUCE:
+        result = call_function(_REDUCE[ufunc], inputs, kwargs)
+    elif method == "accumulate" and ufunc in _ACCUMULATE:
+        result = call_function(_ACCUMULATE[ufunc], inputs, kwargs)
+    elif method == "at":
+        from fluxml.ad import mutation
+
+        a, idx = inputs[0], inputs[1]
+        b = inputs[2] if len(inputs) > 2 else None
+        return mutation.ufunc_at(ufunc, a, idx, b)
+    elif method == "outer":
+        a, b = inputs
+        a_shape = np.shape(raw(a))
+        a = np.reshape(a, a_shape + (1,) * np.ndim(raw(b)))
+        result = call_ufunc(ufunc, "__call__", (a, b), kwargs)
+    elif all(type(a) is not Tracer for a in inputs) or ufunc in NONDIFF:
+        result = getattr(ufunc, method)(*strip(inputs), **kwargs)
+    else:
+        raise unsupported(ufunc, f"ufunc method `.{method}`")
+    if out is None:
+        if where is not True:
+            raise DifferentiationError(
+                f"{_name(ufunc)}(..., where=mask) without out= leaves entries uninitialised; "
+                "use np.where(mask, f(x), other) instead")
+        return result
+    from fluxml.ad import mutation
+
+    (target,) = out if isinstance(out, tuple) else (out,)
+    if where is not True:
+        result = np.where(where, result, target)
+    mutation.assign_out(target, result, _name(ufunc))
+    return target
+
+
+def call_function(func, args, kwargs):
+    """Route a NumPy function called with traced arguments to its rule."""
+    entry = lookup(FUNCTIONS, func)
+    if entry is not None:
+        return entry(*args, **kwargs)
+    if func in NONDIFF:
+        return func(*strip(args), **strip(kwargs))
+    raise unsupported(func)

@@ -1,0 +1,70 @@
+"""Forward mode: a tracer carries its primal and its tangent (``None`` for a zero tangent)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, Trace, Tracer, _link_view, bind
+
+
+class ForwardTrace(Trace):
+    """A jvp level: each primitive computes its output and output tangent at once."""
+
+    __slots__ = ()
+
+    def seed(self, val, tangent):
+        return self.new(val, tangent, owned=False)
+
+    def constant(self, val):
+        return self.new(val, None, owned=True)
+
+    def process(self, prim, args, params):
+        if self.closed is not None:
+            raise DifferentiationError(self.closed)
+        vals = list(args)
+        tangents = []
+        for i, a in enumerate(args):
+            if type(a) is Tracer and a._trace is self:
+                vals[i] = a._val
+                if a._box is not None:
+                    tangents.append((i, a._box))
+        ans = bind(prim, vals, params)
+        if prim.multiple_results:
+            outs = _tangent(prim, tangents, ans, vals, params)
+            if outs is None:
+                return tuple(self.constant(a) for a in ans)
+            return tuple(self.new(a, t) for a, t in zip(ans, outs))
+        out = self.new(ans, _tangent(prim, tangents, ans, vals, params))
+        if prim.view:
+            _link_view(out, args[0], prim, params)
+        return out
+
+
+def _tangent(prim, tangents, ans, vals, params):
+    """The output tangent: the sum of each traced argument's jvp, with the output's shape and
+    dtype (broadcast where a rule returned a smaller tangent)."""
+    jvp = prim.jvp
+    if not tangents:
+        return None
+    if jvp is None:
+        raise DifferentiationError(f"{prim.name} has no forward-mode rule")
+    total = None
+    for pos, t in tangents:
+        c = jvp(pos, t, ans, vals, params)
+        if c is None:
+            continue
+        if total is None:
+            total = c
+        elif prim.multiple_results:
+            total = tuple(a + b for a, b in zip(total, c))
+        else:
+            total = total + c
+    if total is None or prim.multiple_results:
+        return total
+    shape = ans.shape
+    if total.shape != shape:
+        total = np.broadcast_to(total, shape)
+    dtype = ans.dtype
+    if total.dtype != dtype and dtype.kind in "fc":
+        total = total.astype(dtype)
+    return total

@@ -1,0 +1,201 @@
+"""Writes into traced arrays: ``t[i] = v``, ``t += y``, ``out=``, ``np.copyto`` and friends.
+
+A Tracer is a mutable handle. A write records a functional update (``setitem``) and rebinds
+the handle to its result, so every Python name bound to the handle sees the write. The raw
+buffer is written in place when the handle owns it (no rule kept it for the backward pass, it
+is not the caller's array, no other level shares it): a fill loop stays O(n). Otherwise the
+update copies first (copy-on-write).
+
+Views follow NumPy. A view handle (from basic indexing, reshape, transpose ... when NumPy
+returned a view) remembers its base; a write through it is written back into the base, and a
+write into a base re-derives every live view from the new value, so both see what NumPy would
+show. A view whose write cannot be expressed on its base is refused with an error naming it.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, Tracer, bind, raw
+
+
+def _rules():
+    from fluxml.ad.rules import indexing
+
+    return indexing
+
+
+def link(view, base, prim, params):
+    """Record that ``view`` = ``prim(base, **params)`` shares ``base``'s memory."""
+    view._view = (base, prim, params)
+    view._owned = False
+    if base._views is None:
+        base._views = []
+    base._views.append(weakref.ref(view))
+
+
+def _check_level(h, value, what):
+    if type(value) is Tracer and value._trace.level > h._trace.level:
+        raise DifferentiationError(
+            f"{what}: a value traced by an inner transform was written into an array of an "
+            "outer one (for example a buffer created outside the function being "
+            "differentiated). Allocate the buffer inside the function, e.g. "
+            "`buf = np.zeros_like(x)`.")
+
+
+def _basic_key(idx):
+    """A comparable form of a basic index (ints, slices, None, Ellipsis), else None."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    key = []
+    for i in items:
+        if i is None or i is Ellipsis or isinstance(i, (int, np.integer)):
+            key.append(i if not isinstance(i, np.integer) else int(i))
+        elif isinstance(i, slice):
+            key.append((i.start, i.stop, i.step))
+        else:
+            return None
+    return tuple(key)
+
+
+def _is_current_view(h, idx, value):
+    """True when ``value`` is a live view of ``h`` at ``idx`` (``h[idx] += v`` writes it back)."""
+    if type(value) is not Tracer or value._view is None:
+        return False
+    base, prim, params = value._view
+    if base is not h or prim is not _rules().GETITEM:
+        return False
+    key = _basic_key(idx)
+    return key is not None and key == _basic_key(params["idx"])
+
+
+def setitem(h, idx, value):
+    """``h[idx] = value`` on a traced array."""
+    h._trace.check_open()
+    _check_level(h, value, "x[...] = value")
+    if type(idx) is Tracer:
+        idx = _rules().concrete_index(idx)
+    elif isinstance(idx, tuple) and any(type(i) is Tracer for i in idx):
+        idx = tuple(_rules().concrete_index(i) if type(i) is Tracer else i for i in idx)
+    if _is_current_view(h, idx, value):
+        return  # the write already happened through the view
+    if h._view is not None:
+        new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": False})
+        _write_through(h, new)
+        return
+    inplace = h._owned and type(h._val) is not Tracer and not h._trace.closed
+    new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": inplace})
+    _rebind(h, new)
+
+
+def assign(h, new):
+    """Make the whole of ``h`` equal the freshly computed ``new`` (``h += y``, ``out=``)."""
+    _check_level(h, new, "in-place update")
+    if type(new) is not Tracer or new._trace is not h._trace or new._view is not None:
+        setitem(h, Ellipsis, new)  # constants and views are copied in
+    elif h._view is not None:
+        _write_through(h, new)
+    else:
+        _rebind(h, new)
+
+
+def _rebind(h, new):
+    """Point handle ``h`` at the value and node of ``new`` (a fresh array), then re-derive the
+    views of ``h`` from it."""
+    if new._trace is not h._trace:  # cannot happen after _check_level; a guard for the engine
+        raise DifferentiationError("internal error: rebinding a handle across trace levels")
+    h._val = new._val
+    h._box = new._box
+    h._owned = new._owned
+    if h._views:
+        _refresh_views(h)
+
+
+def _refresh_views(h):
+    views, h._views = h._views, None
+    alive = []
+    for ref in views:
+        w = ref()
+        if w is None:
+            continue
+        _, prim, params = w._view
+        fresh = bind(prim, (h,), params)
+        w._val = fresh._val
+        w._box = fresh._box
+        alive.append(ref)
+        if w._views:
+            _refresh_views(w)
+    h._views = alive  # links made by the binds above are dropped: w keeps its own
+
+
+def _write_through(view, new):
+    """Write the new value of ``view`` into its base, as NumPy's shared memory would."""
+    base, prim, params = view._view
+    rules = _rules()
+    if prim is rules.GETITEM:
+        setitem(base, params["idx"], new)
+        return
+    inverse = rules.VIEW_INVERSES.get(prim)
+    if inverse is None:
+        raise DifferentiationError(
+            f"cannot write through a view made by {prim.name}: fluxml cannot express the write "
+            "on the array it views. Copy it first (`y = y.copy()`) or write into the base.")
+    setitem(base, Ellipsis, inverse(new, base, params))
+
+
+def augment(h, ufunc, other):
+    """``h op= other`` (``+=``, ``*=`` ...): NumPy's in-place ufunc with its casting rule."""
+    from fluxml.ad.dispatch import call_ufunc
+
+    result = call_ufunc(ufunc, "__call__", (h, other), {})
+    _cast_into(h, result, f"{ufunc.__name__} (in place)")
+    assign(h, result if raw(result).dtype == h.dtype else result.astype(h.dtype))
+    return h
+
+
+def _cast_into(h, result, what):
+    r = raw(result)
+    if r.shape != h.shape:
+        raise ValueError(
+            f"{what}: non-broadcastable output operand with shape {h.shape} doesn't match "
+            f"the broadcast shape {r.shape}")
+    if not np.can_cast(r.dtype, h.dtype, casting="same_kind"):
+        raise TypeError(f"{what}: cannot cast {r.dtype} into the {h.dtype} array in place")
+
+
+def assign_out(target, result, what):
+    """The ``out=`` argument of a ufunc."""
+    if type(target) is not Tracer:
+        if type(result) is Tracer:
+            raise DifferentiationError(
+                f"{what}(..., out=buf): `buf` is a plain NumPy array, but the result is traced; "
+                "writing it there would cut its gradient. Allocate the buffer from the traced "
+                "value (`buf = np.zeros_like(x)`) or use the returned value.")
+        np.copyto(target, result)
+        return
+    _cast_into(target, result, what)
+    assign(target, result if raw(result).dtype == target.dtype else result.astype(target.dtype))
+
+
+def ufunc_at(ufunc, a, idx, b):
+    """``np.add.at(a, idx, b)`` and friends: unbuffered, repeated indices accumulate."""
+    rules = _rules()
+    if type(a) is not Tracer:
+        if type(b) is Tracer:
+            raise DifferentiationError(
+                f"np.{ufunc.__name__}.at(a, idx, b): `a` is a plain NumPy array but `b` is "
+                "traced; use `a = fl.index_add(a, idx, b)` or allocate `a` with "
+                "np.zeros_like(traced).")
+        getattr(ufunc, "at")(a, idx, raw(b))
+        return None
+    if ufunc is np.add:
+        new = rules.index_add(a, idx, b)
+    elif ufunc is np.subtract:
+        new = rules.index_add(a, idx, -b)
+    else:
+        raise DifferentiationError(
+            f"np.{ufunc.__name__}.at on traced arrays is not supported; np.add.at and "
+            "np.subtract.at are (or use fl.index_add).")
+    assign(a, new)
+    return None

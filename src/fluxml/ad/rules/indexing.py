@@ -1,0 +1,147 @@
+"""Indexing: ``x[idx]``, the functional write behind ``x[idx] = v``, scatter-add, take."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
+
+
+def _getitem(x, *, idx):
+    return x[idx]
+
+
+def _setitem(x, v, *, idx, inplace):
+    if not inplace or type(x) is not np.ndarray:
+        x = np.array(x, copy=True) if not hasattr(x, "copy") else x.copy()
+    x[idx] = v
+    return x
+
+
+def _index_add(x, v, *, idx):
+    x = x.copy()
+    np.add.at(x, idx, v)
+    return x
+
+
+GETITEM = primitive("getitem", _getitem, keeps_inputs=False, keeps_output=False, view=True)
+SETITEM = primitive("setitem", _setitem, keeps_inputs=False, keeps_output=False)
+INDEX_ADD = primitive("index_add", _index_add, keeps_inputs=False, keeps_output=False)
+
+
+def _zeros(x):
+    return np.zeros(x.shape, x.dtype)
+
+
+def _scatter(g, x, idx):
+    """The transpose of ``x[idx]``: ``g`` placed at ``idx`` in zeros shaped like ``x``."""
+    if _is_basic(idx):
+        return SETITEM(_zeros(x), g, idx=idx, inplace=True)
+    return INDEX_ADD(_zeros(x), g, idx=idx)
+
+
+deflinear(GETITEM)
+defvjp(GETITEM, lambda g, ans, x, idx: _scatter(g, x, idx))
+
+defvjp(SETITEM,
+       lambda g, ans, x, v, idx, inplace: SETITEM(g, 0, idx=idx, inplace=False),
+       lambda g, ans, x, v, idx, inplace: GETITEM(g, idx=idx))
+defjvp(SETITEM,
+       lambda t, ans, x, v, idx, inplace: SETITEM(t, 0, idx=idx, inplace=False),
+       lambda t, ans, x, v, idx, inplace: SETITEM(_zeros(x), t, idx=idx, inplace=True))
+
+defvjp(INDEX_ADD,
+       lambda g, ans, x, v, idx: g,
+       lambda g, ans, x, v, idx: GETITEM(g, idx=idx))
+defjvp(INDEX_ADD,
+       lambda t, ans, x, v, idx: t,
+       lambda t, ans, x, v, idx: INDEX_ADD(_zeros(x), t, idx=idx))
+
+# Views written back into their base: prim -> (new view value, base, params) -> new base value.
+# Shape rules add reshape and transpose here.
+VIEW_INVERSES: dict = {}
+
+
+def _is_basic(idx) -> bool:
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice))
+               for i in items)
+
+
+def concrete_index(i):
+    raise DifferentiationError(
+        "a traced float array was used as an index. Indices must be integers or booleans: "
+        "compute them from concrete values, or use `x > 0` style masks (plain boolean arrays).")
+
+
+def check_index(idx):
+    """Indices with traced values are refused; lists become arrays as NumPy reads them."""
+    if type(idx) is Tracer:
+        concrete_index(idx)
+    if isinstance(idx, tuple):
+        for i in idx:
+            if type(i) is Tracer:
+                concrete_index(i)
+    return idx
+
+
+def has_repeats(idx) -> bool:
+    """True when an advanced integer index names one element twice (assignment through it
+    would depend on NumPy's unspecified write order)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    arrays = [np.asarray(i) for i in items
+              if isinstance(i, (list, np.ndarray)) and np.asarray(i).dtype.kind in "iu"]
+    if not arrays:
+        return False
+    flat = np.stack([a.ravel() for a in np.broadcast_arrays(*arrays)], axis=1)
+    return len(np.unique(flat, axis=0)) < len(flat)
+
+
+def getitem(x, idx):
+    """``x[idx]`` on a traced array."""
+    return GETITEM(x, idx=check_index(idx))
+
+
+def index_add(x, idx, v):
+    """``x`` with ``v`` added at ``idx``, repeated indices accumulating (``np.add.at``),
+    as a new array; differentiable in ``x`` and ``v``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.index_add(np.zeros(3), [0, 0, 2], np.ones(3))
+    array([2., 0., 1.])
+    """
+    idx = check_index(idx)
+    if type(x) is not Tracer and type(v) is not Tracer:
+        return _index_add(np.asarray(x), np.asarray(v), idx=idx)
+    return INDEX_ADD(x, v, idx=idx)
+
+
+@function(np.take)
+def take(a, indices, axis=None, out=None, mode="raise"):
+    if out is not None:
+        raise DifferentiationError("np.take(..., out=) is not supported on traced arrays")
+    indices = np.asarray(raw(indices))
+    if mode == "wrap":
+        n = a.size if axis is None else a.shape[axis]
+        indices = np.mod(indices, n)
+    elif mode == "clip":
+        n = a.size if axis is None else a.shape[axis]
+        indices = np.clip(indices, 0, n - 1)
+    if axis is None:
+        return getitem(np.ravel(a), indices)
+    axis = axis % a.ndim
+    return getitem(a, (slice(None),) * axis + (indices,))
+
+
+@function(np.take_along_axis)
+def take_along_axis(arr, indices, axis=-1):
+    indices = np.asarray(raw(indices))
+    if axis is None:
+        return getitem(np.ravel(arr), indices)
+    axis = axis % arr.ndim
+    shape = [max(n, m) if d != axis else m
+             for d, (n, m) in enumerate(zip(arr.shape, indices.shape))]
+    grids = np.ogrid[tuple(slice(n) for n in shape)]
+    idx = tuple(indices if d == axis else grids[d] for d in range(arr.ndim))
+    return getitem(arr, idx)

@@ -1,0 +1,171 @@
+"""Trees (functors): nested containers of arrays, flattened to leaves and rebuilt.
+
+A tree is any nesting of lists, tuples, dicts, namedtuples, dataclasses and plain objects
+with attributes (``fl.Module`` subclasses among them). Its leaves are arrays and numbers;
+everything else (functions, strings, None ...) is static structure, kept when a tree is
+rebuilt from its own leaves and shown as ``None`` in a gradient.
+
+>>> import numpy as np, fluxml as fl
+>>> leaves, spec = fl.tree.flatten({"w": np.ones(2), "b": 0.5, "act": "relu"})
+>>> len(leaves)
+2
+>>> fl.fmap(lambda x: 2 * x, {"w": np.ones(2), "b": 0.5})
+{'w': array([2., 2.]), 'b': 1.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any, Callable
+
+import numpy as np
+
+_LEAF_TYPES = (np.ndarray, np.generic, float, int, complex)
+_STATIC_TYPES = (str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
+                 types.MethodType, types.ModuleType, np.dtype, slice, range)
+
+
+def register_leaf(cls: type) -> None:
+    """Treat instances of ``cls`` as leaves (the engine registers its Tracer, backends their
+    array types)."""
+    global _LEAF_TYPES
+    _LEAF_TYPES = _LEAF_TYPES + (cls,)
+
+
+def is_leaf(x) -> bool:
+    """Arrays and numbers (bools are static: they never carry a derivative)."""
+    return isinstance(x, _LEAF_TYPES) and not isinstance(x, bool)
+
+
+def is_array_leaf(x) -> bool:
+    """Leaves that are arrays of any backend (extensions register more array types)."""
+    return is_leaf(x) or type(x).__name__ == "ndarray"
+
+
+class Spec:
+    """How to rebuild a tree: ``kind`` is "leaf", "static", or the container kind."""
+
+    __slots__ = ("kind", "type", "keys", "children", "static")
+
+    def __init__(self, kind, typ=None, keys=None, children=(), static=None):
+        self.kind = kind
+        self.type = typ
+        self.keys = keys
+        self.children = children
+        self.static = static
+
+    def __repr__(self):
+        if self.kind in ("leaf", "static"):
+            return "*" if self.kind == "leaf" else f"static({self.static!r})"
+        inner = ", ".join(map(repr, self.children))
+        return f"{self.kind}[{inner}]"
+
+
+LEAF = Spec("leaf")
+
+
+def _fields(obj):
+    """The (name, value) children of an object node, or None if it is not one."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    children = getattr(obj, "__tree_fields__", None)
+    if children is not None:
+        return [(k, getattr(obj, k)) for k in children()]
+    d = getattr(obj, "__dict__", None)
+    if d is None or isinstance(obj, _STATIC_TYPES):
+        return None
+    return list(d.items())
+
+
+def flatten(tree, is_leaf: Callable[[Any], bool] | None = None):
+    """``(leaves, spec)``: the leaves in a fixed order and how to put them back."""
+    leaves: list = []
+    spec = _flatten(tree, leaves, is_leaf or is_array_leaf, set())
+    return leaves, spec
+
+
+def _flatten(x, leaves, leaf, seen):
+    if leaf(x):
+        leaves.append(x)
+        return LEAF
+    t = type(x)
+    if t is list or t is tuple:
+        return Spec(t.__name__, t, None, [_flatten(c, leaves, leaf, seen) for c in x])
+    if isinstance(x, tuple) and hasattr(x, "_fields"):  # namedtuple
+        return Spec("namedtuple", t, None, [_flatten(c, leaves, leaf, seen) for c in x])
+    if isinstance(x, dict):
+        keys = list(x.keys())
+        return Spec("dict", t, keys, [_flatten(x[k], leaves, leaf, seen) for k in keys])
+    if x is None or isinstance(x, (bool,) + _STATIC_TYPES):
+        return Spec("static", static=x)
+    fields = _fields(x)
+    if fields is None:
+        return Spec("static", static=x)
+    if id(x) in seen:
+        raise ValueError(f"the tree contains a cycle through a {t.__name__} object")
+    seen.add(id(x))
+    children = [_flatten(v, leaves, leaf, seen) for _, v in fields]
+    seen.discard(id(x))
+    return Spec("object", t, [k for k, _ in fields], children, static=x)
+
+
+def unflatten(spec: Spec, leaves, static_as_none: bool = False):
+    """Rebuild a tree of ``spec``'s shape from ``leaves`` (an iterable in flatten's order).
+
+    With ``static_as_none`` static parts become ``None`` (the shape of a gradient)."""
+    return _unflatten(spec, iter(leaves), static_as_none)
+
+
+def _unflatten(spec, it, none):
+    kind = spec.kind
+    if kind == "leaf":
+        return next(it)
+    if kind == "static":
+        return None if none else spec.static
+    children = [_unflatten(c, it, none) for c in spec.children]
+    if kind in ("list", "tuple"):
+        return spec.type(children)
+    if kind == "namedtuple":
+        return spec.type(*children)
+    if kind == "dict":
+        d = dict(zip(spec.keys, children))
+        return d if spec.type is dict else _rebuild_dict(spec.type, d)
+    obj = object.__new__(spec.type)
+    state = dict(vars(spec.static)) if hasattr(spec.static, "__dict__") else {}
+    state.update(zip(spec.keys, children))
+    if none:
+        state = dict(zip(spec.keys, children))
+    try:
+        obj.__dict__.update(state)
+    except AttributeError:  # slotted dataclass
+        for k, v in state.items():
+            object.__setattr__(obj, k, v)
+    return obj
+
+
+def _rebuild_dict(typ, d):
+    try:
+        return typ(d)
+    except TypeError:
+        return d
+
+
+def leaves(tree) -> list:
+    """The leaves of ``tree`` in flatten's order."""
+    return flatten(tree)[0]
+
+
+def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
+    """Apply ``f`` to each leaf (and the matching leaves of ``rest``), keeping the structure.
+
+    >>> import fluxml as fl
+    >>> fl.fmap(lambda a, b: a + b, [1.0, (2.0,)], [10.0, (20.0,)])
+    [11.0, (22.0,)]
+    """
+    xs, spec = flatten(tree, is_leaf)
+    others = [flatten(r, is_leaf)[0] for r in rest]
+    for o in others:
+        if len(o) != len(xs):
+            raise ValueError(f"fmap: trees differ: {len(xs)} leaves against {len(o)}")
+    return unflatten(spec, [f(*args) for args in zip(xs, *others)])
