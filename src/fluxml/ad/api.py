@@ -45,7 +45,10 @@ def _start(x):
 def _trace_args(trace, args, make):
     """Replace the float leaves of ``args`` by new tracers; returns the traced args and, per
     leaf, the tracer made for it (None for non-float leaves). Repeated arrays share one."""
-    leaves, spec = flatten(args)
+    if all(type(a) in _PLAIN for a in args):  # the common case: no containers
+        leaves, spec = list(args), None
+    else:
+        leaves, spec = flatten(args)
     made, by_id, new_leaves = [], {}, []
     for x in leaves:
         if not _is_float(x):
@@ -59,7 +62,11 @@ def _trace_args(trace, args, make):
                 by_id[id(x)] = t
         made.append(t)
         new_leaves.append(t)
-    return unflatten(spec, new_leaves), leaves, spec, made
+    targs = tuple(new_leaves) if spec is None else unflatten(spec, new_leaves)
+    return targs, leaves, spec, made
+
+
+_PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer}
 
 
 def _finish(g, like, zeros, seen):
@@ -87,7 +94,7 @@ def _finish(g, like, zeros, seen):
 def _grads(spec, leaves, cts, zeros):
     seen: set = set()
     out = [_finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
-    return unflatten(spec, out, static_as_none=True)
+    return tuple(out) if spec is None else unflatten(spec, out, static_as_none=True)
 
 
 def withgradient(f: Callable, *args, zeros_for_none: bool = False):
@@ -139,7 +146,10 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
 
 
 def _check_scalar(out):
-    shape = np.shape(raw(out)) if not isinstance(out, (tuple, list, dict)) else None
+    value = raw(out)
+    if type(value) in (np.float64, np.float32, float):
+        return
+    shape = np.shape(value) if not isinstance(out, (tuple, list, dict)) else None
     if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float)):
         what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
         raise DifferentiationError(

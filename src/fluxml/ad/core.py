@@ -37,14 +37,15 @@ class Primitive:
     kept it). ``view`` marks operations whose result may share memory with argument 0.
     """
 
-    __slots__ = ("name", "impl", "vjp", "vjp_all", "jvp", "keeps_inputs", "keeps_output",
-                 "view", "multiple_results", "linear")
+    __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "jvp", "keeps_inputs",
+                 "keeps_output", "view", "multiple_results", "linear")
 
     def __init__(self, name, impl, *, keeps_inputs=True, keeps_output=True, view=False,
                  multiple_results=False):
         self.name = name
         self.impl = impl
         self.vjp = None
+        self.vjps = None  # per-position rules ``(g, ans, *args, **params)``, when fixed-arity
         self.vjp_all = None  # optional: (g, ans, args, params, positions) -> list of cotangents
         self.jvp = None
         self.keeps_inputs = keeps_inputs
@@ -178,14 +179,20 @@ class ReverseTrace(Trace):
         vals = list(args)
         parents = []
         keeps = prim.keeps_inputs
-        for i, a in enumerate(args):
-            if type(a) is Tracer and a._trace is self:
-                v = a._val
-                if keeps:
-                    v = _kept(a)
-                vals[i] = v
-                parents.append((i, a._box))
-        ans = bind(prim, vals, params)
+        lower = False  # does any argument belong to a lower level?
+        i = 0
+        for a in args:
+            if type(a) is Tracer:
+                if a._trace is self:
+                    v = _kept(a) if keeps else a._val
+                    vals[i] = v
+                    parents.append((i, a._box))
+                    if type(v) is Tracer:
+                        lower = True
+                else:
+                    lower = True
+            i += 1
+        ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
         tape = self.tape
         owned = not prim.keeps_output
         if not parents:  # every traced argument belongs to lower levels: a constant here
@@ -237,6 +244,15 @@ class ReverseTrace(Trace):
                 continue
             if prim.multiple_results:
                 g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
+            vjps = prim.vjps
+            if vjps is not None:
+                for p, j in parents:
+                    c = vjps[p](g, ans, *args, **params)
+                    a = args[p]
+                    if c.shape != a.shape or c.dtype != a.dtype:
+                        c = fit(c, a)
+                    ct[j] = c if ct[j] is None else ct[j] + c
+                continue
             if prim.vjp_all is not None:
                 cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
             else:
@@ -274,22 +290,43 @@ def _link_view(out, base, prim, params):
 
 
 def fit(c, like):
-    """Undo broadcasting and restore the dtype: the cotangent of ``like`` has ``like``'s shape
-    and dtype (the one place in the engine that unbroadcasts)."""
-    shape = np.shape(like) if type(like) is not Tracer else like.shape
+    """The cotangent of ``like`` has ``like``'s shape and dtype. A rule may return one that
+    broadcasts to that shape (``sum``'s rule returns the scalar ``g``), or one whose shape is
+    the broadcast of ``like`` with other arguments: the one place in the engine that
+    broadcasts up and sums broadcast axes away."""
+    shape = like.shape
     cshape = c.shape
     if cshape != shape:
-        extra = len(cshape) - len(shape)
-        axes = tuple(range(extra)) + tuple(
-            extra + i for i, n in enumerate(shape) if n == 1 and cshape[extra + i] != 1)
-        if axes:
-            c = np.sum(c, axis=axes)
-        if c.shape != shape:
-            c = np.reshape(c, shape)
+        if _broadcasts_to(cshape, shape):
+            c = broadcast(c, shape)
+        else:
+            extra = len(cshape) - len(shape)
+            axes = tuple(range(extra)) + tuple(
+                extra + i for i, n in enumerate(shape) if n == 1 and cshape[extra + i] != 1)
+            if axes:
+                c = np.sum(c, axis=axes)
+            if c.shape != shape:
+                c = np.reshape(c, shape)
     dtype = getattr(like, "dtype", None)
     if dtype is not None and c.dtype != dtype and dtype.kind in "fc":
         c = c.astype(dtype)
     return c
+
+
+def _broadcasts_to(small, shape):
+    if len(small) > len(shape):
+        return False
+    return all(a == 1 or a == b for a, b in zip(reversed(small), reversed(shape)))
+
+
+def broadcast(x, shape):
+    """``x`` broadcast to ``shape``: a fresh array for raw values (cheaper than NumPy's
+    ``broadcast_to`` on small arrays, and writable), the recorded primitive for tracers."""
+    if type(x) is Tracer:
+        return np.broadcast_to(x, shape)
+    out = np.empty(shape, x.dtype)
+    out[...] = x
+    return out
 
 
 # --- the Tracer ----------------------------------------------------------------------------------
@@ -341,15 +378,7 @@ class Tracer:
     __hash__ = object.__hash__
 
     # NumPy protocols.
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from fluxml.ad.dispatch import call_ufunc
-
-        return call_ufunc(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        from fluxml.ad.dispatch import call_function
-
-        return call_function(func, args, kwargs)
+    # __array_ufunc__ and __array_function__ are installed by ad/dispatch.py.
 
     def __array__(self, dtype=None, copy=None):
         raise DifferentiationError(

@@ -60,11 +60,13 @@ def defvjp(prim, *rules):
         return rules[pos](g, ans, *args, **params)
 
     prim.vjp = vjp
+    prim.vjps = rules
 
 
 def defvjp_argnum(prim, rule):
     """One vjp rule for every position: ``rule(pos, g, ans, *args, **params)``."""
     prim.vjp = lambda pos, g, ans, args, params: rule(pos, g, ans, *args, **params)
+    prim.vjps = None
 
 
 def defjvp(prim, *rules):

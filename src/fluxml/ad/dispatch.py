@@ -8,8 +8,10 @@ from fluxml.ad.core import (
     FUNCTIONS,
     NONDIFF,
     UFUNCS,
+    Primitive,
     DifferentiationError,
     Tracer,
+    bind,
     lookup,
     raw,
     strip,
@@ -35,6 +37,28 @@ def unsupported(func, what="function") -> DifferentiationError:
         f"  - give it a rule: decorate a wrapper with @fl.custom_vjp and call "
         f"`wrapper.defvjp(fwd, bwd)`;\n"
         f"  - call it on fl.stop_gradient(x) if its derivative is not needed.")
+
+
+_NO_PARAMS: dict = {}
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    if method == "__call__" and not kwargs:  # the common case, kept short
+        prim = UFUNCS.get(ufunc)
+        if type(prim) is Primitive:
+            return bind(prim, inputs, _NO_PARAMS)
+    return call_ufunc(ufunc, method, inputs, kwargs)
+
+
+def _array_function(self, func, types, args, kwargs):
+    entry = FUNCTIONS.get(func)
+    if entry is not None:
+        return entry(*args, **kwargs)
+    return call_function(func, args, kwargs)
+
+
+Tracer.__array_ufunc__ = _array_ufunc
+Tracer.__array_function__ = _array_function
 
 
 def call_ufunc(ufunc, method, inputs, kwargs):

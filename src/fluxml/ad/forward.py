@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from fluxml.ad.core import DifferentiationError, Trace, Tracer, _link_view, bind
+from fluxml.ad.core import DifferentiationError, Trace, Tracer, _link_view, bind, broadcast
 
 
 class ForwardTrace(Trace):
@@ -63,7 +61,7 @@ def _tangent(prim, tangents, ans, vals, params):
         return total
     shape = ans.shape
     if total.shape != shape:
-        total = np.broadcast_to(total, shape)
+        total = broadcast(total, shape)
     dtype = ans.dtype
     if total.dtype != dtype and dtype.kind in "fc":
         total = total.astype(dtype)

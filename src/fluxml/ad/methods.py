@@ -5,19 +5,26 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad import mutation
-from fluxml.ad.core import UFUNCS, Tracer
+from fluxml.ad.core import UFUNCS, Primitive, Tracer, bind
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules.indexing import getitem
 
 
+_NO_PARAMS: dict = {}
+
+
 def _binary(uf):
     def op(self, other):
-        return UFUNCS[uf](self, other) if uf in UFUNCS else call_ufunc(uf, "__call__",
-                                                                          (self, other), {})
+        prim = UFUNCS.get(uf)
+        if type(prim) is Primitive:
+            return bind(prim, (self, other), _NO_PARAMS)
+        return call_ufunc(uf, "__call__", (self, other), {})
 
     def rop(self, other):
-        return UFUNCS[uf](other, self) if uf in UFUNCS else call_ufunc(uf, "__call__",
-                                                                          (other, self), {})
+        prim = UFUNCS.get(uf)
+        if type(prim) is Primitive:
+            return bind(prim, (other, self), _NO_PARAMS)
+        return call_ufunc(uf, "__call__", (other, self), {})
 
     def iop(self, other):
         return mutation.augment(self, uf, other)
