@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 _LEAF_TYPES = (np.ndarray, np.generic, float, int, complex)
-_STATIC_TYPES = (str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was created by a class statement
+_STATIC_TYPES = (np.ufunc, str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
                  types.MethodType, types.ModuleType, np.dtype, slice, range)
 
 
@@ -73,7 +75,9 @@ def _fields(obj):
     if children is not None:
         return [(k, getattr(obj, k)) for k in children()]
     d = getattr(obj, "__dict__", None)
-    if d is None or isinstance(obj, _STATIC_TYPES):
+    # Only instances of classes written in Python are nodes; objects of built-in and
+    # extension types (ufuncs, partials, generators ...) are static.
+    if d is None or isinstance(obj, _STATIC_TYPES) or not type(obj).__flags__ & _HEAPTYPE:
         return None
     return list(d.items())
 

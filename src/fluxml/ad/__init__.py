@@ -1,7 +1,9 @@
 """The differentiation engine: reverse and forward mode over plain Python and NumPy."""
 
-from fluxml.ad import rules  # noqa: F401  (registers every derivative rule)
-from fluxml.ad import methods  # noqa: F401  (operators and array methods on Tracer)
+from fluxml.ad import (
+    methods,  # noqa: F401  (operators and array methods on Tracer)
+    rules,  # noqa: F401  (registers every derivative rule)
+)
 from fluxml.ad.api import (
     checkpoint,
     custom_jvp,

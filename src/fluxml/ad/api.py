@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,9 @@ from fluxml.ad.core import (
     ReverseTrace,
     Tracer,
     _kept,
+    pause_gc,
     raw,
+    resume_gc,
     top_trace,
 )
 from fluxml.ad.forward import ForwardTrace
@@ -43,8 +46,9 @@ def _start(x):
 
 
 def _trace_args(trace, args, make):
-    """Replace the float leaves of ``args`` by new tracers; returns the traced args and, per
-    leaf, the tracer made for it (None for non-float leaves). Repeated arrays share one."""
+    """Replace the float leaves of ``args`` by new tracers; returns the traced args, the
+    leaves, their spec and, per leaf, the box of the tracer made for it (its tape index in
+    reverse mode; None for non-float leaves). Repeated arrays share one tracer."""
     if all(type(a) in _PLAIN for a in args):  # the common case: no containers
         leaves, spec = list(args), None
     else:
@@ -63,7 +67,9 @@ def _trace_args(trace, args, make):
         made.append(t)
         new_leaves.append(t)
     targs = tuple(new_leaves) if spec is None else unflatten(spec, new_leaves)
-    return targs, leaves, spec, made
+    # the leaves' boxes now: ``f`` may write into an argument, which rebinds its handle
+    boxes = [t._box if t is not None else None for t in made]
+    return targs, leaves, spec, boxes
 
 
 _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer}
@@ -104,6 +110,14 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False):
     >>> fl.withgradient(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
     (np.float64(5.0), (array([2., 4.]),))
     """
+    pause_gc()
+    try:
+        return _withgradient(f, args, zeros_for_none)
+    finally:
+        resume_gc()
+
+
+def _withgradient(f, args, zeros_for_none):
     trace = ReverseTrace()
     targs, leaves, spec, made = _trace_args(trace, args, lambda v, i: trace.leaf(v))
     try:
@@ -118,7 +132,7 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False):
         return out, _grads(spec, leaves, cts, zeros_for_none)
     _check_scalar(out)
     seed = np.ones(out.shape, raw(out).dtype)
-    wanted = [t._box if t is not None else None for t in made]
+    wanted = made
     index = [w for w in wanted if w is not None]
     found = dict(zip(index, trace.backward({out._box: seed}, index)))
     cts = [found.get(w) if w is not None else None for w in wanted]
@@ -173,10 +187,12 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     """
     trace = ReverseTrace()
     targs, leaves, spec, made = _trace_args(trace, args, lambda v, i: trace.leaf(v))
+    pause_gc()
     try:
         out = f(*targs)
     finally:
         trace.closed = LEAKED
+        resume_gc()
     out_leaves, out_spec = flatten(out)
     values = []
     for o in out_leaves:
@@ -187,7 +203,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
         else:
             values.append(o)
     value = unflatten(out_spec, values)
-    index = sorted({t._box for t in made if t is not None})
+    index = sorted({b for b in made if b is not None})
 
     def back(cotangent):
         ct_leaves, ct_spec = flatten(cotangent, lambda x: x is None or _is_float(x)
@@ -205,8 +221,12 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
             if type(c) is not Tracer:
                 c = np.asarray(c, dtype=raw(o).dtype)
             seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
-        found = dict(zip(index, trace.backward(seeds, index, free=False))) if seeds else {}
-        cts = [found.get(t._box) if t is not None else None for t in made]
+        pause_gc()
+        try:
+            found = dict(zip(index, trace.backward(seeds, index, free=False))) if seeds else {}
+        finally:
+            resume_gc()
+        cts = [found.get(b) if b is not None else None for b in made]
         return _grads(spec, leaves, cts, False)
 
     return value, back
@@ -241,10 +261,12 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         return trace.seed(v, t)
 
     targs, _, _, _ = _trace_args(trace, tuple(primals), seed)
+    pause_gc()
     try:
         out = f(*targs)
     finally:
         trace.closed = LEAKED
+        resume_gc()
     out_leaves, out_spec = flatten(out)
     values, tans = [], []
     for o in out_leaves:

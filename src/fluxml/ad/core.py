@@ -13,11 +13,42 @@ lives in ``ad/mutation.py``; forward mode in ``ad/forward.py``.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import threading
 
 import numpy as np
 
 _levels = itertools.count(1)  # thread-safe under the GIL; later transforms get higher levels
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_enabled = False
+
+
+def pause_gc():
+    """Pause Python's cyclic garbage collector while a transform records and sweeps; pair
+    with :func:`resume_gc` in a ``finally``.
+
+    A tape holds many small containers; the collector's periodic full passes over them make
+    a long loop's cost grow with its length. The tape has no reference cycles (reference
+    counting frees it), so nothing accumulates; the collector resumes when the last
+    transform in any thread ends."""
+    global _gc_depth, _gc_was_enabled
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+
+
+def resume_gc():
+    global _gc_depth
+    with _gc_lock:
+        _gc_depth -= 1
+        if _gc_depth == 0 and _gc_was_enabled:
+            gc.enable()
 
 
 class DifferentiationError(TypeError):
@@ -37,8 +68,8 @@ class Primitive:
     kept it). ``view`` marks operations whose result may share memory with argument 0.
     """
 
-    __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "jvp", "keeps_inputs",
-                 "keeps_output", "view", "multiple_results", "linear")
+    __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "vjp_overwrite", "jvp",
+                 "keeps_inputs", "keeps_output", "view", "multiple_results", "linear")
 
     def __init__(self, name, impl, *, keeps_inputs=True, keeps_output=True, view=False,
                  multiple_results=False):
@@ -47,6 +78,7 @@ class Primitive:
         self.vjp = None
         self.vjps = None  # per-position rules ``(g, ans, *args, **params)``, when fixed-arity
         self.vjp_all = None  # optional: (g, ans, args, params, positions) -> list of cotangents
+        self.vjp_overwrite = None  # optional (pos, rule): a vjp allowed to reuse g's buffer
         self.jvp = None
         self.keeps_inputs = keeps_inputs
         self.keeps_output = keeps_output
@@ -144,8 +176,7 @@ class Trace:
         t._val = val
         t._box = box
         t._owned = owned
-        t._view = None
-        t._views = None
+        t._view = t._views = None
         return t
 
 
@@ -174,98 +205,63 @@ class ReverseTrace(Trace):
         return self.leaf(val, owned=True)
 
     def process(self, prim, args, params):
+        # The hot path of reverse mode: kept flat on purpose (no helper calls per argument).
         if self.closed is not None:
             raise DifferentiationError(self.closed)
-        vals = list(args)
+        vals = []
         parents = []
         keeps = prim.keeps_inputs
         lower = False  # does any argument belong to a lower level?
-        i = 0
         for a in args:
             if type(a) is Tracer:
                 if a._trace is self:
-                    v = _kept(a) if keeps else a._val
-                    vals[i] = v
-                    parents.append((i, a._box))
+                    parents.append((len(vals), a._box))
+                    v = a._val
+                    if keeps:  # a rule keeps it: a view is copied, a buffer marked (_kept)
+                        if a._view is not None:
+                            v = v.copy()
+                        else:
+                            a._owned = False
                     if type(v) is Tracer:
                         lower = True
-                else:
-                    lower = True
-            i += 1
+                    vals.append(v)
+                    continue
+                lower = True
+            vals.append(a)
         ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
-        tape = self.tape
-        owned = not prim.keeps_output
         if not parents:  # every traced argument belongs to lower levels: a constant here
             if prim.multiple_results:
                 return tuple(self.constant(a) for a in ans)
             return self.constant(ans)
+        tape = self.tape
         tape.append((prim, vals, params, ans, parents))
         if prim.multiple_results:
-            j = len(tape) - 1
-            outs = []
-            for k, a in enumerate(ans):
-                tape.append((None, None, None, None, ((k, j),)))  # projection of output k
-                outs.append(self.new(a, len(tape) - 1, owned))
-            return tuple(outs)
-        out = self.new(ans, len(tape) - 1, owned)
+            return self._project(ans, not prim.keeps_output)
+        out = Tracer.__new__(Tracer)
+        out._trace = self
+        out._val = ans
+        out._box = len(tape) - 1
+        out._owned = not prim.keeps_output
+        out._view = out._views = None
         if prim.view:
             _link_view(out, args[0], prim, params)
         return out
 
-    def backward(self, seeds, wanted, free=True):
-        """Sweep the tape backwards from ``seeds`` (tape index -> cotangent) and return the
-        cotangents of the ``wanted`` tape indices (None where nothing flowed).
-
-        Iterative, in decreasing creation order; with ``free`` each node is dropped once used.
-        """
+    def _project(self, ans, owned):
+        """One handle per output of the multiple-result node just recorded."""
         tape = self.tape
-        ct = [None] * len(tape)
-        for i, g in seeds.items():
-            ct[i] = g if ct[i] is None else ct[i] + g
-        keep = set(wanted)
-        for i in range(max(seeds, default=-1), -1, -1):
-            g = ct[i]
-            if g is None:
-                continue
-            node = tape[i]
-            if free:
-                tape[i] = None
-                if i not in keep:
-                    ct[i] = None
-            if node is None:
-                continue
-            prim, args, params, ans, parents = node
-            if prim is None:  # projection: output k of a multiple-result node
-                (k, j), = parents
-                acc = ct[j]
-                if acc is None:
-                    acc = ct[j] = [None] * len(tape[j][3])
-                acc[k] = g if acc[k] is None else acc[k] + g
-                continue
-            if prim.multiple_results:
-                g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
-            vjps = prim.vjps
-            if vjps is not None:
-                for p, j in parents:
-                    c = vjps[p](g, ans, *args, **params)
-                    a = args[p]
-                    if c.shape != a.shape or c.dtype != a.dtype:
-                        c = fit(c, a)
-                    ct[j] = c if ct[j] is None else ct[j] + c
-                continue
-            if prim.vjp_all is not None:
-                cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
-            else:
-                vjp = prim.vjp
-                if vjp is None:
-                    raise DifferentiationError(f"{prim.name} has no reverse-mode rule")
-                cts = [vjp(p, g, ans, args, params) for p, _ in parents]
-            for (p, j), c in zip(parents, cts):
-                if c is None:
-                    continue
-                c = fit(c, args[p])
-                ct[j] = c if ct[j] is None else ct[j] + c
-        return [ct[i] for i in wanted]
+        j = len(tape) - 1
+        outs = []
+        for k, a in enumerate(ans):
+            tape.append((None, None, None, None, ((k, j),)))  # projection of output k
+            outs.append(self.new(a, len(tape) - 1, owned))
+        return tuple(outs)
+
+    def backward(self, seeds, wanted, free=True):
+        """Cotangents of the ``wanted`` tape indices, from ``seeds`` (index -> cotangent)."""
+        from fluxml.ad.sweep import sweep
+
+        return sweep(self.tape, seeds, wanted, free)
 
 
 def _kept(a):
@@ -395,6 +391,8 @@ class Tracer:
             f"{what} needs a concrete value, but this array is traced (its derivative is being "
             "taken). Python cannot record how the result depends on it.\n"
             "Possible fixes:\n"
+            "  - writing it into a plain NumPy array (`buf[i] = x`)? Allocate the buffer from "
+            "the traced value instead: `buf = np.zeros_like(x)`;\n"
             "  - keep the value as an array and use NumPy ops (np.where for a branch);\n"
             "  - compare instead (`x > 0` is a plain boolean array and may drive an `if`);\n"
             "  - use fl.stop_gradient(x) if the derivative through it is not wanted.")

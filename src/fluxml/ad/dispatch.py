@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from fluxml.ad.core import (
     FUNCTIONS,
     NONDIFF,
     UFUNCS,
-    Primitive,
     DifferentiationError,
+    Primitive,
     Tracer,
     bind,
     lookup,
@@ -23,9 +25,16 @@ _ACCUMULATE = {np.add: np.cumsum, np.multiply: np.cumprod}
 
 
 def _name(func) -> str:
+    name = getattr(func, "__name__", repr(func))
+    special = sys.modules.get("scipy.special")
+    if special is not None and getattr(special, name, None) is func:
+        return f"scipy.special.{name}"
     module = getattr(func, "__module__", None) or "numpy"
-    module = "np" if module.startswith("numpy") else module
-    return f"{module}.{getattr(func, '__name__', repr(func))}"
+    if module == "numpy" or module.startswith("numpy._"):
+        module = "np"
+    elif module.startswith("numpy."):
+        module = "np." + module[len("numpy."):]
+    return f"{module}.{name}"
 
 
 def unsupported(func, what="function") -> DifferentiationError:
@@ -84,8 +93,10 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         else:
             raise unsupported(ufunc, "ufunc")
     elif method == "reduce" and ufunc in _REDUCE:
+        kwargs.setdefault("axis", 0)  # ufunc.reduce's default, unlike np.sum's
         result = call_function(_REDUCE[ufunc], inputs, kwargs)
     elif method == "accumulate" and ufunc in _ACCUMULATE:
+        kwargs.setdefault("axis", 0)
         result = call_function(_ACCUMULATE[ufunc], inputs, kwargs)
     elif method == "at":
         from fluxml.ad import mutation

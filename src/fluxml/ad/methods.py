@@ -5,26 +5,33 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad import mutation
-from fluxml.ad.core import UFUNCS, Primitive, Tracer, bind
+from fluxml.ad.core import UFUNCS, Primitive, Tracer
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules.indexing import getitem
-
 
 _NO_PARAMS: dict = {}
 
 
 def _binary(uf):
+    # The operators are the hot path of user code: find the top trace of the two operands
+    # directly instead of through the general ``bind``.
     def op(self, other):
         prim = UFUNCS.get(uf)
-        if type(prim) is Primitive:
-            return bind(prim, (self, other), _NO_PARAMS)
-        return call_ufunc(uf, "__call__", (self, other), {})
+        if type(prim) is not Primitive:
+            return call_ufunc(uf, "__call__", (self, other), {})
+        trace = self._trace
+        if type(other) is Tracer and other._trace.level > trace.level:
+            trace = other._trace
+        return trace.process(prim, (self, other), _NO_PARAMS)
 
     def rop(self, other):
         prim = UFUNCS.get(uf)
-        if type(prim) is Primitive:
-            return bind(prim, (other, self), _NO_PARAMS)
-        return call_ufunc(uf, "__call__", (other, self), {})
+        if type(prim) is not Primitive:
+            return call_ufunc(uf, "__call__", (other, self), {})
+        trace = self._trace
+        if type(other) is Tracer and other._trace.level > trace.level:
+            trace = other._trace
+        return trace.process(prim, (other, self), _NO_PARAMS)
 
     def iop(self, other):
         return mutation.augment(self, uf, other)
@@ -66,10 +73,10 @@ def _method(func, name=None):
 for _func in (np.sum, np.mean, np.prod, np.max, np.min, np.var, np.std, np.cumsum,
               np.cumprod, np.ravel, np.transpose, np.swapaxes, np.squeeze, np.dot, np.clip,
               np.round, np.argmax, np.argmin, np.argsort, np.nonzero, np.all, np.any,
-              np.repeat, np.take, np.diagonal, np.trace, np.conj, np.ptp, np.sort,
+              np.repeat, np.take, np.diagonal, np.trace, np.ptp, np.sort,
               np.searchsorted, np.put, np.compress):
     setattr(Tracer, _func.__name__, _method(_func))
-Tracer.conjugate = _method(np.conj, "conjugate")
+Tracer.conj = Tracer.conjugate = lambda self: np.conjugate(self)
 
 
 def _reshape(self, *shape, order="C"):

@@ -80,6 +80,15 @@ def setitem(h, idx, value):
         idx = tuple(_rules().concrete_index(i) if type(i) is Tracer else i for i in idx)
     if _is_current_view(h, idx, value):
         return  # the write already happened through the view
+    rules = _rules()
+    if type(value) is Tracer and not rules._is_basic(idx) and rules.has_repeats(idx):
+        reduced = rules.last_writes(idx, value, h.shape)
+        if reduced is None:
+            raise DifferentiationError(
+                "x[idx] = v with an index that names one element twice (mixed with slices): "
+                "which value wins is unspecified, so its derivative is too. Use unique "
+                "indices, or accumulate with np.add.at(x, idx, v) / fl.index_add(x, idx, v).")
+        idx, value = reduced  # NumPy writes in order: the last write to an element stays
     if h._view is not None:
         new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": False})
         _write_through(h, new)
@@ -170,8 +179,12 @@ def assign_out(target, result, what):
         if type(result) is Tracer:
             raise DifferentiationError(
                 f"{what}(..., out=buf): `buf` is a plain NumPy array, but the result is traced; "
-                "writing it there would cut its gradient. Allocate the buffer from the traced "
-                "value (`buf = np.zeros_like(x)`) or use the returned value.")
+                "writing it there would cut its gradient (`buf += traced` lands here too).\n"
+                "Possible fixes:\n"
+                "  - allocate the buffer from a traced value: `buf = np.zeros_like(x)`;\n"
+                "  - if `buf` is a copy of a constant array (`u = u0.copy()`), pass `u0` as an "
+                "argument of the differentiated function, so that it and its copies are traced;\n"
+                "  - or use the returned value: `buf = buf + traced`.")
         np.copyto(target, result)
         return
     _cast_into(target, result, what)
@@ -187,7 +200,7 @@ def ufunc_at(ufunc, a, idx, b):
                 f"np.{ufunc.__name__}.at(a, idx, b): `a` is a plain NumPy array but `b` is "
                 "traced; use `a = fl.index_add(a, idx, b)` or allocate `a` with "
                 "np.zeros_like(traced).")
-        getattr(ufunc, "at")(a, idx, raw(b))
+        ufunc.at(a, idx, raw(b))
         return None
     if ufunc is np.add:
         new = rules.index_add(a, idx, b)

@@ -1,3 +1,17 @@
 """Derivative rules, one family a file. Importing this package registers them all."""
 
-from fluxml.ad.rules import elementwise, indexing, reductions, shape  # noqa: F401
+from fluxml.ad.core import LAZY_RULES
+from fluxml.ad.rules import (  # noqa: F401
+    decompositions,
+    elementwise,
+    elementwise_more,
+    indexing,
+    joins,
+    linalg,
+    reductions,
+    shape,
+    special,
+    writes,
+)
+
+LAZY_RULES.append(special.load)  # scipy.special rules, registered on first use

@@ -6,6 +6,7 @@ import numpy as np
 
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
+from fluxml.ad.sweep import Sparse
 
 
 def _getitem(x, *, idx):
@@ -35,8 +36,13 @@ def _zeros(x):
 
 
 def _scatter(g, x, idx):
-    """The transpose of ``x[idx]``: ``g`` placed at ``idx`` in zeros shaped like ``x``."""
-    if _is_basic(idx):
+    """The transpose of ``x[idx]``: ``g`` placed at ``idx`` in zeros shaped like ``x``. At
+    first order a sparse contribution, which the sweep adds into its accumulator for ``x``
+    in place (reading ``x[i]`` in a loop stays linear)."""
+    basic = _is_basic(idx)
+    if type(g) is not Tracer:
+        return Sparse(x.shape, x.dtype, idx, g, basic)
+    if basic:
         return SETITEM(_zeros(x), g, idx=idx, inplace=True)
     return INDEX_ADD(_zeros(x), g, idx=idx)
 
@@ -47,6 +53,9 @@ defvjp(GETITEM, lambda g, ans, x, idx: _scatter(g, x, idx))
 defvjp(SETITEM,
        lambda g, ans, x, v, idx, inplace: SETITEM(g, 0, idx=idx, inplace=False),
        lambda g, ans, x, v, idx, inplace: GETITEM(g, idx=idx))
+# When the sweep owns g, the written entries are zeroed in place (a fill loop stays linear).
+SETITEM.vjp_overwrite = (0, lambda g, ans, x, v, idx, inplace: _setitem(g, 0, idx=idx,
+                                                                         inplace=True))
 defjvp(SETITEM,
        lambda t, ans, x, v, idx, inplace: SETITEM(t, 0, idx=idx, inplace=False),
        lambda t, ans, x, v, idx, inplace: SETITEM(_zeros(x), t, idx=idx, inplace=True))
@@ -96,6 +105,24 @@ def has_repeats(idx) -> bool:
         return False
     flat = np.stack([a.ravel() for a in np.broadcast_arrays(*arrays)], axis=1)
     return len(np.unique(flat, axis=0)) < len(flat)
+
+
+def last_writes(idx, value, shape):
+    """``(idx, value)`` reduced to the last write to each element, for an index made only of
+    integer arrays that names elements twice (NumPy writes in order, so the last one stays);
+    None when the index has other parts."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    if not all(isinstance(i, (list, np.ndarray)) and np.asarray(i).dtype.kind in "iu"
+               for i in items):
+        return None
+    arrays = np.broadcast_arrays(*[np.asarray(i) for i in items])
+    coords = np.stack([a.ravel() for a in arrays], axis=1) % np.array(shape[:len(items)])
+    k = len(coords)
+    _, first_in_reversed = np.unique(coords[::-1], axis=0, return_index=True)
+    keep = np.sort(k - 1 - first_in_reversed)
+    target = arrays[0].shape + tuple(shape[len(items):])
+    flat = np.reshape(np.broadcast_to(value, target), (k,) + tuple(shape[len(items):]))
+    return tuple(coords[keep].T), GETITEM(flat, idx=keep)
 
 
 def getitem(x, idx):

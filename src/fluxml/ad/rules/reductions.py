@@ -1,45 +1,463 @@
-"""Reductions: sum, mean, prod, max/min, var, std, cumulative sums, logsumexp, norm."""
+"""Reductions: sum, mean, prod, max/min, var, std, cumulative sums and products, sort, diff,
+logsumexp.
+
+Every rule is exact where the function is differentiable: the product rules never divide by
+``x`` (zeros included, at any order), and a maximum shared by several entries splits its
+gradient evenly among them.
+"""
 
 from __future__ import annotations
 
+import builtins
+import math
+
 import numpy as np
+from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.define import deflinear, defvjp, function, primitive
+from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
+from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
 
-
-def _expand(g, shape, axis, keepdims):
-    """Broadcast a reduced cotangent back over the reduced axes."""
-    if not keepdims and axis is not None:
-        axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
-        axes = sorted(a % len(shape) for a in axes)
-        for a in axes:
-            g = np.expand_dims(g, a)
-    elif not keepdims:
-        g = np.reshape(g, (1,) * len(shape))
-    return np.broadcast_to(g, shape)
-
+# --- primitives ----------------------------------------------------------------------------------
 
 SUM = primitive("sum", lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
                 keeps_inputs=False, keeps_output=False)
 defvjp(SUM, lambda g, ans, x, axis, keepdims: _expand(g, x.shape, axis, keepdims))
 deflinear(SUM)
 
+PROD = primitive("prod", lambda x, *, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+                 keeps_output=False)
+defvjp(PROD, lambda g, ans, x, axis, keepdims: _expand(g, x.shape, axis, keepdims)
+       * _others(x, axis))
+defjvp(PROD, lambda t, ans, x, axis, keepdims: SUM(t * _others(x, axis), axis=axis,
+                                                   keepdims=keepdims))
+
+CUMSUM = primitive("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis), keeps_inputs=False,
+                   keeps_output=False)
+defvjp(CUMSUM, lambda g, ans, x, axis: _flip(CUMSUM(_flip(g, axis), axis=axis), axis))
+deflinear(CUMSUM)
+
+CUMPROD = primitive("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis))
+# y_i = x_i y_{i-1}, so dy_i = x_i dy_{i-1} + t_i y_{i-1}: a linear recurrence, solved by a scan;
+# the vjp runs the transposed recurrence backwards. Both are exact where x has zeros.
+defvjp(CUMPROD, lambda g, ans, x, axis: _shift(ans, 1, axis, 1)
+       * _recur(_shift(x, 1, axis, 0, back=True), g, axis, back=True))
+defjvp(CUMPROD, lambda t, ans, x, axis: _recur(x, t * _shift(ans, 1, axis, 1), axis))
+
+
+def _extremum(name, reduce):
+    """max/min-like reductions: the gradient goes to the entries equal to the result, split
+    evenly among ties."""
+    prim = primitive(name, lambda x, *, axis, keepdims: reduce(x, axis=axis, keepdims=keepdims))
+    defvjp(prim, lambda g, ans, x, axis, keepdims: _expand(g, x.shape, axis, keepdims)
+           * _ties(ans, x, axis))
+    defjvp(prim, lambda t, ans, x, axis, keepdims: SUM(t * _ties(ans, x, axis), axis=axis,
+                                                       keepdims=keepdims))
+    return prim
+
+
+AMAX = _extremum("max", np.max)
+AMIN = _extremum("min", np.min)
+NANMAX = _extremum("nanmax", np.nanmax)
+NANMIN = _extremum("nanmin", np.nanmin)
+
+
+def _logsumexp(x, *, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    if keepdims:
+        return s
+    return np.reshape(s, _reduced_shape(x.shape, axis))
+
+
+LOGSUMEXP = primitive("logsumexp", _logsumexp)
+defvjp(LOGSUMEXP, lambda g, ans, x, axis, keepdims: _expand(g, x.shape, axis, keepdims)
+       * np.exp(x - _expand(ans, x.shape, axis, keepdims)))
+defjvp(LOGSUMEXP, lambda t, ans, x, axis, keepdims: SUM(
+    t * np.exp(x - _expand(ans, x.shape, axis, keepdims)), axis=axis, keepdims=keepdims))
+
+
+# --- NumPy functions -----------------------------------------------------------------------------
+
+@function(np.sum)
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    _no_where(where, "np.sum")
+    a = _cast(a, dtype)
+    result = SUM(a, axis=_axis(axis), keepdims=bool(keepdims))
+    if initial is not None:
+        result = result + initial
+    return _out(result, out, "np.sum")
+
+
+@function(np.nansum)
+def nansum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    return sum(_nan_to_zero(a), axis, dtype, out, keepdims, initial, where)
+
+
+@function(np.prod)
+def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    _no_where(where, "np.prod")
+    a = _cast(a, dtype)
+    result = PROD(a, axis=_axis(axis), keepdims=bool(keepdims))
+    if initial is not None:
+        result = result * initial
+    return _out(result, out, "np.prod")
+
+
+@function(np.mean)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    _no_where(where, "np.mean")
+    a = _cast(a, dtype)
+    axis = _axis(axis)
+    result = SUM(a, axis=axis, keepdims=bool(keepdims)) / _count(a.shape, axis)
+    return _out(result, out, "np.mean")
+
+
+@function(np.nanmean)
+def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    _no_where(where, "np.nanmean")
+    a = _cast(a, dtype)
+    axis = _axis(axis)
+    count = np.sum(~np.isnan(raw(a)), axis=axis, keepdims=bool(keepdims)).astype(a.dtype)
+    result = SUM(_nan_to_zero(a), axis=axis, keepdims=bool(keepdims)) / count
+    return _out(result, out, "np.nanmean")
+
+
+@function(np.average)
+def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
+    a = _array(a)
+    axis = _axis(axis)
+    if weights is None:
+        avg = mean(a, axis, keepdims=keepdims)
+        scale = np.full(np.shape(raw(avg)), _count(a.shape, axis), dtype=raw(avg).dtype)
+    else:
+        w = _array(weights)
+        if w.shape != a.shape:
+            if axis is None or np.ndim(axis) != 0 or w.ndim != 1:
+                raise TypeError("np.average: weights of a shape other than a's need a single "
+                                "int axis and 1-D weights")
+            axis = normalize_axis_index(axis, a.ndim)
+            if w.shape[0] != a.shape[axis]:
+                raise ValueError("np.average: length of weights differs from the axis")
+            w = np.reshape(w, tuple(-1 if d == axis else 1 for d in range(a.ndim)))
+            w = np.broadcast_to(w, a.shape)
+        scale = np.sum(w, axis=axis, keepdims=keepdims)
+        avg = np.sum(a * w, axis=axis, keepdims=keepdims) / scale
+    if returned:
+        if np.shape(raw(scale)) != np.shape(raw(avg)):
+            scale = np.copy(np.broadcast_to(scale, np.shape(raw(avg))))
+        return avg, scale
+    return avg
+
+
+@function(np.var)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
+        mean=None, correction=None):
+    _no_where(where, "np.var")
+    if correction is not None:
+        ddof = correction
+    a = _cast(a, dtype)
+    axis = _axis(axis)
+    if mean is None:
+        mean = SUM(a, axis=axis, keepdims=True) / _count(a.shape, axis)
+    d = a - mean
+    n = builtins.max(_count(a.shape, axis) - ddof, 0)
+    result = SUM(d * d, axis=axis, keepdims=bool(keepdims)) / n
+    return _out(result, out, "np.var")
+
+
+@function(np.std)
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None,
+        correction=None):
+    result = var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
+                 correction=correction) ** 0.5
+    return _out(result, out, "np.std")
+
+
+def _reduce_with(prim, name):
+    def reduce(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+        _no_where(where, name)
+        if initial is not None:
+            raise DifferentiationError(
+                f"{name}(..., initial=) is not supported on traced arrays; concatenate the "
+                "initial value to the array instead")
+        return _out(prim(a, axis=_axis(axis), keepdims=bool(keepdims)), out, name)
+
+    return reduce
+
+
+amax = function(np.max, np.amax)(_reduce_with(AMAX, "np.max"))
+amin = function(np.min, np.amin)(_reduce_with(AMIN, "np.min"))
+nanmax = function(np.nanmax)(_reduce_with(NANMAX, "np.nanmax"))
+nanmin = function(np.nanmin)(_reduce_with(NANMIN, "np.nanmin"))
+
+
+@function(np.ptp)
+def ptp(a, axis=None, out=None, keepdims=False):
+    axis = _axis(axis)
+    result = (AMAX(a, axis=axis, keepdims=bool(keepdims))
+              - AMIN(a, axis=axis, keepdims=bool(keepdims)))
+    return _out(result, out, "np.ptp")
+
+
+def _cumulative(prim, name, initial):
+    def legacy(a, axis=None, dtype=None, out=None):
+        a = _cast(a, dtype)
+        if axis is None:
+            a, axis = np.ravel(a), 0
+        return _out(prim(a, axis=normalize_axis_index(axis, a.ndim)), out, name)
+
+    def array_api(x, /, *, axis=None, dtype=None, out=None, include_initial=False):
+        x = _cast(x, dtype)
+        if axis is None:
+            if x.ndim != 1:
+                raise ValueError(f"{name}: axis must be given for a {x.ndim}-d array")
+            axis = 0
+        axis = normalize_axis_index(axis, x.ndim)
+        result = prim(x, axis=axis)
+        if include_initial:
+            first = np.full(x.shape[:axis] + (1,) + x.shape[axis + 1:], initial, x.dtype)
+            result = np.concatenate([first, result], axis=axis)
+        return _out(result, out, name)
+
+    return legacy, array_api
+
+
+cumsum, cumulative_sum = _cumulative(CUMSUM, "np.cumsum", 0)
+cumprod, cumulative_prod = _cumulative(CUMPROD, "np.cumprod", 1)
+function(np.cumsum)(cumsum)
+function(np.cumprod)(cumprod)
+function(np.cumulative_sum)(cumulative_sum)
+function(np.cumulative_prod)(cumulative_prod)
+
+
+@function(np.sort)
+def sort(a, axis=-1, kind=None, order=None, *, stable=None):
+    """Sorting permutes the entries: the gradient flows back through the permutation."""
+    if order is not None:
+        raise DifferentiationError("np.sort(..., order=) applies to structured arrays only")
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    idx = np.argsort(raw(a), axis=axis, kind="stable")
+    return take_along_axis(a, idx, axis=axis)
+
+
+@function(np.quantile)
+def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
+             keepdims=False, *, weights=None):
+    """Linear interpolation between the sorted entries around each quantile (NumPy's default
+    method); the gradient reaches those entries through the sort."""
+    if method != "linear" or weights is not None:
+        raise DifferentiationError(
+            f"np.quantile(..., method={method!r}, weights=...) is not supported on traced "
+            "arrays: only the default method='linear' without weights")
+    if type(q) is Tracer:
+        raise DifferentiationError("np.quantile: q must be concrete (not traced)")
+    dtype = np.result_type(_array(a).dtype, q if isinstance(q, (int, float)) else np.asarray(q))
+    q = np.asarray(q, dtype=np.float64)
+    if not ((q >= 0) & (q <= 1)).all():
+        raise ValueError("Quantiles must be in the range [0, 1]")
+    s, shape = _sorted_last(_array(a), axis, keepdims)
+    n = s.shape[-1]
+    pos = q.ravel() * (n - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    t = (pos - lo).astype(dtype)  # NumPy promotes by q's dtype (a Python float is weak)
+    below, above = s[..., lo], s[..., hi]
+    d = above - below
+    result = np.where(t >= 0.5, above - d * (1 - t), below + d * t)  # NumPy's _lerp
+    result = np.moveaxis(result, -1, 0)
+    return _out(np.reshape(result, q.shape + shape), out, "np.quantile")
+
+
+@function(np.percentile)
+def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
+               keepdims=False, *, weights=None):
+    if type(q) is Tracer:
+        raise DifferentiationError("np.percentile: q must be concrete (not traced)")
+    q = q / 100 if isinstance(q, (int, float)) else np.true_divide(q, 100)
+    return quantile(a, q, axis, out, method=method, keepdims=keepdims,
+                    weights=weights)
+
+
+@function(np.median)
+def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
+    s, shape = _sorted_last(_array(a), axis, keepdims)
+    n = s.shape[-1]
+    if n % 2:
+        result = s[..., n // 2]
+    else:
+        result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2
+    return _out(np.reshape(result, shape), out, "np.median")
+
+
+@function(np.diff)
+def diff(a, n=1, axis=-1, prepend=None, append=None):
+    a = _array(a)
+    axis = normalize_axis_index(axis, a.ndim)
+    parts = []
+    for extra in (prepend, a, append):
+        if extra is None:
+            continue
+        extra = _array(extra)
+        if extra is not a and extra.ndim == 0:
+            extra = np.broadcast_to(extra, a.shape[:axis] + (1,) + a.shape[axis + 1:])
+        parts.append(extra)
+    if len(parts) > 1:
+        a = np.concatenate(parts, axis=axis)
+    for _ in range(n):
+        m = a.shape[axis]
+        a = a[_slice(axis, slice(1, m))] - a[_slice(axis, slice(0, max(m - 1, 0)))]
+    return a
+
+
+@function(np.ediff1d)
+def ediff1d(ary, to_end=None, to_begin=None):
+    parts = [diff(np.ravel(_array(ary)))]
+    dtype = parts[0].dtype  # the ends are cast to the array's dtype, as NumPy does
+    if to_begin is not None:
+        parts.insert(0, np.ravel(_cast(to_begin, dtype)))
+    if to_end is not None:
+        parts.append(np.ravel(_cast(to_end, dtype)))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """``log(sum(exp(x), axis))`` computed without overflow; differentiable (its gradient is
+    the softmax of ``x`` along ``axis``).
+
+    >>> import numpy as np
+    >>> from fluxml.ad.rules.reductions import logsumexp
+    >>> round(float(logsumexp(np.array([1000.0, 1000.0]))), 6)  # 1000 + log 2, no overflow
+    1000.693147
+    """
+    return LOGSUMEXP(x, axis=_axis(axis), keepdims=bool(keepdims))
+
+
+# --- helpers -----------------------------------------------------------------------------------
 
 def _axis(axis):
     return tuple(axis) if isinstance(axis, list) else axis
 
 
-@function(np.sum)
-def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    if dtype is not None:
-        a = a.astype(dtype)
-    result = SUM(a, axis=_axis(axis), keepdims=bool(keepdims))
-    if initial is not None:
-        result = result + initial
-    if where is not None:
-        raise TypeError("np.sum(..., where=) is not supported on traced arrays; "
-                        "use np.sum(np.where(mask, x, 0))")
-    return _out(result, out, "np.sum")
+def _axes(axis, ndim):
+    """The reduced axes as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted(normalize_axis_tuple(axis, ndim)))
+
+
+def _count(shape, axis):
+    return math.prod(shape[d] for d in _axes(axis, len(shape)))
+
+
+def _reduced_shape(shape, axis):
+    axes = _axes(axis, len(shape))
+    return tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def _expand(g, shape, axis, keepdims):
+    """Broadcast a reduced cotangent back over the reduced axes."""
+    if not keepdims:
+        axes = _axes(axis, len(shape))
+        g = np.reshape(g, tuple(1 if d in axes else n for d, n in enumerate(shape)))
+    return np.broadcast_to(g, shape)
+
+
+def _ties(ans, x, axis):
+    """Weights of the entries that attain the extremum (concrete: the rule is locally
+    linear), summing to one along the reduced axes."""
+    x = raw(x)
+    top = np.reshape(raw(ans), [1 if d in _axes(axis, x.ndim) else n
+                                for d, n in enumerate(x.shape)])
+    hit = (x == top) | (np.isnan(x) & np.isnan(top))
+    count = np.sum(hit, axis=_axes(axis, x.ndim), keepdims=True)
+    return (hit / np.maximum(count, 1)).astype(x.dtype)
+
+
+def _slice(axis, s):
+    return (slice(None),) * axis + (s,)
+
+
+def _flip(x, axis):
+    return GETITEM(x, idx=_slice(axis, slice(None, None, -1)))
+
+
+def _shift(x, k, axis, fill, back=False):
+    """``x`` moved ``k`` places along ``axis`` (towards the end, or the start with ``back``),
+    the vacated places filled with ``fill``."""
+    n = x.shape[axis]
+    k = builtins.min(k, n)
+    pad = np.full(x.shape[:axis] + (k,) + x.shape[axis + 1:], fill, dtype=x.dtype)
+    if back:
+        return np.concatenate([x[_slice(axis, slice(k, n))], pad], axis=axis)
+    return np.concatenate([pad, x[_slice(axis, slice(0, n - k))]], axis=axis)
+
+
+def _recur(a, b, axis, back=False):
+    """Solve ``r_i = a_i r_{i-1} + b_i`` (``r_{i+1}`` with ``back``), zero before the start,
+    by a log-depth scan of multiplies and adds, so that it is differentiable again."""
+    n = a.shape[axis]
+    k = 1
+    while k < n:
+        b = b + a * _shift(b, k, axis, 0, back)
+        if 2 * k < n:
+            a = a * _shift(a, k, axis, 0, back)
+        k *= 2
+    return b
+
+
+def _others(x, axis):
+    """For each entry of ``x``, the product of the other entries along the reduced axes,
+    from exclusive products on both sides (no division, so zeros are exact)."""
+    axes = _axes(axis, x.ndim)
+    kept = tuple(d for d in range(x.ndim) if d not in axes)
+    perm = kept + axes
+    y = np.transpose(x, perm)
+    moved = y.shape
+    y = np.reshape(y, moved[:len(kept)] + (math.prod(moved[len(kept):]),))
+    last = y.ndim - 1
+    left = _shift(CUMPROD(y, axis=last), 1, last, 1)
+    right = _shift(_flip(CUMPROD(_flip(y, last), axis=last), last), 1, last, 1, back=True)
+    others = np.reshape(left * right, moved)
+    return np.transpose(others, tuple(np.argsort(perm)))
+
+
+def _sorted_last(a, axis, keepdims):
+    """``a`` with the reduced axes moved last, flattened into one and sorted; and the shape
+    of the reduction's result."""
+    axes = _axes(axis, a.ndim)
+    kept = tuple(d for d in range(a.ndim) if d not in axes)
+    y = np.transpose(a, kept + axes)
+    y = np.reshape(y, y.shape[:len(kept)] + (_count(a.shape, axes),))
+    shape = (tuple(1 if d in axes else n for d, n in enumerate(a.shape)) if keepdims
+             else _reduced_shape(a.shape, axes))
+    return sort(y, axis=-1), shape
+
+
+def _nan_to_zero(a):
+    nan = np.isnan(raw(a))
+    if not nan.any():
+        return a
+    return SETITEM(a, 0, idx=nan, inplace=False)
+
+
+def _cast(a, dtype):
+    a = _array(a)
+    return a if dtype is None else a.astype(dtype)
+
+
+def _array(a):
+    return a if type(a) is Tracer else np.asarray(a)
+
+
+def _no_where(where, name):
+    if where is not None and where is not True:
+        raise DifferentiationError(
+            f"{name}(..., where=) is not supported on traced arrays; mask the input with "
+            "np.where(mask, x, neutral) first")
 
 
 def _out(result, out, name):
@@ -49,3 +467,4 @@ def _out(result, out, name):
 
     assign_out(out, result, name)
     return out
+

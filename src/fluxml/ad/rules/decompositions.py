@@ -1,0 +1,536 @@
+"""Matrix functions and decompositions: inv, solve, det, slogdet, cholesky, qr, eigh, svd,
+norm, pinv, matrix_power.
+
+All rules act on stacks of matrices (leading batch axes). The results are the standard ones of
+matrix calculus: Giles 2008 ("An extended collection of matrix derivative results") for inv,
+solve, det and eigh; Murray 2016 for Cholesky; Townsend 2016 for the SVD; the JAX/PyTorch form
+of the QR rule (Walter & Lehmann; Liao et al. 2019).
+
+Symmetric inputs. ``cholesky`` and ``eigh`` read one triangle of their input only (the lower
+one, ``UPLO='L'``, by default), exactly as LAPACK does. Their rules are the derivatives of that
+function: a perturbation of the unread triangle changes nothing, and the cotangent of the input
+is zero there. For a symmetric input built from other values (``A = X @ X.T``) the chain rule
+gives the same result as the symmetric-gradient convention of other libraries.
+
+Repeated eigenvalues and singular values. The vectors of a repeated value are not unique, and
+the textbook rules divide by ``w_j - w_i``. Where two values agree to within
+``sqrt(eps) * max|w|`` (numerically repeated: their computed difference is mostly rounding),
+the rules drop the terms that divide by it (``1 / (w_j - w_i)`` becomes 0), and likewise
+``1 / s`` for a numerically zero singular value of a non-square matrix. The rules then stay
+finite (no NaN or inf, also for ``eigvalsh`` of the identity), and they are exact for functions
+in which the basis of each repeated subspace cancels: symmetric functions of the eigenvalues or
+singular values (``sum(w)``, ``sum(s**2)``), projectors onto a whole repeated subspace
+(``V1 @ V1.T``), and, for the SVD, the polar factor ``U @ Vh`` (the regular ``1 / (s_i + s_j)``
+part of the SVD rule is kept). The decomposition itself is not differentiable at a repeated
+value (a perturbation chooses the basis in which the values split), so functions such as
+``V @ diag(f(w)) @ V.T`` or the rebuilt ``U @ diag(s) @ Vh`` get a wrong derivative there: give
+such a matrix function a rule of its own (``fl.custom_vjp``) if it must be differentiated at
+repeated eigenvalues.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, raw
+from fluxml.ad.define import defjvp, defvjp, function, nondifferentiable, primitive
+from fluxml.ad.rules.linalg import mT
+
+# --- inverse, solve, determinants ------------------------------------------------------------
+
+INV = primitive("inv", np.linalg.inv, keeps_inputs=False)
+defvjp(INV, lambda g, ans, x: -(mT(ans) @ g @ mT(ans)))
+defjvp(INV, lambda t, ans, x: -(ans @ t @ ans))
+
+
+def _vector_b(a, b) -> bool:
+    """Whether ``np.linalg.solve(a, b)`` reads ``b`` as a vector (NumPy 2: when 1-D)."""
+    return np.ndim(b) == 1 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" \
+        else np.ndim(b) == np.ndim(a) - 1
+
+
+SOLVE = primitive("solve", np.linalg.solve)
+
+
+def _solve_vjp_all(g, ans, args, params, positions):
+    a, b = args
+    if _vector_b(a, b):
+        g, ans = g[..., None], ans[..., None]
+    gb = np.linalg.solve(mT(a), g)
+    cts = [-(gb @ mT(ans)) if p == 0 else gb for p in positions]
+    return [c if p == 0 or not _vector_b(a, b) else c[..., 0] for c, p in zip(cts, positions)]
+
+
+def _solve_jvp_a(t, ans, a, b):
+    if _vector_b(a, b):
+        return -np.linalg.solve(a, t @ ans[..., None])[..., 0]
+    return -np.linalg.solve(a, t @ ans)
+
+
+SOLVE.vjp_all = _solve_vjp_all  # both cotangents share the solve with a^T
+defjvp(SOLVE, _solve_jvp_a, lambda t, ans, a, b: np.linalg.solve(a, t))
+
+DET = primitive("det", np.linalg.det)
+defvjp(DET, lambda g, ans, x: _mat(g * ans) * mT(np.linalg.inv(x)))
+defjvp(DET, lambda t, ans, x: ans * _trace(np.linalg.solve(x, t)))
+
+SLOGDET = primitive("slogdet", lambda x: tuple(np.linalg.slogdet(x)), keeps_output=False,
+                    multiple_results=True)
+defvjp(SLOGDET, lambda g, ans, x: _mat(g[1]) * mT(np.linalg.inv(x)))  # the sign is constant
+defjvp(SLOGDET, lambda t, ans, x: (np.zeros(x.shape[:-2], x.dtype),
+                                   _trace(np.linalg.solve(x, t))))
+
+# --- Cholesky --------------------------------------------------------------------------------
+# L = cholesky(A) reads the lower triangle of A: A_s = tril(A) + tril(A, -1).T.
+# jvp: dL = L phi(L^-1 dA_s L^-T), phi = lower triangle with the diagonal halved.
+# vjp: S = L^-T phi(L^T gL) L^-1, gA = phi(S + S^T) (zero on the unread triangle).
+
+CHOLESKY = primitive("cholesky", np.linalg.cholesky, keeps_inputs=False)
+
+
+def _cholesky_vjp(g, ans, x):
+    s = _solve_right(ans, np.linalg.solve(mT(ans), _phi(mT(ans) @ g)))
+    return _phi(s + mT(s))
+
+
+def _cholesky_jvp(t, ans, x):
+    m = np.linalg.solve(ans, mT(np.linalg.solve(ans, _unfold(t, lower=True))))
+    return ans @ _phi(m)
+
+
+defvjp(CHOLESKY, _cholesky_vjp)
+defjvp(CHOLESKY, _cholesky_jvp)
+
+# --- QR (reduced; square or tall) ------------------------------------------------------------
+# jvp: X = dA R^-1, C = Q^T X, W = tril(C, -1) - tril(C, -1)^T,
+#      dQ = Q (W - C) + X, dR = (C - W) R.
+# vjp: N = gR R^T - Q^T gQ, gA = (gQ + Q copy_upper_to_lower(N)) R^-T.
+
+QR = primitive("qr", lambda x: tuple(np.linalg.qr(x)), keeps_inputs=False,
+               multiple_results=True)
+
+
+def _qr_check(x):
+    if x.shape[-2] < x.shape[-1]:
+        raise DifferentiationError(
+            f"np.linalg.qr: derivatives need a square or tall matrix (rows >= columns), got "
+            f"shape {x.shape}; take the QR of the transpose instead")
+
+
+def _qr_vjp(g, ans, x):
+    _qr_check(x)
+    (gq, gr), (q, r) = g, ans
+    n = gr @ mT(r) - mT(q) @ gq
+    n = _tri(n, lower=False) + mT(_tri(n, lower=False, strict=True))
+    return _solve_right(mT(r), gq + q @ n)
+
+
+def _qr_jvp(t, ans, x):
+    _qr_check(x)
+    q, r = ans
+    dx = _solve_right(r, t)
+    c = mT(q) @ dx
+    w = _tri(c, lower=True, strict=True)
+    w = w - mT(w)
+    return q @ (w - c) + dx, (c - w) @ r
+
+
+defvjp(QR, _qr_vjp)
+defjvp(QR, _qr_jvp)
+
+# --- symmetric eigendecomposition ------------------------------------------------------------
+# A_s V = V diag(w), A_s read from one triangle; F_ij = 1 / (w_j - w_i), 0 on the diagonal.
+# jvp: M = V^T dA_s V, dw = diag(M), dV = V (F o M).
+# vjp: B = V (diag(gw) + F o (V^T gV)) V^T, gA = phi(B + B^T) on the triangle read.
+
+EIGH = primitive("eigh", lambda x, *, UPLO: tuple(np.linalg.eigh(x, UPLO)), keeps_inputs=False,
+                 multiple_results=True)
+
+
+def _eigh_vjp(g, ans, x, UPLO):
+    (gw, gv), (w, v) = g, ans
+    inner = _diag(gw) + _gap_inverse(w) * (mT(v) @ gv)
+    b = v @ inner @ mT(v)
+    return _phi(b + mT(b), lower=UPLO == "L")
+
+
+def _eigh_jvp(t, ans, x, UPLO):
+    w, v = ans
+    m = mT(v) @ _unfold(t, lower=UPLO == "L") @ v
+    return np.einsum("...ii->...i", m), v @ (_gap_inverse(w) * m)
+
+
+defvjp(EIGH, _eigh_vjp)
+defjvp(EIGH, _eigh_jvp)
+
+# --- singular value decomposition (reduced) --------------------------------------------------
+# A = U diag(s) Vh, k = min(m, n); V = Vh^T. Townsend's F_ij = 1 / (s_j^2 - s_i^2) is split as
+# F_ij (s_j a + s_i b) = (a + b) / (2 (s_j - s_i)) + (a - b) / (2 (s_j + s_i)): only the first
+# part is singular at a repeated value (it is dropped there; the second is kept).
+# With Fm = 1 / (s_j - s_i), Fp = 1 / (s_j + s_i):
+# vjp: Xu = U^T gU - gU^T U, Xv = V^T gV - gV^T V,
+#      gA = U [(Fm o (Xu + Xv) + Fp o (Xu - Xv)) / 2 + diag(gs)] Vh
+#           + (I - U U^T) gU S^-1 Vh + U S^-1 gVh (I - V Vh)                 (Townsend 2016).
+# jvp: dP = U^T dA V, ds = diag(dP), E = Fm o (dP + dP^T) / 2, O = Fp o (dP - dP^T) / 2,
+#      dU = U (E + O) + (I - U U^T) dA V S^-1, dV = V (E - O) + (I - V Vh) dA^T U S^-1.
+
+SVD = primitive("svd", lambda x, *, hermitian: tuple(np.linalg.svd(
+    x, full_matrices=False, hermitian=hermitian)), keeps_inputs=False, multiple_results=True)
+
+
+def _svd_vjp(g, ans, x, hermitian):
+    (gu, gs, gvh), (u, s, vh) = g, ans
+    ut_gu = mT(u) @ gu
+    vt_gv = vh @ mT(gvh)
+    xu, xv = ut_gu - mT(ut_gu), vt_gv - mT(vt_gv)
+    inner = 0.5 * (_gap_inverse(s) * (xu + xv) + _sum_inverse(s) * (xu - xv)) + _diag(gs)
+    ga = u @ inner @ vh
+    m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
+    s_inv = _safe_inverse(s)
+    if m > k:
+        ga = ga + ((gu - u @ ut_gu) * s_inv[..., None, :]) @ vh
+    if n > k:
+        ga = ga + u @ (s_inv[..., :, None] * (gvh - mT(vt_gv) @ vh))
+    return _phi(ga + mT(ga)) if hermitian else ga  # hermitian: the lower triangle is read
+
+
+def _svd_jvp(t, ans, x, hermitian):
+    u, s, vh = ans
+    t = _unfold(t, lower=True) if hermitian else t
+    v = mT(vh)
+    dp = mT(u) @ t @ v
+    even = 0.5 * _gap_inverse(s) * (dp + mT(dp))
+    odd = 0.5 * _sum_inverse(s) * (dp - mT(dp))
+    du, dv = u @ (even + odd), v @ (even - odd)
+    m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
+    s_inv = _safe_inverse(s)[..., None, :]
+    if m > k:
+        tv = t @ v
+        du = du + (tv - u @ (mT(u) @ tv)) * s_inv
+    if n > k:
+        tu = mT(t) @ u
+        dv = dv + (tu - v @ (vh @ tu)) * s_inv
+    return du, np.einsum("...ii->...i", dp), mT(dv)
+
+
+defvjp(SVD, _svd_vjp)
+defjvp(SVD, _svd_jvp)
+
+# Singular values alone: the rules rebuild U and Vh through svd (so they nest to any order).
+SVDVALS = primitive("svdvals", lambda x: np.linalg.svd(x, compute_uv=False), keeps_output=False)
+defvjp(SVDVALS, lambda g, ans, x: _svd_factors(x, lambda u, vh: (u * g[..., None, :]) @ vh))
+defjvp(SVDVALS, lambda t, ans, x: _svd_factors(
+    x, lambda u, vh: np.einsum("...ik,...ij,...kj->...k", u, t, vh)))
+
+
+def _svd_factors(x, use):
+    u, _, vh = SVD(x, hermitian=False)
+    return use(u, vh)
+
+
+# --- pseudo-inverse --------------------------------------------------------------------------
+# Golub & Pereyra 1973, valid where the rank is locally constant (full-rank matrices):
+# dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P.
+
+PINV = primitive("pinv", lambda x, *, kwargs: np.linalg.pinv(x, **dict(kwargs)))
+
+
+def _pinv_vjp(g, ans, x, kwargs):
+    hermitian = dict(kwargs).get("hermitian", False)
+    x = _unfold(x, lower=True) if hermitian else x
+    p, pt, gt = ans, mT(ans), mT(g)
+    ga = (-(pt @ g @ pt) + (gt - x @ (p @ gt)) @ (p @ pt)
+          + (pt @ p) @ (gt - (gt @ p) @ x))
+    return _phi(ga + mT(ga)) if hermitian else ga  # hermitian: the lower triangle is read
+
+
+def _pinv_jvp(t, ans, x, kwargs):
+    if dict(kwargs).get("hermitian", False):
+        x, t = _unfold(x, lower=True), _unfold(t, lower=True)
+    p, tt = ans, mT(t)
+    return (-(p @ t @ p) + (p @ mT(p)) @ (tt - (tt @ x) @ p)
+            + (tt - p @ (x @ tt)) @ (mT(p) @ p))
+
+
+defvjp(PINV, _pinv_vjp)
+defjvp(PINV, _pinv_jvp)
+
+# --- the NumPy functions ---------------------------------------------------------------------
+
+_RESULTS = {name: type(f()) for name, f in {
+    "slogdet": lambda: np.linalg.slogdet(np.eye(1)),
+    "qr": lambda: np.linalg.qr(np.eye(1)),
+    "eigh": lambda: np.linalg.eigh(np.eye(1)),
+    "svd": lambda: np.linalg.svd(np.eye(1)),
+}.items()}
+
+
+def _result(name, values):
+    """``values`` as NumPy's named result (``SVDResult(U, S, Vh)``; a tuple on NumPy 1)."""
+    kind = _RESULTS[name]
+    return tuple(values) if kind is tuple else kind(*values)
+
+
+function(np.linalg.inv)(lambda a: INV(a))
+function(np.linalg.solve)(lambda a, b: SOLVE(a, b))
+function(np.linalg.det)(lambda a: DET(a))
+function(np.linalg.slogdet)(lambda a: _result("slogdet", SLOGDET(a)))
+
+
+@function(np.linalg.cholesky)
+def cholesky(a, /, *, upper=False):
+    if upper:  # the upper triangle of a is the lower triangle of a.T
+        return mT(CHOLESKY(mT(a)))
+    return CHOLESKY(a)
+
+
+@function(np.linalg.qr)
+def qr(a, mode="reduced"):
+    if mode == "r":
+        return QR(a)[1]
+    if mode == "complete" and a.shape[-2] == a.shape[-1]:
+        mode = "reduced"
+    if mode != "reduced":
+        raise DifferentiationError(
+            f"np.linalg.qr(mode={mode!r}) is not differentiable; use mode='reduced' or 'r'")
+    return _result("qr", QR(a))
+
+
+@function(np.linalg.eigh)
+def eigh(a, UPLO="L"):
+    return _result("eigh", EIGH(a, UPLO=UPLO.upper()))
+
+
+@function(np.linalg.eigvalsh)
+def eigvalsh(a, UPLO="L"):
+    return EIGH(a, UPLO=UPLO.upper())[0]
+
+
+@function(np.linalg.svd)
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    if not compute_uv:
+        return SVD(a, hermitian=True)[1] if hermitian else SVDVALS(a)
+    if full_matrices and a.shape[-2] != a.shape[-1]:
+        raise DifferentiationError(
+            "np.linalg.svd(full_matrices=True) of a non-square matrix is not differentiable (the "
+            "extra singular vectors are not unique); pass full_matrices=False")
+    return _result("svd", SVD(a, hermitian=hermitian))
+
+
+if hasattr(np.linalg, "svdvals"):  # NumPy 2 array-API spellings
+    function(np.linalg.svdvals)(lambda x, /: SVDVALS(x))
+
+    @function(np.linalg.vector_norm)
+    def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+        if axis is None:  # every axis, whatever the order
+            flat = _vector_norm(np.reshape(x, (-1,)), ord, (0,), False)
+            return np.reshape(flat, (1,) * x.ndim) if keepdims else flat
+        return norm(x, ord, axis, keepdims)
+
+    @function(np.linalg.matrix_norm)
+    def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+        return norm(x, ord, (-2, -1), keepdims)
+
+
+@function(np.linalg.pinv)
+def pinv(a, rcond=None, hermitian=False, **kwargs):
+    kwargs = dict(kwargs, hermitian=hermitian)
+    if rcond is not None:
+        kwargs["rcond"] = rcond
+    return PINV(a, kwargs=tuple(sorted(kwargs.items())))
+
+
+@function(np.linalg.matrix_power)
+def matrix_power(a, n):
+    """Repeated squaring with matmul; a negative power inverts first."""
+    if n == 0:
+        shape = np.shape(raw(a))
+        return np.broadcast_to(np.eye(shape[-1], dtype=raw(a).dtype), shape).copy()
+    if n < 0:
+        a, n = np.linalg.inv(a), -n
+    elif n == 1:
+        return np.copy(a)  # a new array, as NumPy's
+    result = None
+    while n:
+        if n & 1:
+            result = a if result is None else result @ a
+        n >>= 1
+        if n:
+            a = a @ a
+    return result
+
+
+nondifferentiable(np.linalg.matrix_rank, np.linalg.cond)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _mat(x):
+    """A stack of scalars as a stack of 1x1 matrices (to scale a stack of matrices)."""
+    return x[..., None, None]
+
+
+def _trace(x):
+    return np.einsum("...ii->...", x)
+
+
+def _diag(v):
+    """A stack of vectors as a stack of diagonal matrices."""
+    n = v.shape[-1]
+    return v[..., :, None] * np.eye(n, dtype=raw(v).dtype)
+
+
+def _solve_right(r, b):
+    """``b @ inv(r)``, computed as a solve."""
+    return mT(np.linalg.solve(mT(r), mT(b)))
+
+
+def _tri(x, *, lower, strict=False):
+    """The lower (upper) triangle of ``x``: multiplied by a constant mask, which keeps it
+    differentiable."""
+    n = x.shape[-1]
+    mask = np.tri(n, k=-1 if strict else 0, dtype=raw(x).dtype)
+    return x * (mask if lower else mask.T)
+
+
+def _phi(x, lower=True):
+    """The lower (upper) triangle with the diagonal halved."""
+    n = x.shape[-1]
+    mask = np.tri(n, dtype=raw(x).dtype) - 0.5 * np.eye(n, dtype=raw(x).dtype)
+    return x * (mask if lower else mask.T)
+
+
+def _unfold(t, *, lower):
+    """The symmetric matrix that a routine reading one triangle of ``t`` sees."""
+    part = _tri(t, lower=lower, strict=True)
+    return part + mT(part) + t * np.eye(t.shape[-1], dtype=raw(t).dtype)
+
+
+def _gap_inverse(w):
+    """``F_ij = 1 / (w_j - w_i)``, with 0 where the two values agree to within
+    ``sqrt(eps) * max|w|`` (and on the diagonal)."""
+    return _separated_inverse(w[..., None, :] - w[..., :, None], w)
+
+
+def _sum_inverse(s):
+    """``1 / (s_j + s_i)`` for singular values, with 0 where both are (numerically) zero."""
+    return _separated_inverse(s[..., None, :] + s[..., :, None], s)
+
+
+def _separated_inverse(d, w):
+    """``1 / d``, with 0 where ``|d| <= sqrt(eps) * max|w|`` (the mask is taken from the values:
+    a constant)."""
+    wr = np.abs(raw(w))
+    tol = np.sqrt(np.finfo(wr.dtype).eps) * np.max(wr, axis=-1, keepdims=True)[..., None]
+    keep = (np.abs(raw(d)) > tol).astype(wr.dtype)
+    return keep / (d + (1 - keep))
+
+
+def _safe_inverse(s):
+    """``1 / s`` with 0 for (numerically) zero singular values."""
+    sr = raw(s)
+    tol = np.sqrt(np.finfo(sr.dtype).eps) * np.max(sr, axis=-1, keepdims=True)
+    keep = (sr > tol).astype(sr.dtype)
+    return keep / (s + (1 - keep))
+
+
+# --- norms -----------------------------------------------------------------------------------
+# The 2-norm (and the Frobenius norm) is a primitive, so that its gradient at zero is the
+# subgradient 0 instead of 0/0. The other norms are written with |x| = x * sign(x), where
+# sign(x) is taken from the value: a constant whose derivative is zero (the subgradient 0 at 0).
+
+NORM2 = primitive("norm2", lambda x, *, axis, keepdims: np.linalg.norm(
+    x, axis=axis, keepdims=keepdims))
+
+
+def _norm2_vjp(g, ans, x, axis, keepdims):
+    shape = _kept_shape(x.shape, axis, True)
+    n = np.reshape(ans, shape)
+    return np.reshape(g, shape) * x / (n + (raw(n) == 0))
+
+
+def _norm2_jvp(t, ans, x, axis, keepdims):
+    return np.sum(t * x, axis=axis, keepdims=keepdims) / (ans + (raw(ans) == 0))
+
+
+defvjp(NORM2, _norm2_vjp)
+defjvp(NORM2, _norm2_jvp)
+
+
+@function(np.linalg.norm)
+def norm(x, ord=None, axis=None, keepdims=False):
+    nd = np.ndim(raw(x))
+    if axis is None and ord is None:
+        return NORM2(x, axis=None, keepdims=keepdims)
+    if axis is None:
+        axis = tuple(range(nd))
+    axis = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axis = tuple(a % nd for a in axis)
+    if len(axis) == 1:
+        return _vector_norm(x, ord, axis, keepdims)
+    if len(axis) == 2:
+        return _matrix_norm(x, ord, axis, keepdims)
+    raise ValueError("Improper number of dimensions to norm.")
+
+
+def _vector_norm(x, ord, axis, keepdims):
+    if ord is None or ord == 2:
+        return NORM2(x, axis=axis, keepdims=keepdims)
+    if isinstance(ord, str):
+        raise ValueError(f"Invalid norm order {ord!r} for vectors")
+    if ord == 0:  # the number of nonzero entries: piecewise constant, no gradient
+        return np.linalg.norm(raw(x), ord, axis, keepdims)
+    ax = axis[0]
+    a = _abs(x)
+    if ord in (np.inf, -np.inf):
+        return _pick(a, ax, keepdims, largest=ord > 0)
+    if ord == 1:
+        return np.sum(a, axis=axis, keepdims=keepdims)
+    return np.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+
+
+def _matrix_norm(x, ord, axis, keepdims):
+    r, c = axis
+    if r == c:
+        raise ValueError("Duplicate axes given.")
+    if ord is None or ord == "fro":
+        return NORM2(x, axis=axis, keepdims=keepdims)
+    if ord in ("nuc", 2, -2):
+        s = SVDVALS(_last(x, r, c))
+        result = np.sum(s, axis=-1) if ord == "nuc" else s[..., 0 if ord == 2 else -1]
+    elif ord in (1, -1, np.inf, -np.inf):
+        first, second = (r, c) if ord in (1, -1) else (c, r)
+        sums = np.sum(_abs(x), axis=first, keepdims=True)
+        result = _pick(sums, second, True, largest=ord > 0)
+        result = np.reshape(result, tuple(n for d, n in enumerate(result.shape) if d not in axis))
+    else:
+        raise ValueError(f"Invalid norm order {ord!r} for matrices.")
+    if keepdims:
+        result = np.reshape(result, _kept_shape(x.shape, axis, True))
+    return result
+
+
+def _abs(x):
+    return x * np.sign(raw(x))
+
+
+def _pick(a, axis, keepdims, largest):
+    """The largest (smallest) entry of ``a`` along ``axis``; its gradient goes to one entry."""
+    find = np.argmax if largest else np.argmin
+    idx = np.expand_dims(find(raw(a), axis=axis), axis)
+    picked = np.take_along_axis(a, idx, axis=axis)
+    return picked if keepdims else np.reshape(picked, _kept_shape(a.shape, (axis,), False))
+
+
+def _kept_shape(shape, axis, keepdims):
+    """The shape of a reduction of ``shape`` over ``axis`` (None: all axes)."""
+    axes = range(len(shape)) if axis is None else [a % len(shape) for a in axis]
+    if keepdims:
+        return tuple(1 if d in axes else n for d, n in enumerate(shape))
+    return tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def _last(x, r, c):
+    """``x`` with axes ``r`` and ``c`` moved to the end, in that order."""
+    return np.moveaxis(x, (r, c), (-2, -1))

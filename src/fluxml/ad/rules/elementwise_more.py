@@ -1,0 +1,305 @@
+"""More elementwise rules: rounding and remainders, max/min, ``clip``, ``where``,
+``nan_to_num``, real/imag/conj, ``sinc``, and the shared list of non-differentiable functions.
+
+Piecewise-constant functions (floor, sign, rint ...) have derivative zero: their results stay
+traced and a gradient through them is an array of zeros, not ``None``. Where two arguments tie
+(``maximum(x, x)``) the cotangent is split evenly between them, as for reductions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.define import (
+    defjvp,
+    deflinear,
+    defvjp,
+    function,
+    nondifferentiable,
+    primitive,
+    same,
+    ufunc,
+)
+from fluxml.ad.mutation import assign_out
+
+
+def _zero(g, ans, *args, **params):
+    """The rule of a piecewise-constant function: a zero cotangent (or tangent)."""
+    return np.zeros_like(g)
+
+
+# --- rounding and remainders --------------------------------------------------------------------
+
+FLOOR = ufunc(np.floor, keeps_inputs=False, keeps_output=False)
+defvjp(FLOOR, _zero)
+defjvp(FLOOR, _zero)
+
+CEIL = ufunc(np.ceil, keeps_inputs=False, keeps_output=False)
+defvjp(CEIL, _zero)
+defjvp(CEIL, _zero)
+
+TRUNC = ufunc(np.trunc, keeps_inputs=False, keeps_output=False)
+defvjp(TRUNC, _zero)
+defjvp(TRUNC, _zero)
+
+RINT = ufunc(np.rint, keeps_inputs=False, keeps_output=False)
+defvjp(RINT, _zero)
+defjvp(RINT, _zero)
+
+SIGN = ufunc(np.sign, keeps_inputs=False, keeps_output=False)
+defvjp(SIGN, _zero)
+defjvp(SIGN, _zero)
+
+SPACING = ufunc(np.spacing, keeps_inputs=False, keeps_output=False)
+defvjp(SPACING, _zero)
+defjvp(SPACING, _zero)
+
+FLOOR_DIVIDE = ufunc(np.floor_divide, keeps_inputs=False, keeps_output=False)
+defvjp(FLOOR_DIVIDE, _zero, _zero)
+defjvp(FLOOR_DIVIDE, _zero, _zero)
+
+ROUND = primitive("round", lambda x, *, decimals: np.round(x, decimals), keeps_inputs=False,
+                  keeps_output=False)
+defvjp(ROUND, _zero)
+defjvp(ROUND, _zero)
+
+# x - floor(x / y) * y and x - trunc(x / y) * y: slope 1 in x, minus the quotient in y.
+REMAINDER = ufunc(np.remainder, keeps_output=False)  # np.mod
+defvjp(REMAINDER, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * np.floor_divide(x, y))
+defjvp(REMAINDER, same, lambda t, ans, x, y: -t * np.floor_divide(x, y))
+
+FMOD = ufunc(np.fmod, keeps_output=False)
+defvjp(FMOD, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * np.trunc(x / y))
+defjvp(FMOD, same, lambda t, ans, x, y: -t * np.trunc(x / y))
+
+# heaviside(x, h0): a step in x; equal to h0 exactly where x == 0.
+HEAVISIDE = ufunc(np.heaviside, keeps_output=False)
+defvjp(HEAVISIDE, _zero, lambda g, ans, x, h0: np.where(x == 0, g, 0))
+defjvp(HEAVISIDE, _zero, lambda t, ans, x, h0: np.where(x == 0, t, 0))
+
+# --- maximum and minimum: the winner takes the cotangent, ties split it ---------------------------
+
+MAXIMUM = ufunc(np.maximum, keeps_output=False)  # NaN propagates: a NaN argument wins
+defvjp(MAXIMUM, lambda g, ans, x, y: _pick(g, x, y, _above),
+       lambda g, ans, x, y: _pick(g, y, x, _above))
+defjvp(MAXIMUM, lambda t, ans, x, y: _pick(t, x, y, _above),
+       lambda t, ans, x, y: _pick(t, y, x, _above))
+
+MINIMUM = ufunc(np.minimum, keeps_output=False)
+defvjp(MINIMUM, lambda g, ans, x, y: _pick(g, x, y, _below),
+       lambda g, ans, x, y: _pick(g, y, x, _below))
+defjvp(MINIMUM, lambda t, ans, x, y: _pick(t, x, y, _below),
+       lambda t, ans, x, y: _pick(t, y, x, _below))
+
+FMAX = ufunc(np.fmax, keeps_output=False)  # NaN is ignored: the other argument wins
+defvjp(FMAX, lambda g, ans, x, y: _pick(g, x, y, _above_f),
+       lambda g, ans, x, y: _pick(g, y, x, _above_f))
+defjvp(FMAX, lambda t, ans, x, y: _pick(t, x, y, _above_f),
+       lambda t, ans, x, y: _pick(t, y, x, _above_f))
+
+FMIN = ufunc(np.fmin, keeps_output=False)
+defvjp(FMIN, lambda g, ans, x, y: _pick(g, x, y, _below_f),
+       lambda g, ans, x, y: _pick(g, y, x, _below_f))
+defjvp(FMIN, lambda t, ans, x, y: _pick(t, x, y, _below_f),
+       lambda t, ans, x, y: _pick(t, y, x, _below_f))
+
+# --- clip: x inside [lo, hi] takes the cotangent (bounds included), a bound where it binds --------
+
+CLIP = primitive("clip", lambda x, lo, hi: np.clip(x, lo, hi), keeps_output=False)
+defvjp(CLIP,
+       lambda g, ans, x, lo, hi: np.where(_clip_masks(x, lo, hi)[0], g, 0),
+       lambda g, ans, x, lo, hi: np.where(_clip_masks(x, lo, hi)[1], g, 0),
+       lambda g, ans, x, lo, hi: np.where(_clip_masks(x, lo, hi)[2], g, 0))
+defjvp(CLIP,
+       lambda t, ans, x, lo, hi: np.where(_clip_masks(x, lo, hi)[0], t, 0),
+       lambda t, ans, x, lo, hi: np.where(_clip_masks(x, lo, hi)[1], t, 0),
+       lambda t, ans, x, lo, hi: np.where(_clip_masks(x, lo, hi)[2], t, 0))
+
+# --- where: the condition is a plain boolean array, a static parameter ----------------------------
+
+WHERE = primitive("where", lambda x, y, *, cond: np.where(cond, x, y), keeps_inputs=False,
+                  keeps_output=False)
+defvjp(WHERE, lambda g, ans, x, y, cond: WHERE(g, 0, cond=cond),
+       lambda g, ans, x, y, cond: WHERE(0, g, cond=cond))
+defjvp(WHERE, lambda t, ans, x, y, cond: WHERE(t, 0, cond=cond),
+       lambda t, ans, x, y, cond: WHERE(0, t, cond=cond))
+
+# --- real, imaginary part, conjugate (JAX's convention for complex cotangents) --------------------
+
+REAL = primitive("real", lambda x: np.array(np.real(x), copy=True), keeps_inputs=False,
+                 keeps_output=False)
+defvjp(REAL, lambda g, ans, x: g)
+deflinear(REAL)
+
+IMAG = primitive("imag", lambda x: np.array(np.imag(x), copy=True), keeps_inputs=False,
+                 keeps_output=False)
+defvjp(IMAG, lambda g, ans, x: -1j * g if np.iscomplexobj(x) else np.zeros_like(g))
+deflinear(IMAG)
+
+CONJUGATE = ufunc(np.conjugate, keeps_inputs=False, keeps_output=False)  # np.conj
+defvjp(CONJUGATE, lambda g, ans, x: np.conjugate(g))
+deflinear(CONJUGATE)
+
+# --- sinc and its derivatives: one primitive, the order k a static parameter ----------------------
+
+SINC = primitive("sinc", lambda x, *, k: _sinc_derivative(x, k), keeps_output=False)
+defvjp(SINC, lambda g, ans, x, k: g * SINC(x, k=k + 1))
+defjvp(SINC, lambda t, ans, x, k: t * SINC(x, k=k + 1))
+
+
+# --- NumPy functions (``__array_function__``) built on the primitives above ----------------------
+
+@function(np.clip)
+def clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
+    lo = a_min if min is None else min
+    hi = a_max if max is None else max
+    lo = None if lo is np._NoValue else lo
+    hi = None if hi is np._NoValue else hi
+    if kwargs:
+        raise DifferentiationError(f"np.clip: keyword arguments {sorted(kwargs)} are not "
+                                   "supported on traced arrays")
+    return _out(CLIP(a, lo, hi), out, "np.clip")
+
+
+@function(np.where)
+def where(condition, x=None, y=None):
+    if x is None and y is None:
+        return np.nonzero(raw(condition))
+    if x is None or y is None:
+        raise ValueError("either both or neither of x and y should be given")
+    return WHERE(x, y, cond=np.asarray(raw(condition), dtype=bool))
+
+
+@function(np.nan_to_num)
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """Derivative 1 where x is finite; the replaced entries come from the replacement values
+    (differentiable too when traced)."""
+    value = raw(x)
+    fill = np.nan_to_num(value, nan=raw(nan), posinf=raw(posinf), neginf=raw(neginf))
+    result = WHERE(x, fill, cond=np.isfinite(value))
+    for given, where_given in ((nan, np.isnan(value)), (posinf, np.isposinf(value)),
+                               (neginf, np.isneginf(value))):
+        if type(given) is Tracer:
+            result = WHERE(given, result, cond=where_given)
+    if not copy and type(x) is Tracer:
+        assign_out(x, result, "np.nan_to_num")
+        return x
+    return result
+
+
+@function(np.round, np.around)
+def round(a, decimals=0, out=None):
+    return _out(ROUND(a, decimals=decimals), out, "np.round")
+
+
+@function(np.fix)
+def fix(x, out=None):
+    return _out(np.trunc(x), out, "np.fix")
+
+
+@function(np.real)
+def real(val):
+    return REAL(val)
+
+
+@function(np.imag)
+def imag(val):
+    return IMAG(val)
+
+
+@function(np.sinc)
+def sinc(x):
+    return SINC(x, k=0)
+
+
+# --- no derivative: run on the values, untraced (both modes; the "unsupported" error skips them) -
+
+nondifferentiable(
+    # comparisons and predicates
+    np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal,
+    np.logical_and, np.logical_or, np.logical_xor, np.logical_not,
+    np.isnan, np.isinf, np.isfinite, np.isnat, np.signbit, np.isposinf, np.isneginf,
+    np.iscomplex, np.isreal, np.isclose, np.allclose, np.array_equal, np.array_equiv,
+    # integer and bit ufuncs
+    np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.invert, np.left_shift, np.right_shift,
+    np.gcd, np.lcm,
+    # positions and counts
+    np.argmax, np.argmin, np.argsort, np.argwhere, np.nonzero, np.flatnonzero,
+    np.count_nonzero, np.searchsorted, np.digitize, np.lexsort,
+)
+if hasattr(np, "bitwise_count"):  # NumPy >= 2
+    nondifferentiable(np.bitwise_count)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def _out(result, out, name):
+    if out is None:
+        return result
+    assign_out(out, result, name)
+    return out
+
+
+def _above(a, b):
+    """Where ``maximum(a, b)`` takes ``a`` (NaN propagates)."""
+    return (a > b) | np.isnan(a)
+
+
+def _below(a, b):
+    return (a < b) | np.isnan(a)
+
+
+def _above_f(a, b):
+    """Where ``fmax(a, b)`` takes ``a`` (NaN is skipped)."""
+    return (a > b) | np.isnan(b)
+
+
+def _below_f(a, b):
+    return (a < b) | np.isnan(b)
+
+
+def _pick(g, a, b, wins):
+    """``g`` where ``a`` wins, half of it where ``a`` and ``b`` tie, else 0."""
+    a, b = raw(a), raw(b)
+    return np.where(wins(a, b), g, np.where(a == b, g * 0.5, 0))
+
+
+def _clip_masks(x, lo, hi):
+    """Which of x, lo, hi gives ``clip(x, lo, hi) = minimum(maximum(x, lo), hi)``, ties going
+    to x (then to lo): the masks partition the output."""
+    x, lo, hi = raw(x), raw(lo), raw(hi)
+    up = x if lo is None else np.maximum(x, lo)
+    hi_binds = np.asarray(False) if hi is None else np.asarray(up > hi)
+    lo_binds = np.asarray(False) if lo is None else (x < lo) & ~hi_binds
+    return ~(lo_binds | hi_binds), lo_binds, hi_binds
+
+
+_SINC_NEAR = 0.25  # below this |x| the derivatives come from the Maclaurin series
+_SINC_TERMS = 12
+
+
+def _sinc_derivative(x, k):
+    """The k-th derivative of sinc(x) = sin(pi x) / (pi x).
+
+    Away from 0, from x s(x) = sin(pi x) / pi differentiated j times:
+    s_j = (pi^(j-1) sin(pi x + j pi / 2) - j s_(j-1)) / x. Near 0 (where that recurrence
+    cancels) from the series s(x) = sum_n (-1)^n (pi x)^(2n) / (2n + 1)!.
+    """
+    if k == 0:
+        return np.sinc(x)
+    x = np.asarray(x)
+    near = np.abs(x) < _SINC_NEAR
+    safe = np.where(near, 1, x)
+    s = np.sinc(safe)
+    for j in range(1, k + 1):
+        s = (math.pi ** (j - 1) * np.sin(math.pi * safe + j * math.pi / 2) - j * s) / safe
+    series = np.zeros_like(s)
+    first = (k + 1) // 2
+    for n in range(first, first + _SINC_TERMS):
+        c = (-1) ** n * math.pi ** (2 * n) / math.factorial(2 * n + 1)
+        c *= math.factorial(2 * n) / math.factorial(2 * n - k)
+        series = series + c * x ** (2 * n - k)
+    return np.where(near, series, s)

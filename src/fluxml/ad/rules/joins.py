@@ -1,0 +1,238 @@
+"""Joining and splitting: concatenate and the stacks, split and its variants, tile, repeat,
+append, insert, delete.
+
+``concatenate`` is variadic (the arrays are its positional arguments); ``split`` has one
+result per piece, and its vjp joins the pieces' cotangents (zeros for pieces not used).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
+
+from fluxml.ad.core import Tracer, raw
+from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
+from fluxml.ad.rules.indexing import GETITEM, getitem, take
+from fluxml.ad.rules.reductions import _out
+from fluxml.ad.rules.shape import atleast_1d, atleast_2d, atleast_3d, expand_dims
+
+CONCATENATE = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+                        keeps_inputs=False, keeps_output=False)
+defvjp_argnum(CONCATENATE, lambda pos, g, ans, *xs, axis: g[_slice(axis, _span(xs, pos, axis))])
+# Jointly linear: the tangent of one piece sits between zeros for the others.
+defjvp_argnum(CONCATENATE, lambda pos, t, ans, *xs, axis: CONCATENATE(
+    *(t if i == pos else np.zeros(x.shape, t.dtype) for i, x in enumerate(xs)), axis=axis))
+
+
+def _split(x, *, bounds, axis):
+    return tuple(x[_slice(axis, slice(lo, hi))].copy() for lo, hi in bounds)
+
+
+SPLIT = primitive("split", _split, keeps_inputs=False, keeps_output=False,
+                  multiple_results=True)
+defvjp(SPLIT, lambda g, ans, x, bounds, axis: CONCATENATE(*g, axis=axis))
+deflinear(SPLIT)
+
+
+# --- joining -------------------------------------------------------------------------------------
+
+@function(np.concatenate)  # np.concat is the same function
+def concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
+    arrays = [_array(a) for a in arrays]
+    if dtype is not None:
+        arrays = [a.astype(dtype) for a in arrays]
+    if axis is None:
+        arrays, axis = [np.ravel(a) for a in arrays], 0
+    if arrays and arrays[0].ndim == 0:
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
+    if arrays:
+        axis = normalize_axis_index(axis, arrays[0].ndim)
+    return _out(CONCATENATE(*arrays, axis=axis), out, "np.concatenate")
+
+
+@function(np.stack)
+def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
+    arrays = [_array(a) for a in arrays]
+    if not arrays:
+        raise ValueError("need at least one array to stack")
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError("all input arrays must have the same shape")
+    axis = normalize_axis_index(axis, arrays[0].ndim + 1)
+    return concatenate([expand_dims(a, axis) for a in arrays], axis, out, dtype=dtype)
+
+
+@function(np.hstack)
+def hstack(tup, *, dtype=None, casting="same_kind"):
+    arrays = [atleast_1d(a) for a in tup]
+    axis = 0 if arrays and arrays[0].ndim == 1 else 1
+    return concatenate(arrays, axis, dtype=dtype)
+
+
+@function(np.vstack)
+def vstack(tup, *, dtype=None, casting="same_kind"):
+    return concatenate([atleast_2d(a) for a in tup], 0, dtype=dtype)
+
+
+@function(np.dstack)
+def dstack(tup):
+    return concatenate([atleast_3d(a) for a in tup], 2)
+
+
+@function(np.column_stack)
+def column_stack(tup):
+    arrays = [_array(a) for a in tup]
+    arrays = [np.reshape(a, (-1, 1)) if a.ndim < 2 else a for a in arrays]
+    return concatenate(arrays, 1)
+
+
+@function(np.append)
+def append(arr, values, axis=None):
+    arr, values = _array(arr), _array(values)
+    if axis is None:
+        return concatenate([np.ravel(arr), np.ravel(values)], 0)
+    return concatenate([arr, values], axis)
+
+
+# --- splitting -----------------------------------------------------------------------------------
+
+@function(np.split)
+def split(ary, indices_or_sections, axis=0):
+    if np.ndim(indices_or_sections) == 0:
+        n = ary.shape[axis]
+        if n % indices_or_sections:
+            raise ValueError("array split does not result in an equal division")
+    return array_split(ary, indices_or_sections, axis)
+
+
+@function(np.array_split)
+def array_split(ary, indices_or_sections, axis=0):
+    """Pieces that tile the axis come from one ``split`` node; overlapping or out-of-order
+    indices (NumPy allows them) fall back to one slice per piece. Either way each piece is a
+    view of ``ary`` as in NumPy: writing into it writes into ``ary``."""
+    axis = normalize_axis_index(axis, ary.ndim)
+    n = ary.shape[axis]
+    if np.ndim(indices_or_sections) == 0:
+        sections = int(indices_or_sections)
+        if sections <= 0:
+            raise ValueError("number sections must be larger than 0.")
+        each, extra = divmod(n, sections)
+        cuts = np.cumsum([0] + extra * [each + 1] + (sections - extra) * [each])
+        bounds = tuple(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
+    else:
+        cuts = [0] + [int(i) for i in indices_or_sections] + [n]
+        bounds = tuple(slice(lo, hi).indices(n)[:2] for lo, hi in zip(cuts[:-1], cuts[1:]))
+        bounds = tuple((lo, max(lo, hi)) for lo, hi in bounds)
+    tiles = all(hi == lo for (_, hi), (lo, _) in zip(bounds[:-1], bounds[1:]))
+    if type(ary) is not Tracer or not tiles or bounds[-1][1] != n:
+        return [getitem(ary, _slice(axis, slice(lo, hi))) for lo, hi in bounds]
+    pieces = SPLIT(ary, bounds=bounds, axis=axis)
+    from fluxml.ad import mutation
+
+    for (lo, hi), piece in zip(bounds, pieces):
+        if piece._trace is ary._trace:  # make it the view NumPy returns
+            mutation.link(piece, ary, GETITEM, {"idx": _slice(axis, slice(lo, hi))})
+    return list(pieces)
+
+
+@function(np.hsplit)
+def hsplit(ary, indices_or_sections):
+    if ary.ndim == 0:
+        raise ValueError("hsplit only works on arrays of 1 or more dimensions")
+    return split(ary, indices_or_sections, 1 if ary.ndim > 1 else 0)
+
+
+@function(np.vsplit)
+def vsplit(ary, indices_or_sections):
+    if ary.ndim < 2:
+        raise ValueError("vsplit only works on arrays of 2 or more dimensions")
+    return split(ary, indices_or_sections, 0)
+
+
+@function(np.dsplit)
+def dsplit(ary, indices_or_sections):
+    if ary.ndim < 3:
+        raise ValueError("dsplit only works on arrays of 3 or more dimensions")
+    return split(ary, indices_or_sections, 2)
+
+
+@function(np.unstack)
+def unstack(x, /, *, axis=0):
+    axis = normalize_axis_index(axis, x.ndim)
+    return tuple(np.squeeze(p, axis) for p in split(x, x.shape[axis], axis))
+
+
+# --- repeating, inserting, deleting --------------------------------------------------------------
+
+@function(np.tile)
+def tile(A, reps):
+    A = _array(A)
+    reps = (int(reps),) if np.ndim(reps) == 0 else tuple(int(r) for r in reps)
+    d = max(len(reps), A.ndim)
+    shape = (1,) * (d - A.ndim) + A.shape
+    reps = (1,) * (d - len(reps)) + reps
+    paired = np.reshape(A, tuple(x for n in shape for x in (1, n)))
+    paired = np.broadcast_to(paired, tuple(x for r, n in zip(reps, shape) for x in (r, n)))
+    return _fresh(np.reshape(paired, tuple(r * n for r, n in zip(reps, shape))), A)
+
+
+@function(np.repeat)
+def repeat(a, repeats, axis=None):
+    a = _array(a)
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    axis = normalize_axis_index(axis, a.ndim)
+    repeats = raw(repeats)
+    if np.ndim(repeats) == 0 or np.size(repeats) == 1:  # broadcast a new axis, then merge
+        r = int(np.ravel(repeats)[0]) if np.ndim(repeats) else int(repeats)
+        b = expand_dims(a, axis + 1)
+        b = np.broadcast_to(b, b.shape[:axis + 1] + (r,) + b.shape[axis + 2:])
+        merged = a.shape[:axis] + (a.shape[axis] * r,) + a.shape[axis + 1:]
+        return _fresh(np.reshape(b, merged), a)
+    return take(a, np.repeat(np.arange(a.shape[axis]), repeats), axis=axis)
+
+
+@function(np.delete)
+def delete(arr, obj, axis=None):
+    arr = _array(arr)
+    if axis is None:
+        arr, axis = np.ravel(arr), 0
+    axis = normalize_axis_index(axis, arr.ndim)
+    return take(arr, np.delete(np.arange(arr.shape[axis]), raw(obj)), axis=axis)
+
+
+@function(np.insert)
+def insert(arr, obj, values, axis=None):
+    """NumPy's own ``insert`` run on the positions of ``arr`` and ``values`` (so that every
+    placement and broadcasting rule is NumPy's), then one gather from both."""
+    arr, values = _array(arr), _array(values)
+    if axis is None:
+        arr, axis = np.ravel(arr), 0
+    values = values.astype(arr.dtype) if values.dtype != arr.dtype else values
+    where = np.arange(arr.size).reshape(arr.shape)
+    new = arr.size + np.arange(values.size).reshape(values.shape)
+    source = np.insert(where, raw(obj), new, axis=axis)
+    both = concatenate([np.ravel(arr), np.ravel(values)], 0)
+    return getitem(both, source)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _array(a):
+    return a if type(a) is Tracer else np.asarray(a)
+
+
+def _slice(axis, s):
+    return (slice(None),) * axis + (s,)
+
+
+def _span(xs, pos, axis):
+    start = sum(x.shape[axis] for x in xs[:pos])
+    return slice(start, start + xs[pos].shape[axis])
+
+
+def _fresh(result, source):
+    """``result`` itself, or a copy where it still shares ``source``'s memory (NumPy returns
+    a new array)."""
+    if np.may_share_memory(raw(result), raw(source)):
+        return np.copy(result)
+    return result

@@ -1,0 +1,152 @@
+"""The reverse sweep: walk the tape backwards, apply vjp rules, accumulate cotangents.
+
+Iterative (no recursion), in decreasing creation order, freeing each node once used. Two
+things keep loops of small writes and reads linear instead of quadratic:
+
+- a cotangent that the sweep itself allocated (an accumulator) is *owned*: further
+  contributions are added into it in place, and a rule that may overwrite its incoming
+  cotangent (``prim.vjp_overwrite``: ``setitem`` zeroes the written entries) reuses it;
+- the vjp of reading ``x[idx]`` is a :class:`Sparse` contribution, added into the owned
+  accumulator of ``x`` at ``idx`` without building a dense array of ``x``'s shape.
+
+Under an outer transform cotangents are tracers, and everything stays functional.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, Tracer, fit, raw
+
+
+class Sparse:
+    """A cotangent that is zero except ``values`` at ``idx`` of an array of ``shape``."""
+
+    __slots__ = ("shape", "dtype", "idx", "values", "basic")
+
+    def __init__(self, shape, dtype, idx, values, basic):
+        self.shape, self.dtype, self.idx, self.values, self.basic = (
+            shape, dtype, idx, values, basic)
+
+    def add_into(self, acc):
+        if self.basic:
+            acc[self.idx] += self.values
+        else:
+            np.add.at(acc, self.idx, self.values)
+
+    def dense(self):
+        acc = np.zeros(self.shape, self.dtype)
+        self.add_into(acc)
+        return acc
+
+
+def _add(ct, owned, j, c):
+    """Accumulate contribution ``c`` into slot ``j``, in place where the sweep owns it."""
+    acc = ct[j]
+    if type(c) is Sparse:
+        if acc is None:
+            ct[j] = c.dense()
+            owned.add(j)
+        elif j in owned:
+            c.add_into(acc)
+        elif type(acc) is np.ndarray:
+            acc = ct[j] = acc.copy()
+            c.add_into(acc)
+            owned.add(j)
+        else:  # a tracer (higher order) or a NumPy scalar
+            ct[j] = acc + c.dense()
+        return
+    if acc is None:
+        ct[j] = c
+    elif j in owned and type(c) is not Tracer:
+        acc += c
+    else:
+        acc = ct[j] = acc + c
+        if type(acc) is np.ndarray:
+            owned.add(j)
+
+
+def sweep(tape, seeds, wanted, free=True):
+    ct = [None] * len(tape)
+    owned: set = set()
+    for i, g in seeds.items():
+        ct[i] = g if ct[i] is None else ct[i] + g
+    keep = set(wanted)
+    for i in range(max(seeds, default=-1), -1, -1):
+        g = ct[i]
+        if g is None:
+            continue
+        node = tape[i]
+        g_owned = i in owned and i not in keep
+        if free:
+            tape[i] = None
+            if i not in keep:
+                ct[i] = None
+        if node is None:
+            continue
+        prim, args, params, ans, parents = node
+        if prim is None:  # projection: output k of a multiple-result node
+            (k, j), = parents
+            acc = ct[j]
+            if acc is None:
+                acc = ct[j] = [None] * len(tape[j][3])
+            acc[k] = g if acc[k] is None else acc[k] + g
+            continue
+        if prim.multiple_results:
+            g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
+        vjps = prim.vjps
+        if vjps is not None:
+            overwrite = prim.vjp_overwrite
+            if overwrite is not None and type(g) is np.ndarray:
+                if not g_owned:  # copy once; the copy is owned from here down the chain
+                    g = g.copy()
+                _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned)
+                continue
+            for p, j in parents:
+                c = vjps[p](g, ans, *args, **params)
+                if type(c) is not Sparse:
+                    a = args[p]
+                    if c.shape != a.shape or c.dtype != a.dtype:
+                        c = fit(c, a)
+                _add(ct, owned, j, c)
+            continue
+        if prim.vjp_all is not None:
+            cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
+        else:
+            vjp = prim.vjp
+            if vjp is None:
+                raise DifferentiationError(f"{prim.name} has no reverse-mode rule")
+            cts = [vjp(p, g, ans, args, params) for p, _ in parents]
+        for (p, j), c in zip(parents, cts):
+            if c is None:
+                continue
+            if type(c) is not Sparse:
+                c = fit(c, args[p])
+            _add(ct, owned, j, c)
+    return [ct[i] for i in wanted]
+
+
+def _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned):
+    """Apply the vjps of a node whose rule at position ``pos`` may reuse ``g`` (owned by the
+    sweep): the other positions first (copied where they share g's memory), that one last;
+    its result moves, still owned, to its parent."""
+    pos, rule = overwrite
+    last = None
+    for p, j in parents:
+        if p == pos:
+            last = j
+            continue
+        c = prim.vjps[p](g, ans, *args, **params)
+        if type(c) is not Sparse:
+            c = fit(c, args[p])
+            if type(c) is np.ndarray and np.may_share_memory(c, g):
+                c = c.copy()
+        _add(ct, owned, j, c)
+    if last is None:
+        return
+    c = rule(g, ans, *args, **params)
+    if ct[last] is None and c is g:
+        ct[last] = g
+        owned.add(last)
+    else:
+        _add(ct, owned, last, fit(c, args[pos]))

@@ -1,0 +1,270 @@
+"""Reduction rules: values against NumPy, derivatives against finite differences (order 2,
+both modes), dtypes, products with zeros, ties of max/min, cumulative products with zeros."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fluxml as fl
+from fluxml.ad.rules.reductions import logsumexp
+from fluxml.testing import check_grads
+
+rng = np.random.default_rng(0)
+
+
+def rand(*shape):
+    return rng.standard_normal(shape)
+
+
+def away_from_zero(*shape):
+    return rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+def distinct(*shape):
+    """Entries far apart from each other (no ties: max, min and sort are smooth there)."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) + 0.3 * rng.uniform(size=n)).reshape(shape) - n / 2
+
+
+A = rand(3, 4)
+B = rand(2, 3, 4)
+POS = rng.uniform(0.5, 2.0, (3, 4))
+WITH_NAN = np.where(rng.uniform(size=(3, 4)) < 0.3, np.nan, rand(3, 4))
+WITH_NAN[:, 0] = rand(3)  # every column/row keeps a number
+ONE_ZERO = away_from_zero(3, 4)
+ONE_ZERO[1, 2] = 0.0
+TWO_ZEROS = away_from_zero(3, 4)
+TWO_ZEROS[1, 0] = TWO_ZEROS[1, 3] = 0.0
+W4 = rng.uniform(0.5, 1.5, 4)
+
+CASES = [
+    (np.sum, lambda x: np.sum(x), (A,)),
+    (np.sum, lambda x: np.sum(x, axis=1), (A,)),
+    (np.sum, lambda x: np.sum(x, axis=(0, -1), keepdims=True), (B,)),
+    (np.nansum, lambda x: np.nansum(x, axis=0), (WITH_NAN,)),
+    (np.prod, lambda x: np.prod(x, axis=1), (away_from_zero(3, 4),)),
+    (np.prod, lambda x: np.prod(x), (away_from_zero(2, 3),)),
+    (np.prod, lambda x: np.prod(x, axis=-1, keepdims=True), (ONE_ZERO,)),
+    (np.prod, lambda x: np.prod(x, axis=1), (TWO_ZEROS,)),
+    (np.prod, lambda x: np.prod(x, axis=(0, 2)), (away_from_zero(2, 3, 4),)),
+    (np.mean, lambda x: np.mean(x), (A,)),
+    (np.mean, lambda x: np.mean(x, axis=-2, keepdims=True), (B,)),
+    (np.nanmean, lambda x: np.nanmean(x, axis=1), (WITH_NAN,)),
+    (np.average, lambda x: np.average(x, axis=1), (A,)),
+    (np.average, lambda x, w: np.average(x, axis=1, weights=w), (A, W4)),
+    (np.average, lambda x, w: np.average(x, weights=w), (A, POS)),
+    (np.average, lambda x, w: np.average(x, axis=-1, weights=w, returned=True), (A, W4)),
+    (np.var, lambda x: np.var(x), (A,)),
+    (np.var, lambda x: np.var(x, axis=0, ddof=1), (A,)),
+    (np.var, lambda x: np.var(x, axis=(1, 2), keepdims=True), (B,)),
+    (np.std, lambda x: np.std(x, axis=1), (A,)),
+    (np.std, lambda x: np.std(x, ddof=1), (B,)),
+    (np.max, lambda x: np.max(x), (distinct(3, 4),)),
+    (np.max, lambda x: np.max(x, axis=1, keepdims=True), (distinct(3, 4),)),
+    (np.max, lambda x: np.max(x, axis=(0, 2)), (distinct(2, 3, 4),)),
+    (np.amax, lambda x: np.amax(x, axis=0), (distinct(3, 4),)),
+    (np.min, lambda x: np.min(x, axis=-1), (distinct(3, 4),)),
+    (np.amin, lambda x: np.amin(x), (distinct(3, 4),)),
+    (np.nanmax, lambda x: np.nanmax(x, axis=1), (WITH_NAN,)),
+    (np.nanmin, lambda x: np.nanmin(x, axis=1), (WITH_NAN,)),
+    (np.ptp, lambda x: np.ptp(x, axis=0), (distinct(3, 4),)),
+    (np.cumsum, lambda x: np.cumsum(x), (A,)),
+    (np.cumsum, lambda x: np.cumsum(x, axis=-2), (B,)),
+    (np.cumprod, lambda x: np.cumprod(x, axis=1), (away_from_zero(3, 5),)),
+    (np.cumprod, lambda x: np.cumprod(x, axis=1), (TWO_ZEROS,)),
+    (np.cumprod, lambda x: np.cumprod(x), (ONE_ZERO,)),
+    (np.cumulative_sum, lambda x: np.cumulative_sum(x, axis=1, include_initial=True), (A,)),
+    (np.cumulative_prod, lambda x: np.cumulative_prod(x, axis=0), (ONE_ZERO,)),
+    (np.sort, lambda x: np.sort(x), (distinct(3, 4),)),
+    (np.sort, lambda x: np.sort(x, axis=0), (distinct(3, 4),)),
+    (np.sort, lambda x: np.sort(x, axis=None), (distinct(3, 4),)),
+    (np.quantile, lambda x: np.quantile(x, 0.3), (distinct(3, 4),)),
+    (np.quantile, lambda x: np.quantile(x, [0.0, 0.5, 0.8, 1.0], axis=1, keepdims=True),
+     (distinct(3, 5),)),
+    (np.percentile, lambda x: np.percentile(x, [[10.0], [75.0]], axis=(0, 2)),
+     (distinct(2, 3, 4),)),
+    (np.median, lambda x: np.median(x), (distinct(3, 4),)),
+    (np.median, lambda x: np.median(x, axis=0), (distinct(3, 4),)),
+    (np.median, lambda x: np.median(x, axis=(0, -1), keepdims=True), (distinct(2, 3, 3),)),
+    (np.diff, lambda x: np.diff(x), (A,)),
+    (np.diff, lambda x: np.diff(x, n=2, axis=0), (rand(5, 3),)),
+    (np.diff, lambda x, p: np.diff(x, axis=1, prepend=p, append=1.5), (A, rand(3, 1))),
+    (np.ediff1d, lambda x, b: np.ediff1d(x, to_begin=b, to_end=[2.0, 3.0]), (A, rand(2))),
+]
+
+
+def case_id(case):
+    return case[0].__name__
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_derivatives(case):
+    _, f, args = case
+    check_grads(f, *args, order=2, modes=("fwd", "rev"))
+
+
+def _leaves(y):
+    return list(y) if isinstance(y, (tuple, list)) else [y]
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_traced_value_equals_numpy(case):
+    _, f, args = case
+    expected = f(*args)
+    value, _ = fl.pullback(f, *args)
+    for got, want in zip(_leaves(value), _leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_float32_preserved(case):
+    _, f, args = case
+    args32 = tuple(a.astype(np.float32) for a in args)
+    value, back = fl.pullback(f, *args32)
+    for v, want in zip(_leaves(value), _leaves(f(*args32))):
+        assert np.asarray(v).dtype == np.asarray(want).dtype  # float32 unless NumPy promotes
+    grads = back(value)
+    for g in grads:
+        assert g is None or g.dtype == np.float32
+
+
+# --- products with zeros -----------------------------------------------------------------------
+
+def test_prod_gradient_with_one_zero_is_the_product_of_the_others():
+    x = np.array([2.0, 0.0, 3.0, -1.5])
+    (g,) = fl.gradient(np.prod, x)
+    np.testing.assert_array_equal(g, [0.0, -9.0, 0.0, 0.0])
+
+
+def test_prod_gradient_with_two_zeros_is_zero():
+    x = np.array([2.0, 0.0, 3.0, 0.0])
+    (g,) = fl.gradient(np.prod, x)
+    np.testing.assert_array_equal(g, np.zeros(4))
+    h = fl.hessian(np.prod, x)  # d2/dx1 dx3 = 2 * 3, exact
+    want = np.zeros((4, 4))
+    want[1, 3] = want[3, 1] = 6.0
+    np.testing.assert_array_equal(h, want)
+
+
+def test_prod_hessian_with_one_zero():
+    x = np.array([2.0, 0.0, 3.0])
+    want = np.array([[0.0, 3.0, 0.0], [3.0, 0.0, 2.0], [0.0, 2.0, 0.0]])
+    np.testing.assert_array_equal(fl.hessian(np.prod, x), want)
+
+
+def test_cumprod_gradient_with_zeros_is_exact():
+    x = np.array([2.0, 0.0, 3.0, 0.0, 5.0])
+    jac = fl.jacobian(np.cumprod, x)
+    want = np.zeros((5, 5))
+    for i in range(5):
+        for j in range(i + 1):
+            want[i, j] = np.prod(np.delete(x[:i + 1], j))
+    np.testing.assert_array_equal(jac, want)
+    np.testing.assert_array_equal(fl.jacobian(np.cumprod, x, mode="fwd"), want)
+
+
+# --- max and min -------------------------------------------------------------------------------
+
+def test_max_ties_split_evenly():
+    (g,) = fl.gradient(np.max, np.array([1.0, 3.0, 3.0]))
+    np.testing.assert_array_equal(g, [0.0, 0.5, 0.5])
+    (g,) = fl.gradient(lambda x: np.sum(np.min(x, axis=0)), np.array([[1.0, 2], [1, 0]]))
+    np.testing.assert_array_equal(g, [[0.5, 0.0], [0.5, 1.0]])
+    _, t = fl.jvp(np.max, (np.array([1.0, 3.0, 3.0]),), (np.array([5.0, 1.0, 2.0]),))
+    assert t == 1.5
+
+
+def test_maximum_reduce_reaches_max():
+    x = np.array([[1.0, 4.0], [3.0, 2.0]])
+    (g,) = fl.gradient(lambda x: np.sum(np.maximum.reduce(x, axis=0)), x)
+    np.testing.assert_array_equal(g, [[0.0, 1.0], [1.0, 0.0]])
+    (g,) = fl.gradient(lambda x: np.minimum.reduce(x, axis=None), x)
+    np.testing.assert_array_equal(g, [[1.0, 0.0], [0.0, 0.0]])
+    check_grads(lambda x: np.add.reduce(x, axis=1), x)
+
+
+def test_ufunc_reduce_default_axis_is_zero():
+    x = np.arange(6.0).reshape(2, 3)
+    value, _ = fl.pullback(lambda x: np.add.reduce(x), x)
+    np.testing.assert_array_equal(value, np.add.reduce(x))
+
+
+def test_ufunc_accumulate_default_axis_is_zero():
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    value, _ = fl.pullback(lambda x: np.multiply.accumulate(x), x)
+    np.testing.assert_array_equal(value, np.multiply.accumulate(x))
+
+
+def test_nanmax_gradient_skips_nans():
+    x = np.array([1.0, np.nan, 3.0])
+    (g,) = fl.gradient(np.nanmax, x)
+    np.testing.assert_array_equal(g, [0.0, 0.0, 1.0])
+    (g,) = fl.gradient(np.nansum, x)
+    np.testing.assert_array_equal(g, [1.0, 0.0, 1.0])
+
+
+# --- keyword arguments ---------------------------------------------------------------------------
+
+def test_out_argument():
+    def f(x):
+        buf = np.zeros_like(x[:, 0])
+        np.sum(x * x, axis=1, out=buf)
+        return buf
+
+    check_grads(f, A)
+    value, _ = fl.pullback(f, A)
+    np.testing.assert_allclose(value, np.sum(A * A, axis=1))
+
+
+def test_dtype_and_initial():
+    check_grads(lambda x: np.sum(x, axis=0, dtype=np.float64, initial=2.0), A)
+    check_grads(lambda x: np.prod(x, axis=0, initial=2.0), away_from_zero(3, 4))
+
+
+def test_where_is_refused_with_a_fix():
+    with pytest.raises(fl.DifferentiationError, match="np.where"):
+        fl.gradient(lambda x: np.sum(x, where=x > 0), A)
+    with pytest.raises(fl.DifferentiationError, match="initial"):
+        fl.gradient(lambda x: np.max(x, initial=0.0), A)
+
+
+def test_var_with_mean_and_correction():
+    m = np.mean(A, axis=1, keepdims=True)
+    check_grads(lambda x, m: np.var(x, axis=1, mean=m, correction=1), A, m)
+    value, _ = fl.pullback(lambda x: np.var(x, axis=1, correction=1), A)
+    np.testing.assert_allclose(value, np.var(A, axis=1, ddof=1))
+
+
+# --- logsumexp -----------------------------------------------------------------------------------
+
+def test_logsumexp_is_stable_and_differentiable():
+    x = np.array([[1000.0, 1000.0], [-1000.0, 0.0]])
+    np.testing.assert_allclose(logsumexp(x, axis=1), [1000.0 + np.log(2.0), 0.0])
+    (g,) = fl.gradient(lambda x: np.sum(logsumexp(x, axis=1)), x)
+    np.testing.assert_allclose(g, [[0.5, 0.5], [0.0, 1.0]])
+    check_grads(lambda x: logsumexp(x, axis=0, keepdims=True), A)
+    check_grads(lambda x: logsumexp(x), B)
+    assert logsumexp(A.astype(np.float32)).dtype == np.float32
+
+
+# --- random shapes and axes ----------------------------------------------------------------------
+
+@st.composite
+def shape_and_axis(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=3)))
+    axes = draw(st.lists(st.integers(-len(shape), len(shape) - 1), unique_by=lambda a: a
+                         % len(shape), max_size=len(shape)))
+    axis = draw(st.sampled_from([None, tuple(axes)] + ([axes[0]] if axes else [])))
+    return shape, axis, draw(st.booleans())
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape_and_axis(), st.sampled_from([np.sum, np.mean, np.prod, np.max, np.var]))
+def test_reductions_over_random_axes(case, reduce):
+    shape, axis, keepdims = case
+    x = distinct(*shape) / 4
+    f = lambda x: reduce(x, axis=axis, keepdims=keepdims)  # noqa: E731
+    check_grads(f, x)
+    value, _ = fl.pullback(f, x)
+    np.testing.assert_allclose(value, f(x), rtol=1e-12, atol=1e-14)

@@ -1,0 +1,232 @@
+"""The public transforms: gradient, withgradient, pullback, jvp, jacobian, hessian."""
+
+import dataclasses
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+rng = np.random.default_rng(0)
+
+
+def loss(x, w, b):
+    return np.sum(np.tanh(x * w + b))
+
+
+def loss_grads(x, w, b):
+    d = 1 - np.tanh(x * w + b) ** 2
+    return d * w, d * x, d
+
+
+def test_gradient_matches_calculus():
+    x, w, b = rng.standard_normal((3, 5))
+    for got, want in zip(fl.gradient(loss, x, w, b), loss_grads(x, w, b)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_withgradient_returns_value_and_gradient():
+    x = np.array([1.0, 2.0])
+    value, (g,) = fl.withgradient(lambda x: np.sum(x**2), x)
+    assert value == 5.0
+    np.testing.assert_allclose(g, 2 * x)
+
+
+def test_python_float_and_numpy_scalar_keep_their_types():
+    g = fl.gradient(lambda a, b: a * a * b, 3.0, np.float32(2.0))
+    assert type(g[0]) is float and g[0] == 12.0
+    assert type(g[1]) is np.float32 and g[1] == 9.0
+
+
+def test_float32_stays_float32():
+    x = rng.standard_normal(4).astype(np.float32)
+    w = rng.standard_normal(4).astype(np.float32)
+    value, (gx, gw) = fl.withgradient(lambda x, w: np.sum(np.tanh(x * w)), x, w)
+    assert value.dtype == np.float32
+    assert gx.dtype == np.float32 and gw.dtype == np.float32
+
+
+def test_integer_bool_and_unused_arguments_get_none():
+    grads = fl.gradient(lambda x, n, flag, unused: np.sum(x) * n, np.ones(2), 3, True, 1.0)
+    np.testing.assert_allclose(grads[0], [3.0, 3.0])
+    assert grads[1] is None and grads[2] is None and grads[3] is None
+
+
+def test_zeros_for_none():
+    grads = fl.gradient(lambda x, y: np.sum(x), np.ones(2), np.ones((2, 3)),
+                        zeros_for_none=True)
+    np.testing.assert_array_equal(grads[1], np.zeros((2, 3)))
+
+
+def test_output_not_depending_on_input():
+    assert fl.gradient(lambda x: 3.0, np.ones(2)) == (None,)
+
+
+def test_gradients_are_fresh_writable_arrays():
+    x, y = np.ones(3), np.ones(3)
+    gx, gy = fl.gradient(lambda x, y: np.sum(x + y), x, y)
+    assert gx is not gy
+    gx += 1  # a broadcast view would refuse this
+    np.testing.assert_array_equal(gy, np.ones(3))
+
+
+Params = namedtuple("Params", ["w", "b"])
+
+
+@dataclasses.dataclass
+class Linear:
+    w: np.ndarray
+    b: np.ndarray
+    name: str = "linear"
+
+    def __call__(self, x):
+        return x @ self.w.T + self.b
+
+
+class Plain:
+    def __init__(self):
+        self.layers = [Linear(rng.standard_normal((3, 2)), np.zeros(3)),
+                       Linear(rng.standard_normal((1, 3)), np.zeros(1))]
+        self.act = np.tanh
+        self.depth = 2
+
+    def __call__(self, x):
+        return self.layers[1](self.act(self.layers[0](x)))
+
+
+def test_structural_gradient_mirrors_containers():
+    p = {"a": [np.ones(2), (np.full(2, 2.0),)], "nt": Params(np.ones(2), 0.5)}
+    f = lambda p: np.sum(p["a"][0] * p["a"][1][0]) + np.sum(p["nt"].w) * p["nt"].b
+    g = fl.gradient(f, p)[0]
+    np.testing.assert_allclose(g["a"][0], [2.0, 2.0])
+    np.testing.assert_allclose(g["a"][1][0], [1.0, 1.0])
+    assert isinstance(g["nt"], Params)
+    np.testing.assert_allclose(g["nt"].w, [0.5, 0.5])
+    assert g["nt"].b == 2.0
+
+
+def test_structural_gradient_of_objects():
+    model = Plain()
+    x = rng.standard_normal((4, 2))
+    g = fl.gradient(lambda m: np.sum(m(x) ** 2), model)[0]
+    assert isinstance(g, Plain)
+    assert g.layers[0].w.shape == (3, 2) and g.layers[0].name is None
+    assert g.act is None and g.depth is None
+
+    def by_hand(w0):
+        m = Plain()
+        m.layers = [Linear(w0, model.layers[0].b), model.layers[1]]
+        return np.sum(m(x) ** 2)
+
+    check_grads(by_hand, model.layers[0].w, order=1)
+    w0 = model.layers[0].w
+    e = np.zeros_like(w0)
+    e[1, 0] = 1e-6
+    fd = (by_hand(w0 + e) - by_hand(w0 - e)) / 2e-6
+    np.testing.assert_allclose(g.layers[0].w[1, 0], fd, rtol=1e-6)
+
+
+def test_tied_arrays_share_one_gradient():
+    w = np.ones(2)
+    g = fl.gradient(lambda p: np.sum(p[0] * p[1]), [w, w])[0]
+    np.testing.assert_allclose(g[0], [2.0, 2.0])
+    np.testing.assert_allclose(g[1], [2.0, 2.0])
+
+
+def test_control_flow_recursion_and_closures():
+    def power(x, n):
+        return 1.0 if n == 0 else x * power(x, n - 1)
+
+    def f(x):
+        total = 0.0
+        for i in range(4):
+            if i % 2 == 0:
+                total = total + power(x, i)
+            else:
+                total = total - np.sin(x) * i
+        return total
+
+    check_grads(f, 0.7)
+    scale = 3.0
+    assert fl.gradient(lambda x: scale * x * x, 2.0) == (12.0,)
+
+
+def test_pullback_can_be_called_twice():
+    x = np.array([1.0, 2.0])
+    y, back = fl.pullback(lambda x: np.tanh(x) * x, x)
+    g1 = back(np.ones(2))[0]
+    g2 = back(np.ones(2))[0]
+    np.testing.assert_allclose(g1, g2)
+    np.testing.assert_allclose(back(2 * np.ones(2))[0], 2 * g1)
+    assert fl.vjp is fl.pullback
+
+
+def test_pullback_of_a_tuple_output():
+    x = np.array([1.0, 2.0])
+    (a, b), back = fl.pullback(lambda x: (x * 2, np.sum(x**2)), x)
+    np.testing.assert_allclose(back((np.ones(2), 1.0))[0], 2 + 2 * x)
+
+
+def test_jvp_matches_pullback():
+    x = rng.standard_normal(3)
+    v = rng.standard_normal(3)
+    f = lambda x: np.sin(x) * np.sum(x**2)
+    _, t = fl.jvp(f, (x,), (v,))
+    J = fl.jacobian(f, x, mode="rev")
+    np.testing.assert_allclose(t, J @ v, rtol=1e-12)
+
+
+def test_jacobian_modes_agree():
+    x = rng.standard_normal(3)
+    for f in (lambda x: np.tanh(x) * x[0], lambda x: np.concatenate([x, x**2])[:5],
+              lambda x: np.sum(x**2)):
+        Jf, Jr, Ja = (fl.jacobian(f, x, mode=m) for m in ("fwd", "rev", "auto"))
+        np.testing.assert_allclose(Jf, Jr, rtol=1e-12)
+        np.testing.assert_allclose(Ja, Jr, rtol=1e-12)
+    assert fl.jacobian(lambda x: x @ np.ones((3, 2)), np.ones((4, 3))).shape == (4, 2, 4, 3)
+
+
+def test_hessian():
+    x = np.array([1.0, 2.0, -0.5])
+    f = lambda x: x[0] ** 2 * x[1] + np.sin(x[2]) * x[1]
+    H = fl.hessian(f, x)
+    want = np.array([[2 * x[1], 2 * x[0], 0],
+                     [2 * x[0], 0, np.cos(x[2])],
+                     [0, np.cos(x[2]), -np.sin(x[2]) * x[1]]])
+    np.testing.assert_allclose(H, want, rtol=1e-12)
+
+
+def test_perturbation_confusion():
+    # d/dx [x * d/dy (x + y)] = 1, not 2 (Siskind & Pearlmutter)
+    assert fl.gradient(lambda x: x * fl.gradient(lambda y: x + y, 1.0)[0], 1.0) == (1.0,)
+    # the same through forward mode nested in reverse mode
+    inner = lambda x: fl.jvp(lambda y: x * y, (1.0,), (1.0,))[1]
+    np.testing.assert_allclose(fl.gradient(lambda x: x * inner(x), 2.0)[0], 4.0)
+
+
+def test_third_and_fourth_order():
+    d = lambda f: (lambda x: fl.gradient(f, x)[0])
+    f = lambda x: x**4
+    assert d(d(d(f)))(2.0) == pytest.approx(48.0)
+    assert d(d(d(d(f))))(2.0) == pytest.approx(24.0)
+    g = lambda x: np.sin(x)
+    assert d(d(d(g)))(0.3) == pytest.approx(-np.cos(0.3))
+
+
+def test_forward_over_reverse_and_reverse_over_forward():
+    x = np.array([0.3, -0.8])
+    v = np.array([1.0, 2.0])
+    f = lambda x: np.sum(np.sin(x) * x[0])
+    hvp1 = fl.jvp(lambda x: fl.gradient(f, x)[0], (x,), (v,))[1]
+    hvp2 = fl.gradient(lambda x: fl.jvp(f, (x,), (v,))[1], x)[0]
+    np.testing.assert_allclose(hvp1, fl.hessian(f, x) @ v, rtol=1e-12)
+    np.testing.assert_allclose(hvp2, fl.hessian(f, x) @ v, rtol=1e-12)
+
+
+def test_stop_gradient():
+    g = fl.gradient(lambda x: np.sum(x * fl.stop_gradient(x)), np.array([3.0, 4.0]))[0]
+    np.testing.assert_allclose(g, [3.0, 4.0])
+    tree = fl.stop_gradient({"a": np.ones(2)})
+    assert isinstance(tree["a"], np.ndarray)

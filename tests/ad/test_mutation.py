@@ -1,0 +1,445 @@
+"""In-place writes into traced arrays: each form against NumPy's values and finite differences,
+views and aliases, copy-on-write of saved values, and the errors for what cannot work."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+rng = np.random.default_rng(42)
+X = rng.standard_normal(6) + 0.1
+M = rng.standard_normal((3, 4))
+V2 = np.array([0.7, -1.3])
+V3 = np.array([0.5, 1.5, -0.4])
+
+
+def _functional_item(x, v):
+    return np.concatenate([x[:1], np.reshape(v, (1,)), x[2:]]) * 2
+
+
+def _item(x, v):
+    y = x * 2
+    y[1] = v * 2
+    return y
+
+
+def _slice(x, v):
+    y = np.sin(x)
+    y[2:5] = v
+    return y * x
+
+
+def _slice_functional(x, v):
+    return np.concatenate([np.sin(x[:2]), v, np.sin(x[5:])]) * x
+
+
+def _column(m, v):
+    y = m * 1.5
+    y[:, 0] = v
+    return np.tanh(y)
+
+
+def _column_functional(m, v):
+    return np.tanh(np.concatenate([v[:, None], m[:, 1:] * 1.5], axis=1))
+
+
+def _mask(x, v):
+    y = x ** 2
+    y[x > 0.2] = v
+    return y
+
+
+def _mask_functional(x, v):
+    return np.where(x > 0.2, v, x ** 2)
+
+
+def _fancy(x, v):
+    y = x + 1
+    y[[0, 3]] = v
+    return y * y
+
+
+def _fancy_functional(x, v):
+    y = x + 1
+    y = np.where(np.isin(np.arange(6), [0, 3]), 0.0, y) + np.where(
+        np.arange(6) == 0, v[0], 0.0) + np.where(np.arange(6) == 3, v[1], 0.0)
+    return y * y
+
+
+def _broadcast_rows(m, v):
+    y = m.copy()
+    y[:, 1:3] = v
+    return y * m
+
+
+def _broadcast_rows_functional(m, v):
+    return np.concatenate([m[:, :1], np.broadcast_to(v, (3, 2)), m[:, 3:]], axis=1) * m
+
+
+def _constant_write(x, v):
+    y = x * v[0]
+    y[1:3] = 0.0
+    return y
+
+
+def _constant_write_functional(x, v):
+    return np.where((np.arange(6) >= 1) & (np.arange(6) < 3), 0.0, x * v[0])
+
+
+def _augmented(x, v):
+    y = x.copy()
+    y += v[0]
+    y -= x ** 2
+    y *= v[1]
+    y /= 1.5 + x ** 2
+    y **= 2
+    return y
+
+
+def _augmented_functional(x, v):
+    return (((x + v[0] - x ** 2) * v[1]) / (1.5 + x ** 2)) ** 2
+
+
+def _augmented_slices(x, v):
+    y = np.cos(x)
+    y[1:3] += v
+    y[[0, 4]] *= v
+    y[5] -= v[0] * x[0]
+    return y
+
+
+def _augmented_slices_functional(x, v):
+    y = np.cos(x)
+    y = y + np.concatenate([[0.0], v, [0.0, 0.0, 0.0]])
+    y = y * np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    y = np.concatenate([y[:1] * v[0], y[1:4], y[4:5] * v[1], y[5:] - v[0] * x[0]])
+    return y
+
+
+def _write_argument(x, v):
+    x[0] = v[0]  # the caller's array stays as it was
+    x += v[1]
+    return x * x
+
+
+def _write_argument_functional(x, v):
+    y = np.concatenate([v[:1], x[1:]]) + v[1]
+    return y * y
+
+
+def _preallocate_and_fill(x, v):
+    out = np.zeros_like(x)
+    for i in range(1, len(x)):
+        out[i] = np.sin(x[i]) * x[i - 1] + v[0]
+    return out
+
+
+def _preallocate_functional(x, v):
+    return np.concatenate([[0.0], np.sin(x[1:]) * x[:-1] + v[0]])
+
+
+def _view_write(x, v):
+    y = x * 1.0
+    z = y[1:]
+    z[0] = v[0]  # changes y as well
+    z[2:4] += v
+    return y
+
+
+def _view_write_functional(x, v):
+    y = np.concatenate([x[:1], v[:1], x[2:]])
+    return y + np.concatenate([[0.0, 0.0, 0.0], v, [0.0]])
+
+
+def _base_write_seen_by_view(x, v):
+    y = x * 1.0
+    z = y[2:]
+    y[3] = v[0]  # z sees it
+    return z * 2
+
+
+def _base_write_functional(x, v):
+    return np.concatenate([x[2:3], v[:1], x[4:]]) * 2
+
+
+def _alias(x, v):
+    y = x * 3
+    alias = y
+    alias[2] = v[1]
+    return y + alias
+
+
+def _alias_functional(x, v):
+    y = np.concatenate([x[:2] * 3, v[1:2], x[3:] * 3])
+    return 2 * y
+
+
+def _transpose_view(m, v):
+    y = m * 1.0
+    t = y.T
+    t[1, 0:2] = v
+    return y
+
+
+def _transpose_functional(m, v):
+    return np.concatenate([np.concatenate([m[:2, :1], v[:, None], m[:2, 2:]], axis=1), m[2:]])
+
+
+def _reshape_view(m, v):
+    y = m * 1.0
+    r = y.reshape(-1)
+    r[5] = v[0]
+    return y
+
+
+def _reshape_functional(m, v):
+    flat = np.concatenate([np.ravel(m)[:5], v[:1], np.ravel(m)[6:]])
+    return np.reshape(flat, (3, 4))
+
+
+def _saved_then_overwritten(x, v):
+    y = x * 1.0
+    b = y * v[0]  # multiply keeps y for the gradient of v
+    y[0] = 100.0
+    return np.sum(b) + np.sum(np.tanh(y))
+
+
+def _saved_functional(x, v):
+    y = np.concatenate([[100.0], x[1:]])
+    return np.sum(x * v[0]) + np.sum(np.tanh(y))
+
+
+def _out_argument(x, v):
+    y = np.zeros_like(x)
+    np.add(x, v[0], out=y)
+    np.multiply(y, v[1], out=y)
+    np.tanh(y, out=y)
+    return y
+
+
+def _out_functional(x, v):
+    return np.tanh((x + v[0]) * v[1])
+
+
+def _copyto_put_fill(m, v):
+    y = np.zeros_like(m)
+    np.copyto(y, m * v[0])
+    np.put(y, [1, 6], v)
+    np.fill_diagonal(y, v[1])
+    y[2].fill(v[0])
+    return y
+
+
+def _copyto_functional(m, v):
+    i, j = np.indices((3, 4))
+    y = m * v[0]
+    flat = np.arange(12).reshape(3, 4)
+    y = np.where(flat == 1, v[0], y)
+    y = np.where(flat == 6, v[1], y)
+    y = np.where(i == j, v[1], y)
+    return np.where(i == 2, v[0], y)
+
+
+def _add_at(x, v):
+    y = x * 1.0
+    np.add.at(y, [0, 0, 2], np.concatenate([v, v[:1]]))
+    return y
+
+
+def _add_at_functional(x, v):
+    return x + np.array([1.0, 0, 0, 0, 0, 0]) * (v[0] + v[1]) + np.array(
+        [0, 0, 1.0, 0, 0, 0]) * v[0]
+
+
+CASES = [
+    ("item", _item, _functional_item, X, 0.3),
+    ("slice", _slice, _slice_functional, X, V3),
+    ("column", _column, _column_functional, M, V3),
+    ("mask", _mask, _mask_functional, X, 0.8),
+    ("fancy", _fancy, _fancy_functional, X, V2),
+    ("broadcast", _broadcast_rows, _broadcast_rows_functional, M, V2),
+    ("constant", _constant_write, _constant_write_functional, X, V2),
+    ("augmented", _augmented, _augmented_functional, X, V2),
+    ("augmented slices", _augmented_slices, _augmented_slices_functional, X, V2),
+    ("write argument", _write_argument, _write_argument_functional, X, V2),
+    ("fill loop", _preallocate_and_fill, _preallocate_functional, X, V2),
+    ("view write", _view_write, _view_write_functional, X, V2),
+    ("base write", _base_write_seen_by_view, _base_write_functional, X, V2),
+    ("alias", _alias, _alias_functional, X, V2),
+    ("transpose view", _transpose_view, _transpose_functional, M, V2),
+    ("reshape view", _reshape_view, _reshape_functional, M, V2),
+    ("saved then overwritten", _saved_then_overwritten, _saved_functional, X, V2),
+    ("out=", _out_argument, _out_functional, X, V2),
+    ("copyto put fill", _copyto_put_fill, _copyto_functional, M, V2),
+    ("add.at", _add_at, _add_at_functional, X, V2),
+]
+
+
+@pytest.mark.parametrize("name, f, functional, x, v", CASES, ids=[c[0] for c in CASES])
+def test_values_match_numpy_and_the_functional_rewrite(name, f, functional, x, v):
+    x_before = x.copy()
+    expected = f(x.copy(), v)  # plain NumPy
+    value, _ = fl.pullback(f, x, v)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    np.testing.assert_allclose(functional(x, v), expected, rtol=1e-12)
+    np.testing.assert_array_equal(x, x_before)  # the caller's array is untouched
+
+
+@pytest.mark.parametrize("name, f, functional, x, v", CASES, ids=[c[0] for c in CASES])
+def test_gradients_match_the_functional_rewrite(name, f, functional, x, v):
+    u = rng.standard_normal(np.shape(f(x.copy(), v)))
+    loss = lambda g: (lambda x, v: np.sum(g(x, v) * u))
+    for got, want in zip(fl.gradient(loss(f), x, v), fl.gradient(loss(functional), x, v)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, f, functional, x, v", CASES, ids=[c[0] for c in CASES])
+def test_finite_differences_first_and_second_order(name, f, functional, x, v):
+    check_grads(f, x, v, order=2, modes=("fwd", "rev"))
+
+
+def test_hessian_through_a_fill_loop():
+    def f(x):
+        out = np.zeros_like(x)
+        for i in range(len(x)):
+            out[i] = x[i] ** 3 * x[i - 1]
+        return np.sum(out)
+
+    g = lambda x: np.sum(x ** 3 * np.roll(x, 1))
+    x = np.array([0.5, -1.0, 2.0, 0.3])
+    np.testing.assert_allclose(fl.hessian(f, x), fl.hessian(g, x), rtol=1e-12)
+
+
+def test_buffered_fancy_increment_matches_numpy():
+    # NumPy's x[[0, 0]] += 1 is buffered: element 0 grows once. fluxml computes exactly what
+    # NumPy computes; np.add.at (or fl.index_add) is the accumulating form.
+    def f(x):
+        y = x * 1.0
+        y[[0, 0]] += 1.0
+        return y
+
+    x = np.zeros(3)
+    np.testing.assert_array_equal(fl.pullback(f, x)[0], [1.0, 0.0, 0.0])
+
+    def g(x):
+        y = x * 1.0
+        np.add.at(y, [0, 0], 1.0)
+        return y
+
+    np.testing.assert_array_equal(fl.pullback(g, x)[0], [2.0, 0.0, 0.0])
+
+
+def test_repeated_indices_last_write_wins_as_in_numpy():
+    def f(x):
+        y = np.zeros_like(x)
+        y[[0, 2, 0]] = x * np.array([1.0, 2.0, 3.0])
+        return y
+
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(fl.pullback(f, x)[0], f(x.copy()))
+    check_grads(f, x)
+
+    def mixed(x):
+        y = np.zeros((3, 2))
+        y = np.zeros_like(np.stack([x[:2]] * 3))
+        y[[0, 0], :] = np.stack([x[:2], x[1:]])
+        return y
+
+    with pytest.raises(fl.DifferentiationError, match="add.at"):
+        fl.gradient(lambda x: np.sum(mixed(x)), np.ones(3))
+
+
+def test_empty_then_fill_explains():
+    def f(x):
+        buf = np.empty((2, 3), dtype=x.dtype)
+        buf[0] = x
+        return np.sum(buf)
+
+    with pytest.raises(fl.DifferentiationError, match="zeros_like"):
+        fl.gradient(f, np.ones(3))
+
+
+def test_out_into_a_plain_array_refuses():
+    def f(x):
+        buf = np.zeros(3)
+        np.multiply(x, 2.0, out=buf)
+        return np.sum(buf)
+
+    with pytest.raises(fl.DifferentiationError, match="out="):
+        fl.gradient(f, np.ones(3))
+
+
+def test_inner_value_into_outer_buffer_refuses():
+    def outer(x):
+        buf = np.zeros_like(x)
+
+        def inner(y):
+            buf[0] = y[0]
+            return np.sum(buf)
+
+        return fl.gradient(inner, x)[0][0]
+
+    with pytest.raises(fl.DifferentiationError, match="inner transform"):
+        fl.gradient(outer, np.ones(2))
+
+
+def test_fill_loop_writes_in_place():
+    # The buffer is written in place: the primal of the handle keeps its identity.
+    seen = []
+
+    def f(x):
+        out = np.zeros_like(x)
+        for i in range(len(x)):
+            out[i] = x[i] * 2
+            seen.append(id(fl.ad.core.raw(out)))
+        return np.sum(out)
+
+    fl.gradient(f, np.ones(50))
+    assert len(set(seen)) == 1
+
+
+# --- property: random write sequences behave as NumPy ---------------------------------------------
+
+INDEX = st.one_of(
+    st.integers(-6, 5),
+    st.builds(slice, st.none() | st.integers(-6, 6), st.none() | st.integers(-6, 6),
+              st.sampled_from([None, 1, 2, -1])),
+    st.lists(st.integers(0, 5), min_size=1, max_size=3, unique=True),
+    st.lists(st.booleans(), min_size=6, max_size=6).map(np.array),
+)
+OP = st.tuples(st.sampled_from(["set", "iadd", "isub", "imul", "whole_iadd", "view_set"]),
+               INDEX, st.integers(0, 2), st.floats(-2, 2))
+
+
+def _apply(x, p, ops):
+    y = x * 1.0
+    for kind, idx, k, c in ops:
+        value = np.sin(p[k]) * c + p[(k + 1) % 3]
+        if kind == "set":
+            y[idx] = value
+        elif kind == "iadd":
+            y[idx] += value
+        elif kind == "isub":
+            y[idx] -= value
+        elif kind == "imul":
+            y[idx] *= value
+        elif kind == "whole_iadd":
+            y += value * y
+        else:
+            view = y[1:5]
+            view[k] = value
+    return y
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(OP, min_size=1, max_size=5))
+def test_random_write_sequences(ops):
+    x = np.linspace(-1, 1, 6)
+    p = np.array([0.3, -0.7, 1.1])
+    expected = _apply(x.copy(), p.copy(), ops)
+    value, _ = fl.pullback(_apply, x, p, ops)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    check_grads(lambda x, p: _apply(x, p, ops), x, p, order=1)

@@ -1,0 +1,80 @@
+"""Every ``>>>`` example in fluxml's docstrings runs and prints what it shows."""
+
+import doctest
+import importlib
+import io
+import pkgutil
+
+import numpy as np
+import pytest
+
+import fluxml
+from fluxml.ad.core import UFUNCS
+
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+# Examples that wait for a rule another part of the engine brings; the mark lifts itself.
+WAITING = {
+    "fluxml.ad.api.checkpoint": (np.matmul not in UFUNCS, "the example needs np.matmul's rule"),
+}
+
+
+def _module_names():
+    found = pkgutil.walk_packages(fluxml.__path__, "fluxml.", onerror=lambda name: None)
+    return ["fluxml"] + sorted(info.name for info in found)
+
+
+def _cases():
+    """One case per docstring with examples. A module whose optional dependency is absent is
+    one skipped case; a module that fails to import is one failing case (not a collection
+    error that would stop the whole suite)."""
+    finder = doctest.DocTestFinder()
+    cases = []
+    for name in _module_names():
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name and not err.name.startswith("fluxml"):
+                skip = pytest.mark.skip(reason=f"{name} needs {err.name}, not installed")
+                cases.append(pytest.param(None, id=name, marks=skip))
+                continue
+            cases.append(pytest.param(_import_failure(name, err), id=name))
+            continue
+        except Exception as err:
+            cases.append(pytest.param(_import_failure(name, err), id=name))
+            continue
+        for test in sorted(finder.find(module), key=lambda t: t.name):
+            if not test.examples:
+                continue
+            marks = ()
+            if test.name in WAITING:
+                waiting, reason = WAITING[test.name]
+                marks = pytest.mark.xfail(waiting, reason=reason, strict=True)
+            cases.append(pytest.param(test, id=test.name, marks=marks))
+    return cases
+
+
+def _import_failure(name, err):
+    return f"importing {name} failed: {type(err).__name__}: {err}"
+
+
+CASES = _cases()
+
+
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0",
+                    reason="the examples show NumPy 2 reprs (np.float64(1.0))")
+@pytest.mark.parametrize("test", CASES)
+def test_docstring_example(test):
+    if isinstance(test, str):
+        pytest.fail(test)
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    report = io.StringIO()
+    with np.printoptions(legacy=False):
+        result = runner.run(test, out=report.write)
+    assert result.failed == 0, report.getvalue()
+
+
+def test_the_engine_has_examples():
+    names = {p.id for p in CASES}
+    for name in ("fluxml.ad.api.gradient", "fluxml.ad.api.jvp", "fluxml.tree"):
+        assert name in names

@@ -1,0 +1,33 @@
+"""The examples run to completion, and fail loudly when their result is wrong."""
+
+import functools
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECTILE = ROOT / "examples" / "projectile.py"
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_projectile_demo_runs():
+    done = subprocess.run([sys.executable, str(PROJECTILE)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "OK"
+    assert 10 <= len(lines) <= 30
+
+
+def test_projectile_demo_fails_when_the_fit_does_not_converge(monkeypatch, capsys):
+    demo = _load(PROJECTILE)
+    monkeypatch.setattr(demo, "fit", functools.partial(demo.fit, steps=3, every=1))
+    assert demo.main() == 1
+    assert "FAILED" in capsys.readouterr().out
