@@ -21,7 +21,7 @@ from fluxml.ad.core import (
     top_trace,
 )
 from fluxml.ad.forward import ForwardTrace
-from fluxml.tree import flatten, unflatten
+from fluxml.tree import flatten, is_array_leaf, unflatten
 
 
 def _is_float(x) -> bool:
@@ -193,7 +193,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     finally:
         trace.closed = LEAKED
         resume_gc()
-    out_leaves, out_spec = flatten(out)
+    out_leaves, out_spec = flatten(out, _leaf_or_none)
     values = []
     for o in out_leaves:
         if type(o) is Tracer and o._trace is trace:
@@ -206,8 +206,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     index = sorted({b for b in made if b is not None})
 
     def back(cotangent):
-        ct_leaves, ct_spec = flatten(cotangent, lambda x: x is None or _is_float(x)
-                                     or isinstance(x, (np.ndarray, Tracer)))
+        ct_leaves, _ = flatten(cotangent, _leaf_or_none)
         if len(ct_leaves) != len(out_leaves):
             raise ValueError(f"pullback: the cotangent has {len(ct_leaves)} leaves, the output "
                              f"{len(out_leaves)}; pass one array per output array")
@@ -233,6 +232,11 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
 
 
 vjp = pullback  # JAX's name for the same transform
+
+
+def _leaf_or_none(x):
+    """Leaves of outputs and cotangents: arrays, numbers, and None (a missing cotangent)."""
+    return x is None or is_array_leaf(x)
 
 
 def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:

@@ -31,6 +31,8 @@ _X = rng.standard_normal((3, 3))
 SPD = _X @ _X.T + 3 * I3  # distinct eigenvalues (checked below)
 _XB = rng.standard_normal((2, 3, 3))
 SPD_BATCH = _XB @ np.swapaxes(_XB, -1, -2) + 3 * I3
+HERM = np.linalg.qr(A2)[0] @ np.diag([-2.0, 0.7, 1.4]) @ np.linalg.qr(A2)[0].T  # symmetric,
+# eigenvalues of both signs, distinct in absolute value
 
 
 def _qr(f):
@@ -133,10 +135,15 @@ CASES = [
     (np.linalg.svd, lambda a: np.linalg.svd(a, compute_uv=False), (TALL,)),
     (np.linalg.svd, lambda a: (lambda u, s, vh: u @ vh)(*np.linalg.svd(a)), (A,)),
     (np.linalg.svdvals, np.linalg.svdvals, (T234,)),
+    (np.linalg.svd, lambda a: (lambda u, s, vh: (u * s ** 2) @ vh)(*np.linalg.svd(
+        a, hermitian=True)), (HERM,)),
+    (np.linalg.svd, lambda a: np.linalg.svd(a, compute_uv=False, hermitian=True), (HERM,)),
     # pseudo-inverse (full rank) and matrix powers
     (np.linalg.pinv, np.linalg.pinv, (B,)),
     (np.linalg.pinv, np.linalg.pinv, (TALL,)),
     (np.linalg.pinv, np.linalg.pinv, (BATCH,)),
+    (np.linalg.pinv, lambda a: np.linalg.pinv(a, hermitian=True), (HERM,)),
+    (np.linalg.pinv, lambda a: np.linalg.pinv(a, rcond=1e-10), (TALL,)),
     (np.linalg.matrix_power, lambda a: np.linalg.matrix_power(a, 3), (A,)),
     (np.linalg.matrix_power, lambda a: np.linalg.matrix_power(a, 6), (A / 2,)),
     (np.linalg.matrix_power, lambda a: np.linalg.matrix_power(a, -2), (BATCH,)),
@@ -157,6 +164,12 @@ CASES = [
     (np.linalg.norm, lambda x: np.linalg.norm(x, -1, axis=(1, 2), keepdims=True), (T234,)),
     (np.linalg.norm, lambda x: np.linalg.norm(x, np.inf), (B,)),
     (np.linalg.norm, lambda x: np.linalg.norm(x, -np.inf, axis=(0, 1)), (TALL,)),
+    (np.linalg.vector_norm, np.linalg.vector_norm, (T234,)),
+    (np.linalg.vector_norm, lambda x: np.linalg.vector_norm(x, ord=1, keepdims=True), (T234,)),
+    (np.linalg.vector_norm, lambda x: np.linalg.vector_norm(x, axis=(0, 2), ord=3), (T234,)),
+    (np.linalg.matrix_norm, np.linalg.matrix_norm, (T234,)),
+    (np.linalg.matrix_norm, lambda x: np.linalg.matrix_norm(x, ord="nuc", keepdims=True),
+     (T234,)),
 ]
 
 # einsum: specification and operand shapes
@@ -201,6 +214,8 @@ IDS = [f"{i}-{getattr(np_f, '__name__', np_f)}" for i, (np_f, _, _) in enumerate
 
 
 def test_fixtures_have_distinct_spectra():
+    assert np.min(np.diff(np.sort(np.abs(np.linalg.eigvalsh(HERM))))) > 0.1
+    assert np.min(np.linalg.eigvalsh(HERM)) < 0 < np.max(np.linalg.eigvalsh(HERM))
     for m in (SPD, *SPD_BATCH, _spd(A) - 4 * I3):
         assert np.min(np.diff(np.linalg.eigvalsh(m))) > 0.1
     for m in (B, TALL, *T234):
@@ -427,8 +442,19 @@ def test_norm_ord_zero_counts_without_gradient():
 def test_matrix_power_zero_and_one():
     np.testing.assert_array_equal(fl.pullback(lambda a: np.linalg.matrix_power(a, 0), BATCH)[0],
                                   np.broadcast_to(I3, BATCH.shape))
-    (g,) = fl.gradient(lambda a: np.sum(np.linalg.matrix_power(a, 1)), A)
-    np.testing.assert_array_equal(g, np.ones_like(A))
+
+    def f(a):
+        b = np.linalg.matrix_power(a, 1)
+        b[0, 0] = 0.0  # a new array: the write must not reach `a`
+        return np.sum(a) + np.sum(b)
+
+    (g,) = fl.gradient(f, A)
+    np.testing.assert_array_equal(g, 2 * np.ones_like(A) - np.eye(3)[0][:, None] * np.eye(3)[0])
+
+
+def test_matrix_rank_carries_no_gradient():
+    (g,) = fl.gradient(lambda a: np.sum(a) * np.linalg.matrix_rank(a), A)
+    np.testing.assert_array_equal(g, 3 * np.ones_like(A))
 
 
 @pytest.mark.parametrize("f, arg, match", [

@@ -322,10 +322,14 @@ if hasattr(np.linalg, "svdvals"):  # NumPy 2 array-API spellings
 
     @function(np.linalg.vector_norm)
     def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
-        if axis is None:  # every axis, whatever the order
-            flat = _vector_norm(np.reshape(x, (-1,)), ord, (0,), False)
-            return np.reshape(flat, (1,) * x.ndim) if keepdims else flat
-        return norm(x, ord, axis, keepdims)
+        """The vector norm over ``axis`` (several axes: as one flattened axis)."""
+        nd = x.ndim
+        axes = range(nd) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
+        axes = tuple(a % nd for a in axes)
+        rest = tuple(x.shape[d] for d in range(nd) if d not in axes)
+        flat = np.reshape(np.moveaxis(x, axes, tuple(range(nd - len(axes), nd))), rest + (-1,))
+        result = _vector_norm(flat, ord, (len(rest),), False)
+        return np.reshape(result, _kept_shape(x.shape, axes, True)) if keepdims else result
 
     @function(np.linalg.matrix_norm)
     def matrix_norm(x, /, *, keepdims=False, ord="fro"):
@@ -360,7 +364,7 @@ def matrix_power(a, n):
     return result
 
 
-nondifferentiable(np.linalg.matrix_rank, np.linalg.cond)
+nondifferentiable(np.linalg.matrix_rank)  # an integer
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -59,6 +59,9 @@ def mT(x):
 # The primitive takes the operands positionally and one normalised, explicit subscript string:
 # every '...' replaced by letters of its own, the output always written after '->'.
 
+_LETTERS = string.ascii_letters
+_SUBLIST_LETTERS = string.ascii_uppercase + string.ascii_lowercase  # NumPy's order for 0..51
+
 
 def _einsum_impl(*operands, subscripts, optimize):
     out = np.einsum(subscripts, *operands, optimize=optimize)
@@ -95,15 +98,13 @@ def _einsum_vjp(pos, g, ans, *operands, subscripts, optimize):
             terms.append(label)
             arrays.append(np.ones(n, dtype=dtype))
         result += label
+    if not isinstance(optimize, (bool, str)):  # an explicit path names the forward operands
+        optimize = True
     return np.einsum(",".join(terms) + "->" + result, *arrays, optimize=optimize)
 
 
 defvjp_argnum(EINSUM, _einsum_vjp)
 deflinear(EINSUM)
-
-_LETTERS = string.ascii_letters
-_SUBLIST_LETTERS = string.ascii_uppercase + string.ascii_lowercase  # NumPy's order for 0..51
-
 
 @function(np.einsum)
 def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="safe"):
@@ -240,23 +241,25 @@ def kron(a, b):
     return np.reshape(a * b, tuple(m * n for m, n in zip(sa, sb)))
 
 
-# NumPy 2 array-API spellings of the same products.
-if hasattr(np, "vecdot"):
-    UFUNCS[np.vecdot] = lambda x1, x2: np.einsum("...i,...i->...", np.conj(x1), x2) \
-        if np.iscomplexobj(raw(x1)) else np.einsum("...i,...i->...", x1, x2)
-if hasattr(np.linalg, "matmul"):
-    function(np.linalg.matmul)(lambda x1, x2: MATMUL(x1, x2))
-    function(np.linalg.outer)(lambda x1, x2: outer(x1, x2))
-    function(np.linalg.tensordot)(lambda x1, x2, axes=2: tensordot(x1, x2, axes))
+@function(np.linalg.multi_dot)
+def multi_dot(arrays, *, out=None):
+    if out is not None:
+        raise DifferentiationError("np.linalg.multi_dot(..., out=) is not supported on traced "
+                                   "arrays")
+    result = arrays[0]
+    for a in arrays[1:]:
+        result = dot(result, a)
+    return result
 
-    @function(np.linalg.vecdot)
-    def vecdot(x1, x2, axis=-1):
-        x1 = np.conj(x1) if np.iscomplexobj(raw(x1)) else x1
-        n = max(np.ndim(raw(x1)), np.ndim(raw(x2)))
-        axis %= n
-        labels = _LETTERS[:n]
-        spec = f"{labels},{labels}->{labels.replace(labels[axis], '')}"
-        return np.einsum(spec, _lead(x1, n), _lead(x2, n))
+
+def vecdot(x1, x2, axis=-1):
+    """``sum(conj(x1) * x2, axis)`` with broadcasting (NumPy 2's ``vecdot``)."""
+    x1 = np.conj(x1) if np.iscomplexobj(raw(x1)) else x1
+    n = max(np.ndim(raw(x1)), np.ndim(raw(x2)))
+    axis %= n
+    labels = _LETTERS[:n]
+    spec = f"{labels},{labels}->{labels.replace(labels[axis], '')}"
+    return np.einsum(spec, _lead(x1, n), _lead(x2, n))
 
 
 def _lead(x, n):
@@ -265,12 +268,11 @@ def _lead(x, n):
     return np.reshape(x, (1,) * (n - len(shape)) + shape) if len(shape) < n else x
 
 
-@function(np.linalg.multi_dot)
-def multi_dot(arrays, *, out=None):
-    result = arrays[0]
-    for a in arrays[1:]:
-        result = dot(result, a)
-    if out is not None:
-        raise DifferentiationError("np.linalg.multi_dot(..., out=) is not supported on traced "
-                                   "arrays")
-    return result
+# NumPy 2 array-API spellings of the same products.
+if hasattr(np, "vecdot"):
+    UFUNCS[np.vecdot] = vecdot  # the ufunc, reached without keywords
+    function(np.linalg.vecdot)(vecdot)
+if hasattr(np.linalg, "matmul"):
+    function(np.linalg.matmul)(lambda x1, x2, /: MATMUL(x1, x2))
+    function(np.linalg.outer)(lambda x1, x2, /: outer(x1, x2))
+    function(np.linalg.tensordot)(lambda x1, x2, /, *, axes=2: tensordot(x1, x2, axes))

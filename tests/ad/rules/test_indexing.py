@@ -1,0 +1,112 @@
+"""Indexing rules: reads (basic, advanced, masks, take), scatter-add, and NumPy's writing
+functions, each against NumPy's values and finite differences (first and second order)."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+rng = np.random.default_rng(3)
+A = rng.standard_normal((3, 4))
+V = rng.standard_normal(5)
+
+
+def _copyto(a, b):
+    out = np.zeros_like(a)
+    np.copyto(out, a * b[0], where=np.arange(4) % 2 == 0)
+    return out
+
+
+def _put(a, b):
+    out = a * 1.0
+    np.put(out, [0, 5, 11], b[:3])
+    out.put([1], b[3])
+    return out
+
+
+def _putmask(a, b):
+    out = a * 1.0
+    np.putmask(out, a > 0, b)
+    return out
+
+
+def _place(a, b):
+    out = a * 1.0
+    np.place(out, a < 0, b[:2])
+    return out
+
+
+def _fill_diagonal(a, b):
+    out = a * 1.0
+    np.fill_diagonal(out, b[:3])
+    return out
+
+
+CASES = [
+    (np.take, lambda a, b: np.take(a, [0, 2, 2]) * b[0], (A, V)),
+    (np.take, lambda a, b: np.take(a, [[1, 0], [3, 3]], axis=1), (A, V)),
+    (np.take, lambda a, b: np.take(a, [-1, 7], axis=1, mode="wrap"), (A, V)),
+    (np.take, lambda a, b: a.take([5, 40], mode="clip") * b[1], (A, V)),
+    (np.take_along_axis, lambda a, b: np.take_along_axis(a, np.argsort(a, axis=1), axis=1),
+     (A, V)),
+    (np.take_along_axis, lambda a, b: np.take_along_axis(a, np.array([[0], [2], [1]]), 1),
+     (A, V)),
+    (np.take_along_axis, lambda a, b: np.take_along_axis(a, np.array([[0, 1, 0, 2]]), 0),
+     (A, V)),
+    (np.copyto, _copyto, (A, V)),
+    (np.put, _put, (A, V)),
+    (np.putmask, _putmask, (A, V)),
+    (np.place, _place, (A, V)),
+    (np.fill_diagonal, _fill_diagonal, (A, V)),
+]
+
+READS = [
+    lambda a: a[1],
+    lambda a: a[1, 2],
+    lambda a: a[:, 1:3],
+    lambda a: a[::-1, ::2],
+    lambda a: a[..., None, 1],
+    lambda a: a[[0, 2, 2]],
+    lambda a: a[[0, 1], [3, 3]],
+    lambda a: a[a > 0],
+    lambda a: a[np.array([True, False, True])],
+    lambda a: a[1:, [0, 0, 2]],
+    lambda a: a[np.ix_([0, 2], [1, 3])],
+]
+
+
+@pytest.mark.parametrize("np_func, f, args", CASES)
+def test_rule(np_func, f, args):
+    expected = f(*(a.copy() for a in args))
+    np.testing.assert_allclose(fl.pullback(f, *args)[0], expected, rtol=1e-12)
+    check_grads(f, *args, order=2)
+
+
+@pytest.mark.parametrize("read", READS)
+def test_reads(read):
+    np.testing.assert_array_equal(fl.pullback(read, A)[0], read(A))
+    check_grads(lambda a: np.sin(read(a)), A, order=2)
+
+
+def test_repeated_reads_accumulate():
+    (g,) = fl.gradient(lambda a: np.sum(a[[0, 0, 2]]), np.arange(3.0))
+    np.testing.assert_array_equal(g, [2.0, 0.0, 1.0])
+
+
+def test_index_add():
+    x = np.zeros(4)
+    v = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(fl.index_add(x, [0, 0, 3], v), [3.0, 0.0, 0.0, 3.0])
+    check_grads(lambda x, v: fl.index_add(x, [0, 0, 3], v) ** 2, x + 0.5, v, order=2)
+
+
+def test_float32_reads_keep_their_dtype():
+    a = A.astype(np.float32)
+    value, (g,) = fl.withgradient(lambda a: np.sum(a[[0, 2], 1:]), a)
+    assert value.dtype == np.float32 and g.dtype == np.float32
+
+
+def test_traced_index_refuses():
+    with pytest.raises(fl.DifferentiationError, match="index"):
+        fl.gradient(lambda a: np.sum(a[a[0, 0]]), A)

@@ -1,0 +1,67 @@
+"""Trees: flatten / unflatten / fmap / leaves over containers and objects."""
+
+import dataclasses
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+Pair = namedtuple("Pair", ["a", "b"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    w: np.ndarray
+    label: str = "x"
+
+
+class Obj:
+    def __init__(self):
+        self.w = np.ones(2)
+        self.children = [Pair(1.0, np.zeros(3))]
+        self.fn = np.tanh
+        self.name = "obj"
+
+
+def test_round_trip_keeps_structure_and_statics():
+    tree = {"a": [1.0, (np.ones(2), "s")], "p": Pair(2.0, None), "f": Frozen(np.ones(1)),
+            "o": Obj(), "od": OrderedDict(z=3.0)}
+    leaves, spec = fl.flatten(tree)
+    assert len(leaves) == 8
+    back = fl.unflatten(spec, leaves)
+    assert back["a"][1][1] == "s" and isinstance(back["p"], Pair) and back["p"].b is None
+    assert isinstance(back["f"], Frozen) and back["f"].label == "x"
+    assert isinstance(back["o"], Obj) and back["o"].fn is np.tanh and back["o"].name == "obj"
+    assert isinstance(back["od"], OrderedDict)
+
+
+def test_gradient_shape_has_none_for_statics():
+    leaves, spec = fl.flatten(Obj())
+    g = fl.unflatten(spec, [0.0] * len(leaves), static_as_none=True)
+    assert g.fn is None and g.name is None and g.w == 0.0
+
+
+def test_fmap_and_leaves():
+    tree = [np.ones(2), {"b": 2.0}]
+    doubled = fl.fmap(lambda x: 2 * x, tree)
+    np.testing.assert_array_equal(doubled[0], [2.0, 2.0])
+    assert doubled[1]["b"] == 4.0
+    summed = fl.fmap(lambda x, y: x + y, tree, doubled)
+    assert summed[1]["b"] == 6.0
+    assert len(fl.leaves(tree)) == 2
+    with pytest.raises(ValueError, match="leaves"):
+        fl.fmap(lambda x, y: x, tree, [1.0])
+
+
+def test_cycles_are_refused():
+    o = Obj()
+    o.me = o
+    with pytest.raises(ValueError, match="cycle"):
+        fl.flatten(o)
+
+
+def test_builtin_objects_are_static():
+    leaves, _ = fl.flatten([np.add, len, range(3), "text", b"raw", np.float32])
+    assert leaves == []
