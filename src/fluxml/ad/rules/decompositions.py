@@ -43,22 +43,27 @@ defvjp(INV, lambda g, ans, x: -(mT(ans) @ g @ mT(ans)))
 defjvp(INV, lambda t, ans, x: -(ans @ t @ ans))
 
 
+_NUMPY2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+
+
 def _vector_b(a, b) -> bool:
     """Whether ``np.linalg.solve(a, b)`` reads ``b`` as a vector (NumPy 2: when 1-D)."""
-    return np.ndim(b) == 1 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" \
-        else np.ndim(b) == np.ndim(a) - 1
+    return np.ndim(b) == 1 if _NUMPY2 else np.ndim(b) == np.ndim(a) - 1
 
 
 SOLVE = primitive("solve", np.linalg.solve)
 
 
 def _solve_vjp_all(g, ans, args, params, positions):
+    """gb = solve(a^T, g), ga = -gb x^T: both cotangents share one solve."""
     a, b = args
-    if _vector_b(a, b):
+    vector = _vector_b(a, b)
+    if vector:  # as a one-column matrix
         g, ans = g[..., None], ans[..., None]
     gb = np.linalg.solve(mT(a), g)
-    cts = [-(gb @ mT(ans)) if p == 0 else gb for p in positions]
-    return [c if p == 0 or not _vector_b(a, b) else c[..., 0] for c, p in zip(cts, positions)]
+    ga = -(gb @ mT(ans)) if 0 in positions else None
+    gb = gb[..., 0] if vector else gb
+    return [ga if p == 0 else gb for p in positions]
 
 
 def _solve_jvp_a(t, ans, a, b):
@@ -67,10 +72,10 @@ def _solve_jvp_a(t, ans, a, b):
     return -np.linalg.solve(a, t @ ans)
 
 
-SOLVE.vjp_all = _solve_vjp_all  # both cotangents share the solve with a^T
+SOLVE.vjp_all = _solve_vjp_all
 defjvp(SOLVE, _solve_jvp_a, lambda t, ans, a, b: np.linalg.solve(a, t))
 
-DET = primitive("det", np.linalg.det)
+DET = primitive("det", np.linalg.det)  # the rules invert x: singular matrices raise LinAlgError
 defvjp(DET, lambda g, ans, x: _mat(g * ans) * mT(np.linalg.inv(x)))
 defjvp(DET, lambda t, ans, x: ans * _trace(np.linalg.solve(x, t)))
 

@@ -20,7 +20,8 @@ from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
 
 # --- primitives ----------------------------------------------------------------------------------
 
-SUM = primitive("sum", lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+SUM = primitive("sum", lambda x, *, axis, keepdims: np.add.reduce(x, axis=axis,
+                                                                  keepdims=keepdims),
                 keeps_inputs=False, keeps_output=False)
 defvjp(SUM, lambda g, ans, x, axis, keepdims: _expand(g, x.shape, axis, keepdims))
 deflinear(SUM)
@@ -359,11 +360,12 @@ def _reduced_shape(shape, axis):
 
 
 def _expand(g, shape, axis, keepdims):
-    """Broadcast a reduced cotangent back over the reduced axes."""
-    if not keepdims:
-        axes = _axes(axis, len(shape))
-        g = np.reshape(g, tuple(1 if d in axes else n for d, n in enumerate(shape)))
-    return np.broadcast_to(g, shape)
+    """A reduced cotangent with the reduced axes back as size 1, so that it broadcasts
+    against the input (the engine broadcasts a vjp result up to its argument's shape)."""
+    if keepdims or axis is None:
+        return g
+    axes = _axes(axis, len(shape))
+    return np.reshape(g, tuple(1 if d in axes else n for d, n in enumerate(shape)))
 
 
 def _ties(ans, x, axis):
