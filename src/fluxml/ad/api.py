@@ -50,25 +50,29 @@ def _trace_args(trace, args, make):
     leaves, their spec and, per leaf, the box of the tracer made for it (its tape index in
     reverse mode; None for non-float leaves). Repeated arrays share one tracer."""
     if all(type(a) in _PLAIN for a in args):  # the common case: no containers
-        leaves, spec = list(args), None
+        leaves, spec = args, None
     else:
         leaves, spec = flatten(args)
-    made, by_id, new_leaves = [], {}, []
+    boxes, by_id, new_leaves = [], {}, []
     for x in leaves:
-        if not _is_float(x):
-            made.append(None)
+        if type(x) is np.ndarray:
+            if x.dtype.kind not in "fc":
+                boxes.append(None)
+                new_leaves.append(x)
+                continue
+            t = by_id.get(id(x))
+            if t is None:
+                t = by_id[id(x)] = make(x, len(boxes))
+        elif _is_float(x):
+            t = make(_start(x), len(boxes))
+        else:
+            boxes.append(None)
             new_leaves.append(x)
             continue
-        t = by_id.get(id(x)) if isinstance(x, np.ndarray) else None
-        if t is None:
-            t = make(_start(x), len(made))
-            if isinstance(x, np.ndarray):
-                by_id[id(x)] = t
-        made.append(t)
+        # the box now: ``f`` may write into an argument, which rebinds its handle
+        boxes.append(t._box)
         new_leaves.append(t)
     targs = tuple(new_leaves) if spec is None else unflatten(spec, new_leaves)
-    # the leaves' boxes now: ``f`` may write into an argument, which rebinds its handle
-    boxes = [t._box if t is not None else None for t in made]
     return targs, leaves, spec, boxes
 
 
@@ -78,6 +82,11 @@ _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer}
 def _finish(g, like, zeros, seen):
     """A gradient leaf as the user receives it: the argument's type, shape and dtype; a fresh
     writable array (never a broadcast view, never shared with another gradient)."""
+    if type(g) is np.ndarray and type(like) is np.ndarray:  # the common case
+        if g.base is not None or id(g) in seen or not g.flags.writeable:
+            g = g.copy()
+        seen.add(id(g))
+        return g
     if g is None:
         if zeros and _is_float(like):
             g = np.zeros_like(raw(like))
@@ -119,7 +128,7 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False):
 
 def _withgradient(f, args, zeros_for_none):
     trace = ReverseTrace()
-    targs, leaves, spec, made = _trace_args(trace, args, lambda v, i: trace.leaf(v))
+    targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
     try:
         out = f(*targs)
     finally:
@@ -131,7 +140,7 @@ def _withgradient(f, args, zeros_for_none):
         cts = [None] * len(leaves)
         return out, _grads(spec, leaves, cts, zeros_for_none)
     _check_scalar(out)
-    seed = np.ones(out.shape, raw(out).dtype)
+    seed = _one(raw(out).dtype)
     wanted = made
     index = [w for w in wanted if w is not None]
     found = dict(zip(index, trace.backward({out._box: seed}, index)))
@@ -157,6 +166,18 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
     (array([3., 3.]), 3.0)
     """
     return withgradient(f, *args, zeros_for_none=zeros_for_none)[1]
+
+
+_ONES: dict = {}
+
+
+def _one(dtype):
+    """The seed cotangent 1 of a scalar output (one read-only constant per dtype)."""
+    one = _ONES.get(dtype)
+    if one is None:
+        one = _ONES[dtype] = np.ones((), dtype)
+        one.flags.writeable = False
+    return one
 
 
 def _check_scalar(out):
@@ -186,7 +207,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     (array([ 2., 20.]),)
     """
     trace = ReverseTrace()
-    targs, leaves, spec, made = _trace_args(trace, args, lambda v, i: trace.leaf(v))
+    targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
     pause_gc()
     try:
         out = f(*targs)

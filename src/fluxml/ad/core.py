@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import gc
 import itertools
-import threading
 
 import numpy as np
 
 _levels = itertools.count(1)  # thread-safe under the GIL; later transforms get higher levels
 
 
-_gc_lock = threading.Lock()
-_gc_depth = 0
-_gc_was_enabled = False
+_gc_paused_by_us = 0  # nesting depth of transforms that found the collector enabled
 
 
 def pause_gc():
@@ -33,21 +30,20 @@ def pause_gc():
 
     A tape holds many small containers; the collector's periodic full passes over them make
     a long loop's cost grow with its length. The tape has no reference cycles (reference
-    counting frees it), so nothing accumulates; the collector resumes when the last
-    transform in any thread ends."""
-    global _gc_depth, _gc_was_enabled
-    with _gc_lock:
-        if _gc_depth == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_depth += 1
+    counting frees it), so nothing accumulates. Nested transforms resume it once, at the
+    outermost; with threads, the collector may resume while another thread still records,
+    which costs only time."""
+    global _gc_paused_by_us
+    if _gc_paused_by_us or gc.isenabled():
+        gc.disable()
+        _gc_paused_by_us += 1
 
 
 def resume_gc():
-    global _gc_depth
-    with _gc_lock:
-        _gc_depth -= 1
-        if _gc_depth == 0 and _gc_was_enabled:
+    global _gc_paused_by_us
+    if _gc_paused_by_us:
+        _gc_paused_by_us -= 1
+        if not _gc_paused_by_us:
             gc.enable()
 
 
@@ -194,53 +190,63 @@ class ReverseTrace(Trace):
         super().__init__()
         self.tape = []
 
-    def leaf(self, val, owned=False):
-        """A new differentiable input (its node has no parents)."""
+    def leaf(self, val, index=None):
+        """A new differentiable input (its node has no parents; ``index`` is unused here)."""
         tape = self.tape
+        t = Tracer.__new__(Tracer)
+        t._trace = self
+        t._val = val
+        t._box = len(tape)
+        t._owned = False  # the caller's array: the first write copies it
+        t._view = t._views = None
         tape.append(None)
-        return self.new(val, len(tape) - 1, owned)
+        return t
 
     def constant(self, val):
         """A traced constant (e.g. ``np.zeros_like(tracer)``): writable, carries no gradient."""
-        return self.leaf(val, owned=True)
+        t = self.leaf(val)
+        t._owned = True
+        return t
 
     def process(self, prim, args, params):
         # The hot path of reverse mode: kept flat on purpose (no helper calls per argument).
         if self.closed is not None:
             raise DifferentiationError(self.closed)
-        vals = []
+        vals = list(args)
         parents = []
         keeps = prim.keeps_inputs
         lower = False  # does any argument belong to a lower level?
+        i = -1
         for a in args:
+            i += 1
             if type(a) is Tracer:
                 if a._trace is self:
-                    parents.append((len(vals), a._box))
+                    parents.append((i, a._box))
                     v = a._val
                     if keeps:  # a rule keeps it: a view is copied, a buffer marked (_kept)
-                        if a._view is not None:
-                            v = v.copy()
-                        else:
+                        if a._view is None:
                             a._owned = False
+                        else:
+                            v = v.copy()
                     if type(v) is Tracer:
                         lower = True
-                    vals.append(v)
-                    continue
-                lower = True
-            vals.append(a)
+                    vals[i] = v
+                else:
+                    lower = True
         ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
         if not parents:  # every traced argument belongs to lower levels: a constant here
             if prim.multiple_results:
                 return tuple(self.constant(a) for a in ans)
             return self.constant(ans)
         tape = self.tape
-        tape.append((prim, vals, params, ans, parents))
         if prim.multiple_results:
+            tape.append((prim, vals, params, ans, parents))
             return self._project(ans, not prim.keeps_output)
         out = Tracer.__new__(Tracer)
         out._trace = self
         out._val = ans
-        out._box = len(tape) - 1
+        out._box = len(tape)
+        tape.append((prim, vals, params, ans, parents))
         out._owned = not prim.keeps_output
         out._view = out._views = None
         if prim.view:
@@ -259,8 +265,6 @@ class ReverseTrace(Trace):
 
     def backward(self, seeds, wanted, free=True):
         """Cotangents of the ``wanted`` tape indices, from ``seeds`` (index -> cotangent)."""
-        from fluxml.ad.sweep import sweep
-
         return sweep(self.tape, seeds, wanted, free)
 
 
@@ -435,3 +439,6 @@ def _register():
 
 
 _register()
+
+
+from fluxml.ad.sweep import sweep  # noqa: E402  (the sweep builds on the names above)

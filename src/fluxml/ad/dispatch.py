@@ -13,7 +13,6 @@ from fluxml.ad.core import (
     DifferentiationError,
     Primitive,
     Tracer,
-    bind,
     lookup,
     raw,
     strip,
@@ -55,7 +54,11 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if method == "__call__" and not kwargs:  # the common case, kept short
         prim = UFUNCS.get(ufunc)
         if type(prim) is Primitive:
-            return bind(prim, inputs, _NO_PARAMS)
+            trace = self._trace  # self is one of the inputs: find the top trace among them
+            for a in inputs:
+                if type(a) is Tracer and a._trace.level > trace.level:
+                    trace = a._trace
+            return trace.process(prim, inputs, _NO_PARAMS)
     return call_ufunc(ufunc, method, inputs, kwargs)
 
 

@@ -67,6 +67,8 @@ def _add(ct, owned, j, c):
 
 
 def sweep(tape, seeds, wanted, free=True):
+    """Cotangents of the tape indices ``wanted``, given ``seeds`` (index -> cotangent).
+    The loop is the hot path of reverse mode and is kept flat on purpose."""
     ct = [None] * len(tape)
     owned: set = set()
     for i, g in seeds.items():
@@ -77,13 +79,12 @@ def sweep(tape, seeds, wanted, free=True):
         if g is None:
             continue
         node = tape[i]
-        g_owned = i in owned and i not in keep
+        if node is None:  # a leaf
+            continue
         if free:
             tape[i] = None
             if i not in keep:
                 ct[i] = None
-        if node is None:
-            continue
         prim, args, params, ans, parents = node
         if prim is None:  # projection: output k of a multiple-result node
             (k, j), = parents
@@ -92,24 +93,27 @@ def sweep(tape, seeds, wanted, free=True):
                 acc = ct[j] = [None] * len(tape[j][3])
             acc[k] = g if acc[k] is None else acc[k] + g
             continue
-        if prim.multiple_results:
-            g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
         vjps = prim.vjps
-        if vjps is not None:
-            overwrite = prim.vjp_overwrite
-            if overwrite is not None and type(g) is np.ndarray:
-                if not g_owned:  # copy once; the copy is owned from here down the chain
-                    g = g.copy()
-                _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned)
-                continue
+        if vjps is not None and not prim.multiple_results:
             for p, j in parents:
                 c = vjps[p](g, ans, *args, **params)
                 if type(c) is not Sparse:
                     a = args[p]
                     if c.shape != a.shape or c.dtype != a.dtype:
                         c = fit(c, a)
+                    if ct[j] is None:
+                        ct[j] = c
+                        continue
                 _add(ct, owned, j, c)
             continue
+        overwrite = prim.vjp_overwrite
+        if overwrite is not None and type(g) is np.ndarray:
+            if i not in owned or i in keep:  # copy once; the copy is owned down the chain
+                g = g.copy()
+            _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned)
+            continue
+        if prim.multiple_results:
+            g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
         if prim.vjp_all is not None:
             cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
         else:
@@ -136,7 +140,7 @@ def _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned):
         if p == pos:
             last = j
             continue
-        c = prim.vjps[p](g, ans, *args, **params)
+        c = prim.vjp(p, g, ans, args, params)
         if type(c) is not Sparse:
             c = fit(c, args[p])
             if type(c) is np.ndarray and np.may_share_memory(c, g):

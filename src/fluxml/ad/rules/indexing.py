@@ -56,6 +56,7 @@ defvjp(SETITEM,
 # When the sweep owns g, the written entries are zeroed in place (a fill loop stays linear).
 SETITEM.vjp_overwrite = (0, lambda g, ans, x, v, idx, inplace: _setitem(g, 0, idx=idx,
                                                                          inplace=True))
+SETITEM.vjps = None  # the sweep takes its general path, which knows vjp_overwrite
 defjvp(SETITEM,
        lambda t, ans, x, v, idx, inplace: SETITEM(t, 0, idx=idx, inplace=False),
        lambda t, ans, x, v, idx, inplace: SETITEM(_zeros(x), t, idx=idx, inplace=True))

@@ -84,6 +84,9 @@ defjvp(LOGSUMEXP, lambda t, ans, x, axis, keepdims: SUM(
 
 @function(np.sum)
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    if (type(a) is Tracer and dtype is None and out is None and initial is None
+            and where is None):  # the common case, kept short
+        return a._trace.process(SUM, (a,), {"axis": _axis(axis), "keepdims": bool(keepdims)})
     _no_where(where, "np.sum")
     a = _cast(a, dtype)
     result = SUM(a, axis=_axis(axis), keepdims=bool(keepdims))
