@@ -31,3 +31,11 @@ def test_projectile_demo_fails_when_the_fit_does_not_converge(monkeypatch, capsy
     monkeypatch.setattr(demo, "fit", functools.partial(demo.fit, steps=3, every=1))
     assert demo.main() == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_heat_equation_example_checks_and_fits():
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "heat_equation.py")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "recovered kappa 0.80000" in done.stdout
