@@ -49,10 +49,12 @@ def _trace_args(trace, args, make):
     """Replace the float leaves of ``args`` by new tracers; returns the traced args, the
     leaves, their spec and, per leaf, the box of the tracer made for it (its tape index in
     reverse mode; None for non-float leaves). Repeated arrays share one tracer."""
-    if all(type(a) in _PLAIN for a in args):  # the common case: no containers
-        leaves, spec = args, None
+    for a in args:
+        if type(a) not in _PLAIN:  # containers or objects: go through their leaves
+            leaves, spec = flatten(args)
+            break
     else:
-        leaves, spec = flatten(args)
+        leaves, spec = args, None
     boxes, by_id, new_leaves = [], {}, []
     for x in leaves:
         if type(x) is np.ndarray:
@@ -83,7 +85,7 @@ def _finish(g, like, zeros, seen):
     """A gradient leaf as the user receives it: the argument's type, shape and dtype; a fresh
     writable array (never a broadcast view, never shared with another gradient)."""
     if type(g) is np.ndarray and type(like) is np.ndarray:  # the common case
-        if g.base is not None or id(g) in seen or not g.flags.writeable:
+        if g.base is not None or id(g) in seen or g is _ONES.get(g.dtype):
             g = g.copy()
         seen.add(id(g))
         return g
@@ -140,11 +142,7 @@ def _withgradient(f, args, zeros_for_none):
         cts = [None] * len(leaves)
         return out, _grads(spec, leaves, cts, zeros_for_none)
     _check_scalar(out)
-    seed = _one(raw(out).dtype)
-    wanted = made
-    index = [w for w in wanted if w is not None]
-    found = dict(zip(index, trace.backward({out._box: seed}, index)))
-    cts = [found.get(w) if w is not None else None for w in wanted]
+    cts = trace.backward({out._box: _one(raw(out).dtype)}, made)
     return out._val, _grads(spec, leaves, cts, zeros_for_none)
 
 
@@ -224,7 +222,6 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
         else:
             values.append(o)
     value = unflatten(out_spec, values)
-    index = sorted({b for b in made if b is not None})
 
     def back(cotangent):
         ct_leaves, _ = flatten(cotangent, _leaf_or_none)
@@ -243,10 +240,9 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
             seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
         pause_gc()
         try:
-            found = dict(zip(index, trace.backward(seeds, index, free=False))) if seeds else {}
+            cts = trace.backward(seeds, made, free=False) if seeds else [None] * len(made)
         finally:
             resume_gc()
-        cts = [found.get(b) if b is not None else None for b in made]
         return _grads(spec, leaves, cts, False)
 
     return value, back

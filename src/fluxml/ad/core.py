@@ -264,7 +264,8 @@ class ReverseTrace(Trace):
         return tuple(outs)
 
     def backward(self, seeds, wanted, free=True):
-        """Cotangents of the ``wanted`` tape indices, from ``seeds`` (index -> cotangent)."""
+        """Cotangents of the ``wanted`` tape indices (None entries allowed), from ``seeds``
+        (index -> cotangent)."""
         return sweep(self.tape, seeds, wanted, free)
 
 
@@ -296,6 +297,10 @@ def fit(c, like):
     broadcasts up and sums broadcast axes away."""
     shape = like.shape
     cshape = c.shape
+    if not cshape and shape and type(c) is not Tracer:  # a scalar spread over like (sum)
+        out = np.empty(shape, like.dtype)
+        out[...] = c
+        return out
     if cshape != shape:
         if _broadcasts_to(cshape, shape):
             c = broadcast(c, shape)

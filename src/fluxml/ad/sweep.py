@@ -67,7 +67,8 @@ def _add(ct, owned, j, c):
 
 
 def sweep(tape, seeds, wanted, free=True):
-    """Cotangents of the tape indices ``wanted``, given ``seeds`` (index -> cotangent).
+    """Cotangents of the tape indices ``wanted`` (None where an entry is None), given
+    ``seeds`` (index -> cotangent).
     The loop is the hot path of reverse mode and is kept flat on purpose."""
     ct = [None] * len(tape)
     owned: set = set()
@@ -127,7 +128,7 @@ def sweep(tape, seeds, wanted, free=True):
             if type(c) is not Sparse:
                 c = fit(c, args[p])
             _add(ct, owned, j, c)
-    return [ct[i] for i in wanted]
+    return [None if i is None else ct[i] for i in wanted]
 
 
 def _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned):
