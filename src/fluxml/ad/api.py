@@ -21,6 +21,7 @@ from fluxml.ad.core import (
     top_trace,
 )
 from fluxml.ad.forward import ForwardTrace
+from fluxml.ad.sweep import sweep
 from fluxml.tree import flatten, is_array_leaf, unflatten
 
 
@@ -141,8 +142,8 @@ def _withgradient(f, args, zeros_for_none):
         _check_scalar(out)
         cts = [None] * len(leaves)
         return out, _grads(spec, leaves, cts, zeros_for_none)
-    _check_scalar(out)
-    cts = trace.backward({out._box: _one(raw(out).dtype)}, made)
+    _check_scalar(out._val)
+    cts = sweep(trace.tape, {out._box: _one(out.dtype)}, made)
     return out._val, _grads(spec, leaves, cts, zeros_for_none)
 
 

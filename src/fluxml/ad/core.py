@@ -187,7 +187,8 @@ class ReverseTrace(Trace):
     __slots__ = ("tape",)
 
     def __init__(self):
-        super().__init__()
+        self.level = next(_levels)
+        self.closed = None
         self.tape = []
 
     def leaf(self, val, index=None):

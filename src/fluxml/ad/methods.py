@@ -13,25 +13,27 @@ _NO_PARAMS: dict = {}
 
 
 def _binary(uf):
-    # The operators are the hot path of user code: find the top trace of the two operands
-    # directly instead of through the general ``bind``.
-    def op(self, other):
-        prim = UFUNCS.get(uf)
-        if type(prim) is not Primitive:
+    # The operators are the hot path of user code: their primitive is looked up once, and
+    # the top trace of the two operands found directly instead of through ``bind``.
+    prim = UFUNCS.get(uf)
+    if type(prim) is not Primitive:
+        def op(self, other):
             return call_ufunc(uf, "__call__", (self, other), {})
-        trace = self._trace
-        if type(other) is Tracer and other._trace.level > trace.level:
-            trace = other._trace
-        return trace.process(prim, (self, other), _NO_PARAMS)
 
-    def rop(self, other):
-        prim = UFUNCS.get(uf)
-        if type(prim) is not Primitive:
+        def rop(self, other):
             return call_ufunc(uf, "__call__", (other, self), {})
-        trace = self._trace
-        if type(other) is Tracer and other._trace.level > trace.level:
-            trace = other._trace
-        return trace.process(prim, (other, self), _NO_PARAMS)
+    else:
+        def op(self, other):
+            trace = self._trace
+            if type(other) is Tracer and other._trace.level > trace.level:
+                trace = other._trace
+            return trace.process(prim, (self, other), _NO_PARAMS)
+
+        def rop(self, other):
+            trace = self._trace
+            if type(other) is Tracer and other._trace.level > trace.level:
+                trace = other._trace
+            return trace.process(prim, (other, self), _NO_PARAMS)
 
     def iop(self, other):
         return mutation.augment(self, uf, other)

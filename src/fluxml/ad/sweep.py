@@ -75,7 +75,7 @@ def sweep(tape, seeds, wanted, free=True):
     for i, g in seeds.items():
         ct[i] = g if ct[i] is None else ct[i] + g
     keep = set(wanted)
-    for i in range(max(seeds, default=-1), -1, -1):
+    for i in range(max(seeds) if seeds else -1, -1, -1):
         g = ct[i]
         if g is None:
             continue
