@@ -142,9 +142,11 @@ def _withgradient(f, args, zeros_for_none):
         _check_scalar(out)
         cts = [None] * len(leaves)
         return out, _grads(spec, leaves, cts, zeros_for_none)
-    _check_scalar(out._val)
-    cts = sweep(trace.tape, {out._box: _one(out.dtype)}, made)
-    return out._val, _grads(spec, leaves, cts, zeros_for_none)
+    value = out._val
+    if type(value) is not np.float64:  # the common case needs no check
+        _check_scalar(value)
+    cts = sweep(trace.tape, {out._box: _one(value.dtype)}, made)
+    return value, _grads(spec, leaves, cts, zeros_for_none)
 
 
 def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
@@ -164,7 +166,11 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
     >>> fl.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)
     (array([3., 3.]), 3.0)
     """
-    return withgradient(f, *args, zeros_for_none=zeros_for_none)[1]
+    pause_gc()
+    try:
+        return _withgradient(f, args, zeros_for_none)[1]
+    finally:
+        resume_gc()
 
 
 _ONES: dict = {}
