@@ -17,6 +17,7 @@ from fluxml.ad import (
     index_add,
     jacobian,
     jvp,
+    logsumexp,
     pullback,
     stop_gradient,
     vjp,
@@ -28,6 +29,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "flatten",
-    "fmap", "gradient", "hessian", "index_add", "jacobian", "jvp", "leaves", "pullback",
-    "stop_gradient", "testing", "tree", "unflatten", "vjp", "withgradient",
+    "fmap", "gradient", "hessian", "index_add", "jacobian", "jvp", "leaves", "logsumexp",
+    "pullback", "stop_gradient", "testing", "tree", "unflatten", "vjp", "withgradient",
 ]

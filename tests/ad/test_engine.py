@@ -200,3 +200,17 @@ def test_leaked_tracer_refuses():
     fl.gradient(f, np.ones(2))
     with pytest.raises(fl.DifferentiationError, match="escaped"):
         leaked[0] * 2
+
+
+def test_complex_arguments_refuse():
+    with pytest.raises(fl.DifferentiationError, match="complex"):
+        fl.gradient(lambda z: np.sum(np.abs(z)), np.ones(2, dtype=complex))
+    with pytest.raises(fl.DifferentiationError, match="complex"):
+        fl.gradient(lambda z: abs(z), 1 + 2j)
+
+
+def test_library_that_converts_a_tracer_is_named():
+    special = pytest.importorskip("scipy.special")
+    with pytest.raises(fl.DifferentiationError, match="logsumexp"):
+        fl.gradient(lambda x: special.logsumexp(x), np.ones(3))
+    assert fl.gradient(fl.logsumexp, np.zeros(2))[0].tolist() == [0.5, 0.5]

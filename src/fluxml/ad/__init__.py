@@ -19,9 +19,10 @@ from fluxml.ad.api import (
 )
 from fluxml.ad.core import DifferentiationError, Tracer
 from fluxml.ad.rules.indexing import index_add
+from fluxml.ad.rules.reductions import logsumexp
 
 __all__ = [
     "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "gradient",
-    "hessian", "index_add", "jacobian", "jvp", "pullback", "stop_gradient", "vjp",
+    "hessian", "index_add", "jacobian", "jvp", "logsumexp", "pullback", "stop_gradient", "vjp",
     "withgradient",
 ]

@@ -59,13 +59,17 @@ def _trace_args(trace, args, make):
     boxes, by_id, new_leaves = [], {}, []
     for x in leaves:
         if type(x) is np.ndarray:
-            if x.dtype.kind not in "fc":
+            if x.dtype.kind != "f":
+                if x.dtype.kind == "c":
+                    raise _complex_argument()
                 boxes.append(None)
                 new_leaves.append(x)
                 continue
             t = by_id.get(id(x))
             if t is None:
                 t = by_id[id(x)] = make(x, len(boxes))
+        elif isinstance(x, (complex, np.complexfloating)):
+            raise _complex_argument()
         elif _is_float(x):
             t = make(_start(x), len(boxes))
         else:
@@ -77,6 +81,13 @@ def _trace_args(trace, args, make):
         new_leaves.append(t)
     targs = tuple(new_leaves) if spec is None else unflatten(spec, new_leaves)
     return targs, leaves, spec, boxes
+
+
+def _complex_argument():
+    return DifferentiationError(
+        "complex arguments are not supported: their derivative conventions differ between "
+        "libraries, and a silently conjugated gradient is worse than none. Pass the real and "
+        "imaginary parts as two real arrays.")
 
 
 _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer}
@@ -161,6 +172,12 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
     ``f`` may be any Python: loops, ``if`` on concrete values, recursion, closures, NumPy
     calls, and in-place writes into arrays it computes (``u[1:-1] += ...``). The caller's
     arrays are never changed: a write to a traced argument lands on the traced copy.
+
+    A derivative is never dropped silently: what cannot be differentiated (a NumPy function
+    without a rule, ``float(x)``, a traced value written into a plain NumPy array) raises
+    :class:`DifferentiationError` saying what to write instead. The only ways to cut a
+    derivative on purpose are :func:`stop_gradient` and casts to integer or boolean dtypes
+    (``x.astype(int)``). Complex arguments are refused.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)

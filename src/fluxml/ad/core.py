@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import sys
 
 import numpy as np
 
@@ -387,9 +388,15 @@ class Tracer:
     # __array_ufunc__ and __array_function__ are installed by ad/dispatch.py.
 
     def __array__(self, dtype=None, copy=None):
+        library = _calling_library()
+        where = (f"\nThis happened inside {library}, which converts its input to a NumPy "
+                 "array: fluxml has no derivative rule for it. Write the computation with "
+                 "NumPy operations or give it a rule with @fl.custom_vjp.\n"
+                 if library else "\n")
         raise DifferentiationError(
             "a traced array was converted to a plain NumPy array (np.asarray, np.array, or a "
-            "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient.\n"
+            "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient."
+            + where +
             "Possible fixes:\n"
             "  - allocate the buffer from the traced value: `buf = np.zeros_like(x)` "
             "(then `buf[i] = ...` is recorded);\n"
@@ -436,6 +443,27 @@ class Tracer:
 
     def __deepcopy__(self, memo):
         return self.copy()
+
+
+def _calling_library():
+    """The outermost function of a third-party library (not NumPy, not fluxml, not the
+    user's code) through which a tracer was converted, for the error message; or None."""
+    frame = sys._getframe(2)
+    found, package = None, None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        top = module.partition(".")[0]
+        third_party = "site-packages" in frame.f_code.co_filename
+        if package is not None:
+            if top != package:
+                break
+            found = f"{module}.{frame.f_code.co_name}"
+        elif third_party and top not in ("numpy", "fluxml"):
+            package, found = top, f"{module}.{frame.f_code.co_name}"
+        elif top not in ("numpy", "fluxml"):
+            return None  # the user's own code converted it
+        frame = frame.f_back
+    return found
 
 
 def _register():

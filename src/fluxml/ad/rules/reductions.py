@@ -332,9 +332,8 @@ def logsumexp(x, axis=None, keepdims=False):
     """``log(sum(exp(x), axis))`` computed without overflow; differentiable (its gradient is
     the softmax of ``x`` along ``axis``).
 
-    >>> import numpy as np
-    >>> from fluxml.ad.rules.reductions import logsumexp
-    >>> round(float(logsumexp(np.array([1000.0, 1000.0]))), 6)  # 1000 + log 2, no overflow
+    >>> import numpy as np, fluxml as fl
+    >>> round(float(fl.logsumexp(np.array([1000.0, 1000.0]))), 6)  # 1000 + log 2, no overflow
     1000.693147
     """
     return LOGSUMEXP(x, axis=_axis(axis), keepdims=bool(keepdims))
