@@ -94,41 +94,6 @@ CASES = [
 ]
 
 
-def case_id(case):
-    return case[0].__name__
-
-
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_derivatives(case):
-    _, f, args = case
-    check_grads(f, *args, order=2, modes=("fwd", "rev"))
-
-
-def _leaves(y):
-    return list(y) if isinstance(y, (tuple, list)) else [y]
-
-
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_traced_value_equals_numpy(case):
-    _, f, args = case
-    expected = f(*args)
-    value, _ = fl.pullback(f, *args)
-    for got, want in zip(_leaves(value), _leaves(expected)):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
-
-
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_float32_preserved(case):
-    _, f, args = case
-    args32 = tuple(a.astype(np.float32) for a in args)
-    value, back = fl.pullback(f, *args32)
-    for v, want in zip(_leaves(value), _leaves(f(*args32))):
-        assert np.asarray(v).dtype == np.asarray(want).dtype  # float32 unless NumPy promotes
-    grads = back(value)
-    for g in grads:
-        assert g is None or g.dtype == np.float32
-
-
 # --- products with zeros -----------------------------------------------------------------------
 
 def test_prod_gradient_with_one_zero_is_the_product_of_the_others():

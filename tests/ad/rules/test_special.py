@@ -57,30 +57,6 @@ CASES = [
 if hasattr(sp, "softplus"):  # SciPy >= 1.15: np.logaddexp(0, x) inside
     CASES.append((sp.softplus, sp.softplus, (A,)))
 
-IDS = [f"{i}-{np_f.__name__}" for i, (np_f, _, _) in enumerate(CASES)]
-
-
-@pytest.mark.parametrize("np_func, f, args", CASES, ids=IDS)
-def test_check_grads(np_func, f, args):
-    check_grads(f, *args, order=2, modes=("fwd", "rev"))
-
-
-@pytest.mark.parametrize("np_func, f, args", CASES, ids=IDS)
-def test_forward_value_matches_scipy(np_func, f, args):
-    got, _ = fl.pullback(f, *args)
-    expected = f(*args)
-    np.testing.assert_array_equal(got, expected)
-    assert got.dtype == expected.dtype
-
-
-@pytest.mark.parametrize("np_func, f, args", CASES, ids=IDS)
-def test_float32(np_func, f, args):
-    args32 = tuple(a.astype(np.float32) for a in args)
-    value, grads = fl.withgradient(lambda *xs: np.sum(f(*xs)), *args32)
-    assert np.asarray(value).dtype == np.sum(f(*args32)).dtype
-    for g, a in zip(grads, args32):
-        assert g.dtype == np.float32 and g.shape == a.shape
-
 
 def test_polygamma_primitive():
     x = np.array([0.4, 1.3, 2.7])

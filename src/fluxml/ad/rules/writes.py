@@ -33,45 +33,41 @@ def copyto(dst, src, casting="same_kind", where=True):
     mutation.setitem(dst, Ellipsis, src)
 
 
+def _cycled(values, positions):
+    """``values`` flattened and repeated cyclically, taken at integer ``positions``: how
+    put, putmask, place and fill_diagonal spread a short list of values."""
+    flat = np.ravel(values) if np.ndim(raw(values)) else np.reshape(values, (1,))
+    if len(positions) == 0:
+        return flat[:0]
+    return np.take(flat, np.asarray(positions) % np.size(raw(flat)))
+
+
 @function(np.put)
 def put(a, ind, v, mode="raise"):
     a = _target(a, "np.put")
-    ind = np.asarray(raw(ind))
+    ind = np.asarray(raw(ind)).ravel()
     n = int(np.prod(a.shape))
     if mode == "wrap":
         ind = np.mod(ind, n)
     elif mode == "clip":
         ind = np.clip(ind, 0, n - 1)
-    # NumPy's put repeats v cyclically to the number of indices.
-    count = ind.size
-    v_flat = np.ravel(v) if np.ndim(raw(v)) else np.reshape(v, (1,))
-    if np.size(raw(v_flat)) != count:
-        reps = -(-count // max(np.size(raw(v_flat)), 1))
-        v_flat = np.tile(v_flat, reps)[:count]
-    coords = np.unravel_index(ind.ravel(), a.shape)
-    mutation.setitem(a, coords, v_flat)
+    mutation.setitem(a, np.unravel_index(ind, a.shape), _cycled(v, np.arange(ind.size)))
 
 
 @function(np.putmask)
 def putmask(a, mask, values):
     a = _target(a, "np.putmask")
     mask = np.asarray(raw(mask), dtype=bool)
-    n = int(mask.sum())
-    v_flat = np.ravel(values) if np.ndim(raw(values)) else np.reshape(values, (1,))
-    size = np.size(raw(v_flat))
-    # values repeat over the flat positions of a, and the masked positions take theirs
-    positions = np.flatnonzero(mask) % size
-    mutation.setitem(a, mask, np.take(v_flat, positions) if n else v_flat[:0])
+    # values repeat over the flat positions of a; the masked positions take theirs
+    mutation.setitem(a, mask, _cycled(values, np.flatnonzero(mask)))
 
 
 @function(np.place)
 def place(arr, mask, vals):
     arr = _target(arr, "np.place")
     mask = np.asarray(raw(mask), dtype=bool)
-    n = int(mask.sum())
-    v_flat = np.ravel(vals) if np.ndim(raw(vals)) else np.reshape(vals, (1,))
-    size = np.size(raw(v_flat))
-    mutation.setitem(arr, mask, np.take(v_flat, np.arange(n) % size) if n else v_flat[:0])
+    # vals repeat over the masked positions in order
+    mutation.setitem(arr, mask, _cycled(vals, np.arange(int(mask.sum()))))
 
 
 @function(np.fill_diagonal)
@@ -86,9 +82,5 @@ def fill_diagonal(a, val, wrap=False):
     probe = flat.copy()
     np.fill_diagonal(probe, -1, wrap=wrap)  # NumPy decides which entries are diagonal
     positions = flat[probe == -1]
-    count = positions.size
-    v_flat = np.ravel(val) if np.ndim(raw(val)) else np.reshape(val, (1,))
-    size = np.size(raw(v_flat))
-    if size != count:
-        v_flat = np.take(v_flat, np.arange(count) % size)
-    mutation.setitem(a, np.unravel_index(positions, shape), v_flat)
+    mutation.setitem(a, np.unravel_index(positions, shape),
+                     _cycled(val, np.arange(positions.size)))
