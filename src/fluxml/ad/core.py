@@ -65,7 +65,7 @@ class Primitive:
     kept it). ``view`` marks operations whose result may share memory with argument 0.
     """
 
-    __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "vjp_overwrite", "jvp",
+    __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "vjp_overwrite", "jvp", "jvp_all",
                  "keeps_inputs", "keeps_output", "view", "multiple_results", "linear")
 
     def __init__(self, name, impl, *, keeps_inputs=True, keeps_output=True, view=False,
@@ -77,6 +77,7 @@ class Primitive:
         self.vjp_all = None  # optional: (g, ans, args, params, positions) -> list of cotangents
         self.vjp_overwrite = None  # optional (pos, rule): a vjp allowed to reuse g's buffer
         self.jvp = None
+        self.jvp_all = None  # optional: ([(pos, tangent)], ans, args, params) -> output tangent
         self.keeps_inputs = keeps_inputs
         self.keeps_output = keeps_output
         self.view = view

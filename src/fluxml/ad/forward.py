@@ -44,9 +44,12 @@ def _tangent(prim, tangents, ans, vals, params):
     jvp = prim.jvp
     if not tangents:
         return None
-    if jvp is None:
-        raise DifferentiationError(f"{prim.name} has no forward-mode rule")
     total = None
+    if prim.jvp_all is not None:  # one rule for all arguments at once (concatenate)
+        total = prim.jvp_all(tangents, ans, vals, params)
+        tangents = ()
+    elif jvp is None:
+        raise DifferentiationError(f"{prim.name} has no forward-mode rule")
     for pos, t in tangents:
         c = jvp(pos, t, ans, vals, params)
         if c is None:

@@ -19,9 +19,15 @@ from fluxml.ad.rules.shape import atleast_1d, atleast_2d, atleast_3d, expand_dim
 CONCATENATE = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                         keeps_inputs=False, keeps_output=False)
 defvjp_argnum(CONCATENATE, lambda pos, g, ans, *xs, axis: g[_slice(axis, _span(xs, pos, axis))])
-# Jointly linear: the tangent of one piece sits between zeros for the others.
+# Jointly linear: the tangents of the pieces, zeros for pieces without one, joined once.
 defjvp_argnum(CONCATENATE, lambda pos, t, ans, *xs, axis: CONCATENATE(
     *(t if i == pos else np.zeros(x.shape, t.dtype) for i, x in enumerate(xs)), axis=axis))
+CONCATENATE.jvp_all = lambda tangents, ans, xs, params: CONCATENATE(
+    *_pieces(dict(tangents), xs, ans.dtype), **params)
+
+
+def _pieces(tangents, xs, dtype):
+    return [tangents[i] if i in tangents else np.zeros(x.shape, dtype) for i, x in enumerate(xs)]
 
 
 def _split(x, *, bounds, axis):
