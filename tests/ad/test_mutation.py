@@ -443,3 +443,37 @@ def test_random_write_sequences(ops):
     value, _ = fl.pullback(_apply, x, p, ops)
     np.testing.assert_allclose(value, expected, rtol=1e-12)
     check_grads(lambda x, p: _apply(x, p, ops), x, p, order=1)
+
+
+def test_plain_arrays_kept_by_a_rule_are_protected_until_the_derivative_is_done():
+    c = np.ones(3)
+
+    def f(x):
+        y = x * c  # the rule for x keeps c
+        c[0] = 5.0  # would silently change the derivative: refused
+        return np.sum(y)
+
+    with pytest.raises(ValueError, match="read-only"):
+        fl.gradient(f, np.ones(3))
+    assert c.flags.writeable  # released once the transform is over
+    c[0] = 2.0
+
+    y, back = fl.pullback(lambda x: x * c, np.ones(3))
+    assert not c.flags.writeable  # the tape still needs it
+    np.testing.assert_array_equal(back(np.ones(3))[0], [2.0, 1.0, 1.0])
+    del back
+    import gc
+
+    gc.collect()
+    assert c.flags.writeable
+
+
+def test_lists_kept_by_a_rule_are_copied():
+    c = [1.0, 1.0, 1.0]
+
+    def f(x):
+        y = x * c
+        c[0] = 5.0  # a list cannot be made read-only; the rule kept a copy
+        return np.sum(y)
+
+    np.testing.assert_array_equal(fl.gradient(f, np.ones(3))[0], [1.0, 1.0, 1.0])

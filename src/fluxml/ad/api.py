@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from fluxml.ad.core import (
     pause_gc,
     raw,
     resume_gc,
+    thaw,
     top_trace,
 )
 from fluxml.ad.forward import ForwardTrace
@@ -142,6 +144,14 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False):
 
 def _withgradient(f, args, zeros_for_none):
     trace = ReverseTrace()
+    try:
+        return _gradient_of(trace, f, args, zeros_for_none)
+    finally:
+        if trace.frozen:
+            thaw(trace.frozen)
+
+
+def _gradient_of(trace, f, args, zeros_for_none):
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
     try:
         out = f(*targs)
@@ -233,6 +243,9 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     pause_gc()
     try:
         out = f(*targs)
+    except BaseException:
+        thaw(trace.frozen)
+        raise
     finally:
         trace.closed = LEAKED
         resume_gc()
@@ -246,6 +259,11 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
         else:
             values.append(o)
     value = unflatten(out_spec, values)
+    if trace.frozen:
+        frozen = trace.frozen
+        trace.frozen = []  # the tape outlives this call: thawed when `back` is dropped
+    else:
+        frozen = None
 
     def back(cotangent):
         ct_leaves, _ = flatten(cotangent, _leaf_or_none)
@@ -269,6 +287,8 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
             resume_gc()
         return _grads(spec, leaves, cts, False)
 
+    if frozen:
+        weakref.finalize(back, thaw, frozen)
     return value, back
 
 

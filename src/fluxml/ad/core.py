@@ -186,12 +186,13 @@ class ReverseTrace(Trace):
     """Records a tape of nodes ``(prim, args, params, ans, parents)``; ``parents`` lists
     ``(argument position, tape index)`` of the traced arguments."""
 
-    __slots__ = ("tape",)
+    __slots__ = ("tape", "frozen")
 
     def __init__(self):
         self.level = next(_levels)
         self.closed = None
         self.tape = []
+        self.frozen = []  # plain arrays a rule kept, read-only until the tape is done
 
     def leaf(self, val, index=None):
         """A new differentiable input (its node has no parents; ``index`` is unused here)."""
@@ -219,6 +220,7 @@ class ReverseTrace(Trace):
         parents = []
         keeps = prim.keeps_inputs
         lower = False  # does any argument belong to a lower level?
+        constants = False  # a plain mutable argument that a rule keeps
         i = -1
         for a in args:
             i += 1
@@ -236,11 +238,15 @@ class ReverseTrace(Trace):
                     vals[i] = v
                 else:
                     lower = True
+            elif keeps and (type(a) is np.ndarray or type(a) is list):
+                constants = True
         ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
         if not parents:  # every traced argument belongs to lower levels: a constant here
             if prim.multiple_results:
                 return tuple(self.constant(a) for a in ans)
             return self.constant(ans)
+        if constants:
+            self._keep_constants(vals)
         tape = self.tape
         if prim.multiple_results:
             tape.append((prim, vals, params, ans, parents))
@@ -255,6 +261,17 @@ class ReverseTrace(Trace):
         if prim.view:
             _link_view(out, args[0], prim, params)
         return out
+
+    def _keep_constants(self, vals):
+        """Plain arrays that a rule keeps cannot be watched for writes, so they are made
+        read-only until the derivative is computed (a later write raises NumPy's "assignment
+        destination is read-only" instead of silently changing the derivative); lists are
+        copied into arrays."""
+        for i, a in enumerate(vals):
+            if type(a) is list:
+                vals[i] = np.array(a)
+            elif type(a) is np.ndarray and freeze(a):
+                self.frozen.append(a)
 
     def _project(self, ans, owned):
         """One handle per output of the multiple-result node just recorded."""
@@ -444,6 +461,38 @@ class Tracer:
 
     def __deepcopy__(self, memo):
         return self.copy()
+
+
+_frozen: dict = {}  # id -> [array, count]: plain arrays made read-only by live tapes
+
+
+def freeze(a) -> bool:
+    """Make ``a`` read-only for a tape that keeps it; True if this call counts (pair each
+    with one :func:`thaw`). Arrays that were read-only already are left alone."""
+    entry = _frozen.get(id(a))
+    if entry is not None and entry[0] is a:
+        entry[1] += 1
+        return True
+    if not a.flags.writeable:
+        return False
+    a.flags.writeable = False
+    _frozen[id(a)] = [a, 1]
+    return True
+
+
+def thaw(arrays):
+    """Undo :func:`freeze` for each array, restoring writability when no tape keeps it."""
+    for a in arrays:
+        entry = _frozen.get(id(a))
+        if entry is None or entry[0] is not a:
+            continue
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _frozen[id(a)]
+            try:
+                a.flags.writeable = True
+            except ValueError:  # its base became read-only meanwhile
+                pass
 
 
 def _calling_library():
