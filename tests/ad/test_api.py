@@ -230,3 +230,10 @@ def test_stop_gradient():
     np.testing.assert_allclose(g, [3.0, 4.0])
     tree = fl.stop_gradient({"a": np.ones(2)})
     assert isinstance(tree["a"], np.ndarray)
+
+
+def test_jacobian_and_hessian_of_scalars():
+    assert fl.hessian(lambda x: x**3, 2.0) == 12.0
+    np.testing.assert_allclose(fl.jacobian(lambda x: np.stack([x, x**2]), 3.0), [1.0, 6.0])
+    j = fl.jacobian(lambda x: x**2, np.float32(3.0))
+    assert j == 6.0 and j.dtype == np.float32

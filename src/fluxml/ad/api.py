@@ -359,7 +359,7 @@ def jacobian(f: Callable, x, mode: str = "auto"):
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
     x_shape = np.shape(raw(x))
-    x_dtype = raw(x).dtype if _is_float(raw(x)) else np.float64
+    x_dtype = np.result_type(raw(x)) if _is_float(raw(x)) else np.dtype(np.float64)
     n = int(np.prod(x_shape))
     if mode != "fwd":
         y, back = pullback(f, x)

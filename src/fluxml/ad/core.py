@@ -418,7 +418,8 @@ class Tracer:
             "Possible fixes:\n"
             "  - allocate the buffer from the traced value: `buf = np.zeros_like(x)` "
             "(then `buf[i] = ...` is recorded);\n"
-            "  - build the result functionally: np.stack / np.concatenate / np.where;\n"
+            "  - build arrays from traced values with np.stack([a, b]) (not np.array([a, b])), "
+            "np.concatenate or np.where;\n"
             "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
 
     def _concrete(self, what):
