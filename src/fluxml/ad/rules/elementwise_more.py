@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw
 from fluxml.ad.define import (
     defjvp,
     deflinear,
@@ -33,33 +33,12 @@ def _zero(g, ans, *args, **params):
 
 # --- rounding and remainders --------------------------------------------------------------------
 
-FLOOR = ufunc(np.floor, keeps_inputs=False, keeps_output=False)
-defvjp(FLOOR, _zero)
-defjvp(FLOOR, _zero)
-
-CEIL = ufunc(np.ceil, keeps_inputs=False, keeps_output=False)
-defvjp(CEIL, _zero)
-defjvp(CEIL, _zero)
-
-TRUNC = ufunc(np.trunc, keeps_inputs=False, keeps_output=False)
-defvjp(TRUNC, _zero)
-defjvp(TRUNC, _zero)
-
-RINT = ufunc(np.rint, keeps_inputs=False, keeps_output=False)
-defvjp(RINT, _zero)
-defjvp(RINT, _zero)
-
-SIGN = ufunc(np.sign, keeps_inputs=False, keeps_output=False)
-defvjp(SIGN, _zero)
-defjvp(SIGN, _zero)
-
-SPACING = ufunc(np.spacing, keeps_inputs=False, keeps_output=False)
-defvjp(SPACING, _zero)
-defjvp(SPACING, _zero)
-
-FLOOR_DIVIDE = ufunc(np.floor_divide, keeps_inputs=False, keeps_output=False)
-defvjp(FLOOR_DIVIDE, _zero, _zero)
-defjvp(FLOOR_DIVIDE, _zero, _zero)
+# Piecewise constant: derivative zero in every argument.
+for _uf in (np.floor, np.ceil, np.trunc, np.rint, np.sign, np.spacing, np.floor_divide):
+    _prim = ufunc(_uf, keeps_inputs=False, keeps_output=False)
+    defvjp(_prim, *[_zero] * _uf.nin)
+    defjvp(_prim, *[_zero] * _uf.nin)
+FLOOR = UFUNCS[np.floor]
 
 ROUND = primitive("round", lambda x, *, decimals: np.round(x, decimals), keeps_inputs=False,
                   keeps_output=False)
