@@ -477,3 +477,18 @@ def test_lists_kept_by_a_rule_are_copied():
         return np.sum(y)
 
     np.testing.assert_array_equal(fl.gradient(f, np.ones(3))[0], [1.0, 1.0, 1.0])
+
+
+def test_creation_like_a_traced_array():
+    def f(x):
+        buf = np.empty((3, 2), like=x)  # a traced buffer, filled in place
+        for i in range(3):
+            buf[i] = x[i] * np.array([1.0, 2.0])
+        z = np.zeros(2, like=x) + np.ones(2, like=x) + np.full(2, x[0], like=x)
+        v = np.array([[x[0], 1.0], [x[1] ** 2, x[2]]], like=x)
+        return np.sum(buf) + np.sum(z) + np.sum(v * np.arange(2.0, like=x))
+
+    x = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(fl.pullback(f, x)[0], f(x.copy()))
+    check_grads(f, x)
+    assert type(fl.pullback(lambda x: np.zeros(2, like=x), x)[0]) is np.ndarray

@@ -416,10 +416,10 @@ class Tracer:
             "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient."
             + where +
             "Possible fixes:\n"
-            "  - allocate the buffer from the traced value: `buf = np.zeros_like(x)` "
-            "(then `buf[i] = ...` is recorded);\n"
-            "  - build arrays from traced values with np.stack([a, b]) (not np.array([a, b])), "
-            "np.concatenate or np.where;\n"
+            "  - allocate the buffer from the traced value: `buf = np.zeros_like(x)` or "
+            "`np.empty(shape, like=x)` (then `buf[i] = ...` is recorded);\n"
+            "  - build arrays from traced values with np.stack([a, b]) or "
+            "np.array([a, b], like=a) (plain np.array([a, b]) cannot be intercepted);\n"
             "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
 
     def _concrete(self, what):

@@ -17,6 +17,7 @@ from fluxml.ad.core import (
     raw,
     strip,
 )
+from fluxml.ad.rules.creation import LIKE
 
 # ufunc methods that are ordinary NumPy functions in disguise.
 _REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}
@@ -66,6 +67,8 @@ def _array_function(self, func, types, args, kwargs):
     entry = FUNCTIONS.get(func)
     if entry is not None:
         return entry(*args, **kwargs)
+    if func in LIKE:  # np.zeros(shape, like=tracer) and friends: they dispatch on like=
+        return LIKE[func](self, *args, **kwargs)
     return call_function(func, args, kwargs)
 
 

@@ -1,0 +1,74 @@
+"""Array creation from a traced value: NumPy's ``like=`` argument.
+
+``np.zeros(shape, like=x)``, ``np.empty``, ``np.ones``, ``np.full``, ``np.arange`` and
+``np.array`` / ``np.asarray`` hand creation to ``x``'s ``__array_function__`` when ``like=``
+names an array of another type. For a traced ``x`` they return a traced array of ``x``'s
+level: a buffer that may then be filled in place (``buf[i] = ...`` is recorded), or, for
+``np.array([a, b], like=x)``, the values stacked with their derivatives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import Tracer
+
+LIKE: dict = {}  # NumPy creation function -> rule(like, *args, **kwargs)
+
+
+def _constant(like, value):
+    value = np.asarray(value)
+    return like._trace.constant(value) if value.dtype.kind in "fc" else value
+
+
+def _creates(*funcs):
+    def register(rule):
+        for f in funcs:
+            LIKE[f] = rule
+        return rule
+
+    return register
+
+
+@_creates(np.zeros, np.empty)  # empty gives zeros: never expose uninitialised memory
+def zeros(like, shape, dtype=float, order="C", **kwargs):
+    return _constant(like, np.zeros(shape, dtype, order))
+
+
+@_creates(np.ones)
+def ones(like, shape, dtype=None, order="C", **kwargs):
+    return _constant(like, np.ones(shape, dtype, order))
+
+
+@_creates(np.full)
+def full(like, shape, fill_value, dtype=None, order="C", **kwargs):
+    if type(fill_value) is Tracer:
+        value = np.broadcast_to(fill_value, shape).copy()
+        return value if dtype is None else value.astype(dtype)
+    return _constant(like, np.full(shape, fill_value, dtype, order))
+
+
+@_creates(np.arange)
+def arange(like, *args, **kwargs):
+    return _constant(like, np.arange(*args, **kwargs))
+
+
+@_creates(np.array, np.asarray, np.asanyarray)
+def array(like, obj, dtype=None, *args, **kwargs):
+    """Nested lists and tuples of traced and plain values, stacked (``np.stack`` at each
+    level); a traced array is copied."""
+    value = _nested(obj)
+    if type(value) is not Tracer:
+        return _constant(like, np.array(value, dtype))
+    return value if dtype is None else value.astype(dtype)
+
+
+def _nested(obj):
+    if isinstance(obj, (list, tuple)):
+        items = [_nested(o) for o in obj]
+        if any(type(i) is Tracer for i in items):
+            return np.stack([i if type(i) is Tracer else np.asarray(i) for i in items])
+        return np.array(items)
+    if type(obj) is Tracer:
+        return np.copy(obj)
+    return obj
