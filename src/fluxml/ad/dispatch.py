@@ -128,6 +128,8 @@ def call_ufunc(ufunc, method, inputs, kwargs):
     from fluxml.ad import mutation
 
     (target,) = out if isinstance(out, tuple) else (out,)
+    if any(result is a for a in inputs):  # a rule that passed an input through: copy it
+        result = np.copy(result)
     if where is not True:
         result = np.where(where, result, target)
     mutation.assign_out(target, result, _name(ufunc))

@@ -99,9 +99,11 @@ def setitem(h, idx, value):
 
 
 def assign(h, new):
-    """Make the whole of ``h`` equal the freshly computed ``new`` (``h += y``, ``out=``)."""
+    """Make the whole of ``h`` equal ``new``, the result just computed by ``h += y`` or an
+    ``out=`` ufunc: a fresh array is taken over by ``h``; anything else is copied in."""
     _check_level(h, new, "in-place update")
-    if type(new) is not Tracer or new._trace is not h._trace or new._view is not None:
+    if (type(new) is not Tracer or new._trace is not h._trace or new._view is not None
+            or not new._owned):  # not provably fresh (a rule kept it, or it is a handle)
         setitem(h, Ellipsis, new)  # constants and views are copied in
     elif h._view is not None:
         _write_through(h, new)
@@ -158,6 +160,8 @@ def augment(h, ufunc, other):
     from fluxml.ad.dispatch import call_ufunc
 
     result = call_ufunc(ufunc, "__call__", (h, other), {})
+    if result is h or result is other:  # a rule that passed an input through: copy it
+        result = np.copy(result)
     _cast_into(h, result, f"{ufunc.__name__} (in place)")
     assign(h, result if raw(result).dtype == h.dtype else result.astype(h.dtype))
     return h
