@@ -39,3 +39,11 @@ def test_heat_equation_example_checks_and_fits():
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recovered kappa 0.80000" in done.stdout
+
+
+def test_nbody_example_checks_and_aims():
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "nbody.py")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "final miss" in done.stdout

@@ -186,8 +186,9 @@ def assign_out(target, result, what):
                 "writing it there would cut its gradient (`buf += traced` lands here too).\n"
                 "Possible fixes:\n"
                 "  - allocate the buffer from a traced value: `buf = np.zeros_like(x)`;\n"
-                "  - if `buf` is a copy of a constant array (`u = u0.copy()`), pass `u0` as an "
-                "argument of the differentiated function, so that it and its copies are traced;\n"
+                "  - if `buf` is a copy of a constant array (`u = u0.copy()`), make it a traced "
+                "copy instead: `u = np.array(u0, like=x)` (x any traced value), or pass `u0` "
+                "as an argument of the differentiated function;\n"
                 "  - or use the returned value: `buf = buf + traced`.")
         np.copyto(target, result)
         return
