@@ -237,3 +237,12 @@ def test_jacobian_and_hessian_of_scalars():
     np.testing.assert_allclose(fl.jacobian(lambda x: np.stack([x, x**2]), 3.0), [1.0, 6.0])
     j = fl.jacobian(lambda x: x**2, np.float32(3.0))
     assert j == 6.0 and j.dtype == np.float32
+
+
+def test_array_api_namespace():
+    def f(x):
+        xp = x.__array_namespace__()
+        return xp.sum(xp.tanh(x) ** 2)
+
+    np.testing.assert_allclose(fl.gradient(f, np.array([0.3]))[0],
+                               2 * np.tanh(0.3) * (1 - np.tanh(0.3) ** 2))

@@ -406,6 +406,11 @@ class Tracer:
     # NumPy protocols.
     # __array_ufunc__ and __array_function__ are installed by ad/dispatch.py.
 
+    def __array_namespace__(self, api_version=None):
+        """NumPy: its functions reach the rules through the two protocols above, so array-API
+        code (``xp = x.__array_namespace__()``; ``xp.sum(x)``) is differentiated too."""
+        return np
+
     def __array__(self, dtype=None, copy=None):
         library = _calling_library()
         where = (f"\nThis happened inside {library}, which converts its input to a NumPy "
