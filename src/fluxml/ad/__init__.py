@@ -5,9 +5,6 @@ from fluxml.ad import (
     rules,  # noqa: F401  (registers every derivative rule)
 )
 from fluxml.ad.api import (
-    checkpoint,
-    custom_jvp,
-    custom_vjp,
     gradient,
     hessian,
     jacobian,
@@ -18,6 +15,7 @@ from fluxml.ad.api import (
     withgradient,
 )
 from fluxml.ad.core import DifferentiationError, Tracer
+from fluxml.ad.custom import checkpoint, custom_jvp, custom_vjp
 from fluxml.ad.rules.indexing import index_add
 from fluxml.ad.rules.reductions import logsumexp
 

@@ -1,0 +1,211 @@
+"""User-given derivative rules: ``custom_vjp``, ``custom_jvp``, and ``checkpoint``.
+
+Each records one tape node whose backward rule is the user's (or, for ``checkpoint``, a
+recomputation of the function), so that the function's own operations are not recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml.ad.api import _is_float, pullback
+from fluxml.ad.core import (
+    DifferentiationError,
+    Primitive,
+    ReverseTrace,
+    Tracer,
+    _kept,
+    raw,
+    top_trace,
+)
+from fluxml.ad.forward import ForwardTrace
+from fluxml.tree import flatten, unflatten
+
+CLOSED_OVER = ("a function given to custom_vjp, custom_jvp or checkpoint used a traced value "
+               "it was not passed as an argument (it closed over it), so its derivative "
+               "would be lost. Pass every traced value as an argument.")
+
+CUSTOM = Primitive("custom_vjp", None, keeps_output=False)
+CUSTOM_MULTI = Primitive("custom_vjp", None, keeps_output=False, multiple_results=True)
+for _p in (CUSTOM, CUSTOM_MULTI):
+    _p.vjp_all = lambda g, ans, args, params, positions: params["bwd"](g, positions)
+
+
+def _record(trace, leaves, spec, run, bwd):
+    """Record a user-defined step on a reverse trace: ``run(*args)`` computes ``(out, res)``
+    one level down; ``bwd(res, g)`` returns one cotangent (tree) per argument."""
+    vals = list(leaves)
+    parents = []
+    for i, a in enumerate(leaves):
+        if type(a) is Tracer and a._trace is trace:
+            vals[i] = _kept(a)
+            parents.append((i, a._box))
+    trace.closed = CLOSED_OVER
+    try:
+        out, res = run(*unflatten(spec, vals))
+    finally:
+        trace.closed = None
+    multi = isinstance(out, (tuple, list))
+    outs = tuple(out) if multi else (out,)
+    for o in outs:
+        if not _is_float(raw(o)):
+            raise TypeError("custom_vjp/checkpoint functions must return a float array or a "
+                            f"tuple of float arrays; got {type(o).__name__}")
+
+    def back(g, positions):
+        cts = bwd(res, g)
+        if not isinstance(cts, (tuple, list)) or len(cts) != len(spec.children):
+            raise TypeError(f"the backward rule must return a tuple with one cotangent per "
+                            f"argument ({len(spec.children)}); got {cts!r:.80}")
+        flat = flatten(tuple(cts), lambda x: x is None or _is_float(x)
+                       or isinstance(x, (np.ndarray, Tracer)))[0]
+        return [flat[p] for p in positions]
+
+    prim = CUSTOM_MULTI if multi else CUSTOM
+    if not parents:
+        return out
+    tape = trace.tape
+    tape.append((prim, vals, {"bwd": back}, outs if multi else out, parents))
+    if not multi:
+        return trace.new(out, len(tape) - 1, owned=False)
+    j = len(tape) - 1
+    results = []
+    for k, o in enumerate(outs):
+        tape.append((None, None, None, None, ((k, j),)))
+        results.append(trace.new(o, len(tape) - 1, owned=False))
+    return type(out)(results)
+
+
+class custom_vjp:
+    """A function with a user-given reverse-mode rule (JAX's form).
+
+    >>> import numpy as np, fluxml as fl
+    >>> @fl.custom_vjp
+    ... def clip_gradient(x):
+    ...     return x
+    >>> clip_gradient.defvjp(lambda x: (x, None), lambda res, g: (np.clip(g, -1, 1),))
+    >>> fl.gradient(lambda x: np.sum(3 * clip_gradient(x)), np.array([1.0, 2.0]))
+    (array([1., 1.]),)
+
+    ``fwd(*args)`` returns ``(output, residuals)``; ``bwd(residuals, g)`` returns one
+    cotangent per argument (``None`` for none). Forward mode differentiates the function
+    itself. Both rules are differentiated again under an outer transform.
+    """
+
+    def __init__(self, fun: Callable):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.fwd = None
+        self.bwd = None
+
+    def defvjp(self, fwd: Callable, bwd: Callable) -> None:
+        self.fwd, self.bwd = fwd, bwd
+
+    def __call__(self, *args):
+        leaves, spec = flatten(args)
+        trace = top_trace(leaves)
+        if not isinstance(trace, ReverseTrace):
+            return self.fun(*args)
+        if self.fwd is None:
+            raise DifferentiationError(f"custom_vjp {self.__name__}: call .defvjp(fwd, bwd) "
+                                       "before differentiating it")
+        return _record(trace, leaves, spec, self.fwd, self.bwd)
+
+
+class custom_jvp:
+    """A function with a user-given forward-mode rule; reverse mode transposes it.
+
+    >>> import numpy as np, fluxml as fl
+    >>> @fl.custom_jvp
+    ... def f(x):
+    ...     return np.sin(x)
+    >>> f.defjvp(lambda primals, tangents: (np.sin(primals[0]),
+    ...                                     np.cos(primals[0]) * tangents[0]))
+    >>> fl.gradient(lambda x: f(x), 0.0)
+    (1.0,)
+
+    ``rule(primals, tangents)`` returns ``(output, output_tangent)``; the tangent must be
+    linear in ``tangents``.
+    """
+
+    def __init__(self, fun: Callable):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.rule = None
+
+    def defjvp(self, rule: Callable) -> None:
+        self.rule = rule
+
+    def __call__(self, *args):
+        leaves, spec = flatten(args)
+        trace = top_trace(leaves)
+        if trace is None:
+            return self.fun(*args)
+        if self.rule is None:
+            raise DifferentiationError(f"custom_jvp {self.__name__}: call .defjvp(rule) first")
+        if isinstance(trace, ForwardTrace):
+            return self._forward(trace, leaves, spec)
+        rule = self.rule
+
+        def run(*primals):
+            return self.fun(*primals), primals
+
+        def bwd(primals, g):
+            zeros = tuple(np.zeros_like(raw(p)) if _is_float(raw(p)) else None
+                          for p in primals)
+            _, back = pullback(lambda *ts: rule(primals, ts)[1], *zeros)
+            return back(g)
+
+        return _record(trace, leaves, spec, run, bwd)
+
+    def _forward(self, trace, leaves, spec):
+        vals, tans = list(leaves), []
+        for i, a in enumerate(leaves):
+            if type(a) is Tracer and a._trace is trace:
+                vals[i] = a._val
+                t = a._box
+                tans.append(np.zeros_like(raw(a._val)) if t is None else t)
+            else:
+                tans.append(np.zeros_like(raw(a)) if _is_float(raw(a)) else None)
+        trace.closed = CLOSED_OVER
+        try:
+            out, t_out = self.rule(unflatten(spec, vals), unflatten(spec, tans))
+        finally:
+            trace.closed = None
+        return trace.new(out, t_out, owned=False)
+
+
+def checkpoint(f: Callable) -> Callable:
+    """``f`` that stores nothing for the backward pass but its inputs, and recomputes its
+    intermediate values when the gradient needs them (trading time for memory).
+
+    >>> import numpy as np, fluxml as fl
+    >>> layer = fl.checkpoint(lambda x, w: np.tanh(x @ w))
+    >>> x, w = np.ones((2, 3)), np.full((3, 3), 0.1)
+    >>> g = fl.gradient(lambda w: np.sum(layer(x, w)), w)[0]
+    >>> g.shape
+    (3, 3)
+    """
+
+    @functools.wraps(f)
+    def wrapped(*args):
+        leaves, spec = flatten(args)
+        trace = top_trace(leaves)
+        if not isinstance(trace, ReverseTrace):
+            return f(*args)
+
+        def run(*lower):
+            return f(*lower), lower
+
+        def bwd(lower, g):
+            _, back = pullback(f, *lower)
+            return back(g)
+
+        return _record(trace, leaves, spec, run, bwd)
+
+    return wrapped
+
+
