@@ -11,7 +11,7 @@ import fluxml as fl
 from fluxml.ad.core import FUNCTIONS, UFUNCS
 from fluxml.testing import check_grads
 
-FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing"]
+FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing", "numerics"]
 
 
 def _cases():

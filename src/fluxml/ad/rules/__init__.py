@@ -8,6 +8,7 @@ from fluxml.ad.rules import (  # noqa: F401
     indexing,
     joins,
     linalg,
+    numerics,
     reductions,
     shape,
     special,

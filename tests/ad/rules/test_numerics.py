@@ -1,0 +1,204 @@
+"""Numerical routines (trapezoid, gradient, convolve/correlate, interp, polynomials, cross,
+linspace/logspace, cov/corrcoef, apply_along_axis): composites of ruled operations. The registry
+harness checks every case below against finite differences (first and second order, both
+modes), NumPy's values and float32; the tests here cover the errors and a few exact values."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+rng = np.random.default_rng(7)
+A = rng.standard_normal((4, 5))
+V = rng.standard_normal(5)
+W = rng.standard_normal(3)
+XS = np.array([0.0, 0.4, 1.1, 1.5])  # uneven coordinates along A's axis 0
+YS = np.array([0.0, 0.5, 0.9, 1.6, 2.0])  # and along axis 1
+XP = np.array([0.0, 1.0, 1.5, 3.0, 4.0])  # interp knots
+Q = np.array([-1.0, 0.3, 1.2, 1.7, 2.9, 3.6, 5.0])  # strictly inside segments, or outside
+M = rng.standard_normal((3, 6))
+P = rng.standard_normal(4)
+Y6 = rng.standard_normal(6)
+
+
+def _quiet(f):
+    """NumPy deprecates arrays of 2-vectors in np.cross (and so do we): keep tests quiet."""
+
+    def g(*args):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return f(*args)
+
+    return g
+
+
+def _trapezoid_cases(trapezoid):
+    return [
+        (trapezoid, lambda y: trapezoid(y), (A,)),
+        (trapezoid, lambda y: trapezoid(y, dx=0.3, axis=0), (A,)),
+        (trapezoid, lambda y: trapezoid(y, YS), (A,)),  # 1-D coordinates, untraced
+        (trapezoid, lambda y, x: trapezoid(y, x, axis=0), (A, XS)),  # traced coordinates
+        (trapezoid, lambda y, x: trapezoid(y, x + YS), (A, XS[:, None])),  # 2-D coordinates
+        (trapezoid, lambda x: trapezoid(A, x * x), (YS + 1.0,)),  # only x traced
+    ]
+
+
+CASES = _trapezoid_cases(np.trapezoid) + [
+    (np.gradient, lambda f: np.gradient(f), (A,)),  # both axes: a tuple
+    (np.gradient, lambda f: np.gradient(f, 0.5, axis=1, edge_order=2), (A,)),
+    (np.gradient, lambda f: np.gradient(f, XS, YS, edge_order=1), (A,)),
+    (np.gradient, lambda f: np.gradient(f, XS, 2.0, edge_order=2), (A,)),
+    (np.gradient, lambda f: np.gradient(f, np.arange(5), axis=-1), (A,)),  # even: scalar step
+    (np.gradient, lambda f: np.gradient(f, axis=(1, 0)), (A,)),
+    (np.gradient, lambda f, x: np.gradient(f, x, axis=0, edge_order=2), (A, XS)),
+    (np.gradient, lambda x: np.gradient(np.sin(x), x, edge_order=2), (YS,)),
+    (np.gradient, lambda f, x: np.gradient(f, x), (V, np.arange(5.0))),  # traced, even
+    (np.gradient, lambda f, h: np.gradient(f, h, edge_order=2), (V, 0.7)),  # traced step
+    (np.convolve, lambda a, v: np.convolve(a, v), (V, W)),
+    (np.convolve, lambda a, v: np.convolve(a, v, mode="same"), (W, V)),
+    (np.convolve, lambda a, v: np.convolve(a, v, "valid"), (V, W)),
+    (np.convolve, lambda a: np.convolve(a, [1.0, -2.0, 1.0], "same"), (V,)),
+    (np.convolve, lambda v: np.convolve(V[:4], v, "same"), (W,)),
+    (np.correlate, lambda a, v: np.correlate(a, v), (V, W)),
+    (np.correlate, lambda a, v: np.correlate(a, v, "same"), (V[:4], W[:2])),
+    (np.correlate, lambda a, v: np.correlate(a, v, mode="full"), (W, V)),
+    (np.correlate, lambda a, v: np.correlate(a, v, "same"), (W[:2], V[:4])),
+    (np.interp, lambda x, fp: np.interp(x, XP, fp), (Q, V)),
+    (np.interp, lambda x, xp, fp: np.interp(x, xp, fp, left=-2.0, right=3.0), (Q, XP, V)),
+    (np.interp, lambda x: np.interp(x, XP, V), (Q[2:5].reshape(3, 1),)),
+    (np.interp, lambda fp, left: np.interp(Q, XP, fp, left=left), (V, 0.5)),
+    (np.interp, lambda x, fp: np.interp(x, XP, fp, period=4.5), (Q, V)),
+    (np.interp, lambda x, fp: np.interp(x, XP[:1], fp), (Q, V[:1])),
+    (np.polyval, lambda p, x: np.polyval(p, x), (P, A)),
+    (np.polyval, lambda p: np.polyval(p, 0.7), (P,)),
+    (np.polyval, lambda x: np.polyval([2.0, -1.0, 0.5], x), (V,)),
+    (np.polyder, lambda p: np.polyder(p), (P,)),
+    (np.polyder, lambda p: np.polyder(p, m=2) * p[0], (P,)),
+    (np.polyint, lambda p: np.polyint(p), (P,)),
+    (np.polyint, lambda p, k: np.polyint(p, 2, k), (P, W[:2])),
+    (np.polyint, lambda p: np.polyint(p, m=3, k=1.5), (P,)),
+    (np.cross, lambda a, b: np.cross(a, b), (M[:, :3], M[:, 3:])),
+    (np.cross, lambda a, b: np.cross(a, b, axisa=0, axisb=0), (M[:, :4], A[1:, :4])),
+    (np.cross, lambda a, b: np.cross(a, b, axisb=0, axisc=0), (A[:, :3], M[:, :4])),
+    (np.cross, lambda a, b: np.cross(a, b, axis=0), (M[:, :2], M[:, 4:])),
+    (np.cross, lambda a: np.cross(a, [0.0, 0.0, 1.0]), (M[:, :3],)),
+    (np.cross, _quiet(lambda a, b: np.cross(a, b)), (M[:2, 0], M[:2, 1])),  # 2-vectors
+    (np.cross, _quiet(lambda a, b: np.cross(a, b)), (M[:, :2], M[:, 3:])),
+    (np.cross, _quiet(lambda a, b: np.cross(a, b)), (M[:, 3:], M[:, :2])),
+    (np.linspace, lambda a, b: np.linspace(a, b, 7), (0.5, 2.0)),
+    (np.linspace, lambda a, b: np.linspace(a, b, 5, endpoint=False, retstep=True), (W, V[:3])),
+    (np.linspace, lambda b: np.linspace(0, b, 4, axis=-1), (W,)),
+    (np.linspace, lambda a: np.linspace(a, 3.0, 6, axis=1), (A[:2, :2],)),
+    (np.linspace, lambda a, b: np.linspace(a, b, 1), (W, V[:3])),
+    (np.linspace, lambda a, b: np.linspace(a, b, 4, retstep=True)[1] * a, (0.3, 1.9)),
+    (np.logspace, lambda a, b: np.logspace(a, b, 5), (W, V[:3])),
+    (np.logspace, lambda b: np.logspace(0.0, b, 4, base=2.0, axis=1), (W,)),
+    (np.logspace, lambda a, b: np.logspace(a, b, 3, base=[2.0, 3.0, 0.5]), (W, V[:3])),
+    (np.cov, lambda m: np.cov(m), (M,)),
+    (np.cov, lambda m: np.cov(m, rowvar=False, bias=True), (A,)),
+    (np.cov, lambda m, y: np.cov(m, y, ddof=2), (M, Y6)),
+    (np.cov, lambda m: np.cov(m), (V,)),  # one variable: a scalar
+    (np.cov, lambda m, y: np.cov(m, y, rowvar=False), (A, V[:4])),
+    (np.corrcoef, lambda m: np.corrcoef(m), (M,)),
+    (np.corrcoef, lambda x, y: np.corrcoef(x, y), (V, W[0] * V + A[0])),
+    (np.corrcoef, lambda m: np.corrcoef(m, rowvar=False), (A,)),
+    (np.apply_along_axis, lambda a: np.apply_along_axis(lambda r: np.sum(r * r), 1, a), (A,)),
+    (np.apply_along_axis, lambda a: np.apply_along_axis(lambda r: r[::-1] * r[0], 0, a), (A,)),
+    (np.apply_along_axis, lambda a: np.apply_along_axis(np.outer, 0, a, W), (A,)),
+    (np.apply_along_axis, lambda a: np.apply_along_axis(np.diff, -1, a, n=2),
+     (M.reshape(3, 2, 3),)),
+]
+
+if hasattr(np, "trapz"):  # NumPy 1.x's name
+    CASES += _trapezoid_cases(np.trapz)
+
+
+# --- values the harness cannot see ---------------------------------------------------------------
+
+@pytest.mark.parametrize("na, nv", list(itertools.product(range(1, 6), range(1, 6))))
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+def test_convolution_offsets_match_numpy(na, nv, mode):
+    a, v = rng.standard_normal(na), rng.standard_normal(nv)
+    for func in (np.convolve, np.correlate):
+        got, _ = fl.pullback(lambda a, v: func(a, v, mode), a, v)
+        np.testing.assert_allclose(got, func(a, v, mode), rtol=1e-12, atol=1e-12)
+
+
+def test_correlate_conjugates_complex_v():
+    a = np.array([1.0, 2.0, -1.0])
+    v = np.array([1.0 + 2.0j, 0.5 - 1.0j])
+    got, _ = fl.pullback(lambda a: np.correlate(a, v, "full"), a)
+    np.testing.assert_allclose(got, np.correlate(a, v, "full"))
+
+
+def test_interp_slope_and_knots():
+    (g,) = fl.gradient(lambda x: np.sum(np.interp(x, XP, V)), Q)
+    inside = (Q > XP[0]) & (Q < XP[-1])
+    j = np.searchsorted(XP, Q[inside]) - 1
+    np.testing.assert_allclose(g[inside], np.diff(V)[j] / np.diff(XP)[j])
+    np.testing.assert_array_equal(g[~inside], 0.0)
+    edges = np.array([XP[0], XP[2], XP[-1], np.nan])  # NumPy's exact values at the knots
+    got, _ = fl.pullback(lambda fp: np.interp(edges, XP, fp), V)
+    np.testing.assert_array_equal(got, np.interp(edges, XP, V))
+
+
+def test_gradient_of_a_quadratic_is_exact():
+    x = np.array([0.0, 0.3, 1.0, 1.2, 2.0])
+    got, _ = fl.pullback(lambda c: np.gradient(c[0] * x * x, x, edge_order=2), np.array([3.0]))
+    np.testing.assert_allclose(got, 6.0 * x, rtol=1e-12, atol=1e-12)
+    (g,) = fl.gradient(lambda c: np.sum(np.gradient(c * x * x, x, edge_order=2)), 3.0)
+    np.testing.assert_allclose(g, np.sum(2.0 * x))
+
+
+def test_apply_along_axis_with_traced_extra_arguments():
+    f = lambda a, w: np.apply_along_axis(lambda r, w: r @ w, 1, a, w)  # noqa: E731
+    value, (ga, gw) = fl.withgradient(lambda a, w: np.sum(f(a, w)), A[:, :3], W)
+    np.testing.assert_allclose(value, np.sum(A[:, :3] @ W))
+    np.testing.assert_allclose(ga, np.broadcast_to(W, (4, 3)))
+    np.testing.assert_allclose(gw, np.sum(A[:, :3], axis=0))
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+def _refuses(error, match, f, *args):
+    with pytest.raises(error, match=match):
+        fl.gradient(lambda *a: np.sum(f(*a)), *args)
+
+
+def test_unsupported_arguments_say_which():
+    _refuses(fl.DifferentiationError, "np.cov.*fweights", lambda m: np.cov(m, fweights=[1] * 6), M)
+    _refuses(fl.DifferentiationError, "np.cov.*aweights",
+             lambda m: np.cov(m, aweights=np.ones(6)), M)
+    _refuses(fl.DifferentiationError, "np.interp.*period",
+             lambda x, p: np.interp(x, XP, V, period=p), Q, 4.5)
+    _refuses(fl.DifferentiationError, "corrcoef.*complex",
+             lambda m: np.corrcoef(m + 1j * M[::-1]), M)
+
+
+def test_bad_arguments_fail_as_in_numpy():
+    _refuses(ValueError, "np.convolve: a must be one-dimensional", lambda a: np.convolve(a, W), A)
+    _refuses(ValueError, "v cannot be empty", lambda a: np.correlate(a, np.array([])), V)
+    _refuses(ValueError, "mode must be", lambda a: np.convolve(a, W, "middle"), V)
+    _refuses(ValueError, "greater than 2", lambda f: np.gradient(f, edge_order=3), A)
+    _refuses(ValueError, "too small", lambda f: np.gradient(f[:2], edge_order=2), V)
+    _refuses(ValueError, "must match the length", lambda f: np.gradient(f, XS), V)
+    _refuses(TypeError, "invalid number", lambda f: np.gradient(f, 1.0, 2.0, 3.0), A)
+    _refuses(ValueError, "not of the same length", lambda fp: np.interp(Q, XP, fp[:3]), V)
+    _refuses(ValueError, "period must be a non-zero", lambda x: np.interp(x, XP, V, period=0), Q)
+    _refuses(ValueError, "dimension must be 2 or 3", lambda a: np.cross(a, a), A)
+    _refuses(ValueError, "non-negative", lambda a: np.linspace(a, 1.0, -1), W)
+    _refuses(ValueError, "more than 2 dimensions", lambda m: np.cov(m[None, None]), M)
+    _refuses(ValueError, "iteration dimensions are 0",
+             lambda a: np.apply_along_axis(np.sum, 1, a[:0]), A)
+
+
+def test_cross_of_2_vectors_warns_like_numpy():
+    with pytest.warns(DeprecationWarning, match="2-dimensional vectors"):
+        fl.gradient(lambda a: np.sum(np.cross(a, M[:, 3:5])), M[:, :2])
+
+
+def test_histogram_stays_unsupported():
+    _refuses(fl.DifferentiationError, "no derivative rule", lambda a: np.histogram(a)[0], V)
