@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTILE = ROOT / "examples" / "projectile.py"
 
@@ -33,17 +35,12 @@ def test_projectile_demo_fails_when_the_fit_does_not_converge(monkeypatch, capsy
     assert "FAILED" in capsys.readouterr().out
 
 
-def test_heat_equation_example_checks_and_fits():
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "heat_equation.py")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+@pytest.mark.parametrize("script, expected", [
+    ("heat_equation.py", "recovered kappa 0.80000"),
+    ("nbody.py", "final miss"),
+])
+def test_example_checks_its_derivatives_and_converges(script, expected):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "recovered kappa 0.80000" in done.stdout
-
-
-def test_nbody_example_checks_and_aims():
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "nbody.py")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "final miss" in done.stdout
+    assert expected in done.stdout
