@@ -99,5 +99,6 @@ def deflinear(prim):
 
 
 def same(t, ans, *args, **params):
-    """The jvp of an argument that passes straight through (``add``): the tangent itself."""
+    """The rule of an argument that passes straight through (``add``): the tangent, or the
+    cotangent, itself. The sweep recognises it and skips the call."""
     return t

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.core import DifferentiationError, Tracer, fit, raw
+from fluxml.ad.define import same
 
 
 class Sparse:
@@ -97,7 +98,8 @@ def sweep(tape, seeds, wanted, free=True):
         vjps = prim.vjps
         if vjps is not None and not prim.multiple_results:
             for p, j in parents:
-                c = vjps[p](g, ans, *args, **params)
+                rule = vjps[p]
+                c = g if rule is same else rule(g, ans, *args, **params)
                 if type(c) is not Sparse:
                     a = args[p]
                     if c.shape != a.shape or c.dtype != a.dtype:

@@ -23,11 +23,11 @@ LN10 = math.log(10.0)
 # --- arithmetic ---------------------------------------------------------------------------------
 
 ADD = ufunc(np.add, keeps_inputs=False, keeps_output=False)
-defvjp(ADD, lambda g, ans, x, y: g, lambda g, ans, x, y: g)
+defvjp(ADD, same, same)
 defjvp(ADD, same, same)
 
 SUBTRACT = ufunc(np.subtract, keeps_inputs=False, keeps_output=False)
-defvjp(SUBTRACT, lambda g, ans, x, y: g, lambda g, ans, x, y: -g)
+defvjp(SUBTRACT, same, lambda g, ans, x, y: -g)
 defjvp(SUBTRACT, same, lambda t, ans, x, y: -t)
 
 MULTIPLY = ufunc(np.multiply, keeps_output=False)
@@ -39,7 +39,7 @@ defvjp(NEGATIVE, lambda g, ans, x: -g)
 deflinear(NEGATIVE)
 
 POSITIVE = ufunc(np.positive, keeps_inputs=False, keeps_output=False)  # a fresh copy
-defvjp(POSITIVE, lambda g, ans, x: g)
+defvjp(POSITIVE, same)
 deflinear(POSITIVE)
 
 TRUE_DIVIDE = ufunc(np.true_divide)  # np.divide is the same ufunc
@@ -224,7 +224,7 @@ defjvp(ARCTANH, lambda t, ans, x: t / ((1 - x) * (1 + x)))
 
 FRAC = primitive("modf_fraction", lambda x: np.modf(x)[0], keeps_inputs=False,
                  keeps_output=False)
-defvjp(FRAC, lambda g, ans, x: g)
+defvjp(FRAC, same)
 defjvp(FRAC, same)
 
 

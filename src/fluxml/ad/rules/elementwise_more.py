@@ -47,11 +47,11 @@ defjvp(ROUND, _zero)
 
 # x - floor(x / y) * y and x - trunc(x / y) * y: slope 1 in x, minus the quotient in y.
 REMAINDER = ufunc(np.remainder, keeps_output=False)  # np.mod
-defvjp(REMAINDER, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * np.floor_divide(x, y))
+defvjp(REMAINDER, same, lambda g, ans, x, y: -g * np.floor_divide(x, y))
 defjvp(REMAINDER, same, lambda t, ans, x, y: -t * np.floor_divide(x, y))
 
 FMOD = ufunc(np.fmod, keeps_output=False)
-defvjp(FMOD, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * np.trunc(x / y))
+defvjp(FMOD, same, lambda g, ans, x, y: -g * np.trunc(x / y))
 defjvp(FMOD, same, lambda t, ans, x, y: -t * np.trunc(x / y))
 
 # heaviside(x, h0): a step in x; equal to h0 exactly where x == 0.
@@ -110,7 +110,7 @@ defjvp(WHERE, lambda t, ans, x, y, cond: WHERE(t, 0, cond=cond),
 
 REAL = primitive("real", lambda x: np.array(np.real(x), copy=True), keeps_inputs=False,
                  keeps_output=False)
-defvjp(REAL, lambda g, ans, x: g)
+defvjp(REAL, same)
 deflinear(REAL)
 
 IMAG = primitive("imag", lambda x: np.array(np.imag(x), copy=True), keeps_inputs=False,

@@ -23,7 +23,8 @@ from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
 SUM = primitive("sum", lambda x, *, axis, keepdims: np.add.reduce(x, axis=axis,
                                                                   keepdims=keepdims),
                 keeps_inputs=False, keeps_output=False)
-defvjp(SUM, lambda g, ans, x, axis, keepdims: _expand(g, x.shape, axis, keepdims))
+defvjp(SUM, lambda g, ans, x, axis, keepdims: g if axis is None or keepdims
+       else _expand(g, x.shape, axis, keepdims))
 deflinear(SUM)
 
 PROD = primitive("prod", lambda x, *, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw
-from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive
+from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive, same
 from fluxml.ad.rules.indexing import SETITEM, VIEW_INVERSES, getitem
 
 RESHAPE = primitive("reshape", lambda x, *, shape, order: np.reshape(x, shape, order=order),
@@ -37,7 +37,7 @@ VIEW_INVERSES[TRANSPOSE] = lambda new, base, p: np.transpose(new, _inverse(p["ax
 
 BROADCAST_TO = primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x, shape),
                          keeps_inputs=False, keeps_output=False, view=True)
-defvjp(BROADCAST_TO, lambda g, ans, x, shape: g)  # the engine sums the broadcast axes
+defvjp(BROADCAST_TO, same)  # the engine sums the broadcast axes
 deflinear(BROADCAST_TO)
 
 
@@ -62,7 +62,7 @@ deflinear(PAD)
 
 COPY = primitive("copy", lambda x: np.array(x, copy=True), keeps_inputs=False,
                  keeps_output=False)
-defvjp(COPY, lambda g, ans, x: g)
+defvjp(COPY, same)
 deflinear(COPY)
 
 
@@ -73,7 +73,7 @@ def copy(a, order="K", subok=False):
 
 ASTYPE = primitive("astype", lambda x, *, dtype: x.astype(dtype), keeps_inputs=False,
                    keeps_output=False)
-defvjp(ASTYPE, lambda g, ans, x, dtype: g)  # the engine casts back to x's dtype
+defvjp(ASTYPE, same)  # the engine casts back to x's dtype
 deflinear(ASTYPE)
 
 
