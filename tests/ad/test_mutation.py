@@ -492,3 +492,17 @@ def test_creation_like_a_traced_array():
     np.testing.assert_allclose(fl.pullback(f, x)[0], f(x.copy()))
     check_grads(f, x)
     assert type(fl.pullback(lambda x: np.zeros(2, like=x), x)[0]) is np.ndarray
+
+
+def test_numpy_scalars_stay_immutable():
+    def f(x):
+        s = x[1]  # a NumPy scalar, as in NumPy
+        alias = s
+        s *= 3.0  # rebinds s; alias keeps the old value
+        return s + alias
+
+    x = np.array([1.0, 2.0])
+    assert fl.pullback(f, x)[0] == f(x.copy()) == 8.0
+    np.testing.assert_array_equal(fl.gradient(f, x)[0], [0.0, 4.0])
+    with pytest.raises(TypeError, match="item assignment"):
+        fl.gradient(lambda x: (np.sum(x).__setitem__((), 1.0), 1.0)[1], x)

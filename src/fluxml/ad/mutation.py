@@ -73,6 +73,8 @@ def _is_current_view(h, idx, value):
 def setitem(h, idx, value):
     """``h[idx] = value`` on a traced array."""
     h._trace.check_open()
+    if isinstance(raw(h), np.generic):  # NumPy scalars are immutable
+        raise TypeError(f"'{type(raw(h)).__name__}' object does not support item assignment")
     _check_level(h, value, "x[...] = value")
     if type(idx) is Tracer:
         idx = _rules().concrete_index(idx)
@@ -160,6 +162,8 @@ def augment(h, ufunc, other):
     from fluxml.ad.dispatch import call_ufunc
 
     result = call_ufunc(ufunc, "__call__", (h, other), {})
+    if isinstance(raw(h), np.generic):  # a NumPy scalar is immutable: `h += 1` rebinds
+        return result
     if result is h or result is other:  # a rule that passed an input through: copy it
         result = np.copy(result)
     _cast_into(h, result, f"{ufunc.__name__} (in place)")
