@@ -506,3 +506,45 @@ def test_numpy_scalars_stay_immutable():
     np.testing.assert_array_equal(fl.gradient(f, x)[0], [0.0, 4.0])
     with pytest.raises(TypeError, match="item assignment"):
         fl.gradient(lambda x: (np.sum(x).__setitem__((), 1.0), 1.0)[1], x)
+
+
+# --- property: random views, writes through them, and reads behave as NumPy ---------------------
+
+VIEW_MAKERS = [lambda a: a[1:], lambda a: a[..., ::2], lambda a: a.T, lambda a: a[::-1],
+               lambda a: a[...], lambda a: a[0], lambda a: a[..., 0]]
+STEP = st.tuples(st.sampled_from(["view", "set", "iadd", "imul", "read", "whole"]),
+                 st.integers(0, 10), st.integers(0, 6), st.integers(0, 2), st.floats(-1.5, 1.5))
+
+
+def _views_program(x, p, steps):
+    handles = [x * 1.0]
+    reads = []
+    for kind, h, v, k, c in steps:
+        a = handles[h % len(handles)]
+        value = np.sin(p[k]) * c + p[(k + 1) % 3]
+        if kind == "view" and a.ndim:
+            view = VIEW_MAKERS[v](a)
+            if np.size(view):
+                handles.append(view)
+        elif kind == "set" and a.ndim:
+            a[v % a.shape[0]] = value
+        elif kind == "iadd" and a.ndim:
+            a[: max(1, a.shape[0] - 1)] += value
+        elif kind == "imul":
+            a *= value
+        elif kind == "whole":
+            a += np.cos(a) * value
+        elif kind == "read":
+            reads.append(np.reshape(np.sum(a * a) * c, (1,)))
+    return np.concatenate([np.ravel(a) for a in handles] + reads)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(STEP, min_size=1, max_size=8))
+def test_random_views_and_writes(steps):
+    x = np.linspace(-1, 1, 12).reshape(4, 3)
+    p = np.array([0.3, -0.7, 1.1])
+    expected = _views_program(x.copy(), p.copy(), steps)
+    value, _ = fl.pullback(_views_program, x, p, steps)
+    np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
+    check_grads(lambda x, p: _views_program(x, p, steps), x, p, order=1, rtol=1e-4, atol=1e-5)
