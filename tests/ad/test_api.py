@@ -246,3 +246,9 @@ def test_array_api_namespace():
 
     np.testing.assert_allclose(fl.gradient(f, np.array([0.3]))[0],
                                2 * np.tanh(0.3) * (1 - np.tanh(0.3) ** 2))
+
+
+def test_jacobian_of_constants_and_bad_outputs():
+    np.testing.assert_array_equal(fl.jacobian(lambda x: 3.0, np.ones(2)), [0.0, 0.0])
+    with pytest.raises(TypeError, match="float array"):
+        fl.jacobian(lambda x: None, np.ones(2))

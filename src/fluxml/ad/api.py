@@ -352,10 +352,13 @@ def jacobian(f: Callable, x, mode: str = "auto"):
     n = int(np.prod(x_shape))
     if mode != "fwd":
         y, back = pullback(f, x)
+        if not _is_float(raw(y)):
+            raise TypeError(f"jacobian needs f to return a float array; it returned "
+                            f"{type(y).__name__}")
         y_shape = np.shape(raw(y))
         m = int(np.prod(y_shape))
         if mode == "rev" or m <= n:
-            y_dtype = raw(y).dtype
+            y_dtype = np.result_type(raw(y))
             rows = []
             for k in range(m):
                 e = np.zeros(m, y_dtype)
