@@ -214,3 +214,20 @@ def test_library_that_converts_a_tracer_is_named():
     with pytest.raises(fl.DifferentiationError, match="logsumexp"):
         fl.gradient(lambda x: special.logsumexp(x), np.ones(3))
     assert fl.gradient(fl.logsumexp, np.zeros(2))[0].tolist() == [0.5, 0.5]
+
+
+def test_tape_lets_large_intermediates_go():
+    import weakref
+
+    refs = []
+
+    def f(x, w):
+        t = x * w  # multiply keeps x and w, not its result
+        refs.append(weakref.ref(fl.ad.core.raw(t)))
+        return np.sum(np.tanh(t + 1.0))  # add needs no values: its input need not stay
+
+    x, w = np.ones(10_000), np.full(10_000, 0.5)
+    _, back = fl.pullback(f, x, w)
+    gc.collect()
+    assert refs[0]() is None  # freed although the tape (back) is alive
+    np.testing.assert_allclose(back(1.0)[0], 0.5 * (1 - np.tanh(1.5) ** 2))

@@ -128,6 +128,30 @@ def strip(x):
     return x
 
 
+LARGE = 4096  # arrays of at least this many elements are not kept by rules that need no values
+
+
+class Shaped:
+    """What the tape keeps of an array whose values no rule reads: its shape and dtype."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, a):
+        self.shape = a.shape
+        self.dtype = a.dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+    def __len__(self):
+        return self.shape[0]
+
+
 # --- traces --------------------------------------------------------------------------------------
 
 class Trace:
@@ -226,11 +250,21 @@ class ReverseTrace(Trace):
         if prim.multiple_results:
             tape.append((prim, vals, params, ans, parents))
             return self._project(ans, not prim.keeps_output)
+        kept = ans
+        if not keeps and not prim.view:
+            # The rules read only shapes: let large arrays go before the sweep. (A view
+            # primitive's result usually holds its input's buffer anyway.)
+            for p, _ in parents:
+                v = vals[p]
+                if type(v) is np.ndarray and v.size >= LARGE and v is not ans:
+                    vals[p] = Shaped(v)
+            if not prim.keeps_output and type(ans) is np.ndarray and ans.size >= LARGE:
+                kept = Shaped(ans)
         out = Tracer.__new__(Tracer)
         out._trace = self
         out._val = ans
         out._box = len(tape)
-        tape.append((prim, vals, params, ans, parents))
+        tape.append((prim, vals, params, kept, parents))
         out._owned = not prim.keeps_output
         out._view = out._views = None
         if prim.view:
