@@ -250,16 +250,16 @@ class ReverseTrace(Trace):
         if prim.multiple_results:
             tape.append((prim, vals, params, ans, parents))
             return self._project(ans, not prim.keeps_output)
-        kept = ans
+        # Rules that read no values need only shapes: let large arrays go before the sweep.
+        # (A view primitive's result holds its input's buffer anyway.)
         if not keeps and not prim.view:
-            # The rules read only shapes: let large arrays go before the sweep. (A view
-            # primitive's result usually holds its input's buffer anyway.)
             for p, _ in parents:
                 v = vals[p]
                 if type(v) is np.ndarray and v.size >= LARGE and v is not ans:
                     vals[p] = Shaped(v)
-            if not prim.keeps_output and type(ans) is np.ndarray and ans.size >= LARGE:
-                kept = Shaped(ans)
+        kept = ans
+        if not prim.keeps_output and type(ans) is np.ndarray and ans.size >= LARGE:
+            kept = Shaped(ans)
         out = Tracer.__new__(Tracer)
         out._trace = self
         out._val = ans
