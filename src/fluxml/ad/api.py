@@ -267,7 +267,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
                 raise ValueError(f"pullback: cotangent of shape {np.shape(raw(c))} for an "
                                  f"output of shape {o.shape}")
             if type(c) is not Tracer:
-                c = np.asarray(c, dtype=raw(o).dtype)
+                c = np.array(c, dtype=raw(o).dtype)  # a copy: it may come back as a gradient
             seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
         pause_gc()
         try:

@@ -1,4 +1,4 @@
-"""The differentiation engine's machinery: primitives, tracers, trace levels, the reverse sweep.
+"""The differentiation engine's machinery: primitives, tracers, trace levels, the tape.
 
 A :class:`Primitive` is a function NumPy already computes (its ``impl``) together with its
 derivative rules. Outside a transform, ``bind(prim, ...)`` just runs ``impl``. Inside one, the
@@ -7,8 +7,8 @@ float arrays of the arguments are :class:`Tracer` handles that belong to a trace
 one level down and lets the trace record what it needs (a tape node for reverse mode, a tangent
 for forward mode). Nested levels give higher-order derivatives and keep perturbations apart.
 
-Rules live in ``ad/rules``; this file holds none. Mutation (writes into traced arrays, views)
-lives in ``ad/mutation.py``; forward mode in ``ad/forward.py``.
+Rules live in ``ad/rules``; this file holds none. The backward sweep is ``ad/sweep.py``,
+forward mode ``ad/forward.py``, writes into traced arrays and views ``ad/mutation.py``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def top_trace(args):
 
 def bind(prim, args, params):
     """Apply ``prim`` to ``args``: directly on raw values, else through the top trace."""
-    top = None
+    top = None  # top_trace(args), inlined: this is the path of every recorded operation
     for a in args:
         if type(a) is Tracer:
             t = a._trace
