@@ -217,28 +217,39 @@ class ReverseTrace(Trace):
             raise DifferentiationError(self.closed)
         vals = list(args)
         parents = []
-        keeps = prim.keeps_inputs
-        lower = False  # does any argument belong to a lower level?
-        constants = False  # a plain mutable argument that a rule keeps
+        lower = constants = large = False
         i = -1
-        for a in args:
-            i += 1
-            if type(a) is Tracer:
-                if a._trace is self:
-                    parents.append((i, a._box))
-                    v = a._val
-                    if keeps:  # a rule keeps it: a view is copied, a buffer marked (_kept)
-                        if a._view is None:
+        if prim.keeps_inputs:
+            for a in args:
+                i += 1
+                if type(a) is Tracer:
+                    if a._trace is self:
+                        parents.append((i, a._box))
+                        v = a._val
+                        if a._view is None:  # a rule keeps it: the next write copies first
                             a._owned = False
-                        else:
+                        else:  # a view's base may be written in place: keep a copy
                             v = v.copy()
-                    if type(v) is Tracer:
+                        if type(v) is Tracer:
+                            lower = True
+                        vals[i] = v
+                    else:
                         lower = True
-                    vals[i] = v
-                else:
-                    lower = True
-            elif keeps and (type(a) is np.ndarray or type(a) is list):
-                constants = True
+                elif type(a) is np.ndarray or type(a) is list:
+                    constants = True  # plain and mutable: protected below
+        else:
+            for a in args:
+                i += 1
+                if type(a) is Tracer:
+                    if a._trace is self:
+                        parents.append((i, a._box))
+                        v = vals[i] = a._val
+                        if type(v) is Tracer:
+                            lower = True
+                        elif type(v) is np.ndarray and v.size >= LARGE:
+                            large = True
+                    else:
+                        lower = True
         ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
         if not parents:  # every traced argument belongs to lower levels: a constant here
             if prim.multiple_results:
@@ -246,30 +257,38 @@ class ReverseTrace(Trace):
             return self.constant(ans)
         if constants:
             self._keep_constants(vals)
+        elif large and not prim.view:  # rules read only shapes: let large arrays go early
+            self._keep_shapes(vals, parents, ans)
         tape = self.tape
         if prim.multiple_results:
             tape.append((prim, vals, params, ans, parents))
             return self._project(ans, not prim.keeps_output)
-        # Rules that read no values need only shapes: let large arrays go before the sweep.
-        # (A view primitive's result holds its input's buffer anyway.)
-        if not keeps and not prim.view:
-            for p, _ in parents:
-                v = vals[p]
-                if type(v) is np.ndarray and v.size >= LARGE and v is not ans:
-                    vals[p] = Shaped(v)
-        kept = ans
-        if not prim.keeps_output and type(ans) is np.ndarray and ans.size >= LARGE:
-            kept = Shaped(ans)
         out = Tracer.__new__(Tracer)
         out._trace = self
         out._val = ans
         out._box = len(tape)
-        tape.append((prim, vals, params, kept, parents))
-        out._owned = not prim.keeps_output
         out._view = out._views = None
+        if prim.keeps_output:
+            out._owned = False
+            tape.append((prim, vals, params, ans, parents))
+        else:
+            out._owned = True
+            if type(ans) is np.ndarray and ans.size >= LARGE:
+                tape.append((prim, vals, params, Shaped(ans), parents))
+            else:
+                tape.append((prim, vals, params, ans, parents))
         if prim.view:
             _link_view(out, args[0], prim, params)
         return out
+
+    @staticmethod
+    def _keep_shapes(vals, parents, ans):
+        """Replace large argument arrays that no rule reads by their shapes, so that they
+        can be freed before the sweep. (A view primitive's result holds its input anyway.)"""
+        for p, _ in parents:
+            v = vals[p]
+            if type(v) is np.ndarray and v.size >= LARGE and v is not ans:
+                vals[p] = Shaped(v)
 
     def _keep_constants(self, vals):
         """Plain arrays that a rule keeps cannot be watched for writes, so they are made
