@@ -60,7 +60,8 @@ def defvjp(prim, *rules):
         return rules[pos](g, ans, *args, **params)
 
     prim.vjp = vjp
-    prim.vjps = rules
+    # the sweep's fast path takes cotangents one array each: not for several results
+    prim.vjps = None if prim.multiple_results else rules
 
 
 def defvjp_argnum(prim, rule):

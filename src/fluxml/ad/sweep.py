@@ -96,7 +96,7 @@ def sweep(tape, seeds, wanted, free=True):
             acc[k] = g if acc[k] is None else acc[k] + g
             continue
         vjps = prim.vjps
-        if vjps is not None and not prim.multiple_results:
+        if vjps is not None:
             for p, j in parents:
                 rule = vjps[p]
                 c = g if rule is same else rule(g, ans, *args, **params)
