@@ -548,3 +548,22 @@ def test_random_views_and_writes(steps):
     value, _ = fl.pullback(_views_program, x, p, steps)
     np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
     check_grads(lambda x, p: _views_program(x, p, steps), x, p, order=1, rtol=1e-4, atol=1e-5)
+
+
+def test_forward_mode_fill_loop_updates_its_tangent_in_place():
+    primals, tangents = [], []
+
+    def f(x):
+        out = np.zeros_like(x)
+        for i in range(len(x)):
+            out[i] = x[i] * 2
+            primals.append(id(fl.ad.core.raw(out)))
+            tangents.append(id(out._box))
+        alias = out[1:] * 1.0  # reading the handle shares nothing that a write could change
+        out[0] = 7.0
+        return np.sum(out) + np.sum(alias)
+
+    x = np.ones(20)
+    _, t = fl.jvp(f, (x,), (np.arange(20.0),))
+    assert len(set(primals)) == 1 and len(set(tangents[1:])) == 1
+    assert t == 2 * (np.arange(20.0).sum() - 0.0) + 2 * np.arange(1.0, 20.0).sum()

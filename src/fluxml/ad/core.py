@@ -41,7 +41,8 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "vjp_overwrite", "jvp", "jvp_all",
-                 "keeps_inputs", "keeps_output", "view", "multiple_results", "linear")
+                 "jvp_overwrite", "keeps_inputs", "keeps_output", "view", "multiple_results",
+                 "linear")
 
     def __init__(self, name, impl, *, keeps_inputs=True, keeps_output=True, view=False,
                  multiple_results=False):
@@ -53,6 +54,9 @@ class Primitive:
         self.vjp_overwrite = None  # optional (pos, rule): a vjp allowed to reuse g's buffer
         self.jvp = None
         self.jvp_all = None  # optional: ([(pos, tangent)], ans, args, params) -> output tangent
+        # optional: ({pos: tangent}, ans, args, params, reuse) -> output tangent, where
+        # ``reuse`` says the tangent of argument 0 is held by no one else (setitem)
+        self.jvp_overwrite = None
         self.keeps_inputs = keeps_inputs
         self.keeps_output = keeps_output
         self.view = view

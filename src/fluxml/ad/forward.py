@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from fluxml.ad.core import DifferentiationError, Trace, Tracer, _link_view, bind, broadcast
 
 
 class ForwardTrace(Trace):
-    """A jvp level: each primitive computes its output and output tangent at once."""
+    """A jvp level: each primitive computes its output and output tangent at once.
 
-    __slots__ = ()
+    ``owned`` holds the tangents that exactly one handle holds (made by a write): a further
+    write into that handle may update its tangent in place, so a fill loop stays linear. Any
+    rule that reads a tangent may pass it on, so reading one removes it from ``owned``.
+    """
+
+    __slots__ = ("owned",)
+
+    def __init__(self):
+        super().__init__()
+        self.owned = {}  # id -> tangent
 
     def seed(self, val, tangent):
         return self.new(val, tangent, owned=False)
@@ -26,13 +37,25 @@ class ForwardTrace(Trace):
                 vals[i] = a._val
                 if a._box is not None:
                     tangents.append((i, a._box))
+        reuse = False
+        owned = self.owned
+        if owned:
+            for i, t in tangents:
+                if owned.pop(id(t), None) is t and i == 0:
+                    reuse = True
         ans = bind(prim, vals, params)
         if prim.multiple_results:
             outs = _tangent(prim, tangents, ans, vals, params)
             if outs is None:
                 return tuple(self.constant(a) for a in ans)
             return tuple(self.new(a, t) for a, t in zip(ans, outs))
-        out = self.new(ans, _tangent(prim, tangents, ans, vals, params))
+        if prim.jvp_overwrite is not None and tangents:
+            tangent = prim.jvp_overwrite(dict(tangents), ans, vals, params, reuse)
+            if type(tangent) is np.ndarray:
+                owned[id(tangent)] = tangent
+        else:
+            tangent = _tangent(prim, tangents, ans, vals, params)
+        out = self.new(ans, tangent)
         if prim.view:
             _link_view(out, args[0], prim, params)
         return out

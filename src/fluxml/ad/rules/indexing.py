@@ -57,6 +57,24 @@ defvjp(SETITEM,
 SETITEM.vjp_overwrite = (0, lambda g, ans, x, v, idx, inplace: _setitem(g, 0, idx=idx,
                                                                          inplace=True))
 SETITEM.vjps = None  # the sweep takes its general path, which knows vjp_overwrite
+
+
+def _setitem_tangent(tangents, ans, args, params, reuse):
+    """Forward mode of a write: the tangent of ``x`` with the tangent of ``v`` written at
+    ``idx``. When the write mutates a handle (``inplace``) whose tangent no one else holds,
+    that tangent is updated in place."""
+    x, idx = args[0], params["idx"]
+    tx, tv = tangents.get(0), tangents.get(1)
+    if tx is None:
+        base = np.zeros(x.shape, ans.dtype)
+    elif reuse and params["inplace"] and type(tx) is np.ndarray:
+        base = tx
+    else:
+        base = np.copy(tx)
+    return SETITEM(base, 0 if tv is None else tv, idx=idx, inplace=True)
+
+
+SETITEM.jvp_overwrite = _setitem_tangent
 defjvp(SETITEM,
        lambda t, ans, x, v, idx, inplace: SETITEM(t, 0, idx=idx, inplace=False),
        lambda t, ans, x, v, idx, inplace: SETITEM(_zeros(x), t, idx=idx, inplace=True))
