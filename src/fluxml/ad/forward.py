@@ -51,7 +51,7 @@ class ForwardTrace(Trace):
             return tuple(self.new(a, t) for a, t in zip(ans, outs))
         if prim.jvp_overwrite is not None and tangents:
             tangent = prim.jvp_overwrite(dict(tangents), ans, vals, params, reuse)
-            if type(tangent) is np.ndarray:
+            if type(tangent) is np.ndarray or type(tangent) is Tracer:
                 owned[id(tangent)] = tangent
         else:
             tangent = _tangent(prim, tangents, ans, vals, params)

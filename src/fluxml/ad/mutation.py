@@ -95,9 +95,19 @@ def setitem(h, idx, value):
         new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": False})
         _write_through(h, new)
         return
-    inplace = h._owned and type(h._val) is not Tracer and not h._trace.closed
-    new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": inplace})
+    new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": _writable(h)})
     _rebind(h, new)
+
+
+def _writable(h):
+    """May the write into ``h`` go into its buffer in place? Only when ``h`` owns it (no rule
+    kept it, it is not the caller's array, not a view), and so does each handle under it at
+    lower levels (under an outer transform ``h``'s value is itself a handle)."""
+    while h._owned and h._view is None:
+        h = h._val
+        if type(h) is not Tracer:
+            return True
+    return False
 
 
 def assign(h, new):

@@ -65,13 +65,20 @@ def _setitem_tangent(tangents, ans, args, params, reuse):
     that tangent is updated in place."""
     x, idx = args[0], params["idx"]
     tx, tv = tangents.get(0), tangents.get(1)
+    value = 0 if tv is None else tv
     if tx is None:
         base = np.zeros(x.shape, ans.dtype)
     elif reuse and params["inplace"] and type(tx) is np.ndarray:
         base = tx
+    elif (reuse and params["inplace"] and type(tx) is Tracer
+          and (type(value) is not Tracer or value._trace.level <= tx._trace.level)):
+        from fluxml.ad import mutation  # a traced tangent: written as any traced array
+
+        mutation.setitem(tx, idx, value)
+        return tx
     else:
         base = np.copy(tx)
-    return SETITEM(base, 0 if tv is None else tv, idx=idx, inplace=True)
+    return SETITEM(base, value, idx=idx, inplace=True)
 
 
 SETITEM.jvp_overwrite = _setitem_tangent
