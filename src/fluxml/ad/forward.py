@@ -27,16 +27,35 @@ class ForwardTrace(Trace):
     def constant(self, val):
         return self.new(val, None, owned=True)
 
+    def _kept(self, args, vals):
+        """A reverse level below may keep these values for its sweep: as in reverse mode, a
+        view is passed on as a copy and any other buffer is marked, so that no later write
+        into it goes in place."""
+        for i, a in enumerate(args):
+            if type(a) is Tracer and a._trace is self:
+                if a._view is None:
+                    a._owned = False
+                else:
+                    vals[i] = vals[i].copy()
+
     def process(self, prim, args, params):
         if self.closed is not None:
             raise DifferentiationError(self.closed)
         vals = list(args)
         tangents = []
+        lower = False  # is a lower level (which may keep values for its own sweep) involved?
         for i, a in enumerate(args):
-            if type(a) is Tracer and a._trace is self:
-                vals[i] = a._val
-                if a._box is not None:
-                    tangents.append((i, a._box))
+            if type(a) is Tracer:
+                if a._trace is self:
+                    v = vals[i] = a._val
+                    if a._box is not None:
+                        tangents.append((i, a._box))
+                    if type(v) is Tracer:
+                        lower = True
+                else:
+                    lower = True
+        if lower and prim.keeps_inputs:
+            self._kept(args, vals)
         reuse = False
         owned = self.owned
         if owned:
