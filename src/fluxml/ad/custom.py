@@ -167,9 +167,11 @@ class custom_jvp:
             if type(a) is Tracer and a._trace is trace:
                 vals[i] = a._val
                 t = a._box
+                trace.owned.pop(id(t), None)  # the rule may pass the tangent on
                 tans.append(np.zeros_like(raw(a._val)) if t is None else t)
             else:
                 tans.append(np.zeros_like(raw(a)) if _is_float(raw(a)) else None)
+        trace._kept(leaves, vals)  # the rule may keep any value it is given
         trace.closed = CLOSED_OVER
         try:
             out, t_out = self.rule(unflatten(spec, vals), unflatten(spec, tans))
