@@ -605,3 +605,25 @@ def test_random_views_and_writes_second_order_in_all_mode_pairs(steps):
     np.testing.assert_allclose(rev_rev, fwd_rev, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(rev_fwd, fwd_rev, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(fd, fwd_rev, rtol=1e-4, atol=1e-5)
+
+
+def test_hessian_of_a_fill_loop_with_reads_agrees_five_ways():
+    def fill(x):
+        out = np.zeros_like(x)
+        for i in range(1, len(x)):
+            out[i] = np.sin(x[i]) * x[i - 1] + out[i - 1] * x[i]
+        out[1:3] += x[2:4] * x[0]
+        return np.sum(out * out) + np.sum(x[[0, 2, 2]] ** 3)
+
+    x = np.random.default_rng(1).random(6)
+    grad = lambda x: fl.gradient(fill, x)[0]
+    eye = np.eye(6)
+    fwd_rev = fl.hessian(fill, x)
+    rev_rev = fl.jacobian(grad, x, mode="rev")
+    rev_fwd = np.stack([fl.gradient(lambda x: fl.jvp(fill, (x,), (e,))[1], x)[0] for e in eye], 1)
+    fwd_fwd = np.array([[fl.jvp(lambda x: fl.jvp(fill, (x,), (e,))[1], (x,), (f,))[1]
+                         for f in eye] for e in eye])
+    fd = np.stack([(grad(x + 1e-6 * e) - grad(x - 1e-6 * e)) / 2e-6 for e in eye], axis=1)
+    for other in (rev_rev, rev_fwd, fwd_fwd):
+        np.testing.assert_allclose(other, fwd_rev, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fd, fwd_rev, rtol=1e-6, atol=1e-8)

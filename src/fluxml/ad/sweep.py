@@ -9,7 +9,8 @@ things keep loops of small writes and reads linear instead of quadratic:
 - the vjp of reading ``x[idx]`` is a :class:`Sparse` contribution, added into the owned
   accumulator of ``x`` at ``idx`` without building a dense array of ``x``'s shape.
 
-Under an outer transform cotangents are tracers, and everything stays functional.
+Under an outer transform cotangents are tracers; an owned one is written as any traced array
+(``ad/mutation.py``), in place where its own level allows it.
 """
 
 from __future__ import annotations
@@ -31,14 +32,26 @@ class Sparse:
 
     def add_into(self, acc):
         if self.basic:
-            acc[self.idx] += self.values
+            acc[self.idx] += self.values  # on a traced accumulator: a recorded write
         else:
             np.add.at(acc, self.idx, self.values)
 
     def dense(self):
-        acc = np.zeros(self.shape, self.dtype)
+        values = self.values
+        if type(values) is Tracer:  # a traced constant of the values' level, then written
+            acc = np.zeros(self.shape, self.dtype, like=values)
+        else:
+            acc = np.zeros(self.shape, self.dtype)
         self.add_into(acc)
         return acc
+
+    def fits_into(self, acc):
+        """Can it be added into ``acc`` in place? Traced values need a traced accumulator of
+        at least their level."""
+        values = self.values
+        if type(values) is not Tracer:
+            return type(acc) is np.ndarray or type(acc) is Tracer
+        return type(acc) is Tracer and acc._trace.level >= values._trace.level
 
 
 def _add(ct, owned, j, c):
@@ -47,23 +60,24 @@ def _add(ct, owned, j, c):
     if type(c) is Sparse:
         if acc is None:
             ct[j] = c.dense()
-            owned.add(j)
-        elif j in owned:
+        elif j in owned and c.fits_into(acc):
             c.add_into(acc)
-        elif type(acc) is np.ndarray:
+            return
+        elif type(acc) is np.ndarray and type(c.values) is not Tracer:
             acc = ct[j] = acc.copy()
             c.add_into(acc)
-            owned.add(j)
-        else:  # a tracer (higher order) or a NumPy scalar
+        else:  # mixed levels, or a NumPy scalar
             ct[j] = acc + c.dense()
+        if type(ct[j]) is np.ndarray or type(ct[j]) is Tracer:
+            owned.add(j)
         return
     if acc is None:
         ct[j] = c
-    elif j in owned and type(c) is not Tracer:
+    elif j in owned and type(c) is not Tracer and type(acc) is np.ndarray:
         acc += c
     else:
         acc = ct[j] = acc + c
-        if type(acc) is np.ndarray:
+        if type(acc) is np.ndarray or type(acc) is Tracer:
             owned.add(j)
 
 
@@ -110,7 +124,7 @@ def sweep(tape, seeds, wanted, free=True):
                 _add(ct, owned, j, c)
             continue
         overwrite = prim.vjp_overwrite
-        if overwrite is not None and type(g) is np.ndarray:
+        if overwrite is not None and (type(g) is np.ndarray or type(g) is Tracer):
             if i not in owned or i in keep:  # copy once; the copy is owned down the chain
                 g = g.copy()
             _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned)
@@ -146,7 +160,8 @@ def _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned):
         c = prim.vjp(p, g, ans, args, params)
         if type(c) is not Sparse:
             c = fit(c, args[p])
-            if type(c) is np.ndarray and np.may_share_memory(c, g):
+            if (type(c) is np.ndarray and np.may_share_memory(c, g)
+                    or type(c) is Tracer and c._view is not None):
                 c = c.copy()
         _add(ct, owned, j, c)
     if last is None:

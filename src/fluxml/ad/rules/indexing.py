@@ -36,14 +36,12 @@ def _zeros(x):
 
 
 def _scatter(g, x, idx):
-    """The transpose of ``x[idx]``: ``g`` placed at ``idx`` in zeros shaped like ``x``. At
-    first order a sparse contribution, which the sweep adds into its accumulator for ``x``
-    in place (reading ``x[i]`` in a loop stays linear)."""
+    """The transpose of ``x[idx]``: ``g`` placed at ``idx`` in zeros shaped like ``x``, as a
+    sparse contribution that the sweep adds into its accumulator for ``x`` in place
+    (reading ``x[i]`` in a loop stays linear; a traced ``g`` is added by a recorded write)."""
     basic = _is_basic(idx)
-    if type(g) is not Tracer:
+    if basic or type(g) is not Tracer:
         return Sparse(x.shape, x.dtype, idx, g, basic)
-    if basic:
-        return SETITEM(_zeros(x), g, idx=idx, inplace=True)
     return INDEX_ADD(_zeros(x), g, idx=idx)
 
 
@@ -53,9 +51,18 @@ defvjp(GETITEM, lambda g, ans, x, idx: _scatter(g, x, idx))
 defvjp(SETITEM,
        lambda g, ans, x, v, idx, inplace: SETITEM(g, 0, idx=idx, inplace=False),
        lambda g, ans, x, v, idx, inplace: GETITEM(g, idx=idx))
-# When the sweep owns g, the written entries are zeroed in place (a fill loop stays linear).
-SETITEM.vjp_overwrite = (0, lambda g, ans, x, v, idx, inplace: _setitem(g, 0, idx=idx,
-                                                                         inplace=True))
+def _zero_written(g, ans, x, v, idx, inplace):
+    """The cotangent of ``x`` in ``x[idx] = v``, made from ``g`` in place (the sweep owns
+    ``g``): the written entries are zeroed, so that a fill loop stays linear."""
+    if type(g) is Tracer:
+        from fluxml.ad import mutation  # a traced cotangent is written as any traced array
+
+        mutation.setitem(g, idx, 0)
+        return g
+    return _setitem(g, 0, idx=idx, inplace=True)
+
+
+SETITEM.vjp_overwrite = (0, _zero_written)
 SETITEM.vjps = None  # the sweep takes its general path, which knows vjp_overwrite
 
 
