@@ -76,13 +76,10 @@ def setitem(h, idx, value):
     if isinstance(raw(h), np.generic):  # NumPy scalars are immutable
         raise TypeError(f"'{type(raw(h)).__name__}' object does not support item assignment")
     _check_level(h, value, "x[...] = value")
-    if type(idx) is Tracer:
-        idx = _rules().concrete_index(idx)
-    elif isinstance(idx, tuple) and any(type(i) is Tracer for i in idx):
-        idx = tuple(_rules().concrete_index(i) if type(i) is Tracer else i for i in idx)
+    rules = _rules()
+    idx = rules.check_index(idx)
     if _is_current_view(h, idx, value):
         return  # the write already happened through the view
-    rules = _rules()
     if type(value) is Tracer and not rules._is_basic(idx) and rules.has_repeats(idx):
         reduced = rules.last_writes(idx, value, h.shape)
         if reduced is None:
@@ -92,10 +89,10 @@ def setitem(h, idx, value):
                 "indices, or accumulate with np.add.at(x, idx, v) / fl.index_add(x, idx, v).")
         idx, value = reduced  # NumPy writes in order: the last write to an element stays
     if h._view is not None:
-        new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": False})
+        new = bind(rules.SETITEM, (h, value), {"idx": idx, "inplace": False})
         _write_through(h, new)
         return
-    new = bind(_rules().SETITEM, (h, value), {"idx": idx, "inplace": _writable(h)})
+    new = bind(rules.SETITEM, (h, value), {"idx": idx, "inplace": _writable(h)})
     _rebind(h, new)
 
 
