@@ -4,6 +4,8 @@ For each problem, the same computation written for each library:
 - fluxml: plain NumPy, written in place (``out[i] = ...``, ``u[1:-1] += ...``);
 - PyTorch eager: the same in-place ops on tensors, ``torch.autograd.grad``;
 - JAX: functional updates (``x.at[i].set``), eager and under ``jax.jit``.
+It also times a Hessian-vector product through the fill loop (forward over reverse in
+fluxml and JAX, double backward in PyTorch).
 Prints forward+backward time per problem size, the peers' times and the ratio peer / fluxml,
 and how fluxml's time grows with n (linear means the ratio of times follows the ratio of n).
 
@@ -83,7 +85,16 @@ def peers():
             k = torch.tensor(kappa, dtype=torch.float64, requires_grad=True)
             return lambda: torch.autograd.grad(heat_torch(u, k, steps), (u, k))
 
-        found["PyTorch eager"] = (torch_fill, torch_heat)
+        def torch_hvp(x, v):
+            t, vt = torch.tensor(x, requires_grad=True), torch.tensor(v)
+
+            def run():
+                (g,) = torch.autograd.grad(fill_torch(t), t, create_graph=True)
+                return torch.autograd.grad(g, t, vt)
+
+            return run
+
+        found["PyTorch eager"] = (torch_fill, torch_heat, torch_hvp)
     except ImportError:
         print("PyTorch: not installed (skipped)")
     try:
@@ -133,8 +144,14 @@ def peers():
             uj = jnp.asarray(u0)
             return lambda: jax.block_until_ready(grad_heat_jit(uj, kappa, steps))
 
-        found["JAX eager"] = (eager_fill, eager_heat)
-        found["JAX jit"] = (jit_fill, jit_heat)
+        hvp_jit = jax.jit(lambda x, v: jax.jvp(jax.grad(fill_jax_loop), (x,), (v,))[1])
+
+        def jit_hvp(x, v):
+            xj, vj = jnp.asarray(x), jnp.asarray(v)
+            return lambda: jax.block_until_ready(hvp_jit(xj, vj))
+
+        found["JAX eager"] = (eager_fill, eager_heat, lambda x, v: None)  # minutes per call
+        found["JAX jit"] = (jit_fill, jit_heat, jit_hvp)
     except ImportError:
         print("JAX: not installed (skipped)")
     return found
@@ -150,7 +167,7 @@ def main():
         ours = best_time(lambda x=x: fl.gradient(fill_numpy, x), repeat=2 if n > 3000 else 3)
         ours_fill[n] = ours
         row = [f"fill loop n={n}", ours]
-        for _, (fill, _) in found.items():
+        for _, (fill, _, _) in found.items():
             make = fill(x)
             row.append(best_time(make, repeat=2) if make is not None else None)
         rows.append(row)
@@ -158,9 +175,19 @@ def main():
     u0 = np.sin(np.linspace(0, np.pi, 200))
     ours = best_time(lambda: fl.gradient(heat_numpy, u0, 0.1, steps))
     row = [f"heat 200 cells x {steps} steps", ours]
-    for _, (_, heat) in found.items():
+    for _, (_, heat, _) in found.items():
         row.append(best_time(heat(u0, 0.1, steps)))
     rows.append(row)
+    ours_hvp = {}
+    for n in (300, 1200) if QUICK else (500, 2000):
+        x, v = np.random.default_rng(1).random((2, n))
+        hvp = lambda x=x, v=v: fl.jvp(lambda x: fl.gradient(fill_numpy, x)[0], (x,), (v,))
+        ours = ours_hvp[n] = best_time(hvp, repeat=2)
+        row = [f"fill loop hvp n={n}", ours]
+        for _, (_, _, make_hvp) in found.items():
+            make = make_hvp(x, v)
+            row.append(best_time(make, repeat=2) if make is not None else None)
+        rows.append(row)
 
     names = list(found)
     header = f"{'problem':32s} {'fluxml':>11s}" + "".join(
@@ -176,8 +203,10 @@ def main():
                      else f" {'(skipped)':>14s} {'':>6s}")
         print(line)
     (n1, t1), (n2, t2) = list(ours_fill.items())[:2]
-    print(f"\nfluxml fill loop: n x{n2 / n1:.0f} -> time x{t2 / t1:.1f} (linear: about "
-          f"x{n2 / n1:.0f}); {t1 / n1 * 1e6:.1f} us and {t2 / n2 * 1e6:.1f} us per element")
+    for name, times in (("fill loop", ours_fill), ("fill loop hvp", ours_hvp)):
+        (n1, t1), (n2, t2) = list(times.items())[:2]
+        print(f"fluxml {name}: n x{n2 / n1:.0f} -> time x{t2 / t1:.1f} (linear: about "
+              f"x{n2 / n1:.0f}); {t1 / n1 * 1e6:.1f} us and {t2 / n2 * 1e6:.1f} us per element")
 
 
 if __name__ == "__main__":
