@@ -232,8 +232,8 @@ class ReverseTrace(Trace):
                         v = a._val
                         if a._view is None:  # a rule keeps it: the next write copies first
                             a._owned = False
-                        else:  # a view's base may be written in place: keep a copy
-                            v = v.copy()
+                        else:  # a view: a copy, if its base may be written in place
+                            v = _kept_view(a)
                         if type(v) is Tracer:
                             lower = True
                         vals[i] = v
@@ -322,13 +322,22 @@ class ReverseTrace(Trace):
 
 
 def _kept(a):
-    """The value a rule may keep for the backward pass. A view shares its base's buffer, which
-    later writes may change in place, so the rule keeps a copy; any other buffer is marked as
-    kept, so that the next write into it copies first (copy-on-write)."""
-    if a._view is not None:
-        return a._val.copy()
-    a._owned = False
-    return a._val
+    """The value a rule may keep for the backward pass. A buffer is marked as kept, so that
+    the next write into it copies first (copy-on-write). A view shares its base's buffer: when
+    that base may still be written in place, the rule keeps a copy of the view (cheaper than
+    making every later write into the base copy it whole, as a fill loop would)."""
+    if a._view is None:
+        a._owned = False
+        return a._val
+    return _kept_view(a)
+
+
+def _kept_view(a):
+    root = a._view[0]
+    while root._view is not None:
+        root = root._view[0]
+    # a base that no write goes into in place (an argument, or one a rule kept) needs no copy
+    return a._val.copy() if root._owned else a._val
 
 
 def _link_view(out, base, prim, params):

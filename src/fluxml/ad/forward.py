@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Trace, Tracer, _link_view, bind, broadcast
+from fluxml.ad.core import (
+    DifferentiationError,
+    Trace,
+    Tracer,
+    _kept_view,
+    _link_view,
+    bind,
+    broadcast,
+)
 
 
 class ForwardTrace(Trace):
@@ -36,7 +44,7 @@ class ForwardTrace(Trace):
                 if a._view is None:
                     a._owned = False
                 else:
-                    vals[i] = vals[i].copy()
+                    vals[i] = _kept_view(a)
 
     def process(self, prim, args, params):
         if self.closed is not None:
