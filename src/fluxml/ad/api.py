@@ -85,13 +85,11 @@ _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer}
 
 
 def _finish(g, like, zeros, seen):
-    """A gradient leaf as the user receives it: the argument's type, shape and dtype; a fresh
-    writable array (never a broadcast view, never shared with another gradient)."""
+    """A gradient leaf as the user receives it: the argument's type, shape and dtype; a
+    writable array whose memory no other gradient shares (a transposed view of a buffer the
+    sweep made is fine; a broadcast view or a shared buffer is copied)."""
     if type(g) is np.ndarray and type(like) is np.ndarray:  # the common case
-        if g.base is not None or id(g) in seen or g is _ONES.get(g.dtype):
-            g = g.copy()
-        seen.add(id(g))
-        return g
+        return _own(g, seen)
     if g is None:
         if zeros and _is_float(like):
             g = np.zeros_like(raw(like))
@@ -103,11 +101,17 @@ def _finish(g, like, zeros, seen):
         return float(g)
     if isinstance(like, np.generic):
         return like.dtype.type(g)
-    if isinstance(g, np.ndarray) and (not g.flags.writeable or id(g) in seen or g.base is not None):
-        g = g.copy()
     if isinstance(g, np.generic):
         g = np.asarray(g)
-    seen.add(id(g))
+    return _own(g, seen)
+
+
+def _own(g, seen):
+    """``g``, or a copy of it where its memory is read-only or already handed out."""
+    root = g if g.base is None else g.base  # NumPy points a view at the array owning memory
+    if id(root) in seen or not g.flags.writeable or type(root) is not np.ndarray:
+        g = root = g.copy()
+    seen.add(id(root))
     return g
 
 
