@@ -14,11 +14,10 @@ forward mode ``ad/forward.py``, writes into traced arrays and views ``ad/mutatio
 from __future__ import annotations
 
 import itertools
-import sys
 
 import numpy as np
 
-from fluxml.ad import guards
+from fluxml.ad import errors, guards
 
 _levels = itertools.count(1)  # thread-safe under the GIL; later transforms get higher levels
 
@@ -181,8 +180,7 @@ class Trace:
         return t
 
 
-LEAKED = ("a traced value escaped the transform that created it (it was stored outside the "
-          "function, or used after `gradient` returned). Return it from the function instead.")
+LEAKED = errors.LEAKED
 
 
 class ReverseTrace(Trace):
@@ -452,83 +450,7 @@ class Tracer:
         return np
 
     def __array__(self, dtype=None, copy=None):
-        library = _calling_library()
-        where = (f"\nThis happened inside {library}, which converts its input to a NumPy "
-                 "array: fluxml has no derivative rule for it. Write the computation with "
-                 "NumPy operations or give it a rule with @fl.custom_vjp.\n"
-                 if library else "\n")
-        raise DifferentiationError(
-            "a traced array was converted to a plain NumPy array (np.asarray, np.array, or a "
-            "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient."
-            + where +
-            "Possible fixes:\n"
-            "  - allocate the buffer from the traced value: `buf = np.zeros_like(x)` or "
-            "`np.empty(shape, like=x)` (then `buf[i] = ...` is recorded);\n"
-            "  - build arrays from traced values with np.stack([a, b]) or "
-            "np.array([a, b], like=a) (plain np.array([a, b]) cannot be intercepted);\n"
-            "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
-
-    def _concrete(self, what):
-        raise DifferentiationError(
-            f"{what} needs a concrete value, but this array is traced (its derivative is being "
-            "taken). Python cannot record how the result depends on it.\n"
-            "Possible fixes:\n"
-            "  - writing it into a plain NumPy array (`buf[i] = x`)? Allocate the buffer from "
-            "the traced value instead: `buf = np.zeros_like(x)`;\n"
-            "  - keep the value as an array and use NumPy ops (np.where for a branch);\n"
-            "  - compare instead (`x > 0` is a plain boolean array and may drive an `if`);\n"
-            "  - use fl.stop_gradient(x) if the derivative through it is not wanted.")
-
-    def __float__(self):
-        self._concrete("float(x)")
-
-    def __int__(self):
-        self._concrete("int(x)")
-
-    def __complex__(self):
-        self._concrete("complex(x)")
-
-    def __bool__(self):
-        self._concrete("bool(x) (an `if`, `while`, `and`/`or` on a traced array)")
-
-    def __index__(self):
-        self._concrete("using a traced array as an index")
-
-    def item(self, *args):
-        self._concrete("x.item()")
-
-    def tolist(self):
-        self._concrete("x.tolist()")
-
-    def __reduce__(self):
-        self._concrete("pickling a traced array")
-
-    def __copy__(self):
-        return self.copy()
-
-    def __deepcopy__(self, memo):
-        return self.copy()
-
-
-def _calling_library():
-    """The outermost function of a third-party library (not NumPy, not fluxml, not the
-    user's code) through which a tracer was converted, for the error message; or None."""
-    frame = sys._getframe(2)
-    found, package = None, None
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        top = module.partition(".")[0]
-        third_party = "site-packages" in frame.f_code.co_filename
-        if package is not None:
-            if top != package:
-                break
-            found = f"{module}.{frame.f_code.co_name}"
-        elif third_party and top not in ("numpy", "fluxml"):
-            package, found = top, f"{module}.{frame.f_code.co_name}"
-        elif top not in ("numpy", "fluxml"):
-            return None  # the user's own code converted it
-        frame = frame.f_back
-    return found
+        raise DifferentiationError(errors.converted(errors.calling_library()))
 
 
 def _register():

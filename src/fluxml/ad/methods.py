@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad import mutation
-from fluxml.ad.core import UFUNCS, Primitive, Tracer
+from fluxml.ad import errors, mutation
+from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules.indexing import getitem
 
@@ -113,3 +113,22 @@ Tracer.T = property(lambda self: np.transpose(self))
 Tracer.mT = property(lambda self: np.swapaxes(self, -1, -2))
 Tracer.real = property(lambda self: np.real(self))
 Tracer.imag = property(lambda self: np.imag(self))
+
+
+# Conversions that need a concrete value refuse, saying what to write instead.
+def _refuses(what):
+    def method(self, *args):
+        raise DifferentiationError(errors.concrete(what))
+
+    return method
+
+
+for _name, _what in {
+    "__float__": "float(x)", "__int__": "int(x)", "__complex__": "complex(x)",
+    "__bool__": "bool(x) (an `if`, `while`, `and`/`or` on a traced array)",
+    "__index__": "using a traced array as an index", "item": "x.item()",
+    "tolist": "x.tolist()", "__reduce__": "pickling a traced array",
+}.items():
+    setattr(Tracer, _name, _refuses(_what))
+Tracer.__copy__ = lambda self: np.copy(self)
+Tracer.__deepcopy__ = lambda self, memo: np.copy(self)

@@ -1,0 +1,59 @@
+"""The messages of the engine's refusals: what happened, and what to write instead."""
+
+from __future__ import annotations
+
+import sys
+
+LEAKED = ("a traced value escaped the transform that created it (it was stored outside the "
+          "function, or used after `gradient` returned). Return it from the function instead.")
+
+
+def converted(library: str | None) -> str:
+    """A tracer was turned into a plain NumPy array (``__array__``)."""
+    where = (f"\nThis happened inside {library}, which converts its input to a NumPy array: "
+             "fluxml has no derivative rule for it. Write the computation with NumPy "
+             "operations or give it a rule with @fl.custom_vjp.\n" if library else "\n")
+    return (
+        "a traced array was converted to a plain NumPy array (np.asarray, np.array, or a "
+        "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient."
+        + where +
+        "Possible fixes:\n"
+        "  - allocate the buffer from the traced value: `buf = np.zeros_like(x)` or "
+        "`np.empty(shape, like=x)` (then `buf[i] = ...` is recorded);\n"
+        "  - build arrays from traced values with np.stack([a, b]) or "
+        "np.array([a, b], like=a) (plain np.array([a, b]) cannot be intercepted);\n"
+        "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
+
+
+def concrete(what: str) -> str:
+    """Python asked a tracer for a concrete value (``float(x)``, ``if x:`` ...)."""
+    return (
+        f"{what} needs a concrete value, but this array is traced (its derivative is being "
+        "taken). Python cannot record how the result depends on it.\n"
+        "Possible fixes:\n"
+        "  - writing it into a plain NumPy array (`buf[i] = x`)? Allocate the buffer from "
+        "the traced value instead: `buf = np.zeros_like(x)`;\n"
+        "  - keep the value as an array and use NumPy ops (np.where for a branch);\n"
+        "  - compare instead (`x > 0` is a plain boolean array and may drive an `if`);\n"
+        "  - use fl.stop_gradient(x) if the derivative through it is not wanted.")
+
+
+def calling_library() -> str | None:
+    """The outermost function of a third-party library (not NumPy, not fluxml, not the
+    user's code) through which a tracer was converted; or None."""
+    frame = sys._getframe(2)
+    found, package = None, None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        top = module.partition(".")[0]
+        third_party = "site-packages" in frame.f_code.co_filename
+        if package is not None:
+            if top != package:
+                break
+            found = f"{module}.{frame.f_code.co_name}"
+        elif third_party and top not in ("numpy", "fluxml"):
+            package, found = top, f"{module}.{frame.f_code.co_name}"
+        elif top not in ("numpy", "fluxml"):
+            return None  # the user's own code converted it
+        frame = frame.f_back
+    return found
