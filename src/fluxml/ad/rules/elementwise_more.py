@@ -61,29 +61,20 @@ defjvp(HEAVISIDE, _zero, lambda t, ans, x, h0: np.where(x == 0, t, 0))
 
 # --- maximum and minimum: the winner takes the cotangent, ties split it ---------------------------
 
-MAXIMUM = ufunc(np.maximum, keeps_output=False)  # NaN propagates: a NaN argument wins
-defvjp(MAXIMUM, lambda g, ans, x, y: _pick(g, x, y, _above),
-       lambda g, ans, x, y: _pick(g, y, x, _above))
-defjvp(MAXIMUM, lambda t, ans, x, y: _pick(t, x, y, _above),
-       lambda t, ans, x, y: _pick(t, y, x, _above))
+# Which argument wins: maximum/minimum let a NaN win (it propagates), fmax/fmin skip it.
+_above = lambda a, b: (a > b) | np.isnan(a)
+_below = lambda a, b: (a < b) | np.isnan(a)
+_above_f = lambda a, b: (a > b) | np.isnan(b)
+_below_f = lambda a, b: (a < b) | np.isnan(b)
 
-MINIMUM = ufunc(np.minimum, keeps_output=False)
-defvjp(MINIMUM, lambda g, ans, x, y: _pick(g, x, y, _below),
-       lambda g, ans, x, y: _pick(g, y, x, _below))
-defjvp(MINIMUM, lambda t, ans, x, y: _pick(t, x, y, _below),
-       lambda t, ans, x, y: _pick(t, y, x, _below))
-
-FMAX = ufunc(np.fmax, keeps_output=False)  # NaN is ignored: the other argument wins
-defvjp(FMAX, lambda g, ans, x, y: _pick(g, x, y, _above_f),
-       lambda g, ans, x, y: _pick(g, y, x, _above_f))
-defjvp(FMAX, lambda t, ans, x, y: _pick(t, x, y, _above_f),
-       lambda t, ans, x, y: _pick(t, y, x, _above_f))
-
-FMIN = ufunc(np.fmin, keeps_output=False)
-defvjp(FMIN, lambda g, ans, x, y: _pick(g, x, y, _below_f),
-       lambda g, ans, x, y: _pick(g, y, x, _below_f))
-defjvp(FMIN, lambda t, ans, x, y: _pick(t, x, y, _below_f),
-       lambda t, ans, x, y: _pick(t, y, x, _below_f))
+for _uf, _wins in ((np.maximum, _above), (np.minimum, _below), (np.fmax, _above_f),
+                   (np.fmin, _below_f)):
+    _prim = ufunc(_uf, keeps_output=False)
+    _rules = (lambda g, ans, x, y, w=_wins: _pick(g, x, y, w),
+              lambda g, ans, x, y, w=_wins: _pick(g, y, x, w))
+    defvjp(_prim, *_rules)
+    defjvp(_prim, *_rules)
+MAXIMUM = UFUNCS[np.maximum]
 
 # --- clip: x inside [lo, hi] takes the cotangent (bounds included), a bound where it binds --------
 
@@ -220,24 +211,6 @@ def _out(result, out, name):
         return result
     assign_out(out, result, name)
     return out
-
-
-def _above(a, b):
-    """Where ``maximum(a, b)`` takes ``a`` (NaN propagates)."""
-    return (a > b) | np.isnan(a)
-
-
-def _below(a, b):
-    return (a < b) | np.isnan(a)
-
-
-def _above_f(a, b):
-    """Where ``fmax(a, b)`` takes ``a`` (NaN is skipped)."""
-    return (a > b) | np.isnan(b)
-
-
-def _below_f(a, b):
-    return (a < b) | np.isnan(b)
 
 
 def _pick(g, a, b, wins):
