@@ -26,12 +26,13 @@ def ufunc(uf, **flags) -> Primitive:
     return prim
 
 
-def function(*np_funcs):
-    """Decorator: ``fn`` handles these NumPy functions when called with traced arguments."""
+def function(*np_funcs, table=FUNCTIONS):
+    """Decorator: ``fn`` handles these NumPy functions when called with traced arguments
+    (entered in ``table``: the ``__array_function__`` rules unless another is named)."""
 
     def register(fn):
         for f in np_funcs:
-            FUNCTIONS[f] = fn
+            table[f] = fn
         return fn
 
     return register

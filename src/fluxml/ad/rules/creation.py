@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.core import Tracer
+from fluxml.ad.define import function
 
 LIKE: dict = {}  # NumPy creation function -> rule(like, *args, **kwargs)
 
@@ -22,12 +23,7 @@ def _constant(like, value):
 
 
 def _creates(*funcs):
-    def register(rule):
-        for f in funcs:
-            LIKE[f] = rule
-        return rule
-
-    return register
+    return function(*funcs, table=LIKE)
 
 
 @_creates(np.zeros, np.empty)  # empty gives zeros: never expose uninitialised memory

@@ -80,21 +80,16 @@ defjvp(LDEXP, lambda t, ans, x, n: np.ldexp(t, n), None)
 
 # --- powers ---------------------------------------------------------------------------------------
 
-POWER = ufunc(np.power)  # np.pow is the same ufunc
-defvjp(POWER,
-       lambda g, ans, x, y: g * _power_dx(np.power, x, y),
-       lambda g, ans, x, y: g * ans * _log_base(x))
-defjvp(POWER,
-       lambda t, ans, x, y: t * _power_dx(np.power, x, y),
-       lambda t, ans, x, y: t * ans * _log_base(x))
-
-FLOAT_POWER = ufunc(np.float_power)  # always float64, as NumPy computes it
-defvjp(FLOAT_POWER,
-       lambda g, ans, x, y: g * _power_dx(np.float_power, x, y),
-       lambda g, ans, x, y: g * ans * _log_base(x))
-defjvp(FLOAT_POWER,
-       lambda t, ans, x, y: t * _power_dx(np.float_power, x, y),
-       lambda t, ans, x, y: t * ans * _log_base(x))
+# np.pow is the same ufunc as np.power; float_power always computes in float64
+for _uf in (np.power, np.float_power):
+    _prim = ufunc(_uf)
+    defvjp(_prim,
+           lambda g, ans, x, y, f=_uf: g * _power_dx(f, x, y),
+           lambda g, ans, x, y: g * ans * _log_base(x))
+    defjvp(_prim,
+           lambda t, ans, x, y, f=_uf: t * _power_dx(f, x, y),
+           lambda t, ans, x, y: t * ans * _log_base(x))
+POWER = UFUNCS[np.power]
 
 # --- exponentials and logarithms ----------------------------------------------------------------
 
