@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import testing, tree
+from fluxml import nnlib, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -29,6 +29,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "flatten",
-    "fmap", "gradient", "hessian", "index_add", "jacobian", "jvp", "leaves", "logsumexp",
+    "fmap", "gradient", "hessian", "index_add", "jacobian", "jvp", "leaves", "logsumexp", "nnlib",
     "pullback", "stop_gradient", "testing", "tree", "unflatten", "vjp", "withgradient",
 ]
