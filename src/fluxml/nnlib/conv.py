@@ -8,13 +8,15 @@ Layouts as PyTorch's: input ``(N, C, *spatial)`` (NCL, NCHW, NCDHW), weight
 Three primitives carry the family, each bilinear, and the derivatives of each are the other
 two (so a CNN is differentiable to any order):
 
-- ``CONV(x, w)``: im2col by a strided view, then one batched matrix product;
+- ``CONV(x, w)``: im2col (windows.py), then one matrix product per group;
 - ``CONV_DATA(g, w)``: its transpose in ``x`` (the input gradient, and the transposed
   convolution): a matrix product, then col2im;
 - ``CONV_FILTER(x, g)``: its transpose in ``w`` (the weight gradient): im2col of ``x``
-  contracted with ``g`` over batch and positions.
+  contracted with ``g`` over batch and positions in one product per group.
 
-Groups are a batch axis of the matrix products (depthwise included), never a Python loop.
+Groups are the batch axis of the matrix products (depthwise included), never a Python loop;
+the only loops are over the kernel's entries inside im2col/col2im, each step a whole-array
+copy or add.
 """
 
 from __future__ import annotations

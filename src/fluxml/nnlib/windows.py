@@ -126,8 +126,10 @@ def windows(xpad, kernel, stride, dilation, out):
     sn, sc, *ss = xpad.strides
     strides = (sn, sc) + tuple(s * dl for s, dl in zip(ss, dilation)) + tuple(
         s * st for s, st in zip(ss, stride))
-    return xp.lib.stride_tricks.as_strided(xpad, xpad.shape[:2] + tuple(kernel) + tuple(out),
-                                           strides, writeable=False)
+    shape = xpad.shape[:2] + tuple(kernel) + tuple(out)
+    if xp is np:  # a read-only view: a write through overlapping windows would be wrong
+        return np.lib.stride_tricks.as_strided(xpad, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(xpad, shape, strides)
 
 
 def col2im(cols, padded_size, kernel, stride, dilation):
