@@ -1,11 +1,12 @@
 """Pooling over the spatial axes of ``(N, C, *spatial)`` arrays (1, 2 or 3 dimensions): max,
 mean, lp; adaptive max and mean; global max and mean.
 
-Max pooling is a gather: the position of each window's maximum is found on the values (the
-first maximum in row-major window order on ties, as PyTorch) and ``POOL_GATHER`` reads ``x``
-there. Its transpose ``POOL_SCATTER`` routes the gradient back to those positions; each is
-the other's derivative, so max pooling is differentiable to any order (the positions are
-constant where the derivative exists).
+Max pooling (``MAXPOOL``) is a running maximum over the window entries. Its rules find the
+position of each window's first maximum (row-major window order, as PyTorch) from the kept
+output, and route through ``POOL_SCATTER`` (the gradient placed at those positions) and
+``POOL_GATHER`` (values read there); each of these two is the other's derivative, so max
+pooling is differentiable to any order (the positions are constant where the derivative
+exists). Adaptive max pooling finds its positions first and is a ``POOL_GATHER``.
 
 Mean pooling is a window sum (``WINDOW_SUM``, padding counted as zeros as PyTorch's default
 ``count_include_pad=True``) divided by the window size; its transpose ``WINDOW_SUM_T`` spreads
