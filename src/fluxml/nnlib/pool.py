@@ -171,7 +171,7 @@ def meanpool(x, kernel, *, stride=None, pad=0):
     """
     kernel, stride, pads, dilation = _geometry("meanpool", x, kernel, stride, pad, 1)
     total = WINDOW_SUM(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
-    return total / np.asarray(win.count(kernel), dtype=raw(x).dtype)
+    return total / win.count(kernel)  # a Python number: float32 stays float32
 
 
 def lppool(x, p: float, kernel, *, stride=None, pad=0):
