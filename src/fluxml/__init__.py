@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import testing, tree
+from fluxml import init, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -23,12 +23,29 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
+from fluxml.init import seed
+from fluxml.layers import (
+    Chain,
+    Dense,
+    LayerError,
+    Module,
+    f16,
+    f32,
+    f64,
+    identity,
+    modules,
+    testmode,
+    trainable,
+    trainmode,
+)
 from fluxml.tree import flatten, fmap, leaves, unflatten
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "flatten",
-    "fmap", "gradient", "hessian", "index_add", "jacobian", "jvp", "leaves", "logsumexp",
-    "pullback", "stop_gradient", "testing", "tree", "unflatten", "vjp", "withgradient",
+    "Chain", "Dense", "DifferentiationError", "LayerError", "Module", "Tracer", "checkpoint",
+    "custom_jvp", "custom_vjp", "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian",
+    "identity", "index_add", "init", "jacobian", "jvp", "leaves", "logsumexp", "modules",
+    "pullback", "seed", "stop_gradient", "testing", "testmode", "trainable", "trainmode", "tree",
+    "unflatten", "vjp", "withgradient",
 ]

@@ -43,7 +43,7 @@ def _trace_args(trace, args, make):
     reverse mode; None for non-float leaves). Repeated arrays share one tracer."""
     for a in args:
         if type(a) not in _PLAIN:  # containers or objects: go through their leaves
-            leaves, spec = flatten(args)
+            leaves, spec = flatten(args, trainable=True)
             break
     else:
         leaves, spec = args, None
