@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import testing, tree
+from fluxml import optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -23,12 +23,50 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
+from fluxml.optimise import (
+    AccumGrad,
+    AdaBelief,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    AdamW,
+    AMSGrad,
+    ClipGrad,
+    ClipNorm,
+    CosineAnneal,
+    Descent,
+    ExpDecay,
+    Leaf,
+    Lion,
+    Momentum,
+    NAdam,
+    Nesterov,
+    OAdam,
+    OneCycle,
+    OptimiserChain,
+    RAdam,
+    RMSProp,
+    Rprop,
+    SignDecay,
+    StepDecay,
+    WeightDecay,
+    adjust,
+    freeze,
+    setup,
+    thaw,
+    update,
+)
 from fluxml.tree import flatten, fmap, leaves, unflatten
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "flatten",
-    "fmap", "gradient", "hessian", "index_add", "jacobian", "jvp", "leaves", "logsumexp",
-    "pullback", "stop_gradient", "testing", "tree", "unflatten", "vjp", "withgradient",
+    "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
+    "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "DifferentiationError", "ExpDecay", "Leaf",
+    "Lion", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "RAdam",
+    "RMSProp", "Rprop", "SignDecay", "StepDecay", "Tracer", "WeightDecay", "adjust", "checkpoint",
+    "custom_jvp", "custom_vjp", "flatten", "fmap", "freeze", "gradient", "hessian", "index_add",
+    "jacobian", "jvp", "leaves", "logsumexp", "optimise", "pullback", "setup", "stop_gradient",
+    "testing", "thaw", "tree", "unflatten", "update", "vjp", "withgradient",
 ]
