@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import optimise, testing, tree
+from fluxml import losses, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -22,6 +22,27 @@ from fluxml.ad import (
     stop_gradient,
     vjp,
     withgradient,
+)
+from fluxml.losses import (
+    binary_focal_loss,
+    binarycrossentropy,
+    crossentropy,
+    ctc_loss,
+    dice_coeff_loss,
+    focal_loss,
+    hinge_loss,
+    huber_loss,
+    kldivergence,
+    label_smoothing,
+    logitbinarycrossentropy,
+    logitcrossentropy,
+    mae,
+    mse,
+    msle,
+    poisson_loss,
+    siamese_contrastive_loss,
+    squared_hinge_loss,
+    tversky_loss,
 )
 from fluxml.optimise import (
     AccumGrad,
@@ -65,8 +86,12 @@ __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "DifferentiationError", "ExpDecay", "Leaf",
     "Lion", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "RAdam",
-    "RMSProp", "Rprop", "SignDecay", "StepDecay", "Tracer", "WeightDecay", "adjust", "checkpoint",
-    "custom_jvp", "custom_vjp", "flatten", "fmap", "freeze", "gradient", "hessian", "index_add",
-    "jacobian", "jvp", "leaves", "logsumexp", "optimise", "pullback", "setup", "stop_gradient",
-    "testing", "thaw", "tree", "unflatten", "update", "vjp", "withgradient",
+    "RMSProp", "Rprop", "SignDecay", "StepDecay", "Tracer", "WeightDecay", "adjust",
+    "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy", "ctc_loss",
+    "custom_jvp", "custom_vjp", "dice_coeff_loss", "flatten", "fmap", "focal_loss", "freeze",
+    "gradient", "hessian", "hinge_loss", "huber_loss", "index_add", "jacobian", "jvp",
+    "kldivergence", "label_smoothing", "leaves", "logitbinarycrossentropy", "logitcrossentropy",
+    "logsumexp", "losses", "mae", "mse", "msle", "optimise", "poisson_loss", "pullback", "setup",
+    "siamese_contrastive_loss", "squared_hinge_loss", "stop_gradient", "testing", "thaw", "tree",
+    "tversky_loss", "unflatten", "update", "vjp", "withgradient",
 ]
