@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import init, testing, tree
+from fluxml import init, losses, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -23,7 +23,9 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
-from fluxml.init import seed
+from fluxml.init import (
+    seed,
+)
 from fluxml.layers import (
     Chain,
     Dense,
@@ -38,14 +40,82 @@ from fluxml.layers import (
     trainable,
     trainmode,
 )
-from fluxml.tree import flatten, fmap, leaves, unflatten
+from fluxml.losses import (
+    binary_focal_loss,
+    binarycrossentropy,
+    crossentropy,
+    ctc_loss,
+    dice_coeff_loss,
+    focal_loss,
+    hinge_loss,
+    huber_loss,
+    kldivergence,
+    label_smoothing,
+    logitbinarycrossentropy,
+    logitcrossentropy,
+    mae,
+    mse,
+    msle,
+    poisson_loss,
+    siamese_contrastive_loss,
+    squared_hinge_loss,
+    tversky_loss,
+)
+from fluxml.optimise import (
+    AccumGrad,
+    AdaBelief,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    AdamW,
+    AMSGrad,
+    ClipGrad,
+    ClipNorm,
+    CosineAnneal,
+    Descent,
+    ExpDecay,
+    Leaf,
+    Lion,
+    Momentum,
+    NAdam,
+    Nesterov,
+    OAdam,
+    OneCycle,
+    OptimiserChain,
+    RAdam,
+    RMSProp,
+    Rprop,
+    SignDecay,
+    StepDecay,
+    WeightDecay,
+    adjust,
+    freeze,
+    setup,
+    thaw,
+    update,
+)
+from fluxml.tree import (
+    flatten,
+    fmap,
+    leaves,
+    unflatten,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Chain", "Dense", "DifferentiationError", "LayerError", "Module", "Tracer", "checkpoint",
-    "custom_jvp", "custom_vjp", "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian",
-    "identity", "index_add", "init", "jacobian", "jvp", "leaves", "logsumexp", "modules",
-    "pullback", "seed", "stop_gradient", "testing", "testmode", "trainable", "trainmode", "tree",
-    "unflatten", "vjp", "withgradient",
+    "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW", "Chain",
+    "ClipGrad", "ClipNorm", "CosineAnneal", "Dense", "Descent", "DifferentiationError", "ExpDecay",
+    "LayerError", "Leaf", "Lion", "Module", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle",
+    "OptimiserChain", "RAdam", "RMSProp", "Rprop", "SignDecay", "StepDecay", "Tracer",
+    "WeightDecay", "adjust", "binary_focal_loss", "binarycrossentropy", "checkpoint",
+    "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "dice_coeff_loss", "f16", "f32", "f64",
+    "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss", "huber_loss",
+    "identity", "index_add", "init", "jacobian", "jvp", "kldivergence", "label_smoothing",
+    "leaves", "logitbinarycrossentropy", "logitcrossentropy", "logsumexp", "losses", "mae",
+    "modules", "mse", "msle", "optimise", "poisson_loss", "pullback", "seed", "setup",
+    "siamese_contrastive_loss", "squared_hinge_loss", "stop_gradient", "testing", "testmode",
+    "thaw", "trainable", "trainmode", "tree", "tversky_loss", "unflatten", "update", "vjp",
+    "withgradient",
 ]
