@@ -2,6 +2,7 @@
 
 from fluxml.ad.core import LAZY_RULES
 from fluxml.ad.rules import (  # noqa: F401
+    complex_values,
     decompositions,
     elementwise,
     elementwise_more,
