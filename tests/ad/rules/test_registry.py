@@ -13,7 +13,7 @@ from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.testing import check_grads
 
 FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing", "numerics",
-            "complex"]
+            "fft", "complex"]
 
 
 def _cases():

@@ -6,6 +6,7 @@ from fluxml.ad.rules import (  # noqa: F401
     decompositions,
     elementwise,
     elementwise_more,
+    fft,
     indexing,
     joins,
     linalg,

@@ -72,6 +72,9 @@ COMPLEX = frozenset([
     np.vecdot, np.cross,
     # numerical helpers (linear in the values)
     np.gradient, np.trapezoid, np.convolve, np.correlate, np.polyval, np.polyder, np.polyint,
+    # Fourier transforms (linear; rfft and rfftn refuse complex input as NumPy does)
+    np.fft.fft, np.fft.ifft, np.fft.fft2, np.fft.ifft2, np.fft.fftn, np.fft.ifftn,
+    np.fft.irfft, np.fft.irfft2, np.fft.irfftn, np.fft.fftshift, np.fft.ifftshift,
     # linear algebra (holomorphic)
     *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
              "inv", "det"),
