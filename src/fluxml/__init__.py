@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import testing, tree
+from fluxml import ode, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -30,5 +30,5 @@ __version__ = "0.1.0"
 __all__ = [
     "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "flatten",
     "fmap", "gradient", "hessian", "index_add", "jacobian", "jvp", "leaves", "logsumexp",
-    "pullback", "stop_gradient", "testing", "tree", "unflatten", "vjp", "withgradient",
+    "ode", "pullback", "stop_gradient", "testing", "tree", "unflatten", "vjp", "withgradient",
 ]
