@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import init, losses, nnlib, optimise, testing, tree
+from fluxml import init, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -114,8 +114,8 @@ __all__ = [
     "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss", "huber_loss",
     "identity", "index_add", "init", "jacobian", "jvp", "kldivergence", "label_smoothing",
     "leaves", "logitbinarycrossentropy", "logitcrossentropy", "logsumexp", "losses", "mae",
-    "modules", "mse", "msle", "nnlib", "optimise", "poisson_loss", "pullback", "seed", "setup",
-    "siamese_contrastive_loss", "squared_hinge_loss", "stop_gradient", "testing", "testmode",
-    "thaw", "trainable", "trainmode", "tree", "tversky_loss", "unflatten", "update", "vjp",
-    "withgradient",
+    "modules", "mse", "msle", "nnlib", "ode", "optimise", "poisson_loss", "pullback", "seed",
+    "setup", "siamese_contrastive_loss", "squared_hinge_loss", "stop_gradient", "testing",
+    "testmode", "thaw", "trainable", "trainmode", "tree", "tversky_loss", "unflatten", "update",
+    "vjp", "withgradient",
 ]
