@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import init, testing, tree
+from fluxml import data, init, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -22,6 +22,17 @@ from fluxml.ad import (
     stop_gradient,
     vjp,
     withgradient,
+)
+from fluxml.data import (
+    DataLoader,
+    Standardiser,
+    datasets,
+    normalise,
+    onecold,
+    onehot,
+    onehotbatch,
+    shuffleobs,
+    splitobs,
 )
 from fluxml.init import seed
 from fluxml.layers import (
@@ -43,9 +54,10 @@ from fluxml.tree import flatten, fmap, leaves, unflatten
 __version__ = "0.1.0"
 
 __all__ = [
-    "Chain", "Dense", "DifferentiationError", "LayerError", "Module", "Tracer", "checkpoint",
-    "custom_jvp", "custom_vjp", "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian",
-    "identity", "index_add", "init", "jacobian", "jvp", "leaves", "logsumexp", "modules",
-    "pullback", "seed", "stop_gradient", "testing", "testmode", "trainable", "trainmode", "tree",
-    "unflatten", "vjp", "withgradient",
+    "Chain", "DataLoader", "Dense", "DifferentiationError", "LayerError", "Module",
+    "Standardiser", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "data", "datasets",
+    "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add",
+    "init", "jacobian", "jvp", "leaves", "logsumexp", "modules", "normalise", "onecold",
+    "onehot", "onehotbatch", "pullback", "seed", "shuffleobs", "splitobs", "stop_gradient",
+    "testing", "testmode", "trainable", "trainmode", "tree", "unflatten", "vjp", "withgradient",
 ]
