@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import data, init, testing, tree
+from fluxml import data, init, io, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -35,6 +35,7 @@ from fluxml.data import (
     splitobs,
 )
 from fluxml.init import seed
+from fluxml.io import load, load_checkpoint, loadmodel, save, save_checkpoint, state
 from fluxml.layers import (
     Chain,
     Dense,
@@ -57,7 +58,8 @@ __all__ = [
     "Chain", "DataLoader", "Dense", "DifferentiationError", "LayerError", "Module",
     "Standardiser", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "data", "datasets",
     "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add",
-    "init", "jacobian", "jvp", "leaves", "logsumexp", "modules", "normalise", "onecold",
-    "onehot", "onehotbatch", "pullback", "seed", "shuffleobs", "splitobs", "stop_gradient",
+    "init", "io", "jacobian", "jvp", "leaves", "load", "load_checkpoint", "loadmodel",
+    "logsumexp", "modules", "normalise", "onecold", "onehot", "onehotbatch", "pullback",
+    "save", "save_checkpoint", "seed", "shuffleobs", "splitobs", "state", "stop_gradient",
     "testing", "testmode", "trainable", "trainmode", "tree", "unflatten", "vjp", "withgradient",
 ]
