@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import init, losses, nnlib, ode, optimise, testing, tree
+from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -23,8 +23,27 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
+from fluxml.data import (
+    DataLoader,
+    Standardiser,
+    datasets,
+    normalise,
+    onecold,
+    onehot,
+    onehotbatch,
+    shuffleobs,
+    splitobs,
+)
 from fluxml.init import (
     seed,
+)
+from fluxml.io import (
+    load,
+    load_checkpoint,
+    loadmodel,
+    save,
+    save_checkpoint,
+    state,
 )
 from fluxml.layers import (
     Chain,
@@ -106,16 +125,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW", "Chain",
-    "ClipGrad", "ClipNorm", "CosineAnneal", "Dense", "Descent", "DifferentiationError", "ExpDecay",
-    "LayerError", "Leaf", "Lion", "Module", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle",
-    "OptimiserChain", "RAdam", "RMSProp", "Rprop", "SignDecay", "StepDecay", "Tracer",
-    "WeightDecay", "adjust", "binary_focal_loss", "binarycrossentropy", "checkpoint",
-    "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "dice_coeff_loss", "f16", "f32", "f64",
+    "ClipGrad", "ClipNorm", "CosineAnneal", "DataLoader", "Dense", "Descent",
+    "DifferentiationError", "ExpDecay", "LayerError", "Leaf", "Lion", "Module", "Momentum",
+    "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "RAdam", "RMSProp", "Rprop",
+    "SignDecay", "Standardiser", "StepDecay", "Tracer", "WeightDecay", "adjust",
+    "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy", "ctc_loss",
+    "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss", "f16", "f32", "f64",
     "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss", "huber_loss",
-    "identity", "index_add", "init", "jacobian", "jvp", "kldivergence", "label_smoothing",
-    "leaves", "logitbinarycrossentropy", "logitcrossentropy", "logsumexp", "losses", "mae",
-    "modules", "mse", "msle", "nnlib", "ode", "optimise", "poisson_loss", "pullback", "seed",
-    "setup", "siamese_contrastive_loss", "squared_hinge_loss", "stop_gradient", "testing",
-    "testmode", "thaw", "trainable", "trainmode", "tree", "tversky_loss", "unflatten", "update",
-    "vjp", "withgradient",
+    "identity", "index_add", "init", "io", "jacobian", "jvp", "kldivergence", "label_smoothing",
+    "leaves", "load", "load_checkpoint", "loadmodel", "logitbinarycrossentropy",
+    "logitcrossentropy", "logsumexp", "losses", "mae", "modules", "mse", "msle", "nnlib",
+    "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "poisson_loss", "pullback",
+    "save", "save_checkpoint", "seed", "setup", "shuffleobs", "siamese_contrastive_loss",
+    "splitobs", "squared_hinge_loss", "state", "stop_gradient", "testing", "testmode", "thaw",
+    "trainable", "trainmode", "tree", "tversky_loss", "unflatten", "update", "vjp", "withgradient",
 ]
