@@ -25,15 +25,28 @@ from fluxml.ad import (
 )
 from fluxml.init import seed
 from fluxml.layers import (
+    Bilinear,
     Chain,
     Dense,
+    Embedding,
+    EmbeddingBag,
+    Flatten,
     LayerError,
+    Maxout,
     Module,
+    PairwiseFusion,
+    Parallel,
+    Scale,
+    SkipConnection,
+    _,
+    autosize,
     f16,
     f32,
     f64,
     identity,
     modules,
+    outputsize,
+    summary,
     testmode,
     trainable,
     trainmode,
@@ -43,9 +56,11 @@ from fluxml.tree import flatten, fmap, leaves, unflatten
 __version__ = "0.1.0"
 
 __all__ = [
-    "Chain", "Dense", "DifferentiationError", "LayerError", "Module", "Tracer", "checkpoint",
-    "custom_jvp", "custom_vjp", "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian",
-    "identity", "index_add", "init", "jacobian", "jvp", "leaves", "logsumexp", "modules",
-    "pullback", "seed", "stop_gradient", "testing", "testmode", "trainable", "trainmode", "tree",
+    "Bilinear", "Chain", "Dense", "DifferentiationError", "Embedding", "EmbeddingBag",
+    "Flatten", "LayerError", "Maxout", "Module", "PairwiseFusion", "Parallel", "Scale",
+    "SkipConnection", "Tracer", "_", "autosize", "checkpoint", "custom_jvp", "custom_vjp",
+    "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add",
+    "init", "jacobian", "jvp", "leaves", "logsumexp", "modules", "outputsize", "pullback",
+    "seed", "stop_gradient", "summary", "testing", "testmode", "trainable", "trainmode", "tree",
     "unflatten", "vjp", "withgradient",
 ]
