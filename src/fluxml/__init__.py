@@ -25,17 +25,24 @@ from fluxml.ad import (
 )
 from fluxml.init import seed
 from fluxml.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
     Bilinear,
     Chain,
     Dense,
     Embedding,
     EmbeddingBag,
     Flatten,
+    GRUCell,
     LayerError,
+    LSTMCell,
     Maxout,
     Module,
     PairwiseFusion,
     Parallel,
+    RNNCell,
     Scale,
     SkipConnection,
     _,
@@ -56,7 +63,8 @@ from fluxml.tree import flatten, fmap, leaves, unflatten
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bilinear", "Chain", "Dense", "DifferentiationError", "Embedding", "EmbeddingBag",
+    "Bidirectional", "Bilinear", "Chain", "GRU", "GRUCell", "LSTM", "LSTMCell",
+    "RNN", "RNNCell", "Dense", "DifferentiationError", "Embedding", "EmbeddingBag",
     "Flatten", "LayerError", "Maxout", "Module", "PairwiseFusion", "Parallel", "Scale",
     "SkipConnection", "Tracer", "_", "autosize", "checkpoint", "custom_jvp", "custom_vjp",
     "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add",

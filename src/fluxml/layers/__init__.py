@@ -15,10 +15,12 @@ from fluxml.layers.module import (
     within_gradient,
 )
 from fluxml.layers.precision import f16, f32, f64
+from fluxml.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, RNNCell
 from fluxml.layers.shapes import autosize, outputsize, summary
 
 __all__ = [
-    "Bilinear", "Chain", "Dense", "Embedding", "EmbeddingBag", "Flatten", "LayerError",
+    "Bidirectional", "Bilinear", "Chain", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN",
+    "RNNCell", "Dense", "Embedding", "EmbeddingBag", "Flatten", "LayerError",
     "Maxout", "Module", "PairwiseFusion", "Parallel", "Scale", "SkipConnection", "_",
     "autosize", "f16", "f32", "f64", "identity", "is_active", "modules", "outputsize",
     "summary", "testmode", "trainable", "trainmode", "within_gradient",
