@@ -81,6 +81,23 @@ defjvp(LOGSUMEXP, lambda t, ans, x, axis, keepdims: SUM(
     t * np.exp(x - _expand(ans, x.shape, axis, keepdims)), axis=axis, keepdims=keepdims))
 
 
+def _half_inverse(ans):
+    """``1 / (2 sqrt(v))`` where the standard deviation is positive, 0 where it is 0."""
+    zero = raw(ans) == 0
+    if not zero.any():
+        return 0.5 / ans
+    return np.where(zero, 0, 0.5 / np.where(zero, 1, ans))
+
+
+# The square root of a variance. Where the variance is 0 the standard deviation is constant
+# (one entry, an axis of length 1: derivative 0) or at the tip of a cone (equal entries: not
+# differentiable); the convention there is the derivative 0, a subgradient, instead of the
+# 0 * inf = NaN of the plain square root.
+STD_ROOT = primitive("std", np.sqrt, keeps_inputs=False)
+defvjp(STD_ROOT, lambda g, ans, v: g * _half_inverse(ans))
+defjvp(STD_ROOT, lambda t, ans, v: t * _half_inverse(ans))
+
+
 # --- NumPy functions -----------------------------------------------------------------------------
 
 @function(np.sum)
@@ -176,8 +193,8 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
 @function(np.std)
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None,
         correction=None):
-    result = var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
-                 correction=correction) ** 0.5
+    result = STD_ROOT(var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
+                          correction=correction))
     return _out(result, out, "np.std")
 
 
@@ -246,6 +263,28 @@ def sort(a, axis=-1, kind=None, order=None, *, stable=None):
     if axis is None:
         a, axis = np.ravel(a), 0
     idx = np.argsort(raw(a), axis=axis, kind="stable")
+    return take_along_axis(a, idx, axis=axis)
+
+
+@function(np.partition)
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """NumPy's partition, as a permutation of the entries (the gradient flows back through
+    it). Only the k-th entries are specified, so the permutation is matched to NumPy's own
+    output: entry for entry, the values are NumPy's."""
+    if order is not None:
+        raise DifferentiationError("np.partition(..., order=) applies to structured arrays "
+                                   "only")
+    if type(kth) is Tracer:
+        raise DifferentiationError("np.partition: kth must be concrete integers (not traced)")
+    a = _array(a)
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    value = raw(a)
+    want = np.partition(value, kth, axis=axis, kind=kind)
+    # position k of the result holds entry idx[k] of a: match the sorted orders of both
+    idx = np.empty(value.shape, np.intp)
+    np.put_along_axis(idx, np.argsort(want, axis=axis, kind="stable"),
+                      np.argsort(value, axis=axis, kind="stable"), axis=axis)
     return take_along_axis(a, idx, axis=axis)
 
 
