@@ -79,8 +79,10 @@ for _func in (np.sum, np.mean, np.prod, np.max, np.min, np.var, np.std, np.cumsu
               np.cumprod, np.ravel, np.transpose, np.swapaxes, np.squeeze, np.dot, np.clip,
               np.round, np.argmax, np.argmin, np.argsort, np.nonzero, np.all, np.any,
               np.repeat, np.take, np.diagonal, np.trace, np.ptp, np.argpartition,
-              np.searchsorted, np.put, np.compress):
+              np.searchsorted, np.put):
     setattr(Tracer, _func.__name__, _method(_func))
+Tracer.compress = lambda self, condition, axis=None, out=None: np.compress(
+    condition, self, axis, out)
 Tracer.conj = Tracer.conjugate = lambda self: np.conjugate(self)
 
 
