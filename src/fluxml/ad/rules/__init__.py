@@ -12,7 +12,9 @@ from fluxml.ad.rules import (  # noqa: F401
     linalg,
     numerics,
     reductions,
+    selection,
     shape,
+    solvers,
     special,
     writes,
 )

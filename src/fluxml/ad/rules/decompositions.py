@@ -75,15 +75,40 @@ def _solve_jvp_a(t, ans, a, b):
 SOLVE.vjp_all = _solve_vjp_all
 defjvp(SOLVE, _solve_jvp_a, lambda t, ans, a, b: np.linalg.solve(a, t))
 
-DET = primitive("det", np.linalg.det)  # the rules invert x: singular matrices raise LinAlgError
-defvjp(DET, lambda g, ans, x: _mat(g * ans) * mT(np.linalg.inv(x)))
-defjvp(DET, lambda t, ans, x: ans * _trace(np.linalg.solve(x, t)))
+# d det(x) = tr(adj(x) dx). adj(x) = det(x) inv(x) where x is invertible; at a singular matrix
+# (det 0, still differentiable) the adjugate comes from the cofactors, each a smaller det.
+DET = primitive("det", np.linalg.det)
+defvjp(DET, lambda g, ans, x: _mat(g) * mT(_adjugate(x, ans)))
+defjvp(DET, lambda t, ans, x: _trace(_adjugate(x, ans) @ t))
 
-SLOGDET = primitive("slogdet", lambda x: tuple(np.linalg.slogdet(x)), keeps_output=False,
-                    multiple_results=True)
-defvjp(SLOGDET, lambda g, ans, x: _mat(g[1]) * mT(np.linalg.inv(x)))  # the sign is constant
+
+def _adjugate(x, det):
+    if np.all(raw(det) != 0):
+        return _mat(det) * np.linalg.inv(x)
+    n = x.shape[-1]
+    if n == 1:
+        return np.ones_like(raw(x))
+    keep = [np.array([k for k in range(n) if k != i]) for i in range(n)]
+    rows = [np.stack([(-1) ** (i + j) * np.linalg.det(x[..., keep[j][:, None], keep[i]])
+                      for j in range(n)], axis=-1) for i in range(n)]
+    return np.stack(rows, axis=-2)  # adj[i, j] = (-1)^(i+j) det(x without row j, column i)
+
+
+def _slogdet_inverse(x, ans):
+    """inv(x), the derivative of log|det x|; at a singular matrix log|det| is -inf and has
+    none: refused (np.linalg.det is differentiable there)."""
+    if np.any(raw(ans[0]) == 0):
+        raise DifferentiationError(
+            "np.linalg.slogdet at a singular matrix: log|det| is -inf and has no derivative. "
+            "Use np.linalg.det (differentiable at singular matrices), or regularise the "
+            "matrix.")
+    return np.linalg.inv(x)
+
+
+SLOGDET = primitive("slogdet", lambda x: tuple(np.linalg.slogdet(x)), multiple_results=True)
+defvjp(SLOGDET, lambda g, ans, x: _mat(g[1]) * mT(_slogdet_inverse(x, ans)))  # sign: constant
 defjvp(SLOGDET, lambda t, ans, x: (np.zeros(x.shape[:-2], x.dtype),
-                                   _trace(np.linalg.solve(x, t))))
+                                   _trace(_slogdet_inverse(x, ans) @ t)))
 
 # --- Cholesky --------------------------------------------------------------------------------
 # L = cholesky(A) reads the lower triangle of A: A_s = tril(A) + tril(A, -1).T.
@@ -115,15 +140,20 @@ QR = primitive("qr", lambda x: tuple(np.linalg.qr(x)), keeps_inputs=False,
                multiple_results=True)
 
 
-def _qr_check(x):
+def _qr_check(x, r):
     if x.shape[-2] < x.shape[-1]:
         raise DifferentiationError(
             f"np.linalg.qr: derivatives need a square or tall matrix (rows >= columns), got "
             f"shape {x.shape}; take the QR of the transpose instead")
+    if np.any(np.diagonal(raw(r), axis1=-2, axis2=-1) == 0):
+        raise DifferentiationError(
+            "np.linalg.qr of a matrix without full column rank: Q is not unique there, so it "
+            "has no derivative. Regularise the matrix, or differentiate a quantity that does "
+            "not depend on the choice of Q.")
 
 
 def _qr_vjp(g, ans, x):
-    _qr_check(x)
+    _qr_check(x, ans[1])
     (gq, gr), (q, r) = g, ans
     n = gr @ mT(r) - mT(q) @ gq
     n = _tri(n, lower=False) + mT(_tri(n, lower=False, strict=True))
@@ -131,7 +161,7 @@ def _qr_vjp(g, ans, x):
 
 
 def _qr_jvp(t, ans, x):
-    _qr_check(x)
+    _qr_check(x, ans[1])
     q, r = ans
     dx = _solve_right(r, t)
     c = mT(q) @ dx
@@ -496,7 +526,15 @@ def _vector_norm(x, ord, axis, keepdims):
         return _pick(a, ax, keepdims, largest=ord > 0)
     if ord == 1:
         return np.sum(a, axis=axis, keepdims=keepdims)
-    return np.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+    # Where the whole vector is 0 the norm is a cone's tip: the subgradient 0, computed on a
+    # stand-in vector of ones so that no 0 * inf appears (at any order).
+    zero = np.sum(raw(a), axis=axis, keepdims=True) == 0
+    if zero.any():
+        a = np.where(zero, 1.0, a)
+    result = np.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+    if zero.any():
+        result = np.where(np.reshape(zero, np.shape(raw(result))), 0.0, result)
+    return result
 
 
 def _matrix_norm(x, ord, axis, keepdims):
