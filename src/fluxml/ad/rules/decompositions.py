@@ -79,11 +79,28 @@ DET = primitive("det", np.linalg.det)  # the rules invert x: singular matrices r
 defvjp(DET, lambda g, ans, x: _mat(g * ans) * mT(np.linalg.inv(x)))
 defjvp(DET, lambda t, ans, x: ans * _trace(np.linalg.solve(x, t)))
 
+# A real sign is locally constant. A complex sign det/|det| turns with the phase of the
+# determinant: d sign = sign * i Im(tr(x^-1 dx)), d logabsdet = Re(tr(x^-1 dx)).
 SLOGDET = primitive("slogdet", lambda x: tuple(np.linalg.slogdet(x)), keeps_output=False,
                     multiple_results=True)
-defvjp(SLOGDET, lambda g, ans, x: _mat(g[1]) * mT(np.linalg.inv(x)))  # the sign is constant
-defjvp(SLOGDET, lambda t, ans, x: (np.zeros(x.shape[:-2], x.dtype),
-                                   _trace(np.linalg.solve(x, t))))
+
+
+def _slogdet_vjp(g, ans, x):
+    gsign, glog = g
+    if np.iscomplexobj(raw(x)):  # the sign recomputed: the rules keep no output
+        glog = glog + np.imag(gsign * SLOGDET(x)[0]) * 1j
+    return _mat(glog) * mT(np.linalg.inv(x))
+
+
+def _slogdet_jvp(t, ans, x):
+    tr = _trace(np.linalg.solve(x, t))
+    if np.iscomplexobj(raw(x)):
+        return SLOGDET(x)[0] * (np.imag(tr) * 1j), np.real(tr)
+    return np.zeros(x.shape[:-2], x.dtype), tr
+
+
+defvjp(SLOGDET, _slogdet_vjp)
+defjvp(SLOGDET, _slogdet_jvp)
 
 # --- Cholesky --------------------------------------------------------------------------------
 # L = cholesky(A) reads the lower triangle of A: A_s = tril(A) + tril(A, -1).T.
@@ -183,7 +200,15 @@ SVD = primitive("svd", lambda x, *, hermitian: tuple(np.linalg.svd(
     x, full_matrices=False, hermitian=hermitian)), keeps_inputs=False, multiple_results=True)
 
 
+def _real_only(x, name):
+    """Rules derived for real matrices, reached with complex ones only from inside another
+    rule (the NumPy functions refuse complex values before): refuse rather than be wrong."""
+    if np.iscomplexobj(raw(x)):
+        raise DifferentiationError(f"{name} of a complex matrix has no derivative rule yet")
+
+
 def _svd_vjp(g, ans, x, hermitian):
+    _real_only(x, "np.linalg.svd")
     (gu, gs, gvh), (u, s, vh) = g, ans
     ut_gu = mT(u) @ gu
     vt_gv = vh @ mT(gvh)
@@ -200,6 +225,7 @@ def _svd_vjp(g, ans, x, hermitian):
 
 
 def _svd_jvp(t, ans, x, hermitian):
+    _real_only(x, "np.linalg.svd")
     u, s, vh = ans
     t = _unfold(t, lower=True) if hermitian else t
     v = mT(vh)
@@ -456,11 +482,18 @@ NORM2 = primitive("norm2", lambda x, *, axis, keepdims: np.linalg.norm(
 def _norm2_vjp(g, ans, x, axis, keepdims):
     shape = _kept_shape(x.shape, axis, True)
     n = np.reshape(ans, shape)
-    return np.reshape(g, shape) * x / (n + (raw(n) == 0))
+    return np.reshape(g, shape) * _conj(x) / (n + (raw(n) == 0))
 
 
 def _norm2_jvp(t, ans, x, axis, keepdims):
-    return np.sum(t * x, axis=axis, keepdims=keepdims) / (ans + (raw(ans) == 0))
+    inner = np.sum(t * _conj(x), axis=axis, keepdims=keepdims)
+    if np.iscomplexobj(raw(inner)):
+        inner = np.real(inner)
+    return inner / (ans + (raw(ans) == 0))
+
+
+def _conj(x):
+    return np.conjugate(x) if np.iscomplexobj(raw(x)) else x
 
 
 defvjp(NORM2, _norm2_vjp)
@@ -506,6 +539,11 @@ def _matrix_norm(x, ord, axis, keepdims):
     if ord is None or ord == "fro":
         return NORM2(x, axis=axis, keepdims=keepdims)
     if ord in ("nuc", 2, -2):
+        if np.iscomplexobj(raw(x)):
+            raise DifferentiationError(
+                f"np.linalg.norm(ord={ord!r}) of a complex matrix needs the complex SVD, which "
+                "has no derivative rule yet; use the Frobenius norm, or the real matrix "
+                "[[re, -im], [im, re]] whose singular values are those of x, each twice")
         s = SVDVALS(_last(x, r, c))
         result = np.sum(s, axis=-1) if ord == "nuc" else s[..., 0 if ord == 2 else -1]
     elif ord in (1, -1, np.inf, -np.inf):
@@ -521,6 +559,8 @@ def _matrix_norm(x, ord, axis, keepdims):
 
 
 def _abs(x):
+    if np.iscomplexobj(raw(x)):
+        return np.abs(x)  # non-holomorphic: abs's own rule
     return x * np.sign(raw(x))
 
 
