@@ -7,10 +7,13 @@ solve, det and eigh; Murray 2016 for Cholesky; Townsend 2016 for the SVD; the JA
 of the QR rule (Walter & Lehmann; Liao et al. 2019).
 
 Symmetric inputs. ``cholesky`` and ``eigh`` read one triangle of their input only (the lower
-one, ``UPLO='L'``, by default), exactly as LAPACK does. Their rules are the derivatives of that
-function: a perturbation of the unread triangle changes nothing, and the cotangent of the input
-is zero there. For a symmetric input built from other values (``A = X @ X.T``) the chain rule
-gives the same result as the symmetric-gradient convention of other libraries.
+one, ``UPLO='L'``, by default), exactly as LAPACK does (for a complex Hermitian input: one
+triangle and the real part of the diagonal; the rules are the same with conjugate transposes,
+and an eigenvector's phase is fixed as JAX fixes it, ``Im(v^H dv) = 0``, see ``eig.py``).
+Their rules are the derivatives of that function: a perturbation of the unread triangle
+changes nothing, and the cotangent of the input is zero there. For a symmetric input built
+from other values (``A = X @ X.T``) the chain rule gives the same result as the
+symmetric-gradient convention of other libraries.
 
 Repeated eigenvalues and singular values. The vectors of a repeated value are not unique, and
 the textbook rules divide by ``w_j - w_i``. Where two values agree to within
@@ -111,12 +114,12 @@ CHOLESKY = primitive("cholesky", np.linalg.cholesky, keeps_inputs=False)
 
 
 def _cholesky_vjp(g, ans, x):
-    s = _solve_right(ans, np.linalg.solve(mT(ans), _phi(mT(ans) @ g)))
-    return _phi(s + mT(s))
+    s = _solve_right(_conj(ans), np.linalg.solve(mT(ans), _phi(mT(ans) @ g)))
+    return _phi(s + mH(s))
 
 
 def _cholesky_jvp(t, ans, x):
-    m = np.linalg.solve(ans, mT(np.linalg.solve(ans, _unfold(t, lower=True))))
+    m = np.linalg.solve(ans, mH(np.linalg.solve(ans, _unfold(t, lower=True))))
     return ans @ _phi(m)
 
 
@@ -172,14 +175,15 @@ EIGH = primitive("eigh", lambda x, *, UPLO: tuple(np.linalg.eigh(x, UPLO)), keep
 def _eigh_vjp(g, ans, x, UPLO):
     (gw, gv), (w, v) = g, ans
     inner = _diag(gw) + _gap_inverse(w) * (mT(v) @ gv)
-    b = v @ inner @ mT(v)
-    return _phi(b + mT(b), lower=UPLO == "L")
+    b = _conj(v) @ inner @ mT(v)
+    return _phi(b + mH(b), lower=UPLO == "L")
 
 
 def _eigh_jvp(t, ans, x, UPLO):
     w, v = ans
-    m = mT(v) @ _unfold(t, lower=UPLO == "L") @ v
-    return np.einsum("...ii->...i", m), v @ (_gap_inverse(w) * m)
+    m = mH(v) @ _unfold(t, lower=UPLO == "L") @ v
+    dw = np.einsum("...ii->...i", m)
+    return (np.real(dw) if np.iscomplexobj(raw(dw)) else dw), v @ (_gap_inverse(w) * m)
 
 
 defvjp(EIGH, _eigh_vjp)
@@ -437,9 +441,11 @@ def _phi(x, lower=True):
 
 
 def _unfold(t, *, lower):
-    """The symmetric matrix that a routine reading one triangle of ``t`` sees."""
+    """The symmetric (Hermitian) matrix that a routine reading one triangle of ``t`` sees
+    (LAPACK ignores the imaginary part of a Hermitian matrix's diagonal)."""
     part = _tri(t, lower=lower, strict=True)
-    return part + mT(part) + t * np.eye(t.shape[-1], dtype=raw(t).dtype)
+    diagonal = np.real(t) if np.iscomplexobj(raw(t)) else t
+    return part + mH(part) + diagonal * np.eye(t.shape[-1], dtype=raw(diagonal).dtype)
 
 
 def _gap_inverse(w):
@@ -494,6 +500,11 @@ def _norm2_jvp(t, ans, x, axis, keepdims):
 
 def _conj(x):
     return np.conjugate(x) if np.iscomplexobj(raw(x)) else x
+
+
+def mH(x):
+    """The conjugate transpose of a stack of matrices (the transpose, for real ones)."""
+    return _conj(mT(x))
 
 
 defvjp(NORM2, _norm2_vjp)
