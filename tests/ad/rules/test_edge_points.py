@@ -82,7 +82,7 @@ def _close(a, b, tol):
 # the rules drop the degenerate gaps, a convention that is exact for functions of the matrix
 # that do not depend on the choice of basis (decompositions.py). There only finiteness and the
 # agreement of the two modes are checked.
-NOT_UNIQUE = (np.linalg.eigh, np.linalg.svd)
+NOT_UNIQUE = (np.linalg.eigh, np.linalg.eig, np.linalg.svd)
 
 # zeros in every run; equal and paired entries behind the slow mark (about 20 s more)
 PARAMS = [pytest.param(p.values[0], p.values[1], p.values[2], point, id=f"{p.id}-{point}",

@@ -107,7 +107,8 @@ deflinear(REAL)
 
 IMAG = primitive("imag", lambda x: np.array(np.imag(x), copy=True), keeps_inputs=False,
                  keeps_output=False)
-defvjp(IMAG, lambda g, ans, x: -1j * g if np.iscomplexobj(x) else np.zeros_like(g))
+# g first: 1j * np.float64 is a Python complex, np.float64 * 1j a NumPy one
+defvjp(IMAG, lambda g, ans, x: g * -1j if np.iscomplexobj(x) else np.zeros_like(g))
 deflinear(IMAG)
 
 CONJUGATE = ufunc(np.conjugate, keeps_inputs=False, keeps_output=False)  # np.conj
