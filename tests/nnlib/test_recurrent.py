@@ -100,3 +100,70 @@ def test_bad_shapes():
         lstm_cell(X, H0, C0[:1], w_ih, w_hh)
     with pytest.raises(ValueError, match="share their batch axes"):
         lstm_cell(X[:1], H0, C0, w_ih, w_hh)
+
+
+# --- whole-sequence kernels ---------------------------------------------------------------------
+
+T = 3
+XS = R.standard_normal((N, T, IN))
+
+
+def lstm_loop(x, h, c, *p):
+    hs = []
+    for t in range(x.shape[1]):
+        h, c = lstm_ref(x[:, t], h, c, *p)
+        hs.append(h)
+    return np.stack(hs, 1), h, c
+
+
+def gru_loop(x, h, *p):
+    hs = []
+    for t in range(x.shape[1]):
+        h = gru_ref(x[:, t], h, *p)
+        hs.append(h)
+    return np.stack(hs, 1), h
+
+
+def test_sequence_values():
+    for got, want in zip(fl.nnlib.lstm_sequence(XS, H0, C0, *LSTM_P),
+                         lstm_loop(XS, H0, C0, *LSTM_P)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    for got, want in zip(fl.nnlib.gru_sequence(XS, H0, *GRU_P), gru_loop(XS, H0, *GRU_P)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_sequence_derivatives():
+    check_grads(fl.nnlib.lstm_sequence, XS, H0, C0, *LSTM_P)
+    check_grads(lambda c, w: fl.nnlib.lstm_sequence(XS, H0, c, LSTM_P[0], w)[2], C0,
+                LSTM_P[1])
+    check_grads(fl.nnlib.gru_sequence, XS, H0, *GRU_P)
+    check_grads(lambda h, b: fl.nnlib.gru_sequence(XS, h, *GRU_P[:3], b)[0], H0, GRU_P[3])
+
+
+def test_sequence_gradient_matches_loop():
+    gs = [R.standard_normal(s) for s in ((N, T, H), (N, H), (N, H))]
+
+    def loss(f):
+        return lambda *a: sum(np.sum(o * g) for o, g in zip(f(*a), gs))
+
+    args = (XS, H0, C0, *LSTM_P)
+    for u, v in zip(fl.gradient(loss(fl.nnlib.lstm_sequence), *args),
+                    fl.gradient(loss(lstm_loop), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+    args = (XS, H0, *GRU_P)
+    for u, v in zip(fl.gradient(loss(fl.nnlib.gru_sequence), *args),
+                    fl.gradient(loss(gru_loop), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_sequence_float32_and_bad_input():
+    args = [a.astype(np.float32) for a in (XS, H0, C0, *LSTM_P)]
+    out = fl.nnlib.lstm_sequence(*args)
+    grads = fl.gradient(lambda *a: np.sum(fl.nnlib.lstm_sequence(*a)[0]), *args)
+    assert all(a.dtype == np.float32 for a in (*out, *grads))
+    with pytest.raises(ValueError, match=r"lstm_sequence: expected a batch-first sequence"):
+        fl.nnlib.lstm_sequence(X, H0, C0, *LSTM_P)
+    with pytest.raises(ValueError, match="gru_sequence: the sequence is empty"):
+        fl.nnlib.gru_sequence(XS[:, :0], H0, *GRU_P)
+    with pytest.raises(ValueError, match=r"gru_sequence: weight_ih must have shape \(12, 3\)"):
+        fl.nnlib.gru_sequence(XS, H0, LSTM_P[0], GRU_P[1])

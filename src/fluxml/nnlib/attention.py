@@ -51,8 +51,7 @@ def _softmax_rows(s):
 
 
 def _impl(q, k, v, bias, *, mask, scale):
-    s = np.matmul(q, _t(k))
-    s *= scale
+    s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
     if bias is not None:
         s += bias
     if mask is not None:
@@ -77,7 +76,12 @@ def _vjp(g, ans, args, params, positions):
         dp = np.matmul(g_out, _t(v))
         if _used(g_p):
             dp = dp + g_p
-        ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
+        if type(dp) is np.ndarray and type(p) is np.ndarray:  # first order: in place
+            ds = dp * p
+            dp = np.sum(ds, axis=-1, keepdims=True)
+            ds -= p * dp
+        else:
+            ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
         if 0 in positions:
             result[0] = np.matmul(ds, k) * scale
         if 1 in positions:
