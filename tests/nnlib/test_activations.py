@@ -114,6 +114,18 @@ def test_erf_against_math():
     check_grads(fl.nnlib.erf, np.array([-2.5, -0.3, 0.9, 1.7]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_accurate_in_both_tails(dtype):
+    x = np.concatenate([-np.logspace(-10, 2.5, 300), np.logspace(-10, 2.5, 300)]).astype(dtype)
+    want = np.logaddexp(x.astype(np.float64), 0.0)
+    got = fl.softplus(x)
+    assert got.dtype == dtype
+    tol = {"rtol": 4 * np.finfo(dtype).eps, "atol": np.finfo(dtype).tiny}  # subnormals
+    np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(fl.logsigmoid(x), -np.logaddexp(-x.astype(np.float64), 0.0),
+                               **tol)
+
+
 def test_relu_derivative_at_zero_is_zero():
     assert fl.gradient(lambda x: np.sum(fl.relu(x)), np.zeros(2))[0].tolist() == [0.0, 0.0]
 

@@ -2,9 +2,10 @@
 
 Most are composites of NumPy calls, differentiated through the engine's rules. A few have
 rules of their own, for speed (one cheap backward pass instead of several recorded ones:
-``relu``, ``sigmoid``, ``swish``, the two ``gelu`` forms) or because NumPy lacks the function
-(``erf``). Every function is finite at any finite input, in float32 and float64, without
-overflow warnings, and keeps float32 float32 (constants are Python floats).
+``relu``, ``sigmoid``, ``swish``, the two ``gelu`` forms, ``softplus``, the ``elu`` family,
+which also avoid NumPy's slow ``logaddexp``, ``log1p`` and ``where``) or because NumPy lacks
+the function (``erf``). Every function is finite at any finite input, in float32 and
+float64, without overflow warnings, and keeps float32 float32 (constants are Python floats).
 
 >>> import numpy as np, fluxml as fl
 >>> fl.relu(np.array([-1.0, 2.0]))
@@ -155,6 +156,49 @@ GELU_ERF = _elementwise("gelu_erf", lambda x: x * (0.5 + 0.5 * _erf_impl(x / mat
                         _gelu_erf_slope, keeps_output=False)
 
 
+def _log1p_small(u):
+    """log(1 + u) for u in [0, 1], accurate as log1p (Goldberg's correction of log(1 + u) by
+    u / ((1 + u) - 1)), from log and arithmetic: NumPy's log1p is not vectorised and costs
+    about 8 times as much."""
+    w = 1 + u
+    d = w - 1
+    exact = d == 0  # u below half an ulp of 1: log1p(u) = u
+    d += exact
+    out = np.log(w)
+    out *= u
+    out /= d
+    out += u * exact
+    return out
+
+
+def _softplus_impl(x):
+    out = _log1p_small(np.exp(-np.abs(x)))
+    out += np.maximum(x, 0)
+    return out
+
+
+SOFTPLUS = _elementwise("softplus", _softplus_impl, lambda ans, x: SIGMOID(x),
+                        keeps_output=False)
+
+
+def _elu_impl(x, *, alpha, beta, scale):
+    out = np.expm1(np.minimum(x, 0) * (1 / beta))
+    out *= alpha
+    out += np.maximum(x, 0)
+    return out * scale if scale != 1 else out
+
+
+def _elu_slope(ans, x, alpha, beta, scale):
+    negative = np.exp(np.minimum(x, 0) * (1 / beta)) * (alpha / beta)
+    return ((x > 0) + (x <= 0) * negative) * scale
+
+
+# elu, selu and celu: scale * (max(x, 0) + alpha * expm1(min(x, 0) / beta)), no branch
+ELU = primitive("elu", _elu_impl, keeps_output=False)
+defvjp(ELU, lambda g, ans, x, alpha, beta, scale: g * _elu_slope(ans, x, alpha, beta, scale))
+defjvp(ELU, lambda t, ans, x, alpha, beta, scale: t * _elu_slope(ans, x, alpha, beta, scale))
+
+
 # --- the activations -----------------------------------------------------------------------------
 
 def relu(x):
@@ -194,7 +238,7 @@ def logsigmoid(x):
     >>> fl.logsigmoid(np.array([-1000.0, 0.0])).round(6).tolist()
     [-1000.0, -0.693147]
     """
-    return -np.logaddexp(-x, 0.0)
+    return -SOFTPLUS(-x)
 
 
 def relu6(x):
@@ -217,12 +261,6 @@ def leakyrelu(x, a: float = 0.01):
     return np.where(x > 0, x, a * x)
 
 
-def _expm1_negative(x, a=1.0):
-    """``a * expm1(x / a)`` on the part ``x <= 0`` (0 elsewhere): never overflows."""
-    inner = np.where(x > 0, 0, x)
-    return a * np.expm1(inner / a) if a != 1.0 else np.expm1(inner)
-
-
 def elu(x, a: float = 1.0):
     """``x`` for ``x > 0``, else ``a * (exp(x) - 1)``.
 
@@ -230,7 +268,7 @@ def elu(x, a: float = 1.0):
     >>> fl.elu(np.array([-1000.0, 2.0]))
     array([-1.,  2.])
     """
-    return np.where(x > 0, x, a * _expm1_negative(x))
+    return ELU(x, alpha=float(a), beta=1.0, scale=1.0)
 
 
 def selu(x):
@@ -240,7 +278,7 @@ def selu(x):
     >>> fl.selu(np.array([1.0])).round(6)
     array([1.050701])
     """
-    return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * _expm1_negative(x))
+    return ELU(x, alpha=SELU_ALPHA, beta=1.0, scale=SELU_SCALE)
 
 
 def celu(x, a: float = 1.0):
@@ -250,7 +288,7 @@ def celu(x, a: float = 1.0):
     >>> fl.celu(np.array([-1000.0, 1.0]), 2.0)
     array([-2.,  1.])
     """
-    return np.where(x > 0, x, _expm1_negative(x, a))
+    return ELU(x, alpha=float(a), beta=float(a), scale=1.0)
 
 
 def gelu_tanh(x):
@@ -308,7 +346,7 @@ def softplus(x):
     >>> fl.softplus(np.array([1000.0, 0.0])).round(6).tolist()
     [1000.0, 0.693147]
     """
-    return np.logaddexp(x, 0.0)
+    return SOFTPLUS(x)
 
 
 def softsign(x):
