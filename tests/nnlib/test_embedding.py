@@ -33,6 +33,20 @@ def test_gradient_adds_repeats():
     assert not got[[1, 2, 4, 6]].any()
 
 
+FEW_REPEATS = np.concatenate([np.arange(27), [3, 3, 11]]).reshape(6, 5)
+
+
+@pytest.mark.parametrize("idx", [np.arange(30)[::-1].reshape(6, 5), FEW_REPEATS,
+                                 np.arange(30).reshape(6, 5) % 3], ids=["none", "few", "most"])
+def test_scatter_paths(idx):
+    w = R.standard_normal((40, 2))
+    g = R.standard_normal((6, 5, 2))
+    want = np.zeros_like(w)
+    np.add.at(want, idx, g)
+    got = fl.gradient(lambda w: np.sum(fl.embedding(w, idx) * g), w)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
 def test_derivatives():
     check_grads(lambda w: fl.embedding(w, IDX) ** 2, W)
     w32 = W.astype(np.float32)
