@@ -58,3 +58,11 @@ def test_bad_input():
         fl.alpha_dropout(np.ones(3), -0.1)
     with pytest.raises(ValueError, match="dropout: dims must be axes"):
         fl.dropout(np.ones((2, 3)), 0.5, dims=(2,))
+
+
+def test_derivatives_with_a_fixed_mask():
+    from fluxml.testing import check_grads
+
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    check_grads(lambda x: fl.dropout(x, 0.4, rng=np.random.default_rng(3)), x)
+    check_grads(lambda x: fl.alpha_dropout(x, 0.4, rng=np.random.default_rng(3)), x)
