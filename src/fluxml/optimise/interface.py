@@ -164,16 +164,49 @@ def update(state, model, grads):
     gradient (``fl.gradient(loss, model)[0]``); ``None`` anywhere in it skips that part.
     Returns ``(state, model)``, the same objects, updated."""
     pending: dict = {}
-    _collect(state, model, grads, pending, "model")
+    _collect(state, model, grads, pending, ())
     for leaf, x, dx, _ in pending.values():
-        buf = getattr(leaf, "_scratch", None)
-        if buf is None or buf.shape != x.shape or buf.dtype != x.dtype:
-            buf = np.empty_like(x)
-            leaf._scratch = buf  # not a tree field: never saved, never flattened
+        buf = _scratch(leaf, x, dx)
         leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
         if step is not None:
             np.subtract(x, step, out=x)
     return state, model
+
+
+def _layout(a):
+    """"F" for an array laid out as the transpose of a C-contiguous one, else "C"."""
+    flags = getattr(a, "flags", None)
+    if flags is None or a.ndim < 2 or flags.c_contiguous or not flags.f_contiguous:
+        return "C"
+    return "F"
+
+
+def _scratch(leaf, x, dx):
+    """The Leaf's scratch array (not a tree field: never saved, never flattened), laid out
+    as the gradient. Weight gradients of ``x @ W.T`` come back as transposed views, and
+    NumPy is several times slower on operands of mixed layouts: so the rule's state arrays
+    follow the gradient's layout too (converted once, when it changes), and only the final
+    ``x -= update`` mixes layouts."""
+    order = _layout(dx)
+    buf = getattr(leaf, "_scratch", None)
+    if buf is None or buf.shape != x.shape or buf.dtype != x.dtype or _layout(buf) != order:
+        buf = np.empty(x.shape, dtype=x.dtype, order=order)
+        leaf._scratch = buf
+        leaf.state = _relayout(leaf.state, order)
+    return buf
+
+
+def _relayout(state, order):
+    """The state with its arrays (of two or more axes) in the given layout; arrays already
+    so laid out are kept (they may be shared with the caller)."""
+    if isinstance(state, np.ndarray):
+        if state.ndim < 2 or _layout(state) == order:
+            return state
+        return np.asarray(state, order=order).copy(order=order)
+    if isinstance(state, tuple):
+        parts = [_relayout(s, order) for s in state]
+        return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
+    return state
 
 
 def _child(tree, key):
@@ -186,45 +219,53 @@ def _child(tree, key):
     return getattr(tree, key, None)
 
 
+def _where(path):
+    """``model.layers[0].weight`` from the keys walked to get there."""
+    return "model" + "".join(f".{k}" if isinstance(k, str) and kind == "attr" else f"[{k!r}]"
+                             for kind, k in path)
+
+
 def _collect(state, model, grads, pending, path):
+    """Pair each unfrozen Leaf with its array and gradient (the path, a tuple of keys, is
+    formatted only for errors: the walk runs every step)."""
     if state is None or grads is None:
         return
-    if isinstance(state, Leaf):
+    if type(state) is Leaf:
         if state.frozen:
             return
-        x = model
-        if not isinstance(x, np.ndarray) and type(x).__name__ != "ndarray":
-            raise TypeError(f"update: {path} is a Leaf of the state but the model has "
-                            f"{type(x).__name__} there; was the state set up for this model?")
-        if np.shape(grads) != x.shape:
-            raise ValueError(f"update: the gradient of {path} has shape {np.shape(grads)}, "
-                             f"the parameter {x.shape}")
+        if not isinstance(model, np.ndarray) and type(model).__name__ != "ndarray":
+            raise TypeError(f"update: {_where(path)} has a Leaf in the state but the model "
+                            f"has {type(model).__name__} there; was the state set up for "
+                            "this model?")
+        shape = model.shape
+        if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
+            raise ValueError(f"update: the gradient of {_where(path)} has shape "
+                             f"{np.shape(grads)}, the parameter {shape}")
         seen = pending.get(id(state))
         if seen is None:
-            pending[id(state)] = (state, x, grads, path)
-        elif seen[1] is not x:
-            raise ValueError(f"update: {path} and {seen[3]} share a Leaf (tied in setup) but "
-                             "are different arrays in the model now; set up the state again")
+            pending[id(state)] = (state, model, grads, path)
+        elif seen[1] is not model:
+            raise ValueError(f"update: {_where(path)} and {_where(seen[3])} share a Leaf (tied "
+                             "in setup) but are different arrays in the model now; set up the "
+                             "state again")
         # fl.gradient gives a tied array its total gradient at every address: use one
         return
-    if isinstance(state, Node):
-        items = [(k, getattr(state, k)) for k in state._fields]
-        sep = "."
+    if type(state) is Node:
+        for k in state._fields:
+            _collect(getattr(state, k), getattr(model, k, None), _child(grads, k), pending,
+                     path + (("attr", k),))
     elif isinstance(state, dict):
-        items = list(state.items())
-        sep = None
+        for k, sub in state.items():
+            _collect(sub, _child(model, k), _child(grads, k), pending, path + (("item", k),))
     elif isinstance(state, (list, tuple)):
-        items = list(enumerate(state))
-        sep = None
         if len(model) != len(state):
-            raise ValueError(f"update: {path} has {len(model)} entries, its state "
+            raise ValueError(f"update: {_where(path)} has {len(model)} entries, its state "
                              f"{len(state)}; was the state set up for this model?")
+        for k, sub in enumerate(state):
+            _collect(sub, model[k], _child(grads, k), pending, path + (("item", k),))
     else:
         raise TypeError(f"update: unexpected {type(state).__name__} in the optimiser state at "
-                        f"{path}")
-    for k, sub in items:
-        where = f"{path}.{k}" if sep else f"{path}[{k!r}]"
-        _collect(sub, _child(model, k), _child(grads, k), pending, where)
+                        f"{_where(path)}")
 
 
 # --- adjust, freeze, thaw ---------------------------------------------------------------------
