@@ -207,3 +207,18 @@ def test_schedules_against_their_formulas():
         s(-1)
     with pytest.raises(ValueError, match="period"):
         fl.CosineAnneal(1.0, period=0)
+
+
+@pytest.mark.parametrize("rule", [fl.Adam(0.1), fl.Rprop(0.1), fl.AdaDelta(),
+                                  fl.OptimiserChain(fl.AccumGrad(2), fl.OAdam(0.1))])
+def test_state_follows_the_gradient_layout(rule):
+    # the state is re-laid out when the gradient's layout changes: same steps either way
+    W, ref = np.arange(12.0).reshape(3, 4), np.arange(12.0).reshape(3, 4)
+    state, ref_state = fl.setup(rule, [W]), fl.setup(rule, [ref])
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        g = rng.standard_normal((3, 4))
+        view = np.ascontiguousarray(g.T).T if i % 3 else g  # F, F, C, F, F, C
+        fl.update(state, [W], [view])
+        fl.update(ref_state, [ref], [g])
+        np.testing.assert_allclose(W, ref, rtol=1e-12)
