@@ -222,3 +222,16 @@ def test_state_follows_the_gradient_layout(rule):
         fl.update(state, [W], [view])
         fl.update(ref_state, [ref], [g])
         np.testing.assert_allclose(W, ref, rtol=1e-12)
+
+
+def test_a_state_rebuilt_from_its_leaves_still_steps_each_array_once():
+    w = np.ones(2)
+    model = {"a": w, "b": w}
+    state = fl.setup(fl.Descent(0.5), model)
+    leaves, spec = fl.tree.flatten(state)
+    rebuilt = fl.tree.unflatten(spec, leaves)  # as a loader would: two Leafs now
+    assert rebuilt["a"] is not rebuilt["b"]
+    fl.update(rebuilt, model, {"a": np.ones(2), "b": np.ones(2)})
+    np.testing.assert_allclose(w, 0.5)
+    with pytest.raises(ValueError, match=r"model\['b'\] and model\['a'\] share a Leaf"):
+        fl.update(state, {"a": w, "b": np.ones(2)}, {"a": np.ones(2), "b": np.ones(2)})

@@ -163,9 +163,9 @@ def update(state, model, grads):
     gradient into an update, subtracted from the model's array. ``grads`` is a structural
     gradient (``fl.gradient(loss, model)[0]``); ``None`` anywhere in it skips that part.
     Returns ``(state, model)``, the same objects, updated."""
-    pending: dict = {}
+    pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
-    for leaf, x, dx, _ in pending.values():
+    for leaf, x, dx in pending[0].values():
         buf = _scratch(leaf, x, dx)
         leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
         if step is not None:
@@ -241,14 +241,17 @@ def _collect(state, model, grads, pending, path):
         if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
             raise ValueError(f"update: the gradient of {_where(path)} has shape "
                              f"{np.shape(grads)}, the parameter {shape}")
-        seen = pending.get(id(state))
-        if seen is None:
-            pending[id(state)] = (state, model, grads, path)
-        elif seen[1] is not model:
-            raise ValueError(f"update: {_where(path)} and {_where(seen[3])} share a Leaf (tied "
+        # One step per array: fl.gradient gives a tied array its total gradient at every
+        # address, and a state rebuilt from its leaves (fmap, loading) may hold two Leafs
+        # for one array: the first found is used.
+        arrays, by_leaf = pending
+        prev = by_leaf.setdefault(id(state), (model, path))
+        if prev[0] is not model:
+            raise ValueError(f"update: {_where(path)} and {_where(prev[1])} share a Leaf (tied "
                              "in setup) but are different arrays in the model now; set up the "
                              "state again")
-        # fl.gradient gives a tied array its total gradient at every address: use one
+        if id(model) not in arrays:
+            arrays[id(model)] = (state, model, grads)
         return
     if type(state) is Node:
         for k in state._fields:
