@@ -320,10 +320,10 @@ def test_steps_follow_the_equations(rule, ref, _):
         np.testing.assert_allclose(model["w"], want, rtol=1e-10, atol=1e-12)
 
 
-CONVEX = [(c, i) for (_, _, c), i in zip(ROWS, IDS) if c is not None]
+CONVEX = [c for _, _, c in ROWS if c is not None]
 
 
-@pytest.mark.parametrize("rule", [c for c, _ in CONVEX], ids=[i for _, i in CONVEX])
+@pytest.mark.parametrize("rule", CONVEX, ids=[repr(c) for c in CONVEX])
 def test_converges_on_a_convex_problem(rule):
     rng = np.random.default_rng(3)
     h, c = rng.uniform(0.5, 1.5, 10), rng.standard_normal(10)
