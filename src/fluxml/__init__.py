@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import losses, optimise, testing, tree
+from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -22,6 +22,62 @@ from fluxml.ad import (
     stop_gradient,
     vjp,
     withgradient,
+)
+from fluxml.data import (
+    DataLoader,
+    Standardiser,
+    datasets,
+    normalise,
+    onecold,
+    onehot,
+    onehotbatch,
+    shuffleobs,
+    splitobs,
+)
+from fluxml.init import (
+    seed,
+)
+from fluxml.io import (
+    load,
+    load_checkpoint,
+    loadmodel,
+    save,
+    save_checkpoint,
+    state,
+)
+from fluxml.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    Bilinear,
+    Chain,
+    Dense,
+    Embedding,
+    EmbeddingBag,
+    Flatten,
+    GRUCell,
+    LayerError,
+    LSTMCell,
+    Maxout,
+    Module,
+    PairwiseFusion,
+    Parallel,
+    RNNCell,
+    Scale,
+    SkipConnection,
+    _,
+    autosize,
+    f16,
+    f32,
+    f64,
+    identity,
+    modules,
+    outputsize,
+    summary,
+    testmode,
+    trainable,
+    trainmode,
 )
 from fluxml.losses import (
     binary_focal_loss,
@@ -78,20 +134,32 @@ from fluxml.optimise import (
     thaw,
     update,
 )
-from fluxml.tree import flatten, fmap, leaves, unflatten
+from fluxml.tree import (
+    flatten,
+    fmap,
+    leaves,
+    unflatten,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
-    "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "DifferentiationError", "ExpDecay", "Leaf",
-    "Lion", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "RAdam",
-    "RMSProp", "Rprop", "SignDecay", "StepDecay", "Tracer", "WeightDecay", "adjust",
-    "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy", "ctc_loss",
-    "custom_jvp", "custom_vjp", "dice_coeff_loss", "flatten", "fmap", "focal_loss", "freeze",
-    "gradient", "hessian", "hinge_loss", "huber_loss", "index_add", "jacobian", "jvp",
-    "kldivergence", "label_smoothing", "leaves", "logitbinarycrossentropy", "logitcrossentropy",
-    "logsumexp", "losses", "mae", "mse", "msle", "optimise", "poisson_loss", "pullback", "setup",
-    "siamese_contrastive_loss", "squared_hinge_loss", "stop_gradient", "testing", "thaw", "tree",
-    "tversky_loss", "unflatten", "update", "vjp", "withgradient",
+    "Bidirectional", "Bilinear", "Chain", "ClipGrad", "ClipNorm", "CosineAnneal", "DataLoader",
+    "Dense", "Descent", "DifferentiationError", "Embedding", "EmbeddingBag", "ExpDecay", "Flatten",
+    "GRU", "GRUCell", "LSTM", "LSTMCell", "LayerError", "Leaf", "Lion", "Maxout", "Module",
+    "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion",
+    "Parallel", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "Scale", "SignDecay",
+    "SkipConnection", "Standardiser", "StepDecay", "Tracer", "WeightDecay", "_", "adjust",
+    "autosize", "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy",
+    "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss", "f16", "f32",
+    "f64", "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss",
+    "huber_loss", "identity", "index_add", "init", "io", "jacobian", "jvp", "kldivergence",
+    "label_smoothing", "leaves", "load", "load_checkpoint", "loadmodel", "logitbinarycrossentropy",
+    "logitcrossentropy", "logsumexp", "losses", "mae", "modules", "mse", "msle", "nnlib",
+    "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "outputsize",
+    "poisson_loss", "pullback", "save", "save_checkpoint", "seed", "setup", "shuffleobs",
+    "siamese_contrastive_loss", "splitobs", "squared_hinge_loss", "state", "stop_gradient",
+    "summary", "testing", "testmode", "thaw", "trainable", "trainmode", "tree", "tversky_loss",
+    "unflatten", "update", "vjp", "withgradient",
 ]
