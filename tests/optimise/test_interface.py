@@ -235,3 +235,21 @@ def test_a_state_rebuilt_from_its_leaves_still_steps_each_array_once():
     np.testing.assert_allclose(w, 0.5)
     with pytest.raises(ValueError, match=r"model\['b'\] and model\['a'\] share a Leaf"):
         fl.update(state, {"a": w, "b": np.ones(2)}, {"a": np.ones(2), "b": np.ones(2)})
+
+
+def test_with_fluxml_layers():
+    model = fl.Chain(fl.Dense(3, 8, np.tanh), fl.Dense(8, 1))
+    state = fl.setup(fl.Adam(0.02), model)
+    assert isinstance(state.layers[0].weight, fl.Leaf)
+    assert "Leaf(Adam(0.02, (0.9, 0.999), 1e-08), AdamState(m=float32(8, 3)" in repr(state)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 3)).astype(np.float32)
+    y = np.sin(x.sum(axis=1, keepdims=True))
+    loss = lambda m: fl.mse(m(x), y)
+    first = loss(model)
+    fl.freeze(state.layers[1])
+    w1 = model.layers[1].weight.copy()
+    for _ in range(50):
+        state, model = fl.update(state, model, fl.gradient(loss, model)[0])
+    assert loss(model) < 0.5 * first and loss(model).dtype == np.float32
+    np.testing.assert_array_equal(model.layers[1].weight, w1)

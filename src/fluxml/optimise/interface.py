@@ -17,6 +17,8 @@ reached twice (tied weights) gets one Leaf, placed at both addresses.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fluxml.optimise.base import ALIASES, Rule
@@ -37,7 +39,7 @@ class Leaf:
 
     def __repr__(self):
         frozen = ", frozen=True" if self.frozen else ""
-        return f"Leaf({self.rule!r}, {_summary(self.state)}{frozen})"
+        return f"Leaf({_compact(self.rule)}, {_summary(self.state)}{frozen})"
 
 
 class Node:
@@ -54,6 +56,16 @@ class Node:
 
     def __repr__(self):
         return _show(self, 0)
+
+
+def _compact(rule):
+    """A rule with its hyperparameters positional, as Optimisers.jl prints them:
+    ``Adam(0.001, (0.9, 0.999), 1e-08)``."""
+    parts = getattr(rule, "rules", None)
+    if parts is None:
+        parts = [getattr(rule, f.name) for f in dataclasses.fields(rule)]
+        return f"{type(rule).__name__}({', '.join(map(repr, parts))})"
+    return f"{type(rule).__name__}({', '.join(map(_compact, parts))})"
 
 
 def _summary(x):
@@ -91,12 +103,6 @@ def _show(tree, indent):
 # --- setup ------------------------------------------------------------------------------------
 
 
-def _nontrainable(obj) -> frozenset:
-    """Field names the object's class declares not trainable (BatchNorm's running
-    statistics): ``nontrainable = ("running_mean", "running_var")``."""
-    return frozenset(getattr(type(obj), "nontrainable", ()))
-
-
 def _trainable(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind == "f" or (
         type(x).__name__ == "ndarray" and getattr(x, "dtype", None) is not None
@@ -114,13 +120,13 @@ def setup(rule: Rule, model):
     ...         self.weight, self.bias, self.act = np.zeros((2, 3)), np.zeros(2), np.tanh
     >>> fl.setup(fl.Momentum(), Affine())
     Affine(
-      weight=Leaf(Momentum(eta=0.01, rho=0.9), float64(2, 3)),
-      bias=Leaf(Momentum(eta=0.01, rho=0.9), float64(2,)),
+      weight=Leaf(Momentum(0.01, 0.9), float64(2, 3)),
+      bias=Leaf(Momentum(0.01, 0.9), float64(2,)),
     )
     """
     if not isinstance(rule, Rule):
         raise TypeError(f"setup: expected an optimisation rule such as fl.Adam(), got {rule!r}")
-    leaves, spec = flatten(model)
+    leaves, spec = flatten(model, trainable=True)  # without the nontrainable fields
     return _setup(rule, spec, iter(leaves), {})
 
 
@@ -146,11 +152,10 @@ def _setup(rule, spec, it, tied):
         d = {k: v for k, v in d.items() if v is not None}
         return d or None
     keys = spec.type._fields if kind == "namedtuple" else spec.keys
-    skip = frozenset() if kind == "namedtuple" else _nontrainable(spec.static)
     fields = {}
     for k, c in zip(keys, spec.children):
         child = _setup(rule, c, it, tied)
-        if child is not None and k not in skip:
+        if child is not None:
             fields[k] = child
     return Node(spec.type.__name__, fields) if fields else None
 
