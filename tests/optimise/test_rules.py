@@ -339,8 +339,10 @@ def test_converges_on_a_convex_problem(rule):
 def test_float32_stays_float32(rule, ref, _):
     x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
     state = fl.setup(rule, [x])
-    for g in _grads(x.shape, 3, 4):
-        state, _ = fl.update(state, [x], [g.astype(np.float32)])
+    for i, g in enumerate(_grads(x.shape, 4, 4)):
+        # float32 gradients, and float64 ones laid out as transposes
+        g = g.astype(np.float32) if i % 2 else np.ascontiguousarray(g.T).T
+        state, _ = fl.update(state, [x], [g])
     assert x.dtype == np.float32
     for leaf in fl.tree.leaves(state[0].state):
         if isinstance(leaf, np.ndarray):
