@@ -14,11 +14,20 @@ from fluxml.layers.module import (
     trainmode,
     within_gradient,
 )
+from fluxml.layers.normalise import (
+    AlphaDropout,
+    BatchNorm,
+    Dropout,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+)
 from fluxml.layers.precision import f16, f32, f64
 from fluxml.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, RNNCell
 from fluxml.layers.shapes import autosize, outputsize, summary
 
 __all__ = [
+    "AlphaDropout", "BatchNorm", "Dropout", "GroupNorm", "InstanceNorm", "LayerNorm",
     "Bidirectional", "Bilinear", "Chain", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN",
     "RNNCell", "Dense", "Embedding", "EmbeddingBag", "Flatten", "LayerError",
     "Maxout", "Module", "PairwiseFusion", "Parallel", "Scale", "SkipConnection", "_",
