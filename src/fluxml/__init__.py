@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import init, testing, tree
+from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -23,7 +23,28 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
-from fluxml.init import seed
+from fluxml.data import (
+    DataLoader,
+    Standardiser,
+    datasets,
+    normalise,
+    onecold,
+    onehot,
+    onehotbatch,
+    shuffleobs,
+    splitobs,
+)
+from fluxml.init import (
+    seed,
+)
+from fluxml.io import (
+    load,
+    load_checkpoint,
+    loadmodel,
+    save,
+    save_checkpoint,
+    state,
+)
 from fluxml.layers import (
     GRU,
     LSTM,
@@ -64,18 +85,88 @@ from fluxml.layers import (
     trainable,
     trainmode,
 )
-from fluxml.tree import flatten, fmap, leaves, unflatten
+from fluxml.losses import (
+    binary_focal_loss,
+    binarycrossentropy,
+    crossentropy,
+    ctc_loss,
+    dice_coeff_loss,
+    focal_loss,
+    hinge_loss,
+    huber_loss,
+    kldivergence,
+    label_smoothing,
+    logitbinarycrossentropy,
+    logitcrossentropy,
+    mae,
+    mse,
+    msle,
+    poisson_loss,
+    siamese_contrastive_loss,
+    squared_hinge_loss,
+    tversky_loss,
+)
+from fluxml.optimise import (
+    AccumGrad,
+    AdaBelief,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    AdamW,
+    AMSGrad,
+    ClipGrad,
+    ClipNorm,
+    CosineAnneal,
+    Descent,
+    ExpDecay,
+    Leaf,
+    Lion,
+    Momentum,
+    NAdam,
+    Nesterov,
+    OAdam,
+    OneCycle,
+    OptimiserChain,
+    RAdam,
+    RMSProp,
+    Rprop,
+    SignDecay,
+    StepDecay,
+    WeightDecay,
+    adjust,
+    freeze,
+    setup,
+    thaw,
+    update,
+)
+from fluxml.tree import (
+    flatten,
+    fmap,
+    leaves,
+    unflatten,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AlphaDropout", "BatchNorm", "Dropout", "GroupNorm", "InstanceNorm", "LayerNorm",
-    "Bidirectional", "Bilinear", "Chain", "GRU", "GRUCell", "LSTM", "LSTMCell",
-    "RNN", "RNNCell", "Dense", "DifferentiationError", "Embedding", "EmbeddingBag",
-    "Flatten", "LayerError", "Maxout", "Module", "PairwiseFusion", "Parallel", "Scale",
-    "SkipConnection", "Tracer", "_", "autosize", "checkpoint", "custom_jvp", "custom_vjp",
-    "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add",
-    "init", "jacobian", "jvp", "leaves", "logsumexp", "modules", "outputsize", "pullback",
-    "seed", "stop_gradient", "summary", "testing", "testmode", "trainable", "trainmode", "tree",
-    "unflatten", "vjp", "withgradient",
+    "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
+    "AlphaDropout", "BatchNorm", "Bidirectional", "Bilinear", "Chain", "ClipGrad", "ClipNorm",
+    "CosineAnneal", "DataLoader", "Dense", "Descent", "DifferentiationError", "Dropout",
+    "Embedding", "EmbeddingBag", "ExpDecay", "Flatten", "GRU", "GRUCell", "GroupNorm",
+    "InstanceNorm", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "Leaf", "Lion", "Maxout",
+    "Module", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain",
+    "PairwiseFusion", "Parallel", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "Scale",
+    "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "WeightDecay", "_",
+    "adjust", "autosize", "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy",
+    "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss", "f16", "f32",
+    "f64", "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss",
+    "huber_loss", "identity", "index_add", "init", "io", "jacobian", "jvp", "kldivergence",
+    "label_smoothing", "leaves", "load", "load_checkpoint", "loadmodel", "logitbinarycrossentropy",
+    "logitcrossentropy", "logsumexp", "losses", "mae", "modules", "mse", "msle", "nnlib",
+    "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "outputsize",
+    "poisson_loss", "pullback", "save", "save_checkpoint", "seed", "setup", "shuffleobs",
+    "siamese_contrastive_loss", "splitobs", "squared_hinge_loss", "state", "stop_gradient",
+    "summary", "testing", "testmode", "thaw", "trainable", "trainmode", "tree", "tversky_loss",
+    "unflatten", "update", "vjp", "withgradient",
 ]
