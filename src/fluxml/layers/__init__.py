@@ -2,6 +2,7 @@
 
 from fluxml.layers.basic import Bilinear, Chain, Dense, Flatten, Scale, identity
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
+from fluxml.layers.conv import Conv, ConvTranspose, CrossCor, DepthwiseConv
 from fluxml.layers.embedding import Embedding, EmbeddingBag
 from fluxml.layers.module import (
     LayerError,
@@ -22,15 +23,26 @@ from fluxml.layers.normalise import (
     InstanceNorm,
     LayerNorm,
 )
+from fluxml.layers.pooling import (
+    AdaptiveMaxPool,
+    AdaptiveMeanPool,
+    GlobalMaxPool,
+    GlobalMeanPool,
+    MaxPool,
+    MeanPool,
+    PixelShuffle,
+    Upsample,
+)
 from fluxml.layers.precision import f16, f32, f64
 from fluxml.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, RNNCell
 from fluxml.layers.shapes import autosize, outputsize, summary
 
 __all__ = [
-    "AlphaDropout", "BatchNorm", "Dropout", "GroupNorm", "InstanceNorm", "LayerNorm",
-    "Bidirectional", "Bilinear", "Chain", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN",
-    "RNNCell", "Dense", "Embedding", "EmbeddingBag", "Flatten", "LayerError",
-    "Maxout", "Module", "PairwiseFusion", "Parallel", "Scale", "SkipConnection", "_",
-    "autosize", "f16", "f32", "f64", "identity", "is_active", "modules", "outputsize",
-    "summary", "testmode", "trainable", "trainmode", "within_gradient",
+    "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional", "Bilinear",
+    "Chain", "Conv", "ConvTranspose", "CrossCor", "Dense", "DepthwiseConv", "Dropout", "Embedding",
+    "EmbeddingBag", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
+    "InstanceNorm", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "MaxPool", "Maxout", "MeanPool",
+    "Module", "PairwiseFusion", "Parallel", "PixelShuffle", "RNN", "RNNCell", "Scale",
+    "SkipConnection", "Upsample", "_", "autosize", "f16", "f32", "f64", "identity", "is_active",
+    "modules", "outputsize", "summary", "testmode", "trainable", "trainmode", "within_gradient",
 ]
