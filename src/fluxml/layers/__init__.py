@@ -1,5 +1,6 @@
 """Layers: ``fl.Module`` and the layers built on it (one family a file)."""
 
+from fluxml.layers.attention import MultiHeadAttention, TransformerEncoderBlock
 from fluxml.layers.basic import Bilinear, Chain, Dense, Flatten, Scale, identity
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.conv import Conv, ConvTranspose, CrossCor, DepthwiseConv
@@ -42,7 +43,8 @@ __all__ = [
     "Chain", "Conv", "ConvTranspose", "CrossCor", "Dense", "DepthwiseConv", "Dropout", "Embedding",
     "EmbeddingBag", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
     "InstanceNorm", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "MaxPool", "Maxout", "MeanPool",
-    "Module", "PairwiseFusion", "Parallel", "PixelShuffle", "RNN", "RNNCell", "Scale",
-    "SkipConnection", "Upsample", "_", "autosize", "f16", "f32", "f64", "identity", "is_active",
-    "modules", "outputsize", "summary", "testmode", "trainable", "trainmode", "within_gradient",
+    "Module", "MultiHeadAttention", "PairwiseFusion", "Parallel", "PixelShuffle", "RNN", "RNNCell",
+    "Scale", "SkipConnection", "TransformerEncoderBlock", "Upsample", "_", "autosize", "f16", "f32",
+    "f64", "identity", "is_active", "modules", "outputsize", "summary", "testmode", "trainable",
+    "trainmode", "within_gradient",
 ]
