@@ -327,8 +327,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp(f, primals, tangents): primals and tangents must be tuples of "
                         "arguments, e.g. fl.jvp(f, (x,), (v,))")
-    t_leaves, _ = flatten(tuple(tangents))
-    p_leaves, _ = flatten(tuple(primals))
+    # as _trace_args sees them: fields a class declares nontrainable are not leaves
+    t_leaves, _ = flatten(tuple(tangents), trainable=True)
+    p_leaves, _ = flatten(tuple(primals), trainable=True)
     if len(t_leaves) != len(p_leaves):
         raise ValueError(f"jvp: {len(p_leaves)} primal leaves but {len(t_leaves)} tangents")
     trace = ForwardTrace()
