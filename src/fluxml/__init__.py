@@ -23,6 +23,7 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
+from fluxml.callbacks import Callback, EarlyStopping, Evaluate, LRSchedule, SaveCheckpoint
 from fluxml.data import (
     DataLoader,
     Standardiser,
@@ -34,6 +35,7 @@ from fluxml.data import (
     shuffleobs,
     splitobs,
 )
+from fluxml.history import History
 from fluxml.init import seed
 from fluxml.io import load, load_checkpoint, loadmodel, save, save_checkpoint, state
 from fluxml.layers import (
@@ -50,16 +52,18 @@ from fluxml.layers import (
     trainable,
     trainmode,
 )
+from fluxml.train import TrainingError, train
 from fluxml.tree import flatten, fmap, leaves, unflatten
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Chain", "DataLoader", "Dense", "DifferentiationError", "LayerError", "Module",
-    "Standardiser", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "data", "datasets",
-    "f16", "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add",
-    "init", "io", "jacobian", "jvp", "leaves", "load", "load_checkpoint", "loadmodel",
-    "logsumexp", "modules", "normalise", "onecold", "onehot", "onehotbatch", "pullback",
-    "save", "save_checkpoint", "seed", "shuffleobs", "splitobs", "state", "stop_gradient",
-    "testing", "testmode", "trainable", "trainmode", "tree", "unflatten", "vjp", "withgradient",
+    "Callback", "Chain", "DataLoader", "Dense", "DifferentiationError", "EarlyStopping",
+    "Evaluate", "History", "LRSchedule", "LayerError", "Module", "SaveCheckpoint", "Standardiser",
+    "Tracer", "TrainingError", "checkpoint", "custom_jvp", "custom_vjp", "data", "datasets", "f16",
+    "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add", "init", "io",
+    "jacobian", "jvp", "leaves", "load", "load_checkpoint", "loadmodel", "logsumexp", "modules",
+    "normalise", "onecold", "onehot", "onehotbatch", "pullback", "save", "save_checkpoint", "seed",
+    "shuffleobs", "splitobs", "state", "stop_gradient", "testing", "testmode", "train",
+    "trainable", "trainmode", "tree", "unflatten", "vjp", "withgradient",
 ]
