@@ -44,3 +44,12 @@ def test_example_checks_its_derivatives_and_converges(script, expected):
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert expected in done.stdout
+
+
+def test_mlp_example_trains_saves_and_reloads(tmp_path, capsys):
+    pytest.importorskip("fluxml.optimise", reason="the example trains with fl.setup/fl.Adam")
+    mlp = _load(ROOT / "examples" / "mlp.py")
+    assert mlp.main(epochs=2, out=str(tmp_path), progress=False, target=0.8, plot=False) == 0
+    out = capsys.readouterr().out
+    assert "reloaded model predicts the same: True" in out and out.rstrip().endswith("OK")
+    assert (tmp_path / "mlp.safetensors").is_file()

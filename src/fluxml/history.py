@@ -111,6 +111,7 @@ class History:
                 ys = self[name]
                 ax.plot([r["epoch"] for r in self.epochs], ys, "o-", label=name)
             ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend()
         if title:
             fig.suptitle(title)
