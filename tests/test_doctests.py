@@ -16,8 +16,6 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # Examples that wait for a rule another part of the engine brings; the mark lifts itself.
 WAITING = {
     "fluxml.ad.api.checkpoint": (np.matmul not in UFUNCS, "the example needs np.matmul's rule"),
-    **{name: (not hasattr(fluxml, "setup"), "the example needs fl.setup (fluxml.optimise)")
-       for name in ("fluxml.train", "fluxml.callbacks", "fluxml.callbacks.Evaluate")},
 }
 
 

@@ -47,7 +47,6 @@ def test_example_checks_its_derivatives_and_converges(script, expected):
 
 
 def test_mlp_example_trains_saves_and_reloads(tmp_path, capsys):
-    pytest.importorskip("fluxml.optimise", reason="the example trains with fl.setup/fl.Adam")
     mlp = _load(ROOT / "examples" / "mlp.py")
     assert mlp.main(epochs=2, out=str(tmp_path), progress=False, target=0.8, plot=False) == 0
     out = capsys.readouterr().out

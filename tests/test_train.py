@@ -10,8 +10,6 @@ import pytest
 import fluxml as fl
 from fluxml.progress import TextBar
 
-pytest.importorskip("fluxml.optimise", reason="fl.train needs fl.setup and fl.update")
-
 
 def _data(n=48, seed=0):
     rng = np.random.default_rng(seed)

@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import data, init, io, testing, tree
+from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -36,34 +36,134 @@ from fluxml.data import (
     splitobs,
 )
 from fluxml.history import History
-from fluxml.init import seed
-from fluxml.io import load, load_checkpoint, loadmodel, save, save_checkpoint, state
+from fluxml.init import (
+    seed,
+)
+from fluxml.io import (
+    load,
+    load_checkpoint,
+    loadmodel,
+    save,
+    save_checkpoint,
+    state,
+)
 from fluxml.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    Bilinear,
     Chain,
     Dense,
+    Embedding,
+    EmbeddingBag,
+    Flatten,
+    GRUCell,
     LayerError,
+    LSTMCell,
+    Maxout,
     Module,
+    PairwiseFusion,
+    Parallel,
+    RNNCell,
+    Scale,
+    SkipConnection,
+    _,
+    autosize,
     f16,
     f32,
     f64,
     identity,
     modules,
+    outputsize,
+    summary,
     testmode,
     trainable,
     trainmode,
 )
+from fluxml.losses import (
+    binary_focal_loss,
+    binarycrossentropy,
+    crossentropy,
+    ctc_loss,
+    dice_coeff_loss,
+    focal_loss,
+    hinge_loss,
+    huber_loss,
+    kldivergence,
+    label_smoothing,
+    logitbinarycrossentropy,
+    logitcrossentropy,
+    mae,
+    mse,
+    msle,
+    poisson_loss,
+    siamese_contrastive_loss,
+    squared_hinge_loss,
+    tversky_loss,
+)
+from fluxml.optimise import (
+    AccumGrad,
+    AdaBelief,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    AdamW,
+    AMSGrad,
+    ClipGrad,
+    ClipNorm,
+    CosineAnneal,
+    Descent,
+    ExpDecay,
+    Leaf,
+    Lion,
+    Momentum,
+    NAdam,
+    Nesterov,
+    OAdam,
+    OneCycle,
+    OptimiserChain,
+    RAdam,
+    RMSProp,
+    Rprop,
+    SignDecay,
+    StepDecay,
+    WeightDecay,
+    adjust,
+    freeze,
+    setup,
+    thaw,
+    update,
+)
 from fluxml.train import TrainingError, train
-from fluxml.tree import flatten, fmap, leaves, unflatten
+from fluxml.tree import (
+    flatten,
+    fmap,
+    leaves,
+    unflatten,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback", "Chain", "DataLoader", "Dense", "DifferentiationError", "EarlyStopping",
-    "Evaluate", "History", "LRSchedule", "LayerError", "Module", "SaveCheckpoint", "Standardiser",
-    "Tracer", "TrainingError", "checkpoint", "custom_jvp", "custom_vjp", "data", "datasets", "f16",
-    "f32", "f64", "flatten", "fmap", "gradient", "hessian", "identity", "index_add", "init", "io",
-    "jacobian", "jvp", "leaves", "load", "load_checkpoint", "loadmodel", "logsumexp", "modules",
-    "normalise", "onecold", "onehot", "onehotbatch", "pullback", "save", "save_checkpoint", "seed",
-    "shuffleobs", "splitobs", "state", "stop_gradient", "testing", "testmode", "train",
-    "trainable", "trainmode", "tree", "unflatten", "vjp", "withgradient",
+    "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
+    "Bidirectional", "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "CosineAnneal",
+    "DataLoader", "Dense", "Descent", "DifferentiationError", "EarlyStopping", "Embedding",
+    "EmbeddingBag", "Evaluate", "ExpDecay", "Flatten", "GRU", "GRUCell", "History", "LRSchedule",
+    "LSTM", "LSTMCell", "LayerError", "Leaf", "Lion", "Maxout", "Module", "Momentum", "NAdam",
+    "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel", "RAdam",
+    "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint", "Scale", "SignDecay", "SkipConnection",
+    "Standardiser", "StepDecay", "Tracer", "TrainingError", "WeightDecay", "_", "adjust",
+    "autosize", "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy",
+    "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss", "f16", "f32",
+    "f64", "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss",
+    "huber_loss", "identity", "index_add", "init", "io", "jacobian", "jvp", "kldivergence",
+    "label_smoothing", "leaves", "load", "load_checkpoint", "loadmodel", "logitbinarycrossentropy",
+    "logitcrossentropy", "logsumexp", "losses", "mae", "modules", "mse", "msle", "nnlib",
+    "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "outputsize",
+    "poisson_loss", "pullback", "save", "save_checkpoint", "seed", "setup", "shuffleobs",
+    "siamese_contrastive_loss", "splitobs", "squared_hinge_loss", "state", "stop_gradient",
+    "summary", "testing", "testmode", "thaw", "train", "trainable", "trainmode", "tree",
+    "tversky_loss", "unflatten", "update", "vjp", "withgradient",
 ]

@@ -29,6 +29,51 @@ from fluxml.ad.core import Tracer
 from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
 
+class _Placeholder:
+    """``fl._``: a size to be inferred by :func:`fluxml.autosize` (Flux's ``_`` in
+    ``@autosize``)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "_"
+
+    def __reduce__(self):
+        return (_Placeholder, ())
+
+
+_ = _Placeholder()
+
+
+class Lazy:
+    """A layer whose construction waits for a size: ``fl.Dense(fl._, 10)`` gives one, and
+    :func:`fluxml.autosize` builds it once the input shape says what ``_`` is."""
+
+    def __init__(self, cls, args, kwargs):
+        self.cls, self.args, self.kwargs = cls, args, kwargs
+
+    def build(self, n: int):
+        args = [n if a is _ else a for a in self.args]
+        kwargs = {k: n if v is _ else v for k, v in self.kwargs.items()}
+        return self.cls(*args, **kwargs)
+
+    def __call__(self, *xs):
+        raise LayerError(f"{self!r} has a size still to infer: build the model with "
+                         f"fl.autosize(input_shape, model) first")
+
+    def __repr__(self) -> str:
+        from fluxml.layers.show import name_of
+
+        parts = [name_of(a) if callable(a) and a is not _ else repr(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.cls.__name__}({', '.join(parts)})"
+
+
 class Module:
     """Base class of layers and models.
 
@@ -41,6 +86,12 @@ class Module:
     """
 
     nontrainable: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls, *args, **kwargs):
+        # fl.Dense(fl._, 10): a size to infer; fl.autosize builds the layer later
+        if any(a is _ for a in args) or any(v is _ for v in kwargs.values()):
+            return Lazy(cls, args, kwargs)
+        return super().__new__(cls)
 
     def __repr__(self) -> str:
         from fluxml.layers.show import render
