@@ -25,7 +25,7 @@ $(STAMP_DEMO): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_BASE)
 
 demo: $(STAMP_DEMO)
-	$(BIN)/python examples/mlp.py --out demo-output
+	$(BIN)/python examples/digits_cnn.py --out demo-output
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks examples
