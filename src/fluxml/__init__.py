@@ -23,6 +23,13 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
+from fluxml.callbacks import (
+    Callback,
+    EarlyStopping,
+    Evaluate,
+    LRSchedule,
+    SaveCheckpoint,
+)
 from fluxml.data import (
     DataLoader,
     Standardiser,
@@ -33,6 +40,9 @@ from fluxml.data import (
     onehotbatch,
     shuffleobs,
     splitobs,
+)
+from fluxml.history import (
+    History,
 )
 from fluxml.init import (
     seed,
@@ -192,6 +202,10 @@ from fluxml.optimise import (
     thaw,
     update,
 )
+from fluxml.train import (
+    TrainingError,
+    train,
+)
 from fluxml.tree import (
     flatten,
     fmap,
@@ -204,14 +218,15 @@ __version__ = "0.1.0"
 __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
-    "Bilinear", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose", "CosineAnneal",
-    "CrossCor", "DataLoader", "Dense", "DepthwiseConv", "Descent", "DifferentiationError",
-    "Dropout", "Embedding", "EmbeddingBag", "ExpDecay", "Flatten", "GRU", "GRUCell",
-    "GlobalMaxPool", "GlobalMeanPool", "GroupNorm", "InstanceNorm", "LSTM", "LSTMCell",
-    "LayerError", "LayerNorm", "Leaf", "Lion", "MaxPool", "Maxout", "MeanPool", "Module",
-    "Momentum", "MultiHeadAttention", "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain",
-    "PairwiseFusion", "Parallel", "PixelShuffle", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop",
-    "Scale", "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer",
+    "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",
+    "CosineAnneal", "CrossCor", "DataLoader", "Dense", "DepthwiseConv", "Descent",
+    "DifferentiationError", "Dropout", "EarlyStopping", "Embedding", "EmbeddingBag", "Evaluate",
+    "ExpDecay", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
+    "History", "InstanceNorm", "LRSchedule", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "Leaf",
+    "Lion", "MaxPool", "Maxout", "MeanPool", "Module", "Momentum", "MultiHeadAttention", "NAdam",
+    "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel",
+    "PixelShuffle", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint", "Scale",
+    "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
     "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
     "autosize", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu", "checkpoint",
     "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss",
@@ -226,6 +241,7 @@ __all__ = [
     "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint", "seed",
     "selu", "setup", "shuffleobs", "siamese_contrastive_loss", "sigmoid", "silu", "softmax",
     "softplus", "softshrink", "softsign", "splitobs", "squared_hinge_loss", "state",
-    "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw", "trainable",
-    "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update", "vjp", "withgradient",
+    "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw", "train",
+    "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update", "vjp",
+    "withgradient",
 ]
