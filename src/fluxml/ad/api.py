@@ -17,9 +17,10 @@ from fluxml.tree import flatten, is_array_leaf, unflatten
 
 
 def _is_float(x) -> bool:
+    """Does ``x`` carry a derivative: a float or complex number or array?"""
     if isinstance(x, bool):
         return False
-    if isinstance(x, float):
+    if isinstance(x, (float, complex)):
         return True
     dtype = getattr(x, "dtype", None)
     return dtype is not None and dtype.kind in "fc"
@@ -34,6 +35,8 @@ def _start(x):
         return t
     if isinstance(x, float):
         return np.float64(x)
+    if isinstance(x, complex):
+        return np.complex128(x)
     return x
 
 
@@ -43,24 +46,20 @@ def _trace_args(trace, args, make):
     reverse mode; None for non-float leaves). Repeated arrays share one tracer."""
     for a in args:
         if type(a) not in _PLAIN:  # containers or objects: go through their leaves
-            leaves, spec = flatten(args)
+            leaves, spec = flatten(args, trainable=True)
             break
     else:
         leaves, spec = args, None
     boxes, by_id, new_leaves = [], {}, []
     for x in leaves:
         if type(x) is np.ndarray:
-            if x.dtype.kind != "f":
-                if x.dtype.kind == "c":
-                    raise _complex_argument()
+            if x.dtype.kind not in "fc":
                 boxes.append(None)
                 new_leaves.append(x)
                 continue
             t = by_id.get(id(x))
             if t is None:
                 t = by_id[id(x)] = make(x, len(boxes))
-        elif isinstance(x, (complex, np.complexfloating)):
-            raise _complex_argument()
         elif _is_float(x):
             t = make(_start(x), len(boxes))
         else:
@@ -74,14 +73,7 @@ def _trace_args(trace, args, make):
     return targs, leaves, spec, boxes
 
 
-def _complex_argument():
-    return DifferentiationError(
-        "complex arguments are not supported: their derivative conventions differ between "
-        "libraries, and a silently conjugated gradient is worse than none. Pass the real and "
-        "imaginary parts as two real arrays.")
-
-
-_PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer}
+_PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.complex128}
 
 
 def _finish(g, like, zeros, seen):
@@ -97,8 +89,8 @@ def _finish(g, like, zeros, seen):
             return None
     if type(g) is Tracer:
         return g
-    if isinstance(like, float) and not isinstance(like, np.generic):
-        return float(g)
+    if isinstance(like, (float, complex)) and not isinstance(like, np.generic):
+        return type(like)(g)
     if isinstance(like, np.generic):
         return like.dtype.type(g)
     if isinstance(g, np.generic):
@@ -121,7 +113,8 @@ def _grads(spec, leaves, cts, zeros):
     return tuple(out) if spec is None else unflatten(spec, out, static_as_none=True)
 
 
-def withgradient(f: Callable, *args, zeros_for_none: bool = False):
+def withgradient(f: Callable, *args, zeros_for_none: bool = False,
+                 holomorphic: bool = False):
     """``(f(*args), gradient(f, *args))`` from one forward and one backward pass.
 
     >>> import numpy as np, fluxml as fl
@@ -130,22 +123,24 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False):
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none)
+        return _withgradient(f, args, zeros_for_none, holomorphic)
     finally:
         resume_gc()
 
 
-def _withgradient(f, args, zeros_for_none):
+def _withgradient(f, args, zeros_for_none, holomorphic=False):
     trace = ReverseTrace()
     try:
-        return _gradient_of(trace, f, args, zeros_for_none)
+        return _gradient_of(trace, f, args, zeros_for_none, holomorphic)
     finally:
         if trace.frozen:
             thaw(trace.frozen)
 
 
-def _gradient_of(trace, f, args, zeros_for_none):
+def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
+    if holomorphic:
+        _check_complex_inputs(leaves, made)
     try:
         out = f(*targs)
     finally:
@@ -153,17 +148,18 @@ def _gradient_of(trace, f, args, zeros_for_none):
     if type(out) is not Tracer or out._trace is not trace:
         if type(out) is Tracer and out._trace.level > trace.level:
             raise DifferentiationError(LEAKED)
-        _check_scalar(out)
+        _check_scalar(out, holomorphic)
         cts = [None] * len(leaves)
         return out, _grads(spec, leaves, cts, zeros_for_none)
     value = out._val
-    if type(value) is not np.float64:  # the common case needs no check
-        _check_scalar(value)
+    if type(value) is not np.float64 or holomorphic:  # the common case needs no check
+        _check_scalar(value, holomorphic)
     cts = sweep(trace.tape, {out._box: _one(value.dtype)}, made)
     return value, _grads(spec, leaves, cts, zeros_for_none)
 
 
-def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
+def gradient(f: Callable, *args, zeros_for_none: bool = False,
+             holomorphic: bool = False) -> tuple:
     """The gradient of the scalar ``f(*args)`` with respect to each argument.
 
     Returns a tuple with one entry per argument, shaped like the argument (structural:
@@ -180,15 +176,25 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
     without a rule, ``float(x)``, a traced value written into a plain NumPy array) raises
     :class:`DifferentiationError` saying what to write instead. The only ways to cut a
     derivative on purpose are :func:`stop_gradient` and casts to integer or boolean dtypes
-    (``x.astype(int)``). Complex arguments are refused.
+    (``x.astype(int)``).
+
+    Complex arguments follow JAX's and HIPS autograd's convention: for a real ``f`` of
+    ``z = x + iy`` the gradient is ``df/dx - i df/dy`` (the conjugate of PyTorch's
+    ``.grad``), so a descent step is ``z -= lr * np.conj(g)``. A complex output is refused
+    unless ``holomorphic=True``: then ``f`` must be holomorphic in complex arguments and the
+    gradient is its complex derivative ``f'(z)``.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)
     (array([3., 3.]), 3.0)
+    >>> fl.gradient(lambda z: np.real(z * np.conj(z)), 3 + 4j)
+    ((6-8j),)
+    >>> fl.gradient(lambda z: z ** 2, 1j, holomorphic=True)
+    (2j,)
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none)[1]
+        return _withgradient(f, args, zeros_for_none, holomorphic)[1]
     finally:
         resume_gc()
 
@@ -205,9 +211,9 @@ def _one(dtype):
     return one
 
 
-def _check_scalar(out):
+def _check_scalar(out, holomorphic=False):
     value = raw(out)
-    if type(value) in (np.float64, np.float32, float):
+    if type(value) in (np.float64, np.float32, float) and not holomorphic:
         return
     shape = np.shape(value) if not isinstance(out, (tuple, list, dict)) else None
     if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float)):
@@ -218,8 +224,26 @@ def _check_scalar(out):
             "  - reduce it (np.sum, np.mean) if you want the gradient of a total;\n"
             "  - use fl.jacobian(f, x) for every derivative of a vector output;\n"
             "  - use fl.pullback(f, x) and call the returned function with a cotangent.")
-    if np.iscomplexobj(raw(out)):
-        raise DifferentiationError("gradient needs a real output; got a complex number")
+    if holomorphic and not np.iscomplexobj(value):
+        raise DifferentiationError(
+            f"gradient(..., holomorphic=True) needs f to return a complex scalar; it returned "
+            f"a real {np.result_type(value)} (a real function of a complex argument is not "
+            "holomorphic: drop holomorphic=True to get df/dx - i df/dy)")
+    if not holomorphic and np.iscomplexobj(value):
+        raise DifferentiationError(
+            "gradient needs a real output, but f returned a complex number.\n"
+            "Possible fixes:\n"
+            "  - return a real loss: np.abs(z) ** 2, np.real(z), np.imag(z) ...;\n"
+            "  - for the complex derivative f'(z) of a holomorphic f, pass holomorphic=True.")
+
+
+def _check_complex_inputs(leaves, made):
+    for x, box in zip(leaves, made):
+        if box is not None and not np.iscomplexobj(raw(x)):
+            raise DifferentiationError(
+                "gradient(..., holomorphic=True) needs complex arguments; got a real "
+                f"{np.result_type(raw(x))} one. Cast it (x.astype(complex)), or drop "
+                "holomorphic=True for a real function.")
 
 
 def pullback(f: Callable, *args) -> tuple[Any, Callable]:
@@ -271,6 +295,9 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
                 raise ValueError(f"pullback: cotangent of shape {np.shape(raw(c))} for an "
                                  f"output of shape {o.shape}")
             if type(c) is not Tracer:
+                if np.iscomplexobj(c) and not np.iscomplexobj(raw(o)):
+                    raise ValueError("pullback: a complex cotangent for a real output; pass "
+                                     "its real part (the imaginary part pairs with nothing)")
                 c = np.array(c, dtype=raw(o).dtype)  # a copy: it may come back as a gradient
             seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
         pause_gc()
@@ -315,6 +342,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
             raise ValueError(f"jvp: tangent of shape {np.shape(raw(t))} for a primal of shape "
                              f"{np.shape(raw(v))}")
         if type(t) is not Tracer:
+            if np.iscomplexobj(t) and not np.iscomplexobj(raw(v)):
+                raise ValueError("jvp: a complex tangent for a real primal; make the primal "
+                                 "complex (x.astype(complex)) to move it off the real line")
             t = np.asarray(t, dtype=raw(v).dtype)
         return trace.seed(v, t)
 
@@ -351,6 +381,11 @@ def jacobian(f: Callable, x, mode: str = "auto"):
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
+    if np.iscomplexobj(raw(x)):
+        raise DifferentiationError(
+            "jacobian of a complex argument is not supported (forward and reverse mode mean "
+            "different things there); differentiate the real and imaginary parts as two real "
+            "arrays, or use fl.jvp / fl.pullback directly")
     x_shape = np.shape(raw(x))
     x_dtype = np.result_type(raw(x)) if _is_float(raw(x)) else np.dtype(np.float64)
     n = int(np.prod(x_shape))

@@ -373,6 +373,8 @@ def fit(c, like):
                 c = np.reshape(c, shape)
     dtype = getattr(like, "dtype", None)
     if dtype is not None and c.dtype != dtype and dtype.kind in "fc":
+        if dtype.kind == "f" and c.dtype.kind == "c":  # a real argument's share: Re(c)
+            c = np.real(c)
         c = c.astype(dtype)
     return c
 

@@ -9,9 +9,11 @@ import pytest
 
 import fluxml as fl
 from fluxml.ad.core import FUNCTIONS, UFUNCS
+from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.testing import check_grads
 
-FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing", "numerics"]
+FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing", "numerics",
+            "fft", "complex"]
 
 
 def _cases():
@@ -31,7 +33,9 @@ CASES = _cases()
 
 
 def _float32(a):
-    return np.float32(a) if np.ndim(a) == 0 else np.asarray(a).astype(np.float32)
+    """float32, or complex64 for complex values."""
+    dtype = np.complex64 if np.iscomplexobj(a) else np.float32
+    return dtype(a) if np.ndim(a) == 0 else np.asarray(a).astype(dtype)
 
 
 @pytest.mark.parametrize("np_func, f, args", CASES)
@@ -59,7 +63,42 @@ def test_float32(np_func, f, args):
     for v, want in zip(fl.leaves(value), fl.leaves(f(*(np.copy(a) for a in args32)))):
         assert np.asarray(v).dtype == np.asarray(want).dtype
     for g, a in zip(back(value), args32):
-        assert g is None or (g.dtype == np.float32 and np.shape(g) == np.shape(a))
+        assert g is None or (g.dtype == _float32(a).dtype and np.shape(g) == np.shape(a))
+
+
+# --- complex values: every case of a function listed in COMPLEX, with complex arguments ----------
+
+def _complexify(a, k):
+    """A float argument moved off the real line by a small imaginary part (small, so that the
+    domains of the real cases, e.g. log's positive inputs, stay clear of branch cuts)."""
+    if isinstance(a, bool) or not (isinstance(a, float) or np.asarray(a).dtype.kind == "f"):
+        return a
+    a = np.asarray(a)
+    im = 0.3 * np.cos(1.7 * np.arange(a.size) + k).reshape(a.shape)
+    return complex(a + 1j * im) if a.ndim == 0 else a + 1j * im
+
+
+COMPLEX_CASES = [pytest.param(p.values[0], p.values[1],
+                              tuple(_complexify(a, k) for k, a in enumerate(p.values[2])),
+                              id=p.id + "-complex")
+                 for p in CASES if p.values[0] in COMPLEX and p.id.split("-")[0] != "complex"]
+
+
+@pytest.mark.parametrize("np_func, f, args", COMPLEX_CASES)
+def test_complex_derivatives(np_func, f, args):
+    check_grads(f, *args, order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("np_func, f, args", COMPLEX_CASES)
+def test_complex_value_matches_numpy(np_func, f, args):
+    test_value_matches_numpy(np_func, f, args)
+
+
+def test_every_complex_rule_has_a_case():
+    covered = {p.values[0] for p in COMPLEX_CASES} | {
+        p.values[0] for p in CASES if any(np.iscomplexobj(a) for a in p.values[2])}
+    missing = sorted(getattr(f, "__name__", repr(f)) for f in COMPLEX if f not in covered)
+    assert not missing, f"functions listed in COMPLEX without a complex case: {missing}"
 
 
 def test_every_registered_rule_has_a_case():

@@ -2,9 +2,11 @@
 
 from fluxml.ad.core import LAZY_RULES
 from fluxml.ad.rules import (  # noqa: F401
+    complex_values,
     decompositions,
     elementwise,
     elementwise_more,
+    fft,
     indexing,
     joins,
     linalg,

@@ -1,0 +1,205 @@
+"""Convolution in 1, 2 and 3 spatial dimensions, and its transpose.
+
+Layouts as PyTorch's: input ``(N, C, *spatial)`` (NCL, NCHW, NCDHW), weight
+``(out, in / groups, *kernel)`` for :func:`conv` and ``(in, out / groups, *kernel)`` for
+:func:`conv_transpose`. ``conv`` computes the cross-correlation, as PyTorch does;
+``flipped=True`` flips the kernel first (the true convolution, Flux's default).
+
+Three primitives carry the family, each bilinear, and the derivatives of each are the other
+two (so a CNN is differentiable to any order):
+
+- ``CONV(x, w)``: im2col by a strided view, then one batched matrix product;
+- ``CONV_DATA(g, w)``: its transpose in ``x`` (the input gradient, and the transposed
+  convolution): a matrix product, then col2im;
+- ``CONV_FILTER(x, g)``: its transpose in ``w`` (the weight gradient): im2col of ``x``
+  contracted with ``g`` over batch and positions.
+
+Groups are a batch axis of the matrix products (depthwise included), never a Python loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.define import deflinear, defvjp, primitive
+from fluxml.nnlib import windows as win
+
+
+def _geometry(x_shape, w_shape, stride, pads, dilation, groups):
+    n, c = x_shape[:2]
+    kernel = w_shape[2:]
+    out = win.output_size(x_shape[2:], kernel, stride, dilation, pads)
+    return n, c, kernel, out, c // groups
+
+
+def _im2col(x, kernel, stride, dilation, pads, out, groups):
+    """The windows of ``x`` as ``(N, groups, C / groups * prod(kernel), prod(out))``."""
+    n, c = x.shape[:2]
+    cols = win.windows(win.pad(x, pads), kernel, stride, dilation, out)
+    return cols.reshape(n, groups, (c // groups) * win.count(kernel), win.count(out))
+
+
+def _conv(x, w, *, stride, pads, dilation, groups):
+    xp = win.array_module(x, w)
+    n, c, kernel, out, cg = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
+    o = w.shape[0]
+    cols = _im2col(x, kernel, stride, dilation, pads, out, groups)
+    y = xp.matmul(w.reshape(groups, o // groups, cg * win.count(kernel)), cols)
+    return y.reshape((n, o) + out)
+
+
+def _conv_data(g, w, *, x_shape, stride, pads, dilation, groups):
+    xp = win.array_module(g, w)
+    n, c, kernel, out, cg = _geometry(x_shape, w.shape, stride, pads, dilation, groups)
+    o = w.shape[0]
+    wm = w.reshape(groups, o // groups, cg * win.count(kernel))
+    cols = xp.matmul(wm.swapaxes(-1, -2), g.reshape(n, groups, o // groups, win.count(out)))
+    size = win.padded_size(x_shape[2:], pads)
+    xpad = win.col2im(cols.reshape((n, c) + kernel + out), size, kernel, stride, dilation)
+    return xp.ascontiguousarray(win.crop(xpad, pads, x_shape[2:]))
+
+
+def _conv_filter(x, g, *, w_shape, stride, pads, dilation, groups):
+    n, c, kernel, out, cg = _geometry(x.shape, w_shape, stride, pads, dilation, groups)
+    o = w_shape[0]
+    cols = _im2col(x, kernel, stride, dilation, pads, out, groups)
+    gm = g.reshape(n, groups, o // groups, win.count(out))
+    # one product per batch entry and group, summed over the batch: no transposed copies
+    return (gm @ cols.swapaxes(-1, -2)).sum(axis=0).reshape(w_shape)
+
+
+CONV = primitive("conv", _conv, keeps_output=False)
+CONV_DATA = primitive("conv_data", _conv_data, keeps_output=False)
+CONV_FILTER = primitive("conv_filter", _conv_filter, keeps_output=False)
+
+# <h, CONV(x, w)> = <CONV_DATA(h, w), x> = <CONV_FILTER(x, h), w>: each rule is another member.
+defvjp(CONV,
+       lambda g, ans, x, w, **geo: CONV_DATA(g, w, x_shape=x.shape, **geo),
+       lambda g, ans, x, w, **geo: CONV_FILTER(x, g, w_shape=w.shape, **geo))
+defvjp(CONV_DATA,
+       lambda h, ans, g, w, x_shape, **geo: CONV(h, w, **geo),
+       lambda h, ans, g, w, x_shape, **geo: CONV_FILTER(h, g, w_shape=w.shape, **geo))
+defvjp(CONV_FILTER,
+       lambda h, ans, x, g, w_shape, **geo: CONV_DATA(g, h, x_shape=x.shape, **geo),
+       lambda h, ans, x, g, w_shape, **geo: CONV(x, h, **geo))
+for _prim in (CONV, CONV_DATA, CONV_FILTER):
+    deflinear(_prim)
+
+
+# --- the functions users call ---------------------------------------------------------------
+
+def conv(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, flipped: bool = False):
+    """N-d convolution (cross-correlation, as PyTorch's ``conv1d/2d/3d``) of ``x``
+    ``(N, C, *spatial)`` with ``w`` ``(O, C / groups, *kernel)``; gives ``(N, O, *out)``.
+
+    ``stride``, ``dilation``: an int or one per spatial dimension. ``pad``: an int, one per
+    dimension, ``(lo, hi)`` per dimension (as ``2d`` ints or ``d`` pairs), or ``"same"``.
+    ``groups`` splits the channels (``groups == C``: depthwise). ``flipped=True`` flips the
+    kernel (the convolution of mathematics, Flux's default).
+
+    >>> import numpy as np, fluxml as fl
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fl.nnlib.conv(x, np.ones((1, 1, 2, 2)), stride=2)
+    array([[[[10., 18.],
+             [42., 50.]]]])
+    """
+    d = _check_ranks("conv", x, w)
+    stride, dilation, groups = _check_steps("conv", d, stride, dilation, groups)
+    c, o = x.shape[1], w.shape[0]
+    if c % groups or o % groups:
+        raise ValueError(f"conv: groups={groups} must divide the input channels ({c}) and the "
+                         f"output channels ({o})")
+    if w.shape[1] * groups != c:
+        raise ValueError(f"conv: weight {tuple(w.shape)} expects input (N, "
+                         f"{w.shape[1] * groups}, ...) (weight.shape[1] * groups = "
+                         f"{w.shape[1]} * {groups}); got {tuple(x.shape)} with {c} channels")
+    kernel = tuple(w.shape[2:])
+    pads = win.padding(pad, d, "conv", size=x.shape[2:], kernel=kernel, stride=stride,
+                       dilation=dilation)
+    _check_fits("conv", x.shape[2:], kernel, stride, dilation, pads)
+    if flipped:
+        w = _flip(w, d)
+    return CONV(x, w, stride=stride, pads=pads, dilation=dilation, groups=groups)
+
+
+def depthwise_conv(x, w, **options):
+    """:func:`conv` with one group per input channel: ``w`` is ``(C * m, 1, *kernel)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.depthwise_conv(np.ones((1, 2, 3)), np.array([[[1.0, 1.0]], [[2.0, 0.0]]]))
+    array([[[2., 2.],
+            [2., 2.]]])
+    """
+    return conv(x, w, groups=x.shape[1], **options)
+
+
+def conv_transpose(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, output_padding=0,
+                   flipped: bool = False):
+    """The transposed convolution (PyTorch's ``conv_transpose1d/2d/3d``): the gradient of
+    :func:`conv` with respect to its input. ``x`` is ``(N, C, *spatial)``, ``w``
+    ``(C, O / groups, *kernel)``; each output size is
+    ``(n - 1) * stride - lo - hi + dilation * (k - 1) + 1 + output_padding``.
+    ``output_padding`` (less than the stride or the dilation) adds rows at the high end.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.conv_transpose(np.ones((1, 1, 2)), np.array([[[1.0, 10.0]]]), stride=2)
+    array([[[ 1., 10.,  1., 10.]]])
+    """
+    fn = "conv_transpose"
+    d = _check_ranks(fn, x, w)
+    stride, dilation, groups = _check_steps(fn, d, stride, dilation, groups)
+    c, o = x.shape[1], w.shape[1] * groups
+    if c % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide the input channels ({c})")
+    if w.shape[0] != c:
+        raise ValueError(f"{fn}: weight {tuple(w.shape)} expects input (N, {w.shape[0]}, ...) "
+                         f"(weight.shape[0]); got {tuple(x.shape)} with {c} channels")
+    if isinstance(pad, str):
+        raise ValueError(f"{fn}: pad={pad!r} is not supported; give the padding as numbers")
+    pads = win.padding(pad, d, fn)
+    outpad = win.spatial(output_padding, d, "output_padding", fn, minimum=0)
+    if any(p >= max(s, dl) for p, s, dl in zip(outpad, stride, dilation)):
+        raise ValueError(f"{fn}: output_padding {outpad} must be smaller than the stride "
+                         f"{stride} or the dilation {dilation} in each dimension")
+    kernel = tuple(w.shape[2:])
+    size = tuple((n - 1) * s - lo - hi + dl * (k - 1) + 1 + p for n, s, (lo, hi), dl, k, p
+                 in zip(x.shape[2:], stride, pads, dilation, kernel, outpad))
+    if min(size) < 1:
+        raise ValueError(f"{fn}: the padding {pads} leaves an output of size {size} for input "
+                         f"{tuple(x.shape)} and kernel {kernel}; reduce the padding")
+    if flipped:
+        w = _flip(w, d)
+    return CONV_DATA(x, w, x_shape=(x.shape[0], o) + size, stride=stride, pads=pads,
+                     dilation=dilation, groups=groups)
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+def _check_ranks(fn, x, w):
+    if x.ndim not in (3, 4, 5):
+        raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
+                         f"shape {tuple(x.shape)} ({x.ndim} dimensions)")
+    if w.ndim != x.ndim:
+        raise ValueError(f"{fn}: weight must have as many dimensions as the input ({x.ndim}: "
+                         f"2 + {x.ndim - 2} spatial); got weight {tuple(w.shape)}")
+    return x.ndim - 2
+
+
+def _check_steps(fn, d, stride, dilation, groups):
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{fn}: groups must be a positive int; got {groups!r}")
+    return (win.spatial(stride, d, "stride", fn), win.spatial(dilation, d, "dilation", fn),
+            int(groups))
+
+
+def _check_fits(fn, size, kernel, stride, dilation, pads):
+    reach = tuple(dl * (k - 1) + 1 for k, dl in zip(kernel, dilation))
+    padded = win.padded_size(size, pads)
+    if any(r > p for r, p in zip(reach, padded)):
+        raise ValueError(f"{fn}: kernel {tuple(kernel)} (dilation {tuple(dilation)}: reach "
+                         f"{reach}) is larger than the padded input {padded} (input {tuple(size)}"
+                         f", pad {pads}); pad more or use a smaller kernel")
+
+
+def _flip(w, d):
+    return np.flip(w, axis=tuple(range(2, 2 + d)))
