@@ -44,3 +44,15 @@ def test_example_checks_its_derivatives_and_converges(script, expected):
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert expected in done.stdout
+
+
+@pytest.mark.parametrize("script, args", [
+    ("spiral_neural_ode.py", ["--steps", "12", "--plot", ""]),
+    ("lotka_volterra_fit.py", ["--steps", "4"]),
+    ("augmented_neural_ode.py", ["--steps", "4", "--points", "64"]),
+])
+def test_neural_ode_examples_run_on_a_small_setting(script, args):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "OK"

@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
+from fluxml import data, init, io, losses, nnlib, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -146,20 +146,32 @@ __version__ = "0.1.0"
 __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "Bidirectional", "Bilinear", "Chain", "ClipGrad", "ClipNorm", "CosineAnneal", "DataLoader",
-    "Dense", "Descent", "DifferentiationError", "Embedding", "EmbeddingBag", "ExpDecay", "Flatten",
-    "GRU", "GRUCell", "LSTM", "LSTMCell", "LayerError", "Leaf", "Lion", "Maxout", "Module",
-    "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion",
-    "Parallel", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "Scale", "SignDecay",
-    "SkipConnection", "Standardiser", "StepDecay", "Tracer", "WeightDecay", "_", "adjust",
-    "autosize", "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy",
-    "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss", "f16", "f32",
-    "f64", "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss",
-    "huber_loss", "identity", "index_add", "init", "io", "jacobian", "jvp", "kldivergence",
-    "label_smoothing", "leaves", "load", "load_checkpoint", "loadmodel", "logitbinarycrossentropy",
-    "logitcrossentropy", "logsumexp", "losses", "mae", "modules", "mse", "msle", "nnlib",
-    "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "outputsize",
-    "poisson_loss", "pullback", "save", "save_checkpoint", "seed", "setup", "shuffleobs",
-    "siamese_contrastive_loss", "splitobs", "squared_hinge_loss", "state", "stop_gradient",
-    "summary", "testing", "testmode", "thaw", "trainable", "trainmode", "tree", "tversky_loss",
-    "unflatten", "update", "vjp", "withgradient",
+    "Dense", "Descent", "DifferentiationError", "Embedding", "EmbeddingBag", "ExpDecay",
+    "Flatten", "GRU", "GRUCell", "LSTM", "LSTMCell", "LayerError", "Leaf", "Lion", "Maxout",
+    "Module", "Momentum", "NAdam", "Nesterov", "NeuralODE", "OAdam", "OneCycle",
+    "OptimiserChain", "PairwiseFusion", "Parallel", "RAdam", "RMSProp", "RNN", "RNNCell",
+    "Rprop", "Scale", "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer",
+    "WeightDecay", "_", "adjust", "autosize", "binary_focal_loss", "binarycrossentropy",
+    "checkpoint", "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets",
+    "dice_coeff_loss", "f16", "f32", "f64", "flatten", "fmap", "focal_loss", "freeze",
+    "gradient", "hessian", "hinge_loss", "huber_loss", "identity", "index_add", "init", "io",
+    "jacobian", "jvp", "kldivergence", "label_smoothing", "leaves", "load", "load_checkpoint",
+    "loadmodel", "logitbinarycrossentropy", "logitcrossentropy", "logsumexp", "losses", "mae",
+    "modules", "mse", "msle", "nnlib", "normalise", "ode", "onecold", "onehot", "onehotbatch",
+    "optimise", "outputsize", "poisson_loss", "pullback", "save", "save_checkpoint", "seed",
+    "setup", "shuffleobs", "siamese_contrastive_loss", "splitobs", "squared_hinge_loss",
+    "state", "stop_gradient", "summary", "testing", "testmode", "thaw", "trainable",
+    "trainmode", "tree", "tversky_loss", "unflatten", "update", "vjp", "withgradient",
 ]
+
+
+def __getattr__(name):
+    """``fl.ode`` and ``fl.NeuralODE`` load on first use: the solvers' tables are not part of
+    ``import fluxml``'s time."""
+    if name in ("ode", "NeuralODE"):
+        import importlib
+
+        ode = importlib.import_module("fluxml.ode")
+        globals().update(ode=ode, NeuralODE=ode.NeuralODE)
+        return globals()[name]
+    raise AttributeError(f"module 'fluxml' has no attribute {name!r}")

@@ -6,7 +6,7 @@ as in diffrax and torchdiffeq, so a traced solve takes the same steps as a plain
 >>> import numpy as np
 >>> from fluxml.ode.control import PIController
 >>> ctrl = PIController(order=5)
->>> accept, factor = ctrl.propose(0.5)
+>>> accept, factor = ctrl.propose(0.01)
 >>> bool(accept), factor > 1
 (True, True)
 """
