@@ -47,9 +47,9 @@ def test_example_checks_its_derivatives_and_converges(script, expected):
 
 
 @pytest.mark.parametrize("script, args", [
-    ("spiral_neural_ode.py", ["--steps", "12", "--plot", ""]),
-    ("lotka_volterra_fit.py", ["--steps", "4"]),
-    ("augmented_neural_ode.py", ["--steps", "4", "--points", "64"]),
+    ("spiral_neural_ode.py", ["--steps", "8", "--plot", ""]),
+    ("lotka_volterra_fit.py", ["--steps", "2"]),
+    ("augmented_neural_ode.py", ["--steps", "3", "--points", "32"]),
 ])
 def test_neural_ode_examples_run_on_a_small_setting(script, args):
     done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,

@@ -18,12 +18,12 @@ def lotka(t, u, p):
 
 P = np.array([1.5, 1.0, 3.0, 1.0])
 U0 = np.array([1.0, 1.0])
-TS = np.linspace(0.0, 3.0, 4)  # includes t0: the loss reads u0 directly too
+TS = np.linspace(0.0, 1.5, 4)  # includes t0: the loss reads u0 directly too
 W = np.arange(8.0).reshape(4, 2) / 8
 
 
 def lv_loss(u0, p, alg=None):
-    sol = fl.ode.solve(lotka, u0, (0.0, 3.0), p, saveat=TS, rtol=1e-9, atol=1e-9, sensealg=alg)
+    sol = fl.ode.solve(lotka, u0, (0.0, 1.5), p, saveat=TS, rtol=1e-9, atol=1e-9, sensealg=alg)
     return np.sum(W * sol.u**2)
 
 

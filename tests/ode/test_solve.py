@@ -157,7 +157,8 @@ def robertson(t, u, p):
                      k2 * u[1] ** 2])
 
 
-@pytest.mark.parametrize("solver", [fl.ode.Rodas5(), fl.ode.Rosenbrock23()])
+@pytest.mark.parametrize("solver", [
+    fl.ode.Rodas5(), pytest.param(fl.ode.Rosenbrock23(), marks=pytest.mark.slow)], ids=repr)
 def test_stiff_solvers_agree_with_scipy_on_robertson(solver):
     p = (0.04, 3e7, 1e4)
     ts = np.array([1.0, 10.0, 100.0])
