@@ -63,3 +63,15 @@ def test_cnn_demo_trains_saves_and_reloads(tmp_path, capsys):
     assert "reloaded model predicts the same: True" in out and out.rstrip().endswith("OK")
     weights = fl.load(tmp_path / "digits-cnn.safetensors")
     assert weights["layers"]["0"]["weight"].shape == (16, 1, 3, 3)
+
+
+@pytest.mark.parametrize("script, args", [
+    ("spiral_neural_ode.py", ["--steps", "8", "--plot", ""]),
+    ("lotka_volterra_fit.py", ["--steps", "2"]),
+    ("augmented_neural_ode.py", ["--steps", "3", "--points", "32"]),
+])
+def test_neural_ode_examples_run_on_a_small_setting(script, args):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "OK"

@@ -213,6 +213,18 @@ from fluxml.tree import (
     unflatten,
 )
 
+
+def __getattr__(name):
+    """``fl.ode`` and ``fl.NeuralODE`` load on first use: the solvers' tables are not part of
+    ``import fluxml``'s time."""
+    if name in ("ode", "NeuralODE"):
+        import importlib
+
+        ode = importlib.import_module("fluxml.ode")
+        globals().update(ode=ode, NeuralODE=ode.NeuralODE)
+        return globals()[name]
+    raise AttributeError(f"module 'fluxml' has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -224,7 +236,7 @@ __all__ = [
     "ExpDecay", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
     "History", "InstanceNorm", "LRSchedule", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "Leaf",
     "Lion", "MaxPool", "Maxout", "MeanPool", "Module", "Momentum", "MultiHeadAttention", "NAdam",
-    "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel",
+    "Nesterov", "NeuralODE", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel",
     "PixelShuffle", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint", "Scale",
     "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
     "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
