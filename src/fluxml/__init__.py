@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
+from fluxml import crypto, data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -79,6 +79,7 @@ from fluxml.layers import (
     trainable,
     trainmode,
 )
+from fluxml.layers.polynomial import PolyAct, square
 from fluxml.losses import (
     binary_focal_loss,
     binarycrossentropy,
@@ -144,6 +145,7 @@ from fluxml.tree import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "PolyAct", "crypto", "square",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "Bidirectional", "Bilinear", "Chain", "ClipGrad", "ClipNorm", "CosineAnneal", "DataLoader",
     "Dense", "Descent", "DifferentiationError", "Embedding", "EmbeddingBag", "ExpDecay", "Flatten",
