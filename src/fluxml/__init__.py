@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
+from fluxml import crypto, data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -109,6 +109,7 @@ from fluxml.layers import (
     trainable,
     trainmode,
 )
+from fluxml.layers.polynomial import PolyAct, square
 from fluxml.losses import (
     binary_focal_loss,
     binarycrossentropy,
@@ -228,6 +229,7 @@ def __getattr__(name):
 __version__ = "0.1.0"
 
 __all__ = [
+    "PolyAct", "crypto", "square",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",
