@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import nnlib, testing, tree
+from fluxml import crypto, data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -22,6 +22,114 @@ from fluxml.ad import (
     stop_gradient,
     vjp,
     withgradient,
+)
+from fluxml.callbacks import (
+    Callback,
+    EarlyStopping,
+    Evaluate,
+    LRSchedule,
+    SaveCheckpoint,
+)
+from fluxml.data import (
+    DataLoader,
+    Standardiser,
+    datasets,
+    normalise,
+    onecold,
+    onehot,
+    onehotbatch,
+    shuffleobs,
+    splitobs,
+)
+from fluxml.history import (
+    History,
+)
+from fluxml.init import (
+    seed,
+)
+from fluxml.io import (
+    load,
+    load_checkpoint,
+    loadmodel,
+    save,
+    save_checkpoint,
+    state,
+)
+from fluxml.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    AdaptiveMaxPool,
+    AdaptiveMeanPool,
+    AlphaDropout,
+    BatchNorm,
+    Bidirectional,
+    Bilinear,
+    Chain,
+    Conv,
+    ConvTranspose,
+    CrossCor,
+    Dense,
+    DepthwiseConv,
+    Dropout,
+    Embedding,
+    EmbeddingBag,
+    Flatten,
+    GlobalMaxPool,
+    GlobalMeanPool,
+    GroupNorm,
+    GRUCell,
+    InstanceNorm,
+    LayerError,
+    LayerNorm,
+    LSTMCell,
+    Maxout,
+    MaxPool,
+    MeanPool,
+    Module,
+    MultiHeadAttention,
+    PairwiseFusion,
+    Parallel,
+    PixelShuffle,
+    RNNCell,
+    Scale,
+    SkipConnection,
+    TransformerEncoderBlock,
+    Upsample,
+    _,
+    autosize,
+    f16,
+    f32,
+    f64,
+    identity,
+    modules,
+    outputsize,
+    summary,
+    testmode,
+    trainable,
+    trainmode,
+)
+from fluxml.layers.polynomial import PolyAct, square
+from fluxml.losses import (
+    binary_focal_loss,
+    binarycrossentropy,
+    crossentropy,
+    ctc_loss,
+    dice_coeff_loss,
+    focal_loss,
+    hinge_loss,
+    huber_loss,
+    kldivergence,
+    label_smoothing,
+    logitbinarycrossentropy,
+    logitcrossentropy,
+    mae,
+    mse,
+    msle,
+    poisson_loss,
+    siamese_contrastive_loss,
+    squared_hinge_loss,
+    tversky_loss,
 )
 from fluxml.nnlib import (
     alpha_dropout,
@@ -61,17 +169,93 @@ from fluxml.nnlib import (
     tanhshrink,
     trelu,
 )
-from fluxml.tree import flatten, fmap, leaves, unflatten
+from fluxml.optimise import (
+    AccumGrad,
+    AdaBelief,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    AdamW,
+    AMSGrad,
+    ClipGrad,
+    ClipNorm,
+    CosineAnneal,
+    Descent,
+    ExpDecay,
+    Leaf,
+    Lion,
+    Momentum,
+    NAdam,
+    Nesterov,
+    OAdam,
+    OneCycle,
+    OptimiserChain,
+    RAdam,
+    RMSProp,
+    Rprop,
+    SignDecay,
+    StepDecay,
+    WeightDecay,
+    adjust,
+    freeze,
+    setup,
+    thaw,
+    update,
+)
+from fluxml.train import (
+    TrainingError,
+    train,
+)
+from fluxml.tree import (
+    flatten,
+    fmap,
+    leaves,
+    unflatten,
+)
+
+
+def __getattr__(name):
+    """``fl.ode`` and ``fl.NeuralODE`` load on first use: the solvers' tables are not part of
+    ``import fluxml``'s time."""
+    if name in ("ode", "NeuralODE"):
+        import importlib
+
+        ode = importlib.import_module("fluxml.ode")
+        globals().update(ode=ode, NeuralODE=ode.NeuralODE)
+        return globals()[name]
+    raise AttributeError(f"module 'fluxml' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DifferentiationError", "Tracer", "alpha_dropout", "batchnorm", "celu", "checkpoint",
-    "custom_jvp", "custom_vjp", "dot_product_attention", "dropout", "elu", "embedding", "flatten",
-    "fmap", "gelu", "gelu_erf", "gelu_tanh", "gradient", "groupnorm", "hardshrink", "hardsigmoid",
-    "hardswish", "hardtanh", "hessian", "index_add", "instancenorm", "jacobian", "jvp",
-    "layernorm", "leakyrelu", "leaves", "lisht", "logsigmoid", "logsoftmax", "logsumexp",
-    "make_causal_mask", "mish", "nnlib", "pullback", "relu", "relu6", "rrelu", "selu", "sigmoid",
-    "silu", "softmax", "softplus", "softshrink", "softsign", "stop_gradient", "swish",
-    "tanhshrink", "testing", "tree", "trelu", "unflatten", "vjp", "withgradient",
+    "PolyAct", "crypto", "square",
+    "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
+    "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
+    "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",
+    "CosineAnneal", "CrossCor", "DataLoader", "Dense", "DepthwiseConv", "Descent",
+    "DifferentiationError", "Dropout", "EarlyStopping", "Embedding", "EmbeddingBag", "Evaluate",
+    "ExpDecay", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
+    "History", "InstanceNorm", "LRSchedule", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "Leaf",
+    "Lion", "MaxPool", "Maxout", "MeanPool", "Module", "Momentum", "MultiHeadAttention", "NAdam",
+    "Nesterov", "NeuralODE", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel",
+    "PixelShuffle", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint", "Scale",
+    "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
+    "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
+    "autosize", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu", "checkpoint",
+    "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss",
+    "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64", "flatten", "fmap",
+    "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gradient", "groupnorm", "hardshrink",
+    "hardsigmoid", "hardswish", "hardtanh", "hessian", "hinge_loss", "huber_loss", "identity",
+    "index_add", "init", "instancenorm", "io", "jacobian", "jvp", "kldivergence",
+    "label_smoothing", "layernorm", "leakyrelu", "leaves", "lisht", "load", "load_checkpoint",
+    "loadmodel", "logitbinarycrossentropy", "logitcrossentropy", "logsigmoid", "logsoftmax",
+    "logsumexp", "losses", "mae", "make_causal_mask", "mish", "modules", "mse", "msle", "nnlib",
+    "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "outputsize",
+    "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint", "seed",
+    "selu", "setup", "shuffleobs", "siamese_contrastive_loss", "sigmoid", "silu", "softmax",
+    "softplus", "softshrink", "softsign", "splitobs", "squared_hinge_loss", "state",
+    "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw", "train",
+    "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update", "vjp",
+    "withgradient",
 ]

@@ -67,49 +67,62 @@ class Spec:
 LEAF = Spec("leaf")
 
 
-def _fields(obj):
-    """The (name, value) children of an object node, or None if it is not one."""
+def _fields(obj, trainable=False):
+    """The (name, value) children of an object node, or None if it is not one. With
+    ``trainable``, fields the class lists in ``nontrainable`` are left out (they stay with
+    the object as static parts: BatchNorm's running statistics)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
-    children = getattr(obj, "__tree_fields__", None)
-    if children is not None:
-        return [(k, getattr(obj, k)) for k in children()]
-    d = getattr(obj, "__dict__", None)
-    # Only instances of classes written in Python are nodes; objects of built-in and
-    # extension types (ufuncs, partials, generators ...) are static.
-    if d is None or isinstance(obj, _STATIC_TYPES) or not type(obj).__flags__ & _HEAPTYPE:
-        return None
-    return list(d.items())
+        fields = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    elif (children := getattr(obj, "__tree_fields__", None)) is not None:
+        fields = [(k, getattr(obj, k)) for k in children()]
+    else:
+        d = getattr(obj, "__dict__", None)
+        # Only instances of classes written in Python are nodes; objects of built-in and
+        # extension types (ufuncs, partials, generators ...) are static.
+        if d is None or isinstance(obj, _STATIC_TYPES) or not type(obj).__flags__ & _HEAPTYPE:
+            return None
+        fields = list(d.items())
+    if trainable:
+        skip = getattr(type(obj), "nontrainable", ())
+        if skip:
+            fields = [(k, v) for k, v in fields if k not in skip]
+    return fields
 
 
-def flatten(tree, is_leaf: Callable[[Any], bool] | None = None):
-    """``(leaves, spec)``: the leaves in a fixed order and how to put them back."""
+def flatten(tree, is_leaf: Callable[[Any], bool] | None = None, *, trainable: bool = False):
+    """``(leaves, spec)``: the leaves in a fixed order and how to put them back.
+
+    With ``trainable=True`` the fields a class declares ``nontrainable`` are not leaves: they
+    stay with their object, untouched, when the tree is rebuilt (this is what ``gradient``
+    and the optimisers see)."""
     leaves: list = []
-    spec = _flatten(tree, leaves, is_leaf or is_array_leaf, set())
+    spec = _flatten(tree, leaves, is_leaf or is_array_leaf, set(), trainable)
     return leaves, spec
 
 
-def _flatten(x, leaves, leaf, seen):
+def _flatten(x, leaves, leaf, seen, trainable=False):
     if leaf(x):
         leaves.append(x)
         return LEAF
     t = type(x)
     if t is list or t is tuple:
-        return Spec(t.__name__, t, None, [_flatten(c, leaves, leaf, seen) for c in x])
+        return Spec(t.__name__, t, None, [_flatten(c, leaves, leaf, seen, trainable) for c in x])
     if isinstance(x, tuple) and hasattr(x, "_fields"):  # namedtuple
-        return Spec("namedtuple", t, None, [_flatten(c, leaves, leaf, seen) for c in x])
+        children = [_flatten(c, leaves, leaf, seen, trainable) for c in x]
+        return Spec("namedtuple", t, None, children)
     if isinstance(x, dict):
         keys = list(x.keys())
-        return Spec("dict", t, keys, [_flatten(x[k], leaves, leaf, seen) for k in keys])
+        children = [_flatten(x[k], leaves, leaf, seen, trainable) for k in keys]
+        return Spec("dict", t, keys, children)
     if x is None or isinstance(x, (bool,) + _STATIC_TYPES):
         return Spec("static", static=x)
-    fields = _fields(x)
+    fields = _fields(x, trainable)
     if fields is None:
         return Spec("static", static=x)
     if id(x) in seen:
         raise ValueError(f"the tree contains a cycle through a {t.__name__} object")
     seen.add(id(x))
-    children = [_flatten(v, leaves, leaf, seen) for _, v in fields]
+    children = [_flatten(v, leaves, leaf, seen, trainable) for _, v in fields]
     seen.discard(id(x))
     return Spec("object", t, [k for k, _ in fields], children, static=x)
 
@@ -138,8 +151,9 @@ def _unflatten(spec, it, none):
     obj = object.__new__(spec.type)
     state = dict(vars(spec.static)) if hasattr(spec.static, "__dict__") else {}
     state.update(zip(spec.keys, children))
-    if none:
-        state = dict(zip(spec.keys, children))
+    if none:  # a gradient: every attribute the object had, None where nothing came back
+        state = dict.fromkeys(getattr(spec.static, "__dict__", ()), None)
+        state.update(zip(spec.keys, children))
     try:
         obj.__dict__.update(state)
     except AttributeError:  # slotted dataclass
@@ -173,3 +187,28 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
         if len(o) != len(xs):
             raise ValueError(f"fmap: trees differ: {len(xs)} leaves against {len(o)}")
     return unflatten(spec, [f(*args) for args in zip(xs, *others)])
+
+
+def leaves_with_paths(tree, *, trainable: bool = False) -> list[tuple[str, Any]]:
+    """``[(path, leaf), ...]`` in flatten's order; a path joins field names, dict keys and
+    list positions with dots, as a state dict names its entries.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.tree.leaves_with_paths({"layers": [np.ones(2), {"b": 0.5}]})
+    [('layers.0', array([1., 1.])), ('layers.1.b', 0.5)]
+    """
+    leaves, spec = flatten(tree, trainable=trainable)
+    paths: list[str] = []
+    _paths(spec, "", paths)
+    return list(zip(paths, leaves))
+
+
+def _paths(spec, prefix, out):
+    if spec.kind == "leaf":
+        out.append(prefix)
+        return
+    if spec.kind == "static":
+        return
+    keys = spec.keys if spec.keys is not None else range(len(spec.children))
+    for key, child in zip(keys, spec.children):
+        _paths(child, f"{prefix}.{key}" if prefix else str(key), out)

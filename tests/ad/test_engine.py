@@ -156,12 +156,10 @@ def test_writing_a_tracer_into_a_numpy_array_refuses():
         buf[0] = x[0]
         return np.sum(buf)
 
-    # NumPy turns the error of float(tracer) into "setting an array element with a
-    # sequence"; ours is its cause and shows in the traceback.
-    with pytest.raises(ValueError) as info:
+    # NumPy would turn any error of float(tracer) into "setting an array element with a
+    # sequence"; fluxml's own error comes when f returns.
+    with pytest.raises(fl.DifferentiationError, match="np.zeros_like"):
         fl.gradient(f, np.ones(2))
-    assert isinstance(info.value.__cause__, fl.DifferentiationError)
-    assert "np.zeros_like" in str(info.value.__cause__)
 
     def g(x):
         buf = np.zeros(2)
@@ -173,8 +171,8 @@ def test_writing_a_tracer_into_a_numpy_array_refuses():
 
 
 def test_unsupported_function_names_itself_and_custom_vjp():
-    with pytest.raises(fl.DifferentiationError, match=r"(?s)np\.fft\.fft.*custom_vjp"):
-        fl.gradient(lambda x: np.sum(np.fft.fft(x).real), np.ones(4))
+    with pytest.raises(fl.DifferentiationError, match=r"(?s)np\.fft\.hfft.*custom_vjp"):
+        fl.gradient(lambda x: np.sum(np.fft.hfft(x)), np.ones(4))
 
 
 def test_if_on_a_traced_value_explains():
@@ -202,11 +200,13 @@ def test_leaked_tracer_refuses():
         leaked[0] * 2
 
 
-def test_complex_arguments_refuse():
-    with pytest.raises(fl.DifferentiationError, match="complex"):
-        fl.gradient(lambda z: np.sum(np.abs(z)), np.ones(2, dtype=complex))
-    with pytest.raises(fl.DifferentiationError, match="complex"):
-        fl.gradient(lambda z: abs(z), 1 + 2j)
+def test_complex_values_reach_only_functions_right_for_them():
+    # complex arguments are differentiated (tests/ad/test_complex.py); a function whose rule
+    # is right for real values only refuses them instead of returning a wrong gradient
+    with pytest.raises(fl.DifferentiationError, match=r"np\.max.*complex"):
+        fl.gradient(lambda z: np.abs(np.max(z)), np.ones(2, dtype=complex))
+    with pytest.raises(fl.DifferentiationError, match=r"np\.var.*complex"):
+        fl.gradient(lambda x: np.var(x * 1j), np.ones(2))
 
 
 def test_library_that_converts_a_tracer_is_named():

@@ -3,7 +3,6 @@ stop_gradient (user-given rules are in ``custom.py``)."""
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -11,15 +10,16 @@ import numpy as np
 
 from fluxml.ad.core import LEAKED, DifferentiationError, ReverseTrace, Tracer, raw
 from fluxml.ad.forward import ForwardTrace
-from fluxml.ad.guards import pause_gc, resume_gc, thaw
+from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.sweep import sweep
 from fluxml.tree import flatten, is_array_leaf, unflatten
 
 
 def _is_float(x) -> bool:
+    """Does ``x`` carry a derivative: a float or complex number or array?"""
     if isinstance(x, bool):
         return False
-    if isinstance(x, float):
+    if isinstance(x, (float, complex)):
         return True
     dtype = getattr(x, "dtype", None)
     return dtype is not None and dtype.kind in "fc"
@@ -34,6 +34,8 @@ def _start(x):
         return t
     if isinstance(x, float):
         return np.float64(x)
+    if isinstance(x, complex):
+        return np.complex128(x)
     return x
 
 
@@ -43,24 +45,20 @@ def _trace_args(trace, args, make):
     reverse mode; None for non-float leaves). Repeated arrays share one tracer."""
     for a in args:
         if type(a) not in _PLAIN:  # containers or objects: go through their leaves
-            leaves, spec = flatten(args)
+            leaves, spec = flatten(args, trainable=True)
             break
     else:
         leaves, spec = args, None
     boxes, by_id, new_leaves = [], {}, []
     for x in leaves:
         if type(x) is np.ndarray:
-            if x.dtype.kind != "f":
-                if x.dtype.kind == "c":
-                    raise _complex_argument()
+            if x.dtype.kind not in "fc":
                 boxes.append(None)
                 new_leaves.append(x)
                 continue
             t = by_id.get(id(x))
             if t is None:
                 t = by_id[id(x)] = make(x, len(boxes))
-        elif isinstance(x, (complex, np.complexfloating)):
-            raise _complex_argument()
         elif _is_float(x):
             t = make(_start(x), len(boxes))
         else:
@@ -74,14 +72,7 @@ def _trace_args(trace, args, make):
     return targs, leaves, spec, boxes
 
 
-def _complex_argument():
-    return DifferentiationError(
-        "complex arguments are not supported: their derivative conventions differ between "
-        "libraries, and a silently conjugated gradient is worse than none. Pass the real and "
-        "imaginary parts as two real arrays.")
-
-
-_PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer}
+_PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.complex128}
 
 
 def _finish(g, like, zeros, seen):
@@ -97,8 +88,8 @@ def _finish(g, like, zeros, seen):
             return None
     if type(g) is Tracer:
         return g
-    if isinstance(like, float) and not isinstance(like, np.generic):
-        return float(g)
+    if isinstance(like, (float, complex)) and not isinstance(like, np.generic):
+        return type(like)(g)
     if isinstance(like, np.generic):
         return like.dtype.type(g)
     if isinstance(g, np.generic):
@@ -121,7 +112,8 @@ def _grads(spec, leaves, cts, zeros):
     return tuple(out) if spec is None else unflatten(spec, out, static_as_none=True)
 
 
-def withgradient(f: Callable, *args, zeros_for_none: bool = False):
+def withgradient(f: Callable, *args, zeros_for_none: bool = False,
+                 holomorphic: bool = False):
     """``(f(*args), gradient(f, *args))`` from one forward and one backward pass.
 
     >>> import numpy as np, fluxml as fl
@@ -130,47 +122,48 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False):
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none)
+        return _withgradient(f, args, zeros_for_none, holomorphic)
     finally:
         resume_gc()
 
 
-def _withgradient(f, args, zeros_for_none):
-    trace = ReverseTrace()
-    try:
-        return _gradient_of(trace, f, args, zeros_for_none)
-    finally:
-        if trace.frozen:
-            thaw(trace.frozen)
+def _withgradient(f, args, zeros_for_none, holomorphic=False):
+    return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic)
 
 
-def _gradient_of(trace, f, args, zeros_for_none):
+def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
+    if holomorphic:
+        _check_complex_inputs(leaves, made)
     try:
         out = f(*targs)
+        trace.check_refused()
     finally:
         trace.closed = LEAKED
     if type(out) is not Tracer or out._trace is not trace:
         if type(out) is Tracer and out._trace.level > trace.level:
             raise DifferentiationError(LEAKED)
-        _check_scalar(out)
+        _check_scalar(out, holomorphic)
         cts = [None] * len(leaves)
         return out, _grads(spec, leaves, cts, zeros_for_none)
     value = out._val
-    if type(value) is not np.float64:  # the common case needs no check
-        _check_scalar(value)
+    if type(value) is not np.float64 or holomorphic:  # the common case needs no check
+        _check_scalar(value, holomorphic)
     cts = sweep(trace.tape, {out._box: _one(value.dtype)}, made)
     return value, _grads(spec, leaves, cts, zeros_for_none)
 
 
-def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
+def gradient(f: Callable, *args, zeros_for_none: bool = False,
+             holomorphic: bool = False) -> tuple:
     """The gradient of the scalar ``f(*args)`` with respect to each argument.
 
     Returns a tuple with one entry per argument, shaped like the argument (structural:
     nested lists, dicts, dataclasses and models come back as the same structure). An entry is
     ``None`` where no derivative flows: integer and boolean arguments, non-array parts of
     objects, and float arguments the output does not depend on. Pass
-    ``zeros_for_none=True`` to get zeros for float arguments instead of ``None``.
+    ``zeros_for_none=True`` to get zeros for float arguments instead of ``None``. So does a
+    function whose output is a number that does not depend on the inputs (``return 0.0``,
+    an integer count); a boolean output is refused.
 
     ``f`` may be any Python: loops, ``if`` on concrete values, recursion, closures, NumPy
     calls, and in-place writes into arrays it computes (``u[1:-1] += ...``). The caller's
@@ -180,15 +173,25 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False) -> tuple:
     without a rule, ``float(x)``, a traced value written into a plain NumPy array) raises
     :class:`DifferentiationError` saying what to write instead. The only ways to cut a
     derivative on purpose are :func:`stop_gradient` and casts to integer or boolean dtypes
-    (``x.astype(int)``). Complex arguments are refused.
+    (``x.astype(int)``).
+
+    Complex arguments follow JAX's and HIPS autograd's convention: for a real ``f`` of
+    ``z = x + iy`` the gradient is ``df/dx - i df/dy`` (the conjugate of PyTorch's
+    ``.grad``), so a descent step is ``z -= lr * np.conj(g)``. A complex output is refused
+    unless ``holomorphic=True``: then ``f`` must be holomorphic in complex arguments and the
+    gradient is its complex derivative ``f'(z)``.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)
     (array([3., 3.]), 3.0)
+    >>> fl.gradient(lambda z: np.real(z * np.conj(z)), 3 + 4j)
+    ((6-8j),)
+    >>> fl.gradient(lambda z: z ** 2, 1j, holomorphic=True)
+    (2j,)
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none)[1]
+        return _withgradient(f, args, zeros_for_none, holomorphic)[1]
     finally:
         resume_gc()
 
@@ -205,12 +208,20 @@ def _one(dtype):
     return one
 
 
-def _check_scalar(out):
+def _check_scalar(out, holomorphic=False):
+    """A real scalar output. One that does not depend on the inputs (a Python or NumPy
+    number) is accepted: its gradient is None (zeros with ``zeros_for_none``). A boolean is
+    refused: a comparison has no derivative, and returning one is more likely a slip."""
     value = raw(out)
-    if type(value) in (np.float64, np.float32, float):
+    if type(value) in (np.float64, np.float32, float) and not holomorphic:
         return
+    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == np.bool_:
+        raise DifferentiationError(
+            f"gradient needs f to return a real number, but it returned a boolean ({value!r}); "
+            "a comparison has no derivative. Return a float (the gradient of a number that "
+            "does not depend on the inputs is None, or zeros with zeros_for_none=True).")
     shape = np.shape(value) if not isinstance(out, (tuple, list, dict)) else None
-    if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float)):
+    if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float, np.integer)):
         what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
         raise DifferentiationError(
             f"gradient needs f to return a real scalar, but it returned {what}.\n"
@@ -218,8 +229,26 @@ def _check_scalar(out):
             "  - reduce it (np.sum, np.mean) if you want the gradient of a total;\n"
             "  - use fl.jacobian(f, x) for every derivative of a vector output;\n"
             "  - use fl.pullback(f, x) and call the returned function with a cotangent.")
-    if np.iscomplexobj(raw(out)):
-        raise DifferentiationError("gradient needs a real output; got a complex number")
+    if holomorphic and not np.iscomplexobj(value):
+        raise DifferentiationError(
+            f"gradient(..., holomorphic=True) needs f to return a complex scalar; it returned "
+            f"a real {np.result_type(value)} (a real function of a complex argument is not "
+            "holomorphic: drop holomorphic=True to get df/dx - i df/dy)")
+    if not holomorphic and np.iscomplexobj(value):
+        raise DifferentiationError(
+            "gradient needs a real output, but f returned a complex number.\n"
+            "Possible fixes:\n"
+            "  - return a real loss: np.abs(z) ** 2, np.real(z), np.imag(z) ...;\n"
+            "  - for the complex derivative f'(z) of a holomorphic f, pass holomorphic=True.")
+
+
+def _check_complex_inputs(leaves, made):
+    for x, box in zip(leaves, made):
+        if box is not None and not np.iscomplexobj(raw(x)):
+            raise DifferentiationError(
+                "gradient(..., holomorphic=True) needs complex arguments; got a real "
+                f"{np.result_type(raw(x))} one. Cast it (x.astype(complex)), or drop "
+                "holomorphic=True for a real function.")
 
 
 def pullback(f: Callable, *args) -> tuple[Any, Callable]:
@@ -236,9 +265,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     pause_gc()
     try:
         out = f(*targs)
-    except BaseException:
-        thaw(trace.frozen)
-        raise
+        trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()
@@ -252,11 +279,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
         else:
             values.append(o)
     value = unflatten(out_spec, values)
-    if trace.frozen:
-        frozen = trace.frozen
-        trace.frozen = []  # the tape outlives this call: thawed when `back` is dropped
-    else:
-        frozen = None
+    trace.snapshots = None  # the tape holds the copies it needs; the originals may go
 
     def back(cotangent):
         ct_leaves, _ = flatten(cotangent, _leaf_or_none)
@@ -271,6 +294,9 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
                 raise ValueError(f"pullback: cotangent of shape {np.shape(raw(c))} for an "
                                  f"output of shape {o.shape}")
             if type(c) is not Tracer:
+                if np.iscomplexobj(c) and not np.iscomplexobj(raw(o)):
+                    raise ValueError("pullback: a complex cotangent for a real output; pass "
+                                     "its real part (the imaginary part pairs with nothing)")
                 c = np.array(c, dtype=raw(o).dtype)  # a copy: it may come back as a gradient
             seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
         pause_gc()
@@ -280,8 +306,6 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
             resume_gc()
         return _grads(spec, leaves, cts, False)
 
-    if frozen:
-        weakref.finalize(back, thaw, frozen)
     return value, back
 
 
@@ -303,8 +327,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp(f, primals, tangents): primals and tangents must be tuples of "
                         "arguments, e.g. fl.jvp(f, (x,), (v,))")
-    t_leaves, _ = flatten(tuple(tangents))
-    p_leaves, _ = flatten(tuple(primals))
+    # as _trace_args sees them: fields a class declares nontrainable are not leaves
+    t_leaves, _ = flatten(tuple(tangents), trainable=True)
+    p_leaves, _ = flatten(tuple(primals), trainable=True)
     if len(t_leaves) != len(p_leaves):
         raise ValueError(f"jvp: {len(p_leaves)} primal leaves but {len(t_leaves)} tangents")
     trace = ForwardTrace()
@@ -315,6 +340,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
             raise ValueError(f"jvp: tangent of shape {np.shape(raw(t))} for a primal of shape "
                              f"{np.shape(raw(v))}")
         if type(t) is not Tracer:
+            if np.iscomplexobj(t) and not np.iscomplexobj(raw(v)):
+                raise ValueError("jvp: a complex tangent for a real primal; make the primal "
+                                 "complex (x.astype(complex)) to move it off the real line")
             t = np.asarray(t, dtype=raw(v).dtype)
         return trace.seed(v, t)
 
@@ -322,6 +350,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     pause_gc()
     try:
         out = f(*targs)
+        trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()
@@ -351,6 +380,11 @@ def jacobian(f: Callable, x, mode: str = "auto"):
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
+    if np.iscomplexobj(raw(x)):
+        raise DifferentiationError(
+            "jacobian of a complex argument is not supported (forward and reverse mode mean "
+            "different things there); differentiate the real and imaginary parts as two real "
+            "arrays, or use fl.jvp / fl.pullback directly")
     x_shape = np.shape(raw(x))
     x_dtype = np.result_type(raw(x)) if _is_float(raw(x)) else np.dtype(np.float64)
     n = int(np.prod(x_shape))
@@ -399,11 +433,20 @@ def hessian(f: Callable, x):
 
 def stop_gradient(x):
     """``x`` with no derivative flowing through it, at any order (Flux's
-    ``ignore_derivatives``); maps over trees.
+    ``ignore_derivatives``); maps over trees. A traced value comes back as a plain array of
+    its own (a copy), which may be written freely.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x: np.sum(x * fl.stop_gradient(x)), np.array([3.0]))
     (array([3.]),)
     """
     leaves, spec = flatten(x)
-    return unflatten(spec, [raw(v) if type(v) is Tracer else v for v in leaves])
+    return unflatten(spec, [_stopped(v) if type(v) is Tracer else v for v in leaves])
+
+
+def _stopped(t):
+    """The value of a tracer as a plain array of its own: the buffer under the handle may be
+    one the tape keeps, or the caller's argument, so writes into the result must not reach
+    it (a NumPy scalar is immutable and needs no copy)."""
+    v = raw(t)
+    return v.copy() if type(v) is np.ndarray else v

@@ -17,11 +17,8 @@ from fluxml.ad.core import (
     raw,
     strip,
 )
+from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.ad.rules.creation import LIKE
-
-# ufunc methods that are ordinary NumPy functions in disguise.
-_REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}
-_ACCUMULATE = {np.add: np.cumsum, np.multiply: np.cumprod}
 
 
 def _name(func) -> str:
@@ -48,6 +45,31 @@ def unsupported(func, what="function") -> DifferentiationError:
         f"  - call it on fl.stop_gradient(x) if its derivative is not needed.")
 
 
+def not_for_complex(func) -> DifferentiationError:
+    return DifferentiationError(
+        f"{_name(func)} was called on complex values inside a derivative, but its rule is "
+        "known to be right for real values only (see fluxml.ad.rules.complex_values). Work on "
+        "the real and imaginary parts (np.real, np.imag, np.abs), or give the computation a "
+        "rule with @fl.custom_vjp.")
+
+
+def _any_complex(args):
+    """Is any argument complex: a traced array, a constant, or one inside a list or tuple?"""
+    if type(args) is dict:
+        args = args.values()
+    for a in args:
+        if type(a) is Tracer:
+            if raw(a).dtype.kind == "c":
+                return True
+        elif type(a) in (list, tuple):
+            if _any_complex(a):
+                return True
+        elif isinstance(a, (complex, np.complexfloating)) or (
+                type(a) is np.ndarray and a.dtype.kind == "c"):
+            return True
+    return False
+
+
 _NO_PARAMS: dict = {}
 
 
@@ -55,6 +77,8 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if method == "__call__" and not kwargs:  # the common case, kept short
         prim = UFUNCS.get(ufunc)
         if type(prim) is Primitive:
+            if ufunc not in COMPLEX and _any_complex(inputs):
+                raise not_for_complex(ufunc)
             trace = self._trace  # self is one of the inputs: find the top trace among them
             for a in inputs:
                 if type(a) is Tracer and a._trace.level > trace.level:
@@ -66,6 +90,8 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 def _array_function(self, func, types, args, kwargs):
     entry = FUNCTIONS.get(func)
     if entry is not None:
+        if func not in COMPLEX and (_any_complex(args) or kwargs and _any_complex(kwargs)):
+            raise not_for_complex(func)
         return entry(*args, **kwargs)
     if func in LIKE:  # np.zeros(shape, like=tracer) and friends: they dispatch on like=
         return LIKE[func](self, *args, **kwargs)
@@ -93,17 +119,19 @@ def call_ufunc(ufunc, method, inputs, kwargs):
                       for a in inputs]
         entry = lookup(UFUNCS, ufunc)
         if entry is not None:
+            if ufunc not in COMPLEX and _any_complex(inputs):
+                raise not_for_complex(ufunc)
             result = entry(*inputs)
         elif ufunc in NONDIFF:
             result = ufunc(*strip(inputs))
         else:
             raise unsupported(ufunc, "ufunc")
-    elif method == "reduce" and ufunc in _REDUCE:
-        kwargs.setdefault("axis", 0)  # ufunc.reduce's default, unlike np.sum's
-        result = call_function(_REDUCE[ufunc], inputs, kwargs)
-    elif method == "accumulate" and ufunc in _ACCUMULATE:
-        kwargs.setdefault("axis", 0)
-        result = call_function(_ACCUMULATE[ufunc], inputs, kwargs)
+    elif method in ("reduce", "accumulate", "reduceat") and ufunc not in NONDIFF:
+        from fluxml.ad.rules import folds
+
+        if where is not True and method == "reduce":
+            kwargs["where"], where = where, True
+        result = getattr(folds, method)(ufunc, *inputs, dtype=dtype, **kwargs)
     elif method == "at":
         from fluxml.ad import mutation
 
@@ -140,6 +168,8 @@ def call_function(func, args, kwargs):
     """Route a NumPy function called with traced arguments to its rule."""
     entry = lookup(FUNCTIONS, func)
     if entry is not None:
+        if func not in COMPLEX and (_any_complex(args) or _any_complex(kwargs)):
+            raise not_for_complex(func)
         return entry(*args, **kwargs)
     if func in NONDIFF:
         return func(*strip(args), **strip(kwargs))

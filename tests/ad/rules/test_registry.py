@@ -3,15 +3,18 @@ checked against finite differences (first and second order, forward and reverse 
 value against NumPy's, and its float32 behaviour. A registered rule without a case fails."""
 
 import importlib
+import inspect
 
 import numpy as np
 import pytest
 
 import fluxml as fl
 from fluxml.ad.core import FUNCTIONS, UFUNCS
+from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.testing import check_grads
 
-FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing", "numerics"]
+FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing", "numerics",
+            "fft", "complex"]
 
 
 def _cases():
@@ -31,7 +34,9 @@ CASES = _cases()
 
 
 def _float32(a):
-    return np.float32(a) if np.ndim(a) == 0 else np.asarray(a).astype(np.float32)
+    """float32, or complex64 for complex values."""
+    dtype = np.complex64 if np.iscomplexobj(a) else np.float32
+    return dtype(a) if np.ndim(a) == 0 else np.asarray(a).astype(dtype)
 
 
 @pytest.mark.parametrize("np_func, f, args", CASES)
@@ -59,7 +64,69 @@ def test_float32(np_func, f, args):
     for v, want in zip(fl.leaves(value), fl.leaves(f(*(np.copy(a) for a in args32)))):
         assert np.asarray(v).dtype == np.asarray(want).dtype
     for g, a in zip(back(value), args32):
-        assert g is None or (g.dtype == np.float32 and np.shape(g) == np.shape(a))
+        assert g is None or (g.dtype == _float32(a).dtype and np.shape(g) == np.shape(a))
+
+
+# --- complex values: every case of a function listed in COMPLEX, with complex arguments ----------
+
+def _complexify(a, k):
+    """A float argument moved off the real line by a small imaginary part (small, so that the
+    domains of the real cases, e.g. log's positive inputs, stay clear of branch cuts)."""
+    if isinstance(a, bool) or not (isinstance(a, float) or np.asarray(a).dtype.kind == "f"):
+        return a
+    a = np.asarray(a)
+    im = 0.3 * np.cos(1.7 * np.arange(a.size) + k).reshape(a.shape)
+    return complex(a + 1j * im) if a.ndim == 0 else a + 1j * im
+
+
+def _refused(p):
+    """Real cases whose complex form is refused on purpose (a clear error, tested below): the
+    matrix norms computed from singular values (the complex SVD has no rule yet)."""
+    if p.values[0] not in (np.linalg.norm, np.linalg.matrix_norm):
+        return False
+    source = inspect.getsource(p.values[1]) if inspect.isfunction(p.values[1]) else ""
+    return any(o in source for o in ('"nuc"', ", 2,", ", -2)", "x, 2, axis"))
+
+
+def _phase_dependent(p):
+    """Real cases of eigh that read eigenvectors through functions that depend on the phase
+    of each complex eigenvector (``v ** 2``): not defined for complex matrices (eig.py);
+    tests/ad/rules/test_complex.py has phase-free complex cases instead."""
+    if p.values[0] is not np.linalg.eigh:
+        return False
+    return "lambda w, v: w)" not in inspect.getsource(p.values[1])
+
+
+COMPLEX_CASES, REFUSED_CASES = [], []
+for _p in CASES:
+    if (_p.values[0] in COMPLEX and _p.id.split("-")[0] != "complex"
+            and not _phase_dependent(_p)):
+        _args = tuple(_complexify(a, k) for k, a in enumerate(_p.values[2]))
+        (REFUSED_CASES if _refused(_p) else COMPLEX_CASES).append(
+            pytest.param(_p.values[0], _p.values[1], _args, id=_p.id + "-complex"))
+
+
+@pytest.mark.parametrize("np_func, f, args", COMPLEX_CASES)
+def test_complex_derivatives(np_func, f, args):
+    check_grads(f, *args, order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("np_func, f, args", COMPLEX_CASES)
+def test_complex_value_matches_numpy(np_func, f, args):
+    test_value_matches_numpy(np_func, f, args)
+
+
+@pytest.mark.parametrize("np_func, f, args", REFUSED_CASES)
+def test_complex_refusals_are_clear(np_func, f, args):
+    with pytest.raises(fl.DifferentiationError, match="complex"):
+        fl.pullback(f, *args)
+
+
+def test_every_complex_rule_has_a_case():
+    covered = {p.values[0] for p in COMPLEX_CASES} | {
+        p.values[0] for p in CASES if any(np.iscomplexobj(a) for a in p.values[2])}
+    missing = sorted(getattr(f, "__name__", repr(f)) for f in COMPLEX if f not in covered)
+    assert not missing, f"functions listed in COMPLEX without a complex case: {missing}"
 
 
 def test_every_registered_rule_has_a_case():

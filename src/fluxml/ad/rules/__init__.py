@@ -2,15 +2,20 @@
 
 from fluxml.ad.core import LAZY_RULES
 from fluxml.ad.rules import (  # noqa: F401
+    complex_values,
     decompositions,
+    eig,
     elementwise,
     elementwise_more,
+    fft,
     indexing,
     joins,
     linalg,
     numerics,
     reductions,
+    selection,
     shape,
+    solvers,
     special,
     writes,
 )

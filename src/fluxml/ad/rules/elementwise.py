@@ -6,6 +6,10 @@ Python floats so that float32 stays float32 (NumPy scalars would promote).
 
 The rest of the elementwise family (max/min, rounding, clip, where, the non-differentiable
 list) is in ``elementwise_more.py``.
+
+Where the slope is infinite (``sqrt`` and ``cbrt`` at 0, ``x ** p`` at 0 for p < 1) the rules
+return the limit, ``inf`` (NaN where the one-sided limits disagree): finite differences grow
+without bound there too (``tests/ad/rules/test_edge_points.py`` checks both).
 """
 
 from __future__ import annotations
@@ -63,8 +67,9 @@ defvjp(CBRT, lambda g, ans, x: g / (3 * (ans * ans)))
 defjvp(CBRT, lambda t, ans, x: t / (3 * (ans * ans)))
 
 ABSOLUTE = ufunc(np.absolute, keeps_output=False)  # np.abs; derivative 0 at the kink
-defvjp(ABSOLUTE, lambda g, ans, x: g * np.sign(x))
-defjvp(ABSOLUTE, lambda t, ans, x: t * np.sign(x))
+defvjp(ABSOLUTE, lambda g, ans, x: g * _abs_slope(x))
+defjvp(ABSOLUTE, lambda t, ans, x: np.real(t * _abs_slope(x)) if _is_complex(x)
+       else t * np.sign(x))
 
 FABS = ufunc(np.fabs, keeps_output=False)
 defvjp(FABS, lambda g, ans, x: g * np.sign(x))
@@ -258,8 +263,23 @@ def _power_dx(power, x, y):
 
 def _log_base(x):
     """log(x) for the derivative of x**y in y: 0 where x <= 0 (0**y is flat for y > 0; a
-    negative base has no real derivative in y)."""
+    negative base has no real derivative in y). A complex base has its principal log (0 at
+    0), as NumPy's complex power uses."""
+    if _is_complex(x):
+        return np.log(np.where(x == 0, 1, x))
     return np.log(np.where(x > 0, x, 1))
+
+
+def _is_complex(x):
+    return np.iscomplexobj(raw(x))
+
+
+def _abs_slope(x):
+    """d|x| as a cotangent factor: sign(x) for real x; conj(x) / |x| for complex x (both 0
+    at 0), so that the gradient of |z| is z / |z| read through the complex convention."""
+    if _is_complex(x):
+        return _safe_div(np.conjugate(x), np.abs(x))
+    return np.sign(x)
 
 
 def _flip(g, x, y):

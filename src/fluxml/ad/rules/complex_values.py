@@ -1,0 +1,84 @@
+"""Complex numbers: the convention, the functions of complex values, and the list of rules that
+are right for them.
+
+The convention is JAX's and HIPS autograd's. A cotangent ``c`` of a complex value pairs with a
+tangent ``t`` as ``Re(sum(c * t))`` (no conjugate), so the vjp of a holomorphic function is its
+complex derivative times ``g`` (the rules written for real numbers stay right, read as complex
+formulas), and the gradient of a real ``f`` of ``z = x + iy`` is ``df/dx - i df/dy``. A
+real argument receives the real part of the cotangent (``core.fit``).
+
+A rule written for real numbers is not automatically right for complex ones (``abs`` needs
+``conj``, ``max`` has no derivative on an unordered set, ``var`` is ``mean(|d|^2)``). So
+complex values reach only the NumPy functions listed in ``COMPLEX`` (each with a complex case
+in the registry harness); any other raises a clear error naming the function.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fluxml.ad.core import raw
+from fluxml.ad.define import function
+
+DEG = 180.0 / math.pi
+
+
+@function(np.angle)
+def angle(z, deg=False):
+    """``np.angle(z)`` as ``arctan2(imag z, real z)``, differentiable through both parts."""
+    result = np.arctan2(np.imag(z), np.real(z))
+    return result * DEG if deg else result
+
+
+@function(np.real_if_close)
+def real_if_close(a, tol=100):
+    """The real part when NumPy's ``real_if_close`` drops the imaginary part (decided on the
+    values), else ``a`` itself."""
+    value = raw(a)
+    if np.iscomplexobj(value) and not np.iscomplexobj(np.real_if_close(value, tol=tol)):
+        return np.real(a)
+    return a
+
+
+def _linalg(*names):
+    return [getattr(np.linalg, n) for n in names]
+
+
+# NumPy functions and ufuncs whose rules are right for complex values (holomorphic ones read
+# as complex formulas; linear ones; and those with their own complex rule: abs, conj, real,
+# imag, angle, vdot ...). The registry harness checks each with complex arguments.
+COMPLEX = frozenset([
+    # arithmetic and elementary functions (holomorphic), and the non-holomorphic parts
+    np.add, np.subtract, np.multiply, np.negative, np.positive, np.divide, np.reciprocal,
+    np.square, np.sqrt, np.power, np.float_power, np.exp, np.exp2, np.expm1, np.log, np.log2,
+    np.log10, np.log1p, np.sin, np.cos, np.tan, np.arcsin, np.arccos, np.arctan, np.sinh,
+    np.cosh, np.tanh, np.arctanh, np.absolute, np.conjugate, np.real, np.imag, np.angle,
+    np.real_if_close, np.where,
+    # shapes, joins, indexing, writes (linear)
+    np.reshape, np.ravel, np.transpose, np.swapaxes, np.moveaxis, np.squeeze, np.expand_dims,
+    np.broadcast_to, np.broadcast_arrays, np.atleast_1d, np.atleast_2d, np.atleast_3d,
+    np.flip, np.fliplr, np.flipud, np.roll, np.rot90, np.repeat, np.tile, np.pad, np.copy,
+    np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack, np.append,
+    np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit, np.unstack, np.insert,
+    np.delete, np.take, np.take_along_axis, np.diagonal, np.diag, np.diagflat, np.tril,
+    np.triu, np.matrix_transpose, np.copyto, np.put, np.putmask, np.place, np.fill_diagonal,
+    np.zeros_like, np.ones_like, np.empty_like, np.full_like,
+    # sums and products
+    np.sum, np.mean, np.average, np.prod, np.cumsum, np.cumprod, np.cumulative_sum,
+    np.cumulative_prod, np.trace, np.diff, np.ediff1d,
+    np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.einsum, np.kron,
+    np.vecdot, np.cross,
+    # numerical helpers (linear in the values)
+    np.gradient, np.trapezoid, np.convolve, np.correlate, np.polyval, np.polyder, np.polyint,
+    # Fourier transforms (linear; rfft and rfftn refuse complex input as NumPy does)
+    np.fft.fft, np.fft.ifft, np.fft.fft2, np.fft.ifft2, np.fft.fftn, np.fft.ifftn,
+    np.fft.irfft, np.fft.irfft2, np.fft.irfftn, np.fft.fftshift, np.fft.ifftshift,
+    # linear algebra (holomorphic)
+    *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
+             "inv", "det"),
+    # linear algebra with complex rules of their own
+    *_linalg("slogdet", "norm", "vector_norm", "eig", "eigvals", "cholesky", "eigh",
+             "eigvalsh"),
+])

@@ -1,0 +1,25 @@
+"""Data: ``DataLoader``, one-hot encoding, splits, normalisation, and bundled data sets.
+
+>>> import numpy as np, fluxml as fl
+>>> (x, y), _ = fl.datasets.digits()
+>>> xb, yb = next(iter(fl.DataLoader((x, fl.onehotbatch(y, 10)), batchsize=32)))
+>>> xb.shape, yb.shape
+((32, 1, 8, 8), (32, 10))
+"""
+
+from fluxml.data import datasets
+from fluxml.data.loader import DataLoader, default_collate, getobs, numobs
+from fluxml.data.utils import (
+    Standardiser,
+    normalise,
+    onecold,
+    onehot,
+    onehotbatch,
+    shuffleobs,
+    splitobs,
+)
+
+__all__ = [
+    "DataLoader", "Standardiser", "datasets", "default_collate", "getobs", "normalise",
+    "numobs", "onecold", "onehot", "onehotbatch", "shuffleobs", "splitobs",
+]

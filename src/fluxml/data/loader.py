@@ -1,0 +1,179 @@
+"""``DataLoader``: mini-batches over arrays, tuples or dicts of arrays, or any dataset.
+
+Observations run along the first axis (batch first). A tuple or dict of arrays is batched
+together, the same observations from each; any other object with ``__len__`` and
+``__getitem__`` is read one observation at a time and the observations are stacked by
+``collate`` (by default: arrays and numbers stacked, tuples and dicts batched field by
+field, as PyTorch's ``default_collate``).
+
+>>> import numpy as np, fluxml as fl
+>>> x, y = np.arange(10.0).reshape(5, 2), np.arange(5)
+>>> loader = fl.DataLoader((x, y), batchsize=2)
+>>> len(loader)
+3
+>>> [yb.tolist() for _, yb in loader]
+[[0, 1], [2, 3], [4]]
+>>> [yb.tolist() for _, yb in fl.DataLoader((x, y), batchsize=2, shuffle=True, rng=0)]
+[[2, 4], [3, 0], [1]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+
+def _is_array(x) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__getitem__")
+
+
+def numobs(data) -> int:
+    """The number of observations in ``data`` (its first axis; the common first axis of a
+    tuple or dict of arrays; ``len`` of any other dataset).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.data.numobs({"x": np.zeros((4, 3)), "y": np.zeros(4)})
+    4
+    """
+    if _is_array(data):
+        if data.ndim == 0:
+            raise ValueError("numobs: a 0-d array holds no observations; observations run "
+                             "along the first axis (batch first)")
+        return data.shape[0]
+    if isinstance(data, (tuple, dict)):
+        items = list(data.items()) if isinstance(data, dict) else list(enumerate(data))
+        if not items:
+            raise ValueError(f"numobs: an empty {type(data).__name__} holds no observations")
+        counts = {k: numobs(v) for k, v in items}
+        if len(set(counts.values())) > 1:
+            shown = ", ".join(f"[{k!r}]: {n}" for k, n in counts.items())
+            raise ValueError(f"numobs: the parts of the data must hold the same number of "
+                             f"observations (first axis); got {shown}")
+        return next(iter(counts.values()))
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        return len(data)
+    raise TypeError(f"expected an array, a tuple or dict of arrays, or a dataset with "
+                    f"__len__ and __getitem__; got {type(data).__name__}")
+
+
+def getobs(data, idx):
+    """Observations ``idx`` (an int, a slice or an index array) of ``data``, batched as
+    ``data`` is: a tuple of arrays gives a tuple of batches.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.data.getobs((np.arange(4), np.arange(4) * 10), [3, 0])
+    (array([3, 0]), array([30,  0]))
+    """
+    if _is_array(data):
+        return data[idx]
+    if isinstance(data, tuple) and not hasattr(data, "_fields"):
+        return tuple(getobs(v, idx) for v in data)
+    if isinstance(data, tuple):  # namedtuple
+        return type(data)(*(getobs(v, idx) for v in data))
+    if isinstance(data, dict):
+        return {k: getobs(v, idx) for k, v in data.items()}
+    if isinstance(idx, (int, np.integer)):
+        return data[int(idx)]
+    idx = range(len(data))[idx] if isinstance(idx, slice) else idx
+    return default_collate([data[int(i)] for i in idx])
+
+
+def default_collate(observations: list):
+    """Stack a list of observations into one batch: arrays and numbers into an array with a
+    new first axis, tuples and dicts field by field.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.data.default_collate([(np.zeros(2), 1), (np.ones(2), 0)])
+    (array([[0., 0.],
+           [1., 1.]]), array([1, 0]))
+    """
+    if not observations:
+        raise ValueError("default_collate: no observations to collate")
+    first = observations[0]
+    if isinstance(first, tuple):
+        parts = [default_collate([o[i] for o in observations]) for i in range(len(first))]
+        return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
+    if isinstance(first, list):
+        return [default_collate([o[i] for o in observations]) for i in range(len(first))]
+    if isinstance(first, dict):
+        return {k: default_collate([o[k] for o in observations]) for k in first}
+    try:
+        return np.stack([np.asarray(o) for o in observations])
+    except ValueError as err:
+        shapes = sorted({np.shape(o) for o in observations})
+        raise ValueError(f"default_collate: cannot stack observations of shapes {shapes}; "
+                         f"pass collate= to batch them another way") from err
+
+
+def as_generator(rng) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from a seed, a generator, or None (a fresh seed drawn
+    from fluxml's default generator, so ``fl.seed`` makes it reproducible)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        from fluxml.init import default_rng
+
+        return np.random.default_rng(default_rng().integers(2**63))
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be an int seed, a numpy.random.Generator or None; got "
+                    f"{type(rng).__name__}")
+
+
+class DataLoader:
+    """``DataLoader(data, batchsize=1, shuffle=False, partial=True, collate=None, rng=None)``
+
+    Iterates over mini-batches of ``data``: an array (observations along the first axis), a
+    tuple or dict of arrays (batched together), or any object with ``__len__`` and
+    ``__getitem__``. ``len(loader)`` is the number of batches per epoch. ``shuffle=True``
+    draws a new order for every pass from ``rng`` (an int seed or a
+    ``numpy.random.Generator``; the generator is ``loader.rng``, so a checkpoint can save
+    it). ``partial=False`` drops the last, smaller batch. ``collate``, when given, receives
+    the list of observations of each batch (read one at a time) and returns the batch.
+
+    Batches of arrays read without shuffling are views of ``data`` (no copy); shuffled
+    batches are copies.
+
+    >>> import numpy as np, fluxml as fl
+    >>> loader = fl.DataLoader(np.arange(7), batchsize=3, partial=False)
+    >>> len(loader), [b.tolist() for b in loader]
+    (2, [[0, 1, 2], [3, 4, 5]])
+    """
+
+    def __init__(self, data, batchsize: int = 1, shuffle: bool = False, partial: bool = True,
+                 collate: Callable[[list], Any] | None = None, rng=None):
+        if not isinstance(batchsize, (int, np.integer)) or isinstance(batchsize, bool) \
+                or batchsize < 1:
+            raise ValueError(f"DataLoader: batchsize must be a positive int; got {batchsize!r}")
+        if collate is not None and not callable(collate):
+            raise TypeError(f"DataLoader: collate must be callable (a list of observations "
+                            f"-> a batch); got {collate!r}")
+        self.data = data
+        self.nobs = numobs(data)
+        self.batchsize = int(batchsize)
+        self.shuffle = bool(shuffle)
+        self.partial = bool(partial)
+        self.collate = collate
+        self.rng = as_generator(rng)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.nobs, self.batchsize)
+        return full + (1 if rest and self.partial else 0)
+
+    def __iter__(self) -> Iterator:
+        order = self.rng.permutation(self.nobs) if self.shuffle else None
+        for b in range(len(self)):
+            lo, hi = b * self.batchsize, min((b + 1) * self.batchsize, self.nobs)
+            idx = slice(lo, hi) if order is None else order[lo:hi]
+            if self.collate is not None:
+                ids = range(lo, hi) if order is None else idx
+                yield self.collate([getobs(self.data, int(i)) for i in ids])
+            else:
+                yield getobs(self.data, idx)
+
+    def __repr__(self) -> str:
+        return (f"DataLoader({type(self.data).__name__}, batchsize={self.batchsize}, "
+                f"shuffle={self.shuffle}, partial={self.partial}): {len(self)} batches of "
+                f"{self.nobs} observations")

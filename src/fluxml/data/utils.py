@@ -1,0 +1,199 @@
+"""One-hot encoding, splitting and shuffling observations, and normalisation.
+
+Batch first: ``onehotbatch`` gives ``(N, classes)`` and ``onecold`` reads the last axis.
+
+>>> import numpy as np, fluxml as fl
+>>> y = fl.onehotbatch([2, 0], range(3))
+>>> y
+array([[0., 0., 1.],
+       [1., 0., 0.]], dtype=float32)
+>>> fl.onecold(y, "abc")
+array(['c', 'a'], dtype='<U1')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fluxml.data.loader import as_generator, getobs, numobs
+
+
+def _labels(labels) -> list:
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        if labels < 1:
+            raise ValueError(f"onehot: the number of classes must be positive; got {labels}")
+        return list(range(int(labels)))
+    labels = list(labels)
+    if not labels:
+        raise ValueError("onehot: labels is empty; give the classes (a sequence or a count)")
+    return labels
+
+
+def _index(labels) -> dict:
+    try:
+        return {lab: i for i, lab in enumerate(labels)}
+    except TypeError:  # unhashable labels: compare one by one
+        return {}
+
+
+def onehot(x, labels, default=None, dtype=np.float32) -> np.ndarray:
+    """A vector with a 1 at ``x``'s position in ``labels`` (a sequence, or a count ``n`` for
+    the classes ``0 .. n-1``) and 0 elsewhere. A value not among the labels is an error,
+    unless ``default`` names the label to use instead.
+
+    >>> import fluxml as fl
+    >>> fl.onehot("b", "abc")
+    array([0., 1., 0.], dtype=float32)
+    """
+    return onehotbatch([x], labels, default, dtype)[0]
+
+
+def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
+    """One row per value of ``xs``: an ``(N, len(labels))`` array (batch first; Flux's is
+    ``(classes, N)``). Integer labels ``0 .. n-1`` (``labels=n``) are encoded in one NumPy
+    indexing step.
+
+    >>> import fluxml as fl
+    >>> fl.onehotbatch([1, 1, 0], 2, dtype=int)
+    array([[0, 1],
+           [0, 1],
+           [1, 0]])
+    """
+    labels = _labels(labels)
+    xs_arr = np.asarray(xs)
+    if xs_arr.ndim != 1:
+        raise ValueError(f"onehotbatch: expected a sequence of values (1-d); got shape "
+                         f"{xs_arr.shape}")
+    n = len(labels)
+    if labels == list(range(n)) and xs_arr.dtype.kind in "iu":
+        pos = xs_arr.astype(np.int64)
+        bad = (pos < 0) | (pos >= n)
+        if bad.any() and default is not None:
+            pos = np.where(bad, labels.index(default), pos)
+        elif bad.any():
+            raise ValueError(f"onehotbatch: value {xs_arr[bad][0].item()!r} is not among the "
+                             f"labels 0..{n - 1}; pass default= to map unknown values to a "
+                             f"label")
+    else:
+        index = _index(labels)
+        pos = np.empty(len(xs_arr), np.int64)
+        for i, x in enumerate(xs_arr.tolist()):
+            j = index.get(x) if index else next((k for k, lab in enumerate(labels)
+                                                if lab == x), None)
+            if j is None:
+                if default is None:
+                    raise ValueError(f"onehotbatch: value {x!r} is not among the labels "
+                                     f"{labels}; pass default= to map unknown values to a "
+                                     f"label")
+                j = labels.index(default)
+            pos[i] = j
+    out = np.zeros((len(pos), n), dtype)
+    out[np.arange(len(pos)), pos] = 1
+    return out
+
+
+def onecold(y, labels=None) -> np.ndarray:
+    """The inverse of ``onehotbatch``: the label of the largest entry along the last axis of
+    ``y`` (scores, probabilities or one-hot rows). With no ``labels``, the index.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.onecold(np.array([[0.1, 0.7, 0.2], [0.9, 0.0, 0.1]]))
+    array([1, 0])
+    """
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError("onecold: expected scores along a last axis; got a scalar")
+    idx = np.argmax(y, axis=-1)
+    if labels is None:
+        return idx
+    labels = _labels(labels)
+    if len(labels) != y.shape[-1]:
+        raise ValueError(f"onecold: {len(labels)} labels for {y.shape[-1]} scores per row "
+                         f"(shape {y.shape})")
+    return np.asarray(labels)[idx]
+
+
+def shuffleobs(data, rng=None):
+    """``data`` with its observations (first axis) in a random order; a tuple or dict of
+    arrays is shuffled together. ``rng``: an int seed or a ``numpy.random.Generator``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> x, y = fl.shuffleobs((np.arange(4), np.arange(4) * 10), rng=1)
+    >>> bool(np.all(y == x * 10))
+    True
+    """
+    return getobs(data, as_generator(rng).permutation(numobs(data)))
+
+
+def splitobs(data, at: float | Sequence[float] = 0.8, shuffle: bool = False, rng=None):
+    """Split ``data`` along its observations: ``at=0.8`` gives ``(first 80%, rest)``;
+    ``at=(0.6, 0.2)`` gives three parts. ``shuffle=True`` shuffles first. Without shuffling
+    the parts of an array are views.
+
+    >>> import numpy as np, fluxml as fl
+    >>> train, test = fl.splitobs(np.arange(10), at=0.7)
+    >>> train, test
+    (array([0, 1, 2, 3, 4, 5, 6]), array([7, 8, 9]))
+    """
+    fractions = [at] if np.isscalar(at) else list(at)
+    if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1 + 1e-12:
+        raise ValueError(f"splitobs: at must be fractions in (0, 1) summing to less than 1; "
+                         f"got {at!r}")
+    n = numobs(data)
+    if shuffle:
+        data = shuffleobs(data, rng)
+    cuts = [0] + [int(round(n * c)) for c in np.cumsum(fractions)] + [n]
+    return tuple(getobs(data, slice(a, b)) for a, b in zip(cuts[:-1], cuts[1:]))
+
+
+def normalise(x, axis=0, eps: float = 1e-5):
+    """``(x - mean) / (std + eps)`` with the statistics taken along ``axis`` (default 0,
+    the observations: each feature is standardised). Differentiable.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.normalise(np.array([[1.0, 10.0], [3.0, 30.0]]), eps=0.0)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    """
+    mean = np.mean(x, axis=axis, keepdims=True)
+    std = np.std(x, axis=axis, keepdims=True)
+    return (x - mean) / (std + eps)
+
+
+class Standardiser:
+    """``Standardiser.fit(xtrain, axis=0)``: remembers the training data's mean and standard
+    deviation along ``axis`` and applies them to any data: ``s(x) = (x - mean) / std``
+    (``s.inverse`` undoes it). Fit on the training set only, then use on both. Its arrays
+    save with ``fl.save`` as a model's do.
+
+    >>> import numpy as np, fluxml as fl
+    >>> s = fl.Standardiser.fit(np.array([[0.0, 5.0], [2.0, 5.0]]))
+    >>> s(np.array([[1.0, 7.0]]))
+    array([[0., 2.]])
+    """
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean)
+        self.std = np.asarray(std)
+
+    @classmethod
+    def fit(cls, x, axis=0, eps: float = 1e-8) -> Standardiser:
+        """Fit to ``x``; a feature with (nearly) constant values gets std 1, so it is only
+        centred."""
+        x = np.asarray(x)
+        mean = np.mean(x, axis=axis, keepdims=True)
+        std = np.std(x, axis=axis, keepdims=True)
+        std = np.where(std > eps, std, 1).astype(std.dtype)
+        return cls(mean, std)
+
+    def __call__(self, x):
+        return (x - self.mean) / self.std
+
+    def inverse(self, x):
+        return x * self.std + self.mean
+
+    def __repr__(self) -> str:
+        return f"Standardiser(mean={self.mean.dtype}{list(self.mean.shape)}, " \
+               f"std={self.std.dtype}{list(self.std.shape)})"

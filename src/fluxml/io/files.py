@@ -1,0 +1,180 @@
+"""``fl.save`` / ``fl.load``: a model's state in a safetensors file, and checkpoints that
+hold model, optimiser state, random-number generators and step together.
+
+Tensors are named by their dotted paths (``layers.0.weight``, as a PyTorch state dict
+names them); the file's metadata keeps the exact key path of each, so ``fl.load`` gives back
+the nested dict ``fl.state`` made. A file without that metadata (written by another program)
+is nested by splitting its names at the dots.
+
+>>> import numpy as np, fluxml as fl, tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+>>> model = fl.Chain(fl.Dense(2, 3, np.tanh), fl.Dense(3, 1))
+>>> fl.save(path, model)
+>>> fresh = fl.loadmodel(fl.Chain(fl.Dense(2, 3, np.tanh), fl.Dense(3, 1)), fl.load(path))
+>>> bool(np.all(fresh[0].weight == model[0].weight))
+True
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fluxml.io import safetensors
+from fluxml.io.modelstate import LoadError, _leaf_paths, check, flat_state, write_into
+
+KEYS = "fluxml.keys"
+
+
+def _tensors(tree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    tensors, keys = {}, {}
+    for path, leaf in _leaf_paths(tree):
+        name = ".".join(path)
+        if name in tensors:
+            raise ValueError(f"save: two entries are both named {name!r} once their keys are "
+                             f"joined with dots; rename the keys that contain dots")
+        tensors[name] = np.asarray(leaf)
+        keys[name] = list(path)
+    return tensors, keys
+
+
+def save(path, model_or_state, metadata: dict[str, str] | None = None) -> None:
+    """Save a model's state (or a state dict) to ``path`` in the safetensors format,
+    atomically: a failure part-way leaves any earlier file as it was. ``metadata`` adds
+    string entries to the file's ``__metadata__``."""
+    tensors, keys = _tensors(model_or_state)
+    meta = {"format": "np", KEYS: json.dumps(keys), **(metadata or {})}
+    safetensors.write(path, tensors, meta)
+
+
+def _nest(tensors: dict, keys: dict | None) -> dict:
+    out: dict = {}
+    for name, x in tensors.items():
+        path = keys.get(name) if keys else None
+        node = out
+        parts = path if path else name.split(".")
+        for key in parts[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise safetensors.FileFormatError(f"load: {name} lies inside another tensor's "
+                                                  f"name; the names do not form a tree")
+        node[parts[-1]] = x
+    return out
+
+
+def _keys(meta: dict, where) -> dict | None:
+    if KEYS not in meta:
+        return None
+    try:
+        keys = json.loads(meta[KEYS])
+    except json.JSONDecodeError as err:
+        raise safetensors.FileFormatError(f"load: {where}: the metadata {KEYS} is not valid "
+                                          f"JSON ({err})") from None
+    return keys
+
+
+def load(path) -> dict[str, Any]:
+    """The nested state dict saved in ``path`` (load it into a model with
+    ``fl.loadmodel(model, fl.load(path))``). A truncated or corrupted file raises
+    ``FileFormatError`` and returns nothing."""
+    tensors, meta = safetensors.read(path)
+    return _nest(tensors, _keys(meta, path))
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+DEFAULT_RNG = "fluxml.init"
+
+
+class Checkpoint(NamedTuple):
+    """What ``load_checkpoint`` gives back besides the model it filled in."""
+
+    step: int
+    opt_state: Any
+    extra: dict
+
+
+def _rng_states(rngs: dict | None) -> dict:
+    from fluxml.init import default_rng
+
+    states = {DEFAULT_RNG: default_rng().bit_generator.state}
+    for name, gen in (rngs or {}).items():
+        if not isinstance(gen, np.random.Generator):
+            raise TypeError(f"checkpoint: rngs[{name!r}] must be a numpy.random.Generator "
+                            f"(e.g. loader.rng); got {type(gen).__name__}")
+        states[name] = gen.bit_generator.state
+    return states
+
+
+def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | None = None,
+                    extra: dict | None = None) -> None:
+    """Save everything needed to resume training: the model's state, the optimiser state
+    (from ``fl.setup``), the step count, the state of fluxml's default random generator and
+    of the generators in ``rngs`` (e.g. ``{"data": loader.rng}``), and ``extra``, a small
+    JSON-able dict (epoch, history ...). One safetensors file, written atomically.
+
+    >>> import numpy as np, fluxml as fl, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
+    >>> model = {"w": np.ones(2)}
+    >>> fl.save_checkpoint(path, model, step=10, extra={"epoch": 2})
+    >>> model["w"][:] = 0
+    >>> fl.load_checkpoint(path, model).step, model["w"]
+    (10, array([1., 1.]))
+    """
+    tree = {"model": model}
+    if opt_state is not None:
+        tree["opt"] = opt_state
+    tensors, keys = _tensors(tree)
+    meta = {"format": "np", KEYS: json.dumps(keys), "fluxml.step": str(int(step)),
+            "fluxml.rngs": json.dumps(_rng_states(rngs)),
+            "fluxml.extra": json.dumps(extra or {})}
+    safetensors.write(path, tensors, meta)
+
+
+def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) -> Checkpoint:
+    """Resume from ``save_checkpoint``'s file: the model's arrays are filled in place,
+    ``opt_state`` (a fresh ``fl.setup(rule, model)`` of the same shape) likewise, fluxml's
+    default generator and the generators in ``rngs`` get their saved states. Everything is
+    checked before anything is written; a bad file or a model that does not fit raises and
+    changes nothing. Returns ``Checkpoint(step, opt_state, extra)``."""
+    tensors, meta = safetensors.read(path)
+    if "fluxml.step" not in meta:
+        raise LoadError(f"load_checkpoint: {path} is a safetensors file but not a fluxml "
+                        f"checkpoint (no fluxml.step in its metadata); use fl.load for a "
+                        f"saved model")
+    state = _nest(tensors, _keys(meta, path))
+    saved_rngs = json.loads(meta["fluxml.rngs"])
+    missing = [name for name in (rngs or {}) if name not in saved_rngs]
+    if missing:
+        raise LoadError(f"load_checkpoint: no saved state for the generator {missing[0]!r}; "
+                        f"the checkpoint has {sorted(saved_rngs)}")
+    if (opt_state is None) != ("opt" not in state):
+        raise LoadError("load_checkpoint: " + ("the checkpoint holds an optimiser state: pass "
+                        "opt_state=fl.setup(rule, model) to restore it" if opt_state is None
+                        else "the checkpoint holds no optimiser state, but opt_state was "
+                        "given"))
+    model_flat = flat_state(state["model"])
+    check(model, model_flat, "load_checkpoint (model)")
+    if opt_state is not None:
+        opt_flat = flat_state(state["opt"])
+        check(opt_state, opt_flat, "load_checkpoint (optimiser state)")
+    targets = _rng_states(rngs)  # also checks the generators' types before any write
+    for name, now in targets.items():
+        kind = saved_rngs[name].get("bit_generator") if name in saved_rngs else None
+        if kind != now["bit_generator"]:
+            raise LoadError(f"load_checkpoint: the generator {name!r} is a "
+                            f"{now['bit_generator']}, the checkpoint saved a {kind}")
+    # every check passed: now write
+    write_into(model, model_flat)
+    if opt_state is not None:
+        opt_state = write_into(opt_state, opt_flat)
+    from fluxml.init import default_rng
+
+    generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
+    for name in targets:
+        generators[name].bit_generator.state = saved_rngs[name]
+    return Checkpoint(int(meta["fluxml.step"]), opt_state, json.loads(meta["fluxml.extra"]))
+
+

@@ -1,0 +1,184 @@
+"""``fl.state(model)`` and ``fl.loadmodel(model, state)``: a model's arrays as a nested dict,
+and back into a model, checked first and copied in place.
+
+The state of a model holds every numeric leaf (trainable or not: BatchNorm's running
+statistics are saved too), keyed by field names, dict keys and list positions; numbers are
+0-d arrays. Functions, strings and other static parts are not state: they come from the code
+that builds the model.
+
+>>> import numpy as np, fluxml as fl
+>>> model = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))
+>>> s = fl.state(model)
+>>> list(s["layers"]["1"]), s["layers"]["1"]["weight"].shape
+(['weight', 'bias'], (1, 3))
+>>> other = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))
+>>> fl.loadmodel(other, s) is other, bool(np.all(other[1].weight == model[1].weight))
+(True, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fluxml.tree import _fields, flatten, is_array_leaf, is_leaf, leaves_with_paths
+
+
+class LoadError(ValueError):
+    """A state does not fit the model it is loaded into; nothing was written."""
+
+
+def state(model) -> dict[str, Any]:
+    """The nested dict of ``model``'s arrays (the arrays themselves, not copies; numbers as
+    0-d arrays). A dict of arrays is its own state.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.state({"w": np.ones(2), "n": 3, "act": np.tanh, "sub": [np.zeros(1)]})
+    {'w': array([1., 1.]), 'n': array(3), 'sub': {'0': array([0.])}}
+    """
+    out: dict = {}
+    for path, leaf in _leaf_paths(model):
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
+    return out
+
+
+def _leaf_paths(tree) -> list[tuple[tuple[str, ...], Any]]:
+    """``[(keys, leaf)]`` with each key a string, in flatten's order."""
+    leaves, spec = flatten(tree)
+    paths: list = []
+    _walk_spec(spec, (), paths)
+    if len(paths) == 1 and paths[0] == ():
+        raise TypeError("state: expected a model or a tree of arrays; got a single array "
+                        "(save it inside a dict: {'x': array})")
+    return list(zip(paths, leaves))
+
+
+def _walk_spec(spec, prefix, out):
+    if spec.kind == "leaf":
+        out.append(prefix)
+    elif spec.kind != "static":
+        keys = spec.keys if spec.keys is not None else range(len(spec.children))
+        for key, child in zip(keys, spec.children):
+            _walk_spec(child, prefix + (str(key),), out)
+
+
+def flat_state(state_or_model) -> dict[str, Any]:
+    """``{"layers.0.weight": array, ...}``: a nested state (or a model, or an already flat
+    dict with dotted names) with its paths joined by dots."""
+    flat = {}
+    for path, leaf in _leaf_paths(state_or_model):
+        name = ".".join(path)
+        if name in flat:
+            raise ValueError(f"state: two entries are both named {name!r} once their keys are "
+                             f"joined with dots; rename the keys that contain dots")
+        flat[name] = leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
+    return flat
+
+
+def _describe(x) -> tuple[tuple[int, ...], np.dtype]:
+    if isinstance(x, np.ndarray) or hasattr(x, "__array_namespace__"):
+        return tuple(x.shape), np.dtype(x.dtype)
+    return (), np.asarray(x).dtype
+
+
+def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[str, Any]]:
+    """The model's leaves by path, after checking that ``given`` (a flat dict) fits them:
+    the same paths, and for each the same shape and dtype. Raises ``LoadError`` naming the
+    first mismatch."""
+    target = leaves_with_paths(model)
+    names = {p for p, _ in target}
+    for path, x in target:
+        if path not in given:
+            raise LoadError(f"{what}: {path}: missing from the state (the state has "
+                            f"{len(given)} entries, the model {len(target)})")
+        v = given[path]
+        (shape, dtype), (vshape, vdtype) = _describe(x), _describe(v)
+        if shape != vshape:
+            raise LoadError(f"{what}: {path}: expected {shape}, got {vshape}")
+        if dtype != vdtype:
+            raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; convert "
+                            f"the state or the model first (e.g. fl.f32(model))")
+        if isinstance(x, np.ndarray) and not x.flags.writeable:
+            raise LoadError(f"{what}: {path}: the model's array is read-only, so it cannot "
+                            f"be loaded in place")
+    extra = [p for p in given if p not in names]
+    if extra:
+        raise LoadError(f"{what}: {extra[0]}: in the state but not in the model"
+                        f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}")
+    return target
+
+
+def _as_flat(state) -> dict[str, Any]:
+    if not isinstance(state, dict):
+        raise TypeError(f"loadmodel: expected a state (a dict of arrays, from fl.state or "
+                        f"fl.load); got {type(state).__name__}")
+    return flat_state(state)
+
+
+def loadmodel(model, state, *, what: str = "loadmodel"):
+    """Copy ``state`` (nested, from :func:`state` or ``fl.load``, or flat with dotted names)
+    into ``model``'s arrays, in place, and return the model. Every path, shape and dtype is
+    checked before anything is written; the first mismatch is named:
+    ``layers.1.weight: expected (10, 32), got (32, 10)``. Numbers (Python or NumPy scalars)
+    are replaced in their container; a tuple holding one is rebuilt.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.loadmodel(fl.Dense(2, 3), {"weight": np.zeros((2, 3), np.float32),
+    ...                               "bias": np.zeros(3, np.float32)})
+    Traceback (most recent call last):
+    ...
+    fluxml.io.modelstate.LoadError: loadmodel: weight: expected (3, 2), got (2, 3)
+    """
+    flat = _as_flat(state)
+    check(model, flat, what)
+    return write_into(model, flat)
+
+
+def write_into(model, flat: dict[str, Any]):
+    """Write a checked flat state into ``model`` (see :func:`check`); returns the model, a
+    new object only when the root itself is a tuple or number that had to be rebuilt."""
+    return _assign(model, "", flat)
+
+
+def _join(prefix: str, key) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _assign(x, prefix, flat):
+    if is_array_leaf(x):
+        v = flat[prefix]
+        if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__"):
+            x[...] = v
+            return x
+        if isinstance(x, np.ndarray):  # 0-d
+            x[()] = v
+            return x
+        return type(x)(np.asarray(v).item()) if is_leaf(x) else v
+    t = type(x)
+    if t is list or isinstance(x, dict):
+        items = x.items() if isinstance(x, dict) else enumerate(x)
+        for k, c in list(items):
+            new = _assign(c, _join(prefix, k), flat)
+            if new is not c:
+                x[k] = new
+        return x
+    if isinstance(x, tuple):
+        children = [_assign(c, _join(prefix, i), flat) for i, c in enumerate(x)]
+        if all(a is b for a, b in zip(children, x)):
+            return x
+        return t(*children) if hasattr(x, "_fields") else t(children)
+    fields = None if x is None or isinstance(x, bool) else _fields(x)
+    if fields is None:
+        return x
+    for k, c in fields:
+        new = _assign(c, _join(prefix, k), flat)
+        if new is not c:
+            try:
+                setattr(x, k, new)
+            except AttributeError:  # a frozen dataclass
+                object.__setattr__(x, k, new)
+    return x

@@ -1,0 +1,182 @@
+"""The safetensors file format, read and written by a few lines of our own (no pickle).
+
+A file is: 8 bytes, the header's length as a little-endian uint64; the header, a JSON
+object mapping each tensor's name to ``{"dtype", "shape", "data_offsets": [begin, end]}``
+(offsets into the data that follows) plus a ``"__metadata__"`` dict of strings; then the
+tensors' raw little-endian bytes, back to back. Files written here are read by the
+``safetensors`` package (and so by PyTorch users), and files it writes are read here.
+
+Writes are atomic: the bytes go to a temporary file in the same folder, are flushed to
+disk, and replace the target in one ``os.replace``; a failed write leaves the old file.
+Reads check the whole header against the file's size before returning anything, and the
+data against a SHA-256 digest when the writer stored one (fluxml does).
+
+>>> import numpy as np, tempfile, os
+>>> from fluxml.io.safetensors import read, write
+>>> path = os.path.join(tempfile.mkdtemp(), "t.safetensors")
+>>> write(path, {"w": np.arange(3, dtype=np.float32)}, {"note": "hi"})
+>>> read(path)
+({'w': array([0., 1., 2.], dtype=float32)}, {'note': 'hi'})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+DTYPES = {
+    "BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2", "F16": "<f2",
+    "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8", "I64": "<i8", "F64": "<f8",
+    "C64": "<c8",
+}
+NAMES = {np.dtype(v).newbyteorder("=") if v[0] == "<" else np.dtype(v): k
+         for k, v in DTYPES.items()}
+MAX_HEADER = 100 * 1024 * 1024  # the safetensors package refuses larger headers too
+DIGEST = "fluxml.sha256"
+
+
+class FileFormatError(ValueError):
+    """A file is not a valid safetensors file (truncated, corrupted, or another format)."""
+
+
+def dtype_name(x: np.ndarray, name: str) -> str:
+    try:
+        return NAMES[x.dtype.newbyteorder("=")]
+    except KeyError:
+        raise TypeError(f"save: {name} has dtype {x.dtype}, which safetensors cannot hold; "
+                        f"it holds {sorted(str(np.dtype(v)) for v in DTYPES.values())}: "
+                        f"convert it first (e.g. .astype(np.float64))") from None
+
+
+def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """The bytes of a safetensors file holding ``tensors`` (name -> array)."""
+    header: dict = {}
+    chunks, offset = [], 0
+    for name, x in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"save: tensor names must be strings; got {name!r}")
+        x = np.asarray(x)
+        kind = dtype_name(x, name)
+        data = np.ascontiguousarray(x, dtype=np.dtype(DTYPES[kind])).tobytes()
+        header[name] = {"dtype": kind, "shape": list(x.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    body = b"".join(chunks)
+    meta = dict(metadata or {})
+    meta[DIGEST] = hashlib.sha256(body).hexdigest()
+    for k, v in meta.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"save: metadata must map strings to strings; got {k!r}: {v!r}")
+    header["__metadata__"] = meta
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the package writes
+    return len(text).to_bytes(8, "little") + text + body
+
+
+def write(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` (name -> array) and ``metadata`` to ``path`` atomically."""
+    atomic_write(path, encode(tensors, metadata))
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` all at once: a temporary file in the same folder,
+    flushed and synced, then ``os.replace`` (atomic on POSIX and Windows)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+def read(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(tensors, metadata)`` from a safetensors file; a clear ``FileFormatError`` for a
+    truncated or corrupted file."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    return decode(raw, str(path))
+
+
+def _fail(where: str, what: str):
+    raise FileFormatError(f"load: {where} is not a valid safetensors file: {what}")
+
+
+def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
+    if len(raw) < 8:
+        _fail(where, f"it holds {len(raw)} bytes, fewer than the 8 of the header length")
+    n = int.from_bytes(raw[:8], "little")
+    if n > MAX_HEADER or 8 + n > len(raw):
+        _fail(where, f"the header length says {n} bytes but the file holds {len(raw) - 8} "
+                     f"after it (truncated, or not a safetensors file)")
+    try:
+        header = json.loads(raw[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        _fail(where, f"its header is not valid JSON ({err})")
+    if not isinstance(header, dict):
+        _fail(where, "its header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        _fail(where, "__metadata__ must map strings to strings")
+    body = memoryview(raw)[8 + n:]
+    entries = []
+    for name, info in header.items():
+        try:
+            kind, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            _fail(where, f"entry {name!r} lacks dtype, shape or data_offsets: {info!r}")
+        if kind not in DTYPES:
+            _fail(where, f"{name} has dtype {kind!r}, which NumPy cannot hold here (known: "
+                         f"{sorted(DTYPES)})")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0
+                                                  for d in shape):
+            _fail(where, f"{name} has shape {shape!r}, not a list of non-negative ints")
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[kind]).itemsize
+        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end
+                and end - begin == size):
+            _fail(where, f"{name} ({kind}, shape {shape}) needs {size} bytes but its "
+                         f"data_offsets are {[begin, end]}")
+        entries.append((begin, end, name, kind, shape))
+    order = {name: i for i, name in enumerate(header)}
+    entries.sort()
+    position = 0
+    for begin, end, name, _, _ in entries:
+        if begin != position:
+            _fail(where, f"the data of {name} starts at byte {begin}, expected {position} "
+                         "(tensors must follow each other without gaps or overlaps)")
+        position = end
+    if position != len(body):
+        _fail(where, f"the header declares {position} bytes of tensor data but the file holds "
+                     f"{len(body)} ({'truncated' if position > len(body) else 'extra bytes'})")
+    digest = meta.get(DIGEST)
+    if digest is not None and hashlib.sha256(body).hexdigest() != digest:
+        _fail(where, "its tensor data does not match the SHA-256 digest stored when it was "
+                     "written (the file is corrupted)")
+    tensors = {}
+    for begin, end, name, kind, shape in sorted(entries, key=lambda e: order[e[2]]):
+        dtype = np.dtype(DTYPES[kind])
+        x = np.frombuffer(body, dtype, (end - begin) // dtype.itemsize, begin)
+        # a copy per tensor: writable, aligned, in native byte order
+        tensors[name] = x.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+    meta = {k: v for k, v in meta.items() if k != DIGEST}
+    return tensors, meta

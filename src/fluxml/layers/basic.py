@@ -1,0 +1,307 @@
+"""The basic layers: Dense and Chain.
+
+>>> import numpy as np, fluxml as fl
+>>> model = fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 2))
+>>> model(np.ones((5, 4), np.float32)).shape
+(5, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml import init as initialisers
+from fluxml.layers.module import LayerError, Module
+from fluxml.layers.precision import match_dtype
+from fluxml.layers.show import name_of
+
+
+def identity(x):
+    """The identity function (the default activation: it is skipped, not called)."""
+    return x
+
+
+def _activation_suffix(f) -> str:
+    return "" if f is identity or f is None else f", {name_of(f)}"
+
+
+class Dense(Module):
+    """``Dense(in_features, out_features, activation=identity; bias=True, init=, rng=)``
+
+    A fully connected layer: ``y = activation(x @ weight.T + bias)`` with ``weight`` shaped
+    ``(out, in)`` as PyTorch's ``Linear``. Input ``(N, in)`` (or any leading dimensions, or
+    a single vector ``(in,)``) gives ``(N, out)``. ``bias=False`` leaves the bias out;
+    ``bias`` may also be an array. Pass an array as the first argument to use it as the
+    weight: ``Dense(W, activation)``. ``init`` is called as ``init((out, in), rng)``
+    (default: Glorot uniform, as Flux); the bias starts at zero.
+
+    >>> import numpy as np, fluxml as fl
+    >>> d = fl.Dense(3, 2, np.tanh, init=fl.init.ones)
+    >>> d
+    Dense(3 => 2, tanh)  # 8 parameters
+    >>> d(np.array([[1.0, 0.0, 1.0]], np.float32))
+    array([[0.9640276, 0.9640276]], dtype=float32)
+    """
+
+    def __init__(self, in_features, out_features=None, activation: Callable = identity, *,
+                 bias=True, init: Callable = initialisers.glorot_uniform, rng=None,
+                 dtype=np.float32):
+        if isinstance(in_features, np.ndarray) or hasattr(in_features, "__array_namespace__"):
+            if out_features is not None and activation is identity and callable(out_features):
+                activation = out_features  # Dense(W, relu)
+            weight = in_features
+            if weight.ndim != 2:
+                raise ValueError(f"Dense: a weight must be a matrix (out, in); got shape "
+                                 f"{weight.shape}")
+        else:
+            for name, n in (("in_features", in_features), ("out_features", out_features)):
+                if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+                    raise ValueError(f"Dense: {name} must be a positive int; got {n!r}")
+            weight = np.asarray(init((int(out_features), int(in_features)), rng), dtype=dtype)
+        if not callable(activation):
+            raise TypeError(f"Dense: activation must be callable; got {activation!r}")
+        self.weight = weight
+        self.bias = _make_bias(bias, weight.shape[0], weight.dtype, "Dense")
+        self.activation = activation
+
+    _feature_axis = -1  # which input dimension fl._ stands for (fl.autosize)
+
+    def _output_shape(self, shape):
+        if tuple(shape[-1:]) != self.weight.shape[1:]:
+            self._refuse(shape)
+        return tuple(shape[:-1]) + (self.weight.shape[0],)
+
+    def _refuse(self, shape):
+        raise LayerError(f"{self._line()} expects inputs of shape (N, {self.weight.shape[1]}); "
+                         f"got {tuple(shape)}")
+
+    def __call__(self, x):
+        w = self.weight
+        if getattr(x, "shape", None) is None or x.shape[-1:] != w.shape[1:]:
+            self._refuse(np.shape(x))
+        if x.dtype != w.dtype:
+            x = match_dtype(self, x, w.dtype)
+        y = x @ w.T
+        if self.bias is not None:
+            y = y + self.bias
+        return y if self.activation is identity else self.activation(y)
+
+    def _line(self) -> str:
+        out, inp = self.weight.shape
+        bias = "" if self.bias is not None else ", bias=False"
+        return f"Dense({inp} => {out}{_activation_suffix(self.activation)}{bias})"
+
+
+def _make_bias(bias, n, dtype, layer):
+    """A bias vector of length ``n``: zeros for True, None for False, or the given array."""
+    if bias is True:
+        return np.zeros(n, dtype)
+    if bias is False or bias is None:
+        return None
+    if getattr(bias, "shape", None) != (n,):
+        raise ValueError(f"{layer}: bias must have shape ({n},); got {np.shape(bias)}")
+    return bias
+
+
+class Chain(Module):
+    """``Chain(layer1, layer2, ...)`` or ``Chain(name1=layer1, ...)``
+
+    Calls its layers in sequence: ``Chain(f, g)(x) == g(f(x))``. Layers may be any callables
+    (layers, plain functions, your own classes). Index with ints, slices (a shorter Chain)
+    and, for named chains, names: ``model[0]``, ``model[1:]``, ``model["encoder"]`` or
+    ``model.encoder``. The structural gradient mirrors it: ``g.layers[0].weight``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.Chain(enc=fl.Dense(4, 2, np.tanh), dec=fl.Dense(2, 4))
+    >>> m.enc
+    Dense(4 => 2, tanh)  # 10 parameters
+    >>> m[1:]
+    Chain(
+      dec = Dense(2 => 4),                  # 12 parameters
+    )                   # Total: 2 arrays, 12 parameters, 48 bytes.
+    """
+
+    def __init__(self, *layers, **named):
+        if layers and named:
+            raise TypeError("Chain takes layers either positionally or by name, not both")
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])  # Chain([l1, l2]) as Flux's Chain(vector)
+        self.layers = dict(named) if named else tuple(layers)
+        for key, layer in self._items():
+            if not callable(layer):
+                raise TypeError(f"Chain: layer {key!r} is not callable: {layer!r}")
+
+    def _items(self):
+        layers = self.layers
+        return layers.items() if isinstance(layers, dict) else enumerate(layers)
+
+    def __call__(self, x):
+        for key, layer in self._items():
+            try:
+                x = layer(x)
+            except LayerError as err:
+                raise err.located("Chain", key) from None
+        return x
+
+    def _output_shape(self, shape):
+        from fluxml.layers.shapes import output_shape
+
+        for key, layer in self._items():
+            try:
+                shape = output_shape(layer, shape)
+            except LayerError as err:
+                raise err.located("Chain", key) from None
+        return shape
+
+    def __getitem__(self, key):
+        layers = self.layers
+        if isinstance(key, slice):
+            if isinstance(layers, dict):
+                return Chain(**dict(list(layers.items())[key]))
+            return Chain(*layers[key])
+        if isinstance(layers, dict) and isinstance(key, (int, np.integer)):
+            return list(layers.values())[key]
+        return layers[key]
+
+    def __getattr__(self, name):
+        layers = self.__dict__.get("layers")
+        if isinstance(layers, dict) and name in layers:
+            return layers[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers.values() if isinstance(self.layers, dict) else self.layers)
+
+    def _show_children(self):
+        if isinstance(self.layers, dict):
+            return list(self.layers.items())
+        return [(None, layer) for layer in self.layers]
+
+
+class Scale(Module):
+    """``Scale(size..., activation=identity; bias=True, init=ones)``
+
+    An elementwise affine map: ``y = activation(x * scale + bias)``, ``scale`` and ``bias``
+    shaped ``size`` and broadcast against the trailing dimensions of ``x``: ``Scale(3)`` on
+    ``(N, 3)``, ``Scale(C, 1, 1)`` scales the channels of ``(N, C, H, W)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> s = fl.Scale(2)
+    >>> s.scale[:] = [2, 3]
+    >>> s(np.ones((1, 2), np.float32))
+    array([[2., 3.]], dtype=float32)
+    """
+
+    def __init__(self, *size, bias=True, init: Callable = initialisers.ones, rng=None,
+                 dtype=np.float32):
+        activation: Callable = identity
+        if size and callable(size[-1]):
+            size, activation = size[:-1], size[-1]
+        if not size or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in size):
+            raise ValueError(f"Scale: sizes must be positive ints; got {size}")
+        self.scale = np.asarray(init(tuple(size), rng), dtype=dtype)
+        self.bias = None if bias is False or bias is None else (
+            np.zeros(size, dtype) if bias is True else bias)
+        self.activation = activation
+
+    def _output_shape(self, shape):
+        try:
+            return np.broadcast_shapes(tuple(shape), self.scale.shape)
+        except ValueError:
+            raise LayerError(f"{self._line()} expects inputs whose trailing dimensions "
+                             f"broadcast with {self.scale.shape}; got {tuple(shape)}") from None
+
+    def __call__(self, x):
+        if getattr(x, "dtype", None) != self.scale.dtype:
+            x = match_dtype(self, x, self.scale.dtype)
+        self._output_shape(x.shape)
+        y = x * self.scale
+        if self.bias is not None:
+            y = y + self.bias
+        return y if self.activation is identity else self.activation(y)
+
+    def _line(self) -> str:
+        size = ", ".join(map(str, self.scale.shape))
+        bias = "" if self.bias is not None else ", bias=False"
+        return f"Scale({size}{_activation_suffix(self.activation)}{bias})"
+
+
+class Bilinear(Module):
+    """``Bilinear(in_features, out_features, activation)`` or ``Bilinear((in1, in2), out, ...)``
+
+    ``y[n, o] = activation(sum_ij x[n, i] * weight[o, i, j] * z[n, j] + bias[o])`` with
+    ``weight`` shaped ``(out, in1, in2)`` as PyTorch's ``Bilinear``. Called as ``m(x, z)``,
+    ``m((x, z))``, or ``m(x)`` for ``m(x, x)``; inputs ``(N, in1)`` and ``(N, in2)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.Bilinear((3, 2), 4)
+    >>> m(np.ones((5, 3), np.float32), np.ones((5, 2), np.float32)).shape
+    (5, 4)
+    """
+
+    _feature_axis = -1
+
+    def __init__(self, in_features, out_features: int, activation: Callable = identity, *,
+                 bias=True, init: Callable = initialisers.glorot_uniform, rng=None,
+                 dtype=np.float32):
+        in1, in2 = in_features if isinstance(in_features, tuple) else (in_features,) * 2
+        for name, n in (("in1", in1), ("in2", in2), ("out_features", out_features)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"Bilinear: {name} must be a positive int; got {n!r}")
+        self.weight = np.asarray(init((out_features, in1, in2), rng), dtype=dtype)
+        self.bias = _make_bias(bias, out_features, dtype, "Bilinear")
+        self.activation = activation
+
+    def _output_shape(self, *shapes):
+        if len(shapes) == 1 and shapes[0] and isinstance(shapes[0][0], tuple):
+            shapes = shapes[0]
+        x, z = (shapes[0], shapes[0]) if len(shapes) == 1 else shapes
+        _, in1, in2 = self.weight.shape
+        if len(x) != 2 or len(z) != 2 or x[1] != in1 or z[1] != in2 or x[0] != z[0]:
+            raise LayerError(f"{self._line()} expects inputs (N, {in1}) and (N, {in2}); got "
+                             f"{tuple(x)} and {tuple(z)}")
+        return (x[0], self.weight.shape[0])
+
+    def __call__(self, x, z=None):
+        if z is None:
+            x, z = x if isinstance(x, tuple) else (x, x)
+        w = self.weight
+        x, z = (match_dtype(self, v, w.dtype) for v in (x, z))
+        self._output_shape(x.shape, z.shape)
+        y = np.einsum("ni,oij,nj->no", x, w, z, optimize=True)
+        if self.bias is not None:
+            y = y + self.bias
+        return y if self.activation is identity else self.activation(y)
+
+    def _line(self) -> str:
+        out, in1, in2 = self.weight.shape
+        ins = f"{in1}" if in1 == in2 else f"({in1}, {in2})"
+        bias = "" if self.bias is not None else ", bias=False"
+        return f"Bilinear({ins} => {out}{_activation_suffix(self.activation)}{bias})"
+
+
+class Flatten(Module):
+    """``Flatten()``: ``(N, d1, d2, ...) -> (N, d1 * d2 * ...)``, e.g. between convolutions
+    and a Dense layer (Flux's ``flatten``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.Flatten()(np.zeros((2, 3, 4, 5))).shape
+    (2, 60)
+    """
+
+    def _output_shape(self, shape):
+        if len(shape) < 1:
+            raise LayerError(f"Flatten() expects input with a batch dimension; got {shape}")
+        return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
+
+    def __call__(self, x):
+        shape = np.shape(x)
+        return np.reshape(x, self._output_shape(shape))
+
+    def _line(self) -> str:
+        return "Flatten()"

@@ -1,0 +1,209 @@
+"""Containers that combine layers other than in sequence: Parallel, SkipConnection,
+PairwiseFusion, Maxout.
+
+>>> import numpy as np, fluxml as fl
+>>> m = fl.SkipConnection(fl.Dense(3, 3), np.add)
+>>> m(np.ones((2, 3), np.float32)).shape
+(2, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml.layers.module import LayerError, Module
+
+
+def _call(container: str, key, layer, *xs):
+    """``layer(*xs)``, an error located as ``container[key]``."""
+    try:
+        return layer(*xs)
+    except LayerError as err:
+        raise err.located(container, key) from None
+
+
+def _check_layers(name, layers):
+    for key, layer in layers:
+        if not callable(layer):
+            raise TypeError(f"{name}: layer {key!r} is not callable: {layer!r}")
+
+
+class Parallel(Module):
+    """``Parallel(connection, layer1, layer2, ...)`` or ``Parallel(connection, name=layer...)``
+
+    Applies every layer to the same input, then combines: ``connection(l1(x), l2(x), ...)``.
+    Given several inputs (``m(x1, x2)`` or a tuple), layer i takes input i; a single layer
+    is applied to each input. ``connection=None`` returns the tuple of outputs. Flux's
+    ``Parallel``; ``vcat`` of features is ``lambda *ys: np.concatenate(ys, axis=-1)`` here.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.Parallel(np.add, fl.Dense(2, 3, init=fl.init.ones), fl.Dense(2, 3))
+    >>> m(np.ones((4, 2), np.float32)).shape
+    (4, 3)
+    >>> fl.Parallel(None, np.sin, np.cos)(np.zeros(1))
+    (array([0.]), array([1.]))
+    """
+
+    def __init__(self, connection: Callable | None, *layers, **named):
+        if layers and named:
+            raise TypeError("Parallel takes layers either positionally or by name, not both")
+        if not layers and not named:
+            raise TypeError("Parallel needs at least one layer")
+        if connection is not None and not callable(connection):
+            raise TypeError(f"Parallel: connection must be callable or None; got {connection!r}")
+        self.connection = connection
+        self.layers = dict(named) if named else tuple(layers)
+        _check_layers("Parallel", self._items())
+
+    def _items(self):
+        layers = self.layers
+        return list(layers.items()) if isinstance(layers, dict) else list(enumerate(layers))
+
+    def __call__(self, *xs):
+        if len(xs) == 1 and isinstance(xs[0], tuple):
+            xs = xs[0]
+        items = self._items()
+        if len(xs) == 1:
+            ys = [_call("Parallel", k, f, xs[0]) for k, f in items]
+        elif len(items) == 1:
+            k, f = items[0]
+            ys = [_call("Parallel", k, f, x) for x in xs]
+        elif len(xs) == len(items):
+            ys = [_call("Parallel", k, f, x) for (k, f), x in zip(items, xs)]
+        else:
+            raise LayerError(f"Parallel with {len(items)} layers takes 1 or {len(items)} "
+                             f"inputs; got {len(xs)}")
+        return tuple(ys) if self.connection is None else self.connection(*ys)
+
+    def __getitem__(self, key):
+        layers = self.layers
+        if isinstance(layers, dict) and isinstance(key, (int, np.integer)):
+            return list(layers.values())[key]
+        return layers[key]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def _show_children(self):
+        conn = [(None, self.connection if self.connection is not None else _Shown("None"))]
+        if isinstance(self.layers, dict):
+            return conn + list(self.layers.items())
+        return conn + [(None, layer) for layer in self.layers]
+
+
+class _Shown:
+    """A fixed word in a printed listing."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def _line(self):
+        return self.text
+
+
+class SkipConnection(Module):
+    """``SkipConnection(layer, connection)``: ``connection(layer(x), x)``.
+
+    ``np.add`` gives a residual block; ``lambda y, x: np.concatenate([y, x], axis=1)`` stacks
+    channels (as Flux's ``SkipConnection(layer, (a, b) -> cat(a, b; dims=3))``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.SkipConnection(np.tanh, np.add)
+    >>> m(np.zeros(2))
+    array([0., 0.])
+    """
+
+    def __init__(self, layer: Callable, connection: Callable):
+        if not callable(layer) or not callable(connection):
+            raise TypeError("SkipConnection(layer, connection) takes two callables; got "
+                            f"{layer!r}, {connection!r}")
+        self.layers = layer
+        self.connection = connection
+
+    def __call__(self, x):
+        return self.connection(_call("SkipConnection", 0, self.layers, x), x)
+
+    def _show_children(self):
+        return [(None, self.layers), (None, self.connection)]
+
+
+class PairwiseFusion(Module):
+    """``PairwiseFusion(connection, layer1, layer2, ...)``
+
+    For inputs ``(x1, ..., xn)`` (one per layer, or a single ``x`` used for all), returns
+    ``(y1, ..., yn)`` with ``y1 = layer1(x1)`` and ``yi = layeri(connection(y(i-1), xi))``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.PairwiseFusion(np.add, np.negative, np.negative)
+    >>> m((np.array([1.0]), np.array([10.0])))
+    (array([-1.]), array([-9.]))
+    """
+
+    def __init__(self, connection: Callable, *layers):
+        if not callable(connection):
+            raise TypeError(f"PairwiseFusion: connection must be callable; got {connection!r}")
+        if not layers:
+            raise TypeError("PairwiseFusion needs at least one layer")
+        self.connection = connection
+        self.layers = tuple(layers)
+        _check_layers("PairwiseFusion", enumerate(self.layers))
+
+    def __call__(self, *xs):
+        if len(xs) == 1 and isinstance(xs[0], tuple):
+            xs = xs[0]
+        n = len(self.layers)
+        if len(xs) == 1:
+            xs = xs * n
+        elif len(xs) != n:
+            raise LayerError(f"PairwiseFusion with {n} layers takes 1 or {n} inputs; "
+                             f"got {len(xs)}")
+        y = _call("PairwiseFusion", 0, self.layers[0], xs[0])
+        ys = [y]
+        for i in range(1, n):
+            y = _call("PairwiseFusion", i, self.layers[i], self.connection(y, xs[i]))
+            ys.append(y)
+        return tuple(ys)
+
+    def _show_children(self):
+        return [(None, self.connection)] + [(None, layer) for layer in self.layers]
+
+
+class Maxout(Module):
+    """``Maxout(layer1, layer2, ...)`` or ``Maxout(make_layer, n)``
+
+    The elementwise maximum of the layers' outputs (Goodfellow et al. 2013). The second form
+    calls ``make_layer()`` ``n`` times.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.Maxout(lambda: fl.Dense(3, 2), 4)
+    >>> m(np.ones((5, 3), np.float32)).shape
+    (5, 2)
+    """
+
+    def __init__(self, *layers):
+        if len(layers) == 2 and isinstance(layers[1], (int, np.integer)) \
+                and not isinstance(layers[1], bool):
+            make, n = layers
+            if n < 1:
+                raise ValueError(f"Maxout: the number of alternatives must be >= 1; got {n}")
+            layers = tuple(make() for _ in range(n))
+        if not layers:
+            raise TypeError("Maxout needs at least one layer")
+        self.layers = tuple(layers)
+        _check_layers("Maxout", enumerate(self.layers))
+
+    def __call__(self, x):
+        y = _call("Maxout", 0, self.layers[0], x)
+        for i in range(1, len(self.layers)):
+            y = np.maximum(y, _call("Maxout", i, self.layers[i], x))
+        return y
+
+    def _output_shape(self, shape):
+        from fluxml.layers.shapes import output_shape
+
+        return output_shape(self.layers[0], shape)
+
+    def _show_children(self):
+        return [(None, layer) for layer in self.layers]

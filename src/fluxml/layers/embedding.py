@@ -1,0 +1,157 @@
+"""Lookup tables: Embedding and EmbeddingBag.
+
+The weight is ``(vocab, dim)`` as PyTorch's ``nn.Embedding``; indices start at 0.
+
+>>> import numpy as np, fluxml as fl
+>>> e = fl.Embedding(10, 4)
+>>> e(np.array([[1, 2, 3]])).shape
+(1, 3, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml import init as initialisers
+from fluxml.layers.module import LayerError, Module
+
+
+def normal(shape, rng=None, *, dtype=np.float32):
+    """Standard normal entries (the default embedding initialiser, as Flux and PyTorch)."""
+    return initialisers._gen(rng).standard_normal(initialisers._shape(shape)).astype(dtype)
+
+
+def _gather(weight, idx):
+    """Rows of ``weight`` at integer ``idx``: ``weight[idx]``."""
+    return weight[idx]
+
+
+def _check_indices(layer, idx, vocab):
+    """``idx`` as an integer array, refused when not integers or out of ``[0, vocab)``."""
+    idx = np.asarray(idx) if not hasattr(idx, "dtype") else idx
+    if idx.dtype.kind not in "iu":
+        raise LayerError(f"{layer._line()} expects integer indices; got {idx.dtype}"
+                         + (" (round them, or use a Dense layer for features)"
+                            if idx.dtype.kind == "f" else ""))
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
+        bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
+        raise LayerError(f"{layer._line()} has a vocabulary of {vocab} (indices 0 to "
+                         f"{vocab - 1}); got index {bad}")
+    return idx
+
+
+class Embedding(Module):
+    """``Embedding(vocab, dim; init=normal, rng=)``
+
+    Maps integer indices of any shape ``S`` to vectors: output ``S + (dim,)``, row ``i`` of
+    ``weight`` (shaped ``(vocab, dim)``) for index ``i``. The gradient of the weight is the
+    scatter-add of the output's gradient.
+
+    >>> import numpy as np, fluxml as fl
+    >>> e = fl.Embedding(3, 2, init=fl.init.ones)
+    >>> e(np.array([0, 2]))
+    array([[1., 1.],
+           [1., 1.]], dtype=float32)
+    """
+
+    def __init__(self, vocab: int, dim: int, *, init: Callable = normal, rng=None,
+                 dtype=np.float32):
+        for name, n in (("vocab", vocab), ("dim", dim)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"Embedding: {name} must be a positive int; got {n!r}")
+        self.weight = np.asarray(init((int(vocab), int(dim)), rng), dtype=dtype)
+
+    def _output_shape(self, shape):
+        return tuple(shape) + (self.weight.shape[1],)
+
+    def __call__(self, idx):
+        idx = _check_indices(self, idx, self.weight.shape[0])
+        return _gather(self.weight, idx)
+
+    def _line(self) -> str:
+        vocab, dim = self.weight.shape
+        return f"Embedding({vocab} => {dim})"
+
+
+_REDUCTIONS = ("mean", "sum", "max")
+
+
+class EmbeddingBag(Embedding):
+    """``EmbeddingBag(vocab, dim, reduction="mean"; init=normal, rng=)``
+
+    Embeds bags of indices and reduces each bag (``"mean"``, ``"sum"`` or ``"max"``) to one
+    vector. Input: an integer matrix ``(N, L)`` (N bags of L indices), a list of N index
+    vectors of any lengths, or ``(indices, offsets)`` as PyTorch's (bag ``i`` is
+    ``indices[offsets[i]:offsets[i + 1]]``). Output ``(N, dim)``; an empty bag gives zeros.
+
+    >>> import numpy as np, fluxml as fl
+    >>> e = fl.EmbeddingBag(5, 2, "sum", init=fl.init.ones)
+    >>> e([np.array([0, 1, 4]), np.array([2])])
+    array([[3., 3.],
+           [1., 1.]], dtype=float32)
+    """
+
+    def __init__(self, vocab: int, dim: int, reduction: str = "mean", *,
+                 init: Callable = normal, rng=None, dtype=np.float32):
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"EmbeddingBag: reduction must be one of {_REDUCTIONS}; "
+                             f"got {reduction!r}")
+        super().__init__(vocab, dim, init=init, rng=rng, dtype=dtype)
+        self.reduction = reduction
+
+    def _output_shape(self, shape):
+        if len(shape) != 2:
+            raise LayerError(f"{self._line()} expects an index matrix (N, L); got {shape}")
+        return (shape[0], self.weight.shape[1])
+
+    def __call__(self, bags):
+        if isinstance(bags, tuple) and len(bags) == 2:
+            bags = self._split(*bags)
+        if isinstance(bags, (list, tuple)):
+            return self._ragged(bags)
+        idx = _check_indices(self, bags, self.weight.shape[0])
+        if idx.ndim != 2:
+            raise LayerError(f"{self._line()} expects an index matrix (N, L), a list of index "
+                             f"vectors or (indices, offsets); got shape {idx.shape}")
+        vectors = _gather(self.weight, idx)  # (N, L, dim)
+        return _REDUCE[self.reduction](vectors, axis=1)
+
+    def _split(self, indices, offsets):
+        indices, offsets = np.asarray(indices), np.asarray(offsets)
+        if indices.ndim != 1 or offsets.ndim != 1 or offsets.dtype.kind not in "iu" or (
+                offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0)
+                                  or offsets[-1] > indices.size)):
+            raise LayerError(f"{self._line()}: offsets must be an increasing integer vector "
+                             f"starting at 0 and within the {indices.size} indices; got "
+                             f"{offsets!r}")
+        ends = np.append(offsets[1:], indices.size)
+        return [indices[a:b] for a, b in zip(offsets, ends)]
+
+    def _ragged(self, bags):
+        vocab, dim = self.weight.shape
+        bags = [_check_indices(self, b, vocab) for b in bags]
+        if any(b.ndim != 1 for b in bags):
+            raise LayerError(f"{self._line()} expects each bag to be a vector of indices; got "
+                             f"shapes {[b.shape for b in bags]}")
+        if self.reduction == "max":
+            zero = np.zeros((1, dim), self.weight.dtype)
+            rows = [np.max(_gather(self.weight, b), axis=0, keepdims=True) if b.size else zero
+                    for b in bags]
+            return np.concatenate(rows, axis=0)
+        # sum and mean as one matrix product: (N, total) pooling weights times the rows
+        lengths = np.array([b.size for b in bags])
+        flat = np.concatenate(bags) if bags else np.zeros(0, np.int64)
+        pool = np.zeros((len(bags), flat.size), self.weight.dtype)
+        bag_of = np.repeat(np.arange(len(bags)), lengths)
+        scale = 1.0 / np.maximum(lengths, 1) if self.reduction == "mean" else np.ones(len(bags))
+        pool[bag_of, np.arange(flat.size)] = scale[bag_of]
+        return pool @ _gather(self.weight, flat)
+
+    def _line(self) -> str:
+        vocab, dim = self.weight.shape
+        return f"EmbeddingBag({vocab} => {dim}, {self.reduction})"
+
+
+_REDUCE = {"mean": np.mean, "sum": np.sum, "max": np.max}

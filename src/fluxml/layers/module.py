@@ -1,0 +1,244 @@
+"""``fl.Module``: a plain Python class is a model.
+
+A Module's array fields are its parameters, its Module fields (and lists, tuples and dicts of
+them) its children, everything else (activation functions, ints, strings) static. There is
+no registration: ``fluxml.tree`` already walks plain objects, so ``fl.gradient``, ``fl.fmap``
+and the optimisers see a Module as they see any other tree. What the base class adds is
+small: Flux-style printing, the ``nontrainable`` declaration, and train/test mode.
+
+>>> import numpy as np, fluxml as fl
+>>> class Affine(fl.Module):
+...     def __init__(self, n):
+...         self.scale = np.ones(n, np.float32)
+...         self.shift = np.zeros(n, np.float32)
+...     def __call__(self, x):
+...         return x * self.scale + self.shift
+>>> m = Affine(3)
+>>> g, = fl.gradient(lambda m: np.sum(m(np.arange(3.0, dtype=np.float32))), m)
+>>> g.scale
+array([0., 1., 2.], dtype=float32)
+>>> fl.trainable(m)
+{'scale': array([1., 1., 1.], dtype=float32), 'shift': array([0., 0., 0.], dtype=float32)}
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fluxml.ad.core import Tracer
+from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
+
+
+class _Placeholder:
+    """``fl._``: a size to be inferred by :func:`fluxml.autosize` (Flux's ``_`` in
+    ``@autosize``)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "_"
+
+    def __reduce__(self):
+        return (_Placeholder, ())
+
+
+_ = _Placeholder()
+
+
+class Lazy:
+    """A layer whose construction waits for a size: ``fl.Dense(fl._, 10)`` gives one, and
+    :func:`fluxml.autosize` builds it once the input shape says what ``_`` is."""
+
+    def __init__(self, cls, args, kwargs):
+        self.cls, self.args, self.kwargs = cls, args, kwargs
+
+    def build(self, n: int):
+        args = [n if a is _ else a for a in self.args]
+        kwargs = {k: n if v is _ else v for k, v in self.kwargs.items()}
+        return self.cls(*args, **kwargs)
+
+    def __call__(self, *xs):
+        raise LayerError(f"{self!r} has a size still to infer: build the model with "
+                         f"fl.autosize(input_shape, model) first")
+
+    def __repr__(self) -> str:
+        from fluxml.layers.show import name_of
+
+        parts = [name_of(a) if callable(a) and a is not _ else repr(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.cls.__name__}({', '.join(parts)})"
+
+
+class Module:
+    """Base class of layers and models.
+
+    Subclasses are ordinary classes: assign arrays and sublayers in ``__init__`` and write
+    ``__call__``. A class lists fields that are state rather than parameters in
+    ``nontrainable`` (BatchNorm's running statistics): gradients and optimisers skip them,
+    saving and device moves keep them. Layers with a train/test difference (Dropout,
+    normalisation) have an ``active`` field: ``None`` (automatic: training inside a
+    gradient), ``True`` or ``False`` (set by :func:`trainmode` / :func:`testmode`).
+    """
+
+    nontrainable: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls, *args, **kwargs):
+        # fl.Dense(fl._, 10): a size to infer; fl.autosize builds the layer later
+        if any(a is _ for a in args) or any(v is _ for v in kwargs.values()):
+            return Lazy(cls, args, kwargs)
+        return super().__new__(cls)
+
+    def __repr__(self) -> str:
+        from fluxml.layers.show import render
+
+        return render(self)
+
+    def _line(self) -> str:
+        """One line for this layer; layers override it with their constructor call."""
+        from fluxml.layers.show import name_of
+
+        parts = []
+        for k, v in vars(self).items():
+            if is_array_leaf(v) and hasattr(v, "shape"):
+                parts.append(f"{k}={v.dtype}{list(v.shape)}")
+            elif callable(v) and not _holds_module(v):
+                parts.append(f"{k}={name_of(v)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _show_children(self):
+        """The sublayers shown nested under this one, or None for a leaf layer."""
+        kids = [(k, v) for k, v in vars(self).items() if _holds_module(v)]
+        return kids or None
+
+
+def _holds_module(x) -> bool:
+    if isinstance(x, Module):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(_holds_module(v) for v in x)
+    if isinstance(x, dict):
+        return any(_holds_module(v) for v in x.values())
+    return False
+
+
+class LayerError(ValueError):
+    """A layer was given input it cannot take. Containers add where the layer sits, so the
+    message reads ``Chain[2]: Conv((3, 3), 3 => 16) expects ...``."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.where: list[str] = []
+
+    def located(self, container: str, key) -> LayerError:
+        self.where.insert(0, f"{container}[{key!r}]" if isinstance(key, str) else
+                          f"{container}[{key}]")
+        self.args = (str(self),)
+        return self
+
+    def __str__(self) -> str:
+        if not self.where:
+            return self.message
+        return f"{' > '.join(self.where)}: {self.message}"
+
+
+def within_gradient(x) -> bool:
+    """True when ``x`` is being differentiated (Flux's ``NNlib.within_gradient``)."""
+    return type(x) is Tracer
+
+
+def is_active(layer, x) -> bool:
+    """Whether a train/test layer acts in training mode on input ``x``: its ``active`` field
+    when set, otherwise whether ``x`` or one of the layer's own arrays is being
+    differentiated (a BatchNorm first in a model sees plain data but traced parameters)."""
+    active = getattr(layer, "active", None)
+    if active is not None:
+        return bool(active)
+    return within_gradient(x) or any(type(v) is Tracer for v in vars(layer).values())
+
+
+def modules(model) -> list:
+    """Every Module in ``model`` (itself included), parents before children.
+
+    >>> import fluxml as fl
+    >>> [type(m).__name__ for m in fl.modules(fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1)))]
+    ['Chain', 'Dense', 'Dense']
+    """
+    found: list = []
+    stack = [model]
+    seen: set[int] = set()
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        if isinstance(x, Module):
+            seen.add(id(x))
+            found.append(x)
+            stack.extend(reversed(list(vars(x).values())))
+        elif isinstance(x, (list, tuple)):
+            stack.extend(reversed(x))
+        elif isinstance(x, dict):
+            stack.extend(reversed(list(x.values())))
+        elif not is_array_leaf(x) and (fields := _fields(x)) is not None:  # a plain object
+            seen.add(id(x))
+            stack.extend(reversed([v for _, v in fields]))
+    return found
+
+
+def trainmode(model, mode: bool | None = True):
+    """Put every train/test layer of ``model`` in training mode (``mode=None``: back to
+    automatic). Returns ``model``, changed in place.
+
+    >>> import fluxml as fl
+    >>> class Noisy(fl.Module):
+    ...     active = None
+    >>> fl.trainmode(Noisy()).active
+    True
+    """
+    for m in modules(model):
+        if hasattr(m, "active"):
+            m.active = mode
+    return model
+
+
+def testmode(model, mode: bool | None = True):
+    """Put every train/test layer of ``model`` in test mode (``mode=None``: automatic;
+    ``mode=False``: training). Returns ``model``, changed in place.
+
+    >>> import fluxml as fl
+    >>> class Noisy(fl.Module):
+    ...     active = None
+    >>> fl.testmode(Noisy()).active
+    False
+    """
+    return trainmode(model, None if mode is None else not mode)
+
+
+def trainable(model) -> dict[str, Any]:
+    """The arrays an optimiser sees, by path: every array leaf except the fields a class
+    declares ``nontrainable``.
+
+    >>> import fluxml as fl
+    >>> list(fl.trainable(fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))))
+    ['layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.1.bias']
+    """
+    return {p: x for p, x in leaves_with_paths(model, trainable=True) if _is_param(x)}
+
+
+def _is_param(x) -> bool:
+    return getattr(x, "ndim", None) is not None and getattr(x, "dtype", None) is not None and \
+        x.dtype.kind in "fc"
+
+
+def count_parameters(model) -> tuple[int, int, int, int]:
+    """``(trainable arrays, trainable numbers, other arrays, other numbers)``."""
+    train = {id(x): x for x in flatten(model, trainable=True)[0] if _is_param(x)}
+    every = {id(x): x for x in flatten(model)[0] if _is_param(x)}
+    other = [x for k, x in every.items() if k not in train]
+    return (len(train), sum(x.size for x in train.values()),
+            len(other), sum(x.size for x in other))

@@ -1,0 +1,74 @@
+"""Floating-point precision of models and of the inputs layers receive.
+
+Layers hold float32 parameters unless told otherwise. ``fl.f64(model)``, ``fl.f32(model)``
+and ``fl.f16(model)`` convert every floating-point array of a tree (parameters, running
+statistics, optimiser state); a layer given input of another float precision converts it
+to its own and warns once, naming the layer, as Flux does; integer input is an error.
+
+>>> import numpy as np, fluxml as fl
+>>> m = fl.f64(fl.Dense(2, 3))
+>>> m.weight.dtype
+dtype('float64')
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from fluxml.tree import fmap
+
+_warned: set = set()
+
+
+def _convert(dtype):
+    def convert(x):
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype != dtype:
+            return x.astype(dtype)
+        if type(x).__name__ == "ndarray" and getattr(x, "dtype", None) is not None \
+                and x.dtype.kind == "f" and x.dtype != dtype:  # arrays of another backend
+            return x.astype(dtype)
+        return x
+    return convert
+
+
+def f64(tree):
+    """``tree`` with every floating-point array converted to float64 (a new tree)."""
+    return fmap(_convert(np.float64), tree)
+
+
+def f32(tree):
+    """``tree`` with every floating-point array converted to float32 (a new tree)."""
+    return fmap(_convert(np.float32), tree)
+
+
+def f16(tree):
+    """``tree`` with every floating-point array converted to float16 (a new tree)."""
+    return fmap(_convert(np.float16), tree)
+
+
+def match_dtype(layer, x, dtype):
+    """``x`` in the layer's float ``dtype``: another float precision is converted (with one
+    warning per layer type and pair of dtypes); integer, bool or complex input is refused."""
+    xdtype = getattr(x, "dtype", None)
+    if xdtype is None:
+        x = np.asarray(x)
+        xdtype = x.dtype
+    if xdtype == dtype:
+        return x
+    from fluxml.layers.module import LayerError
+    from fluxml.layers.show import line_of
+
+    if xdtype.kind != "f":
+        raise LayerError(f"{line_of(layer)} expects floating-point input; got {xdtype}. "
+                         f"Convert it (x.astype(np.{np.dtype(dtype).name}))"
+                         + (", or use Embedding for indices" if xdtype.kind in "iu" else ""))
+    key = (type(layer).__name__, xdtype, dtype)
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"{line_of(layer)} has {np.dtype(dtype).name} parameters and got "
+                      f"{xdtype} input; converting the input (slower). Convert the data, or "
+                      f"the model with fl.f{np.dtype(xdtype).itemsize * 8}(model).",
+                      stacklevel=3)
+    return x.astype(dtype)

@@ -1,0 +1,340 @@
+"""Recurrent layers: a cell (one time step) plus a short scan over time.
+
+Weights are PyTorch's, so published weights load as they are: ``weight_ih`` ``(G*H, in)``,
+``weight_hh`` ``(G*H, H)``, ``bias_ih`` and ``bias_hh`` ``(G*H,)``, with the gates in
+PyTorch's order (LSTM: input, forget, cell, output; GRU: reset, update, new). A cell maps
+``(x, state) -> (output, state)``; the sequence layers take ``(N, T, F)`` (or one sequence
+``(T, F)``) and return every step's output ``(N, T, H)``.
+
+>>> import numpy as np, fluxml as fl
+>>> lstm = fl.LSTM(3, 5)
+>>> lstm(np.zeros((2, 7, 3), np.float32)).shape
+(2, 7, 5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml import init as initialisers
+from fluxml.layers.basic import _activation_suffix
+from fluxml.layers.module import LayerError, Module
+from fluxml.layers.precision import match_dtype
+
+
+def _sigmoid(x):
+    """The logistic function, stable at any |x| (no overflowing exp)."""
+    return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+def _positive(layer, **sizes):
+    for name, n in sizes.items():
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
+
+
+class _Cell(Module):
+    """What the three cells share: weights, the input projection, checks and printing."""
+
+    gates = 1
+
+    def __init__(self, in_features: int, hidden: int, *, bias: bool = True,
+                 init: Callable = initialisers.glorot_uniform,
+                 init_recurrent: Callable = initialisers.orthogonal, rng=None,
+                 dtype=np.float32):
+        _positive(type(self).__name__, in_features=in_features, hidden=hidden)
+        g = self.gates * hidden
+        self.weight_ih = np.asarray(init((g, in_features), rng), dtype=dtype)
+        self.weight_hh = np.asarray(init_recurrent((g, hidden), rng), dtype=dtype)
+        self.bias_ih = np.zeros(g, dtype) if bias else None
+        self.bias_hh = np.zeros(g, dtype) if bias else None
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return self.weight_ih.shape[1], self.weight_hh.shape[1]
+
+    def project(self, x):
+        """The input's part of every gate, for all time steps at once: ``x W_ih' + b``.
+        For LSTM and RNN the recurrent bias is folded in here (it adds to the same sum)."""
+        # one 2-d product: NumPy's stacked matmul against a transposed weight skips BLAS
+        y = np.reshape(np.reshape(x, (-1, x.shape[-1])) @ self.weight_ih.T,
+                       x.shape[:-1] + (self.weight_ih.shape[0],))
+        if self.bias_ih is not None:
+            y = y + (self.bias_ih if self._hh_bias_inside else self.bias_ih + self.bias_hh)
+        return y
+
+    _hh_bias_inside = False  # GRU keeps b_hn inside the reset gate's product
+
+    def initial_state(self, batch_shape, dtype):
+        return np.zeros(tuple(batch_shape) + (self.sizes[1],), dtype)
+
+    def _check(self, x, state):
+        n_in, hidden = self.sizes
+        if getattr(x, "shape", None) is None or x.ndim not in (1, 2) or x.shape[-1] != n_in:
+            raise LayerError(f"{self._line()} expects input (N, {n_in}); got {np.shape(x)}")
+        x = match_dtype(self, x, self.weight_ih.dtype)
+        if state is None:
+            state = self.initial_state(x.shape[:-1], x.dtype)
+        self._check_state(state, x.shape[:-1])
+        return x, state
+
+    def _check_state(self, state, batch):
+        want = tuple(batch) + (self.sizes[1],)
+        parts = state if isinstance(state, tuple) else (state,)
+        if any(np.shape(s) != want for s in parts):
+            raise LayerError(f"{self._line()} expects a state of shape {want}"
+                             f"{' (h, c)' if isinstance(state, tuple) else ''}; got "
+                             f"{tuple(np.shape(s) for s in parts)}")
+
+    def __call__(self, x, state=None):
+        x, state = self._check(x, state)
+        return self.step(self.project(x), state)
+
+    def _line(self) -> str:
+        n_in, hidden = self.sizes
+        bias = "" if self.bias_ih is not None else ", bias=False"
+        return f"{type(self).__name__}({n_in} => {hidden}{bias})"
+
+
+class RNNCell(_Cell):
+    """``RNNCell(in_features, hidden, activation=tanh; bias=True, init=, init_recurrent=,
+    rng=)``
+
+    ``h' = activation(x W_ih' + b_ih + h W_hh' + b_hh)``. Called as ``cell(x, h)`` with
+    ``x`` ``(N, in)`` and ``h`` ``(N, hidden)`` (zeros when left out); returns ``(h', h')``
+    (output and new state).
+
+    >>> import numpy as np, fluxml as fl
+    >>> out, h = fl.RNNCell(2, 3)(np.ones((4, 2), np.float32))
+    >>> out.shape
+    (4, 3)
+    """
+
+    def __init__(self, in_features: int, hidden: int, activation: Callable = np.tanh, **kw):
+        super().__init__(in_features, hidden, **kw)
+        self.activation = activation
+
+    def step(self, xw, h):
+        """One step from the projected input ``xw``."""
+        h = self.activation(xw + h @ self.weight_hh.T)
+        return h, h
+
+    def _line(self) -> str:
+        return super()._line()[:-1] + _activation_suffix(self.activation) + ")" \
+            if self.activation is not np.tanh else super()._line()
+
+
+class LSTMCell(_Cell):
+    """``LSTMCell(in_features, hidden; bias=True, init=, init_recurrent=, rng=)``
+
+    With gates ``i, f, g, o`` (PyTorch's order) of ``x W_ih' + b_ih + h W_hh' + b_hh``:
+    ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``. Called as ``cell(x, (h, c))``;
+    returns ``(h', (h', c'))``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> out, (h, c) = fl.LSTMCell(2, 3)(np.ones((4, 2), np.float32))
+    >>> c.shape
+    (4, 3)
+    """
+
+    gates = 4
+
+    def initial_state(self, batch_shape, dtype):
+        h = super().initial_state(batch_shape, dtype)
+        return h, np.zeros_like(h)
+
+    def _check_state(self, state, batch):
+        if not isinstance(state, tuple) or len(state) != 2:
+            raise LayerError(f"{self._line()} expects its state as a tuple (h, c); got "
+                             f"{type(state).__name__}")
+        super()._check_state(state, batch)
+
+    def step(self, xw, state):
+        h, c = state
+        i, f, g, o = np.split(xw + h @ self.weight_hh.T, 4, axis=-1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        return h, (h, c)
+
+
+class GRUCell(_Cell):
+    """``GRUCell(in_features, hidden; bias=True, init=, init_recurrent=, rng=)``
+
+    PyTorch's GRU: ``r = σ(x W_ir' + b_ir + h W_hr' + b_hr)``, ``z`` likewise,
+    ``n = tanh(x W_in' + b_in + r (h W_hn' + b_hn))``, ``h' = (1 - z) n + z h``. Called as
+    ``cell(x, h)``; returns ``(h', h')``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> out, h = fl.GRUCell(2, 3)(np.ones((4, 2), np.float32))
+    >>> h.shape
+    (4, 3)
+    """
+
+    gates = 3
+    _hh_bias_inside = True
+
+    def step(self, xw, h):
+        hw = h @ self.weight_hh.T
+        if self.bias_hh is not None:
+            hw = hw + self.bias_hh
+        xr, xz, xn = np.split(xw, 3, axis=-1)
+        hr, hz, hn = np.split(hw, 3, axis=-1)
+        r = _sigmoid(xr + hr)
+        z = _sigmoid(xz + hz)
+        n = np.tanh(xn + r * hn)
+        h = n + z * (h - n)
+        return h, h
+
+
+def scan(cell, xs, state):
+    """Run ``cell.step`` over the time axis 1 of the projected inputs ``xs`` ``(N, T, G)``:
+    ``(outputs (N, T, H), final state)`` (Flux's ``scan``)."""
+    outputs = []
+    for xw in np.unstack(np.moveaxis(xs, 1, 0)):
+        out, state = cell.step(xw, state)
+        outputs.append(out)
+    return np.stack(outputs, axis=1), state
+
+
+class _Recurrent(Module):
+    """A cell run over a sequence."""
+
+    cell_type: type = _Cell
+
+    def __init__(self, in_features: int, hidden: int, *args, return_state: bool = False,
+                 **kw):
+        self.cell = self.cell_type(in_features, hidden, *args, **kw)
+        self.return_state = return_state
+
+    def __call__(self, x, state=None):
+        cell = self.cell
+        n_in, hidden = cell.sizes
+        if getattr(x, "shape", None) is None or x.ndim not in (2, 3) or x.shape[-1] != n_in:
+            raise LayerError(f"{self._line()} expects a sequence (N, T, {n_in}) or (T, {n_in}); "
+                             f"got {np.shape(x)}")
+        if x.shape[-2] == 0:
+            raise LayerError(f"{self._line()} expects at least one time step; got {x.shape}")
+        x = match_dtype(self, x, cell.weight_ih.dtype)
+        single = x.ndim == 2
+        if single:
+            x = x[None]
+            state = None if state is None else _map_state(state, lambda s: s[None])
+        if state is None:
+            state = cell.initial_state(x.shape[:1], x.dtype)
+        try:
+            cell._check_state(state, x.shape[:1])
+        except LayerError as err:  # name the layer the user built, not its cell
+            raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
+        ys, state = scan(cell, cell.project(x), state)
+        if single:
+            ys, state = ys[0], _map_state(state, lambda s: s[0])
+        return (ys, state) if self.return_state else ys
+
+    def _output_shape(self, shape):
+        n_in, hidden = self.cell.sizes
+        if len(shape) not in (2, 3) or shape[-1] != n_in:
+            raise LayerError(f"{self._line()} expects a sequence (N, T, {n_in}) or "
+                             f"(T, {n_in}); got {tuple(shape)}")
+        return tuple(shape[:-1]) + (hidden,)
+
+    def _line(self) -> str:
+        line = self.cell._line().replace("Cell(", "(", 1)
+        return line[:-1] + ", return_state=True)" if self.return_state else line
+
+    def _show_children(self):
+        return None
+
+
+def _map_state(state, f):
+    return tuple(f(s) for s in state) if isinstance(state, tuple) else f(state)
+
+
+class RNN(_Recurrent):
+    """``RNN(in_features, hidden, activation=tanh; return_state=False, bias=, init=, rng=)``
+
+    An :class:`RNNCell` over a sequence ``(N, T, in)``: every step's ``h`` ``(N, T, hidden)``.
+    ``m(x, h0)`` starts from ``h0`` (zeros otherwise); ``return_state=True`` returns
+    ``(outputs, final state)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.RNN(3, 4)(np.zeros((2, 5, 3), np.float32)).shape
+    (2, 5, 4)
+    """
+
+    cell_type = RNNCell
+
+
+class LSTM(_Recurrent):
+    """``LSTM(in_features, hidden; return_state=False, bias=, init=, init_recurrent=, rng=)``
+
+    An :class:`LSTMCell` over a sequence ``(N, T, in)``: every step's ``h``
+    ``(N, T, hidden)``; ``m(x, (h0, c0))`` starts from a given state.
+
+    >>> import numpy as np, fluxml as fl
+    >>> ys, (h, c) = fl.LSTM(3, 4, return_state=True)(np.zeros((2, 5, 3), np.float32))
+    >>> ys.shape, c.shape
+    ((2, 5, 4), (2, 4))
+    """
+
+    cell_type = LSTMCell
+
+
+class GRU(_Recurrent):
+    """``GRU(in_features, hidden; return_state=False, bias=, init=, init_recurrent=, rng=)``
+
+    A :class:`GRUCell` over a sequence ``(N, T, in)``: every step's ``h`` ``(N, T, hidden)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.GRU(3, 4)(np.zeros((5, 3), np.float32)).shape
+    (5, 4)
+    """
+
+    cell_type = GRUCell
+
+
+class Bidirectional(Module):
+    """``Bidirectional(forward, backward=None; merge=concatenate)``
+
+    Runs ``forward`` over a sequence ``(N, T, F)`` and ``backward`` over it reversed in
+    time, reverses the latter's outputs back and joins both on the features: ``(N, T, 2H)``
+    as PyTorch's ``bidirectional=True`` (forward half first). ``backward`` defaults to a
+    fresh layer of the same kind and sizes. ``merge(y_forward, y_backward)`` may be given
+    (e.g. ``np.add``). ``m(x, (state_forward, state_backward))`` gives initial states.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.Bidirectional(fl.GRU(3, 4))(np.zeros((2, 5, 3), np.float32)).shape
+    (2, 5, 8)
+    """
+
+    def __init__(self, forward, backward=None, *, merge: Callable | None = None, rng=None):
+        if not isinstance(forward, _Recurrent):
+            raise TypeError(f"Bidirectional wraps an RNN, LSTM or GRU; got {forward!r}")
+        if backward is None:
+            cell = forward.cell
+            n_in, hidden = cell.sizes
+            extra = (cell.activation,) if isinstance(cell, RNNCell) else ()
+            backward = type(forward)(n_in, hidden, *extra, bias=cell.bias_ih is not None,
+                                     rng=rng, dtype=cell.weight_ih.dtype)
+        self.forward = forward
+        self.backward = backward
+        self.merge = merge
+
+    def __call__(self, x, state=None):
+        s_fwd, s_bwd = (None, None) if state is None else state
+        y_fwd = _located(self.forward, "forward", x, s_fwd)
+        y_bwd = np.flip(_located(self.backward, "backward", np.flip(x, axis=-2), s_bwd), axis=-2)
+        if self.merge is not None:
+            return self.merge(y_fwd, y_bwd)
+        return np.concatenate([y_fwd, y_bwd], axis=-1)
+
+    def _show_children(self):
+        return [("forward", self.forward), ("backward", self.backward)]
+
+
+def _located(layer, name, x, state):
+    try:
+        return layer(x, state)
+    except LayerError as err:
+        raise err.located("Bidirectional", name) from None

@@ -1,0 +1,169 @@
+"""Shapes without data: ``outputsize``, ``summary`` and ``autosize``.
+
+A layer that knows its shape rule has ``_output_shape(input_shape)`` (it raises the same
+``LayerError`` as its forward pass on a bad shape); containers compose their children's
+rules. Anything else (a user's layer, a plain function) is run once on zeros with a batch
+of one, and the batch size put back.
+
+Sizes to infer are written ``fl._``: ``fl.Dense(fl._, 10)`` is a layer waiting for its input
+size, and ``fl.autosize(input_shape, model)`` builds every such layer of a Chain from the
+shapes that flow into it (Flux's ``@autosize``). ``_`` stands for the features of the input
+(the last dimension) for Dense and Bilinear, and for the channels (dimension 1 of
+``(N, C, ...)``) for every other layer.
+
+>>> import numpy as np, fluxml as fl
+>>> m = fl.autosize((8, 1, 6, 6), fl.Chain(fl.Flatten(), fl.Dense(fl._, 16), fl.Dense(fl._, 2)))
+>>> m
+Chain(
+  Flatten(),
+  Dense(36 => 16),                      # 592 parameters
+  Dense(16 => 2),                       # 34 parameters
+)                   # Total: 4 arrays, 626 parameters, 2,504 bytes.
+>>> fl.outputsize(m, (8, 1, 6, 6))
+(8, 2)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.layers.basic import Chain
+from fluxml.layers.containers import SkipConnection
+from fluxml.layers.module import Lazy, Module, count_parameters
+from fluxml.layers.show import line_of, show_children
+from fluxml.tree import flatten, unflatten
+
+Shape = tuple
+
+
+def _is_shape(s) -> bool:
+    return isinstance(s, tuple) and all(isinstance(d, (int, np.integer)) for d in s)
+
+
+def output_shape(layer, shape, dtype=np.float32):
+    """The shape ``layer`` gives for input ``shape`` (a tuple, or a tuple of tuples for
+    several inputs): its shape rule, else one run on zeros with a batch of one."""
+    rule = getattr(layer, "_output_shape", None)
+    if rule is not None and callable(rule) and not isinstance(layer, type):
+        return rule(shape)
+    return _by_running(layer, shape, dtype)
+
+
+def _by_running(layer, shape, dtype):
+    many = not _is_shape(shape)
+    shapes = shape if many else (shape,)
+    batch = [s[0] if len(s) else None for s in shapes]
+    xs = [np.zeros((1,) + tuple(s[1:]) if len(s) else (), dtype) for s in shapes]
+    y = layer(*xs)
+    leaves, spec = flatten(y)
+    n = batch[0]
+
+    def restore(a):
+        s = np.shape(a)
+        return (n,) + s[1:] if s and s[0] == 1 and n is not None else s
+
+    return unflatten(spec, [restore(a) for a in leaves])
+
+
+def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
+    """The shape of ``model``'s output for input of ``input_shape`` (batch first), computed
+    from each layer's shape rule where it has one (no arithmetic on data). ``padbatch``
+    prepends a batch of one. A bad shape raises the error the forward pass would.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.outputsize(fl.Chain(fl.Dense(4, 8), fl.Dense(8, 3)), (32, 4))
+    (32, 3)
+    """
+    shape = tuple(input_shape)
+    if padbatch:
+        shape = (1,) + shape
+    return output_shape(model, shape, dtype)
+
+
+class Summary(str):
+    """The text of :func:`summary` (shown as it is at the prompt)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def summary(model, input_shape, *, dtype=np.float32) -> Summary:
+    """A table of every layer of ``model`` with its output shape and parameter count, for
+    input of ``input_shape`` (batch first); nested Chains are indented.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.summary(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 3)), (32, 4))
+    Layer                           Output shape        Parameters
+    ==============================================================
+    Chain(
+      Dense(4 => 8, tanh)           (32, 8)                     40
+      Dense(8 => 3)                 (32, 3)                     27
+    )                               (32, 3)                     67
+    ==============================================================
+    Total: 67 trainable parameters, 0 non-trainable.
+    """
+    rows: list[tuple[str, str, str]] = []
+    _rows(model, tuple(input_shape), "", rows, dtype)
+    width = max(32, max(len(r[0]) for r in rows) + 2)
+    head = f"{'Layer':<{width}}{'Output shape':<20}{'Parameters':>10}"
+    lines = [head, "=" * len(head)]
+    lines += [f"{a:<{width}}{b:<20}{c:>10}".rstrip() for a, b, c in rows]
+    _, ntrain, _, nother = count_parameters(model)
+    lines += ["=" * len(head),
+              f"Total: {ntrain:,} trainable parameters, {nother:,} non-trainable."]
+    return Summary("\n".join(lines))
+
+
+def _count(layer) -> str:
+    _, n, _, other = count_parameters(layer)
+    return f"{n:,}" + (f" + {other:,}" if other else "")
+
+
+def _rows(layer, shape, indent, rows, dtype):
+    if isinstance(layer, Chain):
+        rows.append((indent + "Chain(", "", ""))
+        out = shape
+        for _, child in layer._items():
+            out = _rows(child, out, indent + "  ", rows, dtype)
+        rows.append((indent + ")", str(out), _count(layer)))
+        return out
+    out = output_shape(layer, shape, dtype)
+    line = line_of(layer)
+    if show_children(layer) is not None and not isinstance(layer, Module):
+        line = type(layer).__name__
+    rows.append((indent + line, str(out), _count(layer)))
+    return out
+
+
+def autosize(input_shape, model):
+    """Build the layers of ``model`` written with the placeholder ``fl._`` for a size, from
+    the shapes that input of ``input_shape`` (batch first) gives along the way. Placeholders
+    may sit in Chains (nested too) and SkipConnections. Returns the built model.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.autosize((5, 3), fl.Dense(fl._, 2))
+    Dense(3 => 2)  # 8 parameters
+    """
+    built, _ = _build(model, tuple(input_shape))
+    return built
+
+
+def _build(layer, shape):
+    if isinstance(layer, Lazy):
+        axis = getattr(layer.cls, "_feature_axis", 1)
+        if len(shape) < 2:
+            axis = 0
+        layer = layer.build(int(shape[axis]))
+        return layer, output_shape(layer, shape)
+    if isinstance(layer, Chain):
+        built = []
+        for _, child in layer._items():
+            child, shape = _build(child, shape)
+            built.append(child)
+        if isinstance(layer.layers, dict):
+            return Chain(**dict(zip(layer.layers, built))), shape
+        return Chain(*built), shape
+    if isinstance(layer, SkipConnection):
+        inner, _ = _build(layer.layers, shape)
+        layer = SkipConnection(inner, layer.connection)
+    return layer, output_shape(layer, shape)

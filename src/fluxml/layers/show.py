@@ -1,0 +1,121 @@
+"""Printing models as Flux does: one layer a line, containers nested, parameter counts.
+
+A layer's own line is its ``_line()`` (the constructor call: ``Dense(784 => 32, relu)``);
+a container lists its children through ``_show_children()``. At the top level each line
+carries its parameter count, and a total closes the listing.
+
+>>> import numpy as np, fluxml as fl
+>>> fl.Chain(fl.Dense(2, 3, np.tanh), fl.Dense(3, 1))
+Chain(
+  Dense(2 => 3, tanh),                  # 9 parameters
+  Dense(3 => 1),                        # 4 parameters
+)                   # Total: 4 arrays, 13 parameters, 52 bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.tree import flatten
+
+COMMENT_COLUMN = 40  # where the "# n parameters" comments start, as Flux aligns them
+
+
+def render(model) -> str:
+    """The whole listing of ``model`` (what ``repr`` of a Module gives)."""
+    children = show_children(model)
+    if children is None:
+        line = line_of(model)
+        note = _count_note(model)
+        return f"{line}  {note}" if note else line
+    lines: list[str] = []
+    _nested(model, "", None, lines, top=True)
+    return "\n".join(lines) + _total(model)
+
+
+def line_of(x) -> str:
+    """One line for ``x``: a layer's constructor call, a function's name."""
+    line = getattr(x, "_line", None)
+    if line is not None and callable(line):
+        return line()
+    return name_of(x)
+
+
+def name_of(f) -> str:
+    """A function's name (activations print as ``relu``, not ``<function relu at ...>``)."""
+    name = getattr(f, "__name__", None)
+    if name is not None:
+        return name
+    if hasattr(f, "__dict__"):
+        return f"{type(f).__name__}(...)"
+    return repr(f)
+
+
+def show_children(x):
+    """``[(label, child), ...]`` for containers, None for leaf layers and functions."""
+    if isinstance(x, (list, tuple)):
+        return [(None, c) for c in x]
+    if isinstance(x, dict):
+        return list(x.items())
+    get = getattr(x, "_show_children", None)
+    return get() if get is not None and callable(get) and not isinstance(x, type) else None
+
+
+_BRACKETS = {list: ("[", "]"), tuple: ("(", ")"), dict: ("{", "}")}
+
+
+def _nested(x, indent, label, lines, top=False):
+    prefix = indent + (f"{label} = " if label is not None else "")
+    children = show_children(x)
+    end = "" if top else ","
+    if children is None:
+        line = prefix + line_of(x) + end
+        note = _count_note(x)
+        lines.append(_with_comment(line, note) if note else line)
+        return
+    opener, closer = _BRACKETS.get(type(x), (type(x).__name__ + "(", ")"))
+    lines.append(prefix + opener)
+    for child_label, child in children:
+        _nested(child, indent + "  ", child_label, lines)
+    lines.append(indent + closer + end)
+
+
+def _with_comment(line, note):
+    return line + " " * max(COMMENT_COLUMN - len(line), 2) + note
+
+
+def _arrays(x, trainable):
+    found = {}
+    for a in flatten(x, trainable=trainable)[0]:
+        if getattr(a, "ndim", None) is not None and getattr(a, "dtype", np.dtype("O")).kind in "fc":
+            found[id(a)] = a
+    return found
+
+
+def _count_note(x) -> str:
+    train = _arrays(x, True)
+    other = {k: a for k, a in _arrays(x, False).items() if k not in train}
+    n = sum(a.size for a in train.values())
+    if not train and not other:
+        return ""
+    note = f"# {n:,} parameters"
+    if other:
+        note += f", plus {sum(a.size for a in other.values()):,} non-trainable"
+    values = list(train.values())
+    if any(bool(np.isnan(a).any()) for a in values):
+        note += "  (some NaN)"
+    elif values and n and all(not a.any() for a in values):
+        note += "  (all zero)"
+    return note
+
+
+def _total(model) -> str:
+    train = _arrays(model, True)
+    other = {k: a for k, a in _arrays(model, False).items() if k not in train}
+    nbytes = sum(a.nbytes for a in train.values()) + sum(a.nbytes for a in other.values())
+    head = " " * 19 + f"# Total: {len(train)} {'trainable ' if other else ''}arrays, "
+    head += f"{sum(a.size for a in train.values()):,} parameters,"
+    if other:
+        head += (f"\n{' ' * 19}# plus {len(other)} non-trainable, "
+                 f"{sum(a.size for a in other.values()):,} parameters,")
+    return f"{head} {nbytes:,} bytes."

@@ -1,0 +1,144 @@
+"""Losses of classifiers: crossentropy, logitcrossentropy, binarycrossentropy,
+logitbinarycrossentropy, kldivergence, hinge_loss, squared_hinge_loss, binary_focal_loss,
+focal_loss, and label_smoothing for their targets.
+
+Batch first: the class axis is the last (``yhat`` of shape ``(N, classes)``; Flux's
+``dims=1`` is ``axis=-1`` here). ``crossentropy``, ``logitcrossentropy`` and ``focal_loss``
+take one-hot (or probability) targets of ``yhat``'s shape, or integer labels of its shape
+without the class axis. The logit forms never overflow, whatever the logits.
+
+>>> import numpy as np, fluxml as fl
+>>> logits = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
+>>> a = fl.logitcrossentropy(logits, np.array([0, 1]))
+>>> b = fl.logitcrossentropy(logits, np.eye(3)[[0, 1]])
+>>> bool(np.isclose(a, b))
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.losses.common import (
+    Agg,
+    aggregate,
+    check_sizes,
+    default_eps,
+    is_labels,
+    logsigmoid,
+    logsoftmax,
+    pick,
+    target,
+    xlogx,
+    xlogy,
+)
+
+
+def label_smoothing(y, alpha: float, *, axis: int | None = -1):
+    """Smoothed targets: ``y (1 - alpha) + alpha / k`` with ``k`` the number of classes along
+    ``axis``, or ``k = 2`` for binary targets (``axis=None``, Flux's ``dims=0``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.label_smoothing(np.array([[0.0, 1.0]]), 0.2)
+    array([[0.1, 0.9]])
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"label_smoothing: alpha must lie in (0, 1), got {alpha}")
+    y = np.asarray(y) if type(y).__name__ != "Tracer" else y
+    if y.dtype.kind not in "fc":
+        y = y.astype(np.float64)
+    k = 2 if axis is None else np.shape(y)[axis]
+    return y * (1.0 - alpha) + alpha / k
+
+
+def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | None = None):
+    """Cross-entropy of predicted probabilities ``yhat`` (a softmax output) against targets:
+    ``agg(-sum(y log(yhat + eps), axis))``; integer labels pick ``-log(yhat[label] + eps)``.
+    Prefer ``logitcrossentropy`` on logits: it is exact where this needs ``eps``. PyTorch:
+    ``nll_loss(log(yhat))``."""
+    eps = default_eps(yhat, eps)
+    if is_labels(y):
+        return aggregate(-np.log(pick("crossentropy", yhat, y, axis) + eps), agg)
+    y = target("crossentropy", yhat, y)
+    check_sizes("crossentropy", yhat, y)
+    return aggregate(-np.sum(xlogy(y, yhat + eps), axis=axis), agg)
+
+
+def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
+    """Cross-entropy of logits: ``crossentropy(softmax(yhat), y)`` computed as ``agg(-sum(y
+    logsoftmax(yhat), axis))``, without overflow. PyTorch: ``cross_entropy``."""
+    logp = logsoftmax(yhat, axis)
+    if is_labels(y):
+        return aggregate(-pick("logitcrossentropy", logp, y, axis), agg)
+    y = target("logitcrossentropy", yhat, y)
+    check_sizes("logitcrossentropy", yhat, y)
+    return aggregate(-np.sum(y * logp, axis=axis), agg)
+
+
+def binarycrossentropy(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
+    """Binary cross-entropy of predicted probabilities (a sigmoid output): ``agg(-y log(yhat
+    + eps) - (1 - y) log(1 - yhat + eps))``. Prefer ``logitbinarycrossentropy`` on logits.
+    PyTorch: ``binary_cross_entropy`` (which clamps the logs at -100 instead)."""
+    y = target("binarycrossentropy", yhat, y)
+    check_sizes("binarycrossentropy", yhat, y)
+    eps = default_eps(yhat, eps)
+    return aggregate(-xlogy(y, yhat + eps) - xlogy(1.0 - y, 1.0 - yhat + eps), agg)
+
+
+def logitbinarycrossentropy(yhat, y, *, agg: Agg = "mean"):
+    """``binarycrossentropy(sigmoid(yhat), y)`` as ``agg((1 - y) yhat - logsigmoid(yhat))``,
+    without overflow. PyTorch: ``binary_cross_entropy_with_logits``."""
+    y = target("logitbinarycrossentropy", yhat, y)
+    check_sizes("logitbinarycrossentropy", yhat, y)
+    return aggregate((1.0 - y) * yhat - logsigmoid(yhat), agg)
+
+
+def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | None = None):
+    """Kullback-Leibler divergence of the predicted distribution ``yhat`` from the target
+    ``y``: ``agg(sum(y log(y) - y log(yhat + eps), axis))``, entropy plus cross-entropy per
+    sample (Flux aggregates the two terms apart: the same for mean and sum). PyTorch:
+    ``kl_div(log(yhat), y, reduction="batchmean")``."""
+    y = target("kldivergence", yhat, y)
+    check_sizes("kldivergence", yhat, y)
+    eps = default_eps(yhat, eps)
+    return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
+
+
+def hinge_loss(yhat, y, *, agg: Agg = "mean"):
+    """Hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y))``."""
+    y = target("hinge_loss", yhat, y)
+    check_sizes("hinge_loss", yhat, y)
+    return aggregate(np.maximum(0.0, 1.0 - yhat * y), agg)
+
+
+def squared_hinge_loss(yhat, y, *, agg: Agg = "mean"):
+    """Squared hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y)**2)``."""
+    y = target("squared_hinge_loss", yhat, y)
+    check_sizes("squared_hinge_loss", yhat, y)
+    return aggregate(np.square(np.maximum(0.0, 1.0 - yhat * y)), agg)
+
+
+def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
+                      eps: float | None = None):
+    """Focal loss (Lin et al. 2017) of predicted probabilities for binary targets: with
+    ``p = y (yhat + eps) + (1 - y) (1 - yhat - eps)``, ``agg(-(1 - p)**gamma log(p))``."""
+    y = target("binary_focal_loss", yhat, y)
+    check_sizes("binary_focal_loss", yhat, y)
+    yhat = yhat + default_eps(yhat, eps)
+    p = y * yhat + (1.0 - y) * (1.0 - yhat)
+    return aggregate(-(1.0 - p) ** float(gamma) * np.log(p), agg)
+
+
+def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0,
+               eps: float | None = None):
+    """Focal loss of predicted class probabilities (a softmax output): ``agg(sum(-y (1 -
+    yhat)**gamma log(yhat), axis))`` with ``yhat + eps`` in place of ``yhat``; integer labels
+    pick their class's term."""
+    yhat = yhat + default_eps(yhat, eps)
+    gamma = float(gamma)
+    if is_labels(y):
+        p = pick("focal_loss", yhat, y, axis)
+        return aggregate(-((1.0 - p) ** gamma) * np.log(p), agg)
+    y = target("focal_loss", yhat, y)
+    check_sizes("focal_loss", yhat, y)
+    return aggregate(np.sum(-y * (1.0 - yhat) ** gamma * np.log(yhat), axis=axis), agg)

@@ -1,0 +1,93 @@
+"""What the losses share: aggregation, shape checks, targets in the prediction's dtype, and
+the stable building blocks (xlogy, log-softmax, log-sigmoid), all differentiable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml.ad import logsumexp
+
+# "mean", "sum", "none", None, or a function of an array (np.mean, np.max ...)
+Agg = str | Callable | None
+
+
+def aggregate(x, agg: Agg):
+    """``agg``: ``"mean"`` or ``np.mean`` (the default), ``"sum"``, ``"none"`` or ``None`` (no
+    aggregation: one loss per entry or per sample), or any function of an array."""
+    if agg is None or agg == "none":
+        return x
+    if agg == "mean":
+        return np.mean(x)
+    if agg == "sum":
+        return np.sum(x)
+    if callable(agg):
+        return agg(x)
+    raise ValueError(f"agg must be 'mean', 'sum', 'none', None or a function, got {agg!r}")
+
+
+def _dtype(x):
+    d = getattr(x, "dtype", None)
+    return np.dtype(np.float64) if d is None or d.kind not in "fc" else d
+
+
+def target(name, yhat, y):
+    """``y`` as an array in ``yhat``'s float dtype (targets follow the prediction, so float32
+    stays float32); a traced ``y`` is left alone."""
+    if type(y).__name__ == "Tracer":
+        return y
+    return np.asarray(y, dtype=_dtype(yhat))
+
+
+def check_sizes(name, yhat, y):
+    if np.shape(yhat) != np.shape(y):
+        raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
+                         f"{np.shape(y)}; they must match")
+
+
+def default_eps(yhat, eps):
+    """Flux's ``epseltype``: the machine epsilon of the prediction's dtype."""
+    return float(np.finfo(_dtype(yhat)).eps) if eps is None else float(eps)
+
+
+def xlogy(x, y):
+    """``x * log(y)``, 0 where ``x == 0`` (also where ``y == 0`` there: no log(0) warning)."""
+    zero = x == 0
+    return np.where(zero, 0.0, x * np.log(np.where(zero, 1.0, y)))
+
+
+def xlogx(x):
+    return xlogy(x, x)
+
+
+def logsoftmax(x, axis=-1):
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def logsigmoid(x):
+    """``log(1 / (1 + exp(-x)))`` without overflow for any ``x``."""
+    return -np.logaddexp(0.0, -x)
+
+
+def is_labels(y) -> bool:
+    """Integer class labels (one per sample), as opposed to one-hot or probability targets."""
+    return type(y).__name__ != "Tracer" and np.asarray(y).dtype.kind in "iu"
+
+
+def pick(name, x, labels, axis):
+    """``x`` at each sample's label along ``axis`` (the class axis): shape of ``labels``."""
+    labels = np.asarray(labels)
+    shape = np.shape(x)
+    axis = axis % len(shape)
+    expected = shape[:axis] + shape[axis + 1:]
+    if labels.shape != expected:
+        raise ValueError(f"{name}: integer labels must have the prediction's shape {shape} "
+                         f"without its class axis {axis}, that is {expected}; got "
+                         f"{labels.shape}")
+    n = shape[axis]
+    if labels.size and (labels.min() < 0 or labels.max() >= n):
+        raise ValueError(f"{name}: labels must lie in [0, {n}) for {n} classes; got values "
+                         f"from {labels.min()} to {labels.max()}")
+    idx = np.expand_dims(labels, axis)
+    return np.squeeze(np.take_along_axis(x, idx, axis=axis), axis=axis)

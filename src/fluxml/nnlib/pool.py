@@ -1,0 +1,327 @@
+"""Pooling over the spatial axes of ``(N, C, *spatial)`` arrays (1, 2 or 3 dimensions): max,
+mean, lp; adaptive max and mean; global max and mean.
+
+Max pooling (``MAXPOOL``) is a running maximum over the window entries. Its rules find the
+position of each window's first maximum (row-major window order, as PyTorch) from the kept
+output, and route through ``POOL_SCATTER`` (the gradient placed at those positions) and
+``POOL_GATHER`` (values read there); each of these two is the other's derivative, so max
+pooling is differentiable to any order (the positions are constant where the derivative
+exists). Adaptive max pooling finds its positions first and is a ``POOL_GATHER``.
+
+Mean pooling is a window sum (``WINDOW_SUM``, padding counted as zeros as PyTorch's default
+``count_include_pad=True``) divided by the window size; its transpose ``WINDOW_SUM_T`` spreads
+each output back over its window. Adaptive mean pooling multiplies each spatial axis by an
+averaging matrix; lp pooling is ``WINDOW_SUM(|x|^p)^(1/p)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import raw
+from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
+from fluxml.nnlib import windows as win
+
+# --- gather and scatter at flat positions (the derivative pair of max pooling) -----------------
+
+
+def _gather(x, idx, *, unique):
+    return x.reshape(-1)[idx]
+
+
+def _scatter(g, idx, *, shape, unique):
+    xp = win.array_module(g)
+    out = xp.zeros(win.count(shape), dtype=g.dtype)
+    if unique:  # windows that do not overlap: every position is written at most once
+        out[idx.reshape(-1)] = g.reshape(-1)
+    else:
+        xp.add.at(out, idx.reshape(-1), g.reshape(-1))
+    return out.reshape(shape)
+
+
+POOL_GATHER = primitive("pool_gather", _gather, keeps_inputs=False, keeps_output=False)
+POOL_SCATTER = primitive("pool_scatter", _scatter, keeps_inputs=False, keeps_output=False)
+defvjp(POOL_GATHER, lambda g, ans, x, idx, unique: POOL_SCATTER(g, idx, shape=x.shape,
+                                                                unique=unique), None)
+defvjp(POOL_SCATTER, lambda h, ans, g, idx, shape, unique: POOL_GATHER(h, idx, unique=unique),
+       None)
+deflinear(POOL_GATHER)
+deflinear(POOL_SCATTER)
+
+
+# --- max pooling: the maximum of each window; derivatives through gather and scatter ----------
+
+
+def _maxpool(x, *, kernel, stride, pads, dilation):
+    xp = win.array_module(x)
+    cols = _max_windows(x, kernel, stride, pads, dilation)
+    offsets = list(np.ndindex(*kernel))
+    best = cols[(slice(None), slice(None)) + offsets[0]].copy()
+    for offset in offsets[1:]:  # a loop over window entries, vectorised over all windows
+        xp.maximum(best, cols[(slice(None), slice(None)) + offset], out=best)
+    return best
+
+
+def _max_windows(x, kernel, stride, pads, dilation):
+    out = win.output_size(x.shape[2:], kernel, stride, dilation, pads)
+    return win.windows(win.pad(x, pads, _lowest(x.dtype)), kernel, stride, dilation, out)
+
+
+def _maxpool_positions(x, best, kernel, stride, pads, dilation):
+    """Flat positions in ``x`` of each window's first maximum (``best``), as PyTorch picks it
+    (constant where the derivative exists, so computed on the values). A loop over the
+    kernel's entries, each step a few whole-array operations over every window."""
+    x, best = raw(x), raw(best)
+    xp = win.array_module(x)
+    cols = _max_windows(x, kernel, stride, pads, dilation)
+    d = len(kernel)
+    steps = [win.count(x.shape[3 + i:]) for i in range(d)]  # element strides of spatial axes
+    found = xp.zeros(best.shape, dtype=bool)
+    shift = xp.zeros(best.shape, dtype=np.intp)  # of the maximum from the window's first entry
+    for offset in np.ndindex(*kernel):
+        first = cols[(slice(None), slice(None)) + offset] == best
+        xp.logical_and(first, ~found, out=first)  # a tie keeps the earlier entry, as PyTorch
+        step = sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
+        if step:
+            shift += first * step
+        found |= first
+    n, c = x.shape[:2]
+    start = xp.arange(n * c).reshape((n, c) + (1,) * d) * win.count(x.shape[2:])
+    for i, (o, s, (lo, _), st) in enumerate(zip(best.shape[2:], stride, pads, steps)):
+        start = start + ((xp.arange(o) * s - lo) * st).reshape((o,) + (1,) * (d - 1 - i))
+    return start + shift
+
+
+def _disjoint(kernel, stride, dilation):
+    """Windows that never overlap: each input position is the maximum of one window at most."""
+    return all(s >= dl * (k - 1) + 1 for k, s, dl in zip(kernel, stride, dilation))
+
+
+def _maxpool_vjp(g, ans, x, **geo):
+    return POOL_SCATTER(g, _maxpool_positions(x, ans, **geo), shape=x.shape,
+                        unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
+
+
+def _maxpool_jvp(t, ans, x, **geo):
+    return POOL_GATHER(t, _maxpool_positions(x, ans, **geo),
+                       unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
+
+
+MAXPOOL = primitive("maxpool", _maxpool)  # the rules read the maxima
+defvjp(MAXPOOL, _maxpool_vjp)
+defjvp(MAXPOOL, _maxpool_jvp)
+
+
+# --- window sums (the derivative pair of mean and lp pooling) ----------------------------------
+
+
+def _window_sum(x, *, kernel, stride, pads, dilation):
+    out = win.output_size(x.shape[2:], kernel, stride, dilation, pads)
+    cols = win.windows(win.pad(x, pads), kernel, stride, dilation, out)
+    return cols.sum(axis=tuple(range(2, 2 + len(kernel))))
+
+
+def _window_sum_t(g, *, x_shape, kernel, stride, pads, dilation):
+    xp = win.array_module(g)
+    d = len(kernel)
+    cols = xp.broadcast_to(g.reshape(g.shape[:2] + (1,) * d + g.shape[2:]),
+                           g.shape[:2] + tuple(kernel) + g.shape[2:])
+    size = win.padded_size(x_shape[2:], pads)
+    xpad = win.col2im(cols, size, kernel, stride, dilation)
+    return xp.ascontiguousarray(win.crop(xpad, pads, x_shape[2:]))
+
+
+WINDOW_SUM = primitive("window_sum", _window_sum, keeps_inputs=False, keeps_output=False)
+WINDOW_SUM_T = primitive("window_sum_t", _window_sum_t, keeps_inputs=False, keeps_output=False)
+defvjp(WINDOW_SUM, lambda g, ans, x, **geo: WINDOW_SUM_T(g, x_shape=x.shape, **geo))
+defvjp(WINDOW_SUM_T, lambda h, ans, g, x_shape, **geo: WINDOW_SUM(h, **geo))
+deflinear(WINDOW_SUM)
+deflinear(WINDOW_SUM_T)
+
+
+# --- the functions users call ------------------------------------------------------------------
+
+def maxpool(x, kernel, *, stride=None, pad=0, dilation=1):
+    """Max pooling over windows of ``kernel`` (an int or one per spatial dimension) of ``x``
+    ``(N, C, *spatial)``; ``stride`` defaults to the kernel, ``pad`` (as in
+    :func:`fluxml.nnlib.conv`, at most half the window) is never chosen. The gradient goes to
+    the first maximum of each window, as PyTorch's.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.maxpool(np.array([[[1.0, 3.0, 2.0, 2.0, 0.0]]]), 2)
+    array([[[3., 2.]]])
+    """
+    g = _geometry("maxpool", x, kernel, stride, pad, dilation)
+    kernel, stride, pads, dilation = g
+    for k, dl, (lo, hi) in zip(kernel, dilation, pads):
+        if 2 * max(lo, hi) > dl * (k - 1) + 1:
+            raise ValueError(f"maxpool: pad {pads} must be at most half the window "
+                             f"{tuple(kernel)} (dilation {tuple(dilation)}) in each dimension, "
+                             "so that every window holds an entry of the input")
+    return MAXPOOL(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
+
+
+def meanpool(x, kernel, *, stride=None, pad=0):
+    """Mean pooling; the padding counts as zeros in each mean (PyTorch's default
+    ``count_include_pad=True``, Flux's ``MeanPool``). ``stride`` defaults to the kernel.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.meanpool(np.array([[[1.0, 3.0, 2.0, 2.0, 0.0]]]), 2)
+    array([[[2., 2.]]])
+    """
+    kernel, stride, pads, dilation = _geometry("meanpool", x, kernel, stride, pad, 1)
+    total = WINDOW_SUM(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
+    return total / win.count(kernel)  # a Python number: float32 stays float32
+
+
+def lppool(x, p: float, kernel, *, stride=None, pad=0):
+    """Power-average pooling: ``(sum over each window of |x|^p)^(1/p)`` (Flux's
+    ``lpnormpool``; PyTorch's ``lp_pool`` for ``x >= 0`` or even ``p``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.lppool(np.array([[[3.0, -4.0, 1.0, 0.0]]]), 2, 2)
+    array([[[5., 1.]]])
+    """
+    if not p > 0:
+        raise ValueError(f"lppool: p must be positive; got {p!r}")
+    kernel, stride, pads, dilation = _geometry("lppool", x, kernel, stride, pad, 1)
+    total = WINDOW_SUM(np.abs(x) ** p, kernel=kernel, stride=stride, pads=pads,
+                       dilation=dilation)
+    return total ** (1.0 / p)
+
+
+def adaptive_maxpool(x, out_size):
+    """Max pooling to a fixed output size: window ``i`` of an axis of length ``n`` covers
+    ``floor(i n / m) <= j < ceil((i + 1) n / m)`` (PyTorch's ``adaptive_max_pool``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.adaptive_maxpool(np.array([[[1.0, 3.0, 2.0, 5.0, 0.0]]]), 2)
+    array([[[3., 5.]]])
+    """
+    out = _adaptive_size("adaptive_maxpool", x, out_size)
+    v = raw(x)
+    xp = win.array_module(v)
+    tables = [_adaptive_table(n, m) for n, m in zip(v.shape[2:], out)]
+    d = len(out)
+    index = []
+    for i, t in enumerate(tables):  # t[o, k] broadcast to axes i (o) and d + i (k)
+        shape = [1] * (2 * d)
+        shape[i], shape[d + i] = t.shape
+        index.append(xp.asarray(t.reshape(shape)))
+    cols = v[(slice(None), slice(None)) + tuple(index)]  # (N, C, *out, *longest)
+    first = xp.argmax(cols.reshape(v.shape[:2] + out + (-1,)), axis=-1)  # first on ties
+    unique = all(n % m == 0 for n, m in zip(v.shape[2:], out))
+    tables = [xp.asarray(t) for t in tables]
+    positions = _positions(first, v.shape, [t.shape[1] for t in tables],
+                           lambda i, o, k: tables[i][o, k])
+    return POOL_GATHER(x, positions, unique=unique)
+
+
+def adaptive_meanpool(x, out_size):
+    """Mean pooling to a fixed output size, over PyTorch's ``adaptive_avg_pool`` windows.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.adaptive_meanpool(np.array([[[1.0, 3.0, 2.0, 5.0]]]), 2)
+    array([[[2. , 3.5]]])
+    """
+    out = _adaptive_size("adaptive_meanpool", x, out_size)
+    v = raw(x)
+    xp = win.array_module(v)
+    y = x
+    for i, (n, m) in enumerate(zip(v.shape[2:], out)):
+        start, end = _adaptive_bounds(n, m)
+        j = np.arange(n)[None, :]
+        inside = (j >= start[:, None]) & (j < end[:, None])
+        avg = xp.asarray(inside / inside.sum(axis=1, keepdims=True), dtype=v.dtype)
+        y = np.moveaxis(np.moveaxis(y, 2 + i, -1) @ avg.T, -1, 2 + i)
+    return y
+
+
+def global_maxpool(x):
+    """The maximum over all spatial positions: ``(N, C, *spatial) -> (N, C, 1, ...)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.global_maxpool(np.arange(8.0).reshape(1, 2, 4)).ravel()
+    array([3., 7.])
+    """
+    _check_input("global_maxpool", x)
+    return maxpool(x, tuple(x.shape[2:]))
+
+
+def global_meanpool(x):
+    """The mean over all spatial positions: ``(N, C, *spatial) -> (N, C, 1, ...)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.global_meanpool(np.arange(8.0).reshape(1, 2, 4)).ravel()
+    array([1.5, 5.5])
+    """
+    _check_input("global_meanpool", x)
+    return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _check_input(fn, x):
+    if getattr(x, "ndim", 0) not in (3, 4, 5):
+        raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
+                         f"shape {tuple(np.shape(x))}")
+    return x.ndim - 2
+
+
+def _geometry(fn, x, kernel, stride, pad, dilation):
+    d = _check_input(fn, x)
+    kernel = win.spatial(kernel, d, "kernel", fn)
+    stride = kernel if stride is None else win.spatial(stride, d, "stride", fn)
+    dilation = win.spatial(dilation, d, "dilation", fn)
+    pads = win.padding(pad, d, fn, size=x.shape[2:], kernel=kernel, stride=stride,
+                       dilation=dilation)
+    reach = tuple(dl * (k - 1) + 1 for k, dl in zip(kernel, dilation))
+    padded = win.padded_size(x.shape[2:], pads)
+    if any(r > p for r, p in zip(reach, padded)):
+        raise ValueError(f"{fn}: window {kernel} (dilation {dilation}) is larger than the padded "
+                         f"input {padded} (input {tuple(x.shape)}, pad {pads})")
+    return kernel, stride, pads, dilation
+
+
+def _adaptive_size(fn, x, out_size):
+    d = _check_input(fn, x)
+    out = win.spatial(out_size, d, "out_size", fn)
+    if any(m > n for m, n in zip(out, x.shape[2:])):
+        raise ValueError(f"{fn}: out_size {out} is larger than the input's spatial size "
+                         f"{tuple(x.shape[2:])}")
+    return out
+
+
+def _lowest(dtype):
+    return -np.inf if np.dtype(dtype).kind in "fc" else np.iinfo(dtype).min
+
+
+def _adaptive_bounds(n, m):
+    """Start and end (exclusive) of PyTorch's adaptive windows of an axis: ``n`` into ``m``."""
+    i = np.arange(m)
+    return i * n // m, -(-(i + 1) * n // m)
+
+
+def _adaptive_table(n, m):
+    """PyTorch's adaptive windows of an axis of length ``n`` into ``m``, as ``(m, longest)``
+    coordinates; a shorter window repeats its last entry (harmless for a maximum)."""
+    start, end = _adaptive_bounds(n, m)
+    longest = int((end - start).max())
+    return np.minimum(start[:, None] + np.arange(longest)[None, :], end[:, None] - 1)
+
+
+def _positions(first, shape, window, coordinate):
+    """Flat positions in an array of ``shape`` of the window entries ``first`` ``(N, C, *out)``
+    (row-major within windows of ``window`` entries per axis); ``coordinate(i, o, k)`` is the
+    coordinate along spatial axis ``i`` of window ``o``'s entry ``k`` (integer arrays)."""
+    xp = win.array_module(first)
+    d = len(window)
+    n, c = shape[:2]
+    flat = xp.arange(n * c).reshape((n, c) + (1,) * d)
+    inner = win.count(window)
+    for i, size in enumerate(window):
+        inner //= size
+        k = (first // inner) % size
+        o = xp.arange(first.shape[2 + i]).reshape((-1,) + (1,) * (d - 1 - i))
+        flat = flat * shape[2 + i] + coordinate(i, o, k)
+    return flat

@@ -1,0 +1,215 @@
+"""Sliding windows over the spatial axes of ``(N, C, *spatial)`` arrays: the geometry that
+convolution and pooling share.
+
+- argument normalisation (``stride=2`` -> ``(2, 2)``; padding as an int, per dimension,
+  asymmetric ``(lo, hi)`` pairs or ``"same"``) with errors that name the function;
+- :func:`windows`: a strided view ``(N, C, *kernel, *out)`` of a padded input (no copy:
+  ``cols[n, c, *k, *o] = xpad[n, c, *(o * stride + k * dilation)]``);
+- :func:`col2im`: its transpose, adding window entries back onto the padded input, one
+  vectorised add per kernel offset (a loop over at most ``prod(kernel)`` offsets, never over
+  pixels, batch or channels).
+
+Every function takes its array module from its input (NumPy or CuPy).
+
+>>> import numpy as np
+>>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+>>> windows(x, (2, 2), (2, 2), (1, 1), (2, 2))[0, 0, :, :, 0, 1]  # the top-right 2x2 window
+array([[2., 3.],
+       [6., 7.]])
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+import threading
+
+import numpy as np
+
+
+def array_module(*arrays):
+    """CuPy when an argument is a CuPy array, else NumPy."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            return sys.modules["cupy"]
+    return np
+
+
+def spatial(value, d: int, name: str, fn: str, minimum: int = 1) -> tuple:
+    """``value`` as a tuple of ``d`` ints ``>= minimum``: an int is repeated."""
+    if isinstance(value, (int, np.integer)):
+        value = (int(value),) * d
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(value) != d or not all(isinstance(v, (int, np.integer)) and v >= minimum
+                                  for v in value):
+        kind = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{fn}: {name} must be an int or a tuple of {d} ints, {kind} (one per "
+                         f"spatial dimension); got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def padding(pad, d: int, fn: str, *, size=None, kernel=None, stride=None, dilation=None):
+    """``pad`` as ``d`` pairs ``(lo, hi)``. Accepted: an int; ``d`` ints (symmetric per
+    dimension); ``2d`` ints ``(lo_1, hi_1, lo_2, hi_2, ...)``; ``d`` pairs; ``"same"``, which
+    pads so that the output has ``ceil(size / stride)`` entries, the odd one on the high side
+    (as PyTorch and Flux do; it needs the size, kernel, stride and dilation).
+
+    >>> padding(1, 2, "conv"), padding((1, 2), 2, "conv"), padding((0, 1, 2, 3), 2, "conv")
+    (((1, 1), (1, 1)), ((1, 1), (2, 2)), ((0, 1), (2, 3)))
+    """
+    if isinstance(pad, str):
+        if pad != "same":
+            raise ValueError(f"{fn}: pad must be an int, a tuple or 'same'; got {pad!r}")
+        pads = []
+        for n, k, s, dl in zip(size, kernel, stride, dilation):
+            total = max((-(-n // s) - 1) * s + dl * (k - 1) + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    if isinstance(pad, (int, np.integer)):
+        pads = ((int(pad), int(pad)),) * d
+    else:
+        pad = tuple(pad)
+        if len(pad) == d and all(isinstance(p, (tuple, list)) for p in pad):
+            pads = tuple(tuple(p) for p in pad)
+        elif len(pad) == d and all(isinstance(p, (int, np.integer)) for p in pad):
+            pads = tuple((p, p) for p in pad)
+        elif len(pad) == 2 * d and all(isinstance(p, (int, np.integer)) for p in pad):
+            pads = tuple((pad[2 * i], pad[2 * i + 1]) for i in range(d))
+        else:
+            pads = None
+    if pads is None or not all(len(p) == 2 and min(p) >= 0 for p in pads):
+        raise ValueError(f"{fn}: pad must be 'same', a non-negative int, {d} ints, {2 * d} ints "
+                         f"(lo, hi per dimension) or {d} pairs; got {pad!r}")
+    return tuple((int(lo), int(hi)) for lo, hi in pads)
+
+
+def output_size(size, kernel, stride, dilation, pads) -> tuple:
+    """Window positions per spatial dimension (may be < 1: the caller reports it)."""
+    return tuple((n + lo + hi - dl * (k - 1) - 1) // s + 1
+                 for n, k, s, dl, (lo, hi) in zip(size, kernel, stride, dilation, pads))
+
+
+def pad(x, pads, value=0):
+    """``x`` with its spatial axes padded by ``pads`` with ``value`` (``x`` itself if none)."""
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    xp = array_module(x)
+    shape = x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
+    out = xp.full(shape, value, dtype=x.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
+                                          for n, (lo, _) in zip(x.shape[2:], pads))] = x
+    return out
+
+
+def pad_transposed(x, pads, value=0):
+    """``x`` ``(N, C, *spatial)`` padded and with its first two axes swapped: a contiguous
+    ``(C, N, *padded)`` (one copy)."""
+    xp = array_module(x)
+    size = padded_size(x.shape[2:], pads)
+    out = xp.full((x.shape[1], x.shape[0]) + size, value, dtype=x.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
+                                          for n, (lo, _) in zip(x.shape[2:], pads))] = (
+        x.swapaxes(0, 1))
+    return out
+
+
+def crop(x, pads, size):
+    """The inverse of :func:`pad`: the interior of a padded array (a view)."""
+    return x[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
+                                                for n, (lo, _) in zip(size, pads))]
+
+
+def windows(xpad, kernel, stride, dilation, out):
+    """A read-only strided view ``(N, C, *kernel, *out)`` of the padded input ``xpad``."""
+    xp = array_module(xpad)
+    sn, sc, *ss = xpad.strides
+    strides = (sn, sc) + tuple(s * dl for s, dl in zip(ss, dilation)) + tuple(
+        s * st for s, st in zip(ss, stride))
+    shape = xpad.shape[:2] + tuple(kernel) + tuple(out)
+    if xp is np:  # a read-only view: a write through overlapping windows would be wrong
+        return np.lib.stride_tricks.as_strided(xpad, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(xpad, shape, strides)
+
+
+def col2im(cols, padded_size, kernel, stride, dilation):
+    """The transpose of :func:`windows`: ``cols`` ``(N, C, *kernel, *out)`` summed back onto
+    a zero array of the padded input's shape ``(N, C, *padded_size)``."""
+    xp = array_module(cols)
+    out = cols.shape[2 + len(kernel):]
+    xpad = xp.zeros(cols.shape[:2] + tuple(padded_size), dtype=cols.dtype)
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        region = tuple(slice(k * dl, k * dl + s * (o - 1) + 1, s)
+                       for k, dl, s, o in zip(offset, dilation, stride, out))
+        xpad[(slice(None), slice(None)) + region] += cols[(slice(None), slice(None)) + offset]
+    return xpad
+
+
+# --- stride 1: windows as shifted rows of the flattened input ----------------------------------
+# With unit strides, window entry ``k`` of every output position is the padded input,
+# flattened over its spatial axes, shifted by one offset. Outputs are computed on a "wide"
+# grid: ``out[0]`` rows of the padded input's other axes, the extra entries discarded
+# (:func:`narrow`). Columns are then whole contiguous rows: copies and adds run at memory
+# speed, where the general strided view moves runs of ``out[-1]`` entries.
+
+
+def wide_length(size, out):
+    """Entries of the wide output grid: ``out[0]`` times the padded input's other axes."""
+    return out[0] * math.prod(size[1:])
+
+
+def _offsets(size, kernel, dilation):
+    steps = [math.prod(size[i + 1:]) for i in range(len(size))]
+    return [sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
+            for offset in np.ndindex(*kernel)]
+
+
+def flat_windows(xpad, kernel, dilation, out):
+    """The stride-1 windows of ``xpad`` ``(A, B, *size)`` as ``(A, prod(kernel), B, wide)``,
+    in the workspace."""
+    xp = array_module(xpad)
+    a, b, *size = xpad.shape
+    flat = xpad.reshape(a, b, -1)
+    length = wide_length(size, out)
+    cols = workspace((a, math.prod(kernel), b, length), xpad.dtype, xp)
+    for j, offset in enumerate(_offsets(size, kernel, dilation)):
+        m = min(length, flat.shape[2] - offset)  # every real output is inside ``m``
+        cols[:, j, :, :m] = flat[:, :, offset:offset + m]
+        cols[:, j, :, m:] = 0
+    return cols
+
+
+def flat_col2im(cols, size, kernel, dilation):
+    """The transpose of :func:`flat_windows`: ``(A, K, B, wide)`` summed onto the padded
+    input ``(A, B, *size)``; the wide grid's extra entries must be zero."""
+    xp = array_module(cols)
+    a, _, b, length = cols.shape
+    flat = xp.zeros((a, b, math.prod(size)), dtype=cols.dtype)
+    for j, offset in enumerate(_offsets(size, kernel, dilation)):
+        m = min(length, flat.shape[2] - offset)
+        flat[:, :, offset:offset + m] += cols[:, j, :, :m]
+    return flat.reshape((a, b) + tuple(size))
+
+
+def padded_size(size, pads) -> tuple:
+    return tuple(n + lo + hi for n, (lo, hi) in zip(size, pads))
+
+
+def count(shape) -> int:
+    return math.prod(shape)
+
+
+_workspace = threading.local()
+
+
+def workspace(shape, dtype, xp=np):
+    """A scratch array for an intermediate that never leaves the kernel asking for it (the
+    im2col columns): one buffer per thread, grown when needed and reused by the next call, so
+    that a training loop does not pay the page faults of a fresh large array at every step.
+    Each call returns the same memory: a kernel takes one workspace at a time."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buf = getattr(_workspace, "buffer", None)
+    if buf is None or array_module(buf) is not xp or buf.nbytes < nbytes:
+        buf = _workspace.buffer = xp.empty(nbytes, dtype=np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)

@@ -1,0 +1,360 @@
+"""Sensitivity algorithms: how a gradient flows through :func:`~fluxml.ode.solve`.
+
+``Direct()`` lets the engine record the solver's steps (discretise-then-optimise: the exact
+gradient of the computed solution). The adjoints (optimise-then-discretise) record the whole
+solve as one node of the tape, and on the way back solve the adjoint equation
+
+    d lambda/dt = -lambda^T df/du,    d mu/dt = -lambda^T df/dp
+
+backwards from the last saved time, adding each saved output's cotangent to ``lambda`` at
+its time; ``lambda(t0)`` is the gradient for ``u0`` and ``mu(t0)`` for ``p``. The
+vector-Jacobian products come from fluxml's engine (``fl.pullback`` of ``f``). They differ in
+where ``u(t)`` comes from:
+
+- ``InterpolatingAdjoint``: the forward solution's dense output (with ``checkpointing=True``
+  only the saved states are kept and each interval is solved again, so memory grows with
+  the number of saved times, not of steps);
+- ``BacksolveAdjoint``: ``u`` is solved backwards alongside ``lambda``, restarted from the
+  forward states at the saved times; a backward solve that drifts from the forward one (an
+  unstable problem backwards in time) stops with an error rather than a wrong gradient;
+- ``QuadratureAdjoint``: ``lambda`` alone is solved backwards, and ``mu`` is its integral by
+  Gauss-Legendre quadrature over each step.
+
+The error control of the backward solve covers ``u`` and ``lambda`` (a seminorm: ``mu`` is an
+integral that feeds nothing back).
+
+>>> import numpy as np, fluxml as fl
+>>> loss = lambda p: fl.ode.solve(lambda t, u, p: p * u, np.ones(1), (0.0, 1.0), p,
+...     saveat=[1.0], sensealg=fl.ode.InterpolatingAdjoint()).u[-1, 0]
+>>> bool(abs(fl.gradient(loss, -2.0)[0] - np.exp(-2.0)) < 1e-6)
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fluxml.ad.api import _is_float, jacobian, pullback
+from fluxml.ad.core import DifferentiationError, raw
+from fluxml.ad.custom import CLOSED_OVER, custom_vjp
+from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
+from fluxml.ode.rk import Step
+from fluxml.tree import flatten, unflatten
+
+
+class SensitivityAlgorithm:
+    """Base of the ``sensealg=`` choices."""
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Direct(SensitivityAlgorithm):
+    """Differentiate through the solver's steps (the default): exact for the computed
+    solution, works for any ``f`` (closures over traced values included) and in forward mode;
+    the tape grows with the number of steps."""
+
+
+class _Adjoint(SensitivityAlgorithm):
+    def __init__(self, *, solver=None, rtol: float | None = None, atol: float | None = None):
+        self.solver, self.rtol, self.atol = solver, rtol, atol
+
+
+class InterpolatingAdjoint(_Adjoint):
+    """The adjoint with ``u(t)`` from the forward solution's dense output; with
+    ``checkpointing=True`` only the saved states are kept and each interval between saved
+    times is solved again on the way back."""
+
+    def __init__(self, *, checkpointing: bool = False, **options):
+        super().__init__(**options)
+        self.checkpointing = checkpointing
+
+    def __repr__(self):
+        return "InterpolatingAdjoint(checkpointing=True)" if self.checkpointing else \
+            "InterpolatingAdjoint()"
+
+
+class BacksolveAdjoint(_Adjoint):
+    """The adjoint with ``u`` solved backwards alongside it, restarted from the forward
+    states at the saved times; refuses (with an error) a problem whose backward solve
+    drifts from the forward one."""
+
+
+class QuadratureAdjoint(_Adjoint):
+    """The adjoint for ``u0`` solved backwards, the gradient for ``p`` by Gauss-Legendre
+    quadrature over each of its steps."""
+
+
+def jacobian_of(F: Counted):
+    """``jac(t, y, f0) -> (df/du, df/dt)`` for the Rosenbrock solvers: the Jacobian by
+    fluxml's forward mode, the time derivative by a difference quotient."""
+
+    def jac(t, y, f0):
+        F.stats.njac += 1
+        J = jacobian(lambda z: F.fun(t, z), y, mode="fwd")
+        delta = math.sqrt(np.finfo(np.result_type(raw(y))).eps) * max(1.0, abs(t))
+        F.stats.nfe += 1
+        return J, (F.fun(t + delta, y) - f0) / delta
+
+    return jac
+
+
+class _Params:
+    """The float leaves of ``p`` (its differentiable part), packed into one vector."""
+
+    def __init__(self, p):
+        self.leaves, self.spec = flatten(p)
+        self.index = [i for i, x in enumerate(self.leaves) if _is_float(raw(x))]
+        self.like = [raw(self.leaves[i]) for i in self.index]
+        self.sizes = [int(np.size(x)) for x in self.like]
+        self.size = sum(self.sizes)
+
+    def values(self):
+        return [self.leaves[i] for i in self.index]
+
+    def rebuild(self, values):
+        leaves = list(self.leaves)
+        for i, v in zip(self.index, values):
+            leaves[i] = v
+        return unflatten(self.spec, leaves)
+
+    def pack(self, cts):
+        parts = [np.zeros(n) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def unpack(self, vec):
+        out, i = [], 0
+        for like, n in zip(self.like, self.sizes):
+            part = vec[i:i + n]
+            i += n
+            if isinstance(like, np.ndarray):
+                out.append(part.reshape(like.shape).astype(like.dtype, copy=False))
+            elif isinstance(like, np.generic):
+                out.append(like.dtype.type(part[0]))
+            else:
+                out.append(float(part[0]))
+        return out
+
+
+def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
+    """The solve as one tape node whose backward pass is ``alg``'s adjoint; returns
+    ``(times, stacked states, stats)``."""
+    params = _Params(p)
+    stats = Stats()
+    made = {}
+
+    shape = np.shape(raw(y0))
+
+    def rhs(t, y, pv):
+        return packer.pack(f(t, packer.unpack(y), params.rebuild(pv)))
+
+    def rhs_flat(t, y, pv):  # the backward pass works on flat vectors
+        return np.reshape(rhs(t, np.reshape(y, shape), pv), -1)
+
+    if len(shape) == 1:
+        rhs_flat = rhs  # noqa: F811 (already flat)
+
+    def fwd(y0, *pv):
+        F = Counted(lambda t, y: rhs(t, y, pv), stats)
+        keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
+        try:
+            ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=keep,
+                                      jac=_jac(solver, F), **options)
+        except DifferentiationError as e:
+            if str(e) != CLOSED_OVER:
+                raise
+            raise DifferentiationError(
+                f"solve: f uses a traced value it was not given through p (it closes over "
+                f"it), which {alg!r} cannot differentiate. Pass that value in p, or use "
+                "sensealg=Direct().") from None
+        made["ts"] = ts
+        return np.stack(ys), (y0, pv, ts, ys, steps, F)
+
+    def bwd(res, g):
+        y0, pv, ts, ys, steps, F = res
+        flat_F = Counted(lambda t, y: rhs_flat(t, y, pv), stats)
+        flat_steps = [_flat_step(s) for s in steps]
+        back = _Backward(alg, solver, rhs_flat, params, pv, t0, options, stats)
+        return back.run(y0, ts, ys, flat_steps, raw(g), flat_F)
+
+    run = custom_vjp(lambda y0, *pv: fwd(y0, *pv)[0])
+    run.defvjp(fwd, bwd)
+    Y = run(y0, *params.values())
+    return made["ts"], Y, stats
+
+
+def _jac(solver, F):
+    return jacobian_of(F) if getattr(solver, "stiff", False) else None
+
+
+class _Backward:
+    """One backward pass of an adjoint method."""
+
+    def __init__(self, alg, solver, rhs, params, pv, t0, options, stats):
+        self.alg, self.rhs, self.params, self.pv, self.t0 = alg, rhs, params, pv, t0
+        self.solver = alg.solver if alg.solver is not None else solver
+        self.forward_solver = solver
+        self.rtol = alg.rtol if alg.rtol is not None else options["rtol"]
+        self.atol = alg.atol if alg.atol is not None else options["atol"]
+        self.options = options
+        self.stats = stats
+        self.h = None
+
+    # --- vector-Jacobian products of f, from the engine -----------------------------------
+
+    def vjp(self, t, u, lam, wrt_p=True):
+        """``(f(t, u), lam^T df/du, lam^T df/dp packed)``."""
+        self.stats.nfe += 1
+        if wrt_p:
+            fu, back = pullback(lambda y, *q: self.rhs(t, y, q), u, *self.pv)
+            cts = back(lam)
+            gu = cts[0] if cts[0] is not None else np.zeros_like(raw(u))
+            return fu, gu, self.params.pack(cts[1:])
+        fu, back = pullback(lambda y: self.rhs(t, y, self.pv), u)
+        gu = back(lam)[0]
+        return fu, (gu if gu is not None else np.zeros_like(raw(u))), None
+
+    def vjp_p(self, t, u, lam):
+        self.stats.nfe += 1
+        _, back = pullback(lambda *q: self.rhs(t, u, q), *self.pv)
+        return self.params.pack(back(lam))
+
+    # --- the pass ------------------------------------------------------------------------
+
+    def run(self, y0, ts, ys, steps, g, F):
+        n = np.size(raw(y0))
+        self.y0_flat = np.reshape(raw(y0), -1)
+        lam = np.zeros(n)
+        mu = np.zeros(self.params.size)
+        alg = self.alg
+        self.u_back = None
+        for i in range(len(ts) - 1, -1, -1):
+            lam = lam + np.reshape(g[i], -1)
+            start = ts[i]
+            end = ts[i - 1] if i > 0 else self.t0
+            if start == end:
+                continue
+            if isinstance(alg, BacksolveAdjoint):
+                lam, mu = self.backsolve(start, end, ys[i], lam, mu, i)
+            else:
+                if isinstance(alg, InterpolatingAdjoint) and alg.checkpointing:
+                    begin = ys[i - 1] if i > 0 else y0
+                    U = self.resolve(end, start, np.reshape(raw(begin), -1))
+                else:
+                    U = _Dense(self.forward_solver, steps, F)
+                if isinstance(alg, QuadratureAdjoint):
+                    lam, mu = self.quadrature(start, end, U, lam, mu)
+                else:
+                    lam, mu = self.interpolating(start, end, U, lam, mu)
+        g_y0 = lam.reshape(np.shape(raw(y0))).astype(np.result_type(raw(y0)), copy=False)
+        return (g_y0, *self.params.unpack(mu))
+
+    def integrate(self, G, start, end, z, norm_size, keep=False):
+        F = Counted(G, self.stats)
+        dt = self.options["dt"] if self.h is None else self.h
+        ts, zs, steps = integrate(
+            self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
+            rtol=self.rtol, atol=self.atol, max_steps=self.options["max_steps"],
+            adaptive=self.options["adaptive"],
+            keep_steps=keep, jac=_jac(self.solver, F), norm_size=norm_size)
+        if self.options["adaptive"] and self.solver.adaptive:
+            self.h = F.h_next  # the next interval starts with the step size reached here
+        return zs[-1], steps, F
+
+    def interpolating(self, start, end, U, lam, mu):
+        n = lam.size
+
+        def G(t, z):
+            _, gu, gp = self.vjp(t, U(t), z[:n])
+            return -np.concatenate([gu, gp]) if gp.size else -gu
+
+        z, _, _ = self.integrate(G, start, end, np.concatenate([lam, mu]), n)
+        return z[:n], z[n:]
+
+    def backsolve(self, start, end, u_saved, lam, mu, i):
+        n = lam.size
+        u = np.asarray(raw(u_saved), dtype=float).reshape(-1)
+        if self.u_back is not None:
+            self.check_drift(self.u_back, u, start)
+
+        def G(t, z):
+            fu, gu, gp = self.vjp(t, z[:n], z[n:2 * n])
+            return np.concatenate([np.reshape(fu, -1), -gu, -gp])
+
+        z, _, _ = self.integrate(G, start, end, np.concatenate([u, lam, mu]), 2 * n)
+        self.u_back = z[:n]
+        if i == 0:
+            self.check_drift(self.u_back, None, end)
+        return z[n:2 * n], z[2 * n:]
+
+    def check_drift(self, u_back, u_fwd, t):
+        if u_fwd is None:
+            u_fwd = self.y0_flat
+        gap = np.linalg.norm(u_back - u_fwd)
+        size = np.linalg.norm(u_fwd) + self.atol / max(self.rtol, 1e-300)
+        if not gap <= max(math.sqrt(self.rtol), 1e-4) * size:
+            raise SolveError(
+                f"BacksolveAdjoint: solving u backwards drifted from the forward solution at "
+                f"t = {t} (relative gap {gap / size:.3g}): the problem is unstable backwards "
+                "in time, so this gradient would be wrong. Use sensealg=InterpolatingAdjoint() "
+                "or QuadratureAdjoint() (or Direct()).")
+
+    def quadrature(self, start, end, U, lam, mu):
+        def G(t, z):
+            return -self.vjp(t, U(t), z, wrt_p=False)[1]
+
+        lam_end, steps, F = self.integrate(G, start, end, lam, None, keep=True)
+        if self.params.size:
+            nodes, weights = _gauss_legendre(self.solver.order)
+            for step in steps:
+                for x, w in zip(nodes, weights):
+                    t = step.t0 + x * step.h
+                    lam_t = self.solver.interpolate(F, step, x)
+                    mu = mu + (w * abs(step.h)) * self.vjp_p(t, U(t), lam_t)
+        return lam_end, mu
+
+    def resolve(self, t_from, t_to, y):
+        """The forward solution between two checkpoints, solved again (dense)."""
+        F = Counted(lambda t, z: self.rhs(t, z, self.pv), self.stats)
+        opts = dict(self.options, saveat=np.array([t_to]))
+        _, _, steps = integrate(self.forward_solver, F, t_from, t_to, y, keep_steps=True,
+                                jac=_jac(self.forward_solver, F), **opts)
+        return _Dense(self.forward_solver, steps, F)
+
+
+def _gauss_legendre(order):
+    """Nodes on [0, 1] and weights summing to 1, exact for polynomials of degree ``order``."""
+    x, w = np.polynomial.legendre.leggauss(max(1, (order + 2) // 2))
+    return (x + 1) / 2, w / 2
+
+
+def _flat_step(step):
+    """A forward step on flat vectors (the adjoint's layout), its stages completed."""
+    flat = Step(step.t0, step.h, np.reshape(step.y0, -1), np.reshape(step.y1, -1),
+                [np.reshape(k, -1) for k in step.ks])
+    if step.f1 is not None:
+        flat.f1 = np.reshape(step.f1, -1)
+    flat.extra = step.extra and [np.reshape(k, -1) for k in step.extra]
+    return flat
+
+
+class _Dense:
+    """``U(t)``: the forward solution at ``t`` from its recorded steps (plain values)."""
+
+    def __init__(self, solver, steps, F):
+        self.solver, self.steps, self.F = solver, steps, F
+        self.sign = 1.0 if not steps or steps[0].h > 0 else -1.0
+        self.ends = np.array([self.sign * (s.t0 + s.h) for s in steps])
+
+    def __call__(self, t):
+        steps = self.steps
+        i = min(int(np.searchsorted(self.ends, self.sign * t, side="left")), len(steps) - 1)
+        step = steps[i]
+        theta = (t - step.t0) / step.h
+        if theta >= 1.0:
+            return step.y1
+        if theta <= 0.0:
+            return step.y0
+        return self.solver.interpolate(self.F, step, theta)

@@ -1,0 +1,176 @@
+"""The time-stepping loop shared by every solver and every sensitivity method.
+
+``integrate`` steps a flat state from ``t0`` to ``t1`` (either direction), controls the step
+size, saves at the requested times by dense interpolation and stops with a
+:class:`SolveError` naming the time reached and what to try when it cannot go on.
+
+>>> import numpy as np
+>>> from fluxml.ode.integrate import integrate, Counted
+>>> from fluxml.ode.rk import Tsit5
+>>> F = Counted(lambda t, y: -y)
+>>> ts, ys, steps = integrate(Tsit5(), F, 0.0, 1.0, np.ones(1), saveat=np.array([1.0]))
+>>> bool(abs(ys[-1][0] - np.exp(-1)) < 1e-6)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fluxml.ad.core import raw
+from fluxml.ode.control import PIController, error_norm, initial_step
+from fluxml.ode.rk import Step
+
+
+class SolveError(RuntimeError):
+    """A solve that cannot continue: the message names the time reached and what to try."""
+
+
+@dataclass
+class Stats:
+    """Work done by a solve: evaluations of f, Jacobians, accepted and rejected steps."""
+
+    nfe: int = 0
+    njac: int = 0
+    naccept: int = 0
+    nreject: int = 0
+
+
+class Counted:
+    """``F(t, y)``, counting evaluations; checks the shape of the first result."""
+
+    def __init__(self, fun, stats: Stats | None = None):
+        self.fun = fun
+        self.h_next = None
+        self.stats = stats if stats is not None else Stats()
+        self.checked = False
+
+    def __call__(self, t, y):
+        self.stats.nfe += 1
+        out = self.fun(t, y)
+        if not self.checked:
+            shape = np.shape(raw(out))
+            if shape != np.shape(raw(y)):
+                raise ValueError(f"solve: f(t, u, p) returned shape {shape} for a state of "
+                                 f"shape {np.shape(raw(y))}; f must return du/dt shaped like u")
+            self.checked = True
+        return out
+
+
+def _finite(y) -> bool:
+    return bool(np.all(np.isfinite(raw(y))))
+
+
+def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=None,
+              rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
+              keep_steps: bool = False, jac=None, norm_size: int | None = None,
+              adaptive: bool = True):
+    """``(ts, ys, steps)``: save times, states at them (a list) and, with ``keep_steps``, the
+    accepted :class:`~fluxml.ode.rk.Step` records. ``saveat=None`` saves ``t0`` and every
+    accepted step. ``norm_size`` restricts error control to the first entries of the state
+    (the adjoints' seminorm: a parameter-gradient integral needs no step control).
+    ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``."""
+    stats = F.stats
+    direction = 1.0 if t1 >= t0 else -1.0
+    span = abs(t1 - t0)
+    adaptive = adaptive and solver.adaptive
+    if not adaptive and dt is None:
+        raise ValueError(f"solve: {solver!r} is a fixed-step solver; pass dt=... (or use an "
+                         "adaptive solver such as Tsit5())")
+    ts_out, ys_out, steps = [], [], []
+    save = None if saveat is None else np.asarray(saveat, dtype=float)
+    j = 0
+    if save is None:
+        ts_out.append(t0)
+        ys_out.append(y0)
+    else:
+        while j < len(save) and save[j] == t0:
+            ts_out.append(t0)
+            ys_out.append(y0)
+            j += 1
+    if span == 0.0:
+        return ts_out, ys_out, steps
+    t, y = t0, y0
+    k1 = F(t, y)
+    if not _finite(k1) or not _finite(y):
+        raise SolveError(f"solve: the state or f(t, u, p) is not finite at the start, t = {t0}; "
+                         "check u0, p and f")
+    if dt is not None:
+        h = abs(float(dt))
+    else:
+        h = initial_step(F, t, y, k1, direction, solver.order, rtol, atol, span)
+    ctrl = PIController(solver.order) if adaptive else None
+    n_steps = 0
+    last_nonfinite = False
+    prev = None
+    while direction * (t1 - t) > 0:
+        if k1 is None:  # not FSAL: the first stage is f at the new point, also the last
+            k1 = prev.f1 if prev.f1 is not None else F(t, y)  # step's interpolation node
+            prev.f1 = k1
+        n_steps += 1
+        if n_steps > max_steps:
+            raise SolveError(
+                f"solve: max_steps={max_steps} reached at t = {t} of [{t0}, {t1}] "
+                f"({stats.naccept} accepted, {stats.nreject} rejected steps). Possible fixes: "
+                "raise max_steps; loosen rtol/atol; if the problem is stiff (many rejected "
+                "or tiny steps), use a stiff solver such as Rodas5() or Rosenbrock23().")
+        last = abs(t1 - t) <= h * (1 + 1e-12)
+        hs = (t1 - t) if last else direction * h
+        if abs(hs) <= 1e-14 * max(1.0, abs(t)):
+            why = ("the state or f became NaN or infinite in every attempted step"
+                   if last_nonfinite else "the error estimate would not fall below tolerance")
+            raise SolveError(
+                f"solve: the step size fell below its floor ({abs(hs):.3g}) at t = {t} of "
+                f"[{t0}, {t1}]: {why}. Possible fixes: check f for a singularity or blow-up "
+                "near this time; if the problem is stiff use Rodas5() or Rosenbrock23(); "
+                "loosen rtol/atol.")
+        if jac is None:
+            y_new, ks, err = solver.step(F, t, y, hs, k1)
+        else:
+            y_new, ks, err = solver.step(F, t, y, hs, k1, jac)
+        if ctrl is not None:
+            if norm_size is None:
+                e = error_norm(err, y, y_new, rtol, atol)
+            else:
+                n = norm_size
+                e = error_norm(err[:n], raw(y)[:n], raw(y_new)[:n], rtol, atol)
+            accepted, factor = ctrl.propose(e)
+            last_nonfinite = not math.isfinite(e) or not _finite(y_new)
+            if last_nonfinite:
+                accepted = False
+            if not accepted:
+                stats.nreject += 1
+                h = abs(hs) * factor
+                continue
+        elif not _finite(y_new):
+            raise SolveError(
+                f"solve: the state became NaN or infinite in the step from t = {t} to "
+                f"{t + hs} with {solver!r}. Possible fixes: a smaller dt; an adaptive solver "
+                "(Tsit5()); a stiff solver (Rodas5()) if the problem is stiff.")
+        stats.naccept += 1
+        t_new = t1 if last else t + hs
+        step = Step(t, hs, y, y_new, ks)
+        k1 = ks[-1] if solver.fsal else None
+        if save is None:
+            ts_out.append(t_new)
+            ys_out.append(y_new)
+        else:
+            while j < len(save) and direction * (save[j] - t_new) <= 0:
+                s = save[j]
+                if s == t_new:
+                    ys_out.append(y_new)
+                else:
+                    ys_out.append(solver.interpolate(F, step, (s - t) / hs))
+                ts_out.append(s)
+                j += 1
+        if keep_steps:
+            steps.append(step)
+        prev = step
+        t, y = t_new, y_new
+        if ctrl is not None:
+            h = max(h, abs(hs) * factor) if last else abs(hs) * factor
+    F.h_next = h  # where a following solve (the adjoints' next interval) may start
+    return ts_out, ys_out, steps

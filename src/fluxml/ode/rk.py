@@ -1,0 +1,115 @@
+"""The explicit Runge-Kutta engine: one step of any tableau, and its dense output.
+
+A solver is its tableau plus this engine; adding one is a tableau in ``tableaus.py`` and a
+three-line class here.
+
+>>> import numpy as np, fluxml as fl
+>>> sol = fl.ode.solve(lambda t, u, p: -u, np.array([1.0]), (0.0, 1.0), solver=fl.ode.RK4(),
+...                    dt=0.1, saveat=[1.0])
+>>> bool(abs(sol.u[-1, 0] - np.exp(-1.0)) < 1e-6)
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import raw
+from fluxml.ode import tableaus
+from fluxml.ode.ops import lincomb
+
+
+class Step:
+    """An accepted step: enough to interpolate inside it (``K`` is completed lazily)."""
+
+    __slots__ = ("t0", "h", "y0", "y1", "ks", "f1", "extra")
+
+    def __init__(self, t0, h, y0, y1, ks):
+        self.t0, self.h, self.y0, self.y1, self.ks = t0, h, y0, y1, ks
+        self.f1 = None  # f(t1, y1) when the method is not FSAL: the next step's first stage
+        self.extra = None
+
+
+class ExplicitRK:
+    """An explicit Runge-Kutta solver given by a :class:`~fluxml.ode.tableaus.Tableau`."""
+
+    tableau: tableaus.Tableau
+    stiff = False
+
+    @property
+    def order(self) -> int:
+        return self.tableau.order
+
+    @property
+    def adaptive(self) -> bool:
+        return self.tableau.adaptive
+
+    @property
+    def fsal(self) -> bool:
+        return self.tableau.fsal
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+    def step(self, F, t, y, h, k1):
+        """``(y1, stages, err)``; ``err`` is the local error estimate (plain values), None for
+        fixed-step methods."""
+        tab = self.tableau
+        ks = [k1]
+        y1 = None
+        for i in range(1, tab.stages):
+            if tab.fsal and i == tab.stages - 1:
+                y1 = yi = lincomb(y, [h * b for b in tab.b[:i]], ks)
+            else:
+                yi = lincomb(y, [h * a for a in tab.a[i]], ks)
+            ks.append(F(t + tab.c[i] * h, yi))
+        if y1 is None:
+            y1 = lincomb(y, [h * b for b in tab.b], ks)
+        err = None
+        if tab.b_err is not None:
+            err = lincomb(0.0 * raw(y), [h * e for e in tab.b_err], [raw(k) for k in ks])
+        return y1, ks, err
+
+    def stages(self, F, step: Step) -> list:
+        """Every stage the interpolant reads: the step's, ``f(t1, y1)`` and extra stages."""
+        tab = self.tableau
+        K = list(step.ks)
+        if not tab.fsal:
+            if step.f1 is None:
+                step.f1 = F(step.t0 + step.h, step.y1)
+            K.append(step.f1)
+        if tab.extra:
+            if step.extra is None:
+                step.extra = []
+                for c, row in tab.extra:
+                    yi = lincomb(step.y0, [step.h * a for a in row], K + step.extra)
+                    step.extra.append(F(step.t0 + c * step.h, yi))
+            K += step.extra
+        return K
+
+    def interpolate(self, F, step: Step, theta: float):
+        """The solution at ``t0 + theta * h`` inside ``step``, of the tableau's dense order."""
+        dense = self.tableau.dense
+        powers = theta ** np.arange(1, dense.shape[1] + 1)
+        weights = (step.h * (dense @ powers)).tolist()
+        return lincomb(step.y0, weights, self.stages(F, step))
+
+
+def _solver(name, tab, doc):
+    cls = type(name, (ExplicitRK,), {"tableau": tab, "__doc__": doc})
+    cls.__module__ = __name__
+    return cls
+
+
+Euler = _solver("Euler", tableaus.EULER, "Forward Euler, order 1 (fixed step: pass ``dt``).")
+Midpoint = _solver("Midpoint", tableaus.MIDPOINT, "Explicit midpoint, order 2 (fixed step).")
+Heun = _solver("Heun", tableaus.HEUN, "Heun's method, order 2 (fixed step).")
+RK4 = _solver("RK4", tableaus.RK4, "The classical Runge-Kutta method, order 4 (fixed step).")
+BS3 = _solver("BS3", tableaus.BS3, "Bogacki-Shampine 3(2), adaptive, cubic dense output.")
+DP5 = _solver("DP5", tableaus.DP5, "Dormand-Prince 5(4) (dopri5), adaptive, order-4 dense "
+              "output.")
+Tsit5 = _solver("Tsit5", tableaus.TSIT5, "Tsitouras 5(4), adaptive, order-4 dense output: the "
+                "default non-stiff solver.")
+Vern7 = _solver("Vern7", tableaus.VERN7, "Verner's efficient 7(6), adaptive, order-7 dense "
+                "output (5 extra evaluations in each interpolated step): for tight "
+                "tolerances.")

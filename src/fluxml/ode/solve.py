@@ -1,0 +1,165 @@
+"""``solve``: the public entry point, and the :class:`Solution` it returns.
+
+>>> import numpy as np, fluxml as fl
+>>> sol = fl.ode.solve(lambda t, u, p: p * u, np.array([1.0]), (0.0, 1.0), -2.0,
+...                    saveat=np.linspace(0, 1, 3))
+>>> sol.t
+array([0. , 0.5, 1. ])
+>>> np.round(sol.u[:, 0], 6)
+array([1.      , 0.367879, 0.135335])
+>>> g, = fl.gradient(lambda p: fl.ode.solve(lambda t, u, p: p * u, np.array([1.0]),
+...                                         (0.0, 1.0), p, saveat=[1.0]).u[-1, 0], -2.0)
+>>> round(g, 5)
+0.13534
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, ReverseTrace, Tracer, top_trace
+from fluxml.ode import adjoint
+from fluxml.ode.integrate import Counted, integrate
+from fluxml.ode.rk import Tsit5
+from fluxml.ode.state import Packer
+from fluxml.tree import flatten
+
+
+class Solution:
+    """The result of :func:`solve`: times ``t``, states ``u`` stacked along the first axis (a
+    tree of stacked leaves for a tree state), ``stats`` and the dense interpolant
+    ``sol(t)`` of the solver's own order."""
+
+    def __init__(self, t, u, stats, solver, interpolant=None, why_no_dense=None):
+        self.t = t
+        self.u = u
+        self.stats = stats
+        self.solver = solver
+        self._interpolant = interpolant
+        self._why_no_dense = why_no_dense
+
+    def __call__(self, t):
+        """The state at time ``t`` (a number) or at each time of an array (stacked)."""
+        if self._interpolant is None:
+            raise DifferentiationError(self._why_no_dense)
+        return self._interpolant(t)
+
+    def __repr__(self):
+        s = self.stats
+        return (f"Solution({self.solver!r}, {len(self.t)} saved times in [{self.t[0]}, "
+                f"{self.t[-1]}], nfe={s.nfe}, accepted={s.naccept}, rejected={s.nreject})")
+
+
+def _times(tspan, saveat):
+    for x in flatten((tspan, saveat))[0]:
+        if type(x) is Tracer:
+            raise DifferentiationError(
+                "solve: tspan and saveat carry no derivative (gradients with respect to times "
+                "are not supported); pass them as plain numbers, e.g. fl.stop_gradient(t)")
+    if len(tspan) != 2:
+        raise ValueError(f"solve: tspan must be (t0, t1); got {tspan!r}")
+    t0, t1 = float(tspan[0]), float(tspan[1])
+    if saveat is None:
+        return t0, t1, None
+    save = np.atleast_1d(np.asarray(saveat, dtype=float))
+    lo, hi = min(t0, t1), max(t0, t1)
+    if save.ndim != 1 or np.any(save < lo) or np.any(save > hi):
+        raise ValueError(f"solve: saveat must be times inside tspan [{t0}, {t1}]; got {saveat!r}")
+    d = np.diff(save) * (1 if t1 >= t0 else -1)
+    if np.any(d < 0):
+        raise ValueError("solve: saveat must be ordered from t0 towards t1")
+    return t0, t1, save
+
+
+def _state(u0):
+    if type(u0) in (list, int, float) or isinstance(u0, np.generic):
+        u0 = np.asarray(u0, dtype=float)
+    if type(u0) is np.ndarray and u0.dtype.kind != "f":
+        u0 = u0.astype(float)
+    return u0
+
+
+def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver=None,
+          saveat=None, dt: float | None = None, rtol: float = 1e-6, atol: float = 1e-9,
+          max_steps: int = 100_000, sensealg=None,
+          adaptive: bool = True) -> Solution:
+    """Solve ``du/dt = f(t, u, p)`` from ``u(t0) = u0`` over ``tspan = (t0, t1)``.
+
+    ``u0`` is an array or any tree of arrays (``f`` then takes and returns such trees); ``p``
+    is anything (arrays, trees, a Module). ``solver`` is one of Euler, Midpoint, Heun, RK4
+    (fixed step: pass ``dt``), BS3, Tsit5 (default), DP5, Vern7 (adaptive), or the stiff
+    Rosenbrock23 and Rodas5. ``saveat`` lists the output times (default: ``t0`` and every
+    accepted step); ``dt`` is the fixed step, or the first step of an adaptive solver
+    (``adaptive=False`` keeps it fixed).
+
+    Inside ``fl.gradient``, derivatives with respect to ``u0`` and ``p`` flow through the
+    solve as ``sensealg`` says: ``Direct()`` records the solver's steps (exact for the
+    computed solution, memory grows with the steps), ``InterpolatingAdjoint()``,
+    ``BacksolveAdjoint()`` and ``QuadratureAdjoint()`` solve the continuous adjoint
+    equation backwards. The default, ``Direct()``, works for every ``f``, including ones that
+    close over traced values (which an adjoint refuses with an error).
+    """
+    solver = Tsit5() if solver is None else solver
+    t0, t1, save = _times(tspan, saveat)
+    u0 = _state(u0)
+    sensealg = adjoint.Direct() if sensealg is None else sensealg
+    if not isinstance(sensealg, adjoint.SensitivityAlgorithm):
+        raise TypeError(f"solve: sensealg must be Direct(), InterpolatingAdjoint(), "
+                        f"BacksolveAdjoint() or QuadratureAdjoint(); got {sensealg!r}")
+    packer = Packer(u0)
+    y0 = packer.pack(u0)
+    options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps,
+                   adaptive=adaptive)
+    trace = top_trace(flatten((u0, p))[0])
+    if isinstance(trace, ReverseTrace) and not isinstance(sensealg, adjoint.Direct):
+        ts, ys, stats = adjoint.solve_with_adjoint(sensealg, solver, f, packer, y0, p, t0, t1,
+                                                   options)
+        why = (f"sol(t) carries no derivative with sensealg={sensealg!r}: pass the times as "
+               "saveat=[...] instead, or use sensealg=Direct()")
+        return Solution(np.asarray(ts), packer.unpack_stacked(ys), stats, solver, None, why)
+
+    F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), p)))
+    jac = adjoint.jacobian_of(F) if getattr(solver, "stiff", False) else None
+    ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True, jac=jac, **options)
+    interpolant = _Interpolant(solver, F, steps, packer, t0, y0)
+    u = packer.unpack_stacked(np.stack(ys))
+    return Solution(np.asarray(ts), u, F.stats, solver, interpolant)
+
+
+class _Interpolant:
+    """Dense output over the recorded steps (differentiable in the direct mode)."""
+
+    def __init__(self, solver, F, steps, packer, t0, y0):
+        self.solver, self.F, self.steps, self.packer = solver, F, steps, packer
+        self.t0, self.y0 = t0, y0
+        self.starts = np.array([s.t0 for s in steps])
+        self.ends = np.array([s.t0 + s.h for s in steps])
+
+    def __call__(self, t):
+        if np.ndim(t) == 0:
+            return self.packer.unpack(self._at(float(t)))
+        return self.packer.unpack_stacked(np.stack([self._at(float(s)) for s in t]))
+
+    def _at(self, t):
+        if not self.steps:
+            if t == self.t0:
+                return self.y0
+            raise ValueError(f"sol(t): t = {t} is outside the solved interval [{self.t0}]")
+        lo = np.minimum(self.starts, self.ends).min()
+        hi = np.maximum(self.starts, self.ends).max()
+        if not lo - 1e-12 * max(1, abs(lo)) <= t <= hi + 1e-12 * max(1, abs(hi)):
+            raise ValueError(f"sol(t): t = {t} is outside the solved interval [{lo}, {hi}]")
+        forward = self.ends[-1] >= self.starts[0]
+        if forward:
+            i = int(np.searchsorted(self.ends, t, side="left"))
+        else:
+            i = int(np.searchsorted(-self.ends, -t, side="left"))
+        step = self.steps[min(i, len(self.steps) - 1)]
+        theta = (t - step.t0) / step.h
+        if theta == 1.0:
+            return step.y1
+        return self.solver.interpolate(self.F, step, theta)
+

@@ -1,0 +1,71 @@
+"""States as flat arrays: a tree state (or parameter tree) is packed into one vector for the
+solver and unpacked for the user's function; an array state is used as it is.
+
+>>> import numpy as np
+>>> from fluxml.ode.state import Packer
+>>> pk = Packer({"x": np.zeros(2), "v": np.ones((1, 2))})
+>>> pk.pack({"x": np.zeros(2), "v": np.ones((1, 2))})
+array([0., 0., 1., 1.])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import Tracer, raw
+from fluxml.tree import flatten, unflatten
+
+
+def _is_array(x) -> bool:
+    return type(x) is np.ndarray or (type(x) is Tracer and np.ndim(raw(x)) > 0)
+
+
+class Packer:
+    """Packs trees shaped like ``like`` into flat vectors and back (identity for an array)."""
+
+    def __init__(self, like):
+        self.identity = _is_array(like)
+        if self.identity:
+            self.shape = np.shape(raw(like))
+            return
+        leaves, self.spec = flatten(like)
+        for x in leaves:
+            if not np.issubdtype(np.result_type(raw(x)), np.floating):
+                raise TypeError(f"solve: every leaf of a tree state must be a float array or "
+                                f"number; got {type(raw(x)).__name__} "
+                                f"{np.result_type(raw(x))}")
+        self.shapes = [np.shape(raw(x)) for x in leaves]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.size = sum(self.sizes)
+
+    def pack(self, tree):
+        if self.identity:
+            return tree
+        leaves, _ = flatten(tree)
+        if len(leaves) != len(self.shapes):
+            raise ValueError(f"solve: f returned a tree with {len(leaves)} leaves for a state "
+                             f"with {len(self.shapes)}; return a tree shaped like u")
+        parts = [np.reshape(x, (-1,)) if np.ndim(raw(x)) != 1 else x for x in leaves]
+        if len(parts) == 1:
+            return parts[0] if type(parts[0]) is Tracer else np.asarray(parts[0], float)
+        return np.concatenate(parts)
+
+    def unpack(self, y):
+        if self.identity:
+            return y
+        out, i = [], 0
+        for shape, n in zip(self.shapes, self.sizes):
+            part = y[i:i + n]
+            out.append(np.reshape(part, shape) if shape != (n,) else part)
+            i += n
+        return unflatten(self.spec, out)
+
+    def unpack_stacked(self, ys):
+        """A tree whose leaves are stacked along a new first axis, from ``(T, size)``."""
+        if self.identity:
+            return ys
+        out, i = [], 0
+        for shape, n in zip(self.shapes, self.sizes):
+            out.append(np.reshape(ys[:, i:i + n], (ys.shape[0],) + shape))
+            i += n
+        return unflatten(self.spec, out)

@@ -1,0 +1,265 @@
+"""The Adam family: Adam, AdamW, RAdam, NAdam, AdaMax, AMSGrad, OAdam, AdaBelief.
+
+Names, hyperparameters and defaults are Optimisers.jl's (``eta, beta, epsilon``; PyTorch
+says ``lr, betas, eps``). Moments are updated in place, and the update is written into the
+caller's scratch array: Adam is twelve passes over memory per parameter array and allocates
+nothing.
+
+>>> import numpy as np, fluxml as fl
+>>> rule = fl.Adam(0.1)
+>>> x, dx = np.array([1.0, -1.0]), np.array([0.5, -2.0])
+>>> state, upd = rule.apply(rule.init(x), x, dx)
+>>> upd  # the first Adam step is eta * sign(dx), nearly
+array([ 0.1, -0.1])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from fluxml.optimise.base import Rule, check_beta, check_eta, floats, lerp, lerp_square, scratch
+
+
+class AdamState(NamedTuple):
+    m: np.ndarray  # first moment (running mean of dx)
+    v: np.ndarray  # second moment (running mean of dx**2)
+    t: int  # steps taken
+
+
+def _zeros_state(x):
+    return AdamState(np.zeros_like(x), np.zeros_like(x), 0)
+
+
+def _moments(m, v, dx, b1, b2, out):
+    lerp(m, dx, 1.0 - b1, out)
+    lerp_square(v, dx, 1.0 - b2, out)
+
+
+def _corrected(m, v, t, b1, b2, eps, scale, out):
+    """``out = scale * mhat / (sqrt(vhat) + eps)`` with the bias corrections ``mhat = m / (1 -
+    b1**t)``, ``vhat = v / (1 - b2**t)`` folded into two scalars (as PyTorch's Adam)."""
+    root = math.sqrt(1.0 - b2**t)
+    np.sqrt(v, out=out)
+    out += eps * root
+    np.divide(m, out, out=out)
+    out *= scale * root / (1.0 - b1**t)
+    return out
+
+
+class _AdamLike(Rule):
+    def __post_init__(self):
+        check_eta(type(self).__name__, self.eta)
+        check_beta(type(self).__name__, self.beta)
+
+    def init(self, x):
+        return _zeros_state(x)
+
+
+@dataclass
+class Adam(_AdamLike):
+    """Adam: ``m = b1 m + (1-b1) dx``, ``v = b2 v + (1-b2) dx**2``, ``x -= eta mhat /
+    (sqrt(vhat) + epsilon)`` with bias-corrected ``mhat, vhat``. PyTorch: ``Adam(lr=eta,
+    betas=beta, eps=epsilon)``, the same steps."""
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+    epsilon: float = 1e-8
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        m, v, t = state
+        _moments(m, v, dx, b1, b2, out)
+        return AdamState(m, v, t + 1), _corrected(m, v, t + 1, b1, b2, eps, eta, out)
+
+
+@dataclass
+class AdamW(_AdamLike):
+    """Adam with decoupled weight decay ``lambd`` (Optimisers.jl's ``lambda``, PyTorch's
+    ``weight_decay``, default 0.01 there, 0 here). With ``couple=True`` (default, as PyTorch's
+    ``AdamW``) ``x -= eta (adam + lambd x)``; with ``couple=False`` ``x -= eta adam + lambd x``.
+    """
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+    lambd: float = 0.0
+    epsilon: float = 1e-8
+    couple: bool = True
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, lam, eps) = floats(*self.beta), floats(self.eta, self.lambd, self.epsilon)
+        out = scratch(out, x)
+        m, v, t = state
+        _moments(m, v, dx, b1, b2, out)
+        _corrected(m, v, t + 1, b1, b2, eps, eta, out)
+        if lam:
+            out += (eta * lam if self.couple else lam) * x
+        return AdamState(m, v, t + 1), out
+
+
+@dataclass
+class RAdam(_AdamLike):
+    """Rectified Adam (Liu et al. 2019): Adam's step times the variance rectification ``r``
+    once the approximated SMA length ``rho_t`` exceeds 4, plain bias-corrected momentum before.
+    PyTorch: ``RAdam(lr=eta, betas=beta, eps=epsilon)``, whose threshold is 5."""
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+    epsilon: float = 1e-8
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        m, v, t = state
+        t += 1
+        _moments(m, v, dx, b1, b2, out)
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        rho = rho_inf - 2.0 * t * b2**t / (1.0 - b2**t)
+        if rho > 4.0:
+            r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            _corrected(m, v, t, b1, b2, eps, eta * r, out)
+        else:
+            np.multiply(m, eta / (1.0 - b1**t), out=out)
+        return AdamState(m, v, t), out
+
+
+@dataclass
+class NAdam(_AdamLike):
+    """Nesterov-accelerated Adam (Dozat 2016), in Optimisers.jl's form:
+    ``x -= eta (b1 m / (1 - b1**(t+1)) + (1-b1) dx / (1 - b1**t)) / (sqrt(b2 v / (1 - b2**t))
+    + epsilon)``. PyTorch's ``NAdam`` adds a momentum-decay schedule (``momentum_decay=4e-3``)
+    and so takes different steps."""
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+    epsilon: float = 1e-8
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        m, v, t = state
+        t += 1
+        _moments(m, v, dx, b1, b2, out)
+        denom = np.multiply(v, b2 / (1.0 - b2**t))
+        np.sqrt(denom, out=denom)
+        denom += eps
+        np.multiply(m, b1 / (1.0 - b1 ** (t + 1)), out=out)
+        out += dx * ((1.0 - b1) / (1.0 - b1**t))
+        out /= denom
+        out *= eta
+        return AdamState(m, v, t), out
+
+
+@dataclass
+class AdaMax(_AdamLike):
+    """AdaMax (Kingma and Ba 2014), Adam with the infinity norm: ``u = max(b2 u, |dx|)``,
+    ``x -= eta / (1 - b1**t) * m / (u + epsilon)``. PyTorch: ``Adamax(lr=eta (default 0.002),
+    betas=beta, eps=epsilon)``, which adds ``eps`` inside the max."""
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+    epsilon: float = 1e-8
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        m, u, t = state
+        t += 1
+        lerp(m, dx, 1.0 - b1, out)
+        u *= b2
+        np.abs(dx, out=out)
+        np.maximum(u, out, out=u)
+        np.add(u, eps, out=out)
+        np.divide(m, out, out=out)
+        out *= eta / (1.0 - b1**t)
+        return AdamState(m, u, t), out
+
+
+class AMSGradState(NamedTuple):
+    m: np.ndarray
+    v: np.ndarray
+    vmax: np.ndarray  # the largest v so far
+
+
+@dataclass
+class AMSGrad(_AdamLike):
+    """AMSGrad (Reddi et al. 2018): Adam's moments, divided by the running maximum of ``v``,
+    without bias correction (as Optimisers.jl; the states start at ``epsilon``). PyTorch's
+    ``Adam(amsgrad=True)`` corrects the bias."""
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+    epsilon: float = 1e-8
+
+    def init(self, x):
+        return AMSGradState(*(np.full_like(x, self.epsilon) for _ in range(3)))
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        m, v, vmax = state
+        _moments(m, v, dx, b1, b2, out)
+        np.maximum(vmax, v, out=vmax)
+        np.sqrt(vmax, out=out)
+        out += eps
+        np.divide(m, out, out=out)
+        out *= eta
+        return state, out
+
+
+class OAdamState(NamedTuple):
+    m: np.ndarray
+    v: np.ndarray
+    t: int
+    term: np.ndarray  # the previous Adam step
+
+
+@dataclass
+class OAdam(_AdamLike):
+    """Optimistic Adam (Daskalakis et al. 2018), for adversarial training: with ``a_t`` Adam's
+    step, ``x -= 2 a_t - a_(t-1)``. Not in PyTorch."""
+
+    eta: float = 0.001
+    beta: tuple = (0.5, 0.9)
+    epsilon: float = 1e-8
+
+    def init(self, x):
+        return OAdamState(np.zeros_like(x), np.zeros_like(x), 0, np.zeros_like(x))
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        m, v, t, term = state
+        _moments(m, v, dx, b1, b2, out)
+        _corrected(m, v, t + 1, b1, b2, eps, eta, out)  # out = a_t
+        np.subtract(out, term, out=term)  # term = a_t - a_(t-1)
+        out += term  # the update 2 a_t - a_(t-1)
+        np.subtract(out, term, out=term)  # term = a_t, for the next step
+        return OAdamState(m, v, t + 1, term), out
+
+
+@dataclass
+class AdaBelief(_AdamLike):
+    """AdaBelief (Zhuang et al. 2020): Adam with ``s = b2 s + (1-b2) (dx - m)**2 + epsilon`` (the
+    belief in the gradient) in place of ``v``. Not in PyTorch."""
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+    epsilon: float = 1e-16
+
+    def apply(self, state, x, dx, out=None):
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        m, s, t = state
+        lerp(m, dx, 1.0 - b1, out)
+        np.subtract(dx, m, out=out)
+        np.square(out, out=out)
+        out -= s
+        out *= 1.0 - b2
+        s += out
+        s += eps
+        return AdamState(m, s, t + 1), _corrected(m, s, t + 1, b1, b2, eps, eta, out)

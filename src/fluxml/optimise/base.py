@@ -1,0 +1,85 @@
+"""What every optimisation rule shares: the ``Rule`` base class and small in-place helpers.
+
+A rule is a dataclass of hyperparameters with two methods, as in Optimisers.jl:
+
+- ``init(x)``: the state the rule keeps for the parameter array ``x`` (None, an array, or a
+  namedtuple of arrays and numbers, so that ``fluxml.tree`` flattens it and it saves);
+- ``apply(state, x, dx, out=None) -> (state, update)``: the new state and the array that
+  ``update`` subtracts from ``x`` (None: nothing to subtract this step).
+
+``apply`` never writes into ``x`` or ``dx``; it updates its state arrays in place, and may
+write its update into ``out`` (a scratch array shaped like ``x`` that the caller owns), so a
+step allocates nothing. Scalars are Python floats, so float32 arrays stay float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+
+# PyTorch's keyword names, accepted by ``adjust`` beside Optimisers.jl's.
+ALIASES = {"lr": "eta", "betas": "beta", "eps": "epsilon", "weight_decay": "lambd",
+           "alpha": "rho", "max_norm": "omega", "norm_type": "p"}
+
+
+@dataclasses.dataclass
+class Rule:
+    """Base class of optimisation rules (subclasses are dataclasses of hyperparameters)."""
+
+    def init(self, x):
+        return None
+
+    def apply(self, state, x, dx, out=None):
+        raise NotImplementedError(f"{type(self).__name__}.apply")
+
+    def adjust(self, **changes) -> Rule:
+        """A copy with some hyperparameters changed; names this rule lacks are ignored (a
+        chain passes every name to every rule)."""
+        own = {f.name for f in dataclasses.fields(self)}
+        kept = {k: v for k, v in changes.items() if k in own and k not in self.fixed}
+        return dataclasses.replace(self, **kept) if kept else self
+
+    # hyperparameters that ``adjust`` may not change (they change the state's layout)
+    fixed: ClassVar[tuple] = ()
+
+    def names(self) -> set:
+        """The hyperparameter names ``adjust`` can change."""
+        return {f.name for f in dataclasses.fields(self)} - set(self.fixed)
+
+
+def scratch(out, x):
+    """``out`` if the caller lent one, else a new array shaped like ``x``."""
+    return np.empty_like(x) if out is None else out
+
+
+def lerp(acc, value, weight, out):
+    """``acc += weight * (value - acc)`` in place (``acc = (1-w) acc + w value``), with
+    ``out`` as the one temporary: three passes, no allocation."""
+    np.subtract(value, acc, out=out)
+    out *= weight
+    acc += out
+
+
+def lerp_square(acc, dx, weight, out):
+    """``acc = (1-w) acc + w dx**2`` in place, ``out`` the temporary."""
+    np.square(dx, out=out)
+    out -= acc
+    out *= weight
+    acc += out
+
+
+def check_beta(name, beta):
+    if len(beta) != 2 or not all(0.0 <= b < 1.0 for b in beta):
+        raise ValueError(f"{name}: beta must be two numbers in [0, 1), got {beta!r}")
+
+
+def check_eta(name, eta):
+    if eta < 0:
+        raise ValueError(f"{name}: the learning rate eta cannot be negative, got {eta!r}")
+
+
+def floats(*values):
+    """Hyperparameters as Python floats: NumPy scalars would promote float32 arrays."""
+    return tuple(map(float, values))

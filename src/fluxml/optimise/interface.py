@@ -1,0 +1,343 @@
+"""``setup``, ``update``, ``adjust``, ``freeze`` and ``thaw``: the optimiser state as a tree.
+
+``setup(rule, model)`` mirrors the model: each trainable float array becomes a ``Leaf(rule,
+state, frozen)``; an object becomes a ``Node`` with the same field names (so
+``state.layers[0].weight`` reads as the model does), lists, tuples and dicts stay what they
+are, and parts with nothing to train are ``None`` (left out of Nodes and dicts). An array
+reached twice (tied weights) gets one Leaf, placed at both addresses.
+
+>>> import numpy as np, fluxml as fl
+>>> model = {"w": np.ones(2), "b": np.zeros(1)}
+>>> state = fl.setup(fl.Descent(0.5), model)
+>>> grads = fl.gradient(lambda m: np.sum(m["w"] * 3.0) + np.sum(m["b"]), model)[0]
+>>> state, model = fl.update(state, model, grads)
+>>> model["w"], model["b"]
+(array([-0.5, -0.5]), array([-0.5]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fluxml.optimise.base import ALIASES, Rule
+from fluxml.tree import flatten
+
+
+class Leaf:
+    """The optimiser state of one parameter array: its ``rule``, the rule's ``state``, and
+    whether it is ``frozen`` (skipped by ``update``)."""
+
+    def __init__(self, rule: Rule, state, frozen: bool = False):
+        self.rule = rule
+        self.state = state
+        self.frozen = frozen
+
+    def __tree_fields__(self):
+        return ("rule", "state", "frozen")
+
+    def __repr__(self):
+        frozen = ", frozen=True" if self.frozen else ""
+        return f"Leaf({_compact(self.rule)}, {_summary(self.state)}{frozen})"
+
+
+class Node:
+    """The optimiser state of an object of the model: one attribute per field that holds
+    something to train. Prints as ``TypeName(field=..., ...)``."""
+
+    def __init__(self, typename: str, fields: dict):
+        self.__dict__["_typename"] = typename
+        self.__dict__["_fields"] = tuple(fields)
+        self.__dict__.update(fields)
+
+    def __tree_fields__(self):
+        return self._fields
+
+    def __repr__(self):
+        return _show(self, 0)
+
+
+def _compact(rule):
+    """A rule with its hyperparameters positional, as Optimisers.jl prints them:
+    ``Adam(0.001, (0.9, 0.999), 1e-08)``."""
+    parts = getattr(rule, "rules", None)
+    if parts is None:
+        parts = [getattr(rule, f.name) for f in dataclasses.fields(rule)]
+        return f"{type(rule).__name__}({', '.join(map(repr, parts))})"
+    return f"{type(rule).__name__}({', '.join(map(_compact, parts))})"
+
+
+def _summary(x):
+    """Arrays as ``float32(512, 784)``, so that a state tree prints in a few lines."""
+    if isinstance(x, np.ndarray) and x.ndim > 0:
+        return f"{x.dtype}{x.shape}"
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        inner = ", ".join(f"{k}={_summary(v)}" for k, v in zip(x._fields, x))
+        return f"{type(x).__name__}({inner})"
+    if isinstance(x, (tuple, list)):
+        inner = ", ".join(_summary(v) for v in x)
+        return f"({inner}{',' if len(x) == 1 else ''})" if isinstance(x, tuple) else f"[{inner}]"
+    return repr(x)
+
+
+def _show(tree, indent):
+    pad = "  " * (indent + 1)
+    if isinstance(tree, Node):
+        items = [(f"{k}=", getattr(tree, k)) for k in tree._fields]
+        opening, closing = f"{tree._typename}(", ")"
+    elif isinstance(tree, dict):
+        items = [(f"{k!r}: ", v) for k, v in tree.items()]
+        opening, closing = "{", "}"
+    elif isinstance(tree, (list, tuple)):
+        items = [("", v) for v in tree]
+        opening, closing = ("[", "]") if isinstance(tree, list) else ("(", ")")
+    else:
+        return repr(tree)
+    if not items:
+        return opening + closing
+    lines = [f"{pad}{k}{_show(v, indent + 1)}," for k, v in items]
+    return "\n".join([opening, *lines, "  " * indent + closing])
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def _trainable(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f" or (
+        type(x).__name__ == "ndarray" and getattr(x, "dtype", None) is not None
+        and x.dtype.kind == "f")
+
+
+def setup(rule: Rule, model):
+    """The optimiser state for training ``model`` with ``rule``: a tree mirroring the model,
+    with a ``Leaf`` for each float array (Python numbers and integer arrays are not trained,
+    nor the fields an object's class lists in ``nontrainable``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> class Affine:
+    ...     def __init__(self):
+    ...         self.weight, self.bias, self.act = np.zeros((2, 3)), np.zeros(2), np.tanh
+    >>> fl.setup(fl.Momentum(), Affine())
+    Affine(
+      weight=Leaf(Momentum(0.01, 0.9), float64(2, 3)),
+      bias=Leaf(Momentum(0.01, 0.9), float64(2,)),
+    )
+    """
+    if not isinstance(rule, Rule):
+        raise TypeError(f"setup: expected an optimisation rule such as fl.Adam(), got {rule!r}")
+    leaves, spec = flatten(model, trainable=True)  # without the nontrainable fields
+    return _setup(rule, spec, iter(leaves), {})
+
+
+def _setup(rule, spec, it, tied):
+    kind = spec.kind
+    if kind == "leaf":
+        x = next(it)
+        if not _trainable(x):
+            return None
+        leaf = tied.get(id(x))
+        if leaf is None:
+            leaf = tied[id(x)] = (Leaf(rule, rule.init(x)), x)
+        return leaf[0]  # the array is kept beside its leaf, so its id stays unique
+    if kind == "static":
+        return None
+    if kind in ("list", "tuple"):
+        children = [_setup(rule, c, it, tied) for c in spec.children]
+        if all(c is None for c in children):
+            return None
+        return spec.type(children)
+    if kind == "dict":
+        d = {k: _setup(rule, c, it, tied) for k, c in zip(spec.keys, spec.children)}
+        d = {k: v for k, v in d.items() if v is not None}
+        return d or None
+    keys = spec.type._fields if kind == "namedtuple" else spec.keys
+    fields = {}
+    for k, c in zip(keys, spec.children):
+        child = _setup(rule, c, it, tied)
+        if child is not None:
+            fields[k] = child
+    return Node(spec.type.__name__, fields) if fields else None
+
+
+# --- update -----------------------------------------------------------------------------------
+
+
+def update(state, model, grads):
+    """Apply one optimisation step in place: each unfrozen Leaf's rule turns the matching
+    gradient into an update, subtracted from the model's array. ``grads`` is a structural
+    gradient (``fl.gradient(loss, model)[0]``); ``None`` anywhere in it skips that part.
+    Returns ``(state, model)``, the same objects, updated."""
+    pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
+    _collect(state, model, grads, pending, ())
+    for leaf, x, dx in pending[0].values():
+        buf = _scratch(leaf, x, dx)
+        leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
+        if step is not None:
+            np.subtract(x, step, out=x)
+    return state, model
+
+
+def _layout(a):
+    """"F" for an array laid out as the transpose of a C-contiguous one, else "C"."""
+    flags = getattr(a, "flags", None)
+    if flags is None or a.ndim < 2 or flags.c_contiguous or not flags.f_contiguous:
+        return "C"
+    return "F"
+
+
+def _scratch(leaf, x, dx):
+    """The Leaf's scratch array (not a tree field: never saved, never flattened), laid out
+    as the gradient. Weight gradients of ``x @ W.T`` come back as transposed views, and
+    NumPy is several times slower on operands of mixed layouts: so the rule's state arrays
+    follow the gradient's layout too (converted once, when it changes), and only the final
+    ``x -= update`` mixes layouts."""
+    order = _layout(dx)
+    buf = getattr(leaf, "_scratch", None)
+    if buf is None or buf.shape != x.shape or buf.dtype != x.dtype or _layout(buf) != order:
+        buf = np.empty(x.shape, dtype=x.dtype, order=order)
+        leaf._scratch = buf
+        leaf.state = _relayout(leaf.state, order)
+    return buf
+
+
+def _relayout(state, order):
+    """The state with its arrays (of two or more axes) in the given layout; arrays already
+    so laid out are kept (they may be shared with the caller)."""
+    if isinstance(state, np.ndarray):
+        if state.ndim < 2 or _layout(state) == order:
+            return state
+        return np.asarray(state, order=order).copy(order=order)
+    if isinstance(state, tuple):
+        parts = [_relayout(s, order) for s in state]
+        return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
+    return state
+
+
+def _child(tree, key):
+    if tree is None:
+        return None
+    if isinstance(tree, dict):
+        return tree.get(key)
+    if isinstance(key, int):
+        return tree[key]
+    return getattr(tree, key, None)
+
+
+def _where(path):
+    """``model.layers[0].weight`` from the keys walked to get there."""
+    return "model" + "".join(f".{k}" if isinstance(k, str) and kind == "attr" else f"[{k!r}]"
+                             for kind, k in path)
+
+
+def _collect(state, model, grads, pending, path):
+    """Pair each unfrozen Leaf with its array and gradient (the path, a tuple of keys, is
+    formatted only for errors: the walk runs every step)."""
+    if state is None or grads is None:
+        return
+    if type(state) is Leaf:
+        if state.frozen:
+            return
+        if not isinstance(model, np.ndarray) and type(model).__name__ != "ndarray":
+            raise TypeError(f"update: {_where(path)} has a Leaf in the state but the model "
+                            f"has {type(model).__name__} there; was the state set up for "
+                            "this model?")
+        shape = model.shape
+        if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
+            raise ValueError(f"update: the gradient of {_where(path)} has shape "
+                             f"{np.shape(grads)}, the parameter {shape}")
+        # One step per array: fl.gradient gives a tied array its total gradient at every
+        # address, and a state rebuilt from its leaves (fmap, loading) may hold two Leafs
+        # for one array: the first found is used.
+        arrays, by_leaf = pending
+        prev = by_leaf.setdefault(id(state), (model, path))
+        if prev[0] is not model:
+            raise ValueError(f"update: {_where(path)} and {_where(prev[1])} share a Leaf (tied "
+                             "in setup) but are different arrays in the model now; set up the "
+                             "state again")
+        if id(model) not in arrays:
+            arrays[id(model)] = (state, model, grads)
+        return
+    if type(state) is Node:
+        for k in state._fields:
+            _collect(getattr(state, k), getattr(model, k, None), _child(grads, k), pending,
+                     path + (("attr", k),))
+    elif isinstance(state, dict):
+        for k, sub in state.items():
+            _collect(sub, _child(model, k), _child(grads, k), pending, path + (("item", k),))
+    elif isinstance(state, (list, tuple)):
+        if len(model) != len(state):
+            raise ValueError(f"update: {_where(path)} has {len(model)} entries, its state "
+                             f"{len(state)}; was the state set up for this model?")
+        for k, sub in enumerate(state):
+            _collect(sub, model[k], _child(grads, k), pending, path + (("item", k),))
+    else:
+        raise TypeError(f"update: unexpected {type(state).__name__} in the optimiser state at "
+                        f"{_where(path)}")
+
+
+# --- adjust, freeze, thaw ---------------------------------------------------------------------
+
+
+def _leaves(state):
+    """Each Leaf of the tree once (tied leaves appear at several addresses)."""
+    found, seen = [], set()
+    stack = [state]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, Leaf):
+            if id(t) not in seen:
+                seen.add(id(t))
+                found.append(t)
+        elif isinstance(t, Node):
+            stack.extend(getattr(t, k) for k in reversed(t._fields))
+        elif isinstance(t, dict):
+            stack.extend(reversed(list(t.values())))
+        elif isinstance(t, (list, tuple)):
+            stack.extend(reversed(t))
+    return found
+
+
+def adjust(state, eta: float | None = None, **changes):
+    """Change hyperparameters of every rule in ``state`` (a whole tree or any part of it) in
+    place, and return ``state``: ``adjust(state, 1e-4)`` sets the learning rate,
+    ``adjust(state, beta=(0.8, 0.99))`` others. PyTorch's names are accepted too (``lr``,
+    ``betas``, ``eps``, ``weight_decay``, ``alpha``, ``max_norm``, ``norm_type``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> state = fl.setup(fl.Adam(), {"w": np.zeros(2)})
+    >>> fl.adjust(state, lr=0.01)["w"].rule
+    Adam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
+    """
+    if eta is not None:
+        changes["eta"] = eta
+    changes = {ALIASES.get(k, k): v for k, v in changes.items()}
+    leaves = _leaves(state)
+    known = set().union(*(leaf.rule.names() for leaf in leaves)) if leaves else set()
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"adjust: no rule in this state has the hyperparameter(s) {unknown}; "
+                         f"they have {sorted(known)}")
+    for leaf in leaves:
+        leaf.rule = leaf.rule.adjust(**changes)
+    return state
+
+
+def freeze(state) -> None:
+    """Mark every Leaf in ``state`` (a whole tree or any part, e.g. ``state.layers[0]``) as
+    frozen: ``update`` leaves those arrays and their optimiser state alone.
+
+    >>> import numpy as np, fluxml as fl
+    >>> state = fl.setup(fl.Descent(), {"a": np.ones(1), "b": np.ones(1)})
+    >>> fl.freeze(state["a"])
+    >>> state["a"].frozen, state["b"].frozen
+    (True, False)
+    """
+    for leaf in _leaves(state):
+        leaf.frozen = True
+
+
+def thaw(state) -> None:
+    """Undo ``freeze``: every Leaf in ``state`` is trained again."""
+    for leaf in _leaves(state):
+        leaf.frozen = False

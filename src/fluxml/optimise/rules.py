@@ -1,0 +1,249 @@
+"""Gradient descent, momentum, and the rules that scale each entry by its own history:
+Descent, Momentum, Nesterov, RMSProp, Rprop, AdaGrad, AdaDelta, Lion.
+
+Names, hyperparameters and defaults are Optimisers.jl's; each docstring gives PyTorch's
+names and defaults where they differ. The Adam family is in ``adam.py``; clipping, decay,
+accumulation and chains in ``composite.py``.
+
+>>> import numpy as np, fluxml as fl
+>>> x = np.array([1.0, 2.0])
+>>> state, upd = fl.Descent(0.1).apply(None, x, np.array([1.0, -1.0]))
+>>> x - upd
+array([0.9, 2.1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+
+from fluxml.optimise.base import Rule, check_eta, floats, lerp, lerp_square, scratch
+
+
+@dataclass
+class Descent(Rule):
+    """Plain gradient descent: ``x -= eta * dx``. PyTorch: ``SGD(lr=eta)``."""
+
+    eta: float = 0.1
+
+    def __post_init__(self):
+        check_eta("Descent", self.eta)
+
+    def apply(self, state, x, dx, out=None):
+        return state, np.multiply(dx, float(self.eta), out=scratch(out, x))
+
+
+@dataclass
+class Momentum(Rule):
+    """Gradient descent with momentum: ``v = rho v + eta dx``, ``x -= v``.
+
+    PyTorch's ``SGD(lr, momentum)`` keeps ``b = momentum b + dx`` and subtracts ``lr b``:
+    the same steps while ``lr`` is constant (``v = lr b``)."""
+
+    eta: float = 0.01
+    rho: float = 0.9
+
+    def __post_init__(self):
+        check_eta("Momentum", self.eta)
+
+    def init(self, x):
+        return np.zeros_like(x)
+
+    def apply(self, v, x, dx, out=None):
+        eta, rho = floats(self.eta, self.rho)
+        out = scratch(out, x)
+        v *= rho
+        np.multiply(dx, eta, out=out)
+        v += out
+        return v, v
+
+
+@dataclass
+class Nesterov(Rule):
+    """Nesterov momentum: ``v' = rho v - eta dx``, ``x -= (1 + rho) eta dx - rho**2 v``.
+    PyTorch: ``SGD(lr, momentum, nesterov=True)`` (the same up to the scaling of ``v``)."""
+
+    eta: float = 0.001
+    rho: float = 0.9
+
+    def __post_init__(self):
+        check_eta("Nesterov", self.eta)
+
+    def init(self, x):
+        return np.zeros_like(x)
+
+    def apply(self, v, x, dx, out=None):
+        eta, rho = floats(self.eta, self.rho)
+        out = scratch(out, x)
+        np.multiply(dx, eta, out=out)  # eta dx
+        v *= rho
+        v -= out  # v' = rho v - eta dx
+        # the update (1 + rho) eta dx - rho^2 v  ==  eta dx - rho v'
+        out -= rho * v
+        return v, out
+
+
+class RMSPropState(NamedTuple):
+    quad: np.ndarray  # running mean of dx**2
+    lin: np.ndarray | None  # running mean of dx (centred variant only)
+
+
+@dataclass
+class RMSProp(Rule):
+    """RMSProp: ``quad = rho quad + (1 - rho) dx**2``; ``x -= eta dx / (sqrt(quad) + epsilon)``.
+    With ``centred=True`` the mean ``lin`` of ``dx`` is tracked too and ``quad - lin**2``
+    replaces ``quad``. PyTorch: ``RMSprop(lr=eta, alpha=rho (default 0.99), eps=epsilon,
+    centered=centred)``; ``adjust`` cannot change ``centred`` (the states differ)."""
+
+    eta: float = 0.001
+    rho: float = 0.9
+    epsilon: float = 1e-8
+    centred: bool = False
+    fixed: ClassVar[tuple] = ("centred",)
+
+    def __post_init__(self):
+        check_eta("RMSProp", self.eta)
+
+    def init(self, x):
+        return RMSPropState(np.zeros_like(x), np.zeros_like(x) if self.centred else None)
+
+    def apply(self, state, x, dx, out=None):
+        eta, rho, eps = floats(self.eta, self.rho, self.epsilon)
+        out = scratch(out, x)
+        quad, lin = state
+        lerp_square(quad, dx, 1.0 - rho, out)
+        if self.centred:
+            lerp(lin, dx, 1.0 - rho, out)
+            np.square(lin, out=out)
+            np.subtract(quad, out, out=out)
+            np.maximum(out, 0.0, out=out)  # >= 0 in exact arithmetic; rounding may dip below
+            np.sqrt(out, out=out)
+        else:
+            np.sqrt(quad, out=out)
+        out += eps
+        np.divide(dx, out, out=out)
+        out *= eta
+        return state, out
+
+
+class RpropState(NamedTuple):
+    grad: np.ndarray  # the previous gradient (0 where its sign flipped)
+    step: np.ndarray  # each entry's step size
+
+
+@dataclass
+class Rprop(Rule):
+    """Rprop: each entry's step grows by ``ell[1]`` while its gradient keeps its sign and
+    shrinks by ``ell[0]`` when it flips, within ``gamma``; ``x -= step * sign(dx)``.
+    PyTorch: ``Rprop(lr=eta (default 0.01), etas=ell, step_sizes=gamma)``."""
+
+    eta: float = 1e-3
+    ell: tuple = (0.5, 1.2)
+    gamma: tuple = (1e-6, 50.0)
+
+    def __post_init__(self):
+        check_eta("Rprop", self.eta)
+
+    def init(self, x):
+        return RpropState(np.zeros_like(x), np.full_like(x, self.eta))
+
+    def apply(self, state, x, dx, out=None):
+        (down, up), (lo, hi) = floats(*self.ell), floats(*self.gamma)
+        g, step = state
+        sign = np.sign(g * dx)
+        np.copyto(step, np.minimum(step * up, hi), where=sign > 0)
+        np.copyto(step, np.maximum(step * down, lo), where=sign < 0)
+        np.copyto(g, dx, casting="same_kind")
+        g[sign < 0] = 0
+        out = scratch(out, x)
+        np.sign(g, out=out)
+        out *= step
+        return state, out
+
+
+@dataclass
+class AdaGrad(Rule):
+    """AdaGrad: ``acc += dx**2``; ``x -= eta dx / (sqrt(acc) + epsilon)``, ``acc`` starting at
+    ``epsilon``. PyTorch: ``Adagrad(lr=eta (default 0.01), eps=epsilon (1e-10),
+    initial_accumulator_value=0)``."""
+
+    eta: float = 0.1
+    epsilon: float = 1e-8
+
+    def __post_init__(self):
+        check_eta("AdaGrad", self.eta)
+
+    def init(self, x):
+        return np.full_like(x, self.epsilon)
+
+    def apply(self, acc, x, dx, out=None):
+        eta, eps = floats(self.eta, self.epsilon)
+        out = scratch(out, x)
+        np.square(dx, out=out)
+        acc += out
+        np.sqrt(acc, out=out)
+        out += eps
+        np.divide(dx, out, out=out)
+        out *= eta
+        return acc, out
+
+
+class AdaDeltaState(NamedTuple):
+    acc: np.ndarray  # running mean of dx**2
+    delta: np.ndarray  # running mean of the squared updates
+
+
+@dataclass
+class AdaDelta(Rule):
+    """AdaDelta: ``acc = rho acc + (1 - rho) dx**2``;
+    ``u = dx sqrt(delta + epsilon) / sqrt(acc + epsilon)``; ``delta = rho delta + (1 - rho)
+    u**2``; ``x -= u``. No learning rate, as Optimisers.jl. PyTorch: ``Adadelta(lr=1.0,
+    rho, eps=epsilon (1e-6))``."""
+
+    rho: float = 0.9
+    epsilon: float = 1e-8
+
+    def init(self, x):
+        return AdaDeltaState(np.zeros_like(x), np.zeros_like(x))
+
+    def apply(self, state, x, dx, out=None):
+        rho, eps = floats(self.rho, self.epsilon)
+        acc, delta = state
+        out = scratch(out, x)
+        lerp_square(acc, dx, 1.0 - rho, out)
+        np.add(delta, eps, out=out)
+        out /= acc + eps
+        np.sqrt(out, out=out)
+        out *= dx
+        lerp_square(delta, out, 1.0 - rho, np.empty_like(out))
+        return state, out
+
+
+@dataclass
+class Lion(Rule):
+    """Lion (evolved sign momentum, Chen et al. 2023): ``x -= eta sign(beta[0] m + (1 -
+    beta[0]) dx)``, then ``m = beta[1] m + (1 - beta[1]) dx``. As the paper, PyTorch's and
+    Optax's Lion; PyTorch names ``lr=eta, betas=beta``."""
+
+    eta: float = 0.001
+    beta: tuple = (0.9, 0.999)
+
+    def __post_init__(self):
+        check_eta("Lion", self.eta)
+
+    def init(self, x):
+        return np.zeros_like(x)
+
+    def apply(self, m, x, dx, out=None):
+        eta = float(self.eta)
+        b1, b2 = floats(*self.beta)
+        out = scratch(out, x)
+        np.subtract(dx, m, out=out)
+        out *= 1.0 - b1
+        out += m  # b1 m + (1 - b1) dx, from the old m
+        np.sign(out, out=out)
+        out *= eta
+        lerp(m, dx, 1.0 - b2, np.empty_like(m))
+        return m, out

@@ -1,0 +1,101 @@
+"""Learning-rate schedules: small objects giving the learning rate at step ``t`` (counted from
+0). Apply one by hand with ``fl.adjust(state, eta=schedule(t))`` before each update; the
+training loop does the same.
+
+>>> import fluxml as fl
+>>> s = fl.CosineAnneal(0.1, period=100, warmup=10)
+>>> round(s(0), 4), round(s(10), 4), round(s(60), 4), s(110)
+(0.01, 0.1, 0.05, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def _check_step(t):
+    if t < 0:
+        raise ValueError(f"schedule: the step t counts from 0, got {t}")
+
+
+@dataclass(frozen=True)
+class StepDecay:
+    """``start * decay ** (t // step)``: multiply by ``decay`` every ``step`` steps.
+    PyTorch: ``StepLR(step_size=step, gamma=decay)``."""
+
+    start: float
+    decay: float = 0.5
+    step: int = 10
+
+    def __call__(self, t: int) -> float:
+        _check_step(t)
+        return self.start * self.decay ** (t // self.step)
+
+
+@dataclass(frozen=True)
+class ExpDecay:
+    """``start * decay ** t``. PyTorch: ``ExponentialLR(gamma=decay)``."""
+
+    start: float
+    decay: float = 0.99
+
+    def __call__(self, t: int) -> float:
+        _check_step(t)
+        return self.start * self.decay**t
+
+
+@dataclass(frozen=True)
+class CosineAnneal:
+    """A linear warm-up from ``start / warmup`` to ``start`` over the first ``warmup`` steps,
+    then half a cosine from ``start`` down to ``end`` over ``period`` steps, then ``end``.
+    PyTorch: ``LinearLR`` then ``CosineAnnealingLR(T_max=period, eta_min=end)``."""
+
+    start: float
+    end: float = 0.0
+    period: int = 100
+    warmup: int = 0
+
+    def __post_init__(self):
+        if self.period < 1 or self.warmup < 0:
+            raise ValueError(f"CosineAnneal: period must be >= 1 and warmup >= 0, got "
+                             f"period={self.period}, warmup={self.warmup}")
+
+    def __call__(self, t: int) -> float:
+        _check_step(t)
+        if t < self.warmup:
+            return self.start * (t + 1) / self.warmup
+        u = min(t - self.warmup, self.period) / self.period
+        return self.end + (self.start - self.end) * (1 + math.cos(math.pi * u)) / 2
+
+
+@dataclass(frozen=True)
+class OneCycle:
+    """The one-cycle policy (Smith 2018) as PyTorch's ``OneCycleLR`` (cosine phases): from
+    ``peak / div`` up to ``peak`` at step ``pct_start * (total - 1)``, then down to
+    ``peak / div / final_div`` at step ``total - 1``."""
+
+    peak: float
+    total: int
+    pct_start: float = 0.3
+    div: float = 25.0
+    final_div: float = 1e4
+
+    def __post_init__(self):
+        if self.total < 2 or not 0 < self.pct_start < 1:
+            raise ValueError(f"OneCycle: need total >= 2 and 0 < pct_start < 1, got "
+                             f"total={self.total}, pct_start={self.pct_start}")
+
+    def __call__(self, t: int) -> float:
+        _check_step(t)
+        low = self.peak / self.div
+        top = self.pct_start * self.total - 1  # PyTorch's end of the rising phase
+        if t <= top:
+            return _cos_between(low, self.peak, t / top if top > 0 else 1.0)
+        end = self.total - 1
+        return _cos_between(self.peak, low / self.final_div, min((t - top) / (end - top), 1.0))
+
+
+def _cos_between(a, b, u):
+    """From ``a`` at ``u = 0`` to ``b`` at ``u = 1`` along half a cosine."""
+    return b + (a - b) * (1 + math.cos(math.pi * u)) / 2

@@ -1,0 +1,66 @@
+"""onehot / onecold, splitobs / shuffleobs, normalisation: against direct computations."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fluxml as fl
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=20))
+def test_onehotbatch_onecold_roundtrip(ys):
+    y = fl.onehotbatch(ys, 7)
+    assert y.shape == (len(ys), 7) and y.dtype == np.float32
+    for row, v in zip(y, ys):
+        assert row[v] == 1 and row.sum() == 1
+    assert fl.onecold(y).tolist() == ys
+    labels = [f"c{i}" for i in range(7)]
+    assert fl.onecold(fl.onehotbatch([labels[v] for v in ys], labels), labels).tolist() == \
+        [labels[v] for v in ys]
+
+
+def test_onehot_labels_default_and_errors():
+    assert fl.onehot(3, [1, 3, 5]).tolist() == [0, 1, 0]
+    assert fl.onehotbatch([9], range(3), default=0).tolist() == [[1, 0, 0]]
+    assert fl.onehotbatch(["z"], "abc", default="c").tolist() == [[0, 0, 1]]
+    with pytest.raises(ValueError, match="value 3 is not among the labels 0..2"):
+        fl.onehotbatch([0, 3], 3)
+    with pytest.raises(ValueError, match=r"value 'q' is not among the labels \['a', 'b'\]"):
+        fl.onehot("q", "ab")
+    with pytest.raises(ValueError, match="expected a sequence of values"):
+        fl.onehotbatch(np.zeros((2, 2), int), 3)
+    with pytest.raises(ValueError, match="2 labels for 3 scores"):
+        fl.onecold(np.zeros((4, 3)), "ab")
+
+
+def test_splitobs_and_shuffleobs():
+    x, y = np.arange(20).reshape(10, 2), np.arange(10)
+    (xa, ya), (xb, yb), (xc, yc) = fl.splitobs((x, y), at=(0.5, 0.3))
+    assert ya.tolist() == [0, 1, 2, 3, 4] and yb.tolist() == [5, 6, 7] and yc.tolist() == [8, 9]
+    assert np.shares_memory(xa, x)
+    (xs, ys), _ = fl.splitobs((x, y), at=0.6, shuffle=True, rng=0)
+    assert np.array_equal(xs[:, 0] // 2, ys) and sorted(ys.tolist()) != ys.tolist()
+    xs, ys = fl.shuffleobs((x, y), rng=5)
+    assert sorted(ys.tolist()) == list(range(10)) and np.array_equal(xs[:, 0] // 2, ys)
+    with pytest.raises(ValueError, match="fractions in"):
+        fl.splitobs(x, at=(0.6, 0.5))
+
+
+def test_normalise_and_standardiser():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (50, 4)).astype(np.float32)
+    z = fl.normalise(x, eps=0.0)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-5)
+    g = fl.gradient(lambda x: np.sum(fl.normalise(x, axis=1) ** 3), x.astype(np.float64))[0]
+    assert g.shape == x.shape and np.all(np.isfinite(g))
+    train, test = x[:40], x[40:]
+    s = fl.Standardiser.fit(train)
+    expected = (test - train.mean(0)) / train.std(0)
+    np.testing.assert_allclose(s(test), expected, rtol=1e-5)
+    assert s(test).dtype == np.float32
+    np.testing.assert_allclose(s.inverse(s(test)), test, rtol=1e-5)
+    const = fl.Standardiser.fit(np.ones((3, 2)))
+    assert np.array_equal(const(np.ones((1, 2))), np.zeros((1, 2)))

@@ -1,0 +1,98 @@
+"""Checkpoints: model, optimiser state, generators and step; resuming reproduces the
+uninterrupted run exactly; a checkpoint that does not fit changes nothing."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.io import LoadError
+
+
+class Momentum:
+    """A minimal optimiser state written here: one velocity per parameter, a step count and
+    a tuple of hyperparameters (numbers inside a tuple must be restored too)."""
+
+    def __init__(self, model, lr=0.1, rho=0.9):
+        self.velocity = [np.zeros_like(x) for x in fl.leaves(model)]
+        self.t = 0
+        self.hyper = (lr, rho)
+
+    def step(self, model, grads):
+        lr, rho = self.hyper
+        for x, v, g in zip(fl.leaves(model), self.velocity, fl.leaves(grads)):
+            v *= rho
+            v += g
+            x -= lr * v
+        self.t += 1
+
+
+def _model():
+    fl.seed(0)
+    return fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    return x, np.sin(x[:, :1] * 2).astype(np.float32)
+
+
+def _run(model, opt, loader, epochs, losses):
+    for _ in range(epochs):
+        for xb, yb in loader:
+            noise = fl.init.default_rng().normal(size=yb.shape).astype(np.float32) * 0.01
+            loss, (g,) = fl.withgradient(lambda m: np.mean((m(xb) - yb - noise) ** 2), model)
+            opt.step(model, g)
+            losses.append(float(loss))
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    x, y = _data()
+    model = _model()
+    opt, loader = Momentum(model), fl.DataLoader((x, y), batchsize=8, shuffle=True, rng=3)
+    straight: list = []
+    _run(model, opt, loader, 4, straight)
+
+    model = _model()
+    opt, loader = Momentum(model), fl.DataLoader((x, y), batchsize=8, shuffle=True, rng=3)
+    first: list = []
+    _run(model, opt, loader, 2, first)
+    path = tmp_path / "ckpt.safetensors"
+    fl.save_checkpoint(path, model, opt, step=opt.t, rngs={"data": loader.rng},
+                       extra={"losses": first})
+    # a fresh process would build everything anew, with other random numbers
+    fl.seed(99)
+    model2 = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    opt2 = Momentum(model2, lr=0.5)
+    loader2 = fl.DataLoader((x, y), batchsize=8, shuffle=True, rng=12345)
+    info = fl.load_checkpoint(path, model2, opt2, rngs={"data": loader2.rng})
+    assert info.step == 10 and info.opt_state is opt2 and opt2.hyper == (0.1, 0.9)
+    assert opt2.t == 10 and info.extra["losses"] == first
+    rest: list = []
+    _run(model2, opt2, loader2, 2, rest)
+    assert first + rest == straight  # exactly, not approximately
+
+
+def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path):
+    model = _model()
+    opt = Momentum(model)
+    path = tmp_path / "ckpt.safetensors"
+    fl.save_checkpoint(path, model, opt, step=3)
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    wrong = Momentum(fl.Chain(fl.Dense(2, 8), fl.Dense(8, 2)))  # velocity shapes differ
+    before = [x.copy() for x in fl.leaves(other)]
+    state_before = fl.init.default_rng().bit_generator.state
+    with pytest.raises(LoadError, match=r"optimiser state\): velocity\.2: expected \(2, 8\), "
+                                        r"got \(1, 8\)"):
+        fl.load_checkpoint(path, other, wrong)
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
+    assert fl.init.default_rng().bit_generator.state == state_before
+    with pytest.raises(LoadError, match="pass opt_state="):
+        fl.load_checkpoint(path, other)
+    with pytest.raises(LoadError, match="no saved state for the generator 'data'"):
+        fl.load_checkpoint(path, other, Momentum(other), rngs={"data": np.random.default_rng()})
+    fl.save(tmp_path / "plain.safetensors", model)
+    with pytest.raises(LoadError, match="not a fluxml checkpoint"):
+        fl.load_checkpoint(tmp_path / "plain.safetensors", other)
+    with pytest.raises(TypeError, match=r"rngs\['data'\] must be a numpy.random.Generator"):
+        fl.save_checkpoint(path, model, rngs={"data": 3})

@@ -1,0 +1,111 @@
+"""fl.state / fl.loadmodel: paths, in-place copies, and checks that come before any write."""
+
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.io import LoadError
+from fluxml.io.modelstate import flat_state
+
+Pair = namedtuple("Pair", "a b")
+
+
+class Stats(fl.Module):
+    nontrainable = ("running",)
+
+    def __init__(self):
+        self.scale = np.ones(3, np.float32)
+        self.running = np.zeros(3, np.float32)
+        self.count = 0
+        self.momentum = 0.1
+        self.act = np.tanh
+
+    def __call__(self, x):
+        return x
+
+@dataclass(frozen=True)
+class Rule:
+    eta: float
+    beta: tuple
+
+
+def _model():
+    return fl.Chain(fl.Dense(4, 10, np.tanh), Stats(), fl.Dense(10, 2))
+
+
+def test_state_paths_and_values():
+    m = _model()
+    s = fl.state(m)
+    assert list(s["layers"]) == ["0", "1", "2"]
+    assert set(s["layers"]["1"]) == {"scale", "running", "count", "momentum"}
+    assert s["layers"]["0"]["weight"] is m[0].weight  # the arrays, not copies
+    assert s["layers"]["1"]["count"].dtype == np.int64 and s["layers"]["1"]["count"].shape == ()
+    flat = flat_state(s)
+    assert list(flat)[:3] == ["layers.0.weight", "layers.0.bias", "layers.1.scale"]
+    with pytest.raises(TypeError, match="got a single array"):
+        fl.state(np.zeros(3))
+
+
+def test_loadmodel_copies_in_place_and_rebuilds_numbers():
+    fl.seed(0)
+    src, dst = _model(), _model()
+    src[1].running[:] = 5
+    src[1].count, src[1].momentum = 7, 0.25
+    w = dst[0].weight
+    out = fl.loadmodel(dst, fl.state(src))
+    assert out is dst and dst[0].weight is w  # in place: optimiser state stays tied
+    for (p, a), (_, b) in zip(fl.tree.leaves_with_paths(src), fl.tree.leaves_with_paths(dst)):
+        assert np.array_equal(a, b), p
+        assert type(a) is type(b), p
+    assert dst[1].count == 7 and type(dst[1].count) is int and dst[1].act is np.tanh
+    # a frozen dataclass holding a tuple of numbers, and a namedtuple
+    tree = {"rule": Rule(0.1, (0.9, 0.99)), "p": Pair(np.zeros(2), 3.0)}
+    new = {"rule": {"eta": np.float64(0.5), "beta": {"0": np.float64(0.1), "1": np.float64(0.2)}},
+           "p": {"0": np.ones(2), "1": np.float64(4.0)}}
+    a = tree["p"].a
+    fl.loadmodel(tree, new)
+    assert tree["rule"] == Rule(0.5, (0.1, 0.2)) and tree["p"].b == 4.0 and tree["p"].a is a
+    assert np.array_equal(a, [1, 1])
+    # a flat dict with dotted names, as from a PyTorch state dict
+    flat = {k: v.copy() for k, v in flat_state(src).items()}
+    fl.loadmodel(_model(), flat)
+
+
+def _snapshot(model):
+    return [np.array(x, copy=True) for _, x in fl.tree.leaves_with_paths(model)]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["layers"]["2"].update(weight=np.zeros((10, 2), np.float32)),
+     r"loadmodel: layers\.2\.weight: expected \(2, 10\), got \(10, 2\)$"),
+    (lambda s: s["layers"]["2"].update(bias=np.zeros(2)),
+     r"layers\.2\.bias: expected dtype float32, got float64"),
+    (lambda s: s["layers"]["2"].pop("bias"), r"layers\.2\.bias: missing from the state"),
+    (lambda s: s["layers"]["2"].update(extra=np.zeros(1)),
+     r"layers\.2\.extra: in the state but not in the model"),
+    (lambda s: s["layers"]["1"].update(count=np.float64(1.0)),
+     r"layers\.1\.count: expected dtype int64, got float64"),
+])
+def test_mismatch_names_the_path_and_writes_nothing(change, message):
+    fl.seed(1)
+    src, dst = _model(), _model()
+    state = {k: v for k, v in fl.state(src).items()}
+    state["layers"] = {k: dict(v) for k, v in state["layers"].items()}
+    change(state)
+    before = _snapshot(dst)
+    with pytest.raises(LoadError, match=message):
+        fl.loadmodel(dst, state)
+    for a, b in zip(before, _snapshot(dst)):
+        assert np.array_equal(a, b)  # the early layers were not written either
+
+
+def test_loadmodel_bad_arguments():
+    with pytest.raises(TypeError, match="expected a state"):
+        fl.loadmodel(_model(), [np.zeros(2)])
+    d = {"w": np.zeros(2)}
+    d["w"].flags.writeable = False
+    with pytest.raises(LoadError, match="w: the model's array is read-only"):
+        fl.loadmodel(d, {"w": np.ones(2)})

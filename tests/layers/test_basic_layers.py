@@ -1,0 +1,170 @@
+"""Containers and simple layers: Parallel, SkipConnection, PairwiseFusion, Maxout, Bilinear,
+Scale, Embedding, EmbeddingBag, Flatten; outputsize, summary, autosize."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+RNG = np.random.default_rng(0)
+
+
+def f64(m):
+    return fl.f64(m)
+
+
+def loss(m, *xs):
+    return np.sum(np.sin(m(*xs)))
+
+
+def test_parallel_forms_and_grads():
+    a, b = fl.Dense(3, 2, np.tanh, rng=RNG), fl.Dense(3, 2, rng=RNG)
+    x = RNG.normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_allclose(fl.Parallel(np.add, a, b)(x), a(x) + b(x), rtol=1e-6)
+    x2 = RNG.normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_allclose(fl.Parallel(np.multiply, a, b)(x, x2), a(x) * b(x2), rtol=1e-6)
+    np.testing.assert_allclose(fl.Parallel(np.add, a)((x, x2)), a(x) + a(x2), rtol=1e-6)
+    ys = fl.Parallel(None, p=a, q=b)(x)
+    assert isinstance(ys, tuple) and len(ys) == 2
+    m = f64(fl.Parallel(np.add, a, b))
+    check_grads(loss, m, x.astype(np.float64))
+    g, = fl.gradient(lambda m: loss(m, x.astype(np.float64)), m)
+    assert g.layers[0].weight.shape == (2, 3)
+    with pytest.raises(fl.LayerError, match="Parallel with 2 layers takes 1 or 2 inputs; got 3"):
+        m(x, x, x)
+    with pytest.raises(fl.LayerError, match=r"^Parallel\[1\]: Dense\(3 => 2\) expects"):
+        fl.Parallel(None, a, b)(x, np.ones((4, 5), np.float32))
+
+
+def test_skip_pairwise_maxout_forward_and_grads():
+    d = f64(fl.Dense(3, 3, np.tanh, rng=RNG))
+    x = RNG.normal(size=(2, 3))
+    np.testing.assert_allclose(fl.SkipConnection(d, np.add)(x), d(x) + x)
+    check_grads(loss, fl.SkipConnection(d, np.multiply), x)
+
+    l1, l2 = f64(fl.Dense(3, 3, rng=RNG)), f64(fl.Dense(3, 2, rng=RNG))
+    x1, x2 = RNG.normal(size=(2, 3)), RNG.normal(size=(2, 3))
+    y1, y2 = fl.PairwiseFusion(np.add, l1, l2)((x1, x2))
+    np.testing.assert_allclose(y1, l1(x1))
+    np.testing.assert_allclose(y2, l2(l1(x1) + x2))
+    check_grads(lambda m, a, b: np.sum(m(a, b)[1] ** 2), fl.PairwiseFusion(np.add, l1, l2),
+                x1, x2)
+    with pytest.raises(fl.LayerError, match="PairwiseFusion with 2 layers takes 1 or 2"):
+        fl.PairwiseFusion(np.add, l1, l2)(x1, x1, x1)
+
+    m = f64(fl.Maxout(lambda: fl.Dense(3, 2, rng=RNG), 3))
+    expected = np.max(np.stack([layer(x) for layer in m.layers]), axis=0)
+    np.testing.assert_allclose(m(x), expected)
+    check_grads(loss, m, x)
+    assert fl.outputsize(m, (7, 3)) == (7, 2)
+
+
+def test_bilinear_against_sum_and_grads():
+    m = f64(fl.Bilinear((3, 2), 4, np.tanh, rng=RNG))
+    m.bias = RNG.normal(size=4)
+    x, z = RNG.normal(size=(5, 3)), RNG.normal(size=(5, 2))
+    expected = np.zeros((5, 4))
+    for n in range(5):
+        for o in range(4):
+            expected[n, o] = sum(x[n, i] * m.weight[o, i, j] * z[n, j]
+                                 for i in range(3) for j in range(2))
+    np.testing.assert_allclose(m(x, z), np.tanh(expected + m.bias), rtol=1e-12)
+    np.testing.assert_allclose(m((x, z)), m(x, z))
+    check_grads(loss, m, x, z)
+    assert repr(fl.Bilinear(3, 4)) == "Bilinear(3 => 4)  # 40 parameters"
+    assert fl.Bilinear((3, 2), 4)._line() == "Bilinear((3, 2) => 4)"
+    with pytest.raises(fl.LayerError, match=r"expects inputs \(N, 3\) and \(N, 2\); got "
+                                            r"\(5, 3\) and \(5, 3\)"):
+        m(x, x)
+
+
+def test_scale_and_flatten():
+    s = f64(fl.Scale(3, 1, 1, np.tanh, rng=RNG))
+    s.scale = RNG.normal(size=(3, 1, 1))
+    s.bias = RNG.normal(size=(3, 1, 1))
+    x = RNG.normal(size=(2, 3, 4, 4))
+    np.testing.assert_allclose(s(x), np.tanh(x * s.scale + s.bias))
+    check_grads(loss, s, x)
+    assert repr(fl.Scale(2, bias=False)) == "Scale(2, bias=False)  # 2 parameters"
+    with pytest.raises(fl.LayerError, match=r"Scale\(3, 1, 1, tanh\) expects inputs whose "
+                                            r"trailing dimensions broadcast"):
+        s(np.ones((2, 4, 4, 4)))
+    f = fl.Flatten()
+    assert f(x).shape == (2, 48) and fl.outputsize(f, (2, 3, 4, 4)) == (2, 48)
+    check_grads(lambda x: np.sum(np.sin(f(x)) * np.arange(48.0)), x)
+
+
+def test_embedding_lookup_scatter_gradient_and_errors():
+    e = f64(fl.Embedding(5, 3, rng=RNG))
+    idx = np.array([[0, 4, 4], [1, 0, 2]])
+    out = e(idx)
+    assert out.shape == (2, 3, 3)
+    for n in range(2):
+        for t in range(3):
+            np.testing.assert_array_equal(out[n, t], e.weight[idx[n, t]])
+    g, = fl.gradient(lambda m: np.sum(m(idx)), e)
+    np.testing.assert_array_equal(g.weight[:, 0], [2, 1, 1, 0, 2])  # counts: a scatter-add
+    check_grads(lambda m: np.sum(np.sin(m(idx))), e)
+    assert fl.outputsize(e, (2, 3)) == (2, 3, 3)
+    assert fl.Embedding(5, 3).weight.dtype == np.float32
+    with pytest.raises(fl.LayerError, match=r"Embedding\(5 => 3\) has a vocabulary of 5 "
+                                            r"\(indices 0 to 4\); got index 5"):
+        e(np.array([1, 5]))
+    with pytest.raises(fl.LayerError, match="got index -1"):
+        e(np.array([-1]))
+    with pytest.raises(fl.LayerError, match="expects integer indices; got float64"):
+        e(np.array([1.0]))
+
+
+@pytest.mark.parametrize("reduction, reduce", [("mean", np.mean), ("sum", np.sum),
+                                               ("max", np.max)])
+def test_embedding_bag_forms_agree(reduction, reduce):
+    m = f64(fl.EmbeddingBag(6, 2, reduction, rng=RNG))
+    bags = [np.array([0, 3, 3]), np.array([5]), np.array([], np.int64), np.array([1, 2])]
+    expected = np.stack([reduce(m.weight[b], axis=0) if b.size else np.zeros(2) for b in bags])
+    np.testing.assert_allclose(m(bags), expected, rtol=1e-12)
+    flat, offsets = np.concatenate(bags), np.array([0, 3, 4, 4])
+    np.testing.assert_allclose(m((flat, offsets)), expected, rtol=1e-12)
+    square = np.array([[0, 3], [5, 1]])
+    np.testing.assert_allclose(m(square), reduce(m.weight[square], axis=1), rtol=1e-12)
+    check_grads(lambda m: np.sum(np.sin(m(bags))), m)
+    check_grads(lambda m: np.sum(np.sin(m(square))), m)
+    assert m._line() == f"EmbeddingBag(6 => 2, {reduction})"
+    with pytest.raises(fl.LayerError, match="offsets must be an increasing integer vector"):
+        m((flat, np.array([0, 4, 3])))
+
+
+def test_outputsize_uses_rules_and_falls_back_for_user_layers():
+    class Twice(fl.Module):  # a user's layer: no shape rule
+        def __call__(self, x):
+            return np.concatenate([x, x], axis=-1)
+
+    m = fl.Chain(fl.Dense(4, 8), Twice(), fl.Dense(16, 2), np.tanh)
+    assert fl.outputsize(m, (32, 4)) == (32, 2)
+    assert fl.outputsize(m, (4,), padbatch=True) == (1, 2)
+    with pytest.raises(fl.LayerError, match=r"^Chain\[2\]: Dense\(16 => 2\) expects inputs of "
+                                            r"shape \(N, 16\); got \(32, 10\)"):
+        fl.outputsize(fl.Chain(fl.Dense(4, 5), Twice(), m.layers[2]), (32, 4))
+
+
+def test_summary_lists_shapes_and_counts():
+    m = fl.Chain(fl.Dense(4, 8, np.tanh), fl.Chain(fl.Dense(8, 8), np.sin), fl.Dense(8, 1))
+    text = str(fl.summary(m, (16, 4)))
+    assert "  Dense(4 => 8, tanh)           (16, 8)                     40" in text
+    assert "    sin                         (16, 8)                      0" in text
+    assert text.splitlines()[-1] == "Total: 121 trainable parameters, 0 non-trainable."
+
+
+def test_autosize_builds_placeholder_layers():
+    lazy = fl.Dense(fl._, 10, np.tanh)
+    with pytest.raises(fl.LayerError, match=r"Dense\(_, 10, tanh\) has a size still to infer"):
+        lazy(np.ones((1, 3)))
+    m = fl.autosize((2, 3, 4, 5), fl.Chain(fl.Scale(4, 5), fl.Flatten(),
+                                           fl.Chain(fl.Dense(fl._, 7), fl.Maxout(np.tanh, np.sin)),
+                                           fl.SkipConnection(fl.Dense(fl._, 7), np.add),
+                                           fl.Bilinear(fl._, 3)))
+    assert m.layers[2].layers[0].weight.shape == (7, 60)
+    assert m.layers[3].layers.weight.shape == (7, 7)
+    assert m.layers[4].weight.shape == (3, 7, 7)
+    assert m(np.ones((2, 3, 4, 5), np.float32)).shape == (2, 3)

@@ -1,0 +1,223 @@
+"""The Module system: structural gradients, user layers, printing, modes, precision."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+
+class Scale2(fl.Module):
+    """A user's layer written with NumPy, an in-place write included."""
+
+    def __init__(self, n):
+        self.s = np.full(n, 2.0)
+
+    def __call__(self, x):
+        out = np.zeros_like(x)
+        out[:, 0] = x[:, 0] * self.s[0]
+        out[:, 1:] += x[:, 1:] * self.s[1:]
+        return out
+
+
+class Plain:
+    """Not even a Module: a plain class in a Chain."""
+
+    def __init__(self):
+        self.w = np.array([1.0, -1.0])
+
+    def __call__(self, x):
+        return np.tanh(x * self.w)
+
+
+class Stats(fl.Module):
+    nontrainable = ("running",)
+
+    def __init__(self):
+        self.scale = np.ones(2)
+        self.running = np.zeros(2)
+
+    def __call__(self, x):
+        self.running[...] = 0.9 * self.running + 0.1 * fl.stop_gradient(np.mean(x, axis=0))
+        return x * self.scale
+
+
+def test_structural_gradient_mirrors_the_model():
+    model = fl.f64(fl.Chain(fl.Dense(3, 2, np.tanh), Scale2(2), Plain()))
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    g, = fl.gradient(lambda m: np.sum(m(x) ** 2), model)
+    assert isinstance(g, fl.Chain)
+    assert g.layers[0].weight.shape == (2, 3)
+    assert g.layers[1].s.shape == (2,)
+    assert g.layers[2].w.shape == (2,)
+    assert g.layers[0].activation is None  # static parts show None
+    # against finite differences, through the user's in-place layer
+    check_grads(lambda w, s, v: np.sum(_rebuilt(model, w, s, v)(x) ** 2),
+                model.layers[0].weight, model.layers[1].s, model.layers[2].w, order=1)
+
+
+def _rebuilt(model, w, s, v):
+    m = fl.fmap(lambda a: a, model)
+    m.layers[0].weight, m.layers[1].s, m.layers[2].w = w, s, v
+    return m
+
+
+def test_dense_matches_formula_and_checks_grads():
+    rng = np.random.default_rng(1)
+    d = fl.f64(fl.Dense(3, 4, np.tanh, rng=rng))
+    d.bias = rng.normal(size=4)
+    x = rng.normal(size=(5, 3))
+    expected = np.tanh(np.einsum("oi,ni->no", d.weight, x) + d.bias)
+    np.testing.assert_allclose(d(x), expected, rtol=1e-12)
+    check_grads(lambda W, b, x: np.sum(np.sin(fl.Dense(W, np.tanh, bias=b)(x))),
+                d.weight, d.bias, x, order=2)
+
+
+def test_dense_shapes_and_options():
+    d = fl.Dense(3, 2, bias=False)
+    assert d.bias is None and repr(d) == "Dense(3 => 2, bias=False)  # 6 parameters"
+    assert d(np.ones(3, np.float32)).shape == (2,)
+    assert d(np.ones((2, 5, 3), np.float32)).shape == (2, 5, 2)
+    assert d.weight.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.ones((2, 5), np.float32),
+     r"Dense\(3 => 2\) expects inputs of shape \(N, 3\); got \(2, 5\)"),
+    (np.ones((2, 3), np.int64), "expects floating-point input; got int64"),
+    ([1.0, 2.0, 3.0], "expects inputs of shape"),
+])
+def test_dense_bad_input(bad, message):
+    with pytest.raises(fl.LayerError, match=message):
+        fl.Dense(3, 2)(bad)
+
+
+def test_dense_bad_construction():
+    with pytest.raises(ValueError, match="in_features must be a positive int; got 0"):
+        fl.Dense(0, 2)
+    with pytest.raises(ValueError, match=r"bias must have shape \(2,\)"):
+        fl.Dense(3, 2, bias=np.zeros(3))
+    with pytest.raises(TypeError, match="activation must be callable"):
+        fl.Dense(3, 2, "relu")
+
+
+def test_chain_error_names_the_place():
+    m = fl.Chain(fl.Dense(2, 3), fl.Chain(fl.Dense(3, 3), fl.Dense(4, 1)))
+    with pytest.raises(fl.LayerError, match=r"^Chain\[1\] > Chain\[1\]: Dense\(4 => 1\) "
+                                            r"expects inputs of shape \(N, 4\); got \(5, 3\)"):
+        m(np.ones((5, 2), np.float32))
+
+
+def test_other_precision_converts_and_warns_once():
+    d = fl.Dense(2, 2)
+    with pytest.warns(UserWarning, match=r"Dense\(2 => 2\) has float32 parameters and got "
+                                         "float64 input"):
+        y = d(np.ones((1, 2)))
+    assert y.dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d(np.ones((1, 2)))
+
+
+def test_chain_indexing_and_names():
+    a, b, c = fl.Dense(2, 3), fl.Dense(3, 3), fl.Dense(3, 1)
+    m = fl.Chain(a, b, c)
+    assert m[0] is a and len(m) == 3 and list(m) == [a, b, c]
+    assert isinstance(m[1:], fl.Chain) and m[1:].layers == (b, c)
+    x = np.ones((2, 2), np.float32)
+    np.testing.assert_allclose(m(x), c(b(a(x))))
+    named = fl.Chain(enc=a, mid=b, dec=c)
+    assert named.enc is a and named["dec"] is c and named[1] is b
+    assert list(named[1:].layers) == ["mid", "dec"]
+    g, = fl.gradient(lambda m: np.sum(m(x)), named)
+    assert g.layers["enc"].weight.shape == (3, 2)
+    assert fl.Chain([a, b]).layers == (a, b)
+    with pytest.raises(TypeError, match="either positionally or by name"):
+        fl.Chain(a, dec=c)
+
+
+def test_printing_nested_with_counts():
+    m = fl.Chain(fl.Dense(2, 3, np.tanh), fl.Chain(fl.Dense(3, 3), np.sin), Stats())
+    text = repr(m)
+    assert text.splitlines()[0] == "Chain("
+    assert "  Dense(2 => 3, tanh),                  # 9 parameters" in text
+    assert "    sin," in text
+    assert "Stats(scale=float64[2], running=float64[2]),  # 2 parameters, plus 2 non-trainable" \
+        in text
+    assert "# Total: 5 trainable arrays, 23 parameters," in text
+    assert "# plus 1 non-trainable, 2 parameters," in text
+
+
+def test_printing_flags_nan_and_zero_weights():
+    d = fl.Dense(2, 2, init=fl.init.zeros)
+    assert repr(d).endswith("(all zero)")
+    d.weight[0, 0] = np.nan
+    assert repr(d).endswith("(some NaN)")
+
+
+def test_nontrainable_fields_are_skipped_by_gradient_but_updated_in_place():
+    m = Stats()
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    g, = fl.gradient(lambda m: np.sum(m(x)), m)
+    np.testing.assert_allclose(g.scale, [4.0, 6.0])
+    assert g.running is None
+    np.testing.assert_allclose(m.running, [0.2, 0.3])  # the model's own array was updated
+    assert list(fl.trainable(m)) == ["scale"]
+    assert len(fl.leaves(m)) == 2  # fmap, saving and device moves still see both
+
+
+def test_trainmode_testmode_walk_the_model():
+    class Noisy(fl.Module):
+        def __init__(self):
+            self.active = None
+
+        def __call__(self, x):
+            return x
+
+    inner = Noisy()
+    m = fl.Chain(fl.Dense(1, 1), fl.Chain(inner), Plain())
+    fl.trainmode(m)
+    assert inner.active is True
+    fl.testmode(m)
+    assert inner.active is False
+    fl.testmode(m, None)
+    assert inner.active is None
+    assert fl.modules(m)[2] is m.layers[1]
+
+
+def test_is_active_follows_the_trace():
+    layer = fl.Module()
+    seen = []
+
+    def f(x):
+        seen.append(fl.layers.is_active(layer, x))
+        return np.sum(x)
+
+    fl.gradient(f, np.ones(2))
+    f(np.ones(2))
+    assert seen == [True, False]
+    layer.active = False
+    fl.gradient(f, np.ones(2))
+    assert seen[-1] is False
+
+
+def test_precision_conversion_of_whole_trees():
+    m = fl.Chain(fl.Dense(2, 3), Stats())
+    m64 = fl.f64(m)
+    assert m64.layers[0].weight.dtype == np.float64 and m64.layers[1].running.dtype == np.float64
+    assert m.layers[0].weight.dtype == np.float32  # a new tree; the old one is unchanged
+    assert fl.f16(m).layers[0].bias.dtype == np.float16
+    assert fl.f32(m64).layers[0].weight.dtype == np.float32
+
+
+def test_seeded_layers_are_reproducible():
+    fl.seed(3)
+    a = fl.Dense(4, 4)
+    fl.seed(3)
+    b = fl.Dense(4, 4)
+    np.testing.assert_array_equal(a.weight, b.weight)
+    c = fl.Dense(4, 4, rng=np.random.default_rng(3))
+    d = fl.Dense(4, 4, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(c.weight, d.weight)

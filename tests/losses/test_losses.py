@@ -1,0 +1,277 @@
+"""Every loss against its formula written out here in plain NumPy, with check_grads, in
+float32, and with clear errors for mismatched shapes. One table drives the tests; a loss
+exported without a row fails ``test_every_loss_has_a_row``."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+RNG = np.random.default_rng(0)
+N, C = 5, 4
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def onehot(labels, k=C):
+    return np.eye(k)[labels]
+
+
+LABELS = RNG.integers(0, C, N)
+LOGITS = RNG.standard_normal((N, C))
+PROBS = softmax(LOGITS)
+TARGET_PROBS = softmax(RNG.standard_normal((N, C)))
+REAL = RNG.standard_normal((N, C))
+REAL2 = RNG.standard_normal((N, C))
+POS = RNG.uniform(0.2, 2.0, (N, C))
+POS2 = RNG.uniform(0.2, 2.0, (N, C))
+UNIT = RNG.uniform(0.05, 0.95, (N, C))
+BITS = RNG.integers(0, 2, (N, C)).astype(float)
+SIGNS = 2 * BITS - 1
+EPS64 = np.finfo(np.float64).eps
+
+
+def per_sample(fn):
+    """The reference sums over the class axis, one value per sample."""
+    return lambda yh, y: fn(yh, y).sum(axis=-1)
+
+
+# (loss, yhat, y, the loss per entry or per sample written out, keywords)
+CASES = [
+    (fl.mae, REAL, REAL2, lambda yh, y: np.abs(yh - y), {}),
+    (fl.mse, REAL, REAL2, lambda yh, y: (yh - y) ** 2, {}),
+    (fl.msle, POS, POS2, lambda yh, y: np.log((yh + EPS64) / (y + EPS64)) ** 2, {}),
+    (fl.huber_loss, 2 * REAL, REAL2,
+     lambda yh, y: np.array([0.5 * e**2 if e < 1 else 1 * (e - 0.5)
+                             for e in np.abs(yh - y).ravel()]).reshape(yh.shape), {}),
+    (fl.huber_loss, 2 * REAL, REAL2,
+     lambda yh, y: np.array([0.5 * e**2 if e < 0.7 else 0.7 * (e - 0.35)
+                             for e in np.abs(yh - y).ravel()]).reshape(yh.shape),
+     {"delta": 0.7}),
+    (fl.poisson_loss, POS, np.round(3 * POS2), lambda yh, y: yh - y * np.log(yh), {}),
+    (fl.siamese_contrastive_loss, POS, BITS,
+     lambda yh, y: (1 - y) * yh**2 + y * np.maximum(0, 1.5 - yh) ** 2, {"margin": 1.5}),
+    (fl.crossentropy, PROBS, onehot(LABELS),
+     per_sample(lambda yh, y: -y * np.log(yh + EPS64)), {}),
+    (fl.crossentropy, PROBS, TARGET_PROBS, per_sample(lambda yh, y: -y * np.log(yh + EPS64)),
+     {}),
+    (fl.logitcrossentropy, LOGITS, TARGET_PROBS,
+     per_sample(lambda yh, y: -y * np.log(softmax(yh))), {}),
+    (fl.binarycrossentropy, UNIT, BITS,
+     lambda yh, y: -y * np.log(yh + EPS64) - (1 - y) * np.log(1 - yh + EPS64), {}),
+    (fl.logitbinarycrossentropy, 3 * REAL, UNIT,
+     lambda yh, y: -y * np.log(sigmoid(yh)) - (1 - y) * np.log(1 - sigmoid(yh)), {}),
+    (fl.kldivergence, PROBS, TARGET_PROBS,
+     per_sample(lambda yh, y: y * np.log(y) - y * np.log(yh + EPS64)), {}),
+    (fl.hinge_loss, REAL, SIGNS, lambda yh, y: np.maximum(0, 1 - yh * y), {}),
+    (fl.squared_hinge_loss, REAL, SIGNS, lambda yh, y: np.maximum(0, 1 - yh * y) ** 2, {}),
+    (fl.binary_focal_loss, UNIT, BITS,
+     lambda yh, y: -np.where(y == 1, (1 - yh) ** 2 * np.log(yh), yh**2 * np.log(1 - yh)),
+     {"eps": 0.0}),
+    (fl.binary_focal_loss, UNIT, BITS,
+     lambda yh, y: -np.where(y == 1, (1 - yh) ** 3 * np.log(yh), yh**3 * np.log(1 - yh)),
+     {"eps": 0.0, "gamma": 3}),
+    (fl.focal_loss, PROBS, onehot(LABELS),
+     per_sample(lambda yh, y: -y * (1 - yh) ** 2 * np.log(yh)), {"eps": 0.0}),
+]
+# losses over the whole array (no agg, as Flux)
+WHOLE = [
+    (fl.dice_coeff_loss, UNIT, BITS,
+     lambda yh, y: 1 - (2 * np.sum(y * yh) + 1) / (np.sum(y**2) + np.sum(yh**2) + 1), {}),
+    (fl.tversky_loss, UNIT, BITS,
+     lambda yh, y: 1 - (np.sum(y * yh) + 1) / (np.sum(y * yh) + 0.7 * np.sum((1 - y) * yh)
+                                               + 0.3 * np.sum(y * (1 - yh)) + 1), {}),
+]
+IDS = [f"{f.__name__}-{i}" for i, (f, *_) in enumerate(CASES)]
+WHOLE_IDS = [f.__name__ for f, *_ in WHOLE]
+
+
+def test_every_loss_has_a_row():
+    covered = {f.__name__ for f, *_ in CASES + WHOLE} | {"label_smoothing", "ctc_loss"}
+    assert set(fl.losses.__all__) <= covered, sorted(set(fl.losses.__all__) - covered)
+    for name in fl.losses.__all__:
+        assert getattr(fl, name) is getattr(fl.losses, name)
+
+
+@pytest.mark.parametrize("loss, yhat, y, ref, kw", CASES, ids=IDS)
+def test_matches_its_formula(loss, yhat, y, ref, kw):
+    want = ref(yhat, y)
+    np.testing.assert_allclose(loss(yhat, y, **kw), want.mean(), rtol=1e-12)
+    np.testing.assert_allclose(loss(yhat, y, agg="sum", **kw), want.sum(), rtol=1e-12)
+    np.testing.assert_allclose(loss(yhat, y, agg=np.sum, **kw), want.sum(), rtol=1e-12)
+    np.testing.assert_allclose(loss(yhat, y, agg="none", **kw), want, rtol=1e-12)
+    np.testing.assert_allclose(loss(yhat, y, agg=None, **kw), want, rtol=1e-12)
+    np.testing.assert_allclose(loss(yhat, y, agg=np.max, **kw), want.max(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss, yhat, y, ref, kw", WHOLE, ids=WHOLE_IDS)
+def test_whole_array_losses_match_their_formulas(loss, yhat, y, ref, kw):
+    np.testing.assert_allclose(loss(yhat, y, **kw), ref(yhat, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss, yhat, y, ref, kw", CASES + WHOLE, ids=IDS + WHOLE_IDS)
+def test_gradients(loss, yhat, y, ref, kw):
+    check_grads(lambda yh: loss(yh, y, **kw), yhat, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss, yhat, y, ref, kw", CASES + WHOLE, ids=IDS + WHOLE_IDS)
+def test_float32_stays_float32(loss, yhat, y, ref, kw):
+    yh32 = yhat.astype(np.float32)
+    out = loss(yh32, y, **kw)  # float64 targets follow the prediction
+    assert out.dtype == np.float32
+    g = fl.gradient(lambda yh: loss(yh, y.astype(np.float32), **kw), yh32)[0]
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(out, loss(yhat, y, **kw), rtol=2e-3)
+
+
+@pytest.mark.parametrize("loss, yhat, y, ref, kw", CASES + WHOLE, ids=IDS + WHOLE_IDS)
+def test_shape_mismatch_is_a_clear_error(loss, yhat, y, ref, kw):
+    y = y[:, :-1]  # also not integer labels: those have their own check
+    with pytest.raises(ValueError, match=rf"{loss.__name__}: .*\(5, 4\).*\(5, 3\)"):
+        loss(yhat, y, **kw)
+
+
+@pytest.mark.parametrize("loss, yhat", [(fl.crossentropy, PROBS),
+                                        (fl.logitcrossentropy, LOGITS),
+                                        (fl.focal_loss, PROBS)])
+def test_integer_labels_equal_onehot_targets(loss, yhat):
+    for agg in ("mean", "sum", "none"):
+        np.testing.assert_allclose(loss(yhat, LABELS, agg=agg),
+                                   loss(yhat, onehot(LABELS), agg=agg), rtol=1e-12)
+    # more batch axes, and the class axis elsewhere
+    big = np.stack([yhat, yhat[::-1]])  # (2, N, C)
+    labels = np.stack([LABELS, LABELS[::-1]])
+    np.testing.assert_allclose(loss(big, labels), loss(big, onehot(labels)), rtol=1e-12)
+    moved = np.moveaxis(big, -1, 0)  # (C, 2, N)
+    np.testing.assert_allclose(loss(moved, labels, axis=0), loss(big, labels), rtol=1e-12)
+    check_grads(lambda yh: loss(yh, LABELS), yhat, rtol=1e-4)
+    with pytest.raises(ValueError, match=rf"{loss.__name__}: labels must lie in \[0, 4\)"):
+        loss(yhat, LABELS + 1)
+    with pytest.raises(ValueError, match=rf"{loss.__name__}: integer labels must have"):
+        loss(yhat, LABELS[:-1])
+
+
+def test_logit_forms_never_overflow():
+    big = np.array([[1e4, -1e4, 0.0], [-3e4, 2e4, 1e4]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ce = fl.logitcrossentropy(big, np.array([1, 1]), agg="none")
+        np.testing.assert_allclose(ce, [2e4, 0.0], rtol=1e-6)
+        g = fl.gradient(lambda x: fl.logitcrossentropy(x, np.array([1, 1])), big)[0]
+        assert np.all(np.isfinite(g))
+        y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+        bce = fl.logitbinarycrossentropy(big, y, agg="none")
+        np.testing.assert_allclose(bce, [[0, 0, np.log(2)], [0, 0, 1e4]], rtol=1e-6)
+        g = fl.gradient(lambda x: fl.logitbinarycrossentropy(x, y), big)[0]
+        assert np.all(np.isfinite(g)) and g.dtype == np.float32
+        # probabilities of exactly 0 and 1 with their eps
+        p = np.array([[0.0, 1.0]])
+        assert np.isfinite(fl.binarycrossentropy(p, np.array([[1.0, 0.0]])))
+        assert np.isfinite(fl.crossentropy(p, np.array([[1.0, 0.0]])))
+        assert np.isfinite(fl.kldivergence(p, np.array([[1.0, 0.0]])))
+
+
+def test_label_smoothing():
+    y = onehot(LABELS)
+    np.testing.assert_allclose(fl.label_smoothing(y, 0.1), y * 0.9 + 0.1 / C)
+    np.testing.assert_allclose(fl.label_smoothing(BITS, 0.2, axis=None), BITS * 0.8 + 0.1)
+    np.testing.assert_allclose(fl.label_smoothing(y, 0.1).sum(axis=-1), 1.0)
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        fl.label_smoothing(y, 1.5)
+
+
+def test_bad_agg():
+    with pytest.raises(ValueError, match="agg must be"):
+        fl.mse(REAL, REAL2, agg="average")
+
+
+# --- ctc ----------------------------------------------------------------------------------
+
+
+def ctc_brute_force(logits, labels, blank):
+    """-log of the total probability of every path that collapses to ``labels``."""
+    p = softmax(logits)
+    frames, classes = logits.shape
+    total = 0.0
+    for path in itertools.product(range(classes), repeat=frames):
+        collapsed = [c for i, c in enumerate(path) if i == 0 or c != path[i - 1]]
+        if [c for c in collapsed if c != blank] == list(labels):
+            total += np.prod(p[np.arange(frames), path])
+    return -np.log(total)
+
+
+@pytest.mark.parametrize("labels, blank", [([0, 1], -1), ([1, 1], -1), ([2], 0), ([], -1),
+                                           ([0, 2, 0], 1)])
+def test_ctc_against_every_alignment(labels, blank):
+    logits = RNG.standard_normal((5, 3))
+    want = ctc_brute_force(logits, labels, blank % 3)
+    got = fl.ctc_loss(logits, np.array(labels, dtype=int), blank=blank)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_ctc_batch_and_gradients():
+    logits = RNG.standard_normal((3, 6, 4))
+    labels = [np.array([0, 1, 1]), np.array([2]), np.array([1, 0])]
+    lengths = np.array([6, 4, 5])
+    each = [fl.ctc_loss(logits[i, :lengths[i]], labels[i]) for i in range(3)]
+    np.testing.assert_allclose(fl.ctc_loss(logits, labels, input_lengths=lengths, agg="none"),
+                               each, rtol=1e-12)
+    np.testing.assert_allclose(fl.ctc_loss(logits, labels, input_lengths=lengths),
+                               np.mean(each), rtol=1e-12)
+    check_grads(lambda x: fl.ctc_loss(x, labels, input_lengths=lengths), logits, rtol=1e-4)
+    x32 = logits.astype(np.float32)
+    assert fl.ctc_loss(x32, labels).dtype == np.float32
+    assert fl.gradient(lambda x: fl.ctc_loss(x, labels), x32)[0].dtype == np.float32
+
+
+def test_ctc_errors():
+    logits = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="too few"):
+        fl.ctc_loss(logits, np.array([0, 0, 1]))  # needs 4 frames
+    with pytest.raises(ValueError, match="not be the blank 3"):
+        fl.ctc_loss(logits, np.array([3]))
+    with pytest.raises(ValueError, match=r"shape \(T, classes\) or \(N, T, classes\)"):
+        fl.ctc_loss(np.zeros(4), np.array([1]))
+    with pytest.raises(ValueError, match="2 sequences of logits but 1 label"):
+        fl.ctc_loss(np.zeros((2, 3, 4)), [np.array([1])])
+
+
+# --- fuzz: the logit forms against references written another way -------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(2, 5)),
+                  elements=st.floats(-1e4, 1e4)),
+       st.integers(0, 2**32 - 1))
+def test_logit_losses_fuzz(x, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.dirichlet(np.ones(x.shape[1]), x.shape[0])
+    m = x.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
+    want = lse * y.sum(axis=1) - (y * x).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fl.logitcrossentropy(x, y, agg="none")
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * (1 + np.abs(x).max()))
+        bits = rng.uniform(0, 1, x.shape)
+        want = np.maximum(x, 0) - x * bits + np.log1p(np.exp(-np.abs(x)))
+        got = fl.logitbinarycrossentropy(x, bits, agg="none")
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * (1 + np.abs(x).max()))
+        x32 = x.astype(np.float32)
+        for loss, target in ((fl.logitcrossentropy, y), (fl.logitbinarycrossentropy, bits)):
+            out, g = fl.withgradient(lambda z: loss(z, target), x32)
+            assert out.dtype == np.float32 and np.isfinite(out)
+            assert g[0].dtype == np.float32 and np.all(np.isfinite(g[0]))

@@ -1,0 +1,170 @@
+"""Pooling: forward against naive loops written here, the max-pool gradient's routing (first
+maximum on ties), derivatives to second order, bad input."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fluxml as fl
+from fluxml.nnlib import (
+    adaptive_maxpool,
+    adaptive_meanpool,
+    global_maxpool,
+    global_meanpool,
+    lppool,
+    maxpool,
+    meanpool,
+)
+from fluxml.testing import check_grads
+
+
+def naive_pool(x, kernel, stride, pads, dilation, reduce, fill):
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(pads), constant_values=fill)
+    out = tuple((n - dl * (k - 1) - 1) // s + 1
+                for n, k, s, dl in zip(xp.shape[2:], kernel, stride, dilation))
+    y = np.zeros(x.shape[:2] + out)
+    for n, c in itertools.product(*map(range, x.shape[:2])):
+        for pos in itertools.product(*map(range, out)):
+            window = [xp[(n, c) + tuple(p * s + q * dl for p, q, s, dl
+                                          in zip(pos, off, stride, dilation))]
+                      for off in itertools.product(*map(range, kernel))]
+            y[(n, c) + pos] = reduce(window)
+    return y
+
+
+def naive_adaptive(x, out, reduce):
+    y = np.zeros(x.shape[:2] + out)
+    for pos in itertools.product(*map(range, out)):
+        box = tuple(slice(i * n // m, math.ceil((i + 1) * n / m))
+                    for i, n, m in zip(pos, x.shape[2:], out))
+        for n, c in itertools.product(*map(range, x.shape[:2])):
+            y[(n, c) + pos] = reduce(x[(n, c) + box].ravel())
+    return y
+
+
+# (spatial size, kernel, stride, pad, dilation)
+CASES = [
+    ((7,), (2,), (2,), ((0, 0),), (1,)),
+    ((8,), (3,), (2,), ((1, 1),), (1,)),
+    ((6, 7), (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1)),
+    ((6, 7), (3, 3), (1, 2), ((1, 1), (0, 1)), (1, 1)),
+    ((7, 7), (2, 3), (2, 1), ((1, 0), (1, 1)), (2, 1)),
+    ((4, 5, 4), (2, 2, 2), (2, 2, 2), ((0, 0),) * 3, (1, 1, 1)),
+    ((5, 4, 5), (3, 2, 2), (1, 2, 1), ((1, 1), (0, 0), (1, 0)), (1, 1, 2)),
+]
+
+
+def _x(size, seed=0, n=2, c=2):
+    return np.random.default_rng(seed).standard_normal((n, c) + size)
+
+
+@pytest.mark.parametrize("size, kernel, stride, pads, dilation", CASES)
+def test_maxpool_matches_naive_loops_and_derivatives(size, kernel, stride, pads, dilation):
+    x = _x(size)
+    y = maxpool(x, kernel, stride=stride, pad=pads, dilation=dilation)
+    np.testing.assert_array_equal(y, naive_pool(x, kernel, stride, pads, dilation, max, -np.inf))
+    check_grads(lambda x: maxpool(x, kernel, stride=stride, pad=pads, dilation=dilation), x[:1])
+
+
+@pytest.mark.parametrize("size, kernel, stride, pads, dilation", CASES)
+def test_meanpool_and_lppool_match_naive_loops(size, kernel, stride, pads, dilation):
+    if dilation != (1,) * len(size):
+        return  # mean and lp pooling take no dilation (as Flux's and PyTorch's)
+    x = _x(size)
+    y = meanpool(x, kernel, stride=stride, pad=pads)
+    np.testing.assert_allclose(y, naive_pool(x, kernel, stride, pads, dilation, np.mean, 0.0),
+                               atol=1e-12)
+    y = lppool(x, 3, kernel, stride=stride, pad=pads)
+    lp = lambda w: np.sum(np.abs(w) ** 3) ** (1 / 3)
+    np.testing.assert_allclose(y, naive_pool(x, kernel, stride, pads, dilation, lp, 0.0),
+                               atol=1e-12)
+    check_grads(lambda x: meanpool(x, kernel, stride=stride, pad=pads), x[:1])
+    check_grads(lambda x: lppool(x, 3, kernel, stride=stride, pad=pads), x[:1])
+
+
+@pytest.mark.parametrize("size, out", [((7,), (3,)), ((6, 7), (4, 3)), ((5, 6, 4), (2, 3, 4)),
+                                       ((6, 6), (3, 2))])
+def test_adaptive_pools_match_naive_loops(size, out):
+    x = _x(size)
+    np.testing.assert_array_equal(adaptive_maxpool(x, out), naive_adaptive(x, out, np.max))
+    np.testing.assert_allclose(adaptive_meanpool(x, out), naive_adaptive(x, out, np.mean),
+                               atol=1e-12)
+    check_grads(lambda x: adaptive_maxpool(x, out), x[:1])
+    check_grads(lambda x: adaptive_meanpool(x, out), x[:1])
+
+
+def test_global_pools():
+    x = _x((3, 4, 2))
+    np.testing.assert_array_equal(global_maxpool(x), x.max(axis=(2, 3, 4), keepdims=True))
+    np.testing.assert_allclose(global_meanpool(x), x.mean(axis=(2, 3, 4), keepdims=True))
+    check_grads(global_maxpool, x)
+    check_grads(global_meanpool, x)
+
+
+def test_max_gradient_goes_to_the_first_maximum():
+    x = np.array([[[[1.0, 1.0, 0.0], [1.0, 0.0, 2.0], [2.0, 2.0, 2.0]]]])
+    g, = fl.gradient(lambda x: np.sum(maxpool(x, 2, stride=1)), x)
+    # windows: top-left ties at (0, 0); top-right 2 at (1, 2); bottom-left 2 at (2, 0);
+    # bottom-right 2 at (1, 2) first (row-major), not at (2, 1) or (2, 2)
+    np.testing.assert_array_equal(g, [[[[1, 0, 0], [0, 0, 2], [1, 0, 0]]]])
+    g, = fl.gradient(lambda x: np.sum(adaptive_maxpool(x, (1, 1))), x)
+    np.testing.assert_array_equal(g, [[[[0, 0, 0], [0, 0, 1], [0, 0, 0]]]])
+
+
+def test_maxpool_second_order_routes_through_the_same_positions():
+    x = _x((6, 6), n=1)
+
+    def inner(x):
+        return fl.gradient(lambda x: np.sum(maxpool(x, 3, stride=1, pad=1) ** 2), x)[0]
+
+    check_grads(inner, x, order=1)  # overlapping windows: the scatter adds
+
+
+def test_float32_stays_float32():
+    x = _x((6, 6)).astype(np.float32)
+    for f in (lambda x: maxpool(x, 2), lambda x: meanpool(x, 2), lambda x: lppool(x, 2, 2),
+              lambda x: adaptive_maxpool(x, 4), lambda x: adaptive_meanpool(x, 4),
+              global_maxpool, global_meanpool):
+        assert f(x).dtype == np.float32
+        assert fl.gradient(lambda x: np.sum(f(x)), x)[0].dtype == np.float32
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.data())
+def test_maxpool_random_configurations(data):
+    d = data.draw(st.integers(1, 3))
+    kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(d))
+    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(d))
+    pads = tuple((data.draw(st.integers(0, k // 2)), data.draw(st.integers(0, k // 2)))
+                 for k in kernel)
+    size = tuple(k + data.draw(st.integers(0, 4 - d)) for k in kernel)
+    x = np.round(_x(size, seed=data.draw(st.integers(0, 99)), n=1), 1)  # ties happen
+    y = maxpool(x, kernel, stride=stride, pad=pads)
+    np.testing.assert_array_equal(y, naive_pool(x, kernel, stride, pads, (1,) * d, max,
+                                                -np.inf))
+    np.testing.assert_allclose(meanpool(x, kernel, stride=stride, pad=pads),
+                               naive_pool(x, kernel, stride, pads, (1,) * d, np.mean, 0.0),
+                               atol=1e-12)
+
+
+BAD = [
+    (lambda: maxpool(np.ones((4, 4)), 2), r"maxpool: input must be .*got shape \(4, 4\)"),
+    (lambda: maxpool(np.ones((1, 1, 4, 4)), 5), "larger than the padded input"),
+    (lambda: maxpool(np.ones((1, 1, 4, 4)), 2, pad=2), "at most half the window"),
+    (lambda: maxpool(np.ones((1, 1, 4, 4)), (2, 2, 2)), "kernel must be"),
+    (lambda: meanpool(np.ones((1, 1, 4, 4)), 2, stride=0), "stride must be"),
+    (lambda: lppool(np.ones((1, 1, 4, 4)), 0, 2), "p must be positive"),
+    (lambda: adaptive_maxpool(np.ones((1, 1, 4, 4)), (5, 2)), "larger than the input"),
+    (lambda: adaptive_meanpool(np.ones((1, 1, 4, 4)), (2, 2, 2)), "out_size must be"),
+    (lambda: global_meanpool(np.ones(3)), "global_meanpool: input must be"),
+]
+
+
+@pytest.mark.parametrize("call, message", BAD)
+def test_bad_input_is_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

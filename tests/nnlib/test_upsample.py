@@ -1,0 +1,137 @@
+"""Upsampling, pixel shuffle, batched products: forward against loops written here,
+derivatives to second order, bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.nnlib import (
+    batched_mul,
+    batched_transpose,
+    pixel_shuffle,
+    pixel_unshuffle,
+    upsample_bilinear,
+    upsample_linear,
+    upsample_nearest,
+    upsample_trilinear,
+)
+from fluxml.testing import check_grads
+
+
+def _x(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def naive_bilinear(x, out, ratio):
+    """PyTorch's align_corners=False sampling, one output pixel at a time."""
+    n_, c_, h, w = x.shape
+    y = np.zeros((n_, c_) + out)
+    for i, j in itertools.product(range(out[0]), range(out[1])):
+        taps = []
+        for pos, n, r in ((i, h, ratio[0]), (j, w, ratio[1])):
+            src = max((pos + 0.5) * r - 0.5, 0.0)
+            lo = min(int(np.floor(src)), n - 1)
+            taps.append((lo, min(lo + 1, n - 1), src - lo))
+        (h0, h1, a), (w0, w1, b) = taps
+        y[:, :, i, j] = ((1 - a) * (1 - b) * x[:, :, h0, w0] + (1 - a) * b * x[:, :, h0, w1]
+                         + a * (1 - b) * x[:, :, h1, w0] + a * b * x[:, :, h1, w1])
+    return y
+
+
+def test_nearest_by_scale_and_size():
+    x = _x((2, 3, 2, 3))
+    y = upsample_nearest(x, (2, 3))
+    assert y.shape == (2, 3, 4, 9)
+    for i, j in itertools.product(range(4), range(9)):
+        np.testing.assert_array_equal(y[:, :, i, j], x[:, :, i // 2, j // 3])
+    y = upsample_nearest(x, size=(5, 4))
+    for i, j in itertools.product(range(5), range(4)):
+        np.testing.assert_array_equal(y[:, :, i, j], x[:, :, i * 2 // 5, j * 3 // 4])
+    x3 = _x((1, 2, 2, 1, 2))
+    np.testing.assert_array_equal(upsample_nearest(x3, 2)[0, :, 3, 1, 2], x3[0, :, 1, 0, 1])
+    check_grads(lambda x: upsample_nearest(x, (2, 3)), x)
+    check_grads(lambda x: upsample_nearest(x, size=(5, 4)), x)
+
+
+@pytest.mark.parametrize("shape, scale, size", [((2, 2, 3, 4), 2, None), ((1, 3, 4, 3), None,
+                                                (7, 5)), ((1, 1, 5, 4), (0.5, 1.5), None)])
+def test_bilinear_matches_naive_sampling(shape, scale, size):
+    x = _x(shape)
+    y = upsample_bilinear(x, scale, size=size)
+    if scale is not None:
+        s = scale if isinstance(scale, tuple) else (scale, scale)
+        out = tuple(int(np.floor(n * f)) for n, f in zip(shape[2:], s))
+        ratio = tuple(1 / f for f in s)
+    else:
+        out, ratio = size, tuple(n / m for n, m in zip(shape[2:], size))
+    np.testing.assert_allclose(y, naive_bilinear(x, out, ratio), atol=1e-12)
+    check_grads(lambda x: upsample_bilinear(x, scale, size=size), x)
+
+
+def test_linear_align_corners_and_1d_3d():
+    x = np.array([[[0.0, 3.0, 6.0]]])
+    np.testing.assert_allclose(upsample_linear(x, size=5, align_corners=True),
+                               [[[0.0, 1.5, 3.0, 4.5, 6.0]]])
+    x3 = _x((1, 2, 2, 3, 2))
+    y = upsample_trilinear(x3, 2)
+    assert y.shape == (1, 2, 4, 6, 4)
+    # trilinear is separable: first along D, then H and W gives the same as all at once
+    step = upsample_linear(np.moveaxis(x3, 2, -1).reshape(1, 12, 2), 2).reshape(1, 2, 3, 2, 4)
+    step = upsample_bilinear(np.moveaxis(step, -1, 2).reshape(1, 8, 3, 2), 2)
+    np.testing.assert_allclose(y, step.reshape(1, 2, 4, 6, 4), atol=1e-12)
+    check_grads(lambda x: upsample_trilinear(x, 2), x3)
+
+
+def test_pixel_shuffle_as_pytorch_orders_channels():
+    x = _x((2, 8, 3, 2))
+    y = pixel_shuffle(x, 2)
+    assert y.shape == (2, 2, 6, 4)
+    for c, h, w, i, j in itertools.product(range(2), range(3), range(2), range(2), range(2)):
+        np.testing.assert_array_equal(y[:, c, h * 2 + i, w * 2 + j], x[:, c * 4 + i * 2 + j, h, w])
+    np.testing.assert_array_equal(pixel_unshuffle(y, 2), x)
+    x3 = _x((1, 16, 2, 1, 3))
+    np.testing.assert_array_equal(pixel_unshuffle(pixel_shuffle(x3, 2), 2), x3)
+    check_grads(lambda x: pixel_shuffle(x, 2), x)
+    check_grads(lambda x: pixel_unshuffle(x, 2), y)
+
+
+def test_float32_stays_float32():
+    x = _x((1, 4, 4, 4)).astype(np.float32)
+    for f in (lambda x: upsample_nearest(x, 2), lambda x: upsample_bilinear(x, 2),
+              lambda x: upsample_nearest(x, size=(5, 7)), lambda x: pixel_shuffle(x, 2)):
+        assert f(x).dtype == np.float32
+        assert fl.gradient(lambda x: np.sum(f(x) ** 2), x)[0].dtype == np.float32
+
+
+def test_batched_mul():
+    a, b = _x((3, 2, 4)), _x((3, 4, 5), 1)
+    y = batched_mul(a, b)
+    for i in range(3):
+        np.testing.assert_allclose(y[i], a[i] @ b[i])
+    np.testing.assert_allclose(batched_mul(a[:1], b)[2], a[0] @ b[2])
+    np.testing.assert_array_equal(batched_transpose(a)[1], a[1].T)
+    check_grads(batched_mul, a, b)
+    check_grads(lambda a, b: batched_mul(a[:1], batched_transpose(b)), a, _x((3, 5, 4)))
+
+
+BAD = [
+    (lambda: upsample_nearest(np.ones((1, 1, 2, 2)), 1.5), "upsample_nearest: scale"),
+    (lambda: upsample_nearest(np.ones((1, 1, 2, 2))), "either scale or size"),
+    (lambda: upsample_linear(np.ones((1, 1, 2, 2)), 2, size=(4, 4)), "either scale or size"),
+    (lambda: upsample_linear(np.ones((1, 1, 2, 2)), (2, 0)), "scale must be"),
+    (lambda: upsample_bilinear(np.ones((1, 1, 2)), 2), r"upsample_bilinear: input must be"),
+    (lambda: upsample_trilinear(np.ones((1, 1, 2, 2)), 2), r"upsample_trilinear: input must"),
+    (lambda: pixel_shuffle(np.ones((1, 6, 2, 2)), 2), r"multiple of r\^2 = 4"),
+    (lambda: pixel_unshuffle(np.ones((1, 1, 3, 2)), 2), "multiples of r = 2"),
+    (lambda: batched_mul(np.ones((2, 3)), np.ones((2, 3, 4))), "must be"),
+    (lambda: batched_mul(np.ones((2, 3, 4)), np.ones((2, 3, 4))), r"inner sizes differ"),
+    (lambda: batched_mul(np.ones((2, 3, 4)), np.ones((3, 4, 4))), "batch sizes differ"),
+]
+
+
+@pytest.mark.parametrize("call, message", BAD)
+def test_bad_input_is_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -1,0 +1,200 @@
+"""Solving: convergence orders, agreement with SciPy, dense output, trees, clear failures."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.ode import tableaus
+
+scipy_integrate = pytest.importorskip("scipy.integrate")
+
+
+def lotka(t, u, p):
+    a, b, c, d = p
+    return np.stack([a * u[0] - b * u[0] * u[1], -c * u[1] + d * u[0] * u[1]])
+
+
+LV_P = np.array([1.5, 1.0, 3.0, 1.0])
+LV_U0 = np.array([1.0, 1.0])
+
+
+def oscillator(t, u, p):
+    return np.stack([u[1], -u[0]])
+
+
+@pytest.mark.parametrize("solver, order", [
+    (fl.ode.Euler(), 1), (fl.ode.Midpoint(), 2), (fl.ode.Heun(), 2), (fl.ode.RK4(), 4),
+    (fl.ode.BS3(), 3), (fl.ode.Tsit5(), 5), (fl.ode.DP5(), 5), (fl.ode.Vern7(), 7),
+])
+def test_fixed_steps_converge_at_the_methods_order(solver, order):
+    """The log-log slope of the global error against the step size is the order."""
+    exact = np.array([np.cos(1.0), -np.sin(1.0)])
+    dts = [0.1, 0.05] if order < 7 else [0.25, 0.125]
+    errors = []
+    for dt in dts:
+        sol = fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 1.0), solver=solver, dt=dt,
+                           saveat=[1.0], adaptive=False)
+        errors.append(np.abs(sol.u[-1] - exact).max())
+    slope = np.log(errors[0] / errors[1]) / np.log(dts[0] / dts[1])
+    assert abs(slope - order) < 0.45, (slope, errors)
+
+
+@pytest.mark.parametrize("solver, rtol, tol", [
+    (fl.ode.Tsit5(), 1e-10, 1e-7), (fl.ode.DP5(), 1e-10, 1e-7), (fl.ode.Vern7(), 1e-12, 1e-9),
+    (fl.ode.BS3(), 1e-7, 1e-4),
+])
+def test_agrees_with_scipy_on_lotka_volterra(solver, rtol, tol):
+    ts = np.linspace(0.0, 10.0, 11)
+    ref = scipy_integrate.solve_ivp(lambda t, u: lotka(t, u, LV_P), (0, 10), LV_U0,
+                                    method="DOP853", t_eval=ts, rtol=1e-13, atol=1e-13)
+    sol = fl.ode.solve(lotka, LV_U0, (0.0, 10.0), LV_P, solver=solver, saveat=ts, rtol=rtol,
+                       atol=rtol)
+    np.testing.assert_allclose(sol.u, ref.y.T, rtol=tol, atol=tol)
+    assert sol.stats.nfe > 0 and sol.stats.naccept > 0
+
+
+def test_errors_fall_as_tolerances_tighten():
+    exact = np.array([np.cos(5.0), -np.sin(5.0)])
+    errors, nfes = [], []
+    for tol in (1e-4, 1e-6, 1e-8, 1e-10):
+        sol = fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 5.0), saveat=[5.0],
+                           rtol=tol, atol=tol)
+        errors.append(np.abs(sol.u[-1] - exact).max())
+        nfes.append(sol.stats.nfe)
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert all(a < b for a, b in zip(nfes, nfes[1:])), nfes
+    assert errors[-1] < 1e-8
+
+
+@pytest.mark.parametrize("solver, order", [
+    (fl.ode.BS3(), 3), (fl.ode.Tsit5(), 4), (fl.ode.DP5(), 4), (fl.ode.Vern7(), 7),
+    (fl.ode.Rosenbrock23(), 2), (fl.ode.Rodas5(), 4),
+])
+def test_dense_output_has_the_interpolants_order(solver, order):
+    """Inside one step of size h the interpolation error falls like h**(order + 1)."""
+    errors = []
+    for h in (0.2, 0.1):
+        sol = fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, h), solver=solver, dt=h,
+                           adaptive=False)
+        end = sol.u[-1]
+        step_error = np.abs(end - [np.cos(h), -np.sin(h)]).max()
+        mid = sol(0.37 * h)
+        errors.append(max(np.abs(mid - [np.cos(0.37 * h), -np.sin(0.37 * h)]).max(),
+                          step_error))
+    slope = np.log2(errors[0] / errors[1])
+    assert slope > order + 1 - 0.5, (slope, errors)
+
+
+def test_dense_output_and_saveat_agree_with_the_exact_solution():
+    ts = np.linspace(0.0, 3.0, 13)
+    sol = fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 3.0), saveat=ts, rtol=1e-9,
+                       atol=1e-9)
+    np.testing.assert_allclose(sol.t, ts)
+    np.testing.assert_allclose(sol.u[:, 0], np.cos(ts), atol=1e-7)
+    np.testing.assert_allclose(sol(np.array([0.123, 2.9]))[:, 0], np.cos([0.123, 2.9]),
+                               atol=1e-7)
+    default = fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 3.0))
+    assert default.t[0] == 0.0 and default.t[-1] == 3.0
+    assert len(default.t) == default.stats.naccept + 1
+
+
+def test_backwards_in_time_and_float32():
+    sol = fl.ode.solve(lambda t, u, p: -u, np.ones(2, np.float32), (1.0, 0.0), saveat=[0.0],
+                       rtol=1e-5, atol=1e-6)
+    assert sol.u.dtype == np.float32
+    np.testing.assert_allclose(sol.u[-1], np.e * np.ones(2), rtol=1e-4)
+
+
+def test_trees_as_state():
+    def f(t, u, p):
+        return {"x": u["v"], "v": -p["k"] * u["x"]}
+
+    u0 = {"x": np.array([1.0]), "v": np.array([0.0])}
+    sol = fl.ode.solve(f, u0, (0.0, 2.0), {"k": 4.0}, saveat=[1.0, 2.0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(sol.u["x"][:, 0], np.cos(2 * np.array([1.0, 2.0])), atol=1e-7)
+    assert sol.u["v"].shape == (2, 1)
+    assert sol(0.5)["x"].shape == (1,)
+
+
+def test_stats_and_repr():
+    sol = fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 1.0), saveat=[1.0])
+    s = sol.stats
+    # FSAL Tsit5: 6 evaluations a step, one for the first stage, one for the initial step
+    assert s.nfe == 6 * (s.naccept + s.nreject) + 2
+    assert "Tsit5()" in repr(sol)
+
+
+def test_failures_name_the_time_reached_and_what_to_try():
+    blowup = lambda t, u, p: u**2  # noqa: E731, u = 1 / (1 - t) blows up at t = 1
+    with pytest.raises(fl.ode.SolveError, match=r"step size fell below .* at t = (0\.99|1\.0)"):
+        fl.ode.solve(blowup, np.ones(1), (0.0, 2.0))
+    with pytest.raises(fl.ode.SolveError, match=r"max_steps=5 reached at t = .*stiff solver"):
+        fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 100.0), max_steps=5)
+    with pytest.raises(fl.ode.SolveError, match=r"NaN or infinite .* t = 0\.75"):
+        fl.ode.solve(lambda t, u, p: u * np.sqrt(0.6 - t), np.ones(1), (0.0, 1.0),
+                     solver=fl.ode.Euler(), dt=0.25)
+    with pytest.raises(fl.ode.SolveError, match="NaN or infinite in every attempted step"):
+        fl.ode.solve(lambda t, u, p: u * np.sqrt(0.6 - t), np.ones(1), (0.0, 1.0))
+    with pytest.raises(ValueError, match="fixed-step solver; pass dt"):
+        fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 1.0), solver=fl.ode.RK4())
+    with pytest.raises(ValueError, match="returned shape"):
+        fl.ode.solve(lambda t, u, p: u[:1], np.ones(2), (0.0, 1.0))
+    with pytest.raises(ValueError, match="saveat must be times inside tspan"):
+        fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[2.0])
+
+
+def test_tableaux_are_validated():
+    with pytest.raises(ValueError, match="sums to"):
+        tableaus.Tableau("bad", 2, c=(0.0, 0.5), a=((), (0.4,)), b=(0.0, 1.0))
+    with pytest.raises(ValueError, match="b sum"):
+        tableaus.Tableau("bad", 2, c=(0.0, 0.5), a=((), (0.5,)), b=(0.5, 0.4))
+
+
+def robertson(t, u, p):
+    k1, k2, k3 = p
+    return np.stack([-k1 * u[0] + k3 * u[1] * u[2],
+                     k1 * u[0] - k2 * u[1] ** 2 - k3 * u[1] * u[2],
+                     k2 * u[1] ** 2])
+
+
+@pytest.mark.parametrize("solver", [
+    fl.ode.Rodas5(), pytest.param(fl.ode.Rosenbrock23(), marks=pytest.mark.slow)], ids=repr)
+def test_stiff_solvers_agree_with_scipy_on_robertson(solver):
+    p = (0.04, 3e7, 1e4)
+    ts = np.array([1.0, 10.0, 100.0])
+    ref = scipy_integrate.solve_ivp(lambda t, u: robertson(t, u, p), (0, 100), [1.0, 0, 0],
+                                    method="Radau", t_eval=ts, rtol=1e-10, atol=1e-12)
+    sol = fl.ode.solve(robertson, np.array([1.0, 0.0, 0.0]), (0.0, 100.0), p, solver=solver,
+                       saveat=ts, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(sol.u, ref.y.T, rtol=1e-3, atol=1e-9)
+    assert sol.stats.njac > 0
+
+
+def vdp(t, u, mu):
+    return np.stack([u[1], mu * (1 - u[0] ** 2) * u[1] - u[0]])
+
+
+@pytest.mark.parametrize("solver", [fl.ode.Rodas5(), fl.ode.Rosenbrock23()])
+def test_stiff_solvers_agree_with_scipy_on_van_der_pol(solver):
+    ts = np.array([100.0, 400.0])
+    ref = scipy_integrate.solve_ivp(lambda t, u: vdp(t, u, 1000.0), (0, 400), [2.0, 0.0],
+                                    method="BDF", t_eval=ts, rtol=1e-10, atol=1e-12)
+    sol = fl.ode.solve(vdp, np.array([2.0, 0.0]), (0.0, 400.0), 1000.0, solver=solver,
+                       saveat=ts, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(sol.u, ref.y.T, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_van_der_pol_through_its_relaxation_jumps():
+    solver = fl.ode.Rodas5()
+    ts = np.array([500.0, 1000.0, 3000.0])
+    ref = scipy_integrate.solve_ivp(lambda t, u: vdp(t, u, 1000.0), (0, 3000), [2.0, 0.0],
+                                    method="Radau", t_eval=ts, rtol=1e-10, atol=1e-12)
+    sol = fl.ode.solve(vdp, np.array([2.0, 0.0]), (0.0, 3000.0), 1000.0, solver=solver,
+                       saveat=ts, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(sol.u, ref.y.T, rtol=1e-3, atol=1e-5)
+
+
+def test_an_explicit_solver_on_a_stiff_problem_says_to_use_a_stiff_one():
+    with pytest.raises(fl.ode.SolveError, match="Rodas5"):
+        fl.ode.solve(vdp, np.array([2.0, 0.0]), (0.0, 400.0), 1000.0, max_steps=300)

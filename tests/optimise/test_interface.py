@@ -1,0 +1,255 @@
+"""setup / update / adjust / freeze / thaw over model trees, and the schedules."""
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+
+class Dense:
+    def __init__(self, n_in, n_out, seed=0):
+        rng = np.random.default_rng(seed)
+        self.weight = rng.standard_normal((n_out, n_in))
+        self.bias = np.zeros(n_out)
+        self.act = np.tanh
+
+    def __call__(self, x):
+        return self.act(x @ self.weight.T + self.bias)
+
+
+class Chain:
+    def __init__(self, *layers):
+        self.layers = list(layers)
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class Norm:
+    nontrainable = ("running_mean",)
+
+    def __init__(self):
+        self.scale = np.ones(2)
+        self.running_mean = np.zeros(2)
+
+
+@dataclass
+class Pair:
+    left: np.ndarray
+    right: np.ndarray
+
+
+class Point(NamedTuple):
+    x: np.ndarray
+    label: str
+
+
+def test_state_mirrors_the_model():
+    model = Chain(Dense(3, 4), Dense(4, 2, seed=1))
+    state = fl.setup(fl.Adam(), model)
+    assert isinstance(state.layers, list) and len(state.layers) == 2
+    leaf = state.layers[0].weight
+    assert isinstance(leaf, fl.Leaf) and leaf.state.m.shape == (4, 3)
+    assert not hasattr(state.layers[0], "act")  # nothing to train there
+    text = repr(state)
+    assert text.startswith("Chain(\n  layers=[\n    Dense(\n      weight=Leaf(Adam(")
+    assert "float64(4, 3)" in text
+    # other containers
+    s = fl.setup(fl.Descent(), {"p": Pair(np.ones(2), np.ones(1)), "q": Point(np.ones(1), "a"),
+                                "n": (1.0, np.arange(3)), "f": np.ones(2, np.float32)})
+    assert set(s) == {"p", "q", "f"}  # Python numbers and integer arrays are not trained
+    assert isinstance(s["p"].left, fl.Leaf) and isinstance(s["q"].x, fl.Leaf)
+
+
+def test_update_trains_a_model_with_gradient():
+    rng = np.random.default_rng(0)
+    model = Chain(Dense(3, 8), Dense(8, 1, seed=1))
+    x = rng.standard_normal((32, 3))
+    y = np.sin(x.sum(axis=1, keepdims=True))
+    loss = lambda m: np.mean((m(x) - y) ** 2)
+    state = fl.setup(fl.Adam(0.02), model)
+    first = loss(model)
+    weight = model.layers[0].weight
+    for _ in range(150):
+        g = fl.gradient(loss, model)[0]
+        state, same = fl.update(state, model, g)
+        assert same is model
+    assert model.layers[0].weight is weight  # in place
+    assert loss(model) < 0.2 * first
+
+
+def test_tied_arrays_share_one_leaf_and_one_step():
+    w = np.ones(3)
+    model = {"enc": w, "dec": w, "other": np.ones(3)}
+    state = fl.setup(fl.Momentum(0.1, 0.5), model)
+    assert state["enc"] is state["dec"]
+    g = fl.gradient(lambda m: np.sum(m["enc"] * 2.0) + np.sum(m["dec"]) + np.sum(m["other"]),
+                    model)[0]
+    fl.update(state, model, g)
+    np.testing.assert_allclose(w, 1 - 0.1 * 3.0)  # the total gradient, applied once
+    # a gradient at one address only is enough
+    fl.update(state, model, {"enc": None, "dec": np.ones(3), "other": None})
+    np.testing.assert_allclose(w, 1 - 0.1 * 3.0 - (0.5 * 0.3 + 0.1))
+
+
+def test_nontrainable_fields_are_skipped():
+    model = Norm()
+    state = fl.setup(fl.Descent(), model)
+    assert hasattr(state, "scale") and not hasattr(state, "running_mean")
+    fl.update(state, model, fl.gradient(lambda m: np.sum(m.scale + m.running_mean), model)[0])
+    np.testing.assert_array_equal(model.running_mean, np.zeros(2))
+    np.testing.assert_allclose(model.scale, 0.9)
+
+
+def test_adjust_changes_hyperparameters_in_place():
+    model = {"a": np.ones(2), "b": np.ones(2)}
+    rule = fl.OptimiserChain(fl.ClipNorm(5.0), fl.Adam())
+    state = fl.setup(rule, model)
+    assert fl.adjust(state, 0.5) is state
+    assert state["a"].rule.rules[1].eta == 0.5 and state["a"].rule.rules[0].omega == 5.0
+    fl.adjust(state["b"], lr=0.25, betas=(0.5, 0.6), max_norm=1.0)
+    assert state["b"].rule.rules[1] == fl.Adam(0.25, (0.5, 0.6))
+    assert state["b"].rule.rules[0].omega == 1.0
+    assert state["a"].rule.rules[1].eta == 0.5
+    assert rule.rules[1].eta == 0.001  # the rule given to setup is unchanged
+    with pytest.raises(ValueError, match=r"no rule in this state has the hyperparameter"):
+        fl.adjust(state, rho=0.3)
+    with pytest.raises(ValueError, match="no rule"):
+        fl.adjust(fl.setup(fl.RMSProp(centred=True), model), centred=False)
+
+
+def test_adjusted_learning_rate_is_used():
+    x = np.zeros(1)
+    state = fl.setup(fl.Descent(1.0), [x])
+    sched = fl.StepDecay(1.0, 0.5, 1)
+    for t in range(3):
+        fl.adjust(state, sched(t))
+        fl.update(state, [x], [np.ones(1)])
+    np.testing.assert_allclose(x, -(1 + 0.5 + 0.25))
+
+
+def test_freeze_part_of_a_model():
+    model = Chain(Dense(2, 2), Dense(2, 2, seed=1))
+    state = fl.setup(fl.Descent(), model)
+    fl.freeze(state.layers[0])
+    w0, w1 = model.layers[0].weight.copy(), model.layers[1].weight.copy()
+    g = fl.gradient(lambda m: np.sum(m(np.ones((1, 2)))), model)[0]
+    fl.update(state, model, g)
+    np.testing.assert_array_equal(model.layers[0].weight, w0)
+    assert not np.array_equal(model.layers[1].weight, w1)
+    assert "frozen=True" in repr(state.layers[0])
+
+
+def test_state_is_a_tree_of_arrays():
+    model = Chain(Dense(2, 3))
+    state = fl.setup(fl.OptimiserChain(fl.AccumGrad(2), fl.Adam()), model)
+    leaves = fl.tree.leaves(state)
+    assert sum(isinstance(x, np.ndarray) and x.shape == (3, 2) for x in leaves) == 3
+    doubled = fl.fmap(lambda x: x * 2 if isinstance(x, np.ndarray) else x, state)
+    assert doubled.layers[0].weight.rule == state.layers[0].weight.rule
+    assert isinstance(doubled.layers[0].weight, fl.Leaf)
+
+
+def test_clear_errors():
+    model = {"w": np.ones((2, 3))}
+    state = fl.setup(fl.Adam(), model)
+    with pytest.raises(ValueError, match=r"gradient of model\['w'\] has shape \(3, 2\), the "
+                                         r"parameter \(2, 3\)"):
+        fl.update(state, model, {"w": np.ones((3, 2))})
+    with pytest.raises(TypeError, match="expected an optimisation rule"):
+        fl.setup("adam", model)
+    with pytest.raises(ValueError, match="learning rate"):
+        fl.Adam(-1.0)
+    with pytest.raises(ValueError, match="beta"):
+        fl.Adam(beta=(0.9, 1.0))
+    with pytest.raises(ValueError, match="positive integer"):
+        fl.AccumGrad(0)
+    with pytest.raises(FloatingPointError, match="ClipNorm"):
+        fl.update(fl.setup(fl.ClipNorm(), model), model, {"w": np.full((2, 3), np.nan)})
+
+
+def test_transposed_gradients():
+    # gradients of x @ W.T come back as transposed views: the update must read them right
+    W, W2 = np.arange(6.0).reshape(2, 3), np.arange(6.0).reshape(2, 3)
+    g = np.linspace(-1, 1, 6).reshape(3, 2).T
+    assert not g.flags.c_contiguous
+    fl.update(fl.setup(fl.Adam(0.1), [W]), [W], [g])
+    fl.update(fl.setup(fl.Adam(0.1), [W2]), [W2], [np.ascontiguousarray(g)])
+    np.testing.assert_array_equal(W, W2)
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+def test_schedules_against_their_formulas():
+    s = fl.StepDecay(0.1, 0.5, 3)
+    assert [s(t) for t in range(7)] == [0.1] * 3 + [0.05] * 3 + [0.025]
+    e = fl.ExpDecay(2.0, 0.9)
+    assert e(3) == pytest.approx(2.0 * 0.9**3)
+    c = fl.CosineAnneal(1.0, 0.1, period=10, warmup=5)
+    assert [c(t) for t in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert c(10) == pytest.approx(0.1 + 0.9 * (1 + math.cos(math.pi / 2)) / 2)
+    assert c(15) == pytest.approx(0.1) and c(100) == pytest.approx(0.1)
+    o = fl.OneCycle(1.0, 100)
+    assert o(0) == pytest.approx(1.0 / 25)
+    peak = 0.3 * 100 - 1
+    assert o(int(peak)) == pytest.approx(1.0)
+    assert o(99) == pytest.approx(1.0 / 25 / 1e4)
+    assert o(50) == pytest.approx(
+        1 / 25 / 1e4 + (1 - 1 / 25 / 1e4) * (1 + math.cos(math.pi * (50 - peak) / (99 - peak))) / 2)
+    with pytest.raises(ValueError, match="counts from 0"):
+        s(-1)
+    with pytest.raises(ValueError, match="period"):
+        fl.CosineAnneal(1.0, period=0)
+
+
+@pytest.mark.parametrize("rule", [fl.Adam(0.1), fl.Rprop(0.1), fl.AdaDelta(),
+                                  fl.OptimiserChain(fl.AccumGrad(2), fl.OAdam(0.1))])
+def test_state_follows_the_gradient_layout(rule):
+    # the state is re-laid out when the gradient's layout changes: same steps either way
+    W, ref = np.arange(12.0).reshape(3, 4), np.arange(12.0).reshape(3, 4)
+    state, ref_state = fl.setup(rule, [W]), fl.setup(rule, [ref])
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        g = rng.standard_normal((3, 4))
+        view = np.ascontiguousarray(g.T).T if i % 3 else g  # F, F, C, F, F, C
+        fl.update(state, [W], [view])
+        fl.update(ref_state, [ref], [g])
+        np.testing.assert_allclose(W, ref, rtol=1e-12)
+
+
+def test_a_state_rebuilt_from_its_leaves_still_steps_each_array_once():
+    w = np.ones(2)
+    model = {"a": w, "b": w}
+    state = fl.setup(fl.Descent(0.5), model)
+    leaves, spec = fl.tree.flatten(state)
+    rebuilt = fl.tree.unflatten(spec, leaves)  # as a loader would: two Leafs now
+    assert rebuilt["a"] is not rebuilt["b"]
+    fl.update(rebuilt, model, {"a": np.ones(2), "b": np.ones(2)})
+    np.testing.assert_allclose(w, 0.5)
+    with pytest.raises(ValueError, match=r"model\['b'\] and model\['a'\] share a Leaf"):
+        fl.update(state, {"a": w, "b": np.ones(2)}, {"a": np.ones(2), "b": np.ones(2)})
+
+
+def test_with_fluxml_layers():
+    model = fl.Chain(fl.Dense(3, 8, np.tanh), fl.Dense(8, 1))
+    state = fl.setup(fl.Adam(0.02), model)
+    assert isinstance(state.layers[0].weight, fl.Leaf)
+    assert "Leaf(Adam(0.02, (0.9, 0.999), 1e-08), AdamState(m=float32(8, 3)" in repr(state)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 3)).astype(np.float32)
+    y = np.sin(x.sum(axis=1, keepdims=True))
+    loss = lambda m: fl.mse(m(x), y)
+    first = loss(model)
+    fl.freeze(state.layers[1])
+    w1 = model.layers[1].weight.copy()
+    for _ in range(50):
+        state, model = fl.update(state, model, fl.gradient(loss, model)[0])
+    assert loss(model) < 0.5 * first and loss(model).dtype == np.float32
+    np.testing.assert_array_equal(model.layers[1].weight, w1)

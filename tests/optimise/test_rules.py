@@ -1,0 +1,370 @@
+"""Every optimisation rule against its update equations, written out here independently of
+``fluxml.optimise`` (plain NumPy, float64, one step at a time), plus convergence on a convex
+problem, float32, ``None`` gradients and frozen leaves. One table drives them all; a rule
+exported without a row fails ``test_every_rule_has_a_row``."""
+
+import math
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.optimise import Rule
+
+# --- reference implementations: ref(rule, x, grads) yields x after each step ---------------
+
+
+def ref_descent(r, x, gs):
+    for g in gs:
+        x = x - r.eta * g
+        yield x
+
+
+def ref_momentum(r, x, gs):
+    v = 0 * x
+    for g in gs:
+        v = r.rho * v + r.eta * g
+        x = x - v
+        yield x
+
+
+def ref_nesterov(r, x, gs):
+    v = 0 * x
+    for g in gs:
+        step = -(r.rho**2) * v + (1 + r.rho) * r.eta * g
+        v = r.rho * v - r.eta * g
+        x = x - step
+        yield x
+
+
+def ref_rmsprop(r, x, gs):
+    quad, lin = 0 * x, 0 * x
+    for g in gs:
+        quad = r.rho * quad + (1 - r.rho) * g**2
+        if r.centred:
+            lin = r.rho * lin + (1 - r.rho) * g
+        x = x - r.eta * g / (np.sqrt(quad - lin**2) + r.epsilon)
+        yield x
+
+
+def ref_rprop(r, x, gs):
+    prev, step = 0 * x, 0 * x + r.eta
+    for g in gs:
+        for i in np.ndindex(x.shape):
+            if prev[i] * g[i] > 0:
+                step[i] = min(step[i] * r.ell[1], r.gamma[1])
+                prev[i] = g[i]
+            elif prev[i] * g[i] < 0:
+                step[i] = max(step[i] * r.ell[0], r.gamma[0])
+                prev[i] = 0.0
+            else:
+                prev[i] = g[i]
+        x = x - step * np.sign(prev)
+        yield x
+
+
+def ref_adagrad(r, x, gs):
+    acc = 0 * x + r.epsilon
+    for g in gs:
+        acc = acc + g**2
+        x = x - r.eta * g / (np.sqrt(acc) + r.epsilon)
+        yield x
+
+
+def ref_adadelta(r, x, gs):
+    acc, delta = 0 * x, 0 * x
+    for g in gs:
+        acc = r.rho * acc + (1 - r.rho) * g**2
+        u = g * np.sqrt(delta + r.epsilon) / np.sqrt(acc + r.epsilon)
+        delta = r.rho * delta + (1 - r.rho) * u**2
+        x = x - u
+        yield x
+
+
+def ref_lion(r, x, gs):
+    m = 0 * x
+    b1, b2 = r.beta
+    for g in gs:
+        x = x - r.eta * np.sign(b1 * m + (1 - b1) * g)
+        m = b2 * m + (1 - b2) * g
+        yield x
+
+
+def _adam_moments(r, gs, x):
+    """m_t, v_t, t for t = 1, 2, ..."""
+    m, v = 0 * x, 0 * x
+    b1, b2 = r.beta
+    for t, g in enumerate(gs, 1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        yield g, m, v, t
+
+
+def ref_adam(r, x, gs):
+    b1, b2 = r.beta
+    for _, m, v, t in _adam_moments(r, gs, x):
+        mhat, vhat = m / (1 - b1**t), v / (1 - b2**t)
+        x = x - r.eta * mhat / (np.sqrt(vhat) + r.epsilon)
+        yield x
+
+
+def ref_adamw(r, x, gs):
+    b1, b2 = r.beta
+    for _, m, v, t in _adam_moments(r, gs, x):
+        a = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + r.epsilon)
+        x = x - (r.eta * (a + r.lambd * x) if r.couple else r.eta * a + r.lambd * x)
+        yield x
+
+
+def ref_radam(r, x, gs):
+    b1, b2 = r.beta
+    rho_inf = 2 / (1 - b2) - 1
+    for _, m, v, t in _adam_moments(r, gs, x):
+        rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
+        mhat = m / (1 - b1**t)
+        if rho > 4:
+            num = (rho - 4) * (rho - 2) * rho_inf
+            rect = math.sqrt(num / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            x = x - r.eta * rect * mhat / (np.sqrt(v / (1 - b2**t)) + r.epsilon)
+        else:
+            x = x - r.eta * mhat
+        yield x
+
+
+def ref_nadam(r, x, gs):
+    b1, b2 = r.beta
+    for g, m, v, t in _adam_moments(r, gs, x):
+        num = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
+        x = x - r.eta * num / (np.sqrt(b2 * v / (1 - b2**t)) + r.epsilon)
+        yield x
+
+
+def ref_adamax(r, x, gs):
+    b1, b2 = r.beta
+    m, u = 0 * x, 0 * x
+    for t, g in enumerate(gs, 1):
+        m = b1 * m + (1 - b1) * g
+        u = np.maximum(b2 * u, np.abs(g))
+        x = x - r.eta / (1 - b1**t) * m / (u + r.epsilon)
+        yield x
+
+
+def ref_amsgrad(r, x, gs):
+    b1, b2 = r.beta
+    m, v, vmax = (0 * x + r.epsilon for _ in range(3))
+    for g in gs:
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        vmax = np.maximum(vmax, v)
+        x = x - r.eta * m / (np.sqrt(vmax) + r.epsilon)
+        yield x
+
+
+def ref_oadam(r, x, gs):
+    b1, b2 = r.beta
+    prev = 0 * x
+    for _, m, v, t in _adam_moments(r, gs, x):
+        a = r.eta * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + r.epsilon)
+        x = x - (2 * a - prev)
+        prev = a
+        yield x
+
+
+def ref_adabelief(r, x, gs):
+    b1, b2 = r.beta
+    m, s = 0 * x, 0 * x
+    for t, g in enumerate(gs, 1):
+        m = b1 * m + (1 - b1) * g
+        s = b2 * s + (1 - b2) * (g - m) ** 2 + r.epsilon
+        x = x - r.eta * (m / (1 - b1**t)) / (np.sqrt(s / (1 - b2**t)) + r.epsilon)
+        yield x
+
+
+def ref_clipgrad(r, x, gs):
+    for g in gs:
+        x = x - np.minimum(np.maximum(g, -r.delta), r.delta)
+        yield x
+
+
+def ref_clipnorm(r, x, gs):
+    for g in gs:
+        n = np.sum(np.abs(g) ** r.p) ** (1 / r.p)
+        x = x - (g * r.omega / n if n > r.omega else g)
+        yield x
+
+
+def ref_weightdecay(r, x, gs):
+    for g in gs:
+        x = x - (g + r.lambd * x)
+        yield x
+
+
+def ref_signdecay(r, x, gs):
+    for g in gs:
+        x = x - (g + r.lambd * np.sign(x))
+        yield x
+
+
+def ref_accumgrad(r, x, gs):
+    total = 0 * x
+    for i, g in enumerate(gs, 1):
+        total = total + g
+        if i % r.n == 0:
+            x = x - total / r.n
+            total = 0 * x
+        yield x
+
+
+def ref_chain_clip_descent(r, x, gs):
+    clip, descent = r.rules
+    for g in gs:
+        x = x - descent.eta * np.clip(g, -clip.delta, clip.delta)
+        yield x
+
+
+def ref_chain_decay_adam(r, x, gs):
+    decay, adam = r.rules
+    b1, b2 = adam.beta
+    m, v = 0 * x, 0 * x
+    for t, g in enumerate(gs, 1):
+        g = g + decay.lambd * x
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        x = x - adam.eta * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + adam.epsilon)
+        yield x
+
+
+def ref_chain_accum_momentum(r, x, gs):
+    accum, mom = r.rules
+    total, vel = 0 * x, 0 * x
+    for i, g in enumerate(gs, 1):
+        total = total + g
+        if i % accum.n == 0:
+            vel = mom.rho * vel + mom.eta * total / accum.n
+            x = x - vel
+            total = 0 * x
+        yield x
+
+
+def ref_empty_chain(r, x, gs):
+    for g in gs:
+        x = x - g
+        yield x
+
+
+# --- the table: rule for the equations, its reference, rule for the convex problem ---------
+
+ROWS = [
+    (fl.Descent(0.1), ref_descent, fl.Descent(0.5)),
+    (fl.Momentum(0.05, 0.8), ref_momentum, fl.Momentum(0.1, 0.8)),
+    (fl.Nesterov(0.05, 0.8), ref_nesterov, fl.Nesterov(0.1, 0.8)),
+    (fl.RMSProp(0.01), ref_rmsprop, fl.RMSProp(0.01)),
+    (fl.RMSProp(0.01, 0.8, 1e-6, centred=True), ref_rmsprop, fl.RMSProp(0.01, centred=True)),
+    (fl.Rprop(0.01), ref_rprop, fl.Rprop(0.01)),
+    (fl.AdaGrad(0.2), ref_adagrad, fl.AdaGrad(0.5)),
+    (fl.AdaDelta(0.8, 1e-3), ref_adadelta, fl.AdaDelta(0.9, 1e-2)),
+    (fl.Lion(0.01, (0.8, 0.95)), ref_lion, fl.Lion(0.005)),
+    (fl.Adam(0.01, (0.8, 0.95)), ref_adam, fl.Adam(0.05)),
+    (fl.AdamW(0.01, (0.8, 0.95), 0.1), ref_adamw, fl.AdamW(0.05)),
+    (fl.AdamW(0.01, lambd=0.1, couple=False), ref_adamw, None),
+    (fl.RAdam(0.01, (0.8, 0.95)), ref_radam, fl.RAdam(0.05)),
+    (fl.NAdam(0.01, (0.8, 0.95)), ref_nadam, fl.NAdam(0.05)),
+    (fl.AdaMax(0.01, (0.8, 0.95)), ref_adamax, fl.AdaMax(0.05)),
+    (fl.AMSGrad(0.01, (0.8, 0.95)), ref_amsgrad, fl.AMSGrad(0.05)),
+    (fl.OAdam(0.01), ref_oadam, fl.OAdam(0.02)),
+    (fl.AdaBelief(0.01, (0.8, 0.95), 1e-8), ref_adabelief, fl.AdaBelief(0.05)),
+    (fl.ClipGrad(0.5), ref_clipgrad, fl.ClipGrad(0.5)),
+    (fl.ClipNorm(1.0), ref_clipnorm, fl.ClipNorm(1.0)),
+    (fl.ClipNorm(1.5, 1.0), ref_clipnorm, None),
+    (fl.WeightDecay(0.1), ref_weightdecay, None),
+    (fl.SignDecay(0.1), ref_signdecay, None),
+    (fl.AccumGrad(3), ref_accumgrad, fl.AccumGrad(2)),
+    (fl.OptimiserChain(fl.ClipGrad(0.5), fl.Descent(0.3)), ref_chain_clip_descent,
+     fl.OptimiserChain(fl.ClipGrad(0.5), fl.Descent(0.3))),
+    (fl.OptimiserChain(fl.WeightDecay(0.1), fl.Adam(0.01)), ref_chain_decay_adam,
+     fl.OptimiserChain(fl.WeightDecay(1e-4), fl.Adam(0.05))),
+    (fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.05, 0.8)), ref_chain_accum_momentum,
+     fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.1, 0.8))),
+    (fl.OptimiserChain(), ref_empty_chain, fl.OptimiserChain()),
+]
+IDS = [repr(r) for r, _, _ in ROWS]
+
+
+def test_every_rule_has_a_row():
+    rules = {name for name in fl.optimise.__all__
+             if isinstance(getattr(fl.optimise, name), type)
+             and issubclass(getattr(fl.optimise, name), Rule)
+             and name != "Rule"}
+    covered = {type(r).__name__ for r, _, _ in ROWS}
+    covered |= {type(s).__name__ for r, _, _ in ROWS if isinstance(r, fl.OptimiserChain)
+                for s in r.rules}
+    assert rules <= covered, sorted(rules - covered)
+
+
+def _grads(shape, steps, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("rule, ref, _", ROWS, ids=IDS)
+def test_steps_follow_the_equations(rule, ref, _):
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((4, 3))
+    gs = _grads(x0.shape, 7, 2)
+    # sign changes are what Rprop reacts to: make some entries keep their sign
+    gs[1][0] = np.abs(gs[0][0]) * np.sign(gs[0][0])
+    model = {"w": x0.copy()}
+    state = fl.setup(rule, model)
+    for g, want in zip(gs, ref(rule, x0.copy(), gs)):
+        state, model = fl.update(state, model, {"w": g})
+        np.testing.assert_allclose(model["w"], want, rtol=1e-10, atol=1e-12)
+
+
+CONVEX = [c for _, _, c in ROWS if c is not None]
+
+
+@pytest.mark.parametrize("rule", CONVEX, ids=[repr(c) for c in CONVEX])
+def test_converges_on_a_convex_problem(rule):
+    rng = np.random.default_rng(3)
+    h, c = rng.uniform(0.5, 1.5, 10), rng.standard_normal(10)
+    loss = lambda x: 0.5 * np.sum(h * (x - c) ** 2)
+    x = np.zeros(10)
+    state = fl.setup(rule, [x])
+    for _ in range(600):
+        state, _ = fl.update(state, [x], [h * (x - c)])
+    assert loss(x) < 1e-3 * loss(np.zeros(10)), (loss(x), loss(np.zeros(10)))
+
+
+@pytest.mark.parametrize("rule, ref, _", ROWS, ids=IDS)
+def test_float32_stays_float32(rule, ref, _):
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    state = fl.setup(rule, [x])
+    for i, g in enumerate(_grads(x.shape, 4, 4)):
+        # float32 gradients, and float64 ones laid out as transposes
+        g = g.astype(np.float32) if i % 2 else np.ascontiguousarray(g.T).T
+        state, _ = fl.update(state, [x], [g])
+    assert x.dtype == np.float32
+    for leaf in fl.tree.leaves(state[0].state):
+        if isinstance(leaf, np.ndarray):
+            assert leaf.dtype == np.float32, leaf.dtype
+
+
+@pytest.mark.parametrize("rule, ref, _", ROWS, ids=IDS)
+def test_none_gradients_and_frozen_leaves_skip(rule, ref, _):
+    model = {"a": np.ones(3), "b": np.ones(3), "c": np.ones(3)}
+    state = fl.setup(rule, model)
+    fl.freeze(state["c"])
+    before = {k: [np.copy(s) for s in fl.tree.leaves(state[k].state)] for k in model}
+    g = np.array([1.0, -2.0, 3.0])
+    for _ in range(6):
+        state, model = fl.update(state, model, {"a": g, "b": None, "c": g})
+    for k in "bc":
+        np.testing.assert_array_equal(model[k], np.ones(3))
+        for s0, s1 in zip(before[k], fl.tree.leaves(state[k].state)):
+            np.testing.assert_array_equal(s0, s1)
+    if not isinstance(rule, fl.WeightDecay | fl.SignDecay):
+        assert not np.array_equal(model["a"], np.ones(3))
+    fl.thaw(state["c"])
+    for _ in range(6):  # AccumGrad applies every n-th gradient
+        state, model = fl.update(state, model, {"a": None, "b": None, "c": g})
+    assert not np.array_equal(model["c"], np.ones(3))
