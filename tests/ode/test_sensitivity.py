@@ -189,3 +189,15 @@ def test_times_carry_no_derivative_and_dense_output_says_so_under_an_adjoint():
     direct = fl.gradient(lambda u0: fl.ode.solve(lambda t, u, p: -u, u0, (0.0, 1.0))(0.5)[0],
                          np.ones(1))[0]
     assert abs(direct[0] - np.exp(-0.5)) < 1e-6
+
+
+def test_second_derivatives_through_direct_and_a_clear_refusal_from_an_adjoint():
+    def final(k, alg):
+        return fl.ode.solve(lambda t, u, k: -k * u, np.ones(1), (0.0, 1.0), k, saveat=[1.0],
+                            rtol=1e-10, atol=1e-10, sensealg=alg).u[-1, 0]
+
+    second = fl.gradient(lambda k: fl.gradient(lambda k: final(k, None), k)[0], 0.5)[0]
+    assert abs(second - np.exp(-0.5)) < 1e-6  # d2/dk2 exp(-k) at k = 0.5
+    with pytest.raises(fl.DifferentiationError, match="higher order .*sensealg=Direct"):
+        fl.gradient(lambda k: fl.gradient(
+            lambda k: final(k, fl.ode.InterpolatingAdjoint()), k)[0], 0.5)

@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from fluxml.ad.api import _is_float, jacobian, pullback
-from fluxml.ad.core import DifferentiationError, raw
+from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.custom import CLOSED_OVER, custom_vjp
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
 from fluxml.ode.rk import Step
@@ -157,6 +157,11 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         rhs_flat = rhs  # noqa: F811 (already flat)
 
     def fwd(y0, *pv):
+        if any(type(x) is Tracer for x in (y0, *pv)):  # an outer transform: a 2nd derivative
+            raise DifferentiationError(
+                f"solve: derivatives of higher order through {alg!r} are not supported (its "
+                "backward pass runs on plain arrays, so they would be lost); use "
+                "sensealg=Direct(), which records the steps for any order.")
         F = Counted(lambda t, y: rhs(t, y, pv), stats)
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
         try:
