@@ -129,7 +129,7 @@ def stiff(t, u, p):
 
 @pytest.mark.parametrize("solver, alg", [
     (fl.ode.Rodas5(), fl.ode.Direct()),
-    pytest.param(fl.ode.Rodas5(), fl.ode.InterpolatingAdjoint(), marks=pytest.mark.slow),
+    (fl.ode.Rodas5(), fl.ode.InterpolatingAdjoint()),
     pytest.param(fl.ode.Rodas5(), fl.ode.QuadratureAdjoint(), marks=pytest.mark.slow),
     pytest.param(fl.ode.Rosenbrock23(), fl.ode.Direct(), marks=pytest.mark.slow),
     pytest.param(fl.ode.Rosenbrock23(), fl.ode.InterpolatingAdjoint(), marks=pytest.mark.slow),

@@ -120,6 +120,15 @@ class _Params:
             leaves[i] = v
         return unflatten(self.spec, leaves)
 
+    def split(self, vec):
+        """The leaves from a packed vector, keeping any trace on it (for Jacobians)."""
+        out, i = [], 0
+        for like, n in zip(self.like, self.sizes):
+            part = vec[i:i + n]
+            i += n
+            out.append(np.reshape(part, np.shape(like)))
+        return out
+
     def pack(self, cts):
         parts = [np.zeros(n) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
         return np.concatenate(parts) if parts else np.zeros(0)
@@ -256,14 +265,17 @@ class _Backward:
         g_y0 = lam.reshape(np.shape(raw(y0))).astype(np.result_type(raw(y0)), copy=False)
         return (g_y0, *self.params.unpack(mu))
 
-    def integrate(self, G, start, end, z, norm_size, keep=False):
+    def integrate(self, G, start, end, z, norm_size, keep=False, U=None):
         F = Counted(G, self.stats)
+        jac = _jac(self.solver, F)
+        if jac is not None and U is not None:
+            jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
         ts, zs, steps = integrate(
             self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
             rtol=self.rtol, atol=self.atol, max_steps=self.options["max_steps"],
             adaptive=self.options["adaptive"],
-            keep_steps=keep, jac=_jac(self.solver, F), norm_size=norm_size)
+            keep_steps=keep, jac=jac, norm_size=norm_size)
         if self.options["adaptive"] and self.solver.adaptive:
             self.h = F.h_next  # the next interval starts with the step size reached here
         return zs[-1], steps, F
@@ -275,7 +287,7 @@ class _Backward:
             _, gu, gp = self.vjp(t, U(t), z[:n])
             return -np.concatenate([gu, gp]) if gp.size else -gu
 
-        z, _, _ = self.integrate(G, start, end, np.concatenate([lam, mu]), n)
+        z, _, _ = self.integrate(G, start, end, np.concatenate([lam, mu]), n, U=U)
         return z[:n], z[n:]
 
     def backsolve(self, start, end, u_saved, lam, mu, i):
@@ -306,11 +318,36 @@ class _Backward:
                 "in time, so this gradient would be wrong. Use sensealg=InterpolatingAdjoint() "
                 "or QuadratureAdjoint() (or Direct()).")
 
+    def adjoint_jacobian(self, G, U, lam_only):
+        """The stiff solvers' Jacobian of the adjoint equation, from Jacobians of ``f`` alone
+        (forward mode, no second derivatives): ``d(-lambda^T f_u)/d lambda = -f_u^T`` and
+        ``d(-lambda^T f_p)/d lambda = -f_p^T``; ``mu`` feeds nothing back."""
+
+        def jac(t, z, g0):
+            self.stats.njac += 1
+            u = U(t)
+            f_u = jacobian(lambda y: self.rhs(t, y, self.pv), u, mode="fwd")
+            n = f_u.shape[0]
+            if lam_only:
+                J = -f_u.T
+            else:
+                flat = np.concatenate([np.ravel(raw(v)) for v in self.pv]) if self.pv \
+                    else np.zeros(0)
+                f_p = jacobian(lambda q: self.rhs(t, u, self.params.split(q)), flat,
+                               mode="fwd") if flat.size else np.zeros((n, 0))
+                J = np.zeros((z.size, z.size))
+                J[:n, :n] = -f_u.T
+                J[n:, :n] = -f_p.T
+            delta = math.sqrt(np.finfo(float).eps) * max(1.0, abs(t))
+            return J, (G(t + delta, z) - g0) / delta
+
+        return jac
+
     def quadrature(self, start, end, U, lam, mu):
         def G(t, z):
             return -self.vjp(t, U(t), z, wrt_p=False)[1]
 
-        lam_end, steps, F = self.integrate(G, start, end, lam, None, keep=True)
+        lam_end, steps, F = self.integrate(G, start, end, lam, None, keep=True, U=U)
         if self.params.size:
             nodes, weights = _gauss_legendre(self.solver.order)
             for step in steps:
