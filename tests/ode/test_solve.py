@@ -124,6 +124,7 @@ def test_stats_and_repr():
     assert "Tsit5()" in repr(sol)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")
 def test_failures_name_the_time_reached_and_what_to_try():
     blowup = lambda t, u, p: u**2  # noqa: E731, u = 1 / (1 - t) blows up at t = 1
     with pytest.raises(fl.ode.SolveError, match=r"step size fell below .* at t = (0\.99|1\.0)"):
