@@ -201,3 +201,22 @@ def test_second_derivatives_through_direct_and_a_clear_refusal_from_an_adjoint()
     with pytest.raises(fl.DifferentiationError, match="higher order .*sensealg=Direct"):
         fl.gradient(lambda k: fl.gradient(
             lambda k: final(k, fl.ode.InterpolatingAdjoint()), k)[0], 0.5)
+
+
+def test_checkpoints_between_the_saved_times_give_the_same_gradient():
+    seen = []
+
+    def loss(p, alg):
+        sol = fl.ode.solve(lotka, U0, (0.0, 1.5), p, saveat=[1.5], rtol=1e-9, atol=1e-9,
+                           sensealg=alg)
+        seen.append((sol.t.tolist(), sol.u.shape, sol.stats.nfe))
+        return np.sum(sol.u**2)
+
+    plain = fl.gradient(lambda p: loss(p, fl.ode.InterpolatingAdjoint()), P)[0]
+    for checkpoints in (3, [0.2, 0.9]):
+        alg = fl.ode.InterpolatingAdjoint(checkpointing=True, checkpoints=checkpoints)
+        np.testing.assert_allclose(fl.gradient(lambda p: loss(p, alg), P)[0], plain,
+                                   rtol=1e-6)
+        assert seen[-1][:2] == ([1.5], (1, 2))  # only the requested output
+    with pytest.raises(ValueError, match="checkpointing=True"):
+        fl.ode.InterpolatingAdjoint(checkpoints=3)

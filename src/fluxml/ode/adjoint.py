@@ -63,17 +63,32 @@ class _Adjoint(SensitivityAlgorithm):
 
 
 class InterpolatingAdjoint(_Adjoint):
-    """The adjoint with ``u(t)`` from the forward solution's dense output; with
-    ``checkpointing=True`` only the saved states are kept and each interval between saved
-    times is solved again on the way back."""
+    """The adjoint with ``u(t)`` from the forward solution's dense output.
 
-    def __init__(self, *, checkpointing: bool = False, **options):
+    With ``checkpointing=True`` only the states at the checkpoints are kept, and each
+    interval between checkpoints is solved again on the way back: memory grows with the
+    number of checkpoints, not of steps. The checkpoints are the saved times, plus
+    ``checkpoints`` more: a number (evenly spaced in tspan) or a list of times."""
+
+    def __init__(self, *, checkpointing: bool = False, checkpoints=None, **options):
         super().__init__(**options)
+        if checkpoints is not None and not checkpointing:
+            raise ValueError("InterpolatingAdjoint: checkpoints= needs checkpointing=True")
         self.checkpointing = checkpointing
+        self.checkpoints = checkpoints
+
+    def checkpoint_times(self, t0, t1):
+        if self.checkpoints is None:
+            return np.zeros(0)
+        if np.ndim(self.checkpoints) == 0:
+            return np.linspace(t0, t1, int(self.checkpoints) + 2)[1:-1]
+        return np.asarray(self.checkpoints, dtype=float)
 
     def __repr__(self):
-        return "InterpolatingAdjoint(checkpointing=True)" if self.checkpointing else \
-            "InterpolatingAdjoint()"
+        if not self.checkpointing:
+            return "InterpolatingAdjoint()"
+        extra = "" if self.checkpoints is None else f", checkpoints={self.checkpoints!r}"
+        return f"InterpolatingAdjoint(checkpointing=True{extra})"
 
 
 class BacksolveAdjoint(_Adjoint):
@@ -195,8 +210,22 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
 
     run = custom_vjp(lambda y0, *pv: fwd(y0, *pv)[0])
     run.defvjp(fwd, bwd)
+    extra = alg.checkpoint_times(t0, t1) if isinstance(alg, InterpolatingAdjoint) else ()
+    if len(extra) == 0:
+        Y = run(y0, *params.values())
+        return made["ts"], Y, stats
+    # more checkpoints: save there too (a zero cotangent), then keep the requested rows
+    wanted = options["saveat"]
+    if wanted is None:
+        raise ValueError("solve: InterpolatingAdjoint(checkpoints=...) needs saveat=[...] (with "
+                         "saveat=None every step is saved, and checkpointed, already)")
+    times = np.union1d(wanted, extra)
+    if t1 < t0:
+        times = times[::-1]
+    options = dict(options, saveat=times)
     Y = run(y0, *params.values())
-    return made["ts"], Y, stats
+    keep = [i for i, t in enumerate(made["ts"]) if np.isin(t, wanted)]
+    return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
 def _jac(solver, F):
