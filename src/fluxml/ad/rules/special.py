@@ -109,7 +109,7 @@ def _register(sp):
     defjvp(ive, None, lambda t, ans, v, x: t * _dive(sp, ans, v, x))
 
     # 1 / gamma(x), and the sign of gamma(x) (piecewise constant: no derivative).
-    _unary(sp.rgamma, lambda ans, x: -ans * sp.digamma(x))
+    _unary(sp.rgamma, lambda ans, x: _drgamma(sp, ans, x))
     nondifferentiable(sp.gammasgn)
 
     # Regularised incomplete gamma and beta functions: derivatives in x only (those in the
@@ -177,6 +177,19 @@ def _dlogbeta(sp, a, b):
 def _dive(sp, ans, v, x):
     """d/dx of iv(v, x) exp(-|x|)."""
     return (sp.ive(v - 1, x) + sp.ive(v + 1, x)) / 2 - np.sign(raw(x)) * ans
+
+
+def _drgamma(sp, ans, x):
+    """d/dx 1/Gamma(x) = -digamma(x) / Gamma(x); at the zeros x = -n (n = 0, 1, ...) the
+    limit (-1)^n n! (digamma has its poles there). Exact at first order; at those points the
+    second derivative is taken as 0."""
+    xr = np.asarray(raw(x))
+    zero = (xr <= 0) & (xr == np.round(xr))
+    if not zero.any():
+        return -ans * sp.digamma(x)
+    n = np.where(zero, -xr, 0)
+    limit = (-1.0) ** n * sp.gamma(n + 1)
+    return np.where(zero, limit, -np.where(zero, 0.0, ans) * sp.digamma(np.where(zero, 0.5, x)))
 
 
 def _gamma_density(sp, a, x):
