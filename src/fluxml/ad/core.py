@@ -321,17 +321,6 @@ class ReverseTrace(Trace):
         snapshots[id(a)] = (a, kept)  # holding ``a`` keeps its id from being reused
         return kept
 
-
-_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def _unchanged(a, kept):
-    """Do ``a``'s values equal ``kept``'s, bit for bit (NaN included)? One pass, no copy."""
-    bits = _BITS.get(a.dtype.itemsize)
-    if bits is not None and a.flags.c_contiguous:
-        return bool((a.reshape(-1).view(bits) == kept.reshape(-1).view(bits)).all())
-    return bool(np.array_equal(a, kept))  # a NaN makes it "changed": a fresh copy is kept
-
     def _project(self, ans, owned):
         """One handle per output of the multiple-result node just recorded."""
         tape = self.tape
@@ -346,6 +335,17 @@ def _unchanged(a, kept):
         """Cotangents of the ``wanted`` tape indices (None entries allowed), from ``seeds``
         (index -> cotangent)."""
         return sweep(self.tape, seeds, wanted, free)
+
+
+_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _unchanged(a, kept):
+    """Do ``a``'s values equal ``kept``'s, bit for bit (NaN included)? One pass, no copy."""
+    bits = _BITS.get(a.dtype.itemsize)
+    if bits is not None and a.flags.c_contiguous:
+        return bool((a.reshape(-1).view(bits) == kept.reshape(-1).view(bits)).all())
+    return bool(np.array_equal(a, kept))  # a NaN makes it "changed": a fresh copy is kept
 
 
 def _kept(a):
