@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tests.ad import fuzz_programs as fp
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(fp.STEPS) - 1), st.integers(0, 2),
                           st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=8),
        st.integers(0, 2**16))
@@ -19,11 +19,11 @@ def test_random_programs(program, seed):
 
 
 def test_every_step_runs_and_is_checked():
-    """Each step alone, on each register: the fuzzer's vocabulary is all exercised."""
+    """Each step alone: the fuzzer's whole vocabulary is exercised."""
     for s in range(len(fp.STEPS)):
-        for i in range(3):
-            program = [(s, i, (i + 1) % 3, (i + 2) % 3)]
-            assert fp.check(program, seed=s) is None, fp.describe(program)
+        i = s % 3
+        program = [(s, i, (i + 1) % 3, (i + 2) % 3)]
+        assert fp.check(program, seed=s) is None, fp.describe(program)
 
 
 def test_the_checker_catches_a_wrong_gradient():
