@@ -127,6 +127,42 @@ def _real(r, i, j, k):
     r[i].real[2] = r[k][2] * 0.5
 
 
+@step("r[i] = maximum.accumulate(r[j], axis=1) + logaddexp.reduce(r[k], axis=0)")
+def _ufunc_methods(r, i, j, k):
+    r[i] = np.maximum.accumulate(r[j], axis=1) + np.logaddexp.reduce(r[k], axis=0)
+
+
+@step("r[i] = select([r[j] > 0.5, r[j] < -0.5], [r[k], r[k] ** 2], r[i])")
+def _select(r, i, j, k):
+    r[i] = np.select([r[j] > 0.5, r[j] < -0.5], [r[k], r[k] ** 2], r[i])
+
+
+@step("r[i].partition(1, axis=1)")
+def _partition(r, i, j, k):
+    r[i].partition(1, axis=1)
+
+
+@step("r[i] = r[j] - mean(r[k], axis=1, where=mask, keepdims) * std(r[j][:1], axis=0)")
+def _masked(r, i, j, k):
+    mask = np.array([True, False, True, True])
+    r[i] = (r[j] - np.mean(r[k], axis=1, where=mask, keepdims=True)
+            * np.std(r[j][:1], axis=0))
+
+
+@step("c = ones(SHAPE); r[i] = r[j] * c; c[:] = 7 (a plain constant written after use)")
+def _constant(r, i, j, k):
+    c = np.linspace(0.5, 1.5, 12).reshape(SHAPE)
+    r[i] = r[j] * c[::-1] + r[k] * c
+    c[:] = 7.0
+
+
+@step("s = stop_gradient(r[j]); s[0] = 0; r[i] = r[i] * s")
+def _stop(r, i, j, k):
+    s = fl.stop_gradient(r[j])
+    s[0] = 0.0
+    r[i] = r[i] * s
+
+
 def random_program(rng, length=6):
     """A list of (step index, i, j, k)."""
     return [(int(rng.integers(len(STEPS))),)
