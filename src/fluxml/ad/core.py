@@ -315,8 +315,7 @@ class ReverseTrace(Trace):
         if snapshots is None:
             snapshots = self.snapshots = {}
         entry = snapshots.get(id(a))
-        if entry is not None and entry[0] is a and np.array_equal(
-                a, entry[1], equal_nan=a.dtype.kind in "fc"):
+        if entry is not None and entry[0] is a and _unchanged(a, entry[1]):
             return entry[1]
         kept = a.copy()
         snapshots[id(a)] = (a, kept)  # holding ``a`` keeps its id from being reused
@@ -336,6 +335,17 @@ class ReverseTrace(Trace):
         """Cotangents of the ``wanted`` tape indices (None entries allowed), from ``seeds``
         (index -> cotangent)."""
         return sweep(self.tape, seeds, wanted, free)
+
+
+_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _unchanged(a, kept):
+    """Do ``a``'s values equal ``kept``'s, bit for bit (NaN included)? One pass, no copy."""
+    bits = _BITS.get(a.dtype.itemsize)
+    if bits is not None and a.flags.c_contiguous:
+        return bool((a.reshape(-1).view(bits) == kept.reshape(-1).view(bits)).all())
+    return bool(np.array_equal(a, kept))  # a NaN makes it "changed": a fresh copy is kept
 
 
 def _kept(a):

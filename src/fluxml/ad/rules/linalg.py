@@ -131,9 +131,10 @@ def _einsum_view(a, subscripts):
     """One operand and nothing summed ('ii->i', 'ij->ji'): NumPy returns a writable view of
     the operand, so fluxml returns a view handle too (writes through it reach ``a``): the
     entries it selects, as an index into ``a``, linked to ``a``. None when NumPy copies."""
-    value = raw(a)
-    if not np.may_share_memory(np.einsum(subscripts, value), value):
+    inputs, output = subscripts.split("->")
+    if set(inputs) != set(output):  # a label summed out: NumPy computes a new array
         return None
+    value = raw(a)
     from fluxml.ad.mutation import index_view
 
     positions = np.einsum(subscripts, np.arange(value.size).reshape(value.shape))
