@@ -127,9 +127,10 @@ defvjp(CHOLESKY, _cholesky_vjp)
 defjvp(CHOLESKY, _cholesky_jvp)
 
 # --- QR (reduced; square or tall) ------------------------------------------------------------
-# jvp: X = dA R^-1, C = Q^T X, W = tril(C, -1) - tril(C, -1)^T,
+# jvp: X = dA R^-1, C = Q^H X, W = tril(C, -1) - tril(C, -1)^H (+ i Im(diag C), complex),
 #      dQ = Q (W - C) + X, dR = (C - W) R.
-# vjp: N = gR R^T - Q^T gQ, gA = (gQ + Q copy_upper_to_lower(N)) R^-T.
+# vjp: N = gR R^T - Q^T gQ, gA = (gQ + conj(Q) mirror_upper(N)) R^-T, the mirror Hermitian
+#      (its diagonal real) for complex matrices.
 
 QR = primitive("qr", lambda x: tuple(np.linalg.qr(x)), keeps_inputs=False,
                multiple_results=True)
@@ -145,18 +146,19 @@ def _qr_check(x):
 def _qr_vjp(g, ans, x):
     _qr_check(x)
     (gq, gr), (q, r) = g, ans
-    n = gr @ mT(r) - mT(q) @ gq
-    n = _tri(n, lower=False) + mT(_tri(n, lower=False, strict=True))
-    return _solve_right(mT(r), gq + q @ n)
+    n = _unfold(gr @ mT(r) - mT(q) @ gq, lower=False)  # the upper triangle, mirrored
+    return _solve_right(mT(r), gq + _conj(q) @ n)
 
 
 def _qr_jvp(t, ans, x):
     _qr_check(x)
     q, r = ans
     dx = _solve_right(r, t)
-    c = mT(q) @ dx
+    c = mH(q) @ dx
     w = _tri(c, lower=True, strict=True)
-    w = w - mT(w)
+    w = w - mH(w)
+    if np.iscomplexobj(raw(c)):  # LAPACK's R has a real diagonal: Q^H dQ takes i Im(diag C)
+        w = w + _diag(np.imag(np.einsum("...ii->...i", c))) * 1j
     return q @ (w - c) + dx, (c - w) @ r
 
 
