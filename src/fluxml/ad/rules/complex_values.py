@@ -80,5 +80,5 @@ COMPLEX = frozenset([
              "inv", "det"),
     # linear algebra with complex rules of their own
     *_linalg("slogdet", "norm", "vector_norm", "eig", "eigvals", "cholesky", "eigh",
-             "eigvalsh", "qr"),
+             "eigvalsh", "qr", "svd", "svdvals", "matrix_norm"),
 ])
