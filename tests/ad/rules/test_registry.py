@@ -10,6 +10,7 @@ import pytest
 
 import fluxml as fl
 from fluxml.ad.core import FUNCTIONS, UFUNCS
+from fluxml.ad.rules import fft  # noqa: F401  (lazy family: loaded here, so its rules are checked)
 from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.testing import check_grads
 

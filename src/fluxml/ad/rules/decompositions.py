@@ -9,7 +9,8 @@ of the QR rule (Walter & Lehmann; Liao et al. 2019).
 Symmetric inputs. ``cholesky`` and ``eigh`` read one triangle of their input only (the lower
 one, ``UPLO='L'``, by default), exactly as LAPACK does (for a complex Hermitian input: one
 triangle and the real part of the diagonal; the rules are the same with conjugate transposes,
-and an eigenvector's phase is fixed as JAX fixes it, ``Im(v^H dv) = 0``, see ``eig.py``).
+and an eigenvector's phase is fixed as JAX fixes it, ``Im(v^H dv) = 0``, see ``eig.py``; the
+SVD's complex rules split each pair's phase evenly between U and V).
 Their rules are the derivatives of that function: a perturbation of the unread triangle
 changes nothing, and the cotangent of the input is zero there. For a symmetric input built
 from other values (``A = X @ X.T``) the chain rule gives the same result as the
