@@ -172,6 +172,12 @@ def test_unverified_function_on_complex_values_refuses():
         fl.gradient(lambda x: np.sum(np.abs(np.maximum(x * 1j, 0.5))), X)
 
 
+def test_hermitian_svd_of_a_complex_matrix_refuses():
+    z = crandn(3, 3)
+    with pytest.raises(fl.DifferentiationError, match="hermitian=True"):
+        fl.gradient(lambda z: np.sum(np.linalg.svd(z, hermitian=True)[1]), z @ np.conj(z.T))
+
+
 def test_jacobian_of_complex_input_refuses():
     with pytest.raises(fl.DifferentiationError, match="jacobian.*complex"):
         fl.jacobian(lambda z: np.abs(z), crandn(2))
