@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_DEMO := $(VENV)/.installed-demo
 
 .PHONY: demo test lint bench clean
 
@@ -19,8 +20,12 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@ $(STAMP_BASE)
 
-demo: $(STAMP_BASE)
-	$(BIN)/python examples/projectile.py
+$(STAMP_DEMO): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[demo]"
+	touch $@ $(STAMP_BASE)
+
+demo: $(STAMP_DEMO)
+	$(BIN)/python examples/digits_cnn.py --out demo-output
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks examples

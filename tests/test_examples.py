@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import fluxml as fl
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTILE = ROOT / "examples" / "projectile.py"
 
@@ -44,3 +46,32 @@ def test_example_checks_its_derivatives_and_converges(script, expected):
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert expected in done.stdout
+
+
+def test_mlp_example_trains_saves_and_reloads(tmp_path, capsys):
+    mlp = _load(ROOT / "examples" / "mlp.py")
+    assert mlp.main(epochs=2, out=str(tmp_path), progress=False, target=0.8, plot=False) == 0
+    out = capsys.readouterr().out
+    assert "reloaded model predicts the same: True" in out and out.rstrip().endswith("OK")
+    assert (tmp_path / "mlp.safetensors").is_file()
+
+
+def test_cnn_demo_trains_saves_and_reloads(tmp_path, capsys):
+    demo = _load(ROOT / "examples" / "digits_cnn.py")
+    assert demo.main(epochs=2, out=str(tmp_path), progress=False, target=0.9, plot=False) == 0
+    out = capsys.readouterr().out
+    assert "reloaded model predicts the same: True" in out and out.rstrip().endswith("OK")
+    weights = fl.load(tmp_path / "digits-cnn.safetensors")
+    assert weights["layers"]["0"]["weight"].shape == (16, 1, 3, 3)
+
+
+@pytest.mark.parametrize("script, args", [
+    ("spiral_neural_ode.py", ["--steps", "8", "--plot", ""]),
+    ("lotka_volterra_fit.py", ["--steps", "2"]),
+    ("augmented_neural_ode.py", ["--steps", "3", "--points", "32"]),
+])
+def test_neural_ode_examples_run_on_a_small_setting(script, args):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "OK"

@@ -1,0 +1,201 @@
+"""Callbacks for ``fl.train``: evaluation, early stopping, checkpoints, learning-rate
+schedules. A callback is a small object whose methods the loop calls with the ``Run``
+(model, optimiser state, history, epoch, step, last loss; set ``run.stop = True`` to stop).
+
+>>> import numpy as np, fluxml as fl
+>>> class CountSteps(fl.Callback):
+...     def __init__(self):
+...         self.n = 0
+...     def on_step_end(self, run):
+...         self.n += 1
+>>> model, counter = {"w": np.ones(2)}, CountSteps()
+>>> _ = fl.train(lambda m, x: np.sum(m["w"] * x), model, [np.ones(2)] * 3,
+...              fl.setup(fl.Descent(0.1), model), callbacks=[counter], progress=False)
+>>> counter.n, model["w"]
+(3, array([0.7, 0.7]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+class Callback:
+    """Base class: override the hooks you need (each receives the ``Run``)."""
+
+    def on_train_begin(self, run) -> None:
+        pass
+
+    def on_epoch_begin(self, run) -> None:
+        pass
+
+    def on_step_begin(self, run) -> None:
+        pass
+
+    def on_step_end(self, run) -> None:
+        pass
+
+    def on_epoch_end(self, run) -> None:
+        pass
+
+    def on_train_end(self, run) -> None:
+        pass
+
+
+class Evaluate(Callback):
+    """``Evaluate(fn, every=1, name=None)``: at the end of every ``every``-th epoch, call
+    ``fn(model)`` and record what it returns in the history: a dict of metrics, or one
+    number (named ``name``, default ``fn.__name__``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> def accuracy(m):
+    ...     return 0.5
+    >>> model = {"w": np.ones(1)}
+    >>> h = fl.train(lambda m, x: np.sum(m["w"] * x), model, [np.ones(1)],
+    ...              fl.setup(fl.Descent(), model), callbacks=[fl.Evaluate(accuracy)],
+    ...              progress=False)
+    >>> h["accuracy"]
+    [0.5]
+    """
+
+    def __init__(self, fn: Callable, every: int = 1, name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"Evaluate: fn must be callable fn(model) -> number or dict; "
+                            f"got {fn!r}")
+        self.fn, self.every = fn, every
+        self.name = name or getattr(fn, "__name__", "metric")
+
+    def on_epoch_end(self, run) -> None:
+        if run.epoch % self.every:
+            return
+        out = self.fn(run.model)
+        if isinstance(out, dict):
+            run.history.log(**{k: _number(v, k) for k, v in out.items()})
+        else:
+            run.history.log(**{self.name: _number(out, self.name)})
+
+
+def _number(v, name):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"Evaluate: the metric {name!r} must be a number; got {v!r}") from None
+
+
+class EarlyStopping(Callback):
+    """``EarlyStopping(monitor="loss", patience=5, mode="min", min_delta=0.0,
+    restore_best=True)``: stop when the epoch metric ``monitor`` (the mean training loss, or
+    one an ``Evaluate`` placed before this callback records) has not improved by more than
+    ``min_delta`` for ``patience`` epochs. With ``restore_best`` the model gets back the
+    weights of its best epoch when training ends (the optimiser state is not rewound)."""
+
+    def __init__(self, monitor: str = "loss", patience: int = 5, mode: str = "min",
+                 min_delta: float = 0.0, restore_best: bool = True):
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'min' or 'max'; got {mode!r}")
+        if patience < 1:
+            raise ValueError(f"EarlyStopping: patience must be >= 1; got {patience}")
+        self.monitor, self.patience, self.mode = monitor, patience, mode
+        self.min_delta, self.restore_best = min_delta, restore_best
+        self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None
+        self.stopped_epoch = None
+
+    def _better(self, value, best) -> bool:
+        if best is None or math.isnan(best):
+            return not math.isnan(value)
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+    def on_epoch_end(self, run) -> None:
+        row = run.history.epochs[-1]
+        if self.monitor not in row:
+            raise KeyError(f"EarlyStopping: the epoch has no metric {self.monitor!r} (it has "
+                           f"{sorted(row)}); put the Evaluate that records it before "
+                           f"EarlyStopping in callbacks")
+        value = float(row[self.monitor])
+        if self._better(value, self.best):
+            self.best, self.best_epoch, self.wait = value, run.epoch, 0
+            if self.restore_best:
+                from fluxml.io.modelstate import flat_state
+
+                self.saved = {k: np.array(v, copy=True) for k, v in
+                              flat_state(run.model).items()}
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            run.stop = True
+            self.stopped_epoch = run.epoch
+
+    def on_train_end(self, run) -> None:
+        if self.restore_best and self.saved is not None and self.best_epoch != run.epoch:
+            from fluxml.io.modelstate import loadmodel
+
+            loadmodel(run.model, self.saved)
+
+
+class SaveCheckpoint(Callback):
+    """``SaveCheckpoint(path, every=1, rngs=None)``: after every ``every``-th epoch, save a
+    checkpoint (``fl.save_checkpoint``) of the model, optimiser state, step, the history
+    and the generators: fluxml's default one, ``rngs``, and the data loader's (``"data"``)
+    when it has one. ``path`` may hold ``{epoch}`` and ``{step}``: ``"ckpt-{epoch}.st"``.
+    Resume with ``info = fl.load_checkpoint(path, model, fl.setup(rule, model),
+    rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
+    info.extra["history"]))``."""
+
+    def __init__(self, path, every: int = 1, rngs: dict | None = None):
+        self.path, self.every, self.rngs = str(path), every, dict(rngs or {})
+        self.saved: list[Path] = []
+
+    def on_epoch_end(self, run) -> None:
+        if run.epoch % self.every:
+            return
+        from fluxml.io.files import save_checkpoint
+
+        rngs = dict(self.rngs)
+        data_rng = getattr(run.data, "rng", None)
+        if isinstance(data_rng, np.random.Generator):
+            rngs.setdefault("data", data_rng)
+        path = Path(self.path.format(epoch=run.epoch, step=run.step))
+        save_checkpoint(path, run.model, run.state, step=run.step, rngs=rngs,
+                        extra={"epoch": run.epoch, "history": run.history.to_dict()})
+        self.saved.append(path)
+
+
+class LRSchedule(Callback):
+    """``LRSchedule(schedule, every="step", name="eta")``: before each step (or epoch) set
+    the hyperparameter ``name`` of every rule to ``schedule(t)``, ``t`` counting steps (or
+    epochs) from 0 (``fl.adjust(state, eta=schedule(t))``). The value in use at each
+    epoch's end is recorded in the history as ``name``."""
+
+    def __init__(self, schedule: Callable[[int], float], every: str = "step",
+                 name: str = "eta"):
+        if every not in ("step", "epoch"):
+            raise ValueError(f"LRSchedule: every must be 'step' or 'epoch'; got {every!r}")
+        if not callable(schedule):
+            raise TypeError(f"LRSchedule: schedule must be callable t -> value; got "
+                            f"{schedule!r}")
+        self.schedule, self.every, self.name = schedule, every, name
+        self.value = None
+
+    def _set(self, run, t) -> None:
+        from fluxml.optimise import adjust
+
+        self.value = float(self.schedule(t))
+        adjust(run.state, **{self.name: self.value})
+
+    def on_epoch_begin(self, run) -> None:
+        if self.every == "epoch":
+            self._set(run, run.epoch - 1)
+
+    def on_step_begin(self, run) -> None:
+        if self.every == "step":
+            self._set(run, run.step)
+
+    def on_epoch_end(self, run) -> None:
+        if self.value is not None:
+            run.history.log(**{self.name: self.value})

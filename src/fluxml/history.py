@@ -1,0 +1,126 @@
+"""``History``: what ``fl.train`` records, the loss of every step and a row per epoch, and
+its training-curve plot.
+
+>>> import fluxml as fl
+>>> h = fl.History()
+>>> for loss in (1.0, 0.5, 0.25, 0.125):
+...     h.add_step(loss)
+...     if h.step % 2 == 0:
+...         _ = h.end_epoch(loss=loss, accuracy=h.step / 4)
+>>> h["accuracy"], h.step, h.epoch
+([0.5, 1.0], 4, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class History:
+    """``losses``: the loss of each step; ``epochs``: one dict per epoch (``epoch``,
+    ``step`` at its end, ``loss`` (the mean over its steps), ``time``, and the metrics that
+    callbacks added). ``history["name"]`` lists a metric over the epochs (None where an
+    epoch lacks it). ``to_dict`` / ``from_dict`` go through JSON (checkpoints keep it)."""
+
+    def __init__(self, losses: list[float] | None = None, epochs: list[dict] | None = None):
+        self.losses: list[float] = list(losses or [])
+        self.epochs: list[dict[str, Any]] = list(epochs or [])
+
+    @property
+    def step(self) -> int:
+        return len(self.losses)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.epochs)
+
+    def add_step(self, loss: float) -> None:
+        self.losses.append(float(loss))
+
+    def end_epoch(self, **metrics) -> dict:
+        row = {"epoch": self.epoch + 1, "step": self.step, **metrics}
+        self.epochs.append(row)
+        return row
+
+    def log(self, **metrics) -> None:
+        """Add metrics to the last epoch's row (callbacks call this at an epoch's end)."""
+        if not self.epochs:
+            raise ValueError("History.log: no epoch has ended yet")
+        self.epochs[-1].update(metrics)
+
+    def __getitem__(self, name: str) -> list:
+        if not any(name in row for row in self.epochs):
+            known = sorted({k for row in self.epochs for k in row})
+            raise KeyError(f"History: no metric {name!r}; it has {known}")
+        return [row.get(name) for row in self.epochs]
+
+    def describe_epoch(self, row: dict | None = None) -> str:
+        """One line for an epoch: its loss, metrics, time and samples per second."""
+        row = self.epochs[-1] if row is None else row
+        parts = [f"{k} {_fmt(v)}" for k, v in row.items()
+                 if k not in ("epoch", "step", "time", "samples_per_second")]
+        if "time" in row:
+            parts.append(f"{row['time']:.2f} s")
+        if row.get("samples_per_second"):
+            parts.append(f"{row['samples_per_second']:,.0f} samples/s")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"losses": self.losses, "epochs": self.epochs}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        return cls(d["losses"], d["epochs"])
+
+    def __repr__(self) -> str:
+        last = f", last loss {self.losses[-1]:.4g}" if self.losses else ""
+        return f"History({self.step} steps, {self.epoch} epochs{last})"
+
+    def plot(self, path, metrics: list[str] | None = None, title: str | None = None):
+        """Write a PNG of the training curves to ``path``: the step losses (and the epochs'
+        mean loss) on a log scale, and beside them the other metrics per epoch (or those
+        named in ``metrics``). Needs matplotlib (``pip install fluxml[plot]``)."""
+        try:
+            from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'fluxml[plot]' (or "
+                              "matplotlib)") from None
+        skip = {"epoch", "step", "loss", "time", "samples_per_second"}
+        names = metrics if metrics is not None else sorted(
+            {k for row in self.epochs for k, v in row.items()
+             if k not in skip and isinstance(v, (int, float))})
+        for name in names:
+            self[name]  # a clear KeyError for an unknown metric
+        fig = Figure(figsize=(10 if names else 5.5, 3.8))
+        axes = fig.subplots(1, 2 if names else 1, squeeze=False)
+        ax = axes[0, 0]
+        steps = range(1, self.step + 1)
+        positive = all(v > 0 for v in self.losses)
+        ax.plot(steps, self.losses, lw=0.8, alpha=0.6, label="step loss")
+        if self.epochs and "loss" in self.epochs[0]:
+            ax.plot([r["step"] for r in self.epochs], self["loss"], "o-", label="epoch mean")
+        if positive and self.losses:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        if names:
+            ax = axes[0, 1]
+            for name in names:
+                ys = self[name]
+                ax.plot([r["epoch"] for r in self.epochs], ys, "o-", label=name)
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        return path
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    return str(v)

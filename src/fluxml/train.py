@@ -1,0 +1,176 @@
+"""``fl.train``: the training loop, as Flux's ``train!``, with a progress bar, callbacks and a
+``History`` of the run.
+
+``loss(model, *batch)`` returns a scalar; each batch gives one ``fl.withgradient`` and one
+``fl.update``. A NaN or Inf in the loss or in a gradient stops training before the update,
+with an error naming the step and the parameter; the model is left as it was.
+
+>>> import numpy as np, fluxml as fl
+>>> x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
+>>> model = fl.Dense(1, 1)
+>>> state = fl.setup(fl.Descent(0.3), model)
+>>> mse = lambda m, x, y: np.mean((m(x) - y) ** 2)
+>>> h = fl.train(mse, model, fl.DataLoader((x, 3 * x), batchsize=8), state, epochs=20,
+...              progress=False)
+>>> len(h.losses), round(float(model.weight[0, 0]), 2)
+(80, 3.0)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from fluxml.ad import withgradient
+from fluxml.callbacks import Callback
+from fluxml.data.loader import numobs
+from fluxml.history import History
+from fluxml.progress import progress_bar
+from fluxml.tree import leaves_with_paths
+
+
+class TrainingError(FloatingPointError):
+    """Training stopped on a NaN or Inf; the model is as it was before the failing step."""
+
+
+def _nonfinite_gradient(grads) -> tuple[str, str] | None:
+    """The first ``(path, what)`` whose gradient holds NaN or Inf, else None. One reduction
+    per array; the exact check runs only when a sum is not finite."""
+    for path, g in leaves_with_paths(grads):
+        if getattr(g, "dtype", np.dtype(float)).kind not in "fc":
+            continue
+        if math.isfinite(abs(np.sum(g))):
+            continue
+        bad = ~np.isfinite(g)
+        if np.any(bad):
+            kinds = "NaN" if np.any(np.isnan(g)) else "Inf"
+            size = np.size(g)
+            return path, f"holds {kinds} ({int(np.sum(bad))} of {size} entries)"
+    return None
+
+
+class Run:
+    """What callbacks see: the model, optimiser state, data, history, the current epoch and
+    step, the last loss, and ``stop`` (set it to end training after this step or epoch)."""
+
+    def __init__(self, model, state, data, history: History, epochs: int):
+        self.model = model
+        self.state = state
+        self.data = data
+        self.history = history
+        self.epochs = epochs
+        self.epoch = history.epoch
+        self.step = history.step
+        self.loss = math.nan
+        self.stop = False
+
+
+def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
+          callbacks: Iterable[Callback] = (), progress: bool = True,
+          history: History | None = None) -> History:
+    """Train ``model`` in place: for each batch of ``data`` (tuples are splatted:
+    ``loss(model, *batch)``), one gradient of ``loss`` and one ``fl.update(state, model,
+    grads)``; ``epochs`` passes over ``data``. Returns the ``History`` (the step losses,
+    and per epoch the mean loss, time, samples per second and the metrics of callbacks).
+
+    ``callbacks``: ``fl.Evaluate``, ``fl.EarlyStopping``, ``fl.SaveCheckpoint``,
+    ``fl.LRSchedule``, or your own ``fl.Callback``. ``progress``: a progress bar (tqdm when
+    installed, a built-in text bar otherwise) showing the loss and samples per second.
+    ``history``: continue a run (its step and epoch counts go on; a resumed checkpoint
+    gives it back as ``fl.History.from_dict(info.extra["history"])``).
+    """
+    from fluxml.optimise import update
+
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"train: epochs must be a non-negative int; got {epochs!r}")
+    if not callable(loss):
+        raise TypeError(f"train: loss must be a function loss(model, *batch); got {loss!r}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}")
+    history = History() if history is None else history
+    run = Run(model, state, data, history, epochs)
+    for cb in callbacks:
+        cb.on_train_begin(run)
+    try:
+        nbatches = len(data)  # type: ignore[arg-type]
+    except TypeError:
+        nbatches = None
+    last_epoch = history.epoch + epochs
+    for epoch in range(history.epoch + 1, last_epoch + 1):
+        run.epoch = epoch
+        for cb in callbacks:
+            cb.on_epoch_begin(run)
+        bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress)
+        start, samples, total = time.perf_counter(), 0, 0.0
+        steps = 0
+        for batch in data:
+            args = batch if isinstance(batch, tuple) else (batch,)
+            for cb in callbacks:
+                cb.on_step_begin(run)
+            value, (grads,) = withgradient(lambda m, a=args: loss(m, *a), run.model)
+            value = float(value)
+            where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
+            if not math.isfinite(value):
+                bar.close()
+                raise TrainingError(f"train: {where}: the loss is {value}; the model is as it "
+                                    "was before this step. Possible causes: a learning rate "
+                                    "too high, log or division of 0, bad data in this batch")
+            bad = _nonfinite_gradient(grads)
+            if bad is not None:
+                bar.close()
+                raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
+                                    f"(loss {value:.6g}); the model is as it was before this "
+                                    f"step. Possible causes: a learning rate too high, a "
+                                    f"function without a finite derivative here (sqrt or log "
+                                    f"at 0), bad data in this batch")
+            run.state, run.model = update(run.state, run.model, grads)
+            run.step += 1
+            run.loss = value
+            history.add_step(value)
+            samples += _count(args)
+            total += value
+            steps += 1
+            elapsed = time.perf_counter() - start
+            bar.update(value, samples / elapsed if elapsed > 0 else 0.0)
+            for cb in callbacks:
+                cb.on_step_end(run)
+            if run.stop:
+                break
+        bar.close()
+        elapsed = time.perf_counter() - start
+        history.end_epoch(loss=total / steps if steps else math.nan, time=elapsed,
+                          samples_per_second=samples / elapsed if elapsed > 0 else 0.0)
+        for cb in callbacks:
+            cb.on_epoch_end(run)
+        if progress:
+            _print(f"epoch {epoch}/{last_epoch}: {history.describe_epoch()}")
+        if run.stop:
+            break
+    for cb in callbacks:
+        cb.on_train_end(run)
+    return history
+
+
+def _count(args) -> int:
+    """Observations in a batch (for samples per second): the first part's first axis."""
+    try:
+        return numobs(args[0]) if args else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def _print(line: str) -> None:
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    except ImportError:
+        print(line, file=sys.stderr, flush=True)
+
+

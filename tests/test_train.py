@@ -1,0 +1,214 @@
+"""fl.train: the same steps as a hand-written loop, NaN/Inf stops, callbacks, checkpoints
+that resume exactly, the progress output and History."""
+
+import io
+import sys
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.progress import TextBar
+
+
+def _data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3).astype(np.float32)
+    return x, y
+
+
+def _model(seed=0):
+    fl.seed(seed)
+    return fl.Chain(fl.Dense(3, 8, np.tanh), fl.Dense(8, 1))
+
+
+def mse(m, x, y):
+    return np.mean((m(x) - y) ** 2)
+
+
+def test_train_is_the_hand_written_loop():
+    x, y = _data()
+    model, ref = _model(), _model()
+    h = fl.train(mse, model, fl.DataLoader((x, y), batchsize=16), fl.setup(fl.Adam(0.01), model),
+                 epochs=3, progress=False)
+    state = fl.setup(fl.Adam(0.01), ref)
+    losses = []
+    for _ in range(3):
+        for i in range(0, 48, 16):
+            loss, (g,) = fl.withgradient(lambda m: mse(m, x[i:i + 16], y[i:i + 16]), ref)
+            state, ref = fl.update(state, ref, g)
+            losses.append(float(loss))
+    assert h.losses == losses
+    for a, b in zip(fl.leaves(model), fl.leaves(ref)):
+        assert np.array_equal(a, b) and a.dtype == np.float32
+    assert h.step == 9 and h.epoch == 3 and h["epoch"] == [1, 2, 3]
+    assert h["loss"][0] == pytest.approx(np.mean(losses[:3]))
+    assert h.losses[-1] < h.losses[0]
+    # a plain list of batches, and batches that are not tuples
+    model = {"w": np.zeros(2)}
+    fl.train(lambda m, b: np.sum((m["w"] - b) ** 2), model, [np.ones(2)] * 50,
+             fl.setup(fl.Descent(0.1), model), progress=False)
+    np.testing.assert_allclose(model["w"], 1.0, atol=1e-4)
+
+
+def _snapshot(model):
+    return [x.copy() for x in fl.leaves(model)]
+
+
+def test_nan_loss_stops_before_the_update():
+    x, y = _data()
+    y[20] = np.nan  # batch 3 of 8
+    model, ref = _model(), _model()
+    with pytest.raises(fl.TrainingError, match=r"step 3 \(epoch 1, batch 3\): the loss is nan"):
+        fl.train(mse, model, fl.DataLoader((x, y), batchsize=8),
+                 fl.setup(fl.Descent(0.1), model), progress=False)
+    fl.train(mse, ref, fl.DataLoader((x[:16], y[:16]), batchsize=8),
+             fl.setup(fl.Descent(0.1), ref), progress=False)  # the two good steps
+    for a, b in zip(fl.leaves(model), fl.leaves(ref)):
+        assert np.array_equal(a, b)
+
+
+def test_nonfinite_gradient_names_the_parameter():
+    model = _model()
+    model[1].weight[0, 0] = 0.0  # sqrt(|w|) has no finite derivative at 0
+
+    def loss(m, x, y):
+        return mse(m, x, y) + np.sum(np.sqrt(np.abs(m[1].weight)))
+
+    x, y = _data(8)
+    before = _snapshot(model)
+    with pytest.raises(fl.TrainingError, match=r"step 1 \(epoch 1, batch 1\): the gradient of "
+                                               r"layers\.1\.weight holds (NaN|Inf) \(1 of 8"), \
+            np.errstate(divide="ignore", invalid="ignore"):
+        fl.train(loss, model, [(x, y)], fl.setup(fl.Adam(), model), progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(model)))
+
+
+def test_evaluate_and_early_stopping_restores_the_best_weights():
+    x, y = _data()
+    model = _model()
+    scores = iter([3.0, 1.0, 2.0, 2.5, 0.5, 9.0])  # best at epoch 2, then two worse: stop
+    snapshots = []
+
+    def val(m):
+        snapshots.append(_snapshot(m))
+        return {"val": next(scores), "zero": 0}
+
+    stop = fl.EarlyStopping("val", patience=2)
+    h = fl.train(mse, model, fl.DataLoader((x, y), batchsize=16),
+                 fl.setup(fl.Adam(0.01), model), epochs=6,
+                 callbacks=[fl.Evaluate(val), stop], progress=False)
+    assert h["val"] == [3.0, 1.0, 2.0, 2.5] and h["zero"] == [0.0] * 4
+    assert stop.stopped_epoch == 4 and stop.best_epoch == 2 and h.epoch == 4
+    for a, b in zip(snapshots[1], fl.leaves(model)):
+        assert np.array_equal(a, b)
+    with pytest.raises(KeyError, match="no metric 'val'"):
+        fl.train(mse, model, [(x, y)], fl.setup(fl.Adam(), model), progress=False,
+                 callbacks=[fl.EarlyStopping("val")])
+
+
+def test_lr_schedule_sets_eta_before_each_step():
+    model = {"w": np.zeros(1)}
+    seen = []
+
+    class Watch(fl.Callback):
+        def on_step_end(self, run):
+            seen.append(run.state["w"].rule.eta)
+
+    h = fl.train(lambda m, b: np.sum(m["w"] * b), model, [np.ones(1)] * 4,
+                 fl.setup(fl.Descent(1.0), model), epochs=2, progress=False,
+                 callbacks=[fl.LRSchedule(lambda t: 0.5**t), Watch()])
+    assert seen == [0.5**t for t in range(8)]
+    assert model["w"][0] == pytest.approx(-sum(0.5**t for t in range(8)))
+    assert h["eta"] == [0.5**3, 0.5**7]
+
+
+def test_checkpoint_callback_resumes_exactly(tmp_path):
+    x, y = _data()
+
+    def setup_run(seed):
+        model = _model(seed)
+        loader = fl.DataLoader((x, y), batchsize=8, shuffle=True, rng=seed + 10)
+        state = fl.setup(fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam(0.02)), model)
+        return model, loader, state
+
+    schedule = fl.LRSchedule(fl.CosineAnneal(0.02, period=30, warmup=5))
+
+    def noisy(m, x, y):  # uses the default generator, as Dropout would
+        return mse(m, x, y) + 1e-3 * float(fl.init.default_rng().normal())
+
+    model, loader, state = setup_run(0)
+    straight = fl.train(noisy, model, loader, state, epochs=4, progress=False,
+                        callbacks=[schedule])
+
+    model, loader, state = setup_run(0)
+    ckpt = fl.SaveCheckpoint(tmp_path / "ckpt-{epoch}.safetensors")
+    fl.train(noisy, model, loader, state, epochs=2, progress=False, callbacks=[schedule, ckpt])
+    assert [p.name for p in ckpt.saved] == ["ckpt-1.safetensors", "ckpt-2.safetensors"]
+
+    model, loader, state = setup_run(5)  # a new process: other weights, other generators
+    info = fl.load_checkpoint(ckpt.saved[-1], model, state, rngs={"data": loader.rng})
+    history = fl.History.from_dict(info.extra["history"])
+    assert info.step == 12 == history.step
+    resumed = fl.train(noisy, model, loader, info.opt_state, epochs=2, progress=False,
+                       callbacks=[schedule], history=history)
+    assert resumed.losses == straight.losses  # bit for bit
+    assert resumed["epoch"] == [1, 2, 3, 4]
+
+
+def test_progress_output(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the built-in bar
+    x, y = _data()
+    model = _model()
+    fl.train(mse, model, fl.DataLoader((x, y), batchsize=16), fl.setup(fl.Adam(), model),
+             epochs=2, callbacks=[fl.Evaluate(lambda m: 0.75, name="acc")])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("epoch 1/2: loss ") and "acc 0.75" in lines[0]
+    assert "samples/s" in lines[1]
+    out = io.StringIO()
+    bar = TextBar(3, "epoch 1/1", out, width=6, interval=0.0)
+    for i in range(3):
+        bar.update(1.0 / (i + 1), 10.0)
+    bar.close()
+    assert out.getvalue().split("\r")[-1] == "epoch 1/1 [======] 3/3 loss 0.3333 10 samples/s\n"
+
+
+def test_tqdm_bar_when_installed(capsys):
+    pytest.importorskip("tqdm")
+    model = {"w": np.zeros(1)}
+    fl.train(lambda m, b: np.sum(m["w"] * b), model, [np.ones(1)] * 3,
+             fl.setup(fl.Descent(), model))
+    assert "epoch 1/1: loss" in capsys.readouterr().err
+
+
+def test_history_plot(tmp_path, monkeypatch):
+    h = fl.History()
+    for i in range(10):
+        h.add_step(1.0 / (i + 1))
+        if i % 5 == 4:
+            h.end_epoch(loss=h.losses[-1], acc=i / 10)
+    h2 = fl.History.from_dict(h.to_dict())
+    assert h2.losses == h.losses and h2["acc"] == [0.4, 0.9]
+    assert "10 steps, 2 epochs" in repr(h)
+    with pytest.raises(KeyError, match="no metric 'nope'"):
+        h["nope"]
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install 'fluxml\[plot\]'"):
+        h.plot(tmp_path / "x.png")
+    monkeypatch.undo()
+    pytest.importorskip("matplotlib")
+    path = h.plot(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path
+
+
+def test_bad_arguments():
+    model = {"w": np.zeros(1)}
+    state = fl.setup(fl.Descent(), model)
+    with pytest.raises(ValueError, match="epochs must be a non-negative int; got -1"):
+        fl.train(lambda m: 0.0, model, [], state, epochs=-1)
+    with pytest.raises(TypeError, match="callbacks must be fl.Callback objects"):
+        fl.train(lambda m: 0.0, model, [], state, callbacks=[print])
+    with pytest.raises(TypeError, match="loss must be a function"):
+        fl.train(3, model, [], state)
