@@ -170,8 +170,7 @@ def _conv_layer(n, c, o, size, k, pad):
 def _resnet_block(n, c, size):
     import torch
 
-    from fluxml.layers.attention import relu
-
+    relu = fl.relu
     rng = np.random.default_rng(0)
 
     def branch():

@@ -119,7 +119,7 @@ def test_dropout_modes_mask_and_gradient():
     # inside a gradient the mask is the derivative
     auto = fl.Dropout(0.5, rng=np.random.default_rng(1))
     g, = fl.gradient(lambda x: np.sum(auto(x)), x)
-    expected = (np.random.default_rng(1).random(x.shape) >= 0.5) / 0.5
+    expected = (np.random.default_rng(1).random(x.shape, dtype=np.float32) >= 0.5) / 0.5
     np.testing.assert_allclose(g, expected)
     # a mask shared along the axes not in dims: whole channels dropped
     ch = fl.Dropout(0.5, dims=(0, 1), active=True, rng=np.random.default_rng(2))
