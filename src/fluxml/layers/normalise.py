@@ -77,8 +77,14 @@ class _Norm(Module):
                 return match_dtype(self, x, a.dtype)
         return x if x.dtype.kind == "f" else match_dtype(self, x, np.float32)
 
+    def _like(self, shape):
+        """A zero-size-cost stand-in for input of ``shape`` in the layer's precision."""
+        arrays = (getattr(self, "weight", None), getattr(self, "running_mean", None))
+        dtype = next((a.dtype for a in arrays if a is not None), np.dtype(np.float32))
+        return np.broadcast_to(np.zeros((), dtype), tuple(shape))
+
     def _output_shape(self, shape):
-        self._input(np.broadcast_to(np.float32(0), shape))
+        self._input(self._like(shape))
         return tuple(shape)
 
     def _channel_affine(self, ndim):
@@ -189,7 +195,7 @@ class InstanceNorm(_Norm):
         return self._activate(y)
 
     def _output_shape(self, shape):
-        self._input(np.broadcast_to(np.float32(0), shape), min_ndim=3)
+        self._input(self._like(shape), min_ndim=3)
         return tuple(shape)
 
     def _line(self) -> str:
