@@ -18,29 +18,11 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
-from fluxml.ad.api import stop_gradient
+from fluxml import nnlib
 from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, is_active
 from fluxml.layers.normalise import Dropout, LayerNorm
-
-
-def relu(x):
-    """``max(x, 0)``."""
-    return np.maximum(x, 0)
-
-
-def _attention(q, k, v, *, mask=None, bias=None, scale):
-    """``(softmax(q k' scale + bias, masked) v, probabilities)`` over the last two axes."""
-    s = (q * scale) @ np.swapaxes(k, -1, -2)
-    if bias is not None:
-        s = s + bias
-    if mask is not None:
-        s = np.where(mask, s, -np.inf)
-    m = np.max(s, axis=-1, keepdims=True)
-    e = np.exp(s - stop_gradient(np.where(np.isfinite(m), m, 0)))
-    total = np.sum(e, axis=-1, keepdims=True)
-    p = e / np.where(total > 0, total, 1)
-    return p @ v, p
+from fluxml.nnlib import relu
 
 
 def causal_mask(tq: int, tk: int) -> np.ndarray:
@@ -125,11 +107,12 @@ class MultiHeadAttention(Module):
             mask = causal_mask(qh.shape[2], kh.shape[2])
         scale = 1 / math.sqrt(qh.shape[-1])
         if is_active(self.attn_drop, qh) and self.attn_drop.p > 0:
-            _, probs = _attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
+            _, probs = nnlib.dot_product_attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
             probs = self.attn_drop(probs)
             out = probs @ vh
         else:
-            out, probs = _attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
+            out, probs = nnlib.dot_product_attention(qh, kh, vh, mask=mask, bias=bias,
+                                                     scale=scale)
         n, _, tq, _ = out.shape
         joined = np.reshape(np.swapaxes(out, 1, 2), (n, tq, -1))
         return self.out_proj(joined), probs
