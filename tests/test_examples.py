@@ -63,3 +63,10 @@ def test_cnn_demo_trains_saves_and_reloads(tmp_path, capsys):
     assert "reloaded model predicts the same: True" in out and out.rstrip().endswith("OK")
     weights = fl.load(tmp_path / "digits-cnn.safetensors")
     assert weights["layers"]["0"]["weight"].shape == (16, 1, 3, 3)
+
+
+def test_char_lstm_example_learns_and_generates(capsys):
+    lstm = _load(ROOT / "examples" / "char_lstm.py")
+    assert lstm.main(epochs=1, progress=False, target=3.6, length=8, sample=10) == 0
+    out = capsys.readouterr().out
+    assert "sample: 'Beautiful is " in out and out.rstrip().endswith("OK")
