@@ -70,3 +70,15 @@ def test_char_lstm_example_learns_and_generates(capsys):
     assert lstm.main(epochs=1, progress=False, target=3.6, length=8, sample=10) == 0
     out = capsys.readouterr().out
     assert "sample: 'Beautiful is " in out and out.rstrip().endswith("OK")
+
+
+@pytest.mark.parametrize("script, args", [
+    ("spiral_neural_ode.py", ["--steps", "8", "--plot", ""]),
+    ("lotka_volterra_fit.py", ["--steps", "2"]),
+    ("augmented_neural_ode.py", ["--steps", "3", "--points", "32"]),
+])
+def test_neural_ode_examples_run_on_a_small_setting(script, args):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "OK"

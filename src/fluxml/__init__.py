@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import data, init, io, losses, nnlib, ode, optimise, testing, tree
+from fluxml import crypto, data, init, io, losses, nnlib, ode, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -23,7 +23,13 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
-from fluxml.callbacks import Callback, EarlyStopping, Evaluate, LRSchedule, SaveCheckpoint
+from fluxml.callbacks import (
+    Callback,
+    EarlyStopping,
+    Evaluate,
+    LRSchedule,
+    SaveCheckpoint,
+)
 from fluxml.data import (
     DataLoader,
     Standardiser,
@@ -35,7 +41,9 @@ from fluxml.data import (
     shuffleobs,
     splitobs,
 )
-from fluxml.history import History
+from fluxml.history import (
+    History,
+)
 from fluxml.init import (
     seed,
 )
@@ -51,23 +59,43 @@ from fluxml.layers import (
     GRU,
     LSTM,
     RNN,
+    AdaptiveMaxPool,
+    AdaptiveMeanPool,
+    AlphaDropout,
+    BatchNorm,
     Bidirectional,
     Bilinear,
     Chain,
+    Conv,
+    ConvTranspose,
+    CrossCor,
     Dense,
+    DepthwiseConv,
+    Dropout,
     Embedding,
     EmbeddingBag,
     Flatten,
+    GlobalMaxPool,
+    GlobalMeanPool,
+    GroupNorm,
     GRUCell,
+    InstanceNorm,
     LayerError,
+    LayerNorm,
     LSTMCell,
     Maxout,
+    MaxPool,
+    MeanPool,
     Module,
+    MultiHeadAttention,
     PairwiseFusion,
     Parallel,
+    PixelShuffle,
     RNNCell,
     Scale,
     SkipConnection,
+    TransformerEncoderBlock,
+    Upsample,
     _,
     autosize,
     f16,
@@ -81,6 +109,7 @@ from fluxml.layers import (
     trainable,
     trainmode,
 )
+from fluxml.layers.polynomial import PolyAct, square
 from fluxml.losses import (
     binary_focal_loss,
     binarycrossentropy,
@@ -101,6 +130,44 @@ from fluxml.losses import (
     siamese_contrastive_loss,
     squared_hinge_loss,
     tversky_loss,
+)
+from fluxml.nnlib import (
+    alpha_dropout,
+    batchnorm,
+    celu,
+    dot_product_attention,
+    dropout,
+    elu,
+    embedding,
+    gelu,
+    gelu_erf,
+    gelu_tanh,
+    groupnorm,
+    hardshrink,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    instancenorm,
+    layernorm,
+    leakyrelu,
+    lisht,
+    logsigmoid,
+    logsoftmax,
+    make_causal_mask,
+    mish,
+    relu,
+    relu6,
+    rrelu,
+    selu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    softshrink,
+    softsign,
+    swish,
+    tanhshrink,
+    trelu,
 )
 from fluxml.optimise import (
     AccumGrad,
@@ -136,7 +203,10 @@ from fluxml.optimise import (
     thaw,
     update,
 )
-from fluxml.train import TrainingError, train
+from fluxml.train import (
+    TrainingError,
+    train,
+)
 from fluxml.tree import (
     flatten,
     fmap,
@@ -144,26 +214,48 @@ from fluxml.tree import (
     unflatten,
 )
 
+
+def __getattr__(name):
+    """``fl.ode`` and ``fl.NeuralODE`` load on first use: the solvers' tables are not part of
+    ``import fluxml``'s time."""
+    if name in ("ode", "NeuralODE"):
+        import importlib
+
+        ode = importlib.import_module("fluxml.ode")
+        globals().update(ode=ode, NeuralODE=ode.NeuralODE)
+        return globals()[name]
+    raise AttributeError(f"module 'fluxml' has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "PolyAct", "crypto", "square",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
-    "Bidirectional", "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "CosineAnneal",
-    "DataLoader", "Dense", "Descent", "DifferentiationError", "EarlyStopping", "Embedding",
-    "EmbeddingBag", "Evaluate", "ExpDecay", "Flatten", "GRU", "GRUCell", "History", "LRSchedule",
-    "LSTM", "LSTMCell", "LayerError", "Leaf", "Lion", "Maxout", "Module", "Momentum", "NAdam",
-    "Nesterov", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel", "RAdam",
-    "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint", "Scale", "SignDecay", "SkipConnection",
-    "Standardiser", "StepDecay", "Tracer", "TrainingError", "WeightDecay", "_", "adjust",
-    "autosize", "binary_focal_loss", "binarycrossentropy", "checkpoint", "crossentropy",
-    "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss", "f16", "f32",
-    "f64", "flatten", "fmap", "focal_loss", "freeze", "gradient", "hessian", "hinge_loss",
-    "huber_loss", "identity", "index_add", "init", "io", "jacobian", "jvp", "kldivergence",
-    "label_smoothing", "leaves", "load", "load_checkpoint", "loadmodel", "logitbinarycrossentropy",
-    "logitcrossentropy", "logsumexp", "losses", "mae", "modules", "mse", "msle", "nnlib",
+    "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
+    "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",
+    "CosineAnneal", "CrossCor", "DataLoader", "Dense", "DepthwiseConv", "Descent",
+    "DifferentiationError", "Dropout", "EarlyStopping", "Embedding", "EmbeddingBag", "Evaluate",
+    "ExpDecay", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
+    "History", "InstanceNorm", "LRSchedule", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "Leaf",
+    "Lion", "MaxPool", "Maxout", "MeanPool", "Module", "Momentum", "MultiHeadAttention", "NAdam",
+    "Nesterov", "NeuralODE", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel",
+    "PixelShuffle", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint", "Scale",
+    "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
+    "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
+    "autosize", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu", "checkpoint",
+    "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss",
+    "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64", "flatten", "fmap",
+    "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gradient", "groupnorm", "hardshrink",
+    "hardsigmoid", "hardswish", "hardtanh", "hessian", "hinge_loss", "huber_loss", "identity",
+    "index_add", "init", "instancenorm", "io", "jacobian", "jvp", "kldivergence",
+    "label_smoothing", "layernorm", "leakyrelu", "leaves", "lisht", "load", "load_checkpoint",
+    "loadmodel", "logitbinarycrossentropy", "logitcrossentropy", "logsigmoid", "logsoftmax",
+    "logsumexp", "losses", "mae", "make_causal_mask", "mish", "modules", "mse", "msle", "nnlib",
     "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "outputsize",
-    "poisson_loss", "pullback", "save", "save_checkpoint", "seed", "setup", "shuffleobs",
-    "siamese_contrastive_loss", "splitobs", "squared_hinge_loss", "state", "stop_gradient",
-    "summary", "testing", "testmode", "thaw", "train", "trainable", "trainmode", "tree",
-    "tversky_loss", "unflatten", "update", "vjp", "withgradient",
+    "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint", "seed",
+    "selu", "setup", "shuffleobs", "siamese_contrastive_loss", "sigmoid", "silu", "softmax",
+    "softplus", "softshrink", "softsign", "splitobs", "squared_hinge_loss", "state",
+    "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw", "train",
+    "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update", "vjp",
+    "withgradient",
 ]

@@ -16,7 +16,7 @@ from fluxml.tree import flatten, unflatten
 
 
 def _float_leaves(args):
-    leaves, spec = flatten(tuple(args))
+    leaves, spec = flatten(tuple(args), trainable=True)
     mask = [_is_float(x) for x in leaves]
     return leaves, spec, mask
 
@@ -96,10 +96,10 @@ def check_grads(f: Callable, *args, order: int = 2, modes: Sequence[str] = ("fwd
 
     expected = _vdot(fd, us)
     tangent_args = _combine(leaves, spec, mask, vs)
-    t_spec_leaves = flatten(tuple(tangent_args))[0]
+    t_spec_leaves = flatten(tuple(tangent_args), trainable=True)[0]
     tangents = [t if m else np.zeros_like(_wide(t))
                 for t, m in zip(t_spec_leaves, mask)]
-    tangents = unflatten(flatten(tuple(args))[1], tangents)
+    tangents = unflatten(flatten(tuple(args), trainable=True)[1], tangents)
 
     if "fwd" in modes:
         _, t_out = jvp(f, tuple(args), tuple(tangents))
@@ -108,7 +108,8 @@ def check_grads(f: Callable, *args, order: int = 2, modes: Sequence[str] = ("fwd
     if "rev" in modes:
         _, back = pullback(f, *args)
         grads = back(cotangent())
-        g_leaves = [g for g, m in zip(_aligned(flatten(tuple(args))[1], grads), mask) if m]
+        arg_spec = flatten(tuple(args), trainable=True)[1]
+        g_leaves = [g for g, m in zip(_aligned(arg_spec, grads), mask) if m]
         got = _vdot(g_leaves, vs)
         _assert_close(got, expected, rtol, atol, f"reverse mode (order {order})")
     if order > 1:

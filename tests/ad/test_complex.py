@@ -175,3 +175,40 @@ def test_unverified_function_on_complex_values_refuses():
 def test_jacobian_of_complex_input_refuses():
     with pytest.raises(fl.DifferentiationError, match="jacobian.*complex"):
         fl.jacobian(lambda z: np.abs(z), crandn(2))
+
+
+# --- in-place writes of complex values ---------------------------------------------------------
+
+def test_fill_loop_with_complex_values():
+    def fill(z):
+        out = np.zeros_like(z)
+        out[0] = z[0]
+        for i in range(1, len(z)):
+            out[i] = out[i - 1] * 0.5j + np.exp(z[i] * 0.3)
+        out *= 1 - 0.5j
+        out[1:3] += np.conj(z[:2])
+        return np.sum(np.abs(out) ** 2)
+
+    z = crandn(5)
+    np.testing.assert_allclose(fl.gradient(fill, z)[0], fd_gradient(fill, z), rtol=1e-6)
+    check_grads(fill, z)
+
+
+def test_complex_buffer_filled_from_real_values():
+    def f(x):
+        buf = np.zeros(4, dtype=complex, like=x)
+        buf[:] = x * 1j
+        buf[::2] = np.exp(1j * x[::2])
+        return np.sum(np.abs(buf) ** 3) + np.sum(buf.real**2)
+
+    check_grads(f, X)
+
+
+def test_complex_written_into_a_real_traced_array_refuses_as_numpy():
+    def f(x):
+        y = x * 1.0
+        y += 1j
+        return np.sum(np.abs(y))
+
+    with pytest.raises(TypeError, match="cannot cast complex128 into the float64"):
+        fl.gradient(f, X)

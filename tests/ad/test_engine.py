@@ -156,12 +156,10 @@ def test_writing_a_tracer_into_a_numpy_array_refuses():
         buf[0] = x[0]
         return np.sum(buf)
 
-    # NumPy turns the error of float(tracer) into "setting an array element with a
-    # sequence"; ours is its cause and shows in the traceback.
-    with pytest.raises(ValueError) as info:
+    # NumPy would turn any error of float(tracer) into "setting an array element with a
+    # sequence"; fluxml's own error comes when f returns.
+    with pytest.raises(fl.DifferentiationError, match="np.zeros_like"):
         fl.gradient(f, np.ones(2))
-    assert isinstance(info.value.__cause__, fl.DifferentiationError)
-    assert "np.zeros_like" in str(info.value.__cause__)
 
     def g(x):
         buf = np.zeros(2)

@@ -7,6 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import fluxml as fl
 from fluxml.testing import check_grads
@@ -245,3 +248,30 @@ def test_ctc_errors():
         fl.ctc_loss(np.zeros(4), np.array([1]))
     with pytest.raises(ValueError, match="2 sequences of logits but 1 label"):
         fl.ctc_loss(np.zeros((2, 3, 4)), [np.array([1])])
+
+
+# --- fuzz: the logit forms against references written another way -------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(2, 5)),
+                  elements=st.floats(-1e4, 1e4)),
+       st.integers(0, 2**32 - 1))
+def test_logit_losses_fuzz(x, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.dirichlet(np.ones(x.shape[1]), x.shape[0])
+    m = x.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
+    want = lse * y.sum(axis=1) - (y * x).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fl.logitcrossentropy(x, y, agg="none")
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * (1 + np.abs(x).max()))
+        bits = rng.uniform(0, 1, x.shape)
+        want = np.maximum(x, 0) - x * bits + np.log1p(np.exp(-np.abs(x)))
+        got = fl.logitbinarycrossentropy(x, bits, agg="none")
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * (1 + np.abs(x).max()))
+        x32 = x.astype(np.float32)
+        for loss, target in ((fl.logitcrossentropy, y), (fl.logitbinarycrossentropy, bits)):
+            out, g = fl.withgradient(lambda z: loss(z, target), x32)
+            assert out.dtype == np.float32 and np.isfinite(out)
+            assert g[0].dtype == np.float32 and np.all(np.isfinite(g[0]))

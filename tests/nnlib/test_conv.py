@@ -177,6 +177,12 @@ def test_second_order_through_a_small_cnn():
 
     check_grads(lambda w1, w2: fl.gradient(loss, w1, w2), w1, w2, order=1)
 
+    def lenet(w1, w2):  # conv, max pool, conv, mean pool: a Hessian-vector product
+        h = fl.nnlib.maxpool(np.tanh(conv(x, w1, pad=1)), 2)
+        return np.sum(fl.nnlib.meanpool(conv(h, w2, pad="same"), 3) ** 2)
+
+    check_grads(lambda w1, w2: fl.gradient(lenet, w1, w2), w1, w2, order=1)
+
 
 @settings(max_examples=12, deadline=None)
 @given(st.data())

@@ -130,7 +130,7 @@ def test_failures_name_the_time_reached_and_what_to_try():
         fl.ode.solve(blowup, np.ones(1), (0.0, 2.0))
     with pytest.raises(fl.ode.SolveError, match=r"max_steps=5 reached at t = .*stiff solver"):
         fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 100.0), max_steps=5)
-    with pytest.raises(fl.ode.SolveError, match=r"NaN or infinite .* t = 0\.5"):
+    with pytest.raises(fl.ode.SolveError, match=r"NaN or infinite .* t = 0\.75"):
         fl.ode.solve(lambda t, u, p: u * np.sqrt(0.6 - t), np.ones(1), (0.0, 1.0),
                      solver=fl.ode.Euler(), dt=0.25)
     with pytest.raises(fl.ode.SolveError, match="NaN or infinite in every attempted step"):
@@ -157,7 +157,8 @@ def robertson(t, u, p):
                      k2 * u[1] ** 2])
 
 
-@pytest.mark.parametrize("solver", [fl.ode.Rodas5(), fl.ode.Rosenbrock23()])
+@pytest.mark.parametrize("solver", [
+    fl.ode.Rodas5(), pytest.param(fl.ode.Rosenbrock23(), marks=pytest.mark.slow)], ids=repr)
 def test_stiff_solvers_agree_with_scipy_on_robertson(solver):
     p = (0.04, 3e7, 1e4)
     ts = np.array([1.0, 10.0, 100.0])

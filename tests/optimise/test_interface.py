@@ -207,3 +207,49 @@ def test_schedules_against_their_formulas():
         s(-1)
     with pytest.raises(ValueError, match="period"):
         fl.CosineAnneal(1.0, period=0)
+
+
+@pytest.mark.parametrize("rule", [fl.Adam(0.1), fl.Rprop(0.1), fl.AdaDelta(),
+                                  fl.OptimiserChain(fl.AccumGrad(2), fl.OAdam(0.1))])
+def test_state_follows_the_gradient_layout(rule):
+    # the state is re-laid out when the gradient's layout changes: same steps either way
+    W, ref = np.arange(12.0).reshape(3, 4), np.arange(12.0).reshape(3, 4)
+    state, ref_state = fl.setup(rule, [W]), fl.setup(rule, [ref])
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        g = rng.standard_normal((3, 4))
+        view = np.ascontiguousarray(g.T).T if i % 3 else g  # F, F, C, F, F, C
+        fl.update(state, [W], [view])
+        fl.update(ref_state, [ref], [g])
+        np.testing.assert_allclose(W, ref, rtol=1e-12)
+
+
+def test_a_state_rebuilt_from_its_leaves_still_steps_each_array_once():
+    w = np.ones(2)
+    model = {"a": w, "b": w}
+    state = fl.setup(fl.Descent(0.5), model)
+    leaves, spec = fl.tree.flatten(state)
+    rebuilt = fl.tree.unflatten(spec, leaves)  # as a loader would: two Leafs now
+    assert rebuilt["a"] is not rebuilt["b"]
+    fl.update(rebuilt, model, {"a": np.ones(2), "b": np.ones(2)})
+    np.testing.assert_allclose(w, 0.5)
+    with pytest.raises(ValueError, match=r"model\['b'\] and model\['a'\] share a Leaf"):
+        fl.update(state, {"a": w, "b": np.ones(2)}, {"a": np.ones(2), "b": np.ones(2)})
+
+
+def test_with_fluxml_layers():
+    model = fl.Chain(fl.Dense(3, 8, np.tanh), fl.Dense(8, 1))
+    state = fl.setup(fl.Adam(0.02), model)
+    assert isinstance(state.layers[0].weight, fl.Leaf)
+    assert "Leaf(Adam(0.02, (0.9, 0.999), 1e-08), AdamState(m=float32(8, 3)" in repr(state)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 3)).astype(np.float32)
+    y = np.sin(x.sum(axis=1, keepdims=True))
+    loss = lambda m: fl.mse(m(x), y)
+    first = loss(model)
+    fl.freeze(state.layers[1])
+    w1 = model.layers[1].weight.copy()
+    for _ in range(50):
+        state, model = fl.update(state, model, fl.gradient(loss, model)[0])
+    assert loss(model) < 0.5 * first and loss(model).dtype == np.float32
+    np.testing.assert_array_equal(model.layers[1].weight, w1)

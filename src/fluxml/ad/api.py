@@ -3,7 +3,6 @@ stop_gradient (user-given rules are in ``custom.py``)."""
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from fluxml.ad.core import LEAKED, DifferentiationError, ReverseTrace, Tracer, raw
 from fluxml.ad.forward import ForwardTrace
-from fluxml.ad.guards import pause_gc, resume_gc, thaw
+from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.sweep import sweep
 from fluxml.tree import flatten, is_array_leaf, unflatten
 
@@ -129,12 +128,7 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False,
 
 
 def _withgradient(f, args, zeros_for_none, holomorphic=False):
-    trace = ReverseTrace()
-    try:
-        return _gradient_of(trace, f, args, zeros_for_none, holomorphic)
-    finally:
-        if trace.frozen:
-            thaw(trace.frozen)
+    return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic)
 
 
 def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
@@ -143,6 +137,7 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
         _check_complex_inputs(leaves, made)
     try:
         out = f(*targs)
+        trace.check_refused()
     finally:
         trace.closed = LEAKED
     if type(out) is not Tracer or out._trace is not trace:
@@ -166,7 +161,9 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
     nested lists, dicts, dataclasses and models come back as the same structure). An entry is
     ``None`` where no derivative flows: integer and boolean arguments, non-array parts of
     objects, and float arguments the output does not depend on. Pass
-    ``zeros_for_none=True`` to get zeros for float arguments instead of ``None``.
+    ``zeros_for_none=True`` to get zeros for float arguments instead of ``None``. So does a
+    function whose output is a number that does not depend on the inputs (``return 0.0``,
+    an integer count); a boolean output is refused.
 
     ``f`` may be any Python: loops, ``if`` on concrete values, recursion, closures, NumPy
     calls, and in-place writes into arrays it computes (``u[1:-1] += ...``). The caller's
@@ -212,11 +209,19 @@ def _one(dtype):
 
 
 def _check_scalar(out, holomorphic=False):
+    """A real scalar output. One that does not depend on the inputs (a Python or NumPy
+    number) is accepted: its gradient is None (zeros with ``zeros_for_none``). A boolean is
+    refused: a comparison has no derivative, and returning one is more likely a slip."""
     value = raw(out)
     if type(value) in (np.float64, np.float32, float) and not holomorphic:
         return
+    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == np.bool_:
+        raise DifferentiationError(
+            f"gradient needs f to return a real number, but it returned a boolean ({value!r}); "
+            "a comparison has no derivative. Return a float (the gradient of a number that "
+            "does not depend on the inputs is None, or zeros with zeros_for_none=True).")
     shape = np.shape(value) if not isinstance(out, (tuple, list, dict)) else None
-    if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float)):
+    if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float, np.integer)):
         what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
         raise DifferentiationError(
             f"gradient needs f to return a real scalar, but it returned {what}.\n"
@@ -260,9 +265,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     pause_gc()
     try:
         out = f(*targs)
-    except BaseException:
-        thaw(trace.frozen)
-        raise
+        trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()
@@ -276,11 +279,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
         else:
             values.append(o)
     value = unflatten(out_spec, values)
-    if trace.frozen:
-        frozen = trace.frozen
-        trace.frozen = []  # the tape outlives this call: thawed when `back` is dropped
-    else:
-        frozen = None
+    trace.snapshots = None  # the tape holds the copies it needs; the originals may go
 
     def back(cotangent):
         ct_leaves, _ = flatten(cotangent, _leaf_or_none)
@@ -307,8 +306,6 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
             resume_gc()
         return _grads(spec, leaves, cts, False)
 
-    if frozen:
-        weakref.finalize(back, thaw, frozen)
     return value, back
 
 
@@ -330,8 +327,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp(f, primals, tangents): primals and tangents must be tuples of "
                         "arguments, e.g. fl.jvp(f, (x,), (v,))")
-    t_leaves, _ = flatten(tuple(tangents))
-    p_leaves, _ = flatten(tuple(primals))
+    # as _trace_args sees them: fields a class declares nontrainable are not leaves
+    t_leaves, _ = flatten(tuple(tangents), trainable=True)
+    p_leaves, _ = flatten(tuple(primals), trainable=True)
     if len(t_leaves) != len(p_leaves):
         raise ValueError(f"jvp: {len(p_leaves)} primal leaves but {len(t_leaves)} tangents")
     trace = ForwardTrace()
@@ -352,6 +350,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     pause_gc()
     try:
         out = f(*targs)
+        trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()
@@ -434,11 +433,20 @@ def hessian(f: Callable, x):
 
 def stop_gradient(x):
     """``x`` with no derivative flowing through it, at any order (Flux's
-    ``ignore_derivatives``); maps over trees.
+    ``ignore_derivatives``); maps over trees. A traced value comes back as a plain array of
+    its own (a copy), which may be written freely.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x: np.sum(x * fl.stop_gradient(x)), np.array([3.0]))
     (array([3.]),)
     """
     leaves, spec = flatten(x)
-    return unflatten(spec, [raw(v) if type(v) is Tracer else v for v in leaves])
+    return unflatten(spec, [_stopped(v) if type(v) is Tracer else v for v in leaves])
+
+
+def _stopped(t):
+    """The value of a tracer as a plain array of its own: the buffer under the handle may be
+    one the tape keeps, or the caller's argument, so writes into the result must not reach
+    it (a NumPy scalar is immutable and needs no copy)."""
+    v = raw(t)
+    return v.copy() if type(v) is np.ndarray else v

@@ -17,7 +17,7 @@ import itertools
 
 import numpy as np
 
-from fluxml.ad import errors, guards
+from fluxml.ad import errors
 
 _levels = itertools.count(1)  # thread-safe under the GIL; later transforms get higher levels
 
@@ -160,15 +160,21 @@ class Shaped:
 class Trace:
     """One transform call: a level, and whether tracers of it may still be used."""
 
-    __slots__ = ("level", "closed", "__weakref__")
+    __slots__ = ("level", "closed", "refused", "__weakref__")
 
     def __init__(self):
         self.level = next(_levels)
         self.closed = None  # None while open; else the message for a tracer used too late
+        self.refused = None  # a refusal NumPy would have swallowed, raised when f returns
 
     def check_open(self):
         if self.closed is not None:
             raise DifferentiationError(self.closed)
+
+    def check_refused(self):
+        """Raise the refusal recorded while ``f`` ran (see ``methods._refuses``)."""
+        if self.refused is not None:
+            raise DifferentiationError(self.refused)
 
     def new(self, val, box, owned=True):
         t = Tracer.__new__(Tracer)
@@ -187,13 +193,14 @@ class ReverseTrace(Trace):
     """Records a tape of nodes ``(prim, args, params, ans, parents)``; ``parents`` lists
     ``(argument position, tape index)`` of the traced arguments."""
 
-    __slots__ = ("tape", "frozen")
+    __slots__ = ("tape", "snapshots")
 
     def __init__(self):
         self.level = next(_levels)
         self.closed = None
+        self.refused = None
         self.tape = []
-        self.frozen = []  # plain arrays a rule kept, read-only until the tape is done
+        self.snapshots = None  # id -> (large plain array, the copy a rule keeps of it)
 
     def leaf(self, val, index=None):
         """A new differentiable input (its node has no parents; ``index`` is unused here)."""
@@ -293,15 +300,27 @@ class ReverseTrace(Trace):
                 vals[p] = Shaped(v)
 
     def _keep_constants(self, vals):
-        """Plain arrays that a rule keeps cannot be watched for writes, so they are made
-        read-only until the derivative is computed (a later write raises NumPy's "assignment
-        destination is read-only" instead of silently changing the derivative); lists are
-        copied into arrays."""
+        """Plain arrays (and lists) that a rule keeps are copied: the program may write into
+        them later (through any view of their memory, from any thread), and the backward pass
+        must read the values the forward pass used. A large array used again unchanged shares
+        the copy made at its first use (checked by comparing the values)."""
         for i, a in enumerate(vals):
             if type(a) is list:
                 vals[i] = np.array(a)
-            elif type(a) is np.ndarray and guards.freeze(a):
-                self.frozen.append(a)
+            elif type(a) is np.ndarray:
+                vals[i] = a.copy() if a.size < LARGE else self._snapshot(a)
+
+    def _snapshot(self, a):
+        snapshots = self.snapshots
+        if snapshots is None:
+            snapshots = self.snapshots = {}
+        entry = snapshots.get(id(a))
+        if entry is not None and entry[0] is a and np.array_equal(
+                a, entry[1], equal_nan=a.dtype.kind in "fc"):
+            return entry[1]
+        kept = a.copy()
+        snapshots[id(a)] = (a, kept)  # holding ``a`` keeps its id from being reused
+        return kept
 
     def _project(self, ans, owned):
         """One handle per output of the multiple-result node just recorded."""
@@ -452,6 +471,10 @@ class Tracer:
         return np
 
     def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype).kind in "biu":
+            # an integer or boolean cast (`np.int64(x)`, `np.asarray(x, dtype=int)`) has no
+            # derivative: cut, as `x.astype(int)` is
+            return np.array(raw(self), dtype=dtype)
         raise DifferentiationError(errors.converted(errors.calling_library()))
 
 

@@ -20,10 +20,6 @@ from fluxml.ad.core import (
 from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.ad.rules.creation import LIKE
 
-# ufunc methods that are ordinary NumPy functions in disguise.
-_REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}
-_ACCUMULATE = {np.add: np.cumsum, np.multiply: np.cumprod}
-
 
 def _name(func) -> str:
     name = getattr(func, "__name__", repr(func))
@@ -130,12 +126,12 @@ def call_ufunc(ufunc, method, inputs, kwargs):
             result = ufunc(*strip(inputs))
         else:
             raise unsupported(ufunc, "ufunc")
-    elif method == "reduce" and ufunc in _REDUCE:
-        kwargs.setdefault("axis", 0)  # ufunc.reduce's default, unlike np.sum's
-        result = call_function(_REDUCE[ufunc], inputs, kwargs)
-    elif method == "accumulate" and ufunc in _ACCUMULATE:
-        kwargs.setdefault("axis", 0)
-        result = call_function(_ACCUMULATE[ufunc], inputs, kwargs)
+    elif method in ("reduce", "accumulate", "reduceat") and ufunc not in NONDIFF:
+        from fluxml.ad.rules import folds
+
+        if where is not True and method == "reduce":
+            kwargs["where"], where = where, True
+        result = getattr(folds, method)(ufunc, *inputs, dtype=dtype, **kwargs)
     elif method == "at":
         from fluxml.ad import mutation
 

@@ -25,6 +25,19 @@ def converted(library: str | None) -> str:
         "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
 
 
+def written_into_plain(where: str) -> str:
+    """``buf[i] = tracer`` with ``buf`` a plain NumPy array."""
+    return (
+        f"a traced value was written into a plain NumPy array (`buf[i] = x`, at {where}), "
+        "which would cut its gradient.\n"
+        "Possible fixes:\n"
+        "  - allocate the buffer from a traced value: `buf = np.zeros_like(x)` or "
+        "`np.zeros(shape, like=x)`, then `buf[i] = ...` is recorded;\n"
+        "  - if `buf` is a copy of a constant array (`u = u0.copy()`), make it a traced copy: "
+        "`u = np.array(u0, like=x)`;\n"
+        "  - write fl.stop_gradient(x) if you mean to drop its derivative.")
+
+
 def concrete(what: str) -> str:
     """Python asked a tracer for a concrete value (``float(x)``, ``if x:`` ...)."""
     return (

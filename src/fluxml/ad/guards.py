@@ -1,10 +1,8 @@
-"""Guards around a transform: the garbage collector paused while a tape is recorded, and the
-plain arrays a tape keeps made read-only until it is done."""
+"""Guards around a transform: the garbage collector paused while a tape is recorded."""
 
 from __future__ import annotations
 
 import gc
-import threading
 
 _gc_paused_by_us = 0  # nesting depth of transforms that found the collector enabled
 
@@ -30,38 +28,3 @@ def resume_gc():
         _gc_paused_by_us -= 1
         if not _gc_paused_by_us:
             gc.enable()
-
-
-_frozen: dict = {}  # id -> [array, count]: plain arrays made read-only by live tapes
-_frozen_lock = threading.Lock()  # tapes in several threads may keep the same array
-
-
-def freeze(a) -> bool:
-    """Make ``a`` read-only for a tape that keeps it; True if this call counts (pair each
-    with one :func:`thaw`). Arrays that were read-only already are left alone."""
-    with _frozen_lock:
-        entry = _frozen.get(id(a))
-        if entry is not None and entry[0] is a:
-            entry[1] += 1
-            return True
-        if not a.flags.writeable:
-            return False
-        a.flags.writeable = False
-        _frozen[id(a)] = [a, 1]
-        return True
-
-
-def thaw(arrays):
-    """Undo :func:`freeze` for each array, restoring writability when no tape keeps it."""
-    with _frozen_lock:
-        for a in arrays:
-            entry = _frozen.get(id(a))
-            if entry is None or entry[0] is not a:
-                continue
-            entry[1] -= 1
-            if entry[1] == 0:
-                del _frozen[id(a)]
-                try:
-                    a.flags.writeable = True
-                except ValueError:  # its base became read-only meanwhile
-                    pass

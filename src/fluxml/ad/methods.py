@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dis
+import sys
+
 import numpy as np
 
 from fluxml.ad import errors, mutation
-from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer
+from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, raw
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules.indexing import getitem
 
@@ -75,9 +78,11 @@ def _method(func, name=None):
 for _func in (np.sum, np.mean, np.prod, np.max, np.min, np.var, np.std, np.cumsum,
               np.cumprod, np.ravel, np.transpose, np.swapaxes, np.squeeze, np.dot, np.clip,
               np.round, np.argmax, np.argmin, np.argsort, np.nonzero, np.all, np.any,
-              np.repeat, np.take, np.diagonal, np.trace, np.ptp, np.sort,
-              np.searchsorted, np.put, np.compress):
+              np.repeat, np.take, np.diagonal, np.trace, np.ptp, np.argpartition,
+              np.searchsorted, np.put):
     setattr(Tracer, _func.__name__, _method(_func))
+Tracer.compress = lambda self, condition, axis=None, out=None: np.compress(
+    condition, self, axis, out)
 Tracer.conj = Tracer.conjugate = lambda self: np.conjugate(self)
 
 
@@ -115,20 +120,198 @@ Tracer.real = property(lambda self: np.real(self))
 Tracer.imag = property(lambda self: np.imag(self))
 
 
+# In-place methods: NumPy's sort and partition reorder the array itself and return None.
+def _sort(self, axis=-1, kind=None, order=None, *, stable=None):
+    mutation.assign(self, np.sort(self, axis=axis, kind=kind, order=order))
+
+
+def _partition(self, kth, axis=-1, kind="introselect", order=None):
+    mutation.assign(self, np.partition(self, kth, axis=axis, kind=kind, order=order))
+
+
+Tracer.sort = _sort
+Tracer.partition = _partition
+
+
 # Conversions that need a concrete value refuse, saying what to write instead.
-def _refuses(what):
+def _refuses(what, convert=None):
     def method(self, *args):
+        if convert is not None:
+            frame = sys._getframe(1)
+            if frame.f_code.co_code[frame.f_lasti] == _STORE_SUBSCR:
+                # `buf[i] = x` into a plain NumPy array: NumPy replaces any error raised here
+                # by its own "setting an array element with a sequence". So the value is
+                # stored, and the transform raises this error when the function returns.
+                if self._trace.refused is None:
+                    self._trace.refused = errors.written_into_plain(
+                        f"{frame.f_code.co_filename}, line {frame.f_lineno}")
+                return convert(raw(self))
         raise DifferentiationError(errors.concrete(what))
 
     return method
 
 
+_STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
+
+
 for _name, _what in {
-    "__float__": "float(x)", "__int__": "int(x)", "__complex__": "complex(x)",
     "__bool__": "bool(x) (an `if`, `while`, `and`/`or` on a traced array)",
     "__index__": "using a traced array as an index", "item": "x.item()",
     "tolist": "x.tolist()", "__reduce__": "pickling a traced array",
 }.items():
     setattr(Tracer, _name, _refuses(_what))
+Tracer.__float__ = _refuses("float(x)", float)
+Tracer.__int__ = _refuses("int(x)", int)
+Tracer.__complex__ = _refuses("complex(x)", complex)
 Tracer.__copy__ = lambda self: np.copy(self)
 Tracer.__deepcopy__ = lambda self, memo: np.copy(self)
+
+
+# --- ndarray attributes and methods NumPy code reaches for -----------------------------------
+
+def _view(self, dtype=None, type=None):
+    """``x.view()``: a view handle (writes through it reach ``x``). Reinterpreting the bytes
+    as another dtype has no derivative: that is refused for float results, and gives a
+    read-only plain array for others (as ``x.astype(int)`` cuts the derivative)."""
+    if type is not None:
+        raise DifferentiationError("x.view(type=...) is not supported on traced arrays")
+    if dtype is None or np.dtype(dtype) == self.dtype:
+        return self[...]
+    if np.dtype(dtype).kind in "fc":
+        raise DifferentiationError(
+            f"x.view({np.dtype(dtype)}) reinterprets the bytes of a traced {self.dtype} array: "
+            "that has no derivative. Use x.astype(...) to convert values.")
+    out = raw(self).copy().view(dtype)
+    out.flags.writeable = False
+    return out
+
+
+class _Flat:
+    """``x.flat``: reading ``x.flat[i]`` indexes the flattened array; writing ``x.flat[i] = v``
+    writes the same entries of ``x`` (for any layout, as NumPy's flat iterator does)."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return self.base.size
+
+    def __iter__(self):
+        return iter(np.ravel(self.base))
+
+    def __getitem__(self, idx):
+        return np.ravel(self.base)[idx]
+
+    def __setitem__(self, idx, value):
+        h = self.base
+        positions = np.arange(h.size)[idx]
+        coords = np.unravel_index(positions, h.shape)
+        if np.ndim(positions) == 0:
+            mutation.setitem(h, tuple(int(c) for c in coords), value)
+            return
+        if np.size(positions) and np.size(raw(value)) not in (1, np.size(positions)):
+            raise DifferentiationError(
+                "x.flat[idx] = v with v repeated to fill the selection is not supported on "
+                "traced arrays; give one value per entry (or a single value).")
+        mutation.setitem(h, tuple(c.ravel() for c in coords),
+                         np.reshape(value, -1) if np.ndim(raw(value)) else value)
+
+
+class _Flags:
+    """A read-only copy of ``x.flags`` (the memory flags of the traced value)."""
+
+    def __init__(self, h):
+        flags = raw(h).flags
+        self.c_contiguous = flags.c_contiguous
+        self.f_contiguous = flags.f_contiguous
+        self.aligned = flags.aligned
+        self.writeable = h._view is None or h._view[1] not in _read_only_views()
+        self.owndata = h._view is None
+        self.writebackifcopy = False
+        self.fnc = self.f_contiguous and not self.c_contiguous
+        self.forc = self.f_contiguous or self.c_contiguous
+        self.behaved = self.aligned and self.writeable
+        self.carray = self.behaved and self.c_contiguous
+        self.farray = self.behaved and self.fnc
+
+    def __getitem__(self, key):
+        names = {"C": "c_contiguous", "C_CONTIGUOUS": "c_contiguous", "F": "f_contiguous",
+                 "F_CONTIGUOUS": "f_contiguous", "W": "writeable", "O": "owndata",
+                 "A": "aligned"}
+        return getattr(self, names.get(key.upper(), key.lower()))
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__:
+            raise DifferentiationError(
+                "setting flags of a traced array is not supported (fluxml decides where writes "
+                "may go in place); copy the value with fl.stop_gradient(x) if you need a plain "
+                "array")
+        object.__setattr__(self, name, value)
+
+    def __repr__(self):
+        return "\n".join(f"  {k.upper()} : {v}" for k, v in list(self.__dict__.items())[:6])
+
+
+def _read_only_views():
+    from fluxml.ad.rules.indexing import READ_ONLY_VIEWS
+
+    return READ_ONLY_VIEWS
+
+
+def _base(self):
+    """NumPy's ``base``: the array a view looks into (the first one owning the memory)."""
+    if self._view is None:
+        return None
+    root = self._view[0]
+    while root._view is not None:
+        root = root._view[0]
+    return root
+
+
+def _set_shape(self, shape):
+    """``x.shape = ...``: as NumPy, only where no copy is needed; the handle is rebound."""
+    if self._view is not None or self._views and any(r() is not None for r in self._views):
+        raise DifferentiationError(
+            "setting .shape of a traced array that is a view, or has views, is not supported; "
+            "use `x = x.reshape(shape)` instead")
+    probe = raw(self).view()
+    probe.shape = shape  # NumPy's checks and errors
+    mutation.resize_handle(self, np.copy(np.reshape(self, probe.shape)))
+
+
+def _resize(self, *new_shape, refcheck=True):
+    """``x.resize(shape)`` in place: entries kept in C order, missing ones zero (NumPy's)."""
+    if len(new_shape) == 1 and isinstance(new_shape[0], (tuple, list)):
+        new_shape = new_shape[0]
+    new_shape = tuple(int(n) for n in new_shape) or ()
+    if self._view is not None or self._views and any(r() is not None for r in self._views):
+        raise ValueError("cannot resize an array that references or is referenced by another "
+                         "array in this way. Use the np.resize function.")
+    n = int(np.prod(new_shape))
+    flat = np.ravel(self)
+    if n > self.size:
+        flat = np.concatenate([flat, np.zeros(n - self.size, self.dtype)])
+    mutation.resize_handle(self, np.copy(np.reshape(flat[:n], new_shape)))
+
+
+def _round(self, ndigits=None):
+    """Python's ``round`` as NumPy defines it: on a NumPy scalar (``round(x[0], 2)``) only."""
+    if not isinstance(raw(self), np.generic):
+        raise TypeError("type numpy.ndarray doesn't define __round__ method (use np.round)")
+    if ndigits is None:
+        raise DifferentiationError(errors.concrete("round(x) (an integer result)"))
+    return np.round(self, ndigits)
+
+
+Tracer.view = _view
+Tracer.flat = property(_Flat)
+Tracer.flags = property(_Flags)
+Tracer.strides = property(lambda self: raw(self).strides)
+Tracer.itemsize = property(lambda self: self.dtype.itemsize)
+Tracer.nbytes = property(lambda self: raw(self).nbytes)
+Tracer.base = property(_base)
+Tracer.shape = property(Tracer.shape.fget, _set_shape)
+Tracer.resize = _resize
+Tracer.__round__ = _round

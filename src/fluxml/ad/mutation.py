@@ -28,12 +28,44 @@ def _rules():
 
 
 def link(view, base, prim, params):
-    """Record that ``view`` = ``prim(base, **params)`` shares ``base``'s memory."""
+    """Record that ``view`` = ``prim(base, **params)`` shares ``base``'s memory. A view of a
+    view is linked to the array that owns the memory, as NumPy sets ``base``: the two steps
+    become one gather of the entries it selects, so that chains of views stay one link long
+    (a loop of ``u = u[:]`` must not build a chain that writes recurse through)."""
+    if base._view is not None:
+        base, prim, params = _collapse(base, prim, params)
     view._view = (base, prim, params)
     view._owned = False
     if base._views is None:
         base._views = []
     base._views.append(weakref.ref(view))
+
+
+def _collapse(base, prim, params):
+    """``prim(base)`` where ``base`` is a view of its root: the same view of the root."""
+    root, first, first_params = base._view
+    shape = raw(root).shape
+    positions = np.arange(int(np.prod(shape)), dtype=np.intp).reshape(shape)
+    positions = prim.impl(first.impl(positions, **first_params), **params)
+    idx = np.unravel_index(positions, shape)
+    if np.ndim(positions) == 0:  # a 0-d view: a basic index that keeps it an array
+        idx = tuple(int(i) for i in idx) + (Ellipsis,)
+    rules = _rules()
+    read_only = first in rules.READ_ONLY_VIEWS or prim in rules.READ_ONLY_VIEWS
+    return root, rules.READ_ONLY_GATHER if read_only else rules.GETITEM, {"idx": idx}
+
+
+def index_view(base, idx, prim=None):
+    """``base[idx]`` for an advanced ``idx``, as a view handle of ``base``: NumPy made a view
+    (einsum's diagonals, sliding windows) where fluxml gathers a copy, so the copy is linked to
+    ``base``: writes through it reach ``base``, and writes into ``base`` refresh it. ``prim``
+    (a gather with the rules of getitem, not in ``VIEW_INVERSES``) makes a read-only view."""
+    rules = _rules()
+    prim = prim or rules.GETITEM
+    view = bind(prim, (base,), {"idx": idx})
+    if type(view) is Tracer and view._trace is base._trace:
+        link(view, base, prim, {"idx": idx})
+    return view
 
 
 def _check_level(h, value, what):
@@ -132,6 +164,14 @@ def _rebind(h, new):
         _refresh_views(h)
 
 
+def resize_handle(h, new):
+    """Rebind ``h`` (no view, no live views) to ``new``, a fresh array of another shape
+    (``x.resize``, ``x.shape = ...``)."""
+    _check_level(h, new, "resizing")
+    h._views = None
+    _rebind(h, new)
+
+
 def _refresh_views(h):
     views, h._views = h._views, None
     alive = []
@@ -157,6 +197,11 @@ def _write_through(view, new):
         setitem(base, params["idx"], new)
         return
     inverse = rules.VIEW_INVERSES.get(prim)
+    if prim in rules.READ_ONLY_VIEWS:
+        raise DifferentiationError(
+            f"cannot write through the result of {prim.name}: NumPy returns it as a read-only "
+            "view too (assignment destination is read-only). Copy it first (`y = y.copy()`) "
+            "or write into the array it views.")
     if inverse is None:
         raise DifferentiationError(
             f"cannot write through a view made by {prim.name}: fluxml cannot express the write "

@@ -49,6 +49,8 @@ class Sparse:
         """Can it be added into ``acc`` in place? Traced values need a traced accumulator of
         at least their level."""
         values = self.values
+        if type(acc) is Tracer and isinstance(raw(acc), np.generic):
+            return False  # a traced NumPy scalar cannot be written into
         if type(values) is not Tracer:
             return type(acc) is np.ndarray or type(acc) is Tracer
         return type(acc) is Tracer and acc._trace.level >= values._trace.level

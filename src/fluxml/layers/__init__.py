@@ -1,7 +1,9 @@
 """Layers: ``fl.Module`` and the layers built on it (one family a file)."""
 
+from fluxml.layers.attention import MultiHeadAttention, TransformerEncoderBlock
 from fluxml.layers.basic import Bilinear, Chain, Dense, Flatten, Scale, identity
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
+from fluxml.layers.conv import Conv, ConvTranspose, CrossCor, DepthwiseConv
 from fluxml.layers.embedding import Embedding, EmbeddingBag
 from fluxml.layers.module import (
     LayerError,
@@ -14,14 +16,35 @@ from fluxml.layers.module import (
     trainmode,
     within_gradient,
 )
+from fluxml.layers.normalise import (
+    AlphaDropout,
+    BatchNorm,
+    Dropout,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+)
+from fluxml.layers.pooling import (
+    AdaptiveMaxPool,
+    AdaptiveMeanPool,
+    GlobalMaxPool,
+    GlobalMeanPool,
+    MaxPool,
+    MeanPool,
+    PixelShuffle,
+    Upsample,
+)
 from fluxml.layers.precision import f16, f32, f64
 from fluxml.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, RNNCell
 from fluxml.layers.shapes import autosize, outputsize, summary
 
 __all__ = [
-    "Bidirectional", "Bilinear", "Chain", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN",
-    "RNNCell", "Dense", "Embedding", "EmbeddingBag", "Flatten", "LayerError",
-    "Maxout", "Module", "PairwiseFusion", "Parallel", "Scale", "SkipConnection", "_",
-    "autosize", "f16", "f32", "f64", "identity", "is_active", "modules", "outputsize",
-    "summary", "testmode", "trainable", "trainmode", "within_gradient",
+    "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional", "Bilinear",
+    "Chain", "Conv", "ConvTranspose", "CrossCor", "Dense", "DepthwiseConv", "Dropout", "Embedding",
+    "EmbeddingBag", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
+    "InstanceNorm", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "MaxPool", "Maxout", "MeanPool",
+    "Module", "MultiHeadAttention", "PairwiseFusion", "Parallel", "PixelShuffle", "RNN", "RNNCell",
+    "Scale", "SkipConnection", "TransformerEncoderBlock", "Upsample", "_", "autosize", "f16", "f32",
+    "f64", "identity", "is_active", "modules", "outputsize", "summary", "testmode", "trainable",
+    "trainmode", "within_gradient",
 ]

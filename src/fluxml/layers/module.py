@@ -154,9 +154,12 @@ def within_gradient(x) -> bool:
 
 def is_active(layer, x) -> bool:
     """Whether a train/test layer acts in training mode on input ``x``: its ``active`` field
-    when set, otherwise whether ``x`` is being differentiated."""
+    when set, otherwise whether ``x`` or one of the layer's own arrays is being
+    differentiated (a BatchNorm first in a model sees plain data but traced parameters)."""
     active = getattr(layer, "active", None)
-    return within_gradient(x) if active is None else bool(active)
+    if active is not None:
+        return bool(active)
+    return within_gradient(x) or any(type(v) is Tracer for v in vars(layer).values())
 
 
 def modules(model) -> list:

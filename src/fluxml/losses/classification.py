@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.losses.common import (
+    Agg,
     aggregate,
     check_sizes,
     default_eps,
@@ -50,7 +51,7 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
     return y * (1.0 - alpha) + alpha / k
 
 
-def crossentropy(yhat, y, *, axis=-1, agg="mean", eps=None):
+def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | None = None):
     """Cross-entropy of predicted probabilities ``yhat`` (a softmax output) against targets:
     ``agg(-sum(y log(yhat + eps), axis))``; integer labels pick ``-log(yhat[label] + eps)``.
     Prefer ``logitcrossentropy`` on logits: it is exact where this needs ``eps``. PyTorch:
@@ -63,7 +64,7 @@ def crossentropy(yhat, y, *, axis=-1, agg="mean", eps=None):
     return aggregate(-np.sum(xlogy(y, yhat + eps), axis=axis), agg)
 
 
-def logitcrossentropy(yhat, y, *, axis=-1, agg="mean"):
+def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
     """Cross-entropy of logits: ``crossentropy(softmax(yhat), y)`` computed as ``agg(-sum(y
     logsoftmax(yhat), axis))``, without overflow. PyTorch: ``cross_entropy``."""
     logp = logsoftmax(yhat, axis)
@@ -74,7 +75,7 @@ def logitcrossentropy(yhat, y, *, axis=-1, agg="mean"):
     return aggregate(-np.sum(y * logp, axis=axis), agg)
 
 
-def binarycrossentropy(yhat, y, *, agg="mean", eps=None):
+def binarycrossentropy(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     """Binary cross-entropy of predicted probabilities (a sigmoid output): ``agg(-y log(yhat
     + eps) - (1 - y) log(1 - yhat + eps))``. Prefer ``logitbinarycrossentropy`` on logits.
     PyTorch: ``binary_cross_entropy`` (which clamps the logs at -100 instead)."""
@@ -84,7 +85,7 @@ def binarycrossentropy(yhat, y, *, agg="mean", eps=None):
     return aggregate(-xlogy(y, yhat + eps) - xlogy(1.0 - y, 1.0 - yhat + eps), agg)
 
 
-def logitbinarycrossentropy(yhat, y, *, agg="mean"):
+def logitbinarycrossentropy(yhat, y, *, agg: Agg = "mean"):
     """``binarycrossentropy(sigmoid(yhat), y)`` as ``agg((1 - y) yhat - logsigmoid(yhat))``,
     without overflow. PyTorch: ``binary_cross_entropy_with_logits``."""
     y = target("logitbinarycrossentropy", yhat, y)
@@ -92,7 +93,7 @@ def logitbinarycrossentropy(yhat, y, *, agg="mean"):
     return aggregate((1.0 - y) * yhat - logsigmoid(yhat), agg)
 
 
-def kldivergence(yhat, y, *, axis=-1, agg="mean", eps=None):
+def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | None = None):
     """Kullback-Leibler divergence of the predicted distribution ``yhat`` from the target
     ``y``: ``agg(sum(y log(y) - y log(yhat + eps), axis))``, entropy plus cross-entropy per
     sample (Flux aggregates the two terms apart: the same for mean and sum). PyTorch:
@@ -103,21 +104,22 @@ def kldivergence(yhat, y, *, axis=-1, agg="mean", eps=None):
     return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
 
 
-def hinge_loss(yhat, y, *, agg="mean"):
+def hinge_loss(yhat, y, *, agg: Agg = "mean"):
     """Hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y))``."""
     y = target("hinge_loss", yhat, y)
     check_sizes("hinge_loss", yhat, y)
     return aggregate(np.maximum(0.0, 1.0 - yhat * y), agg)
 
 
-def squared_hinge_loss(yhat, y, *, agg="mean"):
+def squared_hinge_loss(yhat, y, *, agg: Agg = "mean"):
     """Squared hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y)**2)``."""
     y = target("squared_hinge_loss", yhat, y)
     check_sizes("squared_hinge_loss", yhat, y)
     return aggregate(np.square(np.maximum(0.0, 1.0 - yhat * y)), agg)
 
 
-def binary_focal_loss(yhat, y, *, agg="mean", gamma=2.0, eps=None):
+def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
+                      eps: float | None = None):
     """Focal loss (Lin et al. 2017) of predicted probabilities for binary targets: with
     ``p = y (yhat + eps) + (1 - y) (1 - yhat - eps)``, ``agg(-(1 - p)**gamma log(p))``."""
     y = target("binary_focal_loss", yhat, y)
@@ -127,7 +129,8 @@ def binary_focal_loss(yhat, y, *, agg="mean", gamma=2.0, eps=None):
     return aggregate(-(1.0 - p) ** float(gamma) * np.log(p), agg)
 
 
-def focal_loss(yhat, y, *, axis=-1, agg="mean", gamma=2.0, eps=None):
+def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0,
+               eps: float | None = None):
     """Focal loss of predicted class probabilities (a softmax output): ``agg(sum(-y (1 -
     yhat)**gamma log(yhat), axis))`` with ``yhat + eps`` in place of ``yhat``; integer labels
     pick their class's term."""

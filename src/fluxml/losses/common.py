@@ -3,12 +3,17 @@ the stable building blocks (xlogy, log-softmax, log-sigmoid), all differentiable
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from fluxml.ad import logsumexp
 
+# "mean", "sum", "none", None, or a function of an array (np.mean, np.max ...)
+Agg = str | Callable | None
 
-def aggregate(x, agg):
+
+def aggregate(x, agg: Agg):
     """``agg``: ``"mean"`` or ``np.mean`` (the default), ``"sum"``, ``"none"`` or ``None`` (no
     aggregation: one loss per entry or per sample), or any function of an array."""
     if agg is None or agg == "none":

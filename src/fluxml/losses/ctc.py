@@ -12,14 +12,16 @@ NumPy over traced arrays, one vectorised step per frame.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from fluxml.losses.common import aggregate, logsoftmax
+from fluxml.losses.common import Agg, aggregate, logsoftmax
 
 # log(0) stand-in: finite, so logaddexp's derivative stays finite on impossible paths
 NEG = -1e30
 
 
-def ctc_loss(yhat, y, *, blank: int = -1, input_lengths=None, agg="mean"):
+def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None,
+             agg: Agg = "mean"):
     """CTC loss of logits ``yhat`` (log-softmax is applied along the class axis) against
     integer labels ``y``; ``blank`` is the blank class (the last by default, as Flux).
 

@@ -2,7 +2,7 @@
 poisson_loss, siamese_contrastive_loss; and the overlap losses of segmentation,
 dice_coeff_loss and tversky_loss.
 
-Each is ``loss(yhat, y, *, agg="mean", ...)`` as Flux's (``agg``: "mean", "sum", "none" or a
+Each is ``loss(yhat, y, *, agg: Agg = "mean", ...)`` as Flux's (``agg``: "mean", "sum", "none" or a
 function); the prediction and the target must have the same shape.
 
 >>> import numpy as np, fluxml as fl
@@ -14,24 +14,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.losses.common import aggregate, check_sizes, default_eps, target, xlogy
+from fluxml.losses.common import Agg, aggregate, check_sizes, default_eps, target, xlogy
 
 
-def mae(yhat, y, *, agg="mean"):
+def mae(yhat, y, *, agg: Agg = "mean"):
     """Mean absolute error: ``agg(|yhat - y|)``. PyTorch: ``l1_loss``."""
     y = target("mae", yhat, y)
     check_sizes("mae", yhat, y)
     return aggregate(np.abs(yhat - y), agg)
 
 
-def mse(yhat, y, *, agg="mean"):
+def mse(yhat, y, *, agg: Agg = "mean"):
     """Mean squared error: ``agg((yhat - y)**2)``. PyTorch: ``mse_loss``."""
     y = target("mse", yhat, y)
     check_sizes("mse", yhat, y)
     return aggregate(np.square(yhat - y), agg)
 
 
-def msle(yhat, y, *, agg="mean", eps=None):
+def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     """Mean squared logarithmic error: ``agg(log((yhat + eps) / (y + eps))**2)``, for
     non-negative values; ``eps`` defaults to the machine epsilon of ``yhat``'s dtype."""
     y = target("msle", yhat, y)
@@ -40,7 +40,7 @@ def msle(yhat, y, *, agg="mean", eps=None):
     return aggregate(np.square(np.log((yhat + eps) / (y + eps))), agg)
 
 
-def huber_loss(yhat, y, *, agg="mean", delta=1.0):
+def huber_loss(yhat, y, *, agg: Agg = "mean", delta: float = 1.0):
     """Huber loss: ``0.5 e**2`` where ``e = |yhat - y| < delta``, else ``delta (e - 0.5
     delta)``. PyTorch: ``huber_loss(delta=delta)``."""
     y = target("huber_loss", yhat, y)
@@ -51,7 +51,7 @@ def huber_loss(yhat, y, *, agg="mean", delta=1.0):
     return aggregate(np.where(small, 0.5 * err * err, delta * (err - 0.5 * delta)), agg)
 
 
-def poisson_loss(yhat, y, *, agg="mean"):
+def poisson_loss(yhat, y, *, agg: Agg = "mean"):
     """Poisson negative log-likelihood (up to a constant) for a predicted rate ``yhat``:
     ``agg(yhat - y log(yhat))``. PyTorch: ``poisson_nll_loss(log_input=False, eps=0)``."""
     y = target("poisson_loss", yhat, y)
@@ -59,7 +59,7 @@ def poisson_loss(yhat, y, *, agg="mean"):
     return aggregate(yhat - xlogy(y, yhat), agg)
 
 
-def siamese_contrastive_loss(yhat, y, *, agg="mean", margin=1.0):
+def siamese_contrastive_loss(yhat, y, *, agg: Agg = "mean", margin: float = 1.0):
     """Contrastive loss of a distance ``yhat`` between two inputs and ``y`` (1: a dissimilar
     pair, 0: a similar one): ``agg((1 - y) yhat**2 + y max(0, margin - yhat)**2)``."""
     if margin < 0:
@@ -70,7 +70,7 @@ def siamese_contrastive_loss(yhat, y, *, agg="mean", margin=1.0):
     return aggregate((1.0 - y) * np.square(yhat) + y * np.square(far), agg)
 
 
-def dice_coeff_loss(yhat, y, *, smooth=1.0):
+def dice_coeff_loss(yhat, y, *, smooth: float = 1.0):
     """Dice loss of a predicted mask: ``1 - (2 sum(y yhat) + smooth) / (sum(y**2) +
     sum(yhat**2) + smooth)``, over all entries (no ``agg``, as Flux)."""
     y = target("dice_coeff_loss", yhat, y)
@@ -80,7 +80,7 @@ def dice_coeff_loss(yhat, y, *, smooth=1.0):
     return 1.0 - overlap / (np.sum(np.square(y)) + np.sum(np.square(yhat)) + smooth)
 
 
-def tversky_loss(yhat, y, *, beta=0.7):
+def tversky_loss(yhat, y, *, beta: float = 0.7):
     """Tversky loss: ``1 - (TP + 1) / (TP + beta FP + (1 - beta) FN + 1)`` with soft counts
     ``TP = sum(y yhat)``, ``FP = sum((1 - y) yhat)``, ``FN = sum(y (1 - yhat))``, as Flux
     (no ``agg``)."""

@@ -1,13 +1,69 @@
-"""NN primitives with derivative rules: convolution, pooling, upsampling, batched products.
+"""NN primitives with derivative rules: activations, softmax, normalisation, dropout,
+embedding, attention, recurrent cells, convolution, pooling, upsampling, batched products.
 
 >>> import numpy as np, fluxml as fl
+>>> fl.nnlib.relu(np.array([-1.0, 1.0]))
+array([0., 1.])
 >>> fl.nnlib.maxpool(np.arange(16.0).reshape(1, 1, 4, 4), (2, 2))
 array([[[[ 5.,  7.],
          [13., 15.]]]])
 """
 
-from fluxml.nnlib.batched import batched_mul, batched_transpose
-from fluxml.nnlib.conv import conv, conv_transpose, depthwise_conv
+from fluxml.nnlib.activations import (
+    celu,
+    elu,
+    erf,
+    gelu,
+    gelu_erf,
+    gelu_tanh,
+    hardshrink,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    leakyrelu,
+    lisht,
+    logsigmoid,
+    mish,
+    relu,
+    relu6,
+    rrelu,
+    selu,
+    sigmoid,
+    silu,
+    softplus,
+    softshrink,
+    softsign,
+    swish,
+    tanhshrink,
+    trelu,
+)
+from fluxml.nnlib.attention import (
+    dot_product_attention,
+    make_causal_mask,
+)
+from fluxml.nnlib.batched import (
+    batched_mul,
+    batched_transpose,
+)
+from fluxml.nnlib.conv import (
+    conv,
+    conv_transpose,
+    depthwise_conv,
+)
+from fluxml.nnlib.dropout import (
+    alpha_dropout,
+    dropout,
+)
+from fluxml.nnlib.embedding import (
+    embedding,
+)
+from fluxml.nnlib.normalise import (
+    batchnorm,
+    groupnorm,
+    instancenorm,
+    layernorm,
+    normalise,
+)
 from fluxml.nnlib.pool import (
     adaptive_maxpool,
     adaptive_meanpool,
@@ -16,6 +72,21 @@ from fluxml.nnlib.pool import (
     lppool,
     maxpool,
     meanpool,
+)
+from fluxml.nnlib.recurrent import (
+    gru_cell,
+    gru_step,
+    lstm_cell,
+    lstm_step,
+)
+from fluxml.nnlib.sequence import (
+    gru_sequence,
+    lstm_sequence,
+)
+from fluxml.nnlib.softmax import (
+    logsoftmax,
+    logsumexp,
+    softmax,
 )
 from fluxml.nnlib.upsample import (
     pixel_shuffle,
@@ -27,8 +98,14 @@ from fluxml.nnlib.upsample import (
 )
 
 __all__ = [
-    "adaptive_maxpool", "adaptive_meanpool", "batched_mul", "batched_transpose", "conv",
-    "conv_transpose", "depthwise_conv", "global_maxpool", "global_meanpool", "lppool", "maxpool",
-    "meanpool", "pixel_shuffle", "pixel_unshuffle", "upsample_bilinear", "upsample_linear",
-    "upsample_nearest", "upsample_trilinear",
+    "adaptive_maxpool", "adaptive_meanpool", "alpha_dropout", "batched_mul", "batched_transpose",
+    "batchnorm", "celu", "conv", "conv_transpose", "depthwise_conv", "dot_product_attention",
+    "dropout", "elu", "embedding", "erf", "gelu", "gelu_erf", "gelu_tanh", "global_maxpool",
+    "global_meanpool", "groupnorm", "gru_cell", "gru_sequence", "gru_step", "hardshrink",
+    "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu", "lisht",
+    "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell", "lstm_sequence", "lstm_step",
+    "make_causal_mask", "maxpool", "meanpool", "mish", "normalise", "pixel_shuffle",
+    "pixel_unshuffle", "relu", "relu6", "rrelu", "selu", "sigmoid", "silu", "softmax", "softplus",
+    "softshrink", "softsign", "swish", "tanhshrink", "trelu", "upsample_bilinear",
+    "upsample_linear", "upsample_nearest", "upsample_trilinear",
 ]

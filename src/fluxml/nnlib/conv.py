@@ -8,13 +8,15 @@ Layouts as PyTorch's: input ``(N, C, *spatial)`` (NCL, NCHW, NCDHW), weight
 Three primitives carry the family, each bilinear, and the derivatives of each are the other
 two (so a CNN is differentiable to any order):
 
-- ``CONV(x, w)``: im2col by a strided view, then one batched matrix product;
+- ``CONV(x, w)``: im2col (windows.py), then one matrix product per group;
 - ``CONV_DATA(g, w)``: its transpose in ``x`` (the input gradient, and the transposed
   convolution): a matrix product, then col2im;
 - ``CONV_FILTER(x, g)``: its transpose in ``w`` (the weight gradient): im2col of ``x``
-  contracted with ``g`` over batch and positions.
+  contracted with ``g`` over batch and positions in one product per group.
 
-Groups are a batch axis of the matrix products (depthwise included), never a Python loop.
+Groups are the batch axis of the matrix products (depthwise included), never a Python loop;
+the only loops are over the kernel's entries inside im2col/col2im, each step a whole-array
+copy or add.
 """
 
 from __future__ import annotations
@@ -32,40 +34,88 @@ def _geometry(x_shape, w_shape, stride, pads, dilation, groups):
     return n, c, kernel, out, c // groups
 
 
-def _im2col(x, kernel, stride, dilation, pads, out, groups):
-    """The windows of ``x`` as ``(N, groups, C / groups * prod(kernel), prod(out))``."""
-    n, c = x.shape[:2]
-    cols = win.windows(win.pad(x, pads), kernel, stride, dilation, out)
-    return cols.reshape(n, groups, (c // groups) * win.count(kernel), win.count(out))
+# The kernels work channel-major: the columns are ``(groups, C / groups * K, N * positions)``
+# and the outputs ``(O, N * positions)``, so that each product is one matrix product per group
+# (a few large products, not one per batch entry). With unit strides the positions are those
+# of the wide grid (windows.py): contiguous rows instead of strided windows.
+
+
+def _columns(x, kernel, stride, dilation, pads, out, groups):
+    """im2col: the windows of ``x`` as ``(groups, C / groups * K, N * positions)``."""
+    c, d = x.shape[1], len(kernel)
+    xt = win.pad_transposed(x, pads)  # (C, N, *padded)
+    if _unit(stride):
+        cols = win.flat_windows(xt, kernel, dilation, out)
+    else:
+        view = win.windows(xt, kernel, stride, dilation, out)  # (C, N, *kernel, *out)
+        view = view.transpose((0,) + tuple(range(2, 2 + d)) + (1,) + tuple(range(2 + d, 2 + 2 * d)))
+        cols = win.workspace(view.shape, x.dtype, win.array_module(x))
+        cols[...] = view
+    return cols.reshape(groups, (c // groups) * win.count(kernel), -1)
+
+
+def _unit(stride):
+    return all(s == 1 for s in stride)
+
+
+def _to_positions(g, size, unit):
+    """``g`` ``(N, O, *out)`` as ``(O, N * positions)`` (zeros on the wide grid's extras)."""
+    xp = win.array_module(g)
+    n, o, *out = g.shape
+    gt = g.swapaxes(0, 1)
+    if not unit:
+        return xp.ascontiguousarray(gt).reshape(o, -1)
+    wide = xp.zeros((o, n, out[0]) + tuple(size[1:]), dtype=g.dtype)
+    wide[(slice(None),) * 3 + tuple(slice(0, m) for m in out[1:])] = gt
+    return wide.reshape(o, -1)
+
+
+def _from_positions(y, n, size, out, unit):
+    """The inverse of :func:`_to_positions`: ``(O, N * positions)`` as ``(N, O, *out)``."""
+    xp = win.array_module(y)
+    if unit:
+        y = y.reshape((y.shape[0], n, out[0]) + tuple(size[1:]))
+        y = y[(slice(None),) * 3 + tuple(slice(0, m) for m in out[1:])]
+    else:
+        y = y.reshape((y.shape[0], n) + tuple(out))
+    return xp.ascontiguousarray(y.swapaxes(0, 1))
 
 
 def _conv(x, w, *, stride, pads, dilation, groups):
     xp = win.array_module(x, w)
     n, c, kernel, out, cg = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
     o = w.shape[0]
-    cols = _im2col(x, kernel, stride, dilation, pads, out, groups)
+    cols = _columns(x, kernel, stride, dilation, pads, out, groups)
     y = xp.matmul(w.reshape(groups, o // groups, cg * win.count(kernel)), cols)
-    return y.reshape((n, o) + out)
+    size = win.padded_size(x.shape[2:], pads)
+    return _from_positions(y.reshape(o, -1), n, size, out, _unit(stride))
 
 
 def _conv_data(g, w, *, x_shape, stride, pads, dilation, groups):
     xp = win.array_module(g, w)
     n, c, kernel, out, cg = _geometry(x_shape, w.shape, stride, pads, dilation, groups)
-    o = w.shape[0]
-    wm = w.reshape(groups, o // groups, cg * win.count(kernel))
-    cols = xp.matmul(wm.swapaxes(-1, -2), g.reshape(n, groups, o // groups, win.count(out)))
+    o, d, k = w.shape[0], len(kernel), win.count(kernel)
     size = win.padded_size(x_shape[2:], pads)
-    xpad = win.col2im(cols.reshape((n, c) + kernel + out), size, kernel, stride, dilation)
-    return xp.ascontiguousarray(win.crop(xpad, pads, x_shape[2:]))
+    gp = _to_positions(g, size, _unit(stride)).reshape(groups, o // groups, -1)
+    cols = win.workspace((groups, cg * k, gp.shape[-1]), xp.result_type(g.dtype, w.dtype), xp)
+    xp.matmul(w.reshape(groups, o // groups, cg * k).swapaxes(-1, -2), gp, out=cols)
+    if _unit(stride):
+        xt = win.flat_col2im(cols.reshape(c, k, n, -1), size, kernel, dilation)
+    else:
+        cols = cols.reshape((c,) + kernel + (n,) + out).transpose(
+            (0, 1 + d) + tuple(range(1, 1 + d)) + tuple(range(2 + d, 2 + 2 * d)))
+        xt = win.col2im(cols, size, kernel, stride, dilation)  # (C, N, *padded)
+    return xp.ascontiguousarray(win.crop(xt, pads, x_shape[2:]).swapaxes(0, 1))
 
 
 def _conv_filter(x, g, *, w_shape, stride, pads, dilation, groups):
     n, c, kernel, out, cg = _geometry(x.shape, w_shape, stride, pads, dilation, groups)
     o = w_shape[0]
-    cols = _im2col(x, kernel, stride, dilation, pads, out, groups)
-    gm = g.reshape(n, groups, o // groups, win.count(out))
-    # one product per batch entry and group, summed over the batch: no transposed copies
-    return (gm @ cols.swapaxes(-1, -2)).sum(axis=0).reshape(w_shape)
+    size = win.padded_size(x.shape[2:], pads)
+    cols = _columns(x, kernel, stride, dilation, pads, out, groups)
+    gp = _to_positions(g, size, _unit(stride)).reshape(groups, o // groups, -1)
+    # one product per group, over batch and positions at once
+    return (gp @ cols.swapaxes(-1, -2)).reshape(w_shape)
 
 
 CONV = primitive("conv", _conv, keeps_output=False)

@@ -1,11 +1,12 @@
 """Pooling over the spatial axes of ``(N, C, *spatial)`` arrays (1, 2 or 3 dimensions): max,
 mean, lp; adaptive max and mean; global max and mean.
 
-Max pooling is a gather: the position of each window's maximum is found on the values (the
-first maximum in row-major window order on ties, as PyTorch) and ``POOL_GATHER`` reads ``x``
-there. Its transpose ``POOL_SCATTER`` routes the gradient back to those positions; each is
-the other's derivative, so max pooling is differentiable to any order (the positions are
-constant where the derivative exists).
+Max pooling (``MAXPOOL``) is a running maximum over the window entries. Its rules find the
+position of each window's first maximum (row-major window order, as PyTorch) from the kept
+output, and route through ``POOL_SCATTER`` (the gradient placed at those positions) and
+``POOL_GATHER`` (values read there); each of these two is the other's derivative, so max
+pooling is differentiable to any order (the positions are constant where the derivative
+exists). Adaptive max pooling finds its positions first and is a ``POOL_GATHER``.
 
 Mean pooling is a window sum (``WINDOW_SUM``, padding counted as zeros as PyTorch's default
 ``count_include_pad=True``) divided by the window size; its transpose ``WINDOW_SUM_T`` spreads
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.core import raw
-from fluxml.ad.define import deflinear, defvjp, primitive
+from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
 
 # --- gather and scatter at flat positions (the derivative pair of max pooling) -----------------
@@ -46,6 +47,69 @@ defvjp(POOL_SCATTER, lambda h, ans, g, idx, shape, unique: POOL_GATHER(h, idx, u
        None)
 deflinear(POOL_GATHER)
 deflinear(POOL_SCATTER)
+
+
+# --- max pooling: the maximum of each window; derivatives through gather and scatter ----------
+
+
+def _maxpool(x, *, kernel, stride, pads, dilation):
+    xp = win.array_module(x)
+    cols = _max_windows(x, kernel, stride, pads, dilation)
+    offsets = list(np.ndindex(*kernel))
+    best = cols[(slice(None), slice(None)) + offsets[0]].copy()
+    for offset in offsets[1:]:  # a loop over window entries, vectorised over all windows
+        xp.maximum(best, cols[(slice(None), slice(None)) + offset], out=best)
+    return best
+
+
+def _max_windows(x, kernel, stride, pads, dilation):
+    out = win.output_size(x.shape[2:], kernel, stride, dilation, pads)
+    return win.windows(win.pad(x, pads, _lowest(x.dtype)), kernel, stride, dilation, out)
+
+
+def _maxpool_positions(x, best, kernel, stride, pads, dilation):
+    """Flat positions in ``x`` of each window's first maximum (``best``), as PyTorch picks it
+    (constant where the derivative exists, so computed on the values). A loop over the
+    kernel's entries, each step a few whole-array operations over every window."""
+    x, best = raw(x), raw(best)
+    xp = win.array_module(x)
+    cols = _max_windows(x, kernel, stride, pads, dilation)
+    d = len(kernel)
+    steps = [win.count(x.shape[3 + i:]) for i in range(d)]  # element strides of spatial axes
+    found = xp.zeros(best.shape, dtype=bool)
+    shift = xp.zeros(best.shape, dtype=np.intp)  # of the maximum from the window's first entry
+    for offset in np.ndindex(*kernel):
+        first = cols[(slice(None), slice(None)) + offset] == best
+        xp.logical_and(first, ~found, out=first)  # a tie keeps the earlier entry, as PyTorch
+        step = sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
+        if step:
+            shift += first * step
+        found |= first
+    n, c = x.shape[:2]
+    start = xp.arange(n * c).reshape((n, c) + (1,) * d) * win.count(x.shape[2:])
+    for i, (o, s, (lo, _), st) in enumerate(zip(best.shape[2:], stride, pads, steps)):
+        start = start + ((xp.arange(o) * s - lo) * st).reshape((o,) + (1,) * (d - 1 - i))
+    return start + shift
+
+
+def _disjoint(kernel, stride, dilation):
+    """Windows that never overlap: each input position is the maximum of one window at most."""
+    return all(s >= dl * (k - 1) + 1 for k, s, dl in zip(kernel, stride, dilation))
+
+
+def _maxpool_vjp(g, ans, x, **geo):
+    return POOL_SCATTER(g, _maxpool_positions(x, ans, **geo), shape=x.shape,
+                        unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
+
+
+def _maxpool_jvp(t, ans, x, **geo):
+    return POOL_GATHER(t, _maxpool_positions(x, ans, **geo),
+                       unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
+
+
+MAXPOOL = primitive("maxpool", _maxpool)  # the rules read the maxima
+defvjp(MAXPOOL, _maxpool_vjp)
+defjvp(MAXPOOL, _maxpool_jvp)
 
 
 # --- window sums (the derivative pair of mean and lp pooling) ----------------------------------
@@ -94,14 +158,7 @@ def maxpool(x, kernel, *, stride=None, pad=0, dilation=1):
             raise ValueError(f"maxpool: pad {pads} must be at most half the window "
                              f"{tuple(kernel)} (dilation {tuple(dilation)}) in each dimension, "
                              "so that every window holds an entry of the input")
-    v = raw(x)
-    out = win.output_size(v.shape[2:], kernel, stride, dilation, pads)
-    cols = win.windows(win.pad(v, pads, _lowest(v.dtype)), kernel, stride, dilation, out)
-    cols = cols.reshape(v.shape[:2] + (win.count(kernel),) + out)
-    tables = [_regular_table(o, k, s, dl, lo)
-              for o, k, s, dl, (lo, _) in zip(out, kernel, stride, dilation, pads)]
-    unique = all(s >= dl * (k - 1) + 1 for k, s, dl in zip(kernel, stride, dilation))
-    return POOL_GATHER(x, _argmax_positions(cols, tables, v.shape), unique=unique)
+    return MAXPOOL(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
 
 
 def meanpool(x, kernel, *, stride=None, pad=0):
@@ -114,7 +171,7 @@ def meanpool(x, kernel, *, stride=None, pad=0):
     """
     kernel, stride, pads, dilation = _geometry("meanpool", x, kernel, stride, pad, 1)
     total = WINDOW_SUM(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
-    return total / np.asarray(win.count(kernel), dtype=raw(x).dtype)
+    return total / win.count(kernel)  # a Python number: float32 stays float32
 
 
 def lppool(x, p: float, kernel, *, stride=None, pad=0):
@@ -147,14 +204,17 @@ def adaptive_maxpool(x, out_size):
     tables = [_adaptive_table(n, m) for n, m in zip(v.shape[2:], out)]
     d = len(out)
     index = []
-    for i, t in enumerate(tables):  # t[o, k] broadcast to axis i (k) and d + i (o)
+    for i, t in enumerate(tables):  # t[o, k] broadcast to axes i (o) and d + i (k)
         shape = [1] * (2 * d)
-        shape[i], shape[d + i] = t.shape[1], t.shape[0]
-        index.append(xp.asarray(t.T.reshape(shape)))
-    cols = v[(slice(None), slice(None)) + tuple(index)]
-    cols = cols.reshape(v.shape[:2] + (win.count(cols.shape[2:2 + d]),) + out)
+        shape[i], shape[d + i] = t.shape
+        index.append(xp.asarray(t.reshape(shape)))
+    cols = v[(slice(None), slice(None)) + tuple(index)]  # (N, C, *out, *longest)
+    first = xp.argmax(cols.reshape(v.shape[:2] + out + (-1,)), axis=-1)  # first on ties
     unique = all(n % m == 0 for n, m in zip(v.shape[2:], out))
-    return POOL_GATHER(x, _argmax_positions(cols, tables, v.shape), unique=unique)
+    tables = [xp.asarray(t) for t in tables]
+    positions = _positions(first, v.shape, [t.shape[1] for t in tables],
+                           lambda i, o, k: tables[i][o, k])
+    return POOL_GATHER(x, positions, unique=unique)
 
 
 def adaptive_meanpool(x, out_size):
@@ -236,11 +296,6 @@ def _lowest(dtype):
     return -np.inf if np.dtype(dtype).kind in "fc" else np.iinfo(dtype).min
 
 
-def _regular_table(out, k, s, dl, lo):
-    """Input coordinate of window ``o``'s entry ``k`` (before padding): ``(out, k)``."""
-    return np.arange(out)[:, None] * s + np.arange(k)[None, :] * dl - lo
-
-
 def _adaptive_bounds(n, m):
     """Start and end (exclusive) of PyTorch's adaptive windows of an axis: ``n`` into ``m``."""
     i = np.arange(m)
@@ -255,19 +310,18 @@ def _adaptive_table(n, m):
     return np.minimum(start[:, None] + np.arange(longest)[None, :], end[:, None] - 1)
 
 
-def _argmax_positions(cols, tables, shape):
-    """Flat positions in ``x`` of each window's first maximum; ``cols`` is ``(N, C, K, *out)``
-    with K the window entries in row-major order, ``tables[i][o, k]`` the coordinate along
-    spatial axis ``i`` of window ``o``'s entry ``k``."""
-    xp = win.array_module(cols)
-    d = len(tables)
-    best = xp.argmax(cols, axis=2)  # the first maximum on ties
+def _positions(first, shape, window, coordinate):
+    """Flat positions in an array of ``shape`` of the window entries ``first`` ``(N, C, *out)``
+    (row-major within windows of ``window`` entries per axis); ``coordinate(i, o, k)`` is the
+    coordinate along spatial axis ``i`` of window ``o``'s entry ``k`` (integer arrays)."""
+    xp = win.array_module(first)
+    d = len(window)
     n, c = shape[:2]
     flat = xp.arange(n * c).reshape((n, c) + (1,) * d)
-    inner = win.count(t.shape[1] for t in tables)
-    for i, t in enumerate(tables):
-        inner //= t.shape[1]
-        k = (best // inner) % t.shape[1]
-        o = xp.arange(t.shape[0]).reshape((t.shape[0],) + (1,) * (d - 1 - i))
-        flat = flat * shape[2 + i] + xp.asarray(t)[o, k]
+    inner = win.count(window)
+    for i, size in enumerate(window):
+        inner //= size
+        k = (first // inner) % size
+        o = xp.arange(first.shape[2 + i]).reshape((-1,) + (1,) * (d - 1 - i))
+        flat = flat * shape[2 + i] + coordinate(i, o, k)
     return flat

@@ -16,12 +16,13 @@ from fluxml.ode.adjoint import (
     SensitivityAlgorithm,
 )
 from fluxml.ode.integrate import SolveError, Stats
+from fluxml.ode.neural import NeuralODE
 from fluxml.ode.rk import BS3, DP5, RK4, Euler, Heun, Midpoint, Tsit5, Vern7
 from fluxml.ode.rosenbrock import Rodas5, Rosenbrock23
 from fluxml.ode.solve import Solution, solve
 
 __all__ = [
     "BS3", "BacksolveAdjoint", "DP5", "Direct", "Euler", "Heun", "InterpolatingAdjoint",
-    "Midpoint", "QuadratureAdjoint", "RK4", "Rodas5", "Rosenbrock23", "SensitivityAlgorithm",
-    "Solution", "SolveError", "Stats", "Tsit5", "Vern7", "solve",
+    "Midpoint", "NeuralODE", "QuadratureAdjoint", "RK4", "Rodas5", "Rosenbrock23",
+    "SensitivityAlgorithm", "Solution", "SolveError", "Stats", "Tsit5", "Vern7", "solve",
 ]

@@ -153,6 +153,9 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
     def rhs_flat(t, y, pv):  # the backward pass works on flat vectors
         return np.reshape(rhs(t, np.reshape(y, shape), pv), -1)
 
+    if len(shape) == 1:
+        rhs_flat = rhs  # noqa: F811 (already flat)
+
     def fwd(y0, *pv):
         F = Counted(lambda t, y: rhs(t, y, pv), stats)
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
@@ -197,6 +200,7 @@ class _Backward:
         self.atol = alg.atol if alg.atol is not None else options["atol"]
         self.options = options
         self.stats = stats
+        self.h = None
 
     # --- vector-Jacobian products of f, from the engine -----------------------------------
 
@@ -249,11 +253,14 @@ class _Backward:
 
     def integrate(self, G, start, end, z, norm_size, keep=False):
         F = Counted(G, self.stats)
+        dt = self.options["dt"] if self.h is None else self.h
         ts, zs, steps = integrate(
-            self.solver, F, start, end, z, saveat=np.array([end]), dt=self.options["dt"],
+            self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
             rtol=self.rtol, atol=self.atol, max_steps=self.options["max_steps"],
             adaptive=self.options["adaptive"],
             keep_steps=keep, jac=_jac(self.solver, F), norm_size=norm_size)
+        if self.options["adaptive"] and self.solver.adaptive:
+            self.h = F.h_next  # the next interval starts with the step size reached here
         return zs[-1], steps, F
 
     def interpolating(self, start, end, U, lam, mu):

@@ -44,6 +44,7 @@ class Counted:
 
     def __init__(self, fun, stats: Stats | None = None):
         self.fun = fun
+        self.h_next = None
         self.stats = stats if stats is not None else Stats()
         self.checked = False
 
@@ -170,5 +171,6 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
         prev = step
         t, y = t_new, y_new
         if ctrl is not None:
-            h = abs(hs) * factor
+            h = max(h, abs(hs) * factor) if last else abs(hs) * factor
+    F.h_next = h  # where a following solve (the adjoints' next interval) may start
     return ts_out, ys_out, steps

@@ -12,6 +12,8 @@ True
 
 from __future__ import annotations
 
+import numpy as np
+
 from fluxml.ad.core import raw
 from fluxml.ode import tableaus
 from fluxml.ode.ops import lincomb
@@ -88,8 +90,8 @@ class ExplicitRK:
     def interpolate(self, F, step: Step, theta: float):
         """The solution at ``t0 + theta * h`` inside ``step``, of the tableau's dense order."""
         dense = self.tableau.dense
-        powers = [theta ** (j + 1) for j in range(dense.shape[1])]
-        weights = [step.h * float(row @ powers) for row in dense]
+        powers = theta ** np.arange(1, dense.shape[1] + 1)
+        weights = (step.h * (dense @ powers)).tolist()
         return lincomb(step.y0, weights, self.stages(F, step))
 
 

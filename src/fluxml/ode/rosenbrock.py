@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from fluxml.ad.core import raw
 from fluxml.ode.ops import lincomb
 from fluxml.ode.rk import Step
 
@@ -124,7 +125,7 @@ class Rosenbrock23(_Rosenbrock):
         f2 = F(t + h, y1)
         rhs = lincomb(f2, (-self.c32, self.c32, -2.0, 2.0, h * d), (k2, f1, k1, f0, dT))
         k3 = solve(s * rhs)
-        err = lincomb(0.0 * np.asarray(y), (h / 6, -h / 3, h / 6), (k1, k2, k3))
+        err = lincomb(0.0 * raw(y), (h / 6, -h / 3, h / 6), (raw(k1), raw(k2), raw(k3)))
         return y1, [f0, k1, k2, f2], err
 
     def interpolate(self, F, step: Step, theta: float):
@@ -153,12 +154,12 @@ class Rodas5(_Rosenbrock):
                           (dT,) + tuple(ks))
             ks.append(solve(rhs))
         y1 = lincomb(u, (1.0,), (ks[-1],))  # stiffly accurate: the last stage value + k_s
-        err = ks[-1]
+        err = raw(ks[-1])
         return y1, [f0] + ks, err
 
     def interpolate(self, F, step: Step, theta: float):
         ks = step.ks[1:]
-        kd = [lincomb(0.0 * np.asarray(step.y0), row, ks) for row in RODAS5_H]
+        kd = [lincomb(0.0 * step.y0, row, ks) for row in RODAS5_H]
         inner = lincomb(kd[1], (theta,), (kd[2],))
         inner = lincomb(kd[0], (theta,), (inner,))
         inner = lincomb(step.y1, (1 - theta,), (inner,))

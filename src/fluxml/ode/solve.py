@@ -7,8 +7,9 @@
 array([0. , 0.5, 1. ])
 >>> np.round(sol.u[:, 0], 6)
 array([1.      , 0.367879, 0.135335])
->>> fl.gradient(lambda p: fl.ode.solve(lambda t, u, p: p * u, np.array([1.0]), (0.0, 1.0), p,
-...                                    saveat=[1.0]).u[-1, 0], -2.0)[0].round(5)
+>>> g, = fl.gradient(lambda p: fl.ode.solve(lambda t, u, p: p * u, np.array([1.0]),
+...                                         (0.0, 1.0), p, saveat=[1.0]).u[-1, 0], -2.0)
+>>> round(g, 5)
 0.13534
 """
 

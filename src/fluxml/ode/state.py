@@ -5,7 +5,7 @@ solver and unpacked for the user's function; an array state is used as it is.
 >>> from fluxml.ode.state import Packer
 >>> pk = Packer({"x": np.zeros(2), "v": np.ones((1, 2))})
 >>> pk.pack({"x": np.zeros(2), "v": np.ones((1, 2))})
-array([1., 1., 0., 0.])
+array([0., 0., 1., 1.])
 """
 
 from __future__ import annotations

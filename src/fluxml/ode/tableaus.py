@@ -18,6 +18,7 @@ interpolant reproduces ``b`` at ``theta = 1`` and starts with slope ``K_1 = f(t0
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from numpy.polynomial import Polynomial
 _TOL = 1e-9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Tableau:
     name: str
     order: int
@@ -74,11 +75,11 @@ class Tableau:
     def stages(self) -> int:
         return len(self.c)
 
-    @property
+    @functools.cached_property
     def fsal(self) -> bool:
         """First same as last: the last stage is ``f(t1, y1)``, the next step's first."""
         return (self.c[-1] == 1.0 and self.b[-1] == 0.0 and len(self.a) > 1
-                and np.allclose(self.a[-1], self.b[:-1], atol=0, rtol=0))
+                and tuple(self.a[-1]) == tuple(self.b[:-1]))
 
     @property
     def adaptive(self) -> bool:

@@ -82,4 +82,4 @@ def check_eta(name, eta):
 
 def floats(*values):
     """Hyperparameters as Python floats: NumPy scalars would promote float32 arrays."""
-    return tuple(float(v) for v in values)
+    return tuple(map(float, values))

@@ -42,7 +42,7 @@ class ClipNorm(Rule):
     throw: bool = True
 
     def apply(self, state, x, dx, out=None):
-        nrm = float(np.linalg.norm(np.ravel(dx), ord=self.p))
+        nrm = float(np.linalg.norm(np.ravel(dx, order="K"), ord=self.p))  # no copy
         if self.throw and not np.isfinite(nrm):
             raise FloatingPointError(
                 f"ClipNorm: the gradient of an array of shape {np.shape(x)} has {self.p}-norm "

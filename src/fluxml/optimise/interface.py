@@ -17,6 +17,8 @@ reached twice (tied weights) gets one Leaf, placed at both addresses.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fluxml.optimise.base import ALIASES, Rule
@@ -37,7 +39,7 @@ class Leaf:
 
     def __repr__(self):
         frozen = ", frozen=True" if self.frozen else ""
-        return f"Leaf({self.rule!r}, {_summary(self.state)}{frozen})"
+        return f"Leaf({_compact(self.rule)}, {_summary(self.state)}{frozen})"
 
 
 class Node:
@@ -54,6 +56,16 @@ class Node:
 
     def __repr__(self):
         return _show(self, 0)
+
+
+def _compact(rule):
+    """A rule with its hyperparameters positional, as Optimisers.jl prints them:
+    ``Adam(0.001, (0.9, 0.999), 1e-08)``."""
+    parts = getattr(rule, "rules", None)
+    if parts is None:
+        parts = [getattr(rule, f.name) for f in dataclasses.fields(rule)]
+        return f"{type(rule).__name__}({', '.join(map(repr, parts))})"
+    return f"{type(rule).__name__}({', '.join(map(_compact, parts))})"
 
 
 def _summary(x):
@@ -91,12 +103,6 @@ def _show(tree, indent):
 # --- setup ------------------------------------------------------------------------------------
 
 
-def _nontrainable(obj) -> frozenset:
-    """Field names the object's class declares not trainable (BatchNorm's running
-    statistics): ``nontrainable = ("running_mean", "running_var")``."""
-    return frozenset(getattr(type(obj), "nontrainable", ()))
-
-
 def _trainable(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind == "f" or (
         type(x).__name__ == "ndarray" and getattr(x, "dtype", None) is not None
@@ -114,13 +120,13 @@ def setup(rule: Rule, model):
     ...         self.weight, self.bias, self.act = np.zeros((2, 3)), np.zeros(2), np.tanh
     >>> fl.setup(fl.Momentum(), Affine())
     Affine(
-      weight=Leaf(Momentum(eta=0.01, rho=0.9), float64(2, 3)),
-      bias=Leaf(Momentum(eta=0.01, rho=0.9), float64(2,)),
+      weight=Leaf(Momentum(0.01, 0.9), float64(2, 3)),
+      bias=Leaf(Momentum(0.01, 0.9), float64(2,)),
     )
     """
     if not isinstance(rule, Rule):
         raise TypeError(f"setup: expected an optimisation rule such as fl.Adam(), got {rule!r}")
-    leaves, spec = flatten(model)
+    leaves, spec = flatten(model, trainable=True)  # without the nontrainable fields
     return _setup(rule, spec, iter(leaves), {})
 
 
@@ -146,11 +152,10 @@ def _setup(rule, spec, it, tied):
         d = {k: v for k, v in d.items() if v is not None}
         return d or None
     keys = spec.type._fields if kind == "namedtuple" else spec.keys
-    skip = frozenset() if kind == "namedtuple" else _nontrainable(spec.static)
     fields = {}
     for k, c in zip(keys, spec.children):
         child = _setup(rule, c, it, tied)
-        if child is not None and k not in skip:
+        if child is not None:
             fields[k] = child
     return Node(spec.type.__name__, fields) if fields else None
 
@@ -163,17 +168,50 @@ def update(state, model, grads):
     gradient into an update, subtracted from the model's array. ``grads`` is a structural
     gradient (``fl.gradient(loss, model)[0]``); ``None`` anywhere in it skips that part.
     Returns ``(state, model)``, the same objects, updated."""
-    pending: dict = {}
-    _collect(state, model, grads, pending, "model")
-    for leaf, x, dx, _ in pending.values():
-        buf = getattr(leaf, "_scratch", None)
-        if buf is None or buf.shape != x.shape or buf.dtype != x.dtype:
-            buf = np.empty_like(x)
-            leaf._scratch = buf  # not a tree field: never saved, never flattened
+    pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
+    _collect(state, model, grads, pending, ())
+    for leaf, x, dx in pending[0].values():
+        buf = _scratch(leaf, x, dx)
         leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
         if step is not None:
             np.subtract(x, step, out=x)
     return state, model
+
+
+def _layout(a):
+    """"F" for an array laid out as the transpose of a C-contiguous one, else "C"."""
+    flags = getattr(a, "flags", None)
+    if flags is None or a.ndim < 2 or flags.c_contiguous or not flags.f_contiguous:
+        return "C"
+    return "F"
+
+
+def _scratch(leaf, x, dx):
+    """The Leaf's scratch array (not a tree field: never saved, never flattened), laid out
+    as the gradient. Weight gradients of ``x @ W.T`` come back as transposed views, and
+    NumPy is several times slower on operands of mixed layouts: so the rule's state arrays
+    follow the gradient's layout too (converted once, when it changes), and only the final
+    ``x -= update`` mixes layouts."""
+    order = _layout(dx)
+    buf = getattr(leaf, "_scratch", None)
+    if buf is None or buf.shape != x.shape or buf.dtype != x.dtype or _layout(buf) != order:
+        buf = np.empty(x.shape, dtype=x.dtype, order=order)
+        leaf._scratch = buf
+        leaf.state = _relayout(leaf.state, order)
+    return buf
+
+
+def _relayout(state, order):
+    """The state with its arrays (of two or more axes) in the given layout; arrays already
+    so laid out are kept (they may be shared with the caller)."""
+    if isinstance(state, np.ndarray):
+        if state.ndim < 2 or _layout(state) == order:
+            return state
+        return np.asarray(state, order=order).copy(order=order)
+    if isinstance(state, tuple):
+        parts = [_relayout(s, order) for s in state]
+        return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
+    return state
 
 
 def _child(tree, key):
@@ -186,45 +224,56 @@ def _child(tree, key):
     return getattr(tree, key, None)
 
 
+def _where(path):
+    """``model.layers[0].weight`` from the keys walked to get there."""
+    return "model" + "".join(f".{k}" if isinstance(k, str) and kind == "attr" else f"[{k!r}]"
+                             for kind, k in path)
+
+
 def _collect(state, model, grads, pending, path):
+    """Pair each unfrozen Leaf with its array and gradient (the path, a tuple of keys, is
+    formatted only for errors: the walk runs every step)."""
     if state is None or grads is None:
         return
-    if isinstance(state, Leaf):
+    if type(state) is Leaf:
         if state.frozen:
             return
-        x = model
-        if not isinstance(x, np.ndarray) and type(x).__name__ != "ndarray":
-            raise TypeError(f"update: {path} is a Leaf of the state but the model has "
-                            f"{type(x).__name__} there; was the state set up for this model?")
-        if np.shape(grads) != x.shape:
-            raise ValueError(f"update: the gradient of {path} has shape {np.shape(grads)}, "
-                             f"the parameter {x.shape}")
-        seen = pending.get(id(state))
-        if seen is None:
-            pending[id(state)] = (state, x, grads, path)
-        elif seen[1] is not x:
-            raise ValueError(f"update: {path} and {seen[3]} share a Leaf (tied in setup) but "
-                             "are different arrays in the model now; set up the state again")
-        # fl.gradient gives a tied array its total gradient at every address: use one
+        if not isinstance(model, np.ndarray) and type(model).__name__ != "ndarray":
+            raise TypeError(f"update: {_where(path)} has a Leaf in the state but the model "
+                            f"has {type(model).__name__} there; was the state set up for "
+                            "this model?")
+        shape = model.shape
+        if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
+            raise ValueError(f"update: the gradient of {_where(path)} has shape "
+                             f"{np.shape(grads)}, the parameter {shape}")
+        # One step per array: fl.gradient gives a tied array its total gradient at every
+        # address, and a state rebuilt from its leaves (fmap, loading) may hold two Leafs
+        # for one array: the first found is used.
+        arrays, by_leaf = pending
+        prev = by_leaf.setdefault(id(state), (model, path))
+        if prev[0] is not model:
+            raise ValueError(f"update: {_where(path)} and {_where(prev[1])} share a Leaf (tied "
+                             "in setup) but are different arrays in the model now; set up the "
+                             "state again")
+        if id(model) not in arrays:
+            arrays[id(model)] = (state, model, grads)
         return
-    if isinstance(state, Node):
-        items = [(k, getattr(state, k)) for k in state._fields]
-        sep = "."
+    if type(state) is Node:
+        for k in state._fields:
+            _collect(getattr(state, k), getattr(model, k, None), _child(grads, k), pending,
+                     path + (("attr", k),))
     elif isinstance(state, dict):
-        items = list(state.items())
-        sep = None
+        for k, sub in state.items():
+            _collect(sub, _child(model, k), _child(grads, k), pending, path + (("item", k),))
     elif isinstance(state, (list, tuple)):
-        items = list(enumerate(state))
-        sep = None
         if len(model) != len(state):
-            raise ValueError(f"update: {path} has {len(model)} entries, its state "
+            raise ValueError(f"update: {_where(path)} has {len(model)} entries, its state "
                              f"{len(state)}; was the state set up for this model?")
+        for k, sub in enumerate(state):
+            _collect(sub, model[k], _child(grads, k), pending, path + (("item", k),))
     else:
         raise TypeError(f"update: unexpected {type(state).__name__} in the optimiser state at "
-                        f"{path}")
-    for k, sub in items:
-        where = f"{path}.{k}" if sep else f"{path}[{k!r}]"
-        _collect(sub, _child(model, k), _child(grads, k), pending, where)
+                        f"{_where(path)}")
 
 
 # --- adjust, freeze, thaw ---------------------------------------------------------------------

@@ -68,6 +68,21 @@ CASES = [
     (np.put, lambda a, b: _with(a, lambda o: np.put(o, [0, 5, 11, 2], b[:2])), (A, V)),
     (np.putmask, lambda a, b: _with(a, lambda o: np.putmask(o, a < 0, b[:2])), (A, V)),
     (np.fill_diagonal, lambda a, b: _with(a, lambda o: np.fill_diagonal(o, b[:2])), (A, V)),
+    # choosing by concrete conditions and indices
+    (np.select, lambda a, b: np.select([a > 0.5, a < -0.5], [a ** 2, b[:4] * a], default=-1.0),
+     (A, V)),
+    (np.select, lambda a, b: np.select([a > 0], [np.sin(a)]), (A, V)),
+    (np.choose, lambda a, b: np.choose(np.array([[0, 1, 2, 1]] * 3), [a, a * b[:4], 3.0]),
+     (A, V)),
+    (np.choose, lambda a, b: np.choose(np.array([0, 1, 5, 2]), [a[0], b[:4], a[2]], mode="wrap"),
+     (A, V)),
+    (np.piecewise, lambda a, b: np.piecewise(
+        a, [a < 0, a > 0.5], [lambda t: t ** 2, lambda t: np.exp(t) * b[0], 0.25]), (A, V)),
+    (np.piecewise, lambda a, b: np.piecewise(a[0], a[0] > 0, [np.sin, lambda t: t * 3]), (A, V)),
+    (np.extract, lambda a, b: np.extract(a > 0, a * b[:4]), (A, V)),
+    (np.compress, lambda a, b: np.compress([True, False, True], a, axis=0), (A, V)),
+    (np.compress, lambda a, b: np.compress([False, True], a) + b.compress([1, 0, 1], axis=0)[1],
+     (A, V)),
 ]
 
 READS = [

@@ -27,6 +27,7 @@ BATCH = rng.standard_normal((2, 3, 3)) + 3 * I3
 BATCH_B = rng.standard_normal((2, 3, 2))
 T234 = rng.standard_normal((2, 3, 4))
 T243 = rng.standard_normal((2, 4, 3))
+T2323 = rng.standard_normal((2, 3, 2, 3)) + 3 * np.eye(6).reshape(2, 3, 2, 3)
 _X = rng.standard_normal((3, 3))
 SPD = _X @ _X.T + 3 * I3  # distinct eigenvalues (checked below)
 _XB = rng.standard_normal((2, 3, 3))
@@ -208,6 +209,22 @@ CASES += [
     (np.einsum, lambda a, b: np.einsum(a, [Ellipsis, 0], b, [0]), (T234, V4)),
     (np.vecdot, np.vecdot, (T234, V4)),
     (np.linalg.vecdot, lambda x, y: np.linalg.vecdot(x, y, axis=0), (B, V3[:, None])),
+    # least squares, condition numbers, tensor inverses and solves
+    (np.linalg.lstsq, lambda a, b: np.linalg.lstsq(a, b)[0], (rng.standard_normal((5, 3)),
+                                                            rng.standard_normal((5, 2)))),
+    (np.linalg.lstsq, lambda a, b: np.linalg.lstsq(a, b)[1], (TALL, V4)),
+    (np.linalg.lstsq, lambda a, b: np.linalg.lstsq(a, b, rcond=None)[3], (TALL, V4)),
+    (np.linalg.lstsq, lambda a, b: np.linalg.lstsq(a, b)[0], (B, V3)),  # underdetermined
+    (np.linalg.cond, np.linalg.cond, (WELL,)),
+    (np.linalg.cond, lambda a: np.linalg.cond(a, -2), (BATCH,)),
+    (np.linalg.cond, lambda a: np.linalg.cond(a, "fro"), (WELL,)),
+    (np.linalg.cond, lambda a: np.linalg.cond(a, 1), (WELL,)),
+    (np.linalg.tensorinv, lambda a: np.linalg.tensorinv(a, ind=2), (T2323,)),
+    (np.linalg.tensorinv, lambda a: np.linalg.tensorinv(np.reshape(a, (6, 2, 3)), ind=1),
+     (T2323,)),
+    (np.linalg.tensorsolve, np.linalg.tensorsolve, (T2323, rng.standard_normal((2, 3)))),
+    (np.linalg.tensorsolve, lambda a, b: np.linalg.tensorsolve(a, b, axes=(0, 1)),
+     (T2323, rng.standard_normal((2, 3)))),
 ]
 
 

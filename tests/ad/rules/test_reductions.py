@@ -37,6 +37,8 @@ ONE_ZERO[1, 2] = 0.0
 TWO_ZEROS = away_from_zero(3, 4)
 TWO_ZEROS[1, 0] = TWO_ZEROS[1, 3] = 0.0
 W4 = rng.uniform(0.5, 1.5, 4)
+MASK4 = np.array([True, False, True, True])
+MASK31 = np.array([[True], [False], [True]])
 
 CASES = [
     (np.sum, lambda x: np.sum(x), (A,)),
@@ -79,6 +81,9 @@ CASES = [
     (np.sort, lambda x: np.sort(x), (distinct(3, 4),)),
     (np.sort, lambda x: np.sort(x, axis=0), (distinct(3, 4),)),
     (np.sort, lambda x: np.sort(x, axis=None), (distinct(3, 4),)),
+    (np.partition, lambda x: np.partition(x, 2), (distinct(3, 5),)),
+    (np.partition, lambda x: np.partition(x, (0, 2), axis=0), (distinct(4, 3),)),
+    (np.partition, lambda x: np.partition(x, -1, axis=None), (distinct(3, 4),)),
     (np.quantile, lambda x: np.quantile(x, 0.3), (distinct(3, 4),)),
     (np.quantile, lambda x: np.quantile(x, [0.0, 0.5, 0.8, 1.0], axis=1, keepdims=True),
      (distinct(3, 5),)),
@@ -91,6 +96,24 @@ CASES = [
     (np.diff, lambda x: np.diff(x, n=2, axis=0), (rand(5, 3),)),
     (np.diff, lambda x, p: np.diff(x, axis=1, prepend=p, append=1.5), (A, rand(3, 1))),
     (np.ediff1d, lambda x, b: np.ediff1d(x, to_begin=b, to_end=[2.0, 3.0]), (A, rand(2))),
+    # where= and initial=
+    (np.sum, lambda x: np.sum(x, axis=1, where=MASK4, initial=0.5), (A,)),
+    (np.prod, lambda x: np.prod(x, axis=0, where=MASK31, initial=2.0), (away_from_zero(3, 4),)),
+    (np.mean, lambda x: np.mean(x, axis=1, where=MASK4), (A,)),
+    (np.mean, lambda x: np.mean(x, where=MASK31, keepdims=True), (A,)),
+    (np.var, lambda x: np.var(x, axis=0, where=MASK31, ddof=1), (A,)),
+    (np.std, lambda x: np.std(x, axis=1, where=MASK4), (A,)),
+    (np.max, lambda x: np.max(x, axis=1, where=MASK4, initial=-5.0), (distinct(3, 4),)),
+    (np.min, lambda x: np.min(x, axis=0, initial=-0.3), (distinct(3, 4) / 7,)),
+    # ufunc methods: folds along an axis
+    (np.logaddexp, lambda x: np.logaddexp.reduce(x, axis=1), (A,)),
+    (np.logaddexp, lambda x: np.logaddexp.reduce(x, axis=None, keepdims=True), (A,)),
+    (np.logaddexp, lambda x: np.logaddexp.reduce(x, axis=0, where=MASK31, initial=-1.0), (A,)),
+    (np.maximum, lambda x: np.maximum.accumulate(x, axis=1), (distinct(3, 4),)),
+    (np.maximum, lambda x: np.maximum.reduceat(x, [0, 2], axis=0), (distinct(3, 4),)),
+    (np.add, lambda x: np.add.reduceat(x, [0, 2, 1, 3], axis=1), (A,)),
+    (np.hypot, lambda x: np.hypot.reduce(x, axis=0), (A,)),
+    (np.subtract, lambda x: np.subtract.accumulate(x, axis=0), (A,)),
 ]
 
 
@@ -187,11 +210,17 @@ def test_dtype_and_initial():
     check_grads(lambda x: np.prod(x, axis=0, initial=2.0), away_from_zero(3, 4))
 
 
-def test_where_is_refused_with_a_fix():
+def test_where_and_initial_as_numpy():
+    assert fl.gradient(lambda x: np.sum(x, where=x > 0), A)[0].tolist() == (A > 0).tolist()
+    with pytest.raises(ValueError, match="initial"):  # NumPy's own rule: max needs initial
+        fl.gradient(lambda x: np.max(x, where=x > 0), A)
+    empty = fl.withgradient(lambda x: np.sum(np.max(x[:0], axis=0, initial=1.5) * x[0]), A)
+    assert empty[0] == 1.5 * A[0].sum()
+    np.testing.assert_array_equal(empty[1][0][0], np.full(4, 1.5))
+    np.testing.assert_array_equal(
+        fl.gradient(lambda x: np.max(x, initial=10.0), A)[0], np.zeros_like(A))
     with pytest.raises(fl.DifferentiationError, match="np.where"):
-        fl.gradient(lambda x: np.sum(x, where=x > 0), A)
-    with pytest.raises(fl.DifferentiationError, match="initial"):
-        fl.gradient(lambda x: np.max(x, initial=0.0), A)
+        fl.gradient(lambda x: np.nanmean(x, where=x > 0), A)
 
 
 def test_var_with_mean_and_correction():

@@ -4,6 +4,7 @@ from fluxml.ad.core import LAZY_RULES
 from fluxml.ad.rules import (  # noqa: F401
     complex_values,
     decompositions,
+    eig,
     elementwise,
     elementwise_more,
     fft,
@@ -12,7 +13,9 @@ from fluxml.ad.rules import (  # noqa: F401
     linalg,
     numerics,
     reductions,
+    selection,
     shape,
+    solvers,
     special,
     writes,
 )

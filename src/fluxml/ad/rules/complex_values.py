@@ -78,4 +78,7 @@ COMPLEX = frozenset([
     # linear algebra (holomorphic)
     *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
              "inv", "det"),
+    # linear algebra with complex rules of their own
+    *_linalg("slogdet", "norm", "vector_norm", "eig", "eigvals", "cholesky", "eigh",
+             "eigvalsh"),
 ])

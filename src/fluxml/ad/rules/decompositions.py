@@ -7,10 +7,13 @@ solve, det and eigh; Murray 2016 for Cholesky; Townsend 2016 for the SVD; the JA
 of the QR rule (Walter & Lehmann; Liao et al. 2019).
 
 Symmetric inputs. ``cholesky`` and ``eigh`` read one triangle of their input only (the lower
-one, ``UPLO='L'``, by default), exactly as LAPACK does. Their rules are the derivatives of that
-function: a perturbation of the unread triangle changes nothing, and the cotangent of the input
-is zero there. For a symmetric input built from other values (``A = X @ X.T``) the chain rule
-gives the same result as the symmetric-gradient convention of other libraries.
+one, ``UPLO='L'``, by default), exactly as LAPACK does (for a complex Hermitian input: one
+triangle and the real part of the diagonal; the rules are the same with conjugate transposes,
+and an eigenvector's phase is fixed as JAX fixes it, ``Im(v^H dv) = 0``, see ``eig.py``).
+Their rules are the derivatives of that function: a perturbation of the unread triangle
+changes nothing, and the cotangent of the input is zero there. For a symmetric input built
+from other values (``A = X @ X.T``) the chain rule gives the same result as the
+symmetric-gradient convention of other libraries.
 
 Repeated eigenvalues and singular values. The vectors of a repeated value are not unique, and
 the textbook rules divide by ``w_j - w_i``. Where two values agree to within
@@ -75,15 +78,58 @@ def _solve_jvp_a(t, ans, a, b):
 SOLVE.vjp_all = _solve_vjp_all
 defjvp(SOLVE, _solve_jvp_a, lambda t, ans, a, b: np.linalg.solve(a, t))
 
-DET = primitive("det", np.linalg.det)  # the rules invert x: singular matrices raise LinAlgError
-defvjp(DET, lambda g, ans, x: _mat(g * ans) * mT(np.linalg.inv(x)))
-defjvp(DET, lambda t, ans, x: ans * _trace(np.linalg.solve(x, t)))
+# d det(x) = tr(adj(x) dx). adj(x) = det(x) inv(x) where x is invertible; at a singular matrix
+# (det 0, still differentiable) the adjugate comes from the cofactors, each a smaller det.
+DET = primitive("det", np.linalg.det)
+defvjp(DET, lambda g, ans, x: _mat(g) * mT(_adjugate(x, ans)))
+defjvp(DET, lambda t, ans, x: _trace(_adjugate(x, ans) @ t))
 
+
+def _adjugate(x, det):
+    if np.all(raw(det) != 0):
+        return _mat(det) * np.linalg.inv(x)
+    n = x.shape[-1]
+    if n == 1:
+        return np.ones_like(raw(x))
+    keep = [np.array([k for k in range(n) if k != i]) for i in range(n)]
+    rows = [np.stack([(-1) ** (i + j) * np.linalg.det(x[..., keep[j][:, None], keep[i]])
+                      for j in range(n)], axis=-1) for i in range(n)]
+    return np.stack(rows, axis=-2)  # adj[i, j] = (-1)^(i+j) det(x without row j, column i)
+
+
+def _slogdet_inverse(x):
+    """inv(x), the derivative of log|det x|; at a singular matrix log|det| is -inf and has
+    none: refused (np.linalg.det is differentiable there)."""
+    if np.any(np.linalg.slogdet(raw(x))[0] == 0):
+        raise DifferentiationError(
+            "np.linalg.slogdet at a singular matrix: log|det| is -inf and has no derivative. "
+            "Use np.linalg.det (differentiable at singular matrices), or regularise the "
+            "matrix.")
+    return np.linalg.inv(x)
+
+
+# A real sign is locally constant. A complex sign det/|det| turns with the phase of the
+# determinant: d sign = sign * i Im(tr(x^-1 dx)), d logabsdet = Re(tr(x^-1 dx)).
 SLOGDET = primitive("slogdet", lambda x: tuple(np.linalg.slogdet(x)), keeps_output=False,
                     multiple_results=True)
-defvjp(SLOGDET, lambda g, ans, x: _mat(g[1]) * mT(np.linalg.inv(x)))  # the sign is constant
-defjvp(SLOGDET, lambda t, ans, x: (np.zeros(x.shape[:-2], x.dtype),
-                                   _trace(np.linalg.solve(x, t))))
+
+
+def _slogdet_vjp(g, ans, x):
+    gsign, glog = g
+    if np.iscomplexobj(raw(x)):  # the sign recomputed: the rules keep no output
+        glog = glog + np.imag(gsign * SLOGDET(x)[0]) * 1j
+    return _mat(glog) * mT(_slogdet_inverse(x))
+
+
+def _slogdet_jvp(t, ans, x):
+    tr = _trace(_slogdet_inverse(x) @ t)
+    if np.iscomplexobj(raw(x)):
+        return SLOGDET(x)[0] * (np.imag(tr) * 1j), np.real(tr)
+    return np.zeros(x.shape[:-2], x.dtype), tr
+
+
+defvjp(SLOGDET, _slogdet_vjp)
+defjvp(SLOGDET, _slogdet_jvp)
 
 # --- Cholesky --------------------------------------------------------------------------------
 # L = cholesky(A) reads the lower triangle of A: A_s = tril(A) + tril(A, -1).T.
@@ -94,12 +140,12 @@ CHOLESKY = primitive("cholesky", np.linalg.cholesky, keeps_inputs=False)
 
 
 def _cholesky_vjp(g, ans, x):
-    s = _solve_right(ans, np.linalg.solve(mT(ans), _phi(mT(ans) @ g)))
-    return _phi(s + mT(s))
+    s = _solve_right(_conj(ans), np.linalg.solve(mT(ans), _phi(mT(ans) @ g)))
+    return _phi(s + mH(s))
 
 
 def _cholesky_jvp(t, ans, x):
-    m = np.linalg.solve(ans, mT(np.linalg.solve(ans, _unfold(t, lower=True))))
+    m = np.linalg.solve(ans, mH(np.linalg.solve(ans, _unfold(t, lower=True))))
     return ans @ _phi(m)
 
 
@@ -115,15 +161,20 @@ QR = primitive("qr", lambda x: tuple(np.linalg.qr(x)), keeps_inputs=False,
                multiple_results=True)
 
 
-def _qr_check(x):
+def _qr_check(x, r):
     if x.shape[-2] < x.shape[-1]:
         raise DifferentiationError(
             f"np.linalg.qr: derivatives need a square or tall matrix (rows >= columns), got "
             f"shape {x.shape}; take the QR of the transpose instead")
+    if np.any(np.diagonal(raw(r), axis1=-2, axis2=-1) == 0):
+        raise DifferentiationError(
+            "np.linalg.qr of a matrix without full column rank: Q is not unique there, so it "
+            "has no derivative. Regularise the matrix, or differentiate a quantity that does "
+            "not depend on the choice of Q.")
 
 
 def _qr_vjp(g, ans, x):
-    _qr_check(x)
+    _qr_check(x, ans[1])
     (gq, gr), (q, r) = g, ans
     n = gr @ mT(r) - mT(q) @ gq
     n = _tri(n, lower=False) + mT(_tri(n, lower=False, strict=True))
@@ -131,7 +182,7 @@ def _qr_vjp(g, ans, x):
 
 
 def _qr_jvp(t, ans, x):
-    _qr_check(x)
+    _qr_check(x, ans[1])
     q, r = ans
     dx = _solve_right(r, t)
     c = mT(q) @ dx
@@ -155,14 +206,15 @@ EIGH = primitive("eigh", lambda x, *, UPLO: tuple(np.linalg.eigh(x, UPLO)), keep
 def _eigh_vjp(g, ans, x, UPLO):
     (gw, gv), (w, v) = g, ans
     inner = _diag(gw) + _gap_inverse(w) * (mT(v) @ gv)
-    b = v @ inner @ mT(v)
-    return _phi(b + mT(b), lower=UPLO == "L")
+    b = _conj(v) @ inner @ mT(v)
+    return _phi(b + mH(b), lower=UPLO == "L")
 
 
 def _eigh_jvp(t, ans, x, UPLO):
     w, v = ans
-    m = mT(v) @ _unfold(t, lower=UPLO == "L") @ v
-    return np.einsum("...ii->...i", m), v @ (_gap_inverse(w) * m)
+    m = mH(v) @ _unfold(t, lower=UPLO == "L") @ v
+    dw = np.einsum("...ii->...i", m)
+    return (np.real(dw) if np.iscomplexobj(raw(dw)) else dw), v @ (_gap_inverse(w) * m)
 
 
 defvjp(EIGH, _eigh_vjp)
@@ -183,7 +235,15 @@ SVD = primitive("svd", lambda x, *, hermitian: tuple(np.linalg.svd(
     x, full_matrices=False, hermitian=hermitian)), keeps_inputs=False, multiple_results=True)
 
 
+def _real_only(x, name):
+    """Rules derived for real matrices, reached with complex ones only from inside another
+    rule (the NumPy functions refuse complex values before): refuse rather than be wrong."""
+    if np.iscomplexobj(raw(x)):
+        raise DifferentiationError(f"{name} of a complex matrix has no derivative rule yet")
+
+
 def _svd_vjp(g, ans, x, hermitian):
+    _real_only(x, "np.linalg.svd")
     (gu, gs, gvh), (u, s, vh) = g, ans
     ut_gu = mT(u) @ gu
     vt_gv = vh @ mT(gvh)
@@ -200,6 +260,7 @@ def _svd_vjp(g, ans, x, hermitian):
 
 
 def _svd_jvp(t, ans, x, hermitian):
+    _real_only(x, "np.linalg.svd")
     u, s, vh = ans
     t = _unfold(t, lower=True) if hermitian else t
     v = mT(vh)
@@ -411,9 +472,11 @@ def _phi(x, lower=True):
 
 
 def _unfold(t, *, lower):
-    """The symmetric matrix that a routine reading one triangle of ``t`` sees."""
+    """The symmetric (Hermitian) matrix that a routine reading one triangle of ``t`` sees
+    (LAPACK ignores the imaginary part of a Hermitian matrix's diagonal)."""
     part = _tri(t, lower=lower, strict=True)
-    return part + mT(part) + t * np.eye(t.shape[-1], dtype=raw(t).dtype)
+    diagonal = np.real(t) if np.iscomplexobj(raw(t)) else t
+    return part + mH(part) + diagonal * np.eye(t.shape[-1], dtype=raw(diagonal).dtype)
 
 
 def _gap_inverse(w):
@@ -456,11 +519,23 @@ NORM2 = primitive("norm2", lambda x, *, axis, keepdims: np.linalg.norm(
 def _norm2_vjp(g, ans, x, axis, keepdims):
     shape = _kept_shape(x.shape, axis, True)
     n = np.reshape(ans, shape)
-    return np.reshape(g, shape) * x / (n + (raw(n) == 0))
+    return np.reshape(g, shape) * _conj(x) / (n + (raw(n) == 0))
 
 
 def _norm2_jvp(t, ans, x, axis, keepdims):
-    return np.sum(t * x, axis=axis, keepdims=keepdims) / (ans + (raw(ans) == 0))
+    inner = np.sum(t * _conj(x), axis=axis, keepdims=keepdims)
+    if np.iscomplexobj(raw(inner)):
+        inner = np.real(inner)
+    return inner / (ans + (raw(ans) == 0))
+
+
+def _conj(x):
+    return np.conjugate(x) if np.iscomplexobj(raw(x)) else x
+
+
+def mH(x):
+    """The conjugate transpose of a stack of matrices (the transpose, for real ones)."""
+    return _conj(mT(x))
 
 
 defvjp(NORM2, _norm2_vjp)
@@ -496,7 +571,15 @@ def _vector_norm(x, ord, axis, keepdims):
         return _pick(a, ax, keepdims, largest=ord > 0)
     if ord == 1:
         return np.sum(a, axis=axis, keepdims=keepdims)
-    return np.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+    # Where the whole vector is 0 the norm is a cone's tip: the subgradient 0, computed on a
+    # stand-in vector of ones so that no 0 * inf appears (at any order).
+    zero = np.sum(raw(a), axis=axis, keepdims=True) == 0
+    if zero.any():
+        a = np.where(zero, 1.0, a)
+    result = np.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+    if zero.any():
+        result = np.where(np.reshape(zero, np.shape(raw(result))), 0.0, result)
+    return result
 
 
 def _matrix_norm(x, ord, axis, keepdims):
@@ -506,6 +589,11 @@ def _matrix_norm(x, ord, axis, keepdims):
     if ord is None or ord == "fro":
         return NORM2(x, axis=axis, keepdims=keepdims)
     if ord in ("nuc", 2, -2):
+        if np.iscomplexobj(raw(x)):
+            raise DifferentiationError(
+                f"np.linalg.norm(ord={ord!r}) of a complex matrix needs the complex SVD, which "
+                "has no derivative rule yet; use the Frobenius norm, or the real matrix "
+                "[[re, -im], [im, re]] whose singular values are those of x, each twice")
         s = SVDVALS(_last(x, r, c))
         result = np.sum(s, axis=-1) if ord == "nuc" else s[..., 0 if ord == 2 else -1]
     elif ord in (1, -1, np.inf, -np.inf):
@@ -521,6 +609,8 @@ def _matrix_norm(x, ord, axis, keepdims):
 
 
 def _abs(x):
+    if np.iscomplexobj(raw(x)):
+        return np.abs(x)  # non-holomorphic: abs's own rule
     return x * np.sign(raw(x))
 
 

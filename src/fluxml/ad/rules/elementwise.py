@@ -6,6 +6,10 @@ Python floats so that float32 stays float32 (NumPy scalars would promote).
 
 The rest of the elementwise family (max/min, rounding, clip, where, the non-differentiable
 list) is in ``elementwise_more.py``.
+
+Where the slope is infinite (``sqrt`` and ``cbrt`` at 0, ``x ** p`` at 0 for p < 1) the rules
+return the limit, ``inf`` (NaN where the one-sided limits disagree): finite differences grow
+without bound there too (``tests/ad/rules/test_edge_points.py`` checks both).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from fluxml.ad.define import (
     ufunc,
 )
 from fluxml.ad.mutation import assign_out
+from fluxml.ad.rules.indexing import getitem
 
 
 def _zero(g, ans, *args, **params):
@@ -106,7 +107,8 @@ deflinear(REAL)
 
 IMAG = primitive("imag", lambda x: np.array(np.imag(x), copy=True), keeps_inputs=False,
                  keeps_output=False)
-defvjp(IMAG, lambda g, ans, x: -1j * g if np.iscomplexobj(x) else np.zeros_like(g))
+# g first: 1j * np.float64 is a Python complex, np.float64 * 1j a NumPy one
+defvjp(IMAG, lambda g, ans, x: g * -1j if np.iscomplexobj(x) else np.zeros_like(g))
 deflinear(IMAG)
 
 CONJUGATE = ufunc(np.conjugate, keeps_inputs=False, keeps_output=False)  # np.conj
@@ -140,7 +142,7 @@ def where(condition, x=None, y=None):
         return np.nonzero(raw(condition))
     if x is None or y is None:
         raise ValueError("either both or neither of x and y should be given")
-    return WHERE(x, y, cond=np.asarray(raw(condition), dtype=bool))
+    return WHERE(x, y, cond=np.array(raw(condition), dtype=bool))  # a copy: the tape keeps it
 
 
 @function(np.nan_to_num)
@@ -172,11 +174,17 @@ def fix(x, out=None):
 
 @function(np.real)
 def real(val):
+    if type(val) is Tracer and val.dtype.kind != "c":
+        return getitem(val, Ellipsis)  # NumPy: a writable view of the real array itself
     return REAL(val)
 
 
 @function(np.imag)
 def imag(val):
+    if type(val) is Tracer and val.dtype.kind != "c":
+        zeros = np.zeros(val.shape, val.dtype)  # NumPy: read-only zeros, no derivative
+        zeros.flags.writeable = False
+        return zeros
     return IMAG(val)
 
 
@@ -197,7 +205,7 @@ nondifferentiable(
     np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.invert, np.left_shift, np.right_shift,
     np.gcd, np.lcm,
     # positions and counts
-    np.argmax, np.argmin, np.argsort, np.argwhere, np.nonzero, np.flatnonzero,
+    np.argmax, np.argmin, np.argsort, np.argpartition, np.argwhere, np.nonzero, np.flatnonzero,
     np.count_nonzero, np.searchsorted, np.digitize, np.lexsort,
 )
 if hasattr(np, "bitwise_count"):  # NumPy >= 2

@@ -14,7 +14,9 @@ def _getitem(x, *, idx):
 
 
 def _setitem(x, v, *, idx, inplace):
-    if not inplace or type(x) is not np.ndarray:
+    if isinstance(x, np.generic):  # a 0-d cotangent may come as a NumPy scalar (immutable)
+        x = np.array(x)
+    elif not inplace or type(x) is not np.ndarray:
         x = np.array(x, copy=True) if not hasattr(x, "copy") else x.copy()
     x[idx] = v
     return x
@@ -48,6 +50,12 @@ def _scatter(g, x, idx):
 deflinear(GETITEM)
 defvjp(GETITEM, lambda g, ans, x, idx: _scatter(g, x, idx))
 
+# A gather that NumPy returns as a read-only view (sliding windows): written through, refused.
+READ_ONLY_GATHER = primitive("sliding_window_view", _getitem, keeps_inputs=False,
+                             keeps_output=False)
+deflinear(READ_ONLY_GATHER)
+defvjp(READ_ONLY_GATHER, lambda g, ans, x, idx: _scatter(g, x, idx))
+
 defvjp(SETITEM,
        lambda g, ans, x, v, idx, inplace: SETITEM(g, 0, idx=idx, inplace=False),
        lambda g, ans, x, v, idx, inplace: GETITEM(g, idx=idx))
@@ -55,6 +63,8 @@ def _zero_written(g, ans, x, v, idx, inplace):
     """The cotangent of ``x`` in ``x[idx] = v``, made from ``g`` in place (the sweep owns
     ``g``): the written entries are zeroed, so that a fill loop stays linear."""
     if type(g) is Tracer:
+        if isinstance(raw(g), np.generic):  # a traced NumPy scalar is immutable
+            return SETITEM(g, 0, idx=idx, inplace=False)
         from fluxml.ad import mutation  # a traced cotangent is written as any traced array
 
         mutation.setitem(g, idx, 0)
@@ -78,6 +88,7 @@ def _setitem_tangent(tangents, ans, args, params, reuse):
     elif reuse and params["inplace"] and type(tx) is np.ndarray:
         base = tx
     elif (reuse and params["inplace"] and type(tx) is Tracer
+          and not isinstance(raw(tx), np.generic)
           and (type(value) is not Tracer or value._trace.level <= tx._trace.level)):
         from fluxml.ad import mutation  # a traced tangent: written as any traced array
 
@@ -103,6 +114,9 @@ defjvp(INDEX_ADD,
 # Views written back into their base: prim -> (new view value, base, params) -> new base value.
 # Shape rules add reshape and transpose here.
 VIEW_INVERSES: dict = {}
+# Views that NumPy itself returns read-only (diagonal, broadcast_to, sliding windows): the
+# refusal of a write through one says so. Shape rules add theirs.
+READ_ONLY_VIEWS: set = {READ_ONLY_GATHER}
 
 
 def _is_basic(idx) -> bool:
@@ -118,14 +132,29 @@ def concrete_index(i):
 
 
 def check_index(idx):
-    """Indices with traced values are refused; lists become arrays as NumPy reads them."""
-    if type(idx) is Tracer:
+    """Indices with traced values are refused. Index arrays and lists are copied (as arrays,
+    which NumPy reads them as): the tape keeps the index for the backward pass, and a later
+    write into the caller's index array must not change it."""
+    t = type(idx)
+    if t is Tracer:
         concrete_index(idx)
-    if isinstance(idx, tuple):
+    if t is tuple:
         for i in idx:
             if type(i) is Tracer:
                 concrete_index(i)
+            if type(i) is np.ndarray or type(i) is list:
+                return tuple(_own_index(i) for i in idx)
+    elif t is np.ndarray or t is list:
+        return _own_index(idx)
     return idx
+
+
+def _own_index(i):
+    if type(i) is np.ndarray:
+        return i.copy()
+    if type(i) is list:
+        return np.array(i)
+    return i
 
 
 def has_repeats(idx) -> bool:

@@ -114,6 +114,10 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
         arrays = [a.astype(dtype) if type(a) is Tracer else np.asarray(a).astype(dtype)
                   for a in arrays]
     subscripts = normalise_subscripts(subscripts, [np.shape(raw(a)) for a in arrays])
+    if len(arrays) == 1 and type(arrays[0]) is Tracer and out is None:
+        view = _einsum_view(arrays[0], subscripts)
+        if view is not None:
+            return view
     result = EINSUM(*arrays, subscripts=subscripts, optimize=optimize)
     if out is None:
         return result
@@ -121,6 +125,19 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
 
     assign_out(out, result, "np.einsum")
     return out
+
+
+def _einsum_view(a, subscripts):
+    """One operand and nothing summed ('ii->i', 'ij->ji'): NumPy returns a writable view of
+    the operand, so fluxml returns a view handle too (writes through it reach ``a``): the
+    entries it selects, as an index into ``a``, linked to ``a``. None when NumPy copies."""
+    value = raw(a)
+    if not np.may_share_memory(np.einsum(subscripts, value), value):
+        return None
+    from fluxml.ad.mutation import index_view
+
+    positions = np.einsum(subscripts, np.arange(value.size).reshape(value.shape))
+    return index_view(a, np.unravel_index(positions, value.shape))
 
 
 def normalise_subscripts(subscripts: str, shapes) -> str:

@@ -124,10 +124,17 @@ def interp(x, xp, fp, left=None, right=None, period=None):
     else:
         j = np.clip(np.searchsorted(xpr, xr, side="right") - 1, 0, n - 2)
         x0, x1, f0, f1 = xp[j], xp[j + 1], fp[j], fp[j + 1]
-        with np.errstate(divide="ignore", invalid="ignore"):  # repeated xp: NumPy's inf/nan
-            slope = (f1 - f0) / (x1 - x0)
-            # NumPy returns fp[-1] exactly at xp[-1]: measure from that end there.
-            inside = np.where(xr == xpr[-1], slope * (x - x1) + f1, slope * (x - x0) + f0)
+        # A segment of length 0 (repeated xp) is only used outside the data or exactly at
+        # xp[-1], where the value does not depend on its slope: slope 0 there, computed
+        # without dividing by 0 (a masked 0/0 would still make the derivative NaN).
+        width = x1 - x0
+        empty = raw(width) == 0
+        if empty.any():
+            slope = np.where(empty, 0.0, (f1 - f0) / np.where(empty, 1.0, width))
+        else:
+            slope = (f1 - f0) / width
+        # NumPy returns fp[-1] exactly at xp[-1]: measure from that end there.
+        inside = np.where(xr == xpr[-1], slope * (x - x1) + f1, slope * (x - x0) + f0)
     return np.where(xr < xpr[0], left, np.where(xr > xpr[-1], right, inside))
 
 

@@ -81,6 +81,23 @@ defjvp(LOGSUMEXP, lambda t, ans, x, axis, keepdims: SUM(
     t * np.exp(x - _expand(ans, x.shape, axis, keepdims)), axis=axis, keepdims=keepdims))
 
 
+def _half_inverse(ans):
+    """``1 / (2 sqrt(v))`` where the standard deviation is positive, 0 where it is 0."""
+    zero = raw(ans) == 0
+    if not zero.any():
+        return 0.5 / ans
+    return np.where(zero, 0, 0.5 / np.where(zero, 1, ans))
+
+
+# The square root of a variance. Where the variance is 0 the standard deviation is constant
+# (one entry, an axis of length 1: derivative 0) or at the tip of a cone (equal entries: not
+# differentiable); the convention there is the derivative 0, a subgradient, instead of the
+# 0 * inf = NaN of the plain square root.
+STD_ROOT = primitive("std", np.sqrt, keeps_inputs=False)
+defvjp(STD_ROOT, lambda g, ans, v: g * _half_inverse(ans))
+defjvp(STD_ROOT, lambda t, ans, v: t * _half_inverse(ans))
+
+
 # --- NumPy functions -----------------------------------------------------------------------------
 
 @function(np.sum)
@@ -88,8 +105,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
     if (type(a) is Tracer and dtype is None and out is None and initial is None
             and where is None):  # the common case, kept short
         return a._trace.process(SUM, (a,), {"axis": _axis(axis), "keepdims": bool(keepdims)})
-    _no_where(where, "np.sum")
-    a = _cast(a, dtype)
+    a = _masked(_cast(a, dtype), where, 0)
     result = SUM(a, axis=_axis(axis), keepdims=bool(keepdims))
     if initial is not None:
         result = result + initial
@@ -103,8 +119,7 @@ def nansum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, whe
 
 @function(np.prod)
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    _no_where(where, "np.prod")
-    a = _cast(a, dtype)
+    a = _masked(_cast(a, dtype), where, 1)
     result = PROD(a, axis=_axis(axis), keepdims=bool(keepdims))
     if initial is not None:
         result = result * initial
@@ -113,10 +128,10 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
 
 @function(np.mean)
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
-    _no_where(where, "np.mean")
     a = _cast(a, dtype)
     axis = _axis(axis)
-    result = SUM(a, axis=axis, keepdims=bool(keepdims)) / _count(a.shape, axis)
+    count = _count(a.shape, axis) if _no_mask(where) else _mask_count(a, where, axis, keepdims)
+    result = SUM(_masked(a, where, 0), axis=axis, keepdims=bool(keepdims)) / count
     return _out(result, out, "np.mean")
 
 
@@ -160,15 +175,21 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
 @function(np.var)
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
         mean=None, correction=None):
-    _no_where(where, "np.var")
     if correction is not None:
         ddof = correction
     a = _cast(a, dtype)
     axis = _axis(axis)
+    if _no_mask(where):
+        count = _count(a.shape, axis)
+        n = builtins.max(count - ddof, 0)
+    else:  # the entries where the mask is True, per result
+        count = _mask_count(a, where, axis, True)
+        n = np.maximum(count - ddof, 0)
+        if not keepdims:
+            n = np.reshape(n, _reduced_shape(a.shape, axis))
     if mean is None:
-        mean = SUM(a, axis=axis, keepdims=True) / _count(a.shape, axis)
-    d = a - mean
-    n = builtins.max(_count(a.shape, axis) - ddof, 0)
+        mean = SUM(_masked(a, where, 0), axis=axis, keepdims=True) / count
+    d = _masked(a - mean, where, 0)
     result = SUM(d * d, axis=axis, keepdims=bool(keepdims)) / n
     return _out(result, out, "np.var")
 
@@ -176,19 +197,29 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
 @function(np.std)
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None,
         correction=None):
-    result = var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
-                 correction=correction) ** 0.5
+    result = STD_ROOT(var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
+                          correction=correction))
     return _out(result, out, "np.std")
 
 
 def _reduce_with(prim, name):
     def reduce(a, axis=None, out=None, keepdims=False, initial=None, where=None):
-        _no_where(where, name)
+        """``initial`` takes part as one more entry (ties with it: shared as any tie); the
+        entries a ``where`` mask leaves out are replaced by it."""
+        a, axis = _array(a), _axis(axis)
+        if not _no_mask(where):
+            if initial is None:
+                raise ValueError(f"reduction operation '{name}' does not have an identity, "
+                                 "so to use a where mask one has to specify 'initial'")
+            a = _masked(a, where, initial)
+        if initial is not None and _count(a.shape, axis) == 0:
+            shape = (tuple(1 if d in _axes(axis, a.ndim) else n for d, n in enumerate(a.shape))
+                     if keepdims else _reduced_shape(a.shape, axis))
+            return _out(np.full(shape, initial, a.dtype), out, name)
+        result = prim(a, axis=axis, keepdims=bool(keepdims))
         if initial is not None:
-            raise DifferentiationError(
-                f"{name}(..., initial=) is not supported on traced arrays; concatenate the "
-                "initial value to the array instead")
-        return _out(prim(a, axis=_axis(axis), keepdims=bool(keepdims)), out, name)
+            result = (np.maximum if prim in (AMAX, NANMAX) else np.minimum)(result, initial)
+        return _out(result, out, name)
 
     return reduce
 
@@ -246,6 +277,28 @@ def sort(a, axis=-1, kind=None, order=None, *, stable=None):
     if axis is None:
         a, axis = np.ravel(a), 0
     idx = np.argsort(raw(a), axis=axis, kind="stable")
+    return take_along_axis(a, idx, axis=axis)
+
+
+@function(np.partition)
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """NumPy's partition, as a permutation of the entries (the gradient flows back through
+    it). Only the k-th entries are specified, so the permutation is matched to NumPy's own
+    output: entry for entry, the values are NumPy's."""
+    if order is not None:
+        raise DifferentiationError("np.partition(..., order=) applies to structured arrays "
+                                   "only")
+    if type(kth) is Tracer:
+        raise DifferentiationError("np.partition: kth must be concrete integers (not traced)")
+    a = _array(a)
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    value = raw(a)
+    want = np.partition(value, kth, axis=axis, kind=kind)
+    # position k of the result holds entry idx[k] of a: match the sorted orders of both
+    idx = np.empty(value.shape, np.intp)
+    np.put_along_axis(idx, np.argsort(want, axis=axis, kind="stable"),
+                      np.argsort(value, axis=axis, kind="stable"), axis=axis)
     return take_along_axis(a, idx, axis=axis)
 
 
@@ -459,10 +512,27 @@ def _array(a):
 
 
 def _no_where(where, name):
-    if where is not None and where is not True:
+    if not _no_mask(where):
         raise DifferentiationError(
             f"{name}(..., where=) is not supported on traced arrays; mask the input with "
             "np.where(mask, x, neutral) first")
+
+
+def _no_mask(where):
+    return where is None or where is True
+
+
+def _masked(a, where, neutral):
+    """``a`` with the entries outside the ``where`` mask replaced by ``neutral``."""
+    if _no_mask(where):
+        return a
+    return np.where(np.broadcast_to(raw(where), a.shape), a, neutral)
+
+
+def _mask_count(a, where, axis, keepdims):
+    """How many entries the mask keeps in each reduction (a float array of a's dtype)."""
+    mask = np.broadcast_to(np.asarray(raw(where), dtype=bool), a.shape)
+    return np.sum(mask, axis=axis, keepdims=bool(keepdims)).astype(a.dtype)
 
 
 def _out(result, out, name):

@@ -12,7 +12,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw
 from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive, same
-from fluxml.ad.rules.indexing import SETITEM, VIEW_INVERSES, getitem
+from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, SETITEM, VIEW_INVERSES, getitem
 
 RESHAPE = primitive("reshape", lambda x, *, shape, order: np.reshape(x, shape, order=order),
                     keeps_inputs=False, keeps_output=False, view=True)
@@ -39,6 +39,7 @@ BROADCAST_TO = primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x, 
                          keeps_inputs=False, keeps_output=False, view=True)
 defvjp(BROADCAST_TO, same)  # the engine sums the broadcast axes
 deflinear(BROADCAST_TO)
+READ_ONLY_VIEWS.add(BROADCAST_TO)
 
 
 @function(np.broadcast_to)
@@ -52,7 +53,7 @@ DIAGONAL = primitive("diagonal", lambda x, *, offset, axis1, axis2: np.diagonal(
 defvjp(DIAGONAL, lambda g, ans, x, offset, axis1, axis2: _undiagonal(g, x.shape, offset, axis1,
                                                                      axis2))
 deflinear(DIAGONAL)
-# NumPy's diagonal is a read-only view: without an inverse, writes into it are refused here too.
+READ_ONLY_VIEWS.add(DIAGONAL)  # NumPy's diagonal is a read-only view: writes refused here too
 
 PAD = primitive("pad", lambda x, *, widths: np.pad(x, widths), keeps_inputs=False,
                 keeps_output=False)
@@ -102,7 +103,23 @@ def _like(fill):
 FUNCTIONS[np.zeros_like] = _like(np.zeros_like)
 FUNCTIONS[np.ones_like] = _like(np.ones_like)
 FUNCTIONS[np.empty_like] = _like(np.zeros_like)  # zeros: never expose uninitialised memory
-FUNCTIONS[np.full_like] = _like(np.full_like)
+_full_like = _like(np.full_like)
+
+
+@function(np.full_like)
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **kwargs):
+    """A traced fill value is written into a traced buffer of ``a``'s level (``np.full_like``
+    itself would copy it into a plain array, cutting its derivative)."""
+    if type(fill_value) is not Tracer:
+        return _full_like(a, fill_value, dtype=dtype, order=order, shape=shape, **kwargs)
+    out = np.zeros_like(raw(a), dtype=dtype, shape=shape)
+    if out.dtype.kind not in "fc":  # an integer or boolean array: the derivative is cut
+        out[...] = raw(fill_value)
+        return out
+    out = fill_value._trace.constant(out) if type(a) is not Tracer or (
+        fill_value._trace.level > a._trace.level) else a._trace.constant(out)
+    out[...] = fill_value
+    return out
 
 nondifferentiable(np.shape, np.ndim, np.size, np.result_type, np.isrealobj, np.iscomplexobj,
                   np.may_share_memory, np.shares_memory)
@@ -146,6 +163,23 @@ def moveaxis(a, source, destination):
     for dest, src in sorted(zip(destination, source)):
         order.insert(dest, src)
     return TRANSPOSE(a, axes=tuple(order))
+
+
+@function(np.rollaxis)
+def rollaxis(a, axis, start=0):
+    n = a.ndim
+    axis = normalize_axis_index(axis, n)
+    if not -n <= start <= n:
+        raise np.exceptions.AxisError(f"'start' arg requires {-n} <= start < {n + 1}, but "
+                                      f"{start} was passed in")
+    start = start + n if start < 0 else start
+    if axis < start:
+        start -= 1
+    if axis == start:
+        return a[...]
+    axes = [d for d in range(n) if d != axis]
+    axes.insert(start, axis)
+    return TRANSPOSE(a, axes=tuple(axes))
 
 
 @function(np.expand_dims)
@@ -287,6 +321,44 @@ def rot90(m, k=1, axes=(0, 1)):
     if k == 1:
         return transpose(flip(m, a1), order)
     return flip(transpose(m, order), a1)
+
+
+@function(np.trim_zeros)
+def trim_zeros(filt, trim="fb", axis=None):
+    """A slice of ``filt`` (a view, as NumPy's): the bounding box of its nonzero entries
+    along ``axis`` (every axis when None), trimmed at the front ('f') and/or back ('b')."""
+    value = raw(filt)
+    trim = trim.lower()
+    if any(c not in "fb" for c in trim):
+        raise ValueError(f"unexpected character(s) in `trim`: {trim!r}")
+    axes = range(value.ndim) if axis is None else normalize_axis_tuple(axis, value.ndim)
+    nonzero = value != 0
+    idx = [slice(None)] * value.ndim
+    for d in axes:
+        hit = np.flatnonzero(np.any(nonzero, axis=tuple(e for e in range(value.ndim) if e != d)))
+        lo, hi = (int(hit[0]), int(hit[-1]) + 1) if hit.size else (0, 0)
+        idx[d] = slice(lo if "f" in trim else 0,
+                       hi if "b" in trim else (value.shape[d] if hit.size or "f" in trim else 0))
+    return getitem(filt, tuple(idx))
+
+
+@function(np.lib.stride_tricks.sliding_window_view)
+def sliding_window_view(x, window_shape, axis=None, *, subok=False, writeable=False):
+    """The windows as a read-only view of ``x`` (NumPy's default): a gather of ``x``'s
+    entries, linked to ``x`` so that writes into ``x`` show through. ``writeable=True`` is
+    refused: the windows overlap, so a write through them would depend on NumPy's order."""
+    if writeable:
+        raise DifferentiationError(
+            "sliding_window_view(..., writeable=True) on a traced array: the windows overlap, "
+            "so what a write through them leaves depends on the order of the writes. Write "
+            "into the array itself instead.")
+    from fluxml.ad.mutation import index_view
+    from fluxml.ad.rules.indexing import READ_ONLY_GATHER
+
+    value = raw(x)
+    positions = np.lib.stride_tricks.sliding_window_view(
+        np.arange(value.size).reshape(value.shape), window_shape, axis)
+    return index_view(x, np.unravel_index(positions, value.shape), READ_ONLY_GATHER)
 
 
 # --- padding -------------------------------------------------------------------------------------

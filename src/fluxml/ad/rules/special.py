@@ -9,6 +9,9 @@ Not covered, because they are Python functions that convert their argument with
 ``scipy.special.logsumexp``, ``softmax``, ``log_softmax`` and ``polygamma``. Write them with
 NumPy calls instead (``np.max``, ``np.exp``, ``np.sum``, ``np.log``), which are recorded.
 ``scipy.special.softplus`` is ``np.logaddexp(0, x)`` and just works.
+
+At 0, ``entr``, ``xlogy`` and ``rel_entr`` have an infinite slope (``log 0``): their rules
+return it (``-inf``/``inf``), as the limit of finite differences.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ views and aliases see it, exactly as NumPy's in-place semantics say.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from fluxml.ad import mutation
@@ -15,10 +17,29 @@ from fluxml.ad.define import function
 
 def _target(dst, name):
     if type(dst) is not Tracer:
+        full = _inside_numpy_full()
+        if full is not None:
+            raise DifferentiationError(
+                f"np.{full}(..., fill_value) with a traced fill value makes a plain NumPy "
+                "array, which would cut its derivative; pass like= a traced array, e.g. "
+                f"`np.full(shape, v, like=x)`, or write `v * np.ones(shape, like=x)`.")
         raise DifferentiationError(
             f"{name}: the destination is a plain NumPy array but the value written is traced; "
             "allocate the destination from the traced value (`np.zeros_like(x)`) instead.")
     return dst
+
+
+def _inside_numpy_full():
+    """'full' when np.full called np.copyto (the user never did), else None."""
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "full" and frame.f_globals.get("__name__", "").startswith(
+                "numpy"):
+            return "full"
+        frame = frame.f_back
+    return None
 
 
 @function(np.copyto)

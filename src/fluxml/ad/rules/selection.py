@@ -1,0 +1,119 @@
+"""Choosing entries by concrete conditions or indices: select, choose, piecewise, extract,
+compress. Each is written with where, gathers and recorded writes, whose rules carry the
+derivatives; the conditions and indices are values (they have no derivative)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.define import function
+from fluxml.ad.rules.indexing import getitem, take_along_axis
+
+
+def _array(a):
+    return a if type(a) is Tracer else np.asarray(a)
+
+
+def _concrete(x, what):
+    if type(x) is Tracer:
+        raise DifferentiationError(f"{what} must be concrete (booleans or integers), not traced")
+    return np.asarray(x)
+
+
+@function(np.select)
+def select(condlist, choicelist, default=0):
+    """The first choice whose condition holds, else ``default`` (NumPy's order)."""
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    conds = [_concrete(raw(c), "np.select: conditions") for c in condlist]
+    for c in conds:
+        if c.dtype != bool:
+            raise TypeError(f"invalid entry in condlist: should be boolean ndarray, got {c.dtype}")
+    dtype = np.result_type(*(raw(c) for c in choicelist), raw(default))
+    result = _array(default)
+    for cond, choice in zip(reversed(conds), reversed(list(choicelist))):
+        result = np.where(cond, choice, result)
+    result = _array(result)
+    shape = np.broadcast_shapes(*(np.shape(raw(x)) for x in (*choicelist, default, *conds)))
+    if result.shape != shape:
+        result = np.copy(np.broadcast_to(result, shape))
+    return result if result.dtype == dtype else result.astype(dtype)
+
+
+@function(np.choose)
+def choose(a, choices, out=None, mode="raise"):
+    """``choices[a[i]][i]``: the choices broadcast together and stacked, then gathered."""
+    idx = _concrete(raw(a), "np.choose: the index array").astype(np.intp)
+    n = len(choices)
+    if mode == "wrap":
+        idx = idx % n
+    elif mode == "clip":
+        idx = np.clip(idx, 0, n - 1)
+    elif ((idx < 0) | (idx >= n)).any():
+        raise ValueError("invalid entry in choice array")
+    shape = np.broadcast_shapes(idx.shape, *(np.shape(raw(c)) for c in choices))
+    dtype = np.result_type(*(c if isinstance(c, (int, float)) else raw(c) for c in choices))
+    stacked = np.stack([np.broadcast_to(c if type(c) is Tracer else np.asarray(c, dtype), shape)
+                        for c in choices])
+    result = take_along_axis(stacked, np.broadcast_to(idx, shape)[None], axis=0)[0]
+    if out is not None:
+        from fluxml.ad.mutation import assign_out
+
+        assign_out(out, result, "np.choose")
+        return out
+    return result
+
+
+@function(np.piecewise)
+def piecewise(x, condlist, funclist, *args, **kw):
+    """NumPy's own algorithm, on a traced buffer: each function (or constant) is written where
+    its condition holds; one more function than conditions is the 'otherwise' case."""
+    x = _array(x)
+    if np.isscalar(condlist) or (not isinstance(condlist[0], (list, np.ndarray))
+                                 and x.ndim != 0):  # NumPy's rule for one bare condition
+        condlist = [condlist]
+    conds = [np.broadcast_to(_concrete(raw(c), "np.piecewise: conditions").astype(bool),
+                             x.shape) for c in condlist]
+    if len(funclist) == len(conds) + 1:
+        conds.append(~np.any(conds, axis=0) if conds else np.ones(x.shape, bool))
+    elif len(funclist) != len(conds):
+        raise ValueError(f"with {len(conds)} condition(s), either {len(conds)} or "
+                         f"{len(conds) + 1} functions are expected")
+    y = np.zeros_like(x)
+    for cond, func in zip(conds, funclist):
+        if not callable(func):
+            y[cond] = func
+        elif cond.any():
+            y[cond] = func(x[cond], *args, **kw)
+    return y
+
+
+@function(np.extract)
+def extract(condition, arr):
+    """The entries of ``arr`` where ``condition`` is nonzero, in flat order."""
+    where = np.flatnonzero(_concrete(raw(condition), "np.extract: the condition"))
+    return getitem(np.ravel(arr), where)
+
+
+@function(np.compress)
+def compress(condition, a, axis=None, out=None):
+    """The slices of ``a`` along ``axis`` where ``condition`` holds."""
+    cond = _concrete(raw(condition), "np.compress: the condition")
+    if cond.ndim != 1:
+        raise ValueError("condition must be a 1-d array")
+    a = _array(a)
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    axis = axis % a.ndim
+    keep = np.flatnonzero(cond)
+    if keep.size and keep[-1] >= a.shape[axis]:
+        raise IndexError(f"index {keep[-1]} is out of bounds for axis {axis} with size "
+                         f"{a.shape[axis]}")
+    result = getitem(a, (slice(None),) * axis + (keep,))
+    if out is not None:
+        from fluxml.ad.mutation import assign_out
+
+        assign_out(out, result, "np.compress")
+        return out
+    return result

@@ -1,0 +1,78 @@
+"""Least squares, condition numbers and tensor inverses/solves, written with the primitives of
+``decompositions.py`` (pinv, svd, inv, solve, norm), whose rules carry the derivatives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fluxml.ad.core import Tracer, raw
+from fluxml.ad.define import function
+
+
+def _array(a):
+    return a if type(a) is Tracer else np.asarray(a)
+
+
+@function(np.linalg.lstsq)
+def lstsq(a, b, rcond=None):
+    """``x = pinv(a) b`` (singular values below ``rcond`` times the largest are dropped, as
+    in NumPy), with NumPy's residuals, rank and singular values. Where ``a`` has full rank the
+    derivative is that of the least-squares solution; where it has not, pinv's."""
+    a, b = _array(a), _array(b)
+    m, n = a.shape
+    if rcond is None:
+        rcond = np.finfo(np.result_type(raw(a))).eps * max(m, n)
+    x = np.linalg.pinv(a, rcond=rcond) @ b
+    s = np.linalg.svd(a, compute_uv=False)
+    rank = int(np.linalg.matrix_rank(raw(a), tol=rcond * float(np.max(raw(s), initial=0))))
+    if rank == n and m > n:
+        r = b - a @ x
+        residuals = np.sum(r * r, axis=0)
+        residuals = np.reshape(residuals, (1,)) if b.ndim == 1 else residuals
+    else:
+        residuals = np.empty((0,), np.result_type(raw(a), raw(b)))
+    return x, residuals, rank, s
+
+
+@function(np.linalg.cond)
+def cond(x, p=None):
+    """The ratio of the extreme singular values (p None, 2, -2), else
+    ``norm(x, p) * norm(inv(x), p)``, as NumPy defines it."""
+    x = _array(x)
+    if p is None or p in (2, -2):
+        s = np.linalg.svd(x, compute_uv=False)
+        return s[..., 0] / s[..., -1] if p != -2 else s[..., -1] / s[..., 0]
+    return (np.linalg.norm(x, p, axis=(-2, -1))
+            * np.linalg.norm(np.linalg.inv(x), p, axis=(-2, -1)))
+
+
+@function(np.linalg.tensorinv)
+def tensorinv(a, ind=2):
+    """The inverse of ``a`` read as a matrix of its first ``ind`` axes by the others."""
+    a = _array(a)
+    if ind <= 0:
+        raise ValueError("Invalid ind argument.")
+    rows, cols = a.shape[:ind], a.shape[ind:]
+    inverse = np.linalg.inv(np.reshape(a, (math.prod(rows), math.prod(cols))))
+    return np.reshape(inverse, cols + rows)
+
+
+@function(np.linalg.tensorsolve)
+def tensorsolve(a, b, axes=None):
+    """The ``x`` with ``tensordot(a, x, x.ndim) == b`` (NumPy's reshaping, then solve)."""
+    a, b = _array(a), _array(b)
+    an = a.ndim
+    if axes is not None:
+        order = [k for k in range(an) if k not in [k % an for k in axes]]
+        order += [k % an for k in axes]
+        a = np.transpose(a, order)
+    shape = a.shape[-(an - b.ndim):]
+    n = math.prod(shape)
+    if a.size != n * n:
+        raise np.linalg.LinAlgError(
+            "Input arrays must satisfy the requirement prod(a.shape[b.ndim:]) == "
+            "prod(a.shape[:b.ndim])")
+    x = np.linalg.solve(np.reshape(a, (n, n)), np.ravel(b))
+    return np.reshape(x, shape)

@@ -1,0 +1,221 @@
+"""Keys, contexts and encrypted tensors: what the client and the server each hold.
+
+The client makes ``Keys`` (a TenSEAL CKKS context with the secret key), encrypts inputs and
+decrypts outputs. It sends the server ``keys.public_context()``: the same context without the
+secret key (the public and relinearisation keys only), which is all the server needs to
+compute on ciphertexts. Every piece turns into bytes and back; nothing is pickled.
+
+Layout: an ``EncryptedTensor`` of a batch ``(B, *shape)`` is one CKKS ciphertext per feature,
+each holding that feature for all B inputs in its slots. Affine layers then need only
+multiplications by plain numbers and additions (no rotations, so no Galois keys), and one
+pass serves up to ``slots`` inputs at once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+import uuid
+
+import numpy as np
+
+from fluxml.crypto.params import CKKSParams
+
+_MAGIC_KEYS, _MAGIC_CTX, _MAGIC_CT = b"FLXKEY1\n", b"FLXCTX1\n", b"FLXENC1\n"
+
+
+class CryptoError(ValueError):
+    """A ciphertext, context or input that does not fit what it is used with."""
+
+
+def tenseal():
+    """The TenSEAL module, imported on first use (``pip install 'fluxml[crypto]'``)."""
+    try:
+        import tenseal as ts
+    except ImportError as err:
+        raise ImportError("fluxml.crypto needs TenSEAL: pip install 'fluxml[crypto]' "
+                          "(or pip install tenseal)") from err
+    return ts
+
+
+def _pack(magic: bytes, header: dict, blobs: list[bytes]) -> bytes:
+    header = dict(header, sizes=[len(b) for b in blobs])
+    text = json.dumps(header).encode()
+    return b"".join([magic, struct.pack("<Q", len(text)), text, *blobs])
+
+
+def _unpack(data: bytes, magic: bytes, what: str):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what}: expected bytes; got {type(data).__name__}")
+    data = bytes(data)
+    if not data.startswith(magic) or len(data) < len(magic) + 8:
+        raise CryptoError(f"these bytes are not a serialized {what}")
+    (n,) = struct.unpack("<Q", data[len(magic):len(magic) + 8])
+    start = len(magic) + 8
+    try:
+        header = json.loads(data[start:start + n])
+    except ValueError as err:
+        raise CryptoError(f"the {what}'s header is damaged: {err}") from None
+    blobs, pos = [], start + n
+    for size in header["sizes"]:
+        blobs.append(data[pos:pos + size])
+        pos += size
+    if pos != len(data):
+        raise CryptoError(f"the {what} is truncated or has trailing bytes "
+                          f"({len(data)} bytes, expected {pos})")
+    return header, blobs
+
+
+class PublicContext:
+    """The server's view of a client's keys: a CKKS context without the secret key."""
+
+    def __init__(self, context, key_id: str, params: CKKSParams):
+        self.context = context
+        self.key_id = key_id
+        self.params = params
+
+    def serialize(self) -> bytes:
+        blob = self.context.serialize(save_secret_key=False, save_galois_keys=False)
+        return _pack(_MAGIC_CTX, {"key_id": self.key_id, "params": list(self.params)}, [blob])
+
+    @classmethod
+    def load(cls, data: bytes) -> PublicContext:
+        header, (blob,) = _unpack(data, _MAGIC_CTX, "public context")
+        context = tenseal().context_from(blob)
+        if context.has_secret_key():
+            raise CryptoError("this 'public' context holds a secret key; the server must "
+                              "never receive one")
+        return cls(context, header["key_id"], CKKSParams(*header["params"]))
+
+    def __repr__(self) -> str:
+        p = self.params
+        return (f"PublicContext(degree={p.poly_modulus_degree}, depth={p.depth}, "
+                f"scale=2^{p.scale_bits}, key_id={self.key_id[:8]})")
+
+
+class Keys(PublicContext):
+    """The client's keys: encrypt inputs, decrypt outputs, hand out the public context.
+
+    Made by ``plan.keygen()``; ``serialize()`` includes the secret key: keep those bytes
+    private."""
+
+    def __init__(self, params: CKKSParams, input_shape: tuple, context=None, key_id=None):
+        ts = tenseal()
+        if context is None:
+            context = ts.context(ts.SCHEME_TYPE.CKKS,
+                                 poly_modulus_degree=params.poly_modulus_degree,
+                                 coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes))
+            context.global_scale = 2.0 ** params.scale_bits
+        super().__init__(context, key_id or uuid.uuid4().hex, params)
+        self.input_shape = tuple(input_shape)
+
+    def public_context(self) -> PublicContext:
+        """What the server gets: the same context, without the secret key."""
+        public = self.context.copy()
+        public.make_context_public()
+        return PublicContext(public, self.key_id, self.params)
+
+    def encrypt(self, x) -> EncryptedTensor:
+        """Encrypt a batch ``(B, *input_shape)`` (or one input ``input_shape``)."""
+        x = np.asarray(x, dtype=np.float64)
+        single = x.shape == self.input_shape
+        batch = x[None] if single else x
+        if batch.shape[1:] != self.input_shape:
+            raise CryptoError(f"encrypt expects inputs of shape (B, {_dims(self.input_shape)}) "
+                              f"or {self.input_shape}; got {x.shape}")
+        if not 1 <= len(batch) <= self.params.slots:
+            raise CryptoError(f"encrypt takes 1 to {self.params.slots} inputs at once (the "
+                              f"ciphertext's slots); got {len(batch)}")
+        ts = tenseal()
+        columns = batch.reshape(len(batch), -1).T
+        vectors = [ts.ckks_vector(self.context, col.tolist()) for col in columns]
+        return EncryptedTensor(vectors, self.input_shape, len(batch), self.key_id, single)
+
+    def decrypt(self, ct: EncryptedTensor) -> np.ndarray:
+        """The plain values of ``ct``: ``(B, *shape)``, or ``shape`` for a single input."""
+        if not isinstance(ct, EncryptedTensor):
+            raise TypeError(f"decrypt expects an EncryptedTensor; got {type(ct).__name__}")
+        if ct.key_id != self.key_id:
+            raise CryptoError(f"this ciphertext was made under other keys (key id "
+                              f"{ct.key_id[:8]}, these keys are {self.key_id[:8]})")
+        key = self.context.secret_key()
+        columns = [v.decrypt(key)[:ct.batch] for v in ct.vectors]
+        out = np.array(columns, dtype=np.float64).T.reshape((ct.batch,) + ct.shape)
+        return out[0] if ct.single else out
+
+    def serialize(self) -> bytes:
+        """The keys with the secret key, for the client's own storage."""
+        blob = self.context.serialize(save_secret_key=True, save_galois_keys=False)
+        header = {"key_id": self.key_id, "params": list(self.params),
+                  "input_shape": list(self.input_shape)}
+        return _pack(_MAGIC_KEYS, header, [blob])
+
+    @classmethod
+    def load(cls, data: bytes) -> Keys:
+        header, (blob,) = _unpack(data, _MAGIC_KEYS, "key set")
+        context = tenseal().context_from(blob)
+        return cls(CKKSParams(*header["params"]), tuple(header["input_shape"]), context,
+                   header["key_id"])
+
+    def __repr__(self) -> str:
+        return "Keys" + super().__repr__()[len("PublicContext"):]
+
+
+def _dims(shape) -> str:
+    return ", ".join(map(str, shape))
+
+
+class EncryptedTensor:
+    """A batch of encrypted inputs or outputs: one ciphertext per feature."""
+
+    def __init__(self, vectors: list, shape: tuple, batch: int, key_id: str, single=False):
+        self.vectors = vectors
+        self.shape = tuple(shape)
+        self.batch = batch
+        self.key_id = key_id
+        self.single = single
+
+    def serialize(self) -> bytes:
+        header = {"shape": list(self.shape), "batch": self.batch, "key_id": self.key_id,
+                  "single": self.single}
+        return _pack(_MAGIC_CT, header, [v.serialize() for v in self.vectors])
+
+    @classmethod
+    def load(cls, data: bytes, context: PublicContext) -> EncryptedTensor:
+        """Read a ciphertext made under ``context``'s keys (a Keys or a PublicContext)."""
+        header, blobs = _unpack(data, _MAGIC_CT, "encrypted tensor")
+        if header["key_id"] != context.key_id:
+            raise CryptoError(f"this ciphertext was made under other keys (key id "
+                              f"{header['key_id'][:8]}; the context given is "
+                              f"{context.key_id[:8]}): load it with the context of the keys "
+                              f"that encrypted it")
+        if len(blobs) != math.prod(header["shape"]):
+            raise CryptoError(f"the encrypted tensor is damaged: {len(blobs)} ciphertexts "
+                              f"for shape {tuple(header['shape'])}")
+        ts = tenseal()
+        vectors = [ts.ckks_vector_from(context.context, b) for b in blobs]
+        return cls(vectors, tuple(header["shape"]), header["batch"], header["key_id"],
+                   header["single"])
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the serialized ciphertexts."""
+        return len(self.serialize())
+
+    def __repr__(self) -> str:
+        return (f"EncryptedTensor(batch={self.batch}, shape={self.shape}, "
+                f"{len(self.vectors)} ciphertexts)")
+
+
+def save_arrays(arrays: dict) -> bytes:
+    """Arrays as the bytes of an .npz file (read back without pickle)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def load_arrays(data: bytes) -> dict:
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}

@@ -1,0 +1,179 @@
+"""From a trained model to the steps CKKS evaluates: affine maps and polynomials.
+
+Every layer CKKS can evaluate is either affine (Dense, Conv, mean pooling, Flatten,
+BatchNorm in test mode, Scale ...) or a polynomial (``fl.square``, ``PolyAct``). An affine
+layer is not encoded by hand: it is *measured*. Applied to the zero input and to each unit
+input in float64 it gives its bias and the columns of its matrix, whatever the layer is, so
+several convolutions in a row, pooling and dense layers all become one kind of step.
+Consecutive affine steps are multiplied into one (BatchNorm folds into the layer before it;
+a convolution followed by pooling is one step): each affine step costs one level.
+
+>>> import numpy as np, fluxml as fl
+>>> from fluxml.crypto.lower import lower
+>>> steps = lower(fl.Chain(fl.Dense(4, 3), fl.square, fl.Dense(3, 2)), (4,))
+>>> [type(s).__name__ for s in steps]
+['Affine', 'Poly', 'Affine']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fluxml.layers.basic import Chain, identity
+from fluxml.layers.module import Module, testmode
+from fluxml.layers.polynomial import PolyAct, square
+from fluxml.layers.precision import f64
+from fluxml.layers.show import line_of, name_of
+
+
+@dataclass
+class Affine:
+    """``y = matrix @ x + bias`` on flattened features; ``source`` names the layers."""
+
+    matrix: np.ndarray  # (out_features, in_features), float64
+    bias: np.ndarray  # (out_features,)
+    out_shape: tuple
+    source: str
+
+    depth = 1
+
+
+@dataclass
+class Poly:
+    """``y = sum(coeffs[k] * x**k)`` elementwise (ascending coefficients)."""
+
+    coeffs: np.ndarray
+    source: str
+
+    @property
+    def depth(self) -> int:
+        return poly_depth(self.coeffs)
+
+
+def poly_depth(coeffs) -> int:
+    """Levels a polynomial costs: x**2 alone costs one; degree d otherwise costs
+    ceil(log2(d)) for the powers plus one for the coefficients."""
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    degree = int(np.max(np.nonzero(coeffs)[0])) if coeffs.any() else 0
+    if degree == 2 and coeffs[0] == 0 and coeffs[1] == 0 and coeffs[2] == 1:
+        return 1
+    return 0 if degree == 0 else math.ceil(math.log2(degree)) + 1
+
+
+class UnsupportedLayer(TypeError):
+    """The model has a layer CKKS cannot evaluate."""
+
+
+# What to use instead of what CKKS cannot evaluate.
+SUBSTITUTES = {
+    "relu": "fl.PolyAct(2, fit=\"relu\") or fl.square", "gelu": "fl.PolyAct(2, fit=\"gelu\")",
+    "sigmoid": "fl.PolyAct(3) fitted to it, or leave it to the client",
+    "tanh": "fl.PolyAct(3)", "softmax": "argmax on the client (decrypt the logits first)",
+    "logsoftmax": "argmax on the client (decrypt the logits first)",
+    "MaxPool": "MeanPool", "AdaptiveMaxPool": "AdaptiveMeanPool",
+    "GlobalMaxPool": "GlobalMeanPool", "Dropout": "nothing (remove it: it is off at inference)",
+}
+
+
+def lower(model, input_shape: tuple) -> list:
+    """The steps of ``model`` for one input of ``input_shape`` (no batch dimension)."""
+    model = testmode(f64(model))
+    steps: list = []
+    shape = tuple(input_shape)
+    for where, layer in _sequence(model, "model"):
+        kind = _activation_kind(layer)
+        if kind is not None:
+            steps.append(Poly(kind, where))
+            continue
+        act = getattr(layer, "activation", None)
+        if isinstance(layer, Module) and act is not None and act is not identity:
+            kind = _activation_kind(act)
+            if kind is None:
+                raise UnsupportedLayer(_refusal(f"{where}: {line_of(layer)}", act))
+            inner = _without_activation(layer)
+            step = _measure(inner, shape, f"{where}: {line_of(layer)}")
+            steps.append(step)
+            steps.append(Poly(kind, f"{where}: {name_of(act)}"))
+            shape = step.out_shape
+            continue
+        name = type(layer).__name__
+        if name in SUBSTITUTES or name_of(layer) in SUBSTITUTES:
+            raise UnsupportedLayer(_refusal(where, layer))
+        step = _measure(layer, shape, f"{where}: {line_of(layer)}")
+        steps.append(step)
+        shape = step.out_shape
+    return _fuse(steps)
+
+
+def _sequence(model, where):
+    """The layers of nested Chains in order, each with where it sits."""
+    if isinstance(model, Chain):
+        items = model.layers.items() if isinstance(model.layers, dict) else \
+            enumerate(model.layers)
+        for key, layer in items:
+            yield from _sequence(layer, f"{where}[{key!r}]" if isinstance(key, str)
+                                 else f"{where}[{key}]")
+    else:
+        yield where, model
+
+
+def _activation_kind(f):
+    """Ascending coefficients if ``f`` is a polynomial activation, else None."""
+    if f is square or f is np.square:
+        return np.array([0.0, 0.0, 1.0])
+    if isinstance(f, PolyAct):
+        return np.asarray(f.coeffs, dtype=np.float64)
+    return None
+
+
+def _refusal(where, f) -> str:
+    name = name_of(f) if not isinstance(f, Module) else type(f).__name__
+    use = SUBSTITUTES.get(name, "a polynomial activation (fl.square, fl.PolyAct)")
+    return (f"{where} uses {name}, which CKKS cannot evaluate on encrypted data (it computes "
+            f"only additions and multiplications); use {use} instead, and retrain")
+
+
+def _without_activation(layer):
+    clone = object.__new__(type(layer))
+    clone.__dict__.update(vars(layer))
+    clone.activation = identity
+    return clone
+
+
+def _measure(layer, shape, source) -> Affine:
+    """The matrix and bias of an affine ``layer`` on inputs of ``shape``."""
+    n = math.prod(shape)
+    try:
+        zero = np.asarray(layer(np.zeros((1,) + shape)))
+        basis = np.asarray(layer(np.eye(n).reshape((n,) + shape)))
+    except Exception as err:
+        raise UnsupportedLayer(f"{source} could not be evaluated on inputs of shape "
+                               f"{shape}: {err}") from err
+    out_shape = zero.shape[1:]
+    bias = zero.reshape(-1)
+    matrix = (basis.reshape(n, -1) - bias).T
+    rng = np.random.default_rng(0)  # a layer that is not affine fails this check
+    u = rng.normal(size=(2,) + shape)
+    mixed = np.asarray(layer(u)).reshape(2, -1)
+    predicted = u.reshape(2, -1) @ matrix.T + bias
+    scale = max(float(np.abs(predicted).max()), 1.0)
+    if not np.allclose(mixed, predicted, rtol=1e-7, atol=1e-9 * scale):
+        raise UnsupportedLayer(_refusal(source, layer))
+    matrix[np.abs(matrix) < 1e-14 * max(float(np.abs(matrix).max()), 1e-300)] = 0.0
+    return Affine(matrix, bias, tuple(out_shape), source)
+
+
+def _fuse(steps):
+    """Multiply consecutive affine steps into one (one level instead of several)."""
+    fused: list = []
+    for step in steps:
+        prev = fused[-1] if fused else None
+        if isinstance(step, Affine) and isinstance(prev, Affine):
+            fused[-1] = Affine(step.matrix @ prev.matrix, step.matrix @ prev.bias + step.bias,
+                               step.out_shape, f"{prev.source} + {step.source}")
+        else:
+            fused.append(step)
+    return fused

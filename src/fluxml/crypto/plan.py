@@ -1,0 +1,196 @@
+"""``fl.crypto.compile``: a trained model as a plan that runs on CKKS ciphertexts.
+
+>>> import numpy as np, fluxml as fl
+>>> model = fl.Chain(fl.Dense(4, 3, fl.square), fl.Dense(3, 2))
+>>> plan = fl.crypto.compile(model, (4,))
+>>> plan.depth, plan.params.poly_modulus_degree, plan.params.scale_bits
+(3, 8192, 35)
+>>> keys = plan.keygen()                              # client
+>>> x = np.random.default_rng(0).normal(size=(5, 4))
+>>> ct = keys.encrypt(x)
+>>> out = plan.run(ct)                                # server: never sees the secret key
+>>> bool(np.allclose(keys.decrypt(out), model(x.astype(np.float32)), atol=1e-2))
+True
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from fluxml.crypto.keys import (
+    CryptoError,
+    EncryptedTensor,
+    Keys,
+    _pack,
+    _unpack,
+    load_arrays,
+    save_arrays,
+)
+from fluxml.crypto.lower import Affine, Poly, lower
+from fluxml.crypto.params import CKKSParams, choose
+
+_MAGIC_PLAN = b"FLXPLAN1"
+
+
+class Plan:
+    """The steps of a model under CKKS, its depth and its encryption parameters.
+
+    ``keygen()`` makes the client's keys; ``run(ct)`` evaluates the model on an encrypted
+    batch (on the server); ``report(x, keys)`` compares decrypted and plain values step by
+    step; ``serialize()`` / ``Plan.load`` move the plan to the server."""
+
+    def __init__(self, steps: list, input_shape: tuple, params: CKKSParams):
+        self.steps = steps
+        self.input_shape = tuple(input_shape)
+        self.params = params
+
+    @property
+    def depth(self) -> int:
+        return sum(step.depth for step in self.steps)
+
+    @property
+    def output_shape(self) -> tuple:
+        shape = self.input_shape
+        for step in self.steps:
+            if isinstance(step, Affine):
+                shape = step.out_shape
+        return shape
+
+    def keygen(self) -> Keys:
+        """Fresh keys for this plan's parameters (on the client)."""
+        return Keys(self.params, self.input_shape)
+
+    def run(self, ct: EncryptedTensor) -> EncryptedTensor:
+        """The model's output on the encrypted batch ``ct``, encrypted under the same keys."""
+        if not isinstance(ct, EncryptedTensor):
+            raise TypeError(f"Plan.run expects an EncryptedTensor; got {type(ct).__name__}")
+        if ct.shape != self.input_shape:
+            raise CryptoError(f"this plan takes encrypted inputs of shape {self.input_shape}; "
+                              f"got {ct.shape}")
+        vectors = ct.vectors
+        for step in self.steps:
+            vectors = _run_step(step, vectors)
+        return EncryptedTensor(vectors, self.output_shape, ct.batch, ct.key_id, ct.single)
+
+    def plain(self, x) -> np.ndarray:
+        """The plan's steps on plain float64 inputs ``(B, *input_shape)`` (its reference)."""
+        return self._plain_steps(np.asarray(x, dtype=np.float64))[-1]
+
+    def _plain_steps(self, x):
+        values, h = [], x.reshape(len(x), -1)
+        for step in self.steps:
+            if isinstance(step, Affine):
+                h = h @ step.matrix.T + step.bias
+            else:
+                h = np.polynomial.polynomial.polyval(h, step.coeffs)
+            values.append(h)
+        values[-1] = values[-1].reshape((len(x),) + self.output_shape)
+        return values
+
+    def report(self, x, keys: Keys) -> str:
+        """Plain against decrypted values after every step (needs the secret key)."""
+        x = np.asarray(x, dtype=np.float64)
+        plain = self._plain_steps(x)
+        ct = keys.encrypt(x)
+        vectors, rows = ct.vectors, []
+        for step, expected in zip(self.steps, plain):
+            vectors = _run_step(step, vectors)
+            got = np.array([v.decrypt()[:len(x)] for v in vectors]).T
+            err = float(np.abs(got - expected.reshape(len(x), -1)).max())
+            rows.append(f"{step.source:<60} {_kind(step):<14} max error {err:.2e}")
+        return "\n".join(rows)
+
+    def serialize(self) -> bytes:
+        """The plan as bytes (JSON and .npz; no pickle)."""
+        arrays, meta = {}, []
+        for i, step in enumerate(self.steps):
+            if isinstance(step, Affine):
+                arrays[f"m{i}"], arrays[f"b{i}"] = step.matrix, step.bias
+                meta.append({"kind": "affine", "out_shape": list(step.out_shape),
+                             "source": step.source})
+            else:
+                arrays[f"c{i}"] = step.coeffs
+                meta.append({"kind": "poly", "source": step.source})
+        header = {"input_shape": list(self.input_shape), "params": list(self.params),
+                  "steps": meta}
+        return _pack(_MAGIC_PLAN, header, [save_arrays(arrays)])
+
+    @classmethod
+    def load(cls, data: bytes) -> Plan:
+        header, (blob,) = _unpack(data, _MAGIC_PLAN, "plan")
+        arrays, steps = load_arrays(blob), []
+        for i, m in enumerate(header["steps"]):
+            if m["kind"] == "affine":
+                steps.append(Affine(arrays[f"m{i}"], arrays[f"b{i}"], tuple(m["out_shape"]),
+                                    m["source"]))
+            else:
+                steps.append(Poly(arrays[f"c{i}"], m["source"]))
+        return cls(steps, tuple(header["input_shape"]), CKKSParams(*header["params"]))
+
+    def __repr__(self) -> str:
+        p = self.params
+        lines = [f"Plan(input {self.input_shape} -> output {self.output_shape})"]
+        for step in self.steps:
+            lines.append(f"  {step.source:<58} {_kind(step):<18} depth {step.depth}")
+        lines.append(f"  depth {self.depth}; CKKS degree {p.poly_modulus_degree} "
+                     f"({p.slots} inputs per ciphertext), coefficient moduli "
+                     f"{json.dumps(p.coeff_mod_bit_sizes)} bits, scale 2^{p.scale_bits}, "
+                     f"128-bit security; encryption error about {_expected_error(p):.0e} per value "
+                     f"(plan.report(x, keys) measures every step)")
+        return "\n".join(lines)
+
+
+def _kind(step) -> str:
+    if isinstance(step, Affine):
+        nnz = int(np.count_nonzero(step.matrix))
+        return f"affine {step.matrix.shape[1]}->{step.matrix.shape[0]} ({nnz} products)"
+    return f"polynomial deg {len(step.coeffs) - 1}"
+
+
+def _expected_error(p: CKKSParams) -> float:
+    # A fresh CKKS ciphertext carries noise of about N * sigma (sigma = 3.2, SEAL's error
+    # distribution) in units of the scale; weights and squares amplify it later.
+    return p.poly_modulus_degree * 3.2 * 2.0 ** -p.scale_bits
+
+
+def _run_step(step, vectors):
+    if isinstance(step, Affine):
+        return _affine(step, vectors)
+    coeffs = step.coeffs
+    if step.depth == 1 and len(coeffs) == 3 and coeffs[2] == 1 and not coeffs[:2].any():
+        return [v.square() for v in vectors]
+    return [v.polyval([float(c) for c in coeffs]) for v in vectors]
+
+
+def _affine(step: Affine, vectors):
+    """y_o = sum_i A[o, i] x_i + b_o: products by plain numbers, no rotations."""
+    out = []
+    matrix, bias = step.matrix, step.bias
+    for o in range(matrix.shape[0]):
+        cols = np.flatnonzero(matrix[o])
+        if len(cols) == 0:  # a constant output still needs a ciphertext at the right level
+            acc = vectors[0] * 0.0
+        else:
+            acc = vectors[cols[0]] * float(matrix[o, cols[0]])
+            for i in cols[1:]:
+                acc.add_(vectors[i] * float(matrix[o, i]))
+        if bias[o] != 0.0:
+            acc.add_(float(bias[o]))
+        out.append(acc)
+    return out
+
+
+def compile(model, input_shape: tuple, precision_bits: int | None = None,
+            batch: int = 1) -> Plan:
+    """Check ``model`` for CKKS, count its depth and choose 128-bit-secure parameters.
+
+    ``input_shape`` is one input's shape (no batch dimension); ``batch`` the most inputs to
+    encrypt together (the parameters give at least that many slots); ``precision_bits`` the
+    CKKS scale (default: the most the smallest sufficient polynomial degree allows)."""
+    input_shape = tuple(input_shape)
+    steps = lower(model, input_shape)
+    depth = sum(step.depth for step in steps)
+    params = choose(depth, precision_bits, min_slots=batch)
+    return Plan(steps, input_shape, params)

@@ -1,0 +1,203 @@
+"""Attention: MultiHeadAttention (Flux's, returning the output and the attention scores) and
+a Transformer encoder block built from the layers.
+
+Sequences are batch first, ``(N, T, E)``; the attention scores are ``(N, heads, Tq, Tk)``.
+
+>>> import numpy as np, fluxml as fl
+>>> mha = fl.MultiHeadAttention(64, nheads=4)
+>>> out, scores = mha(np.zeros((2, 10, 64), np.float32))
+>>> out.shape, scores.shape
+((2, 10, 64), (2, 4, 10, 10))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml import init as initialisers
+from fluxml.ad.api import stop_gradient
+from fluxml.layers.basic import Dense
+from fluxml.layers.module import LayerError, Module, is_active
+from fluxml.layers.normalise import Dropout, LayerNorm
+
+
+def relu(x):
+    """``max(x, 0)``."""
+    return np.maximum(x, 0)
+
+
+def _attention(q, k, v, *, mask=None, bias=None, scale):
+    """``(softmax(q k' scale + bias, masked) v, probabilities)`` over the last two axes."""
+    s = (q * scale) @ np.swapaxes(k, -1, -2)
+    if bias is not None:
+        s = s + bias
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    m = np.max(s, axis=-1, keepdims=True)
+    e = np.exp(s - stop_gradient(np.where(np.isfinite(m), m, 0)))
+    total = np.sum(e, axis=-1, keepdims=True)
+    p = e / np.where(total > 0, total, 1)
+    return p @ v, p
+
+
+def causal_mask(tq: int, tk: int) -> np.ndarray:
+    """``(Tq, Tk)`` booleans: query ``i`` may attend to keys ``j <= i``."""
+    return np.tril(np.ones((tq, tk), dtype=bool))
+
+
+class MultiHeadAttention(Module):
+    """``MultiHeadAttention(embed_dim; nheads=8, kdim=None, vdim=None, qk_dim=None,
+    v_dim=None, out_dim=None, bias=False, dropout=0.0, init=glorot_uniform, rng=None)``
+
+    Multi-head scaled dot-product attention (Vaswani et al. 2017), as Flux's:
+    ``mha(q, k=q, v=k; bias=None, mask=None)`` with ``q`` ``(N, Tq, embed_dim)``, ``k``
+    ``(N, Tk, kdim)``, ``v`` ``(N, Tk, vdim)`` returns ``(output (N, Tq, out_dim),
+    scores (N, nheads, Tq, Tk))``. Queries and keys are projected to ``qk_dim``, values to
+    ``v_dim`` (each ``embed_dim`` by default, split over the heads), then ``out_proj`` maps
+    the joined heads to ``out_dim``. ``mask``: booleans broadcasting to the scores (True:
+    may attend) or ``"causal"``; ``bias``: added to the scores. ``dropout`` acts on the
+    attention probabilities in training mode.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.MultiHeadAttention(8, nheads=2)
+    MultiHeadAttention(8, nheads=2)  # 264 parameters
+    """
+
+    _feature_axis = -1
+
+    def __init__(self, embed_dim: int, *, nheads: int = 8, kdim: int | None = None,
+                 vdim: int | None = None, qk_dim: int | None = None, v_dim: int | None = None,
+                 out_dim: int | None = None, bias: bool = False, dropout: float = 0.0,
+                 init: Callable = initialisers.glorot_uniform, rng=None, dtype=np.float32):
+        kdim = embed_dim if kdim is None else kdim
+        vdim = kdim if vdim is None else vdim
+        qk_dim = embed_dim if qk_dim is None else qk_dim
+        v_dim = embed_dim if v_dim is None else v_dim
+        out_dim = embed_dim if out_dim is None else out_dim
+        for name, n in (("nheads", nheads), ("qk_dim", qk_dim), ("v_dim", v_dim)):
+            if not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"MultiHeadAttention: {name} must be a positive int; got {n!r}")
+        if qk_dim % nheads or v_dim % nheads:
+            raise ValueError(f"MultiHeadAttention: nheads={nheads} must divide qk_dim "
+                             f"({qk_dim}) and v_dim ({v_dim})")
+        kw = dict(init=init, rng=rng, dtype=dtype)
+        self.nheads = nheads
+        self.q_proj = Dense(embed_dim, qk_dim, bias=bias, **kw)
+        self.k_proj = Dense(kdim, qk_dim, bias=bias, **kw)
+        self.v_proj = Dense(vdim, v_dim, bias=bias, **kw)
+        self.attn_drop = Dropout(dropout)
+        self.out_proj = Dense(v_dim, out_dim, **kw)
+
+    def _heads(self, x):
+        n, t, e = x.shape
+        return np.swapaxes(np.reshape(x, (n, t, self.nheads, e // self.nheads)), 1, 2)
+
+    def _check(self, q, k, v):
+        dims = (self.q_proj.weight.shape[1], self.k_proj.weight.shape[1],
+                self.v_proj.weight.shape[1])
+        shapes = [tuple(np.shape(a)) for a in (q, k, v)]
+        if any(len(s) != 3 or s[-1] != d for s, d in zip(shapes, dims)) or \
+                len({s[0] for s in shapes}) != 1 or shapes[1][1] != shapes[2][1]:
+            raise LayerError(f"{self._line()} expects q (N, Tq, {dims[0]}), k (N, Tk, "
+                             f"{dims[1]}), v (N, Tk, {dims[2]}); got {', '.join(map(str, shapes))}")
+        return shapes
+
+    def _output_shape(self, q, k=None, v=None):
+        k = q if k is None else k
+        v = k if v is None else v
+        (n, tq, _), (_, tk, _), _ = self._check(*(np.broadcast_to(np.float32(0), s)
+                                                  for s in (q, k, v)))
+        return ((n, tq, self.out_proj.weight.shape[0]), (n, self.nheads, tq, tk))
+
+    def __call__(self, q, k=None, v=None, *, bias=None, mask=None):
+        k = q if k is None else k
+        v = k if v is None else v
+        self._check(q, k, v)
+        qh, kh, vh = (self._heads(p(x)) for p, x in ((self.q_proj, q), (self.k_proj, k),
+                                                     (self.v_proj, v)))
+        if isinstance(mask, str):
+            if mask != "causal":
+                raise LayerError(f"{self._line()}: mask must be boolean or 'causal'; got "
+                                 f"{mask!r}")
+            mask = causal_mask(qh.shape[2], kh.shape[2])
+        scale = 1 / math.sqrt(qh.shape[-1])
+        if is_active(self.attn_drop, qh) and self.attn_drop.p > 0:
+            _, probs = _attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
+            probs = self.attn_drop(probs)
+            out = probs @ vh
+        else:
+            out, probs = _attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
+        n, _, tq, _ = out.shape
+        joined = np.reshape(np.swapaxes(out, 1, 2), (n, tq, -1))
+        return self.out_proj(joined), probs
+
+    def _line(self) -> str:
+        e = self.q_proj.weight.shape[1]
+        out = f"MultiHeadAttention({e}, nheads={self.nheads}"
+        dims = {"kdim": self.k_proj.weight.shape[1], "vdim": self.v_proj.weight.shape[1]}
+        defaults = {"kdim": e, "vdim": dims["kdim"]}
+        for name, value in dims.items():
+            if value != defaults[name]:
+                out += f", {name}={value}"
+        if self.q_proj.bias is not None:
+            out += ", bias=True"
+        if self.attn_drop.p:
+            out += f", dropout={self.attn_drop.p:g}"
+        return out + ")"
+
+    def _show_children(self):
+        return None
+
+
+class TransformerEncoderBlock(Module):
+    """``TransformerEncoderBlock(embed_dim, nheads, hidden, activation=relu; dropout=0.1,
+    norm_first=False, eps=1e-5, rng=None)``
+
+    One encoder block of the Transformer (as PyTorch's ``TransformerEncoderLayer``, batch
+    first): self-attention and a two-layer feed-forward network ``embed_dim -> hidden ->
+    embed_dim``, each with dropout, a residual connection and LayerNorm (after the residual
+    by default; before each sublayer with ``norm_first=True``). ``block(x; mask=None)`` maps
+    ``(N, T, embed_dim)`` to the same shape.
+
+    >>> import numpy as np, fluxml as fl
+    >>> block = fl.TransformerEncoderBlock(16, 4, 32)
+    >>> block(np.zeros((2, 5, 16), np.float32), mask="causal").shape
+    (2, 5, 16)
+    """
+
+    _feature_axis = -1
+
+    def __init__(self, embed_dim: int, nheads: int, hidden: int,
+                 activation: Callable = relu, *, dropout: float = 0.1,
+                 norm_first: bool = False, eps: float = 1e-5, rng=None, dtype=np.float32):
+        kw = dict(rng=rng, dtype=dtype)
+        self.attention = MultiHeadAttention(embed_dim, nheads=nheads, bias=True,
+                                            dropout=dropout, **kw)
+        self.norm1 = LayerNorm(embed_dim, eps=eps, dtype=dtype)
+        self.dense1 = Dense(embed_dim, hidden, activation, **kw)
+        self.dense2 = Dense(hidden, embed_dim, **kw)
+        self.norm2 = LayerNorm(embed_dim, eps=eps, dtype=dtype)
+        self.dropout = Dropout(dropout)
+        self.norm_first = norm_first
+
+    def __call__(self, x, *, mask=None):
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self.dropout(self.attention(h, mask=mask)[0])
+            return x + self.dropout(self.dense2(self.dropout(self.dense1(self.norm2(x)))))
+        x = self.norm1(x + self.dropout(self.attention(x, mask=mask)[0]))
+        return self.norm2(x + self.dropout(self.dense2(self.dropout(self.dense1(x)))))
+
+    def _output_shape(self, shape):
+        self.attention._output_shape(shape)
+        return tuple(shape)
+
+    def _line(self) -> str:
+        return "TransformerEncoderBlock(...)"
+
+    def _show_children(self):
+        return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
+

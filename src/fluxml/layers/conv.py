@@ -1,0 +1,304 @@
+"""Convolution layers, 1 to 3 spatial dimensions (N from the kernel tuple): Conv, CrossCor,
+ConvTranspose, DepthwiseConv.
+
+Inputs are ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``; weights are PyTorch's,
+``(out, in / groups, *kernel)`` (``(in, out / groups, *kernel)`` for ConvTranspose), and
+``Conv`` computes what PyTorch's ``Conv2d`` computes (a cross-correlation), so published
+weights load as they are. Flux's ``Conv`` flips the kernel (the convolution of
+mathematics): pass ``flipped=True`` for that. ``CrossCor`` is Flux's name for the unflipped
+layer, kept for code written for Flux.
+
+>>> import numpy as np, fluxml as fl
+>>> m = fl.Chain(fl.Conv((3, 3), 1, 8, np.tanh, pad=1), fl.MaxPool((2, 2)), fl.Flatten())
+>>> fl.outputsize(m, (16, 1, 28, 28))
+(16, 1568)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml import init as initialisers
+from fluxml import nnlib
+from fluxml.layers.basic import _activation_suffix, _make_bias, identity
+from fluxml.layers.module import LayerError, Module
+from fluxml.layers.precision import match_dtype
+from fluxml.nnlib import windows as win
+
+SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def _kernel(layer, kernel) -> tuple[int, ...]:
+    kernel = (kernel,) if isinstance(kernel, (int, np.integer)) else tuple(kernel)
+    if not 1 <= len(kernel) <= 3 or not all(
+            isinstance(k, (int, np.integer)) and k >= 1 for k in kernel):
+        raise ValueError(f"{layer}: the kernel must be a tuple of 1 to 3 positive ints (one "
+                         f"per spatial dimension); got {kernel!r}")
+    return tuple(int(k) for k in kernel)
+
+
+def _positive(layer, **sizes):
+    for name, n in sizes.items():
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
+
+
+def expected_input(channels, d) -> str:
+    """``(N, 3, H, W)``: how an error names the input a layer expects."""
+    return f"(N, {channels}, {', '.join(SPATIAL_NAMES[d])})"
+
+
+def check_input(layer, shape, channels, d):
+    """Refuse an input of the wrong rank or channels, naming the layer."""
+    if len(shape) != d + 2 or (channels is not None and shape[1] != channels):
+        want = expected_input(channels if channels is not None else "C", d)
+        raise LayerError(f"{layer._line()} expects input {want}; got {tuple(shape)}")
+
+
+def _options(layer, defaults) -> str:
+    """``, stride=2, pad=1``: the keyword options that differ from their defaults."""
+    out = ""
+    for name, default in defaults:
+        value = getattr(layer, name)
+        if value != default:
+            out += f", {name}={value!r}"
+    return out
+
+
+class Conv(Module):
+    """``Conv(kernel, in_channels, out_channels, activation=identity; stride=1, pad=0,
+    dilation=1, groups=1, bias=True, flipped=False, init=glorot_uniform, rng=None)``
+
+    A convolution layer: ``activation(conv(x, weight) + bias)`` over ``(N, in, *spatial)``
+    giving ``(N, out, *out_spatial)``, with ``len(kernel)`` spatial dimensions. ``pad`` is
+    an int, one per dimension, ``(lo, hi)`` pairs or ``"same"`` (output size
+    ``ceil(size / stride)``); ``groups`` splits the channels (``groups=in``: depthwise).
+    ``weight`` is ``(out, in / groups, *kernel)`` as PyTorch's.
+
+    >>> import numpy as np, fluxml as fl
+    >>> c = fl.Conv((3, 3), 3, 16, fl.identity, stride=2, pad="same")
+    >>> c
+    Conv((3, 3), 3 => 16, stride=2, pad='same')  # 448 parameters
+    >>> c(np.ones((8, 3, 28, 28), np.float32)).shape
+    (8, 16, 14, 14)
+    """
+
+    def __init__(self, kernel, in_channels: int, out_channels: int,
+                 activation: Callable = identity, *, stride=1, pad=0, dilation=1,
+                 groups: int = 1, bias=True, flipped: bool = False,
+                 init: Callable = initialisers.glorot_uniform, rng=None, dtype=np.float32):
+        name = type(self).__name__
+        kernel = _kernel(name, kernel)
+        _positive(name, in_channels=in_channels, out_channels=out_channels, groups=groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels ({in_channels}) "
+                             f"and out_channels ({out_channels})")
+        d = len(kernel)
+        self._check_options(name, d, stride, pad, dilation)
+        self.weight = np.asarray(init((out_channels, in_channels // groups) + kernel, rng),
+                                 dtype=dtype)
+        self.bias = _make_bias(bias, out_channels, dtype, name)
+        self.activation = activation
+        self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
+        self.flipped = flipped
+
+    @staticmethod
+    def _check_options(name, d, stride, pad, dilation):
+        win.spatial(stride, d, "stride", name)
+        win.spatial(dilation, d, "dilation", name)
+        if not isinstance(pad, str):
+            win.padding(pad, d, name)
+        elif pad != "same":
+            raise ValueError(f"{name}: pad must be an int, a tuple or 'same'; got {pad!r}")
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(self.weight.shape[2:])
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    def _geometry(self, shape):
+        """``(pads, output shape)`` for an input shape, refusing what does not fit."""
+        d = len(self.kernel)
+        check_input(self, shape, self.in_channels, d)
+        stride = win.spatial(self.stride, d, "stride", "")
+        dilation = win.spatial(self.dilation, d, "dilation", "")
+        pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel, stride=stride,
+                           dilation=dilation)
+        out = win.output_size(shape[2:], self.kernel, stride, dilation, pads)
+        if min(out) < 1:
+            reach = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel, dilation))
+            raise LayerError(f"{self._line()} needs a spatial size of at least {reach} after "
+                             f"padding {pads}; got input {tuple(shape)}")
+        return pads, (shape[0], self.out_channels) + out
+
+    def _output_shape(self, shape):
+        return self._geometry(tuple(shape))[1]
+
+    def __call__(self, x):
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            check_input(self, np.shape(x), self.in_channels, len(self.kernel))
+        pads, _ = self._geometry(shape)
+        x = match_dtype(self, x, self.weight.dtype)
+        y = nnlib.conv(x, self.weight, stride=self.stride, pad=pads, dilation=self.dilation,
+                       groups=self.groups, flipped=self.flipped)
+        return self._finish(y)
+
+    def _finish(self, y):
+        if self.bias is not None:
+            y = y + np.reshape(self.bias, (-1,) + (1,) * (y.ndim - 2))
+        return y if self.activation is identity else self.activation(y)
+
+    _defaults = (("stride", 1), ("pad", 0), ("dilation", 1), ("groups", 1))
+
+    def _line(self) -> str:
+        bias = "" if self.bias is not None else ", bias=False"
+        flipped = ", flipped=True" if self.flipped else ""
+        return (f"{type(self).__name__}({self.kernel}, {self.in_channels} => "
+                f"{self.out_channels}{_activation_suffix(self.activation)}"
+                f"{_options(self, self._defaults)}{bias}{flipped})")
+
+
+class CrossCor(Conv):
+    """``CrossCor(kernel, in_channels, out_channels, activation=identity; stride=1, pad=0,
+    dilation=1, groups=1, bias=True, init=, rng=)``
+
+    Flux's cross-correlation layer: the kernel is not flipped. In fluxml this is what
+    :class:`Conv` computes already (as PyTorch); the name is kept for code written for Flux.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.CrossCor((2,), 1, 1, init=fl.init.ones, bias=False)(np.array([[[1.0, 2.0, 4.0]]],
+    ...                                                                  np.float32))
+    array([[[3., 6.]]], dtype=float32)
+    """
+
+    def __init__(self, kernel, in_channels: int, out_channels: int,
+                 activation: Callable = identity, **options):
+        if options.get("flipped"):
+            raise ValueError("CrossCor does not flip its kernel; use Conv(..., flipped=True)")
+        super().__init__(kernel, in_channels, out_channels, activation, **options)
+
+
+class DepthwiseConv(Conv):
+    """``DepthwiseConv(kernel, in_channels, out_channels, activation=identity; stride=1,
+    pad=0, dilation=1, bias=True, init=, rng=)``
+
+    A convolution with one group per input channel (``groups=in_channels``): each input
+    channel gets ``out_channels / in_channels`` filters of its own. ``weight`` is
+    ``(out, 1, *kernel)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.DepthwiseConv((3,), 4, 8)
+    >>> m.weight.shape, m(np.ones((2, 4, 10), np.float32)).shape
+    ((8, 1, 3), (2, 8, 8))
+    """
+
+    _defaults = (("stride", 1), ("pad", 0), ("dilation", 1))
+
+    def __init__(self, kernel, in_channels: int, out_channels: int,
+                 activation: Callable = identity, **options):
+        if "groups" in options:
+            raise TypeError("DepthwiseConv: groups is in_channels; use Conv(..., groups=) for "
+                            "other groupings")
+        _positive("DepthwiseConv", in_channels=in_channels, out_channels=out_channels)
+        if out_channels % in_channels:
+            raise ValueError(f"DepthwiseConv: out_channels ({out_channels}) must be a multiple "
+                             f"of in_channels ({in_channels})")
+        super().__init__(kernel, in_channels, out_channels, activation, groups=in_channels,
+                         **options)
+
+
+class ConvTranspose(Module):
+    """``ConvTranspose(kernel, in_channels, out_channels, activation=identity; stride=1,
+    pad=0, outpad=0, dilation=1, groups=1, bias=True, init=, rng=)``
+
+    The transposed convolution (the gradient of :class:`Conv` with respect to its input;
+    upsamples by ``stride``). Each output size is ``(n - 1) * stride - lo - hi +
+    dilation * (k - 1) + 1 + outpad``; ``pad="same"`` gives ``n * stride``. ``weight`` is
+    ``(in, out / groups, *kernel)`` as PyTorch's ``ConvTranspose2d``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.ConvTranspose((2, 2), 8, 3, stride=2)
+    >>> m(np.ones((1, 8, 7, 7), np.float32)).shape
+    (1, 3, 14, 14)
+    """
+
+    def __init__(self, kernel, in_channels: int, out_channels: int,
+                 activation: Callable = identity, *, stride=1, pad=0, outpad=0, dilation=1,
+                 groups: int = 1, bias=True, flipped: bool = False,
+                 init: Callable = initialisers.glorot_uniform, rng=None, dtype=np.float32):
+        kernel = _kernel("ConvTranspose", kernel)
+        _positive("ConvTranspose", in_channels=in_channels, out_channels=out_channels,
+                  groups=groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"ConvTranspose: groups={groups} must divide in_channels "
+                             f"({in_channels}) and out_channels ({out_channels})")
+        d = len(kernel)
+        Conv._check_options("ConvTranspose", d, stride, pad, dilation)
+        win.spatial(outpad, d, "outpad", "ConvTranspose", minimum=0)
+        # glorot's fans read (out, in, ...): give it the transposed shape, then swap
+        w = np.asarray(init((out_channels // groups, in_channels) + kernel, rng), dtype=dtype)
+        self.weight = np.ascontiguousarray(np.swapaxes(w, 0, 1))
+        self.bias = _make_bias(bias, out_channels, dtype, "ConvTranspose")
+        self.activation = activation
+        self.stride, self.pad, self.outpad = stride, pad, outpad
+        self.dilation, self.groups, self.flipped = dilation, groups, flipped
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(self.weight.shape[2:])
+
+    def _pads(self, shape):
+        d = len(self.kernel)
+        if self.pad != "same":
+            return win.padding(self.pad, d, "ConvTranspose")
+        # "same": output n * stride; the total trimmed is what the formula leaves over
+        stride = win.spatial(self.stride, d, "stride", "")
+        dilation = win.spatial(self.dilation, d, "dilation", "")
+        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
+        pads = []
+        for s, dl, k, p in zip(stride, dilation, self.kernel, outpad):
+            total = max(dl * (k - 1) + 1 + p - s, 0)
+            pads.append((total - total // 2, total // 2))
+        return tuple(pads)
+
+    def _output_shape(self, shape):
+        shape = tuple(shape)
+        d = len(self.kernel)
+        check_input(self, shape, self.weight.shape[0], d)
+        stride = win.spatial(self.stride, d, "stride", "")
+        dilation = win.spatial(self.dilation, d, "dilation", "")
+        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
+        size = tuple((n - 1) * s - lo - hi + dl * (k - 1) + 1 + p for n, s, (lo, hi), dl, k, p
+                     in zip(shape[2:], stride, self._pads(shape), dilation, self.kernel,
+                            outpad))
+        if min(size) < 1:
+            raise LayerError(f"{self._line()}: the padding leaves an output of size {size} "
+                             f"for input {shape}")
+        return (shape[0], self.weight.shape[1] * self.groups) + size
+
+    def __call__(self, x):
+        shape = getattr(x, "shape", None)
+        self._output_shape(np.shape(x) if shape is None else shape)
+        x = match_dtype(self, x, self.weight.dtype)
+        y = nnlib.conv_transpose(x, self.weight, stride=self.stride, pad=self._pads(x.shape),
+                                 dilation=self.dilation, groups=self.groups,
+                                 output_padding=self.outpad, flipped=self.flipped)
+        return Conv._finish(self, y)
+
+    _defaults = (("stride", 1), ("pad", 0), ("outpad", 0), ("dilation", 1), ("groups", 1))
+
+    def _line(self) -> str:
+        bias = "" if self.bias is not None else ", bias=False"
+        return (f"ConvTranspose({self.kernel}, {self.weight.shape[0]} => "
+                f"{self.weight.shape[1] * self.groups}{_activation_suffix(self.activation)}"
+                f"{_options(self, self._defaults)}{bias})")

@@ -1,0 +1,386 @@
+"""Normalisation and dropout: BatchNorm, LayerNorm, GroupNorm, InstanceNorm, Dropout,
+AlphaDropout.
+
+Train/test behaviour follows Flux: a layer acts in training mode when its input is being
+differentiated (inside ``fl.gradient``) and in test mode otherwise, unless ``fl.trainmode``
+/ ``fl.testmode`` (or the ``active`` field: None, True, False) says otherwise; a set mode
+shows in the printed line. In training mode BatchNorm (and InstanceNorm with
+``track_stats=True``) normalise with the batch's statistics and update their running
+statistics in place, ``running = (1 - momentum) * running + momentum * batch`` (the
+variance unbiased, as Flux and PyTorch); in test mode they use the running statistics.
+Parameters are named as PyTorch's (``weight``, ``bias``, ``running_mean``, ``running_var``).
+
+>>> import numpy as np, fluxml as fl
+>>> bn = fl.BatchNorm(3)
+>>> x = np.random.default_rng(0).normal(size=(8, 3, 4, 4)).astype(np.float32)
+>>> y = fl.trainmode(bn)(x)
+>>> bool(abs(y.mean()) < 1e-6), bn.running_mean.shape
+(True, (3,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml import init as initialisers
+from fluxml.ad.api import stop_gradient
+from fluxml.layers.basic import _activation_suffix, identity
+from fluxml.layers.module import LayerError, Module, is_active
+from fluxml.layers.precision import match_dtype
+
+
+def _normalise(x, axes, eps):
+    """``(x - mean) / sqrt(var + eps)`` over ``axes``, and the mean and (biased) variance."""
+    mean = np.mean(x, axis=axes, keepdims=True)
+    centred = x - mean
+    var = np.mean(centred * centred, axis=axes, keepdims=True)
+    return centred / np.sqrt(var + eps), mean, var
+
+
+def _with_stats(x, mean, var, eps):
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def _positive(layer, **sizes):
+    for name, n in sizes.items():
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
+
+
+def _mode_suffix(layer) -> str:
+    return "" if layer.active is None else f", active={layer.active}"
+
+
+class _Norm(Module):
+    """Shared by the normalisation layers: affine parameters, running statistics, checks."""
+
+    # running statistics are state; eps and momentum are settings (Python floats would
+    # otherwise be differentiated as parameters)
+    nontrainable = ("running_mean", "running_var", "eps", "momentum")
+
+    def _setup(self, channels, activation, affine, track_stats, eps, momentum, dtype,
+               init_bias=initialisers.zeros, init_scale=initialisers.ones, rng=None,
+               shape=None):
+        shape = (channels,) if shape is None else shape
+        self.activation = activation
+        self.weight = np.asarray(init_scale(shape, rng), dtype) if affine else None
+        self.bias = np.asarray(init_bias(shape, rng), dtype) if affine else None
+        self.running_mean = np.zeros(channels, dtype) if track_stats else None
+        self.running_var = np.ones(channels, dtype) if track_stats else None
+        self.eps = eps
+        self.momentum = momentum
+        self.channels = channels
+
+    def _input(self, x, min_ndim=2):
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) < min_ndim or shape[1] != self.channels:
+            dots = ", ..." if min_ndim == 2 else ", L, ..."
+            raise LayerError(f"{self._line()} expects input (N, {self.channels}{dots}); got "
+                             f"{np.shape(x)}")
+        return self._precision(x)
+
+    def _precision(self, x):
+        """``x`` in the precision of the layer's arrays (any float when it has none)."""
+        for a in (getattr(self, "weight", None), getattr(self, "running_mean", None)):
+            if a is not None:
+                return match_dtype(self, x, a.dtype)
+        return x if x.dtype.kind == "f" else match_dtype(self, x, np.float32)
+
+    def _output_shape(self, shape):
+        self._input(np.broadcast_to(np.float32(0), shape))
+        return tuple(shape)
+
+    def _affine(self, y, channel_axis=True):
+        if self.weight is not None:
+            shape = (-1,) + (1,) * (y.ndim - 2) if channel_axis else self.weight.shape
+            y = y * np.reshape(self.weight, shape) + np.reshape(self.bias, shape)
+        return y if self.activation is identity else self.activation(y)
+
+    def _update_stats(self, mean, var, count):
+        """Running statistics from batch ``mean`` and biased ``var`` (each ``(channels,)``)
+        over ``count`` values per channel, written in place."""
+        m = self.momentum
+        mean, var = stop_gradient(mean), stop_gradient(var)
+        unbiased = var * (count / max(count - 1, 1))
+        self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+        self.running_var[...] = (1 - m) * self.running_var + m * unbiased
+
+    def _options(self, affine_default, track_default) -> str:
+        out = _activation_suffix(self.activation)
+        if (self.weight is not None) != affine_default:
+            out += f", affine={self.weight is not None}"
+        if (self.running_mean is not None) != track_default:
+            out += f", track_stats={self.running_mean is not None}"
+        return out + (_mode_suffix(self) if hasattr(self, "active") else "")
+
+
+class BatchNorm(_Norm):
+    """``BatchNorm(channels, activation=identity; affine=True, track_stats=True, eps=1e-5,
+    momentum=0.1, active=None)``
+
+    Normalises each channel (dimension 1 of ``(N, C, ...)``, or the features of ``(N, C)``)
+    over the batch and spatial dimensions, then ``activation(weight * x̂ + bias)``. In test
+    mode it uses the running statistics (the batch's when ``track_stats=False``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.BatchNorm(16, np.tanh)
+    BatchNorm(16, tanh)  # 32 parameters, plus 32 non-trainable
+    """
+
+    def __init__(self, channels: int, activation: Callable = identity, *, affine: bool = True,
+                 track_stats: bool = True, eps: float = 1e-5, momentum: float = 0.1,
+                 active: bool | None = None, init_bias=initialisers.zeros,
+                 init_scale=initialisers.ones, rng=None, dtype=np.float32):
+        _positive("BatchNorm", channels=channels)
+        self._setup(channels, activation, affine, track_stats, eps, momentum, dtype,
+                    init_bias, init_scale, rng)
+        self.active = active
+
+    def __call__(self, x):
+        x = self._input(x)
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if is_active(self, x) or self.running_mean is None:
+            y, mean, var = _normalise(x, axes, self.eps)
+            if self.running_mean is not None and is_active(self, x):
+                self._update_stats(np.reshape(mean, -1), np.reshape(var, -1),
+                                   x.size // self.channels)
+        else:
+            y = _with_stats(x, np.reshape(self.running_mean, shape),
+                            np.reshape(self.running_var, shape), self.eps)
+        return self._affine(y)
+
+    def _line(self) -> str:
+        return f"BatchNorm({self.channels}{self._options(True, True)})"
+
+
+class InstanceNorm(_Norm):
+    """``InstanceNorm(channels, activation=identity; affine=False, track_stats=False,
+    eps=1e-5, momentum=0.1, active=None)``
+
+    Normalises each channel of each sample over its spatial dimensions (input
+    ``(N, C, L...)``, at least one spatial dimension). With ``track_stats`` the running
+    statistics (averaged over the batch) are used in test mode, as BatchNorm's.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.InstanceNorm(3)(np.ones((2, 3, 5), np.float32)).shape
+    (2, 3, 5)
+    """
+
+    def __init__(self, channels: int, activation: Callable = identity, *, affine: bool = False,
+                 track_stats: bool = False, eps: float = 1e-5, momentum: float = 0.1,
+                 active: bool | None = None, init_bias=initialisers.zeros,
+                 init_scale=initialisers.ones, rng=None, dtype=np.float32):
+        _positive("InstanceNorm", channels=channels)
+        self._setup(channels, activation, affine, track_stats, eps, momentum, dtype,
+                    init_bias, init_scale, rng)
+        self.active = active
+
+    def __call__(self, x):
+        x = self._input(x, min_ndim=3)
+        axes = tuple(range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if is_active(self, x) or self.running_mean is None:
+            y, mean, var = _normalise(x, axes, self.eps)
+            if self.running_mean is not None and is_active(self, x):
+                self._update_stats(np.mean(np.reshape(mean, x.shape[:2]), axis=0),
+                                   np.mean(np.reshape(var, x.shape[:2]), axis=0),
+                                   x[0, 0].size)
+        else:
+            y = _with_stats(x, np.reshape(self.running_mean, shape),
+                            np.reshape(self.running_var, shape), self.eps)
+        return self._affine(y)
+
+    def _output_shape(self, shape):
+        self._input(np.broadcast_to(np.float32(0), shape), min_ndim=3)
+        return tuple(shape)
+
+    def _line(self) -> str:
+        return f"InstanceNorm({self.channels}{self._options(False, False)})"
+
+
+class GroupNorm(_Norm):
+    """``GroupNorm(channels, groups, activation=identity; affine=True, eps=1e-5)``
+
+    Splits the channels of ``(N, C, ...)`` into ``groups`` and normalises each group of
+    each sample over its channels and spatial dimensions (Wu & He 2018); then a per-channel
+    affine map. No running statistics: the same in training and test.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.GroupNorm(6, 3)(np.ones((2, 6, 4, 4), np.float32)).shape
+    (2, 6, 4, 4)
+    """
+
+    nontrainable = ("eps",)
+
+    def __init__(self, channels: int, groups: int, activation: Callable = identity, *,
+                 affine: bool = True, eps: float = 1e-5, init_bias=initialisers.zeros,
+                 init_scale=initialisers.ones, rng=None, dtype=np.float32):
+        _positive("GroupNorm", channels=channels, groups=groups)
+        if channels % groups:
+            raise ValueError(f"GroupNorm: channels ({channels}) must be divisible by groups "
+                             f"({groups})")
+        self._setup(channels, activation, affine, False, eps, 0.0, dtype, init_bias,
+                    init_scale, rng)
+        del self.running_mean, self.running_var, self.momentum
+        self.groups = groups
+
+    def __call__(self, x):
+        x = self._input(x)
+        n, c = x.shape[:2]
+        grouped = np.reshape(x, (n, self.groups, c // self.groups) + x.shape[2:])
+        y, _, _ = _normalise(grouped, tuple(range(2, grouped.ndim)), self.eps)
+        return self._affine(np.reshape(y, x.shape))
+
+    def _line(self) -> str:
+        affine = "" if self.weight is not None else ", affine=False"
+        return (f"GroupNorm({self.channels}, {self.groups}"
+                f"{_activation_suffix(self.activation)}{affine})")
+
+
+class LayerNorm(_Norm):
+    """``LayerNorm(size..., activation=identity; affine=True, eps=1e-5)``
+
+    Normalises over the trailing dimensions ``size`` of each sample (PyTorch's
+    ``normalized_shape``; ``LayerNorm(64)`` on ``(N, T, 64)``), then
+    ``activation(weight * x̂ + bias)`` with ``weight`` and ``bias`` shaped ``size``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> ln = fl.LayerNorm(4)
+    >>> ln(np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)).round(3)
+    array([[-1.342, -0.447,  0.447,  1.342]], dtype=float32)
+    """
+
+    nontrainable = ("eps",)
+    _feature_axis = -1
+
+    def __init__(self, *size, affine: bool = True, eps: float = 1e-5,
+                 init_bias=initialisers.zeros, init_scale=initialisers.ones, rng=None,
+                 dtype=np.float32):
+        activation: Callable = identity
+        if size and callable(size[-1]):
+            size, activation = size[:-1], size[-1]
+        if len(size) == 1 and isinstance(size[0], tuple):
+            size = size[0]
+        _positive("LayerNorm", **{f"size[{i}]": n for i, n in enumerate(size)})
+        if not size:
+            raise ValueError("LayerNorm needs the size of the dimensions to normalise")
+        self._setup(None, activation, affine, False, eps, 0.0, dtype, init_bias, init_scale,
+                    rng, shape=tuple(size))
+        del self.running_mean, self.running_var, self.momentum, self.channels
+        self.size = tuple(int(n) for n in size)
+
+    def _input(self, x, min_ndim=None):
+        k = len(self.size)
+        if getattr(x, "shape", None) is None or tuple(x.shape[-k:]) != self.size:
+            raise LayerError(f"{self._line()} expects input (..., "
+                             f"{', '.join(map(str, self.size))}); got {np.shape(x)}")
+        return self._precision(x)
+
+    def __call__(self, x):
+        x = self._input(x)
+        y, _, _ = _normalise(x, tuple(range(-len(self.size), 0)), self.eps)
+        return self._affine(y, channel_axis=False)
+
+    def _line(self) -> str:
+        affine = "" if self.weight is not None else ", affine=False"
+        size = ", ".join(map(str, self.size))
+        return f"LayerNorm({size}{_activation_suffix(self.activation)}{affine})"
+
+
+def _dropout_mask(x, p, dims, rng):
+    """Keep-mask scaled by ``1 / (1 - p)``, varying along ``dims`` (all when None)."""
+    shape = x.shape if dims is None else tuple(
+        d if i in dims or i - x.ndim in dims else 1 for i, d in enumerate(x.shape))
+    gen = initialisers.default_rng() if rng is None else rng
+    keep = gen.random(shape) >= p
+    return keep.astype(x.dtype) / x.dtype.type(1 - p)
+
+
+def _check_p(layer, p):
+    if not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
+        raise ValueError(f"{layer}: p must be a probability in [0, 1]; got {p!r}")
+
+
+class Dropout(Module):
+    """``Dropout(p; dims=None, active=None, rng=None)``
+
+    In training mode, sets each entry to zero with probability ``p`` and scales the rest by
+    ``1 / (1 - p)``; in test mode, the identity. ``dims`` (an axis or tuple of axes) makes
+    the mask vary only along those axes and be shared along the others (``dims=(0, 1)`` on
+    ``(N, C, H, W)`` drops whole channels).
+
+    >>> import numpy as np, fluxml as fl
+    >>> d = fl.Dropout(0.5)
+    >>> d(np.ones(3, np.float32))  # test mode outside a gradient
+    array([1., 1., 1.], dtype=float32)
+    >>> fl.trainmode(d)
+    Dropout(0.5, active=True)
+    """
+
+    nontrainable = ("p",)
+
+    def __init__(self, p: float, *, dims=None, active: bool | None = None, rng=None):
+        _check_p("Dropout", p)
+        self.p = float(p)
+        self.dims = (dims,) if isinstance(dims, (int, np.integer)) else dims
+        self.active = active
+        self.rng = rng
+
+    def __call__(self, x):
+        if not is_active(self, x) or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0
+        return x * _dropout_mask(x, self.p, self.dims, self.rng)
+
+    def _output_shape(self, shape):
+        return tuple(shape)
+
+    def _line(self) -> str:
+        dims = "" if self.dims is None else f", dims={self.dims}"
+        return f"Dropout({self.p:g}{dims}{_mode_suffix(self)})"
+
+
+SELU_ALPHA_PRIME = -1.7580993408473766  # -λα of SELU: where a dropped unit is set
+
+
+class AlphaDropout(Module):
+    """``AlphaDropout(p; active=None, rng=None)``
+
+    Dropout for self-normalising networks (SELU, Klambauer et al. 2017): dropped entries are
+    set to SELU's negative saturation value, then an affine map restores mean 0 and variance
+    1. The identity in test mode.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.AlphaDropout(0.2)
+    AlphaDropout(0.2)
+    """
+
+    nontrainable = ("p",)
+
+    def __init__(self, p: float, *, active: bool | None = None, rng=None):
+        _check_p("AlphaDropout", p)
+        self.p = float(p)
+        self.active = active
+        self.rng = rng
+
+    def __call__(self, x):
+        if not is_active(self, x) or self.p == 0:
+            return x
+        p, alpha = self.p, SELU_ALPHA_PRIME
+        a = (1 - p) * (1 + p * alpha**2)
+        a = 1 / np.sqrt(a) if a > 0 else 0.0
+        b = -a * alpha * p
+        gen = initialisers.default_rng() if self.rng is None else self.rng
+        keep = (gen.random(x.shape) >= p).astype(x.dtype)
+        dtype = x.dtype.type
+        return dtype(a) * (x * keep + dtype(alpha) * (1 - keep)) + dtype(b)
+
+    def _output_shape(self, shape):
+        return tuple(shape)
+
+    def _line(self) -> str:
+        return f"AlphaDropout({self.p:g}{_mode_suffix(self)})"

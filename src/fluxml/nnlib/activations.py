@@ -1,0 +1,457 @@
+"""Activation functions, as Flux (NNlib) defines them.
+
+Most are composites of NumPy calls, differentiated through the engine's rules. A few have
+rules of their own, for speed (one cheap backward pass instead of several recorded ones:
+``relu``, ``sigmoid``, ``swish``, the two ``gelu`` forms, ``softplus``, the ``elu`` family,
+which also avoid NumPy's slow ``logaddexp``, ``log1p`` and ``where``) or because NumPy lacks
+the function (``erf``). Every function is finite at any finite input, in float32 and
+float64, without overflow warnings, and keeps float32 float32 (constants are Python floats).
+
+>>> import numpy as np, fluxml as fl
+>>> fl.relu(np.array([-1.0, 2.0]))
+array([0., 2.])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fluxml.ad.core import raw
+from fluxml.ad.define import defjvp, defvjp, primitive
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+SQRT_2PI = math.sqrt(2.0 * math.pi)
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+GELU_A = 0.044715
+SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+
+
+def _elementwise(name, impl, derivative, *, keeps_inputs=True, keeps_output=True):
+    """A one-argument primitive whose derivative is ``derivative(ans, x)``, written with
+    NumPy calls so that it is differentiated again at higher order."""
+    prim = primitive(name, impl, keeps_inputs=keeps_inputs, keeps_output=keeps_output)
+    defvjp(prim, lambda g, ans, x: g * derivative(ans, x))
+    defjvp(prim, lambda t, ans, x: t * derivative(ans, x))
+    return prim
+
+
+# --- erf: NumPy has none, and importing SciPy is not allowed at import time ----------------------
+
+# Chebyshev coefficients fitted (least squares at 400 Chebyshev nodes, against math.erf and
+# math.erfc) by the project for this file: erf(x) / x as a function of s = x^2 on [0, 1], and
+# erfcx(x) = exp(x^2) erfc(x) on [1, 6]. Beyond 6, erf is +-1 to double precision. Largest
+# error against math.erf on a dense grid: 1.4e-15 absolute (tests/nnlib/test_activations.py).
+_ERF_OVER_X = (
+    0.9754769393826546, -0.1422612051037136, 0.01003558218759983, -0.0005768764699766742,
+    2.7419931252221024e-05, -1.1043175506708906e-06, 3.848875543865484e-08,
+    -1.1808581931346495e-09, 3.233424072980257e-11, -7.99051454073347e-13,
+    1.7985409114222645e-14, -2.747661802696607e-16)
+_ERFCX = (
+    0.20196598791223092, -0.14788483553398696, 0.05188222158351397, -0.01752570996486759,
+    0.005721802417478247, -0.0018109803028142461, 0.0005570714353927225,
+    -0.0001668947305252932, 4.878565911493947e-05, -1.3935932859817874e-05,
+    3.895514595173821e-06, -1.0668392337159457e-06, 2.8655025719785976e-07,
+    -7.555861080179006e-08, 1.9575863444979172e-08, -4.9871101064658754e-09,
+    1.2501870926238319e-09, -3.0858852322995463e-10, 7.504482999593157e-11,
+    -1.7990209671915078e-11, 4.253466825659577e-12, -9.923102095815866e-13,
+    2.2853480782371706e-13, -5.1939394514099326e-14, 1.1665786968020458e-14,
+    -2.606353481415069e-15, 5.416818982459029e-16)
+
+
+def _chebyshev(coefficients, t):
+    """Clenshaw's recurrence: sum of c_k T_k(t)."""
+    b1 = b2 = 0.0
+    t2 = 2 * t
+    for c in coefficients[:0:-1]:
+        b1, b2 = c + t2 * b1 - b2, b1
+    return coefficients[0] + t * b1 - b2
+
+
+def _erf_impl(x):
+    x = x if hasattr(x, "dtype") else np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    a = np.abs(x)
+    out = np.ones_like(a)
+    small = a <= 1
+    s = a[small]
+    out[small] = s * _chebyshev(_ERF_OVER_X, 2 * (s * s) - 1)
+    middle = ~small & ~(a >= 6)  # NaN goes here, and stays NaN
+    m = a[middle]
+    out[middle] = 1 - np.exp(-(m * m)) * _chebyshev(_ERFCX, (2 * m - 7) / 5)
+    return np.copysign(out, x)
+
+
+def _erf_slope(ans, x):
+    xc = np.clip(x, -30.0, 30.0)  # exp(-x^2) is exactly 0 beyond; x^2 stays finite
+    return TWO_OVER_SQRT_PI * np.exp(-(xc * xc))
+
+
+ERF = _elementwise("erf", _erf_impl, _erf_slope, keeps_output=False)
+
+
+def erf(x):
+    """The error function, accurate to about 1e-15 in float64, differentiable.
+
+    >>> import numpy as np, fluxml as fl
+    >>> round(float(fl.nnlib.erf(np.array(0.5))), 12)
+    0.520499877813
+    """
+    return ERF(x)
+
+
+# --- the primitives ------------------------------------------------------------------------------
+
+RELU = _elementwise("relu", lambda x: np.maximum(x, 0), lambda ans, x: ans > 0,
+                    keeps_inputs=False)
+
+
+def _sigmoid_impl(x):
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0 gives exactly 0
+        e = np.exp(-x)
+    e += 1
+    return 1 / e
+
+
+SIGMOID = _elementwise("sigmoid", _sigmoid_impl, lambda ans, x: ans * (1 - ans),
+                       keeps_inputs=False)
+
+# swish(x) = x sigmoid(x); swish' = s + x s (1 - s) = s + swish (1 - s)
+SWISH = _elementwise("swish", lambda x: x * _sigmoid_impl(x),
+                     lambda ans, x: _swish_slope(SIGMOID(x), ans))
+
+
+def _swish_slope(s, ans):
+    return s + ans * (1 - s)
+
+
+def _gelu_tanh_impl(x):
+    # beyond |x| = 10 the tanh is +-1 exactly in both precisions; clipping keeps x^3 finite
+    xc = np.clip(x, -10.0, 10.0)
+    t = np.tanh(SQRT_2_OVER_PI * (xc + GELU_A * (xc * xc * xc)))
+    t *= 0.5
+    t += 0.5
+    t *= x  # x (1 + t) / 2 in this order: no overflow near the largest float
+    return t
+
+
+def _gelu_tanh_slope(ans, x):
+    xc = np.clip(x, -10.0, 10.0)
+    t = np.tanh(SQRT_2_OVER_PI * (xc + GELU_A * (xc * xc * xc)))
+    return 0.5 * (1 + t) + (0.5 * SQRT_2_OVER_PI) * xc * (1 - t * t) * (1 + 3 * GELU_A * xc * xc)
+
+
+GELU_TANH = _elementwise("gelu_tanh", _gelu_tanh_impl, _gelu_tanh_slope, keeps_output=False)
+
+
+def _gelu_erf_slope(ans, x):
+    xc = np.clip(x, -40.0, 40.0)  # x phi(x) is exactly 0 beyond; x^2 stays finite
+    return 0.5 * (1 + ERF(x * (1 / math.sqrt(2.0)))) + xc * np.exp(-0.5 * (xc * xc)) / SQRT_2PI
+
+
+GELU_ERF = _elementwise("gelu_erf", lambda x: x * (0.5 + 0.5 * _erf_impl(x / math.sqrt(2.0))),
+                        _gelu_erf_slope, keeps_output=False)
+
+
+def _log1p_small(u):
+    """log(1 + u) for u in [0, 1], accurate as log1p (Goldberg's correction of log(1 + u) by
+    u / ((1 + u) - 1)), from log and arithmetic: NumPy's log1p is not vectorised and costs
+    about 8 times as much."""
+    w = 1 + u
+    d = w - 1
+    exact = d == 0  # u below half an ulp of 1: log1p(u) = u
+    d += exact
+    out = np.log(w)
+    out *= u
+    out /= d
+    out += u * exact
+    return out
+
+
+def _softplus_impl(x):
+    out = _log1p_small(np.exp(-np.abs(x)))
+    out += np.maximum(x, 0)
+    return out
+
+
+SOFTPLUS = _elementwise("softplus", _softplus_impl, lambda ans, x: SIGMOID(x),
+                        keeps_output=False)
+
+
+def _elu_impl(x, *, alpha, beta, scale):
+    out = np.expm1(np.minimum(x, 0) * (1 / beta))
+    out *= alpha
+    out += np.maximum(x, 0)
+    return out * scale if scale != 1 else out
+
+
+def _elu_slope(ans, x, alpha, beta, scale):
+    negative = np.exp(np.minimum(x, 0) * (1 / beta)) * (alpha / beta)
+    return ((x > 0) + (x <= 0) * negative) * scale
+
+
+# elu, selu and celu: scale * (max(x, 0) + alpha * expm1(min(x, 0) / beta)), no branch
+ELU = primitive("elu", _elu_impl, keeps_output=False)
+defvjp(ELU, lambda g, ans, x, alpha, beta, scale: g * _elu_slope(ans, x, alpha, beta, scale))
+defjvp(ELU, lambda t, ans, x, alpha, beta, scale: t * _elu_slope(ans, x, alpha, beta, scale))
+
+
+# --- the activations -----------------------------------------------------------------------------
+
+def relu(x):
+    """``max(x, 0)``; its derivative at 0 is 0 (as PyTorch's).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.relu(np.array([-2.0, 0.5]))
+    array([0. , 0.5])
+    """
+    return RELU(x)
+
+
+def sigmoid(x):
+    """The logistic function ``1 / (1 + exp(-x))``, exact in both tails.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.sigmoid(np.array([0.0, -1000.0]))
+    array([0.5, 0. ])
+    """
+    return SIGMOID(x)
+
+
+def hardsigmoid(x):
+    """``clip(x / 6 + 1/2, 0, 1)`` (Flux's ``hardσ``, PyTorch's ``hardsigmoid``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.hardsigmoid(np.array([-4.0, 0.0, 4.0]))
+    array([0. , 0.5, 1. ])
+    """
+    return np.clip(x / 6.0 + 0.5, 0, 1)
+
+
+def logsigmoid(x):
+    """``log(sigmoid(x)) = -softplus(-x)``, finite in both tails.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.logsigmoid(np.array([-1000.0, 0.0])).round(6).tolist()
+    [-1000.0, -0.693147]
+    """
+    return -SOFTPLUS(-x)
+
+
+def relu6(x):
+    """``min(max(x, 0), 6)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.relu6(np.array([-1.0, 3.0, 7.0]))
+    array([0., 3., 6.])
+    """
+    return np.clip(x, 0, 6)
+
+
+def leakyrelu(x, a: float = 0.01):
+    """``x`` for ``x > 0``, else ``a * x``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.leakyrelu(np.array([-1.0, 2.0]), 0.1)
+    array([-0.1,  2. ])
+    """
+    return np.where(x > 0, x, a * x)
+
+
+def elu(x, a: float = 1.0):
+    """``x`` for ``x > 0``, else ``a * (exp(x) - 1)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.elu(np.array([-1000.0, 2.0]))
+    array([-1.,  2.])
+    """
+    return ELU(x, alpha=float(a), beta=1.0, scale=1.0)
+
+
+def selu(x):
+    """Scaled ELU with the self-normalising constants of Klambauer et al. (2017).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.selu(np.array([1.0])).round(6)
+    array([1.050701])
+    """
+    return ELU(x, alpha=SELU_ALPHA, beta=1.0, scale=SELU_SCALE)
+
+
+def celu(x, a: float = 1.0):
+    """``max(0, x) + min(0, a * (exp(x / a) - 1))``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.celu(np.array([-1000.0, 1.0]), 2.0)
+    array([-2.,  1.])
+    """
+    return ELU(x, alpha=float(a), beta=float(a), scale=1.0)
+
+
+def gelu_tanh(x):
+    """GELU with the tanh approximation: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``
+    (Flux's ``gelu``, PyTorch's ``gelu(approximate="tanh")``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.gelu_tanh(np.array([1.0])).round(6)
+    array([0.841192])
+    """
+    return GELU_TANH(x)
+
+
+gelu = gelu_tanh
+
+
+def gelu_erf(x):
+    """Exact GELU ``x Phi(x) = x/2 (1 + erf(x / sqrt 2))`` (PyTorch's default ``gelu``).
+    ``erf`` is this module's own (no SciPy needed).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.gelu_erf(np.array([1.0])).round(6)
+    array([0.841345])
+    """
+    return GELU_ERF(x)
+
+
+def swish(x):
+    """``x * sigmoid(x)`` (also called SiLU).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.swish(np.array([0.0, 1.0])).round(6)
+    array([0.      , 0.731059])
+    """
+    return SWISH(x)
+
+
+silu = swish
+
+
+def hardswish(x):
+    """``x * hardsigmoid(x)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.hardswish(np.array([-4.0, 1.0, 4.0])).round(6)
+    array([-0.      ,  0.666667,  4.      ])
+    """
+    return x * hardsigmoid(x)
+
+
+def softplus(x):
+    """``log(1 + exp(x))``, without overflow.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.softplus(np.array([1000.0, 0.0])).round(6).tolist()
+    [1000.0, 0.693147]
+    """
+    return SOFTPLUS(x)
+
+
+def softsign(x):
+    """``x / (1 + |x|)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.softsign(np.array([-3.0, 1.0]))
+    array([-0.75,  0.5 ])
+    """
+    return x / (1 + np.abs(x))
+
+
+def mish(x):
+    """``x * tanh(softplus(x))`` (Misra, 2019).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.mish(np.array([1.0])).round(6)
+    array([0.865098])
+    """
+    return x * np.tanh(softplus(x))
+
+
+def lisht(x):
+    """``x * tanh(x)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.lisht(np.array([-1.0])).round(6)
+    array([0.761594])
+    """
+    return x * np.tanh(x)
+
+
+def tanhshrink(x):
+    """``x - tanh(x)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.tanhshrink(np.array([1.0])).round(6)
+    array([0.238406])
+    """
+    return x - np.tanh(x)
+
+
+def softshrink(x, lambd: float = 0.5):
+    """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, 0 between.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.softshrink(np.array([-2.0, 0.2, 2.0]))
+    array([-1.5,  0. ,  1.5])
+    """
+    return x - np.clip(x, -lambd, lambd)
+
+
+def hardshrink(x, lambd: float = 0.5):
+    """``x`` where ``|x| > lambd``, else 0.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.hardshrink(np.array([-2.0, 0.2, 2.0]))
+    array([-2.,  0.,  2.])
+    """
+    return np.where(np.abs(x) > lambd, x, 0)
+
+
+def hardtanh(x, lo: float = -1.0, hi: float = 1.0):
+    """``clip(x, lo, hi)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.hardtanh(np.array([-2.0, 0.5, 2.0]))
+    array([-1. ,  0.5,  1. ])
+    """
+    return np.clip(x, lo, hi)
+
+
+def trelu(x, theta: float = 1.0):
+    """Thresholded ReLU: ``x`` where ``x > theta``, else 0.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.trelu(np.array([0.5, 2.0]))
+    array([0., 2.])
+    """
+    return np.where(x > theta, x, 0)
+
+
+def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
+          rng: np.random.Generator | None = None):
+    """Randomised leaky ReLU: ``x`` for ``x >= 0``, else ``a * x``. When ``active``
+    (training), each element draws its slope ``a`` uniformly from ``[lo, hi]`` with ``rng``;
+    otherwise ``a = (lo + hi) / 2`` (PyTorch's ``rrelu``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.rrelu(np.array([-1.0, 2.0]), 0.2, 0.4)
+    array([-0.3,  2. ])
+    """
+    if not lo <= hi:
+        raise ValueError(f"rrelu: expected lo <= hi; got lo={lo}, hi={hi}")
+    if not active:
+        return np.where(x >= 0, x, ((lo + hi) / 2) * x)
+    from fluxml.nnlib.dropout import default_rng
+
+    value = raw(x)
+    dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
+    slope = (rng or default_rng()).uniform(lo, hi, np.shape(value)).astype(dtype, copy=False)
+    return np.where(x >= 0, x, slope * x)
+
+
+NAMES = ("celu", "elu", "gelu", "gelu_erf", "gelu_tanh", "hardshrink", "hardsigmoid",
+         "hardswish", "hardtanh", "leakyrelu", "lisht", "logsigmoid", "mish", "relu", "relu6",
+         "rrelu", "selu", "sigmoid", "silu", "softplus", "softshrink", "softsign", "swish",
+         "tanhshrink", "trelu")

@@ -1,0 +1,106 @@
+"""Dropout and alpha dropout, as functions (the layers decide when they are active).
+
+The mask is drawn with a ``numpy.random.Generator`` (``rng=``, else this module's default)
+and scaled as PyTorch scales it, so a kept element of ``dropout`` is ``x / (1 - p)``.
+
+>>> import numpy as np, fluxml as fl
+>>> y = fl.dropout(np.ones(1000), 0.5, rng=np.random.default_rng(0))
+>>> sorted(set(y.tolist()))
+[0.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from fluxml.ad.core import raw
+
+_RNG = None  # made on first use: importing numpy.random costs ~15 ms of import time
+
+# Alpha dropout keeps SELU's fixed point: dropped units are set to SELU's negative saturation
+# -scale * alpha, then an affine map restores mean 0 and variance 1 (Klambauer et al., 2017).
+SELU_SATURATION = 1.7580993408473766
+
+
+def default_rng() -> np.random.Generator:
+    """The generator used when a function is given no ``rng``."""
+    global _RNG
+    if _RNG is None:
+        _RNG = np.random.default_rng()
+    return _RNG
+
+
+def _check_p(p, name):
+    if not 0 <= p <= 1:
+        raise ValueError(f"{name}: the drop probability p must be in [0, 1]; got {p}")
+
+
+def _keep_mask(x, p, dims, rng, name):
+    """A boolean mask of kept entries, varying along ``dims`` (all axes when None) and
+    broadcast along the others, and the float dtype to compute in."""
+    value = raw(x)
+    shape = np.shape(value)
+    dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
+    if dims is not None:
+        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        try:
+            axes = {d % len(shape) if -len(shape) <= d < len(shape) else None for d in dims}
+        except TypeError:
+            axes = {None}
+        if None in axes:
+            raise ValueError(f"{name}: dims must be axes of the input (ndim {len(shape)}); "
+                             f"got {dims}")
+        shape = tuple(n if i in axes else 1 for i, n in enumerate(shape))
+    draw = dtype if dtype in (np.float32, np.float64) else np.float64
+    return (rng or default_rng()).random(shape, dtype=draw) >= p, dtype
+
+
+def dropout(x, p: float, *, dims: int | Sequence[int] | None = None, active: bool = True,
+            rng: np.random.Generator | None = None):
+    """Zero each entry of ``x`` with probability ``p`` and scale the others by ``1 / (1 - p)``
+    (Flux's ``dropout``, PyTorch's ``F.dropout``). ``dims``: the axes along which the mask
+    varies (all by default; ``dims=(0, 1)`` drops whole channels of an ``(N, C, H, W)``
+    input, as ``Dropout2d``). Inactive (``active=False``) or ``p == 0``: ``x`` unchanged.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.dropout(np.ones(3), 0.5, active=False)
+    array([1., 1., 1.])
+    """
+    _check_p(p, "dropout")
+    if not active or p == 0:
+        return x
+    keep, dtype = _keep_mask(x, p, dims, rng, "dropout")
+    if p == 1:
+        return x * np.zeros(keep.shape, dtype)
+    mask = keep.astype(dtype)
+    mask *= 1 / (1 - p)
+    return x * mask
+
+
+def alpha_dropout(x, p: float, *, active: bool = True, rng: np.random.Generator | None = None):
+    """Dropout for self-normalising (SELU) networks: dropped entries take SELU's negative
+    saturation value and an affine map keeps mean 0 and variance 1, as PyTorch's
+    ``F.alpha_dropout``: ``y = a * (keep ? x : -1.7581) + b`` with
+    ``a = ((1 - p) (1 + 1.7581^2 p))^(-1/2)`` and ``b = 1.7581 a p``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> x = np.random.default_rng(0).standard_normal(100000)
+    >>> y = fl.alpha_dropout(x, 0.2, rng=np.random.default_rng(1))
+    >>> abs(float(y.mean())) < 0.02, abs(float(y.std()) - 1) < 0.02
+    (True, True)
+    """
+    _check_p(p, "alpha_dropout")
+    if not active or p == 0:
+        return x
+    keep, dtype = _keep_mask(x, p, None, rng, "alpha_dropout")
+    if p == 1:
+        return x * np.zeros(keep.shape, dtype)
+    alpha = SELU_SATURATION
+    a = 1 / math.sqrt((alpha * alpha * p + 1) * (1 - p))
+    scale = keep.astype(dtype)
+    shift = (scale - (1 - p)) * (alpha * a)  # alpha a (keep - 1 + p)
+    scale *= a
+    return x * scale + shift

@@ -1,0 +1,302 @@
+"""Normalisation kernels: batch, layer, group and instance normalisation as functions.
+
+All four are one primitive: normalise ``x`` over ``axes`` to mean 0 and variance 1, then
+apply an optional ``scale`` and ``bias`` (broadcast against ``x``). It returns the output and
+the batch mean and (biased) variance, which a BatchNorm layer folds into its running
+statistics. Its vjp is the fused formula (``rstd`` = 1/sqrt(var + eps), ``n`` the count)
+
+    dx = rstd * (g' - mean(g') - xhat * mean(g' * xhat)),   g' = g * scale
+
+plus the terms of the mean and variance outputs when they are used; the jvp is its forward
+twin. Both are written with NumPy calls, so they are differentiated again at higher order. A
+batch of one is fine: the variance is 0, ``eps`` keeps ``rstd`` finite, the gradient is 0.
+
+>>> import numpy as np, fluxml as fl
+>>> fl.layernorm(np.array([[1.0, 3.0]]), eps=0.0)
+array([[-1.,  1.]])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+from fluxml.ad.core import Tracer, broadcast, raw
+from fluxml.ad.define import primitive
+
+__all__ = ["batchnorm", "groupnorm", "instancenorm", "layernorm", "normalise"]
+
+
+def _small(a, b, x):
+    """Is ``a * b`` (two broadcasting factors) much smaller than ``x``? Then it is folded
+    into one factor before touching ``x`` (batch norm: per channel)."""
+    return math.prod(np.broadcast_shapes(np.shape(a), np.shape(b))) * 4 <= x.size
+
+
+def _impl(x, scale, bias, *, axes, eps):
+    mean = np.mean(x, axis=axes, keepdims=True)
+    y = x - mean
+    var = np.mean(np.square(y), axis=axes, keepdims=True)
+    factor = 1 / np.sqrt(var + eps)
+    if scale is not None and _small(factor, scale, x):
+        factor = factor * scale
+        scale = None
+    y *= factor
+    if scale is not None:
+        y *= scale
+    if bias is not None:
+        y += bias
+    return y, mean, var
+
+
+def _sum_to(a, shape):
+    """``a`` summed over the axes where ``shape`` (of the same rank, or fewer) is 1."""
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and a.shape[lead + i] != 1)
+    return np.sum(a, axis=axes).reshape(shape) if axes else a
+
+
+def _vjp_raw(gy, x, scale, mean, var, axes, eps, positions):
+    """First order on plain arrays: the same formula with in-place updates (about half the
+    passes over ``x``-sized arrays)."""
+    rstd = 1 / np.sqrt(var + eps)
+    xhat = x - mean
+    xhat *= rstd
+    out = {}
+    if 1 in positions:
+        out[1] = _sum_to(gy * xhat, np.shape(scale))
+    if 2 in positions:
+        out[2] = gy
+    if 0 in positions:
+        gx = gy * scale if scale is not None else gy.copy()
+        m1 = np.mean(gx, axis=axes, keepdims=True)
+        prod = gx * xhat
+        m2 = np.mean(prod, axis=axes, keepdims=True)
+        xhat *= m2
+        gx -= xhat
+        gx -= m1
+        gx *= rstd
+        out[0] = gx
+    return [out[p] for p in positions]
+
+
+def _used(c):
+    """Is this cotangent or tangent of a statistic possibly nonzero?"""
+    return c is not None and (type(c) is Tracer or bool(np.any(c)))
+
+
+def _vjp(g, ans, args, params, positions):
+    gy, gmean, gvar = g
+    x, scale, bias = args
+    _, mean, var = ans
+    axes = params["axes"]
+    if (not _used(gmean) and not _used(gvar)
+            and all(type(a) is np.ndarray for a in (gy, x, mean, var))
+            and type(scale) is not Tracer):
+        return _vjp_raw(gy, x, scale, mean, var, axes, params["eps"], positions)
+    n = math.prod(raw(x).shape[a] for a in axes)
+    rstd = 1 / np.sqrt(var + params["eps"])
+    xc = x - mean
+    xhat = xc * rstd
+    out = []
+    for pos in positions:
+        if pos == 0:
+            gx = gy if scale is None else gy * scale
+            dx = rstd * (gx - np.mean(gx, axis=axes, keepdims=True)
+                         - xhat * np.mean(gx * xhat, axis=axes, keepdims=True))
+            if _used(gmean):
+                dx = dx + gmean * (1 / n)
+            if _used(gvar):
+                dx = dx + xc * (gvar * (2 / n))
+            out.append(dx)
+        elif pos == 1:
+            out.append(gy * xhat)  # summed over scale's broadcast axes by the engine
+        else:
+            out.append(gy)
+    return out
+
+
+def _jvp(tangents, ans, args, params):
+    x, scale, bias = args
+    y, mean, var = ans
+    axes = params["axes"]
+    rstd = 1 / np.sqrt(var + params["eps"])
+    xhat = (x - mean) * rstd
+    ty = tmean = tvar = None
+    for pos, t in tangents:
+        if pos == 0:
+            tmean = np.mean(t, axis=axes, keepdims=True)
+            m2 = np.mean(xhat * t, axis=axes, keepdims=True)
+            tvar = (2 * m2) / rstd
+            dy = rstd * (t - tmean - xhat * m2)
+            if scale is not None:
+                dy = dy * scale
+        elif pos == 1:
+            dy = xhat * t
+        else:
+            dy = t
+        ty = dy if ty is None else ty + dy
+    if ty.shape != y.shape:
+        ty = broadcast(ty, y.shape)
+    return ty, tmean, tvar
+
+
+NORMALISE = primitive("normalise", _impl, multiple_results=True)
+NORMALISE.vjp_all = _vjp
+NORMALISE.jvp_all = _jvp
+
+
+def _check_affine(name, x, arr, what, shape):
+    if arr is None:
+        return None
+    s = np.shape(raw(arr))
+    if s != shape:
+        raise ValueError(f"{name}: {what} must have shape {shape} for input of shape "
+                         f"{np.shape(raw(x))}; got {s}")
+    return arr
+
+
+def _float(name, x):
+    value = raw(x)
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return np.asarray(x, dtype=np.float64)
+    if dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float array; got dtype {dtype}")
+    return x
+
+
+def normalise(x, axes, scale=None, bias=None, *, eps: float = 1e-5,
+              return_stats: bool = False):
+    """``(x - mean) / sqrt(var + eps) * scale + bias``, with the mean and (biased) variance
+    over ``axes``; ``scale`` and ``bias`` broadcast against ``x``. With ``return_stats``,
+    returns ``(y, mean, var)`` with the statistics' reduced axes kept as size 1.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.normalise(np.array([[0.0, 2.0], [4.0, 6.0]]), axes=0, eps=0.0)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    """
+    x = _float("normalise", x)
+    axes = normalize_axis_tuple(axes, np.ndim(raw(x)))
+    if not eps >= 0:
+        raise ValueError(f"normalise: eps must be >= 0; got {eps}")
+    for what, arr in (("scale", scale), ("bias", bias)):
+        if arr is not None:
+            try:
+                shape = np.broadcast_shapes(np.shape(raw(arr)), np.shape(raw(x)))
+            except ValueError:
+                shape = None
+            if shape != np.shape(raw(x)):
+                raise ValueError(f"normalise: {what} of shape {np.shape(raw(arr))} does not "
+                                 f"broadcast against the input of shape {np.shape(raw(x))}")
+    y, mean, var = NORMALISE(x, scale, bias, axes=axes, eps=float(eps))
+    return (y, mean, var) if return_stats else y
+
+
+def _channels(name, x, least):
+    shape = np.shape(raw(x))
+    if len(shape) < least:
+        raise ValueError(f"{name}: expected an input (N, C, ...) with at least {least} "
+                         f"dimensions; got shape {shape}")
+    return shape, (1, shape[1]) + (1,) * (len(shape) - 2)
+
+
+def batchnorm(x, scale=None, bias=None, *, mean=None, var=None, eps: float = 1e-5,
+              return_stats: bool = False):
+    """Batch normalisation of ``x`` of shape ``(N, C, ...)`` per channel, over the batch and
+    spatial axes; ``scale`` and ``bias`` of shape ``(C,)``. Given ``mean`` and ``var``
+    (running statistics, shape ``(C,)``) it uses them instead of the batch's (test mode).
+    With ``return_stats`` (batch statistics only), returns ``(y, mean, var)`` of shape
+    ``(C,)``, the variance biased.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.batchnorm(np.array([[1.0], [3.0]]), eps=0.0)
+    array([[-1.],
+           [ 1.]])
+    """
+    x = _float("batchnorm", x)
+    shape, bshape = _channels("batchnorm", x, 2)
+    c = (shape[1],)
+    scale = _check_affine("batchnorm", x, scale, "scale", c)
+    bias = _check_affine("batchnorm", x, bias, "bias", c)
+    scale = None if scale is None else np.reshape(scale, bshape)
+    bias = None if bias is None else np.reshape(bias, bshape)
+    if (mean is None) != (var is None):
+        raise ValueError("batchnorm: give both mean and var (running statistics), or neither")
+    if mean is not None:
+        if return_stats:
+            raise ValueError("batchnorm: return_stats needs batch statistics; got mean/var")
+        _check_affine("batchnorm", x, mean, "mean", c)
+        _check_affine("batchnorm", x, var, "var", c)
+        factor = 1 / np.sqrt(np.reshape(var, bshape) + eps)
+        if scale is not None:
+            factor = factor * scale
+        y = (x - np.reshape(mean, bshape)) * factor
+        return y if bias is None else y + bias
+    axes = (0,) + tuple(range(2, len(shape)))
+    y, m, v = NORMALISE(x, scale, bias, axes=axes, eps=float(eps))
+    if return_stats:
+        return y, np.reshape(m, c), np.reshape(v, c)
+    return y
+
+
+def layernorm(x, scale=None, bias=None, *, axes: int | tuple[int, ...] = -1,
+              eps: float = 1e-5):
+    """Layer normalisation over ``axes`` (the last by default, PyTorch's
+    ``normalized_shape``); ``scale`` and ``bias`` broadcast against ``x`` (shape
+    ``x.shape[-1:]`` for the default).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.layernorm(np.array([[0.0, 2.0]]), np.array([1.0, 2.0]), eps=0.0)
+    array([[-1.,  2.]])
+    """
+    return normalise(x, axes, scale, bias, eps=eps)
+
+
+def groupnorm(x, groups: int, scale=None, bias=None, *, eps: float = 1e-5):
+    """Group normalisation of ``x`` of shape ``(N, C, ...)``: the ``C`` channels split into
+    ``groups`` groups, each normalised over its channels and the spatial axes; ``scale`` and
+    ``bias`` of shape ``(C,)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.groupnorm(np.array([[1.0, 3.0, 5.0, 9.0]]), 2, eps=0.0)
+    array([[-1.,  1., -1.,  1.]])
+    """
+    x = _float("groupnorm", x)
+    shape, bshape = _channels("groupnorm", x, 2)
+    if not isinstance(groups, (int, np.integer)) or groups < 1 or shape[1] % groups:
+        raise ValueError(f"groupnorm: the number of channels ({shape[1]}) must be a multiple "
+                         f"of groups; got groups={groups!r}")
+    c = (shape[1],)
+    scale = _check_affine("groupnorm", x, scale, "scale", c)
+    bias = _check_affine("groupnorm", x, bias, "bias", c)
+    grouped = (shape[0], groups, shape[1] // groups) + shape[2:]
+    gshape = (1, groups, shape[1] // groups) + (1,) * (len(shape) - 2)
+    scale = None if scale is None else np.reshape(scale, gshape)
+    bias = None if bias is None else np.reshape(bias, gshape)
+    y, _, _ = NORMALISE(np.reshape(x, grouped), scale, bias,
+                        axes=tuple(range(2, len(grouped))), eps=float(eps))
+    return np.reshape(y, shape)
+
+
+def instancenorm(x, scale=None, bias=None, *, eps: float = 1e-5):
+    """Instance normalisation of ``x`` of shape ``(N, C, *spatial)``: each sample's channel
+    over the spatial axes; ``scale`` and ``bias`` of shape ``(C,)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.instancenorm(np.array([[[1.0, 3.0]]]), eps=0.0)
+    array([[[-1.,  1.]]])
+    """
+    x = _float("instancenorm", x)
+    shape, bshape = _channels("instancenorm", x, 3)
+    c = (shape[1],)
+    scale = _check_affine("instancenorm", x, scale, "scale", c)
+    bias = _check_affine("instancenorm", x, bias, "bias", c)
+    scale = None if scale is None else np.reshape(scale, bshape)
+    bias = None if bias is None else np.reshape(bias, bshape)
+    y, _, _ = NORMALISE(x, scale, bias, axes=tuple(range(2, len(shape))), eps=float(eps))
+    return y

@@ -1,0 +1,98 @@
+"""softmax, logsoftmax and logsumexp over any axis, stable at any finite input.
+
+Each is one primitive with a hand-written rule: ``softmax``'s vjp is
+``y * (g - sum(g * y))``, ``logsoftmax``'s ``g - softmax * sum(g)``, both written with NumPy
+calls so that they are differentiated again at higher order. ``logsumexp`` is the engine's
+(``fl.logsumexp``, whose gradient is the softmax). The default axis is the last one, the
+feature axis of batch-first arrays (Flux's ``dims=1``).
+
+>>> import numpy as np, fluxml as fl
+>>> fl.softmax(np.array([[1000.0, 1000.0]]))
+array([[0.5, 0.5]])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+from fluxml.ad.core import raw
+from fluxml.ad.define import defjvp, defvjp, primitive
+from fluxml.ad.rules.reductions import logsumexp
+
+__all__ = ["logsoftmax", "logsumexp", "softmax"]
+
+
+def _shifted(x, axis):
+    """``x - max(x, axis)`` as a fresh array; rows whose maximum is infinite are shifted by 0
+    (a row of -inf stays -inf; +inf gives NaN as the limit does not exist)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    if not np.all(np.isfinite(m)):
+        m = np.where(np.isfinite(m), m, 0)
+    return x - m
+
+
+def _softmax_impl(x, *, axis):
+    e = _shifted(x, axis)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _logsoftmax_impl(x, *, axis):
+    s = _shifted(x, axis)
+    with np.errstate(divide="ignore"):  # a row of -inf: log 0 = -inf, as the limit
+        s -= np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+    return s
+
+
+SOFTMAX = primitive("softmax", _softmax_impl, keeps_inputs=False)
+defvjp(SOFTMAX, lambda g, ans, x, axis: ans * (g - np.sum(g * ans, axis=axis, keepdims=True)))
+defjvp(SOFTMAX, lambda t, ans, x, axis: ans * (t - np.sum(t * ans, axis=axis, keepdims=True)))
+
+LOGSOFTMAX = primitive("logsoftmax", _logsoftmax_impl, keeps_inputs=False)
+defvjp(LOGSOFTMAX,
+       lambda g, ans, x, axis: g - np.exp(ans) * np.sum(g, axis=axis, keepdims=True))
+defjvp(LOGSOFTMAX,
+       lambda t, ans, x, axis: t - np.sum(np.exp(ans) * t, axis=axis, keepdims=True))
+
+
+def _axis(x, axis, name):
+    ndim = np.ndim(raw(x))
+    try:
+        return normalize_axis_tuple(axis, ndim)
+    except (np.exceptions.AxisError, TypeError):
+        raise np.exceptions.AxisError(
+            f"{name}: axis must be an axis or a tuple of axes of the input (ndim {ndim}); "
+            f"got {axis!r}") from None
+
+
+def _float(x):
+    value = raw(x)
+    if getattr(value, "dtype", None) is None:
+        return np.asarray(x, dtype=np.float64)
+    if value.dtype.kind not in "f":
+        return x.astype(np.float64)
+    return x
+
+
+def softmax(x, axis: int | tuple[int, ...] = -1):
+    """``exp(x) / sum(exp(x), axis)``, computed from ``x - max(x)`` (no overflow).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.softmax(np.log(np.array([1.0, 3.0])))
+    array([0.25, 0.75])
+    """
+    x = _float(x)
+    return SOFTMAX(x, axis=_axis(x, axis, "softmax"))
+
+
+def logsoftmax(x, axis: int | tuple[int, ...] = -1):
+    """``x - logsumexp(x, axis)``: the log of ``softmax``, accurate where it underflows.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.logsoftmax(np.array([0.0, -1000.0])).round(6)
+    array([    0., -1000.])
+    """
+    x = _float(x)
+    return LOGSOFTMAX(x, axis=_axis(x, axis, "logsoftmax"))

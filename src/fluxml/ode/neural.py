@@ -1,0 +1,71 @@
+"""``NeuralODE``: a layer whose output is the solution of ``du/dt = model(u)``.
+
+Its parameters are the inner model's (the solver, times and tolerances are static), so it
+trains like any layer and sits inside a Chain: ``Chain(Dense, NeuralODE(...), Dense)``. The
+gradient reaches the inner model through ``sensealg`` (``InterpolatingAdjoint()`` by
+default, DiffEqFlux's choice: memory independent of the number of steps).
+
+>>> import numpy as np, fluxml as fl
+>>> node = fl.NeuralODE(fl.Dense(2, 2, np.tanh), (0.0, 1.0))
+>>> node(np.ones((5, 2), np.float32)).shape
+(5, 2)
+>>> g, = fl.gradient(lambda m: np.sum(m(np.ones((5, 2), np.float32))), node)
+>>> g.model.weight.shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fluxml.layers.module import Module
+from fluxml.ode.adjoint import InterpolatingAdjoint
+from fluxml.ode.rk import Tsit5
+from fluxml.ode.solve import Solution, solve
+
+
+def _rhs(t, u, model):
+    return model(u)
+
+
+class NeuralODE(Module):
+    """``NeuralODE(model, tspan, solver=Tsit5(), saveat=None, sensealg=InterpolatingAdjoint(),
+    rtol=1e-3, atol=1e-6)``
+
+    Calling it on ``x`` solves ``du/dt = model(u)``, ``u(t0) = x``, over ``tspan`` and
+    returns ``u(t1)`` (shaped like ``x``, a batch ``(N, features)`` as the model takes it),
+    or, when ``saveat`` is given, the states at those times stacked along a new first axis
+    ``(len(saveat), N, features)``. ``node.solve(x)`` returns the whole
+    :class:`~fluxml.ode.Solution`.
+    """
+
+    def __init__(self, model, tspan, solver=None, saveat=None, sensealg=None,
+                 rtol: float = 1e-3, atol: float = 1e-6, dt: float | None = None,
+                 max_steps: int = 100_000):
+        if not callable(model):
+            raise TypeError(f"NeuralODE: model must be callable (a layer); got {model!r}")
+        if len(tspan) != 2:
+            raise ValueError(f"NeuralODE: tspan must be (t0, t1); got {tspan!r}")
+        self.model = model
+        self.tspan = (float(tspan[0]), float(tspan[1]))
+        self.solver = Tsit5() if solver is None else solver
+        self.saveat = None if saveat is None else np.asarray(saveat, dtype=float)
+        self.sensealg = InterpolatingAdjoint() if sensealg is None else sensealg
+        self.options = dict(rtol=rtol, atol=atol, dt=dt, max_steps=max_steps)
+
+    def __tree_fields__(self):
+        return ("model",)  # the rest is configuration, not parameters
+
+    def solve(self, x) -> Solution:
+        saveat = [self.tspan[1]] if self.saveat is None else self.saveat
+        return solve(_rhs, x, self.tspan, self.model, solver=self.solver, saveat=saveat,
+                     sensealg=self.sensealg, **self.options)
+
+    def __call__(self, x) -> Any:
+        u = self.solve(x).u
+        return u[-1] if self.saveat is None else u
+
+    def _line(self) -> str:
+        return f"NeuralODE(tspan={self.tspan}, {self.solver!r}, {self.sensealg!r})"

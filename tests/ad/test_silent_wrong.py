@@ -1,0 +1,205 @@
+"""Regression tests for paths that once returned a wrong value without an error: in-place
+methods, writes through views NumPy makes, stop_gradient, and derivatives at points where a
+formula divides by zero. Each class has a property test beside the reproducer."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+FLOATS = st.floats(-10, 10, allow_nan=False, allow_subnormal=False)
+
+
+# --- in-place methods: sort and partition reorder the array itself --------------------------------
+
+def test_sort_method_sorts_in_place():
+    def f(x):
+        u = x * 1.0
+        u.sort()
+        return np.sum(u * np.array([1.0, 2, 3, 4]))
+
+    x = np.array([0.5, -0.2, 0.9, 0.1])
+    value, (g,) = fl.withgradient(f, x)
+    assert value == pytest.approx(f(x.copy()))
+    np.testing.assert_array_equal(g, [3.0, 1.0, 4.0, 2.0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 4)),
+                  elements=st.integers(-50, 50).map(float), unique=True),  # no near-ties
+       st.sampled_from([0, 1, -1]), st.sampled_from(["sort", "partition"]))
+def test_in_place_reorderings_match_numpy(m, axis, method):
+    w = np.arange(m.size, dtype=float).reshape(m.shape)
+
+    def f(x):
+        u = x * 1.0
+        alias = u  # another name for the same array sees the reordering
+        if method == "sort":
+            assert u.sort(axis=axis) is None
+        else:
+            assert u.partition(0, axis=axis) is None
+        return np.sum(alias * w)
+
+    value, (g,) = fl.withgradient(f, m)
+    assert value == pytest.approx(f(m.copy()))
+    if method == "sort":  # the gradient of entry i is the weight of the place it moved to
+        expected = np.empty_like(w)
+        np.put_along_axis(expected, np.argsort(m, axis=axis), w, axis=axis)
+        np.testing.assert_array_equal(g, expected)
+    check_grads(f, m, order=1)
+
+
+# --- writes through the views NumPy returns ------------------------------------------------------
+
+A3 = np.arange(24.0).reshape(2, 3, 4) + 1
+SQ = np.arange(9.0).reshape(3, 3) + 1
+
+# Every function for which NumPy may return a view of its argument.
+VIEWS = {
+    "slice": (lambda x: x[1:, ::2], A3),
+    "ellipsis": (lambda x: x[..., 0], A3),
+    "reshape": (lambda x: np.reshape(x, (6, 4)), A3),
+    "ravel": (lambda x: np.ravel(x), A3),
+    "squeeze": (lambda x: np.squeeze(x[:1]), A3),
+    "squeeze method": (lambda x: x[:1].squeeze(), A3),
+    "expand_dims": (lambda x: np.expand_dims(x, 0), A3),
+    "T": (lambda x: x.T, A3),
+    "mT": (lambda x: x.mT, A3),
+    "transpose": (lambda x: np.transpose(x, (1, 0, 2)), A3),
+    "swapaxes": (lambda x: np.swapaxes(x, 0, 2), A3),
+    "moveaxis": (lambda x: np.moveaxis(x, 0, -1), A3),
+    "rollaxis": (lambda x: np.rollaxis(x, 2), A3),
+    "matrix_transpose": (lambda x: np.matrix_transpose(x), A3),
+    "atleast_3d": (lambda x: np.atleast_3d(x[0]), A3),
+    "real": (lambda x: np.real(x), A3),
+    "real attribute": (lambda x: x.real, A3),
+    "imag": (lambda x: np.imag(x), A3),
+    "einsum diagonal": (lambda x: np.einsum("ii->i", x), SQ),
+    "einsum transpose": (lambda x: np.einsum("ijk->kji", x), A3),
+    "einsum batched diagonal": (lambda x: np.einsum("...ii->...i", x), np.stack([SQ, SQ])),
+    "einsum sum (a copy)": (lambda x: np.einsum("ij->i", x), SQ),
+    "diagonal": (lambda x: np.diagonal(x), SQ),
+    "diag": (lambda x: np.diag(x), SQ),
+    "broadcast_to": (lambda x: np.broadcast_to(x, (2,) + x.shape), A3),
+    "split": (lambda x: np.split(x, 2)[1], A3),
+    "array_split": (lambda x: np.array_split(x, 2, axis=-1)[1], A3),
+    "hsplit": (lambda x: np.hsplit(x, 3)[0], SQ),
+    "dsplit": (lambda x: np.dsplit(x, 2)[1], A3),
+    "unstack": (lambda x: np.unstack(x)[1], A3),
+    "flip": (lambda x: np.flip(x), A3),
+    "fliplr": (lambda x: np.fliplr(x), SQ),
+    "flipud": (lambda x: np.flipud(x), A3),
+    "rot90": (lambda x: np.rot90(x), SQ),
+    "trim_zeros": (lambda x: np.trim_zeros(np.ravel(x)), A3),
+    "view": (lambda x: x.view(), A3),
+    "sliding_window_view": (lambda x: np.lib.stride_tricks.sliding_window_view(x, 2, -1), A3),
+}
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_writes_through_views_as_numpy(name):
+    """A write into the result reaches the argument exactly when NumPy's does; where NumPy
+    refuses (a read-only view) or fluxml cannot express the write, a clear error."""
+    fn, base = VIEWS[name]
+
+    def f(x):
+        y = x * 1.0
+        v = fn(y)
+        v[(0,) * v.ndim] = -100.0
+        return y * x
+
+    reference = base.copy()
+    try:
+        expected = f(reference)
+    except ValueError as e:  # NumPy's read-only views
+        assert "read-only" in str(e) or "imaginary" in str(e)
+        with pytest.raises((fl.DifferentiationError, ValueError), match="read-only"):
+            fl.pullback(f, base)
+        return
+    value, _ = fl.pullback(f, base)
+    np.testing.assert_array_equal(value, expected)
+    check_grads(f, base, order=1)
+
+
+def test_writes_through_real_parts():
+    def f(x):
+        y = x * 1.0
+        y.real[0] = 5.0
+        np.real(y)[1] *= x[0]
+        return np.sum(y * y)
+
+    x = np.array([1.5, 2.0, -1.0])
+    value, (g,) = fl.withgradient(f, x)
+    assert value == pytest.approx(f(x.copy()))
+    np.testing.assert_allclose(g, [2 * 1.5 * 2.0 ** 2, 2 * 1.5 ** 2 * 2.0, -2.0])  # y1 = x0 x1
+
+
+def test_writes_through_einsum_diagonal():
+    def f(x):
+        a = np.outer(x, x)
+        d = np.einsum("ii->i", a)
+        d[:] = 0.0
+        return np.sum(a)
+
+    x = np.array([1.0, 2.0])
+    value, (g,) = fl.withgradient(f, x)
+    assert value == f(x.copy()) == 4.0
+    np.testing.assert_array_equal(g, [4.0, 2.0])
+
+
+def test_view_collapses_and_flat_writes():
+    def f(x):
+        y = x * 1.0
+        for _ in range(600):  # NumPy collapses view chains; so does fluxml
+            y = y[:].reshape(-1)
+        y.flat[1] = 7.0
+        y.T.flat[[0, 2]] = x[:2] * 3
+        return np.sum(y * x)
+
+    x = np.arange(1.0, 5.0)
+    value, _ = fl.pullback(f, x)
+    assert value == f(x.copy())
+    check_grads(f, x, order=1)
+
+
+# --- stop_gradient --------------------------------------------------------------------------------
+
+def test_stop_gradient_result_is_the_callers_own():
+    x = np.array([1.0, 2.0])
+
+    def f(x):
+        s = fl.stop_gradient(x)
+        s[0] = 100.0  # writes into the result reach neither the tape nor the argument
+        y = x * 2.0
+        t = fl.stop_gradient(y)
+        t[1] = -5.0
+        return np.sum(x * x) + np.sum(y * y)
+
+    g = fl.gradient(f, x)[0]
+    np.testing.assert_array_equal(g, 2 * x + 8 * x)
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+
+
+# --- derivatives where a formula divides by zero --------------------------------------------------
+
+def test_std_over_one_element():
+    assert fl.gradient(np.std, np.array([1.0]))[0] == 0.0
+    g = fl.gradient(lambda x: np.sum(np.std(x, axis=0)), np.ones((1, 3)))[0]
+    np.testing.assert_array_equal(g, np.zeros((1, 3)))
+    np.testing.assert_array_equal(fl.hessian(np.std, np.array([2.0])), [[0.0]])
+    # equal entries: the tip of a cone; the documented convention is the subgradient 0
+    np.testing.assert_array_equal(fl.gradient(np.std, np.full(3, 2.0))[0], np.zeros(3))
+
+
+@settings(max_examples=25, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=3, max_side=3),
+                  elements=FLOATS), st.data())
+def test_std_with_axes_of_length_one(x, data):
+    axis = data.draw(st.integers(0, x.ndim - 1))
+    x = np.take(x, [0], axis=axis)  # an axis of length 1: the std along it is constant 0
+    g = fl.gradient(lambda x: np.sum(np.std(x, axis=axis)), x)[0]
+    np.testing.assert_array_equal(g, np.zeros_like(x))

@@ -1,0 +1,166 @@
+"""Encrypted inference: lowering, parameters, client/server round trips, refusals."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.crypto.lower import poly_depth
+from fluxml.crypto.params import MAX_BITS_128, choose
+
+ts = pytest.importorskip("tenseal")
+
+RNG = np.random.default_rng(0)
+
+
+def relu(x):  # stand-ins named as the library's activations are
+    return np.maximum(x, 0.0)
+
+
+def softmax(x):
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def small_model():
+    fl.seed(1)
+    return fl.Chain(fl.Dense(6, 5, fl.square), fl.Dense(5, 4), fl.PolyAct(2), fl.Dense(4, 3))
+
+
+@pytest.fixture(scope="module")
+def served():
+    """A plan and keys for small_model, shared: keygen and encryption are the slow part."""
+    model = small_model()
+    plan = fl.crypto.compile(model, (6,), batch=8)
+    return model, plan, plan.keygen()
+
+
+def test_lowered_plan_computes_the_model():
+    model = fl.f64(small_model())
+    plan = fl.crypto.compile(model, (6,))
+    x = RNG.normal(size=(7, 6))
+    np.testing.assert_allclose(plan.plain(x), model(x), rtol=1e-10, atol=1e-12)
+    kinds = [type(s).__name__ for s in plan.steps]
+    # Dense(5, 4) and PolyAct's input are fused? No: a polynomial sits between them.
+    assert kinds == ["Affine", "Poly", "Affine", "Poly", "Affine"]
+    assert plan.depth == 1 + 1 + 1 + 2 + 1
+
+
+def test_consecutive_affine_layers_fuse_into_one_step():
+    class Shift(fl.Module):  # a user's affine layer: measured, not special-cased
+        def __init__(self):
+            self.b = np.array([0.5, -1.0, 2.0])
+
+        def __call__(self, x):
+            return x * 2.0 + self.b
+
+    model = fl.f64(fl.Chain(fl.Dense(4, 3), Shift(), fl.Dense(3, 2), fl.square))
+    plan = fl.crypto.compile(model, (4,))
+    assert [type(s).__name__ for s in plan.steps] == ["Affine", "Poly"]
+    x = RNG.normal(size=(3, 4))
+    np.testing.assert_allclose(plan.plain(x), model(x), rtol=1e-10)
+
+
+def test_encrypted_batch_matches_plain(served):
+    model, plan, keys = served
+    x = RNG.normal(size=(8, 6))
+    out = keys.decrypt(plan.run(keys.encrypt(x)))
+    assert out.shape == (8, 3)
+    np.testing.assert_allclose(out, plan.plain(x), atol=5e-3)
+    one = keys.decrypt(plan.run(keys.encrypt(x[0])))
+    assert one.shape == (3,)
+    np.testing.assert_allclose(one, plan.plain(x[:1])[0], atol=5e-3)
+
+
+def test_client_and_server_exchange_only_bytes(served):
+    model, plan, keys = served
+    # client -> server: the plan, the public context, a ciphertext
+    plan_bytes, ctx_bytes = plan.serialize(), keys.public_context().serialize()
+    x = RNG.normal(size=(4, 6))
+    ct_bytes = keys.encrypt(x).serialize()
+    server_plan = fl.crypto.Plan.load(plan_bytes)
+    server_ctx = fl.crypto.PublicContext.load(ctx_bytes)
+    assert not server_ctx.context.has_secret_key() and not server_ctx.context.is_private()
+    with pytest.raises(ValueError):
+        server_ctx.context.secret_key()
+    answer = server_plan.run(fl.crypto.EncryptedTensor.load(ct_bytes, server_ctx)).serialize()
+    # server -> client
+    out = keys.decrypt(fl.crypto.EncryptedTensor.load(answer, keys))
+    np.testing.assert_allclose(out, plan.plain(x), atol=5e-3)
+    # the client's keys survive a round trip too
+    again = fl.crypto.Keys.load(keys.serialize())
+    np.testing.assert_allclose(again.decrypt(fl.crypto.EncryptedTensor.load(answer, again)),
+                               out)
+
+
+def test_report_lists_each_step(served):
+    _, plan, keys = served
+    text = plan.report(RNG.normal(size=(2, 6)), keys)
+    assert len(text.splitlines()) == len(plan.steps) and "max error" in text
+    assert "depth 6" in repr(plan) and "128-bit security" in repr(plan)
+
+
+def test_foreign_ciphertexts_and_bad_inputs_are_refused(served):
+    _, plan, keys = served
+    other = plan.keygen()
+    ct = other.encrypt(RNG.normal(size=(2, 6)))
+    with pytest.raises(fl.crypto.CryptoError, match="made under other keys"):
+        keys.decrypt(ct)
+    with pytest.raises(fl.crypto.CryptoError, match="made under other keys"):
+        fl.crypto.EncryptedTensor.load(ct.serialize(), keys.public_context())
+    with pytest.raises(fl.crypto.CryptoError, match=r"expects inputs of shape \(B, 6\)"):
+        keys.encrypt(np.ones((2, 5)))
+    with pytest.raises(fl.crypto.CryptoError, match="truncated"):
+        fl.crypto.EncryptedTensor.load(ct.serialize()[:-10], other)
+    with pytest.raises(fl.crypto.CryptoError, match="not a serialized plan"):
+        fl.crypto.Plan.load(b"garbage")
+
+
+@pytest.mark.parametrize("layer, message", [
+    (fl.Dense(4, 4, relu), r"model\[0\]: Dense\(4 => 4, relu\) uses relu.*PolyAct"),
+    (relu, r"model\[0\] uses relu.*fl.square"),
+    (softmax, "argmax on the client"),
+])
+def test_layers_ckks_cannot_evaluate_are_named(layer, message):
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=message):
+        fl.crypto.compile(fl.Chain(layer, fl.Dense(4, 2)), (4,))
+
+
+def test_a_nonlinear_user_layer_is_caught_by_measurement():
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=r"model\[1\].*cannot evaluate"):
+        fl.crypto.compile(fl.Chain(fl.Dense(3, 3), lambda x: np.abs(x)), (3,))
+
+
+def test_depth_too_large_names_the_depth():
+    deep = fl.Chain(*[fl.Dense(2, 2, fl.square) for _ in range(20)])
+    with pytest.raises(fl.crypto.DepthError, match="needs multiplicative depth 40"):
+        fl.crypto.compile(deep, (2,), precision_bits=40)
+
+
+def test_parameters_respect_the_security_table():
+    for depth in range(0, 20):
+        p = choose(depth, 30)
+        assert sum(p.coeff_mod_bit_sizes) <= MAX_BITS_128[p.poly_modulus_degree]
+        assert p.depth == depth
+    assert choose(2, 30, min_slots=5000).poly_modulus_degree >= 16384
+
+
+def test_polynomial_depths():
+    assert poly_depth([0, 0, 1]) == 1
+    assert poly_depth([0.1, 0.5, 0.2]) == 2
+    assert poly_depth([0, 1, 0, 1]) == 3
+    assert poly_depth([1, 1, 1, 1, 1]) == 3
+
+
+def test_polyact_fits_relu_and_trains():
+    act = fl.f64(fl.PolyAct(4, fit="relu", span=(-2.0, 2.0)))
+    fine = np.linspace(-2, 2, 512)
+    vandermonde = fine[:, None] ** np.arange(5)
+    expected = np.linalg.lstsq(vandermonde, np.maximum(fine, 0), rcond=None)[0]
+    np.testing.assert_allclose(act.coeffs, expected, rtol=1e-5, atol=1e-6)
+    grid = np.linspace(-2, 2, 9)
+    assert np.abs(act(grid) - np.maximum(grid, 0)).max() < 0.12
+    g, = fl.gradient(lambda a: np.sum(a(grid)), act)
+    np.testing.assert_allclose(g.coeffs, [np.sum(grid ** k) for k in range(5)], atol=1e-12)
+    fl.testing.check_grads(lambda x: act(x), RNG.normal(size=3), order=2)
+    with pytest.raises(ValueError, match="fit must be one of"):
+        fl.PolyAct(2, fit="tanh")

@@ -1,0 +1,107 @@
+"""dot_product_attention against the textbook formula (a loop over batch and heads),
+derivatives (order 2, both modes) with masks and bias, the fused gradient against the
+composite's, fully masked rows, extremes, float32, bad input."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+R = np.random.default_rng(0)
+Q = R.standard_normal((2, 3, 4, 5))
+K = R.standard_normal((2, 3, 6, 5))
+V = R.standard_normal((2, 3, 6, 2))
+BIAS = R.standard_normal((4, 6))
+MASK = R.random((2, 1, 4, 6)) > 0.3
+MASK[..., 0] = True  # every query may attend to some key
+
+
+def reference(q, k, v, mask=None, bias=None):
+    out = np.zeros(q.shape[:-1] + (v.shape[-1],))
+    probs = np.zeros(q.shape[:-1] + (k.shape[-2],))
+    for n, h in np.ndindex(q.shape[:2]):
+        s = q[n, h] @ k[n, h].T / np.sqrt(q.shape[-1])
+        if bias is not None:
+            s = s + bias
+        if mask is not None:
+            s = np.where(np.broadcast_to(mask, probs.shape)[n, h], s, -np.inf)
+        e = np.exp(s - s.max(-1, keepdims=True))
+        probs[n, h] = e / e.sum(-1, keepdims=True)
+        out[n, h] = probs[n, h] @ v[n, h]
+    return out, probs
+
+
+def composite(q, k, v, mask, bias):
+    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]) + bias
+    s = np.where(mask, s, -np.inf)
+    e = np.exp(s - np.max(s, axis=-1, keepdims=True))
+    p = e / np.sum(e, axis=-1, keepdims=True)
+    return p @ v, p
+
+
+def test_values():
+    for kwargs in ({}, {"mask": MASK}, {"bias": BIAS}, {"mask": MASK, "bias": BIAS}):
+        for got, want in zip(fl.dot_product_attention(Q, K, V, **kwargs),
+                             reference(Q, K, V, **kwargs)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_derivatives():
+    check_grads(lambda q, k, v, b: fl.dot_product_attention(q, k, v, mask=MASK, bias=b),
+                Q, K, V, BIAS)
+
+
+def test_fused_gradient_matches_composite():
+    go, gp = R.standard_normal((2, 3, 4, 2)), R.standard_normal((2, 3, 4, 6))
+
+    def loss(f):
+        return lambda *a: np.sum(f(*a)[0] * go) + np.sum(f(*a)[1] * gp)
+
+    a = fl.gradient(loss(lambda q, k, v, b: fl.dot_product_attention(
+        q, k, v, mask=MASK, bias=b)), Q, K, V, BIAS)
+    b = fl.gradient(loss(lambda q, k, v, b: composite(q, k, v, MASK, b)), Q, K, V, BIAS)
+    for u, w in zip(a, b):
+        np.testing.assert_allclose(u, w, rtol=1e-10, atol=1e-12)
+
+
+def test_causal_mask_and_empty_rows():
+    mask = fl.make_causal_mask(Q)
+    assert mask.shape == (4, 4) and mask[1, 0] and not mask[0, 1]
+    q = Q[:, :, :4]
+    out, p = fl.dot_product_attention(q, K[:, :, :4], V[:, :, :4], mask=mask)
+    assert np.allclose(np.triu(p[0, 0], 1), 0) and np.allclose(p.sum(-1), 1)
+    empty = np.ones((4, 6), bool)
+    empty[2] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, p = fl.dot_product_attention(Q, K, V, mask=empty)
+        g = fl.gradient(lambda q: np.sum(fl.dot_product_attention(q, K, V, mask=empty)[0]),
+                        Q)[0]
+    assert not out[:, :, 2].any() and not p[:, :, 2].any() and not g[:, :, 2].any()
+    assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extremes_and_dtype(dtype):
+    q, k, v = (a.astype(dtype) for a in (Q * 1e2, K * 1e2, V))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, p = fl.dot_product_attention(q, k, v)
+        g = fl.gradient(lambda q, k, v: np.sum(fl.dot_product_attention(q, k, v)[0]),
+                        q, k, v)
+    assert out.dtype == p.dtype == dtype and all(a.dtype == dtype for a in g)
+    assert all(np.all(np.isfinite(a)) for a in (out, p, *g))
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"expected q \(..., Tq, d\)"):
+        fl.dot_product_attention(Q, K[..., :4], V)
+    with pytest.raises(ValueError, match="mask of shape"):
+        fl.dot_product_attention(Q, K, V, mask=np.ones((3, 3), bool))
+    with pytest.raises(TypeError, match="mask must be boolean"):
+        fl.dot_product_attention(Q, K, V, mask=np.ones((4, 6)))
+    with pytest.raises(TypeError, match="q must be a float array"):
+        fl.dot_product_attention(np.ones((4, 5), int), K[0, 0], V[0, 0])

@@ -1,0 +1,169 @@
+"""LSTM and GRU steps against the cell equations written here (PyTorch's gate order),
+derivatives (order 2, both modes, every argument), the fused gradient against the
+composite's, float32, bad shapes."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.nnlib import gru_cell, lstm_cell
+from fluxml.testing import check_grads
+
+R = np.random.default_rng(0)
+N, IN, H = 2, 3, 4
+X, H0, C0 = R.standard_normal((N, IN)), R.standard_normal((N, H)), R.standard_normal((N, H))
+
+
+def params(gates):
+    return (R.standard_normal((gates * H, IN)) * 0.5, R.standard_normal((gates * H, H)) * 0.5,
+            R.standard_normal(gates * H), R.standard_normal(gates * H))
+
+
+LSTM_P, GRU_P = params(4), params(3)
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def lstm_ref(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    z = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+    i, f, g, o = (z[:, k * H:(k + 1) * H] for k in range(4))
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    return sigmoid(o) * np.tanh(c), c
+
+
+def gru_ref(x, h, w_ih, w_hh, b_ih, b_hh):
+    gx, gh = x @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+    r = sigmoid(gx[:, :H] + gh[:, :H])
+    z = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+    n = np.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+    return (1 - z) * n + z * h
+
+
+def test_values():
+    for got, want in zip(lstm_cell(X, H0, C0, *LSTM_P), lstm_ref(X, H0, C0, *LSTM_P)):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_allclose(gru_cell(X, H0, *GRU_P), gru_ref(X, H0, *GRU_P), rtol=1e-13)
+    w_ih, w_hh, _, _ = LSTM_P
+    zero = np.zeros(4 * H)
+    for got, want in zip(lstm_cell(X, H0, C0, w_ih, w_hh),
+                         lstm_ref(X, H0, C0, w_ih, w_hh, zero, zero)):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_derivatives():
+    check_grads(lstm_cell, X, H0, C0, *LSTM_P)
+    check_grads(gru_cell, X, H0, *GRU_P)
+    check_grads(lambda c: lstm_cell(X, H0, c, *LSTM_P), C0)  # one argument at a time
+    check_grads(lambda h: gru_cell(X, h, *GRU_P), H0)
+    check_grads(lambda b: gru_cell(X, H0, *GRU_P[:3], b), GRU_P[3])
+
+
+def test_fused_gradient_matches_composite():
+    gh, gc = R.standard_normal((N, H)), R.standard_normal((N, H))
+
+    def loss(f):
+        def run(*a):
+            h, c = f(*a)
+            h2, c2 = f(a[0], h, c, *a[3:])  # two steps: the state's gradient flows too
+            return np.sum(h2 * gh) + np.sum(c2 * gc)
+        return run
+
+    args = (X, H0, C0, *LSTM_P)
+    for u, v in zip(fl.gradient(loss(lstm_cell), *args), fl.gradient(loss(lstm_ref), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+    args = (X, H0, *GRU_P)
+    for u, v in zip(fl.gradient(lambda *a: np.sum(gru_cell(*a) ** 2), *args),
+                    fl.gradient(lambda *a: np.sum(gru_ref(*a) ** 2), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_and_extremes():
+    args = [a.astype(np.float32) * 1e4 for a in (X, H0, C0, *LSTM_P)]
+    h, c = lstm_cell(*args)
+    grads = fl.gradient(lambda *a: np.sum(lstm_cell(*a)[0]), *args)
+    assert h.dtype == c.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    assert all(np.all(np.isfinite(a)) for a in (h, c, *grads))
+    args = [a.astype(np.float32) * 1e4 for a in (X, H0, *GRU_P)]
+    grads = fl.gradient(lambda *a: np.sum(gru_cell(*a)), *args)
+    assert all(g.dtype == np.float32 and np.all(np.isfinite(g)) for g in grads)
+
+
+def test_bad_shapes():
+    w_ih, w_hh, b_ih, b_hh = LSTM_P
+    with pytest.raises(ValueError, match=r"lstm_cell: weight_ih must have shape \(16, 3\)"):
+        lstm_cell(X, H0, C0, w_ih[:, :2], w_hh)
+    with pytest.raises(ValueError, match=r"gru_cell: weight_hh must have shape \(12, 4\)"):
+        gru_cell(X, H0, GRU_P[0], w_hh)
+    with pytest.raises(ValueError, match="cell state must have h's shape"):
+        lstm_cell(X, H0, C0[:1], w_ih, w_hh)
+    with pytest.raises(ValueError, match="share their batch axes"):
+        lstm_cell(X[:1], H0, C0, w_ih, w_hh)
+
+
+# --- whole-sequence kernels ---------------------------------------------------------------------
+
+T = 3
+XS = R.standard_normal((N, T, IN))
+
+
+def lstm_loop(x, h, c, *p):
+    hs = []
+    for t in range(x.shape[1]):
+        h, c = lstm_ref(x[:, t], h, c, *p)
+        hs.append(h)
+    return np.stack(hs, 1), h, c
+
+
+def gru_loop(x, h, *p):
+    hs = []
+    for t in range(x.shape[1]):
+        h = gru_ref(x[:, t], h, *p)
+        hs.append(h)
+    return np.stack(hs, 1), h
+
+
+def test_sequence_values():
+    for got, want in zip(fl.nnlib.lstm_sequence(XS, H0, C0, *LSTM_P),
+                         lstm_loop(XS, H0, C0, *LSTM_P)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    for got, want in zip(fl.nnlib.gru_sequence(XS, H0, *GRU_P), gru_loop(XS, H0, *GRU_P)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_sequence_derivatives():
+    check_grads(fl.nnlib.lstm_sequence, XS, H0, C0, *LSTM_P)
+    check_grads(lambda c, w: fl.nnlib.lstm_sequence(XS, H0, c, LSTM_P[0], w)[2], C0,
+                LSTM_P[1])
+    check_grads(fl.nnlib.gru_sequence, XS, H0, *GRU_P)
+    check_grads(lambda h, b: fl.nnlib.gru_sequence(XS, h, *GRU_P[:3], b)[0], H0, GRU_P[3])
+
+
+def test_sequence_gradient_matches_loop():
+    gs = [R.standard_normal(s) for s in ((N, T, H), (N, H), (N, H))]
+
+    def loss(f):
+        return lambda *a: sum(np.sum(o * g) for o, g in zip(f(*a), gs))
+
+    args = (XS, H0, C0, *LSTM_P)
+    for u, v in zip(fl.gradient(loss(fl.nnlib.lstm_sequence), *args),
+                    fl.gradient(loss(lstm_loop), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+    args = (XS, H0, *GRU_P)
+    for u, v in zip(fl.gradient(loss(fl.nnlib.gru_sequence), *args),
+                    fl.gradient(loss(gru_loop), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_sequence_float32_and_bad_input():
+    args = [a.astype(np.float32) for a in (XS, H0, C0, *LSTM_P)]
+    out = fl.nnlib.lstm_sequence(*args)
+    grads = fl.gradient(lambda *a: np.sum(fl.nnlib.lstm_sequence(*a)[0]), *args)
+    assert all(a.dtype == np.float32 for a in (*out, *grads))
+    with pytest.raises(ValueError, match=r"lstm_sequence: expected a batch-first sequence"):
+        fl.nnlib.lstm_sequence(X, H0, C0, *LSTM_P)
+    with pytest.raises(ValueError, match="gru_sequence: the sequence is empty"):
+        fl.nnlib.gru_sequence(XS[:, :0], H0, *GRU_P)
+    with pytest.raises(ValueError, match=r"gru_sequence: weight_ih must have shape \(12, 3\)"):
+        fl.nnlib.gru_sequence(XS, H0, LSTM_P[0], GRU_P[1])

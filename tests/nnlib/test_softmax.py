@@ -1,0 +1,68 @@
+"""softmax / logsoftmax / logsumexp against the composite formulas, derivatives (order 2,
+both modes) over several axes, stability at extreme inputs, dtypes and bad axes."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+X = np.random.default_rng(0).standard_normal((3, 4, 5))
+
+
+def softmax_ref(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1, (0, 2)])
+def test_values_and_derivatives(axis):
+    np.testing.assert_allclose(fl.softmax(X, axis=axis), softmax_ref(X, axis), rtol=1e-13)
+    np.testing.assert_allclose(fl.logsoftmax(X, axis=axis), np.log(softmax_ref(X, axis)),
+                               rtol=1e-13, atol=1e-14)
+    check_grads(lambda x: fl.softmax(x, axis=axis), X)
+    check_grads(lambda x: fl.logsoftmax(x, axis=axis), X)
+
+
+def test_gradient_matches_composite():
+    g = np.random.default_rng(1).standard_normal(X.shape)
+    for ours, ref in ((fl.softmax, softmax_ref),
+                      (fl.logsoftmax, lambda x, axis: np.log(softmax_ref(x, axis)))):
+        a = fl.gradient(lambda x: np.sum(ours(x, axis=1) * g), X)[0]
+        b = fl.gradient(lambda x: np.sum(ref(x, 1) * g), X)[0]
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_logsumexp_is_the_engines():
+    assert fl.nnlib.logsumexp is fl.logsumexp
+    np.testing.assert_allclose(fl.logsumexp(X, axis=-1), np.log(np.sum(np.exp(X), -1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extremes(dtype):
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, 1e4]], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s, ls = fl.softmax(x), fl.logsoftmax(x)
+        g = fl.gradient(lambda x: np.sum(fl.softmax(x) * np.arange(3.0, dtype=dtype)), x)[0]
+        gl = fl.gradient(lambda x: np.sum(fl.logsoftmax(x)[:, 0]), x)[0]
+    assert s.dtype == ls.dtype == g.dtype == gl.dtype == dtype
+    np.testing.assert_allclose(s, [[1, 0, 0], [1 / 3] * 3, [1 / 3] * 3], rtol=1e-6)
+    np.testing.assert_allclose(ls[0], [0, -2e4, -1e4], rtol=1e-6)
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(gl))
+
+
+def test_masked_entries():
+    x = np.array([[0.0, -np.inf, 1.0]])
+    s = fl.softmax(x)
+    assert s[0, 1] == 0 and np.isclose(s.sum(), 1)
+    g = fl.gradient(lambda x: np.sum(fl.softmax(x) * np.array([1.0, 2.0, 3.0])), x)[0]
+    assert g[0, 1] == 0 and np.all(np.isfinite(g))
+
+
+def test_bad_axis():
+    with pytest.raises(np.exceptions.AxisError, match="softmax: axis"):
+        fl.softmax(X, axis=3)
+    assert fl.softmax([1.0, 1.0]).tolist() == [0.5, 0.5]

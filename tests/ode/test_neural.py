@@ -1,0 +1,65 @@
+"""NeuralODE: a Module whose parameters are its inner model's, usable inside a Chain."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+
+def model64(sensealg=None, saveat=None):
+    fl.seed(3)
+    node = fl.NeuralODE(fl.Chain(fl.Dense(3, 4, np.tanh), fl.Dense(4, 3)), (0.0, 0.7),
+                        saveat=saveat, sensealg=sensealg, rtol=1e-9, atol=1e-9)
+    return fl.f64(fl.Chain(fl.Dense(2, 3), node, fl.Dense(3, 1)))
+
+
+X = np.random.default_rng(0).normal(size=(5, 2))
+
+
+def loss(m):
+    return np.sum(m(X) ** 2)
+
+
+def test_forward_matches_an_independent_solve():
+    m = model64()
+    inner = m.layers[1].model
+    h = m.layers[0](X)
+    ref = fl.ode.solve(lambda t, u, p: inner(u), h, (0.0, 0.7), saveat=[0.7], rtol=1e-10,
+                       atol=1e-10).u[-1]
+    np.testing.assert_allclose(m.layers[1](h), ref, rtol=1e-7, atol=1e-9)
+    assert m(X).shape == (5, 1)
+
+
+@pytest.mark.parametrize("alg", [fl.ode.Direct(), fl.ode.InterpolatingAdjoint(),
+                                 fl.ode.BacksolveAdjoint()], ids=repr)
+def test_gradient_reaches_the_inner_model_and_matches_finite_differences(alg):
+    m = model64(alg)
+    (g,) = fl.gradient(loss, m)
+    w = m.layers[1].model.layers[0].weight
+    gw = g.layers[1].model.layers[0].weight
+    eps = 1e-6
+    for idx in [(0, 0), (2, 1), (3, 2)]:
+        old = w[idx]
+        w[idx] = old + eps
+        up = loss(m)
+        w[idx] = old - eps
+        down = loss(m)
+        w[idx] = old
+        assert abs(gw[idx] - (up - down) / (2 * eps)) < 1e-6 * max(1, abs(gw[idx]))
+    assert g.layers[0].weight.shape == (3, 2)  # and on through the ODE to the layer before
+
+
+def test_saveat_returns_the_trajectory_and_only_the_model_is_trainable():
+    node = model64(saveat=[0.0, 0.35, 0.7]).layers[1]
+    out = node(np.ones((4, 3)))
+    assert out.shape == (3, 4, 3)
+    np.testing.assert_allclose(out[0], np.ones((4, 3)))
+    params = fl.trainable(node)
+    assert params and all(k.startswith("model.") for k in params)
+    assert "NeuralODE" in repr(node)
+    assert node.solve(np.ones((4, 3))).stats.nfe > 0
+
+
+def test_a_non_callable_model_is_refused():
+    with pytest.raises(TypeError, match="NeuralODE: model must be callable"):
+        fl.NeuralODE(np.ones(3), (0.0, 1.0))
