@@ -181,7 +181,7 @@ def torch_step(name, w, data):
         loss = forward()
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
