@@ -265,7 +265,7 @@ class ReverseTrace(Trace):
                 return tuple(self.constant(a) for a in ans)
             return self.constant(ans)
         if constants:
-            self._keep_constants(vals)
+            self._keep_constants(vals, args)
         elif large and not prim.view:  # rules read only shapes: let large arrays go early
             self._keep_shapes(vals, parents, ans)
         tape = self.tape
@@ -299,12 +299,12 @@ class ReverseTrace(Trace):
             if type(v) is np.ndarray and v.size >= LARGE and v is not ans:
                 vals[p] = Shaped(v)
 
-    def _keep_constants(self, vals):
+    def _keep_constants(self, vals, args):
         """Plain arrays (and lists) that a rule keeps are copied: the program may write into
         them later (through any view of their memory, from any thread), and the backward pass
         must read the values the forward pass used. A large array used again unchanged shares
         the copy made at its first use (checked by comparing the values)."""
-        for i, a in enumerate(vals):
+        for i, a in enumerate(args):  # the constants only: traced values are versioned
             if type(a) is list:
                 vals[i] = np.array(a)
             elif type(a) is np.ndarray:
@@ -364,7 +364,7 @@ def _kept_view(a):
     while root._view is not None:
         root = root._view[0]
     # a base that no write goes into in place (an argument, or one a rule kept) needs no copy
-    return a._val.copy() if root._owned else a._val
+    return a._val.copy(order="K") if root._owned else a._val  # K: a transposed view stays one
 
 
 def _link_view(out, base, prim, params):
