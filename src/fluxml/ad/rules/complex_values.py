@@ -11,6 +11,12 @@ A rule written for real numbers is not automatically right for complex ones (``a
 ``conj``, ``max`` has no derivative on an unordered set, ``var`` is ``mean(|d|^2)``). So
 complex values reach only the NumPy functions listed in ``COMPLEX`` (each with a complex case
 in the registry harness); any other raises a clear error naming the function.
+
+>>> import numpy as np, fluxml as fl
+>>> fl.gradient(lambda x: np.sum(np.abs(x * (1 + 1j))), np.array([2.0, -1.0]))[0]
+array([ 1.41421356, -1.41421356])
+>>> fl.gradient(lambda z: np.angle(z), 1j)[0]  # d angle/dx - i d angle/dy at i
+(-1+0j)
 """
 
 from __future__ import annotations
