@@ -91,24 +91,10 @@ CASES = {
 
 # --- fluxml: the layers and losses a user writes ----------------------------------------------
 
-def _relu(z):
-    return np.maximum(z, 0)
-
-
-relu = getattr(fl, "relu", _relu)
-
-
-class Conv(fl.Module):
-    def __init__(self, w, b, pad, activation):
-        self.weight, self.bias = w.copy(), b.copy()[:, None, None]
-        self.pad, self.activation = pad, activation
-
-    def __call__(self, x):
-        return self.activation(fl.nnlib.conv(x, self.weight, pad=self.pad) + self.bias)
-
-
-def _pool(x):
-    return fl.nnlib.maxpool(x, 2)
+def _conv(w, b, pad):
+    layer = fl.Conv(w.shape[2:], w.shape[1], w.shape[0], fl.relu, pad=pad)
+    layer.weight[...], layer.bias[...] = w, b
+    return layer
 
 
 def _lstm_model(w):
@@ -124,11 +110,11 @@ def fluxml_model(name, w):
     if name.startswith("tiny"):
         return fl.Chain(d(0, np.tanh), d(1, np.tanh), d(2)), fl.mse
     if name.startswith("MLP"):
-        return fl.Chain(d(0, relu), d(1, relu), d(2)), fl.logitcrossentropy
+        return fl.Chain(d(0, fl.relu), d(1, fl.relu), d(2)), fl.logitcrossentropy
     if name.startswith("LeNet"):
-        return fl.Chain(Conv(w["c1"], w["cb1"], 2, relu), _pool,
-                        Conv(w["c2"], w["cb2"], 0, relu), _pool, fl.Flatten(),
-                        d(0, relu), d(1, relu), d(2)), fl.logitcrossentropy
+        return fl.Chain(_conv(w["c1"], w["cb1"], 2), fl.MaxPool((2, 2)),
+                        _conv(w["c2"], w["cb2"], 0), fl.MaxPool((2, 2)), fl.Flatten(),
+                        d(0, fl.relu), d(1, fl.relu), d(2)), fl.logitcrossentropy
     return _lstm_model(w), fl.mse
 
 
