@@ -394,6 +394,8 @@ if hasattr(np.linalg, "svdvals"):  # NumPy 2 array-API spellings
     @function(np.linalg.vector_norm)
     def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
         """The vector norm over ``axis`` (several axes: as one flattened axis)."""
+        if np.size(raw(x)) == 0:  # no entries: NumPy's value, nothing to differentiate
+            return np.linalg.vector_norm(raw(x), axis=axis, keepdims=keepdims, ord=ord)
         nd = x.ndim
         axes = range(nd) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
         axes = tuple(a % nd for a in axes)
@@ -499,7 +501,7 @@ def _separated_inverse(d, w):
     """``1 / d``, with 0 where ``|d| <= sqrt(eps) * max|w|`` (the mask is taken from the values:
     a constant)."""
     wr = np.abs(raw(w))
-    tol = np.sqrt(np.finfo(wr.dtype).eps) * np.max(wr, axis=-1, keepdims=True)[..., None]
+    tol = np.sqrt(np.finfo(wr.dtype).eps) * np.max(wr, axis=-1, keepdims=True, initial=0)[..., None]
     keep = (np.abs(raw(d)) > tol).astype(wr.dtype)
     return keep / (d + (1 - keep))
 
@@ -507,7 +509,7 @@ def _separated_inverse(d, w):
 def _safe_inverse(s):
     """``1 / s`` with 0 for (numerically) zero singular values."""
     sr = raw(s)
-    tol = np.sqrt(np.finfo(sr.dtype).eps) * np.max(sr, axis=-1, keepdims=True)
+    tol = np.sqrt(np.finfo(sr.dtype).eps) * np.max(sr, axis=-1, keepdims=True, initial=0)
     keep = (sr > tol).astype(sr.dtype)
     return keep / (s + (1 - keep))
 
@@ -553,6 +555,8 @@ defjvp(NORM2, _norm2_jvp)
 
 @function(np.linalg.norm)
 def norm(x, ord=None, axis=None, keepdims=False):
+    if np.size(raw(x)) == 0:  # no entries: NumPy's value, nothing to differentiate
+        return np.linalg.norm(raw(x), ord, axis, keepdims)
     nd = np.ndim(raw(x))
     if axis is None and ord is None:
         return NORM2(x, axis=None, keepdims=keepdims)
