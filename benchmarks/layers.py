@@ -112,6 +112,12 @@ def _check(ours_fns, peer_fns):
         np.testing.assert_allclose(a, b.numpy(), rtol=2e-3, atol=2e-3)
 
 
+def _selected(name: str) -> bool:
+    """Rows to run: those whose name contains a command-line argument (all without any):
+    ``benchmarks/layers.py LSTM MultiHead``."""
+    return len(sys.argv) < 2 or any(a in name for a in sys.argv[1:])
+
+
 def main():
     # --cpu-time: the process's CPU time instead of the wall clock; with OMP_NUM_THREADS=1 it
     # measures the work of both libraries without the time spent waiting for a busy machine
@@ -127,6 +133,8 @@ def main():
     head = f"{'case':40s} {'pass':8s} {'fluxml ms':>10s} {'torch ms':>10s} {'ratio':>7s}"
     print(head + "\n" + "-" * len(head))
     for name, (args, opts, kind) in CASES.items():
+        if not _selected(name):
+            continue
         mine = ours(kind, args, opts)
         theirs = peer(kind, args, opts) if torch is not None else None
         if theirs is not None:
@@ -278,6 +286,8 @@ def layers_table(torch):
     print("\n" + head + "\n" + "-" * len(head))
     cases = _layer_cases() if torch is not None else {}
     for name, (ours, theirs, shape, names) in cases.items():
+        if not _selected(name):
+            continue
         mine, peer_fns = layer_row(ours, theirs, shape, names)
         for label, i in (("forward", 0), ("fwd+bwd", 1)):
             t, p = (v * 1e3 for v in timed(mine[i], peer_fns[i]))
