@@ -5,7 +5,9 @@
 (array([1., 1.]),)
 """
 
-from fluxml import crypto, data, init, io, losses, nnlib, optimise, testing, tree
+import importlib
+
+from fluxml import init, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -23,189 +25,8 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
-from fluxml.callbacks import (
-    Callback,
-    EarlyStopping,
-    Evaluate,
-    LRSchedule,
-    SaveCheckpoint,
-)
-from fluxml.data import (
-    DataLoader,
-    Standardiser,
-    datasets,
-    normalise,
-    onecold,
-    onehot,
-    onehotbatch,
-    shuffleobs,
-    splitobs,
-)
-from fluxml.history import (
-    History,
-)
 from fluxml.init import (
     seed,
-)
-from fluxml.io import (
-    load,
-    load_checkpoint,
-    loadmodel,
-    save,
-    save_checkpoint,
-    state,
-)
-from fluxml.layers import (
-    GRU,
-    LSTM,
-    RNN,
-    AdaptiveMaxPool,
-    AdaptiveMeanPool,
-    AlphaDropout,
-    BatchNorm,
-    Bidirectional,
-    Bilinear,
-    Chain,
-    Conv,
-    ConvTranspose,
-    CrossCor,
-    Dense,
-    DepthwiseConv,
-    Dropout,
-    Embedding,
-    EmbeddingBag,
-    Flatten,
-    GlobalMaxPool,
-    GlobalMeanPool,
-    GroupNorm,
-    GRUCell,
-    InstanceNorm,
-    LayerError,
-    LayerNorm,
-    LSTMCell,
-    Maxout,
-    MaxPool,
-    MeanPool,
-    Module,
-    MultiHeadAttention,
-    PairwiseFusion,
-    Parallel,
-    PixelShuffle,
-    RNNCell,
-    Scale,
-    SkipConnection,
-    TransformerEncoderBlock,
-    Upsample,
-    _,
-    autosize,
-    f16,
-    f32,
-    f64,
-    identity,
-    modules,
-    outputsize,
-    summary,
-    testmode,
-    trainable,
-    trainmode,
-)
-from fluxml.layers.polynomial import PolyAct, square
-from fluxml.losses import (
-    binary_focal_loss,
-    binarycrossentropy,
-    crossentropy,
-    ctc_loss,
-    dice_coeff_loss,
-    focal_loss,
-    hinge_loss,
-    huber_loss,
-    kldivergence,
-    label_smoothing,
-    logitbinarycrossentropy,
-    logitcrossentropy,
-    mae,
-    mse,
-    msle,
-    poisson_loss,
-    siamese_contrastive_loss,
-    squared_hinge_loss,
-    tversky_loss,
-)
-from fluxml.nnlib import (
-    alpha_dropout,
-    batchnorm,
-    celu,
-    dot_product_attention,
-    dropout,
-    elu,
-    embedding,
-    gelu,
-    gelu_erf,
-    gelu_tanh,
-    groupnorm,
-    hardshrink,
-    hardsigmoid,
-    hardswish,
-    hardtanh,
-    instancenorm,
-    layernorm,
-    leakyrelu,
-    lisht,
-    logsigmoid,
-    logsoftmax,
-    make_causal_mask,
-    mish,
-    relu,
-    relu6,
-    rrelu,
-    selu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-    softshrink,
-    softsign,
-    swish,
-    tanhshrink,
-    trelu,
-)
-from fluxml.optimise import (
-    AccumGrad,
-    AdaBelief,
-    AdaDelta,
-    AdaGrad,
-    Adam,
-    AdaMax,
-    AdamW,
-    AMSGrad,
-    ClipGrad,
-    ClipNorm,
-    CosineAnneal,
-    Descent,
-    ExpDecay,
-    Leaf,
-    Lion,
-    Momentum,
-    NAdam,
-    Nesterov,
-    OAdam,
-    OneCycle,
-    OptimiserChain,
-    RAdam,
-    RMSProp,
-    Rprop,
-    SignDecay,
-    StepDecay,
-    WeightDecay,
-    adjust,
-    freeze,
-    setup,
-    thaw,
-    update,
-)
-from fluxml.train import (
-    TrainingError,
-    train,
 )
 from fluxml.tree import (
     flatten,
@@ -214,22 +35,78 @@ from fluxml.tree import (
     unflatten,
 )
 
+# Everything beyond the engine loads on first use (fl.Dense, fl.Adam, fl.ode ...), so that
+# `import fluxml` and a first gradient stay fast: name -> the module that defines it.
+_LAZY = {
+    **dict.fromkeys([
+        "Callback", "EarlyStopping", "Evaluate", "LRSchedule", "SaveCheckpoint",
+    ], "fluxml.callbacks"),
+    **dict.fromkeys(["crypto"], "fluxml.crypto"),
+    **dict.fromkeys([
+        "data", "DataLoader", "datasets", "normalise", "onecold", "onehot", "onehotbatch",
+        "shuffleobs", "splitobs", "Standardiser",
+    ], "fluxml.data"),
+    **dict.fromkeys(["History"], "fluxml.history"),
+    **dict.fromkeys([
+        "io", "load", "load_checkpoint", "loadmodel", "save", "save_checkpoint", "state",
+    ], "fluxml.io"),
+    **dict.fromkeys([
+        "_", "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "autosize",
+        "BatchNorm", "Bidirectional", "Bilinear", "Chain", "Conv", "ConvTranspose",
+        "CrossCor", "Dense", "DepthwiseConv", "Dropout", "Embedding", "EmbeddingBag",
+        "f16", "f32", "f64", "Flatten", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
+        "GRU", "GRUCell", "identity", "InstanceNorm", "LayerError", "LayerNorm", "LSTM",
+        "LSTMCell", "Maxout", "MaxPool", "MeanPool", "Module", "modules",
+        "MultiHeadAttention", "outputsize", "PairwiseFusion", "Parallel", "PixelShuffle",
+        "RNN", "RNNCell", "Scale", "SkipConnection", "summary", "testmode", "trainable",
+        "trainmode", "TransformerEncoderBlock", "Upsample",
+    ], "fluxml.layers"),
+    **dict.fromkeys(["PolyAct", "square"], "fluxml.layers.polynomial"),
+    **dict.fromkeys([
+        "binary_focal_loss", "binarycrossentropy", "crossentropy", "ctc_loss",
+        "dice_coeff_loss", "focal_loss", "hinge_loss", "huber_loss", "kldivergence",
+        "label_smoothing", "logitbinarycrossentropy", "logitcrossentropy", "losses", "mae",
+        "mse", "msle", "poisson_loss", "siamese_contrastive_loss", "squared_hinge_loss",
+        "tversky_loss",
+    ], "fluxml.losses"),
+    **dict.fromkeys([
+        "alpha_dropout", "batchnorm", "celu", "dot_product_attention", "dropout", "elu",
+        "embedding", "gelu", "gelu_erf", "gelu_tanh", "groupnorm", "hardshrink",
+        "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu",
+        "lisht", "logsigmoid", "logsoftmax", "make_causal_mask", "mish", "nnlib", "relu",
+        "relu6", "rrelu", "selu", "sigmoid", "silu", "softmax", "softplus", "softshrink",
+        "softsign", "swish", "tanhshrink", "trelu",
+    ], "fluxml.nnlib"),
+    **dict.fromkeys(["NeuralODE", "ode"], "fluxml.ode"),
+    **dict.fromkeys([
+        "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "Adam", "AdaMax", "AdamW",
+        "adjust", "AMSGrad", "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "ExpDecay",
+        "freeze", "Leaf", "Lion", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle",
+        "optimise", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "setup", "SignDecay",
+        "StepDecay", "thaw", "update", "WeightDecay",
+    ], "fluxml.optimise"),
+    **dict.fromkeys(["train", "TrainingError"], "fluxml.training"),
+}
+_SUBPACKAGES = {"crypto", "data", "io", "losses", "nnlib", "ode", "optimise"}
 
-def __getattr__(name):
-    """``fl.ode`` and ``fl.NeuralODE`` load on first use: the solvers' tables are not part of
-    ``import fluxml``'s time."""
-    if name in ("ode", "NeuralODE"):
-        import importlib
 
-        ode = importlib.import_module("fluxml.ode")
-        globals().update(ode=ode, NeuralODE=ode.NeuralODE)
-        return globals()[name]
-    raise AttributeError(f"module 'fluxml' has no attribute {name!r}")
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fluxml' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if name in _SUBPACKAGES else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PolyAct", "crypto", "square",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",
@@ -239,23 +116,23 @@ __all__ = [
     "History", "InstanceNorm", "LRSchedule", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "Leaf",
     "Lion", "MaxPool", "Maxout", "MeanPool", "Module", "Momentum", "MultiHeadAttention", "NAdam",
     "Nesterov", "NeuralODE", "OAdam", "OneCycle", "OptimiserChain", "PairwiseFusion", "Parallel",
-    "PixelShuffle", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint", "Scale",
-    "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
+    "PixelShuffle", "PolyAct", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint",
+    "Scale", "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
     "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
     "autosize", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu", "checkpoint",
-    "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss",
-    "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64", "flatten", "fmap",
-    "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gradient", "groupnorm", "hardshrink",
-    "hardsigmoid", "hardswish", "hardtanh", "hessian", "hinge_loss", "huber_loss", "identity",
-    "index_add", "init", "instancenorm", "io", "jacobian", "jvp", "kldivergence",
-    "label_smoothing", "layernorm", "leakyrelu", "leaves", "lisht", "load", "load_checkpoint",
-    "loadmodel", "logitbinarycrossentropy", "logitcrossentropy", "logsigmoid", "logsoftmax",
-    "logsumexp", "losses", "mae", "make_causal_mask", "mish", "modules", "mse", "msle", "nnlib",
-    "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise", "outputsize",
-    "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint", "seed",
-    "selu", "setup", "shuffleobs", "siamese_contrastive_loss", "sigmoid", "silu", "softmax",
-    "softplus", "softshrink", "softsign", "splitobs", "squared_hinge_loss", "state",
-    "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw", "train",
-    "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update", "vjp",
-    "withgradient",
+    "crossentropy", "crypto", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets",
+    "dice_coeff_loss", "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64",
+    "flatten", "fmap", "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gradient",
+    "groupnorm", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "hessian", "hinge_loss",
+    "huber_loss", "identity", "index_add", "init", "instancenorm", "io", "jacobian", "jvp",
+    "kldivergence", "label_smoothing", "layernorm", "leakyrelu", "leaves", "lisht", "load",
+    "load_checkpoint", "loadmodel", "logitbinarycrossentropy", "logitcrossentropy", "logsigmoid",
+    "logsoftmax", "logsumexp", "losses", "mae", "make_causal_mask", "mish", "modules", "mse",
+    "msle", "nnlib", "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise",
+    "outputsize", "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint",
+    "seed", "selu", "setup", "shuffleobs", "siamese_contrastive_loss", "sigmoid", "silu",
+    "softmax", "softplus", "softshrink", "softsign", "splitobs", "square", "squared_hinge_loss",
+    "state", "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw",
+    "train", "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update",
+    "vjp", "withgradient",
 ]

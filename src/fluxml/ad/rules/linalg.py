@@ -44,7 +44,8 @@ def _matmul_vjp_y(g, ans, x, y):
     if y.ndim == 1:  # (..., n, k) @ (k,) -> (..., n)
         return (mT(x) @ g[..., :, None])[..., 0]
     if y.ndim == 2 and x.ndim > 2:  # a batch against one matrix: one product, no stack to sum
-        x, g = np.reshape(x, (-1, x.shape[-1])), np.reshape(g, (-1, g.shape[-1]))
+        rows = int(np.prod(x.shape[:-1]))
+        x, g = np.reshape(x, (rows, x.shape[-1])), np.reshape(g, (rows, g.shape[-1]))
     if y.ndim == 2 and _transposed(y):
         # y is a transposed view (x @ W.T): its cotangent computed transposed, so that W's
         # gradient comes back C-contiguous (an optimiser's passes over it run twice as fast)
