@@ -6,7 +6,8 @@ Each row times the forward pass and the forward + backward pass (the gradient wi
 to every input, for a given output cotangent: ``fl.pullback`` against
 ``torch.autograd.grad``), float32, the best of repeats after a warm-up (the
 minimum: on a shared machine the median measures the neighbours). Threads: as the
-libraries choose (``OMP_NUM_THREADS=1`` in the environment makes both single-threaded). The
+libraries choose (``OMP_NUM_THREADS=1`` in the environment makes both single-threaded;
+``--cpu-time`` then times the work alone, not the waits of a busy machine). The
 ratio column is PyTorch's time over fluxml's, as in the other benchmarks (above 1: fluxml is
 faster; the target on the convolutions, within 1.5x of PyTorch, is a ratio of at least 0.67).
 Rows: the convolutions of LeNet-5 (batch 64) and one 64-channel 3x3 convolution of a ResNet
@@ -91,7 +92,7 @@ def peer(kind, args, opts):
     return forward, backward
 
 
-def timed(*fns):
+def timed(*fns, clock=time.perf_counter):
     """The best time of each function, the functions run in turn (so that a busy moment of
     the machine falls on all of them alike)."""
     for fn in fns:
@@ -99,9 +100,9 @@ def timed(*fns):
     best = [float("inf")] * len(fns)
     for _ in range(REPEATS):
         for i, fn in enumerate(fns):
-            start = time.perf_counter()
+            start = clock()
             fn()
-            best[i] = min(best[i], time.perf_counter() - start)
+            best[i] = min(best[i], clock() - start)
     return best
 
 
@@ -118,13 +119,17 @@ def _selected(name: str) -> bool:
 
 
 def main():
+    # --cpu-time: the process's CPU time instead of the wall clock; with OMP_NUM_THREADS=1 it
+    # measures the work of both libraries without the time spent waiting for a busy machine
+    clock = time.process_time if "--cpu-time" in sys.argv else time.perf_counter
     try:
         import torch
         peer_name = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
     except ImportError:
         torch, peer_name = None, None
     peer_name = peer_name or "PyTorch not installed"
-    print(f"fluxml {fl.__version__}, numpy {np.__version__}; peer: {peer_name}")
+    print(f"fluxml {fl.__version__}, numpy {np.__version__}; peer: {peer_name}; clock: "
+          f"{clock.__name__}")
     head = f"{'case':40s} {'pass':8s} {'fluxml ms':>10s} {'torch ms':>10s} {'ratio':>7s}"
     print(head + "\n" + "-" * len(head))
     for name, (args, opts, kind) in CASES.items():
@@ -136,10 +141,10 @@ def main():
             _check(mine, theirs)
         for label, i in (("forward", 0), ("fwd+bwd", 1)):
             if theirs is None:
-                t = timed(mine[i])[0] * 1e3
+                t = timed(mine[i], clock=clock)[0] * 1e3
                 print(f"{name:40s} {label:8s} {t:10.2f} {'-':>10s} {'-':>7s}")
                 continue
-            t, p = (v * 1e3 for v in timed(mine[i], theirs[i]))
+            t, p = (v * 1e3 for v in timed(mine[i], theirs[i], clock=clock))
             print(f"{name:40s} {label:8s} {t:10.2f} {p:10.2f} {p / t:7.2f}")
     layers_table(torch)
 

@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-from fluxml import crypto, data, init, io, losses, nnlib, ode, optimise, testing, tree
+from fluxml import crypto, data, init, io, losses, nnlib, optimise, testing, tree
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
