@@ -31,10 +31,10 @@ def test_mha_matches_formula_head_by_head():
         sl = slice(3 * h, 3 * h + 3)
         s = Q[:, :, sl] @ K[:, :, sl].transpose(0, 2, 1) / np.sqrt(3)
         p = softmax(np.where(mask, s, -np.inf))
-        np.testing.assert_allclose(scores[:, h], p, rtol=1e-12)
+        np.testing.assert_allclose(scores[:, h], p, rtol=1e-12, atol=1e-14)
         heads.append(p @ V[:, :, sl])
     want = np.concatenate(heads, axis=-1) @ m.out_proj.weight.T + m.out_proj.bias
-    np.testing.assert_allclose(out, want, rtol=1e-12)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-14)
     assert m._output_shape((2, 3, 6), (2, 5, 4)) == ((2, 3, 6), (2, 2, 3, 5))
 
 
@@ -59,7 +59,7 @@ def test_transformer_block_composes_the_layers():
     attn = b.attention(x)[0]
     h = b.norm1(x + attn)
     want = b.norm2(h + b.dense2(b.dense1(h)))
-    np.testing.assert_allclose(b(x), want, rtol=1e-12)  # test mode: no dropout
+    np.testing.assert_allclose(b(x), want, rtol=1e-12, atol=1e-14)  # test mode: no dropout
     fl.testmode(b)
     check_grads(lambda m, x: np.sum(np.sin(m(x))), b, x, order=2)
     fl.trainmode(b)

@@ -69,7 +69,7 @@ def test_bilinear_against_sum_and_grads():
         for o in range(4):
             expected[n, o] = sum(x[n, i] * m.weight[o, i, j] * z[n, j]
                                  for i in range(3) for j in range(2))
-    np.testing.assert_allclose(m(x, z), np.tanh(expected + m.bias), rtol=1e-12)
+    np.testing.assert_allclose(m(x, z), np.tanh(expected + m.bias), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(m((x, z)), m(x, z))
     check_grads(loss, m, x, z)
     assert repr(fl.Bilinear(3, 4)) == "Bilinear(3 => 4)  # 40 parameters"
@@ -123,11 +123,11 @@ def test_embedding_bag_forms_agree(reduction, reduce):
     m = f64(fl.EmbeddingBag(6, 2, reduction, rng=RNG))
     bags = [np.array([0, 3, 3]), np.array([5]), np.array([], np.int64), np.array([1, 2])]
     expected = np.stack([reduce(m.weight[b], axis=0) if b.size else np.zeros(2) for b in bags])
-    np.testing.assert_allclose(m(bags), expected, rtol=1e-12)
+    np.testing.assert_allclose(m(bags), expected, rtol=1e-12, atol=1e-14)
     flat, offsets = np.concatenate(bags), np.array([0, 3, 4, 4])
-    np.testing.assert_allclose(m((flat, offsets)), expected, rtol=1e-12)
+    np.testing.assert_allclose(m((flat, offsets)), expected, rtol=1e-12, atol=1e-14)
     square = np.array([[0, 3], [5, 1]])
-    np.testing.assert_allclose(m(square), reduce(m.weight[square], axis=1), rtol=1e-12)
+    np.testing.assert_allclose(m(square), reduce(m.weight[square], axis=1), rtol=1e-12, atol=1e-14)
     check_grads(lambda m: np.sum(np.sin(m(bags))), m)
     check_grads(lambda m: np.sum(np.sin(m(square))), m)
     assert m._line() == f"EmbeddingBag(6 => 2, {reduction})"

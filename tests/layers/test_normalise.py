@@ -26,13 +26,13 @@ def test_batchnorm_train_and_test_modes():
         v = x[:, c].ravel()
         mu, var = v.mean(), ((v - v.mean()) ** 2).mean()
         want = bn.weight[c] * (x[:, c] - mu) / np.sqrt(var + 1e-5) + bn.bias[c]
-        np.testing.assert_allclose(y[:, c], want, rtol=1e-10)
+        np.testing.assert_allclose(y[:, c], want, rtol=1e-10, atol=1e-13)
         assert bn.running_mean[c] == pytest.approx(0.2 * mu)
         assert bn.running_var[c] == pytest.approx(0.8 + 0.2 * var * 40 / 39)
     fl.testmode(bn)
     want = (x - bn.running_mean[:, None, None]) / np.sqrt(bn.running_var[:, None, None] + 1e-5)
     np.testing.assert_allclose(bn(x), want * bn.weight[:, None, None] + bn.bias[:, None, None],
-                               rtol=1e-10)
+                               rtol=1e-10, atol=1e-13)
     assert bn._line() == "BatchNorm(3, active=False)"
     # automatic mode: inside a gradient the batch statistics, and the running ones update
     fl.testmode(bn, None)
@@ -51,7 +51,7 @@ def test_batchnorm_gradients_and_options():
     assert frozen.weight is None and frozen.running_mean is None
     dense_input = RNG.normal(size=(5, 2))
     np.testing.assert_allclose(frozen(dense_input), (dense_input - dense_input.mean(0))
-                               / np.sqrt(dense_input.var(0) + 1e-5), rtol=1e-10)
+                               / np.sqrt(dense_input.var(0) + 1e-5), rtol=1e-10, atol=1e-13)
     check_grads(lambda x: np.sum(np.sin(frozen(x)) * np.arange(10.0).reshape(5, 2)),
                 dense_input)
     assert repr(fl.BatchNorm(4, affine=False, track_stats=False)) == \
@@ -69,10 +69,10 @@ def test_instancenorm_and_its_running_statistics():
     y = m(x)
     mu = x.mean(axis=2, keepdims=True)
     var = x.var(axis=2, keepdims=True)
-    np.testing.assert_allclose(y, (x - mu) / np.sqrt(var + 1e-5), rtol=1e-10)
-    np.testing.assert_allclose(m.running_mean, 0.1 * mu[..., 0].mean(0), rtol=1e-10)
+    np.testing.assert_allclose(y, (x - mu) / np.sqrt(var + 1e-5), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(m.running_mean, 0.1 * mu[..., 0].mean(0), rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(m.running_var, 0.9 + 0.1 * var[..., 0].mean(0) * 6 / 5,
-                               rtol=1e-10)
+                               rtol=1e-10, atol=1e-13)
     check_grads(lambda m, x: np.sum(np.sin(m(x))), random_affine(m), x, order=2)
     assert m._line() == "InstanceNorm(2, affine=True, track_stats=True, active=True)"
     with pytest.raises(fl.LayerError, match=r"InstanceNorm\(2\) expects input \(N, 2, L, "
@@ -89,7 +89,7 @@ def test_groupnorm_and_layernorm_formulas():
             block = x[n, 2 * g:2 * g + 2]
             want = (block - block.mean()) / np.sqrt(block.var() + 1e-5)
             want = want * m.weight[2 * g:2 * g + 2, None] + m.bias[2 * g:2 * g + 2, None]
-            np.testing.assert_allclose(y[n, 2 * g:2 * g + 2], want, rtol=1e-10)
+            np.testing.assert_allclose(y[n, 2 * g:2 * g + 2], want, rtol=1e-10, atol=1e-13)
     check_grads(lambda m, x: np.sum(np.sin(m(x))), m, x, order=2)
     with pytest.raises(ValueError, match=r"channels \(5\) must be divisible by groups \(2\)"):
         fl.GroupNorm(5, 2)
@@ -98,7 +98,8 @@ def test_groupnorm_and_layernorm_formulas():
     x = RNG.normal(size=(4, 3, 2))
     flat = x.reshape(4, 6)
     want = ((flat - flat.mean(1, keepdims=True)) / np.sqrt(flat.var(1, keepdims=True) + 1e-5))
-    np.testing.assert_allclose(ln(x), want.reshape(4, 3, 2) * ln.weight + ln.bias, rtol=1e-10)
+    np.testing.assert_allclose(ln(x), want.reshape(4, 3, 2) * ln.weight + ln.bias, rtol=1e-10,
+                               atol=1e-13)
     check_grads(lambda m, x: np.sum(np.sin(m(x))), ln, x, order=2)
     assert repr(fl.LayerNorm(8, np.tanh, affine=False)) == "LayerNorm(8, tanh, affine=False)"
     with pytest.raises(fl.LayerError, match=r"LayerNorm\(3, 2\) expects input \(\.\.\., 3, 2\);"

@@ -49,16 +49,17 @@ def test_cells_follow_their_equations():
     x, h, c = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 5)), RNG.normal(size=(4, 5))
     cell = with_random_biases(fl.RNNCell(3, 5))
     out, state = cell(x, h)
-    np.testing.assert_allclose(out, rnn_step(cell, x, h), rtol=1e-12)
+    np.testing.assert_allclose(out, rnn_step(cell, x, h), rtol=1e-12, atol=1e-14)
     assert state is out
     cell = with_random_biases(fl.LSTMCell(3, 5))
     out, (h2, c2) = cell(x, (h, c))
     eh, ec = lstm_step(cell, x, h, c)
-    np.testing.assert_allclose(h2, eh, rtol=1e-12)
-    np.testing.assert_allclose(c2, ec, rtol=1e-12)
+    np.testing.assert_allclose(h2, eh, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(c2, ec, rtol=1e-12, atol=1e-14)
     cell = with_random_biases(fl.GRUCell(3, 5))
-    np.testing.assert_allclose(cell(x, h)[0], gru_step(cell, x, h), rtol=1e-12)
-    np.testing.assert_allclose(cell(x)[0], gru_step(cell, x, np.zeros((4, 5))), rtol=1e-12)
+    np.testing.assert_allclose(cell(x, h)[0], gru_step(cell, x, h), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cell(x)[0], gru_step(cell, x, np.zeros((4, 5))), rtol=1e-12,
+                               atol=1e-14)
 
 
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
@@ -78,9 +79,9 @@ def test_sequence_layers_scan_the_cell(kind):
         else:
             s = (rnn_step if kind == "RNN" else gru_step)(cell, x[:, t], s)
             want = s
-        np.testing.assert_allclose(ys[:, t], want, rtol=1e-11)
+        np.testing.assert_allclose(ys[:, t], want, rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(final[1] if kind == "LSTM" else final, s[1] if kind == "LSTM"
-                               else s, rtol=1e-11)
+                               else s, rtol=1e-11, atol=1e-14)
     # one unbatched sequence (T, F) gives (T, H)
     single = getattr(fl, kind)(3, 4)
     assert single(np.ones((5, 3), np.float32)).shape == (5, 4)
