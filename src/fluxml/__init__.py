@@ -5,7 +5,19 @@
 (array([1., 1.]),)
 """
 
-from fluxml import crypto, data, init, io, losses, nnlib, ode, optimise, testing, tree
+from fluxml import (
+    crypto,
+    data,
+    distributed,
+    init,
+    io,
+    losses,
+    nnlib,
+    ode,
+    optimise,
+    testing,
+    tree,
+)
 from fluxml.ad import (
     DifferentiationError,
     Tracer,
@@ -244,6 +256,7 @@ __all__ = [
     "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
     "autosize", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu", "checkpoint",
     "crossentropy", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets", "dice_coeff_loss",
+    "distributed",
     "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64", "flatten", "fmap",
     "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gradient", "groupnorm", "hardshrink",
     "hardsigmoid", "hardswish", "hardtanh", "hessian", "hinge_loss", "huber_loss", "identity",
