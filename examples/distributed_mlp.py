@@ -30,6 +30,8 @@ def main(epochs: int = 10, out: str = "demo-output", target: float = 0.93) -> in
     model = fl.Chain(fl.Dense(64, 128, np.tanh), fl.Dense(128, 10))
     state = fl.setup(fl.Adam(3e-3), model)
     loader = fl.DataLoader((xtrain, ytrain), batchsize=32, shuffle=True, rng=0, shard=True)
+    if fl.distributed.is_main():
+        Path(out).mkdir(parents=True, exist_ok=True)
     checkpoint = fl.SaveCheckpoint(Path(out) / "distributed-mlp.safetensors")
 
     def loss(m, x, y):

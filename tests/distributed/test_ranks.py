@@ -94,3 +94,12 @@ def test_a_failing_rank_stops_the_others_with_an_error_naming_it(tmp_path, how, 
     assert time.monotonic() - start < 30, out
     for text in expected:
         assert text.lower() in out.lower(), out
+
+
+def test_the_distributed_example_runs_on_two_ranks(tmp_path):
+    example = HERE.parent.parent / "examples" / "distributed_mlp.py"
+    done = mpirun(example, "--epochs", 3, "--out", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("2 ranks, 23 steps per epoch of 32 images per rank")
+    assert done.stdout.strip().endswith("OK")
+    assert [p.name for p in tmp_path.iterdir()] == ["distributed-mlp.safetensors"]
