@@ -9,8 +9,8 @@ Each step, ``GradientAverager.average(loss, grads, count)``:
    rank's batch size, so ranks with unequal batches weigh as one big batch would), and packs
    the next bucket while the earlier ones travel;
 3. waits for the buckets in order, dividing each by the global batch size while the later
-   ones are still in flight. The averaged gradients are views into the buckets: no unpacking
-   copies.
+   ones are still in flight. The averaged gradients are views into the buckets (no
+   unpacking copies), valid until the next ``average``.
 
 What overlaps, honestly: fluxml's reverse sweep is synchronous (the gradient exists only when
 ``withgradient`` returns), so communication cannot hide behind the backward pass as in

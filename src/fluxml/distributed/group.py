@@ -128,10 +128,17 @@ class Group:
                     f"{what} at step {self.step}; not there: {who}. A rank may be stuck or "
                     f"dead; if a step legitimately takes longer, pass a larger timeout to "
                     f"fl.distributed.init(timeout=...)")
-            # Spin briefly (the other ranks are usually microseconds away), then sleep, so a
-            # waiting rank does not take a shared core from one still computing.
-            if elapsed > 2e-4:
-                pause = min(1e-3, pause + 5e-5)
+            # The other ranks are usually microseconds away: spin (as MPI's own Wait does) for
+            # 2 ms, then yield the core to any process that wants it (sleeping costs a timer
+            # tick, and a loaded machine may not wake the sleeper for milliseconds); after
+            # 50 ms (a rank saving a checkpoint, a slow batch) sleep, so a long wait does not
+            # burn a core.
+            if elapsed < 2e-3:
+                continue
+            if elapsed < 0.05:
+                os.sched_yield()
+            else:
+                pause = min(1e-3, pause + 1e-4)
                 time.sleep(pause)
 
 
