@@ -69,7 +69,7 @@ def resume(out, path, batch=BATCH, shard=True, distributed=True):
 def fail(out, how):
     fl.distributed.init(timeout=60.0)
     fl.distributed.broadcast_object(None)  # both ranks are up: a slow start is no failure
-    fl.distributed.init(timeout=3.0)
+    fl.distributed.init(timeout=2.0)
     model, state = make(init_seed=0)
     me = fl.distributed.rank()
 
@@ -88,10 +88,36 @@ def fail(out, how):
              distributed=True)
 
 
+def consistent(out):
+    """Errors every rank raises at once are caught on every rank, and the job goes on."""
+    fl.distributed.init(timeout=30.0)
+    me = fl.distributed.rank()
+    try:  # ranks that built different models
+        fl.distributed.broadcast(fl.Dense(4, 3 if me == 0 else 5))
+    except fl.distributed.DistributedError as err:
+        print(f"rank {me}: {err}", flush=True)
+    x, y = data()
+    if me == 1:
+        x[26] = np.nan  # rank 1's part of the second global batch (8..15, then 24..31)
+    model, state = make(init_seed=0)
+    before = fl.io.modelstate.flat_state(fl.fmap(np.copy, model))
+    try:
+        fl.train(mse, model, fl.DataLoader((x, y), batchsize=BATCH, shard=True), state,
+                 progress=False, distributed=True)
+    except fl.TrainingError as err:
+        print(f"rank {me}: {err}", flush=True)
+    fl.distributed.check_synced(model)
+    changed = any(not np.array_equal(before[k], v)
+                  for k, v in fl.io.modelstate.flat_state(model).items())
+    print(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "equal":
         train_equal(out)
+    elif mode == "consistent":
+        consistent(out)
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:

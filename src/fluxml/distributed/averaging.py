@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from fluxml.distributed.group import DistributedError, group
+from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import _fingerprint
 from fluxml.tree import flatten, unflatten
 
@@ -154,10 +154,10 @@ class GradientAverager:
     def _check(self, meta) -> None:
         size = self.group.size
         if meta[2] ** 2 != size * meta[3]:
-            raise DistributedError(f"fluxml.distributed: at step {self.step} the ranks' "
-                                   f"gradients have different layouts (a part of the model "
-                                   f"got no gradient on some rank, or the models differ); "
-                                   f"every rank must differentiate the same parameters")
+            raise on_every_rank(DistributedError(
+                f"fluxml.distributed: at step {self.step} the ranks' gradients have different "
+                f"layouts (a part of the model got no gradient on some rank, or the models "
+                f"differ); every rank must differentiate the same parameters"))
 
 
 def _module(x):

@@ -42,6 +42,13 @@ class DistributedTimeout(DistributedError):
     """A collective did not complete within the group's timeout."""
 
 
+def on_every_rank(err: BaseException) -> BaseException:
+    """Mark ``err`` as raised by every rank at the same point (a check on values all ranks
+    share): no rank needs telling, and the job stays usable if every rank catches it."""
+    err.on_every_rank = True  # type: ignore[attr-defined]
+    return err
+
+
 def _mpi():
     try:
         from mpi4py import MPI
@@ -94,7 +101,8 @@ class Group:
 
     def notify_failure(self, err: BaseException) -> None:
         """Tell every other rank that this one failed with ``err`` (once; best effort)."""
-        if self.notified or self.size == 1 or isinstance(err, RankError):
+        if self.notified or self.size == 1 or isinstance(err, RankError) \
+                or getattr(err, "on_every_rank", False):
             return
         self.notified = True
         text = f"{type(err).__name__}: {err}"[:2000]
@@ -217,7 +225,7 @@ def _install_excepthook(g: Group) -> None:
         except Exception:  # noqa: BLE001
             traceback.print_exception(kind, value, tb)
         sys.stderr.flush()
-        if not isinstance(value, RankError):
+        if not isinstance(value, RankError) and not getattr(value, "on_every_rank", False):
             g.notify_failure(value)  # a no-op if fl.train already sent it
             time.sleep(0.5)  # let the others print their RankError before the abort
         g.comm.Abort(1)

@@ -20,7 +20,7 @@ import contextlib
 import numpy as np
 
 from fluxml.distributed.averaging import GradientAverager
-from fluxml.distributed.group import init
+from fluxml.distributed.group import init, on_every_rank
 from fluxml.distributed.sync import broadcast, broadcast_object
 
 
@@ -54,8 +54,12 @@ class DataParallel:
     @contextlib.contextmanager
     def failures(self):
         """Tell the other ranks when this one raises, then let the error go on."""
+        from fluxml.train import TrainingError
+
         try:
             yield
         except BaseException as err:
+            if isinstance(err, TrainingError):  # raised on the averaged loss or gradient:
+                on_every_rank(err)  # every rank stops at the same step with the same error
             self.group.notify_failure(err)
             raise

@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from fluxml.distributed.group import DistributedError, Group, group
+from fluxml.distributed.group import DistributedError, Group, group, on_every_rank
 from fluxml.io.modelstate import flat_state, write_into
 
 _ALIGN = 64  # bytes: every array in a packed buffer starts on a cache line
@@ -53,10 +53,10 @@ def agree(g: Group, signature, what: str) -> None:
             diff = next(((a, b) for a, b in zip(everyone[0], theirs) if a != b), None)
             detail = (f"rank 0 has {diff[0]}, rank {r} has {diff[1]}" if diff else
                       f"rank 0 has {len(everyone[0])} entries, rank {r} {len(theirs)}")
-            raise DistributedError(f"fluxml.distributed: {what}: the ranks disagree: "
-                                   f"{detail}. Every rank must build the same model and "
-                                   f"optimiser state")
-    raise DistributedError(f"fluxml.distributed: {what}: the ranks disagree")  # unreachable
+            raise on_every_rank(DistributedError(
+                f"fluxml.distributed: {what}: the ranks disagree: {detail}. Every rank must "
+                f"build the same model and optimiser state"))
+    raise on_every_rank(DistributedError(f"fluxml.distributed: {what}: the ranks disagree"))
 
 
 def _signature(flat: dict) -> list:
@@ -119,6 +119,7 @@ def check_synced(tree, what: str = "model") -> None:
     for r, theirs in enumerate(everyone):
         bad = [p for p, a, b in zip(paths, everyone[0], theirs) if a != b]
         if bad:
-            raise DistributedError(f"fluxml.distributed: {what} differs between rank 0 and "
-                                   f"rank {r}: {bad[0]}"
-                                   f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}")
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise on_every_rank(DistributedError(
+                f"fluxml.distributed: {what} differs between rank 0 and rank {r}: "
+                f"{bad[0]}{more}"))
