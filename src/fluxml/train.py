@@ -55,7 +55,9 @@ def _nonfinite_gradient(grads) -> tuple[str, str] | None:
 
 class Run:
     """What callbacks see: the model, optimiser state, data, history, the current epoch and
-    step, the last loss, and ``stop`` (set it to end training after this step or epoch)."""
+    step, the last loss, ``stop`` (set it to end training after this step or epoch), and
+    ``is_main`` (False on the ranks other than 0 of a distributed run: skip writing files
+    there)."""
 
     def __init__(self, model, state, data, history: History, epochs: int):
         self.model = model
@@ -88,7 +90,9 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     ``fluxml.distributed``): rank 0's model, optimiser state and shuffle generator go to every
     rank first, ``data`` must be a ``DataLoader(..., shard=True)`` (or an iterable giving each
     rank its own batches), each step's loss and gradients are averaged over the ranks, and the
-    progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0 only.
+    progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0 only. Other callbacks
+    run on every rank: what they log must be the same everywhere (evaluate on the same data),
+    so that ``EarlyStopping`` stops all ranks at the same epoch.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"train: epochs must be a non-negative int; got {epochs!r}")
