@@ -2,7 +2,7 @@
 per rank) for the MLP 784-512-512-10 and LeNet-5, fluxml's gradient averaging beside a raw
 ``mpi4py`` ``Allreduce`` of the same bytes, and the fraction of the allreduce hidden.
 
-    .venv/bin/python benchmarks/distributed.py [--steps N]
+    .venv/bin/python benchmarks/distributed.py [--steps N] [--bucket-mb MB]
 
 (run with the project's venv: it needs ``mpi4py`` and the ``mpiexec`` of the ``distributed``
 extra). The script launches itself under ``mpiexec -n 1`` and ``-n 2`` and prints one table.
@@ -63,7 +63,7 @@ def _median_of(fn, steps):
     return statistics.median(times)
 
 
-def measure(g, build, steps: int) -> dict:
+def measure(g, build, steps: int, bucket_bytes: int) -> dict:
     """Step time, then fluxml's averaging, a raw Allreduce of the same bytes and the packing
     alone, alternated call by call so that the load of a shared machine falls on all alike."""
     MPI = g.MPI
@@ -71,7 +71,7 @@ def measure(g, build, steps: int) -> dict:
     model, x, y = build()
     state = fl.setup(fl.Adam(1e-3), model)
     model, state = fl.distributed.broadcast(model), fl.distributed.broadcast(state)
-    averager = fl.distributed.GradientAverager()
+    averager = fl.distributed.GradientAverager(bucket_bytes)
     last = {}
 
     def step():
@@ -112,16 +112,16 @@ def measure(g, build, steps: int) -> dict:
             "bytes": int(flat.nbytes), "buckets": len(averager.buckets), "batch": len(y)}
 
 
-def worker(steps: int) -> dict:
+def worker(steps: int, bucket_bytes: int) -> dict:
     g = fl.distributed.init(timeout=120)
-    return {name: measure(g, build, steps)
+    return {name: measure(g, build, steps, bucket_bytes)
             for name, build in (("MLP 784-512-512-10", mlp), ("LeNet-5", lenet))}
 
 
-def launch(n: int, steps: int) -> dict:
+def launch(n: int, steps: int, bucket_mb: float) -> dict:
     mpiexec = Path(sys.executable).parent / "mpiexec"
     cmd = [str(mpiexec), "-n", str(n), sys.executable, __file__, "--worker",
-           "--steps", str(steps)]
+           "--steps", str(steps), "--bucket-mb", str(bucket_mb)]
     # one BLAS thread per rank (as MPI jobs run NumPy): threads of two ranks on two cores
     # would fight over them, and OpenBLAS's idle threads spin
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -132,8 +132,8 @@ def launch(n: int, steps: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(steps: int) -> None:
-    runs = {n: launch(n, steps) for n in (1, 2)}
+def main(steps: int, bucket_mb: float) -> None:
+    runs = {n: launch(n, steps, bucket_mb) for n in (1, 2)}
     print(f"fluxml data-parallel, float32, Adam, median of {steps} steps; "
           f"weak scaling (the same batch per rank)\n")
     print(f"{'model':<20} {'ranks':>5} {'batch/rank':>10} {'step ms':>8} "
@@ -145,8 +145,8 @@ def main(steps: int) -> None:
             rate = n * r["batch"] / r["step"]
             print(f"{name:<20} {n:>5} {r['batch']:>10} {r['step'] * 1e3:>8.2f} {rate:>10,.0f} "
                   f"{one['step'] / r['step']:>10.2f}")
-    print("\ngradient averaging with 2 ranks beside raw mpi4py Allreduce of the same bytes "
-          "(one message)\n")
+    print(f"\ngradient averaging with 2 ranks (buckets of {bucket_mb:g} MiB) beside raw mpi4py "
+          f"Allreduce of the same bytes (one message)\n")
     print(f"{'model':<20} {'MB':>6} {'buckets':>7} {'fluxml ms':>9} {'raw ms':>7} "
           f"{'fluxml GB/s':>11} {'raw GB/s':>8} {'raw/fluxml':>10} {'hidden':>6}")
     for name, r in runs[2].items():
@@ -163,11 +163,12 @@ def main(steps: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--bucket-mb", type=float, default=1.0)
     parser.add_argument("--worker", action="store_true")
     args = parser.parse_args()
     if args.worker:
-        result = worker(args.steps)
+        result = worker(args.steps, int(args.bucket_mb * 2**20))
         if fl.distributed.is_main():
             print(json.dumps(result))
     else:
-        main(args.steps)
+        main(args.steps, args.bucket_mb)
