@@ -96,6 +96,13 @@ def consistent(out):
         fl.distributed.broadcast(fl.Dense(4, 3 if me == 0 else 5))
     except fl.distributed.DistributedError as err:
         print(f"rank {me}: {err}", flush=True)
+    params = {"a": np.ones(2), "b": np.ones(2)}  # b has no gradient on rank 1
+    uses = (lambda m: np.sum(m["a"] * m["b"])) if me == 0 else (lambda m: np.sum(m["a"]))
+    try:
+        fl.train(lambda m, _: uses(m), params, [np.zeros(1)], fl.setup(fl.Descent(), params),
+                 progress=False, distributed=True)
+    except fl.distributed.DistributedError as err:
+        print(f"rank {me}: {err}", flush=True)
     x, y = data()
     if me == 1:
         x[26] = np.nan  # rank 1's part of the second global batch (8..15, then 24..31)

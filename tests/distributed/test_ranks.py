@@ -111,5 +111,7 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
     for r in (0, 1):
         assert f"rank {r}: fluxml.distributed: broadcast: the ranks disagree: rank 0 has " \
                f"('weight', (3, 4), '<f4'), rank 1 has ('weight', (5, 4), '<f4')" in out, out
+        assert f"rank {r}: fluxml.distributed: at step 1 the ranks' gradients have " \
+               f"different layouts" in out, out
         assert f"rank {r}: train: step 2 (epoch 1, batch 2): the loss is nan" in out, out
         assert f"rank {r}: one step taken: True; then ok" in out, out

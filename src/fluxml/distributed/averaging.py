@@ -80,7 +80,6 @@ class GradientAverager:
         self.key = None
         self.buckets: list[Bucket] = []
         self.fingerprint = 0
-        self.step = 0
         self.timings: dict[str, float] = {}
 
     def _plan(self, leaves, key) -> None:
@@ -117,8 +116,7 @@ class GradientAverager:
         key = tuple((x.shape, x.dtype.str) if _is_grad(x) else None for x in leaves)
         if key != self.key:
             self._plan(leaves, key)
-        self.step += 1
-        g.announce(self.step)
+        g.announce(g.step + 1)  # the group counts steps: several averagers may follow in turn
         f = float(self.fingerprint)
         meta = np.array([float(loss) * count, count, f, f * f], dtype=np.float64)
         meta_req = g.comm.Iallreduce(MPI.IN_PLACE, meta, op=MPI.SUM)
@@ -141,7 +139,7 @@ class GradientAverager:
         total = meta[1]
         out = [None] * len(leaves)
         for b, req in zip(self.buckets, posted):
-            g.wait([req], f"the gradient averaging at step {self.step}")
+            g.wait([req], f"the gradient averaging at step {g.step}")
             if b.host is not b.buf:
                 b.buf.set(b.host)
             b.buf *= b.dtype.type(1.0 / total)
@@ -155,9 +153,9 @@ class GradientAverager:
         size = self.group.size
         if meta[2] ** 2 != size * meta[3]:
             raise on_every_rank(DistributedError(
-                f"fluxml.distributed: at step {self.step} the ranks' gradients have different "
-                f"layouts (a part of the model got no gradient on some rank, or the models "
-                f"differ); every rank must differentiate the same parameters"))
+                f"fluxml.distributed: at step {self.group.step} the ranks' gradients have "
+                f"different layouts (a part of the model got no gradient on some rank, or the "
+                f"models differ); every rank must differentiate the same parameters"))
 
 
 def _module(x):
