@@ -7,9 +7,6 @@ trained model (``digits-cnn.safetensors``, readable by the ``safetensors`` packa
 ``--out``, then loads the file into a freshly built model and checks that it predicts the
 same.
 
-The convolution layer is written here, in a few lines over ``fl.nnlib.conv``: a layer is a
-plain class whose array fields are its parameters.
-
     python examples/digits_cnn.py [--epochs N] [--out FOLDER] [--quiet]
 
 Exits with status 1 if the test accuracy is below the target (97%).
@@ -27,29 +24,12 @@ import numpy as np
 import fluxml as fl
 
 
-class Conv(fl.Module):
-    """A 2-d convolution ``(N, cin, H, W) -> (N, cout, H, W)`` with "same" padding."""
-
-    def __init__(self, cin: int, cout: int, k: int = 3, activation=fl.identity):
-        self.weight = fl.init.kaiming_uniform((cout, cin, k, k))
-        self.bias = np.zeros((cout, 1, 1), np.float32)
-        self.activation = activation
-
-    def __call__(self, x):
-        return self.activation(fl.nnlib.conv(x, self.weight, pad="same") + self.bias)
-
-
-def relu(x):
-    return np.maximum(x, 0)
-
-
-def pool(x):
-    return fl.nnlib.maxpool(x, 2)
-
-
 def build():
-    return fl.Chain(Conv(1, 16, 3, relu), pool,  # (N, 16, 4, 4)
-                    Conv(16, 32, 3, relu), pool,  # (N, 32, 2, 2)
+    he = fl.init.kaiming_uniform  # suits relu
+    return fl.Chain(fl.Conv((3, 3), 1, 16, fl.relu, pad="same", init=he),  # (N, 16, 8, 8)
+                    fl.MaxPool((2, 2)),  # (N, 16, 4, 4)
+                    fl.Conv((3, 3), 16, 32, fl.relu, pad="same", init=he),
+                    fl.MaxPool((2, 2)),  # (N, 32, 2, 2)
                     fl.Flatten(), fl.Dense(128, 10))
 
 

@@ -65,6 +65,13 @@ def test_cnn_demo_trains_saves_and_reloads(tmp_path, capsys):
     assert weights["layers"]["0"]["weight"].shape == (16, 1, 3, 3)
 
 
+def test_char_lstm_example_learns_and_generates(capsys):
+    lstm = _load(ROOT / "examples" / "char_lstm.py")
+    assert lstm.main(epochs=1, progress=False, target=3.6, length=8, sample=10) == 0
+    out = capsys.readouterr().out
+    assert "sample: 'Beautiful is " in out and out.rstrip().endswith("OK")
+
+
 @pytest.mark.parametrize("script, args", [
     ("spiral_neural_ode.py", ["--steps", "8", "--plot", ""]),
     ("lotka_volterra_fit.py", ["--steps", "2"]),

@@ -16,8 +16,9 @@ def _text():
 def test_quickstart_runs():
     blocks = re.findall(r"^```python\n(.*?)^```", _text(), re.S | re.M)
     assert blocks, "README.md has no ```python block"
-    code = compile(blocks[0], str(README), "exec")
-    exec(code, {"__name__": "readme_quickstart"})
+    for block in blocks:
+        code = compile(block, str(README), "exec")
+        exec(code, {"__name__": "readme_quickstart"})
 
 
 def test_api_table_names_exist():

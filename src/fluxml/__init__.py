@@ -13,7 +13,6 @@ from fluxml import (
     io,
     losses,
     nnlib,
-    ode,
     optimise,
     testing,
     tree,

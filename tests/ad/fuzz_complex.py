@@ -67,12 +67,27 @@ def _ops(rng):
         "reverse": unary(lambda: lambda xp, v: xp.concatenate([v[3:], v[:3]])[::-1]),
         "center": unary(lambda: lambda xp, v: v - xp.mean(v)),
         "outer_sum": unary(lambda: lambda xp, v: xp.sum(xp.outer(v, v), axis=0) * 0.1),
+        # decompositions of matrices built from v (Hermitian ones as v v^H + a positive one)
+        "qr": unary(lambda: (lambda a, c: lambda xp, v: xp.linalg.qr(
+            a + 0.3 * xp.outer(v, c))[0] @ c)(matrix() + 2.0 * np.eye(N), const(N))),
+        "svdvals": unary(lambda: (lambda a, c: lambda xp, v: xp.linalg.svd(
+            a + 0.3 * xp.outer(v, c), compute_uv=False))(matrix(), const(N))),
+        "cholesky": unary(lambda: (lambda h, c: lambda xp, v: xp.linalg.cholesky(
+            h + 0.2 * xp.outer(v, xp.conj(v))) @ c)(_hpd(matrix()), const(N))),
+        "eigh_projector": unary(lambda: (lambda h, c: lambda xp, v: (lambda w, u: (
+            u[:, :3] @ (xp.conj(u[:, :3].T) @ c)) * w[0])(*xp.linalg.eigh(
+                h + 0.2 * xp.outer(v, xp.conj(v)))))(_hpd(matrix()), const(N))),
         "add": (2, lambda: lambda xp, a, b: a + b),
         "sub": (2, lambda: lambda xp, a, b: a - b),
         "mul": (2, lambda: lambda xp, a, b: 0.5 * a * b),
         "div": (2, lambda: lambda xp, a, b: a / (2.0 + xp.abs(b) ** 2)),
         "dot": (2, lambda: lambda xp, a, b: a * xp.dot(a, b) * 0.1),
     }
+
+
+def _hpd(a):
+    """A Hermitian positive definite matrix with well separated eigenvalues."""
+    return a @ np.conj(a.T) + np.diag(np.arange(1.0, N + 1) * 2.0)
 
 
 def random_program(seed: int, length: int = 8):

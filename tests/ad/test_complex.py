@@ -172,6 +172,26 @@ def test_unverified_function_on_complex_values_refuses():
         fl.gradient(lambda x: np.sum(np.abs(np.maximum(x * 1j, 0.5))), X)
 
 
+def test_ufunc_methods_on_complex_values_refuse_unless_verified():
+    def at(z):
+        y = z * 1.0
+        np.maximum.at(y, [0, 1], 0.5)
+        return np.sum(np.abs(y))
+
+    with pytest.raises(fl.DifferentiationError, match=r"np\.maximum.*complex"):
+        fl.gradient(at, crandn(3))
+    with pytest.raises(fl.DifferentiationError, match=r"np\.maximum.*complex"):
+        fl.gradient(lambda z: np.abs(np.maximum.reduce(z)), crandn(3))
+    (g,) = fl.gradient(lambda z: np.abs(np.add.reduce(z)) ** 2, np.array([1 + 1j, 2 - 1j]))
+    np.testing.assert_allclose(g, [6, 6])
+
+
+def test_hermitian_svd_of_a_complex_matrix_refuses():
+    z = crandn(3, 3)
+    with pytest.raises(fl.DifferentiationError, match="hermitian=True"):
+        fl.gradient(lambda z: np.sum(np.linalg.svd(z, hermitian=True)[1]), z @ np.conj(z.T))
+
+
 def test_jacobian_of_complex_input_refuses():
     with pytest.raises(fl.DifferentiationError, match="jacobian.*complex"):
         fl.jacobian(lambda z: np.abs(z), crandn(2))

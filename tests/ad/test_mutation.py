@@ -498,6 +498,11 @@ def test_large_constants_are_kept_once_while_unchanged(n):
     expected[0] += 1.0
     np.testing.assert_allclose(fl.gradient(f, x)[0], expected)
 
+    strided = np.linspace(1.0, 2.0, 2 * n)[::2]  # not contiguous: compared by value
+    strided[-1] = np.nan  # a NaN is never equal to itself: a fresh copy each use, still right
+    g = fl.gradient(lambda x: np.nansum(x * strided) + np.nansum(x * strided), x)[0]
+    np.testing.assert_array_equal(g[:-1], 2 * strided[:-1])
+
 
 def test_index_arrays_and_masks_are_kept_as_used():
     idx = np.array([0, 2])

@@ -182,6 +182,9 @@ def test_stop_gradient_result_is_the_callers_own():
     g = fl.gradient(f, x)[0]
     np.testing.assert_array_equal(g, 2 * x + 8 * x)
     np.testing.assert_array_equal(x, [1.0, 2.0])
+    # the same on plain arrays, so that code behaves alike with and without a transform
+    f(x)
+    np.testing.assert_array_equal(x, [1.0, 2.0])
 
 
 # --- derivatives where a formula divides by zero --------------------------------------------------

@@ -146,3 +146,32 @@ def test_long_chains_of_views():
 
     x = np.array([1.0, 2.0, 3.0])
     _same_as_numpy(f, x)
+
+
+def test_chains_of_mixed_views_past_the_collapse_length():
+    """Views of views of ... (longer than the chain fluxml keeps): a write at the end reaches
+    the base as in NumPy, and a read-only view anywhere in the chain stays read-only."""
+    steps = [lambda v: v.T, lambda v: v[::-1], lambda v: v.reshape(v.shape), lambda v: v[:],
+             lambda v: np.swapaxes(v, 0, 1)]
+
+    def f(x, n=23):
+        y = x * 1.0
+        v = y
+        for i in range(n):
+            v = steps[i % len(steps)](v)
+        v[1, 2] = x[0, 0] ** 3
+        v[0] *= 2.0
+        return y
+
+    x = np.arange(1.0, 13.0).reshape(3, 4)
+    _same_as_numpy(f, x)
+
+    def read_only(x):
+        v = np.broadcast_to(x * 1.0, (2, 3, 4))
+        for i in range(20):
+            v = v[:]
+        v[0, 0, 0] = 1.0
+        return v
+
+    with pytest.raises(fl.DifferentiationError, match="read-only"):
+        fl.pullback(read_only, x)

@@ -164,3 +164,27 @@ def test_polyact_fits_relu_and_trains():
     fl.testing.check_grads(lambda x: act(x), RNG.normal(size=3), order=2)
     with pytest.raises(ValueError, match="fit must be one of"):
         fl.PolyAct(2, fit="tanh")
+
+
+def test_convolutions_in_a_row_pooling_and_batchnorm_fold():
+    rng = np.random.default_rng(2)
+    bn = fl.BatchNorm(4)
+    bn.running_mean[:] = rng.normal(size=4)
+    bn.running_var[:] = rng.uniform(0.5, 2.0, size=4)
+    model = fl.f64(fl.Chain(
+        fl.Conv((3, 3), 2, 4, pad=1, rng=rng), bn, fl.square,
+        fl.Conv((3, 3), 4, 3, stride=2, rng=rng), fl.MeanPool((2, 2)), fl.PolyAct(2),
+        fl.Conv((1, 1), 3, 2, rng=rng), fl.Flatten(), fl.Dense(2, 2, rng=rng)))
+    plan = fl.crypto.compile(model, (2, 6, 6))
+    # conv + batchnorm fuse; conv + meanpool fuse; 1x1 conv + flatten + dense fuse
+    assert [type(s).__name__ for s in plan.steps] == ["Affine", "Poly", "Affine", "Poly",
+                                                      "Affine"]
+    x = rng.normal(size=(3, 2, 6, 6))
+    np.testing.assert_allclose(plan.plain(x), model(x), rtol=1e-9, atol=1e-12)
+    keys = plan.keygen()
+    np.testing.assert_allclose(keys.decrypt(plan.run(keys.encrypt(x))), model(x), atol=2e-2)
+
+
+def test_max_pooling_names_mean_pooling():
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=r"MaxPool.*use MeanPool"):
+        fl.crypto.compile(fl.Chain(fl.MaxPool((2, 2)), fl.Flatten()), (1, 4, 4))

@@ -1,5 +1,7 @@
 """Normalisation and dropout layers against textbook formulas; train/test modes."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -104,6 +106,9 @@ def test_groupnorm_and_layernorm_formulas():
         ln(np.ones((4, 2, 3)))
     assert fl.outputsize(fl.Chain(fl.GroupNorm(4, 2), fl.LayerNorm(5)), (2, 4, 5)) == (2, 4, 5)
     assert fl.f32(ln)(np.ones((2, 3, 2), np.float32)).dtype == np.float32
+    with warnings.catch_warnings():  # shapes only: no precision warning for a float64 layer
+        warnings.simplefilter("error")
+        assert fl.outputsize(fl.f64(fl.BatchNorm(3)), (2, 3, 4)) == (2, 3, 4)
 
 
 def test_dropout_modes_mask_and_gradient():
@@ -119,7 +124,7 @@ def test_dropout_modes_mask_and_gradient():
     # inside a gradient the mask is the derivative
     auto = fl.Dropout(0.5, rng=np.random.default_rng(1))
     g, = fl.gradient(lambda x: np.sum(auto(x)), x)
-    expected = (np.random.default_rng(1).random(x.shape) >= 0.5) / 0.5
+    expected = (np.random.default_rng(1).random(x.shape, dtype=np.float32) >= 0.5) / 0.5
     np.testing.assert_allclose(g, expected)
     # a mask shared along the axes not in dims: whole channels dropped
     ch = fl.Dropout(0.5, dims=(0, 1), active=True, rng=np.random.default_rng(2))

@@ -275,3 +275,10 @@ def test_logit_losses_fuzz(x, seed):
             out, g = fl.withgradient(lambda z: loss(z, target), x32)
             assert out.dtype == np.float32 and np.isfinite(out)
             assert g[0].dtype == np.float32 and np.all(np.isfinite(g[0]))
+
+
+@pytest.mark.parametrize("loss, yhat", [(fl.kldivergence, PROBS), (fl.logitcrossentropy, LOGITS),
+                                        (fl.mse, REAL), (fl.logitbinarycrossentropy, LOGITS),
+                                        (fl.crossentropy, PROBS), (fl.focal_loss, PROBS)])
+def test_gradients_with_respect_to_targets_too(loss, yhat):
+    check_grads(lambda yh, y: loss(yh, y), yhat, TARGET_PROBS, rtol=1e-4)

@@ -129,7 +129,7 @@ def stiff(t, u, p):
 
 @pytest.mark.parametrize("solver, alg", [
     (fl.ode.Rodas5(), fl.ode.Direct()),
-    pytest.param(fl.ode.Rodas5(), fl.ode.InterpolatingAdjoint(), marks=pytest.mark.slow),
+    (fl.ode.Rodas5(), fl.ode.InterpolatingAdjoint()),
     pytest.param(fl.ode.Rodas5(), fl.ode.QuadratureAdjoint(), marks=pytest.mark.slow),
     pytest.param(fl.ode.Rosenbrock23(), fl.ode.Direct(), marks=pytest.mark.slow),
     pytest.param(fl.ode.Rosenbrock23(), fl.ode.InterpolatingAdjoint(), marks=pytest.mark.slow),
@@ -189,3 +189,34 @@ def test_times_carry_no_derivative_and_dense_output_says_so_under_an_adjoint():
     direct = fl.gradient(lambda u0: fl.ode.solve(lambda t, u, p: -u, u0, (0.0, 1.0))(0.5)[0],
                          np.ones(1))[0]
     assert abs(direct[0] - np.exp(-0.5)) < 1e-6
+
+
+def test_second_derivatives_through_direct_and_a_clear_refusal_from_an_adjoint():
+    def final(k, alg):
+        return fl.ode.solve(lambda t, u, k: -k * u, np.ones(1), (0.0, 1.0), k, saveat=[1.0],
+                            rtol=1e-10, atol=1e-10, sensealg=alg).u[-1, 0]
+
+    second = fl.gradient(lambda k: fl.gradient(lambda k: final(k, None), k)[0], 0.5)[0]
+    assert abs(second - np.exp(-0.5)) < 1e-6  # d2/dk2 exp(-k) at k = 0.5
+    with pytest.raises(fl.DifferentiationError, match="higher order .*sensealg=Direct"):
+        fl.gradient(lambda k: fl.gradient(
+            lambda k: final(k, fl.ode.InterpolatingAdjoint()), k)[0], 0.5)
+
+
+def test_checkpoints_between_the_saved_times_give_the_same_gradient():
+    seen = []
+
+    def loss(p, alg):
+        sol = fl.ode.solve(lotka, U0, (0.0, 1.5), p, saveat=[1.5], rtol=1e-9, atol=1e-9,
+                           sensealg=alg)
+        seen.append((sol.t.tolist(), sol.u.shape, sol.stats.nfe))
+        return np.sum(sol.u**2)
+
+    plain = fl.gradient(lambda p: loss(p, fl.ode.InterpolatingAdjoint()), P)[0]
+    for checkpoints in (3, [0.2, 0.9]):
+        alg = fl.ode.InterpolatingAdjoint(checkpointing=True, checkpoints=checkpoints)
+        np.testing.assert_allclose(fl.gradient(lambda p: loss(p, alg), P)[0], plain,
+                                   rtol=1e-6)
+        assert seen[-1][:2] == ([1.5], (1, 2))  # only the requested output
+    with pytest.raises(ValueError, match="checkpointing=True"):
+        fl.ode.InterpolatingAdjoint(checkpoints=3)

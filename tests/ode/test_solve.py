@@ -124,6 +124,7 @@ def test_stats_and_repr():
     assert "Tsit5()" in repr(sol)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")
 def test_failures_name_the_time_reached_and_what_to_try():
     blowup = lambda t, u, p: u**2  # noqa: E731, u = 1 / (1 - t) blows up at t = 1
     with pytest.raises(fl.ode.SolveError, match=r"step size fell below .* at t = (0\.99|1\.0)"):
@@ -198,3 +199,24 @@ def test_van_der_pol_through_its_relaxation_jumps():
 def test_an_explicit_solver_on_a_stiff_problem_says_to_use_a_stiff_one():
     with pytest.raises(fl.ode.SolveError, match="Rodas5"):
         fl.ode.solve(vdp, np.array([2.0, 0.0]), (0.0, 400.0), 1000.0, max_steps=300)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=8, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 4),
+                  solver=st.sampled_from([fl.ode.Tsit5(), fl.ode.DP5(), fl.ode.Vern7()]))
+def test_linear_systems_match_the_matrix_exponential(seed, n, solver):
+    """Fuzz against an independent reference: u(t) = expm(M t) u0 (SciPy)."""
+    linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(seed)
+    M, u0 = rng.normal(size=(n, n)), rng.normal(size=n)
+    ts = np.array([0.3, 1.0])
+    sol = fl.ode.solve(lambda t, u, M: M @ u, u0, (0.0, 1.0), M, solver=solver, saveat=ts,
+                       rtol=1e-9, atol=1e-9)
+    expected = np.stack([linalg.expm(M * t) @ u0 for t in ts])
+    scale = 1 + np.abs(expected).max()
+    np.testing.assert_allclose(sol.u, expected, atol=2e-6 * scale)
+    np.testing.assert_allclose(sol(0.55), linalg.expm(M * 0.55) @ u0, atol=2e-5 * scale)

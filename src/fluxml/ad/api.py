@@ -433,20 +433,22 @@ def hessian(f: Callable, x):
 
 def stop_gradient(x):
     """``x`` with no derivative flowing through it, at any order (Flux's
-    ``ignore_derivatives``); maps over trees. A traced value comes back as a plain array of
-    its own (a copy), which may be written freely.
+    ``ignore_derivatives``); maps over trees. Arrays come back as plain arrays of their own
+    (copies, traced or not, so that code behaves the same under a transform), which may be
+    written freely.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x: np.sum(x * fl.stop_gradient(x)), np.array([3.0]))
     (array([3.]),)
     """
     leaves, spec = flatten(x)
-    return unflatten(spec, [_stopped(v) if type(v) is Tracer else v for v in leaves])
+    return unflatten(spec, [_stopped(v) for v in leaves])
 
 
 def _stopped(t):
-    """The value of a tracer as a plain array of its own: the buffer under the handle may be
-    one the tape keeps, or the caller's argument, so writes into the result must not reach
-    it (a NumPy scalar is immutable and needs no copy)."""
+    """The value as a plain array of its own. Under a transform the buffer under the handle
+    may be one the tape keeps, or the caller's argument, so writes into the result must not
+    reach it; a plain array is copied too, so that code behaves the same with and without a
+    transform (a NumPy scalar is immutable and needs no copy)."""
     v = raw(t)
     return v.copy() if type(v) is np.ndarray else v

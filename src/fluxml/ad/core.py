@@ -265,7 +265,7 @@ class ReverseTrace(Trace):
                 return tuple(self.constant(a) for a in ans)
             return self.constant(ans)
         if constants:
-            self._keep_constants(vals)
+            self._keep_constants(vals, args)
         elif large and not prim.view:  # rules read only shapes: let large arrays go early
             self._keep_shapes(vals, parents, ans)
         tape = self.tape
@@ -299,12 +299,12 @@ class ReverseTrace(Trace):
             if type(v) is np.ndarray and v.size >= LARGE and v is not ans:
                 vals[p] = Shaped(v)
 
-    def _keep_constants(self, vals):
+    def _keep_constants(self, vals, args):
         """Plain arrays (and lists) that a rule keeps are copied: the program may write into
         them later (through any view of their memory, from any thread), and the backward pass
         must read the values the forward pass used. A large array used again unchanged shares
         the copy made at its first use (checked by comparing the values)."""
-        for i, a in enumerate(vals):
+        for i, a in enumerate(args):  # the constants only: traced values are versioned
             if type(a) is list:
                 vals[i] = np.array(a)
             elif type(a) is np.ndarray:
@@ -315,8 +315,7 @@ class ReverseTrace(Trace):
         if snapshots is None:
             snapshots = self.snapshots = {}
         entry = snapshots.get(id(a))
-        if entry is not None and entry[0] is a and np.array_equal(
-                a, entry[1], equal_nan=a.dtype.kind in "fc"):
+        if entry is not None and entry[0] is a and _unchanged(a, entry[1]):
             return entry[1]
         kept = a.copy()
         snapshots[id(a)] = (a, kept)  # holding ``a`` keeps its id from being reused
@@ -338,6 +337,17 @@ class ReverseTrace(Trace):
         return sweep(self.tape, seeds, wanted, free)
 
 
+_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _unchanged(a, kept):
+    """Do ``a``'s values equal ``kept``'s, bit for bit (NaN included)? One pass, no copy."""
+    bits = _BITS.get(a.dtype.itemsize)
+    if bits is not None and a.flags.c_contiguous:
+        return bool((a.reshape(-1).view(bits) == kept.reshape(-1).view(bits)).all())
+    return bool(np.array_equal(a, kept))  # a NaN makes it "changed": a fresh copy is kept
+
+
 def _kept(a):
     """The value a rule may keep for the backward pass. A buffer is marked as kept, so that
     the next write into it copies first (copy-on-write). A view shares its base's buffer: when
@@ -354,7 +364,7 @@ def _kept_view(a):
     while root._view is not None:
         root = root._view[0]
     # a base that no write goes into in place (an argument, or one a rule kept) needs no copy
-    return a._val.copy() if root._owned else a._val
+    return a._val.copy(order="K") if root._owned else a._val  # K: a transposed view stays one
 
 
 def _link_view(out, base, prim, params):

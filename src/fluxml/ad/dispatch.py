@@ -104,6 +104,8 @@ Tracer.__array_function__ = _array_function
 
 def call_ufunc(ufunc, method, inputs, kwargs):
     """Route ``ufunc.method(*inputs, **kwargs)`` with traced inputs to its rule."""
+    if ufunc not in COMPLEX and ufunc not in NONDIFF and _any_complex(inputs):  # all methods
+        raise not_for_complex(ufunc)
     out = kwargs.pop("out", None)
     where = kwargs.pop("where", True)
     dtype = kwargs.pop("dtype", None)
@@ -119,8 +121,6 @@ def call_ufunc(ufunc, method, inputs, kwargs):
                       for a in inputs]
         entry = lookup(UFUNCS, ufunc)
         if entry is not None:
-            if ufunc not in COMPLEX and _any_complex(inputs):
-                raise not_for_complex(ufunc)
             result = entry(*inputs)
         elif ufunc in NONDIFF:
             result = ufunc(*strip(inputs))

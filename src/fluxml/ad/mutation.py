@@ -27,13 +27,25 @@ def _rules():
     return indexing
 
 
+MAX_CHAIN = 16  # a longer chain of views is collapsed into one link to the array it views
+
+
 def link(view, base, prim, params):
-    """Record that ``view`` = ``prim(base, **params)`` shares ``base``'s memory. A view of a
-    view is linked to the array that owns the memory, as NumPy sets ``base``: the two steps
-    become one gather of the entries it selects, so that chains of views stay one link long
-    (a loop of ``u = u[:]`` must not build a chain that writes recurse through)."""
+    """Record that ``view`` = ``prim(base, **params)`` shares ``base``'s memory.
+
+    Writes through a view go up the chain of bases (and refreshes down it), so chains must
+    stay short: like NumPy, which points every view at the array owning the memory, a chain
+    longer than ``MAX_CHAIN`` is collapsed into one link to its root, a gather of the entries
+    it selects (a loop of ``u = u[:]`` or ``u = u.reshape(-1)`` must not build a chain that
+    writes recurse through). Short chains are kept: collapsing costs a pass over the root."""
     if base._view is not None:
-        base, prim, params = _collapse(base, prim, params)
+        steps, root = [(prim, params)], base
+        while root._view is not None:
+            parent, p, pp = root._view
+            steps.append((p, pp))
+            root = parent
+        if len(steps) > MAX_CHAIN:
+            base, prim, params = _collapse(root, steps[::-1])
     view._view = (base, prim, params)
     view._owned = False
     if base._views is None:
@@ -41,17 +53,17 @@ def link(view, base, prim, params):
     base._views.append(weakref.ref(view))
 
 
-def _collapse(base, prim, params):
-    """``prim(base)`` where ``base`` is a view of its root: the same view of the root."""
-    root, first, first_params = base._view
+def _collapse(root, steps):
+    """The view made by applying ``steps`` [(prim, params)] to ``root``, as one link."""
     shape = raw(root).shape
     positions = np.arange(int(np.prod(shape)), dtype=np.intp).reshape(shape)
-    positions = prim.impl(first.impl(positions, **first_params), **params)
+    for prim, params in steps:
+        positions = prim.impl(positions, **params)
     idx = np.unravel_index(positions, shape)
     if np.ndim(positions) == 0:  # a 0-d view: a basic index that keeps it an array
         idx = tuple(int(i) for i in idx) + (Ellipsis,)
     rules = _rules()
-    read_only = first in rules.READ_ONLY_VIEWS or prim in rules.READ_ONLY_VIEWS
+    read_only = any(prim in rules.READ_ONLY_VIEWS for prim, _ in steps)
     return root, rules.READ_ONLY_GATHER if read_only else rules.GETITEM, {"idx": idx}
 
 

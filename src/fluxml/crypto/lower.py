@@ -86,7 +86,7 @@ def lower(model, input_shape: tuple) -> list:
     for where, layer in _sequence(model, "model"):
         kind = _activation_kind(layer)
         if kind is not None:
-            steps.append(Poly(kind, where))
+            steps.append(Poly(kind, f"{where}: {line_of(layer)}"))
             continue
         act = getattr(layer, "activation", None)
         if isinstance(layer, Module) and act is not None and act is not identity:

@@ -18,29 +18,12 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
-from fluxml.ad.api import stop_gradient
+from fluxml import nnlib
 from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, is_active
 from fluxml.layers.normalise import Dropout, LayerNorm
-
-
-def relu(x):
-    """``max(x, 0)``."""
-    return np.maximum(x, 0)
-
-
-def _attention(q, k, v, *, mask=None, bias=None, scale):
-    """``(softmax(q k' scale + bias, masked) v, probabilities)`` over the last two axes."""
-    s = (q * scale) @ np.swapaxes(k, -1, -2)
-    if bias is not None:
-        s = s + bias
-    if mask is not None:
-        s = np.where(mask, s, -np.inf)
-    m = np.max(s, axis=-1, keepdims=True)
-    e = np.exp(s - stop_gradient(np.where(np.isfinite(m), m, 0)))
-    total = np.sum(e, axis=-1, keepdims=True)
-    p = e / np.where(total > 0, total, 1)
-    return p @ v, p
+from fluxml.layers.precision import match_dtype
+from fluxml.nnlib import relu
 
 
 def causal_mask(tq: int, tk: int) -> np.ndarray:
@@ -91,9 +74,21 @@ class MultiHeadAttention(Module):
         self.attn_drop = Dropout(dropout)
         self.out_proj = Dense(v_dim, out_dim, **kw)
 
-    def _heads(self, x):
-        n, t, e = x.shape
-        return np.swapaxes(np.reshape(x, (n, t, self.nheads, e // self.nheads)), 1, 2)
+    def _project(self, dense, x):
+        """``dense(x)`` split into heads, ``(N, heads, T, d)``, as one einsum over the weight
+        seen as ``(heads, d, in)`` (a reshape-and-transpose of the projection would be a
+        view of a view, which the engine turns into a gather)."""
+        w, h = dense.weight, self.nheads
+        x = match_dtype(dense, x, w.dtype)
+        y = np.einsum("nte,hde->nhtd", x, np.reshape(w, (h, w.shape[0] // h, w.shape[1])),
+                      optimize=True)
+        return y if dense.bias is None else y + np.reshape(dense.bias, (h, 1, -1))
+
+    def _join(self, out):
+        """The heads ``(N, heads, Tq, d)`` joined and projected by ``out_proj``."""
+        w, h = self.out_proj.weight, self.nheads
+        y = np.einsum("nhtd,ohd->nto", out, np.reshape(w, (w.shape[0], h, -1)), optimize=True)
+        return y if self.out_proj.bias is None else y + self.out_proj.bias
 
     def _check(self, q, k, v):
         dims = (self.q_proj.weight.shape[1], self.k_proj.weight.shape[1],
@@ -116,8 +111,8 @@ class MultiHeadAttention(Module):
         k = q if k is None else k
         v = k if v is None else v
         self._check(q, k, v)
-        qh, kh, vh = (self._heads(p(x)) for p, x in ((self.q_proj, q), (self.k_proj, k),
-                                                     (self.v_proj, v)))
+        qh, kh, vh = (self._project(p, x) for p, x in ((self.q_proj, q), (self.k_proj, k),
+                                                       (self.v_proj, v)))
         if isinstance(mask, str):
             if mask != "causal":
                 raise LayerError(f"{self._line()}: mask must be boolean or 'causal'; got "
@@ -125,14 +120,13 @@ class MultiHeadAttention(Module):
             mask = causal_mask(qh.shape[2], kh.shape[2])
         scale = 1 / math.sqrt(qh.shape[-1])
         if is_active(self.attn_drop, qh) and self.attn_drop.p > 0:
-            _, probs = _attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
+            _, probs = nnlib.dot_product_attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
             probs = self.attn_drop(probs)
             out = probs @ vh
         else:
-            out, probs = _attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)
-        n, _, tq, _ = out.shape
-        joined = np.reshape(np.swapaxes(out, 1, 2), (n, tq, -1))
-        return self.out_proj(joined), probs
+            out, probs = nnlib.dot_product_attention(qh, kh, vh, mask=mask, bias=bias,
+                                                     scale=scale)
+        return self._join(out), probs
 
     def _line(self) -> str:
         e = self.q_proj.weight.shape[1]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
+from fluxml import nnlib
 from fluxml.layers.module import LayerError, Module
 
 
@@ -24,8 +25,8 @@ def normal(shape, rng=None, *, dtype=np.float32):
 
 
 def _gather(weight, idx):
-    """Rows of ``weight`` at integer ``idx``: ``weight[idx]``."""
-    return weight[idx]
+    """Rows of ``weight`` at integer ``idx`` (the gradient a scatter-add)."""
+    return nnlib.embedding(weight, idx)
 
 
 def _check_indices(layer, idx, vocab):

@@ -25,22 +25,11 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
+from fluxml import nnlib
 from fluxml.ad.api import stop_gradient
 from fluxml.layers.basic import _activation_suffix, identity
 from fluxml.layers.module import LayerError, Module, is_active
 from fluxml.layers.precision import match_dtype
-
-
-def _normalise(x, axes, eps):
-    """``(x - mean) / sqrt(var + eps)`` over ``axes``, and the mean and (biased) variance."""
-    mean = np.mean(x, axis=axes, keepdims=True)
-    centred = x - mean
-    var = np.mean(centred * centred, axis=axes, keepdims=True)
-    return centred / np.sqrt(var + eps), mean, var
-
-
-def _with_stats(x, mean, var, eps):
-    return (x - mean) / np.sqrt(var + eps)
 
 
 def _positive(layer, **sizes):
@@ -88,14 +77,25 @@ class _Norm(Module):
                 return match_dtype(self, x, a.dtype)
         return x if x.dtype.kind == "f" else match_dtype(self, x, np.float32)
 
+    def _like(self, shape):
+        """A zero-size-cost stand-in for input of ``shape`` in the layer's precision."""
+        arrays = (getattr(self, "weight", None), getattr(self, "running_mean", None))
+        dtype = next((a.dtype for a in arrays if a is not None), np.dtype(np.float32))
+        return np.broadcast_to(np.zeros((), dtype), tuple(shape))
+
     def _output_shape(self, shape):
-        self._input(np.broadcast_to(np.float32(0), shape))
+        self._input(self._like(shape))
         return tuple(shape)
 
-    def _affine(self, y, channel_axis=True):
-        if self.weight is not None:
-            shape = (-1,) + (1,) * (y.ndim - 2) if channel_axis else self.weight.shape
-            y = y * np.reshape(self.weight, shape) + np.reshape(self.bias, shape)
+    def _channel_affine(self, ndim):
+        """``weight`` and ``bias`` shaped to broadcast over ``(N, C, ...)`` (None, None when
+        the layer has none)."""
+        if self.weight is None:
+            return None, None
+        shape = (1, -1) + (1,) * (ndim - 2)
+        return np.reshape(self.weight, shape), np.reshape(self.bias, shape)
+
+    def _activate(self, y):
         return y if self.activation is identity else self.activation(y)
 
     def _update_stats(self, mean, var, count):
@@ -140,17 +140,18 @@ class BatchNorm(_Norm):
 
     def __call__(self, x):
         x = self._input(x)
+        active = is_active(self, x)
+        if not active and self.running_mean is not None:  # test mode: running statistics
+            return self._activate(nnlib.batchnorm(x, self.weight, self.bias,
+                                                  mean=self.running_mean,
+                                                  var=self.running_var, eps=self.eps))
+        scale, bias = self._channel_affine(x.ndim)
         axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        if is_active(self, x) or self.running_mean is None:
-            y, mean, var = _normalise(x, axes, self.eps)
-            if self.running_mean is not None and is_active(self, x):
-                self._update_stats(np.reshape(mean, -1), np.reshape(var, -1),
-                                   x.size // self.channels)
-        else:
-            y = _with_stats(x, np.reshape(self.running_mean, shape),
-                            np.reshape(self.running_var, shape), self.eps)
-        return self._affine(y)
+        y, mean, var = nnlib.normalise(x, axes, scale, bias, eps=self.eps, return_stats=True)
+        if active and self.running_mean is not None:
+            self._update_stats(np.reshape(mean, -1), np.reshape(var, -1),
+                               x.size // self.channels)
+        return self._activate(y)
 
     def _line(self) -> str:
         return f"BatchNorm({self.channels}{self._options(True, True)})"
@@ -180,21 +181,21 @@ class InstanceNorm(_Norm):
 
     def __call__(self, x):
         x = self._input(x, min_ndim=3)
-        axes = tuple(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        if is_active(self, x) or self.running_mean is None:
-            y, mean, var = _normalise(x, axes, self.eps)
-            if self.running_mean is not None and is_active(self, x):
-                self._update_stats(np.mean(np.reshape(mean, x.shape[:2]), axis=0),
-                                   np.mean(np.reshape(var, x.shape[:2]), axis=0),
-                                   x[0, 0].size)
-        else:
-            y = _with_stats(x, np.reshape(self.running_mean, shape),
-                            np.reshape(self.running_var, shape), self.eps)
-        return self._affine(y)
+        active = is_active(self, x)
+        if not active and self.running_mean is not None:  # test mode: running statistics
+            return self._activate(nnlib.batchnorm(x, self.weight, self.bias,
+                                                  mean=self.running_mean,
+                                                  var=self.running_var, eps=self.eps))
+        scale, bias = self._channel_affine(x.ndim)
+        y, mean, var = nnlib.normalise(x, tuple(range(2, x.ndim)), scale, bias, eps=self.eps,
+                                       return_stats=True)
+        if active and self.running_mean is not None:
+            self._update_stats(np.mean(np.reshape(mean, x.shape[:2]), axis=0),
+                               np.mean(np.reshape(var, x.shape[:2]), axis=0), x[0, 0].size)
+        return self._activate(y)
 
     def _output_shape(self, shape):
-        self._input(np.broadcast_to(np.float32(0), shape), min_ndim=3)
+        self._input(self._like(shape), min_ndim=3)
         return tuple(shape)
 
     def _line(self) -> str:
@@ -229,10 +230,8 @@ class GroupNorm(_Norm):
 
     def __call__(self, x):
         x = self._input(x)
-        n, c = x.shape[:2]
-        grouped = np.reshape(x, (n, self.groups, c // self.groups) + x.shape[2:])
-        y, _, _ = _normalise(grouped, tuple(range(2, grouped.ndim)), self.eps)
-        return self._affine(np.reshape(y, x.shape))
+        return self._activate(nnlib.groupnorm(x, self.groups, self.weight, self.bias,
+                                              eps=self.eps))
 
     def _line(self) -> str:
         affine = "" if self.weight is not None else ", affine=False"
@@ -281,8 +280,9 @@ class LayerNorm(_Norm):
 
     def __call__(self, x):
         x = self._input(x)
-        y, _, _ = _normalise(x, tuple(range(-len(self.size), 0)), self.eps)
-        return self._affine(y, channel_axis=False)
+        return self._activate(nnlib.layernorm(x, self.weight, self.bias,
+                                              axes=tuple(range(-len(self.size), 0)),
+                                              eps=self.eps))
 
     def _line(self) -> str:
         affine = "" if self.weight is not None else ", affine=False"
@@ -290,13 +290,9 @@ class LayerNorm(_Norm):
         return f"LayerNorm({size}{_activation_suffix(self.activation)}{affine})"
 
 
-def _dropout_mask(x, p, dims, rng):
-    """Keep-mask scaled by ``1 / (1 - p)``, varying along ``dims`` (all when None)."""
-    shape = x.shape if dims is None else tuple(
-        d if i in dims or i - x.ndim in dims else 1 for i, d in enumerate(x.shape))
-    gen = initialisers.default_rng() if rng is None else rng
-    keep = gen.random(shape) >= p
-    return keep.astype(x.dtype) / x.dtype.type(1 - p)
+def _generator(rng):
+    """The layer's generator, or the one ``fl.seed`` seeds."""
+    return initialisers.default_rng() if rng is None else rng
 
 
 def _check_p(layer, p):
@@ -332,9 +328,7 @@ class Dropout(Module):
     def __call__(self, x):
         if not is_active(self, x) or self.p == 0:
             return x
-        if self.p == 1:
-            return x * 0
-        return x * _dropout_mask(x, self.p, self.dims, self.rng)
+        return nnlib.dropout(x, self.p, dims=self.dims, rng=_generator(self.rng))
 
     def _output_shape(self, shape):
         return tuple(shape)
@@ -342,9 +336,6 @@ class Dropout(Module):
     def _line(self) -> str:
         dims = "" if self.dims is None else f", dims={self.dims}"
         return f"Dropout({self.p:g}{dims}{_mode_suffix(self)})"
-
-
-SELU_ALPHA_PRIME = -1.7580993408473766  # -λα of SELU: where a dropped unit is set
 
 
 class AlphaDropout(Module):
@@ -370,14 +361,7 @@ class AlphaDropout(Module):
     def __call__(self, x):
         if not is_active(self, x) or self.p == 0:
             return x
-        p, alpha = self.p, SELU_ALPHA_PRIME
-        a = (1 - p) * (1 + p * alpha**2)
-        a = 1 / np.sqrt(a) if a > 0 else 0.0
-        b = -a * alpha * p
-        gen = initialisers.default_rng() if self.rng is None else self.rng
-        keep = (gen.random(x.shape) >= p).astype(x.dtype)
-        dtype = x.dtype.type
-        return dtype(a) * (x * keep + dtype(alpha) * (1 - keep)) + dtype(b)
+        return nnlib.alpha_dropout(x, self.p, rng=_generator(self.rng))
 
     def _output_shape(self, shape):
         return tuple(shape)

@@ -19,14 +19,10 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
+from fluxml import nnlib
 from fluxml.layers.basic import _activation_suffix
 from fluxml.layers.module import LayerError, Module
 from fluxml.layers.precision import match_dtype
-
-
-def _sigmoid(x):
-    """The logistic function, stable at any |x| (no overflowing exp)."""
-    return 0.5 * np.tanh(0.5 * x) + 0.5
 
 
 def _positive(layer, **sizes):
@@ -92,6 +88,10 @@ class _Cell(Module):
         x, state = self._check(x, state)
         return self.step(self.project(x), state)
 
+    def sequence(self, x, state):
+        """``(outputs (N, T, H), final state)`` over a checked sequence ``x (N, T, in)``."""
+        return scan(self, self.project(x), state)
+
     def _line(self) -> str:
         n_in, hidden = self.sizes
         bias = "" if self.bias_ih is not None else ", bias=False"
@@ -152,11 +152,13 @@ class LSTMCell(_Cell):
         super()._check_state(state, batch)
 
     def step(self, xw, state):
-        h, c = state
-        i, f, g, o = np.split(xw + h @ self.weight_hh.T, 4, axis=-1)
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
+        h, c = nnlib.lstm_step(xw, *state, self.weight_hh)
         return h, (h, c)
+
+    def sequence(self, x, state):
+        hs, h, c = nnlib.lstm_sequence(x, *state, self.weight_ih, self.weight_hh, self.bias_ih,
+                                       self.bias_hh)
+        return hs, (h, c)
 
 
 class GRUCell(_Cell):
@@ -176,21 +178,20 @@ class GRUCell(_Cell):
     _hh_bias_inside = True
 
     def step(self, xw, h):
-        hw = h @ self.weight_hh.T
-        if self.bias_hh is not None:
-            hw = hw + self.bias_hh
-        xr, xz, xn = np.split(xw, 3, axis=-1)
-        hr, hz, hn = np.split(hw, 3, axis=-1)
-        r = _sigmoid(xr + hr)
-        z = _sigmoid(xz + hz)
-        n = np.tanh(xn + r * hn)
-        h = n + z * (h - n)
+        h = nnlib.gru_step(xw, h, self.weight_hh, self.bias_hh)
         return h, h
+
+    def sequence(self, x, state):
+        hs, h = nnlib.gru_sequence(x, state, self.weight_ih, self.weight_hh, self.bias_ih,
+                                   self.bias_hh)
+        return hs, h
 
 
 def scan(cell, xs, state):
     """Run ``cell.step`` over the time axis 1 of the projected inputs ``xs`` ``(N, T, G)``:
-    ``(outputs (N, T, H), final state)`` (Flux's ``scan``)."""
+    ``(outputs (N, T, H), final state)`` (Flux's ``scan``). LSTM and GRU run their whole
+    sequence in one nnlib kernel instead (``cell.sequence``); RNN, with any activation,
+    scans."""
     outputs = []
     for xw in np.unstack(np.moveaxis(xs, 1, 0)):
         out, state = cell.step(xw, state)
@@ -227,7 +228,7 @@ class _Recurrent(Module):
             cell._check_state(state, x.shape[:1])
         except LayerError as err:  # name the layer the user built, not its cell
             raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
-        ys, state = scan(cell, cell.project(x), state)
+        ys, state = cell.sequence(x, state)
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
         return (ys, state) if self.return_state else ys

@@ -150,7 +150,8 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
                             f"dtype {raw(a).dtype}")
     scores = sq[:-1] + (sk[-2],)
     if mask is not None:
-        mask = np.asarray(raw(mask))
+        mask = raw(mask)
+        mask = mask if hasattr(mask, "dtype") else np.asarray(mask)
         if mask.dtype != bool:
             raise TypeError(f"dot_product_attention: mask must be boolean (True: attend); "
                             f"got dtype {mask.dtype}")

@@ -37,14 +37,17 @@ def _geometry(x_shape, w_shape, stride, pads, dilation, groups):
 # The kernels work channel-major: the columns are ``(groups, C / groups * K, N * positions)``
 # and the outputs ``(O, N * positions)``, so that each product is one matrix product per group
 # (a few large products, not one per batch entry). With unit strides the positions are those
-# of the wide grid (windows.py): contiguous rows instead of strided windows.
+# of the wide grid (windows.py) where that pays: contiguous rows instead of strided windows,
+# for some extra positions. (Measured: it pays in col2im always; in the forward im2col while
+# the wide grid has at most a quarter more positions; never in the weight gradient, whose
+# product then runs over the extra positions too.)
 
 
-def _columns(x, kernel, stride, dilation, pads, out, groups):
+def _columns(x, kernel, stride, dilation, pads, out, groups, wide):
     """im2col: the windows of ``x`` as ``(groups, C / groups * K, N * positions)``."""
     c, d = x.shape[1], len(kernel)
     xt = win.pad_transposed(x, pads)  # (C, N, *padded)
-    if _unit(stride):
+    if wide:
         cols = win.flat_windows(xt, kernel, dilation, out)
     else:
         view = win.windows(xt, kernel, stride, dilation, out)  # (C, N, *kernel, *out)
@@ -58,22 +61,26 @@ def _unit(stride):
     return all(s == 1 for s in stride)
 
 
-def _to_positions(g, size, unit):
+def _wide_forward(stride, size, out):
+    return _unit(stride) and win.wide_length(size, out) <= 1.25 * win.count(out)
+
+
+def _to_positions(g, size, wide):
     """``g`` ``(N, O, *out)`` as ``(O, N * positions)`` (zeros on the wide grid's extras)."""
     xp = win.array_module(g)
     n, o, *out = g.shape
     gt = g.swapaxes(0, 1)
-    if not unit:
+    if not wide:
         return xp.ascontiguousarray(gt).reshape(o, -1)
     wide = xp.zeros((o, n, out[0]) + tuple(size[1:]), dtype=g.dtype)
     wide[(slice(None),) * 3 + tuple(slice(0, m) for m in out[1:])] = gt
     return wide.reshape(o, -1)
 
 
-def _from_positions(y, n, size, out, unit):
+def _from_positions(y, n, size, out, wide):
     """The inverse of :func:`_to_positions`: ``(O, N * positions)`` as ``(N, O, *out)``."""
     xp = win.array_module(y)
-    if unit:
+    if wide:
         y = y.reshape((y.shape[0], n, out[0]) + tuple(size[1:]))
         y = y[(slice(None),) * 3 + tuple(slice(0, m) for m in out[1:])]
     else:
@@ -85,10 +92,11 @@ def _conv(x, w, *, stride, pads, dilation, groups):
     xp = win.array_module(x, w)
     n, c, kernel, out, cg = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
     o = w.shape[0]
-    cols = _columns(x, kernel, stride, dilation, pads, out, groups)
-    y = xp.matmul(w.reshape(groups, o // groups, cg * win.count(kernel)), cols)
     size = win.padded_size(x.shape[2:], pads)
-    return _from_positions(y.reshape(o, -1), n, size, out, _unit(stride))
+    wide = _wide_forward(stride, size, out)
+    cols = _columns(x, kernel, stride, dilation, pads, out, groups, wide)
+    y = xp.matmul(w.reshape(groups, o // groups, cg * win.count(kernel)), cols)
+    return _from_positions(y.reshape(o, -1), n, size, out, wide)
 
 
 def _conv_data(g, w, *, x_shape, stride, pads, dilation, groups):
@@ -112,8 +120,8 @@ def _conv_filter(x, g, *, w_shape, stride, pads, dilation, groups):
     n, c, kernel, out, cg = _geometry(x.shape, w_shape, stride, pads, dilation, groups)
     o = w_shape[0]
     size = win.padded_size(x.shape[2:], pads)
-    cols = _columns(x, kernel, stride, dilation, pads, out, groups)
-    gp = _to_positions(g, size, _unit(stride)).reshape(groups, o // groups, -1)
+    cols = _columns(x, kernel, stride, dilation, pads, out, groups, wide=False)
+    gp = _to_positions(g, size, False).reshape(groups, o // groups, -1)
     # one product per group, over batch and positions at once
     return (gp @ cols.swapaxes(-1, -2)).reshape(w_shape)
 

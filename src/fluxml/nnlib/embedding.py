@@ -31,12 +31,14 @@ def _scatter_add(g, *, idx, rows):
     flat = idx.reshape(-1)
     feature_shape = g.shape[idx.ndim:]
     g = g.reshape((flat.size,) + feature_shape)
-    out = np.zeros((rows,) + feature_shape, g.dtype)
+    out = np.zeros_like(g, shape=(rows,) + feature_shape)
     if flat.size == 0:
         return out
     order = np.argsort(flat, kind="stable")
     sorted_idx = flat[order]
-    first = np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1]))
+    first = np.empty_like(sorted_idx, dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_idx[1:], sorted_idx[:-1], out=first[1:])
     repeats = flat.size - int(np.count_nonzero(first))
     if repeats == 0:  # a plain write
         out[flat] = g

@@ -63,7 +63,7 @@ def _add(a, b):
 
 def _lstm_impl(gx, h, c, w):
     n = h.shape[-1]
-    acts = np.empty(gx.shape[:-1] + (5 * n,), np.result_type(gx, h, c, w))
+    acts = np.empty_like(gx, shape=gx.shape[:-1] + (5 * n,), dtype=np.result_type(gx, h, c, w))
     z = acts[..., :4 * n]
     np.matmul(h, w.T, out=z)
     z += gx
@@ -150,7 +150,7 @@ LSTM_STEP.jvp_all = _lstm_jvp
 
 def _gru_impl(gx, h, w, b):
     n = h.shape[-1]
-    acts = np.empty(gx.shape[:-1] + (4 * n,), np.result_type(gx, h, w))
+    acts = np.empty_like(gx, shape=gx.shape[:-1] + (4 * n,), dtype=np.result_type(gx, h, w))
     gh = np.matmul(h, w.T)
     if b is not None:
         gh += b
@@ -220,7 +220,7 @@ def _gru_jvp(tangents, ans, args, params):
             t_gh = _add(t_gh, t)
     ta = t_gx if t_gh is None else _add(t_gx, t_gh)
     if ta is None:  # only h's tangent, and no weight: impossible (h enters through W_hh)
-        ta = np.zeros(gx.shape, gx.dtype)
+        ta = np.zeros_like(raw(gx))
     tr = ta[..., :n] * (r * (1 - r))
     tz = ta[..., n:2 * n] * (z * (1 - z))
     t_ghn = np.zeros_like(ghn) if t_gh is None else t_gh[..., 2 * n:]

@@ -34,12 +34,12 @@ def _gate(acts, k, n):
 
 # --- LSTM ----------------------------------------------------------------------------------------
 
-def _lstm_half(n, dtype):
+def _lstm_half(n, like):
     """Per-column factors: sigmoid(z) = tanh(z / 2) / 2 + 1/2 for the i, f, o gates, so one
     tanh call covers all four gates."""
-    half = np.full(4 * n, 0.5, dtype)
+    half = np.full_like(like, 0.5, shape=(4 * n,))
     half[2 * n:3 * n] = 1
-    shift = np.full(4 * n, 0.5, dtype)
+    shift = np.full_like(like, 0.5, shape=(4 * n,))
     shift[2 * n:3 * n] = 0
     return half, shift
 
@@ -48,10 +48,10 @@ def _lstm_impl(gx, h0, c0, w):
     batch, steps, _ = gx.shape
     n = h0.shape[-1]
     dtype = np.result_type(gx, h0, c0, w)
-    acts = np.empty((steps, batch, 5 * n), dtype)  # i, f, g, o, tanh(c) per step
-    hs = np.empty((steps, batch, n), dtype)
-    cs = np.empty((steps, batch, n), dtype)
-    half, shift = _lstm_half(n, dtype)
+    acts = np.empty_like(gx, shape=(steps, batch, 5 * n), dtype=dtype)  # i, f, g, o, tanh c
+    hs = np.empty_like(acts, shape=(steps, batch, n))
+    cs = np.empty_like(acts, shape=(steps, batch, n))
+    half, shift = _lstm_half(n, acts)
     gx_half = gx * half  # the sigmoid gates' 1/2 folded into the projections
     w_half = (w * half[:, None]).T
     h, c = h0, c0
@@ -80,17 +80,17 @@ def _lstm_vjp_raw(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions):
     i, f, gg, o, tc = (_gate(acts, k, n) for k in range(5))
     c_prev = np.concatenate([c0[None], np.swapaxes(cs, 0, 1)[:-1]])  # (T, N, H)
     # dz[:, :3H] = dc_t * a3_t;  dz[:, 3H:] = dh_t * b_t;  dc_t = dh_t * k_t + dc_{t+1} f_{t+1}
-    a3 = np.empty((steps, batch, 3, n), acts.dtype)
+    a3 = np.empty_like(acts, shape=(steps, batch, 3, n))
     np.multiply(gg, i * (1 - i), out=a3[:, :, 0])
     np.multiply(c_prev, f * (1 - f), out=a3[:, :, 1])
     np.multiply(i, 1 - gg * gg, out=a3[:, :, 2])
     b = tc * (o * (1 - o))
     k = o * (1 - tc * tc)
-    dz_all = np.empty((steps, batch, 4 * n), acts.dtype)
+    dz_all = np.empty_like(acts, shape=(steps, batch, 4 * n))
     g_hs_t = np.swapaxes(g_hs, 0, 1)
     g_cs_t = None if g_cs is None else np.swapaxes(g_cs, 0, 1)
-    dh = np.zeros((batch, n), acts.dtype)
-    dc = np.zeros((batch, n), acts.dtype)
+    dh = np.zeros_like(acts, shape=(batch, n))
+    dc = np.zeros_like(acts, shape=(batch, n))
     for t in range(steps - 1, -1, -1):
         dh += g_hs_t[t]
         dc += dh * k[t]
@@ -178,7 +178,7 @@ def _lstm_jvp(tangents, ans, args, params):
             term = np.matmul(h_prev, np.swapaxes(t_w, 0, 1))
             tz = term if tz is None else tz + term
         if tz is None:
-            tz = np.zeros(gx[:, t].shape, gx.dtype)
+            tz = np.zeros_like(raw(gx)[:, t])
         ti = tz[..., :n] * (i * (1 - i))
         tf = tz[..., n:2 * n] * (f * (1 - f))
         tg = tz[..., 2 * n:3 * n] * (1 - gg * gg)
@@ -206,8 +206,8 @@ def _gru_impl(gx, h0, w, b):
     batch, steps, _ = gx.shape
     n = h0.shape[-1]
     dtype = np.result_type(gx, h0, w)
-    acts = np.empty((steps, batch, 4 * n), dtype)  # r, z, n, W_hn h + b_hn per step
-    hs = np.empty((steps, batch, n), dtype)
+    acts = np.empty_like(gx, shape=(steps, batch, 4 * n), dtype=dtype)  # r, z, n, W_hn h + b
+    hs = np.empty_like(acts, shape=(steps, batch, n))
     w_t = w.T
     h = h0
     for t in range(steps):

@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from fluxml.ad.api import _is_float, jacobian, pullback
-from fluxml.ad.core import DifferentiationError, raw
+from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.custom import CLOSED_OVER, custom_vjp
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
 from fluxml.ode.rk import Step
@@ -63,17 +63,32 @@ class _Adjoint(SensitivityAlgorithm):
 
 
 class InterpolatingAdjoint(_Adjoint):
-    """The adjoint with ``u(t)`` from the forward solution's dense output; with
-    ``checkpointing=True`` only the saved states are kept and each interval between saved
-    times is solved again on the way back."""
+    """The adjoint with ``u(t)`` from the forward solution's dense output.
 
-    def __init__(self, *, checkpointing: bool = False, **options):
+    With ``checkpointing=True`` only the states at the checkpoints are kept, and each
+    interval between checkpoints is solved again on the way back: memory grows with the
+    number of checkpoints, not of steps. The checkpoints are the saved times, plus
+    ``checkpoints`` more: a number (evenly spaced in tspan) or a list of times."""
+
+    def __init__(self, *, checkpointing: bool = False, checkpoints=None, **options):
         super().__init__(**options)
+        if checkpoints is not None and not checkpointing:
+            raise ValueError("InterpolatingAdjoint: checkpoints= needs checkpointing=True")
         self.checkpointing = checkpointing
+        self.checkpoints = checkpoints
+
+    def checkpoint_times(self, t0, t1):
+        if self.checkpoints is None:
+            return np.zeros(0)
+        if np.ndim(self.checkpoints) == 0:
+            return np.linspace(t0, t1, int(self.checkpoints) + 2)[1:-1]
+        return np.asarray(self.checkpoints, dtype=float)
 
     def __repr__(self):
-        return "InterpolatingAdjoint(checkpointing=True)" if self.checkpointing else \
-            "InterpolatingAdjoint()"
+        if not self.checkpointing:
+            return "InterpolatingAdjoint()"
+        extra = "" if self.checkpoints is None else f", checkpoints={self.checkpoints!r}"
+        return f"InterpolatingAdjoint(checkpointing=True{extra})"
 
 
 class BacksolveAdjoint(_Adjoint):
@@ -120,6 +135,15 @@ class _Params:
             leaves[i] = v
         return unflatten(self.spec, leaves)
 
+    def split(self, vec):
+        """The leaves from a packed vector, keeping any trace on it (for Jacobians)."""
+        out, i = [], 0
+        for like, n in zip(self.like, self.sizes):
+            part = vec[i:i + n]
+            i += n
+            out.append(np.reshape(part, np.shape(like)))
+        return out
+
     def pack(self, cts):
         parts = [np.zeros(n) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
         return np.concatenate(parts) if parts else np.zeros(0)
@@ -157,6 +181,11 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         rhs_flat = rhs  # noqa: F811 (already flat)
 
     def fwd(y0, *pv):
+        if any(type(x) is Tracer for x in (y0, *pv)):  # an outer transform: a 2nd derivative
+            raise DifferentiationError(
+                f"solve: derivatives of higher order through {alg!r} are not supported (its "
+                "backward pass runs on plain arrays, so they would be lost); use "
+                "sensealg=Direct(), which records the steps for any order.")
         F = Counted(lambda t, y: rhs(t, y, pv), stats)
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
         try:
@@ -181,8 +210,22 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
 
     run = custom_vjp(lambda y0, *pv: fwd(y0, *pv)[0])
     run.defvjp(fwd, bwd)
+    extra = alg.checkpoint_times(t0, t1) if isinstance(alg, InterpolatingAdjoint) else ()
+    if len(extra) == 0:
+        Y = run(y0, *params.values())
+        return made["ts"], Y, stats
+    # more checkpoints: save there too (a zero cotangent), then keep the requested rows
+    wanted = options["saveat"]
+    if wanted is None:
+        raise ValueError("solve: InterpolatingAdjoint(checkpoints=...) needs saveat=[...] (with "
+                         "saveat=None every step is saved, and checkpointed, already)")
+    times = np.union1d(wanted, extra)
+    if t1 < t0:
+        times = times[::-1]
+    options = dict(options, saveat=times)
     Y = run(y0, *params.values())
-    return made["ts"], Y, stats
+    keep = [i for i, t in enumerate(made["ts"]) if np.isin(t, wanted)]
+    return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
 def _jac(solver, F):
@@ -251,14 +294,17 @@ class _Backward:
         g_y0 = lam.reshape(np.shape(raw(y0))).astype(np.result_type(raw(y0)), copy=False)
         return (g_y0, *self.params.unpack(mu))
 
-    def integrate(self, G, start, end, z, norm_size, keep=False):
+    def integrate(self, G, start, end, z, norm_size, keep=False, U=None):
         F = Counted(G, self.stats)
+        jac = _jac(self.solver, F)
+        if jac is not None and U is not None:
+            jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
         ts, zs, steps = integrate(
             self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
             rtol=self.rtol, atol=self.atol, max_steps=self.options["max_steps"],
             adaptive=self.options["adaptive"],
-            keep_steps=keep, jac=_jac(self.solver, F), norm_size=norm_size)
+            keep_steps=keep, jac=jac, norm_size=norm_size)
         if self.options["adaptive"] and self.solver.adaptive:
             self.h = F.h_next  # the next interval starts with the step size reached here
         return zs[-1], steps, F
@@ -270,7 +316,7 @@ class _Backward:
             _, gu, gp = self.vjp(t, U(t), z[:n])
             return -np.concatenate([gu, gp]) if gp.size else -gu
 
-        z, _, _ = self.integrate(G, start, end, np.concatenate([lam, mu]), n)
+        z, _, _ = self.integrate(G, start, end, np.concatenate([lam, mu]), n, U=U)
         return z[:n], z[n:]
 
     def backsolve(self, start, end, u_saved, lam, mu, i):
@@ -301,11 +347,36 @@ class _Backward:
                 "in time, so this gradient would be wrong. Use sensealg=InterpolatingAdjoint() "
                 "or QuadratureAdjoint() (or Direct()).")
 
+    def adjoint_jacobian(self, G, U, lam_only):
+        """The stiff solvers' Jacobian of the adjoint equation, from Jacobians of ``f`` alone
+        (forward mode, no second derivatives): ``d(-lambda^T f_u)/d lambda = -f_u^T`` and
+        ``d(-lambda^T f_p)/d lambda = -f_p^T``; ``mu`` feeds nothing back."""
+
+        def jac(t, z, g0):
+            self.stats.njac += 1
+            u = U(t)
+            f_u = jacobian(lambda y: self.rhs(t, y, self.pv), u, mode="fwd")
+            n = f_u.shape[0]
+            if lam_only:
+                J = -f_u.T
+            else:
+                flat = np.concatenate([np.ravel(raw(v)) for v in self.pv]) if self.pv \
+                    else np.zeros(0)
+                f_p = jacobian(lambda q: self.rhs(t, u, self.params.split(q)), flat,
+                               mode="fwd") if flat.size else np.zeros((n, 0))
+                J = np.zeros((z.size, z.size))
+                J[:n, :n] = -f_u.T
+                J[n:, :n] = -f_p.T
+            delta = math.sqrt(np.finfo(float).eps) * max(1.0, abs(t))
+            return J, (G(t + delta, z) - g0) / delta
+
+        return jac
+
     def quadrature(self, start, end, U, lam, mu):
         def G(t, z):
             return -self.vjp(t, U(t), z, wrt_p=False)[1]
 
-        lam_end, steps, F = self.integrate(G, start, end, lam, None, keep=True)
+        lam_end, steps, F = self.integrate(G, start, end, lam, None, keep=True, U=U)
         if self.params.size:
             nodes, weights = _gauss_legendre(self.solver.order)
             for step in steps:

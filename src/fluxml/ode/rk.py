@@ -22,12 +22,34 @@ from fluxml.ode.ops import lincomb
 class Step:
     """An accepted step: enough to interpolate inside it (``K`` is completed lazily)."""
 
-    __slots__ = ("t0", "h", "y0", "y1", "ks", "f1", "extra")
+    __slots__ = ("t0", "h", "y0", "y1", "ks", "f1", "extra", "kmat")
 
     def __init__(self, t0, h, y0, y1, ks):
         self.t0, self.h, self.y0, self.y1, self.ks = t0, h, y0, y1, ks
         self.f1 = None  # f(t1, y1) when the method is not FSAL: the next step's first stage
         self.extra = None
+        self.kmat = None  # plain values: every stage as the rows of one matrix
+
+
+_COEFFICIENTS: dict = {}
+
+
+def _coefficients(tab, dtype):
+    """The tableau as arrays of ``dtype`` (float32 states stay float32): a, b, b_err."""
+    key = (id(tab), dtype)
+    got = _COEFFICIENTS.get(key)
+    if got is None:
+        s = tab.stages
+        a = np.zeros((s, s), dtype)
+        for i, row in enumerate(tab.a):
+            a[i, :i] = row
+        err = np.asarray(tab.b_err if tab.b_err is not None else np.zeros(s), dtype)
+        got = _COEFFICIENTS[key] = (a, np.asarray(tab.b, dtype), err, tab)
+    return got[:3]
+
+
+def _plain(*xs) -> bool:
+    return all(type(x) is np.ndarray for x in xs)
 
 
 class ExplicitRK:
@@ -54,6 +76,10 @@ class ExplicitRK:
     def step(self, F, t, y, h, k1):
         """``(y1, stages, err)``; ``err`` is the local error estimate (plain values), None for
         fixed-step methods."""
+        if _plain(y, k1):
+            done = self._step_plain(F, t, y, h, k1)
+            if done is not None:
+                return done
         tab = self.tableau
         ks = [k1]
         y1 = None
@@ -69,6 +95,28 @@ class ExplicitRK:
         if tab.b_err is not None:
             err = lincomb(0.0 * raw(y), [h * e for e in tab.b_err], [raw(k) for k in ks])
         return y1, ks, err
+
+    def _step_plain(self, F, t, y, h, k1):
+        """The same step on plain arrays, with the stages as the rows of one matrix so that
+        each stage value is one matrix product (not a sum of scaled arrays); None when ``f``
+        returns a traced value (it closes over one): the general step records it."""
+        tab = self.tableau
+        dtype = np.result_type(y, k1)
+        a, b, e = _coefficients(tab, dtype)
+        s, shape = tab.stages, y.shape
+        K = np.empty((s, y.size), dtype)
+        K[0] = k1.reshape(-1)
+        yv = y.reshape(-1)
+        yi = y
+        for i in range(1, s):
+            yi = (yv + (h * a[i, :i]) @ K[:i]).reshape(shape)
+            k = F(t + tab.c[i] * h, yi)
+            if type(k) is not np.ndarray:
+                return None
+            K[i] = k.reshape(-1)
+        y1 = yi if tab.fsal else (yv + (h * b) @ K).reshape(shape)
+        err = ((h * e) @ K).reshape(shape) if tab.b_err is not None else None
+        return y1, [row.reshape(shape) for row in K], err
 
     def stages(self, F, step: Step) -> list:
         """Every stage the interpolant reads: the step's, ``f(t1, y1)`` and extra stages."""
@@ -91,8 +139,14 @@ class ExplicitRK:
         """The solution at ``t0 + theta * h`` inside ``step``, of the tableau's dense order."""
         dense = self.tableau.dense
         powers = theta ** np.arange(1, dense.shape[1] + 1)
-        weights = (step.h * (dense @ powers)).tolist()
-        return lincomb(step.y0, weights, self.stages(F, step))
+        weights = step.h * (dense @ powers)
+        if step.kmat is None:
+            K = self.stages(F, step)
+            if not _plain(step.y0, *K):
+                return lincomb(step.y0, weights.tolist(), K)
+            step.kmat = np.stack([k.reshape(-1) for k in K])
+        y0 = step.y0
+        return (y0.reshape(-1) + weights.astype(step.kmat.dtype) @ step.kmat).reshape(y0.shape)
 
 
 def _solver(name, tab, doc):

@@ -195,7 +195,7 @@ def _scratch(leaf, x, dx):
     order = _layout(dx)
     buf = getattr(leaf, "_scratch", None)
     if buf is None or buf.shape != x.shape or buf.dtype != x.dtype or _layout(buf) != order:
-        buf = np.empty(x.shape, dtype=x.dtype, order=order)
+        buf = np.empty_like(x, order=order)  # of x's array type (CuPy's too)
         leaf._scratch = buf
         leaf.state = _relayout(leaf.state, order)
     return buf
@@ -207,7 +207,7 @@ def _relayout(state, order):
     if isinstance(state, np.ndarray):
         if state.ndim < 2 or _layout(state) == order:
             return state
-        return np.asarray(state, order=order).copy(order=order)
+        return state.copy(order=order)
     if isinstance(state, tuple):
         parts = [_relayout(s, order) for s in state]
         return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)

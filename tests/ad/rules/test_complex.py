@@ -24,6 +24,7 @@ S = A + A.T  # real eigenvalues: real eigenvectors, a sign gauge only
 ZA = A + 1j * rng.standard_normal((4, 4))
 BATCH = rng.standard_normal((2, 3, 3))
 HPD = ZA @ np.conj(ZA.T) + 4 * np.eye(4)  # Hermitian positive definite
+ZW = rng.standard_normal((3, 5)) + 1j * rng.standard_normal((3, 5))  # wide
 
 
 def _phase_free(v):
@@ -48,6 +49,13 @@ CASES += [
     (np.linalg.cholesky, np.linalg.cholesky, (HPD,)),
     (np.linalg.cholesky, lambda z: np.linalg.cholesky(z, upper=True), (HPD,)),
     (np.linalg.cholesky, lambda z: np.linalg.cholesky(z @ np.conj(z.T) + np.eye(4)), (ZA,)),
+    (np.linalg.svd, lambda z: (lambda u, s, vh: np.abs(u) ** 2 * s)(
+        *np.linalg.svd(z, full_matrices=False)), (ZW,)),
+    (np.linalg.svd, lambda z: (lambda u, s, vh: s[:, None] * np.abs(vh) ** 2)(
+        *np.linalg.svd(z, full_matrices=False)), (ZW,)),
+    (np.linalg.svd, lambda z: (lambda u, s, vh: u @ vh)(*np.linalg.svd(z.T, False)), (ZW,)),
+    (np.linalg.svdvals, np.linalg.svdvals, (ZW,)),
+    (np.linalg.matrix_norm, lambda z: np.linalg.matrix_norm(z, ord="nuc"), (ZA,)),
     (np.linalg.slogdet, lambda z: np.linalg.slogdet(z)[0], (ZA,)),
     (np.linalg.slogdet, lambda z: (lambda s, l: s * np.exp(l))(*np.linalg.slogdet(z)), (ZA,)),
     (np.linalg.norm, lambda z: np.linalg.norm(z, axis=0), (ZA,)),

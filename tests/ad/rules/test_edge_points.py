@@ -45,8 +45,11 @@ def _edge_points(args):
         flat[1::2] = flat[0::2][:len(flat[1::2])]
         return flat.reshape(a.shape)
 
+    def first(stop):  # every axis cut to its first ``stop`` entries (1: length-1 axes)
+        return lambda a: a[(slice(0, stop),) * a.ndim] if a.ndim else a
+
     return {"zeros": each(np.zeros_like), "equal": each(lambda a: np.full_like(a, 0.5)),
-            "pairs": each(pairs)}
+            "pairs": each(pairs), "length-1": each(first(1)), "empty": each(first(0))}
 
 
 def _floats(y):
@@ -84,10 +87,10 @@ def _close(a, b, tol):
 # agreement of the two modes are checked.
 NOT_UNIQUE = (np.linalg.eigh, np.linalg.eig, np.linalg.svd)
 
-# zeros in every run; equal and paired entries behind the slow mark (about 20 s more)
+# zeros in every run; the other points behind the slow mark
 PARAMS = [pytest.param(p.values[0], p.values[1], p.values[2], point, id=f"{p.id}-{point}",
                        marks=() if point == "zeros" else pytest.mark.slow)
-          for p in CASES for point in ("zeros", "equal", "pairs")]
+          for p in CASES for point in ("zeros", "equal", "pairs", "length-1", "empty")]
 
 
 @pytest.mark.parametrize("np_func, f, args, point", PARAMS)
@@ -96,8 +99,10 @@ def test_edge_point(np_func, f, args, point):
     rng = np.random.default_rng(0)
     with np.errstate(all="ignore"):
         try:
-            y = f(*(np.copy(a) for a in args))
-        except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
+            with warnings.catch_warnings():  # NumPy's own: the mean of an empty slice ...
+                warnings.simplefilter("ignore", RuntimeWarning)
+                y = f(*(np.copy(a) for a in args))
+        except Exception:  # noqa: BLE001  (NumPy itself refuses: an index out of range ...)
             pytest.skip("outside NumPy's domain")
         if not _finite(y):
             pytest.skip("NumPy's value is not finite here")
@@ -176,4 +181,4 @@ def test_reductions_of_empty_arrays(reduce):
         y, back = fl.pullback(lambda x: reduce(x, axis=0), x)
         g = back(np.ones_like(y))[0]
     np.testing.assert_array_equal(y, expected)
-    assert g.shape == (0, 3)
+    assert g is None or g.shape == (0, 3)  # None: no entry, no derivative flows

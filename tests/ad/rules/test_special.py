@@ -53,6 +53,17 @@ CASES = [
     (sp.rel_entr, sp.rel_entr, (PROB, POS_B)),
     (sp.beta, sp.beta, (POS, POS_B)),
     (sp.betaln, sp.betaln, (POS, POS_B)),
+    (sp.y0, sp.y0, (POS,)),
+    (sp.y1, sp.y1, (POS,)),
+    (sp.yn, lambda x: sp.yn(np.array([0, 1, 2, 3]), x), (POS,)),
+    (sp.yv, lambda x: sp.yv(1.5, x), (POS,)),
+    (sp.ive, lambda x: sp.ive(np.array([0.0, 1.0, 2.5, 3.0]), x), (POS,)),
+    (sp.ive, lambda x: sp.ive(np.array([0, 1, 2, 3]), x), (A,)),
+    (sp.rgamma, sp.rgamma, (POS,)),
+    (sp.gammasgn, lambda x: sp.gammasgn(x) * x, (A,)),
+    (sp.gammainc, lambda x: sp.gammainc(POS_B, x), (POS,)),
+    (sp.gammaincc, lambda x: sp.gammaincc(1.7, x), (POS,)),
+    (sp.betainc, lambda x: sp.betainc(POS_B, 2.5, x), (PROB,)),
 ]
 if hasattr(sp, "softplus"):  # SciPy >= 1.15: np.logaddexp(0, x) inside
     CASES.append((sp.softplus, sp.softplus, (A,)))
@@ -94,11 +105,21 @@ def test_log_ndtr_far_tail_matches_asymptote():
     lambda x: sp.softmax(x),
     lambda x: sp.log_softmax(x),
     lambda x: sp.polygamma(1, x),
+    lambda x: sp.multigammaln(x + 2, 2),
 ])
 def test_python_level_functions_fail_loudly(call):
     """Documented limitation: these convert their input with np.asarray."""
-    with pytest.raises(DifferentiationError):
+    with pytest.raises(DifferentiationError, match="scipy.special"):
         fl.gradient(lambda x: np.sum(call(x)), np.array([0.3, 1.2]))
+
+
+def test_shape_parameters_without_a_derivative_say_so():
+    x = np.array([0.3, 1.2])
+    for f in (lambda a: sp.gammainc(a, 1.0), lambda a: sp.betainc(a, 2.0, 0.4),
+              lambda a: sp.yv(a, 1.0)):
+        with pytest.raises(DifferentiationError, match="argument 0"):
+            fl.gradient(lambda a: np.sum(f(a)), x + 1)
+    assert fl.gradient(lambda x: np.sum(sp.gammasgn(x) * x), -x)[0].tolist() == [-1.0, 1.0]
 
 
 def test_unsupported_special_ufunc_names_itself():

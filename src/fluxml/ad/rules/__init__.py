@@ -7,7 +7,6 @@ from fluxml.ad.rules import (  # noqa: F401
     eig,
     elementwise,
     elementwise_more,
-    fft,
     indexing,
     joins,
     linalg,
@@ -21,3 +20,16 @@ from fluxml.ad.rules import (  # noqa: F401
 )
 
 LAZY_RULES.append(special.load)  # scipy.special rules, registered on first use
+
+
+def _load_fft(func) -> bool:
+    """The np.fft rules, registered on the first FFT of a traced array (importing them imports
+    numpy.fft, which ``import numpy`` leaves for later)."""
+    if getattr(func, "__module__", None) != "numpy.fft":
+        return False
+    from fluxml.ad.rules import fft  # noqa: F401
+
+    return True
+
+
+LAZY_RULES.append(_load_fft)

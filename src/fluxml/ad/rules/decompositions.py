@@ -9,7 +9,8 @@ of the QR rule (Walter & Lehmann; Liao et al. 2019).
 Symmetric inputs. ``cholesky`` and ``eigh`` read one triangle of their input only (the lower
 one, ``UPLO='L'``, by default), exactly as LAPACK does (for a complex Hermitian input: one
 triangle and the real part of the diagonal; the rules are the same with conjugate transposes,
-and an eigenvector's phase is fixed as JAX fixes it, ``Im(v^H dv) = 0``, see ``eig.py``).
+and an eigenvector's phase is fixed as JAX fixes it, ``Im(v^H dv) = 0``, see ``eig.py``; the
+SVD's complex rules split each pair's phase evenly between U and V).
 Their rules are the derivatives of that function: a perturbation of the unread triangle
 changes nothing, and the cotangent of the input is zero there. For a symmetric input built
 from other values (``A = X @ X.T``) the chain rule gives the same result as the
@@ -153,9 +154,10 @@ defvjp(CHOLESKY, _cholesky_vjp)
 defjvp(CHOLESKY, _cholesky_jvp)
 
 # --- QR (reduced; square or tall) ------------------------------------------------------------
-# jvp: X = dA R^-1, C = Q^T X, W = tril(C, -1) - tril(C, -1)^T,
+# jvp: X = dA R^-1, C = Q^H X, W = tril(C, -1) - tril(C, -1)^H (+ i Im(diag C), complex),
 #      dQ = Q (W - C) + X, dR = (C - W) R.
-# vjp: N = gR R^T - Q^T gQ, gA = (gQ + Q copy_upper_to_lower(N)) R^-T.
+# vjp: N = gR R^T - Q^T gQ, gA = (gQ + conj(Q) mirror_upper(N)) R^-T, the mirror Hermitian
+#      (its diagonal real) for complex matrices.
 
 QR = primitive("qr", lambda x: tuple(np.linalg.qr(x)), keeps_inputs=False,
                multiple_results=True)
@@ -176,18 +178,19 @@ def _qr_check(x, r):
 def _qr_vjp(g, ans, x):
     _qr_check(x, ans[1])
     (gq, gr), (q, r) = g, ans
-    n = gr @ mT(r) - mT(q) @ gq
-    n = _tri(n, lower=False) + mT(_tri(n, lower=False, strict=True))
-    return _solve_right(mT(r), gq + q @ n)
+    n = _unfold(gr @ mT(r) - mT(q) @ gq, lower=False)  # the upper triangle, mirrored
+    return _solve_right(mT(r), gq + _conj(q) @ n)
 
 
 def _qr_jvp(t, ans, x):
     _qr_check(x, ans[1])
     q, r = ans
     dx = _solve_right(r, t)
-    c = mT(q) @ dx
+    c = mH(q) @ dx
     w = _tri(c, lower=True, strict=True)
-    w = w - mT(w)
+    w = w - mH(w)
+    if np.iscomplexobj(raw(c)):  # LAPACK's R has a real diagonal: Q^H dQ takes i Im(diag C)
+        w = w + _diag(np.imag(np.einsum("...ii->...i", c))) * 1j
     return q @ (w - c) + dx, (c - w) @ r
 
 
@@ -235,48 +238,49 @@ SVD = primitive("svd", lambda x, *, hermitian: tuple(np.linalg.svd(
     x, full_matrices=False, hermitian=hermitian)), keeps_inputs=False, multiple_results=True)
 
 
-def _real_only(x, name):
-    """Rules derived for real matrices, reached with complex ones only from inside another
-    rule (the NumPy functions refuse complex values before): refuse rather than be wrong."""
-    if np.iscomplexobj(raw(x)):
-        raise DifferentiationError(f"{name} of a complex matrix has no derivative rule yet")
-
-
 def _svd_vjp(g, ans, x, hermitian):
-    _real_only(x, "np.linalg.svd")
+    _hermitian_real(x, hermitian)
     (gu, gs, gvh), (u, s, vh) = g, ans
+    cu, cvh = _conj(u), _conj(vh)  # complex: A = U S V^H, with V^T = conj(Vh)
     ut_gu = mT(u) @ gu
-    vt_gv = vh @ mT(gvh)
-    xu, xv = ut_gu - mT(ut_gu), vt_gv - mT(vt_gv)
+    vt_gv = _conj(vh @ mT(gvh))
+    xu, xv = ut_gu - mH(ut_gu), vt_gv - mH(vt_gv)
     inner = 0.5 * (_gap_inverse(s) * (xu + xv) + _sum_inverse(s) * (xu - xv)) + _diag(gs)
-    ga = u @ inner @ vh
+    ga = cu @ inner @ cvh
     m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
     s_inv = _safe_inverse(s)
     if m > k:
-        ga = ga + ((gu - u @ ut_gu) * s_inv[..., None, :]) @ vh
+        ga = ga + ((gu - cu @ ut_gu) * s_inv[..., None, :]) @ cvh
     if n > k:
-        ga = ga + u @ (s_inv[..., :, None] * (gvh - mT(vt_gv) @ vh))
+        ga = ga + cu @ (s_inv[..., :, None] * (gvh - (gvh @ mT(vh)) @ cvh))
     return _phi(ga + mT(ga)) if hermitian else ga  # hermitian: the lower triangle is read
 
 
 def _svd_jvp(t, ans, x, hermitian):
-    _real_only(x, "np.linalg.svd")
+    _hermitian_real(x, hermitian)
     u, s, vh = ans
     t = _unfold(t, lower=True) if hermitian else t
-    v = mT(vh)
-    dp = mT(u) @ t @ v
-    even = 0.5 * _gap_inverse(s) * (dp + mT(dp))
-    odd = 0.5 * _sum_inverse(s) * (dp - mT(dp))
+    v = mH(vh)
+    dp = mH(u) @ t @ v
+    even = 0.5 * _gap_inverse(s) * (dp + mH(dp))
+    odd = 0.5 * _sum_inverse(s) * (dp - mH(dp))  # complex: its diagonal turns the phases
     du, dv = u @ (even + odd), v @ (even - odd)
     m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
     s_inv = _safe_inverse(s)[..., None, :]
     if m > k:
         tv = t @ v
-        du = du + (tv - u @ (mT(u) @ tv)) * s_inv
+        du = du + (tv - u @ (mH(u) @ tv)) * s_inv
     if n > k:
-        tu = mT(t) @ u
+        tu = mH(t) @ u
         dv = dv + (tu - v @ (vh @ tu)) * s_inv
-    return du, np.einsum("...ii->...i", dp), mT(dv)
+    ds = np.einsum("...ii->...i", dp)
+    return du, (np.real(ds) if np.iscomplexobj(raw(ds)) else ds), mH(dv)
+
+
+def _hermitian_real(x, hermitian):
+    if hermitian and np.iscomplexobj(raw(x)):
+        raise DifferentiationError("np.linalg.svd(hermitian=True) of a complex matrix has no "
+                                   "derivative rule; pass hermitian=False")
 
 
 defvjp(SVD, _svd_vjp)
@@ -284,9 +288,10 @@ defjvp(SVD, _svd_jvp)
 
 # Singular values alone: the rules rebuild U and Vh through svd (so they nest to any order).
 SVDVALS = primitive("svdvals", lambda x: np.linalg.svd(x, compute_uv=False), keeps_output=False)
-defvjp(SVDVALS, lambda g, ans, x: _svd_factors(x, lambda u, vh: (u * g[..., None, :]) @ vh))
-defjvp(SVDVALS, lambda t, ans, x: _svd_factors(
-    x, lambda u, vh: np.einsum("...ik,...ij,...kj->...k", u, t, vh)))
+defvjp(SVDVALS, lambda g, ans, x: _svd_factors(
+    x, lambda u, vh: (_conj(u) * g[..., None, :]) @ _conj(vh)))
+defjvp(SVDVALS, lambda t, ans, x: _svd_factors(x, lambda u, vh: _real(np.einsum(
+    "...ik,...ij,...kj->...k", _conj(u), t, _conj(vh)))))
 
 
 def _svd_factors(x, use):
@@ -389,6 +394,8 @@ if hasattr(np.linalg, "svdvals"):  # NumPy 2 array-API spellings
     @function(np.linalg.vector_norm)
     def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
         """The vector norm over ``axis`` (several axes: as one flattened axis)."""
+        if np.size(raw(x)) == 0:  # no entries: NumPy's value, nothing to differentiate
+            return np.linalg.vector_norm(raw(x), axis=axis, keepdims=keepdims, ord=ord)
         nd = x.ndim
         axes = range(nd) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
         axes = tuple(a % nd for a in axes)
@@ -494,7 +501,7 @@ def _separated_inverse(d, w):
     """``1 / d``, with 0 where ``|d| <= sqrt(eps) * max|w|`` (the mask is taken from the values:
     a constant)."""
     wr = np.abs(raw(w))
-    tol = np.sqrt(np.finfo(wr.dtype).eps) * np.max(wr, axis=-1, keepdims=True)[..., None]
+    tol = np.sqrt(np.finfo(wr.dtype).eps) * np.max(wr, axis=-1, keepdims=True, initial=0)[..., None]
     keep = (np.abs(raw(d)) > tol).astype(wr.dtype)
     return keep / (d + (1 - keep))
 
@@ -502,7 +509,7 @@ def _separated_inverse(d, w):
 def _safe_inverse(s):
     """``1 / s`` with 0 for (numerically) zero singular values."""
     sr = raw(s)
-    tol = np.sqrt(np.finfo(sr.dtype).eps) * np.max(sr, axis=-1, keepdims=True)
+    tol = np.sqrt(np.finfo(sr.dtype).eps) * np.max(sr, axis=-1, keepdims=True, initial=0)
     keep = (sr > tol).astype(sr.dtype)
     return keep / (s + (1 - keep))
 
@@ -533,6 +540,10 @@ def _conj(x):
     return np.conjugate(x) if np.iscomplexobj(raw(x)) else x
 
 
+def _real(x):
+    return np.real(x) if np.iscomplexobj(raw(x)) else x
+
+
 def mH(x):
     """The conjugate transpose of a stack of matrices (the transpose, for real ones)."""
     return _conj(mT(x))
@@ -544,6 +555,8 @@ defjvp(NORM2, _norm2_jvp)
 
 @function(np.linalg.norm)
 def norm(x, ord=None, axis=None, keepdims=False):
+    if np.size(raw(x)) == 0:  # no entries: NumPy's value, nothing to differentiate
+        return np.linalg.norm(raw(x), ord, axis, keepdims)
     nd = np.ndim(raw(x))
     if axis is None and ord is None:
         return NORM2(x, axis=None, keepdims=keepdims)
@@ -589,11 +602,6 @@ def _matrix_norm(x, ord, axis, keepdims):
     if ord is None or ord == "fro":
         return NORM2(x, axis=axis, keepdims=keepdims)
     if ord in ("nuc", 2, -2):
-        if np.iscomplexobj(raw(x)):
-            raise DifferentiationError(
-                f"np.linalg.norm(ord={ord!r}) of a complex matrix needs the complex SVD, which "
-                "has no derivative rule yet; use the Frobenius norm, or the real matrix "
-                "[[re, -im], [im, re]] whose singular values are those of x, each twice")
         s = SVDVALS(_last(x, r, c))
         result = np.sum(s, axis=-1) if ord == "nuc" else s[..., 0 if ord == 2 else -1]
     elif ord in (1, -1, np.inf, -np.inf):

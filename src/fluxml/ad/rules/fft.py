@@ -14,6 +14,9 @@ asked for (``n=``/``s=`` crop or zero-pad first, with the differentiable getitem
   conjugate pair and ``w_k = 1`` for the edge bins (0, and ``n / 2`` when n is even), so the
   cotangent of ``a`` is ``w * ifft(g)[:n//2 + 1]``: the non-edge bins weighted by 2.
 
+Loaded on the first NumPy FFT call on a traced array (``load``, a lazy rule family), so that
+``import fluxml`` does not import ``numpy.fft``.
+
 The n-d real transforms are NumPy's own composition: ``rfftn`` is ``rfft`` on the last axis
 then ``c2c`` on the others; ``irfftn`` is the inverse ``c2c`` on all but the last axis, then
 ``irfft``.
@@ -32,6 +35,7 @@ import numpy as np
 
 from fluxml.ad.core import DifferentiationError, raw
 from fluxml.ad.define import deflinear, defvjp, function, primitive
+from fluxml.ad.rules.complex_values import COMPLEX
 
 _NORMS = (None, "backward", "ortho", "forward")
 _DUAL = {"backward": "forward", "ortho": "ortho", "forward": "backward"}
@@ -250,3 +254,8 @@ def _shift(x, axes, by):
     elif isinstance(axes, int):
         axes = (axes,)
     return np.roll(x, [by(shape[ax]) for ax in axes], axis=tuple(axes))
+
+
+# linear, so right for complex values (rfft and rfftn refuse complex input, as NumPy's do)
+COMPLEX.update([np.fft.fft, np.fft.ifft, np.fft.fft2, np.fft.ifft2, np.fft.fftn, np.fft.ifftn,
+                np.fft.irfft, np.fft.irfft2, np.fft.irfftn, np.fft.fftshift, np.fft.ifftshift])

@@ -9,6 +9,8 @@ definition, so values, ties and derivatives are those of the ufunc's own rule.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
@@ -35,7 +37,7 @@ def _to_front(a, axis):
     rest = tuple(d for d in range(a.ndim) if d not in axes)
     moved = np.transpose(a, axes + rest)
     shape = tuple(a.shape[d] for d in rest)
-    return np.reshape(moved, (-1,) + shape), shape, axes
+    return np.reshape(moved, (math.prod(a.shape[d] for d in axes),) + shape), shape, axes
 
 
 def reduce(ufunc, a, axis=0, dtype=None, out=None, keepdims=False, initial=None,
@@ -60,10 +62,12 @@ def reduce(ufunc, a, axis=0, dtype=None, out=None, keepdims=False, initial=None,
             raise ValueError(f"reduction operation '{ufunc.__name__}' does not have an "
                              "identity, so to use a where mask one has to specify 'initial'")
     n = flat.shape[0]
-    if initial is None:
-        if n == 0:
+    if initial is None and n == 0:
+        initial = ufunc.identity  # NumPy's value for an empty reduction
+        if initial is None:
             raise ValueError(f"zero-size array to reduction operation {ufunc.__name__} which "
                              "has no identity")
+    if initial is None:
         result, start = flat[0], 1
     else:
         result, start = np.broadcast_to(np.asarray(raw(initial), flat.dtype)

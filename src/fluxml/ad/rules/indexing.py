@@ -211,6 +211,8 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     if out is not None:
         raise DifferentiationError("np.take(..., out=) is not supported on traced arrays")
     indices = np.asarray(raw(indices))
+    if np.size(raw(a)) == 0:  # nothing is taken (NumPy accepts any index then)
+        return np.take(raw(a), indices, axis=axis, mode=mode)
     if mode == "wrap":
         n = a.size if axis is None else a.shape[axis]
         indices = np.mod(indices, n)

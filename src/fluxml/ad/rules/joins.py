@@ -164,6 +164,8 @@ def dsplit(ary, indices_or_sections):
 @function(np.unstack)
 def unstack(x, /, *, axis=0):
     axis = normalize_axis_index(axis, x.ndim)
+    if x.shape[axis] == 0:
+        return ()
     return tuple(np.squeeze(p, axis) for p in split(x, x.shape[axis], axis))
 
 

@@ -43,7 +43,19 @@ def _matmul_vjp_y(g, ans, x, y):
         return x[:, None] * g[..., None, :]
     if y.ndim == 1:  # (..., n, k) @ (k,) -> (..., n)
         return (mT(x) @ g[..., :, None])[..., 0]
+    if y.ndim == 2 and x.ndim > 2:  # a batch against one matrix: one product, no stack to sum
+        x, g = np.reshape(x, (-1, x.shape[-1])), np.reshape(g, (-1, g.shape[-1]))
+    if y.ndim == 2 and _transposed(y):
+        # y is a transposed view (x @ W.T): its cotangent computed transposed, so that W's
+        # gradient comes back C-contiguous (an optimiser's passes over it run twice as fast)
+        return mT(mT(g) @ x)
     return mT(x) @ g
+
+
+def _transposed(y) -> bool:
+    """Whether the values under ``y`` are a Fortran-ordered view (a transposed matrix)."""
+    flags = raw(y).flags
+    return flags.f_contiguous and not flags.c_contiguous
 
 
 defvjp(MATMUL, _matmul_vjp_x, _matmul_vjp_y)
@@ -131,9 +143,10 @@ def _einsum_view(a, subscripts):
     """One operand and nothing summed ('ii->i', 'ij->ji'): NumPy returns a writable view of
     the operand, so fluxml returns a view handle too (writes through it reach ``a``): the
     entries it selects, as an index into ``a``, linked to ``a``. None when NumPy copies."""
-    value = raw(a)
-    if not np.may_share_memory(np.einsum(subscripts, value), value):
+    inputs, output = subscripts.split("->")
+    if set(inputs) != set(output):  # a label summed out: NumPy computes a new array
         return None
+    value = raw(a)
     from fluxml.ad.mutation import index_view
 
     positions = np.einsum(subscripts, np.arange(value.size).reshape(value.shape))

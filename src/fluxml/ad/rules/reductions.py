@@ -344,6 +344,8 @@ def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear"
 def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
     s, shape = _sorted_last(_array(a), axis, keepdims)
     n = s.shape[-1]
+    if n == 0:  # NumPy's NaN (with its warning) for a median of nothing
+        return _out(np.full(shape, np.nan, s.dtype), out, "np.median")
     if n % 2:
         result = s[..., n // 2]
     else:

@@ -5,8 +5,9 @@ SciPy's special functions are NumPy ufuncs, so ``scipy.special.erf(tracer)`` rea
 (listed in ``core.LAZY_RULES``) registers this whole family.
 
 Not covered, because they are Python functions that convert their argument with
-``np.asarray`` before computing (which a traced array refuses, loudly):
-``scipy.special.logsumexp``, ``softmax``, ``log_softmax`` and ``polygamma``. Write them with
+``np.asarray`` before computing (which a traced array refuses, loudly, naming the function):
+``scipy.special.logsumexp``, ``softmax``, ``log_softmax``, ``polygamma`` and
+``multigammaln``. Write them with
 NumPy calls instead (``np.max``, ``np.exp``, ``np.sum``, ``np.log``), which are recorded.
 ``scipy.special.softplus`` is ``np.logaddexp(0, x)`` and just works.
 
@@ -22,7 +23,7 @@ import sys
 import numpy as np
 
 from fluxml.ad.core import raw
-from fluxml.ad.define import defjvp, defvjp, primitive, ufunc
+from fluxml.ad.define import defjvp, defvjp, nondifferentiable, primitive, ufunc
 
 SQRT_PI = math.sqrt(math.pi)
 SQRT_2PI = math.sqrt(2 * math.pi)
@@ -30,7 +31,8 @@ SQRT_2PI = math.sqrt(2 * math.pi)
 # The scipy.special ufuncs that have rules here (the lazy loader looks for these).
 NAMES = ("expit", "logit", "log_expit", "erf", "erfc", "erfcx", "erfinv", "erfcinv", "ndtr",
          "log_ndtr", "ndtri", "gamma", "gammaln", "loggamma", "digamma", "xlogy", "xlog1py",
-         "entr", "rel_entr", "beta", "betaln", "i0", "i1", "iv", "j0", "j1", "jv")
+         "entr", "rel_entr", "beta", "betaln", "i0", "i1", "iv", "j0", "j1", "jv", "ive", "y0",
+         "y1", "yn", "yv", "rgamma", "gammasgn", "gammainc", "gammaincc", "betainc")
 
 _loaded = False
 
@@ -94,6 +96,34 @@ def _register(sp):
     defvjp(jv, None, lambda g, ans, v, x: g * (sp.jv(v - 1, x) - sp.jv(v + 1, x)) / 2)
     defjvp(jv, None, lambda t, ans, v, x: t * (sp.jv(v - 1, x) - sp.jv(v + 1, x)) / 2)
 
+    # Bessel functions of the second kind; ive(v, x) = iv(v, x) exp(-|x|).
+    _unary(sp.y0, lambda ans, x: -sp.y1(x), keeps_output=False)
+    _unary(sp.y1, lambda ans, x: (sp.y0(x) - sp.yn(2, x)) / 2, keeps_output=False)
+    for bessel in (sp.yn, sp.yv):
+        prim = ufunc(bessel, keeps_output=False)
+        rule = (lambda b: lambda g, ans, v, x: g * (b(v - 1, x) - b(v + 1, x)) / 2)(bessel)
+        defvjp(prim, None, rule)
+        defjvp(prim, None, rule)
+    ive = ufunc(sp.ive)
+    defvjp(ive, None, lambda g, ans, v, x: g * _dive(sp, ans, v, x))
+    defjvp(ive, None, lambda t, ans, v, x: t * _dive(sp, ans, v, x))
+
+    # 1 / gamma(x), and the sign of gamma(x) (piecewise constant: no derivative).
+    _unary(sp.rgamma, lambda ans, x: _drgamma(sp, ans, x))
+    nondifferentiable(sp.gammasgn)
+
+    # Regularised incomplete gamma and beta functions: derivatives in x only (those in the
+    # shape parameters have no closed form; asking for them is an error naming the argument).
+    gammainc = ufunc(sp.gammainc, keeps_output=False)
+    defvjp(gammainc, None, lambda g, ans, a, x: g * _gamma_density(sp, a, x))
+    defjvp(gammainc, None, lambda t, ans, a, x: t * _gamma_density(sp, a, x))
+    gammaincc = ufunc(sp.gammaincc, keeps_output=False)
+    defvjp(gammaincc, None, lambda g, ans, a, x: -g * _gamma_density(sp, a, x))
+    defjvp(gammaincc, None, lambda t, ans, a, x: -t * _gamma_density(sp, a, x))
+    betainc = ufunc(sp.betainc, keeps_output=False)
+    defvjp(betainc, None, None, lambda g, ans, a, b, x: g * _beta_density(sp, a, b, x))
+    defjvp(betainc, None, None, lambda t, ans, a, b, x: t * _beta_density(sp, a, b, x))
+
     # xlogy(x, y) = x log y and xlog1py(x, y) = x log1p(y), 0 where x == 0 (flat in y there).
     xlogy = ufunc(sp.xlogy, keeps_output=False)
     defvjp(xlogy, lambda g, ans, x, y: g * np.log(y), lambda g, ans, x, y: g * _x_over(x, y))
@@ -142,3 +172,31 @@ def _x_over(x, y):
 
 def _dlogbeta(sp, a, b):
     return sp.digamma(a) - sp.digamma(a + b)
+
+
+def _dive(sp, ans, v, x):
+    """d/dx of iv(v, x) exp(-|x|)."""
+    return (sp.ive(v - 1, x) + sp.ive(v + 1, x)) / 2 - np.sign(raw(x)) * ans
+
+
+def _drgamma(sp, ans, x):
+    """d/dx 1/Gamma(x) = -digamma(x) / Gamma(x); at the zeros x = -n (n = 0, 1, ...) the
+    limit (-1)^n n! (digamma has its poles there). Exact at first order; at those points the
+    second derivative is taken as 0."""
+    xr = np.asarray(raw(x))
+    zero = (xr <= 0) & (xr == np.round(xr))
+    if not zero.any():
+        return -ans * sp.digamma(x)
+    n = np.where(zero, -xr, 0)
+    limit = (-1.0) ** n * sp.gamma(n + 1)
+    return np.where(zero, limit, -np.where(zero, 0.0, ans) * sp.digamma(np.where(zero, 0.5, x)))
+
+
+def _gamma_density(sp, a, x):
+    """x^(a-1) exp(-x) / Gamma(a), the derivative of gammainc(a, x) in x."""
+    return np.exp((a - 1) * np.log(x) - x - sp.gammaln(a))
+
+
+def _beta_density(sp, a, b, x):
+    """x^(a-1) (1-x)^(b-1) / B(a, b), the derivative of betainc(a, b, x) in x."""
+    return np.exp((a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - sp.betaln(a, b))
