@@ -42,6 +42,7 @@ _LAZY = {
         "Callback", "EarlyStopping", "Evaluate", "LRSchedule", "SaveCheckpoint",
     ], "fluxml.callbacks"),
     **dict.fromkeys(["crypto"], "fluxml.crypto"),
+    **dict.fromkeys(["distributed"], "fluxml.distributed"),
     **dict.fromkeys([
         "data", "DataLoader", "datasets", "normalise", "onecold", "onehot", "onehotbatch",
         "shuffleobs", "splitobs", "Standardiser",
@@ -87,7 +88,7 @@ _LAZY = {
     ], "fluxml.optimise"),
     **dict.fromkeys(["train", "TrainingError"], "fluxml.training"),
 }
-_SUBPACKAGES = {"crypto", "data", "io", "losses", "nnlib", "ode", "optimise"}
+_SUBPACKAGES = {"crypto", "data", "distributed", "io", "losses", "nnlib", "ode", "optimise"}
 
 
 def __getattr__(name: str):
@@ -107,6 +108,7 @@ def __dir__():
 __version__ = "0.1.0"
 
 __all__ = [
+    "distributed",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",

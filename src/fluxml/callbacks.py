@@ -145,15 +145,17 @@ class SaveCheckpoint(Callback):
     when it has one. ``path`` may hold ``{epoch}`` and ``{step}``: ``"ckpt-{epoch}.st"``.
     Resume with ``info = fl.load_checkpoint(path, model, fl.setup(rule, model),
     rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
-    info.extra["history"]))``."""
+    info.extra["history"]))``. In ``fl.train(..., distributed=True)`` only rank 0 saves;
+    the file resumes with any number of ranks (load it on rank 0 or on all: ``fl.train``
+    broadcasts rank 0's model, optimiser state and data generator)."""
 
     def __init__(self, path, every: int = 1, rngs: dict | None = None):
         self.path, self.every, self.rngs = str(path), every, dict(rngs or {})
         self.saved: list[Path] = []
 
     def on_epoch_end(self, run) -> None:
-        if run.epoch % self.every:
-            return
+        if run.epoch % self.every or not getattr(run, "is_main", True):
+            return  # in a distributed run, rank 0 saves: every rank holds the same state
         from fluxml.io.files import save_checkpoint
 
         rngs = dict(self.rngs)

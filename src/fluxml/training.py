@@ -55,7 +55,9 @@ def _nonfinite_gradient(grads) -> tuple[str, str] | None:
 
 class Run:
     """What callbacks see: the model, optimiser state, data, history, the current epoch and
-    step, the last loss, and ``stop`` (set it to end training after this step or epoch)."""
+    step, the last loss, ``stop`` (set it to end training after this step or epoch), and
+    ``is_main`` (False on the ranks other than 0 of a distributed run: skip writing files
+    there)."""
 
     def __init__(self, model, state, data, history: History, epochs: int):
         self.model = model
@@ -67,11 +69,12 @@ class Run:
         self.step = history.step
         self.loss = math.nan
         self.stop = False
+        self.is_main = True  # False on the ranks other than 0 of a distributed run
 
 
 def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
           callbacks: Iterable[Callback] = (), progress: bool = True,
-          history: History | None = None) -> History:
+          history: History | None = None, distributed: bool = False) -> History:
     """Train ``model`` in place: for each batch of ``data`` (tuples are splatted:
     ``loss(model, *batch)``), one gradient of ``loss`` and one ``fl.update(state, model,
     grads)``; ``epochs`` passes over ``data``. Returns the ``History`` (the step losses,
@@ -82,9 +85,15 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     installed, a built-in text bar otherwise) showing the loss and samples per second.
     ``history``: continue a run (its step and epoch counts go on; a resumed checkpoint
     gives it back as ``fl.History.from_dict(info.extra["history"])``).
-    """
-    from fluxml.optimise import update
 
+    ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
+    ``fluxml.distributed``): rank 0's model, optimiser state and shuffle generator go to every
+    rank first, ``data`` must be a ``DataLoader(..., shard=True)`` (or an iterable giving each
+    rank its own batches), each step's loss and gradients are averaged over the ranks, and the
+    progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0 only. Other callbacks
+    run on every rank: what they log must be the same everywhere (evaluate on the same data),
+    so that ``EarlyStopping`` stops all ranks at the same epoch.
+    """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"train: epochs must be a non-negative int; got {epochs!r}")
     if not callable(loss):
@@ -94,7 +103,25 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
         if not isinstance(cb, Callback):
             raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}")
     history = History() if history is None else history
+    dp = None
+    if distributed:
+        from fluxml.distributed import DataParallel
+
+        dp = DataParallel(model, state, data)
+        model, state = dp.model, dp.state
+        progress = progress and dp.is_main
     run = Run(model, state, data, history, epochs)
+    run.is_main = dp is None or dp.is_main
+    if dp is None:
+        return _loop(loss, run, callbacks, progress, None)
+    with dp.failures():
+        return _loop(loss, run, callbacks, progress, dp)
+
+
+def _loop(loss, run, callbacks, progress, dp) -> History:
+    from fluxml.optimise import update
+
+    data, history, epochs = run.data, run.history, run.epochs
     for cb in callbacks:
         cb.on_train_begin(run)
     try:
@@ -114,7 +141,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             for cb in callbacks:
                 cb.on_step_begin(run)
             value, (grads,) = withgradient(lambda m, a=args: loss(m, *a), run.model)
-            value = float(value)
+            count = _count(args)
+            if dp is None:
+                value = float(value)
+            else:  # the mean over the ranks: the same numbers on all of them
+                value, grads, count = dp.average(value, grads, count)
             where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
             if not math.isfinite(value):
                 bar.close()
@@ -133,7 +164,7 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             run.step += 1
             run.loss = value
             history.add_step(value)
-            samples += _count(args)
+            samples += count
             total += value
             steps += 1
             elapsed = time.perf_counter() - start

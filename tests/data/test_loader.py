@@ -90,3 +90,27 @@ def test_bad_input_errors():
         fl.DataLoader(np.zeros(3), collate=3)
     with pytest.raises(ValueError, match="cannot stack observations of shapes"):
         fl.data.default_collate([np.zeros(2), np.zeros(3)])
+
+
+@pytest.mark.parametrize("nobs, batch, nranks", [(70, 8, 2), (23, 3, 3), (16, 4, 2), (5, 2, 4)])
+def test_sharded_loaders_split_the_global_batches_of_one_loader(nobs, batch, nranks):
+    x = np.arange(nobs)
+    whole = [b.tolist() for b in fl.DataLoader(x, batchsize=batch * nranks, shuffle=True,
+                                               rng=3)]
+    parts = [[b.tolist() for b in fl.DataLoader(x, batchsize=batch, shuffle=True, rng=3,
+                                                shard=(r, nranks))] for r in range(nranks)]
+    assert len({len(p) for p in parts}) == 1
+    kept = [w for w in whole if len(w) >= nranks]  # a rank never gets an empty batch
+    assert len(parts[0]) == len(kept) == len(fl.DataLoader(x, batchsize=batch, shard=(0,
+                                                                                      nranks)))
+    for i, w in enumerate(kept):
+        pieces = [p[i] for p in parts]
+        assert sum(pieces, []) == w  # distinct, in order, together the global batch
+        assert max(map(len, pieces)) - min(map(len, pieces)) <= 1
+        assert all(len(piece) == batch for piece in pieces) or i == len(kept) - 1
+
+
+@pytest.mark.parametrize("bad", [(2, 2), (-1, 2), (0,), "yes", (0.0, 2), (True, 2)])
+def test_a_bad_shard_is_refused(bad):
+    with pytest.raises(ValueError, match=r"shard must be True, False or \(rank, nranks\)"):
+        fl.DataLoader(np.arange(4), shard=bad)

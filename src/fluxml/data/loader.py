@@ -123,7 +123,8 @@ def as_generator(rng) -> np.random.Generator:
 
 
 class DataLoader:
-    """``DataLoader(data, batchsize=1, shuffle=False, partial=True, collate=None, rng=None)``
+    """``DataLoader(data, batchsize=1, shuffle=False, partial=True, collate=None, rng=None,
+    shard=False)``
 
     Iterates over mini-batches of ``data``: an array (observations along the first axis), a
     tuple or dict of arrays (batched together), or any object with ``__len__`` and
@@ -136,14 +137,25 @@ class DataLoader:
     Batches of arrays read without shuffling are views of ``data`` (no copy); shuffled
     batches are copies.
 
+    ``shard=True`` (for ``fl.train(..., distributed=True)``) or ``shard=(rank, nranks)``:
+    each epoch is cut into global batches of ``batchsize * nranks`` observations, in the
+    same (shuffled) order on every rank, and this rank gets its part of each: ``batchsize``
+    per rank, the ranks' parts distinct. So N ranks see exactly the batches one process with
+    ``batchsize * N`` sees. The last, smaller global batch is split as evenly as possible;
+    one with fewer observations than ranks is left out (a rank cannot train on nothing).
+    ``shard=True`` reads ``fl.distributed.rank()`` and ``world_size()`` when iterating.
+
     >>> import numpy as np, fluxml as fl
     >>> loader = fl.DataLoader(np.arange(7), batchsize=3, partial=False)
     >>> len(loader), [b.tolist() for b in loader]
     (2, [[0, 1, 2], [3, 4, 5]])
+    >>> [b.tolist() for b in fl.DataLoader(np.arange(7), batchsize=2, shard=(1, 2))]
+    [[2, 3], [6]]
     """
 
     def __init__(self, data, batchsize: int = 1, shuffle: bool = False, partial: bool = True,
-                 collate: Callable[[list], Any] | None = None, rng=None):
+                 collate: Callable[[list], Any] | None = None, rng=None,
+                 shard: bool | tuple[int, int] = False):
         if not isinstance(batchsize, (int, np.integer)) or isinstance(batchsize, bool) \
                 or batchsize < 1:
             raise ValueError(f"DataLoader: batchsize must be a positive int; got {batchsize!r}")
@@ -157,15 +169,31 @@ class DataLoader:
         self.partial = bool(partial)
         self.collate = collate
         self.rng = as_generator(rng)
+        self.shard = _check_shard(shard)
+
+    def _part(self) -> tuple[int, int]:
+        """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""
+        if self.shard is True:
+            from fluxml import distributed
+
+            return distributed.rank(), distributed.world_size()
+        return self.shard or (0, 1)
 
     def __len__(self) -> int:
-        full, rest = divmod(self.nobs, self.batchsize)
-        return full + (1 if rest and self.partial else 0)
+        nranks = self._part()[1]
+        full, rest = divmod(self.nobs, self.batchsize * nranks)
+        return full + (1 if rest >= nranks and self.partial else 0)
 
     def __iter__(self) -> Iterator:
         order = self.rng.permutation(self.nobs) if self.shuffle else None
+        rank, nranks = self._part()
+        step = self.batchsize * nranks
         for b in range(len(self)):
-            lo, hi = b * self.batchsize, min((b + 1) * self.batchsize, self.nobs)
+            lo, hi = b * step, min((b + 1) * step, self.nobs)
+            if nranks > 1:  # this rank's part of the global batch, as np.array_split cuts
+                q, r = divmod(hi - lo, nranks)
+                lo += rank * q + min(rank, r)
+                hi = lo + q + (rank < r)
             idx = slice(lo, hi) if order is None else order[lo:hi]
             if self.collate is not None:
                 ids = range(lo, hi) if order is None else idx
@@ -174,6 +202,22 @@ class DataLoader:
                 yield getobs(self.data, idx)
 
     def __repr__(self) -> str:
+        shard = f", shard={self.shard}" if self.shard is not None else ""
         return (f"DataLoader({type(self.data).__name__}, batchsize={self.batchsize}, "
-                f"shuffle={self.shuffle}, partial={self.partial}): {len(self)} batches of "
-                f"{self.nobs} observations")
+                f"shuffle={self.shuffle}, partial={self.partial}{shard}): {len(self)} batches "
+                f"of {self.nobs} observations")
+
+
+def _check_shard(shard):
+    """None (not sharded), True (rank and size from fl.distributed) or (rank, nranks)."""
+    if shard is False or shard is None:
+        return None
+    if shard is True:
+        return True
+    ok = (isinstance(shard, tuple) and len(shard) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard)
+          and 0 <= shard[0] < shard[1])
+    if not ok:
+        raise ValueError(f"DataLoader: shard must be True, False or (rank, nranks) with "
+                         f"0 <= rank < nranks; got {shard!r}")
+    return int(shard[0]), int(shard[1])

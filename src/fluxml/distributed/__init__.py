@@ -1,0 +1,34 @@
+"""Data-parallel training on MPI (``mpi4py``; ``pip install 'fluxml[distributed]'``).
+
+Launch one process per rank with ``mpiexec -n 4 python train.py``; in the script,
+``fl.train(..., distributed=True)`` with a ``DataLoader(..., shard=True)`` does the rest:
+rank 0's parameters, optimiser state and shuffle generator go to every rank, each rank
+trains on its own part of every global batch, gradients are averaged in a few flat buffers,
+only rank 0 prints progress and saves checkpoints. ``mpi4py`` is imported by ``init()``, not
+by ``import fluxml``.
+
+>>> import fluxml as fl
+>>> fl.distributed.world_size()
+1
+"""
+
+from fluxml.distributed.averaging import GradientAverager
+from fluxml.distributed.group import (
+    DistributedError,
+    DistributedTimeout,
+    Group,
+    RankError,
+    group,
+    init,
+    is_main,
+    rank,
+    world_size,
+)
+from fluxml.distributed.parallel import DataParallel
+from fluxml.distributed.sync import broadcast, broadcast_object, check_synced
+
+__all__ = [
+    "DataParallel", "DistributedError", "DistributedTimeout", "GradientAverager", "Group",
+    "RankError", "broadcast", "broadcast_object", "check_synced", "group", "init", "is_main",
+    "rank", "world_size",
+]

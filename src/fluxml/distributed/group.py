@@ -1,0 +1,233 @@
+"""The process group: rank and world size from MPI, and waiting that cannot hang forever.
+
+Every wait of ``fluxml.distributed`` goes through :meth:`Group.wait`: it tests the MPI
+requests, reads the control channel (failure notices and heartbeats from the other ranks) and
+gives up after ``timeout`` seconds. So a rank that raises makes the others raise
+``RankError`` naming it, and a rank that is stuck or gone makes the others raise
+``DistributedTimeout`` naming the ranks that never reached the step, instead of a job that
+hangs. A rank that dies outright is also caught by ``mpiexec`` (MPICH's launcher ends the job
+and names the rank). An uncaught exception on any rank, once ``init()`` ran, prints its
+traceback, tells the other ranks and ends the whole job with ``MPI_Abort``.
+
+>>> import fluxml as fl
+>>> g = fl.distributed.init()          # one process: rank 0 of 1
+>>> fl.distributed.rank(), fl.distributed.world_size(), fl.distributed.is_main()
+(0, 1, True)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+
+_BEAT, _FAIL = 1, 2  # tags on the control channel
+_GROUP: Group | None = None
+
+
+class DistributedError(RuntimeError):
+    """Base class of the errors of ``fluxml.distributed``."""
+
+
+class RankError(DistributedError):
+    """Another rank failed; this one stops too. ``rank`` names the one that failed."""
+
+    def __init__(self, message: str, rank: int):
+        super().__init__(message)
+        self.rank = rank
+
+
+class DistributedTimeout(DistributedError):
+    """A collective did not complete within the group's timeout."""
+
+
+def on_every_rank(err: BaseException) -> BaseException:
+    """Mark ``err`` as raised by every rank at the same point (a check on values all ranks
+    share): no rank needs telling, and the job stays usable if every rank catches it."""
+    err.on_every_rank = True  # type: ignore[attr-defined]
+    return err
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise ImportError("fluxml.distributed needs mpi4py and an MPI library: pip install "
+                          "'fluxml[distributed]' (mpi4py with the mpich wheel), then launch "
+                          "with mpiexec -n 2 python train.py") from err
+    return MPI
+
+
+class Group:
+    """The ranks of one training job: ``rank``, ``size``, ``comm`` (a private duplicate of
+    ``MPI.COMM_WORLD`` for the data) and ``ctl`` (another, for failure notices and
+    heartbeats), with ``timeout`` seconds for any one wait."""
+
+    def __init__(self, comm, timeout: float):
+        self.MPI = _mpi()
+        self.comm = comm.Dup()
+        self.ctl = comm.Dup()
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.timeout = float(timeout)
+        self.seen = [0] * self.size  # the last step each rank announced
+        self.step = 0
+        self.notified = False
+        self._sends: list = []
+
+    # --- the control channel -------------------------------------------------------------
+
+    def announce(self, step: int) -> None:
+        """Tell the other ranks this one reached the exchange of ``step`` (a heartbeat: a
+        timeout then names the ranks that never did)."""
+        self.step = self.seen[self.rank] = step
+        self._sends = [r for r in self._sends if not r.Test()]
+        for other in range(self.size):
+            if other != self.rank:
+                self._sends.append(self.ctl.isend(step, dest=other, tag=_BEAT))
+
+    def poll(self) -> None:
+        """Read what the other ranks sent; raise ``RankError`` if one of them failed."""
+        status = self.MPI.Status()
+        while self.ctl.iprobe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG, status=status):
+            source, tag = status.Get_source(), status.Get_tag()
+            msg = self.ctl.recv(source=source, tag=tag)
+            if tag == _BEAT:
+                self.seen[source] = max(self.seen[source], msg)
+            elif tag == _FAIL:
+                self.notified = True  # the failure is known everywhere already
+                raise RankError(f"fluxml.distributed: rank {source} of {self.size} failed "
+                                f"({msg}); rank {self.rank} stops too", source)
+
+    def notify_failure(self, err: BaseException) -> None:
+        """Tell every other rank that this one failed with ``err`` (once; best effort)."""
+        if self.notified or self.size == 1 or isinstance(err, RankError) \
+                or getattr(err, "on_every_rank", False):
+            return
+        self.notified = True
+        text = f"{type(err).__name__}: {err}"[:2000]
+        try:
+            reqs = [self.ctl.isend(text, dest=r, tag=_FAIL)
+                    for r in range(self.size) if r != self.rank]
+            deadline = time.monotonic() + 0.5
+            while not self.MPI.Request.Testall(reqs) and time.monotonic() < deadline:
+                time.sleep(1e-3)
+        except Exception:  # noqa: BLE001 - we are already failing; the original error wins
+            pass
+
+    # --- waiting ---------------------------------------------------------------------------
+
+    def wait(self, requests: list, what: str) -> None:
+        """Wait for ``requests`` (MPI requests); meanwhile read failure notices, and give up
+        after ``timeout`` seconds naming the ranks that have not reached this step."""
+        Testall = self.MPI.Request.Testall
+        start = time.monotonic()
+        pause = 0.0
+        while not Testall(requests):
+            self.poll()
+            elapsed = time.monotonic() - start
+            if elapsed > self.timeout:
+                self.poll()
+                late = [r for r in range(self.size) if self.seen[r] < self.step]
+                who = (", ".join(f"rank {r} (last seen at step {self.seen[r]})" for r in late)
+                       if late else "no rank is missing its heartbeat")
+                raise DistributedTimeout(
+                    f"fluxml.distributed: rank {self.rank} waited {self.timeout:g} s for "
+                    f"{what} at step {self.step}; not there: {who}. A rank may be stuck or "
+                    f"dead; if a step legitimately takes longer, pass a larger timeout to "
+                    f"fl.distributed.init(timeout=...)")
+            # The other ranks are usually microseconds away: spin (as MPI's own Wait does) for
+            # 2 ms, then yield the core to any process that wants it (sleeping costs a timer
+            # tick, and a loaded machine may not wake the sleeper for milliseconds); after
+            # 50 ms (a rank saving a checkpoint, a slow batch) sleep, so a long wait does not
+            # burn a core.
+            if elapsed < 2e-3:
+                continue
+            if elapsed < 0.05:
+                os.sched_yield()
+            else:
+                pause = min(1e-3, pause + 1e-4)
+                time.sleep(pause)
+
+
+def init(timeout: float | None = None, gpu: bool = True) -> Group:
+    """Join the job ``mpiexec`` started: rank and world size from ``MPI.COMM_WORLD``; with
+    ``gpu`` and CuPy seeing GPUs, each rank on a node takes its own (local rank modulo the
+    count). ``timeout``: seconds any one wait may take before ``DistributedTimeout`` (default
+    300, or ``$FLUXML_DIST_TIMEOUT``). Calling it again returns the same group (a
+    ``timeout`` given replaces the old). A single process without ``mpiexec`` is rank 0 of 1.
+
+    >>> import fluxml as fl
+    >>> fl.distributed.init().size
+    1
+    """
+    global _GROUP
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"init: timeout must be a positive number of seconds; got {timeout!r}")
+    if _GROUP is None:
+        MPI = _mpi()
+        default = float(os.environ.get("FLUXML_DIST_TIMEOUT", "300"))
+        _GROUP = Group(MPI.COMM_WORLD, default if timeout is None else timeout)
+        if gpu:
+            _pick_gpu(_GROUP)
+        if _GROUP.size > 1:
+            _install_excepthook(_GROUP)
+    elif timeout is not None:
+        _GROUP.timeout = float(timeout)
+    return _GROUP
+
+
+def group() -> Group:
+    """The group ``init()`` made (calling ``init()`` first if needed)."""
+    return _GROUP if _GROUP is not None else init()
+
+
+def rank() -> int:
+    """This process's rank, 0 to ``world_size() - 1``."""
+    return group().rank
+
+
+def world_size() -> int:
+    """The number of ranks in the job."""
+    return group().size
+
+
+def is_main() -> bool:
+    """True on rank 0: the rank that prints progress and saves checkpoints."""
+    return group().rank == 0
+
+
+def _pick_gpu(g: Group) -> None:
+    """One GPU per rank where CuPy finds GPUs; nothing (and no error) where it does not."""
+    try:
+        import cupy
+    except ImportError:
+        return
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001 - CuPy installed but no driver or device
+        return
+    if count:
+        local = g.comm.Split_type(g.MPI.COMM_TYPE_SHARED).Get_rank()
+        cupy.cuda.Device(local % count).use()
+
+
+def _install_excepthook(g: Group) -> None:
+    """An uncaught exception on any rank: print it (naming the rank), tell the others, then
+    end the whole job: without this, the other ranks would wait in a collective forever."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        sys.stderr.write(f"fluxml.distributed: rank {g.rank} of {g.size}: uncaught "
+                         f"{kind.__name__}; stopping every rank\n")
+        try:
+            previous(kind, value, tb)
+        except Exception:  # noqa: BLE001
+            traceback.print_exception(kind, value, tb)
+        sys.stderr.flush()
+        if not isinstance(value, RankError) and not getattr(value, "on_every_rank", False):
+            g.notify_failure(value)  # a no-op if fl.train already sent it
+            time.sleep(0.5)  # let the others print their RankError before the abort
+        g.comm.Abort(1)
+
+    sys.excepthook = hook

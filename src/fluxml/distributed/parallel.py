@@ -1,0 +1,65 @@
+"""``DataParallel``: what ``fl.train(..., distributed=True)`` does around its loop.
+
+At the start every rank takes rank 0's parameters, optimiser state and data-loader generator
+(so a checkpoint that only rank 0 loaded resumes everywhere, whatever the number of ranks
+that saved it); each step the gradients and the loss are averaged (``GradientAverager``); an
+exception on one rank is sent to the others before it propagates, so they stop with a
+``RankError`` naming it.
+
+>>> import numpy as np, fluxml as fl
+>>> model = {"w": np.ones(2)}
+>>> dp = fl.distributed.DataParallel(model, fl.setup(fl.Descent(), model), [np.ones(2)])
+>>> dp.is_main, dp.average(1.5, {"w": np.ones(2)}, 2)[0]
+(True, 1.5)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from fluxml.distributed.averaging import GradientAverager
+from fluxml.distributed.group import init, on_every_rank
+from fluxml.distributed.sync import broadcast, broadcast_object
+
+
+class DataParallel:
+    """Joins the job (``fl.distributed.init()``), checks that a ``DataLoader`` is sharded,
+    and broadcasts ``model``, ``state`` and the loader's ``rng`` from rank 0. ``model`` and
+    ``state`` are the synchronised objects (the same ones, except where a tuple or number at
+    the root had to be rebuilt)."""
+
+    def __init__(self, model, state, data, bucket_bytes: int = 1 << 20):
+        from fluxml.data.loader import DataLoader
+
+        self.group = init()
+        self.is_main = self.group.rank == 0
+        if isinstance(data, DataLoader) and self.group.size > 1 and data.shard is None:
+            raise ValueError(f"train(distributed=True): the DataLoader is not sharded, so "
+                             f"all {self.group.size} ranks would train on the same batches; "
+                             f"pass DataLoader(..., shard=True) (batchsize is then per rank)")
+        with self.failures():
+            self.model = broadcast(model)
+            self.state = broadcast(state) if state is not None else None
+            rng = getattr(data, "rng", None)
+            if isinstance(rng, np.random.Generator):
+                rng.bit_generator.state = broadcast_object(rng.bit_generator.state)
+            self.averager = GradientAverager(bucket_bytes)
+
+    def average(self, loss: float, grads, count: int):
+        """``(mean loss, averaged gradients, global batch size)``."""
+        return self.averager.average(loss, grads, count)
+
+    @contextlib.contextmanager
+    def failures(self):
+        """Tell the other ranks when this one raises, then let the error go on."""
+        from fluxml.train import TrainingError
+
+        try:
+            yield
+        except BaseException as err:
+            if isinstance(err, TrainingError):  # raised on the averaged loss or gradient:
+                on_every_rank(err)  # every rank stops at the same step with the same error
+            self.group.notify_failure(err)
+            raise

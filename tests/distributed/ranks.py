@@ -1,0 +1,131 @@
+"""What the distributed tests run under ``mpiexec -n 2`` (and, for the references, in one
+process). ``python ranks.py MODE OUT [ARG]``; each rank writes ``OUT/rank{r}.npz``."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fluxml as fl
+
+NOBS, BATCH, EPOCHS, SEED = 70, 8, 3, 1234  # 70 = 4 global batches of 16, then 6 (3 + 3)
+
+
+def make(init_seed):
+    fl.seed(init_seed)
+    model = fl.Chain(fl.Dense(4, 16, np.tanh), fl.Dense(16, 3))
+    model = fl.f64(model)
+    return model, fl.setup(fl.Adam(0.01), model)
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(NOBS, 4))
+    y = np.stack([np.sin(x[:, 0]), x[:, 1] * x[:, 2], np.cos(x[:, 3])], axis=1)
+    return x, y
+
+
+def mse(m, x, y):
+    return np.mean((m(x) - y) ** 2)
+
+
+def loader(per_rank, shard):
+    return fl.DataLoader(data(), batchsize=per_rank, shuffle=True, rng=SEED, shard=shard)
+
+
+def save(out, name, model, history):
+    flat = {k: np.asarray(v) for k, v in fl.io.modelstate.flat_state(model).items()}
+    np.savez(Path(out) / name, losses=np.array(history.losses), **flat)
+
+
+def train_equal(out):
+    """2 ranks of BATCH with a checkpoint each epoch, from models that differ per rank."""
+    model, state = make(init_seed=fl.distributed.rank())  # rank 0's model must win
+    ckpt = fl.SaveCheckpoint(str(Path(out) / "ckpt-{epoch}.st"))
+    h = fl.train(mse, model, loader(BATCH, True), state, epochs=EPOCHS, callbacks=[ckpt],
+                 progress=False, distributed=True)
+    fl.distributed.check_synced(model)
+    fl.distributed.check_synced(state, "optimiser state")
+    save(out, f"rank{fl.distributed.rank()}.npz", model, h)
+
+
+def resume(out, path, batch=BATCH, shard=True, distributed=True):
+    """The last epoch from a checkpoint that only rank 0 reads."""
+    model, state = make(init_seed=99)
+    data_loader = loader(batch, shard)
+    history = fl.History()
+    if not distributed or fl.distributed.is_main():
+        info = fl.load_checkpoint(path, model, state, rngs={"data": data_loader.rng})
+        history = fl.History.from_dict(info.extra["history"])
+    history = fl.distributed.broadcast_object(history) if distributed else history
+    h = fl.train(mse, model, data_loader, state, epochs=EPOCHS - history.epoch,
+                 history=history, progress=False, distributed=distributed)
+    name = f"rank{fl.distributed.rank()}.npz" if distributed else "resumed.npz"
+    save(out, name, model, h)
+
+
+def fail(out, how):
+    fl.distributed.init(timeout=60.0)
+    fl.distributed.broadcast_object(None)  # both ranks are up: a slow start is no failure
+    fl.distributed.init(timeout=2.0)
+    model, state = make(init_seed=0)
+    me = fl.distributed.rank()
+
+    def loss(m, x, y):
+        step = loss.calls = getattr(loss, "calls", 0) + 1
+        if me == 1 and step == 3:
+            if how == "raise":
+                raise ValueError("boom at step 3")
+            if how == "hang":
+                time.sleep(60)
+            if how == "die":
+                os._exit(7)
+        return mse(m, x, y)
+
+    fl.train(loss, model, loader(BATCH, True), state, epochs=EPOCHS, progress=False,
+             distributed=True)
+
+
+def consistent(out):
+    """Errors every rank raises at once are caught on every rank, and the job goes on."""
+    fl.distributed.init(timeout=30.0)
+    me = fl.distributed.rank()
+    try:  # ranks that built different models
+        fl.distributed.broadcast(fl.Dense(4, 3 if me == 0 else 5))
+    except fl.distributed.DistributedError as err:
+        print(f"rank {me}: {err}", flush=True)
+    params = {"a": np.ones(2), "b": np.ones(2)}  # b has no gradient on rank 1
+    uses = (lambda m: np.sum(m["a"] * m["b"])) if me == 0 else (lambda m: np.sum(m["a"]))
+    try:
+        fl.train(lambda m, _: uses(m), params, [np.zeros(1)], fl.setup(fl.Descent(), params),
+                 progress=False, distributed=True)
+    except fl.distributed.DistributedError as err:
+        print(f"rank {me}: {err}", flush=True)
+    x, y = data()
+    if me == 1:
+        x[26] = np.nan  # rank 1's part of the second global batch (8..15, then 24..31)
+    model, state = make(init_seed=0)
+    before = fl.io.modelstate.flat_state(fl.fmap(np.copy, model))
+    try:
+        fl.train(mse, model, fl.DataLoader((x, y), batchsize=BATCH, shard=True), state,
+                 progress=False, distributed=True)
+    except fl.TrainingError as err:
+        print(f"rank {me}: {err}", flush=True)
+    fl.distributed.check_synced(model)
+    changed = any(not np.array_equal(before[k], v)
+                  for k, v in fl.io.modelstate.flat_state(model).items())
+    print(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
+
+
+if __name__ == "__main__":
+    mode, out = sys.argv[1], sys.argv[2]
+    if mode == "equal":
+        train_equal(out)
+    elif mode == "consistent":
+        consistent(out)
+    elif mode == "resume":
+        resume(out, sys.argv[3])
+    else:
+        fail(out, mode)

@@ -1,0 +1,117 @@
+"""Data-parallel training with 2 ranks under ``mpiexec`` (the MPICH launcher the
+``distributed`` extra installs into the venv): the same numbers as one process with twice
+the batch, checkpoints that change the number of ranks, and failures that stop every rank."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+from . import ranks
+
+HERE = Path(__file__).resolve().parent
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+
+
+def _missing() -> str | None:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'fluxml[distributed]')"
+    if not MPIEXEC.exists():
+        return f"no mpiexec beside the interpreter ({MPIEXEC}); install the mpich wheel"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+
+
+def mpirun(*args, n=2, timeout=120, flags=()):
+    cmd = [str(MPIEXEC), *flags, "-n", str(n), sys.executable, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def reference(tmp, epochs=ranks.EPOCHS):
+    """One process, batch 2 * BATCH, rank 0's initial model."""
+    model, state = ranks.make(init_seed=0)
+    ckpt = fl.SaveCheckpoint(str(tmp / "ref-{epoch}.st"))
+    h = fl.train(ranks.mse, model, ranks.loader(2 * ranks.BATCH, False), state, epochs=epochs,
+                 callbacks=[ckpt], progress=False)
+    return model, h
+
+
+def assert_same(npz, model, losses):
+    got = np.load(npz)
+    np.testing.assert_allclose(got["losses"], losses, rtol=1e-12, atol=1e-14)
+    for path, x in fl.io.modelstate.flat_state(model).items():
+        np.testing.assert_allclose(got[path], x, rtol=1e-10, atol=1e-13, err_msg=path)
+
+
+def test_two_ranks_train_as_one_process_with_twice_the_batch_and_resume_with_one(tmp_path):
+    done = mpirun(HERE / "ranks.py", "equal", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    model, h = reference(tmp_path)
+    assert len(h.losses) == 5 * ranks.EPOCHS  # 4 full global batches and the split one
+    for r in (0, 1):
+        assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == \
+        ["ckpt-1.st", "ckpt-2.st", "ckpt-3.st"]  # rank 0 alone wrote them (no clash)
+    # saved with 2 ranks, resumed with 1: the last epoch as the uninterrupted run
+    ranks.resume(tmp_path, tmp_path / "ckpt-2.st", batch=2 * ranks.BATCH, shard=False,
+                 distributed=False)
+    assert_same(tmp_path / "resumed.npz", model, h.losses)
+
+
+def test_a_one_process_checkpoint_resumes_with_two_ranks(tmp_path):
+    model, h = reference(tmp_path)
+    done = mpirun(HERE / "ranks.py", "resume", tmp_path, tmp_path / "ref-2.st")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r in (0, 1):
+        assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
+
+
+@pytest.mark.parametrize("how, flags, expected", [
+    ("raise", (), ["rank 1 of 2 failed (ValueError: boom at step 3); rank 0 stops too",
+                   "ValueError: boom at step 3"]),
+    ("hang", (), ["rank 0 waited 2 s", "not there: rank 1 (last seen at step 2)"]),
+    # a rank that dies: MPICH's launcher ends the job with its exit code (checked by hand: it
+    # takes a second); where the launcher leaves the others running, the watchdog names it
+    ("die", ("-disable-auto-cleanup",), ["not there: rank 1 (last seen at step 2)"]),
+])
+def test_a_failing_rank_stops_the_others_with_an_error_naming_it(tmp_path, how, flags,
+                                                                  expected):
+    start = time.monotonic()
+    done = mpirun(HERE / "ranks.py", how, tmp_path, timeout=60, flags=flags)
+    out = done.stdout + done.stderr
+    assert done.returncode == (7 if how == "die" else 1), out
+    assert time.monotonic() - start < 30, out
+    for text in expected:
+        assert text.lower() in out.lower(), out
+
+
+def test_the_distributed_example_runs_on_two_ranks(tmp_path):
+    example = HERE.parent.parent / "examples" / "distributed_mlp.py"
+    done = mpirun(example, "--epochs", 3, "--out", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("2 ranks, 23 steps per epoch of 32 images per rank")
+    assert done.stdout.strip().endswith("OK")
+    assert [p.name for p in tmp_path.iterdir()] == ["distributed-mlp.safetensors"]
+
+
+def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
+    done = mpirun(HERE / "ranks.py", "consistent", tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    for r in (0, 1):
+        assert f"rank {r}: fluxml.distributed: broadcast: the ranks disagree: rank 0 has " \
+               f"('weight', (3, 4), '<f4'), rank 1 has ('weight', (5, 4), '<f4')" in out, out
+        assert f"rank {r}: fluxml.distributed: at step 1 the ranks' gradients have " \
+               f"different layouts" in out, out
+        assert f"rank {r}: train: step 2 (epoch 1, batch 2): the loss is nan" in out, out
+        assert f"rank {r}: one step taken: True; then ok" in out, out
