@@ -54,7 +54,7 @@ class DataParallel:
     @contextlib.contextmanager
     def failures(self):
         """Tell the other ranks when this one raises, then let the error go on."""
-        from fluxml.train import TrainingError
+        from fluxml.training import TrainingError
 
         try:
             yield
