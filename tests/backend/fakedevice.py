@@ -51,15 +51,40 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
         return FakeDeviceArray(r, self.device) if isinstance(r, np.ndarray | np.generic) else r
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if kwargs:
-            return NotImplemented
-        return self._wrap(getattr(ufunc, method)(*self._unwrap(inputs)))
+        if "out" in kwargs or any(_foreign(a) for a in inputs):
+            return NotImplemented  # a traced array: its own __array_ufunc__ takes over
+        return self._wrap(getattr(ufunc, method)(*self._unwrap(inputs), **kwargs))
 
     def __array_function__(self, func, types, args, kwargs):
+        if any(not issubclass(t, FakeDeviceArray) for t in types):
+            return NotImplemented
         return self._wrap(func(*self._unwrap(args), **kwargs))
+
+    def __getattr__(self, name):  # methods and attributes (astype, reshape, T ...) as CuPy's
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = getattr(self.data, name)
+        if not callable(value):
+            return self._wrap(value)
+        return lambda *args, **kwargs: self._wrap(value(*self._unwrap(args), **kwargs))
+
+    def __getitem__(self, index):
+        return self._wrap(self.data[index])
+
+    def __setitem__(self, index, value):
+        (value,) = self._unwrap([value])
+        self.data[index] = value
 
     def get(self):
         return self.data.copy()
+
+    def copy(self):
+        return FakeDeviceArray(self.data.copy(), self.device)
+
+
+def _foreign(a):
+    return hasattr(type(a), "__array_ufunc__") and not isinstance(a, (FakeDeviceArray,
+                                                                       np.ndarray, np.generic))
 
 
 def _to_device(x, device):
@@ -72,7 +97,9 @@ def _to_device(x, device):
 FAKE = fl.backend.ArrayBackend(
     name="fake",
     array_type=FakeDeviceArray,
-    module=types.SimpleNamespace(__name__="fakenumpy"),
+    module=types.SimpleNamespace(  # the little of a NumPy-like namespace the engine asks for
+        __name__="fakenumpy", ones=lambda shape, dtype=float: FakeDeviceArray(
+            np.ones(shape, dtype))),
     device_of=lambda x: f"fake:{x.device}",
     to_host=FakeDeviceArray.get,
     to_device=_to_device,

@@ -398,6 +398,8 @@ def fit(c, like):
     shape = like.shape
     cshape = c.shape
     if not cshape and shape and type(c) is not Tracer:  # a scalar spread over like (sum)
+        if not isinstance(c, (np.ndarray, np.generic)):  # another library's array (CuPy)
+            return np.broadcast_to(c, shape).astype(like.dtype)
         out = np.empty(shape, like.dtype)
         out[...] = c
         return out
@@ -431,6 +433,8 @@ def broadcast(x, shape):
     ``broadcast_to`` on small arrays, and writable), the recorded primitive for tracers."""
     if type(x) is Tracer:
         return np.broadcast_to(x, shape)
+    if not isinstance(x, (np.ndarray, np.generic)):  # another library's array (CuPy)
+        return np.broadcast_to(x, shape).copy()
     out = np.empty(shape, x.dtype)
     out[...] = x
     return out
