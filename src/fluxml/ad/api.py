@@ -94,6 +94,8 @@ def _finish(g, like, zeros, seen):
         return like.dtype.type(g)
     if isinstance(g, np.generic):
         g = np.asarray(g)
+    elif not isinstance(g, np.ndarray):  # another library's array (CuPy): a copy of its own
+        return g.copy()
     return _own(g, seen)
 
 
@@ -149,7 +151,9 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
     value = out._val
     if type(value) is not np.float64 or holomorphic:  # the common case needs no check
         _check_scalar(value, holomorphic)
-    cts = sweep(trace.tape, {out._box: _one(value.dtype)}, made)
+    seed = _one(value.dtype) if isinstance(value, (np.ndarray, np.generic)) \
+        else _one_like(value)
+    cts = sweep(trace.tape, {out._box: seed}, made)
     return value, _grads(spec, leaves, cts, zeros_for_none)
 
 
@@ -206,6 +210,14 @@ def _one(dtype):
         one = _ONES[dtype] = np.ones((), dtype)
         one.flags.writeable = False
     return one
+
+
+def _one_like(value):
+    """The seed 1 on the device of a loss held by another array library (CuPy): a NumPy
+    seed would send the whole backward sweep to the CPU, or fail on mixing."""
+    from fluxml.backend import array_module
+
+    return array_module(value).ones((), value.dtype)
 
 
 def _check_scalar(out, holomorphic=False):
