@@ -110,7 +110,8 @@ def _own(g, seen):
 
 def _grads(spec, leaves, cts, zeros):
     seen: set = set()
-    out = [_finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
+    out = [_own(c, seen) if type(c) is np.ndarray and type(x) is np.ndarray  # the common case
+           else _finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
     return tuple(out) if spec is None else unflatten(spec, out, static_as_none=True)
 
 
@@ -139,7 +140,8 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
         _check_complex_inputs(leaves, made)
     try:
         out = f(*targs)
-        trace.check_refused()
+        if trace.refused is not None:
+            trace.check_refused()
     finally:
         trace.closed = LEAKED
     if type(out) is not Tracer or out._trace is not trace:
@@ -195,7 +197,7 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none, holomorphic)[1]
+        return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic)[1]
     finally:
         resume_gc()
 
@@ -277,7 +279,8 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     pause_gc()
     try:
         out = f(*targs)
-        trace.check_refused()
+        if trace.refused is not None:
+            trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()
@@ -362,7 +365,8 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     pause_gc()
     try:
         out = f(*targs)
-        trace.check_refused()
+        if trace.refused is not None:
+            trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()
