@@ -12,8 +12,8 @@ from fluxml.ad.core import (
     _link_view,
     _reraise_if_mixed,
     bind,
-    broadcast,
 )
+from fluxml.ad.fitting import broadcast
 
 
 class ForwardTrace(Trace):

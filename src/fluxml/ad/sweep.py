@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, fit, raw
+from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import same
+from fluxml.ad.fitting import fit
 
 
 class Sparse:

@@ -23,8 +23,9 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from fluxml.ad.core import Tracer, broadcast, raw
+from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import primitive
+from fluxml.ad.fitting import broadcast
 
 __all__ = ["batchnorm", "groupnorm", "instancenorm", "layernorm", "normalise"]
 

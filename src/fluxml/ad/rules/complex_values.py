@@ -5,7 +5,7 @@ The convention is JAX's and HIPS autograd's. A cotangent ``c`` of a complex valu
 tangent ``t`` as ``Re(sum(c * t))`` (no conjugate), so the vjp of a holomorphic function is its
 complex derivative times ``g`` (the rules written for real numbers stay right, read as complex
 formulas), and the gradient of a real ``f`` of ``z = x + iy`` is ``df/dx - i df/dy``. A
-real argument receives the real part of the cotangent (``core.fit``).
+real argument receives the real part of the cotangent (``fitting.fit``).
 
 A rule written for real numbers is not automatically right for complex ones (``abs`` needs
 ``conj``, ``max`` has no derivative on an unordered set, ``var`` is ``mean(|d|^2)``). So
