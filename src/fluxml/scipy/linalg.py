@@ -80,7 +80,14 @@ def expm(a):
 
 # --- Sylvester equations and the square root -------------------------------------------------
 
-SYLVESTER = primitive("solve_sylvester", lambda a, b, q: _sl().solve_sylvester(a, b, q))
+def _solve_sylvester(a, b, q):
+    # one dtype for all three: SciPy 1.17 solves a complex a with a real b (of complex
+    # eigenvalues) wrongly, without a warning (the real Schur form of b meets a complex one)
+    dtype = np.result_type(a, b, q)
+    return _sl().solve_sylvester(*(np.asarray(m, dtype) for m in (a, b, q)))
+
+
+SYLVESTER = primitive("solve_sylvester", _solve_sylvester)
 
 
 def _separated(a, b, what: str):
@@ -128,6 +135,10 @@ def solve_sylvester(a, b, q):
     array([[1., 0.],
            [0., 1.]])
     """
+    sa, sb, sq = np.shape(a), np.shape(b), np.shape(q)
+    if len(sa) != 2 or len(sb) != 2 or sa[0] != sa[1] or sb[0] != sb[1] or sq != (sa[0], sb[0]):
+        raise ValueError(f"solve_sylvester: expected a (m, m), b (n, n) and q (m, n), got "
+                         f"shapes {sa}, {sb} and {sq}")
     return SYLVESTER(a, b, q)
 
 
@@ -154,8 +165,8 @@ defjvp(SQRTM, lambda t, ans, a: SYLVESTER(_root(ans), ans, t))
 
 
 def sqrtm(a):
-    """The principal square root of a matrix (``scipy.linalg.sqrtm``); its derivative needs
-    ``X`` and ``-X`` to share no eigenvalue (a singular ``X`` has none).
+    """The principal square root X of a matrix (``scipy.linalg.sqrtm``). Its derivative
+    exists where X and -X share no eigenvalue: not at a singular matrix, where it is refused.
 
     >>> import numpy as np
     >>> sqrtm(4 * np.eye(2))
