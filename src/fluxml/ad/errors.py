@@ -14,9 +14,10 @@ def converted(library: str | None) -> str:
              "fluxml has no derivative rule for it. Write the computation with NumPy "
              "operations or give it a rule with @fl.custom_vjp.\n" if library else "\n")
     replacement = scipy_replacement() if library and library.startswith("scipy.") else None
-    if replacement:
-        where += (f"fluxml has a differentiable version of this SciPy function: call "
-                  f"{replacement} instead (`import fluxml.scipy`).\n")
+    if replacement:  # SciPy's function cannot be intercepted; fluxml.scipy offers its own
+        where = (f"\nThis happened inside {library}, which converts its input to a NumPy "
+                 f"array. Call {replacement} instead (`import fluxml.scipy`): the same function, "
+                 "differentiable.\n")
     return (
         "a traced array was converted to a plain NumPy array (np.asarray, np.array, or a "
         "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient."
