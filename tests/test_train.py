@@ -212,3 +212,17 @@ def test_bad_arguments():
         fl.train(lambda m: 0.0, model, [], state, callbacks=[print])
     with pytest.raises(TypeError, match="loss must be a function"):
         fl.train(3, model, [], state)
+
+
+def test_data_that_cannot_serve_the_epochs_is_refused():
+    """Found by review: a generator with epochs > 1 trained one epoch and then nothing, and a
+    bare (x, y) tuple called the loss with one array."""
+    model = fl.Dense(2, 1)
+    state = fl.setup(fl.Descent(0.1), model)
+    x, y = np.ones((4, 2), np.float32), np.ones((4, 1), np.float32)
+    loss = lambda m, x, y: fl.mse(m(x), y)  # noqa: E731
+    with pytest.raises(TypeError, match="one-pass iterator"):
+        fl.train(loss, model, ((x, y) for _ in range(3)), state, epochs=2, progress=False)
+    with pytest.raises(TypeError, match=r"pass batches, as fl.DataLoader"):
+        fl.train(loss, model, (x, y), state, progress=False)
+    fl.train(loss, model, ((x, y) for _ in range(3)), state, epochs=1, progress=False)

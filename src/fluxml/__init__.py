@@ -41,6 +41,7 @@ _LAZY = {
     **dict.fromkeys([
         "Callback", "EarlyStopping", "Evaluate", "LRSchedule", "SaveCheckpoint",
     ], "fluxml.callbacks"),
+    **dict.fromkeys(["backend", "cpu", "gpu"], "fluxml.backend"),
     **dict.fromkeys(["crypto"], "fluxml.crypto"),
     **dict.fromkeys(["distributed"], "fluxml.distributed"),
     **dict.fromkeys([
@@ -89,8 +90,10 @@ _LAZY = {
     **dict.fromkeys(["train", "TrainingError"], "fluxml.training"),
     "scipy": "fluxml.scipy",
 }
-_SUBPACKAGES = {"crypto", "data", "distributed", "io", "losses", "nnlib", "ode", "optimise",
-                "scipy"}
+_SUBPACKAGES = {
+    "backend", "crypto", "data", "distributed", "io", "losses", "nnlib", "ode", "optimise",
+    "scipy",
+}
 
 
 def __getattr__(name: str):
@@ -123,10 +126,11 @@ __all__ = [
     "PixelShuffle", "PolyAct", "RAdam", "RMSProp", "RNN", "RNNCell", "Rprop", "SaveCheckpoint",
     "Scale", "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
     "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
-    "autosize", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu", "checkpoint",
-    "crossentropy", "crypto", "ctc_loss", "custom_jvp", "custom_vjp", "data", "datasets",
+    "autosize", "backend", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu",
+    "checkpoint", "cpu", "crossentropy", "crypto", "ctc_loss", "custom_jvp", "custom_vjp", "data",
+    "datasets",
     "dice_coeff_loss", "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64",
-    "flatten", "fmap", "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gradient",
+    "flatten", "fmap", "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gpu", "gradient",
     "groupnorm", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "hessian", "hinge_loss",
     "huber_loss", "identity", "index_add", "init", "instancenorm", "io", "jacobian", "jvp",
     "kldivergence", "label_smoothing", "layernorm", "leakyrelu", "leaves", "lisht", "load",

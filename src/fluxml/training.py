@@ -102,6 +102,16 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}")
+    if isinstance(data, tuple) and data and all(hasattr(d, "shape") for d in data):
+        raise TypeError(
+            f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
+            f"them. train iterates over data: pass batches, as fl.DataLoader(data, batchsize) "
+            f"or a list [(x, y)] for the whole set as one batch")
+    if epochs > 1 and iter(data) is data:
+        raise TypeError(
+            f"train: data is a one-pass iterator ({type(data).__name__}), so epochs 2 to "
+            f"{epochs} would see no batches. Pass something iterable again each epoch: a "
+            f"fl.DataLoader, a list of batches")
     history = History() if history is None else history
     dp = None
     if distributed:

@@ -156,3 +156,17 @@ def test_header_checks():
     for header, message in bad:
         with pytest.raises(FileFormatError, match=message):
             st_format.decode(file(header))
+
+
+def test_checkpoint_keeps_frozen_leaves_frozen(tmp_path):
+    """A frozen flag is not an array: it rides in the metadata (found by review: a resumed run
+    trained the frozen layer)."""
+    model = fl.Chain(fl.Dense(2, 2), fl.Dense(2, 1))
+    state = fl.setup(fl.Adam(), model)
+    fl.freeze(state.layers[0])
+    path = tmp_path / "ckpt.safetensors"
+    fl.save_checkpoint(path, model, state, step=3)
+    fresh = fl.setup(fl.Adam(), model)
+    info = fl.load_checkpoint(path, model, fresh)
+    assert info.opt_state.layers[0].weight.frozen and info.opt_state.layers[0].bias.frozen
+    assert not info.opt_state.layers[1].weight.frozen

@@ -220,3 +220,16 @@ def test_checkpoints_between_the_saved_times_give_the_same_gradient():
         assert seen[-1][:2] == ([1.5], (1, 2))  # only the requested output
     with pytest.raises(ValueError, match="checkpointing=True"):
         fl.ode.InterpolatingAdjoint(checkpoints=3)
+
+
+@pytest.mark.parametrize("sensealg", [fl.ode.Direct(), fl.ode.InterpolatingAdjoint(),
+                                      fl.ode.BacksolveAdjoint(), fl.ode.QuadratureAdjoint()],
+                         ids=lambda s: type(s).__name__)
+def test_parameter_gradient_of_a_backward_solve(sensealg):
+    """Solving from t = 2 back to 0: the quadrature of the parameter gradient keeps the
+    orientation of time (it once took |h| and flipped the sign; found by review)."""
+    f = lambda t, u, p: -p * u  # noqa: E731
+    u0, p = np.array([1.0, 2.0]), np.array([0.5, 1.5])
+    loss = lambda p: np.sum(fl.ode.solve(f, u0, (2.0, 0.0), p, sensealg=sensealg,  # noqa: E731
+                                         rtol=1e-10, atol=1e-12).u[-1])
+    np.testing.assert_allclose(fl.gradient(loss, p)[0], 2 * u0 * np.exp(2 * p), rtol=1e-6)

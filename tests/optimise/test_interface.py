@@ -253,3 +253,25 @@ def test_with_fluxml_layers():
         state, model = fl.update(state, model, fl.gradient(loss, model)[0])
     assert loss(model) < 0.5 * first and loss(model).dtype == np.float32
     np.testing.assert_array_equal(model.layers[1].weight, w1)
+
+
+def test_float16_adam_survives_zero_gradients():
+    """epsilon 1e-8 rounds to 0 in float16: a zero gradient gave 0/0 and NaN weights (found by
+    review); the rules raise it to 1e-7 there, as Optimisers.jl does."""
+    m = fl.f16(fl.Dense(2, 2))
+    state = fl.setup(fl.Adam(), m)
+    g = fl.gradient(lambda m: np.sum(m(np.array([[1, 0]], np.float16))), m)[0]
+    fl.update(state, m, g)
+    assert np.isfinite(m.weight).all() and m.weight.dtype == np.float16
+
+
+def test_weights_tied_through_a_view_are_refused():
+    """dec.weight = enc.weight.T gave the view an Adam state of its own: a double step (found by
+    review). The very same array object stays supported."""
+    enc, dec = fl.Dense(4, 2, bias=False), fl.Dense(2, 4, bias=False)
+    dec.weight = enc.weight.T
+    with pytest.raises(ValueError, match=r"layers.1.weight and layers.0.weight are views"):
+        fl.setup(fl.Adam(), fl.Chain(enc, dec))
+    same = fl.Chain(enc, enc)
+    state = fl.setup(fl.Adam(), same)
+    assert state.layers[0].weight is state.layers[1].weight

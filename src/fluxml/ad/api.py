@@ -94,6 +94,8 @@ def _finish(g, like, zeros, seen):
         return like.dtype.type(g)
     if isinstance(g, np.generic):
         g = np.asarray(g)
+    elif not isinstance(g, np.ndarray):  # another library's array (CuPy): a copy of its own
+        return g.copy()
     return _own(g, seen)
 
 
@@ -108,7 +110,8 @@ def _own(g, seen):
 
 def _grads(spec, leaves, cts, zeros):
     seen: set = set()
-    out = [_finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
+    out = [_own(c, seen) if type(c) is np.ndarray and type(x) is np.ndarray  # the common case
+           else _finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
     return tuple(out) if spec is None else unflatten(spec, out, static_as_none=True)
 
 
@@ -137,7 +140,8 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
         _check_complex_inputs(leaves, made)
     try:
         out = f(*targs)
-        trace.check_refused()
+        if trace.refused is not None:
+            trace.check_refused()
     finally:
         trace.closed = LEAKED
     if type(out) is not Tracer or out._trace is not trace:
@@ -149,7 +153,9 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
     value = out._val
     if type(value) is not np.float64 or holomorphic:  # the common case needs no check
         _check_scalar(value, holomorphic)
-    cts = sweep(trace.tape, {out._box: _one(value.dtype)}, made)
+    seed = _one(value.dtype) if isinstance(value, (np.ndarray, np.generic)) \
+        else _one_like(value)
+    cts = sweep(trace.tape, {out._box: seed}, made)
     return value, _grads(spec, leaves, cts, zeros_for_none)
 
 
@@ -191,7 +197,7 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none, holomorphic)[1]
+        return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic)[1]
     finally:
         resume_gc()
 
@@ -206,6 +212,14 @@ def _one(dtype):
         one = _ONES[dtype] = np.ones((), dtype)
         one.flags.writeable = False
     return one
+
+
+def _one_like(value):
+    """The seed 1 on the device of a loss held by another array library (CuPy): a NumPy
+    seed would send the whole backward sweep to the CPU, or fail on mixing."""
+    from fluxml.backend import array_module
+
+    return array_module(value).ones((), value.dtype)
 
 
 def _check_scalar(out, holomorphic=False):
@@ -265,7 +279,8 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     pause_gc()
     try:
         out = f(*targs)
-        trace.check_refused()
+        if trace.refused is not None:
+            trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()
@@ -350,7 +365,8 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     pause_gc()
     try:
         out = f(*targs)
-        trace.check_refused()
+        if trace.refused is not None:
+            trace.check_refused()
     finally:
         trace.closed = LEAKED
         resume_gc()

@@ -113,6 +113,14 @@ def bind(prim, args, params):
     return top.process(prim, args, params)
 
 
+def _reraise_if_mixed(prim, vals, error):
+    """After ``prim`` failed: when its arguments were on two devices (CPU and GPU), raise
+    the error that names them (``fluxml.backend.mixing``, loaded only now)."""
+    from fluxml.backend.mixing import reraise_if_mixed
+
+    reraise_if_mixed(prim, vals, error)
+
+
 def raw(x):
     """The concrete value under every trace level (for shapes, dtypes, non-differentiable ops)."""
     while type(x) is Tracer:
@@ -259,7 +267,11 @@ class ReverseTrace(Trace):
                             large = True
                     else:
                         lower = True
-        ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
+        try:  # costs nothing unless raised (Python 3.11): the NumPy path checks no devices
+            ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
+        except Exception as e:
+            _reraise_if_mixed(prim, vals, e)
+            raise
         if not parents:  # every traced argument belongs to lower levels: a constant here
             if prim.multiple_results:
                 return tuple(self.constant(a) for a in ans)
@@ -386,6 +398,8 @@ def fit(c, like):
     shape = like.shape
     cshape = c.shape
     if not cshape and shape and type(c) is not Tracer:  # a scalar spread over like (sum)
+        if not isinstance(c, (np.ndarray, np.generic)):  # another library's array (CuPy)
+            return np.broadcast_to(c, shape).astype(like.dtype)
         out = np.empty(shape, like.dtype)
         out[...] = c
         return out
@@ -419,6 +433,8 @@ def broadcast(x, shape):
     ``broadcast_to`` on small arrays, and writable), the recorded primitive for tracers."""
     if type(x) is Tracer:
         return np.broadcast_to(x, shape)
+    if not isinstance(x, (np.ndarray, np.generic)):  # another library's array (CuPy)
+        return np.broadcast_to(x, shape).copy()
     out = np.empty(shape, x.dtype)
     out[...] = x
     return out

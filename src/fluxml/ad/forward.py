@@ -10,6 +10,7 @@ from fluxml.ad.core import (
     Tracer,
     _kept_view,
     _link_view,
+    _reraise_if_mixed,
     bind,
     broadcast,
 )
@@ -70,7 +71,11 @@ class ForwardTrace(Trace):
             for i, t in tangents:
                 if owned.pop(id(t), None) is t and i == 0:
                     reuse = True
-        ans = bind(prim, vals, params)
+        try:  # costs nothing unless raised: devices are checked only after a failure
+            ans = bind(prim, vals, params)
+        except Exception as e:
+            _reraise_if_mixed(prim, vals, e)
+            raise
         if prim.multiple_results:
             outs = _tangent(prim, tangents, ans, vals, params)
             if outs is None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from fluxml.io import safetensors
 from fluxml.io.modelstate import LoadError, _leaf_paths, check, flat_state, write_into
+from fluxml.tree import flatten
 
 KEYS = "fluxml.keys"
 
@@ -129,7 +130,8 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     tensors, keys = _tensors(tree)
     meta = {"format": "np", KEYS: json.dumps(keys), "fluxml.step": str(int(step)),
             "fluxml.rngs": json.dumps(_rng_states(rngs)),
-            "fluxml.extra": json.dumps(extra or {})}
+            "fluxml.extra": json.dumps(extra or {}),
+            "fluxml.frozen": json.dumps(_frozen(opt_state))}
     safetensors.write(path, tensors, meta)
 
 
@@ -170,6 +172,9 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     write_into(model, model_flat)
     if opt_state is not None:
         opt_state = write_into(opt_state, opt_flat)
+        leaves = _optimiser_leaves(opt_state)
+        for i in json.loads(meta.get("fluxml.frozen", "[]")):
+            leaves[i].frozen = True
     from fluxml.init import default_rng
 
     generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
@@ -178,3 +183,17 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     return Checkpoint(int(meta["fluxml.step"]), opt_state, json.loads(meta["fluxml.extra"]))
 
 
+
+
+def _optimiser_leaves(opt_state) -> list:
+    from fluxml.optimise import Leaf
+
+    return flatten(opt_state, is_leaf=lambda x: isinstance(x, Leaf))[0]
+
+
+def _frozen(opt_state) -> list[int]:
+    """Positions of the frozen Leafs (a flag, not an array: kept in the metadata)."""
+    if opt_state is None:
+        return []
+    return [i for i, leaf in enumerate(_optimiser_leaves(opt_state))
+            if getattr(leaf, "frozen", False)]

@@ -37,7 +37,14 @@ def line_of(x) -> str:
     """One line for ``x``: a layer's constructor call, a function's name."""
     line = getattr(x, "_line", None)
     if line is not None and callable(line):
-        return line()
+        try:
+            return line()
+        except (TypeError, AttributeError, ValueError, IndexError):
+            # a structural gradient has the layer's class but None for its settings: show
+            # its fields instead of the constructor call
+            from fluxml.layers.module import Module
+
+            return Module._line(x)
     return name_of(x)
 
 
@@ -93,8 +100,11 @@ def _arrays(x, trainable):
 
 
 def _count_note(x) -> str:
-    train = _arrays(x, True)
-    other = {k: a for k, a in _arrays(x, False).items() if k not in train}
+    try:
+        train = _arrays(x, True)
+        other = {k: a for k, a in _arrays(x, False).items() if k not in train}
+    except (TypeError, AttributeError, ValueError):
+        return ""
     n = sum(a.size for a in train.values())
     if not train and not other:
         return ""

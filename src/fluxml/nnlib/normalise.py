@@ -35,7 +35,64 @@ def _small(a, b, x):
     return math.prod(np.broadcast_shapes(np.shape(a), np.shape(b))) * 4 <= x.size
 
 
+def _blocks(x, axes, *factors):
+    """``(P, K, R)`` when ``x`` is a C-contiguous NumPy array whose kept axes are one
+    contiguous block (batch norm's channels, layer norm's leading axes) and every factor
+    (scale, bias) is constant over the reduced axes; else None. Then ``x.reshape(P, K, R)``
+    is reduced over its axes 0 and 2: contiguous row sums and ``vecdot`` (one pass over
+    memory, no temporaries) instead of strided reductions over ``x``-sized products."""
+    if type(x) is not np.ndarray or not x.flags.c_contiguous or not x.size:
+        return None
+    kept = [a for a in range(x.ndim) if a not in axes]
+    if kept and kept != list(range(kept[0], kept[-1] + 1)):
+        return None
+    lo, hi = (kept[0], kept[-1] + 1) if kept else (0, 0)
+    for f in factors:
+        if f is not None and (type(f) is not np.ndarray or f.ndim > x.ndim or any(
+                n != 1 and x.ndim - f.ndim + i not in kept for i, n in enumerate(f.shape))):
+            return None
+    shape = x.shape
+    return math.prod(shape[:lo]), math.prod(shape[lo:hi]), math.prod(shape[hi:])
+
+
+def _kept(x, axes):
+    """The shape of a statistic: ``x``'s with 1 on the reduced axes."""
+    return tuple(1 if a in axes else m for a, m in enumerate(x.shape))
+
+
+def _per_block(f, keep):
+    """A factor constant over the reduced axes as a ``(1, K, 1)`` array."""
+    return np.broadcast_to(f, keep).reshape(1, -1, 1)
+
+
+def _same_dtype(x, *others):
+    return np.result_type(x, *(o for o in others if o is not None)) == x.dtype
+
+
+def _impl_blocks(x, scale, bias, axes, eps, blocks):
+    """``_impl`` on a ``(P, K, R)`` view: five passes over ``x`` (row sums, centre,
+    ``vecdot``, scale, shift), one ``x``-sized allocation."""
+    p, k, r = blocks
+    n = p * r
+    x3 = x.reshape(blocks)
+    keep = _kept(x, axes)
+    mean = np.sum(np.sum(x3, axis=2), axis=0) / x.dtype.type(n)
+    y = np.subtract(x3, mean[None, :, None])
+    var = np.sum(np.vecdot(y, y), axis=0) / x.dtype.type(n)
+    factor = 1 / np.sqrt(var + eps)
+    factor = factor.reshape(1, k, 1).astype(y.dtype, copy=False)
+    if scale is not None:
+        factor = factor * _per_block(scale, keep)
+    y *= factor
+    if bias is not None:
+        y += _per_block(bias, keep)
+    return y.reshape(x.shape), mean.reshape(keep), var.reshape(keep)
+
+
 def _impl(x, scale, bias, *, axes, eps):
+    blocks = _blocks(x, axes, scale, bias)
+    if blocks is not None and _same_dtype(x, scale, bias):
+        return _impl_blocks(x, scale, bias, axes, eps, blocks)
     mean = np.mean(x, axis=axes, keepdims=True)
     y = x - mean
     var = np.mean(np.square(y), axis=axes, keepdims=True)
@@ -59,9 +116,13 @@ def _sum_to(a, shape):
     return np.sum(a, axis=axes).reshape(shape) if axes else a
 
 
-def _vjp_raw(gy, x, scale, mean, var, axes, eps, positions):
+def _vjp_raw(gy, x, scale, mean, var, axes, eps, positions, bias_shape):
     """First order on plain arrays: the same formula with in-place updates (about half the
     passes over ``x``-sized arrays)."""
+    blocks = _blocks(x, axes, scale)
+    if (blocks is not None and type(gy) is np.ndarray and gy.flags.c_contiguous
+            and gy.shape == x.shape and _same_dtype(x, gy, scale, mean, var)):
+        return _vjp_blocks(gy, x, scale, mean, var, axes, eps, positions, blocks, bias_shape)
     rstd = 1 / np.sqrt(var + eps)
     xhat = x - mean
     xhat *= rstd
@@ -83,6 +144,34 @@ def _vjp_raw(gy, x, scale, mean, var, axes, eps, positions):
     return [out[p] for p in positions]
 
 
+def _vjp_blocks(gy, x, scale, mean, var, axes, eps, positions, blocks, bias_shape):
+    """``_vjp_raw`` on ``(P, K, R)`` views, with ``dx = a * gy + b * (x - mean) + c`` per
+    block (``a = scale * rstd``, ``b = -a * rstd * mean(g * xhat)``, ``c = -a * mean(g)``):
+    seven passes over ``x``-sized arrays, two allocations, and the scale and bias
+    gradients already summed."""
+    p, k, r = blocks
+    n = x.dtype.type(p * r)
+    gy3, x3 = gy.reshape(blocks), x.reshape(blocks)
+    rstd = (1 / np.sqrt(var + eps)).reshape(1, k, 1)
+    s1 = np.sum(np.sum(gy3, axis=2), axis=0).reshape(1, k, 1)  # sum g
+    xc = np.subtract(x3, mean.reshape(1, k, 1))
+    s2 = np.sum(np.vecdot(gy3, xc), axis=0).reshape(1, k, 1) * rstd  # sum g * xhat
+    out = {}
+    keep = _kept(x, axes)
+    if 1 in positions:
+        out[1] = _sum_to(s2.reshape(keep), scale.shape)
+    if 2 in positions:
+        out[2] = _sum_to(s1.reshape(keep), bias_shape)
+    if 0 in positions:
+        a = rstd if scale is None else rstd * _per_block(scale, keep)
+        dx = np.multiply(gy3, a)
+        xc *= -a * rstd * (s2 / n)
+        dx += xc
+        dx -= a * (s1 / n)
+        out[0] = dx.reshape(x.shape)
+    return [out[p] for p in positions]
+
+
 def _used(c):
     """Is this cotangent or tangent of a statistic possibly nonzero?"""
     return c is not None and (type(c) is Tracer or bool(np.any(c)))
@@ -96,7 +185,8 @@ def _vjp(g, ans, args, params, positions):
     if (not _used(gmean) and not _used(gvar)
             and all(type(a) is np.ndarray for a in (gy, x, mean, var))
             and type(scale) is not Tracer):
-        return _vjp_raw(gy, x, scale, mean, var, axes, params["eps"], positions)
+        return _vjp_raw(gy, x, scale, mean, var, axes, params["eps"], positions,
+                        np.shape(raw(bias)))
     n = math.prod(raw(x).shape[a] for a in axes)
     rstd = 1 / np.sqrt(var + params["eps"])
     xc = x - mean

@@ -44,6 +44,19 @@ def _lstm_half(n, like):
     return half, shift
 
 
+def _times_derivative(u, v, sigmoid, out=None):
+    """``v * u * (1 - u)`` (``sigmoid``) or ``v * (1 - u * u)`` (tanh), the derivative of
+    the gate ``u`` times ``v``, in three passes without temporaries."""
+    if sigmoid:
+        out = np.subtract(1, u, out=out)
+        out *= u
+    else:
+        out = np.multiply(u, u, out=out)
+        np.subtract(1, out, out=out)
+    out *= v
+    return out
+
+
 def _lstm_impl(gx, h0, c0, w):
     batch, steps, _ = gx.shape
     n = h0.shape[-1]
@@ -54,10 +67,11 @@ def _lstm_impl(gx, h0, c0, w):
     half, shift = _lstm_half(n, acts)
     gx_half = gx * half  # the sigmoid gates' 1/2 folded into the projections
     w_half = (w * half[:, None]).T
+    z = np.empty_like(acts, shape=(batch, 4 * n))
     h, c = h0, c0
     for t in range(steps):
         a = acts[t]
-        z = np.matmul(h, w_half)
+        np.matmul(h, w_half, out=z)
         z += gx_half[:, t]
         gates = a[:, :4 * n]
         np.tanh(z, out=gates)
@@ -81,11 +95,10 @@ def _lstm_vjp_raw(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions):
     c_prev = np.concatenate([c0[None], np.swapaxes(cs, 0, 1)[:-1]])  # (T, N, H)
     # dz[:, :3H] = dc_t * a3_t;  dz[:, 3H:] = dh_t * b_t;  dc_t = dh_t * k_t + dc_{t+1} f_{t+1}
     a3 = np.empty_like(acts, shape=(steps, batch, 3, n))
-    np.multiply(gg, i * (1 - i), out=a3[:, :, 0])
-    np.multiply(c_prev, f * (1 - f), out=a3[:, :, 1])
-    np.multiply(i, 1 - gg * gg, out=a3[:, :, 2])
-    b = tc * (o * (1 - o))
-    k = o * (1 - tc * tc)
+    for j, (u, v, sig) in enumerate(((i, gg, True), (f, c_prev, True), (gg, i, False))):
+        _times_derivative(u, v, sig, out=a3[:, :, j])  # in place: no temporaries
+    b = _times_derivative(o, tc, True)
+    k = _times_derivative(tc, o, False)
     dz_all = np.empty_like(acts, shape=(steps, batch, 4 * n))
     g_hs_t = np.swapaxes(g_hs, 0, 1)
     g_cs_t = None if g_cs is None else np.swapaxes(g_cs, 0, 1)
@@ -335,9 +348,9 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     _check_sequence("lstm_sequence", x)
     _check("lstm_sequence", 4, raw(x)[:, 0], h0, w_ih, w_hh, b_ih, b_hh, c0)
     gx = _project(x, w_ih)
-    for b in (b_ih, b_hh):
-        if b is not None:
-            gx = gx + b
+    bias = b_hh if b_ih is None else b_ih if b_hh is None else b_ih + b_hh
+    if bias is not None:  # summed first: one pass over gx, one reduction in the backward
+        gx = gx + bias
     hs, cs, _ = LSTM_SEQUENCE(gx, h0, c0, w_hh)
     return hs, hs[:, -1], cs[:, -1]
 

@@ -383,7 +383,7 @@ class _Backward:
                 for x, w in zip(nodes, weights):
                     t = step.t0 + x * step.h
                     lam_t = self.solver.interpolate(F, step, x)
-                    mu = mu + (w * abs(step.h)) * self.vjp_p(t, U(t), lam_t)
+                    mu = mu - (w * step.h) * self.vjp_p(t, U(t), lam_t)  # forward orientation
         return lam_end, mu
 
     def resolve(self, t_from, t_to, y):

@@ -21,7 +21,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fluxml.optimise.base import Rule, check_beta, check_eta, floats, lerp, lerp_square, scratch
+from fluxml.optimise.base import (
+    Rule,
+    check_beta,
+    check_eta,
+    eps_for,
+    floats,
+    lerp,
+    lerp_square,
+    scratch,
+)
 
 
 class AdamState(NamedTuple):
@@ -45,7 +54,10 @@ def _corrected(m, v, t, b1, b2, eps, scale, out):
     root = math.sqrt(1.0 - b2**t)
     np.sqrt(v, out=out)
     out += eps * root
-    np.divide(m, out, out=out)
+    if out.dtype == np.float16:  # eps * root underflows to 0: where v is 0, m is 0 too
+        np.divide(m, out, out=out, where=out != 0)
+    else:
+        np.divide(m, out, out=out)
     out *= scale * root / (1.0 - b1**t)
     return out
 
@@ -71,6 +83,7 @@ class Adam(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, v, t = state
         _moments(m, v, dx, b1, b2, out)
@@ -92,6 +105,7 @@ class AdamW(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, lam, eps) = floats(*self.beta), floats(self.eta, self.lambd, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, v, t = state
         _moments(m, v, dx, b1, b2, out)
@@ -113,6 +127,7 @@ class RAdam(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, v, t = state
         t += 1
@@ -140,6 +155,7 @@ class NAdam(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, v, t = state
         t += 1
@@ -166,6 +182,7 @@ class AdaMax(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, u, t = state
         t += 1
@@ -200,6 +217,7 @@ class AMSGrad(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, v, vmax = state
         _moments(m, v, dx, b1, b2, out)
@@ -232,6 +250,7 @@ class OAdam(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, v, t, term = state
         _moments(m, v, dx, b1, b2, out)
@@ -253,6 +272,7 @@ class AdaBelief(_AdamLike):
 
     def apply(self, state, x, dx, out=None):
         (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         m, s, t = state
         lerp(m, dx, 1.0 - b1, out)

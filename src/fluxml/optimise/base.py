@@ -80,6 +80,12 @@ def check_eta(name, eta):
         raise ValueError(f"{name}: the learning rate eta cannot be negative, got {eta!r}")
 
 
+def eps_for(eps: float, x) -> float:
+    """``eps``, raised to 1e-7 for float16 arrays, where 1e-8 rounds to 0 and a zero gradient
+    would give 0/0 (Optimisers.jl's ``_eps``)."""
+    return max(eps, 1e-7) if x.dtype == np.float16 else eps
+
+
 def floats(*values):
     """Hyperparameters as Python floats: NumPy scalars would promote float32 arrays."""
     return tuple(map(float, values))

@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 
 from fluxml.optimise.base import ALIASES, Rule
-from fluxml.tree import flatten
+from fluxml.tree import flatten, leaves_with_paths
 
 
 class Leaf:
@@ -127,7 +127,28 @@ def setup(rule: Rule, model):
     if not isinstance(rule, Rule):
         raise TypeError(f"setup: expected an optimisation rule such as fl.Adam(), got {rule!r}")
     leaves, spec = flatten(model, trainable=True)  # without the nontrainable fields
+    _refuse_views_of_one_another(model)
     return _setup(rule, spec, iter(leaves), {})
+
+
+def _refuse_views_of_one_another(model):
+    """Two parameters that share memory without being one array (``dec.weight = enc.weight.T``)
+    would each get optimiser state of their own and be stepped twice: refused, not guessed."""
+    by_root: dict = {}
+    for path, x in leaves_with_paths(model, trainable=True):
+        if not isinstance(x, np.ndarray) or not _trainable(x):
+            continue
+        root = x
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        for other_path, other in by_root.setdefault(id(root), []):
+            if other is not x and np.shares_memory(other, x):
+                raise ValueError(
+                    f"setup: {path} and {other_path} are views of the same memory but not the "
+                    f"same array, so each would get its own optimiser state and be stepped "
+                    f"twice. Tie weights with the very same array (dec.weight = enc.weight) and "
+                    f"transpose it where it is used")
+        by_root[id(root)].append((path, x))
 
 
 def _setup(rule, spec, it, tied):

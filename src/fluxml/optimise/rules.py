@@ -19,7 +19,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from fluxml.optimise.base import Rule, check_eta, floats, lerp, lerp_square, scratch
+from fluxml.optimise.base import Rule, check_eta, eps_for, floats, lerp, lerp_square, scratch
 
 
 @dataclass
@@ -111,6 +111,7 @@ class RMSProp(Rule):
 
     def apply(self, state, x, dx, out=None):
         eta, rho, eps = floats(self.eta, self.rho, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         quad, lin = state
         lerp_square(quad, dx, 1.0 - rho, out)
@@ -180,6 +181,7 @@ class AdaGrad(Rule):
 
     def apply(self, acc, x, dx, out=None):
         eta, eps = floats(self.eta, self.epsilon)
+        eps = eps_for(eps, x)
         out = scratch(out, x)
         np.square(dx, out=out)
         acc += out
@@ -210,6 +212,7 @@ class AdaDelta(Rule):
 
     def apply(self, state, x, dx, out=None):
         rho, eps = floats(self.rho, self.epsilon)
+        eps = eps_for(eps, x)
         acc, delta = state
         out = scratch(out, x)
         lerp_square(acc, dx, 1.0 - rho, out)

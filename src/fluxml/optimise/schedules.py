@@ -49,7 +49,9 @@ class ExpDecay:
 class CosineAnneal:
     """A linear warm-up from ``start / warmup`` to ``start`` over the first ``warmup`` steps,
     then half a cosine from ``start`` down to ``end`` over ``period`` steps, then ``end``.
-    PyTorch: ``LinearLR`` then ``CosineAnnealingLR(T_max=period, eta_min=end)``."""
+    The warm-up reaches ``start`` at step ``warmup - 1`` and holds it one step; PyTorch's
+    ``LinearLR(start_factor=1/warmup, total_iters=warmup)`` then ``CosineAnnealingLR(T_max=period,
+    eta_min=end)`` ramps over one step more. Without warm-up the two agree."""
 
     start: float
     end: float = 0.0

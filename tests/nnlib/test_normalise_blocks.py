@@ -1,0 +1,59 @@
+"""The contiguous fast path of the normalisation kernel (kept axes one block, x viewed as
+``(P, K, R)``) against the textbook formulas written here, over the layouts it takes and
+the ones it must refuse, float64 and float32, output, statistics and first-order gradients."""
+
+import importlib
+
+import numpy as np
+import pytest
+
+N = importlib.import_module("fluxml.nnlib.normalise")
+
+CASES = [  # shape, axes, affine shape (None: no scale/bias), takes the fast path
+    ((4, 3, 5, 6), (0, 2, 3), (1, 3, 1, 1), True),  # batch norm
+    ((4, 3, 5, 6), (2, 3), (4, 3, 1, 1), True),  # instance norm, per-sample scale
+    ((4, 7), (1,), None, True),  # layer norm, no affine
+    ((2, 3, 4), (0, 2), (3, 1), True),  # scale of lower rank
+    ((2, 3, 4), (0, 1, 2), (1,), True),  # everything reduced, scalar scale
+    ((4, 7), (0,), (7,), True),
+    ((4, 7), (1,), (7,), False),  # scale varies along the reduced axis
+    ((2, 3, 4), (1,), (3, 1), False),  # kept axes 0 and 2: not one block
+]
+
+
+def reference(x, axes, scale, bias, eps=1e-5):
+    m = np.mean(x, axis=axes, keepdims=True)
+    v = np.mean((x - m) ** 2, axis=axes, keepdims=True)
+    y = (x - m) / np.sqrt(v + eps)
+    return (y if scale is None else y * scale + bias), m, v
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, axes, affine, fast", CASES)
+def test_blocks(shape, axes, affine, fast, dtype):
+    rng = np.random.default_rng(len(shape) + sum(axes))
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    scale = bias = None
+    if affine is not None:
+        scale, bias = (rng.standard_normal(affine).astype(dtype) for _ in range(2))
+    assert (N._blocks(x, axes, scale, bias) is not None) == fast
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    got = N._impl(x, scale, bias, axes=axes, eps=1e-5)
+    for a, b in zip(got, reference(x, axes, scale, bias)):
+        assert a.shape == b.shape and a.dtype == dtype
+        np.testing.assert_allclose(a, b, **tol)
+    _, mean, var = got
+    positions = [0] if scale is None else [0, 1, 2]
+    grads = N._vjp_raw(gy, x, scale, mean, var, axes, 1e-5, positions, np.shape(bias))
+    rstd = 1 / np.sqrt(var + 1e-5)
+    xhat = (x - mean) * rstd
+    g = gy if scale is None else gy * scale
+    dx = rstd * (g - g.mean(axes, keepdims=True) - xhat * (g * xhat).mean(axes, keepdims=True))
+    want = [dx]
+    if scale is not None:
+        want += [N._sum_to(gy * xhat, scale.shape), N._sum_to(gy, bias.shape)]
+    for a, b in zip(grads, want):
+        a = N._sum_to(a, b.shape)  # the general path leaves that sum to the engine
+        assert a.shape == b.shape and a.dtype == dtype
+        np.testing.assert_allclose(a, b, **{k: 10 * v for k, v in tol.items()})
