@@ -88,9 +88,11 @@ _LAZY = {
         "StepDecay", "thaw", "update", "WeightDecay",
     ], "fluxml.optimise"),
     **dict.fromkeys(["train", "TrainingError"], "fluxml.training"),
+    "scipy": "fluxml.scipy",
 }
 _SUBPACKAGES = {
     "backend", "crypto", "data", "distributed", "io", "losses", "nnlib", "ode", "optimise",
+    "scipy",
 }
 
 
@@ -136,7 +138,7 @@ __all__ = [
     "logsoftmax", "logsumexp", "losses", "mae", "make_causal_mask", "mish", "modules", "mse",
     "msle", "nnlib", "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise",
     "outputsize", "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint",
-    "seed", "selu", "setup", "shuffleobs", "siamese_contrastive_loss", "sigmoid", "silu",
+    "scipy", "seed", "selu", "setup", "shuffleobs", "siamese_contrastive_loss", "sigmoid", "silu",
     "softmax", "softplus", "softshrink", "softsign", "splitobs", "square", "squared_hinge_loss",
     "state", "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw",
     "train", "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update",

@@ -13,6 +13,11 @@ def converted(library: str | None) -> str:
     where = (f"\nThis happened inside {library}, which converts its input to a NumPy array: "
              "fluxml has no derivative rule for it. Write the computation with NumPy "
              "operations or give it a rule with @fl.custom_vjp.\n" if library else "\n")
+    replacement = scipy_replacement() if library and library.startswith("scipy.") else None
+    if replacement:  # SciPy's function cannot be intercepted; fluxml.scipy offers its own
+        where = (f"\nThis happened inside {library}, which converts its input to a NumPy "
+                 f"array. Call {replacement} instead (`import fluxml.scipy`): the same function, "
+                 "differentiable.\n")
     return (
         "a traced array was converted to a plain NumPy array (np.asarray, np.array, or a "
         "write into a NumPy array such as `buf[i] = tracer`), which would cut its gradient."
@@ -49,6 +54,26 @@ def concrete(what: str) -> str:
         "  - keep the value as an array and use NumPy ops (np.where for a branch);\n"
         "  - compare instead (`x > 0` is a plain boolean array and may drive an `if`);\n"
         "  - use fl.stop_gradient(x) if the derivative through it is not wanted.")
+
+
+def scipy_replacement() -> str | None:
+    """``fluxml.scipy.<sub>.<name>`` for the SciPy function, on the current call stack, that
+    fluxml.scipy offers in differentiable form (``scipy.linalg.expm``); or None."""
+    from fluxml import scipy as offered  # imports no SciPy
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        parts = frame.f_globals.get("__name__", "").split(".")
+        if parts[0] == "scipy":
+            # the function itself, or one a SciPy decorator wraps (a variable of its frame)
+            for fn in (frame.f_code, *frame.f_locals.values()):
+                name = getattr(fn, "co_name", None) or getattr(fn, "__name__", None)
+                module = (getattr(fn, "__module__", None) or ".".join(parts)).split(".")
+                sub = getattr(offered, module[1], None) if len(module) > 1 else None
+                if module[0] == "scipy" and sub is not None and name in sub.__all__:
+                    return f"fluxml.scipy.{module[1]}.{name}"
+        frame = frame.f_back
+    return None
 
 
 def calling_library() -> str | None:

@@ -6,9 +6,9 @@ SciPy's special functions are NumPy ufuncs, so ``scipy.special.erf(tracer)`` rea
 
 Not covered, because they are Python functions that convert their argument with
 ``np.asarray`` before computing (which a traced array refuses, loudly, naming the function):
-``scipy.special.logsumexp``, ``softmax``, ``log_softmax``, ``polygamma`` and
-``multigammaln``. Write them with
-NumPy calls instead (``np.max``, ``np.exp``, ``np.sum``, ``np.log``), which are recorded.
+``scipy.special.logsumexp``, ``softmax``, ``log_softmax``: write them with NumPy calls instead
+(``np.max``, ``np.exp``, ``np.sum``, ``np.log``), which are recorded; ``polygamma`` and
+``multigammaln``: use ``fluxml.scipy.special.polygamma`` and ``multigammaln``.
 ``scipy.special.softplus`` is ``np.logaddexp(0, x)`` and just works.
 
 At 0, ``entr``, ``xlogy`` and ``rel_entr`` have an infinite slope (``log 0``): their rules
@@ -57,8 +57,13 @@ def _special():
 
 
 # polygamma(n, x) as a primitive with a static order n: d/dx polygamma(n, x) = polygamma(n+1, x).
-POLYGAMMA = primitive("polygamma", lambda x, *, n: _special().polygamma(n, x),
-                      keeps_output=False)
+def _polygamma(x, *, n):
+    """SciPy's polygamma, float32 kept float32 (SciPy computes it in float64)."""
+    out = _special().polygamma(n, x)
+    return out.astype(np.float32) if np.asarray(x).dtype == np.float32 else out
+
+
+POLYGAMMA = primitive("polygamma", _polygamma, keeps_output=False)
 defvjp(POLYGAMMA, lambda g, ans, x, n: g * POLYGAMMA(x, n=n + 1))
 defjvp(POLYGAMMA, lambda t, ans, x, n: t * POLYGAMMA(x, n=n + 1))
 

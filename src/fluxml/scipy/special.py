@@ -1,0 +1,64 @@
+"""Differentiable ``scipy.special`` functions that SciPy writes in Python (converting their
+inputs with ``np.asarray``): ``polygamma`` and ``multigammaln``. The special ufuncs
+(``erf``, ``gammaln``, ``digamma`` ...) are recorded when called on traced arrays and need no
+replacement (``ad/rules/special.py``).
+
+>>> import numpy as np, fluxml as fl
+>>> from fluxml.scipy.special import polygamma
+>>> g = fl.gradient(lambda x: np.sum(polygamma(1, x)), np.array([1.0]))[0]
+>>> bool(np.allclose(g, -2 * 1.2020569031595942))  # psi''(1) = -2 zeta(3)
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.rules.special import POLYGAMMA
+from fluxml.scipy._load import scipy_module
+
+__all__ = ["multigammaln", "polygamma"]
+
+
+def polygamma(n, x):
+    """The n-th derivative of the digamma function at ``x`` (``scipy.special.polygamma``);
+    the order ``n`` (an integer or integer array) gets no derivative.
+
+    >>> import numpy as np
+    >>> float(polygamma(0, np.array(1.0)))  # digamma(1) = -Euler's gamma
+    -0.5772156649015329
+    """
+    if type(n) is Tracer:
+        raise DifferentiationError(
+            "fluxml.scipy.special.polygamma: the order n is an integer and has no derivative; "
+            "pass it as a plain int or integer array, not a traced value")
+    scipy_module("special")
+    n = np.asarray(n)
+    if n.dtype.kind not in "iu" and not np.all(n == np.round(n)):
+        raise ValueError(f"polygamma: the order n must be a non-negative integer, got {n}")
+    return POLYGAMMA(x, n=n.astype(int) if n.ndim else int(n))
+
+
+def multigammaln(a, d: int):
+    """The log of the multivariate gamma function of dimension ``d``,
+    ``d(d-1)/4 log(pi) + sum_j gammaln(a - j/2)`` (``scipy.special.multigammaln``); needs
+    ``a > (d - 1) / 2``.
+
+    >>> import numpy as np
+    >>> bool(np.isclose(multigammaln(np.array(3.0), 1), np.log(2.0)))
+    True
+    """
+    sp = scipy_module("special")
+    d = int(d)
+    if d < 1:
+        raise ValueError(f"multigammaln: the dimension d must be a positive integer, got {d}")
+    if np.any(np.asarray(raw(a)) <= (d - 1) / 2):
+        raise ValueError(f"multigammaln: needs a > (d - 1) / 2 = {(d - 1) / 2} everywhere, "
+                         f"got min(a) = {np.min(raw(a))}")
+    out = d * (d - 1) / 4 * math.log(math.pi)
+    for j in range(d):
+        out = out + sp.gammaln(a - j / 2)
+    return out
