@@ -5,10 +5,19 @@ decrypts outputs. It sends the server ``keys.public_context()``: the same contex
 secret key (the public and relinearisation keys only), which is all the server needs to
 compute on ciphertexts. Every piece turns into bytes and back; nothing is pickled.
 
-Layout: an ``EncryptedTensor`` of a batch ``(B, *shape)`` is one CKKS ciphertext per feature,
-each holding that feature for all B inputs in its slots. Affine layers then need only
-multiplications by plain numbers and additions (no rotations, so no Galois keys), and one
-pass serves up to ``slots`` inputs at once.
+Layouts of an ``EncryptedTensor``:
+
+- ``"batch"``: a batch ``(B, *shape)`` is one CKKS ciphertext per feature, each holding that
+  feature for all B inputs in its slots. Affine layers then need only multiplications by
+  plain numbers and additions (no rotations, so no Galois keys), and one pass serves up to
+  ``slots`` inputs at once: the layout for throughput.
+- ``"packed"``: one input, packed for the plan's first affine step im2col-style: ciphertext k
+  holds, in slot o, the input feature that output o's k-th nonzero weight multiplies (the
+  client knows the plan's sparsity pattern, never its weights). The first affine step is then
+  K products by plain vectors; its output is one ciphertext with every feature in its slots
+  (``"vector"``), which polynomials act on whole and a later affine step turns into one
+  ciphertext per output with ``dot`` (rotations: Galois keys, made on the client the first
+  time it encrypts in this layout). The layout for latency.
 """
 
 from __future__ import annotations
@@ -77,7 +86,8 @@ class PublicContext:
         self.params = params
 
     def serialize(self) -> bytes:
-        blob = self.context.serialize(save_secret_key=False, save_galois_keys=False)
+        blob = self.context.serialize(save_secret_key=False,
+                                      save_galois_keys=self.context.has_galois_keys())
         return _pack(_MAGIC_CTX, {"key_id": self.key_id, "params": list(self.params)}, [blob])
 
     @classmethod
@@ -101,7 +111,8 @@ class Keys(PublicContext):
     Made by ``plan.keygen()``; ``serialize()`` includes the secret key: keep those bytes
     private."""
 
-    def __init__(self, params: CKKSParams, input_shape: tuple, context=None, key_id=None):
+    def __init__(self, params: CKKSParams, input_shape: tuple, context=None, key_id=None,
+                 packing=None, prefer_packed: bool = False):
         ts = tenseal()
         if context is None:
             context = ts.context(ts.SCHEME_TYPE.CKKS,
@@ -110,6 +121,11 @@ class Keys(PublicContext):
             context.global_scale = 2.0 ** params.scale_bits
         super().__init__(context, key_id or uuid.uuid4().hex, params)
         self.input_shape = tuple(input_shape)
+        # (K, O) input-feature indices of the plan's first affine step (-1: no weight there),
+        # or None where the plan cannot take the packed layout; prefer_packed: the plan's
+        # cost estimate says one input runs faster packed.
+        self.packing = None if packing is None else np.asarray(packing, dtype=np.int64)
+        self.prefer_packed = bool(prefer_packed and packing is not None)
 
     def public_context(self) -> PublicContext:
         """What the server gets: the same context, without the secret key."""
@@ -117,8 +133,13 @@ class Keys(PublicContext):
         public.make_context_public()
         return PublicContext(public, self.key_id, self.params)
 
-    def encrypt(self, x) -> EncryptedTensor:
-        """Encrypt a batch ``(B, *input_shape)`` (or one input ``input_shape``)."""
+    def encrypt(self, x, layout: str | None = None) -> EncryptedTensor:
+        """Encrypt a batch ``(B, *input_shape)`` (or one input ``input_shape``).
+
+        ``layout``: ``"batch"`` (one ciphertext per feature, the inputs in the slots),
+        ``"packed"`` (one input, packed for the plan's first affine step; makes Galois keys
+        the first time, so call ``public_context()`` after it), or None: packed for one input
+        where the plan's estimate says it is faster, batch otherwise."""
         x = np.asarray(x, dtype=np.float64)
         single = x.shape == self.input_shape
         batch = x[None] if single else x
@@ -128,10 +149,32 @@ class Keys(PublicContext):
         if not 1 <= len(batch) <= self.params.slots:
             raise CryptoError(f"encrypt takes 1 to {self.params.slots} inputs at once (the "
                               f"ciphertext's slots); got {len(batch)}")
+        if layout is None:
+            layout = "packed" if len(batch) == 1 and self.prefer_packed else "batch"
+        if layout == "packed":
+            return self._encrypt_packed(batch, single)
+        if layout != "batch":
+            raise ValueError(f"encrypt: layout must be 'batch', 'packed' or None; got {layout!r}")
         ts = tenseal()
         columns = batch.reshape(len(batch), -1).T
         vectors = [ts.ckks_vector(self.context, col.tolist()) for col in columns]
         return EncryptedTensor(vectors, self.input_shape, len(batch), self.key_id, single)
+
+    def _encrypt_packed(self, batch, single) -> EncryptedTensor:
+        if self.packing is None:
+            raise CryptoError("these keys' plan cannot take the packed layout (it does not "
+                              "start with an affine step that fits one ciphertext); use "
+                              "layout='batch'")
+        if len(batch) != 1:
+            raise CryptoError(f"the packed layout takes one input at a time; got {len(batch)} "
+                              f"(use layout='batch' for several)")
+        ts = tenseal()
+        if not self.context.has_galois_keys():  # dot's rotations need them (once per keys)
+            self.context.generate_galois_keys()
+        flat = batch.reshape(-1)
+        rows = np.where(self.packing >= 0, flat[np.maximum(self.packing, 0)], 0.0)
+        vectors = [ts.ckks_vector(self.context, row.tolist()) for row in rows]
+        return EncryptedTensor(vectors, self.input_shape, 1, self.key_id, single, "packed")
 
     def decrypt(self, ct: EncryptedTensor) -> np.ndarray:
         """The plain values of ``ct``: ``(B, *shape)``, or ``shape`` for a single input."""
@@ -141,15 +184,25 @@ class Keys(PublicContext):
             raise CryptoError(f"this ciphertext was made under other keys (key id "
                               f"{ct.key_id[:8]}, these keys are {self.key_id[:8]})")
         key = self.context.secret_key()
-        columns = [v.decrypt(key)[:ct.batch] for v in ct.vectors]
-        out = np.array(columns, dtype=np.float64).T.reshape((ct.batch,) + ct.shape)
+        if ct.layout == "vector":  # one input, every feature in the slots of one ciphertext
+            values = np.array(ct.vectors[0].decrypt(key)[:math.prod(ct.shape)])
+            out = values.reshape((1,) + ct.shape)
+        elif ct.layout == "batch":
+            columns = [v.decrypt(key)[:ct.batch] for v in ct.vectors]
+            out = np.array(columns, dtype=np.float64).T.reshape((ct.batch,) + ct.shape)
+        else:
+            raise CryptoError("decrypt: this is a packed input, not a result; run the plan on "
+                              "it first")
         return out[0] if ct.single else out
 
     def serialize(self) -> bytes:
-        """The keys with the secret key, for the client's own storage."""
+        """The keys with the secret key, for the client's own storage. Without Galois keys
+        (twenty times the rest at degree 8192): the packed layout remakes them from the secret
+        key when it is next used, and the server then needs the new ``public_context()``."""
         blob = self.context.serialize(save_secret_key=True, save_galois_keys=False)
         header = {"key_id": self.key_id, "params": list(self.params),
-                  "input_shape": list(self.input_shape)}
+                  "input_shape": list(self.input_shape), "prefer_packed": self.prefer_packed,
+                  "packing": None if self.packing is None else self.packing.tolist()}
         return _pack(_MAGIC_KEYS, header, [blob])
 
     @classmethod
@@ -157,7 +210,7 @@ class Keys(PublicContext):
         header, (blob,) = _unpack(data, _MAGIC_KEYS, "key set")
         context = tenseal().context_from(blob)
         return cls(CKKSParams(*header["params"]), tuple(header["input_shape"]), context,
-                   header["key_id"])
+                   header["key_id"], header.get("packing"), header.get("prefer_packed", False))
 
     def __repr__(self) -> str:
         return "Keys" + super().__repr__()[len("PublicContext"):]
@@ -167,19 +220,26 @@ def _dims(shape) -> str:
     return ", ".join(map(str, shape))
 
 
-class EncryptedTensor:
-    """A batch of encrypted inputs or outputs: one ciphertext per feature."""
+LAYOUTS = ("batch", "packed", "vector")
 
-    def __init__(self, vectors: list, shape: tuple, batch: int, key_id: str, single=False):
+
+class EncryptedTensor:
+    """Encrypted inputs or outputs in one of the ``LAYOUTS`` (see the module's docstring)."""
+
+    def __init__(self, vectors: list, shape: tuple, batch: int, key_id: str, single=False,
+                 layout: str = "batch"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"EncryptedTensor: layout must be one of {LAYOUTS}; got {layout!r}")
         self.vectors = vectors
         self.shape = tuple(shape)
         self.batch = batch
         self.key_id = key_id
         self.single = single
+        self.layout = layout
 
     def serialize(self) -> bytes:
         header = {"shape": list(self.shape), "batch": self.batch, "key_id": self.key_id,
-                  "single": self.single}
+                  "single": self.single, "layout": self.layout}
         return _pack(_MAGIC_CT, header, [v.serialize() for v in self.vectors])
 
     @classmethod
@@ -191,13 +251,15 @@ class EncryptedTensor:
                               f"{header['key_id'][:8]}; the context given is "
                               f"{context.key_id[:8]}): load it with the context of the keys "
                               f"that encrypted it")
-        if len(blobs) != math.prod(header["shape"]):
+        layout = header.get("layout", "batch")
+        expected = {"batch": math.prod(header["shape"]), "vector": 1}.get(layout, len(blobs))
+        if len(blobs) != expected or not blobs:
             raise CryptoError(f"the encrypted tensor is damaged: {len(blobs)} ciphertexts "
-                              f"for shape {tuple(header['shape'])}")
+                              f"for shape {tuple(header['shape'])} in the {layout} layout")
         ts = tenseal()
         vectors = [ts.ckks_vector_from(context.context, b) for b in blobs]
         return cls(vectors, tuple(header["shape"]), header["batch"], header["key_id"],
-                   header["single"])
+                   header["single"], layout)
 
     @property
     def nbytes(self) -> int:
@@ -206,7 +268,7 @@ class EncryptedTensor:
 
     def __repr__(self) -> str:
         return (f"EncryptedTensor(batch={self.batch}, shape={self.shape}, "
-                f"{len(self.vectors)} ciphertexts)")
+                f"{len(self.vectors)} ciphertexts, layout={self.layout!r})")
 
 
 def save_arrays(arrays: dict) -> bytes:
