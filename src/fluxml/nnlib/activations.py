@@ -228,7 +228,8 @@ def hardsigmoid(x):
     >>> fl.hardsigmoid(np.array([-4.0, 0.0, 4.0]))
     array([0. , 0.5, 1. ])
     """
-    return np.clip(x / 6.0 + 0.5, 0, 1)
+    # derivative 0 at the kinks x = -3 and x = 3, as PyTorch's (np.clip's would be 1/6)
+    return np.where((x > -3.0) & (x < 3.0), x / 6.0 + 0.5, np.asarray(x >= 3.0).astype(_dtype(x)))
 
 
 def logsigmoid(x):
@@ -248,7 +249,8 @@ def relu6(x):
     >>> fl.relu6(np.array([-1.0, 3.0, 7.0]))
     array([0., 3., 6.])
     """
-    return np.clip(x, 0, 6)
+    # derivative 0 at the kinks x = 0 and x = 6, as PyTorch's and as relu's at 0
+    return np.where((x > 0.0) & (x < 6.0), x, 6.0 * np.asarray(x >= 6.0).astype(_dtype(x)))
 
 
 def leakyrelu(x, a: float = 0.01):
@@ -455,3 +457,8 @@ NAMES = ("celu", "elu", "gelu", "gelu_erf", "gelu_tanh", "hardshrink", "hardsigm
          "hardswish", "hardtanh", "leakyrelu", "lisht", "logsigmoid", "mish", "relu", "relu6",
          "rrelu", "selu", "sigmoid", "silu", "softplus", "softshrink", "softsign", "swish",
          "tanhshrink", "trelu")
+
+
+def _dtype(x):
+    """``x``'s dtype, for constants that must not promote float32."""
+    return x.dtype if hasattr(x, "dtype") else np.result_type(x)

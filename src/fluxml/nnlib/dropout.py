@@ -18,19 +18,17 @@ import numpy as np
 
 from fluxml.ad.core import raw
 
-_RNG = None  # made on first use: importing numpy.random costs ~15 ms of import time
-
 # Alpha dropout keeps SELU's fixed point: dropped units are set to SELU's negative saturation
 # -scale * alpha, then an affine map restores mean 0 and variance 1 (Klambauer et al., 2017).
 SELU_SATURATION = 1.7580993408473766
 
 
 def default_rng() -> np.random.Generator:
-    """The generator used when a function is given no ``rng``."""
-    global _RNG
-    if _RNG is None:
-        _RNG = np.random.default_rng()
-    return _RNG
+    """The generator used when a function is given no ``rng``: fluxml's default, which
+    ``fl.seed`` reseeds (as it does for initialisers)."""
+    from fluxml.init import default_rng as fluxml_default
+
+    return fluxml_default()
 
 
 def _check_p(p, name):
