@@ -25,9 +25,7 @@ from fluxml.ad import (
     vjp,
     withgradient,
 )
-from fluxml.init import (
-    seed,
-)
+from fluxml.init import seed
 from fluxml.tree import (
     flatten,
     fmap,

@@ -235,10 +235,15 @@ def _is_param(x) -> bool:
         x.dtype.kind in "fc"
 
 
-def count_parameters(model) -> tuple[int, int, int, int]:
-    """``(trainable arrays, trainable numbers, other arrays, other numbers)``."""
+def parameter_arrays(model) -> tuple[list, list]:
+    """``(trainable, other)``: the distinct float arrays of ``model`` (a tied array once),
+    split by the ``nontrainable`` declarations."""
     train = {id(x): x for x in flatten(model, trainable=True)[0] if _is_param(x)}
     every = {id(x): x for x in flatten(model)[0] if _is_param(x)}
-    other = [x for k, x in every.items() if k not in train]
-    return (len(train), sum(x.size for x in train.values()),
-            len(other), sum(x.size for x in other))
+    return list(train.values()), [x for k, x in every.items() if k not in train]
+
+
+def count_parameters(model) -> tuple[int, int, int, int]:
+    """``(trainable arrays, trainable numbers, other arrays, other numbers)``."""
+    train, other = parameter_arrays(model)
+    return len(train), sum(x.size for x in train), len(other), sum(x.size for x in other)

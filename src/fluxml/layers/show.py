@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.tree import flatten
+from fluxml.layers.module import parameter_arrays
 
 COMMENT_COLUMN = 40  # where the "# n parameters" comments start, as Flux aligns them
 
@@ -91,41 +91,30 @@ def _with_comment(line, note):
     return line + " " * max(COMMENT_COLUMN - len(line), 2) + note
 
 
-def _arrays(x, trainable):
-    found = {}
-    for a in flatten(x, trainable=trainable)[0]:
-        if getattr(a, "ndim", None) is not None and getattr(a, "dtype", np.dtype("O")).kind in "fc":
-            found[id(a)] = a
-    return found
-
-
 def _count_note(x) -> str:
     try:
-        train = _arrays(x, True)
-        other = {k: a for k, a in _arrays(x, False).items() if k not in train}
+        train, other = parameter_arrays(x)
     except (TypeError, AttributeError, ValueError):
         return ""
-    n = sum(a.size for a in train.values())
+    n = sum(a.size for a in train)
     if not train and not other:
         return ""
     note = f"# {n:,} parameters"
     if other:
-        note += f", plus {sum(a.size for a in other.values()):,} non-trainable"
-    values = list(train.values())
-    if any(bool(np.isnan(a).any()) for a in values):
+        note += f", plus {sum(a.size for a in other):,} non-trainable"
+    if any(bool(np.isnan(a).any()) for a in train):
         note += "  (some NaN)"
-    elif values and n and all(not a.any() for a in values):
+    elif train and n and all(not a.any() for a in train):
         note += "  (all zero)"
     return note
 
 
 def _total(model) -> str:
-    train = _arrays(model, True)
-    other = {k: a for k, a in _arrays(model, False).items() if k not in train}
-    nbytes = sum(a.nbytes for a in train.values()) + sum(a.nbytes for a in other.values())
+    train, other = parameter_arrays(model)
+    nbytes = sum(a.nbytes for a in train + other)
     head = " " * 19 + f"# Total: {len(train)} {'trainable ' if other else ''}arrays, "
-    head += f"{sum(a.size for a in train.values()):,} parameters,"
+    head += f"{sum(a.size for a in train):,} parameters,"
     if other:
         head += (f"\n{' ' * 19}# plus {len(other)} non-trainable, "
-                 f"{sum(a.size for a in other.values()):,} parameters,")
+                 f"{sum(a.size for a in other):,} parameters,")
     return f"{head} {nbytes:,} bytes."
