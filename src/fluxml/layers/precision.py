@@ -24,10 +24,9 @@ _warned: set = set()
 
 def _convert(dtype):
     def convert(x):
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype != dtype:
-            return x.astype(dtype)
-        if type(x).__name__ == "ndarray" and getattr(x, "dtype", None) is not None \
-                and x.dtype.kind == "f" and x.dtype != dtype:  # arrays of another backend
+        # NumPy's arrays and another backend's (CuPy's are also named ndarray); not scalars
+        is_array = isinstance(x, np.ndarray) or type(x).__name__ == "ndarray"
+        if is_array and x.dtype.kind == "f" and x.dtype != dtype:
             return x.astype(dtype)
         return x
     return convert
