@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import fluxml as fl
 from fluxml.ad.core import FUNCTIONS, UFUNCS, DifferentiationError
-from fluxml.ad.rules import decompositions, linalg
+from fluxml.ad.rules import decompositions, linalg, norms
 from fluxml.testing import check_grads
 
 rng = np.random.default_rng(20240611)
@@ -247,7 +247,7 @@ def test_matmul_and_einsum_results_are_exactly_numpys():
 
 
 def _registered_here():
-    mine = {linalg.__name__, decompositions.__name__}
+    mine = {linalg.__name__, decompositions.__name__, norms.__name__}
     prims = {linalg.MATMUL}
     keys = [k for k, v in UFUNCS.items() if v in prims or getattr(v, "__module__", "") in mine]
     return keys + [k for k, v in FUNCTIONS.items() if getattr(v, "__module__", "") in mine]

@@ -10,6 +10,7 @@ from fluxml.ad.rules import (  # noqa: F401
     indexing,
     joins,
     linalg,
+    norms,
     numerics,
     reductions,
     selection,

@@ -5,8 +5,8 @@ product is written with them, so it is differentiable to any order with no rule 
 The vjp of an einsum operand is another einsum (see ``_einsum_vjp``); both are linear in each
 operand, so their jvps follow by substituting the tangent (``deflinear``).
 
-Decompositions and solvers (inv, solve, det, cholesky, qr, eigh, svd, norm ...) live in
-``decompositions.py``.
+Decompositions and solvers (inv, solve, det, cholesky, qr, eigh, svd ...) live in
+``decompositions.py``, the norms in ``norms.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Least squares, condition numbers and tensor inverses/solves, written with the primitives of
-``decompositions.py`` (pinv, svd, inv, solve, norm), whose rules carry the derivatives."""
+``decompositions.py`` (pinv, svd, inv, solve) and ``norms.py``, whose rules carry the
+derivatives."""
 
 from __future__ import annotations
 

@@ -17,29 +17,28 @@ from fluxml.ad.define import function
 
 def _target(dst, name):
     if type(dst) is not Tracer:
-        full = _inside_numpy_full()
-        if full is not None:
+        if _inside_numpy_full():
             raise DifferentiationError(
-                f"np.{full}(..., fill_value) with a traced fill value makes a plain NumPy "
+                "np.full(..., fill_value) with a traced fill value makes a plain NumPy "
                 "array, which would cut its derivative; pass like= a traced array, e.g. "
-                f"`np.full(shape, v, like=x)`, or write `v * np.ones(shape, like=x)`.")
+                "`np.full(shape, v, like=x)`, or write `v * np.ones(shape, like=x)`.")
         raise DifferentiationError(
             f"{name}: the destination is a plain NumPy array but the value written is traced; "
             "allocate the destination from the traced value (`np.zeros_like(x)`) instead.")
     return dst
 
 
-def _inside_numpy_full():
-    """'full' when np.full called np.copyto (the user never did), else None."""
+def _inside_numpy_full() -> bool:
+    """Whether np.full called np.copyto (the user never did)."""
     frame = sys._getframe(2)
     for _ in range(4):
         if frame is None:
-            return None
+            return False
         if frame.f_code.co_name == "full" and frame.f_globals.get("__name__", "").startswith(
                 "numpy"):
-            return "full"
+            return True
         frame = frame.f_back
-    return None
+    return False
 
 
 @function(np.copyto)
