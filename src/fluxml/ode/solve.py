@@ -122,8 +122,8 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
         return Solution(np.asarray(ts), packer.unpack_stacked(ys), stats, solver, None, why)
 
     F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), p)))
-    jac = adjoint.jacobian_of(F) if getattr(solver, "stiff", False) else None
-    ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True, jac=jac, **options)
+    ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True,
+                              jac=adjoint._jac(solver, F), **options)
     interpolant = _Interpolant(solver, F, steps, packer, t0, y0)
     u = packer.unpack_stacked(np.stack(ys))
     return Solution(np.asarray(ts), u, F.stats, solver, interpolant)
