@@ -360,8 +360,7 @@ class _Backward:
             if lam_only:
                 J = -f_u.T
             else:
-                flat = np.concatenate([np.ravel(raw(v)) for v in self.pv]) if self.pv \
-                    else np.zeros(0)
+                flat = self.params.pack([raw(v) for v in self.pv])
                 f_p = jacobian(lambda q: self.rhs(t, u, self.params.split(q)), flat,
                                mode="fwd") if flat.size else np.zeros((n, 0))
                 J = np.zeros((z.size, z.size))

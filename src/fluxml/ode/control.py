@@ -20,13 +20,15 @@ import numpy as np
 from fluxml.ad.core import raw
 
 
+def _rms(x, scale) -> float:
+    """The root mean square of ``x / scale``; 0 for an empty state."""
+    return float(np.sqrt(np.mean(np.square(x / scale)))) if x.size else 0.0
+
+
 def error_norm(err, y0, y1, rtol: float, atol: float) -> float:
     """Hairer's scaled RMS norm of the local error estimate ``err``: at most 1 is accepted."""
     e, a, b = raw(err), raw(y0), raw(y1)
-    scale = atol + rtol * np.maximum(np.abs(a), np.abs(b))
-    if e.size == 0:
-        return 0.0
-    value = float(np.sqrt(np.mean(np.square(e / scale))))
+    value = _rms(e, atol + rtol * np.maximum(np.abs(a), np.abs(b)))
     return value if math.isfinite(value) else math.inf
 
 
@@ -67,13 +69,12 @@ def initial_step(F, t0: float, y0, f0, direction: float, order: int, rtol: float
     estimates the second derivative so that the first step's error is near the tolerance."""
     y0, f0 = raw(y0), raw(f0)
     scale = atol + rtol * np.abs(y0)
-    d0 = float(np.sqrt(np.mean(np.square(y0 / scale)))) if y0.size else 0.0
-    d1 = float(np.sqrt(np.mean(np.square(f0 / scale)))) if y0.size else 0.0
+    d0, d1 = _rms(y0, scale), _rms(f0, scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, span)
     y1 = y0 + direction * h0 * f0
     f1 = raw(F(t0 + direction * h0, y1))
-    d2 = float(np.sqrt(np.mean(np.square((f1 - f0) / scale)))) / h0 if y0.size else 0.0
+    d2 = _rms(f1 - f0, scale) / h0
     if not math.isfinite(d2):
         return h0 * 1e-3
     if max(d1, d2) <= 1e-15:

@@ -122,8 +122,8 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
         return Solution(np.asarray(ts), packer.unpack_stacked(ys), stats, solver, None, why)
 
     F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), p)))
-    jac = adjoint.jacobian_of(F) if getattr(solver, "stiff", False) else None
-    ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True, jac=jac, **options)
+    ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True,
+                              jac=adjoint._jac(solver, F), **options)
     interpolant = _Interpolant(solver, F, steps, packer, t0, y0)
     u = packer.unpack_stacked(np.stack(ys))
     return Solution(np.asarray(ts), u, F.stats, solver, interpolant)
@@ -137,6 +137,10 @@ class _Interpolant:
         self.t0, self.y0 = t0, y0
         self.starts = np.array([s.t0 for s in steps])
         self.ends = np.array([s.t0 + s.h for s in steps])
+        if steps:  # the solved interval and direction, found once rather than per call
+            self.lo = np.minimum(self.starts, self.ends).min()
+            self.hi = np.maximum(self.starts, self.ends).max()
+            self.forward = self.ends[-1] >= self.starts[0]
 
     def __call__(self, t):
         if np.ndim(t) == 0:
@@ -148,12 +152,10 @@ class _Interpolant:
             if t == self.t0:
                 return self.y0
             raise ValueError(f"sol(t): t = {t} is outside the solved interval [{self.t0}]")
-        lo = np.minimum(self.starts, self.ends).min()
-        hi = np.maximum(self.starts, self.ends).max()
+        lo, hi = self.lo, self.hi
         if not lo - 1e-12 * max(1, abs(lo)) <= t <= hi + 1e-12 * max(1, abs(hi)):
             raise ValueError(f"sol(t): t = {t} is outside the solved interval [{lo}, {hi}]")
-        forward = self.ends[-1] >= self.starts[0]
-        if forward:
+        if self.forward:
             i = int(np.searchsorted(self.ends, t, side="left"))
         else:
             i = int(np.searchsorted(-self.ends, -t, side="left"))
