@@ -25,6 +25,7 @@ from fluxml.optimise.base import (
     Rule,
     check_beta,
     check_eta,
+    divide_scaled,
     eps_for,
     floats,
     lerp,
@@ -218,10 +219,7 @@ class AMSGrad(_AdamLike):
         _moments(m, v, dx, b1, b2, out)
         np.maximum(vmax, v, out=vmax)
         np.sqrt(vmax, out=out)
-        out += eps
-        np.divide(m, out, out=out)
-        out *= eta
-        return state, out
+        return state, divide_scaled(m, out, eps, eta)
 
 
 class OAdamState(NamedTuple):
