@@ -22,7 +22,6 @@ import numpy as np
 from fluxml.losses.common import (
     Agg,
     aggregate,
-    check_sizes,
     default_eps,
     is_labels,
     logsigmoid,
@@ -60,7 +59,6 @@ def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     if is_labels(y):
         return aggregate(-np.log(pick("crossentropy", yhat, y, axis) + eps), agg)
     y = target("crossentropy", yhat, y)
-    check_sizes("crossentropy", yhat, y)
     return aggregate(-np.sum(xlogy(y, yhat + eps), axis=axis), agg)
 
 
@@ -71,7 +69,6 @@ def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
     if is_labels(y):
         return aggregate(-pick("logitcrossentropy", logp, y, axis), agg)
     y = target("logitcrossentropy", yhat, y)
-    check_sizes("logitcrossentropy", yhat, y)
     return aggregate(-np.sum(y * logp, axis=axis), agg)
 
 
@@ -80,7 +77,6 @@ def binarycrossentropy(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     + eps) - (1 - y) log(1 - yhat + eps))``. Prefer ``logitbinarycrossentropy`` on logits.
     PyTorch: ``binary_cross_entropy`` (which clamps the logs at -100 instead)."""
     y = target("binarycrossentropy", yhat, y)
-    check_sizes("binarycrossentropy", yhat, y)
     eps = default_eps(yhat, eps)
     return aggregate(-xlogy(y, yhat + eps) - xlogy(1.0 - y, 1.0 - yhat + eps), agg)
 
@@ -89,7 +85,6 @@ def logitbinarycrossentropy(yhat, y, *, agg: Agg = "mean"):
     """``binarycrossentropy(sigmoid(yhat), y)`` as ``agg((1 - y) yhat - logsigmoid(yhat))``,
     without overflow. PyTorch: ``binary_cross_entropy_with_logits``."""
     y = target("logitbinarycrossentropy", yhat, y)
-    check_sizes("logitbinarycrossentropy", yhat, y)
     return aggregate((1.0 - y) * yhat - logsigmoid(yhat), agg)
 
 
@@ -99,7 +94,6 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     sample (Flux aggregates the two terms apart: the same for mean and sum). PyTorch:
     ``kl_div(log(yhat), y, reduction="batchmean")``."""
     y = target("kldivergence", yhat, y)
-    check_sizes("kldivergence", yhat, y)
     eps = default_eps(yhat, eps)
     return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
 
@@ -107,14 +101,12 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
 def hinge_loss(yhat, y, *, agg: Agg = "mean"):
     """Hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y))``."""
     y = target("hinge_loss", yhat, y)
-    check_sizes("hinge_loss", yhat, y)
     return aggregate(np.maximum(0.0, 1.0 - yhat * y), agg)
 
 
 def squared_hinge_loss(yhat, y, *, agg: Agg = "mean"):
     """Squared hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y)**2)``."""
     y = target("squared_hinge_loss", yhat, y)
-    check_sizes("squared_hinge_loss", yhat, y)
     return aggregate(np.square(np.maximum(0.0, 1.0 - yhat * y)), agg)
 
 
@@ -123,7 +115,6 @@ def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
     """Focal loss (Lin et al. 2017) of predicted probabilities for binary targets: with
     ``p = y (yhat + eps) + (1 - y) (1 - yhat - eps)``, ``agg(-(1 - p)**gamma log(p))``."""
     y = target("binary_focal_loss", yhat, y)
-    check_sizes("binary_focal_loss", yhat, y)
     yhat = yhat + default_eps(yhat, eps)
     p = y * yhat + (1.0 - y) * (1.0 - yhat)
     return aggregate(-(1.0 - p) ** float(gamma) * np.log(p), agg)
@@ -140,5 +131,4 @@ def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0
         p = pick("focal_loss", yhat, y, axis)
         return aggregate(-((1.0 - p) ** gamma) * np.log(p), agg)
     y = target("focal_loss", yhat, y)
-    check_sizes("focal_loss", yhat, y)
     return aggregate(np.sum(-y * (1.0 - yhat) ** gamma * np.log(yhat), axis=axis), agg)

@@ -34,16 +34,13 @@ def _dtype(x):
 
 def target(name, yhat, y):
     """``y`` as an array in ``yhat``'s float dtype (targets follow the prediction, so float32
-    stays float32); a traced ``y`` is left alone."""
-    if type(y).__name__ == "Tracer":
-        return y
-    return np.asarray(y, dtype=_dtype(yhat))
-
-
-def check_sizes(name, yhat, y):
+    stays float32; a traced ``y`` is left alone), checked to have ``yhat``'s shape."""
+    if type(y).__name__ != "Tracer":
+        y = np.asarray(y, dtype=_dtype(yhat))
     if np.shape(yhat) != np.shape(y):
         raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
                          f"{np.shape(y)}; they must match")
+    return y
 
 
 def default_eps(yhat, eps):

@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.losses.common import Agg, aggregate, check_sizes, default_eps, target, xlogy
+from fluxml.losses.common import Agg, aggregate, default_eps, target, xlogy
 
 
 def mae(yhat, y, *, agg: Agg = "mean"):
     """Mean absolute error: ``agg(|yhat - y|)``. PyTorch: ``l1_loss``."""
     y = target("mae", yhat, y)
-    check_sizes("mae", yhat, y)
     return aggregate(np.abs(yhat - y), agg)
 
 
 def mse(yhat, y, *, agg: Agg = "mean"):
     """Mean squared error: ``agg((yhat - y)**2)``. PyTorch: ``mse_loss``."""
     y = target("mse", yhat, y)
-    check_sizes("mse", yhat, y)
     return aggregate(np.square(yhat - y), agg)
 
 
@@ -35,7 +33,6 @@ def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     """Mean squared logarithmic error: ``agg(log((yhat + eps) / (y + eps))**2)``, for
     non-negative values; ``eps`` defaults to the machine epsilon of ``yhat``'s dtype."""
     y = target("msle", yhat, y)
-    check_sizes("msle", yhat, y)
     eps = default_eps(yhat, eps)
     return aggregate(np.square(np.log((yhat + eps) / (y + eps))), agg)
 
@@ -44,7 +41,6 @@ def huber_loss(yhat, y, *, agg: Agg = "mean", delta: float = 1.0):
     """Huber loss: ``0.5 e**2`` where ``e = |yhat - y| < delta``, else ``delta (e - 0.5
     delta)``. PyTorch: ``huber_loss(delta=delta)``."""
     y = target("huber_loss", yhat, y)
-    check_sizes("huber_loss", yhat, y)
     delta = float(delta)
     err = np.abs(yhat - y)
     small = np.asarray(err < delta)  # which branch: no derivative
@@ -55,7 +51,6 @@ def poisson_loss(yhat, y, *, agg: Agg = "mean"):
     """Poisson negative log-likelihood (up to a constant) for a predicted rate ``yhat``:
     ``agg(yhat - y log(yhat))``. PyTorch: ``poisson_nll_loss(log_input=False, eps=0)``."""
     y = target("poisson_loss", yhat, y)
-    check_sizes("poisson_loss", yhat, y)
     return aggregate(yhat - xlogy(y, yhat), agg)
 
 
@@ -65,7 +60,6 @@ def siamese_contrastive_loss(yhat, y, *, agg: Agg = "mean", margin: float = 1.0)
     if margin < 0:
         raise ValueError(f"siamese_contrastive_loss: margin must be >= 0, got {margin}")
     y = target("siamese_contrastive_loss", yhat, y)
-    check_sizes("siamese_contrastive_loss", yhat, y)
     far = np.maximum(0.0, float(margin) - yhat)
     return aggregate((1.0 - y) * np.square(yhat) + y * np.square(far), agg)
 
@@ -74,7 +68,6 @@ def dice_coeff_loss(yhat, y, *, smooth: float = 1.0):
     """Dice loss of a predicted mask: ``1 - (2 sum(y yhat) + smooth) / (sum(y**2) +
     sum(yhat**2) + smooth)``, over all entries (no ``agg``, as Flux)."""
     y = target("dice_coeff_loss", yhat, y)
-    check_sizes("dice_coeff_loss", yhat, y)
     smooth = float(smooth)
     overlap = 2.0 * np.sum(y * yhat) + smooth
     return 1.0 - overlap / (np.sum(np.square(y)) + np.sum(np.square(yhat)) + smooth)
@@ -85,7 +78,6 @@ def tversky_loss(yhat, y, *, beta: float = 0.7):
     ``TP = sum(y yhat)``, ``FP = sum((1 - y) yhat)``, ``FN = sum(y (1 - yhat))``, as Flux
     (no ``agg``)."""
     y = target("tversky_loss", yhat, y)
-    check_sizes("tversky_loss", yhat, y)
     beta = float(beta)
     tp = np.sum(y * yhat)
     den = np.sum(y * yhat + beta * (1.0 - y) * yhat + (1.0 - beta) * y * (1.0 - yhat))

@@ -25,6 +25,7 @@ from fluxml.optimise.base import (
     Rule,
     check_beta,
     check_eta,
+    divide_scaled,
     eps_for,
     floats,
     lerp,
@@ -70,6 +71,12 @@ class _AdamLike(Rule):
     def init(self, x):
         return _zeros_state(x)
 
+    def _hyper(self, x, out):
+        """``(b1, b2, eta, eps, out)``: the hyperparameters as Python floats, ``eps`` raised
+        for float16, and the scratch array."""
+        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
+        return b1, b2, eta, eps_for(eps, x), scratch(out, x)
+
 
 @dataclass
 class Adam(_AdamLike):
@@ -82,9 +89,7 @@ class Adam(_AdamLike):
     epsilon: float = 1e-8
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
         _moments(m, v, dx, b1, b2, out)
         return AdamState(m, v, t + 1), _corrected(m, v, t + 1, b1, b2, eps, eta, out)
@@ -104,9 +109,8 @@ class AdamW(_AdamLike):
     couple: bool = True
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, lam, eps) = floats(*self.beta), floats(self.eta, self.lambd, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
+        lam = float(self.lambd)
         m, v, t = state
         _moments(m, v, dx, b1, b2, out)
         _corrected(m, v, t + 1, b1, b2, eps, eta, out)
@@ -126,9 +130,7 @@ class RAdam(_AdamLike):
     epsilon: float = 1e-8
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
         t += 1
         _moments(m, v, dx, b1, b2, out)
@@ -154,9 +156,7 @@ class NAdam(_AdamLike):
     epsilon: float = 1e-8
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
         t += 1
         _moments(m, v, dx, b1, b2, out)
@@ -181,9 +181,7 @@ class AdaMax(_AdamLike):
     epsilon: float = 1e-8
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
         m, u, t = state
         t += 1
         lerp(m, dx, 1.0 - b1, out)
@@ -216,17 +214,12 @@ class AMSGrad(_AdamLike):
         return AMSGradState(*(np.full_like(x, self.epsilon) for _ in range(3)))
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, vmax = state
         _moments(m, v, dx, b1, b2, out)
         np.maximum(vmax, v, out=vmax)
         np.sqrt(vmax, out=out)
-        out += eps
-        np.divide(m, out, out=out)
-        out *= eta
-        return state, out
+        return state, divide_scaled(m, out, eps, eta)
 
 
 class OAdamState(NamedTuple):
@@ -249,9 +242,7 @@ class OAdam(_AdamLike):
         return OAdamState(np.zeros_like(x), np.zeros_like(x), 0, np.zeros_like(x))
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t, term = state
         _moments(m, v, dx, b1, b2, out)
         _corrected(m, v, t + 1, b1, b2, eps, eta, out)  # out = a_t
@@ -271,9 +262,7 @@ class AdaBelief(_AdamLike):
     epsilon: float = 1e-16
 
     def apply(self, state, x, dx, out=None):
-        (b1, b2), (eta, eps) = floats(*self.beta), floats(self.eta, self.epsilon)
-        eps = eps_for(eps, x)
-        out = scratch(out, x)
+        b1, b2, eta, eps, out = self._hyper(x, out)
         m, s, t = state
         lerp(m, dx, 1.0 - b1, out)
         np.subtract(dx, m, out=out)

@@ -70,6 +70,15 @@ def lerp_square(acc, dx, weight, out):
     acc += out
 
 
+def divide_scaled(num, out, eps, scale):
+    """``out = scale * num / (out + eps)`` in place, ``out`` holding the denominator's root
+    (RMSProp, AdaGrad, AMSGrad)."""
+    out += eps
+    np.divide(num, out, out=out)
+    out *= scale
+    return out
+
+
 def check_beta(name, beta):
     if len(beta) != 2 or not all(0.0 <= b < 1.0 for b in beta):
         raise ValueError(f"{name}: beta must be two numbers in [0, 1), got {beta!r}")

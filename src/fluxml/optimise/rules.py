@@ -19,7 +19,16 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from fluxml.optimise.base import Rule, check_eta, eps_for, floats, lerp, lerp_square, scratch
+from fluxml.optimise.base import (
+    Rule,
+    check_eta,
+    divide_scaled,
+    eps_for,
+    floats,
+    lerp,
+    lerp_square,
+    scratch,
+)
 
 
 @dataclass
@@ -123,10 +132,7 @@ class RMSProp(Rule):
             np.sqrt(out, out=out)
         else:
             np.sqrt(quad, out=out)
-        out += eps
-        np.divide(dx, out, out=out)
-        out *= eta
-        return state, out
+        return state, divide_scaled(dx, out, eps, eta)
 
 
 class RpropState(NamedTuple):
@@ -186,10 +192,7 @@ class AdaGrad(Rule):
         np.square(dx, out=out)
         acc += out
         np.sqrt(acc, out=out)
-        out += eps
-        np.divide(dx, out, out=out)
-        out *= eta
-        return acc, out
+        return acc, divide_scaled(dx, out, eps, eta)
 
 
 class AdaDeltaState(NamedTuple):
