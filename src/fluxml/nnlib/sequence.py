@@ -23,7 +23,7 @@ import numpy as np
 
 from fluxml.ad.core import raw
 from fluxml.ad.define import primitive
-from fluxml.nnlib.recurrent import _check, _matmul_t, _sigmoid_, _used
+from fluxml.nnlib.recurrent import _check, _lstm_dz, _matmul_t, _sigmoid_, _used
 
 __all__ = ["gru_sequence", "lstm_sequence"]
 
@@ -150,11 +150,7 @@ def _lstm_vjp(g, ans, args, params, positions):
             dc_t = dc_t + dc
         if use_c:
             dc_t = dc_t + g_cs[:, t]
-        d_i, d_f, d_g = dc_t * gg, dc_t * c_prev, dc_t * i
-        if use_acts:
-            d_i, d_f, d_g = d_i + extra[0], d_f + extra[1], d_g + extra[2]
-        dz = np.concatenate([d_i * (i * (1 - i)), d_f * (f * (1 - f)), d_g * (1 - gg * gg),
-                             d_o * (o * (1 - o))], axis=-1)
+        dz = _lstm_dz(dc_t, d_o, i, f, gg, o, c_prev, extra if use_acts else None)
         dzs[t] = dz
         dh = np.matmul(dz, w)
         dc = dc_t * f
