@@ -57,6 +57,13 @@ def _times_derivative(u, v, sigmoid, out=None):
     return out
 
 
+def _recurrent_weight_grad(dz_all, h0, hs):
+    """Cotangent of the hidden-to-hidden weight, ``(N, T, G)`` pre-activation cotangents
+    against the state each step started from (``h0``, then ``hs`` shifted by one)."""
+    h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
+    return _matmul_t(dz_all, h_prev)
+
+
 def _lstm_impl(gx, h0, c0, w):
     batch, steps, _ = gx.shape
     n = h0.shape[-1]
@@ -159,8 +166,7 @@ def _lstm_vjp(g, ans, args, params, positions):
         dz_all = np.stack(dzs, axis=1)  # (N, T, 4H)
         out[0] = dz_all
         if 3 in positions:
-            h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
-            out[3] = _matmul_t(dz_all, h_prev)
+            out[3] = _recurrent_weight_grad(dz_all, h0, hs)
     return [out[p] for p in positions]
 
 
@@ -275,8 +281,7 @@ def _gru_vjp(g, ans, args, params, positions):
         dgh_all = np.stack(dghs, axis=1)  # (N, T, 3H)
         out[3] = dgh_all  # summed over batch and time by the engine
         if 2 in positions:
-            h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
-            out[2] = _matmul_t(dgh_all, h_prev)
+            out[2] = _recurrent_weight_grad(dgh_all, h0, hs)
     return [out[p] for p in positions]
 
 
