@@ -95,6 +95,11 @@ class _Norm(Module):
         shape = (1, -1) + (1,) * (ndim - 2)
         return np.reshape(self.weight, shape), np.reshape(self.bias, shape)
 
+    def _with_running_stats(self, x):
+        """Test mode: ``x`` normalised per channel with the running statistics."""
+        return self._activate(nnlib.batchnorm(x, self.weight, self.bias, mean=self.running_mean,
+                                              var=self.running_var, eps=self.eps))
+
     def _activate(self, y):
         return y if self.activation is identity else self.activation(y)
 
@@ -142,9 +147,7 @@ class BatchNorm(_Norm):
         x = self._input(x)
         active = is_active(self, x)
         if not active and self.running_mean is not None:  # test mode: running statistics
-            return self._activate(nnlib.batchnorm(x, self.weight, self.bias,
-                                                  mean=self.running_mean,
-                                                  var=self.running_var, eps=self.eps))
+            return self._with_running_stats(x)
         scale, bias = self._channel_affine(x.ndim)
         axes = (0,) + tuple(range(2, x.ndim))
         y, mean, var = nnlib.normalise(x, axes, scale, bias, eps=self.eps, return_stats=True)
@@ -183,9 +186,7 @@ class InstanceNorm(_Norm):
         x = self._input(x, min_ndim=3)
         active = is_active(self, x)
         if not active and self.running_mean is not None:  # test mode: running statistics
-            return self._activate(nnlib.batchnorm(x, self.weight, self.bias,
-                                                  mean=self.running_mean,
-                                                  var=self.running_var, eps=self.eps))
+            return self._with_running_stats(x)
         scale, bias = self._channel_affine(x.ndim)
         y, mean, var = nnlib.normalise(x, tuple(range(2, x.ndim)), scale, bias, eps=self.eps,
                                        return_stats=True)

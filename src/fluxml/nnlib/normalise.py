@@ -296,6 +296,20 @@ def _channels(name, x, least):
     return shape, (1, shape[1]) + (1,) * (len(shape) - 2)
 
 
+def _per_channel(name, x, least, scale, bias):
+    """Checks a per-channel layer's input and its ``(C,)`` scale and bias, and returns
+    ``x, shape, bshape, scale, bias`` with scale and bias reshaped to broadcast as
+    ``bshape = (1, C, 1, ...)``."""
+    x = _float(name, x)
+    shape, bshape = _channels(name, x, least)
+    c = (shape[1],)
+    scale = _check_affine(name, x, scale, "scale", c)
+    bias = _check_affine(name, x, bias, "bias", c)
+    scale = None if scale is None else np.reshape(scale, bshape)
+    bias = None if bias is None else np.reshape(bias, bshape)
+    return x, shape, bshape, scale, bias
+
+
 def batchnorm(x, scale=None, bias=None, *, mean=None, var=None, eps: float = 1e-5,
               return_stats: bool = False):
     """Batch normalisation of ``x`` of shape ``(N, C, ...)`` per channel, over the batch and
@@ -309,13 +323,8 @@ def batchnorm(x, scale=None, bias=None, *, mean=None, var=None, eps: float = 1e-
     array([[-1.],
            [ 1.]])
     """
-    x = _float("batchnorm", x)
-    shape, bshape = _channels("batchnorm", x, 2)
+    x, shape, bshape, scale, bias = _per_channel("batchnorm", x, 2, scale, bias)
     c = (shape[1],)
-    scale = _check_affine("batchnorm", x, scale, "scale", c)
-    bias = _check_affine("batchnorm", x, bias, "bias", c)
-    scale = None if scale is None else np.reshape(scale, bshape)
-    bias = None if bias is None else np.reshape(bias, bshape)
     if (mean is None) != (var is None):
         raise ValueError("batchnorm: give both mean and var (running statistics), or neither")
     if mean is not None:
@@ -382,12 +391,6 @@ def instancenorm(x, scale=None, bias=None, *, eps: float = 1e-5):
     >>> fl.instancenorm(np.array([[[1.0, 3.0]]]), eps=0.0)
     array([[[-1.,  1.]]])
     """
-    x = _float("instancenorm", x)
-    shape, bshape = _channels("instancenorm", x, 3)
-    c = (shape[1],)
-    scale = _check_affine("instancenorm", x, scale, "scale", c)
-    bias = _check_affine("instancenorm", x, bias, "bias", c)
-    scale = None if scale is None else np.reshape(scale, bshape)
-    bias = None if bias is None else np.reshape(bias, bshape)
+    x, shape, _, scale, bias = _per_channel("instancenorm", x, 3, scale, bias)
     y, _, _ = NORMALISE(x, scale, bias, axes=tuple(range(2, len(shape))), eps=float(eps))
     return y

@@ -82,6 +82,17 @@ def _lstm_split(acts, n):
     return [acts[..., k * n:(k + 1) * n] for k in range(5)]
 
 
+def _lstm_dz(dc, d_o, i, f, gg, o, c_prev, extra):
+    """One LSTM step's cotangent of the pre-activations ``z`` (gates i, f, g, o), from the
+    cell's ``dc``, the output gate's ``d_o`` and the previous cell state; ``extra`` adds the
+    cotangents of the saved activations (None when unused)."""
+    d_i, d_f, d_g = dc * gg, dc * c_prev, dc * i
+    if extra is not None:
+        d_i, d_f, d_g = d_i + extra[0], d_f + extra[1], d_g + extra[2]
+    return np.concatenate([d_i * (i * (1 - i)), d_f * (f * (1 - f)), d_g * (1 - gg * gg),
+                           d_o * (o * (1 - o))], axis=-1)
+
+
 def _lstm_vjp(g, ans, args, params, positions):
     g_h, g_c, g_acts = g
     gx, h, c, w = args
@@ -97,11 +108,7 @@ def _lstm_vjp(g, ans, args, params, positions):
     dc = d_tc * (1 - tc * tc)
     if _used(g_c):
         dc = dc + g_c
-    d_i, d_f, d_g = dc * gg, dc * c, dc * i
-    if extra is not None:
-        d_i, d_f, d_g = d_i + extra[0], d_f + extra[1], d_g + extra[2]
-    dz = np.concatenate([d_i * (i * (1 - i)), d_f * (f * (1 - f)), d_g * (1 - gg * gg),
-                         d_o * (o * (1 - o))], axis=-1)
+    dz = _lstm_dz(dc, d_o, i, f, gg, o, c, extra)
     out = {0: dz}
     if 1 in positions:
         out[1] = np.matmul(dz, w)

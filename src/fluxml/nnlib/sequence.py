@@ -23,7 +23,7 @@ import numpy as np
 
 from fluxml.ad.core import raw
 from fluxml.ad.define import primitive
-from fluxml.nnlib.recurrent import _check, _matmul_t, _sigmoid_, _used
+from fluxml.nnlib.recurrent import _check, _lstm_dz, _matmul_t, _sigmoid_, _used
 
 __all__ = ["gru_sequence", "lstm_sequence"]
 
@@ -55,6 +55,13 @@ def _times_derivative(u, v, sigmoid, out=None):
         np.subtract(1, out, out=out)
     out *= v
     return out
+
+
+def _recurrent_weight_grad(dz_all, h0, hs):
+    """Cotangent of the hidden-to-hidden weight, ``(N, T, G)`` pre-activation cotangents
+    against the state each step started from (``h0``, then ``hs`` shifted by one)."""
+    h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
+    return _matmul_t(dz_all, h_prev)
 
 
 def _lstm_impl(gx, h0, c0, w):
@@ -150,11 +157,7 @@ def _lstm_vjp(g, ans, args, params, positions):
             dc_t = dc_t + dc
         if use_c:
             dc_t = dc_t + g_cs[:, t]
-        d_i, d_f, d_g = dc_t * gg, dc_t * c_prev, dc_t * i
-        if use_acts:
-            d_i, d_f, d_g = d_i + extra[0], d_f + extra[1], d_g + extra[2]
-        dz = np.concatenate([d_i * (i * (1 - i)), d_f * (f * (1 - f)), d_g * (1 - gg * gg),
-                             d_o * (o * (1 - o))], axis=-1)
+        dz = _lstm_dz(dc_t, d_o, i, f, gg, o, c_prev, extra if use_acts else None)
         dzs[t] = dz
         dh = np.matmul(dz, w)
         dc = dc_t * f
@@ -163,8 +166,7 @@ def _lstm_vjp(g, ans, args, params, positions):
         dz_all = np.stack(dzs, axis=1)  # (N, T, 4H)
         out[0] = dz_all
         if 3 in positions:
-            h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
-            out[3] = _matmul_t(dz_all, h_prev)
+            out[3] = _recurrent_weight_grad(dz_all, h0, hs)
     return [out[p] for p in positions]
 
 
@@ -279,8 +281,7 @@ def _gru_vjp(g, ans, args, params, positions):
         dgh_all = np.stack(dghs, axis=1)  # (N, T, 3H)
         out[3] = dgh_all  # summed over batch and time by the engine
         if 2 in positions:
-            h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
-            out[2] = _matmul_t(dgh_all, h_prev)
+            out[2] = _recurrent_weight_grad(dgh_all, h0, hs)
     return [out[p] for p in positions]
 
 
