@@ -130,14 +130,14 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     >>> print(f.ir)
     { lambda v1:f64[3] .
         v2:f64[3] = tanh v1
-        v3:f64[3] = power v2 2
+        v3:f64[3] = power v2 2 into v2
         v4:f64[] = sum v3 axis=None keepdims=False
       in (v4) }
-    >>> print(f.source)
+    >>> print(f.source)  # v3 is computed into v2's buffer: v2 is dead after it
     def f(x):
         v2 = np.tanh(x)
-        v3 = np.power(v2, 2)
-        v4 = sum(v3, axis=None, keepdims=False)
+        v2 = np.power(v2, 2, out=v2)
+        v4 = sum(v2, axis=None, keepdims=False)
         return (v4,)
     <BLANKLINE>
     """

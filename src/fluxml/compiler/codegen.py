@@ -107,7 +107,7 @@ class Emitter:
 
 def call_source(em: Emitter, eqn) -> str:
     """The right-hand side of an equation's line."""
-    if eqn.prim is None:  # a NumPy function applied to raw values: func(*args, **kwargs)
+    if eqn.prim is None and "func" in (eqn.params or {}):  # NumPy on raw values: func(...)
         p = eqn.params
         func, args = p["func"], p["args"]
         if getattr(func, "__name__", None) == "_getitem":
@@ -123,6 +123,8 @@ def call_source(em: Emitter, eqn) -> str:
         return f"{head}({', '.join(text)})"
     args = [em.expr(a) for a in eqn.inputs]
     args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
+    if eqn.out is not None:
+        args.append(f"out={em.var(eqn.out)}")
     return f"{em.function(eqn.fn, eqn.name)}({', '.join(args)})"
 
 
@@ -135,6 +137,11 @@ def generate(program: Program, input_names, fname="compiled", em: Emitter | None
         em.names[v.id] = name
     body = []
     for eqn in program.eqns:
+        if eqn.out is not None:  # the result lives in a dead variable's buffer: its name too
+            line_text = line(em, eqn)
+            em.names[eqn.outs[0].id] = em.var(eqn.out)
+            body.append(f"    {em.var(eqn.out)} = {line_text}")
+            continue
         lhs = ", ".join(em.var(o) for o in eqn.outs)
         if eqn.multiple and len(eqn.outs) == 1:
             lhs += ","
