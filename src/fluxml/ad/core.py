@@ -165,6 +165,18 @@ def bottom(x):
     return v._val if type(v) is Tracer else v
 
 
+def first_order(*xs) -> bool:
+    """Is each of ``xs`` a plain array (or None), or a value of ``fl.compile``'s program (an
+    IR tracer) with no derivative being taken through it? A rule may then run its NumPy
+    kernel through :func:`untraced` (under compile: recorded as one call)."""
+    for x in xs:
+        t = type(x)
+        if t is np.ndarray or x is None or (t is Tracer and raw(x) is x):
+            continue
+        return False
+    return True
+
+
 def _has_tracer(x) -> bool:
     t = type(x)
     if t is Tracer:
