@@ -316,52 +316,57 @@ def buffers(program: Program) -> Program:
     one or two buffers; and a new value of an argument that the function writes back is
     computed straight into the argument's buffer (donation), where the old value is dead.
 
-    A buffer is reused only when the program made it with a ufunc (a fresh array nothing else
-    views), it has the result's shape and dtype, and nothing reads it later."""
+    Liveness is taken over alias groups (a buffer is dead when no variable that may share its
+    memory is read later). A buffer is reused only when the program made it with a ufunc (a
+    fresh array), it has the result's shape and dtype, and its group holds no argument."""
     groups = aliases(program)
-    members: dict[int, int] = {}
-    for eqn in program.eqns:
-        for v in eqn.reads():
-            members[groups.find(v.id)] = members.get(groups.find(v.id), 0) + 1
-    group_size: dict[int, set] = {}
-    every = [v for v in program.inputs]
-    for eqn in program.eqns:
-        every += eqn.outs
-    for v in every:
-        group_size.setdefault(groups.find(v.id), set()).add(v.id)
     last = _last_uses(program, groups)
-    owned = set()  # ids of variables holding a fresh buffer made by a ufunc
+    input_groups = {groups.find(v.id): v for v in program.inputs}
+    finals: dict[int, int] = {}  # var id -> how many write-backs use it
+    for _, v in program.writes:
+        if type(v) is Var:
+            finals[v.id] = finals.get(v.id, 0) + 1
     written_back = {v.id: pos for pos, v in program.writes if type(v) is Var}
-    inputs = {v.id: v for v in program.inputs}
-    donate: dict[int, int] = {}  # input position -> index of the equation computing into it
+    fresh = set()  # ids of variables holding a buffer a ufunc made
+    donated = set()
+    eqns = []
     for i, eqn in enumerate(program.eqns):
-        if not is_ufunc(eqn) or not eqn.outs[0].shape:
-            continue
-        out = eqn.outs[0]
-        pos = written_back.get(out.id)
-        target = None
-        if pos is not None:  # donation: compute the new value into the argument itself
-            arg = program.inputs[pos]
-            if (arg.shape == out.shape and arg.dtype == out.dtype
-                    and last.get(groups.find(arg.id), -1) <= i
-                    and len(group_size.get(groups.find(arg.id), ())) == 1
-                    and sum(1 for _, v in program.writes if v is out) == 1):
-                target = arg
-                donate[pos] = i
-        if target is None:
-            for a in eqn.inputs:
-                if (type(a) is Var and a.id in owned and a.shape == out.shape
-                        and a.dtype == out.dtype and last.get(groups.find(a.id), -1) <= i
-                        and len(group_size.get(groups.find(a.id), ())) == 1
-                        and a.id not in written_back and a.id not in inputs):
-                    target = a
-                    break
-        if target is not None:
-            eqn.out = target
-        if len(group_size.get(groups.find(out.id), ())) == 1:
-            owned.add(out.id)
-    writes = [(p, v) for p, v in program.writes if p not in donate]
-    return Program(program.inputs, program.eqns, program.outputs, writes)
+        if is_ufunc(eqn) and eqn.outs[0].shape:
+            out = eqn.outs[0]
+            target = _donation(program, groups, last, written_back, finals, out, i)
+            if target is not None:
+                donated.add(written_back[out.id])
+            else:
+                target = _dead_operand(eqn, groups, last, fresh, input_groups, written_back, i)
+            if target is not None:
+                eqn = _with(eqn, eqn.inputs, eqn.params)
+                eqn.out = target
+            fresh.add(out.id)
+        eqns.append(eqn)
+    writes = [(p, v) for p, v in program.writes if p not in donated]
+    return Program(program.inputs, eqns, program.outputs, writes)
+
+
+def _donation(program, groups, last, written_back, finals, out, i):
+    """The argument whose buffer may receive ``out``, the new value written back into it."""
+    pos = written_back.get(out.id)
+    if pos is None or finals[out.id] != 1:
+        return None
+    arg = program.inputs[pos]
+    if arg.shape != out.shape or arg.dtype != out.dtype:
+        return None
+    return arg if last.get(groups.find(arg.id), -1) <= i else None
+
+
+def _dead_operand(eqn, groups, last, fresh, input_groups, written_back, i):
+    """An operand whose buffer is dead after equation ``i`` and may take its result."""
+    out = eqn.outs[0]
+    for a in eqn.inputs:
+        if (type(a) is Var and a.id in fresh and a.shape == out.shape and a.dtype == out.dtype
+                and a.id not in written_back and groups.find(a.id) not in input_groups
+                and last.get(groups.find(a.id), -1) <= i):
+            return a
+    return None
 
 
 def _last_uses(program, groups) -> dict[int, int]:
