@@ -206,3 +206,20 @@ def test_bad_arguments():
         fl.compile(lambda x: x, cache_size=0)
     with pytest.raises(fl.CompileError, match="nothing traced yet"):
         fl.compile(lambda x: x).ir
+
+
+def test_a_written_argument_sharing_memory_with_another_is_refused():
+    def f(w, x):
+        w -= 0.5
+        return np.sum(x)
+
+    g = fl.compile(f)
+    base = np.ones(6)
+    with pytest.raises(fl.CompileError, match="shares memory.*Pass a copy"):
+        g(base[:3], base[3:])
+    w, x = np.ones(3), np.ones(3)
+    assert g(w, x) == 3.0 and np.array_equal(w, [0.5] * 3)
+    with pytest.raises(fl.CompileError, match="shares memory"):  # the guard notices it
+        g(base[:3], base[3:])
+    a, b = np.ones(3), np.ones(3)
+    assert g(a, b[::-1]) == 3.0  # a view of an unrelated array: fine
