@@ -129,6 +129,13 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     place: the compiled code writes the same arrays. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it.
 
+    Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
+    when it is traced (as JAX does): pass anything that changes as an argument. A model (or a
+    model's method) compiled directly takes its own arrays as arguments, so
+    ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
+    ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).
+    ``cache_size`` bounds the traces kept (``.cache``); ``optimise=False`` skips the passes.
+
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile
     ... def f(x):
