@@ -94,11 +94,12 @@ def measure(g, build, steps: int, bucket_bytes: int) -> dict:
     def raw():
         g.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
 
-    def local():  # the packing and scaling alone, without communication
+    positions = averager.gather(grads)
+
+    def local():  # the packing alone (what the averaging adds to the copy), no communication
         for b in averager.buckets:
-            for i, off, n, shape in b.items:
-                np.multiply(leaves[i], 2, out=b.buf[off:off + n].reshape(shape))
-            b.buf *= b.dtype.type(0.5)
+            for pos, _, dtype, view in b.items:
+                np.multiply(positions[pos], dtype.type(0.5), out=view)
 
     average()
     raw()

@@ -88,6 +88,12 @@ def fail(out, how):
              distributed=True)
 
 
+def say(line):
+    """One write per line: the ranks share the pipe, and print writes the newline apart."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def consistent(out):
     """Errors every rank raises at once are caught on every rank, and the job goes on."""
     fl.distributed.init(timeout=30.0)
@@ -95,14 +101,25 @@ def consistent(out):
     try:  # ranks that built different models
         fl.distributed.broadcast(fl.Dense(4, 3 if me == 0 else 5))
     except fl.distributed.DistributedError as err:
-        print(f"rank {me}: {err}", flush=True)
-    params = {"a": np.ones(2), "b": np.ones(2)}  # b has no gradient on rank 1
+        say(f"rank {me}: {err}")
+    params = {"a": np.ones(2), "b": np.full(2, 3.0)}  # b has no gradient on rank 1: zeros
     uses = (lambda m: np.sum(m["a"] * m["b"])) if me == 0 else (lambda m: np.sum(m["a"]))
-    try:
-        fl.train(lambda m, _: uses(m), params, [np.zeros(1)], fl.setup(fl.Descent(), params),
-                 progress=False, distributed=True)
-    except fl.distributed.DistributedError as err:
-        print(f"rank {me}: {err}", flush=True)
+    fl.train(lambda m, _: uses(m), params, [np.zeros(1)], fl.setup(fl.Descent(0.1), params),
+             progress=False, distributed=True)
+    say(f"rank {me}: partial gradients: a {params['a']}, b {params['b']}")
+    avg = fl.distributed.GradientAverager()
+    w = np.full(2, float(me + 1))
+    steps = [({"a": w, "b": None}, 1),  # no gradient of b anywhere: not in the plan
+             ({"a": w, "b": w if me else None}, 1),  # b appears on rank 1: a new plan
+             ({"a": w, "b": w if me else None}, 1 + me),  # the same plan, counts 1 and 2
+             ({"a": w[:1 + me], "b": None}, 1),  # different shapes: refused on every rank
+             ({"a": w, ("b" if me else "c"): None}, 1)]  # different trees: refused too
+    for grads, count in steps:
+        try:
+            loss, out, n = avg.average(float(me), grads, count)
+            say(f"rank {me}: averaged: {loss:.4f} {out['a']} {out['b']} {n}")
+        except fl.distributed.DistributedError as err:
+            say(f"rank {me}: {err}")
     x, y = data()
     if me == 1:
         x[26] = np.nan  # rank 1's part of the second global batch (8..15, then 24..31)
@@ -112,11 +129,11 @@ def consistent(out):
         fl.train(mse, model, fl.DataLoader((x, y), batchsize=BATCH, shard=True), state,
                  progress=False, distributed=True)
     except fl.TrainingError as err:
-        print(f"rank {me}: {err}", flush=True)
+        say(f"rank {me}: {err}")
     fl.distributed.check_synced(model)
     changed = any(not np.array_equal(before[k], v)
                   for k, v in fl.io.modelstate.flat_state(model).items())
-    print(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
+    say(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
 
 
 if __name__ == "__main__":
@@ -125,6 +142,7 @@ if __name__ == "__main__":
         train_equal(out)
     elif mode == "consistent":
         consistent(out)
+
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:
