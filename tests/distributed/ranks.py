@@ -136,13 +136,67 @@ def consistent(out):
     say(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
 
 
+def bn_model():
+    fl.seed(3)
+    return fl.f64(fl.Chain(fl.Conv((3, 3), 3, 4), fl.BatchNorm(4, np.tanh), fl.Flatten(),
+                           fl.Dense(16, 2)))
+
+
+def bn_data():
+    rng = np.random.default_rng(5)
+    return rng.normal(2.0, 3.0, size=(8, 3, 4, 4)), rng.normal(size=(8, 2))
+
+
+def bn_steps(model, x, y, average):
+    """Two steps of Descent; per step the outputs, the (averaged) gradients and the running
+    statistics after it."""
+    state = fl.setup(fl.Descent(0.1), model)
+    record = []
+    for _ in range(2):
+        seen = {}
+
+        def loss(m):
+            out = m(x)
+            seen["out"] = fl.ad.core.raw(out)
+            return np.mean((out - y) ** 2)
+
+        value, (grads,) = fl.withgradient(loss, model)
+        value, grads, _ = average(value, grads, len(x))
+        record.append({"loss": np.array(value), "out": seen["out"],
+                       "mean": model[1].running_mean.copy(), "var": model[1].running_var.copy(),
+                       **{f"grad.{k}": np.array(v) for k, v in fl.tree.leaves_with_paths(grads)}})
+        fl.update(state, model, grads)
+    return record
+
+
+def syncbn(out):
+    """Two steps with a synchronised BatchNorm, rank 0 on 5 observations, rank 1 on 3."""
+    model = fl.distributed.sync_batchnorm(bn_model())
+    x, y = bn_data()
+    rank = fl.distributed.rank()
+    part = slice(0, 5) if rank == 0 else slice(5, 8)
+    record = bn_steps(model, x[part], y[part], fl.distributed.GradientAverager().average)
+    np.savez(Path(out) / f"rank{fl.distributed.rank()}.npz",
+             **{f"{i}.{k}": v for i, r in enumerate(record) for k, v in r.items()})
+    bn, h = fl.trainmode(model[1]), np.arange(32.0).reshape(2, 4, 2, 2) * (1 + rank)
+
+    def norm_of_gradient(w):  # a second derivative through the synchronised statistics
+        return np.sum(fl.gradient(lambda z: np.sum(bn(z) ** 3), h * w[:, None, None])[0] ** 2)
+
+    try:
+        fl.gradient(norm_of_gradient, np.ones(4))
+    except fl.DifferentiationError as err:
+        say(f"rank {rank}: {err}")
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "equal":
         train_equal(out)
     elif mode == "consistent":
         consistent(out)
-
+    elif mode == "syncbn":
+        syncbn(out)
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:

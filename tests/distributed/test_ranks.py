@@ -127,3 +127,22 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
         assert f"rank {r}: train: step 2 (epoch 1, batch 2): the loss is nan" in out, out
         assert f"rank {r}: one step taken: True; then ok" in out, out
 
+
+def test_sync_batchnorm_on_two_unequal_ranks_is_one_process_with_the_whole_batch(tmp_path):
+    done = mpirun(HERE / "ranks.py", "syncbn", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r in (0, 1):
+        assert f"rank {r}: SyncBatchNorm: higher-order derivatives through the statistics " \
+               f"synchronised across ranks are not supported" in done.stdout, done.stdout
+    x, y = ranks.bn_data()
+    expected = ranks.bn_steps(ranks.bn_model(), x, y, lambda v, g, n: (float(v), g, n))
+    got = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    for step, want in enumerate(expected):
+        for key, value in want.items():
+            if key == "out":  # each rank has its part of the batch
+                parts = [got[r][f"{step}.out"] for r in (0, 1)]
+                np.testing.assert_allclose(np.concatenate(parts), value, rtol=1e-10, atol=1e-12)
+                continue
+            for r in (0, 1):
+                np.testing.assert_allclose(got[r][f"{step}.{key}"], value, rtol=1e-10,
+                                           atol=1e-12, err_msg=f"step {step} {key} rank {r}")
