@@ -57,6 +57,7 @@ from fluxml.tree import unflatten
 # and the batch size) sums them in float64 whenever the model has any float64 gradient
 _ORDER = [np.dtype(t) for t in (np.float64, np.complex128, np.float32, np.complex64)]
 _HEADER = 3  # loss * count, count, "my tree does not fit the plan"
+_NONE: frozenset = frozenset()
 
 
 class Bucket:
@@ -124,30 +125,34 @@ class GradientAverager:
 
     # --- one step on the agreed plan ---------------------------------------------------------
 
-    def _fits(self, leaves) -> bool:
-        """Whether this step's positions fit the plan (``None``, or any non-gradient, where the
-        plan has a gradient is a zero)."""
+    def _fits(self, leaves):
+        """None if this step's positions do not fit the plan, else the set of planned
+        positions that are zeros on this rank (``None``, or a non-gradient, where the plan
+        has a gradient)."""
         if leaves is None or len(leaves) != self.npositions:
-            return False
+            return None
         is_grad, is_position = layout.is_grad, layout.is_position
         for pos in self.unplanned:
             x = leaves[pos]
             if x is not None and (is_grad(x) or not is_position(x)):
-                return False
+                return None
+        zeros = _NONE
         for b in self.buckets:
             for pos, shape, dtype, _ in b.items:
                 x = leaves[pos]
-                if x is not None and (getattr(x, "shape", None) != shape or x.dtype != dtype) \
-                        and (is_grad(x) or not is_position(x)):
-                    return False
-        return True
+                if x is None or getattr(x, "shape", None) != shape or x.dtype != dtype:
+                    if x is not None and (is_grad(x) or not is_position(x)):
+                        return None
+                    zeros = zeros | {pos}
+        return zeros
 
     def _exchange(self, loss, leaves, count):
         """Pack, post, wait: ``(loss, positions with the averaged views, total)``, or None
         when some rank's tree did not fit the plan (the step's sums are then unusable)."""
         g, MPI = self.group, self.group.MPI
         t0 = time.perf_counter()
-        fits = self._fits(leaves)
+        zeros = self._fits(leaves)
+        fits = zeros is not None
         scale = count / self.total
         posted: list = []
         for k, b in enumerate(self.buckets):
@@ -155,11 +160,10 @@ class GradientAverager:
                 s = b.dtype.type(scale)
                 multiply = b.xp.multiply
                 for pos, _, _, view in b.items:
-                    x = leaves[pos]
-                    if x is None or not layout.is_grad(x):  # none on this rank: zeros
+                    if pos in zeros:  # no gradient here on this rank
                         view.fill(0)
                     else:
-                        multiply(x, s, out=view)
+                        multiply(leaves[pos], s, out=view)
             if b.host is not b.buf:
                 b.buf.get(out=b.host)
             if k == 0:
@@ -168,7 +172,7 @@ class GradientAverager:
             MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
         t1 = time.perf_counter()
         g.wait(posted[:1], f"the gradient averaging at step {g.step}")
-        loss_sum, total, misfits = (float(v.real) for v in self.header)
+        loss_sum, total, misfits = self.header.real.tolist()
         if misfits:
             g.wait(posted, f"the gradient averaging at step {g.step}")
             return None

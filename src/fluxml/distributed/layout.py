@@ -103,28 +103,9 @@ def _node(spec):
                     walk(v, out)
 
         return sequence
-    listed = spec.kind == "object" and not dataclasses.is_dataclass(typ) \
-        and hasattr(typ, "__tree_fields__")
     names = [k for k, _ in kids]
 
-    def children(x):
-        """The mapping to read the children from (each kind as ``tree._fields`` reads it)."""
-        if type(x) is not typ:
-            raise Changed
-        if spec.kind == "dict":
-            d = x
-        elif dataclasses.is_dataclass(typ) or listed:
-            if listed and list(x.__tree_fields__()) != names:
-                raise Changed
-            return {k: getattr(x, k) for k in names}
-        else:  # a plain object: every attribute is a child
-            d = x.__dict__
-        if len(d) != n:
-            raise Changed
-        return d
-
-    def mapping(x, out):
-        d = children(x)
+    def take(d, out):  # the children from a mapping, in the spec's order
         for k, walk in kids:
             v = d[k]
             if walk is None:
@@ -132,7 +113,32 @@ def _node(spec):
             else:
                 walk(v, out)
 
-    return mapping
+    if spec.kind == "dict":
+        def mapping(x, out):
+            if type(x) is not typ or len(x) != n:
+                raise Changed
+            take(x, out)
+
+        return mapping
+    if dataclasses.is_dataclass(typ) or hasattr(typ, "__tree_fields__"):
+        listed = not dataclasses.is_dataclass(typ)
+
+        def fields(x, out):  # the type fixes a dataclass's fields; __tree_fields__ may vary
+            if type(x) is not typ or listed and list(x.__tree_fields__()) != names:
+                raise Changed
+            take({k: getattr(x, k) for k in names}, out)
+
+        return fields
+
+    def attributes(x, out):  # a plain object: every attribute is a child
+        if type(x) is not typ:
+            raise Changed
+        d = x.__dict__
+        if len(d) != n:
+            raise Changed
+        take(d, out)
+
+    return attributes
 
 
 def builder(spec, planned: set) -> Callable | None:
