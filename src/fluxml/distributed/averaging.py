@@ -171,15 +171,16 @@ class GradientAverager:
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
         t1 = time.perf_counter()
-        g.wait(posted[:1], f"the gradient averaging at step {g.step}")
+        what = f"the gradient averaging at step {g.step}"
+        g.wait(posted[:1], what)
         loss_sum, total, misfits = self.header.real.tolist()
         if misfits:
-            g.wait(posted, f"the gradient averaging at step {g.step}")
+            g.wait(posted, what)
             return None
         factor = None if total == self.total else self.total / total
         for k, (b, req) in enumerate(zip(self.buckets, posted)):
             if k:
-                g.wait([req], f"the gradient averaging at step {g.step}")
+                g.wait([req], what)
             if b.host is not b.buf:
                 b.buf.set(b.host)
             if factor is not None:
