@@ -16,7 +16,10 @@ Each step then only
 
 ``total`` is the last step's global batch size (known exactly at the first step, which
 agrees the plan). When this step's differs (the last, short batch of an epoch) the buckets
-are multiplied by ``old / new`` on arrival: one extra pass, twice an epoch.
+are multiplied by ``old / new`` on arrival: one extra pass, twice an epoch. The header is
+summed in the first bucket's dtype: float64 whenever the model has a float64 gradient; for a
+float32 model the reported loss carries float32 rounding (about 1e-7 relative; batch sizes
+stay exact up to 2**24).
 
 Why the layout check can ride in the first bucket: every message's size comes from the
 agreed plan, never from a rank's own tree, so the messages match on every rank whatever the
@@ -24,8 +27,9 @@ trees are. A rank whose tree does not fit the plan still sends the planned bucke
 whatever is in them) and sets the flag; every rank sees the summed flag in the same result,
 throws the step's sums away, and all agree a new plan together (an exchange of the trees'
 layouts, which names the difference when the ranks cannot agree), then average the step
-again. So the check costs nothing per step, and a change of structure on any rank, at any
-step, is caught before a number of that step is used.
+again. So the check costs no message, and a change of structure on any rank, at any step,
+is caught before a number of that step is used. (Checking only when this rank's structure
+changes would not be safe: the others would not know to join the check.)
 
 What overlaps, honestly: fluxml's reverse sweep is synchronous (the gradient exists only when
 ``withgradient`` returns), so communication cannot hide behind the backward pass as in
