@@ -112,6 +112,7 @@ def consistent(out):
     steps = [({"a": w, "b": None}, 1),  # no gradient of b anywhere: not in the plan
              ({"a": w, "b": w if me else None}, 1),  # b appears on rank 1: a new plan
              ({"a": w, "b": w if me else None}, 1 + me),  # the same plan, counts 1 and 2
+             ({"a": w, "b": None}, 1),  # b planned, but no rank has it now: None
              ({"a": w[:1 + me], "b": None}, 1),  # different shapes: refused on every rank
              ({"a": w, ("b" if me else "c"): None}, 1)]  # different trees: refused too
     for grads, count in steps:

@@ -9,8 +9,11 @@ Each step then only
    against the plan (shape and dtype; ``None`` where the plan has a gradient counts as zeros);
 2. copies them into the buckets, scaled by ``count / total`` (this rank's share of the
    global batch: ranks with unequal batches weigh as one big batch would), and posts one
-   ``Iallreduce`` per bucket as soon as it is packed. The first bucket carries three more
-   numbers: ``loss * count``, ``count``, and a flag "my tree no longer fits the plan";
+   ``Iallreduce`` per bucket as soon as it is packed. The first bucket carries a few more
+   numbers: ``loss * count``, ``count``, a flag "my tree no longer fits the plan", and per
+   gradient whether this rank has it (a gradient that no rank has this step is returned as
+   ``None``, as one process would give it, so that the optimiser skips it rather than
+   taking a step of momentum on zeros);
 3. waits for the buckets in order. The averaged gradients are views into the buckets (no
    unpacking copies), valid until the next ``average``.
 
@@ -60,7 +63,9 @@ from fluxml.tree import unflatten
 # the order of the buckets: float64 first, so that the first bucket (which carries the loss
 # and the batch size) sums them in float64 whenever the model has any float64 gradient
 _ORDER = [np.dtype(t) for t in (np.float64, np.complex128, np.float32, np.complex64)]
-_HEADER = 3  # loss * count, count, "my tree does not fit the plan"
+# the header: loss * count, count, "my tree does not fit the plan", the number of planned
+# gradients this rank lacks, then per planned gradient whether this rank has it
+_HEADER = 4
 _NONE: frozenset = frozenset()
 
 
@@ -171,13 +176,13 @@ class GradientAverager:
             if b.host is not b.buf:
                 b.buf.get(out=b.host)
             if k == 0:
-                self.header[:] = (float(loss) * count, count, 0.0 if fits else 1.0)
+                self._header(loss, count, zeros)
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
         t1 = time.perf_counter()
         what = f"the gradient averaging at step {g.step}"
         g.wait(posted[:1], what)
-        loss_sum, total, misfits = self.header.real.tolist()
+        loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
         if misfits:
             g.wait(posted, what)
             return None
@@ -192,10 +197,24 @@ class GradientAverager:
         self.total = total
         for pos, view in self.outputs:
             leaves[pos] = view
+        if lacking:  # a gradient no rank has this step stays None, as in one process
+            have = self.header[_HEADER:].real
+            for (pos, _), n in zip(self.outputs, have):
+                if n == 0:
+                    leaves[pos] = None
         t2 = time.perf_counter()
         self.timings["pack"], self.timings["wait"], self.timings["total"] = \
             t1 - t0, t2 - t1, t2 - t0
         return loss_sum / total, leaves, int(total)
+
+    def _header(self, loss, count, zeros) -> None:
+        """Fill the first bucket's header (``zeros`` None: this rank's tree does not fit)."""
+        h = self.header
+        h[:_HEADER] = (float(loss) * count, count, 0.0 if zeros is not None else 1.0,
+                       len(zeros) if zeros else 0.0)
+        h[_HEADER:] = 1.0
+        for pos in zeros or ():
+            h[self.slot[pos]] = 0.0
 
     # --- agreeing a plan -----------------------------------------------------------------------
 
@@ -253,13 +272,15 @@ class GradientAverager:
                 b.add(pos, shape)
         if not buckets:  # no gradient anywhere: the header travels alone
             buckets.append(Bucket(np.float64))
+        nplanned = sum(len(b.items) for b in buckets)
         for k, b in enumerate(buckets):
-            b.allocate(_HEADER if k == 0 else 0)
+            b.allocate(_HEADER + nplanned if k == 0 else 0)
         self.buckets = buckets
         self.header = buckets[0].host[buckets[0].size:]
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
         self.outputs = [(pos, view) for b in buckets for pos, _, _, view in b.items]
+        self.slot = {pos: _HEADER + i for i, (pos, _) in enumerate(self.outputs)}
 
 
 def _raise_changed():

@@ -65,7 +65,7 @@ def _mpi():
 class Group:
     """The ranks of one training job: ``rank``, ``size``, ``comm`` (a private duplicate of
     ``MPI.COMM_WORLD`` for the data) and ``ctl`` (another, for failure notices and
-    heartbeats), with ``timeout`` seconds for any one wait."""
+    roll calls), with ``timeout`` seconds for any one wait."""
 
     def __init__(self, comm, timeout: float):
         self.MPI = _mpi()
