@@ -13,9 +13,17 @@ Read the numbers for what they are on a 2-core machine shared with other jobs: t
 share the two cores (and whatever else runs), so weak-scaling efficiency measures contention
 more than fluxml; the "bandwidth" is a memory copy through MPICH's shared-memory channel, not
 a network. The ratio fluxml / raw ``Allreduce`` of the same bytes, measured in the same run,
-is the meaningful figure. Overlap: fluxml's reverse sweep is synchronous, so nothing of the
-allreduce hides behind the backward pass; what can hide is the packing and scaling of
-buckets, reported as "hidden".
+is the meaningful figure; "raw I" is one ``Iallreduce`` waited for as fluxml waits (on a
+loaded machine MPICH's blocking ``Allreduce`` of megabytes is often several times slower
+than that). Each is timed call by call, alternated; the tables give the median and the 10th
+percentile (the calls during which both ranks had a core: what the code costs). What fluxml
+adds to one allreduce is the copy of the gradients into the buckets (scaled by the rank's
+share of the batch) and ~20-40 us of Python per step (taking the gradients out of the tree,
+checking them against the plan, rebuilding the tree). Through shared memory an allreduce is
+itself a few memory passes, so that one more pass weighs a third or more of it; on a network
+link it would weigh less. Overlap: fluxml's reverse sweep is synchronous, so nothing of the
+allreduce hides behind the backward pass; what can hide is the packing of later buckets,
+reported as "hidden".
 """
 
 from __future__ import annotations
