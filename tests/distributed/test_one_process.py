@@ -51,22 +51,25 @@ def test_the_loader_says_it_is_sharded():
                             "shard=(1, 2)): 3 batches of 10 observations")
 
 
-def _bn_pair():
-    plain = fl.f64(fl.BatchNorm(3, np.tanh))
-    plain.weight[:] = [0.5, 1.5, -2.0]
-    plain.bias[:] = [0.1, -0.2, 0.3]
+def _bn_pair(affine=True, track_stats=True):
+    plain = fl.f64(fl.BatchNorm(3, np.tanh, affine=affine, track_stats=track_stats))
+    if affine:
+        plain.weight[:] = [0.5, 1.5, -2.0]
+        plain.bias[:] = [0.1, -0.2, 0.3]
     return plain, fl.distributed.sync_batchnorm(fl.fmap(np.copy, plain))
 
 
-def test_sync_batchnorm_in_one_process_is_batchnorm():
+@pytest.mark.parametrize("affine, track_stats", [(True, True), (False, False)])
+def test_sync_batchnorm_in_one_process_is_batchnorm(affine, track_stats):
     x = np.random.default_rng(0).normal(1.0, 2.0, size=(6, 3, 2, 2))
-    plain, sync = _bn_pair()
+    plain, sync = _bn_pair(affine, track_stats)
     assert type(sync) is fl.distributed.SyncBatchNorm and repr(sync).startswith("SyncBatchNorm(3")
     results = []
     for layer in (plain, sync):
         value, grads = fl.withgradient(lambda m, x: np.sum(np.cos(m(x))), layer, x)
-        results.append((value, grads[0].weight, grads[0].bias, grads[1],
-                         layer.running_mean.copy(), layer.running_var.copy(), layer(x)))
+        stats = (layer.running_mean.copy(), layer.running_var.copy()) if track_stats else ()
+        params = (grads[0].weight, grads[0].bias) if affine else ()
+        results.append((value, grads[1], layer(x), *params, *stats))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
