@@ -115,6 +115,8 @@ def consistent(out):
              ({"a": w, "b": None}, 1),  # b planned, but no rank has it now: None
              ({"a": w[:1 + me], "b": None}, 1),  # different shapes: refused on every rank
              ({"a": w, ("b" if me else "c"): None}, 1)]  # different trees: refused too
+    scalar = fl.distributed.GradientAverager().average(0.0, {"s": 1.0 + me, "k": 3}, 1)[1]
+    say(f"rank {me}: a Python float averaged: {scalar}")
     for grads, count in steps:
         try:
             loss, out, n = avg.average(float(me), grads, count)

@@ -113,16 +113,17 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
                f"('weight', (3, 4), '<f4'), rank 1 has ('weight', (5, 4), '<f4')" in out, out
         # a: (3 + 1) / 2, b: (1 + 0) / 2, one step of Descent(0.1)
         assert f"rank {r}: partial gradients: a [0.8 0.8], b [2.95 2.95]" in out, out
+        assert f"rank {r}: a Python float averaged: {{'s': array(1.5), 'k': 3}}" in out, out
         assert f"rank {r}: averaged: 0.5000 [1.5 1.5] None 2" in out, out
         assert f"rank {r}: averaged: 0.5000 [1.5 1.5] [1. 1.] 2" in out, out
         # counts 1 and 2: a (1 * 1 + 2 * 2) / 3, b (1 * 0 + 2 * 2) / 3, loss (0 + 2) / 3
         assert f"rank {r}: averaged: 0.6667 [1.66666667 1.66666667] [1.33333333 1.33333333] " \
                f"3" in out, out
         assert out.count(f"rank {r}: averaged: 0.5000 [1.5 1.5] None 2") == 2, out
-        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 6: the ranks' " \
+        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 7: the ranks' " \
                f"gradients of a differ: rank 0 has float64 (1,), rank 1 has float64 (2,); " \
                f"every rank must differentiate the same model" in out, out
-        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 7: the ranks' " \
+        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 8: the ranks' " \
                f"gradient trees have different structures (rank 0 has 'c' where rank 1 has " \
                f"'b')" in out, out
         assert f"rank {r}: train: step 2 (epoch 1, batch 2): the loss is nan" in out, out

@@ -149,9 +149,13 @@ class GradientAverager:
         for b in self.buckets:
             for pos, shape, dtype, _ in b.items:
                 x = leaves[pos]
-                if x is None or getattr(x, "shape", None) != shape or x.dtype != dtype:
-                    if x is not None and (is_grad(x) or not is_position(x)):
+                if x is not None and getattr(x, "shape", None) == shape and x.dtype == dtype:
+                    continue  # the usual case: the planned array
+                if x is not None and layout.entry(x) != (shape, dtype.str):
+                    if is_grad(x) or not is_position(x):
                         return None
+                    x = None  # an integer, say: no gradient
+                if x is None:
                     zeros = zeros | {pos}
         return zeros
 
@@ -225,8 +229,7 @@ class GradientAverager:
         g = self.group
         leaves, spec = layout.positions(grads)
         names = layout.paths(spec)
-        entries = [(tuple(x.shape), x.dtype.str) if layout.is_grad(x) else None
-                   for x in leaves]
+        entries = [layout.entry(x) for x in leaves]
         what = f"the gradient averaging at step {g.step}"
         everyone = allgather_object(g, (names, entries, self.bucket_bytes, int(count)), what)
         agreed = layout.union([e[:2] for e in everyone], what)

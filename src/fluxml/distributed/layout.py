@@ -41,8 +41,20 @@ def is_position(x) -> bool:
 
 
 def is_grad(x) -> bool:
-    """A float or complex array: something to average (``None`` and integers are not)."""
+    """A float or complex array or number: something to average (``None``, integers and
+    bools are not)."""
+    if type(x) is float or type(x) is complex:
+        return True
     return hasattr(x, "dtype") and hasattr(x, "shape") and x.dtype.kind in "fc"
+
+
+def entry(x):
+    """``(shape, dtype string)`` of a gradient, None for anything else."""
+    if not is_grad(x):
+        return None
+    if type(x) is float or type(x) is complex:  # a Python number: a 0-d array once averaged
+        return (), np.dtype(type(x)).str
+    return tuple(x.shape), x.dtype.str
 
 
 def positions(tree):
