@@ -30,6 +30,16 @@ def _rules():
 MAX_CHAIN = 16  # a longer chain of views is collapsed into one link to the array it views
 
 
+def link_view(out, base, prim, params):
+    """After ``out = prim(base, **params)`` was recorded by a trace (``prim.view``): make
+    ``out`` a view handle of ``base`` when NumPy returned a view (shared memory)."""
+    if type(base) is not Tracer or base._trace is not out._trace:
+        return
+    if not np.may_share_memory(raw(out._val), raw(base._val)):
+        return
+    link(out, base, prim, params)
+
+
 def link(view, base, prim, params):
     """Record that ``view`` = ``prim(base, **params)`` shares ``base``'s memory.
 
