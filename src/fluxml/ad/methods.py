@@ -10,7 +10,8 @@ import numpy as np
 from fluxml.ad import errors, mutation
 from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, raw
 from fluxml.ad.dispatch import call_function, call_ufunc
-from fluxml.ad.rules.indexing import getitem
+from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, getitem
+from fluxml.ad.rules.shape import astype
 
 _NO_PARAMS: dict = {}
 
@@ -39,7 +40,7 @@ def _binary(uf):
             return trace.process(prim, (other, self), _NO_PARAMS)
 
     def iop(self, other):
-        return mutation.augment(self, uf, other)
+        return mutation.augment(self, uf, other, call_ufunc(uf, "__call__", (self, other), {}))
 
     return op, rop, iop
 
@@ -99,8 +100,6 @@ def _transpose(self, *axes):
 
 
 def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
-    from fluxml.ad.rules.shape import astype
-
     return astype(self, dtype)
 
 
@@ -227,7 +226,7 @@ class _Flags:
         self.c_contiguous = flags.c_contiguous
         self.f_contiguous = flags.f_contiguous
         self.aligned = flags.aligned
-        self.writeable = h._view is None or h._view[1] not in _read_only_views()
+        self.writeable = h._view is None or h._view[1] not in READ_ONLY_VIEWS
         self.owndata = h._view is None
         self.writebackifcopy = False
         self.fnc = self.f_contiguous and not self.c_contiguous
@@ -252,12 +251,6 @@ class _Flags:
 
     def __repr__(self):
         return "\n".join(f"  {k.upper()} : {v}" for k, v in list(self.__dict__.items())[:6])
-
-
-def _read_only_views():
-    from fluxml.ad.rules.indexing import READ_ONLY_VIEWS
-
-    return READ_ONLY_VIEWS
 
 
 def _base(self):
