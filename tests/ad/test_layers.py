@@ -136,3 +136,16 @@ def test_every_lazy_import_says_why():
             assert above.startswith("# lazy:"), (
                 f"{path.relative_to(SRC)}:{line}: an import inside a function needs a "
                 "`# lazy: why` comment on the line above (or move it to the top)")
+
+
+def test_operators_find_their_primitives_at_import():
+    """methods.py reads the operators' primitives from UFUNCS once, when it is imported: the
+    rule families that fill those entries must load first (else every `x * y` would take the
+    slow general path, with the same result)."""
+    from fluxml.ad import methods
+    from fluxml.ad.core import UFUNCS, Primitive, Tracer
+
+    for name, uf in methods._OPERATORS.items():
+        if type(UFUNCS.get(uf)) is Primitive:
+            for method in (f"__{name}__", f"__r{name}__"):
+                assert "prim" in getattr(Tracer, method).__code__.co_freevars, method

@@ -10,6 +10,11 @@ import numpy as np
 from fluxml.ad import errors, mutation
 from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, raw
 from fluxml.ad.dispatch import call_function, call_ufunc
+from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primitives, once)
+    elementwise,
+    elementwise_more,
+    linalg,
+)
 from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, getitem
 from fluxml.ad.rules.shape import astype
 
