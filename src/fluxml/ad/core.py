@@ -78,6 +78,7 @@ class Primitive:
 UFUNCS: dict = {}  # np.ufunc -> callable(*inputs, **kwargs) on tracers
 FUNCTIONS: dict = {}  # NumPy function -> callable with NumPy's signature, for __array_function__
 NONDIFF: set = set()  # NumPy functions/ufuncs with no derivative: run on the values, untraced
+NO_PARAMS: dict = {}  # the parameters of a call without any (shared: never written)
 LAZY_RULES: list = []  # callables(ufunc_or_func) -> bool that may register rules on a miss
 
 
@@ -188,6 +189,16 @@ class Trace:
         """Raise the refusal recorded while ``f`` ran (see ``methods._refuses``)."""
         if self.refused is not None:
             raise DifferentiationError(self.refused)
+
+    # One- and two-argument primitives without parameters (ufuncs, operators) come here; a
+    # trace may take them by a shorter path than ``process``.
+    def unary(self, prim, a):
+        """``process(prim, (a,), {})``, where ``a`` is a tracer of this trace."""
+        return self.process(prim, (a,), NO_PARAMS)
+
+    def binary(self, prim, a, b):
+        """``process(prim, (a, b), {})``, where this is the top trace of ``a`` and ``b``."""
+        return self.process(prim, (a, b), NO_PARAMS)
 
     def new(self, val, box, owned=True):
         t = Tracer.__new__(Tracer)

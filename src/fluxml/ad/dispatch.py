@@ -7,6 +7,7 @@ import numpy as np
 from fluxml.ad import errors, mutation
 from fluxml.ad.core import (
     FUNCTIONS,
+    NO_PARAMS,
     NONDIFF,
     UFUNCS,
     DifferentiationError,
@@ -38,20 +39,21 @@ def _any_complex(args):
     return False
 
 
-_NO_PARAMS: dict = {}
-
-
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if method == "__call__" and not kwargs:  # the common case, kept short
         prim = UFUNCS.get(ufunc)
         if type(prim) is Primitive:
             if ufunc not in COMPLEX and _any_complex(inputs):
                 raise _not_for_complex(ufunc)
+            if len(inputs) == 1:  # self is the input
+                return self._trace.unary(prim, self)
             trace = self._trace  # self is one of the inputs: find the top trace among them
             for a in inputs:
                 if type(a) is Tracer and a._trace.level > trace.level:
                     trace = a._trace
-            return trace.process(prim, inputs, _NO_PARAMS)
+            if len(inputs) == 2:
+                return trace.binary(prim, *inputs)
+            return trace.process(prim, inputs, NO_PARAMS)
     return call_ufunc(ufunc, method, inputs, kwargs)
 
 

@@ -18,8 +18,6 @@ from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primi
 from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, getitem
 from fluxml.ad.rules.shape import astype
 
-_NO_PARAMS: dict = {}
-
 
 def _binary(uf):
     # The operators are the hot path of user code: their primitive is looked up once, and
@@ -36,13 +34,13 @@ def _binary(uf):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
-            return trace.process(prim, (self, other), _NO_PARAMS)
+            return trace.binary(prim, self, other)
 
         def rop(self, other):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
-            return trace.process(prim, (other, self), _NO_PARAMS)
+            return trace.binary(prim, other, self)
 
     def iop(self, other):
         return mutation.augment(self, uf, other, call_ufunc(uf, "__call__", (self, other), {}))

@@ -13,6 +13,7 @@ import numpy as np
 
 from fluxml.ad.core import (
     LARGE,
+    NO_PARAMS,
     DifferentiationError,
     Shaped,
     Trace,
@@ -129,6 +130,101 @@ class ReverseTrace(Trace):
                 tape.append((prim, vals, params, ans, parents))
         if prim.view:
             link_view(out, args[0], prim, params)
+        return out
+
+    # The two paths below record exactly what ``process`` records, for the calls that make
+    # most of a program (ufuncs and operators on small arrays and Python numbers), without
+    # its loop, its lists and its keyword call. Anything else goes to ``process``.
+
+    def unary(self, prim, a):
+        """``process(prim, (a,), {})``, where ``a`` is a tracer of this trace."""
+        v = a._val
+        if (type(v) is Tracer or type(v) is np.ndarray and v.size >= LARGE or prim.view
+                or prim.multiple_results or self.closed is not None):
+            return self.process(prim, (a,), NO_PARAMS)
+        if prim.keeps_inputs:
+            if a._view is None:  # a rule keeps it: the next write copies first
+                a._owned = False
+            else:
+                v = _kept_view(a)
+        try:
+            ans = prim.impl(v)
+        except Exception as e:
+            _reraise_if_mixed(prim, (v,), e)
+            raise
+        tape = self.tape
+        out = Tracer.__new__(Tracer)  # then as ``process`` records one result (inlined)
+        out._trace = self
+        out._val = ans
+        out._box = len(tape)
+        out._view = out._views = None
+        if prim.keeps_output:
+            out._owned = False
+        else:
+            out._owned = True
+            if type(ans) is np.ndarray and ans.size >= LARGE:
+                ans = Shaped(ans)
+        tape.append((prim, (v,), NO_PARAMS, ans, ((0, a._box),)))
+        return out
+
+    def binary(self, prim, a, b):
+        """``process(prim, (a, b), {})``, where this is the top trace of ``a`` and ``b``."""
+        if prim.view or prim.multiple_results or self.closed is not None:
+            return self.process(prim, (a, b), NO_PARAMS)
+        # each argument: a tracer of this trace over a small array, or a Python number
+        if type(a) is Tracer:
+            va = a._val
+            if (a._trace is not self or type(va) is Tracer
+                    or type(va) is np.ndarray and va.size >= LARGE):
+                return self.process(prim, (a, b), NO_PARAMS)
+        elif type(a) is float or type(a) is int:
+            va = a
+        else:
+            return self.process(prim, (a, b), NO_PARAMS)
+        if type(b) is Tracer:
+            vb = b._val
+            if (b._trace is not self or type(vb) is Tracer
+                    or type(vb) is np.ndarray and vb.size >= LARGE):
+                return self.process(prim, (a, b), NO_PARAMS)
+        elif type(b) is float or type(b) is int:
+            vb = b
+        else:
+            return self.process(prim, (a, b), NO_PARAMS)
+        if prim.keeps_inputs:
+            if va is not a:
+                if a._view is None:
+                    a._owned = False
+                else:
+                    va = _kept_view(a)
+            if vb is not b:
+                if b._view is None:
+                    b._owned = False
+                else:
+                    vb = _kept_view(b)
+        try:
+            ans = prim.impl(va, vb)
+        except Exception as e:
+            _reraise_if_mixed(prim, (va, vb), e)
+            raise
+        if va is a:
+            parents = ((1, b._box),)
+        elif vb is b:
+            parents = ((0, a._box),)
+        else:
+            parents = ((0, a._box), (1, b._box))
+        tape = self.tape
+        out = Tracer.__new__(Tracer)  # then as ``process`` records one result (inlined)
+        out._trace = self
+        out._val = ans
+        out._box = len(tape)
+        out._view = out._views = None
+        if prim.keeps_output:
+            out._owned = False
+        else:
+            out._owned = True
+            if type(ans) is np.ndarray and ans.size >= LARGE:
+                ans = Shaped(ans)
+        tape.append((prim, (va, vb), NO_PARAMS, ans, parents))
         return out
 
     @staticmethod
