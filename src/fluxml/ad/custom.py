@@ -15,13 +15,13 @@ from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import (
     DifferentiationError,
     Primitive,
-    ReverseTrace,
     Tracer,
     _kept,
     raw,
     top_trace,
 )
 from fluxml.ad.forward import ForwardTrace
+from fluxml.ad.reverse import ReverseTrace
 from fluxml.tree import flatten, unflatten
 
 CLOSED_OVER = ("a function given to custom_vjp, custom_jvp or checkpoint used a traced value "

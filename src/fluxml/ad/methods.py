@@ -10,9 +10,13 @@ import numpy as np
 from fluxml.ad import errors, mutation
 from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, bottom, raw
 from fluxml.ad.dispatch import call_function, call_ufunc
-from fluxml.ad.rules.indexing import getitem
-
-_NO_PARAMS: dict = {}
+from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primitives, once)
+    elementwise,
+    elementwise_more,
+    linalg,
+)
+from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, getitem
+from fluxml.ad.rules.shape import astype
 
 
 def _binary(uf):
@@ -30,16 +34,16 @@ def _binary(uf):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
-            return trace.process(prim, (self, other), _NO_PARAMS)
+            return trace.binary(prim, self, other)
 
         def rop(self, other):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
-            return trace.process(prim, (other, self), _NO_PARAMS)
+            return trace.binary(prim, other, self)
 
     def iop(self, other):
-        return mutation.augment(self, uf, other)
+        return mutation.augment(self, uf, other, call_ufunc(uf, "__call__", (self, other), {}))
 
     return op, rop, iop
 
@@ -104,8 +108,6 @@ def _transpose(self, *axes):
 
 
 def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
-    from fluxml.ad.rules.shape import astype
-
     return astype(self, dtype)
 
 
@@ -235,7 +237,7 @@ class _Flags:
         self.c_contiguous = flags.c_contiguous
         self.f_contiguous = flags.f_contiguous
         self.aligned = flags.aligned
-        self.writeable = h._view is None or h._view[1] not in _read_only_views()
+        self.writeable = h._view is None or h._view[1] not in READ_ONLY_VIEWS
         self.owndata = h._view is None
         self.writebackifcopy = False
         self.fnc = self.f_contiguous and not self.c_contiguous
@@ -260,12 +262,6 @@ class _Flags:
 
     def __repr__(self):
         return "\n".join(f"  {k.upper()} : {v}" for k, v in list(self.__dict__.items())[:6])
-
-
-def _read_only_views():
-    from fluxml.ad.rules.indexing import READ_ONLY_VIEWS
-
-    return READ_ONLY_VIEWS
 
 
 def _base(self):

@@ -133,10 +133,19 @@ def sweep(tape, seeds, wanted, free=True):
         if vjps is not None:
             for p, j in parents:
                 rule = vjps[p]
-                c = g if rule is same else rule(g, ans, *args, **params)
+                if rule is same:
+                    c = g
+                elif params:
+                    c = rule(g, ans, *args, **params)
+                elif len(args) == 1:  # a plain call: much cheaper than one with *args
+                    c = rule(g, ans, args[0])
+                elif len(args) == 2:
+                    c = rule(g, ans, args[0], args[1])
+                else:
+                    c = rule(g, ans, *args)
                 if type(c) is not Sparse:
                     a = args[p]
-                    if c.shape != a.shape or c.dtype != a.dtype:
+                    if c.shape != a.shape or c.dtype is not a.dtype and c.dtype != a.dtype:
                         c = fit(c, a)
                     if ct[j] is None:
                         ct[j] = c

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -93,8 +95,6 @@ class Compiled:
         return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
     def _trace(self, args, leaves, spec, key):
-        import time
-
         start = time.perf_counter()
         program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
                                              spec)
@@ -346,9 +346,7 @@ def _same_number(a, b) -> bool:
 
 def _path(spec, i) -> str:
     """The path of leaf ``i`` (for messages)."""
-    from fluxml.tree import unflatten as rebuild
-
-    marks = rebuild(spec, range(10**9))  # leaves replaced by their positions
+    marks = unflatten(spec, range(10**9))  # leaves replaced by their positions
     for path, leaf in leaves_with_paths(marks):
         if leaf == i:
             return "argument " + path
@@ -369,8 +367,6 @@ def _output(tr, x):
 def input_names(fn, args, leaves, positions) -> list[str]:
     """Names for the program's inputs from the function's parameter names and their paths
     in the arguments (``model.layers[0].weight`` gives ``model_layers_0_weight``)."""
-    import inspect
-
     try:
         paths = [p for p, _ in leaves_with_paths(args)]
         params = [p.name for p in inspect.signature(fn).parameters.values()
@@ -398,10 +394,13 @@ def input_names(fn, args, leaves, positions) -> list[str]:
 def lower(program, names, backend, fname):
     """``(source, function)`` of the program on a back end."""
     if backend == "numpy":
+        # lazy: a back end loads when first used (the xla one imports JAX, the cupy one CuPy)
         from fluxml.compiler import numpy_backend as b
     elif backend == "cupy":
+        # lazy: as above
         from fluxml.compiler import cupy_backend as b
     else:
+        # lazy: as above
         from fluxml.compiler import xla_backend as b
     return b.lower(program, names, fname)
 

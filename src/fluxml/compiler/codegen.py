@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from fluxml.compiler.inline import INLINE
 from fluxml.compiler.ir import Const, Program, Slot, Var
 
 
@@ -114,8 +115,6 @@ _OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "
 def _inline(em: Emitter, eqn):
     """Source for engine primitives whose kernel is one NumPy method call (written out, so
     the generated code reads as NumPy and skips a Python call), or None."""
-    from fluxml.compiler.inline import INLINE
-
     template = INLINE.get(eqn.prim)
     if template is None or eqn.out is not None:
         return None

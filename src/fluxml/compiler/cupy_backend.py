@@ -16,6 +16,7 @@ from fluxml.compiler.trace import CompileError
 
 def _cupy():
     try:
+        # lazy: CuPy is an optional extra
         import cupy
     except ImportError:
         return None

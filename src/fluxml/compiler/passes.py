@@ -405,6 +405,7 @@ def pipeline(backend: str = "numpy"):
     """The passes for a back end: NumPy reuses buffers through ``out=``; CuPy first fuses
     elementwise chains into kernels; XLA does its own fusion and buffer planning."""
     if backend == "cupy":
+        # lazy: fusion imports this module
         from fluxml.compiler.fusion import fuse_elementwise
 
         return PIPELINE[:-1] + (fuse_elementwise, buffers)

@@ -21,7 +21,8 @@ import sys
 
 import numpy as np
 
-from fluxml.ad.core import COMPILING, Opaque, Trace, Tracer, _link_view
+from fluxml.ad.core import COMPILING, Opaque, Trace, Tracer
+from fluxml.ad.mutation import link_view
 from fluxml.compiler.ir import Const, Eqn, Slot, Var
 
 
@@ -262,7 +263,7 @@ class IRTrace(Trace):
         out = self._record(prim.impl, prim.name, inputs, params, prim, ans,
                            owned=not prim.view, multiple=prim.multiple_results)
         if prim.view:  # a view handle: writes through it reach its base, as in eager code
-            _link_view(out, args[0], prim, params)
+            link_view(out, args[0], prim, params)
         return out
 
     def call(self, func, name, args, kwargs):

@@ -65,9 +65,7 @@ def _zero_written(g, ans, x, v, idx, inplace):
     if type(g) is Tracer:
         if isinstance(raw(g), np.generic):  # a traced NumPy scalar is immutable
             return SETITEM(g, 0, idx=idx, inplace=False)
-        from fluxml.ad import mutation  # a traced cotangent is written as any traced array
-
-        mutation.setitem(g, idx, 0)
+        g[idx] = 0  # a traced cotangent is written as any traced array (ad/mutation.py)
         return g
     return _setitem(g, 0, idx=idx, inplace=True)
 
@@ -90,9 +88,7 @@ def _setitem_tangent(tangents, ans, args, params, reuse):
     elif (reuse and params["inplace"] and type(tx) is Tracer
           and not isinstance(raw(tx), np.generic)
           and (type(value) is not Tracer or value._trace.level <= tx._trace.level)):
-        from fluxml.ad import mutation  # a traced tangent: written as any traced array
-
-        mutation.setitem(tx, idx, value)
+        tx[idx] = value  # a traced tangent: written as any traced array (ad/mutation.py)
         return tx
     else:
         base = np.copy(tx)

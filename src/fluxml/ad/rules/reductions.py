@@ -16,6 +16,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
+from fluxml.ad.mutation import assign_out
 from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
 
 # --- primitives ----------------------------------------------------------------------------------
@@ -545,8 +546,6 @@ def _mask_count(a, where, axis, keepdims):
 def _out(result, out, name):
     if out is None:
         return result
-    from fluxml.ad.mutation import assign_out
-
     assign_out(out, result, name)
     return out
 

@@ -12,7 +12,15 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive, same
-from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, SETITEM, VIEW_INVERSES, getitem
+from fluxml.ad.mutation import index_view
+from fluxml.ad.rules.indexing import (
+    READ_ONLY_GATHER,
+    READ_ONLY_VIEWS,
+    SETITEM,
+    VIEW_INVERSES,
+    getitem,
+)
+from fluxml.ad.rules.reductions import _out
 
 RESHAPE = primitive("reshape", lambda x, *, shape, order: np.reshape(x, shape, order=order),
                     keeps_inputs=False, keeps_output=False, view=True)
@@ -353,9 +361,6 @@ def sliding_window_view(x, window_shape, axis=None, *, subok=False, writeable=Fa
             "sliding_window_view(..., writeable=True) on a traced array: the windows overlap, "
             "so what a write through them leaves depends on the order of the writes. Write "
             "into the array itself instead.")
-    from fluxml.ad.mutation import index_view
-    from fluxml.ad.rules.indexing import READ_ONLY_GATHER
-
     value = raw(x)
     positions = np.lib.stride_tricks.sliding_window_view(
         np.arange(value.size).reshape(value.shape), window_shape, axis)
@@ -417,8 +422,6 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 
 @function(np.trace)
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
-    from fluxml.ad.rules.reductions import _out
-
     d = diagonal(a, offset, axis1, axis2)
     result = np.sum(d if dtype is None else d.astype(dtype), axis=-1)
     return _out(result, out, "np.trace")

@@ -51,6 +51,7 @@ def load(func) -> bool:
 
 
 def _special():
+    # lazy: SciPy is optional, and slow to import
     import scipy.special
 
     return scipy.special
