@@ -6,8 +6,8 @@ multiplied with one (batched) matrix product, and, for the input gradient, added
 columns of a whole batch are ``prod(kernel)`` times the input, written to memory and read
 back; a block's columns stay in the cache between the copy that writes them and the product
 that reads them (measured: a 40 MB copy runs at a third of the speed of a 2 MB one). The loop
-is over these blocks (one to a few per call, each a few large NumPy operations), never over
-pixels, samples or channels; on a GPU there is one block.
+is over these blocks (each a few large NumPy operations), never over pixels or channels; on a
+GPU there is one block.
 
 Columns are laid out per sample, ``(B, C, *kernel, *out)``, so that the product with the
 weight ``(O, C * K)`` gives ``(B, O, *out)``: the output in NCHW order, with no transposed
@@ -18,9 +18,14 @@ strides) where the single strided copy moves ``out_last`` entries per kernel ent
 longer runs, and twice as fast in the measurements. col2im is the transpose: one add per
 entry of ``kernel[:-1]``, then one per entry of ``k_last`` (10 adds for a 5x5 kernel, not 25).
 
-With unit strides, the input gradient is the forward convolution of the cotangent, padded by
-the kernel's reach, with the flipped kernel (inputs and outputs swapped): used when its
-columns are no larger than col2im's, as its product has the forward's efficient shape.
+The input gradient, with unit strides, is either the forward convolution of the cotangent,
+padded by the kernel's reach, with the flipped kernel (inputs and outputs swapped: when its
+columns are no larger than col2im's, as its product has the forward's efficient shape), or a
+product and a col2im laid out channel-major across the block (:func:`_data_flat`). With
+other strides it is the product and the two-stage col2im above.
+
+A block holds one sample where one sample's columns pass the budget: the loop is then over
+samples, each step a few operations on a megabyte or more (Python's share is negligible).
 """
 
 from __future__ import annotations
@@ -51,11 +56,11 @@ class Geometry:
         self.out = win.output_size(self.spatial, self.kernel, stride, dilation, pads)
         self.positions = math.prod(self.out)
 
-    def blocks(self, itemsize, xp):
-        """``(start, stop)`` of each block of samples."""
+    def blocks(self, itemsize, xp, positions=None):
+        """``(start, stop)`` of each block of samples (``positions``: columns per sample)."""
         if xp is not np:  # one block on a GPU: few large kernels beat cache-sized ones
             return [(0, self.n)]
-        per_sample = self.c * self.k * self.positions * itemsize
+        per_sample = self.c * self.k * (positions or self.positions) * itemsize
         step = max(1, min(self.n, BLOCK_BYTES // per_sample))
         return [(a, min(a + step, self.n)) for a in range(0, self.n, step)]
 
@@ -164,6 +169,8 @@ def data(g, w, geo):
         return forward(g, wt, Geometry(g.shape, wt.shape, geo.stride, pads, geo.dilation,
                                        geo.groups))
     wt = w.reshape(geo.groups, og, cg * geo.k).swapaxes(-1, -2)
+    if all(s == 1 for s in geo.stride):
+        return _data_flat(g, xp.ascontiguousarray(wt), geo, xp)
     dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
     for a, b in geo.blocks(dtype.itemsize, xp):
         gb = g[a:b].reshape(b - a, geo.groups, og, geo.positions)
@@ -172,6 +179,44 @@ def data(g, w, geo):
         acc = _col2im(cols.reshape((b - a, geo.c) + geo.kernel + geo.out), geo, xp)
         dx[a:b] = acc[geo.interior()]
     return dx
+
+
+def _data_flat(g, wt, geo, xp):
+    """col2im with unit strides, channel-major over the block: the padded block of the input
+    gradient is ``(C, B * prod(padded))``, flattened across samples, and each output position
+    reaches it through one offset per kernel entry. The cotangent is laid out on the same
+    grid (zeros off the outputs), so each kernel entry adds one long row per channel: a few
+    large adds, where per-sample rows make thousands of short ones (measured: half the
+    time, for a product over the grid's extra positions)."""
+    dtype = wt.dtype
+    size = math.prod(geo.padded)
+    offsets = _offsets(geo.padded, geo.kernel, geo.dilation)
+    dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
+    for a, b in geo.blocks(dtype.itemsize, xp, size):
+        length = (b - a) * size - offsets[-1]
+        grid = win.workspace((geo.o, b - a) + geo.padded, dtype, xp, "grad")
+        grid.fill(0)
+        grid[(slice(None),) * 2 + tuple(slice(0, m) for m in geo.out)] = g[a:b].swapaxes(0, 1)
+        grid = grid.reshape(geo.groups, geo.o // geo.groups, -1)[:, :, :length]
+        cols = win.workspace((geo.groups, wt.shape[1], length), dtype, xp, "cols")
+        xp.matmul(wt, grid, out=cols)
+        cols = cols.reshape(geo.c, geo.k, length)
+        acc = win.workspace((geo.c, (b - a) * size), dtype, xp, "pad")
+        acc.fill(0)
+        for j, offset in enumerate(offsets):
+            acc[:, offset:offset + length] += cols[:, j]
+        dx[a:b] = acc.reshape((geo.c, b - a) + geo.padded).swapaxes(0, 1)[geo.interior()]
+    return dx
+
+
+def _offsets(size, kernel, dilation):
+    """Flat offset of each kernel entry in a padded array of spatial shape ``size``, in the
+    kernel's row-major order (the last is the largest)."""
+    offsets = [0]
+    for i, (k, dl) in enumerate(zip(kernel, dilation)):
+        step = dl * math.prod(size[i + 1:])
+        offsets = [a + j * step for a in offsets for j in range(k)]
+    return offsets
 
 
 def filter(x, g, geo):
