@@ -60,7 +60,7 @@ class Geometry:
         """``(start, stop)`` of each block of samples (``positions``: columns per sample)."""
         if xp is not np:  # one block on a GPU: few large kernels beat cache-sized ones
             return [(0, self.n)]
-        per_sample = self.c * self.k * (positions or self.positions) * itemsize
+        per_sample = max(1, self.c * self.k * (positions or self.positions) * itemsize)
         step = max(1, min(self.n, BLOCK_BYTES // per_sample))
         return [(a, min(a + step, self.n)) for a in range(0, self.n, step)]
 
