@@ -40,6 +40,7 @@ _LAZY = {
         "Callback", "EarlyStopping", "Evaluate", "LRSchedule", "SaveCheckpoint",
     ], "fluxml.callbacks"),
     **dict.fromkeys(["backend", "cpu", "gpu"], "fluxml.backend"),
+    **dict.fromkeys(["compile", "CompileError", "compiler"], "fluxml.compiler"),
     **dict.fromkeys(["crypto"], "fluxml.crypto"),
     **dict.fromkeys(["distributed"], "fluxml.distributed"),
     **dict.fromkeys([
@@ -89,8 +90,8 @@ _LAZY = {
     "scipy": "fluxml.scipy",
 }
 _SUBPACKAGES = {
-    "backend", "crypto", "data", "distributed", "io", "losses", "nnlib", "ode", "optimise",
-    "scipy",
+    "backend", "compiler", "crypto", "data", "distributed", "io", "losses", "nnlib", "ode",
+    "optimise", "scipy",
 }
 
 
@@ -125,7 +126,8 @@ __all__ = [
     "Scale", "SignDecay", "SkipConnection", "Standardiser", "StepDecay", "Tracer", "TrainingError",
     "TransformerEncoderBlock", "Upsample", "WeightDecay", "_", "adjust", "alpha_dropout",
     "autosize", "backend", "batchnorm", "binary_focal_loss", "binarycrossentropy", "celu",
-    "checkpoint", "cpu", "crossentropy", "crypto", "ctc_loss", "custom_jvp", "custom_vjp", "data",
+    "checkpoint", "compile", "CompileError", "compiler", "cpu", "crossentropy", "crypto",
+    "ctc_loss", "custom_jvp", "custom_vjp", "data",
     "datasets",
     "dice_coeff_loss", "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64",
     "flatten", "fmap", "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gpu", "gradient",

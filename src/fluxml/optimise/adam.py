@@ -30,18 +30,22 @@ from fluxml.optimise.base import (
     floats,
     lerp,
     lerp_square,
+    number,
     scratch,
+    sqrt,
+    step_count,
+    tick,
 )
 
 
 class AdamState(NamedTuple):
     m: np.ndarray  # first moment (running mean of dx)
     v: np.ndarray  # second moment (running mean of dx**2)
-    t: int  # steps taken
+    t: np.ndarray  # steps taken (a 0-d int64 array, counted in place)
 
 
 def _zeros_state(x):
-    return AdamState(np.zeros_like(x), np.zeros_like(x), 0)
+    return AdamState(np.zeros_like(x), np.zeros_like(x), step_count())
 
 
 def _moments(m, v, dx, b1, b2, out):
@@ -52,14 +56,14 @@ def _moments(m, v, dx, b1, b2, out):
 def _corrected(m, v, t, b1, b2, eps, scale, out):
     """``out = scale * mhat / (sqrt(vhat) + eps)`` with the bias corrections ``mhat = m / (1 -
     b1**t)``, ``vhat = v / (1 - b2**t)`` folded into two scalars (as PyTorch's Adam)."""
-    root = math.sqrt(1.0 - b2**t)
+    root = sqrt(number(1.0 - b2**t, out))
     np.sqrt(v, out=out)
     out += eps * root
     if out.dtype == np.float16:  # eps * root underflows to 0: where v is 0, m is 0 too
         np.divide(m, out, out=out, where=out != 0)
     else:
         np.divide(m, out, out=out)
-    out *= scale * root / (1.0 - b1**t)
+    out *= scale * root / number(1.0 - b1**t, out)
     return out
 
 
@@ -91,8 +95,9 @@ class Adam(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
+        t = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        return AdamState(m, v, t + 1), _corrected(m, v, t + 1, b1, b2, eps, eta, out)
+        return AdamState(m, v, t), _corrected(m, v, t, b1, b2, eps, eta, out)
 
 
 @dataclass
@@ -112,11 +117,12 @@ class AdamW(_AdamLike):
         b1, b2, eta, eps, out = self._hyper(x, out)
         lam = float(self.lambd)
         m, v, t = state
+        t = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        _corrected(m, v, t + 1, b1, b2, eps, eta, out)
+        _corrected(m, v, t, b1, b2, eps, eta, out)
         if lam:
             out += (eta * lam if self.couple else lam) * x
-        return AdamState(m, v, t + 1), out
+        return AdamState(m, v, t), out
 
 
 @dataclass
@@ -132,15 +138,16 @@ class RAdam(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
-        t += 1
+        t = tick(t)
+        n = float(t)  # RAdam branches on the step: it compiles only with a concrete count
         _moments(m, v, dx, b1, b2, out)
         rho_inf = 2.0 / (1.0 - b2) - 1.0
-        rho = rho_inf - 2.0 * t * b2**t / (1.0 - b2**t)
+        rho = rho_inf - 2.0 * n * b2**n / (1.0 - b2**n)
         if rho > 4.0:
             r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
-            _corrected(m, v, t, b1, b2, eps, eta * r, out)
+            _corrected(m, v, n, b1, b2, eps, eta * r, out)
         else:
-            np.multiply(m, eta / (1.0 - b1**t), out=out)
+            np.multiply(m, eta / (1.0 - b1**n), out=out)
         return AdamState(m, v, t), out
 
 
@@ -158,13 +165,13 @@ class NAdam(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
-        t += 1
+        t = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        denom = np.multiply(v, b2 / (1.0 - b2**t))
+        denom = np.multiply(v, b2 / number(1.0 - b2**t, v))
         np.sqrt(denom, out=denom)
         denom += eps
-        np.multiply(m, b1 / (1.0 - b1 ** (t + 1)), out=out)
-        out += dx * ((1.0 - b1) / (1.0 - b1**t))
+        np.multiply(m, b1 / number(1.0 - b1 ** (t + 1), out), out=out)
+        out += dx * ((1.0 - b1) / number(1.0 - b1**t, out))
         out /= denom
         out *= eta
         return AdamState(m, v, t), out
@@ -183,14 +190,14 @@ class AdaMax(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, u, t = state
-        t += 1
+        t = tick(t)
         lerp(m, dx, 1.0 - b1, out)
         u *= b2
         np.abs(dx, out=out)
         np.maximum(u, out, out=u)
         np.add(u, eps, out=out)
         np.divide(m, out, out=out)
-        out *= eta / (1.0 - b1**t)
+        out *= eta / number(1.0 - b1**t, out)
         return AdamState(m, u, t), out
 
 
@@ -225,7 +232,7 @@ class AMSGrad(_AdamLike):
 class OAdamState(NamedTuple):
     m: np.ndarray
     v: np.ndarray
-    t: int
+    t: np.ndarray
     term: np.ndarray  # the previous Adam step
 
 
@@ -239,17 +246,18 @@ class OAdam(_AdamLike):
     epsilon: float = 1e-8
 
     def init(self, x):
-        return OAdamState(np.zeros_like(x), np.zeros_like(x), 0, np.zeros_like(x))
+        return OAdamState(np.zeros_like(x), np.zeros_like(x), step_count(), np.zeros_like(x))
 
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t, term = state
+        t = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        _corrected(m, v, t + 1, b1, b2, eps, eta, out)  # out = a_t
+        _corrected(m, v, t, b1, b2, eps, eta, out)  # out = a_t
         np.subtract(out, term, out=term)  # term = a_t - a_(t-1)
         out += term  # the update 2 a_t - a_(t-1)
         np.subtract(out, term, out=term)  # term = a_t, for the next step
-        return OAdamState(m, v, t + 1, term), out
+        return OAdamState(m, v, t, term), out
 
 
 @dataclass
@@ -264,6 +272,7 @@ class AdaBelief(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, s, t = state
+        t = tick(t)
         lerp(m, dx, 1.0 - b1, out)
         np.subtract(dx, m, out=out)
         np.square(out, out=out)
@@ -271,4 +280,4 @@ class AdaBelief(_AdamLike):
         out *= 1.0 - b2
         s += out
         s += eps
-        return AdamState(m, s, t + 1), _corrected(m, s, t + 1, b1, b2, eps, eta, out)
+        return AdamState(m, s, t), _corrected(m, s, t, b1, b2, eps, eta, out)

@@ -15,6 +15,7 @@ step allocates nothing. Scalars are Python floats, so float32 arrays stay float3
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -98,3 +99,29 @@ def eps_for(eps: float, x) -> float:
 def floats(*values):
     """Hyperparameters as Python floats: NumPy scalars would promote float32 arrays."""
     return tuple(map(float, values))
+
+
+def step_count() -> np.ndarray:
+    """A fresh step counter: a 0-d int64 array, counted in place by :func:`tick` (so a
+    compiled training step, which writes back into its arguments' arrays, counts too)."""
+    return np.zeros((), np.int64)
+
+
+def tick(t):
+    """``t + 1``, in place when ``t`` is an array (the state keeps the same counter)."""
+    t += 1
+    return t
+
+
+def number(x, like):
+    """A concrete 0-d value as a Python float, which NumPy treats as a weak scalar (a float32
+    array times it stays a float32 loop). A traced value (inside ``fl.compile``) stays traced,
+    in the float dtype of ``like``, so that it does not promote float32 updates to float64."""
+    if type(x).__name__ != "Tracer":
+        return float(x)
+    return x.astype(like.dtype) if like.dtype.kind == "f" else x
+
+
+def sqrt(x):
+    """``math.sqrt`` of a Python float, ``np.sqrt`` of a traced value."""
+    return math.sqrt(x) if isinstance(x, float) else np.sqrt(x)

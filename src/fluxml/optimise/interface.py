@@ -213,6 +213,8 @@ def _scratch(leaf, x, dx):
     NumPy is several times slower on operands of mixed layouts: so the rule's state arrays
     follow the gradient's layout too (converted once, when it changes), and only the final
     ``x -= update`` mixes layouts."""
+    if type(x).__name__ == "Tracer":  # inside fl.compile: a buffer of the traced program
+        return np.empty_like(x)
     order = _layout(dx)
     buf = getattr(leaf, "_scratch", None)
     if buf is None or buf.shape != x.shape or buf.dtype != x.dtype or _layout(buf) != order:
@@ -245,6 +247,9 @@ def _child(tree, key):
     return getattr(tree, key, None)
 
 
+_ARRAY_TYPES = ("ndarray", "Tracer")  # CuPy's arrays; traced ones inside fl.compile
+
+
 def _where(path):
     """``model.layers[0].weight`` from the keys walked to get there."""
     return "model" + "".join(f".{k}" if isinstance(k, str) and kind == "attr" else f"[{k!r}]"
@@ -259,7 +264,7 @@ def _collect(state, model, grads, pending, path):
     if type(state) is Leaf:
         if state.frozen:
             return
-        if not isinstance(model, np.ndarray) and type(model).__name__ != "ndarray":
+        if not isinstance(model, np.ndarray) and type(model).__name__ not in _ARRAY_TYPES:
             raise TypeError(f"update: {_where(path)} has a Leaf in the state but the model "
                             f"has {type(model).__name__} there; was the state set up for "
                             "this model?")

@@ -1,0 +1,409 @@
+"""``fl.compile``: trace once per signature, run generated straight-line code after."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml.ad.core import Tracer
+from fluxml.compiler import passes
+from fluxml.compiler.guards import make_extractor, memory_pattern
+from fluxml.compiler.ir import Const, Program, Var
+from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
+from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
+
+BACKENDS = ("numpy", "cupy", "xla")
+_RETRACE_WARNING = 8  # traces of one function after which re-tracing is reported
+
+
+class Entry:
+    """One traced signature: its program, generated source and the function that runs it."""
+
+    __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract")
+
+    def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None):
+        self.program = program
+        self.source = source
+        self.run = run
+        self.positions = positions  # leaf index of each program input
+        self.out_spec = out_spec
+        self.compile_time = compile_time
+        self.extract = extract  # the fast check of a call's arguments (guards.py)
+
+
+class Compiled:
+    """A compiled function (made by :func:`compile`). Call it as the original.
+
+    ``ir`` and ``source`` show the program and the generated code of the last signature;
+    ``cache`` maps each signature to its :class:`Entry`; ``traces`` counts traces so far."""
+
+    def __init__(self, fn, backend, cache_size, optimise):
+        self.fn = fn
+        # A model (or a model's method) compiled: its arrays are arguments of the program,
+        # not constants, so that training it later is seen by the compiled code.
+        self._owner, self._body = _split_owner(fn)
+        self.backend = backend
+        self.cache_size = cache_size
+        self.optimise = optimise
+        self.cache: OrderedDict = OrderedDict()
+        self.traces = 0
+        self.last: Entry | None = None
+        self._warned = False
+        functools.update_wrapper(self, fn)
+
+    @property
+    def ir(self) -> Program:
+        if self.last is None:
+            raise CompileError("fl.compile: nothing traced yet; call the function first")
+        return self.last.program
+
+    @property
+    def source(self) -> str:
+        if self.last is None:
+            raise CompileError("fl.compile: nothing traced yet; call the function first")
+        return self.last.source
+
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            args = args + (_Keywords(kwargs),)
+        if self._owner is not None:
+            args = (self._owner,) + args
+        last = self.last
+        if last is not None and last.extract is not None:  # the fast path: same signature
+            arrays = last.extract(args)
+            if arrays is not None:
+                outs = last.run(*arrays)
+                return outs[0] if last.out_spec is LEAF else unflatten(last.out_spec, outs)
+        leaves, spec = flatten(args)
+        for x in leaves:
+            if type(x) is Tracer:  # inside gradient/jvp of an outer transform: run eagerly
+                return _run(self._body, args)
+        key = signature(spec, leaves)
+        entry = self.cache.get(key)
+        if entry is None:
+            entry = self._trace(args, leaves, spec, key)
+        else:
+            self.cache.move_to_end(key)
+        self.last = entry
+        outs = entry.run(*[leaves[i] for i in entry.positions])
+        return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
+
+    def _trace(self, args, leaves, spec, key):
+        import time
+
+        start = time.perf_counter()
+        program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
+                                             spec)
+        if self.optimise:
+            program = passes.optimise(program, passes.pipeline(self.backend))
+        names = input_names(self._body, args, leaves, positions)
+        source, run = lower(program, names, self.backend, _fname(self.fn))
+        extract = make_extractor(args, spec, leaves, positions)
+        entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
+                      extract)
+        self.traces += 1
+        if len(self.cache) >= self.cache_size:
+            self.cache.popitem(last=False)
+        self.cache[key] = entry
+        if self.traces > _RETRACE_WARNING and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"fl.compile: {_fname(self.fn)} has been traced {self.traces} times: its "
+                "arguments keep changing shape, dtype, structure or the value of a "
+                "non-array argument (each new combination traces again). Pass changing "
+                "numbers as 0-d arrays to keep one trace.", stacklevel=3)
+        return entry
+
+
+def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: int = 32,
+            optimise: bool = True):
+    """Compile ``fn``: trace it on its first call for each signature (shapes, dtypes, tree
+    structure, values of non-array arguments) into an IR, optimise it, and run generated
+    straight-line code on later calls with the same signature.
+
+    ``fn`` may call ``fl.gradient``, update an optimiser and write into its arguments in
+    place: the compiled code writes the same arrays. Python control flow is fixed at trace
+    time; an ``if`` on a traced value is refused with the line that did it.
+
+    Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
+    when it is traced (as JAX does): pass anything that changes as an argument. A model (or a
+    model's method) compiled directly takes its own arrays as arguments, so
+    ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
+    ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).
+    ``cache_size`` bounds the traces kept (``.cache``); ``optimise=False`` skips the passes.
+
+    >>> import numpy as np, fluxml as fl
+    >>> @fl.compile
+    ... def f(x):
+    ...     return np.sum(np.tanh(x) ** 2)
+    >>> round(float(f(np.ones(3))), 6)
+    1.740077
+    >>> print(f.ir)
+    { lambda v1:f64[3] .
+        v2:f64[3] = tanh v1
+        v3:f64[3] = power v2 2 into v2
+        v4:f64[] = sum v3 axis=None keepdims=False
+      in (v4) }
+    >>> print(f.source)  # v3 is computed into v2's buffer: v2 is dead after it
+    def f(x):
+        v2 = np.tanh(x)
+        v2 = np.power(v2, 2, out=v2)
+        v4 = np.add.reduce(v2, axis=None, keepdims=False)
+        return (v4,)
+    <BLANKLINE>
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"fl.compile: backend must be one of {BACKENDS}; got {backend!r}")
+    if not isinstance(cache_size, int) or cache_size < 1:
+        raise ValueError(f"fl.compile: cache_size must be a positive int; got {cache_size!r}")
+    if fn is None:
+        return lambda f: compile(f, backend=backend, cache_size=cache_size, optimise=optimise)
+    if not callable(fn):
+        raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
+    return Compiled(fn, backend, cache_size, optimise)
+
+
+class _Keywords(dict):
+    """The keyword arguments of a call, carried as the last positional one."""
+
+
+def _run(body, args):
+    if args and type(args[-1]) is _Keywords:
+        return body(*args[:-1], **args[-1])
+    return body(*args)
+
+
+def _split_owner(fn):
+    """``(owner, body)``: for a model (an object with arrays) or a bound method of one, the
+    object and the function to call with it first; else ``(None, fn)``."""
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, type) and _has_arrays(owner):
+        return owner, fn.__func__
+    if not isinstance(fn, (type(_run), type(len))) and _has_arrays(fn):
+        return fn, type(fn).__call__
+    return None, fn
+
+
+def _has_arrays(obj) -> bool:
+    try:
+        return any(_is_array(x) for x in flatten(obj)[0])
+    except Exception:  # noqa: BLE001 - an object the tree cannot walk: not a model
+        return False
+
+
+def _fname(fn) -> str:
+    name = getattr(fn, "__name__", "fn")
+    return name if name.isidentifier() else "fn"
+
+
+# --- signatures ----------------------------------------------------------------------------
+
+def _is_array(x) -> bool:
+    return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape"))
+
+
+def signature(spec, leaves):
+    """What a trace depends on: the tree's structure, each array's type, shape and dtype,
+    which leaves are the same array, and the value of every non-array leaf."""
+    parts = []
+    seen: dict = {}
+    for i, x in enumerate(leaves):
+        if _is_array(x):
+            first = seen.setdefault(id(x), i)
+            parts.append((type(x), x.shape, x.dtype.str, first,
+                          x.strides if x.ndim > 1 else None))
+        else:
+            parts.append((type(x), x))
+    arrays = [x for x in leaves if _is_array(x)]
+    return _spec_key(spec), tuple(parts), memory_pattern(arrays)
+
+
+def _spec_key(spec):
+    kind = spec.kind
+    if kind == "leaf":
+        return 0
+    if kind == "static":
+        s = spec.static
+        try:
+            hash(s)
+        except TypeError:
+            return ("id", id(s))
+        return ("s", type(s), s)
+    keys = tuple(spec.keys) if spec.keys is not None else None
+    return (kind, spec.type, keys, tuple(_spec_key(c) for c in spec.children))
+
+
+# --- tracing -------------------------------------------------------------------------------
+
+LEAKED = ("fl.compile: a traced value was used after the compiled function returned (kept in "
+          "a global, a closure or an attribute). Return it from the function instead.")
+
+
+def trace(fn, args, leaves, spec):
+    """``(program, positions, out_spec)``: ``fn(*args)`` traced, with each array leaf an
+    input (the same array twice is one input)."""
+    tr = IRTrace()
+    tracers, positions, by_id, new_leaves = [], [], {}, []
+    for i, x in enumerate(leaves):
+        if _is_array(x):
+            t = by_id.get(id(x))
+            if t is None:
+                t = by_id[id(x)] = tr.input(x)
+                tracers.append(t)
+                positions.append(i)
+            new_leaves.append(t)
+        else:
+            new_leaves.append(x)
+    in_vars = [t._box for t in tracers]
+    targs = unflatten(spec, new_leaves)
+    with active(tr):
+        try:
+            out = fn(*targs)
+        finally:
+            tr.closed = LEAKED
+    writes = _writes(tr, targs, spec, leaves, positions, in_vars)
+    _check_overlaps(args, leaves, positions, writes)
+    out_leaves, out_spec = flatten(out)
+    outputs = [_output(tr, x) for x in out_leaves]
+    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
+
+
+def _writes(tr, targs, spec, leaves, positions, in_vars):
+    """The arguments the function wrote into or rebound: ``(input position, new var)``."""
+    after, spec_after = flatten(targs)
+    if _spec_key(spec_after) != _spec_key(spec) or len(after) != len(leaves):
+        raise CompileError(
+            "fl.compile: the function changed the structure of its arguments (added, removed "
+            "or retyped an attribute or entry). A compiled function may write into its "
+            "array arguments, or rebind an array to one of the same shape and dtype.")
+    index = {p: k for k, p in enumerate(positions)}
+    first = {}
+    for i, x in enumerate(leaves):
+        if _is_array(x):
+            first.setdefault(id(x), i)
+    writes = {}
+    for i, x in enumerate(leaves):
+        if not _is_array(x):
+            if not _same_number(x, after[i]):
+                raise CompileError(
+                    f"fl.compile: the function changed the number {x!r} at "
+                    f"{_path(spec, i)} of its arguments to {after[i]!r}. A compiled function "
+                    "cannot write a Python number back (numbers are fixed at trace time): "
+                    "keep such state in a 0-d array and update it in place (`t += 1`).")
+            continue
+        k = index[first[id(x)]]
+        now = after[i]
+        if type(now) is not Tracer or now._trace is not tr:
+            raise CompileError(
+                "fl.compile: the function replaced an array argument by a value that is not "
+                "computed from the arguments; write into it (`x[...] = value`) instead.")
+        v = now._box
+        if v.shape != in_vars[k].shape or v.dtype != in_vars[k].dtype:
+            raise CompileError(
+                f"fl.compile: the function rebound an array argument of shape "
+                f"{in_vars[k].shape} and dtype {in_vars[k].dtype} to one of shape {v.shape} "
+                f"and dtype {v.dtype}; a compiled function keeps its arguments' shapes.")
+        if v is not in_vars[k]:
+            if k in writes and writes[k] is not v:
+                raise CompileError("fl.compile: one array argument was given two new values "
+                                   "through two references to it")
+            writes[k] = v
+    return sorted(writes.items())
+
+
+def _check_overlaps(args, leaves, positions, writes):
+    """A written argument must not share memory with another argument: the compiled program
+    writes arguments at other moments than the eager function (or into their buffers), so a
+    view of one would see other values."""
+    arrays = [leaves[i] for i in positions]
+    pattern = memory_pattern(arrays)
+    for k, _ in writes:
+        for j, p in enumerate(pattern):
+            if j != k and p == pattern[k]:
+                raise CompileError(
+                    f"fl.compile: {_path_of(args, positions[k])} is written by the function and "
+                    f"shares memory with {_path_of(args, positions[j])} (views of one array). "
+                    "Pass a copy of one of them.")
+
+
+def _path_of(args, i) -> str:
+    _, spec = flatten(args)
+    return _path(spec, i)
+
+
+def _same_number(a, b) -> bool:
+    if type(b) is Tracer or type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b) or (a != a and b != b)  # NaN stays NaN
+    except Exception:  # noqa: BLE001 - an unusual leaf type: compare by identity
+        return a is b
+
+
+def _path(spec, i) -> str:
+    """The path of leaf ``i`` (for messages)."""
+    from fluxml.tree import unflatten as rebuild
+
+    marks = rebuild(spec, range(10**9))  # leaves replaced by their positions
+    for path, leaf in leaves_with_paths(marks):
+        if leaf == i:
+            return "argument " + path
+    return f"leaf {i}"
+
+
+def _output(tr, x):
+    if type(x) is Tracer:
+        if x._trace is not tr:
+            raise CompileError("fl.compile: the function returned a value traced by a "
+                               "transform inside it (a leaked tracer)")
+        return x._box
+    if type(x) is Abstract:
+        return x.var
+    return Const(x)
+
+
+def input_names(fn, args, leaves, positions) -> list[str]:
+    """Names for the program's inputs from the function's parameter names and their paths
+    in the arguments (``model.layers[0].weight`` gives ``model_layers_0_weight``)."""
+    import inspect
+
+    try:
+        paths = [p for p, _ in leaves_with_paths(args)]
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except Exception:  # noqa: BLE001 - names are cosmetic: fall back to a0, a1 ...
+        paths, params = [], []
+    if len(paths) != len(leaves):
+        return [f"a{k}" for k in range(len(positions))]
+    out = []
+    keywords = len(args) - 1 if args and type(args[-1]) is _Keywords else -1
+    for p in (paths[i] for i in positions):
+        head, _, rest = p.partition(".")
+        k = int(head) if head.isdigit() else -1
+        if k == keywords:  # a keyword argument: its own name
+            head, _, rest = rest.partition(".")
+            name = head
+        else:
+            name = params[k] if 0 <= k < len(params) else f"a{head}"
+        out.append(f"{name}_{rest}" if rest else name)
+    return out
+
+
+# --- back ends -----------------------------------------------------------------------------
+
+def lower(program, names, backend, fname):
+    """``(source, function)`` of the program on a back end."""
+    if backend == "numpy":
+        from fluxml.compiler import numpy_backend as b
+    elif backend == "cupy":
+        from fluxml.compiler import cupy_backend as b
+    else:
+        from fluxml.compiler import xla_backend as b
+    return b.lower(program, names, fname)
+
+
+_ = Var  # re-exported for type hints in the passes

@@ -1,0 +1,203 @@
+"""Generated Python: a :class:`~fluxml.compiler.ir.Program` as one straight-line function.
+
+Each equation becomes one line. NumPy functions and ufuncs are written as ``np.tanh(v3)``;
+the engine's own kernels (``setitem``, fused softmax ...) are called by their names; arrays
+the program closed over are globals named ``c1, c2 ...``; inputs are named after their place
+in the arguments (``model_layers_0_weight``). The source is kept (``step.source``) and
+registered with ``linecache``, so tracebacks point into it.
+"""
+
+from __future__ import annotations
+
+import keyword
+import linecache
+import math
+import re
+
+import numpy as np
+
+from fluxml.compiler.ir import Const, Program, Slot, Var
+
+
+class Emitter:
+    """Names for variables, constants and functions while one program is written out."""
+
+    def __init__(self, module_name: str = "np", module=np):
+        self.xp = module_name
+        self.module = module
+        self.globals: dict = {module_name: module}
+        self.names: dict[int, str] = {}
+        self.used: set[str] = {module_name}
+        self._by_id: dict[int, str] = {}
+
+    def fresh(self, hint: str) -> str:
+        name = re.sub(r"\W+", "_", hint).strip("_") or "v"
+        if name[0].isdigit() or keyword.iskeyword(name):
+            name = "_" + name
+        base, k = name, 1
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+    def var(self, v: Var) -> str:
+        name = self.names.get(v.id)
+        if name is None:
+            name = self.names[v.id] = self.fresh(v.name or f"v{v.id}")
+        return name
+
+    def global_(self, value, hint: str) -> str:
+        """A name in the generated module's globals bound to ``value`` (one per object)."""
+        name = self._by_id.get(id(value))
+        if name is None:
+            name = self._by_id[id(value)] = self.fresh(hint)
+            self.globals[name] = value
+        return name
+
+    def function(self, fn, hint: str | None = None) -> str:
+        """How to call ``fn``: ``np.tanh`` for NumPy's own, else its name as a global."""
+        name = getattr(fn, "__name__", None)
+        if name == "<lambda>" or name is not None and name.startswith("_") and hint:
+            return self.global_(fn, hint)
+        if name is not None and getattr(self.module, name, None) is fn:
+            return f"{self.xp}.{name}"
+        if name is not None and getattr(np, name, None) is fn:
+            return f"{self.xp}.{name}"
+        linalg = np.linalg
+        if name is not None and getattr(linalg, name, None) is fn:
+            return f"{self.xp}.linalg.{name}"
+        return self.global_(fn, name or "fn")
+
+    def expr(self, x) -> str:
+        """Python source for an operand or parameter."""
+        t = type(x)
+        if t is Var:
+            return self.var(x)
+        if t is Slot:
+            return self.var(x.var)
+        if t is Const:
+            return self.expr(x.value) if not isinstance(x.value, np.ndarray) \
+                else self.global_(x.value, "c")
+        if x is None or t is bool or t is int or t is str:
+            return repr(x)
+        if x is Ellipsis:
+            return "..."
+        if t is float:
+            return repr(x) if math.isfinite(x) else self.global_(x, "k")
+        if t is tuple:
+            inner = ", ".join(self.expr(a) for a in x)
+            return f"({inner},)" if len(x) == 1 else f"({inner})"
+        if t is list:
+            return "[" + ", ".join(self.expr(a) for a in x) + "]"
+        if t is dict and all(type(k) is str for k in x):
+            return "{" + ", ".join(f"{k!r}: {self.expr(v)}" for k, v in x.items()) + "}"
+        if t is slice:
+            return f"slice({self.expr(x.start)}, {self.expr(x.stop)}, {self.expr(x.step)})"
+        if isinstance(x, np.generic) and x.dtype.kind in "biuf" and np.isfinite(x):
+            return f"{self.xp}.{x.dtype.name}({x.item()!r})"
+        if isinstance(x, np.dtype) and x.names is None:
+            return f"{self.xp}.dtype({x.name!r})"
+        if isinstance(x, type) and getattr(np, x.__name__, None) is x:
+            return f"{self.xp}.{x.__name__}"
+        if callable(x):
+            return self.function(x)
+        return self.global_(x, "k")
+
+
+# Binary ufuncs written as Python operators: NumPy runs the same ufunc, with less call
+# overhead (a 0-d value's arithmetic is several times faster this way).
+_OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "/",
+              np.power: "**", np.matmul: "@"}
+
+
+def _inline(em: Emitter, eqn):
+    """Source for engine primitives whose kernel is one NumPy method call (written out, so
+    the generated code reads as NumPy and skips a Python call), or None."""
+    from fluxml.compiler.inline import INLINE
+
+    template = INLINE.get(eqn.prim)
+    if template is None or eqn.out is not None:
+        return None
+    args = [em.expr(a) for a in eqn.inputs]
+    params = {k: em.expr(v) for k, v in (eqn.params or {}).items()}
+    return template(em.xp, *args, **params)
+
+
+def call_source(em: Emitter, eqn) -> str:
+    """The right-hand side of an equation's line."""
+    if eqn.prim is not None and eqn.out is None:
+        fn = eqn.fn
+        op = _OPERATORS.get(fn) if not eqn.params and len(eqn.inputs) == 2 else None
+        if op is not None and eqn.prim.impl is fn:
+            a, b = (em.expr(x) for x in eqn.inputs)
+            return f"{_paren(a)} {op} {_paren(b)}"
+        inline = _inline(em, eqn)
+        if inline is not None:
+            return inline
+    if eqn.prim is None and "func" in (eqn.params or {}):  # NumPy on raw values: func(...)
+        p = eqn.params
+        func, args = p["func"], p["args"]
+        if getattr(func, "__name__", None) == "_getitem":
+            return f"{em.expr(args[0])}[{em.expr(args[1])}]"
+        if getattr(func, "__objclass__", None) is np.ndarray:  # a method: v3.astype(...)
+            text = [em.expr(a) for a in args[1:]]
+            text += [f"{k}={em.expr(v)}" for k, v in p["kwargs"].items()]
+            return f"{em.expr(args[0])}.{func.__name__}({', '.join(text)})"
+        owner = getattr(func, "__self__", None)  # a ufunc method: np.add.reduce
+        head = f"{em.function(owner)}.{func.__name__}" if isinstance(owner, np.ufunc) \
+            else em.function(func)
+        text = [em.expr(a) for a in args] + [f"{k}={em.expr(v)}" for k, v in p["kwargs"].items()]
+        return f"{head}({', '.join(text)})"
+    args = [em.expr(a) for a in eqn.inputs]
+    args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
+    if eqn.out is not None:
+        args.append(f"out={em.var(eqn.out)}")
+    return f"{em.function(eqn.fn, eqn.name)}({', '.join(args)})"
+
+
+def _paren(text: str) -> str:
+    """An operand of an operator: a name as it is, anything else in brackets."""
+    return text if _NAME.match(text) else f"({text})"
+
+
+_NAME = re.compile(r"^([A-Za-z_][\w.]*|\d[\w.]*)$")  # a name, or a number without a sign
+
+
+def generate(program: Program, input_names, fname="compiled", em: Emitter | None = None,
+             line=call_source):
+    """``(source, globals)`` of a Python function computing ``program``."""
+    em = em or Emitter()
+    params = [em.fresh(n) for n in input_names]
+    for v, name in zip(program.inputs, params):
+        em.names[v.id] = name
+    body = []
+    for eqn in program.eqns:
+        if eqn.out is not None:  # the result lives in a dead variable's buffer: its name too
+            line_text = line(em, eqn)
+            em.names[eqn.outs[0].id] = em.var(eqn.out)
+            body.append(f"    {em.var(eqn.out)} = {line_text}")
+            continue
+        lhs = ", ".join(em.var(o) for o in eqn.outs)
+        if eqn.multiple and len(eqn.outs) == 1:
+            lhs += ","
+        body.append(f"    {lhs} = {line(em, eqn)}")
+    for pos, v in program.writes:
+        body.append(f"    {em.xp}.copyto({params[pos]}, {em.expr(v)})")
+    outs = ", ".join(em.expr(o) for o in program.outputs)
+    body.append(f"    return ({outs}{',' if len(program.outputs) == 1 else ''})")
+    src = f"def {fname}({', '.join(params)}):\n" + "\n".join(body) + "\n"
+    return src, em.globals
+
+
+_counter = iter(range(1, 1 << 62))
+
+
+def build(source: str, namespace: dict, fname: str):
+    """Compile ``source`` and return its function; the source is registered with linecache
+    so that tracebacks and ``inspect`` show the generated lines."""
+    filename = f"<fluxml.compiler {fname} #{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    code = compile(source, filename, "exec")
+    exec(code, namespace)
+    return namespace[fname]

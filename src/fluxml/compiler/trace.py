@@ -1,0 +1,393 @@
+"""Tracing a Python function into a :class:`~fluxml.compiler.ir.Program`.
+
+The IR trace is a third kind of trace beside reverse and forward mode, and always the lowest
+level: every array argument of the compiled function becomes a :class:`Tracer` of it, whose
+value is an :class:`Abstract` array (a shape and a dtype). Primitives reach ``process``
+through the engine's ``bind``, exactly as in eager code, so every derivative rule written once
+serves compiled code too: a ``fl.gradient`` inside the function records its backward pass
+here, one equation per adjoint.
+
+The trace runs each operation on example values (the first call's arguments) to learn the
+shapes of its results, but nothing outside the IR may see those values: an ``Abstract`` has no
+``__array__``, refuses ``bool``/``float``/``int``, and records any NumPy function called on it
+(the engine runs comparisons and ``argmax`` untraced on raw values: here they become
+equations too). So a value the program depends on is either recorded or refused, never baked
+in by accident.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from fluxml.ad.core import COMPILING, Opaque, Trace, Tracer, _link_view
+from fluxml.compiler.ir import Const, Eqn, Slot, Var
+
+
+class CompileError(TypeError):
+    """The function cannot be compiled as written; the message says where and what to do."""
+
+
+# NumPy functions whose result's shape depends on the values: a compiled program has fixed
+# shapes, so these are refused (JAX refuses them too, outside of a size= argument).
+_VALUE_SHAPED = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.extract, np.compress,
+                 np.trim_zeros}
+
+
+# Functions that read only shapes, dtypes and memory layout (which every run shares with the
+# trace): answered from the example values, not recorded.
+_METADATA = {np.iscomplexobj, np.isrealobj, np.shape, np.ndim, np.size, np.result_type,
+             np.may_share_memory, np.shares_memory, np.can_cast, np.broadcast_shapes,
+             np.isfortran}
+
+
+_LAYOUT = {"flags", "strides", "itemsize", "nbytes"}
+_METHODS = {"astype", "copy", "reshape", "transpose", "ravel", "flatten", "sum", "mean", "max",
+            "min", "argmax", "argmin", "any", "all", "squeeze", "swapaxes", "take", "clip",
+            "round", "conj", "cumsum", "prod", "std", "var", "dot", "nonzero"}
+
+
+def user_line() -> str:
+    """``file, line N`` of the innermost frame outside fluxml and NumPy (the user's code)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        top = frame.f_globals.get("__name__", "").partition(".")[0]
+        if top not in ("fluxml", "numpy"):
+            return f"{frame.f_code.co_filename}, line {frame.f_lineno}"
+        frame = frame.f_back
+    return "an unknown line"
+
+
+def concrete_error(what: str) -> CompileError:
+    return CompileError(
+        f"fl.compile: {what} needs a concrete value, but inside a compiled function this "
+        f"value depends on the array arguments, which are traced once and then replaced by "
+        f"new values on every call ({user_line()}).\n"
+        "Possible fixes:\n"
+        "  - keep the value an array and select with np.where instead of a Python `if`;\n"
+        "  - branch or loop with fl.cond, fl.while_loop or fl.scan, which compile;\n"
+        "  - pass the value as a Python number or bool (static: a new value traces again);\n"
+        "  - or leave this function uncompiled.")
+
+
+class Abstract(Opaque):
+    """What a traced array is inside a compiled function: a shape and a dtype. NumPy calls on
+    it are recorded (they are the untraced calls the engine makes on raw values, such as
+    comparisons); asking for its values is refused."""
+
+    __slots__ = ("shape", "dtype", "example", "var", "trace")
+    __array_priority__ = 2000
+
+    def __init__(self, trace, var, example):
+        self.trace = trace
+        self.var = var
+        self.example = example
+        self.shape = var.shape
+        self.dtype = var.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of unsized object (a 0-d traced array)")
+        return self.shape[0]
+
+    def __repr__(self):
+        return f"Abstract({self.var!r}:{self.var.type})"
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        func = ufunc if method == "__call__" else getattr(ufunc, method)
+        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        if "out" in kwargs:
+            raise CompileError(f"fl.compile: {name}(..., out=) into a raw traced value is not "
+                               f"supported ({user_line()})")
+        return self.trace.call(func, name, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        if func in _METADATA:
+            _, example = self.trace._lift({"args": tuple(args), "kwargs": dict(kwargs)})
+            return func(*example["args"], **example["kwargs"])
+        return self.trace.call(func, func.__name__, args, kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        raise concrete_error("converting a traced array to a NumPy array")
+
+    def __bool__(self):
+        raise concrete_error("bool(x) (an `if`, `while`, `and`/`or` on a traced array)")
+
+    def __float__(self):
+        raise concrete_error("float(x)")
+
+    def __int__(self):
+        raise concrete_error("int(x)")
+
+    def __index__(self):
+        raise concrete_error("using a traced array as a Python index")
+
+    def __complex__(self):
+        raise concrete_error("complex(x)")
+
+    def __iter__(self):
+        raise concrete_error("iterating over a raw traced array")
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # NumPy probing for protocols (__array_struct__ ...)
+            raise AttributeError(name)
+        if name in _LAYOUT:  # fixed per trace: the signature includes each input's layout
+            return getattr(self.example, name)
+        if name == "T":
+            return np.transpose(self)
+        if name in _METHODS:
+            method = getattr(np.ndarray, name)
+            return lambda *a, **k: self.trace.call(method, name, (self,) + a, k)
+        raise concrete_error(f"x.{name}")
+
+    def __getitem__(self, idx):
+        return self.trace.call(_getitem, "getitem", (self, idx), {})
+
+    # arithmetic on raw values is recorded through the ufuncs
+    def __add__(self, o):
+        return np.add(self, o)
+
+    def __radd__(self, o):
+        return np.add(o, self)
+
+    def __sub__(self, o):
+        return np.subtract(self, o)
+
+    def __rsub__(self, o):
+        return np.subtract(o, self)
+
+    def __mul__(self, o):
+        return np.multiply(self, o)
+
+    def __rmul__(self, o):
+        return np.multiply(o, self)
+
+    def __truediv__(self, o):
+        return np.true_divide(self, o)
+
+    def __neg__(self):
+        return np.negative(self)
+
+    def __eq__(self, o):
+        return np.equal(self, o)
+
+    def __ne__(self, o):
+        return np.not_equal(self, o)
+
+    def __lt__(self, o):
+        return np.less(self, o)
+
+    def __le__(self, o):
+        return np.less_equal(self, o)
+
+    def __gt__(self, o):
+        return np.greater(self, o)
+
+    def __ge__(self, o):
+        return np.greater_equal(self, o)
+
+    __hash__ = object.__hash__
+
+
+def _getitem(x, idx):
+    return x[idx]
+
+
+class IRTrace(Trace):
+    """Records every primitive applied to its tracers as an equation of a program."""
+
+    __slots__ = ("eqns", "count", "rng_hook")
+
+    def __init__(self):
+        super().__init__()
+        self.eqns: list[Eqn] = []
+        self.count = 0
+
+    # --- values ------------------------------------------------------------------------------
+
+    def var(self, shape, dtype, name=None) -> Var:
+        self.count += 1
+        return Var(self.count, shape, dtype, name)
+
+    def tracer(self, example, var: Var, owned: bool) -> Tracer:
+        return self.new(Abstract(self, var, example), var, owned)
+
+    def input(self, example, name=None) -> Tracer:
+        """A new input of the program: a caller's array (the first write copies it)."""
+        example = np.asarray(example) if isinstance(example, np.generic) else example
+        return self.tracer(example, self.var(example.shape, example.dtype, name), owned=False)
+
+    def constant(self, val):
+        """A traced constant made inside the function (``np.zeros_like(tracer)``): the program
+        makes a fresh copy on every run, since it may be written in place."""
+        if type(val) is Tracer and val._trace is self:  # already made by a recorded call
+            return val
+        return self._record(_fresh, "copy", [_constant(val)], {}, None,
+                            np.array(val, copy=True), owned=True, multiple=False)
+
+    def concrete(self, what):
+        return concrete_error(what)
+
+    def draw(self, rng, method, args, kwargs):
+        """``rng.<method>(*args, **kwargs)`` recorded: a fresh draw on every run."""
+        example = getattr(rng, method)(*args, **kwargs)
+        return self._record(_draw, f"rng.{method}", [], {"rng": rng, "method": method,
+                                                         "args": args, "kwargs": kwargs},
+                            None, example, owned=True, multiple=False)
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def process(self, prim, args, params):
+        if self.closed is not None:
+            raise CompileError(self.closed)
+        inputs, examples = [], []
+        for a in args:
+            inp, ex = self._operand(a)
+            inputs.append(inp)
+            examples.append(ex)
+        if params:
+            params, example_params = self._lift(params)
+        else:
+            example_params = params
+        ans = prim.impl(*examples, **example_params)
+        out = self._record(prim.impl, prim.name, inputs, params, prim, ans,
+                           owned=not prim.view, multiple=prim.multiple_results)
+        if prim.view:  # a view handle: writes through it reach its base, as in eager code
+            _link_view(out, args[0], prim, params)
+        return out
+
+    def call(self, func, name, args, kwargs):
+        """A NumPy function the engine (or user code) applied to raw traced values."""
+        if self.closed is not None:
+            raise CompileError(self.closed)
+        if func in _METADATA:  # shapes, dtypes, memory layout: the same on every run
+            _, example = self._lift({"args": tuple(args), "kwargs": dict(kwargs)})
+            return func(*example["args"], **example["kwargs"])
+        if func in _VALUE_SHAPED or (func is np.where and len(args) == 1):
+            raise CompileError(
+                f"fl.compile: np.{name} returns an array whose shape depends on the values "
+                f"({user_line()}); a compiled program has fixed shapes. Use a mask with "
+                "np.where, or leave this function uncompiled.")
+        template, example_args = self._lift({"args": tuple(args), "kwargs": dict(kwargs)})
+        ans = func(*example_args["args"], **example_args["kwargs"])
+        if isinstance(ans, tuple) and all(isinstance(a, np.ndarray) for a in ans):
+            return self._record(_call, name, [], {"func": func, **template}, None, ans,
+                                owned=True, multiple=True)
+        if not isinstance(ans, (np.ndarray, np.generic)):
+            raise CompileError(
+                f"fl.compile: np.{name} on a traced array returned a Python "
+                f"{type(ans).__name__}, a value the program depends on that cannot stay "
+                f"traced ({user_line()}); keep it an array, or leave this function uncompiled.")
+        return self._record(_call, name, [], {"func": func, **template}, None, ans,
+                            owned=True, multiple=False)
+
+    def _operand(self, a):
+        t = type(a)
+        if t is Tracer:
+            if a._trace is not self:
+                raise CompileError("internal error: a tracer of another level reached the IR")
+            return a._box, a._val.example
+        if t is Abstract:
+            return a.var, a.example
+        if t is np.ndarray:
+            c = _constant(a)
+            return c, c.value
+        if (t is list or t is tuple) and any(type(x) in (Tracer, Abstract) for x in a):
+            return self._lift(a)  # a list of arrays (np.concatenate): Slots in the inputs
+        return a, a
+
+    def _lift(self, x):
+        """``(template, example)``: ``x`` with each traced value replaced by a Slot of its
+        variable (the template), and by its example value (to compute the trace's result)."""
+        t = type(x)
+        if t is Tracer:
+            if x._trace is not self:
+                raise CompileError("internal error: a tracer of another level in a parameter")
+            return Slot(x._box), x._val.example
+        if t is Abstract:
+            return Slot(x.var), x.example
+        if t is tuple or t is list:
+            pairs = [self._lift(a) for a in x]
+            return t(p[0] for p in pairs), t(p[1] for p in pairs)
+        if t is dict:
+            pairs = {k: self._lift(v) for k, v in x.items()}
+            return ({k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()})
+        if t is slice and any(type(a) in (Tracer, Abstract) for a in (x.start, x.stop, x.step)):
+            raise concrete_error("a slice bound")
+        if t is np.ndarray:
+            if x.dtype == object:
+                raise CompileError("fl.compile: an object array in a parameter is not supported")
+            x = _constant(x).value
+        return x, x
+
+    def _record(self, fn, name, inputs, params, prim, ans, owned, multiple):
+        if multiple:
+            outs = [self.var(np.shape(a), _dtype(a)) for a in ans]
+            self.eqns.append(Eqn(name, fn, inputs, params, outs, prim, multiple=True))
+            return tuple(self.tracer(a, v, owned) for a, v in zip(ans, outs))
+        out = self.var(np.shape(ans), _dtype(ans))
+        self.eqns.append(Eqn(name, fn, inputs, params, [out], prim))
+        return self.tracer(ans, out, owned)
+
+
+def _constant(a):
+    """A constant of the program: a read-only copy of the array as it is now. Arrays the
+    function closes over are captured when it is traced (as JAX does), and a later write into
+    the original (even later in the same call) must not reach the program."""
+    if isinstance(a, np.ndarray):
+        a = a.copy()
+        a.flags.writeable = False
+    return Const(a)
+
+
+def _dtype(a):
+    d = getattr(a, "dtype", None)
+    return d if d is not None else np.result_type(a)
+
+
+def _fresh(c):
+    return c.copy() if isinstance(c, np.ndarray) else np.array(c)
+
+
+_fresh.impure = True  # a new buffer on every run: never shared, folded or dropped if written
+
+
+def _call(*, func, args, kwargs):
+    return func(*args, **kwargs)
+
+
+# --- the trace in progress (random draws must be recorded, not baked in) ---------------------
+
+class active:
+    """``with active(trace):`` marks ``trace`` as the IR trace of the running compile (random
+    draws made through ``fluxml.ad.core.draw`` are recorded in it)."""
+
+    def __init__(self, trace):
+        self.trace = trace
+
+    def __enter__(self):
+        COMPILING.append(self.trace)
+
+    def __exit__(self, *exc):
+        COMPILING.pop()
+
+
+def current() -> IRTrace | None:
+    """The IR trace of the compile in progress, or None (eager code)."""
+    return COMPILING[-1] if COMPILING else None
+
+
+def _draw(rng, method, args, kwargs):
+    return getattr(rng, method)(*args, **kwargs)
+
+
+_draw.impure = True  # a new draw on every run
