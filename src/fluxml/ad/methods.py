@@ -146,6 +146,9 @@ def _refuses(what, convert=None):
                     self._trace.refused = errors.written_into_plain(
                         f"{frame.f_code.co_filename}, line {frame.f_lineno}")
                 return convert(raw(self))
+        refuse = getattr(type(raw(self)), "refuse_concrete", None)
+        if refuse is not None:  # a value with no concrete form (fl.compile's abstract arrays)
+            raise refuse(what)
         raise DifferentiationError(errors.concrete(what))
 
     return method

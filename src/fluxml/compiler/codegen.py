@@ -107,8 +107,8 @@ class Emitter:
 
 def call_source(em: Emitter, eqn) -> str:
     """The right-hand side of an equation's line."""
-    if eqn.prim is None:  # a NumPy function applied to raw values: func(*args, **kwargs)
-        p = eqn.params
+    p = eqn.params or {}
+    if eqn.prim is None and "func" in p:  # a NumPy function on raw values: func(*args, **kw)
         func, args = p["func"], p["args"]
         if getattr(func, "__name__", None) == "_getitem":
             return f"{em.expr(args[0])}[{em.expr(args[1])}]"
@@ -130,6 +130,7 @@ def generate(program: Program, input_names, fname="compiled", em: Emitter | None
              line=call_source):
     """``(source, globals)`` of a Python function computing ``program``."""
     em = em or Emitter()
+    em.used.add(fname)  # a global of the same name (a nested branch) must not shadow it
     params = [em.fresh(n) for n in input_names]
     for v, name in zip(program.inputs, params):
         em.names[v.id] = name

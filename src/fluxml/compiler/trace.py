@@ -108,13 +108,16 @@ class Abstract:
         if "out" in kwargs:
             raise CompileError(f"fl.compile: {name}(..., out=) into a raw traced value is not "
                                f"supported ({user_line()})")
-        return self.trace.call(func, name, inputs, kwargs)
+        return _owner(self, inputs).call(func, name, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
         if func in _METADATA:
             _, example = self.trace._lift({"args": tuple(args), "kwargs": dict(kwargs)})
             return func(*example["args"], **example["kwargs"])
-        return self.trace.call(func, func.__name__, args, kwargs)
+        return _owner(self, args).call(func, func.__name__, args, kwargs)
+
+    # the engine's tracers over an Abstract refuse conversions with this error
+    refuse_concrete = staticmethod(concrete_error)
 
     def __array__(self, dtype=None, copy=None):
         raise concrete_error("converting a traced array to a NumPy array")
@@ -200,6 +203,18 @@ def _getitem(x, idx):
     return x[idx]
 
 
+def _owner(first, args):
+    """The trace that records a NumPy call on raw values: the innermost (highest level) of
+    those the values belong to (``fl.cond`` traces a branch inside a compiled function, and
+    a branch may mix its own values with the function's)."""
+    owner = first.trace
+    for a in args:
+        for b in (a if type(a) in (list, tuple) else (a,)):
+            if type(b) is Abstract and b.trace.level > owner.level:
+                owner = b.trace
+    return owner
+
+
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
@@ -229,7 +244,7 @@ class IRTrace(Trace):
         makes a fresh copy on every run, since it may be written in place."""
         if type(val) is Tracer and val._trace is self:  # already made by a recorded call
             return val
-        return self._record(_fresh, "copy", [Const(val)], {}, None, (np.array(val, copy=True),),
+        return self._record(_fresh, "copy", [Const(val)], {}, None, np.array(val, copy=True),
                             owned=True, multiple=False)
 
     # --- recording ---------------------------------------------------------------------------
