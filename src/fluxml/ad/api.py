@@ -467,4 +467,6 @@ def _stopped(t):
     reach it; a plain array is copied too, so that code behaves the same with and without a
     transform (a NumPy scalar is immutable and needs no copy)."""
     v = raw(t)
+    if type(v) is Tracer:  # under fl.compile: a copy recorded in the program
+        return np.copy(v)
     return v.copy() if type(v) is np.ndarray else v

@@ -121,11 +121,96 @@ def _reraise_if_mixed(prim, vals, error):
     reraise_if_mixed(prim, vals, error)
 
 
+class Opaque:
+    """Base class of values that stand for an array without holding one (the abstract values
+    of ``fl.compile``'s IR trace). ``raw`` stops at the tracer holding one: under compile, the
+    "raw value" of an array is its IR tracer, so untraced computations on it are recorded."""
+
+    __slots__ = ()
+
+
 def raw(x):
-    """The concrete value under every trace level (for shapes, dtypes, non-differentiable ops)."""
+    """The concrete value under every trace level (for shapes, dtypes, non-differentiable ops);
+    under ``fl.compile``, the IR tracer at the bottom."""
     while type(x) is Tracer:
-        x = x._val
+        v = x._val
+        if type(v) is not Tracer and isinstance(v, Opaque):
+            return x
+        x = v
     return x
+
+
+COMPILING: list = []  # the IR traces of fl.compile calls in progress (innermost last)
+
+
+def draw(rng, method: str, *args, **kwargs):
+    """``rng.<method>(*args, **kwargs)``, a random draw. Inside ``fl.compile`` it is recorded,
+    so that every run of the compiled program draws anew from ``rng`` (a draw made at trace
+    time would be a constant: the same dropout mask on every step)."""
+    if COMPILING:
+        return COMPILING[-1].draw(rng, method, args, kwargs)
+    return getattr(rng, method)(*args, **kwargs)
+
+
+def known_none(mask) -> bool:
+    """Is ``mask`` a concrete array with no True entry? Rules take a fast path then. The
+    values of ``fl.compile``'s IR tracers are not known: the general path is recorded."""
+    return type(mask) is not Tracer and not mask.any()
+
+
+def bottom(x):
+    """The value ``raw`` gives, as something with ``shape``/``dtype``/``size``/``strides``
+    (the abstract value of an IR tracer under ``fl.compile``)."""
+    v = raw(x)
+    return v._val if type(v) is Tracer else v
+
+
+def first_order(*xs) -> bool:
+    """Is each of ``xs`` a plain array (or None), or a value of ``fl.compile``'s program (an
+    IR tracer) with no derivative being taken through it? A rule may then run its NumPy
+    kernel through :func:`untraced` (under compile: recorded as one call)."""
+    for x in xs:
+        t = type(x)
+        if t is np.ndarray or x is None or (t is Tracer and raw(x) is x):
+            continue
+        return False
+    return True
+
+
+def _has_tracer(x) -> bool:
+    t = type(x)
+    if t is Tracer:
+        return True
+    if t is list or t is tuple:
+        return any(_has_tracer(a) for a in x)
+    if t is dict:
+        return any(_has_tracer(a) for a in x.values())
+    return False
+
+
+def untraced(func, args, kwargs=None, name=None):
+    """``func`` applied to the raw values of its arguments: no derivative flows through it.
+    Under ``fl.compile`` the raw values are IR tracers, and the call is recorded there."""
+    args = strip(args)
+    kwargs = strip(kwargs) if kwargs else {}
+    if _has_tracer(args) or _has_tracer(kwargs):
+        # the innermost trace: a branch fl.cond traces may mix its values with outer ones
+        top = max(_tracers(args, kwargs), key=lambda a: a._trace.level)
+        return top._trace.call(func, name or getattr(func, "__name__", "call"), args, kwargs)
+    return func(*args, **kwargs)
+
+
+def _tracers(args, kwargs):
+    stack = [args, kwargs]
+    while stack:
+        x = stack.pop()
+        t = type(x)
+        if t is Tracer:
+            yield x
+        elif t is list or t is tuple:
+            stack.extend(x)
+        elif t is dict:
+            stack.extend(x.values())
 
 
 def strip(x):
@@ -178,6 +263,10 @@ class Trace:
     def check_open(self):
         if self.closed is not None:
             raise DifferentiationError(self.closed)
+
+    def concrete(self, what: str) -> Exception:
+        """The error for Python asking a tracer of this trace for a concrete value."""
+        return DifferentiationError(errors.concrete(what))
 
     def check_refused(self):
         """Raise the refusal recorded while ``f`` ran (see ``methods._refuses``)."""
@@ -420,7 +509,7 @@ class Tracer:
 
     @property
     def size(self):
-        return raw(self).size
+        return bottom(self).size
 
     def __len__(self):
         shape = self._val.shape
@@ -450,7 +539,10 @@ class Tracer:
         if dtype is not None and np.dtype(dtype).kind in "biu":
             # an integer or boolean cast (`np.int64(x)`, `np.asarray(x, dtype=int)`) has no
             # derivative: cut, as `x.astype(int)` is
-            return np.array(raw(self), dtype=dtype)
+            value = raw(self)
+            if type(value) is Tracer:  # fl.compile: the values exist only at run time
+                raise value._trace.concrete("converting a traced array to a NumPy array")
+            return np.array(value, dtype=dtype)
         raise DifferentiationError(errors.converted(errors.calling_library()))
 
 

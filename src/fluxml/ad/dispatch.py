@@ -15,7 +15,7 @@ from fluxml.ad.core import (
     Tracer,
     lookup,
     raw,
-    strip,
+    untraced,
 )
 from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.ad.rules.creation import LIKE
@@ -123,7 +123,7 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         if entry is not None:
             result = entry(*inputs)
         elif ufunc in NONDIFF:
-            result = ufunc(*strip(inputs))
+            result = untraced(ufunc, inputs, None, ufunc.__name__)
         else:
             raise unsupported(ufunc, "ufunc")
     elif method in ("reduce", "accumulate", "reduceat") and ufunc not in NONDIFF:
@@ -144,7 +144,7 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         a = np.reshape(a, a_shape + (1,) * np.ndim(raw(b)))
         result = call_ufunc(ufunc, "__call__", (a, b), kwargs)
     elif all(type(a) is not Tracer for a in inputs) or ufunc in NONDIFF:
-        result = getattr(ufunc, method)(*strip(inputs), **kwargs)
+        result = untraced(getattr(ufunc, method), inputs, kwargs, f"{ufunc.__name__}.{method}")
     else:
         raise unsupported(ufunc, f"ufunc method `.{method}`")
     if out is None:
@@ -172,5 +172,5 @@ def call_function(func, args, kwargs):
             raise not_for_complex(func)
         return entry(*args, **kwargs)
     if func in NONDIFF:
-        return func(*strip(args), **strip(kwargs))
+        return untraced(func, args, kwargs)
     raise unsupported(func)

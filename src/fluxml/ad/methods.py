@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from fluxml.ad import errors, mutation
-from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, raw
+from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, bottom, raw
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules.indexing import getitem
 
@@ -58,6 +58,11 @@ for _name, _uf in {"lt": np.less, "le": np.less_equal, "gt": np.greater,
                    "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal}.items():
     setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
 
+# bitwise and logical operators (boolean masks are traced only inside fl.compile)
+for _name, _uf in {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}.items():
+    setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
+    setattr(Tracer, f"__r{_name}__", lambda self, other, _uf=_uf: _uf(other, self))
+Tracer.__invert__ = lambda self: np.invert(self)
 Tracer.__neg__ = lambda self: np.negative(self)
 Tracer.__pos__ = lambda self: np.positive(self)
 Tracer.__abs__ = lambda self: np.absolute(self)
@@ -146,9 +151,9 @@ def _refuses(what, convert=None):
                     self._trace.refused = errors.written_into_plain(
                         f"{frame.f_code.co_filename}, line {frame.f_lineno}")
                 return convert(raw(self))
-        refuse = getattr(type(raw(self)), "refuse_concrete", None)
-        if refuse is not None:  # a value with no concrete form (fl.compile's abstract arrays)
-            raise refuse(what)
+        bottom = raw(self)  # a compiled program's IR tracer says why in its own words
+        if type(bottom) is Tracer:
+            raise bottom._trace.concrete(what)
         raise DifferentiationError(errors.concrete(what))
 
     return method
@@ -226,7 +231,7 @@ class _Flags:
     """A read-only copy of ``x.flags`` (the memory flags of the traced value)."""
 
     def __init__(self, h):
-        flags = raw(h).flags
+        flags = bottom(h).flags
         self.c_contiguous = flags.c_contiguous
         self.f_contiguous = flags.f_contiguous
         self.aligned = flags.aligned
@@ -311,9 +316,9 @@ def _round(self, ndigits=None):
 Tracer.view = _view
 Tracer.flat = property(_Flat)
 Tracer.flags = property(_Flags)
-Tracer.strides = property(lambda self: raw(self).strides)
+Tracer.strides = property(lambda self: bottom(self).strides)
 Tracer.itemsize = property(lambda self: self.dtype.itemsize)
-Tracer.nbytes = property(lambda self: raw(self).nbytes)
+Tracer.nbytes = property(lambda self: bottom(self).nbytes)
 Tracer.base = property(_base)
 Tracer.shape = property(Tracer.shape.fget, _set_shape)
 Tracer.resize = _resize

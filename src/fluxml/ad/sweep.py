@@ -37,10 +37,20 @@ class Sparse:
         else:
             np.add.at(acc, self.idx, self.values)
 
+    def _traced(self):
+        """A traced part (the values, or under fl.compile an index array), or None."""
+        if type(self.values) is Tracer:
+            return self.values
+        idx = self.idx if type(self.idx) is tuple else (self.idx,)
+        for i in idx:
+            if type(i) is Tracer:
+                return i
+        return None
+
     def dense(self):
-        values = self.values
-        if type(values) is Tracer:  # a traced constant of the values' level, then written
-            acc = np.zeros(self.shape, self.dtype, like=values)
+        traced = self._traced()
+        if traced is not None:  # a traced constant of its level, then written
+            acc = np.zeros(self.shape, self.dtype, like=traced)
         else:
             acc = np.zeros(self.shape, self.dtype)
         self.add_into(acc)
@@ -49,12 +59,19 @@ class Sparse:
     def fits_into(self, acc):
         """Can it be added into ``acc`` in place? Traced values need a traced accumulator of
         at least their level."""
-        values = self.values
+        values = self._traced()
         if type(acc) is Tracer and isinstance(raw(acc), np.generic):
             return False  # a traced NumPy scalar cannot be written into
-        if type(values) is not Tracer:
+        if values is None:
             return type(acc) is np.ndarray or type(acc) is Tracer
         return type(acc) is Tracer and acc._trace.level >= values._trace.level
+
+
+def _zeros(a):
+    """Zeros shaped like output ``a`` (of its array library); under fl.compile a constant,
+    so that rules see a zero they can skip, not a traced value."""
+    v = raw(a)
+    return np.zeros(v.shape, v.dtype) if type(v) is Tracer else np.zeros_like(v)
 
 
 def _add(ct, owned, j, c):
@@ -133,7 +150,7 @@ def sweep(tape, seeds, wanted, free=True):
             _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned)
             continue
         if prim.multiple_results:
-            g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
+            g = tuple(_zeros(a) if c is None else c for c, a in zip(g, ans))
         if prim.vjp_all is not None:
             cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
         else:

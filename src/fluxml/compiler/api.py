@@ -11,7 +11,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer
 from fluxml.compiler import passes
-from fluxml.compiler.guards import make_extractor
+from fluxml.compiler.guards import make_extractor, memory_pattern
 from fluxml.compiler.ir import Const, Program, Var
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
@@ -130,14 +130,14 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     >>> print(f.ir)
     { lambda v1:f64[3] .
         v2:f64[3] = tanh v1
-        v3:f64[3] = power v2 2
+        v3:f64[3] = power v2 2 into v2
         v4:f64[] = sum v3 axis=None keepdims=False
       in (v4) }
-    >>> print(f.source)
+    >>> print(f.source)  # v3 is computed into v2's buffer: v2 is dead after it
     def f(x):
         v2 = np.tanh(x)
-        v3 = np.power(v2, 2)
-        v4 = sum(v3, axis=None, keepdims=False)
+        v2 = np.power(v2, 2, out=v2)
+        v4 = sum(v2, axis=None, keepdims=False)
         return (v4,)
     <BLANKLINE>
     """
@@ -175,7 +175,8 @@ def signature(spec, leaves):
                           x.strides if x.ndim > 1 else None))
         else:
             parts.append((type(x), x))
-    return _spec_key(spec), tuple(parts)
+    arrays = [x for x in leaves if _is_array(x)]
+    return _spec_key(spec), tuple(parts), memory_pattern(arrays)
 
 
 def _spec_key(spec):
@@ -222,6 +223,7 @@ def trace(fn, args, leaves, spec):
         finally:
             tr.closed = LEAKED
     writes = _writes(tr, targs, spec, leaves, positions, in_vars)
+    _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
@@ -268,6 +270,26 @@ def _writes(tr, targs, spec, leaves, positions, in_vars):
                                    "through two references to it")
             writes[k] = v
     return sorted(writes.items())
+
+
+def _check_overlaps(args, leaves, positions, writes):
+    """A written argument must not share memory with another argument: the compiled program
+    writes arguments at other moments than the eager function (or into their buffers), so a
+    view of one would see other values."""
+    arrays = [leaves[i] for i in positions]
+    pattern = memory_pattern(arrays)
+    for k, _ in writes:
+        for j, p in enumerate(pattern):
+            if j != k and p == pattern[k]:
+                raise CompileError(
+                    f"fl.compile: {_path_of(args, positions[k])} is written by the function and "
+                    f"shares memory with {_path_of(args, positions[j])} (views of one array). "
+                    "Pass a copy of one of them.")
+
+
+def _path_of(args, i) -> str:
+    _, spec = flatten(args)
+    return _path(spec, i)
 
 
 def _same_number(a, b) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fluxml.ad.core import bind, raw
+from fluxml.ad.core import Tracer, bind, raw
 from fluxml.compiler.control_rules import COND, SCAN, WHILE
 from fluxml.compiler.subprogram import (
     Branch,
@@ -29,7 +29,7 @@ from fluxml.compiler.subprogram import (
     show_type,
     trace_function,
 )
-from fluxml.compiler.trace import Abstract, current
+from fluxml.compiler.trace import current
 from fluxml.tree import flatten, unflatten
 
 
@@ -50,7 +50,7 @@ def _types(leaves) -> list:
 
 def _scalar_test(p, who: str, what: str):
     """``p``'s raw value, after checking that it is a scalar boolean or number."""
-    r = raw(p)
+    r = raw(p)  # under compile, a traced value's raw value is its IR tracer
     if isinstance(r, (bool, int, float)):
         return r
     shape, dtype = getattr(r, "shape", None), getattr(r, "dtype", None)
@@ -120,7 +120,7 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     names = (_what("true_fn", true_fn), _what("false_fn", false_fn))
     leaves, spec = flatten(operands)
     leaves = [as_operand(x) for x in leaves]  # numbers become 0-d arrays, as they compile
-    if type(p) is not Abstract:
+    if type(p) is not Tracer:  # a concrete predicate: one branch runs
         taken, other = (true_fn, false_fn) if bool(p) else (false_fn, true_fn)
         out = taken(*unflatten(spec, leaves))
         check = trace_function(other, leaves, spec,

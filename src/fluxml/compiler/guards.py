@@ -55,8 +55,13 @@ def make_extractor(args, spec, leaves, positions):
                 w.check(f"{names[i]} is {names[k]}")
             else:
                 arrays.append(names[i])
-    if len(arrays) > 1:  # arrays distinct at trace time must still be distinct
+    if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
+        # memory (views of one array) exactly as they did
+        listed = ", ".join(arrays)
+        pattern = memory_pattern([leaves[i] for i in positions])
+        w.consts["memory_pattern"] = memory_pattern
         w.check(f"len({{{', '.join(f'id({a})' for a in arrays)}}}) == {len(arrays)}")
+        w.check(f"memory_pattern([{listed}]) == {pattern!r}")
     inputs = ", ".join(names[i] for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args):\n" + "\n".join(w.lines) + "\n"
@@ -64,6 +69,14 @@ def make_extractor(args, spec, leaves, positions):
         return build(src, w.consts, "extract")
     except (SyntaxError, RecursionError):  # a tree too deep for straight-line code
         return None
+
+
+def memory_pattern(arrays) -> tuple:
+    """For each array, the position of the first one whose memory belongs to the same array
+    (NumPy points every view at the array owning its memory)."""
+    first: dict = {}
+    return tuple(first.setdefault(id(a if a.base is None else a.base), k)
+                 for k, a in enumerate(arrays))
 
 
 def _is_array(x) -> bool:

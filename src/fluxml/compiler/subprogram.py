@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, bind, raw, strip
+from fluxml.ad.core import Tracer, bind, raw, untraced
 from fluxml.compiler import numpy_backend, passes
 from fluxml.compiler.ir import Const, Program, Slot, Var
 from fluxml.compiler.trace import (
@@ -39,6 +39,8 @@ LEAKED = ("fl.cond / fl.while_loop / fl.scan: a value traced inside a branch or 
 def example(x):
     """The concrete value a traced operand has in this trace (its example), or the value."""
     r = raw(x)
+    if type(r) is Tracer:  # under compile: the IR tracer at the bottom
+        r = r._val
     if type(r) is Abstract:
         return r.example
     if isinstance(r, (bool, int, float, complex, np.generic)):
@@ -281,13 +283,4 @@ def _replay_raw(eqn, env):
     if fn is not _call:
         raise CompileError(f"internal error: cannot replay the equation {eqn.name}")
     p = eqn.params
-    args = strip(_read(env, p["args"]))
-    kwargs = strip(_read(env, p["kwargs"]))
-    owner = None
-    for a in list(args) + list(kwargs.values()):
-        for b in (a if type(a) in (list, tuple) else (a,)):
-            if type(b) is Abstract and (owner is None or b.trace.level > owner.level):
-                owner = b.trace
-    if owner is None:
-        return p["func"](*args, **kwargs)
-    return owner.call(p["func"], eqn.name, args, kwargs)
+    return untraced(p["func"], _read(env, p["args"]), _read(env, p["kwargs"]), eqn.name)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
 
@@ -97,13 +97,19 @@ def _disjoint(kernel, stride, dilation):
     return all(s >= dl * (k - 1) + 1 for k, s, dl in zip(kernel, stride, dilation))
 
 
+def _argmax_positions(x, ans, geo):
+    """The positions of the maxima: computed on the values (under fl.compile, recorded as
+    one call of the NumPy kernel)."""
+    return untraced(_maxpool_positions, (x, ans), geo)
+
+
 def _maxpool_vjp(g, ans, x, **geo):
-    return POOL_SCATTER(g, _maxpool_positions(x, ans, **geo), shape=x.shape,
+    return POOL_SCATTER(g, _argmax_positions(x, ans, geo), shape=x.shape,
                         unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
 
 
 def _maxpool_jvp(t, ans, x, **geo):
-    return POOL_GATHER(t, _maxpool_positions(x, ans, **geo),
+    return POOL_GATHER(t, _argmax_positions(x, ans, geo),
                        unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.nnlib.recurrent import _check, _lstm_dz, _matmul_t, _sigmoid_, _used
 
@@ -130,6 +130,10 @@ def _lstm_vjp_raw(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions):
     return [out[p] for p in positions]
 
 
+def _lstm_vjp_kernel(*args):
+    return tuple(_lstm_vjp_raw(*args))
+
+
 def _lstm_vjp(g, ans, args, params, positions):
     g_hs, g_cs, g_acts = g
     gx, h0, c0, w = args
@@ -137,9 +141,9 @@ def _lstm_vjp(g, ans, args, params, positions):
     n = h0.shape[-1]
     steps = gx.shape[1]
     use_c, use_acts = _used(g_cs), _used(g_acts)
-    if not use_acts and all(type(a) is np.ndarray for a in (g_hs, g_cs, h0, c0, w, acts)):
-        return _lstm_vjp_raw(g_hs, g_cs if use_c else None, gx, h0, c0, w, hs, cs, acts,
-                             positions)
+    if not use_acts and first_order(g_hs, g_cs, h0, c0, w, acts):
+        return list(untraced(_lstm_vjp_kernel, (g_hs, g_cs if use_c else None, gx, h0, c0, w,
+                                                hs, cs, acts, positions)))
     dh = dc = None
     dzs = [None] * steps
     for t in range(steps - 1, -1, -1):

@@ -16,6 +16,8 @@ def _array(a):
 
 
 def _concrete(x, what):
+    if type(x) is Tracer and raw(x) is x:  # fl.compile: a value known at run time only
+        return x
     if type(x) is Tracer:
         raise DifferentiationError(f"{what} must be concrete (booleans or integers), not traced")
     return np.asarray(x)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw
+from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive, same
 from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, SETITEM, VIEW_INVERSES, getitem
 
@@ -83,7 +83,8 @@ def astype(x, dtype):
     it is cut (the documented way to drop a gradient, besides ``stop_gradient``)."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "fc":
-        return raw(x).astype(dtype)
+        r = raw(x)  # under fl.compile an IR tracer: the cast is recorded there
+        return ASTYPE(r, dtype=dtype) if type(r) is Tracer else r.astype(dtype)
     return ASTYPE(x, dtype=dtype)
 
 
@@ -92,7 +93,7 @@ def _like(fill):
     into it (the preallocate-and-fill pattern) are recorded."""
 
     def like(a, *args, dtype=None, shape=None, **kwargs):
-        value = fill(raw(a), *args, dtype=dtype, shape=shape, **kwargs)
+        value = untraced(fill, (raw(a),) + args, dict(kwargs, dtype=dtype, shape=shape))
         if type(a) is Tracer and value.dtype.kind in "fc":
             return a._trace.constant(value)
         return value
