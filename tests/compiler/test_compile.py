@@ -223,3 +223,47 @@ def test_a_written_argument_sharing_memory_with_another_is_refused():
         g(base[:3], base[3:])
     a, b = np.ones(3), np.ones(3)
     assert g(a, b[::-1]) == 3.0  # a view of an unrelated array: fine
+
+
+def _workloads(rng):
+    """Small versions of the benchmark's models, and more layers: conv, pooling, LSTM, GRU,
+    BatchNorm (running statistics written in place), LayerNorm."""
+    f32 = np.float32
+    return {
+        "lenet": (fl.Chain(fl.Conv((3, 3), 1, 4, fl.relu, pad=1), fl.MaxPool((2, 2)),
+                           fl.Flatten(), fl.Dense(16, 3)),
+                  lambda: (rng.random((5, 1, 4, 4), dtype=f32), rng.integers(0, 3, 5)),
+                  fl.logitcrossentropy),
+        "lstm": (fl.Chain(fl.LSTM(3, 6), fl.Dense(6, 2)),
+                 lambda: (rng.normal(size=(4, 5, 3)).astype(f32),
+                          rng.normal(size=(4, 5, 2)).astype(f32)), fl.mse),
+        "gru, layernorm": (fl.Chain(fl.GRU(3, 6), fl.LayerNorm(6), fl.Dense(6, 2)),
+                           lambda: (rng.normal(size=(4, 5, 3)).astype(f32),
+                                    rng.normal(size=(4, 5, 2)).astype(f32)), fl.mse),
+        "conv, batchnorm": (fl.Chain(fl.Conv((3, 3), 2, 4, pad=1), fl.BatchNorm(4, fl.relu),
+                                     fl.MeanPool((2, 2)), fl.Flatten(), fl.Dense(16, 1)),
+                            lambda: (rng.normal(size=(3, 2, 4, 4)).astype(f32),
+                                     rng.normal(size=(3, 1)).astype(f32)), fl.mse),
+    }
+
+
+@pytest.mark.parametrize("name", ["lenet", "lstm", "gru, layernorm", "conv, batchnorm"])
+def test_layers_train_compiled_as_eager(name):
+    fl.seed(0)
+    model, data, lossf = _workloads(np.random.default_rng(0))[name]
+    opt = fl.setup(fl.Momentum(0.05), model)
+    model2, opt2 = copy.deepcopy(model), copy.deepcopy(opt)
+
+    def step(model, opt, x, y):
+        loss, (g,) = fl.withgradient(lambda m: lossf(m(x), y), model)
+        fl.update(opt, model, g)
+        return loss
+
+    compiled = fl.compile(step)
+    for _ in range(3):
+        x, y = data()
+        np.testing.assert_allclose(compiled(model, opt, x, y), step(model2, opt2, x, y),
+                                   rtol=1e-5)
+    for a, b in zip(fl.leaves((model, opt)), fl.leaves((model2, opt2))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # running statistics too
+    assert compiled.traces == 1

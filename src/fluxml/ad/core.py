@@ -89,6 +89,9 @@ def lookup(table, func):
 
 # --- binding -------------------------------------------------------------------------------------
 
+COMPILING: list = []  # the IR traces of fl.compile calls in progress (innermost last)
+
+
 def top_trace(args):
     """The trace of the highest level among ``args`` (None when nothing is traced)."""
     top = None
@@ -109,6 +112,9 @@ def bind(prim, args, params):
             if top is None or t.level > top.level:
                 top = t
     if top is None:
+        if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
+            for t in _tracers((), params):
+                return t._trace.process(prim, args, params)
         return prim.impl(*args, **params)
     return top.process(prim, args, params)
 
@@ -140,7 +146,6 @@ def raw(x):
     return x
 
 
-COMPILING: list = []  # the IR traces of fl.compile calls in progress (innermost last)
 
 
 def draw(rng, method: str, *args, **kwargs):

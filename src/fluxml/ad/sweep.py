@@ -83,7 +83,7 @@ def _add(ct, owned, j, c):
         elif j in owned and c.fits_into(acc):
             c.add_into(acc)
             return
-        elif type(acc) is np.ndarray and type(c.values) is not Tracer:
+        elif type(acc) is np.ndarray and c._traced() is None:
             acc = ct[j] = acc.copy()
             c.add_into(acc)
         else:  # mixed levels, or a NumPy scalar

@@ -91,7 +91,7 @@ class Compiled:
         start = time.perf_counter()
         program, positions, out_spec = trace(self.fn, args, leaves, spec)
         if self.optimise:
-            program = passes.optimise(program)
+            program = passes.optimise(program, passes.pipeline(self.backend))
         names = input_names(self.fn, args, leaves, positions)
         source, run = lower(program, names, self.backend, _fname(self.fn))
         extract = make_extractor(args, spec, leaves, positions)

@@ -121,7 +121,7 @@ def _inline(em: Emitter, eqn):
         return None
     args = [em.expr(a) for a in eqn.inputs]
     params = {k: em.expr(v) for k, v in (eqn.params or {}).items()}
-    return template(*args, **params)
+    return template(em.xp, *args, **params)
 
 
 def call_source(em: Emitter, eqn) -> str:

@@ -8,10 +8,10 @@ from fluxml.ad.rules.indexing import GETITEM
 from fluxml.ad.rules.reductions import SUM
 from fluxml.ad.rules.shape import ASTYPE, RESHAPE, TRANSPOSE
 
-INLINE = {
-    SUM: lambda x, axis, keepdims: f"np.add.reduce({x}, axis={axis}, keepdims={keepdims})",
-    TRANSPOSE: lambda x, axes: f"{x}.transpose({axes})",
-    RESHAPE: lambda x, shape, order: f"{x}.reshape({shape}, order={order})",
-    ASTYPE: lambda x, dtype: f"{x}.astype({dtype})",
-    GETITEM: lambda x, idx: f"{x}[{idx}]",
+INLINE = {  # each entry: (xp, *operands, **parameters) -> source; xp names the array module
+    SUM: lambda xp, x, axis, keepdims: f"{xp}.add.reduce({x}, axis={axis}, keepdims={keepdims})",
+    TRANSPOSE: lambda xp, x, axes: f"{x}.transpose({axes})",
+    RESHAPE: lambda xp, x, shape, order: f"{x}.reshape({shape}, order={order})",
+    ASTYPE: lambda xp, x, dtype: f"{x}.astype({dtype})",
+    GETITEM: lambda xp, x, idx: f"{x}[{idx}]",
 }

@@ -389,6 +389,18 @@ def _last_uses(program, groups) -> dict[int, int]:
 PIPELINE = (simplify, common_subexpressions, constant_folding, dead_code, buffers)
 
 
+def pipeline(backend: str = "numpy"):
+    """The passes for a back end: NumPy reuses buffers through ``out=``; CuPy first fuses
+    elementwise chains into kernels; XLA does its own fusion and buffer planning."""
+    if backend == "cupy":
+        from fluxml.compiler.fusion import fuse_elementwise
+
+        return PIPELINE[:-1] + (fuse_elementwise, buffers)
+    if backend == "xla":
+        return PIPELINE[:-1]
+    return PIPELINE
+
+
 def optimise(program: Program, passes=PIPELINE) -> Program:
     """Run the passes in order."""
     for p in passes:
