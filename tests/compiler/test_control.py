@@ -216,6 +216,18 @@ def test_compiled_scan_cumsum_and_rnn():
         close(fl.compile(f)(xs[:, 0]), f(xs[:, 0]))
 
 
+def test_compiled_scan_indexes_a_closed_over_table_with_its_xs():
+    table = rng.standard_normal((5, 3))
+    ids = np.array([0, 3, 3, 1])
+
+    def f(table, ids):  # an embedding lookup per step: the index is the body's, the table not
+        return np.sum(fl.scan(lambda c, i: (np.tanh(c + table[i]), None), np.zeros(3), ids)[0])
+
+    close(fl.compile(f)(table, ids), f(table, ids))
+    grad = lambda table, ids: fl.gradient(f, table, ids)[0]  # noqa: E731
+    close(fl.compile(grad)(table, ids), grad(table, ids))
+
+
 def test_compiled_scan_keeps_float32():
     xs = np.ones((4, 3), np.float32)
     c, ys = fl.compile(lambda xs: fl.scan(lambda c, x: (c + x, 2 * x), xs[0] * 0, xs))(xs)

@@ -111,10 +111,11 @@ def bind(prim, args, params):
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
+    if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
+        for t in _tracers((), params):  # (of a branch fl.cond traces: above the arguments)
+            if top is None or t._trace.level > top.level:
+                top = t._trace
     if top is None:
-        if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
-            for t in _tracers((), params):
-                return t._trace.process(prim, args, params)
         return prim.impl(*args, **params)
     return top.process(prim, args, params)
 

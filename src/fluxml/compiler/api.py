@@ -137,7 +137,7 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     def f(x):
         v2 = np.tanh(x)
         v2 = np.power(v2, 2, out=v2)
-        v4 = sum(v2, axis=None, keepdims=False)
+        v4 = np.add.reduce(v2, axis=None, keepdims=False)
         return (v4,)
     <BLANKLINE>
     """

@@ -7,10 +7,12 @@ body's vjp, the jvp of a loop a loop carrying tangents. Each derivative sub-prog
 from a replay of the original one (``evaluate``) under ``fl.pullback`` / ``fl.jvp``, and bound
 through the engine again, so the rules compose to any order.
 
-A ``scan``'s vjp first recomputes the carry before each step (one more forward scan), then
-runs the reverse scan, whose steps recompute their forward step under ``pullback``: the
-backward pass costs about two forward passes more than the primal (rematerialisation, as
-``fl.checkpoint``), and stores one carry per step.
+A ``scan``'s vjp is split by partial evaluation (``subprogram.Split``): what the step's
+vjp computes from the consts alone runs once before the loops; its forward part runs in a
+forward scan that stacks the carry before each step and the residuals (``1 - tanh**2``...)
+the backward part reads; the backward part runs in the reverse scan. So the backward pass
+runs the forward once more (the primal scan's work is not reused) and stores one carry and
+the residuals per step, as a tape would.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from fluxml.ad.api import jvp, pullback
 from fluxml.ad.core import DifferentiationError, Primitive, bind
-from fluxml.compiler.subprogram import branch_of, evaluate, example, fresh, is_float
+from fluxml.compiler.subprogram import Split, branch_of, evaluate, example, fresh, is_float
 
 # --- the primitives ----------------------------------------------------------------------------
 
@@ -223,18 +225,10 @@ def _scan_vjp(g, ans, args, params, positions):
     if not (fk or fy) or not (dx or dc or any(i in positions for i in fk)):
         return [None] * len(positions)
     slices = _step_examples(xs, length)
-
-    # 1. the carry before each step
-    def with_carries(*a):
-        return (*evaluate(body.program, a)[:nk], *a[:nk])
-
-    record = branch_of(with_carries, carry + slices + consts, f"{body.__name__}_carries",
-                       f"the carries of {body.__name__}")
-    stacked = list(bind(SCAN, args, {**params, "body": record}))[nk:]
-
-    # 2. the reverse scan of the step's vjp; the consts' cotangents accumulate in the carry
     nf, nd, na, ny = len(fk), len(dx), len(dc), len(fy)
 
+    # The step's vjp: (ct, acc, c, x, gy, k) -> (ct of c, acc + ct of k, ct of x), where the
+    # cotangents of the consts accumulate in the carry
     def back_step(*a):
         ct, acc = a[:nf], a[nf:nf + na]
         c = a[nf + na:nf + na + nk]
@@ -257,10 +251,35 @@ def _scan_vjp(g, ans, args, params, positions):
     gys = [g[nk + y] for y in fy]
     acc0 = [np.zeros_like(consts[m]) for m in dc]
     step_ex = gk + acc0 + carry + slices + _step_examples(gys, length) + consts
-    backward = branch_of(back_step, step_ex, f"{body.__name__}_vjp", f"the vjp of {body.__name__}")
-    outs = bind(SCAN, [*gk, *acc0, *stacked, *xs, *gys, *consts],
-                {"body": backward, "n_carry": nf + na, "n_xs": nk + nx + ny, "length": length,
-                 "reverse": not reverse})
+    vjp_step = branch_of(back_step, step_ex, "step_vjp", f"the vjp of {body.__name__}").program
+    # Its parts: what the consts alone give runs once, here; its forward part (known from c,
+    # x and k) in a forward scan that also stacks the carry before each step and the
+    # residuals the rest reads; the rest in the reverse scan.
+    nb = nf + na + nk + nx + ny  # the step vjp's inputs before the consts
+    split = Split(vjp_step, [False] * (nf + na) + [True] * (nk + nx) + [False] * ny + [True] * nc,
+                  [False] * nb + [True] * nc)
+    shared = split.invariants([None] * nb + consts)
+
+    def record(*a):
+        c, x, k, sh = a[:nk], a[nk:nk + nx], a[nk + nx:nk + nx + nc], a[nk + nx + nc:]
+        res = split.forward([None] * (nf + na) + [*c, *x] + [None] * ny + list(k), sh)
+        return (*evaluate(body.program, a[:nk + nx + nc])[:nk], *c, *res)
+
+    recorded = branch_of(record, carry + slices + consts + shared,
+                         f"{body.__name__}_residuals", f"the forward pass of {body.__name__}")
+    outs = bind(SCAN, [*args, *shared], {**params, "body": recorded, "n_xs": nx})
+    stacked, residuals = list(outs[nk:2 * nk]), list(outs[2 * nk:])
+    nr = len(residuals)
+
+    def rest(*a):
+        r, k, sh = a[nb:nb + nr], a[nb + nr:nb + nr + nc], a[nb + nr + nc:]
+        return tuple(split.backward([*a[:nb], *k], sh, r))
+
+    rest_ex = step_ex[:nb] + _step_examples(residuals, length) + consts + shared
+    backward = branch_of(rest, rest_ex, f"{body.__name__}_vjp", f"the vjp of {body.__name__}")
+    outs = bind(SCAN, [*gk, *acc0, *stacked, *xs, *gys, *residuals, *consts, *shared],
+                {"body": backward, "n_carry": nf + na, "n_xs": nk + nx + ny + nr,
+                 "length": length, "reverse": not reverse})
     found = dict(zip(fk, outs[:nf]))
     found.update((nk + nx + m, v) for m, v in zip(dc, outs[nf:nf + na]))
     found.update((nk + j, v) for j, v in zip(dx, outs[nf + na:]))

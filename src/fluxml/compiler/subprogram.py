@@ -236,7 +236,69 @@ def evaluate(program: Program, args) -> list:
     """Run ``program`` on ``args`` through ``bind``, so that the transforms active on the
     arguments record (differentiate) it, as they would the Python that was traced."""
     env = {v.id: a for v, a in zip(program.inputs, args)}
-    for eqn in program.eqns:
+    run_eqns(program.eqns, env)
+    return [_read(env, o) for o in program.outputs]
+
+
+class Split:
+    """``program`` split by what some of its inputs determine (partial evaluation), for the
+    vjp of a scan step: ``invariant`` equations read only the loop-invariant inputs (the
+    consts: run once, outside the loop), ``known`` ones only those and the step's own inputs
+    (the carry and x: its forward part, run in a forward scan), the ``rest`` something else
+    (the cotangents: run in the reverse scan). ``residuals`` are the known values the rest
+    reads (stacked by the forward scan), ``shared`` the invariant values the others read."""
+
+    def __init__(self, program: Program, known: list[bool], invariant: list[bool]):
+        self.program = program
+        inv = {v.id for v, k in zip(program.inputs, invariant) if k}
+        knowns = {v.id for v, k in zip(program.inputs, known) if k} | inv
+        self.invariant, self.known, self.rest = [], [], []
+        for eqn in program.eqns:
+            reads = eqn.reads()
+            if reads and all(v.id in inv for v in reads):
+                self.invariant.append(eqn)
+                inv.update(o.id for o in eqn.outs)
+                knowns.update(o.id for o in eqn.outs)
+            elif reads and all(v.id in knowns for v in reads):
+                self.known.append(eqn)
+                knowns.update(o.id for o in eqn.outs)
+            else:  # reads a cotangent, or nothing (a constant: cheaper made again than kept)
+                self.rest.append(eqn)
+        self.shared = _handed(self.invariant, self.known + self.rest, program.outputs)
+        self.residuals = _handed(self.known, self.rest, program.outputs)
+
+    def invariants(self, args) -> list:
+        """The shared values, from the inputs' values (None for those not invariant)."""
+        env = {v.id: a for v, a in zip(self.program.inputs, args)}
+        run_eqns(self.invariant, env)
+        return [env[v.id] for v in self.shared]
+
+    def forward(self, args, shared) -> list:
+        """The residuals, from the inputs' values (None for those not known)."""
+        env = {v.id: a for v, a in zip(self.program.inputs, args)}
+        env.update((v.id, a) for v, a in zip(self.shared, shared))
+        run_eqns(self.known, env)
+        return [env[v.id] for v in self.residuals]
+
+    def backward(self, args, shared, residuals) -> list:
+        """The program's outputs from all its inputs, the shared values and the residuals."""
+        env = {v.id: a for v, a in zip(self.program.inputs, args)}
+        env.update((v.id, a) for v, a in zip(self.shared, shared))
+        env.update((v.id, r) for v, r in zip(self.residuals, residuals))
+        run_eqns(self.rest, env)
+        return [_read(env, o) for o in self.program.outputs]
+
+
+def _handed(made_by, read_by, outputs) -> list[Var]:
+    """The variables that equations ``made_by`` make and ``read_by`` (or the outputs) read."""
+    needed = {v.id for e in read_by for v in e.reads()}
+    needed.update(v.id for v in outputs if type(v) is Var)
+    return [o for e in made_by for o in e.outs if o.id in needed]
+
+
+def run_eqns(eqns, env):
+    """Apply ``eqns`` in order to the values in ``env`` (var id -> value) through ``bind``."""
+    for eqn in eqns:
         if eqn.prim is not None:
             ins = [_read(env, a) for a in eqn.inputs]
             params = _read(env, eqn.params) if eqn.params else {}
@@ -250,7 +312,6 @@ def evaluate(program: Program, args) -> list:
                 env[o.id] = v
         else:
             env[eqn.outs[0].id] = out
-    return [_read(env, o) for o in program.outputs]
 
 
 def _read(env, x):
