@@ -309,6 +309,34 @@ def test_forward_mode_through_compiled_control_flow():
     close(fl.compile(d)(a), (np.sqrt(3.0), 0.5 / np.sqrt(3.0)), 1e-9)
 
 
+def test_nested_control_flow_compiles_and_differentiates():
+    w, xs = rng.standard_normal(3), rng.standard_normal((6, 3))
+
+    def f(w, xs):  # a cond inside a scan, an integer counter in the carry, a tree of ys
+        def step(c, x):
+            h, n = c
+            h = fl.cond(np.sum(x) > 0, lambda h: np.tanh(w * h + x), lambda h: h / 2 - x * w, h)
+            return (h, n + 1), {"h": h, "n": n}
+
+        (h, n), ys = fl.scan(step, (np.zeros(3), 0), xs)
+        return np.sum(h**2) + np.sum(ys["h"] * ys["n"][:, None])
+
+    close(fl.compile(f)(w, xs), f(w, xs))
+    grad = lambda w, xs: fl.gradient(f, w, xs)  # noqa: E731
+    close(fl.compile(grad)(w, xs), grad(w, xs))
+    hess = lambda w, xs: fl.jacobian(lambda w: fl.gradient(f, w, xs)[0], w)  # noqa: E731
+    close(fl.compile(hess)(w, xs), hess(w, xs))
+
+    def g(a):  # a while_loop inside a cond, in forward mode
+        newton = lambda a: fl.while_loop(  # noqa: E731
+            lambda x: np.max(np.abs(x * x - a)) > 1e-10, lambda x: (x + a / x) / 2, a)
+        return fl.cond(a[0] > 1, newton, lambda a: a, a)
+
+    d = lambda a: fl.jvp(g, (a,), (np.ones(2),))  # noqa: E731
+    a = np.array([2.0, 3.0])
+    close(fl.compile(d)(a), (np.sqrt(a), 0.5 / np.sqrt(a)), 1e-9)
+
+
 def test_compiled_while_loop_refuses_reverse_mode():
     f = fl.compile(lambda a: fl.gradient(lambda a: newton_sqrt(a)[0], a))
     with pytest.raises(fl.DifferentiationError, match="no reverse-mode derivative.*fl.scan"):

@@ -87,6 +87,12 @@ def _what(role: str, fn) -> str:
     return role if name == role else f"{role} `{name}`"
 
 
+def _cut(outs) -> list:
+    """The results as eager code has them: integer and boolean ones carry no derivative (the
+    transforms' handles on them are dropped; under compile the IR tracer stays)."""
+    return [o if type(o) is not Tracer or o.dtype.kind in "fc" else raw(o) for o in outs]
+
+
 def _unique(values) -> list:
     seen, out = set(), []
     for v in values:
@@ -139,8 +145,8 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
         return unflatten(traced[0].out_spec, [])
     branches = tuple(Branch(t.program(captured), function_name(fn, role)) for t, fn, role
                      in zip(traced, (true_fn, false_fn), ("true_fn", "false_fn")))
-    outs = bind(COND, [as_operand(pred), *leaves, *map(as_operand, captured)],
-                {"branches": branches})
+    outs = _cut(bind(COND, [as_operand(pred), *leaves, *map(as_operand, captured)],
+                     {"branches": branches}))
     return unflatten(traced[0].out_spec, outs)
 
 
@@ -192,9 +198,9 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
     c_caps, b_caps = test.captured, body.captured
     cond_b = Branch(test.program(c_caps), function_name(cond_fun, "cond_fun"))
     body_b = Branch(body.program(b_caps), function_name(body_fun, "body_fun"))
-    outs = bind(WHILE, [*leaves, *map(as_operand, c_caps), *map(as_operand, b_caps)],
-                {"cond_fn": cond_b, "body_fn": body_b, "n_carry": len(leaves),
-                 "n_cond": len(c_caps)})
+    outs = _cut(bind(WHILE, [*leaves, *map(as_operand, c_caps), *map(as_operand, b_caps)],
+                     {"cond_fn": cond_b, "body_fn": body_b, "n_carry": len(leaves),
+                      "n_cond": len(c_caps)}))
     return unflatten(spec, outs)
 
 
@@ -256,9 +262,9 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
     _check_types(who, name, types, body.types()[:len(c_leaves)])
     caps = body.captured
     step = Branch(body.program(caps), function_name(f, "f"))
-    outs = bind(SCAN, [*c_leaves, *x_leaves, *map(as_operand, caps)],
-                {"body": step, "n_carry": len(c_leaves), "n_xs": len(x_leaves), "length": n,
-                 "reverse": bool(reverse)})
+    outs = _cut(bind(SCAN, [*c_leaves, *x_leaves, *map(as_operand, caps)],
+                     {"body": step, "n_carry": len(c_leaves), "n_xs": len(x_leaves),
+                      "length": n, "reverse": bool(reverse)}))
     k = len(c_leaves)
     return unflatten(c_spec, outs[:k]), unflatten(y_spec, outs[k:])
 
