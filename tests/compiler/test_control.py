@@ -354,6 +354,19 @@ def test_random_draws_in_a_differentiated_body_are_refused():
         fl.compile(lambda w, xs: fl.gradient(f, w, xs))(np.ones(3), np.ones((2, 3)))
 
 
+def test_custom_rules_inside_control_flow_are_refused_when_differentiated():
+    @fl.custom_vjp
+    def clip_gradient(x):
+        return x
+
+    clip_gradient.defvjp(lambda x: (x, None), lambda res, g: (np.clip(g, -0.1, 0.1),))
+    f = lambda x: np.sum(fl.scan(lambda c, x: (c + 3 * clip_gradient(x), None), 0.0, x)[0])  # noqa
+    assert fl.compile(f)(np.ones(3)) == 9.0  # no derivative taken: fine
+    close(fl.gradient(f, np.ones(3))[0], np.full(3, 0.1))  # eager: the rule is used
+    with pytest.raises(fl.DifferentiationError, match="calls custom_vjp clip_gradient"):
+        fl.compile(lambda x: fl.gradient(f, x))(np.ones(3))
+
+
 # --- a small fuzz: compiled scan against a NumPy loop, its gradient against eager's -----------
 
 @settings(max_examples=8, deadline=None)

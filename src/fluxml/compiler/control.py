@@ -143,8 +143,8 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     captured = _unique(traced[0].captured + traced[1].captured)
     if not traced[0].outputs:
         return unflatten(traced[0].out_spec, [])
-    branches = tuple(Branch(t.program(captured), function_name(fn, role)) for t, fn, role
-                     in zip(traced, (true_fn, false_fn), ("true_fn", "false_fn")))
+    branches = tuple(Branch(t.program(captured), function_name(fn, role), t.trace.custom)
+                     for t, fn, role in zip(traced, (true_fn, false_fn), ("true_fn", "false_fn")))
     outs = _cut(bind(COND, [as_operand(pred), *leaves, *map(as_operand, captured)],
                      {"branches": branches}))
     return unflatten(traced[0].out_spec, outs)
@@ -196,8 +196,8 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
                           star=False)
     _check_traced_carry(who, b_what, spec, types, body)
     c_caps, b_caps = test.captured, body.captured
-    cond_b = Branch(test.program(c_caps), function_name(cond_fun, "cond_fun"))
-    body_b = Branch(body.program(b_caps), function_name(body_fun, "body_fun"))
+    cond_b = Branch(test.program(c_caps), function_name(cond_fun, "cond_fun"), test.trace.custom)
+    body_b = Branch(body.program(b_caps), function_name(body_fun, "body_fun"), body.trace.custom)
     outs = _cut(bind(WHILE, [*leaves, *map(as_operand, c_caps), *map(as_operand, b_caps)],
                      {"cond_fn": cond_b, "body_fn": body_b, "n_carry": len(leaves),
                       "n_cond": len(c_caps)}))
@@ -261,7 +261,7 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
     body, y_spec = _trace_step(who, f, name, c_leaves, c_spec, x_leaves, x_spec, n)
     _check_types(who, name, types, body.types()[:len(c_leaves)])
     caps = body.captured
-    step = Branch(body.program(caps), function_name(f, "f"))
+    step = Branch(body.program(caps), function_name(f, "f"), body.trace.custom)
     outs = _cut(bind(SCAN, [*c_leaves, *x_leaves, *map(as_operand, caps)],
                      {"body": step, "n_carry": len(c_leaves), "n_xs": len(x_leaves),
                       "length": n, "reverse": bool(reverse)}))

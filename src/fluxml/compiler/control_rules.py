@@ -91,6 +91,8 @@ def _cond_vjp(g, ans, args, params, positions):
     if not diff or not fo:
         return [None] * len(positions)
     gs = [g[k] for k in fo]
+    for b in params["branches"]:
+        b.replayable("reverse-mode derivative")
 
     def make(b):
         def vjp_fn(*a):
@@ -119,6 +121,8 @@ def _cond_jvp(tangents, ans, args, params):
     if not diff or not fo:
         return None
     ts = [given[k] for k in diff]
+    for b in params["branches"]:
+        b.replayable("forward-mode derivative")
 
     def make(b):
         def jvp_fn(*a):
@@ -166,6 +170,8 @@ def _while_jvp(tangents, ans, args, params):
     tc = [given[i] if given.get(i) is not None else np.zeros_like(carry[i]) for i in fk]
     tb = [given[nk + nc + j] for j in db]
     nf = len(fk)
+    cond_fn.replayable("forward-mode derivative")
+    body_fn.replayable("forward-mode derivative")
 
     def test(*a):
         return tuple(evaluate(cond_fn.program, [*a[:nk], *a[nk + nf:]]))
@@ -224,6 +230,7 @@ def _scan_vjp(g, ans, args, params, positions):
     dc = [m for m in range(nc) if nk + nx + m in positions and is_float(consts[m])]
     if not (fk or fy) or not (dx or dc or any(i in positions for i in fk)):
         return [None] * len(positions)
+    body.replayable("reverse-mode derivative")
     slices = _step_examples(xs, length)
     nf, nd, na, ny = len(fk), len(dx), len(dc), len(fy)
 
@@ -302,6 +309,7 @@ def _scan_jvp(tangents, ans, args, params):
     tx = [given[nk + j] for j in dx]
     tk = [given[nk + nx + m] for m in dc]
     nf, nd = len(fk), len(dx)
+    body.replayable("forward-mode derivative")
 
     def step(*a):
         c, t = a[:nk], a[nk:nk + nf]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, bind, raw, untraced
+from fluxml.ad.core import DifferentiationError, Tracer, bind, raw, untraced
 from fluxml.compiler import numpy_backend, passes
 from fluxml.compiler.ir import Const, Program, Slot, Var
 from fluxml.compiler.trace import (
@@ -77,11 +77,15 @@ def as_operand(x):
 class SubTrace(IRTrace):
     """An IR trace for one branch or body: values of other levels it meets are captured."""
 
-    __slots__ = ("captured",)
+    __slots__ = ("captured", "custom")
 
     def __init__(self):
         super().__init__()
         self.captured: dict = {}  # id -> (value, var, example, (val, box) at capture)
+        self.custom: list[str] = []  # custom_vjp / custom_jvp functions run without rules
+
+    def note_custom_rule(self, what: str):
+        self.custom.append(what)
 
     def _foreign(self, a) -> bool:
         t = type(a)
@@ -188,9 +192,10 @@ class Branch:
     """A sub-program and the generated function that runs it. Equations hold it as a
     parameter; generated code names it after the user's function (``branches=(pos, neg)``)."""
 
-    def __init__(self, program: Program, name: str):
+    def __init__(self, program: Program, name: str, custom=()):
         self.program = program  # as traced: replayed for derivatives
         self.__name__ = name
+        self.custom = list(custom)  # user rules the replay would lose (see replayable)
         self.types = [leaf_type(o.value) if type(o) is Const else (o.shape, o.dtype)
                       for o in program.outputs]
         self.consts = [k for k, o in enumerate(program.outputs) if type(o) is Const]
@@ -199,6 +204,16 @@ class Branch:
 
     def __call__(self, *args):
         return fresh(self, self.run(*args), args)
+
+    def replayable(self, what: str):
+        """Raise unless the program can be differentiated by replaying it: a custom_vjp or
+        custom_jvp it calls would be differentiated as its function, not by its rule."""
+        if self.custom:
+            raise DifferentiationError(
+                f"fl.compile: the {what} of {self.__name__} is not supported: it calls "
+                f"{self.custom[0]}, whose rule fl.compile cannot keep inside fl.cond, "
+                "fl.while_loop or fl.scan. Call it outside the control flow, or leave this "
+                "function uncompiled.")
 
     def __repr__(self):
         return self.__name__
