@@ -279,6 +279,8 @@ def test_gradient_through_a_compiled_scan():
     W, h0, xs = RNN_ARGS
     close(got[0], fd_grad(lambda W: rnn_loss(W, h0, xs), W), 1e-7)
     close(got[2], fd_grad(lambda xs: rnn_loss(W, h0, xs), xs), 1e-7)
+    # one forward scan (stacking what the vjp reads) and one reverse scan
+    assert names(grad).count("scan") == 2
 
 
 def test_second_order_through_compiled_scan_and_cond():

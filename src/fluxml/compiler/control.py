@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.ad.core import Tracer, bind, raw
-from fluxml.compiler.control_rules import COND, SCAN, WHILE
+from fluxml.compiler.control_rules import COND, SCAN, WHILE, saving_scan
 from fluxml.compiler.subprogram import (
     Branch,
     as_operand,
@@ -262,9 +262,14 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
     _check_types(who, name, types, body.types()[:len(c_leaves)])
     caps = body.captured
     step = Branch(body.program(caps), function_name(f, "f"), body.trace.custom)
-    outs = _cut(bind(SCAN, [*c_leaves, *x_leaves, *map(as_operand, caps)],
-                     {"body": step, "n_carry": len(c_leaves), "n_xs": len(x_leaves),
-                      "length": n, "reverse": bool(reverse)}))
+    args = [*c_leaves, *x_leaves, *map(as_operand, caps)]
+    params = {"body": step, "n_carry": len(c_leaves), "n_xs": len(x_leaves), "length": n,
+              "reverse": bool(reverse)}
+    n_out = len(step.types)
+    saving = saving_scan(args, params)  # under reverse mode: stack what the vjp will read
+    if saving is not None:
+        args, params, _ = saving
+    outs = _cut(bind(SCAN, args, params))[:n_out]
     k = len(c_leaves)
     return unflatten(c_spec, outs[:k]), unflatten(y_spec, outs[k:])
 

@@ -20,8 +20,16 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.api import jvp, pullback
-from fluxml.ad.core import DifferentiationError, Primitive, bind
-from fluxml.compiler.subprogram import Split, branch_of, evaluate, example, fresh, is_float
+from fluxml.ad.core import DifferentiationError, Primitive, ReverseTrace, Tracer, bind, top_trace
+from fluxml.compiler.subprogram import (
+    Branch,
+    Split,
+    branch_of,
+    evaluate,
+    example,
+    fresh,
+    is_float,
+)
 
 # --- the primitives ----------------------------------------------------------------------------
 
@@ -220,76 +228,151 @@ def _scan_parts(args, params):
     return list(args[:nk]), list(args[nk:nk + nx]), list(args[nk + nx:])
 
 
+class _Plan:
+    """What the vjp of one scan computes, fixed by which arguments it differentiates
+    (``positions``) and which outputs are floats: the step's vjp, traced, split into the
+    part the consts alone give (``shared``: run once), its forward part (run by a forward
+    scan that stacks the carry before each step and the residuals) and the rest (run by the
+    reverse scan)."""
+
+    def __init__(self, args, params, positions, y_float):
+        body, length = params["body"], params["length"]
+        carry, xs, consts = _scan_parts(args, params)
+        nk, nx, nc = len(carry), len(xs), len(consts)
+        self.positions, self.nk, self.nx, self.nc = tuple(positions), nk, nx, nc
+        self.fk = fk = [i for i in range(nk) if is_float(carry[i])]
+        self.fy = fy = [y for y, f in enumerate(y_float) if f]
+        self.dx = dx = [j for j in range(nx) if nk + j in positions and is_float(xs[j])]
+        self.dc = dc = [m for m in range(nc) if nk + nx + m in positions and is_float(consts[m])]
+        self.empty = not (fk or fy) or not (dx or dc or any(i in positions for i in fk))
+        if self.empty:
+            return
+        body.replayable("reverse-mode derivative")
+        nf, nd, na, ny = len(fk), len(dx), len(dc), len(fy)
+        self.nb = nb = nf + na + nk + nx + ny  # the step vjp's inputs before the consts
+
+        # (ct, acc, c, x, gy, k) -> (ct of c, acc + ct of k, ct of x): the cotangents of the
+        # consts accumulate in the carry
+        def step_vjp(*a):
+            ct, acc = a[:nf], a[nf:nf + na]
+            c, x = a[nf + na:nf + na + nk], a[nf + na + nk:nf + na + nk + nx]
+            gy, k = a[nf + na + nk + nx:nb], a[nb:]
+
+            def primal(*d):
+                outs = evaluate(body.program, [*_put(c, fk, d, 0), *_put(x, dx, d, nf),
+                                               *_put(k, dc, d, nf + nd)])
+                return tuple(outs[i] for i in fk) + tuple(outs[nk + y] for y in fy)
+
+            primals = [c[i] for i in fk] + [x[j] for j in dx] + [k[m] for m in dc]
+            _, back = pullback(primal, *primals)
+            cts = _zeros_for_none(back(tuple(ct) + tuple(gy)), primals)
+            sums = [s + t for s, t in zip(acc, cts[nf + nd:])]
+            return (*cts[:nf], *sums, *cts[nf:nf + nd])
+
+        ex = [example(a) for a in args]
+        self.slices = _step_examples(xs, length)
+        y_types = body.types[nk:]
+        gy_ex = [np.zeros(y_types[y][0], y_types[y][1]) for y in fy]
+        self.step_ex = ([np.zeros_like(ex[i]) for i in fk]
+                        + [np.zeros_like(ex[nk + nx + m]) for m in dc]
+                        + ex[:nk] + self.slices + gy_ex + ex[nk + nx:])
+        traced = branch_of(step_vjp, self.step_ex, "step_vjp", f"the vjp of {body.__name__}")
+        self.split = Split(traced.program,
+                           [False] * (nf + na) + [True] * (nk + nx) + [False] * ny + [True] * nc,
+                           [False] * nb + [True] * nc)
+
+    def shared(self, consts) -> list:
+        """The values the consts alone give (computed where the scan's values live)."""
+        return self.split.invariants([None] * self.nb + list(consts))
+
+    def recording(self, body, n_ys, shared_ex) -> Branch:
+        """A body ``(c, x, k, shared) -> (c', ys[:n_ys], c, residuals)``."""
+        nk, nx, nc, nf, na, ny = (self.nk, self.nx, self.nc, len(self.fk), len(self.dc),
+                                  len(self.fy))
+        split = self.split
+
+        def record(*a):
+            c, x, k, sh = a[:nk], a[nk:nk + nx], a[nk + nx:nk + nx + nc], a[nk + nx + nc:]
+            res = split.forward([None] * (nf + na) + [*c, *x] + [None] * ny + list(k), sh)
+            outs = evaluate(body.program, a[:nk + nx + nc])
+            return (*outs[:nk + n_ys], *c, *res)
+
+        return branch_of(record, self.step_ex[nf + na:nf + na + nk + nx] + self.step_ex[self.nb:]
+                         + shared_ex, f"{body.__name__}_residuals",
+                         f"the forward pass of {body.__name__}")
+
+    def backward(self, params, g, xs, consts, shared, stacked, residuals) -> dict:
+        """Run the reverse scan: ``{position: cotangent}``."""
+        body, length = params["body"], params["length"]
+        nk, nx, nc, nb, fk, fy, dx, dc = (self.nk, self.nx, self.nc, self.nb, self.fk,
+                                          self.fy, self.dx, self.dc)
+        nf, na, nr = len(fk), len(dc), len(residuals)
+        split = self.split
+
+        def rest(*a):
+            r, k, sh = a[nb:nb + nr], a[nb + nr:nb + nr + nc], a[nb + nr + nc:]
+            return tuple(split.backward([*a[:nb], *k], sh, r))
+
+        gk = [g[i] for i in fk]
+        gys = [g[nk + y] for y in fy]
+        acc0 = [np.zeros_like(consts[m]) for m in dc]
+        rest_ex = (self.step_ex[:nb] + _step_examples(residuals, length)
+                   + self.step_ex[nb:] + [example(v) for v in shared])
+        bwd = branch_of(rest, rest_ex, f"{body.__name__}_vjp", f"the vjp of {body.__name__}")
+        outs = bind(SCAN, [*gk, *acc0, *stacked, *xs, *gys, *residuals, *consts, *shared],
+                    {"body": bwd, "n_carry": nf + na, "n_xs": nk + nx + len(fy) + nr,
+                     "length": length, "reverse": not params["reverse"]})
+        found = dict(zip(fk, outs[:nf]))
+        found.update((nk + nx + m, v) for m, v in zip(dc, outs[nf:nf + na]))
+        found.update((nk + j, v) for j, v in zip(dx, outs[nf + na:]))
+        return found
+
+
+def saving_scan(args, params):
+    """``(args, params, n_saved)`` of a scan that also stacks what its vjp will read, when a
+    reverse-mode transform records it (so the vjp need not run the forward pass again), or
+    None. The extra outputs come after the scan's own; ``n_saved`` counts them."""
+    top = top_trace(args)
+    if not isinstance(top, ReverseTrace):
+        return None
+    positions = [i for i, a in enumerate(args) if type(a) is Tracer and a._trace is top]
+    body = params["body"]
+    nk, ny = params["n_carry"], len(body.types) - params["n_carry"]
+    plan = _Plan(args, params, positions, [d.kind in "fc" for _, d in body.types[nk:]])
+    if plan.empty:
+        return None
+    _, _, consts = _scan_parts(args, params)
+    shared = plan.shared(consts)
+    saving = plan.recording(body, ny, [example(v) for v in shared])
+    saving.plan = (plan, len(shared))
+    n_saved = len(saving.types) - nk - ny
+    return [*args, *shared], {**params, "body": saving}, n_saved
+
+
 def _scan_vjp(g, ans, args, params, positions):
-    body, length, reverse = params["body"], params["length"], params["reverse"]
-    carry, xs, consts = _scan_parts(args, params)
-    nk, nx, nc = len(carry), len(xs), len(consts)
-    fk = [i for i in range(nk) if is_float(carry[i])]
-    fy = [y for y in range(len(ans) - nk) if is_float(ans[nk + y])]
-    dx = [j for j in range(nx) if nk + j in positions and is_float(xs[j])]
-    dc = [m for m in range(nc) if nk + nx + m in positions and is_float(consts[m])]
-    if not (fk or fy) or not (dx or dc or any(i in positions for i in fk)):
+    body = params["body"]
+    nk = params["n_carry"]
+    saved = getattr(body, "plan", None)
+    n = len(args) - saved[1] if saved is not None else 0
+    if saved is not None and saved[0].positions == tuple(p for p in positions if p < n):
+        # The primal scan stacked the carries and residuals: use them. (Its outputs do not
+        # depend on the shared values it was given, only the residuals do: no cotangent.)
+        plan = saved[0]
+        carry, xs, consts = _scan_parts(args[:n], params)
+        ny = len(ans) - nk - nk - len(plan.split.residuals)
+        stacked = list(ans[nk + ny:nk + ny + nk])
+        found = plan.backward(params, g, xs, consts, list(args[n:]), stacked,
+                              list(ans[nk + ny + nk:]))
+        return [found.get(p) for p in positions]
+    plan = _Plan(args, params, positions, [is_float(a) for a in ans[nk:]])
+    if plan.empty:
         return [None] * len(positions)
-    body.replayable("reverse-mode derivative")
-    slices = _step_examples(xs, length)
-    nf, nd, na, ny = len(fk), len(dx), len(dc), len(fy)
-
-    # The step's vjp: (ct, acc, c, x, gy, k) -> (ct of c, acc + ct of k, ct of x), where the
-    # cotangents of the consts accumulate in the carry
-    def back_step(*a):
-        ct, acc = a[:nf], a[nf:nf + na]
-        c = a[nf + na:nf + na + nk]
-        x = a[nf + na + nk:nf + na + nk + nx]
-        gy = a[nf + na + nk + nx:nf + na + nk + nx + ny]
-        k = a[nf + na + nk + nx + ny:]
-
-        def primal(*d):
-            outs = evaluate(body.program, [*_put(c, fk, d, 0), *_put(x, dx, d, nf),
-                                           *_put(k, dc, d, nf + nd)])
-            return tuple(outs[i] for i in fk) + tuple(outs[nk + y] for y in fy)
-
-        primals = [c[i] for i in fk] + [x[j] for j in dx] + [k[m] for m in dc]
-        _, back = pullback(primal, *primals)
-        cts = _zeros_for_none(back(tuple(ct) + tuple(gy)), primals)
-        sums = [s + t for s, t in zip(acc, cts[nf + nd:])]
-        return (*cts[:nf], *sums, *cts[nf:nf + nd])
-
-    gk = [g[i] for i in fk]
-    gys = [g[nk + y] for y in fy]
-    acc0 = [np.zeros_like(consts[m]) for m in dc]
-    step_ex = gk + acc0 + carry + slices + _step_examples(gys, length) + consts
-    vjp_step = branch_of(back_step, step_ex, "step_vjp", f"the vjp of {body.__name__}").program
-    # Its parts: what the consts alone give runs once, here; its forward part (known from c,
-    # x and k) in a forward scan that also stacks the carry before each step and the
-    # residuals the rest reads; the rest in the reverse scan.
-    nb = nf + na + nk + nx + ny  # the step vjp's inputs before the consts
-    split = Split(vjp_step, [False] * (nf + na) + [True] * (nk + nx) + [False] * ny + [True] * nc,
-                  [False] * nb + [True] * nc)
-    shared = split.invariants([None] * nb + consts)
-
-    def record(*a):
-        c, x, k, sh = a[:nk], a[nk:nk + nx], a[nk + nx:nk + nx + nc], a[nk + nx + nc:]
-        res = split.forward([None] * (nf + na) + [*c, *x] + [None] * ny + list(k), sh)
-        return (*evaluate(body.program, a[:nk + nx + nc])[:nk], *c, *res)
-
-    recorded = branch_of(record, carry + slices + consts + shared,
-                         f"{body.__name__}_residuals", f"the forward pass of {body.__name__}")
-    outs = bind(SCAN, [*args, *shared], {**params, "body": recorded, "n_xs": nx})
-    stacked, residuals = list(outs[nk:2 * nk]), list(outs[2 * nk:])
-    nr = len(residuals)
-
-    def rest(*a):
-        r, k, sh = a[nb:nb + nr], a[nb + nr:nb + nr + nc], a[nb + nr + nc:]
-        return tuple(split.backward([*a[:nb], *k], sh, r))
-
-    rest_ex = step_ex[:nb] + _step_examples(residuals, length) + consts + shared
-    backward = branch_of(rest, rest_ex, f"{body.__name__}_vjp", f"the vjp of {body.__name__}")
-    outs = bind(SCAN, [*gk, *acc0, *stacked, *xs, *gys, *residuals, *consts, *shared],
-                {"body": backward, "n_carry": nf + na, "n_xs": nk + nx + ny + nr,
-                 "length": length, "reverse": not reverse})
-    found = dict(zip(fk, outs[:nf]))
-    found.update((nk + nx + m, v) for m, v in zip(dc, outs[nf:nf + na]))
-    found.update((nk + j, v) for j, v in zip(dx, outs[nf + na:]))
+    carry, xs, consts = _scan_parts(args, params)
+    shared = plan.shared(consts)
+    recorded = plan.recording(body, 0, [example(v) for v in shared])
+    outs = bind(SCAN, [*args, *shared], {**params, "body": recorded})
+    found = plan.backward(params, g, xs, consts, shared, list(outs[nk:2 * nk]),
+                          list(outs[2 * nk:]))
     return [found.get(p) for p in positions]
 
 
