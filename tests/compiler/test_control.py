@@ -51,6 +51,13 @@ def test_eager_control_flow_is_differentiated_as_python():
         check_grads(f, x)
 
 
+def test_eager_cond_checks_the_other_branch_without_drawing_from_its_generator():
+    gen, same = np.random.default_rng(5), np.random.default_rng(5)
+    y = fl.cond(True, lambda x: x, lambda x: fl.dropout(x, 0.5, rng=gen), np.ones(3))
+    close(y, np.ones(3))
+    assert gen.random() == same.random()
+
+
 def test_while_loop_eager():
     i, s = fl.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] + c[0]), (0, 0))
     assert (i, s) == (5, 10)

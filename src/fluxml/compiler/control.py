@@ -130,7 +130,8 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
         taken, other = (true_fn, false_fn) if bool(p) else (false_fn, true_fn)
         out = taken(*unflatten(spec, leaves))
         check = trace_function(other, leaves, spec,
-                               f"{who}'s {names[0] if other is true_fn else names[1]}")
+                               f"{who}'s {names[0] if other is true_fn else names[1]}",
+                               check_only=True)
         out_leaves, out_spec = flatten(out)
         pair = (out_spec, check.out_spec), (_types(out_leaves), check.types())
         if taken is not true_fn:

@@ -10,9 +10,10 @@ through the engine again, so the rules compose to any order.
 A ``scan``'s vjp is split by partial evaluation (``subprogram.Split``): what the step's
 vjp computes from the consts alone runs once before the loops; its forward part runs in a
 forward scan that stacks the carry before each step and the residuals (``1 - tanh**2``...)
-the backward part reads; the backward part runs in the reverse scan. So the backward pass
-runs the forward once more (the primal scan's work is not reused) and stores one carry and
-the residuals per step, as a tape would.
+the backward part reads; the backward part runs in the reverse scan. When a reverse-mode
+transform records the scan (``saving_scan``), the primal scan itself is that forward scan,
+so a gradient costs one forward and one reverse scan; otherwise (higher orders) the vjp
+runs its own forward scan. A ``cond``'s vjp recomputes the taken branch's forward part.
 """
 
 from __future__ import annotations

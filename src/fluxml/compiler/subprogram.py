@@ -77,12 +77,22 @@ def as_operand(x):
 class SubTrace(IRTrace):
     """An IR trace for one branch or body: values of other levels it meets are captured."""
 
-    __slots__ = ("captured", "custom")
+    __slots__ = ("captured", "custom", "check_only")
 
-    def __init__(self):
+    def __init__(self, check_only=False):
         super().__init__()
         self.captured: dict = {}  # id -> (value, var, example, (val, box) at capture)
         self.custom: list[str] = []  # custom_vjp / custom_jvp functions run without rules
+        self.check_only = check_only  # traced only to check its outputs (an eager fl.cond)
+
+    def draw(self, rng, method, args, kwargs):
+        if not self.check_only:
+            return super().draw(rng, method, args, kwargs)
+        # a branch eager code does not take must not advance the caller's generator: the
+        # example comes from a generator of its own
+        own = np.random.default_rng(0) if isinstance(rng, np.random.Generator) \
+            else np.random.RandomState(0)
+        return super().draw(own, method, args, kwargs)
 
     def note_custom_rule(self, what: str):
         self.custom.append(what)
@@ -143,11 +153,12 @@ class Traced:
         return Program(self.inputs + extra, self.trace.eqns, self.outputs, [])
 
 
-def trace_function(fn, leaves, spec, what: str, star: bool = True) -> Traced:
+def trace_function(fn, leaves, spec, what: str, star: bool = True,
+                   check_only: bool = False) -> Traced:
     """Trace ``fn(*unflatten(spec, inputs))`` (``fn(unflatten(spec, inputs))`` unless
     ``star``; ``fn(*inputs)`` when ``spec`` is None) with one input per leaf (its example
     gives the shapes); ``what`` names the function in errors."""
-    tr = SubTrace()
+    tr = SubTrace(check_only)
     inputs = [tr.input(example(x), f"a{k}") for k, x in enumerate(leaves)]
     in_vars = [t._box for t in inputs]
     with active(tr), np.errstate(all="ignore"):
