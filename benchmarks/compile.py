@@ -195,7 +195,7 @@ def available_backends():
     return out
 
 
-def main(quick=False, threads=1):
+def main(quick=False, threads=1, cases=None):
     if threads:
         ts.limit_threads(threads)
     repeats = {"tiny MLP 2-32-32-2": 300, "MLP 784-512-512-10": 30, "LeNet-5 28x28": 15,
@@ -206,6 +206,8 @@ def main(quick=False, threads=1):
     print(f"{'workload':28} {'implementation':24} {'time':>11} {'ratio':>7} {'first call':>11}")
     workloads = [(name, case, 0) for name, case in ts.CASES.items()]
     workloads.append(("grad sum(tanh(x@w+b)), 16", None, 1))
+    if cases:
+        workloads = [w for w in workloads if any(c.lower() in w[0].lower() for c in cases)]
     for name, case, kind in workloads:
         args = (name, *case(np.random.default_rng(0))) if case else small_data()
         ours = None
@@ -238,5 +240,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--case", action="append", help="run the workloads whose name "
+                        "contains this (repeatable): tiny, MLP, LeNet, LSTM, grad")
     args = parser.parse_args()
-    main(args.quick, args.threads)
+    main(args.quick, args.threads, args.case)

@@ -267,3 +267,22 @@ def test_layers_train_compiled_as_eager(name):
     for a, b in zip(fl.leaves((model, opt)), fl.leaves((model2, opt2))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # running statistics too
     assert compiled.traces == 1
+
+
+def test_keyword_arguments():
+    f = fl.compile(lambda x, *, scale=1.0, shift=None: x * scale + shift)
+    np.testing.assert_array_equal(f(np.ones(2), scale=2.0, shift=np.ones(2)), [3.0, 3.0])
+    np.testing.assert_array_equal(f(np.ones(2), shift=np.zeros(2)), [1.0, 1.0])
+    assert f.traces == 2 and "shift" in f.source
+
+
+def test_a_compiled_model_reads_its_current_weights():
+    model = _mlp()
+    predict = fl.compile(model)
+    x = np.ones((3, 2), np.float32)
+    np.testing.assert_allclose(predict(x), model(x), rtol=1e-6)
+    model.layers[2].bias[...] += 1.0  # trained later: the compiled model sees it
+    np.testing.assert_allclose(predict(x), model(x), rtol=1e-6)
+    method = fl.compile(model.__call__)
+    np.testing.assert_allclose(method(x), model(x), rtol=1e-6)
+    assert predict.traces == 1

@@ -43,6 +43,9 @@ class Compiled:
 
     def __init__(self, fn, backend, cache_size, optimise):
         self.fn = fn
+        # A model (or a model's method) compiled: its arrays are arguments of the program,
+        # not constants, so that training it later is seen by the compiled code.
+        self._owner, self._body = _split_owner(fn)
         self.backend = backend
         self.cache_size = cache_size
         self.optimise = optimise
@@ -64,7 +67,11 @@ class Compiled:
             raise CompileError("fl.compile: nothing traced yet; call the function first")
         return self.last.source
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            args = args + (_Keywords(kwargs),)
+        if self._owner is not None:
+            args = (self._owner,) + args
         last = self.last
         if last is not None and last.extract is not None:  # the fast path: same signature
             arrays = last.extract(args)
@@ -74,7 +81,7 @@ class Compiled:
         leaves, spec = flatten(args)
         for x in leaves:
             if type(x) is Tracer:  # inside gradient/jvp of an outer transform: run eagerly
-                return self.fn(*args)
+                return _run(self._body, args)
         key = signature(spec, leaves)
         entry = self.cache.get(key)
         if entry is None:
@@ -89,10 +96,11 @@ class Compiled:
         import time
 
         start = time.perf_counter()
-        program, positions, out_spec = trace(self.fn, args, leaves, spec)
+        program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
+                                             spec)
         if self.optimise:
             program = passes.optimise(program, passes.pipeline(self.backend))
-        names = input_names(self.fn, args, leaves, positions)
+        names = input_names(self._body, args, leaves, positions)
         source, run = lower(program, names, self.backend, _fname(self.fn))
         extract = make_extractor(args, spec, leaves, positions)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
@@ -120,6 +128,13 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     ``fn`` may call ``fl.gradient``, update an optimiser and write into its arguments in
     place: the compiled code writes the same arrays. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it.
+
+    Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
+    when it is traced (as JAX does): pass anything that changes as an argument. A model (or a
+    model's method) compiled directly takes its own arrays as arguments, so
+    ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
+    ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).
+    ``cache_size`` bounds the traces kept (``.cache``); ``optimise=False`` skips the passes.
 
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile
@@ -150,6 +165,34 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     if not callable(fn):
         raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
     return Compiled(fn, backend, cache_size, optimise)
+
+
+class _Keywords(dict):
+    """The keyword arguments of a call, carried as the last positional one."""
+
+
+def _run(body, args):
+    if args and type(args[-1]) is _Keywords:
+        return body(*args[:-1], **args[-1])
+    return body(*args)
+
+
+def _split_owner(fn):
+    """``(owner, body)``: for a model (an object with arrays) or a bound method of one, the
+    object and the function to call with it first; else ``(None, fn)``."""
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, type) and _has_arrays(owner):
+        return owner, fn.__func__
+    if not isinstance(fn, (type(_run), type(len))) and _has_arrays(fn):
+        return fn, type(fn).__call__
+    return None, fn
+
+
+def _has_arrays(obj) -> bool:
+    try:
+        return any(_is_array(x) for x in flatten(obj)[0])
+    except Exception:  # noqa: BLE001 - an object the tree cannot walk: not a model
+        return False
 
 
 def _fname(fn) -> str:
@@ -337,10 +380,15 @@ def input_names(fn, args, leaves, positions) -> list[str]:
     if len(paths) != len(leaves):
         return [f"a{k}" for k in range(len(positions))]
     out = []
+    keywords = len(args) - 1 if args and type(args[-1]) is _Keywords else -1
     for p in (paths[i] for i in positions):
         head, _, rest = p.partition(".")
         k = int(head) if head.isdigit() else -1
-        name = params[k] if 0 <= k < len(params) else f"a{head}"
+        if k == keywords:  # a keyword argument: its own name
+            head, _, rest = rest.partition(".")
+            name = head
+        else:
+            name = params[k] if 0 <= k < len(params) else f"a{head}"
         out.append(f"{name}_{rest}" if rest else name)
     return out
 

@@ -23,10 +23,22 @@ def mutates(eqn) -> bool:
     return bool(p) and p.get("inplace") is True
 
 
+def _marked(eqn, flag) -> bool:
+    """Is the equation's function (or the NumPy-side function it calls) marked ``flag``?"""
+    if getattr(eqn.fn, flag, False):
+        return True
+    return bool(eqn.params) and getattr(eqn.params.get("func"), flag, False)
+
+
+def effect(eqn) -> bool:
+    """Does the equation matter beyond its result (a check that raises on bad values)?"""
+    return _marked(eqn, "effect")
+
+
 def impure(eqn) -> bool:
     """Must the equation run on every call, and never be shared with another (a random draw,
-    a fresh buffer that the program may write into)?"""
-    return getattr(eqn.fn, "impure", False) or mutates(eqn)
+    a fresh buffer that the program may write into, a check)?"""
+    return _marked(eqn, "impure") or effect(eqn) or mutates(eqn)
 
 
 def may_view(eqn) -> bool:
@@ -136,7 +148,7 @@ def dead_code(program: Program) -> Program:
     live.update(v.id for _, v in program.writes if type(v) is Var)
     kept = []
     for eqn in reversed(program.eqns):
-        if mutates(eqn) or any(o.id in live for o in eqn.outs):
+        if mutates(eqn) or effect(eqn) or any(o.id in live for o in eqn.outs):
             kept.append(eqn)
             live.update(v.id for v in eqn.reads())
     kept.reverse()
