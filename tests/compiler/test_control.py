@@ -58,6 +58,12 @@ def test_eager_cond_checks_the_other_branch_without_drawing_from_its_generator()
     assert gen.random() == same.random()
 
 
+def test_eager_cond_takes_a_branch_the_other_could_not():
+    a = -np.eye(2)  # not positive definite: only the fallback branch can run
+    chol = fl.cond(np.all(np.linalg.eigvalsh(a) > 0), np.linalg.cholesky, np.abs, a)
+    close(chol, np.eye(2))
+
+
 def test_while_loop_eager():
     i, s = fl.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] + c[0]), (0, 0))
     assert (i, s) == (5, 10)

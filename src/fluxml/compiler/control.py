@@ -110,9 +110,11 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     ``pred`` is a scalar boolean (or number); both functions take the operands (trees of
     arrays) and must return trees of the same structure, shapes and dtypes. Eagerly, the
     chosen branch runs as plain Python and the other is traced on the operands' values to
-    check that it agrees (as ``fl.compile`` traces both). Inside ``fl.compile`` a traced
-    ``pred`` records one equation that runs the chosen branch's compiled code; a concrete one
-    just calls its branch.
+    check that it agrees, as ``fl.compile`` traces both (its random draws do not advance the
+    generator; a branch failing there with ``LinAlgError`` is not checked). Inside
+    ``fl.compile`` a traced ``pred`` records one equation that runs the chosen branch's
+    compiled code; a concrete one just calls its branch. Under ``fl.gradient`` the taken
+    branch is differentiated (a compiled one: its vjp, a ``cond`` of the branches' vjps).
 
     >>> import numpy as np, fluxml as fl
     >>> f = fl.compile(lambda x: fl.cond(np.sum(x) > 0, lambda x: 2 * x, lambda x: -x, x))
@@ -129,9 +131,12 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     if type(p) is not Tracer:  # a concrete predicate: one branch runs
         taken, other = (true_fn, false_fn) if bool(p) else (false_fn, true_fn)
         out = taken(*unflatten(spec, leaves))
-        check = trace_function(other, leaves, spec,
-                               f"{who}'s {names[0] if other is true_fn else names[1]}",
-                               check_only=True)
+        try:
+            check = trace_function(other, leaves, spec,
+                                   f"{who}'s {names[0] if other is true_fn else names[1]}",
+                                   check_only=True)
+        except np.linalg.LinAlgError:  # the branch not taken fails on these values (a
+            return out  # Cholesky factor of a matrix that is not positive definite): unchecked
         out_leaves, out_spec = flatten(out)
         pair = (out_spec, check.out_spec), (_types(out_leaves), check.types())
         if taken is not true_fn:
