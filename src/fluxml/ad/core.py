@@ -116,10 +116,11 @@ def bind(prim, args, params):
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
+    if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
+        for t in _tracers((), params):  # (of a branch fl.cond traces: above the arguments)
+            if top is None or t._trace.level > top.level:
+                top = t._trace
     if top is None:
-        if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
-            for t in _tracers((), params):
-                return t._trace.process(prim, args, params)
         return prim.impl(*args, **params)
     return top.process(prim, args, params)
 
@@ -205,8 +206,9 @@ def untraced(func, args, kwargs=None, name=None):
     args = strip(args)
     kwargs = strip(kwargs) if kwargs else {}
     if _has_tracer(args) or _has_tracer(kwargs):
-        for a in _tracers(args, kwargs):
-            return a._trace.call(func, name or getattr(func, "__name__", "call"), args, kwargs)
+        # the innermost trace: a branch fl.cond traces may mix its values with outer ones
+        top = max(_tracers(args, kwargs), key=lambda a: a._trace.level)
+        return top._trace.call(func, name or getattr(func, "__name__", "call"), args, kwargs)
     return func(*args, **kwargs)
 
 

@@ -167,6 +167,7 @@ def generate(program: Program, input_names, fname="compiled", em: Emitter | None
              line=call_source):
     """``(source, globals)`` of a Python function computing ``program``."""
     em = em or Emitter()
+    em.used.add(fname)  # a global of the same name (a nested branch) must not shadow it
     params = [em.fresh(n) for n in input_names]
     for v, name in zip(program.inputs, params):
         em.names[v.id] = name
