@@ -146,7 +146,7 @@ def main():
                 continue
             t, p = (v * 1e3 for v in timed(mine[i], theirs[i], clock=clock))
             print(f"{name:40s} {label:8s} {t:10.2f} {p:10.2f} {p / t:7.2f}")
-    layers_table(torch)
+    layers_table(torch, clock)
 
 
 # --- whole layers -----------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def layer_row(ours, theirs, shape, names):
     return fns, [forward, backward]
 
 
-def layers_table(torch):
+def layers_table(torch, clock=time.perf_counter):
     head = f"{'layer':52s} {'pass':8s} {'fluxml ms':>10s} {'torch ms':>10s} {'ratio':>7s}"
     print("\n" + head + "\n" + "-" * len(head))
     cases = _layer_cases() if torch is not None else {}
@@ -290,7 +290,7 @@ def layers_table(torch):
             continue
         mine, peer_fns = layer_row(ours, theirs, shape, names)
         for label, i in (("forward", 0), ("fwd+bwd", 1)):
-            t, p = (v * 1e3 for v in timed(mine[i], peer_fns[i]))
+            t, p = (v * 1e3 for v in timed(mine[i], peer_fns[i], clock=clock))
             print(f"{name:52s} {label:8s} {t:10.2f} {p:10.2f} {p / t:7.2f}")
     if torch is None:
         print("(PyTorch not installed: the layer table needs it to build the same models)")
