@@ -3,20 +3,22 @@ weights and the summed bias, with backpropagation through time written by hand.
 
 The scan keeps its values feature-major, ``(features, N)`` per step, so that every gate is
 one contiguous block (NumPy's element-wise loops run several times slower over the strided
-column slices of a ``(N, 4H)`` row-major block), in three buffers:
+column slices of a ``(N, 4H)`` row-major block), in one buffer ``s (T+1, in+1+H + H + 5H, N)``
+whose row ``t`` holds
 
-- ``xh (T+1, in+1+H, N)``: step ``t``'s row is ``[x_t; 1; h_{t-1}]``, so one matrix
-  product against ``[W_ih, b, W_hh]`` gives all four gates' pre-activations (input projection,
-  bias and recurrence at once); ``h_T`` ends in the last row;
-- ``cb (T+1, H, N)``: the cell states, ``c0`` first;
-- ``acts (T, 5H, N)``: the gates ``i, f, g, o`` and ``tanh(c)`` (an output, hidden from
-  callers: the rules read it, and at higher order its cotangent is handled).
+- ``[x_t; 1; h_{t-1}]``: one matrix product against ``[W_ih, b, W_hh]`` gives all four
+  gates' pre-activations (input projection, bias and recurrence at once);
+- ``c_{t-1}``;
+- step ``t``'s gates ``i, f, g, o`` and ``tanh(c_t)``: the output ``acts (T, 5H, N)`` is a view
+  of these rows (hidden from callers: the rules read it, and at higher order its cotangent is
+  handled).
 
-``hs`` and ``cs`` are returned as ``(N, T, H)`` views of ``xh`` and ``cb``; the first-order
-backward pass reads the buffers through them (the engine copies an output before anything
-writes into it) and gets the weights' cotangents from them in one matrix product. The
-sigmoids and the cell gate's tanh come from one ``exp`` pass (``sigmoid(z) = 1 / (1 +
-exp(-z))``, ``tanh(z) = 2 sigmoid(2z) - 1``): NumPy's float32 ``tanh`` costs two ``exp``.
+``hs`` is returned as an ``(N, T, H)`` array (one copy: the layers after it want contiguous
+rows), ``cs`` as a view of ``s``. The first-order backward pass reads ``s`` through ``acts``
+(the engine copies an output before anything writes into it) and gets the weights'
+cotangents from it in one matrix product. The sigmoids and the cell gate's tanh come from one
+``exp`` pass (``sigmoid(z) = 1 / (1 + exp(-z))``, ``tanh(z) = 2 sigmoid(2z) - 1``): NumPy's
+float32 ``tanh`` costs two ``exp``.
 
 >>> import numpy as np
 >>> from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
@@ -55,54 +57,56 @@ def _weights(w_ih, w_hh, b, dtype):
 def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
     batch, steps, n_in = x.shape
     n = h0.shape[-1]
+    k = n_in + 1 + n  # the rows [x_t; 1; h_{t-1}]
     dtype = np.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
-    xh = np.empty_like(x, shape=(steps + 1, n_in + 1 + n, batch), dtype=dtype)
-    xh[:steps, :n_in] = np.transpose(x, (1, 2, 0))
-    xh[steps, :n_in] = 0  # h_T's row has no input; never read
-    xh[:, n_in] = 1
-    xh[0, n_in + 1:] = np.swapaxes(h0, 0, 1)
-    cb = np.empty_like(xh, shape=(steps + 1, n, batch))
-    cb[0] = np.swapaxes(c0, 0, 1)
-    acts = np.empty_like(xh, shape=(steps, 5 * n, batch))
-    w = _weights(w_ih, w_hh, b, dtype) * _scales(n, xh)
-    ig = np.empty_like(xh, shape=(n, batch))
+    s = np.empty_like(x, shape=(steps + 1, k + 6 * n, batch), dtype=dtype)
+    s[:steps, :n_in] = np.transpose(x, (1, 2, 0))
+    s[steps] = 0  # h_T's row has no input and no gates; never read
+    s[:, n_in] = 1
+    s[0, n_in + 1:k] = np.swapaxes(h0, 0, 1)
+    s[0, k:k + n] = np.swapaxes(c0, 0, 1)
+    w = _weights(w_ih, w_hh, b, dtype) * _scales(n, s)
+    ig = np.empty_like(s, shape=(n, batch))
     with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
         for t in range(steps):
-            a = acts[t]
+            c_prev, c = s[t, k:k + n], s[t + 1, k:k + n]
+            a = s[t, k + n:]
             gates = a[:4 * n]
-            np.matmul(w, xh[t], out=gates)
+            np.matmul(w, s[t, :k], out=gates)
             np.exp(gates, out=gates)
             gates += 1
             np.divide(1, gates, out=gates)
             g = a[2 * n:3 * n]
             g *= 2
             g -= 1
-            np.multiply(a[n:2 * n], cb[t], out=cb[t + 1])
+            np.multiply(a[n:2 * n], c_prev, out=c)
             np.multiply(a[:n], g, out=ig)
-            cb[t + 1] += ig
-            np.tanh(cb[t + 1], out=a[4 * n:])
-            np.multiply(a[3 * n:4 * n], a[4 * n:], out=xh[t + 1, n_in + 1:])
-    return (np.transpose(xh[1:, n_in + 1:], (2, 0, 1)), np.transpose(cb[1:], (2, 0, 1)), acts)
+            c += ig
+            np.tanh(c, out=a[4 * n:])
+            np.multiply(a[3 * n:4 * n], a[4 * n:], out=s[t + 1, n_in + 1:k])
+    hs = np.empty_like(s, shape=(batch, steps, n))
+    hs[...] = np.transpose(s[1:, n_in + 1:k], (2, 0, 1))
+    return hs, np.transpose(s[1:, k:k + n], (2, 0, 1)), s[:steps, k + n:]
 
 
-def _buffers(x, h0, c0, hs, cs):
-    """The forward pass's ``xh`` and ``cb``, the bases of ``hs`` and ``cs``; rebuilt from
-    the values when the outputs are not those views."""
+def _buffer(x, h0, c0, hs, cs, acts):
+    """The forward pass's buffer ``s``, the base of ``acts``; rebuilt from the values when
+    the outputs are not those views."""
     batch, steps, n_in = x.shape
     n = h0.shape[-1]
-    xh, cb = hs.base, cs.base
-    if (xh is None or cb is None or xh.shape != (steps + 1, n_in + 1 + n, batch)
-            or cb.shape != (steps + 1, n, batch) or xh.dtype != hs.dtype):
-        xh = np.empty_like(hs, shape=(steps + 1, n_in + 1 + n, batch))
-        xh[:steps, :n_in] = np.transpose(x, (1, 2, 0))
-        xh[steps, :n_in] = 0
-        xh[:, n_in] = 1
-        xh[0, n_in + 1:] = np.swapaxes(h0, 0, 1)
-        xh[1:, n_in + 1:] = np.transpose(hs, (1, 2, 0))
-        cb = np.empty_like(hs, shape=(steps + 1, n, batch))
-        cb[0] = np.swapaxes(c0, 0, 1)
-        cb[1:] = np.transpose(cs, (1, 2, 0))
-    return xh, cb
+    k = n_in + 1 + n
+    s = acts.base
+    if s is None or s.shape != (steps + 1, k + 6 * n, batch) or s.dtype != acts.dtype:
+        s = np.empty_like(acts, shape=(steps + 1, k + 6 * n, batch))
+        s[:steps, :n_in] = np.transpose(x, (1, 2, 0))
+        s[steps] = 0
+        s[:, n_in] = 1
+        s[0, n_in + 1:k] = np.swapaxes(h0, 0, 1)
+        s[1:, n_in + 1:k] = np.transpose(hs, (1, 2, 0))
+        s[0, k:k + n] = np.swapaxes(c0, 0, 1)
+        s[1:, k:k + n] = np.transpose(cs, (1, 2, 0))
+        s[:steps, k + n:] = acts
+    return s
 
 
 def _times_derivative(u, v, sigmoid, out):
@@ -125,11 +129,12 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     matrix product (``[W_ih, W_hh]^T dz_t``: the input's and the state's cotangents)."""
     steps, _, batch = acts.shape
     n_in, n = x.shape[-1], h0.shape[-1]
-    xh, cb = _buffers(x, h0, c0, hs, cs)
+    s = _buffer(x, h0, c0, hs, cs, acts)
+    xh, c_prev = s[:steps, :n_in + 1 + n], s[:steps, n_in + 1 + n:n_in + 1 + 2 * n]
     i, f, gg, o, tc = (acts[:, k * n:(k + 1) * n] for k in range(5))
     # dz = [dc g i', dc c_prev f', dc i g', dh tanh(c) o'];  dc_t = dh_t k_t + dc_{t+1} f_{t+1}
     dz = np.empty_like(acts, shape=(steps, 4 * n, batch))
-    for k, (u, v, sig) in enumerate(((i, gg, True), (f, cb[:-1], True), (gg, i, False),
+    for k, (u, v, sig) in enumerate(((i, gg, True), (f, c_prev, True), (gg, i, False),
                                      (o, tc, True))):
         _times_derivative(u, v, sig, dz[:, k * n:(k + 1) * n])
     k_all = _times_derivative(tc, o, False, np.empty_like(tc))
@@ -162,7 +167,7 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     if 3 in positions or 4 in positions or 5 in positions:
         # one product over all steps: (4H, T N) against (in+1+H, T N), the 1s row giving b's
         dz_2 = np.reshape(np.swapaxes(dz, 0, 1), (4 * n, steps * batch))
-        xh_2 = np.reshape(np.swapaxes(xh[:steps], 0, 1), (n_in + 1 + n, steps * batch))
+        xh_2 = np.reshape(np.swapaxes(xh, 0, 1), (n_in + 1 + n, steps * batch))
         dw = np.matmul(dz_2, np.swapaxes(xh_2, 0, 1))
         out[3] = np.ascontiguousarray(dw[:, :n_in])
         out[5] = np.ascontiguousarray(dw[:, n_in])
