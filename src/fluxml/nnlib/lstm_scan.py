@@ -67,6 +67,7 @@ def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
     s[0, k:k + n] = np.swapaxes(c0, 0, 1)
     w = _weights(w_ih, w_hh, b, dtype) * _scales(n, s)
     ig = np.empty_like(s, shape=(n, batch))
+    hs = np.empty_like(s, shape=(batch, steps, n))
     with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
         for t in range(steps):
             c_prev, c = s[t, k:k + n], s[t + 1, k:k + n]
@@ -83,9 +84,9 @@ def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
             np.multiply(a[:n], g, out=ig)
             c += ig
             np.tanh(c, out=a[4 * n:])
-            np.multiply(a[3 * n:4 * n], a[4 * n:], out=s[t + 1, n_in + 1:k])
-    hs = np.empty_like(s, shape=(batch, steps, n))
-    hs[...] = np.transpose(s[1:, n_in + 1:k], (2, 0, 1))
+            h = s[t + 1, n_in + 1:k]
+            np.multiply(a[3 * n:4 * n], a[4 * n:], out=h)
+            hs[:, t] = np.swapaxes(h, 0, 1)  # while the block is in cache
     return hs, np.transpose(s[1:, k:k + n], (2, 0, 1)), s[:steps, k + n:]
 
 
