@@ -30,6 +30,8 @@ float32 ``tanh`` costs two ``exp``.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from fluxml.ad.core import raw
@@ -123,6 +125,27 @@ def _times_derivative(u, v, sigmoid, out):
     return out
 
 
+_WORK = threading.local()
+
+
+def _scratch(like, *shapes):
+    """Arrays of these shapes for the backward pass's intermediate values, carved from one
+    buffer that later calls in the same thread reuse: fresh memory costs a page fault per
+    4 KiB on first touch, which on a virtual machine can cost as much as the arithmetic.
+    Nothing returned may be a view of them. Arrays of other libraries get fresh arrays."""
+    if type(like) is not np.ndarray:
+        return [np.empty_like(like, shape=shape) for shape in shapes]
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    buf = getattr(_WORK, "buf", None)
+    if buf is None or buf.dtype != like.dtype or buf.size < sum(sizes):
+        buf = _WORK.buf = np.empty(sum(sizes), like.dtype)
+    out, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        out.append(buf[start:start + size].reshape(shape))
+        start += size
+    return out
+
+
 def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     """First order on plain arrays. The factors that do not depend on the recurrence are
     computed for all steps at once, into the buffer that then holds the pre-activations'
@@ -130,24 +153,25 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     matrix product (``[W_ih, W_hh]^T dz_t``: the input's and the state's cotangents)."""
     steps, _, batch = acts.shape
     n_in, n = x.shape[-1], h0.shape[-1]
+    k = n_in + 1 + n
     s = _buffer(x, h0, c0, hs, cs, acts)
-    xh, c_prev = s[:steps, :n_in + 1 + n], s[:steps, n_in + 1 + n:n_in + 1 + 2 * n]
-    i, f, gg, o, tc = (acts[:, k * n:(k + 1) * n] for k in range(5))
-    # dz = [dc g i', dc c_prev f', dc i g', dh tanh(c) o'];  dc_t = dh_t k_t + dc_{t+1} f_{t+1}
-    dz = np.empty_like(acts, shape=(steps, 4 * n, batch))
-    for k, (u, v, sig) in enumerate(((i, gg, True), (f, c_prev, True), (gg, i, False),
-                                     (o, tc, True))):
-        _times_derivative(u, v, sig, dz[:, k * n:(k + 1) * n])
-    k_all = _times_derivative(tc, o, False, np.empty_like(tc))
-    g_h = np.empty_like(tc)
-    g_h[...] = np.transpose(g_hs, (1, 2, 0))
+    xh, c_prev = s[:steps, :k], s[:steps, k:k + n]
+    i, f, gg, o, tc = (acts[:, j * n:(j + 1) * n] for j in range(5))
     want_x = 0 in positions
     w_t = np.swapaxes(np.concatenate([w_ih, w_hh], axis=1) if want_x else w_hh, 0, 1)
-    back = np.empty_like(acts, shape=(steps, w_t.shape[0], batch))  # (dx_t; dh_{t-1})
+    dz, k_all, g_h, back, dz_2, xh_2 = _scratch(
+        acts, (steps, 4 * n, batch), (steps, n, batch), (steps, n, batch),
+        (steps, w_t.shape[0], batch), (4 * n, steps, batch), (k, steps, batch))
+    # dz = [dc g i', dc c_prev f', dc i g', dh tanh(c) o'];  dc_t = dh_t k_t + dc_{t+1} f_{t+1}
+    for j, (u, v, sig) in enumerate(((i, gg, True), (f, c_prev, True), (gg, i, False),
+                                     (o, tc, True))):
+        _times_derivative(u, v, sig, dz[:, j * n:(j + 1) * n])
+    _times_derivative(tc, o, False, k_all)
+    g_h[...] = np.transpose(g_hs, (1, 2, 0))
     dh = np.empty_like(g_h[0])
     dc = np.zeros_like(dh)
     tmp = np.empty_like(dh)
-    for t in range(steps - 1, -1, -1):
+    for t in range(steps - 1, -1, -1):  # back[t] = (dx_t; dh_{t-1})
         if t == steps - 1:
             dh[...] = g_h[t]
         else:
@@ -162,14 +186,14 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
         d[3 * n:] *= dh
         np.matmul(w_t, d, out=back[t])
         dc *= f[t]
-    out = {1: np.swapaxes(back[0, -n:], 0, 1), 2: np.swapaxes(dc, 0, 1)}
+    out = {1: np.ascontiguousarray(np.swapaxes(back[0, -n:], 0, 1)), 2: np.swapaxes(dc, 0, 1)}
     if want_x:
-        out[0] = np.transpose(back[:, :n_in], (2, 0, 1))
+        out[0] = np.ascontiguousarray(np.transpose(back[:, :n_in], (2, 0, 1)))
     if 3 in positions or 4 in positions or 5 in positions:
         # one product over all steps: (4H, T N) against (in+1+H, T N), the 1s row giving b's
-        dz_2 = np.reshape(np.swapaxes(dz, 0, 1), (4 * n, steps * batch))
-        xh_2 = np.reshape(np.swapaxes(xh, 0, 1), (n_in + 1 + n, steps * batch))
-        dw = np.matmul(dz_2, np.swapaxes(xh_2, 0, 1))
+        dz_2[...] = np.swapaxes(dz, 0, 1)
+        xh_2[...] = np.swapaxes(xh, 0, 1)
+        dw = np.matmul(np.reshape(dz_2, (4 * n, -1)), np.swapaxes(np.reshape(xh_2, (k, -1)), 0, 1))
         out[3] = np.ascontiguousarray(dw[:, :n_in])
         out[5] = np.ascontiguousarray(dw[:, n_in])
         out[4] = np.ascontiguousarray(dw[:, n_in + 1:])
@@ -189,8 +213,10 @@ def _lstm_vjp(g, ans, args, params, positions):
     n = h0.shape[-1]
     steps = x.shape[1]
     use_c, use_acts = _used(g_cs), _used(g_acts)
-    if not use_acts and all(type(a) is np.ndarray
-                            for a in (g_hs, g_cs, x, h0, c0, w_ih, w_hh, acts)):
+    if g_hs is None:  # only the cell states or the activations have a cotangent
+        g_hs = np.zeros_like(raw(hs))
+    if not use_acts and all(type(a) is np.ndarray for a in (g_hs, x, h0, c0, w_ih, w_hh, acts)) \
+            and (not use_c or type(g_cs) is np.ndarray):
         return _lstm_vjp_raw(g_hs, g_cs if use_c else None, x, h0, c0, w_ih, w_hh, hs, cs,
                              acts, positions)
     # any order: NumPy calls only, recorded again by an outer transform
@@ -269,4 +295,5 @@ def _lstm_jvp(tangents, ans, args, params):
 
 LSTM_SEQUENCE = primitive("lstm_sequence", _lstm_impl, multiple_results=True)
 LSTM_SEQUENCE.vjp_all = _lstm_vjp
+LSTM_SEQUENCE.vjp_takes_none = True  # no zeros the size of acts when only hs is used
 LSTM_SEQUENCE.jvp_all = _lstm_jvp
