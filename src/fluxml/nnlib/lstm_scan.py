@@ -88,7 +88,7 @@ def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
             np.tanh(c, out=a[4 * n:])
             h = s[t + 1, n_in + 1:k]
             np.multiply(a[3 * n:4 * n], a[4 * n:], out=h)
-            hs[:, t] = np.swapaxes(h, 0, 1)  # while the block is in cache
+            hs[:, t] = h.T  # while the block is in cache
     return hs, np.transpose(s[1:, k:k + n], (2, 0, 1)), s[:steps, k + n:]
 
 
