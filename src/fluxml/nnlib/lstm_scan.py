@@ -126,16 +126,18 @@ def _times_derivative(u, v, sigmoid, out):
 
 
 _WORK = threading.local()
+_WORK_LIMIT = 64 << 20  # bytes a thread keeps between calls; larger problems allocate afresh
 
 
 def _scratch(like, *shapes):
     """Arrays of these shapes for the backward pass's intermediate values, carved from one
     buffer that later calls in the same thread reuse: fresh memory costs a page fault per
     4 KiB on first touch, which on a virtual machine can cost as much as the arithmetic.
-    Nothing returned may be a view of them. Arrays of other libraries get fresh arrays."""
-    if type(like) is not np.ndarray:
-        return [np.empty_like(like, shape=shape) for shape in shapes]
+    Nothing returned may be a view of them. Arrays of other libraries, and sizes past
+    ``_WORK_LIMIT``, get fresh arrays."""
     sizes = [int(np.prod(shape)) for shape in shapes]
+    if type(like) is not np.ndarray or sum(sizes) * like.itemsize > _WORK_LIMIT:
+        return [np.empty_like(like, shape=shape) for shape in shapes]
     buf = getattr(_WORK, "buf", None)
     if buf is None or buf.dtype != like.dtype or buf.size < sum(sizes):
         buf = _WORK.buf = np.empty(sum(sizes), like.dtype)
