@@ -172,7 +172,12 @@ def generate(program: Program, input_names, fname="compiled", em: Emitter | None
     for v, name in zip(program.inputs, params):
         em.names[v.id] = name
     body = []
+    for v in getattr(program, "arena", ()):  # buffers kept between calls: module globals
+        em.names[v.id] = em.global_(em.module.empty(v.shape, v.dtype), v.name)
     for eqn in program.eqns:
+        if eqn.out is not None and eqn.out.id < 0:  # into a kept buffer (a global)
+            body.append(f"    {em.var(eqn.outs[0])} = {line(em, eqn)}")
+            continue
         if eqn.out is not None:  # the result lives in a dead variable's buffer: its name too
             line_text = line(em, eqn)
             em.names[eqn.outs[0].id] = em.var(eqn.out)

@@ -142,6 +142,7 @@ class Program:
         self.eqns = list(eqns)
         self.outputs = list(outputs)
         self.writes = list(writes)  # (input position, Var)
+        self.arena: list[Var] = []  # buffers kept from call to call (passes.buffers)
 
     def __repr__(self):
         lines = ["{ lambda " + " ".join(f"{v}:{v.type}" for v in self.inputs) + " ."]
