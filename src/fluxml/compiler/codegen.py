@@ -152,7 +152,10 @@ def call_source(em: Emitter, eqn) -> str:
     args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
     if eqn.out is not None:
         args.append(f"out={em.var(eqn.out)}")
-    return f"{em.function(eqn.fn, eqn.name)}({', '.join(args)})"
+    text = f"{em.function(eqn.fn, eqn.name)}({', '.join(args)})"
+    if type(eqn.fn).__name__ == "Fused":  # the chain it computes, operands numbered
+        text += f"  # {eqn.fn!r}"
+    return text
 
 
 def _paren(text: str) -> str:

@@ -351,7 +351,7 @@ def buffers(program: Program, arena: bool = False) -> Program:
     eqns = []
     for i, eqn in enumerate(program.eqns):
         product = _product(eqn)
-        if (is_ufunc(eqn) or product) and eqn.outs[0].shape:
+        if (is_ufunc(eqn) or product or _fused(eqn)) and eqn.outs[0].shape:
             out = eqn.outs[0]
             target = None if product else _donation(program, groups, last, written_back,
                                                     finals, out, i)
@@ -374,6 +374,11 @@ def buffers(program: Program, arena: bool = False) -> Program:
     result = Program(program.inputs, eqns, program.outputs, writes)
     result.arena = kept
     return result
+
+
+def _fused(eqn) -> bool:
+    """A fused elementwise chain (``fusion.Fused``, a CuPy kernel: it accepts ``out=``)."""
+    return type(eqn.fn).__name__ == "Fused"
 
 
 def _product(eqn) -> bool:
