@@ -97,8 +97,8 @@ class Emitter:
             return f"slice({self.expr(x.start)}, {self.expr(x.stop)}, {self.expr(x.step)})"
         if isinstance(x, np.generic) and x.dtype.kind in "biuf" and np.isfinite(x):
             return f"{self.xp}.{x.dtype.name}({x.item()!r})"
-        if isinstance(x, np.dtype) and x.names is None:
-            return f"{self.xp}.dtype({x.name!r})"
+        if isinstance(x, np.dtype) and x.names is None:  # a global: no constructor per call
+            return self.global_(x, x.name)
         if isinstance(x, type) and getattr(np, x.__name__, None) is x:
             return f"{self.xp}.{x.__name__}"
         if callable(x):

@@ -33,7 +33,7 @@ class Var:
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
 
     def __repr__(self):
-        return f"v{self.id}"
+        return self.name if self.id < 0 else f"v{self.id}"  # negative: a kept buffer
 
 
 class Const:

@@ -351,12 +351,15 @@ def buffers(program: Program, arena: bool = False) -> Program:
     eqns = []
     for i, eqn in enumerate(program.eqns):
         product = _product(eqn)
-        if (is_ufunc(eqn) or product or _fused(eqn)) and eqn.outs[0].shape:
-            out = eqn.outs[0]
+        out = eqn.outs[0]
+        if (is_ufunc(eqn) or product or _fused(eqn)) and (
+                out.shape or written_back.get(out.id) is not None):  # 0-d: donation only
             target = None if product else _donation(program, groups, last, written_back,
                                                     finals, out, i)
             if target is not None:
                 donated.add(written_back[out.id])
+            elif not out.shape:
+                pass
             else:
                 target = _free_buffer(pool, eqn, out, groups, last, written_back, i, product)
                 if target is None and arena and groups.find(out.id) not in output_groups \
@@ -367,7 +370,7 @@ def buffers(program: Program, arena: bool = False) -> Program:
             if target is not None:
                 eqn = _with(eqn, eqn.inputs, eqn.params)
                 eqn.out = target
-            elif groups.find(out.id) not in output_groups | input_groups:
+            elif out.shape and groups.find(out.id) not in output_groups | input_groups:
                 pool.append([out, out])  # a fresh buffer: later results may take it over
         eqns.append(eqn)
     writes = [(p, v) for p, v in program.writes if p not in donated]
