@@ -95,9 +95,9 @@ class Adam(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
-        t = tick(t)
+        t, n = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        return AdamState(m, v, t), _corrected(m, v, t, b1, b2, eps, eta, out)
+        return AdamState(m, v, t), _corrected(m, v, n, b1, b2, eps, eta, out)
 
 
 @dataclass
@@ -117,9 +117,9 @@ class AdamW(_AdamLike):
         b1, b2, eta, eps, out = self._hyper(x, out)
         lam = float(self.lambd)
         m, v, t = state
-        t = tick(t)
+        t, n = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        _corrected(m, v, t, b1, b2, eps, eta, out)
+        _corrected(m, v, n, b1, b2, eps, eta, out)
         if lam:
             out += (eta * lam if self.couple else lam) * x
         return AdamState(m, v, t), out
@@ -138,8 +138,8 @@ class RAdam(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
-        t = tick(t)
-        n = float(t)  # RAdam branches on the step: it compiles only with a concrete count
+        t, n = tick(t)
+        n = float(n)  # RAdam branches on the step: it compiles only with a concrete count
         _moments(m, v, dx, b1, b2, out)
         rho_inf = 2.0 / (1.0 - b2) - 1.0
         rho = rho_inf - 2.0 * n * b2**n / (1.0 - b2**n)
@@ -165,13 +165,13 @@ class NAdam(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
-        t = tick(t)
+        t, n = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        denom = np.multiply(v, b2 / number(1.0 - b2**t, v))
+        denom = np.multiply(v, b2 / number(1.0 - b2**n, v))
         np.sqrt(denom, out=denom)
         denom += eps
-        np.multiply(m, b1 / number(1.0 - b1 ** (t + 1), out), out=out)
-        out += dx * ((1.0 - b1) / number(1.0 - b1**t, out))
+        np.multiply(m, b1 / number(1.0 - b1 ** (n + 1), out), out=out)
+        out += dx * ((1.0 - b1) / number(1.0 - b1**n, out))
         out /= denom
         out *= eta
         return AdamState(m, v, t), out
@@ -190,14 +190,14 @@ class AdaMax(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, u, t = state
-        t = tick(t)
+        t, n = tick(t)
         lerp(m, dx, 1.0 - b1, out)
         u *= b2
         np.abs(dx, out=out)
         np.maximum(u, out, out=u)
         np.add(u, eps, out=out)
         np.divide(m, out, out=out)
-        out *= eta / number(1.0 - b1**t, out)
+        out *= eta / number(1.0 - b1**n, out)
         return AdamState(m, u, t), out
 
 
@@ -251,9 +251,9 @@ class OAdam(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t, term = state
-        t = tick(t)
+        t, n = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        _corrected(m, v, t, b1, b2, eps, eta, out)  # out = a_t
+        _corrected(m, v, n, b1, b2, eps, eta, out)  # out = a_t
         np.subtract(out, term, out=term)  # term = a_t - a_(t-1)
         out += term  # the update 2 a_t - a_(t-1)
         np.subtract(out, term, out=term)  # term = a_t, for the next step
@@ -272,7 +272,7 @@ class AdaBelief(_AdamLike):
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, s, t = state
-        t = tick(t)
+        t, n = tick(t)
         lerp(m, dx, 1.0 - b1, out)
         np.subtract(dx, m, out=out)
         np.square(out, out=out)
@@ -280,4 +280,4 @@ class AdaBelief(_AdamLike):
         out *= 1.0 - b2
         s += out
         s += eps
-        return AdamState(m, s, t), _corrected(m, s, t, b1, b2, eps, eta, out)
+        return AdamState(m, s, t), _corrected(m, s, n, b1, b2, eps, eta, out)
