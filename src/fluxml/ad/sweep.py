@@ -57,6 +57,15 @@ class Sparse:
         return type(acc) is Tracer and acc._trace.level >= values._trace.level
 
 
+def _zeros(a):
+    """The zero cotangent of an unused result. Inside ``fl.compile`` the value is abstract
+    (a shape and a dtype): the zeros are a constant then, which rules can see are zeros."""
+    a = raw(a)
+    if type(a).__name__ == "Abstract":
+        return np.zeros(a.shape, a.dtype)
+    return np.zeros_like(a)
+
+
 def _add(ct, owned, j, c):
     """Accumulate contribution ``c`` into slot ``j``, in place where the sweep owns it."""
     acc = ct[j]
@@ -133,7 +142,7 @@ def sweep(tape, seeds, wanted, free=True):
             _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned)
             continue
         if prim.multiple_results:
-            g = tuple(np.zeros_like(raw(a)) if c is None else c for c, a in zip(g, ans))
+            g = tuple(_zeros(a) if c is None else c for c, a in zip(g, ans))
         if prim.vjp_all is not None:
             cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
         else:

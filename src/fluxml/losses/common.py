@@ -69,12 +69,15 @@ def logsigmoid(x):
 
 def is_labels(y) -> bool:
     """Integer class labels (one per sample), as opposed to one-hot or probability targets."""
-    return type(y).__name__ != "Tracer" and np.asarray(y).dtype.kind in "iu"
+    if type(y).__name__ == "Tracer":  # an integer array traced by fl.compile is labels too
+        return y.dtype.kind in "iu"
+    return np.asarray(y).dtype.kind in "iu"
 
 
 def pick(name, x, labels, axis):
     """``x`` at each sample's label along ``axis`` (the class axis): shape of ``labels``."""
-    labels = np.asarray(labels)
+    traced = type(labels).__name__ == "Tracer"  # fl.compile: values unknown until run time
+    labels = labels if traced else np.asarray(labels)
     shape = np.shape(x)
     axis = axis % len(shape)
     expected = shape[:axis] + shape[axis + 1:]
@@ -83,8 +86,12 @@ def pick(name, x, labels, axis):
                          f"without its class axis {axis}, that is {expected}; got "
                          f"{labels.shape}")
     n = shape[axis]
-    if labels.size and (labels.min() < 0 or labels.max() >= n):
+    if not traced and labels.size and (labels.min() < 0 or labels.max() >= n):
         raise ValueError(f"{name}: labels must lie in [0, {n}) for {n} classes; got values "
                          f"from {labels.min()} to {labels.max()}")
     idx = np.expand_dims(labels, axis)
+    if traced:  # compiled: labels out of range cannot raise, so they give NaN, never 0
+        classes = np.arange(n).reshape((n,) + (1,) * (len(shape) - axis - 1))
+        picked = np.sum(np.where(idx == classes, x, 0), axis=axis)
+        return np.where(np.logical_and(labels >= 0, labels < n), picked, np.nan)
     return np.squeeze(np.take_along_axis(x, idx, axis=axis), axis=axis)

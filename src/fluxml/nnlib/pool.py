@@ -69,9 +69,17 @@ def _max_windows(x, kernel, stride, pads, dilation):
 
 def _maxpool_positions(x, best, kernel, stride, pads, dilation):
     """Flat positions in ``x`` of each window's first maximum (``best``), as PyTorch picks it
-    (constant where the derivative exists, so computed on the values). A loop over the
-    kernel's entries, each step a few whole-array operations over every window."""
+    (constant where the derivative exists, so computed on the values)."""
     x, best = raw(x), raw(best)
+    geo = {"kernel": kernel, "stride": stride, "pads": pads, "dilation": dilation}
+    if type(x).__name__ == "Abstract":  # inside fl.compile: one recorded call of the program
+        return x.trace.call(maxpool_positions, "maxpool_positions", (x, best), geo)
+    return maxpool_positions(x, best, **geo)
+
+
+def maxpool_positions(x, best, *, kernel, stride, pads, dilation):
+    """``_maxpool_positions`` on raw arrays: a loop over the kernel's entries, each step a few
+    whole-array operations over every window."""
     xp = win.array_module(x)
     cols = _max_windows(x, kernel, stride, pads, dilation)
     d = len(kernel)

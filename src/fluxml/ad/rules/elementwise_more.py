@@ -142,7 +142,10 @@ def where(condition, x=None, y=None):
         return np.nonzero(raw(condition))
     if x is None or y is None:
         raise ValueError("either both or neither of x and y should be given")
-    return WHERE(x, y, cond=np.array(raw(condition), dtype=bool))  # a copy: the tape keeps it
+    cond = raw(condition)
+    if type(cond).__name__ == "Abstract":  # computed inside fl.compile: the program has it
+        return WHERE(x, y, cond=cond if cond.dtype == bool else cond.astype(bool))
+    return WHERE(x, y, cond=np.array(cond, dtype=bool))  # a copy: the tape keeps it
 
 
 @function(np.nan_to_num)

@@ -1,0 +1,444 @@
+"""The ``xla`` back end: the program as generated Python over ``jax.numpy`` and ``jax.lax``,
+compiled once by ``jax.jit``, so that XLA runs it (on the CPU, or a GPU/TPU where JAX has
+one). JAX is an optional extra (``pip install 'fluxml[xla]'``), imported on first use.
+
+Each equation becomes one line, as in the NumPy back end::
+
+    v3 = jnp.matmul(x, w)
+    v4 = jnp.tanh(v3)
+    v9 = conv(v8, c, stride=(1, 1), pads=((2, 2), (2, 2)), dilation=(1, 1), groups=1)
+
+The lowering of each engine primitive is one entry of :data:`PRIMITIVES` (a ``jnp``/``lax``
+call written as a template, or a JAX kernel of ``xla_kernels.py``); primitives computed by a
+NumPy ufunc or function of the same name map to ``jnp``'s by name, as do the NumPy calls the
+engine runs untraced (comparisons, ``zeros_like``). An equation with no lowering is refused
+with a :class:`~fluxml.compiler.trace.CompileError` that names it.
+
+What differs from NumPy, and how the back end keeps NumPy's results:
+
+- JAX arrays are immutable: the jitted function returns the values the program writes into
+  its arguments as extra outputs, and the wrapper copies them into the caller's arrays.
+- 64-bit types: every call runs under ``jax.enable_x64(True)`` (a context, nothing global
+  changes), so float64 stays float64 and integers stay int64, as in NumPy.
+- Type promotion: each line's result is checked once, at lowering, against the dtype and
+  shape the trace recorded; where JAX's promotion differs from NumPy's the line gets an
+  explicit ``.astype(...)``, and a shape that differs is an error, never a silent change.
+- Random draws (``rng.random`` equations) cannot run inside ``jit``: the wrapper draws them
+  from the same NumPy generator, in program order, and passes them in as arguments.
+- Index arrays computed at run time are not bounds-checked by XLA: an out-of-range read
+  gives NaN (never a clamped neighbour); an out-of-range write is dropped.
+
+>>> import numpy as np, fluxml as fl
+>>> f = fl.compile(lambda x: np.sum(np.tanh(x) ** 2), backend="xla")
+>>> round(float(f(np.ones(3))), 6)
+1.740077
+>>> print(f.source)
+def fn(x):
+    v2 = jnp.tanh(x)
+    v3 = jnp.power(v2, 2)
+    v4 = jnp.sum(v3, axis=None, keepdims=False)
+    return (v4,)
+<BLANKLINE>
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from fluxml.compiler.codegen import Emitter, build, generate
+from fluxml.compiler.ir import Const, Eqn, Program, Slot, Var
+from fluxml.compiler.passes import dead_code
+from fluxml.compiler.trace import CompileError, _draw, _fresh, _getitem
+
+try:
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+except ModuleNotFoundError as err:  # the doctest runner skips this module then
+    raise ModuleNotFoundError(
+        "fl.compile(backend='xla') needs JAX, which is not installed: pip install "
+        "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
+
+from fluxml.compiler import xla_kernels as kernels
+
+BACKEND = "xla"
+
+# --- the lowering table ----------------------------------------------------------------------
+#
+# Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
+# names (from its NumPy kernel's signature) and parameter names, or a kernel function, called
+# with the arguments and the parameters by keyword. Primitives whose kernel is the NumPy
+# ufunc or function of the same name (add, tanh, matmul, np.linalg.solve ...) need no entry.
+
+PRIMITIVES: dict = {
+    # shapes
+    "reshape": "jnp.reshape({x}, {shape}, order={order})",
+    "transpose": "jnp.transpose({x}, {axes})",
+    "broadcast_to": "jnp.broadcast_to({x}, {shape})",
+    "astype": "{x}.astype({dtype})",
+    "copy": "{x}",  # JAX arrays are immutable: a copy is the value itself
+    "pad": "jnp.pad({x}, {widths})",
+    "diagonal": "jnp.diagonal({x}, {offset}, {axis1}, {axis2})",
+    "concatenate": "jnp.concatenate([{xs}], axis={axis})",
+    "split": "jnp.split({x}, [lo for lo, _ in {bounds}][1:], axis={axis})",
+    "real": "jnp.real({x})",
+    "imag": "jnp.imag({x})",
+    # indexing: see _index for the index's source
+    "getitem": "{x}[{idx}]",
+    "sliding_window_view": "{x}[{idx}]",
+    "setitem": "{x}.at[{idx}].set({v})",
+    "index_add": "{x}.at[{idx}].add({v})",
+    # reductions
+    "sum": "jnp.sum({x}, axis={axis}, keepdims={keepdims})",
+    "prod": "jnp.prod({x}, axis={axis}, keepdims={keepdims})",
+    "max": "jnp.max({x}, axis={axis}, keepdims={keepdims})",
+    "min": "jnp.min({x}, axis={axis}, keepdims={keepdims})",
+    "nanmax": "jnp.nanmax({x}, axis={axis}, keepdims={keepdims})",
+    "nanmin": "jnp.nanmin({x}, axis={axis}, keepdims={keepdims})",
+    "cumsum": "jnp.cumsum({x}, axis={axis})",
+    "cumprod": "jnp.cumprod({x}, axis={axis})",
+    "logsumexp": kernels.logsumexp,
+    "std": "jnp.sqrt({x})",
+    # elementwise
+    "where": "jnp.where({cond}, {x}, {y})",
+    "clip": "jnp.clip({x}, {lo}, {hi})",
+    "round": "jnp.round({x}, {decimals})",
+    "relu": "jnp.maximum({x}, 0)",
+    "sigmoid": kernels.sigmoid,
+    "softmax": kernels.softmax,
+    "logsoftmax": kernels.logsoftmax,
+    # neural-network kernels
+    "conv": kernels.conv,
+    "conv_data": kernels.conv_data,
+    "conv_filter": kernels.conv_filter,
+    "maxpool": kernels.maxpool,
+    "pool_scatter": kernels.pool_scatter,
+    "pool_gather": kernels.pool_gather,
+    "window_sum": kernels.window_sum,
+    "window_sum_t": kernels.window_sum_t,
+    "lstm_sequence": kernels.lstm_sequence,
+    "lstm_sequence_vjp": kernels.lstm_sequence_vjp,
+}
+
+# Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
+# beside the NumPy functions that map to ``jnp``'s of the same name.
+FUNCTIONS: dict = {
+    "fluxml.nnlib.pool.maxpool_positions": kernels.maxpool_positions,
+    "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
+}
+
+# NumPy functions whose ``jnp`` namesake differs in a way that matters here.
+_NOT_SAME: set = set()
+
+
+def lower(program: Program, names, fname):
+    """``(source, function)``: the program as a jitted JAX function and a NumPy wrapper that
+    takes and returns NumPy arrays and writes the program's ``writes`` into its arguments."""
+    program = dead_code(_rewrite_maxpool_grads(program))
+    draws = [e for e in program.eqns if e.fn is _draw]
+    body = [e for e in program.eqns if e.fn is not _draw]
+    kept = [k for k, v in enumerate(program.outputs) if type(v) is Var]
+    inner = Program(program.inputs + [e.outs[0] for e in draws], body,
+                    [program.outputs[k] for k in kept] + [v for _, v in program.writes], [])
+    arg_names = list(names) + [f"draw_{k + 1}" for k in range(len(draws))]
+    lowering = _Lowering(inner)
+    casts = _check(lowering, inner, arg_names, fname)
+    lowering.casts = casts
+    source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
+    fn = build(source, namespace, fname)
+    jitted = jax.jit(fn)
+    run = _wrapper(jitted, program, kept, draws)
+    return source, run
+
+
+def _emitter() -> Emitter:
+    em = Emitter("jnp", jnp)
+    em.globals.update({"jax": jax, "lax": lax, "np": np})
+    em.used.update({"jax", "lax", "np"})
+    return em
+
+
+def _wrapper(jitted, program, kept, draws):
+    """The function the compiled call runs: NumPy arrays in, NumPy arrays out, writes copied
+    back into the arguments."""
+    outputs = program.outputs
+    n_out = len(kept)
+    writes = [pos for pos, _ in program.writes]
+    specs = [(e.params["rng"], e.params["shape"], e.params["dtype"], e.params["method"])
+             for e in draws]
+    x64 = jax.enable_x64
+
+    def run(*arrays):
+        extra = [_draw(*s) for s in specs]
+        with x64(True):
+            results = jitted(*arrays, *extra)
+        for pos, value in zip(writes, results[n_out:]):
+            np.copyto(arrays[pos], np.asarray(value))
+        if n_out == len(outputs):
+            return tuple(_numpy(r) for r in results[:n_out])
+        out = [v.value if type(v) is Const else None for v in outputs]
+        for k, r in zip(kept, results[:n_out]):
+            out[k] = _numpy(r)
+        return tuple(out)
+
+    return run
+
+
+def _numpy(x):
+    """A JAX result as NumPy returns it: an array (a writable copy), a scalar for 0-d."""
+    a = np.array(x)
+    return a[()] if a.ndim == 0 else a
+
+
+# --- checking each line's type once, abstractly ---------------------------------------------
+
+def _check(lowering, program, arg_names, fname):
+    """Run the generated code abstractly (``jax.eval_shape``) with a check after each line:
+    the dtypes to cast each equation's results to where JAX's promotion differs from NumPy's
+    (``{eqn index: dtypes}``). A lowering that fails or changes a shape is an error here."""
+    index = {id(e): k for k, e in enumerate(program.eqns)}
+    casts: dict = {}
+    at = [None]
+
+    def _at(k):
+        at[0] = k
+
+    def _chk(value, k):
+        eqn = program.eqns[k]
+        values = value if eqn.multiple else (value,)
+        if len(values) != len(eqn.outs):
+            raise _lowering_error(eqn, f"it gives {len(values)} results, not {len(eqn.outs)}")
+        fixed = []
+        for v, out in zip(values, eqn.outs):
+            shape, dtype = tuple(np.shape(v)), np.dtype(v.dtype)
+            if shape != out.shape:
+                raise _lowering_error(eqn, f"it gives shape {shape}, the program has "
+                                           f"{out.shape}")
+            if dtype != out.dtype:
+                casts.setdefault(k, [None] * len(eqn.outs))
+                v = v.astype(out.dtype)
+            fixed.append(v)
+        if k in casts:
+            casts[k] = [o.dtype if np.dtype(v.dtype) != o.dtype else None
+                        for v, o in zip(values, eqn.outs)]
+        return tuple(fixed) if eqn.multiple else fixed[0]
+
+    def line(em, eqn):
+        k = index[id(eqn)]
+        return f"_chk(_at({k}) or {lowering.line(em, eqn)}, {k})"
+
+    em = _emitter()
+    em.globals.update({"_chk": _chk, "_at": _at})
+    em.used.update({"_chk", "_at"})
+    source, namespace = generate(program, arg_names, fname, em=em, line=line)
+    fn = build(source, namespace, fname)
+    specs = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in program.inputs]
+    try:
+        with jax.enable_x64(True):
+            jax.eval_shape(fn, *specs)
+    except CompileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a JAX error: say which equation it came from
+        if at[0] is None:
+            raise
+        raise _lowering_error(program.eqns[at[0]], f"{type(err).__name__}: {err}") from err
+    return casts
+
+
+def _lowering_error(eqn, what) -> CompileError:
+    return CompileError(
+        f"fl.compile(backend='xla'): the XLA lowering of {eqn!r} does not match the program: "
+        f"{what}. Use backend='numpy' for this function, and please report it.")
+
+
+def unsupported(name: str, kind: str = "primitive") -> CompileError:
+    return CompileError(
+        f"fl.compile(backend='xla'): no XLA lowering for {kind} {name!r}; use "
+        f"backend='numpy' for this function, or add a lowering to "
+        f"fluxml.compiler.xla_backend.PRIMITIVES.")
+
+
+# --- one equation's line --------------------------------------------------------------------
+
+class _Lowering:
+    """The right-hand side of each equation's line, over ``jnp``/``lax`` and the kernels."""
+
+    def __init__(self, program):
+        self.casts: dict = {}
+        self.index = {id(e): k for k, e in enumerate(program.eqns)}
+
+    def line(self, em, eqn) -> str:
+        rhs = self._rhs(em, eqn)
+        cast = self.casts.get(self.index[id(eqn)])
+        if cast is None:
+            return rhs
+        if not eqn.multiple:
+            return f"{rhs}.astype({_expr(em, cast[0])})"
+        pieces = ", ".join(f"r[{k}]" if d is None else f"r[{k}].astype({_expr(em, d)})"
+                           for k, d in enumerate(cast))
+        return f"(lambda r: ({pieces},))({rhs})"
+
+    def _rhs(self, em, eqn) -> str:
+        if eqn.fn is _fresh:  # a constant the program copies on every run (NumPy) or reads
+            return f"jnp.asarray({em.expr(eqn.inputs[0])})"
+        if eqn.prim is None:
+            return self._call(em, eqn)
+        name = eqn.prim.name
+        rule = PRIMITIVES.get(name)
+        if rule is None:
+            impl = eqn.prim.impl
+            head = _numpy_name(impl)
+            if head is None or getattr(impl, "__name__", None) != name:
+                raise unsupported(name)
+            return _apply(em, head, eqn.inputs, eqn.params or {})
+        if name in ("getitem", "sliding_window_view"):
+            return _gather(em.expr(eqn.inputs[0]), _index(em, eqn.params["idx"]),
+                           eqn.params["idx"])
+        if callable(rule):
+            head = em.global_(rule, rule.__name__)
+            return _apply(em, head, eqn.inputs, eqn.params or {})
+        return rule.format(**_fields(em, eqn))
+
+    def _call(self, em, eqn) -> str:
+        """A NumPy function the engine ran untraced on raw values."""
+        p = eqn.params
+        func, args, kwargs = p["func"], p["args"], p["kwargs"]
+        name = getattr(func, "__name__", None)
+        if func is _getitem:
+            return _gather(em.expr(args[0]), _index(em, args[1]), args[1])
+        kernel = FUNCTIONS.get(f"{getattr(func, '__module__', None)}.{name}")
+        if kernel is not None:
+            return _apply(em, em.global_(kernel, kernel.__name__), args, kwargs)
+        if getattr(func, "__objclass__", None) is np.ndarray:  # a method: v3.astype(...)
+            if not hasattr(jax.Array, name):
+                raise unsupported(f"ndarray.{name}", "method")
+            text = [_expr(em, a) for a in args[1:]] + [f"{k}={_expr(em, v)}"
+                                                       for k, v in kwargs.items()]
+            return f"{em.expr(args[0])}.{name}({', '.join(text)})"
+        owner = getattr(func, "__self__", None)  # a ufunc method: np.add.reduce
+        if isinstance(owner, np.ufunc):
+            head = _numpy_name(owner)
+            if head is None or not hasattr(getattr(jnp, owner.__name__), name):
+                raise unsupported(f"{owner.__name__}.{name}", "NumPy function")
+            return _apply(em, f"{head}.{name}", args, kwargs)
+        head = _numpy_name(func)
+        if head is None:
+            raise unsupported(getattr(func, "__qualname__", repr(func)), "function")
+        return _apply(em, head, args, kwargs)
+
+def _rewrite_maxpool_grads(program: Program) -> Program:
+    """``pool_scatter(g, maxpool_positions(x, maxpool(x)))``, the gradient of max pooling,
+    becomes ``maxpool_grad(x, g)``: the gradient XLA knows (select-and-scatter) instead of
+    positions and a scatter (the positions then go as dead code, unless read elsewhere)."""
+    producer = {o.id: e for e in program.eqns for o in e.outs}
+    eqns = []
+    for eqn in program.eqns:
+        new = None
+        if eqn.prim is not None and eqn.prim.name == "pool_scatter":
+            new = _maxpool_grad(eqn, producer)
+        eqns.append(eqn if new is None else new)
+    return Program(program.inputs, eqns, program.outputs, program.writes)
+
+
+def _maxpool_grad(eqn, producer):
+    g, idx = eqn.inputs
+    pos = producer.get(idx.id) if type(idx) is Var else None
+    if pos is None or pos.prim is not None or pos.fn is _fresh or pos.fn is _draw or \
+            FUNCTIONS.get(_qualname(pos.params["func"])) is not kernels.maxpool_positions:
+        return None
+    x, best = pos.params["args"]
+    geo = pos.params["kwargs"]
+    made = producer.get(best.var.id) if type(best) is Slot else None
+    if made is None or made.prim is None or made.prim.name != "maxpool" or \
+            type(x) is not Slot or made.inputs[0] is not x.var or made.params != geo:
+        return None
+    return Eqn("maxpool_grad", kernels.maxpool_grad, [], {"func": kernels.maxpool_grad,
+                                             "args": (x, g if type(g) is not Var else Slot(g)),
+                                             "kwargs": geo}, eqn.outs)
+
+
+def _qualname(func) -> str:
+    return f"{getattr(func, '__module__', None)}.{getattr(func, '__name__', None)}"
+
+
+def _numpy_name(func) -> str | None:
+    """``jnp.tanh`` for ``np.tanh``, ``jnp.linalg.solve`` for ``np.linalg.solve``: NumPy's
+    function of that name whose ``jnp`` namesake exists; None otherwise."""
+    name = getattr(func, "__name__", None)
+    if name is None or func in _NOT_SAME:
+        return None
+    if getattr(np, name, None) is func and hasattr(jnp, name):
+        return f"jnp.{name}"
+    if getattr(np.linalg, name, None) is func and hasattr(jnp.linalg, name):
+        return f"jnp.linalg.{name}"
+    return None
+
+
+def _apply(em, head, args, params) -> str:
+    text = [_expr(em, a) for a in args] + [f"{k}={_expr(em, v)}" for k, v in params.items()]
+    return f"{head}({', '.join(text)})"
+
+
+def _expr(em, x) -> str:
+    """``em.expr``, with dtypes written as ``jnp.float32``."""
+    if isinstance(x, np.dtype) and x.names is None and hasattr(jnp, x.name):
+        return f"jnp.{x.name}"
+    return em.expr(x)
+
+
+_SIGNATURES: dict = {}
+
+
+def _fields(em, eqn) -> dict:
+    """Source for a template's fields: the kernel's argument names bound to the inputs (a
+    ``*args`` name to all the rest, comma-separated), and each parameter."""
+    impl = eqn.prim.impl
+    names = _SIGNATURES.get(impl)
+    if names is None:
+        names = _SIGNATURES[impl] = [
+            ("*" if p.kind is p.VAR_POSITIONAL else "") + p.name
+            for p in inspect.signature(impl).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    fields = {}
+    for k, name in enumerate(names):
+        if name.startswith("*"):
+            fields[name[1:]] = ", ".join(em.expr(a) for a in eqn.inputs[k:])
+            break
+        if k < len(eqn.inputs):
+            fields[name] = em.expr(eqn.inputs[k])
+    for key, value in (eqn.params or {}).items():
+        fields[key] = _index(em, value) if key == "idx" else _expr(em, value)
+    return fields
+
+
+def _gather(x: str, index: str, idx) -> str:
+    """``x[idx]``; with an index array computed at run time, out-of-range entries read as NaN
+    (the lowest integer for integer arrays) instead of XLA's clamped neighbour."""
+    found: list = []
+    from fluxml.compiler.ir import _slots
+
+    _slots(idx if type(idx) is tuple else (idx,), found)
+    return f"{x}.at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
+
+
+def _index(em, idx) -> str:
+    """An index as Python writes it: ``v3[:, 2]``, ``v3[..., 0:4]``, ``v3[c, v7]``."""
+    items = idx if type(idx) is tuple else (idx,)
+    text = ", ".join(_index_item(em, i) for i in items)
+    if type(idx) is tuple and len(idx) == 1:
+        text += ","
+    return text or "()"
+
+
+def _index_item(em, i) -> str:
+    if type(i) is slice:
+        parts = [("" if b is None else em.expr(b)) for b in (i.start, i.stop, i.step)]
+        return ":".join(parts[:2]) if i.step is None else ":".join(parts)
+    if i is Ellipsis:
+        return "..."
+    if i is None:
+        return "None"
+    return em.expr(i)
+
