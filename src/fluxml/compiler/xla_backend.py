@@ -44,6 +44,7 @@ def fn(x):
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 
@@ -148,8 +149,15 @@ def lower(program: Program, names, fname):
     lowering.casts = casts
     source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
     fn = build(source, namespace, fname)
-    jitted = jax.jit(fn)
-    run = _wrapper(jitted, program, kept, draws)
+    inward = _Packing([(v.shape, v.dtype) for v in inner.inputs])
+    outward = _Packing([(v.shape, v.dtype) for _, v in program.writes])
+    n_out = len(kept)
+
+    def packed(*args):  # what XLA runs: small arrays cross in one buffer per dtype
+        results = fn(*inward.unpack(args))
+        return tuple(results[:n_out]) + tuple(outward.pack(results[n_out:], jnp))
+
+    run = _wrapper(jax.jit(packed), program, kept, draws, inward, outward)
     return source, run
 
 
@@ -160,7 +168,7 @@ def _emitter() -> Emitter:
     return em
 
 
-def _wrapper(jitted, program, kept, draws):
+def _wrapper(jitted, program, kept, draws, inward, outward):
     """The function the compiled call runs: NumPy arrays in, NumPy arrays out, writes copied
     back into the arguments."""
     outputs = program.outputs
@@ -171,11 +179,11 @@ def _wrapper(jitted, program, kept, draws):
     x64 = jax.enable_x64
 
     def run(*arrays):
-        extra = [_draw(*s) for s in specs]
+        args = arrays if not specs else arrays + tuple(_draw(*s) for s in specs)
         with x64(True):
-            results = jitted(*arrays, *extra)
-        for pos, value in zip(writes, results[n_out:]):
-            np.copyto(arrays[pos], np.asarray(value))
+            results = jitted(*inward.pack(args, np))
+        for pos, value in zip(writes, outward.unpack(results[n_out:], np.asarray)):
+            np.copyto(arrays[pos], value)
         if n_out == len(outputs):
             return tuple(_numpy(r) for r in results[:n_out])
         out = [v.value if type(v) is Const else None for v in outputs]
@@ -184,6 +192,53 @@ def _wrapper(jitted, program, kept, draws):
         return tuple(out)
 
     return run
+
+
+_PACK_LIMIT = 1 << 14  # elements
+
+
+class _Packing:
+    """Arrays of at most ``_PACK_LIMIT`` elements cross between NumPy and XLA packed into one
+    flat buffer per dtype (each array crossing costs about as much as a small step computes:
+    a training step's biases, moments and step counts travel as a few buffers); larger ones
+    cross alone. ``pack`` joins (NumPy before the call, ``jnp`` inside it), ``unpack``
+    splits (slices inside the call, NumPy views of one transferred buffer after it)."""
+
+    def __init__(self, avals):
+        self.n = len(avals)
+        groups: dict = {}
+        self.single = []
+        for k, (shape, dtype) in enumerate(avals):
+            size = math.prod(shape)
+            if size <= _PACK_LIMIT:
+                groups.setdefault(np.dtype(dtype), []).append((k, size, tuple(shape)))
+            else:
+                self.single.append(k)
+        self.groups = []  # [(k, offset, size, shape)] per dtype
+        for members in groups.values():
+            if len(members) == 1:  # nothing to join
+                self.single.append(members[0][0])
+                continue
+            offset, group = 0, []
+            for k, size, shape in members:
+                group.append((k, offset, size, shape))
+                offset += size
+            self.groups.append(group)
+
+    def pack(self, values, xp) -> list:
+        joined = [xp.concatenate([xp.reshape(values[k], (-1,)) for k, *_ in group])
+                  for group in self.groups]
+        return joined + [values[k] for k in self.single]
+
+    def unpack(self, args, convert=None) -> list:
+        out = [None] * self.n
+        for buf, group in zip(args, self.groups):
+            buf = buf if convert is None else convert(buf)
+            for k, offset, size, shape in group:
+                out[k] = buf[offset:offset + size].reshape(shape)
+        for k, value in zip(self.single, args[len(self.groups):]):
+            out[k] = value if convert is None else convert(value)
+        return out
 
 
 def _numpy(x):
