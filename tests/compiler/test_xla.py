@@ -237,6 +237,30 @@ def test_ufuncs_map_to_jnp_by_name():
         np.testing.assert_allclose(got, want, rtol=1e-13, err_msg=u.__name__)
 
 
+def _many(x):
+    nn = fl.nnlib
+    parts = np.split(x, 3, axis=1)
+    return [nn.sigmoid(x), nn.swish(x), nn.softplus(x), nn.elu(x, 0.7), nn.selu(x),
+            nn.gelu_tanh(x), nn.gelu_erf(x), nn.erf(x), nn.softmax(x), nn.logsoftmax(x, 0),
+            fl.logsumexp(x, axis=1), np.prod(x[:2], axis=1),
+            np.cumsum(x, axis=1), np.concatenate(parts[::-1], axis=1),
+            parts[1] * 2, np.where(x > 0, x, 0.1 * x), np.transpose(x)[1:, ::2]]
+
+
+def test_more_primitives_and_their_gradients():
+    """One program over many primitives and the gradient of their sum (their vjp rules
+    recorded as equations too), against eager fluxml."""
+    def f(x):
+        forward_only = [np.max(x, axis=0), np.min(x), np.clip(x, -0.5, 0.5)]
+        grad = fl.gradient(lambda x: sum(np.sum(p) for p in _many(x)), x)[0]
+        return _many(x) + forward_only + [grad]
+
+    x = np.random.default_rng(8).normal(size=(4, 6))
+    compiled = fl.compile(f, backend="xla")
+    for k, (got, want) in enumerate(zip(compiled(x), f(x), strict=True)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"output {k}")
+
+
 # --- the JAX kernels against the engine's NumPy kernels ---------------------------------------
 
 GEOMETRIES = [  # stride, pads, dilation, groups

@@ -83,7 +83,7 @@ PRIMITIVES: dict = {
     "pad": "jnp.pad({x}, {widths})",
     "diagonal": "jnp.diagonal({x}, {offset}, {axis1}, {axis2})",
     "concatenate": "jnp.concatenate([{xs}], axis={axis})",
-    "split": "jnp.split({x}, [lo for lo, _ in {bounds}][1:], axis={axis})",
+    "split": kernels.split,
     "real": "jnp.real({x})",
     "imag": "jnp.imag({x})",
     # indexing: see _index for the index's source
@@ -108,6 +108,12 @@ PRIMITIVES: dict = {
     "round": "jnp.round({x}, {decimals})",
     "relu": "jnp.maximum({x}, 0)",
     "sigmoid": kernels.sigmoid,
+    "swish": kernels.swish,
+    "softplus": kernels.softplus,
+    "elu": kernels.elu,
+    "gelu_tanh": kernels.gelu_tanh,
+    "gelu_erf": kernels.gelu_erf,
+    "erf": kernels.erf,
     "softmax": kernels.softmax,
     "logsoftmax": kernels.logsoftmax,
     # neural-network kernels
@@ -224,10 +230,11 @@ class _Packing:
                 group.append((k, offset, size, shape))
                 offset += size
             self.groups.append(group)
+        self.members = [[k for k, *_ in group] for group in self.groups]
 
     def pack(self, values, xp) -> list:
-        joined = [xp.concatenate([xp.reshape(values[k], (-1,)) for k, *_ in group])
-                  for group in self.groups]
+        joined = [xp.concatenate([values[k] for k in members], axis=None)  # flattened
+                  for members in self.members]
         return joined + [values[k] for k in self.single]
 
     def unpack(self, args, convert=None) -> list:

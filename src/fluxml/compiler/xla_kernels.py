@@ -177,6 +177,43 @@ def sigmoid(x):
     return 1 / (1 + jnp.exp(-x))
 
 
+# --- activations: the formulas of fluxml.nnlib.activations -------------------------------------
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+def swish(x):
+    return x * sigmoid(x)
+
+
+def softplus(x):
+    return jnp.log1p(jnp.exp(-jnp.abs(x))) + jnp.maximum(x, 0)
+
+
+def elu(x, *, alpha, beta, scale):
+    return scale * (jnp.maximum(x, 0) + alpha * jnp.expm1(jnp.minimum(x, 0) * (1 / beta)))
+
+
+def gelu_tanh(x):
+    xc = jnp.clip(x, -10.0, 10.0)
+    t = jnp.tanh(_SQRT_2_OVER_PI * (xc + _GELU_A * (xc * xc * xc)))
+    return (t * 0.5 + 0.5) * x
+
+
+def gelu_erf(x):
+    return x * (0.5 + 0.5 * lax.erf(x / math.sqrt(2.0)))
+
+
+def erf(x):
+    return lax.erf(x)
+
+
+def split(x, *, bounds, axis):
+    """``x`` cut along ``axis`` into the pieces ``[lo, hi)`` of ``bounds``."""
+    return tuple(lax.slice_in_dim(x, lo, hi, axis=axis) for lo, hi in bounds)
+
+
 # --- the fused LSTM: a scan over time of the cell ---------------------------------------------
 
 def lstm_sequence(gx, h0, c0, w):
