@@ -19,7 +19,7 @@ training mode, ``fl.LSTM``, ``fl.MultiHeadAttention``, a ResNet basic block) bes
 torch.nn module with the same weights: forward, and forward + backward (the gradient with
 respect to every parameter and the input, ``fl.gradient`` against ``.backward()``), same
 ratio convention. Targets (issue 11): at least 1 on the LSTM and attention, at least 0.67 on
-the convolutions.
+the convolutions. ``--cpu-time`` applies to both tables.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def _check(ours_fns, peer_fns):
 def _selected(name: str) -> bool:
     """Rows to run: those whose name contains a command-line argument (all without any):
     ``benchmarks/layers.py LSTM MultiHead``."""
-    return len(sys.argv) < 2 or any(a in name for a in sys.argv[1:])
+    names = [a for a in sys.argv[1:] if not a.startswith("--")]
+    return not names or any(a in name for a in names)
 
 
 def main():
@@ -146,7 +147,7 @@ def main():
                 continue
             t, p = (v * 1e3 for v in timed(mine[i], theirs[i], clock=clock))
             print(f"{name:40s} {label:8s} {t:10.2f} {p:10.2f} {p / t:7.2f}")
-    layers_table(torch)
+    layers_table(torch, clock)
 
 
 # --- whole layers -----------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def layer_row(ours, theirs, shape, names):
     return fns, [forward, backward]
 
 
-def layers_table(torch):
+def layers_table(torch, clock=time.perf_counter):
     head = f"{'layer':52s} {'pass':8s} {'fluxml ms':>10s} {'torch ms':>10s} {'ratio':>7s}"
     print("\n" + head + "\n" + "-" * len(head))
     cases = _layer_cases() if torch is not None else {}
@@ -290,7 +291,7 @@ def layers_table(torch):
             continue
         mine, peer_fns = layer_row(ours, theirs, shape, names)
         for label, i in (("forward", 0), ("fwd+bwd", 1)):
-            t, p = (v * 1e3 for v in timed(mine[i], peer_fns[i]))
+            t, p = (v * 1e3 for v in timed(mine[i], peer_fns[i], clock=clock))
             print(f"{name:52s} {label:8s} {t:10.2f} {p:10.2f} {p / t:7.2f}")
     if torch is None:
         print("(PyTorch not installed: the layer table needs it to build the same models)")

@@ -2,6 +2,7 @@
 eager and JAX jit, measured in the same run, on the same weights and data.
 
     PYTHONPATH=src /work/.bench-venv/bin/python benchmarks/train_step.py [--quick] [--profile]
+        [--cpu-time] [LeNet ...]
 
 Cases (issue 17): a tiny MLP 2-32-32-2 tanh (batch 64, MSE); an MLP 784-512-512-10 relu
 (batch 128, cross-entropy); LeNet-5 on 1x28x28 (batch 64: conv 6@5x5 pad 2, maxpool 2,
@@ -253,14 +254,18 @@ PEERS = {"fluxml": fluxml_step, "PyTorch eager": torch_step, "JAX jit": jax_step
 
 # --- measuring --------------------------------------------------------------------------------
 
+# time.process_time with --cpu-time: with one thread, the work alone, not a busy machine's waits
+CLOCK = time.perf_counter
+
+
 def median_step(step, repeats: int, warmup: int = 3) -> float:
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = CLOCK()
         step()
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     return statistics.median(times)
 
 
@@ -304,7 +309,8 @@ def limit_threads(n: int) -> None:
         pass
 
 
-def main(quick: bool = False, profile: bool = False, threads: int | None = None) -> None:
+def main(quick: bool = False, profile: bool = False, threads: int | None = None,
+         cases: tuple = ()) -> None:
     if threads is not None:
         limit_threads(threads)
         print(f"threads limited to {threads}")
@@ -323,6 +329,8 @@ def main(quick: bool = False, profile: bool = False, threads: int | None = None)
     print(f"float32 GEMM (1024x1024, NumPy BLAS): {rate:.1f} GFLOP/s")
     print(f"{'case':22} {'peer':14} {'step':>10} {'ratio':>7}  losses of steps 1-3")
     for name, make_case in CASES.items():
+        if cases and not any(c in name for c in cases):
+            continue
         weights, data = make_case(np.random.default_rng(0))
         reference = None
         ours = None
@@ -366,5 +374,10 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true", help="profile the big MLP step")
     parser.add_argument("--threads", type=int, default=None,
                         help="limit BLAS / PyTorch threads (a loaded machine times better)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time each step by the process's CPU time (use with 1 thread)")
+    parser.add_argument("cases", nargs="*", help="run the cases whose name contains one of these")
     args = parser.parse_args()
-    main(args.quick, args.profile, args.threads)
+    if args.cpu_time:
+        CLOCK = time.process_time
+    main(args.quick, args.profile, args.threads, tuple(args.cases))

@@ -226,3 +226,23 @@ def test_data_that_cannot_serve_the_epochs_is_refused():
     with pytest.raises(TypeError, match=r"pass batches, as fl.DataLoader"):
         fl.train(loss, model, (x, y), state, progress=False)
     fl.train(loss, model, ((x, y) for _ in range(3)), state, epochs=1, progress=False)
+
+
+def test_compiled_training_is_the_eager_training():
+    x, y = _data()
+    x[40:] *= 2.0  # the short last batch traces again
+    model, ref = _model(), _model()
+    loader = lambda: fl.DataLoader((x, y), batchsize=20)  # noqa: E731
+    h = fl.train(mse, model, loader(), fl.setup(fl.Adam(0.01), model), epochs=3,
+                 progress=False, compile=True)
+    h_ref = fl.train(mse, ref, loader(), fl.setup(fl.Adam(0.01), ref), epochs=3,
+                     progress=False)
+    np.testing.assert_allclose(h.losses, h_ref.losses, rtol=1e-5)
+    for a, b in zip(fl.leaves(model), fl.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    y[5] = np.nan  # the checks still run before the update
+    with pytest.raises(fl.TrainingError, match="the loss is nan"):
+        fl.train(mse, model, loader(), fl.setup(fl.Adam(0.01), model), progress=False,
+                 compile=True)
+    with pytest.raises(ValueError, match="compile must be"):
+        fl.train(mse, model, loader(), fl.setup(fl.Adam(0.01), model), compile="fast")

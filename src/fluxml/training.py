@@ -74,7 +74,8 @@ class Run:
 
 def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
           callbacks: Iterable[Callback] = (), progress: bool = True,
-          history: History | None = None, distributed: bool = False) -> History:
+          history: History | None = None, distributed: bool = False,
+          compile: bool | str = False) -> History:
     """Train ``model`` in place: for each batch of ``data`` (tuples are splatted:
     ``loss(model, *batch)``), one gradient of ``loss`` and one ``fl.update(state, model,
     grads)``; ``epochs`` passes over ``data``. Returns the ``History`` (the step losses,
@@ -93,11 +94,19 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0 only. Other callbacks
     run on every rank: what they log must be the same everywhere (evaluate on the same data),
     so that ``EarlyStopping`` stops all ranks at the same epoch.
+
+    ``compile``: ``True`` (or a back end, ``"numpy"``, ``"cupy"``, ``"xla"``) runs each step's
+    loss and gradient through ``fl.compile``: traced on the first batch (and again for a batch
+    of another shape, such as a smaller last one), then generated straight-line code. The
+    optimiser update stays eager (plain NumPy already), after the checks for a non-finite loss
+    or gradient, so a bad step still leaves the model as it was, and learning-rate schedules
+    do not trace again.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"train: epochs must be a non-negative int; got {epochs!r}")
     if not callable(loss):
         raise TypeError(f"train: loss must be a function loss(model, *batch); got {loss!r}")
+    backend = _backend(compile)
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
@@ -123,14 +132,39 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     run = Run(model, state, data, history, epochs)
     run.is_main = dp is None or dp.is_main
     if dp is None:
-        return _loop(loss, run, callbacks, progress, None)
+        return _loop(loss, run, callbacks, progress, None, backend)
     with dp.failures():
-        return _loop(loss, run, callbacks, progress, dp)
+        return _loop(loss, run, callbacks, progress, dp, backend)
 
 
-def _loop(loss, run, callbacks, progress, dp) -> History:
+def _backend(compile):
+    """The back end ``train(..., compile=)`` asks for, or None for eager steps."""
+    if compile is False or compile is None:
+        return None
+    if compile is True:
+        return "numpy"
+    if compile in ("numpy", "cupy", "xla"):
+        return compile
+    raise ValueError(f"train: compile must be True, False or a back end ('numpy', 'cupy', "
+                     f"'xla'); got {compile!r}")
+
+
+def _gradient_step(loss, backend):
+    """``(model, *batch) -> (loss, (grads,))``: eager, or compiled once per batch shape."""
+    def step(model, *args):
+        return withgradient(lambda m: loss(m, *args), model)
+
+    if backend is None:
+        return step
+    from fluxml.compiler import compile as compile_
+
+    return compile_(step, backend=backend)
+
+
+def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     from fluxml.optimise import update
 
+    gradient_step = _gradient_step(loss, backend)
     data, history, epochs = run.data, run.history, run.epochs
     for cb in callbacks:
         cb.on_train_begin(run)
@@ -150,7 +184,7 @@ def _loop(loss, run, callbacks, progress, dp) -> History:
             args = batch if isinstance(batch, tuple) else (batch,)
             for cb in callbacks:
                 cb.on_step_begin(run)
-            value, (grads,) = withgradient(lambda m, a=args: loss(m, *a), run.model)
+            value, (grads,) = gradient_step(run.model, *args)
             count = _count(args)
             if dp is None:
                 value = float(value)

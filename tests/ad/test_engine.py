@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
-from fluxml.ad.core import ReverseTrace
+from fluxml.ad.reverse import ReverseTrace
 from fluxml.testing import check_grads
 
 

@@ -16,8 +16,8 @@ import pytest
 jax = pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
 
 import fluxml as fl  # noqa: E402
+from fluxml.ad.core import draw  # noqa: E402
 from fluxml.compiler import CompileError, xla_kernels  # noqa: E402
-from fluxml.compiler.trace import random as traced_random  # noqa: E402
 from fluxml.tree import flatten  # noqa: E402
 
 # the kernels' modules (fluxml.nnlib exports functions of the same names)
@@ -192,16 +192,31 @@ def test_random_draws_come_from_the_numpy_generator():
     """Drawn by the wrapper from the generator, in program order, outside the jitted
     function: a fresh draw each call, the generator's own stream."""
     def f(x, rng):
-        return x * traced_random(rng, x.shape, x.dtype) + traced_random(rng, (), x.dtype)
+        return x * draw(rng, "random", x.shape) + draw(rng, "random")
 
     x = np.ones(5)
     compiled, rng = fl.compile(f, backend="xla"), np.random.default_rng(7)
     got = [compiled(x, rng) for _ in range(3)]
     stream = np.random.default_rng(7)
-    want = [x * stream.random(5) + stream.random(()) for _ in range(4)]
+    want = [x * stream.random(5) + stream.random() for _ in range(4)]
     # the trace may take its example values from the generator first: one call's draws
     assert any(all(np.array_equal(a, b) for a, b in zip(got, want[s:])) for s in (0, 1))
     assert "draw_1" in compiled.source and "draw_2" in compiled.source
+
+
+def test_labels_are_checked_on_every_run_before_anything_is_written():
+    def f(w, x, y):
+        loss, (g,) = fl.withgradient(lambda w: fl.logitcrossentropy(x @ w, y), w)
+        w -= 0.1 * g
+        return loss
+
+    compiled = fl.compile(f, backend="xla")
+    w, x = np.ones((3, 4)), np.eye(3)
+    compiled(w, x, np.array([0, 3, 1]))
+    before = w.copy()
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\).*from 0 to 4"):
+        compiled(w, x, np.array([0, 4, 1]))
+    np.testing.assert_array_equal(w, before)
 
 
 def test_constant_and_argument_outputs():
@@ -301,7 +316,7 @@ def test_maxpool_kernels(kernel, stride, pads, dilation):
     x = rng.integers(0, 4, size=(2, 3, 6, 7)).astype(np.float64)  # many ties
     geo = {"kernel": kernel, "stride": stride, "pads": pads, "dilation": dilation}
     best = npool._maxpool(x, **geo)
-    pos = npool.maxpool_positions(x, best, **geo)
+    pos = npool._maxpool_positions(x, best, **geo)
     g = rng.normal(size=best.shape)
     unique = npool._disjoint(kernel, stride, dilation)
 

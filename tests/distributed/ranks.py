@@ -88,6 +88,12 @@ def fail(out, how):
              distributed=True)
 
 
+def say(line):
+    """One write per line: the ranks share the pipe, and print writes the newline apart."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def consistent(out):
     """Errors every rank raises at once are caught on every rank, and the job goes on."""
     fl.distributed.init(timeout=30.0)
@@ -95,14 +101,28 @@ def consistent(out):
     try:  # ranks that built different models
         fl.distributed.broadcast(fl.Dense(4, 3 if me == 0 else 5))
     except fl.distributed.DistributedError as err:
-        print(f"rank {me}: {err}", flush=True)
-    params = {"a": np.ones(2), "b": np.ones(2)}  # b has no gradient on rank 1
+        say(f"rank {me}: {err}")
+    params = {"a": np.ones(2), "b": np.full(2, 3.0)}  # b has no gradient on rank 1: zeros
     uses = (lambda m: np.sum(m["a"] * m["b"])) if me == 0 else (lambda m: np.sum(m["a"]))
-    try:
-        fl.train(lambda m, _: uses(m), params, [np.zeros(1)], fl.setup(fl.Descent(), params),
-                 progress=False, distributed=True)
-    except fl.distributed.DistributedError as err:
-        print(f"rank {me}: {err}", flush=True)
+    fl.train(lambda m, _: uses(m), params, [np.zeros(1)], fl.setup(fl.Descent(0.1), params),
+             progress=False, distributed=True)
+    say(f"rank {me}: partial gradients: a {params['a']}, b {params['b']}")
+    avg = fl.distributed.GradientAverager()
+    w = np.full(2, float(me + 1))
+    steps = [({"a": w, "b": None}, 1),  # no gradient of b anywhere: not in the plan
+             ({"a": w, "b": w if me else None}, 1),  # b appears on rank 1: a new plan
+             ({"a": w, "b": w if me else None}, 1 + me),  # the same plan, counts 1 and 2
+             ({"a": w, "b": None}, 1),  # b planned, but no rank has it now: None
+             ({"a": w[:1 + me], "b": None}, 1),  # different shapes: refused on every rank
+             ({"a": w, ("b" if me else "c"): None}, 1)]  # different trees: refused too
+    scalar = fl.distributed.GradientAverager().average(0.0, {"s": 1.0 + me, "k": 3}, 1)[1]
+    say(f"rank {me}: a Python float averaged: {scalar}")
+    for grads, count in steps:
+        try:
+            loss, out, n = avg.average(float(me), grads, count)
+            say(f"rank {me}: averaged: {loss:.4f} {out['a']} {out['b']} {n}")
+        except fl.distributed.DistributedError as err:
+            say(f"rank {me}: {err}")
     x, y = data()
     if me == 1:
         x[26] = np.nan  # rank 1's part of the second global batch (8..15, then 24..31)
@@ -112,11 +132,64 @@ def consistent(out):
         fl.train(mse, model, fl.DataLoader((x, y), batchsize=BATCH, shard=True), state,
                  progress=False, distributed=True)
     except fl.TrainingError as err:
-        print(f"rank {me}: {err}", flush=True)
+        say(f"rank {me}: {err}")
     fl.distributed.check_synced(model)
     changed = any(not np.array_equal(before[k], v)
                   for k, v in fl.io.modelstate.flat_state(model).items())
-    print(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
+    say(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
+
+
+def bn_model():
+    fl.seed(3)
+    return fl.f64(fl.Chain(fl.Conv((3, 3), 3, 4), fl.BatchNorm(4, np.tanh), fl.Flatten(),
+                           fl.Dense(16, 2)))
+
+
+def bn_data():
+    rng = np.random.default_rng(5)
+    return rng.normal(2.0, 3.0, size=(8, 3, 4, 4)), rng.normal(size=(8, 2))
+
+
+def bn_steps(model, x, y, average):
+    """Two steps of Descent; per step the outputs, the (averaged) gradients and the running
+    statistics after it."""
+    state = fl.setup(fl.Descent(0.1), model)
+    record = []
+    for _ in range(2):
+        seen = {}
+
+        def loss(m):
+            out = m(x)
+            seen["out"] = fl.ad.core.raw(out)
+            return np.mean((out - y) ** 2)
+
+        value, (grads,) = fl.withgradient(loss, model)
+        value, grads, _ = average(value, grads, len(x))
+        record.append({"loss": np.array(value), "out": seen["out"],
+                       "mean": model[1].running_mean.copy(), "var": model[1].running_var.copy(),
+                       **{f"grad.{k}": np.array(v) for k, v in fl.tree.leaves_with_paths(grads)}})
+        fl.update(state, model, grads)
+    return record
+
+
+def syncbn(out):
+    """Two steps with a synchronised BatchNorm, rank 0 on 5 observations, rank 1 on 3."""
+    model = fl.distributed.sync_batchnorm(bn_model())
+    x, y = bn_data()
+    rank = fl.distributed.rank()
+    part = slice(0, 5) if rank == 0 else slice(5, 8)
+    record = bn_steps(model, x[part], y[part], fl.distributed.GradientAverager().average)
+    np.savez(Path(out) / f"rank{fl.distributed.rank()}.npz",
+             **{f"{i}.{k}": v for i, r in enumerate(record) for k, v in r.items()})
+    bn, h = fl.trainmode(model[1]), np.arange(32.0).reshape(2, 4, 2, 2) * (1 + rank)
+
+    def norm_of_gradient(w):  # a second derivative through the synchronised statistics
+        return np.sum(fl.gradient(lambda z: np.sum(bn(z) ** 3), h * w[:, None, None])[0] ** 2)
+
+    try:
+        fl.gradient(norm_of_gradient, np.ones(4))
+    except fl.DifferentiationError as err:
+        say(f"rank {rank}: {err}")
 
 
 if __name__ == "__main__":
@@ -125,6 +198,8 @@ if __name__ == "__main__":
         train_equal(out)
     elif mode == "consistent":
         consistent(out)
+    elif mode == "syncbn":
+        syncbn(out)
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:

@@ -49,3 +49,50 @@ def test_the_loader_says_it_is_sharded():
     loader = fl.DataLoader(np.arange(10), batchsize=2, shard=(1, 2))
     assert repr(loader) == ("DataLoader(ndarray, batchsize=2, shuffle=False, partial=True, "
                             "shard=(1, 2)): 3 batches of 10 observations")
+
+
+def _bn_pair(affine=True, track_stats=True):
+    plain = fl.f64(fl.BatchNorm(3, np.tanh, affine=affine, track_stats=track_stats))
+    if affine:
+        plain.weight[:] = [0.5, 1.5, -2.0]
+        plain.bias[:] = [0.1, -0.2, 0.3]
+    return plain, fl.distributed.sync_batchnorm(fl.fmap(np.copy, plain))
+
+
+@pytest.mark.parametrize("affine, track_stats", [(True, True), (False, False)])
+def test_sync_batchnorm_in_one_process_is_batchnorm(affine, track_stats):
+    x = np.random.default_rng(0).normal(1.0, 2.0, size=(6, 3, 2, 2))
+    plain, sync = _bn_pair(affine, track_stats)
+    assert type(sync) is fl.distributed.SyncBatchNorm and repr(sync).startswith("SyncBatchNorm(3")
+    results = []
+    for layer in (plain, sync):
+        value, grads = fl.withgradient(lambda m, x: np.sum(np.cos(m(x))), layer, x)
+        stats = (layer.running_mean.copy(), layer.running_var.copy()) if track_stats else ()
+        params = (grads[0].weight, grads[0].bias) if affine else ()
+        results.append((value, grads[1], layer(x), *params, *stats))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_sync_batchnorm_derivatives_match_finite_differences():
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    _, sync = _bn_pair()
+    sync.running_mean = sync.running_var = None  # nothing updated in place while checking
+    fl.testing.check_grads(lambda w, b, x: fl.trainmode(_with(sync, w, b))(x),
+                           sync.weight, sync.bias, x)
+
+
+def _with(layer, w, b):
+    new = fl.fmap(lambda a: a, layer)
+    new.weight, new.bias = w, b
+    return new
+
+
+def test_sync_batchnorm_converts_nested_layers_and_shares_their_arrays():
+    model = {"net": fl.Chain(fl.Dense(2, 3), fl.BatchNorm(3)), "more": [{"bn": fl.BatchNorm(3)}]}
+    sync = fl.distributed.sync_batchnorm(model)
+    layers = [sync["net"][1], sync["more"][0]["bn"]]
+    assert all(type(m) is fl.distributed.SyncBatchNorm for m in layers)
+    assert layers[0].running_mean is model["net"][1].running_mean
+    assert layers[1].weight is model["more"][0]["bn"].weight
+    assert type(model["net"][1]) is fl.BatchNorm  # the model given is left as it was

@@ -111,7 +111,40 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
     for r in (0, 1):
         assert f"rank {r}: fluxml.distributed: broadcast: the ranks disagree: rank 0 has " \
                f"('weight', (3, 4), '<f4'), rank 1 has ('weight', (5, 4), '<f4')" in out, out
-        assert f"rank {r}: fluxml.distributed: at step 1 the ranks' gradients have " \
-               f"different layouts" in out, out
+        # a: (3 + 1) / 2, b: (1 + 0) / 2, one step of Descent(0.1)
+        assert f"rank {r}: partial gradients: a [0.8 0.8], b [2.95 2.95]" in out, out
+        assert f"rank {r}: a Python float averaged: {{'s': array(1.5), 'k': 3}}" in out, out
+        assert f"rank {r}: averaged: 0.5000 [1.5 1.5] None 2" in out, out
+        assert f"rank {r}: averaged: 0.5000 [1.5 1.5] [1. 1.] 2" in out, out
+        # counts 1 and 2: a (1 * 1 + 2 * 2) / 3, b (1 * 0 + 2 * 2) / 3, loss (0 + 2) / 3
+        assert f"rank {r}: averaged: 0.6667 [1.66666667 1.66666667] [1.33333333 1.33333333] " \
+               f"3" in out, out
+        assert out.count(f"rank {r}: averaged: 0.5000 [1.5 1.5] None 2") == 2, out
+        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 7: the ranks' " \
+               f"gradients of a differ: rank 0 has float64 (1,), rank 1 has float64 (2,); " \
+               f"every rank must differentiate the same model" in out, out
+        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 8: the ranks' " \
+               f"gradient trees have different structures (rank 0 has 'c' where rank 1 has " \
+               f"'b')" in out, out
         assert f"rank {r}: train: step 2 (epoch 1, batch 2): the loss is nan" in out, out
         assert f"rank {r}: one step taken: True; then ok" in out, out
+
+
+def test_sync_batchnorm_on_two_unequal_ranks_is_one_process_with_the_whole_batch(tmp_path):
+    done = mpirun(HERE / "ranks.py", "syncbn", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r in (0, 1):
+        assert f"rank {r}: SyncBatchNorm: higher-order derivatives through the statistics " \
+               f"synchronised across ranks are not supported" in done.stdout, done.stdout
+    x, y = ranks.bn_data()
+    expected = ranks.bn_steps(ranks.bn_model(), x, y, lambda v, g, n: (float(v), g, n))
+    got = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    for step, want in enumerate(expected):
+        for key, value in want.items():
+            if key == "out":  # each rank has its part of the batch
+                parts = [got[r][f"{step}.out"] for r in (0, 1)]
+                np.testing.assert_allclose(np.concatenate(parts), value, rtol=1e-10, atol=1e-12)
+                continue
+            for r in (0, 1):
+                np.testing.assert_allclose(got[r][f"{step}.{key}"], value, rtol=1e-10,
+                                           atol=1e-12, err_msg=f"step {step} {key} rank {r}")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fluxml as fl
-from fluxml.nnlib import conv, conv_transpose, depthwise_conv
+from fluxml.nnlib import conv, conv_transpose, convkernels, depthwise_conv
 from fluxml.testing import check_grads
 
 
@@ -101,6 +101,24 @@ def test_conv_derivatives(case):
     x, w = _inputs(size, kernel, c, o, groups, n=1)
     check_grads(lambda x, w: conv(x, w, stride=stride, pad=pad, dilation=dilation,
                                   groups=groups), x, w, order=2)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_blocks_of_one_sample(case, monkeypatch):
+    """The kernels work on blocks of samples sized to the cache: with one sample a block (and
+    a non-contiguous input) the results are those of the naive loops, the derivatives those of
+    finite differences."""
+    monkeypatch.setattr(convkernels, "BLOCK_BYTES", 1)
+    size, kernel, c, o, stride, pad, dilation, groups = case
+    d = len(size)
+    x, w = _inputs(size, kernel, c, o, groups, n=3)
+    x = np.swapaxes(np.swapaxes(x, 0, 1).copy(), 0, 1)  # the same values, strided
+    st_ = (stride,) * d if isinstance(stride, int) else stride
+    dl = (dilation,) * d if isinstance(dilation, int) else dilation
+    y = conv(x, w, stride=stride, pad=pad, dilation=dilation, groups=groups)
+    np.testing.assert_allclose(y, naive_conv(x, w, st_, _pairs(pad, d), dl, groups), atol=1e-12)
+    check_grads(lambda x, w: conv(x, w, stride=stride, pad=pad, dilation=dilation,
+                                  groups=groups), x, w, order=1, modes=("rev",))
 
 
 @pytest.mark.parametrize("case", CASES)

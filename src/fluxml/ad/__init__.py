@@ -1,8 +1,14 @@
-"""The differentiation engine: reverse and forward mode over plain Python and NumPy."""
+"""The differentiation engine: reverse and forward mode over plain Python and NumPy.
+
+Layers, each importing only those below it (``tests/ad/test_layers.py`` checks): ``errors``;
+``core`` (primitives, tracers, the Trace base class, the rule tables); ``define`` and
+``fitting``; ``sweep``; the rule families, with ``mutation`` (writes and views) above
+``rules.indexing``; the traces ``reverse`` and ``forward``; ``dispatch`` and ``methods`` (how
+NumPy and Python reach the rules); ``api`` and ``custom`` (the transforms users call).
+"""
 
 from fluxml.ad import (
     methods,  # noqa: F401  (operators and array methods on Tracer)
-    rules,  # noqa: F401  (registers every derivative rule)
 )
 from fluxml.ad.api import (
     gradient,
@@ -16,6 +22,25 @@ from fluxml.ad.api import (
 )
 from fluxml.ad.core import DifferentiationError, Tracer
 from fluxml.ad.custom import checkpoint, custom_jvp, custom_vjp
+from fluxml.ad.rules import (  # noqa: F401  (each family registers its derivative rules)
+    complex_values,
+    creation,
+    decompositions,
+    eig,
+    elementwise,
+    elementwise_more,
+    folds,
+    joins,
+    linalg,
+    norms,
+    numerics,
+    reductions,
+    selection,
+    shape,
+    solvers,
+    special,
+    writes,
+)
 from fluxml.ad.rules.indexing import index_add
 from fluxml.ad.rules.reductions import logsumexp
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from fluxml.ad.core import LEAKED, DifferentiationError, ReverseTrace, Tracer, raw
+from fluxml.ad.core import LEAKED, DifferentiationError, Tracer, raw
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
+from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
 from fluxml.tree import flatten, is_array_leaf, unflatten
 
@@ -217,6 +218,7 @@ def _one(dtype):
 def _one_like(value):
     """The seed 1 on the device of a loss held by another array library (CuPy): a NumPy
     seed would send the whole backward sweep to the CPU, or fail on mixing."""
+    # lazy: the backends sit above the engine; only another library's loss comes here
     from fluxml.backend import array_module
 
     return array_module(value).ones((), value.dtype)
@@ -467,4 +469,6 @@ def _stopped(t):
     reach it; a plain array is copied too, so that code behaves the same with and without a
     transform (a NumPy scalar is immutable and needs no copy)."""
     v = raw(t)
+    if type(v) is Tracer:  # under fl.compile: a copy recorded in the program
+        return np.copy(v)
     return v.copy() if type(v) is np.ndarray else v

@@ -7,8 +7,11 @@ float arrays of the arguments are :class:`Tracer` handles that belong to a trace
 one level down and lets the trace record what it needs (a tape node for reverse mode, a tangent
 for forward mode). Nested levels give higher-order derivatives and keep perturbations apart.
 
-Rules live in ``ad/rules``; this file holds none. The backward sweep is ``ad/sweep.py``,
-forward mode ``ad/forward.py``, writes into traced arrays and views ``ad/mutation.py``.
+This is the bottom layer of the engine: it imports nothing of it but ``errors``. Each kind
+of trace subclasses :class:`Trace` in a module above it: reverse mode ``ad/reverse.py`` (its
+sweep ``ad/sweep.py``), forward mode ``ad/forward.py``. Rules live in ``ad/rules``; writes into
+traced arrays and views in ``ad/mutation.py``. ``tests/ad/test_layers.py`` keeps the import
+graph acyclic.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import itertools
 import numpy as np
 
 from fluxml.ad import errors
+from fluxml.tree import register_leaf
 
 _levels = itertools.count(1)  # thread-safe under the GIL; later transforms get higher levels
 
@@ -74,6 +78,7 @@ class Primitive:
 UFUNCS: dict = {}  # np.ufunc -> callable(*inputs, **kwargs) on tracers
 FUNCTIONS: dict = {}  # NumPy function -> callable with NumPy's signature, for __array_function__
 NONDIFF: set = set()  # NumPy functions/ufuncs with no derivative: run on the values, untraced
+NO_PARAMS: dict = {}  # the parameters of a call without any (shared: never written)
 LAZY_RULES: list = []  # callables(ufunc_or_func) -> bool that may register rules on a miss
 
 
@@ -88,6 +93,9 @@ def lookup(table, func):
 
 
 # --- binding -------------------------------------------------------------------------------------
+
+COMPILING: list = []  # the IR traces of fl.compile calls in progress (innermost last)
+
 
 def top_trace(args):
     """The trace of the highest level among ``args`` (None when nothing is traced)."""
@@ -108,6 +116,10 @@ def bind(prim, args, params):
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
+    if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
+        for t in _tracers((), params):  # (of a branch fl.cond traces: above the arguments)
+            if top is None or t._trace.level > top.level:
+                top = t._trace
     if top is None:
         return prim.impl(*args, **params)
     return top.process(prim, args, params)
@@ -116,16 +128,101 @@ def bind(prim, args, params):
 def _reraise_if_mixed(prim, vals, error):
     """After ``prim`` failed: when its arguments were on two devices (CPU and GPU), raise
     the error that names them (``fluxml.backend.mixing``, loaded only now)."""
+    # lazy: the backends sit above the engine, and a NumPy-only program never needs them
     from fluxml.backend.mixing import reraise_if_mixed
 
     reraise_if_mixed(prim, vals, error)
 
 
+class Opaque:
+    """Base class of values that stand for an array without holding one (the abstract values
+    of ``fl.compile``'s IR trace). ``raw`` stops at the tracer holding one: under compile, the
+    "raw value" of an array is its IR tracer, so untraced computations on it are recorded."""
+
+    __slots__ = ()
+
+
 def raw(x):
-    """The concrete value under every trace level (for shapes, dtypes, non-differentiable ops)."""
+    """The concrete value under every trace level (for shapes, dtypes, non-differentiable ops);
+    under ``fl.compile``, the IR tracer at the bottom."""
     while type(x) is Tracer:
-        x = x._val
+        v = x._val
+        if type(v) is not Tracer and isinstance(v, Opaque):
+            return x
+        x = v
     return x
+
+
+
+
+def draw(rng, method: str, *args, **kwargs):
+    """``rng.<method>(*args, **kwargs)``, a random draw. Inside ``fl.compile`` it is recorded,
+    so that every run of the compiled program draws anew from ``rng`` (a draw made at trace
+    time would be a constant: the same dropout mask on every step)."""
+    if COMPILING:
+        return COMPILING[-1].draw(rng, method, args, kwargs)
+    return getattr(rng, method)(*args, **kwargs)
+
+
+def known_none(mask) -> bool:
+    """Is ``mask`` a concrete array with no True entry? Rules take a fast path then. The
+    values of ``fl.compile``'s IR tracers are not known: the general path is recorded."""
+    return type(mask) is not Tracer and not mask.any()
+
+
+def bottom(x):
+    """The value ``raw`` gives, as something with ``shape``/``dtype``/``size``/``strides``
+    (the abstract value of an IR tracer under ``fl.compile``)."""
+    v = raw(x)
+    return v._val if type(v) is Tracer else v
+
+
+def first_order(*xs) -> bool:
+    """Is each of ``xs`` a plain array (or None), or a value of ``fl.compile``'s program (an
+    IR tracer) with no derivative being taken through it? A rule may then run its NumPy
+    kernel through :func:`untraced` (under compile: recorded as one call)."""
+    for x in xs:
+        t = type(x)
+        if t is np.ndarray or x is None or (t is Tracer and raw(x) is x):
+            continue
+        return False
+    return True
+
+
+def _has_tracer(x) -> bool:
+    t = type(x)
+    if t is Tracer:
+        return True
+    if t is list or t is tuple:
+        return any(_has_tracer(a) for a in x)
+    if t is dict:
+        return any(_has_tracer(a) for a in x.values())
+    return False
+
+
+def untraced(func, args, kwargs=None, name=None):
+    """``func`` applied to the raw values of its arguments: no derivative flows through it.
+    Under ``fl.compile`` the raw values are IR tracers, and the call is recorded there."""
+    args = strip(args)
+    kwargs = strip(kwargs) if kwargs else {}
+    if _has_tracer(args) or _has_tracer(kwargs):
+        # the innermost trace: a branch fl.cond traces may mix its values with outer ones
+        top = max(_tracers(args, kwargs), key=lambda a: a._trace.level)
+        return top._trace.call(func, name or getattr(func, "__name__", "call"), args, kwargs)
+    return func(*args, **kwargs)
+
+
+def _tracers(args, kwargs):
+    stack = [args, kwargs]
+    while stack:
+        x = stack.pop()
+        t = type(x)
+        if t is Tracer:
+            yield x
+        elif t is list or t is tuple:
+            stack.extend(x)
+        elif t is dict:
+            stack.extend(x.values())
 
 
 def strip(x):
@@ -179,10 +276,24 @@ class Trace:
         if self.closed is not None:
             raise DifferentiationError(self.closed)
 
+    def concrete(self, what: str) -> Exception:
+        """The error for Python asking a tracer of this trace for a concrete value."""
+        return DifferentiationError(errors.concrete(what))
+
     def check_refused(self):
         """Raise the refusal recorded while ``f`` ran (see ``methods._refuses``)."""
         if self.refused is not None:
             raise DifferentiationError(self.refused)
+
+    # One- and two-argument primitives without parameters (ufuncs, operators) come here; a
+    # trace may take them by a shorter path than ``process``.
+    def unary(self, prim, a):
+        """``process(prim, (a,), {})``, where ``a`` is a tracer of this trace."""
+        return self.process(prim, (a,), NO_PARAMS)
+
+    def binary(self, prim, a, b):
+        """``process(prim, (a, b), {})``, where this is the top trace of ``a`` and ``b``."""
+        return self.process(prim, (a, b), NO_PARAMS)
 
     def new(self, val, box, owned=True):
         t = Tracer.__new__(Tracer)
@@ -195,169 +306,6 @@ class Trace:
 
 
 LEAKED = errors.LEAKED
-
-
-class ReverseTrace(Trace):
-    """Records a tape of nodes ``(prim, args, params, ans, parents)``; ``parents`` lists
-    ``(argument position, tape index)`` of the traced arguments."""
-
-    __slots__ = ("tape", "snapshots")
-
-    def __init__(self):
-        self.level = next(_levels)
-        self.closed = None
-        self.refused = None
-        self.tape = []
-        self.snapshots = None  # id -> (large plain array, the copy a rule keeps of it)
-
-    def leaf(self, val, index=None):
-        """A new differentiable input (its node has no parents; ``index`` is unused here)."""
-        tape = self.tape
-        t = Tracer.__new__(Tracer)
-        t._trace = self
-        t._val = val
-        t._box = len(tape)
-        t._owned = False  # the caller's array: the first write copies it
-        t._view = t._views = None
-        tape.append(None)
-        return t
-
-    def constant(self, val):
-        """A traced constant (e.g. ``np.zeros_like(tracer)``): writable, carries no gradient."""
-        t = self.leaf(val)
-        t._owned = True
-        return t
-
-    def process(self, prim, args, params):
-        # The hot path of reverse mode: kept flat on purpose (no helper calls per argument).
-        if self.closed is not None:
-            raise DifferentiationError(self.closed)
-        vals = list(args)
-        parents = []
-        lower = constants = large = False
-        i = -1
-        if prim.keeps_inputs:
-            for a in args:
-                i += 1
-                if type(a) is Tracer:
-                    if a._trace is self:
-                        parents.append((i, a._box))
-                        v = a._val
-                        if a._view is None:  # a rule keeps it: the next write copies first
-                            a._owned = False
-                        else:  # a view: a copy, if its base may be written in place
-                            v = _kept_view(a)
-                        if type(v) is Tracer:
-                            lower = True
-                        vals[i] = v
-                    else:
-                        lower = True
-                elif type(a) is np.ndarray or type(a) is list:
-                    constants = True  # plain and mutable: protected below
-        else:
-            for a in args:
-                i += 1
-                if type(a) is Tracer:
-                    if a._trace is self:
-                        parents.append((i, a._box))
-                        v = vals[i] = a._val
-                        if type(v) is Tracer:
-                            lower = True
-                        elif type(v) is np.ndarray and v.size >= LARGE:
-                            large = True
-                    else:
-                        lower = True
-        try:  # costs nothing unless raised (Python 3.11): the NumPy path checks no devices
-            ans = bind(prim, vals, params) if lower else prim.impl(*vals, **params)
-        except Exception as e:
-            _reraise_if_mixed(prim, vals, e)
-            raise
-        if not parents:  # every traced argument belongs to lower levels: a constant here
-            if prim.multiple_results:
-                return tuple(self.constant(a) for a in ans)
-            return self.constant(ans)
-        if constants:
-            self._keep_constants(vals, args)
-        elif large and not prim.view:  # rules read only shapes: let large arrays go early
-            self._keep_shapes(vals, parents, ans)
-        tape = self.tape
-        if prim.multiple_results:
-            tape.append((prim, vals, params, ans, parents))
-            return self._project(ans, not prim.keeps_output)
-        out = Tracer.__new__(Tracer)
-        out._trace = self
-        out._val = ans
-        out._box = len(tape)
-        out._view = out._views = None
-        if prim.keeps_output:
-            out._owned = False
-            tape.append((prim, vals, params, ans, parents))
-        else:
-            out._owned = True
-            if type(ans) is np.ndarray and ans.size >= LARGE:
-                tape.append((prim, vals, params, Shaped(ans), parents))
-            else:
-                tape.append((prim, vals, params, ans, parents))
-        if prim.view:
-            _link_view(out, args[0], prim, params)
-        return out
-
-    @staticmethod
-    def _keep_shapes(vals, parents, ans):
-        """Replace large argument arrays that no rule reads by their shapes, so that they
-        can be freed before the sweep. (A view primitive's result holds its input anyway.)"""
-        for p, _ in parents:
-            v = vals[p]
-            if type(v) is np.ndarray and v.size >= LARGE and v is not ans:
-                vals[p] = Shaped(v)
-
-    def _keep_constants(self, vals, args):
-        """Plain arrays (and lists) that a rule keeps are copied: the program may write into
-        them later (through any view of their memory, from any thread), and the backward pass
-        must read the values the forward pass used. A large array used again unchanged shares
-        the copy made at its first use (checked by comparing the values)."""
-        for i, a in enumerate(args):  # the constants only: traced values are versioned
-            if type(a) is list:
-                vals[i] = np.array(a)
-            elif type(a) is np.ndarray:
-                vals[i] = a.copy() if a.size < LARGE else self._snapshot(a)
-
-    def _snapshot(self, a):
-        snapshots = self.snapshots
-        if snapshots is None:
-            snapshots = self.snapshots = {}
-        entry = snapshots.get(id(a))
-        if entry is not None and entry[0] is a and _unchanged(a, entry[1]):
-            return entry[1]
-        kept = a.copy()
-        snapshots[id(a)] = (a, kept)  # holding ``a`` keeps its id from being reused
-        return kept
-
-    def _project(self, ans, owned):
-        """One handle per output of the multiple-result node just recorded."""
-        tape = self.tape
-        j = len(tape) - 1
-        outs = []
-        for k, a in enumerate(ans):
-            tape.append((None, None, None, None, ((k, j),)))  # projection of output k
-            outs.append(self.new(a, len(tape) - 1, owned))
-        return tuple(outs)
-
-    def backward(self, seeds, wanted, free=True):
-        """Cotangents of the ``wanted`` tape indices (None entries allowed), from ``seeds``
-        (index -> cotangent)."""
-        return sweep(self.tape, seeds, wanted, free)
-
-
-_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def _unchanged(a, kept):
-    """Do ``a``'s values equal ``kept``'s, bit for bit (NaN included)? One pass, no copy."""
-    bits = _BITS.get(a.dtype.itemsize)
-    if bits is not None and a.flags.c_contiguous:
-        return bool((a.reshape(-1).view(bits) == kept.reshape(-1).view(bits)).all())
-    return bool(np.array_equal(a, kept))  # a NaN makes it "changed": a fresh copy is kept
 
 
 def _kept(a):
@@ -377,17 +325,6 @@ def _kept_view(a):
         root = root._view[0]
     # a base that no write goes into in place (an argument, or one a rule kept) needs no copy
     return a._val.copy(order="K") if root._owned else a._val  # K: a transposed view stays one
-
-
-def _link_view(out, base, prim, params):
-    """Make ``out`` a view handle of ``base`` when NumPy returned a view (shared memory)."""
-    if type(base) is not Tracer or base._trace is not out._trace:
-        return
-    if not np.may_share_memory(raw(out._val), raw(base._val)):
-        return
-    from fluxml.ad import mutation  # one small module; imported here to keep core acyclic
-
-    mutation.link(out, base, prim, params)
 
 
 # --- the Tracer ----------------------------------------------------------------------------------
@@ -420,7 +357,7 @@ class Tracer:
 
     @property
     def size(self):
-        return raw(self).size
+        return bottom(self).size
 
     def __len__(self):
         shape = self._val.shape
@@ -433,7 +370,7 @@ class Tracer:
             yield self[i]
 
     def __repr__(self):
-        kind = "Reverse" if isinstance(self._trace, ReverseTrace) else "Forward"
+        kind = type(self._trace).__name__.removesuffix("Trace")  # Reverse, Forward ...
         return f"Tracer<{kind}:{self._trace.level}>({raw(self)!r})"
 
     __hash__ = object.__hash__
@@ -450,17 +387,12 @@ class Tracer:
         if dtype is not None and np.dtype(dtype).kind in "biu":
             # an integer or boolean cast (`np.int64(x)`, `np.asarray(x, dtype=int)`) has no
             # derivative: cut, as `x.astype(int)` is
-            return np.array(raw(self), dtype=dtype)
+            value = raw(self)
+            if type(value) is Tracer:  # fl.compile: the values exist only at run time
+                raise value._trace.concrete("converting a traced array to a NumPy array")
+            return np.array(value, dtype=dtype)
         raise DifferentiationError(errors.converted(errors.calling_library()))
 
 
-def _register():
-    from fluxml.tree import register_leaf
+register_leaf(Tracer)  # a leaf of every tree (fluxml.tree), as arrays are
 
-    register_leaf(Tracer)
-
-
-_register()
-
-
-from fluxml.ad.sweep import sweep  # noqa: E402  (the sweep builds on the names above)

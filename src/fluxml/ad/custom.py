@@ -15,13 +15,13 @@ from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import (
     DifferentiationError,
     Primitive,
-    ReverseTrace,
     Tracer,
     _kept,
     raw,
     top_trace,
 )
 from fluxml.ad.forward import ForwardTrace
+from fluxml.ad.reverse import ReverseTrace
 from fluxml.tree import flatten, unflatten
 
 CLOSED_OVER = ("a function given to custom_vjp, custom_jvp or checkpoint used a traced value "
@@ -79,6 +79,15 @@ def _record(trace, leaves, spec, run, bwd):
     return type(out)(results)
 
 
+def _bypassed(trace, what):
+    """The function runs without its rule on ``trace`` (no transform records here): a trace
+    that may differentiate what it records later by replaying it (a branch ``fl.cond``
+    traces) is told, so that it can refuse to rather than lose the rule."""
+    note = getattr(trace, "note_custom_rule", None)
+    if note is not None:
+        note(what)
+
+
 class custom_vjp:
     """A function with a user-given reverse-mode rule (JAX's form).
 
@@ -108,6 +117,7 @@ class custom_vjp:
         leaves, spec = flatten(args)
         trace = top_trace(leaves)
         if not isinstance(trace, ReverseTrace):
+            _bypassed(trace, f"custom_vjp {self.__name__}")
             return self.fun(*args)
         if self.fwd is None:
             raise DifferentiationError(f"custom_vjp {self.__name__}: call .defvjp(fwd, bwd) "
@@ -142,7 +152,8 @@ class custom_jvp:
     def __call__(self, *args):
         leaves, spec = flatten(args)
         trace = top_trace(leaves)
-        if trace is None:
+        if not isinstance(trace, (ForwardTrace, ReverseTrace)):  # none, or fl.compile's
+            _bypassed(trace, f"custom_jvp {self.__name__}")
             return self.fun(*args)
         if self.rule is None:
             raise DifferentiationError(f"custom_jvp {self.__name__}: call .defjvp(rule) first")

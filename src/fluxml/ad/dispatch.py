@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
+from fluxml.ad import errors, mutation
 from fluxml.ad.core import (
     FUNCTIONS,
+    NO_PARAMS,
     NONDIFF,
     UFUNCS,
     DifferentiationError,
@@ -15,42 +15,11 @@ from fluxml.ad.core import (
     Tracer,
     lookup,
     raw,
-    strip,
+    untraced,
 )
+from fluxml.ad.rules import folds
 from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.ad.rules.creation import LIKE
-
-
-def _name(func) -> str:
-    name = getattr(func, "__name__", repr(func))
-    special = sys.modules.get("scipy.special")
-    if special is not None and getattr(special, name, None) is func:
-        return f"scipy.special.{name}"
-    module = getattr(func, "__module__", None) or "numpy"
-    if module == "numpy" or module.startswith("numpy._"):
-        module = "np"
-    elif module.startswith("numpy."):
-        module = "np." + module[len("numpy."):]
-    return f"{module}.{name}"
-
-
-def unsupported(func, what="function") -> DifferentiationError:
-    name = _name(func)
-    return DifferentiationError(
-        f"{name} was called on a traced array, but fluxml has no derivative rule for this "
-        f"{what}.\nPossible fixes:\n"
-        f"  - write the computation with supported NumPy operations;\n"
-        f"  - give it a rule: decorate a wrapper with @fl.custom_vjp and call "
-        f"`wrapper.defvjp(fwd, bwd)`;\n"
-        f"  - call it on fl.stop_gradient(x) if its derivative is not needed.")
-
-
-def not_for_complex(func) -> DifferentiationError:
-    return DifferentiationError(
-        f"{_name(func)} was called on complex values inside a derivative, but its rule is "
-        "known to be right for real values only (see fluxml.ad.rules.complex_values). Work on "
-        "the real and imaginary parts (np.real, np.imag, np.abs), or give the computation a "
-        "rule with @fl.custom_vjp.")
 
 
 def _any_complex(args):
@@ -70,20 +39,21 @@ def _any_complex(args):
     return False
 
 
-_NO_PARAMS: dict = {}
-
-
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if method == "__call__" and not kwargs:  # the common case, kept short
         prim = UFUNCS.get(ufunc)
         if type(prim) is Primitive:
             if ufunc not in COMPLEX and _any_complex(inputs):
-                raise not_for_complex(ufunc)
+                raise _not_for_complex(ufunc)
+            if len(inputs) == 1:  # self is the input
+                return self._trace.unary(prim, self)
             trace = self._trace  # self is one of the inputs: find the top trace among them
             for a in inputs:
                 if type(a) is Tracer and a._trace.level > trace.level:
                     trace = a._trace
-            return trace.process(prim, inputs, _NO_PARAMS)
+            if len(inputs) == 2:
+                return trace.binary(prim, *inputs)
+            return trace.process(prim, inputs, NO_PARAMS)
     return call_ufunc(ufunc, method, inputs, kwargs)
 
 
@@ -91,11 +61,19 @@ def _array_function(self, func, types, args, kwargs):
     entry = FUNCTIONS.get(func)
     if entry is not None:
         if func not in COMPLEX and (_any_complex(args) or kwargs and _any_complex(kwargs)):
-            raise not_for_complex(func)
+            raise _not_for_complex(func)
         return entry(*args, **kwargs)
     if func in LIKE:  # np.zeros(shape, like=tracer) and friends: they dispatch on like=
         return LIKE[func](self, *args, **kwargs)
     return call_function(func, args, kwargs)
+
+
+def _unsupported(func, what="function") -> DifferentiationError:
+    return DifferentiationError(errors.unsupported(func, what))
+
+
+def _not_for_complex(func) -> DifferentiationError:
+    return DifferentiationError(errors.not_for_complex(func))
 
 
 Tracer.__array_ufunc__ = _array_ufunc
@@ -105,7 +83,7 @@ Tracer.__array_function__ = _array_function
 def call_ufunc(ufunc, method, inputs, kwargs):
     """Route ``ufunc.method(*inputs, **kwargs)`` with traced inputs to its rule."""
     if ufunc not in COMPLEX and ufunc not in NONDIFF and _any_complex(inputs):  # all methods
-        raise not_for_complex(ufunc)
+        raise _not_for_complex(ufunc)
     out = kwargs.pop("out", None)
     where = kwargs.pop("where", True)
     dtype = kwargs.pop("dtype", None)
@@ -114,7 +92,7 @@ def call_ufunc(ufunc, method, inputs, kwargs):
     if method == "__call__":
         if kwargs:
             raise DifferentiationError(
-                f"{_name(ufunc)}: keyword arguments {sorted(kwargs)} are not supported on "
+                f"{errors.name(ufunc)}: keyword arguments {sorted(kwargs)} are not supported on "
                 "traced arrays")
         if dtype is not None:
             inputs = [np.asarray(a).astype(dtype) if type(a) is not Tracer else a.astype(dtype)
@@ -123,18 +101,14 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         if entry is not None:
             result = entry(*inputs)
         elif ufunc in NONDIFF:
-            result = ufunc(*strip(inputs))
+            result = untraced(ufunc, inputs, None, ufunc.__name__)
         else:
-            raise unsupported(ufunc, "ufunc")
+            raise _unsupported(ufunc, "ufunc")
     elif method in ("reduce", "accumulate", "reduceat") and ufunc not in NONDIFF:
-        from fluxml.ad.rules import folds
-
         if where is not True and method == "reduce":
             kwargs["where"], where = where, True
         result = getattr(folds, method)(ufunc, *inputs, dtype=dtype, **kwargs)
     elif method == "at":
-        from fluxml.ad import mutation
-
         a, idx = inputs[0], inputs[1]
         b = inputs[2] if len(inputs) > 2 else None
         return mutation.ufunc_at(ufunc, a, idx, b)
@@ -144,23 +118,21 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         a = np.reshape(a, a_shape + (1,) * np.ndim(raw(b)))
         result = call_ufunc(ufunc, "__call__", (a, b), kwargs)
     elif all(type(a) is not Tracer for a in inputs) or ufunc in NONDIFF:
-        result = getattr(ufunc, method)(*strip(inputs), **kwargs)
+        result = untraced(getattr(ufunc, method), inputs, kwargs, f"{ufunc.__name__}.{method}")
     else:
-        raise unsupported(ufunc, f"ufunc method `.{method}`")
+        raise _unsupported(ufunc, f"ufunc method `.{method}`")
     if out is None:
         if where is not True:
             raise DifferentiationError(
-                f"{_name(ufunc)}(..., where=mask) without out= leaves entries uninitialised; "
+                f"{errors.name(ufunc)}(..., where=mask) without out= leaves entries uninitialised; "
                 "use np.where(mask, f(x), other) instead")
         return result
-    from fluxml.ad import mutation
-
     (target,) = out if isinstance(out, tuple) else (out,)
     if any(result is a for a in inputs):  # a rule that passed an input through: copy it
         result = np.copy(result)
     if where is not True:
         result = np.where(where, result, target)
-    mutation.assign_out(target, result, _name(ufunc))
+    mutation.assign_out(target, result, errors.name(ufunc))
     return target
 
 
@@ -169,8 +141,8 @@ def call_function(func, args, kwargs):
     entry = lookup(FUNCTIONS, func)
     if entry is not None:
         if func not in COMPLEX and (_any_complex(args) or _any_complex(kwargs)):
-            raise not_for_complex(func)
+            raise _not_for_complex(func)
         return entry(*args, **kwargs)
     if func in NONDIFF:
-        return func(*strip(args), **strip(kwargs))
-    raise unsupported(func)
+        return untraced(func, args, kwargs)
+    raise _unsupported(func)

@@ -59,7 +59,8 @@ def concrete(what: str) -> str:
 def scipy_replacement() -> str | None:
     """``fluxml.scipy.<sub>.<name>`` for the SciPy function, on the current call stack, that
     fluxml.scipy offers in differentiable form (``scipy.linalg.expm``); or None."""
-    from fluxml import scipy as offered  # imports no SciPy
+    # lazy: fluxml.scipy builds on the engine (it imports no SciPy itself)
+    from fluxml import scipy as offered
 
     frame = sys._getframe(1)
     while frame is not None:
@@ -95,3 +96,37 @@ def calling_library() -> str | None:
             return None  # the user's own code converted it
         frame = frame.f_back
     return found
+
+
+def name(func) -> str:
+    """How a user writes ``func``: ``np.sin``, ``np.linalg.det``, ``scipy.special.erf``."""
+    name = getattr(func, "__name__", repr(func))
+    special = sys.modules.get("scipy.special")
+    if special is not None and getattr(special, name, None) is func:
+        return f"scipy.special.{name}"
+    module = getattr(func, "__module__", None) or "numpy"
+    if module == "numpy" or module.startswith("numpy._"):
+        module = "np"
+    elif module.startswith("numpy."):
+        module = "np." + module[len("numpy."):]
+    return f"{module}.{name}"
+
+
+def unsupported(func, what: str = "function") -> str:
+    """A NumPy function (or ufunc, or ufunc method) with no derivative rule."""
+    return (
+        f"{name(func)} was called on a traced array, but fluxml has no derivative rule for "
+        f"this {what}.\nPossible fixes:\n"
+        "  - write the computation with supported NumPy operations;\n"
+        "  - give it a rule: decorate a wrapper with @fl.custom_vjp and call "
+        "`wrapper.defvjp(fwd, bwd)`;\n"
+        "  - call it on fl.stop_gradient(x) if its derivative is not needed.")
+
+
+def not_for_complex(func) -> str:
+    """A rule known right for real values only, reached by complex ones."""
+    return (
+        f"{name(func)} was called on complex values inside a derivative, but its rule is "
+        "known to be right for real values only (see fluxml.ad.rules.complex_values). Work on "
+        "the real and imaginary parts (np.real, np.imag, np.abs), or give the computation a "
+        "rule with @fl.custom_vjp.")

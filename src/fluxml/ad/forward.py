@@ -9,11 +9,11 @@ from fluxml.ad.core import (
     Trace,
     Tracer,
     _kept_view,
-    _link_view,
     _reraise_if_mixed,
     bind,
 )
 from fluxml.ad.fitting import broadcast
+from fluxml.ad.mutation import link_view
 
 
 class ForwardTrace(Trace):
@@ -89,7 +89,7 @@ class ForwardTrace(Trace):
             tangent = _tangent(prim, tangents, ans, vals, params)
         out = self.new(ans, tangent)
         if prim.view:
-            _link_view(out, args[0], prim, params)
+            link_view(out, args[0], prim, params)
         return out
 
 

@@ -8,11 +8,15 @@ import sys
 import numpy as np
 
 from fluxml.ad import errors, mutation
-from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, raw
+from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, bottom, raw
 from fluxml.ad.dispatch import call_function, call_ufunc
-from fluxml.ad.rules.indexing import getitem
-
-_NO_PARAMS: dict = {}
+from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primitives, once)
+    elementwise,
+    elementwise_more,
+    linalg,
+)
+from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, getitem
+from fluxml.ad.rules.shape import astype
 
 
 def _binary(uf):
@@ -30,16 +34,16 @@ def _binary(uf):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
-            return trace.process(prim, (self, other), _NO_PARAMS)
+            return trace.binary(prim, self, other)
 
         def rop(self, other):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
-            return trace.process(prim, (other, self), _NO_PARAMS)
+            return trace.binary(prim, other, self)
 
     def iop(self, other):
-        return mutation.augment(self, uf, other)
+        return mutation.augment(self, uf, other, call_ufunc(uf, "__call__", (self, other), {}))
 
     return op, rop, iop
 
@@ -58,6 +62,11 @@ for _name, _uf in {"lt": np.less, "le": np.less_equal, "gt": np.greater,
                    "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal}.items():
     setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
 
+# bitwise and logical operators (boolean masks are traced only inside fl.compile)
+for _name, _uf in {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}.items():
+    setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
+    setattr(Tracer, f"__r{_name}__", lambda self, other, _uf=_uf: _uf(other, self))
+Tracer.__invert__ = lambda self: np.invert(self)
 Tracer.__neg__ = lambda self: np.negative(self)
 Tracer.__pos__ = lambda self: np.positive(self)
 Tracer.__abs__ = lambda self: np.absolute(self)
@@ -99,8 +108,6 @@ def _transpose(self, *axes):
 
 
 def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
-    from fluxml.ad.rules.shape import astype
-
     return astype(self, dtype)
 
 
@@ -146,6 +153,9 @@ def _refuses(what, convert=None):
                     self._trace.refused = errors.written_into_plain(
                         f"{frame.f_code.co_filename}, line {frame.f_lineno}")
                 return convert(raw(self))
+        bottom = raw(self)  # a compiled program's IR tracer says why in its own words
+        if type(bottom) is Tracer:
+            raise bottom._trace.concrete(what)
         raise DifferentiationError(errors.concrete(what))
 
     return method
@@ -223,11 +233,11 @@ class _Flags:
     """A read-only copy of ``x.flags`` (the memory flags of the traced value)."""
 
     def __init__(self, h):
-        flags = raw(h).flags
+        flags = bottom(h).flags
         self.c_contiguous = flags.c_contiguous
         self.f_contiguous = flags.f_contiguous
         self.aligned = flags.aligned
-        self.writeable = h._view is None or h._view[1] not in _read_only_views()
+        self.writeable = h._view is None or h._view[1] not in READ_ONLY_VIEWS
         self.owndata = h._view is None
         self.writebackifcopy = False
         self.fnc = self.f_contiguous and not self.c_contiguous
@@ -252,12 +262,6 @@ class _Flags:
 
     def __repr__(self):
         return "\n".join(f"  {k.upper()} : {v}" for k, v in list(self.__dict__.items())[:6])
-
-
-def _read_only_views():
-    from fluxml.ad.rules.indexing import READ_ONLY_VIEWS
-
-    return READ_ONLY_VIEWS
 
 
 def _base(self):
@@ -308,9 +312,9 @@ def _round(self, ndigits=None):
 Tracer.view = _view
 Tracer.flat = property(_Flat)
 Tracer.flags = property(_Flags)
-Tracer.strides = property(lambda self: raw(self).strides)
+Tracer.strides = property(lambda self: bottom(self).strides)
 Tracer.itemsize = property(lambda self: self.dtype.itemsize)
-Tracer.nbytes = property(lambda self: raw(self).nbytes)
+Tracer.nbytes = property(lambda self: bottom(self).nbytes)
 Tracer.base = property(_base)
 Tracer.shape = property(Tracer.shape.fget, _set_shape)
 Tracer.resize = _resize

@@ -19,15 +19,19 @@ import weakref
 import numpy as np
 
 from fluxml.ad.core import DifferentiationError, Tracer, bind, raw
-
-
-def _rules():
-    from fluxml.ad.rules import indexing
-
-    return indexing
-
+from fluxml.ad.rules import indexing
 
 MAX_CHAIN = 16  # a longer chain of views is collapsed into one link to the array it views
+
+
+def link_view(out, base, prim, params):
+    """After ``out = prim(base, **params)`` was recorded by a trace (``prim.view``): make
+    ``out`` a view handle of ``base`` when NumPy returned a view (shared memory)."""
+    if type(base) is not Tracer or base._trace is not out._trace:
+        return
+    if not np.may_share_memory(raw(out._val), raw(base._val)):
+        return
+    link(out, base, prim, params)
 
 
 def link(view, base, prim, params):
@@ -62,9 +66,8 @@ def _collapse(root, steps):
     idx = np.unravel_index(positions, shape)
     if np.ndim(positions) == 0:  # a 0-d view: a basic index that keeps it an array
         idx = tuple(int(i) for i in idx) + (Ellipsis,)
-    rules = _rules()
-    read_only = any(prim in rules.READ_ONLY_VIEWS for prim, _ in steps)
-    return root, rules.READ_ONLY_GATHER if read_only else rules.GETITEM, {"idx": idx}
+    read_only = any(prim in indexing.READ_ONLY_VIEWS for prim, _ in steps)
+    return root, indexing.READ_ONLY_GATHER if read_only else indexing.GETITEM, {"idx": idx}
 
 
 def index_view(base, idx, prim=None):
@@ -72,8 +75,7 @@ def index_view(base, idx, prim=None):
     (einsum's diagonals, sliding windows) where fluxml gathers a copy, so the copy is linked to
     ``base``: writes through it reach ``base``, and writes into ``base`` refresh it. ``prim``
     (a gather with the rules of getitem, not in ``VIEW_INVERSES``) makes a read-only view."""
-    rules = _rules()
-    prim = prim or rules.GETITEM
+    prim = prim or indexing.GETITEM
     view = bind(prim, (base,), {"idx": idx})
     if type(view) is Tracer and view._trace is base._trace:
         link(view, base, prim, {"idx": idx})
@@ -108,7 +110,7 @@ def _is_current_view(h, idx, value):
     if type(value) is not Tracer or value._view is None:
         return False
     base, prim, params = value._view
-    if base is not h or prim is not _rules().GETITEM:
+    if base is not h or prim is not indexing.GETITEM:
         return False
     key = _basic_key(idx)
     return key is not None and key == _basic_key(params["idx"])
@@ -120,12 +122,11 @@ def setitem(h, idx, value):
     if isinstance(raw(h), np.generic):  # NumPy scalars are immutable
         raise TypeError(f"'{type(raw(h)).__name__}' object does not support item assignment")
     _check_level(h, value, "x[...] = value")
-    rules = _rules()
-    idx = rules.check_index(idx)
+    idx = indexing.check_index(idx)
     if _is_current_view(h, idx, value):
         return  # the write already happened through the view
-    if type(value) is Tracer and not rules._is_basic(idx) and rules.has_repeats(idx):
-        reduced = rules.last_writes(idx, value, h.shape)
+    if type(value) is Tracer and not indexing._is_basic(idx) and indexing.has_repeats(idx):
+        reduced = indexing.last_writes(idx, value, h.shape)
         if reduced is None:
             raise DifferentiationError(
                 "x[idx] = v with an index that names one element twice (mixed with slices): "
@@ -133,10 +134,10 @@ def setitem(h, idx, value):
                 "indices, or accumulate with np.add.at(x, idx, v) / fl.index_add(x, idx, v).")
         idx, value = reduced  # NumPy writes in order: the last write to an element stays
     if h._view is not None:
-        new = bind(rules.SETITEM, (h, value), {"idx": idx, "inplace": False})
+        new = bind(indexing.SETITEM, (h, value), {"idx": idx, "inplace": False})
         _write_through(h, new)
         return
-    new = bind(rules.SETITEM, (h, value), {"idx": idx, "inplace": _writable(h)})
+    new = bind(indexing.SETITEM, (h, value), {"idx": idx, "inplace": _writable(h)})
     _rebind(h, new)
 
 
@@ -204,12 +205,11 @@ def _refresh_views(h):
 def _write_through(view, new):
     """Write the new value of ``view`` into its base, as NumPy's shared memory would."""
     base, prim, params = view._view
-    rules = _rules()
-    if prim is rules.GETITEM:
+    if prim is indexing.GETITEM:
         setitem(base, params["idx"], new)
         return
-    inverse = rules.VIEW_INVERSES.get(prim)
-    if prim in rules.READ_ONLY_VIEWS:
+    inverse = indexing.VIEW_INVERSES.get(prim)
+    if prim in indexing.READ_ONLY_VIEWS:
         raise DifferentiationError(
             f"cannot write through the result of {prim.name}: NumPy returns it as a read-only "
             "view too (assignment destination is read-only). Copy it first (`y = y.copy()`) "
@@ -221,11 +221,9 @@ def _write_through(view, new):
     setitem(base, Ellipsis, inverse(new, base, params))
 
 
-def augment(h, ufunc, other):
-    """``h op= other`` (``+=``, ``*=`` ...): NumPy's in-place ufunc with its casting rule."""
-    from fluxml.ad.dispatch import call_ufunc
-
-    result = call_ufunc(ufunc, "__call__", (h, other), {})
+def augment(h, ufunc, other, result):
+    """``h op= other`` (``+=``, ``*=`` ...), given ``result = ufunc(h, other)``: NumPy's
+    in-place ufunc with its casting rule."""
     if isinstance(raw(h), np.generic):  # a NumPy scalar is immutable: `h += 1` rebinds
         return result
     if result is h or result is other:  # a rule that passed an input through: copy it
@@ -266,7 +264,6 @@ def assign_out(target, result, what):
 
 def ufunc_at(ufunc, a, idx, b):
     """``np.add.at(a, idx, b)`` and friends: unbuffered, repeated indices accumulate."""
-    rules = _rules()
     if type(a) is not Tracer:
         if type(b) is Tracer:
             raise DifferentiationError(
@@ -276,9 +273,9 @@ def ufunc_at(ufunc, a, idx, b):
         ufunc.at(a, idx, raw(b))
         return None
     if ufunc is np.add:
-        new = rules.index_add(a, idx, b)
+        new = indexing.index_add(a, idx, b)
     elif ufunc is np.subtract:
-        new = rules.index_add(a, idx, -b)
+        new = indexing.index_add(a, idx, -b)
     else:
         raise DifferentiationError(
             f"np.{ufunc.__name__}.at on traced arrays is not supported; np.add.at and "

@@ -37,10 +37,20 @@ class Sparse:
         else:
             np.add.at(acc, self.idx, self.values)
 
+    def _traced(self):
+        """A traced part (the values, or under fl.compile an index array), or None."""
+        if type(self.values) is Tracer:
+            return self.values
+        idx = self.idx if type(self.idx) is tuple else (self.idx,)
+        for i in idx:
+            if type(i) is Tracer:
+                return i
+        return None
+
     def dense(self):
-        values = self.values
-        if type(values) is Tracer:  # a traced constant of the values' level, then written
-            acc = np.zeros(self.shape, self.dtype, like=values)
+        traced = self._traced()
+        if traced is not None:  # a traced constant of its level, then written
+            acc = np.zeros(self.shape, self.dtype, like=traced)
         else:
             acc = np.zeros(self.shape, self.dtype)
         self.add_into(acc)
@@ -49,21 +59,19 @@ class Sparse:
     def fits_into(self, acc):
         """Can it be added into ``acc`` in place? Traced values need a traced accumulator of
         at least their level."""
-        values = self.values
+        values = self._traced()
         if type(acc) is Tracer and isinstance(raw(acc), np.generic):
             return False  # a traced NumPy scalar cannot be written into
-        if type(values) is not Tracer:
+        if values is None:
             return type(acc) is np.ndarray or type(acc) is Tracer
         return type(acc) is Tracer and acc._trace.level >= values._trace.level
 
 
 def _zeros(a):
-    """The zero cotangent of an unused result. Inside ``fl.compile`` the value is abstract
-    (a shape and a dtype): the zeros are a constant then, which rules can see are zeros."""
-    a = raw(a)
-    if type(a).__name__ == "Abstract":
-        return np.zeros(a.shape, a.dtype)
-    return np.zeros_like(a)
+    """Zeros shaped like output ``a`` (of its array library); under fl.compile a constant,
+    so that rules see a zero they can skip, not a traced value."""
+    v = raw(a)
+    return np.zeros(v.shape, v.dtype) if type(v) is Tracer else np.zeros_like(v)
 
 
 def _add(ct, owned, j, c):
@@ -75,7 +83,7 @@ def _add(ct, owned, j, c):
         elif j in owned and c.fits_into(acc):
             c.add_into(acc)
             return
-        elif type(acc) is np.ndarray and type(c.values) is not Tracer:
+        elif type(acc) is np.ndarray and c._traced() is None:
             acc = ct[j] = acc.copy()
             c.add_into(acc)
         else:  # mixed levels, or a NumPy scalar
@@ -125,10 +133,19 @@ def sweep(tape, seeds, wanted, free=True):
         if vjps is not None:
             for p, j in parents:
                 rule = vjps[p]
-                c = g if rule is same else rule(g, ans, *args, **params)
+                if rule is same:
+                    c = g
+                elif params:
+                    c = rule(g, ans, *args, **params)
+                elif len(args) == 1:  # a plain call: much cheaper than one with *args
+                    c = rule(g, ans, args[0])
+                elif len(args) == 2:
+                    c = rule(g, ans, args[0], args[1])
+                else:
+                    c = rule(g, ans, *args)
                 if type(c) is not Sparse:
                     a = args[p]
-                    if c.shape != a.shape or c.dtype != a.dtype:
+                    if c.shape != a.shape or c.dtype is not a.dtype and c.dtype != a.dtype:
                         c = fit(c, a)
                     if ct[j] is None:
                         ct[j] = c

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -11,7 +13,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer
 from fluxml.compiler import passes
-from fluxml.compiler.guards import make_extractor
+from fluxml.compiler.guards import make_extractor, memory_pattern
 from fluxml.compiler.ir import Const, Program, Var
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
@@ -43,6 +45,9 @@ class Compiled:
 
     def __init__(self, fn, backend, cache_size, optimise):
         self.fn = fn
+        # A model (or a model's method) compiled: its arrays are arguments of the program,
+        # not constants, so that training it later is seen by the compiled code.
+        self._owner, self._body = _split_owner(fn)
         self.backend = backend
         self.cache_size = cache_size
         self.optimise = optimise
@@ -64,7 +69,11 @@ class Compiled:
             raise CompileError("fl.compile: nothing traced yet; call the function first")
         return self.last.source
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            args = args + (_Keywords(kwargs),)
+        if self._owner is not None:
+            args = (self._owner,) + args
         last = self.last
         if last is not None and last.extract is not None:  # the fast path: same signature
             arrays = last.extract(args)
@@ -74,7 +83,7 @@ class Compiled:
         leaves, spec = flatten(args)
         for x in leaves:
             if type(x) is Tracer:  # inside gradient/jvp of an outer transform: run eagerly
-                return self.fn(*args)
+                return _run(self._body, args)
         key = signature(spec, leaves)
         entry = self.cache.get(key)
         if entry is None:
@@ -86,13 +95,12 @@ class Compiled:
         return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
     def _trace(self, args, leaves, spec, key):
-        import time
-
         start = time.perf_counter()
-        program, positions, out_spec = trace(self.fn, args, leaves, spec)
+        program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
+                                             spec)
         if self.optimise:
-            program = passes.optimise(program)
-        names = input_names(self.fn, args, leaves, positions)
+            program = passes.optimise(program, passes.pipeline(self.backend))
+        names = input_names(self._body, args, leaves, positions)
         source, run = lower(program, names, self.backend, _fname(self.fn))
         extract = make_extractor(args, spec, leaves, positions)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
@@ -121,6 +129,13 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     place: the compiled code writes the same arrays. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it.
 
+    Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
+    when it is traced (as JAX does): pass anything that changes as an argument. A model (or a
+    model's method) compiled directly takes its own arrays as arguments, so
+    ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
+    ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).
+    ``cache_size`` bounds the traces kept (``.cache``); ``optimise=False`` skips the passes.
+
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile
     ... def f(x):
@@ -130,14 +145,14 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     >>> print(f.ir)
     { lambda v1:f64[3] .
         v2:f64[3] = tanh v1
-        v3:f64[3] = power v2 2
+        v3:f64[3] = power v2 2 into v2
         v4:f64[] = sum v3 axis=None keepdims=False
       in (v4) }
-    >>> print(f.source)
+    >>> print(f.source)  # v3 is computed into v2's buffer: v2 is dead after it
     def f(x):
         v2 = np.tanh(x)
-        v3 = np.power(v2, 2)
-        v4 = sum(v3, axis=None, keepdims=False)
+        v2 = np.power(v2, 2, out=v2)
+        v4 = np.add.reduce(v2, axis=None, keepdims=False)
         return (v4,)
     <BLANKLINE>
     """
@@ -150,6 +165,34 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     if not callable(fn):
         raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
     return Compiled(fn, backend, cache_size, optimise)
+
+
+class _Keywords(dict):
+    """The keyword arguments of a call, carried as the last positional one."""
+
+
+def _run(body, args):
+    if args and type(args[-1]) is _Keywords:
+        return body(*args[:-1], **args[-1])
+    return body(*args)
+
+
+def _split_owner(fn):
+    """``(owner, body)``: for a model (an object with arrays) or a bound method of one, the
+    object and the function to call with it first; else ``(None, fn)``."""
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, type) and _has_arrays(owner):
+        return owner, fn.__func__
+    if not isinstance(fn, (type(_run), type(len))) and _has_arrays(fn):
+        return fn, type(fn).__call__
+    return None, fn
+
+
+def _has_arrays(obj) -> bool:
+    try:
+        return any(_is_array(x) for x in flatten(obj)[0])
+    except Exception:  # noqa: BLE001 - an object the tree cannot walk: not a model
+        return False
 
 
 def _fname(fn) -> str:
@@ -175,7 +218,8 @@ def signature(spec, leaves):
                           x.strides if x.ndim > 1 else None))
         else:
             parts.append((type(x), x))
-    return _spec_key(spec), tuple(parts)
+    arrays = [x for x in leaves if _is_array(x)]
+    return _spec_key(spec), tuple(parts), memory_pattern(arrays)
 
 
 def _spec_key(spec):
@@ -222,6 +266,7 @@ def trace(fn, args, leaves, spec):
         finally:
             tr.closed = LEAKED
     writes = _writes(tr, targs, spec, leaves, positions, in_vars)
+    _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
@@ -270,6 +315,26 @@ def _writes(tr, targs, spec, leaves, positions, in_vars):
     return sorted(writes.items())
 
 
+def _check_overlaps(args, leaves, positions, writes):
+    """A written argument must not share memory with another argument: the compiled program
+    writes arguments at other moments than the eager function (or into their buffers), so a
+    view of one would see other values."""
+    arrays = [leaves[i] for i in positions]
+    pattern = memory_pattern(arrays)
+    for k, _ in writes:
+        for j, p in enumerate(pattern):
+            if j != k and p == pattern[k]:
+                raise CompileError(
+                    f"fl.compile: {_path_of(args, positions[k])} is written by the function and "
+                    f"shares memory with {_path_of(args, positions[j])} (views of one array). "
+                    "Pass a copy of one of them.")
+
+
+def _path_of(args, i) -> str:
+    _, spec = flatten(args)
+    return _path(spec, i)
+
+
 def _same_number(a, b) -> bool:
     if type(b) is Tracer or type(a) is not type(b):
         return False
@@ -281,9 +346,7 @@ def _same_number(a, b) -> bool:
 
 def _path(spec, i) -> str:
     """The path of leaf ``i`` (for messages)."""
-    from fluxml.tree import unflatten as rebuild
-
-    marks = rebuild(spec, range(10**9))  # leaves replaced by their positions
+    marks = unflatten(spec, range(10**9))  # leaves replaced by their positions
     for path, leaf in leaves_with_paths(marks):
         if leaf == i:
             return "argument " + path
@@ -304,8 +367,6 @@ def _output(tr, x):
 def input_names(fn, args, leaves, positions) -> list[str]:
     """Names for the program's inputs from the function's parameter names and their paths
     in the arguments (``model.layers[0].weight`` gives ``model_layers_0_weight``)."""
-    import inspect
-
     try:
         paths = [p for p, _ in leaves_with_paths(args)]
         params = [p.name for p in inspect.signature(fn).parameters.values()
@@ -315,10 +376,15 @@ def input_names(fn, args, leaves, positions) -> list[str]:
     if len(paths) != len(leaves):
         return [f"a{k}" for k in range(len(positions))]
     out = []
+    keywords = len(args) - 1 if args and type(args[-1]) is _Keywords else -1
     for p in (paths[i] for i in positions):
         head, _, rest = p.partition(".")
         k = int(head) if head.isdigit() else -1
-        name = params[k] if 0 <= k < len(params) else f"a{head}"
+        if k == keywords:  # a keyword argument: its own name
+            head, _, rest = rest.partition(".")
+            name = head
+        else:
+            name = params[k] if 0 <= k < len(params) else f"a{head}"
         out.append(f"{name}_{rest}" if rest else name)
     return out
 
@@ -328,10 +394,13 @@ def input_names(fn, args, leaves, positions) -> list[str]:
 def lower(program, names, backend, fname):
     """``(source, function)`` of the program on a back end."""
     if backend == "numpy":
+        # lazy: a back end loads when first used (the xla one imports JAX, the cupy one CuPy)
         from fluxml.compiler import numpy_backend as b
     elif backend == "cupy":
+        # lazy: as above
         from fluxml.compiler import cupy_backend as b
     else:
+        # lazy: as above
         from fluxml.compiler import xla_backend as b
     return b.lower(program, names, fname)
 

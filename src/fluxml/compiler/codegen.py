@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from fluxml.compiler.inline import INLINE
 from fluxml.compiler.ir import Const, Program, Slot, Var
 
 
@@ -105,9 +106,35 @@ class Emitter:
         return self.global_(x, "k")
 
 
+# Binary ufuncs written as Python operators: NumPy runs the same ufunc, with less call
+# overhead (a 0-d value's arithmetic is several times faster this way).
+_OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "/",
+              np.power: "**", np.matmul: "@"}
+
+
+def _inline(em: Emitter, eqn):
+    """Source for engine primitives whose kernel is one NumPy method call (written out, so
+    the generated code reads as NumPy and skips a Python call), or None."""
+    template = INLINE.get(eqn.prim)
+    if template is None or eqn.out is not None:
+        return None
+    args = [em.expr(a) for a in eqn.inputs]
+    params = {k: em.expr(v) for k, v in (eqn.params or {}).items()}
+    return template(em.xp, *args, **params)
+
+
 def call_source(em: Emitter, eqn) -> str:
     """The right-hand side of an equation's line."""
-    if eqn.prim is None:  # a NumPy function applied to raw values: func(*args, **kwargs)
+    if eqn.prim is not None and eqn.out is None:
+        fn = eqn.fn
+        op = _OPERATORS.get(fn) if not eqn.params and len(eqn.inputs) == 2 else None
+        if op is not None and eqn.prim.impl is fn:
+            a, b = (em.expr(x) for x in eqn.inputs)
+            return f"{_paren(a)} {op} {_paren(b)}"
+        inline = _inline(em, eqn)
+        if inline is not None:
+            return inline
+    if eqn.prim is None and "func" in (eqn.params or {}):  # NumPy on raw values: func(...)
         p = eqn.params
         func, args = p["func"], p["args"]
         if getattr(func, "__name__", None) == "_getitem":
@@ -123,18 +150,34 @@ def call_source(em: Emitter, eqn) -> str:
         return f"{head}({', '.join(text)})"
     args = [em.expr(a) for a in eqn.inputs]
     args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
+    if eqn.out is not None:
+        args.append(f"out={em.var(eqn.out)}")
     return f"{em.function(eqn.fn, eqn.name)}({', '.join(args)})"
+
+
+def _paren(text: str) -> str:
+    """An operand of an operator: a name as it is, anything else in brackets."""
+    return text if _NAME.match(text) else f"({text})"
+
+
+_NAME = re.compile(r"^([A-Za-z_][\w.]*|\d[\w.]*)$")  # a name, or a number without a sign
 
 
 def generate(program: Program, input_names, fname="compiled", em: Emitter | None = None,
              line=call_source):
     """``(source, globals)`` of a Python function computing ``program``."""
     em = em or Emitter()
+    em.used.add(fname)  # a global of the same name (a nested branch) must not shadow it
     params = [em.fresh(n) for n in input_names]
     for v, name in zip(program.inputs, params):
         em.names[v.id] = name
     body = []
     for eqn in program.eqns:
+        if eqn.out is not None:  # the result lives in a dead variable's buffer: its name too
+            line_text = line(em, eqn)
+            em.names[eqn.outs[0].id] = em.var(eqn.out)
+            body.append(f"    {em.var(eqn.out)} = {line_text}")
+            continue
         lhs = ", ".join(em.var(o) for o in eqn.outs)
         if eqn.multiple and len(eqn.outs) == 1:
             lhs += ","

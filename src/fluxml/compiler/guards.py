@@ -49,14 +49,19 @@ def make_extractor(args, spec, leaves, positions):
     first: dict = {}
     arrays = []
     for i, x in enumerate(leaves):
-        if positions and _is_array(x):
+        if positions and _is_array(x):  # (the program's inputs are exactly these)
             k = first.setdefault(id(x), i)
             if k != i:  # the same array as an earlier leaf: it must still be
                 w.check(f"{names[i]} is {names[k]}")
             else:
                 arrays.append(names[i])
-    if len(arrays) > 1:  # arrays distinct at trace time must still be distinct
+    if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
+        # memory (views of one array) exactly as they did
+        listed = ", ".join(arrays)
+        pattern = memory_pattern([leaves[i] for i in positions])
+        w.consts["memory_pattern"] = memory_pattern
         w.check(f"len({{{', '.join(f'id({a})' for a in arrays)}}}) == {len(arrays)}")
+        w.check(f"memory_pattern([{listed}]) == {pattern!r}")
     inputs = ", ".join(names[i] for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args):\n" + "\n".join(w.lines) + "\n"
@@ -66,8 +71,16 @@ def make_extractor(args, spec, leaves, positions):
         return None
 
 
+def memory_pattern(arrays) -> tuple:
+    """For each array, the position of the first one whose memory belongs to the same array
+    (NumPy points every view at the array owning its memory)."""
+    first: dict = {}
+    return tuple(first.setdefault(id(a if a.base is None else a.base), k)
+                 for k, a in enumerate(arrays))
+
+
 def _is_array(x) -> bool:
-    return type(x) is np.ndarray
+    return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape"))
 
 
 def _walk(w, ref, x, spec, names):
@@ -76,11 +89,11 @@ def _walk(w, ref, x, spec, names):
         v = w.name("x")
         w.lines.append(f"    {v} = {ref}")
         names.append(v)
-        if type(x) is np.ndarray:
+        if _is_array(x):  # NumPy's, or another library's (CuPy)
             d = w.const(x.dtype)
             # the layout too (the strides, read faster than the flags) where it can differ
             layout = f" and {v}.strides == {x.strides!r}" if x.ndim > 1 else ""
-            w.check(f"type({v}) is np.ndarray and {v}.shape == {x.shape!r} and "
+            w.check(f"type({v}) is {w.const(type(x))} and {v}.shape == {x.shape!r} and "
                     f"({v}.dtype is {d} or {v}.dtype == {d}){layout}")
         else:  # a number: its type and value are part of the signature
             w.check(f"type({v}) is {w.const(type(x))} and {v} == {w.const(x)}")

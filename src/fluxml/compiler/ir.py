@@ -68,7 +68,7 @@ class Eqn:
     """``outs = fn(*inputs, **params)``. ``inputs`` holds Vars, Consts and Python values;
     params may hold Slots. ``name`` names the operation in the IR and the generated code."""
 
-    __slots__ = ("name", "fn", "inputs", "params", "outs", "prim", "multiple")
+    __slots__ = ("name", "fn", "inputs", "params", "outs", "prim", "multiple", "out")
 
     def __init__(self, name, fn, inputs, params, outs, prim=None, multiple=False):
         self.name = name
@@ -78,6 +78,7 @@ class Eqn:
         self.outs = list(outs)
         self.prim = prim  # the engine Primitive, or None for a NumPy call run untraced
         self.multiple = multiple  # fn returns a tuple, one entry per out
+        self.out = None  # a dead Var whose buffer receives the result (set by passes.buffers)
 
     def reads(self) -> list[Var]:
         """Every variable the equation reads, in its inputs and inside its params."""
@@ -94,7 +95,8 @@ class Eqn:
         args = " ".join(map(repr, self.inputs))
         shown = {k: v for k, v in (self.params or {}).items()}
         params = " ".join(f"{k}={_short(v)}" for k, v in shown.items())
-        return f"{lhs} = {self.name} {args}{' ' if params else ''}{params}".rstrip()
+        into = f" into {self.out!r}" if self.out is not None else ""
+        return f"{lhs} = {self.name} {args}{' ' if params else ''}{params}{into}".rstrip()
 
 
 def _slots(x, found):

@@ -21,7 +21,8 @@ import sys
 
 import numpy as np
 
-from fluxml.ad.core import Trace, Tracer
+from fluxml.ad.core import COMPILING, Opaque, Trace, Tracer
+from fluxml.ad.mutation import link_view
 from fluxml.compiler.ir import Const, Eqn, Slot, Var
 
 
@@ -71,7 +72,7 @@ def concrete_error(what: str) -> CompileError:
         "  - or leave this function uncompiled.")
 
 
-class Abstract:
+class Abstract(Opaque):
     """What a traced array is inside a compiled function: a shape and a dtype. NumPy calls on
     it are recorded (they are the untraced calls the engine makes on raw values, such as
     comparisons); asking for its values is refused."""
@@ -138,6 +139,8 @@ class Abstract:
         raise concrete_error("iterating over a raw traced array")
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # NumPy probing for protocols (__array_struct__ ...)
+            raise AttributeError(name)
         if name in _LAYOUT:  # fixed per trace: the signature includes each input's layout
             return getattr(self.example, name)
         if name == "T":
@@ -229,8 +232,18 @@ class IRTrace(Trace):
         makes a fresh copy on every run, since it may be written in place."""
         if type(val) is Tracer and val._trace is self:  # already made by a recorded call
             return val
-        return self._record(_fresh, "copy", [Const(val)], {}, None, (np.array(val, copy=True),),
-                            owned=True, multiple=False)
+        return self._record(_fresh, "copy", [_constant(val)], {}, None,
+                            np.array(val, copy=True), owned=True, multiple=False)
+
+    def concrete(self, what):
+        return concrete_error(what)
+
+    def draw(self, rng, method, args, kwargs):
+        """``rng.<method>(*args, **kwargs)`` recorded: a fresh draw on every run."""
+        example = getattr(rng, method)(*args, **kwargs)
+        return self._record(_draw, f"rng.{method}", [], {"rng": rng, "method": method,
+                                                         "args": args, "kwargs": kwargs},
+                            None, example, owned=True, multiple=False)
 
     # --- recording ---------------------------------------------------------------------------
 
@@ -247,13 +260,19 @@ class IRTrace(Trace):
         else:
             example_params = params
         ans = prim.impl(*examples, **example_params)
-        return self._record(prim.impl, prim.name, inputs, params, prim, ans,
-                            owned=not prim.view, multiple=prim.multiple_results)
+        out = self._record(prim.impl, prim.name, inputs, params, prim, ans,
+                           owned=not prim.view, multiple=prim.multiple_results)
+        if prim.view:  # a view handle: writes through it reach its base, as in eager code
+            link_view(out, args[0], prim, params)
+        return out
 
     def call(self, func, name, args, kwargs):
         """A NumPy function the engine (or user code) applied to raw traced values."""
         if self.closed is not None:
             raise CompileError(self.closed)
+        if func in _METADATA:  # shapes, dtypes, memory layout: the same on every run
+            _, example = self._lift({"args": tuple(args), "kwargs": dict(kwargs)})
+            return func(*example["args"], **example["kwargs"])
         if func in _VALUE_SHAPED or (func is np.where and len(args) == 1):
             raise CompileError(
                 f"fl.compile: np.{name} returns an array whose shape depends on the values "
@@ -281,7 +300,8 @@ class IRTrace(Trace):
         if t is Abstract:
             return a.var, a.example
         if t is np.ndarray:
-            return Const(a), a
+            c = _constant(a)
+            return c, c.value
         if (t is list or t is tuple) and any(type(x) in (Tracer, Abstract) for x in a):
             return self._lift(a)  # a list of arrays (np.concatenate): Slots in the inputs
         return a, a
@@ -304,8 +324,10 @@ class IRTrace(Trace):
             return ({k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()})
         if t is slice and any(type(a) in (Tracer, Abstract) for a in (x.start, x.stop, x.step)):
             raise concrete_error("a slice bound")
-        if t is np.ndarray and x.dtype == object:
-            raise CompileError("fl.compile: an object array in a parameter is not supported")
+        if t is np.ndarray:
+            if x.dtype == object:
+                raise CompileError("fl.compile: an object array in a parameter is not supported")
+            x = _constant(x).value
         return x, x
 
     def _record(self, fn, name, inputs, params, prim, ans, owned, multiple):
@@ -318,6 +340,16 @@ class IRTrace(Trace):
         return self.tracer(ans, out, owned)
 
 
+def _constant(a):
+    """A constant of the program: a read-only copy of the array as it is now. Arrays the
+    function closes over are captured when it is traced (as JAX does), and a later write into
+    the original (even later in the same call) must not reach the program."""
+    if isinstance(a, np.ndarray):
+        a = a.copy()
+        a.flags.writeable = False
+    return Const(a)
+
+
 def _dtype(a):
     d = getattr(a, "dtype", None)
     return d if d is not None else np.result_type(a)
@@ -327,44 +359,36 @@ def _fresh(c):
     return c.copy() if isinstance(c, np.ndarray) else np.array(c)
 
 
+_fresh.impure = True  # a new buffer on every run: never shared, folded or dropped if written
+
+
 def _call(*, func, args, kwargs):
     return func(*args, **kwargs)
 
 
 # --- the trace in progress (random draws must be recorded, not baked in) ---------------------
 
-_ACTIVE: list[IRTrace] = []
-
-
 class active:
-    """``with active(trace):`` marks ``trace`` as the IR trace of the running compile."""
+    """``with active(trace):`` marks ``trace`` as the IR trace of the running compile (random
+    draws made through ``fluxml.ad.core.draw`` are recorded in it)."""
 
     def __init__(self, trace):
         self.trace = trace
 
     def __enter__(self):
-        _ACTIVE.append(self.trace)
+        COMPILING.append(self.trace)
 
     def __exit__(self, *exc):
-        _ACTIVE.pop()
+        COMPILING.pop()
 
 
 def current() -> IRTrace | None:
     """The IR trace of the compile in progress, or None (eager code)."""
-    return _ACTIVE[-1] if _ACTIVE else None
+    return COMPILING[-1] if COMPILING else None
 
 
-def _draw(rng, shape, dtype, method):
-    return getattr(rng, method)(shape, dtype=dtype)
+def _draw(rng, method, args, kwargs):
+    return getattr(rng, method)(*args, **kwargs)
 
 
-def random(rng, shape, dtype, method="random"):
-    """``rng.random(shape, dtype=dtype)``, recorded when a compile is tracing: a fresh draw
-    on every run of the compiled code, from the same generator, as the eager code draws."""
-    tr = current()
-    if tr is None:
-        return getattr(rng, method)(shape, dtype=dtype)
-    example = getattr(rng, method)(shape, dtype=dtype)
-    return tr._record(_draw, f"rng.{method}", [], {"rng": rng, "shape": tuple(shape),
-                                                    "dtype": np.dtype(dtype), "method": method},
-                      None, example, owned=True, multiple=False)
+_draw.impure = True  # a new draw on every run

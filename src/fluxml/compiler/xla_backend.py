@@ -126,13 +126,14 @@ PRIMITIVES: dict = {
     "window_sum": kernels.window_sum,
     "window_sum_t": kernels.window_sum_t,
     "lstm_sequence": kernels.lstm_sequence,
-    "lstm_sequence_vjp": kernels.lstm_sequence_vjp,
 }
 
 # Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
 # beside the NumPy functions that map to ``jnp``'s of the same name.
 FUNCTIONS: dict = {
-    "fluxml.nnlib.pool.maxpool_positions": kernels.maxpool_positions,
+    "fluxml.nnlib.pool._maxpool_positions": kernels.maxpool_positions,
+    "fluxml.nnlib.sequence._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
+    "fluxml.losses.common._check_labels": kernels.check_labels,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
 }
 
@@ -159,11 +160,17 @@ def lower(program: Program, names, fname):
     outward = _Packing([(v.shape, v.dtype) for _, v in program.writes])
     n_out = len(kept)
 
-    def packed(*args):  # what XLA runs: small arrays cross in one buffer per dtype
-        results = fn(*inward.unpack(args))
-        return tuple(results[:n_out]) + tuple(outward.pack(results[n_out:], jnp))
+    judges: list = []
 
-    run = _wrapper(jax.jit(packed), program, kept, draws, inward, outward)
+    def packed(*args):  # what XLA runs: small arrays cross in one buffer per dtype
+        kernels.RUN_TIME_CHECKS.clear()
+        results = fn(*inward.unpack(args))
+        checks = list(kernels.RUN_TIME_CHECKS)
+        judges[:] = [judge for _, judge in checks]
+        return (tuple(results[:n_out]) + tuple(outward.pack(results[n_out:], jnp)) +
+                tuple(value for value, _ in checks))
+
+    run = _wrapper(jax.jit(packed), program, kept, draws, inward, outward, judges)
     return source, run
 
 
@@ -174,13 +181,14 @@ def _emitter() -> Emitter:
     return em
 
 
-def _wrapper(jitted, program, kept, draws, inward, outward):
-    """The function the compiled call runs: NumPy arrays in, NumPy arrays out, writes copied
-    back into the arguments."""
+def _wrapper(jitted, program, kept, draws, inward, outward, judges):
+    """The function the compiled call runs: NumPy arrays in, NumPy arrays out, run-time checks
+    judged, then writes copied back into the arguments."""
     outputs = program.outputs
     n_out = len(kept)
+    n_written = len(outward.groups) + len(outward.single)
     writes = [pos for pos, _ in program.writes]
-    specs = [(e.params["rng"], e.params["shape"], e.params["dtype"], e.params["method"])
+    specs = [(e.params["rng"], e.params["method"], e.params["args"], e.params["kwargs"])
              for e in draws]
     x64 = jax.enable_x64
 
@@ -188,7 +196,10 @@ def _wrapper(jitted, program, kept, draws, inward, outward):
         args = arrays if not specs else arrays + tuple(_draw(*s) for s in specs)
         with x64(True):
             results = jitted(*inward.pack(args, np))
-        for pos, value in zip(writes, outward.unpack(results[n_out:], np.asarray)):
+        for judge, value in zip(judges, results[n_out + n_written:]):
+            judge(value)  # raises, as the eager code would, before anything is written
+        written = outward.unpack(results[n_out:n_out + n_written], np.asarray)
+        for pos, value in zip(writes, written):
             np.copyto(arrays[pos], value)
         if n_out == len(outputs):
             return tuple(_numpy(r) for r in results[:n_out])

@@ -23,6 +23,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+# --- run-time checks: computed by XLA, judged in Python after the call --------------------------
+
+# ``(value, judge)`` pairs appended while ``jax.jit`` traces a program: the back end returns
+# each value as an extra output and calls ``judge(value)`` (which raises on a bad value)
+# before it writes anything into the caller's arrays.
+RUN_TIME_CHECKS: list = []
+
+
+def check_labels(labels, n, name):
+    """``fluxml.losses.common._check_labels``: labels in ``[0, n)``, checked on every run (the
+    smallest and largest label come back; the loss's own check judges them)."""
+    from fluxml.losses.common import _check_labels
+
+    if labels.size:
+        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(labels), jnp.max(labels)]),
+                                lambda v: _check_labels(np.asarray(v), n, name)))
+    return labels
+
+
 # --- convolution: one XLA convolution; its transposes are JAX's transposes of it ---------------
 
 _SPATIAL = {1: "H", 2: "HW", 3: "DHW"}
@@ -96,7 +115,7 @@ def maxpool_grad(x, g, *, kernel, stride, pads, dilation):
 
 
 def maxpool_positions(x, best, *, kernel, stride, pads, dilation):
-    """``fluxml.nnlib.pool.maxpool_positions``: the flat position in ``x`` of the first
+    """``fluxml.nnlib.pool._maxpool_positions``: the flat position in ``x`` of the first
     maximum of each window, one strided slice of the padded input per kernel entry."""
     d = len(kernel)
     xpad = jnp.pad(x, ((0, 0), (0, 0)) + tuple(tuple(p) for p in pads),
@@ -241,6 +260,12 @@ def lstm_sequence(gx, h0, c0, w):
     init = (h0.astype(dtype), c0.astype(dtype))
     _, (hs, cs, acts) = lax.scan(cell, init, gx_half)
     return jnp.swapaxes(hs, 0, 1), jnp.swapaxes(cs, 0, 1), acts
+
+
+def lstm_vjp_kernel(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions):
+    """``fluxml.nnlib.sequence._lstm_vjp_kernel`` (positions passed by position)."""
+    return lstm_sequence_vjp(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts,
+                             positions=tuple(positions))
 
 
 def lstm_sequence_vjp(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, *, positions):

@@ -4,8 +4,9 @@ Launch one process per rank with ``mpiexec -n 4 python train.py``; in the script
 ``fl.train(..., distributed=True)`` with a ``DataLoader(..., shard=True)`` does the rest:
 rank 0's parameters, optimiser state and shuffle generator go to every rank, each rank
 trains on its own part of every global batch, gradients are averaged in a few flat buffers,
-only rank 0 prints progress and saves checkpoints. ``mpi4py`` is imported by ``init()``, not
-by ``import fluxml``.
+only rank 0 prints progress and saves checkpoints. ``sync_batchnorm(model)`` makes its
+BatchNorm layers use the statistics of the global batch. ``mpi4py`` is imported by
+``init()``, not by ``import fluxml``.
 
 >>> import fluxml as fl
 >>> fl.distributed.world_size()
@@ -13,6 +14,7 @@ by ``import fluxml``.
 """
 
 from fluxml.distributed.averaging import GradientAverager
+from fluxml.distributed.batchnorm import SyncBatchNorm, sync_batchnorm
 from fluxml.distributed.group import (
     DistributedError,
     DistributedTimeout,
@@ -30,5 +32,5 @@ from fluxml.distributed.sync import broadcast, broadcast_object, check_synced
 __all__ = [
     "DataParallel", "DistributedError", "DistributedTimeout", "GradientAverager", "Group",
     "RankError", "broadcast", "broadcast_object", "check_synced", "group", "init", "is_main",
-    "rank", "world_size",
+    "rank", "SyncBatchNorm", "sync_batchnorm", "world_size",
 ]

@@ -1,13 +1,16 @@
 """The process group: rank and world size from MPI, and waiting that cannot hang forever.
 
 Every wait of ``fluxml.distributed`` goes through :meth:`Group.wait`: it tests the MPI
-requests, reads the control channel (failure notices and heartbeats from the other ranks) and
+requests, reads the control channel (failure notices and roll calls from the other ranks) and
 gives up after ``timeout`` seconds. So a rank that raises makes the others raise
 ``RankError`` naming it, and a rank that is stuck or gone makes the others raise
 ``DistributedTimeout`` naming the ranks that never reached the step, instead of a job that
-hangs. A rank that dies outright is also caught by ``mpiexec`` (MPICH's launcher ends the job
-and names the rank). An uncaught exception on any rank, once ``init()`` ran, prints its
-traceback, tells the other ranks and ends the whole job with ``MPI_Abort``.
+hangs. Nothing is sent on the control channel while all is well (a step costs no heartbeat
+messages): only at a timeout does the waiting rank call the roll, and the ranks that are
+waiting too answer with their step. A rank that dies outright is also caught by ``mpiexec``
+(MPICH's launcher ends the job and names the rank). An uncaught exception on any rank, once
+``init()`` ran, prints its traceback, tells the other ranks and ends the whole job with
+``MPI_Abort``.
 
 >>> import fluxml as fl
 >>> g = fl.distributed.init()          # one process: rank 0 of 1
@@ -22,7 +25,7 @@ import sys
 import time
 import traceback
 
-_BEAT, _FAIL = 1, 2  # tags on the control channel
+_HERE, _FAIL, _ROLL = 1, 2, 3  # tags on the control channel
 _GROUP: Group | None = None
 
 
@@ -62,7 +65,7 @@ def _mpi():
 class Group:
     """The ranks of one training job: ``rank``, ``size``, ``comm`` (a private duplicate of
     ``MPI.COMM_WORLD`` for the data) and ``ctl`` (another, for failure notices and
-    heartbeats), with ``timeout`` seconds for any one wait."""
+    roll calls), with ``timeout`` seconds for any one wait."""
 
     def __init__(self, comm, timeout: float):
         self.MPI = _mpi()
@@ -70,7 +73,7 @@ class Group:
         self.ctl = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = float(timeout)
-        self.seen = [0] * self.size  # the last step each rank announced
+        self.seen = [0] * self.size  # the last step each rank is known to have reached
         self.step = 0
         self.notified = False
         self._sends: list = []
@@ -78,26 +81,47 @@ class Group:
     # --- the control channel -------------------------------------------------------------
 
     def announce(self, step: int) -> None:
-        """Tell the other ranks this one reached the exchange of ``step`` (a heartbeat: a
-        timeout then names the ranks that never did)."""
+        """This rank reached the exchange of ``step`` (the averagers count the steps; several
+        may follow in turn). Local: the other ranks learn it only if one calls the roll."""
         self.step = self.seen[self.rank] = step
-        self._sends = [r for r in self._sends if not r.Test()]
-        for other in range(self.size):
-            if other != self.rank:
-                self._sends.append(self.ctl.isend(step, dest=other, tag=_BEAT))
 
     def poll(self) -> None:
-        """Read what the other ranks sent; raise ``RankError`` if one of them failed."""
+        """Read what the other ranks sent: answer a roll call, note an answer, and raise
+        ``RankError`` if one of them failed."""
         status = self.MPI.Status()
         while self.ctl.iprobe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG, status=status):
             source, tag = status.Get_source(), status.Get_tag()
             msg = self.ctl.recv(source=source, tag=tag)
-            if tag == _BEAT:
+            if tag in (_HERE, _ROLL):
                 self.seen[source] = max(self.seen[source], msg)
+            if tag == _ROLL:
+                self._send(self.step, source, _HERE)
             elif tag == _FAIL:
                 self.notified = True  # the failure is known everywhere already
                 raise RankError(f"fluxml.distributed: rank {source} of {self.size} failed "
                                 f"({msg}); rank {self.rank} stops too", source)
+
+    def _send(self, msg, dest: int, tag: int) -> None:
+        self._sends = [r for r in self._sends if not r.Test()]
+        self._sends.append(self.ctl.isend(msg, dest=dest, tag=tag))
+
+    def roll_call(self, grace: float = 0.5) -> list[int]:
+        """The ranks that have not reached this rank's step: ask every other rank, wait up to
+        ``grace`` seconds for the answers (a rank waiting in ``wait`` answers at once; one that
+        is stuck, busy or dead does not). Every rank has reached the step before this one:
+        this rank's exchanges of that step completed, and an allreduce completes only when
+        all ranks joined it."""
+        for other in range(self.size):
+            if other != self.rank:
+                self.seen[other] = max(self.seen[other], self.step - 1)
+                self._send(self.step, other, _ROLL)
+        deadline = time.monotonic() + grace
+        late = [r for r in range(self.size) if self.seen[r] < self.step]
+        while late and time.monotonic() < deadline:
+            time.sleep(1e-3)
+            self.poll()
+            late = [r for r in late if self.seen[r] < self.step]
+        return late
 
     def notify_failure(self, err: BaseException) -> None:
         """Tell every other rank that this one failed with ``err`` (once; best effort)."""
@@ -127,10 +151,9 @@ class Group:
             self.poll()
             elapsed = time.monotonic() - start
             if elapsed > self.timeout:
-                self.poll()
-                late = [r for r in range(self.size) if self.seen[r] < self.step]
+                late = self.roll_call()
                 who = (", ".join(f"rank {r} (last seen at step {self.seen[r]})" for r in late)
-                       if late else "no rank is missing its heartbeat")
+                       if late else "every rank answered the roll call")
                 raise DistributedTimeout(
                     f"fluxml.distributed: rank {self.rank} waited {self.timeout:g} s for "
                     f"{what} at step {self.step}; not there: {who}. A rank may be stuck or "

@@ -105,6 +105,19 @@ def broadcast_object(obj, root: int = 0):
     return obj if g.rank == root else pickle.loads(buf.tobytes())
 
 
+def allgather_object(g: Group, obj, what: str) -> list:
+    """Every rank's ``obj`` (pickled; small things), in rank order, through waits that cannot
+    hang: the sizes first, then the bytes."""
+    payload = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
+    sizes = np.zeros(g.size, dtype=np.int64)
+    mine = np.array([payload.size], dtype=np.int64)
+    g.wait([g.comm.Iallgather(mine, sizes)], what)
+    buf = np.empty(int(sizes.sum()), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    g.wait([g.comm.Iallgatherv(payload, [buf, (sizes, starts), g.MPI.BYTE])], what)
+    return [pickle.loads(buf[a:a + n].tobytes()) for a, n in zip(starts, sizes)]
+
+
 def check_synced(tree, what: str = "model") -> None:
     """Raise ``DistributedError`` naming the ranks and the first array whose bytes differ
     from rank 0's (a check for tests and debugging: it hashes every array)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.ad import logsumexp
+from fluxml.ad.core import untraced
 
 # "mean", "sum", "none", None, or a function of an array (np.mean, np.max ...)
 Agg = str | Callable | None
@@ -69,15 +70,21 @@ def logsigmoid(x):
 
 def is_labels(y) -> bool:
     """Integer class labels (one per sample), as opposed to one-hot or probability targets."""
-    if type(y).__name__ == "Tracer":  # an integer array traced by fl.compile is labels too
-        return y.dtype.kind in "iu"
-    return np.asarray(y).dtype.kind in "iu"
+    dtype = y.dtype if type(y).__name__ == "Tracer" else np.asarray(y).dtype
+    return dtype.kind in "iu"  # (traced integers exist only inside fl.compile)
+
+
+def _check_labels(labels, n, name):
+    if labels.size and (labels.min() < 0 or labels.max() >= n):
+        raise ValueError(f"{name}: labels must lie in [0, {n}) for {n} classes; got values "
+                         f"from {labels.min()} to {labels.max()}")
+    return labels
 
 
 def pick(name, x, labels, axis):
     """``x`` at each sample's label along ``axis`` (the class axis): shape of ``labels``."""
-    traced = type(labels).__name__ == "Tracer"  # fl.compile: values unknown until run time
-    labels = labels if traced else np.asarray(labels)
+    if type(labels).__name__ != "Tracer":
+        labels = np.asarray(labels)
     shape = np.shape(x)
     axis = axis % len(shape)
     expected = shape[:axis] + shape[axis + 1:]
@@ -85,13 +92,7 @@ def pick(name, x, labels, axis):
         raise ValueError(f"{name}: integer labels must have the prediction's shape {shape} "
                          f"without its class axis {axis}, that is {expected}; got "
                          f"{labels.shape}")
-    n = shape[axis]
-    if not traced and labels.size and (labels.min() < 0 or labels.max() >= n):
-        raise ValueError(f"{name}: labels must lie in [0, {n}) for {n} classes; got values "
-                         f"from {labels.min()} to {labels.max()}")
+    # checked when the values are there: inside fl.compile, on every run of the program
+    labels = untraced(_check_labels, (labels, shape[axis], name))
     idx = np.expand_dims(labels, axis)
-    if traced:  # compiled: labels out of range cannot raise, so they give NaN, never 0
-        classes = np.arange(n).reshape((n,) + (1,) * (len(shape) - axis - 1))
-        picked = np.sum(np.where(idx == classes, x, 0), axis=axis)
-        return np.where(np.logical_and(labels >= 0, labels < n), picked, np.nan)
     return np.squeeze(np.take_along_axis(x, idx, axis=axis), axis=axis)

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import draw, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -449,7 +449,8 @@ def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
 
     value = raw(x)
     dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
-    slope = (rng or default_rng()).uniform(lo, hi, np.shape(value)).astype(dtype, copy=False)
+    slope = draw(rng or default_rng(), "uniform", lo, hi, np.shape(value)).astype(dtype,
+                                                                                copy=False)
     return np.where(x >= 0, x, slope * x)
 
 

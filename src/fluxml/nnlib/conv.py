@@ -8,15 +8,16 @@ Layouts as PyTorch's: input ``(N, C, *spatial)`` (NCL, NCHW, NCDHW), weight
 Three primitives carry the family, each bilinear, and the derivatives of each are the other
 two (so a CNN is differentiable to any order):
 
-- ``CONV(x, w)``: im2col (windows.py), then one matrix product per group;
+- ``CONV(x, w)``: im2col, then a matrix product;
 - ``CONV_DATA(g, w)``: its transpose in ``x`` (the input gradient, and the transposed
-  convolution): a matrix product, then col2im;
+  convolution): a matrix product, then col2im (or, with unit strides, the convolution of
+  the padded ``g`` with the flipped kernel);
 - ``CONV_FILTER(x, g)``: its transpose in ``w`` (the weight gradient): im2col of ``x``
-  contracted with ``g`` over batch and positions in one product per group.
+  contracted with ``g`` over batch and positions.
 
-Groups are the batch axis of the matrix products (depthwise included), never a Python loop;
-the only loops are over the kernel's entries inside im2col/col2im, each step a whole-array
-copy or add.
+The kernels are in convkernels.py: blocks of samples sized to the cache, groups as the batch
+axis of the matrix products (depthwise included); the only Python loops are over those
+blocks and over the kernel's entries inside col2im, each step a whole-block operation.
 """
 
 from __future__ import annotations
@@ -24,106 +25,23 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.define import deflinear, defvjp, primitive
+from fluxml.nnlib import convkernels as kernels
 from fluxml.nnlib import windows as win
 
 
-def _geometry(x_shape, w_shape, stride, pads, dilation, groups):
-    n, c = x_shape[:2]
-    kernel = w_shape[2:]
-    out = win.output_size(x_shape[2:], kernel, stride, dilation, pads)
-    return n, c, kernel, out, c // groups
-
-
-# The kernels work channel-major: the columns are ``(groups, C / groups * K, N * positions)``
-# and the outputs ``(O, N * positions)``, so that each product is one matrix product per group
-# (a few large products, not one per batch entry). With unit strides the positions are those
-# of the wide grid (windows.py) where that pays: contiguous rows instead of strided windows,
-# for some extra positions. (Measured: it pays in col2im always; in the forward im2col while
-# the wide grid has at most a quarter more positions; never in the weight gradient, whose
-# product then runs over the extra positions too.)
-
-
-def _columns(x, kernel, stride, dilation, pads, out, groups, wide):
-    """im2col: the windows of ``x`` as ``(groups, C / groups * K, N * positions)``."""
-    c, d = x.shape[1], len(kernel)
-    xt = win.pad_transposed(x, pads)  # (C, N, *padded)
-    if wide:
-        cols = win.flat_windows(xt, kernel, dilation, out)
-    else:
-        view = win.windows(xt, kernel, stride, dilation, out)  # (C, N, *kernel, *out)
-        view = view.transpose((0,) + tuple(range(2, 2 + d)) + (1,) + tuple(range(2 + d, 2 + 2 * d)))
-        cols = win.workspace(view.shape, x.dtype, win.array_module(x))
-        cols[...] = view
-    return cols.reshape(groups, (c // groups) * win.count(kernel), -1)
-
-
-def _unit(stride):
-    return all(s == 1 for s in stride)
-
-
-def _wide_forward(stride, size, out):
-    return _unit(stride) and win.wide_length(size, out) <= 1.25 * win.count(out)
-
-
-def _to_positions(g, size, wide):
-    """``g`` ``(N, O, *out)`` as ``(O, N * positions)`` (zeros on the wide grid's extras)."""
-    xp = win.array_module(g)
-    n, o, *out = g.shape
-    gt = g.swapaxes(0, 1)
-    if not wide:
-        return xp.ascontiguousarray(gt).reshape(o, -1)
-    wide = xp.zeros((o, n, out[0]) + tuple(size[1:]), dtype=g.dtype)
-    wide[(slice(None),) * 3 + tuple(slice(0, m) for m in out[1:])] = gt
-    return wide.reshape(o, -1)
-
-
-def _from_positions(y, n, size, out, wide):
-    """The inverse of :func:`_to_positions`: ``(O, N * positions)`` as ``(N, O, *out)``."""
-    xp = win.array_module(y)
-    if wide:
-        y = y.reshape((y.shape[0], n, out[0]) + tuple(size[1:]))
-        y = y[(slice(None),) * 3 + tuple(slice(0, m) for m in out[1:])]
-    else:
-        y = y.reshape((y.shape[0], n) + tuple(out))
-    return xp.ascontiguousarray(y.swapaxes(0, 1))
-
-
 def _conv(x, w, *, stride, pads, dilation, groups):
-    xp = win.array_module(x, w)
-    n, c, kernel, out, cg = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
-    o = w.shape[0]
-    size = win.padded_size(x.shape[2:], pads)
-    wide = _wide_forward(stride, size, out)
-    cols = _columns(x, kernel, stride, dilation, pads, out, groups, wide)
-    y = xp.matmul(w.reshape(groups, o // groups, cg * win.count(kernel)), cols)
-    return _from_positions(y.reshape(o, -1), n, size, out, wide)
+    return kernels.forward(x, w, kernels.Geometry(x.shape, w.shape, stride, pads, dilation,
+                                                  groups))
 
 
 def _conv_data(g, w, *, x_shape, stride, pads, dilation, groups):
-    xp = win.array_module(g, w)
-    n, c, kernel, out, cg = _geometry(x_shape, w.shape, stride, pads, dilation, groups)
-    o, d, k = w.shape[0], len(kernel), win.count(kernel)
-    size = win.padded_size(x_shape[2:], pads)
-    gp = _to_positions(g, size, _unit(stride)).reshape(groups, o // groups, -1)
-    cols = win.workspace((groups, cg * k, gp.shape[-1]), xp.result_type(g.dtype, w.dtype), xp)
-    xp.matmul(w.reshape(groups, o // groups, cg * k).swapaxes(-1, -2), gp, out=cols)
-    if _unit(stride):
-        xt = win.flat_col2im(cols.reshape(c, k, n, -1), size, kernel, dilation)
-    else:
-        cols = cols.reshape((c,) + kernel + (n,) + out).transpose(
-            (0, 1 + d) + tuple(range(1, 1 + d)) + tuple(range(2 + d, 2 + 2 * d)))
-        xt = win.col2im(cols, size, kernel, stride, dilation)  # (C, N, *padded)
-    return xp.ascontiguousarray(win.crop(xt, pads, x_shape[2:]).swapaxes(0, 1))
+    return kernels.data(g, w, kernels.Geometry(x_shape, w.shape, stride, pads, dilation,
+                                               groups))
 
 
 def _conv_filter(x, g, *, w_shape, stride, pads, dilation, groups):
-    n, c, kernel, out, cg = _geometry(x.shape, w_shape, stride, pads, dilation, groups)
-    o = w_shape[0]
-    size = win.padded_size(x.shape[2:], pads)
-    cols = _columns(x, kernel, stride, dilation, pads, out, groups, wide=False)
-    gp = _to_positions(g, size, False).reshape(groups, o // groups, -1)
-    # one product per group, over batch and positions at once
-    return (gp @ cols.swapaxes(-1, -2)).reshape(w_shape)
+    return kernels.filter(x, g, kernels.Geometry(x.shape, w_shape, stride, pads, dilation,
+                                                 groups))
 
 
 CONV = primitive("conv", _conv, keeps_output=False)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
 
 # Alpha dropout keeps SELU's fixed point: dropped units are set to SELU's negative saturation
@@ -53,7 +54,7 @@ def _keep_mask(x, p, dims, rng, name):
                              f"got {dims}")
         shape = tuple(n if i in axes else 1 for i, n in enumerate(shape))
     draw = dtype if dtype in (np.float32, np.float64) else np.float64
-    return (rng or default_rng()).random(shape, dtype=draw) >= p, dtype
+    return draw_from(rng or default_rng(), "random", shape, dtype=draw) >= p, dtype
 
 
 def dropout(x, p: float, *, dims: int | Sequence[int] | None = None, active: bool = True,

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from fluxml.ad.core import Tracer, raw
+from fluxml.ad.core import Tracer, first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.ad.fitting import broadcast
 
@@ -178,16 +178,19 @@ def _used(c):
     return c is not None and (type(c) is Tracer or bool(np.any(c)))
 
 
+def _vjp_kernel(*args):
+    return tuple(_vjp_raw(*args))
+
+
 def _vjp(g, ans, args, params, positions):
     gy, gmean, gvar = g
     x, scale, bias = args
     _, mean, var = ans
     axes = params["axes"]
     if (not _used(gmean) and not _used(gvar)
-            and all(type(a) is np.ndarray for a in (gy, x, mean, var))
-            and type(scale) is not Tracer):
-        return _vjp_raw(gy, x, scale, mean, var, axes, params["eps"], positions,
-                        np.shape(raw(bias)))
+            and first_order(gy, x, mean, var, scale)):
+        return list(untraced(_vjp_kernel, (gy, x, scale, mean, var, axes, params["eps"],
+                                           positions, np.shape(raw(bias)))))
     n = math.prod(raw(x).shape[a] for a in axes)
     rstd = 1 / np.sqrt(var + params["eps"])
     xc = x - mean

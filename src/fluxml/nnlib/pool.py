@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
 
@@ -69,17 +69,9 @@ def _max_windows(x, kernel, stride, pads, dilation):
 
 def _maxpool_positions(x, best, kernel, stride, pads, dilation):
     """Flat positions in ``x`` of each window's first maximum (``best``), as PyTorch picks it
-    (constant where the derivative exists, so computed on the values)."""
+    (constant where the derivative exists, so computed on the values). A loop over the
+    kernel's entries, each step a few whole-array operations over every window."""
     x, best = raw(x), raw(best)
-    geo = {"kernel": kernel, "stride": stride, "pads": pads, "dilation": dilation}
-    if type(x).__name__ == "Abstract":  # inside fl.compile: one recorded call of the program
-        return x.trace.call(maxpool_positions, "maxpool_positions", (x, best), geo)
-    return maxpool_positions(x, best, **geo)
-
-
-def maxpool_positions(x, best, *, kernel, stride, pads, dilation):
-    """``_maxpool_positions`` on raw arrays: a loop over the kernel's entries, each step a few
-    whole-array operations over every window."""
     xp = win.array_module(x)
     cols = _max_windows(x, kernel, stride, pads, dilation)
     d = len(kernel)
@@ -105,13 +97,19 @@ def _disjoint(kernel, stride, dilation):
     return all(s >= dl * (k - 1) + 1 for k, s, dl in zip(kernel, stride, dilation))
 
 
+def _argmax_positions(x, ans, geo):
+    """The positions of the maxima: computed on the values (under fl.compile, recorded as
+    one call of the NumPy kernel)."""
+    return untraced(_maxpool_positions, (x, ans), geo)
+
+
 def _maxpool_vjp(g, ans, x, **geo):
-    return POOL_SCATTER(g, _maxpool_positions(x, ans, **geo), shape=x.shape,
+    return POOL_SCATTER(g, _argmax_positions(x, ans, geo), shape=x.shape,
                         unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
 
 
 def _maxpool_jvp(t, ans, x, **geo):
-    return POOL_GATHER(t, _maxpool_positions(x, ans, **geo),
+    return POOL_GATHER(t, _argmax_positions(x, ans, geo),
                        unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.nnlib.recurrent import _check, _lstm_dz, _matmul_t, _sigmoid_, _used
 
@@ -130,6 +130,10 @@ def _lstm_vjp_raw(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions):
     return [out[p] for p in positions]
 
 
+def _lstm_vjp_kernel(*args):
+    return tuple(_lstm_vjp_raw(*args))
+
+
 def _lstm_vjp(g, ans, args, params, positions):
     g_hs, g_cs, g_acts = g
     gx, h0, c0, w = args
@@ -137,12 +141,9 @@ def _lstm_vjp(g, ans, args, params, positions):
     n = h0.shape[-1]
     steps = gx.shape[1]
     use_c, use_acts = _used(g_cs), _used(g_acts)
-    if not use_acts and all(type(a) is np.ndarray for a in (g_hs, g_cs, h0, c0, w, acts)):
-        return _lstm_vjp_raw(g_hs, g_cs if use_c else None, gx, h0, c0, w, hs, cs, acts,
-                             positions)
-    if not use_acts and _compiled(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts):
-        return list(LSTM_SEQUENCE_VJP(g_hs, g_cs if use_c else None, gx, h0, c0, w, hs, cs,
-                                      acts, positions=tuple(positions)))
+    if not use_acts and first_order(g_hs, g_cs, h0, c0, w, acts):
+        return list(untraced(_lstm_vjp_kernel, (g_hs, g_cs if use_c else None, gx, h0, c0, w,
+                                                hs, cs, acts, positions)))
     dh = dc = None
     dzs = [None] * steps
     for t in range(steps - 1, -1, -1):
@@ -216,24 +217,6 @@ def _lstm_jvp(tangents, ans, args, params):
 LSTM_SEQUENCE = primitive("lstm_sequence", _lstm_impl, multiple_results=True)
 LSTM_SEQUENCE.vjp_all = _lstm_vjp
 LSTM_SEQUENCE.jvp_all = _lstm_jvp
-
-
-def _compiled(*values) -> bool:
-    """Inside ``fl.compile`` at first order: every value is a plain array or traced by the
-    compiler's trace alone (whose values are abstract), so the first-order backward pass can
-    be one recorded primitive instead of a loop of small recorded steps."""
-    traced = [v for v in values if type(v) is not np.ndarray and v is not None]
-    return bool(traced) and all(type(v).__name__ == "Tracer" and
-                                type(v._val).__name__ == "Abstract" for v in traced)
-
-
-def _lstm_vjp_prim(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, *, positions):
-    return tuple(_lstm_vjp_raw(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions))
-
-
-# The backward pass of LSTM_SEQUENCE as one primitive, for compiled programs (first order
-# only: it has no derivative rules, and is used only where no other trace is active).
-LSTM_SEQUENCE_VJP = primitive("lstm_sequence_vjp", _lstm_vjp_prim, multiple_results=True)
 
 
 # --- GRU -----------------------------------------------------------------------------------------

@@ -102,18 +102,6 @@ def pad(x, pads, value=0):
     return out
 
 
-def pad_transposed(x, pads, value=0):
-    """``x`` ``(N, C, *spatial)`` padded and with its first two axes swapped: a contiguous
-    ``(C, N, *padded)`` (one copy)."""
-    xp = array_module(x)
-    size = padded_size(x.shape[2:], pads)
-    out = xp.full((x.shape[1], x.shape[0]) + size, value, dtype=x.dtype)
-    out[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
-                                          for n, (lo, _) in zip(x.shape[2:], pads))] = (
-        x.swapaxes(0, 1))
-    return out
-
-
 def crop(x, pads, size):
     """The inverse of :func:`pad`: the interior of a padded array (a view)."""
     return x[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
@@ -145,52 +133,6 @@ def col2im(cols, padded_size, kernel, stride, dilation):
     return xpad
 
 
-# --- stride 1: windows as shifted rows of the flattened input ----------------------------------
-# With unit strides, window entry ``k`` of every output position is the padded input,
-# flattened over its spatial axes, shifted by one offset. Outputs are computed on a "wide"
-# grid: ``out[0]`` rows of the padded input's other axes, the extra entries discarded
-# (:func:`narrow`). Columns are then whole contiguous rows: copies and adds run at memory
-# speed, where the general strided view moves runs of ``out[-1]`` entries.
-
-
-def wide_length(size, out):
-    """Entries of the wide output grid: ``out[0]`` times the padded input's other axes."""
-    return out[0] * math.prod(size[1:])
-
-
-def _offsets(size, kernel, dilation):
-    steps = [math.prod(size[i + 1:]) for i in range(len(size))]
-    return [sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
-            for offset in np.ndindex(*kernel)]
-
-
-def flat_windows(xpad, kernel, dilation, out):
-    """The stride-1 windows of ``xpad`` ``(A, B, *size)`` as ``(A, prod(kernel), B, wide)``,
-    in the workspace."""
-    xp = array_module(xpad)
-    a, b, *size = xpad.shape
-    flat = xpad.reshape(a, b, -1)
-    length = wide_length(size, out)
-    cols = workspace((a, math.prod(kernel), b, length), xpad.dtype, xp)
-    for j, offset in enumerate(_offsets(size, kernel, dilation)):
-        m = min(length, flat.shape[2] - offset)  # every real output is inside ``m``
-        cols[:, j, :, :m] = flat[:, :, offset:offset + m]
-        cols[:, j, :, m:] = 0
-    return cols
-
-
-def flat_col2im(cols, size, kernel, dilation):
-    """The transpose of :func:`flat_windows`: ``(A, K, B, wide)`` summed onto the padded
-    input ``(A, B, *size)``; the wide grid's extra entries must be zero."""
-    xp = array_module(cols)
-    a, _, b, length = cols.shape
-    flat = xp.zeros((a, b, math.prod(size)), dtype=cols.dtype)
-    for j, offset in enumerate(_offsets(size, kernel, dilation)):
-        m = min(length, flat.shape[2] - offset)
-        flat[:, :, offset:offset + m] += cols[:, j, :, :m]
-    return flat.reshape((a, b) + tuple(size))
-
-
 def padded_size(size, pads) -> tuple:
     return tuple(n + lo + hi for n, (lo, hi) in zip(size, pads))
 
@@ -202,14 +144,18 @@ def count(shape) -> int:
 _workspace = threading.local()
 
 
-def workspace(shape, dtype, xp=np):
+def workspace(shape, dtype, xp=np, slot: str = "cols"):
     """A scratch array for an intermediate that never leaves the kernel asking for it (the
-    im2col columns): one buffer per thread, grown when needed and reused by the next call, so
-    that a training loop does not pay the page faults of a fresh large array at every step.
-    Each call returns the same memory: a kernel takes one workspace at a time."""
+    im2col columns, a padded block): one buffer per thread and ``slot``, grown when needed and
+    reused by the next call, so that a training loop does not pay the page faults of a fresh
+    large array at every step. Each call returns the same memory for the same slot: a kernel
+    holds one workspace per slot at a time."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    buf = getattr(_workspace, "buffer", None)
+    buffers = getattr(_workspace, "buffers", None)
+    if buffers is None:
+        buffers = _workspace.buffers = {}
+    buf = buffers.get(slot)
     if buf is None or array_module(buf) is not xp or buf.nbytes < nbytes:
-        buf = _workspace.buffer = xp.empty(nbytes, dtype=np.uint8)
+        buf = buffers[slot] = xp.empty(nbytes, dtype=np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)

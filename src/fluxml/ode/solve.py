@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, ReverseTrace, Tracer, top_trace
+from fluxml.ad.core import DifferentiationError, Tracer, top_trace
+from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint
 from fluxml.ode.integrate import Counted, integrate
 from fluxml.ode.rk import Tsit5

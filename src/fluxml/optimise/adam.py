@@ -56,14 +56,14 @@ def _moments(m, v, dx, b1, b2, out):
 def _corrected(m, v, t, b1, b2, eps, scale, out):
     """``out = scale * mhat / (sqrt(vhat) + eps)`` with the bias corrections ``mhat = m / (1 -
     b1**t)``, ``vhat = v / (1 - b2**t)`` folded into two scalars (as PyTorch's Adam)."""
-    root = sqrt(number(1.0 - b2**t))
+    root = sqrt(number(1.0 - b2**t, out))
     np.sqrt(v, out=out)
     out += eps * root
     if out.dtype == np.float16:  # eps * root underflows to 0: where v is 0, m is 0 too
         np.divide(m, out, out=out, where=out != 0)
     else:
         np.divide(m, out, out=out)
-    out *= scale * root / number(1.0 - b1**t)
+    out *= scale * root / number(1.0 - b1**t, out)
     return out
 
 
@@ -167,11 +167,11 @@ class NAdam(_AdamLike):
         m, v, t = state
         t = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        denom = np.multiply(v, b2 / number(1.0 - b2**t))
+        denom = np.multiply(v, b2 / number(1.0 - b2**t, v))
         np.sqrt(denom, out=denom)
         denom += eps
-        np.multiply(m, b1 / number(1.0 - b1 ** (t + 1)), out=out)
-        out += dx * ((1.0 - b1) / number(1.0 - b1**t))
+        np.multiply(m, b1 / number(1.0 - b1 ** (t + 1), out), out=out)
+        out += dx * ((1.0 - b1) / number(1.0 - b1**t, out))
         out /= denom
         out *= eta
         return AdamState(m, v, t), out
@@ -197,7 +197,7 @@ class AdaMax(_AdamLike):
         np.maximum(u, out, out=u)
         np.add(u, eps, out=out)
         np.divide(m, out, out=out)
-        out *= eta / number(1.0 - b1**t)
+        out *= eta / number(1.0 - b1**t, out)
         return AdamState(m, u, t), out
 
 

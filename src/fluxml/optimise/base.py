@@ -113,10 +113,13 @@ def tick(t):
     return t
 
 
-def number(x):
+def number(x, like):
     """A concrete 0-d value as a Python float, which NumPy treats as a weak scalar (a float32
-    array times it stays a float32 loop); a traced value (inside ``fl.compile``) stays one."""
-    return x if type(x).__name__ == "Tracer" else float(x)
+    array times it stays a float32 loop). A traced value (inside ``fl.compile``) stays traced,
+    in the float dtype of ``like``, so that it does not promote float32 updates to float64."""
+    if type(x).__name__ != "Tracer":
+        return float(x)
+    return x.astype(like.dtype) if like.dtype.kind == "f" else x
 
 
 def sqrt(x):

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, raw
+from fluxml.ad.core import DifferentiationError, raw, untraced
 from fluxml.ad.define import defjvp, defvjp, function, nondifferentiable, primitive
 from fluxml.ad.rules.linalg import mT
 
@@ -98,14 +98,22 @@ def _adjugate(x, det):
     return np.stack(rows, axis=-2)  # adj[i, j] = (-1)^(i+j) det(x without row j, column i)
 
 
-def _slogdet_inverse(x):
-    """inv(x), the derivative of log|det x|; at a singular matrix log|det| is -inf and has
-    none: refused (np.linalg.det is differentiable there)."""
-    if np.any(np.linalg.slogdet(raw(x))[0] == 0):
+def _nonsingular(x):
+    if np.any(np.linalg.slogdet(x)[0] == 0):
         raise DifferentiationError(
             "np.linalg.slogdet at a singular matrix: log|det| is -inf and has no derivative. "
             "Use np.linalg.det (differentiable at singular matrices), or regularise the "
             "matrix.")
+    return np.True_
+
+
+_nonsingular.effect = True  # a check: under fl.compile it runs on every call
+
+
+def _slogdet_inverse(x):
+    """inv(x), the derivative of log|det x|; at a singular matrix log|det| is -inf and has
+    none: refused (np.linalg.det is differentiable there)."""
+    untraced(_nonsingular, (x,))
     return np.linalg.inv(x)
 
 
@@ -168,11 +176,19 @@ def _qr_check(x, r):
         raise DifferentiationError(
             f"np.linalg.qr: derivatives need a square or tall matrix (rows >= columns), got "
             f"shape {x.shape}; take the QR of the transpose instead")
-    if np.any(np.diagonal(raw(r), axis1=-2, axis2=-1) == 0):
+    untraced(_full_rank, (r,))
+
+
+def _full_rank(r):
+    if np.any(np.diagonal(r, axis1=-2, axis2=-1) == 0):
         raise DifferentiationError(
             "np.linalg.qr of a matrix without full column rank: Q is not unique there, so it "
             "has no derivative. Regularise the matrix, or differentiate a quantity that does "
             "not depend on the choice of Q.")
+    return np.True_
+
+
+_full_rank.effect = True  # a check: under fl.compile it runs on every call
 
 
 def _qr_vjp(g, ans, x):

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import UFUNCS, Tracer, raw
+from fluxml.ad.core import UFUNCS, Tracer, known_none, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive, same, ufunc
 
 LN2 = math.log(2.0)
@@ -296,6 +296,6 @@ def _over_r2(num, y, x):
 def _safe_div(num, den):
     """num / den, with 0 where den == 0 (hypot's subgradient at the origin)."""
     zero = raw(den) == 0
-    if not np.any(zero):
+    if known_none(zero):
         return num / den
     return np.where(zero, 0, num / np.where(zero, 1, den))

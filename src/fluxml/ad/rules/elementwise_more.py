@@ -142,10 +142,9 @@ def where(condition, x=None, y=None):
         return np.nonzero(raw(condition))
     if x is None or y is None:
         raise ValueError("either both or neither of x and y should be given")
-    cond = raw(condition)
-    if type(cond).__name__ == "Abstract":  # computed inside fl.compile: the program has it
-        return WHERE(x, y, cond=cond if cond.dtype == bool else cond.astype(bool))
-    return WHERE(x, y, cond=np.array(cond, dtype=bool))  # a copy: the tape keeps it
+    cond = raw(condition)  # a copy: the tape keeps it
+    cond = cond.astype(bool) if type(cond) is Tracer else np.array(cond, dtype=bool)
+    return WHERE(x, y, cond=cond)
 
 
 @function(np.nan_to_num)
@@ -210,6 +209,8 @@ nondifferentiable(
     # positions and counts
     np.argmax, np.argmin, np.argsort, np.argpartition, np.argwhere, np.nonzero, np.flatnonzero,
     np.count_nonzero, np.searchsorted, np.digitize, np.lexsort,
+    # truth of a whole array
+    np.any, np.all,
 )
 if hasattr(np, "bitwise_count"):  # NumPy >= 2
     nondifferentiable(np.bitwise_count)

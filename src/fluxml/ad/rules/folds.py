@@ -14,7 +14,9 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
+from fluxml.ad import errors
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, lookup, raw
+from fluxml.ad.mutation import assign_out
 
 # ufunc methods that are ordinary NumPy functions in disguise.
 REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}
@@ -23,9 +25,7 @@ ACCUMULATE = {np.add: np.cumsum, np.multiply: np.cumprod}
 
 def _check(ufunc, method):
     if ufunc.nin != 2 or ufunc.nout != 1 or lookup(UFUNCS, ufunc) is None:
-        from fluxml.ad.dispatch import unsupported
-
-        raise unsupported(ufunc, f"ufunc method `.{method}`")
+        raise DifferentiationError(errors.unsupported(ufunc, f"ufunc method `.{method}`"))
 
 
 def _to_front(a, axis):
@@ -127,8 +127,6 @@ def reduceat(ufunc, a, indices, axis=0, dtype=None, out=None):
 def _out(result, out, name):
     if out is None:
         return result
-    from fluxml.ad.mutation import assign_out
-
     (target,) = out if isinstance(out, tuple) else (out,)
     assign_out(target, result, name)
     return target

@@ -65,9 +65,7 @@ def _zero_written(g, ans, x, v, idx, inplace):
     if type(g) is Tracer:
         if isinstance(raw(g), np.generic):  # a traced NumPy scalar is immutable
             return SETITEM(g, 0, idx=idx, inplace=False)
-        from fluxml.ad import mutation  # a traced cotangent is written as any traced array
-
-        mutation.setitem(g, idx, 0)
+        g[idx] = 0  # a traced cotangent is written as any traced array (ad/mutation.py)
         return g
     return _setitem(g, 0, idx=idx, inplace=True)
 
@@ -90,9 +88,7 @@ def _setitem_tangent(tangents, ans, args, params, reuse):
     elif (reuse and params["inplace"] and type(tx) is Tracer
           and not isinstance(raw(tx), np.generic)
           and (type(value) is not Tracer or value._trace.level <= tx._trace.level)):
-        from fluxml.ad import mutation  # a traced tangent: written as any traced array
-
-        mutation.setitem(tx, idx, value)
+        tx[idx] = value  # a traced tangent: written as any traced array (ad/mutation.py)
         return tx
     else:
         base = np.copy(tx)
@@ -126,6 +122,13 @@ def _is_basic(idx) -> bool:
 
 
 def concrete_index(i):
+    if raw(i) is i:  # an fl.compile value: integer indices are recorded, masks refused
+        if i.dtype.kind in "iu":
+            return
+        if i.dtype.kind == "b":
+            raise i._trace.concrete(
+                "indexing with a traced boolean mask (the result's shape depends on the "
+                "values; use np.where(mask, x, 0) instead)")
     raise DifferentiationError(
         "a traced float array was used as an index. Indices must be integers or booleans: "
         "compute them from concrete values, or use `x > 0` style masks (plain boolean arrays).")
@@ -210,7 +213,9 @@ def index_add(x, idx, v):
 def take(a, indices, axis=None, out=None, mode="raise"):
     if out is not None:
         raise DifferentiationError("np.take(..., out=) is not supported on traced arrays")
-    indices = np.asarray(raw(indices))
+    indices = raw(indices)
+    if type(indices) is not Tracer:  # (under fl.compile, traced indices are recorded)
+        indices = np.asarray(indices)
     if np.size(raw(a)) == 0:  # nothing is taken (NumPy accepts any index then)
         return np.take(raw(a), indices, axis=axis, mode=mode)
     if mode == "wrap":
@@ -227,7 +232,9 @@ def take(a, indices, axis=None, out=None, mode="raise"):
 
 @function(np.take_along_axis)
 def take_along_axis(arr, indices, axis=-1):
-    indices = np.asarray(raw(indices))
+    indices = raw(indices)
+    if type(indices) is not Tracer:  # (under fl.compile, traced indices are recorded)
+        indices = np.asarray(indices)
     if axis is None:
         return getitem(np.ravel(arr), indices)
     axis = axis % arr.ndim

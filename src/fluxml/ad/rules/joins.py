@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
+from fluxml.ad import mutation
 from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.rules.indexing import GETITEM, getitem, take
@@ -132,8 +133,6 @@ def array_split(ary, indices_or_sections, axis=0):
     if type(ary) is not Tracer or not tiles or bounds[-1][1] != n:
         return [getitem(ary, _slice(axis, slice(lo, hi))) for lo, hi in bounds]
     pieces = SPLIT(ary, bounds=bounds, axis=axis)
-    from fluxml.ad import mutation
-
     for (lo, hi), piece in zip(bounds, pieces):
         if piece._trace is ary._trace:  # make it the view NumPy returns
             mutation.link(piece, ary, GETITEM, {"idx": _slice(axis, slice(lo, hi))})

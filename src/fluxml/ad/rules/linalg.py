@@ -17,6 +17,7 @@ import numpy as np
 
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw
 from fluxml.ad.define import deflinear, defvjp, defvjp_argnum, function, primitive, ufunc
+from fluxml.ad.mutation import assign_out, index_view
 
 # --- matmul ----------------------------------------------------------------------------------
 # NumPy promotes a 1-D operand to a matrix (a row on the left, a column on the right) and drops
@@ -134,8 +135,6 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
     result = EINSUM(*arrays, subscripts=subscripts, optimize=optimize)
     if out is None:
         return result
-    from fluxml.ad.mutation import assign_out
-
     assign_out(out, result, "np.einsum")
     return out
 
@@ -148,8 +147,6 @@ def _einsum_view(a, subscripts):
     if set(inputs) != set(output):  # a label summed out: NumPy computes a new array
         return None
     value = raw(a)
-    from fluxml.ad.mutation import index_view
-
     positions = np.einsum(subscripts, np.arange(value.size).reshape(value.shape))
     return index_view(a, np.unravel_index(positions, value.shape))
 
@@ -233,8 +230,6 @@ def dot(a, b, out=None):
         result = tensordot(a, b, ([na - 1], [max(nb - 2, 0)]))
     if out is None:
         return result
-    from fluxml.ad.mutation import assign_out
-
     assign_out(out, result, "np.dot")
     return out
 

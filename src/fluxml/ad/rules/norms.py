@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import known_none, raw
 from fluxml.ad.define import defjvp, defvjp, function, primitive
 from fluxml.ad.rules.decompositions import SVDVALS, _conj
 
@@ -71,10 +71,10 @@ def _vector_norm(x, ord, axis, keepdims):
     # Where the whole vector is 0 the norm is a cone's tip: the subgradient 0, computed on a
     # stand-in vector of ones so that no 0 * inf appears (at any order).
     zero = np.sum(raw(a), axis=axis, keepdims=True) == 0
-    if zero.any():
+    if not known_none(zero):
         a = np.where(zero, 1.0, a)
     result = np.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
-    if zero.any():
+    if not known_none(zero):
         result = np.where(np.reshape(zero, np.shape(raw(result))), 0.0, result)
     return result
 

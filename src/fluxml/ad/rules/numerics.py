@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
 from fluxml.ad.define import function
 
 # --- integration and differentiation of samples --------------------------------------------------
@@ -129,7 +129,7 @@ def interp(x, xp, fp, left=None, right=None, period=None):
         # without dividing by 0 (a masked 0/0 would still make the derivative NaN).
         width = x1 - x0
         empty = raw(width) == 0
-        if empty.any():
+        if not known_none(empty):
             slope = np.where(empty, 0.0, (f1 - f0) / np.where(empty, 1.0, width))
         else:
             slope = (f1 - f0) / width

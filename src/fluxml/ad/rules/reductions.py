@@ -14,8 +14,9 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
+from fluxml.ad.mutation import assign_out
 from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
 
 # --- primitives ----------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ defjvp(LOGSUMEXP, lambda t, ans, x, axis, keepdims: SUM(
 def _half_inverse(ans):
     """``1 / (2 sqrt(v))`` where the standard deviation is positive, 0 where it is 0."""
     zero = raw(ans) == 0
-    if not zero.any():
+    if known_none(zero):
         return 0.5 / ans
     return np.where(zero, 0, 0.5 / np.where(zero, 1, ans))
 
@@ -293,13 +294,18 @@ def partition(a, kth, axis=-1, kind="introselect", order=None):
     a = _array(a)
     if axis is None:
         a, axis = np.ravel(a), 0
-    value = raw(a)
+    idx = untraced(_partition_index, (a, kth, axis, kind))
+    return take_along_axis(a, idx, axis=axis)
+
+
+def _partition_index(value, kth, axis, kind):
+    """Entry ``idx[k]`` of ``value`` is at position k of NumPy's partition of it."""
     want = np.partition(value, kth, axis=axis, kind=kind)
-    # position k of the result holds entry idx[k] of a: match the sorted orders of both
+    # match the sorted orders of both
     idx = np.empty(value.shape, np.intp)
     np.put_along_axis(idx, np.argsort(want, axis=axis, kind="stable"),
                       np.argsort(value, axis=axis, kind="stable"), axis=axis)
-    return take_along_axis(a, idx, axis=axis)
+    return idx
 
 
 @function(np.quantile)
@@ -499,7 +505,7 @@ def _sorted_last(a, axis, keepdims):
 
 def _nan_to_zero(a):
     nan = np.isnan(raw(a))
-    if not nan.any():
+    if known_none(nan):
         return a
     return SETITEM(a, 0, idx=nan, inplace=False)
 
@@ -540,8 +546,6 @@ def _mask_count(a, where, axis, keepdims):
 def _out(result, out, name):
     if out is None:
         return result
-    from fluxml.ad.mutation import assign_out
-
     assign_out(out, result, name)
     return out
 

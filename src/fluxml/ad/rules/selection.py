@@ -8,6 +8,7 @@ import numpy as np
 
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import function
+from fluxml.ad.mutation import assign_out
 from fluxml.ad.rules.indexing import getitem, take_along_axis
 
 
@@ -16,6 +17,8 @@ def _array(a):
 
 
 def _concrete(x, what):
+    if type(x) is Tracer and raw(x) is x:  # fl.compile: a value known at run time only
+        return x
     if type(x) is Tracer:
         raise DifferentiationError(f"{what} must be concrete (booleans or integers), not traced")
     return np.asarray(x)
@@ -58,8 +61,6 @@ def choose(a, choices, out=None, mode="raise"):
                         for c in choices])
     result = take_along_axis(stacked, np.broadcast_to(idx, shape)[None], axis=0)[0]
     if out is not None:
-        from fluxml.ad.mutation import assign_out
-
         assign_out(out, result, "np.choose")
         return out
     return result
@@ -112,8 +113,6 @@ def compress(condition, a, axis=None, out=None):
                          f"{a.shape[axis]}")
     result = getitem(a, (slice(None),) * axis + (keep,))
     if out is not None:
-        from fluxml.ad.mutation import assign_out
-
         assign_out(out, result, "np.compress")
         return out
     return result

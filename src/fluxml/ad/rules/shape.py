@@ -10,9 +10,17 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw
+from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive, same
-from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, SETITEM, VIEW_INVERSES, getitem
+from fluxml.ad.mutation import index_view
+from fluxml.ad.rules.indexing import (
+    READ_ONLY_GATHER,
+    READ_ONLY_VIEWS,
+    SETITEM,
+    VIEW_INVERSES,
+    getitem,
+)
+from fluxml.ad.rules.reductions import _out
 
 RESHAPE = primitive("reshape", lambda x, *, shape, order: np.reshape(x, shape, order=order),
                     keeps_inputs=False, keeps_output=False, view=True)
@@ -83,7 +91,8 @@ def astype(x, dtype):
     it is cut (the documented way to drop a gradient, besides ``stop_gradient``)."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "fc":
-        return raw(x).astype(dtype)
+        r = raw(x)  # under fl.compile an IR tracer: the cast is recorded there
+        return ASTYPE(r, dtype=dtype) if type(r) is Tracer else r.astype(dtype)
     return ASTYPE(x, dtype=dtype)
 
 
@@ -92,7 +101,7 @@ def _like(fill):
     into it (the preallocate-and-fill pattern) are recorded."""
 
     def like(a, *args, dtype=None, shape=None, **kwargs):
-        value = fill(raw(a), *args, dtype=dtype, shape=shape, **kwargs)
+        value = untraced(fill, (raw(a),) + args, dict(kwargs, dtype=dtype, shape=shape))
         if type(a) is Tracer and value.dtype.kind in "fc":
             return a._trace.constant(value)
         return value
@@ -352,9 +361,6 @@ def sliding_window_view(x, window_shape, axis=None, *, subok=False, writeable=Fa
             "sliding_window_view(..., writeable=True) on a traced array: the windows overlap, "
             "so what a write through them leaves depends on the order of the writes. Write "
             "into the array itself instead.")
-    from fluxml.ad.mutation import index_view
-    from fluxml.ad.rules.indexing import READ_ONLY_GATHER
-
     value = raw(x)
     positions = np.lib.stride_tricks.sliding_window_view(
         np.arange(value.size).reshape(value.shape), window_shape, axis)
@@ -416,8 +422,6 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 
 @function(np.trace)
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
-    from fluxml.ad.rules.reductions import _out
-
     d = diagonal(a, offset, axis1, axis2)
     result = np.sum(d if dtype is None else d.astype(dtype), axis=-1)
     return _out(result, out, "np.trace")

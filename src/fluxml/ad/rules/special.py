@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import known_none, raw
 from fluxml.ad.define import defjvp, defvjp, nondifferentiable, primitive, ufunc
 
 SQRT_PI = math.sqrt(math.pi)
@@ -51,6 +51,7 @@ def load(func) -> bool:
 
 
 def _special():
+    # lazy: SciPy is optional, and slow to import
     import scipy.special
 
     return scipy.special
@@ -169,8 +170,8 @@ def _unary(uf, derivative, keeps_inputs=True, keeps_output=True):
 
 def _x_over(x, y):
     """x / y, and 0 where x == 0 (the functions above are identically 0 in y there)."""
-    zero = np.asarray(raw(x) == 0)
-    if not zero.any():
+    zero = raw(x) == 0
+    if known_none(zero):
         return x / y
     return np.where(zero, 0, x / np.where(zero, 1, y))
 

@@ -1,0 +1,246 @@
+"""fl.compile beside eager fluxml, PyTorch eager, torch.compile and JAX jit, in one run.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/.bench-venv/bin/python benchmarks/compile.py [--quick]
+
+Workloads (issue 13): the four training steps of ``benchmarks/train_step.py`` (tiny MLP
+2-32-32-2, MLP 784-512-512-10, LeNet-5, LSTM T=50; forward, backward and Adam, float32, the
+same weights and data for every implementation) and the gradient of ``sum(tanh(x @ w + b))``
+on 16 elements. Each row gives the median time of one call after a warm-up, the ratio
+(the peer's time over compiled fluxml's: above 1, fluxml is faster) and the compile time
+(the first call: tracing, passes and code generation; JAX's and torch.compile's first call
+likewise). The losses of the first steps are compared before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import train_step as ts  # noqa: E402  (the shared workloads)
+
+import fluxml as fl  # noqa: E402
+
+# --- fluxml, eager and compiled -----------------------------------------------------------------
+
+
+def _step_fn(lossf):
+    def step(model, opt, x, y):
+        loss, (g,) = fl.withgradient(lambda m: lossf(m(x), y), model)
+        fl.update(opt, model, g)
+        return loss
+
+    return step
+
+
+def fluxml_eager(name, w, data):
+    model, lossf = ts.fluxml_model(name, w)
+    opt = fl.setup(fl.Adam(ts.LR), model)
+    step = _step_fn(lossf)
+    return lambda: float(step(model, opt, *data))
+
+
+def fluxml_compiled(backend):
+    def make(name, w, data):
+        model, lossf = ts.fluxml_model(name, w)
+        opt = fl.setup(fl.Adam(ts.LR), model)
+        step = fl.compile(_step_fn(lossf), backend=backend)
+        return lambda: float(step(model, opt, *data))
+
+    return make
+
+
+# --- torch.compile ------------------------------------------------------------------------------
+
+def torch_compiled(name, w, data):
+    import torch
+
+    step = ts.torch_step(name, w, data)
+    # ts.torch_step's closure holds forward(); compile the whole step function instead
+    return _compile_torch_closure(step, torch)
+
+
+def _compile_torch_closure(step, torch):
+    forward = step.__closure__[[c.cell_contents.__name__ if callable(c.cell_contents) else ""
+                                for c in step.__closure__].index("forward")].cell_contents
+    compiled = torch.compile(forward)
+    opt = [c.cell_contents for c in step.__closure__
+           if type(c.cell_contents).__name__ == "Adam"][0]
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = compiled()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return run
+
+
+# --- the small gradient -------------------------------------------------------------------------
+
+def small_data():
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(4, 4)), rng.normal(size=(4, 4)), rng.normal(size=4))
+
+
+def small_loss(w, b, x):
+    return np.sum(np.tanh(x @ w + b))
+
+
+def small_fluxml_eager(x, w, b):
+    return lambda: fl.gradient(small_loss, w, b, x)[0][0, 0]
+
+
+def small_fluxml_compiled(backend):
+    def make(x, w, b):
+        f = fl.compile(lambda w, b, x: fl.gradient(small_loss, w, b, x), backend=backend)
+        return lambda: f(w, b, x)[0][0, 0]
+
+    return make
+
+
+def small_torch(x, w, b):
+    import torch
+
+    xt, wt, bt = (torch.tensor(a) for a in (x, w, b))
+    wt.requires_grad_(True)
+    bt.requires_grad_(True)
+
+    def run():
+        gw, _ = torch.autograd.grad(torch.tanh(xt @ wt + bt).sum(), (wt, bt))
+        return float(gw[0, 0])
+
+    return run
+
+
+def small_torch_compiled(x, w, b):
+    import torch
+
+    xt, wt, bt = (torch.tensor(a) for a in (x, w, b))
+    wt.requires_grad_(True)
+    bt.requires_grad_(True)
+
+    @torch.compile
+    def loss(w, b):
+        return torch.tanh(xt @ w + b).sum()
+
+    def run():
+        gw, _ = torch.autograd.grad(loss(wt, bt), (wt, bt))
+        return float(gw[0, 0])
+
+    return run
+
+
+def small_jax(x, w, b):
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    grad = jax.jit(jax.grad(lambda w, b, x: jnp.sum(jnp.tanh(x @ w + b)), argnums=(0, 1)))
+    xj, wj, bj = (jnp.asarray(a) for a in (x, w, b))
+    return lambda: float(grad(wj, bj, xj)[0][0, 0])
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+def timed_first(make, *args):
+    """``(run, first call's seconds, first value)``: the first call includes compilation."""
+    run = make(*args)
+    t = time.perf_counter()
+    value = run()
+    return run, time.perf_counter() - t, value
+
+
+def median(run, repeats, warmup=3):
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _fmt(seconds):
+    return f"{seconds * 1e6:8.0f} us" if seconds < 1e-2 else f"{seconds * 1e3:8.2f} ms"
+
+
+def peers(backends):
+    rows = {"fluxml eager": (fluxml_eager, small_fluxml_eager)}
+    for b in backends:
+        rows[f"fluxml compiled ({b})"] = (fluxml_compiled(b), small_fluxml_compiled(b))
+    rows["PyTorch eager"] = (ts.torch_step, small_torch)
+    rows["torch.compile"] = (torch_compiled, small_torch_compiled)
+    rows["JAX jit"] = (ts.jax_step, small_jax)
+    return rows
+
+
+def available_backends():
+    out = ["numpy"]
+    try:
+        import jax  # noqa: F401
+
+        from fluxml.compiler import xla_backend  # noqa: F401
+
+        out.append("xla")
+    except ImportError as err:
+        print(f"xla back end: skipped ({err})")
+    return out
+
+
+def main(quick=False, threads=1, cases=None):
+    if threads:
+        ts.limit_threads(threads)
+    repeats = {"tiny MLP 2-32-32-2": 300, "MLP 784-512-512-10": 30, "LeNet-5 28x28": 15,
+               "LSTM T=50 64->128": 10, "grad sum(tanh(x@w+b)), 16": 2000}
+    if quick:
+        repeats = {k: max(3, v // 10) for k, v in repeats.items()}
+    rows = peers(available_backends())
+    print(f"{'workload':28} {'implementation':24} {'time':>11} {'ratio':>7} {'first call':>11}")
+    workloads = [(name, case, 0) for name, case in ts.CASES.items()]
+    workloads.append(("grad sum(tanh(x@w+b)), 16", None, 1))
+    if cases:
+        workloads = [w for w in workloads if any(c.lower() in w[0].lower() for c in cases)]
+    for name, case, kind in workloads:
+        args = (name, *case(np.random.default_rng(0))) if case else small_data()
+        ours = None
+        results = []
+        for peer, makers in rows.items():
+            try:
+                run, first, value = timed_first(makers[kind], *args)
+                t = median(run, repeats[name])
+            except ImportError as err:
+                results.append((peer, None, f"not installed ({err.name})"))
+                continue
+            except Exception as err:  # noqa: BLE001 - a peer that cannot run this is reported
+                results.append((peer, None, f"failed: {type(err).__name__}: "
+                                f"{str(err).splitlines()[0][:60]}"))
+                continue
+            if peer == "fluxml compiled (numpy)":
+                ours = t
+            results.append((peer, (t, first, value), None))
+        for peer, res, why in results:
+            if res is None:
+                print(f"{name:28} {peer:24} {why}")
+                continue
+            t, first, value = res
+            ratio = f"{t / ours:7.2f}" if ours else "      -"
+            print(f"{name:28} {peer:24} {_fmt(t)} {ratio} {_fmt(first)}  value {value:.6g}")
+        print()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--case", action="append", help="run the workloads whose name "
+                        "contains this (repeatable): tiny, MLP, LeNet, LSTM, grad")
+    args = parser.parse_args()
+    main(args.quick, args.threads, args.case)

@@ -1,0 +1,74 @@
+"""The engine's random NumPy programs, run compiled: ``fl.compile`` of the program's value, its
+gradient (reverse mode) and a jvp (forward mode) must equal eager fluxml's, on the inputs it
+was traced with and on new inputs (which catches any value baked into the program).
+
+The short run is ``tests/compiler/test_fuzz_compiled.py``; the long one:
+
+    PYTHONPATH=src python -m tests.compiler.fuzz_compiled 3000
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import fluxml as fl
+from tests.ad import fuzz_programs as fp
+
+
+def _all(program, x, weights, v):
+    value, (g,) = fl.withgradient(lambda x: fp.run(program, x, weights), x)
+    _, tangent = fl.jvp(lambda x: fp.run(program, x, weights), (x,), (v,))
+    return value, g, tangent
+
+
+def check(program, seed=0, passes=True):
+    """None when the compiled program agrees with eager fluxml on two inputs, else a
+    message."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.standard_normal(fp.SHAPE) for _ in range(fp.REGISTERS)]
+    if seed % 2:  # the weights an argument (traced cotangents) or closed over (constants)
+        compiled = fl.compile(lambda x, w, v: _all(program, x, w, v), optimise=passes)
+    else:
+        inner = fl.compile(lambda x, v: _all(program, x, weights, v), optimise=passes)
+        compiled = lambda x, w, v: inner(x, v)  # noqa: E731
+    for _ in range(2):
+        x = rng.standard_normal(fp.SHAPE)
+        v = rng.standard_normal(fp.SHAPE)
+        with np.errstate(all="ignore"):
+            expected = _all(program, x.copy(), weights, v)
+            x_before = x.copy()
+            got = compiled(x, weights, v)
+        if not np.array_equal(x, x_before):
+            return "the compiled program changed its input"
+        for name, e, g in zip(("value", "gradient", "tangent"), expected, got):
+            if np.shape(e) != np.shape(g):
+                return f"{name}: shape {np.shape(g)} != eager {np.shape(e)}"
+            if not np.allclose(e, g, rtol=1e-9, atol=1e-9, equal_nan=True):
+                return f"{name}: compiled {g} != eager {e}"
+    traces = compiled.traces if seed % 2 else inner.traces
+    if traces != 1:
+        return f"traced {traces} times"
+    return None
+
+
+def main(argv):
+    n = int(argv[0]) if argv else 500
+    rng = np.random.default_rng(int(argv[1]) if len(argv) > 1 else 0)
+    failures = 0
+    for t in range(n):
+        program = fp.random_program(rng, int(rng.integers(1, 9)))
+        try:
+            message = check(program, seed=t)
+        except Exception as e:  # noqa: BLE001 - a crash is a finding too
+            message = f"{type(e).__name__}: {e}"
+        if message is not None:
+            failures += 1
+            print(f"[{t}] {fp.describe(program)}\n    {message.splitlines()[0]}")
+    print(f"{n} programs, {failures} failures")
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main(sys.argv[1:]) else 0)

@@ -1,0 +1,288 @@
+"""fl.compile: compiled functions compute what eager fluxml computes, write what it writes,
+re-trace when the signature changes, and refuse what they cannot compile, saying where."""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+
+def tiny_step(model, opt, x, y):
+    loss, (g,) = fl.withgradient(lambda m: fl.losses.mse(m(x), y), model)
+    fl.update(opt, model, g)
+    return loss
+
+
+def _mlp(seed=0):
+    fl.seed(seed)
+    return fl.Chain(fl.Dense(2, 16, np.tanh), fl.Dense(16, 16, np.tanh), fl.Dense(16, 2))
+
+
+def _data(rng, n=32):
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    return x, np.stack([np.sin(x[:, 0]), np.cos(x[:, 1])], 1).astype(np.float32)
+
+
+def test_value_ir_and_source():
+    f = fl.compile(lambda x, w: np.sum(np.tanh(x @ w)))
+    x, w = np.ones((2, 3)), np.full((3, 4), 0.1)
+    assert f(x, w) == pytest.approx(np.sum(np.tanh(x @ w)), rel=1e-15)
+    text = repr(f.ir)
+    assert "matmul" in text and "tanh" in text and "f64[2,4]" in text
+    assert "np.tanh(" in f.source and f.source.startswith("def <lambda>") is False
+    assert f.traces == 1
+
+
+def test_gradient_inside_matches_eager():
+    def loss(w, b, x):
+        return np.sum(np.tanh(x @ w + b) ** 2)
+
+    f = fl.compile(lambda w, b, x: fl.gradient(loss, w, b, x))
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # new values each call: nothing may be baked in
+        w, b, x = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=(5, 4))
+        for got, want in zip(f(w, b, x), fl.gradient(loss, w, b, x)):
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert f.traces == 1
+
+
+def test_training_step_writes_parameters_and_state_like_eager():
+    rng = np.random.default_rng(0)
+    model = _mlp()
+    opt = fl.setup(fl.Adam(1e-2), model)
+    model2, opt2 = copy.deepcopy(model), copy.deepcopy(opt)
+    step = fl.compile(tiny_step)
+    weight = model.layers[0].weight
+    for _ in range(4):
+        x, y = _data(rng)
+        np.testing.assert_allclose(step(model, opt, x, y), tiny_step(model2, opt2, x, y),
+                                   rtol=1e-6)
+    assert model.layers[0].weight is weight  # written in place, not rebound
+    for a, b in zip(fl.tree.leaves((model, opt)), fl.tree.leaves((model2, opt2))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert int(opt.layers[0].weight.state.t) == 4  # the step count counts
+    assert step.traces == 1
+
+
+def test_new_shapes_trace_again_and_the_cache_is_bounded():
+    f = fl.compile(lambda x: np.sum(x * 2.0), cache_size=2)
+    for n in (1, 2, 3):
+        assert f(np.ones(n)) == 2.0 * n
+    assert f.traces == 3 and len(f.cache) == 2
+    assert f(np.ones(3)) == 6.0 and f.traces == 3  # still cached
+    assert f(np.ones(3, np.float32)) == 6.0 and f.traces == 4  # a dtype is a new signature
+
+
+def test_numbers_are_static():
+    f = fl.compile(lambda x, k: x * k)
+    np.testing.assert_array_equal(f(np.ones(2), 3.0), [3.0, 3.0])
+    np.testing.assert_array_equal(f(np.ones(2), 4.0), [4.0, 4.0])
+    assert f.traces == 2
+
+
+def test_frequent_retracing_warns_once():
+    f = fl.compile(lambda x, k: x + k)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for k in range(12):
+            f(np.ones(1), float(k))
+    messages = [str(w.message) for w in caught if "traced" in str(w.message)]
+    assert len(messages) == 1 and "0-d arrays" in messages[0]
+
+
+def test_guard_notices_a_changed_model():
+    model = _mlp()
+    f = fl.compile(lambda m, x: np.sum(m(x)))
+    x = np.ones((3, 2), np.float32)
+    first = f(model, x)
+    model.layers[1].activation = fl.relu  # another activation: another program
+    assert f.traces == 1
+    assert f(model, x) == pytest.approx(float(np.sum(model(x))), rel=1e-6)
+    assert f.traces == 2 and first != f(model, x)
+
+
+def test_python_if_on_a_traced_value_names_the_line():
+    def f(x):
+        if np.sum(x) > 0:  # the line the error must name
+            return x
+        return -x
+
+    with pytest.raises(fl.CompileError, match=r"bool\(x\).*test_compile.py, line \d+"):
+        fl.compile(f)(np.ones(2))
+    with pytest.raises(fl.CompileError, match=r"float\(x\)"):
+        fl.compile(lambda x: float(np.sum(x)))(np.ones(2))
+
+
+def test_value_dependent_shapes_are_refused():
+    with pytest.raises(fl.CompileError, match="nonzero.*fixed shapes"):
+        fl.compile(lambda x: np.nonzero(x > 0))(np.ones(2))
+    with pytest.raises(fl.CompileError, match="boolean mask"):
+        fl.compile(lambda x: fl.gradient(lambda x: np.sum(x[x > 0]), x))(np.ones(2))
+
+
+def test_a_changed_python_number_in_the_arguments_is_refused():
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+    def f(c, x):
+        c.n += 1
+        return x * 2
+
+    with pytest.raises(fl.CompileError, match="changed the number 0.*0-d array"):
+        fl.compile(f)(Counter(), np.ones(2))
+
+
+def test_a_leaked_tracer_is_refused():
+    kept = []
+
+    def f(x):
+        kept.append(x * 2)
+        return x
+
+    fl.compile(f)(np.ones(2))
+    with pytest.raises((fl.CompileError, fl.DifferentiationError), match="after the compiled"):
+        np.sin(kept[0])
+
+
+def test_closed_over_arrays_are_captured_at_trace_time():
+    c = np.ones(3)
+    f = fl.compile(lambda x: x * c)
+
+    def g(x):
+        y = x * c  # eager semantics: the value at the time of use
+        c[:] = 5.0
+        return y
+
+    np.testing.assert_array_equal(fl.compile(g)(np.ones(3)), np.ones(3))
+    c[:] = 1.0
+    np.testing.assert_array_equal(f(np.ones(3)), np.ones(3))
+    c[:] = 2.0  # a constant of the program (as in JAX): pass it as an argument instead
+    np.testing.assert_array_equal(f(np.ones(3)), np.ones(3))
+
+
+def test_inside_a_gradient_it_runs_eagerly():
+    f = fl.compile(lambda x: np.sum(np.sin(x)))
+    x = np.linspace(0, 1, 4)
+    np.testing.assert_allclose(fl.gradient(f, x)[0], np.cos(x), rtol=1e-15)
+
+
+def test_dropout_draws_a_new_mask_every_call():
+    model = fl.Chain(fl.Dense(4, 64), fl.Dropout(0.5))
+    f = fl.compile(lambda m, x: fl.gradient(lambda m: np.sum(m(x)), m)[0].layers[0].bias)
+    x = np.ones((2, 4), np.float32)
+    a, b = f(model, x), f(model, x)
+    assert not np.array_equal(a, b) and f.traces == 1
+    assert {0.0, 2.0, 4.0} >= set(np.unique(a))  # 2 rows, each kept with scale 2
+
+
+def test_in_place_writes_and_views_inside():
+    def f(x):
+        u = np.zeros_like(x)
+        for i in range(1, len(x)):
+            u[i] = u[i - 1] + x[i]
+        v = u[1:].T
+        v *= 2.0
+        return np.sum(u * x)
+
+    g = fl.compile(lambda x: fl.withgradient(f, x))
+    for seed in range(2):
+        x = np.random.default_rng(seed).normal(size=5)
+        value, (grad,) = g(x)
+        want, (want_grad,) = fl.withgradient(f, x)
+        assert value == pytest.approx(want, rel=1e-14)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-13)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fl.compile(lambda x: x, backend="tpu")
+    with pytest.raises(TypeError, match="expects a function"):
+        fl.compile(3)
+    with pytest.raises(ValueError, match="cache_size"):
+        fl.compile(lambda x: x, cache_size=0)
+    with pytest.raises(fl.CompileError, match="nothing traced yet"):
+        fl.compile(lambda x: x).ir
+
+
+def test_a_written_argument_sharing_memory_with_another_is_refused():
+    def f(w, x):
+        w -= 0.5
+        return np.sum(x)
+
+    g = fl.compile(f)
+    base = np.ones(6)
+    with pytest.raises(fl.CompileError, match="shares memory.*Pass a copy"):
+        g(base[:3], base[3:])
+    w, x = np.ones(3), np.ones(3)
+    assert g(w, x) == 3.0 and np.array_equal(w, [0.5] * 3)
+    with pytest.raises(fl.CompileError, match="shares memory"):  # the guard notices it
+        g(base[:3], base[3:])
+    a, b = np.ones(3), np.ones(3)
+    assert g(a, b[::-1]) == 3.0  # a view of an unrelated array: fine
+
+
+def _workloads(rng):
+    """Small versions of the benchmark's models, and more layers: conv, pooling, LSTM, GRU,
+    BatchNorm (running statistics written in place), LayerNorm."""
+    f32 = np.float32
+    return {
+        "lenet": (fl.Chain(fl.Conv((3, 3), 1, 4, fl.relu, pad=1), fl.MaxPool((2, 2)),
+                           fl.Flatten(), fl.Dense(16, 3)),
+                  lambda: (rng.random((5, 1, 4, 4), dtype=f32), rng.integers(0, 3, 5)),
+                  fl.logitcrossentropy),
+        "lstm": (fl.Chain(fl.LSTM(3, 6), fl.Dense(6, 2)),
+                 lambda: (rng.normal(size=(4, 5, 3)).astype(f32),
+                          rng.normal(size=(4, 5, 2)).astype(f32)), fl.mse),
+        "gru, layernorm": (fl.Chain(fl.GRU(3, 6), fl.LayerNorm(6), fl.Dense(6, 2)),
+                           lambda: (rng.normal(size=(4, 5, 3)).astype(f32),
+                                    rng.normal(size=(4, 5, 2)).astype(f32)), fl.mse),
+        "conv, batchnorm": (fl.Chain(fl.Conv((3, 3), 2, 4, pad=1), fl.BatchNorm(4, fl.relu),
+                                     fl.MeanPool((2, 2)), fl.Flatten(), fl.Dense(16, 1)),
+                            lambda: (rng.normal(size=(3, 2, 4, 4)).astype(f32),
+                                     rng.normal(size=(3, 1)).astype(f32)), fl.mse),
+    }
+
+
+@pytest.mark.parametrize("name", ["lenet", "lstm", "gru, layernorm", "conv, batchnorm"])
+def test_layers_train_compiled_as_eager(name):
+    fl.seed(0)
+    model, data, lossf = _workloads(np.random.default_rng(0))[name]
+    opt = fl.setup(fl.Momentum(0.05), model)
+    model2, opt2 = copy.deepcopy(model), copy.deepcopy(opt)
+
+    def step(model, opt, x, y):
+        loss, (g,) = fl.withgradient(lambda m: lossf(m(x), y), model)
+        fl.update(opt, model, g)
+        return loss
+
+    compiled = fl.compile(step)
+    for _ in range(3):
+        x, y = data()
+        np.testing.assert_allclose(compiled(model, opt, x, y), step(model2, opt2, x, y),
+                                   rtol=1e-5)
+    for a, b in zip(fl.leaves((model, opt)), fl.leaves((model2, opt2))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # running statistics too
+    assert compiled.traces == 1
+
+
+def test_keyword_arguments():
+    f = fl.compile(lambda x, *, scale=1.0, shift=None: x * scale + shift)
+    np.testing.assert_array_equal(f(np.ones(2), scale=2.0, shift=np.ones(2)), [3.0, 3.0])
+    np.testing.assert_array_equal(f(np.ones(2), shift=np.zeros(2)), [1.0, 1.0])
+    assert f.traces == 2 and "shift" in f.source
+
+
+def test_a_compiled_model_reads_its_current_weights():
+    model = _mlp()
+    predict = fl.compile(model)
+    x = np.ones((3, 2), np.float32)
+    np.testing.assert_allclose(predict(x), model(x), rtol=1e-6)
+    model.layers[2].bias[...] += 1.0  # trained later: the compiled model sees it
+    np.testing.assert_allclose(predict(x), model(x), rtol=1e-6)
+    method = fl.compile(model.__call__)
+    np.testing.assert_allclose(method(x), model(x), rtol=1e-6)
+    assert predict.traces == 1

@@ -1,0 +1,404 @@
+"""fl.cond, fl.while_loop, fl.scan: eager semantics, checks, compiled runs and derivatives."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fluxml as fl
+from fluxml.compiler import CompileError
+from fluxml.testing import check_grads
+
+rng = np.random.default_rng(0)
+
+
+def close(a, b, tol=1e-10):
+    for x, y in zip(fl.tree.leaves(a), fl.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+
+
+def fd_grad(f, x, eps=1e-6):
+    """Central finite differences of the scalar f at the array x."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g
+
+
+def names(compiled):
+    return [e.name for e in compiled.ir.eqns]
+
+
+# --- eager semantics ---------------------------------------------------------------------------
+
+def test_cond_eager_picks_a_branch_of_trees():
+    ops = {"a": np.array([1.0, 2.0]), "b": 3.0}
+    yes = fl.cond(True, lambda d: (d["a"] * d["b"], d["b"]), lambda d: (d["a"], 0.0), ops)
+    no = fl.cond(np.int64(0), lambda d: (d["a"] * d["b"], d["b"]), lambda d: (d["a"], 0.0), ops)
+    close(yes, (np.array([3.0, 6.0]), 3.0))
+    close(no, (np.array([1.0, 2.0]), 0.0))
+
+
+def test_eager_control_flow_is_differentiated_as_python():
+    def f(x):
+        y = fl.cond(np.sum(x) > 0, lambda x: np.sin(x) * x, lambda x: x**3, x)
+        y = fl.while_loop(lambda c: np.max(np.abs(c)) < 10.0, lambda c: 2 * c, y)
+        return np.sum(fl.scan(lambda c, x: (c * x, c + x), np.ones(()), y)[1])
+
+    for x in (np.array([0.3, 0.9]), np.array([-0.4, -0.2])):
+        check_grads(f, x)
+
+
+def test_eager_cond_checks_the_other_branch_without_drawing_from_its_generator():
+    gen, same = np.random.default_rng(5), np.random.default_rng(5)
+    y = fl.cond(True, lambda x: x, lambda x: fl.dropout(x, 0.5, rng=gen), np.ones(3))
+    close(y, np.ones(3))
+    assert gen.random() == same.random()
+
+
+def test_eager_cond_takes_a_branch_the_other_could_not():
+    a = -np.eye(2)  # not positive definite: only the fallback branch can run
+    chol = fl.cond(np.all(np.linalg.eigvalsh(a) > 0), np.linalg.cholesky, np.abs, a)
+    close(chol, np.eye(2))
+
+
+def test_while_loop_eager():
+    i, s = fl.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] + c[0]), (0, 0))
+    assert (i, s) == (5, 10)
+
+
+def test_scan_eager_matches_a_loop():
+    xs = rng.standard_normal((6, 3))
+    c, ys = fl.scan(lambda c, x: (c + x, c * x), np.zeros(3), xs)
+    close(c, np.sum(xs, 0))
+    close(ys, np.concatenate([np.zeros((1, 3)), np.cumsum(xs, 0)[:-1]]) * xs)
+    c, ys = fl.scan(lambda c, x: (c + x, c), np.zeros(3), xs, reverse=True)
+    close(ys[0], np.sum(xs[1:], 0))
+    close(fl.scan(lambda c, _: (c + 1, None), 0, None, length=4), (4, None))
+    c, ys = fl.scan(lambda c, x: (c, {"y": 2 * x["v"]}), 1.0, {"v": np.ones((0, 2))})
+    assert c == 1.0 and ys["y"].shape == (0, 2)
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cond_checks(compiled):
+    x = np.ones(2)
+
+    def run(pred, t, f):
+        if compiled:
+            return fl.compile(lambda x: fl.cond(pred(x), t, f, x))(x)
+        return fl.cond(pred(x), t, f, x)
+
+    same = lambda x: x  # noqa: E731
+    with pytest.raises(TypeError, match="fl.cond: pred must be a scalar boolean.*bool\\[2\\]"):
+        run(lambda x: x > 0, same, same)
+    with pytest.raises(TypeError, match="pred must be a scalar boolean.*str"):
+        run(lambda x: "yes", same, same)
+    with pytest.raises(TypeError, match="true_fn and false_fn must return arrays of the same "
+                                        "shapes and dtypes; output 0 is float64\\[2\\]"):
+        run(lambda x: np.sum(x) > 0, same, lambda x: x.astype(np.float32))
+    with pytest.raises(TypeError, match="must return the same structure"):
+        run(lambda x: np.sum(x) > 0, same, lambda x: (x, x))
+    with pytest.raises(TypeError, match="false_fn must be a function"):
+        run(lambda x: np.sum(x) > 0, same, 3)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_loop_checks(compiled):
+    def run(f, *args):
+        return fl.compile(lambda *a: f(*a))(*args) if compiled else f(*args)
+
+    with pytest.raises(TypeError, match="body_fun must keep each carry's shape and dtype; "
+                                        "carry leaf 0 came in as int64\\[\\] and went out as "
+                                        "float64\\[\\]"):
+        run(lambda x: fl.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1.0, c[1]), (0, x)),
+            np.ones(2))
+    with pytest.raises(TypeError, match="cond_fun.*must be a scalar boolean"):
+        run(lambda x: fl.while_loop(lambda c: c > 0, lambda c: c - 1, x), np.ones(2))
+    with pytest.raises(TypeError, match="fl.scan: f must keep each carry's shape and dtype"):
+        run(lambda xs: fl.scan(lambda c, x: (c + x, x), np.float32(0), xs), np.ones(3))
+    with pytest.raises(TypeError, match="f must return a pair \\(carry, y\\)"):
+        run(lambda xs: fl.scan(lambda c, x: c + x, 0.0, xs), np.ones(3))
+    with pytest.raises(TypeError, match="f must return a carry of the structure"):
+        run(lambda xs: fl.scan(lambda c, x: ((c, c), x), 0.0, xs), np.ones(3))
+
+
+def test_scan_argument_checks():
+    f = lambda c, x: (c, x)  # noqa: E731
+    with pytest.raises(ValueError, match="same leading length; got lengths \\[2, 3\\]"):
+        fl.scan(f, 0.0, [np.ones(2), np.ones(3)])
+    with pytest.raises(ValueError, match="length=4 but xs have leading length 3"):
+        fl.scan(f, 0.0, np.ones(3), length=4)
+    with pytest.raises(ValueError, match="pass length= when xs is None"):
+        fl.scan(f, 0.0, None)
+    with pytest.raises(TypeError, match="leading axis to scan over"):
+        fl.scan(f, 0.0, np.float64(1.0))
+    with pytest.raises(TypeError, match="length must be a non-negative int"):
+        fl.scan(f, 0.0, None, length=-1)
+    with pytest.raises(TypeError, match="ys of one structure, shape and dtype at every step"):
+        fl.scan(lambda c, x: (c, np.ones(int(x))), 0.0, np.array([1.0, 2.0]))
+
+
+def test_python_if_on_a_traced_value_names_the_line():
+    def f(x):
+        if np.sum(x) > 0:  # the line the error names
+            return x
+        return -x
+
+    line = f.__code__.co_firstlineno + 1
+    with pytest.raises(CompileError, match=f"test_control.py, line {line}\\)(.|\\n)*fl.cond, "
+                                           "fl.while_loop or fl.scan"):
+        fl.compile(f)(np.ones(2))
+    with pytest.raises(CompileError, match="float\\(x\\) needs a concrete value"):
+        fl.compile(lambda x: fl.gradient(lambda x: float(np.sum(x)) * x[0], x))(np.ones(2))
+
+
+# --- compiled: one equation, the values of eager code ------------------------------------------
+
+def test_compiled_cond_runs_the_branch_the_values_choose():
+    def f(x, w):
+        return fl.cond(np.sum(x) > 0, lambda x: np.tanh(w * x), lambda x: x - w, x)
+
+    c = fl.compile(f)
+    w = np.array([0.5, -2.0])
+    for x in (np.array([1.0, 2.0]), np.array([-1.0, -2.0]), np.array([3.0, -1.0])):
+        close(c(x, w), f(x, w))
+    assert c.traces == 1 and names(c).count("cond") == 1
+    assert "cond(" in c.source and "branches=(true_fn, false_fn)" in c.source
+
+
+def test_compiled_cond_with_a_concrete_pred_is_specialised():
+    c = fl.compile(lambda x, flag: fl.cond(flag, lambda x: 2 * x, lambda x: -x, x))
+    close(c(np.ones(2), True), 2 * np.ones(2))
+    assert "cond" not in names(c)
+    close(c(np.ones(2), False), -np.ones(2))
+
+
+def test_compiled_nested_cond_and_fresh_outputs():
+    def f(x):
+        inner = lambda x: fl.cond(x[0] > 0, lambda x: x, lambda x: x * 3, x)  # noqa: E731
+        return fl.cond(x[1] > 0, inner, lambda x: -x, x)
+
+    c = fl.compile(f)
+    for x in ([1.0, 1.0], [-1.0, 1.0], [1.0, -1.0]):
+        x = np.array(x)
+        out = c(x)
+        close(out, f(x))
+        assert not np.shares_memory(out, x)  # a branch passing x through returns a copy
+
+
+def newton_sqrt(a):
+    """sqrt(a) by Newton's method, and the number of steps it took."""
+    def step(c):
+        x, n = c
+        return 0.5 * (x + a / x), n + 1
+
+    return fl.while_loop(lambda c: np.abs(c[0] * c[0] - a) > 1e-12 * a, step, (a, 0))
+
+
+def test_compiled_while_loop_runs_as_many_steps_as_the_values_need():
+    c = fl.compile(newton_sqrt)
+    steps = set()
+    for a in (2.0, 1e6, 100.0):
+        a = np.array(a)
+        x, n = c(a)
+        close(x, np.sqrt(a), 1e-12)
+        assert int(n) == newton_sqrt(a)[1]
+        steps.add(int(n))
+    assert len(steps) == 3 and c.traces == 1 and names(c).count("while_loop") == 1
+
+
+def test_compiled_scan_cumsum_and_rnn():
+    cumsum = fl.compile(lambda xs: fl.scan(lambda c, x: (c + x, c + x), np.zeros(2), xs))
+    xs = rng.standard_normal((7, 2))
+    c, ys = cumsum(xs)
+    close(ys, np.cumsum(xs, 0))
+    close(c, np.sum(xs, 0))
+
+    def rnn(W, U, h0, xs):
+        return fl.scan(lambda h, x: (np.tanh(W @ h + U @ x), {"h": h, "n": 1}), h0, xs)
+
+    args = (0.5 * rng.standard_normal((3, 3)), rng.standard_normal((3, 2)), np.zeros(3),
+            rng.standard_normal((5, 2)))
+    close(fl.compile(rnn)(*args), rnn(*args))
+    for reverse in (False, True):
+        f = lambda xs: fl.scan(lambda c, x: (c * 0.5 + x, c), 1.0, xs, reverse=reverse)  # noqa
+        close(fl.compile(f)(xs[:, 0]), f(xs[:, 0]))
+
+
+def test_compiled_scan_indexes_a_closed_over_table_with_its_xs():
+    table = rng.standard_normal((5, 3))
+    ids = np.array([0, 3, 3, 1])
+
+    def f(table, ids):  # an embedding lookup per step: the index is the body's, the table not
+        return np.sum(fl.scan(lambda c, i: (np.tanh(c + table[i]), None), np.zeros(3), ids)[0])
+
+    close(fl.compile(f)(table, ids), f(table, ids))
+    grad = lambda table, ids: fl.gradient(f, table, ids)[0]  # noqa: E731
+    close(fl.compile(grad)(table, ids), grad(table, ids))
+
+
+def test_compiled_scan_keeps_float32():
+    xs = np.ones((4, 3), np.float32)
+    c, ys = fl.compile(lambda xs: fl.scan(lambda c, x: (c + x, 2 * x), xs[0] * 0, xs))(xs)
+    assert c.dtype == np.float32 and ys.dtype == np.float32
+
+
+def test_compiled_branch_may_not_write_into_its_operands():
+    def f(x):
+        def write(x):
+            x[0] = 1.0
+            return x
+
+        return fl.cond(np.sum(x) > 0, write, lambda x: x, x)
+
+    with pytest.raises(CompileError, match="true_fn `write` wrote into one of its arguments"):
+        fl.compile(f)(np.ones(2))
+
+
+# --- derivatives -------------------------------------------------------------------------------
+
+def cond_loss(w, x):
+    y = fl.cond(np.sum(x) > 0, lambda w: np.tanh(w * x) ** 2, lambda w: np.sin(w) * x, w)
+    return np.sum(y * w)
+
+
+def rnn_loss(W, h0, xs):
+    h, hs = fl.scan(lambda h, x: (np.tanh(W @ h + x), h * h), h0, xs)
+    return np.sum(h**2) + np.sum(np.sin(hs))
+
+
+RNN_ARGS = (0.5 * rng.standard_normal((3, 3)), rng.standard_normal(3),
+            rng.standard_normal((4, 3)))
+
+
+@pytest.mark.parametrize("x", [np.array([1.0, 2.0]), np.array([-1.0, -2.0])])
+def test_gradient_through_a_compiled_cond(x):
+    w = np.array([0.3, -0.7])
+    grad = fl.compile(lambda w, x: fl.gradient(cond_loss, w, x))
+    got = grad(w, x)
+    close(got, fl.gradient(cond_loss, w, x))
+    close(got[0], fd_grad(lambda w: cond_loss(w, x), w), 1e-7)
+    assert names(grad).count("cond") == 2  # the forward branch, then the branch's vjp
+
+
+def test_gradient_through_a_compiled_scan():
+    grad = fl.compile(lambda *a: fl.gradient(rnn_loss, *a))
+    got = grad(*RNN_ARGS)
+    close(got, fl.gradient(rnn_loss, *RNN_ARGS))
+    W, h0, xs = RNN_ARGS
+    close(got[0], fd_grad(lambda W: rnn_loss(W, h0, xs), W), 1e-7)
+    close(got[2], fd_grad(lambda xs: rnn_loss(W, h0, xs), xs), 1e-7)
+    # one forward scan (stacking what the vjp reads) and one reverse scan
+    assert names(grad).count("scan") == 2
+
+
+def test_second_order_through_compiled_scan_and_cond():
+    W, h0, xs = RNN_ARGS
+    v = rng.standard_normal(W.shape)
+
+    def hvp(W):
+        return fl.jvp(lambda W: fl.gradient(rnn_loss, W, h0, xs)[0], (W,), (v,))[1]
+
+    def hvp_rev(W):
+        return fl.gradient(lambda W: np.sum(fl.gradient(rnn_loss, W, h0, xs)[0] * v), W)[0]
+
+    close(fl.compile(hvp)(W), hvp(W))
+    close(fl.compile(hvp_rev)(W), hvp(W))
+    hess = lambda w, x: fl.jacobian(lambda w: fl.gradient(cond_loss, w, x)[0], w)  # noqa
+    w = np.array([0.3, -0.7])
+    for x in (np.array([1.0, 2.0]), np.array([-1.0, -2.0])):
+        close(fl.compile(hess)(w, x), hess(w, x))
+
+
+def test_forward_mode_through_compiled_control_flow():
+    W, h0, xs = RNN_ARGS
+    v = rng.standard_normal(W.shape)
+    j = lambda W, xs: fl.jvp(lambda W, xs: rnn_loss(W, h0, xs), (W, xs), (v, xs))  # noqa
+    close(fl.compile(j)(W, xs), j(W, xs))
+    a = np.array(3.0)
+    d = lambda a: fl.jvp(lambda a: newton_sqrt(a)[0], (a,), (np.ones(()),))  # noqa
+    close(fl.compile(d)(a), (np.sqrt(3.0), 0.5 / np.sqrt(3.0)), 1e-9)
+
+
+def test_nested_control_flow_compiles_and_differentiates():
+    w, xs = rng.standard_normal(3), rng.standard_normal((6, 3))
+
+    def f(w, xs):  # a cond inside a scan, an integer counter in the carry, a tree of ys
+        def step(c, x):
+            h, n = c
+            h = fl.cond(np.sum(x) > 0, lambda h: np.tanh(w * h + x), lambda h: h / 2 - x * w, h)
+            return (h, n + 1), {"h": h, "n": n}
+
+        (h, n), ys = fl.scan(step, (np.zeros(3), 0), xs)
+        return np.sum(h**2) + np.sum(ys["h"] * ys["n"][:, None])
+
+    close(fl.compile(f)(w, xs), f(w, xs))
+    grad = lambda w, xs: fl.gradient(f, w, xs)  # noqa: E731
+    close(fl.compile(grad)(w, xs), grad(w, xs))
+    hess = lambda w, xs: fl.jacobian(lambda w: fl.gradient(f, w, xs)[0], w)  # noqa: E731
+    close(fl.compile(hess)(w, xs), hess(w, xs))
+
+    def g(a):  # a while_loop inside a cond, in forward mode
+        newton = lambda a: fl.while_loop(  # noqa: E731
+            lambda x: np.max(np.abs(x * x - a)) > 1e-10, lambda x: (x + a / x) / 2, a)
+        return fl.cond(a[0] > 1, newton, lambda a: a, a)
+
+    d = lambda a: fl.jvp(g, (a,), (np.ones(2),))  # noqa: E731
+    a = np.array([2.0, 3.0])
+    close(fl.compile(d)(a), (np.sqrt(a), 0.5 / np.sqrt(a)), 1e-9)
+
+
+def test_compiled_while_loop_refuses_reverse_mode():
+    f = fl.compile(lambda a: fl.gradient(lambda a: newton_sqrt(a)[0], a))
+    with pytest.raises(fl.DifferentiationError, match="no reverse-mode derivative.*fl.scan"):
+        f(np.array(2.0))
+
+
+def test_random_draws_in_a_differentiated_body_are_refused():
+    gen = np.random.default_rng(1)
+
+    def f(w, xs):
+        step = lambda c, x: (c + fl.dropout(w * x, 0.5, rng=gen), None)  # noqa: E731
+        return np.sum(fl.scan(step, np.zeros(3), xs)[0])
+
+    with pytest.raises(CompileError, match="draws random numbers"):
+        fl.compile(lambda w, xs: fl.gradient(f, w, xs))(np.ones(3), np.ones((2, 3)))
+
+
+def test_custom_rules_inside_control_flow_are_refused_when_differentiated():
+    @fl.custom_vjp
+    def clip_gradient(x):
+        return x
+
+    clip_gradient.defvjp(lambda x: (x, None), lambda res, g: (np.clip(g, -0.1, 0.1),))
+    f = lambda x: np.sum(fl.scan(lambda c, x: (c + 3 * clip_gradient(x), None), 0.0, x)[0])  # noqa
+    assert fl.compile(f)(np.ones(3)) == 9.0  # no derivative taken: fine
+    close(fl.gradient(f, np.ones(3))[0], np.full(3, 0.1))  # eager: the rule is used
+    with pytest.raises(fl.DifferentiationError, match="calls custom_vjp clip_gradient"):
+        fl.compile(lambda x: fl.gradient(f, x))(np.ones(3))
+
+
+# --- a small fuzz: compiled scan against a NumPy loop, its gradient against eager's -----------
+
+@settings(max_examples=8, deadline=None)
+@given(length=st.integers(0, 4), width=st.integers(1, 3), reverse=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_fuzz_compiled_scan(length, width, reverse, seed):
+    r = np.random.default_rng(seed)
+    w, h0 = r.standard_normal(width), r.standard_normal(width)
+    xs = r.standard_normal((length, width))
+
+    def loss(w, h0, xs):
+        h, ys = fl.scan(lambda h, x: (np.sin(w * h) + x, h * x), h0, xs, reverse=reverse)
+        return np.sum(h) + np.sum(ys**2)
+
+    h, ys = h0.copy(), np.zeros((length, width))
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        h, ys[t] = np.sin(w * h) + xs[t], h * xs[t]
+    close(fl.compile(loss)(w, h0, xs), np.sum(h) + np.sum(ys**2))
+    grads = fl.compile(lambda *a: fl.gradient(loss, *a, zeros_for_none=True))(w, h0, xs)
+    close(grads, fl.gradient(loss, w, h0, xs, zeros_for_none=True))

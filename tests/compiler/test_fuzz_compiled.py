@@ -1,0 +1,61 @@
+"""The short run of the compiled fuzzer (``tests/compiler/fuzz_compiled.py``): the engine's
+random NumPy programs (in-place writes, views, sorting, reductions), their gradient and a
+jvp, compiled, must equal eager fluxml on the traced inputs and on new ones."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.ad import fuzz_programs as fp
+from tests.compiler import fuzz_compiled as fc
+
+_program = st.lists(st.tuples(st.integers(0, len(fp.STEPS) - 1), st.integers(0, 2),
+                              st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=6)
+
+
+@settings(max_examples=12, deadline=None)
+@given(_program, st.integers(0, 2**16))
+def test_random_programs_compiled(program, seed):
+    message = fc.check(program, seed)
+    assert message is None, f"{fp.describe(program)}: {message}"
+
+
+@settings(max_examples=6, deadline=None)
+@given(_program, st.integers(0, 2**16))
+def test_random_programs_compiled_without_passes(program, seed):
+    message = fc.check(program, seed, passes=False)
+    assert message is None, f"{fp.describe(program)}: {message}"
+
+
+def test_every_step_compiles():
+    """Each step of the fuzzer's vocabulary alone, compiled."""
+    for s in range(len(fp.STEPS)):
+        i = s % 3
+        program = [(s, i, (i + 1) % 3, (i + 2) % 3)]
+        assert fc.check(program, seed=s) is None, fp.describe(program)
+
+
+def test_complex_programs_compiled():
+    """The complex-number fuzzer's programs (FFTs, decompositions, complex arithmetic),
+    compiled, on the traced inputs and on new ones."""
+    import numpy as np
+
+    import fluxml as fl
+    from tests.ad import fuzz_complex as fz
+
+    for seed in range(6):
+        prog, text = fz.random_program(seed)
+
+        def f(x, z, prog=prog):
+            return prog(np, x, z)
+
+        compiled = fl.compile(lambda x, z, f=f: fl.withgradient(f, x, z))
+        for k in (seed, seed + 1000):
+            x, z = fz.inputs(k)
+            with np.errstate(all="ignore"):
+                want, got = fl.withgradient(f, x, z), compiled(x, z)
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-9, err_msg=text)
+            for a, b in zip(got[1], want[1]):
+                assert (a is None) == (b is None), text
+                if a is not None:
+                    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=text)
+        assert compiled.traces == 1

@@ -1,0 +1,96 @@
+"""The gradient-tree layout the averager plans with: the compiled walker reads the same
+positions as ``flatten`` (checked against it, the independent reference) and notices every
+change of structure; the builder gives what ``unflatten`` gives, sharing what it can."""
+
+import dataclasses
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.distributed import layout
+from fluxml.tree import unflatten
+
+Pair = namedtuple("Pair", "u v")
+
+
+@dataclasses.dataclass
+class Box:
+    w: object
+    tag: str = "box"
+
+
+class Listed:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def __tree_fields__(self):
+        return ["a"] if self.b is None else ["a", "b"]
+
+
+def trees():
+    a, b, c = np.ones(2), np.zeros((2, 3), np.float32), np.arange(3.0)
+    model = fl.Chain(fl.Dense(3, 2, np.tanh), fl.BatchNorm(2))
+    _, (grads,) = fl.withgradient(lambda m: np.sum(m[0](np.ones((4, 3), np.float32))), model)
+    return [
+        {"w": a, "b": None, "deep": [b, (c, None, 3)]},
+        (a, Pair(b, [c]), {"k": None}),
+        [Box(a), Box({"x": b})],
+        {"listed": Listed(a, b), "q": c},
+        grads,  # a gradient as fl.withgradient gives it: the model's skeleton, Nones
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_the_walker_reads_the_positions_of_flatten(index):
+    tree = trees()[index]
+    leaves, spec = layout.positions(tree)
+    got = layout.walker(spec)(tree)
+    assert len(got) == len(leaves) and all(x is y for x, y in zip(got, leaves))
+    other = trees()[index]  # new arrays, same structure
+    assert all(x is y for x, y in zip(layout.walker(spec)(other), layout.positions(other)[0]))
+
+
+@pytest.mark.parametrize("index, change", [
+    (0, lambda t: t.update(extra=None)),                     # a key more
+    (0, lambda t: t.update(b={"x": np.ones(1)})),            # a position became a subtree
+    (0, lambda t: t["deep"].append(None)),                   # a longer list
+    (1, lambda t: t[1].__class__),                           # no change: the control
+    (2, lambda t: setattr(t[0], "tag", np.ones(1))),         # a static became an array
+    (3, lambda t: setattr(t["listed"], "b", None)),          # __tree_fields__ lists fewer
+    (4, lambda t: setattr(t.layers[0], "extra", None)),      # an object with one more field
+    (4, lambda t: setattr(t, "layers", list(t.layers))),     # a tuple became a list
+])
+def test_the_walker_notices_a_change_of_structure(index, change):
+    tree = trees()[index]
+    gather = layout.walker(layout.positions(tree)[1])
+    changed = trees()[index]
+    if change(changed) is not None:  # the control: nothing changed
+        assert len(gather(changed)) == len(layout.positions(tree)[0])
+        return
+    try:  # either the walker raises, or a position holds what no position may (a subtree)
+        assert not all(map(layout.is_position, gather(changed)))
+    except layout.Changed:
+        pass
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_the_builder_gives_what_unflatten_gives(index):
+    tree = trees()[index]
+    leaves, spec = layout.positions(tree)
+    planned = {p for p, x in enumerate(leaves) if layout.is_grad(x)}
+    values = [np.full(1, p + 0.5) if p in planned else x for p, x in enumerate(leaves)]
+    build = layout.builder(spec, planned)
+    expected = unflatten(spec, values)
+    got = unflatten(spec, values) if build is None else build(tree, values)
+    assert repr(layout.positions(got)[0]) == repr(layout.positions(expected)[0])
+    assert layout.paths(layout.positions(got)[1]) == layout.paths(spec)
+    assert layout.positions(tree)[0][0] is leaves[0]  # the input tree is left as it was
+
+
+def test_the_builder_shares_subtrees_without_a_gradient():
+    tree = {"a": np.ones(1), "frozen": {"x": None, "y": [None]}}
+    leaves, spec = layout.positions(tree)
+    out = layout.builder(spec, {0})(tree, [np.zeros(1), None, None])
+    assert out["a"] == 0 and out["frozen"] is tree["frozen"] and out is not tree
