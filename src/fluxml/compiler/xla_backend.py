@@ -49,7 +49,7 @@ import math
 import numpy as np
 
 from fluxml.compiler.codegen import Emitter, build, generate
-from fluxml.compiler.ir import Const, Eqn, Program, Slot, Var
+from fluxml.compiler.ir import Const, Eqn, Program, Slot, Var, _slots
 from fluxml.compiler.passes import dead_code
 from fluxml.compiler.trace import CompileError, _draw, _fresh, _getitem
 
@@ -490,8 +490,6 @@ def _gather(x: str, index: str, idx) -> str:
     """``x[idx]``; with an index array computed at run time, out-of-range entries read as NaN
     (the lowest integer for integer arrays) instead of XLA's clamped neighbour."""
     found: list = []
-    from fluxml.compiler.ir import _slots
-
     _slots(idx if type(idx) is tuple else (idx,), found)
     return f"{x}.at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
 

@@ -34,6 +34,7 @@ RUN_TIME_CHECKS: list = []
 def check_labels(labels, n, name):
     """``fluxml.losses.common._check_labels``: labels in ``[0, n)``, checked on every run (the
     smallest and largest label come back; the loss's own check judges them)."""
+    # lazy: the losses sit above the compiler; only a program with labels needs their check
     from fluxml.losses.common import _check_labels
 
     if labels.size:
