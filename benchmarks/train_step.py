@@ -2,7 +2,7 @@
 eager and JAX jit, measured in the same run, on the same weights and data.
 
     PYTHONPATH=src /work/.bench-venv/bin/python benchmarks/train_step.py [--quick] [--profile]
-        [--cpu-time] [LeNet ...]
+        [--threads N] [--cpu-time] [LeNet ...] [--case LSTM]
 
 Cases (issue 17): a tiny MLP 2-32-32-2 tanh (batch 64, MSE); an MLP 784-512-512-10 relu
 (batch 128, cross-entropy); LeNet-5 on 1x28x28 (batch 64: conv 6@5x5 pad 2, maxpool 2,
@@ -377,7 +377,9 @@ if __name__ == "__main__":
     parser.add_argument("--cpu-time", action="store_true",
                         help="time each step by the process's CPU time (use with 1 thread)")
     parser.add_argument("cases", nargs="*", help="run the cases whose name contains one of these")
+    parser.add_argument("--case", action="append", default=[],
+                        help="the same as a positional case name (repeatable)")
     args = parser.parse_args()
     if args.cpu_time:
         CLOCK = time.process_time
-    main(args.quick, args.profile, args.threads, tuple(args.cases))
+    main(args.quick, args.profile, args.threads, tuple(args.cases) + tuple(args.case))

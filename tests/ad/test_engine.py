@@ -231,3 +231,24 @@ def test_tape_lets_large_intermediates_go():
     gc.collect()
     assert refs[0]() is None  # freed although the tape (back) is alive
     np.testing.assert_allclose(back(1.0)[0], 0.5 * (1 - np.tanh(1.5) ** 2))
+
+
+@pytest.mark.parametrize("takes_none", [False, True])
+def test_multiple_results_unused_output_cotangent(takes_none):
+    # a multiple-result primitive gets zeros for an output without a cotangent, or None
+    # when it says vjp_takes_none (the LSTM kernel: no zeros the size of its saved gates)
+    from fluxml.ad.define import primitive
+
+    seen = []
+    prim = primitive("twice_thrice", lambda x: (2 * x, 3 * x), multiple_results=True)
+
+    def vjp_all(g, ans, args, params, positions):
+        seen.append(g)
+        return [2 * g[0] + (0 if g[1] is None else 3 * g[1])]
+
+    prim.vjp_all = vjp_all
+    prim.vjp_takes_none = takes_none
+    (g,) = fl.gradient(lambda x: np.sum(prim(x)[0]), np.ones(3))
+    np.testing.assert_array_equal(g, 2 * np.ones(3))
+    unused = seen[0][1]
+    assert unused is None if takes_none else np.array_equal(unused, np.zeros(3))

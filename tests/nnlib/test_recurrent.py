@@ -167,3 +167,30 @@ def test_sequence_float32_and_bad_input():
         fl.nnlib.gru_sequence(XS[:, :0], H0, *GRU_P)
     with pytest.raises(ValueError, match=r"gru_sequence: weight_ih must have shape \(12, 3\)"):
         fl.nnlib.gru_sequence(XS, H0, LSTM_P[0], GRU_P[1])
+
+
+def test_sequence_saturated_gates_and_rebuilt_buffers(monkeypatch):
+    from fluxml.nnlib import lstm_scan
+    from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, _lstm_vjp_raw
+
+    # gates far past exp's float32 range: the exp-based sigmoid gives exact 0 and 1
+    args = [a.astype(np.float32) * 1e4 for a in (XS, H0, C0, *LSTM_P)]
+    out = fl.nnlib.lstm_sequence(*args)
+    grads = fl.gradient(lambda *a: np.sum(fl.nnlib.lstm_sequence(*a)[0]), *args)
+    assert all(np.all(np.isfinite(a)) for a in (*out, *grads))
+    # the first-order backward pass reads the forward buffer through the outputs' bases, or
+    # rebuilds it from their values when they are not views of it
+    w_ih, w_hh, b_ih, b_hh = LSTM_P
+    inputs = (XS, H0, C0, w_ih, w_hh)
+    hs, cs, acts = LSTM_SEQUENCE(*inputs, b_ih + b_hh)
+    g_hs, g_cs = R.standard_normal(hs.shape), R.standard_normal(cs.shape)
+    every = [0, 1, 2, 3, 4, 5]
+    first = _lstm_vjp_raw(g_hs, g_cs, *inputs, hs, cs, acts, every)
+    kept = [u.copy() for u in first]
+    rebuilt = _lstm_vjp_raw(g_hs, g_cs, *inputs, hs.copy(), cs.copy(), acts.copy(), every)
+    monkeypatch.setattr(lstm_scan, "_WORK_LIMIT", 0)  # fresh arrays instead of the scratch
+    fresh = _lstm_vjp_raw(g_hs, g_cs, *inputs, hs, cs, acts, every)
+    for u, v, w, z in zip(first, kept, rebuilt, fresh):
+        np.testing.assert_array_equal(u, v)  # not a view of the scratch the others reused
+        np.testing.assert_allclose(w, v, rtol=1e-13, atol=1e-15)
+        np.testing.assert_array_equal(z, v)

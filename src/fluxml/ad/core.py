@@ -45,7 +45,7 @@ class Primitive:
 
     __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "vjp_overwrite", "jvp", "jvp_all",
                  "jvp_overwrite", "keeps_inputs", "keeps_output", "view", "multiple_results",
-                 "linear")
+                 "linear", "vjp_takes_none")
 
     def __init__(self, name, impl, *, keeps_inputs=True, keeps_output=True, view=False,
                  multiple_results=False):
@@ -65,6 +65,9 @@ class Primitive:
         self.view = view
         self.multiple_results = multiple_results
         self.linear = False
+        # multiple results: vjp_all takes None for an output without a cotangent (instead of
+        # zeros of its shape, which cost a pass over memory for a large saved output)
+        self.vjp_takes_none = False
 
     def __call__(self, *args, **params):
         return bind(self, args, params)

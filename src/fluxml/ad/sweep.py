@@ -158,8 +158,9 @@ def sweep(tape, seeds, wanted, free=True):
                 g = g.copy()
             _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned)
             continue
-        if prim.multiple_results:
-            g = tuple(_zeros(a) if c is None else c for c, a in zip(g, ans))
+        if prim.multiple_results:  # zeros for outputs that got no cotangent, or None
+            g = tuple(c if c is not None or prim.vjp_takes_none else _zeros(a)
+                      for c, a in zip(g, ans))
         if prim.vjp_all is not None:
             cts = prim.vjp_all(g, ans, args, params, [p for p, _ in parents])
         else:

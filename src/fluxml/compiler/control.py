@@ -20,7 +20,8 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.ad.core import Tracer, bind, raw
-from fluxml.compiler.control_rules import COND, SCAN, WHILE, saving_scan
+from fluxml.compiler.api import _spec_key as spec_key
+from fluxml.compiler.control_rules import COND, SCAN, WHILE, _step_examples, saving_scan
 from fluxml.compiler.subprogram import (
     Branch,
     as_operand,
@@ -34,9 +35,7 @@ from fluxml.tree import flatten, unflatten
 
 
 def _spec_key(spec):
-    from fluxml.compiler.api import _spec_key as key
-
-    return key(spec)
+    return spec_key(spec)
 
 
 def _check_callable(fn, who, what):
@@ -312,7 +311,6 @@ def _split_pair(who, name, out):
 
 def _trace_step(who, f, name, c_leaves, c_spec, x_leaves, x_spec, n):
     """The body traced on one step's slices: ``(traced, y_spec)``."""
-    from fluxml.compiler.control_rules import _step_examples
 
     slices = _step_examples(x_leaves, n)
     _, pair_spec = flatten((unflatten(c_spec, c_leaves), unflatten(x_spec, slices)))

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.api import jvp, pullback
-from fluxml.ad.core import DifferentiationError, Primitive, ReverseTrace, Tracer, bind, top_trace
+from fluxml.ad.core import DifferentiationError, Primitive, Tracer, bind, top_trace
+from fluxml.ad.reverse import ReverseTrace
 from fluxml.compiler.subprogram import (
     Branch,
     Split,

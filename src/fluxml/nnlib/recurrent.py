@@ -55,6 +55,13 @@ def _matmul_t(a, b):
     return np.matmul(np.swapaxes(a2, 0, 1), b2)
 
 
+def _recurrent_weight_grad(dz_all, h0, hs):
+    """Cotangent of the hidden-to-hidden weight, ``(N, T, G)`` pre-activation cotangents
+    against the state each step started from (``h0``, then ``hs`` shifted by one)."""
+    h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
+    return _matmul_t(dz_all, h_prev)
+
+
 def _add(a, b):
     return b if a is None else a + b
 

@@ -5,9 +5,10 @@ run the whole scan in one primitive instead, with backpropagation through time w
 hand: per step only the recurrent matrix product and the gate arithmetic, and the weight
 gradient as one matrix product over all steps at the end (``dW_hh = sum_t dz_t^T h_{t-1}``).
 The equations and shapes are ``recurrent.py``'s (PyTorch's gate orders). Inputs are batch
-first, ``x (N, T, in)``; the input projection of all steps is one matrix product before the
-scan. The vjp and jvp loops are written with NumPy calls, so they are differentiated again
-at higher order.
+first, ``x (N, T, in)``. The GRU's input projection of all steps is one matrix product before
+the scan; the LSTM's kernel (``lstm_scan.py``) takes ``x`` and the weights themselves and
+folds the projection into each step's product. The vjp and jvp loops are written with NumPy
+calls, so they are differentiated again at higher order.
 
 >>> import numpy as np, fluxml as fl
 >>> x = np.ones((1, 3, 2))
@@ -21,202 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import first_order, raw, untraced
+from fluxml.ad.core import raw
 from fluxml.ad.define import primitive
-from fluxml.nnlib.recurrent import _check, _lstm_dz, _matmul_t, _sigmoid_, _used
+from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
+from fluxml.nnlib.recurrent import _check, _recurrent_weight_grad, _sigmoid_, _used
 
 __all__ = ["gru_sequence", "lstm_sequence"]
 
 
 def _gate(acts, k, n):
     return acts[..., k * n:(k + 1) * n]
-
-
-# --- LSTM ----------------------------------------------------------------------------------------
-
-def _lstm_half(n, like):
-    """Per-column factors: sigmoid(z) = tanh(z / 2) / 2 + 1/2 for the i, f, o gates, so one
-    tanh call covers all four gates."""
-    half = np.full_like(like, 0.5, shape=(4 * n,))
-    half[2 * n:3 * n] = 1
-    shift = np.full_like(like, 0.5, shape=(4 * n,))
-    shift[2 * n:3 * n] = 0
-    return half, shift
-
-
-def _times_derivative(u, v, sigmoid, out=None):
-    """``v * u * (1 - u)`` (``sigmoid``) or ``v * (1 - u * u)`` (tanh), the derivative of
-    the gate ``u`` times ``v``, in three passes without temporaries."""
-    if sigmoid:
-        out = np.subtract(1, u, out=out)
-        out *= u
-    else:
-        out = np.multiply(u, u, out=out)
-        np.subtract(1, out, out=out)
-    out *= v
-    return out
-
-
-def _recurrent_weight_grad(dz_all, h0, hs):
-    """Cotangent of the hidden-to-hidden weight, ``(N, T, G)`` pre-activation cotangents
-    against the state each step started from (``h0``, then ``hs`` shifted by one)."""
-    h_prev = np.concatenate([np.expand_dims(h0, 1), hs[:, :-1]], axis=1)
-    return _matmul_t(dz_all, h_prev)
-
-
-def _lstm_impl(gx, h0, c0, w):
-    batch, steps, _ = gx.shape
-    n = h0.shape[-1]
-    dtype = np.result_type(gx, h0, c0, w)
-    acts = np.empty_like(gx, shape=(steps, batch, 5 * n), dtype=dtype)  # i, f, g, o, tanh c
-    hs = np.empty_like(acts, shape=(steps, batch, n))
-    cs = np.empty_like(acts, shape=(steps, batch, n))
-    half, shift = _lstm_half(n, acts)
-    gx_half = gx * half  # the sigmoid gates' 1/2 folded into the projections
-    w_half = (w * half[:, None]).T
-    z = np.empty_like(acts, shape=(batch, 4 * n))
-    h, c = h0, c0
-    for t in range(steps):
-        a = acts[t]
-        np.matmul(h, w_half, out=z)
-        z += gx_half[:, t]
-        gates = a[:, :4 * n]
-        np.tanh(z, out=gates)
-        gates *= half
-        gates += shift
-        np.multiply(a[:, n:2 * n], c, out=cs[t])
-        cs[t] += a[:, :n] * a[:, 2 * n:3 * n]
-        np.tanh(cs[t], out=a[:, 4 * n:])
-        np.multiply(a[:, 3 * n:4 * n], a[:, 4 * n:], out=hs[t])
-        h, c = hs[t], cs[t]
-    return np.swapaxes(hs, 0, 1), np.swapaxes(cs, 0, 1), acts
-
-
-def _lstm_vjp_raw(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions):
-    """First order on plain arrays: the factors that do not depend on the recurrence are
-    computed for all steps at once; the loop over time does six small operations and the
-    matrix product."""
-    steps, batch, _ = acts.shape
-    n = h0.shape[-1]
-    i, f, gg, o, tc = (_gate(acts, k, n) for k in range(5))
-    c_prev = np.concatenate([c0[None], np.swapaxes(cs, 0, 1)[:-1]])  # (T, N, H)
-    # dz[:, :3H] = dc_t * a3_t;  dz[:, 3H:] = dh_t * b_t;  dc_t = dh_t * k_t + dc_{t+1} f_{t+1}
-    a3 = np.empty_like(acts, shape=(steps, batch, 3, n))
-    for j, (u, v, sig) in enumerate(((i, gg, True), (f, c_prev, True), (gg, i, False))):
-        _times_derivative(u, v, sig, out=a3[:, :, j])  # in place: no temporaries
-    b = _times_derivative(o, tc, True)
-    k = _times_derivative(tc, o, False)
-    dz_all = np.empty_like(acts, shape=(steps, batch, 4 * n))
-    g_hs_t = np.swapaxes(g_hs, 0, 1)
-    g_cs_t = None if g_cs is None else np.swapaxes(g_cs, 0, 1)
-    dh = np.zeros_like(acts, shape=(batch, n))
-    dc = np.zeros_like(acts, shape=(batch, n))
-    for t in range(steps - 1, -1, -1):
-        dh += g_hs_t[t]
-        dc += dh * k[t]
-        if g_cs_t is not None:
-            dc += g_cs_t[t]
-        dz = dz_all[t]
-        np.multiply(a3[t], dc[:, None, :], out=dz[:, :3 * n].reshape(batch, 3, n))
-        np.multiply(dh, b[t], out=dz[:, 3 * n:])
-        np.matmul(dz, w, out=dh)
-        dc *= f[t]
-    out = {1: dh, 2: dc}
-    if 0 in positions:
-        out[0] = np.swapaxes(dz_all, 0, 1)
-    if 3 in positions:
-        h_prev = np.concatenate([h0[None], np.swapaxes(hs, 0, 1)[:-1]])
-        out[3] = _matmul_t(dz_all, h_prev)
-    return [out[p] for p in positions]
-
-
-def _lstm_vjp_kernel(*args):
-    return tuple(_lstm_vjp_raw(*args))
-
-
-def _lstm_vjp(g, ans, args, params, positions):
-    g_hs, g_cs, g_acts = g
-    gx, h0, c0, w = args
-    hs, cs, acts = ans
-    n = h0.shape[-1]
-    steps = gx.shape[1]
-    use_c, use_acts = _used(g_cs), _used(g_acts)
-    if not use_acts and first_order(g_hs, g_cs, h0, c0, w, acts):
-        return list(untraced(_lstm_vjp_kernel, (g_hs, g_cs if use_c else None, gx, h0, c0, w,
-                                                hs, cs, acts, positions)))
-    dh = dc = None
-    dzs = [None] * steps
-    for t in range(steps - 1, -1, -1):
-        a = acts[t]
-        i, f, gg, o, tc = (_gate(a, k, n) for k in range(5))
-        c_prev = c0 if t == 0 else cs[:, t - 1]
-        dh_t = g_hs[:, t] if dh is None else g_hs[:, t] + dh
-        d_o = dh_t * tc
-        d_tc = dh_t * o
-        if use_acts:
-            extra = [_gate(g_acts[t], k, n) for k in range(5)]
-            d_o, d_tc = d_o + extra[3], d_tc + extra[4]
-        dc_t = d_tc * (1 - tc * tc)
-        if dc is not None:
-            dc_t = dc_t + dc
-        if use_c:
-            dc_t = dc_t + g_cs[:, t]
-        dz = _lstm_dz(dc_t, d_o, i, f, gg, o, c_prev, extra if use_acts else None)
-        dzs[t] = dz
-        dh = np.matmul(dz, w)
-        dc = dc_t * f
-    out = {1: dh, 2: dc}
-    if 0 in positions or 3 in positions:
-        dz_all = np.stack(dzs, axis=1)  # (N, T, 4H)
-        out[0] = dz_all
-        if 3 in positions:
-            out[3] = _recurrent_weight_grad(dz_all, h0, hs)
-    return [out[p] for p in positions]
-
-
-def _lstm_jvp(tangents, ans, args, params):
-    gx, h0, c0, w = args
-    hs, cs, acts = ans
-    n = h0.shape[-1]
-    steps = gx.shape[1]
-    tan = dict(tangents)
-    t_gx, t_w = tan.get(0), tan.get(3)
-    th, tc_ = tan.get(1), tan.get(2)
-    w_t = np.swapaxes(w, 0, 1)
-    ths, tcs, tas = [], [], []
-    for t in range(steps):
-        a = acts[t]
-        i, f, gg, o, tc = (_gate(a, k, n) for k in range(5))
-        h_prev = h0 if t == 0 else hs[:, t - 1]
-        c_prev = c0 if t == 0 else cs[:, t - 1]
-        tz = None if t_gx is None else t_gx[:, t]
-        if th is not None:
-            term = np.matmul(th, w_t)
-            tz = term if tz is None else tz + term
-        if t_w is not None:
-            term = np.matmul(h_prev, np.swapaxes(t_w, 0, 1))
-            tz = term if tz is None else tz + term
-        if tz is None:
-            tz = np.zeros_like(raw(gx)[:, t])
-        ti = tz[..., :n] * (i * (1 - i))
-        tf = tz[..., n:2 * n] * (f * (1 - f))
-        tg = tz[..., 2 * n:3 * n] * (1 - gg * gg)
-        to = tz[..., 3 * n:] * (o * (1 - o))
-        t_c = tf * c_prev + ti * gg + i * tg
-        if tc_ is not None:
-            t_c = t_c + f * tc_
-        t_tc = t_c * (1 - tc * tc)
-        th = to * tc + o * t_tc
-        tc_ = t_c
-        ths.append(th)
-        tcs.append(t_c)
-        tas.append(np.concatenate([ti, tf, tg, to, t_tc], axis=-1))
-    return np.stack(ths, axis=1), np.stack(tcs, axis=1), np.stack(tas, axis=0)
-
-
-LSTM_SEQUENCE = primitive("lstm_sequence", _lstm_impl, multiple_results=True)
-LSTM_SEQUENCE.vjp_all = _lstm_vjp
-LSTM_SEQUENCE.jvp_all = _lstm_jvp
 
 
 # --- GRU -----------------------------------------------------------------------------------------
@@ -352,11 +167,8 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     ``(hs (N, T, H), h_T, c_T)``: every step's hidden state and the final state."""
     _check_sequence("lstm_sequence", x)
     _check("lstm_sequence", 4, raw(x)[:, 0], h0, w_ih, w_hh, b_ih, b_hh, c0)
-    gx = _project(x, w_ih)
     bias = b_hh if b_ih is None else b_ih if b_hh is None else b_ih + b_hh
-    if bias is not None:  # summed first: one pass over gx, one reduction in the backward
-        gx = gx + bias
-    hs, cs, _ = LSTM_SEQUENCE(gx, h0, c0, w_hh)
+    hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, bias)
     return hs, hs[:, -1], cs[:, -1]
 
 
