@@ -23,7 +23,7 @@ from fluxml.tree import flatten  # noqa: E402
 # the kernels' modules (fluxml.nnlib exports functions of the same names)
 nconv = importlib.import_module("fluxml.nnlib.conv")
 npool = importlib.import_module("fluxml.nnlib.pool")
-nseq = importlib.import_module("fluxml.nnlib.sequence")
+nlstm = importlib.import_module("fluxml.nnlib.lstm_scan")
 TOL = {np.float64: 1e-10, np.float32: 2e-5}
 
 
@@ -333,27 +333,29 @@ def test_maxpool_kernels(kernel, stride, pads, dilation):
         np.testing.assert_allclose(a, b, rtol=1e-14)
 
 
-def test_lstm_sequence_kernels():
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_sequence_kernels(bias):
     rng = np.random.default_rng(5)
-    gx, h0, c0 = rng.normal(size=(3, 4, 8)), rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
-    w = rng.normal(size=(8, 2))
-    hs, cs, acts = nseq._lstm_impl(gx, h0, c0, w)
+    x, h0, c0 = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    w_ih, w_hh = rng.normal(size=(8, 5)), rng.normal(size=(8, 2))
+    b = rng.normal(size=8) if bias else None
+    hs, cs, acts = (np.array(a) for a in nlstm._lstm_impl(x, h0, c0, w_ih, w_hh, b))
     g_hs, g_cs = rng.normal(size=hs.shape), rng.normal(size=cs.shape)
+    every = (0, 1, 2, 3, 4, 5)
 
     @jax.jit
-    def kernels(gx, h0, c0, w, g_hs, g_cs, hs, cs, acts):
-        return (xla_kernels.lstm_sequence(gx, h0, c0, w),
-                xla_kernels.lstm_sequence_vjp(g_hs, None, gx, h0, c0, w, hs, cs, acts,
-                                              positions=(0, 3)),
-                xla_kernels.lstm_sequence_vjp(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts,
-                                              positions=(0, 1, 2, 3)))
+    def kernels(x, h0, c0, w_ih, w_hh, b, g_hs, g_cs, hs, cs, acts):
+        args = x, h0, c0, w_ih, w_hh, hs, cs, acts
+        return (xla_kernels.lstm_sequence(x, h0, c0, w_ih, w_hh, b),
+                xla_kernels.lstm_vjp_kernel(g_hs, None, *args, (0, 4)),
+                xla_kernels.lstm_vjp_kernel(g_hs, g_cs, *args, every))
 
     with jax.enable_x64(True):
-        forward, first, every = kernels(gx, h0, c0, w, g_hs, g_cs, hs, cs, acts)
-    args = gx, h0, c0, w, hs, cs, acts
+        forward, some, all_ = kernels(x, h0, c0, w_ih, w_hh, b, g_hs, g_cs, hs, cs, acts)
+    args = x, h0, c0, w_ih, w_hh, hs, cs, acts
     checks = [(forward, (hs, cs, acts)),
-              (first, nseq._lstm_vjp_raw(g_hs, None, *args, (0, 3))),
-              (every, nseq._lstm_vjp_raw(g_hs, g_cs, *args, (0, 1, 2, 3)))]
+              (some, nlstm._lstm_vjp_raw(g_hs, None, *args, (0, 4))),
+              (all_, nlstm._lstm_vjp_raw(g_hs, g_cs, *args, every))]
     for got, want in checks:
-        for a, b in zip(got, want, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+        for a, b_ in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b_, rtol=1e-11, atol=1e-13)

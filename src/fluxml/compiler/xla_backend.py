@@ -132,7 +132,7 @@ PRIMITIVES: dict = {
 # beside the NumPy functions that map to ``jnp``'s of the same name.
 FUNCTIONS: dict = {
     "fluxml.nnlib.pool._maxpool_positions": kernels.maxpool_positions,
-    "fluxml.nnlib.sequence._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
+    "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
     "fluxml.losses.common._check_labels": kernels.check_labels,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
 }

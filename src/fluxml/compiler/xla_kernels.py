@@ -236,69 +236,71 @@ def split(x, *, bounds, axis):
 
 # --- the fused LSTM: a scan over time of the cell ---------------------------------------------
 
-def lstm_sequence(gx, h0, c0, w):
-    """``fluxml.nnlib.sequence``'s ``lstm_sequence`` primitive: ``gx`` ``(N, T, 4H)`` are the
-    input projections (biases included), ``w`` ``(4H, H)`` the recurrent weight. Returns
-    ``hs``, ``cs`` ``(N, T, H)`` and the activations ``(T, N, 5H)`` (gates i, f, g, o and
-    ``tanh(c)``) that the engine's backward pass reads. The sigmoids are ``tanh(z / 2) / 2 +
-    1/2``, as the NumPy kernel computes them."""
+def lstm_sequence(x, h0, c0, w_ih, w_hh, b):
+    """``fluxml.nnlib.lstm_scan``'s ``LSTM_SEQUENCE``: ``x (N, T, in)``, weights ``(4H, in)``
+    and ``(4H, H)``, the summed bias ``b (4H,)`` or None. Returns ``hs``, ``cs`` ``(N, T, H)``
+    and the activations ``(T, 5H, N)`` (gates i, f, g, o and ``tanh(c)``, feature-major) that
+    the engine's backward pass reads. The sigmoids are ``1 / (1 + exp(-z))`` and the cell
+    gate ``2 sigmoid(2z) - 1``, as the NumPy kernel computes them."""
     n = h0.shape[-1]
-    dtype = jnp.result_type(gx, h0, c0, w)
-    half = jnp.full((4 * n,), 0.5, dtype).at[2 * n:3 * n].set(1)
-    shift = jnp.full((4 * n,), 0.5, dtype).at[2 * n:3 * n].set(0)
-    gx_half = jnp.swapaxes(gx * half, 0, 1)  # (T, N, 4H)
-    w_half = (w * half[:, None]).T
+    dtype = jnp.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
+    scale = jnp.ones((4 * n,), dtype).at[2 * n:3 * n].set(2)
+    gx = x.astype(dtype) @ w_ih.astype(dtype).T  # every step's input projection at once
+    if b is not None:
+        gx = gx + b
+    w_t = w_hh.astype(dtype).T
 
     def cell(carry, gxt):
         h, c = carry
-        gates = jnp.tanh(h @ w_half + gxt) * half + shift
+        gates = 1 / (1 + jnp.exp(-(gxt + h @ w_t) * scale))
         i, f, g, o = (gates[:, k * n:(k + 1) * n] for k in range(4))
+        g = 2 * g - 1
         c = f * c + i * g
         tc = jnp.tanh(c)
         h = o * tc
-        return (h, c), (h, c, jnp.concatenate([gates, tc], axis=-1))
+        return (h, c), (h, c, jnp.concatenate([i, f, g, o, tc], axis=-1).T)
 
-    init = (h0.astype(dtype), c0.astype(dtype))
-    _, (hs, cs, acts) = lax.scan(cell, init, gx_half)
+    init = (jnp.broadcast_to(h0, (x.shape[0], n)).astype(dtype),
+            jnp.broadcast_to(c0, (x.shape[0], n)).astype(dtype))
+    _, (hs, cs, acts) = lax.scan(cell, init, jnp.swapaxes(gx, 0, 1))
     return jnp.swapaxes(hs, 0, 1), jnp.swapaxes(cs, 0, 1), acts
 
 
-def lstm_vjp_kernel(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, positions):
-    """``fluxml.nnlib.sequence._lstm_vjp_kernel`` (positions passed by position)."""
-    return lstm_sequence_vjp(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts,
-                             positions=tuple(positions))
-
-
-def lstm_sequence_vjp(g_hs, g_cs, gx, h0, c0, w, hs, cs, acts, *, positions):
-    """The backward pass of :func:`lstm_sequence` (``sequence.py``'s ``_lstm_vjp_raw``) as a
-    reverse scan: the cotangents of ``(gx, h0, c0, w)`` at ``positions`` from those of
-    ``hs`` and ``cs`` (``g_cs`` None: zero), reading the saved activations."""
-    steps, batch, _ = acts.shape
+def lstm_vjp_kernel(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
+    """``lstm_scan._lstm_vjp_kernel``, the first-order backward pass, as a reverse scan: the
+    cotangents of ``(x, h0, c0, w_ih, w_hh, b)`` at ``positions`` from those of ``hs`` and
+    ``cs`` (``g_cs`` None: zero), reading the saved activations ``(T, 5H, N)``."""
+    steps, _, batch = acts.shape
     n = h0.shape[-1]
-    i, f, gg, o, tc = (acts[..., k * n:(k + 1) * n] for k in range(5))  # (T, N, H)
+    a = jnp.swapaxes(acts, 1, 2)  # (T, N, 5H)
+    i, f, gg, o, tc = (a[..., k * n:(k + 1) * n] for k in range(5))
     cs_t, hs_t = jnp.swapaxes(cs, 0, 1), jnp.swapaxes(hs, 0, 1)
     c_prev = jnp.concatenate([jnp.broadcast_to(c0, (batch, n))[None], cs_t[:-1]])
-    # dz = [dc a_i, dc a_f, dc a_g, dh b] with dc = dc' + dh k (+ g_c)
+    h_prev = jnp.concatenate([jnp.broadcast_to(h0, (batch, n))[None], hs_t[:-1]])
+    # dz = [dc a_i, dc a_f, dc a_g, dh a_o] with dc = dc' + dh k (+ g_c)
     a_i, a_f, a_g = gg * (i * (1 - i)), c_prev * (f * (1 - f)), i * (1 - gg * gg)
-    b, k = tc * (o * (1 - o)), o * (1 - tc * tc)
+    a_o, k = tc * (o * (1 - o)), o * (1 - tc * tc)
     g_h = jnp.swapaxes(g_hs, 0, 1).astype(acts.dtype)
     g_c = jnp.zeros_like(g_h) if g_cs is None else jnp.swapaxes(g_cs, 0, 1).astype(acts.dtype)
 
     def back(carry, xs):
         dh, dc = carry
-        gh_t, gc_t, k_t, b_t, ai, af, ag, f_t = xs
+        gh_t, gc_t, k_t, ai, af, ag, ao, f_t = xs
         dh = dh + gh_t
         dc = dc + dh * k_t + gc_t
-        dz = jnp.concatenate([ai * dc, af * dc, ag * dc, dh * b_t], axis=-1)
-        return (dz @ w, dc * f_t), dz
+        dz = jnp.concatenate([ai * dc, af * dc, ag * dc, ao * dh], axis=-1)
+        return (dz @ w_hh, dc * f_t), dz
 
     zeros = jnp.zeros((batch, n), acts.dtype)
-    (dh, dc), dz_all = lax.scan(back, (zeros, zeros), (g_h, g_c, k, b, a_i, a_f, a_g, f),
-                                reverse=True)
+    (dh, dc), dz = lax.scan(back, (zeros, zeros), (g_h, g_c, k, a_i, a_f, a_g, a_o, f),
+                            reverse=True)  # dz (T, N, 4H)
     out = {1: dh, 2: dc}
     if 0 in positions:
-        out[0] = jnp.swapaxes(dz_all, 0, 1)
+        out[0] = jnp.swapaxes(dz @ w_ih, 0, 1)
     if 3 in positions:
-        h_prev = jnp.concatenate([jnp.broadcast_to(h0, (batch, n))[None], hs_t[:-1]])
-        out[3] = jnp.einsum("tng,tnh->gh", dz_all, h_prev)
+        out[3] = jnp.einsum("tng,tni->gi", dz, jnp.swapaxes(x, 0, 1).astype(acts.dtype))
+    if 4 in positions:
+        out[4] = jnp.einsum("tng,tnh->gh", dz, h_prev)
+    if 5 in positions:
+        out[5] = jnp.sum(dz, axis=(0, 1))
     return tuple(out[p] for p in positions)
