@@ -276,6 +276,33 @@ def test_more_primitives_and_their_gradients():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"output {k}")
 
 
+def test_control_flow_lowers_to_lax():
+    """fl.cond, fl.while_loop and fl.scan (and the reverse scans of a gradient through a
+    scan) become lax.cond, lax.while_loop and lax.scan over the lowered sub-programs."""
+    def f(w, h0, xs, a):
+        def loss(w):
+            h, hs = fl.scan(lambda h, x: (np.tanh(w @ h + x), np.sum(h)), h0, xs)
+            return np.sum(h) + np.sum(hs)
+
+        root = fl.while_loop(lambda x: np.abs(x * x - a) > 1e-12, lambda x: (x + a / x) / 2, a)
+        signed = fl.cond(np.sum(h0) > 0, lambda h: 2 * h, lambda h: -h, h0)
+        return fl.withgradient(loss, w), root, signed
+
+    rng = np.random.default_rng(9)
+    args = rng.normal(size=(3, 3)) * 0.5, rng.normal(size=3), rng.normal(size=(5, 3))
+    compiled = fl.compile(f, backend="xla")
+    for h0 in (args[1], -np.abs(args[1])):  # both branches of the cond
+        (loss, (g,)), root, signed = compiled(args[0], h0, args[2], np.array(2.0))
+        (want_loss, (want_g,)), want_root, want_signed = f(args[0], h0, args[2], np.array(2.0))
+        np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+        np.testing.assert_allclose(g, want_g, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(root, want_root, rtol=1e-14)
+        np.testing.assert_allclose(signed, want_signed, rtol=1e-14)
+    assert compiled.traces == 1
+    for name in ("cond(", "while_loop(", "scan("):
+        assert name in compiled.source
+
+
 # --- the JAX kernels against the engine's NumPy kernels ---------------------------------------
 
 GEOMETRIES = [  # stride, pads, dilation, groups

@@ -11,8 +11,10 @@ Each equation becomes one line, as in the NumPy back end::
 The lowering of each engine primitive is one entry of :data:`PRIMITIVES` (a ``jnp``/``lax``
 call written as a template, or a JAX kernel of ``xla_kernels.py``); primitives computed by a
 NumPy ufunc or function of the same name map to ``jnp``'s by name, as do the NumPy calls the
-engine runs untraced (comparisons, ``zeros_like``). An equation with no lowering is refused
-with a :class:`~fluxml.compiler.trace.CompileError` that names it.
+engine runs untraced (comparisons, ``zeros_like``). ``fl.cond``, ``fl.while_loop`` and
+``fl.scan`` become ``lax.cond``, ``lax.while_loop`` and ``lax.scan`` over their sub-programs,
+lowered the same way. An equation with no lowering is refused with a
+:class:`~fluxml.compiler.trace.CompileError` that names it.
 
 What differs from NumPy, and how the back end keeps NumPy's results:
 
@@ -26,7 +28,9 @@ What differs from NumPy, and how the back end keeps NumPy's results:
 - Random draws (``rng.random`` equations) cannot run inside ``jit``: the wrapper draws them
   from the same NumPy generator, in program order, and passes them in as arguments.
 - Index arrays computed at run time are not bounds-checked by XLA: an out-of-range read
-  gives NaN (never a clamped neighbour); an out-of-range write is dropped.
+  gives NaN (never a clamped neighbour); an out-of-range write is dropped. Checks the engine
+  records (integer labels in range) are computed by XLA and judged after the call, before
+  anything is written into the arguments.
 
 >>> import numpy as np, fluxml as fl
 >>> f = fl.compile(lambda x: np.sum(np.tanh(x) ** 2), backend="xla")
@@ -430,6 +434,71 @@ def _maxpool_grad(eqn, producer):
     return Eqn("maxpool_grad", kernels.maxpool_grad, [], {"func": kernels.maxpool_grad,
                                              "args": (x, g if type(g) is not Var else Slot(g)),
                                              "kwargs": geo}, eqn.outs)
+
+
+# --- control flow: sub-programs lowered as JAX functions under lax.cond / while_loop / scan ----
+
+_SUBPROGRAMS: dict = {}
+
+
+def _subprogram(branch):
+    """A :class:`~fluxml.compiler.subprogram.Branch` as a function of JAX arrays (its program
+    lowered as the main one; results cast to the types the branch was traced with, which
+    ``lax`` control flow requires of every branch and every step)."""
+    fn = _SUBPROGRAMS.get(id(branch))
+    if fn is not None and fn[0] is branch:
+        return fn[1]
+    program = dead_code(_rewrite_maxpool_grads(branch.program))
+    if program.writes:
+        raise unsupported(f"{branch.__name__} (a branch that writes into its operands)",
+                          "sub-program")
+    names = [f"a{k}" for k in range(len(program.inputs))]
+    lowering = _Lowering(program)
+    source, namespace = generate(program, names, branch.__name__, em=_emitter(),
+                                 line=lowering.line)
+    body = build(source, namespace, branch.__name__)
+    types = branch.types
+
+    def run(*args):
+        return tuple(jnp.asarray(o).astype(dtype).reshape(shape)
+                     for o, (shape, dtype) in zip(body(*args), types))
+
+    _SUBPROGRAMS[id(branch)] = (branch, run)
+    return run
+
+
+def _cond(pred, *args, branches):
+    """``fl.cond``: ``lax.cond`` over the two branches."""
+    yes, no = (_subprogram(b) for b in branches)
+    return tuple(lax.cond(jnp.asarray(pred).astype(bool), yes, no, *args))
+
+
+def _while_loop(*args, cond_fn, body_fn, n_carry, n_cond):
+    """``fl.while_loop``: ``lax.while_loop`` (the test's and the body's constants passed
+    through)."""
+    carry = tuple(args[:n_carry])
+    test_consts, body_consts = args[n_carry:n_carry + n_cond], args[n_carry + n_cond:]
+    test, step = _subprogram(cond_fn), _subprogram(body_fn)
+    return tuple(lax.while_loop(lambda c: jnp.asarray(test(*c, *test_consts)[0]).astype(bool),
+                                lambda c: step(*c, *body_consts), carry))
+
+
+def _scan(*args, body, n_carry, n_xs, length, reverse):
+    """``fl.scan``: ``lax.scan`` of the step over the leading axis of ``xs``."""
+    carry, xs = tuple(args[:n_carry]), tuple(args[n_carry:n_carry + n_xs])
+    consts = args[n_carry + n_xs:]
+    step = _subprogram(body)
+
+    def f(c, x):
+        out = step(*c, *x, *consts)
+        return out[:n_carry], out[n_carry:]
+
+    last, ys = lax.scan(f, carry, xs, length=length, reverse=reverse)
+    return tuple(last) + tuple(ys)
+
+
+_cond.__name__, _while_loop.__name__, _scan.__name__ = "cond", "while_loop", "scan"
+PRIMITIVES.update({"cond": _cond, "while_loop": _while_loop, "scan": _scan})
 
 
 def _qualname(func) -> str:
