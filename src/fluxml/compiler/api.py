@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -98,10 +99,21 @@ class Compiled:
         start = time.perf_counter()
         program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
                                              spec)
+        plain = None
         if self.optimise:
-            program = passes.optimise(program, passes.pipeline(self.backend))
+            steps = passes.pipeline(self.backend)
+            program = passes.optimise(program, steps[:-1])
+            if self.backend == "numpy":  # buffers kept between calls, and a plain fallback
+                plain = steps[-1](program)
+                program = passes.buffers(program, arena=True)
+                if not program.arena:
+                    plain = None
+            else:
+                program = steps[-1](program)
         names = input_names(self._body, args, leaves, positions)
         source, run = lower(program, names, self.backend, _fname(self.fn))
+        if plain is not None:
+            run = _one_at_a_time(run, lower(plain, names, self.backend, _fname(self.fn))[1])
         extract = make_extractor(args, spec, leaves, positions)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract)
@@ -144,15 +156,15 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     1.740077
     >>> print(f.ir)
     { lambda v1:f64[3] .
-        v2:f64[3] = tanh v1
-        v3:f64[3] = power v2 2 into v2
+        v2:f64[3] = tanh v1 into buf1
+        v3:f64[3] = power v2 2 into buf1
         v4:f64[] = sum v3 axis=None keepdims=False
       in (v4) }
-    >>> print(f.source)  # v3 is computed into v2's buffer: v2 is dead after it
+    >>> print(f.source)  # buf1: a buffer kept between calls; v3 reuses it (v2 is dead)
     def f(x):
-        v2 = np.tanh(x)
-        v2 = np.power(v2, 2, out=v2)
-        v4 = np.add.reduce(v2, axis=None, keepdims=False)
+        v2 = np.tanh(x, out=buf1)
+        v3 = np.power(v2, 2, out=buf1)
+        v4 = np.add.reduce(v3, axis=None, keepdims=False)
         return (v4,)
     <BLANKLINE>
     """
@@ -165,6 +177,22 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     if not callable(fn):
         raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
     return Compiled(fn, backend, cache_size, optimise)
+
+
+def _one_at_a_time(kept, plain):
+    """``kept`` (which writes into buffers it keeps between calls) for one call at a time; a
+    call that comes while one runs (another thread, or recursion) runs ``plain``."""
+    lock = threading.Lock()
+
+    def run(*arrays):
+        if lock.acquire(blocking=False):
+            try:
+                return kept(*arrays)
+            finally:
+                lock.release()
+        return plain(*arrays)
+
+    return run
 
 
 class _Keywords(dict):

@@ -97,8 +97,8 @@ class Emitter:
             return f"slice({self.expr(x.start)}, {self.expr(x.stop)}, {self.expr(x.step)})"
         if isinstance(x, np.generic) and x.dtype.kind in "biuf" and np.isfinite(x):
             return f"{self.xp}.{x.dtype.name}({x.item()!r})"
-        if isinstance(x, np.dtype) and x.names is None:
-            return f"{self.xp}.dtype({x.name!r})"
+        if isinstance(x, np.dtype) and x.names is None:  # a global: no constructor per call
+            return self.global_(x, x.name)
         if isinstance(x, type) and getattr(np, x.__name__, None) is x:
             return f"{self.xp}.{x.__name__}"
         if callable(x):
@@ -152,7 +152,10 @@ def call_source(em: Emitter, eqn) -> str:
     args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
     if eqn.out is not None:
         args.append(f"out={em.var(eqn.out)}")
-    return f"{em.function(eqn.fn, eqn.name)}({', '.join(args)})"
+    text = f"{em.function(eqn.fn, eqn.name)}({', '.join(args)})"
+    if type(eqn.fn).__name__ == "Fused":  # the chain it computes, operands numbered
+        text += f"  # {eqn.fn!r}"
+    return text
 
 
 def _paren(text: str) -> str:
@@ -172,7 +175,12 @@ def generate(program: Program, input_names, fname="compiled", em: Emitter | None
     for v, name in zip(program.inputs, params):
         em.names[v.id] = name
     body = []
+    for v in getattr(program, "arena", ()):  # buffers kept between calls: module globals
+        em.names[v.id] = em.global_(em.module.empty(v.shape, v.dtype), v.name)
     for eqn in program.eqns:
+        if eqn.out is not None and eqn.out.id < 0:  # into a kept buffer (a global)
+            body.append(f"    {em.var(eqn.outs[0])} = {line(em, eqn)}")
+            continue
         if eqn.out is not None:  # the result lives in a dead variable's buffer: its name too
             line_text = line(em, eqn)
             em.names[eqn.outs[0].id] = em.var(eqn.out)

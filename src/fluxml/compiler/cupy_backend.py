@@ -48,14 +48,14 @@ class Kernel:
         self.operation = "out = " + fused.c_expression([f"x{k}" for k in range(len(dtypes))])
         self._kernel = None
 
-    def __call__(self, *inputs):
+    def __call__(self, *inputs, out=None):
         if self._kernel is None:
             cupy = _cupy()
             if cupy is None:
                 raise _no_cupy()
             self._kernel = cupy.ElementwiseKernel(self.params, self.result, self.operation,
                                                   self.name)
-        return self._kernel(*inputs)
+        return self._kernel(*inputs) if out is None else self._kernel(*inputs, out)
 
 
 def lower(program, names, fname):
@@ -72,8 +72,10 @@ def lower(program, names, fname):
             kernel = Kernel(eqn.fn, dtypes, f"fluxml_{fname}_k{len(kernels) + 1}")
             kernels.append(kernel)
             ref = em.global_(kernel, f"k{len(kernels)}")
-            args = ", ".join(em.expr(a) for a in eqn.inputs)
-            return f"{ref}({args})  # {kernel.operation}"
+            args = [em.expr(a) for a in eqn.inputs]
+            if eqn.out is not None:
+                args.append(f"out={em.var(eqn.out)}")
+            return f"{ref}({', '.join(args)})  # {kernel.operation}"
         return call_source(em, eqn)
 
     source, namespace = generate(program, names, fname, em=em, line=line)

@@ -43,8 +43,12 @@ class Fused:
         self.shape = shape
         self.__name__ = "fused"
 
-    def __call__(self, *inputs):
-        return self._eval(self.tree, inputs)
+    def __call__(self, *inputs, out=None):
+        value = self._eval(self.tree, inputs)
+        if out is None:
+            return value
+        out[...] = value
+        return out
 
     def _eval(self, node, inputs):
         kind = node[0]

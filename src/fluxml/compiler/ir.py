@@ -33,7 +33,7 @@ class Var:
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
 
     def __repr__(self):
-        return f"v{self.id}"
+        return self.name if self.id < 0 else f"v{self.id}"  # negative: a kept buffer
 
 
 class Const:
@@ -142,6 +142,7 @@ class Program:
         self.eqns = list(eqns)
         self.outputs = list(outputs)
         self.writes = list(writes)  # (input position, Var)
+        self.arena: list[Var] = []  # buffers kept from call to call (passes.buffers)
 
     def __repr__(self):
         lines = ["{ lambda " + " ".join(f"{v}:{v.type}" for v in self.inputs) + " ."]

@@ -322,41 +322,95 @@ def _simplified(eqn, made_by, shaky):
 
 # --- buffers -----------------------------------------------------------------------------------
 
-def buffers(program: Program) -> Program:
-    """Buffer planning: an elementwise ufunc writes its result into the buffer of an operand
-    that is dead after it (``np.add(a, b, out=a)``), so chains of elementwise operations run in
-    one or two buffers; and a new value of an argument that the function writes back is
-    computed straight into the argument's buffer (donation), where the old value is dead.
+def buffers(program: Program, arena: bool = False) -> Program:
+    """Buffer planning. Each elementwise ufunc (and matrix product) writes its result through
+    ``out=`` into a buffer that is dead by then, chosen in this order:
+
+    - donation: a new value of an argument that the function writes back goes straight into
+      the argument's buffer, where the old value is dead (no copy back at the end);
+    - the buffer of a dead operand (``np.add(a, b, out=a)``), or of any dead result of the
+      same shape and dtype;
+    - with ``arena``, a buffer the compiled program keeps from call to call (``program.arena``):
+      a fresh large array costs page faults on every call, a kept one does not.
 
     Liveness is taken over alias groups (a buffer is dead when no variable that may share its
-    memory is read later). A buffer is reused only when the program made it with a ufunc (a
-    fresh array), it has the result's shape and dtype, and its group holds no argument."""
+    memory is read later). Only buffers the program itself made with a ufunc or kept are
+    reused, never an argument's (but by donation) and never one that reaches an output."""
     groups = aliases(program)
     last = _last_uses(program, groups)
-    input_groups = {groups.find(v.id): v for v in program.inputs}
+    input_groups = {groups.find(v.id) for v in program.inputs}
+    output_groups = {groups.find(v.id) for v in program.outputs if type(v) is Var}
     finals: dict[int, int] = {}  # var id -> how many write-backs use it
     for _, v in program.writes:
         if type(v) is Var:
             finals[v.id] = finals.get(v.id, 0) + 1
     written_back = {v.id: pos for pos, v in program.writes if type(v) is Var}
-    fresh = set()  # ids of variables holding a buffer a ufunc made
+    pool: list[list] = []  # [buffer var, holder var]: buffers the program made or keeps
+    kept: list[Var] = []
     donated = set()
     eqns = []
     for i, eqn in enumerate(program.eqns):
-        if is_ufunc(eqn) and eqn.outs[0].shape:
-            out = eqn.outs[0]
-            target = _donation(program, groups, last, written_back, finals, out, i)
+        product = _product(eqn)
+        out = eqn.outs[0]
+        if (is_ufunc(eqn) or product or _fused(eqn)) and (
+                out.shape or written_back.get(out.id) is not None):  # 0-d: donation only
+            target = None if product else _donation(program, groups, last, written_back,
+                                                    finals, out, i)
             if target is not None:
                 donated.add(written_back[out.id])
+            elif not out.shape:
+                pass
             else:
-                target = _dead_operand(eqn, groups, last, fresh, input_groups, written_back, i)
+                target = _free_buffer(pool, eqn, out, groups, last, written_back, i, product)
+                if target is None and arena and groups.find(out.id) not in output_groups \
+                        and groups.find(out.id) not in input_groups:
+                    target = Var(-(len(kept) + 1), out.shape, out.dtype, f"buf{len(kept) + 1}")
+                    kept.append(target)
+                    pool.append([target, out])
             if target is not None:
                 eqn = _with(eqn, eqn.inputs, eqn.params)
                 eqn.out = target
-            fresh.add(out.id)
+            elif out.shape and groups.find(out.id) not in output_groups | input_groups:
+                pool.append([out, out])  # a fresh buffer: later results may take it over
         eqns.append(eqn)
     writes = [(p, v) for p, v in program.writes if p not in donated]
-    return Program(program.inputs, eqns, program.outputs, writes)
+    result = Program(program.inputs, eqns, program.outputs, writes)
+    result.arena = kept
+    return result
+
+
+def _fused(eqn) -> bool:
+    """A fused elementwise chain (``fusion.Fused``, a CuPy kernel: it accepts ``out=``)."""
+    return type(eqn.fn).__name__ == "Fused"
+
+
+def _product(eqn) -> bool:
+    """A matrix product of plain operands (it accepts ``out=``)."""
+    return (eqn.prim is not None and eqn.fn is np.matmul and not eqn.params
+            and len(eqn.outs) == 1)
+
+
+def _free_buffer(pool, eqn, out, groups, last, written_back, i, product):
+    """A pooled buffer that is dead after equation ``i`` and can take its result: an
+    operand's own first (in place), else any. A matrix product never writes over its
+    operands. The entry's holder becomes ``out``."""
+    operands = {a.id for a in eqn.inputs if type(a) is Var}
+    best = None
+    for entry in pool:
+        buf, holder = entry
+        if (buf.shape != out.shape or buf.dtype != out.dtype or holder.id in written_back
+                or last.get(groups.find(holder.id), -1) > i):
+            continue
+        if product and holder.id in operands:
+            continue
+        if holder.id in operands or best is None:
+            best = entry
+            if holder.id in operands:
+                break
+    if best is None:
+        return None
+    best[1] = out
+    return best[0]
 
 
 def _donation(program, groups, last, written_back, finals, out, i):
@@ -368,17 +422,6 @@ def _donation(program, groups, last, written_back, finals, out, i):
     if arg.shape != out.shape or arg.dtype != out.dtype:
         return None
     return arg if last.get(groups.find(arg.id), -1) <= i else None
-
-
-def _dead_operand(eqn, groups, last, fresh, input_groups, written_back, i):
-    """An operand whose buffer is dead after equation ``i`` and may take its result."""
-    out = eqn.outs[0]
-    for a in eqn.inputs:
-        if (type(a) is Var and a.id in fresh and a.shape == out.shape and a.dtype == out.dtype
-                and a.id not in written_back and groups.find(a.id) not in input_groups
-                and last.get(groups.find(a.id), -1) <= i):
-            return a
-    return None
 
 
 def _last_uses(program, groups) -> dict[int, int]:
