@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 
 import numpy as np
 
@@ -438,16 +439,16 @@ def _maxpool_grad(eqn, producer):
 
 # --- control flow: sub-programs lowered as JAX functions under lax.cond / while_loop / scan ----
 
-_SUBPROGRAMS: dict = {}
+_SUBPROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Branch -> function
 
 
 def _subprogram(branch):
     """A :class:`~fluxml.compiler.subprogram.Branch` as a function of JAX arrays (its program
     lowered as the main one; results cast to the types the branch was traced with, which
     ``lax`` control flow requires of every branch and every step)."""
-    fn = _SUBPROGRAMS.get(id(branch))
-    if fn is not None and fn[0] is branch:
-        return fn[1]
+    fn = _SUBPROGRAMS.get(branch)
+    if fn is not None:
+        return fn
     program = dead_code(_rewrite_maxpool_grads(branch.program))
     if program.writes:
         raise unsupported(f"{branch.__name__} (a branch that writes into its operands)",
@@ -463,7 +464,7 @@ def _subprogram(branch):
         return tuple(jnp.asarray(o).astype(dtype).reshape(shape)
                      for o, (shape, dtype) in zip(body(*args), types))
 
-    _SUBPROGRAMS[id(branch)] = (branch, run)
+    _SUBPROGRAMS[branch] = run
     return run
 
 
