@@ -1,0 +1,585 @@
+"""The ``xla`` back end: the program as generated Python over ``jax.numpy`` and ``jax.lax``,
+compiled once by ``jax.jit``, so that XLA runs it (on the CPU, or a GPU/TPU where JAX has
+one). JAX is an optional extra (``pip install 'fluxml[xla]'``), imported on first use.
+
+Each equation becomes one line, as in the NumPy back end::
+
+    v3 = jnp.matmul(x, w)
+    v4 = jnp.tanh(v3)
+    v9 = conv(v8, c, stride=(1, 1), pads=((2, 2), (2, 2)), dilation=(1, 1), groups=1)
+
+The lowering of each engine primitive is one entry of :data:`PRIMITIVES` (a ``jnp``/``lax``
+call written as a template, or a JAX kernel of ``xla_kernels.py``); primitives computed by a
+NumPy ufunc or function of the same name map to ``jnp``'s by name, as do the NumPy calls the
+engine runs untraced (comparisons, ``zeros_like``). ``fl.cond``, ``fl.while_loop`` and
+``fl.scan`` become ``lax.cond``, ``lax.while_loop`` and ``lax.scan`` over their sub-programs,
+lowered the same way. An equation with no lowering is refused with a
+:class:`~fluxml.compiler.trace.CompileError` that names it.
+
+What differs from NumPy, and how the back end keeps NumPy's results:
+
+- JAX arrays are immutable: the jitted function returns the values the program writes into
+  its arguments as extra outputs, and the wrapper copies them into the caller's arrays.
+- 64-bit types: every call runs under ``jax.enable_x64(True)`` (a context, nothing global
+  changes), so float64 stays float64 and integers stay int64, as in NumPy.
+- Type promotion: each line's result is checked once, at lowering, against the dtype and
+  shape the trace recorded; where JAX's promotion differs from NumPy's the line gets an
+  explicit ``.astype(...)``, and a shape that differs is an error, never a silent change.
+- Random draws (``rng.random`` equations) cannot run inside ``jit``: the wrapper draws them
+  from the same NumPy generator, in program order, and passes them in as arguments.
+- Index arrays computed at run time are not bounds-checked by XLA: an out-of-range read
+  gives NaN (never a clamped neighbour); an out-of-range write is dropped. Checks the engine
+  records (integer labels in range) are computed by XLA and judged after the call, before
+  anything is written into the arguments.
+
+>>> import numpy as np, fluxml as fl
+>>> f = fl.compile(lambda x: np.sum(np.tanh(x) ** 2), backend="xla")
+>>> round(float(f(np.ones(3))), 6)
+1.740077
+>>> print(f.source)
+def fn(x):
+    v2 = jnp.tanh(x)
+    v3 = jnp.power(v2, 2)
+    v4 = jnp.sum(v3, axis=None, keepdims=False)
+    return (v4,)
+<BLANKLINE>
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import weakref
+
+import numpy as np
+
+from fluxml.compiler.codegen import Emitter, build, generate
+from fluxml.compiler.ir import Const, Eqn, Program, Slot, Var, _slots
+from fluxml.compiler.passes import dead_code
+from fluxml.compiler.trace import CompileError, _draw, _fresh, _getitem
+
+try:
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+except ModuleNotFoundError as err:  # the doctest runner skips this module then
+    raise ModuleNotFoundError(
+        "fl.compile(backend='xla') needs JAX, which is not installed: pip install "
+        "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
+
+from fluxml.compiler import xla_kernels as kernels
+
+BACKEND = "xla"
+
+# --- the lowering table ----------------------------------------------------------------------
+#
+# Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
+# names (from its NumPy kernel's signature) and parameter names, or a kernel function, called
+# with the arguments and the parameters by keyword. Primitives whose kernel is the NumPy
+# ufunc or function of the same name (add, tanh, matmul, np.linalg.solve ...) need no entry.
+
+PRIMITIVES: dict = {
+    # shapes
+    "reshape": "jnp.reshape({x}, {shape}, order={order})",
+    "transpose": "jnp.transpose({x}, {axes})",
+    "broadcast_to": "jnp.broadcast_to({x}, {shape})",
+    "astype": "{x}.astype({dtype})",
+    "copy": "{x}",  # JAX arrays are immutable: a copy is the value itself
+    "pad": "jnp.pad({x}, {widths})",
+    "diagonal": "jnp.diagonal({x}, {offset}, {axis1}, {axis2})",
+    "concatenate": "jnp.concatenate([{xs}], axis={axis})",
+    "split": kernels.split,
+    "real": "jnp.real({x})",
+    "imag": "jnp.imag({x})",
+    # indexing: see _index for the index's source
+    "getitem": "{x}[{idx}]",
+    "sliding_window_view": "{x}[{idx}]",
+    "setitem": "{x}.at[{idx}].set({v})",
+    "index_add": "{x}.at[{idx}].add({v})",
+    # reductions
+    "sum": "jnp.sum({x}, axis={axis}, keepdims={keepdims})",
+    "prod": "jnp.prod({x}, axis={axis}, keepdims={keepdims})",
+    "max": "jnp.max({x}, axis={axis}, keepdims={keepdims})",
+    "min": "jnp.min({x}, axis={axis}, keepdims={keepdims})",
+    "nanmax": "jnp.nanmax({x}, axis={axis}, keepdims={keepdims})",
+    "nanmin": "jnp.nanmin({x}, axis={axis}, keepdims={keepdims})",
+    "cumsum": "jnp.cumsum({x}, axis={axis})",
+    "cumprod": "jnp.cumprod({x}, axis={axis})",
+    "logsumexp": kernels.logsumexp,
+    "std": "jnp.sqrt({x})",
+    # elementwise
+    "where": "jnp.where({cond}, {x}, {y})",
+    "clip": "jnp.clip({x}, {lo}, {hi})",
+    "round": "jnp.round({x}, {decimals})",
+    "relu": "jnp.maximum({x}, 0)",
+    "sigmoid": kernels.sigmoid,
+    "swish": kernels.swish,
+    "softplus": kernels.softplus,
+    "elu": kernels.elu,
+    "gelu_tanh": kernels.gelu_tanh,
+    "gelu_erf": kernels.gelu_erf,
+    "erf": kernels.erf,
+    "softmax": kernels.softmax,
+    "logsoftmax": kernels.logsoftmax,
+    # neural-network kernels
+    "conv": kernels.conv,
+    "conv_data": kernels.conv_data,
+    "conv_filter": kernels.conv_filter,
+    "maxpool": kernels.maxpool,
+    "pool_scatter": kernels.pool_scatter,
+    "pool_gather": kernels.pool_gather,
+    "window_sum": kernels.window_sum,
+    "window_sum_t": kernels.window_sum_t,
+    "lstm_sequence": kernels.lstm_sequence,
+}
+
+# Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
+# beside the NumPy functions that map to ``jnp``'s of the same name.
+FUNCTIONS: dict = {
+    "fluxml.nnlib.pool._maxpool_positions": kernels.maxpool_positions,
+    "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
+    "fluxml.losses.common._check_labels": kernels.check_labels,
+    "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
+}
+
+# NumPy functions whose ``jnp`` namesake differs in a way that matters here.
+_NOT_SAME: set = set()
+
+
+def lower(program: Program, names, fname):
+    """``(source, function)``: the program as a jitted JAX function and a NumPy wrapper that
+    takes and returns NumPy arrays and writes the program's ``writes`` into its arguments."""
+    program = dead_code(_rewrite_maxpool_grads(program))
+    draws = [e for e in program.eqns if e.fn is _draw]
+    body = [e for e in program.eqns if e.fn is not _draw]
+    kept = [k for k, v in enumerate(program.outputs) if type(v) is Var]
+    inner = Program(program.inputs + [e.outs[0] for e in draws], body,
+                    [program.outputs[k] for k in kept] + [v for _, v in program.writes], [])
+    arg_names = list(names) + [f"draw_{k + 1}" for k in range(len(draws))]
+    lowering = _Lowering(inner)
+    casts = _check(lowering, inner, arg_names, fname)
+    lowering.casts = casts
+    source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
+    fn = build(source, namespace, fname)
+    inward = _Packing([(v.shape, v.dtype) for v in inner.inputs])
+    outward = _Packing([(v.shape, v.dtype) for _, v in program.writes])
+    n_out = len(kept)
+
+    judges: list = []
+
+    def packed(*args):  # what XLA runs: small arrays cross in one buffer per dtype
+        kernels.RUN_TIME_CHECKS.clear()
+        results = fn(*inward.unpack(args))
+        checks = list(kernels.RUN_TIME_CHECKS)
+        judges[:] = [judge for _, judge in checks]
+        return (tuple(results[:n_out]) + tuple(outward.pack(results[n_out:], jnp)) +
+                tuple(value for value, _ in checks))
+
+    run = _wrapper(jax.jit(packed), program, kept, draws, inward, outward, judges)
+    return source, run
+
+
+def _emitter() -> Emitter:
+    em = Emitter("jnp", jnp)
+    em.globals.update({"jax": jax, "lax": lax, "np": np})
+    em.used.update({"jax", "lax", "np"})
+    return em
+
+
+def _wrapper(jitted, program, kept, draws, inward, outward, judges):
+    """The function the compiled call runs: NumPy arrays in, NumPy arrays out, run-time checks
+    judged, then writes copied back into the arguments."""
+    outputs = program.outputs
+    n_out = len(kept)
+    n_written = len(outward.groups) + len(outward.single)
+    writes = [pos for pos, _ in program.writes]
+    specs = [(e.params["rng"], e.params["method"], e.params["args"], e.params["kwargs"])
+             for e in draws]
+    x64 = jax.enable_x64
+
+    def run(*arrays):
+        args = arrays if not specs else arrays + tuple(_draw(*s) for s in specs)
+        with x64(True):
+            results = jitted(*inward.pack(args, np))
+        for judge, value in zip(judges, results[n_out + n_written:]):
+            judge(value)  # raises, as the eager code would, before anything is written
+        written = outward.unpack(results[n_out:n_out + n_written], np.asarray)
+        for pos, value in zip(writes, written):
+            np.copyto(arrays[pos], value)
+        if n_out == len(outputs):
+            return tuple(_numpy(r) for r in results[:n_out])
+        out = [v.value if type(v) is Const else None for v in outputs]
+        for k, r in zip(kept, results[:n_out]):
+            out[k] = _numpy(r)
+        return tuple(out)
+
+    return run
+
+
+_PACK_LIMIT = 1 << 14  # elements
+
+
+class _Packing:
+    """Arrays of at most ``_PACK_LIMIT`` elements cross between NumPy and XLA packed into one
+    flat buffer per dtype (each array crossing costs about as much as a small step computes:
+    a training step's biases, moments and step counts travel as a few buffers); larger ones
+    cross alone. ``pack`` joins (NumPy before the call, ``jnp`` inside it), ``unpack``
+    splits (slices inside the call, NumPy views of one transferred buffer after it)."""
+
+    def __init__(self, avals):
+        self.n = len(avals)
+        groups: dict = {}
+        self.single = []
+        for k, (shape, dtype) in enumerate(avals):
+            size = math.prod(shape)
+            if size <= _PACK_LIMIT:
+                groups.setdefault(np.dtype(dtype), []).append((k, size, tuple(shape)))
+            else:
+                self.single.append(k)
+        self.groups = []  # [(k, offset, size, shape)] per dtype
+        for members in groups.values():
+            if len(members) == 1:  # nothing to join
+                self.single.append(members[0][0])
+                continue
+            offset, group = 0, []
+            for k, size, shape in members:
+                group.append((k, offset, size, shape))
+                offset += size
+            self.groups.append(group)
+        self.members = [[k for k, *_ in group] for group in self.groups]
+
+    def pack(self, values, xp) -> list:
+        joined = [xp.concatenate([values[k] for k in members], axis=None)  # flattened
+                  for members in self.members]
+        return joined + [values[k] for k in self.single]
+
+    def unpack(self, args, convert=None) -> list:
+        out = [None] * self.n
+        for buf, group in zip(args, self.groups):
+            buf = buf if convert is None else convert(buf)
+            for k, offset, size, shape in group:
+                out[k] = buf[offset:offset + size].reshape(shape)
+        for k, value in zip(self.single, args[len(self.groups):]):
+            out[k] = value if convert is None else convert(value)
+        return out
+
+
+def _numpy(x):
+    """A JAX result as NumPy returns it: an array (a writable copy), a scalar for 0-d."""
+    a = np.array(x)
+    return a[()] if a.ndim == 0 else a
+
+
+# --- checking each line's type once, abstractly ---------------------------------------------
+
+def _check(lowering, program, arg_names, fname):
+    """Run the generated code abstractly (``jax.eval_shape``) with a check after each line:
+    the dtypes to cast each equation's results to where JAX's promotion differs from NumPy's
+    (``{eqn index: dtypes}``). A lowering that fails or changes a shape is an error here."""
+    index = {id(e): k for k, e in enumerate(program.eqns)}
+    casts: dict = {}
+    at = [None]
+
+    def _at(k):
+        at[0] = k
+
+    def _chk(value, k):
+        eqn = program.eqns[k]
+        values = value if eqn.multiple else (value,)
+        if len(values) != len(eqn.outs):
+            raise _lowering_error(eqn, f"it gives {len(values)} results, not {len(eqn.outs)}")
+        fixed = []
+        for v, out in zip(values, eqn.outs):
+            shape, dtype = tuple(np.shape(v)), np.dtype(v.dtype)
+            if shape != out.shape:
+                raise _lowering_error(eqn, f"it gives shape {shape}, the program has "
+                                           f"{out.shape}")
+            if dtype != out.dtype:
+                casts.setdefault(k, [None] * len(eqn.outs))
+                v = v.astype(out.dtype)
+            fixed.append(v)
+        if k in casts:
+            casts[k] = [o.dtype if np.dtype(v.dtype) != o.dtype else None
+                        for v, o in zip(values, eqn.outs)]
+        return tuple(fixed) if eqn.multiple else fixed[0]
+
+    def line(em, eqn):
+        k = index[id(eqn)]
+        return f"_chk(_at({k}) or {lowering.line(em, eqn)}, {k})"
+
+    em = _emitter()
+    em.globals.update({"_chk": _chk, "_at": _at})
+    em.used.update({"_chk", "_at"})
+    source, namespace = generate(program, arg_names, fname, em=em, line=line)
+    fn = build(source, namespace, fname)
+    specs = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in program.inputs]
+    try:
+        with jax.enable_x64(True):
+            jax.eval_shape(fn, *specs)
+    except CompileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a JAX error: say which equation it came from
+        if at[0] is None:
+            raise
+        raise _lowering_error(program.eqns[at[0]], f"{type(err).__name__}: {err}") from err
+    return casts
+
+
+def _lowering_error(eqn, what) -> CompileError:
+    return CompileError(
+        f"fl.compile(backend='xla'): the XLA lowering of {eqn!r} does not match the program: "
+        f"{what}. Use backend='numpy' for this function, and please report it.")
+
+
+def unsupported(name: str, kind: str = "primitive") -> CompileError:
+    return CompileError(
+        f"fl.compile(backend='xla'): no XLA lowering for {kind} {name!r}; use "
+        f"backend='numpy' for this function, or add a lowering to "
+        f"fluxml.compiler.xla_backend.PRIMITIVES.")
+
+
+# --- one equation's line --------------------------------------------------------------------
+
+class _Lowering:
+    """The right-hand side of each equation's line, over ``jnp``/``lax`` and the kernels."""
+
+    def __init__(self, program):
+        self.casts: dict = {}
+        self.index = {id(e): k for k, e in enumerate(program.eqns)}
+
+    def line(self, em, eqn) -> str:
+        rhs = self._rhs(em, eqn)
+        cast = self.casts.get(self.index[id(eqn)])
+        if cast is None:
+            return rhs
+        if not eqn.multiple:
+            return f"{rhs}.astype({_expr(em, cast[0])})"
+        pieces = ", ".join(f"r[{k}]" if d is None else f"r[{k}].astype({_expr(em, d)})"
+                           for k, d in enumerate(cast))
+        return f"(lambda r: ({pieces},))({rhs})"
+
+    def _rhs(self, em, eqn) -> str:
+        if eqn.fn is _fresh:  # a constant the program copies on every run (NumPy) or reads
+            return f"jnp.asarray({em.expr(eqn.inputs[0])})"
+        if eqn.prim is None:
+            return self._call(em, eqn)
+        name = eqn.prim.name
+        rule = PRIMITIVES.get(name)
+        if rule is None:
+            impl = eqn.prim.impl
+            head = _numpy_name(impl)
+            if head is None or getattr(impl, "__name__", None) != name:
+                raise unsupported(name)
+            return _apply(em, head, eqn.inputs, eqn.params or {})
+        if name in ("getitem", "sliding_window_view"):
+            return _gather(em.expr(eqn.inputs[0]), _index(em, eqn.params["idx"]),
+                           eqn.params["idx"])
+        if callable(rule):
+            head = em.global_(rule, rule.__name__)
+            return _apply(em, head, eqn.inputs, eqn.params or {})
+        return rule.format(**_fields(em, eqn))
+
+    def _call(self, em, eqn) -> str:
+        """A NumPy function the engine ran untraced on raw values."""
+        p = eqn.params
+        func, args, kwargs = p["func"], p["args"], p["kwargs"]
+        name = getattr(func, "__name__", None)
+        if func is _getitem:
+            return _gather(em.expr(args[0]), _index(em, args[1]), args[1])
+        kernel = FUNCTIONS.get(f"{getattr(func, '__module__', None)}.{name}")
+        if kernel is not None:
+            return _apply(em, em.global_(kernel, kernel.__name__), args, kwargs)
+        if getattr(func, "__objclass__", None) is np.ndarray:  # a method: v3.astype(...)
+            if not hasattr(jax.Array, name):
+                raise unsupported(f"ndarray.{name}", "method")
+            text = [_expr(em, a) for a in args[1:]] + [f"{k}={_expr(em, v)}"
+                                                       for k, v in kwargs.items()]
+            return f"{em.expr(args[0])}.{name}({', '.join(text)})"
+        owner = getattr(func, "__self__", None)  # a ufunc method: np.add.reduce
+        if isinstance(owner, np.ufunc):
+            head = _numpy_name(owner)
+            if head is None or not hasattr(getattr(jnp, owner.__name__), name):
+                raise unsupported(f"{owner.__name__}.{name}", "NumPy function")
+            return _apply(em, f"{head}.{name}", args, kwargs)
+        head = _numpy_name(func)
+        if head is None:
+            raise unsupported(getattr(func, "__qualname__", repr(func)), "function")
+        return _apply(em, head, args, kwargs)
+
+def _rewrite_maxpool_grads(program: Program) -> Program:
+    """``pool_scatter(g, maxpool_positions(x, maxpool(x)))``, the gradient of max pooling,
+    becomes ``maxpool_grad(x, g)``: the gradient XLA knows (select-and-scatter) instead of
+    positions and a scatter (the positions then go as dead code, unless read elsewhere)."""
+    producer = {o.id: e for e in program.eqns for o in e.outs}
+    eqns = []
+    for eqn in program.eqns:
+        new = None
+        if eqn.prim is not None and eqn.prim.name == "pool_scatter":
+            new = _maxpool_grad(eqn, producer)
+        eqns.append(eqn if new is None else new)
+    return Program(program.inputs, eqns, program.outputs, program.writes)
+
+
+def _maxpool_grad(eqn, producer):
+    g, idx = eqn.inputs
+    pos = producer.get(idx.id) if type(idx) is Var else None
+    if pos is None or pos.prim is not None or pos.fn is _fresh or pos.fn is _draw or \
+            FUNCTIONS.get(_qualname(pos.params["func"])) is not kernels.maxpool_positions:
+        return None
+    x, best = pos.params["args"]
+    geo = pos.params["kwargs"]
+    made = producer.get(best.var.id) if type(best) is Slot else None
+    if made is None or made.prim is None or made.prim.name != "maxpool" or \
+            type(x) is not Slot or made.inputs[0] is not x.var or made.params != geo:
+        return None
+    return Eqn("maxpool_grad", kernels.maxpool_grad, [], {"func": kernels.maxpool_grad,
+                                             "args": (x, g if type(g) is not Var else Slot(g)),
+                                             "kwargs": geo}, eqn.outs)
+
+
+# --- control flow: sub-programs lowered as JAX functions under lax.cond / while_loop / scan ----
+
+_SUBPROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Branch -> function
+
+
+def _subprogram(branch):
+    """A :class:`~fluxml.compiler.subprogram.Branch` as a function of JAX arrays (its program
+    lowered as the main one; results cast to the types the branch was traced with, which
+    ``lax`` control flow requires of every branch and every step)."""
+    fn = _SUBPROGRAMS.get(branch)
+    if fn is not None:
+        return fn
+    program = dead_code(_rewrite_maxpool_grads(branch.program))
+    if program.writes:
+        raise unsupported(f"{branch.__name__} (a branch that writes into its operands)",
+                          "sub-program")
+    names = [f"a{k}" for k in range(len(program.inputs))]
+    lowering = _Lowering(program)
+    source, namespace = generate(program, names, branch.__name__, em=_emitter(),
+                                 line=lowering.line)
+    body = build(source, namespace, branch.__name__)
+    types = branch.types
+
+    def run(*args):
+        return tuple(jnp.asarray(o).astype(dtype).reshape(shape)
+                     for o, (shape, dtype) in zip(body(*args), types))
+
+    _SUBPROGRAMS[branch] = run
+    return run
+
+
+def _cond(pred, *args, branches):
+    """``fl.cond``: ``lax.cond`` over the two branches."""
+    yes, no = (_subprogram(b) for b in branches)
+    return tuple(lax.cond(jnp.asarray(pred).astype(bool), yes, no, *args))
+
+
+def _while_loop(*args, cond_fn, body_fn, n_carry, n_cond):
+    """``fl.while_loop``: ``lax.while_loop`` (the test's and the body's constants passed
+    through)."""
+    carry = tuple(args[:n_carry])
+    test_consts, body_consts = args[n_carry:n_carry + n_cond], args[n_carry + n_cond:]
+    test, step = _subprogram(cond_fn), _subprogram(body_fn)
+    return tuple(lax.while_loop(lambda c: jnp.asarray(test(*c, *test_consts)[0]).astype(bool),
+                                lambda c: step(*c, *body_consts), carry))
+
+
+def _scan(*args, body, n_carry, n_xs, length, reverse):
+    """``fl.scan``: ``lax.scan`` of the step over the leading axis of ``xs``."""
+    carry, xs = tuple(args[:n_carry]), tuple(args[n_carry:n_carry + n_xs])
+    consts = args[n_carry + n_xs:]
+    step = _subprogram(body)
+
+    def f(c, x):
+        out = step(*c, *x, *consts)
+        return out[:n_carry], out[n_carry:]
+
+    last, ys = lax.scan(f, carry, xs, length=length, reverse=reverse)
+    return tuple(last) + tuple(ys)
+
+
+_cond.__name__, _while_loop.__name__, _scan.__name__ = "cond", "while_loop", "scan"
+PRIMITIVES.update({"cond": _cond, "while_loop": _while_loop, "scan": _scan})
+
+
+def _qualname(func) -> str:
+    return f"{getattr(func, '__module__', None)}.{getattr(func, '__name__', None)}"
+
+
+def _numpy_name(func) -> str | None:
+    """``jnp.tanh`` for ``np.tanh``, ``jnp.linalg.solve`` for ``np.linalg.solve``: NumPy's
+    function of that name whose ``jnp`` namesake exists; None otherwise."""
+    name = getattr(func, "__name__", None)
+    if name is None or func in _NOT_SAME:
+        return None
+    if getattr(np, name, None) is func and hasattr(jnp, name):
+        return f"jnp.{name}"
+    if getattr(np.linalg, name, None) is func and hasattr(jnp.linalg, name):
+        return f"jnp.linalg.{name}"
+    return None
+
+
+def _apply(em, head, args, params) -> str:
+    text = [_expr(em, a) for a in args] + [f"{k}={_expr(em, v)}" for k, v in params.items()]
+    return f"{head}({', '.join(text)})"
+
+
+def _expr(em, x) -> str:
+    """``em.expr``, with dtypes written as ``jnp.float32``."""
+    if isinstance(x, np.dtype) and x.names is None and hasattr(jnp, x.name):
+        return f"jnp.{x.name}"
+    return em.expr(x)
+
+
+_SIGNATURES: dict = {}
+
+
+def _fields(em, eqn) -> dict:
+    """Source for a template's fields: the kernel's argument names bound to the inputs (a
+    ``*args`` name to all the rest, comma-separated), and each parameter."""
+    impl = eqn.prim.impl
+    names = _SIGNATURES.get(impl)
+    if names is None:
+        names = _SIGNATURES[impl] = [
+            ("*" if p.kind is p.VAR_POSITIONAL else "") + p.name
+            for p in inspect.signature(impl).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    fields = {}
+    for k, name in enumerate(names):
+        if name.startswith("*"):
+            fields[name[1:]] = ", ".join(em.expr(a) for a in eqn.inputs[k:])
+            break
+        if k < len(eqn.inputs):
+            fields[name] = em.expr(eqn.inputs[k])
+    for key, value in (eqn.params or {}).items():
+        fields[key] = _index(em, value) if key == "idx" else _expr(em, value)
+    return fields
+
+
+def _gather(x: str, index: str, idx) -> str:
+    """``x[idx]``; with an index array computed at run time, out-of-range entries read as NaN
+    (the lowest integer for integer arrays) instead of XLA's clamped neighbour."""
+    found: list = []
+    _slots(idx if type(idx) is tuple else (idx,), found)
+    return f"{x}.at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
+
+
+def _index(em, idx) -> str:
+    """An index as Python writes it: ``v3[:, 2]``, ``v3[..., 0:4]``, ``v3[c, v7]``."""
+    items = idx if type(idx) is tuple else (idx,)
+    text = ", ".join(_index_item(em, i) for i in items)
+    if type(idx) is tuple and len(idx) == 1:
+        text += ","
+    return text or "()"
+
+
+def _index_item(em, i) -> str:
+    if type(i) is slice:
+        parts = [("" if b is None else em.expr(b)) for b in (i.start, i.stop, i.step)]
+        return ":".join(parts[:2]) if i.step is None else ":".join(parts)
+    if i is Ellipsis:
+        return "..."
+    if i is None:
+        return "None"
+    return em.expr(i)
+

@@ -1,0 +1,306 @@
+"""JAX versions of the engine's kernels that are more than one ``jnp`` call: convolution and
+its two transposes, max pooling and its gradient, window sums, softmax, and the fused LSTM.
+
+Each takes the arguments and parameters of its engine primitive (``fluxml.nnlib``) and
+returns what the NumPy kernel returns, in the same layout (``NCHW``, weights ``(O, I, *k)``,
+the LSTM's ``(hs, cs, acts)``), so that the equations around it need no change. They are
+traced by ``jax.jit`` inside the code the ``xla`` back end generates (``xla_backend.py``).
+
+>>> import numpy as np
+>>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+>>> np.asarray(maxpool(x, kernel=(2, 2), stride=(2, 2), pads=((0, 0), (0, 0)),
+...                    dilation=(1, 1)))
+array([[[[ 5.,  7.],
+         [13., 15.]]]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+# --- run-time checks: computed by XLA, judged in Python after the call --------------------------
+
+# ``(value, judge)`` pairs appended while ``jax.jit`` traces a program: the back end returns
+# each value as an extra output and calls ``judge(value)`` (which raises on a bad value)
+# before it writes anything into the caller's arrays.
+RUN_TIME_CHECKS: list = []
+
+
+def check_labels(labels, n, name):
+    """``fluxml.losses.common._check_labels``: labels in ``[0, n)``, checked on every run (the
+    smallest and largest label come back; the loss's own check judges them)."""
+    # lazy: the losses sit above the compiler; only a program with labels needs their check
+    from fluxml.losses.common import _check_labels
+
+    if labels.size:
+        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(labels), jnp.max(labels)]),
+                                lambda v: _check_labels(np.asarray(v), n, name)))
+    return labels
+
+
+# --- convolution: one XLA convolution; its transposes are JAX's transposes of it ---------------
+
+_SPATIAL = {1: "H", 2: "HW", 3: "DHW"}
+
+
+def _dimensions(d):
+    s = _SPATIAL[d]
+    return ("NC" + s, "OI" + s, "NC" + s)
+
+
+def conv(x, w, *, stride, pads, dilation, groups):
+    """``fluxml.nnlib.conv``'s primitive: the cross-correlation of ``x`` ``(N, C, *s)`` with
+    ``w`` ``(O, C / groups, *k)``."""
+    return lax.conv_general_dilated(
+        x, w, window_strides=tuple(stride), padding=[tuple(p) for p in pads],
+        rhs_dilation=tuple(dilation), feature_group_count=groups,
+        dimension_numbers=_dimensions(x.ndim - 2))
+
+
+def conv_data(g, w, *, x_shape, stride, pads, dilation, groups):
+    """The transpose of :func:`conv` in ``x`` (the input gradient; the transposed
+    convolution), applied to ``g``."""
+    geo = {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups}
+    dtype = jnp.result_type(g, w)
+    (out,) = jax.linear_transpose(lambda x: conv(x, w.astype(dtype), **geo),
+                                  jax.ShapeDtypeStruct(tuple(x_shape), dtype))(g.astype(dtype))
+    return out
+
+
+def conv_filter(x, g, *, w_shape, stride, pads, dilation, groups):
+    """The transpose of :func:`conv` in ``w`` (the weight gradient), applied to ``g``."""
+    geo = {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups}
+    dtype = jnp.result_type(x, g)
+    (out,) = jax.linear_transpose(lambda w: conv(x.astype(dtype), w, **geo),
+                                  jax.ShapeDtypeStruct(tuple(w_shape), dtype))(g.astype(dtype))
+    return out
+
+
+# --- pooling -----------------------------------------------------------------------------------
+
+def _lowest(dtype):
+    """Max pooling's padding, as a NumPy scalar: a constant that lets JAX see ``lax.max``
+    from it as the max monoid (whose reduction it can differentiate)."""
+    dtype = np.dtype(dtype)
+    return np.array(-np.inf if dtype.kind in "fc" else np.iinfo(dtype).min, dtype)[()]
+
+
+def _window(kernel, stride, pads, dilation):
+    return {"window_dimensions": (1, 1) + tuple(kernel),
+            "window_strides": (1, 1) + tuple(stride),
+            "padding": ((0, 0), (0, 0)) + tuple(tuple(p) for p in pads),
+            "window_dilation": (1, 1) + tuple(dilation)}
+
+
+def maxpool(x, *, kernel, stride, pads, dilation):
+    """The maximum of each window (padding never wins: it is the lowest value)."""
+    return lax.reduce_window(x, _lowest(x.dtype), lax.max,
+                             **_window(kernel, stride, pads, dilation))
+
+
+def maxpool_grad(x, g, *, kernel, stride, pads, dilation):
+    """``g`` routed to the first maximum of each window of ``x`` (XLA's select-and-scatter,
+    whose ``>=`` selection keeps the earliest of tied entries, as the engine's positions)."""
+    geo = {"kernel": kernel, "stride": stride, "pads": pads, "dilation": dilation}
+    if any(d != 1 for d in dilation):  # JAX has no select-and-scatter with dilated windows
+        positions = maxpool_positions(x, maxpool(x, **geo), **geo)
+        return pool_scatter(g.astype(x.dtype), positions, shape=x.shape, unique=False)
+    _, pullback = jax.vjp(lambda v: maxpool(v, **geo), x)
+    (out,) = pullback(g.astype(x.dtype))
+    return out
+
+
+def maxpool_positions(x, best, *, kernel, stride, pads, dilation):
+    """``fluxml.nnlib.pool._maxpool_positions``: the flat position in ``x`` of the first
+    maximum of each window, one strided slice of the padded input per kernel entry."""
+    d = len(kernel)
+    xpad = jnp.pad(x, ((0, 0), (0, 0)) + tuple(tuple(p) for p in pads),
+                   constant_values=_lowest(x.dtype))
+    out = best.shape[2:]
+    steps = [math.prod(x.shape[3 + i:]) for i in range(d)]
+    found = jnp.zeros(best.shape, bool)
+    shift = jnp.zeros(best.shape, jnp.int64)
+    for offset in np.ndindex(*kernel):
+        start = (0, 0) + tuple(k * dl for k, dl in zip(offset, dilation))
+        limit = best.shape[:2] + tuple(s + (o - 1) * st + 1
+                                       for s, o, st in zip(start[2:], out, stride))
+        window = lax.slice(xpad, start, limit, (1, 1) + tuple(stride))
+        first = (window == best) & ~found
+        step = sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
+        if step:
+            shift = shift + first * step
+        found = found | first
+    n, c = x.shape[:2]
+    start = jnp.arange(n * c).reshape((n, c) + (1,) * d) * math.prod(x.shape[2:])
+    for i, (o, s, (lo, _), st) in enumerate(zip(out, stride, pads, steps)):
+        start = start + ((jnp.arange(o) * s - lo) * st).reshape((o,) + (1,) * (d - 1 - i))
+    return start + shift
+
+
+def pool_scatter(g, idx, *, shape, unique):
+    """``g`` added at the flat positions ``idx`` of zeros shaped ``shape``."""
+    flat = jnp.zeros(math.prod(shape), g.dtype)
+    at = flat.at[idx.reshape(-1)]
+    flat = at.set(g.reshape(-1)) if unique else at.add(g.reshape(-1))
+    return flat.reshape(shape)
+
+
+def pool_gather(x, idx, *, unique):
+    """``x`` read at the flat positions ``idx``."""
+    return x.reshape(-1)[idx]
+
+
+def window_sum(x, *, kernel, stride, pads, dilation):
+    """The sum of each window (padding counts as zeros)."""
+    return lax.reduce_window(x, np.array(0, x.dtype)[()], lax.add,
+                             **_window(kernel, stride, pads, dilation))
+
+
+def window_sum_t(g, *, x_shape, kernel, stride, pads, dilation):
+    """The transpose of :func:`window_sum`: each output spread back over its window."""
+    geo = {"kernel": kernel, "stride": stride, "pads": pads, "dilation": dilation}
+    (out,) = jax.linear_transpose(lambda x: window_sum(x, **geo),
+                                  jax.ShapeDtypeStruct(tuple(x_shape), g.dtype))(g)
+    return out
+
+
+# --- softmax and friends ----------------------------------------------------------------------
+
+def _shifted(x, axis):
+    m = jnp.max(x, axis=axis, keepdims=True)
+    return x - jnp.where(jnp.isfinite(m), m, 0)
+
+
+def softmax(x, *, axis):
+    e = jnp.exp(_shifted(x, axis))
+    return e / jnp.sum(e, axis=axis, keepdims=True)
+
+
+def logsoftmax(x, *, axis):
+    s = _shifted(x, axis)
+    return s - jnp.log(jnp.sum(jnp.exp(s), axis=axis, keepdims=True))
+
+
+def logsumexp(x, *, axis, keepdims):
+    m = jnp.max(x, axis=axis, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    s = jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else jnp.squeeze(s, axis=axis)
+
+
+def sigmoid(x):
+    return 1 / (1 + jnp.exp(-x))
+
+
+# --- activations: the formulas of fluxml.nnlib.activations -------------------------------------
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+def swish(x):
+    return x * sigmoid(x)
+
+
+def softplus(x):
+    return jnp.log1p(jnp.exp(-jnp.abs(x))) + jnp.maximum(x, 0)
+
+
+def elu(x, *, alpha, beta, scale):
+    return scale * (jnp.maximum(x, 0) + alpha * jnp.expm1(jnp.minimum(x, 0) * (1 / beta)))
+
+
+def gelu_tanh(x):
+    xc = jnp.clip(x, -10.0, 10.0)
+    t = jnp.tanh(_SQRT_2_OVER_PI * (xc + _GELU_A * (xc * xc * xc)))
+    return (t * 0.5 + 0.5) * x
+
+
+def gelu_erf(x):
+    return x * (0.5 + 0.5 * lax.erf(x / math.sqrt(2.0)))
+
+
+def erf(x):
+    return lax.erf(x)
+
+
+def split(x, *, bounds, axis):
+    """``x`` cut along ``axis`` into the pieces ``[lo, hi)`` of ``bounds``."""
+    return tuple(lax.slice_in_dim(x, lo, hi, axis=axis) for lo, hi in bounds)
+
+
+# --- the fused LSTM: a scan over time of the cell ---------------------------------------------
+
+def lstm_sequence(x, h0, c0, w_ih, w_hh, b):
+    """``fluxml.nnlib.lstm_scan``'s ``LSTM_SEQUENCE``: ``x (N, T, in)``, weights ``(4H, in)``
+    and ``(4H, H)``, the summed bias ``b (4H,)`` or None. Returns ``hs``, ``cs`` ``(N, T, H)``
+    and the activations ``(T, 5H, N)`` (gates i, f, g, o and ``tanh(c)``, feature-major) that
+    the engine's backward pass reads. The sigmoids are ``1 / (1 + exp(-z))`` and the cell
+    gate ``2 sigmoid(2z) - 1``, as the NumPy kernel computes them."""
+    n = h0.shape[-1]
+    dtype = jnp.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
+    scale = jnp.ones((4 * n,), dtype).at[2 * n:3 * n].set(2)
+    gx = x.astype(dtype) @ w_ih.astype(dtype).T  # every step's input projection at once
+    if b is not None:
+        gx = gx + b
+    w_t = w_hh.astype(dtype).T
+
+    def cell(carry, gxt):
+        h, c = carry
+        gates = 1 / (1 + jnp.exp(-(gxt + h @ w_t) * scale))
+        i, f, g, o = (gates[:, k * n:(k + 1) * n] for k in range(4))
+        g = 2 * g - 1
+        c = f * c + i * g
+        tc = jnp.tanh(c)
+        h = o * tc
+        return (h, c), (h, c, jnp.concatenate([i, f, g, o, tc], axis=-1).T)
+
+    init = (jnp.broadcast_to(h0, (x.shape[0], n)).astype(dtype),
+            jnp.broadcast_to(c0, (x.shape[0], n)).astype(dtype))
+    _, (hs, cs, acts) = lax.scan(cell, init, jnp.swapaxes(gx, 0, 1))
+    return jnp.swapaxes(hs, 0, 1), jnp.swapaxes(cs, 0, 1), acts
+
+
+def lstm_vjp_kernel(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
+    """``lstm_scan._lstm_vjp_kernel``, the first-order backward pass, as a reverse scan: the
+    cotangents of ``(x, h0, c0, w_ih, w_hh, b)`` at ``positions`` from those of ``hs`` and
+    ``cs`` (``g_cs`` None: zero), reading the saved activations ``(T, 5H, N)``."""
+    steps, _, batch = acts.shape
+    n = h0.shape[-1]
+    a = jnp.swapaxes(acts, 1, 2)  # (T, N, 5H)
+    i, f, gg, o, tc = (a[..., k * n:(k + 1) * n] for k in range(5))
+    cs_t, hs_t = jnp.swapaxes(cs, 0, 1), jnp.swapaxes(hs, 0, 1)
+    c_prev = jnp.concatenate([jnp.broadcast_to(c0, (batch, n))[None], cs_t[:-1]])
+    h_prev = jnp.concatenate([jnp.broadcast_to(h0, (batch, n))[None], hs_t[:-1]])
+    # dz = [dc a_i, dc a_f, dc a_g, dh a_o] with dc = dc' + dh k (+ g_c)
+    a_i, a_f, a_g = gg * (i * (1 - i)), c_prev * (f * (1 - f)), i * (1 - gg * gg)
+    a_o, k = tc * (o * (1 - o)), o * (1 - tc * tc)
+    g_h = jnp.swapaxes(g_hs, 0, 1).astype(acts.dtype)
+    g_c = jnp.zeros_like(g_h) if g_cs is None else jnp.swapaxes(g_cs, 0, 1).astype(acts.dtype)
+
+    def back(carry, xs):
+        dh, dc = carry
+        gh_t, gc_t, k_t, ai, af, ag, ao, f_t = xs
+        dh = dh + gh_t
+        dc = dc + dh * k_t + gc_t
+        dz = jnp.concatenate([ai * dc, af * dc, ag * dc, ao * dh], axis=-1)
+        return (dz @ w_hh, dc * f_t), dz
+
+    zeros = jnp.zeros((batch, n), acts.dtype)
+    (dh, dc), dz = lax.scan(back, (zeros, zeros), (g_h, g_c, k, a_i, a_f, a_g, a_o, f),
+                            reverse=True)  # dz (T, N, 4H)
+    out = {1: dh, 2: dc}
+    if 0 in positions:
+        out[0] = jnp.swapaxes(dz @ w_ih, 0, 1)
+    if 3 in positions:
+        out[3] = jnp.einsum("tng,tni->gi", dz, jnp.swapaxes(x, 0, 1).astype(acts.dtype))
+    if 4 in positions:
+        out[4] = jnp.einsum("tng,tnh->gh", dz, h_prev)
+    if 5 in positions:
+        out[5] = jnp.sum(dz, axis=(0, 1))
+    return tuple(out[p] for p in positions)

@@ -1,0 +1,388 @@
+"""The ``xla`` back end of ``fl.compile``: compiled programs agree with eager fluxml (float64 to
+1e-10, float32 to float32 rounding), write what the eager code writes, refuse what they cannot
+lower; and its JAX kernels agree with the engine's NumPy kernels.
+
+Skipped without JAX (an optional extra: ``pip install 'fluxml[xla]'``). Each program is
+compiled once per module (XLA's first compile is the slow part) and shared by the tests.
+"""
+
+import copy
+import functools
+import importlib
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
+
+import fluxml as fl  # noqa: E402
+from fluxml.ad.core import draw  # noqa: E402
+from fluxml.compiler import CompileError, xla_kernels  # noqa: E402
+from fluxml.tree import flatten  # noqa: E402
+
+# the kernels' modules (fluxml.nnlib exports functions of the same names)
+nconv = importlib.import_module("fluxml.nnlib.conv")
+npool = importlib.import_module("fluxml.nnlib.pool")
+nlstm = importlib.import_module("fluxml.nnlib.lstm_scan")
+TOL = {np.float64: 1e-10, np.float32: 2e-5}
+
+
+# --- the training steps of the benchmarks, small ---------------------------------------------
+
+def _models(name, rng):
+    if name == "tiny":
+        model = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 8, np.tanh), fl.Dense(8, 2))
+        return model, rng.normal(size=(5, 2)), rng.normal(size=(5, 2)), fl.mse
+    if name == "mlp":
+        model = fl.Chain(fl.Dense(6, 8, fl.relu), fl.Dense(8, 8, fl.relu), fl.Dense(8, 4))
+        return model, rng.normal(size=(5, 6)), rng.integers(0, 4, 5), fl.logitcrossentropy
+    if name == "lenet":
+        model = fl.Chain(fl.Conv((3, 3), 1, 2, fl.relu, pad=1), fl.MaxPool((2, 2)),
+                         fl.Conv((3, 3), 2, 3, fl.relu), fl.MaxPool((2, 2)), fl.Flatten(),
+                         fl.Dense(3, 5, fl.relu), fl.Dense(5, 4))
+        return model, rng.normal(size=(3, 1, 8, 8)), rng.integers(0, 4, 3), \
+            fl.logitcrossentropy
+    model = fl.Chain(fl.LSTM(3, 4), fl.Dense(4, 3))
+    return model, rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3)), fl.mse
+
+
+def _cast(x, dtype):
+    return x.astype(dtype) if isinstance(x, np.ndarray) and x.dtype.kind == "f" else x
+
+
+def _step(lossf):
+    def step(model, opt, x, y):
+        loss, (g,) = fl.withgradient(lambda m: lossf(m(x), y), model)
+        fl.update(opt, model, g)
+        return loss
+
+    return step
+
+
+@functools.cache
+def _three_steps(name, dtype):
+    """Losses and final (model, optimiser state) leaves of three compiled and three eager
+    steps from the same start."""
+    model, x, y, lossf = _models(name, np.random.default_rng(0))
+    model = fl.fmap(lambda a: _cast(a, dtype), model)
+    x, y = _cast(x, dtype), _cast(y, dtype)
+    eager_model = copy.deepcopy(model)
+    opt, eager_opt = fl.setup(fl.Adam(0.01), model), fl.setup(fl.Adam(0.01), eager_model)
+    step = _step(lossf)
+    compiled = fl.compile(step, backend="xla")
+    ours = [compiled(model, opt, x, y) for _ in range(3)]
+    eager = [step(eager_model, eager_opt, x, y) for _ in range(3)]
+    return ours, eager, flatten((model, opt))[0], flatten((eager_model, eager_opt))[0], compiled
+
+
+# XLA's first compile of each step takes seconds: half of them run in the slow suite only
+CASES = [("tiny", np.float64), ("mlp", np.float32), ("lenet", np.float64), ("lstm", np.float32),
+         *(pytest.param(name, dtype, marks=pytest.mark.slow) for name, dtype in
+           [("tiny", np.float32), ("mlp", np.float64), ("lenet", np.float32),
+            ("lstm", np.float64)])]
+
+
+@pytest.mark.parametrize("name, dtype", CASES)
+def test_training_steps_agree_with_eager(name, dtype):
+    ours, eager, leaves, eager_leaves, compiled = _three_steps(name, dtype)
+    tol = TOL[dtype]
+    for a, b in zip(ours, eager):
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert len(leaves) == len(eager_leaves)
+    for a, b in zip(leaves, eager_leaves):  # weights, Adam's moments and step counts
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert compiled.traces == 1
+
+
+def test_lenet_step_lowers_each_kernel():
+    *_, compiled = _three_steps("lenet", np.float64)
+    src = compiled.source
+    for line in ("conv(", "maxpool(", "maxpool_grad(", "conv_data(", "conv_filter("):
+        assert line in src
+    assert "maxpool_positions(" not in src  # the positions+scatter pair became XLA's gradient
+
+
+# --- a small gradient, and what the generated source reads like -------------------------------
+
+@pytest.fixture(scope="module")
+def grad_fn():
+    f = fl.compile(lambda x, w, b: fl.gradient(lambda w, b: np.sum(np.tanh(x @ w + b)), w, b),
+                   backend="xla")
+    rng = np.random.default_rng(1)
+    args = rng.normal(size=(4, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
+    return f, args
+
+
+def test_gradient_agrees_and_source_is_readable(grad_fn):
+    f, (x, w, b) = grad_fn
+    gw, gb = f(x, w, b)
+    t = np.tanh(x @ w + b)
+    np.testing.assert_allclose(gw, x.T @ (1 - t * t), rtol=1e-12)
+    np.testing.assert_allclose(gb, np.sum(1 - t * t, axis=0), rtol=1e-12)
+    assert isinstance(gw, np.ndarray) and gw.dtype == np.float64
+    lines = f.source.splitlines()
+    assert lines[0] == "def <lambda>(x, w, b):".replace("<lambda>", "fn")
+    assert "    v4 = jnp.matmul(x, w)" in lines
+    assert "    v5 = jnp.add(v4, b)" in lines
+    assert "    v6 = jnp.tanh(v5)" in lines
+    assert any(line.startswith("    v12 = jnp.transpose(x, (1, 0))") for line in lines)
+    assert lines[-1].startswith("    return (")
+
+
+def test_gradient_new_values_same_trace(grad_fn):
+    f, (x, w, b) = grad_fn
+    w2 = w + 1.0
+    gw, _ = f(x, w2, b)
+    t = np.tanh(x @ w2 + b)
+    np.testing.assert_allclose(gw, x.T @ (1 - t * t), rtol=1e-12)
+    assert f.traces == 1
+
+
+# --- semantics that JAX does not share with NumPy ---------------------------------------------
+
+def test_writes_reach_the_callers_arrays():
+    def f(x, count):
+        x *= 2.0
+        count += 1
+        return np.sum(x)
+
+    compiled = fl.compile(f, backend="xla")
+    x, count = np.arange(3.0), np.array(0)
+    assert compiled(x, count) == 6.0
+    assert compiled(x, count) == 12.0
+    np.testing.assert_array_equal(x, [0.0, 4.0, 8.0])
+    assert count == 2 and count.dtype == np.int64
+
+
+def test_numpy_promotion_is_kept():
+    """int32 + float32 is float64 in NumPy, float32 in JAX: the line gets a cast."""
+    compiled = fl.compile(lambda i, x: i + x * 0.5, backend="xla")
+    i, x = np.arange(3, dtype=np.int32), np.ones(3, np.float32)
+    out = compiled(i, x)
+    assert out.dtype == (i + x * 0.5).dtype == np.float64
+    np.testing.assert_array_equal(out, i + x * 0.5)
+    assert ".astype(jnp.float64)" in compiled.source
+
+
+def test_float32_stays_float32():
+    compiled = fl.compile(lambda x: np.exp(x) * 2.5 + 1, backend="xla")
+    out = compiled(np.ones(4, np.float32))
+    assert out.dtype == np.float32
+
+
+def test_index_read_at_run_time_out_of_range_is_nan():
+    """An index whose values the program computes (as the engine's own rules make them, the
+    positions of max pooling) is read at run time: out of range, XLA would clamp it to the
+    last entry; the back end reads NaN instead."""
+    from fluxml.ad.core import raw
+    from fluxml.ad.rules.indexing import GETITEM
+
+    compiled = fl.compile(lambda x, i: GETITEM(x, idx=raw(i)) * 1.0, backend="xla")
+    x = np.arange(4.0)
+    np.testing.assert_array_equal(compiled(x, np.array([3, 0, -1])), [3.0, 0.0, 3.0])
+    out = compiled(x, np.array([1, 5, 0]))  # NumPy would raise IndexError
+    assert out[0] == 1.0 and np.isnan(out[1]) and out[2] == 0.0
+    assert "x.at[i].get(mode='fill')" in compiled.source
+
+
+def test_random_draws_come_from_the_numpy_generator():
+    """Drawn by the wrapper from the generator, in program order, outside the jitted
+    function: a fresh draw each call, the generator's own stream."""
+    def f(x, rng):
+        return x * draw(rng, "random", x.shape) + draw(rng, "random")
+
+    x = np.ones(5)
+    compiled, rng = fl.compile(f, backend="xla"), np.random.default_rng(7)
+    got = [compiled(x, rng) for _ in range(3)]
+    stream = np.random.default_rng(7)
+    want = [x * stream.random(5) + stream.random() for _ in range(4)]
+    # the trace may take its example values from the generator first: one call's draws
+    assert any(all(np.array_equal(a, b) for a, b in zip(got, want[s:])) for s in (0, 1))
+    assert "draw_1" in compiled.source and "draw_2" in compiled.source
+
+
+def test_labels_are_checked_on_every_run_before_anything_is_written():
+    def f(w, x, y):
+        loss, (g,) = fl.withgradient(lambda w: fl.logitcrossentropy(x @ w, y), w)
+        w -= 0.1 * g
+        return loss
+
+    compiled = fl.compile(f, backend="xla")
+    w, x = np.ones((3, 4)), np.eye(3)
+    compiled(w, x, np.array([0, 3, 1]))
+    before = w.copy()
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\).*from 0 to 4"):
+        compiled(w, x, np.array([0, 4, 1]))
+    np.testing.assert_array_equal(w, before)
+
+
+def test_constant_and_argument_outputs():
+    compiled = fl.compile(lambda x: (np.sum(x), "tag", 3), backend="xla")
+    total, tag, three = compiled(np.ones(3))
+    assert total == 3.0 and tag == "tag" and three == 3
+
+
+def test_unsupported_primitive_is_refused_by_name():
+    from fluxml.ad.define import primitive
+
+    foo = primitive("foo", lambda x: x * 2)
+    compiled = fl.compile(lambda x: foo(x) + 1, backend="xla")
+    with pytest.raises(CompileError, match=r"no XLA lowering for primitive 'foo'.*"
+                                           r"backend='numpy'"):
+        compiled(np.ones(2))
+    assert fl.compile(lambda x: foo(x) + 1)(np.ones(2)).tolist() == [3.0, 3.0]
+
+
+ELEMENTWISE = [np.sin, np.exp, np.log1p, np.arctan, np.sqrt, np.square, np.abs, np.floor,
+               np.maximum, np.arctan2, np.hypot, np.logaddexp, np.power, np.minimum]
+
+
+def test_ufuncs_map_to_jnp_by_name():
+    """Primitives whose kernel is a NumPy ufunc lower to jnp's namesake."""
+    def f(x, y):
+        return [u(x) if u.nin == 1 else u(x, y) for u in ELEMENTWISE]
+
+    compiled = fl.compile(f, backend="xla")
+    rng = np.random.default_rng(2)
+    x, y = rng.random(6) + 0.1, rng.random(6) + 0.1
+    for u, got, want in zip(ELEMENTWISE, compiled(x, y), f(x, y)):
+        np.testing.assert_allclose(got, want, rtol=1e-13, err_msg=u.__name__)
+
+
+def _many(x):
+    nn = fl.nnlib
+    parts = np.split(x, 3, axis=1)
+    return [nn.sigmoid(x), nn.swish(x), nn.softplus(x), nn.elu(x, 0.7), nn.selu(x),
+            nn.gelu_tanh(x), nn.gelu_erf(x), nn.erf(x), nn.softmax(x), nn.logsoftmax(x, 0),
+            fl.logsumexp(x, axis=1), np.prod(x[:2], axis=1),
+            np.cumsum(x, axis=1), np.concatenate(parts[::-1], axis=1),
+            parts[1] * 2, np.where(x > 0, x, 0.1 * x), np.transpose(x)[1:, ::2]]
+
+
+def test_more_primitives_and_their_gradients():
+    """One program over many primitives and the gradient of their sum (their vjp rules
+    recorded as equations too), against eager fluxml."""
+    def f(x):
+        forward_only = [np.max(x, axis=0), np.min(x), np.clip(x, -0.5, 0.5)]
+        grad = fl.gradient(lambda x: sum(np.sum(p) for p in _many(x)), x)[0]
+        return _many(x) + forward_only + [grad]
+
+    x = np.random.default_rng(8).normal(size=(4, 6))
+    compiled = fl.compile(f, backend="xla")
+    for k, (got, want) in enumerate(zip(compiled(x), f(x), strict=True)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"output {k}")
+
+
+def test_control_flow_lowers_to_lax():
+    """fl.cond, fl.while_loop and fl.scan (and the reverse scans of a gradient through a
+    scan) become lax.cond, lax.while_loop and lax.scan over the lowered sub-programs."""
+    def f(w, h0, xs, a):
+        def loss(w):
+            h, hs = fl.scan(lambda h, x: (np.tanh(w @ h + x), np.sum(h)), h0, xs)
+            return np.sum(h) + np.sum(hs)
+
+        root = fl.while_loop(lambda x: np.abs(x * x - a) > 1e-12, lambda x: (x + a / x) / 2, a)
+        signed = fl.cond(np.sum(h0) > 0, lambda h: 2 * h, lambda h: -h, h0)
+        return fl.withgradient(loss, w), root, signed
+
+    rng = np.random.default_rng(9)
+    args = rng.normal(size=(3, 3)) * 0.5, rng.normal(size=3), rng.normal(size=(5, 3))
+    compiled = fl.compile(f, backend="xla")
+    for h0 in (args[1], -np.abs(args[1])):  # both branches of the cond
+        (loss, (g,)), root, signed = compiled(args[0], h0, args[2], np.array(2.0))
+        (want_loss, (want_g,)), want_root, want_signed = f(args[0], h0, args[2], np.array(2.0))
+        np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+        np.testing.assert_allclose(g, want_g, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(root, want_root, rtol=1e-14)
+        np.testing.assert_allclose(signed, want_signed, rtol=1e-14)
+    assert compiled.traces == 1
+    for name in ("cond(", "while_loop(", "scan("):
+        assert name in compiled.source
+
+
+# --- the JAX kernels against the engine's NumPy kernels ---------------------------------------
+
+GEOMETRIES = [  # stride, pads, dilation, groups
+    ((1, 1), ((0, 0), (0, 0)), (1, 1), 1),
+    ((2, 1), ((1, 2), (0, 1)), (2, 1), 2),
+]
+
+
+@pytest.mark.parametrize("stride, pads, dilation, groups", GEOMETRIES)
+def test_conv_kernels(stride, pads, dilation, groups):
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(2, 4, 7, 6)), rng.normal(size=(4, 4 // groups, 3, 2))
+    geo = {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups}
+    y = nconv._conv(x, w, **geo)
+    g = rng.normal(size=y.shape)
+
+    @jax.jit  # one compile for the three kernels
+    def kernels(x, w, g):
+        return (xla_kernels.conv(x, w, **geo),
+                xla_kernels.conv_data(g, w, x_shape=x.shape, **geo),
+                xla_kernels.conv_filter(x, g, w_shape=w.shape, **geo))
+
+    with jax.enable_x64(True):
+        got = kernels(x, w, g)
+    want = (y, nconv._conv_data(g, w, x_shape=x.shape, **geo),
+            nconv._conv_filter(x, g, w_shape=w.shape, **geo))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+POOLS = [((3, 2), (1, 2), ((1, 1), (0, 1)), (1, 1)),  # overlapping windows, padding
+         ((2, 2), (1, 1), ((0, 0), (1, 1)), (2, 1))]  # dilation
+
+
+@pytest.mark.parametrize("kernel, stride, pads, dilation", POOLS)
+def test_maxpool_kernels(kernel, stride, pads, dilation):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 4, size=(2, 3, 6, 7)).astype(np.float64)  # many ties
+    geo = {"kernel": kernel, "stride": stride, "pads": pads, "dilation": dilation}
+    best = npool._maxpool(x, **geo)
+    pos = npool._maxpool_positions(x, best, **geo)
+    g = rng.normal(size=best.shape)
+    unique = npool._disjoint(kernel, stride, dilation)
+
+    @jax.jit
+    def kernels(x, best, pos, g):
+        return (xla_kernels.maxpool(x, **geo), xla_kernels.maxpool_positions(x, best, **geo),
+                xla_kernels.pool_scatter(g, pos, shape=x.shape, unique=unique),
+                xla_kernels.maxpool_grad(x, g, **geo))
+
+    with jax.enable_x64(True):
+        got = kernels(x, best, pos, g)
+    scattered = npool._scatter(g, pos, shape=x.shape, unique=unique)
+    for a, b in zip(got, (best, pos, scattered, scattered)):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_sequence_kernels(bias):
+    rng = np.random.default_rng(5)
+    x, h0, c0 = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    w_ih, w_hh = rng.normal(size=(8, 5)), rng.normal(size=(8, 2))
+    b = rng.normal(size=8) if bias else None
+    hs, cs, acts = (np.array(a) for a in nlstm._lstm_impl(x, h0, c0, w_ih, w_hh, b))
+    g_hs, g_cs = rng.normal(size=hs.shape), rng.normal(size=cs.shape)
+    every = (0, 1, 2, 3, 4, 5)
+
+    @jax.jit
+    def kernels(x, h0, c0, w_ih, w_hh, b, g_hs, g_cs, hs, cs, acts):
+        args = x, h0, c0, w_ih, w_hh, hs, cs, acts
+        return (xla_kernels.lstm_sequence(x, h0, c0, w_ih, w_hh, b),
+                xla_kernels.lstm_vjp_kernel(g_hs, None, *args, (0, 4)),
+                xla_kernels.lstm_vjp_kernel(g_hs, g_cs, *args, every))
+
+    with jax.enable_x64(True):
+        forward, some, all_ = kernels(x, h0, c0, w_ih, w_hh, b, g_hs, g_cs, hs, cs, acts)
+    args = x, h0, c0, w_ih, w_hh, hs, cs, acts
+    checks = [(forward, (hs, cs, acts)),
+              (some, nlstm._lstm_vjp_raw(g_hs, None, *args, (0, 4))),
+              (all_, nlstm._lstm_vjp_raw(g_hs, g_cs, *args, every))]
+    for got, want in checks:
+        for a, b_ in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b_, rtol=1e-11, atol=1e-13)
