@@ -236,7 +236,7 @@ def _clip_masks(x, lo, hi):
     to x (then to lo): the masks partition the output."""
     x, lo, hi = raw(x), raw(lo), raw(hi)
     up = x if lo is None else np.maximum(x, lo)
-    hi_binds = np.asarray(False) if hi is None else np.asarray(up > hi)
+    hi_binds = np.asarray(False) if hi is None else up > hi
     lo_binds = np.asarray(False) if lo is None else (x < lo) & ~hi_binds
     return ~(lo_binds | hi_binds), lo_binds, hi_binds
 
