@@ -66,9 +66,11 @@ class Compiled:
 
     @property
     def source(self) -> str:
+        """The generated code of the last signature, followed by that of the branches and
+        loop bodies it calls (``fl.cond``, ``fl.while_loop``, ``fl.scan``)."""
         if self.last is None:
             raise CompileError("fl.compile: nothing traced yet; call the function first")
-        return self.last.source
+        return self.last.source + "".join(f"\n{s}" for s in _nested(self.last.program, set()))
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -177,6 +179,23 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     if not callable(fn):
         raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
     return Compiled(fn, backend, cache_size, optimise)
+
+
+def _nested(program, seen) -> list[str]:
+    """The sources of the sub-programs the program's equations hold, depth first."""
+    out = []
+    for eqn in program.eqns:
+        stack = list((eqn.params or {}).values())
+        while stack:
+            p = stack.pop(0)
+            if isinstance(p, (tuple, list)):
+                stack[:0] = list(p)
+            elif hasattr(p, "program") and isinstance(getattr(p, "source", None), str) \
+                    and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p.source)
+                out += _nested(p.program, seen)
+    return out
 
 
 def _one_at_a_time(kept, plain):
