@@ -286,3 +286,20 @@ def test_a_compiled_model_reads_its_current_weights():
     method = fl.compile(model.__call__)
     np.testing.assert_allclose(method(x), model(x), rtol=1e-6)
     assert predict.traces == 1
+
+
+def test_a_compiled_method():
+    class Affine(fl.Module):
+        def __init__(self):
+            self.w = np.full((2, 2), 0.5)
+
+        @fl.compile
+        def __call__(self, x):
+            return x @ self.w
+
+    layer = Affine()
+    x = np.ones((3, 2))
+    np.testing.assert_array_equal(layer(x), np.ones((3, 2)))
+    layer.w[...] = 2.0  # the weights are arguments: seen on the next call
+    np.testing.assert_array_equal(layer(x), np.full((3, 2), 4.0))
+    assert "self_w" in Affine.__call__.source

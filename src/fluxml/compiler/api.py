@@ -58,6 +58,13 @@ class Compiled:
         self._warned = False
         functools.update_wrapper(self, fn)
 
+    def __get__(self, instance, owner=None):
+        """``@fl.compile`` on a method: the instance is the first argument (a model's arrays
+        are then arguments of the program)."""
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
     @property
     def ir(self) -> Program:
         if self.last is None:
