@@ -244,10 +244,30 @@ def _workloads(rng):
                                      fl.MeanPool((2, 2)), fl.Flatten(), fl.Dense(16, 1)),
                             lambda: (rng.normal(size=(3, 2, 4, 4)).astype(f32),
                                      rng.normal(size=(3, 1)).astype(f32)), fl.mse),
+        "transformer": (fl.Chain(fl.TransformerEncoderBlock(8, 2, 16, dropout=0.0),
+                                 fl.Dense(8, 2)),
+                        lambda: (rng.normal(size=(2, 5, 8)).astype(f32),
+                                 rng.normal(size=(2, 5, 2)).astype(f32)), fl.mse),
+        "embedding": (fl.Chain(fl.Embedding(10, 4), fl.Flatten(), fl.Dense(12, 2)),
+                      lambda: (rng.integers(0, 10, (3, 3)), rng.normal(size=(3, 2)).astype(f32)),
+                      fl.mse),
+        "groupnorm, convtranspose": (
+            fl.Chain(fl.ConvTranspose((3, 3), 2, 4, stride=2), fl.GroupNorm(4, 2),
+                     fl.AdaptiveMeanPool((2, 2)), fl.Flatten(), fl.Dense(16, 1)),
+            lambda: (rng.normal(size=(2, 2, 4, 4)).astype(f32),
+                     rng.normal(size=(2, 1)).astype(f32)), fl.mse),
+        "bidirectional, skip, huber": (
+            fl.Chain(fl.Bidirectional(fl.GRU(3, 4), fl.GRU(3, 4)),
+                     fl.SkipConnection(fl.Dense(8, 8, fl.relu), lambda a, b: a + b),
+                     fl.Dense(8, 2)),
+            lambda: (rng.normal(size=(2, 5, 3)).astype(f32),
+                     rng.normal(size=(2, 5, 2)).astype(f32)), fl.huber_loss),
     }
 
 
-@pytest.mark.parametrize("name", ["lenet", "lstm", "gru, layernorm", "conv, batchnorm"])
+@pytest.mark.parametrize("name", ["lenet", "lstm", "gru, layernorm", "conv, batchnorm",
+                                  "transformer", "embedding", "groupnorm, convtranspose",
+                                  "bidirectional, skip, huber"])
 def test_layers_train_compiled_as_eager(name):
     fl.seed(0)
     model, data, lossf = _workloads(np.random.default_rng(0))[name]

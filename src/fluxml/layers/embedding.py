@@ -16,6 +16,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml.ad.core import untraced
 from fluxml.layers.module import LayerError, Module
 
 
@@ -36,9 +37,14 @@ def _check_indices(layer, idx, vocab):
         raise LayerError(f"{layer._line()} expects integer indices; got {idx.dtype}"
                          + (" (round them, or use a Dense layer for features)"
                             if idx.dtype.kind == "f" else ""))
+    # checked where the values are: inside fl.compile, on every run of the program
+    return untraced(_in_vocabulary, (idx, vocab, layer._line()))
+
+
+def _in_vocabulary(idx, vocab, line):
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
         bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
-        raise LayerError(f"{layer._line()} has a vocabulary of {vocab} (indices 0 to "
+        raise LayerError(f"{line} has a vocabulary of {vocab} (indices 0 to "
                          f"{vocab - 1}); got index {bad}")
     return idx
 

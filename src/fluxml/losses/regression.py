@@ -43,7 +43,7 @@ def huber_loss(yhat, y, *, agg: Agg = "mean", delta: float = 1.0):
     y = target("huber_loss", yhat, y)
     delta = float(delta)
     err = np.abs(yhat - y)
-    small = np.asarray(err < delta)  # which branch: no derivative
+    small = err < delta  # which branch: no derivative
     return aggregate(np.where(small, 0.5 * err * err, delta * (err - 0.5 * delta)), agg)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.ad.define import deflinear, defvjp, primitive
 
 __all__ = ["embedding"]
@@ -75,9 +75,17 @@ def embedding(weight, idx):
     if len(shape) < 1:
         raise ValueError("embedding: weight must have a vocabulary axis (vocabulary, "
                          "features...); got a scalar")
-    idx = np.asarray(raw(idx))
+    idx = raw(idx)
+    if type(idx) is not Tracer:  # (inside fl.compile the indices are traced)
+        idx = np.asarray(idx)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers; got dtype {idx.dtype}")
+    # checked where the values are: inside fl.compile, on every run of the program
+    idx = untraced(_check_rows, (idx, shape))
+    return GATHER(weight, idx=idx)
+
+
+def _check_rows(idx, shape):
     if idx.size:
         lo, hi = int(idx.min()), int(idx.max())
         bad = lo if lo < 0 else hi if hi >= shape[0] else None
@@ -85,4 +93,4 @@ def embedding(weight, idx):
             raise IndexError(f"embedding: index {bad} is outside the vocabulary of "
                              f"{shape[0]} rows (weight of shape {shape}); indices must be "
                              f"in 0..{shape[0] - 1}")
-    return GATHER(weight, idx=idx)
+    return idx
