@@ -23,25 +23,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import train_step as ts  # noqa: E402  (the shared workloads)
+from compile_xla import _step_function  # noqa: E402  (the training step, written once)
 
 import fluxml as fl  # noqa: E402
 
 # --- fluxml, eager and compiled -----------------------------------------------------------------
 
 
-def _step_fn(lossf):
-    def step(model, opt, x, y):
-        loss, (g,) = fl.withgradient(lambda m: lossf(m(x), y), model)
-        fl.update(opt, model, g)
-        return loss
-
-    return step
-
-
 def fluxml_eager(name, w, data):
     model, lossf = ts.fluxml_model(name, w)
     opt = fl.setup(fl.Adam(ts.LR), model)
-    step = _step_fn(lossf)
+    step = _step_function(lossf)
     return lambda: float(step(model, opt, *data))
 
 
@@ -49,7 +41,7 @@ def fluxml_compiled(backend):
     def make(name, w, data):
         model, lossf = ts.fluxml_model(name, w)
         opt = fl.setup(fl.Adam(ts.LR), model)
-        step = fl.compile(_step_fn(lossf), backend=backend)
+        step = fl.compile(_step_function(lossf), backend=backend)
         return lambda: float(step(model, opt, *data))
 
     return make
