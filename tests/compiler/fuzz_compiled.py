@@ -33,6 +33,7 @@ def check(program, seed=0, passes=True):
     else:
         inner = fl.compile(lambda x, v: _all(program, x, weights, v), optimise=passes)
         compiled = lambda x, w, v: inner(x, v)  # noqa: E731
+    earlier = None  # the first call's results, which the second must not overwrite
     for _ in range(2):
         x = rng.standard_normal(fp.SHAPE)
         v = rng.standard_normal(fp.SHAPE)
@@ -47,6 +48,11 @@ def check(program, seed=0, passes=True):
                 return f"{name}: shape {np.shape(g)} != eager {np.shape(e)}"
             if not np.allclose(e, g, rtol=1e-9, atol=1e-9, equal_nan=True):
                 return f"{name}: compiled {g} != eager {e}"
+        if earlier is not None:
+            for (kept, copy), name in zip(earlier, ("value", "gradient", "tangent")):
+                if not np.array_equal(kept, copy, equal_nan=True):
+                    return f"{name} of the first call was overwritten by the second"
+        earlier = [(g, np.array(g, copy=True)) for g in got]
     traces = compiled.traces if seed % 2 else inner.traces
     if traces != 1:
         return f"traced {traces} times"

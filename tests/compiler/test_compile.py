@@ -323,3 +323,19 @@ def test_a_compiled_method():
     layer.w[...] = 2.0  # the weights are arguments: seen on the next call
     np.testing.assert_array_equal(layer(x), np.full((3, 2), 4.0))
     assert "self_w" in Affine.__call__.source
+
+
+def test_results_are_not_overwritten_by_the_next_call():
+    """Buffers kept between calls never reach the caller: a result survives later calls."""
+    f = fl.compile(lambda x: (np.sin(x) * 2, (np.cos(x) + 1).T, np.tanh(x)[::-1]))
+    first = f(np.ones((2, 3)))
+    kept = [a.copy() for a in first]
+    f(np.zeros((2, 3)))
+    for a, b in zip(first, kept):
+        np.testing.assert_array_equal(a, b)
+    g = fl.compile(lambda w, x: fl.gradient(lambda w: np.sum(np.tanh(x @ w) ** 2), w)[0])
+    x = np.ones((4, 3))
+    g1 = g(np.full((3, 2), 0.1), x)
+    saved = g1.copy()
+    g(np.full((3, 2), -0.7), x)
+    np.testing.assert_array_equal(g1, saved)

@@ -361,7 +361,9 @@ def buffers(program: Program, arena: bool = False) -> Program:
             elif not out.shape:
                 pass
             else:
-                target = _free_buffer(pool, eqn, out, groups, last, written_back, i, product)
+                escapes = groups.find(out.id) in output_groups | input_groups
+                target = _free_buffer(pool, eqn, out, groups, last, written_back, i, product,
+                                      escapes)
                 if target is None and arena and groups.find(out.id) not in output_groups \
                         and groups.find(out.id) not in input_groups:
                     target = Var(-(len(kept) + 1), out.shape, out.dtype, f"buf{len(kept) + 1}")
@@ -390,16 +392,18 @@ def _product(eqn) -> bool:
             and len(eqn.outs) == 1)
 
 
-def _free_buffer(pool, eqn, out, groups, last, written_back, i, product):
+def _free_buffer(pool, eqn, out, groups, last, written_back, i, product, escapes):
     """A pooled buffer that is dead after equation ``i`` and can take its result: an
     operand's own first (in place), else any. A matrix product never writes over its
-    operands. The entry's holder becomes ``out``."""
+    operands. A result that ``escapes`` (an output, or shares memory with one or with an
+    argument) never takes a kept buffer: the next call would overwrite what the caller
+    holds. The entry's holder becomes ``out``."""
     operands = {a.id for a in eqn.inputs if type(a) is Var}
     best = None
     for entry in pool:
         buf, holder = entry
         if (buf.shape != out.shape or buf.dtype != out.dtype or holder.id in written_back
-                or last.get(groups.find(holder.id), -1) > i):
+                or last.get(groups.find(holder.id), -1) > i or escapes and buf.id < 0):
             continue
         if product and holder.id in operands:
             continue
