@@ -166,13 +166,13 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     >>> print(f.ir)
     { lambda v1:f64[3] .
         v2:f64[3] = tanh v1 into buf1
-        v3:f64[3] = power v2 2 into buf1
+        v3:f64[3] = power v2 2
         v4:f64[] = sum v3 axis=None keepdims=False
       in (v4) }
-    >>> print(f.source)  # buf1: a buffer kept between calls; v3 reuses it (v2 is dead)
+    >>> print(f.source)  # buf1: a buffer kept between calls (what reaches the result never is)
     def f(x):
         v2 = np.tanh(x, out=buf1)
-        v3 = np.power(v2, 2, out=buf1)
+        v3 = v2 ** 2
         v4 = np.add.reduce(v3, axis=None, keepdims=False)
         return (v4,)
     <BLANKLINE>
