@@ -50,28 +50,7 @@ def fluxml_compiled(backend):
 # --- torch.compile ------------------------------------------------------------------------------
 
 def torch_compiled(name, w, data):
-    import torch
-
-    step = ts.torch_step(name, w, data)
-    # ts.torch_step's closure holds forward(); compile the whole step function instead
-    return _compile_torch_closure(step, torch)
-
-
-def _compile_torch_closure(step, torch):
-    forward = step.__closure__[[c.cell_contents.__name__ if callable(c.cell_contents) else ""
-                                for c in step.__closure__].index("forward")].cell_contents
-    compiled = torch.compile(forward)
-    opt = [c.cell_contents for c in step.__closure__
-           if type(c.cell_contents).__name__ == "Adam"][0]
-
-    def run():
-        opt.zero_grad(set_to_none=True)
-        loss = compiled()
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return run
+    return ts.torch_step(name, w, data, compiled=True)
 
 
 # --- the small gradient -------------------------------------------------------------------------

@@ -134,7 +134,8 @@ def fluxml_step(name, w, data):
 
 # --- PyTorch eager ----------------------------------------------------------------------------
 
-def torch_step(name, w, data):
+def torch_step(name, w, data, compiled=False):
+    """PyTorch eager (or, with ``compiled``, its forward pass under ``torch.compile``)."""
     import torch
     import torch.nn.functional as F
 
@@ -162,6 +163,9 @@ def torch_step(name, w, data):
                             [p["wih"], p["whh"], p["bih"], p["bhh"]], True, 1, 0.0,
                             True, False, True)[0]
         return F.mse_loss(F.linear(hs, p["wd"], p["bd"]), y)
+
+    if compiled:
+        forward = torch.compile(forward)
 
     def step():
         opt.zero_grad(set_to_none=True)

@@ -192,27 +192,18 @@ def first_order(*xs) -> bool:
     return True
 
 
-def _has_tracer(x) -> bool:
-    t = type(x)
-    if t is Tracer:
-        return True
-    if t is list or t is tuple:
-        return any(_has_tracer(a) for a in x)
-    if t is dict:
-        return any(_has_tracer(a) for a in x.values())
-    return False
-
-
 def untraced(func, args, kwargs=None, name=None):
     """``func`` applied to the raw values of its arguments: no derivative flows through it.
     Under ``fl.compile`` the raw values are IR tracers, and the call is recorded there."""
     args = strip(args)
     kwargs = strip(kwargs) if kwargs else {}
-    if _has_tracer(args) or _has_tracer(kwargs):
-        # the innermost trace: a branch fl.cond traces may mix its values with outer ones
-        top = max(_tracers(args, kwargs), key=lambda a: a._trace.level)
-        return top._trace.call(func, name or getattr(func, "__name__", "call"), args, kwargs)
-    return func(*args, **kwargs)
+    top = None  # the innermost trace: a branch fl.cond traces may mix its values with outer ones
+    for a in _tracers(args, kwargs):
+        if top is None or a._trace.level > top._trace.level:
+            top = a
+    if top is None:
+        return func(*args, **kwargs)
+    return top._trace.call(func, name or getattr(func, "__name__", "call"), args, kwargs)
 
 
 def _tracers(args, kwargs):

@@ -15,7 +15,7 @@ import numpy as np
 from fluxml.ad.core import Tracer
 from fluxml.compiler import passes
 from fluxml.compiler.guards import make_extractor, memory_pattern
-from fluxml.compiler.ir import Const, Program, Var
+from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
 
@@ -458,5 +458,3 @@ def lower(program, names, backend, fname):
         from fluxml.compiler import xla_backend as b
     return b.lower(program, names, fname)
 
-
-_ = Var  # re-exported for type hints in the passes

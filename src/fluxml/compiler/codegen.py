@@ -137,12 +137,6 @@ def call_source(em: Emitter, eqn) -> str:
     if eqn.prim is None and "func" in (eqn.params or {}):  # NumPy on raw values: func(...)
         p = eqn.params
         func, args = p["func"], p["args"]
-        if getattr(func, "__name__", None) == "_getitem":
-            return f"{em.expr(args[0])}[{em.expr(args[1])}]"
-        if getattr(func, "__objclass__", None) is np.ndarray:  # a method: v3.astype(...)
-            text = [em.expr(a) for a in args[1:]]
-            text += [f"{k}={em.expr(v)}" for k, v in p["kwargs"].items()]
-            return f"{em.expr(args[0])}.{func.__name__}({', '.join(text)})"
         owner = getattr(func, "__self__", None)  # a ufunc method: np.add.reduce
         head = f"{em.function(owner)}.{func.__name__}" if isinstance(owner, np.ufunc) \
             else em.function(func)
@@ -175,7 +169,7 @@ def generate(program: Program, input_names, fname="compiled", em: Emitter | None
     for v, name in zip(program.inputs, params):
         em.names[v.id] = name
     body = []
-    for v in getattr(program, "arena", ()):  # buffers kept between calls: module globals
+    for v in program.arena:  # buffers kept between calls: module globals
         em.names[v.id] = em.global_(em.module.empty(v.shape, v.dtype), v.name)
     for eqn in program.eqns:
         if eqn.out is not None and eqn.out.id < 0:  # into a kept buffer (a global)

@@ -257,7 +257,7 @@ def _is_value(x, value) -> bool:
     return False
 
 
-def _passes_through(eqn, keep, other):
+def _passes_through(eqn, keep):
     """``x * 1``, ``x + 0``: the result is operand ``keep`` when the constant operand neither
     broadcasts it to another shape nor changes its dtype."""
     x, out = eqn.inputs[keep], eqn.outs[0]
@@ -298,9 +298,9 @@ def _simplified(eqn, made_by, shaky):
         unit = _IDENTITY[fn]
         a, b = eqn.inputs
         if _is_value(b, unit):
-            return _passes_through(eqn, 0, 1)
+            return _passes_through(eqn, 0)
         if fn in (np.multiply, np.add) and _is_value(a, unit):
-            return _passes_through(eqn, 1, 0)
+            return _passes_through(eqn, 1)
         return None
     if eqn.name == "transpose" and eqn.prim is not None and type(eqn.inputs[0]) is Var:
         inner = made_by.get(eqn.inputs[0].id)

@@ -44,9 +44,6 @@ _METADATA = {np.iscomplexobj, np.isrealobj, np.shape, np.ndim, np.size, np.resul
 
 
 _LAYOUT = {"flags", "strides", "itemsize", "nbytes"}
-_METHODS = {"astype", "copy", "reshape", "transpose", "ravel", "flatten", "sum", "mean", "max",
-            "min", "argmax", "argmin", "any", "all", "squeeze", "swapaxes", "take", "clip",
-            "round", "conj", "cumsum", "prod", "std", "var", "dot", "nonzero"}
 
 
 def user_line() -> str:
@@ -73,9 +70,10 @@ def concrete_error(what: str) -> CompileError:
 
 
 class Abstract(Opaque):
-    """What a traced array is inside a compiled function: a shape and a dtype. NumPy calls on
-    it are recorded (they are the untraced calls the engine makes on raw values, such as
-    comparisons); asking for its values is refused."""
+    """What a traced array is inside a compiled function: a shape and a dtype (and the memory
+    layout of the first call's example). NumPy functions that read only those are answered;
+    anything asking for its values is refused. (The engine never computes on an Abstract:
+    ``raw`` stops at the IR tracer holding it, and NumPy calls on that tracer are recorded.)"""
 
     __slots__ = ("shape", "dtype", "example", "var", "trace")
     __array_priority__ = 2000
@@ -103,19 +101,11 @@ class Abstract(Opaque):
     def __repr__(self):
         return f"Abstract({self.var!r}:{self.var.type})"
 
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        func = ufunc if method == "__call__" else getattr(ufunc, method)
-        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
-        if "out" in kwargs:
-            raise CompileError(f"fl.compile: {name}(..., out=) into a raw traced value is not "
-                               f"supported ({user_line()})")
-        return self.trace.call(func, name, inputs, kwargs)
-
     def __array_function__(self, func, types, args, kwargs):
         if func in _METADATA:
             _, example = self.trace._lift({"args": tuple(args), "kwargs": dict(kwargs)})
             return func(*example["args"], **example["kwargs"])
-        return self.trace.call(func, func.__name__, args, kwargs)
+        raise concrete_error(f"np.{func.__name__} on the abstract value of a traced array")
 
     def __array__(self, dtype=None, copy=None):
         raise concrete_error("converting a traced array to a NumPy array")
@@ -143,70 +133,15 @@ class Abstract(Opaque):
             raise AttributeError(name)
         if name in _LAYOUT:  # fixed per trace: the signature includes each input's layout
             return getattr(self.example, name)
-        if name == "T":
-            return np.transpose(self)
-        if name in _METHODS:
-            method = getattr(np.ndarray, name)
-            return lambda *a, **k: self.trace.call(method, name, (self,) + a, k)
         raise concrete_error(f"x.{name}")
 
-    def __getitem__(self, idx):
-        return self.trace.call(_getitem, "getitem", (self, idx), {})
-
-    # arithmetic on raw values is recorded through the ufuncs
-    def __add__(self, o):
-        return np.add(self, o)
-
-    def __radd__(self, o):
-        return np.add(o, self)
-
-    def __sub__(self, o):
-        return np.subtract(self, o)
-
-    def __rsub__(self, o):
-        return np.subtract(o, self)
-
-    def __mul__(self, o):
-        return np.multiply(self, o)
-
-    def __rmul__(self, o):
-        return np.multiply(o, self)
-
-    def __truediv__(self, o):
-        return np.true_divide(self, o)
-
-    def __neg__(self):
-        return np.negative(self)
-
-    def __eq__(self, o):
-        return np.equal(self, o)
-
-    def __ne__(self, o):
-        return np.not_equal(self, o)
-
-    def __lt__(self, o):
-        return np.less(self, o)
-
-    def __le__(self, o):
-        return np.less_equal(self, o)
-
-    def __gt__(self, o):
-        return np.greater(self, o)
-
-    def __ge__(self, o):
-        return np.greater_equal(self, o)
-
     __hash__ = object.__hash__
-
-
-def _getitem(x, idx):
-    return x[idx]
 
 
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count", "rng_hook")
+    __slots__ = ("eqns", "count")
 
     def __init__(self):
         super().__init__()

@@ -56,7 +56,7 @@ import numpy as np
 from fluxml.compiler.codegen import Emitter, build, generate
 from fluxml.compiler.ir import Const, Eqn, Program, Slot, Var, _slots
 from fluxml.compiler.passes import dead_code
-from fluxml.compiler.trace import CompileError, _draw, _fresh, _getitem
+from fluxml.compiler.trace import CompileError, _draw, _fresh
 
 try:
     import jax
@@ -384,8 +384,6 @@ class _Lowering:
         p = eqn.params
         func, args, kwargs = p["func"], p["args"], p["kwargs"]
         name = getattr(func, "__name__", None)
-        if func is _getitem:
-            return _gather(em.expr(args[0]), _index(em, args[1]), args[1])
         kernel = FUNCTIONS.get(f"{getattr(func, '__module__', None)}.{name}")
         if kernel is not None:
             return _apply(em, em.global_(kernel, kernel.__name__), args, kwargs)
