@@ -17,6 +17,7 @@ graph acyclic.
 from __future__ import annotations
 
 import itertools
+from threading import get_ident
 
 import numpy as np
 
@@ -97,7 +98,19 @@ def lookup(table, func):
 
 # --- binding -------------------------------------------------------------------------------------
 
-COMPILING: list = []  # the IR traces of fl.compile calls in progress (innermost last)
+# The IR traces of fl.compile calls in progress, of every thread (innermost last). One list, so
+# that eager code pays only ``if COMPILING`` (empty); ``compiling()`` picks this thread's.
+COMPILING: list = []
+
+
+def compiling():
+    """The IR trace of this thread's innermost ``fl.compile`` in progress, or None. (Another
+    thread's compile must not record this thread's random draws.)"""
+    me = get_ident()
+    for trace in reversed(COMPILING):
+        if trace.thread == me:
+            return trace
+    return None
 
 
 def top_trace(args):
@@ -163,7 +176,9 @@ def draw(rng, method: str, *args, **kwargs):
     so that every run of the compiled program draws anew from ``rng`` (a draw made at trace
     time would be a constant: the same dropout mask on every step)."""
     if COMPILING:
-        return COMPILING[-1].draw(rng, method, args, kwargs)
+        trace = compiling()
+        if trace is not None:
+            return trace.draw(rng, method, args, kwargs)
     return getattr(rng, method)(*args, **kwargs)
 
 

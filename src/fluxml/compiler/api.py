@@ -56,6 +56,7 @@ class Compiled:
         self.traces = 0
         self.last: Entry | None = None
         self._warned = False
+        self._tracing = threading.RLock()  # one thread at a time looks up, traces, caches
         functools.update_wrapper(self, fn)
 
     def __get__(self, instance, owner=None):
@@ -95,12 +96,13 @@ class Compiled:
             if type(x) is Tracer:  # inside gradient/jvp of an outer transform: run eagerly
                 return _run(self._body, args)
         key = signature(spec, leaves)
-        entry = self.cache.get(key)
-        if entry is None:
-            entry = self._trace(args, leaves, spec, key)
-        else:
-            self.cache.move_to_end(key)
-        self.last = entry
+        with self._tracing:
+            entry = self.cache.get(key)
+            if entry is None:
+                entry = self._trace(args, leaves, spec, key)
+            else:
+                self.cache.move_to_end(key)
+            self.last = entry
         outs = entry.run(*[leaves[i] for i in entry.positions])
         return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 

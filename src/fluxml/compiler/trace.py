@@ -18,10 +18,11 @@ in by accident.
 from __future__ import annotations
 
 import sys
+from threading import get_ident
 
 import numpy as np
 
-from fluxml.ad.core import COMPILING, Opaque, Trace, Tracer
+from fluxml.ad.core import COMPILING, Opaque, Trace, Tracer, compiling
 from fluxml.ad.mutation import link_view
 from fluxml.compiler.ir import Const, Eqn, Slot, Var
 
@@ -141,12 +142,13 @@ class Abstract(Opaque):
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count")
+    __slots__ = ("eqns", "count", "thread")
 
     def __init__(self):
         super().__init__()
         self.eqns: list[Eqn] = []
         self.count = 0
+        self.thread = get_ident()  # the thread whose random draws this trace records
 
     # --- values ------------------------------------------------------------------------------
 
@@ -314,12 +316,16 @@ class active:
         COMPILING.append(self.trace)
 
     def __exit__(self, *exc):
-        COMPILING.pop()
+        # by identity, not the last entry: another thread's compile may have started since
+        for i in range(len(COMPILING) - 1, -1, -1):
+            if COMPILING[i] is self.trace:
+                del COMPILING[i]
+                break
 
 
 def current() -> IRTrace | None:
-    """The IR trace of the compile in progress, or None (eager code)."""
-    return COMPILING[-1] if COMPILING else None
+    """This thread's IR trace of the compile in progress, or None (eager code)."""
+    return compiling() if COMPILING else None
 
 
 def _draw(rng, method, args, kwargs):
