@@ -30,10 +30,10 @@ call, alternated; the tables give the median and the 10th percentile (the calls 
 both ranks had a core: what the code costs).
 
 What fluxml adds to one allreduce: one pass over the gradients that multiplies them by the
-rank's share of the batch (in place, in the gradient's own array, for gradients of at least
-``direct_bytes``; while copying them into a bucket for the smaller ones), one message per
-large gradient and per bucket instead of one in all, a wait for the first (small) bucket
-before any gradient is written (it carries the flag that says whether the step's sums are
+rank's share of the batch (in place, in the gradient's own array, for gradients that fill a
+bucket by themselves; while copying them into a bucket for the smaller ones), one message per
+such gradient and per bucket instead of one in all, a wait for the first bucket before any
+gradient is written in place (it carries the flag that says whether the step's sums are
 used), and ~20-40 us of Python per step (taking the gradients out of the tree, checking them
 against the plan, rebuilding the tree). Through shared memory an allreduce is itself a few
 memory passes, so one more pass weighs on small messages. Overlap: fluxml's reverse sweep is

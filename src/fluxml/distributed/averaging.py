@@ -2,7 +2,8 @@
 per bucket of small ones, and nothing else on the wire.
 
 The ranks agree once on a *plan* (``layout.py``): the positions of the gradient tree, which
-gradients travel alone (*direct*: at least ``direct_bytes``) and which in a few flat buckets
+gradients travel alone (*direct*: at least ``direct_bytes``, by default those that would fill
+a bucket by themselves) and which in a few flat buckets
 (float64 first), each gradient's offset in its bucket, the buffers (allocated once).
 Each step then only
 
@@ -25,7 +26,11 @@ Each step then only
    unpacking copies), valid until the next ``average``, and the direct gradients' arrays.
 
 The scaling is where it costs least: a copy into a bucket costs the same pass with or
-without it, and in place the pass touches memory this rank has just written.
+without it, and in place the pass touches memory this rank has just written. Why not every
+gradient in place: each message costs as much as a copy of a megabyte or so through MPICH's
+shared memory (measured: one message of all the bytes beats one per array, even with the
+copy), so small gradients share a bucket, and by default a gradient travels alone only where
+it would fill a bucket anyway.
 
 ``total`` is the last step's global batch size (known exactly at the first step, which
 agrees the plan). When this step's differs (the last, short batch of an epoch) the sums
@@ -116,22 +121,26 @@ class Bucket:
 
 
 class GradientAverager:
-    """``GradientAverager(bucket_bytes=1 << 20, in_place=False, direct_bytes=1 << 18)``:
+    """``GradientAverager(bucket_bytes=1 << 20, in_place=False, direct_bytes=None)``:
     averages structural gradients across the ranks of ``fl.distributed.group()``. Gradients
-    of at least ``direct_bytes`` travel alone, the others in buckets of about
+    of at least ``direct_bytes`` (default: ``bucket_bytes``, so that a gradient travels alone
+    only where it would fill a bucket by itself) travel alone, the others in buckets of about
     ``bucket_bytes`` (one bucket per dtype at least); rank 0's sizes win if the ranks pass
     different ones.
 
-    ``in_place=True`` lets the averager overwrite the gradient arrays it is given: a large
-    gradient (a C-contiguous, writable NumPy array that shares no memory with another
-    gradient of the tree) is then averaged in its own array (no copy into a bucket) and
-    comes back as that array. Pass it when the gradients are yours to consume, fresh from
-    ``fl.gradient`` each step, as ``fl.train`` does; the result is the same either way.
+    ``in_place=True`` lets the averager overwrite the gradient arrays it is given: a gradient
+    that travels alone is then averaged in its own array (no copy) and comes back as that
+    array, where the array is a C-contiguous, writable NumPy array holding all of its memory
+    alone (not a slice of a larger array, not shared with another gradient of the tree);
+    any other goes through a buffer of the averager, as with ``in_place=False``. Pass it
+    when the gradients are yours to consume, fresh from ``fl.gradient`` each step, as
+    ``fl.train`` does; the result is the same either way, bit for bit.
     ``timings`` holds the seconds of the last step's phases: ``pack`` (checking, packing and
     posting), ``wait`` (waiting for the messages), ``total``."""
 
     def __init__(self, bucket_bytes: int = 1 << 20, in_place: bool = False,
-                 direct_bytes: int = 1 << 18):
+                 direct_bytes: int | None = None):
+        direct_bytes = bucket_bytes if direct_bytes is None else direct_bytes
         for name, value in (("bucket_bytes", bucket_bytes), ("direct_bytes", direct_bytes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"GradientAverager: {name} must be a positive int; got "
