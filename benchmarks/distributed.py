@@ -158,8 +158,15 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
             else:
                 np.multiply(x, b.dtype.type(0.5), out=x)
 
+    given = {id(a) for a in leaves}
+    kept = []  # per call, the direct gradients averaged in their own arrays
+
+    def average():
+        out = after.average(1.0, grads, count)[1]
+        kept.append(sum(id(a) in given for a in fl.leaves(out)))
+
     variants = {
-        "after": (refresh, lambda: after.average(1.0, grads, count)),
+        "after": (refresh, average),
         "raw_i": (lambda: np.copyto(flat, flat_fresh), lambda: g.wait(
             [g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")),
         "raw": (lambda: np.copyto(flat, flat_fresh),
@@ -173,8 +180,10 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
         call()
     g.comm.Barrier()
     times: dict = {name: [] for name in variants}
-    for _ in range(calls):
-        for name, (prepare, call) in variants.items():
+    names = list(variants)
+    for i in range(calls):
+        for name in names[i % len(names):] + names[:i % len(names)]:  # no variant always first
+            prepare, call = variants[name]
             prepare()
             t = time.perf_counter()
             call()
@@ -182,6 +191,7 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
     stats = {q: {name: float(np.percentile(t, q)) for name, t in times.items()}
              for q in (50, 10)}  # the median, and the quietest tenth (both ranks on a core)
     return {"stats": stats, "bytes": int(flat.nbytes),
+            "in_place": sum(kept) / max(1, len(kept) * len(after.direct)),
             "messages": len(after.buckets) + len(after.direct),
             "before_messages": len(old.buckets) if old is not None else 0}
 
@@ -241,7 +251,7 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
         head = f"{'gradients':<20} {'MB':>6} {'msgs':>5} {'raw I':>7} {'raw':>7}"
         for _, label in cols:
             head += f" {label:>9} {'rawI/' + label[:6]:>12}"
-        print(head + f" {'raw/fluxml':>10} {'GB/s':>5} {'hidden':>6}")
+        print(head + f" {'raw/fluxml':>10} {'GB/s':>5} {'hidden':>6} {'in place':>8}")
         for name, run in runs[2]["averaging"].items():
             r, gb = run["stats"][q], run["bytes"] / 1e9
             msgs = f"{run['messages']}" + (f"/{run['before_messages']}" if rev else "")
@@ -250,15 +260,18 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
             for key, _ in cols:
                 line += f" {r[key] * 1e3:>9.3f} {r['raw_i'] / r[key]:>12.2f}"
             hidden = (r["raw_i"] + r["local"] - r["after"]) / r["raw_i"]
+            inplace = f"{run['in_place']:.0%}" if run["messages"] > 1 or run["in_place"] else "-"
             print(line + f" {r['raw'] / r['after']:>10.2f} {gb / r['after']:>5.2f} "
-                         f"{max(0.0, min(1.0, hidden)):>6.0%}")
+                         f"{max(0.0, min(1.0, hidden)):>6.0%} {inplace:>8}")
     print("\n'raw I': one Iallreduce of the same bytes waited for as fluxml waits; 'raw': one "
           "blocking Allreduce; 'rawI/x' the ratio raw I / x: 1.00 is parity, the target is "
           ">= 0.90." + (f" '@{rev}': the averaging of commit {rev}, alternated with today's; "
                          f"'msgs': messages per step today/then." if rev else ""))
     print("'hidden': (raw I + fluxml's packing and scaling alone - fluxml's averaging) / raw I: "
           "the share of the communication that overlapped fluxml's own work (none can overlap "
-          "the backward pass: the sweep is synchronous).")
+          "the backward pass: the sweep is synchronous). 'in place': the share of the gradients "
+          "that travel alone averaged in their own arrays (the others were copied: the first "
+          "bucket had not come within the time a copy takes).")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class Counting(fl.distributed.GradientAverager):
 
     def __init__(self, bucket_bytes=1 << 20, in_place=False):
         super().__init__(bucket_bytes, in_place=in_place, direct_bytes=64)
+        self.patience = 60.0  # wait for the first bucket: in place every step, not when quick
 
     def average(self, loss, grads, count):
         given = {id(a) for a in fl.leaves(grads) if isinstance(a, np.ndarray)}
@@ -185,13 +186,17 @@ def gradients(step, me):
 
 def in_place(out):
     """The same steps averaged in place (every gradient of 64 bytes or more travelling alone),
-    by copying on the same plan, and on today's plan of buckets only: equal bit for bit,
-    and equal to the weighted mean computed here; what may not be written is not."""
+    in place where the first bucket has come at once, by copying on the same plan, and with
+    buckets only: equal bit for bit, and equal to the weighted mean computed here; what may
+    not be written is not."""
     me = fl.distributed.rank()
     g = fl.distributed.group()
     averagers = {"in place": fl.distributed.GradientAverager(in_place=True, direct_bytes=64),
                  "copies": fl.distributed.GradientAverager(direct_bytes=64),
                  "buckets": fl.distributed.GradientAverager(direct_bytes=1 << 30)}
+    averagers["in place"].patience = 60.0  # wait for the first bucket: always in place
+    averagers["unless late"] = fl.distributed.GradientAverager(in_place=True, direct_bytes=64)
+    averagers["unless late"].patience = 0.0  # in place only if the first bucket is there
     for step, count in enumerate([3, 3 + me, 2, 3]):  # equal, unequal, a new total, new plan
         tree, _ = gradients(step, me)
         everyone = g.comm.allgather((positions(tree)[0], count))

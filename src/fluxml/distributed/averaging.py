@@ -148,6 +148,9 @@ class GradientAverager:
         self.group = group()
         self.bucket_bytes, self.direct_bytes = bucket_bytes, direct_bytes
         self.in_place = bool(in_place)
+        # seconds to wait at most for the first bucket before writing in place; None: as long
+        # as copying the gradients would take (at 10 GB/s), at most 1 ms (the tests set it)
+        self.patience: float | None = None
         self.buckets: list[Bucket] = []
         self.direct: list[Bucket] = []
         self.planned = False
@@ -245,18 +248,13 @@ class GradientAverager:
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
         owned = self._owned(leaves) if fits and self.in_place and self.direct else {}
-        if owned:
-            # Nothing is written into a caller's array before every rank knows that the step's
-            # sums are used: were some rank's tree not to fit the plan, the step is averaged
-            # again on a new plan, from the gradients as they came. (The messages of the
-            # direct buckets are sent all the same, from the buckets' buffers: every rank
-            # posts the planned messages in the planned order.)
-            g.wait(posted[:1], what)
-            if self.header[2].real:
-                owned, fits = {}, False
+        if owned and not self._arrived(posted[0], owned):
+            owned = {}  # the first bucket is late: the gradients go by copy this step
+        elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
+            owned, fits = {}, False  # messages all the same, write into no gradient
         sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
         for b in self.direct:
-            x = owned.get(b.items[0][0])
+            x = owned.get(b.items[0][0]) if owned else None
             if x is not None:
                 np.multiply(x, b.dtype.type(scale), out=x)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, x, op=MPI.SUM))
@@ -300,6 +298,24 @@ class GradientAverager:
         self.timings["pack"], self.timings["wait"], self.timings["total"] = \
             t1 - t0, t2 - t1, t2 - t0
         return loss_sum / total, leaves, int(total)
+
+    def _arrived(self, first, owned: dict) -> bool:
+        """Has the first bucket (``first``, the request) arrived within a short wait? Nothing
+        is written into a caller's array before every rank knows that the step's sums are
+        used (a rank whose tree no longer fits the plan sets a flag in it, and the step is
+        then averaged again from the gradients as they came). On a quiet machine it comes in
+        tens of microseconds; waiting longer than a copy of the gradients would take (10 GB/s)
+        is not worth it: a rank that is late (descheduled on a loaded machine) would make a
+        round trip of its own of every step, where copying keeps a step one round trip."""
+        test = first.Test
+        patience = self.patience
+        if patience is None:
+            patience = min(1e-3, sum(x.nbytes for x in owned.values()) / 1e10)
+        deadline = time.perf_counter() + patience
+        while not test():
+            if time.perf_counter() > deadline:
+                return False
+        return True
 
     def _header(self, loss, count, zeros) -> None:
         """Fill the first bucket's header (``zeros`` None: this rank's tree does not fit)."""
