@@ -19,9 +19,10 @@ Each step then only
 3. scales each direct gradient and posts its ``Iallreduce``: with ``in_place=True``, in the
    gradient's own array when that array is the gradient's alone (no copy at all: the one
    pass is the scaling, on memory the backward pass has just written), else in a buffer of
-   the plan. Before writing into any gradient it waits for the first bucket, so that a rank
-   whose tree no longer fits the plan is known first (the step is then averaged again from
-   the gradients as they came);
+   the plan. Nothing is written into a gradient before the first bucket has come, so that a
+   rank whose tree no longer fits the plan is known first (the step is then averaged again
+   from the gradients as they came); if it has not come within the time a copy would take
+   (a rank is late), the gradients go by copy this step rather than wait;
 4. waits for the messages in order. The averaged gradients are views into the buckets (no
    unpacking copies), valid until the next ``average``, and the direct gradients' arrays.
 
