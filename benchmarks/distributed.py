@@ -150,7 +150,7 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
         positions = after.gather(grads)
         for b in after.buckets:
             b.pack(positions, frozenset(), 0.5)
-        owned = after._owned(positions)
+        owned = after._owned(positions, frozenset())
         for b in after.direct:
             x = owned.get(b.items[0][0])
             if x is None:

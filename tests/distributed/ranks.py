@@ -180,6 +180,8 @@ def gradients(step, me):
             "small": f64(2),  # below direct_bytes: in a bucket
             "s": 1.5 + me,  # a Python float
             "lacking": f64(3, 3) if me == 0 else None,  # zeros on rank 1
+            # an integer array where the plan has a gradient: zeros too, and not written
+            "int": np.arange(9).reshape(3, 3) if step == 1 and me == 1 else f64(3, 3),
             "late": f64(3, 3) if step == 3 and me == 1 else None}
     return tree, param
 
@@ -203,13 +205,16 @@ def in_place(out):
         total = sum(c for _, c in everyone)
         expected = []
         for column in zip(*(leaves for leaves, _ in everyone)):
-            have = [(np.asarray(x), c) for x, (_, c) in zip(column, everyone) if x is not None]
+            have = [(np.asarray(x), c) for x, (_, c) in zip(column, everyone)
+                    if x is not None and np.asarray(x).dtype.kind in "fc"]
             expected.append(sum(x * c for x, c in have) / total if have else None)
         results = {}
         for name, averager in averagers.items():
             tree, param = gradients(step, me)
             kept = fl.fmap(np.copy, {"param": param, "tied": tree["tied"], "t": tree["t"],
-                                     "ro": tree["ro"]})
+                                     "ro": tree["ro"], "int": tree["int"]})
+            if tree["int"].dtype.kind == "f":
+                del kept["int"]
             loss, avg, n = averager.average(0.5 * me, tree, count)
             assert n == total and loss == 0.5 * everyone[1][1] / total, (step, loss, n)
             for key, value in kept.items():  # not written: a slice, a shared, a read-only array

@@ -206,19 +206,20 @@ class GradientAverager:
                 zeros = zeros | {pos}
         return zeros
 
-    def _owned(self, leaves) -> dict:
+    def _owned(self, leaves, zeros) -> dict:
         """The direct buckets' gradients this rank may average in place: ``{position:
         array}`` for NumPy arrays that are C-contiguous and writable and whose memory is
         theirs alone: all of the memory of their root (the NumPy array that owns it; a
         gradient that is a slice of a larger array, a parameter say, is not), and shared
         with no other direct gradient (a structural gradient may hold one array at several
-        positions) nor with the averager's own buffers."""
+        positions) nor with the averager's own buffers. Not the positions in ``zeros`` (an
+        integer array where the plan has a gradient, say)."""
         roots: dict = {}
         candidates = []
         for b in self.direct:
             pos = b.items[0][0]
             x = leaves[pos]
-            if type(x) is not np.ndarray:
+            if type(x) is not np.ndarray or pos in zeros:
                 continue  # None, a CuPy array: the bucket's own buffer
             root = x if x.base is None else x.base
             key = id(root)
@@ -248,7 +249,7 @@ class GradientAverager:
                 self._header(loss, count, zeros)
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
-        owned = self._owned(leaves) if fits and self.in_place and self.direct else {}
+        owned = self._owned(leaves, zeros) if fits and self.in_place and self.direct else {}
         if owned and not self._arrived(posted[0], owned):
             owned = {}  # the first bucket is late: the gradients go by copy this step
         elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
