@@ -1,29 +1,44 @@
 """Data-parallel training on MPI: step time with 1 and 2 ranks (weak scaling: the same batch
-per rank) for the MLP 784-512-512-10 and LeNet-5, fluxml's gradient averaging beside a raw
-``mpi4py`` ``Allreduce`` of the same bytes, and the fraction of the allreduce hidden.
+per rank) for the MLP 784-512-512-10 and LeNet-5, and fluxml's gradient averaging beside a raw
+``mpi4py`` allreduce of the same bytes, for the two models' gradients and for gradient trees
+of a range of sizes.
 
-    .venv/bin/python benchmarks/distributed.py [--steps N] [--bucket-mb MB]
+    .venv/bin/python benchmarks/distributed.py [--steps N] [--bucket-mb MB] [--sizes-mb LIST]
+                                               [--baseline REV]
 
 (run with the project's venv: it needs ``mpi4py`` and the ``mpiexec`` of the ``distributed``
-extra). The script launches itself under ``mpiexec -n 1`` and ``-n 2`` and prints one table.
+extra). The script launches itself under ``mpiexec -n 1`` and ``-n 2`` and prints the tables.
 A step is what ``fl.train(..., distributed=True)`` does per batch: ``withgradient``, the
-averaging (``GradientAverager``), ``fl.update`` with Adam; float32.
+averaging (``GradientAverager(in_place=True)``, as ``fl.train`` makes it), ``fl.update``
+with Adam; float32. ``--baseline REV`` also times the ``GradientAverager`` of the commit
+``REV`` (its ``averaging.py``, with today's other modules) in the same run, call by call
+alternated with today's: before and after, measured under the same load.
 
 Read the numbers for what they are on a 2-core machine shared with other jobs: two ranks
 share the two cores (and whatever else runs), so weak-scaling efficiency measures contention
-more than fluxml; the "bandwidth" is a memory copy through MPICH's shared-memory channel, not
-a network. The ratio fluxml / raw ``Allreduce`` of the same bytes, measured in the same run,
-is the meaningful figure; "raw I" is one ``Iallreduce`` waited for as fluxml waits (on a
-loaded machine MPICH's blocking ``Allreduce`` of megabytes is often several times slower
-than that). Each is timed call by call, alternated; the tables give the median and the 10th
-percentile (the calls during which both ranks had a core: what the code costs). What fluxml
-adds to one allreduce is the copy of the gradients into the buckets (scaled by the rank's
-share of the batch) and ~20-40 us of Python per step (taking the gradients out of the tree,
-checking them against the plan, rebuilding the tree). Through shared memory an allreduce is
-itself a few memory passes, so that one more pass weighs a third or more of it; on a network
-link it would weigh less. Overlap: fluxml's reverse sweep is synchronous, so nothing of the
-allreduce hides behind the backward pass; what can hide is the packing of later buckets,
-reported as "hidden".
+more than fluxml; the "bandwidth" is memory copies through MPICH's shared-memory channel, not
+a network. The ratio raw / fluxml of the same bytes, measured in the same run, is the
+meaningful figure. "raw I" is one ``Iallreduce`` of all the bytes in one flat array, waited
+for as fluxml waits (spinning, then yielding the core); "raw" the blocking ``Allreduce`` (on a
+loaded machine MPICH's blocking ``Allreduce`` of megabytes is often several times slower).
+Before each timed call its input arrays are written afresh (untimed), for fluxml and raw
+alike, as a backward pass writes the gradients just before they are averaged: memory that a
+collective wrote last is slower to read back than memory this rank just wrote, and an
+averager that reads or writes the gradients would otherwise pay for it where the raw call,
+which does nothing with its buffer between calls, does not. Each variant is timed call by
+call, alternated; the tables give the median and the 10th percentile (the calls during which
+both ranks had a core: what the code costs).
+
+What fluxml adds to one allreduce: one pass over the gradients that multiplies them by the
+rank's share of the batch (in place, in the gradient's own array, for gradients that fill a
+bucket by themselves; while copying them into a bucket for the smaller ones), one message per
+such gradient and per bucket instead of one in all, a wait for the first bucket before any
+gradient is written in place (it carries the flag that says whether the step's sums are
+used), and ~20-40 us of Python per step (taking the gradients out of the tree, checking them
+against the plan, rebuilding the tree). Through shared memory an allreduce is itself a few
+memory passes, so one more pass weighs on small messages. Overlap: fluxml's reverse sweep is
+synchronous, so nothing of the allreduce hides behind the backward pass; "hidden" is the
+share of the communication that overlapped fluxml's own packing and scaling.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +58,7 @@ import numpy as np
 import fluxml as fl
 
 MLP_BATCH, LENET_BATCH = 64, 32
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def mlp():
@@ -62,6 +79,25 @@ def lenet():
     return model, x, rng.integers(0, 10, LENET_BATCH)
 
 
+def sized(megabytes: float) -> dict:
+    """A gradient tree of about ``megabytes`` MB of float32: three square layers, a weight
+    and a bias each (as a Dense chain's gradient)."""
+    h = max(1, int((megabytes * 1e6 / 4 / 3) ** 0.5))
+    rng = np.random.default_rng(fl.distributed.rank())
+    return {"layers": [{"weight": rng.standard_normal((h, h)).astype(np.float32),
+                        "bias": rng.standard_normal(h).astype(np.float32)} for _ in range(3)]}
+
+
+def baseline(rev: str):
+    """The ``GradientAverager`` class of commit ``rev`` (its ``averaging.py`` run as a module
+    of its own over today's fluxml)."""
+    source = subprocess.run(["git", "show", f"{rev}:src/fluxml/distributed/averaging.py"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType(f"averaging_{rev}")
+    exec(compile(source, f"{rev}:src/fluxml/distributed/averaging.py", "exec"), module.__dict__)
+    return module.GradientAverager
+
+
 def _median_of(fn, steps):
     times = []
     for _ in range(steps):
@@ -71,15 +107,13 @@ def _median_of(fn, steps):
     return statistics.median(times)
 
 
-def measure(g, build, steps: int, bucket_bytes: int) -> dict:
-    """Step time, then fluxml's averaging, a raw Allreduce of the same bytes and the packing
-    alone, alternated call by call so that the load of a shared machine falls on all alike."""
-    MPI = g.MPI
+def step_time(g, build, steps: int, bucket_bytes: int):
+    """The median time of a training step, and the last step's averaged gradients."""
     fl.seed(0)
     model, x, y = build()
     state = fl.setup(fl.Adam(1e-3), model)
     model, state = fl.distributed.broadcast(model), fl.distributed.broadcast(state)
-    averager = fl.distributed.GradientAverager(bucket_bytes)
+    averager = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
     last = {}
 
     def step():
@@ -91,105 +125,169 @@ def measure(g, build, steps: int, bucket_bytes: int) -> dict:
     for _ in range(3):
         step()
     g.comm.Barrier()
-    t_step = _median_of(step, steps)
-    grads = fl.fmap(np.array, last["grads"])  # copies: the averaged ones are the buckets
+    return _median_of(step, steps), last["grads"], len(y)
+
+
+def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> dict:
+    """fluxml's averaging of ``grads`` (and the ``before`` averager's, if any), one raw
+    Iallreduce and one raw Allreduce of the same bytes, and fluxml's local work alone,
+    alternated call by call so that the load of a shared machine falls on all alike; every
+    call's inputs written afresh first, untimed."""
+    MPI = g.MPI
+    grads = fl.fmap(np.array, grads)  # arrays of their own (the averaged ones are buffers)
     leaves = [a for a in fl.leaves(grads) if isinstance(a, np.ndarray)]
+    fresh = [a.copy() for a in leaves]
     flat = np.concatenate([a.ravel() for a in leaves])
+    flat_fresh = flat.copy()
+    after = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
+    old = before(bucket_bytes) if before is not None else None
+
+    def refresh():
+        for a, f in zip(leaves, fresh):
+            np.copyto(a, f)
+
+    def local():  # the packing and scaling alone, no communication
+        positions = after.gather(grads)
+        for b in after.buckets:
+            b.pack(positions, frozenset(), 0.5)
+        owned = after._owned(positions, frozenset())
+        for b in after.direct:
+            x = owned.get(b.items[0][0])
+            if x is None:
+                b.pack(positions, frozenset(), 0.5)
+            else:
+                np.multiply(x, b.dtype.type(0.5), out=x)
+
+    given = {id(a) for a in leaves}
+    kept = []  # per call, the direct gradients averaged in their own arrays
 
     def average():
-        averager.average(1.0, grads, len(y))
+        out = after.average(1.0, grads, count)[1]
+        kept.append(sum(id(a) in given for a in fl.leaves(out)))
 
-    def raw():
-        g.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-
-    def raw_nonblocking():  # one Iallreduce, waited for as fluxml waits (Group.wait)
-        g.wait([g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")
-
-    def local():  # the packing alone (what the averaging adds to the copy), no communication
-        positions = averager.gather(grads)
-        for b in averager.buckets:
-            for pos, _, dtype, view in b.items:
-                np.multiply(positions[pos], dtype.type(0.5), out=view)
-
-    average()
-    raw()
+    variants = {
+        "after": (refresh, average),
+        "raw_i": (lambda: np.copyto(flat, flat_fresh), lambda: g.wait(
+            [g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")),
+        "raw": (lambda: np.copyto(flat, flat_fresh),
+                lambda: g.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)),
+        "local": (refresh, local),
+    }
+    if old is not None:
+        variants["before"] = (refresh, lambda: old.average(1.0, grads, count))
+    for prepare, call in variants.values():
+        prepare()
+        call()
     g.comm.Barrier()
-    phases = []
-    for _ in range(steps * 10):
-        phases.append((_median_of(average, 1), _median_of(raw, 1),
-                       _median_of(raw_nonblocking, 1) if g.size > 1 else 0.0,
-                       _median_of(local, 1) if g.size > 1 else 0.0))
-    stats = {}
-    for q in (50, 10):  # the median, and the quietest tenth (both ranks on a core)
-        t_avg, t_raw, t_iraw, t_local = (float(np.percentile(t, q)) for t in zip(*phases))
-        stats[q] = {"avg": t_avg, "raw": t_raw, "iraw": t_iraw, "local": t_local}
-    return {"step": t_step, "stats": stats, "bytes": int(flat.nbytes),
-            "buckets": len(averager.buckets), "batch": len(y)}
+    times: dict = {name: [] for name in variants}
+    names = list(variants)
+    for i in range(calls):
+        for name in names[i % len(names):] + names[:i % len(names)]:  # no variant always first
+            prepare, call = variants[name]
+            prepare()
+            t = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t)
+    stats = {q: {name: float(np.percentile(t, q)) for name, t in times.items()}
+             for q in (50, 10)}  # the median, and the quietest tenth (both ranks on a core)
+    return {"stats": stats, "bytes": int(flat.nbytes),
+            "in_place": sum(kept) / max(1, len(kept) * len(after.direct)),
+            "messages": len(after.buckets) + len(after.direct),
+            "before_messages": len(old.buckets) if old is not None else 0}
 
 
-def worker(steps: int, bucket_bytes: int) -> dict:
+def worker(steps: int, bucket_bytes: int, sizes: list, rev: str | None) -> dict:
     g = fl.distributed.init(timeout=120)
-    return {name: measure(g, build, steps, bucket_bytes)
-            for name, build in (("MLP 784-512-512-10", mlp), ("LeNet-5", lenet))}
+    before = baseline(rev) if rev else None
+    out: dict = {"steps": {}, "averaging": {}}
+    for name, build in (("MLP 784-512-512-10", mlp), ("LeNet-5", lenet)):
+        t, grads, count = step_time(g, build, steps, bucket_bytes)
+        out["steps"][name] = {"step": t, "batch": count}
+        if g.size > 1:
+            out["averaging"][name] = averaging(g, grads, count, steps * 10, bucket_bytes,
+                                               before)
+    if g.size > 1:
+        for mb in sizes:
+            out["averaging"][f"3 layers, {mb:g} MB"] = averaging(
+                g, sized(mb), 32, steps * 10, bucket_bytes, before)
+    return out
 
 
-def launch(n: int, steps: int, bucket_mb: float) -> dict:
+def launch(n: int, steps: int, bucket_mb: float, sizes: list, rev: str | None) -> dict:
     mpiexec = Path(sys.executable).parent / "mpiexec"
     cmd = [str(mpiexec), "-n", str(n), sys.executable, __file__, "--worker",
-           "--steps", str(steps), "--bucket-mb", str(bucket_mb)]
+           "--steps", str(steps), "--bucket-mb", str(bucket_mb),
+           "--sizes-mb", ",".join(map(str, sizes))] + (["--baseline", rev] if rev else [])
     # one BLAS thread per rank (as MPI jobs run NumPy): threads of two ranks on two cores
     # would fight over them, and OpenBLAS's idle threads spin
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(steps: int, bucket_mb: float) -> None:
-    runs = {n: launch(n, steps, bucket_mb) for n in (1, 2)}
+def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
+    if rev:
+        rev = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip()
+    runs = {n: launch(n, steps, bucket_mb, sizes, rev) for n in (1, 2)}
     print(f"fluxml data-parallel, float32, Adam, median of {steps} steps; "
           f"weak scaling (the same batch per rank)\n")
     print(f"{'model':<20} {'ranks':>5} {'batch/rank':>10} {'step ms':>8} "
           f"{'samples/s':>10} {'efficiency':>10}")
-    for name in runs[1]:
-        one = runs[1][name]
+    for name in runs[1]["steps"]:
+        one = runs[1]["steps"][name]
         for n in (1, 2):
-            r = runs[n][name]
+            r = runs[n]["steps"][name]
             rate = n * r["batch"] / r["step"]
             print(f"{name:<20} {n:>5} {r['batch']:>10} {r['step'] * 1e3:>8.2f} {rate:>10,.0f} "
                   f"{one['step'] / r['step']:>10.2f}")
+    cols = [("after", "fluxml")] + ([("before", f"@{rev}")] if rev else [])
     for q, what in (("50", "median"), ("10", "10th percentile: the quietest tenth of calls")):
         print(f"\ngradient averaging with 2 ranks (buckets of {bucket_mb:g} MiB) beside raw "
-              f"mpi4py Allreduce of the same bytes (one message); {what}\n")
-        print(f"{'model':<20} {'MB':>6} {'buckets':>7} {'fluxml ms':>9} {'raw ms':>7} "
-              f"{'raw I ms':>8} {'fluxml GB/s':>11} {'raw GB/s':>8} {'raw/fluxml':>10} "
-              f"{'raw I/fluxml':>12} {'hidden':>6}")
-        for name, run in runs[2].items():
+              f"mpi4py allreduce of the same bytes (one message); {what}; ms\n")
+        head = f"{'gradients':<20} {'MB':>6} {'msgs':>5} {'raw I':>7} {'raw':>7}"
+        for _, label in cols:
+            head += f" {label:>9} {'rawI/' + label[:6]:>12}"
+        print(head + f" {'raw/fluxml':>10} {'GB/s':>5} {'hidden':>6} {'in place':>8}")
+        for name, run in runs[2]["averaging"].items():
             r, gb = run["stats"][q], run["bytes"] / 1e9
-            hidden = (r["raw"] + r["local"] - r["avg"]) / r["raw"]
-            print(f"{name:<20} {run['bytes'] / 1e6:>6.2f} {run['buckets']:>7} "
-                  f"{r['avg'] * 1e3:>9.3f} {r['raw'] * 1e3:>7.3f} {r['iraw'] * 1e3:>8.3f} "
-                  f"{gb / r['avg']:>11.2f} {gb / r['raw']:>8.2f} {r['raw'] / r['avg']:>10.2f} "
-                  f"{r['iraw'] / r['avg']:>12.2f} {max(0.0, min(1.0, hidden)):>6.0%}")
-    print("\n'raw': one blocking Allreduce of the same bytes; 'raw I': one Iallreduce waited "
-          "for as fluxml waits (spinning, then yielding the core); 'raw/fluxml' 1.00 is parity, "
-          "the target is >= 0.90.")
-    print("'hidden': (raw allreduce + packing/scaling alone - fluxml's averaging) / raw "
-          "allreduce: the share of the communication that overlapped the packing and scaling "
-          "of other buckets (none can overlap the backward pass: the sweep is synchronous).")
+            msgs = f"{run['messages']}" + (f"/{run['before_messages']}" if rev else "")
+            line = (f"{name:<20} {run['bytes'] / 1e6:>6.2f} {msgs:>5} {r['raw_i'] * 1e3:>7.3f} "
+                    f"{r['raw'] * 1e3:>7.3f}")
+            for key, _ in cols:
+                line += f" {r[key] * 1e3:>9.3f} {r['raw_i'] / r[key]:>12.2f}"
+            hidden = (r["raw_i"] + r["local"] - r["after"]) / r["raw_i"]
+            inplace = f"{run['in_place']:.0%}" if run["messages"] > 1 or run["in_place"] else "-"
+            print(line + f" {r['raw'] / r['after']:>10.2f} {gb / r['after']:>5.2f} "
+                         f"{max(0.0, min(1.0, hidden)):>6.0%} {inplace:>8}")
+    print("\n'raw I': one Iallreduce of the same bytes waited for as fluxml waits; 'raw': one "
+          "blocking Allreduce; 'rawI/x' the ratio raw I / x: 1.00 is parity, the target is "
+          ">= 0.90." + (f" '@{rev}': the averaging of commit {rev}, alternated with today's; "
+                         f"'msgs': messages per step today/then." if rev else ""))
+    print("'hidden': (raw I + fluxml's packing and scaling alone - fluxml's averaging) / raw I: "
+          "the share of the communication that overlapped fluxml's own work (none can overlap "
+          "the backward pass: the sweep is synchronous). 'in place': the share of the gradients "
+          "that travel alone averaged in their own arrays (the others were copied: the first "
+          "bucket had not come within the time a copy takes).")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--bucket-mb", type=float, default=1.0)
+    parser.add_argument("--sizes-mb", default="0.06,0.25,1,4,16",
+                        help="sizes of the synthetic gradient trees, comma-separated")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="also time the averaging of this git commit (before/after)")
     parser.add_argument("--worker", action="store_true")
     args = parser.parse_args()
+    sizes = [float(s) for s in args.sizes_mb.split(",") if s]
     if args.worker:
-        result = worker(args.steps, int(args.bucket_mb * 2**20))
+        result = worker(args.steps, int(args.bucket_mb * 2**20), sizes, args.baseline)
         if fl.distributed.is_main():
             print(json.dumps(result))
     else:
-        main(args.steps, args.bucket_mb)
+        main(args.steps, args.bucket_mb, sizes, args.baseline)

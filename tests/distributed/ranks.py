@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import fluxml as fl
+from fluxml.distributed.layout import positions
 
 NOBS, BATCH, EPOCHS, SEED = 70, 8, 3, 1234  # 70 = 4 global batches of 16, then 6 (3 + 3)
 
@@ -35,20 +36,39 @@ def loader(per_rank, shard):
     return fl.DataLoader(data(), batchsize=per_rank, shuffle=True, rng=SEED, shard=shard)
 
 
-def save(out, name, model, history):
+def save(out, name, model, history, **extra):
     flat = {k: np.asarray(v) for k, v in fl.io.modelstate.flat_state(model).items()}
-    np.savez(Path(out) / name, losses=np.array(history.losses), **flat)
+    np.savez(Path(out) / name, losses=np.array(history.losses), **flat, **extra)
+
+
+class Counting(fl.distributed.GradientAverager):
+    """fl.train's averager with every gradient of 64 bytes or more travelling alone (so that
+    the tiny test model takes the in-place path), counting the gradients averaged in place
+    (those that come back as the very arrays given)."""
+
+    in_place_count = 0
+
+    def __init__(self, bucket_bytes=1 << 20, in_place=False):
+        super().__init__(bucket_bytes, in_place=in_place, direct_bytes=64)
+        self.patience = 60.0  # wait for the first bucket: in place every step, not when quick
+
+    def average(self, loss, grads, count):
+        given = {id(a) for a in fl.leaves(grads) if isinstance(a, np.ndarray)}
+        loss, out, total = super().average(loss, grads, count)
+        Counting.in_place_count += sum(id(a) in given for a in fl.leaves(out))
+        return loss, out, total
 
 
 def train_equal(out):
     """2 ranks of BATCH with a checkpoint each epoch, from models that differ per rank."""
+    fl.distributed.parallel.GradientAverager = Counting
     model, state = make(init_seed=fl.distributed.rank())  # rank 0's model must win
     ckpt = fl.SaveCheckpoint(str(Path(out) / "ckpt-{epoch}.st"))
     h = fl.train(mse, model, loader(BATCH, True), state, epochs=EPOCHS, callbacks=[ckpt],
                  progress=False, distributed=True)
     fl.distributed.check_synced(model)
     fl.distributed.check_synced(state, "optimiser state")
-    save(out, f"rank{fl.distributed.rank()}.npz", model, h)
+    save(out, f"rank{fl.distributed.rank()}.npz", model, h, in_place=Counting.in_place_count)
 
 
 def resume(out, path, batch=BATCH, shard=True, distributed=True):
@@ -139,6 +159,82 @@ def consistent(out):
     say(f"rank {me}: one step taken: {changed}; then {fl.distributed.broadcast_object('ok')}")
 
 
+def gradients(step, me):
+    """A gradient tree with what the in-place averaging must tell apart; the same values and
+    the same sharing of memory at each call for a step. ``late`` has no gradient on any
+    rank until step 3, where rank 1 has one: a new plan."""
+    rng = np.random.default_rng(100 * step + me)
+
+    def f64(*shape):
+        return rng.standard_normal(shape)
+
+    param, shared, readonly = f64(6, 5), f64(4, 4), f64(3, 4)
+    readonly.flags.writeable = False
+    tree = {"w": f64(5, 4), "w32": f64(3, 7).astype(np.float32),
+            "c": f64(3, 3) + 1j * f64(3, 3),
+            "tied": [shared, shared],  # one array at two positions
+            "view": param[1:4],  # a slice of a parameter
+            "t": f64(4, 6).T,  # not C-contiguous
+            "ro": readonly,
+            "reshaped": f64(2, 12).reshape(4, 6),  # a view that is all of its memory
+            "small": f64(2),  # below direct_bytes: in a bucket
+            "s": 1.5 + me,  # a Python float
+            "lacking": f64(3, 3) if me == 0 else None,  # zeros on rank 1
+            # an integer array where the plan has a gradient: zeros too, and not written
+            "int": np.arange(9).reshape(3, 3) if step == 1 and me == 1 else f64(3, 3),
+            "late": f64(3, 3) if step == 3 and me == 1 else None}
+    return tree, param
+
+
+def in_place(out):
+    """The same steps averaged in place (every gradient of 64 bytes or more travelling alone),
+    in place where the first bucket has come at once, by copying on the same plan, and with
+    buckets only: equal bit for bit, and equal to the weighted mean computed here; what may
+    not be written is not."""
+    me = fl.distributed.rank()
+    g = fl.distributed.group()
+    averagers = {"in place": fl.distributed.GradientAverager(in_place=True, direct_bytes=64),
+                 "copies": fl.distributed.GradientAverager(direct_bytes=64),
+                 "buckets": fl.distributed.GradientAverager(direct_bytes=1 << 30)}
+    averagers["in place"].patience = 60.0  # wait for the first bucket: always in place
+    averagers["unless late"] = fl.distributed.GradientAverager(in_place=True, direct_bytes=64)
+    averagers["unless late"].patience = 0.0  # in place only if the first bucket is there
+    for step, count in enumerate([3, 3 + me, 2, 3]):  # equal, unequal, a new total, new plan
+        tree, _ = gradients(step, me)
+        everyone = g.comm.allgather((positions(tree)[0], count))
+        total = sum(c for _, c in everyone)
+        expected = []
+        for column in zip(*(leaves for leaves, _ in everyone)):
+            have = [(np.asarray(x), c) for x, (_, c) in zip(column, everyone)
+                    if x is not None and np.asarray(x).dtype.kind in "fc"]
+            expected.append(sum(x * c for x, c in have) / total if have else None)
+        results = {}
+        for name, averager in averagers.items():
+            tree, param = gradients(step, me)
+            kept = fl.fmap(np.copy, {"param": param, "tied": tree["tied"], "t": tree["t"],
+                                     "ro": tree["ro"], "int": tree["int"]})
+            if tree["int"].dtype.kind == "f":
+                del kept["int"]
+            loss, avg, n = averager.average(0.5 * me, tree, count)
+            assert n == total and loss == 0.5 * everyone[1][1] / total, (step, loss, n)
+            for key, value in kept.items():  # not written: a slice, a shared, a read-only array
+                now = param if key == "param" else tree[key]
+                fl.fmap(np.testing.assert_array_equal, now, value)
+            if name == "in place":  # averaged in the arrays given
+                owned = ["w", "w32", "c", "reshaped"] + (["lacking"] if me == 0 else [])
+                assert all(avg[k] is tree[k] for k in owned), step
+                assert avg["view"] is not tree["view"] and avg["t"] is not tree["t"]
+            results[name] = positions(avg)[0]
+        for got in results.values():
+            for a, b, want in zip(got, results["buckets"], expected):
+                assert (a is None) == (b is None) == (want is None), step
+                if a is not None:
+                    np.testing.assert_array_equal(a, b)
+                    np.testing.assert_allclose(a, want, rtol=1e-6 if a.dtype == np.float32
+                                               else 1e-12)
+    say(f"rank {me}: in place as by copying")
+
+
 def bn_model():
     fl.seed(3)
     return fl.f64(fl.Chain(fl.Conv((3, 3), 3, 4), fl.BatchNorm(4, np.tanh), fl.Flatten(),
@@ -198,6 +294,8 @@ if __name__ == "__main__":
         train_equal(out)
     elif mode == "consistent":
         consistent(out)
+    elif mode == "in_place":
+        in_place(out)
     elif mode == "syncbn":
         syncbn(out)
     elif mode == "resume":

@@ -43,6 +43,8 @@ def test_init_refuses_a_bad_timeout(bad):
 def test_bucket_size_must_be_a_positive_int():
     with pytest.raises(ValueError, match="bucket_bytes must be a positive int; got 0"):
         fl.distributed.GradientAverager(bucket_bytes=0)
+    with pytest.raises(ValueError, match="direct_bytes must be a positive int; got 1.5"):
+        fl.distributed.GradientAverager(direct_bytes=1.5)
 
 
 def test_the_loader_says_it_is_sharded():

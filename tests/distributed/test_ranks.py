@@ -60,6 +60,8 @@ def test_two_ranks_train_as_one_process_with_twice_the_batch_and_resume_with_one
     assert len(h.losses) == 5 * ranks.EPOCHS  # 4 full global batches and the split one
     for r in (0, 1):
         assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
+        # every step averaged the three gradients of 64 bytes or more in their own arrays
+        assert np.load(tmp_path / f"rank{r}.npz")["in_place"] == 3 * len(h.losses)
     assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == \
         ["ckpt-1.st", "ckpt-2.st", "ckpt-3.st"]  # rank 0 alone wrote them (no clash)
     # saved with 2 ranks, resumed with 1: the last epoch as the uninterrupted run
@@ -128,6 +130,17 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
                f"'b')" in out, out
         assert f"rank {r}: train: step 2 (epoch 1, batch 2): the loss is nan" in out, out
         assert f"rank {r}: one step taken: True; then ok" in out, out
+
+
+def test_gradients_averaged_in_place_equal_those_averaged_by_copying(tmp_path):
+    # shared, sliced, non-contiguous and read-only arrays go by copy and stay as they were;
+    # float32, float64 and complex; unequal shares, a new total and a new plan (checked on
+    # the ranks, against the weighted mean and bit for bit between the ways)
+    done = mpirun(HERE / "ranks.py", "in_place", tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    for r in (0, 1):
+        assert f"rank {r}: in place as by copying" in out, out
 
 
 def test_sync_batchnorm_on_two_unequal_ranks_is_one_process_with_the_whole_batch(tmp_path):

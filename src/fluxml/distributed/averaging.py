@@ -1,32 +1,49 @@
-"""Gradient averaging across ranks: a few flat buckets, each one non-blocking ``Iallreduce``,
-and nothing else on the wire.
+"""Gradient averaging across ranks: one non-blocking ``Iallreduce`` per large gradient and
+per bucket of small ones, and nothing else on the wire.
 
-The ranks agree once on a *plan* (``layout.py``): the positions of the gradient tree, the
-buckets (float64 first), each gradient's offset in its bucket, the buffers (allocated once).
+The ranks agree once on a *plan* (``layout.py``): the positions of the gradient tree, which
+gradients travel alone (*direct*: at least ``direct_bytes``, by default those that would fill
+a bucket by themselves) and which in a few flat buckets
+(float64 first), each gradient's offset in its bucket, the buffers (allocated once).
 Each step then only
 
 1. takes the gradients out of the tree (a walker compiled for its structure) and checks each
    against the plan (shape and dtype; ``None`` where the plan has a gradient counts as zeros);
-2. copies them into the buckets, scaled by ``count / total`` (this rank's share of the
-   global batch: ranks with unequal batches weigh as one big batch would), and posts one
+2. copies the small ones into the buckets, scaled by ``count / total`` (this rank's share of
+   the global batch: ranks with unequal batches weigh as one big batch would), and posts one
    ``Iallreduce`` per bucket as soon as it is packed. The first bucket carries a few more
    numbers: ``loss * count``, ``count``, a flag "my tree no longer fits the plan", and per
    gradient whether this rank has it (a gradient that no rank has this step is returned as
    ``None``, as one process would give it, so that the optimiser skips it rather than
    taking a step of momentum on zeros);
-3. waits for the buckets in order. The averaged gradients are views into the buckets (no
-   unpacking copies), valid until the next ``average``.
+3. scales each direct gradient and posts its ``Iallreduce``: with ``in_place=True``, in the
+   gradient's own array when that array is the gradient's alone (no copy at all: the one
+   pass is the scaling, on memory the backward pass has just written), else in a buffer of
+   the plan. Nothing is written into a gradient before the first bucket has come, so that a
+   rank whose tree no longer fits the plan is known first (the step is then averaged again
+   from the gradients as they came); if it has not come within the time a copy would take
+   (a rank is late), the gradients go by copy this step rather than wait;
+4. waits for the messages in order. The averaged gradients are views into the buckets (no
+   unpacking copies), valid until the next ``average``, and the direct gradients' arrays.
+
+The scaling is where it costs least: a copy into a bucket costs the same pass with or
+without it, and in place the pass touches memory this rank has just written. Why not every
+gradient in place: each message costs as much as a copy of a megabyte or so through MPICH's
+shared memory (measured: one message of all the bytes beats one per array, even with the
+copy), so small gradients share a bucket, and by default a gradient travels alone only where
+it would fill a bucket anyway.
 
 ``total`` is the last step's global batch size (known exactly at the first step, which
-agrees the plan). When this step's differs (the last, short batch of an epoch) the buckets
+agrees the plan). When this step's differs (the last, short batch of an epoch) the sums
 are multiplied by ``old / new`` on arrival: one extra pass, twice an epoch. The header is
-summed in the first bucket's dtype: float64 whenever the model has a float64 gradient; for a
-float32 model the reported loss carries float32 rounding (about 1e-7 relative; batch sizes
-stay exact up to 2**24).
+summed in the first bucket's dtype, the first of the plan (float64 whenever the model has a
+float64 gradient; the first bucket may then carry no gradient); for a float32 model the
+reported loss carries float32 rounding (about 1e-7 relative; batch sizes stay exact up to
+2**24).
 
 Why the layout check can ride in the first bucket: every message's size comes from the
 agreed plan, never from a rank's own tree, so the messages match on every rank whatever the
-trees are. A rank whose tree does not fit the plan still sends the planned buckets (with
+trees are. A rank whose tree does not fit the plan still sends the planned messages (with
 whatever is in them) and sets the flag; every rank sees the summed flag in the same result,
 throws the step's sums away, and all agree a new plan together (an exchange of the trees'
 layouts, which names the difference when the ranks cannot agree), then average the step
@@ -37,7 +54,7 @@ changes would not be safe: the others would not know to join the check.)
 What overlaps, honestly: fluxml's reverse sweep is synchronous (the gradient exists only when
 ``withgradient`` returns), so communication cannot hide behind the backward pass as in
 PyTorch's DDP, and MPICH advances a non-blocking collective only inside MPI calls, which the
-packing makes between buckets. ``benchmarks/distributed.py`` measures what is hidden.
+packing makes between messages. ``benchmarks/distributed.py`` measures what is hidden.
 
 The averaged gradient equals the gradient of the mean loss over the global batch when the
 loss is a mean over its batch (as every ``fl`` loss is by default).
@@ -70,12 +87,14 @@ _NONE: frozenset = frozenset()
 
 
 class Bucket:
-    """One flat buffer and the gradients it carries: ``items`` are ``(position, shape,
-    dtype, view)``, ``view`` the gradient's place in ``buf``; ``grad`` is the part of ``buf``
-    that holds gradients (the first bucket has the header after it)."""
+    """One message: a flat buffer and the gradients it carries. ``items`` are ``(position,
+    shape, dtype, view)``, ``view`` the gradient's place in ``buf``; ``grad`` is the part of
+    ``buf`` that holds gradients (the first bucket has the header after it). A *direct*
+    bucket carries one large gradient: averaged in place in the gradient's own array where
+    the averager may (``in_place``), else in ``buf``, allocated when first needed."""
 
-    def __init__(self, dtype, xp=np):
-        self.dtype, self.xp = np.dtype(dtype), xp
+    def __init__(self, dtype, xp=np, direct: bool = False):
+        self.dtype, self.xp, self.direct = np.dtype(dtype), xp, direct
         self.items: list[tuple] = []
         self.size = 0
         self.buf = self.host = self.grad = None  # host: a NumPy mirror of a GPU buffer
@@ -91,21 +110,50 @@ class Bucket:
         self.items = [(pos, shape, dtype, self.buf[off:off + n].reshape(shape))
                       for pos, shape, dtype, (off, n) in self.items]
 
+    def pack(self, leaves: list, zeros, scale: float) -> None:
+        """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
+        positions in ``zeros``)."""
+        s, multiply = self.dtype.type(scale), self.xp.multiply
+        for pos, _, _, view in self.items:
+            if pos in zeros:  # no gradient here on this rank
+                view.fill(0)
+            else:
+                multiply(leaves[pos], s, out=view)
+
 
 class GradientAverager:
-    """``GradientAverager(bucket_bytes=1 << 20)``: averages structural gradients across the
-    ranks of ``fl.distributed.group()`` in buckets of about ``bucket_bytes`` each (one
-    bucket per dtype at least; rank 0's size wins if the ranks pass different ones).
-    ``timings`` holds the seconds of the last step's phases: ``pack`` (checking, packing and
-    posting), ``wait`` (waiting for the buckets), ``total``."""
+    """``GradientAverager(bucket_bytes=1 << 20, in_place=False, direct_bytes=None)``:
+    averages structural gradients across the ranks of ``fl.distributed.group()``. Gradients
+    of at least ``direct_bytes`` (default: ``bucket_bytes``, so that a gradient travels alone
+    only where it would fill a bucket by itself) travel alone, the others in buckets of about
+    ``bucket_bytes`` (one bucket per dtype at least); rank 0's sizes win if the ranks pass
+    different ones.
 
-    def __init__(self, bucket_bytes: int = 1 << 20):
-        if not isinstance(bucket_bytes, int) or bucket_bytes < 1:
-            raise ValueError(f"GradientAverager: bucket_bytes must be a positive int; got "
-                             f"{bucket_bytes!r}")
+    ``in_place=True`` lets the averager overwrite the gradient arrays it is given: a gradient
+    that travels alone is then averaged in its own array (no copy) and comes back as that
+    array, where the array is a C-contiguous, writable NumPy array holding all of its memory
+    alone (not a slice of a larger array, not shared with another gradient of the tree);
+    any other goes through a buffer of the averager, as with ``in_place=False``. Pass it
+    when the gradients are yours to consume, fresh from ``fl.gradient`` each step, as
+    ``fl.train`` does; the result is the same either way, bit for bit.
+    ``timings`` holds the seconds of the last step's phases: ``pack`` (checking, packing and
+    posting), ``wait`` (waiting for the messages), ``total``."""
+
+    def __init__(self, bucket_bytes: int = 1 << 20, in_place: bool = False,
+                 direct_bytes: int | None = None):
+        direct_bytes = bucket_bytes if direct_bytes is None else direct_bytes
+        for name, value in (("bucket_bytes", bucket_bytes), ("direct_bytes", direct_bytes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GradientAverager: {name} must be a positive int; got "
+                                 f"{value!r}")
         self.group = group()
-        self.bucket_bytes = bucket_bytes
+        self.bucket_bytes, self.direct_bytes = bucket_bytes, direct_bytes
+        self.in_place = bool(in_place)
+        # seconds to wait at most for the first bucket before writing in place; None: as long
+        # as copying the gradients would take (at 10 GB/s), at most 1 ms (the tests set it)
+        self.patience: float | None = None
         self.buckets: list[Bucket] = []
+        self.direct: list[Bucket] = []
         self.planned = False
         self.timings: dict[str, float] = {"pack": 0.0, "wait": 0.0, "total": 0.0}
 
@@ -146,23 +194,47 @@ class GradientAverager:
             if x is not None and (is_grad(x) or not is_position(x)):
                 return None
         zeros = _NONE
-        for b in self.buckets:
-            for pos, shape, dtype, _ in b.items:
-                x = leaves[pos]
-                if x is not None and getattr(x, "shape", None) == shape and x.dtype == dtype:
-                    continue  # the usual case: the planned array
-                if x is not None and layout.entry(x) != (shape, dtype.str):
-                    if is_grad(x) or not is_position(x):
-                        return None
-                    x = None  # an integer, say: no gradient
-                if x is None:
-                    zeros = zeros | {pos}
+        for pos, shape, dtype in self.entries:
+            x = leaves[pos]
+            if x is not None and getattr(x, "shape", None) == shape and x.dtype == dtype:
+                continue  # the usual case: the planned array
+            if x is not None and layout.entry(x) != (shape, dtype.str):
+                if is_grad(x) or not is_position(x):
+                    return None
+                x = None  # an integer, say: no gradient
+            if x is None:
+                zeros = zeros | {pos}
         return zeros
 
+    def _owned(self, leaves, zeros) -> dict:
+        """The direct buckets' gradients this rank may average in place: ``{position:
+        array}`` for NumPy arrays that are C-contiguous and writable and whose memory is
+        theirs alone: all of the memory of their root (the NumPy array that owns it; a
+        gradient that is a slice of a larger array, a parameter say, is not), and shared
+        with no other direct gradient (a structural gradient may hold one array at several
+        positions) nor with the averager's own buffers. Not the positions in ``zeros`` (an
+        integer array where the plan has a gradient, say)."""
+        roots: dict = {}
+        candidates = []
+        for b in self.direct:
+            pos = b.items[0][0]
+            x = leaves[pos]
+            if type(x) is not np.ndarray or pos in zeros:
+                continue  # None, a CuPy array: the bucket's own buffer
+            root = x if x.base is None else x.base
+            key = id(root)
+            roots[key] = roots.get(key, 0) + 1
+            whole = root is x or type(root) is np.ndarray and root.nbytes == x.nbytes
+            if whole and root.base is None and x.flags.c_contiguous and x.flags.writeable \
+                    and key not in self.mine:
+                candidates.append((pos, x, key))
+        return {pos: x for pos, x, key in candidates if roots[key] == 1}
+
     def _exchange(self, loss, leaves, count):
-        """Pack, post, wait: ``(loss, positions with the averaged views, total)``, or None
+        """Pack, post, wait: ``(loss, positions with the averaged arrays, total)``, or None
         when some rank's tree did not fit the plan (the step's sums are then unusable)."""
         g, MPI = self.group, self.group.MPI
+        what = f"the gradient averaging at step {g.step}"
         t0 = time.perf_counter()
         zeros = self._fits(leaves)
         fits = zeros is not None
@@ -170,46 +242,82 @@ class GradientAverager:
         posted: list = []
         for k, b in enumerate(self.buckets):
             if fits:
-                s = b.dtype.type(scale)
-                multiply = b.xp.multiply
-                for pos, _, _, view in b.items:
-                    if pos in zeros:  # no gradient here on this rank
-                        view.fill(0)
-                    else:
-                        multiply(leaves[pos], s, out=view)
+                b.pack(leaves, zeros, scale)
             if b.host is not b.buf:
                 b.buf.get(out=b.host)
             if k == 0:
                 self._header(loss, count, zeros)
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
+        owned = self._owned(leaves, zeros) if fits and self.in_place and self.direct else {}
+        if owned and not self._arrived(posted[0], owned):
+            owned = {}  # the first bucket is late: the gradients go by copy this step
+        elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
+            owned, fits = {}, False  # messages all the same, write into no gradient
+        sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
+        for b in self.direct:
+            x = owned.get(b.items[0][0]) if owned else None
+            if x is not None:
+                np.multiply(x, b.dtype.type(scale), out=x)
+                posted.append(g.comm.Iallreduce(MPI.IN_PLACE, x, op=MPI.SUM))
+            else:
+                if b.buf is None:
+                    self._allocate(b)
+                if fits:
+                    b.pack(leaves, zeros, scale)
+                if b.host is not b.buf:
+                    b.buf.get(out=b.host)
+                posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
+            sums.append(x)
+            MPI.Request.Testall(posted)
         t1 = time.perf_counter()
-        what = f"the gradient averaging at step {g.step}"
         g.wait(posted[:1], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
         if misfits:
             g.wait(posted, what)
             return None
         factor = None if total == self.total else self.total / total
-        for k, (b, req) in enumerate(zip(self.buckets, posted)):
+        buckets = [(b, b.grad) for b in self.buckets]
+        buckets += [(b, b.grad if x is None else x) for b, x in zip(self.direct, sums)]
+        for k, ((b, out), req) in enumerate(zip(buckets, posted)):
             if k:
                 g.wait([req], what)
-            if b.host is not b.buf:
+            if b.host is not b.buf and out is b.grad:
                 b.buf.set(b.host)
             if factor is not None:
-                b.grad *= b.dtype.type(factor)
+                out *= b.dtype.type(factor)
         self.total = total
         for pos, view in self.outputs:
             leaves[pos] = view
+        for b, x in zip(self.direct, sums):
+            leaves[b.items[0][0]] = b.items[0][3] if x is None else x
         if lacking:  # a gradient no rank has this step stays None, as in one process
             have = self.header[_HEADER:].real
-            for (pos, _), n in zip(self.outputs, have):
+            for pos, n in zip(self.order, have):
                 if n == 0:
                     leaves[pos] = None
         t2 = time.perf_counter()
         self.timings["pack"], self.timings["wait"], self.timings["total"] = \
             t1 - t0, t2 - t1, t2 - t0
         return loss_sum / total, leaves, int(total)
+
+    def _arrived(self, first, owned: dict) -> bool:
+        """Has the first bucket (``first``, the request) arrived within a short wait? Nothing
+        is written into a caller's array before every rank knows that the step's sums are
+        used (a rank whose tree no longer fits the plan sets a flag in it, and the step is
+        then averaged again from the gradients as they came). On a quiet machine it comes in
+        tens of microseconds; waiting longer than a copy of the gradients would take (10 GB/s)
+        is not worth it: a rank that is late (descheduled on a loaded machine) would make a
+        round trip of its own of every step, where copying keeps a step one round trip."""
+        test = first.Test
+        patience = self.patience
+        if patience is None:
+            patience = min(1e-3, sum(x.nbytes for x in owned.values()) / 1e10)
+        deadline = time.perf_counter() + patience
+        while not test():
+            if time.perf_counter() > deadline:
+                return False
+        return True
 
     def _header(self, loss, count, zeros) -> None:
         """Fill the first bucket's header (``zeros`` None: this rank's tree does not fit)."""
@@ -219,6 +327,12 @@ class GradientAverager:
         h[_HEADER:] = 1.0
         for pos in zeros or ():
             h[self.slot[pos]] = 0.0
+
+    def _allocate(self, b: Bucket) -> None:
+        """A direct bucket's own buffer, for a step its gradient cannot be averaged in
+        place (a view, a shared array, a GPU array, ``in_place=False``)."""
+        b.allocate()
+        self.mine.add(id(b.buf))
 
     # --- agreeing a plan -----------------------------------------------------------------------
 
@@ -231,9 +345,10 @@ class GradientAverager:
         names = layout.paths(spec)
         entries = [layout.entry(x) for x in leaves]
         what = f"the gradient averaging at step {g.step}"
-        everyone = allgather_object(g, (names, entries, self.bucket_bytes, int(count)), what)
+        everyone = allgather_object(
+            g, (names, entries, (self.bucket_bytes, self.direct_bytes), int(count)), what)
         agreed = layout.union([e[:2] for e in everyone], what)
-        self._plan(agreed, everyone[0][2], leaves)
+        self._plan(agreed, *everyone[0][2], leaves)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
         self.gather = layout.walker(spec)
@@ -244,16 +359,19 @@ class GradientAverager:
             fast = False
         if not fast:  # never seen: the walker reads trees as flatten does. Still: stay right
             self.gather = lambda tree: _raise_changed()
-        self.build = layout.builder(spec, {pos for pos, _ in self.outputs})
+        self.build = layout.builder(spec, set(self.order))
         result = self._exchange(loss, leaves, count)
         if result is None:  # no rank can misfit a plan made from its own tree this step
             raise on_every_rank(DistributedError(f"fluxml.distributed: {what}: the ranks "
                                                  f"could not agree a layout"))
         return result[0], self._rebuild(grads, result[1]), result[2]
 
-    def _plan(self, agreed: list, bucket_bytes: int, leaves: list) -> None:
-        """The buckets for the agreed layout: positions in order within each dtype, a new
-        bucket when the current one is full; the first has room for the header."""
+    def _plan(self, agreed: list, bucket_bytes: int, direct_bytes: int, leaves: list) -> None:
+        """The messages for the agreed layout: a direct bucket per gradient of at least
+        ``direct_bytes``; the others in buckets, in order within each dtype, a new bucket
+        when the current one is full. The first bucket carries the header, in the first
+        dtype of the plan (float64 first: the loss and counts sum in float64 whenever the
+        model has any float64 gradient); it may carry no gradient."""
         by_dtype: dict = {}
         for pos, entry in enumerate(agreed):
             if entry is None:
@@ -264,26 +382,38 @@ class GradientAverager:
                     f"fluxml.distributed: cannot average gradients of dtype {dtype} over MPI; "
                     f"train in float32 or float64"))
             by_dtype.setdefault(dtype, []).append((pos, entry[0]))
-        buckets: list[Bucket] = []
-        for dtype in sorted(by_dtype, key=_ORDER.index):
-            b = None
-            for pos, shape in by_dtype[dtype]:
+        dtypes = sorted(by_dtype, key=_ORDER.index) or [np.dtype(np.float64)]
+        buckets: list[Bucket] = [Bucket(dtypes[0])]  # the header's
+        direct: list[Bucket] = []
+        for dtype in dtypes:
+            b = buckets[0] if dtype == dtypes[0] else None
+            for pos, shape in by_dtype.get(dtype, ()):
                 n = int(np.prod(shape))
+                if n * dtype.itemsize >= direct_bytes:
+                    direct.append(Bucket(dtype, _module(leaves[pos]), direct=True))
+                    direct[-1].add(pos, shape)
+                    continue
                 if b is None or b.size and (b.size + n) * dtype.itemsize > bucket_bytes:
                     b = Bucket(dtype, _module(leaves[pos]))
                     buckets.append(b)
+                elif not b.items:
+                    b.xp = _module(leaves[pos])
                 b.add(pos, shape)
-        if not buckets:  # no gradient anywhere: the header travels alone
-            buckets.append(Bucket(np.float64))
-        nplanned = sum(len(b.items) for b in buckets)
+        self.order = [pos for b in buckets + direct for pos, *_ in b.items]
         for k, b in enumerate(buckets):
-            b.allocate(_HEADER + nplanned if k == 0 else 0)
-        self.buckets = buckets
+            b.allocate(_HEADER + len(self.order) if k == 0 else 0)
+        self.buckets, self.direct = buckets, direct
+        self.mine = {id(b.buf) for b in buckets}  # ids of the buffers the plan owns
+        if not self.in_place:
+            for b in direct:
+                self._allocate(b)
         self.header = buckets[0].host[buckets[0].size:]
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
+        self.entries = [(pos, shape, dtype) for b in buckets + direct
+                        for pos, shape, dtype, _ in b.items]
         self.outputs = [(pos, view) for b in buckets for pos, _, _, view in b.items]
-        self.slot = {pos: _HEADER + i for i, (pos, _) in enumerate(self.outputs)}
+        self.slot = {pos: _HEADER + i for i, pos in enumerate(self.order)}
 
 
 def _raise_changed():

@@ -45,7 +45,9 @@ class DataParallel:
             rng = getattr(data, "rng", None)
             if isinstance(rng, np.random.Generator):
                 rng.bit_generator.state = broadcast_object(rng.bit_generator.state)
-            self.averager = GradientAverager(bucket_bytes)
+            # the gradients come fresh from each step's backward pass: the large ones are
+            # averaged in their own arrays
+            self.averager = GradientAverager(bucket_bytes, in_place=True)
 
     def average(self, loss: float, grads, count: int):
         """``(mean loss, averaged gradients, global batch size)``."""
