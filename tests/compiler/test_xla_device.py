@@ -84,6 +84,9 @@ def test_leaves_are_rebound_in_the_callers_objects():
     assert int(state.t) == 3
 
 
+N = 1 << 14  # elements: the size from which written arrays are donated
+
+
 def _scale_in_place(state, x):
     state["w"] *= x
     state["n"] += 1
@@ -91,25 +94,26 @@ def _scale_in_place(state, x):
 
 
 def test_donated_arrays_are_the_old_ones_only():
-    """The arrays written are donated (deleted); the data, the results of earlier calls and
-    everything the tree holds after the call stay valid. ``donate=False`` keeps the old."""
-    state = fl.xla({"w": np.ones(3), "n": np.zeros((), np.int64)})
-    x = fl.xla(np.full(3, 2.0))
+    """Large arrays written are donated (deleted), small ones not (XLA would copy them);
+    the data, the results of earlier calls and everything the tree holds after the call stay
+    valid. ``donate=False`` keeps the old."""
+    state = fl.xla({"w": np.ones(N), "n": np.zeros((), np.int64)})
+    x = fl.xla(np.full(N, 2.0))
     step = fl.compile(_scale_in_place, backend="xla")
-    old = state["w"]
+    old, count = state["w"], state["n"]
     first = step(state, x)
     second = step(state, x)
-    assert old.is_deleted()
-    assert not x.is_deleted() and float(first) == 6.0 and float(second) == 12.0
+    assert old.is_deleted() and not count.is_deleted() and int(count) == 0
+    assert not x.is_deleted() and float(first) == 2.0 * N and float(second) == 4.0 * N
     assert not any(a.is_deleted() for a in state.values())
-    np.testing.assert_array_equal(state["w"], [4.0, 4.0, 4.0])
+    np.testing.assert_array_equal(state["w"], np.full(N, 4.0))
     assert int(state["n"]) == 2 and state["n"].dtype == np.int64
 
     keep = fl.compile(_scale_in_place, backend="xla", donate=False)
     held = state["w"]
     keep(state, x)
-    np.testing.assert_array_equal(held, [4.0, 4.0, 4.0])
-    np.testing.assert_array_equal(state["w"], [8.0, 8.0, 8.0])
+    np.testing.assert_array_equal(held, np.full(N, 4.0))
+    np.testing.assert_array_equal(state["w"], np.full(N, 8.0))
 
 
 def test_a_returned_written_array_survives_the_next_call():
@@ -118,12 +122,12 @@ def test_a_returned_written_array_survives_the_next_call():
         return state["w"]
 
     compiled = fl.compile(f, backend="xla")
-    state = fl.xla({"w": np.ones(3)})
+    state = fl.xla({"w": np.ones(N)})  # (large enough to be donated)
     first = compiled(state)
     second = compiled(state)
-    np.testing.assert_array_equal(first, [2.0, 2.0, 2.0])
-    np.testing.assert_array_equal(second, [4.0, 4.0, 4.0])
-    np.testing.assert_array_equal(state["w"], [4.0, 4.0, 4.0])
+    np.testing.assert_array_equal(first, np.full(N, 2.0))
+    np.testing.assert_array_equal(second, np.full(N, 4.0))
+    np.testing.assert_array_equal(state["w"], np.full(N, 4.0))
 
 
 def test_numpy_and_jax_leaves_mixed():

@@ -185,13 +185,14 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
 
     Device-resident state (``backend="xla"``): arguments whose arrays are ``jax.Array``s
     (``fl.xla(tree)``) stay on XLA's device. They go to the jitted program as they are, with
-    no copy; the arrays the function writes are donated to XLA (their buffers reused for the
-    new values) and, JAX arrays being immutable, the caller's tree is rebound to the new
-    arrays (attributes, list and dict entries assigned; a tuple on the way, such as an
-    optimiser's state, rebuilt and assigned to its holder), where a NumPy argument is written
-    in place. Results are then ``jax.Array``s too. A donated array is deleted: a reference to
-    it kept outside the tree raises JAX's "Array has been deleted" (``donate=False`` keeps
-    it, at the cost of new buffers each call). NumPy and JAX leaves may be mixed.
+    no copy; the large arrays the function writes are donated to XLA (their buffers reused
+    for the new values; not in a program with run-time checks) and, JAX arrays being
+    immutable, the caller's tree is rebound to the new arrays (attributes, list and dict
+    entries assigned; a tuple on the way, such as an optimiser's state, rebuilt and assigned
+    to its holder), where a NumPy argument is written in place. Results are then
+    ``jax.Array``s too. A donated array is deleted: a reference to it kept outside the tree
+    raises JAX's "Array has been deleted" (``donate=False`` keeps it, at the cost of new
+    buffers each call). NumPy and JAX leaves may be mixed.
 
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile

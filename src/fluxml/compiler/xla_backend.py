@@ -162,7 +162,8 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
     JAX arrays being immutable, the new value of each one the program writes comes back after
     the results (``function.rebinds`` lists those inputs, in order) for the caller to rebind,
     and its old buffer is donated to XLA (``donate``; not for a program with run-time checks,
-    which may refuse a call after XLA has run it: the caller's arrays must survive that).
+    which may refuse a call after XLA has run it: the caller's arrays must survive that; and
+    only arrays of ``_DONATE_LIMIT`` elements or more).
     Results are NumPy arrays, or ``jax.Array``s when any input is one."""
     program = dead_code(_rewrite_maxpool_grads(program))
     n_in = len(program.inputs)
@@ -207,7 +208,8 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
                 tuple(results[n_out + n_host:]) + tuple(value for value, _ in checks))
 
     donated = () if checked or not donate else \
-        tuple(n_packed + device_in.index(k) for k, _ in device_writes)
+        tuple(n_packed + device_in.index(k) for k, v in device_writes
+              if math.prod(v.shape) >= _DONATE_LIMIT)
     jitted = jax.jit(packed, donate_argnums=donated)
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
                    [k for k, _ in host_writes], len(device_writes))
@@ -270,6 +272,11 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
 
 
 _PACK_LIMIT = 1 << 14  # elements
+
+# Donating a small buffer saves only its allocation, and XLA often pays for it with a copy
+# (an input still read after the output aliased to it is written: step counters, a weight
+# the backward pass reads), one more kernel each: small arrays are not donated.
+_DONATE_LIMIT = 1 << 14  # elements
 
 
 class _Packing:
