@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 
 import numpy as np
 
@@ -209,7 +210,17 @@ def _rebind(w, ref, x, spec, at, targets, path, frozen):
         at[0] += n
         return None
     v = w.name()
+    at_line = len(w.lines)
     w.lines.append(f"    {v} = {ref}")
+    result = _rebind_node(w, v, x, spec, kind, at, targets, path, frozen)
+    used = re.compile(rf"\b{v}\b")
+    if not any(used.search(line) for line in w.lines[at_line + 1:]) and \
+            not (result is not None and used.search(result[1])):
+        del w.lines[at_line]  # every part of it replaced: the old node is never read
+    return result
+
+
+def _rebind_node(w, v, x, spec, kind, at, targets, path, frozen):
     if kind in ("list", "tuple", "namedtuple"):
         changed = {k: _rebind(w, f"{v}[{k}]", c, child, at, targets, _join(path, k), frozen)
                    for k, (c, child) in enumerate(zip(x, spec.children))}
