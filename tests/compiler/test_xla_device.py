@@ -234,3 +234,20 @@ def test_xla_and_cpu_move_trees():
     assert type(back["w"]) is np.ndarray and back["w"].flags.writeable
     np.testing.assert_array_equal(back["w"], w)
     assert fl.backend.device_of(moved["w"]) == str(jax.devices()[0])
+
+
+def test_a_model_on_device_compiled_directly_and_state_by_keyword():
+    model = fl.f64(fl.Dense(3, 2, np.tanh))
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    device = fl.xla(model)
+    predict = fl.compile(device, backend="xla")
+    got = predict(x)
+    assert type(got) is Array
+    np.testing.assert_allclose(got, np.tanh(x @ model.weight.T + model.bias), rtol=1e-12)
+
+    def scale(x, *, model):  # an object passed by keyword: its attributes are rebound
+        model.weight *= 2.0
+        return x
+
+    fl.compile(scale, backend="xla")(x, model=device)
+    np.testing.assert_allclose(device.weight, 2 * model.weight, rtol=1e-12)
