@@ -20,10 +20,17 @@ shared, loaded machine all three then see the same load):
 - ``ours (NumPy)``: NumPy arrays in and out, the new weights and optimiser state copied back
   into them, as the eager step writes them: the ratio between the two rows is that copy.
 
+A third JAX row for the training steps, ``JAX t/array``, keeps Adam's step count per
+parameter array on the device, as fluxml's optimiser state does (``train_step.jax_step(...,
+per_array=True)``): the same computation as ours, where the plain JAX step passes one Python
+number. On XLA's CPU runtime each counter's scalar arithmetic is a few kernels of its own,
+which is most of what separates the two JAX rows on the tiny MLP.
+
 Columns: the median time of one call (``--cpu-time``: CPU time, ``time.process_time``,
-better on a loaded machine), the ratios ours / JAX (below 1.2 meets the target), and the
-first call's time (trace, lowering, XLA compilation). ``--scale`` multiplies the repeats;
-names pick workloads by substring.
+better on a loaded machine); the ratios ours on device / JAX, ours on device / JAX t/array
+(``dev/t-arr``) and ours on NumPy / JAX (below 1.2 meets the target); the first call's time
+(trace, lowering, XLA compilation). ``--scale`` multiplies the repeats; names pick
+workloads by substring.
 """
 
 from __future__ import annotations
@@ -95,13 +102,13 @@ def _gradient_case():
 
 
 def workloads():
-    """``{name: (make_ours, make_hand, repeats, check)}``: ``make_ours(device)`` and
-    ``make_hand()`` return a function running one call; ``check(a, b)`` compares two calls'
-    results."""
+    """``{name: (make_ours, make_hand, make_per_array, repeats, check)}``:
+    ``make_ours(device)``, ``make_hand()`` and ``make_per_array()`` (None for the gradient)
+    return a function running one call; ``check(a, b)`` compares two calls' results."""
     cases = {}
     ours_g, hand_g = _gradient_case()
     cases["grad sum(tanh(x@w+b)) 16"] = (
-        ours_g, hand_g, 2000,
+        ours_g, hand_g, None, 2000,
         lambda a, b: all(np.allclose(np.asarray(p), np.asarray(q), rtol=1e-12)
                          for p, q in zip(a, b)))
     repeats = {"tiny MLP 2-32-32-2": 500, "MLP 784-512-512-10": 50, "LeNet-5 28x28": 30,
@@ -110,6 +117,7 @@ def workloads():
         weights, data = make_case(np.random.default_rng(0))
         cases[name] = (lambda device, n=name, w=weights, d=data: _ours_step(n, w, d, device),
                        lambda n=name, w=weights, d=data: ts.jax_step(n, w, d),
+                       lambda n=name, w=weights, d=data: ts.jax_step(n, w, d, per_array=True),
                        repeats[name],
                        lambda a, b: np.allclose(a, b, rtol=2e-4, atol=1e-6))
     return cases
@@ -124,21 +132,29 @@ def _first(make):
 
 
 def measure(name, case, scale=1.0, clock=time.perf_counter):
-    """``(device, numpy, hand, compile_device, compile_hand)`` in seconds."""
-    make_ours, make_hand, repeats, check = case
+    """``(device, numpy, hand, per_array, compile_device, compile_hand)`` in seconds
+    (``per_array`` None for the gradient)."""
+    make_ours, make_hand, make_per_array, repeats, check = case
     device, first_device, compile_device = _first(lambda: make_ours(True))
     numpy, first_numpy, _ = _first(lambda: make_ours(False))
     hand, first_hand, compile_hand = _first(make_hand)
-    calls = (device, numpy, hand)
-    results = [[first_device], [first_numpy], [first_hand]]
+    calls, results = [device, numpy, hand], [[first_device], [first_numpy], [first_hand]]
+    labels = ["ours on device state", "ours on NumPy state", "JAX t/array"]
+    if make_per_array is not None:
+        per_array, first, _ = _first(make_per_array)
+        calls.append(per_array)
+        results.append([first])
     for _ in range(2):
         for call, got in zip(calls, results):
             got.append(call())
-    for k, label in ((0, "ours on device state"), (1, "ours on NumPy state")):
+    for k in (0, 1, 3)[:len(calls) - 1]:
         for a, b in zip(results[k], results[2]):
             if not check(a, b):
-                raise AssertionError(f"{name}: {label} gives {a}, hand-written JAX {b}")
+                raise AssertionError(f"{name}: {labels[min(k, 2)]} gives {a}, "
+                                     f"hand-written JAX {b}")
     times = interleaved(calls, max(1, int(repeats * scale)), clock=clock)
+    if len(times) == 3:
+        times.append(None)
     return (*times, compile_device, compile_hand)
 
 
@@ -173,14 +189,19 @@ def main(argv=None) -> None:
     clock = time.process_time if args.cpu_time else time.perf_counter
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; threads limited to 1; "
           f"{'CPU' if args.cpu_time else 'wall'} time, median")
-    print(f"{'workload':26} {'ours device':>12} {'ours NumPy':>11} {'hand JAX':>10} "
-          f"{'device/JAX':>11} {'NumPy/JAX':>10} {'compile ours':>13} {'compile JAX':>12}")
+    print(f"{'workload':26} {'ours device':>12} {'ours NumPy':>11} {'JAX':>9} "
+          f"{'JAX t/array':>12} {'device/JAX':>11} {'dev/t-arr':>9} {'NumPy/JAX':>10} "
+          f"{'compile ours':>13} {'compile JAX':>12}")
     for name, case in workloads().items():
         if args.names and not any(n in name for n in args.names):
             continue
-        device, numpy, hand, c_ours, c_hand = measure(name, case, args.scale, clock)
-        print(f"{name:26} {ts._fmt(device):>12} {ts._fmt(numpy):>11} {ts._fmt(hand):>10} "
-              f"{device / hand:10.2f}x {numpy / hand:9.2f}x {c_ours:12.2f}s {c_hand:11.2f}s")
+        device, numpy, hand, per_array, c_ours, c_hand = measure(name, case, args.scale,
+                                                                 clock)
+        pa, pa_ratio = ("-", "-") if per_array is None else \
+            (ts._fmt(per_array), f"{device / per_array:.2f}x")
+        print(f"{name:26} {ts._fmt(device):>12} {ts._fmt(numpy):>11} {ts._fmt(hand):>9} "
+              f"{pa:>12} {device / hand:10.2f}x {pa_ratio:>9} {numpy / hand:9.2f}x "
+              f"{c_ours:12.2f}s {c_hand:11.2f}s")
 
 
 if __name__ == "__main__":
