@@ -2,22 +2,40 @@
 jitted, in the same run (issue 13's target: the xla back end within 1.2x of hand-written JAX).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src /work/.bench-venv/bin/python benchmarks/compile_xla.py
+        [--cpu-time] [--scale F] [NAME ...]
 
 Workloads: the gradient of ``sum(tanh(x @ w + b))`` on 16 elements (x 4x4), and the four
 float32 training steps of ``train_step.py`` (tiny MLP, MLP 784-512-512-10, LeNet-5, LSTM
 T=50), each written with fl layers as ``loss, (g,) = fl.withgradient(lambda m: lossf(m(x),
 y), model); fl.update(opt, model, g)``; the hand-written JAX steps are ``train_step.py``'s.
-Both start from the same weights and their first three losses are compared before timing.
+All start from the same weights; their first three results are compared before timing.
 
-Columns: the median time of one call (ours, hand JAX; timed alternately, call by call), the
-ratio ours / JAX (below 1.2 meets the target), and the first call's time (trace, lowering,
-XLA compilation). Our call takes and returns NumPy arrays and writes the new weights and
-optimiser state back into the model's arrays, as the eager step does; the hand-written JAX
-step keeps them on the device.
+Two fluxml rows per workload, timed alternately with the hand-written JAX call by call (on a
+shared, loaded machine all three then see the same load):
+
+- ``ours (device)``: the arguments are ``jax.Array``s (``fl.xla(tree)``), as hand-written
+  JAX keeps them: the step passes them to XLA as they are, donates the buffers it overwrites
+  and rebinds the model's and optimiser's leaves to the new arrays; results stay on XLA
+  (``float(loss)`` waits for the step, as ``train_step.py``'s JAX step does).
+- ``ours (NumPy)``: NumPy arrays in and out, the new weights and optimiser state copied back
+  into them, as the eager step writes them: the ratio between the two rows is that copy.
+
+A third JAX row for the training steps, ``JAX t/array``, keeps Adam's step count per
+parameter array on the device, as fluxml's optimiser state does (``train_step.jax_step(...,
+per_array=True)``): the same computation as ours, where the plain JAX step passes one Python
+number. On XLA's CPU runtime each counter's scalar arithmetic is a few kernels of its own,
+which is most of what separates the two JAX rows on the tiny MLP.
+
+Columns: the median time of one call (``--cpu-time``: CPU time, ``time.process_time``,
+better on a loaded machine); the ratios ours on device / JAX, ours on device / JAX t/array
+(``dev/t-arr``) and ours on NumPy / JAX (below 1.2 meets the target); the first call's time
+(trace, lowering, XLA compilation). ``--scale`` multiplies the repeats; names pick
+workloads by substring.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -41,11 +59,14 @@ def _step_function(lossf):
     return step
 
 
-def _ours_step(name, weights, data):
-    """``(first_call, step)``: the compiled training step on fl layers."""
+def _ours_step(name, weights, data, device):
+    """The compiled training step on fl layers: a function running one call, on state moved
+    to XLA (``device``) or on NumPy state."""
     model, lossf = ts.fluxml_model(name, weights)
     opt = fl.setup(fl.Adam(ts.LR), model)
     x, y = data
+    if device:
+        model, opt, x, y = fl.xla((model, opt, x, y))
     compiled = fl.compile(_step_function(lossf), backend="xla")
     return lambda: float(compiled(model, opt, x, y))
 
@@ -55,10 +76,15 @@ def _gradient_case():
     x = rng.normal(size=(4, 4))
     w, b = rng.normal(size=(4, 4)), rng.normal(size=4)
 
-    def ours():
+    def ours(device):
+        import jax
+
         f = fl.compile(lambda x, w, b: fl.gradient(
             lambda w, b: np.sum(np.tanh(x @ w + b)), w, b), backend="xla")
-        return lambda: f(x, w, b)
+        if not device:
+            return lambda: f(x, w, b)
+        xs, ws, bs = fl.xla((x, w, b))
+        return lambda: jax.block_until_ready(f(xs, ws, bs))
 
     def hand():
         import jax
@@ -76,19 +102,22 @@ def _gradient_case():
 
 
 def workloads():
-    """``{name: (make_ours, make_hand, repeats, check)}``: each ``make_*()`` returns a
-    function running one call; ``check(a, b)`` compares two calls' results."""
+    """``{name: (make_ours, make_hand, make_per_array, repeats, check)}``:
+    ``make_ours(device)``, ``make_hand()`` and ``make_per_array()`` (None for the gradient)
+    return a function running one call; ``check(a, b)`` compares two calls' results."""
     cases = {}
     ours_g, hand_g = _gradient_case()
     cases["grad sum(tanh(x@w+b)) 16"] = (
-        ours_g, hand_g, 2000,
-        lambda a, b: all(np.allclose(p, np.asarray(q), rtol=1e-12) for p, q in zip(a, b)))
+        ours_g, hand_g, None, 2000,
+        lambda a, b: all(np.allclose(np.asarray(p), np.asarray(q), rtol=1e-12)
+                         for p, q in zip(a, b)))
     repeats = {"tiny MLP 2-32-32-2": 500, "MLP 784-512-512-10": 50, "LeNet-5 28x28": 30,
                "LSTM T=50 64->128": 20}
     for name, make_case in ts.CASES.items():
         weights, data = make_case(np.random.default_rng(0))
-        cases[name] = (lambda n=name, w=weights, d=data: _ours_step(n, w, d),
+        cases[name] = (lambda device, n=name, w=weights, d=data: _ours_step(n, w, d, device),
                        lambda n=name, w=weights, d=data: ts.jax_step(n, w, d),
+                       lambda n=name, w=weights, d=data: ts.jax_step(n, w, d, per_array=True),
                        repeats[name],
                        lambda a, b: np.allclose(a, b, rtol=2e-4, atol=1e-6))
     return cases
@@ -102,50 +131,76 @@ def _first(make):
     return call, result, time.perf_counter() - t
 
 
-def measure(name, case):
-    """``(ours, hand, compile_ours, compile_hand)`` in seconds."""
-    make_ours, make_hand, repeats, check = case
-    ours, first_ours, compile_ours = _first(make_ours)
+def measure(name, case, scale=1.0, clock=time.perf_counter):
+    """``(device, numpy, hand, per_array, compile_device, compile_hand)`` in seconds
+    (``per_array`` None for the gradient)."""
+    make_ours, make_hand, make_per_array, repeats, check = case
+    device, first_device, compile_device = _first(lambda: make_ours(True))
+    numpy, first_numpy, _ = _first(lambda: make_ours(False))
     hand, first_hand, compile_hand = _first(make_hand)
-    rest_ours = [ours() for _ in range(2)]
-    rest_hand = [hand() for _ in range(2)]
-    for a, b in zip([first_ours] + rest_ours, [first_hand] + rest_hand):
-        if not check(a, b):
-            raise AssertionError(f"{name}: ours gives {a}, hand-written JAX {b}")
-    ours_t, hand_t = interleaved(ours, hand, repeats)
-    return ours_t, hand_t, compile_ours, compile_hand
+    calls, results = [device, numpy, hand], [[first_device], [first_numpy], [first_hand]]
+    labels = ["ours on device state", "ours on NumPy state", "JAX t/array"]
+    if make_per_array is not None:
+        per_array, first, _ = _first(make_per_array)
+        calls.append(per_array)
+        results.append([first])
+    for _ in range(2):
+        for call, got in zip(calls, results):
+            got.append(call())
+    for k in (0, 1, 3)[:len(calls) - 1]:
+        for a, b in zip(results[k], results[2]):
+            if not check(a, b):
+                raise AssertionError(f"{name}: {labels[min(k, 2)]} gives {a}, "
+                                     f"hand-written JAX {b}")
+    times = interleaved(calls, max(1, int(repeats * scale)), clock=clock)
+    if len(times) == 3:
+        times.append(None)
+    return (*times, compile_device, compile_hand)
 
 
-def interleaved(a, b, repeats: int, warmup: int = 3):
-    """Median seconds of one call of ``a`` and of ``b``, timed alternately (on a shared,
-    loaded machine both then see the same load)."""
+def interleaved(calls, repeats: int, warmup: int = 3, clock=time.perf_counter):
+    """Median seconds of one call of each of ``calls``, timed alternately (on a shared,
+    loaded machine all then see the same load)."""
     for _ in range(warmup):
-        a()
-        b()
-    ta, tb = [], []
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeats):
-        t = time.perf_counter()
-        a()
-        ta.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        b()
-        tb.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb)
+        for call, ts_ in zip(calls, times):
+            t = clock()
+            call()
+            ts_.append(clock() - t)
+    return [statistics.median(t) for t in times]
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="workloads whose name contains one of these")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with time.process_time (CPU time) instead of wall time")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the repeats")
+    args = parser.parse_args(argv)
     ts.limit_threads(1)
     try:
         import jax
     except ImportError:
         print("JAX is not installed: nothing to compare (pip install 'fluxml[xla]')")
         return
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; threads limited to 1")
-    print(f"{'workload':26} {'ours':>10} {'hand JAX':>10} {'ratio':>7} "
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; threads limited to 1; "
+          f"{'CPU' if args.cpu_time else 'wall'} time, median")
+    print(f"{'workload':26} {'ours device':>12} {'ours NumPy':>11} {'JAX':>9} "
+          f"{'JAX t/array':>12} {'device/JAX':>11} {'dev/t-arr':>9} {'NumPy/JAX':>10} "
           f"{'compile ours':>13} {'compile JAX':>12}")
     for name, case in workloads().items():
-        ours, hand, c_ours, c_hand = measure(name, case)
-        print(f"{name:26} {ts._fmt(ours):>10} {ts._fmt(hand):>10} {ours / hand:6.2f}x "
+        if args.names and not any(n in name for n in args.names):
+            continue
+        device, numpy, hand, per_array, c_ours, c_hand = measure(name, case, args.scale,
+                                                                 clock)
+        pa, pa_ratio = ("-", "-") if per_array is None else \
+            (ts._fmt(per_array), f"{device / per_array:.2f}x")
+        print(f"{name:26} {ts._fmt(device):>12} {ts._fmt(numpy):>11} {ts._fmt(hand):>9} "
+              f"{pa:>12} {device / hand:10.2f}x {pa_ratio:>9} {numpy / hand:9.2f}x "
               f"{c_ours:12.2f}s {c_hand:11.2f}s")
 
 

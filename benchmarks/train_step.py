@@ -179,7 +179,10 @@ def torch_step(name, w, data, compiled=False):
 
 # --- JAX jit (Adam written out: optax is not a peer here) -------------------------------------
 
-def jax_step(name, w, data):
+def jax_step(name, w, data, per_array=False):
+    """JAX's jitted step. ``per_array``: Adam's step count kept per parameter array, on the
+    device, as fluxml's optimiser state keeps it (Optimisers.jl's layout), instead of one
+    Python number passed in (what a JAX user writes)."""
     import jax
     import jax.numpy as jnp
 
@@ -239,10 +242,30 @@ def jax_step(name, w, data):
             lambda p, m, v: p - LR * (m / mhat) / (jnp.sqrt(v / vhat) + eps), p, m, v)
         return p, m, v, loss
 
+    @jax.jit
+    def update_per_array(p, m, v, t, x, y):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        t = jax.tree_util.tree_map(lambda t: t + 1, t)
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        p = jax.tree_util.tree_map(
+            lambda p, m, v, t: p - LR * (m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + eps),
+            p, m, v, t)
+        return p, m, v, t, loss
+
     params = {k: jnp.asarray(v) for k, v in w.items()}
     box = {"p": params, "m": jax.tree_util.tree_map(jnp.zeros_like, params),
            "v": jax.tree_util.tree_map(jnp.zeros_like, params), "t": 0}
     x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
+    if per_array:  # (int32 counters: JAX's default integer without 64-bit types)
+        box["t"] = {k: jnp.zeros((), jnp.int32) for k in params}
+
+        def step_per_array():
+            box["p"], box["m"], box["v"], box["t"], loss = update_per_array(
+                box["p"], box["m"], box["v"], box["t"], x, y)
+            return float(loss)
+
+        return step_per_array
 
     def step():
         box["t"] += 1

@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import importlib.util
 import io
 import pkgutil
 
@@ -17,6 +18,9 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 WAITING = {
     "fluxml.ad.api.checkpoint": (np.matmul not in UFUNCS, "the example needs np.matmul's rule"),
 }
+
+# Modules that import without their optional dependency but whose examples use it.
+OPTIONAL = {"fluxml.backend.xla_arrays": "jax"}
 
 
 def _module_names():
@@ -47,6 +51,10 @@ def _cases():
             if not test.examples:
                 continue
             marks = ()
+            needs = next((n for prefix, n in OPTIONAL.items() if test.name.startswith(prefix)),
+                         None)
+            if needs is not None and importlib.util.find_spec(needs) is None:
+                marks = pytest.mark.skip(reason=f"{test.name} needs {needs}, not installed")
             if test.name in WAITING:
                 waiting, reason = WAITING[test.name]
                 marks = pytest.mark.xfail(waiting, reason=reason, strict=True)

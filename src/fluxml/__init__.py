@@ -39,7 +39,7 @@ _LAZY = {
     **dict.fromkeys([
         "Callback", "EarlyStopping", "Evaluate", "LRSchedule", "SaveCheckpoint",
     ], "fluxml.callbacks"),
-    **dict.fromkeys(["backend", "cpu", "gpu"], "fluxml.backend"),
+    **dict.fromkeys(["backend", "cpu", "gpu", "xla"], "fluxml.backend"),
     **dict.fromkeys(["compile", "CompileError", "compiler"], "fluxml.compiler"),
     **dict.fromkeys(["cond", "scan", "while_loop"], "fluxml.compiler.control"),
     **dict.fromkeys(["crypto"], "fluxml.crypto"),
@@ -144,5 +144,5 @@ __all__ = [
     "softmax", "softplus", "softshrink", "softsign", "splitobs", "square", "squared_hinge_loss",
     "state", "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw",
     "train", "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update",
-    "vjp", "while_loop", "withgradient",
+    "vjp", "while_loop", "withgradient", "xla",
 ]

@@ -4,7 +4,10 @@ was traced with and on new inputs (which catches any value baked into the progra
 
 The short run is ``tests/compiler/test_fuzz_compiled.py``; the long one:
 
-    PYTHONPATH=src python -m tests.compiler.fuzz_compiled 3000
+    PYTHONPATH=src python -m tests.compiler.fuzz_compiled 3000 [seed] [backend] [device]
+
+``backend="xla"`` runs them through JAX (needs the ``xla`` extra); ``device=True`` with it
+passes the weights as ``jax.Array``s (``fl.xla``): device-resident arguments.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ def _all(program, x, weights, v):
     return value, g, tangent
 
 
-def check(program, seed=0, passes=True):
+def check(program, seed=0, passes=True, backend="numpy", device=False):
     """None when the compiled program agrees with eager fluxml on two inputs, else a
     message."""
     rng = np.random.default_rng(seed)
     weights = [rng.standard_normal(fp.SHAPE) for _ in range(fp.REGISTERS)]
+    given = fl.xla(weights) if device else weights
     if seed % 2:  # the weights an argument (traced cotangents) or closed over (constants)
-        compiled = fl.compile(lambda x, w, v: _all(program, x, w, v), optimise=passes)
+        compiled = fl.compile(lambda x, w, v: _all(program, x, w, v), optimise=passes,
+                              backend=backend)
     else:
-        inner = fl.compile(lambda x, v: _all(program, x, weights, v), optimise=passes)
+        inner = fl.compile(lambda x, v: _all(program, x, weights, v), optimise=passes,
+                           backend=backend)
         compiled = lambda x, w, v: inner(x, v)  # noqa: E731
     earlier = None  # the first call's results, which the second must not overwrite
     for _ in range(2):
@@ -40,7 +46,7 @@ def check(program, seed=0, passes=True):
         with np.errstate(all="ignore"):
             expected = _all(program, x.copy(), weights, v)
             x_before = x.copy()
-            got = compiled(x, weights, v)
+            got = compiled(x, given, v)
         if not np.array_equal(x, x_before):
             return "the compiled program changed its input"
         for name, e, g in zip(("value", "gradient", "tangent"), expected, got):
@@ -53,6 +59,8 @@ def check(program, seed=0, passes=True):
                 if not np.array_equal(kept, copy, equal_nan=True):
                     return f"{name} of the first call was overwritten by the second"
         earlier = [(g, np.array(g, copy=True)) for g in got]
+        if device and not all(type(w) is type(given[0]) for w in given):
+            return "a device weight became another type"
     traces = compiled.traces if seed % 2 else inner.traces
     if traces != 1:
         return f"traced {traces} times"
@@ -62,17 +70,24 @@ def check(program, seed=0, passes=True):
 def main(argv):
     n = int(argv[0]) if argv else 500
     rng = np.random.default_rng(int(argv[1]) if len(argv) > 1 else 0)
-    failures = 0
+    backend = argv[2] if len(argv) > 2 else "numpy"
+    device = len(argv) > 3 and argv[3] == "device"
+    failures = refused = 0
     for t in range(n):
         program = fp.random_program(rng, int(rng.integers(1, 9)))
         try:
-            message = check(program, seed=t)
+            message = check(program, seed=t, backend=backend, device=device)
+        except fl.CompileError as e:
+            if "no XLA lowering" not in str(e):  # a refusal by name is allowed; others not
+                raise
+            refused += 1
+            message = None
         except Exception as e:  # noqa: BLE001 - a crash is a finding too
             message = f"{type(e).__name__}: {e}"
         if message is not None:
             failures += 1
             print(f"[{t}] {fp.describe(program)}\n    {message.splitlines()[0]}")
-    print(f"{n} programs, {failures} failures")
+    print(f"{n} programs, {failures} failures, {refused} refused (no XLA lowering)")
     return failures
 
 

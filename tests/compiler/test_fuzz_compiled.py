@@ -2,6 +2,7 @@
 random NumPy programs (in-place writes, views, sorting, reductions), their gradient and a
 jvp, compiled, must equal eager fluxml on the traced inputs and on new ones."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,22 @@ def test_random_programs_compiled(program, seed):
 @given(_program, st.integers(0, 2**16))
 def test_random_programs_compiled_without_passes(program, seed):
     message = fc.check(program, seed, passes=False)
+    assert message is None, f"{fp.describe(program)}: {message}"
+
+
+@settings(max_examples=3, deadline=None)
+@given(_program, st.integers(0, 2**16), st.booleans())
+def test_random_programs_compiled_xla(program, seed, device):
+    """Through the xla back end, on NumPy weights or on device-resident ones (``fl.xla``);
+    a program with no XLA lowering must be refused by name."""
+    pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
+    from fluxml.compiler import CompileError
+
+    try:
+        message = fc.check(program, seed, backend="xla", device=device)
+    except CompileError as e:
+        assert "no XLA lowering" in str(e), str(e)
+        return
     assert message is None, f"{fp.describe(program)}: {message}"
 
 

@@ -57,13 +57,21 @@ def register(backend: ArrayBackend) -> None:
 
 def backend_of(x) -> ArrayBackend | None:
     """The registered backend of ``x`` (None for NumPy arrays, numbers and unknown types).
-    A CuPy array registers CuPy on first sight."""
+    A CuPy (JAX) array registers CuPy (JAX) on first sight."""
     backend = _BACKENDS.get(type(x))
-    if backend is None and type(x).__module__.startswith("cupy") and "cupy" in sys.modules:
-        from fluxml.backend.cuda import cupy_backend
+    if backend is None:
+        module = type(x).__module__
+        if module.startswith("cupy") and "cupy" in sys.modules:
+            from fluxml.backend.cuda import cupy_backend
 
-        cupy_backend()
-        backend = _BACKENDS.get(type(x))
+            cupy_backend()
+            backend = _BACKENDS.get(type(x))
+        elif module.startswith("jax") and "jax" in sys.modules:  # a JAX array: JAX registers
+            # lazy: the JAX backend loads when a JAX array is first seen
+            from fluxml.backend.xla_arrays import xla_backend
+
+            xla_backend()
+            backend = _BACKENDS.get(type(x))
     return backend
 
 

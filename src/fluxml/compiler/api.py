@@ -14,7 +14,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer
 from fluxml.compiler import passes
-from fluxml.compiler.guards import make_extractor, memory_pattern
+from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
@@ -26,9 +26,11 @@ _RETRACE_WARNING = 8  # traces of one function after which re-tracing is reporte
 class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
-    __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract")
+    __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
+                 "rebind")
 
-    def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None):
+    def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
+                 rebind=None):
         self.program = program
         self.source = source
         self.run = run
@@ -36,6 +38,9 @@ class Entry:
         self.out_spec = out_spec
         self.compile_time = compile_time
         self.extract = extract  # the fast check of a call's arguments (guards.py)
+        # points the caller's tree at the new values of the jax.Arrays the program wrote,
+        # which ``run`` returns after the results (guards.make_rebinder); None if none
+        self.rebind = rebind
 
 
 class Compiled:
@@ -44,7 +49,7 @@ class Compiled:
     ``ir`` and ``source`` show the program and the generated code of the last signature;
     ``cache`` maps each signature to its :class:`Entry`; ``traces`` counts traces so far."""
 
-    def __init__(self, fn, backend, cache_size, optimise):
+    def __init__(self, fn, backend, cache_size, optimise, donate=True):
         self.fn = fn
         # A model (or a model's method) compiled: its arrays are arguments of the program,
         # not constants, so that training it later is seen by the compiled code.
@@ -52,6 +57,7 @@ class Compiled:
         self.backend = backend
         self.cache_size = cache_size
         self.optimise = optimise
+        self.donate = donate
         self.cache: OrderedDict = OrderedDict()
         self.traces = 0
         self.last: Entry | None = None
@@ -90,7 +96,11 @@ class Compiled:
             arrays = last.extract(args)
             if arrays is not None:
                 outs = last.run(*arrays)
+                if last.rebind is not None:
+                    last.rebind(args, outs)
                 return outs[0] if last.out_spec is LEAF else unflatten(last.out_spec, outs)
+        if self.backend == "xla":
+            _register_jax()  # JAX arrays are leaves (device-resident state), not static parts
         leaves, spec = flatten(args)
         for x in leaves:
             if type(x) is Tracer:  # inside gradient/jvp of an outer transform: run eagerly
@@ -104,6 +114,8 @@ class Compiled:
                 self.cache.move_to_end(key)
             self.last = entry
         outs = entry.run(*[leaves[i] for i in entry.positions])
+        if entry.rebind is not None:
+            entry.rebind(args, outs)
         return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
     def _trace(self, args, leaves, spec, key):
@@ -122,12 +134,26 @@ class Compiled:
             else:
                 program = steps[-1](program)
         names = input_names(self._body, args, leaves, positions)
-        source, run = lower(program, names, self.backend, _fname(self.fn))
+        devices = [is_jax(leaves[i]) for i in positions]
+        if self.backend != "xla" and any(devices):
+            k = devices.index(True)
+            raise CompileError(
+                f"fl.compile(backend={self.backend!r}): {_path_of(args, positions[k])} is a "
+                "jax.Array; compile with backend='xla' to use device-resident JAX state, or "
+                "move the tree back with fl.cpu(...)")
+        source, run = lower(program, names, self.backend, _fname(self.fn), devices,
+                            self.donate)
         if plain is not None:
             run = _one_at_a_time(run, lower(plain, names, self.backend, _fname(self.fn))[1])
+        rebind = None
+        if getattr(run, "rebinds", None):  # jax.Arrays written: rebind the caller's leaves
+            n_out = len(program.outputs)
+            targets = {i: n_out + j for j, k in enumerate(run.rebinds)
+                       for i, x in enumerate(leaves) if x is leaves[positions[k]]}
+            rebind = make_rebinder(args, spec, targets, (_Keywords,))
         extract = make_extractor(args, spec, leaves, positions)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract)
+                      extract, rebind)
         self.traces += 1
         if len(self.cache) >= self.cache_size:
             self.cache.popitem(last=False)
@@ -143,7 +169,7 @@ class Compiled:
 
 
 def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: int = 32,
-            optimise: bool = True):
+            optimise: bool = True, donate: bool = True):
     """Compile ``fn``: trace it on its first call for each signature (shapes, dtypes, tree
     structure, values of non-array arguments) into an IR, optimise it, and run generated
     straight-line code on later calls with the same signature.
@@ -158,6 +184,17 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
     ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).
     ``cache_size`` bounds the traces kept (``.cache``); ``optimise=False`` skips the passes.
+
+    Device-resident state (``backend="xla"``): arguments whose arrays are ``jax.Array``s
+    (``fl.xla(tree)``) stay on XLA's device. They go to the jitted program as they are, with
+    no copy; the large arrays the function writes are donated to XLA (their buffers reused
+    for the new values; not in a program with run-time checks) and, JAX arrays being
+    immutable, the caller's tree is rebound to the new arrays (attributes, list and dict
+    entries assigned; a tuple on the way, such as an optimiser's state, rebuilt and assigned
+    to its holder), where a NumPy argument is written in place. Results are then
+    ``jax.Array``s too. A donated array is deleted: a reference to it kept outside the tree
+    raises JAX's "Array has been deleted" (``donate=False`` keeps it, at the cost of new
+    buffers each call). NumPy and JAX leaves may be mixed.
 
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile
@@ -184,10 +221,11 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     if not isinstance(cache_size, int) or cache_size < 1:
         raise ValueError(f"fl.compile: cache_size must be a positive int; got {cache_size!r}")
     if fn is None:
-        return lambda f: compile(f, backend=backend, cache_size=cache_size, optimise=optimise)
+        return lambda f: compile(f, backend=backend, cache_size=cache_size, optimise=optimise,
+                                 donate=donate)
     if not callable(fn):
         raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
-    return Compiled(fn, backend, cache_size, optimise)
+    return Compiled(fn, backend, cache_size, optimise, donate)
 
 
 def _nested(program, seen) -> list[str]:
@@ -258,8 +296,26 @@ def _fname(fn) -> str:
 
 # --- signatures ----------------------------------------------------------------------------
 
-def _is_array(x) -> bool:
-    return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape"))
+_is_array = is_array
+
+
+_jax_registered = False
+
+
+def _register_jax():
+    """Make JAX arrays tree leaves (once, and only if JAX is installed: without it the xla
+    back end says so when it lowers)."""
+    global _jax_registered
+    if _jax_registered:
+        return
+    try:
+        # lazy: imports JAX, only for the xla back end
+        from fluxml.backend.xla_arrays import xla_backend
+
+        xla_backend()
+    except ModuleNotFoundError:
+        return
+    _jax_registered = True
 
 
 def signature(spec, leaves):
@@ -271,7 +327,7 @@ def signature(spec, leaves):
         if _is_array(x):
             first = seen.setdefault(id(x), i)
             parts.append((type(x), x.shape, x.dtype.str, first,
-                          x.strides if x.ndim > 1 else None))
+                          getattr(x, "strides", None) if x.ndim > 1 else None))
         else:
             parts.append((type(x), x))
     arrays = [x for x in leaves if _is_array(x)]
@@ -308,7 +364,8 @@ def trace(fn, args, leaves, spec):
         if _is_array(x):
             t = by_id.get(id(x))
             if t is None:
-                t = by_id[id(x)] = tr.input(x)
+                # (a jax.Array's example for the trace's metadata: a NumPy copy)
+                t = by_id[id(x)] = tr.input(np.asarray(x) if is_jax(x) else x)
                 tracers.append(t)
                 positions.append(i)
             new_leaves.append(t)
@@ -447,7 +504,7 @@ def input_names(fn, args, leaves, positions) -> list[str]:
 
 # --- back ends -----------------------------------------------------------------------------
 
-def lower(program, names, backend, fname):
+def lower(program, names, backend, fname, devices=(), donate=True):
     """``(source, function)`` of the program on a back end."""
     if backend == "numpy":
         # lazy: a back end loads when first used (the xla one imports JAX, the cupy one CuPy)
@@ -458,5 +515,7 @@ def lower(program, names, backend, fname):
     else:
         # lazy: as above
         from fluxml.compiler import xla_backend as b
+
+        return b.lower(program, names, fname, devices, donate)
     return b.lower(program, names, fname)
 

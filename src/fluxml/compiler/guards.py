@@ -11,11 +11,14 @@ general path: flatten, compute the signature, look it up, trace if new).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 
 import numpy as np
 
 from fluxml.compiler.codegen import build
+from fluxml.compiler.trace import CompileError
 from fluxml.tree import _fields
 
 
@@ -57,11 +60,13 @@ def make_extractor(args, spec, leaves, positions):
                 arrays.append(names[i])
     if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
         # memory (views of one array) exactly as they did
-        listed = ", ".join(arrays)
-        pattern = memory_pattern([leaves[i] for i in positions])
-        w.consts["memory_pattern"] = memory_pattern
         w.check(f"len({{{', '.join(f'id({a})' for a in arrays)}}}) == {len(arrays)}")
-        w.check(f"memory_pattern([{listed}]) == {pattern!r}")
+        views = [(a, leaves[i]) for a, i in zip(arrays, positions) if not is_jax(leaves[i])]
+        if len(views) > 1:  # (JAX arrays are never views: distinct is enough)
+            listed = ", ".join(a for a, _ in views)
+            pattern = memory_pattern([x for _, x in views])
+            w.consts["memory_pattern"] = memory_pattern
+            w.check(f"memory_pattern([{listed}]) == {pattern!r}")
     inputs = ", ".join(names[i] for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args):\n" + "\n".join(w.lines) + "\n"
@@ -73,14 +78,28 @@ def make_extractor(args, spec, leaves, positions):
 
 def memory_pattern(arrays) -> tuple:
     """For each array, the position of the first one whose memory belongs to the same array
-    (NumPy points every view at the array owning its memory)."""
+    (NumPy points every view at the array owning its memory; JAX arrays are never views)."""
     first: dict = {}
-    return tuple(first.setdefault(id(a if a.base is None else a.base), k)
-                 for k, a in enumerate(arrays))
+    out = []
+    for k, a in enumerate(arrays):
+        base = getattr(a, "base", None)
+        out.append(first.setdefault(id(a if base is None else base), k))
+    return tuple(out)
 
 
-def _is_array(x) -> bool:
-    return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape"))
+def is_array(x) -> bool:
+    """An array leaf: NumPy's, another library's ``ndarray`` (CuPy), or a ``jax.Array``."""
+    return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape")) \
+        or is_jax(x)
+
+
+def is_jax(x) -> bool:
+    """A JAX array (device-resident state for the xla back end; never a view)."""
+    t = type(x)
+    return t.__name__ == "ArrayImpl" and t.__module__.startswith("jax")
+
+
+_is_array = is_array
 
 
 def _walk(w, ref, x, spec, names):
@@ -89,10 +108,17 @@ def _walk(w, ref, x, spec, names):
         v = w.name("x")
         w.lines.append(f"    {v} = {ref}")
         names.append(v)
-        if _is_array(x):  # NumPy's, or another library's (CuPy)
+        if is_jax(x):  # its abstract value, read once (JAX's .shape and .dtype are slower)
+            a = w.name("a")
+            w.check(f"type({v}) is {w.const(type(x))}")
+            w.lines.append(f"    {a} = {v}.aval")
+            d = w.const(x.dtype)
+            w.check(f"{a}.shape == {x.shape!r} and ({a}.dtype is {d} or {a}.dtype == {d})")
+        elif _is_array(x):  # NumPy's, or another library's (CuPy)
             d = w.const(x.dtype)
             # the layout too (the strides, read faster than the flags) where it can differ
-            layout = f" and {v}.strides == {x.strides!r}" if x.ndim > 1 else ""
+            layout = f" and {v}.strides == {x.strides!r}" if x.ndim > 1 and not is_jax(x) \
+                else ""
             w.check(f"type({v}) is {w.const(type(x))} and {v}.shape == {x.shape!r} and "
                     f"({v}.dtype is {d} or {v}.dtype == {d}){layout}")
         else:  # a number: its type and value are part of the signature
@@ -135,3 +161,120 @@ def _walk(w, ref, x, spec, names):
         return
     for key, child in zip(spec.keys, spec.children):
         _walk(w, f"{v}.{key}", fields[key], child, names)
+
+
+# --- rebinding device-resident leaves ---------------------------------------------------------
+
+def make_rebinder(args, spec, targets: dict, frozen: tuple = ()):
+    """``rebind(args, values)``: generated assignments that point the leaves ``targets`` names
+    (``{leaf index: index into values}``) at their new values, for ``jax.Array`` arguments a
+    compiled XLA step wrote (JAX arrays are immutable: the caller's tree gets the new ones).
+
+    A leaf held by a list, a dict or an object's attribute is assigned there; tuples and
+    namedtuples (an optimiser's state), frozen dataclasses and slotted objects on the way are
+    rebuilt with the new leaf and assigned in their turn to the nearest container that can
+    take an assignment. A leaf with none above it (the argument itself, a tuple of arguments,
+    a keyword argument: ``frozen`` names the containers that are the call's own) cannot be
+    rebound: a :class:`~fluxml.compiler.trace.CompileError` names its path."""
+    w = _Writer()
+    w.consts["_rebuilt"] = _rebuilt
+    top = _rebind(w, "args", args, spec, [0], targets, "", frozen)
+    if top is not None:
+        path, _ = top
+        raise CompileError(
+            f"fl.compile(backend='xla'): the function writes the jax.Array at argument {path}, "
+            "but JAX arrays are immutable and the compiled call can only rebind a leaf held "
+            "by a list, a dict or an object's attribute (tuples on the way are rebuilt), and "
+            "this one has none above it. Pass it inside a list, dict or model, return the "
+            "new value instead of writing it, or pass a NumPy array (written in place).")
+    src = "def rebind(args, values):\n" + ("\n".join(w.lines) or "    pass") + "\n"
+    return build(src, w.consts, "rebind")
+
+
+def _count(spec) -> int:
+    if spec.kind == "leaf":
+        return 1
+    return sum(_count(c) for c in spec.children) if spec.kind != "static" else 0
+
+
+def _rebind(w, ref, x, spec, at, targets, path, frozen):
+    """Emit the assignments below ``x`` (reached as ``ref``); return None when ``x`` itself
+    stays, else ``(path of a rebound leaf, source of x's replacement)``."""
+    kind = spec.kind
+    if kind == "leaf":
+        at[0] += 1
+        j = targets.get(at[0] - 1)
+        return None if j is None else (path, f"values[{j}]")
+    start, n = at[0], _count(spec)
+    if kind == "static" or not any(start <= i < start + n for i in targets):
+        at[0] += n
+        return None
+    v = w.name()
+    at_line = len(w.lines)
+    w.lines.append(f"    {v} = {ref}")
+    result = _rebind_node(w, v, x, spec, kind, at, targets, path, frozen)
+    used = re.compile(rf"\b{v}\b")
+    if not any(used.search(line) for line in w.lines[at_line + 1:]) and \
+            not (result is not None and used.search(result[1])):
+        del w.lines[at_line]  # every part of it replaced: the old node is never read
+    return result
+
+
+def _rebind_node(w, v, x, spec, kind, at, targets, path, frozen):
+    if kind in ("list", "tuple", "namedtuple"):
+        changed = {k: _rebind(w, f"{v}[{k}]", c, child, at, targets, _join(path, k), frozen)
+                   for k, (c, child) in enumerate(zip(x, spec.children))}
+        changed = {k: r for k, r in changed.items() if r is not None}
+        if kind == "list" or not changed:  # (a tuple of objects assigned into: it stays)
+            for k, (_, new) in changed.items():
+                w.lines.append(f"    {v}[{k}] = {new}")
+            return None
+        items = [changed[k][1] if k in changed else f"{v}[{k}]" for k in range(len(x))]
+        head = "" if kind == "tuple" else w.const(spec.type)
+        tail = "," if len(items) == 1 and kind == "tuple" else ""
+        return next(iter(changed.values()))[0], f"{head}({', '.join(items)}{tail})"
+    if kind == "dict":
+        changed = {}
+        for key, child in zip(spec.keys, spec.children):
+            r = _rebind(w, f"{v}[{w.const(key)}]", x[key], child, at, targets,
+                        _join(path, key), frozen)
+            if r is not None:
+                changed[key] = r
+        if isinstance(x, frozen) and changed:
+            return next(iter(changed.values()))
+        for key, (_, new) in changed.items():
+            w.lines.append(f"    {v}[{w.const(key)}] = {new}")
+        return None
+    # an object: as the guard reads its fields (attributes, or its __dict__)
+    fields = dict(_fields(x))
+    plain = not hasattr(x, "__tree_fields__") and not (
+        dataclasses.is_dataclass(x) and not isinstance(x, type))
+    changed = {}
+    for key, child in zip(spec.keys, spec.children):
+        field = f"{v}.__dict__[{key!r}]" if plain else f"getattr({v}, {key!r})"
+        r = _rebind(w, field, fields[key], child, at, targets, _join(path, key), frozen)
+        if r is not None:
+            changed[key] = r
+    params = getattr(type(x), "__dataclass_params__", None)
+    if plain:
+        for key, (_, new) in changed.items():
+            w.lines.append(f"    {v}.__dict__[{key!r}] = {new}")
+        return None
+    if params is not None and params.frozen and changed:
+        pairs = ", ".join(f"{key!r}: {new}" for key, (_, new) in changed.items())
+        return next(iter(changed.values()))[0], f"_rebuilt({v}, {{{pairs}}})"
+    for key, (_, new) in changed.items():
+        w.lines.append(f"    setattr({v}, {key!r}, {new})")
+    return None
+
+
+def _join(path, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _rebuilt(obj, changes: dict):
+    """A copy of an object that takes no assignment (a frozen dataclass), with ``changes``."""
+    new = copy.copy(obj)
+    for key, value in changes.items():
+        object.__setattr__(new, key, value)
+    return new

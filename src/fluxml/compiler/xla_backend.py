@@ -19,7 +19,10 @@ lowered the same way. An equation with no lowering is refused with a
 What differs from NumPy, and how the back end keeps NumPy's results:
 
 - JAX arrays are immutable: the jitted function returns the values the program writes into
-  its arguments as extra outputs, and the wrapper copies them into the caller's arrays.
+  its arguments as extra outputs. Into a NumPy argument the wrapper copies them back; a
+  ``jax.Array`` argument (device-resident state, ``fl.xla``) is donated to XLA and the caller's
+  tree is rebound to the new array (``fl.compile`` generates the assignments: see
+  ``guards.make_rebinder``), so that a training loop on device state copies nothing.
 - 64-bit types: every call runs under ``jax.enable_x64(True)`` (a context, nothing global
   changes), so float64 stays float64 and integers stay int64, as in NumPy.
 - Type promotion: each line's result is checked once, at lowering, against the dtype and
@@ -54,7 +57,7 @@ import weakref
 import numpy as np
 
 from fluxml.compiler.codegen import Emitter, build, generate
-from fluxml.compiler.ir import Const, Eqn, Program, Slot, Var, _slots
+from fluxml.compiler.ir import Eqn, Program, Slot, Var, _slots
 from fluxml.compiler.passes import dead_code
 from fluxml.compiler.trace import CompileError, _draw, _fresh
 
@@ -68,6 +71,7 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
         "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
 
 from fluxml.compiler import xla_kernels as kernels
+from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _Packing, _wrapper
 
 BACKEND = "xla"
 
@@ -94,8 +98,9 @@ PRIMITIVES: dict = {
     # indexing: see _index for the index's source
     "getitem": "{x}[{idx}]",
     "sliding_window_view": "{x}[{idx}]",
-    "setitem": "{x}.at[{idx}].set({v})",
-    "index_add": "{x}.at[{idx}].add({v})",
+    # (``x`` may be a constant, a NumPy array: made a JAX one, at no cost once jitted)
+    "setitem": "jnp.asarray({x}).at[{idx}].set({v})",
+    "index_add": "jnp.asarray({x}).at[{idx}].add({v})",
     # reductions
     "sum": "jnp.sum({x}, axis={axis}, keepdims={keepdims})",
     "prod": "jnp.prod({x}, axis={axis}, keepdims={keepdims})",
@@ -140,42 +145,76 @@ FUNCTIONS: dict = {
     "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
     "fluxml.losses.common._check_labels": kernels.check_labels,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
+    "numpy.argsort": kernels.argsort,
+    "numpy.sort": kernels.sort,
 }
 
 # NumPy functions whose ``jnp`` namesake differs in a way that matters here.
 _NOT_SAME: set = set()
 
 
-def lower(program: Program, names, fname):
-    """``(source, function)``: the program as a jitted JAX function and a NumPy wrapper that
-    takes and returns NumPy arrays and writes the program's ``writes`` into its arguments."""
+def lower(program: Program, names, fname, devices=(), donate: bool = True):
+    """``(source, function)``: the program as a jitted JAX function and a wrapper around it.
+
+    ``devices[k]`` says whether the caller passes input ``k`` as a ``jax.Array`` (state kept
+    on XLA's device, see ``fl.xla``) rather than a NumPy array. NumPy inputs are packed and
+    copied to XLA on each call, and the values the program writes into them are copied back
+    into the caller's arrays, as NumPy code writes them. Device inputs go to XLA as they are;
+    JAX arrays being immutable, the new value of each one the program writes comes back after
+    the results (``function.rebinds`` lists those inputs, in order) for the caller to rebind,
+    and its old buffer is donated to XLA (``donate``; not for a program with run-time checks,
+    which may refuse a call after XLA has run it: the caller's arrays must survive that; and
+    only arrays of ``xla_runtime._DONATE_LIMIT`` elements or more).
+    Results are NumPy arrays, or ``jax.Array``s when any input is one."""
     program = dead_code(_rewrite_maxpool_grads(program))
+    n_in = len(program.inputs)
+    devices = list(devices) or [False] * n_in
     draws = [e for e in program.eqns if e.fn is _draw]
     body = [e for e in program.eqns if e.fn is not _draw]
     kept = [k for k, v in enumerate(program.outputs) if type(v) is Var]
+    host_writes = [(k, v) for k, v in program.writes if not devices[k]]
+    device_writes = [(k, v) for k, v in program.writes if devices[k]]
     inner = Program(program.inputs + [e.outs[0] for e in draws], body,
-                    [program.outputs[k] for k in kept] + [v for _, v in program.writes], [])
+                    [program.outputs[k] for k in kept] + [v for _, v in host_writes] +
+                    [v for _, v in device_writes], [])
     arg_names = list(names) + [f"draw_{k + 1}" for k in range(len(draws))]
     lowering = _Lowering(inner)
+    kernels.RUN_TIME_CHECKS.clear()
     casts = _check(lowering, inner, arg_names, fname)
+    checked = bool(kernels.RUN_TIME_CHECKS)  # the abstract run met a run-time check
+    kernels.RUN_TIME_CHECKS.clear()
     lowering.casts = casts
     source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
     fn = build(source, namespace, fname)
-    inward = _Packing([(v.shape, v.dtype) for v in inner.inputs])
-    outward = _Packing([(v.shape, v.dtype) for _, v in program.writes])
-    n_out = len(kept)
+    host_in = [k for k in range(n_in) if not devices[k]] + list(range(n_in, len(inner.inputs)))
+    device_in = [k for k in range(n_in) if devices[k]]
+    inward = _Packing([(inner.inputs[k].shape, inner.inputs[k].dtype) for k in host_in])
+    outward = _Packing([(v.shape, v.dtype) for _, v in host_writes])
+    n_out, n_packed, n_host = len(kept), inward.count, len(host_writes)
 
     judges: list = []
 
-    def packed(*args):  # what XLA runs: small arrays cross in one buffer per dtype
+    def packed(*args):  # what XLA runs: small NumPy arrays cross in one buffer per dtype
         kernels.RUN_TIME_CHECKS.clear()
-        results = fn(*inward.unpack(args))
+        values = [None] * len(inner.inputs)
+        for k, value in zip(host_in, inward.unpack(args[:n_packed])):
+            values[k] = value
+        for k, value in zip(device_in, args[n_packed:]):  # (a weak-typed one made strong,
+            values[k] = jnp.asarray(value, inner.inputs[k].dtype)  # as NumPy's would be)
+        results = fn(*values)
         checks = list(kernels.RUN_TIME_CHECKS)
         judges[:] = [judge for _, judge in checks]
-        return (tuple(results[:n_out]) + tuple(outward.pack(results[n_out:], jnp)) +
-                tuple(value for value, _ in checks))
+        return (tuple(results[:n_out]) +
+                tuple(outward.pack(results[n_out:n_out + n_host], jnp)) +
+                tuple(results[n_out + n_host:]) + tuple(value for value, _ in checks))
 
-    run = _wrapper(jax.jit(packed), program, kept, draws, inward, outward, judges)
+    donated = () if checked or not donate else \
+        tuple(n_packed + device_in.index(k) for k, v in device_writes
+              if math.prod(v.shape) >= _DONATE_LIMIT)
+    jitted = jax.jit(packed, donate_argnums=donated)
+    run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
+                   [k for k, _ in host_writes], len(device_writes))
+    run.rebinds = [k for k, _ in device_writes]
     return source, run
 
 
@@ -184,90 +223,6 @@ def _emitter() -> Emitter:
     em.globals.update({"jax": jax, "lax": lax, "np": np})
     em.used.update({"jax", "lax", "np"})
     return em
-
-
-def _wrapper(jitted, program, kept, draws, inward, outward, judges):
-    """The function the compiled call runs: NumPy arrays in, NumPy arrays out, run-time checks
-    judged, then writes copied back into the arguments."""
-    outputs = program.outputs
-    n_out = len(kept)
-    n_written = len(outward.groups) + len(outward.single)
-    writes = [pos for pos, _ in program.writes]
-    specs = [(e.params["rng"], e.params["method"], e.params["args"], e.params["kwargs"])
-             for e in draws]
-    x64 = jax.enable_x64
-
-    def run(*arrays):
-        args = arrays if not specs else arrays + tuple(_draw(*s) for s in specs)
-        with x64(True):
-            results = jitted(*inward.pack(args, np))
-        for judge, value in zip(judges, results[n_out + n_written:]):
-            judge(value)  # raises, as the eager code would, before anything is written
-        written = outward.unpack(results[n_out:n_out + n_written], np.asarray)
-        for pos, value in zip(writes, written):
-            np.copyto(arrays[pos], value)
-        if n_out == len(outputs):
-            return tuple(_numpy(r) for r in results[:n_out])
-        out = [v.value if type(v) is Const else None for v in outputs]
-        for k, r in zip(kept, results[:n_out]):
-            out[k] = _numpy(r)
-        return tuple(out)
-
-    return run
-
-
-_PACK_LIMIT = 1 << 14  # elements
-
-
-class _Packing:
-    """Arrays of at most ``_PACK_LIMIT`` elements cross between NumPy and XLA packed into one
-    flat buffer per dtype (each array crossing costs about as much as a small step computes:
-    a training step's biases, moments and step counts travel as a few buffers); larger ones
-    cross alone. ``pack`` joins (NumPy before the call, ``jnp`` inside it), ``unpack``
-    splits (slices inside the call, NumPy views of one transferred buffer after it)."""
-
-    def __init__(self, avals):
-        self.n = len(avals)
-        groups: dict = {}
-        self.single = []
-        for k, (shape, dtype) in enumerate(avals):
-            size = math.prod(shape)
-            if size <= _PACK_LIMIT:
-                groups.setdefault(np.dtype(dtype), []).append((k, size, tuple(shape)))
-            else:
-                self.single.append(k)
-        self.groups = []  # [(k, offset, size, shape)] per dtype
-        for members in groups.values():
-            if len(members) == 1:  # nothing to join
-                self.single.append(members[0][0])
-                continue
-            offset, group = 0, []
-            for k, size, shape in members:
-                group.append((k, offset, size, shape))
-                offset += size
-            self.groups.append(group)
-        self.members = [[k for k, *_ in group] for group in self.groups]
-
-    def pack(self, values, xp) -> list:
-        joined = [xp.concatenate([values[k] for k in members], axis=None)  # flattened
-                  for members in self.members]
-        return joined + [values[k] for k in self.single]
-
-    def unpack(self, args, convert=None) -> list:
-        out = [None] * self.n
-        for buf, group in zip(args, self.groups):
-            buf = buf if convert is None else convert(buf)
-            for k, offset, size, shape in group:
-                out[k] = buf[offset:offset + size].reshape(shape)
-        for k, value in zip(self.single, args[len(self.groups):]):
-            out[k] = value if convert is None else convert(value)
-        return out
-
-
-def _numpy(x):
-    """A JAX result as NumPy returns it: an array (a writable copy), a scalar for 0-d."""
-    a = np.array(x)
-    return a[()] if a.ndim == 0 else a
 
 
 # --- checking each line's type once, abstractly ---------------------------------------------
@@ -346,6 +301,7 @@ class _Lowering:
     def __init__(self, program):
         self.casts: dict = {}
         self.index = {id(e): k for k, e in enumerate(program.eqns)}
+        self.producer = {o.id: e for e in program.eqns for o in e.outs}
 
     def line(self, em, eqn) -> str:
         rhs = self._rhs(em, eqn)
@@ -364,6 +320,10 @@ class _Lowering:
         if eqn.prim is None:
             return self._call(em, eqn)
         name = eqn.prim.name
+        if name == "matmul":
+            folded = self._transposed_matmul(em, eqn)
+            if folded is not None:
+                return folded
         rule = PRIMITIVES.get(name)
         if rule is None:
             impl = eqn.prim.impl
@@ -378,6 +338,31 @@ class _Lowering:
             head = em.global_(rule, rule.__name__)
             return _apply(em, head, eqn.inputs, eqn.params or {})
         return rule.format(**_fields(em, eqn))
+
+    def _transposed_matmul(self, em, eqn) -> str | None:
+        """``a.T @ b`` and ``a @ b.T`` of matrices as one ``lax.dot_general`` contracting the
+        untransposed operand (the engine's Dense and its gradients are written so): XLA's CPU
+        back end otherwise copies the transpose out first, one more kernel each time."""
+        a, b = eqn.inputs
+        if not (type(a) is Var and type(b) is Var and len(a.shape) == len(b.shape) == 2 and
+                a.dtype == b.dtype and a.dtype.kind == "f"):
+            return None
+        sources, dims, folded = [], [], False
+        for v, plain, flipped in ((a, 1, 0), (b, 0, 1)):
+            made = self.producer.get(v.id)
+            if made is not None and made.prim is not None and made.prim.name == "transpose" \
+                    and tuple(made.params.get("axes") or ()) == (1, 0) \
+                    and type(made.inputs[0]) is Var:
+                sources.append(em.expr(made.inputs[0]))
+                dims.append(flipped)
+                folded = True
+            else:
+                sources.append(em.expr(v))
+                dims.append(plain)
+        if not folded:
+            return None
+        return (f"lax.dot_general({sources[0]}, {sources[1]}, "
+                f"((({dims[0]},), ({dims[1]},)), ((), ())))")
 
     def _call(self, em, eqn) -> str:
         """A NumPy function the engine ran untraced on raw values."""

@@ -229,6 +229,21 @@ def erf(x):
     return lax.erf(x)
 
 
+def argsort(a, axis=-1, kind=None, order=None):
+    """``np.argsort``: JAX's sort is stable, which is ``kind="stable"``'s order and one of the
+    orders NumPy's other kinds may give ties (they promise none)."""
+    if order is not None:
+        raise TypeError("argsort: order= (structured arrays) has no XLA lowering")
+    return jnp.argsort(a, axis=axis, stable=True)
+
+
+def sort(a, axis=-1, kind=None, order=None):
+    """``np.sort`` (any ``kind``: the sorted values are the same)."""
+    if order is not None:
+        raise TypeError("sort: order= (structured arrays) has no XLA lowering")
+    return jnp.sort(a, axis=axis)
+
+
 def split(x, *, bounds, axis):
     """``x`` cut along ``axis`` into the pieces ``[lo, hi)`` of ``bounds``."""
     return tuple(lax.slice_in_dim(x, lo, hi, axis=axis) for lo, hi in bounds)

@@ -1,0 +1,129 @@
+"""How a lowered XLA program is called (``xla_backend.lower`` builds the program): NumPy
+arguments packed into a few buffers and copied to XLA, their writes copied back; device-resident
+arguments (``jax.Array``s, ``fl.xla``) passed as they are, the large ones the program writes
+donated, their new values handed back for the caller to rebind; run-time checks judged before
+anything is written. JAX is imported here: only the xla back end loads this module.
+
+>>> import numpy as np
+>>> from fluxml.compiler.xla_runtime import _Packing
+>>> p = _Packing([((2,), np.float64), ((3,), np.float64), ((1 << 15,), np.float64)])
+>>> [len(b) for b in p.pack([np.ones(2), np.zeros(3), np.ones(1 << 15)], np)]  # 2 buffers
+[5, 32768]
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+from fluxml.compiler.ir import Const
+from fluxml.compiler.trace import _draw
+
+
+def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
+             host_writes, n_device_writes):
+    """The function the compiled call runs: arrays in (NumPy ones packed), results out,
+    run-time checks judged, then the writes into NumPy arguments copied back; the new values
+    of device arguments the program writes come last (the caller rebinds them)."""
+    outputs = program.outputs
+    n_out = len(kept)
+    n_host = len(outward.groups) + len(outward.single)
+    n_judged = n_out + n_host + n_device_writes
+    specs = [(e.params["rng"], e.params["method"], e.params["args"], e.params["kwargs"])
+             for e in draws]
+    n_in = len(program.inputs)
+    host_args = [k for k in host_in if k < n_in]
+    x64 = jax.enable_x64
+    convert = (lambda r: r) if device_in else _numpy  # device state in: results stay there
+    if not host_in and not host_writes:  # all state on the device: nothing to pack or copy
+        def call(arrays):
+            with x64(True):
+                return jitted(*arrays)
+    else:
+        def call(arrays):
+            host = [arrays[k] for k in host_args]
+            if specs:
+                host += [_draw(*s) for s in specs]
+            with x64(True):
+                return jitted(*inward.pack(host, np), *[arrays[k] for k in device_in])
+
+    def run(*arrays):
+        results = call(arrays)
+        for judge, value in zip(judges, results[n_judged:]):
+            judge(value)  # raises, as the eager code would, before anything is written
+        if host_writes:
+            written = outward.unpack(results[n_out:n_out + n_host], np.asarray)
+            for pos, value in zip(host_writes, written):
+                np.copyto(arrays[pos], value)
+        if n_out == len(outputs):
+            out = tuple(convert(r) for r in results[:n_out])
+        else:
+            out = [v.value if type(v) is Const else None for v in outputs]
+            for k, r in zip(kept, results[:n_out]):
+                out[k] = convert(r)
+            out = tuple(out)
+        return out + tuple(results[n_out + n_host:n_judged]) if n_device_writes else out
+
+    return run
+
+
+_PACK_LIMIT = 1 << 14  # elements
+
+# Donating a small buffer saves only its allocation, and XLA often pays for it with a copy
+# (an input still read after the output aliased to it is written: step counters, a weight
+# the backward pass reads), one more kernel each: small arrays are not donated.
+_DONATE_LIMIT = 1 << 14  # elements
+
+
+class _Packing:
+    """Arrays of at most ``_PACK_LIMIT`` elements cross between NumPy and XLA packed into one
+    flat buffer per dtype (each array crossing costs about as much as a small step computes:
+    a training step's biases, moments and step counts travel as a few buffers); larger ones
+    cross alone. ``pack`` joins (NumPy before the call, ``jnp`` inside it), ``unpack``
+    splits (slices inside the call, NumPy views of one transferred buffer after it)."""
+
+    def __init__(self, avals):
+        self.n = len(avals)
+        groups: dict = {}
+        self.single = []
+        for k, (shape, dtype) in enumerate(avals):
+            size = math.prod(shape)
+            if size <= _PACK_LIMIT:
+                groups.setdefault(np.dtype(dtype), []).append((k, size, tuple(shape)))
+            else:
+                self.single.append(k)
+        self.groups = []  # [(k, offset, size, shape)] per dtype
+        for members in groups.values():
+            if len(members) == 1:  # nothing to join
+                self.single.append(members[0][0])
+                continue
+            offset, group = 0, []
+            for k, size, shape in members:
+                group.append((k, offset, size, shape))
+                offset += size
+            self.groups.append(group)
+        self.members = [[k for k, *_ in group] for group in self.groups]
+        self.count = len(self.groups) + len(self.single)  # the buffers that cross
+
+    def pack(self, values, xp) -> list:
+        joined = [xp.concatenate([values[k] for k in members], axis=None)  # flattened
+                  for members in self.members]
+        return joined + [values[k] for k in self.single]
+
+    def unpack(self, args, convert=None) -> list:
+        out = [None] * self.n
+        for buf, group in zip(args, self.groups):
+            buf = buf if convert is None else convert(buf)
+            for k, offset, size, shape in group:
+                out[k] = buf[offset:offset + size].reshape(shape)
+        for k, value in zip(self.single, args[len(self.groups):]):
+            out[k] = value if convert is None else convert(value)
+        return out
+
+
+def _numpy(x):
+    """A JAX result as NumPy returns it: an array (a writable copy), a scalar for 0-d."""
+    a = np.array(x)
+    return a[()] if a.ndim == 0 else a
