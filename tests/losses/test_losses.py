@@ -138,6 +138,21 @@ def test_float32_stays_float32(loss, yhat, y, ref, kw):
     np.testing.assert_allclose(out, loss(yhat, y, **kw), rtol=2e-3)
 
 
+FLOAT_TARGETS = [(c, i) for c, i in zip(CASES + WHOLE, IDS + WHOLE_IDS) if c[2].dtype.kind == "f"]
+
+
+@pytest.mark.parametrize("loss, yhat, y, ref, kw", [c for c, _ in FLOAT_TARGETS],
+                         ids=[i for _, i in FLOAT_TARGETS])
+def test_traced_float64_targets_follow_a_float32_prediction(loss, yhat, y, ref, kw):
+    # as when the targets are an argument of fl.compile or of the gradient: the same dtype
+    # as eagerly, and the targets' gradient in their own dtype
+    yh32 = yhat.astype(np.float32)
+    out, (g_y,) = fl.withgradient(lambda y: loss(yh32, y, **kw), y)
+    assert out.dtype == np.float32
+    assert g_y is None or g_y.dtype == np.float64
+    np.testing.assert_allclose(out, loss(yh32, y, **kw), rtol=1e-6)
+
+
 @pytest.mark.parametrize("loss, yhat, y, ref, kw", CASES + WHOLE, ids=IDS + WHOLE_IDS)
 def test_shape_mismatch_is_a_clear_error(loss, yhat, y, ref, kw):
     y = y[:, :-1]  # also not integer labels: those have their own check

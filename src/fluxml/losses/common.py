@@ -35,9 +35,14 @@ def _dtype(x):
 
 def target(name, yhat, y):
     """``y`` as an array in ``yhat``'s float dtype (targets follow the prediction, so float32
-    stays float32; a traced ``y`` is left alone), checked to have ``yhat``'s shape."""
+    stays float32; a traced ``y`` too, differentiably, so that a loss has the same dtype
+    eagerly and under ``fl.compile``, where the targets are traced), checked to have
+    ``yhat``'s shape."""
+    dtype = _dtype(yhat)
     if type(y).__name__ != "Tracer":
-        y = np.asarray(y, dtype=_dtype(yhat))
+        y = np.asarray(y, dtype=dtype)
+    elif y.dtype != dtype and y.dtype.kind == "f" and dtype.kind == "f":
+        y = y.astype(dtype)
     if np.shape(yhat) != np.shape(y):
         raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
                          f"{np.shape(y)}; they must match")
