@@ -160,7 +160,9 @@ def test_bounded_shift_against_exact_maximum(monkeypatch):
     mask[0, 0, 2] = False
     cases = [(Q, K, V, {"mask": mask, "bias": bias}), (Q, K, V, {"bias": BIAS[:, :1]}),
              (*(a.astype(np.float32) for a in (Q, K, V)), {"mask": MASK}),
-             (*(a.astype(np.float32) * 30 for a in (Q, K, V)), {})]
+             (*(a.astype(np.float32) * 30 for a in (Q, K, V)), {}),
+             (*(_packed(a).astype(np.float32) * 30 for a in (Q, K, V)), {"nheads": 3}),
+             (*(_packed(a) for a in (Q, K, V)), {"nheads": 3, "mask": MASK})]
     got = [fl.dot_product_attention(q, k, v, **kw) for q, k, v, kw in cases]
     # the bounded shift is taken on the ordinary cases, refused on the large scores
     assert attention._probabilities_bounded(Q, K, BIAS[:, :1], None, 0.4) is not None

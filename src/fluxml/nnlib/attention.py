@@ -53,12 +53,13 @@ def _softmax_rows(s):
     return s
 
 
-def _split(a, heads):
+def _split(a, heads, copy=True):
     """``(N, T, heads d)`` as ``(N, heads, T, d)``: one copy, so that the products below read
-    contiguous matrices (BLAS on strided views was slower than the copy)."""
+    contiguous matrices (BLAS on strided views was slower than the copy); a view with
+    ``copy=False``."""
     n, t, e = a.shape
     a = np.swapaxes(np.reshape(a, (n, t, heads, e // heads)), 1, 2)
-    return np.ascontiguousarray(a) if type(a) is np.ndarray else a
+    return np.ascontiguousarray(a) if copy and type(a) is np.ndarray else a
 
 
 def _join(a):
@@ -68,8 +69,10 @@ def _join(a):
 
 
 def _impl(q, k, v, bias, *, mask, scale, heads=None):
-    if heads:
-        q, k, v = (_split(a, heads) for a in (q, k, v))
+    if heads:  # q and k are copied into the bounded product's operands, or split here
+        fast = _plain(q, k, v, bias)
+        q, k = (_split(a, heads, copy=not fast) for a in (q, k))
+        v = _split(v, heads)
     p = _probabilities_bounded(q, k, bias, mask, scale) if _plain(q, k, v, bias) else None
     if p is None:
         s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
