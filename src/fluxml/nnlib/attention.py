@@ -2,11 +2,18 @@
 ``v (..., Tk, dv)`` with any leading axes (``(N, heads)`` for multi-head attention).
 
 One primitive computes the output and the attention probabilities (Flux's
-``dot_product_attention`` returns both) and keeps only ``q, k, v`` and the probabilities for
-its hand-written vjp:
+``dot_product_attention`` returns both) and keeps only ``q, k, v``, the output and the
+probabilities for its hand-written vjp:
 
     dP = g_out @ v^T (+ g_P),  dS = P * (dP - sum(dP * P, -1)),
-    dq = scale dS @ k,  dk = scale dS^T @ q,  dv = P^T @ g_out,  dbias = dS.
+    dq = scale dS @ k,  dk = scale dS^T @ q,  dv = P^T @ g_out,  dbias = dS,
+
+where at first order ``sum(dP * P, -1)`` is ``sum(g_out * out, -1)`` (+ ``sum(g_P * P, -1)``),
+a pass over the output instead of the scores. With ``nheads`` the heads come side by side in
+the last axis, ``(N, T, heads d)``, and are split and joined inside the primitive (one copy
+each), so multi-head attention records no transposes around it. On NumPy arrays the softmax
+is shifted by a bound of each row's maximum carried in the score product itself
+(``_probabilities_bounded``), with the exact maximum as the fallback.
 
 A boolean ``mask`` (True: may attend) is a static argument; a float ``bias`` is added to the
 scores and differentiated. A query row that may attend to no key at all gets probabilities 0
