@@ -66,3 +66,29 @@ def test_transformer_block_composes_the_layers():
     assert not np.allclose(b(x), want)  # dropout acts in training mode
     assert fl.outputsize(b, (2, 3, 4)) == (2, 3, 4)
     assert "dense1 = Dense(4 => 8, relu)," in repr(b)
+
+
+def test_mha_fused_path_matches_composite():
+    """The projections as plain products with the heads split inside the kernel against the
+    einsum-projected composite (the dropout path): values and first-order gradients, with
+    biases, a mask, a score bias and distinct q, k, v."""
+    m = fl.f64(fl.MultiHeadAttention(6, nheads=3, kdim=4, vdim=5, bias=True, rng=RNG))
+    q, k, v = RNG.normal(size=(2, 3, 6)), RNG.normal(size=(2, 5, 4)), RNG.normal(size=(2, 5, 5))
+    mask, bias = RNG.random((3, 5)) > 0.3, RNG.normal(size=(3, 1, 5))
+    mask[:, 0] = True
+    go, gp = RNG.normal(size=(2, 3, 6)), RNG.normal(size=(2, 3, 3, 5))
+
+    def loss(call):
+        return lambda m, q, k, v, b: sum(np.sum(y * g) for y, g in
+                                         zip(call(m, q, k, v, b), (go, gp)))
+
+    fused = loss(lambda m, q, k, v, b: m(q, k, v, mask=mask, bias=b))
+    composite = loss(lambda m, q, k, v, b: m._composite(q, k, v, mask=mask, bias=b))
+    for a, b in zip(m(q, k, v, mask=mask, bias=bias), m._composite(q, k, v, mask=mask,
+                                                                   bias=bias)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    got = fl.tree.leaves(fl.gradient(fused, m, q, k, v, bias))
+    want = fl.tree.leaves(fl.gradient(composite, m, q, k, v, bias))
+    assert len(got) == len(want) == 12
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -105,3 +105,74 @@ def test_bad_input():
         fl.dot_product_attention(Q, K, V, mask=np.ones((4, 6)))
     with pytest.raises(TypeError, match="q must be a float array"):
         fl.dot_product_attention(np.ones((4, 5), int), K[0, 0], V[0, 0])
+    with pytest.raises(ValueError, match=r"with nheads=2, expected q \(N, Tq, nheads d\)"):
+        fl.dot_product_attention(np.ones((1, 3, 5)), np.ones((1, 3, 5)), np.ones((1, 3, 4)),
+                                 nheads=2)
+    with pytest.raises(ValueError, match="nheads must be a positive int"):
+        fl.dot_product_attention(Q[0], K[0], V[0], nheads=0)
+
+
+def _packed(a):
+    """(N, heads, T, d) with the heads side by side: (N, T, heads d)."""
+    return np.reshape(np.swapaxes(a, 1, 2), (a.shape[0], a.shape[2], -1))
+
+
+def test_heads_side_by_side():
+    """``nheads``: the same values as the per-head reference on the unpacked arrays, and
+    derivatives to second order (both modes) with a mask and a bias."""
+    q, k, v = _packed(Q), _packed(K), _packed(V)
+    out, p = fl.dot_product_attention(q, k, v, mask=MASK, bias=BIAS, nheads=3)
+    want_out, want_p = reference(Q, K, V, mask=MASK, bias=BIAS)
+    np.testing.assert_allclose(out, _packed(want_out), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(p, want_p, rtol=1e-12, atol=1e-14)
+    check_grads(lambda q, k, v, b: fl.dot_product_attention(q, k, v, mask=MASK, bias=b,
+                                                            nheads=3), q, k, v, BIAS)
+
+
+@pytest.mark.parametrize("use", ["out", "probs", "both"])
+def test_fused_first_order_against_any_order(use):
+    """The in-place first-order vjp (row sums from the output) against the formulas the
+    higher orders record, for each output's cotangent alone and both together."""
+    from fluxml.nnlib import attention
+
+    go, gp = R.standard_normal((2, 4, 6)), R.standard_normal((2, 3, 4, 6))
+    q, k, v = _packed(Q), _packed(K), _packed(V)
+    out, p = fl.dot_product_attention(q, k, v, mask=MASK, bias=BIAS, nheads=3)
+    g_out = None if use == "probs" else attention._split(go, 3)
+    g_p = None if use == "out" else gp
+    split = [attention._split(a, 3) for a in (q, k, v, out)]
+    args = (*split[:3], p, split[3], 0.3, [0, 1, 2, 3])
+    fast = attention._vjp_raw(g_out, g_p, *args)
+    slow = attention._vjp_any(g_out, g_p, *split[:3], p, 0.3, [0, 1, 2, 3])
+    for pos in range(4):
+        np.testing.assert_allclose(fast[pos], slow[pos], rtol=1e-12, atol=1e-13)
+
+
+def test_bounded_shift_against_exact_maximum(monkeypatch):
+    """The softmax shifted by a bound of the row maximum (the default on NumPy arrays) against
+    the exact maximum (forced by refusing every row sum), with a mask, a bias with a row that
+    allows no key, a fully masked row and float32 scores large enough to need the fallback."""
+    from fluxml.nnlib import attention
+
+    bias = BIAS.copy()
+    bias[1] = -np.inf
+    mask = MASK.copy()
+    mask[0, 0, 2] = False
+    cases = [(Q, K, V, {"mask": mask, "bias": bias}), (Q, K, V, {"bias": BIAS[:, :1]}),
+             (*(a.astype(np.float32) for a in (Q, K, V)), {"mask": MASK}),
+             (*(a.astype(np.float32) * 30 for a in (Q, K, V)), {}),
+             (*(_packed(a).astype(np.float32) * 30 for a in (Q, K, V)), {"nheads": 3}),
+             (*(_packed(a) for a in (Q, K, V)), {"nheads": 3, "mask": MASK})]
+    got = [fl.dot_product_attention(q, k, v, **kw) for q, k, v, kw in cases]
+    # the bounded shift is taken on the ordinary cases, refused on the large scores
+    assert attention._probabilities_bounded(Q, K, BIAS[:, :1], None, 0.4) is not None
+    assert attention._probabilities_bounded(*cases[2][:2], None, MASK, 0.4) is not None
+    assert attention._probabilities_bounded(*cases[3][:2], None, None, 0.4) is None
+    monkeypatch.setattr(attention, "_SMALLEST_SUM", {np.dtype(np.float32): np.inf,
+                                                     np.dtype(np.float64): np.inf})
+    for (q, k, v, kw), pair in zip(cases, got):
+        want = fl.dot_product_attention(q, k, v, **kw)
+        assert not np.isnan(pair[1]).any()
+        for a, b in zip(pair, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5 if a.dtype == np.float32 else 1e-12,
+                                       atol=1e-6 if a.dtype == np.float32 else 1e-14)

@@ -111,13 +111,27 @@ class MultiHeadAttention(Module):
         k = q if k is None else k
         v = k if v is None else v
         self._check(q, k, v)
-        qh, kh, vh = (self._project(p, x) for p, x in ((self.q_proj, q), (self.k_proj, k),
-                                                       (self.v_proj, v)))
         if isinstance(mask, str):
             if mask != "causal":
                 raise LayerError(f"{self._line()}: mask must be boolean or 'causal'; got "
                                  f"{mask!r}")
-            mask = causal_mask(qh.shape[2], kh.shape[2])
+            mask = causal_mask(q.shape[1], k.shape[1])
+        if is_active(self.attn_drop, q) and self.attn_drop.p > 0:
+            return self._composite(q, k, v, bias=bias, mask=mask)
+        # the projections as plain products over (N T, features), the heads split and joined
+        # inside the attention kernel: no transposes recorded around it
+        qp, kp, vp = self.q_proj(q), self.k_proj(k), self.v_proj(v)
+        scale = 1 / math.sqrt(qp.shape[-1] // self.nheads)
+        out, probs = nnlib.dot_product_attention(qp, kp, vp, mask=mask, bias=bias, scale=scale,
+                                                 nheads=self.nheads)
+        return self.out_proj(out), probs
+
+    def _composite(self, q, k, v, *, bias=None, mask=None):
+        """The heads projected and joined by einsums around ``dot_product_attention`` on
+        ``(N, heads, T, d)``: the path with dropout on the probabilities (and the reference
+        the fused path is tested against)."""
+        qh, kh, vh = (self._project(p, x) for p, x in ((self.q_proj, q), (self.k_proj, k),
+                                                       (self.v_proj, v)))
         scale = 1 / math.sqrt(qh.shape[-1])
         if is_active(self.attn_drop, qh) and self.attn_drop.p > 0:
             _, probs = nnlib.dot_product_attention(qh, kh, vh, mask=mask, bias=bias, scale=scale)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -83,7 +84,11 @@ class Dense(Module):
             self._refuse(np.shape(x))
         if x.dtype != w.dtype:
             x = match_dtype(self, x, w.dtype)
-        y = x @ w.T
+        if x.ndim > 2:  # one product over all leading axes: NumPy runs a stack of smaller ones
+            rows = math.prod(x.shape[:-1])
+            y = np.reshape(np.reshape(x, (rows, x.shape[-1])) @ w.T, x.shape[:-1] + w.shape[:1])
+        else:
+            y = x @ w.T
         if self.bias is not None:
             y = y + self.bias
         return y if self.activation is identity else self.activation(y)

@@ -2,11 +2,18 @@
 ``v (..., Tk, dv)`` with any leading axes (``(N, heads)`` for multi-head attention).
 
 One primitive computes the output and the attention probabilities (Flux's
-``dot_product_attention`` returns both) and keeps only ``q, k, v`` and the probabilities for
-its hand-written vjp:
+``dot_product_attention`` returns both) and keeps only ``q, k, v``, the output and the
+probabilities for its hand-written vjp:
 
     dP = g_out @ v^T (+ g_P),  dS = P * (dP - sum(dP * P, -1)),
-    dq = scale dS @ k,  dk = scale dS^T @ q,  dv = P^T @ g_out,  dbias = dS.
+    dq = scale dS @ k,  dk = scale dS^T @ q,  dv = P^T @ g_out,  dbias = dS,
+
+where at first order ``sum(dP * P, -1)`` is ``sum(g_out * out, -1)`` (+ ``sum(g_P * P, -1)``),
+a pass over the output instead of the scores. With ``nheads`` the heads come side by side in
+the last axis, ``(N, T, heads d)``, and are split and joined inside the primitive (one copy
+each), so multi-head attention records no transposes around it. On NumPy arrays the softmax
+is shifted by a bound of each row's maximum carried in the score product itself
+(``_probabilities_bounded``), with the exact maximum as the fallback.
 
 A boolean ``mask`` (True: may attend) is a static argument; a float ``bias`` is added to the
 scores and differentiated. A query row that may attend to no key at all gets probabilities 0
@@ -25,7 +32,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, raw
+from fluxml.ad.core import Tracer, first_order, raw
 from fluxml.ad.define import primitive
 
 __all__ = ["dot_product_attention", "make_causal_mask"]
@@ -36,28 +43,105 @@ def _t(a):
 
 
 def _softmax_rows(s):
-    """Softmax over the last axis, in place; rows that are all -inf (fully masked) give 0."""
+    """Softmax over the last axis, in place; rows that are all -inf (fully masked) give 0.
+    The row sums are one matrix-vector product (NumPy's reduction along a short contiguous
+    axis is several times slower), applied as one multiplication by their reciprocals."""
     m = np.max(s, axis=-1, keepdims=True)
     empty = np.isneginf(m)
-    if empty.any():
+    any_empty = bool(empty.any())
+    if any_empty:
         m[empty] = 0
     s -= m
     np.exp(s, out=s)
-    total = np.sum(s, axis=-1, keepdims=True)
-    if empty.any():
+    total = np.matmul(s, np.ones_like(s, shape=(s.shape[-1], 1)))
+    if any_empty:
         total[empty] = 1
-    s /= total
+    s *= np.reciprocal(total, out=total)
     return s
 
 
-def _impl(q, k, v, bias, *, mask, scale):
-    s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
+def _split(a, heads, copy=True):
+    """``(N, T, heads d)`` as ``(N, heads, T, d)``: one copy, so that the products below read
+    contiguous matrices (BLAS on strided views was slower than the copy); a view with
+    ``copy=False``."""
+    n, t, e = a.shape
+    a = np.swapaxes(np.reshape(a, (n, t, heads, e // heads)), 1, 2)
+    return np.ascontiguousarray(a) if copy and type(a) is np.ndarray else a
+
+
+def _join(a):
+    """``(N, heads, T, d)`` as ``(N, T, heads d)``."""
+    n, h, t, d = a.shape
+    return np.reshape(np.swapaxes(a, 1, 2), (n, t, h * d))
+
+
+def _impl(q, k, v, bias, *, mask, scale, heads=None):
+    if heads:  # q and k are copied into the bounded product's operands, or split here
+        fast = _plain(q, k, v, bias)
+        q, k = (_split(a, heads, copy=not fast) for a in (q, k))
+        v = _split(v, heads)
+    p = _probabilities_bounded(q, k, bias, mask, scale) if _plain(q, k, v, bias) else None
+    if p is None:
+        s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
+        if bias is not None:
+            s += bias
+        if mask is not None:
+            np.copyto(s, -np.inf, where=~mask)
+        p = _softmax_rows(s)
+    out = np.matmul(p, v)
+    return (_join(out) if heads else out), p
+
+
+def _plain(*arrays):
+    return all(a is None or (type(a) is np.ndarray and a.dtype in _SMALLEST_SUM)
+               for a in arrays)
+
+
+# The smallest row sum of exp(s - c) accepted from _probabilities_bounded: below it the bound
+# c was so far above the row's maximum that entries the exact softmax keeps as normal numbers
+# could have fallen below the smallest normal one.
+_SMALLEST_SUM = {np.dtype(np.float32): 2.0 ** -60, np.dtype(np.float64): 2.0 ** -500}
+
+
+def _probabilities_bounded(q, k, bias, mask, scale):
+    """The softmax of the scores shifted by an upper bound of each row's maximum instead of
+    the maximum itself (softmax does not depend on the shift): ``c_i = scale |q_i| max_j
+    |k_j| (+ max_j bias_ij)`` (Cauchy-Schwarz). The shift enters the product itself, as a
+    column ``-c`` appended to ``q`` against a column of ones appended to ``k``, so the
+    maximum's pass and the subtraction's are saved. None where a row's sum came out too
+    small (the bound far above the maximum) or not finite: the caller then computes the
+    exact maximum (and warns as it would have)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _shifted_softmax(q, k, bias, mask, scale)
+
+
+def _shifted_softmax(q, k, bias, mask, scale):
+    d = q.shape[-1]
+    qa = np.empty_like(q, shape=q.shape[:-1] + (d + 1,))
+    ka = np.empty_like(k, shape=k.shape[:-1] + (d + 1,))
+    np.multiply(q, scale, out=qa[..., :d])
+    ka[..., :d] = k
+    ka[..., d] = 1
+    qn = np.sqrt(np.einsum("...d,...d->...", q, q))
+    kn = np.sqrt(np.max(np.einsum("...d,...d->...", k, k), axis=-1, keepdims=True))
+    c = qn * (kn * abs(scale))
+    if bias is not None:
+        c = c + np.max(np.broadcast_to(bias, q.shape[:-1] + (k.shape[-2],))
+                       if np.ndim(bias) < 2 else bias, axis=-1)
+    np.negative(c, out=qa[..., d])
+    s = np.matmul(qa, _t(ka))  # the scores minus c
     if bias is not None:
         s += bias
     if mask is not None:
         np.copyto(s, -np.inf, where=~mask)
-    p = _softmax_rows(s)
-    return np.matmul(p, v), p
+    np.exp(s, out=s)
+    total = np.matmul(s, np.ones_like(s, shape=(s.shape[-1], 1)))
+    if mask is not None:  # a row that may attend to no key gets probabilities 0
+        np.copyto(total, 1, where=~np.any(mask, axis=-1, keepdims=True))
+    if not np.all(total >= _SMALLEST_SUM[s.dtype]) or not np.all(np.isfinite(total)):
+        return None
+    s *= np.reciprocal(total, out=total)
+    return s
 
 
 def _used(c):
@@ -67,34 +151,80 @@ def _used(c):
 def _vjp(g, ans, args, params, positions):
     g_out, g_p = g
     q, k, v, bias = args
-    _, p = ans
-    scale = params["scale"]
+    out, p = ans
+    scale, heads = params["scale"], params.get("heads")
+    if heads:
+        q, k, v = (_split(a, heads) for a in (q, k, v))
+        g_out = None if g_out is None else _split(g_out, heads)
+        out = _split(out, heads)
+    if first_order(g_out, g_p, q, k, v, p, out):
+        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions)
+    else:
+        result = _vjp_any(g_out, g_p, q, k, v, p, scale, positions)
+    if heads:
+        result = {pos: (r if pos == 3 else _join(r)) for pos, r in result.items()}
+    return [result[pos] for pos in positions]
+
+
+def _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions):
+    """First order on plain arrays, in place. ``sum_j dP_ij P_ij`` is ``g_out_i . out_i``
+    (as FlashAttention computes it): a pass over ``(Tq, dv)`` instead of ``(Tq, Tk)``."""
     result = {}
+    if 2 in positions:
+        result[2] = np.zeros_like(v) if g_out is None else np.matmul(_t(p), g_out)
+    if positions == [2]:
+        return result
+    use_p = g_p is not None and bool(np.any(g_p))
+    if g_out is not None:
+        dp = np.matmul(g_out, _t(v))
+        rows = np.sum(g_out * out, axis=-1, keepdims=True)
+        if use_p:
+            dp += g_p
+            rows += np.sum(g_p * p, axis=-1, keepdims=True)
+    else:
+        dp = np.zeros_like(p) if g_p is None else g_p.copy()
+        rows = np.sum(dp * p, axis=-1, keepdims=True)
+    dp -= rows
+    ds = np.multiply(dp, p, out=dp)
+    if 0 in positions:
+        result[0] = np.matmul(ds, k)
+        result[0] *= scale
+    if 1 in positions:
+        result[1] = np.matmul(_t(ds), q)
+        result[1] *= scale
+    if 3 in positions:
+        result[3] = ds  # summed over bias's broadcast axes by the engine
+    return result
+
+
+def _vjp_any(g_out, g_p, q, k, v, p, scale, positions):
+    """Any order: the same formulas with NumPy calls, recorded again by an outer transform."""
+    result = {}
+    if g_out is None:
+        g_out = np.zeros_like(raw(v), shape=raw(p).shape[:-1] + raw(v).shape[-1:])
     if 2 in positions:
         result[2] = np.matmul(_t(p), g_out)
     if positions != [2]:
         dp = np.matmul(g_out, _t(v))
         if _used(g_p):
             dp = dp + g_p
-        if type(dp) is np.ndarray and type(p) is np.ndarray:  # first order: in place
-            ds = dp * p
-            dp = np.sum(ds, axis=-1, keepdims=True)
-            ds -= p * dp
-        else:
-            ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
+        ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
         if 0 in positions:
             result[0] = np.matmul(ds, k) * scale
         if 1 in positions:
             result[1] = np.matmul(_t(ds), q) * scale
         if 3 in positions:
-            result[3] = ds  # summed over bias's broadcast axes by the engine
-    return [result[pos] for pos in positions]
+            result[3] = ds
+    return result
 
 
 def _jvp(tangents, ans, args, params):
     q, k, v, bias = args
     _, p = ans
-    scale = params["scale"]
+    scale, heads = params["scale"], params.get("heads")
+    if heads:
+        q, k, v = (_split(a, heads) for a in (q, k, v))
+        tangents = [(pos, t if pos == 3 else _split(t, heads)) for pos, t in tangents]
     ts = tout = None
     for pos, t in tangents:
         if pos == 0:
@@ -112,15 +242,19 @@ def _jvp(tangents, ans, args, params):
         tp = p * (ts - np.sum(p * ts, axis=-1, keepdims=True))
         tv = np.matmul(tp, v)
         tout = tv if tout is None else tout + tv
+    if heads and tout is not None:
+        tout = _join(tout)
     return tout, tp
 
 
 ATTENTION = primitive("dot_product_attention", _impl, multiple_results=True)
 ATTENTION.vjp_all = _vjp
 ATTENTION.jvp_all = _jvp
+ATTENTION.vjp_takes_none = True  # no zeros the size of the probabilities when unused
 
 
-def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None = None):
+def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None = None,
+                          nheads: int | None = None):
     """``softmax(q @ k^T * scale + bias, masked) @ v`` and the attention probabilities.
 
     ``q``: ``(..., Tq, d)``, ``k``: ``(..., Tk, d)``, ``v``: ``(..., Tk, dv)`` with equal
@@ -129,15 +263,36 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     broadcasting to the same shape, added to the scores; ``scale``: ``1 / sqrt(d)`` by
     default. Returns ``(output (..., Tq, dv), probabilities (..., Tq, Tk))``.
 
+    With ``nheads`` (as Flux's), ``q (N, Tq, nheads d)``, ``k (N, Tk, nheads d)`` and
+    ``v (N, Tk, nheads dv)`` hold the heads side by side in their last axis; the output is
+    ``(N, Tq, nheads dv)`` (the heads joined again) and the probabilities
+    ``(N, nheads, Tq, Tk)``. This is what multi-head attention computes between its
+    projections, without the transposes around the call.
+
     >>> import numpy as np, fluxml as fl
     >>> q = np.zeros((1, 2, 3, 4)); v = np.arange(24.0).reshape(1, 2, 3, 4)
     >>> out, p = fl.dot_product_attention(q, q, v)      # uniform attention: the mean of v
     >>> out[0, 1, 0], p.shape
     (array([16., 17., 18., 19.]), (1, 2, 3, 3))
+    >>> out, p = fl.dot_product_attention(np.zeros((1, 3, 8)), np.zeros((1, 3, 8)),
+    ...                                   np.ones((1, 3, 8)), nheads=2)
+    >>> out.shape, p.shape
+    ((1, 3, 8), (1, 2, 3, 3))
     """
     shapes = [np.shape(raw(a)) for a in (q, k, v)]
     sq, sk, sv = shapes
-    if min(len(s) for s in shapes) < 2:
+    if nheads is not None:
+        if not isinstance(nheads, (int, np.integer)) or nheads < 1:
+            raise ValueError(f"dot_product_attention: nheads must be a positive int; got "
+                             f"{nheads!r}")
+        if any(len(s) != 3 for s in shapes) or sq[0] != sk[0] or sq[0] != sv[0] \
+                or sq[-1] != sk[-1] or sk[-2] != sv[-2] or sq[-1] % nheads or sv[-1] % nheads:
+            raise ValueError(f"dot_product_attention: with nheads={nheads}, expected q (N, Tq, "
+                             f"nheads d), k (N, Tk, nheads d), v (N, Tk, nheads dv); got q {sq}, "
+                             f"k {sk}, v {sv}")
+        # the checks below on the shapes of the heads
+        sq, sk, sv = ((s[0], nheads, s[1], s[2] // nheads) for s in shapes)
+    if min(len(s) for s in (sq, sk, sv)) < 2:
         raise ValueError(f"dot_product_attention: q, k, v must have at least 2 axes "
                          f"(..., T, d); got shapes {sq}, {sk}, {sv}")
     if not sq[:-2] == sk[:-2] == sv[:-2] or sq[-1] != sk[-1] or sk[-2] != sv[-2]:
@@ -159,7 +314,9 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     if bias is not None:
         _check_broadcast("bias", np.shape(raw(bias)), scores)
     scale = 1 / math.sqrt(sq[-1]) if scale is None else float(scale)
-    return ATTENTION(q, k, v, bias, mask=mask, scale=scale)
+    if nheads is None:
+        return ATTENTION(q, k, v, bias, mask=mask, scale=scale)
+    return ATTENTION(q, k, v, bias, mask=mask, scale=scale, heads=int(nheads))
 
 
 def _check_broadcast(name, shape, scores):
