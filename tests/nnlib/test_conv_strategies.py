@@ -79,9 +79,9 @@ def _check(x, w, stride, pads, dilation, groups, atol):
 
 def test_the_rule_on_lenet_shapes():
     """6 => 16 on 14x14 (100 positions, a 5x5 kernel without padding) takes the block-wide
-    columns and the folded input gradient; 1 => 6 with "same" padding the flat one; the
-    64-channel 32x32 layer per-sample columns (and its input gradient, 64 <= 64 channels, is
-    the flipped forward convolution, neither)."""
+    columns for its weight gradient and the folded input gradient; 1 => 6 with "same" padding
+    the flat one; the 64-channel 32x32 layer per-sample columns (and its input gradient,
+    64 <= 64 channels, is the flipped forward convolution, neither)."""
     six = convkernels.Geometry((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0),) * 2, (1, 1), 1)
     one = convkernels.Geometry((64, 1, 28, 28), (6, 1, 5, 5), (1, 1), ((2, 2),) * 2, (1, 1), 1)
     big = convkernels.Geometry((16, 64, 32, 32), (64, 64, 3, 3), (1, 1), ((1, 1),) * 2, (1, 1),

@@ -17,9 +17,9 @@ copy then moves runs of whole rows (``out_last`` entries, or whole ``out`` plane
 strides) where the single strided copy moves ``out_last`` entries per kernel entry: fewer,
 longer runs, and twice as fast in the measurements. col2im is the transpose: one add per
 entry of ``kernel[:-1]``, then one per entry of ``k_last`` (10 adds for a 5x5 kernel, not 25).
-With few output positions per sample (``NARROW``) the forward and weight gradient lay the
-same columns out channel-major across the block instead (:func:`_columns_across`): one wide
-product for the block, and one small transposed copy of its result.
+With few output positions per sample (``NARROW``) the weight gradient lays the same columns
+out channel-major across the block instead (:func:`_columns_across`): one product over the
+block's samples and positions, not one narrow product a sample.
 
 The input gradient, with unit strides, is either the forward convolution of the cotangent,
 padded by the kernel's reach, with the flipped kernel (inputs and outputs swapped: when its
@@ -45,11 +45,12 @@ from fluxml.nnlib import windows as win
 # stay in the cache between the copy that writes them and the product that reads them
 BLOCK_BYTES = 3 << 20
 
-# below this many output positions per sample, forward and weight gradient lay a block's
-# columns out channel-major across its samples (:func:`_columns_across`): one product whose
-# width is the whole block, where per-sample products of this width run at a fraction of the
-# BLAS's speed (measured on LeNet's 6 => 16 layer, 100 positions: 0.50 ms for one product,
-# 0.70 ms for 64; at 1024 positions, per-sample products lose nothing and skip a transpose)
+# below this many output positions per sample, the weight gradient lays a block's columns
+# out channel-major across its samples (:func:`_columns_across`): one product summing over the
+# whole block, where per-sample products this narrow run at a fraction of the BLAS's speed
+# (measured on LeNet's 6 => 16 layer, 100 positions: 0.96 ms against 1.06 ms). The forward
+# keeps per-sample columns: there the wider product's gain went to the transposed copy of
+# its result and a slower copy of the columns (measured equal on 6 => 16, slower on 1 => 6)
 NARROW = 512
 
 # the input gradient (unit strides) takes :func:`_data_folded` over :func:`_data_flat` where
@@ -193,17 +194,9 @@ def forward(x, w, geo):
     og = geo.o // geo.groups
     wm = w.reshape(geo.groups, og, -1)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
-    narrow = geo.positions < NARROW
     for a, b in geo.blocks(dtype.itemsize, xp):
-        xpad = _padded(x, geo, a, b, xp)
-        if narrow:  # one product for the block, then its (O, B, P) result moved to NCHW
-            out = win.workspace((geo.groups, og, (b - a) * geo.positions), dtype, xp, "out")
-            xp.matmul(wm, _columns_across(xpad, geo, xp), out=out)
-            y[a:b].reshape(b - a, geo.o, geo.positions)[...] = out.reshape(
-                geo.o, b - a, geo.positions).swapaxes(0, 1)
-        else:
-            xp.matmul(wm, _columns(xpad, geo, xp),
-                      out=y[a:b].reshape(b - a, geo.groups, og, geo.positions))
+        cols = _columns(_padded(x, geo, a, b, xp), geo, xp)
+        xp.matmul(wm, cols, out=y[a:b].reshape(b - a, geo.groups, og, geo.positions))
     return y
 
 
