@@ -1,0 +1,139 @@
+"""The convolution kernels' strategies (convkernels.py), each forced in turn, against a
+reference written here: per-sample or block-wide columns (``NARROW``), the flat or the folded
+input gradient (``FOLD_SHARE``), cache-sized or one-sample blocks (``BLOCK_BYTES``); the rule
+that picks them on LeNet's shapes; second order through the new paths."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fluxml.nnlib import conv, convkernels
+from fluxml.testing import check_grads
+
+# name -> (NARROW, FOLD_SHARE): every combination of the two choices
+STRATEGIES = {
+    "per-sample, flat": (0, 0.0),
+    "per-sample, folded": (0, float("inf")),
+    "across, flat": (10 ** 9, 0.0),
+    "across, folded": (10 ** 9, float("inf")),
+}
+
+
+def _force(monkeypatch, name, one_sample=False):
+    narrow, share = STRATEGIES[name]
+    monkeypatch.setattr(convkernels, "NARROW", narrow)
+    monkeypatch.setattr(convkernels, "FOLD_SHARE", share)
+    if one_sample:
+        monkeypatch.setattr(convkernels, "BLOCK_BYTES", 1)
+
+
+def reference(x, w, g, stride, pads, dilation, groups):
+    """Forward, input gradient and weight gradient, one kernel entry at a time: the entry's
+    strided slice of the padded input against the weight's entry (einsum), added onto the
+    output, the padded input gradient and the weight gradient."""
+    d = x.ndim - 2
+    n, c = x.shape[:2]
+    o, kernel = w.shape[0], w.shape[2:]
+    cg, og = c // groups, o // groups
+    xpad = np.pad(x, [(0, 0), (0, 0)] + list(pads))
+    out = tuple((xpad.shape[2 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1
+                for i in range(d))
+    wg = w.reshape((groups, og, cg) + kernel)
+    gg = g.reshape((n, groups, og) + out)
+    y = np.zeros((n, groups, og) + out)
+    dxpad = np.zeros((n, groups, cg) + xpad.shape[2:])
+    dw = np.zeros_like(wg)
+    for offset in itertools.product(*map(range, kernel)):
+        at = (slice(None),) * 3 + tuple(slice(k * dl, k * dl + s * (m - 1) + 1, s)
+                                        for k, dl, s, m in zip(offset, dilation, stride, out))
+        xs = xpad.reshape((n, groups, cg) + xpad.shape[2:])[at]
+        wk = wg[(slice(None),) * 3 + offset]
+        y += np.einsum("ngc...,goc->ngo...", xs, wk)
+        dxpad[at] += np.einsum("ngo...,goc->ngc...", gg, wk)
+        dw[(slice(None),) * 3 + offset] += np.einsum(
+            "ngcp,ngop->goc", xs.reshape(n, groups, cg, -1), gg.reshape(n, groups, og, -1))
+    inner = (slice(None),) * 2 + tuple(slice(lo, lo + m) for m, (lo, _) in zip(x.shape[2:], pads))
+    return (y.reshape((n, o) + out), dxpad.reshape((n, c) + xpad.shape[2:])[inner],
+            dw.reshape(w.shape))
+
+
+def _kernels(x, w, g, stride, pads, dilation, groups):
+    geo = convkernels.Geometry(x.shape, w.shape, stride, pads, dilation, groups)
+    return (convkernels.forward(x, w, geo), convkernels.data(g, w, geo),
+            convkernels.filter(x, g, geo))
+
+
+def _check(x, w, stride, pads, dilation, groups, atol):
+    geo = convkernels.Geometry(x.shape, w.shape, stride, pads, dilation, groups)
+    g = np.random.default_rng(1).standard_normal((x.shape[0], w.shape[0]) + geo.out)
+    g = g.astype(x.dtype)
+    got = _kernels(x, w, g, stride, pads, dilation, groups)
+    want = reference(x, w, g, stride, pads, dilation, groups)
+    for name, a, b in zip(("forward", "input gradient", "weight gradient"), got, want):
+        assert a.dtype == x.dtype, name
+        np.testing.assert_allclose(a, b, atol=atol, rtol=atol, err_msg=name)
+
+
+def test_the_rule_on_lenet_shapes():
+    """6 => 16 on 14x14 (100 positions, a 5x5 kernel without padding) takes the block-wide
+    columns for its weight gradient and the folded input gradient; 1 => 6 with "same" padding
+    the flat one; the 64-channel 32x32 layer per-sample columns (and its input gradient,
+    64 <= 64 channels, is the flipped forward convolution, neither)."""
+    six = convkernels.Geometry((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0),) * 2, (1, 1), 1)
+    one = convkernels.Geometry((64, 1, 28, 28), (6, 1, 5, 5), (1, 1), ((2, 2),) * 2, (1, 1), 1)
+    big = convkernels.Geometry((16, 64, 32, 32), (64, 64, 3, 3), (1, 1), ((1, 1),) * 2, (1, 1),
+                               1)
+    assert six.positions < convkernels.NARROW <= big.positions
+    assert convkernels._folds(six) and not convkernels._folds(one)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("n, c, o, size, k, pad, groups", [
+    (5, 6, 16, 14, 5, 0, 1),   # LeNet's second layer, a small batch
+    (3, 1, 6, 12, 5, 2, 1),    # LeNet's first layer, smaller
+    (2, 4, 8, 9, 3, 1, 2),     # grouped
+])
+def test_lenet_shapes_every_strategy(strategy, n, c, o, size, k, pad, groups, monkeypatch):
+    _force(monkeypatch, strategy)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, size, size)).astype(np.float32)
+    w = rng.standard_normal((o, c // groups, k, k)).astype(np.float32)
+    _check(x, w, (1, 1), ((pad, pad),) * 2, (1, 1), groups, atol=2e-4)
+
+
+@pytest.mark.parametrize("strategy", ["per-sample, folded", "across, folded"])
+def test_second_order_through_the_new_paths(strategy, monkeypatch):
+    _force(monkeypatch, strategy)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2, 6, 5))
+    w = rng.standard_normal((4, 2, 3, 2))
+    check_grads(lambda x, w: conv(x, w, pad=((1, 0), (0, 1)), dilation=(1, 2)), x, w, order=2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_strategies_random_configurations(data):
+    """Random convolutions in 1 to 3 dimensions (strides, dilations, asymmetric padding,
+    groups, batch), each strategy and block size, against the reference in float64."""
+    d = data.draw(st.integers(1, 3))
+    groups = data.draw(st.sampled_from([1, 2, 3]))
+    c, o = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 4))
+    kernel = tuple(data.draw(st.integers(1, 4)) for _ in range(d))
+    # unit strides half the time: the folded input gradient needs them
+    unit = data.draw(st.booleans())
+    stride = tuple(1 if unit else data.draw(st.integers(1, 3)) for _ in range(d))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(d))
+    pads = tuple((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(d))
+    size = tuple(max(dl * (k - 1) + 1 - lo - hi, 1) + data.draw(st.integers(0, 6 - d))
+                 for k, dl, (lo, hi) in zip(kernel, dilation, pads))
+    n = data.draw(st.integers(1, 3))
+    strategy = data.draw(st.sampled_from(sorted(STRATEGIES)))
+    with pytest.MonkeyPatch.context() as patch:
+        _force(patch, strategy, one_sample=data.draw(st.booleans()))
+        rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+        x = rng.standard_normal((n, c) + size)
+        w = rng.standard_normal((o, c // groups) + kernel)
+        _check(x, w, stride, pads, dilation, groups, atol=1e-10)
