@@ -16,6 +16,7 @@ from fluxml import init as initialisers
 from fluxml.layers.module import LayerError, Module
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
+from fluxml.nnlib.linear import affine
 
 
 def identity(x):
@@ -83,9 +84,7 @@ class Dense(Module):
             self._refuse(np.shape(x))
         if x.dtype != w.dtype:
             x = match_dtype(self, x, w.dtype)
-        y = x @ w.T
-        if self.bias is not None:
-            y = y + self.bias
+        y = affine(x, w, self.bias)
         return y if self.activation is identity else self.activation(y)
 
     def _line(self) -> str:
