@@ -73,21 +73,18 @@ def _fields(obj, trainable=False):
     ``trainable``, fields the class lists in ``nontrainable`` are left out (they stay with
     the object as static parts: BatchNorm's running statistics)."""
     t = type(obj)
-    names = _DATACLASS_FIELDS.get(t, _UNSEEN)
-    if names is _UNSEEN:  # a class's dataclass fields are fixed when it is made: read once
-        names = _DATACLASS_FIELDS[t] = (tuple(f.name for f in dataclasses.fields(t))
-                                        if dataclasses.is_dataclass(t) else None)
-    if names is not None:
+    how, names = _NODES.get(t) or _node_kind(t)
+    if how == "dataclass":
         fields = [(k, getattr(obj, k)) for k in names]
-    elif (children := getattr(obj, "__tree_fields__", None)) is not None:
-        fields = [(k, getattr(obj, k)) for k in children()]
-    else:
+    elif how == "method":
+        fields = [(k, getattr(obj, k)) for k in obj.__tree_fields__()]
+    elif how == "attributes":
         d = getattr(obj, "__dict__", None)
-        # Only instances of classes written in Python are nodes; objects of built-in and
-        # extension types (ufuncs, partials, generators ...) are static.
-        if d is None or isinstance(obj, _STATIC_TYPES) or not t.__flags__ & _HEAPTYPE:
+        if d is None:  # a slotted instance
             return None
         fields = list(d.items())
+    else:
+        return None
     if trainable:
         skip = getattr(type(obj), "nontrainable", ())
         if skip:
@@ -128,12 +125,29 @@ def _flatten(x, leaves, leaf, seen, trainable=False):
     return _object(x, leaves, leaf, seen, trainable)
 
 
+# How a class's instances are nodes, read once per class: by their dataclass fields, by the
+# class's ``__tree_fields__`` method, by their attributes (classes written in Python), or
+# not at all (built-in and extension types: ufuncs, partials, generators ... are static).
+_NODES: dict = {}
+
+
+def _node_kind(t) -> tuple:
+    if dataclasses.is_dataclass(t):
+        kind = "dataclass", tuple(f.name for f in dataclasses.fields(t))
+    elif hasattr(t, "__tree_fields__"):
+        kind = "method", None
+    elif issubclass(t, _STATIC_TYPES) or not t.__flags__ & _HEAPTYPE:
+        kind = "static", None
+    else:
+        kind = "attributes", None
+    _NODES[t] = kind
+    return kind
+
+
 # What ``_flatten`` makes of a value with the default leaf test (``is_array_leaf``) depends
 # on its type alone, up to the fields of an object: the walk that ``gradient`` and ``update``
 # run on every step looks each type's kind up once.
 _KINDS: dict = {}
-_DATACLASS_FIELDS: dict = {}  # type -> its dataclass field names, or None
-_UNSEEN = object()
 
 
 def _kind(t) -> str:
@@ -165,17 +179,26 @@ def _flatten_typed(x, leaves, seen, trainable):
     if kind == "leaf":
         leaves.append(x)
         return LEAF
-    if kind == "list" or kind == "tuple":
-        return Spec(kind, t, None, [_flatten_typed(c, leaves, seen, trainable) for c in x])
-    if kind == "namedtuple":
-        return Spec(kind, t, None, [_flatten_typed(c, leaves, seen, trainable) for c in x])
+    if kind == "list" or kind == "tuple" or kind == "namedtuple":
+        return Spec(kind, t, None, _children(x, leaves, seen, trainable))
     if kind == "dict":
         keys = list(x.keys())
-        return Spec(kind, t, keys, [_flatten_typed(x[k], leaves, seen, trainable)
-                                    for k in keys])
+        return Spec(kind, t, keys, _children([x[k] for k in keys], leaves, seen, trainable))
     if kind == "static":
         return Spec("static", static=x)
     return _object(x, leaves, None, seen, trainable)
+
+
+def _children(values, leaves, seen, trainable) -> list:
+    """The specs of ``values``, a node's children, with NumPy arrays taken without a call."""
+    specs = []
+    for v in values:
+        if type(v) is np.ndarray:
+            leaves.append(v)
+            specs.append(LEAF)
+        else:
+            specs.append(_flatten_typed(v, leaves, seen, trainable))
+    return specs
 
 
 def _object(x, leaves, leaf, seen, trainable):
@@ -188,7 +211,7 @@ def _object(x, leaves, leaf, seen, trainable):
         raise ValueError(f"the tree contains a cycle through a {t.__name__} object")
     seen.add(id(x))
     if leaf is None:
-        children = [_flatten_typed(v, leaves, seen, trainable) for _, v in fields]
+        children = _children([v for _, v in fields], leaves, seen, trainable)
     else:
         children = [_flatten(v, leaves, leaf, seen, trainable) for _, v in fields]
     seen.discard(id(x))
@@ -208,7 +231,7 @@ def _unflatten(spec, it, none):
         return next(it)
     if kind == "static":
         return None if none else spec.static
-    children = [_unflatten(c, it, none) for c in spec.children]
+    children = [next(it) if c is LEAF else _unflatten(c, it, none) for c in spec.children]
     if kind in ("list", "tuple"):
         return spec.type(children)
     if kind == "namedtuple":

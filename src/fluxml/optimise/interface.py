@@ -293,9 +293,10 @@ def _collect(state, model, grads, pending, path):
             arrays[id(model)] = (state, model, grads)
         return
     if type(state) is Node:
+        in_dict = isinstance(grads, dict)
         for k in state._fields:
-            _collect(getattr(state, k), getattr(model, k, None), _child(grads, k), pending,
-                     (path, "attr", k))
+            g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
+            _collect(getattr(state, k), getattr(model, k, None), g, pending, (path, "attr", k))
     elif isinstance(state, dict):
         for k, sub in state.items():
             _collect(sub, _child(model, k), _child(grads, k), pending, (path, "item", k))
