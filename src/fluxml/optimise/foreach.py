@@ -5,16 +5,16 @@ from the same entries of ``x``, ``dx`` and the state alone (Adam and its family,
 RMSProp ...; not ``ClipNorm``, whose norm spans the array). Stepping the concatenation of
 several arrays then gives every array the numbers that stepping it alone gives. For small
 arrays a step is a dozen NumPy calls of a microsecond each, mostly call overhead, so a group
-of them costs about what one array costs: the group's arrays are copied into flat buffers
-(one concatenation each for ``x``, ``dx`` and every state array), the rule runs once on
-them, and each array gets its state and ``x -= update`` written back.
+of them costs about what one array costs: each array is copied into its part of a flat
+buffer for ``x``, ``dx`` and every state array, the rule runs once on the flat buffers, and
+each array gets its state and ``x -= update`` written back.
 
 The state arrays stay separate arrays of each ``Leaf`` (what printing, saving, loading and
 ``fl.compile`` see, which refuses written arguments that are views of one buffer); the flat
 buffers are scratch, kept on the group's first Leaf between steps. A group is the arrays of
 one rule object, one dtype, the same kind of state and the same step count; arrays of
-``SMALL`` entries or more are stepped alone, where copying them would cost more than the
-calls it saves.
+``SMALL`` entries or more are stepped alone: there the copies cost about what the calls they
+save cost (six float32 arrays of 4,096 entries step in about the same time either way).
 """
 
 from __future__ import annotations
