@@ -33,6 +33,7 @@ def register_leaf(cls: type) -> None:
     array types)."""
     global _LEAF_TYPES
     _LEAF_TYPES = _LEAF_TYPES + (cls,)
+    _KINDS.clear()  # a cached kind may have been "object" or "static"
 
 
 def is_leaf(x) -> bool:
@@ -71,17 +72,19 @@ def _fields(obj, trainable=False):
     """The (name, value) children of an object node, or None if it is not one. With
     ``trainable``, fields the class lists in ``nontrainable`` are left out (they stay with
     the object as static parts: BatchNorm's running statistics)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
-    elif (children := getattr(obj, "__tree_fields__", None)) is not None:
-        fields = [(k, getattr(obj, k)) for k in children()]
-    else:
+    t = type(obj)
+    how, names = _NODES.get(t) or _node_kind(t)
+    if how == "dataclass":
+        fields = [(k, getattr(obj, k)) for k in names]
+    elif how == "method":
+        fields = [(k, getattr(obj, k)) for k in obj.__tree_fields__()]
+    elif how == "attributes":
         d = getattr(obj, "__dict__", None)
-        # Only instances of classes written in Python are nodes; objects of built-in and
-        # extension types (ufuncs, partials, generators ...) are static.
-        if d is None or isinstance(obj, _STATIC_TYPES) or not type(obj).__flags__ & _HEAPTYPE:
+        if d is None:  # a slotted instance
             return None
         fields = list(d.items())
+    else:
+        return None
     if trainable:
         skip = getattr(type(obj), "nontrainable", ())
         if skip:
@@ -96,7 +99,10 @@ def flatten(tree, is_leaf: Callable[[Any], bool] | None = None, *, trainable: bo
     stay with their object, untouched, when the tree is rebuilt (this is what ``gradient``
     and the optimisers see)."""
     leaves: list = []
-    spec = _flatten(tree, leaves, is_leaf or is_array_leaf, set(), trainable)
+    if is_leaf is None or is_leaf is is_array_leaf:  # by type alone: kinds are cached
+        spec = _flatten_typed(tree, leaves, set(), trainable)
+    else:
+        spec = _flatten(tree, leaves, is_leaf, set(), trainable)
     return leaves, spec
 
 
@@ -116,13 +122,98 @@ def _flatten(x, leaves, leaf, seen, trainable=False):
         return Spec("dict", t, keys, children)
     if x is None or isinstance(x, (bool,) + _STATIC_TYPES):
         return Spec("static", static=x)
+    return _object(x, leaves, leaf, seen, trainable)
+
+
+# How a class's instances are nodes, read once per class: by their dataclass fields, by the
+# class's ``__tree_fields__`` method, by their attributes (classes written in Python), or
+# not at all (built-in and extension types: ufuncs, partials, generators ... are static).
+_NODES: dict = {}
+
+
+def _node_kind(t) -> tuple:
+    if dataclasses.is_dataclass(t):
+        kind = "dataclass", tuple(f.name for f in dataclasses.fields(t))
+    elif hasattr(t, "__tree_fields__"):
+        kind = "method", None
+    elif issubclass(t, _STATIC_TYPES) or not t.__flags__ & _HEAPTYPE:
+        kind = "static", None
+    else:
+        kind = "attributes", None
+    _NODES[t] = kind
+    return kind
+
+
+# What ``_flatten`` makes of a value with the default leaf test (``is_array_leaf``) depends
+# on its type alone, up to the fields of an object: the walk that ``gradient`` and ``update``
+# run on every step looks each type's kind up once.
+_KINDS: dict = {}
+
+
+def _kind(t) -> str:
+    kind = _KINDS.get(t)
+    if kind is None:
+        kind = _KINDS[t] = _classify(t)
+    return kind
+
+
+def _classify(t) -> str:
+    """``_flatten``'s branches, in its order, asked of the type."""
+    if issubclass(t, _LEAF_TYPES) and not issubclass(t, bool) or t.__name__ == "ndarray":
+        return "leaf"
+    if t is list or t is tuple:
+        return t.__name__
+    if issubclass(t, tuple) and hasattr(t, "_fields"):
+        return "namedtuple"
+    if issubclass(t, dict):
+        return "dict"
+    if t is type(None) or issubclass(t, (bool,) + _STATIC_TYPES):
+        return "static"
+    return "object"
+
+
+def _flatten_typed(x, leaves, seen, trainable):
+    """``_flatten(x, leaves, is_array_leaf, seen, trainable)``, with kinds by type."""
+    t = type(x)
+    kind = _KINDS.get(t) or _kind(t)
+    if kind == "leaf":
+        leaves.append(x)
+        return LEAF
+    if kind == "list" or kind == "tuple" or kind == "namedtuple":
+        return Spec(kind, t, None, _children(x, leaves, seen, trainable))
+    if kind == "dict":
+        keys = list(x.keys())
+        return Spec(kind, t, keys, _children([x[k] for k in keys], leaves, seen, trainable))
+    if kind == "static":
+        return Spec("static", static=x)
+    return _object(x, leaves, None, seen, trainable)
+
+
+def _children(values, leaves, seen, trainable) -> list:
+    """The specs of ``values``, a node's children, with NumPy arrays taken without a call."""
+    specs = []
+    for v in values:
+        if type(v) is np.ndarray:
+            leaves.append(v)
+            specs.append(LEAF)
+        else:
+            specs.append(_flatten_typed(v, leaves, seen, trainable))
+    return specs
+
+
+def _object(x, leaves, leaf, seen, trainable):
+    """An object's node: its fields flattened, or a static part if it has none."""
     fields = _fields(x, trainable)
     if fields is None:
         return Spec("static", static=x)
+    t = type(x)
     if id(x) in seen:
         raise ValueError(f"the tree contains a cycle through a {t.__name__} object")
     seen.add(id(x))
-    children = [_flatten(v, leaves, leaf, seen, trainable) for _, v in fields]
+    if leaf is None:
+        children = _children([v for _, v in fields], leaves, seen, trainable)
+    else:
+        children = [_flatten(v, leaves, leaf, seen, trainable) for _, v in fields]
     seen.discard(id(x))
     return Spec("object", t, [k for k, _ in fields], children, static=x)
 
@@ -140,7 +231,7 @@ def _unflatten(spec, it, none):
         return next(it)
     if kind == "static":
         return None if none else spec.static
-    children = [_unflatten(c, it, none) for c in spec.children]
+    children = [next(it) if c is LEAF else _unflatten(c, it, none) for c in spec.children]
     if kind in ("list", "tuple"):
         return spec.type(children)
     if kind == "namedtuple":
@@ -149,11 +240,12 @@ def _unflatten(spec, it, none):
         d = dict(zip(spec.keys, children))
         return d if spec.type is dict else _rebuild_dict(spec.type, d)
     obj = object.__new__(spec.type)
-    state = dict(vars(spec.static)) if hasattr(spec.static, "__dict__") else {}
-    state.update(zip(spec.keys, children))
+    old = getattr(spec.static, "__dict__", None)
     if none:  # a gradient: every attribute the object had, None where nothing came back
-        state = dict.fromkeys(getattr(spec.static, "__dict__", ()), None)
-        state.update(zip(spec.keys, children))
+        state = dict.fromkeys(old, None) if old is not None else {}
+    else:
+        state = dict(old) if old is not None else {}
+    state.update(zip(spec.keys, children))
     try:
         obj.__dict__.update(state)
     except AttributeError:  # slotted dataclass

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +16,7 @@ from fluxml import init as initialisers
 from fluxml.layers.module import LayerError, Module
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
+from fluxml.nnlib.linear import affine
 
 
 def identity(x):
@@ -84,13 +84,7 @@ class Dense(Module):
             self._refuse(np.shape(x))
         if x.dtype != w.dtype:
             x = match_dtype(self, x, w.dtype)
-        if x.ndim > 2:  # one product over all leading axes: NumPy runs a stack of smaller ones
-            rows = math.prod(x.shape[:-1])
-            y = np.reshape(np.reshape(x, (rows, x.shape[-1])) @ w.T, x.shape[:-1] + w.shape[:1])
-        else:
-            y = x @ w.T
-        if self.bias is not None:
-            y = y + self.bias
+        y = affine(x, w, self.bias)
         return y if self.activation is identity else self.activation(y)
 
     def _line(self) -> str:

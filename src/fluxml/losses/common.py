@@ -43,10 +43,17 @@ def target(name, yhat, y):
         y = np.asarray(y, dtype=dtype)
     elif y.dtype != dtype and y.dtype.kind == "f" and dtype.kind == "f":
         y = y.astype(dtype)
-    if np.shape(yhat) != np.shape(y):
+    if _shape(yhat) != _shape(y):
         raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
                          f"{np.shape(y)}; they must match")
     return y
+
+
+def _shape(x) -> tuple:
+    """``np.shape(x)``, read from the attribute where there is one (on a traced array
+    ``np.shape`` is a dispatched call, many times dearer: losses run every step)."""
+    shape = getattr(x, "shape", None)
+    return np.shape(x) if shape is None else tuple(shape)
 
 
 def default_eps(yhat, eps):

@@ -1,5 +1,6 @@
 """NN primitives with derivative rules: activations, softmax, normalisation, dropout,
-embedding, attention, recurrent cells, convolution, pooling, upsampling, batched products.
+embedding, attention, recurrent cells, convolution, pooling, upsampling, batched products,
+the dense layer's affine map.
 
 >>> import numpy as np, fluxml as fl
 >>> fl.nnlib.relu(np.array([-1.0, 1.0]))
@@ -57,6 +58,9 @@ from fluxml.nnlib.dropout import (
 from fluxml.nnlib.embedding import (
     embedding,
 )
+from fluxml.nnlib.linear import (
+    linear,
+)
 from fluxml.nnlib.normalise import (
     batchnorm,
     groupnorm,
@@ -102,9 +106,9 @@ __all__ = [
     "batchnorm", "celu", "conv", "conv_transpose", "depthwise_conv", "dot_product_attention",
     "dropout", "elu", "embedding", "erf", "gelu", "gelu_erf", "gelu_tanh", "global_maxpool",
     "global_meanpool", "groupnorm", "gru_cell", "gru_sequence", "gru_step", "hardshrink",
-    "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu", "lisht",
-    "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell", "lstm_sequence", "lstm_step",
-    "make_causal_mask", "maxpool", "meanpool", "mish", "normalise", "pixel_shuffle",
+    "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu", "linear",
+    "lisht", "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell", "lstm_sequence",
+    "lstm_step", "make_causal_mask", "maxpool", "meanpool", "mish", "normalise", "pixel_shuffle",
     "pixel_unshuffle", "relu", "relu6", "rrelu", "selu", "sigmoid", "silu", "softmax", "softplus",
     "softshrink", "softsign", "swish", "tanhshrink", "trelu", "upsample_bilinear",
     "upsample_linear", "upsample_nearest", "upsample_trilinear",

@@ -68,6 +68,8 @@ def _corrected(m, v, t, b1, b2, eps, scale, out):
 
 
 class _AdamLike(Rule):
+    elementwise = True
+
     def __post_init__(self):
         check_eta(type(self).__name__, self.eta)
         check_beta(type(self).__name__, self.beta)
@@ -167,7 +169,8 @@ class NAdam(_AdamLike):
         m, v, t = state
         t, n = tick(t)
         _moments(m, v, dx, b1, b2, out)
-        denom = np.multiply(v, b2 / number(1.0 - b2**n, v))
+        # (out= an array: a 0-d v would give a NumPy scalar, which sqrt cannot write into)
+        denom = np.multiply(v, b2 / number(1.0 - b2**n, v), out=np.empty_like(v))
         np.sqrt(denom, out=denom)
         denom += eps
         np.multiply(m, b1 / number(1.0 - b1 ** (n + 1), out), out=out)

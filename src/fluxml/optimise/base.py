@@ -45,6 +45,10 @@ class Rule:
     # hyperparameters that ``adjust`` may not change (they change the state's layout)
     fixed: ClassVar[tuple] = ()
 
+    # Each entry of the update and of the state arrays depends only on the same entry of x,
+    # dx and the state: ``update`` may then step many small arrays as one (``foreach.py``).
+    elementwise: ClassVar[bool] = False
+
     def names(self) -> set:
         """The hyperparameter names ``adjust`` can change."""
         return {f.name for f in dataclasses.fields(self)} - set(self.fixed)

@@ -24,6 +24,8 @@ from fluxml.optimise.base import Rule, scratch
 class ClipGrad(Rule):
     """Clip each gradient entry to ``[-delta, delta]``. PyTorch: ``clip_grad_value_``."""
 
+    elementwise = True
+
     delta: float = 10.0
 
     def apply(self, state, x, dx, out=None):
@@ -57,6 +59,8 @@ class WeightDecay(Rule):
     """L2 regularisation: ``dx + lambd x`` (Optimisers.jl's ``lambda``; PyTorch's
     ``weight_decay`` argument of ``SGD``/``Adam``). Put it first in an ``OptimiserChain``."""
 
+    elementwise = True
+
     lambd: float = 5e-4
 
     def apply(self, state, x, dx, out=None):
@@ -71,6 +75,8 @@ class WeightDecay(Rule):
 @dataclass
 class SignDecay(Rule):
     """L1 regularisation: ``dx + lambd sign(x)``. Put it first in an ``OptimiserChain``."""
+
+    elementwise = True
 
     lambd: float = 1e-3
 

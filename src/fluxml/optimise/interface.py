@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from fluxml.optimise.base import ALIASES, Rule
+from fluxml.optimise.foreach import step_together
 from fluxml.tree import flatten, leaves_with_paths
 
 
@@ -191,7 +192,10 @@ def update(state, model, grads):
     Returns ``(state, model)``, the same objects, updated."""
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
-    for leaf, x, dx in pending[0].values():
+    items = pending[0].values()
+    if len(items) > 1:
+        items = step_together(items)  # small arrays of one rule, in one go
+    for leaf, x, dx in items:
         buf = _scratch(leaf, x, dx)
         leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
         if step is not None:
@@ -251,14 +255,18 @@ _ARRAY_TYPES = ("ndarray", "Tracer")  # CuPy's arrays; traced ones inside fl.com
 
 
 def _where(path):
-    """``model.layers[0].weight`` from the keys walked to get there."""
-    return "model" + "".join(f".{k}" if isinstance(k, str) and kind == "attr" else f"[{k!r}]"
-                             for kind, k in path)
+    """``model.layers[0].weight`` from the keys walked to get there (``path`` is linked:
+    ``(parent path, kind, key)``, or ``()`` at the root)."""
+    steps = []
+    while path:
+        path, kind, k = path
+        steps.append(f".{k}" if isinstance(k, str) and kind == "attr" else f"[{k!r}]")
+    return "model" + "".join(reversed(steps))
 
 
 def _collect(state, model, grads, pending, path):
-    """Pair each unfrozen Leaf with its array and gradient (the path, a tuple of keys, is
-    formatted only for errors: the walk runs every step)."""
+    """Pair each unfrozen Leaf with its array and gradient (the path, linked tuples of keys,
+    is formatted only for errors: the walk runs every step)."""
     if state is None or grads is None:
         return
     if type(state) is Leaf:
@@ -285,18 +293,19 @@ def _collect(state, model, grads, pending, path):
             arrays[id(model)] = (state, model, grads)
         return
     if type(state) is Node:
+        in_dict = isinstance(grads, dict)
         for k in state._fields:
-            _collect(getattr(state, k), getattr(model, k, None), _child(grads, k), pending,
-                     path + (("attr", k),))
+            g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
+            _collect(getattr(state, k), getattr(model, k, None), g, pending, (path, "attr", k))
     elif isinstance(state, dict):
         for k, sub in state.items():
-            _collect(sub, _child(model, k), _child(grads, k), pending, path + (("item", k),))
+            _collect(sub, _child(model, k), _child(grads, k), pending, (path, "item", k))
     elif isinstance(state, (list, tuple)):
         if len(model) != len(state):
             raise ValueError(f"update: {_where(path)} has {len(model)} entries, its state "
                              f"{len(state)}; was the state set up for this model?")
         for k, sub in enumerate(state):
-            _collect(sub, model[k], _child(grads, k), pending, path + (("item", k),))
+            _collect(sub, model[k], _child(grads, k), pending, (path, "item", k))
     else:
         raise TypeError(f"update: unexpected {type(state).__name__} in the optimiser state at "
                         f"{_where(path)}")
@@ -344,8 +353,12 @@ def adjust(state, eta: float | None = None, **changes):
     if unknown:
         raise ValueError(f"adjust: no rule in this state has the hyperparameter(s) {unknown}; "
                          f"they have {sorted(known)}")
+    adjusted: dict = {}  # leaves that shared a rule share its adjusted copy (one group in update)
     for leaf in leaves:
-        leaf.rule = leaf.rule.adjust(**changes)
+        old = leaf.rule
+        if id(old) not in adjusted:
+            adjusted[id(old)] = (old, old.adjust(**changes))  # the old rule kept: ids stay unique
+        leaf.rule = adjusted[id(old)][1]
     return state
 
 

@@ -35,6 +35,8 @@ from fluxml.optimise.base import (
 class Descent(Rule):
     """Plain gradient descent: ``x -= eta * dx``. PyTorch: ``SGD(lr=eta)``."""
 
+    elementwise = True
+
     eta: float = 0.1
 
     def __post_init__(self):
@@ -50,6 +52,8 @@ class Momentum(Rule):
 
     PyTorch's ``SGD(lr, momentum)`` keeps ``b = momentum b + dx`` and subtracts ``lr b``:
     the same steps while ``lr`` is constant (``v = lr b``)."""
+
+    elementwise = True
 
     eta: float = 0.01
     rho: float = 0.9
@@ -73,6 +77,8 @@ class Momentum(Rule):
 class Nesterov(Rule):
     """Nesterov momentum: ``v' = rho v - eta dx``, ``x -= (1 + rho) eta dx - rho**2 v``.
     PyTorch: ``SGD(lr, momentum, nesterov=True)`` (the same up to the scaling of ``v``)."""
+
+    elementwise = True
 
     eta: float = 0.001
     rho: float = 0.9
@@ -105,6 +111,8 @@ class RMSProp(Rule):
     With ``centred=True`` the mean ``lin`` of ``dx`` is tracked too and ``quad - lin**2``
     replaces ``quad``. PyTorch: ``RMSprop(lr=eta, alpha=rho (default 0.99), eps=epsilon,
     centered=centred)``; ``adjust`` cannot change ``centred`` (the states differ)."""
+
+    elementwise = True
 
     eta: float = 0.001
     rho: float = 0.9
@@ -146,6 +154,8 @@ class Rprop(Rule):
     shrinks by ``ell[0]`` when it flips, within ``gamma``; ``x -= step * sign(dx)``.
     PyTorch: ``Rprop(lr=eta (default 0.01), etas=ell, step_sizes=gamma)``."""
 
+    elementwise = True
+
     eta: float = 1e-3
     ell: tuple = (0.5, 1.2)
     gamma: tuple = (1e-6, 50.0)
@@ -175,6 +185,8 @@ class AdaGrad(Rule):
     """AdaGrad: ``acc += dx**2``; ``x -= eta dx / (sqrt(acc) + epsilon)``, ``acc`` starting at
     ``epsilon``. PyTorch: ``Adagrad(lr=eta (default 0.01), eps=epsilon (1e-10),
     initial_accumulator_value=0)``."""
+
+    elementwise = True
 
     eta: float = 0.1
     epsilon: float = 1e-8
@@ -207,6 +219,8 @@ class AdaDelta(Rule):
     u**2``; ``x -= u``. No learning rate, as Optimisers.jl. PyTorch: ``Adadelta(lr=1.0,
     rho, eps=epsilon (1e-6))``."""
 
+    elementwise = True
+
     rho: float = 0.9
     epsilon: float = 1e-8
 
@@ -232,6 +246,8 @@ class Lion(Rule):
     """Lion (evolved sign momentum, Chen et al. 2023): ``x -= eta sign(beta[0] m + (1 -
     beta[0]) dx)``, then ``m = beta[1] m + (1 - beta[1]) dx``. As the paper, PyTorch's and
     Optax's Lion; PyTorch names ``lr=eta, betas=beta``."""
+
+    elementwise = True
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)

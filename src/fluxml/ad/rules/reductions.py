@@ -129,6 +129,10 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
 
 @function(np.mean)
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    if (type(a) is Tracer and axis is None and dtype is None and out is None
+            and not keepdims and where is None):  # the common case (a loss), kept short
+        total = a._trace.process(SUM, (a,), {"axis": None, "keepdims": False})
+        return total / math.prod(a.shape)
     a = _cast(a, dtype)
     axis = _axis(axis)
     count = _count(a.shape, axis) if _no_mask(where) else _mask_count(a, where, axis, keepdims)
