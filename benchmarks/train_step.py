@@ -2,14 +2,17 @@
 eager and JAX jit, measured in the same run, on the same weights and data.
 
     PYTHONPATH=src /work/.bench-venv/bin/python benchmarks/train_step.py [--quick] [--profile]
-        [--threads N] [--cpu-time] [LeNet ...] [--case LSTM]
+        [--threads N] [--cpu-time] [--scale K] [LeNet ...] [--case LSTM]
 
 Cases (issue 17): a tiny MLP 2-32-32-2 tanh (batch 64, MSE); an MLP 784-512-512-10 relu
 (batch 128, cross-entropy); LeNet-5 on 1x28x28 (batch 64: conv 6@5x5 pad 2, maxpool 2,
 conv 16@5x5, maxpool 2, dense 400-120-84-10, relu, cross-entropy); an LSTM (T=50, N=32,
 64 -> 128, a dense 128 -> 64 at every step, MSE). Every implementation starts from the same
 NumPy weights; the first three steps' losses are compared before timing (they agree to
-float32 rounding). Time: the median over repeats of one step, after a warm-up. The ratio is
+float32 rounding). Time: the median over repeats of one step, after a warm-up, the peers
+run in turn in blocks of ~10 ms (so that on a shared machine all see the same load, and each
+runs on warm caches as in a training loop); ``--scale K`` runs K times the repeats. The
+ratio is
 the peer's time over fluxml's (above 1: fluxml is faster). For the big MLP the machine's
 float32 GEMM rate is measured and the fraction of it each step reaches is printed.
 ``--profile`` prints where fluxml's big-MLP step spends its time (cProfile).
@@ -285,15 +288,28 @@ PEERS = {"fluxml": fluxml_step, "PyTorch eager": torch_step, "JAX jit": jax_step
 CLOCK = time.perf_counter
 
 
-def median_step(step, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
+def alternating_medians(steps: dict, repeats: int, warmup: int = 3) -> dict:
+    """The median time of one call of each step, the steps run in turn in blocks of calls
+    (one block of each, then the next round): on a shared machine every peer then sees the
+    same load, and within a block a step runs as in a training loop, on warm caches (the
+    first call of each block, after another peer's, is not counted). A block lasts ~10 ms."""
+    block = {}
+    for peer, step in steps.items():
+        for _ in range(warmup):
+            step()
         t = CLOCK()
         step()
-        times.append(CLOCK() - t)
-    return statistics.median(times)
+        block[peer] = max(2, min(repeats, int(0.01 / max(CLOCK() - t, 1e-6)) + 1))
+    rounds = max(5, repeats // min(block.values()))
+    times = {peer: [] for peer in steps}
+    for _ in range(rounds):
+        for peer, step in steps.items():
+            step()
+            for _ in range(block[peer] - 1):
+                t = CLOCK()
+                step()
+                times[peer].append(CLOCK() - t)
+    return {peer: statistics.median(ts) for peer, ts in times.items()}
 
 
 def gemm_rate(n: int = 1024, repeats: int = 7) -> float:
@@ -337,7 +353,7 @@ def limit_threads(n: int) -> None:
 
 
 def main(quick: bool = False, profile: bool = False, threads: int | None = None,
-         cases: tuple = ()) -> None:
+         cases: tuple = (), scale: int = 1) -> None:
     if threads is not None:
         limit_threads(threads)
         print(f"threads limited to {threads}")
@@ -360,7 +376,7 @@ def main(quick: bool = False, profile: bool = False, threads: int | None = None,
             continue
         weights, data = make_case(np.random.default_rng(0))
         reference = None
-        ours = None
+        steps, shown_losses = {}, {}
         for peer, make in available.items():
             step = make(name, weights, data)
             losses = [step() for _ in range(3)]
@@ -369,7 +385,11 @@ def main(quick: bool = False, profile: bool = False, threads: int | None = None,
             elif not np.allclose(losses, reference, rtol=2e-4, atol=1e-6):
                 raise AssertionError(f"{name}: {peer}'s losses {losses} differ from fluxml's "
                                      f"{reference}")
-            seconds = median_step(step, repeats[name])
+            steps[peer], shown_losses[peer] = step, losses
+        times = alternating_medians(steps, repeats[name] * scale)
+        ours = None
+        for peer, seconds in times.items():
+            losses = shown_losses[peer]
             ours = seconds if ours is None else ours
             ratio = "" if peer == "fluxml" else f"{seconds / ours:6.2f}x"
             extra = ""
@@ -403,10 +423,12 @@ if __name__ == "__main__":
                         help="limit BLAS / PyTorch threads (a loaded machine times better)")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time each step by the process's CPU time (use with 1 thread)")
+    parser.add_argument("--scale", type=int, default=1, help="multiply the repeats")
     parser.add_argument("cases", nargs="*", help="run the cases whose name contains one of these")
     parser.add_argument("--case", action="append", default=[],
                         help="the same as a positional case name (repeatable)")
     args = parser.parse_args()
     if args.cpu_time:
         CLOCK = time.process_time
-    main(args.quick, args.profile, args.threads, tuple(args.cases) + tuple(args.case))
+    main(args.quick, args.profile, args.threads, tuple(args.cases) + tuple(args.case),
+         args.scale)
