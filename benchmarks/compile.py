@@ -5,7 +5,8 @@
 Workloads (issue 13): the four training steps of ``benchmarks/train_step.py`` (tiny MLP
 2-32-32-2, MLP 784-512-512-10, LeNet-5, LSTM T=50; forward, backward and Adam, float32, the
 same weights and data for every implementation) and the gradient of ``sum(tanh(x @ w + b))``
-on 16 elements. Each row gives the median time of one call after a warm-up, the ratio
+on 16 elements. Each row gives the median time of one call after a warm-up (the
+implementations run in turn, in blocks of ~10 ms: ``train_step.alternating_medians``), the ratio
 (the peer's time over compiled fluxml's: above 1, fluxml is faster) and the compile time
 (the first call: tracing, passes and code generation; JAX's and torch.compile's first call
 likewise). The losses of the first steps are compared before timing.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -128,17 +128,6 @@ def timed_first(make, *args):
     return run, time.perf_counter() - t, value
 
 
-def median(run, repeats, warmup=3):
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def _fmt(seconds):
     return f"{seconds * 1e6:8.0f} us" if seconds < 1e-2 else f"{seconds * 1e3:8.2f} ms"
 
@@ -181,12 +170,10 @@ def main(quick=False, threads=1, cases=None):
         workloads = [w for w in workloads if any(c.lower() in w[0].lower() for c in cases)]
     for name, case, kind in workloads:
         args = (name, *case(np.random.default_rng(0))) if case else small_data()
-        ours = None
-        results = []
+        results, runs = [], {}
         for peer, makers in rows.items():
             try:
                 run, first, value = timed_first(makers[kind], *args)
-                t = median(run, repeats[name])
             except ImportError as err:
                 results.append((peer, None, f"not installed ({err.name})"))
                 continue
@@ -194,14 +181,15 @@ def main(quick=False, threads=1, cases=None):
                 results.append((peer, None, f"failed: {type(err).__name__}: "
                                 f"{str(err).splitlines()[0][:60]}"))
                 continue
-            if peer == "fluxml compiled (numpy)":
-                ours = t
-            results.append((peer, (t, first, value), None))
+            runs[peer] = run
+            results.append((peer, (first, value), None))
+        times = ts.alternating_medians(runs, repeats[name])  # peers in turn, same load
+        ours = times.get("fluxml compiled (numpy)")
         for peer, res, why in results:
             if res is None:
                 print(f"{name:28} {peer:24} {why}")
                 continue
-            t, first, value = res
+            (first, value), t = res, times[peer]
             ratio = f"{t / ours:7.2f}" if ours else "      -"
             print(f"{name:28} {peer:24} {_fmt(t)} {ratio} {_fmt(first)}  value {value:.6g}")
         print()
