@@ -107,12 +107,7 @@ def _cond_vjp(g, ans, args, params, positions):
     def make(b):
         def vjp_fn(*a):
             xv, gv = a[:n], a[n:]
-
-            def primal(*d):
-                outs = evaluate(b.program, _put(xv, diff, d, 0))
-                return tuple(outs[k] for k in fo)
-
-            _, back = pullback(primal, *[xv[p] for p in diff])
+            _, back = pullback(_branch_primal(b, xv, diff, fo), *[xv[p] for p in diff])
             return tuple(_zeros_for_none(back(tuple(gv)), [xv[p] for p in diff]))
 
         return branch_of(vjp_fn, xs + gs, f"{b.__name__}_vjp", f"the vjp of {b.__name__}")
@@ -120,6 +115,16 @@ def _cond_vjp(g, ans, args, params, positions):
     cts = bind(COND, [pred, *xs, *gs], {"branches": tuple(make(b) for b in params["branches"])})
     found = dict(zip(diff, cts))
     return [found.get(p - 1) if p > 0 else None for p in positions]
+
+
+def _branch_primal(b, xv, diff, fo):
+    """Branch ``b`` as a function of its operands at ``diff`` (the others fixed at ``xv``),
+    returning its float outputs ``fo``: what the cond's derivatives differentiate."""
+    def primal(*d):
+        outs = evaluate(b.program, _put(xv, diff, d, 0))
+        return tuple(outs[k] for k in fo)
+
+    return primal
 
 
 def _cond_jvp(tangents, ans, args, params):
@@ -137,11 +142,7 @@ def _cond_jvp(tangents, ans, args, params):
     def make(b):
         def jvp_fn(*a):
             xv, tv = a[:n], a[n:]
-
-            def primal(*d):
-                outs = evaluate(b.program, _put(xv, diff, d, 0))
-                return tuple(outs[k] for k in fo)
-
+            primal = _branch_primal(b, xv, diff, fo)
             return tuple(jvp(primal, tuple(xv[p] for p in diff), tuple(tv))[1])
 
         return branch_of(jvp_fn, xs + ts, f"{b.__name__}_jvp", f"the jvp of {b.__name__}")

@@ -123,9 +123,7 @@ def _step_group(members):
     rule, state = first.rule, first.state
     kinds = _state_kinds(state)
     # per state field, the group's arrays (one column per field)
-    columns = [] if state is None else [[leaf.state for leaf in leaves]] \
-        if type(state) is np.ndarray else \
-        list(zip(*[leaf.state for leaf in leaves]))
+    columns = list(zip(*[_fields(leaf.state) for leaf in leaves]))
     n_buffers = 3 + kinds.count("array")  # x, dx, the update, the state arrays
     shapes = tuple([x.shape for x in xs])
     dtype = xs[0].dtype
@@ -144,8 +142,7 @@ def _step_group(members):
         else:
             parts.append(None)
     new, step = rule.apply(_rebuild(state, parts), x, dx, flat.buffers[2])
-    new_parts = () if state is None else (new,) if type(state) is np.ndarray else new
-    for kind, column, value in zip(kinds, columns, new_parts):
+    for kind, column, value in zip(kinds, columns, _fields(new)):
         if kind == "array":
             for target, part in zip(column, flat.split(value)):
                 target[...] = part
@@ -158,14 +155,19 @@ def _step_group(members):
             x -= part
 
 
-def _state_kinds(state) -> tuple:
-    """Per state field: "array" (shaped like x), "counter" (0-d integer) or None."""
+def _fields(state) -> tuple:
+    """A state's fields: none, the one array, or the tuple's entries."""
     if state is None:
         return ()
-    if type(state) is np.ndarray:
+    return (state,) if type(state) is np.ndarray else tuple(state)
+
+
+def _state_kinds(state) -> tuple:
+    """Per state field: "array" (shaped like x), "counter" (0-d integer) or None."""
+    if type(state) is np.ndarray:  # one array, shaped like x (the group key checked)
         return ("array",)
     return tuple(None if s is None else "array" if s.ndim or s.dtype.kind != "i" else "counter"
-                 for s in state)
+                 for s in _fields(state))
 
 
 def _rebuild(state, parts):
