@@ -76,11 +76,11 @@ def _join(a):
 
 
 def _impl(q, k, v, bias, *, mask, scale, heads=None):
+    fast = _plain(q, k, v, bias)  # (splitting the heads keeps the type and dtype)
     if heads:  # q and k are copied into the bounded product's operands, or split here
-        fast = _plain(q, k, v, bias)
         q, k = (_split(a, heads, copy=not fast) for a in (q, k))
         v = _split(v, heads)
-    p = _probabilities_bounded(q, k, bias, mask, scale) if _plain(q, k, v, bias) else None
+    p = _probabilities_bounded(q, k, bias, mask, scale) if fast else None
     if p is None:
         s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
         if bias is not None:
