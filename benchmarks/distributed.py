@@ -116,9 +116,11 @@ def step_time(g, build, steps: int, bucket_bytes: int):
     averager = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
     last = {}
 
-    def step():
-        value, (grads,) = fl.withgradient(lambda m: fl.logitcrossentropy(m(x), y), model)
-        value, grads, _ = averager.average(value, grads, len(y))
+    def step():  # as fl.train: the loss multiplied by the rank's share before the backward
+        share = averager.share(len(y))
+        value, (grads,) = fl.withgradient(lambda m: fl.logitcrossentropy(m(x), y) * share,
+                                          model)
+        value, grads, _ = averager.average(float(value) / share, grads, len(y), share)
         fl.update(state, model, grads)
         last["grads"] = grads
 
@@ -137,41 +139,43 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
     grads = fl.fmap(np.array, grads)  # arrays of their own (the averaged ones are buffers)
     leaves = [a for a in fl.leaves(grads) if isinstance(a, np.ndarray)]
     fresh = [a.copy() for a in leaves]
+    after = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
+    share = after.share(count)  # the ranks' counts are equal: count / total from the start
+    scaled = [a * share for a in leaves]  # as fl.train's backward pass gives them
     flat = np.concatenate([a.ravel() for a in leaves])
     flat_fresh = flat.copy()
-    after = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
     old = before(bucket_bytes) if before is not None else None
 
     def refresh():
         for a, f in zip(leaves, fresh):
             np.copyto(a, f)
 
-    def local():  # the packing and scaling alone, no communication
+    def refresh_scaled():
+        for a, f in zip(leaves, scaled):
+            np.copyto(a, f)
+
+    def local():  # the packing (and scaling, where there is any) alone, no communication
         positions = after.gather(grads)
         for b in after.buckets:
-            b.pack(positions, frozenset(), 0.5)
+            b.pack(positions, frozenset(), 1.0)
         owned = after._owned(positions, frozenset())
         for b in after.direct:
-            x = owned.get(b.items[0][0])
-            if x is None:
-                b.pack(positions, frozenset(), 0.5)
-            else:
-                np.multiply(x, b.dtype.type(0.5), out=x)
+            if b.items[0][0] not in owned:
+                b.pack(positions, frozenset(), 1.0)
 
     given = {id(a) for a in leaves}
-    kept = []  # per call, the direct gradients averaged in their own arrays
+    outs = []  # per call, the averaged tree (what was averaged in place is counted untimed)
 
     def average():
-        out = after.average(1.0, grads, count)[1]
-        kept.append(sum(id(a) in given for a in fl.leaves(out)))
+        outs.append(after.average(1.0, grads, count, share)[1])
 
     variants = {
-        "after": (refresh, average),
+        "after": (refresh_scaled, average),
         "raw_i": (lambda: np.copyto(flat, flat_fresh), lambda: g.wait(
             [g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")),
         "raw": (lambda: np.copyto(flat, flat_fresh),
                 lambda: g.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)),
-        "local": (refresh, local),
+        "local": (refresh_scaled, local),
     }
     if old is not None:
         variants["before"] = (refresh, lambda: old.average(1.0, grads, count))
@@ -188,6 +192,7 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
             t = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t)
+    kept = [sum(id(a) in given for a in fl.leaves(out)) for out in outs[1:]]
     stats = {q: {name: float(np.percentile(t, q)) for name, t in times.items()}
              for q in (50, 10)}  # the median, and the quietest tenth (both ranks on a core)
     return {"stats": stats, "bytes": int(flat.nbytes),

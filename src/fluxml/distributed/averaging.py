@@ -10,15 +10,17 @@ Each step then only
 1. takes the gradients out of the tree (a walker compiled for its structure) and checks each
    against the plan (shape and dtype; ``None`` where the plan has a gradient counts as zeros);
 2. copies the small ones into the buckets, scaled by ``count / total`` (this rank's share of
-   the global batch: ranks with unequal batches weigh as one big batch would), and posts one
+   the global batch: ranks with unequal batches weigh as one big batch would; nothing to
+   scale where the caller folded the share into the loss, as ``fl.train`` does: see
+   ``share``), and posts one
    ``Iallreduce`` per bucket as soon as it is packed. The first bucket carries a few more
    numbers: ``loss * count``, ``count``, a flag "my tree no longer fits the plan", and per
    gradient whether this rank has it (a gradient that no rank has this step is returned as
    ``None``, as one process would give it, so that the optimiser skips it rather than
    taking a step of momentum on zeros);
-3. scales each direct gradient and posts its ``Iallreduce``: with ``in_place=True``, in the
-   gradient's own array when that array is the gradient's alone (no copy at all: the one
-   pass is the scaling, on memory the backward pass has just written), else in a buffer of
+3. scales each direct gradient (unless it came scaled) and posts its ``Iallreduce``: with
+   ``in_place=True``, in the gradient's own array when that array is the gradient's alone
+   (no copy at all: no pass over it either when it came scaled), else in a buffer of
    the plan. Nothing is written into a gradient before the first bucket has come, so that a
    rank whose tree no longer fits the plan is known first (the step is then averaged again
    from the gradients as they came); if it has not come within the time a copy would take
@@ -26,16 +28,22 @@ Each step then only
 4. waits for the messages in order. The averaged gradients are views into the buckets (no
    unpacking copies), valid until the next ``average``, and the direct gradients' arrays.
 
-The scaling is where it costs least: a copy into a bucket costs the same pass with or
-without it, and in place the pass touches memory this rank has just written. Why not every
+The scaling costs least before the backward pass: ``fl.train`` differentiates ``share *
+loss`` (``share(count)``: this rank's count over the last step's global batch size), a
+scalar product from which every gradient comes out scaled, and passes ``share`` to
+``average``, which then only copies the small gradients and sends the large ones as they
+are. Gradients given unscaled are scaled here, where it costs least: a copy into a bucket
+costs the same pass with or without it, and in place the pass touches memory this rank has
+just written. Why not every
 gradient in place: each message costs as much as a copy of a megabyte or so through MPICH's
 shared memory (measured: one message of all the bytes beats one per array, even with the
 copy), so small gradients share a bucket, and by default a gradient travels alone only where
 it would fill a bucket anyway.
 
 ``total`` is the last step's global batch size (known exactly at the first step, which
-agrees the plan). When this step's differs (the last, short batch of an epoch) the sums
-are multiplied by ``old / new`` on arrival: one extra pass, twice an epoch. The header is
+agrees the plan). When this step's differs (the last, short batch of an epoch, and the
+first after it) the sums are multiplied by ``old / new`` on arrival: one extra pass, twice
+an epoch. The header is
 summed in the first bucket's dtype, the first of the plan (float64 whenever the model has a
 float64 gradient; the first bucket may then carry no gradient); for a float32 model the
 reported loss carries float32 rounding (about 1e-7 relative; batch sizes stay exact up to
@@ -113,6 +121,14 @@ class Bucket:
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
         positions in ``zeros``)."""
+        if scale == 1.0:  # the gradients came scaled (fl.train): a plain copy
+            copyto = self.xp.copyto
+            for pos, _, _, view in self.items:
+                if pos in zeros:
+                    view.fill(0)
+                else:
+                    copyto(view, leaves[pos])
+            return
         s, multiply = self.dtype.type(scale), self.xp.multiply
         for pos, _, _, view in self.items:
             if pos in zeros:  # no gradient here on this rank
@@ -157,23 +173,42 @@ class GradientAverager:
         self.planned = False
         self.timings: dict[str, float] = {"pack": 0.0, "wait": 0.0, "total": 0.0}
 
-    def average(self, loss: float, grads, count: int):
+    def average(self, loss: float, grads, count: int, share: float | None = None):
         """``(mean loss, averaged grads, global batch size)`` over all ranks; ``count`` is
-        this rank's number of observations. Every rank must call it once per step."""
+        this rank's number of observations, ``loss`` its mean loss. Every rank must call it
+        once per step.
+
+        ``share``: the factor ``grads`` were already multiplied by, if any: ``fl.train``
+        differentiates ``share(count) * loss`` (a scalar in the backward pass: the gradients
+        come out scaled for free), so that the averager only sums them, with no pass of its
+        own over them. Whatever ``share`` was, the result is the same: where it is not this
+        rank's share of the global batch (unequal batches at the first step, a short last
+        batch) the difference is made up (one pass)."""
         g = self.group
+        if share is not None and not (share > 0 or share == 0 == count):
+            raise ValueError(f"GradientAverager.average: share must be the positive factor the "
+                             f"gradients were multiplied by; got {share!r}")
         if g.size == 1:
-            return float(loss), grads, count
+            return float(loss), grads if share is None else _unscale(grads, share), count
         g.announce(g.step + 1)  # the group counts steps: several averagers may follow in turn
         if not self.planned:
-            return self._agree(loss, grads, count)
+            return self._agree(loss, grads, count, share)
         try:
             leaves = self.gather(grads)
         except layout.Changed:
             leaves = None
-        result = self._exchange(loss, leaves, count)
+        result = self._exchange(loss, leaves, count, share)
         if result is None:  # some rank's tree no longer fits the plan: agree a new one
-            return self._agree(loss, grads, count)
+            return self._agree(loss, grads, count, share)
         return result[0], self._rebuild(grads, result[1]), result[2]
+
+    def share(self, count: int) -> float:
+        """What to multiply this rank's loss by before differentiating it, for ``average(...,
+        share=)`` to have nothing to scale: ``count`` over the last step's global batch size
+        (``1 / ranks`` before the first step; exact whenever the batches are equal)."""
+        if self.group.size == 1:
+            return 1.0
+        return count / self.total if self.planned else 1.0 / self.group.size
 
     def _rebuild(self, grads, values):
         if self.build is None:
@@ -230,7 +265,7 @@ class GradientAverager:
                 candidates.append((pos, x, key))
         return {pos: x for pos, x, key in candidates if roots[key] == 1}
 
-    def _exchange(self, loss, leaves, count):
+    def _exchange(self, loss, leaves, count, share=None):
         """Pack, post, wait: ``(loss, positions with the averaged arrays, total)``, or None
         when some rank's tree did not fit the plan (the step's sums are then unusable)."""
         g, MPI = self.group, self.group.MPI
@@ -238,7 +273,9 @@ class GradientAverager:
         t0 = time.perf_counter()
         zeros = self._fits(leaves)
         fits = zeros is not None
-        scale = count / self.total
+        scale = count / self.total  # what this rank's gradients are to be multiplied by
+        if share is not None:  # by what they were not yet (1.0: nothing to do, the usual case)
+            scale = 1.0 if share == scale else scale / share
         posted: list = []
         for k, b in enumerate(self.buckets):
             if fits:
@@ -258,7 +295,8 @@ class GradientAverager:
         for b in self.direct:
             x = owned.get(b.items[0][0]) if owned else None
             if x is not None:
-                np.multiply(x, b.dtype.type(scale), out=x)
+                if scale != 1.0:
+                    np.multiply(x, b.dtype.type(scale), out=x)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, x, op=MPI.SUM))
             else:
                 if b.buf is None:
@@ -336,7 +374,7 @@ class GradientAverager:
 
     # --- agreeing a plan -----------------------------------------------------------------------
 
-    def _agree(self, loss, grads, count):
+    def _agree(self, loss, grads, count, share=None):
         """Every rank sends its tree's layout; all build the same plan from the union (a
         position with a gradient on some ranks only is zeros on the others), then average
         this step on it."""
@@ -360,7 +398,7 @@ class GradientAverager:
         if not fast:  # never seen: the walker reads trees as flatten does. Still: stay right
             self.gather = lambda tree: _raise_changed()
         self.build = layout.builder(spec, set(self.order))
-        result = self._exchange(loss, leaves, count)
+        result = self._exchange(loss, leaves, count, share)
         if result is None:  # no rank can misfit a plan made from its own tree this step
             raise on_every_rank(DistributedError(f"fluxml.distributed: {what}: the ranks "
                                                  f"could not agree a layout"))
@@ -414,6 +452,17 @@ class GradientAverager:
                         for pos, shape, dtype, _ in b.items]
         self.outputs = [(pos, view) for b in buckets for pos, _, _, view in b.items]
         self.slot = {pos: _HEADER + i for i, pos in enumerate(self.order)}
+
+
+def _unscale(grads, share: float):
+    """One process: ``grads`` divided by ``share`` (none of it where ``share`` is 1)."""
+    if share == 1.0:
+        return grads
+    return unflatten(*_divided(*layout.positions(grads), share))
+
+
+def _divided(leaves, spec, share):
+    return spec, [x / share if layout.is_grad(x) else x for x in leaves]
 
 
 def _raise_changed():
