@@ -23,8 +23,9 @@ Each step then only
    (no copy at all: no pass over it either when it came scaled), else in a buffer of
    the plan. Nothing is written into a gradient before the first bucket has come, so that a
    rank whose tree no longer fits the plan is known first (the step is then averaged again
-   from the gradients as they came); if it has not come within the time a copy would take
-   (a rank is late), the gradients go by copy this step rather than wait;
+   from the gradients as they came). The averager waits for it as long as it takes (a
+   rank that is late holds back every sum alike; ``patience`` bounds the wait, after which
+   the gradients go by copy this step);
 4. waits for the messages in order. The averaged gradients are views into the buckets (no
    unpacking copies), valid until the next ``average``, and the direct gradients' arrays.
 
@@ -165,8 +166,8 @@ class GradientAverager:
         self.group = group()
         self.bucket_bytes, self.direct_bytes = bucket_bytes, direct_bytes
         self.in_place = bool(in_place)
-        # seconds to wait at most for the first bucket before writing in place; None: as long
-        # as copying the gradients would take (at 10 GB/s), at most 1 ms (the tests set it)
+        # seconds to wait at most for the first bucket before writing in place (then the
+        # gradients go by copy this step); None: as long as it takes (see _arrived)
         self.patience: float | None = None
         self.buckets: list[Bucket] = []
         self.direct: list[Bucket] = []
@@ -278,6 +279,8 @@ class GradientAverager:
             scale = 1.0 if share == scale else scale / share
         posted: list = []
         for k, b in enumerate(self.buckets):
+            if posted:  # let MPI advance the buckets already posted (not after the last)
+                MPI.Request.Testall(posted)
             if fits:
                 b.pack(leaves, zeros, scale)
             if b.host is not b.buf:
@@ -285,14 +288,14 @@ class GradientAverager:
             if k == 0:
                 self._header(loss, count, zeros)
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
-            MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
         owned = self._owned(leaves, zeros) if fits and self.in_place and self.direct else {}
-        if owned and not self._arrived(posted[0], owned):
+        if owned and not self._arrived(posted[0], what):
             owned = {}  # the first bucket is late: the gradients go by copy this step
         elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
             owned, fits = {}, False  # messages all the same, write into no gradient
         sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
         for b in self.direct:
+            MPI.Request.Testall(posted)
             x = owned.get(b.items[0][0]) if owned else None
             if x is not None:
                 if scale != 1.0:
@@ -307,7 +310,6 @@ class GradientAverager:
                     b.buf.get(out=b.host)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             sums.append(x)
-            MPI.Request.Testall(posted)
         t1 = time.perf_counter()
         g.wait(posted[:1], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
@@ -315,15 +317,11 @@ class GradientAverager:
             g.wait(posted, what)
             return None
         factor = None if total == self.total else self.total / total
-        buckets = [(b, b.grad) for b in self.buckets]
-        buckets += [(b, b.grad if x is None else x) for b, x in zip(self.direct, sums)]
-        for k, ((b, out), req) in enumerate(zip(buckets, posted)):
-            if k:
-                g.wait([req], what)
-            if b.host is not b.buf and out is b.grad:
-                b.buf.set(b.host)
-            if factor is not None:
-                out *= b.dtype.type(factor)
+        if factor is None and self.on_host:  # the usual case: nothing to do as each comes
+            if len(posted) > 1:
+                g.wait(posted[1:], what)
+        else:
+            self._finish(posted, sums, factor, what)
         self.total = total
         for pos, view in self.outputs:
             leaves[pos] = view
@@ -339,18 +337,36 @@ class GradientAverager:
             t1 - t0, t2 - t1, t2 - t0
         return loss_sum / total, leaves, int(total)
 
-    def _arrived(self, first, owned: dict) -> bool:
-        """Has the first bucket (``first``, the request) arrived within a short wait? Nothing
-        is written into a caller's array before every rank knows that the step's sums are
-        used (a rank whose tree no longer fits the plan sets a flag in it, and the step is
-        then averaged again from the gradients as they came). On a quiet machine it comes in
-        tens of microseconds; waiting longer than a copy of the gradients would take (10 GB/s)
-        is not worth it: a rank that is late (descheduled on a loaded machine) would make a
-        round trip of its own of every step, where copying keeps a step one round trip."""
-        test = first.Test
+    def _finish(self, posted: list, sums: list, factor, what: str) -> None:
+        """Wait for the messages in turn, and as each comes multiply its sums by ``factor``
+        (the global batch changed size) and copy them back to the GPU where they came from
+        one."""
+        buckets = [(b, b.grad) for b in self.buckets]
+        buckets += [(b, b.grad if x is None else x) for b, x in zip(self.direct, sums)]
+        for k, ((b, out), req) in enumerate(zip(buckets, posted)):
+            if k:
+                self.group.wait([req], what)
+            if b.host is not b.buf and out is b.grad:
+                b.buf.set(b.host)
+            if factor is not None:
+                out *= b.dtype.type(factor)
+
+    def _arrived(self, first, what: str) -> bool:
+        """Has the first bucket (``first``, the request) arrived? Nothing is written into a
+        caller's array before every rank knows that the step's sums are used (a rank whose
+        tree no longer fits the plan sets a flag in it, and the step is then averaged again
+        from the gradients as they came). By default wait as long as it takes (as every wait,
+        within the group's timeout): a rank that is late holds back the direct gradients'
+        sums as much as the first bucket's, so waiting costs one round trip of the small
+        first bucket, where copying the gradients instead (the old fallback after the time a
+        copy takes) cost a pass over them: 10-25% of an allreduce of the same bytes through
+        shared memory, measured, and up to the whole copy when the rank came just after.
+        ``patience`` (seconds) bounds the wait: past it the gradients go by copy."""
         patience = self.patience
         if patience is None:
-            patience = min(1e-3, sum(x.nbytes for x in owned.values()) / 1e10)
+            self.group.wait([first], what)
+            return True
+        test = first.Test
         deadline = time.perf_counter() + patience
         while not test():
             if time.perf_counter() > deadline:
@@ -360,11 +376,14 @@ class GradientAverager:
     def _header(self, loss, count, zeros) -> None:
         """Fill the first bucket's header (``zeros`` None: this rank's tree does not fit)."""
         h = self.header
-        h[:_HEADER] = (float(loss) * count, count, 0.0 if zeros is not None else 1.0,
-                       len(zeros) if zeros else 0.0)
-        h[_HEADER:] = 1.0
-        for pos in zeros or ():
-            h[self.slot[pos]] = 0.0
+        h[...] = self.template  # no misfit, no gradient lacking
+        h[0], h[1] = float(loss) * count, count
+        if zeros is None:
+            h[2] = 1.0
+        elif zeros:
+            h[3] = len(zeros)
+            for pos in zeros:
+                h[self.slot[pos]] = 0.0
 
     def _allocate(self, b: Bucket) -> None:
         """A direct bucket's own buffer, for a step its gradient cannot be averaged in
@@ -446,6 +465,9 @@ class GradientAverager:
             for b in direct:
                 self._allocate(b)
         self.header = buckets[0].host[buckets[0].size:]
+        self.template = np.ones_like(self.header)
+        self.template[:_HEADER] = 0.0
+        self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
         self.entries = [(pos, shape, dtype) for b in buckets + direct
