@@ -194,3 +194,24 @@ def test_sequence_saturated_gates_and_rebuilt_buffers(monkeypatch):
         np.testing.assert_array_equal(u, v)  # not a view of the scratch the others reused
         np.testing.assert_allclose(w, v, rtol=1e-13, atol=1e-15)
         np.testing.assert_array_equal(z, v)
+
+
+def test_sequence_vjp_of_each_argument_alone():
+    # the first-order kernel skips the input's and the weights' products when they are not
+    # asked for: each position alone gives what all of them together give, with and without
+    # a cell cotangent; without, all of them are the loop's gradient of the outputs alone
+    from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, _lstm_vjp_raw
+
+    w_ih, w_hh, b_ih, b_hh = LSTM_P
+    inputs = (XS, H0, C0, w_ih, w_hh)
+    hs, cs, acts = LSTM_SEQUENCE(*inputs, b_ih + b_hh)
+    g_hs, g_cs = R.standard_normal(hs.shape), R.standard_normal(cs.shape)
+    every = list(range(6))
+    for g_c in (g_cs, None):
+        together = [u.copy() for u in _lstm_vjp_raw(g_hs, g_c, *inputs, hs, cs, acts, every)]
+        for p in every:
+            alone, = _lstm_vjp_raw(g_hs, g_c, *inputs, hs, cs, acts, [p])
+            np.testing.assert_allclose(alone, together[p], rtol=1e-13, atol=1e-15)
+    want = fl.gradient(lambda *a: np.sum(lstm_loop(*a)[0] * g_hs), *inputs, b_ih, b_hh)
+    for u, v in zip(together, want):  # b's cotangent is b_ih's
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
