@@ -85,10 +85,9 @@ def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
     s[0, k:k + n] = np.swapaxes(c0, 0, 1)
     w = _weights(w_ih, w_hh, b, n, s)
     hs = np.empty_like(s, shape=(batch, steps, n))
-    # every step's blocks as views made once, indexed in the loop
+    # every step's blocks as views made once (slices: views in any array library)
     xh, h, z = s[:, :k], s[:, n_in + 1:k], s[:, k + n:k + 5 * n]
-    blocks = np.reshape(s[:, k:k + 5 * n], (steps + 1, 5, n, batch))  # c_{t-1}, i, f, g, o
-    cell, gate_i, gate_f, gate_g, gate_o = (blocks[:, j] for j in range(5))
+    cell, gate_i, gate_f, gate_g, gate_o = (s[:, k + j * n:k + (j + 1) * n] for j in range(5))
     tc = s[:, k + 5 * n:]
     ig = np.empty_like(s, shape=(n, batch))
     with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
@@ -167,9 +166,8 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     n_in, n = x.shape[-1], h0.shape[-1]
     k, _ = _rows(n_in, n)
     s = _buffer(x, h0, c0, hs, cs, acts)
-    blocks = np.reshape(s[:steps, k:k + 5 * n], (steps, 5, n, batch))  # c_{t-1}, i, f, g, o
-    i, f, gg, o = blocks[:, 1], blocks[:, 2], blocks[:, 3], blocks[:, 4]
-    c_prev, i_f = blocks[:, 0], blocks[:, 1:3]
+    c_prev, i, f, gg, o = (s[:steps, k + j * n:k + (j + 1) * n] for j in range(5))
+    i_f = s[:steps, k + n:k + 3 * n]
     tc = s[:steps, k + 5 * n:]
     h = s[1:, n_in + 1:k]  # h_t = o tanh(c_t)
     want_x = 0 in positions
@@ -181,11 +179,11 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     # the products i g and f c_{t-1} of the cell update: i' = g i (1 - i) = (i g) - (i g) i,
     # f' = (f c_{t-1}) - (f c_{t-1}) f, g' = i (1 - g^2) = i - (i g) g; and from h = o tanh(c):
     # o' = tanh(c) o (1 - o) = h (1 - o), k = o (1 - tanh(c)^2) = o - h tanh(c)
-    prods = p[:, :2]
+    prods = np.reshape(p, (steps, 5 * n, batch))[:, :2 * n]  # p is contiguous: views
     tmp = np.reshape(np.reshape(dz_2, -1)[:steps * 2 * n * batch], prods.shape)  # free yet
-    np.multiply(i, gg, out=prods[:, 0])
-    np.multiply(f, c_prev, out=prods[:, 1])
-    np.multiply(prods[:, 0], gg, out=p[:, 2])
+    np.multiply(i, gg, out=p[:, 0])
+    np.multiply(f, c_prev, out=p[:, 1])
+    np.multiply(p[:, 0], gg, out=p[:, 2])
     np.subtract(i, p[:, 2], out=p[:, 2])
     np.multiply(prods, i_f, out=tmp)
     prods -= tmp
