@@ -79,23 +79,30 @@ def conv(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, flipped: bool = 
     array([[[[10., 18.],
              [42., 50.]]]])
     """
-    d = _check_ranks("conv", x, w)
-    stride, dilation, groups = _check_steps("conv", d, stride, dilation, groups)
+    w, geo = _prepare("conv", x, w, stride, pad, dilation, groups, flipped)
+    return CONV(x, w, **geo)
+
+
+def _prepare(fn, x, w, stride, pad, dilation, groups, flipped):
+    """The checked geometry of ``conv(x, w)`` as the primitives' parameters, and the weight
+    (flipped where asked)."""
+    d = _check_ranks(fn, x, w)
+    stride, dilation, groups = _check_steps(fn, d, stride, dilation, groups)
     c, o = x.shape[1], w.shape[0]
     if c % groups or o % groups:
-        raise ValueError(f"conv: groups={groups} must divide the input channels ({c}) and the "
+        raise ValueError(f"{fn}: groups={groups} must divide the input channels ({c}) and the "
                          f"output channels ({o})")
     if w.shape[1] * groups != c:
-        raise ValueError(f"conv: weight {tuple(w.shape)} expects input (N, "
+        raise ValueError(f"{fn}: weight {tuple(w.shape)} expects input (N, "
                          f"{w.shape[1] * groups}, ...) (weight.shape[1] * groups = "
                          f"{w.shape[1]} * {groups}); got {tuple(x.shape)} with {c} channels")
     kernel = tuple(w.shape[2:])
-    pads = win.padding(pad, d, "conv", size=x.shape[2:], kernel=kernel, stride=stride,
+    pads = win.padding(pad, d, fn, size=x.shape[2:], kernel=kernel, stride=stride,
                        dilation=dilation)
-    _check_fits("conv", x.shape[2:], kernel, stride, dilation, pads)
+    _check_fits(fn, x.shape[2:], kernel, stride, dilation, pads)
     if flipped:
         w = _flip(w, d)
-    return CONV(x, w, stride=stride, pads=pads, dilation=dilation, groups=groups)
+    return w, dict(stride=stride, pads=pads, dilation=dilation, groups=groups)
 
 
 def depthwise_conv(x, w, **options):

@@ -186,17 +186,26 @@ def _col2im(cols, geo, xp):
     return acc
 
 
-def forward(x, w, geo):
-    """``conv(x, w)``: ``(N, O, *out)``."""
+def forward(x, w, geo, bias=None, relu=False):
+    """``conv(x, w)``: ``(N, O, *out)``; plus ``bias`` ``(O,)`` and then ``max(., 0)`` where
+    given, applied to each block's output while it is in the cache (no array of its own)."""
     xp = win.array_module(x, w)
-    dtype = xp.result_type(x.dtype, w.dtype)
+    dtype = xp.result_type(x.dtype, w.dtype) if bias is None else xp.result_type(
+        x.dtype, w.dtype, bias.dtype)
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     og = geo.o // geo.groups
     wm = w.reshape(geo.groups, og, -1)
+    if bias is not None:
+        bias = bias.astype(dtype, copy=False).reshape(geo.groups, og, 1)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
     for a, b in geo.blocks(dtype.itemsize, xp):
         cols = _columns(_padded(x, geo, a, b, xp), geo, xp)
-        xp.matmul(wm, cols, out=y[a:b].reshape(b - a, geo.groups, og, geo.positions))
+        yb = y[a:b].reshape(b - a, geo.groups, og, geo.positions)
+        xp.matmul(wm, cols, out=yb)
+        if bias is not None:
+            yb += bias
+        if relu:
+            xp.maximum(yb, 0, out=yb)
     return y
 
 
