@@ -105,3 +105,14 @@ def test_bad_bias_is_named():
         conv_bias_act(x, w, np.ones(5))
     with pytest.raises(ValueError, match="conv_bias_act: input must be"):
         conv_bias_act(np.ones((4, 4)), w, None)
+
+
+@pytest.mark.parametrize("size, kernel, groups", [((9,), (3,), 1), ((9,), (3,), 3),
+                                                  ((4, 5, 3), (2, 3, 2), 1)])
+def test_one_and_three_dimensions(size, kernel, groups):
+    # one group: the bias is a column of the weight against a row of ones in the columns
+    x, w, b = _args(c=3, o=6, size=size, kernel=kernel, groups=groups)
+    for act in (fl.relu, None):
+        np.testing.assert_allclose(conv_bias_act(x, w, b, act, pad=1, groups=groups),
+                                   composite(x, w, b, act, pad=1, groups=groups),
+                                   rtol=1e-12, atol=1e-12)
