@@ -176,3 +176,35 @@ def test_bounded_shift_against_exact_maximum(monkeypatch):
         for a, b in zip(pair, want):
             np.testing.assert_allclose(a, b, rtol=1e-5 if a.dtype == np.float32 else 1e-12,
                                        atol=1e-6 if a.dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_paths_agree(monkeypatch, dtype):
+    """The unshifted exponentials (scores bounded by _UNSHIFTED), the bounded shift
+    (_UNSHIFTED 0) and the exact maximum (every row sum refused); the scratch buffers and
+    fresh arrays (SCRATCH_BYTES 0): the same values and first-order gradients."""
+    from fluxml.nnlib import attention, windows
+
+    q, k, v = (_packed(a).astype(dtype) for a in (Q, K, V))
+    g_out = R.standard_normal((2, 4, 6)).astype(dtype)
+    g_p = R.standard_normal((2, 3, 4, 6)).astype(dtype)
+
+    def run():
+        f = lambda q, k, v: fl.dot_product_attention(q, k, v, mask=MASK, nheads=3)  # noqa: E731
+        (out, p), back = fl.pullback(f, q, k, v)
+        return (out, p, *back((g_out, g_p)), *back((g_out, None)))
+
+    assert attention._probabilities_bounded(Q, K, None, None, 0.4) is not None
+    unshifted = run()
+    monkeypatch.setattr(windows, "SCRATCH_BYTES", 0)
+    fresh = run()
+    monkeypatch.setattr(attention, "_UNSHIFTED", {np.dtype(dtype): 0.0})
+    shifted = run()
+    monkeypatch.setattr(attention, "_SMALLEST_SUM", {np.dtype(dtype): np.inf})
+    exact = run()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    for a, b, c, d in zip(unshifted, fresh, shifted, exact):
+        assert a.dtype == b.dtype == c.dtype == d.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, **tol)
+        np.testing.assert_allclose(a, d, **tol)

@@ -168,3 +168,48 @@ BAD = [
 def test_bad_input_is_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# --- disjoint windows without padding: the gradient through each window's choice -------------
+
+def _by_positions(x, g, kernel, **geo):
+    """The gradient of max pooling through the flat positions' scatter (the other path)."""
+    from fluxml.nnlib import pool
+
+    geo = dict(kernel=kernel, stride=geo.get("stride", kernel), pads=((0, 0),) * len(kernel),
+               dilation=geo.get("dilation", (1,) * len(kernel)))
+    best = pool.MAXPOOL(x, **geo)
+    idx = pool._maxpool_positions(x, best, **geo)
+    return pool._scatter(g, idx, shape=x.shape, unique=True)
+
+
+@pytest.mark.parametrize("size, kernel, stride, dilation", [
+    ((6, 8), (2, 2), (2, 2), (1, 1)),      # tiled (LeNet's pools)
+    ((7, 9), (2, 3), (3, 3), (1, 1)),      # gaps between windows, a remainder
+    ((9,), (2,), (4,), (2,)),              # dilated
+    ((4, 4, 6), (2, 2, 3), (2, 2, 3), (1, 1, 1)),
+])
+def test_disjoint_windows_route_as_the_positions(size, kernel, stride, dilation):
+    x = np.round(_x(size, seed=3), 0)  # many ties
+    x.reshape(-1)[::7] = np.nan
+    y = maxpool(x, kernel, stride=stride, dilation=dilation)
+    g = _x(y.shape[2:], seed=4)
+    g.reshape(-1)[::5] = np.inf  # an infinite cotangent stays in its place
+    ours, = fl.pullback(lambda x: maxpool(x, kernel, stride=stride, dilation=dilation), x)[1](g)
+    ref = _by_positions(x, g, kernel, stride=stride, dilation=dilation)
+    np.testing.assert_array_equal(ours, ref)
+    x32 = x.astype(np.float32)
+    ours, = fl.pullback(lambda x: maxpool(x, kernel, stride=stride, dilation=dilation),
+                        x32)[1](g.astype(np.float32))
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, ref.astype(np.float32))
+
+
+def test_disjoint_windows_second_order_and_forward_mode():
+    x = _x((6, 6), n=1)
+
+    def inner(x):
+        return fl.gradient(lambda x: np.sum(maxpool(x, 2) ** 2), x)[0]
+
+    check_grads(inner, x, order=1)  # reverse over reverse, forward over reverse
+    check_grads(lambda x: maxpool(x, (2, 3), stride=(3, 3)), x)

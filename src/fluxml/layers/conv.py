@@ -147,11 +147,16 @@ class Conv(Module):
         shape = getattr(x, "shape", None)
         if shape is None:
             check_input(self, np.shape(x), self.in_channels, len(self.kernel))
-        pads, _ = self._geometry(shape)
         x = match_dtype(self, x, self.weight.dtype)
-        y = nnlib.conv(x, self.weight, stride=self.stride, pad=pads, dilation=self.dilation,
-                       groups=self.groups, flipped=self.flipped)
-        return self._finish(y)
+        try:  # the bias and a ReLU inside the convolution's primitive (nnlib/convbias.py)
+            return nnlib.conv_bias_act(x, self.weight, self.bias,
+                                       None if self.activation is identity else self.activation,
+                                       stride=self.stride, pad=self.pad,
+                                       dilation=self.dilation, groups=self.groups,
+                                       flipped=self.flipped)
+        except ValueError:  # the layer's own account of an input that does not fit
+            self._geometry(tuple(shape))
+            raise
 
     def _finish(self, y):
         if self.bias is not None:

@@ -51,6 +51,9 @@ from fluxml.nnlib.conv import (
     conv_transpose,
     depthwise_conv,
 )
+from fluxml.nnlib.convbias import (
+    conv_bias_act,
+)
 from fluxml.nnlib.dropout import (
     alpha_dropout,
     dropout,
@@ -103,8 +106,9 @@ from fluxml.nnlib.upsample import (
 
 __all__ = [
     "adaptive_maxpool", "adaptive_meanpool", "alpha_dropout", "batched_mul", "batched_transpose",
-    "batchnorm", "celu", "conv", "conv_transpose", "depthwise_conv", "dot_product_attention",
-    "dropout", "elu", "embedding", "erf", "gelu", "gelu_erf", "gelu_tanh", "global_maxpool",
+    "batchnorm", "celu", "conv", "conv_bias_act", "conv_transpose", "depthwise_conv",
+    "dot_product_attention", "dropout", "elu", "embedding", "erf", "gelu", "gelu_erf",
+    "gelu_tanh", "global_maxpool",
     "global_meanpool", "groupnorm", "gru_cell", "gru_sequence", "gru_step", "hardshrink",
     "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu", "linear",
     "lisht", "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell", "lstm_sequence",

@@ -12,8 +12,12 @@ where at first order ``sum(dP * P, -1)`` is ``sum(g_out * out, -1)`` (+ ``sum(g_
 a pass over the output instead of the scores. With ``nheads`` the heads come side by side in
 the last axis, ``(N, T, heads d)``, and are split and joined inside the primitive (one copy
 each), so multi-head attention records no transposes around it. On NumPy arrays the softmax
-is shifted by a bound of each row's maximum carried in the score product itself
-(``_probabilities_bounded``), with the exact maximum as the fallback.
+is taken of the scores themselves where a bound shows they are small, else shifted by a bound
+of each row's maximum carried in the score product itself (``_probabilities_bounded``), with
+the exact maximum as the fallback. Intermediates that stay inside a call (the heads split,
+the scores' cotangent) live in reused scratch buffers (``windows.scratch``), and products
+are written in the joined layout: in a process of its own a fresh array of a megabyte pays
+page faults (3 us a page measured here) that cost more than the arithmetic done in it.
 
 A boolean ``mask`` (True: may attend) is a static argument; a float ``bias`` is added to the
 scores and differentiated. A query row that may attend to no key at all gets probabilities 0
@@ -34,6 +38,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer, first_order, raw
 from fluxml.ad.define import primitive
+from fluxml.nnlib import windows as win
 
 __all__ = ["dot_product_attention", "make_causal_mask"]
 
@@ -60,13 +65,20 @@ def _softmax_rows(s):
     return s
 
 
-def _split(a, heads, copy=True):
+def _split(a, heads, copy=True, slot=None):
     """``(N, T, heads d)`` as ``(N, heads, T, d)``: one copy, so that the products below read
-    contiguous matrices (BLAS on strided views was slower than the copy); a view with
+    contiguous matrices (BLAS on strided views was slower than the copy), into the scratch
+    buffer ``slot`` where given (the copy does not leave the caller); a view with
     ``copy=False``."""
     n, t, e = a.shape
     a = np.swapaxes(np.reshape(a, (n, t, heads, e // heads)), 1, 2)
-    return np.ascontiguousarray(a) if copy and type(a) is np.ndarray else a
+    if not copy or type(a) is not np.ndarray:
+        return a
+    if slot is None:
+        return np.ascontiguousarray(a)
+    out = win.scratch(a.shape, a.dtype, np, slot)
+    out[...] = a
+    return out
 
 
 def _join(a):
@@ -75,11 +87,19 @@ def _join(a):
     return np.reshape(np.swapaxes(a, 1, 2), (n, t, h * d))
 
 
+def _joined(n, heads, t, d, dtype):
+    """A new ``(N, T, heads d)`` array and its view as ``(N, heads, T, d)``: a product
+    written into the view gives the heads joined, with no copy (the BLAS writes each head's
+    rows at their stride)."""
+    out = np.empty((n, t, heads * d), dtype)
+    return out, np.swapaxes(np.reshape(out, (n, t, heads, d)), 1, 2)
+
+
 def _impl(q, k, v, bias, *, mask, scale, heads=None):
     fast = _plain(q, k, v, bias)  # (splitting the heads keeps the type and dtype)
     if heads:  # q and k are copied into the bounded product's operands, or split here
         q, k = (_split(a, heads, copy=not fast) for a in (q, k))
-        v = _split(v, heads)
+        v = _split(v, heads, slot="attn_v" if fast else None)
     p = _probabilities_bounded(q, k, bias, mask, scale) if fast else None
     if p is None:
         s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
@@ -88,6 +108,10 @@ def _impl(q, k, v, bias, *, mask, scale, heads=None):
         if mask is not None:
             np.copyto(s, -np.inf, where=~mask)
         p = _softmax_rows(s)
+    if heads and fast:  # the product written in the joined layout
+        out, view = _joined(v.shape[0], heads, p.shape[-2], v.shape[-1], p.dtype)
+        np.matmul(p, v, out=view)
+        return out, p
     out = np.matmul(p, v)
     return (_join(out) if heads else out), p
 
@@ -102,13 +126,20 @@ def _plain(*arrays):
 # could have fallen below the smallest normal one.
 _SMALLEST_SUM = {np.dtype(np.float32): 2.0 ** -60, np.dtype(np.float64): 2.0 ** -500}
 
+# Scores bounded by this in magnitude (Cauchy-Schwarz, from the largest norms of q's and k's
+# rows) are exponentiated unshifted: each exp(s) is then a normal number, and each row's sum
+# at least exp(-bound), above _SMALLEST_SUM (so that check cannot send such a call to the
+# exact path), and at most Tk exp(bound), far from overflowing.
+_UNSHIFTED = {np.dtype(np.float32): 40.0, np.dtype(np.float64): 300.0}
+
 
 def _probabilities_bounded(q, k, bias, mask, scale):
     """The softmax of the scores shifted by an upper bound of each row's maximum instead of
     the maximum itself (softmax does not depend on the shift): ``c_i = scale |q_i| max_j
     |k_j| (+ max_j bias_ij)`` (Cauchy-Schwarz). The shift enters the product itself, as a
     column ``-c`` appended to ``q`` against a column of ones appended to ``k``, so the
-    maximum's pass and the subtraction's are saved. None where a row's sum came out too
+    maximum's pass and the subtraction's are saved; without a bias and where ``max_i c_i``
+    is at most ``_UNSHIFTED``, there is no shift at all. None where a row's sum came out too
     small (the bound far above the maximum) or not finite: the caller then computes the
     exact maximum (and warns as it would have)."""
     with np.errstate(invalid="ignore", over="ignore"):
@@ -117,19 +148,25 @@ def _probabilities_bounded(q, k, bias, mask, scale):
 
 def _shifted_softmax(q, k, bias, mask, scale):
     d = q.shape[-1]
-    qa = np.empty_like(q, shape=q.shape[:-1] + (d + 1,))
-    ka = np.empty_like(k, shape=k.shape[:-1] + (d + 1,))
-    np.multiply(q, scale, out=qa[..., :d])
-    ka[..., :d] = k
-    ka[..., d] = 1
-    qn = np.sqrt(np.einsum("...d,...d->...", q, q))
-    kn = np.sqrt(np.max(np.einsum("...d,...d->...", k, k), axis=-1, keepdims=True))
-    c = qn * (kn * abs(scale))
-    if bias is not None:
-        c = c + np.max(np.broadcast_to(bias, q.shape[:-1] + (k.shape[-2],))
-                       if np.ndim(bias) < 2 else bias, axis=-1)
-    np.negative(c, out=qa[..., d])
-    s = np.matmul(qa, _t(ka))  # the scores minus c
+    qn2 = np.einsum("...d,...d->...", q, q)
+    kn2 = np.max(np.einsum("...d,...d->...", k, k), axis=-1, keepdims=True)
+    if bias is None and abs(scale) * math.sqrt(np.max(qn2) * np.max(kn2)) <= _UNSHIFTED[q.dtype]:
+        # every score is within +-_UNSHIFTED: no shift at all (the two copies into the
+        # augmented operands cost more than scaling q)
+        qs = np.multiply(q, scale, out=win.scratch(q.shape, q.dtype, np, "attn_q"))
+        s = np.matmul(qs, _t(k))
+    else:
+        qa = win.scratch(q.shape[:-1] + (d + 1,), q.dtype, np, "attn_q")
+        ka = win.scratch(k.shape[:-1] + (d + 1,), k.dtype, np, "attn_k")
+        np.multiply(q, scale, out=qa[..., :d])
+        ka[..., :d] = k
+        ka[..., d] = 1
+        c = np.sqrt(qn2) * (np.sqrt(kn2) * abs(scale))
+        if bias is not None:
+            c = c + np.max(np.broadcast_to(bias, q.shape[:-1] + (k.shape[-2],))
+                           if np.ndim(bias) < 2 else bias, axis=-1)
+        np.negative(c, out=qa[..., d])
+        s = np.matmul(qa, _t(ka))  # the scores minus c
     if bias is not None:
         s += bias
     if mask is not None:
@@ -153,12 +190,19 @@ def _vjp(g, ans, args, params, positions):
     q, k, v, bias = args
     out, p = ans
     scale, heads = params["scale"], params.get("heads")
+    plain = all(a is None or type(a) is np.ndarray for a in (g_out, g_p, q, k, v, p, out))
+    if plain and heads:  # split into scratch buffers; the results are written joined
+        q, k, v, out = (_split(a, heads, slot=f"attn_{name}")
+                        for a, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out")))
+        g_out = None if g_out is None else _split(g_out, heads, slot="attn_g")
+        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, heads, scratch=True)
+        return [result[pos] for pos in positions]
     if heads:
         q, k, v = (_split(a, heads) for a in (q, k, v))
         g_out = None if g_out is None else _split(g_out, heads)
         out = _split(out, heads)
-    if first_order(g_out, g_p, q, k, v, p, out):
-        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions)
+    if first_order(g_out, g_p, q, k, v, p, out):  # (under fl.compile: IR values)
+        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, scratch=plain)
     else:
         result = _vjp_any(g_out, g_p, q, k, v, p, scale, positions)
     if heads:
@@ -166,18 +210,37 @@ def _vjp(g, ans, args, params, positions):
     return [result[pos] for pos in positions]
 
 
-def _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions):
+def _product(a, b, heads):
+    """``a @ b``, a new array; with ``heads``, written joined as ``(N, T, heads d)``."""
+    if not heads:
+        return np.matmul(a, b)
+    n, h, t, _ = a.shape
+    out, view = _joined(n, h, t, b.shape[-1], np.result_type(a, b))
+    np.matmul(a, b, out=view)
+    return out
+
+
+def _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, heads=None, scratch=False):
     """First order on plain arrays, in place. ``sum_j dP_ij P_ij`` is ``g_out_i . out_i``
-    (as FlashAttention computes it): a pass over ``(Tq, dv)`` instead of ``(Tq, Tk)``."""
+    (as FlashAttention computes it): a pass over ``(Tq, dv)`` instead of ``(Tq, Tk)``. With
+    ``heads`` the arrays come split and the cotangents of ``q, k, v`` leave joined; with
+    ``scratch`` (NumPy arrays) the scores' cotangent is kept in a scratch buffer."""
     result = {}
     if 2 in positions:
-        result[2] = np.zeros_like(v) if g_out is None else np.matmul(_t(p), g_out)
+        if g_out is None:
+            result[2] = np.zeros_like(v) if not heads else _join(np.zeros_like(v))
+        else:
+            result[2] = _product(_t(p), g_out, heads)
     if positions == [2]:
         return result
     use_p = g_p is not None and bool(np.any(g_p))
+    # dP and dS stay in a scratch buffer unless dS is the bias's cotangent
+    buf = win.scratch(p.shape, p.dtype, np, "attn_dp") if scratch and 3 not in positions \
+        else None
     if g_out is not None:
-        dp = np.matmul(g_out, _t(v))
-        rows = np.sum(g_out * out, axis=-1, keepdims=True)
+        dp = np.matmul(g_out, _t(v)) if buf is None else np.matmul(g_out, _t(v), out=buf)
+        rows = np.einsum("...d,...d->...", g_out, out)[..., None] if scratch else np.sum(
+            g_out * out, axis=-1, keepdims=True)  # (on NumPy arrays, without the product's)
         if use_p:
             dp += g_p
             rows += np.sum(g_p * p, axis=-1, keepdims=True)
@@ -187,10 +250,10 @@ def _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions):
     dp -= rows
     ds = np.multiply(dp, p, out=dp)
     if 0 in positions:
-        result[0] = np.matmul(ds, k)
+        result[0] = _product(ds, k, heads)
         result[0] *= scale
     if 1 in positions:
-        result[1] = np.matmul(_t(ds), q)
+        result[1] = _product(_t(ds), q, heads)
         result[1] *= scale
     if 3 in positions:
         result[3] = ds  # summed over bias's broadcast axes by the engine

@@ -22,6 +22,8 @@ blocks and over the kernel's entries inside col2im, each step a whole-block oper
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fluxml.ad.define import deflinear, defvjp, primitive
@@ -79,23 +81,45 @@ def conv(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, flipped: bool = 
     array([[[[10., 18.],
              [42., 50.]]]])
     """
-    d = _check_ranks("conv", x, w)
-    stride, dilation, groups = _check_steps("conv", d, stride, dilation, groups)
-    c, o = x.shape[1], w.shape[0]
-    if c % groups or o % groups:
-        raise ValueError(f"conv: groups={groups} must divide the input channels ({c}) and the "
-                         f"output channels ({o})")
-    if w.shape[1] * groups != c:
-        raise ValueError(f"conv: weight {tuple(w.shape)} expects input (N, "
-                         f"{w.shape[1] * groups}, ...) (weight.shape[1] * groups = "
-                         f"{w.shape[1]} * {groups}); got {tuple(x.shape)} with {c} channels")
-    kernel = tuple(w.shape[2:])
-    pads = win.padding(pad, d, "conv", size=x.shape[2:], kernel=kernel, stride=stride,
-                       dilation=dilation)
-    _check_fits("conv", x.shape[2:], kernel, stride, dilation, pads)
+    w, geo = _prepare("conv", x, w, stride, pad, dilation, groups, flipped)
+    return CONV(x, w, **geo)
+
+
+def _prepare(fn, x, w, stride, pad, dilation, groups, flipped):
+    """The checked geometry of ``conv(x, w)`` as the primitives' parameters, and the weight
+    (flipped where asked)."""
+    x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    try:
+        hash((stride, pad, dilation, groups))
+    except TypeError:  # options given as lists: checked without the cache
+        params = _params.__wrapped__(fn, x_shape, w_shape, stride, pad, dilation, groups)
+    else:
+        params = _params(fn, x_shape, w_shape, stride, pad, dilation, groups)
     if flipped:
-        w = _flip(w, d)
-    return CONV(x, w, stride=stride, pads=pads, dilation=dilation, groups=groups)
+        w = _flip(w, len(w_shape) - 2)
+    return w, dict(params)
+
+
+@functools.lru_cache(maxsize=256)
+def _params(fn, x_shape, w_shape, stride, pad, dilation, groups):
+    """The checks of :func:`_prepare` on the shapes and options, remembered: a layer calls
+    them with the same ones at every step (they cost a few percent of LeNet's second
+    convolution). Items of the parameters; a bad input raises, and is not remembered."""
+    d = _check_ranks(fn, x_shape, w_shape)
+    stride, dilation, groups = _check_steps(fn, d, stride, dilation, groups)
+    c, o = x_shape[1], w_shape[0]
+    if c % groups or o % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide the input channels ({c}) and the "
+                         f"output channels ({o})")
+    if w_shape[1] * groups != c:
+        raise ValueError(f"{fn}: weight {w_shape} expects input (N, "
+                         f"{w_shape[1] * groups}, ...) (weight.shape[1] * groups = "
+                         f"{w_shape[1]} * {groups}); got {x_shape} with {c} channels")
+    kernel = w_shape[2:]
+    pads = win.padding(pad, d, fn, size=x_shape[2:], kernel=kernel, stride=stride,
+                       dilation=dilation)
+    _check_fits(fn, x_shape[2:], kernel, stride, dilation, pads)
+    return (("stride", stride), ("pads", pads), ("dilation", dilation), ("groups", groups))
 
 
 def depthwise_conv(x, w, **options):
@@ -122,7 +146,7 @@ def conv_transpose(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, output
     array([[[ 1., 10.,  1., 10.]]])
     """
     fn = "conv_transpose"
-    d = _check_ranks(fn, x, w)
+    d = _check_ranks(fn, x.shape, w.shape)
     stride, dilation, groups = _check_steps(fn, d, stride, dilation, groups)
     c, o = x.shape[1], w.shape[1] * groups
     if c % groups:
@@ -151,14 +175,15 @@ def conv_transpose(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, output
 
 # --- checks -----------------------------------------------------------------------------------
 
-def _check_ranks(fn, x, w):
-    if x.ndim not in (3, 4, 5):
+def _check_ranks(fn, x_shape, w_shape):
+    n = len(x_shape)
+    if n not in (3, 4, 5):
         raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
-                         f"shape {tuple(x.shape)} ({x.ndim} dimensions)")
-    if w.ndim != x.ndim:
-        raise ValueError(f"{fn}: weight must have as many dimensions as the input ({x.ndim}: "
-                         f"2 + {x.ndim - 2} spatial); got weight {tuple(w.shape)}")
-    return x.ndim - 2
+                         f"shape {tuple(x_shape)} ({n} dimensions)")
+    if len(w_shape) != n:
+        raise ValueError(f"{fn}: weight must have as many dimensions as the input ({n}: "
+                         f"2 + {n - 2} spatial); got weight {tuple(w_shape)}")
+    return n - 2
 
 
 def _check_steps(fn, d, stride, dilation, groups):

@@ -107,32 +107,45 @@ def _padded(x, geo, a, b, xp):
 
 
 def _strided(xp, a, shape, strides):
-    if xp is np:  # read-only: a write through overlapping windows would be wrong
-        return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
-    return xp.lib.stride_tricks.as_strided(a, shape, strides)
+    if xp is not np:
+        return xp.lib.stride_tricks.as_strided(a, shape, strides)
+    if a.flags.c_contiguous and min(strides, default=0) >= 0:
+        # a view of a's buffer, built directly (NumPy checks it stays inside it): a third of
+        # as_strided's cost, which is paid twice per block
+        view = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
+    else:
+        view = np.lib.stride_tricks.as_strided(a, shape, strides)
+    view.flags.writeable = False  # a write through overlapping windows would be wrong
+    return view
 
 
-def _columns(xpad, geo, xp):
+def _columns(xpad, geo, xp, ones=False):
     """im2col of a padded block ``(B, C, *padded)``: ``(B, groups, C / groups * K, P)`` in the
-    workspace, the rows in the weight's ``(C, *kernel)`` order."""
+    workspace, the rows in the weight's ``(C, *kernel)`` order; with ``ones`` (one group) a
+    last row of ones, ``(B, 1, C * K + 1, P)``, for a bias column of the weight."""
     b, c = xpad.shape[:2]
     kernel, stride, dilation, out = geo.kernel, geo.stride, geo.dilation, geo.out
+    rows = (c // geo.groups) * geo.k
     sb, sc, *ss = xpad.strides
     first = _strided(xp, xpad, geo.stage_shape(b), (sb, sc, ss[-1] * dilation[-1])
                      + tuple(ss[:-1]) + (ss[-1] * stride[-1],))
+    if ones:
+        full = win.workspace((b, 1, rows + 1, geo.positions), xpad.dtype, xp, "cols")
+        full[:, 0, rows] = 1
+        cols = full[:, 0, :rows].reshape((b, c) + kernel + out)  # splits axes: a view
+    else:
+        full = cols = win.workspace((b, c) + kernel + out, xpad.dtype, xp, "cols")
     if len(kernel) == 1:
-        cols = win.workspace(first.shape, xpad.dtype, xp, "cols")
         cols[...] = first
     else:
         stage = win.workspace(first.shape, xpad.dtype, xp, "stage")
         stage[...] = first
         tb, tc, tk, *ts = stage.strides
-        cols = win.workspace((b, c) + kernel[:-1] + (kernel[-1],) + out, xpad.dtype, xp, "cols")
         cols[...] = _strided(
             xp, stage, cols.shape,
             (tb, tc) + tuple(s * dl for s, dl in zip(ts[:-1], dilation[:-1])) + (tk,)
             + tuple(s * st for s, st in zip(ts[:-1], stride[:-1])) + (ts[-1],))
-    return cols.reshape(b, geo.groups, (c // geo.groups) * geo.k, geo.positions)
+    return full.reshape(b, geo.groups, -1, geo.positions)
 
 
 def _columns_across(xpad, geo, xp):
@@ -186,17 +199,29 @@ def _col2im(cols, geo, xp):
     return acc
 
 
-def forward(x, w, geo):
-    """``conv(x, w)``: ``(N, O, *out)``."""
+def forward(x, w, geo, bias=None, relu=False):
+    """``conv(x, w)``: ``(N, O, *out)``; plus ``bias`` ``(O,)`` and then ``max(., 0)`` where
+    given, applied to each block's output while it is in the cache (no array of its own)."""
     xp = win.array_module(x, w)
-    dtype = xp.result_type(x.dtype, w.dtype)
+    dtype = xp.result_type(x.dtype, w.dtype) if bias is None else xp.result_type(
+        x.dtype, w.dtype, bias.dtype)
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     og = geo.o // geo.groups
     wm = w.reshape(geo.groups, og, -1)
+    if bias is not None:
+        bias = bias.astype(dtype, copy=False).reshape(geo.groups, og, 1)
+    fold = bias is not None and geo.groups == 1
+    if fold:  # the bias as a last column of the weight, against a row of ones: no pass
+        wm = xp.concatenate([wm, bias], axis=2)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
     for a, b in geo.blocks(dtype.itemsize, xp):
-        cols = _columns(_padded(x, geo, a, b, xp), geo, xp)
-        xp.matmul(wm, cols, out=y[a:b].reshape(b - a, geo.groups, og, geo.positions))
+        cols = _columns(_padded(x, geo, a, b, xp), geo, xp, ones=fold)
+        yb = y[a:b].reshape(b - a, geo.groups, og, geo.positions)
+        xp.matmul(wm, cols, out=yb)
+        if bias is not None and not fold:
+            yb += bias
+        if relu:
+            xp.maximum(yb, 0, out=yb)
     return y
 
 

