@@ -32,13 +32,13 @@ come from one ``exp`` pass (``sigmoid(z) = 1 / (1 + exp(-z))``, ``tanh(z) = 2 si
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
 from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.nnlib.recurrent import _lstm_dz, _matmul_t, _recurrent_weight_grad, _used
+from fluxml.nnlib.windows import workspace
 
 __all__ = ["LSTM_SEQUENCE"]
 
@@ -132,23 +132,20 @@ def _buffer(x, h0, c0, hs, cs, acts):
     return s
 
 
-_WORK = threading.local()
 _WORK_LIMIT = 64 << 20  # bytes a thread keeps between calls; larger problems allocate afresh
 
 
 def _scratch(like, *shapes):
     """Arrays of these shapes for intermediate values (the forward pass's weights, the
-    backward pass's buffers), carved from one
-    buffer that later calls in the same thread reuse: fresh memory costs a page fault per
-    4 KiB on first touch, which on a virtual machine can cost as much as the arithmetic.
-    Nothing returned may be a view of them. Arrays of other libraries, and sizes past
-    ``_WORK_LIMIT``, get fresh arrays."""
+    backward pass's buffers), carved from the thread's ``"lstm"`` workspace
+    (:func:`fluxml.nnlib.windows.workspace`), which later calls reuse: fresh memory costs a
+    page fault per 4 KiB on first touch, which on a virtual machine can cost as much as the
+    arithmetic. Nothing returned may be a view of them. Arrays of other libraries, and sizes
+    past ``_WORK_LIMIT``, get fresh arrays."""
     sizes = [math.prod(shape) for shape in shapes]
     if type(like) is not np.ndarray or sum(sizes) * like.itemsize > _WORK_LIMIT:
         return [np.empty_like(like, shape=shape) for shape in shapes]
-    buf = getattr(_WORK, "buf", None)
-    if buf is None or buf.dtype != like.dtype or buf.size < sum(sizes):
-        buf = _WORK.buf = np.empty(sum(sizes), like.dtype)
+    buf = workspace((sum(sizes),), like.dtype, np, "lstm")
     out, start = [], 0
     for shape, size in zip(shapes, sizes):
         out.append(buf[start:start + size].reshape(shape))
