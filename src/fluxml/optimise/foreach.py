@@ -15,14 +15,30 @@ buffers are scratch, kept on the group's first Leaf between steps. A group is th
 one rule object, one dtype, the same kind of state and the same step count; arrays of
 ``SMALL`` entries or more are stepped alone: there the copies cost about what the calls they
 save cost (six float32 arrays of 4,096 entries step in about the same time either way).
+
+Under ``fl.compile`` the program records each array's own step (concatenating traced arrays
+would only add copies: the compiled code has no per-call overhead to save), except for what
+depends on the step counts alone. Those are traced values that may differ between arrays
+(after ``freeze`` and ``thaw``, or a partly loaded state), and each array's bias corrections
+(Adam's ``1 - b**t`` and square root) would be a few scalar operations of its own: a few
+microseconds each in NumPy, a kernel each on XLA's CPU runtime. So the arrays of one rule
+(rules compared by value: the trace holds a copy per Leaf) whose ``counts_vector`` says the
+counts reach its arrays only through ``base.number`` are grouped at any size: every array's
+step counts the stacked vector of the group's counters (the same equations for every array,
+which the compiler's common subexpression pass keeps once), and ``number`` picks the
+array's entry where a count's value meets the array.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
 import numpy as np
+
+from fluxml.ad.core import COMPILING, Tracer, compiling
+from fluxml.optimise.base import LANE
 
 SMALL = 4096  # arrays with fewer entries than this are stepped in groups
 
@@ -32,17 +48,22 @@ def step_together(items) -> list:
     be stepped together; returns the items left for the per-array path."""
     groups: dict = {}
     rest = []
+    trace = compiling() if COMPILING else None
     for item in items:
-        key = _group_key(*item)
+        key = _group_key(*item) if trace is None else _traced_key(trace, *item)
         if key is None:
             rest.append(item)
         else:
             groups.setdefault(key, []).append(item)
+    if trace is not None:  # fl.compile traces a copy of the rule for each Leaf
+        groups = {i: g for i, g in enumerate(_by_equal_rules(groups.values()))}
     for members in groups.values():
         if len(members) == 1:
             rest.append(members[0])
-        else:
+        elif trace is None:
             _step_group(members)
+        else:
+            _step_traced(members)
     return rest
 
 
@@ -155,16 +176,125 @@ def _step_group(members):
             x -= part
 
 
+# --- under fl.compile -------------------------------------------------------------------------
+
+
+def _traced_key(trace, leaf, x, dx):
+    """As ``_group_key``, for arrays traced by ``trace`` (this thread's ``fl.compile``; not
+    a gradient's tracers, say of a step differentiated through), of any size, for a rule
+    that counts a vector of counters (``counts_vector``): their values may differ."""
+    rule = leaf.rule
+    if not rule.counts_vector or not _ours(x, trace) or not _ours(dx, trace):
+        return None
+    shape, dtype = x.shape, x.dtype
+    if dx.shape != shape or dx.dtype != dtype:
+        return None
+    state = leaf.state
+    if state is None:
+        return type(rule), dtype
+    if type(state) is Tracer:
+        return (type(rule), dtype, "array") if _ours(state, trace) and state.shape == shape \
+            and state.dtype == dtype else None
+    if not isinstance(state, tuple):
+        return None
+    key = [type(rule), dtype, type(state)]
+    for s in state:
+        if s is None:
+            key.append(None)
+        elif not _ours(s, trace):
+            return None
+        elif s.shape == shape and s.dtype == dtype:
+            key.append("array")
+        elif s.shape == () and s.dtype.kind == "i":
+            key.append("counter")
+        else:
+            return None
+    return tuple(key) if "counter" in key else None  # (without counts, nothing is shared)
+
+
+def _by_equal_rules(groups) -> list:
+    """Each group split into the members whose rules are equal (one rule object eagerly; under
+    ``fl.compile`` each Leaf holds its own copy)."""
+    out = []
+    for members in groups:
+        split: list = []  # [(rule, members)]
+        for item in members:
+            rule = item[0].rule
+            for r, same in split:
+                if _same_rule(r, rule):
+                    same.append(item)
+                    break
+            else:
+                split.append((rule, [item]))
+        out.extend(same for _, same in split)
+    return out
+
+
+def _same_rule(a, b) -> bool:
+    """One rule object, or rules of one class whose hyperparameters are equal numbers,
+    strings or tuples of them (anything else: not known to step alike)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or not dataclasses.is_dataclass(a):
+        return False
+    return all(_plain_equal(getattr(a, f.name), getattr(b, f.name))
+               for f in dataclasses.fields(a))
+
+
+def _plain_equal(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is tuple:
+        return len(a) == len(b) and all(map(_plain_equal, a, b))
+    return a is None or type(a) in (bool, int, float, str) and a == b
+
+
+def _ours(a, trace) -> bool:
+    return type(a) is Tracer and a._trace is trace
+
+
+def _step_traced(members):
+    """Record the group's steps: each array's own elementwise step, as the per-array path
+    records it, but with every array's counters stacked into one vector, so that the rule's
+    scalar arithmetic on them is the same for every array (the compiler's common
+    subexpression pass then keeps it once) and ``number`` picks the array's entry."""
+    k = len(members)
+    kinds = _state_kinds(members[0][0].state)
+    columns = list(zip(*[_fields(m[0].state) for m in members]))
+    counts = [j for j, kind in enumerate(kinds) if kind == "counter"]
+    # one stack per array (the rule counts it in place), all made before any count is written
+    stacks = [{j: np.stack(columns[j]) for j in counts} for _ in members]
+    for lane, (leaf, x, dx) in enumerate(members):
+        fields = list(_fields(leaf.state))
+        fields[:] = [stacks[lane].get(j, f) for j, f in enumerate(fields)]
+        token = LANE.set((lane, k))
+        try:
+            new, step = leaf.rule.apply(_rebuild(leaf.state, fields), x, dx, np.empty_like(x))
+        finally:
+            LANE.reset(token)
+        fields = list(_fields(new))
+        for j in counts:
+            counter = columns[j][lane]
+            counter[...] = fields[j][lane]
+            fields[j] = counter
+        leaf.state = _rebuild(new, fields)
+        if step is not None:
+            np.subtract(x, step, out=x)
+
+
+# --- states --------------------------------------------------------------------------------------
+
+
 def _fields(state) -> tuple:
     """A state's fields: none, the one array, or the tuple's entries."""
     if state is None:
         return ()
-    return (state,) if type(state) is np.ndarray else tuple(state)
+    return tuple(state) if isinstance(state, tuple) else (state,)
 
 
 def _state_kinds(state) -> tuple:
     """Per state field: "array" (shaped like x), "counter" (0-d integer) or None."""
-    if type(state) is np.ndarray:  # one array, shaped like x (the group key checked)
+    if not isinstance(state, tuple):  # one array, shaped like x (the group key checked)
         return ("array",)
     return tuple(None if s is None else "array" if s.ndim or s.dtype.kind != "i" else "counter"
                  for s in _fields(state))
@@ -174,6 +304,6 @@ def _rebuild(state, parts):
     """A state of ``state``'s kind holding ``parts``."""
     if state is None:
         return None
-    if type(state) is np.ndarray:
+    if not isinstance(state, tuple):
         return parts[0]
     return type(state)(*parts) if hasattr(state, "_fields") else type(state)(parts)
