@@ -63,7 +63,7 @@ def step_together(items) -> list:
         elif trace is None:
             _step_group(members)
         else:
-            _step_traced(members)
+            _step_traced(members, trace)
     return rest
 
 
@@ -180,36 +180,23 @@ def _step_group(members):
 
 
 def _traced_key(trace, leaf, x, dx):
-    """As ``_group_key``, for arrays traced by ``trace`` (this thread's ``fl.compile``; not
-    a gradient's tracers, say of a step differentiated through), of any size, for a rule
-    that counts a vector of counters (``counts_vector``): their values may differ."""
-    rule = leaf.rule
-    if not rule.counts_vector or not _ours(x, trace) or not _ours(dx, trace):
+    """Under ``fl.compile``: what arrays whose counts are computed together share (their
+    rule's class and state layout), or None for an array stepped alone. The rule must count a
+    vector (``counts_vector``), and ``x``, ``dx`` and the counters (0-d integer arrays, whose
+    values may differ) be traced by ``trace``: this thread's compile, not a gradient's
+    tracers (of a step differentiated through, say)."""
+    rule, state = leaf.rule, leaf.state
+    if not (rule.counts_vector and isinstance(state, tuple) and _ours(x, trace)
+            and _ours(dx, trace)):
         return None
-    shape, dtype = x.shape, x.dtype
-    if dx.shape != shape or dx.dtype != dtype:
-        return None
-    state = leaf.state
-    if state is None:
-        return type(rule), dtype
-    if type(state) is Tracer:
-        return (type(rule), dtype, "array") if _ours(state, trace) and state.shape == shape \
-            and state.dtype == dtype else None
-    if not isinstance(state, tuple):
-        return None
-    key = [type(rule), dtype, type(state)]
-    for s in state:
-        if s is None:
-            key.append(None)
-        elif not _ours(s, trace):
-            return None
-        elif s.shape == shape and s.dtype == dtype:
-            key.append("array")
-        elif s.shape == () and s.dtype.kind == "i":
-            key.append("counter")
-        else:
-            return None
-    return tuple(key) if "counter" in key else None  # (without counts, nothing is shared)
+    counts = _counters(state, trace)
+    return (type(rule), type(state), len(state), counts) if counts else None
+
+
+def _counters(state, trace) -> tuple:
+    """The positions of the step counters among a state's fields."""
+    return tuple(j for j, s in enumerate(state)
+                 if _ours(s, trace) and s.shape == () and s.dtype.kind == "i")
 
 
 def _by_equal_rules(groups) -> list:
@@ -253,26 +240,24 @@ def _ours(a, trace) -> bool:
     return type(a) is Tracer and a._trace is trace
 
 
-def _step_traced(members):
-    """Record the group's steps: each array's own elementwise step, as the per-array path
-    records it, but with every array's counters stacked into one vector, so that the rule's
-    scalar arithmetic on them is the same for every array (the compiler's common
-    subexpression pass then keeps it once) and ``number`` picks the array's entry."""
+def _step_traced(members, trace):
+    """Record the group's steps: each array's own step, as the per-array path records it, but
+    counting the vector of all the group's counters, so that the rule's scalar arithmetic on
+    them is the same equations for every array (the compiler's common subexpression pass
+    then keeps them once); ``number`` picks the array's entry, and each counter gets its own."""
     k = len(members)
-    kinds = _state_kinds(members[0][0].state)
-    columns = list(zip(*[_fields(m[0].state) for m in members]))
-    counts = [j for j, kind in enumerate(kinds) if kind == "counter"]
+    counts = _counters(members[0][0].state, trace)
+    columns = {j: [m[0].state[j] for m in members] for j in counts}
     # one stack per array (the rule counts it in place), all made before any count is written
-    stacks = [{j: np.stack(columns[j]) for j in counts} for _ in members]
+    stacks = [{j: np.stack(column) for j, column in columns.items()} for _ in members]
     for lane, (leaf, x, dx) in enumerate(members):
-        fields = list(_fields(leaf.state))
-        fields[:] = [stacks[lane].get(j, f) for j, f in enumerate(fields)]
+        fields = [stacks[lane].get(j, f) for j, f in enumerate(leaf.state)]
         token = LANE.set((lane, k))
         try:
             new, step = leaf.rule.apply(_rebuild(leaf.state, fields), x, dx, np.empty_like(x))
         finally:
             LANE.reset(token)
-        fields = list(_fields(new))
+        fields = list(new)
         for j in counts:
             counter = columns[j][lane]
             counter[...] = fields[j][lane]
@@ -289,12 +274,12 @@ def _fields(state) -> tuple:
     """A state's fields: none, the one array, or the tuple's entries."""
     if state is None:
         return ()
-    return tuple(state) if isinstance(state, tuple) else (state,)
+    return (state,) if type(state) is np.ndarray else tuple(state)
 
 
 def _state_kinds(state) -> tuple:
     """Per state field: "array" (shaped like x), "counter" (0-d integer) or None."""
-    if not isinstance(state, tuple):  # one array, shaped like x (the group key checked)
+    if type(state) is np.ndarray:  # one array, shaped like x (the group key checked)
         return ("array",)
     return tuple(None if s is None else "array" if s.ndim or s.dtype.kind != "i" else "counter"
                  for s in _fields(state))
@@ -304,6 +289,6 @@ def _rebuild(state, parts):
     """A state of ``state``'s kind holding ``parts``."""
     if state is None:
         return None
-    if not isinstance(state, tuple):
+    if type(state) is np.ndarray:
         return parts[0]
     return type(state)(*parts) if hasattr(state, "_fields") else type(state)(parts)
