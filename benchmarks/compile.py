@@ -1,6 +1,7 @@
 """fl.compile beside eager fluxml, PyTorch eager, torch.compile and JAX jit, in one run.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src /work/.bench-venv/bin/python benchmarks/compile.py [--quick]
+        [--cpu-time] [--scale K] [--case NAME ...]
 
 Workloads (issue 13): the four training steps of ``benchmarks/train_step.py`` (tiny MLP
 2-32-32-2, MLP 784-512-512-10, LeNet-5, LSTM T=50; forward, backward and Adam, float32, the
@@ -155,13 +156,14 @@ def available_backends():
     return out
 
 
-def main(quick=False, threads=1, cases=None):
+def main(quick=False, threads=1, cases=None, scale=1):
     if threads:
         ts.limit_threads(threads)
     repeats = {"tiny MLP 2-32-32-2": 300, "MLP 784-512-512-10": 30, "LeNet-5 28x28": 15,
                "LSTM T=50 64->128": 10, "grad sum(tanh(x@w+b)), 16": 2000}
     if quick:
         repeats = {k: max(3, v // 10) for k, v in repeats.items()}
+    repeats = {k: v * scale for k, v in repeats.items()}
     rows = peers(available_backends())
     print(f"{'workload':28} {'implementation':24} {'time':>11} {'ratio':>7} {'first call':>11}")
     workloads = [(name, case, 0) for name, case in ts.CASES.items()]
@@ -201,5 +203,11 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--case", action="append", help="run the workloads whose name "
                         "contains this (repeatable): tiny, MLP, LeNet, LSTM, grad")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time each call by the process's CPU time (use with 1 thread: "
+                        "a peer's helper threads count too)")
+    parser.add_argument("--scale", type=int, default=1, help="multiply the repeats")
     args = parser.parse_args()
-    main(args.quick, args.threads, args.case)
+    if args.cpu_time:
+        ts.CLOCK = time.process_time
+    main(args.quick, args.threads, args.case, args.scale)

@@ -29,16 +29,19 @@ which does nothing with its buffer between calls, does not. Each variant is time
 call, alternated; the tables give the median and the 10th percentile (the calls during which
 both ranks had a core: what the code costs).
 
-What fluxml adds to one allreduce: one pass over the gradients that multiplies them by the
-rank's share of the batch (in place, in the gradient's own array, for gradients that fill a
-bucket by themselves; while copying them into a bucket for the smaller ones), one message per
-such gradient and per bucket instead of one in all, a wait for the first bucket before any
-gradient is written in place (it carries the flag that says whether the step's sums are
-used), and ~20-40 us of Python per step (taking the gradients out of the tree, checking them
-against the plan, rebuilding the tree). Through shared memory an allreduce is itself a few
-memory passes, so one more pass weighs on small messages. Overlap: fluxml's reverse sweep is
-synchronous, so nothing of the allreduce hides behind the backward pass; "hidden" is the
-share of the communication that overlapped fluxml's own packing and scaling.
+What fluxml adds to one allreduce: nothing to scale (``fl.train`` multiplies the loss by the
+rank's share of the batch before the backward pass, so the gradients come out ready to be
+summed; the benchmark gives the averager gradients so scaled, written afresh, and passes the
+share, as ``fl.train`` does), a copy of the gradients too small to travel alone into a bucket,
+one message per gradient that fills a bucket by itself (summed in its own array, no copy)
+and per bucket instead of one in all, a wait for the first bucket before the others are
+posted (it carries the flag that says whether the step's sums are used, and nothing may be
+written into a gradient before every rank knows), and ~10-15 us of Python per step (taking
+the gradients out of the tree, checking them against the plan, rebuilding the tree). Through
+shared memory an allreduce is itself a few memory passes, so one more pass weighs on it:
+"1 pass" measures how much, the ceiling of any averager that copies the gradients. Overlap:
+fluxml's reverse sweep is synchronous, so nothing of the allreduce hides behind the backward
+pass; "hidden" is the share of the communication that overlapped fluxml's own packing.
 """
 
 from __future__ import annotations
@@ -116,9 +119,11 @@ def step_time(g, build, steps: int, bucket_bytes: int):
     averager = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
     last = {}
 
-    def step():
-        value, (grads,) = fl.withgradient(lambda m: fl.logitcrossentropy(m(x), y), model)
-        value, grads, _ = averager.average(value, grads, len(y))
+    def step():  # as fl.train: the loss multiplied by the rank's share before the backward
+        share = averager.share(len(y))
+        value, (grads,) = fl.withgradient(lambda m: fl.logitcrossentropy(m(x), y) * share,
+                                          model)
+        value, grads, _ = averager.average(float(value) / share, grads, len(y), share)
         fl.update(state, model, grads)
         last["grads"] = grads
 
@@ -137,41 +142,54 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
     grads = fl.fmap(np.array, grads)  # arrays of their own (the averaged ones are buffers)
     leaves = [a for a in fl.leaves(grads) if isinstance(a, np.ndarray)]
     fresh = [a.copy() for a in leaves]
+    after = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
+    share = after.share(count)  # the ranks' counts are equal: count / total from the start
+    scaled = [a * share for a in leaves]  # as fl.train's backward pass gives them
     flat = np.concatenate([a.ravel() for a in leaves])
     flat_fresh = flat.copy()
-    after = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
     old = before(bucket_bytes) if before is not None else None
 
     def refresh():
         for a, f in zip(leaves, fresh):
             np.copyto(a, f)
 
-    def local():  # the packing and scaling alone, no communication
+    def refresh_scaled():
+        for a, f in zip(leaves, scaled):
+            np.copyto(a, f)
+
+    def local():  # the packing (and scaling, where there is any) alone, no communication
         positions = after.gather(grads)
         for b in after.buckets:
-            b.pack(positions, frozenset(), 0.5)
+            b.pack(positions, frozenset(), 1.0)
         owned = after._owned(positions, frozenset())
         for b in after.direct:
-            x = owned.get(b.items[0][0])
-            if x is None:
-                b.pack(positions, frozenset(), 0.5)
-            else:
-                np.multiply(x, b.dtype.type(0.5), out=x)
+            if b.items[0][0] not in owned:
+                b.pack(positions, frozenset(), 1.0)
+
+    views, offset = [], 0
+    for a in leaves:
+        views.append(flat[offset:offset + a.size].reshape(a.shape))
+        offset += a.size
+
+    def copy_then_raw_i():  # one pass over the gradients, then raw I: any bucketing's floor
+        for a, v in zip(leaves, views):
+            np.copyto(v, a)
+        g.wait([g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")
 
     given = {id(a) for a in leaves}
-    kept = []  # per call, the direct gradients averaged in their own arrays
+    outs = []  # per call, the averaged tree (what was averaged in place is counted untimed)
 
     def average():
-        out = after.average(1.0, grads, count)[1]
-        kept.append(sum(id(a) in given for a in fl.leaves(out)))
+        outs.append(after.average(1.0, grads, count, share)[1])
 
     variants = {
-        "after": (refresh, average),
+        "after": (refresh_scaled, average),
         "raw_i": (lambda: np.copyto(flat, flat_fresh), lambda: g.wait(
             [g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")),
         "raw": (lambda: np.copyto(flat, flat_fresh),
                 lambda: g.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)),
-        "local": (refresh, local),
+        "copy_i": (refresh_scaled, copy_then_raw_i),
+        "local": (refresh_scaled, local),
     }
     if old is not None:
         variants["before"] = (refresh, lambda: old.average(1.0, grads, count))
@@ -188,6 +206,7 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
             t = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t)
+    kept = [sum(id(a) in given for a in fl.leaves(out)) for out in outs[1:]]
     stats = {q: {name: float(np.percentile(t, q)) for name, t in times.items()}
              for q in (50, 10)}  # the median, and the quietest tenth (both ranks on a core)
     return {"stats": stats, "bytes": int(flat.nbytes),
@@ -251,7 +270,8 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
         head = f"{'gradients':<20} {'MB':>6} {'msgs':>5} {'raw I':>7} {'raw':>7}"
         for _, label in cols:
             head += f" {label:>9} {'rawI/' + label[:6]:>12}"
-        print(head + f" {'raw/fluxml':>10} {'GB/s':>5} {'hidden':>6} {'in place':>8}")
+        print(head + f" {'1 pass':>6} {'raw/fluxml':>10} {'GB/s':>5} {'hidden':>6} "
+                     f"{'in place':>8}")
         for name, run in runs[2]["averaging"].items():
             r, gb = run["stats"][q], run["bytes"] / 1e9
             msgs = f"{run['messages']}" + (f"/{run['before_messages']}" if rev else "")
@@ -261,17 +281,19 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
                 line += f" {r[key] * 1e3:>9.3f} {r['raw_i'] / r[key]:>12.2f}"
             hidden = (r["raw_i"] + r["local"] - r["after"]) / r["raw_i"]
             inplace = f"{run['in_place']:.0%}" if run["messages"] > 1 or run["in_place"] else "-"
-            print(line + f" {r['raw'] / r['after']:>10.2f} {gb / r['after']:>5.2f} "
+            print(line + f" {r['raw_i'] / r['copy_i']:>6.2f} {r['raw'] / r['after']:>10.2f} "
+                         f"{gb / r['after']:>5.2f} "
                          f"{max(0.0, min(1.0, hidden)):>6.0%} {inplace:>8}")
     print("\n'raw I': one Iallreduce of the same bytes waited for as fluxml waits; 'raw': one "
           "blocking Allreduce; 'rawI/x' the ratio raw I / x: 1.00 is parity, the target is "
           ">= 0.90." + (f" '@{rev}': the averaging of commit {rev}, alternated with today's; "
                          f"'msgs': messages per step today/then." if rev else ""))
-    print("'hidden': (raw I + fluxml's packing and scaling alone - fluxml's averaging) / raw I: "
+    print("'1 pass': raw I / (a copy of the gradients into one buffer, then raw I): what one "
+          "pass over the gradients costs, the best any averager that copies them can reach.")
+    print("'hidden': (raw I + fluxml's packing alone - fluxml's averaging) / raw I: "
           "the share of the communication that overlapped fluxml's own work (none can overlap "
           "the backward pass: the sweep is synchronous). 'in place': the share of the gradients "
-          "that travel alone averaged in their own arrays (the others were copied: the first "
-          "bucket had not come within the time a copy takes).")
+          "that travel alone averaged in their own arrays (the others went by copy).")
 
 
 if __name__ == "__main__":

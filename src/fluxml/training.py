@@ -150,9 +150,15 @@ def _backend(compile):
 
 
 def _gradient_step(loss, backend):
-    """``(model, *batch) -> (loss, (grads,))``: eager, or compiled once per batch shape."""
-    def step(model, *args):
-        return withgradient(lambda m: loss(m, *args), model)
+    """``(model, share, *batch) -> (share * loss, (grads,))``: eager, or compiled once per
+    batch shape and share. ``share`` (a Python number, 1 outside distributed training) is
+    this rank's share of the global batch, folded into the loss so that the gradients come
+    out of the backward pass already weighted for averaging: one scalar product instead of a
+    pass over every gradient."""
+    def step(model, share, *args):
+        if share == 1:
+            return withgradient(lambda m: loss(m, *args), model)
+        return withgradient(lambda m: loss(m, *args) * share, model)
 
     if backend is None:
         return step
@@ -184,12 +190,13 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             args = batch if isinstance(batch, tuple) else (batch,)
             for cb in callbacks:
                 cb.on_step_begin(run)
-            value, (grads,) = gradient_step(run.model, *args)
             count = _count(args)
+            share = 1.0 if dp is None else dp.share(count)
+            value, (grads,) = gradient_step(run.model, share, *args)
             if dp is None:
                 value = float(value)
             else:  # the mean over the ranks: the same numbers on all of them
-                value, grads, count = dp.average(value, grads, count)
+                value, grads, count = dp.average(float(value) / share, grads, count, share)
             where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
             if not math.isfinite(value):
                 bar.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import fluxml as fl
+from fluxml.distributed import layout
 from fluxml.distributed.layout import positions
 
 NOBS, BATCH, EPOCHS, SEED = 70, 8, 3, 1234  # 70 = 4 global batches of 16, then 6 (3 + 3)
@@ -47,14 +48,16 @@ class Counting(fl.distributed.GradientAverager):
     (those that come back as the very arrays given)."""
 
     in_place_count = 0
+    shares: list = []  # what fl.train multiplied each step's loss by
 
     def __init__(self, bucket_bytes=1 << 20, in_place=False):
         super().__init__(bucket_bytes, in_place=in_place, direct_bytes=64)
         self.patience = 60.0  # wait for the first bucket: in place every step, not when quick
 
-    def average(self, loss, grads, count):
+    def average(self, loss, grads, count, share=None):
         given = {id(a) for a in fl.leaves(grads) if isinstance(a, np.ndarray)}
-        loss, out, total = super().average(loss, grads, count)
+        Counting.shares.append(share)
+        loss, out, total = super().average(loss, grads, count, share)
         Counting.in_place_count += sum(id(a) in given for a in fl.leaves(out))
         return loss, out, total
 
@@ -68,7 +71,8 @@ def train_equal(out):
                  progress=False, distributed=True)
     fl.distributed.check_synced(model)
     fl.distributed.check_synced(state, "optimiser state")
-    save(out, f"rank{fl.distributed.rank()}.npz", model, h, in_place=Counting.in_place_count)
+    save(out, f"rank{fl.distributed.rank()}.npz", model, h, in_place=Counting.in_place_count,
+         shares=np.array(Counting.shares))
 
 
 def resume(out, path, batch=BATCH, shard=True, distributed=True):
@@ -199,6 +203,10 @@ def in_place(out):
     averagers["in place"].patience = 60.0  # wait for the first bucket: always in place
     averagers["unless late"] = fl.distributed.GradientAverager(in_place=True, direct_bytes=64)
     averagers["unless late"].patience = 0.0  # in place only if the first bucket is there
+    # as fl.train: the gradients come multiplied by the averager's share, which it then
+    # need not apply (it makes up the difference where the share was not this rank's)
+    averagers["scaled"] = fl.distributed.GradientAverager(in_place=True, direct_bytes=64)
+    averagers["scaled"].patience = 60.0
     for step, count in enumerate([3, 3 + me, 2, 3]):  # equal, unequal, a new total, new plan
         tree, _ = gradients(step, me)
         everyone = g.comm.allgather((positions(tree)[0], count))
@@ -215,7 +223,14 @@ def in_place(out):
                                      "ro": tree["ro"], "int": tree["int"]})
             if tree["int"].dtype.kind == "f":
                 del kept["int"]
-            loss, avg, n = averager.average(0.5 * me, tree, count)
+            if name == "scaled":
+                share = averager.share(count)
+                leaves, spec = positions(tree)
+                scaled = [x * share if layout.is_grad(x) else x for x in leaves]
+                loss, avg, n = averager.average(0.5 * me, fl.tree.unflatten(spec, scaled),
+                                                count, share)
+            else:
+                loss, avg, n = averager.average(0.5 * me, tree, count)
             assert n == total and loss == 0.5 * everyone[1][1] / total, (step, loss, n)
             for key, value in kept.items():  # not written: a slice, a shared, a read-only array
                 now = param if key == "param" else tree[key]
@@ -225,11 +240,12 @@ def in_place(out):
                 assert all(avg[k] is tree[k] for k in owned), step
                 assert avg["view"] is not tree["view"] and avg["t"] is not tree["t"]
             results[name] = positions(avg)[0]
-        for got in results.values():
+        for name, got in results.items():
             for a, b, want in zip(got, results["buckets"], expected):
                 assert (a is None) == (b is None) == (want is None), step
-                if a is not None:
+                if a is not None and name != "scaled":  # scaled twice: rounded differently
                     np.testing.assert_array_equal(a, b)
+                if a is not None:
                     np.testing.assert_allclose(a, want, rtol=1e-6 if a.dtype == np.float32
                                                else 1e-12)
     say(f"rank {me}: in place as by copying")

@@ -18,6 +18,12 @@ def test_one_process_is_rank_0_of_1_and_everything_passes_through():
     grads = {"w": np.ones(3, np.float32)}
     loss, out, n = fl.distributed.GradientAverager().average(np.float32(0.25), grads, 8)
     assert (loss, out, n) == (0.25, grads, 8)
+    averager = fl.distributed.GradientAverager()
+    assert averager.share(8) == 1.0
+    # gradients that come multiplied by a share: divided by it (one rank: the whole batch)
+    loss, out, n = averager.average(0.25, {"w": np.full(3, 0.5, np.float32), "k": 2}, 8, 0.5)
+    assert (loss, out["k"], n) == (0.25, 2, 8) and out["w"].dtype == np.float32
+    np.testing.assert_array_equal(out["w"], np.ones(3, np.float32))
 
 
 def test_train_distributed_in_one_process_is_plain_training():

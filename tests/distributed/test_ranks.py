@@ -62,6 +62,12 @@ def test_two_ranks_train_as_one_process_with_twice_the_batch_and_resume_with_one
         assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
         # every step averaged the three gradients of 64 bytes or more in their own arrays
         assert np.load(tmp_path / f"rank{r}.npz")["in_place"] == 3 * len(h.losses)
+        # the loss was multiplied by the rank's share of the global batch before the backward
+        # pass (8 of 16; 3 of the 16 expected at the short batch, 8 of 6 after it: the
+        # averager makes up the difference), so the averager only summed
+        epoch = [8 / 6, 0.5, 0.5, 0.5, 3 / 16]
+        np.testing.assert_array_equal(np.load(tmp_path / f"rank{r}.npz")["shares"],
+                                      ([0.5] + epoch[1:] + epoch * 2)[:len(h.losses)])
     assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == \
         ["ckpt-1.st", "ckpt-2.st", "ckpt-3.st"]  # rank 0 alone wrote them (no clash)
     # saved with 2 ranks, resumed with 1: the last epoch as the uninterrupted run

@@ -4,6 +4,8 @@ composite's, float32, bad shapes."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fluxml as fl
 from fluxml.nnlib import gru_cell, lstm_cell
@@ -194,3 +196,60 @@ def test_sequence_saturated_gates_and_rebuilt_buffers(monkeypatch):
         np.testing.assert_array_equal(u, v)  # not a view of the scratch the others reused
         np.testing.assert_allclose(w, v, rtol=1e-13, atol=1e-15)
         np.testing.assert_array_equal(z, v)
+
+
+def test_sequence_vjp_of_each_argument_alone():
+    # the first-order kernel skips the input's and the weights' products when they are not
+    # asked for: each position alone gives what all of them together give, with and without
+    # a cell cotangent; without, all of them are the loop's gradient of the outputs alone
+    from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, _lstm_vjp_raw
+
+    w_ih, w_hh, b_ih, b_hh = LSTM_P
+    inputs = (XS, H0, C0, w_ih, w_hh)
+    hs, cs, acts = LSTM_SEQUENCE(*inputs, b_ih + b_hh)
+    g_hs, g_cs = R.standard_normal(hs.shape), R.standard_normal(cs.shape)
+    every = list(range(6))
+    for g_c in (g_cs, None):
+        together = [u.copy() for u in _lstm_vjp_raw(g_hs, g_c, *inputs, hs, cs, acts, every)]
+        for p in every:
+            alone, = _lstm_vjp_raw(g_hs, g_c, *inputs, hs, cs, acts, [p])
+            np.testing.assert_allclose(alone, together[p], rtol=1e-13, atol=1e-15)
+    want = fl.gradient(lambda *a: np.sum(lstm_loop(*a)[0] * g_hs), *inputs, b_ih, b_hh)
+    for u, v in zip(together, want):  # b's cotangent is b_ih's
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
+def _lstm_naive(x, h, c, w_ih, w_hh, b):
+    """Any hidden size, one step at a time, written with the equations."""
+    n, hs = h.shape[-1], []
+    for t in range(x.shape[1]):
+        z = x[:, t] @ w_ih.T + h @ w_hh.T + (0 if b is None else b)
+        i, f, o = (sigmoid(z[:, k * n:(k + 1) * n]) for k in (0, 1, 3))
+        c = f * c + i * np.tanh(z[:, 2 * n:3 * n])
+        h = o * np.tanh(c)
+        hs.append(h)
+    return np.stack(hs, 1), h, c
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.data())
+def test_sequence_random_configurations(data):
+    n_batch, steps, n_in, n = (data.draw(st.integers(1, m)) for m in (4, 5, 4, 5))
+    scale = data.draw(st.sampled_from([0.1, 1.0, 4.0]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    x, h0, c0 = (rng.standard_normal(s) for s in ((n_batch, steps, n_in), (n_batch, n),
+                                                   (n_batch, n)))
+    w_ih, w_hh = (rng.standard_normal(s) * scale for s in ((4 * n, n_in), (4 * n, n)))
+    b = rng.standard_normal(4 * n) if data.draw(st.booleans()) else None
+    for got, want in zip(fl.nnlib.lstm_sequence(x, h0, c0, w_ih, w_hh, b),
+                         _lstm_naive(x, h0, c0, w_ih, w_hh, b)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    gs = [rng.standard_normal(s) for s in ((n_batch, steps, n), (n_batch, n), (n_batch, n))]
+
+    def loss(f):
+        return lambda *a: sum(np.sum(o * g) for o, g in zip(f(*a, b), gs))
+
+    args = (x, h0, c0, w_ih, w_hh)
+    for u, v in zip(fl.gradient(loss(fl.nnlib.lstm_sequence), *args),
+                    fl.gradient(loss(_lstm_naive), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11)

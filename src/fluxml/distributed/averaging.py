@@ -2,44 +2,57 @@
 per bucket of small ones, and nothing else on the wire.
 
 The ranks agree once on a *plan* (``layout.py``): the positions of the gradient tree, which
-gradients travel alone (*direct*: at least ``direct_bytes``, by default those that would fill
-a bucket by themselves) and which in a few flat buckets
-(float64 first), each gradient's offset in its bucket, the buffers (allocated once).
-Each step then only
+gradients travel alone (*direct*: at least ``direct_bytes``, by default 128 KiB when they
+are averaged in place, else those that would fill a bucket by themselves) and which in a few
+flat buckets (float64 first), each gradient's offset in its bucket, the buffers (allocated
+once). Each step then only
 
 1. takes the gradients out of the tree (a walker compiled for its structure) and checks each
    against the plan (shape and dtype; ``None`` where the plan has a gradient counts as zeros);
 2. copies the small ones into the buckets, scaled by ``count / total`` (this rank's share of
-   the global batch: ranks with unequal batches weigh as one big batch would), and posts one
-   ``Iallreduce`` per bucket as soon as it is packed. The first bucket carries a few more
+   the global batch: ranks with unequal batches weigh as one big batch would; nothing to
+   scale where the caller folded the share into the loss, as ``fl.train`` does: see
+   ``share``), and posts one ``Iallreduce`` per bucket as soon as it is packed. The first
+   bucket carries a few more
    numbers: ``loss * count``, ``count``, a flag "my tree no longer fits the plan", and per
    gradient whether this rank has it (a gradient that no rank has this step is returned as
    ``None``, as one process would give it, so that the optimiser skips it rather than
    taking a step of momentum on zeros);
-3. scales each direct gradient and posts its ``Iallreduce``: with ``in_place=True``, in the
-   gradient's own array when that array is the gradient's alone (no copy at all: the one
-   pass is the scaling, on memory the backward pass has just written), else in a buffer of
+3. scales each direct gradient (unless it came scaled) and posts its ``Iallreduce``: with
+   ``in_place=True``, in the gradient's own array when that array is the gradient's alone
+   (no copy at all: no pass over it either when it came scaled), else in a buffer of
    the plan. Nothing is written into a gradient before the first bucket has come, so that a
    rank whose tree no longer fits the plan is known first (the step is then averaged again
-   from the gradients as they came); if it has not come within the time a copy would take
-   (a rank is late), the gradients go by copy this step rather than wait;
+   from the gradients as they came). The averager waits for it as long as it takes (a
+   rank that is late holds back every sum alike; ``patience`` bounds the wait, after which
+   the gradients go by copy this step). Posting the direct gradients without that wait
+   (and recovering the gradients from the sums when a tree did not fit) was tried and
+   measured no faster (2 ranks, the MLP's and 4 MB of gradients, 6 runs alternated with
+   this: from 7% slower to 2% faster, within the noise), so the simpler protocol stays;
 4. waits for the messages in order. The averaged gradients are views into the buckets (no
    unpacking copies), valid until the next ``average``, and the direct gradients' arrays.
 
-The scaling is where it costs least: a copy into a bucket costs the same pass with or
-without it, and in place the pass touches memory this rank has just written. Why not every
-gradient in place: each message costs as much as a copy of a megabyte or so through MPICH's
-shared memory (measured: one message of all the bytes beats one per array, even with the
-copy), so small gradients share a bucket, and by default a gradient travels alone only where
-it would fill a bucket anyway.
+The scaling costs least before the backward pass: ``fl.train`` differentiates ``share *
+loss`` (``share(count)``: this rank's count over the last step's global batch size), a
+scalar product from which every gradient comes out scaled, and passes ``share`` to
+``average``, which then only copies the small gradients and sends the large ones as they
+are. Gradients given unscaled are scaled here, where it costs least: a copy into a bucket
+costs the same pass with or without it, and in place the pass touches memory this rank has
+just written. Why not every gradient in place: each message costs about as much as a copy
+of 100-200 KB through
+MPICH's shared memory (measured with 2 ranks, gradients that came scaled: three gradients of
+333 KB in place beat one bucket by 10-12%, of 250 KB by 5%, of 167 KB tie, of 83 KB lose
+by a quarter), so smaller gradients share a bucket. Without ``in_place`` a gradient that
+travels alone is copied all the same, so by default it does so only where it would fill a
+bucket anyway.
 
 ``total`` is the last step's global batch size (known exactly at the first step, which
-agrees the plan). When this step's differs (the last, short batch of an epoch) the sums
-are multiplied by ``old / new`` on arrival: one extra pass, twice an epoch. The header is
-summed in the first bucket's dtype, the first of the plan (float64 whenever the model has a
-float64 gradient; the first bucket may then carry no gradient); for a float32 model the
-reported loss carries float32 rounding (about 1e-7 relative; batch sizes stay exact up to
-2**24).
+agrees the plan). When this step's differs (the last, short batch of an epoch, and the
+first after it) the sums are multiplied by ``old / new`` on arrival: one extra pass, twice
+an epoch. The header is summed in the first bucket's dtype, the first of the plan (float64
+whenever the model has a float64 gradient; the first bucket may then carry no gradient);
+for a float32 model the reported loss carries float32 rounding (about 1e-7 relative; batch
+sizes stay exact up to 2**24).
 
 Why the layout check can ride in the first bucket: every message's size comes from the
 agreed plan, never from a rank's own tree, so the messages match on every rank whatever the
@@ -113,6 +126,14 @@ class Bucket:
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
         positions in ``zeros``)."""
+        if scale == 1.0:  # the gradients came scaled (fl.train): a plain copy
+            copyto = self.xp.copyto
+            for pos, _, _, view in self.items:
+                if pos in zeros:
+                    view.fill(0)
+                else:
+                    copyto(view, leaves[pos])
+            return
         s, multiply = self.dtype.type(scale), self.xp.multiply
         for pos, _, _, view in self.items:
             if pos in zeros:  # no gradient here on this rank
@@ -124,8 +145,9 @@ class Bucket:
 class GradientAverager:
     """``GradientAverager(bucket_bytes=1 << 20, in_place=False, direct_bytes=None)``:
     averages structural gradients across the ranks of ``fl.distributed.group()``. Gradients
-    of at least ``direct_bytes`` (default: ``bucket_bytes``, so that a gradient travels alone
-    only where it would fill a bucket by itself) travel alone, the others in buckets of about
+    of at least ``direct_bytes`` travel alone (default: 128 KiB with ``in_place``, where a
+    message costs less than the copy it saves; ``bucket_bytes`` without, so that a gradient
+    travels alone only where it would fill a bucket by itself), the others in buckets of about
     ``bucket_bytes`` (one bucket per dtype at least); rank 0's sizes win if the ranks pass
     different ones.
 
@@ -141,39 +163,61 @@ class GradientAverager:
 
     def __init__(self, bucket_bytes: int = 1 << 20, in_place: bool = False,
                  direct_bytes: int | None = None):
-        direct_bytes = bucket_bytes if direct_bytes is None else direct_bytes
         for name, value in (("bucket_bytes", bucket_bytes), ("direct_bytes", direct_bytes)):
+            if value is None and name == "direct_bytes":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"GradientAverager: {name} must be a positive int; got "
                                  f"{value!r}")
+        if direct_bytes is None:
+            direct_bytes = min(bucket_bytes, 1 << 17) if in_place else bucket_bytes
         self.group = group()
         self.bucket_bytes, self.direct_bytes = bucket_bytes, direct_bytes
         self.in_place = bool(in_place)
-        # seconds to wait at most for the first bucket before writing in place; None: as long
-        # as copying the gradients would take (at 10 GB/s), at most 1 ms (the tests set it)
+        # seconds to wait at most for the first bucket before writing in place (then the
+        # gradients go by copy this step); None: as long as it takes (see _arrived)
         self.patience: float | None = None
         self.buckets: list[Bucket] = []
         self.direct: list[Bucket] = []
         self.planned = False
         self.timings: dict[str, float] = {"pack": 0.0, "wait": 0.0, "total": 0.0}
 
-    def average(self, loss: float, grads, count: int):
+    def average(self, loss: float, grads, count: int, share: float | None = None):
         """``(mean loss, averaged grads, global batch size)`` over all ranks; ``count`` is
-        this rank's number of observations. Every rank must call it once per step."""
+        this rank's number of observations, ``loss`` its mean loss. Every rank must call it
+        once per step.
+
+        ``share``: the factor ``grads`` were already multiplied by, if any: ``fl.train``
+        differentiates ``share(count) * loss`` (a scalar in the backward pass: the gradients
+        come out scaled for free), so that the averager only sums them, with no pass of its
+        own over them. Whatever ``share`` was, the result is the same: where it is not this
+        rank's share of the global batch (unequal batches at the first step, a short last
+        batch) the difference is made up (one pass)."""
         g = self.group
+        if share is not None and not (share > 0 or share == 0 == count):
+            raise ValueError(f"GradientAverager.average: share must be the positive factor the "
+                             f"gradients were multiplied by; got {share!r}")
         if g.size == 1:
-            return float(loss), grads, count
+            return float(loss), grads if share is None else _unscale(grads, share), count
         g.announce(g.step + 1)  # the group counts steps: several averagers may follow in turn
         if not self.planned:
-            return self._agree(loss, grads, count)
+            return self._agree(loss, grads, count, share)
         try:
             leaves = self.gather(grads)
         except layout.Changed:
             leaves = None
-        result = self._exchange(loss, leaves, count)
+        result = self._exchange(loss, leaves, count, share)
         if result is None:  # some rank's tree no longer fits the plan: agree a new one
-            return self._agree(loss, grads, count)
+            return self._agree(loss, grads, count, share)
         return result[0], self._rebuild(grads, result[1]), result[2]
+
+    def share(self, count: int) -> float:
+        """What to multiply this rank's loss by before differentiating it, for ``average(...,
+        share=)`` to have nothing to scale: ``count`` over the last step's global batch size
+        (``1 / ranks`` before the first step; exact whenever the batches are equal)."""
+        if self.group.size == 1:
+            return 1.0
+        return count / self.total if self.planned else 1.0 / self.group.size
 
     def _rebuild(self, grads, values):
         if self.build is None:
@@ -230,7 +274,7 @@ class GradientAverager:
                 candidates.append((pos, x, key))
         return {pos: x for pos, x, key in candidates if roots[key] == 1}
 
-    def _exchange(self, loss, leaves, count):
+    def _exchange(self, loss, leaves, count, share=None):
         """Pack, post, wait: ``(loss, positions with the averaged arrays, total)``, or None
         when some rank's tree did not fit the plan (the step's sums are then unusable)."""
         g, MPI = self.group, self.group.MPI
@@ -238,9 +282,13 @@ class GradientAverager:
         t0 = time.perf_counter()
         zeros = self._fits(leaves)
         fits = zeros is not None
-        scale = count / self.total
+        scale = count / self.total  # what this rank's gradients are to be multiplied by
+        if share is not None:  # by what they were not yet (1.0: nothing to do, the usual case)
+            scale = 1.0 if share == scale else scale / share
         posted: list = []
         for k, b in enumerate(self.buckets):
+            if posted:  # let MPI advance the buckets already posted (not after the last)
+                MPI.Request.Testall(posted)
             if fits:
                 b.pack(leaves, zeros, scale)
             if b.host is not b.buf:
@@ -248,17 +296,18 @@ class GradientAverager:
             if k == 0:
                 self._header(loss, count, zeros)
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
-            MPI.Request.Testall(posted)  # let MPI advance the buckets already posted
         owned = self._owned(leaves, zeros) if fits and self.in_place and self.direct else {}
-        if owned and not self._arrived(posted[0], owned):
+        if owned and not self._arrived(posted[0], what):
             owned = {}  # the first bucket is late: the gradients go by copy this step
         elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
             owned, fits = {}, False  # messages all the same, write into no gradient
         sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
         for b in self.direct:
+            MPI.Request.Testall(posted)
             x = owned.get(b.items[0][0]) if owned else None
             if x is not None:
-                np.multiply(x, b.dtype.type(scale), out=x)
+                if scale != 1.0:
+                    np.multiply(x, b.dtype.type(scale), out=x)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, x, op=MPI.SUM))
             else:
                 if b.buf is None:
@@ -269,7 +318,6 @@ class GradientAverager:
                     b.buf.get(out=b.host)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             sums.append(x)
-            MPI.Request.Testall(posted)
         t1 = time.perf_counter()
         g.wait(posted[:1], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
@@ -277,15 +325,11 @@ class GradientAverager:
             g.wait(posted, what)
             return None
         factor = None if total == self.total else self.total / total
-        buckets = [(b, b.grad) for b in self.buckets]
-        buckets += [(b, b.grad if x is None else x) for b, x in zip(self.direct, sums)]
-        for k, ((b, out), req) in enumerate(zip(buckets, posted)):
-            if k:
-                g.wait([req], what)
-            if b.host is not b.buf and out is b.grad:
-                b.buf.set(b.host)
-            if factor is not None:
-                out *= b.dtype.type(factor)
+        if factor is None and self.on_host:  # the usual case: nothing to do as each comes
+            if len(posted) > 1:
+                g.wait(posted[1:], what)
+        else:
+            self._finish(posted, sums, factor, what)
         self.total = total
         for pos, view in self.outputs:
             leaves[pos] = view
@@ -301,18 +345,36 @@ class GradientAverager:
             t1 - t0, t2 - t1, t2 - t0
         return loss_sum / total, leaves, int(total)
 
-    def _arrived(self, first, owned: dict) -> bool:
-        """Has the first bucket (``first``, the request) arrived within a short wait? Nothing
-        is written into a caller's array before every rank knows that the step's sums are
-        used (a rank whose tree no longer fits the plan sets a flag in it, and the step is
-        then averaged again from the gradients as they came). On a quiet machine it comes in
-        tens of microseconds; waiting longer than a copy of the gradients would take (10 GB/s)
-        is not worth it: a rank that is late (descheduled on a loaded machine) would make a
-        round trip of its own of every step, where copying keeps a step one round trip."""
-        test = first.Test
+    def _finish(self, posted: list, sums: list, factor, what: str) -> None:
+        """Wait for the messages in turn, and as each comes multiply its sums by ``factor``
+        (the global batch changed size) and copy them back to the GPU where they came from
+        one."""
+        buckets = [(b, b.grad) for b in self.buckets]
+        buckets += [(b, b.grad if x is None else x) for b, x in zip(self.direct, sums)]
+        for k, ((b, out), req) in enumerate(zip(buckets, posted)):
+            if k:
+                self.group.wait([req], what)
+            if b.host is not b.buf and out is b.grad:
+                b.buf.set(b.host)
+            if factor is not None:
+                out *= b.dtype.type(factor)
+
+    def _arrived(self, first, what: str) -> bool:
+        """Has the first bucket (``first``, the request) arrived? Nothing is written into a
+        caller's array before every rank knows that the step's sums are used (a rank whose
+        tree no longer fits the plan sets a flag in it, and the step is then averaged again
+        from the gradients as they came). By default wait as long as it takes (as every wait,
+        within the group's timeout): a rank that is late holds back the direct gradients'
+        sums as much as the first bucket's, so waiting costs one round trip of the small
+        first bucket, where copying the gradients instead (the old fallback after the time a
+        copy takes) cost a pass over them: 10-25% of an allreduce of the same bytes through
+        shared memory, measured, and up to the whole copy when the rank came just after.
+        ``patience`` (seconds) bounds the wait: past it the gradients go by copy."""
         patience = self.patience
         if patience is None:
-            patience = min(1e-3, sum(x.nbytes for x in owned.values()) / 1e10)
+            self.group.wait([first], what)
+            return True
+        test = first.Test
         deadline = time.perf_counter() + patience
         while not test():
             if time.perf_counter() > deadline:
@@ -322,11 +384,14 @@ class GradientAverager:
     def _header(self, loss, count, zeros) -> None:
         """Fill the first bucket's header (``zeros`` None: this rank's tree does not fit)."""
         h = self.header
-        h[:_HEADER] = (float(loss) * count, count, 0.0 if zeros is not None else 1.0,
-                       len(zeros) if zeros else 0.0)
-        h[_HEADER:] = 1.0
-        for pos in zeros or ():
-            h[self.slot[pos]] = 0.0
+        h[...] = self.template  # no misfit, no gradient lacking
+        h[0], h[1] = float(loss) * count, count
+        if zeros is None:
+            h[2] = 1.0
+        elif zeros:
+            h[3] = len(zeros)
+            for pos in zeros:
+                h[self.slot[pos]] = 0.0
 
     def _allocate(self, b: Bucket) -> None:
         """A direct bucket's own buffer, for a step its gradient cannot be averaged in
@@ -336,7 +401,7 @@ class GradientAverager:
 
     # --- agreeing a plan -----------------------------------------------------------------------
 
-    def _agree(self, loss, grads, count):
+    def _agree(self, loss, grads, count, share=None):
         """Every rank sends its tree's layout; all build the same plan from the union (a
         position with a gradient on some ranks only is zeros on the others), then average
         this step on it."""
@@ -360,7 +425,7 @@ class GradientAverager:
         if not fast:  # never seen: the walker reads trees as flatten does. Still: stay right
             self.gather = lambda tree: _raise_changed()
         self.build = layout.builder(spec, set(self.order))
-        result = self._exchange(loss, leaves, count)
+        result = self._exchange(loss, leaves, count, share)
         if result is None:  # no rank can misfit a plan made from its own tree this step
             raise on_every_rank(DistributedError(f"fluxml.distributed: {what}: the ranks "
                                                  f"could not agree a layout"))
@@ -408,12 +473,26 @@ class GradientAverager:
             for b in direct:
                 self._allocate(b)
         self.header = buckets[0].host[buckets[0].size:]
+        self.template = np.ones_like(self.header)
+        self.template[:_HEADER] = 0.0
+        self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
         self.entries = [(pos, shape, dtype) for b in buckets + direct
                         for pos, shape, dtype, _ in b.items]
         self.outputs = [(pos, view) for b in buckets for pos, _, _, view in b.items]
         self.slot = {pos: _HEADER + i for i, pos in enumerate(self.order)}
+
+
+def _unscale(grads, share: float):
+    """One process: ``grads`` divided by ``share`` (none of it where ``share`` is 1)."""
+    if share == 1.0:
+        return grads
+    return unflatten(*_divided(*layout.positions(grads), share))
+
+
+def _divided(leaves, spec, share):
+    return spec, [x / share if layout.is_grad(x) else x for x in leaves]
 
 
 def _raise_changed():

@@ -49,9 +49,17 @@ class DataParallel:
             # averaged in their own arrays
             self.averager = GradientAverager(bucket_bytes, in_place=True)
 
-    def average(self, loss: float, grads, count: int):
-        """``(mean loss, averaged gradients, global batch size)``."""
-        return self.averager.average(loss, grads, count)
+    def share(self, count: int) -> float:
+        """What this rank's loss is multiplied by before it is differentiated (its share of
+        the global batch, or 1 where it cannot be folded in: an empty batch): the gradients
+        then come out of the backward pass ready to be summed."""
+        share = self.averager.share(count)
+        return share if share > 0 else 1.0
+
+    def average(self, loss: float, grads, count: int, share: float | None = None):
+        """``(mean loss, averaged gradients, global batch size)``; ``share``: what ``grads``
+        were multiplied by (``loss`` is the unscaled one)."""
+        return self.averager.average(loss, grads, count, share)
 
     @contextlib.contextmanager
     def failures(self):

@@ -15,10 +15,11 @@ whose row ``t`` holds
 
 ``hs`` is returned as an ``(N, T, H)`` array (one copy: the layers after it want contiguous
 rows), ``cs`` as a view of ``s``. The first-order backward pass reads ``s`` through ``acts``
-(the engine copies an output before anything writes into it) and gets the weights'
-cotangents from it in one matrix product. The sigmoids and the cell gate's tanh come from one
-``exp`` pass (``sigmoid(z) = 1 / (1 + exp(-z))``, ``tanh(z) = 2 sigmoid(2z) - 1``): NumPy's
-float32 ``tanh`` costs two ``exp``.
+(the engine copies an output before anything writes into it); per step it runs one matrix
+product, ``W_hh^T dz_t`` (the state's cotangent), and after the loop the weights' cotangents
+and the input's are one product each over all steps. The sigmoids and the cell gate's tanh
+come from one ``exp`` pass (``sigmoid(z) = 1 / (1 + exp(-z))``, ``tanh(z) = 2 sigmoid(2z) -
+1``): NumPy's float32 ``tanh`` costs two ``exp``.
 
 >>> import numpy as np
 >>> from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
@@ -30,6 +31,7 @@ float32 ``tanh`` costs two ``exp``.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -49,46 +51,64 @@ def _scales(n, like):
     return scale
 
 
-def _weights(w_ih, w_hh, b, dtype):
-    """``[W_ih, b, W_hh]`` (4H, in+1+H); a zero column without a bias."""
-    col = np.zeros_like(w_hh, shape=(w_hh.shape[0], 1), dtype=dtype) if b is None else \
-        np.reshape(b, (-1, 1))
-    return np.concatenate([w_ih, col, w_hh], axis=1).astype(dtype, copy=False)
+def _weights(w_ih, w_hh, b, n, like):
+    """``[W_ih, b, W_hh]`` (4H, in+1+H) times ``_scales`` (a zero column without a bias), in
+    the scratch: the forward pass's only use of it."""
+    n_in = w_ih.shape[-1]
+    w, = _scratch(like, (4 * n, n_in + 1 + n))
+    scale = _scales(n, like)
+    np.multiply(w_ih, scale, out=w[:, :n_in])
+    if b is None:
+        w[:, n_in] = 0
+    else:
+        np.multiply(b, scale[:, 0], out=w[:, n_in])
+    np.multiply(w_hh, scale, out=w[:, n_in + 1:])
+    return w
+
+
+def _rows(n_in, n):
+    """``k`` (the rows ``[x_t; 1; h_{t-1}]``) and the number of rows of ``s``."""
+    k = n_in + 1 + n
+    return k, k + 6 * n
 
 
 def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
     batch, steps, n_in = x.shape
     n = h0.shape[-1]
-    k = n_in + 1 + n  # the rows [x_t; 1; h_{t-1}]
+    k, rows = _rows(n_in, n)
     dtype = np.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
-    s = np.empty_like(x, shape=(steps + 1, k + 6 * n, batch), dtype=dtype)
+    s = np.empty_like(x, shape=(steps + 1, rows, batch), dtype=dtype)
     s[:steps, :n_in] = np.transpose(x, (1, 2, 0))
     s[steps] = 0  # h_T's row has no input and no gates; never read
     s[:, n_in] = 1
     s[0, n_in + 1:k] = np.swapaxes(h0, 0, 1)
     s[0, k:k + n] = np.swapaxes(c0, 0, 1)
-    w = _weights(w_ih, w_hh, b, dtype) * _scales(n, s)
-    ig = np.empty_like(s, shape=(n, batch))
+    w = _weights(w_ih, w_hh, b, n, s)
     hs = np.empty_like(s, shape=(batch, steps, n))
+    # every step's blocks as views made once (slices: views in any array library)
+    xh, h, z = s[:, :k], s[:, n_in + 1:k], s[:, k + n:k + 5 * n]
+    cell, gate_i, gate_f, gate_g, gate_o = (s[:, k + j * n:k + (j + 1) * n] for j in range(5))
+    tc = s[:, k + 5 * n:]
+    ig = np.empty_like(s, shape=(n, batch))
     with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
         for t in range(steps):
-            c_prev, c = s[t, k:k + n], s[t + 1, k:k + n]
-            a = s[t, k + n:]
-            gates = a[:4 * n]
-            np.matmul(w, s[t, :k], out=gates)
-            np.exp(gates, out=gates)
-            gates += 1
-            np.divide(1, gates, out=gates)
-            g = a[2 * n:3 * n]
-            g *= 2
-            g -= 1
-            np.multiply(a[n:2 * n], c_prev, out=c)
-            np.multiply(a[:n], g, out=ig)
-            c += ig
-            np.tanh(c, out=a[4 * n:])
-            h = s[t + 1, n_in + 1:k]
-            np.multiply(a[3 * n:4 * n], a[4 * n:], out=h)
-            hs[:, t] = h.T  # while the block is in cache
+            zt = z[t]
+            np.matmul(w, xh[t], out=zt)
+            np.exp(zt, out=zt)
+            np.add(zt, 1, out=zt)
+            np.divide(1, zt, out=zt)
+            gt = gate_g[t]
+            np.multiply(gt, 2, out=gt)
+            np.subtract(gt, 1, out=gt)
+            ct = cell[t + 1]
+            np.multiply(gate_f[t], cell[t], out=ct)
+            np.multiply(gate_i[t], gt, out=ig)
+            ct += ig
+            tct = tc[t]
+            np.tanh(ct, out=tct)
+            ht = h[t + 1]
+            np.multiply(gate_o[t], tct, out=ht)
+            hs[:, t] = ht.T  # while the block is in cache
     return hs, np.transpose(s[1:, k:k + n], (2, 0, 1)), s[:steps, k + n:]
 
 
@@ -97,10 +117,10 @@ def _buffer(x, h0, c0, hs, cs, acts):
     the outputs are not those views."""
     batch, steps, n_in = x.shape
     n = h0.shape[-1]
-    k = n_in + 1 + n
+    k, rows = _rows(n_in, n)
     s = acts.base
-    if s is None or s.shape != (steps + 1, k + 6 * n, batch) or s.dtype != acts.dtype:
-        s = np.empty_like(acts, shape=(steps + 1, k + 6 * n, batch))
+    if s is None or s.shape != (steps + 1, rows, batch) or s.dtype != acts.dtype:
+        s = np.empty_like(acts, shape=(steps + 1, rows, batch))
         s[:steps, :n_in] = np.transpose(x, (1, 2, 0))
         s[steps] = 0
         s[:, n_in] = 1
@@ -112,30 +132,18 @@ def _buffer(x, h0, c0, hs, cs, acts):
     return s
 
 
-def _times_derivative(u, v, sigmoid, out):
-    """``v * u * (1 - u)`` (``sigmoid``) or ``v * (1 - u * u)`` (tanh) into ``out``: the
-    derivative of the gate ``u`` times ``v``, in three passes without temporaries."""
-    if sigmoid:
-        np.subtract(1, u, out=out)
-        out *= u
-    else:
-        np.multiply(u, u, out=out)
-        np.subtract(1, out, out=out)
-    out *= v
-    return out
-
-
 _WORK = threading.local()
 _WORK_LIMIT = 64 << 20  # bytes a thread keeps between calls; larger problems allocate afresh
 
 
 def _scratch(like, *shapes):
-    """Arrays of these shapes for the backward pass's intermediate values, carved from one
+    """Arrays of these shapes for intermediate values (the forward pass's weights, the
+    backward pass's buffers), carved from one
     buffer that later calls in the same thread reuse: fresh memory costs a page fault per
     4 KiB on first touch, which on a virtual machine can cost as much as the arithmetic.
     Nothing returned may be a view of them. Arrays of other libraries, and sizes past
     ``_WORK_LIMIT``, get fresh arrays."""
-    sizes = [int(np.prod(shape)) for shape in shapes]
+    sizes = [math.prod(shape) for shape in shapes]
     if type(like) is not np.ndarray or sum(sizes) * like.itemsize > _WORK_LIMIT:
         return [np.empty_like(like, shape=shape) for shape in shapes]
     buf = getattr(_WORK, "buf", None)
@@ -150,52 +158,75 @@ def _scratch(like, *shapes):
 
 def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     """First order on plain arrays. The factors that do not depend on the recurrence are
-    computed for all steps at once, into the buffer that then holds the pre-activations'
-    cotangents ``dz (T, 4H, N)``; the loop over time does six small operations and one
-    matrix product (``[W_ih, W_hh]^T dz_t``: the input's and the state's cotangents)."""
+    computed for all steps at once into the buffer that then holds the pre-activations'
+    cotangents ``dz (T, 4H, N)``; the loop over time does five small operations and one
+    matrix product (``W_hh^T dz_t``, the state's cotangent). The input's and the weights'
+    cotangents are each one product over all steps."""
     steps, _, batch = acts.shape
     n_in, n = x.shape[-1], h0.shape[-1]
-    k = n_in + 1 + n
+    k, _ = _rows(n_in, n)
     s = _buffer(x, h0, c0, hs, cs, acts)
-    xh, c_prev = s[:steps, :k], s[:steps, k:k + n]
-    i, f, gg, o, tc = (acts[:, j * n:(j + 1) * n] for j in range(5))
+    c_prev, i, f, gg, o = (s[:steps, k + j * n:k + (j + 1) * n] for j in range(5))
+    i_f = s[:steps, k + n:k + 3 * n]
+    tc = s[:steps, k + 5 * n:]
+    h = s[1:, n_in + 1:k]  # h_t = o tanh(c_t)
     want_x = 0 in positions
-    w_t = np.swapaxes(np.concatenate([w_ih, w_hh], axis=1) if want_x else w_hh, 0, 1)
-    dz, k_all, g_h, back, dz_2, xh_2 = _scratch(
-        acts, (steps, 4 * n, batch), (steps, n, batch), (steps, n, batch),
-        (steps, w_t.shape[0], batch), (4 * n, steps, batch), (k, steps, batch))
-    # dz = [dc g i', dc c_prev f', dc i g', dh tanh(c) o'];  dc_t = dh_t k_t + dc_{t+1} f_{t+1}
-    for j, (u, v, sig) in enumerate(((i, gg, True), (f, c_prev, True), (gg, i, False),
-                                     (o, tc, True))):
-        _times_derivative(u, v, sig, dz[:, j * n:(j + 1) * n])
-    _times_derivative(tc, o, False, k_all)
+    want_w = 3 in positions or 4 in positions or 5 in positions
+    p, g_h, w_t, dh, dh_in, dc, dz_2, dx, xh_2, dw = _scratch(
+        acts, (steps, 5, n, batch), (steps, n, batch), (n, 4 * n), (n, batch), (n, batch),
+        (n, batch), (4 * n, steps, batch), (steps * batch, n_in), (steps, batch, k), (4 * n, k))
+    # dz = [dc i', dc f', dc g', dh o'] and dc_t = dh_t k_t + dc_{t+1} f_{t+1}, where, from
+    # the products i g and f c_{t-1} of the cell update: i' = g i (1 - i) = (i g) - (i g) i,
+    # f' = (f c_{t-1}) - (f c_{t-1}) f, g' = i (1 - g^2) = i - (i g) g; and from h = o tanh(c):
+    # o' = tanh(c) o (1 - o) = h (1 - o), k = o (1 - tanh(c)^2) = o - h tanh(c)
+    prods = np.reshape(p, (steps, 5 * n, batch))[:, :2 * n]  # p is contiguous: views
+    tmp = np.reshape(np.reshape(dz_2, -1)[:steps * 2 * n * batch], prods.shape)  # free yet
+    np.multiply(i, gg, out=p[:, 0])
+    np.multiply(f, c_prev, out=p[:, 1])
+    np.multiply(p[:, 0], gg, out=p[:, 2])
+    np.subtract(i, p[:, 2], out=p[:, 2])
+    np.multiply(prods, i_f, out=tmp)
+    prods -= tmp
+    np.subtract(1, o, out=p[:, 3])
+    p[:, 3] *= h
+    np.multiply(h, tc, out=p[:, 4])
+    np.subtract(o, p[:, 4], out=p[:, 4])
     g_h[...] = np.transpose(g_hs, (1, 2, 0))
-    dh = np.empty_like(g_h[0])
-    dc = np.zeros_like(dh)
-    tmp = np.empty_like(dh)
-    for t in range(steps - 1, -1, -1):  # back[t] = (dx_t; dh_{t-1})
+    w_t[...] = np.swapaxes(w_hh, 0, 1)
+    dz = np.reshape(p, (steps, 5 * n, batch))[:, :4 * n]
+    i_f_g, o_k = p[:, :3], p[:, 3:]
+    dc[...] = 0
+    for t in range(steps - 1, -1, -1):
         if t == steps - 1:
-            dh[...] = g_h[t]
+            dh_t = g_h[t]
         else:
-            np.add(g_h[t], back[t + 1, -n:], out=dh)
-        np.multiply(dh, k_all[t], out=tmp)
-        dc += tmp
+            dh_t = dh
+            np.add(g_h[t], dh_in, out=dh)
+        ok = o_k[t]
+        np.multiply(ok, dh_t, out=ok)  # dz_o and dh k
+        dc += ok[1]
         if g_cs is not None:
             dc += np.swapaxes(g_cs[:, t], 0, 1)
-        d = dz[t]
-        d3 = d[:3 * n].reshape(3, n, batch)
-        np.multiply(d3, dc, out=d3)
-        d[3 * n:] *= dh
-        np.matmul(w_t, d, out=back[t])
+        ifg = i_f_g[t]
+        np.multiply(ifg, dc, out=ifg)
+        np.matmul(w_t, dz[t], out=dh_in)
         dc *= f[t]
-    out = {1: np.ascontiguousarray(np.swapaxes(back[0, -n:], 0, 1)), 2: np.swapaxes(dc, 0, 1)}
-    if want_x:
-        out[0] = np.ascontiguousarray(np.transpose(back[:, :n_in], (2, 0, 1)))
-    if 3 in positions or 4 in positions or 5 in positions:
-        # one product over all steps: (4H, T N) against (in+1+H, T N), the 1s row giving b's
+    out = {1: np.ascontiguousarray(np.swapaxes(dh_in, 0, 1)),
+           2: np.ascontiguousarray(np.swapaxes(dc, 0, 1))}
+    if want_x or want_w:
+        # (4H, T N): the cotangents of all steps side by side, for one product each
         dz_2[...] = np.swapaxes(dz, 0, 1)
-        xh_2[...] = np.swapaxes(xh, 0, 1)
-        dw = np.matmul(np.reshape(dz_2, (4 * n, -1)), np.swapaxes(np.reshape(xh_2, (k, -1)), 0, 1))
+        dz_2 = np.reshape(dz_2, (4 * n, steps * batch))
+    if want_x:
+        np.matmul(np.swapaxes(dz_2, 0, 1), w_ih, out=dx)  # (T N, in)
+        out[0] = np.ascontiguousarray(np.swapaxes(np.reshape(dx, (steps, batch, n_in)), 0, 1))
+    if want_w:
+        # against the rows [x_t, 1, h_{t-1}] of all steps, the 1s giving b's cotangent
+        xh_2[:, :, :n_in] = np.swapaxes(x, 0, 1)
+        xh_2[:, :, n_in] = 1
+        xh_2[0, :, n_in + 1:] = h0
+        xh_2[1:, :, n_in + 1:] = np.swapaxes(hs[:, :-1], 0, 1)
+        np.matmul(dz_2, np.reshape(xh_2, (steps * batch, k)), out=dw)
         out[3] = np.ascontiguousarray(dw[:, :n_in])
         out[5] = np.ascontiguousarray(dw[:, n_in])
         out[4] = np.ascontiguousarray(dw[:, n_in + 1:])
