@@ -104,6 +104,29 @@ def test_guard_notices_a_changed_model():
     assert f.traces == 2 and first != f(model, x)
 
 
+def test_guard_sees_a_rule_of_an_optimisers_state_replaced_or_changed_in_place():
+    """An optimiser's Leafs share one rule object: an equal copy in one Leaf keeps the
+    program, another hyperparameter (in a copy, or changed in place) traces again."""
+    model = {"a": np.ones(3), "b": np.ones(2)}
+    state = fl.setup(fl.Descent(0.1), model)
+    grads = {"a": np.ones(3), "b": np.ones(2)}
+    f = fl.compile(lambda m, s, g: fl.update(s, m, g) and None)
+    f(model, state, grads)
+    state["b"].rule = fl.Descent(0.1)  # an equal copy: the same program
+    f(model, state, grads)
+    assert f.traces == 1
+    state["b"].rule = fl.Descent(0.5)  # another learning rate: another program
+    f(model, state, grads)
+    assert f.traces == 2
+    shared = state["a"].rule = state["b"].rule = fl.Descent(0.25)
+    f(model, state, grads)
+    shared.eta = 0.125  # changed in place: seen where the guard checks it in full
+    f(model, state, grads)
+    assert f.traces == 4
+    np.testing.assert_allclose(model["a"], 1 - 0.1 - 0.1 - 0.1 - 0.25 - 0.125)
+    np.testing.assert_allclose(model["b"], 1 - 0.1 - 0.1 - 0.5 - 0.25 - 0.125)
+
+
 def test_python_if_on_a_traced_value_names_the_line():
     def f(x):
         if np.sum(x) > 0:  # the line the error must name

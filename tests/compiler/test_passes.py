@@ -108,6 +108,29 @@ def test_simplify_keeps_broadcasting_and_casts():
     same(p, q, arrays)
 
 
+def test_simplify_takes_an_array_written_over_whole_as_the_value_written():
+    def f(a, b, c, d):
+        v = np.tanh(b)
+        a[...] = v  # a's new value is v itself: no copy of a made first
+        v += 1.0  # (v rebound: a keeps the old value)
+        c[...] = v  # float64 into float32: the cast is kept
+        d[...] = b[:1]  # broadcast: kept
+        return v
+
+    args = (np.ones(3), np.linspace(0, 1, 3), np.ones(3, np.float32), np.ones(3))
+    p, arrays = traced(f, *args)
+    q = passes.dead_code(passes.simplify(p))
+    assert names(p).count("setitem") == 3 and names(q).count("setitem") == 2
+    got = [a.copy() for a in arrays]
+    _, fn = lower(q, ["a", "b", "c", "d"], "f")
+    fn(*got)
+    want = [a.copy() for a in args]
+    f(*want)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+
+
 def test_buffers_reuse_dead_intermediates_and_donate_written_arguments():
     def f(w, x):
         h = np.tanh(x * 2.0 + 1.0)

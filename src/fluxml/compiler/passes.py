@@ -272,7 +272,8 @@ _IDENTITY = {np.multiply: 1, np.add: 0, np.subtract: 0, np.true_divide: 1}
 def simplify(program: Program) -> Program:
     """Algebraic simplification: ``x * 1``, ``x + 0``, ``x - 0``, ``x / 1`` become ``x`` (when
     shape and dtype stay); a transpose of a transpose that restores the order, and a cast to
-    the dtype an array already has, become the array itself."""
+    the dtype an array already has, become the array itself; a copy of ``v`` written over the
+    whole of an array of its shape and dtype (``x[...] = v``) becomes ``v``."""
     shaky = unstable(program)
     env: dict = {}
     kept = []
@@ -313,6 +314,10 @@ def _simplified(eqn, made_by, shaky):
             if tuple(p[i] for i in q) == tuple(range(n)):
                 return inner.inputs[0]
         return None
+    if eqn.name == "setitem" and eqn.params.get("idx") is Ellipsis \
+            and eqn.params.get("inplace") is False:  # x[...] = v: a copy of v, as x's type
+        v, out = eqn.inputs[1], eqn.outs[0]
+        return v if type(v) is Var and v.shape == out.shape and v.dtype == out.dtype else None
     if eqn.name == "astype" and type(eqn.inputs[0]) is Var and eqn.params \
             and np.dtype(eqn.params.get("dtype", object)) == eqn.inputs[0].dtype:
         x = eqn.inputs[0]

@@ -55,20 +55,22 @@ def _moments(m, v, dx, b1, b2, out):
 
 def _corrected(m, v, t, b1, b2, eps, scale, out):
     """``out = scale * mhat / (sqrt(vhat) + eps)`` with the bias corrections ``mhat = m / (1 -
-    b1**t)``, ``vhat = v / (1 - b2**t)`` folded into two scalars (as PyTorch's Adam)."""
-    root = sqrt(number(1.0 - b2**t, out))
+    b1**t)``, ``vhat = v / (1 - b2**t)`` folded into two scalars (as PyTorch's Adam), computed
+    in float64 (Python floats eagerly) and rounded once, where they meet the arrays."""
+    root = sqrt(1.0 - b2**t)
     np.sqrt(v, out=out)
-    out += eps * root
+    out += number(eps * root, out)
     if out.dtype == np.float16:  # eps * root underflows to 0: where v is 0, m is 0 too
         np.divide(m, out, out=out, where=out != 0)
     else:
         np.divide(m, out, out=out)
-    out *= scale * root / number(1.0 - b1**t, out)
+    out *= number(scale * root / (1.0 - b1**t), out)
     return out
 
 
 class _AdamLike(Rule):
     elementwise = True
+    counts_vector = True  # the counts reach the arrays through number() (not RAdam's)
 
     def __post_init__(self):
         check_eta(type(self).__name__, self.eta)
@@ -137,6 +139,8 @@ class RAdam(_AdamLike):
     beta: tuple = (0.9, 0.999)
     epsilon: float = 1e-8
 
+    counts_vector = False  # it branches on a Python float of the count
+
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
@@ -170,11 +174,11 @@ class NAdam(_AdamLike):
         t, n = tick(t)
         _moments(m, v, dx, b1, b2, out)
         # (out= an array: a 0-d v would give a NumPy scalar, which sqrt cannot write into)
-        denom = np.multiply(v, b2 / number(1.0 - b2**n, v), out=np.empty_like(v))
+        denom = np.multiply(v, number(b2 / (1.0 - b2**n), v), out=np.empty_like(v))
         np.sqrt(denom, out=denom)
         denom += eps
-        np.multiply(m, b1 / number(1.0 - b1 ** (n + 1), out), out=out)
-        out += dx * ((1.0 - b1) / number(1.0 - b1**n, out))
+        np.multiply(m, number(b1 / (1.0 - b1 ** (n + 1)), out), out=out)
+        out += dx * number((1.0 - b1) / (1.0 - b1**n), out)
         out /= denom
         out *= eta
         return AdamState(m, v, t), out
@@ -200,7 +204,7 @@ class AdaMax(_AdamLike):
         np.maximum(u, out, out=u)
         np.add(u, eps, out=out)
         np.divide(m, out, out=out)
-        out *= eta / number(1.0 - b1**n, out)
+        out *= number(eta / (1.0 - b1**n), out)
         return AdamState(m, u, t), out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextvars import ContextVar
 from typing import ClassVar
 
 import numpy as np
@@ -48,6 +49,11 @@ class Rule:
     # Each entry of the update and of the state arrays depends only on the same entry of x,
     # dx and the state: ``update`` may then step many small arrays as one (``foreach.py``).
     elementwise: ClassVar[bool] = False
+
+    # An elementwise rule whose step counts reach its arrays only through :func:`number`:
+    # under ``fl.compile`` the scalar arithmetic on the counts of a group of arrays may then
+    # run once, on a vector of their counts (``foreach.py``).
+    counts_vector: ClassVar[bool] = False
 
     def names(self) -> set:
         """The hyperparameter names ``adjust`` can change."""
@@ -123,13 +129,27 @@ def tick(t):
     return t, t
 
 
+# Inside a grouped compiled step (foreach.py): ``(lane, k)``, the array being stepped among the
+# ``k`` whose step counts the rule holds as one vector.
+LANE: ContextVar = ContextVar("fluxml_optimise_lane", default=None)
+
+
 def number(x, like):
     """A concrete 0-d value as a Python float, which NumPy treats as a weak scalar (a float32
     array times it stays a float32 loop). A traced value (inside ``fl.compile``) stays traced,
-    in the float dtype of ``like``, so that it does not promote float32 updates to float64."""
+    in the float dtype of ``like``, so that it does not promote float32 updates to float64.
+    In a grouped compiled step the traced value holds one number per array of the group (it
+    was computed from their counts at once): the entry of the array being stepped."""
     if type(x).__name__ != "Tracer":
         return float(x)
-    return x.astype(like.dtype) if like.dtype.kind == "f" else x
+    x = x.astype(like.dtype) if like.dtype.kind == "f" else x
+    lane = LANE.get()
+    if lane is not None:
+        if x.shape != (lane[1],):
+            raise ValueError(f"number: in a grouped step a count's value has one entry per "
+                             f"array ({lane[1]}); got shape {x.shape}")
+        x = x[lane[0]]
+    return x
 
 
 def sqrt(x):

@@ -15,14 +15,30 @@ buffers are scratch, kept on the group's first Leaf between steps. A group is th
 one rule object, one dtype, the same kind of state and the same step count; arrays of
 ``SMALL`` entries or more are stepped alone: there the copies cost about what the calls they
 save cost (six float32 arrays of 4,096 entries step in about the same time either way).
+
+Under ``fl.compile`` the program records each array's own step (concatenating traced arrays
+would only add copies: the compiled code has no per-call overhead to save), except for what
+depends on the step counts alone. Those are traced values that may differ between arrays
+(after ``freeze`` and ``thaw``, or a partly loaded state), and each array's bias corrections
+(Adam's ``1 - b**t`` and square root) would be a few scalar operations of its own: a few
+microseconds each in NumPy, a kernel each on XLA's CPU runtime. So the arrays of one rule
+(rules compared by value: the trace holds a copy per Leaf) whose ``counts_vector`` says the
+counts reach its arrays only through ``base.number`` are grouped at any size: every array's
+step counts the stacked vector of the group's counters (the same equations for every array,
+which the compiler's common subexpression pass keeps once), and ``number`` picks the
+array's entry where a count's value meets the array.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
 import numpy as np
+
+from fluxml.ad.core import COMPILING, Tracer, compiling
+from fluxml.optimise.base import LANE
 
 SMALL = 4096  # arrays with fewer entries than this are stepped in groups
 
@@ -32,17 +48,22 @@ def step_together(items) -> list:
     be stepped together; returns the items left for the per-array path."""
     groups: dict = {}
     rest = []
+    trace = compiling() if COMPILING else None
     for item in items:
-        key = _group_key(*item)
+        key = _group_key(*item) if trace is None else _traced_key(trace, *item)
         if key is None:
             rest.append(item)
         else:
             groups.setdefault(key, []).append(item)
+    if trace is not None:  # fl.compile traces a copy of the rule for each Leaf
+        groups = {i: g for i, g in enumerate(_by_equal_rules(groups.values()))}
     for members in groups.values():
         if len(members) == 1:
             rest.append(members[0])
-        else:
+        elif trace is None:
             _step_group(members)
+        else:
+            _step_traced(members, trace)
     return rest
 
 
@@ -153,6 +174,100 @@ def _step_group(members):
     if step is not None:
         for x, part in zip(xs, flat.split(step)):
             x -= part
+
+
+# --- under fl.compile -------------------------------------------------------------------------
+
+
+def _traced_key(trace, leaf, x, dx):
+    """Under ``fl.compile``: what arrays whose counts are computed together share (their
+    rule's class and state layout), or None for an array stepped alone. The rule must count a
+    vector (``counts_vector``), and ``x``, ``dx`` and the counters (0-d integer arrays, whose
+    values may differ) be traced by ``trace``: this thread's compile, not a gradient's
+    tracers (of a step differentiated through, say)."""
+    rule, state = leaf.rule, leaf.state
+    if not (rule.counts_vector and isinstance(state, tuple) and _ours(x, trace)
+            and _ours(dx, trace)):
+        return None
+    counts = _counters(state, trace)
+    return (type(rule), type(state), len(state), counts) if counts else None
+
+
+def _counters(state, trace) -> tuple:
+    """The positions of the step counters among a state's fields."""
+    return tuple(j for j, s in enumerate(state)
+                 if _ours(s, trace) and s.shape == () and s.dtype.kind == "i")
+
+
+def _by_equal_rules(groups) -> list:
+    """Each group split into the members whose rules are equal (one rule object eagerly; under
+    ``fl.compile`` each Leaf holds its own copy)."""
+    out = []
+    for members in groups:
+        split: list = []  # [(rule, members)]
+        for item in members:
+            rule = item[0].rule
+            for r, same in split:
+                if _same_rule(r, rule):
+                    same.append(item)
+                    break
+            else:
+                split.append((rule, [item]))
+        out.extend(same for _, same in split)
+    return out
+
+
+def _same_rule(a, b) -> bool:
+    """One rule object, or rules of one class whose hyperparameters are equal numbers,
+    strings or tuples of them (anything else: not known to step alike)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or not dataclasses.is_dataclass(a):
+        return False
+    return all(_plain_equal(getattr(a, f.name), getattr(b, f.name))
+               for f in dataclasses.fields(a))
+
+
+def _plain_equal(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is tuple:
+        return len(a) == len(b) and all(map(_plain_equal, a, b))
+    return a is None or type(a) in (bool, int, float, str) and a == b
+
+
+def _ours(a, trace) -> bool:
+    return type(a) is Tracer and a._trace is trace
+
+
+def _step_traced(members, trace):
+    """Record the group's steps: each array's own step, as the per-array path records it, but
+    counting the vector of all the group's counters, so that the rule's scalar arithmetic on
+    them is the same equations for every array (the compiler's common subexpression pass
+    then keeps them once); ``number`` picks the array's entry, and each counter gets its own."""
+    k = len(members)
+    counts = _counters(members[0][0].state, trace)
+    columns = {j: [m[0].state[j] for m in members] for j in counts}
+    # one stack per array (the rule counts it in place), all made before any count is written
+    stacks = [{j: np.stack(column) for j, column in columns.items()} for _ in members]
+    for lane, (leaf, x, dx) in enumerate(members):
+        fields = [stacks[lane].get(j, f) for j, f in enumerate(leaf.state)]
+        token = LANE.set((lane, k))
+        try:
+            new, step = leaf.rule.apply(_rebuild(leaf.state, fields), x, dx, np.empty_like(x))
+        finally:
+            LANE.reset(token)
+        fields = list(new)
+        for j in counts:
+            counter = columns[j][lane]
+            counter[...] = fields[j][lane]
+            fields[j] = counter
+        leaf.state = _rebuild(new, fields)
+        if step is not None:
+            np.subtract(x, step, out=x)
+
+
+# --- states --------------------------------------------------------------------------------------
 
 
 def _fields(state) -> tuple:
