@@ -14,7 +14,7 @@ import fluxml as fl
 from fluxml.optimise import foreach
 
 COUNTED = [fl.Adam(0.01), fl.AdamW(0.01, lambd=0.1), fl.NAdam(0.01), fl.AdaMax(0.01),
-           fl.OAdam(0.01), fl.AdaBelief(0.01)]
+           fl.OAdam(0.01), fl.AdaBelief(0.01), fl.RAdam(0.01, (0.9, 0.8))]
 
 
 def _alone(rule):
@@ -102,10 +102,11 @@ def _uneven(state, model):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "xla"])
-def test_counts_that_differ_and_frozen_leaves(backend):
+@pytest.mark.parametrize("rule", [fl.Adam(0.01), fl.RAdam(0.01)], ids=lambda r: type(r).__name__)
+def test_counts_that_differ_and_frozen_leaves(backend, rule):
+    """(RAdam's arrays, counting from 0 to 7, take both of its branches in one step.)"""
     if backend == "xla":
         pytest.importorskip("jax")
-    rule = fl.Adam(0.01)
     model, state, _ = _run(rule, compiled=True, prepare=_uneven, backend=backend)
     model1, state1, _ = _run(_alone(rule), compiled=True, prepare=_uneven, backend=backend)
     model2, state2, _ = _run(copy.deepcopy(rule), compiled=False, prepare=_uneven)
@@ -136,10 +137,9 @@ def test_several_rules_in_one_state():
 
 
 def test_rules_that_do_not_count_a_vector_are_stepped_alone():
-    """A chain's state is a tuple of states (not grouped); ClipNorm (its norm spans the array,
-    and it branches on it: not compiled), RAdam (it branches on the count) and the rules
-    without counts do not count a vector."""
-    assert not fl.RAdam.counts_vector and not fl.ClipNorm.counts_vector
+    """A chain's state is a tuple of states (not grouped); ClipNorm (its norm spans the array)
+    and the rules without counts do not count a vector."""
+    assert not fl.ClipNorm.counts_vector
     assert not fl.Momentum.counts_vector and not fl.OptimiserChain.counts_vector
     model, state, step = _run(fl.OptimiserChain(fl.ClipGrad(1.0), fl.Adam(0.01)),
                               compiled=True)

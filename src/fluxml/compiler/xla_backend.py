@@ -112,6 +112,7 @@ PRIMITIVES: dict = {
     "cumprod": "jnp.cumprod({x}, axis={axis})",
     "logsumexp": kernels.logsumexp,
     "std": "jnp.sqrt({x})",
+    "norm2": "jnp.linalg.norm({x}, axis={axis}, keepdims={keepdims})",
     # elementwise
     "where": "jnp.where({cond}, {x}, {y})",
     "clip": "jnp.clip({x}, {lo}, {hi})",
@@ -144,6 +145,7 @@ FUNCTIONS: dict = {
     "fluxml.nnlib.pool._maxpool_positions": kernels.maxpool_positions,
     "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
     "fluxml.losses.common._check_labels": kernels.check_labels,
+    "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
     "numpy.argsort": kernels.argsort,
     "numpy.sort": kernels.sort,

@@ -43,6 +43,16 @@ def check_labels(labels, n, name):
     return labels
 
 
+def check_finite_norm(nrm, shape, p):
+    """``fluxml.optimise.composite._finite_norm`` (ClipNorm's ``throw``): the norm comes back
+    and ClipNorm's own check judges it, on every run."""
+    # lazy: the optimisers sit above the compiler; only a program with ClipNorm needs this
+    from fluxml.optimise.composite import _finite_norm
+
+    RUN_TIME_CHECKS.append((nrm, lambda v: _finite_norm(np.asarray(v), shape, p)))
+    return nrm
+
+
 # --- convolution: one XLA convolution; its transposes are JAX's transposes of it ---------------
 
 _SPATIAL = {1: "H", 2: "HW", 3: "DHW"}

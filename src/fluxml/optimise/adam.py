@@ -70,7 +70,7 @@ def _corrected(m, v, t, b1, b2, eps, scale, out):
 
 class _AdamLike(Rule):
     elementwise = True
-    counts_vector = True  # the counts reach the arrays through number() (not RAdam's)
+    counts_vector = True  # the counts reach the arrays only through number()
 
     def __post_init__(self):
         check_eta(type(self).__name__, self.eta)
@@ -139,15 +139,16 @@ class RAdam(_AdamLike):
     beta: tuple = (0.9, 0.999)
     epsilon: float = 1e-8
 
-    counts_vector = False  # it branches on a Python float of the count
-
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
         m, v, t = state
         t, n = tick(t)
-        n = float(n)  # RAdam branches on the step: it compiles only with a concrete count
         _moments(m, v, dx, b1, b2, out)
         rho_inf = 2.0 / (1.0 - b2) - 1.0
+        if type(n) is not int:  # traced (fl.compile): no branch on the count
+            return AdamState(m, v, t), _rectified_traced(m, v, n, b1, b2, eps, eta, rho_inf,
+                                                         out)
+        n = float(n)
         rho = rho_inf - 2.0 * n * b2**n / (1.0 - b2**n)
         if rho > 4.0:
             r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
@@ -155,6 +156,22 @@ class RAdam(_AdamLike):
         else:
             np.multiply(m, eta / (1.0 - b1**n), out=out)
         return AdamState(m, v, t), out
+
+
+def _rectified_traced(m, v, n, b1, b2, eps, eta, rho_inf, out):
+    """RAdam's update for a traced count ``n`` (a vector of counts in a grouped step): both
+    of the eager branches, the one that applies picked by ``np.where``. The test ``rho > 4``
+    and the scalars are computed in float64 from the count, as eagerly, and reach the arrays
+    through ``number`` (so RAdam counts a vector as the rest of the family)."""
+    bn = b2**n
+    rho = rho_inf - 2.0 * n.astype(np.float64) * bn / (1.0 - bn)
+    rect = rho > 4.0
+    # (the root of a negative number where rho <= 4: that branch's value is not picked)
+    r2 = np.where(rect, (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho),
+                  1.0)
+    _corrected(m, v, n, b1, b2, eps, eta * np.sqrt(r2), out)
+    plain = np.multiply(m, number(eta / (1.0 - b1**n), out))
+    return np.where(number(rect, out) != 0, out, plain)
 
 
 @dataclass

@@ -12,12 +12,15 @@ array([-0.03, -0.1 , -0.1 ])
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from fluxml.optimise.base import Rule, scratch
+from fluxml.ad.core import Tracer, untraced
+from fluxml.optimise.base import Rule, scratch, step_count
+from fluxml.tree import flatten, unflatten
 
 
 @dataclass
@@ -44,14 +47,41 @@ class ClipNorm(Rule):
     throw: bool = True
 
     def apply(self, state, x, dx, out=None):
-        nrm = float(np.linalg.norm(np.ravel(dx, order="K"), ord=self.p))  # no copy
-        if self.throw and not np.isfinite(nrm):
-            raise FloatingPointError(
-                f"ClipNorm: the gradient of an array of shape {np.shape(x)} has {self.p}-norm "
-                f"{nrm}; find the NaN or Inf in the loss, or pass throw=False to skip the check")
+        nrm = np.linalg.norm(np.ravel(dx, order="K"), ord=self.p)  # (no copy)
+        if type(nrm) is Tracer:
+            return state, self._traced(nrm, dx)
+        nrm = float(nrm)
+        if self.throw and not math.isfinite(nrm):
+            _finite_norm(nrm, np.shape(x), self.p)  # raises
         if not nrm > self.omega:
             return state, dx
         return state, np.multiply(dx, float(self.omega) / nrm, out=scratch(out, x))
+
+    def _traced(self, nrm, dx):
+        """Under ``fl.compile``: the eager step without its branches. The check of a finite
+        norm runs on every call of the program (NumPy back end: in order, where the eager
+        step checks; XLA: judged after the run, before anything is written back); the factor
+        is computed in float64 and rounded to ``dx``'s dtype, as eagerly (1 where the norm is
+        within ``omega``, NaN included: then ``dx * 1`` is ``dx``)."""
+        if self.throw:
+            nrm = untraced(_finite_norm, (nrm, tuple(dx.shape), self.p))
+        nrm = nrm.astype(np.float64)
+        omega = float(self.omega)
+        factor = np.where(nrm > omega, omega / nrm, 1.0)
+        return np.multiply(dx, factor.astype(dx.dtype))
+
+
+def _finite_norm(nrm, shape, p):
+    """``nrm``, after checking that it is finite (ClipNorm's ``throw``)."""
+    if not np.isfinite(nrm):
+        raise FloatingPointError(
+            f"ClipNorm: the gradient of an array of shape {shape} has {p}-norm "
+            f"{float(nrm)}; find the NaN or Inf in the loss, or pass throw=False to skip the "
+            "check")
+    return nrm
+
+
+_finite_norm.effect = True  # a check: under fl.compile it runs on every call
 
 
 @dataclass
@@ -92,13 +122,15 @@ class SignDecay(Rule):
 
 class AccumState(NamedTuple):
     acc: np.ndarray  # the mean of the gradients so far
-    count: int  # gradients seen in this round
+    count: np.ndarray  # gradients seen in this round (a 0-d int64 array, counted in place)
 
 
 @dataclass
 class AccumGrad(Rule):
     """Accumulate ``n`` gradients, then pass their mean on (nothing is applied in between):
-    ``OptimiserChain(AccumGrad(4), Adam())`` trains as with four times the batch."""
+    ``OptimiserChain(AccumGrad(4), Adam())`` trains as with four times the batch. Under
+    ``fl.compile`` the step applies ``0`` in between, and a chain runs the rules after it
+    only at the end of a round (``fl.cond``)."""
 
     n: int = 1
 
@@ -107,17 +139,56 @@ class AccumGrad(Rule):
             raise ValueError(f"AccumGrad: n must be a positive integer, got {self.n!r}")
 
     def init(self, x):
-        return AccumState(np.zeros_like(x), 0)
+        return AccumState(np.zeros_like(x), step_count())
 
     def apply(self, state, x, dx, out=None):
-        acc, count = state
+        acc, c = state
+        if type(c) is Tracer:
+            return state, self._traced(acc, c, dx)
+        count = c.item() if type(c) is np.ndarray else c  # (a Python int: an older state)
         if count == 0:
             np.multiply(dx, 1.0 / self.n, out=acc)
         else:
             acc += dx * (1.0 / self.n)
-        if count + 1 < self.n:
-            return AccumState(acc, count + 1), None
-        return AccumState(acc, 0), acc
+        count = count + 1 if count + 1 < self.n else 0
+        if type(c) is np.ndarray:
+            c[...] = count
+        else:
+            c = count
+        return AccumState(acc, c), (acc if count == 0 else None)
+
+    def _traced(self, acc, c, dx):
+        """The eager step without its branches: the new mean written into ``acc``, the count
+        into ``c``; the update is the mean at the end of a round (then ``c`` is 0), else 0."""
+        part = dx * (1.0 / self.n)
+        np.copyto(acc, np.where(c == 0, part, acc + part))
+        np.copyto(c, np.where(c + 1 < self.n, c + 1, 0))
+        return np.where(c == 0, acc, np.zeros_like(acc))
+
+
+def _after_accumulating(rules, states, count, x, dx):
+    """Under ``fl.compile``, after a traced AccumGrad (``count`` its new count): ``(states,
+    update)`` of the ``rules`` after it, which run only when a round has ended (``count ==
+    0``; else the update is 0 and their states stay), as ``fl.cond`` branches. A branch
+    returns new state values instead of writing into its operands: they are written back
+    into ``states``' arrays here."""
+    # lazy: the compiler imports the engine; only a compiled chain with AccumGrad needs it
+    from fluxml.compiler.control import cond
+
+    def run(states, x, dx):
+        leaves, spec = flatten(states)
+        states = unflatten(spec, [a.copy() if type(a) is Tracer else a for a in leaves])
+        states, update = OptimiserChain(*rules).apply(states, x, dx)
+        return states, np.zeros_like(dx) if update is None else update
+
+    def skip(states, x, dx):
+        return states, np.zeros_like(dx)
+
+    new, update = cond(count == 0, run, skip, states, x, dx)
+    for old, value in zip(flatten(states)[0], flatten(new)[0]):
+        if type(old) is Tracer:
+            np.copyto(old, value)
+    return states, update
 
 
 @dataclass(init=False)
@@ -147,6 +218,11 @@ class OptimiserChain(Rule):
             states[i], dx = r.apply(states[i], x, dx, None if dx is out else out)
             if dx is None:  # AccumGrad is still collecting
                 return tuple(states), None
+            if type(r) is AccumGrad and type(states[i].count) is Tracer and \
+                    i + 1 < len(self.rules):  # (compiled: the rest may or may not run)
+                rest, dx = _after_accumulating(self.rules[i + 1:], tuple(states[i + 1:]),
+                                               states[i].count, x, dx)
+                return tuple(states[:i + 1]) + rest, dx
         return tuple(states), dx
 
     def adjust(self, **changes) -> OptimiserChain:

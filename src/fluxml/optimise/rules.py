@@ -170,10 +170,11 @@ class Rprop(Rule):
         (down, up), (lo, hi) = floats(*self.ell), floats(*self.gamma)
         g, step = state
         sign = np.sign(g * dx)
+        flip = sign < 0
         np.copyto(step, np.minimum(step * up, hi), where=sign > 0)
-        np.copyto(step, np.maximum(step * down, lo), where=sign < 0)
+        np.copyto(step, np.maximum(step * down, lo), where=flip)
         np.copyto(g, dx, casting="same_kind")
-        g[sign < 0] = 0
+        np.copyto(g, 0.0, where=flip)  # (not g[flip] = 0, which fl.compile cannot trace)
         out = scratch(out, x)
         np.sign(g, out=out)
         out *= step
