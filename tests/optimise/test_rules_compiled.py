@@ -208,3 +208,15 @@ def test_clipnorm_without_throw_compiles_as_eager(backend):
             runs.append(model)
         np.testing.assert_array_equal(runs[0]["a"], runs[1]["a"])
         np.testing.assert_allclose(runs[0]["b"], runs[1]["b"])
+
+
+def test_accumgrad_steps_a_state_with_a_python_int_count():
+    """AccumGrad counts in a 0-d array (so that a compiled step can count); a state of an
+    older fluxml, whose count is a Python int, steps as before and gets an array."""
+    rule, x = fl.AccumGrad(2), np.zeros(2)
+    state = fl.optimise.composite.AccumState(np.zeros(2), 0)
+    state, upd = rule.apply(state, x, np.array([1.0, 2.0]))
+    assert upd is None and state.count.shape == () and int(state.count) == 1
+    state, upd = rule.apply(state, x, np.array([3.0, 4.0]))
+    np.testing.assert_array_equal(upd, [2.0, 3.0])
+    assert int(state.count) == 0

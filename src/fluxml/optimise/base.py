@@ -123,7 +123,7 @@ def tick(t):
     scalar arithmetic), or the traced count inside ``fl.compile``."""
     if type(t) is np.ndarray:
         n = t.item() + 1
-        t[...] = n  # (``t += 1`` on a 0-d array costs ten times as much)
+        t[()] = n  # (``t += 1`` on a 0-d array costs twenty times as much, ``t[...] = n`` twice)
         return t, n
     t += 1  # a Python int of an older state, or a traced count
     return t, t

@@ -143,19 +143,27 @@ class AccumGrad(Rule):
 
     def apply(self, state, x, dx, out=None):
         acc, c = state
-        if type(c) is Tracer:
-            return state, self._traced(acc, c, dx)
-        count = c.item() if type(c) is np.ndarray else c  # (a Python int: an older state)
+        if type(c) is not np.ndarray:
+            return self._other(state, dx)
+        count = c.item()
         if count == 0:
             np.multiply(dx, 1.0 / self.n, out=acc)
         else:
             acc += dx * (1.0 / self.n)
-        count = count + 1 if count + 1 < self.n else 0
-        if type(c) is np.ndarray:
-            c[...] = count
-        else:
-            c = count
-        return AccumState(acc, c), (acc if count == 0 else None)
+        if count + 1 < self.n:
+            c[()] = count + 1  # (in place: the state keeps its counter)
+            return state, None
+        c[()] = 0
+        return state, acc
+
+    def _other(self, state, dx):
+        """The step of a traced count (``fl.compile``), or of a Python int (a state saved by
+        an older fluxml)."""
+        acc, c = state
+        if type(c) is Tracer:
+            return state, self._traced(acc, c, dx)
+        state = AccumState(acc, np.array(c, np.int64))
+        return self.apply(state, None, dx)
 
     def _traced(self, acc, c, dx):
         """The eager step without its branches: the new mean written into ``acc``, the count
