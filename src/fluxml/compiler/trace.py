@@ -143,6 +143,7 @@ class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
     __slots__ = ("eqns", "count", "thread")
+    differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
         super().__init__()
