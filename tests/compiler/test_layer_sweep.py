@@ -1,6 +1,6 @@
 """The short run of the layer sweep (``tests/compiler/layer_sweep.py``): every public layer and
-loss, compiled (forward, gradient, two Adam steps), equals eager fluxml on the NumPy back end.
-The whole table on XLA (a minute or two: each case
+loss, compiled (forward, gradient, two Adam steps), equals eager fluxml on the NumPy back end,
+and a sample of them on the XLA back end. The whole table on XLA (a minute or two: each case
 compiles with XLA) is ``python -m tests.compiler.layer_sweep xla``."""
 
 import numpy as np
@@ -9,11 +9,17 @@ import pytest
 import fluxml as fl
 from tests.compiler import layer_sweep as ls
 
+# a few cases through XLA in the short suite (its first compile of each takes a second)
+# (the benchmarks' Dense, Conv, MaxPool, LSTM and losses are in test_xla.py)
+XLA_QUICK = ("AdaptiveMaxPool2d", "BatchNorm(auto)", "LayerNorm(train)", "EmbeddingBag(mean)",
+             "GRU(state, return_state)", "MultiHeadAttention(mask, k)", "Bilinear")
+
 
 @pytest.mark.parametrize("name", list(ls.BY_NAME))
 def test_layer_compiled_equals_eager_numpy(name):
-    result = ls.check(ls.BY_NAME[name], "numpy", np.float64)
-    assert ls.summary(result) == "ok"
+    case = ls.BY_NAME[name]
+    summary = ls.summary(ls.check(case, "numpy", np.float64), case)
+    assert summary == ("refused as documented: " + case.refusal if case.refusal else "ok")
 
 
 @pytest.mark.parametrize("name", ["Conv2d(groups=2)", "BatchNorm(train)", "LSTM", "GRU",
@@ -22,6 +28,16 @@ def test_layer_compiled_equals_eager_numpy(name):
 def test_layer_compiled_equals_eager_numpy_float32(name):
     result = ls.check(ls.BY_NAME[name], "numpy", np.float32)
     assert ls.summary(result) == "ok"
+
+
+def _xla(name, dtype):
+    pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
+    assert ls.summary(ls.check(ls.BY_NAME[name], "xla", dtype)) == "ok"
+
+
+@pytest.mark.parametrize("name", XLA_QUICK)
+def test_layer_compiled_equals_eager_xla(name):
+    _xla(name, np.float64 if len(name) % 2 else np.float32)
 
 
 def test_a_compiled_forward_runs_train_test_layers_in_test_mode():
@@ -33,3 +49,14 @@ def test_a_compiled_forward_runs_train_test_layers_in_test_mode():
     np.testing.assert_allclose(fl.compile(model)(x), model(x), rtol=1e-12)
     assert np.all(model.layers[1].running_mean == 0.3)  # no statistics written
 
+
+def test_xla_embedding_indices_are_checked_on_every_run():
+    pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
+    layer = fl.f64(fl.Embedding(5, 2))
+    f = fl.compile(lambda m, i: m(i), backend="xla")
+    np.testing.assert_allclose(f(layer, np.array([1, 4])), layer.weight[[1, 4]], rtol=1e-15)
+    with pytest.raises(fl.LayerError, match="vocabulary of 5.*got index 7"):
+        f(layer, np.array([1, 7]))
+    g = fl.compile(lambda w, i: fl.embedding(w, i), backend="xla")
+    with pytest.raises(IndexError, match="index -1 is outside the vocabulary of 5"):
+        g(layer.weight, np.array([1, -1]))
