@@ -2,8 +2,9 @@
 forward, (b) ``fl.gradient`` of a scalar loss of it with respect to the model and the
 inputs, (c) two Adam training steps (results and every array of the model and the optimiser
 state written) agree with eager to float rounding, on the NumPy and XLA back ends, in float64
-and float32. Train-mode dropout draws random masks: there the compiled forward and gradient
-must agree with each other (one mask per call, shared) and the masks must change per call.
+and float32. Train-mode dropout draws random masks: the compiled forward draws from the
+layer's generator what eager draws, and the compiled value and gradient must agree with each
+other (one mask per call, shared) and the masks change from call to call.
 
 The short run is ``tests/compiler/test_layer_sweep.py``; the whole table:
 
@@ -426,6 +427,12 @@ def _random(case, backend, dtype, part):
 
     if part == "train":
         return _exact_train_random(case, model, x, backend)
+    if part == "forward":  # the same generator: the same masks as eager, call by call
+        eager, forward = copy.deepcopy(model), fl.compile(lambda m, x: m(x), backend=backend)
+        for k in range(2):
+            msg = _compare(f"forward (call {k + 1})", forward(model, x), eager(x), dtype)
+            if msg:
+                return "FAIL: " + msg
     compiled = fl.compile(f, backend=backend)
     masks = []
     for _ in range(2):

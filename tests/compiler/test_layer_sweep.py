@@ -3,6 +3,8 @@ loss, compiled (forward, gradient, two Adam steps), equals eager fluxml on the N
 and a sample of them on the XLA back end. The whole table on XLA (a minute or two: each case
 compiles with XLA) is ``python -m tests.compiler.layer_sweep xla``."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,16 @@ def test_xla_embedding_indices_are_checked_on_every_run():
     g = fl.compile(lambda w, i: fl.embedding(w, i), backend="xla")
     with pytest.raises(IndexError, match="index -1 is outside the vocabulary of 5"):
         g(layer.weight, np.array([1, -1]))
+
+
+def test_tracing_does_not_advance_the_callers_generator():
+    """The trace's example draws come from a copy of the generator: the compiled function
+    draws, call by call, what the eager one draws (two layers sharing one generator too)."""
+    rng = np.random.default_rng(3)
+    model = fl.trainmode(fl.Chain(fl.Dropout(0.5, rng=rng), fl.Dense(4, 4, rng=rng),
+                                  fl.Dropout(0.5, rng=rng)))
+    eager = copy.deepcopy(model)  # (the generator copied with it, at its state now)
+    f = fl.compile(lambda m, x: m(x))
+    x = np.ones((3, 4), np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(f(model, x), eager(x))
