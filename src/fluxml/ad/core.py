@@ -276,6 +276,10 @@ class Trace:
 
     __slots__ = ("level", "closed", "refused", "__weakref__")
 
+    # Whether values of this trace are being differentiated (reverse and forward mode): what
+    # train/test layers ask (``within_gradient``). ``fl.compile``'s recording trace is not.
+    differentiates = True
+
     def __init__(self):
         self.level = next(_levels)
         self.closed = None  # None while open; else the message for a tracer used too late

@@ -17,6 +17,7 @@ in by accident.
 
 from __future__ import annotations
 
+import copy
 import sys
 from threading import get_ident
 
@@ -142,13 +143,15 @@ class Abstract(Opaque):
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count", "thread")
+    __slots__ = ("eqns", "count", "thread", "shadows")
+    differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
         super().__init__()
         self.eqns: list[Eqn] = []
         self.count = 0
         self.thread = get_ident()  # the thread whose random draws this trace records
+        self.shadows: dict = {}  # id(generator) -> (generator, its copy that examples use)
 
     # --- values ------------------------------------------------------------------------------
 
@@ -176,11 +179,21 @@ class IRTrace(Trace):
         return concrete_error(what)
 
     def draw(self, rng, method, args, kwargs):
-        """``rng.<method>(*args, **kwargs)`` recorded: a fresh draw on every run."""
-        example = getattr(rng, method)(*args, **kwargs)
+        """``rng.<method>(*args, **kwargs)`` recorded: a fresh draw on every run. The trace's
+        examples come from a copy of a NumPy generator, so that tracing does not advance the
+        caller's: the first run draws what the eager function's first call would have."""
+        example = getattr(self._shadow(rng), method)(*args, **kwargs)
         return self._record(_draw, f"rng.{method}", [], {"rng": rng, "method": method,
                                                          "args": args, "kwargs": kwargs},
                             None, example, owned=True, multiple=False)
+
+    def _shadow(self, rng):
+        if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            return rng
+        entry = self.shadows.get(id(rng))
+        if entry is None:  # (the generator kept beside its copy: its id stays its own)
+            entry = self.shadows[id(rng)] = (rng, copy.deepcopy(rng))
+        return entry[1]
 
     # --- recording ---------------------------------------------------------------------------
 

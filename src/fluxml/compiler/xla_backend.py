@@ -137,6 +137,14 @@ PRIMITIVES: dict = {
     "window_sum": kernels.window_sum,
     "window_sum_t": kernels.window_sum_t,
     "lstm_sequence": kernels.lstm_sequence,
+    "lstm_step": kernels.lstm_step,
+    "gru_step": kernels.gru_step,
+    "gru_sequence": kernels.gru_sequence,
+    "normalise": kernels.normalise,
+    "einsum": kernels.einsum,
+    "dot_product_attention": kernels.attention,
+    "embedding_gather": "jnp.take({weight}, {idx}, axis=0)",
+    "embedding_scatter_add": kernels.embedding_scatter_add,
 }
 
 # Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
@@ -146,6 +154,9 @@ FUNCTIONS: dict = {
     "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
     "fluxml.losses.common._check_labels": kernels.check_labels,
     "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
+    "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
+    "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
+    "fluxml.nnlib.embedding._check_rows": kernels.check_rows,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
     "numpy.argsort": kernels.argsort,
     "numpy.sort": kernels.sort,

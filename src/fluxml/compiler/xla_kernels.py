@@ -1,5 +1,6 @@
 """JAX versions of the engine's kernels that are more than one ``jnp`` call: convolution and
-its two transposes, max pooling and its gradient, window sums, softmax, and the fused LSTM.
+its two transposes, max pooling and its gradient, window sums, softmax, normalisation, einsum,
+attention, and the recurrent cells and sequences.
 
 Each takes the arguments and parameters of its engine primitive (``fluxml.nnlib``) and
 returns what the NumPy kernel returns, in the same layout (``NCHW``, weights ``(O, I, *k)``,
@@ -51,6 +52,29 @@ def check_finite_norm(nrm, shape, p):
 
     RUN_TIME_CHECKS.append((nrm, lambda v: _finite_norm(np.asarray(v), shape, p)))
     return nrm
+
+
+def in_vocabulary(idx, vocab, line):
+    """``fluxml.layers.embedding._in_vocabulary``: an embedding's indices in ``[0, vocab)``,
+    checked on every run as :func:`check_labels` checks labels."""
+    # lazy: the layers sit above the compiler; only a program with an embedding needs this
+    from fluxml.layers.embedding import _in_vocabulary
+
+    if idx.size:
+        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
+                                lambda v: _in_vocabulary(np.asarray(v), vocab, line)))
+    return idx
+
+
+def check_rows(idx, shape):
+    """``fluxml.nnlib.embedding._check_rows``: ``fl.embedding``'s indices checked likewise."""
+    # lazy: as above (nnlib sits above the compiler's kernels too)
+    from fluxml.nnlib.embedding import _check_rows
+
+    if idx.size:
+        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
+                                lambda v: _check_rows(np.asarray(v), shape)))
+    return idx
 
 
 # --- convolution: one XLA convolution; its transposes are JAX's transposes of it ---------------
@@ -259,6 +283,85 @@ def split(x, *, bounds, axis):
     return tuple(lax.slice_in_dim(x, lo, hi, axis=axis) for lo, hi in bounds)
 
 
+# --- normalisation (``fluxml.nnlib.normalise``) and einsum --------------------------------------
+
+def normalise(x, scale, bias, *, axes, eps):
+    """``NORMALISE``: ``(y, mean, var)``, the statistics kept with 1 on the reduced axes."""
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    xc = x - mean
+    var = jnp.mean(xc * xc, axis=axes, keepdims=True)
+    y = xc * (1 / jnp.sqrt(var + eps))
+    if scale is not None:
+        y = y * scale
+    if bias is not None:
+        y = y + bias
+    return y, mean, var
+
+
+def _sum_to(a, shape):
+    """``a`` summed to ``shape`` (the engine's ``_sum_to``: leading axes and axes of 1)."""
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and a.shape[lead + i] != 1)
+    return jnp.sum(a, axis=axes).reshape(shape) if axes else a
+
+
+def normalise_vjp_kernel(gy, x, scale, mean, var, axes, eps, positions, bias_shape):
+    """``normalise._vjp_kernel``: the cotangents of ``(x, scale, bias)`` at ``positions``."""
+    rstd = 1 / jnp.sqrt(var + eps)
+    xhat = (x - mean) * rstd
+    out = {}
+    if 1 in positions:
+        out[1] = _sum_to(gy * xhat, jnp.shape(scale))
+    if 2 in positions:
+        out[2] = _sum_to(gy, tuple(bias_shape))
+    if 0 in positions:
+        gx = gy if scale is None else gy * scale
+        out[0] = rstd * (gx - jnp.mean(gx, axis=axes, keepdims=True)
+                         - xhat * jnp.mean(gx * xhat, axis=axes, keepdims=True))
+    return tuple(out[p] for p in positions)
+
+
+def attention(q, k, v, bias, *, mask, scale, heads=None):
+    """``dot_product_attention``'s primitive: ``(softmax(q k^T scale + bias, masked) v,
+    probabilities)``; a row that may attend to no key gets probabilities 0, as the engine's.
+    With ``heads``, ``q, k, v`` hold the heads side by side in their last axis and the
+    output comes joined the same way."""
+    def split(a):
+        n, t, e = a.shape
+        return jnp.swapaxes(a.reshape(n, t, heads, e // heads), 1, 2)
+
+    if heads:
+        q, k, v = split(q), split(k), split(v)
+    s = jnp.matmul(q * scale, jnp.swapaxes(k, -1, -2))
+    if bias is not None:
+        s = s + bias
+    if mask is not None:
+        s = jnp.where(mask, s, -jnp.inf)
+    m = jnp.max(s, axis=-1, keepdims=True)
+    empty = jnp.isneginf(m)
+    e = jnp.exp(s - jnp.where(empty, 0, m))
+    p = e / jnp.where(empty, 1, jnp.sum(e, axis=-1, keepdims=True))
+    out = jnp.matmul(p, v)
+    if heads:
+        n, h, t, d = out.shape
+        out = jnp.swapaxes(out, 1, 2).reshape(n, t, h * d)
+    return out, p
+
+
+def embedding_scatter_add(g, *, idx, rows):
+    """``embedding_scatter_add``: the rows of ``g`` added at their indices (the transpose of
+    ``jnp.take(weight, idx, axis=0)``)."""
+    features = g.shape[idx.ndim:]
+    out = jnp.zeros((rows,) + features, g.dtype)
+    return out.at[idx.reshape(-1)].add(g.reshape((-1,) + features))
+
+
+def einsum(*operands, subscripts, optimize):
+    """The ``einsum`` primitive (explicit subscripts, ``->`` always written)."""
+    return jnp.einsum(subscripts, *operands, optimize=bool(optimize))
+
+
 # --- the fused LSTM: a scan over time of the cell ---------------------------------------------
 
 def lstm_sequence(x, h0, c0, w_ih, w_hh, b):
@@ -329,3 +432,53 @@ def lstm_vjp_kernel(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     if 5 in positions:
         out[5] = jnp.sum(dz, axis=(0, 1))
     return tuple(out[p] for p in positions)
+
+
+# --- the recurrent cells' steps (``fluxml.nnlib.recurrent``) and the GRU sequence --------------
+
+def _sig(a):
+    return 1 / (1 + jnp.exp(-a))
+
+
+def lstm_step(gx, h, c, w):
+    """``LSTM_STEP``: ``(h, c, acts)``, the activations ``[i, f, g, o, tanh(c)]`` side by side
+    in the last axis, as the engine's backward pass reads them."""
+    n = h.shape[-1]
+    z = gx + h @ w.T
+    i, f, o = _sig(z[..., :n]), _sig(z[..., n:2 * n]), _sig(z[..., 3 * n:])
+    g = jnp.tanh(z[..., 2 * n:3 * n])
+    c_new = f * c + i * g
+    tc = jnp.tanh(c_new)
+    return o * tc, c_new, jnp.concatenate([i, f, g, o, tc], axis=-1)
+
+
+def _gru(gx, h, w, b):
+    """One GRU step: ``(h, [r, z, n, W_hn h + b_hn])``."""
+    n = h.shape[-1]
+    gh = h @ w.T
+    if b is not None:
+        gh = gh + b
+    r = _sig(gx[..., :n] + gh[..., :n])
+    z = _sig(gx[..., n:2 * n] + gh[..., n:2 * n])
+    ghn = gh[..., 2 * n:]
+    nn = jnp.tanh(r * ghn + gx[..., 2 * n:])
+    return (h - nn) * z + nn, jnp.concatenate([r, z, nn, ghn], axis=-1)
+
+
+def gru_step(gx, h, w, b):
+    """``GRU_STEP``: ``(h, acts)``."""
+    return _gru(gx, h, w, b)
+
+
+def gru_sequence(gx, h0, w, b):
+    """``GRU_SEQUENCE``: ``gx (N, T, 3H)`` to ``hs (N, T, H)`` and ``acts (T, N, 4H)``, a scan
+    over time of :func:`gru_step`."""
+    dtype = jnp.result_type(gx, h0, w)
+
+    def cell(h, gxt):
+        h, acts = _gru(gxt, h, w, b)
+        return h.astype(dtype), (h, acts)
+
+    h = jnp.broadcast_to(h0, (gx.shape[0], h0.shape[-1])).astype(dtype)
+    _, (hs, acts) = lax.scan(cell, h, jnp.swapaxes(gx, 0, 1))
+    return jnp.swapaxes(hs, 0, 1), acts

@@ -148,8 +148,9 @@ class LayerError(ValueError):
 
 
 def within_gradient(x) -> bool:
-    """True when ``x`` is being differentiated (Flux's ``NNlib.within_gradient``)."""
-    return type(x) is Tracer
+    """True when ``x`` is being differentiated (Flux's ``NNlib.within_gradient``); not when
+    it is only traced by ``fl.compile`` (a compiled forward runs as the eager one)."""
+    return type(x) is Tracer and x._trace.differentiates
 
 
 def is_active(layer, x) -> bool:
@@ -159,7 +160,7 @@ def is_active(layer, x) -> bool:
     active = getattr(layer, "active", None)
     if active is not None:
         return bool(active)
-    return within_gradient(x) or any(type(v) is Tracer for v in vars(layer).values())
+    return within_gradient(x) or any(within_gradient(v) for v in vars(layer).values())
 
 
 def modules(model) -> list:

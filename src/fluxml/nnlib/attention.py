@@ -233,7 +233,7 @@ def _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, heads=None, scratch=
             result[2] = _product(_t(p), g_out, heads)
     if positions == [2]:
         return result
-    use_p = g_p is not None and bool(np.any(g_p))
+    use_p = _used(g_p)  # (a traced g_p, under fl.compile, is used: no concrete value to test)
     # dP and dS stay in a scratch buffer unless dS is the bias's cotangent
     buf = win.scratch(p.shape, p.dtype, np, "attn_dp") if scratch and 3 not in positions \
         else None

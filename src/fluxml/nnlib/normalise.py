@@ -130,8 +130,8 @@ def _vjp_raw(gy, x, scale, mean, var, axes, eps, positions, bias_shape):
     out = {}
     if 1 in positions:
         out[1] = _sum_to(gy * xhat, np.shape(scale))
-    if 2 in positions:
-        out[2] = gy
+    if 2 in positions:  # summed here as _vjp_blocks does: one shape whichever path ran
+        out[2] = _sum_to(gy, bias_shape)
     if 0 in positions:
         gx = gy * scale if scale is not None else gy.copy()
         m1 = np.mean(gx, axis=axes, keepdims=True)

@@ -300,9 +300,11 @@ def adaptive_maxpool(x, out_size):
     cols = v[(slice(None), slice(None)) + tuple(index)]  # (N, C, *out, *longest)
     first = xp.argmax(cols.reshape(v.shape[:2] + out + (-1,)), axis=-1)  # first on ties
     unique = all(n % m == 0 for n, m in zip(v.shape[2:], out))
-    tables = [xp.asarray(t) for t in tables]
+    # the coordinate of window o's entry k is min(start[o] + k, end[o] - 1) (the tables'),
+    # computed rather than looked up: k is traced under fl.compile, a table a constant
+    bounds = [[xp.asarray(b) for b in _adaptive_bounds(n, m)] for n, m in zip(v.shape[2:], out)]
     positions = _positions(first, v.shape, [t.shape[1] for t in tables],
-                           lambda i, o, k: tables[i][o, k])
+                           lambda i, o, k: np.minimum(bounds[i][0][o] + k, bounds[i][1][o] - 1))
     return POOL_GATHER(x, positions, unique=unique)
 
 

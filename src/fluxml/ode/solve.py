@@ -83,6 +83,24 @@ def _state(u0):
     return u0
 
 
+def _refuse_compiled(leaves):
+    """Under ``fl.compile``, a state or parameters traced by it: refused by name (the solver
+    picks its steps and checks them with Python control flow on the values, which a
+    compiled program cannot hold)."""
+    for x in leaves:
+        while type(x) is Tracer:
+            if not x._trace.differentiates:  # fl.compile's recording trace
+                # lazy: the compiler sits above the solvers (and is loaded: it is compiling)
+                from fluxml.compiler.trace import CompileError
+
+                raise CompileError(
+                    "fl.compile: fl.ode.solve (and NeuralODE) cannot be compiled: the solver "
+                    "chooses and checks its steps with Python control flow on the state's "
+                    "values. Call the solver outside the compiled function, and compile the "
+                    "right-hand side (the model) instead.")
+            x = x._val
+
+
 def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver=None,
           saveat=None, dt: float | None = None, rtol: float = 1e-6, atol: float = 1e-9,
           max_steps: int = 100_000, sensealg=None,
@@ -114,7 +132,9 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     y0 = packer.pack(u0)
     options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps,
                    adaptive=adaptive)
-    trace = top_trace(flatten((u0, p))[0])
+    leaves = flatten((u0, p))[0]
+    _refuse_compiled(leaves)
+    trace = top_trace(leaves)
     if isinstance(trace, ReverseTrace) and not isinstance(sensealg, adjoint.Direct):
         ts, ys, stats = adjoint.solve_with_adjoint(sensealg, solver, f, packer, y0, p, t0, t1,
                                                    options)
