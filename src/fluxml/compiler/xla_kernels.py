@@ -54,16 +54,22 @@ def check_finite_norm(nrm, shape, p):
     return nrm
 
 
+def _index_range(idx, check):
+    """Record ``idx``'s smallest and largest entry, judged by ``check`` after every run (an
+    index check whose error must name the caller's layer and line)."""
+    if idx.size:
+        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
+                                lambda v: check(np.asarray(v))))
+    return idx
+
+
 def in_vocabulary(idx, vocab, line):
     """``fluxml.layers.embedding._in_vocabulary``: an embedding's indices in ``[0, vocab)``,
     checked on every run as :func:`check_labels` checks labels."""
     # lazy: the layers sit above the compiler; only a program with an embedding needs this
     from fluxml.layers.embedding import _in_vocabulary
 
-    if idx.size:
-        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
-                                lambda v: _in_vocabulary(np.asarray(v), vocab, line)))
-    return idx
+    return _index_range(idx, lambda v: _in_vocabulary(v, vocab, line))
 
 
 def check_rows(idx, shape):
@@ -71,10 +77,7 @@ def check_rows(idx, shape):
     # lazy: as above (nnlib sits above the compiler's kernels too)
     from fluxml.nnlib.embedding import _check_rows
 
-    if idx.size:
-        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
-                                lambda v: _check_rows(np.asarray(v), shape)))
-    return idx
+    return _index_range(idx, lambda v: _check_rows(v, shape))
 
 
 # --- convolution: one XLA convolution; its transposes are JAX's transposes of it ---------------
