@@ -127,6 +127,40 @@ def test_guard_sees_a_rule_of_an_optimisers_state_replaced_or_changed_in_place()
     np.testing.assert_allclose(model["b"], 1 - 0.1 - 0.1 - 0.5 - 0.25 - 0.125)
 
 
+def _add_sum(p):
+    p[0][...] += np.sum(p[1])
+    return p[1] * 2
+
+
+def test_guard_sees_the_same_arrays_tied_viewed_replaced_or_reshaped_in_place():
+    """A call passing the last call's arrays again skips the checks identity proves (which
+    arrays are distinct, which share memory); any other array takes the checks in full."""
+    a, b = np.zeros(4), np.ones(4)
+    args = [a, b]
+    f = fl.compile(_add_sum)
+    for _ in range(2):
+        f(args)
+    assert f.traces == 1 and np.all(a == 8)
+    args[1] = a  # the written array passed twice: another program (reads the new value)
+    f(args)
+    assert f.traces == 2 and np.all(a == 40)
+    args[1] = c = np.ones(4)  # distinct again: the first program, on the new array
+    f(args)
+    assert f.traces == 2 and np.all(a == 44)
+    args[1] = a[::-1]  # a view of the written array: refused, as on its first call
+    with pytest.raises(fl.CompileError, match="shares memory"):
+        f(args)
+    args[1] = c
+    f(args)
+    assert np.all(a == 48)
+    c.shape = (2, 2)  # the same array reshaped in place: traced again
+    assert f(args).shape == (2, 2) and f.traces == 3 and np.all(a == 52)
+    c.shape = (4,)
+    c.dtype = np.int64  # (retyped in place: same size, another dtype)
+    out = f(args)
+    assert out.dtype == np.int64 and f.traces == 4
+
+
 def test_python_if_on_a_traced_value_names_the_line():
     def f(x):
         if np.sum(x) > 0:  # the line the error must name

@@ -84,6 +84,37 @@ def test_leaves_are_rebound_in_the_callers_objects():
     assert int(state.t) == 3
 
 
+def _rebind_sum(state, x):
+    state["w"] = state["w"] + x
+    return np.sum(state["w"] * state["v"])
+
+
+def test_guard_checks_rebound_leaves_replaced_tied_or_retyped():
+    """The arrays a call rebinds are what the next call's checks expect: its own new arrays
+    skip the shape and dtype checks; another array, the same array twice or another dtype
+    still take the general path (the same program, or a new one)."""
+    state = fl.xla({"w": np.zeros(3), "v": np.ones(3)})
+    x = fl.xla(np.ones(3))
+    f = fl.compile(_rebind_sum, backend="xla")
+    for _ in range(3):
+        f(state, x)
+    assert f.traces == 1 and np.allclose(np.asarray(state["w"]), 3)
+    state["w"] = fl.xla(np.full(3, 10.0))  # another array of the same kind: the same program
+    assert float(f(state, x)) == 33 and f.traces == 1
+    state["v"] = state["w"]  # tied: another program
+    assert float(f(state, x)) == 12 * 11 * 3 and f.traces == 2
+    state["v"] = fl.xla(np.ones(3))
+    state["w"] = fl.xla(np.zeros(3, np.float32))  # another dtype: traced (and refused here)
+    with pytest.raises(CompileError, match="dtype"):
+        f(state, x)
+    state["w"] = fl.xla(np.zeros(4))  # another shape
+    with pytest.raises(ValueError):  # (the eager error: x has 3 entries)
+        f(state, x)
+    state["w"] = fl.xla(np.zeros(3))
+    assert float(f(state, x)) == 3 and f.traces == 2  # back on the first program
+    assert float(f(state, x)) == 6 and f.traces == 2
+
+
 N = 1 << 14  # elements: the size from which written arrays are donated
 
 

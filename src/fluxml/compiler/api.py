@@ -14,6 +14,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer
 from fluxml.compiler import passes
+from fluxml.compiler.codegen import build
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
@@ -27,10 +28,10 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind")
+                 "rebind", "written", "known")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None):
+                 rebind=None, written=None):
         self.program = program
         self.source = source
         self.run = run
@@ -41,6 +42,13 @@ class Entry:
         # points the caller's tree at the new values of the jax.Arrays the program wrote,
         # which ``run`` returns after the results (guards.make_rebinder); None if none
         self.rebind = rebind
+        # ``written(arrays, results)`` puts the new values of the jax.Arrays the program
+        # wrote (rebound in the caller's tree) in the list of its input arrays
+        self.written = written
+        # the input arrays of the last call whose arguments passed (with the new values of
+        # the rebound ones): what the next call's usually are, which ``extract`` checks
+        # faster. Replaced whole, never changed in place (threads read it unlocked).
+        self.known = (None,) * len(positions)
 
 
 class Compiled:
@@ -93,11 +101,13 @@ class Compiled:
             args = (self._owner,) + args
         last = self.last
         if last is not None and last.extract is not None:  # the fast path: same signature
-            arrays = last.extract(args)
+            arrays = last.extract(args, last.known)
             if arrays is not None:
                 outs = last.run(*arrays)
                 if last.rebind is not None:
                     last.rebind(args, outs)
+                    last.written(arrays, outs)
+                last.known = arrays
                 return outs[0] if last.out_spec is LEAF else unflatten(last.out_spec, outs)
         if self.backend == "xla":
             _register_jax()  # JAX arrays are leaves (device-resident state), not static parts
@@ -113,9 +123,12 @@ class Compiled:
             else:
                 self.cache.move_to_end(key)
             self.last = entry
-        outs = entry.run(*[leaves[i] for i in entry.positions])
+        arrays = [leaves[i] for i in entry.positions]
+        outs = entry.run(*arrays)
         if entry.rebind is not None:
             entry.rebind(args, outs)
+            entry.written(arrays, outs)
+        entry.known = arrays  # (the signature checked them)
         return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
     def _trace(self, args, leaves, spec, key):
@@ -145,15 +158,18 @@ class Compiled:
                             self.donate)
         if plain is not None:
             run = _one_at_a_time(run, lower(plain, names, self.backend, _fname(self.fn))[1])
-        rebind = None
+        rebind, written = None, None
         if getattr(run, "rebinds", None):  # jax.Arrays written: rebind the caller's leaves
             n_out = len(program.outputs)
             targets = {i: n_out + j for j, k in enumerate(run.rebinds)
                        for i, x in enumerate(leaves) if x is leaves[positions[k]]}
             rebind = make_rebinder(args, spec, targets, (_Keywords,))
+            written = build("def written(arrays, outs):\n" + "".join(
+                f"    arrays[{k}] = outs[{n_out + j}]\n" for j, k in enumerate(run.rebinds)),
+                {}, "written")
         extract = make_extractor(args, spec, leaves, positions)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind)
+                      extract, rebind, written)
         self.traces += 1
         if len(self.cache) >= self.cache_size:
             self.cache.popitem(last=False)

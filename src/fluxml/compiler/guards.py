@@ -7,6 +7,14 @@ argument tree the trace saw, checks each node's type, field names, static values
 type, shape, dtype and layout, and that arrays shared (or not) at trace time still are. It
 returns the program's input arrays, or ``None`` when anything differs (then the call takes the
 general path: flatten, compute the signature, look it up, trace if new).
+
+Calls in a training loop pass the same arrays again (NumPy state written in place), or the
+arrays the last call rebound (JAX state). ``extract(args, known)`` takes the input arrays of
+the last call whose checks passed (``known``; the rebound ones substituted), and skips what
+identity with them proves: a NumPy array keeps its ``base`` (so which arrays are distinct and
+which share memory is as checked before), a JAX array its shape and dtype. What can change in
+place (a NumPy array's shape, dtype or strides, every node and every number of the tree) is
+checked on every call.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ class _Writer:
         self.lines: list[str] = []
         self.consts: dict = {"np": np}
         self.count = 0
+        self.inputs: dict = {}  # leaf index of a program input -> its known array's local
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -45,6 +54,10 @@ def make_extractor(args, spec, leaves, positions):
     """``extract(args) -> list | None`` for the trace of ``args`` (flattened to ``leaves``
     with ``spec``); ``positions`` are the leaf indices of the program's inputs."""
     w = _Writer()
+    # the known input arrays (the last passed call's), one local each: q0, q1 ...
+    w.inputs = {i: f"q{k}" for k, i in enumerate(positions)}
+    if positions:
+        w.lines.append(f"    {''.join(f'q{k}, ' for k in range(len(positions)))}= known")
     names: list[str] = []
     _walk(w, "args", args, spec, names)
     if len(names) != len(leaves):
@@ -60,16 +73,24 @@ def make_extractor(args, spec, leaves, positions):
                 arrays.append(names[i])
     if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
         # memory (views of one array) exactly as they did
-        w.check(f"len({{{', '.join(f'id({a})' for a in arrays)}}}) == {len(arrays)}")
         views = [(a, leaves[i]) for a, i in zip(arrays, positions) if not is_jax(leaves[i])]
+        # ``known`` JAX arrays may be new ones (rebound): their distinctness is not known
+        # then; the known NumPy ones passed these checks together
+        same = "" if len(views) < len(arrays) else \
+            " and ".join(f"{a} is q{k}" for k, a in enumerate(arrays))
+        lines = [f"len({{{', '.join(f'id({a})' for a in arrays)}}}) == {len(arrays)}"]
         if len(views) > 1:  # (JAX arrays are never views: distinct is enough)
             listed = ", ".join(a for a, _ in views)
             pattern = memory_pattern([x for _, x in views])
             w.consts["memory_pattern"] = memory_pattern
-            w.check(f"memory_pattern([{listed}]) == {pattern!r}")
+            lines.append(f"memory_pattern([{listed}]) == {pattern!r}")
+        if same:
+            w.lines.append(f"    if not ({same}):")
+        for cond in lines:
+            w.lines.append(f"    {'    ' if same else ''}if not ({cond}): return None")
     inputs = ", ".join(names[i] for i in positions)
     w.lines.append(f"    return [{inputs}]")
-    src = "def extract(args):\n" + "\n".join(w.lines) + "\n"
+    src = "def extract(args, known):\n" + "\n".join(w.lines) + "\n"
     try:
         return build(src, w.consts, "extract")
     except (SyntaxError, RecursionError):  # a tree too deep for straight-line code
@@ -110,10 +131,15 @@ def _walk(w, ref, x, spec, names):
         names.append(v)
         if is_jax(x):  # its abstract value, read once (JAX's .shape and .dtype are slower)
             a = w.name("a")
-            w.check(f"type({v}) is {w.const(type(x))}")
-            w.lines.append(f"    {a} = {v}.aval")
             d = w.const(x.dtype)
-            w.check(f"{a}.shape == {x.shape!r} and ({a}.dtype is {d} or {a}.dtype == {d})")
+            q = w.inputs.get(len(names) - 1)
+            if q is not None:  # the known array itself: immutable, its shape and dtype hold
+                w.lines.append(f"    if {v} is not {q}:")
+            pad = "    " if q is not None else ""
+            w.lines.append(f"    {pad}if not (type({v}) is {w.const(type(x))}): return None")
+            w.lines.append(f"    {pad}{a} = {v}.aval")
+            w.lines.append(f"    {pad}if not ({a}.shape == {x.shape!r} and ({a}.dtype is {d} "
+                           f"or {a}.dtype == {d})): return None")
         elif _is_array(x):  # NumPy's, or another library's (CuPy)
             d = w.const(x.dtype)
             # the layout too (the strides, read faster than the flags) where it can differ
