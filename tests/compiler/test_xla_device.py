@@ -7,6 +7,7 @@ what cannot be rebound is refused by path.
 Skipped without JAX (the optional ``xla`` extra).
 """
 
+import collections
 import copy
 import dataclasses
 import functools
@@ -113,6 +114,31 @@ def test_guard_checks_rebound_leaves_replaced_tied_or_retyped():
     state["w"] = fl.xla(np.zeros(3))
     assert float(f(state, x)) == 3 and f.traces == 2  # back on the first program
     assert float(f(state, x)) == 6 and f.traces == 2
+
+
+class _Counted(collections.namedtuple("_Counted", "w")):
+    """A namedtuple with its own ``__new__``: the rebinder must rebuild it through it."""
+
+    built = 0
+
+    def __new__(cls, w):
+        _Counted.built += 1
+        return super().__new__(cls, w)
+
+
+def _double_inside(state):
+    state["t"].w[...] = state["t"].w * 2
+    return np.sum(state["t"].w)
+
+
+def test_a_namedtuple_with_its_own_new_is_rebuilt_through_it():
+    state = {"t": _Counted(fl.xla(np.ones(2)))}
+    f = fl.compile(_double_inside, backend="xla")
+    f(state)
+    before = _Counted.built
+    f(state)  # (the fast path: its only new _Counted is the rebuilt one)
+    assert type(state["t"]) is _Counted and _Counted.built == before + 1
+    np.testing.assert_array_equal(np.asarray(state["t"].w), [4, 4])
 
 
 N = 1 << 14  # elements: the size from which written arrays are donated

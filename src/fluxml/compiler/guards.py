@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import keyword
 import re
 
 import numpy as np
@@ -204,6 +205,7 @@ def make_rebinder(args, spec, targets: dict, frozen: tuple = ()):
     rebound: a :class:`~fluxml.compiler.trace.CompileError` names its path."""
     w = _Writer()
     w.consts["_rebuilt"] = _rebuilt
+    w.consts["_tuple_new"] = tuple.__new__
     top = _rebind(w, "args", args, spec, [0], targets, "", frozen)
     if top is not None:
         path, _ = top
@@ -256,9 +258,13 @@ def _rebind_node(w, v, x, spec, kind, at, targets, path, frozen):
                 w.lines.append(f"    {v}[{k}] = {new}")
             return None
         items = [changed[k][1] if k in changed else f"{v}[{k}]" for k in range(len(x))]
-        head = "" if kind == "tuple" else w.const(spec.type)
-        tail = "," if len(items) == 1 and kind == "tuple" else ""
-        return next(iter(changed.values()))[0], f"{head}({', '.join(items)}{tail})"
+        tail = "," if len(items) == 1 else ""
+        new = f"({', '.join(items)}{tail})"
+        if kind == "namedtuple":  # (its own __new__ if it has one; else one call less)
+            t = w.const(spec.type)
+            new = f"_tuple_new({t}, {new})" if _plain_namedtuple(spec.type) else \
+                f"{t}(*{new})"
+        return next(iter(changed.values()))[0], new
     if kind == "dict":
         changed = {}
         for key, child in zip(spec.keys, spec.children):
@@ -277,7 +283,7 @@ def _rebind_node(w, v, x, spec, kind, at, targets, path, frozen):
         dataclasses.is_dataclass(x) and not isinstance(x, type))
     changed = {}
     for key, child in zip(spec.keys, spec.children):
-        field = f"{v}.__dict__[{key!r}]" if plain else f"getattr({v}, {key!r})"
+        field = f"{v}.__dict__[{key!r}]" if plain else _attribute(v, key)
         r = _rebind(w, field, fields[key], child, at, targets, _join(path, key), frozen)
         if r is not None:
             changed[key] = r
@@ -290,8 +296,23 @@ def _rebind_node(w, v, x, spec, kind, at, targets, path, frozen):
         pairs = ", ".join(f"{key!r}: {new}" for key, (_, new) in changed.items())
         return next(iter(changed.values()))[0], f"_rebuilt({v}, {{{pairs}}})"
     for key, (_, new) in changed.items():
-        w.lines.append(f"    setattr({v}, {key!r}, {new})")
+        w.lines.append(f"    {_attribute(v, key)} = {new}")
     return None
+
+
+def _attribute(v, key) -> str:
+    """``v.key`` (faster than getattr) where ``key`` is a plain name."""
+    plain = isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key) \
+        and not key.startswith("__")
+    return f"{v}.{key}" if plain else f"getattr({v}, {key!r})"
+
+
+def _plain_namedtuple(t) -> bool:
+    """A namedtuple class whose ``__new__`` is the one ``collections.namedtuple`` wrote
+    (which only calls ``tuple.__new__``), not a subclass's own, and no ``__init__``."""
+    globals_ = getattr(t.__new__, "__globals__", {})
+    return globals_.get("__name__", "").startswith("namedtuple_") and \
+        t.__init__ is tuple.__init__
 
 
 def _join(path, key) -> str:
