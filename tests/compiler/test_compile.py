@@ -396,3 +396,28 @@ def test_results_are_not_overwritten_by_the_next_call():
     saved = g1.copy()
     g(np.full((3, 2), -0.7), x)
     np.testing.assert_array_equal(g1, saved)
+
+
+def test_rebinding_one_of_two_references_to_an_array_is_refused():
+    # eagerly s["v"] keeps the old values; compiled, the new ones would be written into the
+    # one array both entries hold: refused, naming both paths
+    def rebind(s, x):
+        s["w"] = s["w"] + x
+        return np.sum(s["v"])
+
+    w = np.ones(3)
+    with pytest.raises(fl.CompileError, match=r"rebound .*w.* also at .*v"):
+        fl.compile(rebind)({"w": w, "v": w}, np.ones(3))
+    np.testing.assert_array_equal(w, np.ones(3))
+
+    def write(s, x):  # in place: both references see the change, eagerly and compiled
+        s["w"] += x
+        return np.sum(s["v"])
+
+    w = np.ones(3)
+    assert fl.compile(write)({"w": w, "v": w}, np.ones(3)) == 6.0
+    np.testing.assert_array_equal(w, np.full(3, 2.0))
+    s = {"w": np.ones(3), "v": np.ones(3)}  # distinct arrays: rebinding one is fine
+    assert fl.compile(rebind)(s, np.ones(3)) == 3.0
+    np.testing.assert_array_equal(s["w"], np.full(3, 2.0))
+    np.testing.assert_array_equal(s["v"], np.ones(3))

@@ -415,6 +415,7 @@ def _writes(tr, targs, spec, leaves, positions, in_vars):
         if _is_array(x):
             first.setdefault(id(x), i)
     writes = {}
+    kept, rebound = {}, {}  # input position -> first path that kept / rebound its array
     for i, x in enumerate(leaves):
         if not _is_array(x):
             if not _same_number(x, after[i]):
@@ -441,6 +442,16 @@ def _writes(tr, targs, spec, leaves, positions, in_vars):
                 raise CompileError("fl.compile: one array argument was given two new values "
                                    "through two references to it")
             writes[k] = v
+        (kept if v is in_vars[k] else rebound).setdefault(k, i)
+    for k, i in rebound.items():
+        if k in kept:  # eagerly the other reference keeps the old values; compiled, it
+            # would see the new ones (they are written into the array, or rebound with it)
+            raise CompileError(
+                f"fl.compile: the function rebound {_path(spec, i)} to a new array, but the "
+                f"array it held is also at {_path(spec, kept[k])}, which keeps the old "
+                "values in eager Python; a compiled function writes the new values into "
+                "that one array. Pass distinct arrays (a copy of one), or write into the "
+                "array in place (`x[...] = value`) if both references should see the change.")
     return sorted(writes.items())
 
 
