@@ -301,16 +301,9 @@ def normalise(x, scale, bias, *, axes, eps):
     return y, mean, var
 
 
-def _sum_to(a, shape):
-    """``a`` summed to ``shape`` (the engine's ``_sum_to``: leading axes and axes of 1)."""
-    lead = a.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
-                                      if n == 1 and a.shape[lead + i] != 1)
-    return jnp.sum(a, axis=axes).reshape(shape) if axes else a
-
-
 def normalise_vjp_kernel(gy, x, scale, mean, var, axes, eps, positions, bias_shape):
     """``normalise._vjp_kernel``: the cotangents of ``(x, scale, bias)`` at ``positions``."""
+    from fluxml.nnlib.normalise import _sum_to  # lazy: nnlib sits above the compiler
     rstd = 1 / jnp.sqrt(var + eps)
     xhat = (x - mean) * rstd
     out = {}

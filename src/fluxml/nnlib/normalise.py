@@ -114,7 +114,7 @@ def _sum_to(a, shape):
     lead = a.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
                                       if n == 1 and a.shape[lead + i] != 1)
-    return np.sum(a, axis=axes).reshape(shape) if axes else a
+    return a.sum(axis=axes).reshape(shape) if axes else a  # (the method: jax arrays too)
 
 
 def _vjp_raw(gy, x, scale, mean, var, axes, eps, positions, bias_shape):
