@@ -303,7 +303,8 @@ def normalise(x, scale, bias, *, axes, eps):
 
 def normalise_vjp_kernel(gy, x, scale, mean, var, axes, eps, positions, bias_shape):
     """``normalise._vjp_kernel``: the cotangents of ``(x, scale, bias)`` at ``positions``."""
-    from fluxml.nnlib.normalise import _sum_to  # lazy: nnlib sits above the compiler
+    # lazy: nnlib sits above the compiler
+    from fluxml.nnlib.normalise import _sum_to
     rstd = 1 / jnp.sqrt(var + eps)
     xhat = (x - mean) * rstd
     out = {}
