@@ -442,7 +442,9 @@ def _writes(tr, targs, spec, leaves, positions, in_vars):
                 raise CompileError("fl.compile: one array argument was given two new values "
                                    "through two references to it")
             writes[k] = v
-        (kept if v is in_vars[k] else rebound).setdefault(k, i)
+            rebound.setdefault(k, i)
+        else:
+            kept.setdefault(k, i)
     for k, i in rebound.items():
         if k in kept:  # eagerly the other reference keeps the old values; compiled, it
             # would see the new ones (they are written into the array, or rebound with it)

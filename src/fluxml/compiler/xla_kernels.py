@@ -38,10 +38,7 @@ def check_labels(labels, n, name):
     # lazy: the losses sit above the compiler; only a program with labels needs their check
     from fluxml.losses.common import _check_labels
 
-    if labels.size:
-        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(labels), jnp.max(labels)]),
-                                lambda v: _check_labels(np.asarray(v), n, name)))
-    return labels
+    return _index_range(labels, lambda v: _check_labels(v, n, name))
 
 
 def check_finite_norm(nrm, shape, p):
@@ -433,38 +430,29 @@ def lstm_vjp_kernel(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
 
 # --- the recurrent cells' steps (``fluxml.nnlib.recurrent``) and the GRU sequence --------------
 
-def _sig(a):
-    return 1 / (1 + jnp.exp(-a))
-
-
 def lstm_step(gx, h, c, w):
     """``LSTM_STEP``: ``(h, c, acts)``, the activations ``[i, f, g, o, tanh(c)]`` side by side
     in the last axis, as the engine's backward pass reads them."""
     n = h.shape[-1]
     z = gx + h @ w.T
-    i, f, o = _sig(z[..., :n]), _sig(z[..., n:2 * n]), _sig(z[..., 3 * n:])
+    i, f, o = sigmoid(z[..., :n]), sigmoid(z[..., n:2 * n]), sigmoid(z[..., 3 * n:])
     g = jnp.tanh(z[..., 2 * n:3 * n])
     c_new = f * c + i * g
     tc = jnp.tanh(c_new)
     return o * tc, c_new, jnp.concatenate([i, f, g, o, tc], axis=-1)
 
 
-def _gru(gx, h, w, b):
-    """One GRU step: ``(h, [r, z, n, W_hn h + b_hn])``."""
+def gru_step(gx, h, w, b):
+    """``GRU_STEP``: one GRU step, ``(h, acts)`` with ``acts = [r, z, n, W_hn h + b_hn]``."""
     n = h.shape[-1]
     gh = h @ w.T
     if b is not None:
         gh = gh + b
-    r = _sig(gx[..., :n] + gh[..., :n])
-    z = _sig(gx[..., n:2 * n] + gh[..., n:2 * n])
+    r = sigmoid(gx[..., :n] + gh[..., :n])
+    z = sigmoid(gx[..., n:2 * n] + gh[..., n:2 * n])
     ghn = gh[..., 2 * n:]
     nn = jnp.tanh(r * ghn + gx[..., 2 * n:])
     return (h - nn) * z + nn, jnp.concatenate([r, z, nn, ghn], axis=-1)
-
-
-def gru_step(gx, h, w, b):
-    """``GRU_STEP``: ``(h, acts)``."""
-    return _gru(gx, h, w, b)
 
 
 def gru_sequence(gx, h0, w, b):
@@ -473,7 +461,7 @@ def gru_sequence(gx, h0, w, b):
     dtype = jnp.result_type(gx, h0, w)
 
     def cell(h, gxt):
-        h, acts = _gru(gxt, h, w, b)
+        h, acts = gru_step(gxt, h, w, b)
         return h.astype(dtype), (h, acts)
 
     h = jnp.broadcast_to(h0, (gx.shape[0], h0.shape[-1])).astype(dtype)
