@@ -195,3 +195,9 @@ def test_lenet_trains_a_step():
                                                 fl.Flatten(), fl.Dense(fl._, 10)))
     assert lazy.layers[0].weight.shape == (6, 1, 5, 5) and lazy.layers[4].weight.shape == \
         (10, 1176)
+
+
+def test_conv_given_a_nested_list_too_small_says_so_like_an_array():
+    with pytest.warns(UserWarning, match="float64 input"), \
+            pytest.raises(fl.LayerError, match=r"needs a spatial size of at least \(3,\)"):
+        fl.Conv((3,), 1, 1)([[[1.0, 2.0]]])

@@ -253,3 +253,25 @@ def test_sequence_random_configurations(data):
     for u, v in zip(fl.gradient(loss(fl.nnlib.lstm_sequence), *args),
                     fl.gradient(loss(_lstm_naive), *args)):
         np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("batch, steps", [(1, 3), (2, 1), (1, 1)])
+def test_lstm_sequence_gradients_are_not_views_of_the_reused_scratch(batch, steps):
+    # for one sample (or one step) the transposed cotangents are contiguous already: they
+    # must still be copies, or the next backward pass overwrites them
+    from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
+
+    rng = np.random.default_rng(0)
+    n_in, n = 3, 4
+    args = [rng.standard_normal(s) for s in
+            [(batch, steps, n_in), (batch, n), (batch, n), (4 * n, n_in), (4 * n, n), (4 * n,)]]
+
+    def loss(x, h0, c0, w_ih, w_hh, b):
+        hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, b)
+        return np.sum(hs * hs) + np.sum(cs)
+
+    first = fl.gradient(loss, *args)
+    kept = [np.array(g) for g in first]
+    fl.gradient(loss, *[a * 2 for a in args])  # a second backward pass in the same thread
+    for g, k in zip(first, kept):
+        np.testing.assert_array_equal(g, k)

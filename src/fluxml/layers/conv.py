@@ -155,7 +155,7 @@ class Conv(Module):
                                        dilation=self.dilation, groups=self.groups,
                                        flipped=self.flipped)
         except ValueError:  # the layer's own account of an input that does not fit
-            self._geometry(tuple(shape))
+            self._geometry(tuple(x.shape))
             raise
 
     def _finish(self, y):

@@ -208,15 +208,16 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
         np.multiply(ifg, dc, out=ifg)
         np.matmul(w_t, dz[t], out=dh_in)
         dc *= f[t]
-    out = {1: np.ascontiguousarray(np.swapaxes(dh_in, 0, 1)),
-           2: np.ascontiguousarray(np.swapaxes(dc, 0, 1))}
+    # copies, never views of the scratch buffers (for one sample a transpose of them is
+    # contiguous already, and ascontiguousarray would return the scratch itself)
+    out = {1: np.swapaxes(dh_in, 0, 1).copy(), 2: np.swapaxes(dc, 0, 1).copy()}
     if want_x or want_w:
         # (4H, T N): the cotangents of all steps side by side, for one product each
         dz_2[...] = np.swapaxes(dz, 0, 1)
         dz_2 = np.reshape(dz_2, (4 * n, steps * batch))
     if want_x:
         np.matmul(np.swapaxes(dz_2, 0, 1), w_ih, out=dx)  # (T N, in)
-        out[0] = np.ascontiguousarray(np.swapaxes(np.reshape(dx, (steps, batch, n_in)), 0, 1))
+        out[0] = np.swapaxes(np.reshape(dx, (steps, batch, n_in)), 0, 1).copy()
     if want_w:
         # against the rows [x_t, 1, h_{t-1}] of all steps, the 1s giving b's cotangent
         xh_2[:, :, :n_in] = np.swapaxes(x, 0, 1)
