@@ -88,7 +88,7 @@ import numpy as np
 from fluxml.distributed import layout
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
-from fluxml.tree import unflatten
+from fluxml.tree import fmap, unflatten
 
 # the order of the buckets: float64 first, so that the first bucket (which carries the loss
 # and the batch size) sums them in float64 whenever the model has any float64 gradient
@@ -126,18 +126,14 @@ class Bucket:
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
         positions in ``zeros``)."""
-        if scale == 1.0:  # the gradients came scaled (fl.train): a plain copy
-            copyto = self.xp.copyto
-            for pos, _, _, view in self.items:
-                if pos in zeros:
-                    view.fill(0)
-                else:
-                    copyto(view, leaves[pos])
-            return
-        s, multiply = self.dtype.type(scale), self.xp.multiply
+        # scale 1: the gradients came scaled (fl.train), a plain copy
+        s = None if scale == 1.0 else self.dtype.type(scale)
+        copyto, multiply = self.xp.copyto, self.xp.multiply
         for pos, _, _, view in self.items:
             if pos in zeros:  # no gradient here on this rank
                 view.fill(0)
+            elif s is None:
+                copyto(view, leaves[pos])
             else:
                 multiply(leaves[pos], s, out=view)
 
@@ -464,7 +460,9 @@ class GradientAverager:
                 elif not b.items:
                     b.xp = _module(leaves[pos])
                 b.add(pos, shape)
-        self.order = [pos for b in buckets + direct for pos, *_ in b.items]
+        self.entries = [(pos, shape, dtype) for b in buckets + direct
+                        for pos, shape, dtype, _ in b.items]
+        self.order = [pos for pos, _, _ in self.entries]
         for k, b in enumerate(buckets):
             b.allocate(_HEADER + len(self.order) if k == 0 else 0)
         self.buckets, self.direct = buckets, direct
@@ -478,8 +476,6 @@ class GradientAverager:
         self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
-        self.entries = [(pos, shape, dtype) for b in buckets + direct
-                        for pos, shape, dtype, _ in b.items]
         self.outputs = [(pos, view) for b in buckets for pos, _, _, view in b.items]
         self.slot = {pos: _HEADER + i for i, pos in enumerate(self.order)}
 
@@ -488,11 +484,8 @@ def _unscale(grads, share: float):
     """One process: ``grads`` divided by ``share`` (none of it where ``share`` is 1)."""
     if share == 1.0:
         return grads
-    return unflatten(*_divided(*layout.positions(grads), share))
-
-
-def _divided(leaves, spec, share):
-    return spec, [x / share if layout.is_grad(x) else x for x in leaves]
+    return fmap(lambda x: x / share if layout.is_grad(x) else x, grads,
+                is_leaf=layout.is_position)
 
 
 def _raise_changed():
