@@ -123,6 +123,14 @@ class Bucket:
         self.items = [(pos, shape, dtype, self.buf[off:off + n].reshape(shape))
                       for pos, shape, dtype, (off, n) in self.items]
 
+    def stage(self, leaves: list, zeros, scale: float, fits: bool) -> None:
+        """Ready ``host`` to be sent: packed (where this rank's tree fits the plan; else it
+        sends what the buffer holds, unused) and copied off the GPU where ``buf`` is there."""
+        if fits:
+            self.pack(leaves, zeros, scale)
+        if self.host is not self.buf:
+            self.buf.get(out=self.host)
+
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
         positions in ``zeros``)."""
@@ -285,10 +293,7 @@ class GradientAverager:
         for k, b in enumerate(self.buckets):
             if posted:  # let MPI advance the buckets already posted (not after the last)
                 MPI.Request.Testall(posted)
-            if fits:
-                b.pack(leaves, zeros, scale)
-            if b.host is not b.buf:
-                b.buf.get(out=b.host)
+            b.stage(leaves, zeros, scale, fits)
             if k == 0:
                 self._header(loss, count, zeros)
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
@@ -308,10 +313,7 @@ class GradientAverager:
             else:
                 if b.buf is None:
                     self._allocate(b)
-                if fits:
-                    b.pack(leaves, zeros, scale)
-                if b.host is not b.buf:
-                    b.buf.get(out=b.host)
+                b.stage(leaves, zeros, scale, fits)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             sums.append(x)
         t1 = time.perf_counter()
