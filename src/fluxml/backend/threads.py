@@ -27,7 +27,6 @@ forked child.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import queue
@@ -41,6 +40,8 @@ _blas_threads = None
 def _find_blas():
     """The loaded BLAS's thread-count function (a ctypes function of no argument), or False.
     The libraries are read from ``/proc/self/maps`` (Linux); elsewhere none is found."""
+    import ctypes  # (here: fluxml's import does not pay for it)
+
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split(None, 5)[-1].strip() for line in maps if ".so" in line}
