@@ -40,7 +40,8 @@ _blas_threads = None
 def _find_blas():
     """The loaded BLAS's thread-count function (a ctypes function of no argument), or False.
     The libraries are read from ``/proc/self/maps`` (Linux); elsewhere none is found."""
-    import ctypes  # (here: fluxml's import does not pay for it)
+    # lazy: fluxml's import does not pay for ctypes
+    import ctypes
 
     try:
         with open("/proc/self/maps") as maps:
@@ -76,7 +77,8 @@ def limit() -> int:
     """How many threads a big element-wise pass may use now (see the module's docstring)."""
     global _blas_threads
     if _blas_threads is None:
-        import numpy  # noqa: F401  (its BLAS is loaded with it)
+        # lazy: NumPy loads its BLAS, which is then found among the loaded libraries
+        import numpy  # noqa: F401
 
         _blas_threads = _find_blas()
     if _blas_threads:
