@@ -140,3 +140,27 @@ def test_random_chains_under_random_adjusts_compile_as_eager(seed, backend):
         want = _run(rules, _step, schedules, steps, seed)
     _compare(got, want, f"{rules}")
     assert compiled.traces == len(seen), rules
+
+
+@pytest.mark.parametrize("rule", [fl.Adam(0.01), fl.RMSProp(0.01), fl.AdaDelta(), fl.NAdam(0.01)],
+                         ids=lambda r: type(r).__name__)
+def test_float16_raises_a_traced_epsilon_as_eagerly(rule):
+    """For float16 arrays ``epsilon`` is raised to 1e-7 (``eps_for``): a traced one through
+    ``np.maximum``, each call's value, so a zero gradient steps as eagerly (no 0/0)."""
+
+    def step(model, state, g):
+        fl.update(state, model, g)
+
+    runs = []
+    for f in (step, fl.compile(step)):
+        rng = np.random.default_rng(0)
+        model = {"w": rng.standard_normal((3, 4)).astype(np.float16)}
+        state = fl.setup(copy.deepcopy(rule), model)
+        for k, eps in enumerate([1e-8, 1e-6, 1e-9]):
+            fl.adjust(state, epsilon=eps)
+            with np.errstate(invalid="ignore"):
+                f(model, state, {"w": (rng.standard_normal((3, 4)) * (k > 0)).astype(np.float16)})
+        runs.append(model["w"])
+    assert f.traces == 1
+    np.testing.assert_array_equal(runs[1], runs[0])
+    assert np.isfinite(runs[1]).all()
