@@ -67,29 +67,41 @@ def _max_windows(x, kernel, stride, pads, dilation):
     return win.windows(win.pad(x, pads, _lowest(x.dtype)), kernel, stride, dilation, out)
 
 
-def _maxpool_positions(x, best, kernel, stride, pads, dilation):
-    """Flat positions in ``x`` of each window's first maximum (``best``), as PyTorch picks it
-    (constant where the derivative exists, so computed on the values). A loop over the
-    kernel's entries, each step a few whole-array operations over every window."""
+def _choices(x, best, *, kernel, stride, pads, dilation):
+    """``(N, C, *out)`` small integers: the index, in the window's row-major order, of each
+    window's first maximum ``best`` (as PyTorch picks it; constant where the derivative exists,
+    so computed on the values); 0 where no entry equals it (NaN). A loop over the kernel's
+    entries, each step a few whole-array operations over every window."""
     x, best = raw(x), raw(best)
     xp = win.array_module(x)
     cols = _max_windows(x, kernel, stride, pads, dilation)
+    every = (slice(None), slice(None))
+    offsets = list(np.ndindex(*kernel))
+    sel = xp.zeros(best.shape, dtype=np.int8 if len(offsets) <= 127 else np.intp)
+    found = cols[every + offsets[0]] == best
+    for k, offset in enumerate(offsets[1:], 1):  # (copyto with where= is 5x slower)
+        first = cols[every + offset] == best
+        xp.greater(first, found, out=first)  # equal here, and not before: first & ~found
+        found |= first
+        sel += first * sel.dtype.type(k)
+    return sel
+
+
+def _maxpool_positions(x, best, kernel, stride, pads, dilation):
+    """Flat positions in ``x`` of each window's first maximum (``best``): each window's start
+    plus the offset of its :func:`_choices` entry, looked up in a table of the kernel's."""
+    sel = _choices(x, best, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
+    x = raw(x)
+    xp = win.array_module(x)
     d = len(kernel)
     steps = [win.count(x.shape[3 + i:]) for i in range(d)]  # element strides of spatial axes
-    found = xp.zeros(best.shape, dtype=bool)
-    shift = xp.zeros(best.shape, dtype=np.intp)  # of the maximum from the window's first entry
-    for offset in np.ndindex(*kernel):
-        first = cols[(slice(None), slice(None)) + offset] == best
-        xp.logical_and(first, ~found, out=first)  # a tie keeps the earlier entry, as PyTorch
-        step = sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
-        if step:
-            shift += first * step
-        found |= first
+    shift = xp.asarray([sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
+                        for offset in np.ndindex(*kernel)], dtype=np.intp)
     n, c = x.shape[:2]
     start = xp.arange(n * c).reshape((n, c) + (1,) * d) * win.count(x.shape[2:])
-    for i, (o, s, (lo, _), st) in enumerate(zip(best.shape[2:], stride, pads, steps)):
+    for i, (o, s, (lo, _), st) in enumerate(zip(sel.shape[2:], stride, pads, steps)):
         start = start + ((xp.arange(o) * s - lo) * st).reshape((o,) + (1,) * (d - 1 - i))
-    return start + shift
+    return start + shift[sel]
 
 
 def _disjoint(kernel, stride, dilation):
@@ -138,24 +150,6 @@ defjvp(MAXPOOL, _maxpool_jvp)
 # and the gradient is written through one strided view of the input per window entry. Measured
 # on LeNet-5's pools (batch 64): the positions' int64 arrays and the fancy-indexed scatter took
 # several times the pooling's own forward pass.
-
-
-def _choices(x, best, *, kernel, stride, pads, dilation):
-    """``(N, C, *out)`` small integers: the index, in the window's row-major order, of each
-    window's first maximum (as PyTorch picks it); 0 where no entry equals it (NaN)."""
-    x, best = raw(x), raw(best)
-    xp = win.array_module(x)
-    cols = win.windows(x, kernel, stride, dilation, best.shape[2:])
-    every = (slice(None), slice(None))
-    offsets = list(np.ndindex(*kernel))
-    sel = xp.zeros(best.shape, dtype=np.int8 if len(offsets) <= 127 else np.intp)
-    found = cols[every + offsets[0]] == best
-    for k, offset in enumerate(offsets[1:], 1):  # (copyto with where= is 5x slower)
-        first = cols[every + offset] == best
-        xp.greater(first, found, out=first)  # equal here, and not before: first & ~found
-        found |= first
-        sel += first * sel.dtype.type(k)
-    return sel
 
 
 def _entry_views(a, kernel, stride, dilation, out):
