@@ -329,7 +329,7 @@ def global_maxpool(x):
     >>> fl.nnlib.global_maxpool(np.arange(8.0).reshape(1, 2, 4)).ravel()
     array([3., 7.])
     """
-    _check_input("global_maxpool", x)
+    win.check_input("global_maxpool", x)
     return maxpool(x, tuple(x.shape[2:]))
 
 
@@ -340,21 +340,16 @@ def global_meanpool(x):
     >>> fl.nnlib.global_meanpool(np.arange(8.0).reshape(1, 2, 4)).ravel()
     array([1.5, 5.5])
     """
-    _check_input("global_meanpool", x)
+    win.check_input("global_meanpool", x)
     return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def _check_input(fn, x):
-    if getattr(x, "ndim", 0) not in (3, 4, 5):
-        raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
-                         f"shape {tuple(np.shape(x))}")
-    return x.ndim - 2
 
 
 def _geometry(fn, x, kernel, stride, pad, dilation):
-    d = _check_input(fn, x)
+    d = win.check_input(fn, x)
     kernel = win.spatial(kernel, d, "kernel", fn)
     stride = kernel if stride is None else win.spatial(stride, d, "stride", fn)
     dilation = win.spatial(dilation, d, "dilation", fn)
@@ -369,7 +364,7 @@ def _geometry(fn, x, kernel, stride, pad, dilation):
 
 
 def _adaptive_size(fn, x, out_size):
-    d = _check_input(fn, x)
+    d = win.check_input(fn, x)
     out = win.spatial(out_size, d, "out_size", fn)
     if any(m > n for m, n in zip(out, x.shape[2:])):
         raise ValueError(f"{fn}: out_size {out} is larger than the input's spatial size "

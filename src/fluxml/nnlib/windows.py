@@ -1,7 +1,7 @@
 """Sliding windows over the spatial axes of ``(N, C, *spatial)`` arrays: the geometry that
 convolution and pooling share.
 
-- argument normalisation (``stride=2`` -> ``(2, 2)``; padding as an int, per dimension,
+- input and argument checks (``stride=2`` -> ``(2, 2)``; padding as an int, per dimension,
   asymmetric ``(lo, hi)`` pairs or ``"same"``) with errors that name the function;
 - :func:`windows`: a strided view ``(N, C, *kernel, *out)`` of a padded input (no copy:
   ``cols[n, c, *k, *o] = xpad[n, c, *(o * stride + k * dilation)]``);
@@ -34,6 +34,15 @@ def array_module(*arrays):
         if type(a).__module__.startswith("cupy"):
             return sys.modules["cupy"]
     return np
+
+
+def check_input(fn: str, x) -> int:
+    """The number of spatial dimensions of ``x`` ``(N, C, *spatial)``: 1, 2 or 3 (else an
+    error naming ``fn``)."""
+    if getattr(x, "ndim", 0) not in (3, 4, 5):
+        raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
+                         f"shape {tuple(np.shape(x))}")
+    return x.ndim - 2
 
 
 def spatial(value, d: int, name: str, fn: str, minimum: int = 1) -> tuple:
