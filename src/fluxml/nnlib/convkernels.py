@@ -174,17 +174,15 @@ def _col2im(cols, geo, xp):
     else:
         stage = win.workspace(geo.stage_shape(b), cols.dtype, xp, "stage")
         stage.fill(0)
-        for offset in np.ndindex(*kernel[:-1]):
-            region = tuple(slice(k * dl, k * dl + s * (m - 1) + 1, s)
-                           for k, dl, s, m in zip(offset, dilation, stride, out))
+        for offset in np.ndindex(*kernel[:-1]):  # (the leading axes' regions)
+            region = win.entry_region(offset, stride, dilation, out)
             stage[every + (slice(None),) + region] += cols[every + offset]
     acc = win.workspace((b, geo.c) + geo.padded, cols.dtype, xp, "pad")
     acc.fill(0)
     lead = (slice(None),) * (len(kernel) - 1)
     for j in range(kernel[-1]):
-        last = slice(j * dilation[-1], j * dilation[-1] + stride[-1] * (out[-1] - 1) + 1,
-                     stride[-1])
-        acc[every + lead + (last,)] += stage[every + (j,)]
+        last = win.entry_region((j,), stride[-1:], dilation[-1:], out[-1:])
+        acc[every + lead + last] += stage[every + (j,)]
     return acc
 
 

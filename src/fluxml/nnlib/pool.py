@@ -156,8 +156,7 @@ def _entry_views(a, kernel, stride, dilation, out):
     """One strided view of ``a`` ``(N, C, *spatial)`` per window entry, ``(N, C, *out)``
     each: where that entry of every window lies."""
     every = (slice(None), slice(None))
-    return [a[every + tuple(slice(k * dl, k * dl + s * (m - 1) + 1, s)
-                            for k, dl, s, m in zip(offset, dilation, stride, out))]
+    return [a[every + win.entry_region(offset, stride, dilation, out)]
             for offset in np.ndindex(*kernel)]
 
 
