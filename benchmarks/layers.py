@@ -113,10 +113,10 @@ def _check(ours_fns, peer_fns):
 
 
 def _selected(name: str) -> bool:
-    """Rows to run: those whose name contains a command-line argument (all without any):
-    ``benchmarks/layers.py LSTM MultiHead``."""
-    names = [a for a in sys.argv[1:] if not a.startswith("--")]
-    return not names or any(a in name for a in names)
+    """Rows to run: those whose name contains a command-line argument, in any case (all
+    without any): ``benchmarks/layers.py lstm attention``."""
+    names = [a.lower() for a in sys.argv[1:] if not a.startswith("--")]
+    return not names or any(a in name.lower() for a in names)
 
 
 def main():

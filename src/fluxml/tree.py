@@ -99,30 +99,65 @@ def flatten(tree, is_leaf: Callable[[Any], bool] | None = None, *, trainable: bo
     stay with their object, untouched, when the tree is rebuilt (this is what ``gradient``
     and the optimisers see)."""
     leaves: list = []
-    if is_leaf is None or is_leaf is is_array_leaf:  # by type alone: kinds are cached
-        spec = _flatten_typed(tree, leaves, set(), trainable)
+    if is_leaf is is_array_leaf:
+        is_leaf = None  # the default test, by type alone
+    return leaves, _flatten(tree, leaves, is_leaf, set(), trainable)
+
+
+# What a value is in a tree depends on its type alone, up to an object's fields and unless a
+# leaf test of the caller's says it is a leaf: the walk that ``gradient`` and ``update`` run
+# on every step looks each type's kind up once. With the default leaf test (``leaf`` None)
+# the kinds come from ``_KINDS``; a caller's test is asked of each value first, then its
+# type's kind as a container from ``_CONTAINERS``.
+_KINDS: dict = {}
+_CONTAINERS: dict = {}
+
+
+def _flatten(x, leaves, leaf, seen, trainable):
+    """The spec of ``x``, its leaves appended to ``leaves``; ``leaf`` is the caller's leaf
+    test, None for the default one (by type)."""
+    t = type(x)
+    if leaf is None:
+        kind = _KINDS.get(t) or _kind(t)
     else:
-        spec = _flatten(tree, leaves, is_leaf, set(), trainable)
-    return leaves, spec
-
-
-def _flatten(x, leaves, leaf, seen, trainable=False):
-    if leaf(x):
+        kind = "leaf" if leaf(x) else _CONTAINERS.get(t) or _container(t)
+    if kind == "leaf":
         leaves.append(x)
         return LEAF
-    t = type(x)
-    if t is list or t is tuple:
-        return Spec(t.__name__, t, None, [_flatten(c, leaves, leaf, seen, trainable) for c in x])
-    if isinstance(x, tuple) and hasattr(x, "_fields"):  # namedtuple
-        children = [_flatten(c, leaves, leaf, seen, trainable) for c in x]
-        return Spec("namedtuple", t, None, children)
-    if isinstance(x, dict):
+    if kind == "list" or kind == "tuple" or kind == "namedtuple":
+        return Spec(kind, t, None, _children(x, leaves, leaf, seen, trainable))
+    if kind == "dict":
         keys = list(x.keys())
-        children = [_flatten(x[k], leaves, leaf, seen, trainable) for k in keys]
-        return Spec("dict", t, keys, children)
-    if x is None or isinstance(x, (bool,) + _STATIC_TYPES):
+        values = map(x.__getitem__, keys)  # (not a comprehension: x would become a cell)
+        return Spec(kind, t, keys, _children(values, leaves, leaf, seen, trainable))
+    if kind == "static":
         return Spec("static", static=x)
     return _object(x, leaves, leaf, seen, trainable)
+
+
+def _kind(t) -> str:
+    """The kind of a value of type ``t`` with the default leaf test: "leaf" for arrays and
+    numbers, else its :func:`_container` kind."""
+    leaf = issubclass(t, _LEAF_TYPES) and not issubclass(t, bool) or t.__name__ == "ndarray"
+    kind = _KINDS[t] = "leaf" if leaf else _container(t)
+    return kind
+
+
+def _container(t) -> str:
+    """The kind of a value of type ``t`` that is not a leaf: "list", "tuple", "namedtuple",
+    "dict", "static" or "object" (a node read by :func:`_fields`, or static if it has none)."""
+    if t is list or t is tuple:
+        kind = t.__name__
+    elif issubclass(t, tuple) and hasattr(t, "_fields"):
+        kind = "namedtuple"
+    elif issubclass(t, dict):
+        kind = "dict"
+    elif t is type(None) or issubclass(t, (bool,) + _STATIC_TYPES):
+        kind = "static"
+    else:
+        kind = "object"
+    _CONTAINERS[t] = kind
+    return kind
 
 
 # How a class's instances are nodes, read once per class: by their dataclass fields, by the
@@ -144,60 +179,17 @@ def _node_kind(t) -> tuple:
     return kind
 
 
-# What ``_flatten`` makes of a value with the default leaf test (``is_array_leaf``) depends
-# on its type alone, up to the fields of an object: the walk that ``gradient`` and ``update``
-# run on every step looks each type's kind up once.
-_KINDS: dict = {}
-
-
-def _kind(t) -> str:
-    kind = _KINDS.get(t)
-    if kind is None:
-        kind = _KINDS[t] = _classify(t)
-    return kind
-
-
-def _classify(t) -> str:
-    """``_flatten``'s branches, in its order, asked of the type."""
-    if issubclass(t, _LEAF_TYPES) and not issubclass(t, bool) or t.__name__ == "ndarray":
-        return "leaf"
-    if t is list or t is tuple:
-        return t.__name__
-    if issubclass(t, tuple) and hasattr(t, "_fields"):
-        return "namedtuple"
-    if issubclass(t, dict):
-        return "dict"
-    if t is type(None) or issubclass(t, (bool,) + _STATIC_TYPES):
-        return "static"
-    return "object"
-
-
-def _flatten_typed(x, leaves, seen, trainable):
-    """``_flatten(x, leaves, is_array_leaf, seen, trainable)``, with kinds by type."""
-    t = type(x)
-    kind = _KINDS.get(t) or _kind(t)
-    if kind == "leaf":
-        leaves.append(x)
-        return LEAF
-    if kind == "list" or kind == "tuple" or kind == "namedtuple":
-        return Spec(kind, t, None, _children(x, leaves, seen, trainable))
-    if kind == "dict":
-        keys = list(x.keys())
-        return Spec(kind, t, keys, _children([x[k] for k in keys], leaves, seen, trainable))
-    if kind == "static":
-        return Spec("static", static=x)
-    return _object(x, leaves, None, seen, trainable)
-
-
-def _children(values, leaves, seen, trainable) -> list:
-    """The specs of ``values``, a node's children, with NumPy arrays taken without a call."""
+def _children(values, leaves, leaf, seen, trainable) -> list:
+    """The specs of ``values``, a node's children, with NumPy arrays taken without a call
+    where the leaf test is the default. (A loop: a comprehension here would make the
+    arguments closure cells, a measured tenth slower on every node.)"""
     specs = []
     for v in values:
-        if type(v) is np.ndarray:
+        if type(v) is np.ndarray and leaf is None:
             leaves.append(v)
             specs.append(LEAF)
         else:
-            specs.append(_flatten_typed(v, leaves, seen, trainable))
+            specs.append(_flatten(v, leaves, leaf, seen, trainable))
     return specs
 
 
@@ -210,10 +202,7 @@ def _object(x, leaves, leaf, seen, trainable):
     if id(x) in seen:
         raise ValueError(f"the tree contains a cycle through a {t.__name__} object")
     seen.add(id(x))
-    if leaf is None:
-        children = _children([v for _, v in fields], leaves, seen, trainable)
-    else:
-        children = [_flatten(v, leaves, leaf, seen, trainable) for _, v in fields]
+    children = _children([v for _, v in fields], leaves, leaf, seen, trainable)
     seen.discard(id(x))
     return Spec("object", t, [k for k, _ in fields], children, static=x)
 

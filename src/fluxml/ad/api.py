@@ -76,6 +76,18 @@ def _trace_args(trace, args, make):
 _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.complex128}
 
 
+def _run(trace, f, targs):
+    """``f(*targs)`` recorded by ``trace``, which is closed afterwards whatever happens: a
+    tracer that escapes says so when it is used later."""
+    try:
+        out = f(*targs)
+        if trace.refused is not None:
+            trace.check_refused()
+    finally:
+        trace.closed = LEAKED
+    return out
+
+
 def _finish(g, like, zeros, seen):
     """A gradient leaf as the user receives it: the argument's type, shape and dtype; a
     writable array whose memory no other gradient shares (a transposed view of a buffer the
@@ -139,12 +151,7 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
     if holomorphic:
         _check_complex_inputs(leaves, made)
-    try:
-        out = f(*targs)
-        if trace.refused is not None:
-            trace.check_refused()
-    finally:
-        trace.closed = LEAKED
+    out = _run(trace, f, targs)
     if type(out) is not Tracer or out._trace is not trace:
         if type(out) is Tracer and out._trace.level > trace.level:
             raise DifferentiationError(LEAKED)
@@ -280,11 +287,8 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
     pause_gc()
     try:
-        out = f(*targs)
-        if trace.refused is not None:
-            trace.check_refused()
+        out = _run(trace, f, targs)
     finally:
-        trace.closed = LEAKED
         resume_gc()
     out_leaves, out_spec = flatten(out, _leaf_or_none)
     values = []
@@ -366,11 +370,8 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     targs, _, _, _ = _trace_args(trace, tuple(primals), seed)
     pause_gc()
     try:
-        out = f(*targs)
-        if trace.refused is not None:
-            trace.check_refused()
+        out = _run(trace, f, targs)
     finally:
-        trace.closed = LEAKED
         resume_gc()
     out_leaves, out_spec = flatten(out)
     values, tans = [], []

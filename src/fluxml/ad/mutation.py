@@ -262,6 +262,15 @@ def assign_out(target, result, what):
     assign(target, result if raw(result).dtype == target.dtype else result.astype(target.dtype))
 
 
+def into_out(result, out, what):
+    """``result``, or, where an ``out=`` argument is given, ``result`` written into it
+    (:func:`assign_out`) and ``out``: what NumPy functions taking ``out=`` return."""
+    if out is None:
+        return result
+    assign_out(out, result, what)
+    return out
+
+
 def ufunc_at(ufunc, a, idx, b):
     """``np.add.at(a, idx, b)`` and friends: unbuffered, repeated indices accumulate."""
     if type(a) is not Tracer:

@@ -23,22 +23,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fluxml.io import safetensors
-from fluxml.io.modelstate import LoadError, _leaf_paths, check, flat_state, write_into
+from fluxml.io.modelstate import LoadError, check, flat_state, named_leaves, write_into
 from fluxml.tree import flatten
 
 KEYS = "fluxml.keys"
 
 
 def _tensors(tree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    tensors, keys = {}, {}
-    for path, leaf in _leaf_paths(tree):
-        name = ".".join(path)
-        if name in tensors:
-            raise ValueError(f"save: two entries are both named {name!r} once their keys are "
-                             f"joined with dots; rename the keys that contain dots")
-        tensors[name] = np.asarray(leaf)
-        keys[name] = list(path)
-    return tensors, keys
+    named = named_leaves(tree, "save")
+    return ({name: np.asarray(leaf) for name, _, leaf in named},
+            {name: list(path) for name, path, _ in named})
 
 
 def save(path, model_or_state, metadata: dict[str, str] | None = None) -> None:

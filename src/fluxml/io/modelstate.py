@@ -69,14 +69,22 @@ def _walk_spec(spec, prefix, out):
 def flat_state(state_or_model) -> dict[str, Any]:
     """``{"layers.0.weight": array, ...}``: a nested state (or a model, or an already flat
     dict with dotted names) with its paths joined by dots."""
-    flat = {}
-    for path, leaf in _leaf_paths(state_or_model):
+    return {name: leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
+            for name, _, leaf in named_leaves(state_or_model, "state")}
+
+
+def named_leaves(tree, what: str) -> list[tuple[str, tuple[str, ...], Any]]:
+    """``[(dotted name, keys, leaf)]`` in flatten's order; two leaves whose keys join to the
+    same name are refused, the error naming ``what``."""
+    named, seen = [], set()
+    for path, leaf in _leaf_paths(tree):
         name = ".".join(path)
-        if name in flat:
-            raise ValueError(f"state: two entries are both named {name!r} once their keys are "
+        if name in seen:
+            raise ValueError(f"{what}: two entries are both named {name!r} once their keys are "
                              f"joined with dots; rename the keys that contain dots")
-        flat[name] = leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
-    return flat
+        seen.add(name)
+        named.append((name, path, leaf))
+    return named
 
 
 def _describe(x) -> tuple[tuple[int, ...], np.dtype]:

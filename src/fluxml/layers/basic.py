@@ -104,6 +104,13 @@ def _make_bias(bias, n, dtype, layer):
     return bias
 
 
+def _positive(layer, **sizes):
+    """Each of ``sizes`` (name: value) a positive int, else an error naming ``layer``."""
+    for name, n in sizes.items():
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
+
+
 class Chain(Module):
     """``Chain(layer1, layer2, ...)`` or ``Chain(name1=layer1, ...)``
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml.layers.basic import _activation_suffix, _make_bias, identity
+from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
 from fluxml.layers.module import LayerError, Module
 from fluxml.layers.precision import match_dtype
 from fluxml.nnlib import windows as win
@@ -37,12 +37,6 @@ def _kernel(layer, kernel) -> tuple[int, ...]:
         raise ValueError(f"{layer}: the kernel must be a tuple of 1 to 3 positive ints (one "
                          f"per spatial dimension); got {kernel!r}")
     return tuple(int(k) for k in kernel)
-
-
-def _positive(layer, **sizes):
-    for name, n in sizes.items():
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
 
 
 def expected_input(channels, d) -> str:

@@ -103,17 +103,22 @@ def _impl(q, k, v, bias, *, mask, scale, heads=None):
     p = _probabilities_bounded(q, k, bias, mask, scale) if fast else None
     if p is None:
         s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
-        if bias is not None:
-            s += bias
-        if mask is not None:
-            np.copyto(s, -np.inf, where=~mask)
-        p = _softmax_rows(s)
+        p = _softmax_rows(_biased_masked(s, bias, mask))
     if heads and fast:  # the product written in the joined layout
         out, view = _joined(v.shape[0], heads, p.shape[-2], v.shape[-1], p.dtype)
         np.matmul(p, v, out=view)
         return out, p
     out = np.matmul(p, v)
     return (_join(out) if heads else out), p
+
+
+def _biased_masked(s, bias, mask):
+    """The scores ``s``, in place, plus ``bias`` and -inf where ``mask`` forbids."""
+    if bias is not None:
+        s += bias
+    if mask is not None:
+        np.copyto(s, -np.inf, where=~mask)
+    return s
 
 
 def _plain(*arrays):
@@ -167,11 +172,7 @@ def _shifted_softmax(q, k, bias, mask, scale):
                            if np.ndim(bias) < 2 else bias, axis=-1)
         np.negative(c, out=qa[..., d])
         s = np.matmul(qa, _t(ka))  # the scores minus c
-    if bias is not None:
-        s += bias
-    if mask is not None:
-        np.copyto(s, -np.inf, where=~mask)
-    np.exp(s, out=s)
+    np.exp(_biased_masked(s, bias, mask), out=s)
     total = np.matmul(s, np.ones_like(s, shape=(s.shape[-1], 1)))
     if mask is not None:  # a row that may attend to no key gets probabilities 0
         np.copyto(total, 1, where=~np.any(mask, axis=-1, keepdims=True))

@@ -18,8 +18,8 @@ strides) where the single strided copy moves ``out_last`` entries per kernel ent
 longer runs, and twice as fast in the measurements. col2im is the transpose: one add per
 entry of ``kernel[:-1]``, then one per entry of ``k_last`` (10 adds for a 5x5 kernel, not 25).
 With few output positions per sample (``NARROW``) the weight gradient lays the same columns
-out channel-major across the block instead (:func:`_columns_across`): one product over the
-block's samples and positions, not one narrow product a sample.
+out channel-major across the block instead (:func:`_columns` ``across``): one product over
+the block's samples and positions, not one narrow product a sample.
 
 The input gradient, with unit strides, is either the forward convolution of the cotangent,
 padded by the kernel's reach, with the flipped kernel (inputs and outputs swapped: when its
@@ -46,8 +46,8 @@ from fluxml.nnlib import windows as win
 BLOCK_BYTES = 3 << 20
 
 # below this many output positions per sample, the weight gradient lays a block's columns
-# out channel-major across its samples (:func:`_columns_across`): one product summing over the
-# whole block, where per-sample products this narrow run at a fraction of the BLAS's speed
+# out channel-major across its samples (:func:`_columns` ``across``): one product summing over
+# the whole block, where per-sample products this narrow run at a fraction of the BLAS's speed
 # (measured on LeNet's 6 => 16 layer, 100 positions: 0.96 ms against 1.06 ms). The forward
 # keeps per-sample columns: there the wider product's gain went to the transposed copy of
 # its result and a slower copy of the columns (measured equal on 6 => 16, slower on 1 => 6)
@@ -119,10 +119,13 @@ def _strided(xp, a, shape, strides):
     return view
 
 
-def _columns(xpad, geo, xp, ones=False):
+def _columns(xpad, geo, xp, ones=False, across=False):
     """im2col of a padded block ``(B, C, *padded)``: ``(B, groups, C / groups * K, P)`` in the
     workspace, the rows in the weight's ``(C, *kernel)`` order; with ``ones`` (one group) a
-    last row of ones, ``(B, 1, C * K + 1, P)``, for a bias column of the weight."""
+    last row of ones, ``(B, 1, C * K + 1, P)``, for a bias column of the weight. ``across``:
+    channel-major across the block, ``(groups, C / groups * K, B * P)``, the columns
+    sample-major: the same two row-wise copies, into arrays stored with the block axis
+    behind the kernel's (:func:`_stored`)."""
     b, c = xpad.shape[:2]
     kernel, stride, dilation, out = geo.kernel, geo.stride, geo.dilation, geo.out
     rows = (c // geo.groups) * geo.k
@@ -134,44 +137,30 @@ def _columns(xpad, geo, xp, ones=False):
         full[:, 0, rows] = 1
         cols = full[:, 0, :rows].reshape((b, c) + kernel + out)  # splits axes: a view
     else:
-        full = cols = win.workspace((b, c) + kernel + out, xpad.dtype, xp, "cols")
+        full, cols = _stored((b, c) + kernel + out, len(kernel), across, xpad.dtype, xp, "cols")
     if len(kernel) == 1:
         cols[...] = first
     else:
-        stage = win.workspace(first.shape, xpad.dtype, xp, "stage")
-        stage[...] = first
-        tb, tc, tk, *ts = stage.strides
+        stage, view = _stored(first.shape, 1, across, xpad.dtype, xp, "stage")
+        view[...] = first
+        tb, tc, tk, *ts = view.strides
         cols[...] = _strided(
             xp, stage, cols.shape,
             (tb, tc) + tuple(s * dl for s, dl in zip(ts[:-1], dilation[:-1])) + (tk,)
             + tuple(s * st for s, st in zip(ts[:-1], stride[:-1])) + (ts[-1],))
+    if across:
+        return full.reshape(geo.groups, rows, b * geo.positions)
     return full.reshape(b, geo.groups, -1, geo.positions)
 
 
-def _columns_across(xpad, geo, xp):
-    """im2col of a padded block ``(B, C, *padded)`` channel-major across the block:
-    ``(groups, C / groups * K, B * P)``, the rows in the weight's ``(C, *kernel)`` order and
-    the columns sample-major. The same two row-wise copies as :func:`_columns`, the block axis
-    moved behind the kernel's."""
-    b, c = xpad.shape[:2]
-    kernel, stride, dilation, out = geo.kernel, geo.stride, geo.dilation, geo.out
-    sb, sc, *ss = xpad.strides
-    shape = (c, kernel[-1], b) + geo.padded[:-1] + (out[-1],)
-    first = _strided(xp, xpad, shape, (sc, ss[-1] * dilation[-1], sb) + tuple(ss[:-1])
-                     + (ss[-1] * stride[-1],))
-    if len(kernel) == 1:
-        cols = win.workspace(shape, xpad.dtype, xp, "cols")
-        cols[...] = first
-    else:
-        stage = win.workspace(shape, xpad.dtype, xp, "stage")
-        stage[...] = first
-        tc, tk, tb, *ts = stage.strides
-        cols = win.workspace((c,) + kernel + (b,) + out, xpad.dtype, xp, "cols")
-        cols[...] = _strided(
-            xp, stage, cols.shape,
-            (tc,) + tuple(s * dl for s, dl in zip(ts[:-1], dilation[:-1])) + (tk, tb)
-            + tuple(s * st for s, st in zip(ts[:-1], stride[:-1])) + (ts[-1],))
-    return cols.reshape(geo.groups, (c // geo.groups) * geo.k, b * geo.positions)
+def _stored(shape, k, across, dtype, xp, slot):
+    """A workspace for an array of ``shape`` ``(B, C, *k kernel axes, ...)`` and its view in
+    that order: stored as it is, or ``across`` the block (``(C, *kernel axes, B, ...)``)."""
+    if not across:
+        buf = win.workspace(shape, dtype, xp, slot)
+        return buf, buf
+    buf = win.workspace(shape[1:k + 2] + shape[:1] + shape[k + 2:], dtype, xp, slot)
+    return buf, buf.transpose((k + 1, *range(k + 1), *range(k + 2, len(shape))))
 
 
 def _col2im(cols, geo, xp):
@@ -185,17 +174,15 @@ def _col2im(cols, geo, xp):
     else:
         stage = win.workspace(geo.stage_shape(b), cols.dtype, xp, "stage")
         stage.fill(0)
-        for offset in np.ndindex(*kernel[:-1]):
-            region = tuple(slice(k * dl, k * dl + s * (m - 1) + 1, s)
-                           for k, dl, s, m in zip(offset, dilation, stride, out))
+        for offset in np.ndindex(*kernel[:-1]):  # (the leading axes' regions)
+            region = win.entry_region(offset, stride, dilation, out)
             stage[every + (slice(None),) + region] += cols[every + offset]
     acc = win.workspace((b, geo.c) + geo.padded, cols.dtype, xp, "pad")
     acc.fill(0)
     lead = (slice(None),) * (len(kernel) - 1)
     for j in range(kernel[-1]):
-        last = slice(j * dilation[-1], j * dilation[-1] + stride[-1] * (out[-1] - 1) + 1,
-                     stride[-1])
-        acc[every + lead + (last,)] += stage[every + (j,)]
+        last = win.entry_region((j,), stride[-1:], dilation[-1:], out[-1:])
+        acc[every + lead + last] += stage[every + (j,)]
     return acc
 
 
@@ -368,7 +355,8 @@ def filter(x, g, geo):
             gb.reshape(geo.o, b - a, geo.positions)[...] = g[a:b].reshape(
                 b - a, geo.o, geo.positions).swapaxes(0, 1)
             # columns on the left: the BLAS runs this orientation 15% faster (measured)
-            dw += xp.matmul(_columns_across(xpad, geo, xp), gb.swapaxes(-1, -2)).swapaxes(-1, -2)
+            cols = _columns(xpad, geo, xp, across=True)
+            dw += xp.matmul(cols, gb.swapaxes(-1, -2)).swapaxes(-1, -2)
         else:
             gb = g[a:b].reshape(b - a, geo.groups, og, geo.positions)
             dw += xp.matmul(gb, _columns(xpad, geo, xp).swapaxes(-1, -2)).sum(axis=0)

@@ -67,29 +67,41 @@ def _max_windows(x, kernel, stride, pads, dilation):
     return win.windows(win.pad(x, pads, _lowest(x.dtype)), kernel, stride, dilation, out)
 
 
-def _maxpool_positions(x, best, kernel, stride, pads, dilation):
-    """Flat positions in ``x`` of each window's first maximum (``best``), as PyTorch picks it
-    (constant where the derivative exists, so computed on the values). A loop over the
-    kernel's entries, each step a few whole-array operations over every window."""
+def _choices(x, best, *, kernel, stride, pads, dilation):
+    """``(N, C, *out)`` small integers: the index, in the window's row-major order, of each
+    window's first maximum ``best`` (as PyTorch picks it; constant where the derivative exists,
+    so computed on the values); 0 where no entry equals it (NaN). A loop over the kernel's
+    entries, each step a few whole-array operations over every window."""
     x, best = raw(x), raw(best)
     xp = win.array_module(x)
     cols = _max_windows(x, kernel, stride, pads, dilation)
+    every = (slice(None), slice(None))
+    offsets = list(np.ndindex(*kernel))
+    sel = xp.zeros(best.shape, dtype=np.int8 if len(offsets) <= 127 else np.intp)
+    found = cols[every + offsets[0]] == best
+    for k, offset in enumerate(offsets[1:], 1):  # (copyto with where= is 5x slower)
+        first = cols[every + offset] == best
+        xp.greater(first, found, out=first)  # equal here, and not before: first & ~found
+        found |= first
+        sel += first * sel.dtype.type(k)
+    return sel
+
+
+def _maxpool_positions(x, best, kernel, stride, pads, dilation):
+    """Flat positions in ``x`` of each window's first maximum (``best``): each window's start
+    plus the offset of its :func:`_choices` entry, looked up in a table of the kernel's."""
+    sel = _choices(x, best, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
+    x = raw(x)
+    xp = win.array_module(x)
     d = len(kernel)
     steps = [win.count(x.shape[3 + i:]) for i in range(d)]  # element strides of spatial axes
-    found = xp.zeros(best.shape, dtype=bool)
-    shift = xp.zeros(best.shape, dtype=np.intp)  # of the maximum from the window's first entry
-    for offset in np.ndindex(*kernel):
-        first = cols[(slice(None), slice(None)) + offset] == best
-        xp.logical_and(first, ~found, out=first)  # a tie keeps the earlier entry, as PyTorch
-        step = sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
-        if step:
-            shift += first * step
-        found |= first
+    shift = xp.asarray([sum(k * dl * st for k, dl, st in zip(offset, dilation, steps))
+                        for offset in np.ndindex(*kernel)], dtype=np.intp)
     n, c = x.shape[:2]
     start = xp.arange(n * c).reshape((n, c) + (1,) * d) * win.count(x.shape[2:])
-    for i, (o, s, (lo, _), st) in enumerate(zip(best.shape[2:], stride, pads, steps)):
+    for i, (o, s, (lo, _), st) in enumerate(zip(sel.shape[2:], stride, pads, steps)):
         start = start + ((xp.arange(o) * s - lo) * st).reshape((o,) + (1,) * (d - 1 - i))
-    return start + shift
+    return start + shift[sel]
 
 
 def _disjoint(kernel, stride, dilation):
@@ -140,30 +152,11 @@ defjvp(MAXPOOL, _maxpool_jvp)
 # several times the pooling's own forward pass.
 
 
-def _choices(x, best, *, kernel, stride, pads, dilation):
-    """``(N, C, *out)`` small integers: the index, in the window's row-major order, of each
-    window's first maximum (as PyTorch picks it); 0 where no entry equals it (NaN)."""
-    x, best = raw(x), raw(best)
-    xp = win.array_module(x)
-    cols = win.windows(x, kernel, stride, dilation, best.shape[2:])
-    every = (slice(None), slice(None))
-    offsets = list(np.ndindex(*kernel))
-    sel = xp.zeros(best.shape, dtype=np.int8 if len(offsets) <= 127 else np.intp)
-    found = cols[every + offsets[0]] == best
-    for k, offset in enumerate(offsets[1:], 1):  # (copyto with where= is 5x slower)
-        first = cols[every + offset] == best
-        xp.greater(first, found, out=first)  # equal here, and not before: first & ~found
-        found |= first
-        sel += first * sel.dtype.type(k)
-    return sel
-
-
 def _entry_views(a, kernel, stride, dilation, out):
     """One strided view of ``a`` ``(N, C, *spatial)`` per window entry, ``(N, C, *out)``
     each: where that entry of every window lies."""
     every = (slice(None), slice(None))
-    return [a[every + tuple(slice(k * dl, k * dl + s * (m - 1) + 1, s)
-                            for k, dl, s, m in zip(offset, dilation, stride, out))]
+    return [a[every + win.entry_region(offset, stride, dilation, out)]
             for offset in np.ndindex(*kernel)]
 
 
@@ -335,7 +328,7 @@ def global_maxpool(x):
     >>> fl.nnlib.global_maxpool(np.arange(8.0).reshape(1, 2, 4)).ravel()
     array([3., 7.])
     """
-    _check_input("global_maxpool", x)
+    win.check_input("global_maxpool", x)
     return maxpool(x, tuple(x.shape[2:]))
 
 
@@ -346,21 +339,16 @@ def global_meanpool(x):
     >>> fl.nnlib.global_meanpool(np.arange(8.0).reshape(1, 2, 4)).ravel()
     array([1.5, 5.5])
     """
-    _check_input("global_meanpool", x)
+    win.check_input("global_meanpool", x)
     return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def _check_input(fn, x):
-    if getattr(x, "ndim", 0) not in (3, 4, 5):
-        raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
-                         f"shape {tuple(np.shape(x))}")
-    return x.ndim - 2
 
 
 def _geometry(fn, x, kernel, stride, pad, dilation):
-    d = _check_input(fn, x)
+    d = win.check_input(fn, x)
     kernel = win.spatial(kernel, d, "kernel", fn)
     stride = kernel if stride is None else win.spatial(stride, d, "stride", fn)
     dilation = win.spatial(dilation, d, "dilation", fn)
@@ -375,7 +363,7 @@ def _geometry(fn, x, kernel, stride, pad, dilation):
 
 
 def _adaptive_size(fn, x, out_size):
-    d = _check_input(fn, x)
+    d = win.check_input(fn, x)
     out = win.spatial(out_size, d, "out_size", fn)
     if any(m > n for m, n in zip(out, x.shape[2:])):
         raise ValueError(f"{fn}: out_size {out} is larger than the input's spatial size "

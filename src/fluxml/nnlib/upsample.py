@@ -26,10 +26,8 @@ def upsample_nearest(x, scale=None, *, size=None):
     array([[[1., 1., 2., 2.]]])
     """
     fn = "upsample_nearest"
-    d = _check_input(fn, x)
+    d = _check_resize(fn, x, scale, size)
     shape = tuple(x.shape)
-    if (scale is None) == (size is None):
-        raise ValueError(f"{fn}: give either scale or size; got scale={scale!r}, size={size!r}")
     if scale is not None:
         scale = win.spatial(scale, d, "scale (integer factors)", fn)
         wide = shape[:2] + tuple(n for m in shape[2:] for n in (m, 1))
@@ -56,10 +54,8 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
     array([[[0., 1., 3., 4.]]])
     """
     fn = "upsample_linear"
-    d = _check_input(fn, x)
+    d = _check_resize(fn, x, scale, size)
     shape = tuple(x.shape)
-    if (scale is None) == (size is None):
-        raise ValueError(f"{fn}: give either scale or size; got scale={scale!r}, size={size!r}")
     if scale is not None:
         scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * d
         if len(scale) != d or not all(s > 0 for s in scale):
@@ -131,7 +127,7 @@ def pixel_shuffle(x, r: int):
     array([[0., 1.],
            [2., 3.]])
     """
-    d = _check_input("pixel_shuffle", x)
+    d = win.check_input("pixel_shuffle", x)
     r = win.spatial(r, 1, "r", "pixel_shuffle")[0]
     n, c, *size = x.shape
     if c % r**d:
@@ -149,7 +145,7 @@ def pixel_unshuffle(x, r: int):
     >>> fl.nnlib.pixel_unshuffle(np.arange(4.0).reshape(1, 1, 2, 2), 2).ravel()
     array([0., 1., 2., 3.])
     """
-    d = _check_input("pixel_unshuffle", x)
+    d = win.check_input("pixel_unshuffle", x)
     r = win.spatial(r, 1, "r", "pixel_unshuffle")[0]
     n, c, *size = x.shape
     if any(s % r for s in size):
@@ -160,8 +156,10 @@ def pixel_unshuffle(x, r: int):
     return np.reshape(np.transpose(y, order), (n, c * r**d) + tuple(s // r for s in size))
 
 
-def _check_input(fn, x):
-    if getattr(x, "ndim", 0) not in (3, 4, 5):
-        raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
-                         f"shape {tuple(np.shape(x))}")
-    return x.ndim - 2
+def _check_resize(fn, x, scale, size):
+    """The number of spatial dimensions of ``x``; exactly one of ``scale`` and ``size`` must
+    be given."""
+    d = win.check_input(fn, x)
+    if (scale is None) == (size is None):
+        raise ValueError(f"{fn}: give either scale or size; got scale={scale!r}, size={size!r}")
+    return d

@@ -1,13 +1,13 @@
 """Sliding windows over the spatial axes of ``(N, C, *spatial)`` arrays: the geometry that
 convolution and pooling share.
 
-- argument normalisation (``stride=2`` -> ``(2, 2)``; padding as an int, per dimension,
+- input and argument checks (``stride=2`` -> ``(2, 2)``; padding as an int, per dimension,
   asymmetric ``(lo, hi)`` pairs or ``"same"``) with errors that name the function;
 - :func:`windows`: a strided view ``(N, C, *kernel, *out)`` of a padded input (no copy:
   ``cols[n, c, *k, *o] = xpad[n, c, *(o * stride + k * dilation)]``);
 - :func:`col2im`: its transpose, adding window entries back onto the padded input, one
   vectorised add per kernel offset (a loop over at most ``prod(kernel)`` offsets, never over
-  pixels, batch or channels).
+  pixels, batch or channels), each into the :func:`entry_region` of its offset.
 
 Every function takes its array module from its input (NumPy or CuPy).
 
@@ -34,6 +34,15 @@ def array_module(*arrays):
         if type(a).__module__.startswith("cupy"):
             return sys.modules["cupy"]
     return np
+
+
+def check_input(fn: str, x) -> int:
+    """The number of spatial dimensions of ``x`` ``(N, C, *spatial)``: 1, 2 or 3 (else an
+    error naming ``fn``)."""
+    if getattr(x, "ndim", 0) not in (3, 4, 5):
+        raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
+                         f"shape {tuple(np.shape(x))}")
+    return x.ndim - 2
 
 
 def spatial(value, d: int, name: str, fn: str, minimum: int = 1) -> tuple:
@@ -126,11 +135,22 @@ def col2im(cols, padded_size, kernel, stride, dilation):
     xp = array_module(cols)
     out = cols.shape[2 + len(kernel):]
     xpad = xp.zeros(cols.shape[:2] + tuple(padded_size), dtype=cols.dtype)
+    every = (slice(None), slice(None))
     for offset in itertools.product(*(range(k) for k in kernel)):
-        region = tuple(slice(k * dl, k * dl + s * (o - 1) + 1, s)
-                       for k, dl, s, o in zip(offset, dilation, stride, out))
-        xpad[(slice(None), slice(None)) + region] += cols[(slice(None), slice(None)) + offset]
+        xpad[every + entry_region(offset, stride, dilation, out)] += cols[every + offset]
     return xpad
+
+
+def entry_region(offset, stride, dilation, out) -> tuple:
+    """Slices of the padded input's spatial axes where the window entry ``offset`` of each
+    of the ``out`` windows lies (``o * stride + offset * dilation``), one per axis of
+    ``offset`` (the leading axes when it is shorter).
+
+    >>> entry_region((1, 0), (2, 2), (1, 1), (3, 3))
+    (slice(1, 6, 2), slice(0, 5, 2))
+    """
+    return tuple(slice(k * dl, k * dl + s * (m - 1) + 1, s)
+                 for k, dl, s, m in zip(offset, dilation, stride, out))
 
 
 def padded_size(size, pads) -> tuple:

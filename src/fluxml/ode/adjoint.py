@@ -135,24 +135,24 @@ class _Params:
             leaves[i] = v
         return unflatten(self.spec, leaves)
 
+    def _parts(self, vec):
+        """Each leaf's stretch of a packed vector, with the leaf it stands for."""
+        i = 0
+        for like, n in zip(self.like, self.sizes):
+            yield like, vec[i:i + n]
+            i += n
+
     def split(self, vec):
         """The leaves from a packed vector, keeping any trace on it (for Jacobians)."""
-        out, i = [], 0
-        for like, n in zip(self.like, self.sizes):
-            part = vec[i:i + n]
-            i += n
-            out.append(np.reshape(part, np.shape(like)))
-        return out
+        return [np.reshape(part, np.shape(like)) for like, part in self._parts(vec)]
 
     def pack(self, cts):
         parts = [np.zeros(n) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def unpack(self, vec):
-        out, i = [], 0
-        for like, n in zip(self.like, self.sizes):
-            part = vec[i:i + n]
-            i += n
+        out = []
+        for like, part in self._parts(vec):
             if isinstance(like, np.ndarray):
                 out.append(part.reshape(like.shape).astype(like.dtype, copy=False))
             elif isinstance(like, np.generic):

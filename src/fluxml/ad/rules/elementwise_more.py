@@ -23,7 +23,7 @@ from fluxml.ad.define import (
     same,
     ufunc,
 )
-from fluxml.ad.mutation import assign_out
+from fluxml.ad.mutation import assign_out, into_out
 from fluxml.ad.rules.indexing import getitem
 
 
@@ -133,7 +133,7 @@ def clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
     if kwargs:
         raise DifferentiationError(f"np.clip: keyword arguments {sorted(kwargs)} are not "
                                    "supported on traced arrays")
-    return _out(CLIP(a, lo, hi), out, "np.clip")
+    return into_out(CLIP(a, lo, hi), out, "np.clip")
 
 
 @function(np.where)
@@ -166,12 +166,12 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
 
 @function(np.round, np.around)
 def round(a, decimals=0, out=None):
-    return _out(ROUND(a, decimals=decimals), out, "np.round")
+    return into_out(ROUND(a, decimals=decimals), out, "np.round")
 
 
 @function(np.fix)
 def fix(x, out=None):
-    return _out(np.trunc(x), out, "np.fix")
+    return into_out(np.trunc(x), out, "np.fix")
 
 
 @function(np.real)
@@ -217,13 +217,6 @@ if hasattr(np, "bitwise_count"):  # NumPy >= 2
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-def _out(result, out, name):
-    if out is None:
-        return result
-    assign_out(out, result, name)
-    return out
-
 
 def _pick(g, a, b, wins):
     """``g`` where ``a`` wins, half of it where ``a`` and ``b`` tie, else 0."""

@@ -16,7 +16,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad import errors
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, lookup, raw
-from fluxml.ad.mutation import assign_out
+from fluxml.ad.mutation import into_out
 
 # ufunc methods that are ordinary NumPy functions in disguise.
 REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}
@@ -125,8 +125,6 @@ def reduceat(ufunc, a, indices, axis=0, dtype=None, out=None):
 
 
 def _out(result, out, name):
-    if out is None:
-        return result
+    """:func:`into_out` for the ufunc methods, whose ``out`` may also be a 1-tuple."""
     (target,) = out if isinstance(out, tuple) else (out,)
-    assign_out(target, result, name)
-    return target
+    return into_out(result, target, name)

@@ -13,8 +13,8 @@ from numpy.lib.array_utils import normalize_axis_index
 from fluxml.ad import mutation
 from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
+from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, getitem, take
-from fluxml.ad.rules.reductions import _out
 from fluxml.ad.rules.shape import atleast_1d, atleast_2d, atleast_3d, expand_dims
 
 CONCATENATE = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
@@ -54,7 +54,7 @@ def concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
         raise ValueError("zero-dimensional arrays cannot be concatenated")
     if arrays:
         axis = normalize_axis_index(axis, arrays[0].ndim)
-    return _out(CONCATENATE(*arrays, axis=axis), out, "np.concatenate")
+    return into_out(CONCATENATE(*arrays, axis=axis), out, "np.concatenate")
 
 
 @function(np.stack)

@@ -17,7 +17,7 @@ import numpy as np
 
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw
 from fluxml.ad.define import deflinear, defvjp, defvjp_argnum, function, primitive, ufunc
-from fluxml.ad.mutation import assign_out, index_view
+from fluxml.ad.mutation import index_view, into_out
 
 # --- matmul ----------------------------------------------------------------------------------
 # NumPy promotes a 1-D operand to a matrix (a row on the left, a column on the right) and drops
@@ -133,10 +133,7 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
         if view is not None:
             return view
     result = EINSUM(*arrays, subscripts=subscripts, optimize=optimize)
-    if out is None:
-        return result
-    assign_out(out, result, "np.einsum")
-    return out
+    return into_out(result, out, "np.einsum")
 
 
 def _einsum_view(a, subscripts):
@@ -228,10 +225,7 @@ def dot(a, b, out=None):
         result = MATMUL(a, b)
     else:  # the last axis of a against the second-to-last of b (the only one when 1-D)
         result = tensordot(a, b, ([na - 1], [max(nb - 2, 0)]))
-    if out is None:
-        return result
-    assign_out(out, result, "np.dot")
-    return out
+    return into_out(result, out, "np.dot")
 
 
 @function(np.inner)

@@ -16,7 +16,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
-from fluxml.ad.mutation import assign_out
+from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
 
 # --- primitives ----------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
     result = SUM(a, axis=_axis(axis), keepdims=bool(keepdims))
     if initial is not None:
         result = result + initial
-    return _out(result, out, "np.sum")
+    return into_out(result, out, "np.sum")
 
 
 @function(np.nansum)
@@ -124,7 +124,7 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
     result = PROD(a, axis=_axis(axis), keepdims=bool(keepdims))
     if initial is not None:
         result = result * initial
-    return _out(result, out, "np.prod")
+    return into_out(result, out, "np.prod")
 
 
 @function(np.mean)
@@ -137,7 +137,7 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     axis = _axis(axis)
     count = _count(a.shape, axis) if _no_mask(where) else _mask_count(a, where, axis, keepdims)
     result = SUM(_masked(a, where, 0), axis=axis, keepdims=bool(keepdims)) / count
-    return _out(result, out, "np.mean")
+    return into_out(result, out, "np.mean")
 
 
 @function(np.nanmean)
@@ -147,7 +147,7 @@ def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     axis = _axis(axis)
     count = np.sum(~np.isnan(raw(a)), axis=axis, keepdims=bool(keepdims)).astype(a.dtype)
     result = SUM(_nan_to_zero(a), axis=axis, keepdims=bool(keepdims)) / count
-    return _out(result, out, "np.nanmean")
+    return into_out(result, out, "np.nanmean")
 
 
 @function(np.average)
@@ -196,7 +196,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
         mean = SUM(_masked(a, where, 0), axis=axis, keepdims=True) / count
     d = _masked(a - mean, where, 0)
     result = SUM(d * d, axis=axis, keepdims=bool(keepdims)) / n
-    return _out(result, out, "np.var")
+    return into_out(result, out, "np.var")
 
 
 @function(np.std)
@@ -204,7 +204,7 @@ def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
         correction=None):
     result = STD_ROOT(var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
                           correction=correction))
-    return _out(result, out, "np.std")
+    return into_out(result, out, "np.std")
 
 
 def _reduce_with(prim, name):
@@ -220,11 +220,11 @@ def _reduce_with(prim, name):
         if initial is not None and _count(a.shape, axis) == 0:
             shape = (tuple(1 if d in _axes(axis, a.ndim) else n for d, n in enumerate(a.shape))
                      if keepdims else _reduced_shape(a.shape, axis))
-            return _out(np.full(shape, initial, a.dtype), out, name)
+            return into_out(np.full(shape, initial, a.dtype), out, name)
         result = prim(a, axis=axis, keepdims=bool(keepdims))
         if initial is not None:
             result = (np.maximum if prim in (AMAX, NANMAX) else np.minimum)(result, initial)
-        return _out(result, out, name)
+        return into_out(result, out, name)
 
     return reduce
 
@@ -240,7 +240,7 @@ def ptp(a, axis=None, out=None, keepdims=False):
     axis = _axis(axis)
     result = (AMAX(a, axis=axis, keepdims=bool(keepdims))
               - AMIN(a, axis=axis, keepdims=bool(keepdims)))
-    return _out(result, out, "np.ptp")
+    return into_out(result, out, "np.ptp")
 
 
 def _cumulative(prim, name, initial):
@@ -248,7 +248,7 @@ def _cumulative(prim, name, initial):
         a = _cast(a, dtype)
         if axis is None:
             a, axis = np.ravel(a), 0
-        return _out(prim(a, axis=normalize_axis_index(axis, a.ndim)), out, name)
+        return into_out(prim(a, axis=normalize_axis_index(axis, a.ndim)), out, name)
 
     def array_api(x, /, *, axis=None, dtype=None, out=None, include_initial=False):
         x = _cast(x, dtype)
@@ -261,7 +261,7 @@ def _cumulative(prim, name, initial):
         if include_initial:
             first = np.full(x.shape[:axis] + (1,) + x.shape[axis + 1:], initial, x.dtype)
             result = np.concatenate([first, result], axis=axis)
-        return _out(result, out, name)
+        return into_out(result, out, name)
 
     return legacy, array_api
 
@@ -337,7 +337,7 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
     d = above - below
     result = np.where(t >= 0.5, above - d * (1 - t), below + d * t)  # NumPy's _lerp
     result = np.moveaxis(result, -1, 0)
-    return _out(np.reshape(result, q.shape + shape), out, "np.quantile")
+    return into_out(np.reshape(result, q.shape + shape), out, "np.quantile")
 
 
 @function(np.percentile)
@@ -355,12 +355,12 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
     s, shape = _sorted_last(_array(a), axis, keepdims)
     n = s.shape[-1]
     if n == 0:  # NumPy's NaN (with its warning) for a median of nothing
-        return _out(np.full(shape, np.nan, s.dtype), out, "np.median")
+        return into_out(np.full(shape, np.nan, s.dtype), out, "np.median")
     if n % 2:
         result = s[..., n // 2]
     else:
         result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2
-    return _out(np.reshape(result, shape), out, "np.median")
+    return into_out(np.reshape(result, shape), out, "np.median")
 
 
 @function(np.diff)
@@ -545,11 +545,3 @@ def _mask_count(a, where, axis, keepdims):
     """How many entries the mask keeps in each reduction (a float array of a's dtype)."""
     mask = np.broadcast_to(np.asarray(raw(where), dtype=bool), a.shape)
     return np.sum(mask, axis=axis, keepdims=bool(keepdims)).astype(a.dtype)
-
-
-def _out(result, out, name):
-    if out is None:
-        return result
-    assign_out(out, result, name)
-    return out
-

@@ -8,7 +8,7 @@ import numpy as np
 
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import function
-from fluxml.ad.mutation import assign_out
+from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import getitem, take_along_axis
 
 
@@ -60,10 +60,7 @@ def choose(a, choices, out=None, mode="raise"):
     stacked = np.stack([np.broadcast_to(c if type(c) is Tracer else np.asarray(c, dtype), shape)
                         for c in choices])
     result = take_along_axis(stacked, np.broadcast_to(idx, shape)[None], axis=0)[0]
-    if out is not None:
-        assign_out(out, result, "np.choose")
-        return out
-    return result
+    return into_out(result, out, "np.choose")
 
 
 @function(np.piecewise)
@@ -112,7 +109,4 @@ def compress(condition, a, axis=None, out=None):
         raise IndexError(f"index {keep[-1]} is out of bounds for axis {axis} with size "
                          f"{a.shape[axis]}")
     result = getitem(a, (slice(None),) * axis + (keep,))
-    if out is not None:
-        assign_out(out, result, "np.compress")
-        return out
-    return result
+    return into_out(result, out, "np.compress")

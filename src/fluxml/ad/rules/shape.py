@@ -12,7 +12,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive, same
-from fluxml.ad.mutation import index_view
+from fluxml.ad.mutation import index_view, into_out
 from fluxml.ad.rules.indexing import (
     READ_ONLY_GATHER,
     READ_ONLY_VIEWS,
@@ -20,7 +20,6 @@ from fluxml.ad.rules.indexing import (
     VIEW_INVERSES,
     getitem,
 )
-from fluxml.ad.rules.reductions import _out
 
 RESHAPE = primitive("reshape", lambda x, *, shape, order: np.reshape(x, shape, order=order),
                     keeps_inputs=False, keeps_output=False, view=True)
@@ -424,7 +423,7 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     d = diagonal(a, offset, axis1, axis2)
     result = np.sum(d if dtype is None else d.astype(dtype), axis=-1)
-    return _out(result, out, "np.trace")
+    return into_out(result, out, "np.trace")
 
 
 @function(np.diag)
