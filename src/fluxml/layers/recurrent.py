@@ -20,15 +20,9 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml.layers.basic import _activation_suffix
+from fluxml.layers.basic import _activation_suffix, _positive
 from fluxml.layers.module import LayerError, Module
 from fluxml.layers.precision import match_dtype
-
-
-def _positive(layer, **sizes):
-    for name, n in sizes.items():
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
 
 
 class _Cell(Module):
