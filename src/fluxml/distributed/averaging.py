@@ -196,12 +196,23 @@ class GradientAverager:
         come out scaled for free), so that the averager only sums them, with no pass of its
         own over them. Whatever ``share`` was, the result is the same: where it is not this
         rank's share of the global batch (unequal batches at the first step, a short last
-        batch) the difference is made up (one pass)."""
+        batch) the difference is made up (one pass).
+
+        A rank may have no observation (``count`` 0: its gradients weigh nothing), but not
+        every rank: a global batch of 0 observations has no mean, and raises ``ValueError``
+        on every rank (in one process: ``count`` 0), the plan and the gradients left as they
+        were."""
         g = self.group
+        if type(count) is not int and not isinstance(count, (int, np.integer)) \
+                or isinstance(count, bool) or count < 0:
+            raise ValueError(f"GradientAverager.average: count must be this rank's number of "
+                             f"observations, an int >= 0; got {count!r}")
         if share is not None and not (share > 0 or share == 0 == count):
             raise ValueError(f"GradientAverager.average: share must be the positive factor the "
                              f"gradients were multiplied by; got {share!r}")
         if g.size == 1:
+            if not count:  # nothing to take the mean over (and nothing to unscale by: share 0)
+                raise _empty("count is 0 in a one-process job")
             return float(loss), grads if share is None else _unscale(grads, share), count
         g.announce(g.step + 1)  # the group counts steps: several averagers may follow in turn
         if not self.planned:
@@ -302,6 +313,8 @@ class GradientAverager:
             owned = {}  # the first bucket is late: the gradients go by copy this step
         elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
             owned, fits = {}, False  # messages all the same, write into no gradient
+        elif owned and not self.header[1].real:  # an empty global batch: an error below,
+            owned = {}  # write into no gradient
         sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
         for b in self.direct:
             MPI.Request.Testall(posted)
@@ -322,6 +335,9 @@ class GradientAverager:
         if misfits:
             g.wait(posted, what)
             return None
+        if not total:  # every rank's count is 0: the same error on every rank
+            g.wait(posted, what)
+            raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         factor = None if total == self.total else self.total / total
         if factor is None and self.on_host:  # the usual case: nothing to do as each comes
             if len(posted) > 1:
@@ -411,6 +427,8 @@ class GradientAverager:
         everyone = allgather_object(
             g, (names, entries, (self.bucket_bytes, self.direct_bytes), int(count)), what)
         agreed = layout.union([e[:2] for e in everyone], what)
+        if not any(e[3] for e in everyone):  # the plan is left as it was
+            raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         self._plan(agreed, *everyone[0][2], leaves)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
@@ -488,6 +506,12 @@ def _unscale(grads, share: float):
         return grads
     return fmap(lambda x: x / share if layout.is_grad(x) else x, grads,
                 is_leaf=layout.is_position)
+
+
+def _empty(where: str) -> ValueError:
+    return ValueError(f"GradientAverager.average: {where}: the global batch is empty, so there "
+                      f"is no mean loss or gradient to average; skip empty batches (on every "
+                      f"rank alike), or give some rank at least one observation")
 
 
 def _raise_changed():
