@@ -157,7 +157,7 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
     scaled = [a * share for a in leaves]  # as fl.train's backward pass gives them
     flat = np.concatenate([a.ravel() for a in leaves])
     flat_fresh = flat.copy()
-    old = before(bucket_bytes) if before is not None else None
+    old = before(bucket_bytes, in_place=True) if before is not None else None  # as after
 
     def refresh_scaled():
         for a, f in zip(leaves, scaled):

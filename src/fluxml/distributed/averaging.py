@@ -221,10 +221,10 @@ class GradientAverager:
             leaves = self.gather(grads)
         except layout.Changed:
             leaves = None
-        result = self._exchange(loss, leaves, count, share)
+        result = self._exchange(loss, grads, leaves, count, share)
         if result is None:  # some rank's tree no longer fits the plan: agree a new one
             return self._agree(loss, grads, count, share)
-        return result[0], self._rebuild(grads, result[1]), result[2]
+        return result
 
     def share(self, count: int) -> float:
         """What to multiply this rank's loss by before differentiating it, for ``average(...,
@@ -289,9 +289,11 @@ class GradientAverager:
                 candidates.append((pos, x, key))
         return {pos: x for pos, x, key in candidates if roots[key] == 1}
 
-    def _exchange(self, loss, leaves, count, share=None):
-        """Pack, post, wait: ``(loss, positions with the averaged arrays, total)``, or None
-        when some rank's tree did not fit the plan (the step's sums are then unusable)."""
+    def _exchange(self, loss, grads, leaves, count, share=None):
+        """Pack, post, wait: ``(loss, the averaged tree, total)``, or None when some rank's
+        tree did not fit the plan (the step's sums are then unusable). The averaged tree is
+        built once every message is posted, while they travel (where each sum will land is
+        known by then): the rebuilding costs no time of its own where they take longer."""
         g, MPI = self.group, self.group.MPI
         what = f"the gradient averaging at step {g.step}"
         t0 = time.perf_counter()
@@ -329,6 +331,8 @@ class GradientAverager:
                 b.stage(leaves, zeros, scale, fits)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             sums.append(x)
+        # the averaged tree, built while the messages travel
+        tree, values = self._result(grads, leaves, owned) if fits else (None, None)
         t1 = time.perf_counter()
         g.wait(posted[:1], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
@@ -345,19 +349,29 @@ class GradientAverager:
         else:
             self._finish(posted, sums, factor, what)
         self.total = total
-        for pos, view in self.outputs:
-            leaves[pos] = view
-        for b, x in zip(self.direct, sums):
-            leaves[b.items[0][0]] = b.items[0][3] if x is None else x
         if lacking:  # a gradient no rank has this step stays None, as in one process
             have = self.header[_HEADER:].real
             for pos, n in zip(self.order, have):
                 if n == 0:
-                    leaves[pos] = None
+                    values[pos] = None
+            tree = self._rebuild(grads, values)
         t2 = time.perf_counter()
         self.timings["pack"], self.timings["wait"], self.timings["total"] = \
             t1 - t0, t2 - t1, t2 - t0
-        return loss_sum / total, leaves, int(total)
+        return loss_sum / total, tree, int(total)
+
+    def _result(self, grads, leaves: list, owned: dict):
+        """``(tree, values)``: the averaged tree to be, with each planned position where its
+        sum lands (a view of a bucket, the gradient itself where ``owned`` has it, else the
+        direct bucket's buffer), the others as in ``leaves``."""
+        values = list(leaves)
+        for pos, view in self.outputs:
+            values[pos] = view
+        for b in self.direct:
+            pos = b.items[0][0]
+            x = owned.get(pos) if owned else None
+            values[pos] = b.items[0][3] if x is None else x
+        return self._rebuild(grads, values), values
 
     def _finish(self, posted: list, sums: list, factor, what: str) -> None:
         """Wait for the messages in turn, and as each comes multiply its sums by ``factor``
@@ -441,11 +455,11 @@ class GradientAverager:
         if not fast:  # never seen: the walker reads trees as flatten does. Still: stay right
             self.gather = lambda tree: _raise_changed()
         self.build = layout.builder(spec, set(self.order))
-        result = self._exchange(loss, leaves, count, share)
+        result = self._exchange(loss, grads, leaves, count, share)
         if result is None:  # no rank can misfit a plan made from its own tree this step
             raise on_every_rank(DistributedError(f"fluxml.distributed: {what}: the ranks "
                                                  f"could not agree a layout"))
-        return result[0], self._rebuild(grads, result[1]), result[2]
+        return result
 
     def _plan(self, agreed: list, bucket_bytes: int, direct_bytes: int, leaves: list) -> None:
         """The messages for the agreed layout: a direct bucket per gradient of at least
