@@ -11,17 +11,22 @@ extra). The script launches itself under ``mpiexec -n 1`` and ``-n 2`` and print
 A step is what ``fl.train(..., distributed=True)`` does per batch: ``withgradient``, the
 averaging (``GradientAverager(in_place=True)``, as ``fl.train`` makes it), ``fl.update``
 with Adam; float32. ``--baseline REV`` also times the ``GradientAverager`` of the commit
-``REV`` (its ``averaging.py``, with today's other modules) in the same run, call by call
-alternated with today's: before and after, measured under the same load.
+``REV`` (its ``averaging.py`` and ``layout.py``, with today's other modules) in the same run,
+call by call alternated with today's: before and after, measured under the same load.
 
 Read the numbers for what they are on a 2-core machine shared with other jobs: two ranks
 share the two cores (and whatever else runs), so weak-scaling efficiency measures contention
 more than fluxml; the "bandwidth" is memory copies through MPICH's shared-memory channel, not
 a network. The ratio raw / fluxml of the same bytes, measured in the same run, is the
 meaningful figure. "raw I" is one ``Iallreduce`` of all the bytes in one flat array, waited
-for as fluxml waits (spinning, then yielding the core); "raw" the blocking ``Allreduce`` (on a
-loaded machine MPICH's blocking ``Allreduce`` of megabytes is often several times slower).
-Before each timed call its input arrays are written afresh (untimed), for fluxml and raw
+for as fluxml waits (spinning, then yielding the core); "raw A" the blocking ``Allreduce`` (on
+a loaded machine MPICH's blocking ``Allreduce`` of megabytes is often several times slower);
+"plan" raw ``mpi4py`` sending fluxml's own messages (one per bucket and per gradient that
+travels alone, the first waited for before the others are posted), which splits the gap in
+two: rawI/plan is what MPI charges for several messages instead of one, plan/fluxml what
+fluxml's own work costs. Minor page faults (a first touch of a freshly mapped page, costly on
+a virtual machine) are counted per call on both ranks. Before each timed call its input arrays
+are written afresh and the ranks meet at a barrier (untimed), for fluxml and raw
 alike, as a backward pass writes the gradients just before they are averaged: memory that a
 collective wrote last is slower to read back than memory this rank just wrote, and an
 averager that reads or writes the gradients would otherwise pay for it where the raw call,
@@ -36,8 +41,10 @@ share, as ``fl.train`` does), a copy of the gradients too small to travel alone 
 one message per gradient that fills a bucket by itself (summed in its own array, no copy)
 and per bucket instead of one in all, a wait for the first bucket before the others are
 posted (it carries the flag that says whether the step's sums are used, and nothing may be
-written into a gradient before every rank knows), and ~10-15 us of Python per step (taking
-the gradients out of the tree, checking them against the plan, rebuilding the tree). Through
+written into a gradient before every rank knows), and the Python of a step (taking the
+gradients out of the tree, checking them against the plan, rebuilding the tree): ~13 us for
+the MLP when it runs in a loop, but ~100 us in a step, where the work before it has pushed
+its objects out of the caches (measured with a 32 MB pass between calls). Through
 shared memory an allreduce is itself a few memory passes, so one more pass weighs on it:
 "1 pass" measures how much, the ceiling of any averager that copies the gradients. Overlap:
 fluxml's reverse sweep is synchronous, so nothing of the allreduce hides behind the backward
