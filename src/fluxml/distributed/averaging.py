@@ -67,7 +67,10 @@ changes would not be safe: the others would not know to join the check.)
 What overlaps, honestly: fluxml's reverse sweep is synchronous (the gradient exists only when
 ``withgradient`` returns), so communication cannot hide behind the backward pass as in
 PyTorch's DDP, and MPICH advances a non-blocking collective only inside MPI calls, which the
-packing makes between messages. ``benchmarks/distributed.py`` measures what is hidden.
+packing makes between messages. The averaged tree is rebuilt once every message is posted,
+while they travel: MPICH's large messages go by CMA (the receiver copies straight from the
+sender's array), which the other rank can do while this one runs Python.
+``benchmarks/distributed.py`` measures what is hidden.
 
 The averaged gradient equals the gradient of the mean loss over the global batch when the
 loss is a mean over its batch (as every ``fl`` loss is by default).
