@@ -321,8 +321,9 @@ class GradientAverager:
         elif owned and not self.header[1].real:  # an empty global batch: an error below,
             owned = {}  # write into no gradient
         sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
+        # posted back to back, no Testall between: MPICH's progress on a large message is
+        # this rank copying the other's gradient (CMA), which would delay posting the next
         for b in self.direct:
-            MPI.Request.Testall(posted)
             x = owned.get(b.items[0][0]) if owned else None
             if x is not None:
                 if scale != 1.0:
