@@ -11,17 +11,22 @@ extra). The script launches itself under ``mpiexec -n 1`` and ``-n 2`` and print
 A step is what ``fl.train(..., distributed=True)`` does per batch: ``withgradient``, the
 averaging (``GradientAverager(in_place=True)``, as ``fl.train`` makes it), ``fl.update``
 with Adam; float32. ``--baseline REV`` also times the ``GradientAverager`` of the commit
-``REV`` (its ``averaging.py``, with today's other modules) in the same run, call by call
-alternated with today's: before and after, measured under the same load.
+``REV`` (its ``averaging.py`` and ``layout.py``, with today's other modules) in the same run,
+call by call alternated with today's: before and after, measured under the same load.
 
 Read the numbers for what they are on a 2-core machine shared with other jobs: two ranks
 share the two cores (and whatever else runs), so weak-scaling efficiency measures contention
 more than fluxml; the "bandwidth" is memory copies through MPICH's shared-memory channel, not
 a network. The ratio raw / fluxml of the same bytes, measured in the same run, is the
 meaningful figure. "raw I" is one ``Iallreduce`` of all the bytes in one flat array, waited
-for as fluxml waits (spinning, then yielding the core); "raw" the blocking ``Allreduce`` (on a
-loaded machine MPICH's blocking ``Allreduce`` of megabytes is often several times slower).
-Before each timed call its input arrays are written afresh (untimed), for fluxml and raw
+for as fluxml waits (spinning, then yielding the core); "raw A" the blocking ``Allreduce`` (on
+a loaded machine MPICH's blocking ``Allreduce`` of megabytes is often several times slower);
+"plan" raw ``mpi4py`` sending fluxml's own messages (one per bucket and per gradient that
+travels alone, the first waited for before the others are posted), which splits the gap in
+two: rawI/plan is what MPI charges for several messages instead of one, plan/fluxml what
+fluxml's own work costs. Minor page faults (a first touch of a freshly mapped page, costly on
+a virtual machine) are counted per call on both ranks. Before each timed call its input arrays
+are written afresh and the ranks meet at a barrier (untimed), for fluxml and raw
 alike, as a backward pass writes the gradients just before they are averaged: memory that a
 collective wrote last is slower to read back than memory this rank just wrote, and an
 averager that reads or writes the gradients would otherwise pay for it where the raw call,
@@ -36,8 +41,10 @@ share, as ``fl.train`` does), a copy of the gradients too small to travel alone 
 one message per gradient that fills a bucket by itself (summed in its own array, no copy)
 and per bucket instead of one in all, a wait for the first bucket before the others are
 posted (it carries the flag that says whether the step's sums are used, and nothing may be
-written into a gradient before every rank knows), and ~10-15 us of Python per step (taking
-the gradients out of the tree, checking them against the plan, rebuilding the tree). Through
+written into a gradient before every rank knows), and the Python of a step (taking the
+gradients out of the tree, checking them against the plan, rebuilding the tree): ~13 us for
+the MLP when it runs in a loop, but ~100 us in a step, where the work before it has pushed
+its objects out of the caches (measured with a 32 MB pass between calls). Through
 shared memory an allreduce is itself a few memory passes, so one more pass weighs on it:
 "1 pass" measures how much, the ceiling of any averager that copies the gradients. Overlap:
 fluxml's reverse sweep is synchronous, so nothing of the allreduce hides behind the backward
@@ -49,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -92,22 +100,31 @@ def sized(megabytes: float) -> dict:
 
 
 def baseline(rev: str):
-    """The ``GradientAverager`` class of commit ``rev`` (its ``averaging.py`` run as a module
-    of its own over today's fluxml)."""
-    source = subprocess.run(["git", "show", f"{rev}:src/fluxml/distributed/averaging.py"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    module = types.ModuleType(f"averaging_{rev}")
-    exec(compile(source, f"{rev}:src/fluxml/distributed/averaging.py", "exec"), module.__dict__)
-    return module.GradientAverager
+    """The ``GradientAverager`` class of commit ``rev``: its ``averaging.py`` and
+    ``layout.py`` (the walker and builder it uses) run as modules of their own over today's
+    fluxml."""
+    modules = {}
+    for name in ("layout", "averaging"):
+        path = f"src/fluxml/distributed/{name}.py"
+        source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout
+        module = types.ModuleType(f"{name}_{rev}")
+        exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
+        modules[name] = module
+    modules["averaging"].layout = modules["layout"]  # the old walker, not today's
+    return modules["averaging"].GradientAverager
 
 
 def _median_of(fn, steps):
-    times = []
+    """The median seconds of ``fn`` and the median of the minor page faults it takes."""
+    times, faults = [], []
     for _ in range(steps):
+        f = _minor_faults()
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        faults.append(_minor_faults() - f)
+    return statistics.median(times), statistics.median(faults)
 
 
 def step_time(g, build, steps: int, bucket_bytes: int):
@@ -130,7 +147,8 @@ def step_time(g, build, steps: int, bucket_bytes: int):
     for _ in range(3):
         step()
     g.comm.Barrier()
-    return _median_of(step, steps), last["grads"], len(y)
+    t, faults = _median_of(step, steps)
+    return t, faults, last["grads"], len(y)
 
 
 def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> dict:
@@ -141,17 +159,12 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
     MPI = g.MPI
     grads = fl.fmap(np.array, grads)  # arrays of their own (the averaged ones are buffers)
     leaves = [a for a in fl.leaves(grads) if isinstance(a, np.ndarray)]
-    fresh = [a.copy() for a in leaves]
     after = fl.distributed.GradientAverager(bucket_bytes, in_place=True)
     share = after.share(count)  # the ranks' counts are equal: count / total from the start
     scaled = [a * share for a in leaves]  # as fl.train's backward pass gives them
     flat = np.concatenate([a.ravel() for a in leaves])
     flat_fresh = flat.copy()
-    old = before(bucket_bytes) if before is not None else None
-
-    def refresh():
-        for a, f in zip(leaves, fresh):
-            np.copyto(a, f)
+    old = before(bucket_bytes, in_place=True) if before is not None else None  # as after
 
     def refresh_scaled():
         for a, f in zip(leaves, scaled):
@@ -176,6 +189,29 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
             np.copyto(v, a)
         g.wait([g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")
 
+    plan: list = []  # raw: fluxml's messages, in arrays of their own (built on first use)
+
+    def plan_arrays():
+        if not plan:
+            for b in after.buckets + after.direct:  # (a direct bucket in place has no buf)
+                n = b.size if b.host is None else b.host.size
+                a = np.random.default_rng(len(plan)).standard_normal(n).astype(b.dtype)
+                plan.append((a, np.empty_like(a)))
+        return plan
+
+    def refresh_plan():
+        for a, buf in plan_arrays():
+            np.copyto(buf, a)
+
+    def raw_plan():  # fluxml's messages and order: the buckets, the first waited, then directs
+        bufs = [buf for _, buf in plan]
+        first = len(after.buckets)
+        reqs = [g.comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM) for b in bufs[:first]]
+        if bufs[first:]:
+            g.wait(reqs[:1], "the benchmark")
+            reqs += [g.comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM) for b in bufs[first:]]
+        g.wait(reqs, "the benchmark")
+
     given = {id(a) for a in leaves}
     outs = []  # per call, the averaged tree (what was averaged in place is counted untimed)
 
@@ -188,31 +224,44 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
             [g.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)], "the benchmark")),
         "raw": (lambda: np.copyto(flat, flat_fresh),
                 lambda: g.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)),
+        "plan": (refresh_plan, raw_plan),
         "copy_i": (refresh_scaled, copy_then_raw_i),
         "local": (refresh_scaled, local),
     }
     if old is not None:
-        variants["before"] = (refresh, lambda: old.average(1.0, grads, count))
+        variants["before"] = (refresh_scaled, lambda: old.average(1.0, grads, count, share))
     for prepare, call in variants.values():
         prepare()
         call()
     g.comm.Barrier()
     times: dict = {name: [] for name in variants}
+    faults: dict = {name: [] for name in variants}  # minor page faults during each call
     names = list(variants)
     for i in range(calls):
         for name in names[i % len(names):] + names[:i % len(names)]:  # no variant always first
             prepare, call = variants[name]
             prepare()
+            g.comm.Barrier()  # both ranks start the call together (the skew is not timed)
+            f = _minor_faults()
             t = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t)
+            faults[name].append(_minor_faults() - f)
     kept = [sum(id(a) in given for a in fl.leaves(out)) for out in outs[1:]]
     stats = {q: {name: float(np.percentile(t, q)) for name, t in times.items()}
              for q in (50, 10)}  # the median, and the quietest tenth (both ranks on a core)
+    # per call: the median on each rank, the largest of the ranks'
+    mine = {name: float(np.median(f)) for name, f in faults.items()}
+    stats["faults"] = {name: max(r[name] for r in g.comm.allgather(mine)) for name in mine}
     return {"stats": stats, "bytes": int(flat.nbytes),
             "in_place": sum(kept) / max(1, len(kept) * len(after.direct)),
             "messages": len(after.buckets) + len(after.direct),
-            "before_messages": len(old.buckets) if old is not None else 0}
+            "before_messages": len(old.buckets) + len(old.direct) if old is not None else 0}
+
+
+def _minor_faults() -> int:
+    """This process's minor page faults so far (a first touch of a freshly mapped page)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def worker(steps: int, bucket_bytes: int, sizes: list, rev: str | None) -> dict:
@@ -220,8 +269,9 @@ def worker(steps: int, bucket_bytes: int, sizes: list, rev: str | None) -> dict:
     before = baseline(rev) if rev else None
     out: dict = {"steps": {}, "averaging": {}}
     for name, build in (("MLP 784-512-512-10", mlp), ("LeNet-5", lenet)):
-        t, grads, count = step_time(g, build, steps, bucket_bytes)
-        out["steps"][name] = {"step": t, "batch": count}
+        t, faults, grads, count = step_time(g, build, steps, bucket_bytes)
+        faults = max(g.comm.allgather(faults))  # the rank that faulted most
+        out["steps"][name] = {"step": t, "batch": count, "faults": faults}
         if g.size > 1:
             out["averaging"][name] = averaging(g, grads, count, steps * 10, bucket_bytes,
                                                before)
@@ -255,45 +305,58 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
     print(f"fluxml data-parallel, float32, Adam, median of {steps} steps; "
           f"weak scaling (the same batch per rank)\n")
     print(f"{'model':<20} {'ranks':>5} {'batch/rank':>10} {'step ms':>8} "
-          f"{'samples/s':>10} {'efficiency':>10}")
+          f"{'samples/s':>10} {'efficiency':>10} {'faults':>6}")
     for name in runs[1]["steps"]:
         one = runs[1]["steps"][name]
         for n in (1, 2):
             r = runs[n]["steps"][name]
             rate = n * r["batch"] / r["step"]
             print(f"{name:<20} {n:>5} {r['batch']:>10} {r['step'] * 1e3:>8.2f} {rate:>10,.0f} "
-                  f"{one['step'] / r['step']:>10.2f}")
+                  f"{one['step'] / r['step']:>10.2f} {r['faults']:>6.0f}")
     cols = [("after", "fluxml")] + ([("before", f"@{rev}")] if rev else [])
     for q, what in (("50", "median"), ("10", "10th percentile: the quietest tenth of calls")):
         print(f"\ngradient averaging with 2 ranks (buckets of {bucket_mb:g} MiB) beside raw "
-              f"mpi4py allreduce of the same bytes (one message); {what}; ms\n")
-        head = f"{'gradients':<20} {'MB':>6} {'msgs':>5} {'raw I':>7} {'raw':>7}"
+              f"mpi4py allreduce of the same bytes; {what}; ms\n")
+        head = f"{'gradients':<20} {'MB':>6} {'msgs':>5} {'raw I':>7} {'raw A':>7} {'plan':>7}"
         for _, label in cols:
-            head += f" {label:>9} {'rawI/' + label[:6]:>12}"
-        print(head + f" {'1 pass':>6} {'raw/fluxml':>10} {'GB/s':>5} {'hidden':>6} "
-                     f"{'in place':>8}")
+            head += f" {label:>8} {'rawI/' + label[:6]:>11}"
+        print(head + f" {'rawA/fluxml':>11} {'plan/fluxml':>11} {'rawI/plan':>9} {'1 pass':>6}"
+                     f" {'GB/s':>5} {'hidden':>6} {'in place':>8}")
         for name, run in runs[2]["averaging"].items():
             r, gb = run["stats"][q], run["bytes"] / 1e9
             msgs = f"{run['messages']}" + (f"/{run['before_messages']}" if rev else "")
             line = (f"{name:<20} {run['bytes'] / 1e6:>6.2f} {msgs:>5} {r['raw_i'] * 1e3:>7.3f} "
-                    f"{r['raw'] * 1e3:>7.3f}")
+                    f"{r['raw'] * 1e3:>7.3f} {r['plan'] * 1e3:>7.3f}")
             for key, _ in cols:
-                line += f" {r[key] * 1e3:>9.3f} {r['raw_i'] / r[key]:>12.2f}"
+                line += f" {r[key] * 1e3:>8.3f} {r['raw_i'] / r[key]:>11.2f}"
             hidden = (r["raw_i"] + r["local"] - r["after"]) / r["raw_i"]
             inplace = f"{run['in_place']:.0%}" if run["messages"] > 1 or run["in_place"] else "-"
-            print(line + f" {r['raw_i'] / r['copy_i']:>6.2f} {r['raw'] / r['after']:>10.2f} "
-                         f"{gb / r['after']:>5.2f} "
-                         f"{max(0.0, min(1.0, hidden)):>6.0%} {inplace:>8}")
-    print("\n'raw I': one Iallreduce of the same bytes waited for as fluxml waits; 'raw': one "
-          "blocking Allreduce; 'rawI/x' the ratio raw I / x: 1.00 is parity, the target is "
-          ">= 0.90." + (f" '@{rev}': the averaging of commit {rev}, alternated with today's; "
-                         f"'msgs': messages per step today/then." if rev else ""))
+            print(line + f" {r['raw'] / r['after']:>11.2f} {r['plan'] / r['after']:>11.2f}"
+                         f" {r['raw_i'] / r['plan']:>9.2f} {r['raw_i'] / r['copy_i']:>6.2f}"
+                         f" {gb / r['after']:>5.2f} {max(0.0, min(1.0, hidden)):>6.0%}"
+                         f" {inplace:>8}")
+    print("\nminor page faults per call (the median on each rank, the larger of the two ranks)\n")
+    names = [("after", "fluxml")] + ([("before", f"@{rev}")] if rev else []) + [
+        ("raw_i", "raw I"), ("raw", "raw A"), ("plan", "plan"), ("copy_i", "copy+raw I")]
+    print(f"{'gradients':<20} " + " ".join(f"{label:>10}" for _, label in names))
+    for name, run in runs[2]["averaging"].items():
+        f = run["stats"]["faults"]
+        print(f"{name:<20} " + " ".join(f"{f[key]:>10.0f}" for key, _ in names))
+    print("\n'raw I': one Iallreduce of all the bytes (one flat array) waited for as fluxml waits; "
+          "'raw A': one blocking Allreduce of them; 'plan': raw mpi4py sending fluxml's "
+          "messages (the same sizes, in arrays of their own, the first bucket waited for before "
+          "the gradients that travel alone are posted), so that plan/fluxml is what fluxml's "
+          "own work costs and rawI/plan what MPI charges for several messages instead of one; "
+          "'rawI/x' the ratio raw I / x: 1.00 is parity, the target is >= 0.90."
+          + (f" '@{rev}': the averaging of commit {rev}, alternated with today's; "
+             f"'msgs': messages per step today/then." if rev else ""))
     print("'1 pass': raw I / (a copy of the gradients into one buffer, then raw I): what one "
           "pass over the gradients costs, the best any averager that copies them can reach.")
     print("'hidden': (raw I + fluxml's packing alone - fluxml's averaging) / raw I: "
           "the share of the communication that overlapped fluxml's own work (none can overlap "
           "the backward pass: the sweep is synchronous). 'in place': the share of the gradients "
-          "that travel alone averaged in their own arrays (the others went by copy).")
+          "that travel alone averaged in their own arrays (the others went by copy). 'faults' "
+          "(steps): the median per training step, the larger of the ranks'.")
 
 
 if __name__ == "__main__":

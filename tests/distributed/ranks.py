@@ -140,6 +140,14 @@ def consistent(out):
              ({"a": w[:1 + me], "b": None}, 1),  # different shapes: refused on every rank
              ({"a": w, ("b" if me else "c"): None}, 1)]  # different trees: refused too
     scalar = fl.distributed.GradientAverager().average(0.0, {"s": 1.0 + me, "k": 3}, 1)[1]
+    empty = fl.distributed.GradientAverager(in_place=True, direct_bytes=8)
+    for step, counts in enumerate([(0, 0), (1, 0), (0, 0)]):  # empty when agreeing, then not
+        given = np.full(2, float(me + 1))
+        try:
+            out = empty.average(1.0, {"a": given}, counts[me])[1]["a"]
+            say(f"rank {me}: empty step {step}: {out}")
+        except ValueError as err:
+            say(f"rank {me}: empty step {step}: {err} (gradient kept: {given})")
     say(f"rank {me}: a Python float averaged: {scalar}")
     for grads, count in steps:
         try:

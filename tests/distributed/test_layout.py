@@ -39,10 +39,12 @@ def trees():
         [Box(a), Box({"x": b})],
         {"listed": Listed(a, b), "q": c},
         grads,  # a gradient as fl.withgradient gives it: the model's skeleton, Nones
+        # keys the compiled walker and builder cannot write as names or literals
+        {("t", 1): a, 3: [None, c], "not a name": {"x": b}, True: Listed(c, None)},
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_the_walker_reads_the_positions_of_flatten(index):
     tree = trees()[index]
     leaves, spec = layout.positions(tree)
@@ -61,6 +63,7 @@ def test_the_walker_reads_the_positions_of_flatten(index):
     (3, lambda t: setattr(t["listed"], "b", None)),          # __tree_fields__ lists fewer
     (4, lambda t: setattr(t.layers[0], "extra", None)),      # an object with one more field
     (4, lambda t: setattr(t, "layers", list(t.layers))),     # a tuple became a list
+    (5, lambda t: t.update({("t", 2): t.pop(("t", 1))})),    # a key changed
 ])
 def test_the_walker_notices_a_change_of_structure(index, change):
     tree = trees()[index]
@@ -75,7 +78,7 @@ def test_the_walker_notices_a_change_of_structure(index, change):
         pass
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_the_builder_gives_what_unflatten_gives(index):
     tree = trees()[index]
     leaves, spec = layout.positions(tree)

@@ -104,3 +104,22 @@ def test_sync_batchnorm_converts_nested_layers_and_shares_their_arrays():
     assert layers[0].running_mean is model["net"][1].running_mean
     assert layers[1].weight is model["more"][0]["bn"].weight
     assert type(model["net"][1]) is fl.BatchNorm  # the model given is left as it was
+
+
+@pytest.mark.parametrize("share", [None, 0.0, 1.0])
+def test_one_process_with_an_empty_batch_is_a_clear_error_not_a_division_by_zero(share):
+    averager = fl.distributed.GradientAverager()
+    grads = {"w": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match="count is 0 in a one-process job: the global batch "
+                                         "is empty, so there is no mean loss"):
+        averager.average(0.0, grads, 0, share)
+    np.testing.assert_array_equal(grads["w"], np.zeros(3, np.float32))  # left as it was
+    assert averager.average(0.5, grads, 2)[2] == 2  # and it goes on
+
+
+@pytest.mark.parametrize("bad", [-1, 2.0, True, "3", None])
+def test_count_must_be_a_non_negative_int(bad):
+    with pytest.raises(ValueError, match=f"count must be this rank's number of observations, "
+                                         f"an int >= 0; got {bad!r}"):
+        fl.distributed.GradientAverager().average(0.0, {"w": np.ones(2)}, bad)
+    assert fl.distributed.GradientAverager().average(0.0, {"w": np.ones(2)}, np.int64(3))[2] == 3

@@ -122,16 +122,23 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
         # a: (3 + 1) / 2, b: (1 + 0) / 2, one step of Descent(0.1)
         assert f"rank {r}: partial gradients: a [0.8 0.8], b [2.95 2.95]" in out, out
         assert f"rank {r}: a Python float averaged: {{'s': array(1.5), 'k': 3}}" in out, out
+        # a global batch of 0 observations: the same error on every rank, when the ranks
+        # agree the plan and on the plan (nothing written in place), and the job goes on
+        for step in (0, 2):
+            assert f"rank {r}: empty step {step}: GradientAverager.average: every rank's " \
+                   f"count is 0 at step {step + 3}: the global batch is empty" in out, out
+            assert f"(gradient kept: [{r + 1}. {r + 1}.])" in out, out
+        assert f"rank {r}: empty step 1: [1. 1.]" in out, out  # rank 0's only (count 1 of 1)
         assert f"rank {r}: averaged: 0.5000 [1.5 1.5] None 2" in out, out
         assert f"rank {r}: averaged: 0.5000 [1.5 1.5] [1. 1.] 2" in out, out
         # counts 1 and 2: a (1 * 1 + 2 * 2) / 3, b (1 * 0 + 2 * 2) / 3, loss (0 + 2) / 3
         assert f"rank {r}: averaged: 0.6667 [1.66666667 1.66666667] [1.33333333 1.33333333] " \
                f"3" in out, out
         assert out.count(f"rank {r}: averaged: 0.5000 [1.5 1.5] None 2") == 2, out
-        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 7: the ranks' " \
+        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 10: the ranks' " \
                f"gradients of a differ: rank 0 has float64 (1,), rank 1 has float64 (2,); " \
                f"every rank must differentiate the same model" in out, out
-        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 8: the ranks' " \
+        assert f"rank {r}: fluxml.distributed: the gradient averaging at step 11: the ranks' " \
                f"gradient trees have different structures (rank 0 has 'c' where rank 1 has " \
                f"'b')" in out, out
         assert f"rank {r}: train: step 2 (epoch 1, batch 2): the loss is nan" in out, out

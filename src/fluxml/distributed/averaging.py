@@ -67,7 +67,10 @@ changes would not be safe: the others would not know to join the check.)
 What overlaps, honestly: fluxml's reverse sweep is synchronous (the gradient exists only when
 ``withgradient`` returns), so communication cannot hide behind the backward pass as in
 PyTorch's DDP, and MPICH advances a non-blocking collective only inside MPI calls, which the
-packing makes between messages. ``benchmarks/distributed.py`` measures what is hidden.
+packing makes between messages. The averaged tree is rebuilt once every message is posted,
+while they travel: MPICH's large messages go by CMA (the receiver copies straight from the
+sender's array), which the other rank can do while this one runs Python.
+``benchmarks/distributed.py`` measures what is hidden.
 
 The averaged gradient equals the gradient of the mean loss over the global batch when the
 loss is a mean over its batch (as every ``fl`` loss is by default).
@@ -196,12 +199,23 @@ class GradientAverager:
         come out scaled for free), so that the averager only sums them, with no pass of its
         own over them. Whatever ``share`` was, the result is the same: where it is not this
         rank's share of the global batch (unequal batches at the first step, a short last
-        batch) the difference is made up (one pass)."""
+        batch) the difference is made up (one pass).
+
+        A rank may have no observation (``count`` 0: its gradients weigh nothing), but not
+        every rank: a global batch of 0 observations has no mean, and raises ``ValueError``
+        on every rank (in one process: ``count`` 0), the plan and the gradients left as they
+        were."""
         g = self.group
+        if type(count) is not int and not isinstance(count, (int, np.integer)) \
+                or isinstance(count, bool) or count < 0:
+            raise ValueError(f"GradientAverager.average: count must be this rank's number of "
+                             f"observations, an int >= 0; got {count!r}")
         if share is not None and not (share > 0 or share == 0 == count):
             raise ValueError(f"GradientAverager.average: share must be the positive factor the "
                              f"gradients were multiplied by; got {share!r}")
         if g.size == 1:
+            if not count:  # nothing to take the mean over (and nothing to unscale by: share 0)
+                raise _empty("count is 0 in a one-process job")
             return float(loss), grads if share is None else _unscale(grads, share), count
         g.announce(g.step + 1)  # the group counts steps: several averagers may follow in turn
         if not self.planned:
@@ -210,10 +224,10 @@ class GradientAverager:
             leaves = self.gather(grads)
         except layout.Changed:
             leaves = None
-        result = self._exchange(loss, leaves, count, share)
+        result = self._exchange(loss, grads, leaves, count, share)
         if result is None:  # some rank's tree no longer fits the plan: agree a new one
             return self._agree(loss, grads, count, share)
-        return result[0], self._rebuild(grads, result[1]), result[2]
+        return result
 
     def share(self, count: int) -> float:
         """What to multiply this rank's loss by before differentiating it, for ``average(...,
@@ -278,9 +292,11 @@ class GradientAverager:
                 candidates.append((pos, x, key))
         return {pos: x for pos, x, key in candidates if roots[key] == 1}
 
-    def _exchange(self, loss, leaves, count, share=None):
-        """Pack, post, wait: ``(loss, positions with the averaged arrays, total)``, or None
-        when some rank's tree did not fit the plan (the step's sums are then unusable)."""
+    def _exchange(self, loss, grads, leaves, count, share=None):
+        """Pack, post, wait: ``(loss, the averaged tree, total)``, or None when some rank's
+        tree did not fit the plan (the step's sums are then unusable). The averaged tree is
+        built once every message is posted, while they travel (where each sum will land is
+        known by then): the rebuilding costs no time of its own where they take longer."""
         g, MPI = self.group, self.group.MPI
         what = f"the gradient averaging at step {g.step}"
         t0 = time.perf_counter()
@@ -302,9 +318,12 @@ class GradientAverager:
             owned = {}  # the first bucket is late: the gradients go by copy this step
         elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
             owned, fits = {}, False  # messages all the same, write into no gradient
+        elif owned and not self.header[1].real:  # an empty global batch: an error below,
+            owned = {}  # write into no gradient
         sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
+        # posted back to back, no Testall between: MPICH's progress on a large message is
+        # this rank copying the other's gradient (CMA), which would delay posting the next
         for b in self.direct:
-            MPI.Request.Testall(posted)
             x = owned.get(b.items[0][0]) if owned else None
             if x is not None:
                 if scale != 1.0:
@@ -316,12 +335,17 @@ class GradientAverager:
                 b.stage(leaves, zeros, scale, fits)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             sums.append(x)
+        # the averaged tree, built while the messages travel
+        tree, values = self._result(grads, leaves, owned) if fits else (None, None)
         t1 = time.perf_counter()
         g.wait(posted[:1], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
         if misfits:
             g.wait(posted, what)
             return None
+        if not total:  # every rank's count is 0: the same error on every rank
+            g.wait(posted, what)
+            raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         factor = None if total == self.total else self.total / total
         if factor is None and self.on_host:  # the usual case: nothing to do as each comes
             if len(posted) > 1:
@@ -329,19 +353,29 @@ class GradientAverager:
         else:
             self._finish(posted, sums, factor, what)
         self.total = total
-        for pos, view in self.outputs:
-            leaves[pos] = view
-        for b, x in zip(self.direct, sums):
-            leaves[b.items[0][0]] = b.items[0][3] if x is None else x
         if lacking:  # a gradient no rank has this step stays None, as in one process
             have = self.header[_HEADER:].real
             for pos, n in zip(self.order, have):
                 if n == 0:
-                    leaves[pos] = None
+                    values[pos] = None
+            tree = self._rebuild(grads, values)
         t2 = time.perf_counter()
         self.timings["pack"], self.timings["wait"], self.timings["total"] = \
             t1 - t0, t2 - t1, t2 - t0
-        return loss_sum / total, leaves, int(total)
+        return loss_sum / total, tree, int(total)
+
+    def _result(self, grads, leaves: list, owned: dict):
+        """``(tree, values)``: the averaged tree to be, with each planned position where its
+        sum lands (a view of a bucket, the gradient itself where ``owned`` has it, else the
+        direct bucket's buffer), the others as in ``leaves``."""
+        values = list(leaves)
+        for pos, view in self.outputs:
+            values[pos] = view
+        for b in self.direct:
+            pos = b.items[0][0]
+            x = owned.get(pos) if owned else None
+            values[pos] = b.items[0][3] if x is None else x
+        return self._rebuild(grads, values), values
 
     def _finish(self, posted: list, sums: list, factor, what: str) -> None:
         """Wait for the messages in turn, and as each comes multiply its sums by ``factor``
@@ -411,6 +445,8 @@ class GradientAverager:
         everyone = allgather_object(
             g, (names, entries, (self.bucket_bytes, self.direct_bytes), int(count)), what)
         agreed = layout.union([e[:2] for e in everyone], what)
+        if not any(e[3] for e in everyone):  # the plan is left as it was
+            raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         self._plan(agreed, *everyone[0][2], leaves)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
@@ -423,11 +459,11 @@ class GradientAverager:
         if not fast:  # never seen: the walker reads trees as flatten does. Still: stay right
             self.gather = lambda tree: _raise_changed()
         self.build = layout.builder(spec, set(self.order))
-        result = self._exchange(loss, leaves, count, share)
+        result = self._exchange(loss, grads, leaves, count, share)
         if result is None:  # no rank can misfit a plan made from its own tree this step
             raise on_every_rank(DistributedError(f"fluxml.distributed: {what}: the ranks "
                                                  f"could not agree a layout"))
-        return result[0], self._rebuild(grads, result[1]), result[2]
+        return result
 
     def _plan(self, agreed: list, bucket_bytes: int, direct_bytes: int, leaves: list) -> None:
         """The messages for the agreed layout: a direct bucket per gradient of at least
@@ -488,6 +524,12 @@ def _unscale(grads, share: float):
         return grads
     return fmap(lambda x: x / share if layout.is_grad(x) else x, grads,
                 is_leaf=layout.is_position)
+
+
+def _empty(where: str) -> ValueError:
+    return ValueError(f"GradientAverager.average: {where}: the global batch is empty, so there "
+                      f"is no mean loss or gradient to average; skip empty batches (on every "
+                      f"rank alike), or give some rank at least one observation")
 
 
 def _raise_changed():

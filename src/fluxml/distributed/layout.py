@@ -70,143 +70,135 @@ def paths(spec) -> list[str]:
 
 def walker(spec) -> Callable:
     """``gather(tree) -> list``: the positions of ``tree`` in ``flatten`` order, for trees of
-    the structure ``spec`` describes; raises ``Changed`` for any other."""
-    walk = _node(spec)
-
-    def gather(tree) -> list:
-        out: list = []
-        try:
-            if walk is None:
-                out.append(tree)
-            else:
-                walk(tree, out)
-        except (KeyError, AttributeError, IndexError, TypeError) as err:
-            raise Changed from err
-        return out
-
-    return gather
+    the structure ``spec`` describes; raises ``Changed`` for any other. Compiled into one
+    flat function of straight-line Python (a type check and an index per node): a walk
+    over closures, one call per node, cost several times more per step once the step's
+    other work had pushed them out of the caches."""
+    lines: list[str] = []
+    names: dict = {"Changed": Changed}
+    _emit(spec, "t", 0, lines, names)
+    body = "".join(f"        {line}\n" for line in lines)
+    source = (f"def gather(t):\n    out = []\n    add = out.append\n    try:\n{body}"
+              f"    except (KeyError, AttributeError, IndexError, TypeError) as err:\n"
+              f"        raise Changed from err\n    return out\n")
+    exec(compile(source, "<fluxml.distributed.layout.walker>", "exec"), names)
+    return names["gather"]
 
 
-def _node(spec):
-    """A function ``walk(x, out)`` for the node ``spec`` describes (None for a position: the
-    parent appends it), mirroring how ``tree._fields`` reads each kind of node."""
+def _emit(spec, var: str, depth: int, lines: list, names: dict) -> None:
+    """The lines that check the node ``spec`` describes, held in the variable ``var``, and
+    add its positions to ``out`` (as ``tree._fields`` and ``flatten`` read each kind of
+    node); ``names`` collects the types and keys the lines refer to."""
     if spec.kind == "leaf":
-        return None
-    if spec.kind == "static":
-        kind = type(spec.static)
+        lines.append(f"add({var})")
+        return
+    if spec.kind == "static":  # no position; anything else here (an array ...) is a change
+        kind = _name(names, type(spec.static))
+        lines.append(f"if type({var}) is not {kind} and {var} is not None: raise Changed")
+        return
+    typ, n = _name(names, spec.type), len(spec.children)
+    keys = spec.keys if spec.keys is not None else range(n)
+    if spec.kind in ("list", "tuple", "namedtuple", "dict"):
+        lines.append(f"if type({var}) is not {typ} or len({var}) != {n}: raise Changed")
+        reads = [f"{var}[{_key(names, k)}]" for k in keys]
+    elif dataclasses.is_dataclass(spec.type) or hasattr(spec.type, "__tree_fields__"):
+        lines.append(f"if type({var}) is not {typ}: raise Changed")
+        if not dataclasses.is_dataclass(spec.type):  # __tree_fields__ may vary
+            fields = _name(names, list(keys))
+            lines.append(f"if list({var}.__tree_fields__()) != {fields}: raise Changed")
+        reads = [f"getattr({var}, {_key(names, k)})" for k in keys]
+    else:  # a plain object: every attribute is a child
+        d = f"d{depth}"
+        lines.append(f"if type({var}) is not {typ}: raise Changed")
+        lines.append(f"{d} = {var}.__dict__")
+        lines.append(f"if len({d}) != {n}: raise Changed")
+        reads = [f"{d}[{_key(names, k)}]" for k in keys]
+    child_var = f"x{depth + 1}"
+    for read, child in zip(reads, spec.children):
+        if child.kind == "leaf":
+            lines.append(f"add({read})")
+        else:
+            lines.append(f"{child_var} = {read}")
+            _emit(child, child_var, depth + 1, lines, names)
 
-        def static(x, out):  # no position; anything else here (an array ...) is a change
-            if type(x) is not kind and x is not None:
-                raise Changed
 
-        return static
-    kids = [(key, _node(child)) for key, child in
-            zip(spec.keys if spec.keys is not None else range(len(spec.children)),
-                spec.children)]
-    typ, n = spec.type, len(kids)
-    if spec.kind in ("list", "tuple", "namedtuple"):
-        def sequence(x, out):
-            if type(x) is not typ or len(x) != n:
-                raise Changed
-            for v, (_, walk) in zip(x, kids):
-                if walk is None:
-                    out.append(v)
-                else:
-                    walk(v, out)
+def _name(names: dict, value) -> str:
+    """A name for ``value`` in the compiled function's globals."""
+    name = f"c{len(names)}"
+    names[name] = value
+    return name
 
-        return sequence
-    names = [k for k, _ in kids]
 
-    def take(d, out):  # the children from a mapping, in the spec's order
-        for k, walk in kids:
-            v = d[k]
-            if walk is None:
-                out.append(v)
-            else:
-                walk(v, out)
-
-    if spec.kind == "dict":
-        def mapping(x, out):
-            if type(x) is not typ or len(x) != n:
-                raise Changed
-            take(x, out)
-
-        return mapping
-    if dataclasses.is_dataclass(typ) or hasattr(typ, "__tree_fields__"):
-        listed = not dataclasses.is_dataclass(typ)
-
-        def fields(x, out):  # the type fixes a dataclass's fields; __tree_fields__ may vary
-            if type(x) is not typ or listed and list(x.__tree_fields__()) != names:
-                raise Changed
-            take({k: getattr(x, k) for k in names}, out)
-
-        return fields
-
-    def attributes(x, out):  # a plain object: every attribute is a child
-        if type(x) is not typ:
-            raise Changed
-        d = x.__dict__
-        if len(d) != n:
-            raise Changed
-        take(d, out)
-
-    return attributes
+def _key(names: dict, key) -> str:
+    """``key`` as the compiled function reads it: a literal where it has one, else a name."""
+    if type(key) in (str, int):
+        return repr(key)
+    return _name(names, key)
 
 
 def builder(spec, planned: set) -> Callable | None:
     """``build(tree, values) -> tree``: a copy of ``tree`` (of ``spec``'s structure) with
     ``values[p]`` at each position ``p`` in ``planned``, sharing every subtree without one;
     None for trees with nodes it does not copy (dataclasses, namedtuples, dict subclasses):
-    ``unflatten`` then rebuilds them."""
+    ``unflatten`` then rebuilds them. Compiled as ``walker`` is."""
+    lines: list[str] = []
+    names: dict = {"new": object.__new__}
     try:
-        build, _ = _build(spec, 0, planned)
+        result, _ = _emit_build(spec, "t", 0, 0, planned, lines, names)
     except _Unsupported:
         return None
-    return build or (lambda tree, values: tree)
+    if result is None:  # nothing planned: the tree as it is
+        return lambda tree, values: tree
+    body = "".join(f"    {line}\n" for line in lines)
+    exec(compile(f"def build(t, v):\n{body}    return {result}\n",
+                 "<fluxml.distributed.layout.builder>", "exec"), names)
+    return names["build"]
 
 
 class _Unsupported(Exception):  # noqa: N818
     pass
 
 
-def _build(spec, start: int, planned: set):
-    """``(build or None, next position)`` for the subtree at position ``start``."""
+def _emit_build(spec, var: str, depth: int, start: int, planned: set, lines: list,
+                names: dict):
+    """``(expression or None, next position)`` for the subtree at position ``start``, held in
+    ``var``: the lines that build its copy go to ``lines``, the expression gives the copy
+    after them (None: nothing planned below, the subtree is shared as it is)."""
     if spec.kind == "leaf":
         return None, start + 1
     if spec.kind == "static":
         return None, start
     keys = spec.keys if spec.keys is not None else range(len(spec.children))
-    leaf_kids, node_kids = [], []
+    node = f"n{depth}"  # the copy's children: a list or a dict, filled in place
+    mine: list[str] = []
     pos = start
     for key, child in zip(keys, spec.children):
+        k = _key(names, key)
         if child.kind == "leaf" and pos in planned:
-            leaf_kids.append((key, pos))
-        sub, pos = _build(child, pos, planned)
-        if sub is not None:
-            node_kids.append((key, sub))
-    if not leaf_kids and not node_kids:
-        return None, pos  # nothing planned below: the subtree is shared as it is
+            mine.append(f"{node}[{k}] = v[{pos}]")
+        sub: list[str] = []
+        result, pos = _emit_build(child, f"{node}[{k}]", depth + 1, pos, planned, sub, names)
+        if result is not None:
+            mine += sub + [f"{node}[{k}] = {result}"]
+    if not mine:
+        return None, pos
     typ = spec.type
-
-    def fill(items, values):  # items: a fresh list or dict of the node's children
-        for key, p in leaf_kids:
-            items[key] = values[p]
-        for key, sub in node_kids:
-            items[key] = sub(items[key], values)
-        return items
-
     if spec.kind in ("list", "tuple"):
-        return (lambda x, values: typ(fill(list(x), values))), pos
+        lines.append(f"{node} = list({var})")
+        lines += mine
+        return (node if typ is list else f"{_name(names, typ)}({node})"), pos
     if spec.kind == "dict" and typ is dict:
-        return (lambda x, values: fill(dict(x), values)), pos
+        lines.append(f"{node} = dict({var})")
+        lines += mine
+        return node, pos
     if spec.kind == "object" and not dataclasses.is_dataclass(typ) \
             and not hasattr(typ, "__tree_fields__"):
-        def attributes(x, values):
-            new = object.__new__(typ)
-            new.__dict__.update(fill(dict(x.__dict__), values))
-            return new
-
-        return attributes, pos
+        obj = f"o{depth}"
+        lines.append(f"{node} = dict({var}.__dict__)")
+        lines += mine
+        lines.append(f"{obj} = new({_name(names, typ)})")
+        lines.append(f"{obj}.__dict__.update({node})")
+        return obj, pos
     raise _Unsupported
 
 
