@@ -34,10 +34,10 @@ def check(program, seed=0, passes=True, backend="numpy", device=False):
     given = fl.xla(weights) if device else weights
     if seed % 2:  # the weights an argument (traced cotangents) or closed over (constants)
         compiled = fl.compile(lambda x, w, v: _all(program, x, w, v), optimise=passes,
-                              backend=backend)
+                              backend=backend, background=False)
     else:
         inner = fl.compile(lambda x, v: _all(program, x, weights, v), optimise=passes,
-                           backend=backend)
+                           backend=backend, background=False)
         compiled = lambda x, w, v: inner(x, v)  # noqa: E731
     earlier = None  # the first call's results, which the second must not overwrite
     for _ in range(2):

@@ -17,6 +17,7 @@ from fluxml.compiler import passes
 from fluxml.compiler.codegen import build
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
 from fluxml.compiler.ir import Const, Program
+from fluxml.compiler.tiered import Background, restoring
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
 
@@ -28,7 +29,7 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "written", "known")
+                 "rebind", "written", "known", "pending")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
                  rebind=None, written=None):
@@ -49,6 +50,9 @@ class Entry:
         # the rebound ones): what the next call's usually are, which ``extract`` checks
         # faster. Replaced whole, never changed in place (threads read it unlocked).
         self.known = (None,) * len(positions)
+        # the xla back end's compilation in a background thread (tiered.Background): ``run``
+        # is the NumPy code of the program until XLA's is ready; None if XLA's from the start
+        self.pending = None
 
 
 class Compiled:
@@ -57,7 +61,7 @@ class Compiled:
     ``ir`` and ``source`` show the program and the generated code of the last signature;
     ``cache`` maps each signature to its :class:`Entry`; ``traces`` counts traces so far."""
 
-    def __init__(self, fn, backend, cache_size, optimise, donate=True):
+    def __init__(self, fn, backend, cache_size, optimise, donate=True, background=True):
         self.fn = fn
         # A model (or a model's method) compiled: its arrays are arguments of the program,
         # not constants, so that training it later is seen by the compiled code.
@@ -66,6 +70,7 @@ class Compiled:
         self.cache_size = cache_size
         self.optimise = optimise
         self.donate = donate
+        self.background = background
         self.cache: OrderedDict = OrderedDict()
         self.traces = 0
         self.last: Entry | None = None
@@ -93,6 +98,37 @@ class Compiled:
         if self.last is None:
             raise CompileError("fl.compile: nothing traced yet; call the function first")
         return self.last.source + "".join(f"\n{s}" for s in _nested(self.last.program, set()))
+
+    @property
+    def tier(self) -> str:
+        """The back end whose code the last signature runs now: the one compiled for, or
+        ``"numpy"`` while XLA compiles in the background (see :meth:`wait`)."""
+        if self.last is None:
+            raise CompileError("fl.compile: nothing traced yet; call the function first")
+        pending = self.last.pending
+        return self.backend if pending is None else pending.tier
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the XLA compilations under way in the background (``backend="xla"``): the
+        calls after it run XLA's code. Raises :class:`CompileError` if XLA could not compile
+        a program (its calls then keep running the NumPy code), :class:`TimeoutError` when
+        ``timeout`` seconds pass first. Nothing to wait for on other back ends."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._tracing:
+            entries = list(self.cache.values())
+        for entry in entries:
+            job = entry.pending
+            if job is None:
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.wait(left):
+                raise TimeoutError(f"fl.compile: XLA's compilation of {_fname(self.fn)} did "
+                                   f"not end within {timeout} s")
+            if job.error is not None:
+                raise CompileError(f"fl.compile(backend='xla'): XLA could not compile "
+                                   f"{_fname(self.fn)} ({type(job.error).__name__}: "
+                                   f"{job.error}); its calls run the NumPy back end's code, "
+                                   "or compile with backend='numpy'") from job.error
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -170,6 +206,11 @@ class Compiled:
         extract = make_extractor(args, spec, leaves, positions)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, written)
+        if self.backend == "xla" and self.background and not any(devices):
+            # the caller runs the NumPy code while XLA compiles (tiered.py)
+            numpy_run = restoring(_numpy_code(program, names, _fname(self.fn), self.optimise),
+                                  [k for k, _ in program.writes])
+            entry.pending = Background(entry, numpy_run, run, _fname(self.fn))
         self.traces += 1
         if len(self.cache) >= self.cache_size:
             self.cache.popitem(last=False)
@@ -185,7 +226,7 @@ class Compiled:
 
 
 def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: int = 32,
-            optimise: bool = True, donate: bool = True):
+            optimise: bool = True, donate: bool = True, background: bool = True):
     """Compile ``fn``: trace it on its first call for each signature (shapes, dtypes, tree
     structure, values of non-array arguments) into an IR, optimise it, and run generated
     straight-line code on later calls with the same signature.
@@ -211,6 +252,13 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     ``jax.Array``s too. A donated array is deleted: a reference to it kept outside the tree
     raises JAX's "Array has been deleted" (``donate=False`` keeps it, at the cost of new
     buffers each call). NumPy and JAX leaves may be mixed.
+
+    XLA's compiler takes seconds for a training step. With ``background=True`` (the default)
+    and NumPy arguments, XLA compiles a new signature's program in a background thread while
+    the calls run the NumPy back end's code for the same program (same values to float
+    rounding, same writes into the arguments); XLA's code takes over once ready. ``.tier``
+    says which runs now; ``.wait()`` waits for XLA; ``background=False`` (or ``jax.Array``
+    arguments, which stay on XLA's device) compiles for XLA in the first call instead.
 
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile
@@ -238,10 +286,23 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
         raise ValueError(f"fl.compile: cache_size must be a positive int; got {cache_size!r}")
     if fn is None:
         return lambda f: compile(f, backend=backend, cache_size=cache_size, optimise=optimise,
-                                 donate=donate)
+                                 donate=donate, background=background)
     if not callable(fn):
         raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
-    return Compiled(fn, backend, cache_size, optimise, donate)
+    return Compiled(fn, backend, cache_size, optimise, donate, background)
+
+
+def _numpy_code(program, names, fname, optimise):
+    """The NumPy back end's function for a program the passes have optimised up to buffer
+    planning (as for the xla back end): buffers kept between calls where they help, and a
+    plain version for a call that comes while one runs."""
+    if not optimise:
+        return lower(program, names, "numpy", fname)[1]
+    kept = passes.buffers(program, arena=True)
+    run = lower(kept, names, "numpy", fname)[1]
+    if kept.arena:
+        run = _one_at_a_time(run, lower(passes.buffers(program), names, "numpy", fname)[1])
+    return run
 
 
 def _nested(program, seen) -> list[str]:
