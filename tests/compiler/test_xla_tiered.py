@@ -141,7 +141,37 @@ def test_random_draws_continue_the_same_stream_after_the_switch():
         np.testing.assert_array_equal(g, f(x, eager_rng))
 
 
-def test_device_state_and_background_false_compile_in_the_first_call():
+def test_device_state_on_the_cpu_runs_on_host_copies_and_is_rebound_across_the_switch():
+    model, opt, x, y = _start()
+    eager_model, eager_opt = copy.deepcopy(model), copy.deepcopy(opt)
+    dmodel, dopt, dx, dy = fl.xla((model, opt, x, y))
+    step = fl.compile(_step, backend="xla")
+    weight = dmodel.layers[0].weight
+    losses = []
+    with tiered.held():
+        losses.append(step(dmodel, dopt, dx, dy))
+        assert step.tier == "numpy"
+        assert type(losses[0]) is type(weight)  # results on the device, as XLA's
+        assert dmodel.layers[0].weight is not weight  # rebound to the new value
+        assert type(dmodel.layers[0].weight) is type(weight)
+        assert dmodel.layers[0].weight.dtype == np.float64
+        losses.append(step(dmodel, dopt, dx, dy))
+    step.wait()
+    losses += [step(dmodel, dopt, dx, dy) for _ in range(2)]
+    assert step.tier == "xla" and step.traces == 1
+    for loss in losses:
+        _close(loss, _step(eager_model, eager_opt, x, y))
+    leaves = flatten(fl.cpu((dmodel, dopt)))[0]
+    for a, b in zip(leaves, flatten((eager_model, eager_opt))[0]):
+        if isinstance(a, np.ndarray):
+            _close(a, b)
+    assert all(type(a) is type(weight) for a in flatten(dmodel)[0] if hasattr(a, "shape"))
+
+
+def test_state_off_the_cpu_and_background_false_compile_in_the_first_call(monkeypatch):
+    from fluxml.compiler import api
+
+    monkeypatch.setattr(api, "on_cpu", lambda x: False)  # as for a jax.Array on a GPU
     f = fl.compile(lambda x: x * 2.0, backend="xla")
     assert type(f(fl.xla(np.ones(3)))) is not np.ndarray
     assert f.tier == "xla" and f.last.pending is None
@@ -207,21 +237,26 @@ def test_train_with_compile_xla_follows_eager():
             _close(a, b)
 
 
-def test_a_failed_check_on_the_numpy_tier_leaves_the_arguments_as_xla_does():
-    def step(w, labels):  # (the NumPy back end alone writes w, then raises, as eagerly)
-        w *= 0.5
-        return fl.logitcrossentropy(w, labels)
+@pytest.mark.parametrize("device", [False, True])
+def test_a_failed_check_on_the_numpy_tier_leaves_the_arguments_as_xla_does(device):
+    def step(state, labels):  # (the NumPy back end alone writes w, then raises, as eagerly)
+        state["w"] *= 0.5
+        return fl.logitcrossentropy(state["w"], labels)
 
     f = fl.compile(step, backend="xla")
-    w = np.ones((2, 3))
+    state = {"w": np.ones((2, 3))}
+    if device:
+        state = fl.xla(state)
     with tiered.held():
-        f(w, np.array([0, 2]))
-        before = w.copy()
+        f(state, np.array([0, 2]))
+        before, held_w = np.array(state["w"]), state["w"]
         with pytest.raises(ValueError, match="labels must lie in") as numpy_error:
-            f(w, np.array([0, 7]))
-        np.testing.assert_array_equal(w, before)
+            f(state, np.array([0, 7]))
+        assert state["w"] is held_w and f.tier == "numpy"
+        np.testing.assert_array_equal(np.asarray(state["w"]), before)
     f.wait()
     with pytest.raises(ValueError, match="labels must lie in") as xla_error:
-        f(w, np.array([0, 7]))
+        f(state, np.array([0, 7]))
     assert str(xla_error.value) == str(numpy_error.value)
-    np.testing.assert_array_equal(w, before)
+    assert state["w"] is held_w
+    np.testing.assert_array_equal(np.asarray(state["w"]), before)

@@ -17,7 +17,7 @@ from fluxml.compiler import passes
 from fluxml.compiler.codegen import build
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
 from fluxml.compiler.ir import Const, Program
-from fluxml.compiler.tiered import Background, restoring
+from fluxml.compiler.tiered import Background, on_cpu, on_host, restoring
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
 
@@ -206,10 +206,13 @@ class Compiled:
         extract = make_extractor(args, spec, leaves, positions)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, written)
-        if self.backend == "xla" and self.background and not any(devices):
+        if self.backend == "xla" and self.background and \
+                all(on_cpu(leaves[i]) for i, d in zip(positions, devices) if d):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
             numpy_run = restoring(_numpy_code(program, names, _fname(self.fn), self.optimise),
-                                  [k for k, _ in program.writes])
+                                  [k for k, _ in program.writes if not devices[k]])
+            if any(devices):
+                numpy_run = on_host(numpy_run, devices, run.rebinds)
             entry.pending = Background(entry, numpy_run, run, _fname(self.fn))
         self.traces += 1
         if len(self.cache) >= self.cache_size:
@@ -257,8 +260,9 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     and NumPy arguments, XLA compiles a new signature's program in a background thread while
     the calls run the NumPy back end's code for the same program (same values to float
     rounding, same writes into the arguments); XLA's code takes over once ready. ``.tier``
-    says which runs now; ``.wait()`` waits for XLA; ``background=False`` (or ``jax.Array``
-    arguments, which stay on XLA's device) compiles for XLA in the first call instead.
+    says which runs now; ``.wait()`` waits for XLA; ``background=False`` compiles for XLA in
+    the first call instead (as ``jax.Array`` arguments on a GPU or TPU always do; those on
+    the CPU go to the NumPy code as copies, their new values rebound as XLA's are).
 
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile

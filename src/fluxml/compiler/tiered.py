@@ -11,9 +11,11 @@ place, so state stays consistent across the switch. The switch is one attribute 
 (``Entry.run``): a call in progress finishes on the code it started with, the next one runs
 the new code; calls from several threads see one or the other, each complete.
 
-Not tiered (XLA compiles in the caller's thread, as before): arguments that are ``jax.Array``s
-(device-resident state, ``fl.xla``: running it on NumPy would copy all state off the device
-and back on every call, and rebind it, where the user asked for it to stay put), and
+Device-resident state (``jax.Array`` arguments, ``fl.xla``) on XLA's CPU device is tiered too
+(:func:`on_host`): the NumPy code runs on host copies of those arrays, and the new values of
+the ones it writes go back as new ``jax.Array``s that the caller's tree is rebound to, as XLA's
+code does (without donating the old ones). On a GPU or TPU, where that would copy all state
+across the bus on every call, XLA compiles in the caller's thread, as it does with
 ``fl.compile(..., background=False)``. ``Compiled.wait()`` waits for the compilations under
 way (e.g. before timing, or for tests).
 
@@ -32,6 +34,8 @@ import contextlib
 import threading
 import time
 import warnings
+
+import numpy as np
 
 # Set: compiled programs take over as soon as XLA is ready. Cleared (``held()``, for tests):
 # they wait, so that a test decides when the switch happens.
@@ -110,6 +114,36 @@ def restoring(run, written):
             raise
 
     return guarded
+
+
+def on_cpu(x) -> bool:
+    """Is the ``jax.Array`` on XLA's CPU device (its memory the host's)?"""
+    return all(d.platform == "cpu" for d in x.devices())
+
+
+def on_host(run, devices, rebinds):
+    """``run`` (NumPy code) for arguments of which those marked in ``devices`` are
+    ``jax.Array``s on the CPU: they go in as writable NumPy copies; the results come back as
+    ``jax.Array``s, followed by the new values of the inputs ``rebinds`` lists (the ones the
+    program writes) as new ``jax.Array``s on the same device, for the caller's tree to be
+    rebound to: what XLA's code returns for the same call."""
+    # lazy: JAX is imported by the xla back end only (device-resident arguments came with it)
+    import jax
+
+    device_in = [k for k, d in enumerate(devices) if d]
+
+    def hosted(*arrays):
+        host = list(arrays)
+        for k in device_in:
+            host[k] = np.array(arrays[k])  # (a copy: the program writes into it)
+        outs = run(*host)
+        with jax.enable_x64(True):  # float64 stays float64, as on XLA's tier
+            results = tuple(jax.device_put(o) if isinstance(o, (np.ndarray, np.generic))
+                            else o for o in outs)
+            return results + tuple(jax.device_put(host[k], arrays[k].sharding)
+                                   for k in rebinds)
+
+    return hosted
 
 
 @contextlib.contextmanager
