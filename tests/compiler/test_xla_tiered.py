@@ -196,8 +196,8 @@ def test_written_numpy_argument_in_place_on_both_tiers():
 
 
 def test_a_failed_xla_compilation_warns_keeps_numpy_and_wait_raises(monkeypatch):
-    def broken(jitted, specs):
-        def prepare():
+    def broken(jitted, host, device):
+        def prepare(shardings=()):
             raise RuntimeError("no memory for XLA")
         return prepare
 
@@ -260,3 +260,32 @@ def test_a_failed_check_on_the_numpy_tier_leaves_the_arguments_as_xla_does(devic
     assert str(xla_error.value) == str(numpy_error.value)
     assert state["w"] is held_w
     np.testing.assert_array_equal(np.asarray(state["w"]), before)
+
+
+@pytest.mark.parametrize("where", ["numpy", "device", "committed"])
+def test_the_first_xla_call_after_the_switch_compiles_nothing(where):
+    """The background compilation fills JAX's caches for the very call that follows (NumPy
+    arguments, uncommitted ``fl.xla`` ones, ones committed to a device, whose new values the
+    NumPy tier hands back committed likewise): the caller never waits for XLA's compiler."""
+    from jax import monitoring
+
+    model, opt, x, y = _start()
+    if where != "numpy":
+        device = jax.devices()[0] if where == "committed" else None
+        model, opt, x, y = fl.xla((model, opt, x, y), device=device)
+    step = fl.compile(_step, backend="xla")
+    step(model, opt, x, y)  # on the NumPy tier: rebinds device state
+    step.wait()
+    compiles = []
+
+    def listen(event, seconds, **kwargs):
+        if "backend_compile" in event:
+            compiles.append(event)
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        step(model, opt, x, y)
+        step(model, opt, x, y)
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    assert step.tier == "xla" and compiles == []

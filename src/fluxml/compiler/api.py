@@ -17,7 +17,7 @@ from fluxml.compiler import passes
 from fluxml.compiler.codegen import build
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
 from fluxml.compiler.ir import Const, Program
-from fluxml.compiler.tiered import Background, on_cpu, on_host, restoring
+from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
 
@@ -213,7 +213,8 @@ class Compiled:
                                   [k for k, _ in program.writes if not devices[k]])
             if any(devices):
                 numpy_run = on_host(numpy_run, devices, run.rebinds)
-            entry.pending = Background(entry, numpy_run, run, _fname(self.fn))
+            entry.pending = Background(entry, numpy_run, run, _fname(self.fn), [
+                placement(leaves[i]) for i, d in zip(positions, devices) if d])
         self.traces += 1
         if len(self.cache) >= self.cache_size:
             self.cache.popitem(last=False)

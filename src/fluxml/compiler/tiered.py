@@ -11,6 +11,12 @@ place, so state stays consistent across the switch. The switch is one attribute 
 (``Entry.run``): a call in progress finishes on the code it started with, the next one runs
 the new code; calls from several threads see one or the other, each complete.
 
+What the NumPy tier does as eager NumPy does rather than as XLA's code: an index array out of
+range raises NumPy's ``IndexError`` (XLA reads NaN); the old ``jax.Array``s of written device
+state are not donated (they stay valid); and its float rounding is NumPy's, so a run is not
+bit-identical to one with ``background=False``. A call that raises leaves the arguments as
+they were on both tiers (:func:`restoring`).
+
 Device-resident state (``jax.Array`` arguments, ``fl.xla``) on XLA's CPU device is tiered too
 (:func:`on_host`): the NumPy code runs on host copies of those arrays, and the new values of
 the ones it writes go back as new ``jax.Array``s that the caller's tree is rebound to, as XLA's
@@ -52,10 +58,12 @@ class Background:
     raised (the entry then keeps the NumPy code, and says so in a warning); ``seconds`` is
     how long the compilation took."""
 
-    __slots__ = ("entry", "numpy", "xla", "ready", "done", "error", "seconds", "thread")
+    __slots__ = ("entry", "numpy", "xla", "shardings", "ready", "done", "error", "seconds",
+                 "thread")
 
-    def __init__(self, entry, numpy, xla, name: str):
+    def __init__(self, entry, numpy, xla, name: str, shardings=()):
         self.entry, self.numpy, self.xla = entry, numpy, xla
+        self.shardings = shardings  # of the device-resident arguments (xla.prepare's)
         self.ready, self.done = threading.Event(), threading.Event()
         self.error: BaseException | None = None
         self.seconds = None
@@ -68,7 +76,7 @@ class Background:
     def _compile(self):
         start = time.perf_counter()
         try:
-            self.xla.prepare()
+            self.xla.prepare(self.shardings)
         except BaseException as err:  # noqa: BLE001 - reported by warning and by wait()
             self.error = err
             warnings.warn(f"fl.compile(backend='xla'): XLA could not compile the program "
@@ -138,12 +146,20 @@ def on_host(run, devices, rebinds):
             host[k] = np.array(arrays[k])  # (a copy: the program writes into it)
         outs = run(*host)
         with jax.enable_x64(True):  # float64 stays float64, as on XLA's tier
-            results = tuple(jax.device_put(o) if isinstance(o, (np.ndarray, np.generic))
+            # (committed to a device as XLA's results and new values would be: JAX's caches
+            # tell committed arrays from uncommitted ones)
+            where = placement(arrays[device_in[0]])
+            results = tuple(jax.device_put(o, where) if isinstance(o, (np.ndarray, np.generic))
                             else o for o in outs)
-            return results + tuple(jax.device_put(host[k], arrays[k].sharding)
+            return results + tuple(jax.device_put(host[k], placement(arrays[k]))
                                    for k in rebinds)
 
     return hosted
+
+
+def placement(x):
+    """The sharding of a committed ``jax.Array``; None for an uncommitted one."""
+    return x.sharding if x.committed else None
 
 
 @contextlib.contextmanager

@@ -231,16 +231,21 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
                    [k for k, _ in host_writes], len(device_writes))
     run.rebinds = [k for k, _ in device_writes]
-    run.prepare = _ahead(jitted, inward.crossing() + [
-        jax.ShapeDtypeStruct(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
+    run.prepare = _ahead(jitted, inward.crossing(),
+                         [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
     return source, run
 
 
-def _ahead(jitted, specs):
-    """``prepare()``: XLA's compilation of the program done now, on the shapes and dtypes of
-    its arguments (``fl.compile`` runs it in a background thread, see ``tiered.py``); the
-    first call then finds the executable in JAX's caches instead of compiling."""
-    def prepare():
+def _ahead(jitted, host, device):
+    """``prepare(shardings)``: XLA's compilation of the program done now (``fl.compile`` runs
+    it in a background thread, see ``tiered.py``), on the shapes and dtypes of its arguments
+    and the shardings of its device-resident ones (None for an uncommitted ``jax.Array``: a
+    committed one is another entry of JAX's caches); the first call then finds the executable
+    in JAX's caches instead of compiling."""
+    def prepare(shardings=()):
+        specs = host + [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for
+                        (shape, dtype), sharding in zip(device, list(shardings) or
+                                                        [None] * len(device))]
         with jax.enable_x64(True):
             jitted.trace(*specs).lower().compile()
 

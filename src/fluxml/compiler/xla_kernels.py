@@ -67,7 +67,7 @@ def _index_range(idx, check):
     index check whose error must name the caller's layer and line)."""
     if idx.size:
         run_time_checks().append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
-                                lambda v: check(np.asarray(v))))
+                                  lambda v: check(np.asarray(v))))
     return idx
 
 
