@@ -11,6 +11,16 @@ implementations run in turn, in blocks of ~10 ms: ``train_step.alternating_media
 (the peer's time over compiled fluxml's: above 1, fluxml is faster) and the compile time
 (the first call: tracing, passes and code generation; JAX's and torch.compile's first call
 likewise). The losses of the first steps are compared before timing.
+
+Two rows for the xla back end: ``(xla)``, as ``fl.compile(..., backend="xla")`` runs by
+default (XLA compiles in a background thread while the calls run the NumPy back end's code
+of the same program), and ``(xla, sync)``, ``background=False`` (XLA compiles in the first
+call). ``first call`` is the time to the first result; ``XLA from`` the time from the first
+call's start until XLA's code took over (``Compiled.wait()`` returned), for the tiered row.
+The steady-state time is XLA's (measured after the switch). With ``--cpu-time`` these are the
+process's CPU time (all threads): the tiered row's first call then also counts what the
+background compilation did meanwhile (an upper bound on the caller's wait); without it, the
+wall-clock time (on a loaded machine, inflated by the load).
 """
 
 from __future__ import annotations
@@ -38,12 +48,14 @@ def fluxml_eager(name, w, data):
     return lambda: float(step(model, opt, *data))
 
 
-def fluxml_compiled(backend):
+def fluxml_compiled(backend, background=True):
     def make(name, w, data):
         model, lossf = ts.fluxml_model(name, w)
         opt = fl.setup(fl.Adam(ts.LR), model)
-        step = fl.compile(_step_function(lossf), backend=backend)
-        return lambda: float(step(model, opt, *data))
+        step = fl.compile(_step_function(lossf), backend=backend, background=background)
+        run = lambda: float(step(model, opt, *data))  # noqa: E731
+        run.compiled = step
+        return run
 
     return make
 
@@ -69,10 +81,13 @@ def small_fluxml_eager(x, w, b):
     return lambda: fl.gradient(small_loss, w, b, x)[0][0, 0]
 
 
-def small_fluxml_compiled(backend):
+def small_fluxml_compiled(backend, background=True):
     def make(x, w, b):
-        f = fl.compile(lambda w, b, x: fl.gradient(small_loss, w, b, x), backend=backend)
-        return lambda: f(w, b, x)[0][0, 0]
+        f = fl.compile(lambda w, b, x: fl.gradient(small_loss, w, b, x), backend=backend,
+                       background=background)
+        run = lambda: f(w, b, x)[0][0, 0]  # noqa: E731
+        run.compiled = f
+        return run
 
     return make
 
@@ -122,11 +137,18 @@ def small_jax(x, w, b):
 # --- measuring ----------------------------------------------------------------------------------
 
 def timed_first(make, *args):
-    """``(run, first call's seconds, first value)``: the first call includes compilation."""
+    """``(run, first call's seconds, first value, seconds until XLA took over)``: the first
+    call includes compilation; the last is None but for the xla back end's tiered start."""
     run = make(*args)
-    t = time.perf_counter()
+    clock = ts.CLOCK
+    t = clock()
     value = run()
-    return run, time.perf_counter() - t, value
+    first = clock() - t
+    compiled = getattr(run, "compiled", None)
+    if compiled is None or compiled.last.pending is None:
+        return run, first, value, None
+    compiled.wait()
+    return run, first, value, clock() - t
 
 
 def _fmt(seconds):
@@ -136,6 +158,9 @@ def _fmt(seconds):
 def peers(backends):
     rows = {"fluxml eager": (fluxml_eager, small_fluxml_eager)}
     for b in backends:
+        if b == "xla":  # XLA compiling in the first call, as before the tiered start
+            rows["fluxml compiled (xla, sync)"] = (fluxml_compiled(b, False),
+                                                   small_fluxml_compiled(b, False))
         rows[f"fluxml compiled ({b})"] = (fluxml_compiled(b), small_fluxml_compiled(b))
     rows["PyTorch eager"] = (ts.torch_step, small_torch)
     rows["torch.compile"] = (torch_compiled, small_torch_compiled)
@@ -165,7 +190,8 @@ def main(quick=False, threads=1, cases=None, scale=1):
         repeats = {k: max(3, v // 10) for k, v in repeats.items()}
     repeats = {k: v * scale for k, v in repeats.items()}
     rows = peers(available_backends())
-    print(f"{'workload':28} {'implementation':24} {'time':>11} {'ratio':>7} {'first call':>11}")
+    print(f"{'workload':28} {'implementation':27} {'time':>11} {'ratio':>7} {'first call':>11} "
+          f"{'XLA from':>11}")
     workloads = [(name, case, 0) for name, case in ts.CASES.items()]
     workloads.append(("grad sum(tanh(x@w+b)), 16", None, 1))
     if cases:
@@ -175,7 +201,7 @@ def main(quick=False, threads=1, cases=None, scale=1):
         results, runs = [], {}
         for peer, makers in rows.items():
             try:
-                run, first, value = timed_first(makers[kind], *args)
+                run, first, value, takeover = timed_first(makers[kind], *args)
             except ImportError as err:
                 results.append((peer, None, f"not installed ({err.name})"))
                 continue
@@ -184,16 +210,18 @@ def main(quick=False, threads=1, cases=None, scale=1):
                                 f"{str(err).splitlines()[0][:60]}"))
                 continue
             runs[peer] = run
-            results.append((peer, (first, value), None))
+            results.append((peer, (first, value, takeover), None))
         times = ts.alternating_medians(runs, repeats[name])  # peers in turn, same load
         ours = times.get("fluxml compiled (numpy)")
         for peer, res, why in results:
             if res is None:
-                print(f"{name:28} {peer:24} {why}")
+                print(f"{name:28} {peer:27} {why}")
                 continue
-            (first, value), t = res, times[peer]
+            (first, value, takeover), t = res, times[peer]
             ratio = f"{t / ours:7.2f}" if ours else "      -"
-            print(f"{name:28} {peer:24} {_fmt(t)} {ratio} {_fmt(first)}  value {value:.6g}")
+            after = _fmt(takeover) if takeover is not None else f"{'-':>11}"
+            print(f"{name:28} {peer:27} {_fmt(t)} {ratio} {_fmt(first)} {after}  "
+                  f"value {value:.6g}")
         print()
 
 

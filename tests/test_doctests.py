@@ -20,7 +20,7 @@ WAITING = {
 }
 
 # Modules that import without their optional dependency but whose examples use it.
-OPTIONAL = {"fluxml.backend.xla_arrays": "jax"}
+OPTIONAL = {"fluxml.backend.xla_arrays": "jax", "fluxml.compiler.tiered": "jax"}
 
 
 def _module_names():

@@ -384,7 +384,7 @@ def _exact(case, backend, dtype, part):
     eager_model = copy.deepcopy(model)
     if part == "forward":
         f = lambda m, *a: _run(case, m, a)  # noqa: E731
-        compiled = fl.compile(f, backend=backend)
+        compiled = fl.compile(f, backend=backend, background=False)
         for k in range(2):  # twice: the second call runs the cached program
             got, want = compiled(model, *args), f(eager_model, *args)
             msg = _compare(f"forward (call {k + 1})", got, want, dtype) or _compare(
@@ -394,7 +394,7 @@ def _exact(case, backend, dtype, part):
         return "ok"
     if part == "gradient":
         f = _gradient(case)
-        compiled = fl.compile(f, backend=backend)
+        compiled = fl.compile(f, backend=backend, background=False)
         for k in range(2):
             msg = _compare(f"gradient (call {k + 1})", compiled(model, *args),
                            f(eager_model, *args), dtype) or _compare(
@@ -404,7 +404,7 @@ def _exact(case, backend, dtype, part):
         return "ok"
     step = _step(case)
     opt, eager_opt = fl.setup(fl.Adam(**ADAM), model), fl.setup(fl.Adam(**ADAM), eager_model)
-    compiled = fl.compile(step, backend=backend)
+    compiled = fl.compile(step, backend=backend, background=False)
     for k in range(2):
         msg = _compare(f"loss (step {k + 1})", compiled(model, opt, *args),
                        step(eager_model, eager_opt, *args), dtype) or _compare(
@@ -428,12 +428,13 @@ def _random(case, backend, dtype, part):
     if part == "train":
         return _exact_train_random(case, model, x, backend)
     if part == "forward":  # the same generator: the same masks as eager, call by call
-        eager, forward = copy.deepcopy(model), fl.compile(lambda m, x: m(x), backend=backend)
+        eager = copy.deepcopy(model)
+        forward = fl.compile(lambda m, x: m(x), backend=backend, background=False)
         for k in range(2):
             msg = _compare(f"forward (call {k + 1})", forward(model, x), eager(x), dtype)
             if msg:
                 return "FAIL: " + msg
-    compiled = fl.compile(f, backend=backend)
+    compiled = fl.compile(f, backend=backend, background=False)
     masks = []
     for _ in range(2):
         total, gx = compiled(model, x)
@@ -473,7 +474,7 @@ def _exact_train_random(case, model, x, backend):
     must return the loss of a mask (the value is random)."""
     step = _step(case)
     opt = fl.setup(fl.Adam(**ADAM), model)
-    compiled = fl.compile(step, backend=backend)
+    compiled = fl.compile(step, backend=backend, background=False)
     values = [float(compiled(model, opt, x)) for _ in range(2)]
     if not all(np.isfinite(values)) or values[0] == values[1]:
         return f"FAIL: losses {values}"

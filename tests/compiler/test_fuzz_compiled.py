@@ -43,6 +43,22 @@ def test_random_programs_compiled_xla(program, seed, device):
     assert message is None, f"{fp.describe(program)}: {message}"
 
 
+@settings(max_examples=2, deadline=None)
+@given(_program, st.integers(0, 2**16), st.booleans())
+def test_random_programs_compiled_xla_tiered(program, seed, device):
+    """The tiered start: the first call on the NumPy code while XLA compiles, the second on
+    XLA's, both equal to eager fluxml."""
+    pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
+    from fluxml.compiler import CompileError
+
+    try:
+        message = fc.check(program, seed, backend="xla", device=device, tiered=True)
+    except CompileError as e:
+        assert "no XLA lowering" in str(e), str(e)
+        return
+    assert message is None, f"{fp.describe(program)}: {message}"
+
+
 def test_every_step_compiles():
     """Each step of the fuzzer's vocabulary alone, compiled."""
     for s in range(len(fp.STEPS)):

@@ -55,11 +55,11 @@ def test_a_compiled_forward_runs_train_test_layers_in_test_mode():
 def test_xla_embedding_indices_are_checked_on_every_run():
     pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
     layer = fl.f64(fl.Embedding(5, 2))
-    f = fl.compile(lambda m, i: m(i), backend="xla")
+    f = fl.compile(lambda m, i: m(i), backend="xla", background=False)
     np.testing.assert_allclose(f(layer, np.array([1, 4])), layer.weight[[1, 4]], rtol=1e-15)
     with pytest.raises(fl.LayerError, match="vocabulary of 5.*got index 7"):
         f(layer, np.array([1, 7]))
-    g = fl.compile(lambda w, i: fl.embedding(w, i), backend="xla")
+    g = fl.compile(lambda w, i: fl.embedding(w, i), backend="xla", background=False)
     with pytest.raises(IndexError, match="index -1 is outside the vocabulary of 5"):
         g(layer.weight, np.array([1, -1]))
 

@@ -36,7 +36,7 @@ def eager(s, x):
 def test_new_values_of_declared_numbers_reuse_the_trace(backend):
     if backend == "xla":
         pytest.importorskip("jax")
-    f = fl.compile(scaled, backend=backend)
+    f = fl.compile(scaled, backend=backend, background=False)
     x = np.linspace(-2, 2, 7)
     s = Scale(0.5)
     for factor, bounds in [(0.5, (-1.0, 1.0)), (2, (-0.5, 3.0)), (np.float64(0.25), (0, 1))]:

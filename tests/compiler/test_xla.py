@@ -69,7 +69,7 @@ def _three_steps(name, dtype):
     eager_model = copy.deepcopy(model)
     opt, eager_opt = fl.setup(fl.Adam(0.01), model), fl.setup(fl.Adam(0.01), eager_model)
     step = _step(lossf)
-    compiled = fl.compile(step, backend="xla")
+    compiled = fl.compile(step, backend="xla", background=False)
     ours = [compiled(model, opt, x, y) for _ in range(3)]
     eager = [step(eager_model, eager_opt, x, y) for _ in range(3)]
     return ours, eager, flatten((model, opt))[0], flatten((eager_model, eager_opt))[0], compiled
@@ -110,7 +110,7 @@ def test_lenet_step_lowers_each_kernel():
 @pytest.fixture(scope="module")
 def grad_fn():
     f = fl.compile(lambda x, w, b: fl.gradient(lambda w, b: np.sum(np.tanh(x @ w + b)), w, b),
-                   backend="xla")
+                   backend="xla", background=False)
     rng = np.random.default_rng(1)
     args = rng.normal(size=(4, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
     return f, args
@@ -149,7 +149,7 @@ def test_writes_reach_the_callers_arrays():
         count += 1
         return np.sum(x)
 
-    compiled = fl.compile(f, backend="xla")
+    compiled = fl.compile(f, backend="xla", background=False)
     x, count = np.arange(3.0), np.array(0)
     assert compiled(x, count) == 6.0
     assert compiled(x, count) == 12.0
@@ -159,7 +159,7 @@ def test_writes_reach_the_callers_arrays():
 
 def test_numpy_promotion_is_kept():
     """int32 + float32 is float64 in NumPy, float32 in JAX: the line gets a cast."""
-    compiled = fl.compile(lambda i, x: i + x * 0.5, backend="xla")
+    compiled = fl.compile(lambda i, x: i + x * 0.5, backend="xla", background=False)
     i, x = np.arange(3, dtype=np.int32), np.ones(3, np.float32)
     out = compiled(i, x)
     assert out.dtype == (i + x * 0.5).dtype == np.float64
@@ -168,7 +168,7 @@ def test_numpy_promotion_is_kept():
 
 
 def test_float32_stays_float32():
-    compiled = fl.compile(lambda x: np.exp(x) * 2.5 + 1, backend="xla")
+    compiled = fl.compile(lambda x: np.exp(x) * 2.5 + 1, backend="xla", background=False)
     out = compiled(np.ones(4, np.float32))
     assert out.dtype == np.float32
 
@@ -180,7 +180,8 @@ def test_index_read_at_run_time_out_of_range_is_nan():
     from fluxml.ad.core import raw
     from fluxml.ad.rules.indexing import GETITEM
 
-    compiled = fl.compile(lambda x, i: GETITEM(x, idx=raw(i)) * 1.0, backend="xla")
+    compiled = fl.compile(lambda x, i: GETITEM(x, idx=raw(i)) * 1.0, backend="xla",
+                          background=False)
     x = np.arange(4.0)
     np.testing.assert_array_equal(compiled(x, np.array([3, 0, -1])), [3.0, 0.0, 3.0])
     out = compiled(x, np.array([1, 5, 0]))  # NumPy would raise IndexError
@@ -195,7 +196,7 @@ def test_random_draws_come_from_the_numpy_generator():
         return x * draw(rng, "random", x.shape) + draw(rng, "random")
 
     x = np.ones(5)
-    compiled, rng = fl.compile(f, backend="xla"), np.random.default_rng(7)
+    compiled, rng = fl.compile(f, backend="xla", background=False), np.random.default_rng(7)
     got = [compiled(x, rng) for _ in range(3)]
     stream = np.random.default_rng(7)
     want = [x * stream.random(5) + stream.random() for _ in range(4)]
@@ -210,7 +211,7 @@ def test_labels_are_checked_on_every_run_before_anything_is_written():
         w -= 0.1 * g
         return loss
 
-    compiled = fl.compile(f, backend="xla")
+    compiled = fl.compile(f, backend="xla", background=False)
     w, x = np.ones((3, 4)), np.eye(3)
     compiled(w, x, np.array([0, 3, 1]))
     before = w.copy()
@@ -220,7 +221,7 @@ def test_labels_are_checked_on_every_run_before_anything_is_written():
 
 
 def test_constant_and_argument_outputs():
-    compiled = fl.compile(lambda x: (np.sum(x), "tag", 3), backend="xla")
+    compiled = fl.compile(lambda x: (np.sum(x), "tag", 3), backend="xla", background=False)
     total, tag, three = compiled(np.ones(3))
     assert total == 3.0 and tag == "tag" and three == 3
 
@@ -229,7 +230,7 @@ def test_unsupported_primitive_is_refused_by_name():
     from fluxml.ad.define import primitive
 
     foo = primitive("foo", lambda x: x * 2)
-    compiled = fl.compile(lambda x: foo(x) + 1, backend="xla")
+    compiled = fl.compile(lambda x: foo(x) + 1, backend="xla", background=False)
     with pytest.raises(CompileError, match=r"no XLA lowering for primitive 'foo'.*"
                                            r"backend='numpy'"):
         compiled(np.ones(2))
@@ -245,7 +246,7 @@ def test_ufuncs_map_to_jnp_by_name():
     def f(x, y):
         return [u(x) if u.nin == 1 else u(x, y) for u in ELEMENTWISE]
 
-    compiled = fl.compile(f, backend="xla")
+    compiled = fl.compile(f, backend="xla", background=False)
     rng = np.random.default_rng(2)
     x, y = rng.random(6) + 0.1, rng.random(6) + 0.1
     for u, got, want in zip(ELEMENTWISE, compiled(x, y), f(x, y)):
@@ -271,7 +272,7 @@ def test_more_primitives_and_their_gradients():
         return _many(x) + forward_only + [grad]
 
     x = np.random.default_rng(8).normal(size=(4, 6))
-    compiled = fl.compile(f, backend="xla")
+    compiled = fl.compile(f, backend="xla", background=False)
     for k, (got, want) in enumerate(zip(compiled(x), f(x), strict=True)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"output {k}")
 
@@ -290,7 +291,7 @@ def test_control_flow_lowers_to_lax():
 
     rng = np.random.default_rng(9)
     args = rng.normal(size=(3, 3)) * 0.5, rng.normal(size=3), rng.normal(size=(5, 3))
-    compiled = fl.compile(f, backend="xla")
+    compiled = fl.compile(f, backend="xla", background=False)
     for h0 in (args[1], -np.abs(args[1])):  # both branches of the cond
         (loss, (g,)), root, signed = compiled(args[0], h0, args[2], np.array(2.0))
         (want_loss, (want_g,)), want_root, want_signed = f(args[0], h0, args[2], np.array(2.0))

@@ -49,7 +49,7 @@ def _trained(dtype, steps=3):
         opt = fl.setup(fl.Adam(0.01), m)
         step, xs, ys = _step, x, y
         if how != "eager":
-            step = fl.compile(_step, backend="xla")
+            step = fl.compile(_step, backend="xla", background=False)
         if how == "device":
             m, opt, xs, ys = fl.xla((m, opt, x, y))
         first = (m.layers[0], m.layers[0].weight, opt.layers[0].weight)
@@ -96,7 +96,7 @@ def test_guard_checks_rebound_leaves_replaced_tied_or_retyped():
     still take the general path (the same program, a new one, or a refusal)."""
     state = fl.xla({"w": np.zeros(3), "v": np.ones(3)})
     x = fl.xla(np.ones(3))
-    f = fl.compile(_rebind_sum, backend="xla")
+    f = fl.compile(_rebind_sum, backend="xla", background=False)
     for _ in range(3):
         f(state, x)
     assert f.traces == 1 and np.allclose(np.asarray(state["w"]), 3)
@@ -134,7 +134,7 @@ def _double_inside(state):
 
 def test_a_namedtuple_with_its_own_new_is_rebuilt_through_it():
     state = {"t": _Counted(fl.xla(np.ones(2)))}
-    f = fl.compile(_double_inside, backend="xla")
+    f = fl.compile(_double_inside, backend="xla", background=False)
     f(state)
     before = _Counted.built
     f(state)  # (the fast path: its only new _Counted is the rebuilt one)
@@ -157,7 +157,7 @@ def test_donated_arrays_are_the_old_ones_only():
     valid. ``donate=False`` keeps the old."""
     state = fl.xla({"w": np.ones(N), "n": np.zeros((), np.int64)})
     x = fl.xla(np.full(N, 2.0))
-    step = fl.compile(_scale_in_place, backend="xla")
+    step = fl.compile(_scale_in_place, backend="xla", background=False)
     old, count = state["w"], state["n"]
     first = step(state, x)
     second = step(state, x)
@@ -167,7 +167,7 @@ def test_donated_arrays_are_the_old_ones_only():
     np.testing.assert_array_equal(state["w"], np.full(N, 4.0))
     assert int(state["n"]) == 2 and state["n"].dtype == np.int64
 
-    keep = fl.compile(_scale_in_place, backend="xla", donate=False)
+    keep = fl.compile(_scale_in_place, backend="xla", donate=False, background=False)
     held = state["w"]
     keep(state, x)
     np.testing.assert_array_equal(held, np.full(N, 4.0))
@@ -179,7 +179,7 @@ def test_a_returned_written_array_survives_the_next_call():
         state["w"] *= 2.0
         return state["w"]
 
-    compiled = fl.compile(f, backend="xla")
+    compiled = fl.compile(f, backend="xla", background=False)
     state = fl.xla({"w": np.ones(N)})  # (large enough to be donated)
     first = compiled(state)
     second = compiled(state)
@@ -197,7 +197,7 @@ def test_numpy_and_jax_leaves_mixed():
     opt = fl.setup(fl.Adam(0.01), model)
     m = fl.xla(model)
     moment = opt.layers[1].bias.state.m
-    step = fl.compile(_step, backend="xla")
+    step = fl.compile(_step, backend="xla", background=False)
     for _ in range(2):
         np.testing.assert_allclose(np.asarray(step(m, opt, x, y)), _step(eager, eager_opt, x, y),
                                    rtol=1e-10)
@@ -224,7 +224,7 @@ def test_tuples_and_frozen_objects_are_rebuilt_and_tied_arrays_stay_tied():
         box["list"][0][...] -= 1.0
         return box["tied"] + 0.0
 
-    compiled = fl.compile(f, backend="xla")
+    compiled = fl.compile(f, backend="xla", background=False)
     w = np.ones(2)
     box = fl.xla({"pair": Pair(np.zeros(2), np.ones(2)), "frozen": Frozen(np.ones(2)),
                   "list": [w, w], "tied": w})
@@ -245,16 +245,17 @@ def test_what_cannot_be_rebound_is_refused_by_path():
         return x * 1.0
 
     with pytest.raises(CompileError, match=r"argument 0, .*immutable"):
-        fl.compile(f, backend="xla")(fl.xla(np.ones(2)))
+        fl.compile(f, backend="xla", background=False)(fl.xla(np.ones(2)))
 
     def g(pair, scale):
         pair[1][...] *= scale
         return scale
 
     with pytest.raises(CompileError, match=r"argument 0\.1\b"):
-        fl.compile(g, backend="xla")(fl.xla((np.ones(2), np.ones(2))), np.ones(()))
+        fl.compile(g, backend="xla", background=False)(fl.xla((np.ones(2), np.ones(2))),
+                                                       np.ones(()))
     with pytest.raises(CompileError, match=r"argument 1\.x\b"):
-        fl.compile(lambda a, x: f(x), backend="xla")(0, x=fl.xla(np.ones(2)))
+        fl.compile(lambda a, x: f(x), backend="xla", background=False)(0, x=fl.xla(np.ones(2)))
     with pytest.raises(CompileError, match=r"backend='numpy'.*jax\.Array"):
         fl.compile(lambda x: x * 2.0)(fl.xla(np.ones(2)))
 
@@ -269,7 +270,7 @@ def test_a_failed_run_time_check_leaves_device_state_as_it_was():
 
     model = fl.f64(fl.Dense(3, 4))
     m, opt = fl.xla((model, fl.setup(fl.Adam(0.1), model)))
-    compiled = fl.compile(step, backend="xla")
+    compiled = fl.compile(step, backend="xla", background=False)
     x = np.ones((2, 3))
     compiled(m, opt, x, np.array([0, 3]))
     before = [np.array(a) for a in flatten((m, opt))[0] if type(a) is Array]
@@ -298,7 +299,7 @@ def test_a_model_on_device_compiled_directly_and_state_by_keyword():
     model = fl.f64(fl.Dense(3, 2, np.tanh))
     x = np.linspace(-1, 1, 6).reshape(2, 3)
     device = fl.xla(model)
-    predict = fl.compile(device, backend="xla")
+    predict = fl.compile(device, backend="xla", background=False)
     got = predict(x)
     assert type(got) is Array
     np.testing.assert_allclose(got, np.tanh(x @ model.weight.T + model.bias), rtol=1e-12)
@@ -307,5 +308,5 @@ def test_a_model_on_device_compiled_directly_and_state_by_keyword():
         model.weight *= 2.0
         return x
 
-    fl.compile(scale, backend="xla")(x, model=device)
+    fl.compile(scale, backend="xla", background=False)(x, model=device)
     np.testing.assert_allclose(device.weight, 2 * model.weight, rtol=1e-12)

@@ -56,7 +56,7 @@ def _run(rule, compiled, steps=3, prepare=None, backend="numpy"):
     if prepare is not None:
         prepare(state, model)
     xs = [rng.standard_normal((5, 3)).astype(np.float32) for _ in range(steps)]
-    step = fl.compile(_step, backend=backend) if compiled else _step
+    step = fl.compile(_step, backend=backend, background=False) if compiled else _step
     saved, foreach.SMALL = foreach.SMALL, 0  # eagerly: one array at a time
     try:
         for x in xs:

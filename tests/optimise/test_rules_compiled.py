@@ -131,7 +131,7 @@ def _backend(backend):
 
 
 def _check_all(rules, backend):
-    compiled = fl.compile(_step, backend=backend)
+    compiled = fl.compile(_step, backend=backend, background=False)
     got = _train(rules, compiled, schedule="each")
     want = _train(rules, _step, schedule="each")
     assert compiled.traces == 1
@@ -225,7 +225,7 @@ def test_clipnorm_checks_the_norm_on_every_compiled_call(backend):
     anything is written back, so the model and state are untouched; the NumPy program checks
     where the eager step does, so the arrays stepped before the bad one have been stepped
     (here "a"), as eagerly."""
-    compiled = fl.compile(_clip_step, backend=_backend(backend))
+    compiled = fl.compile(_clip_step, backend=_backend(backend), background=False)
     model = {"a": np.ones(3, np.float32), "b": np.ones((2, 2))}
     state = fl.setup(fl.ClipNorm(1.0), model)
     ok = {"a": np.full(3, 2.0, np.float32), "b": np.full((2, 2), 0.1)}
@@ -253,7 +253,7 @@ def test_clipnorm_checks_the_norm_on_every_compiled_call(backend):
 def test_clipnorm_without_throw_compiles_as_eager(backend):
     """``throw=False``: a NaN norm leaves the gradient as it is, an infinite one scales it by
     ``omega / inf = 0`` (NaN where it is infinite), compiled as eagerly."""
-    compiled = fl.compile(_clip_step, backend=_backend(backend))
+    compiled = fl.compile(_clip_step, backend=_backend(backend), background=False)
     for bad in (np.nan, np.inf):
         runs = []
         for step in (compiled, _clip_step):

@@ -46,7 +46,7 @@ def test_cosine_and_one_cycle_schedules_by_hand_compile_once(backend):
     assert cosine(9) == 0.0
     if backend == "xla":  # (each part is a compile of its own there, of seconds: one)
         rules, schedules = rules[:1], schedules[:1]
-    compiled = fl.compile(_step, backend=_backend(backend))
+    compiled = fl.compile(_step, backend=_backend(backend), background=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = _run(rules, compiled, schedules, 10)
@@ -128,7 +128,7 @@ def test_random_chains_under_random_adjusts_compile_as_eager(seed, backend):
     rules = [_random_rule(rng) for _ in range(2)]
     steps = 5
     schedules = [_random_schedule(rng, rule, steps) for rule in rules]
-    compiled = fl.compile(_step, backend=_backend(backend))
+    compiled = fl.compile(_step, backend=_backend(backend), background=False)
     seen = set()
 
     def step(model, state, x):  # the compiled step, noting each call's weight decay switches

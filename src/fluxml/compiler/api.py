@@ -18,6 +18,7 @@ from fluxml.compiler import passes
 from fluxml.compiler.codegen import build
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
 from fluxml.compiler.ir import Const, Program
+from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
 
@@ -29,7 +30,7 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "written", "known", "numbers")
+                 "rebind", "written", "known", "numbers", "pending")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
                  rebind=None, written=None, numbers=()):
@@ -51,6 +52,9 @@ class Entry:
         # faster. Replaced whole, never changed in place (threads read it unlocked).
         self.known = (None,) * len(positions)
         self.numbers = numbers  # the inputs that are traced numbers (numbers.py)
+        # the xla back end's compilation in a background thread (tiered.Background): ``run``
+        # is the NumPy code of the program until XLA's is ready; None if XLA's from the start
+        self.pending = None
 
 
 class Compiled:
@@ -59,7 +63,7 @@ class Compiled:
     ``ir`` and ``source`` show the program and the generated code of the last signature;
     ``cache`` maps each signature to its :class:`Entry`; ``traces`` counts traces so far."""
 
-    def __init__(self, fn, backend, cache_size, optimise, donate=True):
+    def __init__(self, fn, backend, cache_size, optimise, donate=True, background=True):
         self.fn = fn
         # A model (or a model's method) compiled: its arrays are arguments of the program,
         # not constants, so that training it later is seen by the compiled code.
@@ -68,6 +72,7 @@ class Compiled:
         self.cache_size = cache_size
         self.optimise = optimise
         self.donate = donate
+        self.background = background
         self.cache: OrderedDict = OrderedDict()
         self.traces = 0
         self.last: Entry | None = None
@@ -95,6 +100,37 @@ class Compiled:
         if self.last is None:
             raise CompileError("fl.compile: nothing traced yet; call the function first")
         return self.last.source + "".join(f"\n{s}" for s in _nested(self.last.program, set()))
+
+    @property
+    def tier(self) -> str:
+        """The back end whose code the last signature runs now: the one compiled for, or
+        ``"numpy"`` while XLA compiles in the background (see :meth:`wait`)."""
+        if self.last is None:
+            raise CompileError("fl.compile: nothing traced yet; call the function first")
+        pending = self.last.pending
+        return self.backend if pending is None else pending.tier
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the XLA compilations under way in the background (``backend="xla"``): the
+        calls after it run XLA's code. Raises :class:`CompileError` if XLA could not compile
+        a program (its calls then keep running the NumPy code), :class:`TimeoutError` when
+        ``timeout`` seconds pass first. Nothing to wait for on other back ends."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._tracing:
+            entries = list(self.cache.values())
+        for entry in entries:
+            job = entry.pending
+            if job is None:
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.wait(left):
+                raise TimeoutError(f"fl.compile: XLA's compilation of {_fname(self.fn)} did "
+                                   f"not end within {timeout} s")
+            if job.error is not None:
+                raise CompileError(f"fl.compile(backend='xla'): XLA could not compile "
+                                   f"{_fname(self.fn)} ({type(job.error).__name__}: "
+                                   f"{job.error}); its calls run the NumPy back end's code, "
+                                   "or compile with backend='numpy'") from job.error
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -176,6 +212,15 @@ class Compiled:
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, written,
                       tuple(k for k, i in enumerate(positions) if numbers and i in numbers))
+        if self.backend == "xla" and self.background and \
+                all(on_cpu(leaves[i]) for i, d in zip(positions, devices) if d):
+            # the caller runs the NumPy code while XLA compiles (tiered.py)
+            numpy_run = restoring(_numpy_code(program, names, _fname(self.fn), self.optimise),
+                                  [k for k, _ in program.writes if not devices[k]])
+            if any(devices):
+                numpy_run = on_host(numpy_run, devices, run.rebinds)
+            entry.pending = Background(entry, numpy_run, run, _fname(self.fn), [
+                placement(leaves[i]) for i, d in zip(positions, devices) if d])
         self.traces += 1
         if len(self.cache) >= self.cache_size:
             self.cache.popitem(last=False)
@@ -192,7 +237,7 @@ class Compiled:
 
 
 def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: int = 32,
-            optimise: bool = True, donate: bool = True):
+            optimise: bool = True, donate: bool = True, background: bool = True):
     """Compile ``fn``: trace it on its first call for each signature (shapes, dtypes, tree
     structure, values of non-array arguments) into an IR, optimise it, and run generated
     straight-line code on later calls with the same signature.
@@ -221,6 +266,14 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     raises JAX's "Array has been deleted" (``donate=False`` keeps it, at the cost of new
     buffers each call). NumPy and JAX leaves may be mixed.
 
+    XLA's compiler takes seconds for a training step. With ``background=True`` (the default)
+    and NumPy arguments, XLA compiles a new signature's program in a background thread while
+    the calls run the NumPy back end's code for the same program (same values to float
+    rounding, same writes into the arguments); XLA's code takes over once ready. ``.tier``
+    says which runs now; ``.wait()`` waits for XLA; ``background=False`` compiles for XLA in
+    the first call instead (as ``jax.Array`` arguments on a GPU or TPU always do; those on
+    the CPU go to the NumPy code as copies, their new values rebound as XLA's are).
+
     >>> import numpy as np, fluxml as fl
     >>> @fl.compile
     ... def f(x):
@@ -247,10 +300,23 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
         raise ValueError(f"fl.compile: cache_size must be a positive int; got {cache_size!r}")
     if fn is None:
         return lambda f: compile(f, backend=backend, cache_size=cache_size, optimise=optimise,
-                                 donate=donate)
+                                 donate=donate, background=background)
     if not callable(fn):
         raise TypeError(f"fl.compile expects a function; got {type(fn).__name__}")
-    return Compiled(fn, backend, cache_size, optimise, donate)
+    return Compiled(fn, backend, cache_size, optimise, donate, background)
+
+
+def _numpy_code(program, names, fname, optimise):
+    """The NumPy back end's function for a program the passes have optimised up to buffer
+    planning (as for the xla back end): buffers kept between calls where they help, and a
+    plain version for a call that comes while one runs."""
+    if not optimise:
+        return lower(program, names, "numpy", fname)[1]
+    kept = passes.buffers(program, arena=True)
+    run = lower(kept, names, "numpy", fname)[1]
+    if kept.arena:
+        run = _one_at_a_time(run, lower(passes.buffers(program), names, "numpy", fname)[1])
+    return run
 
 
 def _nested(program, seen) -> list[str]:

@@ -192,10 +192,11 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
                     [v for _, v in device_writes], [])
     arg_names = list(names) + [f"draw_{k + 1}" for k in range(len(draws))]
     lowering = _Lowering(inner)
-    kernels.RUN_TIME_CHECKS.clear()
+    checks = kernels.run_time_checks()
+    checks.clear()
     casts = _check(lowering, inner, arg_names, fname)
-    checked = bool(kernels.RUN_TIME_CHECKS)  # the abstract run met a run-time check
-    kernels.RUN_TIME_CHECKS.clear()
+    checked = bool(checks)  # the abstract run met a run-time check
+    checks.clear()
     lowering.casts = casts
     source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
     fn = build(source, namespace, fname)
@@ -208,14 +209,16 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
     judges: list = []
 
     def packed(*args):  # what XLA runs: small NumPy arrays cross in one buffer per dtype
-        kernels.RUN_TIME_CHECKS.clear()
+        met = kernels.run_time_checks()
+        met.clear()
         values = [None] * len(inner.inputs)
         for k, value in zip(host_in, inward.unpack(args[:n_packed])):
             values[k] = value
         for k, value in zip(device_in, args[n_packed:]):  # (a weak-typed one made strong,
             values[k] = jnp.asarray(value, inner.inputs[k].dtype)  # as NumPy's would be)
         results = fn(*values)
-        checks = list(kernels.RUN_TIME_CHECKS)
+        checks = list(met)
+        met.clear()
         judges[:] = [judge for _, judge in checks]
         return (tuple(results[:n_out]) +
                 tuple(outward.pack(results[n_out:n_out + n_host], jnp)) +
@@ -228,7 +231,25 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
                    [k for k, _ in host_writes], len(device_writes))
     run.rebinds = [k for k, _ in device_writes]
+    run.prepare = _ahead(jitted, inward.crossing(),
+                         [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
     return source, run
+
+
+def _ahead(jitted, host, device):
+    """``prepare(shardings)``: XLA's compilation of the program done now (``fl.compile`` runs
+    it in a background thread, see ``tiered.py``), on the shapes and dtypes of its arguments
+    and the shardings of its device-resident ones (None for an uncommitted ``jax.Array``: a
+    committed one is another entry of JAX's caches); the first call then finds the executable
+    in JAX's caches instead of compiling."""
+    def prepare(shardings=()):
+        specs = host + [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for
+                        (shape, dtype), sharding in zip(device, list(shardings) or
+                                                        [None] * len(device))]
+        with jax.enable_x64(True):
+            jitted.trace(*specs).lower().compile()
+
+    return prepare
 
 
 def _emitter() -> Emitter:

@@ -18,6 +18,7 @@ array([[[[ 5.,  7.],
 from __future__ import annotations
 
 import math
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +29,18 @@ from jax import lax
 
 # ``(value, judge)`` pairs appended while ``jax.jit`` traces a program: the back end returns
 # each value as an extra output and calls ``judge(value)`` (which raises on a bad value)
-# before it writes anything into the caller's arrays.
-RUN_TIME_CHECKS: list = []
+# before it writes anything into the caller's arrays. One list per thread: XLA programs are
+# traced in the background (``fl.compile``'s tiered start) while the caller's thread may
+# lower or trace another.
+_LOCAL = threading.local()
+
+
+def run_time_checks() -> list:
+    """The run-time checks met so far by the trace in progress in this thread."""
+    checks = getattr(_LOCAL, "checks", None)
+    if checks is None:
+        checks = _LOCAL.checks = []
+    return checks
 
 
 def check_labels(labels, n, name):
@@ -47,7 +58,7 @@ def check_finite_norm(nrm, shape, p):
     # lazy: the optimisers sit above the compiler; only a program with ClipNorm needs this
     from fluxml.optimise.composite import _finite_norm
 
-    RUN_TIME_CHECKS.append((nrm, lambda v: _finite_norm(np.asarray(v), shape, p)))
+    run_time_checks().append((nrm, lambda v: _finite_norm(np.asarray(v), shape, p)))
     return nrm
 
 
@@ -55,8 +66,8 @@ def _index_range(idx, check):
     """Record ``idx``'s smallest and largest entry, judged by ``check`` after every run (an
     index check whose error must name the caller's layer and line)."""
     if idx.size:
-        RUN_TIME_CHECKS.append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
-                                lambda v: check(np.asarray(v))))
+        run_time_checks().append((jnp.stack([jnp.min(idx), jnp.max(idx)]),
+                                  lambda v: check(np.asarray(v))))
     return idx
 
 

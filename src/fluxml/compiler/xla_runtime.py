@@ -86,6 +86,8 @@ class _Packing:
 
     def __init__(self, avals):
         self.n = len(avals)
+        self.shapes = [tuple(shape) for shape, _ in avals]
+        self.dtypes = [np.dtype(dtype) for _, dtype in avals]
         groups: dict = {}
         self.single = []
         for k, (shape, dtype) in enumerate(avals):
@@ -106,6 +108,12 @@ class _Packing:
             self.groups.append(group)
         self.members = [[k for k, *_ in group] for group in self.groups]
         self.count = len(self.groups) + len(self.single)  # the buffers that cross
+
+    def crossing(self) -> list:
+        """The shapes and dtypes of the buffers that cross, in ``pack``'s order."""
+        return [jax.ShapeDtypeStruct((sum(size for _, _, size, _ in group),),
+                                     self.dtypes[group[0][0]]) for group in self.groups] + \
+            [jax.ShapeDtypeStruct(self.shapes[k], self.dtypes[k]) for k in self.single]
 
     def pack(self, values, xp) -> list:
         joined = [xp.concatenate([values[k] for k in members], axis=None)  # flattened

@@ -1,0 +1,184 @@
+"""Tiered start of ``fl.compile(backend="xla")``: XLA compiles a new signature's program in a
+background thread while the calls run the NumPy back end's code for the same traced program;
+the first call after XLA is ready runs XLA's.
+
+XLA's compiler takes 0.5-3 s for a training step (LLVM code generation; JAX's own first call
+of the same step by hand takes as long), where tracing, the passes and the NumPy back end's
+code take a tenth of a second: the caller waits for the short part only. Both tiers run the
+same program, after the same passes, on the same arguments: they compute the same values (to
+float rounding: XLA orders sums and fuses differently) and write the same NumPy arguments in
+place, so state stays consistent across the switch. The switch is one attribute assignment
+(``Entry.run``): a call in progress finishes on the code it started with, the next one runs
+the new code; calls from several threads see one or the other, each complete.
+
+What the NumPy tier does as eager NumPy does rather than as XLA's code: an index array out of
+range raises NumPy's ``IndexError`` (XLA reads NaN); the old ``jax.Array``s of written device
+state are not donated (they stay valid); and its float rounding is NumPy's, so a run is not
+bit-identical to one with ``background=False``. A call that raises leaves the arguments as
+they were on both tiers (:func:`restoring`).
+
+Device-resident state (``jax.Array`` arguments, ``fl.xla``) on XLA's CPU device is tiered too
+(:func:`on_host`): the NumPy code runs on host copies of those arrays, and the new values of
+the ones it writes go back as new ``jax.Array``s that the caller's tree is rebound to, as XLA's
+code does (without donating the old ones). On a GPU or TPU, where that would copy all state
+across the bus on every call, XLA compiles in the caller's thread, as it does with
+``fl.compile(..., background=False)``. ``Compiled.wait()`` waits for the compilations under
+way (e.g. before timing, or for tests).
+
+>>> import numpy as np, fluxml as fl
+>>> f = fl.compile(lambda x: np.tanh(x) * 2, backend="xla")
+>>> f(np.zeros(2)).tolist()  # the NumPy tier answers while XLA compiles
+[0.0, 0.0]
+>>> f.wait()
+>>> f.tier, f(np.ones(2)).round(4).tolist()
+('xla', [1.5232, 1.5232])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import warnings
+
+import numpy as np
+
+# Set: compiled programs take over as soon as XLA is ready. Cleared (``held()``, for tests):
+# they wait, so that a test decides when the switch happens.
+_RELEASED = threading.Event()
+_RELEASED.set()
+
+
+class Background:
+    """XLA's compilation of one signature's program, under way in a thread.
+
+    ``entry.run`` is the NumPy code (``numpy``) until ``xla.prepare()`` is done, then ``xla``.
+    ``ready`` is set when XLA's compilation has ended, ``done`` when the entry has switched
+    (or the compilation failed) and the thread ends; ``error`` holds what XLA's compilation
+    raised (the entry then keeps the NumPy code, and says so in a warning); ``seconds`` is
+    how long the compilation took."""
+
+    __slots__ = ("entry", "numpy", "xla", "shardings", "ready", "done", "error", "seconds",
+                 "thread")
+
+    def __init__(self, entry, numpy, xla, name: str, shardings=()):
+        self.entry, self.numpy, self.xla = entry, numpy, xla
+        self.shardings = shardings  # of the device-resident arguments (xla.prepare's)
+        self.ready, self.done = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+        self.seconds = None
+        entry.run = numpy
+        # not a daemon: the interpreter waits for it at exit instead of tearing XLA down
+        # under a compilation in progress
+        self.thread = threading.Thread(target=self._compile, name=f"fluxml-xla:{name}")
+        self.thread.start()
+
+    def _compile(self):
+        start = time.perf_counter()
+        try:
+            self.xla.prepare(self.shardings)
+        except BaseException as err:  # noqa: BLE001 - reported by warning and by wait()
+            self.error = err
+            warnings.warn(f"fl.compile(backend='xla'): XLA could not compile the program "
+                          f"({type(err).__name__}: {err}); its calls keep running the NumPy "
+                          "back end's code", RuntimeWarning, stacklevel=1)
+        else:
+            self.seconds = time.perf_counter() - start
+            self.ready.set()
+            _RELEASED.wait()
+            self.entry.run = self.xla
+            self.numpy = None  # its buffers kept between calls go (a call in progress
+            # holds its own reference)
+        finally:
+            self.ready.set()
+            self.done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the compilation has ended and the entry switched; False on timeout."""
+        return self.done.wait(timeout)
+
+    @property
+    def tier(self) -> str:
+        """``"xla"`` once the entry runs XLA's code, else ``"numpy"``."""
+        return "xla" if self.entry.run is self.xla else "numpy"
+
+
+def restoring(run, written):
+    """``run`` (the NumPy code) that, when it raises, puts back the arguments it writes
+    (``written``: their input positions) as they were before the call: XLA's code judges
+    its run-time checks (a label out of range, ClipNorm's non-finite norm) before it writes
+    anything, so a failed call leaves the caller's arrays as they were on both tiers. A copy
+    of the written arrays per call, while the NumPy code serves."""
+    if not written:
+        return run
+
+    def guarded(*arrays):
+        saved = [arrays[k].copy() for k in written]
+        try:
+            return run(*arrays)
+        except BaseException:
+            for k, old in zip(written, saved):
+                arrays[k][...] = old
+            raise
+
+    return guarded
+
+
+def on_cpu(x) -> bool:
+    """Is the ``jax.Array`` on XLA's CPU device (its memory the host's)?"""
+    return all(d.platform == "cpu" for d in x.devices())
+
+
+def on_host(run, devices, rebinds):
+    """``run`` (NumPy code) for arguments of which those marked in ``devices`` are
+    ``jax.Array``s on the CPU: they go in as writable NumPy copies; the results come back as
+    ``jax.Array``s, followed by the new values of the inputs ``rebinds`` lists (the ones the
+    program writes) as new ``jax.Array``s on the same device, for the caller's tree to be
+    rebound to: what XLA's code returns for the same call."""
+    # lazy: JAX is imported by the xla back end only (device-resident arguments came with it)
+    import jax
+
+    device_in = [k for k, d in enumerate(devices) if d]
+
+    def hosted(*arrays):
+        host = list(arrays)
+        for k in device_in:
+            host[k] = np.array(arrays[k])  # (a copy: the program writes into it)
+        outs = run(*host)
+        with jax.enable_x64(True):  # float64 stays float64, as on XLA's tier
+            # (committed to a device as XLA's results and new values would be: JAX's caches
+            # tell committed arrays from uncommitted ones)
+            where = placement(arrays[device_in[0]])
+            results = tuple(jax.device_put(o, where) if isinstance(o, (np.ndarray, np.generic))
+                            else o for o in outs)
+            return results + tuple(jax.device_put(host[k], placement(arrays[k]))
+                                   for k in rebinds)
+
+    return hosted
+
+
+def placement(x):
+    """The sharding of a committed ``jax.Array``; None for an uncommitted one."""
+    return x.sharding if x.committed else None
+
+
+@contextlib.contextmanager
+def held():
+    """Within the block, background compilations finish but do not switch their entries to
+    XLA (they do when it ends): tests decide when the switch comes.
+
+    >>> import numpy as np, fluxml as fl
+    >>> f = fl.compile(lambda x: x + 1, backend="xla")
+    >>> with held():
+    ...     _ = f(np.ones(2))
+    ...     f.tier
+    'numpy'
+    >>> f.wait()
+    >>> f.tier
+    'xla'
+    """
+    _RELEASED.clear()
+    try:
+        yield
+    finally:
+        _RELEASED.set()
