@@ -164,3 +164,29 @@ def test_float16_raises_a_traced_epsilon_as_eagerly(rule):
     assert f.traces == 1
     np.testing.assert_array_equal(runs[1], runs[0])
     assert np.isfinite(runs[1]).all()
+
+
+def test_a_schedule_across_the_tiered_switch_keeps_one_trace():
+    """The XLA back end's tiered start (the NumPy code serves while XLA compiles): the
+    hyperparameters are inputs of both codes, so a schedule applied before every call keeps
+    one trace across the switch and trains as the eager steps do."""
+    pytest.importorskip("jax")
+    from fluxml.compiler import tiered
+
+    rules = [fl.OptimiserChain(fl.ClipGrad(0.5), fl.Adam(0.01))]
+    schedules = [lambda k: {"eta": 0.01 * (1 + k)}]
+    compiled = fl.compile(_step, backend="xla")
+    tiers = []
+
+    def step(model, state, x):
+        compiled(model, state, x)
+        tiers.append(compiled.tier)
+        if len(tiers) == 3:  # three steps on NumPy's code, the rest on XLA's
+            tiered._RELEASED.set()
+            compiled.wait()
+
+    with tiered.held():
+        got = _run(rules, step, schedules, 6)
+    assert tiers == ["numpy"] * 3 + ["xla"] * 3
+    assert compiled.traces == 1
+    _compare(got, _run(rules, _step, schedules, 6))
