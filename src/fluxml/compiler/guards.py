@@ -28,15 +28,22 @@ import numpy as np
 
 from fluxml.compiler.codegen import build
 from fluxml.compiler.trace import CompileError
-from fluxml.tree import _fields
+from fluxml.tree import _fields, flatten
 
 
 class _Writer:
-    def __init__(self):
+    def __init__(self, fast=False):
         self.lines: list[str] = []
         self.consts: dict = {"np": np}
         self.count = 0
         self.inputs: dict = {}  # leaf index of a program input -> its known array's local
+        # the fast tier (see make_extractor): a JAX leaf that is not its known array hands
+        # the call to the full check
+        self.fast = fast
+        # a node with no array below it met again (one optimiser rule shared by every Leaf)
+        # is checked once: its id at trace time -> the local that holds it
+        self.seen: dict = {}
+        self.depth = 0  # > 0 inside a block run only when such a node is another object
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -52,9 +59,24 @@ class _Writer:
 
 
 def make_extractor(args, spec, leaves, positions):
-    """``extract(args) -> list | None`` for the trace of ``args`` (flattened to ``leaves``
-    with ``spec``); ``positions`` are the leaf indices of the program's inputs."""
-    w = _Writer()
+    """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
+    ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs.
+
+    With JAX arrays among them, two tiers: the one returned checks the tree's nodes and
+    numbers and that each JAX leaf is its known array (what a training loop passes, in code
+    short enough to stay cheap when a call finds it out of the caches), and hands any other
+    call to the full check, which also checks a new JAX array's shape and dtype."""
+    full = _extractor(args, spec, leaves, positions, False)
+    if full is None or not any(is_jax(leaves[i]) for i in positions):
+        return full
+    fast = _extractor(args, spec, leaves, positions, True, full)
+    return fast if fast is not None else full
+
+
+def _extractor(args, spec, leaves, positions, fast, full=None):
+    w = _Writer(fast)
+    if fast:
+        w.consts["_full"] = full
     # the known input arrays (the last passed call's), one local each: q0, q1 ...
     w.inputs = {i: f"q{k}" for k, i in enumerate(positions)}
     if positions:
@@ -130,10 +152,12 @@ def _walk(w, ref, x, spec, names):
         v = w.name("x")
         w.lines.append(f"    {v} = {ref}")
         names.append(v)
-        if is_jax(x):  # its abstract value, read once (JAX's .shape and .dtype are slower)
+        q = w.inputs.get(len(names) - 1)
+        if is_jax(x) and w.fast and q is not None:  # not the known array: the full check
+            w.lines.append(f"    if {v} is not {q}: return _full(args, known)")
+        elif is_jax(x):  # its abstract value, read once (JAX's .shape and .dtype are slower)
             a = w.name("a")
             d = w.const(x.dtype)
-            q = w.inputs.get(len(names) - 1)
             if q is not None:  # the known array itself: immutable, its shape and dtype hold
                 w.lines.append(f"    if {v} is not {q}:")
             pad = "    " if q is not None else ""
@@ -163,6 +187,26 @@ def _walk(w, ref, x, spec, names):
         return
     v = w.name()
     w.lines.append(f"    {v} = {ref}")
+    if not _holds_arrays(x):
+        first = w.seen.get(id(x))
+        if first is not None:  # the object checked above (nothing below it to extract):
+            start = len(w.lines)  # its checks run only if it is another one now
+            w.depth += 1
+            _walk_node(w, v, x, spec, kind, names)
+            w.depth -= 1
+            w.lines[start:] = [f"    if {v} is not {first}:"] + \
+                [f"    {line}" for line in w.lines[start:]]
+            return
+        if w.depth == 0:  # (its local is assigned on every path)
+            w.seen[id(x)] = v
+    _walk_node(w, v, x, spec, kind, names)
+
+
+def _holds_arrays(x) -> bool:
+    return any(_is_array(a) for a in flatten(x)[0])
+
+
+def _walk_node(w, v, x, spec, kind, names):
     w.check(f"type({v}) is {w.const(spec.type)}")
     if kind in ("list", "tuple", "namedtuple"):
         w.check(f"len({v}) == {len(spec.children)}")
