@@ -2,7 +2,7 @@
 eager and JAX jit, measured in the same run, on the same weights and data.
 
     PYTHONPATH=src /work/.bench-venv/bin/python benchmarks/train_step.py [--quick] [--profile]
-        [--threads N] [--cpu-time] [--scale K] [LeNet ...] [--case LSTM]
+        [--threads N] [--cpu-time] [--scale K] [--best] [--peers torch] [LeNet ...] [--case LSTM]
 
 Cases (issue 17): a tiny MLP 2-32-32-2 tanh (batch 64, MSE); an MLP 784-512-512-10 relu
 (batch 128, cross-entropy); LeNet-5 on 1x28x28 (batch 64: conv 6@5x5 pad 2, maxpool 2,
@@ -11,8 +11,12 @@ conv 16@5x5, maxpool 2, dense 400-120-84-10, relu, cross-entropy); an LSTM (T=50
 NumPy weights; the first three steps' losses are compared before timing (they agree to
 float32 rounding). Time: the median over repeats of one step, after a warm-up, the peers
 run in turn in blocks of ~10 ms (so that on a shared machine all see the same load, and each
-runs on warm caches as in a training loop); ``--scale K`` runs K times the repeats. The
-ratio is
+runs on warm caches as in a training loop); ``--scale K`` runs K times the repeats;
+``--best`` takes the minimum instead of the median. ``--peers`` names the implementations
+to run (``--peers fluxml --peers torch``; the first one run is the reference for the losses
+and the ratios): with two threads, run each alone in its own process, for each library's
+thread pool spins a while after its work, which slows the next one's threads on two cores.
+The ratio is
 the peer's time over fluxml's (above 1: fluxml is faster). For the big MLP the machine's
 float32 GEMM rate is measured and the fraction of it each step reaches is printed.
 ``--profile`` prints where fluxml's big-MLP step spends its time (cProfile).
@@ -288,6 +292,9 @@ PEERS = {"fluxml": fluxml_step, "PyTorch eager": torch_step, "JAX jit": jax_step
 CLOCK = time.perf_counter
 
 
+STAT = statistics.median  # --best: min
+
+
 def alternating_medians(steps: dict, repeats: int, warmup: int = 3) -> dict:
     """The median time of one call of each step, the steps run in turn in blocks of calls
     (one block of each, then the next round): on a shared machine every peer then sees the
@@ -309,7 +316,7 @@ def alternating_medians(steps: dict, repeats: int, warmup: int = 3) -> dict:
                 t = CLOCK()
                 step()
                 times[peer].append(CLOCK() - t)
-    return {peer: statistics.median(ts) for peer, ts in times.items()}
+    return {peer: STAT(ts) for peer, ts in times.items()}
 
 
 def gemm_rate(n: int = 1024, repeats: int = 7) -> float:
@@ -353,16 +360,27 @@ def limit_threads(n: int) -> None:
 
 
 def main(quick: bool = False, profile: bool = False, threads: int | None = None,
-         cases: tuple = (), scale: int = 1) -> None:
+         cases: tuple = (), scale: int = 1, peers: tuple = ()) -> None:
     if threads is not None:
         limit_threads(threads)
         print(f"threads limited to {threads}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels, "
+                f"{i['num_threads']} threads)" for i in threadpool_info()
+                if i["user_api"] == "blas"]
+        print("NumPy's BLAS: " + ", ".join(blas))
+    except ImportError:
+        pass
     repeats = {"tiny MLP 2-32-32-2": 200, "MLP 784-512-512-10": 30, "LeNet-5 28x28": 15,
                "LSTM T=50 64->128": 10}
     if quick:
         repeats = {k: max(3, v // 5) for k, v in repeats.items()}
     available = {}
     for peer, make in PEERS.items():
+        if peers and not any(p.lower() in peer.lower() for p in peers):
+            continue
         try:
             make("tiny MLP 2-32-32-2", *case_tiny(np.random.default_rng(0)))
             available[peer] = make
@@ -383,15 +401,14 @@ def main(quick: bool = False, profile: bool = False, threads: int | None = None,
             if reference is None:
                 reference = losses
             elif not np.allclose(losses, reference, rtol=2e-4, atol=1e-6):
-                raise AssertionError(f"{name}: {peer}'s losses {losses} differ from fluxml's "
-                                     f"{reference}")
+                raise AssertionError(f"{name}: {peer}'s losses {losses} differ from "
+                                     f"{next(iter(steps))}'s {reference}")
             steps[peer], shown_losses[peer] = step, losses
         times = alternating_medians(steps, repeats[name] * scale)
-        ours = None
-        for peer, seconds in times.items():
+        ours = next(iter(times.values()))  # the first peer run: fluxml unless left out
+        for j, (peer, seconds) in enumerate(times.items()):
             losses = shown_losses[peer]
-            ours = seconds if ours is None else ours
-            ratio = "" if peer == "fluxml" else f"{seconds / ours:6.2f}x"
+            ratio = "" if j == 0 else f"{seconds / ours:6.2f}x"
             extra = ""
             if name.startswith("MLP"):
                 extra = f"  ({mlp_flops() / seconds / 1e9:.1f} GFLOP/s, " \
@@ -424,11 +441,17 @@ if __name__ == "__main__":
     parser.add_argument("--cpu-time", action="store_true",
                         help="time each step by the process's CPU time (use with 1 thread)")
     parser.add_argument("--scale", type=int, default=1, help="multiply the repeats")
+    parser.add_argument("--best", action="store_true",
+                        help="the minimum time over repeats instead of the median")
+    parser.add_argument("--peers", action="append", default=[],
+                        help="run only these (repeatable: fluxml, torch, jax)")
     parser.add_argument("cases", nargs="*", help="run the cases whose name contains one of these")
     parser.add_argument("--case", action="append", default=[],
                         help="the same as a positional case name (repeatable)")
     args = parser.parse_args()
     if args.cpu_time:
         CLOCK = time.process_time
+    if args.best:
+        STAT = min
     main(args.quick, args.profile, args.threads, tuple(args.cases) + tuple(args.case),
-         args.scale)
+         args.scale, tuple(args.peers))

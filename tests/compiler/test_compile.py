@@ -2,6 +2,7 @@
 re-trace when the signature changes, and refuse what they cannot compile, saying where."""
 
 import copy
+import dataclasses
 import warnings
 
 import numpy as np
@@ -105,26 +106,62 @@ def test_guard_notices_a_changed_model():
 
 
 def test_guard_sees_a_rule_of_an_optimisers_state_replaced_or_changed_in_place():
-    """An optimiser's Leafs share one rule object: an equal copy in one Leaf keeps the
-    program, another hyperparameter (in a copy, or changed in place) traces again."""
+    """A rule whose numbers are specialised on (one listing no ``hyperparameters``): an equal
+    copy in one Leaf keeps the program, another value (in a copy, or changed in place) traces
+    again."""
     model = {"a": np.ones(3), "b": np.ones(2)}
-    state = fl.setup(fl.Descent(0.1), model)
+    state = fl.setup(Plain(0.1), model)
     grads = {"a": np.ones(3), "b": np.ones(2)}
     f = fl.compile(lambda m, s, g: fl.update(s, m, g) and None)
     f(model, state, grads)
-    state["b"].rule = fl.Descent(0.1)  # an equal copy: the same program
+    state["b"].rule = Plain(0.1)  # an equal copy: the same program
     f(model, state, grads)
     assert f.traces == 1
-    state["b"].rule = fl.Descent(0.5)  # another learning rate: another program
+    state["b"].rule = Plain(0.5)  # another learning rate: another program
     f(model, state, grads)
     assert f.traces == 2
-    shared = state["a"].rule = state["b"].rule = fl.Descent(0.25)
+    shared = state["a"].rule = state["b"].rule = Plain(0.25)
     f(model, state, grads)
     shared.eta = 0.125  # changed in place: seen where the guard checks it in full
     f(model, state, grads)
     assert f.traces == 4
     np.testing.assert_allclose(model["a"], 1 - 0.1 - 0.1 - 0.1 - 0.25 - 0.125)
     np.testing.assert_allclose(model["b"], 1 - 0.1 - 0.1 - 0.5 - 0.25 - 0.125)
+
+
+def test_guard_passes_new_hyperparameters_of_an_optimisers_state():
+    """The hyperparameters of fluxml's rules are inputs of the program, one for the rule the
+    Leafs share: new values, in a copy of the rule or changed in place, keep the program;
+    Leafs that stop sharing their rule take inputs of their own (one trace more), and
+    sharing again finds the first program."""
+    model = {"a": np.ones(3), "b": np.ones(2)}
+    state = fl.setup(fl.Descent(0.1), model)
+    grads = {"a": np.ones(3), "b": np.ones(2)}
+    f = fl.compile(lambda m, s, g: fl.update(s, m, g) and None)
+    f(model, state, grads)
+    state["b"].rule = fl.Descent(0.5)  # b's own rule: inputs of its own
+    f(model, state, grads)
+    assert f.traces == 2
+    state["b"].rule = fl.Descent(0.75)
+    f(model, state, grads)
+    shared = state["a"].rule = state["b"].rule = fl.Descent(0.25)
+    f(model, state, grads)
+    shared.eta = 0.125  # changed in place
+    f(model, state, grads)
+    assert f.traces == 2
+    np.testing.assert_allclose(model["a"], 1 - 0.1 - 0.1 - 0.1 - 0.25 - 0.125)
+    np.testing.assert_allclose(model["b"], 1 - 0.1 - 0.5 - 0.75 - 0.25 - 0.125)
+
+
+@dataclasses.dataclass
+class Plain(fl.optimise.base.Rule):
+    """Gradient descent as a user might write it: ``float(self.eta)``, no hyperparameters
+    listed (so its numbers are part of a compiled step's signature)."""
+
+    eta: float = 0.1
+
+    def apply(self, state, x, dx, out=None):
+        return state, dx * float(self.eta)
 
 
 def _add_sum(p):

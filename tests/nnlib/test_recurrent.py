@@ -172,7 +172,7 @@ def test_sequence_float32_and_bad_input():
 
 
 def test_sequence_saturated_gates_and_rebuilt_buffers(monkeypatch):
-    from fluxml.nnlib import lstm_scan
+    from fluxml.nnlib import windows
     from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, _lstm_vjp_raw
 
     # gates far past exp's float32 range: the exp-based sigmoid gives exact 0 and 1
@@ -190,7 +190,7 @@ def test_sequence_saturated_gates_and_rebuilt_buffers(monkeypatch):
     first = _lstm_vjp_raw(g_hs, g_cs, *inputs, hs, cs, acts, every)
     kept = [u.copy() for u in first]
     rebuilt = _lstm_vjp_raw(g_hs, g_cs, *inputs, hs.copy(), cs.copy(), acts.copy(), every)
-    monkeypatch.setattr(lstm_scan, "_WORK_LIMIT", 0)  # fresh arrays instead of the scratch
+    monkeypatch.setattr(windows, "SCRATCH_BYTES", 0)  # fresh arrays instead of the scratch
     fresh = _lstm_vjp_raw(g_hs, g_cs, *inputs, hs, cs, acts, every)
     for u, v, w, z in zip(first, kept, rebuilt, fresh):
         np.testing.assert_array_equal(u, v)  # not a view of the scratch the others reused

@@ -1,10 +1,12 @@
 """Every optimisation rule under ``fl.compile``: a compiled training step (``withgradient``
 then ``update``) gives the model and the optimiser state that the eager step gives, on the
-NumPy back end and on XLA (when JAX is installed); hyperparameters changed by ``fl.adjust``
-between compiled steps take effect; ClipNorm's check of a finite norm runs in the compiled
-program."""
+NumPy back end and on XLA (when JAX is installed); every hyperparameter changed by
+``fl.adjust`` between compiled steps takes effect without tracing the step again (they are
+inputs of the program: ``fluxml.compiler.numbers``); ClipNorm's check of a finite norm runs
+in the compiled program."""
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -64,16 +66,51 @@ def _resume(state, count=3):
 
 
 def _train(rules, step, steps=3, schedule=None):
-    """Train one small model per rule (each with its own state) for ``steps`` steps."""
+    """Train one small model per rule (each with its own state) for ``steps`` steps;
+    ``schedule(k, rule)`` gives the changes ``fl.adjust`` makes to a rule's part of the state
+    before step ``k`` (``"each"``: :func:`every_hyperparameter`)."""
     rng = np.random.default_rng(0)
     model = _model(rng, len(rules))
     state = {k: fl.setup(copy.deepcopy(rule), model[k]) for k, rule in enumerate(rules)}
     _resume(state)
+    if schedule == "each":
+        schedule = every_hyperparameter
     for k in range(steps):
         if schedule is not None:
-            fl.adjust(state, **schedule(k))
+            for j, rule in enumerate(rules):
+                fl.adjust(state[j], **schedule(k, rule))
         step(model, state, rng.standard_normal((5, 3)).astype(np.float32))
     return model, state
+
+
+def _hyperparameters(rule) -> dict:
+    """A rule's (or a chain's rules') traced hyperparameters (not the numbers that choose
+    what the step does: AccumGrad's ``n``, ClipNorm's ``p``, AdamW's ``couple``)."""
+    found = {}
+    for r in getattr(rule, "rules", (rule,)):
+        assert set(r.hyperparameters) <= r.names()
+        for name in r.hyperparameters:
+            found.setdefault(name, getattr(r, name))
+    return found
+
+
+def every_hyperparameter(k, rule) -> dict:
+    """Every hyperparameter of ``rule`` moved off its value before step ``k`` (a new value
+    each step: rates scaled, decay rates lowered, ranges widened)."""
+    changes = {}
+    for name, value in _hyperparameters(rule).items():
+        if name in ("beta", "ell"):
+            changes[name] = (value[0] - 0.02 * k, value[1] + (0.05 if name == "ell" else -0.01)
+                             * k)
+        elif name == "gamma":
+            changes[name] = (value[0] * (1 + k), value[1] - k)
+        elif name == "rho":
+            changes[name] = value - 0.03 * k
+        elif name == "epsilon":
+            changes[name] = value * (1 + 10 * k)
+        else:  # eta, lambd, delta, omega
+            changes[name] = value * (1 - 0.2 * k)
+    return changes
 
 
 def _compare(got, want, what=""):
@@ -94,8 +131,10 @@ def _backend(backend):
 
 
 def _check_all(rules, backend):
-    got = _train(rules, fl.compile(_step, backend=backend))
-    want = _train(rules, _step)
+    compiled = fl.compile(_step, backend=backend)
+    got = _train(rules, compiled, schedule="each")
+    want = _train(rules, _step, schedule="each")
+    assert compiled.traces == 1
     start = _model(np.random.default_rng(0), len(rules))
     for k, rule in enumerate(rules):
         _compare((got[0][k], got[1][k]), (want[0][k], want[1][k]), f"{rule} on {backend}")
@@ -122,8 +161,26 @@ def test_compiled_training_steps_match_eager(rule, backend):
 
 def test_rules_of_a_state_compile_together():
     """A state whose parts have different rules (here every rule, a model each): one
-    compiled step, as the eager one."""
-    _check_all(RULES, "numpy")
+    compiled step, as the eager one. Each rule's hyperparameters are inputs of the program
+    (one for the rule the part's arrays share), and the program reads them all (but Rprop's
+    ``eta``, which only sets the initial step sizes)."""
+    compiled = fl.compile(_step)
+    rules = RULES
+    _compare(_train(rules, compiled, schedule="each"), _train(rules, _step, schedule="each"))
+    assert compiled.traces == 1
+    header, body = compiled.source.split("\n", 1)
+    params = header[header.index("(") + 1:header.rindex(")")].split(", ")
+    for k, rule in enumerate(rules):
+        chain = getattr(rule, "rules", None)
+        for i, r in enumerate(chain or (rule,)):
+            prefix = f"state_{k}_w_rule_" + (f"rules_{i}_" if chain else "")
+            for name in r.hyperparameters:
+                value = getattr(r, name)
+                want = [prefix + name] if not isinstance(value, tuple) else \
+                    [f"{prefix}{name}_{j}" for j in range(len(value))]
+                assert set(want) <= set(params), (rule, name)
+                if not (type(r) is fl.Rprop and name == "eta"):
+                    assert all(re.search(rf"\b{p}\b", body) for p in want), (rule, name)
 
 
 def test_radam_takes_both_branches_in_the_compiled_steps():
@@ -138,18 +195,18 @@ def test_radam_takes_both_branches_in_the_compiled_steps():
 
 
 def test_adjust_between_compiled_steps_takes_effect():
-    """Hyperparameters are part of the compiled step's signature (Python numbers): a value
-    changed by ``fl.adjust`` traces the step again, with the new value (the same on every
-    back end: the signature is ``fl.compile``'s)."""
+    """Hyperparameters are inputs of the compiled step, not constants: values changed by
+    ``fl.adjust`` take effect on the next call, which reuses the trace."""
 
-    def schedule(k):
-        return {"eta": 0.01 * 0.5**k, "beta": (0.9, 0.99 if k < 2 else 0.9)}
+    def schedule(k, rule):
+        return {"eta": 0.01 * 0.5**k, "beta": (0.9, 0.99 if k < 2 else 0.9)} \
+            if type(rule) is fl.OptimiserChain else {"eta": 0.01 * 0.5**k}
 
     compiled = fl.compile(_step)
     rules = [fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam(0.01)), fl.Descent(0.1)]
     got = _train(rules, compiled, schedule=schedule)
     _compare(got, _train(rules, _step, schedule=schedule))
-    assert compiled.traces == 3
+    assert compiled.traces == 1
     fixed = _train(rules, _step)  # no schedule: other numbers
     for k in range(2):
         assert not np.allclose(fixed[0][k]["w"], got[0][k]["w"])

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.ad.core import Tracer
+from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes
 from fluxml.compiler.codegen import build
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
@@ -28,10 +29,10 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "written", "known")
+                 "rebind", "written", "known", "numbers")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, written=None):
+                 rebind=None, written=None, numbers=()):
         self.program = program
         self.source = source
         self.run = run
@@ -49,6 +50,7 @@ class Entry:
         # the rebound ones): what the next call's usually are, which ``extract`` checks
         # faster. Replaced whole, never changed in place (threads read it unlocked).
         self.known = (None,) * len(positions)
+        self.numbers = numbers  # the inputs that are traced numbers (numbers.py)
 
 
 class Compiled:
@@ -115,15 +117,18 @@ class Compiled:
         for x in leaves:
             if type(x) is Tracer:  # inside gradient/jvp of an outer transform: run eagerly
                 return _run(self._body, args)
-        key = signature(spec, leaves)
+        numbers = traced_numbers.find(spec, leaves)
+        key = signature(spec, leaves, numbers)
         with self._tracing:
             entry = self.cache.get(key)
             if entry is None:
-                entry = self._trace(args, leaves, spec, key)
+                entry = self._trace(args, leaves, spec, key, numbers)
             else:
                 self.cache.move_to_end(key)
             self.last = entry
         arrays = [leaves[i] for i in entry.positions]
+        for k in entry.numbers:
+            arrays[k] = traced_numbers.as_input(arrays[k])
         outs = entry.run(*arrays)
         if entry.rebind is not None:
             entry.rebind(args, outs)
@@ -131,10 +136,10 @@ class Compiled:
         entry.known = arrays  # (the signature checked them)
         return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
-    def _trace(self, args, leaves, spec, key):
+    def _trace(self, args, leaves, spec, key, numbers=None):
         start = time.perf_counter()
         program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
-                                             spec)
+                                             spec, numbers)
         plain = None
         if self.optimise:
             steps = passes.pipeline(self.backend)
@@ -167,9 +172,10 @@ class Compiled:
             written = build("def written(arrays, outs):\n" + "".join(
                 f"    arrays[{k}] = outs[{n_out + j}]\n" for j, k in enumerate(run.rebinds)),
                 {}, "written")
-        extract = make_extractor(args, spec, leaves, positions)
+        extract = make_extractor(args, spec, leaves, positions, numbers)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind, written)
+                      extract, rebind, written,
+                      tuple(k for k, i in enumerate(positions) if numbers and i in numbers))
         self.traces += 1
         if len(self.cache) >= self.cache_size:
             self.cache.popitem(last=False)
@@ -180,7 +186,8 @@ class Compiled:
                 f"fl.compile: {_fname(self.fn)} has been traced {self.traces} times: its "
                 "arguments keep changing shape, dtype, structure or the value of a "
                 "non-array argument (each new combination traces again). Pass changing "
-                "numbers as 0-d arrays to keep one trace.", stacklevel=3)
+                "numbers as 0-d arrays, or list them in their class's `hyperparameters`, "
+                "to keep one trace.", stacklevel=3)
         return entry
 
 
@@ -192,7 +199,9 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
 
     ``fn`` may call ``fl.gradient``, update an optimiser and write into its arguments in
     place: the compiled code writes the same arrays. Python control flow is fixed at trace
-    time; an ``if`` on a traced value is refused with the line that did it.
+    time; an ``if`` on a traced value is refused with the line that did it. An optimiser's
+    hyperparameters (the fields a class lists in ``hyperparameters``: ``compiler/numbers.py``)
+    are inputs, not part of the signature: ``fl.adjust`` between calls reuses the trace.
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
     when it is traced (as JAX does): pass anything that changes as an argument. A model (or a
@@ -334,13 +343,16 @@ def _register_jax():
     _jax_registered = True
 
 
-def signature(spec, leaves):
+def signature(spec, leaves, numbers=None):
     """What a trace depends on: the tree's structure, each array's type, shape and dtype,
-    which leaves are the same array, and the value of every non-array leaf."""
+    which leaves are the same array, and the value of every non-array leaf but the traced
+    numbers (``numbers``: ``numbers.find``'s map), of which only which are the same counts."""
     parts = []
     seen: dict = {}
     for i, x in enumerate(leaves):
-        if _is_array(x):
+        if numbers and i in numbers:
+            parts.append(("traced", numbers[i][0]))
+        elif _is_array(x):
             first = seen.setdefault(id(x), i)
             parts.append((type(x), x.shape, x.dtype.str, first,
                           getattr(x, "strides", None) if x.ndim > 1 else None))
@@ -371,17 +383,22 @@ LEAKED = ("fl.compile: a traced value was used after the compiled function retur
           "a global, a closure or an attribute). Return it from the function instead.")
 
 
-def trace(fn, args, leaves, spec):
+def trace(fn, args, leaves, spec, numbers=None):
     """``(program, positions, out_spec)``: ``fn(*args)`` traced, with each array leaf an
-    input (the same array twice is one input)."""
+    input (the same array twice is one input), and each traced number (``numbers``: leaf
+    index -> (its first leaf, a switch?)) a 0-d float64 input."""
     tr = IRTrace()
     tracers, positions, by_id, new_leaves = [], [], {}, []
+    numbers = numbers or {}
     for i, x in enumerate(leaves):
-        if _is_array(x):
-            t = by_id.get(id(x))
+        number = i in numbers
+        if number or _is_array(x):
+            key = ("number", numbers[i][0]) if number else id(x)
+            t = by_id.get(key)
             if t is None:
                 # (a jax.Array's example for the trace's metadata: a NumPy copy)
-                t = by_id[id(x)] = tr.input(np.asarray(x) if is_jax(x) else x)
+                t = by_id[key] = tr.input(np.array(x, np.float64) if number else
+                                          np.asarray(x) if is_jax(x) else x)
                 tracers.append(t)
                 positions.append(i)
             new_leaves.append(t)
@@ -394,14 +411,14 @@ def trace(fn, args, leaves, spec):
             out = fn(*targs)
         finally:
             tr.closed = LEAKED
-    writes = _writes(tr, targs, spec, leaves, positions, in_vars)
+    writes = _writes(tr, targs, spec, leaves, positions, in_vars, numbers)
     _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
 
 
-def _writes(tr, targs, spec, leaves, positions, in_vars):
+def _writes(tr, targs, spec, leaves, positions, in_vars, numbers):
     """The arguments the function wrote into or rebound: ``(input position, new var)``."""
     after, spec_after = flatten(targs)
     if _spec_key(spec_after) != _spec_key(spec) or len(after) != len(leaves):
@@ -418,6 +435,15 @@ def _writes(tr, targs, spec, leaves, positions, in_vars):
     kept, rebound = {}, {}  # input position -> first path that kept / rebound its array
     for i, x in enumerate(leaves):
         if not _is_array(x):
+            if i in numbers:  # a traced number: its input, never written
+                now = after[i]
+                if type(now) is Tracer and now._box is in_vars[index[numbers[i][0]]]:
+                    continue
+                now = "a computed value" if type(now) is Tracer else repr(now)
+                raise CompileError(
+                    f"fl.compile: the function changed the number {x!r} at {_path(spec, i)} "
+                    f"of its arguments to {now}. A compiled function cannot write a number "
+                    "back: change it (fl.adjust) between calls.")
             if not _same_number(x, after[i]):
                 raise CompileError(
                     f"fl.compile: the function changed the number {x!r} at "

@@ -27,8 +27,9 @@ import re
 import numpy as np
 
 from fluxml.compiler.codegen import build
+from fluxml.compiler.numbers import NUMBER_TYPES, as_input
 from fluxml.compiler.trace import CompileError
-from fluxml.tree import _fields, flatten
+from fluxml.tree import _fields
 
 
 class _Writer:
@@ -37,13 +38,10 @@ class _Writer:
         self.consts: dict = {"np": np}
         self.count = 0
         self.inputs: dict = {}  # leaf index of a program input -> its known array's local
+        self.numbers: dict = {}  # traced numbers: leaf index -> (first leaf, a switch?)
         # the fast tier (see make_extractor): a JAX leaf that is not its known array hands
         # the call to the full check
         self.fast = fast
-        # a node with no array below it met again (one optimiser rule shared by every Leaf)
-        # is checked once: its id at trace time -> the local that holds it
-        self.seen: dict = {}
-        self.depth = 0  # > 0 inside a block run only when such a node is another object
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -58,25 +56,30 @@ class _Writer:
         self.lines.append(f"    if not ({cond}): return None")
 
 
-def make_extractor(args, spec, leaves, positions):
+def make_extractor(args, spec, leaves, positions, numbers=None):
     """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
-    ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs.
+    ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs,
+    ``numbers`` the traced numbers among the leaves (``numbers.find``: a number's type and
+    whether it is the same object as another are checked, not its value, and it is passed
+    as float64).
 
     With JAX arrays among them, two tiers: the one returned checks the tree's nodes and
-    numbers and that each JAX leaf is its known array (what a training loop passes, in code
-    short enough to stay cheap when a call finds it out of the caches), and hands any other
-    call to the full check, which also checks a new JAX array's shape and dtype."""
-    full = _extractor(args, spec, leaves, positions, False)
+    numbers and that each JAX leaf is its known array (what a training loop passes), and
+    hands any other call to the full check, which also checks a new JAX array's shape and
+    dtype: the code a call runs is then shorter, which counts most when it runs out of the
+    caches (called between other work)."""
+    full = _extractor(args, spec, leaves, positions, numbers, False)
     if full is None or not any(is_jax(leaves[i]) for i in positions):
         return full
-    fast = _extractor(args, spec, leaves, positions, True, full)
+    fast = _extractor(args, spec, leaves, positions, numbers, True, full)
     return fast if fast is not None else full
 
 
-def _extractor(args, spec, leaves, positions, fast, full=None):
+def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
     w = _Writer(fast)
     if fast:
         w.consts["_full"] = full
+    w.numbers = numbers or {}
     # the known input arrays (the last passed call's), one local each: q0, q1 ...
     w.inputs = {i: f"q{k}" for k, i in enumerate(positions)}
     if positions:
@@ -88,19 +91,23 @@ def _extractor(args, spec, leaves, positions, fast, full=None):
     first: dict = {}
     arrays = []
     for i, x in enumerate(leaves):
+        k = w.numbers.get(i, (i,))[0]
+        if k != i:  # a traced number shared with an earlier leaf: it must still be
+            w.check(f"{names[i]} is {names[k]}")
         if positions and _is_array(x):  # (the program's inputs are exactly these)
             k = first.setdefault(id(x), i)
             if k != i:  # the same array as an earlier leaf: it must still be
                 w.check(f"{names[i]} is {names[k]}")
             else:
-                arrays.append(names[i])
+                arrays.append((names[i], i))
     if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
         # memory (views of one array) exactly as they did
-        views = [(a, leaves[i]) for a, i in zip(arrays, positions) if not is_jax(leaves[i])]
+        views = [(a, leaves[i]) for a, i in arrays if not is_jax(leaves[i])]
         # ``known`` JAX arrays may be new ones (rebound): their distinctness is not known
         # then; the known NumPy ones passed these checks together
         same = "" if len(views) < len(arrays) else \
-            " and ".join(f"{a} is q{k}" for k, a in enumerate(arrays))
+            " and ".join(f"{a} is {w.inputs[i]}" for a, i in arrays)
+        arrays = [a for a, _ in arrays]
         lines = [f"len({{{', '.join(f'id({a})' for a in arrays)}}}) == {len(arrays)}"]
         if len(views) > 1:  # (JAX arrays are never views: distinct is enough)
             listed = ", ".join(a for a, _ in views)
@@ -111,7 +118,10 @@ def _extractor(args, spec, leaves, positions, fast, full=None):
             w.lines.append(f"    if not ({same}):")
         for cond in lines:
             w.lines.append(f"    {'    ' if same else ''}if not ({cond}): return None")
-    inputs = ", ".join(names[i] for i in positions)
+    if w.numbers:
+        w.consts["_number"] = as_input
+    inputs = ", ".join(f"_number({names[i]})" if i in w.numbers else names[i]
+                       for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args, known):\n" + "\n".join(w.lines) + "\n"
     try:
@@ -172,6 +182,10 @@ def _walk(w, ref, x, spec, names):
                 else ""
             w.check(f"type({v}) is {w.const(type(x))} and {v}.shape == {x.shape!r} and "
                     f"({v}.dtype is {d} or {v}.dtype == {d}){layout}")
+        elif len(names) - 1 in w.numbers:  # a traced number: a number (its value an input),
+            # and a switch that was on is still on (0 is a constant of another trace)
+            on = f" and {v} != 0" if w.numbers[len(names) - 1][1] else ""
+            w.check(f"type({v}) in {w.const(NUMBER_TYPES)}{on}")
         else:  # a number: its type and value are part of the signature
             w.check(f"type({v}) is {w.const(type(x))} and {v} == {w.const(x)}")
         return
@@ -187,26 +201,6 @@ def _walk(w, ref, x, spec, names):
         return
     v = w.name()
     w.lines.append(f"    {v} = {ref}")
-    if not _holds_arrays(x):
-        first = w.seen.get(id(x))
-        if first is not None:  # the object checked above (nothing below it to extract):
-            start = len(w.lines)  # its checks run only if it is another one now
-            w.depth += 1
-            _walk_node(w, v, x, spec, kind, names)
-            w.depth -= 1
-            w.lines[start:] = [f"    if {v} is not {first}:"] + \
-                [f"    {line}" for line in w.lines[start:]]
-            return
-        if w.depth == 0:  # (its local is assigned on every path)
-            w.seen[id(x)] = v
-    _walk_node(w, v, x, spec, kind, names)
-
-
-def _holds_arrays(x) -> bool:
-    return any(_is_array(a) for a in flatten(x)[0])
-
-
-def _walk_node(w, v, x, spec, kind, names):
     w.check(f"type({v}) is {w.const(spec.type)}")
     if kind in ("list", "tuple", "namedtuple"):
         w.check(f"len({v}) == {len(spec.children)}")

@@ -37,8 +37,8 @@ import numpy as np
 
 from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
+from fluxml.nnlib import windows
 from fluxml.nnlib.recurrent import _lstm_dz, _matmul_t, _recurrent_weight_grad, _used
-from fluxml.nnlib.windows import workspace
 
 __all__ = ["LSTM_SEQUENCE"]
 
@@ -132,20 +132,17 @@ def _buffer(x, h0, c0, hs, cs, acts):
     return s
 
 
-_WORK_LIMIT = 64 << 20  # bytes a thread keeps between calls; larger problems allocate afresh
-
-
 def _scratch(like, *shapes):
     """Arrays of these shapes for intermediate values (the forward pass's weights, the
     backward pass's buffers), carved from the thread's ``"lstm"`` workspace
     (:func:`fluxml.nnlib.windows.workspace`), which later calls reuse: fresh memory costs a
     page fault per 4 KiB on first touch, which on a virtual machine can cost as much as the
     arithmetic. Nothing returned may be a view of them. Arrays of other libraries, and sizes
-    past ``_WORK_LIMIT``, get fresh arrays."""
+    past ``windows.SCRATCH_BYTES`` (the limit of every kept scratch), get fresh arrays."""
     sizes = [math.prod(shape) for shape in shapes]
-    if type(like) is not np.ndarray or sum(sizes) * like.itemsize > _WORK_LIMIT:
+    if type(like) is not np.ndarray or sum(sizes) * like.itemsize > windows.SCRATCH_BYTES:
         return [np.empty_like(like, shape=shape) for shape in shapes]
-    buf = workspace((sum(sizes),), like.dtype, np, "lstm")
+    buf = windows.workspace((sum(sizes),), like.dtype, np, "lstm")
     out, start = [], 0
     for shape, size in zip(shapes, sizes):
         out.append(buf[start:start + size].reshape(shape))
@@ -219,7 +216,10 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
         np.matmul(np.swapaxes(dz_2, 0, 1), w_ih, out=dx)  # (T N, in)
         out[0] = np.swapaxes(np.reshape(dx, (steps, batch, n_in)), 0, 1).copy()
     if want_w:
-        # against the rows [x_t, 1, h_{t-1}] of all steps, the 1s giving b's cotangent
+        # against the rows [x_t, 1, h_{t-1}] of all steps, the 1s giving b's cotangent. They
+        # are rebuilt (T N, k) from x and hs: s holds them as (T, k, N), which no strides
+        # make a (k, T N) operand, and copying them out of s (runs of N entries) measured
+        # ~1% slower on the whole backward pass than this (runs of in and H entries)
         xh_2[:, :, :n_in] = np.swapaxes(x, 0, 1)
         xh_2[:, :, n_in] = 1
         xh_2[0, :, n_in + 1:] = h0

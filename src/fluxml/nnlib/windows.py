@@ -161,9 +161,12 @@ def workspace(shape, dtype, xp=np, slot: str = "cols"):
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-# the largest intermediate that :func:`scratch` keeps in a reused buffer (above: a fresh array,
-# so that a large call does not keep its memory for the rest of the process)
-SCRATCH_BYTES = 16 << 20
+# the largest intermediate that :func:`scratch` (and the LSTM kernel's scratch, several arrays
+# in one slot) keeps in a reused buffer; above, a fresh array, so that a large call does not
+# keep its memory for the rest of the process. One limit for every slot: at 3 us per 4 KiB
+# page, a fresh 64 MiB costs ~50 ms of page faults per call, about a tenth of the work of an
+# LSTM step that needs that much, while a kept one costs its memory (per thread and slot)
+SCRATCH_BYTES = 64 << 20
 
 
 def scratch(shape, dtype, xp=np, slot: str = "scratch"):

@@ -31,6 +31,7 @@ from fluxml.optimise.base import (
     lerp,
     lerp_square,
     number,
+    on,
     scratch,
     sqrt,
     step_count,
@@ -71,6 +72,7 @@ def _corrected(m, v, t, b1, b2, eps, scale, out):
 class _AdamLike(Rule):
     elementwise = True
     counts_vector = True  # the counts reach the arrays only through number()
+    hyperparameters = ("eta", "beta", "epsilon")
 
     def __post_init__(self):
         check_eta(type(self).__name__, self.eta)
@@ -116,16 +118,18 @@ class AdamW(_AdamLike):
     lambd: float = 0.0
     epsilon: float = 1e-8
     couple: bool = True
+    hyperparameters = ("eta", "beta", "lambd", "epsilon")
+    switches = ("lambd",)  # (compiled without weight decay while it is exactly 0)
 
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)
-        lam = float(self.lambd)
+        (lam,) = floats(self.lambd)
         m, v, t = state
         t, n = tick(t)
         _moments(m, v, dx, b1, b2, out)
         _corrected(m, v, n, b1, b2, eps, eta, out)
-        if lam:
-            out += (eta * lam if self.couple else lam) * x
+        if on(lam):
+            out += number(eta * lam if self.couple else lam, x) * x
         return AdamState(m, v, t), out
 
 
@@ -193,11 +197,11 @@ class NAdam(_AdamLike):
         # (out= an array: a 0-d v would give a NumPy scalar, which sqrt cannot write into)
         denom = np.multiply(v, number(b2 / (1.0 - b2**n), v), out=np.empty_like(v))
         np.sqrt(denom, out=denom)
-        denom += eps
+        denom += number(eps, denom)
         np.multiply(m, number(b1 / (1.0 - b1 ** (n + 1)), out), out=out)
         out += dx * number((1.0 - b1) / (1.0 - b1**n), out)
         out /= denom
-        out *= eta
+        out *= number(eta, out)
         return AdamState(m, v, t), out
 
 
@@ -216,10 +220,10 @@ class AdaMax(_AdamLike):
         m, u, t = state
         t, n = tick(t)
         lerp(m, dx, 1.0 - b1, out)
-        u *= b2
+        u *= number(b2, u)
         np.abs(dx, out=out)
         np.maximum(u, out, out=u)
-        np.add(u, eps, out=out)
+        np.add(u, number(eps, out), out=out)
         np.divide(m, out, out=out)
         out *= number(eta / (1.0 - b1**n), out)
         return AdamState(m, u, t), out
@@ -301,7 +305,7 @@ class AdaBelief(_AdamLike):
         np.subtract(dx, m, out=out)
         np.square(out, out=out)
         out -= s
-        out *= 1.0 - b2
+        out *= number(1.0 - b2, out)
         s += out
-        s += eps
+        s += number(eps, s)
         return AdamState(m, s, t), _corrected(m, s, n, b1, b2, eps, eta, out)

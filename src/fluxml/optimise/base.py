@@ -10,6 +10,14 @@ A rule is a dataclass of hyperparameters with two methods, as in Optimisers.jl:
 ``apply`` never writes into ``x`` or ``dx``; it updates its state arrays in place, and may
 write its update into ``out`` (a scratch array shaped like ``x`` that the caller owns), so a
 step allocates nothing. Scalars are Python floats, so float32 arrays stay float32.
+
+Under ``fl.compile`` the numbers of the fields a rule lists in ``hyperparameters`` are traced
+(0-d float64 inputs of the program, ``fluxml.compiler.numbers``), so that a training step
+compiled once takes the learning rate ``fl.adjust`` sets before each call. The rule's code
+then computes with them as with Python floats, with two differences: scalars reach arrays
+through :func:`number` (which rounds a traced float64 to the array's dtype, as NumPy rounds a
+Python float), and no Python ``if`` reads their values (``np.where`` selects instead; a field
+in ``switches`` is a constant when it is exactly 0, for an ``if`` that skips work).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from contextvars import ContextVar
 from typing import ClassVar
 
 import numpy as np
+
+from fluxml.ad.core import COMPILING, Tracer
 
 # PyTorch's keyword names, accepted by ``adjust`` beside Optimisers.jl's.
 ALIASES = {"lr": "eta", "betas": "beta", "eps": "epsilon", "weight_decay": "lambd",
@@ -46,6 +56,13 @@ class Rule:
     # hyperparameters that ``adjust`` may not change (they change the state's layout)
     fixed: ClassVar[tuple] = ()
 
+    # Fields whose numbers ``fl.compile`` traces instead of specialising on (a new value
+    # reuses the trace); a rule that lists one never branches on its value. Of those,
+    # ``switches`` stay constant when exactly 0 (the rule may skip the work they turn off).
+    # A rule that lists none (a user's) is compiled as before: a new value traces again.
+    hyperparameters: ClassVar[tuple] = ()
+    switches: ClassVar[tuple] = ()
+
     # Each entry of the update and of the state arrays depends only on the same entry of x,
     # dx and the state: ``update`` may then step many small arrays as one (``foreach.py``).
     elementwise: ClassVar[bool] = False
@@ -69,7 +86,7 @@ def lerp(acc, value, weight, out):
     """``acc += weight * (value - acc)`` in place (``acc = (1-w) acc + w value``), with
     ``out`` as the one temporary: three passes, no allocation."""
     np.subtract(value, acc, out=out)
-    out *= weight
+    out *= number(weight, out)
     acc += out
 
 
@@ -77,17 +94,23 @@ def lerp_square(acc, dx, weight, out):
     """``acc = (1-w) acc + w dx**2`` in place, ``out`` the temporary."""
     np.square(dx, out=out)
     out -= acc
-    out *= weight
+    out *= number(weight, out)
     acc += out
 
 
 def divide_scaled(num, out, eps, scale):
     """``out = scale * num / (out + eps)`` in place, ``out`` holding the denominator's root
     (RMSProp, AdaGrad, AMSGrad)."""
-    out += eps
+    out += number(eps, out)
     np.divide(num, out, out=out)
-    out *= scale
+    out *= number(scale, out)
     return out
+
+
+def on(switch) -> bool:
+    """Whether a hyperparameter listed in ``switches`` is on: not 0, or traced (a traced
+    switch was not 0 when the step was traced; were it 0 later, computing with it is right)."""
+    return type(switch) is Tracer or switch != 0
 
 
 def check_beta(name, beta):
@@ -103,11 +126,17 @@ def check_eta(name, eta):
 def eps_for(eps: float, x) -> float:
     """``eps``, raised to 1e-7 for float16 arrays, where 1e-8 rounds to 0 and a zero gradient
     would give 0/0 (Optimisers.jl's ``_eps``)."""
-    return max(eps, 1e-7) if x.dtype == np.float16 else eps
+    if x.dtype != np.float16:
+        return eps
+    return max(eps, 1e-7) if type(eps) is float else np.maximum(eps, 1e-7)
 
 
 def floats(*values):
-    """Hyperparameters as Python floats: NumPy scalars would promote float32 arrays."""
+    """Hyperparameters as Python floats: NumPy scalars would promote float32 arrays. Inside
+    ``fl.compile`` traced ones stay traced (float64: pass them to arrays through
+    :func:`number`)."""
+    if COMPILING:
+        return tuple(v if type(v) is Tracer else float(v) for v in values)
     return tuple(map(float, values))
 
 
@@ -140,11 +169,11 @@ def number(x, like):
     in the float dtype of ``like``, so that it does not promote float32 updates to float64.
     In a grouped compiled step the traced value holds one number per array of the group (it
     was computed from their counts at once): the entry of the array being stepped."""
-    if type(x).__name__ != "Tracer":
+    if type(x) is not Tracer:
         return float(x)
     x = x.astype(like.dtype) if like.dtype.kind == "f" else x
     lane = LANE.get()
-    if lane is not None:
+    if lane is not None and x.ndim:  # (a 0-d value, a hyperparameter, is every array's)
         if x.shape != (lane[1],):
             raise ValueError(f"number: in a grouped step a count's value has one entry per "
                              f"array ({lane[1]}); got shape {x.shape}")

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fluxml.ad.core import Tracer, untraced
-from fluxml.optimise.base import Rule, scratch, step_count
+from fluxml.optimise.base import Rule, floats, number, scratch, step_count
 from fluxml.tree import flatten, unflatten
 
 
@@ -28,11 +28,12 @@ class ClipGrad(Rule):
     """Clip each gradient entry to ``[-delta, delta]``. PyTorch: ``clip_grad_value_``."""
 
     elementwise = True
+    hyperparameters = ("delta",)
 
     delta: float = 10.0
 
     def apply(self, state, x, dx, out=None):
-        d = float(self.delta)
+        d = number(self.delta, dx)
         return state, np.clip(dx, -d, d, out=scratch(out, x))
 
 
@@ -45,6 +46,7 @@ class ClipNorm(Rule):
     omega: float = 10.0
     p: float = 2.0
     throw: bool = True
+    hyperparameters = ("omega",)  # (not p: the kind of norm is chosen when traced)
 
     def apply(self, state, x, dx, out=None):
         nrm = np.linalg.norm(np.ravel(dx, order="K"), ord=self.p)  # (no copy)
@@ -66,7 +68,7 @@ class ClipNorm(Rule):
         if self.throw:
             nrm = untraced(_finite_norm, (nrm, tuple(dx.shape), self.p))
         nrm = nrm.astype(np.float64)
-        omega = float(self.omega)
+        (omega,) = floats(self.omega)
         factor = np.where(nrm > omega, omega / nrm, 1.0)
         return np.multiply(dx, factor.astype(dx.dtype))
 
@@ -90,11 +92,12 @@ class WeightDecay(Rule):
     ``weight_decay`` argument of ``SGD``/``Adam``). Put it first in an ``OptimiserChain``."""
 
     elementwise = True
+    hyperparameters = ("lambd",)
 
     lambd: float = 5e-4
 
     def apply(self, state, x, dx, out=None):
-        lam = float(self.lambd)
+        lam = number(self.lambd, x)
         if out is None or out is dx:
             return state, dx + lam * x
         np.multiply(x, lam, out=out)
@@ -107,11 +110,12 @@ class SignDecay(Rule):
     """L1 regularisation: ``dx + lambd sign(x)``. Put it first in an ``OptimiserChain``."""
 
     elementwise = True
+    hyperparameters = ("lambd",)
 
     lambd: float = 1e-3
 
     def apply(self, state, x, dx, out=None):
-        lam = float(self.lambd)
+        lam = number(self.lambd, x)
         if out is None or out is dx:
             return state, dx + lam * np.sign(x)
         np.sign(x, out=out)

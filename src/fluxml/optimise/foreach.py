@@ -219,7 +219,8 @@ def _by_equal_rules(groups) -> list:
 
 def _same_rule(a, b) -> bool:
     """One rule object, or rules of one class whose hyperparameters are equal numbers,
-    strings or tuples of them (anything else: not known to step alike)."""
+    strings or tuples of them, or the same traced values (anything else: not known to step
+    alike)."""
     if a is b:
         return True
     if type(a) is not type(b) or not dataclasses.is_dataclass(a):
@@ -229,6 +230,8 @@ def _same_rule(a, b) -> bool:
 
 
 def _plain_equal(a, b) -> bool:
+    if a is b:  # (a traced hyperparameter: one input, shared by the copies of one rule)
+        return True
     if type(a) is not type(b):
         return False
     if type(a) is tuple:

@@ -23,6 +23,7 @@ import numpy as np
 
 from fluxml.optimise.base import ALIASES, Rule
 from fluxml.optimise.foreach import step_together
+from fluxml.optimise.split import step_split
 from fluxml.tree import flatten, leaves_with_paths
 
 
@@ -189,14 +190,17 @@ def update(state, model, grads):
     """Apply one optimisation step in place: each unfrozen Leaf's rule turns the matching
     gradient into an update, subtracted from the model's array. ``grads`` is a structural
     gradient (``fl.gradient(loss, model)[0]``); ``None`` anywhere in it skips that part.
-    Returns ``(state, model)``, the same objects, updated."""
+    Returns ``(state, model)``, the same objects, updated. Small arrays of one rule are
+    stepped together (``foreach.py``); arrays of half a million entries or more are stepped
+    in parts on as many threads as NumPy's BLAS may use (``split.py``), with the same
+    numbers."""
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
     items = pending[0].values()
     if len(items) > 1:
         items = step_together(items)  # small arrays of one rule, in one go
-    for leaf, x, dx in items:
-        buf = _scratch(leaf, x, dx)
+    items = step_split([(leaf, x, dx, _scratch(leaf, x, dx)) for leaf, x, dx in items])
+    for leaf, x, dx, buf in items:  # the rest, one array at a time on this thread
         leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
         if step is not None:
             np.subtract(x, step, out=x)

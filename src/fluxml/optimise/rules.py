@@ -27,6 +27,7 @@ from fluxml.optimise.base import (
     floats,
     lerp,
     lerp_square,
+    number,
     scratch,
 )
 
@@ -36,6 +37,7 @@ class Descent(Rule):
     """Plain gradient descent: ``x -= eta * dx``. PyTorch: ``SGD(lr=eta)``."""
 
     elementwise = True
+    hyperparameters = ("eta",)
 
     eta: float = 0.1
 
@@ -43,7 +45,7 @@ class Descent(Rule):
         check_eta("Descent", self.eta)
 
     def apply(self, state, x, dx, out=None):
-        return state, np.multiply(dx, float(self.eta), out=scratch(out, x))
+        return state, np.multiply(dx, number(self.eta, dx), out=scratch(out, x))
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Momentum(Rule):
     the same steps while ``lr`` is constant (``v = lr b``)."""
 
     elementwise = True
+    hyperparameters = ("eta", "rho")
 
     eta: float = 0.01
     rho: float = 0.9
@@ -65,10 +68,9 @@ class Momentum(Rule):
         return np.zeros_like(x)
 
     def apply(self, v, x, dx, out=None):
-        eta, rho = floats(self.eta, self.rho)
         out = scratch(out, x)
-        v *= rho
-        np.multiply(dx, eta, out=out)
+        v *= number(self.rho, v)
+        np.multiply(dx, number(self.eta, out), out=out)
         v += out
         return v, v
 
@@ -79,6 +81,7 @@ class Nesterov(Rule):
     PyTorch: ``SGD(lr, momentum, nesterov=True)`` (the same up to the scaling of ``v``)."""
 
     elementwise = True
+    hyperparameters = ("eta", "rho")
 
     eta: float = 0.001
     rho: float = 0.9
@@ -90,9 +93,9 @@ class Nesterov(Rule):
         return np.zeros_like(x)
 
     def apply(self, v, x, dx, out=None):
-        eta, rho = floats(self.eta, self.rho)
         out = scratch(out, x)
-        np.multiply(dx, eta, out=out)  # eta dx
+        rho = number(self.rho, v)
+        np.multiply(dx, number(self.eta, out), out=out)  # eta dx
         v *= rho
         v -= out  # v' = rho v - eta dx
         # the update (1 + rho) eta dx - rho^2 v  ==  eta dx - rho v'
@@ -113,6 +116,7 @@ class RMSProp(Rule):
     centered=centred)``; ``adjust`` cannot change ``centred`` (the states differ)."""
 
     elementwise = True
+    hyperparameters = ("eta", "rho", "epsilon")
 
     eta: float = 0.001
     rho: float = 0.9
@@ -155,6 +159,7 @@ class Rprop(Rule):
     PyTorch: ``Rprop(lr=eta (default 0.01), etas=ell, step_sizes=gamma)``."""
 
     elementwise = True
+    hyperparameters = ("eta", "ell", "gamma")  # (eta is read by init alone)
 
     eta: float = 1e-3
     ell: tuple = (0.5, 1.2)
@@ -167,8 +172,9 @@ class Rprop(Rule):
         return RpropState(np.zeros_like(x), np.full_like(x, self.eta))
 
     def apply(self, state, x, dx, out=None):
-        (down, up), (lo, hi) = floats(*self.ell), floats(*self.gamma)
         g, step = state
+        (down, up), (lo, hi) = self.ell, self.gamma
+        down, up, lo, hi = (number(v, step) for v in (down, up, lo, hi))
         sign = np.sign(g * dx)
         flip = sign < 0
         np.copyto(step, np.minimum(step * up, hi), where=sign > 0)
@@ -188,6 +194,7 @@ class AdaGrad(Rule):
     initial_accumulator_value=0)``."""
 
     elementwise = True
+    hyperparameters = ("eta", "epsilon")
 
     eta: float = 0.1
     epsilon: float = 1e-8
@@ -221,6 +228,7 @@ class AdaDelta(Rule):
     rho, eps=epsilon (1e-6))``."""
 
     elementwise = True
+    hyperparameters = ("rho", "epsilon")
 
     rho: float = 0.9
     epsilon: float = 1e-8
@@ -230,9 +238,9 @@ class AdaDelta(Rule):
 
     def apply(self, state, x, dx, out=None):
         rho, eps = floats(self.rho, self.epsilon)
-        eps = eps_for(eps, x)
         acc, delta = state
         out = scratch(out, x)
+        eps = number(eps_for(eps, x), out)
         lerp_square(acc, dx, 1.0 - rho, out)
         np.add(delta, eps, out=out)
         out /= acc + eps
@@ -249,6 +257,7 @@ class Lion(Rule):
     Optax's Lion; PyTorch names ``lr=eta, betas=beta``."""
 
     elementwise = True
+    hyperparameters = ("eta", "beta")
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)
@@ -260,13 +269,12 @@ class Lion(Rule):
         return np.zeros_like(x)
 
     def apply(self, m, x, dx, out=None):
-        eta = float(self.eta)
         b1, b2 = floats(*self.beta)
         out = scratch(out, x)
         np.subtract(dx, m, out=out)
-        out *= 1.0 - b1
+        out *= number(1.0 - b1, out)
         out += m  # b1 m + (1 - b1) dx, from the old m
         np.sign(out, out=out)
-        out *= eta
+        out *= number(self.eta, out)
         lerp(m, dx, 1.0 - b2, np.empty_like(m))
         return m, out

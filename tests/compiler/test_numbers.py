@@ -1,0 +1,140 @@
+"""Traced numbers (``fluxml.compiler.numbers``): the numbers of the fields a class lists in
+``hyperparameters`` are inputs of a compiled program, so new values reuse the trace; every
+other number is specialised on, as before; ``switches`` are constants at 0."""
+
+import inspect
+import re
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+
+class Scale:
+    """A user's object with two traced fields (one a tuple), a switch and a static number."""
+
+    hyperparameters = ("factor", "bounds", "shift")
+    switches = ("shift",)
+
+    def __init__(self, factor, bounds=(-1.0, 1.0), shift=0.0, power=2):
+        self.factor, self.bounds, self.shift, self.power = factor, bounds, shift, power
+
+
+def scaled(s, x):
+    y = np.clip(x * s.factor, s.bounds[0], s.bounds[1]) ** s.power
+    if type(s.shift) is not float or s.shift != 0:  # (a switch: a constant 0.0, or traced)
+        y = y + s.shift
+    return y
+
+
+def eager(s, x):
+    return scaled(s, x)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_new_values_of_declared_numbers_reuse_the_trace(backend):
+    if backend == "xla":
+        pytest.importorskip("jax")
+    f = fl.compile(scaled, backend=backend)
+    x = np.linspace(-2, 2, 7)
+    s = Scale(0.5)
+    for factor, bounds in [(0.5, (-1.0, 1.0)), (2, (-0.5, 3.0)), (np.float64(0.25), (0, 1))]:
+        s.factor, s.bounds = factor, bounds
+        np.testing.assert_allclose(f(s, x), eager(s, x), rtol=1e-15)
+    assert f.traces == 1
+    s.power = 3  # not declared: specialised on, a new value traces again
+    np.testing.assert_allclose(f(s, x), eager(s, x), rtol=1e-15)
+    assert f.traces == 2
+
+
+def test_a_switch_is_a_constant_at_zero_and_an_input_otherwise():
+    f = fl.compile(scaled)
+    x = np.linspace(-2, 2, 7)
+    s = Scale(0.5)
+    for shift in [0.0, 0.3, 0.7, 0.0, 0.3]:
+        s.shift = shift
+        np.testing.assert_allclose(f(s, x), eager(s, x), rtol=1e-15)
+    assert f.traces == 2  # each reused when its kind of value comes back
+    headers = [e.source.split("\n", 1)[0] for e in f.cache.values()]
+    assert sorted("s_shift" in h for h in headers) == [False, True]
+
+
+def test_one_object_reached_twice_is_one_input_per_number():
+    f = fl.compile(lambda a, b, x: scaled(a, x) + scaled(b, x))
+    x = np.linspace(-2, 2, 5)
+    s, t = Scale(0.5), Scale(0.5)
+    f(s, s, x)
+    assert len(f.ir.inputs) == 3 + 1  # factor, bounds[0], bounds[1]; x
+    # two objects now, whose numbers are the same objects (Python's constants): one input
+    # each still serves
+    np.testing.assert_allclose(f(s, t, x), 2 * eager(s, x))
+    t.factor = 0.25  # not any more: traced again, with inputs of its own
+    np.testing.assert_allclose(f(s, t, x), eager(s, x) + eager(t, x))
+    assert len(f.ir.inputs) == 6 + 1 and f.traces == 2
+    s.factor, t.factor = 0.75, 1.5
+    np.testing.assert_allclose(f(s, t, x), eager(s, x) + eager(t, x))
+    assert f.traces == 2
+
+
+def test_traced_numbers_are_float64_inputs_and_cannot_be_written():
+    """Inside the trace a declared number is a 0-d float64 value (cast it where float32
+    must stay float32, as the optimisers' ``number`` does), and writing one back is refused
+    with the path."""
+    s = Scale(0.5)
+    f = fl.compile(lambda s, x: x * s.factor)
+    assert f(s, np.ones(2, np.float32)).dtype == np.float64
+    assert f.ir.inputs[0].dtype == np.float64 and f.ir.inputs[0].shape == ()
+
+    def grow(s, x):
+        s.factor = s.factor * 2
+        return x
+
+    with pytest.raises(fl.CompileError, match=re.escape("argument 0.factor")):
+        fl.compile(grow)(s, np.ones(2))
+
+
+def test_an_optimiser_step_on_cupy_takes_its_hyperparameters_as_inputs():
+    """The cupy back end's generated source (without a GPU): the learning rate and Adam's
+    other hyperparameters are parameters of the step, passed to its fused kernels, not
+    literals; a new learning rate does not trace again."""
+    model = {"w": np.ones((3, 2), np.float32)}
+    state = fl.setup(fl.Adam(0.01), model)
+    x = np.ones((4, 3), np.float32)
+
+    def step(model, state, x):
+        loss, (g,) = fl.withgradient(lambda m: np.sum(np.tanh(x @ m["w"])), model)
+        fl.update(state, model, g)
+        return loss
+
+    f = fl.compile(step, backend="cupy")
+    for lr in (0.01, 0.005):
+        fl.adjust(state, lr)
+        try:
+            f(model, state, x)
+        except fl.CompileError as err:  # no CuPy here: the source is generated, not run
+            assert "needs CuPy" in str(err)
+    assert f.traces == 1
+    source = f.source
+    header = source.split("\n", 1)[0]
+    for name in ("eta", "beta_0", "beta_1", "epsilon"):
+        assert f"state_w_rule_{name}" in header
+    assert "0.01" not in source and "0.999" not in source
+    assert re.search(r"k\d+\(.*state_w_rule_eta", source) or "state_w_rule_eta" in source
+
+
+def test_the_guards_fast_check_pairs_arrays_with_the_last_calls_arrays():
+    """The guard's shortcut (the arrays of the last call passed again) compares each array
+    with the last call's array at its own input position, never with a traced number's
+    (which would fail the shortcut on every call and redo the full checks)."""
+    model = {"w": np.ones(3), "b": np.ones(2)}
+    state = fl.setup(fl.Momentum(0.1), model)
+    f = fl.compile(lambda m, s, g: fl.update(s, m, g) and None)
+    grads = {"w": np.ones(3), "b": np.ones(2)}
+    f(model, state, grads)
+    entry = f.last
+    assert len(entry.numbers) == 2  # eta and rho, shared by both Leafs
+    source = inspect.getsource(entry.extract)
+    pairs = re.findall(r"\b(x\d+) is q(\d+)\b", source)
+    assert len(pairs) == len(entry.positions) - 2
+    assert not {int(k) for _, k in pairs} & set(entry.numbers)
