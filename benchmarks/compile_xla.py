@@ -37,11 +37,11 @@ Each workload is timed twice, and both are printed, one row each:
 Both see the same load (a shared machine's). The target (issue 13: within 1.2x of JAX) is
 judged on the larger of the two ratios, ``judged``: a training loop runs the step in blocks,
 but a step called between other work (evaluation, logging, a data loader) runs as in
-``calls``, and on the tiny MLP the two differ most: what XLA runs differs little from JAX's
-(about 1.05x alone), but before and after it fluxml's call runs more Python than JAX's C++
-dispatch (the guard that checks the model's and optimiser's trees, then the rebinding of
-their leaves), which costs several times more when it finds its code and objects out of the
-caches.
+``calls``. The two differ most on the tiny MLP, where a step is a few hundred microseconds:
+around what XLA runs, fluxml's call runs more Python than JAX's C++ dispatch (the guard
+that walks the model's and optimiser's trees, then the rebinding of their leaves), which
+costs two to five times its warm time when it finds its code and objects out of the caches;
+which of the two rows is larger then varies with the machine's load.
 
 Columns: the median time of one call (``--cpu-time``: CPU time, ``time.process_time``,
 better on a loaded machine); the ratios ours on device / JAX, ours on device / JAX t/array
