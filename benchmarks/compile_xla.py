@@ -10,19 +10,14 @@ T=50), each written with fl layers as ``loss, (g,) = fl.withgradient(lambda m: l
 y), model); fl.update(opt, model, g)``; the hand-written JAX steps are ``train_step.py``'s.
 All start from the same weights; their first three results are compared before timing.
 
-Two fluxml rows per workload, timed in turn with the hand-written JAX in blocks of ~10 ms
-(``train_step.alternating_medians``, as ``train_step.py`` and ``compile.py`` time: on a shared,
-loaded machine all then see the same load, and within a block a step runs as in a training
-loop; timed call by call instead, each call runs after the other implementations' and, on
-the tiny MLP, ours on device measured up to 1.8x JAX's time where, alone or in blocks, it
-measures 1.1-1.2x):
+Two fluxml columns per workload, each timed in the same run as the hand-written JAX:
 
 - ``ours (device)``: the arguments are ``jax.Array``s (``fl.xla(tree)``), as hand-written
   JAX keeps them: the step passes them to XLA as they are, donates the buffers it overwrites
   and rebinds the model's and optimiser's leaves to the new arrays; results stay on XLA
   (``float(loss)`` waits for the step, as ``train_step.py``'s JAX step does).
 - ``ours (NumPy)``: NumPy arrays in and out, the new weights and optimiser state copied back
-  into them, as the eager step writes them: the ratio between the two rows is that copy.
+  into them, as the eager step writes them: the ratio between the two is that copy.
 
 A third JAX row for the training steps, ``JAX t/array``, keeps Adam's step count per
 parameter array on the device, as fluxml's optimiser state does (``train_step.jax_step(...,
@@ -30,17 +25,36 @@ per_array=True)``): the same computation as ours, where the plain JAX step passe
 number. On XLA's CPU runtime each counter's scalar arithmetic is a few kernels of its own,
 which is most of what separates the two JAX rows on the tiny MLP.
 
+Each workload is timed twice, and both are printed, one row each:
+
+- ``blocks``: the implementations in turn, in blocks of ~10 ms of one of them
+  (``train_step.alternating_medians``, as ``train_step.py`` and ``compile.py`` time): within a
+  block a step runs as in a training loop, right after itself.
+- ``calls``: one call of each implementation in turn, call by call: each call runs right
+  after the others', its Python code and data and XLA's runtime pushed out of the caches
+  by them.
+
+Both see the same load (a shared machine's). The target (issue 13: within 1.2x of JAX) is
+judged on the larger of the two ratios, ``judged``: a training loop runs the step in blocks,
+but a step called between other work (evaluation, logging, a data loader) runs as in
+``calls``. The two differ most on the tiny MLP, where a step is a few hundred microseconds:
+around what XLA runs, fluxml's call runs more Python than JAX's C++ dispatch (the guard
+that walks the model's and optimiser's trees, then the rebinding of their leaves), which
+costs two to five times its warm time when it finds its code and objects out of the caches;
+which of the two rows is larger then varies with the machine's load.
+
 Columns: the median time of one call (``--cpu-time``: CPU time, ``time.process_time``,
 better on a loaded machine); the ratios ours on device / JAX, ours on device / JAX t/array
 (``dev/t-arr``) and ours on NumPy / JAX (below 1.2 meets the target); the first call's time
-(trace, lowering, XLA compilation). ``--scale`` multiplies the repeats; names pick
-workloads by substring.
+(trace, lowering, XLA compilation), on the ``blocks`` row. ``--scale`` multiplies the
+repeats; names pick workloads by substring.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -137,8 +151,9 @@ def _first(make):
 
 
 def measure(name, case, scale=1.0, clock=time.perf_counter):
-    """``(device, numpy, hand, per_array, compile_device, compile_hand)`` in seconds
-    (``per_array`` None for the gradient)."""
+    """``(blocks, calls, compile_device, compile_hand)`` in seconds, ``blocks`` and ``calls``
+    each ``[device, numpy, hand, per_array]`` (``per_array`` None for the gradient) timed in
+    blocks and call by call."""
     make_ours, make_hand, make_per_array, repeats, check = case
     device, first_device, compile_device = _first(lambda: make_ours(True))
     numpy, first_numpy, _ = _first(lambda: make_ours(False))
@@ -159,10 +174,28 @@ def measure(name, case, scale=1.0, clock=time.perf_counter):
                                      f"hand-written JAX {b}")
     ts.CLOCK = clock
     named = dict(zip(("device", "numpy", "hand", "per_array"), calls))
-    times = list(ts.alternating_medians(named, max(1, int(repeats * scale))).values())
-    if len(times) == 3:
-        times.append(None)
-    return (*times, compile_device, compile_hand)
+    n = max(1, int(repeats * scale))
+    blocks = list(ts.alternating_medians(named, n).values())
+    one_by_one = call_by_call(calls, n, clock)
+    for times in (blocks, one_by_one):
+        if len(times) == 3:
+            times.append(None)
+    return blocks, one_by_one, compile_device, compile_hand
+
+
+def call_by_call(calls, repeats: int, clock=time.perf_counter, warmup: int = 3) -> list:
+    """The median time of one call of each of ``calls``, run in turn one call each (every
+    call right after the others')."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(max(repeats, 20)):
+        for call, got in zip(calls, times):
+            t = clock()
+            call()
+            got.append(clock() - t)
+    return [statistics.median(t) for t in times]
 
 
 def main(argv=None) -> None:
@@ -181,20 +214,26 @@ def main(argv=None) -> None:
     clock = time.process_time if args.cpu_time else time.perf_counter
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; threads limited to 1; "
           f"{'CPU' if args.cpu_time else 'wall'} time, median")
-    print(f"{'workload':26} {'ours device':>12} {'ours NumPy':>11} {'JAX':>9} "
+    print(f"{'workload':26} {'timed':>6} {'ours device':>12} {'ours NumPy':>11} {'JAX':>9} "
           f"{'JAX t/array':>12} {'device/JAX':>11} {'dev/t-arr':>9} {'NumPy/JAX':>10} "
           f"{'compile ours':>13} {'compile JAX':>12}")
+    judged = []
     for name, case in workloads().items():
         if args.names and not any(n in name for n in args.names):
             continue
-        device, numpy, hand, per_array, c_ours, c_hand = measure(name, case, args.scale,
-                                                                 clock)
-        pa, pa_ratio = ("-", "-") if per_array is None else \
-            (ts._fmt(per_array), f"{device / per_array:.2f}x")
-        print(f"{name:26} {ts._fmt(device):>12} {ts._fmt(numpy):>11} {ts._fmt(hand):>9} "
-              f"{pa:>12} {device / hand:10.2f}x {pa_ratio:>9} {numpy / hand:9.2f}x "
-              f"{c_ours:12.2f}s {c_hand:11.2f}s")
-
+        blocks, calls, c_ours, c_hand = measure(name, case, args.scale, clock)
+        for how, (device, numpy, hand, per_array) in (("blocks", blocks), ("calls", calls)):
+            pa, pa_ratio = ("-", "-") if per_array is None else \
+                (ts._fmt(per_array), f"{device / per_array:.2f}x")
+            compiles = f"{c_ours:12.2f}s {c_hand:11.2f}s" if how == "blocks" else ""
+            print(f"{name if how == 'blocks' else '':26} {how:>6} {ts._fmt(device):>12} "
+                  f"{ts._fmt(numpy):>11} {ts._fmt(hand):>9} {pa:>12} {device / hand:10.2f}x "
+                  f"{pa_ratio:>9} {numpy / hand:9.2f}x {compiles}".rstrip())
+        judged.append((name, max(blocks[0] / blocks[2], calls[0] / calls[2]),
+                       max(blocks[1] / blocks[2], calls[1] / calls[2])))
+    print("\njudged (the larger of the two ratios; target below 1.20x):")
+    for name, device, numpy in judged:
+        print(f"  {name:26} device/JAX {device:.2f}x  NumPy/JAX {numpy:.2f}x")
 
 if __name__ == "__main__":
     main()

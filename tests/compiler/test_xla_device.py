@@ -85,6 +85,34 @@ def test_leaves_are_rebound_in_the_callers_objects():
     assert int(state.t) == 3
 
 
+def test_device_state_follows_its_rules_changed_in_place_or_replaced():
+    """Device state (checked by the guard's fast tier, which skips the shape checks of the
+    arrays the last call rebound) whose Leafs share one rule: a learning rate changed in
+    place, an equal copy and a different one in one Leaf give eager's steps (the numbers
+    are inputs; only which rules are shared is part of the signature)."""
+    model, x, y = _start(np.float64)
+    eager_model = copy.deepcopy(model)
+    eager_opt = fl.setup(fl.Adam(0.01), eager_model)
+    m, opt, xs, ys = fl.xla((model, fl.setup(fl.Adam(0.01), model), x, y))
+    shared = opt.layers[0].weight.rule
+    for holder in (opt.layers[0], opt.layers[1]):
+        holder.weight.rule = holder.bias.rule = shared  # (fl.xla copies each Leaf's rule)
+    step = fl.compile(_step, backend="xla")
+    changes = [lambda o: None, lambda o: setattr(o.layers[0].weight.rule, "eta", 0.02),
+               lambda o: setattr(o.layers[1].bias, "rule", fl.Adam(0.02)),
+               lambda o: setattr(o.layers[1].bias, "rule", fl.Adam(0.05))]
+    for change in changes:
+        change(opt)
+        change(eager_opt)
+        for _ in range(2):
+            np.testing.assert_allclose(float(step(m, opt, xs, ys)),
+                                       _step(eager_model, eager_opt, x, y), rtol=1e-10)
+    assert step.traces == 2  # the equal copy in one Leaf: a rule no longer shared
+    for a, b in zip(flatten(fl.cpu(m))[0], flatten(eager_model)[0]):
+        if isinstance(b, np.ndarray):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 def _rebind_sum(state, x):
     state["w"] = state["w"] + x
     return np.sum(state["w"] * state["v"])

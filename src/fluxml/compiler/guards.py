@@ -33,12 +33,15 @@ from fluxml.tree import _fields
 
 
 class _Writer:
-    def __init__(self):
+    def __init__(self, fast=False):
         self.lines: list[str] = []
         self.consts: dict = {"np": np}
         self.count = 0
         self.inputs: dict = {}  # leaf index of a program input -> its known array's local
         self.numbers: dict = {}  # traced numbers: leaf index -> (first leaf, a switch?)
+        # the fast tier (see make_extractor): a JAX leaf that is not its known array hands
+        # the call to the full check
+        self.fast = fast
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -54,11 +57,28 @@ class _Writer:
 
 
 def make_extractor(args, spec, leaves, positions, numbers=None):
-    """``extract(args) -> list | None`` for the trace of ``args`` (flattened to ``leaves``
-    with ``spec``); ``positions`` are the leaf indices of the program's inputs, ``numbers``
-    the traced numbers among the leaves (``numbers.find``: a number's type and whether it is
-    the same object as another are checked, not its value, and it is passed as float64)."""
-    w = _Writer()
+    """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
+    ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs,
+    ``numbers`` the traced numbers among the leaves (``numbers.find``: a number's type and
+    whether it is the same object as another are checked, not its value, and it is passed
+    as float64).
+
+    With JAX arrays among them, two tiers: the one returned checks the tree's nodes and
+    numbers and that each JAX leaf is its known array (what a training loop passes), and
+    hands any other call to the full check, which also checks a new JAX array's shape and
+    dtype: the code a call runs is then shorter, which counts most when it runs out of the
+    caches (called between other work)."""
+    full = _extractor(args, spec, leaves, positions, numbers, False)
+    if full is None or not any(is_jax(leaves[i]) for i in positions):
+        return full
+    fast = _extractor(args, spec, leaves, positions, numbers, True, full)
+    return fast if fast is not None else full
+
+
+def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
+    w = _Writer(fast)
+    if fast:
+        w.consts["_full"] = full
     w.numbers = numbers or {}
     # the known input arrays (the last passed call's), one local each: q0, q1 ...
     w.inputs = {i: f"q{k}" for k, i in enumerate(positions)}
@@ -142,10 +162,12 @@ def _walk(w, ref, x, spec, names):
         v = w.name("x")
         w.lines.append(f"    {v} = {ref}")
         names.append(v)
-        if is_jax(x):  # its abstract value, read once (JAX's .shape and .dtype are slower)
+        q = w.inputs.get(len(names) - 1)
+        if is_jax(x) and w.fast and q is not None:  # not the known array: the full check
+            w.lines.append(f"    if {v} is not {q}: return _full(args, known)")
+        elif is_jax(x):  # its abstract value, read once (JAX's .shape and .dtype are slower)
             a = w.name("a")
             d = w.const(x.dtype)
-            q = w.inputs.get(len(names) - 1)
             if q is not None:  # the known array itself: immutable, its shape and dtype hold
                 w.lines.append(f"    if {v} is not {q}:")
             pad = "    " if q is not None else ""

@@ -229,7 +229,7 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
               if math.prod(v.shape) >= _DONATE_LIMIT)
     jitted = jax.jit(packed, donate_argnums=donated)
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
-                   [k for k, _ in host_writes], len(device_writes))
+                   [k for k, _ in host_writes], len(device_writes), checked)
     run.rebinds = [k for k, _ in device_writes]
     run.prepare = _ahead(jitted, inward.crossing(),
                          [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
