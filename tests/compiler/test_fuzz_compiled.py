@@ -92,3 +92,16 @@ def test_complex_programs_compiled():
                 if a is not None:
                     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=text)
         assert compiled.traces == 1
+
+
+def test_xla_program_that_xla_miscompiled_on_packed_inputs():
+    """Found by the fuzzer (seed 3, program 18): with its inputs sliced out of one packed
+    buffer, XLA's CPU compiler gave a value off by 1.56 (the same function jitted on separate
+    arguments was right); an optimisation barrier after the unpacking keeps it right."""
+    pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
+    names = ["r[i] = max(r[j], r[k])", "v = r[i][1:].T; v *= sin(r[j][:2].T)",
+             "r[i] = cos(r[j])"]
+    index = {name: k for k, (name, _) in enumerate(fp.STEPS)}
+    program = [(index[names[0]], 2, 1, 1), (index[names[1]], 1, 1, 0),
+               (index[names[2]], 0, 1, 0)]
+    assert fc.check(program, 18, backend="xla") is None

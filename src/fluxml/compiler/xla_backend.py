@@ -212,7 +212,12 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
         met = kernels.run_time_checks()
         met.clear()
         values = [None] * len(inner.inputs)
-        for k, value in zip(host_in, inward.unpack(args[:n_packed])):
+        # The barrier keeps XLA from fusing the slices of the packed buffers into their
+        # readers: XLA's CPU compiler (jaxlib 0.10.2) miscompiled such a program (a value
+        # off by 1.56 on the compiled fuzzer's seed 3, program 18; the same function jitted on
+        # unpacked arguments, or run without jit, was right).
+        unpacked = inward.unpack(args[:n_packed])
+        for k, value in zip(host_in, lax.optimization_barrier(unpacked) if unpacked else ()):
             values[k] = value
         for k, value in zip(device_in, args[n_packed:]):  # (a weak-typed one made strong,
             values[k] = jnp.asarray(value, inner.inputs[k].dtype)  # as NumPy's would be)
