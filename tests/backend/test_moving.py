@@ -122,6 +122,22 @@ def test_tied_arrays_stay_tied_and_arrays_on_the_target_are_kept():
     assert other is not on_fake and fl.backend.device_of(other) == "fake:1"
 
 
+def test_shared_objects_stay_shared():
+    """One rule object in every Leaf of an optimiser state, and a layer used twice, are one
+    object in the moved tree too (a compiled step on the moved state then reads one rule's
+    numbers), not a copy per place; the original tree keeps its own objects."""
+    layer = fl.Dense(3, 3)
+    model = fl.Chain(layer, fl.relu, layer)
+    state = fl.setup(fl.Adam(), model)
+    leaves = [state.layers[0].weight, state.layers[0].bias]
+    assert leaves[0].rule is leaves[1].rule
+    for moved in (fl.backend.to_device((model, state), FAKE),
+                  fl.cpu(fl.backend.to_device((model, state), FAKE))):
+        m, s = moved
+        assert m.layers[0] is m.layers[2] and m.layers[0] is not layer
+        rules = {id(getattr(s.layers[k], f).rule) for k in (0, 2) for f in ("weight", "bias")}
+        assert len(rules) == 1 and s.layers[0].weight.rule is not leaves[0].rule
+
 def test_what_does_not_move():
     tree = [np.float32(2.0), 3.0, np.array(["a", "b"], dtype=object), "text", None]
     there = fl.backend.to_device(tree, FAKE)
