@@ -213,3 +213,28 @@ def test_disjoint_windows_second_order_and_forward_mode():
 
     check_grads(inner, x, order=1)  # reverse over reverse, forward over reverse
     check_grads(lambda x: maxpool(x, (2, 3), stride=(3, 3)), x)
+
+
+@pytest.mark.parametrize("kernel, stride, pad", [((3, 3), (2, 2), 1), ((2, 2), (2, 2), 1),
+                                                 ((3, 2), (1, 2), (1, 0))])
+def test_gradient_of_padded_windows_with_nan_or_only_lowest_values(kernel, stride, pad):
+    """A window's gradient goes to its first NaN where its maximum is NaN (as PyTorch), and to
+    its first real entry where every entry is -inf, never to a padding slot (which once sent
+    it to the previous row or sample). Checked against a loop over the windows."""
+    x = np.round(_x((5, 6), seed=5), 0)
+    x[0, 0, 0, 0] = x[1, 1, 2, 3] = np.nan
+    x[1, 0] = -np.inf
+    x[0, 1, :2, :3] = -np.inf
+    pads = (pad, pad) if isinstance(pad, int) else pad
+    g, = fl.gradient(lambda x: np.sum(maxpool(x, kernel, stride=stride, pad=pad)), x)
+    want = np.zeros_like(x)
+    out = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(x.shape[2:], kernel, stride, pads)]
+    for b, c, i, j in np.ndindex(*x.shape[:2], *out):
+        slots = [(r, q) for r in range(i * stride[0] - pads[0], i * stride[0] - pads[0] + kernel[0])
+                 for q in range(j * stride[1] - pads[1], j * stride[1] - pads[1] + kernel[1])
+                 if 0 <= r < x.shape[2] and 0 <= q < x.shape[3]]
+        values = [x[b, c, r, q] for r, q in slots]
+        nans = [k for k, v in enumerate(values) if np.isnan(v)]
+        pick = nans[0] if nans else int(np.argmax(values))
+        want[(b, c) + slots[pick]] += 1
+    np.testing.assert_array_equal(g, want)

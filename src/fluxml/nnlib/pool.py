@@ -70,21 +70,46 @@ def _max_windows(x, kernel, stride, pads, dilation):
 def _choices(x, best, *, kernel, stride, pads, dilation):
     """``(N, C, *out)`` small integers: the index, in the window's row-major order, of each
     window's first maximum ``best`` (as PyTorch picks it; constant where the derivative exists,
-    so computed on the values); 0 where no entry equals it (NaN). A loop over the kernel's
-    entries, each step a few whole-array operations over every window."""
+    so computed on the values): its first NaN where the maximum is NaN, and never a padding
+    slot (which holds the lowest value: a window whose entries are all that value picks its
+    first real one). A loop over the kernel's entries, each step a few whole-array operations
+    over every window; the NaN and padding checks only where some window needs them."""
     x, best = raw(x), raw(best)
     xp = win.array_module(x)
     cols = _max_windows(x, kernel, stride, pads, dilation)
     every = (slice(None), slice(None))
     offsets = list(np.ndindex(*kernel))
+    nan = best.dtype.kind in "fc" and bool(xp.isnan(best).any())
+    padded = any(lo or hi for lo, hi in pads) and bool((best == _lowest(best.dtype)).any())
     sel = xp.zeros(best.shape, dtype=np.int8 if len(offsets) <= 127 else np.intp)
-    found = cols[every + offsets[0]] == best
-    for k, offset in enumerate(offsets[1:], 1):  # (copyto with where= is 5x slower)
-        first = cols[every + offset] == best
-        xp.greater(first, found, out=first)  # equal here, and not before: first & ~found
+    found = None
+    for k, offset in enumerate(offsets):  # (copyto with where= is 5x slower)
+        c = cols[every + offset]
+        first = c == best
+        if nan:
+            first |= xp.isnan(c)
+        if padded:
+            first &= _real_slots(xp, x.shape[2:], best.shape[2:], offset, stride, pads,
+                                 dilation)
+        if found is None:
+            found = first
+            continue
+        xp.greater(first, found, out=first)  # a match here, and not before: first & ~found
         found |= first
         sel += first * sel.dtype.type(k)
     return sel
+
+
+def _real_slots(xp, size, out, offset, stride, pads, dilation):
+    """Which windows (an ``out``-shaped mask, broadcast over N and C) read a real input entry,
+    not padding, at window entry ``offset``."""
+    d = len(size)
+    mask = True
+    for i, (n, o, k, s, (lo, _), dl) in enumerate(zip(size, out, offset, stride, pads,
+                                                       dilation)):
+        at = xp.arange(o) * s - lo + k * dl
+        mask = mask & ((at >= 0) & (at < n)).reshape((o,) + (1,) * (d - 1 - i))
+    return mask
 
 
 def _maxpool_positions(x, best, kernel, stride, pads, dilation):
