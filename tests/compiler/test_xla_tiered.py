@@ -213,6 +213,31 @@ def test_a_failed_xla_compilation_warns_keeps_numpy_and_wait_raises(monkeypatch)
     assert f.tier == "numpy"
     np.testing.assert_array_equal(f(np.ones(2)), [2.0, 2.0])
 
+    def bump(x):
+        x += 1.0
+        return x.sum()
+
+    g = fl.compile(bump, backend="xla")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        g(np.ones(2))
+        with pytest.raises(CompileError):
+            g.wait()
+    # no XLA code to match: the plain NumPy code (no copy per call to restore on failure)
+    assert not hasattr(g.last.run, "plain")
+    x = np.ones(2)
+    assert g(x) == 4.0 and np.array_equal(x, [2.0, 2.0])
+
+
+def test_wait_inside_held_is_an_error_not_a_hang():
+    f = fl.compile(lambda x: x + 1.0, backend="xla")
+    with tiered.held():
+        f(np.ones(2))
+        with pytest.raises(RuntimeError, match="inside tiered.held"):
+            f.wait()
+    f.wait()
+    assert f.tier == "xla"
+
 
 def test_lowering_errors_still_come_from_the_first_call():
     from fluxml.ad.define import primitive

@@ -79,6 +79,10 @@ class Background:
             self.xla.prepare(self.shardings)
         except BaseException as err:  # noqa: BLE001 - reported by warning and by wait()
             self.error = err
+            # no XLA code to match any more: the NumPy code without the copy per call that
+            # made a failed call write nothing, as XLA's would
+            self.entry.run = getattr(self.numpy, "plain", self.numpy)
+            # (before the warning, which a filter may turn into an exception)
             warnings.warn(f"fl.compile(backend='xla'): XLA could not compile the program "
                           f"({type(err).__name__}: {err}); its calls keep running the NumPy "
                           "back end's code", RuntimeWarning, stacklevel=1)
@@ -94,7 +98,11 @@ class Background:
             self.done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the compilation has ended and the entry switched; False on timeout."""
+        """Wait until the compilation has ended and the entry switched; False on timeout.
+        Inside ``held()`` the switch waits for the block's end: waiting there is an error."""
+        if not _RELEASED.is_set() and not self.done.is_set():
+            raise RuntimeError("fl.compile: wait() inside tiered.held() would never return "
+                               "(the switch to XLA waits for the block's end); wait after it")
         return self.done.wait(timeout)
 
     @property
@@ -121,6 +129,7 @@ def restoring(run, written):
                 arrays[k][...] = old
             raise
 
+    guarded.plain = run  # (what runs if XLA's compilation fails)
     return guarded
 
 
