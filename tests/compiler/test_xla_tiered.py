@@ -314,3 +314,21 @@ def test_the_first_xla_call_after_the_switch_compiles_nothing(where):
     finally:
         monitoring.unregister_event_duration_listener(listen)
     assert step.tier == "xla" and compiles == []
+
+
+def test_one_worker_compiles_in_turn_and_skips_entries_that_left_the_cache():
+    """The signatures' programs are compiled one at a time; one that has left the cache
+    before its turn is not compiled (its XLA code could never run)."""
+    f = fl.compile(lambda x: np.tanh(x).sum(), backend="xla", cache_size=1)
+    with tiered.held():
+        f(np.ones(2))  # compiling (held before the switch)
+        f(np.ones(3))
+        second = f.last
+        f(np.ones(4))  # the second signature leaves the cache, still waiting for its turn
+        third = f.last
+        assert second.pending.dropped and not third.pending.dropped
+    f.wait()
+    assert second.pending.done.wait(60) and second.pending.tier == "numpy"
+    assert second.pending.seconds is None  # never compiled
+    assert third.pending.tier == "xla" and f.tier == "xla"
+    np.testing.assert_allclose(f(np.ones(4)), 4 * np.tanh(1.0))

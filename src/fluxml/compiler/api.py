@@ -223,7 +223,9 @@ class Compiled:
                 placement(leaves[i]) for i, d in zip(positions, devices) if d])
         self.traces += 1
         if len(self.cache) >= self.cache_size:
-            self.cache.popitem(last=False)
+            _, evicted = self.cache.popitem(last=False)
+            if evicted.pending is not None:  # its XLA code would never run: not compiled
+                evicted.pending.dropped = True
         self.cache[key] = entry
         if self.traces > _RETRACE_WARNING and not self._warned:
             self._warned = True

@@ -25,6 +25,11 @@ across the bus on every call, XLA compiles in the caller's thread, as it does wi
 ``fl.compile(..., background=False)``. ``Compiled.wait()`` waits for the compilations under
 way (e.g. before timing, or for tests).
 
+One worker thread compiles, one program at a time, in the order the signatures came: the
+NumPy tier keeps the other core. A program whose entry has left the compiled function's cache
+before its turn is not compiled, nor are those still waiting when the script ends (the
+interpreter waits for the one under way only, rather than tear XLA down in the middle of it).
+
 >>> import numpy as np, fluxml as fl
 >>> f = fl.compile(lambda x: np.tanh(x) * 2, backend="xla")
 >>> f(np.zeros(2)).tolist()  # the NumPy tier answers while XLA compiles
@@ -37,6 +42,8 @@ way (e.g. before timing, or for tests).
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import threading
 import time
 import warnings
@@ -59,7 +66,7 @@ class Background:
     how long the compilation took."""
 
     __slots__ = ("entry", "numpy", "xla", "shardings", "ready", "done", "error", "seconds",
-                 "thread")
+                 "dropped")
 
     def __init__(self, entry, numpy, xla, name: str, shardings=()):
         self.entry, self.numpy, self.xla = entry, numpy, xla
@@ -67,11 +74,15 @@ class Background:
         self.ready, self.done = threading.Event(), threading.Event()
         self.error: BaseException | None = None
         self.seconds = None
+        self.dropped = False  # set when the entry leaves the cache: not worth compiling
         entry.run = numpy
-        # not a daemon: the interpreter waits for it at exit instead of tearing XLA down
-        # under a compilation in progress
-        self.thread = threading.Thread(target=self._compile, name=f"fluxml-xla:{name}")
-        self.thread.start()
+        _submit(self)
+
+    def skip(self):
+        """Not compiled (the entry left the cache, or the script is ending): the entry keeps
+        the NumPy code, and anyone waiting is let go."""
+        self.ready.set()
+        self.done.set()
 
     def _compile(self):
         start = time.perf_counter()
@@ -109,6 +120,48 @@ class Background:
     def tier(self) -> str:
         """``"xla"`` once the entry runs XLA's code, else ``"numpy"``."""
         return "xla" if self.entry.run is self.xla else "numpy"
+
+
+_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_worker: threading.Thread | None = None
+_worker_lock = threading.Lock()
+
+
+def _submit(job):
+    global _worker
+    _jobs.put(job)
+    with _worker_lock:
+        if _worker is None or not _worker.is_alive():
+            # not a daemon: the interpreter waits for the compilation under way at exit
+            # instead of tearing XLA down in the middle of it
+            _worker = threading.Thread(target=_serve, name="fluxml-xla", daemon=False)
+            _worker.start()
+
+
+def _serve():
+    """The worker: compile the jobs in turn; skip dropped ones, and every one left once the
+    main thread has ended (the script is exiting). It lives while the main thread does."""
+    main = threading.main_thread()
+    while True:
+        try:
+            job = _jobs.get(timeout=0.2)
+        except queue.Empty:
+            if not main.is_alive():
+                return
+            continue
+        if job.dropped or not main.is_alive():
+            job.skip()
+        else:
+            job._compile()
+
+
+def _forked():  # a forked child has no worker: the next job starts one
+    global _worker, _jobs
+    _worker, _jobs = None, queue.SimpleQueue()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def restoring(run, written):
