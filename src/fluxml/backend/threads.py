@@ -165,7 +165,11 @@ def run_parts(jobs, threads: int) -> None:
     batch = _Batch(jobs)
     for inbox in _pool.helpers(min(threads, len(jobs)) - 1):
         inbox.put(batch)
-    batch.work()
-    batch.done.wait()
+    try:
+        batch.work()
+        batch.done.wait()
+    except BaseException:  # (Ctrl-C while waiting): the other threads finish their parts
+        batch.done.wait()  # first, so that none still writes once the error has left
+        raise
     if batch.error is not None:
         raise batch.error
