@@ -6,7 +6,7 @@ import pytest
 
 import fluxml as fl
 from fluxml.compiler import passes
-from fluxml.compiler.api import trace
+from fluxml.compiler.calls import trace
 from fluxml.compiler.numpy_backend import lower
 from fluxml.tree import flatten
 

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
-import numpy as np
-
 from fluxml.ad.core import Tracer
 from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes
+from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
 from fluxml.compiler.codegen import build
-from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder, memory_pattern
-from fluxml.compiler.ir import Const, Program
+from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder
+from fluxml.compiler.ir import Program
 from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
-from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
-from fluxml.tree import LEAF, flatten, leaves_with_paths, unflatten
+from fluxml.compiler.trace import CompileError
+from fluxml.tree import LEAF, flatten, unflatten
 
 BACKENDS = ("numpy", "cupy", "xla")
 _RETRACE_WARNING = 8  # traces of one function after which re-tracing is reported
@@ -354,10 +352,6 @@ def _one_at_a_time(kept, plain):
     return run
 
 
-class _Keywords(dict):
-    """The keyword arguments of a call, carried as the last positional one."""
-
-
 def _run(body, args):
     if args and type(args[-1]) is _Keywords:
         return body(*args[:-1], **args[-1])
@@ -377,7 +371,7 @@ def _split_owner(fn):
 
 def _has_arrays(obj) -> bool:
     try:
-        return any(_is_array(x) for x in flatten(obj)[0])
+        return any(is_array(x) for x in flatten(obj)[0])
     except Exception:  # noqa: BLE001 - an object the tree cannot walk: not a model
         return False
 
@@ -387,10 +381,7 @@ def _fname(fn) -> str:
     return name if name.isidentifier() else "fn"
 
 
-# --- signatures ----------------------------------------------------------------------------
-
-_is_array = is_array
-
+# --- JAX arrays as leaves ----------------------------------------------------------------
 
 _jax_registered = False
 
@@ -409,220 +400,6 @@ def _register_jax():
     except ModuleNotFoundError:
         return
     _jax_registered = True
-
-
-def signature(spec, leaves, numbers=None):
-    """What a trace depends on: the tree's structure, each array's type, shape and dtype,
-    which leaves are the same array, and the value of every non-array leaf but the traced
-    numbers (``numbers``: ``numbers.find``'s map), of which only which are the same counts."""
-    parts = []
-    seen: dict = {}
-    for i, x in enumerate(leaves):
-        if numbers and i in numbers:
-            parts.append(("traced", numbers[i][0]))
-        elif _is_array(x):
-            first = seen.setdefault(id(x), i)
-            parts.append((type(x), x.shape, x.dtype.str, first,
-                          getattr(x, "strides", None) if x.ndim > 1 else None))
-        else:
-            parts.append((type(x), x))
-    arrays = [x for x in leaves if _is_array(x)]
-    return _spec_key(spec), tuple(parts), memory_pattern(arrays)
-
-
-def _spec_key(spec):
-    kind = spec.kind
-    if kind == "leaf":
-        return 0
-    if kind == "static":
-        s = spec.static
-        try:
-            hash(s)
-        except TypeError:
-            return ("id", id(s))
-        return ("s", type(s), s)
-    keys = tuple(spec.keys) if spec.keys is not None else None
-    return (kind, spec.type, keys, tuple(_spec_key(c) for c in spec.children))
-
-
-# --- tracing -------------------------------------------------------------------------------
-
-LEAKED = ("fl.compile: a traced value was used after the compiled function returned (kept in "
-          "a global, a closure or an attribute). Return it from the function instead.")
-
-
-def trace(fn, args, leaves, spec, numbers=None):
-    """``(program, positions, out_spec)``: ``fn(*args)`` traced, with each array leaf an
-    input (the same array twice is one input), and each traced number (``numbers``: leaf
-    index -> (its first leaf, a switch?)) a 0-d float64 input."""
-    tr = IRTrace()
-    tracers, positions, by_id, new_leaves = [], [], {}, []
-    numbers = numbers or {}
-    for i, x in enumerate(leaves):
-        number = i in numbers
-        if number or _is_array(x):
-            key = ("number", numbers[i][0]) if number else id(x)
-            t = by_id.get(key)
-            if t is None:
-                # (a jax.Array's example for the trace's metadata: a NumPy copy)
-                t = by_id[key] = tr.input(np.array(x, np.float64) if number else
-                                          np.asarray(x) if is_jax(x) else x)
-                tracers.append(t)
-                positions.append(i)
-            new_leaves.append(t)
-        else:
-            new_leaves.append(x)
-    in_vars = [t._box for t in tracers]
-    targs = unflatten(spec, new_leaves)
-    with active(tr):
-        try:
-            out = fn(*targs)
-        finally:
-            tr.closed = LEAKED
-    writes = _writes(tr, targs, spec, leaves, positions, in_vars, numbers)
-    _check_overlaps(args, leaves, positions, writes)
-    out_leaves, out_spec = flatten(out)
-    outputs = [_output(tr, x) for x in out_leaves]
-    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
-
-
-def _writes(tr, targs, spec, leaves, positions, in_vars, numbers):
-    """The arguments the function wrote into or rebound: ``(input position, new var)``."""
-    after, spec_after = flatten(targs)
-    if _spec_key(spec_after) != _spec_key(spec) or len(after) != len(leaves):
-        raise CompileError(
-            "fl.compile: the function changed the structure of its arguments (added, removed "
-            "or retyped an attribute or entry). A compiled function may write into its "
-            "array arguments, or rebind an array to one of the same shape and dtype.")
-    index = {p: k for k, p in enumerate(positions)}
-    first = {}
-    for i, x in enumerate(leaves):
-        if _is_array(x):
-            first.setdefault(id(x), i)
-    writes = {}
-    kept, rebound = {}, {}  # input position -> first path that kept / rebound its array
-    for i, x in enumerate(leaves):
-        if not _is_array(x):
-            if i in numbers:  # a traced number: its input, never written
-                now = after[i]
-                if type(now) is Tracer and now._box is in_vars[index[numbers[i][0]]]:
-                    continue
-                now = "a computed value" if type(now) is Tracer else repr(now)
-                raise CompileError(
-                    f"fl.compile: the function changed the number {x!r} at {_path(spec, i)} "
-                    f"of its arguments to {now}. A compiled function cannot write a number "
-                    "back: change it (fl.adjust) between calls.")
-            if not _same_number(x, after[i]):
-                raise CompileError(
-                    f"fl.compile: the function changed the number {x!r} at "
-                    f"{_path(spec, i)} of its arguments to {after[i]!r}. A compiled function "
-                    "cannot write a Python number back (numbers are fixed at trace time): "
-                    "keep such state in a 0-d array and update it in place (`t += 1`).")
-            continue
-        k = index[first[id(x)]]
-        now = after[i]
-        if type(now) is not Tracer or now._trace is not tr:
-            raise CompileError(
-                "fl.compile: the function replaced an array argument by a value that is not "
-                "computed from the arguments; write into it (`x[...] = value`) instead.")
-        v = now._box
-        if v.shape != in_vars[k].shape or v.dtype != in_vars[k].dtype:
-            raise CompileError(
-                f"fl.compile: the function rebound an array argument of shape "
-                f"{in_vars[k].shape} and dtype {in_vars[k].dtype} to one of shape {v.shape} "
-                f"and dtype {v.dtype}; a compiled function keeps its arguments' shapes.")
-        if v is not in_vars[k]:
-            if k in writes and writes[k] is not v:
-                raise CompileError("fl.compile: one array argument was given two new values "
-                                   "through two references to it")
-            writes[k] = v
-            rebound.setdefault(k, i)
-        else:
-            kept.setdefault(k, i)
-    for k, i in rebound.items():
-        if k in kept:  # eagerly the other reference keeps the old values; compiled, it
-            # would see the new ones (they are written into the array, or rebound with it)
-            raise CompileError(
-                f"fl.compile: the function rebound {_path(spec, i)} to a new array, but the "
-                f"array it held is also at {_path(spec, kept[k])}, which keeps the old "
-                "values in eager Python; a compiled function writes the new values into "
-                "that one array. Pass distinct arrays (a copy of one), or write into the "
-                "array in place (`x[...] = value`) if both references should see the change.")
-    return sorted(writes.items())
-
-
-def _check_overlaps(args, leaves, positions, writes):
-    """A written argument must not share memory with another argument: the compiled program
-    writes arguments at other moments than the eager function (or into their buffers), so a
-    view of one would see other values."""
-    arrays = [leaves[i] for i in positions]
-    pattern = memory_pattern(arrays)
-    for k, _ in writes:
-        for j, p in enumerate(pattern):
-            if j != k and p == pattern[k]:
-                raise CompileError(
-                    f"fl.compile: {_path_of(args, positions[k])} is written by the function and "
-                    f"shares memory with {_path_of(args, positions[j])} (views of one array). "
-                    "Pass a copy of one of them.")
-
-
-def _path_of(args, i) -> str:
-    _, spec = flatten(args)
-    return _path(spec, i)
-
-
-def _same_number(a, b) -> bool:
-    if type(b) is Tracer or type(a) is not type(b):
-        return False
-    try:
-        return bool(a == b) or (a != a and b != b)  # NaN stays NaN
-    except Exception:  # noqa: BLE001 - an unusual leaf type: compare by identity
-        return a is b
-
-
-def _path(spec, i) -> str:
-    """The path of leaf ``i`` (for messages)."""
-    marks = unflatten(spec, range(10**9))  # leaves replaced by their positions
-    for path, leaf in leaves_with_paths(marks):
-        if leaf == i:
-            return "argument " + path
-    return f"leaf {i}"
-
-
-def _output(tr, x):
-    if type(x) is Tracer:
-        if x._trace is not tr:
-            raise CompileError("fl.compile: the function returned a value traced by a "
-                               "transform inside it (a leaked tracer)")
-        return x._box
-    if type(x) is Abstract:
-        return x.var
-    return Const(x)
-
-
-def input_names(fn, args, leaves, positions) -> list[str]:
-    """Names for the program's inputs from the function's parameter names and their paths
-    in the arguments (``model.layers[0].weight`` gives ``model_layers_0_weight``)."""
-    try:
-        paths = [p for p, _ in leaves_with_paths(args)]
-        params = [p.name for p in inspect.signature(fn).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except Exception:  # noqa: BLE001 - names are cosmetic: fall back to a0, a1 ...
-        paths, params = [], []
-    if len(paths) != len(leaves):
-        return [f"a{k}" for k in range(len(positions))]
-    out = []
-    keywords = len(args) - 1 if args and type(args[-1]) is _Keywords else -1
-    for p in (paths[i] for i in positions):
-        head, _, rest = p.partition(".")
-        k = int(head) if head.isdigit() else -1
-        if k == keywords:  # a keyword argument: its own name
-            head, _, rest = rest.partition(".")
-            name = head
-        else:
-            name = params[k] if 0 <= k < len(params) else f"a{head}"
-        out.append(f"{name}_{rest}" if rest else name)
-    return out
 
 
 # --- back ends -----------------------------------------------------------------------------
