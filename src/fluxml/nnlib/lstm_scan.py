@@ -137,12 +137,12 @@ def _scratch(like, *shapes):
     backward pass's buffers), carved from the thread's ``"lstm"`` workspace
     (:func:`fluxml.nnlib.windows.workspace`), which later calls reuse: fresh memory costs a
     page fault per 4 KiB on first touch, which on a virtual machine can cost as much as the
-    arithmetic. Nothing returned may be a view of them. Arrays of other libraries, and sizes
-    past ``windows.SCRATCH_BYTES`` (the limit of every kept scratch), get fresh arrays."""
-    sizes = [math.prod(shape) for shape in shapes]
-    if type(like) is not np.ndarray or sum(sizes) * like.itemsize > windows.SCRATCH_BYTES:
+    arithmetic. Nothing returned may be a view of them. Arrays of other libraries get fresh
+    arrays, and so do sizes past the limit of :func:`fluxml.nnlib.windows.scratch`."""
+    if type(like) is not np.ndarray:
         return [np.empty_like(like, shape=shape) for shape in shapes]
-    buf = windows.workspace((sum(sizes),), like.dtype, np, "lstm")
+    sizes = [math.prod(shape) for shape in shapes]
+    buf = windows.scratch((sum(sizes),), like.dtype, np, "lstm")
     out, start = [], 0
     for shape, size in zip(shapes, sizes):
         out.append(buf[start:start + size].reshape(shape))
@@ -168,7 +168,9 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     want_w = 3 in positions or 4 in positions or 5 in positions
     p, g_h, w_t, dh, dh_in, dc, dz_2, dx, xh_2, dw = _scratch(
         acts, (steps, 5, n, batch), (steps, n, batch), (n, 4 * n), (n, batch), (n, batch),
-        (n, batch), (4 * n, steps, batch), (steps * batch, n_in), (steps, batch, k), (4 * n, k))
+        (n, batch), (4 * n, steps, batch),
+        (steps * batch, n_in) if want_x else (0, n_in),  # (only read where wanted)
+        (steps, batch, k) if want_w else (0, batch, k), (4 * n, k) if want_w else (0, k))
     # dz = [dc i', dc f', dc g', dh o'] and dc_t = dh_t k_t + dc_{t+1} f_{t+1}, where, from
     # the products i g and f c_{t-1} of the cell update: i' = g i (1 - i) = (i g) - (i g) i,
     # f' = (f c_{t-1}) - (f c_{t-1}) f, g' = i (1 - g^2) = i - (i g) g; and from h = o tanh(c):
