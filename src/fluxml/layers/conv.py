@@ -119,8 +119,9 @@ class Conv(Module):
     def out_channels(self) -> int:
         return self.weight.shape[0]
 
-    def _geometry(self, shape):
-        """``(pads, output shape)`` for an input shape, refusing what does not fit."""
+    def _output_shape(self, shape):
+        """The output shape for an input shape, refusing what does not fit."""
+        shape = tuple(shape)
         d = len(self.kernel)
         check_input(self, shape, self.in_channels, d)
         stride = win.spatial(self.stride, d, "stride", "")
@@ -132,10 +133,7 @@ class Conv(Module):
             reach = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel, dilation))
             raise LayerError(f"{self._line()} needs a spatial size of at least {reach} after "
                              f"padding {pads}; got input {tuple(shape)}")
-        return pads, (shape[0], self.out_channels) + out
-
-    def _output_shape(self, shape):
-        return self._geometry(tuple(shape))[1]
+        return (shape[0], self.out_channels) + out
 
     def __call__(self, x):
         shape = getattr(x, "shape", None)
@@ -149,7 +147,7 @@ class Conv(Module):
                                        dilation=self.dilation, groups=self.groups,
                                        flipped=self.flipped)
         except ValueError:  # the layer's own account of an input that does not fit
-            self._geometry(tuple(x.shape))
+            self._output_shape(x.shape)
             raise
 
     def _finish(self, y):

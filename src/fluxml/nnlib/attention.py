@@ -36,9 +36,10 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, first_order, raw
+from fluxml.ad.core import first_order, raw
 from fluxml.ad.define import primitive
 from fluxml.nnlib import windows as win
+from fluxml.nnlib.recurrent import _used
 
 __all__ = ["dot_product_attention", "make_causal_mask"]
 
@@ -180,10 +181,6 @@ def _shifted_softmax(q, k, bias, mask, scale):
         return None
     s *= np.reciprocal(total, out=total)
     return s
-
-
-def _used(c):
-    return c is not None and (type(c) is Tracer or bool(np.any(c)))
 
 
 def _vjp(g, ans, args, params, positions):

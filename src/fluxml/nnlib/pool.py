@@ -308,7 +308,8 @@ def adaptive_maxpool(x, out_size):
     out = _adaptive_size("adaptive_maxpool", x, out_size)
     v = raw(x)
     xp = win.array_module(v)
-    tables = [_adaptive_table(n, m) for n, m in zip(v.shape[2:], out)]
+    spans = [_adaptive_bounds(n, m) for n, m in zip(v.shape[2:], out)]
+    tables = [_adaptive_table(start, end) for start, end in spans]
     d = len(out)
     index = []
     for i, t in enumerate(tables):  # t[o, k] broadcast to axes i (o) and d + i (k)
@@ -320,7 +321,7 @@ def adaptive_maxpool(x, out_size):
     unique = all(n % m == 0 for n, m in zip(v.shape[2:], out))
     # the coordinate of window o's entry k is min(start[o] + k, end[o] - 1) (the tables'),
     # computed rather than looked up: k is traced under fl.compile, a table a constant
-    bounds = [[xp.asarray(b) for b in _adaptive_bounds(n, m)] for n, m in zip(v.shape[2:], out)]
+    bounds = [[xp.asarray(b) for b in span] for span in spans]
     positions = _positions(first, v.shape, [t.shape[1] for t in tables],
                            lambda i, o, k: np.minimum(bounds[i][0][o] + k, bounds[i][1][o] - 1))
     return POOL_GATHER(x, positions, unique=unique)
@@ -371,7 +372,6 @@ def global_meanpool(x):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-
 def _geometry(fn, x, kernel, stride, pad, dilation):
     d = win.check_input(fn, x)
     kernel = win.spatial(kernel, d, "kernel", fn)
@@ -406,10 +406,9 @@ def _adaptive_bounds(n, m):
     return i * n // m, -(-(i + 1) * n // m)
 
 
-def _adaptive_table(n, m):
-    """PyTorch's adaptive windows of an axis of length ``n`` into ``m``, as ``(m, longest)``
-    coordinates; a shorter window repeats its last entry (harmless for a maximum)."""
-    start, end = _adaptive_bounds(n, m)
+def _adaptive_table(start, end):
+    """PyTorch's adaptive windows of an axis (their :func:`_adaptive_bounds`) as ``(m,
+    longest)`` coordinates; a shorter window repeats its last entry (harmless for a maximum)."""
     longest = int((end - start).max())
     return np.minimum(start[:, None] + np.arange(longest)[None, :], end[:, None] - 1)
 
