@@ -174,17 +174,9 @@ class Compiled:
         start = time.perf_counter()
         program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
                                              spec, numbers)
-        plain = None
+        steps = passes.pipeline(self.backend)
         if self.optimise:
-            steps = passes.pipeline(self.backend)
             program = passes.optimise(program, steps[:-1])
-            if self.backend == "numpy":  # buffers kept between calls, and a plain fallback
-                plain = steps[-1](program)
-                program = passes.buffers(program, arena=True)
-                if not program.arena:
-                    plain = None
-            else:
-                program = steps[-1](program)
         names = input_names(self._body, args, leaves, positions)
         devices = [is_jax(leaves[i]) for i in positions]
         if self.backend != "xla" and any(devices):
@@ -193,10 +185,13 @@ class Compiled:
                 f"fl.compile(backend={self.backend!r}): {_path_of(args, positions[k])} is a "
                 "jax.Array; compile with backend='xla' to use device-resident JAX state, or "
                 "move the tree back with fl.cpu(...)")
-        source, run = lower(program, names, self.backend, _fname(self.fn), devices,
-                            self.donate)
-        if plain is not None:
-            run = _one_at_a_time(run, lower(plain, names, self.backend, _fname(self.fn))[1])
+        if self.backend == "numpy":  # (its last pass, buffer planning, is _numpy_code's)
+            program, source, run = _numpy_code(program, names, _fname(self.fn), self.optimise)
+        else:
+            if self.optimise:
+                program = steps[-1](program)
+            source, run = lower(program, names, self.backend, _fname(self.fn), devices,
+                                self.donate)
         rebind, written = None, None
         if getattr(run, "rebinds", None):  # jax.Arrays written: rebind the caller's leaves
             n_out = len(program.outputs)
@@ -210,15 +205,14 @@ class Compiled:
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, written,
                       tuple(k for k, i in enumerate(positions) if numbers and i in numbers))
-        if self.backend == "xla" and self.background and \
-                all(on_cpu(leaves[i]) for i, d in zip(positions, devices) if d):
+        on_device = [leaves[i] for i, d in zip(positions, devices) if d]
+        if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
-            numpy_run = restoring(_numpy_code(program, names, _fname(self.fn), self.optimise),
+            numpy_run = restoring(_numpy_code(program, names, _fname(self.fn), self.optimise)[2],
                                   [k for k, _ in program.writes if not devices[k]])
             if any(devices):
                 numpy_run = on_host(numpy_run, devices, run.rebinds)
-            entry.pending = Background(entry, numpy_run, run, _fname(self.fn), [
-                placement(leaves[i]) for i, d in zip(positions, devices) if d])
+            entry.pending = Background(entry, numpy_run, run, list(map(placement, on_device)))
         self.traces += 1
         if len(self.cache) >= self.cache_size:
             _, evicted = self.cache.popitem(last=False)
@@ -307,16 +301,16 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
 
 
 def _numpy_code(program, names, fname, optimise):
-    """The NumPy back end's function for a program the passes have optimised up to buffer
-    planning (as for the xla back end): buffers kept between calls where they help, and a
-    plain version for a call that comes while one runs."""
+    """``(program, source, function)`` of the NumPy back end for a program the passes have
+    optimised up to buffer planning: with ``optimise``, buffers kept between calls where they
+    help, and a plain version for a call that comes while one runs."""
     if not optimise:
-        return lower(program, names, "numpy", fname)[1]
+        return (program,) + lower(program, names, "numpy", fname)
     kept = passes.buffers(program, arena=True)
-    run = lower(kept, names, "numpy", fname)[1]
+    source, run = lower(kept, names, "numpy", fname)
     if kept.arena:
         run = _one_at_a_time(run, lower(passes.buffers(program), names, "numpy", fname)[1])
-    return run
+    return kept, source, run
 
 
 def _nested(program, seen) -> list[str]:

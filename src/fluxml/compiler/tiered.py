@@ -57,18 +57,18 @@ _RELEASED.set()
 
 
 class Background:
-    """XLA's compilation of one signature's program, under way in a thread.
+    """XLA's compilation of one signature's program, a job of the one compile worker.
 
     ``entry.run`` is the NumPy code (``numpy``) until ``xla.prepare()`` is done, then ``xla``.
     ``ready`` is set when XLA's compilation has ended, ``done`` when the entry has switched
-    (or the compilation failed) and the thread ends; ``error`` holds what XLA's compilation
+    (or the compilation failed, or was skipped); ``error`` holds what XLA's compilation
     raised (the entry then keeps the NumPy code, and says so in a warning); ``seconds`` is
     how long the compilation took."""
 
     __slots__ = ("entry", "numpy", "xla", "shardings", "ready", "done", "error", "seconds",
                  "dropped")
 
-    def __init__(self, entry, numpy, xla, name: str, shardings=()):
+    def __init__(self, entry, numpy, xla, shardings):
         self.entry, self.numpy, self.xla = entry, numpy, xla
         self.shardings = shardings  # of the device-resident arguments (xla.prepare's)
         self.ready, self.done = threading.Event(), threading.Event()

@@ -247,10 +247,9 @@ def _ahead(jitted, host, device):
     and the shardings of its device-resident ones (None for an uncommitted ``jax.Array``: a
     committed one is another entry of JAX's caches); the first call then finds the executable
     in JAX's caches instead of compiling."""
-    def prepare(shardings=()):
-        specs = host + [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for
-                        (shape, dtype), sharding in zip(device, list(shardings) or
-                                                        [None] * len(device))]
+    def prepare(shardings):
+        specs = host + [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+                        for (shape, dtype), sharding in zip(device, shardings)]
         with jax.enable_x64(True):
             jitted.trace(*specs).lower().compile()
 

@@ -23,7 +23,7 @@ from fluxml.compiler.trace import _draw
 
 
 def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
-             host_writes, n_device_writes, checked=True):
+             host_writes, n_device_writes, checked):
     """The function the compiled call runs: arrays in (NumPy ones packed), results out,
     run-time checks judged, then the writes into NumPy arguments copied back; the new values
     of device arguments the program writes come last (the caller rebinds them).
@@ -32,14 +32,6 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
     outputs = program.outputs
     n_out = len(kept)
     x64 = jax.enable_x64
-    if not host_in and not host_writes and not checked and n_out == len(outputs) and \
-            device_in:  # device state only: XLA's results are the call's, in order, and
-        # nothing else runs (one Python call less on a path a small step waits on)
-        def run_device(*arrays):
-            with x64(True):
-                return jitted(*arrays)
-
-        return run_device
     n_host = len(outward.groups) + len(outward.single)
     n_judged = n_out + n_host + n_device_writes
     specs = [(e.params["rng"], e.params["method"], e.params["args"], e.params["kwargs"])
@@ -48,11 +40,16 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
     host_args = [k for k in host_in if k < n_in]
     convert = (lambda r: r) if device_in else _numpy  # device state in: results stay there
     if not host_in and not host_writes:  # all state on the device: nothing to pack or copy
-        def call(arrays):
+        def call(*arrays):
             with x64(True):
                 return jitted(*arrays)
+
+        if not checked and n_out == len(outputs) and device_in:
+            # XLA's results are the call's, in order, and nothing else runs (one Python
+            # call less on a path a small step waits on)
+            return call
     else:
-        def call(arrays):
+        def call(*arrays):
             host = [arrays[k] for k in host_args]
             if specs:
                 host += [_draw(*s) for s in specs]
@@ -60,7 +57,7 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
                 return jitted(*inward.pack(host, np), *[arrays[k] for k in device_in])
 
     def run(*arrays):
-        results = call(arrays)
+        results = call(*arrays)
         for judge, value in zip(judges, results[n_judged:]):
             judge(value)  # raises, as the eager code would, before anything is written
         if host_writes:
