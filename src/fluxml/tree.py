@@ -207,20 +207,25 @@ def _object(x, leaves, leaf, seen, trainable):
     return Spec("object", t, [k for k, _ in fields], children, static=x)
 
 
-def unflatten(spec: Spec, leaves, static_as_none: bool = False):
+def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
+              shared: dict | None = None):
     """Rebuild a tree of ``spec``'s shape from ``leaves`` (an iterable in flatten's order).
 
-    With ``static_as_none`` static parts become ``None`` (the shape of a gradient)."""
-    return _unflatten(spec, iter(leaves), static_as_none)
+    With ``static_as_none`` static parts become ``None`` (the shape of a gradient). With
+    ``shared`` (a dict, usually empty) an object met twice in the tree (one optimiser rule
+    in every Leaf of a state, a layer used twice) is rebuilt once, so the new tree shares it
+    as the original does."""
+    return _unflatten(spec, iter(leaves), static_as_none, shared)
 
 
-def _unflatten(spec, it, none):
+def _unflatten(spec, it, none, shared=None):
     kind = spec.kind
     if kind == "leaf":
         return next(it)
     if kind == "static":
         return None if none else spec.static
-    children = [next(it) if c is LEAF else _unflatten(c, it, none) for c in spec.children]
+    children = [next(it) if c is LEAF else _unflatten(c, it, none, shared)
+                for c in spec.children]
     if kind in ("list", "tuple"):
         return spec.type(children)
     if kind == "namedtuple":
@@ -228,6 +233,8 @@ def _unflatten(spec, it, none):
     if kind == "dict":
         d = dict(zip(spec.keys, children))
         return d if spec.type is dict else _rebuild_dict(spec.type, d)
+    if shared is not None and (built := shared.get(id(spec.static))) is not None:
+        return built
     obj = object.__new__(spec.type)
     old = getattr(spec.static, "__dict__", None)
     if none:  # a gradient: every attribute the object had, None where nothing came back
@@ -240,6 +247,8 @@ def _unflatten(spec, it, none):
     except AttributeError:  # slotted dataclass
         for k, v in state.items():
             object.__setattr__(obj, k, v)
+    if shared is not None:
+        shared[id(spec.static)] = obj
     return obj
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer, raw
 from fluxml.backend.registry import ArrayBackend, backend_of
-from fluxml.tree import LEAF, Spec, flatten, unflatten
+from fluxml.tree import flatten, unflatten
 
 _MOVABLE_KINDS = "biufc"  # NumPy arrays of these dtype kinds go to a device (not object/str)
 
@@ -49,27 +49,7 @@ def _move(tree, convert, name: str):
                 else convert(x)
         changed = changed or y is not x
         out.append(y)
-    return _rebuild(spec, iter(out), {}) if changed else tree
-
-
-def _rebuild(spec, it, built):
-    """``unflatten``, keeping the tree's sharing: an object met twice in the tree (one
-    optimiser rule in every Leaf of a state, a layer used twice) is rebuilt once, so the moved
-    tree shares it as the original does (a compiled step then reads one rule's numbers, not a
-    copy per array)."""
-    kind = spec.kind
-    if kind == "leaf":
-        return next(it)
-    if kind == "static":
-        return spec.static
-    children = [_rebuild(c, it, built) for c in spec.children]
-    node = Spec(kind, spec.type, spec.keys, [LEAF] * len(children), static=spec.static)
-    if kind != "object":
-        return unflatten(node, children)
-    obj = built.get(id(spec.static))
-    if obj is None:
-        obj = built[id(spec.static)] = unflatten(node, children)
-    return obj
+    return unflatten(spec, out, shared={}) if changed else tree  # (tied objects stay tied)
 
 
 def _convert_traced(x, convert, name):
