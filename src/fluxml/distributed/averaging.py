@@ -206,8 +206,7 @@ class GradientAverager:
         on every rank (in one process: ``count`` 0), the plan and the gradients left as they
         were."""
         g = self.group
-        if type(count) is not int and not isinstance(count, (int, np.integer)) \
-                or isinstance(count, bool) or count < 0:
+        if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
             raise ValueError(f"GradientAverager.average: count must be this rank's number of "
                              f"observations, an int >= 0; got {count!r}")
         if share is not None and not (share > 0 or share == 0 == count):
@@ -336,7 +335,7 @@ class GradientAverager:
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             sums.append(x)
         # the averaged tree, built while the messages travel
-        tree, values = self._result(grads, leaves, owned) if fits else (None, None)
+        tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
         g.wait(posted[:1], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
@@ -357,25 +356,23 @@ class GradientAverager:
             have = self.header[_HEADER:].real
             for pos, n in zip(self.order, have):
                 if n == 0:
-                    values[pos] = None
-            tree = self._rebuild(grads, values)
+                    leaves[pos] = None
+            tree = self._rebuild(grads, leaves)
         t2 = time.perf_counter()
         self.timings["pack"], self.timings["wait"], self.timings["total"] = \
             t1 - t0, t2 - t1, t2 - t0
         return loss_sum / total, tree, int(total)
 
-    def _result(self, grads, leaves: list, owned: dict):
-        """``(tree, values)``: the averaged tree to be, with each planned position where its
-        sum lands (a view of a bucket, the gradient itself where ``owned`` has it, else the
-        direct bucket's buffer), the others as in ``leaves``."""
-        values = list(leaves)
+    def _result(self, grads, leaves: list, sums: list):
+        """The averaged tree to be: ``leaves`` (the gradients, no longer needed) with each
+        planned position set to where its sum lands (a view of a bucket; for a direct bucket
+        its ``sums`` entry, the gradient itself, or where that is None the bucket's
+        buffer)."""
         for pos, view in self.outputs:
-            values[pos] = view
-        for b in self.direct:
-            pos = b.items[0][0]
-            x = owned.get(pos) if owned else None
-            values[pos] = b.items[0][3] if x is None else x
-        return self._rebuild(grads, values), values
+            leaves[pos] = view
+        for b, x in zip(self.direct, sums):
+            leaves[b.items[0][0]] = b.items[0][3] if x is None else x
+        return self._rebuild(grads, leaves)
 
     def _finish(self, posted: list, sums: list, factor, what: str) -> None:
         """Wait for the messages in turn, and as each comes multiply its sums by ``factor``
