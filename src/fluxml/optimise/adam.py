@@ -153,13 +153,24 @@ class RAdam(_AdamLike):
             return AdamState(m, v, t), _rectified_traced(m, v, n, b1, b2, eps, eta, rho_inf,
                                                          out)
         n = float(n)
-        rho = rho_inf - 2.0 * n * b2**n / (1.0 - b2**n)
+        rho = _rho(n, b2, rho_inf)
         if rho > 4.0:
-            r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            r = math.sqrt(_r2(rho, rho_inf))
             _corrected(m, v, n, b1, b2, eps, eta * r, out)
         else:
             np.multiply(m, eta / (1.0 - b1**n), out=out)
         return AdamState(m, v, t), out
+
+
+def _rho(n, b2, rho_inf):
+    """RAdam's length of the approximated simple moving average at step ``n``."""
+    bn = b2**n
+    return rho_inf - 2.0 * n * bn / (1.0 - bn)
+
+
+def _r2(rho, rho_inf):
+    """The square of RAdam's variance rectification term (for ``rho > 4``)."""
+    return (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
 
 
 def _rectified_traced(m, v, n, b1, b2, eps, eta, rho_inf, out):
@@ -167,12 +178,10 @@ def _rectified_traced(m, v, n, b1, b2, eps, eta, rho_inf, out):
     of the eager branches, the one that applies picked by ``np.where``. The test ``rho > 4``
     and the scalars are computed in float64 from the count, as eagerly, and reach the arrays
     through ``number`` (so RAdam counts a vector as the rest of the family)."""
-    bn = b2**n
-    rho = rho_inf - 2.0 * n.astype(np.float64) * bn / (1.0 - bn)
+    rho = _rho(n.astype(np.float64), b2, rho_inf)
     rect = rho > 4.0
     # (the root of a negative number where rho <= 4: that branch's value is not picked)
-    r2 = np.where(rect, (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho),
-                  1.0)
+    r2 = np.where(rect, _r2(rho, rho_inf), 1.0)
     _corrected(m, v, n, b1, b2, eps, eta * np.sqrt(r2), out)
     plain = np.multiply(m, number(eta / (1.0 - b1**n), out))
     return np.where(number(rect, out) != 0, out, plain)

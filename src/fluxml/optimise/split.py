@@ -81,7 +81,8 @@ def _splittable(leaf, x, dx, buf) -> bool:
 
 def _parts(leaf, x, dx, buf, parts, counters) -> list:
     """The jobs stepping the parts of one array; ``counters`` gets ``(counter, [count])``
-    per step counter of the state, the count filled in by the first part."""
+    per step counter of the state, the count filled in by the parts (each counts its own copy
+    to the same value)."""
     axis = x.ndim - 1 if dx.flags.f_contiguous and not dx.flags.c_contiguous else 0
     length = x.shape[axis]
     parts = max(1, min(parts, length))
@@ -96,7 +97,7 @@ def _parts(leaf, x, dx, buf, parts, counters) -> list:
             counters.append((field, seen[-1]))
     rule = leaf.rule
 
-    def job(a, b, first):
+    def job(a, b):
         cut = (slice(None),) * axis + (slice(a, b),)
         mine = [f[cut] if k == "array" else f.copy() if k == "counter" else None
                 for k, f in zip(kinds, fields)]
@@ -106,12 +107,9 @@ def _parts(leaf, x, dx, buf, parts, counters) -> list:
             if kind == "array" and value is not view:
                 view[...] = value  # a rule that returned a new array, not its state's
             elif kind == "counter":
-                box = next(boxes)
-                if first:
-                    box[0] = int(value)
+                next(boxes)[0] = int(value)
         if step is not None:
             part = x[cut]
             np.subtract(part, step, out=part)
 
-    return [lambda a=a, b=b, i=i: job(a, b, i == 0)
-            for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if b > a]
+    return [lambda a=a, b=b: job(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
