@@ -13,7 +13,6 @@ from fluxml.ad.core import Tracer
 from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes
 from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
-from fluxml.compiler.codegen import build
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder
 from fluxml.compiler.ir import Program
 from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
@@ -28,10 +27,10 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "written", "known", "numbers", "pending")
+                 "rebind", "known", "numbers", "pending")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, written=None, numbers=()):
+                 rebind=None, numbers=()):
         self.program = program
         self.source = source
         self.run = run
@@ -39,12 +38,10 @@ class Entry:
         self.out_spec = out_spec
         self.compile_time = compile_time
         self.extract = extract  # the fast check of a call's arguments (guards.py)
-        # points the caller's tree at the new values of the jax.Arrays the program wrote,
-        # which ``run`` returns after the results (guards.make_rebinder); None if none
+        # ``rebind(args, results, arrays)`` points the caller's tree, and the list of the
+        # call's input arrays, at the new values of the jax.Arrays the program wrote, which
+        # ``run`` returns after the results (guards.make_rebinder); None if none
         self.rebind = rebind
-        # ``written(arrays, results)`` puts the new values of the jax.Arrays the program
-        # wrote (rebound in the caller's tree) in the list of its input arrays
-        self.written = written
         # the input arrays of the last call whose arguments passed (with the new values of
         # the rebound ones): what the next call's usually are, which ``extract`` checks
         # faster. Replaced whole, never changed in place (threads read it unlocked).
@@ -141,8 +138,7 @@ class Compiled:
             if arrays is not None:
                 outs = last.run(*arrays)
                 if last.rebind is not None:
-                    last.rebind(args, outs)
-                    last.written(arrays, outs)
+                    last.rebind(args, outs, arrays)
                 last.known = arrays
                 return outs[0] if last.out_spec is LEAF else unflatten(last.out_spec, outs)
         if self.backend == "xla":
@@ -165,8 +161,7 @@ class Compiled:
             arrays[k] = traced_numbers.as_input(arrays[k])
         outs = entry.run(*arrays)
         if entry.rebind is not None:
-            entry.rebind(args, outs)
-            entry.written(arrays, outs)
+            entry.rebind(args, outs, arrays)
         entry.known = arrays  # (the signature checked them)
         return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
@@ -192,18 +187,16 @@ class Compiled:
                 program = steps[-1](program)
             source, run = lower(program, names, self.backend, _fname(self.fn), devices,
                                 self.donate)
-        rebind, written = None, None
+        rebind = None
         if getattr(run, "rebinds", None):  # jax.Arrays written: rebind the caller's leaves
             n_out = len(program.outputs)
             targets = {i: n_out + j for j, k in enumerate(run.rebinds)
                        for i, x in enumerate(leaves) if x is leaves[positions[k]]}
-            rebind = make_rebinder(args, spec, targets, (_Keywords,))
-            written = build("def written(arrays, outs):\n" + "".join(
-                f"    arrays[{k}] = outs[{n_out + j}]\n" for j, k in enumerate(run.rebinds)),
-                {}, "written")
+            rebind = make_rebinder(args, spec, targets, (_Keywords,),
+                                   {k: n_out + j for j, k in enumerate(run.rebinds)})
         extract = make_extractor(args, spec, leaves, positions, numbers)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind, written,
+                      extract, rebind,
                       tuple(k for k, i in enumerate(positions) if numbers and i in numbers))
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):

@@ -230,10 +230,12 @@ def _walk(w, ref, x, spec, names):
 
 # --- rebinding device-resident leaves ---------------------------------------------------------
 
-def make_rebinder(args, spec, targets: dict, frozen: tuple = ()):
-    """``rebind(args, values)``: generated assignments that point the leaves ``targets`` names
-    (``{leaf index: index into values}``) at their new values, for ``jax.Array`` arguments a
-    compiled XLA step wrote (JAX arrays are immutable: the caller's tree gets the new ones).
+def make_rebinder(args, spec, targets: dict, frozen: tuple = (), inputs: dict | None = None):
+    """``rebind(args, values, arrays)``: generated assignments that point the leaves
+    ``targets`` names (``{leaf index: index into values}``) at their new values, for
+    ``jax.Array`` arguments a compiled XLA step wrote (JAX arrays are immutable: the caller's
+    tree gets the new ones); ``inputs`` (``{input position: index into values}``) puts them
+    in the list of the call's input arrays too.
 
     A leaf held by a list, a dict or an object's attribute is assigned there; tuples and
     namedtuples (an optimiser's state), frozen dataclasses and slotted objects on the way are
@@ -253,7 +255,8 @@ def make_rebinder(args, spec, targets: dict, frozen: tuple = ()):
             "by a list, a dict or an object's attribute (tuples on the way are rebuilt), and "
             "this one has none above it. Pass it inside a list, dict or model, return the "
             "new value instead of writing it, or pass a NumPy array (written in place).")
-    src = "def rebind(args, values):\n" + ("\n".join(w.lines) or "    pass") + "\n"
+    w.lines += [f"    arrays[{k}] = values[{j}]" for k, j in (inputs or {}).items()]
+    src = "def rebind(args, values, arrays):\n" + ("\n".join(w.lines) or "    pass") + "\n"
     return build(src, w.consts, "rebind")
 
 

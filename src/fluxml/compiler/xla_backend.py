@@ -71,7 +71,7 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
         "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
 
 from fluxml.compiler import xla_kernels as kernels
-from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _Packing, _wrapper
+from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Packing, _wrapper
 
 BACKEND = "xla"
 
@@ -239,21 +239,6 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
     run.prepare = _ahead(jitted, inward.crossing(),
                          [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
     return source, run
-
-
-def _ahead(jitted, host, device):
-    """``prepare(shardings)``: XLA's compilation of the program done now (``fl.compile`` runs
-    it in a background thread, see ``tiered.py``), on the shapes and dtypes of its arguments
-    and the shardings of its device-resident ones (None for an uncommitted ``jax.Array``: a
-    committed one is another entry of JAX's caches); the first call then finds the executable
-    in JAX's caches instead of compiling."""
-    def prepare(shardings):
-        specs = host + [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-                        for (shape, dtype), sharding in zip(device, shardings)]
-        with jax.enable_x64(True):
-            jitted.trace(*specs).lower().compile()
-
-    return prepare
 
 
 def _emitter() -> Emitter:

@@ -142,3 +142,18 @@ def _numpy(x):
     """A JAX result as NumPy returns it: an array (a writable copy), a scalar for 0-d."""
     a = np.array(x)
     return a[()] if a.ndim == 0 else a
+
+
+def _ahead(jitted, host, device):
+    """``prepare(shardings)``: XLA's compilation of the program done now (``fl.compile`` runs
+    it in a background thread, see ``tiered.py``), on the shapes and dtypes of its arguments
+    and the shardings of its device-resident ones (None for an uncommitted ``jax.Array``: a
+    committed one is another entry of JAX's caches); the first call then finds the executable
+    in JAX's caches instead of compiling."""
+    def prepare(shardings):
+        specs = host + [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+                        for (shape, dtype), sharding in zip(device, shardings)]
+        with jax.enable_x64(True):
+            jitted.trace(*specs).lower().compile()
+
+    return prepare
