@@ -321,7 +321,8 @@ def test_one_worker_compiles_in_turn_and_skips_entries_that_left_the_cache():
     before its turn is not compiled (its XLA code could never run)."""
     f = fl.compile(lambda x: np.tanh(x).sum(), backend="xla", cache_size=1)
     with tiered.held():
-        f(np.ones(2))  # compiling (held before the switch)
+        f(np.ones(2))
+        assert f.last.pending.ready.wait(60)  # compiled, the worker held before the switch
         f(np.ones(3))
         second = f.last
         f(np.ones(4))  # the second signature leaves the cache, still waiting for its turn

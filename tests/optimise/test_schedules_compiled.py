@@ -4,6 +4,7 @@ call reuses one trace, on the NumPy and XLA back ends, and trains as the eager s
 weight decay switched between 0 and not 0 traces once for each. Fuzzed: random chains of
 rules under random sequences of ``adjust``."""
 
+import contextlib
 import copy
 import warnings
 
@@ -177,16 +178,17 @@ def test_a_schedule_across_the_tiered_switch_keeps_one_trace():
     schedules = [lambda k: {"eta": 0.01 * (1 + k)}]
     compiled = fl.compile(_step, backend="xla")
     tiers = []
+    hold = contextlib.ExitStack()
 
     def step(model, state, x):
         compiled(model, state, x)
         tiers.append(compiled.tier)
         if len(tiers) == 3:  # three steps on NumPy's code, the rest on XLA's
-            tiered._RELEASED.set()
+            hold.close()
             compiled.wait()
 
-    with tiered.held():
-        got = _run(rules, step, schedules, 6)
+    hold.enter_context(tiered.held())
+    got = _run(rules, step, schedules, 6)
     assert tiers == ["numpy"] * 3 + ["xla"] * 3
     assert compiled.traces == 1
     _compare(got, _run(rules, _step, schedules, 6))

@@ -50,10 +50,10 @@ import warnings
 
 import numpy as np
 
-# Set: compiled programs take over as soon as XLA is ready. Cleared (``held()``, for tests):
-# they wait, so that a test decides when the switch happens.
-_RELEASED = threading.Event()
-_RELEASED.set()
+# Outside ``held()`` (for tests) compiled programs take over as soon as XLA is ready; inside
+# it they wait for the block's end, so that a test decides when the switch happens.
+_held: list | None = None  # inside ``held()``: the jobs whose switch waits for its end
+_held_lock = threading.Lock()
 
 
 class Background:
@@ -93,25 +93,29 @@ class Background:
             # no XLA code to match any more: the NumPy code without the copy per call that
             # made a failed call write nothing, as XLA's would
             self.entry.run = getattr(self.numpy, "plain", self.numpy)
-            # (before the warning, which a filter may turn into an exception)
+            self.skip()  # (before the warning, which a filter may turn into an exception)
             warnings.warn(f"fl.compile(backend='xla'): XLA could not compile the program "
                           f"({type(err).__name__}: {err}); its calls keep running the NumPy "
                           "back end's code", RuntimeWarning, stacklevel=1)
         else:
             self.seconds = time.perf_counter() - start
             self.ready.set()
-            _RELEASED.wait()
-            self.entry.run = self.xla
-            self.numpy = None  # its buffers kept between calls go (a call in progress
-            # holds its own reference)
-        finally:
-            self.ready.set()
-            self.done.set()
+            with _held_lock:
+                if _held is not None:  # the switch comes at the block's end; the worker
+                    _held.append(self)  # goes on with the next job meanwhile
+                    return
+            self._switch()
+
+    def _switch(self):
+        self.entry.run = self.xla
+        self.numpy = None  # its buffers kept between calls go (a call in progress holds its
+        # own reference)
+        self.done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the compilation has ended and the entry switched; False on timeout.
         Inside ``held()`` the switch waits for the block's end: waiting there is an error."""
-        if not _RELEASED.is_set() and not self.done.is_set():
+        if _held is not None and not self.done.is_set():
             raise RuntimeError("fl.compile: wait() inside tiered.held() would never return "
                                "(the switch to XLA waits for the block's end); wait after it")
         return self.done.wait(timeout)
@@ -239,8 +243,13 @@ def held():
     >>> f.tier
     'xla'
     """
-    _RELEASED.clear()
+    global _held
+    with _held_lock:
+        _held = []
     try:
         yield
     finally:
-        _RELEASED.set()
+        with _held_lock:
+            jobs, _held = _held, None
+        for job in jobs:
+            job._switch()
