@@ -320,14 +320,24 @@ def test_one_worker_compiles_in_turn_and_skips_entries_that_left_the_cache():
     """The signatures' programs are compiled one at a time; one that has left the cache
     before its turn is not compiled (its XLA code could never run)."""
     f = fl.compile(lambda x: np.tanh(x).sum(), backend="xla", cache_size=1)
+    release = threading.Event()
+
+    class Blocker:  # a job that keeps the worker busy until released, so that the later
+        dropped = False  # signatures queue behind it whatever the threads' timing
+
+        def _compile(self):
+            release.wait(60)
+
     with tiered.held():
         f(np.ones(2))
         assert f.last.pending.ready.wait(60)  # compiled, the worker held before the switch
+        tiered._submit(Blocker())
         f(np.ones(3))
         second = f.last
         f(np.ones(4))  # the second signature leaves the cache, still waiting for its turn
         third = f.last
         assert second.pending.dropped and not third.pending.dropped
+        release.set()
     f.wait()
     assert second.pending.done.wait(60) and second.pending.tier == "numpy"
     assert second.pending.seconds is None  # never compiled
