@@ -170,3 +170,19 @@ def test_higher_order_reverse_and_forward():
     t_hook = fl.jvp(lambda x: _inner(x, w, True), (x,), (v,))[1]
     t_plain = fl.jvp(lambda x: _inner(x, w, False), (x,), (v,))[1]
     assert t_hook == t_plain
+
+
+def test_a_leaf_used_only_after_the_output_is_final_at_once():
+    """Nodes recorded after the output never run in the sweep: b's gradient is None from
+    the start, before a's."""
+    order = []
+
+    def f(a, b):
+        out = np.sum(np.sin(a))
+        _ = b * 2.0  # recorded after the output
+        return out
+
+    _, (ga, gb) = fl.withgradient(f, np.ones(2), np.ones(2),
+                                  on_final=lambda k, g: order.append((k, g is None)))
+    assert order == [(1, True), (0, False)] and gb is None
+    np.testing.assert_allclose(ga, np.cos(np.ones(2)))
