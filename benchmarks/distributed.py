@@ -46,9 +46,16 @@ gradients out of the tree, checking them against the plan, rebuilding the tree):
 the MLP when it runs in a loop, but ~100 us in a step, where the work before it has pushed
 its objects out of the caches (measured with a 32 MB pass between calls). Through
 shared memory an allreduce is itself a few memory passes, so one more pass weighs on it:
-"1 pass" measures how much, the ceiling of any averager that copies the gradients. Overlap:
-fluxml's reverse sweep is synchronous, so nothing of the allreduce hides behind the backward
-pass; "hidden" is the share of the communication that overlapped fluxml's own packing.
+"1 pass" measures how much, the ceiling of any averager that copies the gradients. In these
+tables the averaging runs after the backward pass; "hidden" is the share of the
+communication that overlapped fluxml's own packing.
+
+The last tables time the averaging with the backward pass: after it (``fl.train(...,
+distributed=True)``), and started during it by ``GradientAverager.begin``'s callback for
+``withgradient(..., on_final=)`` (``distributed="overlap"``), beside the backward pass then
+one raw Iallreduce. What counts is the *exposed* time, what the averaging adds to the
+backward pass, measured from the end of the later rank's backward pass (see ``overlapped``):
+"hidden" there is the share of the averaging's exposed time the overlap removed.
 """
 
 from __future__ import annotations
@@ -259,6 +266,78 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
             "before_messages": len(old.buckets) + len(old.direct) if old is not None else 0}
 
 
+def overlapped(g, build, calls: int, bucket_bytes: int) -> dict:
+    """The backward pass and the averaging of a model's gradients, alternated call by call:
+    the backward pass alone ("grad"); then ``average`` after it ("after"); with ``begin``'s
+    callback sending messages during it ("overlap", what ``fl.train`` does); and the
+    backward pass then one raw Iallreduce of the same bytes ("raw_i").
+
+    The averaging's *exposed* time is measured from the moment the last rank ended its
+    backward pass (the clock is the machine's, common to the ranks), to the end of the
+    call on the rank that ends last: the time a step takes beyond the slower backward pass,
+    without the ranks' skew (on a loaded machine one rank's backward pass often ends
+    milliseconds after the other's, which would swamp the averaging). The callback's own
+    time ("in cb": its copies and posts run on this thread, inside the backward pass) is
+    counted as exposed: the backward pass ends are taken without it."""
+    MPI = g.MPI
+    fl.seed(0)
+    model, x, y = build()
+    model = fl.distributed.broadcast(model)
+    averagers = {"after": fl.distributed.GradientAverager(bucket_bytes, in_place=True),
+                 "overlap": fl.distributed.GradientAverager(bucket_bytes, in_place=True)}
+    share = averagers["after"].share(len(y))
+    loss = lambda m: fl.logitcrossentropy(m(x), y) * share  # noqa: E731
+    flat: list = []
+    spent = [0.0]
+
+    def timed(hook):
+        def on_final(k, grad):
+            t = time.perf_counter()
+            hook(k, grad)
+            spent[0] += time.perf_counter() - t
+        return on_final
+
+    def call(name):
+        spent[0] = 0.0
+        t0 = time.perf_counter()
+        if name == "overlap":
+            hook = averagers[name].begin(len(y), share)
+            value, (grads,) = fl.withgradient(loss, model, on_final=timed(hook))
+        else:
+            value, (grads,) = fl.withgradient(loss, model)
+        t1 = time.perf_counter()
+        if name in averagers:
+            averagers[name].average(float(value) / share, grads, len(y), share)
+        elif name == "raw_i":
+            if not flat:
+                flat.append(np.concatenate([a.ravel() for a in fl.leaves(grads)
+                                            if isinstance(a, np.ndarray)]))
+            g.wait([g.comm.Iallreduce(MPI.IN_PLACE, flat[0], op=MPI.SUM)], "the benchmark")
+        t2 = time.perf_counter()
+        return t0, t1 - spent[0], t2, spent[0]
+
+    names = ["grad", "after", "overlap", "raw_i"]
+    for name in names * 3:  # the plans, the buffers
+        call(name)
+    g.comm.Barrier()
+    times: dict = {name: {"bwd": [], "exposed": [], "callback": []} for name in names}
+    for i in range(calls):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            g.comm.Barrier()
+            t0, t1, t2, cb = call(name)
+            everyone = g.comm.allgather((t0, t1, t2, cb))  # untimed
+            t = times[name]
+            t["bwd"].append(max(e[1] - e[0] for e in everyone))
+            t["exposed"].append(max(e[2] for e in everyone) - max(e[1] for e in everyone))
+            t["callback"].append(max(e[3] for e in everyone))
+    av = averagers["overlap"]
+    return {"stats": {q: {name: {k: float(np.percentile(v, q)) for k, v in t.items()}
+                          for name, t in times.items()} for q in (50, 10)},
+            "bytes": int(flat[0].nbytes),
+            "messages": len(averagers["after"].buckets) + len(averagers["after"].direct),
+            "overlap_messages": len(av.buckets) + len(av.direct), "early": len(av.early)}
+
+
 def _minor_faults() -> int:
     """This process's minor page faults so far (a first touch of a freshly mapped page)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -267,12 +346,13 @@ def _minor_faults() -> int:
 def worker(steps: int, bucket_bytes: int, sizes: list, rev: str | None) -> dict:
     g = fl.distributed.init(timeout=120)
     before = baseline(rev) if rev else None
-    out: dict = {"steps": {}, "averaging": {}}
+    out: dict = {"steps": {}, "averaging": {}, "overlap": {}}
     for name, build in (("MLP 784-512-512-10", mlp), ("LeNet-5", lenet)):
         t, faults, grads, count = step_time(g, build, steps, bucket_bytes)
         faults = max(g.comm.allgather(faults))  # the rank that faulted most
         out["steps"][name] = {"step": t, "batch": count, "faults": faults}
         if g.size > 1:
+            out["overlap"][name] = overlapped(g, build, steps * 5, bucket_bytes)
             out["averaging"][name] = averaging(g, grads, count, steps * 10, bucket_bytes,
                                                before)
     if g.size > 1:
@@ -335,6 +415,28 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
                          f" {r['raw_i'] / r['plan']:>9.2f} {r['raw_i'] / r['copy_i']:>6.2f}"
                          f" {gb / r['after']:>5.2f} {max(0.0, min(1.0, hidden)):>6.0%}"
                          f" {inplace:>8}")
+    for q, what in (("50", "median"), ("10", "10th percentile")):
+        print(f"\naveraging during the backward pass (begin's callback) and after it, 2 ranks; "
+              f"exposed time (from the end of the later backward pass); {what}; ms\n")
+        print(f"{'model':<20} {'MB':>5} {'msgs':>5} {'early':>5} {'bwd':>6} {'raw I':>6} "
+              f"{'after':>6} {'overlap':>7} {'in cb':>6} {'rawI/after':>10} "
+              f"{'rawI/overlap':>12} {'hidden':>6}")
+        for name, run in runs[2]["overlap"].items():
+            r = run["stats"][q]
+            raw, after, over = (r["raw_i"]["exposed"], r["after"]["exposed"],
+                                r["overlap"]["exposed"])
+            msgs = f"{run['messages']}/{run['overlap_messages']}"
+            print(f"{name:<20} {run['bytes'] / 1e6:>5.2f} {msgs:>5} {run['early']:>5} "
+                  f"{r['grad']['bwd'] * 1e3:>6.2f} {raw * 1e3:>6.3f} {after * 1e3:>6.3f} "
+                  f"{over * 1e3:>7.3f} {r['overlap']['callback'] * 1e3:>6.3f} "
+                  f"{raw / after:>10.2f} {raw / over:>12.2f} {1 - over / after:>6.0%}")
+    print("\n'bwd': the backward pass alone (withgradient, the slower rank); exposed times, "
+          "from the end of the later rank's backward pass to the end of the later rank's "
+          "call: 'raw I' one Iallreduce of all the gradients' bytes; 'after' fluxml's "
+          "averaging after the backward pass; 'overlap' with begin's callback posting the "
+          "'early' messages during it, its own time ('in cb', on this thread) counted as "
+          "exposed; 'hidden': 1 - overlap / after (negative: the overlap cost more than it "
+          "hid); 'msgs': messages after/overlap.")
     print("\nminor page faults per call (the median on each rank, the larger of the two ranks)\n")
     names = [("after", "fluxml")] + ([("before", f"@{rev}")] if rev else []) + [
         ("raw_i", "raw I"), ("raw", "raw A"), ("plan", "plan"), ("copy_i", "copy+raw I")]
@@ -353,9 +455,10 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
     print("'1 pass': raw I / (a copy of the gradients into one buffer, then raw I): what one "
           "pass over the gradients costs, the best any averager that copies them can reach.")
     print("'hidden': (raw I + fluxml's packing alone - fluxml's averaging) / raw I: "
-          "the share of the communication that overlapped fluxml's own work (none can overlap "
-          "the backward pass: the sweep is synchronous). 'in place': the share of the gradients "
-          "that travel alone averaged in their own arrays (the others went by copy). 'faults' "
+          "the share of the communication that overlapped fluxml's own work (the averaging "
+          "after the backward pass; with it, see the tables above). 'in place': the share of "
+          "the gradients that travel alone averaged in their own arrays (the others went by "
+          "copy). 'faults' "
           "(steps): the median per training step, the larger of the ranks'.")
 
 

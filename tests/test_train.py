@@ -246,3 +246,10 @@ def test_compiled_training_is_the_eager_training():
                  compile=True)
     with pytest.raises(ValueError, match="compile must be"):
         fl.train(mse, model, loader(), fl.setup(fl.Adam(0.01), model), compile="fast")
+
+
+def test_train_refuses_an_unknown_distributed_mode():
+    model = {"w": np.ones(2)}
+    with pytest.raises(ValueError, match="distributed must be True, False or 'overlap'"):
+        fl.train(lambda m, x: np.sum(m["w"] * x), model, [np.ones(2)],
+                 fl.setup(fl.Descent(), model), distributed="yes", progress=False)

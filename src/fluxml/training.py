@@ -74,7 +74,7 @@ class Run:
 
 def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
           callbacks: Iterable[Callback] = (), progress: bool = True,
-          history: History | None = None, distributed: bool = False,
+          history: History | None = None, distributed: bool | str = False,
           compile: bool | str = False) -> History:
     """Train ``model`` in place: for each batch of ``data`` (tuples are splatted:
     ``loss(model, *batch)``), one gradient of ``loss`` and one ``fl.update(state, model,
@@ -93,7 +93,13 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     rank its own batches), each step's loss and gradients are averaged over the ranks, and the
     progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0 only. Other callbacks
     run on every rank: what they log must be the same everywhere (evaluate on the same data),
-    so that ``EarlyStopping`` stops all ranks at the same epoch.
+    so that ``EarlyStopping`` stops all ranks at the same epoch. ``distributed="overlap"``
+    also starts the averaging during the backward pass (``GradientAverager.begin``): each
+    bucket of gradients is sent as soon as they are final. It pays only where MPI moves
+    messages while this process computes (a progress thread on a spare core, a network card
+    that reads memory itself); through shared memory on busy cores the messages are this
+    process's own work wherever it runs, and it measured no faster
+    (``benchmarks/distributed.py``). Eager steps only: with ``compile`` it averages after.
 
     ``compile``: ``True`` (or a back end, ``"numpy"``, ``"cupy"``, ``"xla"``) runs each step's
     loss and gradient through ``fl.compile``: traced on the first batch (and again for a batch
@@ -121,12 +127,15 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             f"train: data is a one-pass iterator ({type(data).__name__}), so epochs 2 to "
             f"{epochs} would see no batches. Pass something iterable again each epoch: a "
             f"fl.DataLoader, a list of batches")
+    if distributed not in (False, True, "overlap"):
+        raise ValueError(f"train: distributed must be True, False or 'overlap'; got "
+                         f"{distributed!r}")
     history = History() if history is None else history
     dp = None
     if distributed:
         from fluxml.distributed import DataParallel
 
-        dp = DataParallel(model, state, data)
+        dp = DataParallel(model, state, data, overlap=distributed == "overlap")
         model, state = dp.model, dp.state
         progress = progress and dp.is_main
     run = Run(model, state, data, history, epochs)
@@ -160,8 +169,15 @@ def _gradient_step(loss, backend):
             return withgradient(lambda m: loss(m, *args), model)
         return withgradient(lambda m: loss(m, *args) * share, model)
 
+    def eager(model, share, *args, on_final=None):
+        """``step``, handing each gradient to ``on_final`` once final (distributed: the
+        averaging starts during the backward pass)."""
+        if share == 1:
+            return withgradient(lambda m: loss(m, *args), model, on_final=on_final)
+        return withgradient(lambda m: loss(m, *args) * share, model, on_final=on_final)
+
     if backend is None:
-        return step
+        return eager
     from fluxml.compiler import compile as compile_
 
     return compile_(step, backend=backend)
@@ -192,7 +208,11 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                 cb.on_step_begin(run)
             count = _count(args)
             share = 1.0 if dp is None else dp.share(count)
-            value, (grads,) = gradient_step(run.model, share, *args)
+            if dp is not None and backend is None:  # the averaging starts in the backward pass
+                value, (grads,) = gradient_step(run.model, share, *args,
+                                                on_final=dp.begin(count, share))
+            else:
+                value, (grads,) = gradient_step(run.model, share, *args)
             if dp is None:
                 value = float(value)
             else:  # the mean over the ranks: the same numbers on all of them

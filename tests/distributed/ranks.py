@@ -50,9 +50,13 @@ class Counting(fl.distributed.GradientAverager):
     in_place_count = 0
     shares: list = []  # what fl.train multiplied each step's loss by
 
+    tail_bytes = 16 << 10
+
     def __init__(self, bucket_bytes=1 << 20, in_place=False):
         super().__init__(bucket_bytes, in_place=in_place, direct_bytes=64)
         self.patience = 60.0  # wait for the first bucket: in place every step, not when quick
+        self.tail_bytes = Counting.tail_bytes
+        Counting.instance = self
 
     def average(self, loss, grads, count, share=None):
         given = {id(a) for a in fl.leaves(grads) if isinstance(a, np.ndarray)}
@@ -62,17 +66,20 @@ class Counting(fl.distributed.GradientAverager):
         return loss, out, total
 
 
-def train_equal(out):
-    """2 ranks of BATCH with a checkpoint each epoch, from models that differ per rank."""
+def train_equal(out, distributed=True):
+    """2 ranks of BATCH with a checkpoint each epoch, from models that differ per rank
+    (``distributed="overlap"``: but for the first layer's weight, every gradient is sent
+    during the backward pass, the small ones early in a bucket)."""
     fl.distributed.parallel.GradientAverager = Counting
+    Counting.tail_bytes = 0 if distributed == "overlap" else 16 << 10
     model, state = make(init_seed=fl.distributed.rank())  # rank 0's model must win
     ckpt = fl.SaveCheckpoint(str(Path(out) / "ckpt-{epoch}.st"))
     h = fl.train(mse, model, loader(BATCH, True), state, epochs=EPOCHS, callbacks=[ckpt],
-                 progress=False, distributed=True)
+                 progress=False, distributed=distributed)
     fl.distributed.check_synced(model)
     fl.distributed.check_synced(state, "optimiser state")
     save(out, f"rank{fl.distributed.rank()}.npz", model, h, in_place=Counting.in_place_count,
-         shares=np.array(Counting.shares))
+         shares=np.array(Counting.shares), early=len(Counting.instance.early))
 
 
 def resume(out, path, batch=BATCH, shard=True, distributed=True):
@@ -259,6 +266,59 @@ def in_place(out):
     say(f"rank {me}: in place as by copying")
 
 
+def overlap(out):
+    """``begin``'s callback posting messages during the backward pass: the same numbers, bit
+    for bit, as the averaging after it, at equal and unequal counts, a gradient missing on
+    one rank, ``begin`` told another share than ``average``, and a tree that is not the one
+    the callback saw (the last two: the step goes again from the gradients as they came)."""
+    fl.distributed.init(timeout=60.0)
+    for in_place in (True, False):  # the large gradients after the header, or early by copy
+        _overlap(in_place)
+
+
+def _overlap(in_place):
+    me = fl.distributed.rank()
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 8, np.tanh), fl.Dense(8, 3)))
+    model = fl.distributed.broadcast(model)
+    early = fl.distributed.GradientAverager(64, in_place=in_place, direct_bytes=256)
+    early.tail_bytes = 0  # only the last gradient waits for the header
+    after = fl.distributed.GradientAverager(64, direct_bytes=256)
+    rng = np.random.default_rng(me)
+    posted, agreed = [], []
+    agree = early._agree
+    early._agree = lambda *args: agreed.append(len(posted)) or agree(*args)
+    for step in range(7):
+        count = 4 + me if step == 3 else 4
+        x = rng.standard_normal((count, 4))
+        skip = step == 4 and me == 1  # no gradient of the last bias on rank 1
+
+        def loss(m, share):
+            y = m[1](m[0](x))
+            y = y @ m[2].weight.T + (0.0 if skip else m[2].bias)
+            return np.mean(y ** 2) * share
+
+        share = early.share(count)
+        hook = early.begin(count, 2 * share if step == 5 else share)
+        value, (grads,) = fl.withgradient(lambda m: loss(m, share), model, on_final=hook)
+        posted.append(len(hook.requests))
+        given = fl.fmap(np.copy, grads) if step == 6 else grads
+        got = early.average(float(value) / share, given, count, share)
+        got = (got[0], fl.fmap(np.copy, got[1]), got[2])
+        value, (grads,) = fl.withgradient(lambda m: loss(m, share), model)
+        want = after.average(float(value) / share, grads, count, share)
+        assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
+            assert (a is None) == (b is None), step
+            if a is not None:
+                np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
+        fl.update(fl.setup(fl.Descent(0.1), model), model, want[1])
+    messages = len(early.buckets) + len(early.direct)
+    say(f"rank {me}: overlap as after (in place {in_place}): {len(early.early)} early of "
+        f"{messages} messages; "
+        f"posted during the backward pass per step {posted}; plans agreed at steps {agreed}")
+
+
 def bn_model():
     fl.seed(3)
     return fl.f64(fl.Chain(fl.Conv((3, 3), 3, 4), fl.BatchNorm(4, np.tanh), fl.Flatten(),
@@ -316,10 +376,14 @@ if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "equal":
         train_equal(out)
+    elif mode == "equal_overlap":
+        train_equal(out, "overlap")
     elif mode == "consistent":
         consistent(out)
     elif mode == "in_place":
         in_place(out)
+    elif mode == "overlap":
+        overlap(out)
     elif mode == "syncbn":
         syncbn(out)
     elif mode == "resume":

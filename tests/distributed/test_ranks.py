@@ -145,6 +145,29 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
         assert f"rank {r}: one step taken: True; then ok" in out, out
 
 
+def test_training_with_the_averaging_in_the_backward_pass(tmp_path):
+    done = mpirun(HERE / "ranks.py", "equal_overlap", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    model, h = reference(tmp_path)
+    for r in (0, 1):
+        assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
+        got = np.load(tmp_path / f"rank{r}.npz")
+        assert got["early"] == 1  # the small last bias, in a bucket sent during the sweep
+        assert got["in_place"] == 3 * len(h.losses)  # the large ones after it, in place
+
+
+def test_averaging_during_the_backward_pass_equals_averaging_after_it(tmp_path):
+    done = mpirun(HERE / "ranks.py", "overlap", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the plan from step 0's backward pass; steps 5 and 6 agree it again. In place, the
+    # three gradients that travel alone wait for the header; else they go early too
+    for r in (0, 1):
+        for in_place, early in ((True, 3), (False, 5)):
+            assert (f"rank {r}: overlap as after (in place {in_place}): {early} early of 6 "
+                    f"messages; posted during the backward pass per step [0{f', {early}' * 6}]"
+                    f"; plans agreed at steps [1, 6, 7]") in done.stdout, done.stdout
+
+
 def test_gradients_averaged_in_place_equal_those_averaged_by_copying(tmp_path):
     # shared, sliced, non-contiguous and read-only arrays go by copy and stay as they were;
     # float32, float64 and complex; unequal shares, a new total and a new plan (checked on

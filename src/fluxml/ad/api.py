@@ -125,29 +125,66 @@ def _grads(spec, leaves, cts, zeros):
     seen: set = set()
     out = [_own(c, seen) if type(c) is np.ndarray and type(x) is np.ndarray  # the common case
            else _finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
+    return _tree(spec, out)
+
+
+def _tree(spec, out):
     return tuple(out) if spec is None else unflatten(spec, out, static_as_none=True)
 
 
+class _Final:
+    """The sweep's ``final`` callback for ``withgradient(..., on_final=)``: finishes each
+    leaf's gradient as ``_grads`` would (the same checks, in the order they become final)
+    and hands it to the caller's function; ``out`` collects them for the returned tree."""
+
+    __slots__ = ("leaves", "zeros", "user", "seen", "out")
+
+    def __init__(self, leaves, zeros, user):
+        self.leaves, self.zeros, self.user = leaves, zeros, user
+        self.seen: set = set()
+        self.out: list = [None] * len(leaves)
+
+    def __call__(self, k, c):
+        x = self.leaves[k]
+        g = self.out[k] = (_own(c, self.seen) if type(c) is np.ndarray and type(x) is np.ndarray
+                           else _finish(c, x, self.zeros, self.seen))
+        self.user(k, g)
+
+
 def withgradient(f: Callable, *args, zeros_for_none: bool = False,
-                 holomorphic: bool = False):
+                 holomorphic: bool = False,
+                 on_final: Callable[[int, Any], None] | None = None):
     """``(f(*args), gradient(f, *args))`` from one forward and one backward pass.
+
+    ``on_final(k, g)``, if given, is called during the backward pass once per leaf of
+    ``args`` (``k`` its index in ``fl.tree.flatten(args, trainable=True)[0]``), as soon as
+    that leaf's gradient ``g`` is final: ``g`` is the object the returned tree holds there
+    (None where that holds None). So work on a gradient, such as sending it to other
+    processes, can start while the rest of the backward pass runs. Until ``withgradient``
+    returns, ``g`` must only be read (copied, sent), not written into: it may share memory
+    with values the backward pass still uses.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.withgradient(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
     (np.float64(5.0), (array([2., 4.]),))
+    >>> order = []
+    >>> _ = fl.withgradient(lambda a, b: np.sum(np.tanh(a) * b), np.ones(2), np.ones(2),
+    ...                     on_final=lambda k, g: order.append(k))
+    >>> order  # b's gradient, tanh(a), is final before a's: the sweep still has tanh to do
+    [1, 0]
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none, holomorphic)
+        return _withgradient(f, args, zeros_for_none, holomorphic, on_final)
     finally:
         resume_gc()
 
 
-def _withgradient(f, args, zeros_for_none, holomorphic=False):
-    return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic)
+def _withgradient(f, args, zeros_for_none, holomorphic=False, on_final=None):
+    return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic, on_final)
 
 
-def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
+def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
     if holomorphic:
         _check_complex_inputs(leaves, made)
@@ -157,12 +194,21 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic):
             raise DifferentiationError(LEAKED)
         _check_scalar(out, holomorphic)
         cts = [None] * len(leaves)
+        if on_final is not None:  # no backward pass: every gradient is final now
+            final = _Final(leaves, zeros_for_none, on_final)
+            for k in range(len(leaves)):
+                final(k, None)
+            return out, _tree(spec, final.out)
         return out, _grads(spec, leaves, cts, zeros_for_none)
     value = out._val
     if type(value) is not np.float64 or holomorphic:  # the common case needs no check
         _check_scalar(value, holomorphic)
     seed = _one(value.dtype) if isinstance(value, (np.ndarray, np.generic)) \
         else _one_like(value)
+    if on_final is not None:
+        final = _Final(leaves, zeros_for_none, on_final)
+        sweep(trace.tape, {out._box: seed}, made, final=final)
+        return value, _tree(spec, final.out)
     cts = sweep(trace.tape, {out._box: seed}, made)
     return value, _grads(spec, leaves, cts, zeros_for_none)
 

@@ -101,16 +101,71 @@ def _add(ct, owned, j, c):
             owned.add(j)
 
 
-def sweep(tape, seeds, wanted, free=True):
+def sweep(tape, seeds, wanted, free=True, final=None):
     """Cotangents of the tape indices ``wanted`` (None where an entry is None), given
     ``seeds`` (index -> cotangent).
-    The loop is the hot path of reverse mode and is kept flat on purpose."""
+
+    ``final(k, cotangent)``, if given, is called once per entry ``k`` of ``wanted`` as soon
+    as that cotangent is final: when the sweep has applied every node that has ``wanted[k]``
+    as a parent (the only nodes that add to it), so that nothing the sweep does later changes
+    it, neither by a new contribution nor by a write into it (see :func:`_final_points`). The
+    cotangent passed is the object returned for ``k``; ``final`` must not write into it
+    before the sweep has returned (it may share memory with cotangents still in use)."""
     ct = [None] * len(tape)
     owned: set = set()
     for i, g in seeds.items():
         ct[i] = g if ct[i] is None else ct[i] + g
     keep = set(wanted)
-    for i in range(max(seeds) if seeds else -1, -1, -1):
+    top = max(seeds) if seeds else -1
+    if final is None:
+        _sweep_nodes(tape, ct, owned, keep, top, -1, free)
+    else:  # the same sweep in segments, each ending where some wanted cotangent is final
+        for at, ks in _final_points(tape, wanted, top):
+            if at <= top:
+                _sweep_nodes(tape, ct, owned, keep, top, at - 1, free)
+                top = at - 1
+            for k in ks:
+                j = wanted[k]
+                final(k, None if j is None else ct[j])
+        _sweep_nodes(tape, ct, owned, keep, top, -1, free)
+    return [None if i is None else ct[i] for i in wanted]
+
+
+def _final_points(tape, wanted, top):
+    """``[(at, [k, ...]), ...]`` in decreasing ``at``: the entries ``k`` of ``wanted`` whose
+    cotangent is final once the sweep has applied the nodes ``top`` down to ``at``.
+
+    A node adds only to its parents (``_add`` into ``ct[j]`` for the ``j`` of its
+    ``parents``; a multiple-result node's projections add to that node), and a parent comes
+    before its child on the tape, so the cotangent of ``j`` changes only while the sweep
+    applies the nodes that have ``j`` as a parent: it is final after the first of them in
+    tape order, the last the sweep reaches. The sweep never writes into a cotangent it does
+    not own, and owns only those it allocated for one slot, so the object handed out stays
+    as it is. Nodes above ``top`` (recorded after the output) are never applied. An index
+    with no such node (or None: no gradient) is final before the sweep starts."""
+    first: dict = {}
+    todo = {j for j in wanted if j is not None}
+    lowest = min(todo) if todo else 0
+    for i in range(lowest + 1, top + 1):  # in tape order: the first user found is the first
+        if not todo:
+            break
+        node = tape[i]
+        if node is None:
+            continue
+        for _, j in node[4]:
+            if j in todo:
+                todo.discard(j)
+                first[j] = i
+    at: dict = {}
+    for k, j in enumerate(wanted):
+        at.setdefault(first.get(j, top + 1), []).append(k)
+    return sorted(at.items(), reverse=True)
+
+
+def _sweep_nodes(tape, ct, owned, keep, start, stop, free):
+    """Apply the nodes ``start`` down to ``stop`` (excluded).
+    The loop is the hot path of reverse mode and is kept flat on purpose."""
+    for i in range(start, stop, -1):
         g = ct[i]
         if g is None:
             continue
@@ -174,7 +229,6 @@ def sweep(tape, seeds, wanted, free=True):
             if type(c) is not Sparse:
                 c = fit(c, args[p])
             _add(ct, owned, j, c)
-    return [None if i is None else ct[i] for i in wanted]
 
 
 def _overwriting(prim, overwrite, g, ans, args, params, parents, ct, owned):

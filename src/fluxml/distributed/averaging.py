@@ -64,13 +64,18 @@ again. So the check costs no message, and a change of structure on any rank, at 
 is caught before a number of that step is used. (Checking only when this rank's structure
 changes would not be safe: the others would not know to join the check.)
 
-What overlaps, honestly: fluxml's reverse sweep is synchronous (the gradient exists only when
-``withgradient`` returns), so communication cannot hide behind the backward pass as in
-PyTorch's DDP, and MPICH advances a non-blocking collective only inside MPI calls, which the
-packing makes between messages. The averaged tree is rebuilt once every message is posted,
-while they travel: MPICH's large messages go by CMA (the receiver copies straight from the
-sender's array), which the other rank can do while this one runs Python.
-``benchmarks/distributed.py`` measures what is hidden.
+What overlaps: ``begin`` (``overlap.py``) gives a callback for ``fl.withgradient(...,
+on_final=)``, by which the engine hands over each gradient as soon as the backward pass has
+made it final; it packs each bucket and posts its ``Iallreduce`` then, the rest of the
+backward pass still to run (``fl.train(..., distributed="overlap")``). Through MPICH's
+shared memory that hides nothing measurable: MPICH advances a non-blocking collective only
+inside MPI calls, and the message is memory copies and sums that the ranks' own cores make
+wherever they run (measured with 2 ranks on 2 cores, ``benchmarks/distributed.py``: the
+overlap no faster for the MLP, slower for LeNet-5, whose one message becomes two). So by
+default the averaging runs after the backward pass, and what overlaps is its own work with
+the messages in flight: the averaged tree is rebuilt once every message is posted, while
+they travel (MPICH's large messages go by CMA: the receiver copies straight from the
+sender's array, which the other rank can do while this one runs Python).
 
 The averaged gradient equals the gradient of the mean loss over the global batch when the
 loss is a mean over its batch (as every ``fl`` loss is by default).
@@ -88,7 +93,7 @@ import time
 
 import numpy as np
 
-from fluxml.distributed import layout
+from fluxml.distributed import layout, overlap
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
 from fluxml.tree import fmap, unflatten
@@ -186,6 +191,13 @@ class GradientAverager:
         self.patience: float | None = None
         self.buckets: list[Bucket] = []
         self.direct: list[Bucket] = []
+        # overlap (overlap.py): the messages posted during the backward pass, in order, and
+        # the direct buckets posted after the header; the gradients final last that wait
+        # for the header (at most this many bytes, but for the last one)
+        self.early: list[Bucket] = []
+        self.late: list[Bucket] = []
+        self.tail_bytes = 16 << 10
+        self._step: overlap.Step | None = None
         self.planned = False
         self.timings: dict[str, float] = {"pack": 0.0, "wait": 0.0, "total": 0.0}
 
@@ -216,17 +228,39 @@ class GradientAverager:
             if not count:  # nothing to take the mean over (and nothing to unscale by: share 0)
                 raise _empty("count is 0 in a one-process job")
             return float(loss), grads if share is None else _unscale(grads, share), count
+        step, self._step = self._step, None
         g.announce(g.step + 1)  # the group counts steps: several averagers may follow in turn
         if not self.planned:
-            return self._agree(loss, grads, count, share)
+            return self._agree(loss, grads, count, share, step)
         try:
             leaves = self.gather(grads)
         except layout.Changed:
             leaves = None
-        result = self._exchange(loss, grads, leaves, count, share)
+        result = self._exchange(loss, grads, leaves, count, share, step)
         if result is None:  # some rank's tree no longer fits the plan: agree a new one
-            return self._agree(loss, grads, count, share)
+            return self._agree(loss, grads, count, share, step)
         return result
+
+    def begin(self, count: int, share: float | None = None):
+        """The ``on_final`` callback for this step's ``fl.withgradient`` (None in one
+        process): it sends each message of the plan as soon as the backward pass has made its
+        gradients final (``overlap.py``). Then call ``average`` with the same ``count`` and
+        ``share``, the gradients ``withgradient`` returned, unchanged, and the loss. At the
+        step that agrees the plan it only watches the order in which the gradients become
+        final, from which the plan is made."""
+        if self.group.size == 1:
+            return None
+        if self._step is not None:
+            raise DistributedError(
+                "GradientAverager.begin: the previous step's begin was not followed by "
+                "average (messages of it may be posted): call average once per begin")
+        scale = 1.0
+        if self.planned:
+            scale = count / self.total
+            if share is not None:
+                scale = 1.0 if share == scale else scale / share
+        self._step = overlap.Step(self, count, share, scale)
+        return self._step
 
     def share(self, count: int) -> float:
         """What to multiply this rank's loss by before differentiating it, for ``average(...,
@@ -277,7 +311,7 @@ class GradientAverager:
         integer array where the plan has a gradient, say)."""
         roots: dict = {}
         candidates = []
-        for b in self.direct:
+        for b in self.late:
             pos = b.items[0][0]
             x = leaves[pos]
             if type(x) is not np.ndarray or pos in zeros:
@@ -291,38 +325,49 @@ class GradientAverager:
                 candidates.append((pos, x, key))
         return {pos: x for pos, x, key in candidates if roots[key] == 1}
 
-    def _exchange(self, loss, grads, leaves, count, share=None):
+    def _exchange(self, loss, grads, leaves, count, share=None, step=None):
         """Pack, post, wait: ``(loss, the averaged tree, total)``, or None when some rank's
         tree did not fit the plan (the step's sums are then unusable). The averaged tree is
         built once every message is posted, while they travel (where each sum will land is
-        known by then): the rebuilding costs no time of its own where they take longer."""
+        known by then): the rebuilding costs no time of its own where they take longer.
+        ``step``: the messages ``begin``'s callback posted during the backward pass."""
         g, MPI = self.group, self.group.MPI
         what = f"the gradient averaging at step {g.step}"
         t0 = time.perf_counter()
         zeros = self._fits(leaves)
+        if step is not None and step.requests and zeros is not None \
+                and not step.sent(leaves, count, share):
+            zeros = None  # what went early is not this tree's: the step goes as a misfit
         fits = zeros is not None
         scale = count / self.total  # what this rank's gradients are to be multiplied by
         if share is not None:  # by what they were not yet (1.0: nothing to do, the usual case)
             scale = 1.0 if share == scale else scale / share
-        posted: list = []
-        for k, b in enumerate(self.buckets):
+        requests = {}  # id(bucket) -> its Iallreduce
+        if step is not None:
+            requests.update(zip(map(id, self.early), step.requests))
+        posted = list(requests.values())
+        for b in self.early + self.buckets[:1] if self.early else self.buckets:
+            if id(b) in requests:
+                continue  # posted during the backward pass
             if posted:  # let MPI advance the buckets already posted (not after the last)
                 MPI.Request.Testall(posted)
             b.stage(leaves, zeros, scale, fits)
-            if k == 0:
+            if b is self.buckets[0]:
                 self._header(loss, count, zeros)
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
-        owned = self._owned(leaves, zeros) if fits and self.in_place and self.direct else {}
-        if owned and not self._arrived(posted[0], what):
+            requests[id(b)] = posted[-1]
+        head = requests[id(self.buckets[0])]
+        owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}
+        if owned and not self._arrived(head, what):
             owned = {}  # the first bucket is late: the gradients go by copy this step
         elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
             owned, fits = {}, False  # messages all the same, write into no gradient
         elif owned and not self.header[1].real:  # an empty global batch: an error below,
             owned = {}  # write into no gradient
-        sums = []  # where each direct bucket's sum lands: the gradient itself, or the buffer
+        sums = {}  # where each late direct bucket's sum lands: the gradient, or the buffer
         # posted back to back, no Testall between: MPICH's progress on a large message is
         # this rank copying the other's gradient (CMA), which would delay posting the next
-        for b in self.direct:
+        for b in self.late:
             x = owned.get(b.items[0][0]) if owned else None
             if x is not None:
                 if scale != 1.0:
@@ -333,11 +378,14 @@ class GradientAverager:
                     self._allocate(b)
                 b.stage(leaves, zeros, scale, fits)
                 posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
-            sums.append(x)
+            requests[id(b)] = posted[-1]
+            sums[id(b)] = x
+        sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
+        posted = [requests[id(b)] for b in self.buckets + self.direct]  # in the plan's order
         # the averaged tree, built while the messages travel
         tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
-        g.wait(posted[:1], what)
+        g.wait([head], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
         if misfits:
             g.wait(posted, what)
@@ -430,21 +478,29 @@ class GradientAverager:
 
     # --- agreeing a plan -----------------------------------------------------------------------
 
-    def _agree(self, loss, grads, count, share=None):
+    def _agree(self, loss, grads, count, share=None, step=None):
         """Every rank sends its tree's layout; all build the same plan from the union (a
         position with a gradient on some ranks only is zeros on the others), then average
-        this step on it."""
+        this step on it. Where ``begin`` watched this step's backward pass, the plan follows
+        the order in which rank 0's gradients became final (``overlap.order_plan``)."""
         g = self.group
         leaves, spec = layout.positions(grads)
         names = layout.paths(spec)
         entries = [layout.entry(x) for x in leaves]
         what = f"the gradient averaging at step {g.step}"
+        mine = step.positions(leaves) if step is not None else None  # leaf index -> position
+        order = [mine[k] for k in step.order if k in mine] if step is not None else None
         everyone = allgather_object(
-            g, (names, entries, (self.bucket_bytes, self.direct_bytes), int(count)), what)
+            g, (names, entries, (self.bucket_bytes, self.direct_bytes, self.tail_bytes),
+                int(count), order), what)
         agreed = layout.union([e[:2] for e in everyone], what)
         if not any(e[3] for e in everyone):  # the plan is left as it was
             raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
-        self._plan(agreed, *everyone[0][2], leaves)
+        bucket_bytes, direct_bytes, tail_bytes = everyone[0][2]
+        self._plan(agreed, bucket_bytes, direct_bytes, leaves)
+        if everyone[0][4] is not None and all(e[4] is not None for e in everyone):
+            overlap.order_plan(self, everyone[0][4], tail_bytes)
+            overlap.watch(self, mine)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
         self.gather = layout.walker(spec)
@@ -495,22 +551,30 @@ class GradientAverager:
                 elif not b.items:
                     b.xp = _module(leaves[pos])
                 b.add(pos, shape)
+        self.npositions = len(agreed)
+        self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
+        self.install(buckets, direct, [], direct)
+
+    def install(self, buckets: list, direct: list, early: list, late: list) -> None:
+        """Make ``buckets`` (the first carries the header) and ``direct`` the plan, with
+        ``early`` (buckets and direct buckets sent during the backward pass, in order) and
+        ``late`` (the direct buckets sent after the header): allocate the buffers."""
         self.entries = [(pos, shape, dtype) for b in buckets + direct
                         for pos, shape, dtype, _ in b.items]
         self.order = [pos for pos, _, _ in self.entries]
         for k, b in enumerate(buckets):
             b.allocate(_HEADER + len(self.order) if k == 0 else 0)
-        self.buckets, self.direct = buckets, direct
-        self.mine = {id(b.buf) for b in buckets}  # ids of the buffers the plan owns
-        if not self.in_place:
-            for b in direct:
-                self._allocate(b)
+        self.buckets, self.direct, self.early, self.late = buckets, direct, early, late
+        for b in direct:
+            if b.buf is None and (not self.in_place or b in early):  # early: by copy
+                b.allocate()
+        # ids of the buffers the plan owns
+        self.mine = {id(b.buf) for b in buckets + direct if b.buf is not None}
+        self.where, self.waiting = {}, []
         self.header = buckets[0].host[buckets[0].size:]
         self.template = np.ones_like(self.header)
         self.template[:_HEADER] = 0.0
         self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back
-        self.npositions = len(agreed)
-        self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
         self.outputs = [(pos, view) for b in buckets for pos, _, _, view in b.items]
         self.slot = {pos: _HEADER + i for i, pos in enumerate(self.order)}
 

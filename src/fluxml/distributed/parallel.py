@@ -30,10 +30,12 @@ class DataParallel:
     ``state`` are the synchronised objects (the same ones, except where a tuple or number at
     the root had to be rebuilt)."""
 
-    def __init__(self, model, state, data, bucket_bytes: int = 1 << 20):
+    def __init__(self, model, state, data, bucket_bytes: int = 1 << 20,
+                 overlap: bool = False):
         from fluxml.data.loader import DataLoader
 
         self.group = init()
+        self.overlap = bool(overlap)
         self.is_main = self.group.rank == 0
         if isinstance(data, DataLoader) and self.group.size > 1 and data.shard is None:
             raise ValueError(f"train(distributed=True): the DataLoader is not sharded, so "
@@ -55,6 +57,11 @@ class DataParallel:
         then come out of the backward pass ready to be summed."""
         share = self.averager.share(count)
         return share if share > 0 else 1.0
+
+    def begin(self, count: int, share: float | None = None):
+        """The ``on_final`` callback for this step's ``withgradient`` where ``overlap`` (the
+        averaging starts during the backward pass: ``GradientAverager.begin``), else None."""
+        return self.averager.begin(count, share) if self.overlap else None
 
     def average(self, loss: float, grads, count: int, share: float | None = None):
         """``(mean loss, averaged gradients, global batch size)``; ``share``: what ``grads``
