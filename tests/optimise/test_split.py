@@ -98,22 +98,16 @@ def test_sizes_around_the_threshold(shapes, n_threads, order, steps):
 
 
 def test_limit_follows_the_blas_and_the_environment(monkeypatch):
-    blas, found_setter = threads._find_blas()
+    blas = threads._find_blas()
     if blas:
         name = blas.__name__.replace("get", "set").replace("MKL_Get_Max", "MKL_Set_Num")
         setter = getattr(ctypes.CDLL(_lib_path_of(blas.__name__)), name)
-        assert found_setter and found_setter.__name__ == name
         before = blas()
         try:
             setter(1)
             assert threads.limit() == 1
             setter(2)
             assert threads.limit() == min(2, threads._cores())
-            with threads.one_blas_thread():  # held to one thread, restored after the block
-                with threads.one_blas_thread():
-                    assert blas() == 1
-                assert blas() == 1
-            assert blas() == 2
         finally:
             setter(before)
     monkeypatch.setattr(threads, "_blas_threads", False)  # no BLAS found: the environment

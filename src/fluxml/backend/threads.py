@@ -10,8 +10,7 @@ How many threads: :func:`limit` reads the thread count of NumPy's BLAS at the ti
 call (OpenBLAS or MKL, found among the loaded libraries), which ``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` set; where no BLAS is
 found, the first of those variables that is set, else 1. Never more than the cores this
-process may run on. With a limit of 1 no thread is started. :func:`one_blas_thread` holds
-that BLAS to one thread while threads of ours each run their own matrix products.
+process may run on. With a limit of 1 no thread is started.
 
 :func:`run_parts` runs a list of jobs on the calling thread and the pool's threads together:
 each thread takes the next job not yet taken, so a thread that the machine's scheduler holds
@@ -28,23 +27,19 @@ forked child.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import queue
 import threading
 
 _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-# the BLAS's "how many threads" function: None not looked for yet, False none found; and its
-# "set the number of threads" function (False: none)
+# the BLAS's "how many threads" function: None not looked for yet, False none found
 _blas_threads = None
-_blas_set = False
 
 
 def _find_blas():
-    """The loaded BLAS's thread-count function (a ctypes function of no argument), or False,
-    and its setter (a ctypes function of one int) or False. The libraries are read from
-    ``/proc/self/maps`` (Linux); elsewhere none is found."""
+    """The loaded BLAS's thread-count function (a ctypes function of no argument), or False.
+    The libraries are read from ``/proc/self/maps`` (Linux); elsewhere none is found."""
     # lazy: fluxml's import does not pay for ctypes
     import ctypes
 
@@ -52,7 +47,7 @@ def _find_blas():
         with open("/proc/self/maps") as maps:
             paths = {line.split(None, 5)[-1].strip() for line in maps if ".so" in line}
     except OSError:
-        return False, False
+        return False
     names = [f"{p}openblas_get_num_threads{s}" for p in ("", "scipy_")
              for s in ("", "64_", "_64")] + ["MKL_Get_Max_Threads"]
     for path in sorted(paths):
@@ -67,12 +62,8 @@ def _find_blas():
             fn = getattr(lib, name, None)
             if fn is not None:
                 fn.restype, fn.argtypes = ctypes.c_int, []
-                setter = getattr(lib, name.replace("get_num", "set_num").replace(
-                    "Get_Max", "Set_Num"), None)
-                if setter is not None:
-                    setter.restype, setter.argtypes = None, [ctypes.c_int]
-                return fn, setter or False
-    return False, False
+                return fn
+    return False
 
 
 def _cores() -> int:
@@ -84,54 +75,17 @@ def _cores() -> int:
 
 def limit() -> int:
     """How many threads a big element-wise pass may use now (see the module's docstring)."""
-    global _blas_threads, _blas_set
+    global _blas_threads
     if _blas_threads is None:
         # lazy: NumPy loads its BLAS, which is then found among the loaded libraries
         import numpy  # noqa: F401
 
-        _blas_threads, _blas_set = _find_blas()
+        _blas_threads = _find_blas()
     if _blas_threads:
         n = _blas_threads()
     else:
         n = next((_int(os.environ[v]) for v in _ENV if os.environ.get(v)), 1)
     return max(1, min(n, _cores()))
-
-
-# one_blas_thread: how many blocks are inside it, and the count to restore when the last leaves
-_held = [0, None]
-_held_lock = threading.Lock()
-
-
-def can_hold_blas() -> bool:
-    """Whether :func:`one_blas_thread` can hold the BLAS to one thread (a BLAS with a setter
-    was found; True where none is found, for then nothing starts BLAS threads that the
-    environment did not allow: ``limit`` read 1 or the variables)."""
-    limit()
-    return bool(_blas_set) or not _blas_threads
-
-
-@contextlib.contextmanager
-def one_blas_thread():
-    """NumPy's BLAS on one thread inside the block, for threads of ours that each call it at
-    once on their own operands (two OpenBLAS products called from two threads, each asking
-    for the BLAS's threads too, measured several times slower than the one-thread products
-    side by side). Blocks may overlap: the count is restored when the last one leaves."""
-    limit()
-    if not _blas_set:
-        yield
-        return
-    with _held_lock:
-        if not _held[0]:
-            _held[1] = _blas_threads()
-            _blas_set(1)
-        _held[0] += 1
-    try:
-        yield
-    finally:
-        with _held_lock:
-            _held[0] -= 1
-            if not _held[0]:
-                _blas_set(_held[1])
 
 
 def _int(text) -> int:

@@ -31,14 +31,12 @@ come from one ``exp`` pass (``sigmoid(z) = 1 / (1 + exp(-z))``, ``tanh(z) = 2 si
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
 from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
-from fluxml.backend import threads
 from fluxml.nnlib import windows
 from fluxml.nnlib.recurrent import _lstm_dz, _matmul_t, _recurrent_weight_grad, _used
 
@@ -77,121 +75,44 @@ def _rows(n_in, n):
 def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
     batch, steps, n_in = x.shape
     n = h0.shape[-1]
-    _, rows = _rows(n_in, n)
+    k, rows = _rows(n_in, n)
     dtype = np.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
     s = np.empty_like(x, shape=(steps + 1, rows, batch), dtype=dtype)
-    hs = np.empty_like(s, shape=(batch, steps, n))
-    w = _weights(w_ih, w_hh, b, n, s)
-    bounds = _bounds(batch, s)
-    if len(bounds) == 2:
-        _fill(s, x, h0, c0)
-        _scan(s, w, hs, n_in)
-    else:
-        def part(lo, hi):  # in a buffer of its own (NumPy's loops are slow over a column
-            sp, = _scratch(s, (steps + 1, rows, hi - lo), slot="lstm-part")  # block of s)
-            _fill(sp, x[lo:hi], h0[lo:hi], c0[lo:hi])
-            _scan(sp, w, hs[lo:hi], n_in)
-            s[..., lo:hi] = sp
-
-        _run_parts(part, bounds)
-    k = n_in + 1 + n
-    return hs, np.transpose(s[1:, k:k + n], (2, 0, 1)), s[:steps, k + n:]
-
-
-def lstm_forward(x, h0, c0, w_ih, w_hh, b):
-    """``LSTM_SEQUENCE``'s values without what its backward pass reads: ``(hs, c_T)`` from
-    NumPy arrays, the buffer of the scan a reused scratch (``lstm_sequence`` without a
-    gradient to take)."""
-    batch, steps, n_in = x.shape
-    n = h0.shape[-1]
-    _, rows = _rows(n_in, n)
-    dtype = np.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
-    hs = np.empty_like(x, shape=(batch, steps, n), dtype=dtype)
-    c_last = np.empty_like(hs, shape=(batch, n))
-    w = _weights(w_ih, w_hh, b, n, hs)
-
-    def part(lo, hi):
-        sp, = _scratch(hs, (steps + 1, rows, hi - lo), slot="lstm-part")
-        _fill(sp, x[lo:hi], h0[lo:hi], c0[lo:hi])
-        _scan(sp, w, hs[lo:hi], n_in)
-        c_last[lo:hi] = np.swapaxes(sp[steps, n_in + 1 + n:n_in + 1 + 2 * n], 0, 1)
-
-    _run_parts(part, _bounds(batch, hs))
-    return hs, c_last
-
-
-def _fill(s, x, h0, c0):
-    """The rows of the buffer ``s`` that the scan reads before writing: the inputs, the ones
-    (the bias's column) and the initial state."""
-    steps, n_in, n = x.shape[1], x.shape[-1], h0.shape[-1]
-    k = n_in + 1 + n
     s[:steps, :n_in] = np.transpose(x, (1, 2, 0))
     s[steps] = 0  # h_T's row has no input and no gates; never read
     s[:, n_in] = 1
     s[0, n_in + 1:k] = np.swapaxes(h0, 0, 1)
     s[0, k:k + n] = np.swapaxes(c0, 0, 1)
-
-
-def _scan(s, w, hs, n_in):
-    """The recurrence over the buffer ``s (T+1, rows, B)`` (``_fill`` ed), writing every
-    step's rows of ``s`` and the hidden states ``hs (B, T, H)``."""
-    steps, n = hs.shape[1], hs.shape[2]
-    k = n_in + 1 + n
-    batch = s.shape[-1]
+    w = _weights(w_ih, w_hh, b, n, s)
+    hs = np.empty_like(s, shape=(batch, steps, n))
     # every step's blocks as views made once (slices: views in any array library)
     xh, h, z = s[:, :k], s[:, n_in + 1:k], s[:, k + n:k + 5 * n]
     cell, gate_i, gate_f, gate_g, gate_o = (s[:, k + j * n:k + (j + 1) * n] for j in range(5))
     tc = s[:, k + 5 * n:]
     ig = np.empty_like(s, shape=(n, batch))
+    # an array of ones, not the number 1: NumPy's call with a Python number costs ~1 us more
+    # (its type promotion), which halves the per-step overhead of a small LSTM
+    ones = np.ones_like(s, shape=(4 * n, batch))
     with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
         for t in range(steps):
             zt = z[t]
             np.matmul(w, xh[t], out=zt)
             np.exp(zt, out=zt)
-            np.add(zt, 1, out=zt)
-            np.divide(1, zt, out=zt)
+            np.add(zt, ones, out=zt)
+            np.divide(ones, zt, out=zt)
             gt = gate_g[t]
-            np.multiply(gt, 2, out=gt)
-            np.subtract(gt, 1, out=gt)
+            np.add(gt, gt, out=gt)
+            np.subtract(gt, ones[:n], out=gt)
             ct = cell[t + 1]
             np.multiply(gate_f[t], cell[t], out=ct)
             np.multiply(gate_i[t], gt, out=ig)
-            ct += ig
+            np.add(ct, ig, out=ct)
             tct = tc[t]
             np.tanh(ct, out=tct)
             ht = h[t + 1]
             np.multiply(gate_o[t], tct, out=ht)
             hs[:, t] = ht.T  # while the block is in cache
-
-
-# rows of the batch per part at least: a part of fewer rows makes the per-step product too
-# narrow for the BLAS to run near its peak, and its NumPy calls too short for the threads
-MIN_PART = 16
-
-
-def _bounds(batch, like) -> list:
-    """Where the batch is cut into parts that threads scan at once (the rows of the batch are
-    independent through the whole recurrence): as many parts as ``backend.threads.limit``
-    allows threads, none narrower than ``MIN_PART`` rows; ``[0, batch]`` for one part (a
-    limit of 1, a small batch, arrays of another library, a BLAS that cannot be held to one
-    thread)."""
-    if type(like) is not np.ndarray or batch < 2 * MIN_PART:
-        return [0, batch]
-    parts = min(threads.limit(), batch // MIN_PART)
-    if parts < 2 or not threads.can_hold_blas():
-        return [0, batch]
-    return [batch * i // parts for i in range(parts + 1)]
-
-
-def _run_parts(part, bounds):
-    """``part(lo, hi)`` for every part of ``bounds``, on as many threads, the BLAS held to one
-    thread meanwhile (each thread runs its own products)."""
-    jobs = [functools.partial(part, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
-    if len(jobs) == 1:
-        jobs[0]()
-        return
-    with threads.one_blas_thread():
-        threads.run_parts(jobs, len(jobs))
+    return hs, np.transpose(s[1:, k:k + n], (2, 0, 1)), s[:steps, k + n:]
 
 
 def _buffer(x, h0, c0, hs, cs, acts):
@@ -214,9 +135,9 @@ def _buffer(x, h0, c0, hs, cs, acts):
     return s
 
 
-def _scratch(like, *shapes, slot="lstm"):
+def _scratch(like, *shapes):
     """Arrays of these shapes for intermediate values (the forward pass's weights, the
-    backward pass's buffers), carved from the thread's workspace ``slot``
+    backward pass's buffers), carved from the thread's ``"lstm"`` workspace
     (:func:`fluxml.nnlib.windows.workspace`), which later calls reuse: fresh memory costs a
     page fault per 4 KiB on first touch, which on a virtual machine can cost as much as the
     arithmetic. Nothing returned may be a view of them. Arrays of other libraries get fresh
@@ -224,7 +145,7 @@ def _scratch(like, *shapes, slot="lstm"):
     if type(like) is not np.ndarray:
         return [np.empty_like(like, shape=shape) for shape in shapes]
     sizes = [math.prod(shape) for shape in shapes]
-    buf = windows.scratch((sum(sizes),), like.dtype, np, slot)
+    buf = windows.scratch((sum(sizes),), like.dtype, np, "lstm")
     out, start = [], 0
     for shape, size in zip(shapes, sizes):
         out.append(buf[start:start + size].reshape(shape))
@@ -233,62 +154,26 @@ def _scratch(like, *shapes, slot="lstm"):
 
 
 def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
-    """First order on plain arrays. The rows of the batch are independent through the
-    recurrence: with several threads (``_bounds``), each part of the batch runs the whole
-    backward pass on its own (``_vjp_part``), its cotangents of the inputs and the initial
-    state rows of the whole, its weights' cotangents summed."""
-    s = _buffer(x, h0, c0, hs, cs, acts)
-    bounds = _bounds(x.shape[0], acts)
-    if len(bounds) == 2:
-        return _vjp_part(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, s, positions)
-    outs = {}
-
-    def part(lo, hi):
-        outs[lo] = _vjp_part(g_hs[lo:hi], None if g_cs is None else g_cs[lo:hi], x[lo:hi],
-                             h0[lo:hi], c0[lo:hi], w_ih, w_hh, hs[lo:hi], s[..., lo:hi],
-                             positions)
-
-    _run_parts(part, bounds)
-    parts = [outs[lo] for lo in bounds[:-1]]
-    result = []
-    for j, p in enumerate(positions):
-        if p < 3:  # x, h0, c0: rows of the batch
-            result.append(np.concatenate([out[j] for out in parts]))
-        else:  # the weights: every part's share (each array a copy of the part's own)
-            total = parts[0][j]
-            for out in parts[1:]:
-                total += out[j]
-            result.append(total)
-    return result
-
-
-def _vjp_part(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, s, positions):
-    """The backward pass of the rows ``x`` of the batch, whose forward buffer is ``s`` (a
-    column block of the whole one for a part: copied first into the scratch, where NumPy's
-    loops run several times faster). The factors that do not depend on the recurrence are
+    """First order on plain arrays. The factors that do not depend on the recurrence are
     computed for all steps at once into the buffer that then holds the pre-activations'
     cotangents ``dz (T, 4H, N)``; the loop over time does five small operations and one
     matrix product (``W_hh^T dz_t``, the state's cotangent). The input's and the weights'
     cotangents are each one product over all steps."""
-    batch, steps, n_in = x.shape
-    n = h0.shape[-1]
-    k, rows = _rows(n_in, n)
-    copy = not s.flags.c_contiguous
-    want_x = 0 in positions
-    want_w = 3 in positions or 4 in positions or 5 in positions
-    p, g_h, w_t, dh, dh_in, dc, dz_2, dx, xh_2, dw, sp = _scratch(
-        s, (steps, 5, n, batch), (steps, n, batch), (n, 4 * n), (n, batch), (n, batch),
-        (n, batch), (4 * n, steps, batch),
-        (steps * batch, n_in) if want_x else (0, n_in),  # (only read where wanted)
-        (steps, batch, k) if want_w else (0, batch, k), (4 * n, k) if want_w else (0, k),
-        (steps + 1, rows, batch) if copy else (0,))
-    if copy:  # (the rows of x and the ones are not read: x is)
-        sp[:, n_in + 1:] = s[:, n_in + 1:]
-        s = sp
+    steps, _, batch = acts.shape
+    n_in, n = x.shape[-1], h0.shape[-1]
+    k, _ = _rows(n_in, n)
+    s = _buffer(x, h0, c0, hs, cs, acts)
     c_prev, i, f, gg, o = (s[:steps, k + j * n:k + (j + 1) * n] for j in range(5))
     i_f = s[:steps, k + n:k + 3 * n]
     tc = s[:steps, k + 5 * n:]
     h = s[1:, n_in + 1:k]  # h_t = o tanh(c_t)
+    want_x = 0 in positions
+    want_w = 3 in positions or 4 in positions or 5 in positions
+    p, g_h, w_t, dh, dh_in, dc, dz_2, dx, xh_2, dw = _scratch(
+        acts, (steps, 5, n, batch), (steps, n, batch), (n, 4 * n), (n, batch), (n, batch),
+        (n, batch), (4 * n, steps, batch),
+        (steps * batch, n_in) if want_x else (0, n_in),  # (only read where wanted)
+        (steps, batch, k) if want_w else (0, batch, k), (4 * n, k) if want_w else (0, k))
     # dz = [dc i', dc f', dc g', dh o'] and dc_t = dh_t k_t + dc_{t+1} f_{t+1}, where, from
     # the products i g and f c_{t-1} of the cell update: i' = g i (1 - i) = (i g) - (i g) i,
     # f' = (f c_{t-1}) - (f c_{t-1}) f, g' = i (1 - g^2) = i - (i g) g; and from h = o tanh(c):

@@ -24,7 +24,7 @@ import numpy as np
 
 from fluxml.ad.core import raw
 from fluxml.ad.define import primitive
-from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, lstm_forward
+from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
 from fluxml.nnlib.recurrent import _check, _recurrent_weight_grad, _sigmoid_, _used
 
 __all__ = ["gru_sequence", "lstm_sequence"]
@@ -168,12 +168,6 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     _check_sequence("lstm_sequence", x)
     _check("lstm_sequence", 4, raw(x)[:, 0], h0, w_ih, w_hh, b_ih, b_hh, c0)
     bias = b_hh if b_ih is None else b_ih if b_hh is None else b_ih + b_hh
-    if all(type(a) is np.ndarray for a in (x, h0, c0, w_ih, w_hh)) \
-            and (bias is None or type(bias) is np.ndarray):
-        # nothing traced (no gradient taken, no compile): the values alone, without the
-        # activations a backward pass would read
-        hs, c_last = lstm_forward(x, h0, c0, w_ih, w_hh, bias)
-        return hs, hs[:, -1], c_last
     hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, bias)
     return hs, hs[:, -1], cs[:, -1]
 
