@@ -20,6 +20,11 @@ torch.nn module with the same weights: forward, and forward + backward (the grad
 respect to every parameter and the input, ``fl.gradient`` against ``.backward()``), same
 ratio convention. Targets (issue 11): at least 1 on the LSTM and attention, at least 0.67 on
 the convolutions. ``--cpu-time`` applies to both tables.
+
+With several threads, run each library alone in its own process (``--only=fluxml``, then
+``--only=torch``: the other's column shows ``-``), for each library's thread pool spins a
+while after its work, which slows the other's threads on two cores; ``--repeats=K`` sets
+the repeats (default 15).
 """
 
 from __future__ import annotations
@@ -112,6 +117,30 @@ def _check(ours_fns, peer_fns):
         np.testing.assert_allclose(a, b.numpy(), rtol=2e-3, atol=2e-3)
 
 
+def _option(name: str, default=None):
+    """The value of ``--name=value`` on the command line, else ``default``."""
+    for a in sys.argv[1:]:
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+    return default
+
+
+def _times(mine, theirs, clock) -> tuple:
+    """Our time and the peer's (ms; None for one not run: no peer, or ``--only``)."""
+    only = _option("only")
+    fns = [f for f, who in ((mine, "fluxml"), (theirs, "torch"))
+           if f is not None and only in (None, who)]
+    times = iter(v * 1e3 for v in timed(*fns, clock=clock))
+    return tuple(next(times) if f is not None and only in (None, who) else None
+                 for f, who in ((mine, "fluxml"), (theirs, "torch")))
+
+
+def _row(name, width, label, t, p) -> str:
+    cells = [f"{v:10.2f}" if v is not None else f"{'-':>10s}" for v in (t, p)]
+    ratio = f"{p / t:7.2f}" if t is not None and p is not None else f"{'-':>7s}"
+    return f"{name:{width}s} {label:8s} {cells[0]} {cells[1]} {ratio}"
+
+
 def _selected(name: str) -> bool:
     """Rows to run: those whose name contains a command-line argument, in any case (all
     without any): ``benchmarks/layers.py lstm attention``."""
@@ -122,7 +151,9 @@ def _selected(name: str) -> bool:
 def main():
     # --cpu-time: the process's CPU time instead of the wall clock; with OMP_NUM_THREADS=1 it
     # measures the work of both libraries without the time spent waiting for a busy machine
+    global REPEATS
     clock = time.process_time if "--cpu-time" in sys.argv else time.perf_counter
+    REPEATS = int(_option("repeats", REPEATS))
     try:
         import torch
         peer_name = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
@@ -141,12 +172,8 @@ def main():
         if theirs is not None:
             _check(mine, theirs)
         for label, i in (("forward", 0), ("fwd+bwd", 1)):
-            if theirs is None:
-                t = timed(mine[i], clock=clock)[0] * 1e3
-                print(f"{name:40s} {label:8s} {t:10.2f} {'-':>10s} {'-':>7s}")
-                continue
-            t, p = (v * 1e3 for v in timed(mine[i], theirs[i], clock=clock))
-            print(f"{name:40s} {label:8s} {t:10.2f} {p:10.2f} {p / t:7.2f}")
+            t, p = _times(mine[i], None if theirs is None else theirs[i], clock)
+            print(_row(name, 40, label, t, p))
     layers_table(torch, clock)
 
 
@@ -291,8 +318,8 @@ def layers_table(torch, clock=time.perf_counter):
             continue
         mine, peer_fns = layer_row(ours, theirs, shape, names)
         for label, i in (("forward", 0), ("fwd+bwd", 1)):
-            t, p = (v * 1e3 for v in timed(mine[i], peer_fns[i], clock=clock))
-            print(f"{name:52s} {label:8s} {t:10.2f} {p:10.2f} {p / t:7.2f}")
+            t, p = _times(mine[i], peer_fns[i], clock)
+            print(_row(name, 52, label, t, p))
     if torch is None:
         print("(PyTorch not installed: the layer table needs it to build the same models)")
 

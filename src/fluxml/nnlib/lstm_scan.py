@@ -90,20 +90,24 @@ def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
     cell, gate_i, gate_f, gate_g, gate_o = (s[:, k + j * n:k + (j + 1) * n] for j in range(5))
     tc = s[:, k + 5 * n:]
     ig = np.empty_like(s, shape=(n, batch))
+    # an array of ones, not the number 1: NumPy's call with a Python number costs ~0.5-1 us
+    # more (its type promotion); one step measured 11.2 -> 9.5 us at N=1, H=4, and the
+    # same to the bit
+    ones = np.ones_like(s, shape=(4 * n, batch))
     with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
         for t in range(steps):
             zt = z[t]
             np.matmul(w, xh[t], out=zt)
             np.exp(zt, out=zt)
-            np.add(zt, 1, out=zt)
-            np.divide(1, zt, out=zt)
+            np.add(zt, ones, out=zt)
+            np.divide(ones, zt, out=zt)
             gt = gate_g[t]
-            np.multiply(gt, 2, out=gt)
-            np.subtract(gt, 1, out=gt)
+            np.add(gt, gt, out=gt)
+            np.subtract(gt, ones[:n], out=gt)
             ct = cell[t + 1]
             np.multiply(gate_f[t], cell[t], out=ct)
             np.multiply(gate_i[t], gt, out=ig)
-            ct += ig
+            np.add(ct, ig, out=ct)
             tct = tc[t]
             np.tanh(ct, out=tct)
             ht = h[t + 1]
