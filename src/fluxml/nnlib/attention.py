@@ -10,16 +10,15 @@ probabilities for its hand-written vjp:
 
 where at first order ``sum(dP * P, -1)`` is ``sum(g_out * out, -1)`` (+ ``sum(g_P * P, -1)``),
 a pass over the output instead of the scores. With ``nheads`` the heads come side by side in
-the last axis, ``(N, T, heads d)``, and are split and joined inside the primitive (one copy
-each), so multi-head attention records no transposes around it. On NumPy arrays the softmax
-is taken of the scores themselves where the row sums show that no exponential overflowed or
-underflowed, else shifted by a bound of each row's maximum carried in the score product
-itself (``_probabilities_bounded``), with the exact maximum as the last fallback. There the
-heads are read in place from the joined layout (BLAS takes their row stride), and the
-intermediates that stay inside a call (``q`` scaled, the heads split for the vjp, the
-scores' cotangent) live in reused scratch buffers (``windows.scratch``), and products are
-written in the joined layout: in a process of its own a fresh array of a megabyte pays page
-faults (3 us a page measured here) that cost more than the arithmetic done in it.
+the last axis, ``(N, T, heads d)``, and are split (a view: the products read each head's rows
+at their stride) and joined (the products written in that layout) inside the primitive, so
+multi-head attention records no transposes around it. On NumPy arrays the softmax is taken of
+the scores themselves where the row sums show that no exponential overflowed or underflowed,
+else shifted by a bound of each row's maximum carried in the score product itself
+(``_probabilities_bounded``), with the exact maximum as the last fallback. Intermediates that
+stay inside a call (``q`` scaled, the scores' cotangent) live in reused scratch buffers
+(``windows.scratch``): in a process of its own a fresh array of a megabyte pays page faults
+(3 us a page measured here) that cost more than the arithmetic done in it.
 
 A boolean ``mask`` (True: may attend) is a static argument; a float ``bias`` is added to the
 scores and differentiated. A query row that may attend to no key at all gets probabilities 0
@@ -68,20 +67,12 @@ def _softmax_rows(s):
     return s
 
 
-def _split(a, heads, copy=True, slot=None):
-    """``(N, T, heads d)`` as ``(N, heads, T, d)``: one copy, so that the products below read
-    contiguous matrices (BLAS on strided views was slower than the copy), into the scratch
-    buffer ``slot`` where given (the copy does not leave the caller); a view with
-    ``copy=False``."""
+def _split(a, heads):
+    """``(N, T, heads d)`` seen as ``(N, heads, T, d)``, a view: the products read each head's
+    rows at their stride (BLAS takes it), which measured faster than copying the heads out
+    first, in the forward and in the vjp."""
     n, t, e = a.shape
-    a = np.swapaxes(np.reshape(a, (n, t, heads, e // heads)), 1, 2)
-    if not copy or type(a) is not np.ndarray:
-        return a
-    if slot is None:
-        return np.ascontiguousarray(a)
-    out = win.scratch(a.shape, a.dtype, np, slot)
-    out[...] = a
-    return out
+    return np.swapaxes(np.reshape(a, (n, t, heads, e // heads)), 1, 2)
 
 
 def _join(a):
@@ -104,7 +95,7 @@ def _impl(q, k, v, bias, *, mask, scale, heads=None):
         q = np.multiply(q, q.dtype.type(scale), out=win.scratch(q.shape, q.dtype, np, "attn_q"))
     if heads:  # on NumPy arrays the products read the heads in place (BLAS takes the row
         # stride), which measured faster than copying them out
-        q, k, v = (_split(a, heads, copy=not fast) for a in (q, k, v))
+        q, k, v = (_split(a, heads) for a in (q, k, v))
     p = _probabilities_bounded(q, k, bias, mask) if fast else None
     if p is None:
         s = np.matmul(q if fast else q * scale, _t(k))  # scaling q: d / Tk of the scores
@@ -206,18 +197,14 @@ def _vjp(g, ans, args, params, positions):
     out, p = ans
     scale, heads = params["scale"], params.get("heads")
     plain = all(a is None or type(a) is np.ndarray for a in (g_out, g_p, q, k, v, p, out))
-    if plain and heads:  # split into scratch buffers; the results are written joined
-        q, k, v, out = (_split(a, heads, slot=f"attn_{name}")
-                        for a, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out")))
-        g_out = None if g_out is None else _split(g_out, heads, slot="attn_g")
+    if heads:
+        q, k, v, out = (_split(a, heads) for a in (q, k, v, out))
+        g_out = None if g_out is None else _split(g_out, heads)
+    if plain:  # in place, with scratch buffers; with heads the results are written joined
         result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, heads, scratch=True)
         return [result[pos] for pos in positions]
-    if heads:
-        q, k, v = (_split(a, heads) for a in (q, k, v))
-        g_out = None if g_out is None else _split(g_out, heads)
-        out = _split(out, heads)
     if first_order(g_out, g_p, q, k, v, p, out):  # (under fl.compile: IR values)
-        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, scratch=plain)
+        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions)
     else:
         result = _vjp_any(g_out, g_p, q, k, v, p, scale, positions)
     if heads:
