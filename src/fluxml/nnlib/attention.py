@@ -10,14 +10,15 @@ probabilities for its hand-written vjp:
 
 where at first order ``sum(dP * P, -1)`` is ``sum(g_out * out, -1)`` (+ ``sum(g_P * P, -1)``),
 a pass over the output instead of the scores. With ``nheads`` the heads come side by side in
-the last axis, ``(N, T, heads d)``, and are split and joined inside the primitive (one copy
-each), so multi-head attention records no transposes around it. On NumPy arrays the softmax
-is taken of the scores themselves where a bound shows they are small, else shifted by a bound
-of each row's maximum carried in the score product itself (``_probabilities_bounded``), with
-the exact maximum as the fallback. Intermediates that stay inside a call (the heads split,
-the scores' cotangent) live in reused scratch buffers (``windows.scratch``), and products
-are written in the joined layout: in a process of its own a fresh array of a megabyte pays
-page faults (3 us a page measured here) that cost more than the arithmetic done in it.
+the last axis, ``(N, T, heads d)``, and are split (a view: the products read each head's rows
+at their stride) and joined (the products written in that layout) inside the primitive, so
+multi-head attention records no transposes around it. On NumPy arrays the softmax is taken of
+the scores themselves where the row sums show that no exponential overflowed or underflowed,
+else shifted by a bound of each row's maximum carried in the score product itself
+(``_probabilities_bounded``), with the exact maximum as the last fallback. Intermediates that
+stay inside a call (``q`` scaled, the scores' cotangent) live in reused scratch buffers
+(``windows.scratch``): in a process of its own a fresh array of a megabyte pays page faults
+(3 us a page measured here) that cost more than the arithmetic done in it.
 
 A boolean ``mask`` (True: may attend) is a static argument; a float ``bias`` is added to the
 scores and differentiated. A query row that may attend to no key at all gets probabilities 0
@@ -66,20 +67,12 @@ def _softmax_rows(s):
     return s
 
 
-def _split(a, heads, copy=True, slot=None):
-    """``(N, T, heads d)`` as ``(N, heads, T, d)``: one copy, so that the products below read
-    contiguous matrices (BLAS on strided views was slower than the copy), into the scratch
-    buffer ``slot`` where given (the copy does not leave the caller); a view with
-    ``copy=False``."""
+def _split(a, heads):
+    """``(N, T, heads d)`` seen as ``(N, heads, T, d)``, a view: the products read each head's
+    rows at their stride (BLAS takes it), which measured faster than copying the heads out
+    first, in the forward and in the vjp."""
     n, t, e = a.shape
-    a = np.swapaxes(np.reshape(a, (n, t, heads, e // heads)), 1, 2)
-    if not copy or type(a) is not np.ndarray:
-        return a
-    if slot is None:
-        return np.ascontiguousarray(a)
-    out = win.scratch(a.shape, a.dtype, np, slot)
-    out[...] = a
-    return out
+    return np.swapaxes(np.reshape(a, (n, t, heads, e // heads)), 1, 2)
 
 
 def _join(a):
@@ -98,12 +91,14 @@ def _joined(n, heads, t, d, dtype):
 
 def _impl(q, k, v, bias, *, mask, scale, heads=None):
     fast = _plain(q, k, v, bias)  # (splitting the heads keeps the type and dtype)
-    if heads:  # q and k are copied into the bounded product's operands, or split here
-        q, k = (_split(a, heads, copy=not fast) for a in (q, k))
-        v = _split(v, heads, slot="attn_v" if fast else None)
-    p = _probabilities_bounded(q, k, bias, mask, scale) if fast else None
+    if fast:  # q scaled in its own layout (one contiguous pass) into a scratch buffer
+        q = np.multiply(q, q.dtype.type(scale), out=win.scratch(q.shape, q.dtype, np, "attn_q"))
+    if heads:  # on NumPy arrays the products read the heads in place (BLAS takes the row
+        # stride), which measured faster than copying them out
+        q, k, v = (_split(a, heads) for a in (q, k, v))
+    p = _probabilities_bounded(q, k, bias, mask) if fast else None
     if p is None:
-        s = np.matmul(q * scale, _t(k))  # scaling q costs d / Tk of scaling the scores
+        s = np.matmul(q if fast else q * scale, _t(k))  # scaling q: d / Tk of the scores
         p = _softmax_rows(_biased_masked(s, bias, mask))
     if heads and fast:  # the product written in the joined layout
         out, view = _joined(v.shape[0], heads, p.shape[-2], v.shape[-1], p.dtype)
@@ -127,60 +122,73 @@ def _plain(*arrays):
                for a in arrays)
 
 
-# The smallest row sum of exp(s - c) accepted from _probabilities_bounded: below it the bound
-# c was so far above the row's maximum that entries the exact softmax keeps as normal numbers
-# could have fallen below the smallest normal one.
+# The smallest row sum of exp(s - c) accepted from _probabilities_bounded: below it the shift
+# c was so far above the row's maximum (or, unshifted, the row's maximum so far below 0) that
+# entries the exact softmax keeps as normal numbers could have fallen below the smallest
+# normal one.
 _SMALLEST_SUM = {np.dtype(np.float32): 2.0 ** -60, np.dtype(np.float64): 2.0 ** -500}
 
-# Scores bounded by this in magnitude (Cauchy-Schwarz, from the largest norms of q's and k's
-# rows) are exponentiated unshifted: each exp(s) is then a normal number, and each row's sum
-# at least exp(-bound), above _SMALLEST_SUM (so that check cannot send such a call to the
-# exact path), and at most Tk exp(bound), far from overflowing.
-_UNSHIFTED = {np.dtype(np.float32): 40.0, np.dtype(np.float64): 300.0}
+# Whether _probabilities_bounded first exponentiates the scores unshifted (a test turns it off
+# to reach the bounded shift)
+_UNSHIFTED = True
 
 
-def _probabilities_bounded(q, k, bias, mask, scale):
-    """The softmax of the scores shifted by an upper bound of each row's maximum instead of
-    the maximum itself (softmax does not depend on the shift): ``c_i = scale |q_i| max_j
-    |k_j| (+ max_j bias_ij)`` (Cauchy-Schwarz). The shift enters the product itself, as a
-    column ``-c`` appended to ``q`` against a column of ones appended to ``k``, so the
-    maximum's pass and the subtraction's are saved; without a bias and where ``max_i c_i``
-    is at most ``_UNSHIFTED``, there is no shift at all. None where a row's sum came out too
-    small (the bound far above the maximum) or not finite: the caller then computes the
-    exact maximum (and warns as it would have)."""
+def _probabilities_bounded(q, k, bias, mask):
+    """The softmax of the scores ``q @ k^T`` (``q`` scaled already) exponentiated unshifted
+    (softmax does not depend on the shift), accepted where every row's sum is finite and at
+    least ``_SMALLEST_SUM``: then no exponential overflowed and an entry fell below the
+    smallest normal number only where it is below ``2**-66 Tk`` of its row's largest (as with
+    the exact maximum, where it would be below ``2**-126``). Else shifted by an upper bound
+    of each row's maximum (``_shifted_softmax``), and None where that too is refused: the
+    caller then computes the exact maximum (and warns as it would have). Checking the sums
+    afterwards costs a pass over ``(..., Tq)``; bounding the scores beforehand, by the norms
+    of ``q``'s and ``k``'s rows, cost more than that and refused scores the exponential
+    would have taken."""
     with np.errstate(invalid="ignore", over="ignore"):
-        return _shifted_softmax(q, k, bias, mask, scale)
+        s = np.matmul(q, _t(k))
+        if _UNSHIFTED:
+            p = _normalised(np.exp(_biased_masked(s, bias, mask), out=s), mask)
+            if p is not None:
+                return p
+        return _shifted_softmax(q, k, bias, mask, out=s)
 
 
-def _shifted_softmax(q, k, bias, mask, scale):
+def _shifted_softmax(q, k, bias, mask, out):
+    """The softmax of ``q @ k^T`` shifted by ``c_i = |q_i| max_j |k_j| (+ max_j bias_ij)``
+    (an upper bound of row ``i``'s maximum, Cauchy-Schwarz), written into ``out``. The shift
+    enters the product itself, as a column ``-c`` appended to ``q`` against a column of ones
+    appended to ``k``, so the maximum's pass and the subtraction's are saved."""
     d = q.shape[-1]
     qn2 = np.einsum("...d,...d->...", q, q)
     kn2 = np.max(np.einsum("...d,...d->...", k, k), axis=-1, keepdims=True)
-    if bias is None and abs(scale) * math.sqrt(np.max(qn2) * np.max(kn2)) <= _UNSHIFTED[q.dtype]:
-        # every score is within +-_UNSHIFTED: no shift at all (the two copies into the
-        # augmented operands cost more than scaling q)
-        qs = np.multiply(q, scale, out=win.scratch(q.shape, q.dtype, np, "attn_q"))
-        s = np.matmul(qs, _t(k))
-    else:
-        qa = win.scratch(q.shape[:-1] + (d + 1,), q.dtype, np, "attn_q")
-        ka = win.scratch(k.shape[:-1] + (d + 1,), k.dtype, np, "attn_k")
-        np.multiply(q, scale, out=qa[..., :d])
-        ka[..., :d] = k
-        ka[..., d] = 1
-        c = np.sqrt(qn2) * (np.sqrt(kn2) * abs(scale))
-        if bias is not None:
-            c = c + np.max(np.broadcast_to(bias, q.shape[:-1] + (k.shape[-2],))
-                           if np.ndim(bias) < 2 else bias, axis=-1)
-        np.negative(c, out=qa[..., d])
-        s = np.matmul(qa, _t(ka))  # the scores minus c
-    np.exp(_biased_masked(s, bias, mask), out=s)
-    total = np.matmul(s, np.ones_like(s, shape=(s.shape[-1], 1)))
-    if mask is not None:  # a row that may attend to no key gets probabilities 0
-        np.copyto(total, 1, where=~np.any(mask, axis=-1, keepdims=True))
-    if not np.all(total >= _SMALLEST_SUM[s.dtype]) or not np.all(np.isfinite(total)):
+    qa = win.scratch(q.shape[:-1] + (d + 1,), q.dtype, np, "attn_qa")  # (q: in attn_q)
+    ka = win.scratch(k.shape[:-1] + (d + 1,), k.dtype, np, "attn_k")
+    qa[..., :d] = q
+    ka[..., :d] = k
+    ka[..., d] = 1
+    c = np.sqrt(qn2) * np.sqrt(kn2)
+    if bias is not None:
+        c = c + np.max(np.broadcast_to(bias, q.shape[:-1] + (k.shape[-2],))
+                       if np.ndim(bias) < 2 else bias, axis=-1)
+    np.negative(c, out=qa[..., d])
+    s = np.matmul(qa, _t(ka), out=out)  # the scores minus c
+    return _normalised(np.exp(_biased_masked(s, bias, mask), out=s), mask)
+
+
+def _normalised(e, mask):
+    """The exponentials ``e`` (C-contiguous) divided by their row sums, in place; None where
+    a row's sum is below ``_SMALLEST_SUM`` or not finite. A row that may attend to no key
+    gets probabilities 0. The sums are one matrix-vector product over the rows seen as one
+    matrix (NumPy's reduction along a short contiguous axis is several times slower, and a
+    product per matrix of a stack costs a BLAS call each)."""
+    rows = np.reshape(e, (-1, e.shape[-1]))
+    total = np.matmul(rows, np.ones_like(e, shape=e.shape[-1:]))
+    if mask is not None:
+        np.copyto(np.reshape(total, e.shape[:-1]), 1, where=~np.any(mask, axis=-1))
+    if not total.min() >= _SMALLEST_SUM[e.dtype] or not np.isfinite(total.max()):
         return None
-    s *= np.reciprocal(total, out=total)
-    return s
+    rows *= np.reciprocal(total, out=total)[:, None]
+    return e
 
 
 def _vjp(g, ans, args, params, positions):
@@ -189,18 +197,14 @@ def _vjp(g, ans, args, params, positions):
     out, p = ans
     scale, heads = params["scale"], params.get("heads")
     plain = all(a is None or type(a) is np.ndarray for a in (g_out, g_p, q, k, v, p, out))
-    if plain and heads:  # split into scratch buffers; the results are written joined
-        q, k, v, out = (_split(a, heads, slot=f"attn_{name}")
-                        for a, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out")))
-        g_out = None if g_out is None else _split(g_out, heads, slot="attn_g")
+    if heads:
+        q, k, v, out = (_split(a, heads) for a in (q, k, v, out))
+        g_out = None if g_out is None else _split(g_out, heads)
+    if plain:  # in place, with scratch buffers; with heads the results are written joined
         result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, heads, scratch=True)
         return [result[pos] for pos in positions]
-    if heads:
-        q, k, v = (_split(a, heads) for a in (q, k, v))
-        g_out = None if g_out is None else _split(g_out, heads)
-        out = _split(out, heads)
     if first_order(g_out, g_p, q, k, v, p, out):  # (under fl.compile: IR values)
-        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions, scratch=plain)
+        result = _vjp_raw(g_out, g_p, q, k, v, p, out, scale, positions)
     else:
         result = _vjp_any(g_out, g_p, q, k, v, p, scale, positions)
     if heads:

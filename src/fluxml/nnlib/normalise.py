@@ -26,6 +26,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 from fluxml.ad.core import Tracer, first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.ad.fitting import broadcast
+from fluxml.nnlib import windows as win
 
 __all__ = ["batchnorm", "groupnorm", "instancenorm", "layernorm", "normalise"]
 
@@ -148,14 +149,16 @@ def _vjp_raw(gy, x, scale, mean, var, axes, eps, positions, bias_shape):
 def _vjp_blocks(gy, x, scale, mean, var, axes, eps, positions, blocks, bias_shape):
     """``_vjp_raw`` on ``(P, K, R)`` views, with ``dx = a * gy + b * (x - mean) + c`` per
     block (``a = scale * rstd``, ``b = -a * rstd * mean(g * xhat)``, ``c = -a * mean(g)``):
-    seven passes over ``x``-sized arrays, two allocations, and the scale and bias
+    seven passes over ``x``-sized arrays, one allocation (the result), and the scale and bias
     gradients already summed."""
     p, k, r = blocks
     n = x.dtype.type(p * r)
     gy3, x3 = gy.reshape(blocks), x.reshape(blocks)
     rstd = (1 / np.sqrt(var + eps)).reshape(1, k, 1)
     s1 = np.sum(np.sum(gy3, axis=2), axis=0).reshape(1, k, 1)  # sum g
-    xc = np.subtract(x3, mean.reshape(1, k, 1))
+    # x - mean never leaves: a reused buffer, not an x-sized allocation a call (the page
+    # faults of fresh memory cost more than this pass)
+    xc = np.subtract(x3, mean.reshape(1, k, 1), out=win.scratch(blocks, x.dtype, np, "norm"))
     s2 = np.sum(np.vecdot(gy3, xc), axis=0).reshape(1, k, 1) * rstd  # sum g * xhat
     out = {}
     keep = _kept(x, axes)
