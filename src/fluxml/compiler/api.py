@@ -196,7 +196,9 @@ class Compiled:
                        for i, x in enumerate(leaves) if x is leaves[positions[k]]}
             rebind = make_rebinder(args, spec, targets, (_Keywords,),
                                    {k: n_out + j for j, k in enumerate(run.rebinds)})
-        extract = make_extractor(args, spec, leaves, positions, numbers)
+        # (XLA's code takes the traced numbers as they come: xla_runtime._Numbers)
+        raw = self.backend == "xla" and bool(number_inputs)
+        extract = make_extractor(args, spec, leaves, positions, numbers, not raw)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, number_inputs)
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
@@ -206,6 +208,8 @@ class Compiled:
                                   [k for k, _ in program.writes if not devices[k]])
             if any(devices):
                 numpy_run = on_host(numpy_run, devices, run.rebinds)
+            if raw:
+                numpy_run = traced_numbers.as_inputs(numpy_run, number_inputs)
             entry.pending = Background(entry, numpy_run, run, list(map(placement, on_device)))
         self.traces += 1
         if len(self.cache) >= self.cache_size:

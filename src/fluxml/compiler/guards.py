@@ -65,26 +65,26 @@ class _Writer:
         self.lines.append(f"    if not ({cond}): return None")
 
 
-def make_extractor(args, spec, leaves, positions, numbers=None):
+def make_extractor(args, spec, leaves, positions, numbers=None, convert=True):
     """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
     ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs,
     ``numbers`` the traced numbers among the leaves (``numbers.find``: a number's type and
     whether it is the same object as another are checked, not its value, and it is passed
-    as float64).
+    as float64; as it is without ``convert``).
 
     With JAX arrays among them, two tiers: the one returned checks the tree's nodes and
     numbers and that each JAX leaf is its known array (what a training loop passes), and
     hands any other call to the full check, which also checks a new JAX array's shape and
     dtype: the code a call runs is then shorter, which counts most when it runs out of the
     caches (called between other work)."""
-    full = _extractor(args, spec, leaves, positions, numbers, False)
+    full = _extractor(args, spec, leaves, positions, numbers, convert, False)
     if full is None or not any(is_jax(leaves[i]) for i in positions):
         return full
-    fast = _extractor(args, spec, leaves, positions, numbers, True, full)
+    fast = _extractor(args, spec, leaves, positions, numbers, convert, True, full)
     return fast if fast is not None else full
 
 
-def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
+def _extractor(args, spec, leaves, positions, numbers, convert, fast, full=None):
     w = _Writer(fast)
     if fast:
         w.consts["_full"] = full
@@ -117,9 +117,9 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
             w.lines.append(f"    if not ({same}):")
         for cond in lines:
             w.lines.append(f"    {'    ' if same else ''}if not ({cond}): return None")
-    if w.numbers:
+    if w.numbers and convert:
         w.consts["_number"] = as_input
-    inputs = ", ".join(f"_number({names[i]})" if i in w.numbers else names[i]
+    inputs = ", ".join(f"_number({names[i]})" if i in w.numbers and convert else names[i]
                        for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args, known):\n" + "\n".join(w.lines) + "\n"
