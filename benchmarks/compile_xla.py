@@ -44,10 +44,17 @@ costs two to five times its warm time when it finds its code and objects out of 
 which of the two rows is larger then varies with the machine's load.
 
 Columns: the median time of one call (``--cpu-time``: CPU time, ``time.process_time``,
-better on a loaded machine); the ratios ours on device / JAX, ours on device / JAX t/array
-(``dev/t-arr``) and ours on NumPy / JAX (below 1.2 meets the target); the first call's time
-(trace, lowering, XLA compilation), on the ``blocks`` row. ``--scale`` multiplies the
-repeats; names pick workloads by substring.
+better on a loaded machine for the larger workloads, see below); the ratios ours on device /
+JAX, ours on device / JAX t/array (``dev/t-arr``) and ours on NumPy / JAX (below 1.2 meets
+the target); the first call's time (trace, lowering, XLA compilation), on the ``blocks``
+row. ``--scale`` multiplies the repeats; names pick workloads by substring.
+
+``--cpu-time`` misreads the ``calls`` row of the tiny MLP (up to 2x): process CPU time counts
+every thread, and XLA's runtime threads go on working for a while after a call returns (on
+the order of the call's own time for a step of a few hundred microseconds), so in calls mode
+that work lands on whichever implementation runs next. Judge the tiny MLP on wall time,
+with ``--scale`` raised, and compare two versions by alternating them in one process (the
+``blocks`` row and ``train_step.alternating_medians`` do that for the implementations here).
 """
 
 from __future__ import annotations

@@ -138,3 +138,33 @@ def test_the_guards_fast_check_pairs_arrays_with_the_last_calls_arrays():
     pairs = re.findall(r"\b(x\d+) is q(\d+)\b", source)
     assert len(pairs) == len(entry.positions) - 2
     assert not {int(k) for _, k in pairs} & set(entry.numbers)
+
+
+def test_xla_takes_the_numbers_as_one_vector_copied_when_they_change(monkeypatch):
+    """On the xla back end the traced numbers cross as one float64 vector: made again only
+    when a value changes (a new learning rate), not on every call; the steps match eager's."""
+    jax = pytest.importorskip("jax")
+    from fluxml.compiler import xla_runtime
+
+    def step(model, state, x):
+        loss, (g,) = fl.withgradient(lambda m: np.sum(np.tanh(x @ m["w"])), model)
+        fl.update(state, model, g)
+        return loss
+
+    x = np.linspace(-1, 1, 12).reshape(4, 3)
+    model, ref = {"w": np.ones((3, 2))}, {"w": np.ones((3, 2))}
+    state, ref_state = fl.setup(fl.Adam(0.01), model), fl.setup(fl.Adam(0.01), ref)
+    f = fl.compile(step, backend="xla", background=False)
+    made = []
+    put = jax.device_put
+    monkeypatch.setattr(xla_runtime.jax, "device_put", lambda *a, **k: made.append(a) or
+                        put(*a, **k))
+    for lr in (0.01, 0.01, 0.01, 0.005, 0.005, -0.0, 0.0):
+        fl.adjust(state, lr)
+        fl.adjust(ref_state, lr)
+        f(model, state, x)
+        step(ref, ref_state, x)
+        np.testing.assert_allclose(model["w"], ref["w"], rtol=1e-9)  # (XLA sums in its order)
+    assert f.traces == 1
+    assert len(made) == 4  # the first call, 0.005, -0.0 and 0.0 (told apart by their bits)
+    assert made[-2][0].tolist()[0] == 0.0 and np.signbit(made[-2][0][0])

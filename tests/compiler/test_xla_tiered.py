@@ -316,30 +316,44 @@ def test_the_first_xla_call_after_the_switch_compiles_nothing(where):
     assert step.tier == "xla" and compiles == []
 
 
+class _Busy:
+    """A job that keeps the one compile worker busy until ``release`` is set: the jobs
+    queued meanwhile wait for their turn."""
+
+    dropped = False
+
+    def __init__(self):
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def _compile(self):
+        self.started.set()
+        self.release.wait(60)
+
+    def skip(self):
+        self.release.set()
+
+
 def test_one_worker_compiles_in_turn_and_skips_entries_that_left_the_cache():
-    """The signatures' programs are compiled one at a time; one that has left the cache
-    before its turn is not compiled (its XLA code could never run)."""
+    """The signatures' programs are compiled one at a time, in turn; one that has left the
+    cache before its turn is not compiled (its XLA code could never run)."""
     f = fl.compile(lambda x: np.tanh(x).sum(), backend="xla", cache_size=1)
-    release = threading.Event()
-
-    class Blocker:  # a job that keeps the worker busy until released, so that the later
-        dropped = False  # signatures queue behind it whatever the threads' timing
-
-        def _compile(self):
-            release.wait(60)
-
-    with tiered.held():
+    busy = _Busy()
+    tiered._submit(busy)
+    try:
+        assert busy.started.wait(60)  # the worker is busy: the next jobs wait their turn
         f(np.ones(2))
-        assert f.last.pending.ready.wait(60)  # compiled, the worker held before the switch
-        tiered._submit(Blocker())
-        f(np.ones(3))
+        first = f.last
+        f(np.ones(3))  # the first signature leaves the cache, before its turn
         second = f.last
-        f(np.ones(4))  # the second signature leaves the cache, still waiting for its turn
+        f(np.ones(4))  # and the second
         third = f.last
-        assert second.pending.dropped and not third.pending.dropped
-        release.set()
+        assert first.pending.dropped and second.pending.dropped
+        assert not third.pending.dropped and not third.pending.ready.is_set()
+    finally:
+        busy.release.set()
     f.wait()
-    assert second.pending.done.wait(60) and second.pending.tier == "numpy"
-    assert second.pending.seconds is None  # never compiled
+    for dropped in (first, second):
+        assert dropped.pending.done.wait(60) and dropped.pending.tier == "numpy"
+        assert dropped.pending.seconds is None  # never compiled
     assert third.pending.tier == "xla" and f.tier == "xla"
     np.testing.assert_allclose(f(np.ones(4)), 4 * np.tanh(1.0))

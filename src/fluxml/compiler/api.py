@@ -173,6 +173,8 @@ class Compiled:
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
         names = input_names(self._body, args, leaves, positions)
+        # the inputs that are traced numbers (by input position)
+        number_inputs = tuple(k for k, i in enumerate(positions) if numbers and i in numbers)
         devices = [is_jax(leaves[i]) for i in positions]
         if self.backend != "xla" and any(devices):
             k = devices.index(True)
@@ -186,7 +188,7 @@ class Compiled:
             if self.optimise:
                 program = steps[-1](program)
             source, run = lower(program, names, self.backend, _fname(self.fn), devices,
-                                self.donate)
+                                self.donate, number_inputs)
         rebind = None
         if getattr(run, "rebinds", None):  # jax.Arrays written: rebind the caller's leaves
             n_out = len(program.outputs)
@@ -194,10 +196,11 @@ class Compiled:
                        for i, x in enumerate(leaves) if x is leaves[positions[k]]}
             rebind = make_rebinder(args, spec, targets, (_Keywords,),
                                    {k: n_out + j for j, k in enumerate(run.rebinds)})
-        extract = make_extractor(args, spec, leaves, positions, numbers)
+        # (XLA's code takes the traced numbers as they come: xla_runtime._Numbers)
+        raw = self.backend == "xla" and bool(number_inputs)
+        extract = make_extractor(args, spec, leaves, positions, numbers, not raw)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind,
-                      tuple(k for k, i in enumerate(positions) if numbers and i in numbers))
+                      extract, rebind, number_inputs)
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -205,6 +208,8 @@ class Compiled:
                                   [k for k, _ in program.writes if not devices[k]])
             if any(devices):
                 numpy_run = on_host(numpy_run, devices, run.rebinds)
+            if raw:
+                numpy_run = traced_numbers.as_inputs(numpy_run, number_inputs)
             entry.pending = Background(entry, numpy_run, run, list(map(placement, on_device)))
         self.traces += 1
         if len(self.cache) >= self.cache_size:
@@ -391,7 +396,7 @@ def _register_jax():
 
 # --- back ends -----------------------------------------------------------------------------
 
-def lower(program, names, backend, fname, devices=(), donate=True):
+def lower(program, names, backend, fname, devices=(), donate=True, numbers=()):
     """``(source, function)`` of the program on a back end."""
     if backend == "numpy":
         # lazy: a back end loads when first used (the xla one imports JAX, the cupy one CuPy)
@@ -403,6 +408,6 @@ def lower(program, names, backend, fname, devices=(), donate=True):
         # lazy: as above
         from fluxml.compiler import xla_backend as b
 
-        return b.lower(program, names, fname, devices, donate)
+        return b.lower(program, names, fname, devices, donate, numbers)
     return b.lower(program, names, fname)
 

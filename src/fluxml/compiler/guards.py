@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import dis
 import keyword
 import re
 
@@ -42,6 +43,14 @@ class _Writer:
         # the fast tier (see make_extractor): a JAX leaf that is not its known array hands
         # the call to the full check
         self.fast = fast
+        # a node met again (one optimiser rule shared by every Leaf) is checked once: its id
+        # at trace time -> (the local that holds it, the index of its first leaf, the node:
+        # held, so that no other object takes its id while the walk runs)
+        self.seen: dict = {}
+        self.depth = 0  # > 0 inside a block run only when such a node is another object
+        self.track = False  # check which array leaves are the same (the program's inputs)
+        self.first: dict = {}  # id of an array leaf -> its first leaf's index
+        self.arrays: list = []  # (local, leaf index) of each distinct array leaf
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -56,30 +65,31 @@ class _Writer:
         self.lines.append(f"    if not ({cond}): return None")
 
 
-def make_extractor(args, spec, leaves, positions, numbers=None):
+def make_extractor(args, spec, leaves, positions, numbers=None, convert=True):
     """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
     ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs,
     ``numbers`` the traced numbers among the leaves (``numbers.find``: a number's type and
     whether it is the same object as another are checked, not its value, and it is passed
-    as float64).
+    as float64; as it is without ``convert``).
 
     With JAX arrays among them, two tiers: the one returned checks the tree's nodes and
     numbers and that each JAX leaf is its known array (what a training loop passes), and
     hands any other call to the full check, which also checks a new JAX array's shape and
     dtype: the code a call runs is then shorter, which counts most when it runs out of the
     caches (called between other work)."""
-    full = _extractor(args, spec, leaves, positions, numbers, False)
+    full = _extractor(args, spec, leaves, positions, numbers, convert, False)
     if full is None or not any(is_jax(leaves[i]) for i in positions):
         return full
-    fast = _extractor(args, spec, leaves, positions, numbers, True, full)
+    fast = _extractor(args, spec, leaves, positions, numbers, convert, True, full)
     return fast if fast is not None else full
 
 
-def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
+def _extractor(args, spec, leaves, positions, numbers, convert, fast, full=None):
     w = _Writer(fast)
     if fast:
         w.consts["_full"] = full
     w.numbers = numbers or {}
+    w.track = bool(positions)
     # the known input arrays (the last passed call's), one local each: q0, q1 ...
     w.inputs = {i: f"q{k}" for k, i in enumerate(positions)}
     if positions:
@@ -88,18 +98,7 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
     _walk(w, "args", args, spec, names)
     if len(names) != len(leaves):
         return None  # a tree this walker does not mirror: always take the general path
-    first: dict = {}
-    arrays = []
-    for i, x in enumerate(leaves):
-        k = w.numbers.get(i, (i,))[0]
-        if k != i:  # a traced number shared with an earlier leaf: it must still be
-            w.check(f"{names[i]} is {names[k]}")
-        if positions and _is_array(x):  # (the program's inputs are exactly these)
-            k = first.setdefault(id(x), i)
-            if k != i:  # the same array as an earlier leaf: it must still be
-                w.check(f"{names[i]} is {names[k]}")
-            else:
-                arrays.append((names[i], i))
+    arrays = w.arrays
     if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
         # memory (views of one array) exactly as they did
         views = [(a, leaves[i]) for a, i in arrays if not is_jax(leaves[i])]
@@ -108,7 +107,7 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
         same = "" if len(views) < len(arrays) else \
             " and ".join(f"{a} is {w.inputs[i]}" for a, i in arrays)
         arrays = [a for a, _ in arrays]
-        lines = [f"len({{{', '.join(f'id({a})' for a in arrays)}}}) == {len(arrays)}"]
+        lines = [f"len(set(map(id, ({', '.join(arrays)})))) == {len(arrays)}"]
         if len(views) > 1:  # (JAX arrays are never views: distinct is enough)
             listed = ", ".join(a for a, _ in views)
             pattern = memory_pattern([x for _, x in views])
@@ -118,9 +117,9 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
             w.lines.append(f"    if not ({same}):")
         for cond in lines:
             w.lines.append(f"    {'    ' if same else ''}if not ({cond}): return None")
-    if w.numbers:
+    if w.numbers and convert:
         w.consts["_number"] = as_input
-    inputs = ", ".join(f"_number({names[i]})" if i in w.numbers else names[i]
+    inputs = ", ".join(f"_number({names[i]})" if i in w.numbers and convert else names[i]
                        for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args, known):\n" + "\n".join(w.lines) + "\n"
@@ -156,6 +155,41 @@ def is_jax(x) -> bool:
 _is_array = is_array
 
 
+def _same(w, x, i, names):
+    """The checks that leaf ``i`` is still the object it was at trace time (a traced number
+    of a shared object, an array met before), where the leaf is read: inside a node checked
+    only when it is another object than one met before, they run only then."""
+    k = w.numbers.get(i, (i,))[0]
+    if k != i:  # a traced number shared with an earlier leaf: it must still be
+        w.check(f"{names[i]} is {names[k]}")
+    if w.track and _is_array(x):
+        k = w.first.setdefault(id(x), i)
+        if k != i:  # the same array as an earlier leaf: it must still be
+            w.check(f"{names[i]} is {names[k]}")
+        else:
+            w.arrays.append((names[i], i))
+
+
+def _reads(method, x):
+    """What a class's ``__tree_fields__`` does, where the guard need not call it (the class's
+    code is fixed for the program, as the rest of it; the type is checked): ``""`` for a
+    constant (``return ("rule", "state", "frozen")``: nothing to check), the attribute
+    ``name`` for ``return self.name`` (a tuple at trace time: compared as it is); else None
+    (called). An instance's own ``__tree_fields__`` is always called."""
+    code = getattr(method, "__code__", None)
+    if code is None or "__tree_fields__" in getattr(x, "__dict__", ()):
+        return None
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code)
+           if i.opname not in ("RESUME", "NOP", "CACHE")]
+    if [op for op, _ in ops] in (["LOAD_CONST", "RETURN_VALUE"], ["RETURN_CONST"]):
+        return ""
+    if len(ops) == 3 and ops[0] == ("LOAD_FAST", code.co_varnames[0]) and \
+            ops[1][0] == "LOAD_ATTR" and ops[2][0] == "RETURN_VALUE" and \
+            ops[1][1].isidentifier() and type(getattr(x, ops[1][1], None)) is tuple:
+        return ops[1][1]
+    return None
+
+
 def _walk(w, ref, x, spec, names):
     kind = spec.kind
     if kind == "leaf":
@@ -188,6 +222,7 @@ def _walk(w, ref, x, spec, names):
             w.check(f"type({v}) in {w.const(NUMBER_TYPES)}{on}")
         else:  # a number: its type and value are part of the signature
             w.check(f"type({v}) is {w.const(type(x))} and {v} == {w.const(x)}")
+        _same(w, x, len(names) - 1, names)
         return
     if kind == "static":
         s = spec.static
@@ -201,6 +236,23 @@ def _walk(w, ref, x, spec, names):
         return
     v = w.name()
     w.lines.append(f"    {v} = {ref}")
+    first = w.seen.get(id(x))
+    if first is not None:  # the object checked above: its checks run only if it is
+        local, leaf, _ = first  # another one now; if not, its leaves are the ones read there
+        start, n = len(w.lines), len(names)
+        w.depth += 1
+        _walk_node(w, v, x, spec, kind, names)
+        w.depth -= 1
+        same = [f"        {a} = {b}" for a, b in zip(names[n:], names[leaf:])]
+        w.lines[start:] = [f"    if {v} is {local}:"] + (same or ["        pass"]) + \
+            ["    else:"] + [f"    {line}" for line in w.lines[start:]]
+        return
+    if w.depth == 0:  # (its local is assigned on every path)
+        w.seen[id(x)] = (v, len(names), x)
+    _walk_node(w, v, x, spec, kind, names)
+
+
+def _walk_node(w, v, x, spec, kind, names):
     w.check(f"type({v}) is {w.const(spec.type)}")
     if kind in ("list", "tuple", "namedtuple"):
         w.check(f"len({v}) == {len(spec.children)}")
@@ -216,7 +268,11 @@ def _walk(w, ref, x, spec, names):
     # an object: its field names, then each field
     fields = dict(_fields(x))
     if hasattr(x, "__tree_fields__"):
-        w.check(f"tuple({v}.__tree_fields__()) == {tuple(spec.keys)!r}")
+        reads = _reads(type(x).__tree_fields__, x)
+        if reads is None:
+            w.check(f"tuple({v}.__tree_fields__()) == {tuple(spec.keys)!r}")
+        elif reads:  # ``return self.<reads>``, a tuple: read without the call
+            w.check(f"{v}.{reads} == {tuple(spec.keys)!r}")
     elif not (dataclasses.is_dataclass(x) and not isinstance(x, type)):
         d = w.name("d")
         w.lines.append(f"    {d} = {v}.__dict__")

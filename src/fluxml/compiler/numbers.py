@@ -96,3 +96,19 @@ def as_input(x) -> np.float64:
     """A traced number as the program takes it: float64 (a NumPy scalar, which NumPy, CuPy
     and JAX take as a 0-d value without the cost of building an array)."""
     return np.float64(x)
+
+
+def as_inputs(run, positions):
+    """``run`` (NumPy code) for calls that pass the traced numbers at ``positions`` as they
+    come (the xla back end's guard does, see ``xla_runtime._Numbers``): each becomes
+    float64 first, as the NumPy code takes it (a Python float would leave float32 math in
+    float32 where the traced float64 number promotes, as NumPy's rules go)."""
+    def converted(*arrays):
+        arrays = list(arrays)
+        for k in positions:
+            arrays[k] = as_input(arrays[k])
+        return run(*arrays)
+
+    plain = getattr(run, "plain", None)  # (what runs if XLA's compilation fails)
+    converted.plain = converted if plain is None else as_inputs(plain, positions)
+    return converted

@@ -71,7 +71,7 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
         "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
 
 from fluxml.compiler import xla_kernels as kernels
-from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Packing, _wrapper
+from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Numbers, _Packing, _wrapper
 
 BACKEND = "xla"
 
@@ -166,7 +166,7 @@ FUNCTIONS: dict = {
 _NOT_SAME: set = set()
 
 
-def lower(program: Program, names, fname, devices=(), donate: bool = True):
+def lower(program: Program, names, fname, devices=(), donate: bool = True, numbers=()):
     """``(source, function)``: the program as a jitted JAX function and a wrapper around it.
 
     ``devices[k]`` says whether the caller passes input ``k`` as a ``jax.Array`` (state kept
@@ -177,7 +177,9 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
     the results (``function.rebinds`` lists those inputs, in order) for the caller to rebind,
     and its old buffer is donated to XLA (``donate``; not for a program with run-time checks,
     which may refuse a call after XLA has run it: the caller's arrays must survive that; and
-    only arrays of ``xla_runtime._DONATE_LIMIT`` elements or more).
+    only arrays of ``xla_runtime._DONATE_LIMIT`` elements or more). ``numbers`` are the
+    inputs that are traced numbers (``numbers.py``: 0-d float64): they cross as one float64
+    vector, kept on XLA's device while their values stay (``xla_runtime._Numbers``).
     Results are NumPy arrays, or ``jax.Array``s when any input is one."""
     program = dead_code(_rewrite_maxpool_grads(program))
     n_in = len(program.inputs)
@@ -200,11 +202,15 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
     lowering.casts = casts
     source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
     fn = build(source, namespace, fname)
-    host_in = [k for k in range(n_in) if not devices[k]] + list(range(n_in, len(inner.inputs)))
+    scalars = [k for k in numbers if not devices[k] and inner.inputs[k].shape == ()
+               and inner.inputs[k].dtype == np.float64]
+    host_in = [k for k in range(n_in) if not devices[k] and k not in scalars] + \
+        list(range(n_in, len(inner.inputs)))
     device_in = [k for k in range(n_in) if devices[k]]
     inward = _Packing([(inner.inputs[k].shape, inner.inputs[k].dtype) for k in host_in])
     outward = _Packing([(v.shape, v.dtype) for _, v in host_writes])
-    n_out, n_packed, n_host = len(kept), inward.count, len(host_writes)
+    n_out, n_host = len(kept), len(host_writes)
+    n_packed = inward.count + bool(scalars)  # (the numbers' vector after the packed buffers)
 
     judges: list = []
 
@@ -216,8 +222,11 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
         # readers: XLA's CPU compiler (jaxlib 0.10.2) miscompiled such a program (a value
         # off by 1.56 on the compiled fuzzer's seed 3, program 18; the same function jitted on
         # unpacked arguments, or run without jit, was right).
-        unpacked = inward.unpack(args[:n_packed])
-        for k, value in zip(host_in, lax.optimization_barrier(unpacked) if unpacked else ()):
+        unpacked = inward.unpack(args[:inward.count])
+        if scalars:  # (the numbers' own vector: one 0-d value each)
+            unpacked += [args[inward.count][j] for j in range(len(scalars))]
+        for k, value in zip(host_in + scalars,
+                            lax.optimization_barrier(unpacked) if unpacked else ()):
             values[k] = value
         for k, value in zip(device_in, args[n_packed:]):  # (a weak-typed one made strong,
             values[k] = jnp.asarray(value, inner.inputs[k].dtype)  # as NumPy's would be)
@@ -234,10 +243,12 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True):
               if math.prod(v.shape) >= _DONATE_LIMIT)
     jitted = jax.jit(packed, donate_argnums=donated)
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
-                   [k for k, _ in host_writes], len(device_writes), checked)
+                   [k for k, _ in host_writes], len(device_writes), checked,
+                   _Numbers(scalars) if scalars else None)
     run.rebinds = [k for k, _ in device_writes]
-    run.prepare = _ahead(jitted, inward.crossing(),
-                         [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
+    run.prepare = _ahead(jitted, inward.crossing() + (
+        [jax.ShapeDtypeStruct((len(scalars),), np.float64)] if scalars else []),
+        [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
     return source, run
 
 

@@ -14,6 +14,8 @@ anything is written. JAX is imported here: only the xla back end loads this modu
 from __future__ import annotations
 
 import math
+import operator
+import struct
 
 import jax
 import numpy as np
@@ -23,12 +25,12 @@ from fluxml.compiler.trace import _draw
 
 
 def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
-             host_writes, n_device_writes, checked):
-    """The function the compiled call runs: arrays in (NumPy ones packed), results out,
-    run-time checks judged, then the writes into NumPy arguments copied back; the new values
-    of device arguments the program writes come last (the caller rebinds them).
-    ``checked``: the program may record run-time checks (``judges`` is filled when it is
-    traced)."""
+             host_writes, n_device_writes, checked, numbers=None):
+    """The function the compiled call runs: arrays in (NumPy ones packed, traced numbers in
+    their vector, ``numbers``), results out, run-time checks judged, then the writes into
+    NumPy arguments copied back; the new values of device arguments the program writes come
+    last (the caller rebinds them). ``checked``: the program may record run-time checks
+    (``judges`` is filled when it is traced)."""
     outputs = program.outputs
     n_out = len(kept)
     x64 = jax.enable_x64
@@ -39,10 +41,15 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
     n_in = len(program.inputs)
     host_args = [k for k in host_in if k < n_in]
     convert = (lambda r: r) if device_in else _numpy  # device state in: results stay there
-    if not host_in and not host_writes:  # all state on the device: nothing to pack or copy
-        def call(*arrays):
+    device = _picker(device_in)
+    if not host_in and not host_writes and numbers is None:  # all state on the device:
+        def call(*arrays):  # nothing to pack or copy
             with x64(True):
                 return jitted(*arrays)
+    elif not host_in and not host_writes:  # all state on the device, and traced numbers
+        def call(*arrays):
+            with x64(True):
+                return jitted(numbers(arrays), *device(arrays))
 
         if not checked and n_out == len(outputs) and device_in:
             # XLA's results are the call's, in order, and nothing else runs (one Python
@@ -54,7 +61,9 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
             if specs:
                 host += [_draw(*s) for s in specs]
             with x64(True):
-                return jitted(*inward.pack(host, np), *[arrays[k] for k in device_in])
+                if numbers is None:
+                    return jitted(*inward.pack(host, np), *device(arrays))
+                return jitted(*inward.pack(host, np), numbers(arrays), *device(arrays))
 
     def run(*arrays):
         results = call(*arrays)
@@ -74,6 +83,49 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
         return out + tuple(results[n_out + n_host:n_judged]) if n_device_writes else out
 
     return run
+
+
+def _picker(positions):
+    """``pick(arrays)``: the tuple of ``arrays`` at ``positions`` (one C call)."""
+    if len(positions) > 1:
+        return operator.itemgetter(*positions)
+    if positions:
+        k = positions[0]
+        return lambda arrays: (arrays[k],)
+    return lambda arrays: ()
+
+
+class _Numbers:
+    """The traced numbers (``numbers.py``: an optimiser's learning rate, betas ...) as XLA
+    takes them: one float64 vector, a ``jax.Array`` made when their values change and passed
+    again while they stay. A training loop whose hyperparameters stay then copies nothing
+    for them (a NumPy buffer would be joined and copied to XLA on every call: about a tenth
+    of a small step), and a schedule that sets a new learning rate each step copies one
+    small buffer. The values are compared by their float64 bits (``0.0`` and ``-0.0``
+    differ), as XLA receives them; called inside ``jax.enable_x64``, so float64 stays.
+
+    >>> import jax, numpy as np
+    >>> numbers = _Numbers([0, 2])
+    >>> with jax.enable_x64(True):
+    ...     a = numbers([0.5, "an array", np.float64(0.9)])
+    ...     b = numbers([0.5, "another", np.float64(0.9)])  # the same values: no new buffer
+    >>> a is b, a.dtype.name, a.tolist()
+    (True, 'float64', [0.5, 0.9])
+    """
+
+    def __init__(self, positions):
+        self.pick = _picker(positions)
+        self.bits = struct.Struct(f"={len(positions)}d").pack
+        self.last = (None, None)  # (bits, vector): replaced whole (a thread reads either)
+
+    def __call__(self, arrays):
+        bits = self.bits(*self.pick(arrays))
+        last = self.last
+        if bits == last[0]:
+            return last[1]
+        vector = jax.device_put(np.frombuffer(bits, np.float64))
+        self.last = (bits, vector)
+        return vector
 
 
 _PACK_LIMIT = 1 << 14  # elements
