@@ -389,11 +389,8 @@ def _geometry(fn, x, kernel, stride, pad, dilation):
 
 def _adaptive_size(fn, x, out_size):
     d = win.check_input(fn, x)
-    out = win.spatial(out_size, d, "out_size", fn)
-    if any(m > n for m, n in zip(out, x.shape[2:])):
-        raise ValueError(f"{fn}: out_size {out} is larger than the input's spatial size "
-                         f"{tuple(x.shape[2:])}")
-    return out
+    # an out_size above the input's size gives overlapping windows, as PyTorch's
+    return win.spatial(out_size, d, "out_size", fn)
 
 
 def _lowest(dtype):
