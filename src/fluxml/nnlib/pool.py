@@ -188,7 +188,9 @@ def _entry_views(a, kernel, stride, dilation, out):
 def _window_put(g, sel, *, shape, kernel, stride, dilation):
     xp = win.array_module(g)
     out = g.shape[2:]
-    tiled = all(k * dl == s and s * m == n  # every entry of dx is in one window
+    # every entry of dx in one window: contiguous windows (a dilated one skips entries,
+    # unless it has one entry) that tile the axis
+    tiled = all((k == 1 or dl == 1) and k == s and s * m == n
                 for k, dl, s, m, n in zip(kernel, dilation, stride, out, shape[2:]))
     dx = xp.empty(shape, g.dtype) if tiled else xp.zeros(shape, g.dtype)
     # g times the mask writes each view at once (masked copies are 5x slower), but an
