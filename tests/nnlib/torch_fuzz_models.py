@@ -281,7 +281,56 @@ def case_attention(rng):
     check_f32(fl.MultiHeadAttention(e, nheads=heads, kdim=kdim, vdim=vdim, bias=bias), q, k, v)
 
 
+def case_sdpa(rng):
+    """dot_product_attention on (N, H, T, d) or with the heads side by side (nheads=),
+    against F.scaled_dot_product_attention, with a mask broadcasting over the batch and heads,
+    or per sample and head, a bias, causal masking, a scale."""
+    n, h, tq, tk = (int(v) for v in rng.integers(1, 4, 4))
+    d, dv = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    kind = str(rng.choice(["none", "mask", "mask full", "bias", "causal", "mask + bias"]))
+    if kind == "causal":
+        tk = tq
+    fused = bool(rng.random() < 0.4)
+    scale = None if rng.random() < 0.6 else float(rng.uniform(0.1, 2))
+    full = (n, h, tq, tk) if "full" in kind else (tq, tk)
+    mask = rng.random(full) < 0.7
+    mask[..., np.arange(tq), rng.integers(0, tk, tq)] = True  # no empty row
+    bias = rng.standard_normal(full)
+    FZ.desc = (f"dot_product_attention N {n} heads {h} Tq {tq} Tk {tk} d {d} dv {dv} {kind}"
+               f" scale {scale} heads side by side {fused}")
+    q, k, v = (rng.standard_normal((n, h, t, e)) for t, e in ((tq, d), (tk, d), (tk, dv)))
+    opts = dict(scale=scale)
+    if "mask" in kind:
+        opts["mask"] = mask
+    if "bias" in kind:
+        opts["bias"] = bias
+    if kind == "causal":
+        opts["mask"] = fl.make_causal_mask(tq)
+
+    def mine(q, k, v):
+        if not fused:
+            return fl.dot_product_attention(q, k, v, **opts)
+        join = lambda a: np.reshape(np.moveaxis(a, 1, 2), a.shape[:1] + a.shape[2:3] + (-1,))  # noqa
+        out, probs = fl.dot_product_attention(join(q), join(k), join(v), nheads=h, **opts)
+        return np.moveaxis(np.reshape(out, (n, tq, h, dv)), 2, 1), probs
+
+    def ref(q, k, v):
+        add = torch.zeros(full)
+        if "mask" in kind or kind == "causal":
+            m = T(opts["mask"])
+            add = add.masked_fill(~m, -np.inf)
+        if "bias" in kind:
+            add = add + T(bias)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=add, scale=scale)
+        s = 1 / np.sqrt(d) if scale is None else scale
+        probs = torch.softmax(q @ k.transpose(-1, -2) * s + add, -1)
+        return out, probs
+
+    compare(mine, ref, [q, k, v])
+
+
 MODEL_FAMILIES = {
+    "sdpa": case_sdpa,
     "norm_layer": case_norm_layer, "embedding": case_embedding, "recurrent": case_recurrent,
     "attention": case_attention,
 }
