@@ -197,7 +197,10 @@ def case_conv(rng):
     if kind == "flat":  # (lo_1, hi_1, lo_2, hi_2, ...)
         pad = tuple(p for pair in pad for p in pair)
     span = [dl * (k - 1) + 1 for dl, k in zip(tup(dilation, d), kernel)]
-    size = tuple(max(1, s + int(rng.integers(-1, 5))) for s in span)
+    big = int(rng.random() < 0.15) * (20 if d == 1 else 12 if d == 2 else 5)
+    size = tuple(max(1, s + int(rng.integers(-1, 5 + big))) for s in span)
+    if big:  # larger arrays: the kernels' other strategies and blocks
+        n, c, o = n * 3, c * 4, o * 4
     bias, flipped = bool(rng.random() < 0.5), bool(rng.random() < 0.3)
     act = rng.choice([None, "relu"])
     FZ.desc = (f"conv{d}d x {(n, c) + size} w {(o, c // groups) + kernel} stride {stride} "
@@ -237,7 +240,10 @@ def case_conv_transpose(rng):
     pad = per_dim(rng, d, 0, 2)
     # output_padding must be below the stride or the dilation
     outpad = tuple(int(rng.integers(0, max(s, dl))) for s, dl in zip(stride, dilation))
-    size = tuple(int(v) for v in rng.integers(1, 5, d))
+    big = int(rng.random() < 0.15) * (12 if d == 1 else 6 if d == 2 else 2)
+    size = tuple(int(v) for v in rng.integers(1, 5 + big, d))
+    if big:  # larger arrays: the kernels' other strategies and blocks
+        n, c, o = n * 3, c * 4, o * 4
     flipped = bool(rng.random() < 0.3)
     FZ.desc = (f"conv_transpose{d}d x {(n, c) + size} w {(c, o // groups) + kernel} stride "
                f"{stride} pad {pad} dilation {dilation} groups {groups} output_padding "
@@ -304,8 +310,9 @@ def case_pool(rng):
     # torch: padding at most half the (effective) kernel
     pad = tuple(int(rng.integers(0, (dli * (ki - 1) + 1) // 2 + 1)) for ki, dli in zip(k, dl))
     pad = pad if rng.random() < 0.5 else pad[0] if len(set(pad)) == 1 else pad
-    size = tuple(int(dli * (ki - 1) + 1 + rng.integers(0, 5)) for ki, dli in zip(k, dl))
-    n, c = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    big = int(rng.random() < 0.15) * (20 if d == 1 else 10 if d == 2 else 4)
+    size = tuple(int(dli * (ki - 1) + 1 + rng.integers(0, 5 + big)) for ki, dli in zip(k, dl))
+    n, c = int(rng.integers(1, 3)) * (1 + 2 * bool(big)), int(rng.integers(1, 4))
     ties = bool(rng.random() < 0.3)
     x = rng.standard_normal((n, c) + size)
     if ties:
