@@ -261,39 +261,6 @@ def case_conv_transpose(rng):
                                               flipped=flipped, **opts), theirs, [x, w])
 
 
-def case_crosscor_layer(rng):
-    """The layers Conv / CrossCor / DepthwiseConv / ConvTranspose with bias, weights copied."""
-    d = int(rng.integers(1, 4))
-    kernel = tuple(int(k) for k in rng.integers(1, 4, d))
-    kind = rng.choice(["Conv", "CrossCor", "DepthwiseConv", "ConvTranspose"])
-    c = int(rng.integers(1, 4))
-    o = c * int(rng.integers(1, 3))
-    stride = per_dim(rng, d, 1, 2)
-    pad = per_dim(rng, d, 0, 1)
-    size = tuple(int(v) for v in rng.integers(3, 6, d) + 2 * np.array(kernel))
-    layer = getattr(fl, kind)(kernel, c, o, stride=stride, pad=pad, dtype=np.float64,
-                              rng=np.random.default_rng(int(rng.integers(1 << 30))))
-    FZ.desc = f"{layer!r} x {(2, c) + size}"
-    x = rng.standard_normal((2, c) + size)
-    w, b = layer.weight, layer.bias
-    if kind == "ConvTranspose":
-        theirs = lambda x, w, b: CONVTS[d](x, w, b, stride=stride, padding=pad)  # noqa: E731
-    else:
-        groups = c if kind == "DepthwiseConv" else 1
-        flip = kind == "Conv" and getattr(layer, "flipped", False)
-
-        def theirs(x, w, b):
-            w = torch.flip(w, tuple(range(2, 2 + d))) if flip else w
-            return CONVS[d](x, w, b, stride=stride, padding=pad, groups=groups)
-
-    def ours(x, w, b):
-        layer.weight, layer.bias = w, b
-        return layer(x)
-
-    compare(ours, theirs, [x, w, b], f32=False)
-    layer.weight, layer.bias = w, b
-
-
 # --- pooling ----------------------------------------------------------------------------------
 
 def _torch_fn(prefix, d):
@@ -554,7 +521,7 @@ def case_norm_fn(rng):
 
 
 FAMILIES = {
-    "conv": case_conv, "conv_transpose": case_conv_transpose, "conv_layer": case_crosscor_layer,
+    "conv": case_conv, "conv_transpose": case_conv_transpose,
     "pool": case_pool, "adaptive_pool": case_adaptive, "upsample": case_upsample,
     "softmax": case_softmax, "activation": case_activation, "norm_fn": case_norm_fn,
 }
