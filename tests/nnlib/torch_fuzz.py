@@ -443,6 +443,13 @@ LOOSE = {"hardsigmoid": 1e-7, "celu": 1e-7, "hardswish": 1e-7}
 def case_activation(rng):
     name = list(ACTS)[int(rng.integers(len(ACTS)))]
     ours, theirs = ACTS[name]
+    a = float(rng.uniform(0.05, 3.0))  # a random parameter where the kink stays at 0
+    ours, theirs = {
+        "leakyrelu": (lambda x: nnlib.leakyrelu(x, a), lambda t: F.leaky_relu(t, a)),
+        "elu": (lambda x: nnlib.elu(x, a), lambda t: F.elu(t, a)),
+        "celu": (lambda x: nnlib.celu(x, a), lambda t: F.celu(t, a)),
+    }.get(name, (ours, theirs))
+    label = name + f" (parameter {a:.3f})" * (name in ("leakyrelu", "elu", "celu"))
     scale = float(rng.choice([1.0, 5.0, 40.0, 800.0]))
     x = rng.standard_normal(int(rng.integers(1, 40))) * scale
     if rng.random() < 0.3:  # extremes
@@ -454,7 +461,7 @@ def case_activation(rng):
     at_kink = [v for v in KINKS.get(name, []) if abs(v) > 0] + [0.0] * (name in KINKS)
     x = x[~np.isin(x, at_kink)] if x.size > 2 else x + 0.123
     x = x[np.abs(x) > 1e-12] if name in KINKS else x
-    FZ.desc = f"{name} on {x.size} values, scale {scale}, max |x| {np.max(np.abs(x)):.3g}"
+    FZ.desc = f"{label} on {x.size} values, scale {scale}, max |x| {np.max(np.abs(x)):.3g}"
     compare(ours, theirs, [x], tol=LOOSE.get(name, 1e-9) / 10, f32_tol=1e-5)
 
 

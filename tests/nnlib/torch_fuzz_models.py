@@ -218,9 +218,12 @@ def case_recurrent(rng):
     dirs = ["_l0", "_l0_reverse"] if bidir else ["_l0"]
     names = [p + d for d in dirs for p in PARAMS if bias or "bias" not in p]
     params = [getattr(theirs, name).detach().numpy().copy() for name in names]
-    x = rng.standard_normal((n, steps, n_in))
+    single = bool(rng.random() < 0.2)  # one unbatched sequence (T, in)
+    FZ.desc += " unbatched" * single
+    x = rng.standard_normal((n, steps, n_in))[0 if single else slice(None)]
     nstate = 2 if kind == "LSTM" else 1
-    states = [rng.standard_normal((len(dirs), n, hidden)) for _ in range(nstate)]
+    states = [rng.standard_normal((len(dirs), n, hidden))[:, 0 if single else slice(None)]
+              for _ in range(nstate)]
     activation = fl.relu if act == "relu" else np.tanh
 
     def build():
