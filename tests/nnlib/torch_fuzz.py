@@ -4,11 +4,12 @@ PyTorch (not part of the suite: PyTorch is no dependency of fluxml). Run with
     PYTHONPATH=src /work/.bench-venv/bin/python tests/nnlib/torch_fuzz.py N SEED [families]
 
 N random cases per family (default 100), drawn from SEED (default 0); families default to
-all (see FAMILIES). Each case compares, in float64, the forward value and the gradient with
-respect to every input and parameter for a random cotangent, and checks that float32 inputs
-give float32 outputs and gradients close to the float64 ones. Mismatches are listed with the
-case's full configuration (and its index: ``--case I`` reruns only case I); the script exits
-non-zero if there was any.
+all (see FAMILIES); ``--second`` adds Hessian-vector products against torch's double
+backward in a third of the cases. Each case compares, in float64, the forward value and the
+gradient with respect to every input and parameter for a random cotangent, and checks that
+float32 inputs give float32 outputs and gradients close to the float64 ones. Mismatches
+are listed with the case's full configuration (and its index: ``--case I`` reruns only case
+I); the script exits non-zero if there was any.
 
 Conventions mapped here, each documented in fluxml: ``conv(..., flipped=True)`` is the
 true convolution (torch on the flipped kernel); ``(lo, hi)`` padding is ``F.pad`` then an
@@ -80,6 +81,8 @@ def close(name, ours, ref, tol):
     err = np.max(np.abs(ours[fin] - ref[fin]), initial=0.0) / _scale(ref)
     if not same_nonfinite or err > tol:
         bad = ~(np.isfinite(ours) & np.isfinite(ref)) & (ours != ref)
+        if not bad.any():
+            bad = np.abs(np.where(fin, ours - ref, 0)) > tol * _scale(ref)
         if "--case" in sys.argv and bad.any():
             print("differ at", np.argwhere(bad)[:3].tolist(), ours[bad][:3], ref[bad][:3])
         FZ.fail(f"{name}: relative error {err:.2e}"
@@ -129,13 +132,16 @@ def compare(ours, theirs, arrays, *, tol=1e-8, f32=True, grads=True, f32_tol=2e-
     if grads and floats:
         use = [j for j, r in enumerate(ref) if r.requires_grad]
         g_ref = torch.autograd.grad([ref[j] for j in use], [tensors[i] for i in floats],
-                                    [T(cots[j]) for j in use], allow_unused=True)
+                                    [T(cots[j]) for j in use], allow_unused=True,
+                                    retain_graph=SECOND[0])
         y, back = fl.pullback(call, *[arrays[i] for i in floats])
         g = back(tuple(cots) if isinstance(y, (tuple, list)) else cots[0])
         for i, a, b in zip(floats, g, g_ref):
             b = torch.zeros(arrays[i].shape) if b is None else b
             a = np.zeros(arrays[i].shape) if a is None else a
             close(f"gradient wrt argument {i}", a, b, tol * 10)
+        if SECOND[0] and rng.random() < 0.3:
+            _second_order(call, arrays, floats, tensors, ref, use, cots, rng, tol)
     if f32:
         a32 = [a.astype(np.float32) if i in floats else a for i, a in enumerate(arrays)]
         y32 = _flat(ours(*a32))
@@ -147,6 +153,40 @@ def compare(ours, theirs, arrays, *, tol=1e-8, f32=True, grads=True, f32_tol=2e-
                 FZ.fail(f"float32 inputs gave output {j} in {y.dtype}")
             else:
                 close(f"float32 value {j}", y, y64, f32_tol)
+
+
+SECOND = [False]  # --second: also Hessian-vector products, in a third of the cases
+
+
+def _second_order(call, arrays, floats, tensors, ref, use, cots, rng, tol):
+    """The gradient of <gradient, v> for a random v (a Hessian-vector product, through each
+    side's own second-order rules)."""
+    vs = [rng.standard_normal(arrays[i].shape) for i in floats]
+    g_ref = torch.autograd.grad([ref[j] for j in use], [tensors[i] for i in floats],
+                                [T(cots[j]) for j in use], allow_unused=True,
+                                create_graph=True)
+    pairs = [(g, v) for g, v in zip(g_ref, vs) if g is not None and g.requires_grad]
+    if not pairs:
+        return  # piecewise linear: no second derivative
+    inner = sum(torch.sum(g * T(v)) for g, v in pairs)
+    try:
+        h_ref = torch.autograd.grad(inner, [tensors[i] for i in floats], allow_unused=True)
+    except RuntimeError:  # no double backward in torch (ctc_loss)
+        return
+
+    def inner_ours(*xs):
+        y, back = fl.pullback(call, *xs)
+        g = back(tuple(cots) if isinstance(y, (tuple, list)) else cots[0])
+        return sum(np.sum(a * v) for a, v in zip(g, vs) if a is not None)
+
+    h = fl.gradient(inner_ours, *[arrays[i] for i in floats])
+    for i, a, b in zip(floats, h, h_ref):
+        b = np.zeros(arrays[i].shape) if b is None else b.detach().numpy(force=True)
+        a = np.zeros(arrays[i].shape) if a is None else np.asarray(a)
+        # torch's double backward is NaN at some extreme inputs (erf, mish at 1e308) where
+        # the limit is finite: compared where torch is finite
+        ok = np.isfinite(b)
+        close(f"second order wrt argument {i}", a[ok], b[ok], tol * 100)
 
 
 # --- random drawing helpers -------------------------------------------------------------------
@@ -432,7 +472,7 @@ ACTS = {
 # kinks where the one-sided derivatives differ: torch and fluxml may pick either side
 KINKS = {"relu": [0.0], "relu6": [0.0, 6.0], "leakyrelu": [0.0], "hardsigmoid": [-3.0, 3.0],
          "hardswish": [-3.0, 3.0], "softshrink": [-0.3, 0.3], "hardshrink": [-0.3, 0.3],
-         "hardtanh": [-0.5, 2.0], "trelu": [1.0], "elu": [0.0], "celu": [0.0],
+         "hardtanh": [-0.5, 2.0], "trelu": [1.0], "elu": [0.0], "celu": [0.0], "selu": [0.0],
          "rrelu (inactive)": [0.0]}
 # torch's float64 backward kernels of these round a constant to float32 (see
 # benchmarks/nnlib_conventions.py): compare their gradients at 1e-7
@@ -571,6 +611,7 @@ if __name__ == "__main__":
         args.remove(str(only))
     n = int(args[0]) if args else 100
     seed = int(args[1]) if len(args) > 1 else 0
+    SECOND[0] = "--second" in sys.argv
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     run(n, seed, args[2:], only)
     print(f"{sum(FZ.cases.values())} cases with torch {torch.__version__}, "
