@@ -107,6 +107,9 @@ def test_bidirectional_runs_backward_over_reversed_time():
     check_grads(lambda m, x: np.sum(np.sin(m(x))), fl.Bidirectional(fl.f64(fl.GRU(2, 2))),
                 RNG.normal(size=(1, 3, 2)), order=2)
     assert "forward = LSTM(3 => 4)," in repr(b)
+    # layers returning their state would be joined as tuples (a NumPy error deep inside)
+    with pytest.raises(ValueError, match="Bidirectional joins .* return_state=False"):
+        fl.Bidirectional(fl.GRU(3, 4, return_state=True))
 
 
 def test_recurrent_printing_and_bad_input():

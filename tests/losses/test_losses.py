@@ -297,3 +297,19 @@ def test_logit_losses_fuzz(x, seed):
                                         (fl.crossentropy, PROBS), (fl.focal_loss, PROBS)])
 def test_gradients_with_respect_to_targets_too(loss, yhat):
     check_grads(lambda yh, y: loss(yh, y), yhat, TARGET_PROBS, rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss, yhat, y, slope", [
+    (fl.poisson_loss, POS, np.round(3 * POS2) * BITS, lambda yh: -np.log(yh)),
+    (fl.crossentropy, PROBS, onehot(LABELS), lambda yh: -np.log(yh + EPS64)),
+    (fl.binarycrossentropy, UNIT, BITS, lambda yh: np.log((1 - yh + EPS64) / (yh + EPS64))),
+])
+def test_gradient_with_respect_to_a_zero_target(loss, yhat, y, slope):
+    """d/dy of y log(yhat) is log(yhat) at y == 0 too: it was 0 there (the target's zeros
+    were masked out of the product). Found by tests/nnlib/torch_fuzz.py against torch."""
+    assert np.any(y == 0)
+    (g,) = fl.gradient(lambda y: loss(yhat, y, agg="sum"), y)
+    np.testing.assert_allclose(g, slope(yhat), rtol=1e-12)
+    with warnings.catch_warnings():  # 0 log 0 is still 0, without a warning
+        warnings.simplefilter("error")
+        assert np.isfinite(fl.crossentropy(np.eye(3), np.eye(3), eps=0.0))

@@ -140,3 +140,20 @@ def test_rrelu_random_only_when_active():
     assert y32.dtype == np.float32
     with pytest.raises(ValueError, match="rrelu: expected lo <= hi"):
         fl.rrelu(x, 0.5, 0.1)
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_gradient_finite_at_the_largest_float_for_any_cotangent(name):
+    """A product rule would give g * x = inf near the largest float (for |g| > 2), times a
+    vanishing factor: NaN. mish, lisht and hardswish did so (found by
+    tests/nnlib/torch_fuzz.py)."""
+    f = TABLE[name][0]
+    top = np.finfo(np.float64).max / 2  # selu(top) overflows, as it should
+    x = np.array([-top, top])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, back = fl.pullback(f, x)
+        (g,) = back(np.array([3.0, 3.0]))
+    assert np.all(np.isfinite(g)), (name, g)
+    if name in ("mish", "lisht", "hardswish"):  # slopes 0 and 1 in the tails (lisht: -1, 1)
+        np.testing.assert_allclose(g, [-3.0 if name == "lisht" else 0.0, 3.0])

@@ -141,6 +141,25 @@ def test_conv_transpose_matches_naive_loops_and_derivatives(case):
                 x[:1], w, order=2)
 
 
+@pytest.mark.parametrize("stride, dilation, outpad", [
+    ((1,), (3,), (2,)), ((2, 1), (3, 3), (2, 2)), ((2, 1, 3), (3, 2, 4), (1, 1, 3))])
+def test_conv_transpose_output_padding_beyond_the_stride(stride, dilation, outpad):
+    """output_padding may reach the dilation (as PyTorch's): at least the stride, the
+    output's high rows have no window of x (found by tests/nnlib/torch_fuzz.py: a wrong
+    shape with unit strides, a reshape error otherwise)."""
+    d = len(stride)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2) + (3, 2, 2)[:d])
+    w = rng.standard_normal((2, 3) + (3, 2, 2)[:d])
+    pads = ((1, 1), (0, 0), (1, 1))[:d]
+    y = conv_transpose(x, w, stride=stride, pad=tuple(p for p, _ in pads), dilation=dilation,
+                       output_padding=outpad)
+    np.testing.assert_allclose(y, naive_conv_transpose(x, w, stride, pads, dilation, 1, outpad),
+                               atol=1e-12)
+    check_grads(lambda x, w: conv_transpose(x, w, stride=stride, dilation=dilation,
+                                            output_padding=outpad), x[:1], w, order=1)
+
+
 def test_flipped_is_true_convolution():
     x = np.array([[[0.0, 1.0, 2.0, 3.0]]])
     w = np.array([[[1.0, 2.0]]])

@@ -87,8 +87,9 @@ def test_meanpool_and_lppool_match_naive_loops(size, kernel, stride, pads, dilat
 
 
 @pytest.mark.parametrize("size, out", [((7,), (3,)), ((6, 7), (4, 3)), ((5, 6, 4), (2, 3, 4)),
-                                       ((6, 6), (3, 2))])
+                                       ((6, 6), (3, 2)), ((3,), (5,)), ((2, 5), (3, 7))])
 def test_adaptive_pools_match_naive_loops(size, out):
+    """(An out_size above the size gives overlapping windows, as PyTorch's.)"""
     x = _x(size)
     np.testing.assert_array_equal(adaptive_maxpool(x, out), naive_adaptive(x, out, np.max))
     np.testing.assert_allclose(adaptive_meanpool(x, out), naive_adaptive(x, out, np.mean),
@@ -158,7 +159,7 @@ BAD = [
     (lambda: maxpool(np.ones((1, 1, 4, 4)), (2, 2, 2)), "kernel must be"),
     (lambda: meanpool(np.ones((1, 1, 4, 4)), 2, stride=0), "stride must be"),
     (lambda: lppool(np.ones((1, 1, 4, 4)), 0, 2), "p must be positive"),
-    (lambda: adaptive_maxpool(np.ones((1, 1, 4, 4)), (5, 2)), "larger than the input"),
+    (lambda: adaptive_maxpool(np.ones((1, 1, 4, 4)), (0, 2)), "out_size must be"),
     (lambda: adaptive_meanpool(np.ones((1, 1, 4, 4)), (2, 2, 2)), "out_size must be"),
     (lambda: global_meanpool(np.ones(3)), "global_meanpool: input must be"),
 ]
@@ -238,3 +239,35 @@ def test_gradient_of_padded_windows_with_nan_or_only_lowest_values(kernel, strid
         pick = nans[0] if nans else int(np.argmax(values))
         want[(b, c) + slots[pick]] += 1
     np.testing.assert_array_equal(g, want)
+
+
+def naive_maxpool_gradient(x, g, kernel, stride, dilation):
+    """Each window's cotangent added at its first maximum (no padding)."""
+    out = g.shape[2:]
+    dx = np.zeros_like(x)
+    for n, c in itertools.product(*map(range, x.shape[:2])):
+        for pos in itertools.product(*map(range, out)):
+            at = [tuple(p * s + q * dl for p, q, s, dl in zip(pos, off, stride, dilation))
+                  for off in itertools.product(*map(range, kernel))]
+            best = max(at, key=lambda a: (x[(n, c) + a], -at.index(a)))
+            dx[(n, c) + best] += g[(n, c) + pos]
+    return dx
+
+
+@pytest.mark.parametrize("size, kernel, stride, dilation", [
+    ((4,), (1,), (2,), (2,)), ((4, 6), (1, 2), (2, 4), (2, 2)), ((8,), (2,), (4,), (2,)),
+    ((4, 4), (2, 2), (2, 2), (1, 1))])
+def test_maxpool_gradient_of_dilated_windows_that_skip_entries(size, kernel, stride, dilation):
+    """Windows whose kernel * dilation equals the stride but that skip entries (dilated) were
+    taken as tiling the input: the gradient's untouched entries were left uninitialised
+    (found by tests/nnlib/torch_fuzz.py against torch)."""
+    x = np.random.default_rng(5).standard_normal((2, 2) + size)
+    y = maxpool(x, kernel, stride=stride, dilation=dilation)
+    np.testing.assert_array_equal(y, naive_pool(x, kernel, stride, ((0, 0),) * len(size),
+                                                dilation, np.max, -np.inf))
+    g = np.random.default_rng(6).standard_normal(y.shape)
+    for _ in range(3):  # fresh np.empty memory each time
+        (dx,) = fl.pullback(lambda x: maxpool(x, kernel, stride=stride, dilation=dilation),
+                            x)[1](g)
+        np.testing.assert_array_equal(dx, naive_maxpool_gradient(x, g, kernel, stride,
+                                                                 dilation))

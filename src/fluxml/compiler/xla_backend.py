@@ -121,6 +121,8 @@ PRIMITIVES: dict = {
     "sigmoid": kernels.sigmoid,
     "swish": kernels.swish,
     "softplus": kernels.softplus,
+    "mish": kernels.mish,
+    "lisht": kernels.lisht,
     "elu": kernels.elu,
     "gelu_tanh": kernels.gelu_tanh,
     "gelu_erf": kernels.gelu_erf,

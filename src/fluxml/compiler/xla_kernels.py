@@ -256,6 +256,14 @@ def softplus(x):
     return jnp.log1p(jnp.exp(-jnp.abs(x))) + jnp.maximum(x, 0)
 
 
+def mish(x):
+    return x * jnp.tanh(softplus(x))
+
+
+def lisht(x):
+    return x * jnp.tanh(x)
+
+
 def elu(x, *, alpha, beta, scale):
     return scale * (jnp.maximum(x, 0) + alpha * jnp.expm1(jnp.minimum(x, 0) * (1 / beta)))
 

@@ -312,6 +312,10 @@ class Bidirectional(Module):
             extra = (cell.activation,) if isinstance(cell, RNNCell) else ()
             backward = type(forward)(n_in, hidden, *extra, bias=cell.bias_ih is not None,
                                      rng=rng, dtype=cell.weight_ih.dtype)
+        if forward.return_state or getattr(backward, "return_state", False):
+            raise ValueError("Bidirectional joins its layers' outputs: give it layers with "
+                             "return_state=False (the default); got "
+                             f"{forward!r} and {backward!r}")
         self.forward = forward
         self.backward = backward
         self.merge = merge

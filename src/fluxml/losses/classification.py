@@ -92,14 +92,16 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     """Kullback-Leibler divergence of the predicted distribution ``yhat`` from the target
     ``y``: ``agg(sum(y log(y) - y log(yhat + eps), axis))``, entropy plus cross-entropy per
     sample (Flux aggregates the two terms apart: the same for mean and sum). PyTorch:
-    ``kl_div(log(yhat), y, reduction="batchmean")``."""
+    ``kl_div(log(yhat), y, reduction="batchmean")``, which divides by the batch size only
+    where the samples have more axes (``(N, C, L)``: "mean" here divides by ``N L``)."""
     y = target("kldivergence", yhat, y)
     eps = default_eps(yhat, eps)
     return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
 
 
 def hinge_loss(yhat, y, *, agg: Agg = "mean"):
-    """Hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y))``."""
+    """Hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y))``. PyTorch:
+    ``hinge_embedding_loss(yhat * y, -ones, margin=1)``."""
     y = target("hinge_loss", yhat, y)
     return aggregate(np.maximum(0.0, 1.0 - yhat * y), agg)
 

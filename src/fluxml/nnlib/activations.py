@@ -3,8 +3,9 @@
 Most are composites of NumPy calls, differentiated through the engine's rules. A few have
 rules of their own, for speed (one cheap backward pass instead of several recorded ones:
 ``relu``, ``sigmoid``, ``swish``, the two ``gelu`` forms, ``softplus``, the ``elu`` family,
-which also avoid NumPy's slow ``logaddexp``, ``log1p`` and ``where``) or because NumPy lacks
-the function (``erf``). Every function is finite at any finite input, in float32 and
+which also avoid NumPy's slow ``logaddexp``, ``log1p`` and ``where``), to keep the gradient
+finite near the largest float (``mish``, ``lisht``) or because NumPy lacks the function
+(``erf``). Every function is finite at any finite input, in float32 and
 float64, without overflow warnings, and keeps float32 float32 (constants are Python floats).
 
 >>> import numpy as np, fluxml as fl
@@ -199,6 +200,25 @@ defvjp(ELU, lambda g, ans, x, alpha, beta, scale: g * _elu_slope(ans, x, alpha, 
 defjvp(ELU, lambda t, ans, x, alpha, beta, scale: t * _elu_slope(ans, x, alpha, beta, scale))
 
 
+# mish and lisht: x times a bounded function. Their own rules multiply x by the (vanishing)
+# factor of its derivative first; the product rule would give g x = inf, times 0 = NaN, for
+# |x| near the largest float.
+def _mish_slope(ans, x):
+    s = SIGMOID(x)
+    t = np.tanh(SOFTPLUS(x))
+    return t + x * ((1.0 - t * t) * s)
+
+
+def _lisht_slope(ans, x):
+    t = np.tanh(x)
+    return t + x * (1.0 - t * t)
+
+
+MISH = _elementwise("mish", lambda x: x * np.tanh(_softplus_impl(x)), _mish_slope,
+                    keeps_output=False)
+LISHT = _elementwise("lisht", lambda x: x * np.tanh(x), _lisht_slope, keeps_output=False)
+
+
 # --- the activations -----------------------------------------------------------------------------
 
 def relu(x):
@@ -338,7 +358,10 @@ def hardswish(x):
     >>> fl.hardswish(np.array([-4.0, 1.0, 4.0])).round(6)
     array([-0.      ,  0.666667,  4.      ])
     """
-    return x * hardsigmoid(x)
+    # x * hardsigmoid(x) with its tails as branches: the product rule gave g * x = inf times
+    # hardsigmoid's slope 0 = NaN near the largest float. Derivative 0 at -3 and 1 at 3.
+    inner = np.clip(x, -3.0, 3.0)
+    return np.where(x >= 3.0, x, np.where(x > -3.0, inner * (inner + 3.0) * (1 / 6), x * 0.0))
 
 
 def softplus(x):
@@ -368,7 +391,7 @@ def mish(x):
     >>> fl.mish(np.array([1.0])).round(6)
     array([0.865098])
     """
-    return x * np.tanh(softplus(x))
+    return MISH(x)
 
 
 def lisht(x):
@@ -378,7 +401,7 @@ def lisht(x):
     >>> fl.lisht(np.array([-1.0])).round(6)
     array([0.761594])
     """
-    return x * np.tanh(x)
+    return LISHT(x)
 
 
 def tanhshrink(x):

@@ -169,6 +169,12 @@ def conv_transpose(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, output
                          f"{tuple(x.shape)} and kernel {kernel}; reduce the padding")
     if flipped:
         w = _flip(w, d)
+    # output_padding >= stride (allowed below the dilation) gives the output rows that the
+    # convolution of an output-sized input would read with p // s more windows than x has:
+    # those windows get zeros (PyTorch's semantics), so x is zero-padded at the high end
+    extra = tuple(p // s for p, s in zip(outpad, stride))
+    if any(extra):
+        x = np.pad(x, ((0, 0), (0, 0)) + tuple((0, e) for e in extra))
     return CONV_DATA(x, w, x_shape=(x.shape[0], o) + size, stride=stride, pads=pads,
                      dilation=dilation, groups=groups)
 

@@ -188,7 +188,9 @@ def _entry_views(a, kernel, stride, dilation, out):
 def _window_put(g, sel, *, shape, kernel, stride, dilation):
     xp = win.array_module(g)
     out = g.shape[2:]
-    tiled = all(k * dl == s and s * m == n  # every entry of dx is in one window
+    # every entry of dx in one window: contiguous windows (a dilated one skips entries,
+    # unless it has one entry) that tile the axis
+    tiled = all((k == 1 or dl == 1) and k == s and s * m == n
                 for k, dl, s, m, n in zip(kernel, dilation, stride, out, shape[2:]))
     dx = xp.empty(shape, g.dtype) if tiled else xp.zeros(shape, g.dtype)
     # g times the mask writes each view at once (masked copies are 5x slower), but an
@@ -389,11 +391,8 @@ def _geometry(fn, x, kernel, stride, pad, dilation):
 
 def _adaptive_size(fn, x, out_size):
     d = win.check_input(fn, x)
-    out = win.spatial(out_size, d, "out_size", fn)
-    if any(m > n for m, n in zip(out, x.shape[2:])):
-        raise ValueError(f"{fn}: out_size {out} is larger than the input's spatial size "
-                         f"{tuple(x.shape[2:])}")
-    return out
+    # an out_size above the input's size gives overlapping windows, as PyTorch's
+    return win.spatial(out_size, d, "out_size", fn)
 
 
 def _lowest(dtype):

@@ -62,6 +62,9 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
             raise ValueError(f"{fn}: scale must be a positive number or {d} of them; "
                              f"got {scale!r}")
         size = tuple(int(np.floor(n * s)) for n, s in zip(shape[2:], scale))
+        if min(size) < 1:
+            raise ValueError(f"{fn}: scale {scale} leaves no output entries for input "
+                             f"{shape} (output size {size}); use a larger scale or give size=")
     else:
         size = win.spatial(size, d, "size", fn)
         scale = tuple(m / n for n, m in zip(shape[2:], size))

@@ -190,8 +190,9 @@ class Rprop(Rule):
 @dataclass
 class AdaGrad(Rule):
     """AdaGrad: ``acc += dx**2``; ``x -= eta dx / (sqrt(acc) + epsilon)``, ``acc`` starting at
-    ``epsilon``. PyTorch: ``Adagrad(lr=eta (default 0.01), eps=epsilon (1e-10),
-    initial_accumulator_value=0)``."""
+    ``epsilon``. PyTorch: ``Adagrad(lr=eta, eps=epsilon, initial_accumulator_value=epsilon)``
+    takes the same steps (its defaults: ``lr=0.01``, ``eps=1e-10``,
+    ``initial_accumulator_value=0``)."""
 
     elementwise = True
     hyperparameters = ("eta", "epsilon")
