@@ -65,4 +65,6 @@ def test_masked_entries():
 def test_bad_axis():
     with pytest.raises(np.exceptions.AxisError, match="softmax: axis"):
         fl.softmax(X, axis=3)
+    with pytest.raises(np.exceptions.AxisError, match="logsumexp: axis"):
+        fl.logsumexp(X, axis=(0, 3))
     assert fl.softmax([1.0, 1.0]).tolist() == [0.5, 0.5]

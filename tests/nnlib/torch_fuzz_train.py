@@ -256,8 +256,7 @@ def _bad_cases(rng):
         ("upsample_nearest", "upsample", lambda: nn.upsample_nearest(x, (0,) * d)),
         ("groupnorm", "groups", lambda: nn.groupnorm(x, c + 1)),
         ("softmax", "axis", lambda: fl.softmax(x, axis=d + 2)),
-        # (NumPy's AxisError, as np.sum's and scipy's logsumexp's)
-        ("axis", "out of bounds", lambda: fl.logsumexp(x, axis=d + 2)),
+        ("logsumexp", "axis", lambda: fl.logsumexp(x, axis=d + 2)),
         ("embedding", "", lambda: nn.embedding(np.ones((3, 2)), np.array([3]))),
         ("embedding", "", lambda: nn.embedding(np.ones((3, 2)), np.array([-1]))),
         ("ctc_loss", "blank", lambda: fl.ctc_loss(np.zeros((4, 3)), np.array([2]))),

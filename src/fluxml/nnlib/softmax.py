@@ -14,10 +14,10 @@ array([[0.5, 0.5]])
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_tuple
 
 from fluxml.ad.core import raw
 from fluxml.ad.define import defjvp, defvjp, primitive
+from fluxml.ad.rules.reductions import checked_axis as _axis
 from fluxml.ad.rules.reductions import logsumexp
 
 __all__ = ["logsoftmax", "logsumexp", "softmax"]
@@ -55,16 +55,6 @@ defvjp(LOGSOFTMAX,
        lambda g, ans, x, axis: g - np.exp(ans) * np.sum(g, axis=axis, keepdims=True))
 defjvp(LOGSOFTMAX,
        lambda t, ans, x, axis: t - np.sum(np.exp(ans) * t, axis=axis, keepdims=True))
-
-
-def _axis(x, axis, name):
-    ndim = np.ndim(raw(x))
-    try:
-        return normalize_axis_tuple(axis, ndim)
-    except (np.exceptions.AxisError, TypeError):
-        raise np.exceptions.AxisError(
-            f"{name}: axis must be an axis or a tuple of axes of the input (ndim {ndim}); "
-            f"got {axis!r}") from None
 
 
 def _float(x):

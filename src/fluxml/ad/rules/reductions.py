@@ -402,13 +402,25 @@ def logsumexp(x, axis=None, keepdims=False):
     >>> round(float(fl.logsumexp(np.array([1000.0, 1000.0]))), 6)  # 1000 + log 2, no overflow
     1000.693147
     """
-    return LOGSUMEXP(x, axis=_axis(axis), keepdims=bool(keepdims))
+    axis = None if axis is None else checked_axis(x, axis, "logsumexp")
+    return LOGSUMEXP(x, axis=axis, keepdims=bool(keepdims))
 
 
 # --- helpers -----------------------------------------------------------------------------------
 
 def _axis(axis):
     return tuple(axis) if isinstance(axis, list) else axis
+
+
+def checked_axis(x, axis, name):
+    """``axis`` as a tuple of non-negative axes of ``x``, or an error naming ``name``."""
+    ndim = np.ndim(raw(x))
+    try:
+        return normalize_axis_tuple(axis, ndim)
+    except (np.exceptions.AxisError, TypeError):
+        raise np.exceptions.AxisError(
+            f"{name}: axis must be an axis or a tuple of axes of the input (ndim {ndim}); "
+            f"got {axis!r}") from None
 
 
 def _axes(axis, ndim):
