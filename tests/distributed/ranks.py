@@ -319,6 +319,54 @@ def _overlap(in_place):
         f"posted during the backward pass per step {posted}; plans agreed at steps {agreed}")
 
 
+def syncbn_overlap(out):
+    """Messages posted during the backward pass while SyncBatchNorm's backward runs its own
+    allreduces: the ranks post them at different points of their sweeps (rank 1 adds a
+    regulariser on ``p`` and ``q``, recorded first, so final last; at step 0, the one that
+    agrees the plan, rank 1 does not use them at all; at step 2 rank 0 does not use ``q``),
+    and the sums are those of the averaging after the backward pass, bit for bit."""
+    fl.distributed.init(timeout=60.0)
+    me = fl.distributed.rank()
+    fl.seed(0)
+    model = {"d1": fl.f64(fl.Dense(4, 8)),
+             "bn": fl.distributed.SyncBatchNorm(8, affine=False, track_stats=False,
+                                                dtype=np.float64),
+             "p": np.linspace(0.5, 1.5, 8), "q": np.linspace(-1, 1, 9),
+             "d2": fl.f64(fl.Dense(8, 3))}
+    model = fl.distributed.broadcast(model)
+    rng = np.random.default_rng(me)
+    early = fl.distributed.GradientAverager(8, direct_bytes=1 << 20)  # a message per gradient
+    early.tail_bytes = 0
+    after = fl.distributed.GradientAverager(8, direct_bytes=1 << 20)
+    posted = []
+    for step in range(4):
+        x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+        use_p = not (step == 0 and me == 1)
+        use_q = use_p and not (step == 2 and me == 0)
+
+        def loss(m):
+            reg = 1e-2 * (np.sum(m["p"] ** 2) + np.sum(m["q"] ** 2)) if me == 1 and step else 0
+            z = m["d1"](x)
+            if use_p:
+                z = z * m["p"] + (np.sum(m["q"]) * 0.1 if use_q else 0.0)
+            return np.mean((m["d2"](m["bn"](z)) - y) ** 2) + reg
+
+        hook = early.begin(5)
+        value, (grads,) = fl.withgradient(loss, model, on_final=hook)
+        posted.append(len(hook.requests))
+        got = early.average(float(value), grads, 5)
+        got = (got[0], fl.fmap(np.copy, got[1]), got[2])
+        value, (grads,) = fl.withgradient(loss, model)
+        want = after.average(float(value), grads, 5)
+        assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
+            assert (a is None) == (b is None), step
+            if a is not None:
+                np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
+    say(f"rank {me}: overlap beside SyncBatchNorm as after; posted during the backward pass "
+        f"per step {posted}")
+
+
 def bn_model():
     fl.seed(3)
     return fl.f64(fl.Chain(fl.Conv((3, 3), 3, 4), fl.BatchNorm(4, np.tanh), fl.Flatten(),
@@ -386,6 +434,8 @@ if __name__ == "__main__":
         overlap(out)
     elif mode == "syncbn":
         syncbn(out)
+    elif mode == "syncbn_overlap":
+        syncbn_overlap(out)
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:

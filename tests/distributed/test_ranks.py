@@ -197,3 +197,14 @@ def test_sync_batchnorm_on_two_unequal_ranks_is_one_process_with_the_whole_batch
             for r in (0, 1):
                 np.testing.assert_allclose(got[r][f"{step}.{key}"], value, rtol=1e-10,
                                            atol=1e-12, err_msg=f"step {step} {key} rank {r}")
+
+
+def test_averaging_during_the_backward_pass_beside_sync_batchnorm(tmp_path):
+    # the ranks post the early messages at different points of their backward passes, in
+    # which SyncBatchNorm runs allreduces of its own: on another communicator, the sums
+    # do not cross over
+    done = mpirun(HERE / "ranks.py", "syncbn_overlap", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r in (0, 1):
+        assert f"rank {r}: overlap beside SyncBatchNorm as after; posted during the backward " \
+               f"pass per step [0, 5, 5, 5]" in done.stdout, done.stdout

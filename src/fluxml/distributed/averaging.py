@@ -354,7 +354,10 @@ class GradientAverager:
             b.stage(leaves, zeros, scale, fits)
             if b is self.buckets[0]:
                 self._header(loss, count, zeros)
-            posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
+            # the early messages on a communicator of their own (Group.sweep), in the plan's
+            # order whether the callback posted them or not; the header on g.comm
+            comm = g.comm if b is self.buckets[0] else g.sweep
+            posted.append(comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             requests[id(b)] = posted[-1]
         head = requests[id(self.buckets[0])]
         owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}

@@ -14,10 +14,15 @@ after the header, in place, as before, where the averager may write into it
 hides (one pass over the bytes, on this thread); without ``in_place`` it is copied anyway,
 and goes early. Messages are posted in the plan's
 order on every rank (an ``Iallreduce`` must be): a message whose gradients are final while
-an earlier one still waits is posted after it.
+an earlier one still waits is posted after it. They go on a communicator of their own
+(``Group.sweep``): a rank may post them at another point of its backward pass than the
+others (a loss that depends on the data, a gradient that is None on one rank), and MPI
+matches the collectives of a communicator by the order they are posted in, so on
+``Group.comm`` they could be matched with the allreduces of a SyncBatchNorm's backward.
 
-Nothing is trusted that the end of the step does not check: the callback copies each
-gradient it is handed (the engine's promise: final, never written again by the sweep), and
+Nothing is trusted that the end of the step does not check: the callback keeps each
+gradient it is handed (the engine's promise: final, never written again by the sweep) and
+copies it into its message when the message is packed, and
 ``average`` checks that the tree it is given holds, at each position sent early, the very
 object that was sent, and that ``count`` and ``share`` are those ``begin`` was given. Where
 not, the step goes as a tree that no longer fits the plan: the header says so, every rank
@@ -157,7 +162,7 @@ class Step:
                 b.stage(self.got, zeros, self.scale, False)
             else:
                 b.stage(self.got, zeros, self.scale, True)
-            self.requests.append(g.comm.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
+            self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
             self.next += 1
 
     def sent(self, leaves, count, share) -> bool:
