@@ -324,7 +324,8 @@ def syncbn_overlap(out):
     allreduces: the ranks post them at different points of their sweeps (rank 1 adds a
     regulariser on ``p`` and ``q``, recorded first, so final last; at step 0, the one that
     agrees the plan, rank 1 does not use them at all; at step 2 rank 0 does not use ``q``),
-    and the sums are those of the averaging after the backward pass, bit for bit."""
+    and the sums are those of the averaging after the backward pass, bit for bit. ``s``, a
+    Python float, is final first: it goes early, as its value (not as zeros)."""
     fl.distributed.init(timeout=60.0)
     me = fl.distributed.rank()
     fl.seed(0)
@@ -332,7 +333,7 @@ def syncbn_overlap(out):
              "bn": fl.distributed.SyncBatchNorm(8, affine=False, track_stats=False,
                                                 dtype=np.float64),
              "p": np.linspace(0.5, 1.5, 8), "q": np.linspace(-1, 1, 9),
-             "d2": fl.f64(fl.Dense(8, 3))}
+             "d2": fl.f64(fl.Dense(8, 3)), "s": 1.5}
     model = fl.distributed.broadcast(model)
     rng = np.random.default_rng(me)
     early = fl.distributed.GradientAverager(8, direct_bytes=1 << 20)  # a message per gradient
@@ -349,7 +350,7 @@ def syncbn_overlap(out):
             z = m["d1"](x)
             if use_p:
                 z = z * m["p"] + (np.sum(m["q"]) * 0.1 if use_q else 0.0)
-            return np.mean((m["d2"](m["bn"](z)) - y) ** 2) + reg
+            return np.mean((m["d2"](m["bn"](z)) - y) ** 2) * m["s"] + reg
 
         hook = early.begin(5)
         value, (grads,) = fl.withgradient(loss, model, on_final=hook)
@@ -359,6 +360,7 @@ def syncbn_overlap(out):
         value, (grads,) = fl.withgradient(loss, model)
         want = after.average(float(value), grads, 5)
         assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        assert type(grads["s"]) is float and got[1]["s"] == want[1]["s"] != 0, step
         for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
             assert (a is None) == (b is None), step
             if a is not None:

@@ -289,15 +289,15 @@ class GradientAverager:
             if x is not None and (is_grad(x) or not is_position(x)):
                 return None
         zeros = _NONE
+        fit = layout.fit
         for pos, shape, dtype in self.entries:
             x = leaves[pos]
             if x is not None and getattr(x, "shape", None) == shape and x.dtype == dtype:
-                continue  # the usual case: the planned array
-            if x is not None and layout.entry(x) != (shape, dtype.str):
-                if is_grad(x) or not is_position(x):
-                    return None
-                x = None  # an integer, say: no gradient
-            if x is None:
+                continue  # the usual case: the planned array (layout.fit's first test)
+            state = fit(x, shape, dtype)
+            if state == "misfit":
+                return None
+            if state == "zero":  # None, an integer array: no gradient
                 zeros = zeros | {pos}
         return zeros
 

@@ -41,18 +41,6 @@ import numpy as np
 from fluxml.distributed import layout
 
 
-def check(x, shape, dtype) -> str:
-    """What the plan makes of ``x`` at a position where it has a gradient of ``shape`` and
-    ``dtype``: "ok", "zero" (no gradient on this rank: None, an integer array) or "misfit"."""
-    if x is not None and getattr(x, "shape", None) == shape and x.dtype == dtype:
-        return "ok"
-    if x is not None and layout.entry(x) != (shape, dtype.str):
-        if layout.is_grad(x) or not layout.is_position(x):
-            return "misfit"
-        return "zero"
-    return "zero"
-
-
 def order_plan(averager, order: list, tail_bytes: int) -> None:
     """Reorder the averager's plan (made in tree order) for overlap: ``order`` lists the
     positions in the order rank 0's gradients became final. Sets ``averager.early`` (the
@@ -153,7 +141,7 @@ class Step:
             b = early[self.next]
             zeros = set()
             for pos, shape, dtype, _ in b.items:
-                state = check(self.got[pos], shape, dtype)
+                state = layout.fit(self.got[pos], shape, dtype)
                 if state == "zero":
                     zeros.add(pos)
                 elif state == "misfit":
