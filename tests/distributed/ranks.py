@@ -270,9 +270,10 @@ def overlap(out):
     """``begin``'s callback posting messages during the backward pass: the same numbers, bit
     for bit, as the averaging after it, at equal and unequal counts, a gradient missing on
     one rank, ``begin`` told another share than ``average``, and a tree that is not the one
-    the callback saw (the last two: the step goes again from the gradients as they came)."""
+    the callback saw (the last two: the step goes again from the gradients as they came).
+    "mixed": rank 0 in place, rank 1 not (rank 0's setting orders the messages)."""
     fl.distributed.init(timeout=60.0)
-    for in_place in (True, False):  # the large gradients after the header, or early by copy
+    for in_place in (True, False, "mixed"):  # the large gradients after the header, or early
         _overlap(in_place)
 
 
@@ -281,7 +282,8 @@ def _overlap(in_place):
     fl.seed(0)
     model = fl.f64(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 8, np.tanh), fl.Dense(8, 3)))
     model = fl.distributed.broadcast(model)
-    early = fl.distributed.GradientAverager(64, in_place=in_place, direct_bytes=256)
+    mine = me == 0 if in_place == "mixed" else in_place
+    early = fl.distributed.GradientAverager(64, in_place=mine, direct_bytes=256)
     early.tail_bytes = 0  # only the last gradient waits for the header
     after = fl.distributed.GradientAverager(64, direct_bytes=256)
     rng = np.random.default_rng(me)

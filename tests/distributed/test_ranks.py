@@ -160,9 +160,10 @@ def test_averaging_during_the_backward_pass_equals_averaging_after_it(tmp_path):
     done = mpirun(HERE / "ranks.py", "overlap", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     # the plan from step 0's backward pass; steps 5 and 6 agree it again. In place, the
-    # three gradients that travel alone wait for the header; else they go early too
+    # three gradients that travel alone wait for the header; else they go early too. Mixed
+    # (rank 0 in place, rank 1 not): rank 0's setting orders the messages on both
     for r in (0, 1):
-        for in_place, early in ((True, 3), (False, 5)):
+        for in_place, early in ((True, 3), (False, 5), ("mixed", 3)):
             assert (f"rank {r}: overlap as after (in place {in_place}): {early} early of 6 "
                     f"messages; posted during the backward pass per step [0{f', {early}' * 6}]"
                     f"; plans agreed at steps [1, 6, 7]") in done.stdout, done.stdout

@@ -161,7 +161,7 @@ class GradientAverager:
     message costs less than the copy it saves; ``bucket_bytes`` without, so that a gradient
     travels alone only where it would fill a bucket by itself), the others in buckets of about
     ``bucket_bytes`` (one bucket per dtype at least); rank 0's sizes win if the ranks pass
-    different ones.
+    different ones (and rank 0's ``in_place`` orders the messages ``begin`` sends).
 
     ``in_place=True`` lets the averager overwrite the gradient arrays it is given: a gradient
     that travels alone is then averaged in its own array (no copy) and comes back as that
@@ -494,15 +494,18 @@ class GradientAverager:
         mine = step.positions(leaves) if step is not None else None  # leaf index -> position
         order = [mine[k] for k in step.order if k in mine] if step is not None else None
         everyone = allgather_object(
-            g, (names, entries, (self.bucket_bytes, self.direct_bytes, self.tail_bytes),
+            g, (names, entries,
+                (self.bucket_bytes, self.direct_bytes, self.tail_bytes, self.in_place),
                 int(count), order), what)
         agreed = layout.union([e[:2] for e in everyone], what)
         if not any(e[3] for e in everyone):  # the plan is left as it was
             raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
-        bucket_bytes, direct_bytes, tail_bytes = everyone[0][2]
+        # rank 0's settings win; in_place too where it orders the messages (each rank
+        # still writes into its own gradients only where its own in_place lets it)
+        bucket_bytes, direct_bytes, tail_bytes, in_place = everyone[0][2]
         self._plan(agreed, bucket_bytes, direct_bytes, leaves)
         if everyone[0][4] is not None and all(e[4] is not None for e in everyone):
-            overlap.order_plan(self, everyone[0][4], tail_bytes)
+            overlap.order_plan(self, everyone[0][4], tail_bytes, in_place)
             overlap.watch(self, mine)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True

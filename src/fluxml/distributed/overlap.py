@@ -41,9 +41,10 @@ import numpy as np
 from fluxml.distributed import layout
 
 
-def order_plan(averager, order: list, tail_bytes: int) -> None:
+def order_plan(averager, order: list, tail_bytes: int, in_place: bool) -> None:
     """Reorder the averager's plan (made in tree order) for overlap: ``order`` lists the
-    positions in the order rank 0's gradients became final. Sets ``averager.early`` (the
+    positions in the order rank 0's gradients became final; ``in_place`` is rank 0's (the
+    order of the messages must be the same on every rank). Sets ``averager.early`` (the
     messages posted during the backward pass, in order), ``averager.late`` (the direct
     buckets posted after the header, in place where they may) and the first bucket's
     contents: the tail."""
@@ -65,7 +66,7 @@ def order_plan(averager, order: list, tail_bytes: int) -> None:
     late, early, current = [], [], {}
     for b, (pos, shape, dtype, _) in planned:
         if b.direct:  # in place: after the header (early, it would cost a copy)
-            if pos in tail or averager.in_place:
+            if pos in tail or in_place:
                 late.append(b)
             else:
                 early.append(b)
