@@ -371,6 +371,103 @@ def syncbn_overlap(out):
         f"per step {posted}")
 
 
+def abandon(out):
+    """A backward pass that raises on every rank after some messages were posted, at another
+    point on each rank (rank 0 late in its sweep, rank 1 early); the caller catches it and
+    goes on: at step 1 by calling ``abandon``, at step 3 by calling ``begin`` again. The
+    steps after are those of the averaging after the backward pass, bit for bit."""
+    fl.distributed.init(timeout=60.0)
+    me = fl.distributed.rank()
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 8, np.tanh), fl.Dense(8, 3)))
+    model = fl.distributed.broadcast(model)
+    boom = {"at": None}
+
+    @fl.custom_vjp
+    def guard(x, where):
+        return x
+
+    def bwd(res, g):
+        if boom["at"] == res:
+            raise FloatingPointError("bad cotangent")
+        return (g, None)
+
+    guard.defvjp(lambda x, where: (x, where), bwd)
+    early = fl.distributed.GradientAverager(64, direct_bytes=1 << 20)
+    early.tail_bytes = 0
+    after = fl.distributed.GradientAverager(64, direct_bytes=1 << 20)
+    rng = np.random.default_rng(me)
+    posted, raised = [], []
+    for step in range(6):
+        x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+        boom["at"] = (0 if me == 0 else 1) if step in (1, 3) else None
+
+        def loss(m):
+            h = guard(m[1](guard(m[0](x), 0)), 1)
+            return np.mean((m[2](h) - y) ** 2)
+
+        hook = early.begin(5)
+        try:
+            value, (grads,) = fl.withgradient(loss, model, on_final=hook)
+        except FloatingPointError:
+            posted.append(len(hook.requests))
+            raised.append(step)
+            if step == 1:
+                early.abandon()
+            continue
+        posted.append(len(hook.requests))
+        got = early.average(float(value), grads, 5)
+        got = (got[0], fl.fmap(np.copy, got[1]), got[2])
+        value, (grads,) = fl.withgradient(loss, model)
+        want = after.average(float(value), grads, 5)
+        assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
+        fl.update(fl.setup(fl.Descent(0.1), model), model, want[1])
+    say(f"rank {me}: abandoned steps {raised}, posted during the backward pass per step "
+        f"{posted}")
+    # fl.train: an error raised on every rank (so marked: the job stays usable) in the
+    # backward pass of its third step, caught; then the training goes on as without overlap
+    from fluxml.distributed.group import on_every_rank
+
+    steps = {"n": 0}
+
+    def bwd_every(res, g):
+        if steps["n"] == 3 and res == me:
+            raise on_every_rank(FloatingPointError("bad cotangent"))
+        return (g, None)
+
+    guard.defvjp(lambda x, where: (x, where), bwd_every)
+    class Tiny(fl.distributed.GradientAverager):  # a message per gradient: 3 go early
+        def __init__(self, bucket_bytes, in_place):
+            super().__init__(64, in_place, 1 << 20)
+            self.tail_bytes = 0
+            made.append(self)
+
+    made = []
+    fl.distributed.parallel.GradientAverager = Tiny
+
+    def mse_guarded(m, x, y):
+        steps["n"] += 1
+        return np.mean((guard(m[1](guard(m[0](x), 0)), 1) - y) ** 2)
+
+    model, state = make(init_seed=0)
+    try:
+        fl.train(mse_guarded, model, loader(BATCH, True), state, epochs=1, progress=False,
+                 distributed="overlap")
+    except FloatingPointError as err:
+        say(f"rank {me}: caught {err} at step {steps['n']} ({len(made[0].early)} early)")
+    twin, twin_state = fl.fmap(np.copy, model), fl.fmap(np.copy, state)
+    fl.train(mse, model, loader(BATCH, True), state, epochs=1, progress=False,
+             distributed="overlap")
+    fl.train(mse, twin, loader(BATCH, True), twin_state, epochs=1, progress=False,
+             distributed=True)
+    for a, b in zip(positions(model)[0], positions(twin)[0]):
+        np.testing.assert_array_equal(a, b)
+    fl.distributed.check_synced(model)
+    say(f"rank {me}: fl.train after the error as without overlap")
+
+
 def bn_model():
     fl.seed(3)
     return fl.f64(fl.Chain(fl.Conv((3, 3), 3, 4), fl.BatchNorm(4, np.tanh), fl.Flatten(),
@@ -438,6 +535,8 @@ if __name__ == "__main__":
         overlap(out)
     elif mode == "syncbn":
         syncbn(out)
+    elif mode == "abandon":
+        abandon(out)
     elif mode == "syncbn_overlap":
         syncbn_overlap(out)
     elif mode == "resume":

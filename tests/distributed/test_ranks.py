@@ -209,3 +209,18 @@ def test_averaging_during_the_backward_pass_beside_sync_batchnorm(tmp_path):
     for r in (0, 1):
         assert f"rank {r}: overlap beside SyncBatchNorm as after; posted during the backward " \
                f"pass per step [0, 6, 6, 6]" in done.stdout, done.stdout
+
+
+def test_a_step_abandoned_after_some_messages_were_posted_leaves_the_averager_usable(tmp_path):
+    # the backward pass raises on both ranks, rank 0 after 4 of the 5 early messages, rank 1
+    # after 2; abandon (or the next begin) sends the rest and waits, so the next steps' sums
+    # are right
+    done = mpirun(HERE / "ranks.py", "abandon", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r, n in ((0, 4), (1, 2)):
+        assert f"rank {r}: abandoned steps [1, 3], posted during the backward pass per step " \
+               f"[0, {n}, 5, {n}, 5, 5]" in done.stdout, done.stdout
+        # in fl.train: an error on every rank in a backward pass, caught; fl.train abandoned
+        # the step (without that the stale messages crossed the next ones: a loss of nan)
+        assert f"rank {r}: caught bad cotangent at step 3 (3 early)" in done.stdout
+        assert f"rank {r}: fl.train after the error as without overlap" in done.stdout

@@ -247,13 +247,11 @@ class GradientAverager:
         gradients final (``overlap.py``). Then call ``average`` with the same ``count`` and
         ``share``, the gradients ``withgradient`` returned, unchanged, and the loss. At the
         step that agrees the plan it only watches the order in which the gradients become
-        final, from which the plan is made."""
+        final, from which the plan is made. A step begun and not averaged (an exception
+        in between) is abandoned first (``abandon``)."""
         if self.group.size == 1:
             return None
-        if self._step is not None:
-            raise DistributedError(
-                "GradientAverager.begin: the previous step's begin was not followed by "
-                "average (messages of it may be posted): call average once per begin")
+        self.abandon()
         scale = 1.0
         if self.planned:
             scale = count / self.total
@@ -261,6 +259,17 @@ class GradientAverager:
                 scale = 1.0 if share == scale else scale / share
         self._step = overlap.Step(self, count, share, scale)
         return self._step
+
+    def abandon(self) -> None:
+        """Give up the step ``begin`` started, where ``average`` will not be called (an
+        exception in the backward pass, say): send the rest of the step's messages, whose
+        sums are thrown away, and wait for them (within the group's timeout), so that the
+        next step's messages match on every rank. Every rank must abandon the step (or
+        average it); ``fl.train`` does so when a step raises. Nothing to do where no step was
+        begun."""
+        step, self._step = self._step, None
+        if step is not None:
+            step.abandon(f"the abandoned gradient averaging after step {self.group.step}")
 
     def share(self, count: int) -> float:
         """What to multiply this rank's loss by before differentiating it, for ``average(...,

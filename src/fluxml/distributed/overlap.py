@@ -112,7 +112,7 @@ class Step:
         self.averager, self.count, self.share, self.scale = averager, count, share, scale
         self.given: dict = {}  # leaf index -> gradient
         self.order: list = []  # leaf indices in the order they became final
-        early = averager.early if averager.planned else []
+        early = self.early = averager.early if averager.planned else []
         self.where = averager.where if early else {}
         self.got = [None] * averager.npositions if early else None
         self.remaining = list(averager.waiting) if early else []
@@ -153,6 +153,21 @@ class Step:
                 b.stage(self.got, zeros, self.scale, True)
             self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
             self.next += 1
+
+    def abandon(self, what: str) -> None:
+        """End the step without averaging it: post the plan's early messages not posted yet
+        (unpacked: their sums are thrown away) and wait for them all, within the group's
+        timeout. Every rank then has sent every early message of the step, whether it
+        abandons the step or averages it, and wherever its backward pass stopped: the next
+        step's messages meet their own."""
+        g = self.averager.group
+        while self.next < len(self.early):
+            b = self.early[self.next]
+            b.stage(self.got, (), 1.0, False)
+            self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
+            self.next += 1
+        if self.requests:
+            g.wait(self.requests, what)
 
     def sent(self, leaves, count, share) -> bool:
         """Were the early messages posted so far packed from ``leaves`` (the tree given to
