@@ -94,6 +94,7 @@ import time
 import numpy as np
 
 from fluxml.distributed import layout, overlap
+from fluxml.distributed.bucket import Bucket
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
 from fluxml.tree import fmap, unflatten
@@ -105,53 +106,6 @@ _ORDER = [np.dtype(t) for t in (np.float64, np.complex128, np.float32, np.comple
 # gradients this rank lacks, then per planned gradient whether this rank has it
 _HEADER = 4
 _NONE: frozenset = frozenset()
-
-
-class Bucket:
-    """One message: a flat buffer and the gradients it carries. ``items`` are ``(position,
-    shape, dtype, view)``, ``view`` the gradient's place in ``buf``; ``grad`` is the part of
-    ``buf`` that holds gradients (the first bucket has the header after it). A *direct*
-    bucket carries one large gradient: averaged in place in the gradient's own array where
-    the averager may (``in_place``), else in ``buf``, allocated when first needed."""
-
-    def __init__(self, dtype, xp=np, direct: bool = False):
-        self.dtype, self.xp, self.direct = np.dtype(dtype), xp, direct
-        self.items: list[tuple] = []
-        self.size = 0
-        self.buf = self.host = self.grad = None  # host: a NumPy mirror of a GPU buffer
-
-    def add(self, pos: int, shape: tuple) -> None:
-        self.items.append((pos, shape, self.dtype, (self.size, int(np.prod(shape)))))
-        self.size += int(np.prod(shape))
-
-    def allocate(self, extra: int = 0) -> None:
-        self.buf = self.xp.zeros(self.size + extra, dtype=self.dtype)
-        self.host = self.buf if self.xp is np else np.zeros(self.size + extra, self.dtype)
-        self.grad = self.buf[:self.size]
-        self.items = [(pos, shape, dtype, self.buf[off:off + n].reshape(shape))
-                      for pos, shape, dtype, (off, n) in self.items]
-
-    def stage(self, leaves: list, zeros, scale: float, fits: bool) -> None:
-        """Ready ``host`` to be sent: packed (where this rank's tree fits the plan; else it
-        sends what the buffer holds, unused) and copied off the GPU where ``buf`` is there."""
-        if fits:
-            self.pack(leaves, zeros, scale)
-        if self.host is not self.buf:
-            self.buf.get(out=self.host)
-
-    def pack(self, leaves: list, zeros, scale: float) -> None:
-        """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
-        positions in ``zeros``)."""
-        # scale 1: the gradients came scaled (fl.train), a plain copy
-        s = None if scale == 1.0 else self.dtype.type(scale)
-        copyto, multiply = self.xp.copyto, self.xp.multiply
-        for pos, _, _, view in self.items:
-            if pos in zeros:  # no gradient here on this rank
-                view.fill(0)
-            elif s is None:
-                copyto(view, leaves[pos])
-            else:
-                multiply(leaves[pos], s, out=view)
 
 
 class GradientAverager:
@@ -393,24 +347,24 @@ class GradientAverager:
             requests[id(b)] = posted[-1]
             sums[id(b)] = x
         sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
-        posted = [requests[id(b)] for b in self.buckets + self.direct]  # in the plan's order
+        ordered = [requests[id(b)] for b in self.buckets + self.direct]  # in the plan's order
         # the averaged tree, built while the messages travel
         tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
         g.wait([head], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
         if misfits:
-            g.wait(posted, what)
+            g.wait(ordered, what)
             return None
         if not total:  # every rank's count is 0: the same error on every rank
-            g.wait(posted, what)
+            g.wait(ordered, what)
             raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         factor = None if total == self.total else self.total / total
         if factor is None and self.on_host:  # the usual case: nothing to do as each comes
-            if len(posted) > 1:
-                g.wait(posted[1:], what)
+            if len(ordered) > 1:
+                g.wait(ordered[1:], what)
         else:
-            self._finish(posted, sums, factor, what)
+            self._finish(ordered, sums, factor, what)
         self.total = total
         if lacking:  # a gradient no rank has this step stays None, as in one process
             have = self.header[_HEADER:].real
@@ -568,9 +522,9 @@ class GradientAverager:
                 b.add(pos, shape)
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
-        self.install(buckets, direct, [], direct)
+        self._install(buckets, direct, [], direct)
 
-    def install(self, buckets: list, direct: list, early: list, late: list) -> None:
+    def _install(self, buckets: list, direct: list, early: list, late: list) -> None:
         """Make ``buckets`` (the first carries the header) and ``direct`` the plan, with
         ``early`` (buckets and direct buckets sent during the backward pass, in order) and
         ``late`` (the direct buckets sent after the header): allocate the buffers."""

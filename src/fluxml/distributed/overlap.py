@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.distributed import layout
+from fluxml.distributed.bucket import Bucket
 
 
 def order_plan(averager, order: list, tail_bytes: int, in_place: bool) -> None:
@@ -48,8 +49,6 @@ def order_plan(averager, order: list, tail_bytes: int, in_place: bool) -> None:
     messages posted during the backward pass, in order), ``averager.late`` (the direct
     buckets posted after the header, in place where they may) and the first bucket's
     contents: the tail."""
-    from fluxml.distributed.averaging import Bucket
-
     rank = {pos: i for i, pos in enumerate(order)}
     planned = [(b, item) for b in averager.buckets + averager.direct for item in b.items]
     # final last first; positions never seen final (None at that step) count as first
@@ -83,7 +82,7 @@ def order_plan(averager, order: list, tail_bytes: int, in_place: bool) -> None:
     # in the order they become final: the message whose last gradient is final first
     early.sort(key=lambda m: max(rank.get(pos, -1) for pos, *_ in m.items))
     buckets = [first] + [m for m in early if not m.direct]
-    averager.install(buckets, averager.direct, early, late)
+    averager._install(buckets, averager.direct, early, late)
 
 
 def watch(averager, mine: dict) -> None:
