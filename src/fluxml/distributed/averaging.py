@@ -319,7 +319,7 @@ class GradientAverager:
                 self._header(loss, count, zeros)
             # the early messages on a communicator of their own (Group.sweep), in the plan's
             # order whether the callback posted them or not; the header on g.comm
-            comm = g.comm if b is self.buckets[0] else g.sweep
+            comm = g.sweep if self.early and b is not self.buckets[0] else g.comm
             posted.append(comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             requests[id(b)] = posted[-1]
         head = requests[id(self.buckets[0])]
