@@ -248,8 +248,9 @@ def test_compiled_training_is_the_eager_training():
         fl.train(mse, model, loader(), fl.setup(fl.Adam(0.01), model), compile="fast")
 
 
-def test_train_refuses_an_unknown_distributed_mode():
+@pytest.mark.parametrize("mode", ["yes", 1, 0, 1.0])
+def test_train_refuses_an_unknown_distributed_mode(mode):
     model = {"w": np.ones(2)}
     with pytest.raises(ValueError, match="distributed must be True, False or 'overlap'"):
         fl.train(lambda m, x: np.sum(m["w"] * x), model, [np.ones(2)],
-                 fl.setup(fl.Descent(), model), distributed="yes", progress=False)
+                 fl.setup(fl.Descent(), model), distributed=mode, progress=False)

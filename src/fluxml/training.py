@@ -127,7 +127,8 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             f"train: data is a one-pass iterator ({type(data).__name__}), so epochs 2 to "
             f"{epochs} would see no batches. Pass something iterable again each epoch: a "
             f"fl.DataLoader, a list of batches")
-    if distributed not in (False, True, "overlap"):
+    if not (distributed is False or distributed is True or distributed == "overlap"
+            and isinstance(distributed, str)):  # not 0, 1 or 1.0: == would take them
         raise ValueError(f"train: distributed must be True, False or 'overlap'; got "
                          f"{distributed!r}")
     history = History() if history is None else history

@@ -186,3 +186,28 @@ def test_a_leaf_used_only_after_the_output_is_final_at_once():
                                   on_final=lambda k, g: order.append((k, g is None)))
     assert order == [(1, True), (0, False)] and gb is None
     np.testing.assert_allclose(ga, np.cos(np.ones(2)))
+
+
+def test_on_final_inside_compile_is_a_clear_error():
+    # the compiled program records the backward pass once: the callback would run at trace
+    # time, with tracers, and never when the program runs
+    calls = []
+
+    def step(w):
+        return fl.withgradient(lambda w: np.sum(np.tanh(w) ** 2), w,
+                               on_final=lambda k, g: calls.append(k))
+
+    w0 = np.ones(3)
+
+    def closure(v):  # the leaf is not traced, its gradient is (through v)
+        return fl.withgradient(lambda a: np.sum(np.tanh(a * v) ** 2), w0,
+                               on_final=lambda k, g: calls.append(k))
+
+    for f in (step, closure):
+        with pytest.raises(fl.DifferentiationError, match="on_final cannot be used inside "
+                                                          "fl.compile"):
+            fl.compile(f)(np.ones(3))
+    assert calls == []
+    # eager, and the same step compiled without on_final, as before
+    value, (g,) = fl.compile(lambda w: fl.withgradient(lambda w: np.sum(w ** 2), w))(w0)
+    np.testing.assert_allclose(g, 2 * w0)

@@ -270,9 +270,10 @@ def overlap(out):
     """``begin``'s callback posting messages during the backward pass: the same numbers, bit
     for bit, as the averaging after it, at equal and unequal counts, a gradient missing on
     one rank, ``begin`` told another share than ``average``, and a tree that is not the one
-    the callback saw (the last two: the step goes again from the gradients as they came)."""
+    the callback saw (the last two: the step goes again from the gradients as they came).
+    "mixed": rank 0 in place, rank 1 not (rank 0's setting orders the messages)."""
     fl.distributed.init(timeout=60.0)
-    for in_place in (True, False):  # the large gradients after the header, or early by copy
+    for in_place in (True, False, "mixed"):  # the large gradients after the header, or early
         _overlap(in_place)
 
 
@@ -281,7 +282,8 @@ def _overlap(in_place):
     fl.seed(0)
     model = fl.f64(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 8, np.tanh), fl.Dense(8, 3)))
     model = fl.distributed.broadcast(model)
-    early = fl.distributed.GradientAverager(64, in_place=in_place, direct_bytes=256)
+    mine = me == 0 if in_place == "mixed" else in_place
+    early = fl.distributed.GradientAverager(64, in_place=mine, direct_bytes=256)
     early.tail_bytes = 0  # only the last gradient waits for the header
     after = fl.distributed.GradientAverager(64, direct_bytes=256)
     rng = np.random.default_rng(me)
@@ -317,6 +319,153 @@ def _overlap(in_place):
     say(f"rank {me}: overlap as after (in place {in_place}): {len(early.early)} early of "
         f"{messages} messages; "
         f"posted during the backward pass per step {posted}; plans agreed at steps {agreed}")
+
+
+def syncbn_overlap(out):
+    """Messages posted during the backward pass while SyncBatchNorm's backward runs its own
+    allreduces: the ranks post them at different points of their sweeps (rank 1 adds a
+    regulariser on ``p`` and ``q``, recorded first, so final last; at step 0, the one that
+    agrees the plan, rank 1 does not use them at all; at step 2 rank 0 does not use ``q``),
+    and the sums are those of the averaging after the backward pass, bit for bit. ``s``, a
+    Python float, is final first: it goes early, as its value (not as zeros)."""
+    fl.distributed.init(timeout=60.0)
+    me = fl.distributed.rank()
+    fl.seed(0)
+    model = {"d1": fl.f64(fl.Dense(4, 8)),
+             "bn": fl.distributed.SyncBatchNorm(8, affine=False, track_stats=False,
+                                                dtype=np.float64),
+             "p": np.linspace(0.5, 1.5, 8), "q": np.linspace(-1, 1, 9),
+             "d2": fl.f64(fl.Dense(8, 3)), "s": 1.5}
+    model = fl.distributed.broadcast(model)
+    rng = np.random.default_rng(me)
+    early = fl.distributed.GradientAverager(8, direct_bytes=1 << 20)  # a message per gradient
+    early.tail_bytes = 0
+    after = fl.distributed.GradientAverager(8, direct_bytes=1 << 20)
+    posted = []
+    for step in range(4):
+        x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+        use_p = not (step == 0 and me == 1)
+        use_q = use_p and not (step == 2 and me == 0)
+
+        def loss(m):
+            reg = 1e-2 * (np.sum(m["p"] ** 2) + np.sum(m["q"] ** 2)) if me == 1 and step else 0
+            z = m["d1"](x)
+            if use_p:
+                z = z * m["p"] + (np.sum(m["q"]) * 0.1 if use_q else 0.0)
+            return np.mean((m["d2"](m["bn"](z)) - y) ** 2) * m["s"] + reg
+
+        hook = early.begin(5)
+        value, (grads,) = fl.withgradient(loss, model, on_final=hook)
+        posted.append(len(hook.requests))
+        got = early.average(float(value), grads, 5)
+        got = (got[0], fl.fmap(np.copy, got[1]), got[2])
+        value, (grads,) = fl.withgradient(loss, model)
+        want = after.average(float(value), grads, 5)
+        assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        assert type(grads["s"]) is float and got[1]["s"] == want[1]["s"] != 0, step
+        for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
+            assert (a is None) == (b is None), step
+            if a is not None:
+                np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
+    say(f"rank {me}: overlap beside SyncBatchNorm as after; posted during the backward pass "
+        f"per step {posted}")
+
+
+def abandon(out):
+    """A backward pass that raises on every rank after some messages were posted, at another
+    point on each rank (rank 0 late in its sweep, rank 1 early); the caller catches it and
+    goes on: at step 1 by calling ``abandon``, at step 3 by calling ``begin`` again. The
+    steps after are those of the averaging after the backward pass, bit for bit."""
+    fl.distributed.init(timeout=60.0)
+    me = fl.distributed.rank()
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 8, np.tanh), fl.Dense(8, 3)))
+    model = fl.distributed.broadcast(model)
+    boom = {"at": None}
+
+    @fl.custom_vjp
+    def guard(x, where):
+        return x
+
+    def bwd(res, g):
+        if boom["at"] == res:
+            raise FloatingPointError("bad cotangent")
+        return (g, None)
+
+    guard.defvjp(lambda x, where: (x, where), bwd)
+    early = fl.distributed.GradientAverager(64, direct_bytes=1 << 20)
+    early.tail_bytes = 0
+    after = fl.distributed.GradientAverager(64, direct_bytes=1 << 20)
+    rng = np.random.default_rng(me)
+    posted, raised = [], []
+    for step in range(6):
+        x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+        boom["at"] = (0 if me == 0 else 1) if step in (1, 3) else None
+
+        def loss(m):
+            h = guard(m[1](guard(m[0](x), 0)), 1)
+            return np.mean((m[2](h) - y) ** 2)
+
+        hook = early.begin(5)
+        try:
+            value, (grads,) = fl.withgradient(loss, model, on_final=hook)
+        except FloatingPointError:
+            posted.append(len(hook.requests))
+            raised.append(step)
+            if step == 1:
+                early.abandon()
+            continue
+        posted.append(len(hook.requests))
+        got = early.average(float(value), grads, 5)
+        got = (got[0], fl.fmap(np.copy, got[1]), got[2])
+        value, (grads,) = fl.withgradient(loss, model)
+        want = after.average(float(value), grads, 5)
+        assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
+        fl.update(fl.setup(fl.Descent(0.1), model), model, want[1])
+    say(f"rank {me}: abandoned steps {raised}, posted during the backward pass per step "
+        f"{posted}")
+    # fl.train: an error raised on every rank (so marked: the job stays usable) in the
+    # backward pass of its third step, caught; then the training goes on as without overlap
+    from fluxml.distributed.group import on_every_rank
+
+    steps = {"n": 0}
+
+    def bwd_every(res, g):
+        if steps["n"] == 3 and res == me:
+            raise on_every_rank(FloatingPointError("bad cotangent"))
+        return (g, None)
+
+    guard.defvjp(lambda x, where: (x, where), bwd_every)
+    class Tiny(fl.distributed.GradientAverager):  # a message per gradient: 3 go early
+        def __init__(self, bucket_bytes, in_place):
+            super().__init__(64, in_place, 1 << 20)
+            self.tail_bytes = 0
+            made.append(self)
+
+    made = []
+    fl.distributed.parallel.GradientAverager = Tiny
+
+    def mse_guarded(m, x, y):
+        steps["n"] += 1
+        return np.mean((guard(m[1](guard(m[0](x), 0)), 1) - y) ** 2)
+
+    model, state = make(init_seed=0)
+    try:
+        fl.train(mse_guarded, model, loader(BATCH, True), state, epochs=1, progress=False,
+                 distributed="overlap")
+    except FloatingPointError as err:
+        say(f"rank {me}: caught {err} at step {steps['n']} ({len(made[0].early)} early)")
+    twin, twin_state = fl.fmap(np.copy, model), fl.fmap(np.copy, state)
+    fl.train(mse, model, loader(BATCH, True), state, epochs=1, progress=False,
+             distributed="overlap")
+    fl.train(mse, twin, loader(BATCH, True), twin_state, epochs=1, progress=False,
+             distributed=True)
+    for a, b in zip(positions(model)[0], positions(twin)[0]):
+        np.testing.assert_array_equal(a, b)
+    fl.distributed.check_synced(model)
+    say(f"rank {me}: fl.train after the error as without overlap")
 
 
 def bn_model():
@@ -386,6 +535,10 @@ if __name__ == "__main__":
         overlap(out)
     elif mode == "syncbn":
         syncbn(out)
+    elif mode == "abandon":
+        abandon(out)
+    elif mode == "syncbn_overlap":
+        syncbn_overlap(out)
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:

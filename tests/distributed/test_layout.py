@@ -97,3 +97,20 @@ def test_the_builder_shares_subtrees_without_a_gradient():
     leaves, spec = layout.positions(tree)
     out = layout.builder(spec, {0})(tree, [np.zeros(1), None, None])
     assert out["a"] == 0 and out["frozen"] is tree["frozen"] and out is not tree
+
+
+@pytest.mark.parametrize("x, want", [
+    (np.zeros((2, 3)), "ok"), (None, "zero"), (np.zeros((2, 3), np.int64), "zero"),
+    (np.zeros((3, 2)), "misfit"), (np.zeros((2, 3), np.float32), "misfit"), ({"a": 1}, "misfit"),
+])
+def test_fit_judges_each_position_against_the_plan(x, want):
+    assert layout.fit(x, (2, 3), np.dtype(np.float64)) == want
+
+
+def test_fit_sends_a_python_number_as_its_value():
+    # a Python float or complex is a gradient of shape (): "ok", never zeros (the messages
+    # posted during the backward pass once sent it as zeros while the others sent its value)
+    f8, c16 = np.dtype(np.float64), np.dtype(np.complex128)
+    assert layout.fit(2.0, (), f8) == "ok" and layout.fit(1j, (), c16) == "ok"
+    assert layout.fit(2.0, (1,), f8) == "misfit" and layout.fit(2.0, (), c16) == "misfit"
+    assert layout.fit(3, (), f8) == "zero"  # an int: no gradient

@@ -160,9 +160,10 @@ def test_averaging_during_the_backward_pass_equals_averaging_after_it(tmp_path):
     done = mpirun(HERE / "ranks.py", "overlap", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     # the plan from step 0's backward pass; steps 5 and 6 agree it again. In place, the
-    # three gradients that travel alone wait for the header; else they go early too
+    # three gradients that travel alone wait for the header; else they go early too. Mixed
+    # (rank 0 in place, rank 1 not): rank 0's setting orders the messages on both
     for r in (0, 1):
-        for in_place, early in ((True, 3), (False, 5)):
+        for in_place, early in ((True, 3), (False, 5), ("mixed", 3)):
             assert (f"rank {r}: overlap as after (in place {in_place}): {early} early of 6 "
                     f"messages; posted during the backward pass per step [0{f', {early}' * 6}]"
                     f"; plans agreed at steps [1, 6, 7]") in done.stdout, done.stdout
@@ -197,3 +198,29 @@ def test_sync_batchnorm_on_two_unequal_ranks_is_one_process_with_the_whole_batch
             for r in (0, 1):
                 np.testing.assert_allclose(got[r][f"{step}.{key}"], value, rtol=1e-10,
                                            atol=1e-12, err_msg=f"step {step} {key} rank {r}")
+
+
+def test_averaging_during_the_backward_pass_beside_sync_batchnorm(tmp_path):
+    # the ranks post the early messages at different points of their backward passes, in
+    # which SyncBatchNorm runs allreduces of its own: on another communicator, the sums
+    # do not cross over; a Python float sent early goes as its value
+    done = mpirun(HERE / "ranks.py", "syncbn_overlap", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r in (0, 1):
+        assert f"rank {r}: overlap beside SyncBatchNorm as after; posted during the backward " \
+               f"pass per step [0, 6, 6, 6]" in done.stdout, done.stdout
+
+
+def test_a_step_abandoned_after_some_messages_were_posted_leaves_the_averager_usable(tmp_path):
+    # the backward pass raises on both ranks, rank 0 after 4 of the 5 early messages, rank 1
+    # after 2; abandon (or the next begin) sends the rest and waits, so the next steps' sums
+    # are right
+    done = mpirun(HERE / "ranks.py", "abandon", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r, n in ((0, 4), (1, 2)):
+        assert f"rank {r}: abandoned steps [1, 3], posted during the backward pass per step " \
+               f"[0, {n}, 5, {n}, 5, 5]" in done.stdout, done.stdout
+        # in fl.train: an error on every rank in a backward pass, caught; fl.train abandoned
+        # the step (without that the stale messages crossed the next ones: a loss of nan)
+        assert f"rank {r}: caught bad cotangent at step 3 (3 early)" in done.stdout
+        assert f"rank {r}: fl.train after the error as without overlap" in done.stdout

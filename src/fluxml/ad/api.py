@@ -148,7 +148,27 @@ class _Final:
         x = self.leaves[k]
         g = self.out[k] = (_own(c, self.seen) if type(c) is np.ndarray and type(x) is np.ndarray
                            else _finish(c, x, self.zeros, self.seen))
+        if type(g) is Tracer and _recorded(g):  # the leaves were not traced: a closure's
+            raise DifferentiationError(ON_FINAL_COMPILED)
         self.user(k, g)
+
+
+ON_FINAL_COMPILED = (
+    "withgradient: on_final cannot be used inside fl.compile: the compiled program records "
+    "the backward pass once, when it is traced, so on_final would be called then, with "
+    "placeholders, and never when the program runs. Call withgradient(..., on_final=) in "
+    "eager code, or drop on_final (fl.train(..., compile=...) averages after the backward "
+    "pass)")
+
+
+def _recorded(x) -> bool:
+    """Is ``x`` (a Tracer) a value of a trace that records a program (``fl.compile``'s)
+    rather than differentiating it, at any of its levels?"""
+    while type(x) is Tracer:
+        if not x._trace.differentiates:
+            return True
+        x = x._val
+    return False
 
 
 def withgradient(f: Callable, *args, zeros_for_none: bool = False,
@@ -162,7 +182,8 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False,
     (None where that holds None). So work on a gradient, such as sending it to other
     processes, can start while the rest of the backward pass runs. Until ``withgradient``
     returns, ``g`` must only be read (copied, sent), not written into: it may share memory
-    with values the backward pass still uses.
+    with values the backward pass still uses. Not inside ``fl.compile`` (an error: the
+    program's backward pass is recorded once, so the callback would run at trace time only).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.withgradient(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
@@ -186,6 +207,8 @@ def _withgradient(f, args, zeros_for_none, holomorphic=False, on_final=None):
 
 def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
+    if on_final is not None and any(type(x) is Tracer and _recorded(x) for x in leaves):
+        raise DifferentiationError(ON_FINAL_COMPILED)
     if holomorphic:
         _check_complex_inputs(leaves, made)
     out = _run(trace, f, targs)

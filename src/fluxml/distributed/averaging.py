@@ -94,6 +94,7 @@ import time
 import numpy as np
 
 from fluxml.distributed import layout, overlap
+from fluxml.distributed.bucket import Bucket
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
 from fluxml.tree import fmap, unflatten
@@ -107,53 +108,6 @@ _HEADER = 4
 _NONE: frozenset = frozenset()
 
 
-class Bucket:
-    """One message: a flat buffer and the gradients it carries. ``items`` are ``(position,
-    shape, dtype, view)``, ``view`` the gradient's place in ``buf``; ``grad`` is the part of
-    ``buf`` that holds gradients (the first bucket has the header after it). A *direct*
-    bucket carries one large gradient: averaged in place in the gradient's own array where
-    the averager may (``in_place``), else in ``buf``, allocated when first needed."""
-
-    def __init__(self, dtype, xp=np, direct: bool = False):
-        self.dtype, self.xp, self.direct = np.dtype(dtype), xp, direct
-        self.items: list[tuple] = []
-        self.size = 0
-        self.buf = self.host = self.grad = None  # host: a NumPy mirror of a GPU buffer
-
-    def add(self, pos: int, shape: tuple) -> None:
-        self.items.append((pos, shape, self.dtype, (self.size, int(np.prod(shape)))))
-        self.size += int(np.prod(shape))
-
-    def allocate(self, extra: int = 0) -> None:
-        self.buf = self.xp.zeros(self.size + extra, dtype=self.dtype)
-        self.host = self.buf if self.xp is np else np.zeros(self.size + extra, self.dtype)
-        self.grad = self.buf[:self.size]
-        self.items = [(pos, shape, dtype, self.buf[off:off + n].reshape(shape))
-                      for pos, shape, dtype, (off, n) in self.items]
-
-    def stage(self, leaves: list, zeros, scale: float, fits: bool) -> None:
-        """Ready ``host`` to be sent: packed (where this rank's tree fits the plan; else it
-        sends what the buffer holds, unused) and copied off the GPU where ``buf`` is there."""
-        if fits:
-            self.pack(leaves, zeros, scale)
-        if self.host is not self.buf:
-            self.buf.get(out=self.host)
-
-    def pack(self, leaves: list, zeros, scale: float) -> None:
-        """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
-        positions in ``zeros``)."""
-        # scale 1: the gradients came scaled (fl.train), a plain copy
-        s = None if scale == 1.0 else self.dtype.type(scale)
-        copyto, multiply = self.xp.copyto, self.xp.multiply
-        for pos, _, _, view in self.items:
-            if pos in zeros:  # no gradient here on this rank
-                view.fill(0)
-            elif s is None:
-                copyto(view, leaves[pos])
-            else:
-                multiply(leaves[pos], s, out=view)
-
-
 class GradientAverager:
     """``GradientAverager(bucket_bytes=1 << 20, in_place=False, direct_bytes=None)``:
     averages structural gradients across the ranks of ``fl.distributed.group()``. Gradients
@@ -161,7 +115,7 @@ class GradientAverager:
     message costs less than the copy it saves; ``bucket_bytes`` without, so that a gradient
     travels alone only where it would fill a bucket by itself), the others in buckets of about
     ``bucket_bytes`` (one bucket per dtype at least); rank 0's sizes win if the ranks pass
-    different ones.
+    different ones (and rank 0's ``in_place`` orders the messages ``begin`` sends).
 
     ``in_place=True`` lets the averager overwrite the gradient arrays it is given: a gradient
     that travels alone is then averaged in its own array (no copy) and comes back as that
@@ -247,13 +201,11 @@ class GradientAverager:
         gradients final (``overlap.py``). Then call ``average`` with the same ``count`` and
         ``share``, the gradients ``withgradient`` returned, unchanged, and the loss. At the
         step that agrees the plan it only watches the order in which the gradients become
-        final, from which the plan is made."""
+        final, from which the plan is made. A step begun and not averaged (an exception
+        in between) is abandoned first (``abandon``)."""
         if self.group.size == 1:
             return None
-        if self._step is not None:
-            raise DistributedError(
-                "GradientAverager.begin: the previous step's begin was not followed by "
-                "average (messages of it may be posted): call average once per begin")
+        self.abandon()
         scale = 1.0
         if self.planned:
             scale = count / self.total
@@ -261,6 +213,17 @@ class GradientAverager:
                 scale = 1.0 if share == scale else scale / share
         self._step = overlap.Step(self, count, share, scale)
         return self._step
+
+    def abandon(self) -> None:
+        """Give up the step ``begin`` started, where ``average`` will not be called (an
+        exception in the backward pass, say): send the rest of the step's messages, whose
+        sums are thrown away, and wait for them (within the group's timeout), so that the
+        next step's messages match on every rank. Every rank must abandon the step (or
+        average it); ``fl.train`` does so when a step raises. Nothing to do where no step was
+        begun."""
+        step, self._step = self._step, None
+        if step is not None:
+            step.abandon(f"the abandoned gradient averaging after step {self.group.step}")
 
     def share(self, count: int) -> float:
         """What to multiply this rank's loss by before differentiating it, for ``average(...,
@@ -289,15 +252,15 @@ class GradientAverager:
             if x is not None and (is_grad(x) or not is_position(x)):
                 return None
         zeros = _NONE
+        fit = layout.fit
         for pos, shape, dtype in self.entries:
             x = leaves[pos]
             if x is not None and getattr(x, "shape", None) == shape and x.dtype == dtype:
-                continue  # the usual case: the planned array
-            if x is not None and layout.entry(x) != (shape, dtype.str):
-                if is_grad(x) or not is_position(x):
-                    return None
-                x = None  # an integer, say: no gradient
-            if x is None:
+                continue  # the usual case: the planned array (layout.fit's first test)
+            state = fit(x, shape, dtype)
+            if state == "misfit":
+                return None
+            if state == "zero":  # None, an integer array: no gradient
                 zeros = zeros | {pos}
         return zeros
 
@@ -354,7 +317,10 @@ class GradientAverager:
             b.stage(leaves, zeros, scale, fits)
             if b is self.buckets[0]:
                 self._header(loss, count, zeros)
-            posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
+            # the early messages on a communicator of their own (Group.sweep), in the plan's
+            # order whether the callback posted them or not; the header on g.comm
+            comm = g.sweep if self.early and b is not self.buckets[0] else g.comm
+            posted.append(comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             requests[id(b)] = posted[-1]
         head = requests[id(self.buckets[0])]
         owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}
@@ -381,24 +347,24 @@ class GradientAverager:
             requests[id(b)] = posted[-1]
             sums[id(b)] = x
         sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
-        posted = [requests[id(b)] for b in self.buckets + self.direct]  # in the plan's order
+        ordered = [requests[id(b)] for b in self.buckets + self.direct]  # in the plan's order
         # the averaged tree, built while the messages travel
         tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
         g.wait([head], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
         if misfits:
-            g.wait(posted, what)
+            g.wait(ordered, what)
             return None
         if not total:  # every rank's count is 0: the same error on every rank
-            g.wait(posted, what)
+            g.wait(ordered, what)
             raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         factor = None if total == self.total else self.total / total
         if factor is None and self.on_host:  # the usual case: nothing to do as each comes
-            if len(posted) > 1:
-                g.wait(posted[1:], what)
+            if len(ordered) > 1:
+                g.wait(ordered[1:], what)
         else:
-            self._finish(posted, sums, factor, what)
+            self._finish(ordered, sums, factor, what)
         self.total = total
         if lacking:  # a gradient no rank has this step stays None, as in one process
             have = self.header[_HEADER:].real
@@ -491,15 +457,18 @@ class GradientAverager:
         mine = step.positions(leaves) if step is not None else None  # leaf index -> position
         order = [mine[k] for k in step.order if k in mine] if step is not None else None
         everyone = allgather_object(
-            g, (names, entries, (self.bucket_bytes, self.direct_bytes, self.tail_bytes),
+            g, (names, entries,
+                (self.bucket_bytes, self.direct_bytes, self.tail_bytes, self.in_place),
                 int(count), order), what)
         agreed = layout.union([e[:2] for e in everyone], what)
         if not any(e[3] for e in everyone):  # the plan is left as it was
             raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
-        bucket_bytes, direct_bytes, tail_bytes = everyone[0][2]
+        # rank 0's settings win; in_place too where it orders the messages (each rank
+        # still writes into its own gradients only where its own in_place lets it)
+        bucket_bytes, direct_bytes, tail_bytes, in_place = everyone[0][2]
         self._plan(agreed, bucket_bytes, direct_bytes, leaves)
         if everyone[0][4] is not None and all(e[4] is not None for e in everyone):
-            overlap.order_plan(self, everyone[0][4], tail_bytes)
+            overlap.order_plan(self, everyone[0][4], tail_bytes, in_place)
             overlap.watch(self, mine)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
@@ -553,9 +522,9 @@ class GradientAverager:
                 b.add(pos, shape)
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
-        self.install(buckets, direct, [], direct)
+        self._install(buckets, direct, [], direct)
 
-    def install(self, buckets: list, direct: list, early: list, late: list) -> None:
+    def _install(self, buckets: list, direct: list, early: list, late: list) -> None:
         """Make ``buckets`` (the first carries the header) and ``direct`` the plan, with
         ``early`` (buckets and direct buckets sent during the backward pass, in order) and
         ``late`` (the direct buckets sent after the header): allocate the buffers."""

@@ -64,12 +64,17 @@ def _mpi():
 
 class Group:
     """The ranks of one training job: ``rank``, ``size``, ``comm`` (a private duplicate of
-    ``MPI.COMM_WORLD`` for the data) and ``ctl`` (another, for failure notices and
-    roll calls), with ``timeout`` seconds for any one wait."""
+    ``MPI.COMM_WORLD`` for the data), ``sweep`` (another, for the gradient messages posted
+    during a backward pass: MPI matches the collectives of a communicator by the order they
+    are posted in, and a rank may post those at another point of its backward pass than the
+    others, so they must not share a communicator with the collectives the backward pass
+    itself runs, SyncBatchNorm's) and ``ctl`` (another, for failure notices and roll
+    calls), with ``timeout`` seconds for any one wait."""
 
     def __init__(self, comm, timeout: float):
         self.MPI = _mpi()
         self.comm = comm.Dup()
+        self.sweep = comm.Dup()
         self.ctl = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = float(timeout)

@@ -57,6 +57,24 @@ def entry(x):
     return tuple(x.shape), x.dtype.str
 
 
+def fit(x, shape, dtype) -> str:
+    """What the plan makes of ``x`` at a position where it has a gradient of ``shape`` and
+    ``dtype`` (a NumPy dtype): "ok" (sent as it is: an array or a Python number), "zero" (no
+    gradient on this rank: None, an integer array) or "misfit" (a gradient of another shape
+    or dtype, a subtree: the tree no longer fits the plan). The one judge of both the
+    averaging after the backward pass and the messages sent during it."""
+    if x is None:
+        return "zero"
+    if getattr(x, "shape", None) == shape and getattr(x, "dtype", None) == dtype:
+        return "ok"  # the usual case: the planned array
+    e = entry(x)
+    if e is not None and e == (shape, dtype.str):
+        return "ok"  # a Python float or complex
+    if e is not None or not is_position(x):
+        return "misfit"
+    return "zero"
+
+
 def positions(tree):
     """``(positions, spec)``: ``flatten`` with ``None`` entries kept as positions."""
     return flatten(tree, is_position)

@@ -14,10 +14,15 @@ after the header, in place, as before, where the averager may write into it
 hides (one pass over the bytes, on this thread); without ``in_place`` it is copied anyway,
 and goes early. Messages are posted in the plan's
 order on every rank (an ``Iallreduce`` must be): a message whose gradients are final while
-an earlier one still waits is posted after it.
+an earlier one still waits is posted after it. They go on a communicator of their own
+(``Group.sweep``): a rank may post them at another point of its backward pass than the
+others (a loss that depends on the data, a gradient that is None on one rank), and MPI
+matches the collectives of a communicator by the order they are posted in, so on
+``Group.comm`` they could be matched with the allreduces of a SyncBatchNorm's backward.
 
-Nothing is trusted that the end of the step does not check: the callback copies each
-gradient it is handed (the engine's promise: final, never written again by the sweep), and
+Nothing is trusted that the end of the step does not check: the callback keeps each
+gradient it is handed (the engine's promise: final, never written again by the sweep) and
+copies it into its message when the message is packed, and
 ``average`` checks that the tree it is given holds, at each position sent early, the very
 object that was sent, and that ``count`` and ``share`` are those ``begin`` was given. Where
 not, the step goes as a tree that no longer fits the plan: the header says so, every rank
@@ -34,28 +39,16 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.distributed import layout
+from fluxml.distributed.bucket import Bucket
 
 
-def check(x, shape, dtype) -> str:
-    """What the plan makes of ``x`` at a position where it has a gradient of ``shape`` and
-    ``dtype``: "ok", "zero" (no gradient on this rank: None, an integer array) or "misfit"."""
-    if x is not None and getattr(x, "shape", None) == shape and x.dtype == dtype:
-        return "ok"
-    if x is not None and layout.entry(x) != (shape, dtype.str):
-        if layout.is_grad(x) or not layout.is_position(x):
-            return "misfit"
-        return "zero"
-    return "zero"
-
-
-def order_plan(averager, order: list, tail_bytes: int) -> None:
+def order_plan(averager, order: list, tail_bytes: int, in_place: bool) -> None:
     """Reorder the averager's plan (made in tree order) for overlap: ``order`` lists the
-    positions in the order rank 0's gradients became final. Sets ``averager.early`` (the
+    positions in the order rank 0's gradients became final; ``in_place`` is rank 0's (the
+    order of the messages must be the same on every rank). Sets ``averager.early`` (the
     messages posted during the backward pass, in order), ``averager.late`` (the direct
     buckets posted after the header, in place where they may) and the first bucket's
     contents: the tail."""
-    from fluxml.distributed.averaging import Bucket
-
     rank = {pos: i for i, pos in enumerate(order)}
     planned = [(b, item) for b in averager.buckets + averager.direct for item in b.items]
     # final last first; positions never seen final (None at that step) count as first
@@ -72,7 +65,7 @@ def order_plan(averager, order: list, tail_bytes: int) -> None:
     late, early, current = [], [], {}
     for b, (pos, shape, dtype, _) in planned:
         if b.direct:  # in place: after the header (early, it would cost a copy)
-            if pos in tail or averager.in_place:
+            if pos in tail or in_place:
                 late.append(b)
             else:
                 early.append(b)
@@ -89,7 +82,7 @@ def order_plan(averager, order: list, tail_bytes: int) -> None:
     # in the order they become final: the message whose last gradient is final first
     early.sort(key=lambda m: max(rank.get(pos, -1) for pos, *_ in m.items))
     buckets = [first] + [m for m in early if not m.direct]
-    averager.install(buckets, averager.direct, early, late)
+    averager._install(buckets, averager.direct, early, late)
 
 
 def watch(averager, mine: dict) -> None:
@@ -118,7 +111,7 @@ class Step:
         self.averager, self.count, self.share, self.scale = averager, count, share, scale
         self.given: dict = {}  # leaf index -> gradient
         self.order: list = []  # leaf indices in the order they became final
-        early = averager.early if averager.planned else []
+        early = self.early = averager.early if averager.planned else []
         self.where = averager.where if early else {}
         self.got = [None] * averager.npositions if early else None
         self.remaining = list(averager.waiting) if early else []
@@ -148,7 +141,7 @@ class Step:
             b = early[self.next]
             zeros = set()
             for pos, shape, dtype, _ in b.items:
-                state = check(self.got[pos], shape, dtype)
+                state = layout.fit(self.got[pos], shape, dtype)
                 if state == "zero":
                     zeros.add(pos)
                 elif state == "misfit":
@@ -157,8 +150,23 @@ class Step:
                 b.stage(self.got, zeros, self.scale, False)
             else:
                 b.stage(self.got, zeros, self.scale, True)
-            self.requests.append(g.comm.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
+            self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
             self.next += 1
+
+    def abandon(self, what: str) -> None:
+        """End the step without averaging it: post the plan's early messages not posted yet
+        (unpacked: their sums are thrown away) and wait for them all, within the group's
+        timeout. Every rank then has sent every early message of the step, whether it
+        abandons the step or averages it, and wherever its backward pass stopped: the next
+        step's messages meet their own."""
+        g = self.averager.group
+        while self.next < len(self.early):
+            b = self.early[self.next]
+            b.stage(self.got, (), 1.0, False)
+            self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
+            self.next += 1
+        if self.requests:
+            g.wait(self.requests, what)
 
     def sent(self, leaves, count, share) -> bool:
         """Were the early messages posted so far packed from ``leaves`` (the tree given to

@@ -79,4 +79,11 @@ class DataParallel:
             if isinstance(err, TrainingError):  # raised on the averaged loss or gradient:
                 on_every_rank(err)  # every rank stops at the same step with the same error
             self.group.notify_failure(err)
+            averager = getattr(self, "averager", None)
+            # an error on every rank leaves the job usable: a step begun (overlap) is
+            # abandoned, its messages sent and waited for, so the next step's meet their own.
+            # After one rank's failure the job ends: waiting would only delay that
+            if averager is not None and getattr(err, "on_every_rank", False):
+                with contextlib.suppress(Exception):  # the original error wins
+                    averager.abandon()
             raise
