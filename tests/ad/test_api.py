@@ -135,6 +135,28 @@ def test_tied_arrays_share_one_gradient():
     np.testing.assert_allclose(g[1], [2.0, 2.0])
 
 
+def test_tied_tracers_share_one_gradient_at_higher_order_and_compiled():
+    """Tied weights that are tracers (an outer differentiation, fl.compile) get the total
+    gradient at each place, as tied NumPy arrays do: the inner gradient of a tied pair once
+    gave each place its own part when traced, a silently wrong second derivative."""
+    x = np.linspace(-1, 1, 12).reshape(4, 3)
+    w = np.linspace(0.1, 1, 6).reshape(3, 2)
+
+    def tied(w):
+        return fl.gradient(lambda m: np.sum(np.tanh(x @ m["a"]) * (x @ m["b"])),
+                           {"a": w, "b": w})[0]
+
+    def inner(w):
+        g = tied(w)
+        g["a"] *= 2  # each place its own gradient to write into, as with arrays
+        return np.sum(g["a"] ** 2) + np.sum(np.sin(g["b"]))
+
+    check_grads(inner, w, order=2)
+    compiled = fl.compile(tied)(w)
+    for key in "ab":
+        np.testing.assert_allclose(compiled[key], tied(w)[key], rtol=1e-12)
+
+
 def test_control_flow_recursion_and_closures():
     def power(x, n):
         return 1.0 if n == 0 else x * power(x, n - 1)

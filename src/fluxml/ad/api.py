@@ -60,8 +60,18 @@ def _trace_args(trace, args, make):
             t = by_id.get(id(x))
             if t is None:
                 t = by_id[id(x)] = make(x, len(boxes))
-        elif _is_float(x):
+        elif isinstance(x, (float, complex, np.generic)):  # numbers: nothing to share
+            if isinstance(x, bool) or not _is_float(x):
+                boxes.append(None)
+                new_leaves.append(x)
+                continue
             t = make(_start(x), len(boxes))
+        elif _is_float(x):  # tracers (higher order, fl.compile) and other libraries' arrays
+            # repeated ones share one tracer too: tied weights get the same total gradient
+            # at each place, whatever the arrays' type or the depth of differentiation
+            t = by_id.get(id(x))
+            if t is None:
+                t = by_id[id(x)] = make(_start(x), len(boxes))
         else:
             boxes.append(None)
             new_leaves.append(x)
@@ -99,7 +109,10 @@ def _finish(g, like, zeros, seen):
             g = np.zeros_like(raw(like))
         else:
             return None
-    if type(g) is Tracer:
+    if type(g) is Tracer:  # a repeated leaf's (the same tracer at each place): a handle of
+        if id(g) in seen:  # its own for each but the first, as arrays get copies
+            return np.copy(g)
+        seen.add(id(g))
         return g
     if isinstance(like, (float, complex)) and not isinstance(like, np.generic):
         return type(like)(g)
