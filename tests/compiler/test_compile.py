@@ -458,3 +458,42 @@ def test_rebinding_one_of_two_references_to_an_array_is_refused():
     assert fl.compile(rebind)(s, np.ones(3)) == 3.0
     np.testing.assert_array_equal(s["w"], np.full(3, 2.0))
     np.testing.assert_array_equal(s["v"], np.ones(3))
+
+
+class _Fields:
+    def __init__(self):
+        self.a, self.b = np.ones(2), np.full(2, 5.0)
+
+    def __tree_fields__(self):
+        return ("a", "b")
+
+
+class _StaticFields(_Fields):
+    FIELDS = ("a",)
+
+    @staticmethod
+    def __tree_fields__():
+        return _StaticFields.FIELDS
+
+
+def test_guard_sees_tree_fields_overridden_or_patched_after_the_trace():
+    """The guard reads a constant __tree_fields__ without calling it; an instance's own
+    __tree_fields__ or a patched class method set after the trace must still retrace (they
+    once ran the old program silently), and a static one compiles."""
+    def total(m):
+        return sum(getattr(m, k) for k in m.__tree_fields__())
+
+    np.testing.assert_array_equal(fl.compile(lambda m: m.a * 2)(_StaticFields()), [2.0, 2.0])
+    f, m = fl.compile(total), _Fields()
+    np.testing.assert_array_equal(f(m), [6.0, 6.0])
+    m.__tree_fields__ = lambda: ("a",)
+    np.testing.assert_array_equal(f(m), [1.0, 1.0])
+
+    class Patched(_Fields):
+        pass
+
+    f, m = fl.compile(total), Patched()
+    np.testing.assert_array_equal(f(m), [6.0, 6.0])
+    Patched.__tree_fields__ = lambda self: ("a",)
+    np.testing.assert_array_equal(f(m), [1.0, 1.0])
+    assert f.traces == 2

@@ -183,7 +183,7 @@ def _reads(method, x):
            if i.opname not in ("RESUME", "NOP", "CACHE")]
     if [op for op, _ in ops] in (["LOAD_CONST", "RETURN_VALUE"], ["RETURN_CONST"]):
         return ""
-    if len(ops) == 3 and ops[0] == ("LOAD_FAST", code.co_varnames[0]) and \
+    if len(ops) == 3 and code.co_argcount and ops[0] == ("LOAD_FAST", code.co_varnames[0]) and \
             ops[1][0] == "LOAD_ATTR" and ops[2][0] == "RETURN_VALUE" and \
             ops[1][1].isidentifier() and type(getattr(x, ops[1][1], None)) is tuple:
         return ops[1][1]
@@ -268,11 +268,16 @@ def _walk_node(w, v, x, spec, kind, names):
     # an object: its field names, then each field
     fields = dict(_fields(x))
     if hasattr(x, "__tree_fields__"):
-        reads = _reads(type(x).__tree_fields__, x)
+        method = type(x).__tree_fields__
+        reads = _reads(method, x)
         if reads is None:
             w.check(f"tuple({v}.__tree_fields__()) == {tuple(spec.keys)!r}")
-        elif reads:  # ``return self.<reads>``, a tuple: read without the call
-            w.check(f"{v}.{reads} == {tuple(spec.keys)!r}")
+        else:  # not called: the method must still be the one read (not patched on the
+            # class, no instance's own)
+            w.check(f"type({v}).__tree_fields__ is {w.const(method)}")
+            w.check(f"'__tree_fields__' not in getattr({v}, '__dict__', ())")
+            if reads:  # ``return self.<reads>``, a tuple: read without the call
+                w.check(f"{v}.{reads} == {tuple(spec.keys)!r}")
     elif not (dataclasses.is_dataclass(x) and not isinstance(x, type)):
         d = w.name("d")
         w.lines.append(f"    {d} = {v}.__dict__")
