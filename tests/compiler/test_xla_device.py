@@ -11,6 +11,9 @@ import collections
 import copy
 import dataclasses
 import functools
+import os
+import subprocess
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -338,3 +341,42 @@ def test_a_model_on_device_compiled_directly_and_state_by_keyword():
 
     fl.compile(scale, backend="xla", background=False)(x, model=device)
     np.testing.assert_allclose(device.weight, 2 * model.weight, rtol=1e-12)
+
+
+
+_ON_DEVICE_1 = """
+import gc
+import numpy as np, fluxml as fl, jax
+from jax import monitoring
+from fluxml.compiler import xla_runtime
+
+def step(model, state, x):
+    loss, (g,) = fl.withgradient(lambda m: np.sum(np.tanh(x @ m["w"]) ** 2), model)
+    fl.update(state, model, g)
+    return loss
+
+d = jax.devices()[1]
+model = fl.xla({"w": np.ones((3, 2))}, d)
+state = fl.xla(fl.setup(fl.Momentum(0.01, 0.9), {"w": np.ones((3, 2))}), d)
+x = fl.xla(np.linspace(-1, 1, 12).reshape(4, 3), d)
+f = fl.compile(step, backend="xla")
+f(model, state, x)
+f.wait()
+compiles = []
+monitoring.register_event_duration_secs_listener(
+    lambda event, seconds, **kw: compiles.append(event) if "backend_compile" in event else None)
+f(model, state, x)
+numbers, = [n for n in gc.get_objects() if type(n) is xla_runtime._Numbers]
+print(f.tier, len(compiles), numbers.last[1].devices() == {d} == model["w"].devices())
+"""
+
+
+def test_traced_numbers_go_to_the_device_of_the_state():
+    """With state committed to another device than JAX's default, the numbers' vector is
+    placed there (else JAX copies it across on every call), and the background compile
+    prepared that placement (no compile after the switch)."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    done = subprocess.run([sys.executable, "-c", _ON_DEVICE_1], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["xla", "0", "True"]

@@ -196,7 +196,7 @@ def test_written_numpy_argument_in_place_on_both_tiers():
 
 
 def test_a_failed_xla_compilation_warns_keeps_numpy_and_wait_raises(monkeypatch):
-    def broken(jitted, host, device):
+    def broken(jitted, host, device, numbers=0):
         def prepare(shardings=()):
             raise RuntimeError("no memory for XLA")
         return prepare

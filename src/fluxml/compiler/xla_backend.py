@@ -246,11 +246,11 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     jitted = jax.jit(packed, donate_argnums=donated)
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
                    [k for k, _ in host_writes], len(device_writes), checked,
-                   _Numbers(scalars) if scalars else None)
+                   _Numbers(scalars, device_in) if scalars else None)
     run.rebinds = [k for k, _ in device_writes]
-    run.prepare = _ahead(jitted, inward.crossing() + (
-        [jax.ShapeDtypeStruct((len(scalars),), np.float64)] if scalars else []),
-        [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in])
+    run.prepare = _ahead(jitted, inward.crossing(),
+                         [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in],
+                         len(scalars))
     return source, run
 
 

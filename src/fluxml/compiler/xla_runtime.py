@@ -42,14 +42,15 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
     host_args = [k for k in host_in if k < n_in]
     convert = (lambda r: r) if device_in else _numpy  # device state in: results stay there
     device = _picker(device_in)
-    if not host_in and not host_writes and numbers is None:  # all state on the device:
-        def call(*arrays):  # nothing to pack or copy
-            with x64(True):
-                return jitted(*arrays)
-    elif not host_in and not host_writes:  # all state on the device, and traced numbers
-        def call(*arrays):
-            with x64(True):
-                return jitted(numbers(arrays), *device(arrays))
+    if not host_in and not host_writes:  # all state on the device: nothing to pack or copy
+        if numbers is None:
+            def call(*arrays):
+                with x64(True):
+                    return jitted(*arrays)
+        else:
+            def call(*arrays):
+                with x64(True):
+                    return jitted(numbers(arrays), *device(arrays))
 
         if not checked and n_out == len(outputs) and device_in:
             # XLA's results are the call's, in order, and nothing else runs (one Python
@@ -113,8 +114,9 @@ class _Numbers:
     (True, 'float64', [0.5, 0.9])
     """
 
-    def __init__(self, positions):
+    def __init__(self, positions, device_in=()):
         self.pick = _picker(positions)
+        self.device_in = device_in  # the vector goes where the device-resident state is
         self.bits = struct.Struct(f"={len(positions)}d").pack
         self.last = (None, None)  # (bits, vector): replaced whole (a thread reads either)
 
@@ -123,7 +125,8 @@ class _Numbers:
         last = self.last
         if bits == last[0]:
             return last[1]
-        vector = jax.device_put(np.frombuffer(bits, np.float64))
+        where = _placement([arrays[k] for k in self.device_in])
+        vector = jax.device_put(np.frombuffer(bits, np.float64), where)
         self.last = (bits, vector)
         return vector
 
@@ -196,15 +199,32 @@ def _numpy(x):
     return a[()] if a.ndim == 0 else a
 
 
-def _ahead(jitted, host, device):
+def _placement(arrays):
+    """Where the numbers' vector goes: the device of the first argument committed to one
+    device (else JAX's default: state committed elsewhere would have it copied there on every
+    call)."""
+    for a in arrays:
+        sharding = getattr(a, "sharding", None)
+        if getattr(a, "committed", False) and len(sharding.device_set) == 1:
+            return jax.sharding.SingleDeviceSharding(next(iter(sharding.device_set)))
+    return None
+
+
+def _ahead(jitted, host, device, numbers=0):
     """``prepare(shardings)``: XLA's compilation of the program done now (``fl.compile`` runs
     it in a background thread, see ``tiered.py``), on the shapes and dtypes of its arguments
     and the shardings of its device-resident ones (None for an uncommitted ``jax.Array``: a
     committed one is another entry of JAX's caches); the first call then finds the executable
     in JAX's caches instead of compiling."""
     def prepare(shardings):
-        specs = host + [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-                        for (shape, dtype), sharding in zip(device, shardings)]
+        specs = list(host)
+        if numbers:  # placed as _Numbers places it
+            where = next((s for s in shardings if s is not None
+                          and len(s.device_set) == 1), None)
+            where = where and jax.sharding.SingleDeviceSharding(next(iter(where.device_set)))
+            specs.append(jax.ShapeDtypeStruct((numbers,), np.float64, sharding=where))
+        specs += [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+                  for (shape, dtype), sharding in zip(device, shardings)]
         with jax.enable_x64(True):
             jitted.trace(*specs).lower().compile()
 
