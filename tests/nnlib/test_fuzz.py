@@ -106,7 +106,7 @@ def test_attention(data):
 @given(st.data())
 def test_attention_heads_side_by_side(data):
     """``nheads``: the heads packed in the last axis, against the reference on each head's
-    columns; large scores (the bounded shift's fallback) included."""
+    columns; large scores (the exact maximum's fallback) included."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     n, h = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3))
     tq, tk, d, dv = (data.draw(st.integers(1, 4)) for _ in range(4))

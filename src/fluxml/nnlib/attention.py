@@ -13,9 +13,9 @@ a pass over the output instead of the scores. With ``nheads`` the heads come sid
 the last axis, ``(N, T, heads d)``, and are split (a view: the products read each head's rows
 at their stride) and joined (the products written in that layout) inside the primitive, so
 multi-head attention records no transposes around it. On NumPy arrays the softmax is taken of
-the scores themselves where the row sums show that no exponential overflowed or underflowed,
-else shifted by a bound of each row's maximum carried in the score product itself
-(``_probabilities_bounded``), with the exact maximum as the last fallback. Intermediates that
+the scores themselves where the row sums show that no exponential overflowed and none that
+matters underflowed (``_probabilities_unshifted``), else shifted by the exact maximum.
+Intermediates that
 stay inside a call (``q`` scaled, the scores' cotangent) live in reused scratch buffers
 (``windows.scratch``): in a process of its own a fresh array of a megabyte pays page faults
 (3 us a page measured here) that cost more than the arithmetic done in it.
@@ -96,7 +96,7 @@ def _impl(q, k, v, bias, *, mask, scale, heads=None):
     if heads:  # on NumPy arrays the products read the heads in place (BLAS takes the row
         # stride), which measured faster than copying them out
         q, k, v = (_split(a, heads) for a in (q, k, v))
-    p = _probabilities_bounded(q, k, bias, mask) if fast else None
+    p = _probabilities_unshifted(q, k, bias, mask) if fast else None
     if p is None:
         s = np.matmul(q if fast else q * scale, _t(k))  # scaling q: d / Tk of the scores
         p = _softmax_rows(_biased_masked(s, bias, mask))
@@ -122,57 +122,25 @@ def _plain(*arrays):
                for a in arrays)
 
 
-# The smallest row sum of exp(s - c) accepted from _probabilities_bounded: below it the shift
-# c was so far above the row's maximum (or, unshifted, the row's maximum so far below 0) that
-# entries the exact softmax keeps as normal numbers could have fallen below the smallest
-# normal one.
-_SMALLEST_SUM = {np.dtype(np.float32): 2.0 ** -60, np.dtype(np.float64): 2.0 ** -500}
-
-# Whether _probabilities_bounded first exponentiates the scores unshifted (a test turns it off
-# to reach the bounded shift)
-_UNSHIFTED = True
+# The smallest row sum of exp(s) accepted by _probabilities_unshifted: 1. A row whose sum is
+# at least 1 has a log-sum-exp of at least 0, so an entry whose exponential fell below the
+# smallest normal number has a probability below it too, as with the exact maximum; with a
+# smaller sum an ordinary probability could have underflowed to 0 (e^-80 beside a score of
+# -40, in float32). A shift by an upper bound of each row's maximum (Cauchy-Schwarz) was
+# tried as the next path: by this rule it is refused nearly always, so it is gone.
+_SMALLEST_SUM = {np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
 
 
-def _probabilities_bounded(q, k, bias, mask):
+def _probabilities_unshifted(q, k, bias, mask):
     """The softmax of the scores ``q @ k^T`` (``q`` scaled already) exponentiated unshifted
-    (softmax does not depend on the shift), accepted where every row's sum is finite and at
-    least ``_SMALLEST_SUM``: then no exponential overflowed and an entry fell below the
-    smallest normal number only where it is below ``2**-66 Tk`` of its row's largest (as with
-    the exact maximum, where it would be below ``2**-126``). Else shifted by an upper bound
-    of each row's maximum (``_shifted_softmax``), and None where that too is refused: the
-    caller then computes the exact maximum (and warns as it would have). Checking the sums
-    afterwards costs a pass over ``(..., Tq)``; bounding the scores beforehand, by the norms
-    of ``q``'s and ``k``'s rows, cost more than that and refused scores the exponential
-    would have taken."""
+    (softmax does not depend on the shift), or None where a row's sum is not finite or below
+    ``_SMALLEST_SUM``: the caller then shifts by the exact maximum (and warns as it would
+    have). Checking the sums afterwards costs a pass over ``(..., Tq)``; bounding the scores
+    beforehand, by the norms of ``q``'s and ``k``'s rows, cost more than that and refused
+    scores the exponential would have taken."""
     with np.errstate(invalid="ignore", over="ignore"):
         s = np.matmul(q, _t(k))
-        if _UNSHIFTED:
-            p = _normalised(np.exp(_biased_masked(s, bias, mask), out=s), mask)
-            if p is not None:
-                return p
-        return _shifted_softmax(q, k, bias, mask, out=s)
-
-
-def _shifted_softmax(q, k, bias, mask, out):
-    """The softmax of ``q @ k^T`` shifted by ``c_i = |q_i| max_j |k_j| (+ max_j bias_ij)``
-    (an upper bound of row ``i``'s maximum, Cauchy-Schwarz), written into ``out``. The shift
-    enters the product itself, as a column ``-c`` appended to ``q`` against a column of ones
-    appended to ``k``, so the maximum's pass and the subtraction's are saved."""
-    d = q.shape[-1]
-    qn2 = np.einsum("...d,...d->...", q, q)
-    kn2 = np.max(np.einsum("...d,...d->...", k, k), axis=-1, keepdims=True)
-    qa = win.scratch(q.shape[:-1] + (d + 1,), q.dtype, np, "attn_qa")  # (q: in attn_q)
-    ka = win.scratch(k.shape[:-1] + (d + 1,), k.dtype, np, "attn_k")
-    qa[..., :d] = q
-    ka[..., :d] = k
-    ka[..., d] = 1
-    c = np.sqrt(qn2) * np.sqrt(kn2)
-    if bias is not None:
-        c = c + np.max(np.broadcast_to(bias, q.shape[:-1] + (k.shape[-2],))
-                       if np.ndim(bias) < 2 else bias, axis=-1)
-    np.negative(c, out=qa[..., d])
-    s = np.matmul(qa, _t(ka), out=out)  # the scores minus c
-    return _normalised(np.exp(_biased_masked(s, bias, mask), out=s), mask)
+        return _normalised(np.exp(_biased_masked(s, bias, mask), out=s), mask)
 
 
 def _normalised(e, mask):
