@@ -313,3 +313,17 @@ def test_gradient_with_respect_to_a_zero_target(loss, yhat, y, slope):
     with warnings.catch_warnings():  # 0 log 0 is still 0, without a warning
         warnings.simplefilter("error")
         assert np.isfinite(fl.crossentropy(np.eye(3), np.eye(3), eps=0.0))
+
+
+def test_xlogy_is_zero_wherever_x_is_zero():
+    """x log y is 0 at x == 0 for y 0, negative or infinite (as torch.xlogy), with no
+    warning: a 0 target beside a prediction outside the log's domain gave NaN."""
+    from fluxml.losses.common import xlogy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = xlogy(np.array([0.0, 0.0, 0.0, 2.0]), np.array([-1.0, np.inf, 0.0, 3.0]))
+        np.testing.assert_array_equal(got, [0.0, 0.0, 0.0, 2 * np.log(3.0)])
+        want = 0.5 - np.log(0.5) - 0.2 + 2 - 3 * np.log(2.0)
+        got = fl.poisson_loss(np.array([0.5, -0.2, 2.0]), np.array([1.0, 0.0, 3.0]), agg="sum")
+        assert got == pytest.approx(want)

@@ -62,11 +62,12 @@ def default_eps(yhat, eps):
 
 
 def xlogy(x, y):
-    """``x * log(y)``, 0 where ``x == y == 0`` (no log(0) warning). Its derivative in ``x``
-    is ``log(y)`` wherever ``y > 0``, at ``x == 0`` too (the gradient of a loss with respect
-    to a target that is 0); 0 where both are 0."""
-    both_zero = (x == 0) & (y == 0)
-    return x * np.log(np.where(both_zero, 1.0, y))
+    """``x * log(y)``, 0 wherever ``x == 0`` (as ``torch.xlogy``: also for ``y`` 0, negative
+    or infinite, with no warning). Its derivative in ``x`` is ``log(y)`` wherever ``0 < y <
+    inf``, at ``x == 0`` too (the gradient of a loss with respect to a target that is 0); 0
+    where ``x == 0`` and ``y`` is outside that range."""
+    outside = (x == 0) & ~((y > 0) & (y < np.inf))
+    return x * np.log(np.where(outside, 1.0, y))
 
 
 def xlogx(x):
