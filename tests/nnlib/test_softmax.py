@@ -67,4 +67,6 @@ def test_bad_axis():
         fl.softmax(X, axis=3)
     with pytest.raises(np.exceptions.AxisError, match="logsumexp: axis"):
         fl.logsumexp(X, axis=(0, 3))
+    with pytest.raises(np.exceptions.AxisError, match="softmax: axis"):
+        fl.softmax(X, axis=(0, 0))
     assert fl.softmax([1.0, 1.0]).tolist() == [0.5, 0.5]

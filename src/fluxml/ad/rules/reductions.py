@@ -417,10 +417,10 @@ def checked_axis(x, axis, name):
     ndim = np.ndim(raw(x))
     try:
         return normalize_axis_tuple(axis, ndim)
-    except (np.exceptions.AxisError, TypeError):
+    except (np.exceptions.AxisError, TypeError, ValueError):  # (ValueError: repeated)
         raise np.exceptions.AxisError(
-            f"{name}: axis must be an axis or a tuple of axes of the input (ndim {ndim}); "
-            f"got {axis!r}") from None
+            f"{name}: axis must be an axis or a tuple of distinct axes of the input (ndim "
+            f"{ndim}); got {axis!r}") from None
 
 
 def _axes(axis, ndim):
