@@ -240,3 +240,13 @@ def test_numpy_paths_agree(monkeypatch, dtype):
         assert a.dtype == b.dtype == d.dtype == dtype
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, d, **tol)
+
+
+def test_heads_side_by_side_keep_the_values_dtype():
+    """float32 queries and keys with float64 values: the output is float64 with ``nheads`` as
+    without (it was float32, the probabilities' dtype)."""
+    q, k = (_packed(a).astype(np.float32) for a in (Q, K))
+    v = _packed(V)
+    out, _ = fl.dot_product_attention(q, k, v, nheads=3)
+    assert out.dtype == fl.dot_product_attention(q[..., :2], k[..., :2], v[..., :2])[0].dtype
+    assert out.dtype == np.float64

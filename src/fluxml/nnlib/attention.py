@@ -101,7 +101,8 @@ def _impl(q, k, v, bias, *, mask, scale, heads=None):
         s = np.matmul(q if fast else q * scale, _t(k))  # scaling q: d / Tk of the scores
         p = _softmax_rows(_biased_masked(s, bias, mask))
     if heads and fast:  # the product written in the joined layout
-        out, view = _joined(v.shape[0], heads, p.shape[-2], v.shape[-1], p.dtype)
+        out, view = _joined(v.shape[0], heads, p.shape[-2], v.shape[-1],
+                            np.result_type(p, v))  # (as matmul's would be)
         np.matmul(p, v, out=view)
         return out, p
     out = np.matmul(p, v)
