@@ -110,6 +110,9 @@ def test_bad_input():
                                  nheads=2)
     with pytest.raises(ValueError, match="nheads must be a positive int"):
         fl.dot_product_attention(Q[0], K[0], V[0], nheads=0)
+    for empty in ((Q[:, :, :0], K, V), (Q, K[:, :, :0], V[:, :, :0]), (Q[:0], K[:0], V[:0])):
+        with pytest.raises(ValueError, match="every axis of q, k and v must be non-empty"):
+            fl.dot_product_attention(*empty)
 
 
 def _packed(a):

@@ -332,6 +332,9 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     if not sq[:-2] == sk[:-2] == sv[:-2] or sq[-1] != sk[-1] or sk[-2] != sv[-2]:
         raise ValueError(f"dot_product_attention: expected q (..., Tq, d), k (..., Tk, d), "
                          f"v (..., Tk, dv) with equal leading axes; got q {sq}, k {sk}, v {sv}")
+    if 0 in sq + sk + sv:
+        raise ValueError(f"dot_product_attention: every axis of q, k and v must be non-empty; "
+                         f"got q {sq}, k {sk}, v {sv}")
     for name, a in zip("qkv", (q, k, v)):
         kind = getattr(raw(a), "dtype", np.dtype(float)).kind
         if kind != "f":
