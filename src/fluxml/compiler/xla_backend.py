@@ -123,6 +123,8 @@ PRIMITIVES: dict = {
     "softplus": kernels.softplus,
     "mish": kernels.mish,
     "lisht": kernels.lisht,
+    "mish_tail": kernels.mish_tail,
+    "lisht_tail": kernels.lisht_tail,
     "elu": kernels.elu,
     "gelu_tanh": kernels.gelu_tanh,
     "gelu_erf": kernels.gelu_erf,

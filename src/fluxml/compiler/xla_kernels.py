@@ -264,6 +264,16 @@ def lisht(x):
     return x * jnp.tanh(x)
 
 
+def mish_tail(x):  # x t'(x), t = tanh(softplus(x)): a term of mish's slope
+    t = jnp.tanh(softplus(x))
+    return x * ((1 - t * t) * sigmoid(x))
+
+
+def lisht_tail(x):  # x (1 - tanh(x)^2): a term of lisht's slope
+    t = jnp.tanh(x)
+    return x * (1 - t * t)
+
+
 def elu(x, *, alpha, beta, scale):
     return scale * (jnp.maximum(x, 0) + alpha * jnp.expm1(jnp.minimum(x, 0) * (1 / beta)))
 

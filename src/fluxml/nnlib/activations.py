@@ -200,20 +200,48 @@ defvjp(ELU, lambda g, ans, x, alpha, beta, scale: g * _elu_slope(ans, x, alpha, 
 defjvp(ELU, lambda t, ans, x, alpha, beta, scale: t * _elu_slope(ans, x, alpha, beta, scale))
 
 
-# mish and lisht: x times a bounded function. Their own rules multiply x by the (vanishing)
-# factor of its derivative first; the product rule would give g x = inf, times 0 = NaN, for
-# |x| near the largest float.
-def _mish_slope(ans, x):
+# mish and lisht: x times a bounded function. Their slopes' terms that carry x, x times a
+# vanishing factor, are primitives of their own (the "tails") whose slopes use the tail
+# itself, never x alone: a product rule would give g x = inf, times 0 = NaN, for |x| near
+# the largest float, at every order.
+def _mish_parts(x):
     s = SIGMOID(x)
     t = np.tanh(SOFTPLUS(x))
-    return t + x * ((1.0 - t * t) * s)
+    return s, t, (1.0 - t * t) * s  # (t' = (1 - t^2) s)
+
+
+def _mish_tail_impl(x):
+    s = _sigmoid_impl(x)
+    t = np.tanh(_softplus_impl(x))
+    return x * ((1.0 - t * t) * s)
+
+
+def _mish_tail_slope(ans, x):  # d/dx x (1 - t^2) s = (1 - t^2) s + tail (1 - s - 2 t s)
+    s, t, dt = _mish_parts(x)
+    return dt + MISH_TAIL(x) * (1.0 - s - 2.0 * t * s)
+
+
+def _mish_slope(ans, x):
+    return np.tanh(SOFTPLUS(x)) + MISH_TAIL(x)
+
+
+def _lisht_tail_impl(x):
+    t = np.tanh(x)
+    return x * (1.0 - t * t)
+
+
+def _lisht_tail_slope(ans, x):  # d/dx x (1 - t^2) = (1 - t^2) - 2 t tail
+    t = np.tanh(x)
+    return (1.0 - t * t) - 2.0 * t * LISHT_TAIL(x)
 
 
 def _lisht_slope(ans, x):
-    t = np.tanh(x)
-    return t + x * (1.0 - t * t)
+    return np.tanh(x) + LISHT_TAIL(x)
 
 
+MISH_TAIL = _elementwise("mish_tail", _mish_tail_impl, _mish_tail_slope, keeps_output=False)
+LISHT_TAIL = _elementwise("lisht_tail", _lisht_tail_impl, _lisht_tail_slope,
+                          keeps_output=False)
 MISH = _elementwise("mish", lambda x: x * np.tanh(_softplus_impl(x)), _mish_slope,
                     keeps_output=False)
 LISHT = _elementwise("lisht", lambda x: x * np.tanh(x), _lisht_slope, keeps_output=False)
