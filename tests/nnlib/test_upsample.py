@@ -121,6 +121,7 @@ BAD = [
     (lambda: upsample_nearest(np.ones((1, 1, 2, 2))), "either scale or size"),
     (lambda: upsample_linear(np.ones((1, 1, 2, 2)), 2, size=(4, 4)), "either scale or size"),
     (lambda: upsample_linear(np.ones((1, 1, 2, 2)), (2, 0)), "scale must be"),
+    (lambda: upsample_linear(np.ones((1, 1, 2)), float("inf")), "positive finite number"),
     # an empty output came back silently (PyTorch refuses too)
     (lambda: upsample_bilinear(np.ones((1, 1, 1, 3)), 0.5), r"leaves no output entries"),
     (lambda: upsample_bilinear(np.ones((1, 1, 2)), 2), r"upsample_bilinear: input must be"),

@@ -58,8 +58,8 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
     shape = tuple(x.shape)
     if scale is not None:
         scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * d
-        if len(scale) != d or not all(s > 0 for s in scale):
-            raise ValueError(f"{fn}: scale must be a positive number or {d} of them; "
+        if len(scale) != d or not all(0 < s < float("inf") for s in scale):
+            raise ValueError(f"{fn}: scale must be a positive finite number or {d} of them; "
                              f"got {scale!r}")
         size = tuple(int(np.floor(n * s)) for n, s in zip(shape[2:], scale))
         if min(size) < 1:
