@@ -357,11 +357,7 @@ def syncbn_overlap(out):
         hook = early.begin(5)
         value, (grads,) = fl.withgradient(loss, model, on_final=hook)
         posted.append(len(hook.requests))
-        got = early.average(float(value), grads, 5)
-        got = (got[0], fl.fmap(np.copy, got[1]), got[2])
-        value, (grads,) = fl.withgradient(loss, model)
-        want = after.average(float(value), grads, 5)
-        assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        got, want, grads = _early_and_after(early, after, loss, model, value, grads, step)
         assert type(grads["s"]) is float and got[1]["s"] == want[1]["s"] != 0, step
         for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
             assert (a is None) == (b is None), step
@@ -369,6 +365,19 @@ def syncbn_overlap(out):
                 np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
     say(f"rank {me}: overlap beside SyncBatchNorm as after; posted during the backward pass "
         f"per step {posted}")
+
+
+def _early_and_after(early, after, loss, model, value, grads, step, count=5):
+    """The step averaged by ``early`` (given the gradients its callback sent during the
+    backward pass; copied, as its views change at the next step) and by ``after`` (a new
+    backward pass, averaged after it): the loss and counts agree; the trees to compare, and
+    the gradients of the second pass."""
+    got = early.average(float(value), grads, count)
+    got = (got[0], fl.fmap(np.copy, got[1]), got[2])
+    value, (grads,) = fl.withgradient(loss, model)
+    want = after.average(float(value), grads, count)
+    assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+    return got, want, grads
 
 
 def abandon(out):
@@ -416,11 +425,7 @@ def abandon(out):
                 early.abandon()
             continue
         posted.append(len(hook.requests))
-        got = early.average(float(value), grads, 5)
-        got = (got[0], fl.fmap(np.copy, got[1]), got[2])
-        value, (grads,) = fl.withgradient(loss, model)
-        want = after.average(float(value), grads, 5)
-        assert got[0] == want[0] and got[2] == want[2], (step, got, want)
+        got, want, _ = _early_and_after(early, after, loss, model, value, grads, step)
         for a, b in zip(positions(got[1])[0], positions(want[1])[0]):
             np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
         fl.update(fl.setup(fl.Descent(0.1), model), model, want[1])
