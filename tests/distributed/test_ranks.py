@@ -37,6 +37,13 @@ def mpirun(*args, n=2, timeout=120, flags=()):
                           stdin=subprocess.DEVNULL)
 
 
+def run_ranks(mode, tmp_path):
+    """``ranks.py mode`` on two ranks, which must succeed."""
+    done = mpirun(HERE / "ranks.py", mode, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 def reference(tmp, epochs=ranks.EPOCHS):
     """One process, batch 2 * BATCH, rank 0's initial model."""
     model, state = ranks.make(init_seed=0)
@@ -54,8 +61,7 @@ def assert_same(npz, model, losses):
 
 
 def test_two_ranks_train_as_one_process_with_twice_the_batch_and_resume_with_one(tmp_path):
-    done = mpirun(HERE / "ranks.py", "equal", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_ranks("equal", tmp_path)
     model, h = reference(tmp_path)
     assert len(h.losses) == 5 * ranks.EPOCHS  # 4 full global batches and the split one
     for r in (0, 1):
@@ -146,8 +152,7 @@ def test_errors_raised_on_every_rank_at_once_leave_the_job_usable(tmp_path):
 
 
 def test_training_with_the_averaging_in_the_backward_pass(tmp_path):
-    done = mpirun(HERE / "ranks.py", "equal_overlap", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_ranks("equal_overlap", tmp_path)
     model, h = reference(tmp_path)
     for r in (0, 1):
         assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
@@ -157,8 +162,7 @@ def test_training_with_the_averaging_in_the_backward_pass(tmp_path):
 
 
 def test_averaging_during_the_backward_pass_equals_averaging_after_it(tmp_path):
-    done = mpirun(HERE / "ranks.py", "overlap", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_ranks("overlap", tmp_path)
     # the plan from step 0's backward pass; steps 5 and 6 agree it again. In place, the
     # three gradients that travel alone wait for the header; else they go early too. Mixed
     # (rank 0 in place, rank 1 not): rank 0's setting orders the messages on both
@@ -181,8 +185,7 @@ def test_gradients_averaged_in_place_equal_those_averaged_by_copying(tmp_path):
 
 
 def test_sync_batchnorm_on_two_unequal_ranks_is_one_process_with_the_whole_batch(tmp_path):
-    done = mpirun(HERE / "ranks.py", "syncbn", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_ranks("syncbn", tmp_path)
     for r in (0, 1):
         assert f"rank {r}: SyncBatchNorm: higher-order derivatives through the statistics " \
                f"synchronised across ranks are not supported" in done.stdout, done.stdout
@@ -204,8 +207,7 @@ def test_averaging_during_the_backward_pass_beside_sync_batchnorm(tmp_path):
     # the ranks post the early messages at different points of their backward passes, in
     # which SyncBatchNorm runs allreduces of its own: on another communicator, the sums
     # do not cross over; a Python float sent early goes as its value
-    done = mpirun(HERE / "ranks.py", "syncbn_overlap", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_ranks("syncbn_overlap", tmp_path)
     for r in (0, 1):
         assert f"rank {r}: overlap beside SyncBatchNorm as after; posted during the backward " \
                f"pass per step [0, 6, 6, 6]" in done.stdout, done.stdout
@@ -215,8 +217,7 @@ def test_a_step_abandoned_after_some_messages_were_posted_leaves_the_averager_us
     # the backward pass raises on both ranks, rank 0 after 4 of the 5 early messages, rank 1
     # after 2; abandon (or the next begin) sends the rest and waits, so the next steps' sums
     # are right
-    done = mpirun(HERE / "ranks.py", "abandon", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_ranks("abandon", tmp_path)
     for r, n in ((0, 4), (1, 2)):
         assert f"rank {r}: abandoned steps [1, 3], posted during the backward pass per step " \
                f"[0, {n}, 5, {n}, 5, 5]" in done.stdout, done.stdout
