@@ -8,13 +8,13 @@ Each equation becomes one line, as in the NumPy back end::
     v4 = jnp.tanh(v3)
     v9 = conv(v8, c, stride=(1, 1), pads=((2, 2), (2, 2)), dilation=(1, 1), groups=1)
 
-The lowering of each engine primitive is one entry of :data:`PRIMITIVES` (a ``jnp``/``lax``
-call written as a template, or a JAX kernel of ``xla_kernels.py``); primitives computed by a
-NumPy ufunc or function of the same name map to ``jnp``'s by name, as do the NumPy calls the
-engine runs untraced (comparisons, ``zeros_like``). ``fl.cond``, ``fl.while_loop`` and
-``fl.scan`` become ``lax.cond``, ``lax.while_loop`` and ``lax.scan`` over their sub-programs,
-lowered the same way. An equation with no lowering is refused with a
-:class:`~fluxml.compiler.trace.CompileError` that names it.
+The lowering of each engine primitive is one entry of ``xla_lowerings.PRIMITIVES`` (a
+``jnp``/``lax`` call written as a template, or a JAX kernel of ``xla_kernels.py``);
+primitives computed by a NumPy ufunc or function of the same name map to ``jnp``'s by name,
+as do the NumPy calls the engine runs untraced (comparisons, ``zeros_like``). ``fl.cond``,
+``fl.while_loop`` and ``fl.scan`` become ``lax.cond``, ``lax.while_loop`` and ``lax.scan``
+over their sub-programs, lowered the same way. An equation with no lowering is refused with
+a :class:`~fluxml.compiler.trace.CompileError` that names it.
 
 What differs from NumPy, and how the back end keeps NumPy's results:
 
@@ -71,103 +71,11 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
         "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
 
 from fluxml.compiler import xla_kernels as kernels
+from fluxml.compiler.xla_lowerings import _NOT_SAME, FUNCTIONS, PRIMITIVES
 from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Numbers, _Packing, _wrapper
 
 BACKEND = "xla"
 
-# --- the lowering table ----------------------------------------------------------------------
-#
-# Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
-# names (from its NumPy kernel's signature) and parameter names, or a kernel function, called
-# with the arguments and the parameters by keyword. Primitives whose kernel is the NumPy
-# ufunc or function of the same name (add, tanh, matmul, np.linalg.solve ...) need no entry.
-
-PRIMITIVES: dict = {
-    # shapes
-    "reshape": "jnp.reshape({x}, {shape}, order={order})",
-    "transpose": "jnp.transpose({x}, {axes})",
-    "broadcast_to": "jnp.broadcast_to({x}, {shape})",
-    "astype": "{x}.astype({dtype})",
-    "copy": "{x}",  # JAX arrays are immutable: a copy is the value itself
-    "pad": "jnp.pad({x}, {widths})",
-    "diagonal": "jnp.diagonal({x}, {offset}, {axis1}, {axis2})",
-    "concatenate": "jnp.concatenate([{xs}], axis={axis})",
-    "split": kernels.split,
-    "real": "jnp.real({x})",
-    "imag": "jnp.imag({x})",
-    # indexing: see _index for the index's source
-    "getitem": "{x}[{idx}]",
-    "sliding_window_view": "{x}[{idx}]",
-    # (``x`` may be a constant, a NumPy array: made a JAX one, at no cost once jitted)
-    "setitem": "jnp.asarray({x}).at[{idx}].set({v})",
-    "index_add": "jnp.asarray({x}).at[{idx}].add({v})",
-    # reductions
-    "sum": "jnp.sum({x}, axis={axis}, keepdims={keepdims})",
-    "prod": "jnp.prod({x}, axis={axis}, keepdims={keepdims})",
-    "max": "jnp.max({x}, axis={axis}, keepdims={keepdims})",
-    "min": "jnp.min({x}, axis={axis}, keepdims={keepdims})",
-    "nanmax": "jnp.nanmax({x}, axis={axis}, keepdims={keepdims})",
-    "nanmin": "jnp.nanmin({x}, axis={axis}, keepdims={keepdims})",
-    "cumsum": "jnp.cumsum({x}, axis={axis})",
-    "cumprod": "jnp.cumprod({x}, axis={axis})",
-    "logsumexp": kernels.logsumexp,
-    "std": "jnp.sqrt({x})",
-    "norm2": "jnp.linalg.norm({x}, axis={axis}, keepdims={keepdims})",
-    # elementwise
-    "where": "jnp.where({cond}, {x}, {y})",
-    "clip": "jnp.clip({x}, {lo}, {hi})",
-    "round": "jnp.round({x}, {decimals})",
-    "relu": "jnp.maximum({x}, 0)",
-    "sigmoid": kernels.sigmoid,
-    "swish": kernels.swish,
-    "softplus": kernels.softplus,
-    "mish": kernels.mish,
-    "lisht": kernels.lisht,
-    "mish_tail": kernels.mish_tail,
-    "lisht_tail": kernels.lisht_tail,
-    "elu": kernels.elu,
-    "gelu_tanh": kernels.gelu_tanh,
-    "gelu_erf": kernels.gelu_erf,
-    "erf": kernels.erf,
-    "softmax": kernels.softmax,
-    "logsoftmax": kernels.logsoftmax,
-    # neural-network kernels
-    "conv": kernels.conv,
-    "conv_data": kernels.conv_data,
-    "conv_filter": kernels.conv_filter,
-    "maxpool": kernels.maxpool,
-    "pool_scatter": kernels.pool_scatter,
-    "pool_gather": kernels.pool_gather,
-    "window_sum": kernels.window_sum,
-    "window_sum_t": kernels.window_sum_t,
-    "lstm_sequence": kernels.lstm_sequence,
-    "lstm_step": kernels.lstm_step,
-    "gru_step": kernels.gru_step,
-    "gru_sequence": kernels.gru_sequence,
-    "normalise": kernels.normalise,
-    "einsum": kernels.einsum,
-    "dot_product_attention": kernels.attention,
-    "embedding_gather": "jnp.take({weight}, {idx}, axis=0)",
-    "embedding_scatter_add": kernels.embedding_scatter_add,
-}
-
-# Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
-# beside the NumPy functions that map to ``jnp``'s of the same name.
-FUNCTIONS: dict = {
-    "fluxml.nnlib.pool._maxpool_positions": kernels.maxpool_positions,
-    "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
-    "fluxml.losses.common._check_labels": kernels.check_labels,
-    "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
-    "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
-    "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
-    "fluxml.nnlib.embedding._check_rows": kernels.check_rows,
-    "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
-    "numpy.argsort": kernels.argsort,
-    "numpy.sort": kernels.sort,
-}
-
-# NumPy functions whose ``jnp`` namesake differs in a way that matters here.
-_NOT_SAME: set = set()
 
 
 def lower(program: Program, names, fname, devices=(), donate: bool = True, numbers=()):
@@ -328,7 +236,7 @@ def unsupported(name: str, kind: str = "primitive") -> CompileError:
     return CompileError(
         f"fl.compile(backend='xla'): no XLA lowering for {kind} {name!r}; use "
         f"backend='numpy' for this function, or add a lowering to "
-        f"fluxml.compiler.xla_backend.PRIMITIVES.")
+        f"fluxml.compiler.xla_lowerings.PRIMITIVES.")
 
 
 # --- one equation's line --------------------------------------------------------------------
