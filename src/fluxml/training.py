@@ -165,14 +165,9 @@ def _gradient_step(loss, backend):
     this rank's share of the global batch, folded into the loss so that the gradients come
     out of the backward pass already weighted for averaging: one scalar product instead of a
     pass over every gradient."""
-    def step(model, share, *args):
-        if share == 1:
-            return withgradient(lambda m: loss(m, *args), model)
-        return withgradient(lambda m: loss(m, *args) * share, model)
-
     def eager(model, share, *args, on_final=None):
-        """``step``, handing each gradient to ``on_final`` once final (distributed: the
-        averaging starts during the backward pass)."""
+        """The step, handing each gradient to ``on_final`` once final (distributed: the
+        averaging starts during the backward pass; not when compiled)."""
         if share == 1:
             return withgradient(lambda m: loss(m, *args), model, on_final=on_final)
         return withgradient(lambda m: loss(m, *args) * share, model, on_final=on_final)
@@ -180,6 +175,9 @@ def _gradient_step(loss, backend):
     if backend is None:
         return eager
     from fluxml.compiler import compile as compile_
+
+    def step(model, share, *args):
+        return eager(model, share, *args)
 
     return compile_(step, backend=backend)
 

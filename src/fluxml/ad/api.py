@@ -61,7 +61,7 @@ def _trace_args(trace, args, make):
             if t is None:
                 t = by_id[id(x)] = make(x, len(boxes))
         elif isinstance(x, (float, complex, np.generic)):  # numbers: nothing to share
-            if isinstance(x, bool) or not _is_float(x):
+            if not _is_float(x):  # (an int; bool is neither of those types)
                 boxes.append(None)
                 new_leaves.append(x)
                 continue

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.ad.core import Tracer, bind, raw
-from fluxml.compiler.calls import _spec_key as spec_key
+from fluxml.compiler.calls import _spec_key
 from fluxml.compiler.control_rules import COND, SCAN, WHILE, _step_examples, saving_scan
 from fluxml.compiler.subprogram import (
     Branch,
@@ -32,10 +32,6 @@ from fluxml.compiler.subprogram import (
 )
 from fluxml.compiler.trace import current
 from fluxml.tree import flatten, unflatten
-
-
-def _spec_key(spec):
-    return spec_key(spec)
 
 
 def _check_callable(fn, who, what):

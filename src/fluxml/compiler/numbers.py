@@ -92,10 +92,10 @@ def _walk(spec, leaves, at, slot, slots):
 NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
 
 
-def as_input(x) -> np.float64:
-    """A traced number as the program takes it: float64 (a NumPy scalar, which NumPy, CuPy
-    and JAX take as a 0-d value without the cost of building an array)."""
-    return np.float64(x)
+# A traced number as the program takes it: float64 (a NumPy scalar, which NumPy, CuPy and
+# JAX take as a 0-d value without the cost of building an array); the constructor itself,
+# not a function around it: the guard calls it once per number on every call
+as_input = np.float64
 
 
 def as_inputs(run, positions):

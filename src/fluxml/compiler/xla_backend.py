@@ -71,7 +71,7 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
         "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
 
 from fluxml.compiler import xla_kernels as kernels
-from fluxml.compiler.xla_lowerings import _NOT_SAME, FUNCTIONS, PRIMITIVES
+from fluxml.compiler.xla_lowerings import FUNCTIONS, PRIMITIVES
 from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Numbers, _Packing, _wrapper
 
 BACKEND = "xla"
@@ -439,7 +439,7 @@ def _numpy_name(func) -> str | None:
     """``jnp.tanh`` for ``np.tanh``, ``jnp.linalg.solve`` for ``np.linalg.solve``: NumPy's
     function of that name whose ``jnp`` namesake exists; None otherwise."""
     name = getattr(func, "__name__", None)
-    if name is None or func in _NOT_SAME:
+    if name is None:
         return None
     if getattr(np, name, None) is func and hasattr(jnp, name):
         return f"jnp.{name}"

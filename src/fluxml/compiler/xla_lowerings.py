@@ -1,8 +1,8 @@
 """The XLA back end's lowering tables (``xla_backend.py`` runs them): each engine primitive's
-JAX form, the functions the engine runs untraced, and the NumPy functions whose ``jnp``
-namesakes differ. Declarative entries only; the machinery is in ``xla_backend.py``, the
-kernels the entries name in ``xla_kernels.py``. The control-flow primitives (``cond``,
-``while_loop``, ``scan``) are added by ``xla_backend.py``, which lowers their bodies.
+JAX form, and the functions the engine runs untraced. Declarative entries only; the
+machinery is in ``xla_backend.py``, the kernels the entries name in ``xla_kernels.py``. The
+control-flow primitives (``cond``, ``while_loop``, ``scan``) are added by
+``xla_backend.py``, which lowers their bodies.
 """
 
 from __future__ import annotations
@@ -97,6 +97,3 @@ FUNCTIONS: dict = {
     "numpy.argsort": kernels.argsort,
     "numpy.sort": kernels.sort,
 }
-
-# NumPy functions whose ``jnp`` namesake differs in a way that matters here.
-_NOT_SAME: set = set()

@@ -125,7 +125,8 @@ class _Numbers:
         last = self.last
         if bits == last[0]:
             return last[1]
-        where = _placement([arrays[k] for k in self.device_in])
+        where = _single_device(a.sharding if getattr(a, "committed", False) else None
+                               for a in (arrays[k] for k in self.device_in))
         vector = jax.device_put(np.frombuffer(bits, np.float64), where)
         self.last = (bits, vector)
         return vector
@@ -199,14 +200,13 @@ def _numpy(x):
     return a[()] if a.ndim == 0 else a
 
 
-def _placement(arrays):
-    """Where the numbers' vector goes: the device of the first argument committed to one
-    device (else JAX's default: state committed elsewhere would have it copied there on every
-    call)."""
-    for a in arrays:
-        sharding = getattr(a, "sharding", None)
-        if getattr(a, "committed", False) and len(sharding.device_set) == 1:
-            return jax.sharding.SingleDeviceSharding(next(iter(sharding.device_set)))
+def _single_device(shardings):
+    """Where the numbers' vector goes, given the shardings of the device-resident arguments
+    (None for an uncommitted one): the device of the first committed to one device (else
+    JAX's default: state committed elsewhere would have it copied there on every call)."""
+    for s in shardings:
+        if s is not None and len(s.device_set) == 1:
+            return jax.sharding.SingleDeviceSharding(next(iter(s.device_set)))
     return None
 
 
@@ -219,10 +219,8 @@ def _ahead(jitted, host, device, numbers=0):
     def prepare(shardings):
         specs = list(host)
         if numbers:  # placed as _Numbers places it
-            where = next((s for s in shardings if s is not None
-                          and len(s.device_set) == 1), None)
-            where = where and jax.sharding.SingleDeviceSharding(next(iter(where.device_set)))
-            specs.append(jax.ShapeDtypeStruct((numbers,), np.float64, sharding=where))
+            specs.append(jax.ShapeDtypeStruct((numbers,), np.float64,
+                                              sharding=_single_device(shardings)))
         specs += [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
                   for (shape, dtype), sharding in zip(device, shardings)]
         with jax.enable_x64(True):

@@ -206,11 +206,7 @@ class GradientAverager:
         if self.group.size == 1:
             return None
         self.abandon()
-        scale = 1.0
-        if self.planned:
-            scale = count / self.total
-            if share is not None:
-                scale = 1.0 if share == scale else scale / share
+        scale = self._scale(count, share) if self.planned else 1.0
         self._step = overlap.Step(self, count, share, scale)
         return self._step
 
@@ -239,6 +235,15 @@ class GradientAverager:
         return self.build(grads, values)
 
     # --- one step on the agreed plan ---------------------------------------------------------
+
+    def _scale(self, count, share) -> float:
+        """What this rank's gradients are to be multiplied by (``count / total``), by what
+        they were not yet (``share``, folded into the loss: 1.0, nothing to do, the usual
+        case)."""
+        scale = count / self.total
+        if share is None:
+            return scale
+        return 1.0 if share == scale else scale / share
 
     def _fits(self, leaves):
         """None if this step's positions do not fit the plan, else the set of planned
@@ -302,9 +307,7 @@ class GradientAverager:
                 and not step.sent(leaves, count, share):
             zeros = None  # what went early is not this tree's: the step goes as a misfit
         fits = zeros is not None
-        scale = count / self.total  # what this rank's gradients are to be multiplied by
-        if share is not None:  # by what they were not yet (1.0: nothing to do, the usual case)
-            scale = 1.0 if share == scale else scale / share
+        scale = self._scale(count, share)
         requests = {}  # id(bucket) -> its Iallreduce
         if step is not None:
             requests.update(zip(map(id, self.early), step.requests))

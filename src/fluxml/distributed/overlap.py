@@ -135,23 +135,25 @@ class Step:
 
     def _post(self):
         """Post the early messages whose gradients are all final, in the plan's order."""
-        av = self.averager
-        g, early, remaining = av.group, av.early, self.remaining
-        while self.next < len(early) and not remaining[self.next]:
-            b = early[self.next]
+        while self.next < len(self.early) and not self.remaining[self.next]:
             zeros = set()
-            for pos, shape, dtype, _ in b.items:
-                state = layout.fit(self.got[pos], shape, dtype)
-                if state == "zero":
-                    zeros.add(pos)
-                elif state == "misfit":
-                    self.misfit = True
-            if self.misfit:  # the step goes as a misfit: send the planned message unpacked
-                b.stage(self.got, zeros, self.scale, False)
-            else:
-                b.stage(self.got, zeros, self.scale, True)
-            self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
-            self.next += 1
+            if not self.misfit:
+                for pos, shape, dtype, _ in self.early[self.next].items:
+                    state = layout.fit(self.got[pos], shape, dtype)
+                    if state == "zero":
+                        zeros.add(pos)
+                    elif state == "misfit":
+                        self.misfit = True
+            # a misfit step sends the planned message unpacked (its sums are thrown away)
+            self._send(zeros, not self.misfit)
+
+    def _send(self, zeros, fits: bool):
+        """Post the next early message, packed from the gradients (``fits``) or not."""
+        g = self.averager.group
+        b = self.early[self.next]
+        b.stage(self.got, zeros, self.scale, fits)
+        self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
+        self.next += 1
 
     def abandon(self, what: str) -> None:
         """End the step without averaging it: post the plan's early messages not posted yet
@@ -159,14 +161,10 @@ class Step:
         timeout. Every rank then has sent every early message of the step, whether it
         abandons the step or averages it, and wherever its backward pass stopped: the next
         step's messages meet their own."""
-        g = self.averager.group
         while self.next < len(self.early):
-            b = self.early[self.next]
-            b.stage(self.got, (), 1.0, False)
-            self.requests.append(g.sweep.Iallreduce(g.MPI.IN_PLACE, b.host, op=g.MPI.SUM))
-            self.next += 1
+            self._send((), False)
         if self.requests:
-            g.wait(self.requests, what)
+            self.averager.group.wait(self.requests, what)
 
     def sent(self, leaves, count, share) -> bool:
         """Were the early messages posted so far packed from ``leaves`` (the tree given to
@@ -174,7 +172,7 @@ class Step:
         if self.misfit or count != self.count or share != self.share:
             return False
         got = self.got
-        for b in self.averager.early[:self.next]:
+        for b in self.early[:self.next]:
             for pos, *_ in b.items:
                 if leaves[pos] is not got[pos]:
                     return False
