@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import draw, raw
+from fluxml.ad.core import draw, first_order, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -210,7 +210,7 @@ def _mish_parts(x):
     return s, t, (1.0 - t * t) * s  # (t' = (1 - t^2) s)
 
 
-def _mish_tail_impl(x):
+def _mish_tail_impl(x):  # (the kernels themselves: this runs on raw arrays)
     s = _sigmoid_impl(x)
     t = np.tanh(_softplus_impl(x))
     return x * ((1.0 - t * t) * s)
@@ -222,6 +222,9 @@ def _mish_tail_slope(ans, x):  # d/dx x (1 - t^2) s = (1 - t^2) s + tail (1 - s 
 
 
 def _mish_slope(ans, x):
+    if first_order(x):  # no derivative taken of the slope: the same values, computed once
+        s, t, dt = _mish_parts(x)
+        return t + x * dt
     return np.tanh(SOFTPLUS(x)) + MISH_TAIL(x)
 
 
@@ -236,6 +239,9 @@ def _lisht_tail_slope(ans, x):  # d/dx x (1 - t^2) = (1 - t^2) - 2 t tail
 
 
 def _lisht_slope(ans, x):
+    if first_order(x):  # as mish's
+        t = np.tanh(x)
+        return t + x * (1.0 - t * t)
     return np.tanh(x) + LISHT_TAIL(x)
 
 

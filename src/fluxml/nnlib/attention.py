@@ -15,10 +15,9 @@ at their stride) and joined (the products written in that layout) inside the pri
 multi-head attention records no transposes around it. On NumPy arrays the softmax is taken of
 the scores themselves where the row sums show that no exponential overflowed and none that
 matters underflowed (``_probabilities_unshifted``), else shifted by the exact maximum.
-Intermediates that
-stay inside a call (``q`` scaled, the scores' cotangent) live in reused scratch buffers
-(``windows.scratch``): in a process of its own a fresh array of a megabyte pays page faults
-(3 us a page measured here) that cost more than the arithmetic done in it.
+Intermediates that stay inside a call (``q`` scaled, the scores' cotangent) live in reused
+scratch buffers (``windows.scratch``): in a process of its own a fresh array of a megabyte
+pays page faults (3 us a page measured here) that cost more than the arithmetic done in it.
 
 A boolean ``mask`` (True: may attend) is a static argument; a float ``bias`` is added to the
 scores and differentiated. A query row that may attend to no key at all gets probabilities 0
@@ -101,10 +100,7 @@ def _impl(q, k, v, bias, *, mask, scale, heads=None):
         s = np.matmul(q if fast else q * scale, _t(k))  # scaling q: d / Tk of the scores
         p = _softmax_rows(_biased_masked(s, bias, mask))
     if heads and fast:  # the product written in the joined layout
-        out, view = _joined(v.shape[0], heads, p.shape[-2], v.shape[-1],
-                            np.result_type(p, v))  # (as matmul's would be)
-        np.matmul(p, v, out=view)
-        return out, p
+        return _product(p, v, heads), p
     out = np.matmul(p, v)
     return (_join(out) if heads else out), p
 
@@ -119,26 +115,24 @@ def _biased_masked(s, bias, mask):
 
 
 def _plain(*arrays):
-    return all(a is None or (type(a) is np.ndarray and a.dtype in _SMALLEST_SUM)
+    return all(a is None or (type(a) is np.ndarray and a.dtype in _FAST)
                for a in arrays)
 
 
-# The smallest row sum of exp(s) accepted by _probabilities_unshifted: 1. A row whose sum is
-# at least 1 has a log-sum-exp of at least 0, so an entry whose exponential fell below the
-# smallest normal number has a probability below it too, as with the exact maximum; with a
-# smaller sum an ordinary probability could have underflowed to 0 (e^-80 beside a score of
-# -40, in float32). A shift by an upper bound of each row's maximum (Cauchy-Schwarz) was
-# tried as the next path: by this rule it is refused nearly always, so it is gone.
-_SMALLEST_SUM = {np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
+# Row sums of exp(s) below _SMALLEST_SUM (1) are refused by _probabilities_unshifted. A row
+# whose sum is at least 1 has a log-sum-exp of at least 0, so an entry whose exponential
+# fell below the smallest normal number has a probability below it too, as with the exact
+# maximum; with a smaller sum an ordinary probability could have underflowed to 0 (e^-80
+# beside a score of -40, in float32).
+_SMALLEST_SUM = 1.0
+_FAST = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes of the NumPy fast path
 
 
 def _probabilities_unshifted(q, k, bias, mask):
     """The softmax of the scores ``q @ k^T`` (``q`` scaled already) exponentiated unshifted
     (softmax does not depend on the shift), or None where a row's sum is not finite or below
-    ``_SMALLEST_SUM``: the caller then shifts by the exact maximum (and warns as it would
-    have). Checking the sums afterwards costs a pass over ``(..., Tq)``; bounding the scores
-    beforehand, by the norms of ``q``'s and ``k``'s rows, cost more than that and refused
-    scores the exponential would have taken."""
+    ``_SMALLEST_SUM`` (1, see above): the caller then shifts by the exact maximum (and warns
+    as it would have). Checking the sums afterwards costs a pass over ``(..., Tq)``."""
     with np.errstate(invalid="ignore", over="ignore"):
         s = np.matmul(q, _t(k))
         return _normalised(np.exp(_biased_masked(s, bias, mask), out=s), mask)
@@ -154,7 +148,7 @@ def _normalised(e, mask):
     total = np.matmul(rows, np.ones_like(e, shape=e.shape[-1:]))
     if mask is not None:
         np.copyto(np.reshape(total, e.shape[:-1]), 1, where=~np.any(mask, axis=-1))
-    if not total.min() >= _SMALLEST_SUM[e.dtype] or not np.isfinite(total.max()):
+    if not total.min() >= _SMALLEST_SUM or not np.isfinite(total.max()):
         return None
     rows *= np.reciprocal(total, out=total)[:, None]
     return e

@@ -23,10 +23,11 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from fluxml.ad.core import Tracer, first_order, raw, untraced
+from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.ad.fitting import broadcast
 from fluxml.nnlib import windows as win
+from fluxml.nnlib.recurrent import _used
 
 __all__ = ["batchnorm", "groupnorm", "instancenorm", "layernorm", "normalise"]
 
@@ -174,11 +175,6 @@ def _vjp_blocks(gy, x, scale, mean, var, axes, eps, positions, blocks, bias_shap
         dx -= a * (s1 / n)
         out[0] = dx.reshape(x.shape)
     return [out[p] for p in positions]
-
-
-def _used(c):
-    """Is this cotangent or tangent of a statistic possibly nonzero?"""
-    return c is not None and (type(c) is Tracer or bool(np.any(c)))
 
 
 def _vjp_kernel(*args):
