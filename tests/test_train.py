@@ -212,6 +212,13 @@ def test_bad_arguments():
         fl.train(lambda m: 0.0, model, [], state, callbacks=[print])
     with pytest.raises(TypeError, match="loss must be a function"):
         fl.train(3, model, [], state)
+    with pytest.raises(TypeError, match=r"got the rule Descent.*Pass fl.setup\(Descent"):
+        fl.train(mse, model, [], fl.Descent())
+    x, y = _data(8)
+    with pytest.raises(TypeError, match=r"called as loss\(model, \*batch\), here with 3 "
+                                        r"arguments .* but <lambda>\(yhat, y\) cannot take"):
+        fl.train(lambda yhat, y: fl.mse(yhat, y), _model(), [(x, y)],
+                 fl.setup(fl.Descent(), _model()), progress=False)
 
 
 def test_data_that_cannot_serve_the_epochs_is_refused():

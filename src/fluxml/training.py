@@ -18,6 +18,7 @@ with an error naming the step and the parameter; the model is left as it was.
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import time
@@ -122,6 +123,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
             f"them. train iterates over data: pass batches, as fl.DataLoader(data, batchsize) "
             f"or a list [(x, y)] for the whole set as one batch")
+    from fluxml.optimise.base import Rule
+
+    if isinstance(state, Rule):
+        raise TypeError(f"train: state is the optimiser state from fl.setup(rule, model); got "
+                        f"the rule {state!r} itself. Pass fl.setup({state!r}, model)")
     if epochs > 1 and iter(data) is data:
         raise TypeError(
             f"train: data is a one-pass iterator ({type(data).__name__}), so epochs 2 to "
@@ -186,6 +192,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     from fluxml.optimise import update
 
     gradient_step = _gradient_step(loss, backend)
+    unchecked = True  # the loss's signature, checked against the first batch
     data, history, epochs = run.data, run.history, run.epochs
     for cb in callbacks:
         cb.on_train_begin(run)
@@ -203,6 +210,9 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
         steps = 0
         for batch in data:
             args = batch if isinstance(batch, tuple) else (batch,)
+            if unchecked:
+                _check_signature(loss, run.model, args)
+                unchecked = False
             for cb in callbacks:
                 cb.on_step_begin(run)
             count = _count(args)
@@ -256,6 +266,24 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _check_signature(loss, model, args) -> None:
+    """A clear error where ``loss`` cannot take ``(model, *batch)`` (PyTorch's and Keras's
+    ``loss(prediction, target)`` is the usual slip), before the first call."""
+    try:
+        sig = inspect.signature(loss)
+    except (TypeError, ValueError):  # a builtin or C function: its own error will do
+        return
+    try:
+        sig.bind(model, *args)
+    except TypeError as err:
+        name = getattr(loss, "__name__", type(loss).__name__)
+        raise TypeError(
+            f"train: loss is called as loss(model, *batch), here with {1 + len(args)} "
+            f"arguments (the model and a batch of {len(args)}), but {name}{sig} cannot take "
+            f"them ({err}). Write it as def loss(model, x, y): return fl.mse(model(x), y)"
+        ) from None
 
 
 def _count(args) -> int:

@@ -174,6 +174,21 @@ def test_clear_errors():
         fl.update(fl.setup(fl.ClipNorm(), model), model, {"w": np.full((2, 3), np.nan)})
 
 
+def test_common_mistakes_with_update_are_named():
+    model = Dense(3, 2)
+    state = fl.setup(fl.Adam(), model)
+    grads = fl.gradient(lambda m: np.sum(m(np.ones((4, 3)))), model)
+    with pytest.raises(TypeError, match=r"tuple of 1 where the model has Dense.*\[0\]"):
+        fl.update(state, model, grads)  # the tuple of fl.gradient, not its entry: no silent no-op
+    with pytest.raises(TypeError, match=r"got the rule Adam.*fl.setup\(Adam"):
+        fl.update(fl.Adam(), model, grads[0])
+    with pytest.raises(TypeError, match=r"is it the model\? The order is update\(state"):
+        fl.update(model, state, grads[0])
+    with pytest.raises(ValueError, match=r"state of model.weight holds arrays of shape \(2, 2\)"
+                                         r", the parameter has shape \(2, 3\)"):
+        fl.update(fl.setup(fl.Adam(), Dense(2, 2)), model, grads[0])
+
+
 def test_transposed_gradients():
     # gradients of x @ W.T come back as transposed views: the update must read them right
     W, W2 = np.arange(6.0).reshape(2, 3), np.arange(6.0).reshape(2, 3)

@@ -197,14 +197,34 @@ def update(state, model, grads):
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
     items = pending[0].values()
-    if len(items) > 1:
-        items = step_together(items)  # small arrays of one rule, in one go
-    items = step_split([(leaf, x, dx, _scratch(leaf, x, dx)) for leaf, x, dx in items])
-    for leaf, x, dx, buf in items:  # the rest, one array at a time on this thread
-        leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
-        if step is not None:
-            np.subtract(x, step, out=x)
+    try:
+        if len(items) > 1:
+            items = step_together(items)  # small arrays of one rule, in one go
+        items = step_split([(leaf, x, dx, _scratch(leaf, x, dx)) for leaf, x, dx in items])
+        for leaf, x, dx, buf in items:  # the rest, one array at a time on this thread
+            leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
+            if step is not None:
+                np.subtract(x, step, out=x)
+    except ValueError as err:  # NumPy's broadcast error: say which state does not fit
+        _refuse_misfit_state(pending, err)
+        raise
     return state, model
+
+
+def _refuse_misfit_state(pending, err):
+    """Raise a clear error where a Leaf's state holds arrays of another shape than its
+    parameter (a state set up for another model); checked only after a step failed."""
+    arrays, by_leaf = pending
+    for leaf, x, _ in arrays.values():
+        parts = leaf.state if isinstance(leaf.state, tuple) else (leaf.state,)
+        for part in parts:
+            shape = getattr(part, "shape", ())
+            if len(shape) and shape != x.shape:
+                raise ValueError(
+                    f"update: the optimiser state of {_where(by_leaf[id(leaf)][1])} holds "
+                    f"arrays of shape {shape}, the parameter has shape {x.shape}; was the "
+                    f"state set up for another model? Set it up for this one: "
+                    f"fl.setup(rule, model)") from err
 
 
 def _layout(a):
@@ -298,6 +318,11 @@ def _collect(state, model, grads, pending, path):
         return
     if type(state) is Node:
         in_dict = isinstance(grads, dict)
+        if not in_dict and isinstance(grads, (tuple, list)) and not hasattr(grads, "_fields"):
+            raise TypeError(
+                f"update: the gradient at {_where(path)} is a {type(grads).__name__} of "
+                f"{len(grads)} where the model has {state._typename}; fl.gradient returns one "
+                f"gradient per argument: pass fl.gradient(loss, model)[0]")
         for k in state._fields:
             g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
             _collect(getattr(state, k), getattr(model, k, None), g, pending, (path, "attr", k))
@@ -310,9 +335,15 @@ def _collect(state, model, grads, pending, path):
                              f"{len(state)}; was the state set up for this model?")
         for k, sub in enumerate(state):
             _collect(sub, model[k], _child(grads, k), pending, (path, "item", k))
+    elif isinstance(state, Rule) and not path:
+        raise TypeError(f"update: expected the optimiser state from fl.setup(rule, model); got "
+                        f"the rule {state!r} itself. Set up the state once, before training: "
+                        f"state = fl.setup({state!r}, model)")
     else:
+        hint = ("; is it the model? The order is update(state, model, grads)"
+                if callable(state) and not path else "")
         raise TypeError(f"update: unexpected {type(state).__name__} in the optimiser state at "
-                        f"{_where(path)}")
+                        f"{_where(path)}{hint}")
 
 
 # --- adjust, freeze, thaw ---------------------------------------------------------------------
