@@ -135,6 +135,11 @@ def test_non_scalar_output_suggests_jacobian():
         fl.gradient(lambda x: x * 2, np.ones(3))
 
 
+def test_jacobian_of_two_arguments_is_named():  # the second array landed on mode=
+    with pytest.raises(TypeError, match="jacobian takes one argument x .* got a ndarray"):
+        fl.jacobian(lambda x, y: x * y, np.ones(2), np.ones(2))
+
+
 @pytest.mark.parametrize("convert, name", [
     (float, "float"), (int, "int"), (bool, "bool"), (lambda t: t.item(), "item"),
     (lambda t: t.tolist(), "tolist"), (math.sin, "float"),

@@ -479,6 +479,11 @@ def jacobian(f: Callable, x, mode: str = "auto"):
     array([[2., 0.],
            [0., 4.]])
     """
+    if not isinstance(mode, str):  # jacobian(f, x, y): a second argument lands on mode
+        raise TypeError(f"jacobian takes one argument x (then mode='auto', 'fwd' or 'rev'); "
+                        f"got a {type(mode).__name__} as the third argument. For several "
+                        f"arguments, differentiate with respect to each in turn "
+                        f"(fl.jacobian(lambda x: f(x, y), x)) or pass them as one array")
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
     if np.iscomplexobj(raw(x)):
