@@ -80,8 +80,11 @@ class Dense(Module):
 
     def __call__(self, x):
         w = self.weight
-        if getattr(x, "shape", None) is None or x.shape[-1:] != w.shape[1:]:
-            self._refuse(np.shape(x))
+        if getattr(x, "shape", None) is None:
+            raise LayerError(f"{self._line()} expects an array (N, {w.shape[1]}); got a "
+                             f"{type(x).__name__}: convert it, np.asarray(x, np.float32)")
+        if x.shape[-1:] != w.shape[1:]:
+            self._refuse(x.shape)
         if x.dtype != w.dtype:
             x = match_dtype(self, x, w.dtype)
         y = affine(x, w, self.bias)
