@@ -11,7 +11,7 @@ import fluxml as fl
 INITS = [fl.init.glorot_uniform, fl.init.glorot_normal, fl.init.kaiming_uniform,
          fl.init.kaiming_normal, fl.init.truncated_normal, fl.init.orthogonal,
          partial(fl.init.sparse_init, sparsity=0.5), fl.init.identity_init, fl.init.zeros,
-         fl.init.ones]
+         fl.init.ones, fl.init.normal]
 
 
 @pytest.mark.parametrize("init", INITS, ids=lambda f: getattr(f, "__name__", "sparse_init"))
@@ -32,6 +32,7 @@ def test_scales_follow_the_fans():
     assert np.std(fl.init.glorot_normal(shape, rng)) == pytest.approx(math.sqrt(2 / 864), rel=0.05)
     assert np.std(fl.init.kaiming_normal(shape, rng)) == pytest.approx(math.sqrt(2 / 288), rel=0.05)
     assert np.abs(fl.init.kaiming_uniform(shape, rng)).max() <= math.sqrt(2) * math.sqrt(3 / 288)
+    assert np.std(fl.init.normal((100, 100), rng, std=0.1)) == pytest.approx(0.1, rel=0.05)
     t = fl.init.truncated_normal((10000,), rng, lo=-1.0, hi=0.5)
     assert t.min() >= -1.0 and t.max() <= 0.5
 
@@ -54,7 +55,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="orthogonal needs at least 2 dimensions"):
         fl.init.orthogonal((3,))
     with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
-        fl.init.glorot_uniform((2, 2), rng=3)
+        fl.init.glorot_uniform((2, 2), rng="3")
+    with pytest.raises(TypeError, match=r"shape as one tuple, glorot_uniform\(\(3, 4\)\)"):
+        fl.init.glorot_uniform(3, 4)  # Flux's way of giving the shape
     with pytest.raises(ValueError, match="non-negative ints"):
         fl.init.zeros((2, -1))
     with pytest.raises(ValueError, match="sparsity must be in"):

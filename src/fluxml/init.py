@@ -41,6 +41,11 @@ def default_rng() -> np.random.Generator:
 def _gen(rng) -> np.random.Generator:
     if rng is None:
         return _rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        raise TypeError(f"rng must be a numpy.random.Generator; got the int {rng}. An "
+                        f"initialiser takes its shape as one tuple, glorot_uniform((3, {rng})) "
+                        f"(Flux's glorot_uniform(3, {rng})); a seed goes in as "
+                        f"rng=np.random.default_rng({rng})")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
     return rng
@@ -72,6 +77,18 @@ def zeros(shape: Shape, rng=None, *, dtype=np.float32) -> np.ndarray:
 def ones(shape: Shape, rng=None, *, dtype=np.float32) -> np.ndarray:
     """All ones (the default scale of normalisation layers)."""
     return np.ones(_shape(shape), dtype)
+
+
+def normal(shape: Shape, rng=None, *, std: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Normal entries of mean 0 and standard deviation ``std`` (Flux's ``randn32``; the
+    default initialiser of ``Embedding``, as in Flux and PyTorch).
+
+    >>> import numpy as np, fluxml as fl
+    >>> w = fl.init.normal((100, 100), np.random.default_rng(0), std=0.1)
+    >>> w.dtype, round(float(w.std()), 2)
+    (dtype('float32'), 0.1)
+    """
+    return (std * _gen(rng).standard_normal(_shape(shape))).astype(dtype)
 
 
 def glorot_uniform(shape: Shape, rng=None, *, gain: float = 1.0, dtype=np.float32):

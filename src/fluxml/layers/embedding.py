@@ -19,10 +19,7 @@ from fluxml import nnlib
 from fluxml.ad.core import untraced
 from fluxml.layers.module import LayerError, Module
 
-
-def normal(shape, rng=None, *, dtype=np.float32):
-    """Standard normal entries (the default embedding initialiser, as Flux and PyTorch)."""
-    return initialisers._gen(rng).standard_normal(initialisers._shape(shape)).astype(dtype)
+normal = initialisers.normal  # the default initialiser, fl.init.normal
 
 
 def _gather(weight, idx):
@@ -50,7 +47,7 @@ def _in_vocabulary(idx, vocab, line):
 
 
 class Embedding(Module):
-    """``Embedding(vocab, dim; init=normal, rng=)``
+    """``Embedding(vocab, dim; init=fl.init.normal, rng=)``
 
     Maps integer indices of any shape ``S`` to vectors: output ``S + (dim,)``, row ``i`` of
     ``weight`` (shaped ``(vocab, dim)``) for index ``i``. The gradient of the weight is the
@@ -86,7 +83,7 @@ _REDUCTIONS = ("mean", "sum", "max")
 
 
 class EmbeddingBag(Embedding):
-    """``EmbeddingBag(vocab, dim, reduction="mean"; init=normal, rng=)``
+    """``EmbeddingBag(vocab, dim, reduction="mean"; init=fl.init.normal, rng=)``
 
     Embeds bags of indices and reduces each bag (``"mean"``, ``"sum"`` or ``"max"``) to one
     vector. Input: an integer matrix ``(N, L)`` (N bags of L indices), a list of N index
