@@ -148,6 +148,8 @@ def test_printing_nested_with_counts():
         in text
     assert "# Total: 5 trainable arrays, 23 parameters," in text
     assert "# plus 1 non-trainable, 2 parameters," in text
+    total, plus = text.splitlines()[-2:]
+    assert total.index("# Total") == plus.index("# plus")  # one column, as Flux prints them
 
 
 def test_printing_flags_nan_and_zero_weights():

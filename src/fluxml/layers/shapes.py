@@ -89,7 +89,9 @@ class Summary(str):
 
 def summary(model, input_shape, *, dtype=np.float32) -> Summary:
     """A table of every layer of ``model`` with its output shape and parameter count, for
-    input of ``input_shape`` (batch first); nested Chains are indented.
+    input of ``input_shape`` (batch first); nested Chains are indented, other models are one
+    row. It returns the text (shown at the prompt): ``print(fl.summary(...))`` in a script.
+    ``dtype`` is the input's (``dtype=np.int64`` for a model that starts with an Embedding).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.summary(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 3)), (32, 4))

@@ -115,6 +115,6 @@ def _total(model) -> str:
     head = " " * 19 + f"# Total: {len(train)} {'trainable ' if other else ''}arrays, "
     head += f"{sum(a.size for a in train):,} parameters,"
     if other:
-        head += (f"\n{' ' * 19}# plus {len(other)} non-trainable, "
+        head += (f"\n{' ' * 20}# plus {len(other)} non-trainable, "
                  f"{sum(a.size for a in other):,} parameters,")
     return f"{head} {nbytes:,} bytes."
