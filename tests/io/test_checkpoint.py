@@ -91,6 +91,10 @@ def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path):
         fl.load_checkpoint(path, other)
     with pytest.raises(LoadError, match="no saved state for the generator 'data'"):
         fl.load_checkpoint(path, other, Momentum(other), rngs={"data": np.random.default_rng()})
+    fl.save_checkpoint(path, model, fl.setup(fl.Adam(), model))
+    with pytest.raises(LoadError, match=r"rule\.beta\.0: in the state but not in the given "
+                                        r"optimiser state .*with the rule the checkpoint was"):
+        fl.load_checkpoint(path, other, fl.setup(fl.Descent(), other))  # another rule
     fl.save(tmp_path / "plain.safetensors", model)
     with pytest.raises(LoadError, match="not a fluxml checkpoint"):
         fl.load_checkpoint(tmp_path / "plain.safetensors", other)

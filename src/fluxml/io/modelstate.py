@@ -99,10 +99,15 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
     first mismatch."""
     target = leaves_with_paths(model)
     names = {p for p, _ in target}
+    into, hint = "the model", ""
+    if "optimiser" in what:  # load_checkpoint's second check
+        into = "the given optimiser state"
+        hint = ("; set it up with the rule the checkpoint was saved with, "
+                "fl.setup(rule, model)")
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
-                            f"{len(given)} entries, the model {len(target)})")
+                            f"{len(given)} entries, {into} {len(target)}){hint}")
         v = given[path]
         (shape, dtype), (vshape, vdtype) = _describe(x), _describe(v)
         if shape != vshape:
@@ -115,8 +120,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
                             f"be loaded in place")
     extra = [p for p in given if p not in names]
     if extra:
-        raise LoadError(f"{what}: {extra[0]}: in the state but not in the model"
-                        f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}")
+        raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
+                        f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}{hint}")
     return target
 
 
