@@ -261,3 +261,10 @@ def test_train_refuses_an_unknown_distributed_mode(mode):
     with pytest.raises(ValueError, match="distributed must be True, False or 'overlap'"):
         fl.train(lambda m, x: np.sum(m["w"] * x), model, [np.ones(2)],
                  fl.setup(fl.Descent(), model), distributed=mode, progress=False)
+
+
+def test_history_repr_counts_in_words():
+    h = fl.History()
+    h.add_step(0.5)
+    h.end_epoch(loss=0.5)
+    assert repr(h) == "History(1 step, 1 epoch, last loss 0.5)"

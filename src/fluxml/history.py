@@ -75,7 +75,8 @@ class History:
 
     def __repr__(self) -> str:
         last = f", last loss {self.losses[-1]:.4g}" if self.losses else ""
-        return f"History({self.step} steps, {self.epoch} epochs{last})"
+        steps = f"{self.step} step{'' if self.step == 1 else 's'}"
+        return f"History({steps}, {self.epoch} epoch{'' if self.epoch == 1 else 's'}{last})"
 
     def plot(self, path, metrics: list[str] | None = None, title: str | None = None):
         """Write a PNG of the training curves to ``path``: the step losses (and the epochs'
