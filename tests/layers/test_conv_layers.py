@@ -105,8 +105,11 @@ def test_conv_printing_and_errors():
     with pytest.raises(fl.LayerError, match=r"^Chain\[1\]: Conv\(\(3, 3\), 3 => 16\) expects "
                                             r"input \(N, 3, H, W\); got \(8, 1, 28, 28\)"):
         model(np.ones((8, 1, 28, 28), np.float32))
-    with pytest.raises(fl.LayerError, match=r"expects input \(N, 3, H, W\); got \(3, 28, 28\)"):
+    with pytest.raises(fl.LayerError, match=r"expects input \(N, 3, H, W\); got \(3, 28, 28\); "
+                                            r"one input without its batch axis\? x\[None\]"):
         c(np.ones((3, 28, 28), np.float32))
+    with pytest.raises(fl.LayerError, match=r"kernel of 2 sizes, such as \(3, 3\), for this"):
+        fl.Conv(3, 3, 16)(np.ones((2, 3, 8, 8), np.float32))  # an int kernel: a 1-d layer
     with pytest.raises(fl.LayerError, match=r"Conv\(\(5, 5\), 1 => 6\) needs a spatial size of "
                                             r"at least \(5, 5\) after padding"):
         fl.Conv((5, 5), 1, 6)(np.ones((1, 1, 4, 9), np.float32))

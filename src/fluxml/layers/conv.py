@@ -48,7 +48,13 @@ def check_input(layer, shape, channels, d):
     """Refuse an input of the wrong rank or channels, naming the layer."""
     if len(shape) != d + 2 or (channels is not None and shape[1] != channels):
         want = expected_input(channels if channels is not None else "C", d)
-        raise LayerError(f"{layer._line()} expects input {want}; got {tuple(shape)}")
+        hint = ""
+        if len(shape) == d + 1:
+            hint = "; one input without its batch axis? x[None] adds it"
+        elif d + 2 < len(shape) <= 5:  # Conv(3, ...) is 1-d, where PyTorch's Conv2d(.., 3) is not
+            hint = (f"; the kernel's length is the number of spatial dimensions: a kernel of "
+                    f"{len(shape) - 2} sizes, such as {(3,) * (len(shape) - 2)}, for this input")
+        raise LayerError(f"{layer._line()} expects input {want}; got {tuple(shape)}{hint}")
 
 
 def _options(layer, defaults) -> str:
