@@ -28,7 +28,14 @@ Shape = Sequence[int]
 
 
 def seed(n: int) -> None:
-    """Seed the generator that layers and initialisers use when not given ``rng=``."""
+    """Seed the generator that layers and initialisers use when not given ``rng=``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.seed(0); a = fl.Dense(2, 3)
+    >>> fl.seed(0); b = fl.Dense(2, 3)
+    >>> np.array_equal(a.weight, b.weight)
+    True
+    """
     global _rng
     _rng = np.random.default_rng(n)
 

@@ -38,7 +38,16 @@ def _tensors(tree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
 def save(path, model_or_state, metadata: dict[str, str] | None = None) -> None:
     """Save a model's state (or a state dict) to ``path`` in the safetensors format,
     atomically: a failure part-way leaves any earlier file as it was. ``metadata`` adds
-    string entries to the file's ``__metadata__``."""
+    string entries to the file's ``__metadata__``.
+
+    >>> import os, tempfile, numpy as np, fluxml as fl
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> model = fl.Chain(fl.Dense(2, 3, fl.relu), fl.Dense(3, 1))
+    >>> fl.save(path, model)
+    >>> same = fl.loadmodel(fl.Chain(fl.Dense(2, 3, fl.relu), fl.Dense(3, 1)), fl.load(path))
+    >>> np.array_equal(same.layers[1].weight, model.layers[1].weight)
+    True
+    """
     tensors, keys = _tensors(model_or_state)
     meta = {"format": "np", KEYS: json.dumps(keys), **(metadata or {})}
     safetensors.write(path, tensors, meta)
@@ -73,7 +82,15 @@ def _keys(meta: dict, where) -> dict | None:
 def load(path) -> dict[str, Any]:
     """The nested state dict saved in ``path`` (load it into a model with
     ``fl.loadmodel(model, fl.load(path))``). A truncated or corrupted file raises
-    ``FileFormatError`` and returns nothing."""
+    ``FileFormatError`` and returns nothing.
+
+    >>> import os, tempfile, fluxml as fl
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> fl.save(path, fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1)))
+    >>> state = fl.load(path)
+    >>> state["layers"]["0"]["weight"].shape
+    (3, 2)
+    """
     tensors, meta = safetensors.read(path)
     return _nest(tensors, _keys(meta, path))
 

@@ -83,6 +83,20 @@ class Module:
     saving and device moves keep them. Layers with a train/test difference (Dropout,
     normalisation) have an ``active`` field: ``None`` (automatic: training inside a
     gradient), ``True`` or ``False`` (set by :func:`trainmode` / :func:`testmode`).
+
+    A plain class (no base) is a model too: gradients, optimisers, saving, ``trainmode``
+    and ``Chain`` take it alike. ``Module`` adds Flux's printing (with parameter counts)
+    and ``fl._`` for sizes that ``fl.autosize`` infers.
+
+    >>> import numpy as np, fluxml as fl
+    >>> class Affine(fl.Module):
+    ...     def __init__(self, n_in, n_out):
+    ...         self.weight = fl.init.glorot_uniform((n_out, n_in))
+    ...         self.bias = np.zeros(n_out, np.float32)
+    ...     def __call__(self, x):
+    ...         return x @ self.weight.T + self.bias
+    >>> Affine(2, 3)
+    Affine(weight=float32[3, 2], bias=float32[3])  # 9 parameters
     """
 
     nontrainable: ClassVar[tuple[str, ...]] = ()

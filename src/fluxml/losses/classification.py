@@ -54,7 +54,13 @@ def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     """Cross-entropy of predicted probabilities ``yhat`` (a softmax output) against targets:
     ``agg(-sum(y log(yhat + eps), axis))``; integer labels pick ``-log(yhat[label] + eps)``.
     Prefer ``logitcrossentropy`` on logits: it is exact where this needs ``eps``. PyTorch:
-    ``nll_loss(log(yhat))``."""
+    ``nll_loss(log(yhat))``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> p = fl.softmax(np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]]))
+    >>> round(float(fl.crossentropy(p, np.array([0, 1]))), 4)
+    0.1324
+    """
     eps = default_eps(yhat, eps)
     if is_labels(y):
         return aggregate(-np.log(pick("crossentropy", yhat, y, axis) + eps), agg)
@@ -64,7 +70,17 @@ def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
 
 def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
     """Cross-entropy of logits: ``crossentropy(softmax(yhat), y)`` computed as ``agg(-sum(y
-    logsoftmax(yhat), axis))``, without overflow. PyTorch: ``cross_entropy``."""
+    logsoftmax(yhat), axis))``, without overflow. PyTorch: ``cross_entropy``. ``y`` is
+    integer labels (shaped as ``yhat`` without its class axis) or targets shaped as ``yhat``
+    (one-hot ``(N, classes)``, batch first: Flux's ``(classes, N)`` is transposed here).
+
+    >>> import numpy as np, fluxml as fl
+    >>> logits = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
+    >>> round(float(fl.logitcrossentropy(logits, np.array([0, 1]))), 4)
+    0.1324
+    >>> round(float(fl.logitcrossentropy(logits, fl.onehotbatch([0, 1], range(3)))), 4)
+    0.1324
+    """
     logp = logsoftmax(yhat, axis)
     if is_labels(y):
         return aggregate(-pick("logitcrossentropy", logp, y, axis), agg)

@@ -24,7 +24,16 @@ def mae(yhat, y, *, agg: Agg = "mean"):
 
 
 def mse(yhat, y, *, agg: Agg = "mean"):
-    """Mean squared error: ``agg((yhat - y)**2)``. PyTorch: ``mse_loss``."""
+    """Mean squared error: ``agg((yhat - y)**2)``. PyTorch: ``mse_loss``. ``yhat`` and ``y``
+    must have the same shape (a ``(N, 1)`` prediction against ``(N,)`` targets is refused,
+    not broadcast to ``(N, N)``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> float(fl.mse(np.array([1.0, 2.0]), np.array([1.0, 4.0])))
+    2.0
+    >>> float(fl.mse(np.array([1.0, 2.0]), np.array([1.0, 4.0]), agg="sum"))
+    4.0
+    """
     y = target("mse", yhat, y)
     return aggregate(np.square(yhat - y), agg)
 

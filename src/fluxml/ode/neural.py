@@ -38,7 +38,17 @@ class NeuralODE(Module):
     returns ``u(t1)`` (shaped like ``x``, a batch ``(N, features)`` as the model takes it),
     or, when ``saveat`` is given, the states at those times stacked along a new first axis
     ``(len(saveat), N, features)``. ``node.solve(x)`` returns the whole
-    :class:`~fluxml.ode.Solution`.
+    :class:`~fluxml.ode.Solution`. ``fl.ode.solve``'s default sensitivity is ``Direct()``;
+    this layer's is the continuous adjoint, as DiffEqFlux's.
+
+    >>> import numpy as np, fluxml as fl
+    >>> node = fl.NeuralODE(fl.Dense(2, 2, np.tanh), (0.0, 1.0), saveat=[0.5, 1.0])
+    >>> x = np.ones((4, 2), np.float32)
+    >>> node(x).shape
+    (2, 4, 2)
+    >>> (g,) = fl.gradient(lambda n: np.sum(n(x)), node)
+    >>> g.model.weight.shape
+    (2, 2)
     """
 
     def __init__(self, model, tspan, solver=None, saveat=None, sensealg=None,

@@ -92,7 +92,15 @@ class _AdamLike(Rule):
 class Adam(_AdamLike):
     """Adam: ``m = b1 m + (1-b1) dx``, ``v = b2 v + (1-b2) dx**2``, ``x -= eta mhat /
     (sqrt(vhat) + epsilon)`` with bias-corrected ``mhat, vhat``. PyTorch: ``Adam(lr=eta,
-    betas=beta, eps=epsilon)``, the same steps."""
+    betas=beta, eps=epsilon)``, the same steps.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.Adam(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # the first step moves each entry by eta against its gradient's sign
+    array([ 0.9, -1.9])
+    """
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)

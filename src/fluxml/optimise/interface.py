@@ -193,7 +193,17 @@ def update(state, model, grads):
     Returns ``(state, model)``, the same objects, updated. Small arrays of one rule are
     stepped together (``foreach.py``); arrays of half a million entries or more are stepped
     in parts on as many threads as NumPy's BLAS may use (``split.py``), with the same
-    numbers."""
+    numbers.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = fl.Dense(2, 1, init=fl.init.zeros)
+    >>> state = fl.setup(fl.Descent(0.1), model)
+    >>> x, y = np.ones((4, 2), np.float32), np.ones((4, 1), np.float32)
+    >>> grads = fl.gradient(lambda m: fl.mse(m(x), y), model)[0]  # [0]: the model's entry
+    >>> state, model = fl.update(state, model, grads)
+    >>> model.bias  # 0 - 0.1 * mean(2 * (0 - 1))
+    array([0.2], dtype=float32)
+    """
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
     items = pending[0].values()
