@@ -210,6 +210,27 @@ def test_python_if_on_a_traced_value_names_the_line():
         fl.compile(lambda x: float(np.sum(x)))(np.ones(2))
 
 
+def test_writes_into_arrays_that_are_not_arguments_are_named():
+    buf = np.zeros(3)
+
+    def fill(x):
+        buf[0] = np.sum(x)  # a global buffer: NumPy's own error said "a sequence"
+        return buf * 2
+
+    with pytest.raises(fl.CompileError, match=r"written into a plain NumPy array .*"
+                                              r"test_compile.py, line \d+\), whose value"):
+        fl.compile(fill)(np.ones(3))
+    model = fl.Dense(2, 1)
+    opt = fl.setup(fl.Descent(), model)
+
+    def step(x):  # the model and its state read from the enclosing scope
+        fl.update(opt, model, fl.gradient(lambda m: np.sum(m(x)), model)[0])
+
+    with pytest.raises(fl.DifferentiationError, match=r"inside fl.compile, arrays the function "
+                                                      r"writes in place .* must be arguments"):
+        fl.compile(step)(np.ones((4, 2), np.float32))
+
+
 def test_value_dependent_shapes_are_refused():
     with pytest.raises(fl.CompileError, match="nonzero.*fixed shapes"):
         fl.compile(lambda x: np.nonzero(x > 0))(np.ones(2))

@@ -30,12 +30,29 @@ def converted(library: str | None) -> str:
         "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
 
 
-def written_into_plain(where: str) -> str:
-    """``buf[i] = tracer`` with ``buf`` a plain NumPy array."""
+def in_compile() -> str:
+    """The first fix to offer for a write into a plain array inside ``fl.compile``: there the
+    usual cause is a model or optimiser state read from a global, not passed in."""
+    # lazy: core imports this module
+    from fluxml.ad.core import COMPILING, compiling
+
+    if not COMPILING or compiling() is None:
+        return ""
+    return ("  - inside fl.compile, arrays the function writes in place (a model's, an "
+            "optimiser state's) must be arguments of the compiled function, as in "
+            "step(model, opt, x, y): globals and closed-over arrays are constants of the "
+            "program;\n")
+
+
+def written_into_plain(where: str, compiled: bool = False) -> str:
+    """``buf[i] = tracer`` with ``buf`` a plain NumPy array (``compiled``: the value is
+    traced by ``fl.compile`` only, not differentiated)."""
+    why = ("whose value is known only when the compiled program runs" if compiled else
+           "which would cut its gradient")
     return (
         f"a traced value was written into a plain NumPy array (`buf[i] = x`, at {where}), "
-        "which would cut its gradient.\n"
-        "Possible fixes:\n"
+        f"{why}.\n"
+        "Possible fixes:\n" + in_compile() +
         "  - allocate the buffer from a traced value: `buf = np.zeros_like(x)` or "
         "`np.zeros(shape, like=x)`, then `buf[i] = ...` is recorded;\n"
         "  - if `buf` is a copy of a constant array (`u = u0.copy()`), make it a traced copy: "

@@ -149,10 +149,12 @@ def _refuses(what, convert=None):
                 # `buf[i] = x` into a plain NumPy array: NumPy replaces any error raised here
                 # by its own "setting an array element with a sequence". So the value is
                 # stored, and the transform raises this error when the function returns.
+                value = raw(self)  # inside fl.compile, an IR tracer: no value to store yet
                 if self._trace.refused is None:
                     self._trace.refused = errors.written_into_plain(
-                        f"{frame.f_code.co_filename}, line {frame.f_lineno}")
-                return convert(raw(self))
+                        f"{frame.f_code.co_filename}, line {frame.f_lineno}",
+                        compiled=value is self)
+                return convert(0 if type(value) is Tracer else value)
         bottom = raw(self)  # a compiled program's IR tracer says why in its own words
         if type(bottom) is Tracer:
             raise bottom._trace.concrete(what)

@@ -18,6 +18,7 @@ import weakref
 
 import numpy as np
 
+from fluxml.ad import errors
 from fluxml.ad.core import DifferentiationError, Tracer, bind, raw
 from fluxml.ad.rules import indexing
 
@@ -250,7 +251,7 @@ def assign_out(target, result, what):
             raise DifferentiationError(
                 f"{what}(..., out=buf): `buf` is a plain NumPy array, but the result is traced; "
                 "writing it there would cut its gradient (`buf += traced` lands here too).\n"
-                "Possible fixes:\n"
+                "Possible fixes:\n" + errors.in_compile() +
                 "  - allocate the buffer from a traced value: `buf = np.zeros_like(x)`;\n"
                 "  - if `buf` is a copy of a constant array (`u = u0.copy()`), make it a traced "
                 "copy instead: `u = np.array(u0, like=x)` (x any traced value), or pass `u0` "

@@ -90,6 +90,8 @@ def trace(fn, args, leaves, spec, numbers=None):
             out = fn(*targs)
         finally:
             tr.closed = LEAKED
+    if tr.refused is not None:  # `buf[i] = x` into a plain array, which NumPy's error hid
+        raise CompileError(f"fl.compile: {tr.refused}")
     writes = _writes(tr, targs, spec, leaves, positions, in_vars, numbers)
     _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
