@@ -154,6 +154,8 @@ def test_summary_lists_shapes_and_counts():
     assert "  Dense(4 => 8, tanh)           (16, 8)                     40" in text
     assert "    sin                         (16, 8)                      0" in text
     assert text.splitlines()[-1] == "Total: 121 trainable parameters, 0 non-trainable."
+    with pytest.raises(fl.LayerError, match=r"^Chain\[1\] > Chain\[0\]: Dense\(8 => 8\) "):
+        fl.summary(fl.Chain(np.tanh, m.layers[1]), (16, 5))  # located as the forward pass does
 
 
 def test_autosize_builds_placeholder_layers():

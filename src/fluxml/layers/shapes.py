@@ -29,7 +29,7 @@ import numpy as np
 
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import SkipConnection
-from fluxml.layers.module import Lazy, Module, count_parameters
+from fluxml.layers.module import LayerError, Lazy, Module, count_parameters
 from fluxml.layers.show import line_of, show_children
 from fluxml.tree import flatten, unflatten
 
@@ -125,8 +125,11 @@ def _rows(layer, shape, indent, rows, dtype):
     if isinstance(layer, Chain):
         rows.append((indent + "Chain(", "", ""))
         out = shape
-        for _, child in layer._items():
-            out = _rows(child, out, indent + "  ", rows, dtype)
+        for key, child in layer._items():
+            try:
+                out = _rows(child, out, indent + "  ", rows, dtype)
+            except LayerError as err:  # Chain[1]: ..., as the forward pass names it
+                raise err.located("Chain", key) from None
         rows.append((indent + ")", str(out), _count(layer)))
         return out
     out = output_shape(layer, shape, dtype)
