@@ -178,6 +178,15 @@ def test_integer_labels_equal_onehot_targets(loss, yhat):
         loss(yhat, LABELS + 1)
     with pytest.raises(ValueError, match=rf"{loss.__name__}: integer labels must have"):
         loss(yhat, LABELS[:-1])
+    with pytest.raises(ValueError, match=r"class labels must be integers: y.astype\(int\)"):
+        loss(yhat, LABELS.astype(float))  # labels read as floats
+
+
+def test_shape_mismatch_says_the_likely_slip():
+    with pytest.raises(ValueError, match=r"\(5, 1\) and the target \(5,\).*axis of length 1"):
+        fl.mse(np.zeros((5, 1)), np.zeros(5))
+    with pytest.raises(ValueError, match=r"transposed\? fluxml is batch first"):
+        fl.logitcrossentropy(np.zeros((3, 10)), np.zeros((10, 3)))  # Flux's (classes, N)
 
 
 def test_logit_forms_never_overflow():

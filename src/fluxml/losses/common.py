@@ -45,8 +45,24 @@ def target(name, yhat, y):
         y = y.astype(dtype)
     if _shape(yhat) != _shape(y):
         raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
-                         f"{np.shape(y)}; they must match")
+                         f"{np.shape(y)}; they must match{_hint(name, _shape(yhat), _shape(y))}")
     return y
+
+
+_TAKE_LABELS = ("crossentropy", "logitcrossentropy", "focal_loss")
+
+
+def _hint(name, shape, yshape) -> str:
+    """What probably went wrong where a target's shape differs from the prediction's."""
+    if name in _TAKE_LABELS and yshape == shape[:-1]:
+        return (" (class labels must be integers: y.astype(int); one-hot targets have the "
+                "prediction's shape)")
+    if shape == yshape + (1,) or yshape == shape + (1,):
+        return (" (an axis of length 1 on one side: reshape one, as y.reshape(yhat.shape); "
+                "losses do not broadcast, which would compare every pair)")
+    if len(shape) == 2 and yshape == shape[::-1]:
+        return " (transposed? fluxml is batch first: (N, features), where Flux has (features, N))"
+    return ""
 
 
 def _shape(x) -> tuple:
