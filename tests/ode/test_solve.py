@@ -142,6 +142,11 @@ def test_failures_name_the_time_reached_and_what_to_try():
         fl.ode.solve(lambda t, u, p: u[:1], np.ones(2), (0.0, 1.0))
     with pytest.raises(ValueError, match="saveat must be times inside tspan"):
         fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[2.0])
+    # other libraries' argument orders would solve another equation, silently
+    with pytest.raises(TypeError, match=r"arguments are \(u, p, t\), but solve calls f\(t, u"):
+        fl.ode.solve(lambda u, p, t: -p * u, np.ones(2), (0.0, 1.0), 0.5)  # DiffEq.jl's
+    with pytest.raises(TypeError, match=r"write it as def f\(t, y, p\)"):
+        fl.ode.solve(lambda y, t: -y, np.ones(2), (0.0, 1.0))  # scipy's odeint
 
 
 def test_tableaux_are_validated():

@@ -101,6 +101,23 @@ def _refuse_compiled(leaves):
             x = x._val
 
 
+def _refuse_other_orders(f) -> None:
+    """``f(u, p, t)`` (DifferentialEquations.jl's order) or ``f(y, t)`` (scipy's ``odeint``)
+    would be called here as ``f(t, u, p)`` and solve another equation, with no error: the
+    names of ``f``'s first arguments give such a slip away."""
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return
+    names = code.co_varnames[:code.co_argcount]
+    if hasattr(f, "__func__"):
+        names = names[1:]  # a bound method's self
+    if len(names) >= 2 and names[0] in ("u", "y", "x") and "t" in names[1:3]:
+        raise TypeError(f"solve: f's arguments are ({', '.join(names)}), but solve calls "
+                        f"f(t, u, p), time first as SciPy's solve_ivp and torchdiffeq (not "
+                        f"DifferentialEquations.jl's f(u, p, t) or odeint's f(y, t)); write it "
+                        f"as def f(t, {names[0]}, p)")
+
+
 def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver=None,
           saveat=None, dt: float | None = None, rtol: float = 1e-6, atol: float = 1e-9,
           max_steps: int = 100_000, sensealg=None,
@@ -121,6 +138,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     equation backwards. The default, ``Direct()``, works for every ``f``, including ones that
     close over traced values (which an adjoint refuses with an error).
     """
+    _refuse_other_orders(f)
     solver = Tsit5() if solver is None else solver
     t0, t1, save = _times(tspan, saveat)
     u0 = _state(u0)
