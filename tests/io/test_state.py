@@ -80,7 +80,10 @@ def _snapshot(model):
 
 @pytest.mark.parametrize("change, message", [
     (lambda s: s["layers"]["2"].update(weight=np.zeros((10, 2), np.float32)),
-     r"loadmodel: layers\.2\.weight: expected \(2, 10\), got \(10, 2\)$"),
+     r"loadmodel: layers\.2\.weight: expected \(2, 10\), got \(10, 2\); transposed\? "
+     r"weights here are \(out, in\)"),
+    (lambda s: s["layers"]["2"].update(weight=np.zeros((2, 9), np.float32)),
+     r"loadmodel: layers\.2\.weight: expected \(2, 10\), got \(2, 9\)$"),
     (lambda s: s["layers"]["2"].update(bias=np.zeros(2)),
      r"layers\.2\.bias: expected dtype float32, got float64"),
     (lambda s: s["layers"]["2"].pop("bias"), r"layers\.2\.bias: missing from the state"),

@@ -88,6 +88,7 @@ def test_dense_shapes_and_options():
      r"Dense\(3 => 2\) expects inputs of shape \(N, 3\); got \(2, 5\)"),
     (np.ones((2, 3), np.int64), "expects floating-point input; got int64"),
     ([1.0, 2.0, 3.0], r"expects an array \(N, 3\); got a list: convert it"),
+    (np.ones((2, 2), np.float32), r"got \(2, 2\); the sizes the other way round\? .*Dense\(2, 3\)"),
 ])
 def test_dense_bad_input(bad, message):
     with pytest.raises(fl.LayerError, match=message):

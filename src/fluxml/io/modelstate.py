@@ -111,7 +111,10 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         v = given[path]
         (shape, dtype), (vshape, vdtype) = _describe(x), _describe(v)
         if shape != vshape:
-            raise LoadError(f"{what}: {path}: expected {shape}, got {vshape}")
+            hint = ("; transposed? weights here are (out, in) as PyTorch's and Flux's, where "
+                    "Keras and JAX store (in, out)" if len(shape) == 2 and shape == vshape[::-1]
+                    else "")
+            raise LoadError(f"{what}: {path}: expected {shape}, got {vshape}{hint}")
         if dtype != vdtype:
             raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; convert "
                             f"the state or the model first (e.g. fl.f32(model))")
@@ -144,7 +147,7 @@ def loadmodel(model, state, *, what: str = "loadmodel"):
     ...                               "bias": np.zeros(3, np.float32)})
     Traceback (most recent call last):
     ...
-    fluxml.io.modelstate.LoadError: loadmodel: weight: expected (3, 2), got (2, 3)
+    fluxml.io.modelstate.LoadError: loadmodel: weight: expected (3, 2), got (2, 3); transposed? ...
     """
     flat = _as_flat(state)
     check(model, flat, what)

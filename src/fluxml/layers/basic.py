@@ -75,8 +75,13 @@ class Dense(Module):
         return tuple(shape[:-1]) + (self.weight.shape[0],)
 
     def _refuse(self, shape):
-        raise LayerError(f"{self._line()} expects inputs of shape (N, {self.weight.shape[1]}); "
-                         f"got {tuple(shape)}")
+        out, inp = self.weight.shape
+        hint = ""
+        if len(shape) and shape[-1] == out != inp:
+            hint = (f"; the sizes the other way round? Dense(in, out) takes the input size "
+                    f"first, as Flux's Dense(in => out): Dense({out}, {inp})")
+        raise LayerError(f"{self._line()} expects inputs of shape (N, {inp}); "
+                         f"got {tuple(shape)}{hint}")
 
     def __call__(self, x):
         w = self.weight
