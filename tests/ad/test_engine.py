@@ -135,6 +135,12 @@ def test_non_scalar_output_suggests_jacobian():
         fl.gradient(lambda x: x * 2, np.ones(3))
 
 
+def test_gradient_without_arguments_is_not_jax_grad():
+    with pytest.raises(TypeError, match=r"gradient at args .* not a function \(jax.grad"):
+        fl.gradient(lambda x: np.sum(x ** 2))
+    assert fl.gradient(lambda: 3.0) == ()  # a function of nothing: the empty gradient
+
+
 def test_jacobian_of_two_arguments_is_named():  # the second array landed on mode=
     with pytest.raises(TypeError, match="jacobian takes one argument x .* got a ndarray"):
         fl.jacobian(lambda x, y: x * y, np.ones(2), np.ones(2))

@@ -214,11 +214,30 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False,
         resume_gc()
 
 
+def _refuse_no_arguments(f):
+    """``fl.gradient(f)`` as ``jax.grad(f)``, for a function that needs arguments: say that
+    the gradient is taken at given arguments (a function of none has the empty gradient)."""
+    # lazy: only on this error path
+    import inspect
+
+    try:
+        inspect.signature(f).bind()
+    except TypeError:
+        raise TypeError(f"gradient(f, *args) is the gradient at args (Flux's gradient(f, x)), "
+                        f"not a function (jax.grad(f)), and got no args for "
+                        f"{getattr(f, '__name__', 'f')}: write fl.gradient(f, x), or "
+                        f"lambda x: fl.gradient(f, x)[0] for a function") from None
+    except ValueError:  # no signature to read (a builtin): let the call say what it says
+        pass
+
+
 def _withgradient(f, args, zeros_for_none, holomorphic=False, on_final=None):
     return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic, on_final)
 
 
 def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
+    if not args:
+        _refuse_no_arguments(f)
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
     if on_final is not None and any(type(x) is Tracer and _recorded(x) for x in leaves):
         raise DifferentiationError(ON_FINAL_COMPILED)

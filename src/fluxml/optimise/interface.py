@@ -329,10 +329,12 @@ def _collect(state, model, grads, pending, path):
     if type(state) is Node:
         in_dict = isinstance(grads, dict)
         if not in_dict and isinstance(grads, (tuple, list)) and not hasattr(grads, "_fields"):
+            hint = ("fl.gradient returns one gradient per argument: pass "
+                    "fl.gradient(loss, model)[0]" if not path else
+                    "was the gradient taken of this model?")
             raise TypeError(
                 f"update: the gradient at {_where(path)} is a {type(grads).__name__} of "
-                f"{len(grads)} where the model has {state._typename}; fl.gradient returns one "
-                f"gradient per argument: pass fl.gradient(loss, model)[0]")
+                f"{len(grads)} where the model has {state._typename}; {hint}")
         for k in state._fields:
             g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
             _collect(getattr(state, k), getattr(model, k, None), g, pending, (path, "attr", k))
