@@ -144,6 +144,10 @@ def test_gradient_without_arguments_is_not_jax_grad():
 def test_jacobian_of_two_arguments_is_named():  # the second array landed on mode=
     with pytest.raises(TypeError, match="jacobian takes one argument x .* got a ndarray"):
         fl.jacobian(lambda x, y: x * y, np.ones(2), np.ones(2))
+    with pytest.raises(TypeError, match=r"jacobian takes one array x .* got dict"):
+        fl.jacobian(lambda d: d["a"] * 2, {"a": np.ones(2)})  # was "jvp: 2 primal leaves ..."
+    with pytest.raises(TypeError, match=r"hessian takes one array x .* got Dense"):
+        fl.hessian(lambda m: np.sum(m.weight ** 3), fl.Dense(2, 2))
 
 
 @pytest.mark.parametrize("convert, name", [

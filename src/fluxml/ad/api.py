@@ -505,6 +505,7 @@ def jacobian(f: Callable, x, mode: str = "auto"):
                         f"(fl.jacobian(lambda x: f(x, y), x)) or pass them as one array")
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
+    _refuse_tree("jacobian", x)
     if np.iscomplexobj(raw(x)):
         raise DifferentiationError(
             "jacobian of a complex argument is not supported (forward and reverse mode mean "
@@ -552,8 +553,19 @@ def hessian(f: Callable, x):
     array([[4., 2.],
            [2., 0.]])
     """
+    _refuse_tree("hessian", x)
     grad = lambda x: gradient(f, x, zeros_for_none=True)[0]
     return jacobian(grad, x, mode="fwd")
+
+
+def _refuse_tree(name, x):
+    """The full matrices are of one array: a model, list or dict gets an error saying so (a
+    tree's leaves would otherwise meet a single tangent, deep inside)."""
+    if not is_array_leaf(x) and type(x) is not Tracer:
+        raise TypeError(f"{name} takes one array x (or a number); got {type(x).__name__}. For a "
+                        f"model or another tree of arrays, take it with respect to one array "
+                        f"(fl.{name}(lambda w: f(..w..), model.weight)), or use fl.pullback "
+                        f"and fl.jvp, which take trees")
 
 
 def stop_gradient(x):
