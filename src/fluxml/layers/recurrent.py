@@ -282,7 +282,7 @@ class GRU(_Recurrent):
     A :class:`GRUCell` over a sequence ``(N, T, in)``: every step's ``h`` ``(N, T, hidden)``.
 
     >>> import numpy as np, fluxml as fl
-    >>> fl.GRU(3, 4)(np.zeros((5, 3), np.float32)).shape
+    >>> fl.GRU(3, 4)(np.zeros((5, 3), np.float32)).shape  # one sequence (T, in), no batch
     (5, 4)
     """
 
