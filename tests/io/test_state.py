@@ -105,6 +105,17 @@ def test_mismatch_names_the_path_and_writes_nothing(change, message):
         assert np.array_equal(a, b)  # the early layers were not written either
 
 
+def test_a_state_with_a_prefix_more_or_less_says_how_to_nest_it():
+    model = fl.Chain(fl.Dense(2, 3), fl.relu, fl.Dense(3, 1))
+    sequential = fl.state(model)["layers"]  # PyTorch's nn.Sequential names: 0.weight ...
+    with pytest.raises(LoadError, match=r"lack the model's prefix 'layers\.': pass "
+                                        r"\{'layers': state\}"):
+        fl.loadmodel(model, sequential)
+    with pytest.raises(LoadError, match=r"carry a prefix 'module\.' .*: pass state\['module'\]"):
+        fl.loadmodel(model, {"module": fl.state(model)})  # as DataParallel saves it
+    fl.loadmodel(model, {"layers": sequential})
+
+
 def test_loadmodel_bad_arguments():
     with pytest.raises(TypeError, match="expected a state"):
         fl.loadmodel(_model(), [np.zeros(2)])

@@ -107,7 +107,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
-                            f"{len(given)} entries, {into} {len(target)}){hint}")
+                            f"{len(given)} entries, {into} {len(target)})"
+                            f"{_prefix_hint(path, given, names) or hint}")
         v = given[path]
         (shape, dtype), (vshape, vdtype) = _describe(x), _describe(v)
         if shape != vshape:
@@ -126,6 +127,28 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
                         f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}{hint}")
     return target
+
+
+def _prefix_hint(path: str, given: dict, names: set) -> str:
+    """Where the state's names are the model's with a prefix more or less (PyTorch's
+    ``nn.Sequential`` saves ``0.weight`` for a Chain's ``layers.0.weight``; DataParallel
+    ``module.0.weight``), say how to nest or unnest it."""
+    for k in given:
+        if path.endswith("." + k):  # the state lacks the model's prefix
+            prefix = path[:-len(k)]
+            if {prefix + g for g in given} == names:
+                nested = "state"
+                for part in reversed(prefix.rstrip(".").split(".")):
+                    nested = f"{{{part!r}: {nested}}}"
+                return f"; the state's names lack the model's prefix {prefix!r}: pass {nested}"
+        if k.endswith("." + path):  # the state has a prefix the model lacks
+            prefix = k[:-len(path)]
+            if all(g.startswith(prefix) for g in given) and \
+                    {g[len(prefix):] for g in given} == names:
+                inner = "".join(f"[{part!r}]" for part in prefix.rstrip(".").split("."))
+                return (f"; the state's names carry a prefix {prefix!r} the model's lack: "
+                        f"pass state{inner}")
+    return ""
 
 
 def _as_flat(state) -> dict[str, Any]:
