@@ -210,6 +210,8 @@ def test_bad_arguments():
         fl.train(lambda m: 0.0, model, [], state, epochs=-1)
     with pytest.raises(TypeError, match="callbacks must be fl.Callback objects"):
         fl.train(lambda m: 0.0, model, [], state, callbacks=[print])
+    with pytest.raises(TypeError, match=r"a schedule goes in as fl.LRSchedule\(schedule\)"):
+        fl.train(lambda m: 0.0, model, [], state, callbacks=[fl.ExpDecay(0.1)])
     with pytest.raises(TypeError, match="loss must be a function"):
         fl.train(3, model, [], state)
     with pytest.raises(TypeError, match=r"got the rule Descent.*Pass fl.setup\(Descent"):

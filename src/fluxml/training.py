@@ -117,7 +117,9 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
-            raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}")
+            hint = ("; a schedule goes in as fl.LRSchedule(schedule)"
+                    if type(cb).__module__ == "fluxml.optimise.schedules" else "")
+            raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}{hint}")
     if isinstance(data, tuple) and data and all(hasattr(d, "shape") for d in data):
         raise TypeError(
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
