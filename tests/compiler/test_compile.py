@@ -3,6 +3,7 @@ re-trace when the signature changes, and refuse what they cannot compile, saying
 
 import copy
 import dataclasses
+import re
 import warnings
 
 import numpy as np
@@ -240,6 +241,18 @@ def test_a_leaked_tracer_is_refused():
     fl.compile(f)(np.ones(2))
     with pytest.raises((fl.CompileError, fl.DifferentiationError), match="after the compiled"):
         np.sin(kept[0])
+
+
+def test_a_traced_value_prints_and_np_asarray_is_refused_as_a_conversion():
+    """``print(x)`` inside (and a leaked tracer's repr) shows the abstract value (it
+    recursed without end); ``np.asarray(x)`` of a traced float array is a CompileError
+    naming the line, not the gradient engine's DifferentiationError."""
+    shown = []
+    fl.compile(lambda x: shown.append(repr(x)) or x)(np.ones(2))
+    assert len(shown) == 1 and re.fullmatch(r"Tracer<IR:\d+>\(Abstract\(v1:f64\[2\]\)\)",
+                                            shown[0]), shown
+    with pytest.raises(fl.CompileError, match=r"converting a traced array.*line \d+"):
+        fl.compile(lambda x: np.asarray(x) + 1)(np.ones(2))
 
 
 def test_closed_over_arrays_are_captured_at_trace_time():

@@ -384,7 +384,8 @@ class Tracer:
 
     def __repr__(self):
         kind = type(self._trace).__name__.removesuffix("Trace")  # Reverse, Forward ...
-        return f"Tracer<{kind}:{self._trace.level}>({raw(self)!r})"
+        value = raw(self)  # (fl.compile's tracer is its own raw value: show what it holds)
+        return f"Tracer<{kind}:{self._trace.level}>({(self._val if value is self else value)!r})"
 
     __hash__ = object.__hash__
 
@@ -404,6 +405,10 @@ class Tracer:
             if type(value) is Tracer:  # fl.compile: the values exist only at run time
                 raise value._trace.concrete("converting a traced array to a NumPy array")
             return np.array(value, dtype=dtype)
+        if type(raw(self)) is Tracer:  # fl.compile: a conversion, not a cut gradient
+            raise raw(self)._trace.concrete(
+                "converting a traced array to a NumPy array (np.asarray, np.array of traced "
+                "values: build with np.stack([a, b]) or np.array([a, b], like=a))")
         raise DifferentiationError(errors.converted(errors.calling_library()))
 
 
