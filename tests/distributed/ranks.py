@@ -103,6 +103,8 @@ def fail(out, how):
     fl.distributed.init(timeout=2.0)
     model, state = make(init_seed=0)
     me = fl.distributed.rank()
+    if how == "gone" and me == 1:
+        return  # ends before the first step (an early exit of the script on one rank)
 
     def loss(m, x, y):
         step = loss.calls = getattr(loss, "calls", 0) + 1

@@ -93,7 +93,10 @@ def test_a_one_process_checkpoint_resumes_with_two_ranks(tmp_path):
 @pytest.mark.parametrize("how, flags, expected", [
     ("raise", (), ["rank 1 of 2 failed (ValueError: boom at step 3); rank 0 stops too",
                    "ValueError: boom at step 3"]),
-    ("hang", (), ["rank 0 waited 2 s", "not there: rank 1 (last seen at step 2)"]),
+    ("hang", (), ["rank 0 waited 2 s for the gradient averaging at step 3; not there: "
+                  "rank 1 (last seen at step 2)"]),
+    # gone before the first step: the roll call at step 0 named no one ("every rank answered")
+    ("gone", (), ["rank 0 waited 2 s", "not there: rank 1 (not seen since the start)"]),
     # a rank that dies: MPICH's launcher ends the job with its exit code (checked by hand: it
     # takes a second); where the launcher leaves the others running, the watchdog names it
     ("die", ("-disable-auto-cleanup",), ["not there: rank 1 (last seen at step 2)"]),

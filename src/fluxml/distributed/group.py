@@ -78,8 +78,10 @@ class Group:
         self.ctl = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = float(timeout)
-        self.seen = [0] * self.size  # the last step each rank is known to have reached
-        self.step = 0
+        # the last step each rank is known to have reached; -1: not seen since the start (so
+        # that a rank gone before the first step is named by a roll call at step 0)
+        self.seen = [-1] * self.size
+        self.step = self.seen[self.rank] = 0
         self.notified = False
         self._sends: list = []
 
@@ -157,11 +159,13 @@ class Group:
             elapsed = time.monotonic() - start
             if elapsed > self.timeout:
                 late = self.roll_call()
-                who = (", ".join(f"rank {r} (last seen at step {self.seen[r]})" for r in late)
+                who = (", ".join(f"rank {r} ({_last_seen(self.seen[r])})" for r in late)
                        if late else "every rank answered the roll call")
+                if not what.endswith(f" at step {self.step}"):
+                    what = f"{what} at step {self.step}"
                 raise DistributedTimeout(
                     f"fluxml.distributed: rank {self.rank} waited {self.timeout:g} s for "
-                    f"{what} at step {self.step}; not there: {who}. A rank may be stuck or "
+                    f"{what}; not there: {who}. A rank may be stuck or "
                     f"dead; if a step legitimately takes longer, pass a larger timeout to "
                     f"fl.distributed.init(timeout=...)")
             # The other ranks are usually microseconds away: spin (as MPI's own Wait does) for
@@ -176,6 +180,10 @@ class Group:
             else:
                 pause = min(1e-3, pause + 1e-4)
                 time.sleep(pause)
+
+
+def _last_seen(step: int) -> str:
+    return f"last seen at step {step}" if step >= 0 else "not seen since the start"
 
 
 def init(timeout: float | None = None, gpu: bool = True) -> Group:
