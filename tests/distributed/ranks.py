@@ -121,6 +121,16 @@ def fail(out, how):
              distributed=True)
 
 
+def own_loop(out):
+    """A shuffled sharded loader without a seed, iterated by a loop of one's own (no
+    fl.train to broadcast its generator): the ranks' parts are still distinct."""
+    fl.seed(fl.distributed.rank())  # each rank's own default generator
+    loader = fl.DataLoader(np.arange(NOBS), batchsize=BATCH, shuffle=True, shard=True)
+    seen = [int(i) for _ in range(2) for batch in loader for i in batch]
+    everyone = fl.distributed.sync.allgather_object(fl.distributed.group(), seen, "test")
+    np.save(Path(out) / f"seen{fl.distributed.rank()}.npy", np.array(everyone))
+
+
 def say(line):
     """One write per line: the ranks share the pipe, and print writes the newline apart."""
     sys.stdout.write(line + "\n")
@@ -546,6 +556,8 @@ if __name__ == "__main__":
         abandon(out)
     elif mode == "syncbn_overlap":
         syncbn_overlap(out)
+    elif mode == "own_loop":
+        own_loop(out)
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:

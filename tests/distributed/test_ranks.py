@@ -112,6 +112,13 @@ def test_a_failing_rank_stops_the_others_with_an_error_naming_it(tmp_path, how, 
         assert text.lower() in out.lower(), out
 
 
+def test_an_unseeded_shuffled_loader_is_sharded_alike_outside_train(tmp_path):
+    run_ranks("own_loop", tmp_path)
+    everyone = np.load(tmp_path / "seen0.npy")  # [rank, observations of two epochs]
+    for epoch in (slice(0, ranks.NOBS // 2), slice(ranks.NOBS // 2, None)):
+        assert sorted(everyone[:, epoch].ravel()) == list(range(ranks.NOBS))
+
+
 def test_the_distributed_example_runs_on_two_ranks(tmp_path):
     example = HERE.parent.parent / "examples" / "distributed_mlp.py"
     done = mpirun(example, "--epochs", 3, "--out", tmp_path)
