@@ -540,6 +540,10 @@ def syncbn(out):
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
+    if mode == "early":  # rank 1 (MPICH's launcher says which) fails before joining the job
+        if os.environ.get("PMI_RANK") == "1":
+            raise ValueError("boom before init")
+        fl.distributed.init(timeout=2.0)
     if mode == "equal":
         train_equal(out)
     elif mode == "equal_overlap":

@@ -20,6 +20,7 @@ waiting too answer with their step. A rank that dies outright is also caught by 
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import time
@@ -52,7 +53,11 @@ def on_every_rank(err: BaseException) -> BaseException:
     return err
 
 
-def _mpi():
+def _mpi(timeout: float | None = None):
+    """mpi4py's ``MPI``, imported (which runs ``MPI_Init``) under a watchdog of ``timeout``
+    seconds when given."""
+    if timeout is not None and "mpi4py.MPI" not in sys.modules:
+        return _wait_in_mpi_init_for_every_rank_to_start(timeout)
     try:
         from mpi4py import MPI
     except ImportError as err:
@@ -60,6 +65,19 @@ def _mpi():
                           "'fluxml[distributed]' (mpi4py with the mpich wheel), then launch "
                           "with mpiexec -n 2 python train.py") from err
     return MPI
+
+
+def _wait_in_mpi_init_for_every_rank_to_start(timeout: float):
+    """``MPI_Init`` returns once every rank has called it: a rank that failed or exited
+    before joining (an error before ``init()``) would leave the others in it forever, in C
+    code holding the interpreter, so no Python timer can run. faulthandler's watchdog (a C
+    thread) ends this process after ``timeout`` seconds instead, printing this function's
+    name in its traceback; mpiexec then ends the job."""
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        return _mpi()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 class Group:
@@ -201,8 +219,8 @@ def init(timeout: float | None = None, gpu: bool = True) -> Group:
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"init: timeout must be a positive number of seconds; got {timeout!r}")
     if _GROUP is None:
-        MPI = _mpi()
         default = float(os.environ.get("FLUXML_DIST_TIMEOUT", "300"))
+        MPI = _mpi(default if timeout is None else timeout)
         _GROUP = Group(MPI.COMM_WORLD, default if timeout is None else timeout)
         if gpu:
             _pick_gpu(_GROUP)
