@@ -255,6 +255,22 @@ def test_a_traced_value_prints_and_np_asarray_is_refused_as_a_conversion():
         fl.compile(lambda x: np.asarray(x) + 1)(np.ones(2))
 
 
+def test_a_direct_numpy_draw_while_tracing_is_refused_not_made_a_constant():
+    """``rng.normal`` inside was a constant of the program: every call returned the first
+    call's numbers. Refused for a generator passed or closed over; reported for the shared
+    ones (np.random's, fluxml's default: another thread may draw meanwhile)."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(fl.CompileError, match="generator among its arguments"):
+        fl.compile(lambda x, rng: x + rng.normal(size=2))(np.zeros(2), rng)
+    with pytest.raises(fl.CompileError, match="generator `rng` it closes over"):
+        fl.compile(lambda x: x + rng.normal(size=2))(np.zeros(2))
+    with pytest.warns(UserWarning, match="NumPy's global generator"):
+        fl.compile(lambda x: x + np.random.normal(size=2))(np.zeros(2))
+    dropped = fl.compile(lambda x: fl.dropout(x, 0.5, rng=rng))  # recorded: no complaint
+    masks = {tuple(dropped(np.ones(16)) > 0) for _ in range(5)}
+    assert len(masks) > 1
+
+
 def test_closed_over_arrays_are_captured_at_trace_time():
     c = np.ones(3)
     f = fl.compile(lambda x: x * c)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from fluxml.ad.core import Tracer
 from fluxml.compiler import numbers as traced_numbers
-from fluxml.compiler import passes
+from fluxml.compiler import passes, randomness
 from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder
 from fluxml.compiler.ir import Program
@@ -175,8 +175,11 @@ class Compiled:
 
     def _trace(self, args, leaves, spec, key, numbers=None):
         start = time.perf_counter()
+        watched = randomness.generators(self._body, spec)
+        before = [randomness.state(g) for _, g, _ in watched]
         program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
                                              spec, numbers)
+        randomness.check(watched, before, _fname(self.fn))
         steps = passes.pipeline(self.backend)
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
