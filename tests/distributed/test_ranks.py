@@ -97,6 +97,8 @@ def test_a_one_process_checkpoint_resumes_with_two_ranks(tmp_path):
                   "rank 1 (last seen at step 2)"]),
     # gone before the first step: the roll call at step 0 named no one ("every rank answered")
     ("gone", (), ["rank 0 waited 2 s", "not there: rank 1 (not seen since the start)"]),
+    # would average rank 0's last batch with rank 1's next epoch's first, then time out
+    ("uneven", (), ["different numbers of batches per epoch (rank 0: 5, rank 1: 4)"]),
     # failed before it joined: rank 0 would wait in MPI_Init forever; the watchdog ends it
     ("early", (), ["ValueError: boom before init", "Timeout (0:00:02)",
                    "in _wait_in_mpi_init_for_every_rank_to_start"]),
