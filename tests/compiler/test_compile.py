@@ -253,6 +253,11 @@ def test_a_traced_value_prints_and_np_asarray_is_refused_as_a_conversion():
                                             shown[0]), shown
     with pytest.raises(fl.CompileError, match=r"converting a traced array.*line \d+"):
         fl.compile(lambda x: np.asarray(x) + 1)(np.ones(2))
+    table = np.arange(5.0)  # a plain array indexed by a traced index: the way out is named
+    with pytest.raises(fl.CompileError, match=r"np.array\(a, like=index\)\[index\]"):
+        fl.compile(lambda i: table[i])(np.array([1, 3]))
+    np.testing.assert_array_equal(
+        fl.compile(lambda i: np.array(table, like=i)[i])(np.array([1, 3])), [1.0, 3.0])
 
 
 def test_a_direct_numpy_draw_while_tracing_is_refused_not_made_a_constant():
