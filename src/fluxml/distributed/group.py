@@ -73,7 +73,10 @@ def _wait_in_mpi_init_for_every_rank_to_start(timeout: float):
     code holding the interpreter, so no Python timer can run. faulthandler's watchdog (a C
     thread) ends this process after ``timeout`` seconds instead, printing this function's
     name in its traceback; mpiexec then ends the job."""
-    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:  # (to the process's own stderr: a notebook's sys.stderr has no file descriptor)
+        faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
+    except (AttributeError, ValueError, OSError):  # no stderr to write to: no watchdog
+        return _mpi()
     try:
         return _mpi()
     finally:
