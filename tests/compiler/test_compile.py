@@ -276,6 +276,20 @@ def test_a_direct_numpy_draw_while_tracing_is_refused_not_made_a_constant():
     assert len(masks) > 1
 
 
+def test_a_traced_value_in_a_static_part_of_the_result_is_refused():
+    """A dict key, a set, a __slots__ object or a returned closure holding a traced value
+    came out as a placeholder tracer on every call."""
+    class Box:
+        __slots__ = ("v",)
+
+        def __init__(self, v):
+            self.v = v
+
+    for f in (lambda x: {x[0]: 1}, lambda x: {x[0]}, lambda x: Box(x), lambda x: lambda: x):
+        with pytest.raises(fl.CompileError, match="result holds a traced value"):
+            fl.compile(f)(np.ones(2))
+
+
 def test_closed_over_arrays_are_captured_at_trace_time():
     c = np.ones(3)
     f = fl.compile(lambda x: x * c)
