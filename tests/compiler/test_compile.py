@@ -3,6 +3,7 @@ re-trace when the signature changes, and refuse what they cannot compile, saying
 
 import copy
 import dataclasses
+import re
 import warnings
 
 import numpy as np
@@ -261,6 +262,53 @@ def test_a_leaked_tracer_is_refused():
     fl.compile(f)(np.ones(2))
     with pytest.raises((fl.CompileError, fl.DifferentiationError), match="after the compiled"):
         np.sin(kept[0])
+
+
+def test_a_traced_value_prints_and_np_asarray_is_refused_as_a_conversion():
+    """``print(x)`` inside (and a leaked tracer's repr) shows the abstract value (it
+    recursed without end); ``np.asarray(x)`` of a traced float array is a CompileError
+    naming the line, not the gradient engine's DifferentiationError."""
+    shown = []
+    fl.compile(lambda x: shown.append(repr(x)) or x)(np.ones(2))
+    assert len(shown) == 1 and re.fullmatch(r"Tracer<IR:\d+>\(Abstract\(v1:f64\[2\]\)\)",
+                                            shown[0]), shown
+    with pytest.raises(fl.CompileError, match=r"converting a traced array.*line \d+"):
+        fl.compile(lambda x: np.asarray(x) + 1)(np.ones(2))
+    table = np.arange(5.0)  # a plain array indexed by a traced index: the way out is named
+    with pytest.raises(fl.CompileError, match=r"np.array\(a, like=index\)\[index\]"):
+        fl.compile(lambda i: table[i])(np.array([1, 3]))
+    np.testing.assert_array_equal(
+        fl.compile(lambda i: np.array(table, like=i)[i])(np.array([1, 3])), [1.0, 3.0])
+
+
+def test_a_direct_numpy_draw_while_tracing_is_refused_not_made_a_constant():
+    """``rng.normal`` inside was a constant of the program: every call returned the first
+    call's numbers. Refused for a generator passed or closed over; reported for the shared
+    ones (np.random's, fluxml's default: another thread may draw meanwhile)."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(fl.CompileError, match="generator among its arguments"):
+        fl.compile(lambda x, rng: x + rng.normal(size=2))(np.zeros(2), rng)
+    with pytest.raises(fl.CompileError, match="generator `rng` it closes over"):
+        fl.compile(lambda x: x + rng.normal(size=2))(np.zeros(2))
+    with pytest.warns(UserWarning, match="NumPy's global generator"):
+        fl.compile(lambda x: x + np.random.normal(size=2))(np.zeros(2))
+    dropped = fl.compile(lambda x: fl.dropout(x, 0.5, rng=rng))  # recorded: no complaint
+    masks = {tuple(dropped(np.ones(16)) > 0) for _ in range(5)}
+    assert len(masks) > 1
+
+
+def test_a_traced_value_in_a_static_part_of_the_result_is_refused():
+    """A dict key, a set, a __slots__ object or a returned closure holding a traced value
+    came out as a placeholder tracer on every call."""
+    class Box:
+        __slots__ = ("v",)
+
+        def __init__(self, v):
+            self.v = v
+
+    for f in (lambda x: {x[0]: 1}, lambda x: {x[0]}, lambda x: Box(x), lambda x: lambda: x):
+        with pytest.raises(fl.CompileError, match="result holds a traced value"):
+            fl.compile(f)(np.ones(2))
 
 
 def test_closed_over_arrays_are_captured_at_trace_time():

@@ -205,6 +205,22 @@ def test_donated_arrays_are_the_old_ones_only():
     np.testing.assert_array_equal(state["w"], np.full(N, 8.0))
 
 
+def test_a_donated_array_passed_again_is_refused_by_path():
+    """A reference kept from before a call whose program donated it, passed to a later call:
+    a CompileError naming the argument (XLA's own error names only a buffer position)."""
+    state = fl.xla({"w": np.ones(N), "n": np.zeros((), np.int64)})
+    x = fl.xla(np.full(N, 2.0))
+    step = fl.compile(_scale_in_place, backend="xla", background=False)
+    old = state["w"]
+    step(state, x)
+    with pytest.raises(CompileError, match=r"argument 0\.w is a jax.Array that an earlier"):
+        step({"w": old, "n": state["n"]}, x)
+    with pytest.raises(CompileError, match="argument 1 is a jax.Array that an earlier"):
+        step(state, old)
+    step(state, x)  # the rebound tree still runs
+    np.testing.assert_array_equal(state["w"], np.full(N, 4.0))
+
+
 def test_a_returned_written_array_survives_the_next_call():
     def f(state):
         state["w"] *= 2.0

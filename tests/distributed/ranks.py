@@ -103,6 +103,8 @@ def fail(out, how):
     fl.distributed.init(timeout=2.0)
     model, state = make(init_seed=0)
     me = fl.distributed.rank()
+    if how == "gone" and me == 1:
+        return  # ends before the first step (an early exit of the script on one rank)
 
     def loss(m, x, y):
         step = loss.calls = getattr(loss, "calls", 0) + 1
@@ -115,8 +117,20 @@ def fail(out, how):
                 os._exit(7)
         return mse(m, x, y)
 
-    fl.train(loss, model, loader(BATCH, True), state, epochs=EPOCHS, progress=False,
-             distributed=True)
+    data = loader(BATCH, True)
+    if how == "uneven":  # rank 1 lacks the last batch of every epoch
+        data = list(data)[:len(data) - me]
+    fl.train(loss, model, data, state, epochs=EPOCHS, progress=False, distributed=True)
+
+
+def own_loop(out):
+    """A shuffled sharded loader without a seed, iterated by a loop of one's own (no
+    fl.train to broadcast its generator): the ranks' parts are still distinct."""
+    fl.seed(fl.distributed.rank())  # each rank's own default generator
+    loader = fl.DataLoader(np.arange(NOBS), batchsize=BATCH, shuffle=True, shard=True)
+    seen = [int(i) for _ in range(2) for batch in loader for i in batch]
+    everyone = fl.distributed.sync.allgather_object(fl.distributed.group(), seen, "test")
+    np.save(Path(out) / f"seen{fl.distributed.rank()}.npy", np.array(everyone))
 
 
 def say(line):
@@ -528,6 +542,10 @@ def syncbn(out):
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
+    if mode == "early":  # rank 1 (MPICH's launcher says which) fails before joining the job
+        if os.environ.get("PMI_RANK") == "1":
+            raise ValueError("boom before init")
+        fl.distributed.init(timeout=2.0)
     if mode == "equal":
         train_equal(out)
     elif mode == "equal_overlap":
@@ -544,6 +562,8 @@ if __name__ == "__main__":
         abandon(out)
     elif mode == "syncbn_overlap":
         syncbn_overlap(out)
+    elif mode == "own_loop":
+        own_loop(out)
     elif mode == "resume":
         resume(out, sys.argv[3])
     else:

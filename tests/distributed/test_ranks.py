@@ -93,7 +93,15 @@ def test_a_one_process_checkpoint_resumes_with_two_ranks(tmp_path):
 @pytest.mark.parametrize("how, flags, expected", [
     ("raise", (), ["rank 1 of 2 failed (ValueError: boom at step 3); rank 0 stops too",
                    "ValueError: boom at step 3"]),
-    ("hang", (), ["rank 0 waited 2 s", "not there: rank 1 (last seen at step 2)"]),
+    ("hang", (), ["rank 0 waited 2 s for the gradient averaging at step 3; not there: "
+                  "rank 1 (last seen at step 2)"]),
+    # gone before the first step: the roll call at step 0 named no one ("every rank answered")
+    ("gone", (), ["rank 0 waited 2 s", "not there: rank 1 (not seen since the start)"]),
+    # would average rank 0's last batch with rank 1's next epoch's first, then time out
+    ("uneven", (), ["different numbers of batches per epoch (rank 0: 5, rank 1: 4)"]),
+    # failed before it joined: rank 0 would wait in MPI_Init forever; the watchdog ends it
+    ("early", (), ["ValueError: boom before init", "Timeout (0:00:02)",
+                   "in _wait_in_mpi_init_for_every_rank_to_start"]),
     # a rank that dies: MPICH's launcher ends the job with its exit code (checked by hand: it
     # takes a second); where the launcher leaves the others running, the watchdog names it
     ("die", ("-disable-auto-cleanup",), ["not there: rank 1 (last seen at step 2)"]),
@@ -107,6 +115,13 @@ def test_a_failing_rank_stops_the_others_with_an_error_naming_it(tmp_path, how, 
     assert time.monotonic() - start < 30, out
     for text in expected:
         assert text.lower() in out.lower(), out
+
+
+def test_an_unseeded_shuffled_loader_is_sharded_alike_outside_train(tmp_path):
+    run_ranks("own_loop", tmp_path)
+    everyone = np.load(tmp_path / "seen0.npy")  # [rank, observations of two epochs]
+    for epoch in (slice(0, ranks.NOBS // 2), slice(ranks.NOBS // 2, None)):
+        assert sorted(everyone[:, epoch].ravel()) == list(range(ranks.NOBS))
 
 
 def test_the_distributed_example_runs_on_two_ranks(tmp_path):

@@ -384,7 +384,8 @@ class Tracer:
 
     def __repr__(self):
         kind = type(self._trace).__name__.removesuffix("Trace")  # Reverse, Forward ...
-        return f"Tracer<{kind}:{self._trace.level}>({raw(self)!r})"
+        value = raw(self)  # (fl.compile's tracer is its own raw value: show what it holds)
+        return f"Tracer<{kind}:{self._trace.level}>({(self._val if value is self else value)!r})"
 
     __hash__ = object.__hash__
 
@@ -402,10 +403,18 @@ class Tracer:
             # derivative: cut, as `x.astype(int)` is
             value = raw(self)
             if type(value) is Tracer:  # fl.compile: the values exist only at run time
-                raise value._trace.concrete("converting a traced array to a NumPy array")
+                raise value._trace.concrete(_CONVERTED_INDEX)
             return np.array(value, dtype=dtype)
+        if type(raw(self)) is Tracer:  # fl.compile: a conversion, not a cut gradient
+            raise raw(self)._trace.concrete(
+                _CONVERTED_INDEX if self.dtype.kind in "biu" else
+                "converting a traced array to a NumPy array (np.asarray, np.array of traced "
+                "values: build with np.stack([a, b]) or np.array([a, b], like=a))")
         raise DifferentiationError(errors.converted(errors.calling_library()))
 
+
+_CONVERTED_INDEX = ("converting a traced integer array to a NumPy array (indexing a plain NumPy "
+                    "array `a` with it? index a traced copy: np.array(a, like=index)[index])")
 
 register_leaf(Tracer)  # a leaf of every tree (fluxml.tree), as arrays are
 

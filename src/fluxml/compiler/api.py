@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from fluxml.ad.core import Tracer
 from fluxml.compiler import numbers as traced_numbers
-from fluxml.compiler import passes
+from fluxml.compiler import passes, randomness
 from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder
 from fluxml.compiler.ir import Program
@@ -136,7 +136,11 @@ class Compiled:
         if last is not None and last.extract is not None:  # the fast path: same signature
             arrays = last.extract(args, last.known)
             if arrays is not None:
-                outs = last.run(*arrays)
+                try:
+                    outs = last.run(*arrays)
+                except (ValueError, RuntimeError):
+                    _refuse_deleted(args, last.positions, arrays)
+                    raise
                 if last.rebind is not None:
                     last.rebind(args, outs, arrays)
                 last.known = arrays
@@ -159,7 +163,11 @@ class Compiled:
         arrays = [leaves[i] for i in entry.positions]
         for k in entry.numbers:
             arrays[k] = traced_numbers.as_input(arrays[k])
-        outs = entry.run(*arrays)
+        try:
+            outs = entry.run(*arrays)
+        except (ValueError, RuntimeError):
+            _refuse_deleted(args, entry.positions, arrays)
+            raise
         if entry.rebind is not None:
             entry.rebind(args, outs, arrays)
         entry.known = arrays  # (the signature checked them)
@@ -167,8 +175,11 @@ class Compiled:
 
     def _trace(self, args, leaves, spec, key, numbers=None):
         start = time.perf_counter()
+        watched = randomness.generators(self._body, spec)
+        before = [randomness.state(g) for _, g, _ in watched]
         program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
                                              spec, numbers)
+        randomness.check(watched, before, _fname(self.fn))
         steps = passes.pipeline(self.backend)
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
@@ -342,6 +353,18 @@ def _one_at_a_time(kept, plain):
         return plain(*arrays)
 
     return run
+
+
+def _refuse_deleted(args, positions, arrays):
+    """After a failed run: if an argument is a ``jax.Array`` deleted by an earlier call's
+    donation (XLA's own error names only its buffer's position), say which one."""
+    for k, a in enumerate(arrays):
+        if is_jax(a) and a.is_deleted():
+            raise CompileError(
+                f"fl.compile(backend='xla'): {_path_of(args, positions[k])} is a jax.Array "
+                "that an earlier compiled call donated (its buffer now holds the new value, "
+                "rebound into the tree that was passed then). Pass the tree the earlier call "
+                "rebound, not a reference kept from before it, or compile with donate=False.")
 
 
 def _run(body, args):

@@ -95,8 +95,43 @@ def trace(fn, args, leaves, spec, numbers=None):
     writes = _writes(tr, targs, spec, leaves, positions, in_vars, numbers)
     _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
+    _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
+
+
+def _refuse_hidden_tracers(spec) -> None:
+    """A traced value in a static part of the result (a dict key, a set, an object the
+    trees do not walk, a returned function's closure) would come out as a placeholder on
+    every call: refused."""
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        parts = list(node.keys or ()) if node.kind == "dict" else []
+        if node.kind == "static":
+            x = node.static
+            parts = [x, *(x if isinstance(x, (set, frozenset, tuple, list)) else ())]
+            slots = getattr(type(x), "__slots__", ())
+            parts += [getattr(x, n, None) for n in ((slots,) if isinstance(slots, str)
+                                                     else slots)]
+            parts += list(getattr(x, "__dict__", {}).values()) if callable(x) else []
+            parts += [c.cell_contents for c in getattr(x, "__closure__", None) or ()
+                      if _filled(c)]
+        if any(type(v) is Tracer for v in parts):
+            raise CompileError(
+                "fl.compile: the function's result holds a traced value where a compiled "
+                "program cannot return it (a dict key, a set, an object fluxml's trees do not "
+                "walk, such as one with __slots__, or a returned function's closure). Return "
+                "arrays as values of tuples, lists, dicts or objects with attributes.")
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 def _writes(tr, targs, spec, leaves, positions, in_vars, numbers):

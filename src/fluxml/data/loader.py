@@ -143,7 +143,9 @@ class DataLoader:
     per rank, the ranks' parts distinct. So N ranks see exactly the batches one process with
     ``batchsize * N`` sees. The last, smaller global batch is split as evenly as possible;
     one with fewer observations than ranks is left out (a rank cannot train on nothing).
-    ``shard=True`` reads ``fl.distributed.rank()`` and ``world_size()`` when iterating.
+    ``shard=True`` reads ``fl.distributed.rank()`` and ``world_size()`` when iterating;
+    with ``shuffle`` and no ``rng``, every rank takes rank 0's generator when the loader is
+    made (a collective: every rank makes it, as they run the same script).
 
     >>> import numpy as np, fluxml as fl
     >>> loader = fl.DataLoader(np.arange(7), batchsize=3, partial=False)
@@ -170,6 +172,13 @@ class DataLoader:
         self.collate = collate
         self.rng = as_generator(rng)
         self.shard = _check_shard(shard)
+        if self.shard is True and self.shuffle and rng is None:
+            # each rank drew its own seed: take rank 0's generator, so that the ranks' parts of
+            # every epoch are distinct in a loop of one's own too (fl.train would broadcast it)
+            from fluxml import distributed
+
+            self.rng.bit_generator.state = distributed.broadcast_object(
+                self.rng.bit_generator.state)
 
     def _part(self) -> tuple[int, int]:
         """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""

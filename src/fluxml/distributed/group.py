@@ -20,6 +20,7 @@ waiting too answer with their step. A rank that dies outright is also caught by 
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import time
@@ -52,7 +53,11 @@ def on_every_rank(err: BaseException) -> BaseException:
     return err
 
 
-def _mpi():
+def _mpi(timeout: float | None = None):
+    """mpi4py's ``MPI``, imported (which runs ``MPI_Init``) under a watchdog of ``timeout``
+    seconds when given."""
+    if timeout is not None and "mpi4py.MPI" not in sys.modules:
+        return _wait_in_mpi_init_for_every_rank_to_start(timeout)
     try:
         from mpi4py import MPI
     except ImportError as err:
@@ -60,6 +65,22 @@ def _mpi():
                           "'fluxml[distributed]' (mpi4py with the mpich wheel), then launch "
                           "with mpiexec -n 2 python train.py") from err
     return MPI
+
+
+def _wait_in_mpi_init_for_every_rank_to_start(timeout: float):
+    """``MPI_Init`` returns once every rank has called it: a rank that failed or exited
+    before joining (an error before ``init()``) would leave the others in it forever, in C
+    code holding the interpreter, so no Python timer can run. faulthandler's watchdog (a C
+    thread) ends this process after ``timeout`` seconds instead, printing this function's
+    name in its traceback; mpiexec then ends the job."""
+    try:  # (to the process's own stderr: a notebook's sys.stderr has no file descriptor)
+        faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
+    except (AttributeError, ValueError, OSError):  # no stderr to write to: no watchdog
+        return _mpi()
+    try:
+        return _mpi()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 class Group:
@@ -78,8 +99,10 @@ class Group:
         self.ctl = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = float(timeout)
-        self.seen = [0] * self.size  # the last step each rank is known to have reached
-        self.step = 0
+        # the last step each rank is known to have reached; -1: not seen since the start (so
+        # that a rank gone before the first step is named by a roll call at step 0)
+        self.seen = [-1] * self.size
+        self.step = self.seen[self.rank] = 0
         self.notified = False
         self._sends: list = []
 
@@ -157,11 +180,13 @@ class Group:
             elapsed = time.monotonic() - start
             if elapsed > self.timeout:
                 late = self.roll_call()
-                who = (", ".join(f"rank {r} (last seen at step {self.seen[r]})" for r in late)
+                who = (", ".join(f"rank {r} ({_last_seen(self.seen[r])})" for r in late)
                        if late else "every rank answered the roll call")
+                if not what.endswith(f" at step {self.step}"):
+                    what = f"{what} at step {self.step}"
                 raise DistributedTimeout(
                     f"fluxml.distributed: rank {self.rank} waited {self.timeout:g} s for "
-                    f"{what} at step {self.step}; not there: {who}. A rank may be stuck or "
+                    f"{what}; not there: {who}. A rank may be stuck or "
                     f"dead; if a step legitimately takes longer, pass a larger timeout to "
                     f"fl.distributed.init(timeout=...)")
             # The other ranks are usually microseconds away: spin (as MPI's own Wait does) for
@@ -176,6 +201,10 @@ class Group:
             else:
                 pause = min(1e-3, pause + 1e-4)
                 time.sleep(pause)
+
+
+def _last_seen(step: int) -> str:
+    return f"last seen at step {step}" if step >= 0 else "not seen since the start"
 
 
 def init(timeout: float | None = None, gpu: bool = True) -> Group:
@@ -193,8 +222,8 @@ def init(timeout: float | None = None, gpu: bool = True) -> Group:
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"init: timeout must be a positive number of seconds; got {timeout!r}")
     if _GROUP is None:
-        MPI = _mpi()
         default = float(os.environ.get("FLUXML_DIST_TIMEOUT", "300"))
+        MPI = _mpi(default if timeout is None else timeout)
         _GROUP = Group(MPI.COMM_WORLD, default if timeout is None else timeout)
         if gpu:
             _pick_gpu(_GROUP)

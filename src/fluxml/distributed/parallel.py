@@ -20,8 +20,8 @@ import contextlib
 import numpy as np
 
 from fluxml.distributed.averaging import GradientAverager
-from fluxml.distributed.group import init, on_every_rank
-from fluxml.distributed.sync import broadcast, broadcast_object
+from fluxml.distributed.group import DistributedError, init, on_every_rank
+from fluxml.distributed.sync import allgather_object, broadcast, broadcast_object
 
 
 class DataParallel:
@@ -47,6 +47,7 @@ class DataParallel:
             rng = getattr(data, "rng", None)
             if isinstance(rng, np.random.Generator):
                 rng.bit_generator.state = broadcast_object(rng.bit_generator.state)
+            _same_length(self.group, data)
             # the gradients come fresh from each step's backward pass: the large ones are
             # averaged in their own arrays
             self.averager = GradientAverager(bucket_bytes, in_place=True)
@@ -87,3 +88,23 @@ class DataParallel:
                 with contextlib.suppress(Exception):  # the original error wins
                     averager.abandon()
             raise
+
+
+def _same_length(group, data) -> None:
+    """Every rank must run as many steps per epoch: a rank with fewer batches would have its
+    next epoch's steps averaged with the others' last ones, silently, and end early while
+    they wait for it. Checked where every rank's ``data`` has a length."""
+    if group.size == 1:
+        return
+    try:
+        n = len(data)
+    except TypeError:
+        n = None
+    lengths = allgather_object(group, n, "the number of batches per epoch")
+    if None in lengths or len(set(lengths)) == 1:
+        return
+    raise on_every_rank(DistributedError(
+        "train(distributed=True): the ranks have different numbers of batches per epoch ("
+        + ", ".join(f"rank {r}: {k}" for r, k in enumerate(lengths)) + "); every step "
+        "averages one batch of each rank, so each needs as many: give each rank the same "
+        "number of batches, or use DataLoader(..., shard=True), which does"))

@@ -1,0 +1,93 @@
+"""Random numbers drawn with NumPy directly while ``fl.compile`` traces a function: NumPy's
+generators return plain arrays, which the trace can only take as constants of the program,
+so every call of the compiled function would reuse the first call's numbers. fluxml's own
+draws (dropout, ``fluxml.ad.core.draw``) are recorded instead; a direct draw is refused,
+noticed by the state of the generators the function could reach having moved.
+
+>>> import numpy as np, fluxml as fl
+>>> rng = np.random.default_rng(0)
+>>> noisy = fl.compile(lambda x, rng: x + rng.normal(size=x.shape))
+>>> try:
+...     noisy(np.zeros(2), rng)
+... except fl.CompileError as err:
+...     print(str(err)[:71])
+fl.compile: fn drew random numbers from a NumPy generator among its arg
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from fluxml.compiler.trace import CompileError
+
+_GENERATORS = (np.random.Generator, np.random.RandomState)
+
+
+def generators(body, spec) -> list:
+    """``(where, generator, shared)`` for each NumPy generator the traced function could
+    draw from directly: those among its arguments and those its code names (closed over or
+    global), then NumPy's global one and fluxml's default (``shared``: other threads may
+    draw from these two meanwhile, so a change there is only reported)."""
+    found, seen = [], set()
+
+    def add(where, g, shared=False):
+        if isinstance(g, _GENERATORS) and id(g) not in seen:
+            seen.add(id(g))
+            found.append((where, g, shared))
+
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        if node.kind == "static":
+            add("a NumPy generator among its arguments", node.static)
+        stack.extend(node.children)
+    code = getattr(body, "__code__", None)
+    if code is not None:
+        for name, cell in zip(code.co_freevars, body.__closure__ or ()):
+            add(f"the NumPy generator `{name}` it closes over",
+                cell.cell_contents if _filled(cell) else None)
+        scope = getattr(body, "__globals__", {})
+        for name in code.co_names:
+            add(f"the global NumPy generator `{name}`", scope.get(name))
+    # lazy: fluxml.init is loaded by now (import fluxml); named here to keep this module light
+    from fluxml.init import default_rng
+
+    add("NumPy's global generator (np.random.normal ...)", np.random.mtrand._rand, True)
+    add("fluxml's default generator (fl.seed; a layer made inside the function draws its "
+        "initial weights from it)", default_rng(), True)
+    return found
+
+
+def state(g):
+    """A comparable snapshot of a generator's state."""
+    if isinstance(g, np.random.Generator):
+        return repr(g.bit_generator.state)
+    kind, keys, pos, has_gauss, gauss = g.get_state()
+    return kind, keys.tobytes(), pos, has_gauss, gauss
+
+
+def check(watched, before, fname: str) -> None:
+    """Refuse (warn, for a generator shared with other threads) a draw made while tracing."""
+    for (where, g, shared), old in zip(watched, before):
+        if state(g) == old:
+            continue
+        message = (
+            f"fl.compile: {fname} drew random numbers from {where} while it was traced: "
+            "NumPy's draws are plain arrays, so they would be constants of the compiled "
+            "program (the same numbers on every call). Draw outside and pass the numbers "
+            "as an argument, or draw through fluxml.ad.core.draw(rng, 'normal', ...) (as "
+            "fl.dropout does), which the program repeats on every call.")
+        if not shared:
+            raise CompileError(message)
+        warnings.warn(message + " (If another thread drew from it meanwhile, ignore this.)",
+                      stacklevel=4)
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
