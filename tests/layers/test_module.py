@@ -203,6 +203,22 @@ def test_is_active_follows_the_trace():
     assert seen[-1] is False
 
 
+def test_train_mode_inside_gradient_even_on_plain_data():
+    """A Dropout (or BatchNorm without parameters) first in a model sees the data, not a
+    traced value: inside a gradient it still trains, as Flux's; a compiled forward recorded
+    inside a gradient stays a forward (test mode)."""
+    x = np.ones((64, 6), np.float32)
+    m, m_plain = (fl.Chain(fl.Dropout(0.5), fl.Dense(6, 2)) for _ in range(2))
+    predict = fl.compile(lambda m, x: m(x))
+    g, = fl.gradient(lambda m: np.sum(m(x)) + 0 * np.sum(predict(m_plain, x)), m)
+    assert len(set(g.layers[1].weight[0].tolist())) > 1  # each input column dropped apart
+    np.testing.assert_array_equal(predict(m_plain, x), m_plain(x))
+    bn = fl.BatchNorm(6, affine=False)
+    fl.gradient(lambda m: np.sum(m(x + np.arange(6, dtype=np.float32))), fl.Chain(bn))
+    assert bn.running_mean[5] > 0
+    assert not fl.layers.within_gradient(x)
+
+
 def test_precision_conversion_of_whole_trees():
     m = fl.Chain(fl.Dense(2, 3), Stats())
     m64 = fl.f64(m)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from fluxml.ad.core import Tracer
+from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
 
@@ -148,15 +148,27 @@ class LayerError(ValueError):
 
 
 def within_gradient(x) -> bool:
-    """True when ``x`` is being differentiated (Flux's ``NNlib.within_gradient``); not when
-    it is only traced by ``fl.compile`` (a compiled forward runs as the eager one)."""
-    return type(x) is Tracer and x._trace.differentiates
+    """True inside a gradient (or pullback, jvp) call, as Flux's ``NNlib.within_gradient``:
+    when ``x`` is being differentiated, or a differentiation is running in this thread even
+    if ``x`` is plain data; not when it is only traced by ``fl.compile`` (a compiled forward
+    runs as the eager one).
+
+    >>> import numpy as np, fluxml as fl
+    >>> from fluxml.layers import within_gradient
+    >>> seen = []
+    >>> _ = fl.gradient(lambda w: seen.append(within_gradient(np.ones(2))) or np.sum(w),
+    ...                 np.ones(2))
+    >>> seen, within_gradient(np.ones(2))
+    ([True], False)
+    """
+    return (type(x) is Tracer and x._trace.differentiates) or differentiating()
 
 
 def is_active(layer, x) -> bool:
     """Whether a train/test layer acts in training mode on input ``x``: its ``active`` field
-    when set, otherwise whether ``x`` or one of the layer's own arrays is being
-    differentiated (a BatchNorm first in a model sees plain data but traced parameters)."""
+    when set, otherwise whether it runs inside a gradient call (:func:`within_gradient`;
+    a Dropout first in a model sees plain data there), or ``x`` or one of the layer's own
+    arrays is being differentiated."""
     active = getattr(layer, "active", None)
     if active is not None:
         return bool(active)
