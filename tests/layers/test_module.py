@@ -131,6 +131,8 @@ def test_chain_indexing_and_names():
     named = fl.Chain(enc=a, mid=b, dec=c)
     assert named.enc is a and named["dec"] is c and named[1] is b
     assert list(named[1:].layers) == ["mid", "dec"]
+    assert m[[0, 2]].layers == (a, c) and m[[-1]].layers == (c,)  # Flux's c[[1, 3]]
+    assert named[[0, "dec"]].layers == {"enc": a, "dec": c}
     g, = fl.gradient(lambda m: np.sum(m(x)), named)
     assert g.layers["enc"].weight.shape == (3, 2)
     assert fl.Chain([a, b]).layers == (a, b)
@@ -246,3 +248,38 @@ def test_weight_gradients_come_back_contiguous():
     for x in (np.ones((4, 6), np.float32), np.ones((2, 4, 6), np.float32)):
         g, = fl.gradient(lambda m: np.sum(m(x) ** 2), m)
         assert all(layer.weight.flags.c_contiguous for layer in g.layers)
+
+
+def test_a_model_of_a_users_plain_class_trains_with_a_frozen_part():
+    """The issue's 'a model built from a user-defined class trains': a plain class (no
+    Module, in-place NumPy) between Dense layers; the structural gradient, the printed
+    listing, and Adam with the first layer frozen."""
+
+    class Gate:
+        def __init__(self, n):
+            self.w = np.linspace(0.5, 1.5, n).astype(np.float32)
+            self.name = "gate"
+
+        def __call__(self, x):
+            y = np.empty_like(x)
+            y[...] = x
+            y[:, :2] *= self.w[:2]
+            y[:, 2:] = np.tanh(y[:, 2:] * self.w[2:])
+            return y
+
+    rng = np.random.default_rng(0)
+    m = fl.Chain(fl.Dense(3, 4, fl.relu, rng=rng), Gate(4), fl.Dense(4, 1, rng=rng))
+    assert "  Gate(...),                            # 4 parameters" in repr(m)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = np.sum(x, axis=1, keepdims=True)
+    state = fl.setup(fl.Adam(0.01), m)
+    fl.freeze(state.layers[0])
+    frozen = m.layers[0].weight.copy()
+    losses = []
+    for _ in range(30):
+        loss, (g,) = fl.withgradient(lambda m: np.mean((m(x) - y) ** 2), m)
+        losses.append(float(loss))
+        fl.update(state, m, g)
+    assert g.layers[1].w.dtype == np.float32 and g.layers[1].name is None
+    assert losses[-1] < 0.8 * losses[0]
+    np.testing.assert_array_equal(m.layers[0].weight, frozen)

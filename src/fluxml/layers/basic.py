@@ -117,7 +117,8 @@ class Chain(Module):
     Calls its layers in sequence: ``Chain(f, g)(x) == g(f(x))``. Layers may be any callables
     (layers, plain functions, your own classes). Index with ints, slices (a shorter Chain)
     and, for named chains, names: ``model[0]``, ``model[1:]``, ``model["encoder"]`` or
-    ``model.encoder``. The structural gradient mirrors it: ``g.layers[0].weight``.
+    ``model.encoder``; a list picks several (``model[[0, 2]]``, a shorter Chain). The
+    structural gradient mirrors it: ``g.layers[0].weight``.
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.Chain(enc=fl.Dense(4, 2, np.tanh), dec=fl.Dense(2, 4))
@@ -167,6 +168,12 @@ class Chain(Module):
             if isinstance(layers, dict):
                 return Chain(**dict(list(layers.items())[key]))
             return Chain(*layers[key])
+        if isinstance(key, list):  # Flux's c[[1, 3]]: a Chain of the layers picked
+            if isinstance(layers, dict):
+                names = list(layers)
+                picked = [names[k] if isinstance(k, (int, np.integer)) else k for k in key]
+                return Chain(**{k: layers[k] for k in picked})
+            return Chain(*(layers[k] for k in key))
         if isinstance(layers, dict) and isinstance(key, (int, np.integer)):
             return list(layers.values())[key]
         return layers[key]
