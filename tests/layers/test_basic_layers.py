@@ -168,3 +168,19 @@ def test_autosize_builds_placeholder_layers():
     assert m.layers[3].layers.weight.shape == (7, 7)
     assert m.layers[4].weight.shape == (3, 7, 7)
     assert m(np.ones((2, 3, 4, 5), np.float32)).shape == (2, 3)
+
+
+def test_autosize_reads_features_for_sequences_and_reaches_into_branches():
+    """fl._ in a recurrent layer is the features (the last dimension), not the time steps;
+    Parallel, Maxout and Bidirectional get their placeholders built too."""
+    _ = fl._
+    m = fl.autosize((2, 5, 7), fl.Chain(
+        fl.LSTM(_, 4), fl.Bidirectional(fl.GRU(_, 3)),
+        fl.Parallel(np.add, fl.Dense(_, 2), fl.Chain(fl.Dense(_, 2), np.tanh)),
+        fl.Maxout(lambda: fl.RNN(_, 3), 2)))
+    assert m[0].cell.sizes == (7, 4) and m[1].backward.cell.sizes == (4, 3)
+    assert m[1].forward.cell.weight_ih is not m[1].backward.cell.weight_ih
+    assert m[2][0].weight.shape == m[2][1][0].weight.shape == (2, 6)
+    assert m[3].layers[1].cell.sizes == (2, 3)
+    assert m(np.ones((2, 5, 7), np.float32)).shape == (2, 5, 3) == fl.outputsize(m, (2, 5, 7))
+    assert fl.autosize((2, 7), fl.RNNCell(_, 2)).sizes == (7, 2)

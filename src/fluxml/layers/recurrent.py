@@ -21,7 +21,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import _activation_suffix, _positive
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Lazy, Module
 from fluxml.layers.precision import match_dtype
 
 
@@ -29,6 +29,7 @@ class _Cell(Module):
     """What the three cells share: weights, the input projection, checks and printing."""
 
     gates = 1
+    _feature_axis = -1  # what fl._ stands for in fl.autosize: the input's features
 
     def __init__(self, in_features: int, hidden: int, *, bias: bool = True,
                  init: Callable = initialisers.glorot_uniform,
@@ -197,6 +198,7 @@ class _Recurrent(Module):
     """A cell run over a sequence."""
 
     cell_type: type = _Cell
+    _feature_axis = -1
 
     def __init__(self, in_features: int, hidden: int, *args, return_state: bool = False,
                  **kw):
@@ -304,15 +306,21 @@ class Bidirectional(Module):
     """
 
     def __init__(self, forward, backward=None, *, merge: Callable | None = None, rng=None):
-        if not isinstance(forward, _Recurrent):
+        # a layer with its input size still to infer (fl.LSTM(fl._, 4)): fl.autosize builds
+        # both directions
+        lazy = isinstance(forward, Lazy) and issubclass(forward.cls, _Recurrent)
+        if not isinstance(forward, _Recurrent) and not lazy:
             raise TypeError(f"Bidirectional wraps an RNN, LSTM or GRU; got {forward!r}")
-        if backward is None:
+        if backward is None and lazy:
+            backward = Lazy(forward.cls, forward.args, forward.kwargs)  # weights of its own
+        elif backward is None:
             cell = forward.cell
             n_in, hidden = cell.sizes
             extra = (cell.activation,) if isinstance(cell, RNNCell) else ()
             backward = type(forward)(n_in, hidden, *extra, bias=cell.bias_ih is not None,
                                      rng=rng, dtype=cell.weight_ih.dtype)
-        if forward.return_state or getattr(backward, "return_state", False):
+        if any(getattr(m, "return_state", False) or getattr(m, "kwargs", {}).get("return_state")
+               for m in (forward, backward)):
             raise ValueError("Bidirectional joins its layers' outputs: give it layers with "
                              "return_state=False (the default); got "
                              f"{forward!r} and {backward!r}")

@@ -28,8 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.layers.basic import Chain
-from fluxml.layers.containers import SkipConnection
+from fluxml.layers.containers import Maxout, Parallel, SkipConnection
 from fluxml.layers.module import Lazy, Module, count_parameters
+from fluxml.layers.recurrent import Bidirectional
 from fluxml.layers.show import line_of, show_children
 from fluxml.tree import flatten, unflatten
 
@@ -138,7 +139,8 @@ def _rows(layer, shape, indent, rows, dtype):
 def autosize(input_shape, model):
     """Build the layers of ``model`` written with the placeholder ``fl._`` for a size, from
     the shapes that input of ``input_shape`` (batch first) gives along the way. Placeholders
-    may sit in Chains (nested too) and SkipConnections. Returns the built model.
+    may sit in Chains (nested too), SkipConnections, Parallels, Maxouts and Bidirectional
+    wrappers. Returns the built model.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.autosize((5, 3), fl.Dense(fl._, 2))
@@ -166,4 +168,16 @@ def _build(layer, shape):
     if isinstance(layer, SkipConnection):
         inner, _ = _build(layer.layers, shape)
         layer = SkipConnection(inner, layer.connection)
+    elif isinstance(layer, (Parallel, Maxout)) and _is_shape(shape):  # each takes the input
+        items = enumerate(layer.layers) if isinstance(layer, Maxout) else layer._items()
+        built = {k: _build(child, shape)[0] for k, child in items}
+        if isinstance(layer, Maxout):
+            layer = Maxout(*built.values())
+        elif isinstance(layer.layers, dict):
+            layer = Parallel(layer.connection, **built)
+        else:
+            layer = Parallel(layer.connection, *built.values())
+    elif isinstance(layer, Bidirectional):
+        layer = Bidirectional(_build(layer.forward, shape)[0], _build(layer.backward, shape)[0],
+                              merge=layer.merge)
     return layer, output_shape(layer, shape)
