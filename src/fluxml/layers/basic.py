@@ -20,7 +20,12 @@ from fluxml.nnlib.linear import affine
 
 
 def identity(x):
-    """The identity function (the default activation: it is skipped, not called)."""
+    """The identity function (the default activation: it is skipped, not called).
+
+    >>> import fluxml as fl
+    >>> fl.identity(3.0), fl.Dense(2, 1, fl.identity)
+    (3.0, Dense(2 => 1)  # 3 parameters)
+    """
     return x
 
 

@@ -83,6 +83,20 @@ class Module:
     saving and device moves keep them. Layers with a train/test difference (Dropout,
     normalisation) have an ``active`` field: ``None`` (automatic: training inside a
     gradient), ``True`` or ``False`` (set by :func:`trainmode` / :func:`testmode`).
+
+    >>> import numpy as np, fluxml as fl
+    >>> class Running(fl.Module):
+    ...     nontrainable = ("count",)
+    ...     def __init__(self):
+    ...         self.w = np.ones(2, np.float32)
+    ...         self.count = np.zeros(1, np.float32)
+    ...     def __call__(self, x):
+    ...         self.count += 1
+    ...         return x * self.w
+    >>> m = Running()
+    >>> g, = fl.gradient(lambda m: np.sum(m(np.ones(2, np.float32))), m)
+    >>> g.w, g.count, m.count
+    (array([1., 1.], dtype=float32), None, array([1.], dtype=float32))
     """
 
     nontrainable: ClassVar[tuple[str, ...]] = ()
@@ -128,7 +142,15 @@ def _holds_module(x) -> bool:
 
 class LayerError(ValueError):
     """A layer was given input it cannot take. Containers add where the layer sits, so the
-    message reads ``Chain[2]: Conv((3, 3), 3 => 16) expects ...``."""
+    message reads ``Chain[2]: Conv((3, 3), 3 => 16) expects ...``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> try:
+    ...     fl.Chain(np.tanh, fl.Dense(4, 2))(np.ones((8, 3), np.float32))
+    ... except fl.LayerError as err:
+    ...     print(err)
+    Chain[1]: Dense(4 => 2) expects inputs of shape (N, 4); got (8, 3)
+    """
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -168,7 +190,14 @@ def is_active(layer, x) -> bool:
     """Whether a train/test layer acts in training mode on input ``x``: its ``active`` field
     when set, otherwise whether it runs inside a gradient call (:func:`within_gradient`;
     a Dropout first in a model sees plain data there), or ``x`` or one of the layer's own
-    arrays is being differentiated."""
+    arrays is being differentiated.
+
+    >>> import numpy as np, fluxml as fl
+    >>> from fluxml.layers import is_active
+    >>> drop = fl.Dropout(0.5)
+    >>> is_active(drop, np.ones(2)), is_active(fl.trainmode(drop), np.ones(2))
+    (False, True)
+    """
     active = getattr(layer, "active", None)
     if active is not None:
         return bool(active)
