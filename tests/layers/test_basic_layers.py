@@ -154,6 +154,11 @@ def test_summary_lists_shapes_and_counts():
     assert "  Dense(4 => 8, tanh)           (16, 8)                     40" in text
     assert "    sin                         (16, 8)                      0" in text
     assert text.splitlines()[-1] == "Total: 121 trainable parameters, 0 non-trainable."
+    # the branches of a container that each take its input are listed under it
+    text = str(fl.summary(fl.Chain(fl.Parallel(np.add, fl.Dense(4, 3), fl.Dense(4, 3)),
+                                   fl.Bidirectional(fl.GRU(3, 2))), (16, 5, 4)))
+    assert "  Parallel(connection=add,\n    Dense(4 => 3)               (16, 5, 3)" in text
+    assert "    GRU(3 => 2)                 (16, 5, 2)                  42\n  )" in text
 
 
 def test_autosize_builds_placeholder_layers():

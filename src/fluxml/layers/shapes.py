@@ -31,7 +31,7 @@ from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, Parallel, SkipConnection
 from fluxml.layers.module import Lazy, Module, count_parameters
 from fluxml.layers.recurrent import Bidirectional
-from fluxml.layers.show import line_of, show_children
+from fluxml.layers.show import line_of, name_of, show_children
 from fluxml.tree import flatten, unflatten
 
 Shape = tuple
@@ -129,11 +129,34 @@ def _rows(layer, shape, indent, rows, dtype):
         rows.append((indent + ")", str(out), _count(layer)))
         return out
     out = output_shape(layer, shape, dtype)
+    branches = _branches(layer)
+    if branches is not None and _is_shape(shape):  # each branch takes the same input
+        connection = getattr(layer, "connection", None)
+        rows.append((indent + type(layer).__name__ + "(" +
+                     ("" if connection is None else f"connection={name_of(connection)},"), "",
+                     ""))
+        for child in branches:
+            _rows(child, shape, indent + "  ", rows, dtype)
+        rows.append((indent + ")", str(out), _count(layer)))
+        return out
     line = line_of(layer)
     if show_children(layer) is not None and not isinstance(layer, Module):
         line = type(layer).__name__
     rows.append((indent + line, str(out), _count(layer)))
     return out
+
+
+def _branches(layer):
+    """The layers of a container that each take its input, listed under it by summary."""
+    if isinstance(layer, Parallel):
+        return [child for _, child in layer._items()]
+    if isinstance(layer, Maxout):
+        return list(layer.layers)
+    if isinstance(layer, SkipConnection):
+        return [layer.layers]
+    if isinstance(layer, Bidirectional):
+        return [layer.forward, layer.backward]
+    return None
 
 
 def autosize(input_shape, model):
