@@ -189,3 +189,23 @@ def test_autosize_reads_features_for_sequences_and_reaches_into_branches():
     assert m[3].layers[1].cell.sizes == (2, 3)
     assert m(np.ones((2, 5, 7), np.float32)).shape == (2, 5, 3) == fl.outputsize(m, (2, 5, 7))
     assert fl.autosize((2, 7), fl.RNNCell(_, 2)).sizes == (7, 2)
+
+
+def test_outputsize_of_containers_and_cells_runs_no_layer(monkeypatch):
+    """Parallel, SkipConnection, PairwiseFusion, Bidirectional and the cells have shape rules:
+    only a connection (np.add, a concatenation) runs, on a batch of one; errors located."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a convolution ran")
+
+    monkeypatch.setattr(fl.nnlib, "conv_bias_act", refuse)
+    convs = fl.Parallel(np.add, fl.Conv((3, 3), 3, 8, pad=1), fl.Conv((1, 1), 3, 8))
+    cat = fl.SkipConnection(convs, lambda y, x: np.concatenate([y, x], axis=1))
+    assert fl.outputsize(fl.Chain(cat, fl.PairwiseFusion(np.add, np.tanh, np.tanh)),
+                         (64, 3, 32, 32)) == ((64, 11, 32, 32),) * 2
+    assert fl.outputsize(fl.Bidirectional(fl.LSTM(3, 4)), (5, 6, 3)) == (5, 6, 8)
+    assert fl.outputsize(fl.LSTMCell(3, 4), (5, 3)) == ((5, 4), ((5, 4), (5, 4)))
+    assert fl.outputsize(fl.Parallel(None, fl.Dense(4, 3), fl.Dense(2, 1)),
+                         ((5, 4), (5, 2))) == ((5, 3), (5, 1))
+    with pytest.raises(fl.LayerError, match=r"^Chain\[0\] > SkipConnection\[0\] > Parallel\[0\]: "
+                                            r"Conv\(\(3, 3\), 3 => 8, pad=1\) expects input"):
+        fl.outputsize(fl.Chain(cat), (64, 2, 32, 32))

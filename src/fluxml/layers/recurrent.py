@@ -83,6 +83,14 @@ class _Cell(Module):
         x, state = self._check(x, state)
         return self.step(self.project(x), state)
 
+    def _output_shape(self, shape):
+        """``(output shape, state shape)`` for input ``(N, in)`` (or ``(in,)``)."""
+        n_in, hidden = self.sizes
+        if len(shape) not in (1, 2) or shape[-1] != n_in:
+            raise LayerError(f"{self._line()} expects input (N, {n_in}); got {tuple(shape)}")
+        out = tuple(shape[:-1]) + (hidden,)
+        return out, ((out, out) if self.gates == 4 else out)
+
     def sequence(self, x, state):
         """``(outputs (N, T, H), final state)`` over a checked sequence ``x (N, T, in)``."""
         return scan(self, self.project(x), state)

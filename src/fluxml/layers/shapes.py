@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.layers.basic import Chain
-from fluxml.layers.containers import Maxout, Parallel, SkipConnection
-from fluxml.layers.module import Lazy, Module, count_parameters
+from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
+from fluxml.layers.module import LayerError, Lazy, Module, count_parameters
 from fluxml.layers.recurrent import Bidirectional
 from fluxml.layers.show import line_of, name_of, show_children
 from fluxml.tree import flatten, unflatten
@@ -47,7 +47,53 @@ def output_shape(layer, shape, dtype=np.float32):
     rule = getattr(layer, "_output_shape", None)
     if rule is not None and callable(rule) and not isinstance(layer, type):
         return rule(shape)
+    if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional)):
+        return _container_shape(layer, shape, dtype)
     return _by_running(layer, shape, dtype)
+
+
+def _located(container, key, layer, shape, dtype):
+    try:
+        return output_shape(layer, shape, dtype)
+    except LayerError as err:
+        raise err.located(container, key) from None
+
+
+def _container_shape(layer, shape, dtype):
+    """The containers' shapes from their layers' rules; only the connection (``np.add``, a
+    concatenation: cheap) runs, on zeros with a batch of one."""
+    name = type(layer).__name__
+    if isinstance(layer, Bidirectional):
+        fwd = _located(name, "forward", layer.forward, shape, dtype)
+        bwd = _located(name, "backward", layer.backward, shape, dtype)
+        if layer.merge is None:
+            return tuple(fwd[:-1]) + (fwd[-1] + bwd[-1],)
+        return _by_running(layer.merge, (fwd, bwd), dtype)
+    if isinstance(layer, SkipConnection):
+        inner = _located(name, 0, layer.layers, shape, dtype)
+        return _by_running(layer.connection, (inner, shape), dtype)
+    if isinstance(layer, PairwiseFusion):
+        n = len(layer.layers)
+        xs = (shape,) * n if _is_shape(shape) else tuple(shape)
+        if len(xs) != n:
+            return _by_running(layer, shape, dtype)  # (its own error)
+        ys = [_located(name, 0, layer.layers[0], xs[0], dtype)]
+        for i in range(1, n):
+            joined = _by_running(layer.connection, (ys[-1], xs[i]), dtype)
+            ys.append(_located(name, i, layer.layers[i], joined, dtype))
+        return tuple(ys)
+    items = layer._items()  # Parallel
+    if _is_shape(shape):
+        ys = [_located(name, k, child, shape, dtype) for k, child in items]
+    elif len(items) == 1:
+        ys = [_located(name, items[0][0], items[0][1], s, dtype) for s in shape]
+    elif len(items) == len(shape):
+        ys = [_located(name, k, child, s, dtype) for (k, child), s in zip(items, shape)]
+    else:
+        return _by_running(layer, shape, dtype)  # (its own error)
+    if layer.connection is None:
+        return tuple(ys)
+    return _by_running(layer.connection, tuple(ys), dtype)
 
 
 def _by_running(layer, shape, dtype):
