@@ -202,3 +202,28 @@ def test_conv_given_a_nested_list_too_small_says_so_like_an_array():
     with pytest.warns(UserWarning, match="float64 input"), \
             pytest.raises(fl.LayerError, match=r"needs a spatial size of at least \(3,\)"):
         fl.Conv((3,), 1, 1)([[[1.0, 2.0]]])
+
+
+@pytest.mark.parametrize("layer, x, message", [
+    (fl.GroupNorm(4, 2), np.ones((2, 3, 3, 3)),
+     r"GroupNorm\(4, 2\) expects input \(N, 4, \.\.\.\); got \(2, 3, 3, 3\)"),
+    (fl.PixelShuffle(2), np.ones((1, 3, 4, 4)), r"PixelShuffle\(2\) expects channels divisible"),
+    (fl.AdaptiveMeanPool((2, 2)), np.ones((1, 4, 4)), r"AdaptiveMeanPool\(\(2, 2\)\) expects "
+                                                      r"input \(N, C, H, W\); got \(1, 4, 4\)"),
+    (fl.GlobalMeanPool(), np.ones((4, 2)), r"GlobalMeanPool\(\) expects input \(N, C, L\)"),
+    (fl.ConvTranspose((3, 3), 2, 4), np.ones((1, 3, 4, 4)), r"ConvTranspose\(\(3, 3\), 2 => 4\) "
+                                                            r"expects input \(N, 2, H, W\)"),
+    (fl.ConvTranspose((3,), 2, 4), np.ones((1, 2, 4), int), "floating-point input; got int64"),
+    (fl.DepthwiseConv((3, 3), 2, 4), np.ones((1, 2, 2, 2)), r"DepthwiseConv\(\(3, 3\), 2 => 4\) "
+                                                            r"needs a spatial size of at least"),
+    (fl.MaxPool((2, 2), pad=((1, 2), (0, 1))), np.ones((1, 1, 5, 5)),
+     r"MaxPool\(\(2, 2\), pad=\(\(1, 2\), \(0, 1\)\)\): the padding .* at most half the window"),
+    (fl.EmbeddingBag(10, 4), np.array([[1, 10]]),
+     r"EmbeddingBag\(10 => 4, mean\) has a vocabulary of 10 \(indices 0 to 9\); got index 10"),
+    (fl.Bidirectional(fl.RNN(4, 5)), np.ones((2, 3, 3), np.float32),
+     r"^Bidirectional\['forward'\]: RNN\(4 => 5\) expects a sequence \(N, T, 4\)"),
+    (fl.GRU(3, 4), np.ones((2, 5, 3), int), r"GRU\(3 => 4\) expects floating-point input"),
+])
+def test_each_layer_kind_names_itself_on_bad_input(layer, x, message):
+    with pytest.raises(fl.LayerError, match=message):
+        layer(x.astype(np.float32) if x.dtype == np.float64 else x)

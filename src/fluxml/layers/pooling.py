@@ -47,6 +47,10 @@ class _Pool(Module):
         pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel,
                            stride=self.stride, dilation=(1,) * d)
         out = win.output_size(shape[2:], self.kernel, self.stride, (1,) * d, pads)
+        if self.pool is nnlib.maxpool and any(2 * max(p) > k for p, k in zip(pads, self.kernel)):
+            # (as PyTorch: a window of padding only would have no maximum)
+            raise LayerError(f"{self._line()}: the padding {pads} must be at most half the "
+                             f"window {self.kernel} on each side")
         if min(out) < 1:
             raise LayerError(f"{self._line()} needs a spatial size of at least {self.kernel} "
                              f"after padding {pads}; got input {tuple(shape)}")
