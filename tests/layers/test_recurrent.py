@@ -107,6 +107,11 @@ def test_bidirectional_runs_backward_over_reversed_time():
     check_grads(lambda m, x: np.sum(np.sin(m(x))), fl.Bidirectional(fl.f64(fl.GRU(2, 2))),
                 RNG.normal(size=(1, 3, 2)), order=2)
     assert "forward = LSTM(3 => 4)," in repr(b)
+    # initial states for both directions; init= reaches the default backward layer
+    h0 = (RNG.normal(size=(2, 4)), RNG.normal(size=(2, 4)))
+    np.testing.assert_allclose(b(x, (h0, None))[..., :4], b.forward(x, h0))
+    ones = fl.Bidirectional(fl.GRU(3, 2, init=fl.init.ones), init=fl.init.ones)
+    assert np.all(ones.backward.cell.weight_ih == 1)
     # layers returning their state would be joined as tuples (a NumPy error deep inside)
     with pytest.raises(ValueError, match="Bidirectional joins .* return_state=False"):
         fl.Bidirectional(fl.GRU(3, 4, return_state=True))

@@ -300,12 +300,14 @@ class GRU(_Recurrent):
 
 
 class Bidirectional(Module):
-    """``Bidirectional(forward, backward=None; merge=concatenate)``
+    """``Bidirectional(forward, backward=None; merge=concatenate, init=, init_recurrent=,
+    rng=)``
 
     Runs ``forward`` over a sequence ``(N, T, F)`` and ``backward`` over it reversed in
     time, reverses the latter's outputs back and joins both on the features: ``(N, T, 2H)``
     as PyTorch's ``bidirectional=True`` (forward half first). ``backward`` defaults to a
-    fresh layer of the same kind and sizes. ``merge(y_forward, y_backward)`` may be given
+    fresh layer of the same kind and sizes (``init``, ``init_recurrent`` and ``rng``, when
+    given, are passed to it). ``merge(y_forward, y_backward)`` may be given
     (e.g. ``np.add``). ``m(x, (state_forward, state_backward))`` gives initial states.
 
     >>> import numpy as np, fluxml as fl
@@ -313,20 +315,25 @@ class Bidirectional(Module):
     (2, 5, 8)
     """
 
-    def __init__(self, forward, backward=None, *, merge: Callable | None = None, rng=None):
+    def __init__(self, forward, backward=None, *, merge: Callable | None = None,
+                 init: Callable | None = None, init_recurrent: Callable | None = None,
+                 rng=None):
+        inits = {k: f for k, f in (("init", init), ("init_recurrent", init_recurrent))
+                 if f is not None}
         # a layer with its input size still to infer (fl.LSTM(fl._, 4)): fl.autosize builds
         # both directions
         lazy = isinstance(forward, Lazy) and issubclass(forward.cls, _Recurrent)
         if not isinstance(forward, _Recurrent) and not lazy:
             raise TypeError(f"Bidirectional wraps an RNN, LSTM or GRU; got {forward!r}")
         if backward is None and lazy:
-            backward = Lazy(forward.cls, forward.args, forward.kwargs)  # weights of its own
+            # weights of its own
+            backward = Lazy(forward.cls, forward.args, {**forward.kwargs, **inits})
         elif backward is None:
             cell = forward.cell
             n_in, hidden = cell.sizes
             extra = (cell.activation,) if isinstance(cell, RNNCell) else ()
             backward = type(forward)(n_in, hidden, *extra, bias=cell.bias_ih is not None,
-                                     rng=rng, dtype=cell.weight_ih.dtype)
+                                     rng=rng, dtype=cell.weight_ih.dtype, **inits)
         if any(getattr(m, "return_state", False) or getattr(m, "kwargs", {}).get("return_state")
                for m in (forward, backward)):
             raise ValueError("Bidirectional joins its layers' outputs: give it layers with "
