@@ -165,6 +165,7 @@ def test_autosize_builds_placeholder_layers():
     lazy = fl.Dense(fl._, 10, np.tanh)
     with pytest.raises(fl.LayerError, match=r"Dense\(_, 10, tanh\) has a size still to infer"):
         lazy(np.ones((1, 3)))
+    assert "  Dense(_, 10, tanh),\n" in repr(fl.Chain(lazy, np.sin))
     m = fl.autosize((2, 3, 4, 5), fl.Chain(fl.Scale(4, 5), fl.Flatten(),
                                            fl.Chain(fl.Dense(fl._, 7), fl.Maxout(np.tanh, np.sin)),
                                            fl.SkipConnection(fl.Dense(fl._, 7), np.add),

@@ -73,6 +73,9 @@ class Lazy:
         parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.cls.__name__}({', '.join(parts)})"
 
+    def _line(self) -> str:  # its line in a printed model: Conv((3, 3), _, 4)
+        return repr(self)
+
 
 class Module:
     """Base class of layers and models.
