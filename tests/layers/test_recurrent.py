@@ -2,6 +2,8 @@
 orders; checked against torch.nn.LSTM/GRU/RNN outside the suite, loading the same
 weights: agreement to 1e-16 in float64)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,21 @@ def test_recurrent_printing_and_bad_input():
         fl.GRUCell(3, 4)(np.ones((5, 2), np.float32))
     with pytest.raises(ValueError, match="hidden must be a positive int"):
         fl.RNN(3, 0)
+
+
+def test_a_float64_state_is_converted_with_a_warning(monkeypatch):
+    """np.zeros gives float64: a float32 layer converts the state as it converts input (one
+    warning naming the layer), so the outputs stay float32."""
+    monkeypatch.setattr("fluxml.layers.precision._warned", set())  # (warned once a session)
+    x = np.ones((2, 5, 3), np.float32)
+    h, c = np.zeros((2, 4)), np.zeros((2, 4))
+    with pytest.warns(UserWarning, match=r"LSTM\(3 => 4\) has float32 parameters and got "
+                                         "float64 input"):
+        assert fl.LSTM(3, 4)(x, (h, c)).dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert fl.GRU(3, 4)(x, h).dtype == np.float32
+        assert fl.LSTMCell(3, 4)(x[:, 0], (h, c))[1][1].dtype == np.float32
+        g, = fl.gradient(lambda h: np.sum(fl.RNN(3, 4)(x, h)), h)
+    assert g.dtype == np.float64 and g.shape == (2, 4)  # a gradient in the argument's dtype
+

@@ -69,7 +69,8 @@ class _Cell(Module):
         if state is None:
             state = self.initial_state(x.shape[:-1], x.dtype)
         self._check_state(state, x.shape[:-1])
-        return x, state
+        # a state of another precision (np.zeros gives float64) converted as input is
+        return x, _map_state(state, lambda s: match_dtype(self, s, x.dtype))
 
     def _check_state(self, state, batch):
         want = tuple(batch) + (self.sizes[1],)
@@ -232,6 +233,7 @@ class _Recurrent(Module):
             cell._check_state(state, x.shape[:1])
         except LayerError as err:  # name the layer the user built, not its cell
             raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
+        state = _map_state(state, lambda s: match_dtype(self, s, x.dtype))
         ys, state = cell.sequence(x, state)
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
