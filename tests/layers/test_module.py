@@ -152,6 +152,23 @@ def test_printing_nested_with_counts():
     assert "# plus 1 non-trainable, 2 parameters," in text
 
 
+def test_a_layer_with_sublayers_lists_its_own_arrays():
+    """As Flux's listing: the lines' counts add up to the total."""
+
+    class Gain(fl.Module):
+        nontrainable = ("seen",)
+
+        def __init__(self):
+            self.gain = np.ones(3, np.float32)
+            self.inner = fl.Dense(3, 3)
+            self.seen = np.zeros(2, np.float32)
+
+    text = repr(fl.Chain(Gain()))
+    assert "    gain = float32[3],                  # 3 parameters\n" in text
+    assert "    seen = float32[2],                  # 2 non-trainable\n" in text
+    assert "# Total: 3 trainable arrays, 15 parameters," in text
+
+
 def test_printing_flags_nan_and_zero_weights():
     d = fl.Dense(2, 2, init=fl.init.zeros)
     assert repr(d).endswith("(all zero)")

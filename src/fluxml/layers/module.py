@@ -128,9 +128,18 @@ class Module:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def _show_children(self):
-        """The sublayers shown nested under this one, or None for a leaf layer."""
-        kids = [(k, v) for k, v in vars(self).items() if _holds_module(v)]
-        return kids or None
+        """The sublayers shown nested under this one, or None for a leaf layer. A layer with
+        sublayers lists its own arrays among them (as Flux does), so that the counts shown
+        add up to the total."""
+        from fluxml.layers.show import ArrayField
+
+        fields = vars(self).items()
+        if not any(_holds_module(v) for _, v in fields):
+            return None
+        frozen = getattr(type(self), "nontrainable", ())
+        return [(k, ArrayField(v, k in frozen) if is_array_leaf(v) and hasattr(v, "shape")
+                 else v) for k, v in fields
+                if _holds_module(v) or (is_array_leaf(v) and hasattr(v, "shape"))]
 
 
 def _holds_module(x) -> bool:
