@@ -163,6 +163,9 @@ def test_a_layer_with_sublayers_lists_its_own_arrays():
             self.inner = fl.Dense(3, 3)
             self.seen = np.zeros(2, np.float32)
 
+        def __call__(self, x):
+            return self.inner(x) * self.gain
+
     text = repr(fl.Chain(Gain()))
     assert "    gain = float32[3],                  # 3 parameters\n" in text
     assert "    seen = float32[2],                  # 2 non-trainable\n" in text
