@@ -227,3 +227,24 @@ def test_conv_given_a_nested_list_too_small_says_so_like_an_array():
 def test_each_layer_kind_names_itself_on_bad_input(layer, x, message):
     with pytest.raises(fl.LayerError, match=message):
         layer(x.astype(np.float32) if x.dtype == np.float64 else x)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: fl.Conv((3,), 2, 3, np.tanh, pad=1, stride=2), (2, 2, 5)),
+    (lambda: fl.Conv((2, 2, 2), 2, 2, np.tanh, pad="same"), (1, 2, 3, 3, 3)),
+    (lambda: fl.DepthwiseConv((2,), 2, 4, dilation=2), (1, 2, 5)),
+    (lambda: fl.CrossCor((2, 2), 1, 2, groups=1), (1, 1, 3, 3)),
+    (lambda: fl.AdaptiveMeanPool((2,)), (1, 2, 5)),
+    (lambda: fl.GlobalMaxPool(), (1, 2, 3, 3)),
+    (lambda: fl.PixelShuffle(2), (1, 4, 2, 2)),
+    (lambda: fl.Upsample("nearest", scale=(2, 1)), (1, 1, 2, 3)),
+    (lambda: fl.Upsample("trilinear", scale=2), (1, 1, 2, 2, 2)),
+])
+def test_the_other_window_layers_check_grads_to_second_order(make, shape):
+    """(The layers above checked where their forward is tested; these are nnlib calls whose
+    kernels are checked in tests/nnlib, here once more through the layer.)"""
+    m = fl.f64(make())
+    for k, a in enumerate(fl.tree.leaves(m)):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            a[...] = np.random.default_rng(k).normal(size=a.shape)
+    check_grads(lambda m, x: np.sum(np.sin(m(x))), m, RNG.normal(size=shape), order=2)

@@ -154,3 +154,11 @@ def test_a_float64_state_is_converted_with_a_warning(monkeypatch):
         g, = fl.gradient(lambda h: np.sum(fl.RNN(3, 4)(x, h)), h)
     assert g.dtype == np.float64 and g.shape == (2, 4)  # a gradient in the argument's dtype
 
+
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cells_check_grads_to_second_order(kind):
+    cell = with_random_biases(getattr(fl, kind)(2, 3))
+    x, h = RNG.normal(size=(2, 2)), RNG.normal(size=(2, 3))
+    state = (h, RNG.normal(size=(2, 3))) if kind == "LSTMCell" else h
+    check_grads(lambda m, x, s: np.sum(np.sin(m(x, s)[0])), cell, x, state, order=2)
+
