@@ -165,6 +165,8 @@ def test_upsample_and_pixel_shuffle():
     np.testing.assert_allclose(y[0, 0, 1, 0], 0.75 * x[0, 0, 0, 0] + 0.25 * x[0, 0, 1, 0])
     assert bil._line() == "Upsample('bilinear', scale=2)"
     assert fl.Upsample("nearest", size=(4, 4))(x).shape == (1, 2, 4, 4)
+    assert repr(fl.Upsample(2, "bilinear")) == "Upsample('bilinear', scale=2)"  # Flux's form
+    assert repr(fl.Upsample((2, 1))) == "Upsample('nearest', scale=(2, 1))"
     check_grads(lambda x: np.sum(np.sin(bil(x))), x, order=2)
     with pytest.raises(fl.LayerError, match=r"Upsample\('bilinear', scale=2\) expects input "
                                             r"\(N, C, H, W\); got \(1, 2, 3\)"):
