@@ -398,7 +398,10 @@ def _adaptive_size(fn, x, out_size):
 
 
 def _lowest(dtype):
-    return -np.inf if np.dtype(dtype).kind in "fc" else np.iinfo(dtype).min
+    kind = np.dtype(dtype).kind
+    if kind == "b":  # (the maximum of booleans: any)
+        return False
+    return -np.inf if kind in "fc" else np.iinfo(dtype).min
 
 
 def _adaptive_bounds(n, m):
