@@ -210,3 +210,15 @@ def test_outputsize_of_containers_and_cells_runs_no_layer(monkeypatch):
     with pytest.raises(fl.LayerError, match=r"^Chain\[0\] > SkipConnection\[0\] > Parallel\[0\]: "
                                             r"Conv\(\(3, 3\), 3 => 8, pad=1\) expects input"):
         fl.outputsize(fl.Chain(cat), (64, 2, 32, 32))
+
+
+def test_shapes_flow_through_a_layer_returning_a_tuple():
+    """A Chain passes MultiHeadAttention's (output, scores) on as one argument: outputsize,
+    summary and autosize call the next layer so (they called it with two arguments)."""
+    _ = fl._
+    m = fl.autosize((32, 20), fl.Chain(fl.Embedding(10, 4), fl.MultiHeadAttention(_, nheads=2),
+                                       lambda t: t[0], fl.Dense(_, 3)))
+    assert fl.outputsize(m, (32, 20)) == (32, 20, 3) == m(np.zeros((32, 20), int)).shape
+    text = str(fl.summary(m, (32, 20)))
+    assert "((32, 20, 4), (32, 2, 20, 20))          68\n" in text  # a column wide enough
+

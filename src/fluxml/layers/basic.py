@@ -162,7 +162,7 @@ class Chain(Module):
 
         for key, layer in self._items():
             try:
-                shape = output_shape(layer, shape)
+                shape = output_shape(layer, shape, single=True)
             except LayerError as err:
                 raise err.located("Chain", key) from None
         return shape

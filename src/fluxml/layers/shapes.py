@@ -41,20 +41,22 @@ def _is_shape(s) -> bool:
     return isinstance(s, tuple) and all(isinstance(d, (int, np.integer)) for d in s)
 
 
-def output_shape(layer, shape, dtype=np.float32):
+def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     """The shape ``layer`` gives for input ``shape`` (a tuple, or a tuple of tuples for
-    several inputs): its shape rule, else one run on zeros with a batch of one."""
+    several inputs): its shape rule, else one run on zeros with a batch of one. ``single``:
+    a tuple of tuples is one argument holding several arrays (what a Chain passes on from a
+    layer returning a tuple, such as MultiHeadAttention), not several arguments."""
     rule = getattr(layer, "_output_shape", None)
     if rule is not None and callable(rule) and not isinstance(layer, type):
         return rule(shape)
     if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional)):
         return _container_shape(layer, shape, dtype)
-    return _by_running(layer, shape, dtype)
+    return _by_running(layer, shape, dtype, single)
 
 
 def _located(container, key, layer, shape, dtype):
     try:
-        return output_shape(layer, shape, dtype)
+        return output_shape(layer, shape, dtype, single=True)
     except LayerError as err:
         raise err.located(container, key) from None
 
@@ -96,20 +98,36 @@ def _container_shape(layer, shape, dtype):
     return _by_running(layer.connection, tuple(ys), dtype)
 
 
-def _by_running(layer, shape, dtype):
-    many = not _is_shape(shape)
-    shapes = shape if many else (shape,)
-    batch = [s[0] if len(s) else None for s in shapes]
-    xs = [np.zeros((1,) + tuple(s[1:]) if len(s) else (), dtype) for s in shapes]
-    y = layer(*xs)
+def _by_running(layer, shape, dtype, single=False):
+    if single and not _is_shape(shape):  # one argument: a tuple of arrays
+        n = _first_batch(shape)
+        y = layer(_zeros(shape, dtype))
+    else:
+        shapes = (shape,) if _is_shape(shape) else shape
+        batch = [s[0] if len(s) else None for s in shapes]
+        xs = [_zeros(s, dtype) for s in shapes]
+        y = layer(*xs)
+        n = batch[0]
     leaves, spec = flatten(y)
-    n = batch[0]
 
     def restore(a):
         s = np.shape(a)
         return (n,) + s[1:] if s and s[0] == 1 and n is not None else s
 
     return unflatten(spec, [restore(a) for a in leaves])
+
+
+def _zeros(shape, dtype):
+    """Zeros with a batch of one for a shape, or a tuple of them for a tuple of shapes."""
+    if not _is_shape(shape):
+        return tuple(_zeros(s, dtype) for s in shape)
+    return np.zeros((1,) + tuple(shape[1:]) if len(shape) else (), dtype)
+
+
+def _first_batch(shape):
+    while not _is_shape(shape):
+        shape = shape[0]
+    return shape[0] if len(shape) else None
 
 
 def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
@@ -150,11 +168,12 @@ def summary(model, input_shape, *, dtype=np.float32) -> Summary:
     Total: 67 trainable parameters, 0 non-trainable.
     """
     rows: list[tuple[str, str, str]] = []
-    _rows(model, tuple(input_shape), "", rows, dtype)
+    _rows(model, tuple(input_shape), "", rows, dtype, single=False)
     width = max(32, max(len(r[0]) for r in rows) + 2)
-    head = f"{'Layer':<{width}}{'Output shape':<20}{'Parameters':>10}"
+    shapes = max(20, max(len(r[1]) for r in rows) + 2)  # (a tuple of outputs is long)
+    head = f"{'Layer':<{width}}{'Output shape':<{shapes}}{'Parameters':>10}"
     lines = [head, "=" * len(head)]
-    lines += [f"{a:<{width}}{b:<20}{c:>10}".rstrip() for a, b, c in rows]
+    lines += [f"{a:<{width}}{b:<{shapes}}{c:>10}".rstrip() for a, b, c in rows]
     _, ntrain, _, nother = count_parameters(model)
     lines += ["=" * len(head),
               f"Total: {ntrain:,} trainable parameters, {nother:,} non-trainable."]
@@ -166,7 +185,7 @@ def _count(layer) -> str:
     return f"{n:,}" + (f" + {other:,}" if other else "")
 
 
-def _rows(layer, shape, indent, rows, dtype):
+def _rows(layer, shape, indent, rows, dtype, single=True):
     if isinstance(layer, Chain):
         rows.append((indent + "Chain(", "", ""))
         out = shape
@@ -174,7 +193,7 @@ def _rows(layer, shape, indent, rows, dtype):
             out = _rows(child, out, indent + "  ", rows, dtype)
         rows.append((indent + ")", str(out), _count(layer)))
         return out
-    out = output_shape(layer, shape, dtype)
+    out = output_shape(layer, shape, dtype, single=single)
     branches = _branches(layer)
     if branches is not None and _is_shape(shape):  # each branch takes the same input
         connection = getattr(layer, "connection", None)
@@ -215,17 +234,17 @@ def autosize(input_shape, model):
     >>> fl.autosize((5, 3), fl.Dense(fl._, 2))
     Dense(3 => 2)  # 8 parameters
     """
-    built, _ = _build(model, tuple(input_shape))
+    built, _ = _build(model, tuple(input_shape), single=False)
     return built
 
 
-def _build(layer, shape):
+def _build(layer, shape, single=True):
     if isinstance(layer, Lazy):
         axis = getattr(layer.cls, "_feature_axis", 1)
         if len(shape) < 2:
             axis = 0
         layer = layer.build(int(shape[axis]))
-        return layer, output_shape(layer, shape)
+        return layer, output_shape(layer, shape, single=single)
     if isinstance(layer, Chain):
         built = []
         for _, child in layer._items():
@@ -249,4 +268,4 @@ def _build(layer, shape):
     elif isinstance(layer, Bidirectional):
         layer = Bidirectional(_build(layer.forward, shape)[0], _build(layer.backward, shape)[0],
                               merge=layer.merge)
-    return layer, output_shape(layer, shape)
+    return layer, output_shape(layer, shape, single=single)
