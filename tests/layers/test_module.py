@@ -94,6 +94,15 @@ def test_dense_bad_input(bad, message):
         fl.Dense(3, 2)(bad)
 
 
+def test_dense_from_arrays_as_flux():
+    w, b = np.ones((2, 3), np.float32), np.full(2, 5.0, np.float32)
+    d = fl.Dense(w, b, np.negative)  # Flux's Dense(W, b, σ): the bias was dropped silently
+    assert d.bias is b and d.activation is np.negative and d.weight is w
+    assert fl.Dense(w, False).bias is None and fl.Dense(w, np.tanh).activation is np.tanh
+    with pytest.raises(TypeError, match="bias is given twice"):
+        fl.Dense(w, b, bias=b)
+
+
 def test_dense_bad_construction():
     with pytest.raises(ValueError, match="in_features must be a positive int; got 0"):
         fl.Dense(0, 2)

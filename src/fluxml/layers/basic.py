@@ -40,8 +40,9 @@ class Dense(Module):
     ``(out, in)`` as PyTorch's ``Linear``. Input ``(N, in)`` (or any leading dimensions, or
     a single vector ``(in,)``) gives ``(N, out)``. ``bias=False`` leaves the bias out;
     ``bias`` may also be an array. Pass an array as the first argument to use it as the
-    weight: ``Dense(W, activation)``. ``init`` is called as ``init((out, in), rng)``
-    (default: Glorot uniform, as Flux); the bias starts at zero.
+    weight: ``Dense(W, activation)``, or Flux's ``Dense(W, b, activation)``. ``init`` is
+    called as ``init((out, in), rng)`` (default: Glorot uniform, as Flux); the bias starts
+    at zero.
 
     >>> import numpy as np, fluxml as fl
     >>> d = fl.Dense(3, 2, np.tanh, init=fl.init.ones)
@@ -57,6 +58,11 @@ class Dense(Module):
         if isinstance(in_features, np.ndarray) or hasattr(in_features, "__array_namespace__"):
             if out_features is not None and activation is identity and callable(out_features):
                 activation = out_features  # Dense(W, relu)
+            elif out_features is not None:  # Flux's Dense(W, b, relu): the bias second
+                if bias is not True:
+                    raise TypeError("Dense: the bias is given twice (second argument and "
+                                    "bias=)")
+                bias = out_features
             weight = in_features
             if weight.ndim != 2:
                 raise ValueError(f"Dense: a weight must be a matrix (out, in); got shape "
