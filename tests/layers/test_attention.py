@@ -45,6 +45,8 @@ def test_mha_gradients_causal_and_errors():
     _, p = m(x, mask="causal")
     np.testing.assert_array_equal(p[0, :, 0, 1:], 0)
     assert repr(m) == "MultiHeadAttention(4, nheads=2)  # 68 parameters"
+    assert fl.MultiHeadAttention(8, nheads=2, qk_dim=16, v_dim=12, out_dim=4)._line() == \
+        "MultiHeadAttention(8, nheads=2, qk_dim=16, v_dim=12, out_dim=4)"
     with pytest.raises(fl.LayerError, match=r"MultiHeadAttention\(4, nheads=2\) expects q "
                                             r"\(N, Tq, 4\), k \(N, Tk, 4\), v \(N, Tk, 4\); got "
                                             r"\(1, 3, 5\)"):

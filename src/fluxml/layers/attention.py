@@ -157,8 +157,10 @@ class MultiHeadAttention(Module):
     def _line(self) -> str:
         e = self.q_proj.weight.shape[1]
         out = f"MultiHeadAttention({e}, nheads={self.nheads}"
-        dims = {"kdim": self.k_proj.weight.shape[1], "vdim": self.v_proj.weight.shape[1]}
-        defaults = {"kdim": e, "vdim": dims["kdim"]}
+        dims = {"kdim": self.k_proj.weight.shape[1], "vdim": self.v_proj.weight.shape[1],
+                "qk_dim": self.q_proj.weight.shape[0], "v_dim": self.v_proj.weight.shape[0],
+                "out_dim": self.out_proj.weight.shape[0]}
+        defaults = {"kdim": e, "vdim": dims["kdim"], "qk_dim": e, "v_dim": e, "out_dim": e}
         for name, value in dims.items():
             if value != defaults[name]:
                 out += f", {name}={value}"
