@@ -94,6 +94,8 @@ def test_conv_transpose_matches_scatter_loop_and_grads():
         np.ones((1, 4, 5, 5), np.float32)).shape == (1, 2, 10, 10)
     assert repr(fl.ConvTranspose((2, 2), 8, 3, stride=2)) == \
         "ConvTranspose((2, 2), 8 => 3, stride=2)  # 99 parameters"
+    assert fl.ConvTranspose((2,), 1, 1, flipped=True)._line() == \
+        "ConvTranspose((2,), 1 => 1, flipped=True)"
 
 
 def test_conv_printing_and_errors():
