@@ -45,6 +45,8 @@ def test_mha_gradients_causal_and_errors():
     _, p = m(x, mask="causal")
     np.testing.assert_array_equal(p[0, :, 0, 1:], 0)
     assert repr(m) == "MultiHeadAttention(4, nheads=2)  # 68 parameters"
+    assert fl.MultiHeadAttention(8, nheads=2, qk_dim=16, v_dim=12, out_dim=4)._line() == \
+        "MultiHeadAttention(8, nheads=2, qk_dim=16, v_dim=12, out_dim=4)"
     with pytest.raises(fl.LayerError, match=r"MultiHeadAttention\(4, nheads=2\) expects q "
                                             r"\(N, Tq, 4\), k \(N, Tk, 4\), v \(N, Tk, 4\); got "
                                             r"\(1, 3, 5\)"):
@@ -92,3 +94,25 @@ def test_mha_fused_path_matches_composite():
     assert len(got) == len(want) == 12
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_one_sequence_init_and_errors_name_the_attention_layers():
+    """(T, E) without a batch as Flux and PyTorch take it; init= reaches every weight of the
+    block; integer input and a wrong width are refused in the name of the layer called."""
+    m = fl.MultiHeadAttention(4, nheads=2, rng=RNG)
+    x = RNG.normal(size=(3, 4)).astype(np.float32)
+    out, scores = m(x, mask="causal")
+    batched = m(x[None], mask="causal")
+    np.testing.assert_allclose(out, batched[0][0], rtol=1e-6)
+    np.testing.assert_allclose(scores, batched[1][0], rtol=1e-6)
+    assert fl.outputsize(m, (3, 4)) == ((3, 4), (2, 3, 3))
+    with pytest.raises(fl.LayerError, match=r"^MultiHeadAttention\(4, nheads=2\) expects "
+                                            r"floating-point input; got int64"):
+        m(np.ones((1, 3, 4), np.int64))
+    b = fl.TransformerEncoderBlock(4, 2, 8, init=fl.init.ones)
+    assert np.all(b.attention.q_proj.weight == 1) and np.all(b.dense2.weight == 1)
+    assert b(x).shape == (3, 4)
+    with pytest.raises(fl.LayerError, match=r"^Chain\[1\]: TransformerEncoderBlock\(4, 2, 8\) "
+                                            r"expects input \(N, T, 4\) or \(T, 4\); got "
+                                            r"\(2, 3, 5\)"):
+        fl.Chain(np.tanh, b)(np.ones((2, 3, 5), np.float32))

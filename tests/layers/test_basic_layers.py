@@ -156,12 +156,18 @@ def test_summary_lists_shapes_and_counts():
     assert text.splitlines()[-1] == "Total: 121 trainable parameters, 0 non-trainable."
     with pytest.raises(fl.LayerError, match=r"^Chain\[1\] > Chain\[0\]: Dense\(8 => 8\) "):
         fl.summary(fl.Chain(np.tanh, m.layers[1]), (16, 5))  # located as the forward pass does
+    # the branches of a container that each take its input are listed under it
+    text = str(fl.summary(fl.Chain(fl.Parallel(np.add, fl.Dense(4, 3), fl.Dense(4, 3)),
+                                   fl.Bidirectional(fl.GRU(3, 2))), (16, 5, 4)))
+    assert "  Parallel(connection=add,\n    Dense(4 => 3)               (16, 5, 3)" in text
+    assert "    GRU(3 => 2)                 (16, 5, 2)                  42\n  )" in text
 
 
 def test_autosize_builds_placeholder_layers():
     lazy = fl.Dense(fl._, 10, np.tanh)
     with pytest.raises(fl.LayerError, match=r"Dense\(_, 10, tanh\) has a size still to infer"):
         lazy(np.ones((1, 3)))
+    assert "  Dense(_, 10, tanh),\n" in repr(fl.Chain(lazy, np.sin))
     m = fl.autosize((2, 3, 4, 5), fl.Chain(fl.Scale(4, 5), fl.Flatten(),
                                            fl.Chain(fl.Dense(fl._, 7), fl.Maxout(np.tanh, np.sin)),
                                            fl.SkipConnection(fl.Dense(fl._, 7), np.add),
@@ -170,3 +176,51 @@ def test_autosize_builds_placeholder_layers():
     assert m.layers[3].layers.weight.shape == (7, 7)
     assert m.layers[4].weight.shape == (3, 7, 7)
     assert m(np.ones((2, 3, 4, 5), np.float32)).shape == (2, 3)
+
+
+def test_autosize_reads_features_for_sequences_and_reaches_into_branches():
+    """fl._ in a recurrent layer is the features (the last dimension), not the time steps;
+    Parallel, Maxout and Bidirectional get their placeholders built too."""
+    _ = fl._
+    m = fl.autosize((2, 5, 7), fl.Chain(
+        fl.LSTM(_, 4), fl.Bidirectional(fl.GRU(_, 3)),
+        fl.Parallel(np.add, fl.Dense(_, 2), fl.Chain(fl.Dense(_, 2), np.tanh)),
+        fl.Maxout(lambda: fl.RNN(_, 3), 2)))
+    assert m[0].cell.sizes == (7, 4) and m[1].backward.cell.sizes == (4, 3)
+    assert m[1].forward.cell.weight_ih is not m[1].backward.cell.weight_ih
+    assert m[2][0].weight.shape == m[2][1][0].weight.shape == (2, 6)
+    assert m[3].layers[1].cell.sizes == (2, 3)
+    assert m(np.ones((2, 5, 7), np.float32)).shape == (2, 5, 3) == fl.outputsize(m, (2, 5, 7))
+    assert fl.autosize((2, 7), fl.RNNCell(_, 2)).sizes == (7, 2)
+
+
+def test_outputsize_of_containers_and_cells_runs_no_layer(monkeypatch):
+    """Parallel, SkipConnection, PairwiseFusion, Bidirectional and the cells have shape rules:
+    only a connection (np.add, a concatenation) runs, on a batch of one; errors located."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a convolution ran")
+
+    monkeypatch.setattr(fl.nnlib, "conv_bias_act", refuse)
+    convs = fl.Parallel(np.add, fl.Conv((3, 3), 3, 8, pad=1), fl.Conv((1, 1), 3, 8))
+    cat = fl.SkipConnection(convs, lambda y, x: np.concatenate([y, x], axis=1))
+    assert fl.outputsize(fl.Chain(cat, fl.PairwiseFusion(np.add, np.tanh, np.tanh)),
+                         (64, 3, 32, 32)) == ((64, 11, 32, 32),) * 2
+    assert fl.outputsize(fl.Bidirectional(fl.LSTM(3, 4)), (5, 6, 3)) == (5, 6, 8)
+    assert fl.outputsize(fl.LSTMCell(3, 4), (5, 3)) == ((5, 4), ((5, 4), (5, 4)))
+    assert fl.outputsize(fl.Parallel(None, fl.Dense(4, 3), fl.Dense(2, 1)),
+                         ((5, 4), (5, 2))) == ((5, 3), (5, 1))
+    with pytest.raises(fl.LayerError, match=r"^Chain\[0\] > SkipConnection\[0\] > Parallel\[0\]: "
+                                            r"Conv\(\(3, 3\), 3 => 8, pad=1\) expects input"):
+        fl.outputsize(fl.Chain(cat), (64, 2, 32, 32))
+
+
+def test_shapes_flow_through_a_layer_returning_a_tuple():
+    """A Chain passes MultiHeadAttention's (output, scores) on as one argument: outputsize,
+    summary and autosize call the next layer so (they called it with two arguments)."""
+    _ = fl._
+    m = fl.autosize((32, 20), fl.Chain(fl.Embedding(10, 4), fl.MultiHeadAttention(_, nheads=2),
+                                       lambda t: t[0], fl.Dense(_, 3)))
+    assert fl.outputsize(m, (32, 20)) == (32, 20, 3) == m(np.zeros((32, 20), int)).shape
+    text = str(fl.summary(m, (32, 20)))
+    assert "((32, 20, 4), (32, 2, 20, 20))          68\n" in text  # a column wide enough
+

@@ -94,6 +94,8 @@ def test_conv_transpose_matches_scatter_loop_and_grads():
         np.ones((1, 4, 5, 5), np.float32)).shape == (1, 2, 10, 10)
     assert repr(fl.ConvTranspose((2, 2), 8, 3, stride=2)) == \
         "ConvTranspose((2, 2), 8 => 3, stride=2)  # 99 parameters"
+    assert fl.ConvTranspose((2,), 1, 1, flipped=True)._line() == \
+        "ConvTranspose((2,), 1 => 1, flipped=True)"
 
 
 def test_conv_printing_and_errors():
@@ -168,6 +170,8 @@ def test_upsample_and_pixel_shuffle():
     np.testing.assert_allclose(y[0, 0, 1, 0], 0.75 * x[0, 0, 0, 0] + 0.25 * x[0, 0, 1, 0])
     assert bil._line() == "Upsample('bilinear', scale=2)"
     assert fl.Upsample("nearest", size=(4, 4))(x).shape == (1, 2, 4, 4)
+    assert repr(fl.Upsample(2, "bilinear")) == "Upsample('bilinear', scale=2)"  # Flux's form
+    assert repr(fl.Upsample((2, 1))) == "Upsample('nearest', scale=(2, 1))"
     check_grads(lambda x: np.sum(np.sin(bil(x))), x, order=2)
     with pytest.raises(fl.LayerError, match=r"Upsample\('bilinear', scale=2\) expects input "
                                             r"\(N, C, H, W\); got \(1, 2, 3\)"):
@@ -205,3 +209,49 @@ def test_conv_given_a_nested_list_too_small_says_so_like_an_array():
     with pytest.warns(UserWarning, match="float64 input"), \
             pytest.raises(fl.LayerError, match=r"needs a spatial size of at least \(3,\)"):
         fl.Conv((3,), 1, 1)([[[1.0, 2.0]]])
+
+
+@pytest.mark.parametrize("layer, x, message", [
+    (fl.GroupNorm(4, 2), np.ones((2, 3, 3, 3)),
+     r"GroupNorm\(4, 2\) expects input \(N, 4, \.\.\.\); got \(2, 3, 3, 3\)"),
+    (fl.PixelShuffle(2), np.ones((1, 3, 4, 4)), r"PixelShuffle\(2\) expects channels divisible"),
+    (fl.AdaptiveMeanPool((2, 2)), np.ones((1, 4, 4)), r"AdaptiveMeanPool\(\(2, 2\)\) expects "
+                                                      r"input \(N, C, H, W\); got \(1, 4, 4\)"),
+    (fl.GlobalMeanPool(), np.ones((4, 2)), r"GlobalMeanPool\(\) expects input \(N, C, L\)"),
+    (fl.ConvTranspose((3, 3), 2, 4), np.ones((1, 3, 4, 4)), r"ConvTranspose\(\(3, 3\), 2 => 4\) "
+                                                            r"expects input \(N, 2, H, W\)"),
+    (fl.ConvTranspose((3,), 2, 4), np.ones((1, 2, 4), int), "floating-point input; got int64"),
+    (fl.DepthwiseConv((3, 3), 2, 4), np.ones((1, 2, 2, 2)), r"DepthwiseConv\(\(3, 3\), 2 => 4\) "
+                                                            r"needs a spatial size of at least"),
+    (fl.MaxPool((2, 2), pad=((1, 2), (0, 1))), np.ones((1, 1, 5, 5)),
+     r"MaxPool\(\(2, 2\), pad=\(\(1, 2\), \(0, 1\)\)\): the padding .* at most half the window"),
+    (fl.EmbeddingBag(10, 4), np.array([[1, 10]]),
+     r"EmbeddingBag\(10 => 4, mean\) has a vocabulary of 10 \(indices 0 to 9\); got index 10"),
+    (fl.Bidirectional(fl.RNN(4, 5)), np.ones((2, 3, 3), np.float32),
+     r"^Bidirectional\['forward'\]: RNN\(4 => 5\) expects a sequence \(N, T, 4\)"),
+    (fl.GRU(3, 4), np.ones((2, 5, 3), int), r"GRU\(3 => 4\) expects floating-point input"),
+])
+def test_each_layer_kind_names_itself_on_bad_input(layer, x, message):
+    with pytest.raises(fl.LayerError, match=message):
+        layer(x.astype(np.float32) if x.dtype == np.float64 else x)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: fl.Conv((3,), 2, 3, np.tanh, pad=1, stride=2), (2, 2, 5)),
+    (lambda: fl.Conv((2, 2, 2), 2, 2, np.tanh, pad="same"), (1, 2, 3, 3, 3)),
+    (lambda: fl.DepthwiseConv((2,), 2, 4, dilation=2), (1, 2, 5)),
+    (lambda: fl.CrossCor((2, 2), 1, 2, groups=1), (1, 1, 3, 3)),
+    (lambda: fl.AdaptiveMeanPool((2,)), (1, 2, 5)),
+    (lambda: fl.GlobalMaxPool(), (1, 2, 3, 3)),
+    (lambda: fl.PixelShuffle(2), (1, 4, 2, 2)),
+    (lambda: fl.Upsample("nearest", scale=(2, 1)), (1, 1, 2, 3)),
+    (lambda: fl.Upsample("trilinear", scale=2), (1, 1, 2, 2, 2)),
+])
+def test_the_other_window_layers_check_grads_to_second_order(make, shape):
+    """(The layers above checked where their forward is tested; these are nnlib calls whose
+    kernels are checked in tests/nnlib, here once more through the layer.)"""
+    m = fl.f64(make())
+    for k, a in enumerate(fl.tree.leaves(m)):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            a[...] = np.random.default_rng(k).normal(size=a.shape)
+    check_grads(lambda m, x: np.sum(np.sin(m(x))), m, RNG.normal(size=shape), order=2)

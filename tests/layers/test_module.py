@@ -95,6 +95,15 @@ def test_dense_bad_input(bad, message):
         fl.Dense(3, 2)(bad)
 
 
+def test_dense_from_arrays_as_flux():
+    w, b = np.ones((2, 3), np.float32), np.full(2, 5.0, np.float32)
+    d = fl.Dense(w, b, np.negative)  # Flux's Dense(W, b, σ): the bias was dropped silently
+    assert d.bias is b and d.activation is np.negative and d.weight is w
+    assert fl.Dense(w, False).bias is None and fl.Dense(w, np.tanh).activation is np.tanh
+    with pytest.raises(TypeError, match="bias is given twice"):
+        fl.Dense(w, b, bias=b)
+
+
 def test_dense_bad_construction():
     with pytest.raises(ValueError, match="in_features must be a positive int; got 0"):
         fl.Dense(0, 2)
@@ -132,6 +141,8 @@ def test_chain_indexing_and_names():
     named = fl.Chain(enc=a, mid=b, dec=c)
     assert named.enc is a and named["dec"] is c and named[1] is b
     assert list(named[1:].layers) == ["mid", "dec"]
+    assert m[[0, 2]].layers == (a, c) and m[[-1]].layers == (c,)  # Flux's c[[1, 3]]
+    assert named[[0, "dec"]].layers == {"enc": a, "dec": c}
     g, = fl.gradient(lambda m: np.sum(m(x)), named)
     assert g.layers["enc"].weight.shape == (3, 2)
     assert fl.Chain([a, b]).layers == (a, b)
@@ -151,6 +162,26 @@ def test_printing_nested_with_counts():
     assert "# plus 1 non-trainable, 2 parameters," in text
     total, plus = text.splitlines()[-2:]
     assert total.index("# Total") == plus.index("# plus")  # one column, as Flux prints them
+
+
+def test_a_layer_with_sublayers_lists_its_own_arrays():
+    """As Flux's listing: the lines' counts add up to the total."""
+
+    class Gain(fl.Module):
+        nontrainable = ("seen",)
+
+        def __init__(self):
+            self.gain = np.ones(3, np.float32)
+            self.inner = fl.Dense(3, 3)
+            self.seen = np.zeros(2, np.float32)
+
+        def __call__(self, x):
+            return self.inner(x) * self.gain
+
+    text = repr(fl.Chain(Gain()))
+    assert "    gain = float32[3],                  # 3 parameters\n" in text
+    assert "    seen = float32[2],                  # 2 non-trainable\n" in text
+    assert "# Total: 3 trainable arrays, 15 parameters," in text
 
 
 def test_printing_flags_nan_and_zero_weights():
@@ -206,6 +237,22 @@ def test_is_active_follows_the_trace():
     assert seen[-1] is False
 
 
+def test_train_mode_inside_gradient_even_on_plain_data():
+    """A Dropout (or BatchNorm without parameters) first in a model sees the data, not a
+    traced value: inside a gradient it still trains, as Flux's; a compiled forward recorded
+    inside a gradient stays a forward (test mode)."""
+    x = np.ones((64, 6), np.float32)
+    m, m_plain = (fl.Chain(fl.Dropout(0.5), fl.Dense(6, 2)) for _ in range(2))
+    predict = fl.compile(lambda m, x: m(x))
+    g, = fl.gradient(lambda m: np.sum(m(x)) + 0 * np.sum(predict(m_plain, x)), m)
+    assert len(set(g.layers[1].weight[0].tolist())) > 1  # each input column dropped apart
+    np.testing.assert_array_equal(predict(m_plain, x), m_plain(x))
+    bn = fl.BatchNorm(6, affine=False)
+    fl.gradient(lambda m: np.sum(m(x + np.arange(6, dtype=np.float32))), fl.Chain(bn))
+    assert bn.running_mean[5] > 0
+    assert not fl.layers.within_gradient(x)
+
+
 def test_precision_conversion_of_whole_trees():
     m = fl.Chain(fl.Dense(2, 3), Stats())
     m64 = fl.f64(m)
@@ -233,3 +280,38 @@ def test_weight_gradients_come_back_contiguous():
     for x in (np.ones((4, 6), np.float32), np.ones((2, 4, 6), np.float32)):
         g, = fl.gradient(lambda m: np.sum(m(x) ** 2), m)
         assert all(layer.weight.flags.c_contiguous for layer in g.layers)
+
+
+def test_a_model_of_a_users_plain_class_trains_with_a_frozen_part():
+    """The issue's 'a model built from a user-defined class trains': a plain class (no
+    Module, in-place NumPy) between Dense layers; the structural gradient, the printed
+    listing, and Adam with the first layer frozen."""
+
+    class Gate:
+        def __init__(self, n):
+            self.w = np.linspace(0.5, 1.5, n).astype(np.float32)
+            self.name = "gate"
+
+        def __call__(self, x):
+            y = np.empty_like(x)
+            y[...] = x
+            y[:, :2] *= self.w[:2]
+            y[:, 2:] = np.tanh(y[:, 2:] * self.w[2:])
+            return y
+
+    rng = np.random.default_rng(0)
+    m = fl.Chain(fl.Dense(3, 4, fl.relu, rng=rng), Gate(4), fl.Dense(4, 1, rng=rng))
+    assert "  Gate(...),                            # 4 parameters" in repr(m)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = np.sum(x, axis=1, keepdims=True)
+    state = fl.setup(fl.Adam(0.01), m)
+    fl.freeze(state.layers[0])
+    frozen = m.layers[0].weight.copy()
+    losses = []
+    for _ in range(30):
+        loss, (g,) = fl.withgradient(lambda m: np.mean((m(x) - y) ** 2), m)
+        losses.append(float(loss))
+        fl.update(state, m, g)
+    assert g.layers[1].w.dtype == np.float32 and g.layers[1].name is None
+    assert losses[-1] < 0.8 * losses[0]
+    np.testing.assert_array_equal(m.layers[0].weight, frozen)

@@ -2,6 +2,8 @@
 orders; checked against torch.nn.LSTM/GRU/RNN outside the suite, loading the same
 weights: agreement to 1e-16 in float64)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -107,6 +109,11 @@ def test_bidirectional_runs_backward_over_reversed_time():
     check_grads(lambda m, x: np.sum(np.sin(m(x))), fl.Bidirectional(fl.f64(fl.GRU(2, 2))),
                 RNG.normal(size=(1, 3, 2)), order=2)
     assert "forward = LSTM(3 => 4)," in repr(b)
+    # initial states for both directions; init= reaches the default backward layer
+    h0 = (RNG.normal(size=(2, 4)), RNG.normal(size=(2, 4)))
+    np.testing.assert_allclose(b(x, (h0, None))[..., :4], b.forward(x, h0))
+    ones = fl.Bidirectional(fl.GRU(3, 2, init=fl.init.ones), init=fl.init.ones)
+    assert np.all(ones.backward.cell.weight_ih == 1)
     # layers returning their state would be joined as tuples (a NumPy error deep inside)
     with pytest.raises(ValueError, match="Bidirectional joins .* return_state=False"):
         fl.Bidirectional(fl.GRU(3, 4, return_state=True))
@@ -129,3 +136,29 @@ def test_recurrent_printing_and_bad_input():
         fl.GRUCell(3, 4)(np.ones((5, 2), np.float32))
     with pytest.raises(ValueError, match="hidden must be a positive int"):
         fl.RNN(3, 0)
+
+
+def test_a_float64_state_is_converted_with_a_warning(monkeypatch):
+    """np.zeros gives float64: a float32 layer converts the state as it converts input (one
+    warning naming the layer), so the outputs stay float32."""
+    monkeypatch.setattr("fluxml.layers.precision._warned", set())  # (warned once a session)
+    x = np.ones((2, 5, 3), np.float32)
+    h, c = np.zeros((2, 4)), np.zeros((2, 4))
+    with pytest.warns(UserWarning, match=r"LSTM\(3 => 4\) has float32 parameters and got "
+                                         "float64 input"):
+        assert fl.LSTM(3, 4)(x, (h, c)).dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert fl.GRU(3, 4)(x, h).dtype == np.float32
+        assert fl.LSTMCell(3, 4)(x[:, 0], (h, c))[1][1].dtype == np.float32
+        g, = fl.gradient(lambda h: np.sum(fl.RNN(3, 4)(x, h)), h)
+    assert g.dtype == np.float64 and g.shape == (2, 4)  # a gradient in the argument's dtype
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cells_check_grads_to_second_order(kind):
+    cell = with_random_biases(getattr(fl, kind)(2, 3))
+    x, h = RNG.normal(size=(2, 2)), RNG.normal(size=(2, 3))
+    state = (h, RNG.normal(size=(2, 3))) if kind == "LSTMCell" else h
+    check_grads(lambda m, x, s: np.sum(np.sin(m(x, s)[0])), cell, x, state, order=2)
+

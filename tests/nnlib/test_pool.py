@@ -96,6 +96,13 @@ def test_adaptive_pools_match_naive_loops(size, out):
                                atol=1e-12)
     check_grads(lambda x: adaptive_maxpool(x, out), x[:1])
     check_grads(lambda x: adaptive_meanpool(x, out), x[:1])
+    # integers averaged as floats, as meanpool does (the weights were cast to int: zeros)
+    k = np.arange(x.size).reshape(x.shape)
+    np.testing.assert_allclose(adaptive_meanpool(k, out), naive_adaptive(k, out, np.mean))
+    b = k % 3 == 0  # booleans: the maximum is any (NumPy had no lowest boolean for padding)
+    np.testing.assert_array_equal(adaptive_maxpool(b, out), naive_adaptive(b, out, np.max))
+    np.testing.assert_array_equal(global_maxpool(b), b.max(axis=tuple(range(2, b.ndim)),
+                                                           keepdims=True))
 
 
 def test_global_pools():

@@ -52,6 +52,13 @@ def test_extremes(dtype):
     np.testing.assert_allclose(s, [[1, 0, 0], [1 / 3] * 3, [1 / 3] * 3], rtol=1e-6)
     np.testing.assert_allclose(ls[0], [0, -2e4, -1e4], rtol=1e-6)
     assert np.all(np.isfinite(g)) and np.all(np.isfinite(gl))
+    # a row spanning the float range: the shift overflows to -inf, whose exp is the 0 due
+    big = np.array([[3e38, 3e38, -3e38]], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(fl.softmax(big), [[0.5, 0.5, 0]])
+        np.testing.assert_allclose(fl.logsoftmax(big)[0, :2], np.log(0.5), rtol=1e-6)
+        np.testing.assert_allclose(fl.logsumexp(big, axis=-1), [3e38], rtol=1e-6)
 
 
 def test_masked_entries():

@@ -103,6 +103,26 @@ def lookup(table, func):
 COMPILING: list = []
 
 
+# The differentiating traces (gradient, pullback, jvp) whose function is running, of every
+# thread, as (thread, trace): train/test layers ask whether one is open, as Flux's
+# ``within_gradient`` is true anywhere inside a gradient call, not only on traced values (a
+# Dropout first in a model sees plain data).
+DIFFERENTIATING: list = []
+
+
+def differentiating() -> bool:
+    """Whether this thread runs inside a gradient, pullback or jvp call opened after its
+    innermost ``fl.compile`` recording (a compile inside a gradient records a forward)."""
+    if not DIFFERENTIATING:
+        return False
+    me = get_ident()
+    level = max((t.level for thread, t in DIFFERENTIATING if thread == me), default=0)
+    if not level:
+        return False
+    compile_trace = compiling() if COMPILING else None
+    return compile_trace is None or level > compile_trace.level
+
+
 def compiling():
     """The IR trace of this thread's innermost ``fl.compile`` in progress, or None. (Another
     thread's compile must not record this thread's random draws.)"""

@@ -23,6 +23,7 @@ from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, is_active
 from fluxml.layers.normalise import Dropout, LayerNorm
 from fluxml.layers.precision import match_dtype
+from fluxml.layers.show import name_of
 from fluxml.nnlib import relu
 
 
@@ -38,11 +39,12 @@ class MultiHeadAttention(Module):
     Multi-head scaled dot-product attention (Vaswani et al. 2017), as Flux's:
     ``mha(q, k=q, v=k; bias=None, mask=None)`` with ``q`` ``(N, Tq, embed_dim)``, ``k``
     ``(N, Tk, kdim)``, ``v`` ``(N, Tk, vdim)`` returns ``(output (N, Tq, out_dim),
-    scores (N, nheads, Tq, Tk))``. Queries and keys are projected to ``qk_dim``, values to
-    ``v_dim`` (each ``embed_dim`` by default, split over the heads), then ``out_proj`` maps
-    the joined heads to ``out_dim``. ``mask``: booleans broadcasting to the scores (True:
-    may attend) or ``"causal"``; ``bias``: added to the scores. ``dropout`` acts on the
-    attention probabilities in training mode.
+    scores (N, nheads, Tq, Tk))``; one sequence each, ``(Tq, embed_dim)`` etc., gives
+    ``(Tq, out_dim)`` and ``(nheads, Tq, Tk)``. Queries and keys are projected to
+    ``qk_dim``, values to ``v_dim`` (each ``embed_dim`` by default, split over the heads),
+    then ``out_proj`` maps the joined heads to ``out_dim``. ``mask``: booleans broadcasting
+    to the scores (True: may attend) or ``"causal"``; ``bias``: added to the scores.
+    ``dropout`` acts on the attention probabilities in training mode.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.MultiHeadAttention(8, nheads=2)
@@ -103,6 +105,9 @@ class MultiHeadAttention(Module):
     def _output_shape(self, q, k=None, v=None):
         k = q if k is None else k
         v = k if v is None else v
+        if all(len(s) == 2 for s in (q, k, v)):
+            out, probs = self._output_shape((1,) + tuple(q), (1,) + tuple(k), (1,) + tuple(v))
+            return out[1:], probs[1:]
         (n, tq, _), (_, tk, _), _ = self._check(*(np.broadcast_to(np.float32(0), s)
                                                   for s in (q, k, v)))
         return ((n, tq, self.out_proj.weight.shape[0]), (n, self.nheads, tq, tk))
@@ -110,7 +115,14 @@ class MultiHeadAttention(Module):
     def __call__(self, q, k=None, v=None, *, bias=None, mask=None):
         k = q if k is None else k
         v = k if v is None else v
+        if all(np.ndim(a) == 2 for a in (q, k, v)):  # one sequence (T, E), as Flux and PyTorch
+            out, probs = self(q[None], k[None], v[None], bias=bias, mask=mask)
+            return out[0], probs[0]
         self._check(q, k, v)
+        # another precision converted (or integers refused) in the name of this layer
+        q = match_dtype(self, q, self.q_proj.weight.dtype)
+        k = q if k is q else match_dtype(self, k, self.k_proj.weight.dtype)
+        v = k if v is k else match_dtype(self, v, self.v_proj.weight.dtype)
         if isinstance(mask, str):
             if mask != "causal":
                 raise LayerError(f"{self._line()}: mask must be boolean or 'causal'; got "
@@ -145,8 +157,10 @@ class MultiHeadAttention(Module):
     def _line(self) -> str:
         e = self.q_proj.weight.shape[1]
         out = f"MultiHeadAttention({e}, nheads={self.nheads}"
-        dims = {"kdim": self.k_proj.weight.shape[1], "vdim": self.v_proj.weight.shape[1]}
-        defaults = {"kdim": e, "vdim": dims["kdim"]}
+        dims = {"kdim": self.k_proj.weight.shape[1], "vdim": self.v_proj.weight.shape[1],
+                "qk_dim": self.q_proj.weight.shape[0], "v_dim": self.v_proj.weight.shape[0],
+                "out_dim": self.out_proj.weight.shape[0]}
+        defaults = {"kdim": e, "vdim": dims["kdim"], "qk_dim": e, "v_dim": e, "out_dim": e}
         for name, value in dims.items():
             if value != defaults[name]:
                 out += f", {name}={value}"
@@ -162,13 +176,13 @@ class MultiHeadAttention(Module):
 
 class TransformerEncoderBlock(Module):
     """``TransformerEncoderBlock(embed_dim, nheads, hidden, activation=relu; dropout=0.1,
-    norm_first=False, eps=1e-5, rng=None)``
+    norm_first=False, eps=1e-5, init=glorot_uniform, rng=None)``
 
     One encoder block of the Transformer (as PyTorch's ``TransformerEncoderLayer``, batch
     first): self-attention and a two-layer feed-forward network ``embed_dim -> hidden ->
     embed_dim``, each with dropout, a residual connection and LayerNorm (after the residual
     by default; before each sublayer with ``norm_first=True``). ``block(x; mask=None)`` maps
-    ``(N, T, embed_dim)`` to the same shape.
+    ``(N, T, embed_dim)`` (or one sequence ``(T, embed_dim)``) to the same shape.
 
     >>> import numpy as np, fluxml as fl
     >>> block = fl.TransformerEncoderBlock(16, 4, 32)
@@ -180,8 +194,9 @@ class TransformerEncoderBlock(Module):
 
     def __init__(self, embed_dim: int, nheads: int, hidden: int,
                  activation: Callable = relu, *, dropout: float = 0.1,
-                 norm_first: bool = False, eps: float = 1e-5, rng=None, dtype=np.float32):
-        kw = dict(rng=rng, dtype=dtype)
+                 norm_first: bool = False, eps: float = 1e-5,
+                 init: Callable = initialisers.glorot_uniform, rng=None, dtype=np.float32):
+        kw = dict(init=init, rng=rng, dtype=dtype)
         self.attention = MultiHeadAttention(embed_dim, nheads=nheads, bias=True,
                                             dropout=dropout, **kw)
         self.norm1 = LayerNorm(embed_dim, eps=eps, dtype=dtype)
@@ -192,6 +207,7 @@ class TransformerEncoderBlock(Module):
         self.norm_first = norm_first
 
     def __call__(self, x, *, mask=None):
+        self._output_shape(np.shape(x))
         if self.norm_first:
             h = self.norm1(x)
             x = x + self.dropout(self.attention(h, mask=mask)[0])
@@ -200,11 +216,17 @@ class TransformerEncoderBlock(Module):
         return self.norm2(x + self.dropout(self.dense2(self.dropout(self.dense1(x)))))
 
     def _output_shape(self, shape):
-        self.attention._output_shape(shape)
+        e = self.norm1.weight.shape[-1]
+        if len(shape) not in (2, 3) or shape[-1] != e:
+            raise LayerError(f"{self._line()} expects input (N, T, {e}) or (T, {e}); got "
+                             f"{tuple(shape)}")
         return tuple(shape)
 
     def _line(self) -> str:
-        return "TransformerEncoderBlock(...)"
+        hidden, e = self.dense1.weight.shape
+        act = self.dense1.activation
+        return (f"TransformerEncoderBlock({e}, {self.attention.nheads}, {hidden}"
+                f"{'' if act is relu else ', ' + name_of(act)})")
 
     def _show_children(self):
         return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]

@@ -20,7 +20,12 @@ from fluxml.nnlib.linear import affine
 
 
 def identity(x):
-    """The identity function (the default activation: it is skipped, not called)."""
+    """The identity function (the default activation: it is skipped, not called).
+
+    >>> import fluxml as fl
+    >>> fl.identity(3.0), fl.Dense(2, 1, fl.identity)
+    (3.0, Dense(2 => 1)  # 3 parameters)
+    """
     return x
 
 
@@ -35,8 +40,9 @@ class Dense(Module):
     ``(out, in)`` as PyTorch's ``Linear``. Input ``(N, in)`` (or any leading dimensions, or
     a single vector ``(in,)``) gives ``(N, out)``. ``bias=False`` leaves the bias out;
     ``bias`` may also be an array. Pass an array as the first argument to use it as the
-    weight: ``Dense(W, activation)``. ``init`` is called as ``init((out, in), rng)``
-    (default: Glorot uniform, as Flux); the bias starts at zero.
+    weight: ``Dense(W, activation)``, or Flux's ``Dense(W, b, activation)``. ``init`` is
+    called as ``init((out, in), rng)`` (default: Glorot uniform, as Flux); the bias starts
+    at zero.
 
     >>> import numpy as np, fluxml as fl
     >>> d = fl.Dense(3, 2, np.tanh, init=fl.init.ones)
@@ -52,6 +58,11 @@ class Dense(Module):
         if isinstance(in_features, np.ndarray) or hasattr(in_features, "__array_namespace__"):
             if out_features is not None and activation is identity and callable(out_features):
                 activation = out_features  # Dense(W, relu)
+            elif out_features is not None:  # Flux's Dense(W, b, relu): the bias second
+                if bias is not True:
+                    raise TypeError("Dense: the bias is given twice (second argument and "
+                                    "bias=)")
+                bias = out_features
             weight = in_features
             if weight.ndim != 2:
                 raise ValueError(f"Dense: a weight must be a matrix (out, in); got shape "
@@ -125,7 +136,8 @@ class Chain(Module):
     Calls its layers in sequence: ``Chain(f, g)(x) == g(f(x))``. Layers may be any callables
     (layers, plain functions, your own classes). Index with ints, slices (a shorter Chain)
     and, for named chains, names: ``model[0]``, ``model[1:]``, ``model["encoder"]`` or
-    ``model.encoder``. The structural gradient mirrors it: ``g.layers[0].weight``.
+    ``model.encoder``; a list picks several (``model[[0, 2]]``, a shorter Chain). The
+    structural gradient mirrors it: ``g.layers[0].weight``.
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.Chain(enc=fl.Dense(4, 2, np.tanh), dec=fl.Dense(2, 4))
@@ -164,7 +176,7 @@ class Chain(Module):
 
         for key, layer in self._items():
             try:
-                shape = output_shape(layer, shape)
+                shape = output_shape(layer, shape, single=True)
             except LayerError as err:
                 raise err.located("Chain", key) from None
         return shape
@@ -175,6 +187,12 @@ class Chain(Module):
             if isinstance(layers, dict):
                 return Chain(**dict(list(layers.items())[key]))
             return Chain(*layers[key])
+        if isinstance(key, list):  # Flux's c[[1, 3]]: a Chain of the layers picked
+            if isinstance(layers, dict):
+                names = list(layers)
+                picked = [names[k] if isinstance(k, (int, np.integer)) else k for k in key]
+                return Chain(**{k: layers[k] for k in picked})
+            return Chain(*(layers[k] for k in key))
         if isinstance(layers, dict) and isinstance(key, (int, np.integer)):
             return list(layers.values())[key]
         return layers[key]

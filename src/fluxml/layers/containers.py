@@ -203,7 +203,7 @@ class Maxout(Module):
     def _output_shape(self, shape):
         from fluxml.layers.shapes import output_shape
 
-        return output_shape(self.layers[0], shape)
+        return output_shape(self.layers[0], shape, single=True)
 
     def _show_children(self):
         return [(None, layer) for layer in self.layers]

@@ -302,6 +302,7 @@ class ConvTranspose(Module):
 
     def _line(self) -> str:
         bias = "" if self.bias is not None else ", bias=False"
+        flipped = ", flipped=True" if self.flipped else ""
         return (f"ConvTranspose({self.kernel}, {self.weight.shape[0]} => "
                 f"{self.weight.shape[1] * self.groups}{_activation_suffix(self.activation)}"
-                f"{_options(self, self._defaults)}{bias})")
+                f"{_options(self, self._defaults)}{bias}{flipped})")

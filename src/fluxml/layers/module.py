@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from fluxml.ad.core import Tracer
+from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
 
@@ -73,6 +73,9 @@ class Lazy:
         parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.cls.__name__}({', '.join(parts)})"
 
+    def _line(self) -> str:  # its line in a printed model: Conv((3, 3), _, 4)
+        return repr(self)
+
 
 class Module:
     """Base class of layers and models.
@@ -97,6 +100,19 @@ class Module:
     ...         return x @ self.weight.T + self.bias
     >>> Affine(2, 3)
     Affine(weight=float32[3, 2], bias=float32[3])  # 9 parameters
+
+    >>> class Running(fl.Module):
+    ...     nontrainable = ("count",)
+    ...     def __init__(self):
+    ...         self.w = np.ones(2, np.float32)
+    ...         self.count = np.zeros(1, np.float32)
+    ...     def __call__(self, x):
+    ...         self.count += 1
+    ...         return x * self.w
+    >>> m = Running()
+    >>> g, = fl.gradient(lambda m: np.sum(m(np.ones(2, np.float32))), m)
+    >>> g.w, g.count, m.count
+    (array([1., 1.], dtype=float32), None, array([1.], dtype=float32))
     """
 
     nontrainable: ClassVar[tuple[str, ...]] = ()
@@ -125,9 +141,18 @@ class Module:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def _show_children(self):
-        """The sublayers shown nested under this one, or None for a leaf layer."""
-        kids = [(k, v) for k, v in vars(self).items() if _holds_module(v)]
-        return kids or None
+        """The sublayers shown nested under this one, or None for a leaf layer. A layer with
+        sublayers lists its own arrays among them (as Flux does), so that the counts shown
+        add up to the total."""
+        from fluxml.layers.show import ArrayField
+
+        fields = vars(self).items()
+        if not any(_holds_module(v) for _, v in fields):
+            return None
+        frozen = getattr(type(self), "nontrainable", ())
+        return [(k, ArrayField(v, k in frozen) if is_array_leaf(v) and hasattr(v, "shape")
+                 else v) for k, v in fields
+                if _holds_module(v) or (is_array_leaf(v) and hasattr(v, "shape"))]
 
 
 def _holds_module(x) -> bool:
@@ -142,7 +167,15 @@ def _holds_module(x) -> bool:
 
 class LayerError(ValueError):
     """A layer was given input it cannot take. Containers add where the layer sits, so the
-    message reads ``Chain[2]: Conv((3, 3), 3 => 16) expects ...``."""
+    message reads ``Chain[2]: Conv((3, 3), 3 => 16) expects ...``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> try:
+    ...     fl.Chain(np.tanh, fl.Dense(4, 2))(np.ones((8, 3), np.float32))
+    ... except fl.LayerError as err:
+    ...     print(err)
+    Chain[1]: Dense(4 => 2) expects inputs of shape (N, 4); got (8, 3)
+    """
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -162,15 +195,34 @@ class LayerError(ValueError):
 
 
 def within_gradient(x) -> bool:
-    """True when ``x`` is being differentiated (Flux's ``NNlib.within_gradient``); not when
-    it is only traced by ``fl.compile`` (a compiled forward runs as the eager one)."""
-    return type(x) is Tracer and x._trace.differentiates
+    """True inside a gradient (or pullback, jvp) call, as Flux's ``NNlib.within_gradient``:
+    when ``x`` is being differentiated, or a differentiation is running in this thread even
+    if ``x`` is plain data; not when it is only traced by ``fl.compile`` (a compiled forward
+    runs as the eager one).
+
+    >>> import numpy as np, fluxml as fl
+    >>> from fluxml.layers import within_gradient
+    >>> seen = []
+    >>> _ = fl.gradient(lambda w: seen.append(within_gradient(np.ones(2))) or np.sum(w),
+    ...                 np.ones(2))
+    >>> seen, within_gradient(np.ones(2))
+    ([True], False)
+    """
+    return (type(x) is Tracer and x._trace.differentiates) or differentiating()
 
 
 def is_active(layer, x) -> bool:
     """Whether a train/test layer acts in training mode on input ``x``: its ``active`` field
-    when set, otherwise whether ``x`` or one of the layer's own arrays is being
-    differentiated (a BatchNorm first in a model sees plain data but traced parameters)."""
+    when set, otherwise whether it runs inside a gradient call (:func:`within_gradient`;
+    a Dropout first in a model sees plain data there), or ``x`` or one of the layer's own
+    arrays is being differentiated.
+
+    >>> import numpy as np, fluxml as fl
+    >>> from fluxml.layers import is_active
+    >>> drop = fl.Dropout(0.5)
+    >>> is_active(drop, np.ones(2)), is_active(fl.trainmode(drop), np.ones(2))
+    (False, True)
+    """
     active = getattr(layer, "active", None)
     if active is not None:
         return bool(active)

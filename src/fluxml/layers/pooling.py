@@ -47,6 +47,10 @@ class _Pool(Module):
         pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel,
                            stride=self.stride, dilation=(1,) * d)
         out = win.output_size(shape[2:], self.kernel, self.stride, (1,) * d, pads)
+        if self.pool is nnlib.maxpool and any(2 * max(p) > k for p, k in zip(pads, self.kernel)):
+            # (as PyTorch: a window of padding only would have no maximum)
+            raise LayerError(f"{self._line()}: the padding {pads} must be at most half the "
+                             f"window {self.kernel} on each side")
         if min(out) < 1:
             raise LayerError(f"{self._line()} needs a spatial size of at least {self.kernel} "
                              f"after padding {pads}; got input {tuple(shape)}")
@@ -179,6 +183,7 @@ class Upsample(Module):
     dimension; integers for ``"nearest"``) or to an output ``size``. Modes: ``"nearest"``,
     ``"linear"`` (linear along every spatial axis), ``"bilinear"`` (4-d input),
     ``"trilinear"`` (5-d input); PyTorch's ``align_corners=False`` convention by default.
+    Flux's other form, ``Upsample(2, "bilinear")`` (scale first), is taken too.
 
     >>> import numpy as np, fluxml as fl
     >>> up = fl.Upsample("bilinear", scale=2)
@@ -186,8 +191,14 @@ class Upsample(Module):
     (1, 3, 8, 10)
     """
 
-    def __init__(self, mode: str = "nearest", *, scale=None, size=None,
+    def __init__(self, mode: str = "nearest", *scale_mode, scale=None, size=None,
                  align_corners: bool = False):
+        if not isinstance(mode, str) and scale is None and len(scale_mode) <= 1:
+            # Flux's other form, Upsample(scale, mode="nearest"): Upsample(2, "bilinear")
+            mode, scale = (scale_mode[0] if scale_mode else "nearest"), mode
+        elif scale_mode:
+            raise TypeError(f"Upsample takes Upsample(mode; scale=, size=) or Upsample(scale, "
+                            f"mode); got the positional arguments {(mode,) + scale_mode!r}")
         if mode not in _MODES:
             raise ValueError(f"Upsample: mode must be one of {_MODES}; got {mode!r}")
         if (scale is None) == (size is None):

@@ -54,7 +54,14 @@ def f32(tree):
 
 
 def f16(tree):
-    """``tree`` with every floating-point array converted to float16 (a new tree)."""
+    """``tree`` with every floating-point array converted to float16 (a new tree); integer
+    arrays (an Embedding's indices, counters) stay as they are.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.f16(fl.Dense(2, 3))
+    >>> m(np.ones((1, 2), np.float16)).dtype
+    dtype('float16')
+    """
     return fmap(_convert(np.float16), tree)
 
 

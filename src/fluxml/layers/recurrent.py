@@ -21,7 +21,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import _activation_suffix, _positive
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Lazy, Module
 from fluxml.layers.precision import match_dtype
 
 
@@ -29,6 +29,7 @@ class _Cell(Module):
     """What the three cells share: weights, the input projection, checks and printing."""
 
     gates = 1
+    _feature_axis = -1  # what fl._ stands for in fl.autosize: the input's features
 
     def __init__(self, in_features: int, hidden: int, *, bias: bool = True,
                  init: Callable = initialisers.glorot_uniform,
@@ -68,7 +69,8 @@ class _Cell(Module):
         if state is None:
             state = self.initial_state(x.shape[:-1], x.dtype)
         self._check_state(state, x.shape[:-1])
-        return x, state
+        # a state of another precision (np.zeros gives float64) converted as input is
+        return x, _map_state(state, lambda s: match_dtype(self, s, x.dtype))
 
     def _check_state(self, state, batch):
         want = tuple(batch) + (self.sizes[1],)
@@ -81,6 +83,14 @@ class _Cell(Module):
     def __call__(self, x, state=None):
         x, state = self._check(x, state)
         return self.step(self.project(x), state)
+
+    def _output_shape(self, shape):
+        """``(output shape, state shape)`` for input ``(N, in)`` (or ``(in,)``)."""
+        n_in, hidden = self.sizes
+        if len(shape) not in (1, 2) or shape[-1] != n_in:
+            raise LayerError(f"{self._line()} expects input (N, {n_in}); got {tuple(shape)}")
+        out = tuple(shape[:-1]) + (hidden,)
+        return out, ((out, out) if self.gates == 4 else out)
 
     def sequence(self, x, state):
         """``(outputs (N, T, H), final state)`` over a checked sequence ``x (N, T, in)``."""
@@ -197,6 +207,7 @@ class _Recurrent(Module):
     """A cell run over a sequence."""
 
     cell_type: type = _Cell
+    _feature_axis = -1
 
     def __init__(self, in_features: int, hidden: int, *args, return_state: bool = False,
                  **kw):
@@ -222,6 +233,7 @@ class _Recurrent(Module):
             cell._check_state(state, x.shape[:1])
         except LayerError as err:  # name the layer the user built, not its cell
             raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
+        state = _map_state(state, lambda s: match_dtype(self, s, x.dtype))
         ys, state = cell.sequence(x, state)
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
@@ -290,12 +302,14 @@ class GRU(_Recurrent):
 
 
 class Bidirectional(Module):
-    """``Bidirectional(forward, backward=None; merge=concatenate)``
+    """``Bidirectional(forward, backward=None; merge=concatenate, init=, init_recurrent=,
+    rng=)``
 
     Runs ``forward`` over a sequence ``(N, T, F)`` and ``backward`` over it reversed in
     time, reverses the latter's outputs back and joins both on the features: ``(N, T, 2H)``
     as PyTorch's ``bidirectional=True`` (forward half first). ``backward`` defaults to a
-    fresh layer of the same kind and sizes. ``merge(y_forward, y_backward)`` may be given
+    fresh layer of the same kind and sizes (``init``, ``init_recurrent`` and ``rng``, when
+    given, are passed to it). ``merge(y_forward, y_backward)`` may be given
     (e.g. ``np.add``). ``m(x, (state_forward, state_backward))`` gives initial states.
 
     >>> import numpy as np, fluxml as fl
@@ -303,16 +317,27 @@ class Bidirectional(Module):
     (2, 5, 8)
     """
 
-    def __init__(self, forward, backward=None, *, merge: Callable | None = None, rng=None):
-        if not isinstance(forward, _Recurrent):
+    def __init__(self, forward, backward=None, *, merge: Callable | None = None,
+                 init: Callable | None = None, init_recurrent: Callable | None = None,
+                 rng=None):
+        inits = {k: f for k, f in (("init", init), ("init_recurrent", init_recurrent))
+                 if f is not None}
+        # a layer with its input size still to infer (fl.LSTM(fl._, 4)): fl.autosize builds
+        # both directions
+        lazy = isinstance(forward, Lazy) and issubclass(forward.cls, _Recurrent)
+        if not isinstance(forward, _Recurrent) and not lazy:
             raise TypeError(f"Bidirectional wraps an RNN, LSTM or GRU; got {forward!r}")
-        if backward is None:
+        if backward is None and lazy:
+            # weights of its own
+            backward = Lazy(forward.cls, forward.args, {**forward.kwargs, **inits})
+        elif backward is None:
             cell = forward.cell
             n_in, hidden = cell.sizes
             extra = (cell.activation,) if isinstance(cell, RNNCell) else ()
             backward = type(forward)(n_in, hidden, *extra, bias=cell.bias_ih is not None,
-                                     rng=rng, dtype=cell.weight_ih.dtype)
-        if forward.return_state or getattr(backward, "return_state", False):
+                                     rng=rng, dtype=cell.weight_ih.dtype, **inits)
+        if any(getattr(m, "return_state", False) or getattr(m, "kwargs", {}).get("return_state")
+               for m in (forward, backward)):
             raise ValueError("Bidirectional joins its layers' outputs: give it layers with "
                              "return_state=False (the default); got "
                              f"{forward!r} and {backward!r}")

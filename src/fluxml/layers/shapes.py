@@ -28,9 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.layers.basic import Chain
-from fluxml.layers.containers import SkipConnection
+from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.module import LayerError, Lazy, Module, count_parameters
-from fluxml.layers.show import line_of, show_children
+from fluxml.layers.recurrent import Bidirectional
+from fluxml.layers.show import line_of, name_of, show_children
 from fluxml.tree import flatten, unflatten
 
 Shape = tuple
@@ -40,29 +41,93 @@ def _is_shape(s) -> bool:
     return isinstance(s, tuple) and all(isinstance(d, (int, np.integer)) for d in s)
 
 
-def output_shape(layer, shape, dtype=np.float32):
+def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     """The shape ``layer`` gives for input ``shape`` (a tuple, or a tuple of tuples for
-    several inputs): its shape rule, else one run on zeros with a batch of one."""
+    several inputs): its shape rule, else one run on zeros with a batch of one. ``single``:
+    a tuple of tuples is one argument holding several arrays (what a Chain passes on from a
+    layer returning a tuple, such as MultiHeadAttention), not several arguments."""
     rule = getattr(layer, "_output_shape", None)
     if rule is not None and callable(rule) and not isinstance(layer, type):
         return rule(shape)
-    return _by_running(layer, shape, dtype)
+    if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional)):
+        return _container_shape(layer, shape, dtype)
+    return _by_running(layer, shape, dtype, single)
 
 
-def _by_running(layer, shape, dtype):
-    many = not _is_shape(shape)
-    shapes = shape if many else (shape,)
-    batch = [s[0] if len(s) else None for s in shapes]
-    xs = [np.zeros((1,) + tuple(s[1:]) if len(s) else (), dtype) for s in shapes]
-    y = layer(*xs)
+def _located(container, key, layer, shape, dtype):
+    try:
+        return output_shape(layer, shape, dtype, single=True)
+    except LayerError as err:
+        raise err.located(container, key) from None
+
+
+def _container_shape(layer, shape, dtype):
+    """The containers' shapes from their layers' rules; only the connection (``np.add``, a
+    concatenation: cheap) runs, on zeros with a batch of one."""
+    name = type(layer).__name__
+    if isinstance(layer, Bidirectional):
+        fwd = _located(name, "forward", layer.forward, shape, dtype)
+        bwd = _located(name, "backward", layer.backward, shape, dtype)
+        if layer.merge is None:
+            return tuple(fwd[:-1]) + (fwd[-1] + bwd[-1],)
+        return _by_running(layer.merge, (fwd, bwd), dtype)
+    if isinstance(layer, SkipConnection):
+        inner = _located(name, 0, layer.layers, shape, dtype)
+        return _by_running(layer.connection, (inner, shape), dtype)
+    if isinstance(layer, PairwiseFusion):
+        n = len(layer.layers)
+        xs = (shape,) * n if _is_shape(shape) else tuple(shape)
+        if len(xs) != n:
+            return _by_running(layer, shape, dtype)  # (its own error)
+        ys = [_located(name, 0, layer.layers[0], xs[0], dtype)]
+        for i in range(1, n):
+            joined = _by_running(layer.connection, (ys[-1], xs[i]), dtype)
+            ys.append(_located(name, i, layer.layers[i], joined, dtype))
+        return tuple(ys)
+    items = layer._items()  # Parallel
+    if _is_shape(shape):
+        ys = [_located(name, k, child, shape, dtype) for k, child in items]
+    elif len(items) == 1:
+        ys = [_located(name, items[0][0], items[0][1], s, dtype) for s in shape]
+    elif len(items) == len(shape):
+        ys = [_located(name, k, child, s, dtype) for (k, child), s in zip(items, shape)]
+    else:
+        return _by_running(layer, shape, dtype)  # (its own error)
+    if layer.connection is None:
+        return tuple(ys)
+    return _by_running(layer.connection, tuple(ys), dtype)
+
+
+def _by_running(layer, shape, dtype, single=False):
+    if single and not _is_shape(shape):  # one argument: a tuple of arrays
+        n = _first_batch(shape)
+        y = layer(_zeros(shape, dtype))
+    else:
+        shapes = (shape,) if _is_shape(shape) else shape
+        batch = [s[0] if len(s) else None for s in shapes]
+        xs = [_zeros(s, dtype) for s in shapes]
+        y = layer(*xs)
+        n = batch[0]
     leaves, spec = flatten(y)
-    n = batch[0]
 
     def restore(a):
         s = np.shape(a)
         return (n,) + s[1:] if s and s[0] == 1 and n is not None else s
 
     return unflatten(spec, [restore(a) for a in leaves])
+
+
+def _zeros(shape, dtype):
+    """Zeros with a batch of one for a shape, or a tuple of them for a tuple of shapes."""
+    if not _is_shape(shape):
+        return tuple(_zeros(s, dtype) for s in shape)
+    return np.zeros((1,) + tuple(shape[1:]) if len(shape) else (), dtype)
+
+
+def _first_batch(shape):
+    while not _is_shape(shape):
+        shape = shape[0]
+    return shape[0] if len(shape) else None
 
 
 def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
@@ -105,11 +170,12 @@ def summary(model, input_shape, *, dtype=np.float32) -> Summary:
     Total: 67 trainable parameters, 0 non-trainable.
     """
     rows: list[tuple[str, str, str]] = []
-    _rows(model, tuple(input_shape), "", rows, dtype)
+    _rows(model, tuple(input_shape), "", rows, dtype, single=False)
     width = max(32, max(len(r[0]) for r in rows) + 2)
-    head = f"{'Layer':<{width}}{'Output shape':<20}{'Parameters':>10}"
+    shapes = max(20, max(len(r[1]) for r in rows) + 2)  # (a tuple of outputs is long)
+    head = f"{'Layer':<{width}}{'Output shape':<{shapes}}{'Parameters':>10}"
     lines = [head, "=" * len(head)]
-    lines += [f"{a:<{width}}{b:<20}{c:>10}".rstrip() for a, b, c in rows]
+    lines += [f"{a:<{width}}{b:<{shapes}}{c:>10}".rstrip() for a, b, c in rows]
     _, ntrain, _, nother = count_parameters(model)
     lines += ["=" * len(head),
               f"Total: {ntrain:,} trainable parameters, {nother:,} non-trainable."]
@@ -121,7 +187,7 @@ def _count(layer) -> str:
     return f"{n:,}" + (f" + {other:,}" if other else "")
 
 
-def _rows(layer, shape, indent, rows, dtype):
+def _rows(layer, shape, indent, rows, dtype, single=True):
     if isinstance(layer, Chain):
         rows.append((indent + "Chain(", "", ""))
         out = shape
@@ -132,7 +198,17 @@ def _rows(layer, shape, indent, rows, dtype):
                 raise err.located("Chain", key) from None
         rows.append((indent + ")", str(out), _count(layer)))
         return out
-    out = output_shape(layer, shape, dtype)
+    out = output_shape(layer, shape, dtype, single=single)
+    branches = _branches(layer)
+    if branches is not None and _is_shape(shape):  # each branch takes the same input
+        connection = getattr(layer, "connection", None)
+        rows.append((indent + type(layer).__name__ + "(" +
+                     ("" if connection is None else f"connection={name_of(connection)},"), "",
+                     ""))
+        for child in branches:
+            _rows(child, shape, indent + "  ", rows, dtype)
+        rows.append((indent + ")", str(out), _count(layer)))
+        return out
     line = line_of(layer)
     if show_children(layer) is not None and not isinstance(layer, Module):
         line = type(layer).__name__
@@ -140,26 +216,40 @@ def _rows(layer, shape, indent, rows, dtype):
     return out
 
 
+def _branches(layer):
+    """The layers of a container that each take its input, listed under it by summary."""
+    if isinstance(layer, Parallel):
+        return [child for _, child in layer._items()]
+    if isinstance(layer, Maxout):
+        return list(layer.layers)
+    if isinstance(layer, SkipConnection):
+        return [layer.layers]
+    if isinstance(layer, Bidirectional):
+        return [layer.forward, layer.backward]
+    return None
+
+
 def autosize(input_shape, model):
     """Build the layers of ``model`` written with the placeholder ``fl._`` for a size, from
     the shapes that input of ``input_shape`` (batch first) gives along the way. Placeholders
-    may sit in Chains (nested too) and SkipConnections. Returns the built model.
+    may sit in Chains (nested too), SkipConnections, Parallels, Maxouts and Bidirectional
+    wrappers. Returns the built model.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.autosize((5, 3), fl.Dense(fl._, 2))
     Dense(3 => 2)  # 8 parameters
     """
-    built, _ = _build(model, tuple(input_shape))
+    built, _ = _build(model, tuple(input_shape), single=False)
     return built
 
 
-def _build(layer, shape):
+def _build(layer, shape, single=True):
     if isinstance(layer, Lazy):
         axis = getattr(layer.cls, "_feature_axis", 1)
         if len(shape) < 2:
             axis = 0
         layer = layer.build(int(shape[axis]))
-        return layer, output_shape(layer, shape)
+        return layer, output_shape(layer, shape, single=single)
     if isinstance(layer, Chain):
         built = []
         for _, child in layer._items():
@@ -171,4 +261,16 @@ def _build(layer, shape):
     if isinstance(layer, SkipConnection):
         inner, _ = _build(layer.layers, shape)
         layer = SkipConnection(inner, layer.connection)
-    return layer, output_shape(layer, shape)
+    elif isinstance(layer, (Parallel, Maxout)) and _is_shape(shape):  # each takes the input
+        items = enumerate(layer.layers) if isinstance(layer, Maxout) else layer._items()
+        built = {k: _build(child, shape)[0] for k, child in items}
+        if isinstance(layer, Maxout):
+            layer = Maxout(*built.values())
+        elif isinstance(layer.layers, dict):
+            layer = Parallel(layer.connection, **built)
+        else:
+            layer = Parallel(layer.connection, *built.values())
+    elif isinstance(layer, Bidirectional):
+        layer = Bidirectional(_build(layer.forward, shape)[0], _build(layer.backward, shape)[0],
+                              merge=layer.merge)
+    return layer, output_shape(layer, shape, single=single)

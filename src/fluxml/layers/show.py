@@ -91,7 +91,25 @@ def _with_comment(line, note):
     return line + " " * max(COMMENT_COLUMN - len(line), 2) + note
 
 
+class ArrayField:
+    """A layer's own array in its nested listing: ``gain = float32[3],  # 3 parameters``."""
+
+    def __init__(self, array, frozen: bool):
+        self.array, self.frozen = array, frozen
+
+    def _line(self) -> str:
+        return f"{self.array.dtype}{list(self.array.shape)}"
+
+    def note(self) -> str:
+        if getattr(self.array.dtype, "kind", "f") not in "fc":
+            return ""
+        n = f"{self.array.size:,}"
+        return f"# {n} non-trainable" if self.frozen else f"# {n} parameters"
+
+
 def _count_note(x) -> str:
+    if isinstance(x, ArrayField):
+        return x.note()
     try:
         train, other = parameter_arrays(x)
     except (TypeError, AttributeError, ValueError):

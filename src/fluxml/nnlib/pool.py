@@ -339,12 +339,14 @@ def adaptive_meanpool(x, out_size):
     out = _adaptive_size("adaptive_meanpool", x, out_size)
     v = raw(x)
     xp = win.array_module(v)
+    # the averaging weights in x's precision; integers are averaged in float64 (as meanpool)
+    dtype = v.dtype if v.dtype.kind in "fc" else np.dtype(np.float64)
     y = x
     for i, (n, m) in enumerate(zip(v.shape[2:], out)):
         start, end = _adaptive_bounds(n, m)
         j = np.arange(n)[None, :]
         inside = (j >= start[:, None]) & (j < end[:, None])
-        avg = xp.asarray(inside / inside.sum(axis=1, keepdims=True), dtype=v.dtype)
+        avg = xp.asarray(inside / inside.sum(axis=1, keepdims=True), dtype=dtype)
         y = np.moveaxis(np.moveaxis(y, 2 + i, -1) @ avg.T, -1, 2 + i)
     return y
 
@@ -396,7 +398,10 @@ def _adaptive_size(fn, x, out_size):
 
 
 def _lowest(dtype):
-    return -np.inf if np.dtype(dtype).kind in "fc" else np.iinfo(dtype).min
+    kind = np.dtype(dtype).kind
+    if kind == "b":  # (the maximum of booleans: any)
+        return False
+    return -np.inf if kind in "fc" else np.iinfo(dtype).min
 
 
 def _adaptive_bounds(n, m):

@@ -294,7 +294,15 @@ def lstm_step(gx, h, c, w_hh):
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     """One LSTM step (PyTorch's ``LSTMCell``): ``x (N, in)``, ``h, c (N, H)``, ``w_ih
     (4H, in)``, ``w_hh (4H, H)``, biases ``(4H,)``. Returns ``(h', c')``; see the module
-    docstring for the equations."""
+    docstring for the equations.
+
+    >>> import numpy as np, fluxml as fl
+    >>> h, c = fl.nnlib.lstm_cell(np.ones((2, 3)), np.zeros((2, 1)), np.ones((2, 1)),
+    ...                           np.zeros((4, 3)), np.zeros((4, 1)))
+    >>> c  # forget and input gates at 0.5: half of c, plus half of tanh(0)
+    array([[0.5],
+           [0.5]])
+    """
     _check("lstm_cell", 4, x, h, w_ih, w_hh, b_ih, b_hh, c)
     gx = np.matmul(x, np.swapaxes(w_ih, 0, 1))
     for b in (b_ih, b_hh):
@@ -317,7 +325,12 @@ def gru_step(gx, h, w_hh, b_hh=None):
 
 def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     """One GRU step (PyTorch's ``GRUCell``): ``x (N, in)``, ``h (N, H)``, ``w_ih (3H, in)``,
-    ``w_hh (3H, H)``, biases ``(3H,)``. Returns ``h'``; see the module docstring."""
+    ``w_hh (3H, H)``, biases ``(3H,)``. Returns ``h'``; see the module docstring.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.gru_cell(np.ones((1, 2)), np.ones((1, 1)), np.zeros((3, 2)), np.zeros((3, 1)))
+    array([[0.5]])
+    """
     _check("gru_cell", 3, x, h, w_ih, w_hh, b_ih, b_hh)
     gx = np.matmul(x, np.swapaxes(w_ih, 0, 1))
     if b_ih is not None:

@@ -164,7 +164,14 @@ def _check_sequence(name, x):
 def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     """An LSTM over a whole sequence ``x (N, T, in)`` from the state ``h0, c0 (N, H)``, with
     PyTorch's weights (``w_ih (4H, in)``, ``w_hh (4H, H)``, biases ``(4H,)``). Returns
-    ``(hs (N, T, H), h_T, c_T)``: every step's hidden state and the final state."""
+    ``(hs (N, T, H), h_T, c_T)``: every step's hidden state and the final state.
+
+    >>> import numpy as np, fluxml as fl
+    >>> hs, h, c = fl.nnlib.lstm_sequence(np.ones((2, 5, 3)), np.zeros((2, 4)),
+    ...                                   np.zeros((2, 4)), np.zeros((16, 3)), np.zeros((16, 4)))
+    >>> hs.shape, c.shape
+    ((2, 5, 4), (2, 4))
+    """
     _check_sequence("lstm_sequence", x)
     _check("lstm_sequence", 4, raw(x)[:, 0], h0, w_ih, w_hh, b_ih, b_hh, c0)
     bias = b_hh if b_ih is None else b_ih if b_hh is None else b_ih + b_hh

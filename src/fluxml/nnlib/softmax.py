@@ -29,7 +29,8 @@ def _shifted(x, axis):
     m = np.max(x, axis=axis, keepdims=True)
     if not np.all(np.isfinite(m)):
         m = np.where(np.isfinite(m), m, 0)
-    return x - m
+    with np.errstate(over="ignore"):  # -3e38 - 3e38 = -inf in float32: its exp is the 0 due
+        return x - m
 
 
 def _softmax_impl(x, *, axis):

@@ -68,7 +68,7 @@ NANMIN = _extremum("nanmin", np.nanmin)
 def _logsumexp(x, *, axis, keepdims):
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # (x - m = -inf: its exp is the 0 due)
         s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     if keepdims:
         return s
