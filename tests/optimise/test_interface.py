@@ -174,6 +174,25 @@ def test_clear_errors():
         fl.update(fl.setup(fl.ClipNorm(), model), model, {"w": np.full((2, 3), np.nan)})
 
 
+def test_a_state_that_does_not_fit_the_model_is_refused():
+    """These trained nothing, silently: a state set up for another model (its fields not
+    found, so their gradients were taken for None), None, or the rule itself."""
+    model = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))
+    grads = fl.gradient(lambda m: np.sum(m(np.ones((4, 2), np.float32))), model)[0]
+    other = fl.setup(fl.Adam(), fl.Dense(2, 3))
+    with pytest.raises(TypeError, match=r"state has model\.weight but the model \(Chain\) has "
+                                        r"no 'weight'.*fl\.setup\(rule, model\)"):
+        fl.update(other, model, grads)
+    with pytest.raises(TypeError, match=r"state is None but the model \(Chain\) has arrays"):
+        fl.update(None, model, grads)
+    with pytest.raises(TypeError, match=r"state is the rule Adam\(.*not an optimiser state"):
+        fl.update(fl.Adam(), model, grads)
+    with pytest.raises(TypeError, match=r"state has model\['b'\] but the model's dict has no "
+                                        r"key 'b'"):
+        fl.update(fl.setup(fl.Adam(), {"b": np.ones(2)}), {"w": np.ones(2)}, {"w": np.ones(2)})
+    assert fl.update(None, {"n": 3}, None) == (None, {"n": 3})  # nothing to train: no state
+
+
 def test_transposed_gradients():
     # gradients of x @ W.T come back as transposed views: the update must read them right
     W, W2 = np.arange(6.0).reshape(2, 3), np.arange(6.0).reshape(2, 3)

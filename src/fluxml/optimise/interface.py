@@ -194,6 +194,8 @@ def update(state, model, grads):
     stepped together (``foreach.py``); arrays of half a million entries or more are stepped
     in parts on as many threads as NumPy's BLAS may use (``split.py``), with the same
     numbers."""
+    if state is None or isinstance(state, Rule):
+        _refuse_no_state(state, model)
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
     items = pending[0].values()
@@ -205,6 +207,27 @@ def update(state, model, grads):
         if step is not None:
             np.subtract(x, step, out=x)
     return state, model
+
+
+def _refuse_no_state(state, model):
+    """A rule in place of its state, or None for a model with arrays to train, would train
+    nothing (or fail deep inside): refused by name. (None is the state of a model with
+    nothing to train, which ``setup`` returns.)"""
+    if isinstance(state, Rule):
+        raise TypeError(f"update: state is the rule {_compact(state)}, not an optimiser state; "
+                        f"set it up once with state = fl.setup(rule, model)")
+    if any(_trainable(x) for x in flatten(model, trainable=True)[0]):
+        raise TypeError(f"update: state is None but the model ({type(model).__name__}) has "
+                        f"arrays to train; set it up once with state = fl.setup(rule, model)")
+
+
+_MISSING = object()
+
+
+def _missing(path, k, model):
+    raise TypeError(f"update: the optimiser state has {_where((path, 'attr', k))} but the "
+                    f"model ({type(model).__name__}) has no {k!r}; was the state set up for "
+                    f"this model? state = fl.setup(rule, model)")
 
 
 def _layout(a):
@@ -300,10 +323,21 @@ def _collect(state, model, grads, pending, path):
         in_dict = isinstance(grads, dict)
         for k in state._fields:
             g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
-            _collect(getattr(state, k), getattr(model, k, None), g, pending, (path, "attr", k))
+            sub = getattr(model, k, _MISSING)
+            if sub is _MISSING:  # a state set up for another model would train nothing
+                _missing(path, k, model)
+            _collect(getattr(state, k), sub, g, pending, (path, "attr", k))
     elif isinstance(state, dict):
+        if not isinstance(model, dict):
+            raise TypeError(f"update: the optimiser state has a dict at {_where(path)} but the "
+                            f"model has a {type(model).__name__}; was the state set up for this "
+                            f"model? state = fl.setup(rule, model)")
         for k, sub in state.items():
-            _collect(sub, _child(model, k), _child(grads, k), pending, (path, "item", k))
+            if k not in model:
+                raise TypeError(f"update: the optimiser state has {_where((path, 'item', k))} "
+                                f"but the model's dict has no key {k!r}; was the state set up "
+                                f"for this model? state = fl.setup(rule, model)")
+            _collect(sub, model[k], _child(grads, k), pending, (path, "item", k))
     elif isinstance(state, (list, tuple)):
         if len(model) != len(state):
             raise ValueError(f"update: {_where(path)} has {len(model)} entries, its state "
