@@ -96,3 +96,26 @@ def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path):
         fl.load_checkpoint(tmp_path / "plain.safetensors", other)
     with pytest.raises(TypeError, match=r"rngs\['data'\] must be a numpy.random.Generator"):
         fl.save_checkpoint(path, model, rngs={"data": 3})
+
+
+@pytest.mark.parametrize("key, value", [("fluxml.step", "1r"), ("fluxml.extra", '{"a": 1]'),
+                                        ("fluxml.frozen", "[7]"), ("fluxml.rngs", None)])
+def test_damaged_checkpoint_metadata_changes_nothing(tmp_path, key, value):
+    """The digest covers the tensors, not the header: a damaged metadata value was read
+    after the model had been filled in (a ValueError or JSONDecodeError, the model changed)."""
+    from fluxml.io import FileFormatError, safetensors
+
+    model = _model()
+    fl.save_checkpoint(tmp_path / "good.st", model, fl.setup(fl.Adam(), model), step=3)
+    tensors, meta = safetensors.read(tmp_path / "good.st")
+    if value is None:
+        del meta[key]
+    else:
+        meta[key] = value
+    safetensors.write(tmp_path / "bad.st", tensors, meta)
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    before = [x.copy() for x in fl.leaves(other)]
+    with pytest.raises((FileFormatError, LoadError), match=f"{key} is damaged|freezes the "
+                                                           f"leaves \\[7\\]"):
+        fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
