@@ -212,6 +212,11 @@ def test_bad_arguments():
         fl.train(lambda m: 0.0, model, [], state, callbacks=[print])
     with pytest.raises(TypeError, match="loss must be a function"):
         fl.train(3, model, [], state)
+    for make in (lambda e: fl.Evaluate(len, every=e), lambda e: fl.SaveCheckpoint("c", e)):
+        for every in (0, -1, 1.5):  # 0 was a ZeroDivisionError at the first epoch's end
+            with pytest.raises(ValueError, match=r"every \(epochs between calls\) must be a "
+                                                 r"positive int"):
+                make(every)
 
 
 def test_data_that_cannot_serve_the_epochs_is_refused():
