@@ -126,6 +126,15 @@ def test_saved_files_have_the_permissions_open_gives(tmp_path):
         os.umask(umask)
 
 
+def test_saving_into_a_missing_folder_or_onto_a_folder_is_named(tmp_path):
+    # (the errors named the temporary file)
+    with pytest.raises(FileNotFoundError, match=r"save: the folder .*nowhere does not exist"):
+        fl.save(tmp_path / "nowhere" / "m.st", {"w": np.ones(2)})
+    with pytest.raises(IsADirectoryError, match=r"save: .* is a folder"):
+        fl.save(tmp_path, {"w": np.ones(2)})
+    assert os.listdir(tmp_path) == []
+
+
 def test_damaged_files_give_clear_errors_and_change_nothing(tmp_path):
     model = _model()
     fl.save(tmp_path / "m.safetensors", model)

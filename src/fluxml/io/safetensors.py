@@ -89,6 +89,11 @@ def atomic_write(path, data: bytes) -> None:
     """Replace ``path`` by ``data`` all at once: a temporary file in the same folder,
     flushed and synced, then ``os.replace`` (atomic on POSIX and Windows)."""
     path = Path(path)
+    if not path.parent.is_dir():  # (else the error names the temporary file)
+        raise FileNotFoundError(f"save: the folder {path.parent} does not exist; create it "
+                                f"first (os.makedirs) or save elsewhere")
+    if path.is_dir():
+        raise IsADirectoryError(f"save: {path} is a folder; give the path of a file in it")
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     # created with 0o666 less the umask, as open() creates files (mkstemp's 0o600 made every
     # saved model unreadable to the group and others); a file replaced keeps its mode
