@@ -191,6 +191,11 @@ def test_a_state_that_does_not_fit_the_model_is_refused():
                                         r"key 'b'"):
         fl.update(fl.setup(fl.Adam(), {"b": np.ones(2)}), {"w": np.ones(2)}, {"w": np.ones(2)})
     assert fl.update(None, {"n": 3}, None) == (None, {"n": 3})  # nothing to train: no state
+    for m in (model, {"w": np.ones(2)}):  # fl.gradient's whole tuple trained nothing
+        whole = fl.gradient(lambda m: np.sum(fl.leaves(m)[0]), m)
+        with pytest.raises(TypeError, match=r"gradient of model is a tuple of 1.*"
+                                            r"fl\.gradient\(loss, model\)\[0\]"):
+            fl.update(fl.setup(fl.Adam(), m), m, whole)
 
 
 def test_transposed_gradients():

@@ -230,6 +230,15 @@ def _missing(path, k, model):
                     f"this model? state = fl.setup(rule, model)")
 
 
+def _not_its_gradient(path, model, grads):
+    """A tuple of gradients where one object's gradient belongs (the whole of what
+    ``fl.gradient`` returns): its fields were not found, and nothing was trained."""
+    raise TypeError(f"update: the gradient of {_where(path)} is a {type(grads).__name__} of "
+                    f"{len(grads)}, but the model there is a {type(model).__name__}. "
+                    f"fl.gradient returns one gradient per argument: pass "
+                    f"fl.gradient(loss, model)[0]")
+
+
 def _layout(a):
     """"F" for an array laid out as the transpose of a C-contiguous one, else "C"."""
     flags = getattr(a, "flags", None)
@@ -321,6 +330,8 @@ def _collect(state, model, grads, pending, path):
         return
     if type(state) is Node:
         in_dict = isinstance(grads, dict)
+        if not in_dict and type(grads) in (tuple, list):
+            _not_its_gradient(path, model, grads)
         for k in state._fields:
             g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
             sub = getattr(model, k, _MISSING)
@@ -328,6 +339,8 @@ def _collect(state, model, grads, pending, path):
                 _missing(path, k, model)
             _collect(getattr(state, k), sub, g, pending, (path, "attr", k))
     elif isinstance(state, dict):
+        if type(grads) in (tuple, list):
+            _not_its_gradient(path, model, grads)
         if not isinstance(model, dict):
             raise TypeError(f"update: the optimiser state has a dict at {_where(path)} but the "
                             f"model has a {type(model).__name__}; was the state set up for this "
