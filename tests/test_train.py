@@ -219,6 +219,18 @@ def test_bad_arguments():
                 make(every)
 
 
+def test_a_loss_that_ignores_its_model_argument_is_refused():
+    """A loss closing over the model instead of using its argument trained nothing, silently
+    (the loss stayed the same at every step)."""
+    model = fl.Dense(2, 1)
+    state = fl.setup(fl.Adam(), model)
+    x, y = np.ones((4, 2), np.float32), np.zeros((4, 1), np.float32)
+    before = model.weight.copy()
+    with pytest.raises(ValueError, match=r"step 1 .*does not depend on the model it is given"):
+        fl.train(lambda m, x, y: fl.mse(model(x), y), model, [(x, y)], state, progress=False)
+    assert np.array_equal(model.weight, before)
+
+
 def test_data_that_cannot_serve_the_epochs_is_refused():
     """Found by review: a generator with epochs > 1 trained one epoch and then nothing, and a
     bare (x, y) tuple called the loss with one array."""
