@@ -152,7 +152,7 @@ def write_into(model, flat: dict[str, Any]):
     new object only when the root itself is a tuple or number that had to be rebuilt."""
     leaves = _optimiser_leaves(model)
     for leaf in leaves:  # each its own rule to write its hyperparameters into (see below)
-        leaf.rule = copy.deepcopy(leaf.rule)
+        leaf.rule = _own_copy(leaf.rule)
     model = _assign(model, "", flat)
     _share_equal_rules(leaves)
     return model
@@ -172,6 +172,15 @@ def _optimiser_leaves(tree) -> list:
         if isinstance(x, Leaf):
             found[id(x)] = x  # a Leaf tied at two addresses, once
     return list(found.values())
+
+
+def _own_copy(rule):
+    """A copy sharing nothing that loading writes into (a chain's rules too); a rule of
+    one's own that cannot be deep-copied (it holds a lock, say) is copied shallowly."""
+    try:
+        return copy.deepcopy(rule)
+    except Exception:  # noqa: BLE001 - any failure of a user's __deepcopy__
+        return copy.copy(rule)
 
 
 def _share_equal_rules(leaves) -> None:
