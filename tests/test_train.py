@@ -60,7 +60,9 @@ def test_nan_loss_stops_before_the_update():
     x, y = _data()
     y[20] = np.nan  # batch 3 of 8
     model, ref = _model(), _model()
-    with pytest.raises(fl.TrainingError, match=r"step 3 \(epoch 1, batch 3\): the loss is nan"):
+    with pytest.raises(fl.TrainingError, match=r"step 3 \(epoch 1, batch 3\): the loss is nan "
+                                               r"\(the gradient of layers\.0\.weight holds "
+                                               r"NaN"):
         fl.train(mse, model, fl.DataLoader((x, y), batchsize=8),
                  fl.setup(fl.Descent(0.1), model), progress=False)
     fl.train(mse, ref, fl.DataLoader((x[:16], y[:16]), batchsize=8),

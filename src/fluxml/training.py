@@ -224,12 +224,14 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             else:  # the mean over the ranks: the same numbers on all of them
                 value, grads, count = dp.average(float(value) / share, grads, count, share)
             where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
+            bad = _nonfinite_gradient(grads)
             if not math.isfinite(value):
                 bar.close()
-                raise TrainingError(f"train: {where}: the loss is {value}; the model is as it "
-                                    "was before this step. Possible causes: a learning rate "
-                                    "too high, log or division of 0, bad data in this batch")
-            bad = _nonfinite_gradient(grads)
+                also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
+                raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
+                                    "as it was before this step. Possible causes: a learning "
+                                    "rate too high, log or division of 0, bad data in this "
+                                    "batch")
             if bad is not None:
                 bar.close()
                 raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
