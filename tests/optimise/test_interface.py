@@ -170,6 +170,13 @@ def test_clear_errors():
         fl.Adam(beta=(0.9, 1.0))
     with pytest.raises(ValueError, match="positive integer"):
         fl.AccumGrad(0)
+    # these trained silently wrong: every entry -delta, every step turned round
+    with pytest.raises(ValueError, match=r"ClipGrad: delta .* must be >= 0, got -1"):
+        fl.ClipGrad(-1)
+    with pytest.raises(ValueError, match=r"ClipNorm: need omega .* got omega=-1, p=2.0"):
+        fl.ClipNorm(-1)
+    with pytest.raises(ValueError, match=r"ClipNorm: .*p > 0.*p=0"):
+        fl.ClipNorm(1.0, 0)
     with pytest.raises(FloatingPointError, match="ClipNorm"):
         fl.update(fl.setup(fl.ClipNorm(), model), model, {"w": np.full((2, 3), np.nan)})
 

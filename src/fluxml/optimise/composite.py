@@ -32,6 +32,11 @@ class ClipGrad(Rule):
 
     delta: float = 10.0
 
+    def __post_init__(self):
+        if not self.delta >= 0:  # np.clip(dx, 1, -1) is -1 everywhere: no error, no sense
+            raise ValueError(f"ClipGrad: delta (the largest entry kept) must be >= 0, got "
+                             f"{self.delta!r}")
+
     def apply(self, state, x, dx, out=None):
         d = number(self.delta, dx)
         return state, np.clip(dx, -d, d, out=scratch(out, x))
@@ -47,6 +52,11 @@ class ClipNorm(Rule):
     p: float = 2.0
     throw: bool = True
     hyperparameters = ("omega",)  # (not p: the kind of norm is chosen when traced)
+
+    def __post_init__(self):
+        if not (self.omega >= 0 and self.p > 0):  # a negative omega turned every step round
+            raise ValueError(f"ClipNorm: need omega (the largest norm kept) >= 0 and the "
+                             f"norm's p > 0, got omega={self.omega!r}, p={self.p!r}")
 
     def apply(self, state, x, dx, out=None):
         nrm = np.linalg.norm(np.ravel(dx, order="K"), ord=self.p)  # (no copy)
