@@ -308,3 +308,34 @@ def test_weights_tied_through_a_view_are_refused():
     same = fl.Chain(enc, enc)
     state = fl.setup(fl.Adam(), same)
     assert state.layers[0].weight is state.layers[1].weight
+
+
+def test_a_rule_of_ones_own_written_as_optimisers_jl():
+    """apply(state, x, dx), without the scratch array the built-in rules take, as the issue
+    and Optimisers.jl's apply! write it: update called it with four arguments (TypeError)."""
+
+    @dataclass
+    class HalfMomentum(fl.optimise.Rule):
+        eta: float = 0.1
+
+        def init(self, x):
+            return np.zeros_like(x)
+
+        def apply(self, v, x, dx):
+            v *= 0.5
+            v += dx
+            return v, self.eta * v
+
+    @dataclass
+    class Elementwise(HalfMomentum):
+        elementwise = True  # stepped in groups (small arrays) and in parts (large ones)
+
+    for rule in (HalfMomentum(), Elementwise(), fl.OptimiserChain(fl.ClipGrad(0.5), Elementwise())):
+        model = {"a": np.ones(3), "b": np.ones(2), "big": np.ones(1 << 19)}
+        state = fl.setup(rule, model)
+        for _ in range(2):
+            state, model = fl.update(state, model, {k: np.ones_like(v) for k, v in
+                                                    model.items()})
+        g = 0.5 if isinstance(rule, fl.OptimiserChain) else 1.0
+        for x in model.values():  # v = g, then 1.5 g: x = 1 - 0.1 g - 0.15 g
+            np.testing.assert_allclose(x, 1 - 0.25 * g)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fluxml.ad.core import Tracer, untraced
-from fluxml.optimise.base import Rule, floats, number, scratch, step_count
+from fluxml.optimise.base import Rule, apply_rule, floats, number, scratch, step_count
 from fluxml.tree import flatten, unflatten
 
 
@@ -237,7 +237,7 @@ class OptimiserChain(Rule):
         for i, r in enumerate(self.rules):
             # a rule may write into ``out`` while reading ``dx``: never lend it the array
             # it reads
-            states[i], dx = r.apply(states[i], x, dx, None if dx is out else out)
+            states[i], dx = apply_rule(r, states[i], x, dx, None if dx is out else out)
             if dx is None:  # AccumGrad is still collecting
                 return tuple(states), None
             if type(r) is AccumGrad and type(states[i].count) is Tracer and \

@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from fluxml.optimise.base import ALIASES, Rule
+from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.foreach import step_together
 from fluxml.optimise.split import step_split
 from fluxml.tree import flatten, leaves_with_paths
@@ -203,7 +203,7 @@ def update(state, model, grads):
         items = step_together(items)  # small arrays of one rule, in one go
     items = step_split([(leaf, x, dx, _scratch(leaf, x, dx)) for leaf, x, dx in items])
     for leaf, x, dx, buf in items:  # the rest, one array at a time on this thread
-        leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
+        leaf.state, step = apply_rule(leaf.rule, leaf.state, x, dx, buf)
         if step is not None:
             np.subtract(x, step, out=x)
     return state, model
