@@ -105,9 +105,16 @@ def test_evaluate_and_early_stopping_restores_the_best_weights():
     assert stop.stopped_epoch == 4 and stop.best_epoch == 2 and h.epoch == 4
     for a, b in zip(snapshots[1], fl.leaves(model)):
         assert np.array_equal(a, b)
-    with pytest.raises(KeyError, match="no metric 'val'"):
+    with pytest.raises(KeyError, match="no epoch had the metric 'val'"):
         fl.train(mse, model, [(x, y)], fl.setup(fl.Adam(), model), progress=False,
                  callbacks=[fl.EarlyStopping("val")])
+    # evaluated every other epoch: the epochs between are skipped (a KeyError at epoch 1)
+    scores = iter([3.0, 1.0, 2.0, 2.5])
+    stop = fl.EarlyStopping("val", patience=2)
+    h = fl.train(mse, model, [(x, y)], fl.setup(fl.Adam(), model), epochs=10, progress=False,
+                 callbacks=[fl.Evaluate(lambda m: next(scores), every=2, name="val"), stop])
+    assert h["val"] == [None, 3.0, None, 1.0, None, 2.0, None, 2.5]
+    assert stop.best_epoch == 4 and stop.stopped_epoch == 8
 
 
 def test_lr_schedule_sets_eta_before_each_step():
