@@ -178,6 +178,9 @@ def test_integer_labels_equal_onehot_targets(loss, yhat):
         loss(yhat, LABELS + 1)
     with pytest.raises(ValueError, match=rf"{loss.__name__}: integer labels must have"):
         loss(yhat, LABELS[:-1])
+    with pytest.raises(ValueError, match=r"must match, or be integer class labels of shape "
+                                         r"\(5,\) \(convert them: y.astype\(int\)\)"):
+        loss(yhat, LABELS.astype(float))  # labels stored as floats, as PyTorch users may
 
 
 def test_logit_forms_never_overflow():

@@ -33,7 +33,7 @@ def _dtype(x):
     return np.dtype(np.float64) if d is None or d.kind not in "fc" else d
 
 
-def target(name, yhat, y):
+def target(name, yhat, y, labels: bool = False):
     """``y`` as an array in ``yhat``'s float dtype (targets follow the prediction, so float32
     stays float32; a traced ``y`` too, differentiably, so that a loss has the same dtype
     eagerly and under ``fl.compile``, where the targets are traced), checked to have
@@ -44,8 +44,12 @@ def target(name, yhat, y):
     elif y.dtype != dtype and y.dtype.kind == "f" and dtype.kind == "f":
         y = y.astype(dtype)
     if _shape(yhat) != _shape(y):
+        hint = ""
+        if labels and len(_shape(y)) == len(_shape(yhat)) - 1:  # float class labels?
+            hint = (f", or be integer class labels of shape {_shape(y)} (convert them: "
+                    f"y.astype(int))")
         raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
-                         f"{np.shape(y)}; they must match")
+                         f"{np.shape(y)}; they must match{hint}")
     return y
 
 
