@@ -170,6 +170,11 @@ def test_clear_errors():
         fl.Adam(beta=(0.9, 1.0))
     with pytest.raises(ValueError, match="positive integer"):
         fl.AccumGrad(0)
+    with pytest.raises(TypeError, match=r"Adam: the keyword is eta= \(PyTorch's lr=\)"):
+        fl.Adam(lr=0.01)
+    with pytest.raises(TypeError, match=r"AdamW: the keyword is lambd= \(PyTorch's "
+                                        r"weight_decay=\)"):
+        fl.AdamW(weight_decay=0.01)
     # these trained silently wrong: every entry -delta, every step turned round
     with pytest.raises(ValueError, match=r"ClipGrad: delta .* must be >= 0, got -1"):
         fl.ClipGrad(-1)

@@ -41,6 +41,16 @@ ALIASES = {"lr": "eta", "betas": "beta", "eps": "epsilon", "weight_decay": "lamb
 class Rule:
     """Base class of optimisation rules (subclasses are dataclasses of hyperparameters)."""
 
+    def __new__(cls, *args, **kwargs):
+        # PyTorch's keyword names (lr=, betas= ...) are a TypeError of the generated __init__
+        # that would not say which name is meant: say it (``adjust`` accepts them)
+        own = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else ()
+        for k in kwargs:
+            if k not in own and ALIASES.get(k) in own:
+                raise TypeError(f"{cls.__name__}: the keyword is {ALIASES[k]}= (PyTorch's "
+                                f"{k}=); fluxml's rules use Optimisers.jl's names")
+        return super().__new__(cls)
+
     def init(self, x):
         return None
 
