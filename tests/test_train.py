@@ -60,7 +60,9 @@ def test_nan_loss_stops_before_the_update():
     x, y = _data()
     y[20] = np.nan  # batch 3 of 8
     model, ref = _model(), _model()
-    with pytest.raises(fl.TrainingError, match=r"step 3 \(epoch 1, batch 3\): the loss is nan"):
+    with pytest.raises(fl.TrainingError, match=r"step 3 \(epoch 1, batch 3\): the loss is nan "
+                                               r"\(the gradient of layers\.0\.weight holds "
+                                               r"NaN"):
         fl.train(mse, model, fl.DataLoader((x, y), batchsize=8),
                  fl.setup(fl.Descent(0.1), model), progress=False)
     fl.train(mse, ref, fl.DataLoader((x[:16], y[:16]), batchsize=8),
@@ -103,9 +105,16 @@ def test_evaluate_and_early_stopping_restores_the_best_weights():
     assert stop.stopped_epoch == 4 and stop.best_epoch == 2 and h.epoch == 4
     for a, b in zip(snapshots[1], fl.leaves(model)):
         assert np.array_equal(a, b)
-    with pytest.raises(KeyError, match="no metric 'val'"):
+    with pytest.raises(KeyError, match="no epoch had the metric 'val'"):
         fl.train(mse, model, [(x, y)], fl.setup(fl.Adam(), model), progress=False,
                  callbacks=[fl.EarlyStopping("val")])
+    # evaluated every other epoch: the epochs between are skipped (a KeyError at epoch 1)
+    scores = iter([3.0, 1.0, 2.0, 2.5])
+    stop = fl.EarlyStopping("val", patience=2)
+    h = fl.train(mse, model, [(x, y)], fl.setup(fl.Adam(), model), epochs=10, progress=False,
+                 callbacks=[fl.Evaluate(lambda m: next(scores), every=2, name="val"), stop])
+    assert h["val"] == [None, 3.0, None, 1.0, None, 2.0, None, 2.5]
+    assert stop.best_epoch == 4 and stop.stopped_epoch == 8
 
 
 def test_lr_schedule_sets_eta_before_each_step():
@@ -221,6 +230,23 @@ def test_bad_arguments():
                                         r"arguments .* but <lambda>\(yhat, y\) cannot take"):
         fl.train(lambda yhat, y: fl.mse(yhat, y), _model(), [(x, y)],
                  fl.setup(fl.Descent(), _model()), progress=False)
+    for make in (lambda e: fl.Evaluate(len, every=e), lambda e: fl.SaveCheckpoint("c", e)):
+        for every in (0, -1, 1.5):  # 0 was a ZeroDivisionError at the first epoch's end
+            with pytest.raises(ValueError, match=r"every \(epochs between calls\) must be a "
+                                                 r"positive int"):
+                make(every)
+
+
+def test_a_loss_that_ignores_its_model_argument_is_refused():
+    """A loss closing over the model instead of using its argument trained nothing, silently
+    (the loss stayed the same at every step)."""
+    model = fl.Dense(2, 1)
+    state = fl.setup(fl.Adam(), model)
+    x, y = np.ones((4, 2), np.float32), np.zeros((4, 1), np.float32)
+    before = model.weight.copy()
+    with pytest.raises(ValueError, match=r"step 1 .*does not depend on the model it is given"):
+        fl.train(lambda m, x, y: fl.mse(model(x), y), model, [(x, y)], state, progress=False)
+    assert np.array_equal(model.weight, before)
 
 
 def test_data_that_cannot_serve_the_epochs_is_refused():

@@ -46,6 +46,15 @@ class Callback:
         pass
 
 
+def _every(who: str, every) -> int:
+    """``every`` (epochs between calls) checked: a positive int (0 failed at the first
+    epoch's end, a division by zero; a negative one ran every epoch)."""
+    if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"{who}: every (epochs between calls) must be a positive int; got "
+                         f"{every!r}")
+    return int(every)
+
+
 class Evaluate(Callback):
     """``Evaluate(fn, every=1, name=None)``: at the end of every ``every``-th epoch, call
     ``fn(model)`` and record what it returns in the history: a dict of metrics, or one
@@ -66,7 +75,7 @@ class Evaluate(Callback):
         if not callable(fn):
             raise TypeError(f"Evaluate: fn must be callable fn(model) -> number or dict; "
                             f"got {fn!r}")
-        self.fn, self.every = fn, every
+        self.fn, self.every = fn, _every("Evaluate", every)
         self.name = name or getattr(fn, "__name__", "metric")
 
     def on_epoch_end(self, run) -> None:
@@ -91,7 +100,9 @@ class EarlyStopping(Callback):
     restore_best=True)``: stop when the epoch metric ``monitor`` (the mean training loss, or
     one an ``Evaluate`` placed before this callback records) has not improved by more than
     ``min_delta`` for ``patience`` epochs. With ``restore_best`` the model gets back the
-    weights of its best epoch when training ends (the optimiser state is not rewound)."""
+    weights of its best epoch when training ends (the optimiser state is not rewound). An
+    epoch without the metric (an ``Evaluate`` with ``every > 1``) is skipped: ``patience``
+    counts the epochs that have it; a metric no epoch had is an error at the end."""
 
     def __init__(self, monitor: str = "loss", patience: int = 5, mode: str = "min",
                  min_delta: float = 0.0, restore_best: bool = True):
@@ -103,6 +114,10 @@ class EarlyStopping(Callback):
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None
         self.stopped_epoch = None
+        self._seen, self._missing = False, None
+
+    def on_train_begin(self, run) -> None:
+        self._seen, self._missing = False, None
 
     def _better(self, value, best) -> bool:
         if best is None or math.isnan(best):
@@ -113,10 +128,10 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, run) -> None:
         row = run.history.epochs[-1]
-        if self.monitor not in row:
-            raise KeyError(f"EarlyStopping: the epoch has no metric {self.monitor!r} (it has "
-                           f"{sorted(row)}); put the Evaluate that records it before "
-                           f"EarlyStopping in callbacks")
+        if self.monitor not in row:  # (an Evaluate every few epochs): judged at the end
+            self._missing = sorted(row)
+            return
+        self._seen = True
         value = float(row[self.monitor])
         if self._better(value, self.best):
             self.best, self.best_epoch, self.wait = value, run.epoch, 0
@@ -136,6 +151,10 @@ class EarlyStopping(Callback):
             from fluxml.io.modelstate import loadmodel
 
             loadmodel(run.model, self.saved)
+        if self._missing is not None and not self._seen:
+            raise KeyError(f"EarlyStopping: no epoch had the metric {self.monitor!r} (the last "
+                           f"had {self._missing}), so it never judged; put the Evaluate that "
+                           f"records it before EarlyStopping in callbacks")
 
 
 class SaveCheckpoint(Callback):
@@ -150,7 +169,8 @@ class SaveCheckpoint(Callback):
     broadcasts rank 0's model, optimiser state and data generator)."""
 
     def __init__(self, path, every: int = 1, rngs: dict | None = None):
-        self.path, self.every, self.rngs = str(path), every, dict(rngs or {})
+        self.path, self.every = str(path), _every("SaveCheckpoint", every)
+        self.rngs = dict(rngs or {})
         self.saved: list[Path] = []
 
     def on_epoch_end(self, run) -> None:

@@ -54,6 +54,12 @@ def _nonfinite_gradient(grads) -> tuple[str, str] | None:
     return None
 
 
+def _any_gradient(grads) -> bool:
+    """Whether the gradient holds an array (a loss that ignores its model argument gives an
+    empty one, and training would silently change nothing; PyTorch's backward raises)."""
+    return any(hasattr(g, "dtype") for _, g in leaves_with_paths(grads))
+
+
 class Run:
     """What callbacks see: the model, optimiser state, data, history, the current epoch and
     step, the last loss, ``stop`` (set it to end training after this step or epoch), and
@@ -203,6 +209,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     except TypeError:
         nbatches = None
     last_epoch = history.epoch + epochs
+    history_start = run.step  # the first step of this call is checked for a gradient
     for epoch in range(history.epoch + 1, last_epoch + 1):
         run.epoch = epoch
         for cb in callbacks:
@@ -229,12 +236,14 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             else:  # the mean over the ranks: the same numbers on all of them
                 value, grads, count = dp.average(float(value) / share, grads, count, share)
             where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
+            bad = _nonfinite_gradient(grads)
             if not math.isfinite(value):
                 bar.close()
-                raise TrainingError(f"train: {where}: the loss is {value}; the model is as it "
-                                    "was before this step. Possible causes: a learning rate "
-                                    "too high, log or division of 0, bad data in this batch")
-            bad = _nonfinite_gradient(grads)
+                also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
+                raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
+                                    "as it was before this step. Possible causes: a learning "
+                                    "rate too high, log or division of 0, bad data in this "
+                                    "batch")
             if bad is not None:
                 bar.close()
                 raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
@@ -242,6 +251,12 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                                     f"step. Possible causes: a learning rate too high, a "
                                     f"function without a finite derivative here (sqrt or log "
                                     f"at 0), bad data in this batch")
+            if run.step == history_start and not _any_gradient(grads):
+                bar.close()
+                raise ValueError(f"train: {where}: the loss does not depend on the model it is "
+                                 f"given (its gradient holds no arrays), so training would "
+                                 f"change nothing. loss(model, *batch) must compute with its "
+                                 f"first argument, not with a model it closes over")
             run.state, run.model = update(run.state, run.model, grads)
             run.step += 1
             run.loss = value

@@ -73,5 +73,9 @@ def test_idx_errors(tmp_path):
     (tmp_path / "gz").write_bytes(gzip.compress(good)[:-10])
     with pytest.raises(ValueError, match="does not decompress"):
         fl.datasets.read_idx(tmp_path / "gz")
+    # a damaged deflate stream (an invalid block type) raised zlib.error, not a clear error
+    (tmp_path / "gz").write_bytes(gzip.compress(good)[:10] + b"\xff" * 12)
+    with pytest.raises(ValueError, match="does not decompress.*invalid block type"):
+        fl.datasets.read_idx(tmp_path / "gz")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         fl.datasets.mnist(tmp_path / "nowhere")

@@ -78,13 +78,13 @@ def test_generic_dataset_default_and_custom_collate():
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="batchsize must be a positive int; got 0"):
         fl.DataLoader(np.zeros(3), batchsize=0)
-    with pytest.raises(ValueError, match=r"same number of observations.*\[0\]: 3, \[1\]: 4"):
+    with pytest.raises(ValueError, match=r"DataLoader: the parts .*\[0\]: 3, \[1\]: 4"):
         fl.DataLoader((np.zeros(3), np.zeros(4)))
-    with pytest.raises(TypeError, match="dataset with __len__ and __getitem__; got int"):
+    with pytest.raises(TypeError, match="DataLoader: expected .* __getitem__; got int"):
         fl.DataLoader(5)
-    with pytest.raises(ValueError, match="0-d array"):
+    with pytest.raises(ValueError, match="DataLoader: a 0-d array"):
         fl.DataLoader(np.float64(1.0))
-    with pytest.raises(TypeError, match="rng must be"):
+    with pytest.raises(TypeError, match="DataLoader: rng must be"):
         fl.DataLoader(np.zeros(3), rng="seed")
     with pytest.raises(TypeError, match="collate must be callable"):
         fl.DataLoader(np.zeros(3), collate=3)

@@ -33,6 +33,9 @@ def test_onehot_labels_default_and_errors():
         fl.onehotbatch(np.zeros((2, 2), int), 3)
     with pytest.raises(ValueError, match="2 labels for 3 scores"):
         fl.onecold(np.zeros((4, 3)), "ab")
+    with pytest.raises(ValueError, match=r"labels must be distinct; 'a' appears more than "
+                                         r"once"):
+        fl.onehotbatch(["a", "b"], "aab")  # 'a' got the second column, silently
 
 
 def test_splitobs_and_shuffleobs():

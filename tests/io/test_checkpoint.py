@@ -100,3 +100,44 @@ def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path):
         fl.load_checkpoint(tmp_path / "plain.safetensors", other)
     with pytest.raises(TypeError, match=r"rngs\['data'\] must be a numpy.random.Generator"):
         fl.save_checkpoint(path, model, rngs={"data": 3})
+
+
+@pytest.mark.parametrize("key, value", [("fluxml.step", "1r"), ("fluxml.extra", '{"a": 1]'),
+                                        ("fluxml.frozen", "[7]"), ("fluxml.rngs", None)])
+def test_damaged_checkpoint_metadata_changes_nothing(tmp_path, key, value):
+    """The digest covers the tensors, not the header: a damaged metadata value was read
+    after the model had been filled in (a ValueError or JSONDecodeError, the model changed)."""
+    from fluxml.io import FileFormatError, safetensors
+
+    model = _model()
+    fl.save_checkpoint(tmp_path / "good.st", model, fl.setup(fl.Adam(), model), step=3)
+    tensors, meta = safetensors.read(tmp_path / "good.st")
+    if value is None:
+        del meta[key]
+    else:
+        meta[key] = value
+    safetensors.write(tmp_path / "bad.st", tensors, meta)
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    before = [x.copy() for x in fl.leaves(other)]
+    with pytest.raises((FileFormatError, LoadError), match=f"{key} is damaged|freezes the "
+                                                           f"leaves \\[7\\]"):
+        fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
+
+
+def test_hyperparameters_adjusted_for_part_of_the_state_load_per_leaf(tmp_path):
+    """fl.setup gives every Leaf one rule object; loading wrote each Leaf's saved
+    hyperparameters into it, so the last Leaf's learning rate became every Leaf's (and the
+    caller's rule changed)."""
+    model = _model()
+    state = fl.setup(fl.Adam(0.01), model)
+    fl.adjust(state.layers[1], lr=0.5)  # fine-tune the head faster
+    fl.save(tmp_path / "opt.st", state)
+    fl.save_checkpoint(tmp_path / "ckpt.st", model, state, step=1)
+    for load in (lambda s: fl.loadmodel(s, fl.load(tmp_path / "opt.st")),
+                 lambda s: fl.load_checkpoint(tmp_path / "ckpt.st", model, s).opt_state):
+        rule = fl.Adam(0.01)
+        loaded = load(fl.setup(rule, model))
+        rules = [loaded.layers[i].weight.rule for i in (0, 1)]
+        assert [r.eta for r in rules] == [0.01, 0.5] and rule.eta == 0.01
+        assert loaded.layers[0].bias.rule is rules[0]  # equal rules shared again

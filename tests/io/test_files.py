@@ -3,6 +3,7 @@ independent reader and writer, atomic writes, and clear errors for damaged files
 
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -108,6 +109,30 @@ def test_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
         fl.save(path, {"w": np.zeros(3)})
     assert path.read_bytes() == old
     assert os.listdir(tmp_path) == ["m.safetensors"]  # the temporary file is gone
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saved_files_have_the_permissions_open_gives(tmp_path):
+    """A new file gets 0o666 less the umask (the temporary file's 0o600 was kept before:
+    a saved model was unreadable to the group and others); a replaced one keeps its mode."""
+    umask = os.umask(0o022)
+    try:
+        fl.save(tmp_path / "new.st", {"w": np.ones(2)})
+        assert stat.S_IMODE(os.stat(tmp_path / "new.st").st_mode) == 0o644
+        os.chmod(tmp_path / "new.st", 0o640)
+        fl.save(tmp_path / "new.st", {"w": np.zeros(2)})
+        assert stat.S_IMODE(os.stat(tmp_path / "new.st").st_mode) == 0o640
+    finally:
+        os.umask(umask)
+
+
+def test_saving_into_a_missing_folder_or_onto_a_folder_is_named(tmp_path):
+    # (the errors named the temporary file)
+    with pytest.raises(FileNotFoundError, match=r"save: the folder .*nowhere does not exist"):
+        fl.save(tmp_path / "nowhere" / "m.st", {"w": np.ones(2)})
+    with pytest.raises(IsADirectoryError, match=r"save: .* is a folder"):
+        fl.save(tmp_path, {"w": np.ones(2)})
+    assert os.listdir(tmp_path) == []
 
 
 def test_damaged_files_give_clear_errors_and_change_nothing(tmp_path):

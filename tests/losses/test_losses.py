@@ -272,6 +272,12 @@ def test_ctc_errors():
         fl.ctc_loss(np.zeros(4), np.array([1]))
     with pytest.raises(ValueError, match="2 sequences of logits but 1 label"):
         fl.ctc_loss(np.zeros((2, 3, 4)), [np.array([1])])
+    with pytest.raises(ValueError, match=r"input_lengths must hold one length per sequence, "
+                                         r"2; got shape \(1,\)"):
+        fl.ctc_loss(np.zeros((2, 3, 4)), [np.array([1])] * 2, input_lengths=[3])
+    # one sequence, one length: a number (was "iteration over a 0-d array")
+    assert fl.ctc_loss(logits, np.array([0]), input_lengths=2) == fl.ctc_loss(logits[:2],
+                                                                             np.array([0]))
 
 
 # --- fuzz: the logit forms against references written another way -------------------------

@@ -170,6 +170,18 @@ def test_clear_errors():
         fl.Adam(beta=(0.9, 1.0))
     with pytest.raises(ValueError, match="positive integer"):
         fl.AccumGrad(0)
+    with pytest.raises(TypeError, match=r"Adam: the keyword is eta= \(PyTorch's lr=\)"):
+        fl.Adam(lr=0.01)
+    with pytest.raises(TypeError, match=r"AdamW: the keyword is lambd= \(PyTorch's "
+                                        r"weight_decay=\)"):
+        fl.AdamW(weight_decay=0.01)
+    # these trained silently wrong: every entry -delta, every step turned round
+    with pytest.raises(ValueError, match=r"ClipGrad: delta .* must be >= 0, got -1"):
+        fl.ClipGrad(-1)
+    with pytest.raises(ValueError, match=r"ClipNorm: need omega .* got omega=-1, p=2.0"):
+        fl.ClipNorm(-1)
+    with pytest.raises(ValueError, match=r"ClipNorm: .*p > 0.*p=0"):
+        fl.ClipNorm(1.0, 0)
     with pytest.raises(FloatingPointError, match="ClipNorm"):
         fl.update(fl.setup(fl.ClipNorm(), model), model, {"w": np.full((2, 3), np.nan)})
 
@@ -178,15 +190,39 @@ def test_common_mistakes_with_update_are_named():
     model = Dense(3, 2)
     state = fl.setup(fl.Adam(), model)
     grads = fl.gradient(lambda m: np.sum(m(np.ones((4, 3)))), model)
-    with pytest.raises(TypeError, match=r"tuple of 1 where the model has Dense.*\[0\]"):
+    with pytest.raises(TypeError, match=r"gradient of model is a tuple of 1.*\[0\]"):
         fl.update(state, model, grads)  # the tuple of fl.gradient, not its entry: no silent no-op
-    with pytest.raises(TypeError, match=r"got the rule Adam.*fl.setup\(Adam"):
+    with pytest.raises(TypeError, match=r"state is the rule Adam.*fl.setup\(rule, model\)"):
         fl.update(fl.Adam(), model, grads[0])
     with pytest.raises(TypeError, match=r"is it the model\? The order is update\(state"):
         fl.update(model, state, grads[0])
     with pytest.raises(ValueError, match=r"state of model.weight holds arrays of shape \(2, 2\)"
                                          r", the parameter has shape \(2, 3\)"):
         fl.update(fl.setup(fl.Adam(), Dense(2, 2)), model, grads[0])
+
+
+def test_a_state_that_does_not_fit_the_model_is_refused():
+    """These trained nothing, silently: a state set up for another model (its fields not
+    found, so their gradients were taken for None), None, or the rule itself."""
+    model = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))
+    grads = fl.gradient(lambda m: np.sum(m(np.ones((4, 2), np.float32))), model)[0]
+    other = fl.setup(fl.Adam(), fl.Dense(2, 3))
+    with pytest.raises(TypeError, match=r"state has model\.weight but the model \(Chain\) has "
+                                        r"no 'weight'.*fl\.setup\(rule, model\)"):
+        fl.update(other, model, grads)
+    with pytest.raises(TypeError, match=r"state is None but the model \(Chain\) has arrays"):
+        fl.update(None, model, grads)
+    with pytest.raises(TypeError, match=r"state is the rule Adam\(.*not an optimiser state"):
+        fl.update(fl.Adam(), model, grads)
+    with pytest.raises(TypeError, match=r"state has model\['b'\] but the model's dict has no "
+                                        r"key 'b'"):
+        fl.update(fl.setup(fl.Adam(), {"b": np.ones(2)}), {"w": np.ones(2)}, {"w": np.ones(2)})
+    assert fl.update(None, {"n": 3}, None) == (None, {"n": 3})  # nothing to train: no state
+    for m in (model, {"w": np.ones(2)}):  # fl.gradient's whole tuple trained nothing
+        whole = fl.gradient(lambda m: np.sum(fl.leaves(m)[0]), m)
+        with pytest.raises(TypeError, match=r"gradient of model is a tuple of 1.*"
+                                            r"fl\.gradient\(loss, model\)\[0\]"):
+            fl.update(fl.setup(fl.Adam(), m), m, whole)
 
 
 def test_transposed_gradients():
@@ -222,6 +258,8 @@ def test_schedules_against_their_formulas():
         s(-1)
     with pytest.raises(ValueError, match="period"):
         fl.CosineAnneal(1.0, period=0)
+    with pytest.raises(ValueError, match=r"StepDecay: step .* positive int, got 0"):
+        fl.StepDecay(0.1, 0.5, 0)  # was a ZeroDivisionError at the first call
 
 
 @pytest.mark.parametrize("rule", [fl.Adam(0.1), fl.Rprop(0.1), fl.AdaDelta(),
@@ -290,3 +328,34 @@ def test_weights_tied_through_a_view_are_refused():
     same = fl.Chain(enc, enc)
     state = fl.setup(fl.Adam(), same)
     assert state.layers[0].weight is state.layers[1].weight
+
+
+def test_a_rule_of_ones_own_written_as_optimisers_jl():
+    """apply(state, x, dx), without the scratch array the built-in rules take, as the issue
+    and Optimisers.jl's apply! write it: update called it with four arguments (TypeError)."""
+
+    @dataclass
+    class HalfMomentum(fl.optimise.Rule):
+        eta: float = 0.1
+
+        def init(self, x):
+            return np.zeros_like(x)
+
+        def apply(self, v, x, dx):
+            v *= 0.5
+            v += dx
+            return v, self.eta * v
+
+    @dataclass
+    class Elementwise(HalfMomentum):
+        elementwise = True  # stepped in groups (small arrays) and in parts (large ones)
+
+    for rule in (HalfMomentum(), Elementwise(), fl.OptimiserChain(fl.ClipGrad(0.5), Elementwise())):
+        model = {"a": np.ones(3), "b": np.ones(2), "big": np.ones(1 << 19)}
+        state = fl.setup(rule, model)
+        for _ in range(2):
+            state, model = fl.update(state, model, {k: np.ones_like(v) for k, v in
+                                                    model.items()})
+        g = 0.5 if isinstance(rule, fl.OptimiserChain) else 1.0
+        for x in model.values():  # v = g, then 1.5 g: x = 1 - 0.1 g - 0.15 g
+            np.testing.assert_allclose(x, 1 - 0.25 * g)

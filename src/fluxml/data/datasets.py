@@ -16,6 +16,7 @@ loaded without pickle.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +81,9 @@ def read_idx(path) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:  # (zlib's: a damaged stream)
             raise ValueError(f"read_idx: {path} looks gzip-compressed but does not decompress "
-                             f"({err}); the file may be truncated") from None
+                             f"({err}); the file may be truncated or damaged") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
         raise ValueError(f"read_idx: {path} is not an IDX file (expected the magic bytes "
                          f"00 00 <type> <ndim> with type one of "

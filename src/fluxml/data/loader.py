@@ -54,8 +54,8 @@ def numobs(data) -> int:
         return next(iter(counts.values()))
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
         return len(data)
-    raise TypeError(f"expected an array, a tuple or dict of arrays, or a dataset with "
-                    f"__len__ and __getitem__; got {type(data).__name__}")
+    raise TypeError(f"numobs: expected an array, a tuple or dict of arrays, or a dataset "
+                    f"with __len__ and __getitem__; got {type(data).__name__}")
 
 
 def getobs(data, idx):
@@ -164,13 +164,17 @@ class DataLoader:
         if collate is not None and not callable(collate):
             raise TypeError(f"DataLoader: collate must be callable (a list of observations "
                             f"-> a batch); got {collate!r}")
+        try:  # the errors name the DataLoader, not the helpers it calls
+            nobs, generator = numobs(data), as_generator(rng)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"DataLoader: {str(err).removeprefix('numobs: ')}") from None
         self.data = data
-        self.nobs = numobs(data)
+        self.nobs = nobs
         self.batchsize = int(batchsize)
         self.shuffle = bool(shuffle)
         self.partial = bool(partial)
         self.collate = collate
-        self.rng = as_generator(rng)
+        self.rng = generator
         self.shard = _check_shard(shard)
         if self.shard is True and self.shuffle and rng is None:
             # each rank drew its own seed: take rank 0's generator, so that the ranks' parts of

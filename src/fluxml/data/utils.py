@@ -78,6 +78,10 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
                              f"label")
     else:
         index = _index(labels)
+        if index and len(index) != n:  # (a value would get the last of its columns)
+            twice = next(lab for i, lab in enumerate(labels) if index[lab] != i)
+            raise ValueError(f"onehotbatch: the labels must be distinct; {twice!r} appears "
+                             f"more than once in {labels}")
         pos = np.empty(len(xs_arr), np.int64)
         for i, x in enumerate(xs_arr.tolist()):
             j = index.get(x) if index else next((k for k, lab in enumerate(labels)

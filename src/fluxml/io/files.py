@@ -158,7 +158,7 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
                         f"checkpoint (no fluxml.step in its metadata); use fl.load for a "
                         f"saved model")
     state = _nest(tensors, _keys(meta, path))
-    saved_rngs = json.loads(meta["fluxml.rngs"])
+    step, saved_rngs, extra, frozen = _checkpoint_meta(meta, path)
     missing = [name for name in (rngs or {}) if name not in saved_rngs]
     if missing:
         raise LoadError(f"load_checkpoint: no saved state for the generator {missing[0]!r}; "
@@ -173,6 +173,10 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     if opt_state is not None:
         opt_flat = flat_state(state["opt"])
         check(opt_state, opt_flat, "load_checkpoint (optimiser state)")
+        count = len(_optimiser_leaves(opt_state))
+        if any(not 0 <= i < count for i in frozen):
+            raise LoadError(f"load_checkpoint: {path}: the checkpoint freezes the leaves "
+                            f"{frozen} of the optimiser state, which has {count}")
     targets = _rng_states(rngs)  # also checks the generators' types before any write
     for name, now in targets.items():
         kind = saved_rngs[name].get("bit_generator") if name in saved_rngs else None
@@ -184,16 +188,37 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     if opt_state is not None:
         opt_state = write_into(opt_state, opt_flat)
         leaves = _optimiser_leaves(opt_state)
-        for i in json.loads(meta.get("fluxml.frozen", "[]")):
+        for i in frozen:
             leaves[i].frozen = True
     from fluxml.init import default_rng
 
     generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
     for name in targets:
         generators[name].bit_generator.state = saved_rngs[name]
-    return Checkpoint(int(meta["fluxml.step"]), opt_state, json.loads(meta["fluxml.extra"]))
+    return Checkpoint(step, opt_state, extra)
 
 
+def _checkpoint_meta(meta: dict, where) -> tuple[int, dict, dict, list]:
+    """``(step, rngs, extra, frozen)`` read from a checkpoint's metadata, all of it before
+    anything is written (the digest covers the tensors, not the header: a damaged value
+    must not fail after the model was filled in)."""
+    def value(key, default, kind):
+        try:
+            v = json.loads(meta.get(key, default))
+        except (json.JSONDecodeError, TypeError) as err:  # (TypeError: the key is missing)
+            v = err
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise safetensors.FileFormatError(
+                f"load_checkpoint: {where}: the metadata {key} is damaged (expected "
+                f"{kind.__name__} in JSON, got {meta.get(key, default)!r})")
+        return v
+
+    frozen = value("fluxml.frozen", "[]", list)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in frozen):
+        raise safetensors.FileFormatError(f"load_checkpoint: {where}: the metadata "
+                                          f"fluxml.frozen is damaged ({frozen!r})")
+    return (value("fluxml.step", None, int), value("fluxml.rngs", None, dict),
+            value("fluxml.extra", "{}", dict), frozen)
 
 
 def _optimiser_leaves(opt_state) -> list:

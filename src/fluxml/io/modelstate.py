@@ -18,6 +18,7 @@ that builds the model.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -180,7 +181,52 @@ def loadmodel(model, state, *, what: str = "loadmodel"):
 def write_into(model, flat: dict[str, Any]):
     """Write a checked flat state into ``model`` (see :func:`check`); returns the model, a
     new object only when the root itself is a tuple or number that had to be rebuilt."""
-    return _assign(model, "", flat)
+    leaves = _optimiser_leaves(model)
+    for leaf in leaves:  # each its own rule to write its hyperparameters into (see below)
+        leaf.rule = _own_copy(leaf.rule)
+    model = _assign(model, "", flat)
+    _share_equal_rules(leaves)
+    return model
+
+
+def _optimiser_leaves(tree) -> list:
+    """The optimiser ``Leaf``s in ``tree`` (none in a model). ``fl.setup`` gives its Leafs
+    one rule object, and ``fl.adjust`` of a part of the state gives that part another: the
+    saved hyperparameters differ by Leaf. Written into the shared object, the last Leaf's
+    would be every Leaf's (and the caller's rule would change): so each Leaf is given a copy
+    first, and copies equal once written are shared again (``update`` steps the arrays of
+    one rule object together)."""
+    from fluxml.optimise.interface import Leaf  # (lazy: the optimisers import the engine)
+
+    found: dict = {}
+    for x in flatten(tree, is_leaf=lambda x: isinstance(x, Leaf))[0]:
+        if isinstance(x, Leaf):
+            found[id(x)] = x  # a Leaf tied at two addresses, once
+    return list(found.values())
+
+
+def _own_copy(rule):
+    """A copy sharing nothing that loading writes into (a chain's rules too); a rule of
+    one's own that cannot be deep-copied (it holds a lock, say) is copied shallowly."""
+    try:
+        return copy.deepcopy(rule)
+    except Exception:  # noqa: BLE001 - any failure of a user's __deepcopy__
+        return copy.copy(rule)
+
+
+def _share_equal_rules(leaves) -> None:
+    distinct: list = []
+    for leaf in leaves:
+        for rule in distinct:
+            try:
+                same = type(rule) is type(leaf.rule) and bool(rule == leaf.rule)
+            except (TypeError, ValueError):  # a field compared as an array
+                same = False
+            if same:
+                leaf.rule = rule
+                break
+        else:
+            distinct.append(leaf.rule)
 
 
 def _join(prefix: str, key) -> str:

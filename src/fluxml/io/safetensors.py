@@ -24,7 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,19 @@ def atomic_write(path, data: bytes) -> None:
     """Replace ``path`` by ``data`` all at once: a temporary file in the same folder,
     flushed and synced, then ``os.replace`` (atomic on POSIX and Windows)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if not path.parent.is_dir():  # (else the error names the temporary file)
+        raise FileNotFoundError(f"save: the folder {path.parent} does not exist; create it "
+                                f"first (os.makedirs) or save elsewhere")
+    if path.is_dir():
+        raise IsADirectoryError(f"save: {path} is a folder; give the path of a file in it")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # created with 0o666 less the umask, as open() creates files (mkstemp's 0o600 made every
+    # saved model unreadable to the group and others); a file replaced keeps its mode
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
+            _keep_mode(path, tmp)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -107,6 +118,15 @@ def atomic_write(path, data: bytes) -> None:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+
+
+def _keep_mode(path: Path, tmp: Path) -> None:
+    """Give ``tmp`` the permissions of the file it will replace, if there is one."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    os.chmod(tmp, mode)
 
 
 def read(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

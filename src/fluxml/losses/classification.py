@@ -64,7 +64,7 @@ def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     eps = default_eps(yhat, eps)
     if is_labels(y):
         return aggregate(-np.log(pick("crossentropy", yhat, y, axis) + eps), agg)
-    y = target("crossentropy", yhat, y)
+    y = target("crossentropy", yhat, y, labels=True)
     return aggregate(-np.sum(xlogy(y, yhat + eps), axis=axis), agg)
 
 
@@ -84,7 +84,7 @@ def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
     logp = logsoftmax(yhat, axis)
     if is_labels(y):
         return aggregate(-pick("logitcrossentropy", logp, y, axis), agg)
-    y = target("logitcrossentropy", yhat, y)
+    y = target("logitcrossentropy", yhat, y, labels=True)
     return aggregate(-np.sum(y * logp, axis=axis), agg)
 
 
@@ -148,5 +148,5 @@ def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0
     if is_labels(y):
         p = pick("focal_loss", yhat, y, axis)
         return aggregate(-((1.0 - p) ** gamma) * np.log(p), agg)
-    y = target("focal_loss", yhat, y)
+    y = target("focal_loss", yhat, y, labels=True)
     return aggregate(np.sum(-y * (1.0 - yhat) ** gamma * np.log(yhat), axis=axis), agg)

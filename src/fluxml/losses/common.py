@@ -33,7 +33,7 @@ def _dtype(x):
     return np.dtype(np.float64) if d is None or d.kind not in "fc" else d
 
 
-def target(name, yhat, y):
+def target(name, yhat, y, labels: bool = False):
     """``y`` as an array in ``yhat``'s float dtype (targets follow the prediction, so float32
     stays float32; a traced ``y`` too, differentiably, so that a loss has the same dtype
     eagerly and under ``fl.compile``, where the targets are traced), checked to have

@@ -48,6 +48,11 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
     if len(labels) != n:
         raise ValueError(f"ctc_loss: {n} sequences of logits but {len(labels)} label sequences")
     lengths = np.full(n, frames) if input_lengths is None else np.asarray(input_lengths)
+    if single and lengths.ndim == 0:
+        lengths = lengths.reshape(1)
+    if lengths.shape != (n,):  # (zip would skip the checks of the sequences past its end)
+        raise ValueError(f"ctc_loss: input_lengths must hold one length per sequence, {n}; "
+                         f"got shape {lengths.shape}")
     _check(labels, lengths, frames, classes, blank)
 
     ext, skip = _extended(labels, blank)  # (N, S) extended labels, where a skip is allowed

@@ -23,6 +23,7 @@ in ``switches`` is a constant when it is exactly 0, for an ``if`` that skips wor
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from contextvars import ContextVar
 from typing import ClassVar
@@ -39,6 +40,16 @@ ALIASES = {"lr": "eta", "betas": "beta", "eps": "epsilon", "weight_decay": "lamb
 @dataclasses.dataclass
 class Rule:
     """Base class of optimisation rules (subclasses are dataclasses of hyperparameters)."""
+
+    def __new__(cls, *args, **kwargs):
+        # PyTorch's keyword names (lr=, betas= ...) are a TypeError of the generated __init__
+        # that would not say which name is meant: say it (``adjust`` accepts them)
+        own = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else ()
+        for k in kwargs:
+            if k not in own and ALIASES.get(k) in own:
+                raise TypeError(f"{cls.__name__}: the keyword is {ALIASES[k]}= (PyTorch's "
+                                f"{k}=); fluxml's rules use Optimisers.jl's names")
+        return super().__new__(cls)
 
     def init(self, x):
         return None
@@ -75,6 +86,30 @@ class Rule:
     def names(self) -> set:
         """The hyperparameter names ``adjust`` can change."""
         return {f.name for f in dataclasses.fields(self)} - set(self.fixed)
+
+
+_TAKES_OUT: dict = {}  # rule class -> whether its apply takes the scratch array ``out``
+
+
+def apply_rule(rule: Rule, state, x, dx, out):
+    """``rule.apply(state, x, dx, out)``, or ``rule.apply(state, x, dx)`` for a rule written
+    as Optimisers.jl's ``apply!`` (a rule of one's own need not take ``out``)."""
+    t = type(rule)
+    takes = _TAKES_OUT.get(t)
+    if takes is None:
+        takes = _TAKES_OUT[t] = _takes_out(t.apply)
+    return rule.apply(state, x, dx, out) if takes else rule.apply(state, x, dx)
+
+
+def _takes_out(apply) -> bool:
+    try:
+        params = list(inspect.signature(apply).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: pass what the built-ins take
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 5  # self, state, x, dx, out
 
 
 def scratch(out, x):

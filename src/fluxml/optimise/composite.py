@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fluxml.ad.core import Tracer, untraced
-from fluxml.optimise.base import Rule, floats, number, scratch, step_count
+from fluxml.optimise.base import Rule, apply_rule, floats, number, scratch, step_count
 from fluxml.tree import flatten, unflatten
 
 
@@ -31,6 +31,11 @@ class ClipGrad(Rule):
     hyperparameters = ("delta",)
 
     delta: float = 10.0
+
+    def __post_init__(self):
+        if not self.delta >= 0:  # np.clip(dx, 1, -1) is -1 everywhere: no error, no sense
+            raise ValueError(f"ClipGrad: delta (the largest entry kept) must be >= 0, got "
+                             f"{self.delta!r}")
 
     def apply(self, state, x, dx, out=None):
         d = number(self.delta, dx)
@@ -47,6 +52,11 @@ class ClipNorm(Rule):
     p: float = 2.0
     throw: bool = True
     hyperparameters = ("omega",)  # (not p: the kind of norm is chosen when traced)
+
+    def __post_init__(self):
+        if not (self.omega >= 0 and self.p > 0):  # a negative omega turned every step round
+            raise ValueError(f"ClipNorm: need omega (the largest norm kept) >= 0 and the "
+                             f"norm's p > 0, got omega={self.omega!r}, p={self.p!r}")
 
     def apply(self, state, x, dx, out=None):
         nrm = np.linalg.norm(np.ravel(dx, order="K"), ord=self.p)  # (no copy)
@@ -227,7 +237,7 @@ class OptimiserChain(Rule):
         for i, r in enumerate(self.rules):
             # a rule may write into ``out`` while reading ``dx``: never lend it the array
             # it reads
-            states[i], dx = r.apply(states[i], x, dx, None if dx is out else out)
+            states[i], dx = apply_rule(r, states[i], x, dx, None if dx is out else out)
             if dx is None:  # AccumGrad is still collecting
                 return tuple(states), None
             if type(r) is AccumGrad and type(states[i].count) is Tracer and \

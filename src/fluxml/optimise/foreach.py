@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from fluxml.ad.core import COMPILING, Tracer, compiling
-from fluxml.optimise.base import LANE
+from fluxml.optimise.base import LANE, apply_rule
 
 SMALL = 4096  # arrays with fewer entries than this are stepped in groups
 
@@ -162,7 +162,7 @@ def _step_group(members):
             parts.append(column[0].copy())  # the rule counts it in place
         else:
             parts.append(None)
-    new, step = rule.apply(_rebuild(state, parts), x, dx, flat.buffers[2])
+    new, step = apply_rule(rule, _rebuild(state, parts), x, dx, flat.buffers[2])
     for kind, column, value in zip(kinds, columns, _fields(new)):
         if kind == "array":
             for target, part in zip(column, flat.split(value)):
@@ -257,7 +257,8 @@ def _step_traced(members, trace):
         fields = [stacks[lane].get(j, f) for j, f in enumerate(leaf.state)]
         token = LANE.set((lane, k))
         try:
-            new, step = leaf.rule.apply(_rebuild(leaf.state, fields), x, dx, np.empty_like(x))
+            new, step = apply_rule(leaf.rule, _rebuild(leaf.state, fields), x, dx,
+                                   np.empty_like(x))
         finally:
             LANE.reset(token)
         fields = list(new)

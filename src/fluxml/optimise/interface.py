@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from fluxml.optimise.base import ALIASES, Rule
+from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.foreach import step_together
 from fluxml.optimise.split import step_split
 from fluxml.tree import flatten, leaves_with_paths
@@ -204,6 +204,8 @@ def update(state, model, grads):
     >>> model.bias  # 0 - 0.1 * mean(2 * (0 - 1))
     array([0.2], dtype=float32)
     """
+    if state is None or isinstance(state, Rule):
+        _refuse_no_state(state, model)
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
     items = pending[0].values()
@@ -212,7 +214,7 @@ def update(state, model, grads):
             items = step_together(items)  # small arrays of one rule, in one go
         items = step_split([(leaf, x, dx, _scratch(leaf, x, dx)) for leaf, x, dx in items])
         for leaf, x, dx, buf in items:  # the rest, one array at a time on this thread
-            leaf.state, step = leaf.rule.apply(leaf.state, x, dx, buf)
+            leaf.state, step = apply_rule(leaf.rule, leaf.state, x, dx, buf)
             if step is not None:
                 np.subtract(x, step, out=x)
     except ValueError as err:  # NumPy's broadcast error: say which state does not fit
@@ -235,6 +237,36 @@ def _refuse_misfit_state(pending, err):
                     f"arrays of shape {shape}, the parameter has shape {x.shape}; was the "
                     f"state set up for another model? Set it up for this one: "
                     f"fl.setup(rule, model)") from err
+
+
+def _refuse_no_state(state, model):
+    """A rule in place of its state, or None for a model with arrays to train, would train
+    nothing (or fail deep inside): refused by name. (None is the state of a model with
+    nothing to train, which ``setup`` returns.)"""
+    if isinstance(state, Rule):
+        raise TypeError(f"update: state is the rule {_compact(state)}, not an optimiser state; "
+                        f"set it up once with state = fl.setup(rule, model)")
+    if any(_trainable(x) for x in flatten(model, trainable=True)[0]):
+        raise TypeError(f"update: state is None but the model ({type(model).__name__}) has "
+                        f"arrays to train; set it up once with state = fl.setup(rule, model)")
+
+
+_MISSING = object()
+
+
+def _missing(path, k, model):
+    raise TypeError(f"update: the optimiser state has {_where((path, 'attr', k))} but the "
+                    f"model ({type(model).__name__}) has no {k!r}; was the state set up for "
+                    f"this model? state = fl.setup(rule, model)")
+
+
+def _not_its_gradient(path, model, grads):
+    """A tuple of gradients where one object's gradient belongs (the whole of what
+    ``fl.gradient`` returns): its fields were not found, and nothing was trained."""
+    raise TypeError(f"update: the gradient of {_where(path)} is a {type(grads).__name__} of "
+                    f"{len(grads)}, but the model there is a {type(model).__name__}. "
+                    f"fl.gradient returns one gradient per argument: pass "
+                    f"fl.gradient(loss, model)[0]")
 
 
 def _layout(a):
@@ -328,29 +360,33 @@ def _collect(state, model, grads, pending, path):
         return
     if type(state) is Node:
         in_dict = isinstance(grads, dict)
-        if not in_dict and isinstance(grads, (tuple, list)) and not hasattr(grads, "_fields"):
-            hint = ("fl.gradient returns one gradient per argument: pass "
-                    "fl.gradient(loss, model)[0]" if not path else
-                    "was the gradient taken of this model?")
-            raise TypeError(
-                f"update: the gradient at {_where(path)} is a {type(grads).__name__} of "
-                f"{len(grads)} where the model has {state._typename}; {hint}")
+        if not in_dict and type(grads) in (tuple, list):
+            _not_its_gradient(path, model, grads)
         for k in state._fields:
             g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
-            _collect(getattr(state, k), getattr(model, k, None), g, pending, (path, "attr", k))
+            sub = getattr(model, k, _MISSING)
+            if sub is _MISSING:  # a state set up for another model would train nothing
+                _missing(path, k, model)
+            _collect(getattr(state, k), sub, g, pending, (path, "attr", k))
     elif isinstance(state, dict):
+        if type(grads) in (tuple, list):
+            _not_its_gradient(path, model, grads)
+        if not isinstance(model, dict):
+            raise TypeError(f"update: the optimiser state has a dict at {_where(path)} but the "
+                            f"model has a {type(model).__name__}; was the state set up for this "
+                            f"model? state = fl.setup(rule, model)")
         for k, sub in state.items():
-            _collect(sub, _child(model, k), _child(grads, k), pending, (path, "item", k))
+            if k not in model:
+                raise TypeError(f"update: the optimiser state has {_where((path, 'item', k))} "
+                                f"but the model's dict has no key {k!r}; was the state set up "
+                                f"for this model? state = fl.setup(rule, model)")
+            _collect(sub, model[k], _child(grads, k), pending, (path, "item", k))
     elif isinstance(state, (list, tuple)):
         if len(model) != len(state):
             raise ValueError(f"update: {_where(path)} has {len(model)} entries, its state "
                              f"{len(state)}; was the state set up for this model?")
         for k, sub in enumerate(state):
             _collect(sub, model[k], _child(grads, k), pending, (path, "item", k))
-    elif isinstance(state, Rule) and not path:
-        raise TypeError(f"update: expected the optimiser state from fl.setup(rule, model); got "
-                        f"the rule {state!r} itself. Set up the state once, before training: "
-                        f"state = fl.setup({state!r}, model)")
     else:
         hint = ("; is it the model? The order is update(state, model, grads)"
                 if callable(state) and not path else "")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral
 
 
 def _check_step(t):
@@ -27,6 +28,11 @@ class StepDecay:
     start: float
     decay: float = 0.5
     step: int = 10
+
+    def __post_init__(self):
+        if not isinstance(self.step, Integral) or isinstance(self.step, bool) or self.step < 1:
+            raise ValueError(f"StepDecay: step (the steps between decays) must be a positive "
+                             f"int, got {self.step!r}")
 
     def __call__(self, t: int) -> float:
         _check_step(t)

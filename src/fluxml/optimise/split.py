@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.backend import threads
+from fluxml.optimise.base import apply_rule
 from fluxml.optimise.foreach import _fields, _rebuild, _state_kinds
 
 LARGE = 1 << 19  # entries: arrays this large or larger are stepped in parts
@@ -101,7 +102,7 @@ def _parts(leaf, x, dx, buf, parts, counters) -> list:
         cut = (slice(None),) * axis + (slice(a, b),)
         mine = [f[cut] if k == "array" else f.copy() if k == "counter" else None
                 for k, f in zip(kinds, fields)]
-        new, step = rule.apply(_rebuild(state, mine), x[cut], dx[cut], buf[cut])
+        new, step = apply_rule(rule, _rebuild(state, mine), x[cut], dx[cut], buf[cut])
         boxes = iter(seen)
         for kind, view, value in zip(kinds, mine, _fields(new)):
             if kind == "array" and value is not view:
