@@ -239,18 +239,68 @@ def test_is_active_follows_the_trace():
 
 def test_train_mode_inside_gradient_even_on_plain_data():
     """A Dropout (or BatchNorm without parameters) first in a model sees the data, not a
-    traced value: inside a gradient it still trains, as Flux's; a compiled forward recorded
-    inside a gradient stays a forward (test mode)."""
+    traced value: inside a gradient it still trains, as Flux's; a compiled function called
+    inside a gradient acts as the eager one (it runs eagerly there)."""
     x = np.ones((64, 6), np.float32)
     m, m_plain = (fl.Chain(fl.Dropout(0.5), fl.Dense(6, 2)) for _ in range(2))
     predict = fl.compile(lambda m, x: m(x))
-    g, = fl.gradient(lambda m: np.sum(m(x)) + 0 * np.sum(predict(m_plain, x)), m)
+    inside = []
+    g, = fl.gradient(lambda m: inside.append(predict(m_plain, x)) or np.sum(m(x)), m)
     assert len(set(g.layers[1].weight[0].tolist())) > 1  # each input column dropped apart
-    np.testing.assert_array_equal(predict(m_plain, x), m_plain(x))
+    assert not np.array_equal(inside[0], m_plain(x))  # the compiled call trained too
+    np.testing.assert_array_equal(predict(m_plain, x), m_plain(x))  # outside: test mode
     bn = fl.BatchNorm(6, affine=False)
     fl.gradient(lambda m: np.sum(m(x + np.arange(6, dtype=np.float32))), fl.Chain(bn))
     assert bn.running_mean[5] > 0
     assert not fl.layers.within_gradient(x)
+
+
+def test_train_mode_is_per_thread():
+    """Each thread has its own stack of open gradients (a shared list raced: an IndexError
+    out of fl.gradient, or a gradient that saw test mode)."""
+    import sys
+    import threading
+
+    seen, errors = [], []
+
+    def f(w):
+        seen.append(fl.layers.within_gradient(1.0))
+        return np.sum(w * w)
+
+    def worker():
+        try:
+            for _ in range(200):
+                fl.gradient(f, np.ones(2))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and len(seen) == 800 and all(seen)
+    assert not fl.layers.within_gradient(1.0)
+
+
+def test_checkpoint_replays_dropout_and_updates_statistics_once():
+    """fl.checkpoint's recompute draws the forward pass's dropout mask again and leaves the
+    running statistics as the forward pass left them (as PyTorch's preserve_rng_state)."""
+    x = np.random.default_rng(1).standard_normal((6, 3))
+    results = []
+    for wrap in (lambda f: f, fl.checkpoint):
+        m = fl.f64(fl.Chain(fl.Dense(3, 4, fl.relu, rng=np.random.default_rng(0)),
+                            fl.Dropout(0.5, rng=np.random.default_rng(5)), fl.BatchNorm(4)))
+        body = wrap(lambda m, x: m(x))
+        loss, (g, _) = fl.withgradient(lambda m, x: np.sum(body(m, x) ** 2), m, x)
+        results.append((loss, g.layers[0].weight, m.layers[2].running_mean.copy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_precision_conversion_of_whole_trees():

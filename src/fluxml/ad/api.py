@@ -4,12 +4,11 @@ stop_gradient (user-given rules are in ``custom.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from threading import get_ident
 from typing import Any
 
 import numpy as np
 
-from fluxml.ad.core import DIFFERENTIATING, LEAKED, DifferentiationError, Tracer, raw
+from fluxml.ad.core import LEAKED, DifferentiationError, Tracer, open_traces, raw
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
@@ -90,18 +89,18 @@ _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.co
 def _run(trace, f, targs):
     """``f(*targs)`` recorded by ``trace``, which is closed afterwards whatever happens: a
     tracer that escapes says so when it is used later."""
-    entry = (get_ident(), trace)
-    DIFFERENTIATING.append(entry)  # train/test layers ask (core.differentiating)
+    stack = open_traces()
+    stack.append(trace)  # train/test layers ask (core.differentiating)
     try:
         out = f(*targs)
         if trace.refused is not None:
             trace.check_refused()
     finally:
         trace.closed = LEAKED
-        # by identity, not the last entry: another thread's gradient may have started since
-        for i in range(len(DIFFERENTIATING) - 1, -1, -1):
-            if DIFFERENTIATING[i] is entry:
-                del DIFFERENTIATING[i]
+        # by identity: a generator (or a coroutine) f may leave and re-enter out of order
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is trace:
+                del stack[i]
                 break
     return out
 

@@ -17,6 +17,7 @@ graph acyclic.
 from __future__ import annotations
 
 import itertools
+import threading
 from threading import get_ident
 
 import numpy as np
@@ -101,33 +102,41 @@ def lookup(table, func):
 # The IR traces of fl.compile calls in progress, of every thread (innermost last). One list, so
 # that eager code pays only ``if COMPILING`` (empty); ``compiling()`` picks this thread's.
 COMPILING: list = []
+COMPILING_LOCK = threading.Lock()  # held by removals; readers iterate a copy
 
 
-# The differentiating traces (gradient, pullback, jvp) whose function is running, of every
-# thread, as (thread, trace): train/test layers ask whether one is open, as Flux's
+# The differentiating traces (gradient, pullback, jvp) whose function is running in this
+# thread, innermost last: train/test layers ask whether one is open, as Flux's
 # ``within_gradient`` is true anywhere inside a gradient call, not only on traced values (a
-# Dropout first in a model sees plain data).
-DIFFERENTIATING: list = []
+# Dropout first in a model sees plain data). One stack per thread: no thread reads or
+# changes another's (a shared list raced: an entry removed by another thread's index).
+_OPEN = threading.local()
+
+
+def open_traces() -> list:
+    """This thread's stack of differentiating traces whose function is running."""
+    stack = getattr(_OPEN, "traces", None)
+    if stack is None:
+        stack = _OPEN.traces = []
+    return stack
 
 
 def differentiating() -> bool:
     """Whether this thread runs inside a gradient, pullback or jvp call opened after its
-    innermost ``fl.compile`` recording (a compile inside a gradient records a forward)."""
-    if not DIFFERENTIATING:
-        return False
-    me = get_ident()
-    level = max((t.level for thread, t in DIFFERENTIATING if thread == me), default=0)
-    if not level:
+    innermost ``fl.compile`` recording (a compile inside a gradient records a forward; a
+    compiled function called inside a gradient runs eagerly, so it acts as eager code)."""
+    stack = getattr(_OPEN, "traces", None)
+    if not stack:
         return False
     compile_trace = compiling() if COMPILING else None
-    return compile_trace is None or level > compile_trace.level
+    return compile_trace is None or max(t.level for t in stack) > compile_trace.level
 
 
 def compiling():
     """The IR trace of this thread's innermost ``fl.compile`` in progress, or None. (Another
     thread's compile must not record this thread's random draws.)"""
     me = get_ident()
-    for trace in reversed(COMPILING):
+    for trace in reversed(COMPILING[:]):  # a copy: another thread may remove its entry
         if trace.thread == me:
             return trace
     return None

@@ -210,15 +210,69 @@ def checkpoint(f: Callable) -> Callable:
         if not isinstance(trace, ReverseTrace):
             return f(*args)
 
+        replay = _Replay(f, args)  # before the forward pass draws or updates anything
+
         def run(*lower):
             return f(*lower), lower
 
         def bwd(lower, g):
-            _, back = pullback(f, *lower)
+            with replay:  # the recompute draws the forward's numbers and updates nothing
+                _, back = pullback(f, *lower)
             return back(g)
 
         return _record(trace, leaves, spec, run, bwd)
 
     return wrapped
+
+
+class _Replay:
+    """What makes a checkpoint's recompute the forward pass again (as PyTorch's
+    ``preserve_rng_state``): ``with replay:`` sets the NumPy generators ``f`` can reach (its
+    arguments', the objects it closes over, its globals, NumPy's and fluxml's default) to
+    their states when ``_Replay`` was made, so a Dropout draws the same mask, and afterwards
+    puts back their states and the arrays the layers keep as state (fields declared
+    ``nontrainable``: a BatchNorm's running statistics, updated once, by the forward pass)."""
+
+    def __init__(self, f, args):
+        from fluxml.compiler.randomness import generators  # lazy: the compiler is optional
+
+        closed = tuple(c.cell_contents for c in getattr(f, "__closure__", None) or ()
+                       if _filled(c))
+        leaves, spec = flatten((args, closed))
+        trainable = {id(x) for x in flatten((args, closed), trainable=True)[0]}
+        self.kept = [x for x in leaves if type(x) is np.ndarray and id(x) not in trainable]
+        self.generators = [g for _, g, _ in generators(f, spec)]
+        self.start = [_rng_state(g) for g in self.generators]
+
+    def __enter__(self):
+        self.now = [_rng_state(g) for g in self.generators]
+        self.values = [x.copy() for x in self.kept]
+        for g, s in zip(self.generators, self.start):
+            _set_rng_state(g, s)
+
+    def __exit__(self, *exc):
+        for g, s in zip(self.generators, self.now):
+            _set_rng_state(g, s)
+        for x, v in zip(self.kept, self.values):
+            x[...] = v
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _rng_state(g):
+    return g.bit_generator.state if isinstance(g, np.random.Generator) else g.get_state()
+
+
+def _set_rng_state(g, state) -> None:
+    if isinstance(g, np.random.Generator):
+        g.bit_generator.state = state
+    else:
+        g.set_state(state)
 
 

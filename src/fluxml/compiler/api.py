@@ -9,7 +9,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
-from fluxml.ad.core import Tracer
+from fluxml.ad.core import Tracer, differentiating
 from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes, randomness
 from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
@@ -132,6 +132,8 @@ class Compiled:
             args = args + (_Keywords(kwargs),)
         if self._owner is not None:
             args = (self._owner,) + args
+        if differentiating():  # inside a gradient: run as the eager code does (train mode)
+            return _run(self._body, args)
         last = self.last
         if last is not None and last.extract is not None:  # the fast path: same signature
             arrays = last.extract(args, last.known)

@@ -23,7 +23,7 @@ from threading import get_ident
 
 import numpy as np
 
-from fluxml.ad.core import COMPILING, Opaque, Trace, Tracer, compiling
+from fluxml.ad.core import COMPILING, COMPILING_LOCK, Opaque, Trace, Tracer, compiling
 from fluxml.ad.mutation import link_view
 from fluxml.compiler.ir import Const, Eqn, Slot, Var
 
@@ -329,11 +329,13 @@ class active:
         COMPILING.append(self.trace)
 
     def __exit__(self, *exc):
-        # by identity, not the last entry: another thread's compile may have started since
-        for i in range(len(COMPILING) - 1, -1, -1):
-            if COMPILING[i] is self.trace:
-                del COMPILING[i]
-                break
+        # by identity, not the last entry: another thread's compile may have started since;
+        # under the lock, so that no other thread's removal shifts the entries in between
+        with COMPILING_LOCK:
+            for i in range(len(COMPILING) - 1, -1, -1):
+                if COMPILING[i] is self.trace:
+                    del COMPILING[i]
+                    break
 
 
 def current() -> IRTrace | None:
