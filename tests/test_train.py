@@ -115,6 +115,18 @@ def test_evaluate_and_early_stopping_restores_the_best_weights():
                  callbacks=[fl.Evaluate(lambda m: next(scores), every=2, name="val"), stop])
     assert h["val"] == [None, 3.0, None, 1.0, None, 2.0, None, 2.5]
     assert stop.best_epoch == 4 and stop.stopped_epoch == 8
+    # a metric no Evaluate records (a misspelt name) fails at the first epoch, not the last
+    ends = []
+
+    class Count(fl.Callback):
+        def on_epoch_end(self, run):
+            ends.append(run.epoch)
+
+    with pytest.raises(KeyError, match="no epoch had the metric 'vall'"):
+        fl.train(mse, model, [(x, y)], fl.setup(fl.Adam(), model), epochs=50, progress=False,
+                 callbacks=[fl.Evaluate(lambda m: 1.0, name="val"), fl.EarlyStopping("vall"),
+                            Count()])
+    assert ends == []
 
 
 def test_lr_schedule_sets_eta_before_each_step():

@@ -102,7 +102,9 @@ class EarlyStopping(Callback):
     ``min_delta`` for ``patience`` epochs. With ``restore_best`` the model gets back the
     weights of its best epoch when training ends (the optimiser state is not rewound). An
     epoch without the metric (an ``Evaluate`` with ``every > 1``) is skipped: ``patience``
-    counts the epochs that have it; a metric no epoch had is an error at the end."""
+    counts the epochs that have it; a metric that no ``Evaluate`` of the run records (a
+    misspelt name) is an error at the first epoch's end, and one that no epoch had, at the
+    end."""
 
     def __init__(self, monitor: str = "loss", patience: int = 5, mode: str = "min",
                  min_delta: float = 0.0, restore_best: bool = True):
@@ -114,10 +116,20 @@ class EarlyStopping(Callback):
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None
         self.stopped_epoch = None
-        self._seen, self._missing = False, None
+        self._seen, self._missing, self._recorded = False, None, True
 
     def on_train_begin(self, run) -> None:
         self._seen, self._missing = False, None
+        # an Evaluate of this name may record the metric every few epochs; without one, a
+        # missing metric is a slip that should not wait for the end of the run
+        # (or a callback of the user's, before this one, may record it)
+        before = []
+        for cb in getattr(run, "callbacks", ()):
+            if cb is self:
+                break
+            before.append(cb)
+        self._recorded = any((isinstance(cb, Evaluate) and cb.name == self.monitor)
+                             or type(cb).__module__ != __name__ for cb in before)
 
     def _better(self, value, best) -> bool:
         if best is None or math.isnan(best):
@@ -130,6 +142,8 @@ class EarlyStopping(Callback):
         row = run.history.epochs[-1]
         if self.monitor not in row:  # (an Evaluate every few epochs): judged at the end
             self._missing = sorted(row)
+            if not self._recorded:
+                self._raise_missing()
             return
         self._seen = True
         value = float(row[self.monitor])
@@ -152,9 +166,12 @@ class EarlyStopping(Callback):
 
             loadmodel(run.model, self.saved)
         if self._missing is not None and not self._seen:
-            raise KeyError(f"EarlyStopping: no epoch had the metric {self.monitor!r} (the last "
-                           f"had {self._missing}), so it never judged; put the Evaluate that "
-                           f"records it before EarlyStopping in callbacks")
+            self._raise_missing()
+
+    def _raise_missing(self):
+        raise KeyError(f"EarlyStopping: no epoch had the metric {self.monitor!r} (the last "
+                       f"had {self._missing}), so it never judged; put the Evaluate that "
+                       f"records it before EarlyStopping in callbacks")
 
 
 class SaveCheckpoint(Callback):

@@ -62,9 +62,9 @@ def _any_gradient(grads) -> bool:
 
 class Run:
     """What callbacks see: the model, optimiser state, data, history, the current epoch and
-    step, the last loss, ``stop`` (set it to end training after this step or epoch), and
+    step, the last loss, ``stop`` (set it to end training after this step or epoch),
     ``is_main`` (False on the ranks other than 0 of a distributed run: skip writing files
-    there)."""
+    there) and ``callbacks`` (all of this run's)."""
 
     def __init__(self, model, state, data, history: History, epochs: int):
         self.model = model
@@ -77,6 +77,7 @@ class Run:
         self.loss = math.nan
         self.stop = False
         self.is_main = True  # False on the ranks other than 0 of a distributed run
+        self.callbacks: list = []
 
 
 def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
@@ -202,6 +203,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     gradient_step = _gradient_step(loss, backend)
     unchecked = True  # the loss's signature, checked against the first batch
     data, history, epochs = run.data, run.history, run.epochs
+    run.callbacks = list(callbacks)
     for cb in callbacks:
         cb.on_train_begin(run)
     try:
