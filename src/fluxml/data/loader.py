@@ -176,13 +176,11 @@ class DataLoader:
         self.collate = collate
         self.rng = generator
         self.shard = _check_shard(shard)
-        if self.shard is True and self.shuffle and rng is None:
-            # each rank drew its own seed: take rank 0's generator, so that the ranks' parts of
-            # every epoch are distinct in a loop of one's own too (fl.train would broadcast it)
-            from fluxml import distributed
-
-            self.rng.bit_generator.state = distributed.broadcast_object(
-                self.rng.bit_generator.state)
+        # each rank drew its own seed: rank 0's generator is taken at the first iteration, so
+        # that the ranks' parts of every epoch are distinct in a loop of one's own too
+        # (fl.train would broadcast it). Not here: the ranks iterate their loaders in step,
+        # but need not build them so (a loader made on some ranks only would wait)
+        self._unsynced = self.shard is True and self.shuffle and rng is None
 
     def _part(self) -> tuple[int, int]:
         """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""
@@ -198,6 +196,12 @@ class DataLoader:
         return full + (1 if rest >= nranks and self.partial else 0)
 
     def __iter__(self) -> Iterator:
+        if self._unsynced:
+            from fluxml import distributed
+
+            self.rng.bit_generator.state = distributed.broadcast_object(
+                self.rng.bit_generator.state)
+            self._unsynced = False
         order = self.rng.permutation(self.nobs) if self.shuffle else None
         rank, nranks = self._part()
         step = self.batchsize * nranks

@@ -69,8 +69,7 @@ class _Cell(Module):
         if state is None:
             state = self.initial_state(x.shape[:-1], x.dtype)
         self._check_state(state, x.shape[:-1])
-        # a state of another precision (np.zeros gives float64) converted as input is
-        return x, _map_state(state, lambda s: match_dtype(self, s, x.dtype))
+        return x, _map_state(state, lambda s: _state_as(self, s, x.dtype))
 
     def _check_state(self, state, batch):
         want = tuple(batch) + (self.sizes[1],)
@@ -233,7 +232,7 @@ class _Recurrent(Module):
             cell._check_state(state, x.shape[:1])
         except LayerError as err:  # name the layer the user built, not its cell
             raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
-        state = _map_state(state, lambda s: match_dtype(self, s, x.dtype))
+        state = _map_state(state, lambda s: _state_as(self, s, x.dtype))
         ys, state = cell.sequence(x, state)
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
@@ -252,6 +251,21 @@ class _Recurrent(Module):
 
     def _show_children(self):
         return None
+
+
+def _state_as(layer, s, dtype):
+    """An initial state in the input's dtype. A state is a starting value, not data: one of
+    another real dtype (``np.zeros`` gives float64, ``np.zeros(.., int)`` integers) is
+    converted without the warning that input of another precision gets."""
+    sdtype = getattr(s, "dtype", None)
+    if sdtype is None:
+        s = np.asarray(s)
+        sdtype = s.dtype
+    if sdtype == dtype:
+        return s
+    if sdtype.kind not in "biuf":
+        raise LayerError(f"{layer._line()} expects a real initial state; got {sdtype}")
+    return s.astype(dtype)
 
 
 def _map_state(state, f):
