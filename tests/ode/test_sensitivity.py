@@ -233,3 +233,23 @@ def test_parameter_gradient_of_a_backward_solve(sensealg):
     loss = lambda p: np.sum(fl.ode.solve(f, u0, (2.0, 0.0), p, sensealg=sensealg,  # noqa: E731
                                          rtol=1e-10, atol=1e-12).u[-1])
     np.testing.assert_allclose(fl.gradient(loss, p)[0], 2 * u0 * np.exp(2 * p), rtol=1e-6)
+
+
+def test_checkpoints_keep_a_repeated_save_time():
+    """A save time listed twice is returned twice with extra checkpoints too (the union with
+    the checkpoints once dropped the repeat: a shorter sol.u and a wrong loss; found by
+    tests/ode/fuzz_sensitivity.py)."""
+    alg = fl.ode.InterpolatingAdjoint(checkpointing=True, checkpoints=2)
+    seen = []
+
+    def loss(k):
+        sol = fl.ode.solve(lambda t, u, k: -k * u, np.ones(1), (0.0, 1.0), k,
+                           saveat=[0.5, 0.5, 1.0], rtol=1e-10, atol=1e-12, sensealg=alg)
+        seen.append(list(sol.t))
+        return np.sum(sol.u)
+
+    k = 1.5
+    g = fl.gradient(loss, k)[0]
+    assert seen[-1] == [0.5, 0.5, 1.0]
+    # d/dk (2 exp(-k / 2) + exp(-k))
+    assert abs(g - (-np.exp(-k / 2) - np.exp(-k))) < 1e-7

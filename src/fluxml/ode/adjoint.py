@@ -224,7 +224,9 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         times = times[::-1]
     options = dict(options, saveat=times)
     Y = run(y0, *params.values())
-    keep = [i for i, t in enumerate(made["ts"]) if np.isin(t, wanted)]
+    # each requested time by position, repeats included (the union holds each time once)
+    row = {float(t): i for i, t in enumerate(made["ts"])}
+    keep = [row[float(t)] for t in wanted]
     return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
