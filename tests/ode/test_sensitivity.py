@@ -253,3 +253,18 @@ def test_checkpoints_keep_a_repeated_save_time():
     assert seen[-1] == [0.5, 0.5, 1.0]
     # d/dk (2 exp(-k / 2) + exp(-k))
     assert abs(g - (-np.exp(-k / 2) - np.exp(-k))) < 1e-7
+
+
+@pytest.mark.parametrize("alg", [fl.ode.InterpolatingAdjoint(),
+                                 fl.ode.InterpolatingAdjoint(checkpointing=True)], ids=repr)
+def test_a_stiff_adjoint_keeps_its_order_at_the_ends_of_the_interval(alg):
+    """The Rosenbrock solvers' time derivative of the adjoint equation is a difference
+    quotient; taken past t1 (or past a checkpoint) it read the forward solution held
+    constant there and lost the step's order: gradients wrong by 2e-7, and by 9e-4 with
+    checkpointing (found by tests/ode/fuzz_sensitivity.py). d/dk of u(1) + u(2) for
+    u' = -k u, u(0) = 1."""
+    k = 0.5
+    g = fl.gradient(lambda k: fl.ode.solve(
+        lambda t, u, k: -k * u, np.ones(1), (0.0, 2.0), k, solver=fl.ode.Rodas5(),
+        saveat=[1.0, 2.0], rtol=1e-8, atol=1e-10, sensealg=alg).u.sum(), k)[0]
+    assert abs(g - (-np.exp(-k) - 2 * np.exp(-2 * k))) < 2e-8
