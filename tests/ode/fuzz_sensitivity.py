@@ -375,10 +375,17 @@ def check_direct(pr, rng, loss, gu, gp, scale, verbose):
         print(f"  jvp {tangent} vs reverse {rev}")
     if abs(tangent - rev) > 1e-8 * scale * (1 + sum(np.sum(np.abs(v)) for v in dp.values())):
         return f"forward mode {tangent} != reverse mode {rev}"
+    if rng.random() < 0.3:
+        message = check_second_order(pr, loss, static, dp, scale, verbose)
+        if message:
+            return message
     if pr.fixed:
         return None
     t0, t1 = pr.tspan
-    tm = t0 + float(rng.uniform(0.1, 0.9)) * (t1 - t0)
+    # inside the span, or at its ends, or at a save time (a step's end, when saveat=None)
+    corners = [t0, t1] + list(pr.saveat or [])
+    tm = (t0 + float(rng.uniform(0.1, 0.9)) * (t1 - t0) if rng.random() < 0.6
+          else float(corners[int(rng.integers(len(corners)))]))
     w = rng.standard_normal(pr.size)
 
     def dense(u0, p):
@@ -403,6 +410,33 @@ def check_direct(pr, rng, loss, gu, gp, scale, verbose):
     if verr > tol or gerr > tol:
         return (f"dense output sol({tm:.4f}): value error {verr:.2e}, gradient error "
                 f"{gerr:.2e} (tolerance {tol})")
+    return None
+
+
+def check_second_order(pr, loss, static, dp, scale, verbose):
+    """With Direct(), the derivative along ``dp`` of <gradient, dp> (reverse over reverse)
+    against central differences of the first-order gradient."""
+    q0 = {k: v for k, v in pr.p.items() if k not in static}
+
+    def inner(q):
+        (g,) = fl.gradient(lambda q: loss(pr.u0, {**q, **static}, "Direct"), q)
+        return sum(np.sum(g[k] * dp[k]) for k in dp)
+
+    def along(e):
+        return {k: (v + e * dp[k]) if k in dp else v for k, v in q0.items()}
+
+    with np.errstate(all="ignore"):
+        (h,) = fl.gradient(inner, q0)
+        got = float(sum(np.sum(np.asarray(h[k]) * dp[k]) for k in dp))
+        eps = 1e-4
+        want = (float(inner(along(eps))) - float(inner(along(-eps)))) / (2 * eps)
+    size = 1 + sum(np.sum(np.abs(v)) for v in dp.values())
+    if verbose:
+        print(f"  second order along dp: {got} vs differences {want}")
+    # the differences see the step sequence change with p: noise of rtol / eps
+    tol = (1e-6 if pr.fixed else 1e-3) * scale * size ** 2
+    if not abs(got - want) <= tol:
+        return f"second order (Direct): {got} != central differences of the gradient {want}"
     return None
 
 
