@@ -250,6 +250,13 @@ def leaves(p):
     return out
 
 
+def entries(g, p):
+    """The gradient ``g`` of ``p`` at each float entry, in ``leaves``' order (None is zero: no
+    dependence, as the state at t0 has on p)."""
+    return np.array([0.0 if g[k] is None else g[k] if i is None else g[k].flat[i]
+                     for k, i in leaves(p)])
+
+
 def perturbed(p, k, i, eps):
     q = dict(p)
     if i is None:
@@ -335,7 +342,7 @@ def check(case, rng, verbose=False):
         except (fl.ode.SolveError, fl.DifferentiationError) as e:
             raise Refused(f"{type(e).__name__}: {str(e)[:90]}") from None
     got_u = pack(gu, pr.state)
-    got_p = np.array([gp[k] if i is None else gp[k].flat[i] for k, i in leaves(pr.p)])
+    got_p = entries(gp, pr.p)
     if gp.get("n", "absent") is not None and "n" in pr.p:
         return f"the gradient of the static int leaf is {gp['n']!r}, not None"
     for k, i in leaves(pr.p):
@@ -398,8 +405,7 @@ def check_direct(pr, rng, loss, gu, gp, scale, verbose):
         value = float(dense(pr.u0, pr.p))
         gu, gp = fl.gradient(dense, pr.u0, pr.p)
     fd_u, fd_p = differences(pr, dense_ref)
-    got = np.concatenate([pack(gu, pr.state), [gp[k] if i is None else gp[k].flat[i]
-                                               for k, i in leaves(pr.p)]])
+    got = np.concatenate([pack(gu, pr.state), entries(gp, pr.p)])
     want = np.concatenate([fd_u, fd_p])
     # the dense output is of a lower order than the steps (Tsit5's and DP5's of 4)
     tol = 100 * VALUE_TOL.get(pr.solver, 2e-6)
@@ -433,8 +439,11 @@ def check_second_order(pr, loss, static, dp, scale, verbose):
     size = 1 + sum(np.sum(np.abs(v)) for v in dp.values())
     if verbose:
         print(f"  second order along dp: {got} vs differences {want}")
-    # the differences see the step sequence change with p: noise of rtol / eps
-    tol = (1e-6 if pr.fixed else 1e-3) * scale * size ** 2
+    # the differences see the step sequence change with p: noise of about rtol / eps, 1e-2
+    # relative for Rosenbrock23 at 1e-6 (on a stiff problem solved backwards the same
+    # case with fixed steps converges to the engine's value as eps falls)
+    rel = 1e-6 if pr.fixed else 1e-3 if ADAPTIVE[pr.solver] <= 1e-8 else 5e-2
+    tol = rel * (scale * size ** 2 + abs(want))
     if not abs(got - want) <= tol:
         return f"second order (Direct): {got} != central differences of the gradient {want}"
     return None
@@ -470,7 +479,7 @@ def check_float32(pr, loss):
         return None
     kinds = {np.asarray(v).dtype.name for v in (list(gu.values()) if pr.state == "tree"
                                                  else [gu])}
-    kinds |= {np.asarray(gp[k]).dtype.name for k, _ in leaves(pr.p)}
+    kinds |= {np.asarray(gp[k]).dtype.name for k, _ in leaves(pr.p) if gp[k] is not None}
     if kinds != {"float32"}:
         return f"float32 state and parameters gave gradients in {sorted(kinds)} ({pr.alg})"
     return None
