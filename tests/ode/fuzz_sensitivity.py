@@ -191,6 +191,9 @@ class Problem:
             self.alg = str(rng.choice([a for a in ALGS if self.saveat is not None
                                        or "checkpoints=" not in a]))
         self.size = pack(self.u0, self.state).size
+        # f closes over p instead of taking it: Direct differentiates it, an adjoint must
+        # refuse by name (it cannot see a derivative that does not come through p)
+        self.closure = bool(rng.random() < 0.2)
 
     def _saveat(self, rng):
         t0, t1 = self.tspan
@@ -209,12 +212,17 @@ class Problem:
         return (f"{self.kind} {self.state} n={self.n} tspan=({self.tspan[0]:.4f}, "
                 f"{self.tspan[1]:.4f}) {self.solver} "
                 + (f"dt={self.dt:.4f} " if self.fixed else f"{self.alg} ")
-                + f"saveat={None if self.saveat is None else np.round(self.saveat, 4).tolist()}")
+                + f"saveat={None if self.saveat is None else np.round(self.saveat, 4).tolist()}"
+                + " (f closes over p)" * self.closure)
 
-    def solve(self, u0, p, alg="Direct", dtype=None):
+    def solve(self, u0, p, alg="Direct"):
         kw = (dict(dt=self.dt, adaptive=False) if self.fixed
               else dict(rtol=ADAPTIVE[self.solver], atol=ADAPTIVE[self.solver] / 10))
-        return fl.ode.solve(self.f, u0, self.tspan, p, solver=getattr(fl.ode, self.solver)(),
+        f = self.f
+        if self.closure:
+            closed = p
+            f, p = (lambda t, u, _: self.f(t, u, closed)), None
+        return fl.ode.solve(f, u0, self.tspan, p, solver=getattr(fl.ode, self.solver)(),
                             saveat=self.saveat, sensealg=ALGS[alg](), max_steps=20000, **kw)
 
     def reference(self, u0, p, times):
@@ -340,7 +348,13 @@ def check(case, rng, verbose=False):
         try:
             gu, gp = fl.gradient(lambda u0, p: loss(u0, p, pr.alg), pr.u0, pr.p)
         except (fl.ode.SolveError, fl.DifferentiationError) as e:
+            if pr.closure and pr.alg != "Direct":
+                if "closes over" not in str(e) or "Direct()" not in str(e):
+                    return f"the refusal of a closure does not say so: {str(e)[:150]}"
+                raise Refused("an adjoint refuses f closing over p, naming Direct()") from None
             raise Refused(f"{type(e).__name__}: {str(e)[:90]}") from None
+    if pr.closure and pr.alg != "Direct":
+        return "an adjoint differentiated f closing over a traced p without an error"
     got_u = pack(gu, pr.state)
     got_p = entries(gp, pr.p)
     if gp.get("n", "absent") is not None and "n" in pr.p:
