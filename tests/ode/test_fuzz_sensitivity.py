@@ -13,6 +13,7 @@ from tests.ode import fuzz_sensitivity as fz  # noqa: E402 (needs SciPy)
 CASES = [
     (1, 8, {}),  # a tree state (f returns its dict in another key order), Vern7, Quadrature
     (1, 12, {}),  # Direct with repeated save times: forward mode and the dense output too
+    (1, 12, {"closure": True}),  # the same with f closing over p
     (1, 6, {}),  # fixed-step Heun on a tree state, against the textbook formula
     (1, 13, {"saveat": [-2.0, -2.0, -2.5]}),  # checkpoints and a repeated save time
     (1, 3, {"solver": "Rodas5", "alg": "Interpolating(checkpointing)",
@@ -24,7 +25,7 @@ CASES = [
 def test_drawn_problem(seed, index, changes):
     rng = np.random.default_rng([seed, zlib.crc32(b"ode"), index])
     problem = fz.Problem(rng)
-    vars(problem).update(changes)
+    vars(problem).update({"closure": False, **changes})
     try:
         message = fz.check(problem, rng)
     except fz.Refused as e:
