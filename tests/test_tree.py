@@ -65,3 +65,13 @@ def test_cycles_are_refused():
 def test_builtin_objects_are_static():
     leaves, _ = fl.flatten([np.add, len, range(3), "text", b"raw", np.float32])
     assert leaves == []
+
+
+def test_fmap_pairs_dicts_by_key():
+    """The dicts of ``rest`` may list their keys in another order (once paired by position)."""
+    assert fl.fmap(lambda a, b: a + b, {"x": 1.0, "v": 2.0}, {"v": 20.0, "x": 10.0}) == {
+        "x": 11.0, "v": 22.0}
+    nested = fl.fmap(lambda a, b: a * b, [{"p": 1.0, "q": 2.0}], [{"q": 3.0, "p": 5.0}])
+    assert nested == [{"p": 5.0, "q": 6.0}]
+    with pytest.raises(ValueError, match="fmap: a tree of rest has a dict with keys"):
+        fl.fmap(lambda a, b: a + b, {"x": 1.0, "v": 2.0}, {"x": 1.0, "w": 2.0})

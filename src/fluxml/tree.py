@@ -272,11 +272,44 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     [11.0, (22.0,)]
     """
     xs, spec = flatten(tree, is_leaf)
-    others = [flatten(r, is_leaf)[0] for r in rest]
+    others = [flatten(align(r, spec, "fmap: a tree of rest"), is_leaf)[0] for r in rest]
     for o in others:
         if len(o) != len(xs):
             raise ValueError(f"fmap: trees differ: {len(xs)} leaves against {len(o)}")
     return unflatten(spec, [f(*args) for args in zip(xs, *others)])
+
+
+def align(tree, spec: Spec, who: str = "a tree"):
+    """``tree`` with each dict's entries in the order of the matching dict of ``spec``.
+
+    Two dicts with the same keys are one structure whatever the order they were written in,
+    but ``flatten`` lists a dict's leaves in its own order; whoever pairs the leaves of two
+    trees (a tangent with its primal, a cotangent with its output) aligns the second to the
+    first's spec. A dict whose keys are not the spec's raises ValueError naming ``who``.
+    Lists and tuples are walked by position; anything else is returned as it is.
+
+    >>> import fluxml as fl
+    >>> fl.tree.align({"b": 2.0, "a": 1.0}, fl.tree.flatten({"a": 0.0, "b": 0.0})[1])
+    {'a': 1.0, 'b': 2.0}
+    """
+    kind = spec.kind
+    if kind == "dict" and isinstance(tree, dict):
+        keys = spec.keys
+        if len(tree) != len(keys) or any(k not in tree for k in keys):
+            raise ValueError(f"{who} has a dict with keys {list(tree)} where one with keys "
+                             f"{keys} was expected; pass a dict with the same keys")
+        children = [align(tree[k], c, who) for k, c in zip(keys, spec.children)]
+        if list(tree) == keys and all(a is tree[k] for a, k in zip(children, keys)):
+            return tree
+        d = dict(zip(keys, children))
+        return d if type(tree) is dict else _rebuild_dict(type(tree), d)
+    if (kind in ("list", "tuple", "namedtuple") and isinstance(tree, (list, tuple))
+            and len(tree) == len(spec.children)):
+        children = [align(t, c, who) for t, c in zip(tree, spec.children)]
+        if all(a is b for a, b in zip(children, tree)):
+            return tree
+        return type(tree)(*children) if hasattr(tree, "_fields") else type(tree)(children)
+    return tree
 
 
 def leaves_with_paths(tree, *, trainable: bool = False) -> list[tuple[str, Any]]:

@@ -10,8 +10,11 @@ and the point is skipped).
 
 The short run is ``tests/ad/test_fuzz.py``. The long run, optionally against PyTorch too:
 
-    PYTHONPATH=src python -m tests.ad.fuzz_programs 5000          # finite differences
+    PYTHONPATH=src python -m tests.ad.fuzz_programs 5000 [SEED]   # finite differences
     PYTHONPATH=src /work/.bench-venv/bin/python -m tests.ad.fuzz_programs 5000 --torch
+
+``SEED`` draws other programs and inputs (by default the programs of seed 12345, each on the
+inputs of its own index, as before there was a seed argument).
 """
 
 from __future__ import annotations
@@ -163,9 +166,117 @@ def _stop(r, i, j, k):
     r[i] = r[i] * s
 
 
-def random_program(rng, length=6):
-    """A list of (step index, i, j, k)."""
-    return [(int(rng.integers(len(STEPS))),)
+# --- more corners: repeated fancy indices, masks, out=, overlapping copies, linear algebra,
+# ties that finite differences see as smooth (max(x, x), sorting a repeated row)
+
+@step("r[i][[0, 0, 2]] += r[j][1] (a repeated index adds once, as NumPy's buffered write)")
+def _fancy_repeat(r, i, j, k):
+    r[i][[0, 0, 2]] += r[j][1]
+
+
+@step("m = r[j] > 0; r[i][m] = r[k][m] * 2")
+def _mask_write(r, i, j, k):
+    m = r[j] > 0
+    r[i][m] = r[k][m] * 2
+
+
+@step("copyto(r[i], r[j] * r[k], where=r[k] > 0)")
+def _copyto_where(r, i, j, k):
+    np.copyto(r[i], r[j] * r[k], where=r[k] > 0)
+
+
+@step("multiply(r[j], r[k], out=r[i])")
+def _out(r, i, j, k):
+    np.multiply(r[j], r[k], out=r[i])
+
+
+@step("r[i][:, 1:] = r[i][:, :-1] (an overlapping copy within one array)")
+def _overlap(r, i, j, k):
+    r[i][:, 1:] = r[i][:, :-1]
+
+
+@step("r[i] = solve(A A^T + 3I, r[k]) with A = r[j][:, :3]")
+def _solve(r, i, j, k):
+    a = r[j][:, :3]
+    r[i] = np.linalg.solve(a @ a.T + 3 * np.eye(3), r[k])
+
+
+@step("r[i] = r[k] * det(A A^T + I) ** 0.25 + inv(A A^T + 2I) @ r[i]")
+def _det_inv(r, i, j, k):
+    a = r[j][:, :3]
+    g = a @ a.T
+    r[i] = r[k] * np.linalg.det(g + np.eye(3)) ** 0.25 + np.linalg.inv(g + 2 * np.eye(3)) @ r[i]
+
+
+@step("r[i] = take_along_axis(r[j], argsort(r[k], axis=1), axis=1)")
+def _take_along(r, i, j, k):
+    r[i] = np.take_along_axis(r[j], np.argsort(r[k], axis=1), axis=1)
+
+
+@step("r[i] = clip(r[j], -0.5, 0.5) + minimum(r[k], 0.3)")
+def _clip(r, i, j, k):
+    r[i] = np.clip(r[j], -0.5, 0.5) + np.minimum(r[k], 0.3)
+
+
+@step("r[i] = arctan2(r[j], r[k] ** 2 + 1) + logaddexp(r[j], r[k])")
+def _arctan2(r, i, j, k):
+    r[i] = np.arctan2(r[j], r[k] ** 2 + 1) + np.logaddexp(r[j], r[k])
+
+
+@step("r[i] = concatenate([r[j][:, 2:], r[k][:, :2]], axis=1) + diff(r[i], axis=1, prepend=0)")
+def _concat_diff(r, i, j, k):
+    r[i] = (np.concatenate([r[j][:, 2:], r[k][:, :2]], axis=1)
+            + np.diff(r[i], axis=1, prepend=0.0))
+
+
+@step("r[i] = cbrt(r[j] ** 2 + 1) * expm1(r[k] / 4) + sinh(r[k] / 3)")
+def _more_unary(r, i, j, k):
+    r[i] = np.cbrt(r[j] ** 2 + 1) * np.expm1(r[k] / 4) + np.sinh(r[k] / 3)
+
+
+@step("r[i] = cumprod(r[j] / 2, axis=0) + var(r[k], axis=1, ddof=1, keepdims)")
+def _cumprod_var(r, i, j, k):
+    r[i] = np.cumprod(r[j] / 2, axis=0) + np.var(r[k], axis=1, ddof=1, keepdims=True)
+
+
+@step("r[i] = norm(r[j], axis=1, keepdims) * tril(r[k]) + (r[j].T @ r[k])[:3] / 4")
+def _norm_tril(r, i, j, k):
+    r[i] = (np.linalg.norm(r[j], axis=1, keepdims=True) * np.tril(r[k])
+            + (r[j].T @ r[k])[:3] / 4)
+
+
+@step("fill_diagonal(r[i], r[j][0, :3]); r[i] = r[i][[2, 0, 1]][:, [3, 3, 0, 1]]")
+def _diag_gather(r, i, j, k):
+    np.fill_diagonal(r[i], r[j][0, :3])
+    r[i] = r[i][[2, 0, 1]][:, [3, 3, 0, 1]]
+
+
+@step("r[i] = pad(r[j][:, 1:3], ((0, 0), (1, 1)), mode='reflect') * roll(r[k], -1, axis=0)")
+def _pad(r, i, j, k):
+    r[i] = np.pad(r[j][:, 1:3], ((0, 0), (1, 1)), mode="reflect") * np.roll(r[k], -1, axis=0)
+
+
+@step("r[i] = maximum(r[j], r[j] * 1.0) + max(stack([r[k], r[k]]), axis=0) (ties everywhere)")
+def _ties(r, i, j, k):
+    r[i] = np.maximum(r[j], r[j] * 1.0) + np.max(np.stack([r[k], r[k]]), axis=0)
+
+
+@step("r[i] = sort(concatenate([r[j], r[j]], axis=1), axis=1)[:, ::2] (sorting repeats)")
+def _sort_ties(r, i, j, k):
+    r[i] = np.sort(np.concatenate([r[j], r[j]], axis=1), axis=1)[:, ::2]
+
+
+@step("put(r[i], [0, 5, 5], r[j][0, :3]) (the last write to a repeated index wins)")
+def _put(r, i, j, k):
+    np.put(r[i], [0, 5, 5], r[j][0, :3])
+
+
+def random_program(rng, length=6, steps=None):
+    """A list of (step index, i, j, k); the indices drawn from ``steps`` (default: all)."""
+    if steps is None:
+        return [(int(rng.integers(len(STEPS))),)
+                + tuple(int(v) for v in rng.integers(REGISTERS, size=3)) for _ in range(length)]
+    return [(int(steps[int(rng.integers(len(steps)))]),)
             + tuple(int(v) for v in rng.integers(REGISTERS, size=3)) for _ in range(length)]
 
 
@@ -247,12 +358,15 @@ def check_torch(program, seed=0):
 
 
 def main(argv):
-    n = int(argv[0]) if argv else 1000
+    args = [a for a in argv if not a.startswith("--")]
+    n = int(args[0]) if args else 1000
+    base = int(args[1]) if len(args) > 1 else None
     use_torch = "--torch" in argv
-    rng = np.random.default_rng(12345)
+    rng = np.random.default_rng(12345 if base is None else base)
     failures = 0
-    for seed in range(n):
+    for t in range(n):
         program = random_program(rng, int(rng.integers(1, 10)))
+        seed = t if base is None else base * 1_000_003 + t
         for checker in (check, check_torch) if use_torch else (check,):
             message = checker(program, seed)
             if message:

@@ -206,3 +206,35 @@ def test_std_with_axes_of_length_one(x, data):
     x = np.take(x, [0], axis=axis)  # an axis of length 1: the std along it is constant 0
     g = fl.gradient(lambda x: np.sum(np.std(x, axis=axis)), x)[0]
     np.testing.assert_array_equal(g, np.zeros_like(x))
+
+
+# --- dicts written in another key order: paired by key, not by position ------------------------
+
+def test_a_dict_in_another_key_order_pairs_by_key():
+    """A tangent, a cotangent or a backward rule's cotangent written as a dict with its keys in
+    another order than the primal's once paired leaves by position: a silently wrong
+    derivative (found by tests/ode/fuzz_sensitivity.py through an ODE's tree state)."""
+    d = {"x": 1.0, "v": 2.0}
+
+    def f(d):
+        return 1.0 * d["x"] + 100.0 * d["v"]
+
+    assert fl.jvp(f, (d,), ({"v": 0.0, "x": 1.0},))[1] == 1.0
+    _, back = fl.pullback(lambda d: {"a": 2 * d["x"], "b": 3 * d["v"]}, d)
+    assert back({"b": 1.0, "a": 0.0}) == ({"x": 0.0, "v": 3.0},)
+
+    @fl.custom_vjp
+    def g(d):
+        return 2.0 * d["x"] + 3.0 * d["v"]
+
+    g.defvjp(lambda d: (g.fun(d), None), lambda res, ct: ({"v": 3.0 * ct, "x": 2.0 * ct},))
+    assert fl.gradient(g, d) == ({"x": 2.0, "v": 3.0},)
+
+
+def test_a_dict_with_other_keys_is_a_clear_error():
+    d = {"x": 1.0, "v": 2.0}
+    with pytest.raises(ValueError, match=r"jvp: the tangents .*keys \['x', 'w'\]"):
+        fl.jvp(lambda d: d["x"] * d["v"], (d,), ({"x": 1.0, "w": 0.0},))
+    _, back = fl.pullback(lambda d: {"a": d["x"], "b": d["v"]}, d)
+    with pytest.raises(ValueError, match="pullback: the cotangent"):
+        back({"a": 1.0, "c": 0.0})

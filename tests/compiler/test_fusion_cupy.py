@@ -7,6 +7,7 @@ import pytest
 import fluxml as fl
 from fluxml.compiler import fusion, passes
 from tests.ad import fuzz_programs as fp
+from tests.compiler import fuzz_compiled as fc
 from tests.compiler.test_passes import run, traced
 
 
@@ -39,7 +40,7 @@ def test_shared_and_written_values_are_not_fused_away():
 @pytest.mark.parametrize("seed", range(8))
 def test_fusion_keeps_random_programs_exact(seed):
     rng = np.random.default_rng(seed)
-    program = fp.random_program(rng, 6)
+    program = fp.random_program(rng, 6, fc.COMPILABLE)
     weights = [rng.standard_normal(fp.SHAPE) for _ in range(3)]
 
     def f(x):

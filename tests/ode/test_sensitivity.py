@@ -233,3 +233,38 @@ def test_parameter_gradient_of_a_backward_solve(sensealg):
     loss = lambda p: np.sum(fl.ode.solve(f, u0, (2.0, 0.0), p, sensealg=sensealg,  # noqa: E731
                                          rtol=1e-10, atol=1e-12).u[-1])
     np.testing.assert_allclose(fl.gradient(loss, p)[0], 2 * u0 * np.exp(2 * p), rtol=1e-6)
+
+
+def test_checkpoints_keep_a_repeated_save_time():
+    """A save time listed twice is returned twice with extra checkpoints too (the union with
+    the checkpoints once dropped the repeat: a shorter sol.u and a wrong loss; found by
+    tests/ode/fuzz_sensitivity.py)."""
+    alg = fl.ode.InterpolatingAdjoint(checkpointing=True, checkpoints=2)
+    seen = []
+
+    def loss(k):
+        sol = fl.ode.solve(lambda t, u, k: -k * u, np.ones(1), (0.0, 1.0), k,
+                           saveat=[0.5, 0.5, 1.0], rtol=1e-10, atol=1e-12, sensealg=alg)
+        seen.append(list(sol.t))
+        return np.sum(sol.u)
+
+    k = 1.5
+    g = fl.gradient(loss, k)[0]
+    assert seen[-1] == [0.5, 0.5, 1.0]
+    # d/dk (2 exp(-k / 2) + exp(-k))
+    assert abs(g - (-np.exp(-k / 2) - np.exp(-k))) < 1e-7
+
+
+@pytest.mark.parametrize("alg", [fl.ode.InterpolatingAdjoint(),
+                                 fl.ode.InterpolatingAdjoint(checkpointing=True)], ids=repr)
+def test_a_stiff_adjoint_keeps_its_order_at_the_ends_of_the_interval(alg):
+    """The Rosenbrock solvers' time derivative of the adjoint equation is a difference
+    quotient; taken past t1 (or past a checkpoint) it read the forward solution held
+    constant there and lost the step's order: gradients wrong by 2e-7, and by 9e-4 with
+    checkpointing (found by tests/ode/fuzz_sensitivity.py). d/dk of u(1) + u(2) for
+    u' = -k u, u(0) = 1."""
+    k = 0.5
+    g = fl.gradient(lambda k: fl.ode.solve(
+        lambda t, u, k: -k * u, np.ones(1), (0.0, 2.0), k, solver=fl.ode.Rodas5(),
+        saveat=[1.0, 2.0], rtol=1e-8, atol=1e-10, sensealg=alg).u.sum(), k)[0]
+    assert abs(g - (-np.exp(-k) - 2 * np.exp(-2 * k))) < 2e-8

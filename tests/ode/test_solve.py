@@ -225,3 +225,17 @@ def test_linear_systems_match_the_matrix_exponential(seed, n, solver):
     scale = 1 + np.abs(expected).max()
     np.testing.assert_allclose(sol.u, expected, atol=2e-6 * scale)
     np.testing.assert_allclose(sol(0.55), linalg.expm(M * 0.55) @ u0, atol=2e-5 * scale)
+
+
+def test_a_tree_state_returned_in_another_key_order():
+    """f may build its dict in any key order: the derivative of "x" is the one under "x" (the
+    leaves were once packed by position: the state's x got v's derivative; found by
+    tests/ode/fuzz_sensitivity.py)."""
+    u0 = {"x": np.array([1.0]), "v": np.array([0.0])}
+    for f in (lambda t, u, p: {"x": u["v"], "v": -u["x"]},
+              lambda t, u, p: {"v": -u["x"], "x": u["v"]}):
+        sol = fl.ode.solve(f, u0, (0.0, 1.0), saveat=[1.0], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(sol.u["x"][-1], [np.cos(1.0)], rtol=1e-8)
+        np.testing.assert_allclose(sol.u["v"][-1], [-np.sin(1.0)], rtol=1e-8)
+    with pytest.raises(ValueError, match="solve: f's result has a dict with keys"):
+        fl.ode.solve(lambda t, u, p: {"x": u["v"], "w": -u["x"]}, u0, (0.0, 1.0))

@@ -13,7 +13,7 @@ from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
-from fluxml.tree import flatten, is_array_leaf, unflatten
+from fluxml.tree import align, flatten, is_array_leaf, unflatten
 
 
 def _is_float(x) -> bool:
@@ -411,7 +411,8 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     trace.snapshots = None  # the tape holds the copies it needs; the originals may go
 
     def back(cotangent):
-        ct_leaves, _ = flatten(cotangent, _leaf_or_none)
+        ct_leaves, _ = flatten(align(cotangent, out_spec, "pullback: the cotangent"),
+                               _leaf_or_none)
         if len(ct_leaves) != len(out_leaves):
             raise ValueError(f"pullback: the cotangent has {len(ct_leaves)} leaves, the output "
                              f"{len(out_leaves)}; pass one array per output array")
@@ -457,8 +458,8 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         raise TypeError("jvp(f, primals, tangents): primals and tangents must be tuples of "
                         "arguments, e.g. fl.jvp(f, (x,), (v,))")
     # as _trace_args sees them: fields a class declares nontrainable are not leaves
-    t_leaves, _ = flatten(tuple(tangents), trainable=True)
-    p_leaves, _ = flatten(tuple(primals), trainable=True)
+    p_leaves, p_spec = flatten(tuple(primals), trainable=True)
+    t_leaves, _ = flatten(align(tuple(tangents), p_spec, "jvp: the tangents"), trainable=True)
     if len(t_leaves) != len(p_leaves):
         raise ValueError(f"jvp: {len(p_leaves)} primal leaves but {len(t_leaves)} tangents")
     trace = ForwardTrace()

@@ -22,7 +22,7 @@ from fluxml.ad.core import (
 )
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.reverse import ReverseTrace
-from fluxml.tree import flatten, unflatten
+from fluxml.tree import align, flatten, unflatten
 
 CLOSED_OVER = ("a function given to custom_vjp, custom_jvp or checkpoint used a traced value "
                "it was not passed as an argument (it closed over it), so its derivative "
@@ -60,7 +60,8 @@ def _record(trace, leaves, spec, run, bwd):
         if not isinstance(cts, (tuple, list)) or len(cts) != len(spec.children):
             raise TypeError(f"the backward rule must return a tuple with one cotangent per "
                             f"argument ({len(spec.children)}); got {cts!r:.80}")
-        flat = flatten(tuple(cts), lambda x: x is None or _is_float(x)
+        cts = align(tuple(cts), spec, "the backward rule's cotangents")
+        flat = flatten(cts, lambda x: x is None or _is_float(x)
                        or isinstance(x, (np.ndarray, Tracer)))[0]
         return [flat[p] for p in positions]
 

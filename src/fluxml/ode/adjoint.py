@@ -224,7 +224,9 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         times = times[::-1]
     options = dict(options, saveat=times)
     Y = run(y0, *params.values())
-    keep = [i for i, t in enumerate(made["ts"]) if np.isin(t, wanted)]
+    # each requested time by position, repeats included (the union holds each time once)
+    row = {float(t): i for i, t in enumerate(made["ts"])}
+    keep = [row[float(t)] for t in wanted]
     return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
@@ -298,7 +300,7 @@ class _Backward:
         F = Counted(G, self.stats)
         jac = _jac(self.solver, F)
         if jac is not None and U is not None:
-            jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
+            jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None, toward=end - start)
         dt = self.options["dt"] if self.h is None else self.h
         ts, zs, steps = integrate(
             self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
@@ -347,10 +349,13 @@ class _Backward:
                 "in time, so this gradient would be wrong. Use sensealg=InterpolatingAdjoint() "
                 "or QuadratureAdjoint() (or Direct()).")
 
-    def adjoint_jacobian(self, G, U, lam_only):
+    def adjoint_jacobian(self, G, U, lam_only, toward):
         """The stiff solvers' Jacobian of the adjoint equation, from Jacobians of ``f`` alone
         (forward mode, no second derivatives): ``d(-lambda^T f_u)/d lambda = -f_u^T`` and
-        ``d(-lambda^T f_p)/d lambda = -f_p^T``; ``mu`` feeds nothing back."""
+        ``d(-lambda^T f_p)/d lambda = -f_p^T``; ``mu`` feeds nothing back. The time
+        derivative is a difference quotient taken ``toward`` the end of the interval (its
+        sign): ``U`` is held constant beyond the times it was solved for, so a quotient
+        reaching past them (at t1, or at a checkpoint) lost dU/dt and the step its order."""
 
         def jac(t, z, g0):
             self.stats.njac += 1
@@ -366,7 +371,7 @@ class _Backward:
                 J = np.zeros((z.size, z.size))
                 J[:n, :n] = -f_u.T
                 J[n:, :n] = -f_p.T
-            delta = math.sqrt(np.finfo(float).eps) * max(1.0, abs(t))
+            delta = math.copysign(math.sqrt(np.finfo(float).eps) * max(1.0, abs(t)), toward)
             return J, (G(t + delta, z) - g0) / delta
 
         return jac

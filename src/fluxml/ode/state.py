@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.core import Tracer, raw
-from fluxml.tree import flatten, unflatten
+from fluxml.tree import align, flatten, unflatten
 
 
 def _is_array(x) -> bool:
@@ -41,7 +41,7 @@ class Packer:
     def pack(self, tree):
         if self.identity:
             return tree
-        leaves, _ = flatten(tree)
+        leaves, _ = flatten(align(tree, self.spec, "solve: f's result"))
         if len(leaves) != len(self.shapes):
             raise ValueError(f"solve: f returned a tree with {len(leaves)} leaves for a state "
                              f"with {len(self.shapes)}; return a tree shaped like u")

@@ -1,0 +1,541 @@
+"""Random small ODE problems: ``fl.ode.solve``'s values and gradients against independent
+references (not part of the suite: it needs SciPy and takes seconds per case).
+
+Each case draws a right-hand side (linear, a small tanh network, Lotka-Volterra-like,
+time-dependent, a stiff relaxation), a state (a vector, a matrix, or a tree ``{"x", "v"}`` of
+a second-order system), parameters (a dict of arrays and float numbers, with a static int),
+a time span (either direction), save times (none, some, repeated, the ends), a solver and a
+sensitivity algorithm. It checks
+
+- the saved states against SciPy's DOP853 at tolerance 1e-12 (adaptive solvers), or against
+  a naive loop of the method's textbook formula (the fixed-step Euler, Midpoint, Heun, RK4);
+- the gradient of a weighted sum of the saved states with respect to ``u0`` and every float
+  leaf of ``p``, for every ``sensealg``, against central differences of that reference;
+- with ``Direct()``: forward mode (``fl.jvp``) against the reverse gradient, and the
+  gradient of the dense output ``sol(t)`` at a time between the saves;
+- float32 states and parameters: float32 solution and gradients, close to float64's.
+
+A clear error (``SolveError``, ``DifferentiationError``) counts as refused, not failed.
+
+    PYTHONPATH=src /work/.bench-venv/bin/python -m tests.ode.fuzz_sensitivity N [SEED]
+    ... --case I      rerun only case I, printing the drawn problem
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import traceback
+import zlib
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+import fluxml as fl
+
+# --- right-hand sides: core(t, x, p) shaped like x (a vector (n,) or a matrix (n, 2)) --------
+
+
+# Functions of t use math (a Python float), not NumPy: np.sin(t) is a float64 scalar, which
+# would make a float32 state float64 in the user's f (not the solver's doing).
+
+def _col(v, x):
+    """A parameter vector (n,) against a state (n,) or (n, k)."""
+    return v if np.ndim(x) == 1 else v[:, None]
+
+
+def linear(t, x, p):
+    return p["M"] @ x + _col(p["b"], x) * math.sin(t)
+
+
+def mlp(t, x, p):
+    return p["W2"] @ np.tanh(p["W1"] @ x + _col(p["c"], x)) - p["decay"] * x
+
+
+def lotka(t, x, p):
+    return x * (_col(p["r"], x) - p["A"] @ x)
+
+
+def timed(t, x, p):
+    return -_col(np.exp(p["q"]), x) * x + np.sin(p["w"] * t + _col(p["phase"], x))
+
+
+def stiff(t, x, p):
+    return -p["K"] * (x - np.cos(t + _col(p["s"], x))) + _col(p["b"], x) * x ** 2 / 4
+
+
+def _params(kind, n, rng):
+    g = rng.standard_normal
+    if kind == "linear":
+        return {"M": g((n, n)) / 2, "b": g(n)}
+    if kind == "mlp":
+        h = int(rng.integers(1, 4))
+        return {"W1": g((h, n)), "c": g(h), "W2": g((n, h)) / 2,
+                "decay": float(rng.uniform(0.1, 1.0)), "n": h}
+    if kind == "lotka":
+        return {"r": rng.uniform(-0.5, 1.0, n), "A": rng.uniform(0.0, 0.6, (n, n))}
+    if kind == "timed":
+        return {"q": g(n) / 2, "w": float(rng.uniform(0.5, 3.0)), "phase": g(n)}
+    return {"K": float(rng.uniform(20.0, 200.0)), "s": g(n), "b": g(n) / 4}
+
+
+CORES = {"linear": linear, "mlp": mlp, "lotka": lotka, "timed": timed, "stiff": stiff}
+
+
+def make_f(core, state):
+    if state != "tree":
+        return core
+
+    def second_order(t, u, p):  # x'' = core(x) - 0.3 x'
+        return {"v": core(t, u["x"], p) - 0.3 * u["v"], "x": u["v"]}
+
+    return second_order
+
+
+# --- states: packed into one flat vector by the fuzzer itself (not fluxml's Packer) -----------
+
+def pack(u, state):
+    if state == "tree":
+        return np.concatenate([np.ravel(u["x"]), np.ravel(u["v"])])
+    return np.ravel(u)
+
+
+def unpack(y, state, n):
+    if state == "tree":
+        return {"x": y[:n], "v": y[n:]}
+    return y.reshape(n, 2) if state == "matrix" else y
+
+
+def stacked(u, state):
+    """sol.u (stacked along the first axis) as a (T, size) matrix."""
+    if state == "tree":
+        return np.concatenate([np.reshape(u["x"], (np.shape(u["x"])[0], -1)),
+                               np.reshape(u["v"], (np.shape(u["v"])[0], -1))], axis=1)
+    return np.reshape(u, (np.shape(u)[0], -1))
+
+
+# --- solvers -----------------------------------------------------------------------------------
+
+ADAPTIVE = {"Tsit5": 1e-9, "DP5": 1e-9, "Vern7": 1e-10, "BS3": 1e-8, "Rodas5": 1e-8,
+            "Rosenbrock23": 1e-6}  # the rtol each is run at
+# how close the values (relative to their size) and gradients must come at that rtol: the
+# global error grows over the span from the local tolerance; Rosenbrock23 is order 2
+VALUE_TOL = {"Rosenbrock23": 5e-4, "BS3": 1e-5}
+FIXED = {"Euler": 1, "Midpoint": 2, "Heun": 2, "RK4": 4}
+
+
+def naive_fixed(name, f, t0, y0, h, steps):
+    """The fixed-step methods' textbook formulas, every state after each step."""
+    out, t, y = [y0], t0, y0
+    for _ in range(steps):
+        hh = h
+        k1 = f(t, y)
+        if name == "Euler":
+            y = y + hh * k1
+        elif name == "Midpoint":
+            y = y + hh * f(t + hh / 2, y + hh / 2 * k1)
+        elif name == "Heun":
+            y = y + hh / 2 * (k1 + f(t + hh, y + hh * k1))
+        else:
+            k2 = f(t + hh / 2, y + hh / 2 * k1)
+            k3 = f(t + hh / 2, y + hh / 2 * k2)
+            k4 = f(t + hh, y + hh * k3)
+            y = y + hh / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        t = t + hh
+        out.append(y)
+    return np.array(out)
+
+
+ALGS = {
+    "Direct": lambda: fl.ode.Direct(),
+    "Interpolating": lambda: fl.ode.InterpolatingAdjoint(),
+    "Interpolating(checkpointing)": lambda: fl.ode.InterpolatingAdjoint(checkpointing=True),
+    "Interpolating(checkpoints=2)": lambda: fl.ode.InterpolatingAdjoint(checkpointing=True,
+                                                                         checkpoints=2),
+    "Backsolve": lambda: fl.ode.BacksolveAdjoint(),
+    "Quadrature": lambda: fl.ode.QuadratureAdjoint(),
+}
+
+
+# --- one case ----------------------------------------------------------------------------------
+
+class Problem:
+    def __init__(self, rng):
+        self.kind = str(rng.choice(list(CORES)))
+        self.state = str(rng.choice(["vector", "vector", "matrix", "tree"]))
+        self.n = n = int(rng.integers(1, 4))
+        self.p = _params(self.kind, n, rng)
+        self.f = make_f(CORES[self.kind], self.state)
+        g = rng.standard_normal
+        self.u0 = ({"x": g(n), "v": g(n) / 2} if self.state == "tree"
+                   else g((n, 2)) if self.state == "matrix" else g(n))
+        if self.kind == "lotka":  # populations: positive
+            self.u0 = (np.abs(self.u0) + 0.2 if self.state != "tree"
+                       else {"x": np.abs(self.u0["x"]) + 0.2, "v": self.u0["v"]})
+        t0 = float(rng.uniform(-1, 1))
+        span = float(rng.uniform(0.2, 2.0)) * (1 if rng.random() < 0.7 else -1)
+        self.tspan = (t0, t0 + span)
+        self.fixed = rng.random() < 0.25
+        if self.fixed:
+            self.solver = str(rng.choice(list(FIXED)))
+            self.steps = int(rng.integers(1, 12))
+            self.dt = abs(span) / self.steps
+            self.alg = "Direct"
+            self.saveat = None
+        else:
+            names = list(ADAPTIVE)
+            self.solver = str(rng.choice(names if self.kind != "stiff" or rng.random() < 0.3
+                                         else ["Rodas5", "Rosenbrock23"]))
+            self.saveat = self._saveat(rng)
+            # extra checkpoints need save times (a clear ValueError otherwise)
+            self.alg = str(rng.choice([a for a in ALGS if self.saveat is not None
+                                       or "checkpoints=" not in a]))
+        self.size = pack(self.u0, self.state).size
+        # f closes over p instead of taking it: Direct differentiates it, an adjoint must
+        # refuse by name (it cannot see a derivative that does not come through p)
+        self.closure = bool(rng.random() < 0.2)
+
+    def _saveat(self, rng):
+        t0, t1 = self.tspan
+        kind = rng.choice(["none", "end", "some", "ends+repeat"])
+        if kind == "none":
+            return None
+        if kind == "end":
+            return [t1]
+        ts = sorted(float(v) for v in rng.uniform(min(t0, t1), max(t0, t1),
+                                                  int(rng.integers(1, 5))))
+        if kind == "ends+repeat":
+            ts = sorted([min(t0, t1), max(t0, t1)] + ts + ts[:1])
+        return ts if t1 >= t0 else ts[::-1]
+
+    def describe(self):
+        return (f"{self.kind} {self.state} n={self.n} tspan=({self.tspan[0]:.4f}, "
+                f"{self.tspan[1]:.4f}) {self.solver} "
+                + (f"dt={self.dt:.4f} " if self.fixed else f"{self.alg} ")
+                + f"saveat={None if self.saveat is None else np.round(self.saveat, 4).tolist()}"
+                + " (f closes over p)" * self.closure)
+
+    def solve(self, u0, p, alg="Direct"):
+        kw = (dict(dt=self.dt, adaptive=False) if self.fixed
+              else dict(rtol=ADAPTIVE[self.solver], atol=ADAPTIVE[self.solver] / 10))
+        f = self.f
+        if self.closure:
+            closed = p
+            f, p = (lambda t, u, _: self.f(t, u, closed)), None
+        return fl.ode.solve(f, u0, self.tspan, p, solver=getattr(fl.ode, self.solver)(),
+                            saveat=self.saveat, sensealg=ALGS[alg](), max_steps=20000, **kw)
+
+    def reference(self, u0, p, times):
+        """The states at ``times`` as (T, size): SciPy at 1e-12, or the naive fixed steps."""
+        y0 = pack(u0, self.state)
+
+        def rhs(t, y):
+            return pack(self.f(t, unpack(y, self.state, self.n), p), self.state)
+
+        if self.fixed:
+            return naive_fixed(self.solver, rhs, self.tspan[0], y0, np.sign(
+                self.tspan[1] - self.tspan[0]) * self.dt, self.steps)
+        times = np.asarray(times, dtype=float)
+        r = solve_ivp(rhs, self.tspan, y0, method="DOP853", rtol=1e-12, atol=1e-13,
+                      dense_output=True)
+        if not r.success:
+            raise Refused(f"SciPy: {r.message}")
+        return r.sol(times).T.reshape(len(times), -1)
+
+
+class Refused(Exception):
+    """A case nobody can answer (the reference fails) or fluxml refuses by name."""
+
+
+def leaves(p):
+    """The float leaves of ``p`` (and the key and index to perturb each entry)."""
+    out = []
+    for k, v in p.items():
+        if isinstance(v, float):
+            out.append((k, None))
+        elif isinstance(v, np.ndarray):
+            out.extend((k, i) for i in range(v.size))
+    return out
+
+
+def entries(g, p):
+    """The gradient ``g`` of ``p`` at each float entry, in ``leaves``' order (None is zero: no
+    dependence, as the state at t0 has on p)."""
+    return np.array([0.0 if g[k] is None else g[k] if i is None else g[k].flat[i]
+                     for k, i in leaves(p)])
+
+
+def perturbed(p, k, i, eps):
+    q = dict(p)
+    if i is None:
+        q[k] = p[k] + eps
+    else:
+        q[k] = p[k].copy()
+        q[k].flat[i] += eps
+    return q
+
+
+def bump_u(u0, state, i, eps):
+    y = pack(u0, state).copy()
+    y[i] += eps
+    n = np.size(u0["x"]) if state == "tree" else None
+    if state == "tree":
+        return {"x": y[:n], "v": y[n:]}
+    return y.reshape(np.shape(u0))
+
+
+def differences(pr, fun):
+    """Central differences of ``fun(u0, p)`` for every entry of u0 and every float of p,
+    Richardson-extrapolated from steps h and h/2 (error O(h^4): a problem whose gradient is
+    large, 1e7 after Lotka-Volterra grew backwards in time, has third derivatives to
+    match, which plain central differences at 1e-4 missed by 2e-4)."""
+    h = 1e-4 if not pr.fixed else 1e-5
+
+    def central(bumped, eps):
+        return (fun(*bumped(eps)) - fun(*bumped(-eps))) / (2 * eps)
+
+    def extrapolated(bumped):
+        return (4 * central(bumped, h / 2) - central(bumped, h)) / 3
+
+    fd_u = np.array([extrapolated(lambda e, i=i: (bump_u(pr.u0, pr.state, i, e), pr.p))
+                     for i in range(pr.size)])
+    fd_p = np.array([extrapolated(lambda e, k=k, i=i: (pr.u0, perturbed(pr.p, k, i, e)))
+                     for k, i in leaves(pr.p)])
+    return fd_u, fd_p
+
+
+def _scale(x):
+    return 1.0 + float(np.max(np.abs(x), initial=0.0))
+
+
+def check(case, rng, verbose=False):
+    """None when fluxml agrees with the references, else a message; raises Refused."""
+    pr = case
+    try:
+        with np.errstate(all="ignore"):
+            sol = pr.solve(pr.u0, pr.p)
+    except fl.ode.SolveError as e:  # right only if the problem really cannot be solved
+        try:
+            ref = pr.reference(pr.u0, pr.p, [pr.tspan[1]])
+        except Refused:
+            raise Refused("both fail to solve") from None
+        if np.all(np.isfinite(ref)) and np.max(np.abs(ref)) < 1e3:
+            return f"SolveError on a problem SciPy solves: {str(e)[:150]}"
+        raise Refused("SolveError: the solution grows too large") from None
+    times = np.asarray(sol.t)
+    ref = pr.reference(pr.u0, pr.p, times)
+    if not np.all(np.isfinite(ref)) or np.max(np.abs(ref)) > 1e4:
+        raise Refused("the solution grows too large to compare")
+    ours = stacked(sol.u, pr.state)
+    if ours.shape != ref.shape:
+        return f"solution shape {ours.shape} != reference {ref.shape}"
+    vtol = 1e-10 if pr.fixed else VALUE_TOL.get(pr.solver, 2e-6)
+    err = np.max(np.abs(ours - ref)) / _scale(ref)
+    if verbose:
+        print(f"  value error {err:.2e} (tolerance {vtol})")
+    if err > vtol:
+        return f"solution: relative error {err:.2e} against the reference"
+    W = rng.standard_normal(ref.shape)
+
+    def loss_ref(u0, p):
+        return float(np.sum(W * pr.reference(u0, p, times) ** 2))
+
+    def loss(u0, p, alg):
+        return np.sum(W * stacked(pr.solve(u0, p, alg).u, pr.state) ** 2)
+
+    fd_u, fd_p = differences(pr, loss_ref)
+    with np.errstate(all="ignore"):
+        try:
+            gu, gp = fl.gradient(lambda u0, p: loss(u0, p, pr.alg), pr.u0, pr.p)
+        except (fl.ode.SolveError, fl.DifferentiationError) as e:
+            if pr.closure and pr.alg != "Direct":
+                if "closes over" not in str(e) or "Direct()" not in str(e):
+                    return f"the refusal of a closure does not say so: {str(e)[:150]}"
+                raise Refused("an adjoint refuses f closing over p, naming Direct()") from None
+            raise Refused(f"{type(e).__name__}: {str(e)[:90]}") from None
+    if pr.closure and pr.alg != "Direct":
+        return "an adjoint differentiated f closing over a traced p without an error"
+    got_u = pack(gu, pr.state)
+    got_p = entries(gp, pr.p)
+    if gp.get("n", "absent") is not None and "n" in pr.p:
+        return f"the gradient of the static int leaf is {gp['n']!r}, not None"
+    for k, i in leaves(pr.p):
+        if i is None and not isinstance(gp[k], float):
+            return f"the gradient of the float leaf {k} is a {type(gp[k]).__name__}"
+    scale = _scale(np.concatenate([fd_u, fd_p]))
+    gtol = 1e-7 if pr.fixed else 50 * vtol
+    gerr = max(np.max(np.abs(got_u - fd_u)), np.max(np.abs(got_p - fd_p), initial=0)) / scale
+    if verbose:
+        print(f"  gradient error {gerr:.2e} (tolerance {gtol})\n  u0: {got_u} vs {fd_u}\n"
+              f"  p: {got_p} vs {fd_p}")
+    if gerr > gtol:
+        return f"gradient ({pr.alg}): relative error {gerr:.2e} against finite differences"
+    if pr.alg == "Direct":
+        message = check_direct(pr, rng, loss, gu, gp, scale, verbose)
+        if message:
+            return message
+    return check_float32(pr, loss)
+
+
+def check_direct(pr, rng, loss, gu, gp, scale, verbose):
+    """Forward mode against the reverse gradient, and the dense output's gradient."""
+    du = bump_u(pr.u0, pr.state, 0, 0.0)
+    du = {k: rng.standard_normal(np.shape(v)) for k, v in du.items()} if pr.state == "tree" \
+        else rng.standard_normal(np.shape(du))
+    dp = {k: (float(rng.standard_normal()) if isinstance(v, float) else
+              rng.standard_normal(v.shape) if isinstance(v, np.ndarray) else None)
+          for k, v in pr.p.items()}
+    dp = {k: v for k, v in dp.items() if v is not None}
+    static = {k: v for k, v in pr.p.items() if not isinstance(v, (float, np.ndarray))}
+    with np.errstate(all="ignore"):
+        _, tangent = fl.jvp(lambda u0, q: loss(u0, {**q, **static}, "Direct"), (pr.u0, {
+            k: v for k, v in pr.p.items() if k not in static}), (du, dp))
+    rev = float(np.sum(pack(gu, pr.state) * pack(du, pr.state))
+                + sum(np.sum(np.asarray(gp[k]) * dp[k]) for k in dp))
+    if verbose:
+        print(f"  jvp {tangent} vs reverse {rev}")
+    if abs(tangent - rev) > 1e-8 * scale * (1 + sum(np.sum(np.abs(v)) for v in dp.values())):
+        return f"forward mode {tangent} != reverse mode {rev}"
+    if rng.random() < 0.3:
+        message = check_second_order(pr, loss, static, dp, scale, verbose)
+        if message:
+            return message
+    if pr.fixed:
+        return None
+    t0, t1 = pr.tspan
+    # inside the span, or at its ends, or at a save time (a step's end, when saveat=None)
+    corners = [t0, t1] + list(pr.saveat or [])
+    tm = (t0 + float(rng.uniform(0.1, 0.9)) * (t1 - t0) if rng.random() < 0.6
+          else float(corners[int(rng.integers(len(corners)))]))
+    w = rng.standard_normal(pr.size)
+
+    def dense(u0, p):
+        return np.sum(w * pack(pr.solve(u0, p).__call__(tm), pr.state))
+
+    def dense_ref(u0, p):
+        return float(np.sum(w * pr.reference(u0, p, [tm])[0]))
+
+    with np.errstate(all="ignore"):
+        value = float(dense(pr.u0, pr.p))
+        gu, gp = fl.gradient(dense, pr.u0, pr.p)
+    fd_u, fd_p = differences(pr, dense_ref)
+    got = np.concatenate([pack(gu, pr.state), entries(gp, pr.p)])
+    want = np.concatenate([fd_u, fd_p])
+    # the dense output is of a lower order than the steps (Tsit5's and DP5's of 4)
+    tol = 100 * VALUE_TOL.get(pr.solver, 2e-6)
+    verr = abs(value - dense_ref(pr.u0, pr.p)) / _scale([value])
+    gerr = np.max(np.abs(got - want)) / _scale(want)
+    if verbose:
+        print(f"  dense output at {tm}: value error {verr:.2e}, gradient error {gerr:.2e}")
+    if verr > tol or gerr > tol:
+        return (f"dense output sol({tm:.4f}): value error {verr:.2e}, gradient error "
+                f"{gerr:.2e} (tolerance {tol})")
+    return None
+
+
+def check_second_order(pr, loss, static, dp, scale, verbose):
+    """With Direct(), the derivative along ``dp`` of <gradient, dp> (reverse over reverse)
+    against central differences of the first-order gradient."""
+    q0 = {k: v for k, v in pr.p.items() if k not in static}
+
+    def inner(q):
+        (g,) = fl.gradient(lambda q: loss(pr.u0, {**q, **static}, "Direct"), q)
+        return sum(np.sum(g[k] * dp[k]) for k in dp)
+
+    def along(e):
+        return {k: (v + e * dp[k]) if k in dp else v for k, v in q0.items()}
+
+    with np.errstate(all="ignore"):
+        (h,) = fl.gradient(inner, q0)
+        got = float(sum(np.sum(np.asarray(h[k]) * dp[k]) for k in dp))
+        eps = 1e-4
+        want = (float(inner(along(eps))) - float(inner(along(-eps)))) / (2 * eps)
+    size = 1 + sum(np.sum(np.abs(v)) for v in dp.values())
+    if verbose:
+        print(f"  second order along dp: {got} vs differences {want}")
+    # the differences see the step sequence change with p: noise of about rtol / eps, 1e-2
+    # relative for Rosenbrock23 at 1e-6 (on a stiff problem solved backwards the same
+    # case with fixed steps converges to the engine's value as eps falls)
+    rel = 1e-6 if pr.fixed else 1e-3 if ADAPTIVE[pr.solver] <= 1e-8 else 5e-2
+    tol = rel * (scale * size ** 2 + abs(want))
+    if not abs(got - want) <= tol:
+        return f"second order (Direct): {got} != central differences of the gradient {want}"
+    return None
+
+
+def check_float32(pr, loss):
+    """Float32 in: float32 solution and gradients, near float64's."""
+    if pr.fixed or pr.solver in ("Rodas5", "Rosenbrock23"):
+        return None
+
+    def f32(x):
+        if isinstance(x, dict):
+            return {k: f32(v) for k, v in x.items()}
+        if isinstance(x, np.ndarray):
+            return x.astype(np.float32)
+        return np.float32(x) if isinstance(x, float) else x
+
+    u32, p32 = f32(pr.u0), f32(pr.p)
+    kw = dict(rtol=1e-5, atol=1e-6)
+    with np.errstate(all="ignore"):
+        sol = fl.ode.solve(pr.f, u32, pr.tspan, p32, solver=getattr(fl.ode, pr.solver)(),
+                           saveat=pr.saveat, **kw)
+    kinds = {np.asarray(v).dtype.name for v in (sol.u.values() if pr.state == "tree"
+                                                 else [sol.u])}
+    if kinds != {"float32"}:
+        return f"float32 state and parameters gave a {sorted(kinds)} solution"
+    try:
+        with np.errstate(all="ignore"):
+            gu, gp = fl.gradient(lambda u, p: np.sum(stacked(fl.ode.solve(
+                pr.f, u, pr.tspan, p, solver=getattr(fl.ode, pr.solver)(),
+                saveat=pr.saveat, sensealg=ALGS[pr.alg](), **kw).u, pr.state)), u32, p32)
+    except (fl.ode.SolveError, fl.DifferentiationError):
+        return None
+    kinds = {np.asarray(v).dtype.name for v in (list(gu.values()) if pr.state == "tree"
+                                                 else [gu])}
+    kinds |= {np.asarray(gp[k]).dtype.name for k, _ in leaves(pr.p) if gp[k] is not None}
+    if kinds != {"float32"}:
+        return f"float32 state and parameters gave gradients in {sorted(kinds)} ({pr.alg})"
+    return None
+
+
+def main(argv):
+    args = [a for a in argv if not a.startswith("--")]
+    only = int(argv[argv.index("--case") + 1]) if "--case" in argv else None
+    if only is not None:
+        args.remove(str(only))
+    n = int(args[0]) if args else 50
+    seed = int(args[1]) if len(args) > 1 else 0
+    fails, refused, done = [], {}, 0
+    for i in range(n) if only is None else [only]:
+        rng = np.random.default_rng([seed, zlib.crc32(b"ode"), i])
+        try:
+            pr = Problem(rng)
+        except Exception as e:  # noqa: BLE001
+            fails.append(f"[{i}] drawing: {e}")
+            continue
+        if only is not None:
+            print(pr.describe(), "\n  p:", pr.p, "\n  u0:", pr.u0)
+        try:
+            message = check(pr, rng, verbose=only is not None)
+            done += 1
+        except Refused as e:
+            why = f"{pr.alg}: {str(e)[:80]}"
+            refused[why] = refused.get(why, 0) + 1
+            message = None
+        except Exception as e:  # noqa: BLE001 - a crash is a finding
+            message = f"raised {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            if only is not None:
+                traceback.print_exc()
+        if message:
+            fails.append(f"[{i}] {pr.describe()}\n    {message}")
+            print("MISMATCH", fails[-1], flush=True)
+    print(f"{done} cases checked, {sum(refused.values())} refused, {len(fails)} failures "
+          f"(seed {seed})")
+    for why, count in sorted(refused.items(), key=lambda kv: -kv[1]):
+        print(f"  refused {count:4d}  {why}")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
