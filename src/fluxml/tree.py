@@ -309,7 +309,33 @@ def align(tree, spec: Spec, who: str = "a tree"):
         if all(a is b for a, b in zip(children, tree)):
             return tree
         return type(tree)(*children) if hasattr(tree, "_fields") else type(tree)(children)
+    if kind == "object" and type(tree) is spec.type:
+        return _align_object(tree, spec, who)
     return tree
+
+
+def _align_object(obj, spec: Spec, who: str):
+    """An object node's fields aligned to ``spec``: the dicts it holds, and the order of its
+    attributes (two instances of one class may have set them in another order)."""
+    fields = _fields(obj)
+    if fields is None:
+        return obj
+    have = dict(fields)
+    if any(k not in have for k in spec.keys):
+        return obj  # another structure: the caller's count of leaves says so
+    aligned = {k: align(have[k], c, who) for k, c in zip(spec.keys, spec.children)}
+    order = [k for k, _ in fields if k in aligned]
+    if order == list(spec.keys) and all(aligned[k] is have[k] for k in aligned):
+        return obj
+    d = getattr(obj, "__dict__", None)
+    new = object.__new__(type(obj))
+    if d is not None:  # attributes in the spec's order first, then the others as they were
+        new.__dict__.update(aligned)
+        new.__dict__.update({k: v for k, v in d.items() if k not in aligned})
+    else:
+        for k, v in have.items():
+            object.__setattr__(new, k, aligned.get(k, v))
+    return new
 
 
 def leaves_with_paths(tree, *, trainable: bool = False) -> list[tuple[str, Any]]:

@@ -231,6 +231,24 @@ def test_a_dict_in_another_key_order_pairs_by_key():
     assert fl.gradient(g, d) == ({"x": 2.0, "v": 3.0},)
 
 
+class _Holder:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def test_an_object_holding_a_dict_in_another_key_order_pairs_by_key():
+    """Inside objects too: a dict they hold, and their attributes set in another order."""
+    p = _Holder(d={"a": 1.0, "b": 2.0}, s=3.0)
+    t = _Holder(s=0.0, d={"b": 0.0, "a": 1.0})  # d/da only, attributes in another order
+
+    def f(h):
+        return h.d["a"] + 10.0 * h.d["b"] + 100.0 * h.s
+
+    assert fl.jvp(f, (p,), (t,))[1] == 1.0
+    _, back = fl.pullback(lambda x: _Holder(d={"a": x, "b": 2 * x}), 1.0)
+    assert back(_Holder(d={"b": 0.0, "a": 1.0})) == (1.0,)
+
+
 def test_a_dict_with_other_keys_is_a_clear_error():
     d = {"x": 1.0, "v": 2.0}
     with pytest.raises(ValueError, match=r"jvp: the tangents .*keys \['x', 'w'\]"):
