@@ -235,7 +235,8 @@ class _Replay:
     ``nontrainable``: a BatchNorm's running statistics, updated once, by the forward pass)."""
 
     def __init__(self, f, args):
-        from fluxml.compiler.randomness import generators  # lazy: the compiler is optional
+        # lazy: the compiler package loads on first use (import fluxml stays light)
+        from fluxml.compiler.randomness import generators
 
         closed = tuple(c.cell_contents for c in getattr(f, "__closure__", None) or ()
                        if _filled(c))

@@ -72,7 +72,10 @@ def _wait_in_mpi_init_for_every_rank_to_start(timeout: float):
     before joining (an error before ``init()``) would leave the others in it forever, in C
     code holding the interpreter, so no Python timer can run. faulthandler's watchdog (a C
     thread) ends this process after ``timeout`` seconds instead, printing this function's
-    name in its traceback; mpiexec then ends the job."""
+    name in its traceback; mpiexec then ends the job. (faulthandler has one such timer per
+    process: one set before, pytest's ``faulthandler_timeout`` say, is replaced and not set
+    again; ``init(timeout=...)`` bounds this wait too, so a timeout of seconds, chosen for
+    hung steps, also ends ranks started that much apart.)"""
     try:  # (to the process's own stderr: a notebook's sys.stderr has no file descriptor)
         faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
     except (AttributeError, ValueError, OSError):  # no stderr to write to: no watchdog
