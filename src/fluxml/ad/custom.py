@@ -239,7 +239,7 @@ class _Replay:
         from fluxml.compiler.randomness import generators
 
         closed = tuple(c.cell_contents for c in getattr(f, "__closure__", None) or ()
-                       if _filled(c))
+                       if filled(c))
         leaves, spec = flatten((args, closed))
         trainable = {id(x) for x in flatten((args, closed), trainable=True)[0]}
         self.kept = [x for x in leaves if type(x) is np.ndarray and id(x) not in trainable]
@@ -259,7 +259,8 @@ class _Replay:
             x[...] = v
 
 
-def _filled(cell) -> bool:
+def filled(cell) -> bool:
+    """Whether a closure cell holds a value (a cell of a name not yet assigned is empty)."""
     try:
         cell.cell_contents  # noqa: B018 - an empty cell raises
     except ValueError:

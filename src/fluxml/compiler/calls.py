@@ -10,6 +10,7 @@ import inspect
 import numpy as np
 
 from fluxml.ad.core import Tracer
+from fluxml.ad.custom import filled
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
@@ -117,7 +118,7 @@ def _refuse_hidden_tracers(spec) -> None:
                                                      else slots)]
             parts += list(getattr(x, "__dict__", {}).values()) if callable(x) else []
             parts += [c.cell_contents for c in getattr(x, "__closure__", None) or ()
-                      if _filled(c)]
+                      if filled(c)]
         if any(type(v) is Tracer for v in parts):
             raise CompileError(
                 "fl.compile: the function's result holds a traced value where a compiled "
@@ -125,13 +126,6 @@ def _refuse_hidden_tracers(spec) -> None:
                 "walk, such as one with __slots__, or a returned function's closure). Return "
                 "arrays as values of tuples, lists, dicts or objects with attributes.")
 
-
-def _filled(cell) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018 - an empty cell raises
-    except ValueError:
-        return False
-    return True
 
 
 def _writes(tr, targs, spec, leaves, positions, in_vars, numbers):

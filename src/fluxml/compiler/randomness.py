@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from fluxml.ad.custom import filled
 from fluxml.compiler.trace import CompileError
 
 _GENERATORS = (np.random.Generator, np.random.RandomState)
@@ -47,7 +48,7 @@ def generators(body, spec) -> list:
     if code is not None:
         for name, cell in zip(code.co_freevars, body.__closure__ or ()):
             add(f"the NumPy generator `{name}` it closes over",
-                cell.cell_contents if _filled(cell) else None)
+                cell.cell_contents if filled(cell) else None)
         scope = getattr(body, "__globals__", {})
         for name in code.co_names:
             add(f"the global NumPy generator `{name}`", scope.get(name))
@@ -84,10 +85,3 @@ def check(watched, before, fname: str) -> None:
         warnings.warn(message + " (If another thread drew from it meanwhile, ignore this.)",
                       stacklevel=4)
 
-
-def _filled(cell) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018 - an empty cell raises
-    except ValueError:
-        return False
-    return True
