@@ -102,6 +102,8 @@ def test_dense_from_arrays_as_flux():
     assert fl.Dense(w, False).bias is None and fl.Dense(w, np.tanh).activation is np.tanh
     with pytest.raises(TypeError, match="bias is given twice"):
         fl.Dense(w, b, bias=b)
+    d = fl.Dense(w, np.zeros(2))  # a float64 bias takes the weight's dtype, as Flux's
+    assert d.bias.dtype == np.float32 and d(np.ones((1, 3), np.float32)).dtype == np.float32
 
 
 def test_dense_bad_construction():

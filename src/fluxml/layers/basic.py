@@ -113,13 +113,17 @@ class Dense(Module):
 
 
 def _make_bias(bias, n, dtype, layer):
-    """A bias vector of length ``n``: zeros for True, None for False, or the given array."""
+    """A bias vector of length ``n``: zeros for True, None for False, or the given array, in
+    the weight's ``dtype`` as Flux's ``create_bias`` converts it (a float64 bias beside a
+    float32 weight made every output float64)."""
     if bias is True:
         return np.zeros(n, dtype)
     if bias is False or bias is None:
         return None
     if getattr(bias, "shape", None) != (n,):
         raise ValueError(f"{layer}: bias must have shape ({n},); got {np.shape(bias)}")
+    if bias.dtype != dtype and bias.dtype.kind in "biuf" and np.dtype(dtype).kind == "f":
+        return bias.astype(dtype)
     return bias
 
 
