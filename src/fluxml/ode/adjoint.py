@@ -36,9 +36,10 @@ import math
 
 import numpy as np
 
-from fluxml.ad.api import _is_float, jacobian, pullback
+from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.custom import CLOSED_OVER, custom_vjp
+from fluxml.ad.matrices import jacobian
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
 from fluxml.ode.rk import Step
 from fluxml.tree import flatten, unflatten

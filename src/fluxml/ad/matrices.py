@@ -1,0 +1,95 @@
+"""The full derivative matrices of one array, built on the transforms of ``api.py``:
+``jacobian`` (reverse mode row by row, or forward mode column by column) and ``hessian``
+(forward over reverse)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml.ad.api import _is_float, gradient, jvp, pullback
+from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.tree import is_array_leaf
+
+
+def jacobian(f: Callable, x, mode: str = "auto"):
+    """The Jacobian of ``f`` at the array ``x``, shaped ``f(x).shape + x.shape``.
+
+    ``mode="auto"`` uses reverse mode (one pullback per output element) when the output is
+    no larger than the input, else forward mode (one jvp per input element); "rev" and "fwd"
+    force one.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.jacobian(lambda x: x ** 2, np.array([1.0, 2.0]))
+    array([[2., 0.],
+           [0., 4.]])
+    """
+    if not isinstance(mode, str):  # jacobian(f, x, y): a second argument lands on mode
+        raise TypeError(f"jacobian takes one argument x (then mode='auto', 'fwd' or 'rev'); "
+                        f"got a {type(mode).__name__} as the third argument. For several "
+                        f"arguments, differentiate with respect to each in turn "
+                        f"(fl.jacobian(lambda x: f(x, y), x)) or pass them as one array")
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
+    _refuse_tree("jacobian", x)
+    if np.iscomplexobj(raw(x)):
+        raise DifferentiationError(
+            "jacobian of a complex argument is not supported (forward and reverse mode mean "
+            "different things there); differentiate the real and imaginary parts as two real "
+            "arrays, or use fl.jvp / fl.pullback directly")
+    x_shape = np.shape(raw(x))
+    x_dtype = np.result_type(raw(x)) if _is_float(raw(x)) else np.dtype(np.float64)
+    n = int(np.prod(x_shape))
+    if mode != "fwd":
+        y, back = pullback(f, x)
+        if not _is_float(raw(y)):
+            raise TypeError(f"jacobian needs f to return a float array; it returned "
+                            f"{type(y).__name__}")
+        y_shape = np.shape(raw(y))
+        m = int(np.prod(y_shape))
+        if mode == "rev" or m <= n:
+            y_dtype = np.result_type(raw(y))
+            rows = []
+            for k in range(m):
+                e = np.zeros(m, y_dtype)
+                e[k] = 1
+                (g,) = back(e.reshape(y_shape))
+                rows.append(np.zeros(x_shape, x_dtype) if g is None else g)
+            if not rows:
+                return np.zeros(y_shape + x_shape, x_dtype)
+            return np.reshape(np.stack(rows), y_shape + x_shape)
+    cols = []
+    for k in range(n):
+        e = np.zeros(n, x_dtype)
+        e[k] = 1
+        y, t = jvp(f, (x,), (e.reshape(x_shape),))
+        cols.append(t)
+    y_shape = np.shape(raw(y)) if n else np.shape(raw(f(x)))
+    if not cols:
+        return np.zeros(y_shape + x_shape, x_dtype)
+    return np.reshape(np.stack(cols, axis=-1), y_shape + x_shape)
+
+
+def hessian(f: Callable, x):
+    """The Hessian of the scalar ``f`` at the array ``x`` (forward over reverse), shaped
+    ``x.shape + x.shape``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.hessian(lambda x: x[0] ** 2 * x[1], np.array([1.0, 2.0]))
+    array([[4., 2.],
+           [2., 0.]])
+    """
+    _refuse_tree("hessian", x)
+    grad = lambda x: gradient(f, x, zeros_for_none=True)[0]
+    return jacobian(grad, x, mode="fwd")
+
+
+def _refuse_tree(name, x):
+    """The full matrices are of one array: a model, list or dict gets an error saying so (a
+    tree's leaves would otherwise meet a single tangent, deep inside)."""
+    if not is_array_leaf(x) and type(x) is not Tracer:
+        raise TypeError(f"{name} takes one array x (or a number); got {type(x).__name__}. For a "
+                        f"model or another tree of arrays, take it with respect to one array "
+                        f"(fl.{name}(lambda w: f(..w..), model.weight)), or use fl.pullback "
+                        f"and fl.jvp, which take trees")
