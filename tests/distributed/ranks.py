@@ -546,25 +546,11 @@ if __name__ == "__main__":
         if os.environ.get("PMI_RANK") == "1":
             raise ValueError("boom before init")
         fl.distributed.init(timeout=2.0)
-    if mode == "equal":
-        train_equal(out)
-    elif mode == "equal_overlap":
-        train_equal(out, "overlap")
-    elif mode == "consistent":
-        consistent(out)
-    elif mode == "in_place":
-        in_place(out)
-    elif mode == "overlap":
-        overlap(out)
-    elif mode == "syncbn":
-        syncbn(out)
-    elif mode == "abandon":
-        abandon(out)
-    elif mode == "syncbn_overlap":
-        syncbn_overlap(out)
-    elif mode == "own_loop":
-        own_loop(out)
-    elif mode == "resume":
-        resume(out, sys.argv[3])
+    runs = {"equal": train_equal, "equal_overlap": lambda out: train_equal(out, "overlap"),
+            "consistent": consistent, "in_place": in_place, "overlap": overlap,
+            "syncbn": syncbn, "abandon": abandon, "syncbn_overlap": syncbn_overlap,
+            "own_loop": own_loop, "resume": lambda out: resume(out, sys.argv[3])}
+    if mode in runs:
+        runs[mode](out)
     else:
         fail(out, mode)
