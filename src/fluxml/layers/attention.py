@@ -120,9 +120,10 @@ class MultiHeadAttention(Module):
             return out[0], probs[0]
         self._check(q, k, v)
         # another precision converted (or integers refused) in the name of this layer
+        same_k, same_v = k is q, v is k  # (self-attention: one conversion, not three)
         q = match_dtype(self, q, self.q_proj.weight.dtype)
-        k = q if k is q else match_dtype(self, k, self.k_proj.weight.dtype)
-        v = k if v is k else match_dtype(self, v, self.v_proj.weight.dtype)
+        k = q if same_k else match_dtype(self, k, self.k_proj.weight.dtype)
+        v = k if same_v else match_dtype(self, v, self.v_proj.weight.dtype)
         if isinstance(mask, str):
             if mask != "causal":
                 raise LayerError(f"{self._line()}: mask must be boolean or 'causal'; got "

@@ -226,7 +226,9 @@ def is_active(layer, x) -> bool:
     active = getattr(layer, "active", None)
     if active is not None:
         return bool(active)
-    return within_gradient(x) or any(within_gradient(v) for v in vars(layer).values())
+    # (within_gradient of each, with the thread's open gradients asked once)
+    return differentiating() or any(type(v) is Tracer and v._trace.differentiates
+                                    for v in (x, *vars(layer).values()))
 
 
 def modules(model) -> list:

@@ -68,16 +68,17 @@ class _Cell(Module):
         x = match_dtype(self, x, self.weight_ih.dtype)
         if state is None:
             state = self.initial_state(x.shape[:-1], x.dtype)
-        self._check_state(state, x.shape[:-1])
-        return x, _map_state(state, lambda s: _state_as(self, s, x.dtype))
+        return x, self._check_state(state, x.shape[:-1], x.dtype)
 
-    def _check_state(self, state, batch):
+    def _check_state(self, state, batch, dtype):
+        """The state, checked against the batch axes and converted to ``dtype``."""
         want = tuple(batch) + (self.sizes[1],)
         parts = state if isinstance(state, tuple) else (state,)
         if any(np.shape(s) != want for s in parts):
             raise LayerError(f"{self._line()} expects a state of shape {want}"
                              f"{' (h, c)' if isinstance(state, tuple) else ''}; got "
                              f"{tuple(np.shape(s) for s in parts)}")
+        return _map_state(state, lambda s: _state_as(self, s, dtype))
 
     def __call__(self, x, state=None):
         x, state = self._check(x, state)
@@ -148,11 +149,11 @@ class LSTMCell(_Cell):
         h = super().initial_state(batch_shape, dtype)
         return h, np.zeros_like(h)
 
-    def _check_state(self, state, batch):
+    def _check_state(self, state, batch, dtype):
         if not isinstance(state, tuple) or len(state) != 2:
             raise LayerError(f"{self._line()} expects its state as a tuple (h, c); got "
                              f"{type(state).__name__}")
-        super()._check_state(state, batch)
+        return super()._check_state(state, batch, dtype)
 
     def step(self, xw, state):
         h, c = nnlib.lstm_step(xw, *state, self.weight_hh)
@@ -229,10 +230,9 @@ class _Recurrent(Module):
         if state is None:
             state = cell.initial_state(x.shape[:1], x.dtype)
         try:
-            cell._check_state(state, x.shape[:1])
+            state = cell._check_state(state, x.shape[:1], x.dtype)
         except LayerError as err:  # name the layer the user built, not its cell
             raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
-        state = _map_state(state, lambda s: _state_as(self, s, x.dtype))
         ys, state = cell.sequence(x, state)
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
