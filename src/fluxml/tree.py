@@ -314,6 +314,12 @@ def align(tree, spec: Spec, who: str = "a tree"):
     return tree
 
 
+def keyed(spec: Spec) -> bool:
+    """Whether ``spec`` has a dict or object node: the parts :func:`align` may reorder (a
+    caller that aligns many trees to one spec skips the walk where it has none)."""
+    return spec.kind in ("dict", "object") or any(keyed(c) for c in spec.children)
+
+
 def _align_object(obj, spec: Spec, who: str):
     """An object node's fields aligned to ``spec``: the dicts it holds, and the order of its
     attributes (two instances of one class may have set them in another order)."""

@@ -211,7 +211,7 @@ def checkpoint(f: Callable) -> Callable:
         if not isinstance(trace, ReverseTrace):
             return f(*args)
 
-        replay = _Replay(f, args)  # before the forward pass draws or updates anything
+        replay = _Replay(f, args, leaves, spec)  # before the forward pass draws or updates
 
         def run(*lower):
             return f(*lower), lower
@@ -234,48 +234,29 @@ class _Replay:
     puts back their states and the arrays the layers keep as state (fields declared
     ``nontrainable``: a BatchNorm's running statistics, updated once, by the forward pass)."""
 
-    def __init__(self, f, args):
+    def __init__(self, f, args, leaves, spec):
         # lazy: the compiler package loads on first use (import fluxml stays light)
-        from fluxml.compiler.randomness import generators
+        from fluxml.compiler.randomness import filled, generators, get_state, set_state
 
         closed = tuple(c.cell_contents for c in getattr(f, "__closure__", None) or ()
                        if filled(c))
-        leaves, spec = flatten((args, closed))
-        trainable = {id(x) for x in flatten((args, closed), trainable=True)[0]}
+        tree = (args, closed) if closed else args
+        if closed:  # (args' own leaves and spec come from the caller)
+            leaves, spec = flatten(tree)
+        trainable = {id(x) for x in flatten(tree, trainable=True)[0]}
         self.kept = [x for x in leaves if type(x) is np.ndarray and id(x) not in trainable]
         self.generators = [g for _, g, _ in generators(f, spec)]
-        self.start = [_rng_state(g) for g in self.generators]
+        self.get, self.set = get_state, set_state
+        self.start = [get_state(g) for g in self.generators]
 
     def __enter__(self):
-        self.now = [_rng_state(g) for g in self.generators]
+        self.now = [self.get(g) for g in self.generators]
         self.values = [x.copy() for x in self.kept]
         for g, s in zip(self.generators, self.start):
-            _set_rng_state(g, s)
+            self.set(g, s)
 
     def __exit__(self, *exc):
         for g, s in zip(self.generators, self.now):
-            _set_rng_state(g, s)
+            self.set(g, s)
         for x, v in zip(self.kept, self.values):
             x[...] = v
-
-
-def filled(cell) -> bool:
-    """Whether a closure cell holds a value (a cell of a name not yet assigned is empty)."""
-    try:
-        cell.cell_contents  # noqa: B018 - an empty cell raises
-    except ValueError:
-        return False
-    return True
-
-
-def _rng_state(g):
-    return g.bit_generator.state if isinstance(g, np.random.Generator) else g.get_state()
-
-
-def _set_rng_state(g, state) -> None:
-    if isinstance(g, np.random.Generator):
-        g.bit_generator.state = state
-    else:
-        g.set_state(state)
-
-

@@ -10,9 +10,9 @@ import inspect
 import numpy as np
 
 from fluxml.ad.core import Tracer
-from fluxml.ad.custom import filled
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
+from fluxml.compiler.randomness import filled
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import flatten, leaves_with_paths, unflatten
 

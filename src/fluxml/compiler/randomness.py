@@ -20,7 +20,6 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.custom import filled
 from fluxml.compiler.trace import CompileError
 
 _GENERATORS = (np.random.Generator, np.random.RandomState)
@@ -59,6 +58,28 @@ def generators(body, spec) -> list:
     add("fluxml's default generator (fl.seed; a layer made inside the function draws its "
         "initial weights from it)", default_rng(), True)
     return found
+
+
+def get_state(g):
+    """A generator's state, to give back to :func:`set_state` (``fl.checkpoint`` replays a
+    forward pass's draws with it)."""
+    return g.bit_generator.state if isinstance(g, np.random.Generator) else g.get_state()
+
+
+def set_state(g, state) -> None:
+    if isinstance(g, np.random.Generator):
+        g.bit_generator.state = state
+    else:
+        g.set_state(state)
+
+
+def filled(cell) -> bool:
+    """Whether a closure cell holds a value (a cell of a name not yet assigned is empty)."""
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 def state(g):

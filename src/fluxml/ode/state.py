@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.core import Tracer, raw
-from fluxml.tree import align, flatten, unflatten
+from fluxml.tree import align, flatten, keyed, unflatten
 
 
 def _is_array(x) -> bool:
@@ -29,6 +29,7 @@ class Packer:
             self.shape = np.shape(raw(like))
             return
         leaves, self.spec = flatten(like)
+        self.keyed = keyed(self.spec)  # dicts or objects: f's result is aligned to the spec
         for x in leaves:
             if not np.issubdtype(np.result_type(raw(x)), np.floating):
                 raise TypeError(f"solve: every leaf of a tree state must be a float array or "
@@ -41,7 +42,7 @@ class Packer:
     def pack(self, tree):
         if self.identity:
             return tree
-        leaves, _ = flatten(align(tree, self.spec, "solve: f's result"))
+        leaves, _ = flatten(align(tree, self.spec, "solve: f's result") if self.keyed else tree)
         if len(leaves) != len(self.shapes):
             raise ValueError(f"solve: f returned a tree with {len(leaves)} leaves for a state "
                              f"with {len(self.shapes)}; return a tree shaped like u")
