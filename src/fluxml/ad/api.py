@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from fluxml.ad.core import LEAKED, DifferentiationError, Tracer, open_traces, raw
+from fluxml.ad.core import (
+    LEAKED,
+    DifferentiationError,
+    Tracer,
+    open_traces,
+    raw,
+    remove_last,
+)
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
@@ -98,11 +105,7 @@ def _run(trace, f, targs):
             trace.check_refused()
     finally:
         trace.closed = LEAKED
-        # by identity: a generator (or a coroutine) f may leave and re-enter out of order
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is trace:
-                del stack[i]
-                break
+        remove_last(stack, trace)  # by identity: a generator f may leave out of order
     return out
 
 
@@ -142,11 +145,16 @@ def _own(g, seen):
     return g
 
 
+def _grad(c, x, zeros, seen):
+    """One leaf's gradient as the user receives it (``_own`` for the common case)."""
+    if type(c) is np.ndarray and type(x) is np.ndarray:
+        return _own(c, seen)
+    return _finish(c, x, zeros, seen)
+
+
 def _grads(spec, leaves, cts, zeros):
     seen: set = set()
-    out = [_own(c, seen) if type(c) is np.ndarray and type(x) is np.ndarray  # the common case
-           else _finish(c, x, zeros, seen) for c, x in zip(cts, leaves)]
-    return _tree(spec, out)
+    return _tree(spec, [_grad(c, x, zeros, seen) for c, x in zip(cts, leaves)])
 
 
 def _tree(spec, out):
@@ -167,8 +175,7 @@ class _Final:
 
     def __call__(self, k, c):
         x = self.leaves[k]
-        g = self.out[k] = (_own(c, self.seen) if type(c) is np.ndarray and type(x) is np.ndarray
-                           else _finish(c, x, self.zeros, self.seen))
+        g = self.out[k] = _grad(c, x, self.zeros, self.seen)
         if type(g) is Tracer and _recorded(g):  # the leaves were not traced: a closure's
             raise DifferentiationError(ON_FINAL_COMPILED)
         self.user(k, g)

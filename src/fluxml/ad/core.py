@@ -113,6 +113,14 @@ COMPILING_LOCK = threading.Lock()  # held by removals; readers iterate a copy
 _OPEN = threading.local()
 
 
+def remove_last(stack: list, item) -> None:
+    """Remove the last entry of ``stack`` that is ``item`` itself (not one equal to it)."""
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is item:
+            del stack[i]
+            return
+
+
 def open_traces() -> list:
     """This thread's stack of differentiating traces whose function is running."""
     stack = getattr(_OPEN, "traces", None)

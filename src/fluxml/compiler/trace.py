@@ -23,7 +23,15 @@ from threading import get_ident
 
 import numpy as np
 
-from fluxml.ad.core import COMPILING, COMPILING_LOCK, Opaque, Trace, Tracer, compiling
+from fluxml.ad.core import (
+    COMPILING,
+    COMPILING_LOCK,
+    Opaque,
+    Trace,
+    Tracer,
+    compiling,
+    remove_last,
+)
 from fluxml.ad.mutation import link_view
 from fluxml.compiler.ir import Const, Eqn, Slot, Var
 
@@ -332,10 +340,7 @@ class active:
         # by identity, not the last entry: another thread's compile may have started since;
         # under the lock, so that no other thread's removal shifts the entries in between
         with COMPILING_LOCK:
-            for i in range(len(COMPILING) - 1, -1, -1):
-                if COMPILING[i] is self.trace:
-                    del COMPILING[i]
-                    break
+            remove_last(COMPILING, self.trace)
 
 
 def current() -> IRTrace | None:

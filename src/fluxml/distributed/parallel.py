@@ -47,6 +47,8 @@ class DataParallel:
             rng = getattr(data, "rng", None)
             if isinstance(rng, np.random.Generator):
                 rng.bit_generator.state = broadcast_object(rng.bit_generator.state)
+                if isinstance(data, DataLoader):  # (its first iteration need not again)
+                    data._unsynced = False
             _same_length(self.group, data)
             # the gradients come fresh from each step's backward pass: the large ones are
             # averaged in their own arrays

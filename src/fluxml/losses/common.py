@@ -45,16 +45,16 @@ def target(name, yhat, y, labels: bool = False):
         y = y.astype(dtype)
     if _shape(yhat) != _shape(y):
         raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
-                         f"{np.shape(y)}; they must match{_hint(name, _shape(yhat), _shape(y))}")
+                         f"{np.shape(y)}; they must match{_hint(_shape(yhat), _shape(y), labels)}")
     return y
 
 
-_TAKE_LABELS = ("crossentropy", "logitcrossentropy", "focal_loss")
 
 
-def _hint(name, shape, yshape) -> str:
-    """What probably went wrong where a target's shape differs from the prediction's."""
-    if name in _TAKE_LABELS and yshape == shape[:-1]:
+def _hint(shape, yshape, labels) -> str:
+    """What probably went wrong where a target's shape differs from the prediction's (``labels``:
+    the loss takes class labels too)."""
+    if labels and yshape == shape[:-1]:
         return (" (class labels must be integers: y.astype(int); one-hot targets have the "
                 "prediction's shape)")
     if shape == yshape + (1,) or yshape == shape + (1,):

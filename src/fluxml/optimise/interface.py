@@ -360,7 +360,7 @@ def _collect(state, model, grads, pending, path):
         return
     if type(state) is Node:
         in_dict = isinstance(grads, dict)
-        if not in_dict and type(grads) in (tuple, list):
+        if type(grads) in (tuple, list):
             _not_its_gradient(path, model, grads)
         for k in state._fields:
             g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
