@@ -111,7 +111,9 @@ def test_a_failing_rank_stops_the_others_with_an_error_naming_it(tmp_path, how, 
     start = time.monotonic()
     done = mpirun(HERE / "ranks.py", how, tmp_path, timeout=60, flags=flags)
     out = done.stdout + done.stderr
-    assert done.returncode == (7 if how == "die" else 1), out
+    # each failing rank ends the job with MPI_Abort(1); on a loaded machine the launcher may
+    # first report a rank it killed in its cleanup (SIGKILL, 9): seen once in CI for "raise"
+    assert done.returncode in ((7,) if how == "die" else (1, 9)), out
     assert time.monotonic() - start < 30, out
     for text in expected:
         assert text.lower() in out.lower(), out
