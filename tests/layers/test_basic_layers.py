@@ -1,6 +1,8 @@
 """Containers and simple layers: Parallel, SkipConnection, PairwiseFusion, Maxout, Bilinear,
 Scale, Embedding, EmbeddingBag, Flatten; outputsize, summary, autosize."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,12 @@ RNG = np.random.default_rng(0)
 
 def f64(m):
     return fl.f64(m)
+
+
+def summary_text(model, shape, **kwargs):
+    out = io.StringIO()
+    assert fl.summary(model, shape, file=out, **kwargs) is None
+    return out.getvalue()
 
 
 def loss(m, *xs):
@@ -148,17 +156,19 @@ def test_outputsize_uses_rules_and_falls_back_for_user_layers():
         fl.outputsize(fl.Chain(fl.Dense(4, 5), Twice(), m.layers[2]), (32, 4))
 
 
-def test_summary_lists_shapes_and_counts():
+def test_summary_lists_shapes_and_counts(capsys):
     m = fl.Chain(fl.Dense(4, 8, np.tanh), fl.Chain(fl.Dense(8, 8), np.sin), fl.Dense(8, 1))
-    text = str(fl.summary(m, (16, 4)))
+    text = summary_text(m, (16, 4))
+    assert fl.summary(m, (16, 4)) is None  # printed, as Keras' summary does (issue 11)
+    assert capsys.readouterr().out == text
     assert "  Dense(4 => 8, tanh)           (16, 8)                     40" in text
     assert "    sin                         (16, 8)                      0" in text
     assert text.splitlines()[-1] == "Total: 121 trainable parameters, 0 non-trainable."
     with pytest.raises(fl.LayerError, match=r"^Chain\[1\] > Chain\[0\]: Dense\(8 => 8\) "):
         fl.summary(fl.Chain(np.tanh, m.layers[1]), (16, 5))  # located as the forward pass does
     # the branches of a container that each take its input are listed under it
-    text = str(fl.summary(fl.Chain(fl.Parallel(np.add, fl.Dense(4, 3), fl.Dense(4, 3)),
-                                   fl.Bidirectional(fl.GRU(3, 2))), (16, 5, 4)))
+    text = summary_text(fl.Chain(fl.Parallel(np.add, fl.Dense(4, 3), fl.Dense(4, 3)),
+                                 fl.Bidirectional(fl.GRU(3, 2))), (16, 5, 4))
     assert "  Parallel(connection=add,\n    Dense(4 => 3)               (16, 5, 3)" in text
     assert "    GRU(3 => 2)                 (16, 5, 2)                  42\n  )" in text
 
@@ -221,6 +231,6 @@ def test_shapes_flow_through_a_layer_returning_a_tuple():
     m = fl.autosize((32, 20), fl.Chain(fl.Embedding(10, 4), fl.MultiHeadAttention(_, nheads=2),
                                        lambda t: t[0], fl.Dense(_, 3)))
     assert fl.outputsize(m, (32, 20)) == (32, 20, 3) == m(np.zeros((32, 20), int)).shape
-    text = str(fl.summary(m, (32, 20)))
+    text = summary_text(m, (32, 20))
     assert "((32, 20, 4), (32, 2, 20, 20))          68\n" in text  # a column wide enough
 

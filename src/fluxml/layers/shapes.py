@@ -145,18 +145,12 @@ def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
     return output_shape(model, shape, dtype)
 
 
-class Summary(str):
-    """The text of :func:`summary` (shown as it is at the prompt)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def summary(model, input_shape, *, dtype=np.float32) -> Summary:
-    """A table of every layer of ``model`` with its output shape and parameter count, for
-    input of ``input_shape`` (batch first); nested Chains are indented, other models are one
-    row. It returns the text (shown at the prompt): ``print(fl.summary(...))`` in a script.
-    ``dtype`` is the input's (``dtype=np.int64`` for a model that starts with an Embedding).
+def summary(model, input_shape, *, dtype=np.float32, file=None) -> None:
+    """Print a table of every layer of ``model`` with its output shape and parameter count,
+    for input of ``input_shape`` (batch first); nested Chains are indented, other models are
+    one row. ``file`` is where it prints, as print's (``sys.stdout`` by default; an
+    ``io.StringIO`` keeps the text). ``dtype`` is the input's (``dtype=np.int64`` for a model
+    that starts with an Embedding).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.summary(fl.Chain(fl.Dense(4, 8, np.tanh), fl.Dense(8, 3)), (32, 4))
@@ -179,7 +173,7 @@ def summary(model, input_shape, *, dtype=np.float32) -> Summary:
     _, ntrain, _, nother = count_parameters(model)
     lines += ["=" * len(head),
               f"Total: {ntrain:,} trainable parameters, {nother:,} non-trainable."]
-    return Summary("\n".join(lines))
+    print("\n".join(lines), file=file)
 
 
 def _count(layer) -> str:
