@@ -1,5 +1,6 @@
 """The Module system: structural gradients, user layers, printing, modes, precision."""
 
+import traceback
 import warnings
 
 import numpy as np
@@ -120,6 +121,55 @@ def test_chain_error_names_the_place():
     with pytest.raises(fl.LayerError, match=r"^Chain\[1\] > Chain\[1\]: Dense\(4 => 1\) "
                                             r"expects inputs of shape \(N, 4\); got \(5, 3\)"):
         m(np.ones((5, 2), np.float32))
+
+
+class Mix(fl.Module):
+    """A user's layer whose weight does not fit the input: NumPy's shape error inside."""
+
+    def __init__(self):
+        self.w = np.ones((4, 2))
+
+    def __call__(self, x):
+        if np.ndim(x) != 2:
+            raise ValueError(f"Mix wants a matrix; got {np.ndim(x)}-d")
+        return x @ self.w
+
+
+class NoteError(ValueError):
+    def __init__(self, message, code=7):
+        super().__init__(message)
+        self.code = code
+
+
+def test_a_users_layer_error_is_located_keeping_its_type_and_traceback():
+    """A ValueError or IndexError out of a user's layer (NumPy's, or its own) reads
+    Chain[2]: ... as a built-in layer's LayerError does, of the same type, raised from the
+    original (its traceback chained); nested containers and outputsize/summary too."""
+    m = fl.Chain(fl.Dense(2, 3), np.tanh, Mix())
+    with pytest.raises(ValueError, match=r"^Chain\[2\]: matmul: Input operand 1 has a "
+                                         r"mismatch") as info:
+        m(np.ones((5, 2), np.float32))
+    err = info.value
+    assert type(err) is ValueError and not isinstance(err, fl.LayerError)
+    last = traceback.extract_tb(err.__cause__.__traceback__)[-1]
+    assert (last.name, last.line) == ("__call__", "return x @ self.w")  # the user's line
+    nested = fl.Chain(fl.SkipConnection(fl.Chain(np.sin, Mix()), np.add))
+    with pytest.raises(ValueError, match=r"^Chain\[0\] > SkipConnection\[0\] > Chain\[1\]: "
+                                         r"Mix wants a matrix; got 1-d") as info:
+        nested(np.ones(4))
+    assert str(info.value.__cause__) == "Mix wants a matrix; got 1-d"  # one chain, not three
+    assert info.value.__cause__.__cause__ is None
+    with pytest.raises(IndexError, match=r"^Chain\[1\]: too many indices"):
+        fl.Chain(np.ravel, lambda x: x[:, 0])(np.ones(3))
+    with pytest.raises(ValueError, match=r"^Chain\[1\]: Mix wants a matrix; got 3-d"):
+        fl.outputsize(fl.Chain(np.sin, Mix()), (2, 3, 4))
+    def refuse(x):
+        raise NoteError("no", code=3)
+
+    with pytest.raises(NoteError, match=r"^Chain\[0\]: no") as info:  # its fields go along
+        fl.Chain(refuse)(1.0)
+    assert info.value.code == 3
+    assert fl.Chain(np.sin, Mix())(np.ones((1, 4))).shape == (1, 2)
 
 
 def test_other_precision_converts_and_warns_once():

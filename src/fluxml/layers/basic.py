@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Module, locate
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib.linear import affine
@@ -171,8 +171,9 @@ class Chain(Module):
         for key, layer in self._items():
             try:
                 x = layer(x)
-            except LayerError as err:
-                raise err.located("Chain", key) from None
+            except (ValueError, IndexError) as err:
+                error, cause = locate(err, "Chain", key)
+                raise error from cause
         return x
 
     def _output_shape(self, shape):
@@ -181,8 +182,9 @@ class Chain(Module):
         for key, layer in self._items():
             try:
                 shape = output_shape(layer, shape, single=True)
-            except LayerError as err:
-                raise err.located("Chain", key) from None
+            except (ValueError, IndexError) as err:
+                error, cause = locate(err, "Chain", key)
+                raise error from cause
         return shape
 
     def __getitem__(self, key):

@@ -13,15 +13,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Module, locate
 
 
 def _call(container: str, key, layer, *xs):
     """``layer(*xs)``, an error located as ``container[key]``."""
     try:
         return layer(*xs)
-    except LayerError as err:
-        raise err.located(container, key) from None
+    except (ValueError, IndexError) as err:
+        error, cause = locate(err, container, key)
+        raise error from cause
 
 
 def _check_layers(name, layers):

@@ -183,8 +183,7 @@ class LayerError(ValueError):
         self.where: list[str] = []
 
     def located(self, container: str, key) -> LayerError:
-        self.where.insert(0, f"{container}[{key!r}]" if isinstance(key, str) else
-                          f"{container}[{key}]")
+        self.where.insert(0, _place(container, key))
         self.args = (str(self),)
         return self
 
@@ -192,6 +191,40 @@ class LayerError(ValueError):
         if not self.where:
             return self.message
         return f"{' > '.join(self.where)}: {self.message}"
+
+
+def _place(container: str, key) -> str:
+    return f"{container}[{key!r}]" if isinstance(key, str) else f"{container}[{key}]"
+
+
+def locate(err: Exception, container: str, key) -> tuple[Exception, BaseException | None]:
+    """What to raise for ``err``, raised by the layer at ``container[key]``, and its cause
+    (``raise error from cause``): a LayerError with the place added; another ValueError or
+    IndexError (NumPy's shape error in a user's layer, or the user's own) as a new error of
+    the same type that reads ``Chain[2]: ...``, raised from the original so that its traceback
+    shows above. A type that cannot be rebuilt from its message goes on as it came.
+
+    >>> import numpy as np, fluxml as fl
+    >>> try:
+    ...     fl.Chain(np.tanh, lambda x: x.reshape(5, -1))(np.ones((2, 3)))
+    ... except ValueError as err:
+    ...     print(err)
+    Chain[1]: cannot reshape array of size 6 into shape (5,newaxis)
+    """
+    if isinstance(err, LayerError):
+        return err.located(container, key), None
+    original = getattr(err, "_located_from", err)  # located already by a container further in
+    where = [_place(container, key), *getattr(err, "_where", ())]
+    message = f"{' > '.join(where)}: {original}"
+    try:
+        new = type(err)(message)
+    except Exception:
+        return err, err.__cause__
+    if str(new) != message:
+        return err, err.__cause__
+    new.__dict__.update(original.__dict__)  # (an error's own fields go with it)
+    new._where, new._located_from = where, original
+    return new, original
 
 
 def within_gradient(x) -> bool:

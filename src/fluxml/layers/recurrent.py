@@ -21,7 +21,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import _activation_suffix, _positive
-from fluxml.layers.module import LayerError, Lazy, Module
+from fluxml.layers.module import LayerError, Lazy, Module, locate
 from fluxml.layers.precision import match_dtype
 
 
@@ -374,5 +374,6 @@ class Bidirectional(Module):
 def _located(layer, name, x, state):
     try:
         return layer(x, state)
-    except LayerError as err:
-        raise err.located("Bidirectional", name) from None
+    except (ValueError, IndexError) as err:
+        error, cause = locate(err, "Bidirectional", name)
+        raise error from cause

@@ -29,7 +29,7 @@ import numpy as np
 
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
-from fluxml.layers.module import LayerError, Lazy, Module, count_parameters
+from fluxml.layers.module import Lazy, Module, count_parameters, locate
 from fluxml.layers.recurrent import Bidirectional
 from fluxml.layers.show import line_of, name_of, show_children
 from fluxml.tree import flatten, unflatten
@@ -57,8 +57,9 @@ def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
 def _located(container, key, layer, shape, dtype):
     try:
         return output_shape(layer, shape, dtype, single=True)
-    except LayerError as err:
-        raise err.located(container, key) from None
+    except (ValueError, IndexError) as err:
+        error, cause = locate(err, container, key)
+        raise error from cause
 
 
 def _container_shape(layer, shape, dtype):
@@ -188,8 +189,9 @@ def _rows(layer, shape, indent, rows, dtype, single=True):
         for key, child in layer._items():
             try:
                 out = _rows(child, out, indent + "  ", rows, dtype)
-            except LayerError as err:  # Chain[1]: ..., as the forward pass names it
-                raise err.located("Chain", key) from None
+            except (ValueError, IndexError) as err:  # Chain[1]: ..., as the forward pass does
+                error, cause = locate(err, "Chain", key)
+                raise error from cause
         rows.append((indent + ")", str(out), _count(layer)))
         return out
     out = output_shape(layer, shape, dtype, single=single)
