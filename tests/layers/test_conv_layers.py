@@ -205,9 +205,9 @@ def test_lenet_trains_a_step():
         (10, 1176)
 
 
-def test_conv_given_a_nested_list_too_small_says_so_like_an_array():
-    with pytest.warns(UserWarning, match="float64 input"), \
-            pytest.raises(fl.LayerError, match=r"needs a spatial size of at least \(3,\)"):
+def test_conv_given_a_nested_list_refuses_it_as_every_layer_does():
+    with pytest.raises(fl.LayerError, match=r"^Conv\(\(3,\), 1 => 1\) expects an array; got a "
+                                            r"list: convert it, np.asarray\(x, np.float32\)"):
         fl.Conv((3,), 1, 1)([[[1.0, 2.0]]])
 
 

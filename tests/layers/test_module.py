@@ -96,6 +96,41 @@ def test_dense_bad_input(bad, message):
         fl.Dense(3, 2)(bad)
 
 
+LIST_INPUT = [  # (layer, a shape it takes)
+    (fl.Dense(3, 2), (2, 3)), (fl.Conv((2,), 1, 2), (1, 1, 4)),
+    (fl.ConvTranspose((2,), 1, 2), (1, 1, 4)), (fl.DepthwiseConv((2,), 2, 2), (1, 2, 4)),
+    (fl.CrossCor((2,), 1, 2), (1, 1, 4)), (fl.MaxPool((2,)), (1, 1, 4)),
+    (fl.MeanPool((2,)), (1, 1, 4)), (fl.AdaptiveMaxPool((2,)), (1, 1, 4)),
+    (fl.AdaptiveMeanPool((2,)), (1, 1, 4)), (fl.GlobalMaxPool(), (1, 1, 4)),
+    (fl.GlobalMeanPool(), (1, 1, 4)), (fl.Upsample(scale=2), (1, 1, 4)),
+    (fl.PixelShuffle(2), (1, 4, 2, 2)), (fl.BatchNorm(2), (3, 2)), (fl.LayerNorm(3), (2, 3)),
+    (fl.GroupNorm(2, 1), (2, 2, 3)), (fl.InstanceNorm(2), (1, 2, 3)),
+    (fl.Dropout(0.5), (2, 3)), (fl.AlphaDropout(0.5), (2, 3)), (fl.RNN(3, 2), (1, 2, 3)),
+    (fl.LSTM(3, 2), (1, 2, 3)), (fl.GRU(3, 2), (1, 2, 3)), (fl.RNNCell(3, 2), (2, 3)),
+    (fl.LSTMCell(3, 2), (2, 3)), (fl.GRUCell(3, 2), (2, 3)),
+    (fl.Bidirectional(fl.RNN(3, 2)), (1, 2, 3)), (fl.MultiHeadAttention(4, nheads=2), (2, 4)),
+    (fl.TransformerEncoderBlock(4, 2, 8), (2, 4)), (fl.Scale(3), (2, 3)),
+    (fl.Flatten(), (2, 3, 1)), (fl.Bilinear(3, 2), (2, 3)), (fl.PolyAct(2), (2, 3)),
+    (fl.Maxout(lambda: fl.Dense(3, 2), 2), (2, 3)),
+    (fl.SkipConnection(fl.Dense(3, 3), np.add), (2, 3)),
+]
+
+
+@pytest.mark.parametrize("layer, shape", LIST_INPUT, ids=lambda v: fl.layers.show.line_of(v)
+                         if isinstance(v, fl.Module) else str(v))
+def test_every_layer_refuses_a_list_in_its_name(layer, shape):
+    """A list (or tuple) is refused by every layer as Dense refuses it, naming the layer (Conv,
+    Scale, Flatten, Bilinear converted it to float64; BatchNorm, the recurrent layers and the
+    pooling ones reported the very shape they wanted; Dropout returned the list; attention
+    failed in NumPy): layers take arrays, as Flux's and PyTorch's."""
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    assert fl.leaves(layer(x))[0].shape[0] == shape[0]  # (the output, first of a tuple)
+    for bad in (x.tolist(), tuple(x.tolist())):
+        with pytest.raises(fl.LayerError, match=r"expects an array( \(N, 3\))?; got a "
+                                                r"(list|tuple): convert it, np.asarray\("):
+            layer(bad)
+
+
 def test_dense_from_arrays_as_flux():
     w, b = np.ones((2, 3), np.float32), np.full(2, 5.0, np.float32)
     d = fl.Dense(w, b, np.negative)  # Flux's Dense(W, b, σ): the bias was dropped silently

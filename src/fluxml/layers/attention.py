@@ -20,7 +20,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import Dense
-from fluxml.layers.module import LayerError, Module, is_active
+from fluxml.layers.module import LayerError, Module, is_active, need_array
 from fluxml.layers.normalise import Dropout, LayerNorm
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
@@ -115,6 +115,8 @@ class MultiHeadAttention(Module):
     def __call__(self, q, k=None, v=None, *, bias=None, mask=None):
         k = q if k is None else k
         v = k if v is None else v
+        for a in (q, k, v):
+            need_array(self, a)
         if all(np.ndim(a) == 2 for a in (q, k, v)):  # one sequence (T, E), as Flux and PyTorch
             out, probs = self(q[None], k[None], v[None], bias=bias, mask=mask)
             return out[0], probs[0]
@@ -208,7 +210,8 @@ class TransformerEncoderBlock(Module):
         self.norm_first = norm_first
 
     def __call__(self, x, *, mask=None):
-        self._output_shape(np.shape(x))
+        need_array(self, x)
+        self._output_shape(x.shape)
         if self.norm_first:
             h = self.norm1(x)
             x = x + self.dropout(self.attention(h, mask=mask)[0])

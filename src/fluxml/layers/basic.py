@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
-from fluxml.layers.module import LayerError, Module, locate
+from fluxml.layers.module import LayerError, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib.linear import affine
@@ -96,9 +96,7 @@ class Dense(Module):
 
     def __call__(self, x):
         w = self.weight
-        if getattr(x, "shape", None) is None:
-            raise LayerError(f"{self._line()} expects an array (N, {w.shape[1]}); got a "
-                             f"{type(x).__name__}: convert it, np.asarray(x, np.float32)")
+        need_array(self, x, f"(N, {w.shape[1]})")
         if x.shape[-1:] != w.shape[1:]:
             self._refuse(x.shape)
         if x.dtype != w.dtype:
@@ -255,7 +253,8 @@ class Scale(Module):
                              f"broadcast with {self.scale.shape}; got {tuple(shape)}") from None
 
     def __call__(self, x):
-        if getattr(x, "dtype", None) != self.scale.dtype:
+        need_array(self, x)
+        if x.dtype != self.scale.dtype:
             x = match_dtype(self, x, self.scale.dtype)
         self._output_shape(x.shape)
         y = x * self.scale
@@ -308,6 +307,8 @@ class Bilinear(Module):
     def __call__(self, x, z=None):
         if z is None:
             x, z = x if isinstance(x, tuple) else (x, x)
+        need_array(self, x)
+        need_array(self, z)
         w = self.weight
         x, z = (match_dtype(self, v, w.dtype) for v in (x, z))
         self._output_shape(x.shape, z.shape)
@@ -338,8 +339,8 @@ class Flatten(Module):
         return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
 
     def __call__(self, x):
-        shape = np.shape(x)
-        return np.reshape(x, self._output_shape(shape))
+        need_array(self, x)
+        return np.reshape(x, self._output_shape(x.shape))
 
     def _line(self) -> str:
         return "Flatten()"

@@ -23,7 +23,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.nnlib import windows as win
 
@@ -142,9 +142,7 @@ class Conv(Module):
         return (shape[0], self.out_channels) + out
 
     def __call__(self, x):
-        shape = getattr(x, "shape", None)
-        if shape is None:
-            check_input(self, np.shape(x), self.in_channels, len(self.kernel))
+        need_array(self, x)
         x = match_dtype(self, x, self.weight.dtype)
         try:  # the bias and a ReLU inside the convolution's primitive (nnlib/convbias.py)
             return nnlib.conv_bias_act(x, self.weight, self.bias,
@@ -290,8 +288,8 @@ class ConvTranspose(Module):
         return (shape[0], self.weight.shape[1] * self.groups) + size
 
     def __call__(self, x):
-        shape = getattr(x, "shape", None)
-        self._output_shape(np.shape(x) if shape is None else shape)
+        need_array(self, x)
+        self._output_shape(x.shape)
         x = match_dtype(self, x, self.weight.dtype)
         y = nnlib.conv_transpose(x, self.weight, stride=self.stride, pad=self._pads(x.shape),
                                  dilation=self.dilation, groups=self.groups,

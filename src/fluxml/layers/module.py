@@ -227,6 +227,25 @@ def locate(err: Exception, container: str, key) -> tuple[Exception, BaseExceptio
     return new, original
 
 
+def need_array(layer, x, expected: str = "") -> None:
+    """Refuse input that is no array (a list, a tuple, a number) in ``layer``'s name. Layers
+    take arrays, as Flux's and PyTorch's do: a list converted here would come as float64, and
+    a list of time steps or of several inputs would be read as one array's leading axis.
+
+    >>> import numpy as np, fluxml as fl
+    >>> try:
+    ...     fl.MaxPool((2,))([[[1.0, 2.0]]])
+    ... except fl.LayerError as err:
+    ...     print(err)
+    MaxPool((2,)) expects an array; got a list: convert it, np.asarray(x, np.float32)
+    """
+    if getattr(x, "shape", None) is None:
+        from fluxml.layers.show import line_of
+
+        raise LayerError(f"{line_of(layer)} expects an array{expected and ' ' + expected}; got "
+                         f"a {type(x).__name__}: convert it, np.asarray(x, np.float32)")
+
+
 def within_gradient(x) -> bool:
     """True inside a gradient (or pullback, jvp) call, as Flux's ``NNlib.within_gradient``:
     when ``x`` is being differentiated, or a differentiation is running in this thread even

@@ -28,7 +28,7 @@ from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.ad.api import stop_gradient
 from fluxml.layers.basic import _activation_suffix, _positive, identity
-from fluxml.layers.module import LayerError, Module, is_active
+from fluxml.layers.module import LayerError, Module, is_active, need_array
 from fluxml.layers.precision import match_dtype
 
 
@@ -57,8 +57,9 @@ class _Norm(Module):
         self.channels = channels
 
     def _input(self, x, min_ndim=2):
-        shape = getattr(x, "shape", None)
-        if shape is None or len(shape) < min_ndim or shape[1] != self.channels:
+        need_array(self, x)
+        shape = x.shape
+        if len(shape) < min_ndim or shape[1] != self.channels:
             dots = ", ..." if min_ndim == 2 else ", L, ..."
             raise LayerError(f"{self._line()} expects input (N, {self.channels}{dots}); got "
                              f"{np.shape(x)}")
@@ -268,7 +269,8 @@ class LayerNorm(_Norm):
 
     def _input(self, x, min_ndim=None):
         k = len(self.size)
-        if getattr(x, "shape", None) is None or tuple(x.shape[-k:]) != self.size:
+        need_array(self, x)
+        if tuple(x.shape[-k:]) != self.size:
             raise LayerError(f"{self._line()} expects input (..., "
                              f"{', '.join(map(str, self.size))}); got {np.shape(x)}")
         return self._precision(x)
@@ -321,6 +323,7 @@ class Dropout(Module):
         self.rng = rng
 
     def __call__(self, x):
+        need_array(self, x)
         if not is_active(self, x) or self.p == 0:
             return x
         return nnlib.dropout(x, self.p, dims=self.dims, rng=_generator(self.rng))
@@ -354,6 +357,7 @@ class AlphaDropout(Module):
         self.rng = rng
 
     def __call__(self, x):
+        need_array(self, x)
         if not is_active(self, x) or self.p == 0:
             return x
         return nnlib.alpha_dropout(x, self.p, rng=_generator(self.rng))

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Module, need_array
 
 
 def square(x):
@@ -57,7 +57,8 @@ class PolyAct(Module):
 
     def __call__(self, x):
         c = self.coeffs
-        if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
+        need_array(self, x)
+        if x.dtype.kind != "f":
             raise LayerError(f"{self._line()} expects floating-point input; got "
                              f"{getattr(x, 'dtype', type(x).__name__)}")
         y = c[-1] * x  # Horner's rule

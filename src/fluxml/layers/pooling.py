@@ -17,7 +17,7 @@ import numpy as np
 
 from fluxml import nnlib
 from fluxml.layers.conv import SPATIAL_NAMES, _kernel, check_input
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.nnlib import windows as win
 
 
@@ -60,7 +60,8 @@ class _Pool(Module):
         return self._geometry(tuple(shape))[1]
 
     def __call__(self, x):
-        pads, _ = self._geometry(tuple(np.shape(x)))
+        need_array(self, x)
+        pads, _ = self._geometry(x.shape)
         return self.pool(x, self.kernel, stride=self.stride, pad=pads)
 
     def _line(self) -> str:
@@ -106,7 +107,8 @@ class _Adaptive(Module):
         return shape[:2] + self.out_size
 
     def __call__(self, x):
-        self._output_shape(np.shape(x))
+        need_array(self, x)
+        self._output_shape(x.shape)
         return self.pool(x, self.out_size)
 
     def _line(self) -> str:
@@ -143,7 +145,8 @@ class _Global(Module):
         return shape[:2] + (1,) * (len(shape) - 2)
 
     def __call__(self, x):
-        _any_input(self, np.shape(x))
+        need_array(self, x)
+        _any_input(self, x.shape)
         return self.pool(x)
 
     def _line(self) -> str:
@@ -227,7 +230,8 @@ class Upsample(Module):
         return shape[:2] + size
 
     def __call__(self, x):
-        self._output_shape(np.shape(x))
+        need_array(self, x)
+        self._output_shape(x.shape)
         if self.mode == "nearest":
             return nnlib.upsample_nearest(x, self.scale, size=self.size)
         return nnlib.upsample_linear(x, self.scale, size=self.size,
@@ -262,7 +266,8 @@ class PixelShuffle(Module):
         return (shape[0], shape[1] // self.r**d) + tuple(n * self.r for n in shape[2:])
 
     def __call__(self, x):
-        self._output_shape(np.shape(x))
+        need_array(self, x)
+        self._output_shape(x.shape)
         return nnlib.pixel_shuffle(x, self.r)
 
     def _line(self) -> str:

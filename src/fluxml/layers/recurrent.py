@@ -21,7 +21,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import _activation_suffix, _positive
-from fluxml.layers.module import LayerError, Lazy, Module, locate
+from fluxml.layers.module import LayerError, Lazy, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
 
 
@@ -63,7 +63,8 @@ class _Cell(Module):
 
     def _check(self, x, state):
         n_in, hidden = self.sizes
-        if getattr(x, "shape", None) is None or x.ndim not in (1, 2) or x.shape[-1] != n_in:
+        need_array(self, x)
+        if x.ndim not in (1, 2) or x.shape[-1] != n_in:
             raise LayerError(f"{self._line()} expects input (N, {n_in}); got {np.shape(x)}")
         x = match_dtype(self, x, self.weight_ih.dtype)
         if state is None:
@@ -217,7 +218,8 @@ class _Recurrent(Module):
     def __call__(self, x, state=None):
         cell = self.cell
         n_in, hidden = cell.sizes
-        if getattr(x, "shape", None) is None or x.ndim not in (2, 3) or x.shape[-1] != n_in:
+        need_array(self, x)
+        if x.ndim not in (2, 3) or x.shape[-1] != n_in:
             raise LayerError(f"{self._line()} expects a sequence (N, T, {n_in}) or (T, {n_in}); "
                              f"got {np.shape(x)}")
         if x.shape[-2] == 0:
