@@ -88,7 +88,7 @@ CASES = [
     (fl.focal_loss, PROBS, onehot(LABELS),
      per_sample(lambda yh, y: -y * (1 - yh) ** 2 * np.log(yh)), {"eps": 0.0}),
 ]
-# losses over the whole array (no agg, as Flux)
+# losses over the whole array by default (agg="all", as Flux); another agg: one per sample
 WHOLE = [
     (fl.dice_coeff_loss, UNIT, BITS,
      lambda yh, y: 1 - (2 * np.sum(y * yh) + 1) / (np.sum(y**2) + np.sum(yh**2) + 1), {}),
@@ -121,6 +121,32 @@ def test_matches_its_formula(loss, yhat, y, ref, kw):
 @pytest.mark.parametrize("loss, yhat, y, ref, kw", WHOLE, ids=WHOLE_IDS)
 def test_whole_array_losses_match_their_formulas(loss, yhat, y, ref, kw):
     np.testing.assert_allclose(loss(yhat, y, **kw), ref(yhat, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss, yhat, y, ref, kw", WHOLE, ids=WHOLE_IDS)
+def test_overlap_losses_take_agg_over_samples(loss, yhat, y, ref, kw):
+    """agg="all" (the default) is today's one overlap of the whole batch; any other agg
+    combines one loss per sample (its overlap over its own entries, a loop here), in 2-d and
+    in 3-d (a batch of masks), with the gradient of each."""
+    assert loss(yhat, y, agg="all") == loss(yhat, y) == ref(yhat, y)
+    for yh, t in ((yhat, y), (RNG.uniform(0.05, 0.95, (3, 4, 5)),
+                              RNG.integers(0, 2, (3, 4, 5)).astype(float))):
+        want = np.array([ref(yh[i], t[i]) for i in range(len(yh))])
+        np.testing.assert_allclose(loss(yh, t, agg="none"), want, rtol=1e-12)
+        np.testing.assert_allclose(loss(yh, t, agg=None), want, rtol=1e-12)
+        np.testing.assert_allclose(loss(yh, t, agg="mean"), want.mean(), rtol=1e-12)
+        np.testing.assert_allclose(loss(yh, t, agg="sum"), want.sum(), rtol=1e-12)
+        np.testing.assert_allclose(loss(yh, t, agg=np.max), want.max(), rtol=1e-12)
+        check_grads(lambda a, t=t: loss(a, t, agg="mean"), yh, rtol=1e-4, atol=1e-6)
+    if loss is fl.tversky_loss:
+        want = [ref(yhat[i], y[i]) for i in range(N)]  # beta reaches the per-sample form too
+        np.testing.assert_allclose(loss(yhat, y, agg="none", beta=0.7), want, rtol=1e-12)
+        assert not np.allclose(loss(yhat, y, agg="none", beta=0.2), want)
+    with pytest.raises(ValueError, match=rf"{loss.__name__}: agg='mean' takes one loss per "
+                                         r"sample .* got a scalar"):
+        loss(np.float64(0.5), 1.0, agg="mean")
+    with pytest.raises(ValueError, match=r"agg must be 'all', 'mean', .* got 'average'"):
+        loss(yhat, y, agg="average")
 
 
 @pytest.mark.parametrize("loss, yhat, y, ref, kw", CASES + WHOLE, ids=IDS + WHOLE_IDS)

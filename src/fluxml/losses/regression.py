@@ -3,7 +3,8 @@ poisson_loss, siamese_contrastive_loss; and the overlap losses of segmentation,
 dice_coeff_loss and tversky_loss.
 
 Each is ``loss(yhat, y, *, agg: Agg = "mean", ...)`` as Flux's (``agg``: "mean", "sum", "none" or a
-function); the prediction and the target must have the same shape.
+function; the overlap losses' default is ``"all"``, one overlap for the whole batch); the
+prediction and the target must have the same shape.
 
 >>> import numpy as np, fluxml as fl
 >>> fl.mse(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
@@ -73,21 +74,57 @@ def siamese_contrastive_loss(yhat, y, *, agg: Agg = "mean", margin: float = 1.0)
     return aggregate((1.0 - y) * np.square(yhat) + y * np.square(far), agg)
 
 
-def dice_coeff_loss(yhat, y, *, smooth: float = 1.0):
+def _overlap_axes(name, y, agg):
+    """The axes an overlap loss sums over: all (``agg="all"``, one overlap for the whole
+    batch, as Flux's) or each sample's (every axis but the first), for ``agg`` to combine."""
+    if isinstance(agg, str) and agg == "all":
+        return None
+    if isinstance(agg, str) and agg not in ("mean", "sum", "none"):
+        raise ValueError(f"{name}: agg must be 'all', 'mean', 'sum', 'none', None or a "
+                         f"function; got {agg!r}")
+    if np.ndim(y) < 1:
+        raise ValueError(f"{name}: agg={agg!r} takes one loss per sample (the first axis); "
+                         f"got a scalar. Use agg='all' (the default)")
+    return tuple(range(1, np.ndim(y)))
+
+
+def dice_coeff_loss(yhat, y, *, agg: Agg = "all", smooth: float = 1.0):
     """Dice loss of a predicted mask: ``1 - (2 sum(y yhat) + smooth) / (sum(y**2) +
-    sum(yhat**2) + smooth)``, over all entries (no ``agg``, as Flux)."""
+    sum(yhat**2) + smooth)``. With ``agg="all"`` (the default, as Flux's) the sums run over
+    every entry, one overlap for the whole batch; any other ``agg`` takes one loss per sample
+    (sums over each sample's entries, the first axis the batch) and combines them as the other
+    losses do: ``"mean"``, ``"sum"``, ``"none"`` (the per-sample losses) or a function.
+
+    >>> import numpy as np, fluxml as fl
+    >>> y = np.array([[1.0, 0.0], [1.0, 1.0]])
+    >>> float(fl.dice_coeff_loss(y, y)), fl.dice_coeff_loss(0 * y, y, agg="none")
+    (0.0, array([0.5       , 0.66666667]))
+    """
     y = target("dice_coeff_loss", yhat, y)
+    axes = _overlap_axes("dice_coeff_loss", y, agg)
     smooth = float(smooth)
-    overlap = 2.0 * np.sum(y * yhat) + smooth
-    return 1.0 - overlap / (np.sum(np.square(y)) + np.sum(np.square(yhat)) + smooth)
+    overlap = 2.0 * np.sum(y * yhat, axis=axes) + smooth
+    loss = 1.0 - overlap / (np.sum(np.square(y), axis=axes) +
+                            np.sum(np.square(yhat), axis=axes) + smooth)
+    return loss if axes is None else aggregate(loss, agg)
 
 
-def tversky_loss(yhat, y, *, beta: float = 0.7):
+def tversky_loss(yhat, y, *, agg: Agg = "all", beta: float = 0.7):
     """Tversky loss: ``1 - (TP + 1) / (TP + beta FP + (1 - beta) FN + 1)`` with soft counts
-    ``TP = sum(y yhat)``, ``FP = sum((1 - y) yhat)``, ``FN = sum(y (1 - yhat))``, as Flux
-    (no ``agg``)."""
+    ``TP = sum(y yhat)``, ``FP = sum((1 - y) yhat)``, ``FN = sum(y (1 - yhat))``, as Flux.
+    ``agg`` as :func:`dice_coeff_loss`'s: ``"all"`` (the default) counts over every entry,
+    another ``agg`` combines one loss per sample.
+
+    >>> import numpy as np, fluxml as fl
+    >>> y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> fl.tversky_loss(np.full((2, 2), 0.5), y, agg="none")
+    array([0.25, 0.25])
+    """
     y = target("tversky_loss", yhat, y)
+    axes = _overlap_axes("tversky_loss", y, agg)
     beta = float(beta)
-    tp = np.sum(y * yhat)
-    den = np.sum(y * yhat + beta * (1.0 - y) * yhat + (1.0 - beta) * y * (1.0 - yhat))
-    return 1.0 - (tp + 1.0) / (den + 1.0)
+    tp = np.sum(y * yhat, axis=axes)
+    den = np.sum(y * yhat + beta * (1.0 - y) * yhat + (1.0 - beta) * y * (1.0 - yhat),
+                 axis=axes)
+    loss = 1.0 - (tp + 1.0) / (den + 1.0)
+    return loss if axes is None else aggregate(loss, agg)
