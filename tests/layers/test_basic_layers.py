@@ -125,6 +125,32 @@ def test_embedding_lookup_scatter_gradient_and_errors():
         e(np.array([1.0]))
 
 
+def test_embedding_reads_bool_one_hot_rows_as_flux_reads_a_onehotmatrix():
+    """Flux's Embedding takes one-hot input and gives the indices' result; fl.onehotbatch's
+    arrays are dense, so a bool array (..., vocab) is one-hot rows (weight * x: a multi-hot
+    row sums), with the gradient of the indices' lookup; a float one-hot is refused with a
+    hint, as float indices are (an integer one-hot cannot be told from indices)."""
+    e = f64(fl.Embedding(5, 3, rng=RNG))
+    idx = np.array([[0, 4, 4], [1, 0, 2]])
+    hot = np.stack([fl.onehotbatch(row, 5, dtype=bool) for row in idx])  # (2, 3, 5)
+    np.testing.assert_array_equal(e(hot), e(idx))
+    np.testing.assert_array_equal(e(hot[0, 1]), e.weight[4])  # one row: (vocab,) -> (dim,)
+    g_idx, = fl.gradient(lambda m: np.sum(np.sin(m(idx))), e)
+    g_hot, = fl.gradient(lambda m: np.sum(np.sin(m(hot))), e)
+    np.testing.assert_allclose(g_hot.weight, g_idx.weight, rtol=1e-12)
+    check_grads(lambda m: np.sum(np.sin(m(hot))), e)
+    np.testing.assert_allclose(e(np.array([True, False, True, False, False])),
+                               e.weight[0] + e.weight[2], rtol=1e-12)  # multi-hot, as Flux
+    e32 = fl.Embedding(5, 3)
+    assert e32(hot).dtype == np.float32
+    with pytest.raises(fl.LayerError, match=r"Embedding\(5 => 3\) reads a bool array as one-hot "
+                                            r"rows \(\.\.\., 5\); got \(2, 4\)"):
+        e(np.ones((2, 4), bool))
+    with pytest.raises(fl.LayerError, match=r"expects integer indices; got float32 \(one-hot "
+                                            r"rows\? as bool, x.astype\(bool\).*fl.onecold"):
+        e32(fl.onehotbatch([1, 2], 5))
+
+
 @pytest.mark.parametrize("reduction, reduce", [("mean", np.mean), ("sum", np.sum),
                                                ("max", np.max)])
 def test_embedding_bag_forms_agree(reduction, reduce):

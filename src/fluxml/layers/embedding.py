@@ -31,9 +31,14 @@ def _check_indices(layer, idx, vocab):
     """``idx`` as an integer array, refused when not integers or out of ``[0, vocab)``."""
     idx = np.asarray(idx) if not hasattr(idx, "dtype") else idx
     if idx.dtype.kind not in "iu":
-        raise LayerError(f"{layer._line()} expects integer indices; got {idx.dtype}"
-                         + (" (round them, or use a Dense layer for features)"
-                            if idx.dtype.kind == "f" else ""))
+        hint = ""
+        if idx.dtype.kind == "f" and type(layer) is Embedding and idx.ndim and \
+                idx.shape[-1] == vocab:
+            hint = (" (one-hot rows? as bool, x.astype(bool), they are read as Flux reads a "
+                    "OneHotMatrix; or give their indices, fl.onecold(x))")
+        elif idx.dtype.kind == "f":
+            hint = " (round them, or use a Dense layer for features)"
+        raise LayerError(f"{layer._line()} expects integer indices; got {idx.dtype}{hint}")
     # checked where the values are: inside fl.compile, on every run of the program
     return untraced(_in_vocabulary, (idx, vocab, layer._line()))
 
@@ -51,13 +56,20 @@ class Embedding(Module):
 
     Maps integer indices of any shape ``S`` to vectors: output ``S + (dim,)``, row ``i`` of
     ``weight`` (shaped ``(vocab, dim)``) for index ``i``. The gradient of the weight is the
-    scatter-add of the output's gradient.
+    scatter-add of the output's gradient. A bool array of shape ``S + (vocab,)`` is read as
+    one-hot rows, as Flux reads a OneHotMatrix (``weight * x``; a row of several ones gives
+    the sum of their vectors): ``fl.onehotbatch(..., dtype=bool)`` gives the indices' result.
+    fl.onehotbatch's arrays are dense, so only bool says one-hot: an integer array is indices
+    (a 0/1 one-hot in integers would be read as indices 0 and 1), a float one is refused.
 
     >>> import numpy as np, fluxml as fl
     >>> e = fl.Embedding(3, 2, init=fl.init.ones)
     >>> e(np.array([0, 2]))
     array([[1., 1.],
            [1., 1.]], dtype=float32)
+    >>> e = fl.Embedding(3, 2)
+    >>> np.array_equal(e(fl.onehotbatch([2, 0], 3, dtype=bool)), e(np.array([2, 0])))
+    True
     """
 
     def __init__(self, vocab: int, dim: int, *, init: Callable = normal, rng=None,
@@ -71,8 +83,17 @@ class Embedding(Module):
         return tuple(shape) + (self.weight.shape[1],)
 
     def __call__(self, idx):
+        if getattr(idx, "dtype", None) == np.bool_:
+            return self._onehot(idx)
         idx = _check_indices(self, idx, self.weight.shape[0])
         return _gather(self.weight, idx)
+
+    def _onehot(self, x):
+        vocab = self.weight.shape[0]
+        if x.ndim < 1 or x.shape[-1] != vocab:
+            raise LayerError(f"{self._line()} reads a bool array as one-hot rows (..., {vocab}); "
+                             f"got {x.shape}")
+        return x.astype(self.weight.dtype) @ self.weight
 
     def _line(self) -> str:
         vocab, dim = self.weight.shape
