@@ -91,7 +91,12 @@ def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
 def binarycrossentropy(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     """Binary cross-entropy of predicted probabilities (a sigmoid output): ``agg(-y log(yhat
     + eps) - (1 - y) log(1 - yhat + eps))``. Prefer ``logitbinarycrossentropy`` on logits.
-    PyTorch: ``binary_cross_entropy`` (which clamps the logs at -100 instead)."""
+    PyTorch: ``binary_cross_entropy`` (which clamps the logs at -100 instead).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.binarycrossentropy(np.array([0.9, 0.2]), np.array([1.0, 0.0]), agg="none").round(4)
+    array([0.1054, 0.2231])
+    """
     y = target("binarycrossentropy", yhat, y)
     eps = default_eps(yhat, eps)
     return aggregate(-xlogy(y, yhat + eps) - xlogy(1.0 - y, 1.0 - yhat + eps), agg)
@@ -99,7 +104,12 @@ def binarycrossentropy(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
 
 def logitbinarycrossentropy(yhat, y, *, agg: Agg = "mean"):
     """``binarycrossentropy(sigmoid(yhat), y)`` as ``agg((1 - y) yhat - logsigmoid(yhat))``,
-    without overflow. PyTorch: ``binary_cross_entropy_with_logits``."""
+    without overflow. PyTorch: ``binary_cross_entropy_with_logits``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.logitbinarycrossentropy(np.array([0.0, -800.0]), np.array([1.0, 0.0]), agg="none")
+    array([0.69314718, 0.        ])
+    """
     y = target("logitbinarycrossentropy", yhat, y)
     return aggregate((1.0 - y) * yhat - logsigmoid(yhat), agg)
 
@@ -109,7 +119,12 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     ``y``: ``agg(sum(y log(y) - y log(yhat + eps), axis))``, entropy plus cross-entropy per
     sample (Flux aggregates the two terms apart: the same for mean and sum). PyTorch:
     ``kl_div(log(yhat), y, reduction="batchmean")``, which divides by the batch size only
-    where the samples have more axes (``(N, C, L)``: "mean" here divides by ``N L``)."""
+    where the samples have more axes (``(N, C, L)``: "mean" here divides by ``N L``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> round(float(fl.kldivergence(np.array([[0.25, 0.75]]), np.array([[0.5, 0.5]]))), 4)
+    0.1438
+    """
     y = target("kldivergence", yhat, y)
     eps = default_eps(yhat, eps)
     return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
@@ -117,13 +132,23 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
 
 def hinge_loss(yhat, y, *, agg: Agg = "mean"):
     """Hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y))``. PyTorch:
-    ``hinge_embedding_loss(yhat * y, -ones, margin=1)``."""
+    ``hinge_embedding_loss(yhat * y, -ones, margin=1)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.hinge_loss(np.array([2.0, 0.5, -1.0]), np.ones(3), agg="none")
+    array([0. , 0.5, 2. ])
+    """
     y = target("hinge_loss", yhat, y)
     return aggregate(np.maximum(0.0, 1.0 - yhat * y), agg)
 
 
 def squared_hinge_loss(yhat, y, *, agg: Agg = "mean"):
-    """Squared hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y)**2)``."""
+    """Squared hinge loss for targets in {-1, 1}: ``agg(max(0, 1 - yhat y)**2)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.squared_hinge_loss(np.array([2.0, 0.5, -1.0]), np.ones(3), agg="none")
+    array([0.  , 0.25, 4.  ])
+    """
     y = target("squared_hinge_loss", yhat, y)
     return aggregate(np.square(np.maximum(0.0, 1.0 - yhat * y)), agg)
 
@@ -131,7 +156,13 @@ def squared_hinge_loss(yhat, y, *, agg: Agg = "mean"):
 def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
                       eps: float | None = None):
     """Focal loss (Lin et al. 2017) of predicted probabilities for binary targets: with
-    ``p = y (yhat + eps) + (1 - y) (1 - yhat - eps)``, ``agg(-(1 - p)**gamma log(p))``."""
+    ``p = y (yhat + eps) + (1 - y) (1 - yhat - eps)``, ``agg(-(1 - p)**gamma log(p))``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> yhat, y = np.array([0.9, 0.6]), np.array([1.0, 1.0])
+    >>> fl.binary_focal_loss(yhat, y, agg="none").round(4)  # the easy sample counts less
+    array([0.0011, 0.0817])
+    """
     y = target("binary_focal_loss", yhat, y)
     yhat = yhat + default_eps(yhat, eps)
     p = y * yhat + (1.0 - y) * (1.0 - yhat)
@@ -142,7 +173,13 @@ def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0
                eps: float | None = None):
     """Focal loss of predicted class probabilities (a softmax output): ``agg(sum(-y (1 -
     yhat)**gamma log(yhat), axis))`` with ``yhat + eps`` in place of ``yhat``; integer labels
-    pick their class's term."""
+    pick their class's term.
+
+    >>> import numpy as np, fluxml as fl
+    >>> yhat = np.array([[0.9, 0.1], [0.6, 0.4]])
+    >>> fl.focal_loss(yhat, np.array([0, 0]), agg="none").round(4)  # labels or one-hot rows
+    array([0.0011, 0.0817])
+    """
     yhat = yhat + default_eps(yhat, eps)
     gamma = float(gamma)
     if is_labels(y):

@@ -19,7 +19,12 @@ from fluxml.losses.common import Agg, aggregate, default_eps, target, xlogy
 
 
 def mae(yhat, y, *, agg: Agg = "mean"):
-    """Mean absolute error: ``agg(|yhat - y|)``. PyTorch: ``l1_loss``."""
+    """Mean absolute error: ``agg(|yhat - y|)``. PyTorch: ``l1_loss``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> float(fl.mae(np.array([1.0, 2.0]), np.array([1.0, 4.0])))
+    1.0
+    """
     y = target("mae", yhat, y)
     return aggregate(np.abs(yhat - y), agg)
 
@@ -41,7 +46,12 @@ def mse(yhat, y, *, agg: Agg = "mean"):
 
 def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     """Mean squared logarithmic error: ``agg(log((yhat + eps) / (y + eps))**2)``, for
-    non-negative values; ``eps`` defaults to the machine epsilon of ``yhat``'s dtype."""
+    non-negative values; ``eps`` defaults to the machine epsilon of ``yhat``'s dtype.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.msle(np.array([1.0, np.e]), np.array([1.0, 1.0]), agg="none").round(6)
+    array([0., 1.])
+    """
     y = target("msle", yhat, y)
     eps = default_eps(yhat, eps)
     return aggregate(np.square(np.log((yhat + eps) / (y + eps))), agg)
@@ -49,7 +59,12 @@ def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
 
 def huber_loss(yhat, y, *, agg: Agg = "mean", delta: float = 1.0):
     """Huber loss: ``0.5 e**2`` where ``e = |yhat - y| < delta``, else ``delta (e - 0.5
-    delta)``. PyTorch: ``huber_loss(delta=delta)``."""
+    delta)``. PyTorch: ``huber_loss(delta=delta)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.huber_loss(np.array([0.5, 3.0]), np.zeros(2), agg="none")  # square, then linear
+    array([0.125, 2.5  ])
+    """
     y = target("huber_loss", yhat, y)
     delta = float(delta)
     err = np.abs(yhat - y)
@@ -59,14 +74,24 @@ def huber_loss(yhat, y, *, agg: Agg = "mean", delta: float = 1.0):
 
 def poisson_loss(yhat, y, *, agg: Agg = "mean"):
     """Poisson negative log-likelihood (up to a constant) for a predicted rate ``yhat``:
-    ``agg(yhat - y log(yhat))``. PyTorch: ``poisson_nll_loss(log_input=False, eps=0)``."""
+    ``agg(yhat - y log(yhat))``. PyTorch: ``poisson_nll_loss(log_input=False, eps=0)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> float(fl.poisson_loss(np.array([1.0]), np.array([1.0])))
+    1.0
+    """
     y = target("poisson_loss", yhat, y)
     return aggregate(yhat - xlogy(y, yhat), agg)
 
 
 def siamese_contrastive_loss(yhat, y, *, agg: Agg = "mean", margin: float = 1.0):
     """Contrastive loss of a distance ``yhat`` between two inputs and ``y`` (1: a dissimilar
-    pair, 0: a similar one): ``agg((1 - y) yhat**2 + y max(0, margin - yhat)**2)``."""
+    pair, 0: a similar one): ``agg((1 - y) yhat**2 + y max(0, margin - yhat)**2)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.siamese_contrastive_loss(np.array([0.5, 0.5]), np.array([0.0, 1.0]), agg="none")
+    array([0.25, 0.25])
+    """
     if margin < 0:
         raise ValueError(f"siamese_contrastive_loss: margin must be >= 0, got {margin}")
     y = target("siamese_contrastive_loss", yhat, y)

@@ -119,6 +119,13 @@ class AdamW(_AdamLike):
     """Adam with decoupled weight decay ``lambd`` (Optimisers.jl's ``lambda``, PyTorch's
     ``weight_decay``, default 0.01 there, 0 here). With ``couple=True`` (default, as PyTorch's
     ``AdamW``) ``x -= eta (adam + lambd x)``; with ``couple=False`` ``x -= eta adam + lambd x``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.AdamW(0.1, lambd=0.5), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # x - 0.1 (sign(dx) + 0.5 x)
+    array([ 0.85, -1.8 ])
     """
 
     eta: float = 0.001
@@ -145,7 +152,15 @@ class AdamW(_AdamLike):
 class RAdam(_AdamLike):
     """Rectified Adam (Liu et al. 2019): Adam's step times the variance rectification ``r``
     once the approximated SMA length ``rho_t`` exceeds 4, plain bias-corrected momentum before.
-    PyTorch: ``RAdam(lr=eta, betas=beta, eps=epsilon)``, whose threshold is 5."""
+    PyTorch: ``RAdam(lr=eta, betas=beta, eps=epsilon)``, whose threshold is 5.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.RAdam(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # the first steps: momentum without the variance
+    array([ 0.95, -1.7 ])
+    """
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)
@@ -200,7 +215,15 @@ class NAdam(_AdamLike):
     """Nesterov-accelerated Adam (Dozat 2016), in Optimisers.jl's form:
     ``x -= eta (b1 m / (1 - b1**(t+1)) + (1-b1) dx / (1 - b1**t)) / (sqrt(b2 v / (1 - b2**t))
     + epsilon)``. PyTorch's ``NAdam`` adds a momentum-decay schedule (``momentum_decay=4e-3``)
-    and so takes different steps."""
+    and so takes different steps.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.NAdam(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"].round(4)
+    array([ 0.8526, -1.8526])
+    """
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)
@@ -226,7 +249,16 @@ class NAdam(_AdamLike):
 class AdaMax(_AdamLike):
     """AdaMax (Kingma and Ba 2014), Adam with the infinity norm: ``u = max(b2 u, |dx|)``,
     ``x -= eta / (1 - b1**t) * m / (u + epsilon)``. PyTorch: ``Adamax(lr=eta (default 0.002),
-    betas=beta, eps=epsilon)``, which adds ``eps`` inside the max."""
+    betas=beta, eps=epsilon)``, which adds ``eps`` inside the max.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.AdaMax(0.1), model)
+    >>> for _ in range(2):
+    ...     state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # 0.1 against the sign, each step
+    array([ 0.8, -1.8])
+    """
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)
@@ -256,7 +288,15 @@ class AMSGradState(NamedTuple):
 class AMSGrad(_AdamLike):
     """AMSGrad (Reddi et al. 2018): Adam's moments, divided by the running maximum of ``v``,
     without bias correction (as Optimisers.jl; the states start at ``epsilon``). PyTorch's
-    ``Adam(amsgrad=True)`` corrects the bias."""
+    ``Adam(amsgrad=True)`` corrects the bias.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.AMSGrad(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"].round(4)
+    array([ 0.6838, -1.6838])
+    """
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)
@@ -284,7 +324,15 @@ class OAdamState(NamedTuple):
 @dataclass
 class OAdam(_AdamLike):
     """Optimistic Adam (Daskalakis et al. 2018), for adversarial training: with ``a_t`` Adam's
-    step, ``x -= 2 a_t - a_(t-1)``. Not in PyTorch."""
+    step, ``x -= 2 a_t - a_(t-1)``. Not in PyTorch.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.OAdam(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # twice this step's Adam, less the last's (none yet)
+    array([ 0.8, -1.8])
+    """
 
     eta: float = 0.001
     beta: tuple = (0.5, 0.9)
@@ -308,7 +356,15 @@ class OAdam(_AdamLike):
 @dataclass
 class AdaBelief(_AdamLike):
     """AdaBelief (Zhuang et al. 2020): Adam with ``s = b2 s + (1-b2) (dx - m)**2 + epsilon`` (the
-    belief in the gradient) in place of ``v``. Not in PyTorch."""
+    belief in the gradient) in place of ``v``. Not in PyTorch.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.AdaBelief(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"].round(4)
+    array([ 0.8889, -1.8889])
+    """
 
     eta: float = 0.001
     beta: tuple = (0.9, 0.999)

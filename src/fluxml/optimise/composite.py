@@ -25,7 +25,15 @@ from fluxml.tree import flatten, unflatten
 
 @dataclass
 class ClipGrad(Rule):
-    """Clip each gradient entry to ``[-delta, delta]``. PyTorch: ``clip_grad_value_``."""
+    """Clip each gradient entry to ``[-delta, delta]``. PyTorch: ``clip_grad_value_``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.OptimiserChain(fl.ClipGrad(1.0), fl.Descent(0.1)), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # -3.0 clipped to -1.0
+    array([ 0.95, -1.9 ])
+    """
 
     elementwise = True
     hyperparameters = ("delta",)
@@ -46,7 +54,15 @@ class ClipGrad(Rule):
 class ClipNorm(Rule):
     """Scale each gradient array whose ``p``-norm exceeds ``omega`` down to ``omega``; with
     ``throw`` a NaN or infinite norm is an error. Per array, as Optimisers.jl; PyTorch's
-    ``clip_grad_norm_(max_norm=omega, norm_type=p)`` takes one norm over all arrays."""
+    ``clip_grad_norm_(max_norm=omega, norm_type=p)`` takes one norm over all arrays.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.OptimiserChain(fl.ClipNorm(1.0), fl.Descent(1.0)), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"].round(4)  # the gradient scaled to norm 1
+    array([ 0.8356, -1.0136])
+    """
 
     omega: float = 10.0
     p: float = 2.0
@@ -99,7 +115,15 @@ _finite_norm.effect = True  # a check: under fl.compile it runs on every call
 @dataclass
 class WeightDecay(Rule):
     """L2 regularisation: ``dx + lambd x`` (Optimisers.jl's ``lambda``; PyTorch's
-    ``weight_decay`` argument of ``SGD``/``Adam``). Put it first in an ``OptimiserChain``."""
+    ``weight_decay`` argument of ``SGD``/``Adam``). Put it first in an ``OptimiserChain``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.OptimiserChain(fl.WeightDecay(0.5), fl.Descent(0.1)), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # x - 0.1 (dx + 0.5 x)
+    array([ 0.9, -1.6])
+    """
 
     elementwise = True
     hyperparameters = ("lambd",)
@@ -117,7 +141,15 @@ class WeightDecay(Rule):
 
 @dataclass
 class SignDecay(Rule):
-    """L1 regularisation: ``dx + lambd sign(x)``. Put it first in an ``OptimiserChain``."""
+    """L1 regularisation: ``dx + lambd sign(x)``. Put it first in an ``OptimiserChain``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.OptimiserChain(fl.SignDecay(0.5), fl.Descent(0.1)), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # x - 0.1 (dx + 0.5 sign(x))
+    array([ 0.9 , -1.65])
+    """
 
     elementwise = True
     hyperparameters = ("lambd",)
@@ -144,7 +176,16 @@ class AccumGrad(Rule):
     """Accumulate ``n`` gradients, then pass their mean on (nothing is applied in between):
     ``OptimiserChain(AccumGrad(4), Adam())`` trains as with four times the batch. Under
     ``fl.compile`` the step applies ``0`` in between, and a chain runs the rules after it
-    only at the end of a round (``fl.cond``)."""
+    only at the end of a round (``fl.cond``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.OptimiserChain(fl.AccumGrad(2), fl.Descent(0.1)), model)
+    >>> for _ in range(2):
+    ...     state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # one step, of the two gradients' mean
+    array([ 0.95, -1.7 ])
+    """
 
     n: int = 1
 
@@ -216,7 +257,15 @@ def _after_accumulating(rules, states, count, x, dx):
 @dataclass(init=False)
 class OptimiserChain(Rule):
     """Apply ``rules`` in order, each to the update of the one before; an empty chain is
-    ``Descent(1)``. Its state is a tuple of the rules' states."""
+    ``Descent(1)``. Its state is a tuple of the rules' states.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.OptimiserChain(fl.ClipGrad(1.0), fl.Descent(0.1)), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # clipped, then descended
+    array([ 0.95, -1.9 ])
+    """
 
     rules: tuple = ()
 

@@ -34,7 +34,15 @@ from fluxml.optimise.base import (
 
 @dataclass
 class Descent(Rule):
-    """Plain gradient descent: ``x -= eta * dx``. PyTorch: ``SGD(lr=eta)``."""
+    """Plain gradient descent: ``x -= eta * dx``. PyTorch: ``SGD(lr=eta)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.Descent(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # x - 0.1 dx
+    array([ 0.95, -1.7 ])
+    """
 
     elementwise = True
     hyperparameters = ("eta",)
@@ -53,7 +61,16 @@ class Momentum(Rule):
     """Gradient descent with momentum: ``v = rho v + eta dx``, ``x -= v``.
 
     PyTorch's ``SGD(lr, momentum)`` keeps ``b = momentum b + dx`` and subtracts ``lr b``:
-    the same steps while ``lr`` is constant (``v = lr b``)."""
+    the same steps while ``lr`` is constant (``v = lr b``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.Momentum(0.1, 0.9), model)
+    >>> for _ in range(2):
+    ...     state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # steps of 0.1 dx, then 0.19 dx
+    array([ 0.855, -1.13 ])
+    """
 
     elementwise = True
     hyperparameters = ("eta", "rho")
@@ -78,7 +95,15 @@ class Momentum(Rule):
 @dataclass
 class Nesterov(Rule):
     """Nesterov momentum: ``v' = rho v - eta dx``, ``x -= (1 + rho) eta dx - rho**2 v``.
-    PyTorch: ``SGD(lr, momentum, nesterov=True)`` (the same up to the scaling of ``v``)."""
+    PyTorch: ``SGD(lr, momentum, nesterov=True)`` (the same up to the scaling of ``v``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.Nesterov(0.1, 0.9), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # looks ahead: 0.19 dx
+    array([ 0.905, -1.43 ])
+    """
 
     elementwise = True
     hyperparameters = ("eta", "rho")
@@ -113,7 +138,15 @@ class RMSProp(Rule):
     """RMSProp: ``quad = rho quad + (1 - rho) dx**2``; ``x -= eta dx / (sqrt(quad) + epsilon)``.
     With ``centred=True`` the mean ``lin`` of ``dx`` is tracked too and ``quad - lin**2``
     replaces ``quad``. PyTorch: ``RMSprop(lr=eta, alpha=rho (default 0.99), eps=epsilon,
-    centered=centred)``; ``adjust`` cannot change ``centred`` (the states differ)."""
+    centered=centred)``; ``adjust`` cannot change ``centred`` (the states differ).
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.RMSProp(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"].round(4)  # 0.1 / sqrt(1 - 0.9) against each sign
+    array([ 0.6838, -1.6838])
+    """
 
     elementwise = True
     hyperparameters = ("eta", "rho", "epsilon")
@@ -156,7 +189,16 @@ class RpropState(NamedTuple):
 class Rprop(Rule):
     """Rprop: each entry's step grows by ``ell[1]`` while its gradient keeps its sign and
     shrinks by ``ell[0]`` when it flips, within ``gamma``; ``x -= step * sign(dx)``.
-    PyTorch: ``Rprop(lr=eta (default 0.01), etas=ell, step_sizes=gamma)``."""
+    PyTorch: ``Rprop(lr=eta (default 0.01), etas=ell, step_sizes=gamma)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.Rprop(0.1), model)
+    >>> for _ in range(2):
+    ...     state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # 0.1 against the sign, then 1.2 times more
+    array([ 0.78, -1.78])
+    """
 
     elementwise = True
     hyperparameters = ("eta", "ell", "gamma")  # (eta is read by init alone)
@@ -192,7 +234,15 @@ class AdaGrad(Rule):
     """AdaGrad: ``acc += dx**2``; ``x -= eta dx / (sqrt(acc) + epsilon)``, ``acc`` starting at
     ``epsilon``. PyTorch: ``Adagrad(lr=eta, eps=epsilon, initial_accumulator_value=epsilon)``
     takes the same steps (its defaults: ``lr=0.01``, ``eps=1e-10``,
-    ``initial_accumulator_value=0``)."""
+    ``initial_accumulator_value=0``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.AdaGrad(0.1), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # the first step: 0.1 against each sign
+    array([ 0.9, -1.9])
+    """
 
     elementwise = True
     hyperparameters = ("eta", "epsilon")
@@ -226,7 +276,15 @@ class AdaDelta(Rule):
     """AdaDelta: ``acc = rho acc + (1 - rho) dx**2``;
     ``u = dx sqrt(delta + epsilon) / sqrt(acc + epsilon)``; ``delta = rho delta + (1 - rho)
     u**2``; ``x -= u``. No learning rate, as Optimisers.jl. PyTorch: ``Adadelta(lr=1.0,
-    rho, eps=epsilon (1e-6))``."""
+    rho, eps=epsilon (1e-6))``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.AdaDelta(0.9), model)
+    >>> state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"].round(4)  # no learning rate: tiny first steps
+    array([ 0.9997, -1.9997])
+    """
 
     elementwise = True
     hyperparameters = ("rho", "epsilon")
@@ -255,7 +313,16 @@ class AdaDelta(Rule):
 class Lion(Rule):
     """Lion (evolved sign momentum, Chen et al. 2023): ``x -= eta sign(beta[0] m + (1 -
     beta[0]) dx)``, then ``m = beta[1] m + (1 - beta[1]) dx``. As the paper, PyTorch's and
-    Optax's Lion; PyTorch names ``lr=eta, betas=beta``."""
+    Optax's Lion; PyTorch names ``lr=eta, betas=beta``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.array([1.0, -2.0])}
+    >>> state = fl.setup(fl.Lion(0.1), model)
+    >>> for _ in range(2):
+    ...     state, model = fl.update(state, model, {"w": np.array([0.5, -3.0])})
+    >>> model["w"]  # 0.1 against the sign, each step
+    array([ 0.8, -1.8])
+    """
 
     elementwise = True
     hyperparameters = ("eta", "beta")
