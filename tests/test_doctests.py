@@ -3,6 +3,7 @@
 import doctest
 import importlib
 import importlib.util
+import inspect
 import io
 import pkgutil
 
@@ -86,3 +87,19 @@ def test_the_engine_has_examples():
     names = {p.id for p in CASES}
     for name in ("fluxml.ad.api.gradient", "fluxml.ad.api.jvp", "fluxml.tree"):
         assert name in names
+
+
+def test_every_public_name_has_an_example_of_its_own():
+    """Each name fluxml exports (its __all__) carries a >>> example in its own docstring
+    (an instance such as fl._ in its class's), not only in its module's."""
+    missing = []
+    for name in fluxml.__all__:
+        obj = getattr(fluxml, name)
+        if inspect.ismodule(obj):
+            continue
+        if not (inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, np.ufunc)):
+            obj = type(obj)
+        doc = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__
+        if ">>>" not in (doc or ""):
+            missing.append(name)
+    assert not missing, f"public names without a >>> example: {sorted(missing)}"

@@ -25,7 +25,18 @@ import numpy as np
 
 
 class Callback:
-    """Base class: override the hooks you need (each receives the ``Run``)."""
+    """Base class: override the hooks you need (each receives the ``Run``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> class Stop(fl.Callback):
+    ...     def on_step_end(self, run):
+    ...         run.stop = run.loss < 0.7
+    >>> model = {"w": np.ones(1)}
+    >>> h = fl.train(lambda m: np.sum(m["w"]), model, [()] * 10, fl.setup(fl.Descent(0.2), model),
+    ...              callbacks=[Stop()], progress=False)
+    >>> len(h.losses), model["w"].round(6)  # stopped after the first loss below 0.7
+    (3, array([0.4]))
+    """
 
     def on_train_begin(self, run) -> None:
         pass
@@ -104,7 +115,16 @@ class EarlyStopping(Callback):
     epoch without the metric (an ``Evaluate`` with ``every > 1``) is skipped: ``patience``
     counts the epochs that have it; a metric that no ``Evaluate`` of the run records (a
     misspelt name) is an error at the first epoch's end, and one that no epoch had, at the
-    end."""
+    end.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.zeros(1)}
+    >>> flat = lambda m: 0 * np.sum(m["w"]) + 1.0  # a loss that never improves
+    >>> h = fl.train(flat, model, [()] * 4, fl.setup(fl.Descent(0.1), model), epochs=10,
+    ...              callbacks=[fl.EarlyStopping(patience=2)], progress=False)
+    >>> len(h.epochs)  # the best epoch, then two without improvement
+    3
+    """
 
     def __init__(self, monitor: str = "loss", patience: int = 5, mode: str = "min",
                  min_delta: float = 0.0, restore_best: bool = True):
@@ -183,7 +203,18 @@ class SaveCheckpoint(Callback):
     rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
     info.extra["history"]))``. In ``fl.train(..., distributed=True)`` only rank 0 saves;
     the file resumes with any number of ranks (load it on rank 0 or on all: ``fl.train``
-    broadcasts rank 0's model, optimiser state and data generator)."""
+    broadcasts rank 0's model, optimiser state and data generator).
+
+    >>> import os, tempfile, numpy as np, fluxml as fl
+    >>> folder, model = tempfile.mkdtemp(), {"w": np.ones(2)}
+    >>> state = fl.setup(fl.Descent(0.1), model)
+    >>> _ = fl.train(lambda m: np.sum(m["w"]), model, [()] * 3, state, epochs=2, progress=False,
+    ...              callbacks=[fl.SaveCheckpoint(os.path.join(folder, "ckpt-{epoch}.st"))])
+    >>> sorted(os.listdir(folder))
+    ['ckpt-1.st', 'ckpt-2.st']
+    >>> fl.load_checkpoint(os.path.join(folder, "ckpt-1.st"), model, state).step, model["w"]
+    (3, array([0.7, 0.7]))
+    """
 
     def __init__(self, path, every: int = 1, rngs: dict | None = None):
         self.path, self.every = str(path), _every("SaveCheckpoint", every)
@@ -209,7 +240,15 @@ class LRSchedule(Callback):
     """``LRSchedule(schedule, every="step", name="eta")``: before each step (or epoch) set
     the hyperparameter ``name`` of every rule to ``schedule(t)``, ``t`` counting steps (or
     epochs) from 0 (``fl.adjust(state, eta=schedule(t))``). The value in use at each
-    epoch's end is recorded in the history as ``name``."""
+    epoch's end is recorded in the history as ``name``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.zeros(1)}
+    >>> h = fl.train(lambda m: np.sum(m["w"]), model, [()] * 4, fl.setup(fl.Descent(0.1), model),
+    ...              callbacks=[fl.LRSchedule(fl.StepDecay(0.1, 0.5, step=2))], progress=False)
+    >>> model["w"], h["eta"]  # steps of 0.1, 0.1, 0.05, 0.05
+    (array([-0.3]), [0.05])
+    """
 
     def __init__(self, schedule: Callable[[int], float], every: str = "step",
                  name: str = "eta"):

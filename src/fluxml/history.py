@@ -21,7 +21,13 @@ class History:
     """``losses``: the loss of each step; ``epochs``: one dict per epoch (``epoch``,
     ``step`` at its end, ``loss`` (the mean over its steps), ``time``, and the metrics that
     callbacks added). ``history["name"]`` lists a metric over the epochs (None where an
-    epoch lacks it). ``to_dict`` / ``from_dict`` go through JSON (checkpoints keep it)."""
+    epoch lacks it). ``to_dict`` / ``from_dict`` go through JSON (checkpoints keep it).
+
+    >>> import fluxml as fl
+    >>> h = fl.History(losses=[0.9, 0.5, 0.4], epochs=[{"epoch": 1, "step": 3, "loss": 0.6}])
+    >>> h["loss"], fl.History.from_dict(h.to_dict())["step"]
+    ([0.6], [3])
+    """
 
     def __init__(self, losses: list[float] | None = None, epochs: list[dict] | None = None):
         self.losses: list[float] = list(losses or [])

@@ -35,7 +35,20 @@ from fluxml.tree import leaves_with_paths
 
 
 class TrainingError(FloatingPointError):
-    """Training stopped on a NaN or Inf; the model is as it was before the failing step."""
+    """Training stopped on a NaN or Inf; the model is as it was before the failing step.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.ones(1)}
+    >>> batches = [np.ones(1), np.full(1, np.nan)]
+    >>> try:
+    ...     fl.train(lambda m, x: np.sum(m["w"] * x), model, batches,
+    ...              fl.setup(fl.Descent(0.1), model), progress=False)
+    ... except fl.TrainingError as err:
+    ...     print(str(err)[:49])
+    train: step 2 (epoch 1, batch 2): the loss is nan
+    >>> model["w"]  # as the first step left it
+    array([0.9])
+    """
 
 
 def _nonfinite_gradient(grads) -> tuple[str, str] | None:
@@ -115,6 +128,15 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     optimiser update stays eager (plain NumPy already), after the checks for a non-finite loss
     or gradient, so a bad step still leaves the model as it was, and learning-rate schedules
     do not trace again.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.zeros(1)}
+    >>> data = [(np.ones(1), np.full(1, 3.0))] * 20  # (x, y) batches: loss(model, x, y)
+    >>> loss = lambda m, x, y: fl.mse(m["w"] * x, y)
+    >>> history = fl.train(loss, model, data, fl.setup(fl.Descent(0.25), model), epochs=2,
+    ...                    progress=False)
+    >>> len(history.losses), history["epoch"], model["w"]
+    (40, [1, 2], array([3.]))
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"train: epochs must be a non-negative int; got {epochs!r}")

@@ -97,7 +97,15 @@ def flatten(tree, is_leaf: Callable[[Any], bool] | None = None, *, trainable: bo
 
     With ``trainable=True`` the fields a class declares ``nontrainable`` are not leaves: they
     stay with their object, untouched, when the tree is rebuilt (this is what ``gradient``
-    and the optimisers see)."""
+    and the optimisers see).
+
+    >>> import numpy as np, fluxml as fl
+    >>> leaves, spec = fl.flatten({"b": (np.zeros(2), 3), "a": np.ones(1)})
+    >>> leaves
+    [array([0., 0.]), 3, array([1.])]
+    >>> fl.unflatten(spec, [10 * x for x in leaves])
+    {'b': (array([0., 0.]), 30), 'a': array([10.])}
+    """
     leaves: list = []
     if is_leaf is is_array_leaf:
         is_leaf = None  # the default test, by type alone
@@ -214,7 +222,13 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     With ``static_as_none`` static parts become ``None`` (the shape of a gradient). With
     ``shared`` (a dict, usually empty) an object met twice in the tree (one optimiser rule
     in every Leaf of a state, a layer used twice) is rebuilt once, so the new tree shares it
-    as the original does."""
+    as the original does.
+
+    >>> import numpy as np, fluxml as fl
+    >>> leaves, spec = fl.flatten([np.ones(2), {"x": np.zeros(1)}])
+    >>> fl.unflatten(spec, [leaves[0] + 1, leaves[1] - 1])
+    [array([2., 2.]), {'x': array([-1.])}]
+    """
     return _unflatten(spec, iter(leaves), static_as_none, shared)
 
 
@@ -260,7 +274,12 @@ def _rebuild_dict(typ, d):
 
 
 def leaves(tree) -> list:
-    """The leaves of ``tree`` in flatten's order."""
+    """The leaves of ``tree`` in flatten's order.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.leaves([np.ones(1), {"x": np.zeros(2)}])
+    [array([1.]), array([0., 0.])]
+    """
     return flatten(tree)[0]
 
 

@@ -29,7 +29,15 @@ _levels = itertools.count(1)  # thread-safe under the GIL; later transforms get 
 
 
 class DifferentiationError(TypeError):
-    """Raised when code cannot be differentiated as written; the message says what to do."""
+    """Raised when code cannot be differentiated as written; the message says what to do.
+
+    >>> import fluxml as fl
+    >>> try:
+    ...     fl.gradient(lambda x: float(x) ** 2, 3.0)
+    ... except fl.DifferentiationError as err:
+    ...     print(str(err).split(",")[0])
+    float(x) needs a concrete value
+    """
 
 
 class Primitive:
@@ -387,6 +395,11 @@ class Tracer:
     ``t += y``) records a functional update and rebinds the handle, so every name bound to it
     sees the write (``ad/mutation.py``). ``_owned`` says the raw buffer may be written in
     place; ``_view``/``_views`` link views to their base.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.gradient(lambda x: print(type(x).__name__, x.shape) or np.sum(x * x), np.ones(2))
+    Tracer (2,)
+    (array([2., 2.]),)
     """
 
     __slots__ = ("_trace", "_val", "_box", "_owned", "_view", "_views", "__weakref__")

@@ -37,7 +37,16 @@ from fluxml.compiler.ir import Const, Eqn, Slot, Var
 
 
 class CompileError(TypeError):
-    """The function cannot be compiled as written; the message says where and what to do."""
+    """The function cannot be compiled as written; the message says where and what to do.
+
+    >>> import numpy as np, fluxml as fl
+    >>> f = fl.compile(lambda x: x if x.sum() > 0 else -x)  # a Python `if` on an array
+    >>> try:
+    ...     f(np.ones(2))
+    ... except fl.CompileError as err:
+    ...     print(str(err).splitlines()[-1])
+      - or leave this function uncompiled.
+    """
 
 
 # NumPy functions whose result's shape depends on the values: a compiled program has fixed

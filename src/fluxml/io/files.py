@@ -151,7 +151,16 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     ``opt_state`` (a fresh ``fl.setup(rule, model)`` of the same shape) likewise, fluxml's
     default generator and the generators in ``rngs`` get their saved states. Everything is
     checked before anything is written; a bad file or a model that does not fit raises and
-    changes nothing. Returns ``Checkpoint(step, opt_state, extra)``."""
+    changes nothing. Returns ``Checkpoint(step, opt_state, extra)``.
+
+    >>> import os, tempfile, numpy as np, fluxml as fl
+    >>> path, model = os.path.join(tempfile.mkdtemp(), "ckpt.st"), {"w": np.ones(2)}
+    >>> fl.save_checkpoint(path, model, fl.setup(fl.Adam(0.1), model), step=7)
+    >>> model["w"][:] = 0
+    >>> info = fl.load_checkpoint(path, model, fl.setup(fl.Adam(0.1), model))
+    >>> info.step, model["w"]
+    (7, array([1., 1.]))
+    """
     tensors, meta = safetensors.read(path)
     if "fluxml.step" not in meta:
         raise LoadError(f"load_checkpoint: {path} is a safetensors file but not a fluxml "

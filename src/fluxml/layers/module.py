@@ -31,7 +31,15 @@ from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
 class _Placeholder:
     """``fl._``: a size to be inferred by :func:`fluxml.autosize` (Flux's ``_`` in
-    ``@autosize``)."""
+    ``@autosize``).
+
+    >>> import fluxml as fl
+    >>> fl.autosize((4, 5), fl.Chain(fl.Dense(fl._, 3), fl.Dense(fl._, 2)))
+    Chain(
+      Dense(5 => 3),                        # 18 parameters
+      Dense(3 => 2),                        # 8 parameters
+    )                   # Total: 4 arrays, 26 parameters, 104 bytes.
+    """
 
     _instance = None
 

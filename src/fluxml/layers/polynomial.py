@@ -22,7 +22,12 @@ from fluxml.layers.module import LayerError, Module, need_array
 
 
 def square(x):
-    """``x * x``, the cheapest activation under encryption (one multiplication)."""
+    """``x * x``, the cheapest activation under encryption (one multiplication).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.square(np.array([-2.0, 3.0]))
+    array([4., 9.])
+    """
     return x * x
 
 
@@ -39,6 +44,13 @@ class PolyAct(Module):
     The polynomial ``c[0] + c[1] x + ... + c[d] x^d`` applied elementwise, with trainable
     coefficients ``c`` initialised by a least-squares fit of ``fit`` ("relu" or "gelu") on
     ``span``. Any input shape; the output has the input's shape.
+
+    >>> import numpy as np, fluxml as fl
+    >>> act = fl.PolyAct(2)  # c fitted to relu on (-4, 4)
+    >>> act.coeffs.round(3)
+    array([0.376, 0.5  , 0.117], dtype=float32)
+    >>> act(np.array([-1.0, 0.0, 2.0], np.float32)).round(2)
+    array([-0.01,  0.38,  1.84], dtype=float32)
     """
 
     def __init__(self, degree: int = 2, fit: str = "relu", span=(-4.0, 4.0), *,

@@ -32,6 +32,11 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
       default); returns ``agg`` of the N losses. PyTorch: ``ctc_loss(log_softmax(yhat).
       transpose(0, 1), ..., reduction="none")`` gives the same N losses (its "mean" divides
       each by its label length).
+
+    >>> import numpy as np, fluxml as fl
+    >>> loss = fl.ctc_loss(np.zeros((3, 2)), np.array([0]))  # 3 frames of (0, blank), even
+    >>> bool(np.isclose(loss, -np.log(6 / 8)))  # 6 of the 8 paths read "0"
+    True
     """
     shape = np.shape(yhat)
     single = len(shape) == 2

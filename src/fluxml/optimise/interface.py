@@ -29,7 +29,16 @@ from fluxml.tree import flatten, leaves_with_paths
 
 class Leaf:
     """The optimiser state of one parameter array: its ``rule``, the rule's ``state``, and
-    whether it is ``frozen`` (skipped by ``update``)."""
+    whether it is ``frozen`` (skipped by ``update``).
+
+    >>> import numpy as np, fluxml as fl
+    >>> state = fl.setup(fl.Descent(0.1), {"w": np.ones(2)})
+    >>> state["w"]
+    Leaf(Descent(0.1), None)
+    >>> fl.freeze(state["w"])
+    >>> state["w"].frozen
+    True
+    """
 
     def __init__(self, rule: Rule, state, frozen: bool = False):
         self.rule = rule
@@ -460,6 +469,16 @@ def freeze(state) -> None:
 
 
 def thaw(state) -> None:
-    """Undo ``freeze``: every Leaf in ``state`` is trained again."""
+    """Undo ``freeze``: every Leaf in ``state`` is trained again.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.ones(2), "b": np.ones(1)}
+    >>> state = fl.setup(fl.Descent(0.5), model)
+    >>> fl.freeze(state["w"])
+    >>> fl.thaw(state)
+    >>> _ = fl.update(state, model, {"w": np.ones(2), "b": np.ones(1)})
+    >>> model["w"]  # trained again
+    array([0.5, 0.5])
+    """
     for leaf in _leaves(state):
         leaf.frozen = False

@@ -23,7 +23,12 @@ def _check_step(t):
 @dataclass(frozen=True)
 class StepDecay:
     """``start * decay ** (t // step)``: multiply by ``decay`` every ``step`` steps.
-    PyTorch: ``StepLR(step_size=step, gamma=decay)``."""
+    PyTorch: ``StepLR(step_size=step, gamma=decay)``.
+
+    >>> import fluxml as fl
+    >>> [fl.StepDecay(1.0, 0.5, step=2)(t) for t in range(5)]
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
 
     start: float
     decay: float = 0.5
@@ -41,7 +46,12 @@ class StepDecay:
 
 @dataclass(frozen=True)
 class ExpDecay:
-    """``start * decay ** t``. PyTorch: ``ExponentialLR(gamma=decay)``."""
+    """``start * decay ** t``. PyTorch: ``ExponentialLR(gamma=decay)``.
+
+    >>> import fluxml as fl
+    >>> [round(fl.ExpDecay(1.0, 0.9)(t), 3) for t in range(3)]
+    [1.0, 0.9, 0.81]
+    """
 
     start: float
     decay: float = 0.99
@@ -57,7 +67,13 @@ class CosineAnneal:
     then half a cosine from ``start`` down to ``end`` over ``period`` steps, then ``end``.
     The warm-up reaches ``start`` at step ``warmup - 1`` and holds it one step; PyTorch's
     ``LinearLR(start_factor=1/warmup, total_iters=warmup)`` then ``CosineAnnealingLR(T_max=period,
-    eta_min=end)`` ramps over one step more. Without warm-up the two agree."""
+    eta_min=end)`` ramps over one step more. Without warm-up the two agree.
+
+    >>> import fluxml as fl
+    >>> s = fl.CosineAnneal(1.0, end=0.0, period=4)
+    >>> [round(s(t), 3) for t in range(6)]
+    [1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
+    """
 
     start: float
     end: float = 0.0
@@ -81,7 +97,13 @@ class CosineAnneal:
 class OneCycle:
     """The one-cycle policy (Smith 2018) as PyTorch's ``OneCycleLR`` (cosine phases): from
     ``peak / div`` up to ``peak`` at step ``pct_start * (total - 1)``, then down to
-    ``peak / div / final_div`` at step ``total - 1``."""
+    ``peak / div / final_div`` at step ``total - 1``.
+
+    >>> import fluxml as fl
+    >>> s = fl.OneCycle(1.0, total=5, pct_start=0.5, div=10, final_div=10)
+    >>> [round(s(t), 3) for t in range(5)]  # up from 0.1 to 1 (at step 2), down to 0.01
+    [0.1, 0.775, 0.905, 0.352, 0.01]
+    """
 
     peak: float
     total: int
