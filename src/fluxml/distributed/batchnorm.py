@@ -14,7 +14,9 @@ Differentiable: the transpose of a sum over ranks is a sum over ranks, so the ba
 allreduces the cotangents of the two statistics (two more allreduces). Ranks are weighed as
 the gradient averaging weighs them: rank ``r``'s cotangent by its batch size ``n_r``
 (``Σ n_r ct_r / n_s`` on rank ``s``, whose gradient the averaging then scales by ``n_s /
-N``), so with unequal batches the gradient is still that of the mean loss over the global
+N``); where rank ``r``'s loss was multiplied by ``a_r`` before the backward pass
+(``GradientAverager.share``, as ``fl.train`` does; the averaging then only sums), by ``n_r /
+a_r``. So with unequal batches the gradient is still that of the mean loss over the global
 batch, provided each rank's loss is a mean over the batch its BatchNorm layers see (the
 usual case). Every rank must run the same layers in the same order in training mode (the
 statistics are collectives): a rank that does not makes the others stop with a timeout
@@ -90,7 +92,9 @@ class SyncBatchNorm(BatchNorm):
             return super().__call__(x)  # running statistics (or this rank's batch's)
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        weight = raw(x).shape[0]
+        # this rank's cotangents weigh by its batch size over what its loss is multiplied by
+        # (fl.train folds its share of the global batch into the loss: GradientAverager.share)
+        weight = raw(x).shape[0] / group().share
         local = np.concatenate([np.sum(x, axis=axes), np.full(1, x.size // self.channels,
                                                                    raw(x).dtype)])
         sums = ALLREDUCE(local, weight=weight)
