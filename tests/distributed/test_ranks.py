@@ -264,3 +264,13 @@ def test_a_step_abandoned_after_some_messages_were_posted_leaves_the_averager_us
         assert f"rank {r}: caught bad cotangent at step 3 (3 early)" in done.stdout
         assert f"rank {r}: fl.train after the error as without overlap" in done.stdout
 
+
+def test_fuzzed_models_and_optimisers_train_on_two_ranks_as_one_process():
+    # a few quick cases of fuzz_ranks.py (run by hand for more): Dense, Conv, Embedding and
+    # LSTM models, SyncBatchNorm, float32 beside float64, tied arrays, frozen parameters,
+    # chained rules, overlap, compile, checkpoints resumed with 1 and 2 ranks
+    done = mpirun(HERE / "fuzz_ranks.py", "--cases", 6, "--quick", "--seed", 16)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    for r in (0, 1):
+        assert f"rank {r}: 6 of 6 cases ok" in out, out
