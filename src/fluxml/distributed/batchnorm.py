@@ -21,7 +21,9 @@ batch, provided each rank's loss is a mean over the batch its BatchNorm layers s
 usual case). Every rank must run the same layers in the same order in training mode (the
 statistics are collectives): a rank that does not makes the others stop with a timeout
 naming it. Higher-order derivatives through a ``SyncBatchNorm`` across ranks are refused
-(not checked); in one process everything is plain BatchNorm arithmetic.
+(not checked); in one process everything is plain BatchNorm arithmetic. ``fl.compile`` of a
+``SyncBatchNorm`` in training mode is refused: a clear error (its statistics are collectives
+run as the step runs).
 
 >>> import numpy as np, fluxml as fl
 >>> model = fl.distributed.sync_batchnorm(fl.Chain(fl.Dense(3, 4), fl.BatchNorm(4)))
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import COMPILING, DifferentiationError, Tracer, compiling, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 from fluxml.distributed.group import group
 from fluxml.distributed.sync import _host
@@ -90,6 +92,13 @@ class SyncBatchNorm(BatchNorm):
         x = self._input(x)
         if not is_active(self, x):
             return super().__call__(x)  # running statistics (or this rank's batch's)
+        if COMPILING and compiling() is not None:
+            from fluxml.compiler.trace import CompileError
+
+            raise CompileError(
+                f"{self._line()}: its training-mode statistics are summed across the ranks as "
+                f"the step runs (MPI), which fl.compile cannot record; train it without "
+                f"compile (fl.train(..., compile=False)), or use BatchNorm")
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, -1) + (1,) * (x.ndim - 2)
         # this rank's cotangents weigh by its batch size over what its loss is multiplied by
