@@ -5,13 +5,14 @@ The promise checked: N ranks with ``DataLoader(..., batchsize=B, shard=True)`` g
 step losses, parameters, BatchNorm statistics and optimiser state (to float tolerance) as one
 process that trains on the same global batches of up to N * B observations, whatever each
 rank's model was before (rank 0's wins). Each case draws a model (Dense, Conv, Embedding or
-LSTM stacks under a user-defined class; BatchNorm, synchronised on the ranks; Dropout whose
-masks are drawn by the step from a seeded generator, so the reference can draw the same;
-frozen parameters, a branch without gradient, float32 beside float64, an integer array,
-tied arrays, a Python float), an optimiser (chains of ClipNorm, ClipGrad, AccumGrad,
-WeightDecay; a learning-rate schedule), a data set whose size leaves a partial last batch,
-shuffling, bucket sizes, the overlapped averaging, ``compile=True``, and a checkpoint saved
-by rank 0 that is then resumed with one process and with every rank. The reference is
+LSTM stacks under a user-defined class; BatchNorm, synchronised on the ranks; Dropout masks
+drawn once per observation and batched with the data, so that the reference draws the same;
+frozen parameters, a branch without gradient, one used by rare observations only (None on a
+rank without one), float32 beside float64, an integer array, tied arrays, a Python float),
+an optimiser (chains of ClipNorm, ClipGrad, AccumGrad, WeightDecay; a learning-rate
+schedule), a data set whose size leaves a partial last batch, shuffling, bucket sizes, the
+overlapped averaging, ``compile=True``, and a checkpoint saved by rank 0 that is then
+resumed with one process and with every rank (rank 0 alone loading it). The reference is
 ``fl.train`` in one process over batches cut here (NumPy: the same permutations a seeded
 ``DataLoader`` draws, global batches of N * B, the shard's rule for the last one).
 
@@ -80,8 +81,10 @@ class Net:
             self.tied = [w, w]
         if c["float"]:
             self.offset = 0.25  # a Python float: averaged as a 0-d array
+        if c["rare"]:  # used by the flagged observations only: None on a rank without one
+            self.rare = f64(fl.Dense(2, 2))
 
-    def __call__(self, x, mask):
+    def __call__(self, x, mask, flag):
         h = self.body(x)
         if self.body.__class__ is fl.LSTM:
             h = h[:, -1]
@@ -92,6 +95,8 @@ class Net:
             y = y + self.tied[0] * 0.5 + np.tanh(self.tied[1])
         if hasattr(self, "offset"):
             y = y + self.offset
+        if hasattr(self, "rare") and np.any(flag):
+            y = y + flag[:, None] * self.rare(y)
         return y
 
 
@@ -106,6 +111,7 @@ def draw_case(seed: int, nranks: int, quick: bool) -> dict:
     c["mixed"] = bool(rng.random() < 0.3)
     c["tied"] = bool(rng.random() < 0.3)
     c["float"] = bool(rng.random() < 0.3)
+    c["rare"] = bool(rng.random() < 0.4)
     c["frozen"] = bool(rng.random() < 0.3)
     c["batch"] = int(rng.integers(1, 4 if quick else 6))
     c["shuffle"] = bool(rng.random() < 0.6)
@@ -116,7 +122,7 @@ def draw_case(seed: int, nranks: int, quick: bool) -> dict:
     c["distributed"] = pick(True, "overlap")
     # (SyncBatchNorm does not compile: its statistics' count is a Python number)
     c["compile"] = bool(rng.random() < (0.15 if quick else 0.25)) and c["kind"] != "lstm" \
-        and not c["bn"]
+        and not c["bn"] and not c["rare"]  # (nor a Python if on the data)
     c["bucket"] = int(pick(8, 64, 1 << 20))
     c["direct"] = int(pick(8, 200, 1 << 30))
     c["in_place"] = bool(rng.random() < 0.7)
@@ -170,11 +176,12 @@ def make_data(c):
     # cut of the batches sees the same masks (also when compiled: no state in the loss)
     width = {"mlp": c["hidden"], "conv": 27, "embed": 3 * c["nin"], "lstm": 4}[c["kind"]]
     masks = (rng.random((n, width)) >= c["dropout"]).astype(np.float64)
-    return x, y, masks
+    flags = (rng.random(n) < 0.15).astype(np.float64)
+    return x, y, masks, flags
 
 
-def loss(m, x, y, mask):
-    return np.mean((m(x, mask) - y) ** 2)
+def loss(m, x, y, mask, flag):
+    return np.mean((m(x, mask, flag) - y) ** 2)
 
 
 class GlobalBatches:
@@ -316,7 +323,7 @@ def main(argv=None):
     for k in cases:
         c = draw_case(1000 * args.seed + k, nranks, args.quick)
         for key in ("bn", "mixed", "tied", "float", "frozen", "compile", "checkpoint",
-                    "shuffle"):
+                    "shuffle", "rare"):
             seen[key] = seen.get(key, 0) + bool(c[key])
         for key in ("kind", "distributed", "opt"):
             seen[f"{key}={c[key]}"] = seen.get(f"{key}={c[key]}", 0) + 1

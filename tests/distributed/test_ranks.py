@@ -267,9 +267,11 @@ def test_a_step_abandoned_after_some_messages_were_posted_leaves_the_averager_us
 
 def test_fuzzed_models_and_optimisers_train_on_two_ranks_as_one_process():
     # a few quick cases of fuzz_ranks.py (run by hand for more): Dense, Conv, Embedding and
-    # LSTM models, SyncBatchNorm, float32 beside float64, tied arrays, frozen parameters,
-    # chained rules, overlap, compile, checkpoints resumed with 1 and 2 ranks
-    done = mpirun(HERE / "fuzz_ranks.py", "--cases", 6, "--quick", "--seed", 16)
+    # LSTM models, SyncBatchNorm, float32 beside float64, tied arrays, frozen parameters, a
+    # gradient None on some ranks, chained rules, overlap, compile, checkpoints resumed with
+    # 1 and 2 ranks (the first two cases failed before the fixes of SyncBatchNorm's weights
+    # and of the frozen flags and history broadcast)
+    done = mpirun(HERE / "fuzz_ranks.py", "--cases", 6, "--quick", "--seed", 138)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     for r in (0, 1):
