@@ -124,6 +124,8 @@ def fail(out, how):
         x, y = data.data
         data = fl.DataLoader((x[:NOBS - me], y[:NOBS - me]), batchsize=BATCH, shuffle=True,
                              rng=SEED, shard=True)
+    if how == "shard":  # shard=(0, 2) on both ranks: the same part twice
+        data = fl.DataLoader(data.data, batchsize=BATCH, shuffle=True, rng=SEED, shard=(0, 2))
     fl.train(loss, model, data, state, epochs=EPOCHS, progress=False, distributed=True)
 
 

@@ -102,6 +102,8 @@ def test_a_one_process_checkpoint_resumes_with_two_ranks(tmp_path):
     # as many batches, but the global batches cut from other data: parts that overlapped
     ("nobs", (), ["the ranks' sharded DataLoaders cut different data (rank 0: 70 "
                   "observations, batchsize 8, shuffle True, partial True; rank 1: 69"]),
+    ("shard", (), ["the ranks' DataLoaders take the shards rank 0: (0, 2), rank 1: (0, 2) "
+                   "(rank, nranks) of a job of 2 ranks; each rank must take its own part"]),
     # failed before it joined: rank 0 would wait in MPI_Init forever; the watchdog ends it
     ("early", (), ["ValueError: boom before init", "Timeout (0:00:02)",
                    "in _wait_in_mpi_init_for_every_rank_to_start"]),

@@ -98,7 +98,8 @@ def _same_length(group, data) -> None:
     they wait for it. Checked where every rank's ``data`` has a length. Sharded DataLoaders
     must also cut the same data alike: each rank takes its part of global batches drawn from
     its own copy, so a rank with another number of observations (or batch size, shuffle,
-    partial) would train on parts that overlap or leave observations out, silently."""
+    partial) would train on parts that overlap or leave observations out, silently; and
+    each rank must take its own part (``shard=(rank, nranks)`` given by hand)."""
     if group.size == 1:
         return
     from fluxml.data.loader import DataLoader
@@ -107,10 +108,18 @@ def _same_length(group, data) -> None:
         n = len(data)
     except TypeError:
         n = None
-    cut = ((data.nobs, data.batchsize, data.shuffle, data.partial)
-           if isinstance(data, DataLoader) and data.shard is not None else None)
-    everyone = allgather_object(group, (n, cut), "the number of batches per epoch")
-    cuts = [c for _, c in everyone]
+    sharded = isinstance(data, DataLoader) and data.shard is not None
+    cut = (data.nobs, data.batchsize, data.shuffle, data.partial) if sharded else None
+    part = data._part() if sharded else None
+    everyone = allgather_object(group, (n, cut, part), "the number of batches per epoch")
+    parts = [p for _, _, p in everyone]
+    if None not in parts and parts != [(r, group.size) for r in range(group.size)]:
+        raise on_every_rank(DistributedError(
+            f"train(distributed=True): the ranks' DataLoaders take the shards "
+            f"{', '.join(f'rank {r}: {p}' for r, p in enumerate(parts))} (rank, nranks) of a "
+            f"job of {group.size} ranks; each rank must take its own part: pass "
+            f"DataLoader(..., shard=True)"))
+    cuts = [c for _, c, _ in everyone]
     if None not in cuts and len(set(cuts)) > 1:
         raise on_every_rank(DistributedError(
             "train(distributed=True): the ranks' sharded DataLoaders cut different data ("
@@ -118,7 +127,7 @@ def _same_length(group, data) -> None:
                     f"partial {c[3]}" for r, c in enumerate(cuts)) + "); each rank "
             "takes its part of the same global batches, so every rank must load the same "
             "data set into a DataLoader made alike"))
-    lengths = [k for k, _ in everyone]
+    lengths = [k for k, _, _ in everyone]
     if None in lengths or len(set(lengths)) == 1:
         return
     raise on_every_rank(DistributedError(
