@@ -126,13 +126,15 @@ def draw_case(seed: int, nranks: int, quick: bool) -> dict:
     c["bucket"] = int(pick(8, 64, 1 << 20))
     c["direct"] = int(pick(8, 200, 1 << 30))
     c["in_place"] = bool(rng.random() < 0.7)
-    c["opt"] = pick("Descent", "Momentum", "Adam", "AdamW")
+    c["opt"] = pick("Descent", "Momentum", "Adam", "AdamW", "Nesterov", "RMSProp", "Rprop",
+                    "AdaGrad", "AdaDelta", "Lion", "RAdam", "NAdam", "AdaMax", "AMSGrad", "OAdam",
+                    "AdaBelief")
     c["eta"] = float(rng.uniform(0.01, 0.1))
     c["clipnorm"] = float(pick(0.0, 0.05, 1.0))
     c["clipgrad"] = float(pick(0.0, 0.0, 0.02))
     c["accum"] = int(pick(1, 1, 2, 3))
     c["decay"] = float(pick(0.0, 0.0, 0.01))
-    c["schedule"] = pick(None, "exp", "step")
+    c["schedule"] = pick(None, "exp", "step") if c["opt"] != "AdaDelta" else None  # (no eta)
     c["checkpoint"] = c["epochs"] > 1 and rng.random() < 0.5
     return c
 
@@ -152,7 +154,7 @@ def make_model(c, init_seed, freeze=True):
         rules.append(fl.ClipGrad(c["clipgrad"]))
     if c["decay"]:
         rules.append(fl.WeightDecay(c["decay"]))
-    rules.append(getattr(fl, c["opt"])(c["eta"]))
+    rules.append(getattr(fl, c["opt"])(0.9 if c["opt"] == "AdaDelta" else c["eta"]))
     rule = rules[0] if len(rules) == 1 else fl.OptimiserChain(*rules)
     state = fl.setup(rule, model)
     if c["frozen"] and freeze:
