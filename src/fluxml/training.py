@@ -154,7 +154,8 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
         dp = DataParallel(model, state, data, overlap=distributed == "overlap")
         model, state = dp.model, dp.state
         with dp.failures():  # rank 0's step and epoch counts too (a checkpoint that rank 0
-            history = broadcast_object(history)  # alone loaded: schedules, epoch numbers)
+            main = broadcast_object(history)  # alone loaded: schedules, epoch numbers), in
+            history.losses[:], history.epochs[:] = main.losses, main.epochs  # the caller's
         progress = progress and dp.is_main
     run = Run(model, state, data, history, epochs)
     run.is_main = dp is None or dp.is_main

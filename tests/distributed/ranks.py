@@ -550,7 +550,7 @@ def syncbn_train(out):
     """fl.train with a SyncBatchNorm (the ranks' loss multiplied by their shares of the global
     batch, unequal at the second step: 4 and 3 of 7), then a run resumed under a learning-rate
     schedule from a checkpoint that rank 0 alone loads, which freezes a layer and holds the
-    history of one epoch (rank 1 passes no history)."""
+    history of one epoch (rank 1 passes an empty one)."""
     me = fl.distributed.rank()
     model = fl.distributed.sync_batchnorm(bn_train_model())
     x, y = bn_train_data()
@@ -564,7 +564,7 @@ def syncbn_train(out):
                  callbacks=[fl.SaveCheckpoint(Path(out) / "frozen.st")])
     fl.distributed.broadcast_object(None)  # written
     model, state = make(init_seed=me)
-    history = None
+    history = fl.History()  # filled with rank 0's, in place
     if me == 0:
         info = fl.load_checkpoint(Path(out) / "frozen.st", model, state)
         history = fl.History.from_dict(info.extra["history"])
@@ -573,7 +573,8 @@ def syncbn_train(out):
                  history=history, callbacks=[fl.LRSchedule(fl.ExpDecay(0.01, 0.5))])
     fl.distributed.check_synced(model)
     np.savez(Path(out) / f"rank{me}.npz", **flat, frozen=state.layers[0].weight.frozen,
-             unchanged=np.array_equal(model[0].weight, before), steps=h.step)
+             unchanged=np.array_equal(model[0].weight, before), steps=h.step,
+             same=h is history)
 
 
 def bn_train_model():

@@ -240,7 +240,7 @@ def test_train_with_sync_batchnorm_and_unequal_batches_and_a_frozen_checkpoint(t
         got = np.load(tmp_path / f"rank{r}.npz")
         for path, value in fl.io.modelstate.flat_state(model).items():
             np.testing.assert_allclose(got[path], value, rtol=1e-12, atol=1e-14, err_msg=path)
-        assert got["frozen"] and got["unchanged"] and got["steps"] == 10, r
+        assert got["frozen"] and got["unchanged"] and got["steps"] == 10 and got["same"], r
 
 
 def test_averaging_during_the_backward_pass_beside_sync_batchnorm(tmp_path):
