@@ -109,17 +109,17 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     gives it back as ``fl.History.from_dict(info.extra["history"])``).
 
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
-    ``fluxml.distributed``): rank 0's model, optimiser state and shuffle generator go to every
-    rank first, ``data`` must be a ``DataLoader(..., shard=True)`` (or an iterable giving each
-    rank its own batches), each step's loss and gradients are averaged over the ranks, and the
-    progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0 only. Other callbacks
-    run on every rank: what they log must be the same everywhere (evaluate on the same data),
-    so that ``EarlyStopping`` stops all ranks at the same epoch. ``distributed="overlap"``
-    also starts the averaging during the backward pass (``GradientAverager.begin``): each
-    bucket of gradients is sent as soon as they are final. It pays only where MPI moves
-    messages while this process computes (a progress thread on a spare core, a network card
-    that reads memory itself); through shared memory on busy cores the messages are this
-    process's own work wherever it runs, and it measured no faster
+    ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
+    ``history`` go to every rank first, ``data`` must be a ``DataLoader(..., shard=True)`` (or
+    an iterable giving each rank its own batches), each step's loss and gradients are averaged
+    over the ranks, and the progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0
+    only. Other callbacks run on every rank: what they log must be the same everywhere
+    (evaluate on the same data), so that ``EarlyStopping`` stops all ranks at the same epoch.
+    ``distributed="overlap"`` also starts the averaging during the backward pass
+    (``GradientAverager.begin``): each bucket of gradients is sent as soon as they are final.
+    It pays only where MPI moves messages while this process computes (a progress thread on a
+    spare core, a network card that reads memory itself); through shared memory on busy cores
+    the messages are this process's own work wherever it runs, and it measured no faster
     (``benchmarks/distributed.py``). Eager steps only: with ``compile`` it averages after.
 
     ``compile``: ``True`` (or a back end, ``"numpy"``, ``"cupy"``, ``"xla"``) runs each step's
@@ -171,10 +171,13 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     history = History() if history is None else history
     dp = None
     if distributed:
-        from fluxml.distributed import DataParallel
+        from fluxml.distributed import DataParallel, broadcast_object
 
         dp = DataParallel(model, state, data, overlap=distributed == "overlap")
         model, state = dp.model, dp.state
+        with dp.failures():  # rank 0's step and epoch counts too (a checkpoint that rank 0
+            main = broadcast_object(history)  # alone loaded: schedules, epoch numbers), in
+            history.losses[:], history.epochs[:] = main.losses, main.epochs  # the caller's
         progress = progress and dp.is_main
     run = Run(model, state, data, history, epochs)
     run.is_main = dp is None or dp.is_main

@@ -120,6 +120,12 @@ def fail(out, how):
     data = loader(BATCH, True)
     if how == "uneven":  # rank 1 lacks the last batch of every epoch
         data = list(data)[:len(data) - me]
+    if how == "nobs":  # rank 1 lacks an observation: as many batches, other global batches
+        x, y = data.data
+        data = fl.DataLoader((x[:NOBS - me], y[:NOBS - me]), batchsize=BATCH, shuffle=True,
+                             rng=SEED, shard=True)
+    if how == "shard":  # shard=(0, 2) on both ranks: the same part twice
+        data = fl.DataLoader(data.data, batchsize=BATCH, shuffle=True, rng=SEED, shard=(0, 2))
     fl.train(loss, model, data, state, epochs=EPOCHS, progress=False, distributed=True)
 
 
@@ -540,6 +546,47 @@ def syncbn(out):
         say(f"rank {rank}: {err}")
 
 
+def syncbn_train(out):
+    """fl.train with a SyncBatchNorm (the ranks' loss multiplied by their shares of the global
+    batch, unequal at the second step: 4 and 3 of 7), then a run resumed under a learning-rate
+    schedule from a checkpoint that rank 0 alone loads, which freezes a layer and holds the
+    history of one epoch (rank 1 passes an empty one)."""
+    me = fl.distributed.rank()
+    model = fl.distributed.sync_batchnorm(bn_train_model())
+    x, y = bn_train_data()
+    fl.train(mse, model, fl.DataLoader((x, y), batchsize=4, shard=True),
+             fl.setup(fl.Descent(0.1), model), progress=False, distributed=True)
+    flat = fl.io.modelstate.flat_state(model)
+    model, state = make(init_seed=me)
+    if me == 0:  # one epoch in one process
+        fl.freeze(state.layers[0])
+        fl.train(mse, model, loader(2 * BATCH, False), state, progress=False,
+                 callbacks=[fl.SaveCheckpoint(Path(out) / "frozen.st")])
+    fl.distributed.broadcast_object(None)  # written
+    model, state = make(init_seed=me)
+    history = fl.History()  # filled with rank 0's, in place
+    if me == 0:
+        info = fl.load_checkpoint(Path(out) / "frozen.st", model, state)
+        history = fl.History.from_dict(info.extra["history"])
+    before = fl.distributed.broadcast({"w": model[0].weight.copy()})["w"]  # rank 0's
+    h = fl.train(mse, model, loader(BATCH, True), state, progress=False, distributed=True,
+                 history=history, callbacks=[fl.LRSchedule(fl.ExpDecay(0.01, 0.5))])
+    fl.distributed.check_synced(model)
+    np.savez(Path(out) / f"rank{me}.npz", **flat, frozen=state.layers[0].weight.frozen,
+             unchanged=np.array_equal(model[0].weight, before), steps=h.step,
+             same=h is history)
+
+
+def bn_train_model():
+    fl.seed(4)
+    return fl.f64(fl.Chain(fl.Dense(3, 4), fl.BatchNorm(4, np.tanh), fl.Dense(4, 1)))
+
+
+def bn_train_data():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((15, 3)), rng.standard_normal((15, 1))
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "early":  # rank 1 (MPICH's launcher says which) fails before joining the job
@@ -549,7 +596,8 @@ if __name__ == "__main__":
     runs = {"equal": train_equal, "equal_overlap": lambda out: train_equal(out, "overlap"),
             "consistent": consistent, "in_place": in_place, "overlap": overlap,
             "syncbn": syncbn, "abandon": abandon, "syncbn_overlap": syncbn_overlap,
-            "own_loop": own_loop, "resume": lambda out: resume(out, sys.argv[3])}
+            "own_loop": own_loop, "syncbn_train": syncbn_train,
+            "resume": lambda out: resume(out, sys.argv[3])}
     if mode in runs:
         runs[mode](out)
     else:

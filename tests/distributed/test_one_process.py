@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from fluxml.compiler.trace import CompileError
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install "
                                      "'fluxml[distributed]')")
@@ -80,6 +81,19 @@ def test_sync_batchnorm_in_one_process_is_batchnorm(affine, track_stats):
         results.append((value, grads[1], layer(x), *params, *stats))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_sync_batchnorm_refuses_compile_in_training_mode_with_a_clear_error():
+    # (it failed on float() of a traced count, naming a line of the caller's model)
+    sync = fl.distributed.sync_batchnorm(fl.f64(fl.BatchNorm(3, np.tanh)))
+    model = fl.Chain(fl.f64(fl.Dense(2, 3)), sync)
+    x = np.random.default_rng(2).normal(size=(4, 2))
+    step = fl.compile(lambda m, x: fl.withgradient(lambda m: np.sum(m(x) ** 2), m))
+    with pytest.raises(CompileError, match=r"SyncBatchNorm\(3, tanh\): its training-mode "
+                       r"statistics are summed across the ranks .* without compile"):
+        step(model, x)
+    test = fl.compile(lambda m, x: m(x))  # test mode: the running statistics, compiled
+    np.testing.assert_allclose(test(fl.testmode(model), x), model(x), rtol=1e-12)
 
 
 def test_sync_batchnorm_derivatives_match_finite_differences():

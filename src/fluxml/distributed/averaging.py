@@ -183,6 +183,7 @@ class GradientAverager:
                 raise _empty("count is 0 in a one-process job")
             return float(loss), grads if share is None else _unscale(grads, share), count
         step, self._step = self._step, None
+        g.share = 1.0  # the backward pass is over (see share)
         g.announce(g.step + 1)  # the group counts steps: several averagers may follow in turn
         if not self.planned:
             return self._agree(loss, grads, count, share, step)
@@ -227,7 +228,9 @@ class GradientAverager:
         (``1 / ranks`` before the first step; exact whenever the batches are equal)."""
         if self.group.size == 1:
             return 1.0
-        return count / self.total if self.planned else 1.0 / self.group.size
+        share = count / self.total if self.planned else 1.0 / self.group.size
+        self.group.share = share if share > 0 else 1.0  # (SyncBatchNorm's backward reads it)
+        return share
 
     def _rebuild(self, grads, values):
         if self.build is None:

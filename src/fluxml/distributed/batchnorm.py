@@ -14,12 +14,16 @@ Differentiable: the transpose of a sum over ranks is a sum over ranks, so the ba
 allreduces the cotangents of the two statistics (two more allreduces). Ranks are weighed as
 the gradient averaging weighs them: rank ``r``'s cotangent by its batch size ``n_r``
 (``Σ n_r ct_r / n_s`` on rank ``s``, whose gradient the averaging then scales by ``n_s /
-N``), so with unequal batches the gradient is still that of the mean loss over the global
+N``); where rank ``r``'s loss was multiplied by ``a_r`` before the backward pass
+(``GradientAverager.share``, as ``fl.train`` does; the averaging then only sums), by ``n_r /
+a_r``. So with unequal batches the gradient is still that of the mean loss over the global
 batch, provided each rank's loss is a mean over the batch its BatchNorm layers see (the
 usual case). Every rank must run the same layers in the same order in training mode (the
 statistics are collectives): a rank that does not makes the others stop with a timeout
 naming it. Higher-order derivatives through a ``SyncBatchNorm`` across ranks are refused
-(not checked); in one process everything is plain BatchNorm arithmetic.
+(not checked); in one process everything is plain BatchNorm arithmetic. ``fl.compile`` of a
+``SyncBatchNorm`` in training mode is refused: a clear error (its statistics are collectives
+run as the step runs).
 
 >>> import numpy as np, fluxml as fl
 >>> model = fl.distributed.sync_batchnorm(fl.Chain(fl.Dense(3, 4), fl.BatchNorm(4)))
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import COMPILING, DifferentiationError, Tracer, compiling, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 from fluxml.distributed.group import group
 from fluxml.distributed.sync import _host
@@ -88,9 +92,18 @@ class SyncBatchNorm(BatchNorm):
         x = self._input(x)
         if not is_active(self, x):
             return super().__call__(x)  # running statistics (or this rank's batch's)
+        if COMPILING and compiling() is not None:
+            from fluxml.compiler.trace import CompileError
+
+            raise CompileError(
+                f"{self._line()}: its training-mode statistics are summed across the ranks as "
+                f"the step runs (MPI), which fl.compile cannot record; train it without "
+                f"compile (fl.train(..., compile=False)), or use BatchNorm")
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        weight = raw(x).shape[0]
+        # this rank's cotangents weigh by its batch size over what its loss is multiplied by
+        # (fl.train folds its share of the global batch into the loss: GradientAverager.share)
+        weight = raw(x).shape[0] / group().share
         local = np.concatenate([np.sum(x, axis=axes), np.full(1, x.size // self.channels,
                                                                    raw(x).dtype)])
         sums = ALLREDUCE(local, weight=weight)

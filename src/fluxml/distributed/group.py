@@ -107,6 +107,10 @@ class Group:
         self.seen = [-1] * self.size
         self.step = self.seen[self.rank] = 0
         self.notified = False
+        # what this rank's loss is multiplied by in the backward pass under way (set by
+        # GradientAverager.share, which fl.train folds into the loss; 1 after each average):
+        # SyncBatchNorm's backward weighs the ranks' cotangents by it
+        self.share = 1.0
         self._sends: list = []
 
     # --- the control channel -------------------------------------------------------------

@@ -95,14 +95,39 @@ class DataParallel:
 def _same_length(group, data) -> None:
     """Every rank must run as many steps per epoch: a rank with fewer batches would have its
     next epoch's steps averaged with the others' last ones, silently, and end early while
-    they wait for it. Checked where every rank's ``data`` has a length."""
+    they wait for it. Checked where every rank's ``data`` has a length. Sharded DataLoaders
+    must also cut the same data alike: each rank takes its part of global batches drawn from
+    its own copy, so a rank with another number of observations (or batch size, shuffle,
+    partial) would train on parts that overlap or leave observations out, silently; and
+    each rank must take its own part (``shard=(rank, nranks)`` given by hand)."""
     if group.size == 1:
         return
+    from fluxml.data.loader import DataLoader
+
     try:
         n = len(data)
     except TypeError:
         n = None
-    lengths = allgather_object(group, n, "the number of batches per epoch")
+    sharded = isinstance(data, DataLoader) and data.shard is not None
+    cut = (data.nobs, data.batchsize, data.shuffle, data.partial) if sharded else None
+    part = data._part() if sharded else None
+    everyone = allgather_object(group, (n, cut, part), "the number of batches per epoch")
+    parts = [p for _, _, p in everyone]
+    if None not in parts and parts != [(r, group.size) for r in range(group.size)]:
+        raise on_every_rank(DistributedError(
+            f"train(distributed=True): the ranks' DataLoaders take the shards "
+            f"{', '.join(f'rank {r}: {p}' for r, p in enumerate(parts))} (rank, nranks) of a "
+            f"job of {group.size} ranks; each rank must take its own part: pass "
+            f"DataLoader(..., shard=True)"))
+    cuts = [c for _, c, _ in everyone]
+    if None not in cuts and len(set(cuts)) > 1:
+        raise on_every_rank(DistributedError(
+            "train(distributed=True): the ranks' sharded DataLoaders cut different data ("
+            + "; ".join(f"rank {r}: {c[0]} observations, batchsize {c[1]}, shuffle {c[2]}, "
+                    f"partial {c[3]}" for r, c in enumerate(cuts)) + "); each rank "
+            "takes its part of the same global batches, so every rank must load the same "
+            "data set into a DataLoader made alike"))
+    lengths = [k for k, _, _ in everyone]
     if None in lengths or len(set(lengths)) == 1:
         return
     raise on_every_rank(DistributedError(

@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 
 from fluxml.distributed.group import DistributedError, Group, group, on_every_rank
-from fluxml.io.modelstate import flat_state, write_into
+from fluxml.io.modelstate import _optimiser_leaves, flat_state, write_into
 
 _ALIGN = 64  # bytes: every array in a packed buffer starts on a cache line
 
@@ -65,9 +65,10 @@ def _signature(flat: dict) -> list:
 
 def broadcast(tree, root: int = 0):
     """Copy rank ``root``'s arrays (every numeric leaf: parameters, BatchNorm statistics,
-    optimiser moments, step counters) into the same tree on every other rank, in place, in
-    one message. Returns the tree (a new object only where a tuple or number at its root had
-    to be rebuilt, as ``fl.loadmodel``)."""
+    optimiser moments, step counters, hyperparameters) into the same tree on every other
+    rank, in place, in one message (and which optimiser Leafs are frozen, in another).
+    Returns the tree (a new object only where a tuple or number at its root had to be
+    rebuilt, as ``fl.loadmodel``)."""
     g = group()
     if g.size == 1:
         return tree
@@ -83,11 +84,18 @@ def broadcast(tree, root: int = 0):
             h = np.ascontiguousarray(_host(x))
             buf[off:off + h.nbytes] = h.reshape(-1).view(np.uint8)
     g.wait([g.comm.Ibcast(buf, root=root)], "the broadcast of parameters")
+    # an optimiser state's frozen Leafs (a flag, not an array: a checkpoint that rank 0 alone
+    # loaded freezes them there only, and the other ranks would train those arrays)
+    leaves = _optimiser_leaves(tree)
+    frozen = broadcast_object([leaf.frozen for leaf in leaves], root) if leaves else []
     if g.rank == root:
         return tree
     views = {path: buf[off:off + x.nbytes].view(x.dtype).reshape(np.shape(x))
              for off, (path, x) in zip(offsets, flat.items())}
-    return write_into(tree, views)
+    tree = write_into(tree, views)
+    for leaf, flag in zip(_optimiser_leaves(tree), frozen):
+        leaf.frozen = flag
+    return tree
 
 
 def broadcast_object(obj, root: int = 0):
