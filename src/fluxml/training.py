@@ -113,8 +113,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     ``history`` go to every rank first, ``data`` must be a ``DataLoader(..., shard=True)`` (or
     an iterable giving each rank its own batches), each step's loss and gradients are averaged
     over the ranks, and the progress bar, the epoch lines and ``SaveCheckpoint`` run on rank 0
-    only. Other callbacks run on every rank: what they log must be the same everywhere
-    (evaluate on the same data), so that ``EarlyStopping`` stops all ranks at the same epoch.
+    only. At each epoch's end the ranks' running statistics (a plain BatchNorm's, each
+    tracking its own rank's batches) are averaged before the other callbacks, which run on
+    every rank; a stop asked for by any rank's callbacks stops all ranks, and when training
+    ends every rank takes rank 0's model and optimiser state (evaluate on the same data all
+    the same: each rank logs its own numbers).
     ``distributed="overlap"`` also starts the averaging during the backward pass
     (``GradientAverager.begin``): each bucket of gradients is sent as soon as they are final.
     It pays only where MPI moves messages while this process computes (a progress thread on a
@@ -184,7 +187,9 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     if dp is None:
         return _loop(loss, run, callbacks, progress, None, backend)
     with dp.failures():
-        return _loop(loss, run, callbacks, progress, dp, backend)
+        history = _loop(loss, run, callbacks, progress, dp, backend)
+        dp.finish(run.model, run.state)
+        return history
 
 
 def _backend(compile):
@@ -301,8 +306,12 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
         elapsed = time.perf_counter() - start
         history.end_epoch(loss=total / steps if steps else math.nan, time=elapsed,
                           samples_per_second=samples / elapsed if elapsed > 0 else 0.0)
+        if dp is not None:  # the ranks' BatchNorm statistics alike before evaluations
+            dp.end_epoch(run.model)
         for cb in callbacks:
             cb.on_epoch_end(run)
+        if dp is not None:
+            run.stop = dp.stop(run.stop)
         if progress:
             _print(f"epoch {epoch}/{last_epoch}: {history.describe_epoch()}")
         if run.stop:

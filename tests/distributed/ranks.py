@@ -587,6 +587,33 @@ def bn_train_data():
     return rng.standard_normal((15, 3)), rng.standard_normal((15, 1))
 
 
+class StopOnRank1(fl.Callback):
+    """Asks to stop at the end of the first epoch on rank 1 only (an evaluation of its own
+    data deciding so)."""
+
+    def on_epoch_end(self, run):
+        run.stop = run.stop or fl.distributed.rank() == 1
+
+
+def statistics(out):
+    """A plain BatchNorm trained on each rank's own batches: its running statistics averaged
+    at each epoch's end; a callback stopping one rank stops both; then the average of
+    statistics that differ (rank-made values) and of statistics that agree."""
+    me = fl.distributed.rank()
+    model = bn_train_model()
+    x, y = bn_train_data()
+    h = fl.train(mse, model, fl.DataLoader((x, y), batchsize=4, shard=True),
+                 fl.setup(fl.Adam(0.01), model), epochs=3, progress=False, distributed=True,
+                 callbacks=[StopOnRank1()])
+    fl.distributed.check_synced(model)
+    bn = fl.f32(fl.BatchNorm(3))
+    bn.running_mean[...] = [me, 2 * me, 0.1]  # the last entry alike on both ranks
+    bn.running_var[...] = 0.3
+    fl.distributed.average_statistics(bn)
+    np.savez(Path(out) / f"rank{me}.npz", epochs=len(h.epochs), mean=bn.running_mean,
+             var=bn.running_var)
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "early":  # rank 1 (MPICH's launcher says which) fails before joining the job
@@ -596,7 +623,7 @@ if __name__ == "__main__":
     runs = {"equal": train_equal, "equal_overlap": lambda out: train_equal(out, "overlap"),
             "consistent": consistent, "in_place": in_place, "overlap": overlap,
             "syncbn": syncbn, "abandon": abandon, "syncbn_overlap": syncbn_overlap,
-            "own_loop": own_loop, "syncbn_train": syncbn_train,
+            "own_loop": own_loop, "syncbn_train": syncbn_train, "statistics": statistics,
             "resume": lambda out: resume(out, sys.argv[3])}
     if mode in runs:
         runs[mode](out)

@@ -243,6 +243,18 @@ def test_train_with_sync_batchnorm_and_unequal_batches_and_a_frozen_checkpoint(t
         assert got["frozen"] and got["unchanged"] and got["steps"] == 10 and got["same"], r
 
 
+def test_plain_batchnorm_statistics_and_a_stop_on_one_rank_end_alike_on_every_rank(tmp_path):
+    # a plain BatchNorm tracks its own rank's batches: the ranks' statistics drifted apart
+    # (evaluations then differed per rank); a callback that stopped one rank left the other
+    # waiting for it in its next step
+    run_ranks("statistics", tmp_path)
+    for r in (0, 1):
+        got = np.load(tmp_path / f"rank{r}.npz")
+        assert got["epochs"] == 1, r
+        np.testing.assert_array_equal(got["mean"], np.float32([0.5, 1.0, 0.1]))
+        np.testing.assert_array_equal(got["var"], np.float32([0.3] * 3))
+
+
 def test_averaging_during_the_backward_pass_beside_sync_batchnorm(tmp_path):
     # the ranks post the early messages at different points of their backward passes, in
     # which SyncBatchNorm runs allreduces of its own: on another communicator, the sums

@@ -27,10 +27,11 @@ from fluxml.distributed.group import (
     world_size,
 )
 from fluxml.distributed.parallel import DataParallel
-from fluxml.distributed.sync import broadcast, broadcast_object, check_synced
+from fluxml.distributed.sync import average_statistics, broadcast, broadcast_object, check_synced
 
 __all__ = [
     "DataParallel", "DistributedError", "DistributedTimeout", "GradientAverager", "Group",
+    "average_statistics",
     "RankError", "broadcast", "broadcast_object", "check_synced", "group", "init", "is_main",
     "rank", "SyncBatchNorm", "sync_batchnorm", "world_size",
 ]

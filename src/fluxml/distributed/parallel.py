@@ -21,7 +21,13 @@ import numpy as np
 
 from fluxml.distributed.averaging import GradientAverager
 from fluxml.distributed.group import DistributedError, init, on_every_rank
-from fluxml.distributed.sync import allgather_object, broadcast, broadcast_object
+from fluxml.distributed.sync import (
+    allgather_object,
+    any_rank,
+    average_statistics,
+    broadcast,
+    broadcast_object,
+)
 
 
 class DataParallel:
@@ -70,6 +76,25 @@ class DataParallel:
         """``(mean loss, averaged gradients, global batch size)``; ``share``: what ``grads``
         were multiplied by (``loss`` is the unscaled one)."""
         return self.averager.average(loss, grads, count, share)
+
+    def end_epoch(self, model) -> None:
+        """Before the epoch's callbacks read ``model``: its running statistics averaged over
+        the ranks where they differ (``average_statistics``)."""
+        average_statistics(model)
+
+    def stop(self, stop: bool) -> bool:
+        """After the epoch's callbacks: every rank stops if any rank's asked to (an
+        evaluation on each rank's own data can decide otherwise on one rank, which would
+        leave the others waiting for it)."""
+        return any_rank(stop, "whether a callback stopped training")
+
+    def finish(self, model, state) -> None:
+        """When training ends: every rank takes rank 0's model and optimiser state, so that
+        callbacks that acted on each rank's own numbers (``EarlyStopping(restore_best=True)``
+        after an evaluation on each rank's data) leave no rank with other weights."""
+        broadcast(model)
+        if state is not None:
+            broadcast(state)
 
     @contextlib.contextmanager
     def failures(self):

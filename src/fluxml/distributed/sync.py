@@ -22,6 +22,7 @@ import numpy as np
 
 from fluxml.distributed.group import DistributedError, Group, group, on_every_rank
 from fluxml.io.modelstate import _optimiser_leaves, flat_state, write_into
+from fluxml.layers.module import parameter_arrays
 
 _ALIGN = 64  # bytes: every array in a packed buffer starts on a cache line
 
@@ -111,6 +112,56 @@ def broadcast_object(obj, root: int = 0):
         np.empty(int(n[0]), dtype=np.uint8)
     g.wait([g.comm.Ibcast(buf, root=root)], "the broadcast of an object")
     return obj if g.rank == root else pickle.loads(buf.tobytes())
+
+
+def average_statistics(model) -> None:
+    """Make the non-trainable float arrays of ``model`` (BatchNorm's running statistics) their
+    mean over the ranks, in place, where the ranks' differ. A plain BatchNorm tracks the
+    statistics of its own rank's batches, so the ranks' drift apart: an evaluation would give
+    each rank other numbers, and ``EarlyStopping`` other decisions (``fl.train(...,
+    distributed=True)`` calls this at the end of each epoch, before the callbacks). Arrays
+    that already agree (a ``SyncBatchNorm``'s) stay as they are, bit for bit.
+
+    >>> import fluxml as fl
+    >>> fl.distributed.average_statistics(fl.BatchNorm(3))  # one process: nothing to do
+    """
+    g = group()
+    if g.size == 1:
+        return
+    stats = parameter_arrays(model)[1]
+    agree(g, [(tuple(np.shape(x)), np.dtype(x.dtype).str) for x in stats],
+          "average_statistics")
+    hosts = [np.ascontiguousarray(_host(x)) for x in stats]
+    crcs = allgather_object(g, [zlib.crc32(h.tobytes()) for h in hosts],
+                            "the running statistics' checksums")
+    if all(c == crcs[0] for c in crcs):
+        return
+    # summed in float64 (complex128 where any is complex): float32 statistics come back as
+    # the mean rounded once
+    buf = np.concatenate([h.reshape(-1) for h in hosts]).astype(
+        np.result_type(np.float64, *hosts))
+    g.wait([g.comm.Iallreduce(g.MPI.IN_PLACE, buf, op=g.MPI.SUM)],
+           "the average of the running statistics")
+    buf /= g.size
+    start = 0
+    for x in stats:
+        part = buf[start:start + x.size].reshape(np.shape(x))
+        start += x.size
+        part = (part if x.dtype.kind == "c" else part.real).astype(x.dtype)
+        if isinstance(x, np.ndarray):
+            x[...] = part
+        else:  # a GPU array: back to its device
+            import importlib
+
+            x[...] = importlib.import_module(type(x).__module__.split(".")[0]).asarray(part)
+
+
+def any_rank(flag: bool, what: str) -> bool:
+    """True on every rank where ``flag`` is true on any (a decision all must take alike)."""
+    g = group()
+    if g.size == 1:
+        return bool(flag)
+    return any(allgather_object(g, bool(flag), what))
 
 
 def allgather_object(g: Group, obj, what: str) -> list:
