@@ -256,7 +256,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                 unchecked = False
             for cb in callbacks:
                 cb.on_step_begin(run)
-            count = _count(args)
+            count = _count(args, data)
             share = 1.0 if dp is None else dp.share(count)
             if dp is not None and backend is None:  # the averaging starts in the backward pass
                 value, (grads,) = gradient_step(run.model, share, *args,
@@ -339,8 +339,13 @@ def _check_signature(loss, model, args) -> None:
         ) from None
 
 
-def _count(args) -> int:
-    """Observations in a batch (for samples per second): the first part's first axis."""
+def _count(args, data=None) -> int:
+    """Observations in a batch (for samples per second, and a rank's share of the global
+    batch): what a ``DataLoader`` cut (a batch of list observations is a list of parts,
+    whose len is no count), else the first part's first axis."""
+    count = getattr(data, "_last_count", None)
+    if count is not None:
+        return count
     try:
         return numobs(args[0]) if args else 1
     except (TypeError, ValueError):

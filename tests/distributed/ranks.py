@@ -614,6 +614,34 @@ def statistics(out):
              var=bn.running_var)
 
 
+class ListObservations:
+    """A dataset of ``[x_i, y_i]`` lists: its batches are lists ``[xb, yb]``, 2 long."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return [self.x[i], self.y[i]]
+
+
+def list_mse(m, batch):
+    return mse(m, *batch)
+
+
+def list_batches(out):
+    """15 list observations, 4 per rank: the second global batch is cut 4 and 3."""
+    me = fl.distributed.rank()
+    model, state = make(init_seed=0)
+    x, y = data()
+    h = fl.train(list_mse, model, fl.DataLoader(ListObservations(x[:15], y[:15]),
+                                                batchsize=4, shard=True),
+                 state, epochs=2, progress=False, distributed=True)
+    save(out, f"rank{me}", model, h)
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "early":  # rank 1 (MPICH's launcher says which) fails before joining the job
@@ -624,6 +652,7 @@ if __name__ == "__main__":
             "consistent": consistent, "in_place": in_place, "overlap": overlap,
             "syncbn": syncbn, "abandon": abandon, "syncbn_overlap": syncbn_overlap,
             "own_loop": own_loop, "syncbn_train": syncbn_train, "statistics": statistics,
+            "list_batches": list_batches,
             "resume": lambda out: resume(out, sys.argv[3])}
     if mode in runs:
         runs[mode](out)

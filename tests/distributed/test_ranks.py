@@ -255,6 +255,18 @@ def test_plain_batchnorm_statistics_and_a_stop_on_one_rank_end_alike_on_every_ra
         np.testing.assert_array_equal(got["var"], np.float32([0.3] * 3))
 
 
+def test_batches_of_list_observations_are_weighted_by_their_observations(tmp_path):
+    # a batch of [x_i, y_i] observations is the list [xb, yb]: its len, 2 on every rank, was
+    # taken for its count, so the ranks' unequal parts (4 and 3) were weighted alike
+    run_ranks("list_batches", tmp_path)
+    model, state = ranks.make(init_seed=0)
+    x, y = ranks.data()
+    h = fl.train(ranks.list_mse, model, [[x[:8], y[:8]], [x[8:15], y[8:15]]] * 2, state,
+                 progress=False)
+    for r in (0, 1):
+        assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
+
+
 def test_averaging_during_the_backward_pass_beside_sync_batchnorm(tmp_path):
     # the ranks post the early messages at different points of their backward passes, in
     # which SyncBatchNorm runs allreduces of its own: on another communicator, the sums

@@ -181,6 +181,7 @@ class DataLoader:
         # (fl.train would broadcast it). Not here: the ranks iterate their loaders in step,
         # but need not build them so (a loader made on some ranks only would wait)
         self._unsynced = self.shard is True and self.shuffle and rng is None
+        self._last_count = None  # observations in the batch last given
 
     def _part(self) -> tuple[int, int]:
         """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""
@@ -212,6 +213,7 @@ class DataLoader:
                 lo += rank * q + min(rank, r)
                 hi = lo + q + (rank < r)
             idx = slice(lo, hi) if order is None else order[lo:hi]
+            self._last_count = hi - lo  # (fl.train's count: a list batch's len is no count)
             if self.collate is not None:
                 ids = range(lo, hi) if order is None else idx
                 yield self.collate([getobs(self.data, int(i)) for i in ids])
