@@ -273,14 +273,23 @@ def simplify(program: Program) -> Program:
     """Algebraic simplification: ``x * 1``, ``x + 0``, ``x - 0``, ``x / 1`` become ``x`` (when
     shape and dtype stay); a transpose of a transpose that restores the order, and a cast to
     the dtype an array already has, become the array itself; a copy of ``v`` written over the
-    whole of an array of its shape and dtype (``x[...] = v``) becomes ``v``."""
-    shaky = unstable(program)
+    whole of an array of its shape and dtype (``x[...] = v``) becomes ``v``. Not where the
+    result is returned and ``v`` is an argument or a view of one: the caller would get its
+    own array back, which eager code never returns for ``x * 1`` (an in-place write into the
+    result, an averaging of gradients say, would change the argument)."""
+    groups = aliases(program)
+    shaky = unstable(program, groups)
+    given = {groups.find(v.id) for v in program.inputs if type(v) is Var}
+    returned = {v.id for v in program.outputs if type(v) is Var}
     env: dict = {}
     kept = []
     made_by: dict = {}
     for eqn in program.eqns:
         eqn = _with(eqn, _subst(eqn.inputs, env), _subst(eqn.params, env))
         same = _simplified(eqn, made_by, shaky)
+        if same is not None and eqn.outs[0].id in returned and type(same) is Var \
+                and groups.find(same.id) in given:
+            same = None
         if same is not None:
             env[eqn.outs[0].id] = same
             continue
