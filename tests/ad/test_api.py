@@ -200,6 +200,23 @@ def test_jvp_matches_pullback():
     np.testing.assert_allclose(t, J @ v, rtol=1e-12)
 
 
+def test_jvp_none_tangents_are_zero():
+    # found by the forward-mode fuzzer: a gradient (None where there is no derivative, an
+    # int field such as LayerNorm's size included) was refused as a tangent with "7 primal
+    # leaves but 6 tangents", and so was (v, None)
+    x, y = rng.standard_normal(3), rng.standard_normal(3)
+    _, t = fl.jvp(lambda a, b: a * b, (x, y), (np.ones(3), None))
+    np.testing.assert_array_equal(t, y)
+    m = fl.Chain(fl.Dense(3, 4, np.tanh, dtype=np.float64), fl.LayerNorm(4, dtype=np.float64),
+                 fl.Dense(4, 2, bias=False, dtype=np.float64))
+    g = fl.gradient(lambda m: np.sum(m(x[None]) ** 2), m)[0]
+    _, t = fl.jvp(lambda m: np.sum(m(x[None]) ** 2), (m,), (g,))
+    squared = sum(np.sum(a ** 2) for a in fl.leaves(g))  # <gradient, gradient>
+    np.testing.assert_allclose(t, squared, rtol=1e-12)
+    with pytest.raises(ValueError, match="primals' structure"):
+        fl.jvp(lambda a, b: a * b, (x, y), (x, y, x))
+
+
 def test_jacobian_modes_agree():
     x = rng.standard_normal(3)
     for f in (lambda x: np.tanh(x) * x[0], lambda x: np.concatenate([x, x**2])[:5],
