@@ -37,7 +37,7 @@ def _close(ours, want, tol, what):
         assert a.shape == b.shape and err < tol, f"{what} {j}: relative error {err:.2e}"
 
 
-def check(f, arrays, rng, *, tol=1e-6, second=True):
+def check(f, arrays, rng, *, tol=1e-6, second=True, same_f32=True):
     """``f(*arrays)`` in forward mode and at second order, against differences."""
     floats = [i for i, a in enumerate(arrays) if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
     active, zero = floats, []
@@ -71,8 +71,9 @@ def check(f, arrays, rng, *, tol=1e-6, second=True):
                       tuple(None if v is None else v.astype(np.float32) for v in given))
     for a, b in zip(_flat(y32), _flat(t32)):
         assert a.dtype == np.float32 and (b is None or b.dtype == np.float32)
-    _close(_flat(t32), [np.asarray(v, dtype=np.float64) for v in _flat(t)], 1e-2,
-           "float32 tangent")
+    if same_f32:
+        _close(_flat(t32), [np.asarray(v, dtype=np.float64) for v in _flat(t)], 1e-2,
+               "float32 tangent")
     if not second:
         return
     cots = [rng.standard_normal(np.shape(v)) for v in _flat(y)]
@@ -305,8 +306,26 @@ def loss(rng):
     check(fn, arrays, rng)
 
 
+def dropout(rng):
+    """Dropout in training mode: one mask per call (a generator seeded alike each time)."""
+    x = rng.standard_normal((2, int(rng.integers(1, 5))))
+    seed, p = int(rng.integers(1 << 30)), float(rng.uniform(0.1, 0.9))
+    kind = str(rng.choice(["dropout", "dims", "alpha", "layer"]))
+
+    def f(x):
+        r = np.random.default_rng(seed)
+        if kind == "alpha":
+            return nnlib.alpha_dropout(x, p, rng=r)
+        if kind == "layer":
+            return fl.trainmode(fl.Dropout(p, rng=r))(np.tanh(x))
+        return nnlib.dropout(x, p, dims=0 if kind == "dims" else None, rng=r)
+
+    # (a float32 input draws its mask in float32: another mask than float64's, by design)
+    check(f, [x], rng, same_f32=False)
+
+
 FAMILIES = [conv, conv_transpose, pool, upsample, norm, softmax, attention, embedding,
-            recurrent, activation, loss]
+            recurrent, activation, loss, dropout]
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.__name__)
