@@ -217,6 +217,26 @@ def test_jvp_none_tangents_are_zero():
         fl.jvp(lambda a, b: a * b, (x, y), (x, y, x))
 
 
+def test_jvp_tied_array_has_one_tangent():
+    # found by the forward-mode fuzzer: the same array at two places with different
+    # tangents was one input whose tangent was the first's: fl.jvp(a * b, (x, x), (t1, t2))
+    # gave 2 x t1, silently
+    x, t1, t2 = np.array([1.0, 2.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    with pytest.raises(ValueError, match="different tangents"):
+        fl.jvp(lambda a, b: a * b, (x, x), (t1, t2))
+    with pytest.raises(ValueError, match="different tangents"):
+        fl.jvp(lambda d: d["a"] * d["b"], ({"a": x, "b": x},), ({"a": t1, "b": None},))
+    _, t = fl.jvp(lambda a, b: a * b, (x, x.copy()), (t1, t2))  # two inputs
+    np.testing.assert_array_equal(t, x * t1 + x * t2)
+    _, t = fl.jvp(lambda a, b: a * b, (x, x), (t1, t1.copy()))  # one input, one tangent
+    np.testing.assert_array_equal(t, 2 * x * t1)
+    d = fl.Dense(2, 2, dtype=np.float64)  # tied weights: the gradient is a tangent
+    tied = fl.Chain(d, d)
+    g = fl.gradient(lambda m: np.sum(m(np.ones((1, 2))) ** 2), tied)[0]
+    _, t = fl.jvp(lambda m: np.sum(m(np.ones((1, 2))) ** 2), (tied,), (g,))
+    np.testing.assert_allclose(t, sum(np.sum(a ** 2) for a in fl.leaves(g.layers[0])))
+
+
 def test_jacobian_modes_agree():
     x = rng.standard_normal(3)
     for f in (lambda x: np.tanh(x) * x[0], lambda x: np.concatenate([x, x**2])[:5],

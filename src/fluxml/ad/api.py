@@ -476,6 +476,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     t_leaves, _ = flatten(align(tuple(tangents), p_spec, "jvp: the tangents"), trainable=True)
     if len(t_leaves) != len(p_leaves):  # None for some: walked beside the primals
         t_leaves = _with_nones(p_spec, tuple(tangents), len(p_leaves), len(t_leaves))
+    _check_tied(p_leaves, t_leaves)
     trace = ForwardTrace()
 
     def seed(v, i):
@@ -508,6 +509,31 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
             values.append(o)
             tans.append(np.zeros_like(raw(o)) if _is_float(raw(o)) else None)
     return unflatten(out_spec, values), unflatten(out_spec, tans)
+
+
+def _check_tied(p_leaves, t_leaves):
+    """One array at two places of the primals (tied weights, ``(x, x)``) is one input, traced
+    once, as in reverse mode: it has one tangent. Different tangents there were silently
+    reduced to the first's; they are refused."""
+    first: dict = {}
+    for i, p in enumerate(p_leaves):
+        if isinstance(p, (float, complex, np.generic)) or not _is_float(p):
+            continue  # numbers are not shared, nor is what carries no tangent
+        j = first.setdefault(id(p), i)
+        if j == i:
+            continue
+        a, b = t_leaves[j], t_leaves[i]
+        if a is b:
+            continue
+        if type(a) is not Tracer and type(b) is not Tracer:
+            a = np.zeros(np.shape(raw(p))) if a is None else a
+            b = np.zeros(np.shape(raw(p))) if b is None else b
+            if np.shape(a) == np.shape(b) and np.array_equal(a, b):
+                continue
+        raise ValueError(
+            "jvp: the same array is at two places of the primals (a tied weight, or (x, x)) "
+            "with different tangents; a shared array is one input with one tangent. To "
+            "perturb the two places apart, pass a copy at one of them (x.copy())")
 
 
 def _with_nones(spec, tangents, n_primal, n_tangent):
