@@ -6,8 +6,11 @@ fluxml; tests/nnlib/test_fuzz_jvp.py is the small NumPy-only version). Run with
 
 It draws the random configurations of torch_fuzz.py's case generators (imported, not
 copied: each calls ``compare(ours, theirs, arrays)``, which this script replaces for the
-run) and of a few families of its own (the recurrent sequence kernels, the remaining
-activations and losses, small models). Each case compares, in float64:
+run) and of a few families of its own: the recurrent sequence kernels, the activations at
+their kinks, the remaining activations and losses, small models, what torch refuses
+(conv_only, against differences), and every layer and loss of
+tests/compiler/layer_sweep.py with respect to model and inputs at once (layer_sweep,
+against differences). Each case compares, in float64:
 
 - ``fl.jvp`` against ``torch.func.jvp`` (or torch's double-backward jvp where torch has no
   forward rule, or central differences of fluxml's own function where torch has neither),
@@ -58,8 +61,9 @@ def _np(t):
     return t.detach().numpy(force=True) if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
-def _fd_jvp(fn, xs, ts, h=1e-4):
-    """Fourth-order central differences of ``fn`` along ``ts`` (float64)."""
+def _fd_jvp(fn, xs, ts, h=1e-6):
+    """Fourth-order central differences of ``fn`` along ``ts`` (float64), with a small step:
+    a kink within 2h of the input (huber's |e| = delta) would be crossed."""
     def at(s):
         return [np.asarray(y, dtype=np.float64) for y in
                 _flat(fn(*[x + s * t for x, t in zip(xs, ts)]))]
