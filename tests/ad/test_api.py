@@ -200,6 +200,43 @@ def test_jvp_matches_pullback():
     np.testing.assert_allclose(t, J @ v, rtol=1e-12)
 
 
+def test_jvp_none_tangents_are_zero():
+    # found by the forward-mode fuzzer: a gradient (None where there is no derivative, an
+    # int field such as LayerNorm's size included) was refused as a tangent with "7 primal
+    # leaves but 6 tangents", and so was (v, None)
+    x, y = rng.standard_normal(3), rng.standard_normal(3)
+    _, t = fl.jvp(lambda a, b: a * b, (x, y), (np.ones(3), None))
+    np.testing.assert_array_equal(t, y)
+    m = fl.Chain(fl.Dense(3, 4, np.tanh, dtype=np.float64), fl.LayerNorm(4, dtype=np.float64),
+                 fl.Dense(4, 2, bias=False, dtype=np.float64))
+    g = fl.gradient(lambda m: np.sum(m(x[None]) ** 2), m)[0]
+    _, t = fl.jvp(lambda m: np.sum(m(x[None]) ** 2), (m,), (g,))
+    squared = sum(np.sum(a ** 2) for a in fl.leaves(g))  # <gradient, gradient>
+    np.testing.assert_allclose(t, squared, rtol=1e-12)
+    with pytest.raises(ValueError, match="primals' structure"):
+        fl.jvp(lambda a, b: a * b, (x, y), (x, y, x))
+
+
+def test_jvp_tied_array_has_one_tangent():
+    # found by the forward-mode fuzzer: the same array at two places with different
+    # tangents was one input whose tangent was the first's: fl.jvp(a * b, (x, x), (t1, t2))
+    # gave 2 x t1, silently
+    x, t1, t2 = np.array([1.0, 2.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    with pytest.raises(ValueError, match="different tangents"):
+        fl.jvp(lambda a, b: a * b, (x, x), (t1, t2))
+    with pytest.raises(ValueError, match="different tangents"):
+        fl.jvp(lambda d: d["a"] * d["b"], ({"a": x, "b": x},), ({"a": t1, "b": None},))
+    _, t = fl.jvp(lambda a, b: a * b, (x, x.copy()), (t1, t2))  # two inputs
+    np.testing.assert_array_equal(t, x * t1 + x * t2)
+    _, t = fl.jvp(lambda a, b: a * b, (x, x), (t1, t1.copy()))  # one input, one tangent
+    np.testing.assert_array_equal(t, 2 * x * t1)
+    d = fl.Dense(2, 2, dtype=np.float64)  # tied weights: the gradient is a tangent
+    tied = fl.Chain(d, d)
+    g = fl.gradient(lambda m: np.sum(m(np.ones((1, 2))) ** 2), tied)[0]
+    _, t = fl.jvp(lambda m: np.sum(m(np.ones((1, 2))) ** 2), (tied,), (g,))
+    np.testing.assert_allclose(t, sum(np.sum(a ** 2) for a in fl.leaves(g.layers[0])))
+
+
 def test_jacobian_modes_agree():
     x = rng.standard_normal(3)
     for f in (lambda x: np.tanh(x) * x[0], lambda x: np.concatenate([x, x**2])[:5],

@@ -12,6 +12,11 @@ KINKS = [
     (fl.relu, 0.0, 0.0), (fl.relu6, 0.0, 0.0), (fl.relu6, 6.0, 0.0),
     (fl.hardsigmoid, -3.0, 0.0), (fl.hardsigmoid, 3.0, 0.0),
     (fl.hardswish, -3.0, 0.0), (fl.hardswish, 3.0, 1.0),
+    # found by the forward-mode fuzzer (tests/nnlib/torch_fuzz_jvp.py): hardtanh'(+-1) was 1
+    # (np.clip's), rrelu'(0) was 1 where leakyrelu's and PyTorch's is the slope
+    (fl.hardtanh, -1.0, 0.0), (fl.hardtanh, 1.0, 0.0), (fl.rrelu, 0.0, (1 / 8 + 1 / 3) / 2),
+    (fl.leakyrelu, 0.0, 0.01), (fl.softshrink, 0.5, 0.0), (fl.hardshrink, 0.5, 0.0),
+    (fl.trelu, 1.0, 0.0),
 ]
 
 
@@ -19,6 +24,21 @@ KINKS = [
 def test_derivative_at_the_kink(f, x, expected):
     g, = fl.gradient(lambda x: np.sum(f(x)), np.array([x]))
     assert g[0] == expected
+
+
+@pytest.mark.parametrize("f, x, expected", KINKS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_forward_mode_at_the_kink(f, x, expected):
+    # forward mode follows the same convention, at -0.0 too
+    for v in (x, -x):
+        if v == x or f in (fl.relu, fl.relu6, fl.rrelu, fl.leakyrelu):
+            _, t = fl.jvp(f, (np.array([v]),), (np.ones(1),))
+            assert t[0] == expected, v
+
+
+def test_hardtanh_keeps_nan_and_float32():
+    y = fl.hardtanh(np.array([np.nan, -3.0, 0.25, 5.0], np.float32), -0.5, 2.0)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [np.nan, -0.5, 0.25, 2.0])
 
 
 @pytest.mark.parametrize("f", [fl.relu6, fl.hardsigmoid, fl.hardswish])

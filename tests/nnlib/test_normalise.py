@@ -98,6 +98,18 @@ def test_float32():
         fl.gradient(lambda x: np.sum(fl.layernorm(x) ** 3), big)[0]))
 
 
+def test_float32_tangent_of_float64_parameters():
+    # a float32 x with float64 scale and bias gives a float32 output (y *= scale): its
+    # tangent was float64 (a primitive of several outputs had its tangents left unfitted)
+    x = X[:1, :2, :1].astype(np.float32)
+    for mode in ("fwd", "rev"):
+        j = fl.jacobian(lambda x: fl.layernorm(x, S[:1], B[:1], axes=-1), x, mode=mode)
+        assert j.dtype == np.float32, mode
+    y, t = fl.jvp(lambda x: fl.batchnorm(x, S, B), (X.astype(np.float32),),
+                  (np.ones(X.shape, np.float32),))
+    assert y.dtype == t.dtype == np.float32
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match=r"batchnorm: scale must have shape \(4,\)"):
         fl.batchnorm(X, np.ones(3))

@@ -115,8 +115,16 @@ def _tangent(prim, tangents, ans, vals, params):
             total = tuple(a + b for a, b in zip(total, c))
         else:
             total = total + c
-    if total is None or prim.multiple_results:
+    if total is None:
         return total
+    if prim.multiple_results:  # each output's tangent fitted to that output, as one's is
+        return tuple(t if t is None else _fit(t, a) for t, a in zip(total, ans))
+    return _fit(total, ans)
+
+
+def _fit(total, ans):
+    """The tangent with the output's shape and dtype (a float32 output of float64 factors,
+    as ``y *= scale`` gives, keeps a float32 tangent)."""
     shape = ans.shape
     if total.shape != shape:
         total = broadcast(total, shape)

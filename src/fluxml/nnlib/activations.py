@@ -469,13 +469,14 @@ def hardshrink(x, lambd: float = 0.5):
 
 
 def hardtanh(x, lo: float = -1.0, hi: float = 1.0):
-    """``clip(x, lo, hi)``.
+    """``clip(x, lo, hi)``; its derivative at ``lo`` and ``hi`` is 0 (as PyTorch's).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.hardtanh(np.array([-2.0, 0.5, 2.0]))
     array([-1. ,  0.5,  1. ])
     """
-    return np.clip(x, lo, hi)
+    # np.clip's derivative at the bounds is 1; NaN passes through as clip's does
+    return np.where(x >= hi, hi, np.where(x <= lo, lo, x))
 
 
 def trelu(x, theta: float = 1.0):
@@ -490,9 +491,10 @@ def trelu(x, theta: float = 1.0):
 
 def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
           rng: np.random.Generator | None = None):
-    """Randomised leaky ReLU: ``x`` for ``x >= 0``, else ``a * x``. When ``active``
+    """Randomised leaky ReLU: ``x`` for ``x > 0``, else ``a * x``. When ``active``
     (training), each element draws its slope ``a`` uniformly from ``[lo, hi]`` with ``rng``;
-    otherwise ``a = (lo + hi) / 2`` (PyTorch's ``rrelu``).
+    otherwise ``a = (lo + hi) / 2`` (PyTorch's ``rrelu``; the derivative at 0 is ``a``, as
+    there and as leakyrelu's).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.rrelu(np.array([-1.0, 2.0]), 0.2, 0.4)
@@ -501,14 +503,14 @@ def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
     if not lo <= hi:
         raise ValueError(f"rrelu: expected lo <= hi; got lo={lo}, hi={hi}")
     if not active:
-        return np.where(x >= 0, x, ((lo + hi) / 2) * x)
+        return np.where(x > 0, x, ((lo + hi) / 2) * x)
     from fluxml.nnlib.dropout import default_rng
 
     value = raw(x)
     dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
     slope = draw(rng or default_rng(), "uniform", lo, hi, np.shape(value)).astype(dtype,
                                                                                 copy=False)
-    return np.where(x >= 0, x, slope * x)
+    return np.where(x > 0, x, slope * x)
 
 
 NAMES = ("celu", "elu", "gelu", "gelu_erf", "gelu_tanh", "hardshrink", "hardsigmoid",
