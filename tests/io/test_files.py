@@ -195,3 +195,28 @@ def test_checkpoint_keeps_frozen_leaves_frozen(tmp_path):
     info = fl.load_checkpoint(path, model, fresh)
     assert info.opt_state.layers[0].weight.frozen and info.opt_state.layers[0].bias.frozen
     assert not info.opt_state.layers[1].weight.frozen
+
+
+def test_a_saved_optimiser_state_keeps_its_frozen_flags(tmp_path):
+    """fl.save of an optimiser state (not a checkpoint) kept no frozen flags: loaded into a
+    fresh fl.setup, the frozen layer was trained again, silently. Each Leaf's flag is state,
+    a 0-d bool at <leaf>.frozen; a state saved without flags loads leaving them as they are."""
+    model = fl.Chain(fl.Dense(2, 2), fl.Dense(2, 1))
+    state = fl.setup(fl.Adam(), model)
+    fl.freeze(state.layers[0])
+    assert fl.state(state)["layers"]["0"]["weight"]["frozen"] == np.array(True)
+    fl.save(tmp_path / "s.safetensors", state)
+    fresh = fl.loadmodel(fl.setup(fl.Adam(), model), fl.load(tmp_path / "s.safetensors"))
+    assert fresh.layers[0].weight.frozen and fresh.layers[0].bias.frozen
+    assert not fresh.layers[1].weight.frozen
+    # loading thaws as well as freezes: the flags are the saved ones
+    fl.loadmodel(state, fl.state(fl.setup(fl.Adam(), model)))
+    assert not state.layers[0].weight.frozen
+    # a state saved before the flags were kept (none in it) leaves them as they are
+    old = {k: v for k, v in fl.io.modelstate.flat_state(fresh).items()
+           if not k.endswith(".frozen")}
+    assert fl.loadmodel(fresh, old).layers[0].weight.frozen
+    # a flag of the wrong kind is named
+    bad = {**old, "layers.0.weight.frozen": np.array(1.0)}
+    with pytest.raises(fl.io.LoadError, match=r"layers.0.weight.frozen: expected dtype bool"):
+        fl.loadmodel(fresh, bad)

@@ -48,14 +48,33 @@ def state(model) -> dict[str, Any]:
 
 
 def _leaf_paths(tree) -> list[tuple[tuple[str, ...], Any]]:
-    """``[(keys, leaf)]`` with each key a string, in flatten's order."""
+    """``[(keys, leaf)]`` with each key a string, in flatten's order; then each optimiser
+    Leaf's frozen flag (see :func:`_frozen_flags`)."""
     leaves, spec = flatten(tree)
     paths: list = []
     _walk_spec(spec, (), paths)
     if len(paths) == 1 and paths[0] == ():
         raise TypeError("state: expected a model or a tree of arrays; got a single array "
                         "(save it inside a dict: {'x': array})")
-    return list(zip(paths, leaves))
+    flags = [(keys, np.asarray(leaf.frozen)) for keys, leaf in _frozen_flags(tree)]
+    return list(zip(paths, leaves)) + flags
+
+
+def _frozen_flags(tree) -> list[tuple[tuple[str, ...], Any]]:
+    """``[(keys of its flag, Leaf)]`` for each optimiser Leaf in ``tree``. A frozen flag is
+    a bool, static in a tree, but it is state: an optimiser state saved and loaded without it
+    would train the arrays that were frozen. It is kept as a 0-d bool array at
+    ``<leaf>.frozen``; a state saved before had none, and loads leaving the flags as they are."""
+    import sys
+
+    interface = sys.modules.get("fluxml.optimise.interface")
+    if interface is None:  # (no Leaf can exist before the optimisers are imported)
+        return []
+    leaves, spec = flatten(tree, is_leaf=lambda x: isinstance(x, interface.Leaf))
+    paths: list = []
+    _walk_spec(spec, (), paths)
+    return [(keys + ("frozen",), x) for keys, x in zip(paths, leaves)
+            if isinstance(x, interface.Leaf)]
 
 
 def _walk_spec(spec, prefix, out):
@@ -98,8 +117,9 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
     """The model's leaves by path, after checking that ``given`` (a flat dict) fits them:
     the same paths, and for each the same shape and dtype. Raises ``LoadError`` naming the
     first mismatch."""
-    target = leaves_with_paths(model)
-    names = {p for p, _ in target}
+    flags = {".".join(keys): np.asarray(leaf.frozen) for keys, leaf in _frozen_flags(model)}
+    target = leaves_with_paths(model) + [(p, x) for p, x in flags.items() if p in given]
+    names = {p for p, _ in target} | set(flags)
     into, hint = "the model", ""
     if "optimiser" in what:  # load_checkpoint's second check
         into = "the given optimiser state"
@@ -184,8 +204,13 @@ def write_into(model, flat: dict[str, Any]):
     leaves = _optimiser_leaves(model)
     for leaf in leaves:  # each its own rule to write its hyperparameters into (see below)
         leaf.rule = _own_copy(leaf.rule)
+    flags = _frozen_flags(model)
     model = _assign(model, "", flat)
     _share_equal_rules(leaves)
+    for keys, leaf in flags:
+        name = ".".join(keys)
+        if name in flat:  # (a state saved before the flags were kept has none)
+            leaf.frozen = bool(flat[name])
     return model
 
 
