@@ -1,6 +1,8 @@
 """Checkpoints: model, optimiser state, generators and step; resuming reproduces the
 uninterrupted run exactly; a checkpoint that does not fit changes nothing."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,27 @@ def test_hyperparameters_adjusted_for_part_of_the_state_load_per_leaf(tmp_path):
         rules = [loaded.layers[i].weight.rule for i in (0, 1)]
         assert [r.eta for r in rules] == [0.01, 0.5] and rule.eta == 0.01
         assert loaded.layers[0].bias.rule is rules[0]  # equal rules shared again
+
+
+@pytest.mark.parametrize("damage", [{"inc": -1}, {"state": None}, {"inc": 2**200}])
+def test_a_damaged_generator_state_is_refused_before_anything_is_written(tmp_path, damage):
+    """A generator's state that NumPy refuses (found by tests/io/fuzz_corrupt.py) raised
+    NumPy's TypeError or OverflowError after the model and optimiser state had been filled
+    in; it is tried on a scratch generator first."""
+    from fluxml.io import FileFormatError, safetensors
+
+    model = _model()
+    fl.save_checkpoint(tmp_path / "good.st", model, fl.setup(fl.Adam(), model), step=3)
+    tensors, meta = safetensors.read(tmp_path / "good.st")
+    rngs = json.loads(meta["fluxml.rngs"])
+    rngs["fluxml.init"]["state"].update(damage)
+    meta["fluxml.rngs"] = json.dumps(rngs)
+    safetensors.write(tmp_path / "bad.st", tensors, meta)
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    before = [x.copy() for x in fl.leaves(other)]
+    generator = fl.init.default_rng().bit_generator.state
+    with pytest.raises(FileFormatError, match=r"bad.st: the saved state of the generator "
+                                              r"'fluxml.init' is damaged"):
+        fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
+    assert fl.init.default_rng().bit_generator.state == generator

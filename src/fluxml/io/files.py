@@ -178,11 +178,21 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
             raise LoadError(f"load_checkpoint: {path}: the checkpoint freezes the leaves "
                             f"{frozen} of the optimiser state, which has {count}")
     targets = _rng_states(rngs)  # also checks the generators' types before any write
+    from fluxml.init import default_rng
+
+    generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
     for name, now in targets.items():
-        kind = saved_rngs[name].get("bit_generator") if name in saved_rngs else None
+        saved = saved_rngs.get(name)
+        kind = saved.get("bit_generator") if isinstance(saved, dict) else None
         if kind != now["bit_generator"]:
             raise LoadError(f"load_checkpoint: the generator {name!r} is a "
                             f"{now['bit_generator']}, the checkpoint saved a {kind}")
+        try:  # set on a scratch generator first: a damaged state fails before any write
+            type(generators[name].bit_generator)().state = saved
+        except (TypeError, ValueError, KeyError, OverflowError) as err:
+            raise safetensors.FileFormatError(
+                f"load_checkpoint: {path}: the saved state of the generator {name!r} is "
+                f"damaged ({type(err).__name__}: {err})") from None
     # every check passed: now write
     write_into(model, model_flat)
     if opt_state is not None:
@@ -190,9 +200,6 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
         leaves = _optimiser_leaves(opt_state)
         for i in frozen:
             leaves[i].frozen = True
-    from fluxml.init import default_rng
-
-    generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
     for name in targets:
         generators[name].bit_generator.state = saved_rngs[name]
     return Checkpoint(step, opt_state, extra)
