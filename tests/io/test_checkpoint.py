@@ -167,3 +167,53 @@ def test_a_damaged_generator_state_is_refused_before_anything_is_written(tmp_pat
         fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
     assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
     assert fl.init.default_rng().bit_generator.state == generator
+
+
+def _edited(raw: bytes, edit) -> bytes:
+    """The file with its header JSON parsed, edited in place by ``edit`` and written back."""
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + raw[8 + n:]
+
+
+def test_a_damaged_header_is_found_not_loaded(tmp_path):
+    """The digest covered the tensor data only: a checkpoint whose step, generator state or
+    extra was damaged (a flipped bit in a digit) loaded the wrong value silently (found by
+    tests/io/fuzz_corrupt.py: 7 came back as 57). The header has a digest of its own."""
+    from fluxml.io import FileFormatError
+
+    model = _model()
+    fl.save_checkpoint(tmp_path / "good.st", model, fl.setup(fl.Adam(), model), step=7)
+    raw = (tmp_path / "good.st").read_bytes()
+    i = raw.index(b'"fluxml.step":"7"') + len(b'"fluxml.step":"')
+    (tmp_path / "bad.st").write_bytes(raw[:i] + bytes([raw[i] ^ 2]) + raw[i + 1:])  # 7 -> 5
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    with pytest.raises(FileFormatError, match=r"bad.st is not a valid safetensors file: its "
+                                              r"header does not match the SHA-256 digest"):
+        fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
+    # a renamed tensor too (the tensor digest covers the bytes, not their names)
+    renamed = _edited(raw, lambda h: h.__setitem__("model.layers.0.bias.x",
+                                                   h.pop("model.layers.0.bias")))
+    (tmp_path / "bad.st").write_bytes(renamed)
+    with pytest.raises(FileFormatError, match="header does not match"):
+        fl.load(tmp_path / "bad.st")
+    # files written before the header digest (and by other programs) are read as before
+    old = _edited(raw, lambda h: h["__metadata__"].pop("fluxml.header_sha256"))
+    (tmp_path / "old.st").write_bytes(old)
+    assert fl.load_checkpoint(tmp_path / "old.st", other, fl.setup(fl.Adam(), other)).step == 7
+
+
+@pytest.mark.parametrize("keys", ["[99]", '{"model.layers.0.weight": "ab"}', "{}x"])
+def test_damaged_key_paths_are_named(tmp_path, keys):
+    """fluxml.keys of another shape than {name: [keys]} failed with an AttributeError (a
+    list), or nested a string's letters as keys (found by tests/io/fuzz_corrupt.py)."""
+    from fluxml.io import FileFormatError, safetensors
+
+    fl.save(tmp_path / "m.st", _model())
+    tensors, meta = safetensors.read(tmp_path / "m.st")
+    safetensors.write(tmp_path / "bad.st", tensors, {**meta, "fluxml.keys": keys})
+    with pytest.raises(FileFormatError, match=r"the metadata fluxml.keys is (damaged|not "
+                                              r"valid JSON)"):
+        fl.load(tmp_path / "bad.st")

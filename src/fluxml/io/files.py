@@ -76,6 +76,12 @@ def _keys(meta: dict, where) -> dict | None:
     except json.JSONDecodeError as err:
         raise safetensors.FileFormatError(f"load: {where}: the metadata {KEYS} is not valid "
                                           f"JSON ({err})") from None
+    if not isinstance(keys, dict) or not all(
+            isinstance(p, list) and p and all(isinstance(k, str) for k in p)
+            for p in keys.values()):  # (a string would be nested letter by letter)
+        raise safetensors.FileFormatError(f"load: {where}: the metadata {KEYS} is damaged: "
+                                          f"expected each tensor's name mapped to its list of "
+                                          f"keys, got {meta[KEYS][:200]!r}")
     return keys
 
 
