@@ -5,7 +5,7 @@ Each case builds a random model (nested and named Chains of Dense, BatchNorm wit
 running statistics, LayerNorm and recurrent layers in float16/32/64, beside a tree of dicts,
 tuples, lists and plain objects holding integer arrays, numbers, None, strings and arrays tied
 at two addresses) and a random optimiser state (any rule or OptimiserChain, hyperparameters
-adjusted per part, frozen parts), trains it a few steps, then checks:
+adjusted per part, bool ones too, frozen parts), trains it a few steps, then checks:
 
 - ``fl.save``/``fl.load``/``fl.loadmodel`` into a model built again with other random numbers
   gives the same parameters (bitwise, same dtypes) and the same outputs; the optimiser state
@@ -193,6 +193,8 @@ def _perturbed(v, r):
     if isinstance(v, int):
         return int(v + r.integers(0, 3))
     if isinstance(v, float):
+        if v == 0:  # (AdamW's lambd: a weight decay that couple acts on)
+            return float(r.uniform(0, 0.01))
         return float(v ** r.uniform(0.8, 1.2)) if 0 < v < 1 else float(v * r.uniform(0.5, 2))
     if isinstance(v, tuple):
         return tuple(_perturbed(x, r) for x in v)
@@ -236,6 +238,9 @@ def random_state(rule, model, r):
         names = set().union(*(leaf.rule.names() for leaf in fl.optimise.interface._leaves(part)))
         if "eta" in names:
             fl.adjust(part, eta=float(r.uniform(1e-3, 0.1)))
+        flags = sorted(names & {"couple", "throw"})  # (bool hyperparameters, per part too)
+        if flags:
+            fl.adjust(part, **{flags[r.integers(len(flags))]: bool(r.integers(2))})
     for _ in range(int(r.integers(0, 3))):
         fl.freeze(parts[r.integers(len(parts))])
     return state

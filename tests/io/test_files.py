@@ -220,3 +220,23 @@ def test_a_saved_optimiser_state_keeps_its_frozen_flags(tmp_path):
     bad = {**old, "layers.0.weight.frozen": np.array(1.0)}
     with pytest.raises(fl.io.LoadError, match=r"layers.0.weight.frozen: expected dtype bool"):
         fl.loadmodel(fresh, bad)
+
+
+def test_bool_hyperparameters_adjusted_per_part_are_kept(tmp_path):
+    """A rule's bool hyperparameters (AdamW's couple, ClipNorm's throw) are static in a tree
+    like the frozen flag: set per part by fl.adjust, they were lost by fl.save and
+    checkpoints alike, and the part trained with the fresh rule's (found by
+    tests/io/fuzz_io.py). They are kept as 0-d bools beside the numbers."""
+    model = {"a": np.ones(3), "b": np.ones(3)}
+    rule = fl.OptimiserChain(fl.ClipNorm(), fl.AdamW(lambd=0.1))
+    state = fl.setup(rule, model)
+    fl.adjust(state["a"], couple=False)
+    assert fl.state(state)["a"]["rule"]["rules"]["1"]["couple"] == np.array(False)
+    fl.save(tmp_path / "s.st", state)
+    fresh = fl.loadmodel(fl.setup(rule, model), fl.load(tmp_path / "s.st"))
+    assert fresh["a"].rule == state["a"].rule and fresh["b"].rule == state["b"].rule
+    assert not fresh["a"].rule.rules[1].couple and rule.rules[1].couple  # (rule unchanged)
+    fl.save_checkpoint(tmp_path / "c.st", model, state)
+    info = fl.load_checkpoint(tmp_path / "c.st", model, fl.setup(rule, model))
+    assert not info.opt_state["a"].rule.rules[1].couple and info.opt_state["b"].rule == rule
+

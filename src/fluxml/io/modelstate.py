@@ -48,23 +48,26 @@ def state(model) -> dict[str, Any]:
 
 
 def _leaf_paths(tree) -> list[tuple[tuple[str, ...], Any]]:
-    """``[(keys, leaf)]`` with each key a string, in flatten's order; then each optimiser
-    Leaf's frozen flag (see :func:`_frozen_flags`)."""
+    """``[(keys, leaf)]`` with each key a string, in flatten's order; then the optimiser
+    Leafs' flags (see :func:`_flags`)."""
     leaves, spec = flatten(tree)
     paths: list = []
     _walk_spec(spec, (), paths)
     if len(paths) == 1 and paths[0] == ():
         raise TypeError("state: expected a model or a tree of arrays; got a single array "
                         "(save it inside a dict: {'x': array})")
-    flags = [(keys, np.asarray(leaf.frozen)) for keys, leaf in _frozen_flags(tree)]
+    flags = [(keys, np.asarray(_get(leaf, steps))) for keys, leaf, steps in _flags(tree)]
     return list(zip(paths, leaves)) + flags
 
 
-def _frozen_flags(tree) -> list[tuple[tuple[str, ...], Any]]:
-    """``[(keys of its flag, Leaf)]`` for each optimiser Leaf in ``tree``. A frozen flag is
-    a bool, static in a tree, but it is state: an optimiser state saved and loaded without it
-    would train the arrays that were frozen. It is kept as a 0-d bool array at
-    ``<leaf>.frozen``; a state saved before had none, and loads leaving the flags as they are."""
+def _flags(tree) -> list[tuple[tuple[str, ...], Any, tuple[str, ...]]]:
+    """``[(keys of the flag, Leaf, steps from the Leaf to it)]`` for the bools of each
+    optimiser Leaf in ``tree``: its frozen flag and its rule's bool hyperparameters (AdamW's
+    couple, RMSProp's centred: ``fl.adjust`` may set them per part). Bools are static in a
+    tree, but these are state: saved and loaded without them, an optimiser state would train
+    frozen arrays, or with another rule. Each is kept as a 0-d bool array (``<leaf>.frozen``,
+    ``<leaf>.rule.couple``); a state saved before had none, and loads leaving them as they
+    are."""
     import sys
 
     interface = sys.modules.get("fluxml.optimise.interface")
@@ -73,8 +76,40 @@ def _frozen_flags(tree) -> list[tuple[tuple[str, ...], Any]]:
     leaves, spec = flatten(tree, is_leaf=lambda x: isinstance(x, interface.Leaf))
     paths: list = []
     _walk_spec(spec, (), paths)
-    return [(keys + ("frozen",), x) for keys, x in zip(paths, leaves)
-            if isinstance(x, interface.Leaf)]
+    out: list = []
+    for keys, x in zip(paths, leaves):
+        if isinstance(x, interface.Leaf):
+            out.append((keys + ("frozen",), x, ("frozen",)))
+            _rule_flags(x.rule, ("rule",), keys, x, out)
+    return out
+
+
+def _rule_flags(node, steps, keys, leaf, out):
+    """The bool fields of a rule (and of the rules it holds, as an OptimiserChain)."""
+    children = list(enumerate(node)) if isinstance(node, (tuple, list)) else \
+        None if is_leaf(node) or isinstance(node, bool) or node is None else _fields(node)
+    for name, v in children or ():
+        here = steps + (str(name),)
+        if isinstance(v, bool):
+            if not isinstance(node, (tuple, list)):  # (a bool in a tuple cannot be set)
+                out.append((keys + here, leaf, here))
+        else:
+            _rule_flags(v, here, keys, leaf, out)
+
+
+def _get(leaf, steps):
+    x = leaf
+    for step in steps:
+        x = x[int(step)] if isinstance(x, (tuple, list)) else getattr(x, step)
+    return x
+
+
+def _set(leaf, steps, value) -> None:
+    owner = _get(leaf, steps[:-1])
+    try:
+        setattr(owner, steps[-1], value)
+    except AttributeError:  # a frozen dataclass
+        object.__setattr__(owner, steps[-1], value)
 
 
 def _walk_spec(spec, prefix, out):
@@ -117,7 +152,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
     """The model's leaves by path, after checking that ``given`` (a flat dict) fits them:
     the same paths, and for each the same shape and dtype. Raises ``LoadError`` naming the
     first mismatch."""
-    flags = {".".join(keys): np.asarray(leaf.frozen) for keys, leaf in _frozen_flags(model)}
+    flags = {".".join(keys): np.asarray(_get(leaf, steps)) for keys, leaf, steps
+             in _flags(model)}
     target = leaves_with_paths(model) + [(p, x) for p, x in flags.items() if p in given]
     names = {p for p, _ in target} | set(flags)
     into, hint = "the model", ""
@@ -204,13 +240,13 @@ def write_into(model, flat: dict[str, Any]):
     leaves = _optimiser_leaves(model)
     for leaf in leaves:  # each its own rule to write its hyperparameters into (see below)
         leaf.rule = _own_copy(leaf.rule)
-    flags = _frozen_flags(model)
+    flags = _flags(model)
     model = _assign(model, "", flat)
-    _share_equal_rules(leaves)
-    for keys, leaf in flags:
+    for keys, leaf, steps in flags:  # (found from the Leaf: its rule is now a copy)
         name = ".".join(keys)
         if name in flat:  # (a state saved before the flags were kept has none)
-            leaf.frozen = bool(flat[name])
+            _set(leaf, steps, bool(flat[name]))
+    _share_equal_rules(leaves)
     return model
 
 
