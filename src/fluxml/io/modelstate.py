@@ -161,6 +161,7 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         into = "the given optimiser state"
         hint = ("; set it up with the rule the checkpoint was saved with, "
                 "fl.setup(rule, model)")
+    tied: dict = {}  # id of an array -> its first path
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
@@ -179,6 +180,12 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         if isinstance(x, np.ndarray) and not x.flags.writeable:
             raise LoadError(f"{what}: {path}: the model's array is read-only, so it cannot "
                             f"be loaded in place")
+        first = tied.setdefault(id(x), path) if isinstance(x, np.ndarray) else path
+        if first != path and np.ascontiguousarray(v).tobytes() != \
+                np.ascontiguousarray(given[first]).tobytes():  # (else the last would win)
+            raise LoadError(f"{what}: {path} and {first} are one array in the model (tied), "
+                            f"but the state gives them different values; load a state saved "
+                            f"from a model with the same ties, or untie them first")
     extra = [p for p in given if p not in names]
     if extra:
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
