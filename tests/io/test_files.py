@@ -240,3 +240,11 @@ def test_bool_hyperparameters_adjusted_per_part_are_kept(tmp_path):
     info = fl.load_checkpoint(tmp_path / "c.st", model, fl.setup(rule, model))
     assert not info.opt_state["a"].rule.rules[1].couple and info.opt_state["b"].rule == rule
 
+
+def test_a_name_inside_another_tensor_read_after_it_is_refused(tmp_path):
+    """A file without fluxml's key paths (another program's) holding "a.b" and then "a":
+    "a" replaced the dict holding "b", which was lost silently; "a" first was refused."""
+    for order in (["a.b", "a"], ["a", "a.b"]):
+        st_format.write(tmp_path / "x.st", {k: np.ones(1, np.float32) for k in order})
+        with pytest.raises(FileFormatError, match=r"names do not form a tree"):
+            fl.load(tmp_path / "x.st")

@@ -64,6 +64,10 @@ def _nest(tensors: dict, keys: dict | None) -> dict:
             if not isinstance(node, dict):
                 raise safetensors.FileFormatError(f"load: {name} lies inside another tensor's "
                                                   f"name; the names do not form a tree")
+        if parts[-1] in node:  # (written over, the first would be lost)
+            raise safetensors.FileFormatError(f"load: {name} repeats another tensor's name "
+                                              f"or holds others inside it; the names do not "
+                                              f"form a tree")
         node[parts[-1]] = x
     return out
 
