@@ -3,7 +3,8 @@ flipped, with its header JSON edited, or with the tensors of a wrong state, load
 fresh model. Each must raise a clear error (``FileFormatError`` or ``LoadError``, naming the
 file or the entry) and leave the model, the optimiser state, the generators and the file as
 they were; a load that succeeds must give back exactly what was saved (a damage that went
-unseen is a silent wrong result).
+unseen is a silent wrong result). And a writer killed while it saves over a file (a crash
+mid-write) leaves the file whole: the old version or the new.
 
 The suite runs a few hundred cases (tests/io/test_fuzz_io.py); by hand:
 
@@ -214,13 +215,59 @@ def run_case(seed: int, folder: str) -> str:
     return "loaded the same"
 
 
+WRITER = """
+import sys, numpy as np, fluxml as fl
+path, n = sys.argv[1], int(sys.argv[2])
+print("ready", flush=True)
+while True:
+    for value in (1.0, 2.0):
+        fl.save(path, {"w": np.full(n, value, np.float32)})
+"""
+
+
+def crash_case(seed: int, folder: str) -> str:
+    """A process saving over a file again and again, killed at a random moment (a crash
+    mid-write): the file is whole, the old version or the new, and loads."""
+    import signal
+    import subprocess
+    import time
+
+    r = np.random.default_rng([seed, 8])
+    path = os.path.join(folder, "crash.safetensors")
+    n = int(r.integers(1, 4_000_000))
+    fl.save(path, {"w": np.zeros(n, np.float32)})
+    src = os.path.join(os.path.dirname(fl.__file__), os.pardir)
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(src)}
+    with subprocess.Popen([sys.executable, "-c", WRITER, path, str(n)], env=env,
+                          stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(float(r.uniform(0, 0.3)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    w = fl.load(path)["w"]
+    assert w.shape == (n,) and len(set(np.unique(w).tolist())) == 1, \
+        f"seed {seed}: a file saved over when the writer was killed holds {np.unique(w)}"
+    for name in os.listdir(folder):  # the killed writer's temporary file, if any
+        if name.startswith(".crash.safetensors.") and name.endswith(".tmp"):
+            os.unlink(os.path.join(folder, name))
+    return f"whole, holding {float(w[0])}"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=600)
     p.add_argument("--start", type=int, default=0)
+    p.add_argument("--crashes", type=int, default=10, help="writers killed mid-write")
     args = p.parse_args(argv)
     failures, outcomes = 0, {}
     with tempfile.TemporaryDirectory() as folder:
+        for seed in range(args.start, args.start + args.crashes):
+            try:
+                key = ("crash mid-write", crash_case(seed, folder))
+                outcomes[key] = outcomes.get(key, 0) + 1
+            except AssertionError as err:
+                failures += 1
+                print(str(err)[:500])
         for seed in range(args.start, args.start + args.cases):
             try:
                 what = run_case(seed, folder)
@@ -231,7 +278,7 @@ def main(argv=None):
                 print(str(err)[:500])
     for key, n in sorted(outcomes.items()):
         print(f"{n:6d}  {key[0]}: {key[1]}")
-    print(f"{args.cases - failures} passed, {failures} failed")
+    print(f"{args.cases + args.crashes - failures} passed, {failures} failed")
     return 1 if failures else 0
 
 

@@ -22,3 +22,8 @@ def test_random_models_and_optimiser_states_round_trip(tmp_path, seed):
 def test_damaged_checkpoints_are_refused_and_change_nothing(tmp_path, start):
     outcomes = {fuzz_corrupt.run_case(seed, str(tmp_path)) for seed in range(start, start + 60)}
     assert outcomes >= {"refused: FileFormatError", "refused: LoadError"}
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_writer_killed_mid_write_leaves_a_whole_file(tmp_path, seed):
+    assert fuzz_corrupt.crash_case(seed, str(tmp_path)).startswith("whole")
