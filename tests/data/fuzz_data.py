@@ -330,7 +330,28 @@ def idx_case(seed: int, folder: str) -> None:
                              f"was read")
 
 
+def collate_case(seed: int) -> None:
+    """default_collate of observations that may differ in their number of parts."""
+    r = np.random.default_rng([seed, 9])
+    first = _observation(r)
+    obs = [first] + [_like(r, first) for _ in range(int(r.integers(0, 4)))]
+    if isinstance(first, tuple) and r.integers(2):  # one observation with a part more or less
+        i = int(r.integers(len(obs)))
+        obs[i] = \
+            tuple(obs[i])[:-1] if r.integers(2) else tuple(obs[i]) + (1.0,)
+    lengths = {len(o) if isinstance(o, tuple) else None for o in obs}
+    if len(lengths) > 1:
+        try:
+            fl.data.default_collate(obs)
+        except ValueError as err:
+            assert "different lengths" in str(err), f"seed {seed}: unclear {err}"
+            return
+        raise AssertionError(f"seed {seed}: observations of lengths {lengths} were collated")
+    same(fl.data.default_collate(obs), ref_stack(obs), f"seed {seed}: default_collate")
+
+
 def run_case(seed: int, folder: str) -> None:
+    collate_case(seed)
     loader_case(seed)
     split_case(seed)
     onehot_case(seed)
