@@ -11,7 +11,8 @@ adjusted per part, bool ones too, frozen parts), trains it a few steps, then che
   gives the same parameters (bitwise, same dtypes) and the same outputs; the optimiser state
   likewise, hyperparameters and frozen flags included;
 - ``save_checkpoint``/``load_checkpoint``: training continued after the load matches the
-  uninterrupted run exactly, the data loader's shuffling included;
+  uninterrupted run exactly, the data loader's shuffling included (by a generator of any
+  kind NumPy has);
 - with ``--peers``: the files are read by the ``safetensors`` package (NumPy and PyTorch).
 
 The suite runs a few seeds (tests/io/test_fuzz_io.py); by hand, with the peers:
@@ -309,13 +310,16 @@ def run_case(seed: int, folder: str, peers: bool = False) -> None:
 
     # a checkpoint: the run continued after loading matches the uninterrupted run
     cpath = os.path.join(folder, "c.safetensors")
-    loader = fl.DataLoader(np.arange(10), batchsize=3, shuffle=True, rng=seed)
+    kind = [np.random.PCG64, np.random.MT19937, np.random.Philox, np.random.SFC64][seed % 4]
+    loader = fl.DataLoader(np.arange(10), batchsize=3, shuffle=True,
+                           rng=np.random.Generator(kind(seed)))
     fl.save_checkpoint(cpath, model, state, step=5, rngs={"data": loader.rng})
     steps = int(r.integers(1, 4))
     order = [b.tolist() for b in loader]
     state, model = train(model, state, x, xs, steps, np.random.default_rng(8))
     model2 = build(seed, 3)
-    loader2 = fl.DataLoader(np.arange(10), batchsize=3, shuffle=True, rng=seed + 1)
+    loader2 = fl.DataLoader(np.arange(10), batchsize=3, shuffle=True,
+                            rng=np.random.Generator(kind(seed + 1)))
     info = fl.load_checkpoint(cpath, model2, fl.setup(rule, model2), rngs={"data": loader2.rng})
     assert info.step == 5
     assert [b.tolist() for b in loader2] == order, f"seed {seed}: the loader's order"

@@ -217,3 +217,27 @@ def test_damaged_key_paths_are_named(tmp_path, keys):
     with pytest.raises(FileFormatError, match=r"the metadata fluxml.keys is (damaged|not "
                                               r"valid JSON)"):
         fl.load(tmp_path / "bad.st")
+
+
+@pytest.mark.parametrize("kind", [np.random.MT19937, np.random.Philox, np.random.SFC64,
+                                  np.random.PCG64DXSM])
+def test_generators_of_every_kind_resume(tmp_path, kind):
+    """MT19937's, Philox's and SFC64's states hold arrays: save_checkpoint failed with
+    json's "Object of type ndarray is not JSON serializable". They are saved as lists."""
+    gen = np.random.Generator(kind(5))
+    gen.random(7)
+    fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, rngs={"data": gen})
+    expected = gen.random(4)
+    fl.load_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, rngs={"data": gen})
+    assert np.array_equal(gen.random(4), expected)
+
+
+def test_extra_that_json_cannot_hold_is_refused_by_name(tmp_path):
+    """extra with a NumPy float32 (a loss) failed with json's bare TypeError; a list was
+    saved, and then load_checkpoint called the file damaged."""
+    with pytest.raises(TypeError, match=r"save_checkpoint: extra must hold only what JSON "
+                                        r"holds .*float32 is not JSON serializable"):
+        fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, extra={"loss": np.float32(1)})
+    with pytest.raises(TypeError, match=r"save_checkpoint: extra must be a dict; got list"):
+        fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, extra=[1, 2])
+    assert not (tmp_path / "c.st").exists()

@@ -127,7 +127,15 @@ def _rng_states(rngs: dict | None) -> dict:
             raise TypeError(f"checkpoint: rngs[{name!r}] must be a numpy.random.Generator "
                             f"(e.g. loader.rng); got {type(gen).__name__}")
         states[name] = gen.bit_generator.state
-    return states
+    return {name: _as_lists(state) for name, state in states.items()}
+
+
+def _as_lists(state):
+    """A generator's state with its arrays as lists (MT19937's, Philox's and SFC64's hold
+    arrays, which JSON cannot; their ``state`` setters take lists)."""
+    if isinstance(state, dict):
+        return {k: _as_lists(v) for k, v in state.items()}
+    return state.tolist() if isinstance(state, np.ndarray) else state
 
 
 def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | None = None,
@@ -151,9 +159,20 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     tensors, keys = _tensors(tree)
     meta = {"format": "np", KEYS: json.dumps(keys), "fluxml.step": str(int(step)),
             "fluxml.rngs": json.dumps(_rng_states(rngs)),
-            "fluxml.extra": json.dumps(extra or {}),
+            "fluxml.extra": _extra_json(extra),
             "fluxml.frozen": json.dumps(_frozen(opt_state))}
     safetensors.write(path, tensors, meta)
+
+
+def _extra_json(extra) -> str:
+    if not isinstance(extra, (dict, type(None))):
+        raise TypeError(f"save_checkpoint: extra must be a dict; got {type(extra).__name__}")
+    try:
+        return json.dumps(extra or {})
+    except (TypeError, ValueError) as err:  # (ValueError: a circular reference)
+        raise TypeError(f"save_checkpoint: extra must hold only what JSON holds (numbers, "
+                        f"strings, lists, dicts); {err}: convert NumPy values first, "
+                        f"float(x) or x.tolist()") from None
 
 
 def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) -> Checkpoint:
