@@ -248,3 +248,13 @@ def test_a_name_inside_another_tensor_read_after_it_is_refused(tmp_path):
         st_format.write(tmp_path / "x.st", {k: np.ones(1, np.float32) for k in order})
         with pytest.raises(FileFormatError, match=r"names do not form a tree"):
             fl.load(tmp_path / "x.st")
+
+
+def test_metadata_under_fluxmls_own_keys_is_refused(tmp_path):
+    """metadata={"fluxml.keys": ...} was written over the key paths: fl.save wrote a file
+    that fl.load then nested otherwise ({"a.b": x} came back as {"a": {"b": x}}) or refused."""
+    with pytest.raises(ValueError, match=r"save: the metadata key 'fluxml.keys' is fluxml's"):
+        fl.save(tmp_path / "m.st", {"a.b": np.ones(2)}, metadata={"fluxml.keys": "{}"})
+    assert not (tmp_path / "m.st").exists()
+    fl.save(tmp_path / "m.st", {"a.b": np.ones(2)}, metadata={"author": "me"})
+    assert list(fl.load(tmp_path / "m.st")) == ["a.b"]

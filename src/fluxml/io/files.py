@@ -48,6 +48,10 @@ def save(path, model_or_state, metadata: dict[str, str] | None = None) -> None:
     >>> np.array_equal(same.layers[1].weight, model.layers[1].weight)
     True
     """
+    ours = [k for k in (metadata or {}) if isinstance(k, str) and k.startswith("fluxml.")]
+    if ours:  # (fluxml.keys given was written over the key paths: a file fl.load misreads)
+        raise ValueError(f"save: the metadata key {ours[0]!r} is fluxml's own (every key "
+                         f"beginning with 'fluxml.' is); name yours otherwise")
     tensors, keys = _tensors(model_or_state)
     meta = {"format": "np", KEYS: json.dumps(keys), **(metadata or {})}
     safetensors.write(path, tensors, meta)
