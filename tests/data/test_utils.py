@@ -51,6 +51,16 @@ def test_splitobs_and_shuffleobs():
         fl.splitobs(x, at=(0.6, 0.5))
 
 
+def test_a_default_not_among_the_labels_is_named():
+    """list.index's "7 is not in list" was the error."""
+    with pytest.raises(ValueError, match=r"onehotbatch: default 7 is not among the labels "
+                                         r"\[0, 1, 2\]"):
+        fl.onehotbatch([5], 3, default=7)
+    with pytest.raises(ValueError, match=r"default 'q' is not among"):
+        fl.onehot("z", "abc", default="q")
+    assert fl.onehotbatch([5, 1], 3, default=2).tolist() == [[0, 0, 1], [0, 1, 0]]
+
+
 def test_splitobs_of_a_dataset_with_an_empty_part_is_named():
     """A part of no observations of a dataset read one at a time (a list, an object with
     __getitem__) failed inside default_collate: "no observations to collate" (found by

@@ -62,6 +62,9 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
            [1, 0]])
     """
     labels = _labels(labels)
+    if default is not None and default not in labels:  # (list.index failed: "not in list")
+        raise ValueError(f"onehotbatch: default {default!r} is not among the labels {labels}; "
+                         f"it names the label that unknown values get")
     xs_arr = np.asarray(xs)
     if xs_arr.ndim != 1:
         raise ValueError(f"onehotbatch: expected a sequence of values (1-d); got shape "
