@@ -114,3 +114,15 @@ def test_sharded_loaders_split_the_global_batches_of_one_loader(nobs, batch, nra
 def test_a_bad_shard_is_refused(bad):
     with pytest.raises(ValueError, match=r"shard must be True, False or \(rank, nranks\)"):
         fl.DataLoader(np.arange(4), shard=bad)
+
+
+def test_observations_of_different_lengths_are_refused():
+    """A dataset whose observations are tuples (or lists) of different lengths: the parts a
+    longer one had beyond the first's were dropped silently (a shorter one later failed with
+    an IndexError); PyTorch's default_collate refuses them too."""
+    for obs in ([(1, 2), (3, 4, 5)], [(1, 2, 9), (3, 4)], [[1, 2], [3, 4, 5]]):
+        with pytest.raises(ValueError, match=r"default_collate: the observations are \w+s "
+                                             r"of different lengths \[2, 3\]"):
+            fl.data.default_collate(obs)
+    a, b = fl.data.default_collate([(1, 2), (3, 4)])
+    assert a.tolist() == [1, 3] and b.tolist() == [2, 4]

@@ -51,6 +51,29 @@ def test_splitobs_and_shuffleobs():
         fl.splitobs(x, at=(0.6, 0.5))
 
 
+def test_a_default_not_among_the_labels_is_named():
+    """list.index's "7 is not in list" was the error."""
+    with pytest.raises(ValueError, match=r"onehotbatch: default 7 is not among the labels "
+                                         r"\[0, 1, 2\]"):
+        fl.onehotbatch([5], 3, default=7)
+    with pytest.raises(ValueError, match=r"default 'q' is not among"):
+        fl.onehot("z", "abc", default="q")
+    assert fl.onehotbatch([5, 1], 3, default=2).tolist() == [[0, 0, 1], [0, 1, 0]]
+
+
+def test_splitobs_of_a_dataset_with_an_empty_part_is_named():
+    """A part of no observations of a dataset read one at a time (a list, an object with
+    __getitem__) failed inside default_collate: "no observations to collate" (found by
+    tests/data/fuzz_data.py). Arrays give empty parts as before."""
+    with pytest.raises(ValueError, match=r"splitobs: part 0 of 3 observations split at 0.1 "
+                                         r"would hold none"):
+        fl.splitobs((np.arange(3), [np.zeros(2)] * 3), at=0.1)
+    empty, rest = fl.splitobs(np.arange(3), at=0.1)
+    assert empty.shape == (0,) and rest.tolist() == [0, 1, 2]
+    (xa, la), (xb, lb) = fl.splitobs((np.arange(4), [np.ones(2)] * 4), at=0.5)
+    assert la.shape == (2, 2) and xb.tolist() == [2, 3]
+
+
 def test_normalise_and_standardiser():
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, (50, 4)).astype(np.float32)

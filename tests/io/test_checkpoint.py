@@ -1,6 +1,8 @@
 """Checkpoints: model, optimiser state, generators and step; resuming reproduces the
 uninterrupted run exactly; a checkpoint that does not fit changes nothing."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,101 @@ def test_hyperparameters_adjusted_for_part_of_the_state_load_per_leaf(tmp_path):
         rules = [loaded.layers[i].weight.rule for i in (0, 1)]
         assert [r.eta for r in rules] == [0.01, 0.5] and rule.eta == 0.01
         assert loaded.layers[0].bias.rule is rules[0]  # equal rules shared again
+
+
+@pytest.mark.parametrize("damage", [{"inc": -1}, {"state": None}, {"inc": 2**200}])
+def test_a_damaged_generator_state_is_refused_before_anything_is_written(tmp_path, damage):
+    """A generator's state that NumPy refuses (found by tests/io/fuzz_corrupt.py) raised
+    NumPy's TypeError or OverflowError after the model and optimiser state had been filled
+    in; it is tried on a scratch generator first."""
+    from fluxml.io import FileFormatError, safetensors
+
+    model = _model()
+    fl.save_checkpoint(tmp_path / "good.st", model, fl.setup(fl.Adam(), model), step=3)
+    tensors, meta = safetensors.read(tmp_path / "good.st")
+    rngs = json.loads(meta["fluxml.rngs"])
+    rngs["fluxml.init"]["state"].update(damage)
+    meta["fluxml.rngs"] = json.dumps(rngs)
+    safetensors.write(tmp_path / "bad.st", tensors, meta)
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    before = [x.copy() for x in fl.leaves(other)]
+    generator = fl.init.default_rng().bit_generator.state
+    with pytest.raises(FileFormatError, match=r"bad.st: the saved state of the generator "
+                                              r"'fluxml.init' is damaged"):
+        fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
+    assert fl.init.default_rng().bit_generator.state == generator
+
+
+def _edited(raw: bytes, edit) -> bytes:
+    """The file with its header JSON parsed, edited in place by ``edit`` and written back."""
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + raw[8 + n:]
+
+
+def test_a_damaged_header_is_found_not_loaded(tmp_path):
+    """The digest covered the tensor data only: a checkpoint whose step, generator state or
+    extra was damaged (a flipped bit in a digit) loaded the wrong value silently (found by
+    tests/io/fuzz_corrupt.py: 7 came back as 57). The header has a digest of its own."""
+    from fluxml.io import FileFormatError
+
+    model = _model()
+    fl.save_checkpoint(tmp_path / "good.st", model, fl.setup(fl.Adam(), model), step=7)
+    raw = (tmp_path / "good.st").read_bytes()
+    i = raw.index(b'"fluxml.step":"7"') + len(b'"fluxml.step":"')
+    (tmp_path / "bad.st").write_bytes(raw[:i] + bytes([raw[i] ^ 2]) + raw[i + 1:])  # 7 -> 5
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1))
+    with pytest.raises(FileFormatError, match=r"bad.st is not a valid safetensors file: its "
+                                              r"header does not match the SHA-256 digest"):
+        fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
+    # a renamed tensor too (the tensor digest covers the bytes, not their names)
+    renamed = _edited(raw, lambda h: h.__setitem__("model.layers.0.bias.x",
+                                                   h.pop("model.layers.0.bias")))
+    (tmp_path / "bad.st").write_bytes(renamed)
+    with pytest.raises(FileFormatError, match="header does not match"):
+        fl.load(tmp_path / "bad.st")
+    # files written before the header digest (and by other programs) are read as before
+    old = _edited(raw, lambda h: h["__metadata__"].pop("fluxml.header_sha256"))
+    (tmp_path / "old.st").write_bytes(old)
+    assert fl.load_checkpoint(tmp_path / "old.st", other, fl.setup(fl.Adam(), other)).step == 7
+
+
+@pytest.mark.parametrize("keys", ["[99]", '{"model.layers.0.weight": "ab"}', "{}x"])
+def test_damaged_key_paths_are_named(tmp_path, keys):
+    """fluxml.keys of another shape than {name: [keys]} failed with an AttributeError (a
+    list), or nested a string's letters as keys (found by tests/io/fuzz_corrupt.py)."""
+    from fluxml.io import FileFormatError, safetensors
+
+    fl.save(tmp_path / "m.st", _model())
+    tensors, meta = safetensors.read(tmp_path / "m.st")
+    safetensors.write(tmp_path / "bad.st", tensors, {**meta, "fluxml.keys": keys})
+    with pytest.raises(FileFormatError, match=r"the metadata fluxml.keys is (damaged|not "
+                                              r"valid JSON)"):
+        fl.load(tmp_path / "bad.st")
+
+
+@pytest.mark.parametrize("kind", [np.random.MT19937, np.random.Philox, np.random.SFC64,
+                                  np.random.PCG64DXSM])
+def test_generators_of_every_kind_resume(tmp_path, kind):
+    """MT19937's, Philox's and SFC64's states hold arrays: save_checkpoint failed with
+    json's "Object of type ndarray is not JSON serializable". They are saved as lists."""
+    gen = np.random.Generator(kind(5))
+    gen.random(7)
+    fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, rngs={"data": gen})
+    expected = gen.random(4)
+    fl.load_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, rngs={"data": gen})
+    assert np.array_equal(gen.random(4), expected)
+
+
+def test_extra_that_json_cannot_hold_is_refused_by_name(tmp_path):
+    """extra with a NumPy float32 (a loss) failed with json's bare TypeError; a list was
+    saved, and then load_checkpoint called the file damaged."""
+    with pytest.raises(TypeError, match=r"save_checkpoint: extra must hold only what JSON "
+                                        r"holds .*float32 is not JSON serializable"):
+        fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, extra={"loss": np.float32(1)})
+    with pytest.raises(TypeError, match=r"save_checkpoint: extra must be a dict; got list"):
+        fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, extra=[1, 2])
+    assert not (tmp_path / "c.st").exists()

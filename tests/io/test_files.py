@@ -195,3 +195,66 @@ def test_checkpoint_keeps_frozen_leaves_frozen(tmp_path):
     info = fl.load_checkpoint(path, model, fresh)
     assert info.opt_state.layers[0].weight.frozen and info.opt_state.layers[0].bias.frozen
     assert not info.opt_state.layers[1].weight.frozen
+
+
+def test_a_saved_optimiser_state_keeps_its_frozen_flags(tmp_path):
+    """fl.save of an optimiser state (not a checkpoint) kept no frozen flags: loaded into a
+    fresh fl.setup, the frozen layer was trained again, silently. Each Leaf's flag is state,
+    a 0-d bool at <leaf>.frozen; a state saved without flags loads leaving them as they are."""
+    model = fl.Chain(fl.Dense(2, 2), fl.Dense(2, 1))
+    state = fl.setup(fl.Adam(), model)
+    fl.freeze(state.layers[0])
+    assert fl.state(state)["layers"]["0"]["weight"]["frozen"] == np.array(True)
+    fl.save(tmp_path / "s.safetensors", state)
+    fresh = fl.loadmodel(fl.setup(fl.Adam(), model), fl.load(tmp_path / "s.safetensors"))
+    assert fresh.layers[0].weight.frozen and fresh.layers[0].bias.frozen
+    assert not fresh.layers[1].weight.frozen
+    # loading thaws as well as freezes: the flags are the saved ones
+    fl.loadmodel(state, fl.state(fl.setup(fl.Adam(), model)))
+    assert not state.layers[0].weight.frozen
+    # a state saved before the flags were kept (none in it) leaves them as they are
+    old = {k: v for k, v in fl.io.modelstate.flat_state(fresh).items()
+           if not k.endswith(".frozen")}
+    assert fl.loadmodel(fresh, old).layers[0].weight.frozen
+    # a flag of the wrong kind is named
+    bad = {**old, "layers.0.weight.frozen": np.array(1.0)}
+    with pytest.raises(fl.io.LoadError, match=r"layers.0.weight.frozen: expected dtype bool"):
+        fl.loadmodel(fresh, bad)
+
+
+def test_bool_hyperparameters_adjusted_per_part_are_kept(tmp_path):
+    """A rule's bool hyperparameters (AdamW's couple, ClipNorm's throw) are static in a tree
+    like the frozen flag: set per part by fl.adjust, they were lost by fl.save and
+    checkpoints alike, and the part trained with the fresh rule's (found by
+    tests/io/fuzz_io.py). They are kept as 0-d bools beside the numbers."""
+    model = {"a": np.ones(3), "b": np.ones(3)}
+    rule = fl.OptimiserChain(fl.ClipNorm(), fl.AdamW(lambd=0.1))
+    state = fl.setup(rule, model)
+    fl.adjust(state["a"], couple=False)
+    assert fl.state(state)["a"]["rule"]["rules"]["1"]["couple"] == np.array(False)
+    fl.save(tmp_path / "s.st", state)
+    fresh = fl.loadmodel(fl.setup(rule, model), fl.load(tmp_path / "s.st"))
+    assert fresh["a"].rule == state["a"].rule and fresh["b"].rule == state["b"].rule
+    assert not fresh["a"].rule.rules[1].couple and rule.rules[1].couple  # (rule unchanged)
+    fl.save_checkpoint(tmp_path / "c.st", model, state)
+    info = fl.load_checkpoint(tmp_path / "c.st", model, fl.setup(rule, model))
+    assert not info.opt_state["a"].rule.rules[1].couple and info.opt_state["b"].rule == rule
+
+
+def test_a_name_inside_another_tensor_read_after_it_is_refused(tmp_path):
+    """A file without fluxml's key paths (another program's) holding "a.b" and then "a":
+    "a" replaced the dict holding "b", which was lost silently; "a" first was refused."""
+    for order in (["a.b", "a"], ["a", "a.b"]):
+        st_format.write(tmp_path / "x.st", {k: np.ones(1, np.float32) for k in order})
+        with pytest.raises(FileFormatError, match=r"names do not form a tree"):
+            fl.load(tmp_path / "x.st")
+
+
+def test_metadata_under_fluxmls_own_keys_is_refused(tmp_path):
+    """metadata={"fluxml.keys": ...} was written over the key paths: fl.save wrote a file
+    that fl.load then nested otherwise ({"a.b": x} came back as {"a": {"b": x}}) or refused."""
+    with pytest.raises(ValueError, match=r"save: the metadata key 'fluxml.keys' is fluxml's"):
+        fl.save(tmp_path / "m.st", {"a.b": np.ones(2)}, metadata={"fluxml.keys": "{}"})
+    assert not (tmp_path / "m.st").exists()
+    fl.save(tmp_path / "m.st", {"a.b": np.ones(2)}, metadata={"author": "me"})
+    assert list(fl.load(tmp_path / "m.st")) == ["a.b"]

@@ -123,3 +123,19 @@ def test_loadmodel_bad_arguments():
     d["w"].flags.writeable = False
     with pytest.raises(LoadError, match="w: the model's array is read-only"):
         fl.loadmodel(d, {"w": np.ones(2)})
+
+
+def test_tied_arrays_given_different_values_are_refused():
+    """Two paths of one array (tied weights) given different values: the last was written
+    over the first, silently (found reviewing loadmodel for tests/io/fuzz_io.py). Equal
+    values load."""
+    w = np.ones((2, 2))
+    model = {"enc": w, "dec": w, "b": np.zeros(2)}
+    with pytest.raises(LoadError, match=r"loadmodel: dec and enc are one array in the model "
+                                        r"\(tied\), but the state gives them different values"):
+        fl.loadmodel(model, {"enc": np.zeros((2, 2)), "dec": np.full((2, 2), 5.0),
+                             "b": np.ones(2)})
+    assert np.all(w == 1) and np.all(model["b"] == 0)  # nothing written
+    fl.loadmodel(model, {"enc": np.full((2, 2), 3.0), "dec": np.full((2, 2), 3.0),
+                         "b": np.ones(2)})
+    assert model["enc"] is model["dec"] and np.all(w == 3)

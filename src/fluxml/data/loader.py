@@ -92,6 +92,12 @@ def default_collate(observations: list):
     if not observations:
         raise ValueError("default_collate: no observations to collate")
     first = observations[0]
+    if isinstance(first, (tuple, list)):  # (a longer one's extra parts were dropped)
+        sizes = sorted({len(o) for o in observations})
+        if len(sizes) > 1:
+            raise ValueError(f"default_collate: the observations are {type(first).__name__}s "
+                             f"of different lengths {sizes}; every one must have the same "
+                             f"parts (or pass collate= to batch them another way)")
     if isinstance(first, tuple):
         parts = [default_collate([o[i] for o in observations]) for i in range(len(first))]
         return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)

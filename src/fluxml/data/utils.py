@@ -62,6 +62,9 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
            [1, 0]])
     """
     labels = _labels(labels)
+    if default is not None and default not in labels:  # (list.index failed: "not in list")
+        raise ValueError(f"onehotbatch: default {default!r} is not among the labels {labels}; "
+                         f"it names the label that unknown values get")
     xs_arr = np.asarray(xs)
     if xs_arr.ndim != 1:
         raise ValueError(f"onehotbatch: expected a sequence of values (1-d); got shape "
@@ -149,7 +152,21 @@ def splitobs(data, at: float | Sequence[float] = 0.8, shuffle: bool = False, rng
     if shuffle:
         data = shuffleobs(data, rng)
     cuts = [0] + [int(round(n * c)) for c in np.cumsum(fractions)] + [n]
+    empty = [k for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])) if a == b]
+    if empty and _read_one_at_a_time(data):  # (default_collate failed on no observations)
+        raise ValueError(f"splitobs: part {empty[0]} of {n} observations split at {at!r} "
+                         f"would hold none, and a dataset read one observation at a time "
+                         f"cannot give an empty batch; split more observations or change at")
     return tuple(getobs(data, slice(a, b)) for a, b in zip(cuts[:-1], cuts[1:]))
+
+
+def _read_one_at_a_time(data) -> bool:
+    """Whether ``data`` holds a dataset that is not an array (its batches are collated)."""
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        return False
+    if isinstance(data, (tuple, dict)):
+        return any(map(_read_one_at_a_time, data.values() if isinstance(data, dict) else data))
+    return True
 
 
 def normalise(x, axis=0, eps: float = 1e-5):

@@ -48,6 +48,10 @@ def save(path, model_or_state, metadata: dict[str, str] | None = None) -> None:
     >>> np.array_equal(same.layers[1].weight, model.layers[1].weight)
     True
     """
+    ours = [k for k in (metadata or {}) if isinstance(k, str) and k.startswith("fluxml.")]
+    if ours:  # (fluxml.keys given was written over the key paths: a file fl.load misreads)
+        raise ValueError(f"save: the metadata key {ours[0]!r} is fluxml's own (every key "
+                         f"beginning with 'fluxml.' is); name yours otherwise")
     tensors, keys = _tensors(model_or_state)
     meta = {"format": "np", KEYS: json.dumps(keys), **(metadata or {})}
     safetensors.write(path, tensors, meta)
@@ -64,6 +68,10 @@ def _nest(tensors: dict, keys: dict | None) -> dict:
             if not isinstance(node, dict):
                 raise safetensors.FileFormatError(f"load: {name} lies inside another tensor's "
                                                   f"name; the names do not form a tree")
+        if parts[-1] in node:  # (written over, the first would be lost)
+            raise safetensors.FileFormatError(f"load: {name} repeats another tensor's name "
+                                              f"or holds others inside it; the names do not "
+                                              f"form a tree")
         node[parts[-1]] = x
     return out
 
@@ -76,6 +84,12 @@ def _keys(meta: dict, where) -> dict | None:
     except json.JSONDecodeError as err:
         raise safetensors.FileFormatError(f"load: {where}: the metadata {KEYS} is not valid "
                                           f"JSON ({err})") from None
+    if not isinstance(keys, dict) or not all(
+            isinstance(p, list) and p and all(isinstance(k, str) for k in p)
+            for p in keys.values()):  # (a string would be nested letter by letter)
+        raise safetensors.FileFormatError(f"load: {where}: the metadata {KEYS} is damaged: "
+                                          f"expected each tensor's name mapped to its list of "
+                                          f"keys, got {meta[KEYS][:200]!r}")
     return keys
 
 
@@ -117,7 +131,15 @@ def _rng_states(rngs: dict | None) -> dict:
             raise TypeError(f"checkpoint: rngs[{name!r}] must be a numpy.random.Generator "
                             f"(e.g. loader.rng); got {type(gen).__name__}")
         states[name] = gen.bit_generator.state
-    return states
+    return {name: _as_lists(state) for name, state in states.items()}
+
+
+def _as_lists(state):
+    """A generator's state with its arrays as lists (MT19937's, Philox's and SFC64's hold
+    arrays, which JSON cannot; their ``state`` setters take lists)."""
+    if isinstance(state, dict):
+        return {k: _as_lists(v) for k, v in state.items()}
+    return state.tolist() if isinstance(state, np.ndarray) else state
 
 
 def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | None = None,
@@ -141,9 +163,20 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     tensors, keys = _tensors(tree)
     meta = {"format": "np", KEYS: json.dumps(keys), "fluxml.step": str(int(step)),
             "fluxml.rngs": json.dumps(_rng_states(rngs)),
-            "fluxml.extra": json.dumps(extra or {}),
+            "fluxml.extra": _extra_json(extra),
             "fluxml.frozen": json.dumps(_frozen(opt_state))}
     safetensors.write(path, tensors, meta)
+
+
+def _extra_json(extra) -> str:
+    if not isinstance(extra, (dict, type(None))):
+        raise TypeError(f"save_checkpoint: extra must be a dict; got {type(extra).__name__}")
+    try:
+        return json.dumps(extra or {})
+    except (TypeError, ValueError) as err:  # (ValueError: a circular reference)
+        raise TypeError(f"save_checkpoint: extra must hold only what JSON holds (numbers, "
+                        f"strings, lists, dicts); {err}: convert NumPy values first, "
+                        f"float(x) or x.tolist()") from None
 
 
 def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) -> Checkpoint:
@@ -187,11 +220,21 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
             raise LoadError(f"load_checkpoint: {path}: the checkpoint freezes the leaves "
                             f"{frozen} of the optimiser state, which has {count}")
     targets = _rng_states(rngs)  # also checks the generators' types before any write
+    from fluxml.init import default_rng
+
+    generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
     for name, now in targets.items():
-        kind = saved_rngs[name].get("bit_generator") if name in saved_rngs else None
+        saved = saved_rngs.get(name)
+        kind = saved.get("bit_generator") if isinstance(saved, dict) else None
         if kind != now["bit_generator"]:
             raise LoadError(f"load_checkpoint: the generator {name!r} is a "
                             f"{now['bit_generator']}, the checkpoint saved a {kind}")
+        try:  # set on a scratch generator first: a damaged state fails before any write
+            type(generators[name].bit_generator)().state = saved
+        except (TypeError, ValueError, KeyError, OverflowError) as err:
+            raise safetensors.FileFormatError(
+                f"load_checkpoint: {path}: the saved state of the generator {name!r} is "
+                f"damaged ({type(err).__name__}: {err})") from None
     # every check passed: now write
     write_into(model, model_flat)
     if opt_state is not None:
@@ -199,9 +242,6 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
         leaves = _optimiser_leaves(opt_state)
         for i in frozen:
             leaves[i].frozen = True
-    from fluxml.init import default_rng
-
-    generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
     for name in targets:
         generators[name].bit_generator.state = saved_rngs[name]
     return Checkpoint(step, opt_state, extra)

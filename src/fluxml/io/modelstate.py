@@ -48,14 +48,68 @@ def state(model) -> dict[str, Any]:
 
 
 def _leaf_paths(tree) -> list[tuple[tuple[str, ...], Any]]:
-    """``[(keys, leaf)]`` with each key a string, in flatten's order."""
+    """``[(keys, leaf)]`` with each key a string, in flatten's order; then the optimiser
+    Leafs' flags (see :func:`_flags`)."""
     leaves, spec = flatten(tree)
     paths: list = []
     _walk_spec(spec, (), paths)
     if len(paths) == 1 and paths[0] == ():
         raise TypeError("state: expected a model or a tree of arrays; got a single array "
                         "(save it inside a dict: {'x': array})")
-    return list(zip(paths, leaves))
+    flags = [(keys, np.asarray(_get(leaf, steps))) for keys, leaf, steps in _flags(tree)]
+    return list(zip(paths, leaves)) + flags
+
+
+def _flags(tree) -> list[tuple[tuple[str, ...], Any, tuple[str, ...]]]:
+    """``[(keys of the flag, Leaf, steps from the Leaf to it)]`` for the bools of each
+    optimiser Leaf in ``tree``: its frozen flag and its rule's bool hyperparameters (AdamW's
+    couple, RMSProp's centred: ``fl.adjust`` may set them per part). Bools are static in a
+    tree, but these are state: saved and loaded without them, an optimiser state would train
+    frozen arrays, or with another rule. Each is kept as a 0-d bool array (``<leaf>.frozen``,
+    ``<leaf>.rule.couple``); a state saved before had none, and loads leaving them as they
+    are."""
+    import sys
+
+    interface = sys.modules.get("fluxml.optimise.interface")
+    if interface is None:  # (no Leaf can exist before the optimisers are imported)
+        return []
+    leaves, spec = flatten(tree, is_leaf=lambda x: isinstance(x, interface.Leaf))
+    paths: list = []
+    _walk_spec(spec, (), paths)
+    out: list = []
+    for keys, x in zip(paths, leaves):
+        if isinstance(x, interface.Leaf):
+            out.append((keys + ("frozen",), x, ("frozen",)))
+            _rule_flags(x.rule, ("rule",), keys, x, out)
+    return out
+
+
+def _rule_flags(node, steps, keys, leaf, out):
+    """The bool fields of a rule (and of the rules it holds, as an OptimiserChain)."""
+    children = list(enumerate(node)) if isinstance(node, (tuple, list)) else \
+        None if is_leaf(node) or isinstance(node, bool) or node is None else _fields(node)
+    for name, v in children or ():
+        here = steps + (str(name),)
+        if isinstance(v, bool):
+            if not isinstance(node, (tuple, list)):  # (a bool in a tuple cannot be set)
+                out.append((keys + here, leaf, here))
+        else:
+            _rule_flags(v, here, keys, leaf, out)
+
+
+def _get(leaf, steps):
+    x = leaf
+    for step in steps:
+        x = x[int(step)] if isinstance(x, (tuple, list)) else getattr(x, step)
+    return x
+
+
+def _set(leaf, steps, value) -> None:
+    owner = _get(leaf, steps[:-1])
+    try:
+        setattr(owner, steps[-1], value)
+    except AttributeError:  # a frozen dataclass
+        object.__setattr__(owner, steps[-1], value)
 
 
 def _walk_spec(spec, prefix, out):
@@ -98,13 +152,16 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
     """The model's leaves by path, after checking that ``given`` (a flat dict) fits them:
     the same paths, and for each the same shape and dtype. Raises ``LoadError`` naming the
     first mismatch."""
-    target = leaves_with_paths(model)
-    names = {p for p, _ in target}
+    flags = {".".join(keys): np.asarray(_get(leaf, steps)) for keys, leaf, steps
+             in _flags(model)}
+    target = leaves_with_paths(model) + [(p, x) for p, x in flags.items() if p in given]
+    names = {p for p, _ in target} | set(flags)
     into, hint = "the model", ""
     if "optimiser" in what:  # load_checkpoint's second check
         into = "the given optimiser state"
         hint = ("; set it up with the rule the checkpoint was saved with, "
                 "fl.setup(rule, model)")
+    tied: dict = {}  # id of an array -> its first path
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
@@ -123,6 +180,12 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         if isinstance(x, np.ndarray) and not x.flags.writeable:
             raise LoadError(f"{what}: {path}: the model's array is read-only, so it cannot "
                             f"be loaded in place")
+        first = tied.setdefault(id(x), path) if isinstance(x, np.ndarray) else path
+        if first != path and np.ascontiguousarray(v).tobytes() != \
+                np.ascontiguousarray(given[first]).tobytes():  # (else the last would win)
+            raise LoadError(f"{what}: {path} and {first} are one array in the model (tied), "
+                            f"but the state gives them different values; load a state saved "
+                            f"from a model with the same ties, or untie them first")
     extra = [p for p in given if p not in names]
     if extra:
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
@@ -184,7 +247,12 @@ def write_into(model, flat: dict[str, Any]):
     leaves = _optimiser_leaves(model)
     for leaf in leaves:  # each its own rule to write its hyperparameters into (see below)
         leaf.rule = _own_copy(leaf.rule)
+    flags = _flags(model)
     model = _assign(model, "", flat)
+    for keys, leaf, steps in flags:  # (found from the Leaf: its rule is now a copy)
+        name = ".".join(keys)
+        if name in flat:  # (a state saved before the flags were kept has none)
+            _set(leaf, steps, bool(flat[name]))
     _share_equal_rules(leaves)
     return model
 

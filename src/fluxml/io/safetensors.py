@@ -9,7 +9,7 @@ tensors' raw little-endian bytes, back to back. Files written here are read by t
 Writes are atomic: the bytes go to a temporary file in the same folder, are flushed to
 disk, and replace the target in one ``os.replace``; a failed write leaves the old file.
 Reads check the whole header against the file's size before returning anything, and the
-data against a SHA-256 digest when the writer stored one (fluxml does).
+data and the header each against a SHA-256 digest when the writer stored them (fluxml does).
 
 >>> import numpy as np, tempfile, os
 >>> from fluxml.io.safetensors import read, write
@@ -39,6 +39,7 @@ NAMES = {np.dtype(v).newbyteorder("=") if v[0] == "<" else np.dtype(v): k
          for k, v in DTYPES.items()}
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors package refuses larger headers too
 DIGEST = "fluxml.sha256"
+HEADER_DIGEST = "fluxml.header_sha256"  # (of the header less itself: names, shapes, metadata)
 
 
 class FileFormatError(ValueError):
@@ -75,9 +76,19 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"save: metadata must map strings to strings; got {k!r}: {v!r}")
     header["__metadata__"] = meta
+    meta[HEADER_DIGEST] = _header_digest(header)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the package writes
     return len(text).to_bytes(8, "little") + text + body
+
+
+def _header_digest(header: dict) -> str:
+    """The SHA-256 of the header in one canonical JSON form, less its own entry: a damaged
+    name, shape, dtype or metadata value (a checkpoint's step, its generators' states) that
+    still parses is found too, not only damaged tensor data."""
+    meta = {k: v for k, v in header.get("__metadata__", {}).items() if k != HEADER_DIGEST}
+    text = json.dumps({**header, "__metadata__": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def write(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
@@ -155,9 +166,14 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
         _fail(where, f"its header is not valid JSON ({err})")
     if not isinstance(header, dict):
         _fail(where, "its header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
+    meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         _fail(where, "__metadata__ must map strings to strings")
+    if HEADER_DIGEST in meta and _header_digest(header) != meta[HEADER_DIGEST]:
+        _fail(where, "its header does not match the SHA-256 digest stored when it was written "
+                     "(a tensor's name, dtype, shape or offsets, or a metadata value, was "
+                     "damaged or edited)")
+    header.pop("__metadata__", None)
     body = memoryview(raw)[8 + n:]
     entries = []
     for name, info in header.items():
@@ -198,5 +214,5 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
         x = np.frombuffer(body, dtype, (end - begin) // dtype.itemsize, begin)
         # a copy per tensor: writable, aligned, in native byte order
         tensors[name] = x.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
-    meta = {k: v for k, v in meta.items() if k != DIGEST}
+    meta = {k: v for k, v in meta.items() if k not in (DIGEST, HEADER_DIGEST)}
     return tensors, meta
