@@ -250,6 +250,8 @@ class LRSchedule(Callback):
     (array([-0.3]), [0.05])
     """
 
+    stops_at_steps = False  # (fl.train(distributed=True) need not agree on a stop per step)
+
     def __init__(self, schedule: Callable[[int], float], every: str = "step",
                  name: str = "eta"):
         if every not in ("step", "epoch"):

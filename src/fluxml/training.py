@@ -241,6 +241,9 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     except TypeError:
         nbatches = None
     last_epoch = history.epoch + epochs
+    # distributed: a stop asked for in a step by one rank's callbacks (a small message each
+    # step, only where a callback acts at steps) stops every rank
+    steps_agreed = dp is not None and any(_acts_at_steps(cb) for cb in callbacks)
     history_start = run.step  # the first step of this call is checked for a gradient
     for epoch in range(history.epoch + 1, last_epoch + 1):
         run.epoch = epoch
@@ -300,6 +303,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             bar.update(value, samples / elapsed if elapsed > 0 else 0.0)
             for cb in callbacks:
                 cb.on_step_end(run)
+            if steps_agreed:  # one rank leaving its loop would leave the others waiting
+                run.stop = dp.stop(run.stop)
             if run.stop:
                 break
         bar.close()
@@ -319,6 +324,16 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _acts_at_steps(callback) -> bool:
+    """Whether ``callback`` may set ``run.stop`` in a step (it acts at steps, and is not one
+    of fluxml's that never stop there: a schedule)."""
+    kind = type(callback)
+    if getattr(kind, "stops_at_steps", True) is False:
+        return False
+    return kind.on_step_begin is not Callback.on_step_begin or \
+        kind.on_step_end is not Callback.on_step_end
 
 
 def _check_signature(loss, model, args) -> None:

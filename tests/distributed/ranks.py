@@ -595,6 +595,22 @@ class StopOnRank1(fl.Callback):
         run.stop = run.stop or fl.distributed.rank() == 1
 
 
+class StopInStepOnRank1(fl.Callback):
+    """Asks to stop after the second step of the second epoch, on rank 1 only."""
+
+    def on_step_end(self, run):
+        run.stop = run.stop or (fl.distributed.rank() == 1 and run.step == 6)
+
+
+def step_stop(out):
+    me = fl.distributed.rank()
+    model, state = make(init_seed=0)
+    h = fl.train(mse, model, loader(BATCH, True), state, epochs=3, progress=False,
+                 distributed=True, callbacks=[StopInStepOnRank1()])
+    fl.distributed.check_synced(model)
+    np.savez(Path(out) / f"rank{me}.npz", steps=h.step, epochs=len(h.epochs))
+
+
 def statistics(out):
     """A plain BatchNorm trained on each rank's own batches: its running statistics averaged
     at each epoch's end; a callback stopping one rank stops both; then the average of
@@ -652,7 +668,7 @@ if __name__ == "__main__":
             "consistent": consistent, "in_place": in_place, "overlap": overlap,
             "syncbn": syncbn, "abandon": abandon, "syncbn_overlap": syncbn_overlap,
             "own_loop": own_loop, "syncbn_train": syncbn_train, "statistics": statistics,
-            "list_batches": list_batches,
+            "list_batches": list_batches, "step_stop": step_stop,
             "resume": lambda out: resume(out, sys.argv[3])}
     if mode in runs:
         runs[mode](out)

@@ -255,6 +255,14 @@ def test_plain_batchnorm_statistics_and_a_stop_on_one_rank_end_alike_on_every_ra
         np.testing.assert_array_equal(got["var"], np.float32([0.3] * 3))
 
 
+def test_a_stop_asked_for_in_a_step_by_one_rank_stops_every_rank(tmp_path):
+    # (5 steps an epoch) rank 1 left its loop at step 6 and rank 0 waited for it in step 7
+    run_ranks("step_stop", tmp_path)
+    for r in (0, 1):
+        got = np.load(tmp_path / f"rank{r}.npz")
+        assert got["steps"] == 6 and got["epochs"] == 2, r
+
+
 def test_batches_of_list_observations_are_weighted_by_their_observations(tmp_path):
     # a batch of [x_i, y_i] observations is the list [xb, yb]: its len, 2 on every rank, was
     # taken for its count, so the ranks' unequal parts (4 and 3) were weighted alike

@@ -134,8 +134,10 @@ def average_statistics(model) -> None:
     hosts = [np.ascontiguousarray(_host(x)) for x in stats]
     crcs = allgather_object(g, [zlib.crc32(h.tobytes()) for h in hosts],
                             "the running statistics' checksums")
-    if all(c == crcs[0] for c in crcs):
+    differ = [i for i in range(len(stats)) if any(c[i] != crcs[0][i] for c in crcs)]
+    if not differ:
         return
+    stats, hosts = [stats[i] for i in differ], [hosts[i] for i in differ]
     # summed in float64 (complex128 where any is complex): float32 statistics come back as
     # the mean rounded once
     buf = np.concatenate([h.reshape(-1) for h in hosts]).astype(
