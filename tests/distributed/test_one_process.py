@@ -83,15 +83,24 @@ def test_sync_batchnorm_in_one_process_is_batchnorm(affine, track_stats):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_sync_batchnorm_refuses_compile_in_training_mode_with_a_clear_error():
-    # (it failed on float() of a traced count, naming a line of the caller's model)
+def test_sync_batchnorm_compiles_in_one_process_and_is_refused_with_several(monkeypatch):
+    # (it failed on float() of a traced count, naming a line of the caller's model; in one
+    # process there is nothing to sum, and it compiles as BatchNorm)
     sync = fl.distributed.sync_batchnorm(fl.f64(fl.BatchNorm(3, np.tanh)))
     model = fl.Chain(fl.f64(fl.Dense(2, 3)), sync)
     x = np.random.default_rng(2).normal(size=(4, 2))
     step = fl.compile(lambda m, x: fl.withgradient(lambda m: np.sum(m(x) ** 2), m))
+    twin = fl.fmap(np.copy, model)
+    got, want = step(model, x), fl.withgradient(lambda m: np.sum(m(x) ** 2), twin)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1][0][0].weight, want[1][0][0].weight, rtol=1e-12)
+    np.testing.assert_allclose(sync.running_var, twin[1].running_var, rtol=1e-12)
+    monkeypatch.setattr(fl.distributed.group(), "size", 2)
+    step = fl.compile(lambda m, x: fl.withgradient(lambda m: np.sum(m(x) ** 2), m))
     with pytest.raises(CompileError, match=r"SyncBatchNorm\(3, tanh\): its training-mode "
                        r"statistics are summed across the ranks .* without compile"):
         step(model, x)
+    monkeypatch.undo()
     test = fl.compile(lambda m, x: m(x))  # test mode: the running statistics, compiled
     np.testing.assert_allclose(test(fl.testmode(model), x), model(x), rtol=1e-12)
 

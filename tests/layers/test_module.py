@@ -452,3 +452,30 @@ def test_a_model_of_a_users_plain_class_trains_with_a_frozen_part():
     assert g.layers[1].w.dtype == np.float32 and g.layers[1].name is None
     assert losses[-1] < 0.8 * losses[0]
     np.testing.assert_array_equal(m.layers[0].weight, frozen)
+
+
+def test_errors_that_cannot_be_located_go_on_as_they_came():
+    # (review) an error of several arguments had them replaced by one message; one that
+    # could not be rebuilt lost its context; NumPy's AxisError lost its axis
+    class CodeError(ValueError):
+        pass
+
+    def several(x):
+        raise CodeError("bad", 42)
+
+    with pytest.raises(CodeError) as info:
+        fl.Chain(several)(np.ones(2))
+    assert info.value.args == ("bad", 42)
+
+    def in_handler(x):
+        try:
+            {}["k"]
+        except KeyError:
+            raise ValueError("one", "two")  # noqa: B904 - the context is what is tested
+
+    with pytest.raises(ValueError) as info:
+        fl.Chain(in_handler)(np.ones(2))
+    assert isinstance(info.value.__context__, KeyError) and not info.value.__suppress_context__
+    with pytest.raises(np.exceptions.AxisError) as info:
+        fl.Chain(lambda x: np.sum(x, axis=5))(np.ones(2))
+    assert info.value.axis == 5

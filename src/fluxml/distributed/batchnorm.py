@@ -93,6 +93,8 @@ class SyncBatchNorm(BatchNorm):
         if not is_active(self, x):
             return super().__call__(x)  # running statistics (or this rank's batch's)
         if COMPILING and compiling() is not None:
+            if group().size == 1:  # nothing to sum: BatchNorm's arithmetic, which compiles
+                return super().__call__(x)
             from fluxml.compiler.trace import CompileError
 
             raise CompileError(

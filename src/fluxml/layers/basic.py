@@ -170,8 +170,7 @@ class Chain(Module):
             try:
                 x = layer(x)
             except (ValueError, IndexError) as err:
-                error, cause = locate(err, "Chain", key)
-                raise error from cause
+                raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
         return x
 
     def _output_shape(self, shape):
@@ -181,8 +180,7 @@ class Chain(Module):
             try:
                 shape = output_shape(layer, shape, single=True)
             except (ValueError, IndexError) as err:
-                error, cause = locate(err, "Chain", key)
-                raise error from cause
+                raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
         return shape
 
     def __getitem__(self, key):

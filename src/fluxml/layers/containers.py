@@ -21,8 +21,7 @@ def _call(container: str, key, layer, *xs):
     try:
         return layer(*xs)
     except (ValueError, IndexError) as err:
-        error, cause = locate(err, container, key)
-        raise error from cause
+        raise locate(err, container, key)  # noqa: B904 - locate sets its cause
 
 
 def _check_layers(name, layers):

@@ -23,6 +23,7 @@ array([0., 1., 2.], dtype=float32)
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 from fluxml.ad.core import Tracer, differentiating
@@ -205,12 +206,13 @@ def _place(container: str, key) -> str:
     return f"{container}[{key!r}]" if isinstance(key, str) else f"{container}[{key}]"
 
 
-def locate(err: Exception, container: str, key) -> tuple[Exception, BaseException | None]:
-    """What to raise for ``err``, raised by the layer at ``container[key]``, and its cause
-    (``raise error from cause``): a LayerError with the place added; another ValueError or
-    IndexError (NumPy's shape error in a user's layer, or the user's own) as a new error of
-    the same type that reads ``Chain[2]: ...``, raised from the original so that its traceback
-    shows above. A type that cannot be rebuilt from its message goes on as it came.
+def locate(err: Exception, container: str, key) -> Exception:
+    """What to raise for ``err``, raised by the layer at ``container[key]`` (``raise
+    locate(err, ...)`` in the handler): a LayerError with the place added; another ValueError
+    or IndexError of one message (NumPy's shape error in a user's layer, or the user's own)
+    as a copy of it that reads ``Chain[2]: ...``, caused by the original so that its
+    traceback shows above. An error of several arguments, or one whose text is not its
+    message, goes on as it came.
 
     >>> import numpy as np, fluxml as fl
     >>> try:
@@ -220,19 +222,24 @@ def locate(err: Exception, container: str, key) -> tuple[Exception, BaseExceptio
     Chain[1]: cannot reshape array of size 6 into shape (5,newaxis)
     """
     if isinstance(err, LayerError):
-        return err.located(container, key), None
+        err = err.located(container, key)
+        err.__suppress_context__ = True  # (the place is in its message)
+        return err
     original = getattr(err, "_located_from", err)  # located already by a container further in
+    if len(original.args) > 1:
+        return err
     where = [_place(container, key), *getattr(err, "_where", ())]
     message = f"{' > '.join(where)}: {original}"
     try:
-        new = type(err)(message)
+        new = copy.copy(original)  # (its own fields, slots included, go with it)
+        new.args = (message,)
     except Exception:
-        return err, err.__cause__
+        return err
     if str(new) != message:
-        return err, err.__cause__
-    new.__dict__.update(original.__dict__)  # (an error's own fields go with it)
+        return err
     new._where, new._located_from = where, original
-    return new, original
+    new.__cause__ = original
+    return new
 
 
 def need_array(layer, x, expected: str = "") -> None:

@@ -377,5 +377,4 @@ def _located(layer, name, x, state):
     try:
         return layer(x, state)
     except (ValueError, IndexError) as err:
-        error, cause = locate(err, "Bidirectional", name)
-        raise error from cause
+        raise locate(err, "Bidirectional", name)  # noqa: B904 - locate sets its cause

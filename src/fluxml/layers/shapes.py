@@ -58,8 +58,7 @@ def _located(container, key, layer, shape, dtype):
     try:
         return output_shape(layer, shape, dtype, single=True)
     except (ValueError, IndexError) as err:
-        error, cause = locate(err, container, key)
-        raise error from cause
+        raise locate(err, container, key)  # noqa: B904 - locate sets its cause
 
 
 def _container_shape(layer, shape, dtype):
@@ -190,8 +189,7 @@ def _rows(layer, shape, indent, rows, dtype, single=True):
             try:
                 out = _rows(child, out, indent + "  ", rows, dtype)
             except (ValueError, IndexError) as err:  # Chain[1]: ..., as the forward pass does
-                error, cause = locate(err, "Chain", key)
-                raise error from cause
+                raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
         rows.append((indent + ")", str(out), _count(layer)))
         return out
     out = output_shape(layer, shape, dtype, single=single)
