@@ -151,7 +151,7 @@ class Abstract(Opaque):
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count", "thread", "shadows")
+    __slots__ = ("eqns", "count", "thread", "shadows", "nodes")
     differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
@@ -160,6 +160,10 @@ class IRTrace(Trace):
         self.count = 0
         self.thread = get_ident()  # the thread whose random draws this trace records
         self.shadows: dict = {}  # id(generator) -> (generator, its copy that examples use)
+        # ids of the containers of the compiled function's arguments as the trace passes them
+        # (and of optimiser states made while it runs): an optimiser state fl.update steps
+        # must be one of them (``nodes``); None where not known (a branch's trace)
+        self.nodes: set | None = None
 
     # --- values ------------------------------------------------------------------------------
 
