@@ -92,3 +92,22 @@ def test_a_buffer_made_like_a_parameter_is_filled_in_a_compiled_gradient(make):
         assert float(value) == pytest.approx(float(want_value))
         np.testing.assert_allclose(got.scale, want.scale)
         np.testing.assert_allclose(got.scale, 2 * np.sum(x * x * layer.scale, axis=0))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_a_compiled_dropout_draws_from_the_default_generator_fl_seed_made(backend):
+    # the program held the generator of trace time; fl.seed makes a new one, so seeding no
+    # longer repeated a compiled dropout's masks (eager ones were repeated)
+    if backend == "xla":
+        pytest.importorskip("jax", reason="the xla back end needs JAX")
+    drop = fl.trainmode(fl.Dropout(0.5))  # (no rng=: fluxml's default generator)
+    x = np.ones(64)
+    compiled = fl.compile(lambda d, x: d(x), backend=backend, background=False)
+    fl.seed(0)
+    first = compiled(drop, x)
+    fl.seed(0)
+    again = compiled(drop, x)
+    fl.seed(0)
+    eager = drop(x)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(again, eager)

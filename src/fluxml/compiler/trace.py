@@ -195,7 +195,9 @@ class IRTrace(Trace):
         examples come from a copy of a NumPy generator, so that tracing does not advance the
         caller's: the first run draws what the eager function's first call would have."""
         example = getattr(self._shadow(rng), method)(*args, **kwargs)
-        return self._record(_draw, f"rng.{method}", [], {"rng": rng, "method": method,
+        # fluxml's default generator is looked up on every run: fl.seed replaces it
+        stored = DEFAULT_RNG if rng is _default_rng() else rng
+        return self._record(_draw, f"rng.{method}", [], {"rng": stored, "method": method,
                                                          "args": args, "kwargs": kwargs},
                             None, example, owned=True, multiple=False)
 
@@ -352,7 +354,28 @@ def current() -> IRTrace | None:
     return compiling() if COMPILING else None
 
 
+class _DefaultRng:
+    """Stands for fluxml's default generator in a recorded draw: the generator of the run's
+    time, not the trace's (``fl.seed`` makes a new one; a compiled dropout kept drawing from
+    the one before, so seeding no longer repeated its masks)."""
+
+    def __repr__(self):
+        return "fl.init.default_rng()"
+
+
+DEFAULT_RNG = _DefaultRng()
+
+
+def _default_rng():
+    # lazy: fluxml.init is loaded by now (import fluxml); named here to keep this module light
+    from fluxml.init import default_rng
+
+    return default_rng()
+
+
 def _draw(rng, method, args, kwargs):
+    if rng is DEFAULT_RNG:
+        rng = _default_rng()
     return getattr(rng, method)(*args, **kwargs)
 
 
