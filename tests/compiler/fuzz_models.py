@@ -21,7 +21,8 @@ that runs eagerly.
 callback between epochs, with a learning-rate schedule, early stopping, and a checkpoint
 resumed by a second run. ``--forward``: ``fl.compile(model)`` against ``model(x)``, the model
 trained eagerly between calls. ``--background``: XLA compiles in the background while the
-first steps run the NumPy code.
+first steps run the NumPy code. ``--device`` (with ``xla``): the compiled run's model and
+state are ``jax.Array``s (``fl.xla``).
 
 prints one line per failing case (its seed, the case and what differs) and a count. The short
 run in the suite is ``tests/compiler/test_fuzz_models.py``.
@@ -469,14 +470,19 @@ def describe(case) -> str:
             f"rule={case['rule']!r} events=[{ev}]")
 
 
-def run_case(seed, backend="numpy", background=False):
+def run_case(seed, backend="numpy", background=False, device=False):
     """``"ok"``, ``"refused: ..."`` (a CompileError) or ``"FAIL: ..."``. ``background``: XLA
     compiles in a background thread while the calls run the NumPy code (its tier switch
-    comes somewhere between the steps)."""
+    comes somewhere between the steps). ``device``: the compiled run's model and state are
+    ``jax.Array``s (``fl.xla``: device-resident state, rebound after each step)."""
     case = draw_case(seed)
     model = case["model"]
     state = fl.setup(case["rule"], model)
     eager_model, eager_state = copy.deepcopy((model, state))
+    if device:
+        holder = [model, state]  # (JAX arrays are rebound in the containers that hold them)
+        holder[:] = fl.xla(holder)
+        model, state = holder
     step = make_step(case["loss"])
     compiled = fl.compile(step, backend=backend, background=background)
     dtype = case["dtype"]
@@ -625,7 +631,8 @@ def run_train_case(seed, backend="numpy", directory=None):
 def main(argv):
     n = int(argv[0]) if argv and argv[0].isdigit() else 200
     run = run_train_case if "--train" in argv else run_forward_case if "--forward" in argv \
-        else (lambda seed, b: run_case(seed, b, True)) if "--background" in argv else run_case
+        else (lambda seed, b: run_case(seed, b, True)) if "--background" in argv \
+        else (lambda seed, b: run_case(seed, b, device=True)) if "--device" in argv else run_case
     backends = [a for a in argv if not a.isdigit() and not a.startswith("--")] or ["numpy"]
     counts: dict = {}
     for backend in backends:
