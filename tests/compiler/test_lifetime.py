@@ -111,3 +111,24 @@ def test_a_compiled_dropout_draws_from_the_default_generator_fl_seed_made(backen
     eager = drop(x)
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(again, eager)
+
+
+def test_a_state_rebuilt_inside_from_parts_of_the_arguments_is_stepped():
+    # (a tuple of two states made inside the function: its Leafs are the arguments')
+    first, second = _model(), _model()
+    states = fl.setup(fl.Descent(0.1), first), fl.setup(fl.Momentum(0.05), second)
+    eager = copy.deepcopy((first, second, states))
+    (x, y) = _batch()
+
+    def step(first, second, states, x, y):
+        g = fl.gradient(lambda a, b: fl.mse(a(x), y) + fl.mse(b(x), y), first, second)
+        fl.update((states[0], states[1]), (first, second), g)
+
+    compiled = fl.compile(step)
+    for k in range(3):
+        if k == 2:
+            fl.adjust(states[0], 0.01), fl.adjust(eager[2][0], 0.01)
+        compiled(first, second, states, x, y)
+        step(*eager, x, y)
+    for a, b in zip(fl.tree.leaves((first, second)), fl.tree.leaves(eager[:2])):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -242,7 +242,8 @@ def _refuse_closed_over(state):
     its arrays taken as constants: refused by name."""
     trace = compiling()
     known = getattr(trace, "nodes", None)
-    if known is None or id(state) in known:
+    # (its Leafs: a container made inside around parts of the arguments is another object)
+    if known is None or all(id(leaf) in known for leaf in _leaves(state)):
         return
     # lazy: the compiler imports the optimisers
     from fluxml.compiler.trace import CompileError
