@@ -16,6 +16,15 @@ from tests.compiler import fuzz_models as fm
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.fixture(autouse=True)
+def _precision_warnings_kept(monkeypatch):
+    """The layers' precision warning comes once per layer type and pair of dtypes: what these
+    cases set off (a batch of the other precision) must not use up another test's."""
+    from fluxml.layers import precision
+
+    monkeypatch.setattr(precision, "_warned", set(precision._warned))
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_compiled_training_step_equals_eager(seed):
     assert fm.run_case(seed) == "ok", fm.describe(fm.draw_case(seed))
