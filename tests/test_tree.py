@@ -1,6 +1,7 @@
 """Trees: flatten / unflatten / fmap / leaves over containers and objects."""
 
 import dataclasses
+import functools
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -65,6 +66,24 @@ def test_cycles_are_refused():
 def test_builtin_objects_are_static():
     leaves, _ = fl.flatten([np.add, len, range(3), "text", b"raw", np.float32])
     assert leaves == []
+
+
+def test_partials_and_cached_functions_are_static():
+    # (Python 3.11 makes these built-in types as heap types with a __dict__: they were taken
+    # for objects with fields, which unflatten could not rebuild, and a layer with a partial
+    # activation failed in fl.gradient and fl.compile)
+    act = functools.partial(fl.leakyrelu, a=0.2)
+    cached = functools.lru_cache(np.tanh)
+    tree = {"act": act, "cached": cached, "w": np.ones(2)}
+    leaves, spec = fl.tree.flatten(tree)
+    assert len(leaves) == 1
+    back = fl.tree.unflatten(spec, leaves)
+    assert back["act"] is act and back["cached"] is cached
+    dense = fl.Dense(3, 2, act)
+    x = np.ones((4, 3), np.float32)
+    g = fl.gradient(lambda m: np.sum(m(x)), dense)[0]
+    assert g.weight.shape == (2, 3) and g.activation is None
+    np.testing.assert_allclose(fl.compile(lambda m, x: m(x))(dense, x), dense(x))
 
 
 def test_fmap_pairs_dicts_by_key():

@@ -16,6 +16,7 @@ rebuilt from its own leaves and shown as ``None`` in a gradient.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +25,12 @@ import numpy as np
 
 _LEAF_TYPES = (np.ndarray, np.generic, float, int, complex)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was created by a class statement
+# (partial and lru_cache's wrapper are built-in types that Python 3.11 makes as classes are made,
+# with an instance __dict__: taken for objects with fields, they could not be rebuilt, and a
+# Dense(3, 2, partial(fl.leakyrelu, a=0.2)) failed in fl.gradient)
 _STATIC_TYPES = (np.ufunc, str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
-                 types.MethodType, types.ModuleType, np.dtype, slice, range)
+                 types.MethodType, types.ModuleType, np.dtype, slice, range, functools.partial,
+                 functools._lru_cache_wrapper)
 
 
 def register_leaf(cls: type) -> None:

@@ -224,12 +224,12 @@ def test_writes_into_arrays_that_are_not_arguments_are_named():
     model = fl.Dense(2, 1)
     opt = fl.setup(fl.Descent(), model)
 
-    def step(x):  # the model and its state read from the enclosing scope
+    def step(opt, x):  # the model read from the enclosing scope
         fl.update(opt, model, fl.gradient(lambda m: np.sum(m(x)), model)[0])
 
     with pytest.raises(fl.DifferentiationError, match=r"inside fl.compile, arrays the function "
                                                       r"writes in place .* must be arguments"):
-        fl.compile(step)(np.ones((4, 2), np.float32))
+        fl.compile(step)(opt, np.ones((4, 2), np.float32))
 
 
 def test_value_dependent_shapes_are_refused():

@@ -359,3 +359,29 @@ def test_a_rule_of_ones_own_written_as_optimisers_jl():
         g = 0.5 if isinstance(rule, fl.OptimiserChain) else 1.0
         for x in model.values():  # v = g, then 1.5 g: x = 1 - 0.1 g - 0.15 g
             np.testing.assert_allclose(x, 1 - 0.25 * g)
+
+
+@pytest.mark.parametrize("rule", [fl.Descent(0.1), fl.Momentum(0.1, 0.5), fl.Adam(0.1)])
+def test_a_state_set_up_inside_a_gradient_steps_the_traced_model(rule):
+    # a model differentiated through one inner step (meta-learning): setup skipped the traced
+    # arrays, the state was None and update stepped nothing, so the gradient was that of the
+    # loss without the step
+    x = np.array([1.0, 2.0, 3.0])
+    w0 = np.array([0.5, -0.2, 0.3])
+
+    def after_one_step(w):
+        model = {"w": w * 1.0}
+        state = fl.setup(rule, model)
+        assert state is not None
+        g = fl.gradient(lambda m: np.sum(m["w"] ** 2 * x), model)[0]
+        fl.update(state, model, g)
+        return np.sum(model["w"] ** 3)
+
+    if isinstance(rule, fl.Adam):  # its first step is eta * sign(g) (to epsilon)
+        step, dstep = 0.1 * np.sign(w0), 0.0
+    else:  # (Momentum's first step is Descent's)
+        step, dstep = 0.2 * w0 * x, 0.2 * x
+    w1 = w0 - step
+    np.testing.assert_allclose(after_one_step(w0), np.sum(w1 ** 3))
+    np.testing.assert_allclose(fl.gradient(after_one_step, w0)[0], 3 * w1 ** 2 * (1 - dstep),
+                               rtol=1e-6)

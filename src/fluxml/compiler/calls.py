@@ -14,7 +14,7 @@ from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import filled
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
-from fluxml.tree import flatten, leaves_with_paths, unflatten
+from fluxml.tree import _fields, flatten, leaves_with_paths, unflatten
 
 
 class _Keywords(dict):
@@ -86,6 +86,7 @@ def trace(fn, args, leaves, spec, numbers=None):
             new_leaves.append(x)
     in_vars = [t._box for t in tracers]
     targs = unflatten(spec, new_leaves)
+    tr.nodes = containers(targs)
     with active(tr):
         try:
             out = fn(*targs)
@@ -99,6 +100,27 @@ def trace(fn, args, leaves, spec, numbers=None):
     _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
+
+
+def containers(tree, found: set | None = None) -> set:
+    """The ids of the containers (lists, tuples, dicts, objects with fields) in ``tree``."""
+    found = set() if found is None else found
+    stack = [tree]
+    while stack:
+        x = stack.pop()
+        if type(x) is Tracer or is_array(x) or id(x) in found:
+            continue
+        if isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        else:
+            fields = _fields(x)
+            if fields is None:
+                continue
+            stack.extend(v for _, v in fields)
+        found.add(id(x))
+    return found
 
 
 def _refuse_hidden_tracers(spec) -> None:

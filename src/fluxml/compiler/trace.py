@@ -160,7 +160,7 @@ class Abstract(Opaque):
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count", "thread", "shadows")
+    __slots__ = ("eqns", "count", "thread", "shadows", "nodes")
     differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
@@ -169,6 +169,10 @@ class IRTrace(Trace):
         self.count = 0
         self.thread = get_ident()  # the thread whose random draws this trace records
         self.shadows: dict = {}  # id(generator) -> (generator, its copy that examples use)
+        # ids of the containers of the compiled function's arguments as the trace passes them
+        # (and of optimiser states made while it runs): an optimiser state fl.update steps
+        # must be one of them (``nodes``); None where not known (a branch's trace)
+        self.nodes: set | None = None
 
     # --- values ------------------------------------------------------------------------------
 
@@ -200,7 +204,9 @@ class IRTrace(Trace):
         examples come from a copy of a NumPy generator, so that tracing does not advance the
         caller's: the first run draws what the eager function's first call would have."""
         example = getattr(self._shadow(rng), method)(*args, **kwargs)
-        return self._record(_draw, f"rng.{method}", [], {"rng": rng, "method": method,
+        # fluxml's default generator is looked up on every run: fl.seed replaces it
+        stored = DEFAULT_RNG if rng is _default_rng() else rng
+        return self._record(_draw, f"rng.{method}", [], {"rng": stored, "method": method,
                                                          "args": args, "kwargs": kwargs},
                             None, example, owned=True, multiple=False)
 
@@ -357,7 +363,28 @@ def current() -> IRTrace | None:
     return compiling() if COMPILING else None
 
 
+class _DefaultRng:
+    """Stands for fluxml's default generator in a recorded draw: the generator of the run's
+    time, not the trace's (``fl.seed`` makes a new one; a compiled dropout kept drawing from
+    the one before, so seeding no longer repeated its masks)."""
+
+    def __repr__(self):
+        return "fl.init.default_rng()"
+
+
+DEFAULT_RNG = _DefaultRng()
+
+
+def _default_rng():
+    # lazy: fluxml.init is loaded by now (import fluxml); named here to keep this module light
+    from fluxml.init import default_rng
+
+    return default_rng()
+
+
 def _draw(rng, method, args, kwargs):
+    if rng is DEFAULT_RNG:
+        rng = _default_rng()
     return getattr(rng, method)(*args, **kwargs)
 
 

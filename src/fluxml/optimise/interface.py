@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 
+from fluxml.ad.core import COMPILING, compiling
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.foreach import step_together
 from fluxml.optimise.split import step_split
@@ -115,8 +116,10 @@ def _show(tree, indent):
 
 
 def _trainable(x) -> bool:
+    # (a model's traced arrays too: set up inside fl.compile or a gradient, they were skipped,
+    # and the update stepped nothing)
     return isinstance(x, np.ndarray) and x.dtype.kind == "f" or (
-        type(x).__name__ == "ndarray" and getattr(x, "dtype", None) is not None
+        type(x).__name__ in _ARRAY_TYPES and getattr(x, "dtype", None) is not None
         and x.dtype.kind == "f")
 
 
@@ -139,7 +142,14 @@ def setup(rule: Rule, model):
         raise TypeError(f"setup: expected an optimisation rule such as fl.Adam(), got {rule!r}")
     leaves, spec = flatten(model, trainable=True)  # without the nontrainable fields
     _refuse_views_of_one_another(model)
-    return _setup(rule, spec, iter(leaves), {})
+    state = _setup(rule, spec, iter(leaves), {})
+    trace = compiling() if COMPILING else None
+    if getattr(trace, "nodes", None) is not None:  # made inside fl.compile: update may step it
+        # lazy: the compiler imports the optimisers
+        from fluxml.compiler.calls import containers
+
+        containers(state, trace.nodes)
+    return state
 
 
 def _refuse_views_of_one_another(model):
@@ -215,6 +225,8 @@ def update(state, model, grads):
     """
     if state is None or isinstance(state, Rule):
         _refuse_no_state(state, model)
+    if COMPILING and state is not None:
+        _refuse_closed_over(state)
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
     items = pending[0].values()
@@ -230,6 +242,27 @@ def update(state, model, grads):
         _refuse_misfit_state(pending, err)
         raise
     return state, model
+
+
+def _refuse_closed_over(state):
+    """Inside ``fl.compile``: a state that is not among the compiled function's arguments
+    (closed over, a global) would have its hyperparameters and frozen flags read once, when
+    traced (``fl.adjust``, ``freeze`` and ``thaw`` later would not reach the program), and
+    its arrays taken as constants: refused by name."""
+    trace = compiling()
+    known = getattr(trace, "nodes", None)
+    # (its Leafs: a container made inside around parts of the arguments is another object)
+    if known is None or all(id(leaf) in known for leaf in _leaves(state)):
+        return
+    # lazy: the compiler imports the optimisers
+    from fluxml.compiler.trace import CompileError
+
+    raise CompileError(
+        "fl.compile: fl.update steps an optimiser state that is not an argument of the "
+        "compiled function (closed over, or a global): its learning rate and other "
+        "hyperparameters, and which parts are frozen, would be read once when the function is "
+        "traced, so a later fl.adjust, freeze or thaw would not reach the compiled program. "
+        "Pass the state as an argument: step(model, state, x, y).")
 
 
 def _refuse_misfit_state(pending, err):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import Tracer
+from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import function
 
 LIKE: dict = {}  # NumPy creation function -> rule(like, *args, **kwargs)
@@ -19,7 +19,13 @@ LIKE: dict = {}  # NumPy creation function -> rule(like, *args, **kwargs)
 
 def _constant(like, value):
     value = np.asarray(value)
-    return like._trace.constant(value) if value.dtype.kind in "fc" else value
+    if value.dtype.kind not in "fc":
+        return value
+    low = raw(like)
+    if type(low) is Tracer:  # under fl.compile: a buffer the program makes afresh on each run
+        # (a plain array under a gradient's tracer would be a read-only constant of it)
+        value = low._trace.constant(value)
+    return like._trace.constant(value)
 
 
 def _creates(*funcs):
