@@ -144,6 +144,23 @@ def test_parameters_respect_the_security_table():
     assert choose(2, 30, min_slots=5000).poly_modulus_degree >= 16384
 
 
+def test_results_up_to_two_to_the_19_decrypt_right_at_every_default_scale():
+    # the first modulus keeps 20 bits above the scale: it was capped at 60 bits, so a depth-1
+    # plan got scale 2^50 and a result of 600 decrypted as -424, with no error
+    for depth in range(27):
+        p = choose(depth)
+        assert p.coeff_mod_bit_sizes[0] - p.scale_bits >= 20, p
+    with pytest.raises(ValueError, match="between 20 and 40 .*integer part.*got 45"):
+        choose(1, 45)
+    dense = fl.f64(fl.Dense(2, 1))
+    dense.weight[:], dense.bias[:] = [[1.0, -2.0]], 0.5
+    plan = fl.crypto.compile(dense, (2,))
+    assert "results below 2^19" in repr(plan)
+    keys = plan.keygen()
+    x = np.array([[600.0, 1.0], [1e5, -3.0], [-2e5, 0.25]])
+    np.testing.assert_allclose(keys.decrypt(plan.run(keys.encrypt(x))), dense(x), rtol=1e-6)
+
+
 def test_polynomial_depths():
     assert poly_depth([0, 0, 1]) == 1
     assert poly_depth([0.1, 0.5, 0.2]) == 2

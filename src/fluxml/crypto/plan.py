@@ -176,7 +176,9 @@ class Plan:
         lines.append(f"  depth {self.depth}; CKKS degree {p.poly_modulus_degree} "
                      f"({p.slots} inputs per ciphertext), coefficient moduli "
                      f"{json.dumps(p.coeff_mod_bit_sizes)} bits, scale 2^{p.scale_bits}, "
-                     f"128-bit security; encryption error about {_expected_error(p):.0e} per value "
+                     f"128-bit security; results below 2^{_range_bits(p)} in size (a larger "
+                     f"one decrypts wrapped around); encryption error about "
+                     f"{_expected_error(p):.0e} per value "
                      f"(plan.report(x, keys) measures every step)")
         return "\n".join(lines)
 
@@ -186,6 +188,11 @@ def _kind(step) -> str:
         nnz = int(np.count_nonzero(step.matrix))
         return f"affine {step.matrix.shape[1]}->{step.matrix.shape[0]} ({nnz} products)"
     return f"polynomial deg {len(step.coeffs) - 1}"
+
+
+def _range_bits(p: CKKSParams) -> int:
+    # the first modulus holds value * scale, centred: |value| < 2**(bits - scale_bits - 1)
+    return p.coeff_mod_bit_sizes[0] - p.scale_bits - 1
 
 
 def _expected_error(p: CKKSParams) -> float:
