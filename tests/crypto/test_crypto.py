@@ -115,6 +115,42 @@ def test_foreign_ciphertexts_and_bad_inputs_are_refused(served):
         fl.crypto.Plan.load(b"garbage")
 
 
+def test_a_ciphertext_with_too_few_levels_left_is_refused_by_name(served):
+    # keys of a shallower plan, or a plan's result fed to another plan: SEAL's "scale out of
+    # bounds" came out of the middle of the computation
+    _, plan, keys = served
+    shallow = fl.crypto.compile(fl.Dense(6, 6), (6,))
+    ct = shallow.keygen().encrypt(RNG.normal(size=(2, 6)))
+    with pytest.raises(fl.crypto.CryptoError, match="has 1 multiplicative levels left and "
+                                                    "the plan needs 6"):
+        plan.run(ct)
+    result = plan.run(keys.encrypt(RNG.normal(size=(2, 6))))
+    with pytest.raises(fl.crypto.CryptoError, match="a plan's result is not an input"):
+        fl.crypto.compile(fl.Dense(3, 1), (3,)).run(result)
+
+
+def test_a_constant_polynomial_runs_at_no_level():
+    # PolyAct with zero coefficients above the constant: TenSEAL's polyval failed with
+    # "vector::reserve"
+    model = fl.f64(fl.Chain(fl.Dense(3, 2), fl.PolyAct(2), fl.Dense(2, 2)))
+    model.layers[1].coeffs[:] = [0.75, 0.0, 0.0]
+    plan = fl.crypto.compile(model, (3,))
+    assert plan.depth == 2
+    keys = plan.keygen()
+    x = RNG.normal(size=(4, 3))
+    np.testing.assert_allclose(keys.decrypt(plan.run(keys.encrypt(x))), model(x), atol=1e-6)
+
+
+def test_encrypt_refuses_what_is_not_finite_and_real(served):
+    _, _, keys = served
+    x = np.ones((2, 6))
+    x[1, 4] = np.nan
+    with pytest.raises(fl.crypto.CryptoError, match=r"finite inputs; got NaN .* at \(1, 4\)"):
+        keys.encrypt(x)
+    with pytest.raises(fl.crypto.CryptoError, match="real numbers; got an array of complex"):
+        keys.encrypt(np.ones(6) * 1j)
+
+
 @pytest.mark.parametrize("layer, message", [
     (fl.Dense(4, 4, relu), r"model\[0\]: Dense\(4 => 4, relu\) uses relu.*PolyAct"),
     (relu, r"model\[0\] uses relu.*fl.square"),

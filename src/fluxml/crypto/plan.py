@@ -26,6 +26,7 @@ from fluxml.crypto.keys import (
     _pack,
     _unpack,
     load_arrays,
+    packing_id,
     save_arrays,
 )
 from fluxml.crypto.lower import Affine, Poly, lower
@@ -75,6 +76,13 @@ class Plan:
         if ct.shape != self.input_shape:
             raise CryptoError(f"this plan takes encrypted inputs of shape {self.input_shape}; "
                               f"got {ct.shape}")
+        # each level is one modulus of the chain; a ciphertext keeps the ones left plus q0
+        levels = min(v.ciphertext()[0].coeff_modulus_size() for v in ct.vectors) - 1
+        if levels < self.depth:
+            raise CryptoError(f"this ciphertext has {levels} multiplicative levels left and the "
+                              f"plan needs {self.depth}: encrypt it with keys made by this "
+                              f"plan's keygen() (a plan's result is not an input: decrypt it "
+                              f"and encrypt again)")
         if ct.layout == "packed":
             return self._run_packed(ct)
         if ct.layout != "batch":
@@ -95,6 +103,10 @@ class Plan:
                               f"{ct.vectors[0].size()} values; the plan's first step packs "
                               f"{len(pattern)} of {pattern.shape[1]}: encrypt it with keys "
                               f"made by this plan")
+        if ct.packing != packing_id(pattern):
+            raise CryptoError("this packed input was packed for another plan's first step (its "
+                              "weights sit elsewhere): encrypt it with keys made by this plan's "
+                              "keygen(), or use layout='batch'")
         if not ct.vectors[0].context().has_galois_keys():
             raise CryptoError("the packed layout needs Galois keys and this context has none: "
                               "send keys.public_context() made after keys.encrypt(x, "
@@ -269,6 +281,8 @@ def _run_step(step, vectors):
     coeffs = step.coeffs
     if step.depth == 1 and len(coeffs) == 3 and coeffs[2] == 1 and not coeffs[:2].any():
         return [v.square() for v in vectors]
+    if not np.any(coeffs[1:]):  # a constant (TenSEAL's polyval fails on degree 0): no level
+        return [v * 0.0 + float(coeffs[0]) for v in vectors]
     return [v.polyval([float(c) for c in coeffs]) for v in vectors]
 
 
