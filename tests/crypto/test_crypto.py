@@ -132,13 +132,17 @@ def test_a_ciphertext_with_too_few_levels_left_is_refused_by_name(served):
 def test_a_constant_polynomial_runs_at_no_level():
     # PolyAct with zero coefficients above the constant: TenSEAL's polyval failed with
     # "vector::reserve"
-    model = fl.f64(fl.Chain(fl.Dense(3, 2), fl.PolyAct(2), fl.Dense(2, 2)))
+    model = fl.f64(fl.Chain(fl.Dense(3, 2), fl.PolyAct(2), fl.Dense(2, 2), fl.PolyAct(1)))
     model.layers[1].coeffs[:] = [0.75, 0.0, 0.0]
+    model.layers[3].coeffs[:] = [-0.5, 0.0]  # after the last level: no product possible
     plan = fl.crypto.compile(model, (3,))
     assert plan.depth == 2
     keys = plan.keygen()
     x = RNG.normal(size=(4, 3))
     np.testing.assert_allclose(keys.decrypt(plan.run(keys.encrypt(x))), model(x), atol=1e-6)
+    server = fl.crypto.PublicContext.load(keys.public_context().serialize())
+    ct = fl.crypto.EncryptedTensor.load(keys.encrypt(x).serialize(), server)
+    np.testing.assert_allclose(keys.decrypt(plan.run(ct)), model(x), atol=1e-6)
 
 
 def test_encrypt_refuses_what_is_not_finite_and_real(served):

@@ -28,6 +28,7 @@ from fluxml.crypto.keys import (
     load_arrays,
     packing_id,
     save_arrays,
+    tenseal,
 )
 from fluxml.crypto.lower import Affine, Poly, lower
 from fluxml.crypto.params import CKKSParams, choose
@@ -281,8 +282,11 @@ def _run_step(step, vectors):
     coeffs = step.coeffs
     if step.depth == 1 and len(coeffs) == 3 and coeffs[2] == 1 and not coeffs[:2].any():
         return [v.square() for v in vectors]
-    if not np.any(coeffs[1:]):  # a constant (TenSEAL's polyval fails on degree 0): no level
-        return [v * 0.0 + float(coeffs[0]) for v in vectors]
+    if not np.any(coeffs[1:]):  # a constant (TenSEAL's polyval fails on degree 0): encrypted
+        # afresh with the public key, as polyval's constant term is (no product: a ciphertext
+        # at its last level takes none)
+        return [tenseal().ckks_vector(v.context(), [float(coeffs[0])] * v.size())
+                for v in vectors]
     return [v.polyval([float(c) for c in coeffs]) for v in vectors]
 
 
