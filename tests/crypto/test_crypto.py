@@ -115,6 +115,46 @@ def test_foreign_ciphertexts_and_bad_inputs_are_refused(served):
         fl.crypto.Plan.load(b"garbage")
 
 
+def test_a_ciphertext_with_too_few_levels_left_is_refused_by_name(served):
+    # keys of a shallower plan, or a plan's result fed to another plan: SEAL's "scale out of
+    # bounds" came out of the middle of the computation
+    _, plan, keys = served
+    shallow = fl.crypto.compile(fl.Dense(6, 6), (6,))
+    ct = shallow.keygen().encrypt(RNG.normal(size=(2, 6)))
+    with pytest.raises(fl.crypto.CryptoError, match="has 1 multiplicative levels left and "
+                                                    "the plan needs 6"):
+        plan.run(ct)
+    result = plan.run(keys.encrypt(RNG.normal(size=(2, 6))))
+    with pytest.raises(fl.crypto.CryptoError, match="a plan's result is not an input"):
+        fl.crypto.compile(fl.Dense(3, 1), (3,)).run(result)
+
+
+def test_a_constant_polynomial_runs_at_no_level():
+    # PolyAct with zero coefficients above the constant: TenSEAL's polyval failed with
+    # "vector::reserve"
+    model = fl.f64(fl.Chain(fl.Dense(3, 2), fl.PolyAct(2), fl.Dense(2, 2), fl.PolyAct(1)))
+    model.layers[1].coeffs[:] = [0.75, 0.0, 0.0]
+    model.layers[3].coeffs[:] = [-0.5, 0.0]  # after the last level: no product possible
+    plan = fl.crypto.compile(model, (3,))
+    assert plan.depth == 2
+    keys = plan.keygen()
+    x = RNG.normal(size=(4, 3))
+    np.testing.assert_allclose(keys.decrypt(plan.run(keys.encrypt(x))), model(x), atol=1e-6)
+    server = fl.crypto.PublicContext.load(keys.public_context().serialize())
+    ct = fl.crypto.EncryptedTensor.load(keys.encrypt(x).serialize(), server)
+    np.testing.assert_allclose(keys.decrypt(plan.run(ct)), model(x), atol=1e-6)
+
+
+def test_encrypt_refuses_what_is_not_finite_and_real(served):
+    _, _, keys = served
+    x = np.ones((2, 6))
+    x[1, 4] = np.nan
+    with pytest.raises(fl.crypto.CryptoError, match=r"finite inputs; got NaN .* at \(1, 4\)"):
+        keys.encrypt(x)
+    with pytest.raises(fl.crypto.CryptoError, match="real numbers; got an array of complex"):
+        keys.encrypt(np.ones(6) * 1j)
+
+
 @pytest.mark.parametrize("layer, message", [
     (fl.Dense(4, 4, relu), r"model\[0\]: Dense\(4 => 4, relu\) uses relu.*PolyAct"),
     (relu, r"model\[0\] uses relu.*fl.square"),
@@ -142,6 +182,23 @@ def test_parameters_respect_the_security_table():
         assert sum(p.coeff_mod_bit_sizes) <= MAX_BITS_128[p.poly_modulus_degree]
         assert p.depth == depth
     assert choose(2, 30, min_slots=5000).poly_modulus_degree >= 16384
+
+
+def test_results_up_to_two_to_the_19_decrypt_right_at_every_default_scale():
+    # the first modulus keeps 20 bits above the scale: it was capped at 60 bits, so a depth-1
+    # plan got scale 2^50 and a result of 600 decrypted as -424, with no error
+    for depth in range(27):
+        p = choose(depth)
+        assert p.coeff_mod_bit_sizes[0] - p.scale_bits >= 20, p
+    with pytest.raises(ValueError, match="between 20 and 40 .*integer part.*got 45"):
+        choose(1, 45)
+    dense = fl.f64(fl.Dense(2, 1))
+    dense.weight[:], dense.bias[:] = [[1.0, -2.0]], 0.5
+    plan = fl.crypto.compile(dense, (2,))
+    assert "results below 2^19" in repr(plan)
+    keys = plan.keygen()
+    x = np.array([[600.0, 1.0], [1e5, -3.0], [-2e5, 0.25]])
+    np.testing.assert_allclose(keys.decrypt(plan.run(keys.encrypt(x))), dense(x), rtol=1e-6)
 
 
 def test_polynomial_depths():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from fluxml.crypto.plan import packing_of
 
 ts = pytest.importorskip("tenseal")
 
@@ -117,3 +118,27 @@ def test_packed_layout_refusals(served):
     other.steps[0].matrix[:, 0] = 0.0  # five weights a row: a different pattern
     with pytest.raises(fl.crypto.CryptoError, match="has 6 ciphertexts"):
         other.run(ct)
+
+
+def test_a_plan_refuses_an_input_packed_for_another_pattern_of_the_same_size():
+    # both first steps have 9 weights per output and 16 outputs, at other places: the plan
+    # multiplied the other pattern's inputs by its weights and answered garbage, no error
+    rng = np.random.default_rng(5)
+    four = fl.Chain(fl.Conv((3, 3), 1, 4, rng=rng), fl.square, fl.Flatten(),
+                    fl.Dense(16, 2, rng=rng))
+    padded = fl.Chain(fl.Conv((3, 3), 1, 1, pad=1, rng=rng), fl.square, fl.Flatten(),
+                      fl.Dense(16, 2, rng=rng))
+    plan_four, plan_padded = (fl.crypto.compile(m, (1, 4, 4), precision_bits=29)
+                              for m in (four, padded))
+    assert packing_of(plan_four).shape == packing_of(plan_padded).shape == (9, 16)
+    keys = plan_four.keygen()
+    x = rng.normal(size=(1, 4, 4))
+    ct = keys.encrypt(x, layout="packed")
+    with pytest.raises(fl.crypto.CryptoError, match="packed for another plan's first step"):
+        plan_padded.run(ct)
+    loaded = fl.crypto.EncryptedTensor.load(ct.serialize(), keys.public_context())
+    assert loaded.packing == ct.packing is not None
+    with pytest.raises(fl.crypto.CryptoError, match="packed for another plan's first step"):
+        plan_padded.run(loaded)
+    np.testing.assert_allclose(keys.decrypt(plan_four.run(loaded)),
+                               four(x[None].astype(np.float32))[0], atol=2e-2)

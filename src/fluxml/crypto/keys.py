@@ -22,6 +22,7 @@ Layouts of an ``EncryptedTensor``:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -140,7 +141,13 @@ class Keys(PublicContext):
         ``"packed"`` (one input, packed for the plan's first affine step; makes Galois keys
         the first time, so call ``public_context()`` after it), or None: packed for one input
         where the plan's estimate says it is faster, batch otherwise."""
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise CryptoError(f"encrypt expects real numbers; got an array of {x.dtype}")
+        x = x.astype(np.float64, copy=False)
+        if not np.isfinite(x).all():
+            raise CryptoError("encrypt expects finite inputs; got NaN or infinity at "
+                              f"{tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])}")
         single = x.shape == self.input_shape
         batch = x[None] if single else x
         if batch.shape[1:] != self.input_shape:
@@ -174,7 +181,8 @@ class Keys(PublicContext):
         flat = batch.reshape(-1)
         rows = np.where(self.packing >= 0, flat[np.maximum(self.packing, 0)], 0.0)
         vectors = [ts.ckks_vector(self.context, row.tolist()) for row in rows]
-        return EncryptedTensor(vectors, self.input_shape, 1, self.key_id, single, "packed")
+        return EncryptedTensor(vectors, self.input_shape, 1, self.key_id, single, "packed",
+                               packing=packing_id(self.packing))
 
     def decrypt(self, ct: EncryptedTensor) -> np.ndarray:
         """The plain values of ``ct``: ``(B, *shape)``, or ``shape`` for a single input."""
@@ -216,6 +224,13 @@ class Keys(PublicContext):
         return "Keys" + super().__repr__()[len("PublicContext"):]
 
 
+def packing_id(pattern) -> str:
+    """A short digest of a packed layout's pattern: a packed input carries it, so that a plan
+    whose first step has another pattern (of the same size) refuses it."""
+    pattern = np.ascontiguousarray(pattern, dtype=np.int64)
+    return hashlib.sha256(repr(pattern.shape).encode() + pattern.tobytes()).hexdigest()[:16]
+
+
 def _dims(shape) -> str:
     return ", ".join(map(str, shape))
 
@@ -227,7 +242,7 @@ class EncryptedTensor:
     """Encrypted inputs or outputs in one of the ``LAYOUTS`` (see the module's docstring)."""
 
     def __init__(self, vectors: list, shape: tuple, batch: int, key_id: str, single=False,
-                 layout: str = "batch"):
+                 layout: str = "batch", packing: str | None = None):
         if layout not in LAYOUTS:
             raise ValueError(f"EncryptedTensor: layout must be one of {LAYOUTS}; got {layout!r}")
         self.vectors = vectors
@@ -236,10 +251,11 @@ class EncryptedTensor:
         self.key_id = key_id
         self.single = single
         self.layout = layout
+        self.packing = packing  # packed layout: packing_id of the pattern it was packed for
 
     def serialize(self) -> bytes:
         header = {"shape": list(self.shape), "batch": self.batch, "key_id": self.key_id,
-                  "single": self.single, "layout": self.layout}
+                  "single": self.single, "layout": self.layout, "packing": self.packing}
         return _pack(_MAGIC_CT, header, [v.serialize() for v in self.vectors])
 
     @classmethod
@@ -259,7 +275,7 @@ class EncryptedTensor:
         ts = tenseal()
         vectors = [ts.ckks_vector_from(context.context, b) for b in blobs]
         return cls(vectors, tuple(header["shape"]), header["batch"], header["key_id"],
-                   header["single"], layout)
+                   header["single"], layout, header.get("packing"))
 
     @property
     def nbytes(self) -> int:

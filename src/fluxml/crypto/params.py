@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 # Largest total coefficient-modulus size (bits) for 128-bit classical security, by degree.
 MAX_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
-INTEGER_BITS = 20  # bits of the first and last moduli above the scale: |values| < 2**20
+INTEGER_BITS = 20  # bits of the first and last moduli above the scale: |values| < 2**19
+MAX_MODULUS_BITS = 60  # SEAL's largest prime: the scale may use at most 60 - INTEGER_BITS
 
 
 class CKKSParams(NamedTuple):
@@ -46,25 +47,31 @@ class DepthError(ValueError):
     """No 128-bit-secure CKKS parameters hold the requested depth."""
 
 
-MIN_SCALE_BITS, MAX_SCALE_BITS = 30, 50
+MIN_SCALE_BITS, MAX_SCALE_BITS = 30, MAX_MODULUS_BITS - INTEGER_BITS
 
 
 def choose(depth: int, precision_bits: int | None = None, min_slots: int = 1) -> CKKSParams:
     """The smallest polynomial degree whose 128-bit budget holds ``depth`` multiplications at
     a scale of ``precision_bits`` bits and at least ``min_slots`` slots. Without
     ``precision_bits``: the smallest degree that holds the depth at 30 bits, with the largest
-    scale (up to 50 bits) that degree's budget allows."""
+    scale (up to 40 bits) that degree's budget allows. The first modulus holds the scale and
+    ``INTEGER_BITS`` more, so that results up to 2**19 in size decrypt right (a larger one
+    comes back wrapped around, with no error: CKKS cannot tell)."""
     if precision_bits is None:
         degree = choose(depth, MIN_SCALE_BITS, min_slots).poly_modulus_degree
         bits = MIN_SCALE_BITS
         while bits < MAX_SCALE_BITS and _total(depth, bits + 1) <= MAX_BITS_128[degree]:
             bits += 1
         return choose(depth, bits, min_slots)
-    if not 20 <= precision_bits <= 52:
-        raise ValueError(f"precision_bits must be between 20 and 52; got {precision_bits}")
+    if not 20 <= precision_bits <= MAX_SCALE_BITS:
+        # more would leave fewer than INTEGER_BITS above the scale in the first modulus (at
+        # most 60 bits): results from 2**(59 - precision_bits) on would decrypt as garbage
+        raise ValueError(f"precision_bits must be between 20 and {MAX_SCALE_BITS} (SEAL's moduli "
+                         f"hold at most {MAX_MODULUS_BITS} bits, {INTEGER_BITS} of the first "
+                         f"for the values' integer part); got {precision_bits}")
     if depth < 0:
         raise ValueError(f"depth must be non-negative; got {depth}")
-    outer = min(precision_bits + INTEGER_BITS, 60)
+    outer = precision_bits + INTEGER_BITS
     sizes = [outer] + [precision_bits] * depth + [outer]
     for degree, budget in MAX_BITS_128.items():
         if degree >= 4096 and sum(sizes) <= budget and degree // 2 >= min_slots:
@@ -78,4 +85,4 @@ def choose(depth: int, precision_bits: int | None = None, min_slots: int = 1) ->
 
 
 def _total(depth, bits):
-    return 2 * min(bits + INTEGER_BITS, 60) + depth * bits
+    return 2 * (bits + INTEGER_BITS) + depth * bits

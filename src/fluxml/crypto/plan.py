@@ -26,7 +26,9 @@ from fluxml.crypto.keys import (
     _pack,
     _unpack,
     load_arrays,
+    packing_id,
     save_arrays,
+    tenseal,
 )
 from fluxml.crypto.lower import Affine, Poly, lower
 from fluxml.crypto.params import CKKSParams, choose
@@ -75,6 +77,13 @@ class Plan:
         if ct.shape != self.input_shape:
             raise CryptoError(f"this plan takes encrypted inputs of shape {self.input_shape}; "
                               f"got {ct.shape}")
+        # each level is one modulus of the chain; a ciphertext keeps the ones left plus q0
+        levels = min(v.ciphertext()[0].coeff_modulus_size() for v in ct.vectors) - 1
+        if levels < self.depth:
+            raise CryptoError(f"this ciphertext has {levels} multiplicative levels left and the "
+                              f"plan needs {self.depth}: encrypt it with keys made by this "
+                              f"plan's keygen() (a plan's result is not an input: decrypt it "
+                              f"and encrypt again)")
         if ct.layout == "packed":
             return self._run_packed(ct)
         if ct.layout != "batch":
@@ -95,6 +104,10 @@ class Plan:
                               f"{ct.vectors[0].size()} values; the plan's first step packs "
                               f"{len(pattern)} of {pattern.shape[1]}: encrypt it with keys "
                               f"made by this plan")
+        if ct.packing != packing_id(pattern):
+            raise CryptoError("this packed input was packed for another plan's first step (its "
+                              "weights sit elsewhere): encrypt it with keys made by this plan's "
+                              "keygen(), or use layout='batch'")
         if not ct.vectors[0].context().has_galois_keys():
             raise CryptoError("the packed layout needs Galois keys and this context has none: "
                               "send keys.public_context() made after keys.encrypt(x, "
@@ -176,7 +189,9 @@ class Plan:
         lines.append(f"  depth {self.depth}; CKKS degree {p.poly_modulus_degree} "
                      f"({p.slots} inputs per ciphertext), coefficient moduli "
                      f"{json.dumps(p.coeff_mod_bit_sizes)} bits, scale 2^{p.scale_bits}, "
-                     f"128-bit security; encryption error about {_expected_error(p):.0e} per value "
+                     f"128-bit security; results below 2^{_range_bits(p)} in size (a larger "
+                     f"one decrypts wrapped around); encryption error about "
+                     f"{_expected_error(p):.0e} per value "
                      f"(plan.report(x, keys) measures every step)")
         return "\n".join(lines)
 
@@ -186,6 +201,11 @@ def _kind(step) -> str:
         nnz = int(np.count_nonzero(step.matrix))
         return f"affine {step.matrix.shape[1]}->{step.matrix.shape[0]} ({nnz} products)"
     return f"polynomial deg {len(step.coeffs) - 1}"
+
+
+def _range_bits(p: CKKSParams) -> int:
+    # the first modulus holds value * scale, centred: |value| < 2**(bits - scale_bits - 1)
+    return p.coeff_mod_bit_sizes[0] - p.scale_bits - 1
 
 
 def _expected_error(p: CKKSParams) -> float:
@@ -262,6 +282,11 @@ def _run_step(step, vectors):
     coeffs = step.coeffs
     if step.depth == 1 and len(coeffs) == 3 and coeffs[2] == 1 and not coeffs[:2].any():
         return [v.square() for v in vectors]
+    if not np.any(coeffs[1:]):  # a constant (TenSEAL's polyval fails on degree 0): encrypted
+        # afresh with the public key, as polyval's constant term is (no product: a ciphertext
+        # at its last level takes none)
+        return [tenseal().ckks_vector(v.context(), [float(coeffs[0])] * v.size())
+                for v in vectors]
     return [v.polyval([float(c) for c in coeffs]) for v in vectors]
 
 
