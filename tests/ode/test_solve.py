@@ -156,6 +156,12 @@ def test_failures_name_the_time_reached_and_what_to_try():
         fl.ode.solve(lambda t, u, p: u[:1], np.ones(2), (0.0, 1.0))
     with pytest.raises(ValueError, match="saveat must be times inside tspan"):
         fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[2.0])
+    # a NaN save time was dropped from sol.t, and a NaN end solved nothing, with no error
+    with pytest.raises(ValueError, match="saveat must be times inside tspan"):
+        fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[0.5, np.nan])
+    for tspan in [(0.0, np.nan), (0.0, np.inf)]:
+        with pytest.raises(ValueError, match="tspan must be two finite times"):
+            fl.ode.solve(oscillator, np.ones(2), tspan)
     # other libraries' argument orders would solve another equation, silently
     with pytest.raises(TypeError, match=r"arguments are \(u, p, t\), but solve calls f\(t, u"):
         fl.ode.solve(lambda u, p, t: -p * u, np.ones(2), (0.0, 1.0), 0.5)  # DiffEq.jl's

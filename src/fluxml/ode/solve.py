@@ -63,11 +63,14 @@ def _times(tspan, saveat):
     if len(tspan) != 2:
         raise ValueError(f"solve: tspan must be (t0, t1); got {tspan!r}")
     t0, t1 = float(tspan[0]), float(tspan[1])
+    if not (np.isfinite(t0) and np.isfinite(t1)):  # a NaN end solved nothing, silently
+        raise ValueError(f"solve: tspan must be two finite times (t0, t1); got {tspan!r}")
     if saveat is None:
         return t0, t1, None
     save = np.atleast_1d(np.asarray(saveat, dtype=float))
     lo, hi = min(t0, t1), max(t0, t1)
-    if save.ndim != 1 or np.any(save < lo) or np.any(save > hi):
+    # not "any outside": a NaN is neither below nor above, and was dropped from the output
+    if save.ndim != 1 or not np.all((save >= lo) & (save <= hi)):
         raise ValueError(f"solve: saveat must be times inside tspan [{t0}, {t1}]; got {saveat!r}")
     d = np.diff(save) * (1 if t1 >= t0 else -1)
     if np.any(d < 0):
