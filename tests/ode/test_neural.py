@@ -63,3 +63,19 @@ def test_saveat_returns_the_trajectory_and_only_the_model_is_trainable():
 def test_a_non_callable_model_is_refused():
     with pytest.raises(TypeError, match="NeuralODE: model must be callable"):
         fl.NeuralODE(np.ones(3), (0.0, 1.0))
+
+
+def test_compile_refuses_a_solve_by_name_even_through_a_closure():
+    """fl.compile of a NeuralODE, of a training step with one, and of a solve whose f closes
+    over the compiled argument (that one failed on a bool() on the user's line, saying
+    nothing of the solver)."""
+    node = fl.NeuralODE(fl.Dense(2, 2, np.tanh), (0.0, 0.5))
+    x = np.ones((3, 2), np.float32)
+    match = r"fl.ode.solve \(and NeuralODE\) cannot be compiled"
+    with pytest.raises(fl.CompileError, match=match):
+        fl.train(lambda m, x: np.sum(m(x)), node, [(x,)], fl.setup(fl.Adam(), node),
+                 progress=False, compile=True)
+    closure = fl.compile(lambda k: fl.ode.solve(lambda t, u, p: -k * u, np.ones(2),
+                                                (0.0, 1.0), saveat=[1.0]).u)
+    with pytest.raises(fl.CompileError, match=match):
+        closure(np.array(2.0))

@@ -23,7 +23,7 @@ import numpy as np
 from fluxml.ad.core import DifferentiationError, Tracer, top_trace
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint
-from fluxml.ode.integrate import Counted, integrate
+from fluxml.ode.integrate import Counted, integrate, refuse_compiled
 from fluxml.ode.rk import Tsit5
 from fluxml.ode.state import Packer
 from fluxml.tree import flatten
@@ -86,24 +86,6 @@ def _state(u0):
     return u0
 
 
-def _refuse_compiled(leaves):
-    """Under ``fl.compile``, a state or parameters traced by it: refused by name (the solver
-    picks its steps and checks them with Python control flow on the values, which a
-    compiled program cannot hold)."""
-    for x in leaves:
-        while type(x) is Tracer:
-            if not x._trace.differentiates:  # fl.compile's recording trace
-                # lazy: the compiler sits above the solvers (and is loaded: it is compiling)
-                from fluxml.compiler.trace import CompileError
-
-                raise CompileError(
-                    "fl.compile: fl.ode.solve (and NeuralODE) cannot be compiled: the solver "
-                    "chooses and checks its steps with Python control flow on the state's "
-                    "values. Call the solver outside the compiled function, and compile the "
-                    "right-hand side (the model) instead.")
-            x = x._val
-
-
 def _refuse_other_orders(f) -> None:
     """``f(u, p, t)`` (DifferentialEquations.jl's order) or ``f(y, t)`` (scipy's ``odeint``)
     would be called here as ``f(t, u, p)`` and solve another equation, with no error: the
@@ -154,7 +136,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps,
                    adaptive=adaptive)
     leaves = flatten((u0, p))[0]
-    _refuse_compiled(leaves)
+    refuse_compiled(leaves)
     trace = top_trace(leaves)
     if isinstance(trace, ReverseTrace) and not isinstance(sensealg, adjoint.Direct):
         ts, ys, stats = adjoint.solve_with_adjoint(sensealg, solver, f, packer, y0, p, t0, t1,
