@@ -159,6 +159,8 @@ def test_failures_name_the_time_reached_and_what_to_try():
     # a NaN save time was dropped from sol.t, and a NaN end solved nothing, with no error
     with pytest.raises(ValueError, match="saveat must be times inside tspan"):
         fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[0.5, np.nan])
+    with pytest.raises(ValueError, match="saveat lists no time"):  # failed in np.stack
+        fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[])
     for tspan in [(0.0, np.nan), (0.0, np.inf)]:
         with pytest.raises(ValueError, match="tspan must be two finite times"):
             fl.ode.solve(oscillator, np.ones(2), tspan)

@@ -69,6 +69,9 @@ def _times(tspan, saveat):
         return t0, t1, None
     save = np.atleast_1d(np.asarray(saveat, dtype=float))
     lo, hi = min(t0, t1), max(t0, t1)
+    if save.size == 0:  # else NumPy's "need at least one array to stack", after the solve
+        raise ValueError("solve: saveat lists no time; pass the times to return, or "
+                         "saveat=None for t0 and every accepted step")
     # not "any outside": a NaN is neither below nor above, and was dropped from the output
     if save.ndim != 1 or not np.all((save >= lo) & (save <= hi)):
         raise ValueError(f"solve: saveat must be times inside tspan [{t0}, {t1}]; got {saveat!r}")
