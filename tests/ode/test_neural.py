@@ -63,3 +63,44 @@ def test_saveat_returns_the_trajectory_and_only_the_model_is_trainable():
 def test_a_non_callable_model_is_refused():
     with pytest.raises(TypeError, match="NeuralODE: model must be callable"):
         fl.NeuralODE(np.ones(3), (0.0, 1.0))
+
+
+def test_compile_refuses_a_solve_by_name_even_through_a_closure():
+    """fl.compile of a NeuralODE, of a training step with one, and of a solve whose f closes
+    over the compiled argument (that one failed on a bool() on the user's line, saying
+    nothing of the solver)."""
+    node = fl.NeuralODE(fl.Dense(2, 2, np.tanh), (0.0, 0.5))
+    x = np.ones((3, 2), np.float32)
+    match = r"fl.ode.solve \(and NeuralODE\) cannot be compiled"
+    with pytest.raises(fl.CompileError, match=match):
+        fl.train(lambda m, x: np.sum(m(x)), node, [(x,)], fl.setup(fl.Adam(), node),
+                 progress=False, compile=True)
+    closure = fl.compile(lambda k: fl.ode.solve(lambda t, u, p: -k * u, np.ones(2),
+                                                (0.0, 1.0), saveat=[1.0]).u)
+    with pytest.raises(fl.CompileError, match=match):
+        closure(np.array(2.0))
+
+
+def test_training_steps_agree_across_sensealgs_with_a_tied_layer():
+    """Three fl.train steps of Descent on Chain(Dense, NeuralODE(Chain(d, d)), Dense), the same
+    layer d twice inside: every adjoint's parameters match Direct's (the adjoints once
+    counted the tied layer's gradient twice). tests/ode/torch_twin.py checks the training
+    against torchdiffeq, by hand. Descent, not Adam: Adam's normalised step hides a gradient
+    doubled."""
+    rng = np.random.default_rng(1)
+    data = [(rng.normal(size=(4, 2)), rng.normal(size=(4, 1))) for _ in range(3)]
+
+    def trained(alg):
+        fl.seed(2)
+        d = fl.Dense(3, 3, np.tanh, dtype=np.float64)  # (fl.f64 would copy d twice, untied)
+        node = fl.NeuralODE(fl.Chain(d, d), (0.0, 0.5), sensealg=alg, rtol=1e-9, atol=1e-9)
+        m = fl.Chain(fl.Dense(2, 3, dtype=np.float64), node, fl.Dense(3, 1, dtype=np.float64))
+        assert m.layers[1].model.layers[0] is m.layers[1].model.layers[1]
+        fl.train(lambda m, x, y: fl.mse(m(x), y), m, data, fl.setup(fl.Descent(0.1), m),
+                 progress=False)
+        return fl.leaves(m)
+
+    expect = trained(fl.ode.Direct())
+    for alg in [fl.ode.InterpolatingAdjoint(), fl.ode.QuadratureAdjoint()]:
+        for a, b in zip(trained(alg), expect):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)

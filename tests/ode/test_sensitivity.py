@@ -268,3 +268,19 @@ def test_a_stiff_adjoint_keeps_its_order_at_the_ends_of_the_interval(alg):
         lambda t, u, k: -k * u, np.ones(1), (0.0, 2.0), k, solver=fl.ode.Rodas5(),
         saveat=[1.0, 2.0], rtol=1e-8, atol=1e-10, sensealg=alg).u.sum(), k)[0]
     assert abs(g - (-np.exp(-k) - 2 * np.exp(-2 * k))) < 2e-8
+
+
+@pytest.mark.parametrize("alg", ALGS[1:], ids=repr)
+def test_tied_weights_in_p_count_once(alg):
+    """The same array at two places of p (a layer used twice in a NeuralODE's model): the
+    engine gives each place the total gradient, and the adjoints summed both places into
+    it, twice the right gradient (found by composing NeuralODE with Chain(d, d))."""
+    a = np.array([[-0.5, 0.3], [0.2, -0.4]])
+    f = lambda t, u, p: np.tanh(p["a"] @ u) + p["b"] @ u  # noqa: E731
+
+    def loss(q, alg):
+        return np.sum(fl.ode.solve(f, np.array([1.0, -1.0]), (0.0, 1.0), {"a": q, "b": q},
+                                   saveat=[1.0], rtol=1e-10, atol=1e-12, sensealg=alg).u ** 2)
+
+    expect = fl.gradient(lambda q: loss(q, fl.ode.Direct()), a)[0]
+    np.testing.assert_allclose(fl.gradient(lambda q: loss(q, alg), a)[0], expect, rtol=1e-6)

@@ -105,6 +105,20 @@ def test_backwards_in_time_and_float32():
     np.testing.assert_allclose(sol.u[-1], np.e * np.ones(2), rtol=1e-4)
 
 
+@pytest.mark.parametrize("solver", [fl.ode.Rosenbrock23(), fl.ode.Rodas5()], ids=repr)
+def test_stiff_solvers_keep_float32(solver):
+    # W = I / (h gamma) - J was built with a float64 identity, and Rodas5 interpolated the
+    # save times with a float64 theta: the states came out float64
+    u0 = np.ones(2, np.float32)
+    sol = fl.ode.solve(lambda t, u, p: -p * u, u0, (0.0, 1.0), np.float32(2.0), solver=solver,
+                       saveat=[0.5, 1.0], rtol=1e-4, atol=1e-6)
+    assert sol.u.dtype == np.float32 and sol(0.7).dtype == np.float32
+    np.testing.assert_allclose(sol.u[-1], np.exp(-2.0) * u0, rtol=1e-2)
+    _, tangent = fl.jvp(lambda u: fl.ode.solve(lambda t, u, p: -u, u, (0.0, 1.0),
+                                               solver=solver, saveat=[1.0]).u, (u0,), (u0,))
+    assert tangent.dtype == np.float32
+
+
 def test_trees_as_state():
     def f(t, u, p):
         return {"x": u["v"], "v": -p["k"] * u["x"]}
@@ -142,6 +156,14 @@ def test_failures_name_the_time_reached_and_what_to_try():
         fl.ode.solve(lambda t, u, p: u[:1], np.ones(2), (0.0, 1.0))
     with pytest.raises(ValueError, match="saveat must be times inside tspan"):
         fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[2.0])
+    # a NaN save time was dropped from sol.t, and a NaN end solved nothing, with no error
+    with pytest.raises(ValueError, match="saveat must be times inside tspan"):
+        fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[0.5, np.nan])
+    with pytest.raises(ValueError, match="saveat lists no time"):  # failed in np.stack
+        fl.ode.solve(oscillator, np.ones(2), (0.0, 1.0), saveat=[])
+    for tspan in [(0.0, np.nan), (0.0, np.inf)]:
+        with pytest.raises(ValueError, match="tspan must be two finite times"):
+            fl.ode.solve(oscillator, np.ones(2), tspan)
     # other libraries' argument orders would solve another equation, silently
     with pytest.raises(TypeError, match=r"arguments are \(u, p, t\), but solve calls f\(t, u"):
         fl.ode.solve(lambda u, p, t: -p * u, np.ones(2), (0.0, 1.0), 0.5)  # DiffEq.jl's

@@ -122,7 +122,16 @@ class _Params:
 
     def __init__(self, p):
         self.leaves, self.spec = flatten(p)
-        self.index = [i for i, x in enumerate(self.leaves) if _is_float(raw(x))]
+        # A leaf reached twice (tied weights) is one parameter, read at each of its places:
+        # the engine gives a repeated argument its total gradient at every place, so as two
+        # parameters its gradient was counted twice.
+        self.index, self.slot, first = [], {}, {}
+        for i, x in enumerate(self.leaves):
+            if _is_float(raw(x)):
+                k = first.setdefault(id(x), len(self.index))
+                if k == len(self.index):
+                    self.index.append(i)
+                self.slot[i] = k
         self.like = [raw(self.leaves[i]) for i in self.index]
         self.sizes = [int(np.size(x)) for x in self.like]
         self.size = sum(self.sizes)
@@ -132,8 +141,8 @@ class _Params:
 
     def rebuild(self, values):
         leaves = list(self.leaves)
-        for i, v in zip(self.index, values):
-            leaves[i] = v
+        for i, k in self.slot.items():
+            leaves[i] = values[k]
         return unflatten(self.spec, leaves)
 
     def _parts(self, vec):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import Tracer, raw
 from fluxml.ode.control import PIController, error_norm, initial_step
 from fluxml.ode.rk import Step
 
@@ -39,6 +39,25 @@ class Stats:
     nreject: int = 0
 
 
+def refuse_compiled(leaves) -> None:
+    """Under ``fl.compile``, a state or parameters traced by it: refused by name (the solver
+    picks its steps and checks them with Python control flow on the values, which a
+    compiled program cannot hold); ``f``'s first result is checked too (an ``f`` that closes
+    over a compiled argument)."""
+    for x in leaves:
+        while type(x) is Tracer:
+            if not x._trace.differentiates:  # fl.compile's recording trace
+                # lazy: the compiler sits above the solvers (and is loaded: it is compiling)
+                from fluxml.compiler.trace import CompileError
+
+                raise CompileError(
+                    "fl.compile: fl.ode.solve (and NeuralODE) cannot be compiled: the solver "
+                    "chooses and checks its steps with Python control flow on the state's "
+                    "values. Call the solver outside the compiled function, and compile the "
+                    "right-hand side (the model) instead.")
+            x = x._val
+
+
 class Counted:
     """``F(t, y)``, counting evaluations; checks the shape of the first result."""
 
@@ -52,6 +71,7 @@ class Counted:
         self.stats.nfe += 1
         out = self.fun(t, y)
         if not self.checked:
+            refuse_compiled([out])  # else a bool() deep in the step control, on the user's line
             shape = np.shape(raw(out))
             if shape != np.shape(raw(y)):
                 raise ValueError(f"solve: f(t, u, p) returned shape {shape} for a state of "

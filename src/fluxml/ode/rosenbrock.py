@@ -96,7 +96,9 @@ class _Rosenbrock:
             self._cache = (t, y, J, dT)
         shape = np.shape(y)
         n = int(np.prod(shape))
-        W = np.eye(n) / (h * self.gamma) - np.reshape(J, (n, n))
+        # the identity in the state's dtype: a float64 one made float32 states float64
+        eye = np.eye(n, dtype=np.result_type(raw(y)))
+        W = eye / (h * self.gamma) - np.reshape(J, (n, n))
 
         def solve(b):
             return np.reshape(np.linalg.solve(W, np.reshape(b, (n,))), shape)
@@ -158,6 +160,7 @@ class Rodas5(_Rosenbrock):
         return y1, [f0] + ks, err
 
     def interpolate(self, F, step: Step, theta: float):
+        theta = float(theta)  # a NumPy float64 theta (from saveat) made float32 states float64
         ks = step.ks[1:]
         kd = [lincomb(0.0 * step.y0, row, ks) for row in RODAS5_H]
         inner = lincomb(kd[1], (theta,), (kd[2],))

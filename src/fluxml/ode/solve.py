@@ -23,7 +23,7 @@ import numpy as np
 from fluxml.ad.core import DifferentiationError, Tracer, top_trace
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint
-from fluxml.ode.integrate import Counted, integrate
+from fluxml.ode.integrate import Counted, integrate, refuse_compiled
 from fluxml.ode.rk import Tsit5
 from fluxml.ode.state import Packer
 from fluxml.tree import flatten
@@ -63,11 +63,17 @@ def _times(tspan, saveat):
     if len(tspan) != 2:
         raise ValueError(f"solve: tspan must be (t0, t1); got {tspan!r}")
     t0, t1 = float(tspan[0]), float(tspan[1])
+    if not (np.isfinite(t0) and np.isfinite(t1)):  # a NaN end solved nothing, silently
+        raise ValueError(f"solve: tspan must be two finite times (t0, t1); got {tspan!r}")
     if saveat is None:
         return t0, t1, None
     save = np.atleast_1d(np.asarray(saveat, dtype=float))
     lo, hi = min(t0, t1), max(t0, t1)
-    if save.ndim != 1 or np.any(save < lo) or np.any(save > hi):
+    if save.size == 0:  # else NumPy's "need at least one array to stack", after the solve
+        raise ValueError("solve: saveat lists no time; pass the times to return, or "
+                         "saveat=None for t0 and every accepted step")
+    # not "any outside": a NaN is neither below nor above, and was dropped from the output
+    if save.ndim != 1 or not np.all((save >= lo) & (save <= hi)):
         raise ValueError(f"solve: saveat must be times inside tspan [{t0}, {t1}]; got {saveat!r}")
     d = np.diff(save) * (1 if t1 >= t0 else -1)
     if np.any(d < 0):
@@ -81,24 +87,6 @@ def _state(u0):
     if type(u0) is np.ndarray and u0.dtype.kind != "f":
         u0 = u0.astype(float)
     return u0
-
-
-def _refuse_compiled(leaves):
-    """Under ``fl.compile``, a state or parameters traced by it: refused by name (the solver
-    picks its steps and checks them with Python control flow on the values, which a
-    compiled program cannot hold)."""
-    for x in leaves:
-        while type(x) is Tracer:
-            if not x._trace.differentiates:  # fl.compile's recording trace
-                # lazy: the compiler sits above the solvers (and is loaded: it is compiling)
-                from fluxml.compiler.trace import CompileError
-
-                raise CompileError(
-                    "fl.compile: fl.ode.solve (and NeuralODE) cannot be compiled: the solver "
-                    "chooses and checks its steps with Python control flow on the state's "
-                    "values. Call the solver outside the compiled function, and compile the "
-                    "right-hand side (the model) instead.")
-            x = x._val
 
 
 def _refuse_other_orders(f) -> None:
@@ -151,7 +139,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps,
                    adaptive=adaptive)
     leaves = flatten((u0, p))[0]
-    _refuse_compiled(leaves)
+    refuse_compiled(leaves)
     trace = top_trace(leaves)
     if isinstance(trace, ReverseTrace) and not isinstance(sensealg, adjoint.Direct):
         ts, ys, stats = adjoint.solve_with_adjoint(sensealg, solver, f, packer, y0, p, t0, t1,
