@@ -479,3 +479,18 @@ def test_errors_that_cannot_be_located_go_on_as_they_came():
     with pytest.raises(np.exceptions.AxisError) as info:
         fl.Chain(lambda x: np.sum(x, axis=5))(np.ones(2))
     assert info.value.axis == 5
+
+
+def test_precision_conversion_keeps_tied_arrays_tied():
+    # fl.f64 of a Chain using one Dense twice made two independent copies, silently: the
+    # tied model then trained as an untied one (Flux's fmap keeps ties)
+    d = fl.Dense(3, 3, np.tanh)
+    for convert in (fl.f64, fl.f16, lambda m: fl.f32(fl.f64(m))):
+        m = convert(fl.Chain(d, d))
+        assert m.layers[0].weight is m.layers[1].weight
+        assert m.layers[0].bias is m.layers[1].bias
+    m = fl.f64(fl.Chain(d, d))
+    g, = fl.gradient(lambda m: np.sum(m(np.ones((1, 3)))), m)
+    state = fl.setup(fl.Descent(0.1), m)
+    fl.update(state, m, g)
+    assert m.layers[0].weight is m.layers[1].weight
