@@ -94,3 +94,19 @@ def test_fmap_pairs_dicts_by_key():
     assert nested == [{"p": 5.0, "q": 6.0}]
     with pytest.raises(ValueError, match="fmap: a tree of rest has a dict with keys"):
         fl.fmap(lambda a, b: a + b, {"x": 1.0, "v": 2.0}, {"x": 1.0, "w": 2.0})
+
+
+def test_fmap_keeps_tied_arrays_tied():
+    # fl.fmap(np.copy, model) of a model using one array twice gave two independent copies,
+    # silently (Flux's fmap maps an object once)
+    w = np.ones(2)
+    d = fl.Dense(2, 2)
+    model = fl.Chain(d, d)
+    copy = fl.fmap(np.copy, model)
+    assert copy.layers[0].weight is copy.layers[1].weight
+    assert copy.layers[0].weight is not model.layers[0].weight
+    summed = fl.fmap(lambda a, c: a + c, {"x": w, "y": w}, {"x": w, "y": 2 * w})
+    assert summed["x"] is not summed["y"]  # other leaves of rest at the two places
+    np.testing.assert_array_equal(summed["y"], 3 * w)
+    drawn = fl.fmap(lambda a: np.random.default_rng().normal(), {"x": 1.0, "y": 1.0})
+    assert drawn["x"] != drawn["y"]  # numbers are mapped at each place

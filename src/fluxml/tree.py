@@ -290,17 +290,33 @@ def leaves(tree) -> list:
 
 def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
     """Apply ``f`` to each leaf (and the matching leaves of ``rest``), keeping the structure.
+    An array at several places (tied weights) is mapped once, as Flux's ``fmap`` does, so
+    the result is tied where ``tree`` is (with the same leaves of ``rest`` at those places).
 
-    >>> import fluxml as fl
+    >>> import numpy as np, fluxml as fl
     >>> fl.fmap(lambda a, b: a + b, [1.0, (2.0,)], [10.0, (20.0,)])
     [11.0, (22.0,)]
+    >>> w = np.ones(2)
+    >>> copy = fl.fmap(np.copy, {"enc": w, "dec": w})
+    >>> copy["enc"] is copy["dec"], copy["enc"] is w
+    (True, False)
     """
     xs, spec = flatten(tree, is_leaf)
     others = [flatten(align(r, spec, "fmap: a tree of rest"), is_leaf)[0] for r in rest]
     for o in others:
         if len(o) != len(xs):
             raise ValueError(f"fmap: trees differ: {len(xs)} leaves against {len(o)}")
-    return unflatten(spec, [f(*args) for args in zip(xs, *others)])
+    done: dict = {}  # ids of an array's leaves -> (the leaves, kept alive; f's result)
+    out = []
+    for args in zip(xs, *others):
+        if type(args[0]).__name__ != "ndarray":  # numbers, tracers, a caller's leaves
+            out.append(f(*args))
+            continue
+        key = tuple(map(id, args))
+        if key not in done:
+            done[key] = (args, f(*args))
+        out.append(done[key][1])
+    return unflatten(spec, out)
 
 
 def align(tree, spec: Spec, who: str = "a tree"):

@@ -23,15 +23,11 @@ _warned: set = set()
 
 
 def _convert(dtype):
-    done: dict = {}  # id -> (array, its conversion): a tied array stays one array, as Flux's
-
-    def convert(x):
+    def convert(x):  # (fmap maps a tied array once: it stays one array)
         # NumPy's arrays and another backend's (CuPy's are also named ndarray); not scalars
         is_array = isinstance(x, np.ndarray) or type(x).__name__ == "ndarray"
         if is_array and x.dtype.kind == "f" and x.dtype != dtype:
-            if id(x) not in done:
-                done[id(x)] = (x, x.astype(dtype))
-            return done[id(x)][1]
+            return x.astype(dtype)
         return x
     return convert
 
