@@ -93,6 +93,7 @@ import time
 
 import numpy as np
 
+from fluxml.backend.registry import array_module
 from fluxml.distributed import layout, overlap
 from fluxml.distributed.bucket import Bucket
 from fluxml.distributed.group import DistributedError, group, on_every_rank
@@ -575,8 +576,4 @@ def _raise_changed():
 def _module(x):
     """The array module of ``x``: NumPy, or CuPy for its arrays (NumPy where this rank has
     no gradient)."""
-    if x is None or isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
-        return np
-    import importlib
-
-    return importlib.import_module(type(x).__module__.split(".")[0])
+    return np if not hasattr(x, "dtype") else array_module(x)

@@ -37,6 +37,7 @@ import numpy as np
 
 from fluxml.ad.core import COMPILING, DifferentiationError, Tracer, compiling, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
+from fluxml.backend.registry import array_module
 from fluxml.distributed.group import group
 from fluxml.distributed.sync import _host
 from fluxml.layers.module import is_active
@@ -52,11 +53,7 @@ def _allreduce(x, *, weight):
     buf = np.array(_host(x), copy=True)
     g.wait([g.comm.Iallreduce(g.MPI.IN_PLACE, buf, op=g.MPI.SUM)],
            "the batch statistics of a SyncBatchNorm")
-    if isinstance(x, np.ndarray):
-        return buf
-    import importlib  # a GPU array: back to its device
-
-    return importlib.import_module(type(x).__module__.split(".")[0]).asarray(buf)
+    return array_module(x).asarray(buf)  # (a GPU array's back to its device)
 
 
 ALLREDUCE = primitive("allreduce_sum", _allreduce, keeps_inputs=False, keeps_output=False)

@@ -20,6 +20,7 @@ import zlib
 
 import numpy as np
 
+from fluxml.backend.registry import array_module
 from fluxml.distributed.group import DistributedError, Group, group, on_every_rank
 from fluxml.io.modelstate import _optimiser_leaves, flat_state, write_into
 from fluxml.layers.module import parameter_arrays
@@ -150,12 +151,7 @@ def average_statistics(model) -> None:
         part = buf[start:start + x.size].reshape(np.shape(x))
         start += x.size
         part = (part if x.dtype.kind == "c" else part.real).astype(x.dtype)
-        if isinstance(x, np.ndarray):
-            x[...] = part
-        else:  # a GPU array: back to its device
-            import importlib
-
-            x[...] = importlib.import_module(type(x).__module__.split(".")[0]).asarray(part)
+        x[...] = array_module(x).asarray(part)  # (a GPU array's back to its device)
 
 
 def any_rank(flag: bool, what: str) -> bool:
