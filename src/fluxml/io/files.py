@@ -215,7 +215,8 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     if opt_state is not None:
         opt_flat = flat_state(state["opt"])
         check(opt_state, opt_flat, "load_checkpoint (optimiser state)")
-        count = len(_optimiser_leaves(opt_state))
+        leaves = _optimiser_leaves(opt_state)  # (write_into keeps these objects)
+        count = len(leaves)
         if any(not 0 <= i < count for i in frozen):
             raise LoadError(f"load_checkpoint: {path}: the checkpoint freezes the leaves "
                             f"{frozen} of the optimiser state, which has {count}")
@@ -239,7 +240,6 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     write_into(model, model_flat)
     if opt_state is not None:
         opt_state = write_into(opt_state, opt_flat)
-        leaves = _optimiser_leaves(opt_state)
         for i in frozen:
             leaves[i].frozen = True
     for name in targets:

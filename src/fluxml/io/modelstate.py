@@ -264,13 +264,10 @@ def _optimiser_leaves(tree) -> list:
     would be every Leaf's (and the caller's rule would change): so each Leaf is given a copy
     first, and copies equal once written are shared again (``update`` steps the arrays of
     one rule object together)."""
-    from fluxml.optimise.interface import Leaf  # (lazy: the optimisers import the engine)
+    # lazy: the optimisers import the engine
+    from fluxml.optimise.interface import _leaves
 
-    found: dict = {}
-    for x in flatten(tree, is_leaf=lambda x: isinstance(x, Leaf))[0]:
-        if isinstance(x, Leaf):
-            found[id(x)] = x  # a Leaf tied at two addresses, once
-    return list(found.values())
+    return _leaves(tree)  # (each once; a model, which holds none, is not walked)
 
 
 def _own_copy(rule):
