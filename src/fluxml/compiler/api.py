@@ -138,15 +138,7 @@ class Compiled:
         if last is not None and last.extract is not None:  # the fast path: same signature
             arrays = last.extract(args, last.known)
             if arrays is not None:
-                try:
-                    outs = last.run(*arrays)
-                except (ValueError, RuntimeError):
-                    _refuse_deleted(args, last.positions, arrays)
-                    raise
-                if last.rebind is not None:
-                    last.rebind(args, outs, arrays)
-                last.known = arrays
-                return outs[0] if last.out_spec is LEAF else unflatten(last.out_spec, outs)
+                return _execute(last, args, arrays)
         if self.backend == "xla":
             _register_jax()  # JAX arrays are leaves (device-resident state), not static parts
         leaves, spec = flatten(args)
@@ -165,15 +157,7 @@ class Compiled:
         arrays = [leaves[i] for i in entry.positions]
         for k in entry.numbers:
             arrays[k] = traced_numbers.as_input(arrays[k])
-        try:
-            outs = entry.run(*arrays)
-        except (ValueError, RuntimeError):
-            _refuse_deleted(args, entry.positions, arrays)
-            raise
-        if entry.rebind is not None:
-            entry.rebind(args, outs, arrays)
-        entry.known = arrays  # (the signature checked them)
-        return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
+        return _execute(entry, args, arrays)
 
     def _trace(self, args, leaves, spec, key, numbers=None):
         start = time.perf_counter()
@@ -355,6 +339,21 @@ def _one_at_a_time(kept, plain):
         return plain(*arrays)
 
     return run
+
+
+def _execute(entry, args, arrays):
+    """Run a traced program on the arguments' arrays (checked against its signature, or by
+    the fast path's extract), write its results back where it writes, and rebuild the
+    output."""
+    try:
+        outs = entry.run(*arrays)
+    except (ValueError, RuntimeError):
+        _refuse_deleted(args, entry.positions, arrays)
+        raise
+    if entry.rebind is not None:
+        entry.rebind(args, outs, arrays)
+    entry.known = arrays
+    return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
 
 def _refuse_deleted(args, positions, arrays):

@@ -84,10 +84,8 @@ def filled(cell) -> bool:
 
 def state(g):
     """A comparable snapshot of a generator's state."""
-    if isinstance(g, np.random.Generator):
-        return repr(g.bit_generator.state)
-    kind, keys, pos, has_gauss, gauss = g.get_state()
-    return kind, keys.tobytes(), pos, has_gauss, gauss
+    s = get_state(g)
+    return repr(s) if isinstance(g, np.random.Generator) else (s[0], s[1].tobytes(), *s[2:])
 
 
 def check(watched, before, fname: str) -> None:
