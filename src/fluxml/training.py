@@ -31,7 +31,7 @@ from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.tree import leaves_with_paths
+from fluxml.tree import leaves, leaves_with_paths
 
 
 class TrainingError(FloatingPointError):
@@ -70,7 +70,7 @@ def _nonfinite_gradient(grads) -> tuple[str, str] | None:
 def _any_gradient(grads) -> bool:
     """Whether the gradient holds an array (a loss that ignores its model argument gives an
     empty one, and training would silently change nothing; PyTorch's backward raises)."""
-    return any(hasattr(g, "dtype") for _, g in leaves_with_paths(grads))
+    return any(hasattr(g, "dtype") for g in leaves(grads))
 
 
 class Run:
@@ -236,7 +236,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     gradient_step = _gradient_step(loss, backend)
     unchecked = True  # the loss's signature, checked against the first batch
     data, history, epochs = run.data, run.history, run.epochs
-    run.callbacks = list(callbacks)
+    run.callbacks = callbacks  # (train made it a list)
     for cb in callbacks:
         cb.on_train_begin(run)
     try:
