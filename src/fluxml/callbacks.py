@@ -18,6 +18,7 @@ schedules. A callback is a small object whose methods the loop calls with the ``
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,7 +116,11 @@ class EarlyStopping(Callback):
     epoch without the metric (an ``Evaluate`` with ``every > 1``) is skipped: ``patience``
     counts the epochs that have it; a metric that no ``Evaluate`` of the run records (a
     misspelt name) is an error at the first epoch's end, and one that no epoch had, at the
-    end.
+    end. A run continued from its ``history`` (a resumed checkpoint) is judged from its
+    first epoch: a fresh ``EarlyStopping`` reads the epochs before from the history, so it
+    stops where the uninterrupted run would have; the weights of a best epoch before the
+    resume are the model's only where that was the last one (else a warning says that the
+    model keeps its last weights).
 
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.zeros(1)}
@@ -137,9 +142,13 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None
         self.stopped_epoch = None
         self._seen, self._missing, self._recorded = False, None, True
+        self._saved_epoch = None  # the epoch whose weights ``saved`` holds
 
     def on_train_begin(self, run) -> None:
-        self._seen, self._missing = False, None
+        before = run.history.epochs  # (a continued run's epochs count: Evaluate every few)
+        self._seen, self._missing = any(self.monitor in row for row in before), None
+        if before and self.best_epoch is None and self.wait == 0:
+            self._judge_history(run)
         # an Evaluate of this name may record the metric every few epochs; without one, a
         # missing metric is a slip that should not wait for the end of the run
         # (or a callback of the user's, before this one, may record it)
@@ -150,6 +159,28 @@ class EarlyStopping(Callback):
             before.append(cb)
         self._recorded = any((isinstance(cb, Evaluate) and cb.name == self.monitor)
                              or type(cb).__module__ != __name__ for cb in before)
+
+    def _judge_history(self, run) -> None:
+        """A fresh callback in a run continued from its history (a resumed checkpoint): the
+        epochs before are judged as this callback would have judged them, so that patience
+        counts on (a stop they asked for was the run's to make). The model is the last
+        epoch's: its weights are the best epoch's only where that was the last one."""
+        for epoch, row in enumerate(run.history.epochs, 1):
+            if self.monitor not in row:
+                continue
+            value = float(row[self.monitor])
+            if self._better(value, self.best):
+                self.best, self.best_epoch, self.wait = value, epoch, 0
+            else:
+                self.wait += 1
+        if self.restore_best and self.best_epoch == run.history.epoch:
+            self._save(run)
+
+    def _save(self, run) -> None:
+        from fluxml.io.modelstate import flat_state
+
+        self.saved = {k: np.array(v, copy=True) for k, v in flat_state(run.model).items()}
+        self._saved_epoch = run.epoch
 
     def _better(self, value, best) -> bool:
         if best is None or math.isnan(best):
@@ -170,10 +201,7 @@ class EarlyStopping(Callback):
         if self._better(value, self.best):
             self.best, self.best_epoch, self.wait = value, run.epoch, 0
             if self.restore_best:
-                from fluxml.io.modelstate import flat_state
-
-                self.saved = {k: np.array(v, copy=True) for k, v in
-                              flat_state(run.model).items()}
+                self._save(run)
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -181,10 +209,17 @@ class EarlyStopping(Callback):
             self.stopped_epoch = run.epoch
 
     def on_train_end(self, run) -> None:
-        if self.restore_best and self.saved is not None and self.best_epoch != run.epoch:
-            from fluxml.io.modelstate import loadmodel
+        if self.restore_best and self.best_epoch is not None and self.best_epoch != run.epoch:
+            if self._saved_epoch == self.best_epoch:
+                from fluxml.io.modelstate import loadmodel
 
-            loadmodel(run.model, self.saved)
+                loadmodel(run.model, self.saved)
+            else:
+                warnings.warn(f"EarlyStopping: the best epoch, {self.best_epoch}, came before "
+                              f"this run resumed, so its weights are not at hand: the model "
+                              f"keeps those of epoch {run.epoch} (load epoch "
+                              f"{self.best_epoch}'s checkpoint, if one was kept, for the best)",
+                              stacklevel=2)
         if self._missing is not None and not self._seen:
             self._raise_missing()
 

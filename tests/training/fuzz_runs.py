@@ -1,0 +1,560 @@
+"""A seeded fuzzer of training runs: ``fl.train`` with random models, optimisers, schedules,
+callbacks and data, against an uninterrupted run, a run resumed from a checkpoint, and a
+loop written by hand.
+
+Each case draws a small model (Dense with BatchNorm, LayerNorm and Dropout; a Conv; an
+LSTM) in float32 or float64, data of a random size cut into batches of a random size
+(a partial last batch, or dropped), shuffled or not (the loader's generator from a seed or
+from fluxml's default one), a random rule or ``OptimiserChain`` (clipping, weight decay,
+``AccumGrad``), a learning-rate schedule (``StepDecay``, ``ExpDecay``, ``CosineAnneal``,
+``OneCycle``, per step or per epoch), ``Evaluate`` (every one or two epochs),
+``EarlyStopping`` (either metric, either mode, a ``min_delta``, ``restore_best``),
+``SaveCheckpoint`` every one or two epochs, and events at given steps (freeze a part, thaw
+everything, ``fl.adjust`` a hyperparameter of a part). Then it checks:
+
+- RESUME: the run resumed from each of ``SaveCheckpoint``'s files, loaded into models,
+  loaders and optimiser states built anew with other random numbers (as after a crash),
+  with fresh callbacks, ends bit for bit as the uninterrupted run: parameters, running
+  statistics, optimiser state (hyperparameters and frozen flags too), the history (its
+  times aside), the generators, what every callback hook saw (epoch, step, loss, each
+  Leaf's rule), and EarlyStopping's verdict;
+- REFERENCE: a loop written here (``fl.withgradient`` and ``fl.update`` over batches cut
+  here, the schedules' formulas, the early-stopping rule, restoring the best weights)
+  gives the same parameters, losses, epoch rows and stopping epoch;
+- SCHEDULES: the learning rate each step used is the schedule's documented value.
+
+The suite runs a few seeds (tests/training/test_fuzz_runs.py); by hand:
+
+    PYTHONPATH=src python tests/training/fuzz_runs.py --cases 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+import fluxml as fl
+from fluxml.io.modelstate import flat_state
+from fluxml.optimise.interface import _leaves
+
+# --- one case's configuration -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Spec:
+    seed: int
+    kind: str  # "mlp", "conv" or "lstm"
+    dtype: type
+    norm: str  # "batchnorm", "layernorm" or ""
+    dropout: float
+    nobs: int
+    batchsize: int
+    partial: bool
+    shuffle: bool
+    loader_seed: int | None  # None: drawn from fluxml's default generator
+    rule: fl.Rule
+    schedule: object  # a schedule, or None
+    every: str  # the schedule's "step" or "epoch"
+    evaluate: int  # Evaluate's every (0: none)
+    early: dict | None  # EarlyStopping's arguments
+    ckpt_every: int
+    events: list  # [(step, action, part index, name, value)]
+    epochs: int
+
+
+STEPPING = (fl.Descent, fl.Momentum, fl.Nesterov, fl.RMSProp, fl.AdaGrad, fl.Adam, fl.AdamW,
+            fl.NAdam, fl.AdaMax, fl.AMSGrad, fl.Lion, fl.AdaBelief, fl.RAdam, fl.OAdam)
+BEFORE = (fl.ClipGrad, fl.ClipNorm, fl.WeightDecay, fl.SignDecay, fl.AccumGrad)
+ADJUSTABLE = ("eta", "lambd", "omega", "delta", "rho", "beta")
+
+
+def _rule(r):
+    kind = STEPPING[r.integers(len(STEPPING))]
+    eta = float(10 ** r.uniform(-3, -1.5))
+    step = kind(eta) if kind is not fl.AdamW else fl.AdamW(eta, lambd=float(r.uniform(0, 0.01)))
+    if r.integers(2):
+        return step
+    parts = []
+    for _ in range(int(r.integers(1, 3))):
+        b = BEFORE[r.integers(len(BEFORE))]
+        parts.append(b(int(r.integers(1, 4))) if b is fl.AccumGrad else
+                     b(float(r.uniform(0.01, 2.0))))
+    return fl.OptimiserChain(*parts, step)
+
+
+def _schedule(r, epochs, steps_per_epoch):
+    eta = float(10 ** r.uniform(-3, -1.5))
+    kind = r.integers(5)
+    total = max(2, epochs * steps_per_epoch)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return fl.StepDecay(eta, float(r.uniform(0.3, 0.9)), step=int(r.integers(1, 5)))
+    if kind == 2:
+        return fl.ExpDecay(eta, float(r.uniform(0.8, 0.99)))
+    if kind == 3:
+        return fl.CosineAnneal(eta, end=float(eta * r.uniform(0, 0.2)),
+                               period=int(r.integers(1, total + 1)), warmup=int(r.integers(0, 4)))
+    return fl.OneCycle(eta, total=int(r.integers(2, total + 2)),
+                       pct_start=float(r.uniform(0.1, 0.9)), div=float(r.uniform(2, 30)),
+                       final_div=float(r.uniform(2, 1e3)))
+
+
+def draw(seed: int) -> Spec:
+    r = np.random.default_rng([seed, 11])
+    kind = ["mlp", "mlp", "conv", "lstm"][r.integers(4)]
+    nobs = int(r.integers(2, 20))
+    batchsize = int(r.integers(1, 9))
+    partial = bool(r.integers(3))
+    if not partial and batchsize > nobs:
+        batchsize = nobs
+    epochs = int(r.integers(2, 6))
+    steps = nobs // batchsize + (1 if partial and nobs % batchsize else 0)
+    evaluate = int(r.integers(0, 3))
+    early = None
+    if r.integers(2):
+        early = {"monitor": "val" if evaluate and r.integers(2) else "loss",
+                 "patience": int(r.integers(1, 4)), "mode": ["min", "min", "max"][r.integers(3)],
+                 "min_delta": [0.0, float(10 ** r.uniform(-4, -1))][r.integers(2)],
+                 "restore_best": bool(r.integers(2))}
+    events = []
+    for _ in range(int(r.integers(0, 4))):
+        events.append((int(r.integers(0, epochs * steps)),
+                       ["freeze", "thaw", "adjust", "adjust"][r.integers(4)],
+                       int(r.integers(100)), ADJUSTABLE[r.integers(len(ADJUSTABLE))],
+                       float(r.uniform(0.2, 2.0))))
+    schedule = _schedule(r, epochs, steps)
+    return Spec(seed=seed, kind=kind, dtype=[np.float32, np.float64][r.integers(2)],
+                norm=["", "batchnorm", "layernorm"][r.integers(3)],
+                dropout=[0.0, float(r.uniform(0.1, 0.6))][r.integers(2)], nobs=nobs,
+                batchsize=batchsize, partial=partial, shuffle=bool(r.integers(2)),
+                loader_seed=None if r.integers(3) == 0 else int(r.integers(1000)),
+                rule=_rule(r), schedule=schedule, every=["step", "epoch"][r.integers(2)],
+                evaluate=evaluate, early=early, ckpt_every=int(r.integers(1, 3)),
+                events=events, epochs=epochs)
+
+
+# --- models and data --------------------------------------------------------------------------
+
+
+def _last_step(x):
+    return x[:, -1, :]
+
+
+def build_model(spec: Spec, value_seed: int):
+    """The model of ``spec``, its weights drawn after ``fl.seed(value_seed)``."""
+    fl.seed(value_seed)
+    drop = [fl.Dropout(spec.dropout)] if spec.dropout else []
+    if spec.kind == "mlp":
+        norm = {"batchnorm": [fl.BatchNorm(4)], "layernorm": [fl.LayerNorm(4)], "": []}
+        layers = [fl.Dense(3, 4, np.tanh), *norm[spec.norm], *drop, fl.Dense(4, 1)]
+    elif spec.kind == "conv":
+        norm = {"batchnorm": [fl.BatchNorm(3)], "layernorm": [], "": []}
+        layers = [fl.Conv((3, 3), 2, 3, fl.relu), *norm[spec.norm], *drop, fl.Flatten(),
+                  fl.Dense(12, 1)]
+    else:
+        layers = [fl.LSTM(2, 3), _last_step, *drop, fl.Dense(3, 1)]
+    model = fl.Chain(*layers)
+    return fl.f64(model) if spec.dtype is np.float64 else model
+
+
+def make_data(spec: Spec):
+    """``(x, y, xval, yval)`` of the case, the same in every run."""
+    r = np.random.default_rng([spec.seed, 22])
+    shape = {"mlp": (3,), "conv": (2, 4, 4), "lstm": (3, 2)}[spec.kind]
+    x = r.normal(size=(spec.nobs, *shape)).astype(spec.dtype)
+    y = r.normal(size=(spec.nobs, 1)).astype(spec.dtype)
+    xv = r.normal(size=(5, *shape)).astype(spec.dtype)
+    yv = r.normal(size=(5, 1)).astype(spec.dtype)
+    return x, y, xv, yv
+
+
+def mse(m, x, y):
+    return np.mean((m(x) - y) ** 2)
+
+
+def parts_of(state):
+    """Every part of an optimiser state (Leafs, Nodes, containers) once, in a fixed order."""
+    out, stack = [], [state]
+    while stack:
+        t = stack.pop()
+        if t is None or any(t is o for o in out):
+            continue
+        out.append(t)
+        if isinstance(t, fl.optimise.Node):
+            stack.extend(getattr(t, k) for k in reversed(t._fields))
+        elif isinstance(t, dict):
+            stack.extend(reversed(list(t.values())))
+        elif isinstance(t, (list, tuple)):
+            stack.extend(reversed(t))
+    return out
+
+
+def apply_event(state, event, schedule) -> None:
+    """One event on the optimiser state (the same in fl.train's runs and the hand loop)."""
+    _, action, index, name, factor = event
+    parts = parts_of(state)
+    part = parts[index % len(parts)]
+    if action == "freeze":
+        fl.freeze(part)
+    elif action == "thaw":
+        fl.thaw(state)
+    else:
+        names = set().union(*(leaf.rule.names() for leaf in _leaves(part)))
+        if name not in names or (name == "eta" and schedule is not None):
+            return  # (a schedule sets eta before every step)
+        rule = next(leaf.rule for leaf in _leaves(part) if name in leaf.rule.names())
+        old = _find(rule, name)
+        value = tuple(min(0.999, b ** factor) for b in old) if name == "beta" else \
+            float(min(old * factor, 0.95)) if name == "rho" else float(old * factor)
+        fl.adjust(part, **{name: value})
+
+
+def _find(rule, name):
+    for r in getattr(rule, "rules", (rule,)):
+        if name in r.names():
+            return getattr(r, name)
+    raise KeyError(name)
+
+
+# --- callbacks of the runs --------------------------------------------------------------------
+
+
+class Events(fl.Callback):
+    """Applies the case's events before the step they name (global steps from 0)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def on_step_begin(self, run):
+        for event in self.spec.events:
+            if event[0] == run.step:
+                apply_event(run.state, event, self.spec.schedule)
+
+
+def rules_of(state):
+    return tuple((repr(leaf.rule), leaf.frozen) for leaf in _leaves(state))
+
+
+def _row(row):
+    return {k: v for k, v in row.items() if k not in ("time", "samples_per_second")}
+
+
+class Recorder(fl.Callback):
+    """What each hook saw: epoch, step, the loss, each Leaf's rule and frozen flag."""
+
+    def __init__(self):
+        self.seen = []
+        self.last = None  # the model at the last epoch's end (before a restore_best)
+
+    def on_train_begin(self, run):
+        self.seen.append(("train_begin", run.epoch, run.step))
+
+    def on_epoch_begin(self, run):
+        self.seen.append(("epoch_begin", run.epoch, run.step))
+
+    def on_step_begin(self, run):
+        self.seen.append(("step_begin", run.epoch, run.step, rules_of(run.state)))
+
+    def on_step_end(self, run):
+        self.seen.append(("step_end", run.epoch, run.step, run.loss, run.history.step))
+
+    def on_epoch_end(self, run):
+        self.seen.append(("epoch_end", run.epoch, run.step, _row(run.history.epochs[-1])))
+        self.last = {k: v.copy() for k, v in flat_state(run.model).items()}
+
+    def on_train_end(self, run):
+        self.seen.append(("train_end", run.epoch, run.step))
+
+
+def callbacks_for(spec, xv, yv, folder):
+    """Fresh callbacks of the case: ``(list, recorder, early stopping, checkpoint saver)``."""
+    def val(m):
+        return float(mse(m, xv, yv))
+
+    cbs, early = [Events(spec)], None
+    if spec.schedule is not None:
+        cbs.append(fl.LRSchedule(spec.schedule, every=spec.every))
+    if spec.evaluate:
+        cbs.append(fl.Evaluate(val, every=spec.evaluate))
+    if spec.early is not None:
+        early = fl.EarlyStopping(**spec.early)
+        cbs.append(early)
+    saver = fl.SaveCheckpoint(os.path.join(folder, "ckpt-{epoch}-{step}.st"),
+                              every=spec.ckpt_every)
+    recorder = Recorder()
+    cbs += [saver, recorder]
+    return cbs, recorder, early, saver
+
+
+def loader_for(spec, x, y):
+    return fl.DataLoader((x, y), batchsize=spec.batchsize, shuffle=spec.shuffle,
+                         partial=spec.partial, rng=spec.loader_seed)
+
+
+# --- comparisons ------------------------------------------------------------------------------
+
+
+def same_arrays(a, b, what):
+    """Two flat states equal bit for bit, dtypes too."""
+    if a.keys() != b.keys():
+        raise AssertionError(f"{what}: names differ: {sorted(a.keys() ^ b.keys())}")
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        if x.dtype != y.dtype or x.shape != y.shape or \
+                np.ascontiguousarray(x).tobytes() != np.ascontiguousarray(y).tobytes():
+            raise AssertionError(f"{what}: {k}: {x.dtype}{x.shape} {x} != {y.dtype}{y.shape} {y}")
+
+
+def same(a, b, what):
+    if a != b:
+        raise AssertionError(f"{what}: {a!r} != {b!r}")
+
+
+def _same_records(a, b, what):
+    for i, (p, q) in enumerate(zip(a, b)):
+        if p != q:
+            raise AssertionError(f"{what}: hook call {i}: {p!r} != {q!r}")
+    same(len(a), len(b), f"{what}: the number of hook calls")
+
+
+def early_facts(early):
+    if early is None:
+        return None
+    return (early.best, early.best_epoch, early.wait, early.stopped_epoch)
+
+
+# --- the runs ---------------------------------------------------------------------------------
+
+
+def straight(spec, folder):
+    """The uninterrupted run, saving checkpoints as it goes."""
+    x, y, xv, yv = make_data(spec)
+    model = build_model(spec, spec.seed)
+    loader = loader_for(spec, x, y)
+    state = fl.setup(spec.rule, model)
+    cbs, recorder, early, saver = callbacks_for(spec, xv, yv, folder)
+    history = fl.train(mse, model, loader, state, epochs=spec.epochs, callbacks=cbs,
+                       progress=False)
+    return {"model": flat_state(model), "state": flat_state(state), "rules": rules_of(state),
+            "history": history, "seen": recorder.seen, "early": early_facts(early),
+            "data_rng": loader.rng.bit_generator.state,
+            "default_rng": fl.init.default_rng().bit_generator.state,
+            "saved": list(saver.saved), "last": recorder.last}
+
+
+def resumed(spec, path, folder):
+    """A run resumed from the checkpoint ``path`` in a setup built anew."""
+    x, y, xv, yv = make_data(spec)
+    model = build_model(spec, spec.seed + 1000)  # other weights, other generators
+    loader = loader_for(spec, x, y)
+    state = fl.setup(spec.rule, model)
+    cbs, recorder, early, _ = callbacks_for(spec, xv, yv, folder)
+    info = fl.load_checkpoint(path, model, state, rngs={"data": loader.rng})
+    history = fl.History.from_dict(info.extra["history"])
+    same(info.step, history.step, f"seed {spec.seed}: {path}: the step saved")
+    same(info.extra["epoch"], history.epoch, f"seed {spec.seed}: {path}: the epoch saved")
+    epochs = spec.epochs - history.epoch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = fl.train(mse, model, loader, info.opt_state, epochs=epochs, callbacks=cbs,
+                           progress=False, history=history)
+    # a best epoch before the resume: its weights are gone, the run says so and keeps the last
+    lost = [w for w in caught if "came before this run resumed" in str(w.message)]
+    return {"lost_best": bool(lost), "model": flat_state(model),
+            "state": flat_state(info.opt_state), "rules": rules_of(info.opt_state),
+            "history": history, "seen": recorder.seen, "early": early_facts(early),
+            "data_rng": loader.rng.bit_generator.state,
+            "default_rng": fl.init.default_rng().bit_generator.state}
+
+
+def compare_runs(a, b, what, after_epoch):
+    lost = b["lost_best"]
+    if lost:  # then the uninterrupted run restored an epoch before the resume
+        same(a["early"][1] <= after_epoch, True, f"{what}: a warning of a lost best epoch")
+    same_arrays(a["last"] if lost else a["model"], b["model"], f"{what}: the model")
+    same_arrays(a["state"], b["state"], f"{what}: the optimiser state")
+    same(a["rules"], b["rules"], f"{what}: the rules and frozen flags")
+    same(a["history"].losses, b["history"].losses, f"{what}: the step losses")
+    same([_row(r) for r in a["history"].epochs], [_row(r) for r in b["history"].epochs],
+         f"{what}: the epoch rows")
+    same(a["early"], b["early"], f"{what}: EarlyStopping's (best, best_epoch, wait, stopped)")
+    same(a["data_rng"], b["data_rng"], f"{what}: the loader's generator")
+    same(a["default_rng"], b["default_rng"], f"{what}: fluxml's default generator")
+    tail = [s for s in a["seen"] if s[0] != "train_begin" and s[1] > after_epoch]
+    _same_records(tail, [s for s in b["seen"] if s[0] != "train_begin"],
+                  f"{what}: the callbacks' view")
+
+
+# --- the hand-written reference ---------------------------------------------------------------
+
+
+def schedule_value(s, t):
+    """The schedules' documented formulas, written out again."""
+    if isinstance(s, fl.StepDecay):
+        return s.start * s.decay ** (t // s.step)
+    if isinstance(s, fl.ExpDecay):
+        return s.start * s.decay ** t
+    if isinstance(s, fl.CosineAnneal):
+        if t < s.warmup:  # linear from start / warmup, reaching start at warmup - 1
+            return s.start * (t + 1) / s.warmup
+        k = min(t - s.warmup, s.period)
+        return s.end + (s.start - s.end) * (1 + math.cos(math.pi * k / s.period)) / 2
+    # OneCycle as PyTorch's OneCycleLR(anneal_strategy="cos", three_phase=False)
+    initial, low = s.peak / s.div, s.peak / s.div / s.final_div
+    up_end, down_end = s.pct_start * s.total - 1, s.total - 1
+    if t <= up_end:
+        pct = t / up_end if up_end > 0 else 1.0
+        a, b = initial, s.peak
+    else:
+        pct = min((t - up_end) / (down_end - up_end), 1.0)
+        a, b = s.peak, low
+    return b + (a - b) * (math.cos(math.pi * pct) + 1) / 2
+
+
+def scheduled(s, t):
+    """The schedule's value at ``t``, checked against its formula (to rounding: the formula
+    here groups its products otherwise); the loop uses the schedule's own number, so that it
+    can match fl.train's bit for bit."""
+    value, formula = float(s(t)), schedule_value(s, t)
+    if not math.isclose(value, formula, rel_tol=1e-12, abs_tol=1e-300):
+        raise AssertionError(f"{s}({t}) = {value}, its documented formula gives {formula}")
+    return value
+
+
+def batches_by_hand(spec, x, y, rng):
+    if spec.shuffle:
+        order = rng.permutation(spec.nobs)
+    else:
+        order = np.arange(spec.nobs)
+    out = []
+    for lo in range(0, spec.nobs, spec.batchsize):
+        idx = order[lo:lo + spec.batchsize]
+        if len(idx) < spec.batchsize and not spec.partial:
+            break
+        out.append((x[idx], y[idx]))
+    return out
+
+
+def _improved(value, best, mode, min_delta):
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def by_hand(spec):
+    """The run of ``spec`` as a plain loop: returns (model state, losses, epoch rows, stop)."""
+    x, y, xv, yv = make_data(spec)
+    model = build_model(spec, spec.seed)
+    if spec.loader_seed is None:  # (the loader draws its seed from the default generator)
+        rng = np.random.default_rng(fl.init.default_rng().integers(2**63))
+    else:
+        rng = np.random.default_rng(spec.loader_seed)
+    state = fl.setup(spec.rule, model)
+    losses, rows, etas = [], [], []
+    best = best_epoch = saved = stopped = None
+    wait = 0
+    t = 0
+    for epoch in range(1, spec.epochs + 1):
+        if spec.schedule is not None and spec.every == "epoch":
+            fl.adjust(state, eta=scheduled(spec.schedule, epoch - 1))
+        total, steps = 0.0, 0
+        for xb, yb in batches_by_hand(spec, x, y, rng):
+            for event in spec.events:
+                if event[0] == t:
+                    apply_event(state, event, spec.schedule)
+            if spec.schedule is not None and spec.every == "step":
+                fl.adjust(state, eta=scheduled(spec.schedule, t))
+            etas.append(rules_of(state))
+            loss, (g,) = fl.withgradient(lambda m: mse(m, xb, yb), model)
+            state, model = fl.update(state, model, g)
+            losses.append(float(loss))
+            total += float(loss)
+            steps += 1
+            t += 1
+        row = {"epoch": epoch, "step": t, "loss": total / steps if steps else math.nan}
+        if spec.schedule is not None:
+            row["eta"] = scheduled(spec.schedule, t - 1 if spec.every == "step" else epoch - 1)
+        if spec.evaluate and epoch % spec.evaluate == 0:
+            row["val"] = float(mse(model, xv, yv))
+        rows.append(row)
+        e = spec.early
+        if e is not None and e["monitor"] in row:
+            value = float(row[e["monitor"]])
+            if _improved(value, best, e["mode"], e["min_delta"]):
+                best, best_epoch, wait = value, epoch, 0
+                saved = {k: v.copy() for k, v in flat_state(model).items()}
+            else:
+                wait += 1
+                if wait >= e["patience"]:
+                    stopped = epoch
+                    break
+    if spec.early is not None and spec.early["restore_best"] and saved is not None and \
+            best_epoch != len(rows):
+        fl.loadmodel(model, saved)
+    return flat_state(model), losses, rows, stopped, etas
+
+
+def compare_reference(spec, run):
+    what = f"seed {spec.seed}: fl.train against the loop by hand"
+    model, losses, rows, stopped, etas = by_hand(spec)
+    same(run["history"].losses, losses, f"{what}: the step losses")
+    ours = [_row(r) for r in run["history"].epochs]
+    same([{k: r[k] for k in rows[i]} for i, r in enumerate(ours)], rows, f"{what}: epoch rows")
+    same_arrays(run["model"], model, f"{what}: the model")
+    if spec.early is not None:
+        same(run["early"][3], stopped, f"{what}: the epoch EarlyStopping stopped at")
+    seen = [s[3] for s in run["seen"] if s[0] == "step_begin"]
+    same(seen, etas, f"{what}: the rules at each step (learning rates)")
+
+
+# --- one case ---------------------------------------------------------------------------------
+
+
+def run_case(seed: int, folder: str) -> int:
+    """Check one case; returns the number of resumes checked."""
+    spec = draw(seed)
+    sub = os.path.join(folder, f"case-{seed}")
+    os.makedirs(sub, exist_ok=True)
+    run = straight(spec, sub)
+    compare_reference(spec, run)
+    resumes = 0
+    for path in run["saved"]:
+        epoch = int(os.path.basename(path).split("-")[1])
+        if epoch >= run["history"].epoch:
+            continue  # (the run ended there: nothing to resume)
+        other = os.path.join(sub, f"resumed-{epoch}")
+        os.makedirs(other, exist_ok=True)
+        again = resumed(spec, path, other)
+        compare_runs(run, again, f"seed {seed}: resumed after epoch {epoch}", epoch)
+        resumes += 1
+    return resumes
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", type=int, default=100)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--width", type=int, default=300, help="characters of each failure shown")
+    args = p.parse_args(argv)
+    failures = resumes = 0
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in range(args.start, args.start + args.cases):
+            try:
+                resumes += run_case(seed, folder)
+            except Exception as err:  # noqa: BLE001 - report every failing seed
+                failures += 1
+                print(f"seed {seed}: {type(err).__name__}: {str(err)[:args.width]}")
+    print(f"{args.cases - failures} passed, {failures} failed ({resumes} resumes checked)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

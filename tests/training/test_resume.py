@@ -1,0 +1,87 @@
+"""Training resumed from SaveCheckpoint's files, with fresh callbacks (as after a crash), ends
+as the uninterrupted run: EarlyStopping judges the epochs before the resume from the history
+(the defects tests/training/fuzz_runs.py found)."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+
+def _loss(m):
+    return np.sum(m["w"] ** 2)
+
+
+class Scores(fl.Callback):
+    """Logs the metric ``score`` of each epoch from a table (a user's callback, before
+    EarlyStopping)."""
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def on_epoch_end(self, run):
+        run.history.log(score=self.scores[run.epoch])
+
+
+def _run(tmp_path, epochs, callbacks, resume_from=None):
+    """``(model, history)`` of a run, fresh or resumed from the checkpoint of an epoch."""
+    model = {"w": np.ones(2)}
+    state = fl.setup(fl.Descent(0.1), model)
+    history = None
+    if resume_from is not None:
+        model["w"][:] = 7.0  # a fresh process: other weights, filled in by the load
+        info = fl.load_checkpoint(tmp_path / f"ckpt-{resume_from}.st", model, state)
+        history = fl.History.from_dict(info.extra["history"])
+        epochs -= history.epoch
+    saver = fl.SaveCheckpoint(tmp_path / "ckpt-{epoch}.st")
+    h = fl.train(_loss, model, [()] * 2, state, epochs=epochs, progress=False,
+                 callbacks=[*callbacks, saver], history=history)
+    return model, h
+
+
+def test_early_stopping_resumed_counts_its_patience_on(tmp_path):
+    def flat(m):  # never improves after the first epoch
+        return 0 * np.sum(m["w"]) + 1.0
+
+    model = {"w": np.ones(1)}
+    saver = fl.SaveCheckpoint(tmp_path / "ckpt-{epoch}.st")
+    stop = fl.EarlyStopping(patience=3, restore_best=False)
+    h = fl.train(flat, model, [()], fl.setup(fl.Descent(0.1), model), epochs=8,
+                 progress=False, callbacks=[stop, saver])
+    assert h.epoch == 4  # best at 1, then 3 epochs without improvement
+    state = fl.setup(fl.Descent(0.1), model)
+    info = fl.load_checkpoint(tmp_path / "ckpt-2.st", model, state)
+    stop = fl.EarlyStopping(patience=3, restore_best=False)
+    resumed = fl.train(flat, model, [()], state, epochs=6, progress=False, callbacks=[stop],
+                       history=fl.History.from_dict(info.extra["history"]))
+    assert resumed.epoch == 4  # (it ran to epoch 6, patience counted from the resume)
+    assert (stop.best_epoch, stop.wait, stop.stopped_epoch) == (1, 3, 4)
+
+
+def test_early_stopping_on_a_metric_of_every_other_epoch_resumes(tmp_path):
+    _run(tmp_path, 2, [fl.Evaluate(lambda m: 1.0, every=2, name="val"),
+                       fl.EarlyStopping("val")])
+    # epoch 3 has no val, the history's epoch 2 has: no "no epoch had the metric" error
+    _, h = _run(tmp_path, 3, [fl.Evaluate(lambda m: 1.0, every=2, name="val"),
+                              fl.EarlyStopping("val")], resume_from=2)
+    assert h["val"] == [None, 1.0, None]
+
+
+def test_restore_best_after_a_resume_at_the_best_epoch(tmp_path):
+    scores = {1: 3.0, 2: 1.0, 3: 2.0, 4: 2.5}  # best at 2, then two worse: stop at 4
+    straight, h = _run(tmp_path, 6, [Scores(scores), fl.EarlyStopping("score", patience=2)])
+    assert h.epoch == 4
+    stop = fl.EarlyStopping("score", patience=2)
+    resumed, h2 = _run(tmp_path, 6, [Scores(scores), stop], resume_from=2)
+    assert h2.epoch == 4 and stop.best_epoch == 2
+    assert np.array_equal(resumed["w"], straight["w"])
+    np.testing.assert_allclose(resumed["w"], 0.8**4)  # epoch 2's: 4 steps of w -= 0.2 w
+
+
+def test_restore_best_of_an_epoch_before_the_resume_warns(tmp_path):
+    scores = {1: 1.0, 2: 3.0, 3: 2.0}
+    _run(tmp_path, 2, [Scores(scores), fl.EarlyStopping("score", patience=5)])
+    with pytest.warns(UserWarning, match="the best epoch, 1, came before this run resumed"):
+        resumed, _ = _run(tmp_path, 3, [Scores(scores), fl.EarlyStopping("score", patience=5)],
+                          resume_from=2)
+    np.testing.assert_allclose(resumed["w"], 0.8**6)  # epoch 3's weights, kept
