@@ -71,6 +71,33 @@ def test_nan_loss_stops_before_the_update():
         assert np.array_equal(a, b)
 
 
+def test_a_failed_step_leaves_the_running_statistics_as_they_were():
+    # the failing forward pass had written its NaN into BatchNorm's running statistics, so
+    # the model "as it was" evaluated to NaN in test mode (and trained on unaware)
+    x, y = _data(16)
+    bad = x.copy()
+    bad[3, 0] = np.nan
+    fl.seed(0)
+    model = fl.Chain(fl.Dense(3, 4), fl.BatchNorm(4), fl.Dense(4, 1))
+    state = fl.setup(fl.Descent(0.1), model)
+    fl.train(mse, model, [(x, y)], state, progress=False)
+    before = {k: v.copy() for k, v in fl.state(model)["layers"]["1"].items()}
+    with pytest.raises(fl.TrainingError, match="step 1 .* the loss is nan"):
+        fl.train(mse, model, [(bad, y)], state, progress=False)
+    after = fl.state(model)["layers"]["1"]
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    w = float(model[2].weight[0, 0])  # sqrt(|w - w0|) has no finite derivative at w0
+
+    def kink(m, x, y):
+        return mse(m, x, y) + np.sqrt(np.abs(m[2].weight[0, 0] - w))
+
+    with pytest.raises(fl.TrainingError, match=r"step 1 .* the gradient of layers\.2\.weight"), \
+            np.errstate(divide="ignore", invalid="ignore"):  # a finite loss, a bad gradient
+        fl.train(kink, model, [(x, y)], state, progress=False)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert np.isfinite(model(x)).all()
+
+
 def test_nonfinite_gradient_names_the_parameter():
     model = _model()
     model[1].weight[0, 0] = 0.0  # sqrt(|w|) has no finite derivative at 0

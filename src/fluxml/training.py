@@ -31,7 +31,7 @@ from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.tree import leaves, leaves_with_paths
+from fluxml.tree import flatten, leaves, leaves_with_paths
 
 
 class TrainingError(FloatingPointError):
@@ -248,6 +248,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     # step, only where a callback acts at steps) stops every rank
     steps_agreed = dp is not None and any(_acts_at_steps(cb) for cb in callbacks)
     history_start = run.step  # the first step of this call is checked for a gradient
+    buffers = _buffers(run.model)
     for epoch in range(history.epoch + 1, last_epoch + 1):
         run.epoch = epoch
         for cb in callbacks:
@@ -263,6 +264,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             for cb in callbacks:
                 cb.on_step_begin(run)
             count = _count(args, data)
+            for x, kept in buffers:
+                kept[...] = x
             share = 1.0 if dp is None else dp.share(count)
             if dp is not None and backend is None:  # the averaging starts in the backward pass
                 value, (grads,) = gradient_step(run.model, share, *args,
@@ -275,15 +278,17 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                 value, grads, count = dp.average(float(value) / share, grads, count, share)
             where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
             bad = _nonfinite_gradient(grads)
-            if not math.isfinite(value):
+            if not math.isfinite(value) or bad is not None:
                 bar.close()
+                for x, kept in buffers:  # (the failed forward pass wrote its NaN there)
+                    x[...] = kept
+            if not math.isfinite(value):
                 also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
                 raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
                                     "as it was before this step. Possible causes: a learning "
                                     "rate too high, log or division of 0, bad data in this "
                                     "batch")
             if bad is not None:
-                bar.close()
                 raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
                                     f"(loss {value:.6g}); the model is as it was before this "
                                     f"step. Possible causes: a learning rate too high, a "
@@ -327,6 +332,16 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _buffers(model) -> list:
+    """``[(array, copy)]`` for the model's float arrays that the optimiser does not step but a
+    forward pass may write (BatchNorm's running statistics): copied before each step and put
+    back when it fails, so that a TrainingError leaves the whole model as it was."""
+    trained = {id(x) for x in flatten(model, trainable=True)[0]}
+    return [(x, x.copy()) for x in leaves(model) if id(x) not in trained
+            and getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc"
+            and getattr(getattr(x, "flags", None), "writeable", True)]
 
 
 def _acts_at_steps(callback) -> bool:
