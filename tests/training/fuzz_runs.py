@@ -9,7 +9,8 @@ from fluxml's default one), a random rule or ``OptimiserChain`` (clipping, weigh
 ``AccumGrad``), a learning-rate schedule (``StepDecay``, ``ExpDecay``, ``CosineAnneal``,
 ``OneCycle``, per step or per epoch), ``Evaluate`` (every one or two epochs),
 ``EarlyStopping`` (either metric, either mode, a ``min_delta``, ``restore_best``),
-``SaveCheckpoint`` every one or two epochs, and events at given steps (freeze a part, thaw
+``SaveCheckpoint`` every one or two epochs (Dropout's own generator among its ``rngs``),
+eager or compiled steps, and events at given steps (freeze a part, thaw
 everything, ``fl.adjust`` a hyperparameter of a part). Then it checks:
 
 - RESUME: the run resumed from each of ``SaveCheckpoint``'s files, loaded into models,
@@ -20,7 +21,8 @@ everything, ``fl.adjust`` a hyperparameter of a part). Then it checks:
   Leaf's rule), and EarlyStopping's verdict;
 - REFERENCE: a loop written here (``fl.withgradient`` and ``fl.update`` over batches cut
   here, the schedules' formulas, the early-stopping rule, restoring the best weights)
-  gives the same parameters, losses, epoch rows and stopping epoch;
+  gives the same parameters, losses, epoch rows and stopping epoch (bit for bit; to
+  rounding where the case trains with ``compile=True``);
 - SCHEDULES: the learning rate each step used is the schedule's documented value.
 
 The suite runs a few seeds (tests/training/test_fuzz_runs.py); by hand:
@@ -54,6 +56,7 @@ class Spec:
     dtype: type
     norm: str  # "batchnorm", "layernorm" or ""
     dropout: float
+    drop_rng: bool  # Dropout with a generator of its own (saved through SaveCheckpoint's rngs)
     nobs: int
     batchsize: int
     partial: bool
@@ -67,6 +70,7 @@ class Spec:
     ckpt_every: int
     events: list  # [(step, action, part index, name, value)]
     epochs: int
+    compile: bool  # fl.train(..., compile=True)
 
 
 STEPPING = (fl.Descent, fl.Momentum, fl.Nesterov, fl.RMSProp, fl.AdaGrad, fl.Adam, fl.AdamW,
@@ -133,12 +137,13 @@ def draw(seed: int) -> Spec:
     schedule = _schedule(r, epochs, steps)
     return Spec(seed=seed, kind=kind, dtype=[np.float32, np.float64][r.integers(2)],
                 norm=["", "batchnorm", "layernorm"][r.integers(3)],
-                dropout=[0.0, float(r.uniform(0.1, 0.6))][r.integers(2)], nobs=nobs,
+                dropout=[0.0, float(r.uniform(0.1, 0.6))][r.integers(2)],
+                drop_rng=bool(r.integers(2)), nobs=nobs,
                 batchsize=batchsize, partial=partial, shuffle=bool(r.integers(2)),
                 loader_seed=None if r.integers(3) == 0 else int(r.integers(1000)),
                 rule=_rule(r), schedule=schedule, every=["step", "epoch"][r.integers(2)],
                 evaluate=evaluate, early=early, ckpt_every=int(r.integers(1, 3)),
-                events=events, epochs=epochs)
+                events=events, epochs=epochs, compile=bool(r.integers(6) == 0))
 
 
 # --- models and data --------------------------------------------------------------------------
@@ -151,7 +156,8 @@ def _last_step(x):
 def build_model(spec: Spec, value_seed: int):
     """The model of ``spec``, its weights drawn after ``fl.seed(value_seed)``."""
     fl.seed(value_seed)
-    drop = [fl.Dropout(spec.dropout)] if spec.dropout else []
+    rng = np.random.default_rng(value_seed + 5) if spec.drop_rng else None
+    drop = [fl.Dropout(spec.dropout, rng=rng)] if spec.dropout else []
     if spec.kind == "mlp":
         norm = {"batchnorm": [fl.BatchNorm(4)], "layernorm": [fl.LayerNorm(4)], "": []}
         layers = [fl.Dense(3, 4, np.tanh), *norm[spec.norm], *drop, fl.Dense(4, 1)]
@@ -163,6 +169,15 @@ def build_model(spec: Spec, value_seed: int):
         layers = [fl.LSTM(2, 3), _last_step, *drop, fl.Dense(3, 1)]
     model = fl.Chain(*layers)
     return fl.f64(model) if spec.dtype is np.float64 else model
+
+
+def rngs_of(model, loader=None) -> dict:
+    """The generators a checkpoint of the case keeps besides fluxml's default one."""
+    out = {} if loader is None else {"data": loader.rng}
+    for layer in model.layers:
+        if isinstance(layer, fl.Dropout) and layer.rng is not None:
+            out["drop"] = layer.rng
+    return out
 
 
 def make_data(spec: Spec):
@@ -274,7 +289,7 @@ class Recorder(fl.Callback):
         self.seen.append(("train_end", run.epoch, run.step))
 
 
-def callbacks_for(spec, xv, yv, folder):
+def callbacks_for(spec, model, xv, yv, folder):
     """Fresh callbacks of the case: ``(list, recorder, early stopping, checkpoint saver)``."""
     def val(m):
         return float(mse(m, xv, yv))
@@ -288,7 +303,7 @@ def callbacks_for(spec, xv, yv, folder):
         early = fl.EarlyStopping(**spec.early)
         cbs.append(early)
     saver = fl.SaveCheckpoint(os.path.join(folder, "ckpt-{epoch}-{step}.st"),
-                              every=spec.ckpt_every)
+                              every=spec.ckpt_every, rngs=rngs_of(model))
     recorder = Recorder()
     cbs += [saver, recorder]
     return cbs, recorder, early, saver
@@ -311,6 +326,12 @@ def same_arrays(a, b, what):
         if x.dtype != y.dtype or x.shape != y.shape or \
                 np.ascontiguousarray(x).tobytes() != np.ascontiguousarray(y).tobytes():
             raise AssertionError(f"{what}: {k}: {x.dtype}{x.shape} {x} != {y.dtype}{y.shape} {y}")
+
+
+def close(a, b, tol, what):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or not np.allclose(a, b, rtol=tol, atol=tol):
+        raise AssertionError(f"{what}: {a} != {b} (to {tol})")
 
 
 def same(a, b, what):
@@ -340,14 +361,13 @@ def straight(spec, folder):
     model = build_model(spec, spec.seed)
     loader = loader_for(spec, x, y)
     state = fl.setup(spec.rule, model)
-    cbs, recorder, early, saver = callbacks_for(spec, xv, yv, folder)
+    cbs, recorder, early, saver = callbacks_for(spec, model, xv, yv, folder)
     history = fl.train(mse, model, loader, state, epochs=spec.epochs, callbacks=cbs,
-                       progress=False)
+                       progress=False, compile=spec.compile)
     return {"model": flat_state(model), "state": flat_state(state), "rules": rules_of(state),
             "history": history, "seen": recorder.seen, "early": early_facts(early),
-            "data_rng": loader.rng.bit_generator.state,
-            "default_rng": fl.init.default_rng().bit_generator.state,
-            "saved": list(saver.saved), "last": recorder.last}
+            "rngs": _rng_states(model, loader), "saved": list(saver.saved),
+            "last": recorder.last}
 
 
 def resumed(spec, path, folder):
@@ -356,8 +376,8 @@ def resumed(spec, path, folder):
     model = build_model(spec, spec.seed + 1000)  # other weights, other generators
     loader = loader_for(spec, x, y)
     state = fl.setup(spec.rule, model)
-    cbs, recorder, early, _ = callbacks_for(spec, xv, yv, folder)
-    info = fl.load_checkpoint(path, model, state, rngs={"data": loader.rng})
+    cbs, recorder, early, _ = callbacks_for(spec, model, xv, yv, folder)
+    info = fl.load_checkpoint(path, model, state, rngs=rngs_of(model, loader))
     history = fl.History.from_dict(info.extra["history"])
     same(info.step, history.step, f"seed {spec.seed}: {path}: the step saved")
     same(info.extra["epoch"], history.epoch, f"seed {spec.seed}: {path}: the epoch saved")
@@ -365,14 +385,18 @@ def resumed(spec, path, folder):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = fl.train(mse, model, loader, info.opt_state, epochs=epochs, callbacks=cbs,
-                           progress=False, history=history)
+                           progress=False, history=history, compile=spec.compile)
     # a best epoch before the resume: its weights are gone, the run says so and keeps the last
     lost = [w for w in caught if "came before this run resumed" in str(w.message)]
     return {"lost_best": bool(lost), "model": flat_state(model),
             "state": flat_state(info.opt_state), "rules": rules_of(info.opt_state),
             "history": history, "seen": recorder.seen, "early": early_facts(early),
-            "data_rng": loader.rng.bit_generator.state,
-            "default_rng": fl.init.default_rng().bit_generator.state}
+            "rngs": _rng_states(model, loader)}
+
+
+def _rng_states(model, loader):
+    rngs = {"default": fl.init.default_rng(), **rngs_of(model, loader)}
+    return {k: g.bit_generator.state for k, g in rngs.items()}
 
 
 def compare_runs(a, b, what, after_epoch):
@@ -386,8 +410,7 @@ def compare_runs(a, b, what, after_epoch):
     same([_row(r) for r in a["history"].epochs], [_row(r) for r in b["history"].epochs],
          f"{what}: the epoch rows")
     same(a["early"], b["early"], f"{what}: EarlyStopping's (best, best_epoch, wait, stopped)")
-    same(a["data_rng"], b["data_rng"], f"{what}: the loader's generator")
-    same(a["default_rng"], b["default_rng"], f"{what}: fluxml's default generator")
+    same(a["rngs"], b["rngs"], f"{what}: the generators' states")
     tail = [s for s in a["seen"] if s[0] != "train_begin" and s[1] > after_epoch]
     _same_records(tail, [s for s in b["seen"] if s[0] != "train_begin"],
                   f"{what}: the callbacks' view")
@@ -505,10 +528,21 @@ def by_hand(spec):
 def compare_reference(spec, run):
     what = f"seed {spec.seed}: fl.train against the loop by hand"
     model, losses, rows, stopped, etas = by_hand(spec)
-    same(run["history"].losses, losses, f"{what}: the step losses")
     ours = [_row(r) for r in run["history"].epochs]
-    same([{k: r[k] for k in rows[i]} for i, r in enumerate(ours)], rows, f"{what}: epoch rows")
-    same_arrays(run["model"], model, f"{what}: the model")
+    ours = [{k: r[k] for k in rows[i]} for i, r in enumerate(ours[:len(rows)])] + ours[len(rows):]
+    if spec.compile:  # generated code: the same numbers to rounding (the hand loop is eager)
+        tol = 1e-4 if spec.dtype is np.float32 else 1e-9
+        close(run["history"].losses, losses, tol, f"{what}: the step losses")
+        same(len(ours), len(rows), f"{what}: the epochs run")
+        for i, (a, b) in enumerate(zip(ours, rows)):
+            same(a.keys(), b.keys(), f"{what}: epoch {i + 1}'s metrics")
+            close(list(a.values()), list(b.values()), tol, f"{what}: epoch {i + 1}")
+        for k in model:
+            close(run["model"][k], model[k], tol, f"{what}: the model's {k}")
+    else:
+        same(run["history"].losses, losses, f"{what}: the step losses")
+        same(ours, rows, f"{what}: epoch rows")
+        same_arrays(run["model"], model, f"{what}: the model")
     if spec.early is not None:
         same(run["early"][3], stopped, f"{what}: the epoch EarlyStopping stopped at")
     seen = [s[3] for s in run["seen"] if s[0] == "step_begin"]
