@@ -156,6 +156,30 @@ def test_evaluate_and_early_stopping_restores_the_best_weights():
     assert ends == []
 
 
+def test_early_stopping_on_a_metric_of_an_evaluate_returning_a_dict_every_few_epochs():
+    # refused at epoch 1 as a misspelt name: that Evaluate had not been called yet
+    model = {"w": np.ones(1)}
+
+    def metrics(m):
+        return {"val": float(m["w"][0])}
+
+    h = fl.train(lambda m: np.sum(m["w"] ** 2), model, [()], fl.setup(fl.Descent(0.1), model),
+                 epochs=4, progress=False,
+                 callbacks=[fl.Evaluate(metrics, every=2), fl.EarlyStopping("val")])
+    assert h["val"] == [None, 0.64, None, pytest.approx(0.4096)]
+    ends = []
+
+    class Count(fl.Callback):
+        def on_epoch_end(self, run):
+            ends.append(run.epoch)
+
+    with pytest.raises(KeyError, match="no epoch had the metric 'vall'"):  # once it was called
+        fl.train(lambda m: np.sum(m["w"] ** 2), model, [()], fl.setup(fl.Descent(0.1), model),
+                 epochs=50, progress=False,
+                 callbacks=[fl.Evaluate(metrics, every=2), fl.EarlyStopping("vall"), Count()])
+    assert ends == [1]
+
+
 def test_lr_schedule_sets_eta_before_each_step():
     model = {"w": np.zeros(1)}
     seen = []

@@ -89,15 +89,16 @@ class Evaluate(Callback):
                             f"got {fn!r}")
         self.fn, self.every = fn, _every("Evaluate", every)
         self.name = name or getattr(fn, "__name__", "metric")
+        self.logged: set | None = None  # the names recorded so far (a dict's: known once called)
 
     def on_epoch_end(self, run) -> None:
         if run.epoch % self.every:
             return
         out = self.fn(run.model)
-        if isinstance(out, dict):
-            run.history.log(**{k: _number(v, k) for k, v in out.items()})
-        else:
-            run.history.log(**{self.name: _number(out, self.name)})
+        if not isinstance(out, dict):
+            out = {self.name: out}
+        run.history.log(**{k: _number(v, k) for k, v in out.items()})
+        self.logged = (self.logged or set()) | set(out)
 
 
 def _number(v, name):
@@ -141,7 +142,7 @@ class EarlyStopping(Callback):
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None
         self.stopped_epoch = None
-        self._seen, self._missing, self._recorded = False, None, True
+        self._seen, self._missing, self._before = False, None, []
         self._saved_epoch = None  # the epoch whose weights ``saved`` holds
 
     def on_train_begin(self, run) -> None:
@@ -149,16 +150,24 @@ class EarlyStopping(Callback):
         self._seen, self._missing = any(self.monitor in row for row in before), None
         if before and self.best_epoch is None and self.wait == 0:
             self._judge_history(run)
-        # an Evaluate of this name may record the metric every few epochs; without one, a
-        # missing metric is a slip that should not wait for the end of the run
-        # (or a callback of the user's, before this one, may record it)
-        before = []
+        self._before = []  # the callbacks that may record the metric
         for cb in getattr(run, "callbacks", ()):
             if cb is self:
                 break
-            before.append(cb)
-        self._recorded = any((isinstance(cb, Evaluate) and cb.name == self.monitor)
-                             or type(cb).__module__ != __name__ for cb in before)
+            self._before.append(cb)
+
+    def _may_be_recorded(self) -> bool:
+        """Whether a callback before this one may record the metric at a later epoch (an
+        Evaluate every few epochs): a user's, an Evaluate of that name, or one whose dict
+        had it or that was not called yet (a dict it returns may have it). Else a missing
+        metric is a slip (a misspelt name) that should not wait for the end of the run."""
+        for cb in self._before:
+            if type(cb).__module__ != __name__:
+                return True
+            if isinstance(cb, Evaluate) and (cb.name == self.monitor or cb.logged is None
+                                             or self.monitor in cb.logged):
+                return True
+        return False
 
     def _judge_history(self, run) -> None:
         """A fresh callback in a run continued from its history (a resumed checkpoint): the
@@ -193,7 +202,7 @@ class EarlyStopping(Callback):
         row = run.history.epochs[-1]
         if self.monitor not in row:  # (an Evaluate every few epochs): judged at the end
             self._missing = sorted(row)
-            if not self._recorded:
+            if not self._may_be_recorded():
                 self._raise_missing()
             return
         self._seen = True
