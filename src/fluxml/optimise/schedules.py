@@ -96,12 +96,13 @@ class CosineAnneal:
 @dataclass(frozen=True)
 class OneCycle:
     """The one-cycle policy (Smith 2018) as PyTorch's ``OneCycleLR`` (cosine phases): from
-    ``peak / div`` up to ``peak`` at step ``pct_start * (total - 1)``, then down to
-    ``peak / div / final_div`` at step ``total - 1``.
+    ``peak / div`` up to ``peak`` at step ``pct_start * total - 1`` (PyTorch's: where that is
+    not a whole step, no step takes ``peak`` itself), then down to ``peak / div / final_div``
+    at step ``total - 1``.
 
     >>> import fluxml as fl
     >>> s = fl.OneCycle(1.0, total=5, pct_start=0.5, div=10, final_div=10)
-    >>> [round(s(t), 3) for t in range(5)]  # up from 0.1 to 1 (at step 2), down to 0.01
+    >>> [round(s(t), 3) for t in range(5)]  # up from 0.1 (the peak at step 1.5), down to 0.01
     [0.1, 0.775, 0.905, 0.352, 0.01]
     """
 
