@@ -13,7 +13,8 @@ from fluxml's default one), a random rule or ``OptimiserChain`` (clipping, weigh
 eager or compiled steps, and events at given steps (freeze a part, thaw
 everything, ``fl.adjust`` a hyperparameter of a part). Then it checks:
 
-- RESUME: the run resumed from each of ``SaveCheckpoint``'s files, loaded into models,
+- RESUME: the run resumed from each of ``SaveCheckpoint``'s files (and from one
+  ``fl.save_checkpoint`` wrote after a shorter ``fl.train``), loaded into models,
   loaders and optimiser states built anew with other random numbers (as after a crash),
   with fresh callbacks, ends bit for bit as the uninterrupted run: parameters, running
   statistics, optimiser state (hyperparameters and frozen flags too), the history (its
@@ -66,6 +67,7 @@ class Spec:
     schedule: object  # a schedule, or None
     every: str  # the schedule's "step" or "epoch"
     evaluate: int  # Evaluate's every (0: none)
+    eval_dict: bool  # its function returns {"val": ...}, not a number
     early: dict | None  # EarlyStopping's arguments
     ckpt_every: int
     events: list  # [(step, action, part index, name, value)]
@@ -142,7 +144,8 @@ def draw(seed: int) -> Spec:
                 batchsize=batchsize, partial=partial, shuffle=bool(r.integers(2)),
                 loader_seed=None if r.integers(3) == 0 else int(r.integers(1000)),
                 rule=_rule(r), schedule=schedule, every=["step", "epoch"][r.integers(2)],
-                evaluate=evaluate, early=early, ckpt_every=int(r.integers(1, 3)),
+                evaluate=evaluate, eval_dict=bool(r.integers(2)), early=early,
+                ckpt_every=int(r.integers(1, 3)),
                 events=events, epochs=epochs, compile=bool(r.integers(6) == 0))
 
 
@@ -294,11 +297,14 @@ def callbacks_for(spec, model, xv, yv, folder):
     def val(m):
         return float(mse(m, xv, yv))
 
+    def metrics(m):
+        return {"val": val(m)}
+
     cbs, early = [Events(spec)], None
     if spec.schedule is not None:
         cbs.append(fl.LRSchedule(spec.schedule, every=spec.every))
     if spec.evaluate:
-        cbs.append(fl.Evaluate(val, every=spec.evaluate))
+        cbs.append(fl.Evaluate(metrics if spec.eval_dict else val, every=spec.evaluate))
     if spec.early is not None:
         early = fl.EarlyStopping(**spec.early)
         cbs.append(early)
@@ -376,6 +382,7 @@ def resumed(spec, path, folder):
     model = build_model(spec, spec.seed + 1000)  # other weights, other generators
     loader = loader_for(spec, x, y)
     state = fl.setup(spec.rule, model)
+    os.makedirs(folder, exist_ok=True)
     cbs, recorder, early, _ = callbacks_for(spec, model, xv, yv, folder)
     info = fl.load_checkpoint(path, model, state, rngs=rngs_of(model, loader))
     history = fl.History.from_dict(info.extra["history"])
@@ -564,12 +571,42 @@ def run_case(seed: int, folder: str) -> int:
         epoch = int(os.path.basename(path).split("-")[1])
         if epoch >= run["history"].epoch:
             continue  # (the run ended there: nothing to resume)
-        other = os.path.join(sub, f"resumed-{epoch}")
-        os.makedirs(other, exist_ok=True)
-        again = resumed(spec, path, other)
+        again = resumed(spec, path, os.path.join(sub, f"resumed-{epoch}"))
         compare_runs(run, again, f"seed {seed}: resumed after epoch {epoch}", epoch)
         resumes += 1
+    epochs = run["history"].epoch
+    if epochs > 1 and not (spec.early and spec.early["restore_best"]):
+        # (restore_best acts when a run ends: the first part's model would be another)
+        epoch = 1 + seed % (epochs - 1)
+        path = by_hand_checkpoint(spec, epoch, sub)
+        if path is not None:
+            again = resumed(spec, path, os.path.join(sub, "resumed-by-hand"))
+            compare_runs(run, again, f"seed {seed}: resumed from a checkpoint saved by hand "
+                         f"after epoch {epoch}", epoch)
+            resumes += 1
     return resumes
+
+
+def by_hand_checkpoint(spec, epochs, folder):
+    """Train the first ``epochs`` epochs, then ``fl.save_checkpoint`` by hand; None where
+    that part alone is refused (an EarlyStopping on a metric none of its epochs had)."""
+    x, y, xv, yv = make_data(spec)
+    model = build_model(spec, spec.seed)
+    loader = loader_for(spec, x, y)
+    state = fl.setup(spec.rule, model)
+    os.makedirs(os.path.join(folder, "part"), exist_ok=True)
+    cbs, _, _, _ = callbacks_for(spec, model, xv, yv, os.path.join(folder, "part"))
+    try:
+        h = fl.train(mse, model, loader, state, epochs=epochs, callbacks=cbs, progress=False,
+                     compile=spec.compile)
+    except KeyError as err:
+        if "no epoch had the metric" in str(err):
+            return None
+        raise
+    path = os.path.join(folder, "by-hand.st")
+    fl.save_checkpoint(path, model, state, step=h.step, rngs=rngs_of(model, loader),
+                       extra={"epoch": h.epoch, "history": h.to_dict()})
+    return path
 
 
 def main(argv=None):
