@@ -532,6 +532,21 @@ def by_hand(spec):
     return flat_state(model), losses, rows, stopped, etas
 
 
+def hooks_by_hand(losses, rows, etas):
+    """What Recorder should see, from the loop by hand: each hook's epoch and step (counted
+    from 1 and 0), the loss and history step at each step's end, the rules at its begin."""
+    seen, t = [("train_begin", 0, 0)], 0
+    for epoch, row in enumerate(rows, 1):
+        seen.append(("epoch_begin", epoch, t))
+        for _ in range(row["step"] - t):
+            seen.append(("step_begin", epoch, t, etas[t]))
+            t += 1
+            seen.append(("step_end", epoch, t, losses[t - 1], t))
+        seen.append(("epoch_end", epoch, t, row))
+    seen.append(("train_end", len(rows), t))
+    return seen
+
+
 def compare_reference(spec, run):
     what = f"seed {spec.seed}: fl.train against the loop by hand"
     model, losses, rows, stopped, etas = by_hand(spec)
@@ -550,6 +565,8 @@ def compare_reference(spec, run):
         same(run["history"].losses, losses, f"{what}: the step losses")
         same(ours, rows, f"{what}: epoch rows")
         same_arrays(run["model"], model, f"{what}: the model")
+        _same_records(run["seen"], hooks_by_hand(losses, rows, etas),
+                      f"{what}: the hooks' epoch, step, loss and rules")
     if spec.early is not None:
         same(run["early"][3], stopped, f"{what}: the epoch EarlyStopping stopped at")
     seen = [s[3] for s in run["seen"] if s[0] == "step_begin"]

@@ -8,6 +8,6 @@ import pytest
 from tests.training import fuzz_runs
 
 
-@pytest.mark.parametrize("seed", [0, 1, 7, 13, 16, 35])  # (each found a defect once)
+@pytest.mark.parametrize("seed", [1, 13, 19, 21, 25, 36, 37])  # (5 failed before 8b5b534)
 def test_random_training_runs_resume_and_match_the_loop_by_hand(tmp_path, seed):
     fuzz_runs.run_case(seed, str(tmp_path))
