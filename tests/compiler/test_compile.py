@@ -597,3 +597,17 @@ def test_a_slotted_objects_fields_are_read_on_every_call():
         m.k = k
         np.testing.assert_allclose(grad(m, x),
                                    fl.gradient(lambda m: (m(x) ** 2).sum(), m)[0].w)
+
+
+def test_distinct_results_stay_distinct_arrays():
+    """``(x * 2, x * 2)`` came back as one array twice (the passes merge equal
+    computations): a write into one result changed the other, where eager code returns two
+    arrays. A value returned twice stays one array, as in eager code."""
+    twice = fl.compile(lambda x: (x * 2, x * 2, {"c": (x * 2) * 1}))
+    same = fl.compile(lambda x: (lambda y: (y, y))(x * 2))
+    for _ in range(2):
+        a, b, c = twice(np.ones(2))
+        a += 1
+        assert b.tolist() == c["c"].tolist() == [2.0, 2.0] and a.tolist() == [3.0, 3.0]
+        y, z = same(np.ones(2))
+        assert y is z
