@@ -611,3 +611,34 @@ def test_distinct_results_stay_distinct_arrays():
         assert b.tolist() == c["c"].tolist() == [2.0, 2.0] and a.tolist() == [3.0, 3.0]
         y, z = same(np.ones(2))
         assert y is z
+
+
+def test_an_argument_array_read_through_another_reference_is_refused():
+    """A model field ``act = layer.__call__`` read the layer's arrays through the bound
+    method, outside the traced arguments: they became constants of the trace, and a weight
+    changed afterwards (in place or rebound) was ignored, silently."""
+    inner = fl.Dense(2, 2)
+
+    class Model:
+        def __init__(self, hold):
+            self.act = inner.__call__
+            if hold:
+                self.inner = inner
+
+        def __call__(self, x):
+            return self.act(x)
+
+    x = np.ones((1, 2), np.float32)
+    for hold, match in ((True, r"argument array at argument 0\.inner\.weight"),
+                        (False, r"of the Dense of the bound method at argument 0\.act")):
+        with pytest.raises(fl.CompileError, match=match):
+            fl.compile(lambda m, x: m(x))(Model(hold), x)
+    c = np.ones(3)
+    with pytest.raises(fl.CompileError, match="another reference than the arguments"):
+        fl.compile(lambda x: x[:2] * c[::2])(c)  # (a view of the argument, too)
+    held = fl.compile(lambda m, x: m.inner(x))  # reached through the arguments: live
+    m = Model(True)
+    inner.weight[...] = 0
+    np.testing.assert_array_equal(held(m, x), inner(x))
+    inner.weight = np.ones((2, 2), np.float32)
+    np.testing.assert_array_equal(held(m, x), inner(x))

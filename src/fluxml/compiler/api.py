@@ -251,7 +251,12 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     are inputs, not part of the signature: ``fl.adjust`` between calls reuses the trace.
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
-    when it is traced (as JAX does): pass anything that changes as an argument. A model (or a
+    when it is traced (as JAX does): pass anything that changes as an argument. An argument's
+    array reached another way (a bound method ``act = layer.__call__`` held by the model, a
+    closure over it) would be such a constant, stale after the next change: it is refused
+    with a ``CompileError`` naming it (a layer held as a field and called is read as an
+    argument; computations on such an array outside any traced operation, ``w.sum()``, are
+    not seen). A model (or a
     model's method) compiled directly takes its own arrays as arguments, so
     ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
     ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).

@@ -6,6 +6,7 @@ inputs."""
 from __future__ import annotations
 
 import inspect
+import types
 
 import numpy as np
 
@@ -87,6 +88,7 @@ def trace(fn, args, leaves, spec, numbers=None):
     in_vars = [t._box for t in tracers]
     targs = unflatten(spec, new_leaves)
     tr.nodes = containers(targs)
+    tr.hidden = hidden_arrays(args, spec, leaves, positions)
     with active(tr):
         try:
             out = fn(*targs)
@@ -100,6 +102,42 @@ def trace(fn, args, leaves, spec, numbers=None):
     _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
+
+
+def hidden_arrays(args, spec, leaves, positions) -> dict:
+    """``{id: where}`` of the arrays a trace must not take as constants
+    (``IRTrace._refuse_side_reads``): those owning the memory of the argument arrays, and
+    those the arguments hold inside a bound method (a field ``act = encoder.__call__``)."""
+    hidden: dict = {}
+    for i in positions:
+        x = leaves[i]
+        if type(x) is np.ndarray:
+            owner = x if x.base is None else x.base
+            hidden.setdefault(id(owner), _Where(args, i))
+    stack = [(spec, "")]
+    while stack:  # (paths as leaves_with_paths writes them: keys joined with dots)
+        node, where = stack.pop()
+        keys = node.keys if node.keys is not None else range(len(node.children))
+        stack.extend((c, f"{where}.{k}" if where else f"argument {k}")
+                     for k, c in zip(keys, node.children))
+        owner = getattr(node.static, "__self__", None) if node.kind == "static" else None
+        if owner is None or isinstance(owner, (type, types.ModuleType)):
+            continue
+        what = f"an array of the {type(owner).__name__} of the bound method at {where}"
+        for x in flatten(owner)[0]:
+            if type(x) is np.ndarray:
+                hidden.setdefault(id(x if x.base is None else x.base), what)
+    return hidden
+
+
+class _Where:
+    """An argument array's description, its path found only for a message."""
+
+    def __init__(self, args, i):
+        self.args, self.i = args, i
+
+    def __str__(self):
+        return f"the argument array at {_path_of(self.args, self.i)}"
 
 
 def containers(tree, found: set | None = None) -> set:
