@@ -167,3 +167,78 @@ def test_simple_namespaces_are_nodes():
     g, = fl.gradient(lambda m: (m.act(m.w) ** 2).sum(), m)
     assert type(g) is types.SimpleNamespace and g.act is None
     np.testing.assert_allclose(g.w, 2 * np.tanh(1.0) * (1 - np.tanh(1.0) ** 2))
+
+
+def test_only_the_users_slotted_classes_are_nodes():
+    """The standard library's and fluxml's own slotted classes stay static: a Fraction's or
+    a Path's slots are not parameters, nor a compiled function's cached program."""
+    import enum
+    import fractions
+    import pathlib
+
+    class Mode(enum.Enum):
+        TRAIN = 1
+
+    class Level(enum.IntEnum):
+        LOW = 1
+
+    f = fl.compile(lambda x: 2 * x)
+    f(np.ones(2))
+    m = {"w": np.ones(2), "r": fractions.Fraction(1, 3), "p": pathlib.Path("/tmp"), "f": f,
+         "mode": Mode.TRAIN, "level": Level.LOW}
+    assert [p for p, x in fl.tree.leaves_with_paths(m) if not isinstance(x, int)] == ["w"]
+    for copy in (fl.f32(m), fl.fmap(np.copy, m)):
+        assert copy["mode"] is Mode.TRAIN and copy["level"] is Level.LOW
+        assert copy["r"] is m["r"] and copy["p"] is m["p"]
+
+
+class _Stats:
+    __slots__ = ("w", "stat", "_v")
+    nontrainable = ("stat",)
+
+    def __init__(self):
+        self.w, self.stat, self._v = np.ones(2), np.zeros(2), np.ones(2)
+
+    def __call__(self, x):
+        return (self.w * x).sum() + self.stat.sum()
+
+
+class _Hidden(_Stats):
+    __slots__ = ()
+
+    @property
+    def _v(self):  # hides the base class's slot: not a field
+        return 1.0
+
+
+def test_slotted_rebuilds_keep_nontrainable_fields_and_skip_hidden_slots():
+    m = _Stats()
+    g, = fl.gradient(lambda m: m(np.arange(2.0)), m)
+    np.testing.assert_array_equal(g.w, [0.0, 1.0])
+    assert g.stat is None
+    assert [p for p, _ in fl.tree.leaves_with_paths(_Hidden())] == ["w", "stat"]
+    assert fl.fmap(lambda a: 2 * a, _Hidden())._v == 1.0
+
+
+class _Switching:
+    """Picks its forward pass at construction: a field bound to its own method."""
+
+    def __init__(self):
+        self.w = np.arange(3.0)
+        self.inner = fl.Dense(3, 1)
+        self.impl = self._forward
+        self.act = self.inner.__call__
+
+    def _forward(self, x):
+        return (self.w * x).sum()
+
+
+def test_bound_method_fields_are_bound_to_the_rebuilt_object():
+    """``self.impl = self._forward`` kept calling the original object: the gradient of w
+    was None (the traced copy was never read), and an fl.f64 copy ran the old arrays."""
+    m = _Switching()
+    g, = fl.gradient(lambda m: m.impl(np.ones(3)) + m.act(np.ones((1, 3), np.float32)).sum(), m)
+    np.testing.assert_array_equal(g.w, np.ones(3))
+    np.testing.assert_array_equal(g.inner.weight, np.ones((1, 3)))
+    c = fl.f32(m)
+    assert c.impl.__self__ is c and c.act.__self__ is c.inner

@@ -16,7 +16,9 @@ rebuilt from its own leaves and shown as ``None`` in a gradient.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +32,7 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was created by a class stat
 # Dense(3, 2, partial(fl.leakyrelu, a=0.2)) failed in fl.gradient)
 _STATIC_TYPES = (np.ufunc, str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
                  types.MethodType, types.ModuleType, np.dtype, slice, range, functools.partial,
-                 functools._lru_cache_wrapper)
+                 functools._lru_cache_wrapper, enum.Enum)
 
 
 def register_leaf(cls: type) -> None:
@@ -42,8 +44,9 @@ def register_leaf(cls: type) -> None:
 
 
 def is_leaf(x) -> bool:
-    """Arrays and numbers (bools are static: they never carry a derivative)."""
-    return isinstance(x, _LEAF_TYPES) and not isinstance(x, bool)
+    """Arrays and numbers (bools and enum members, IntEnum's too, are static: they never
+    carry a derivative)."""
+    return isinstance(x, _LEAF_TYPES) and not isinstance(x, (bool, enum.Enum))
 
 
 def is_array_leaf(x) -> bool:
@@ -150,13 +153,23 @@ def _flatten(x, leaves, leaf, seen, trainable):
         return Spec(kind, t, keys, _children(values, leaves, leaf, seen, trainable))
     if kind == "static":
         return Spec("static", static=x)
+    if kind == "method":  # static, and the rebuilds look for bound methods from now on
+        global _METHODS
+        _METHODS = True
+        return Spec("static", static=x)
     return _object(x, leaves, leaf, seen, trainable)
+
+
+# whether a bound method was ever met in a tree: until then (most programs) a rebuild does
+# not look for methods to bind to the new objects (see _rebind_methods)
+_METHODS = False
 
 
 def _kind(t) -> str:
     """The kind of a value of type ``t`` with the default leaf test: "leaf" for arrays and
     numbers, else its :func:`_container` kind."""
-    leaf = issubclass(t, _LEAF_TYPES) and not issubclass(t, bool) or t.__name__ == "ndarray"
+    leaf = issubclass(t, _LEAF_TYPES) and not issubclass(t, (bool, enum.Enum)) \
+        or t.__name__ == "ndarray"
     kind = _KINDS[t] = "leaf" if leaf else _container(t)
     return kind
 
@@ -170,6 +183,8 @@ def _container(t) -> str:
         kind = "namedtuple"
     elif issubclass(t, dict):
         kind = "dict"
+    elif t is types.MethodType:
+        kind = "method"
     elif t is type(None) or issubclass(t, (bool,) + _STATIC_TYPES):
         kind = "static"
     else:
@@ -190,13 +205,24 @@ def _node_kind(t) -> tuple:
     elif hasattr(t, "__tree_fields__"):
         kind = "method", None
     elif issubclass(t, types.SimpleNamespace):  # (a built-in type with attributes)
-        kind = "attributes", ()
+        kind = "attributes", None
     elif issubclass(t, _STATIC_TYPES) or not t.__flags__ & _HEAPTYPE:
         kind = "static", None
     else:
-        kind = "attributes", _slot_names(t)
+        kind = "attributes", _slot_names(t) if _users(t) else _NO_SLOTS
     _NODES[t] = kind
     return kind
+
+
+_NO_SLOTS = ()  # a class without slots read (the rebuild's fast path checks for this one)
+
+
+def _users(t) -> bool:
+    """Whether ``t`` is a class of the user's (not the standard library's or fluxml's): only
+    such a class's slots are fields (a Fraction's, a Path's or a compiled function's slotted
+    parts are not a model's parameters)."""
+    package = (t.__module__ or "").partition(".")[0]
+    return package != "fluxml" and package not in sys.stdlib_module_names
 
 
 _UNSET = object()
@@ -212,9 +238,22 @@ def _slot_names(t) -> tuple:
         for name in (slots,) if isinstance(slots, str) else slots:
             if name.startswith("__") and not name.endswith("__"):
                 name = f"_{c.__name__.lstrip('_')}{name}"
-            if name not in ("__dict__", "__weakref__") and name not in names:
+            # (a slot a subclass hides behind a property or another descriptor is not read)
+            if name not in names and \
+                    isinstance(getattr(t, name, None), types.MemberDescriptorType):
                 names.append(name)
-    return tuple(names)
+    return tuple(names) if names else _NO_SLOTS
+
+
+def _state(obj, slots) -> dict:
+    """An object's fields as a dict: its set slots, then its ``__dict__``."""
+    d = getattr(obj, "__dict__", None)
+    if not slots:
+        return d if d is not None else {}
+    state = {k: v for k in slots if (v := getattr(obj, k, _UNSET)) is not _UNSET}
+    if d:
+        state.update(d)
+    return state
 
 
 def blank(t: type):
@@ -301,17 +340,45 @@ def _unflatten(spec, it, none, shared=None):
         return d if spec.type is dict else _rebuild_dict(spec.type, d)
     if shared is not None and (built := shared.get(id(spec.static))) is not None:
         return built
-    obj = blank(spec.type)
-    old = getattr(spec.static, "__dict__", None)
-    if none:  # a gradient: every attribute the object had, None where nothing came back
-        state = dict.fromkeys(old, None) if old is not None else {}
+    t, original = spec.type, spec.static
+    how = _NODES.get(t)
+    if how is not None and how[1] is _NO_SLOTS and how[0] == "attributes":  # a plain
+        # class's instance (most nodes): inline
+        old = original.__dict__
+        state = dict.fromkeys(old, None) if none else dict(old)
+        state.update(zip(spec.keys, children))
+        obj = object.__new__(t)
+        obj.__dict__.update(state)
     else:
-        state = dict(old) if old is not None else {}
-    state.update(zip(spec.keys, children))
-    _set_fields(obj, state)
+        old = _state(original, how[1] if how is not None else None)  # (the fields a
+        # trainable flatten left out, too)
+        state = dict.fromkeys(old, None) if none else dict(old)
+        state.update(zip(spec.keys, children))
+        obj = blank(t)
+        _set_fields(obj, state)
+    if _METHODS and not none:
+        _rebind_methods(spec, children, obj, state)
     if shared is not None:
-        shared[id(spec.static)] = obj
+        shared[id(original)] = obj
     return obj
+
+
+def _rebind_methods(spec, children, obj, state) -> None:
+    """Fields that are methods bound to the original object, or to one of its children
+    (``self.impl = self._forward``, ``self.act = self.inner.__call__``), are bound to the new
+    ones: the rebuilt model (a traced copy in a gradient, an fl.f32 copy) must not call the
+    old one's arrays."""
+    for c in spec.children:
+        if c.kind == "static" and type(c.static) is types.MethodType:
+            break
+    else:
+        return
+    new = {id(spec.static): obj}
+    new.update((id(c.static), child) for c, child in zip(spec.children, children)
+               if c.kind == "object")
+    for k, v in state.items():
+        if type(v) is types.MethodType and id(v.__self__) in new:
+            _set_fields(obj, {k: types.MethodType(v.__func__, new[id(v.__self__)])})
 
 
 def _rebuild_dict(typ, d):

@@ -14,7 +14,7 @@ from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes, randomness
 from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder
-from fluxml.compiler.ir import Program, Var
+from fluxml.compiler.ir import Const, Program, Var
 from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
 from fluxml.compiler.trace import CompileError
 from fluxml.tree import LEAF, flatten, unflatten
@@ -53,6 +53,22 @@ class Entry:
         # the outputs to copy: distinct values at trace time that the passes made one (a
         # returned ``(x * 2, x * 2)``), which eager code returns as two arrays
         self.copies = ()
+
+
+def _copies(program, distinct) -> tuple:
+    """The outputs a call must copy, so that each is a new array as eager code returns:
+    those distinct at trace time (``distinct``, an :func:`_output_pattern`) that the passes
+    merged, those that are an argument's array the program writes (a returned ``self.h``
+    the function rebound: the next call would overwrite the result), and constants (the
+    same array on every call)."""
+    inputs = {v.id for v in program.inputs if type(v) is Var}
+    written = {v.id for _, v in program.writes if type(v) is Var}
+    written.update(e.outs[0].id for e in program.eqns  # (computed into an input's buffer)
+                   if type(e.out) is Var and e.out.id in inputs)
+    return tuple(k for k, (v, a, b) in
+                 enumerate(zip(program.outputs, distinct, _output_pattern(program)))
+                 if a != b or (type(v) is Var and v.id in written)
+                 or (type(v) is Const and hasattr(v.value, "copy")))
 
 
 def _output_pattern(program) -> list:
@@ -209,8 +225,7 @@ class Compiled:
         extract = make_extractor(args, spec, leaves, positions, numbers, not raw)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, number_inputs)
-        entry.copies = tuple(k for k, (a, b) in
-                             enumerate(zip(distinct, _output_pattern(program))) if a != b)
+        entry.copies = _copies(program, distinct)
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)

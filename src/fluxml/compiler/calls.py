@@ -5,6 +5,7 @@ inputs."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 
@@ -89,6 +90,7 @@ def trace(fn, args, leaves, spec, numbers=None):
     targs = unflatten(spec, new_leaves)
     tr.nodes = containers(targs)
     tr.hidden = hidden_arrays(args, spec, leaves, positions)
+    spec_given = flatten(targs)[1]
     with active(tr):
         try:
             out = fn(*targs)
@@ -96,7 +98,7 @@ def trace(fn, args, leaves, spec, numbers=None):
             tr.closed = LEAKED
     if tr.refused is not None:  # `buf[i] = x` into a plain array, which NumPy's error hid
         raise CompileError(f"fl.compile: {tr.refused}")
-    writes = _writes(tr, targs, spec, leaves, positions, in_vars, numbers)
+    writes = _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers)
     _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
     _refuse_hidden_tracers(out_spec)
@@ -105,29 +107,41 @@ def trace(fn, args, leaves, spec, numbers=None):
 
 
 def hidden_arrays(args, spec, leaves, positions) -> dict:
-    """``{id: where}`` of the arrays a trace must not take as constants
-    (``IRTrace._refuse_side_reads``): those owning the memory of the argument arrays, and
-    those the arguments hold inside a bound method (a field ``act = encoder.__call__``)."""
+    """The arrays a trace must not take as constants (``IRTrace._refuse_side_reads``): the
+    argument arrays, and those the arguments hold inside a bound method (a field ``act =
+    encoder.__call__``), as ``{id of the array owning the memory: [(array, where), ...]}``."""
     hidden: dict = {}
     for i in positions:
         x = leaves[i]
-        if type(x) is np.ndarray:
-            owner = x if x.base is None else x.base
-            hidden.setdefault(id(owner), _Where(args, i))
+        if is_array(x):
+            hidden.setdefault(_owner(x), []).append((x, _Where(args, i)))
     stack = [(spec, "")]
     while stack:  # (paths as leaves_with_paths writes them: keys joined with dots)
         node, where = stack.pop()
         keys = node.keys if node.keys is not None else range(len(node.children))
         stack.extend((c, f"{where}.{k}" if where else f"argument {k}")
                      for k, c in zip(keys, node.children))
-        owner = getattr(node.static, "__self__", None) if node.kind == "static" else None
+        static = node.static
+        if isinstance(static, functools.partial):  # (a partial of a bound method, too)
+            static = static.func
+        owner = getattr(static, "__self__", None) if node.kind == "static" else None
         if owner is None or isinstance(owner, (type, types.ModuleType)):
             continue
         what = f"an array of the {type(owner).__name__} of the bound method at {where}"
-        for x in flatten(owner)[0]:
-            if type(x) is np.ndarray:
-                hidden.setdefault(id(x if x.base is None else x.base), what)
+        try:
+            held = flatten(owner)[0]
+        except ValueError:  # (a cycle through the owner: a logger's back-reference) not
+            continue  # a model's layer
+        for x in held:
+            if is_array(x):
+                hidden.setdefault(_owner(x), []).append((x, what))
     return hidden
+
+
+def _owner(x) -> int:
+    """The id of the array that owns ``x``'s memory (JAX arrays are never views)."""
+    base = getattr(x, "base", None)
+    return id(x if base is None else base)
 
 
 class _Where:
@@ -188,10 +202,12 @@ def _refuse_hidden_tracers(spec) -> None:
 
 
 
-def _writes(tr, targs, spec, leaves, positions, in_vars, numbers):
-    """The arguments the function wrote into or rebound: ``(input position, new var)``."""
+def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
+    """The arguments the function wrote into or rebound: ``(input position, new var)``;
+    ``spec_given`` is the structure of the traced arguments as the function was given them
+    (its methods bound to the traced objects)."""
     after, spec_after = flatten(targs)
-    if _spec_key(spec_after) != _spec_key(spec) or len(after) != len(leaves):
+    if _spec_key(spec_after) != _spec_key(spec_given) or len(after) != len(leaves):
         raise CompileError(
             "fl.compile: the function changed the structure of its arguments (added, removed "
             "or retyped an attribute or entry). A compiled function may write into its "

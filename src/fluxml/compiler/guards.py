@@ -30,7 +30,7 @@ import numpy as np
 from fluxml.compiler.codegen import build
 from fluxml.compiler.numbers import NUMBER_TYPES, as_input
 from fluxml.compiler.trace import CompileError
-from fluxml.tree import _fields, _slot_names
+from fluxml.tree import _UNSET, _fields, _slot_names
 
 
 class _Writer:
@@ -285,7 +285,9 @@ def _walk_node(w, v, x, spec, kind, names):
             unset = [k for k in slots if k not in fields]
             if unset:
                 w.check(" and ".join(f"not hasattr({v}, {k!r})" for k in unset))
-            refs = {k: _attribute(v, k) for k in slots if k in fields}
+            # (read with a default: a slot unset since is another structure, traced anew)
+            unset_now = w.const(_UNSET)
+            refs = {k: f"getattr({v}, {k!r}, {unset_now})" for k in slots if k in fields}
         if hasattr(x, "__dict__"):
             d = w.name("d")
             w.lines.append(f"    {d} = {v}.__dict__")

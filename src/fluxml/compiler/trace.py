@@ -282,6 +282,8 @@ class IRTrace(Trace):
             return c, c.value
         if (t is list or t is tuple) and any(type(x) in (Tracer, Abstract) for x in a):
             return self._lift(a)  # a list of arrays (np.concatenate): Slots in the inputs
+        if self.hidden and hasattr(a, "shape"):  # another library's array (a jax.Array)
+            self._refuse_side_reads(a)
         return a, a
 
     def _lift(self, x):
@@ -317,7 +319,9 @@ class IRTrace(Trace):
         while eager code reads the array as it is at each call."""
         if not self.hidden:
             return
-        where = self.hidden.get(id(a)) or self.hidden.get(id(a.base))
+        base = getattr(a, "base", None)
+        where = next((w for x, w in self.hidden.get(id(a if base is None else base), ())
+                      if x is a or np.may_share_memory(x, a)), None)
         if where is not None:
             raise CompileError(
                 f"fl.compile: the function reads {where} through another reference than the "
