@@ -206,6 +206,9 @@ class _Stats:
 class _Hidden(_Stats):
     __slots__ = ()
 
+    def __init__(self):
+        self.w, self.stat = np.ones(2), np.zeros(2)
+
     @property
     def _v(self):  # hides the base class's slot: not a field
         return 1.0
