@@ -110,3 +110,60 @@ def test_fmap_keeps_tied_arrays_tied():
     np.testing.assert_array_equal(summed["y"], 3 * w)
     drawn = fl.fmap(lambda a: np.random.default_rng().normal(), {"x": 1.0, "y": 1.0})
     assert drawn["x"] != drawn["y"]  # numbers are mapped at each place
+
+
+class _Slotted:
+    """A user layer with __slots__ (no __dict__): its arrays are parameters."""
+    __slots__ = ("weight", "scale", "act", "__private", "unset")
+
+    def __init__(self, weight, scale):
+        self.weight, self.scale, self.act = weight, scale, np.tanh
+        self.__private = np.full(2, 3.0)
+
+    def __call__(self, x):
+        return self.act(x @ self.weight) * self.scale + self.__private.sum()
+
+
+class _SlottedWithDict(_Slotted):  # no __slots__ of its own: slots and a __dict__
+    pass
+
+
+@pytest.mark.parametrize("cls", [_Slotted, _SlottedWithDict])
+def test_slotted_objects_are_nodes(cls):
+    """A slotted layer was static: its gradient None and fl.setup gave None, so it never
+    trained, silently."""
+    m = cls(np.ones((2, 2)), 2.0)
+    if cls is _SlottedWithDict:
+        m.bias = np.zeros(2)
+    x = np.array([[0.5, -1.0]])
+    g, = fl.gradient(lambda m: (m(x) ** 2).sum(), m)
+    assert type(g) is cls and g.act is None and not hasattr(g, "unset")
+    y = x @ m.weight
+    out = np.tanh(y) * 2.0 + 6.0
+    np.testing.assert_allclose(g.weight, x.T @ (2 * out * 2.0 * (1 - np.tanh(y) ** 2)))
+    np.testing.assert_allclose(g.scale, (2 * out * np.tanh(y)).sum())
+    np.testing.assert_allclose(g._Slotted__private, np.full(2, 2 * out.sum()))
+    leaves, spec = fl.tree.flatten(m)
+    rebuilt = fl.unflatten(spec, leaves)
+    assert rebuilt.act is np.tanh and rebuilt.weight is m.weight
+    if cls is _SlottedWithDict:
+        assert rebuilt.__dict__ == {"bias": m.bias} and g.bias is None
+    state = fl.setup(fl.Descent(0.1), m)
+    fl.update(state, m, g)
+    np.testing.assert_allclose(m.weight, 1 - 0.1 * g.weight)
+    doubled = fl.fmap(lambda a: 2 * a, m)
+    assert np.array_equal(doubled.weight, 2 * m.weight) and doubled.act is np.tanh
+    fresh = cls(np.zeros((2, 2)), 0.0)
+    if cls is _SlottedWithDict:
+        fresh.bias = np.ones(2)
+    fl.loadmodel(fresh, fl.state(m))
+    assert np.array_equal(fresh.weight, m.weight) and fresh.scale == m.scale
+
+
+def test_simple_namespaces_are_nodes():
+    """types.SimpleNamespace (a built-in type) was static: gradient None, silently."""
+    import types
+    m = types.SimpleNamespace(w=np.ones(2), act=np.tanh)
+    g, = fl.gradient(lambda m: (m.act(m.w) ** 2).sum(), m)
+    assert type(g) is types.SimpleNamespace and g.act is None
+    np.testing.assert_allclose(g.w, 2 * np.tanh(1.0) * (1 - np.tanh(1.0) ** 2))

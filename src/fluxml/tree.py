@@ -85,9 +85,14 @@ def _fields(obj, trainable=False):
         fields = [(k, getattr(obj, k)) for k in obj.__tree_fields__()]
     elif how == "attributes":
         d = getattr(obj, "__dict__", None)
-        if d is None:  # a slotted instance
+        if names:  # slots (set ones only), then the instance's own attributes if it has any
+            fields = [(k, v) for k in names if (v := getattr(obj, k, _UNSET)) is not _UNSET]
+            if d:
+                fields += d.items()
+        elif d is None:  # no slots with names, no attributes: nothing to walk
             return None
-        fields = list(d.items())
+        else:
+            fields = list(d.items())
     else:
         return None
     if trainable:
@@ -184,12 +189,54 @@ def _node_kind(t) -> tuple:
         kind = "dataclass", tuple(f.name for f in dataclasses.fields(t))
     elif hasattr(t, "__tree_fields__"):
         kind = "method", None
+    elif issubclass(t, types.SimpleNamespace):  # (a built-in type with attributes)
+        kind = "attributes", ()
     elif issubclass(t, _STATIC_TYPES) or not t.__flags__ & _HEAPTYPE:
         kind = "static", None
     else:
-        kind = "attributes", None
+        kind = "attributes", _slot_names(t)
     _NODES[t] = kind
     return kind
+
+
+_UNSET = object()
+
+
+def _slot_names(t) -> tuple:
+    """The attribute names of the slots ``t`` and its bases declare, base classes first, as
+    the instances store them (a private ``__x`` of class ``C`` is ``_C__x``). A slotted
+    user class is a node as a class with ``__dict__`` is: its arrays are parameters."""
+    names: list = []
+    for c in reversed(t.__mro__):
+        slots = c.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{c.__name__.lstrip('_')}{name}"
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def blank(t: type):
+    """A new instance of ``t`` with no fields set, its ``__init__`` not called (how a tree
+    rebuilds an object node)."""
+    return t.__new__(t) if issubclass(t, types.SimpleNamespace) else object.__new__(t)
+
+
+def _set_fields(obj, state: dict) -> None:
+    """Set a new object's fields: slots through their descriptors, the rest in its
+    ``__dict__`` (a class's own ``__setattr__`` is not called: a frozen dataclass is rebuilt
+    too)."""
+    d = getattr(obj, "__dict__", None)
+    slots = _NODES.get(type(obj), (None, None))[1] if d is not None else None
+    if d is not None and not slots:
+        d.update(state)
+        return
+    for k, v in state.items():
+        if d is None or k in slots:
+            object.__setattr__(obj, k, v)
+        else:
+            d[k] = v
 
 
 def _children(values, leaves, leaf, seen, trainable) -> list:
@@ -254,18 +301,14 @@ def _unflatten(spec, it, none, shared=None):
         return d if spec.type is dict else _rebuild_dict(spec.type, d)
     if shared is not None and (built := shared.get(id(spec.static))) is not None:
         return built
-    obj = object.__new__(spec.type)
+    obj = blank(spec.type)
     old = getattr(spec.static, "__dict__", None)
     if none:  # a gradient: every attribute the object had, None where nothing came back
         state = dict.fromkeys(old, None) if old is not None else {}
     else:
         state = dict(old) if old is not None else {}
     state.update(zip(spec.keys, children))
-    try:
-        obj.__dict__.update(state)
-    except AttributeError:  # slotted dataclass
-        for k, v in state.items():
-            object.__setattr__(obj, k, v)
+    _set_fields(obj, state)
     if shared is not None:
         shared[id(spec.static)] = obj
     return obj
@@ -373,14 +416,12 @@ def _align_object(obj, spec: Spec, who: str):
     order = [k for k, _ in fields if k in aligned]
     if order == list(spec.keys) and all(aligned[k] is have[k] for k in aligned):
         return obj
-    d = getattr(obj, "__dict__", None)
-    new = object.__new__(type(obj))
-    if d is not None:  # attributes in the spec's order first, then the others as they were
-        new.__dict__.update(aligned)
-        new.__dict__.update({k: v for k, v in d.items() if k not in aligned})
-    else:
-        for k, v in have.items():
-            object.__setattr__(new, k, aligned.get(k, v))
+    d = getattr(obj, "__dict__", None) or {}
+    new = blank(type(obj))
+    # fields in the spec's order first, then the others (attributes it did not list) as
+    # they were
+    _set_fields(new, {**aligned, **{k: v for k, v in have.items() if k not in aligned},
+                      **{k: v for k, v in d.items() if k not in aligned}})
     return new
 
 

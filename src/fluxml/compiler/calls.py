@@ -145,8 +145,8 @@ def _refuse_hidden_tracers(spec) -> None:
             raise CompileError(
                 "fl.compile: the function's result holds a traced value where a compiled "
                 "program cannot return it (a dict key, a set, an object fluxml's trees do not "
-                "walk, such as one with __slots__, or a returned function's closure). Return "
-                "arrays as values of tuples, lists, dicts or objects with attributes.")
+                "walk, such as a built-in type's instance, or a returned function's closure). "
+                "Return arrays as values of tuples, lists, dicts or objects with attributes.")
 
 
 
