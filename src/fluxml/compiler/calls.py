@@ -12,7 +12,7 @@ import numpy as np
 from fluxml.ad.core import Tracer
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
-from fluxml.compiler.randomness import filled
+from fluxml.compiler.randomness import closed_over
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
 from fluxml.tree import _fields, flatten, leaves_with_paths, unflatten
 
@@ -139,8 +139,7 @@ def _refuse_hidden_tracers(spec) -> None:
             parts += [getattr(x, n, None) for n in ((slots,) if isinstance(slots, str)
                                                      else slots)]
             parts += list(getattr(x, "__dict__", {}).values()) if callable(x) else []
-            parts += [c.cell_contents for c in getattr(x, "__closure__", None) or ()
-                      if filled(c)]
+            parts += closed_over(x).values()
         if any(type(v) is Tracer for v in parts):
             raise CompileError(
                 "fl.compile: the function's result holds a traced value where a compiled "
