@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from fluxml.compiler.trace import CompileError
+from fluxml.tree import nodes
 
 _GENERATORS = (np.random.Generator, np.random.RandomState)
 
@@ -37,12 +38,9 @@ def generators(body, spec) -> list:
             seen.add(id(g))
             found.append((where, g, shared))
 
-    stack = [spec]
-    while stack:
-        node = stack.pop()
+    for node in nodes(spec):
         if node.kind == "static":
             add("a NumPy generator among its arguments", node.static)
-        stack.extend(node.children)
     for name, value in closed_over(body).items():
         add(f"the NumPy generator `{name}` it closes over", value)
     code = getattr(body, "__code__", None)
