@@ -20,7 +20,7 @@ import enum
 import functools
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -468,6 +468,20 @@ def keyed(spec: Spec) -> bool:
     """Whether ``spec`` has a dict or object node: the parts :func:`align` may reorder (a
     caller that aligns many trees to one spec skips the walk where it has none)."""
     return spec.kind in ("dict", "object") or any(keyed(c) for c in spec.children)
+
+
+def nodes(spec: Spec) -> Iterator[Spec]:
+    """Every node of ``spec``, itself included (a loop, not a recursion: a deep tree is fine).
+
+    >>> import fluxml as fl
+    >>> [n.kind for n in fl.tree.nodes(fl.tree.flatten({"a": [1.0, "x"]})[1])]
+    ['dict', 'list', 'static', 'leaf']
+    """
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.children)
 
 
 def _align_object(obj, spec: Spec, who: str):

@@ -258,7 +258,7 @@ def test_schedules_against_their_formulas():
         s(-1)
     with pytest.raises(ValueError, match="period"):
         fl.CosineAnneal(1.0, period=0)
-    with pytest.raises(ValueError, match=r"StepDecay: step .* positive int, got 0"):
+    with pytest.raises(ValueError, match=r"StepDecay: step .* positive int; got 0"):
         fl.StepDecay(0.1, 0.5, 0)  # was a ZeroDivisionError at the first call
 
 

@@ -14,9 +14,9 @@ import numpy as np
 from fluxml.ad.core import Tracer
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
-from fluxml.compiler.randomness import filled
+from fluxml.compiler.randomness import closed_over
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
-from fluxml.tree import _fields, flatten, leaves_with_paths, unflatten
+from fluxml.tree import _fields, flatten, leaves_with_paths, nodes, unflatten
 
 
 class _Keywords(dict):
@@ -179,10 +179,7 @@ def _refuse_hidden_tracers(spec) -> None:
     """A traced value in a static part of the result (a dict key, a set, an object the
     trees do not walk, a returned function's closure) would come out as a placeholder on
     every call: refused."""
-    stack = [spec]
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
+    for node in nodes(spec):
         parts = list(node.keys or ()) if node.kind == "dict" else []
         if node.kind == "static":
             x = node.static
@@ -191,8 +188,7 @@ def _refuse_hidden_tracers(spec) -> None:
             parts += [getattr(x, n, None) for n in ((slots,) if isinstance(slots, str)
                                                      else slots)]
             parts += list(getattr(x, "__dict__", {}).values()) if callable(x) else []
-            parts += [c.cell_contents for c in getattr(x, "__closure__", None) or ()
-                      if filled(c)]
+            parts += closed_over(x).values()
         if any(type(v) is Tracer for v in parts):
             raise CompileError(
                 "fl.compile: the function's result holds a traced value where a compiled "

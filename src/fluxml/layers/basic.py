@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
+from fluxml._checks import positive_int
 from fluxml.layers.module import LayerError, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
@@ -68,9 +69,7 @@ class Dense(Module):
                 raise ValueError(f"Dense: a weight must be a matrix (out, in); got shape "
                                  f"{weight.shape}")
         else:
-            for name, n in (("in_features", in_features), ("out_features", out_features)):
-                if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                    raise ValueError(f"Dense: {name} must be a positive int; got {n!r}")
+            _positive("Dense", in_features=in_features, out_features=out_features)
             weight = np.asarray(init((int(out_features), int(in_features)), rng), dtype=dtype)
         if not callable(activation):
             raise TypeError(f"Dense: activation must be callable; got {activation!r}")
@@ -128,8 +127,7 @@ def _make_bias(bias, n, dtype, layer):
 def _positive(layer, **sizes):
     """Each of ``sizes`` (name: value) a positive int, else an error naming ``layer``."""
     for name, n in sizes.items():
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
+        positive_int(layer, name, n)
 
 
 class Chain(Module):
@@ -285,9 +283,7 @@ class Bilinear(Module):
                  bias=True, init: Callable = initialisers.glorot_uniform, rng=None,
                  dtype=np.float32):
         in1, in2 = in_features if isinstance(in_features, tuple) else (in_features,) * 2
-        for name, n in (("in1", in1), ("in2", in2), ("out_features", out_features)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"Bilinear: {name} must be a positive int; got {n!r}")
+        _positive("Bilinear", in1=in1, in2=in2, out_features=out_features)
         self.weight = np.asarray(init((out_features, in1, in2), rng), dtype=dtype)
         self.bias = _make_bias(bias, out_features, dtype, "Bilinear")
         self.activation = activation
