@@ -1,9 +1,12 @@
 """Trees (functors): nested containers of arrays, flattened to leaves and rebuilt.
 
 A tree is any nesting of lists, tuples, dicts, namedtuples, dataclasses and plain objects
-with attributes (``fl.Module`` subclasses among them). Its leaves are arrays and numbers;
-everything else (functions, strings, None ...) is static structure, kept when a tree is
-rebuilt from its own leaves and shown as ``None`` in a gradient.
+with attributes (``fl.Module`` subclasses among them, the user's classes with ``__slots__``,
+``types.SimpleNamespace``). Its leaves are arrays and numbers; everything else (functions,
+strings, enum members, None, the standard library's objects ...) is static structure, kept
+when a tree is rebuilt from its own leaves and shown as ``None`` in a gradient. A field
+holding a method bound to the object or to one of its fields (``self.impl =
+self._forward``) is bound to the rebuilt object.
 
 >>> import numpy as np, fluxml as fl
 >>> leaves, spec = fl.tree.flatten({"w": np.ones(2), "b": 0.5, "act": "relu"})
