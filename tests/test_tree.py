@@ -245,3 +245,19 @@ def test_bound_method_fields_are_bound_to_the_rebuilt_object():
     np.testing.assert_array_equal(g.inner.weight, np.ones((1, 3)))
     c = fl.f32(m)
     assert c.impl.__self__ is c and c.act.__self__ is c.inner
+
+
+def test_list_and_tuple_subclasses_and_deques_are_sequences():
+    """A list subclass (or a deque) in a model failed in every gradient with "object.__new__
+    is not safe"; a deque's arrays were static (gradient None)."""
+    import collections
+
+    class Layers(list):
+        pass
+
+    for kind in (Layers, collections.deque, type("Pair", (tuple,), {})):
+        m = kind([np.ones(2), np.tanh])
+        g, = fl.gradient(lambda m: (m[1](m[0]) ** 2).sum(), m)
+        assert type(g) is kind and g[1] is None
+        np.testing.assert_allclose(g[0], 2 * np.tanh(1.0) * (1 - np.tanh(1.0) ** 2))
+        assert type(fl.f32(m)) is kind

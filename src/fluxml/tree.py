@@ -18,6 +18,7 @@ self._forward``) is bound to the rebuilt object.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import functools
@@ -184,6 +185,8 @@ def _container(t) -> str:
         kind = t.__name__
     elif issubclass(t, tuple) and hasattr(t, "_fields"):
         kind = "namedtuple"
+    elif issubclass(t, (list, tuple, collections.deque)):  # rebuilt as type(items)
+        kind = "tuple" if issubclass(t, tuple) else "list"
     elif issubclass(t, dict):
         kind = "dict"
     elif t is types.MethodType:
