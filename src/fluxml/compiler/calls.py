@@ -87,6 +87,7 @@ def trace(fn, args, leaves, spec, numbers=None):
     in_vars = [t._box for t in tracers]
     targs = unflatten(spec, new_leaves)
     tr.nodes = containers(targs)
+    tr.arguments = frozenset(tr.nodes)
     with active(tr):
         try:
             out = fn(*targs)

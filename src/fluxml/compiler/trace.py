@@ -160,7 +160,7 @@ class Abstract(Opaque):
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count", "thread", "shadows", "nodes")
+    __slots__ = ("eqns", "count", "thread", "shadows", "nodes", "arguments")
     differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
@@ -173,6 +173,7 @@ class IRTrace(Trace):
         # (and of optimiser states made while it runs): an optimiser state fl.update steps
         # must be one of them (``nodes``); None where not known (a branch's trace)
         self.nodes: set | None = None
+        self.arguments: frozenset | None = None  # the arguments' alone (fl.adjust refuses)
 
     # --- values ------------------------------------------------------------------------------
 
