@@ -191,6 +191,13 @@ def test_changing_an_argument_state_inside_is_refused_by_name(call):
         step(model, state)
     assert np.all(model["w"] == 1) and state["w"].rule.eta == 0.1 and not state["w"].frozen
 
+    @fl.compile
+    def branch(s, x):  # in an fl.cond branch, which has a trace of its own
+        return fl.cond(np.sum(x) > 0, lambda x: getattr(fl, call)(s) or x, lambda x: x, x)
+
+    with pytest.raises(fl.CompileError, match=rf"fl.{call} was called inside the compiled"):
+        branch(state, np.ones(2))
+
 
 def test_a_state_made_inside_may_still_be_changed_there():
     def inner(w):

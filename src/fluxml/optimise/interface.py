@@ -18,6 +18,7 @@ reached twice (tied weights) gets one Leaf, placed at both addresses.
 from __future__ import annotations
 
 import dataclasses
+from threading import get_ident
 
 import numpy as np
 
@@ -529,8 +530,9 @@ def _refuse_an_argument(state, what: str) -> None:
     then only, while the program reads the hyperparameters as inputs and its frozen flags as
     part of the signature (a generic error came, or a structure change). A state made inside
     the function (``fl.setup`` there) may be: it is made anew on every call."""
-    arguments = getattr(compiling(), "arguments", None)
-    if not arguments or not any(id(leaf) in arguments for leaf in _leaves(state)):
+    me = get_ident()  # (every compile of this thread: an fl.cond branch has a trace of its own)
+    arguments = [t.arguments for t in COMPILING[:] if t.thread == me and t.arguments]
+    if not any(id(leaf) in a for leaf in _leaves(state) for a in arguments):
         return
     # lazy: the compiler imports the optimisers
     from fluxml.compiler.trace import CompileError
