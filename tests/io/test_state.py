@@ -163,6 +163,11 @@ def test_views_of_one_memory_given_different_values_are_refused(tmp_path):
     new = np.arange(6.0).reshape(2, 3) + 10  # agreeing values load
     fl.loadmodel(model, {"enc": new, "dec": new.T.copy(), "b": np.ones(2)})
     assert np.array_equal(w, new) and np.shares_memory(model["dec"], w)
+    raw = bytearray(48)  # np.frombuffer gives each array a memoryview of its own
+    model = {"a": np.frombuffer(raw, np.float64)[:4], "b": np.frombuffer(raw, np.float64)[2:]}
+    with pytest.raises(LoadError, match=r"loadmodel: b and a are views of the same memory"):
+        fl.loadmodel(model, {"a": np.zeros(4), "b": np.ones(4)})
+    assert not any(raw)
 
 
 @settings(max_examples=60, deadline=None)

@@ -225,10 +225,10 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
                         else "the checkpoint holds no optimiser state, but opt_state was "
                         "given"))
     model_flat = flat_state(state["model"])
-    check(model, model_flat, "load_checkpoint (model)")
+    model_target = check(model, model_flat, "load_checkpoint (model)")
     if opt_state is not None:
         opt_flat = flat_state(state["opt"])
-        check(opt_state, opt_flat, "load_checkpoint (optimiser state)")
+        opt_target = check(opt_state, opt_flat, "load_checkpoint (optimiser state)")
         leaves = _optimiser_leaves(opt_state)  # (write_into keeps these objects)
         count = len(leaves)
         if any(not 0 <= i < count for i in frozen):
@@ -251,9 +251,9 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
                 f"load_checkpoint: {path}: the saved state of the generator {name!r} is "
                 f"damaged ({type(err).__name__}: {err})") from None
     # every check passed: now write
-    write_into(model, model_flat)
+    write_into(model, model_flat, model_target)
     if opt_state is not None:
-        opt_state = write_into(opt_state, opt_flat)
+        opt_state = write_into(opt_state, opt_flat, opt_target)
         for i in frozen:
             leaves[i].frozen = True
     for name in targets:

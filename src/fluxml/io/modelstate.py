@@ -229,17 +229,36 @@ def _byte_bounds(x: np.ndarray) -> tuple[int, int]:
 
 def _overlapping(arrays: list[np.ndarray]) -> list[list[int]]:
     """The groups (of two or more) of positions in ``arrays`` whose byte ranges overlap,
-    each in order; a sort of the ranges, not a test of every pair."""
+    each in order. Only arrays viewing one root (array or buffer) can: their ranges are
+    sorted, the others' never read (they cost a model of owned arrays nothing)."""
+    by_root: dict = {}
+    for i, x in enumerate(arrays):
+        if x.size:
+            by_root.setdefault(id(_root(x)), []).append(i)
     groups: list[list[int]] = []
-    end = None
-    for (lo, hi), i in sorted((_byte_bounds(x), i) for i, x in enumerate(arrays) if x.size):
-        if end is not None and lo < end:
-            groups[-1].append(i)
-            end = max(end, hi)
-        else:
-            groups.append([i])
-            end = hi
+    for candidates in by_root.values():
+        if len(candidates) == 1:
+            continue
+        end = None
+        for (lo, hi), i in sorted((_byte_bounds(arrays[i]), i) for i in candidates):
+            if end is not None and lo < end:
+                groups[-1].append(i)
+                end = max(end, hi)
+            else:
+                groups.append([i])
+                end = hi
     return [sorted(g) for g in groups if len(g) > 1]
+
+
+def _root(x):
+    """The object whose memory ``x`` views: its last NumPy base, or the buffer under it
+    (``np.frombuffer`` gives each array a memoryview of its own over one buffer)."""
+    while True:
+        below = x.base if isinstance(x, np.ndarray) else \
+            x.obj if isinstance(x, memoryview) else None
+        if below is None:
+            return x
+        x = below
 
 
 def _scratch_views(xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -301,14 +320,14 @@ def loadmodel(model, state, *, what: str = "loadmodel"):
     fluxml.io.modelstate.LoadError: loadmodel: weight: expected (3, 2), got (2, 3); transposed? ...
     """
     flat = _as_flat(state)
-    check(model, flat, what)
-    return write_into(model, flat)
+    return write_into(model, flat, check(model, flat, what))
 
 
-def write_into(model, flat: dict[str, Any]):
-    """Write a checked flat state into ``model`` (see :func:`check`); returns the model, a
-    new object only when the root itself is a tuple or number that had to be rebuilt."""
-    flat = _unaliased(model, flat)
+def write_into(model, flat: dict[str, Any], target: list | None = None):
+    """Write a checked flat state into ``model`` (``target``: what :func:`check` returned,
+    when the caller has it); returns the model, a new object only when the root itself is a
+    tuple or number that had to be rebuilt."""
+    flat = _unaliased(flatten(model)[0] if target is None else [x for _, x in target], flat)
     leaves = _optimiser_leaves(model)
     for leaf in leaves:  # each its own rule to write its hyperparameters into (see below)
         leaf.rule = _own_copy(leaf.rule)
@@ -322,11 +341,11 @@ def write_into(model, flat: dict[str, Any]):
     return model
 
 
-def _unaliased(model, flat: dict[str, Any]) -> dict[str, Any]:
-    """``flat`` with a copy of each value that shares memory with an array of the model
-    (``loadmodel(model, {"a": model["b"], "b": model["a"]})``): written in place one after
-    the other, the first write would change the value of a later one."""
-    ours = [x for x in flatten(model)[0] if isinstance(x, np.ndarray)]
+def _unaliased(leaves: list, flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` with a copy of each value that shares memory with an array among the model's
+    ``leaves`` (``loadmodel(model, {"a": model["b"], "b": model["a"]})``): written in place
+    one after the other, the first write would change the value of a later one."""
+    ours = [x for x in leaves if isinstance(x, np.ndarray)]
     names = [k for k, v in flat.items() if isinstance(v, np.ndarray)]
     groups = _overlapping(ours + [flat[k] for k in names])
     shared = {names[i - len(ours)] for g in groups if g[0] < len(ours) for i in g
