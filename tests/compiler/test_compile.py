@@ -703,3 +703,28 @@ def test_slotted_fields_unset_or_bound_methods_with_cycles():
     held_out = data[-2:]  # another part of the same array as the argument: a constant
     np.testing.assert_array_equal(fl.compile(lambda xb: xb + held_out)(data[:2]),
                                   data[:2] + held_out)
+
+
+def test_the_derivative_of_det_compiles_through_both_of_its_formulas():
+    """fl.compile refused det's derivative ("bool(x) needs a concrete value"): its rule picks
+    det * inv(x), or the cofactors at a singular matrix, by the value. Compiled, the choice
+    is an fl.cond made on every call; reverse, forward and second order agree with eager."""
+    def grad(x):
+        return fl.gradient(lambda x: np.sum(np.linalg.det(x)), x)[0]
+
+    def hess(x):
+        return fl.hessian(lambda x: np.linalg.det(x), x)
+
+    rng = np.random.default_rng(3)
+    singular = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [1.0, 0.0, 1.0]])
+    g, h = fl.compile(grad), fl.compile(hess)
+    for x in (singular, rng.normal(size=(3, 3)), singular, np.zeros((3, 3))):  # one trace
+        np.testing.assert_allclose(g(x), grad(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(h(x), hess(x), rtol=1e-10, atol=1e-12)
+    batch = np.stack([rng.normal(size=(3, 3)), singular])
+    np.testing.assert_allclose(g(batch), grad(batch), rtol=1e-12, atol=1e-12)
+    t = rng.normal(size=(3, 3))
+    j = fl.compile(lambda x, t: fl.jvp(np.linalg.det, (x,), (t,))[1])
+    for x in (singular, batch[0]):
+        np.testing.assert_allclose(j(x, t), fl.jvp(np.linalg.det, (x,), (t,))[1], rtol=1e-12)
+    assert g(np.eye(2, dtype=np.float32)).dtype == np.float32

@@ -91,6 +91,7 @@ def trace(fn, args, leaves, spec, numbers=None):
     tr.nodes = containers(targs)
     tr.hidden = hidden_arrays(args, spec, leaves, positions)
     spec_given = flatten(targs)[1]
+    tr.arguments = frozenset(tr.nodes)
     with active(tr):
         try:
             out = fn(*targs)

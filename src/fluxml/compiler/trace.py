@@ -177,6 +177,7 @@ class IRTrace(Trace):
         # memory of each argument array, and of each array the arguments hold inside a bound
         # method -> where it is
         self.hidden: dict = {}
+        self.arguments: frozenset | None = None  # the arguments' alone (fl.adjust refuses)
 
     # --- values ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ reached twice (tied weights) gets one Leaf, placed at both addresses.
 from __future__ import annotations
 
 import dataclasses
+from threading import get_ident
 
 import numpy as np
 
@@ -469,6 +470,8 @@ def adjust(state, eta: float | None = None, **changes):
     >>> fl.adjust(state, lr=0.01)["w"].rule
     Adam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
     """
+    if COMPILING:
+        _refuse_an_argument(state, "adjust")
     if eta is not None:
         changes["eta"] = eta
     changes = {ALIASES.get(k, k): v for k, v in changes.items()}
@@ -497,6 +500,8 @@ def freeze(state) -> None:
     >>> state["a"].frozen, state["b"].frozen
     (True, False)
     """
+    if COMPILING:
+        _refuse_an_argument(state, "freeze")
     for leaf in _leaves(state):
         leaf.frozen = True
 
@@ -513,5 +518,28 @@ def thaw(state) -> None:
     >>> model["w"]  # trained again
     array([0.5, 0.5])
     """
+    if COMPILING:
+        _refuse_an_argument(state, "thaw")
     for leaf in _leaves(state):
         leaf.frozen = False
+
+
+def _refuse_an_argument(state, what: str) -> None:
+    """Inside ``fl.compile``, an optimiser state among the compiled function's arguments is
+    not changed: the function's Python runs once, when traced, so the change would be made
+    then only, while the program reads the hyperparameters as inputs and its frozen flags as
+    part of the signature (a generic error came, or a structure change). A state made inside
+    the function (``fl.setup`` there) may be: it is made anew on every call."""
+    me = get_ident()  # (every compile of this thread: an fl.cond branch has a trace of its own)
+    arguments = [t.arguments for t in COMPILING[:] if t.thread == me and t.arguments]
+    if not any(id(leaf) in a for leaf in _leaves(state) for a in arguments):
+        return
+    # lazy: the compiler imports the optimisers
+    from fluxml.compiler.trace import CompileError
+
+    raise CompileError(
+        f"fl.compile: fl.{what} was called inside the compiled function on an optimiser state "
+        f"that is one of its arguments; the function's Python runs once, when it is traced, "
+        f"so the change would not happen on later calls. Call fl.{what} outside the compiled "
+        f"step, between calls (fl.{what}(state, ...); step(model, state, x, y)): each call "
+        f"reads the state's hyperparameters and frozen flags as they are then.")
