@@ -86,6 +86,7 @@ _LAZY = {
         "freeze", "Leaf", "Lion", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle",
         "optimise", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "setup", "SignDecay",
         "StepDecay", "thaw", "update", "WeightDecay",
+        "destructure", "trainables",
     ], "fluxml.optimise"),
     **dict.fromkeys(["train", "TrainingError"], "fluxml.training"),
     "scipy": "fluxml.scipy",
@@ -114,6 +115,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "distributed",
+    "destructure", "trainables",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",

@@ -21,6 +21,7 @@ from fluxml.optimise.composite import (
     SignDecay,
     WeightDecay,
 )
+from fluxml.optimise.destructure import Restructure, destructure, trainables
 from fluxml.optimise.interface import Leaf, Node, adjust, freeze, setup, thaw, update
 from fluxml.optimise.rules import (
     AdaDelta,
@@ -38,6 +39,6 @@ __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "ExpDecay", "Leaf", "Lion", "Momentum",
     "NAdam", "Nesterov", "Node", "OAdam", "OneCycle", "OptimiserChain", "RAdam", "RMSProp",
-    "Rprop", "Rule", "SignDecay", "StepDecay", "WeightDecay", "adjust", "freeze", "setup",
-    "thaw", "update",
+    "Restructure", "Rprop", "Rule", "SignDecay", "StepDecay", "WeightDecay", "adjust",
+    "destructure", "freeze", "setup", "thaw", "trainables", "update",
 ]
