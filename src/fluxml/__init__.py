@@ -62,6 +62,7 @@ _LAZY = {
         "MultiHeadAttention", "outputsize", "PairwiseFusion", "Parallel", "PixelShuffle",
         "RNN", "RNNCell", "Scale", "SkipConnection", "summary", "testmode", "trainable",
         "trainmode", "TransformerEncoderBlock", "Upsample",
+        "GRUv3", "GRUv3Cell", "Recurrence", "remove_weight_norms", "WeightNorm",
     ], "fluxml.layers"),
     **dict.fromkeys(["PolyAct", "square"], "fluxml.layers.polynomial"),
     **dict.fromkeys([
@@ -116,6 +117,7 @@ __version__ = "0.1.0"
 __all__ = [
     "distributed",
     "destructure", "trainables",
+    "GRUv3", "GRUv3Cell", "Recurrence", "WeightNorm", "remove_weight_norms",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",
