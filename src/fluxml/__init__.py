@@ -79,6 +79,7 @@ _LAZY = {
         "lisht", "logsigmoid", "logsoftmax", "make_causal_mask", "mish", "nnlib", "relu",
         "relu6", "rrelu", "selu", "sigmoid", "silu", "softmax", "softplus", "softshrink",
         "softsign", "swish", "tanhshrink", "trelu",
+        "gelu_sigmoid", "glu", "logcosh",
     ], "fluxml.nnlib"),
     **dict.fromkeys(["NeuralODE", "ode"], "fluxml.ode"),
     **dict.fromkeys([
@@ -118,6 +119,7 @@ __all__ = [
     "distributed",
     "destructure", "trainables",
     "GRUv3", "GRUv3Cell", "Recurrence", "WeightNorm", "remove_weight_norms",
+    "gelu_sigmoid", "glu", "logcosh",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",
