@@ -14,6 +14,7 @@ from fluxml.ad import (
     checkpoint,
     custom_jvp,
     custom_vjp,
+    diaghessian,
     gradient,
     hessian,
     index_add,
@@ -24,6 +25,7 @@ from fluxml.ad import (
     stop_gradient,
     vjp,
     withgradient,
+    withjacobian,
 )
 from fluxml.init import seed
 from fluxml.tree import (
@@ -62,7 +64,7 @@ _LAZY = {
         "MultiHeadAttention", "outputsize", "PairwiseFusion", "Parallel", "PixelShuffle",
         "RNN", "RNNCell", "Scale", "SkipConnection", "summary", "testmode", "trainable",
         "trainmode", "TransformerEncoderBlock", "Upsample",
-        "GRUv3", "GRUv3Cell", "Recurrence", "remove_weight_norms", "WeightNorm",
+        "GRUv3", "GRUv3Cell", "Recurrence", "remove_weight_norms", "WeightNorm", "activations",
     ], "fluxml.layers"),
     **dict.fromkeys(["PolyAct", "square"], "fluxml.layers.polynomial"),
     **dict.fromkeys([
@@ -120,6 +122,7 @@ __all__ = [
     "destructure", "trainables",
     "GRUv3", "GRUv3Cell", "Recurrence", "WeightNorm", "remove_weight_norms",
     "gelu_sigmoid", "glu", "logcosh",
+    "activations", "diaghessian", "withjacobian",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",

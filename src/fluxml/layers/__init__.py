@@ -1,7 +1,7 @@
 """Layers: ``fl.Module`` and the layers built on it (one family a file)."""
 
 from fluxml.layers.attention import MultiHeadAttention, TransformerEncoderBlock
-from fluxml.layers.basic import Bilinear, Chain, Dense, Flatten, Scale, identity
+from fluxml.layers.basic import Bilinear, Chain, Dense, Flatten, Scale, activations, identity
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.conv import Conv, ConvTranspose, CrossCor, DepthwiseConv
 from fluxml.layers.embedding import Embedding, EmbeddingBag
@@ -57,7 +57,7 @@ __all__ = [
     "GlobalMeanPool", "GroupNorm", "InstanceNorm", "LSTM", "LSTMCell", "LayerError", "LayerNorm",
     "MaxPool", "Maxout", "MeanPool", "Module", "MultiHeadAttention", "PairwiseFusion", "Parallel",
     "PixelShuffle", "RNN", "RNNCell", "Recurrence", "Scale", "SkipConnection",
-    "TransformerEncoderBlock", "Upsample", "WeightNorm", "_", "autosize", "f16", "f32", "f64",
-    "identity", "is_active", "modules", "outputsize", "remove_weight_norms", "summary", "testmode",
-    "trainable", "trainmode", "within_gradient",
+    "TransformerEncoderBlock", "Upsample", "WeightNorm", "_", "activations", "autosize", "f16",
+    "f32", "f64", "identity", "is_active", "modules", "outputsize", "remove_weight_norms",
+    "summary", "testmode", "trainable", "trainmode", "within_gradient",
 ]

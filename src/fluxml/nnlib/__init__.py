@@ -46,8 +46,10 @@ from fluxml.nnlib.attention import (
     make_causal_mask,
 )
 from fluxml.nnlib.batched import (
+    batched_adjoint,
     batched_mul,
     batched_transpose,
+    batched_vec,
 )
 from fluxml.nnlib.conv import (
     conv,
@@ -127,16 +129,16 @@ from fluxml.nnlib.upsample import (
 )
 
 __all__ = [
-    "adaptive_maxpool", "adaptive_meanpool", "alpha_dropout", "batched_mul", "batched_transpose",
-    "batchnorm", "celu", "conv", "conv_bias_act", "conv_transpose", "depthwise_conv",
-    "dot_product_attention", "dropout", "elu", "embedding", "erf", "fold", "gather", "gelu",
-    "gelu_erf", "gelu_sigmoid", "gelu_tanh", "global_maxpool", "global_meanpool", "glu",
-    "grid_sample", "groupnorm", "gru_cell", "gru_sequence", "gru_step", "hardshrink", "hardsigmoid",
-    "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu", "linear", "lisht", "logcosh",
-    "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell", "lstm_sequence", "lstm_step",
-    "make_causal_mask", "maxpool", "meanpool", "mish", "normalise", "pad_circular", "pad_constant",
-    "pad_reflect", "pad_repeat", "pad_symmetric", "pad_zeros", "pixel_shuffle", "pixel_unshuffle",
-    "relu", "relu6", "rrelu", "scatter", "selu", "sigmoid", "silu", "softmax", "softplus",
-    "softshrink", "softsign", "swish", "tanhshrink", "trelu", "unfold", "upsample_bilinear",
-    "upsample_linear", "upsample_nearest", "upsample_trilinear",
+    "adaptive_maxpool", "adaptive_meanpool", "alpha_dropout", "batched_adjoint", "batched_mul",
+    "batched_transpose", "batched_vec", "batchnorm", "celu", "conv", "conv_bias_act",
+    "conv_transpose", "depthwise_conv", "dot_product_attention", "dropout", "elu", "embedding",
+    "erf", "fold", "gather", "gelu", "gelu_erf", "gelu_sigmoid", "gelu_tanh", "global_maxpool",
+    "global_meanpool", "glu", "grid_sample", "groupnorm", "gru_cell", "gru_sequence", "gru_step",
+    "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu",
+    "linear", "lisht", "logcosh", "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell",
+    "lstm_sequence", "lstm_step", "make_causal_mask", "maxpool", "meanpool", "mish", "normalise",
+    "pad_circular", "pad_constant", "pad_reflect", "pad_repeat", "pad_symmetric", "pad_zeros",
+    "pixel_shuffle", "pixel_unshuffle", "relu", "relu6", "rrelu", "scatter", "selu", "sigmoid",
+    "silu", "softmax", "softplus", "softshrink", "softsign", "swish", "tanhshrink", "trelu",
+    "unfold", "upsample_bilinear", "upsample_linear", "upsample_nearest", "upsample_trilinear",
 ]
