@@ -17,6 +17,7 @@ from fluxml.optimise.composite import (
     AccumGrad,
     ClipGrad,
     ClipNorm,
+    MixedPrecision,
     OptimiserChain,
     SignDecay,
     WeightDecay,
@@ -37,8 +38,8 @@ from fluxml.optimise.schedules import CosineAnneal, ExpDecay, OneCycle, StepDeca
 
 __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
-    "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "ExpDecay", "Leaf", "Lion", "Momentum",
-    "NAdam", "Nesterov", "Node", "OAdam", "OneCycle", "OptimiserChain", "RAdam", "RMSProp",
-    "Restructure", "Rprop", "Rule", "SignDecay", "StepDecay", "WeightDecay", "adjust",
+    "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "ExpDecay", "Leaf", "Lion", "MixedPrecision",
+    "Momentum", "NAdam", "Nesterov", "Node", "OAdam", "OneCycle", "OptimiserChain", "RAdam",
+    "RMSProp", "Restructure", "Rprop", "Rule", "SignDecay", "StepDecay", "WeightDecay", "adjust",
     "destructure", "freeze", "setup", "thaw", "trainables", "update",
 ]
