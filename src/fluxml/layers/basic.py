@@ -164,12 +164,26 @@ class Chain(Module):
         return layers.items() if isinstance(layers, dict) else enumerate(layers)
 
     def __call__(self, x):
+        y = x  # (an empty Chain returns x)
+        for y in self.outputs(x):  # noqa: B007 - the last output is the result
+            pass
+        return y
+
+    def outputs(self, x):
+        """Each layer's output in turn, the last being ``self(x)`` (an iterator; Flux's
+        ``activations`` as a tuple).
+
+        >>> import numpy as np, fluxml as fl
+        >>> m = fl.Chain(fl.Dense(2, 3), np.tanh, fl.Dense(3, 1))
+        >>> [y.shape for y in m.outputs(np.ones((4, 2), np.float32))]
+        [(4, 3), (4, 3), (4, 1)]
+        """
         for key, layer in self._items():
             try:
                 x = layer(x)
             except (ValueError, IndexError) as err:
                 raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
-        return x
+            yield x
 
     def _output_shape(self, shape):
         from fluxml.layers.shapes import output_shape
@@ -213,6 +227,20 @@ class Chain(Module):
         if isinstance(self.layers, dict):
             return list(self.layers.items())
         return [(None, layer) for layer in self.layers]
+
+
+def activations(chain: Chain, x) -> tuple:
+    """Every layer's output of ``chain`` on ``x``, in order (Flux's ``activations``): the last
+    is ``chain(x)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> outs = fl.activations(fl.Chain(fl.Dense(2, 3), np.tanh), np.ones((4, 2), np.float32))
+    >>> [o.shape for o in outs]
+    [(4, 3), (4, 3)]
+    """
+    if not isinstance(chain, Chain):
+        raise TypeError(f"activations takes a Chain and its input; got {type(chain).__name__}")
+    return tuple(chain.outputs(x))
 
 
 class Scale(Module):
