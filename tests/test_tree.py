@@ -110,3 +110,20 @@ def test_fmap_keeps_tied_arrays_tied():
     np.testing.assert_array_equal(summed["y"], 3 * w)
     drawn = fl.fmap(lambda a: np.random.default_rng().normal(), {"x": 1.0, "y": 1.0})
     assert drawn["x"] != drawn["y"]  # numbers are mapped at each place
+
+
+def test_fmap_maps_an_object_at_several_places_once():
+    # fl.f64(Chain(d, np.tanh, d)) tied d's arrays but made two Dense objects (fl.cpu/gpu kept
+    # one), and a caller's leaf at two places (sync_batchnorm's BatchNorm) was mapped twice
+    d = fl.Dense(2, 2)
+    for convert in (fl.f64, fl.f16, lambda m: fl.fmap(np.copy, m)):
+        m = convert({"first": d, "act": np.tanh, "then": [d]})
+        assert m["first"] is m["then"][0] and m["first"] is not d
+    calls = []
+    out = fl.fmap(lambda x: calls.append(x) or fl.Scale(1), [d, d],
+                  is_leaf=lambda x: isinstance(x, fl.Dense))
+    assert len(calls) == 1 and out[0] is out[1]
+    # with rest, the places may pair with other leaves: each is mapped on its own
+    pair = fl.fmap(lambda a, b: a + b, [d, d], [{"weight": 1, "bias": 1, "activation": None},
+                                                {"weight": 2, "bias": 2, "activation": None}])
+    assert pair[0] is not pair[1] and np.array_equal(pair[1].weight, d.weight + 2)
