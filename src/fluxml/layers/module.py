@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
@@ -367,8 +369,9 @@ def trainable(model) -> dict[str, Any]:
 
 
 def _is_param(x) -> bool:
+    # (arrays only: a NumPy scalar, as a Python number, is a leaf the optimisers do not train)
     return getattr(x, "ndim", None) is not None and getattr(x, "dtype", None) is not None and \
-        x.dtype.kind in "fc"
+        x.dtype.kind in "fc" and not isinstance(x, np.generic)
 
 
 def parameter_arrays(model) -> tuple[list, list]:
