@@ -139,3 +139,13 @@ def test_tied_arrays_given_different_values_are_refused():
     fl.loadmodel(model, {"enc": np.full((2, 2), 3.0), "dec": np.full((2, 2), 3.0),
                          "b": np.ones(2)})
     assert model["enc"] is model["dec"] and np.all(w == 3)
+
+
+def test_loadmodel_replaces_numpy_scalars():
+    # a model holding a NumPy scalar failed to load: NumPy 2's scalars have
+    # __array_namespace__ and were written into as arrays ("does not support item assignment")
+    model = {"t": np.float64(1.5), "pair": (np.float32(2.0), 3.0), "w": np.zeros(2)}
+    saved = {"t": np.float64(7.0), "pair": (np.float32(8.0), 9.0), "w": np.ones(2)}
+    fl.loadmodel(model, fl.state(saved))
+    assert model["t"] == 7.0 and type(model["t"]) is np.float64
+    assert model["pair"] == (8.0, 9.0) and type(model["pair"][0]) is np.float32

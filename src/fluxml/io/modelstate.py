@@ -301,7 +301,8 @@ def _join(prefix: str, key) -> str:
 def _assign(x, prefix, flat):
     if is_array_leaf(x):
         v = flat[prefix]
-        if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__"):
+        if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__") \
+                and not isinstance(x, np.generic):  # (NumPy 2's scalars have the namespace)
             x[...] = v
             return x
         if isinstance(x, np.ndarray):  # 0-d
