@@ -241,3 +241,14 @@ def test_extra_that_json_cannot_hold_is_refused_by_name(tmp_path):
     with pytest.raises(TypeError, match=r"save_checkpoint: extra must be a dict; got list"):
         fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, extra=[1, 2])
     assert not (tmp_path / "c.st").exists()
+
+
+def test_a_model_with_no_arrays_resumes(tmp_path):
+    # a checkpoint of a model holding no arrays (a parameter-free model: an activation, a
+    # name) failed to load with KeyError: 'model' (its state is empty, so the file had none)
+    path = str(tmp_path / "empty.safetensors")
+    fl.save_checkpoint(path, {"act": np.tanh, "name": "net"}, step=5, extra={"epoch": 1})
+    info = fl.load_checkpoint(path, {"act": np.tanh, "name": "net"})
+    assert info.step == 5 and info.extra == {"epoch": 1}
+    with pytest.raises(LoadError, match="w: missing from the state"):
+        fl.load_checkpoint(path, {"w": np.ones(2)})
