@@ -1,0 +1,807 @@
+"""A seeded fuzzer of model structures as users write them, through every function that walks
+a model, against a reference walk written here.
+
+Each case builds a random model: a ``Net`` (an ``fl.Module``) holding a random tree of plain
+classes, classes with ``__slots__`` (alone or under a class with a ``__dict__``),
+dataclasses (frozen, slotted), namedtuples, ``fl.Module`` subclasses (some declaring
+``nontrainable`` arrays), lists, tuples, dicts with string and integer keys, empty
+containers, float32/float64 arrays (0-d and empty ones too), integer arrays, Python and NumPy
+numbers, strings, functions, None and random generators; and a list of layers (Dense, Scale,
+BatchNorm and Dropout in test mode) run one after another, one of them possibly twice. Arrays
+are tied (the same array at two places of the tree, or a layer's array in the tree too), and
+a layer object may appear in the tree as well as in the list. Then it checks:
+
+- ``fl.gradient``: the gradient mirrors the model (the same classes, None at static parts,
+  numbers that carry none and ``nontrainable`` fields) and equals a hand computation, a tied
+  array getting the total gradient at each place;
+- ``fl.setup``/``fl.update``: a step is ``x - eta * g`` once per array, ties included;
+  after ``fl.freeze`` of a random part exactly that part (and its ties) stays, after
+  ``fl.adjust`` of a part it steps with the new rate; ``fl.thaw`` trains everything again;
+- ``fl.f64``/``fl.f32``/``fl.f16``/``fl.cpu``: exactly the float arrays converted, ties of
+  arrays and of objects kept, the original untouched; ``fl.fmap`` calls its function once
+  per array;
+- ``fl.state``/``fl.loadmodel`` and ``fl.save``/``fl.load`` into a perturbed copy: every value
+  back, ties kept;
+- ``fl.modules``, ``fl.trainmode``/``fl.testmode``, ``fl.trainable``, ``repr``,
+  ``fl.summary`` (tied arrays counted once) and ``fl.outputsize``;
+- a field changed after a call (a slotted object's too) is seen by the next gradient.
+
+The suite runs a few seeds (tests/test_fuzz_trees.py); by hand, many more:
+
+    PYTHONPATH=src python tests/fuzz_trees.py --cases 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import dataclasses
+import io
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+import fluxml as fl
+
+D = 3  # the width of the layers' input and output
+N = 2  # the batch
+
+
+# --- user classes of every kind --------------------------------------------------------------
+
+
+class Plain:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+class Slotted:
+    __slots__ = ("a", "b", "c")
+
+    def __init__(self, **fields):
+        for k, v in fields.items():
+            setattr(self, k, v)
+
+
+class SlottedChild(Slotted):  # a __dict__ under the parent's slots
+    pass
+
+
+class Mod(fl.Module):
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+class Stats(fl.Module):
+    nontrainable = ("stat",)
+
+    def __init__(self, w, stat):
+        self.w, self.stat = w, stat
+
+
+@dataclasses.dataclass
+class DC:
+    a: object = None
+    b: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    a: object = None
+    b: object = None
+
+
+@dataclasses.dataclass(slots=True)
+class SlotDC:
+    a: object = None
+    b: object = None
+
+
+NT = collections.namedtuple("NT", ["a", "b"])
+
+
+def _fn(x):
+    return x
+
+
+STATICS = ("relu", None, True, _fn, np.tanh, np.float32)
+
+# Whether fl.tree walks the slots of a class (until it does, the fuzzer makes none: a slotted
+# object was static, its arrays constants; being fixed on main)
+SLOTS = bool(fl.leaves(Slotted(a=np.ones(1)))) and bool(fl.leaves(SlottedChild(a=np.ones(1))))
+
+
+class Net(fl.Module):
+    """The root: a random ``tree`` and ``layers`` run in order on (N, D) input."""
+
+    def __init__(self, tree, layers):
+        self.tree = tree
+        self.layers = layers
+        self.name = "net"
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+# --- the reference walk ----------------------------------------------------------------------
+
+
+def slots_of(t) -> list:
+    names = []
+    for c in t.__mro__:
+        s = c.__dict__.get("__slots__", ())
+        names += [s] if isinstance(s, str) else [n for n in s if n not in ("__dict__",
+                                                                          "__weakref__")]
+    return names
+
+
+def children(x):
+    """``[(step, value)]`` of a node (step: ("i", key) for items, ("a", name) for fields), or
+    None for a leaf or a static part, as a user would read the model."""
+    if isinstance(x, (np.ndarray, np.generic, int, float)) or x is None or \
+            isinstance(x, (str, bool)) or callable(x) and not isinstance(x, fl.Module):
+        return None
+    if isinstance(x, dict):
+        return [(("i", k), v) for k, v in x.items()]
+    if isinstance(x, (list, tuple)):
+        return [(("i", k), v) for k, v in enumerate(x)]
+    if dataclasses.is_dataclass(x):
+        return [(("a", f.name), getattr(x, f.name)) for f in dataclasses.fields(x)]
+    if type(x).__module__ == __name__ or isinstance(x, fl.Module):
+        fields = [(("a", k), getattr(x, k)) for k in slots_of(type(x)) if hasattr(x, k)]
+        return fields + [(("a", k), v) for k, v in getattr(x, "__dict__", {}).items()]
+    return None
+
+
+def walk(x, path=(), skip=False, out=None):
+    """``[(path, leaf, trainable)]`` of every array and number, at every place."""
+    out = [] if out is None else out
+    kids = children(x)
+    if kids is None:
+        if isinstance(x, (np.ndarray, np.generic, int, float)) and not isinstance(x, bool):
+            out.append((path, x, not skip))
+        return out
+    frozen = getattr(type(x), "nontrainable", ()) if not isinstance(x, (dict, list, tuple)) \
+        else ()
+    for step, v in kids:
+        walk(v, path + (step,), skip or step[1] in frozen and step[0] == "a", out)
+    return out
+
+
+def get(x, path):
+    for kind, k in path:
+        if x is None:
+            return None
+        x = x[k] if kind == "i" else getattr(x, k)
+    return x
+
+
+def is_param(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
+
+
+def objects(x, found=None):
+    """Every node object (not containers) once by id, with a count of places."""
+    found = {} if found is None else found
+    kids = children(x)
+    if kids is None:
+        return found
+    if not isinstance(x, (dict, list, tuple)):
+        n = found.get(id(x), (x, 0))[1]
+        found[id(x)] = (x, n + 1)
+        if n:
+            return found
+    for _, v in kids:
+        objects(v, found)
+    return found
+
+
+# --- random models ---------------------------------------------------------------------------
+
+
+class Gen:
+    def __init__(self, rs):
+        self.rs = rs
+        self.arrays: list = []  # float arrays made so far (to tie)
+        self.layers: list = []
+
+    def pick(self, xs):
+        return xs[int(self.rs.integers(len(xs)))]
+
+    def array(self):
+        rs = self.rs
+        r = rs.random()
+        if self.arrays and r < 0.2:
+            return self.pick(self.arrays)  # a tie
+        if r < 0.3:
+            return rs.integers(-3, 4, size=int(rs.integers(1, 4)))
+        shape = self.pick([(), (0,), (2,), (3,), (2, 3), (1, 2, 2)])
+        dtype = self.pick([np.float32, np.float64])
+        a = rs.normal(size=shape).astype(dtype)
+        self.arrays.append(a)
+        return a
+
+    def leaf(self):
+        rs = self.rs
+        r = rs.random()
+        if r < 0.5:
+            return self.array()
+        if r < 0.6:
+            return float(rs.normal())
+        if r < 0.65:
+            return int(rs.integers(-5, 5))
+        if r < 0.7:
+            return np.float64(rs.normal())
+        if r < 0.75:
+            return np.random.default_rng(int(rs.integers(100)))
+        return self.pick(STATICS)
+
+    def tree(self, depth):
+        rs = self.rs
+        if depth <= 0 or rs.random() < 0.3:
+            if self.layers and rs.random() < 0.15:
+                return self.pick(self.layers)  # a layer in the tree too
+            return self.leaf()
+        n = int(rs.integers(0, 4))
+        kind = self.pick(["list", "tuple", "dict", "idict", "plain", "slotted", "slotchild",
+                          "mod", "stats", "dc", "frozen", "slotdc", "nt"])
+        if kind in ("slotted", "slotchild") and not SLOTS:
+            kind = "plain"
+        sub = [self.tree(depth - 1) for _ in range(n)]
+        if kind == "list":
+            return sub
+        if kind == "tuple":
+            return tuple(sub)
+        if kind == "dict":
+            return {f"k{i}": v for i, v in enumerate(sub)}
+        if kind == "idict":
+            return {i * 2: v for i, v in enumerate(sub)}
+        if kind == "stats":
+            return Stats(self.array_float(), self.array_float(own=True))
+        two = (sub + [self.tree(depth - 1), self.tree(depth - 1)])[:2]
+        if kind == "plain":
+            return Plain(**{f"f{i}": v for i, v in enumerate(sub)})
+        if kind == "mod":
+            return Mod(**{f"f{i}": v for i, v in enumerate(sub)})
+        if kind in ("slotted", "slotchild"):
+            cls = Slotted if kind == "slotted" else SlottedChild
+            obj = cls(**dict(zip("abc", sub)))  # some slots may stay unset
+            if kind == "slotchild":
+                obj.extra = self.tree(depth - 1)
+            return obj
+        if kind == "nt":
+            return NT(*two)
+        cls = {"dc": DC, "frozen": Frozen, "slotdc": SlotDC}[kind]
+        return cls(*two)
+
+    def array_float(self, own=False):
+        if self.arrays and not own and self.rs.random() < 0.3:
+            return self.pick(self.arrays)
+        a = self.rs.normal(size=(2,)).astype(self.pick([np.float32, np.float64]))
+        if not own:
+            self.arrays.append(a)
+        return a
+
+    def layer(self):
+        kind = self.pick(["dense", "dense", "scale", "batchnorm", "dropout"])
+        rs = self.rs
+        if kind == "dense":
+            layer = fl.Dense(D, D, bias=bool(rs.integers(3)))
+        elif kind == "scale":
+            layer = fl.Scale(D)
+            layer.scale = rs.normal(size=D).astype(np.float32)
+        elif kind == "batchnorm":
+            layer = fl.BatchNorm(D)
+            layer.running_mean[:] = rs.normal(size=D)
+            layer.running_var[:] = rs.random(D) + 0.5
+            layer.weight = rs.normal(size=D).astype(np.float32)
+        else:
+            layer = fl.Dropout(0.5)
+        return layer
+
+
+def random_model(seed):
+    rs = np.random.default_rng(seed)
+    g = Gen(rs)
+    g.layers = [g.layer() for _ in range(int(rs.integers(0, 4)))]
+    for layer in g.layers:
+        g.arrays += [a for a in (getattr(layer, "weight", None), getattr(layer, "bias", None))
+                     if a is not None and a.ndim == 1 and rs.random() < 0.5]
+    tree = g.tree(int(rs.integers(1, 5)))
+    layers = list(g.layers)
+    if layers and rs.random() < 0.3:
+        layers.append(layers[0])  # one layer run twice
+    model = Net(tree, layers)
+    fl.testmode(model)
+    return model, rs
+
+
+# --- the hand computation of the loss's gradient ---------------------------------------------
+
+
+def coefficients(model, rs):
+    """A coefficient per place of a float leaf of the tree (the loss weighs sin of each)."""
+    return {path: rs.normal() for path, x, _ in walk(model.tree)
+            if is_param(x) or isinstance(x, (float, np.floating))}
+
+
+def loss(m, coef, x, cout):
+    total = np.sum(cout * m(x))
+    for path, c in coef.items():
+        total = total + np.sum(c * np.sin(get(m.tree, path)))
+    return total
+
+
+def expected_grads(model, coef, x, cout):
+    """{id of an array or path of a number: gradient} by hand, in float64."""
+    out: dict = {}
+
+    def add(a, g):
+        out[id(a)] = out.get(id(a), 0) + g
+
+    for path, c in coef.items():
+        v = get(model.tree, path)
+        g = c * np.cos(np.asarray(v, np.float64))
+        if isinstance(v, np.ndarray):
+            add(v, g)
+        else:
+            out[("num", path)] = g
+    # the layers: forward, keeping inputs, then backward
+    xs = [np.asarray(x, np.float64)]
+    for layer in model.layers:
+        xs.append(np.asarray(layer(xs[-1].astype(np.float32)), np.float64))
+    gy = np.broadcast_to(np.asarray(cout, np.float64), xs[-1].shape)
+    for layer, xin in reversed(list(zip(model.layers, xs))):
+        if isinstance(layer, fl.Dense):
+            w = layer.weight.astype(np.float64)
+            add(layer.weight, gy.T @ xin)
+            if layer.bias is not None:
+                add(layer.bias, gy.sum(0))
+            gy = gy @ w
+        elif isinstance(layer, fl.Scale):
+            add(layer.scale, (gy * xin).sum(0))
+            if layer.bias is not None:
+                add(layer.bias, gy.sum(0))
+            gy = gy * layer.scale
+        elif isinstance(layer, fl.BatchNorm):
+            inv = 1 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
+            xhat = (xin - layer.running_mean) * inv
+            add(layer.weight, (gy * xhat).sum(0))
+            add(layer.bias, gy.sum(0))
+            gy = gy * layer.weight * inv
+    return out
+
+
+def close(a, b, what, tol):
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a64.shape != b64.shape or not np.allclose(a64, b64, rtol=tol, atol=tol):
+        raise AssertionError(f"{what}: got {a!r}, expected {b!r}")
+
+
+def tol_of(x):
+    return 1e-9 if getattr(x, "dtype", np.float64) == np.float64 else 2e-4
+
+
+def fmt(path):
+    return "".join(f"[{k!r}]" if kind == "i" else f".{k}" for kind, k in path) or "<root>"
+
+
+def check_structure(g, m, path=()):
+    """The gradient has the model's structure: the same class at each object, the same
+    containers; None where the model has a static part."""
+    kids = children(m)
+    if kids is None:
+        return
+    if g is None:
+        return  # (no gradient below: the values are checked separately)
+    if isinstance(m, dict):
+        assert isinstance(g, dict) and set(g) <= set(m), f"gradient at {fmt(path)}: {g!r}"
+    elif isinstance(m, (list, tuple)):
+        assert type(g) is type(m) and len(g) == len(m), f"gradient at {fmt(path)}: {g!r}"
+    else:
+        assert type(g) is type(m), f"gradient at {fmt(path)} is a {type(g).__name__}, " \
+            f"the model has a {type(m).__name__}"
+    for step, v in kids:
+        try:
+            sub = get(g, (step,))
+        except (KeyError, AttributeError):
+            raise AssertionError(f"gradient at {fmt(path + (step,))} is missing") from None
+        if children(v) is None and not isinstance(v, (np.ndarray, float, np.floating)):
+            assert sub is None, f"gradient at {fmt(path + (step,))}: {sub!r} for {v!r}"
+        check_structure(sub, v, path + (step,))
+
+
+def check_gradient(model, coef, x, cout):
+    g = fl.gradient(lambda m: loss(m, coef, x, cout), model)[0]
+    check_structure(g, model)
+    want = expected_grads(model, coef, x, cout)
+    for path, v, train in walk(model):
+        got = get(g, path)
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f" and train:
+            expected = want.get(id(v))
+            if expected is None:  # unused: None, or zeros
+                assert got is None or np.array_equal(got, np.zeros_like(v)), \
+                    f"gradient at {fmt(path)}: {got!r} for an unused array"
+                continue
+        elif isinstance(v, (float, np.floating)) and ("num", path[1:]) in want and train:
+            expected = want[("num", path[1:])]
+        else:
+            assert got is None, f"gradient at {fmt(path)}: {got!r}, expected None for {v!r}"
+            continue
+        assert got is not None, f"gradient at {fmt(path)} is None, expected {expected!r}"
+        if isinstance(v, np.ndarray):
+            assert getattr(got, "dtype", None) == v.dtype and got.shape == v.shape, \
+                f"gradient at {fmt(path)}: {got!r} for a {v.dtype} array of shape {v.shape}"
+        else:
+            assert type(got) is type(v), f"gradient at {fmt(path)}: {got!r} for {v!r}"
+        close(got, expected, f"gradient at {fmt(path)}", tol_of(v))
+    return g
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def params(model):
+    """{id: (array, [paths])} of the trainable float arrays."""
+    out: dict = {}
+    for path, v, train in walk(model):
+        if train and is_param(v):
+            out.setdefault(id(v), (v, []))[1].append(path)
+    return out
+
+
+def in_state(state, model, path):
+    """The part of an optimiser state at a model's ``path`` (a namedtuple's is a Node)."""
+    for kind, k in path:
+        if state is None:
+            return None
+        key = model._fields[k] if isinstance(model, tuple) and hasattr(model, "_fields") else k
+        model = get(model, ((kind, k),))
+        if isinstance(state, dict):
+            state = state.get(key)
+        elif isinstance(state, (list, tuple)):
+            state = state[key]
+        else:
+            state = getattr(state, key, None)
+    return state
+
+
+def state_parts(state, model, path=(), out=None):
+    """``[(model path, part)]`` of every Leaf, Node, dict, list and tuple of a state."""
+    out = [] if out is None else out
+    if state is None:
+        return out
+    out.append((path, state))
+    if isinstance(state, fl.Leaf):
+        return out
+    if isinstance(state, dict):
+        items = [(("i", k), v) for k, v in state.items()]
+    elif isinstance(state, (list, tuple)):
+        items = [(("i", k), v) for k, v in enumerate(state)]
+    elif isinstance(model, tuple) and hasattr(model, "_fields"):
+        items = [(("i", model._fields.index(k)), getattr(state, k)) for k in state._fields]
+    else:
+        items = [(("a", k), getattr(state, k)) for k in state._fields]
+    for step, v in items:
+        state_parts(v, get(model, (step,)), path + (step,), out)
+    return out
+
+
+def check_update(model, g, rs):
+    ps = params(model)
+    eta = 0.125
+    state = fl.setup(fl.Descent(eta), model)
+    # every trainable array has a Leaf at each of its places, one Leaf per array
+    leaves = {}
+    for k, (v, paths) in ps.items():
+        found = {id(in_state(state, model, p)) for p in paths}
+        assert len(found) == 1 and isinstance(in_state(state, model, paths[0]), fl.Leaf), \
+            f"setup: {[fmt(p) for p in paths]} have Leafs {found}"
+        leaves[k] = in_state(state, model, paths[0])
+    parts = state_parts(state, model)
+    frozen_at = parts[int(rs.integers(len(parts)))][0] if parts and rs.random() < 0.7 else None
+    adjust_at = parts[int(rs.integers(len(parts)))][0] if parts and rs.random() < 0.5 else None
+    if frozen_at is not None:
+        fl.freeze(dict(parts)[frozen_at])
+    if adjust_at is not None:
+        fl.adjust(dict(parts)[adjust_at], 0.5)
+
+    def under(at):
+        return set() if at is None else {
+            k for k, (v, paths) in ps.items() if any(p[:len(at)] == at for p in paths)}
+
+    frozen, adjusted = under(frozen_at), under(adjust_at)
+    before = {k: v.copy() for k, (v, _) in ps.items()}
+    grads = {k: get(g, paths[0]) for k, (v, paths) in ps.items()}
+    fl.update(state, model, g)
+    for k, (v, paths) in ps.items():
+        if k in frozen or grads[k] is None:
+            want = before[k]
+        else:
+            rate = v.dtype.type(0.5 if k in adjusted else eta)
+            want = before[k] - np.multiply(grads[k], rate)
+        close(v, want, f"update at {fmt(paths[0])} (frozen at {fmt(frozen_at or ())}, "
+              f"adjusted at {fmt(adjust_at or ())})", 1e-6)
+    fl.thaw(state)
+    before = {k: v.copy() for k, (v, _) in ps.items()}
+    fl.update(state, model, g)
+    for k, (v, paths) in ps.items():
+        rate = v.dtype.type(0.5 if k in adjusted else eta)
+        want = before[k] if grads[k] is None else before[k] - np.multiply(grads[k], rate)
+        close(v, want, f"update after thaw at {fmt(paths[0])}", 1e-6)
+
+
+def check_conversion(model, convert, dtype):
+    """``convert(model)``: the float arrays of ``dtype`` (None: unchanged), ties of arrays and
+    objects kept, the rest as it was, the original untouched."""
+    saved = [(p, v.copy() if isinstance(v, np.ndarray) else v) for p, v, _ in walk(model)]
+    new = convert(model)
+    name = getattr(convert, "__name__", "convert")
+    ids: dict = {}
+    for (path, v, _), (_, old) in zip(walk(model), saved):
+        w = get(new, path)
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(v, old) and v.dtype == old.dtype, f"{name} changed the model"
+            want = v.astype(dtype) if v.dtype.kind == "f" and dtype is not None else v
+            assert isinstance(w, np.ndarray) and w.dtype == want.dtype and \
+                np.array_equal(w, want, equal_nan=True), f"{name} at {fmt(path)}: {w!r}"
+            if w.dtype == v.dtype:
+                assert w is v, f"{name} copied {fmt(path)}, already {v.dtype}"
+            first = ids.setdefault(id(v), w)
+            assert first is w, f"{name}: the tie at {fmt(path)} was broken"
+        elif isinstance(v, np.random.Generator):
+            assert w is v
+        else:
+            assert type(w) is type(v) and w == v, f"{name} at {fmt(path)}: {w!r}, was {v!r}"
+    # a node object at several places is one object after the conversion too
+    for _, (obj, n) in objects(model).items():
+        if n > 1:
+            paths = [p for p, _ in _places(model, obj)]
+            got = {id(get(new, p)) for p in paths}
+            assert len(got) == 1, f"{name}: the {type(obj).__name__} at " \
+                f"{[fmt(p) for p in paths]} became {len(got)} objects"
+    return new
+
+
+def _places(x, target, path=(), out=None):
+    out = [] if out is None else out
+    if x is target:
+        out.append((path, x))
+        return out
+    for step, v in children(x) or ():
+        _places(v, target, path + (step,), out)
+    return out
+
+
+def perturbed(model):
+    """A deep copy (ties kept) with every array changed."""
+    other = copy.deepcopy(model)
+    done = set()
+    for _, v, _ in walk(other):
+        if isinstance(v, np.ndarray) and id(v) not in done and v.size:
+            done.add(id(v))
+            v[...] = v + 1 if v.dtype.kind in "iuf" else v
+    return other
+
+
+def check_round_trip(model, load):
+    other = perturbed(model)
+    loaded = load(other)
+    ids: dict = {}
+    for (path, v, _), (_, w, _) in zip(walk(model), walk(loaded)):
+        if isinstance(v, np.ndarray):
+            assert isinstance(w, np.ndarray) and w.dtype == v.dtype and \
+                np.array_equal(w, v), f"loaded {fmt(path)}: {w!r}, saved {v!r}"
+            first = ids.setdefault(id(v), id(w))
+            assert first == id(w), f"loaded: the tie at {fmt(path)} was broken"
+        else:
+            assert type(w) is type(v) and (w == v or w != w), f"loaded {fmt(path)}: {w!r}"
+
+
+def check_fmap_once(model):
+    calls: dict = {}
+
+    def f(x):
+        calls[id(x)] = calls.get(id(x), 0) + 1
+        return x
+
+    fl.fmap(f, model)
+    twice = [k for k, n in calls.items() if n > 1 and
+             any(isinstance(v, np.ndarray) and id(v) == k for _, v, _ in walk(model))]
+    assert not twice, f"fmap called f {max(calls.values())} times on one array"
+
+
+def check_modules_and_modes(model):
+    want = {k for k, (obj, _) in objects(model).items() if isinstance(obj, fl.Module)}
+    got = [id(m) for m in fl.modules(model)]
+    assert len(got) == len(set(got)), "fl.modules lists a module twice"
+    assert set(got) == want, f"fl.modules: {len(got)} modules, expected {len(want)}"
+    for mode, value in ((fl.trainmode, True), (fl.testmode, False)):
+        mode(model)
+        for k, (obj, _) in objects(model).items():
+            if isinstance(obj, fl.Module) and hasattr(obj, "active"):
+                assert obj.active is value, f"{mode.__name__} missed a {type(obj).__name__}"
+
+
+def check_printing(model):
+    repr(model)
+    text = io.StringIO()
+    fl.summary(model, (N, D), file=text)
+    n = sum(v.size for v, _ in params(model).values())
+    assert f"Total: {n:,} trainable" in text.getvalue(), \
+        f"summary: {text.getvalue().splitlines()[-1]}, expected {n} trainable"
+    assert fl.outputsize(model, (N, D)) == (N, D)
+    want = {p for _, (v, paths) in params(model).items() for p in paths}
+    got = fl.trainable(model)
+    assert len(got) == len(want), f"fl.trainable: {sorted(got)}, expected {len(want)} places"
+
+
+def check_rules(model, g, rs, tmp, seed):
+    """Two steps of Momentum or Adam against the rule written out, once per array (ties
+    included); then a checkpoint of the model and state loaded into fresh ones."""
+    model = copy.deepcopy(model)  # (ties kept)
+    g = get(copy.deepcopy((model, g)), (("i", 1),))
+    ps = params(model)
+    if rs.random() < 0.5:
+        rule = fl.Momentum(0.25, 0.5)
+    else:
+        rule = fl.Adam(0.125, (0.75, 0.875), 1e-3)
+    state = fl.setup(rule, model)
+    hand = {}
+    for k, (v, paths) in ps.items():
+        dx = get(g, paths[0])
+        x = v.astype(np.float64)
+        if dx is None:
+            hand[k] = x
+            continue
+        dx = np.asarray(dx, np.float64)
+        if isinstance(rule, fl.Momentum):
+            mom = np.zeros_like(x)
+            for _ in range(2):
+                mom = rule.rho * mom + rule.eta * dx
+                x = x - mom
+        else:
+            (b1, b2), m, u = rule.beta, np.zeros_like(x), np.zeros_like(x)
+            for t in (1, 2):
+                m, u = b1 * m + (1 - b1) * dx, b2 * u + (1 - b2) * dx ** 2
+                x = x - rule.eta * (m / (1 - b1 ** t)) / (np.sqrt(u / (1 - b2 ** t))
+                                                           + rule.epsilon)
+        hand[k] = x
+    for _ in range(2):
+        fl.update(state, model, g)
+    for k, (v, paths) in ps.items():
+        close(v, hand[k], f"{type(rule).__name__} at {fmt(paths[0])}",
+              1e-9 if v.dtype == np.float64 else 1e-5)
+    # a checkpoint, loaded into a perturbed model and a fresh state
+    parts = state_parts(state, model)
+    if parts and rs.random() < 0.5:
+        fl.freeze(parts[int(rs.integers(len(parts)))][1])
+    path = os.path.join(tmp, f"ckpt{seed}.safetensors")
+    fl.save_checkpoint(path, model, state, step=3)
+    other = perturbed(model)
+    fresh = fl.setup(rule, other)
+    info = fl.load_checkpoint(path, other, fresh)
+    assert info.step == 3
+    for (p, v, _), (_, w, _) in zip(walk(model), walk(other)):
+        assert type(w) is type(v) and np.array_equal(v, w), f"checkpoint: {fmt(p)}"
+    a, b = fl.leaves(state), fl.leaves(info.opt_state)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b)), \
+        "checkpoint: the optimiser state"
+    from fluxml.optimise.interface import _leaves
+    assert [x.frozen for x in _leaves(state)] == [x.frozen for x in _leaves(info.opt_state)]
+
+
+def check_flatten(model):
+    """unflatten(flatten) rebuilds the model: the same leaves at the same places, the same
+    classes; with ``shared`` an object at several places is one object."""
+    leaves, spec = fl.tree.flatten(model)
+    for shared in (None, {}):
+        new = fl.unflatten(spec, leaves, shared=shared)
+        for (p, v, _), (q, w, _) in zip(walk(model), walk(new)):
+            assert p == q and w is v, f"unflatten: {fmt(p)}: {w!r}, was {v!r}"
+        for _, (obj, n) in objects(model).items():
+            places = [get(new, p) for p, _ in _places(model, obj)]
+            assert all(type(o) is type(obj) for o in places), "unflatten: a class changed"
+            if shared is not None and n > 1:
+                assert all(o is places[0] for o in places), \
+                    f"unflatten(shared={{}}): the {type(obj).__name__} is not one object"
+
+
+def check_zeros_for_none(model, coef, x, cout):
+    g = fl.gradient(lambda m: loss(m, coef, x, cout), model, zeros_for_none=True)[0]
+    want = expected_grads(model, coef, x, cout)
+    for path, v, train in walk(model):
+        got = get(g, path)
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f" and train:
+            assert isinstance(got, np.ndarray) and got.shape == v.shape, \
+                f"zeros_for_none: {fmt(path)}: {got!r}"
+            if id(v) not in want:
+                assert not np.any(got), f"zeros_for_none: {fmt(path)}: {got!r}"
+        elif not train or isinstance(v, (int, np.integer)) or \
+                isinstance(v, np.ndarray) and v.dtype.kind != "f":
+            assert got is None, f"zeros_for_none: {fmt(path)}: {got!r} for {v!r}"
+
+
+def set_field(obj, step, value):
+    kind, k = step
+    if kind == "i":
+        obj[k] = value
+    else:
+        object.__setattr__(obj, k, value)  # (a frozen dataclass too)
+
+
+def check_changed_field(model, x, cout, rs):
+    """A field set after a gradient (on any object: slotted, frozen, a dict) is seen by the
+    next gradient, by state and by an update."""
+    places = [(p, v) for p, v, train in walk(model.tree) if train and is_param(v)
+              and p and not isinstance(get(model.tree, p[:-1]), tuple)]
+    if not places:
+        return
+    path, old = places[int(rs.integers(len(places)))]
+    new = rs.normal(size=old.shape).astype(old.dtype)
+    set_field(get(model.tree, path[:-1]), path[-1], new)
+    coef = coefficients(model, rs)
+    g = check_gradient(model, coef, x, cout)
+    assert get(fl.state(model)["tree"], tuple(("i", str(k)) for _, k in path)) is new, \
+        f"state after {fmt(path)} was set"
+    state = fl.setup(fl.Descent(0.5), model)
+    before = new.copy()
+    fl.update(state, model, g)
+    if get(g, (("a", "tree"),) + path) is not None:
+        close(new, before - new.dtype.type(0.5) * get(g, (("a", "tree"),) + path),
+              f"update of {fmt(path)} after it was set", 1e-6)
+
+
+def run_case(seed: int, tmp: str) -> None:
+    model, rs = random_model(seed)
+    x = rs.normal(size=(N, D)).astype(np.float32)
+    cout = rs.normal(size=(N, D)).astype(np.float32)
+    coef = coefficients(model, rs)
+    g = check_gradient(model, coef, x, cout)
+    check_modules_and_modes(model)
+    fl.testmode(model)
+    check_printing(model)
+    for convert, dtype in ((fl.f64, np.float64), (fl.f32, np.float32), (fl.f16, np.float16),
+                           (fl.cpu, None), (lambda m: fl.fmap(lambda a: a, m), None)):
+        check_conversion(model, convert, dtype)
+    check_fmap_once(model)
+    check_round_trip(model, lambda other: fl.loadmodel(other, fl.state(model)))
+    path = os.path.join(tmp, f"case{seed}.safetensors")
+    fl.save(path, model)
+    check_round_trip(model, lambda other: fl.loadmodel(other, fl.load(path)))
+    check_flatten(model)
+    check_zeros_for_none(model, coef, x, cout)
+    check_rules(model, g, rs, tmp, seed)
+    check_update(model, g, rs)
+    check_changed_field(model, x, cout, rs)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=500)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--stop-at-first", action="store_true")
+    args = parser.parse_args(argv)
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in range(args.start, args.start + args.cases):
+            try:
+                run_case(seed, tmp)
+            except Exception as err:  # noqa: BLE001 - report every failing seed
+                failures += 1
+                print(f"seed {seed}: {type(err).__name__}: {str(err)[:300]}")
+                if args.stop_at_first:
+                    raise
+    print(f"{args.cases - failures} of {args.cases} cases clean")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
