@@ -43,6 +43,9 @@ def state(model) -> dict[str, Any]:
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})
+        if path[-1] in node:  # (dict keys 0 and "0": one would be dropped, silently)
+            raise ValueError(f"state: two entries are both named {'.'.join(path)!r} once their "
+                             f"keys are written as strings; rename one of the keys")
         node[path[-1]] = leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
     return out
 
@@ -136,7 +139,8 @@ def named_leaves(tree, what: str) -> list[tuple[str, tuple[str, ...], Any]]:
         name = ".".join(path)
         if name in seen:
             raise ValueError(f"{what}: two entries are both named {name!r} once their keys are "
-                             f"joined with dots; rename the keys that contain dots")
+                             f"joined with dots; rename the keys that contain dots (or one "
+                             f"of two keys that are alike as strings, such as 0 and '0')")
         seen.add(name)
         named.append((name, path, leaf))
     return named
@@ -162,6 +166,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         hint = ("; set it up with the rule the checkpoint was saved with, "
                 "fl.setup(rule, model)")
     tied: dict = {}  # id of an array -> its first path
+    if len({p for p, _ in target}) < len(target):  # (dict keys 0 and "0": both would load)
+        named_leaves(model, what)  # raises, naming the entry
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
