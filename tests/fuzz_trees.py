@@ -83,6 +83,14 @@ class Stats(fl.Module):
         self.w, self.stat = w, stat
 
 
+class SlotStats(fl.Module):  # slots under Module's __dict__, one of them nontrainable
+    __slots__ = ("w", "stat")
+    nontrainable = ("stat",)
+
+    def __init__(self, w, stat):
+        self.w, self.stat = w, stat
+
+
 @dataclasses.dataclass
 class DC:
     a: object = None
@@ -113,6 +121,7 @@ STATICS = ("relu", None, True, _fn, np.tanh, np.float32)
 # Whether fl.tree walks the slots of a class (until it does, the fuzzer makes none: a slotted
 # object was static, its arrays constants; being fixed on main)
 SLOTS = bool(fl.leaves(Slotted(a=np.ones(1)))) and bool(fl.leaves(SlottedChild(a=np.ones(1))))
+SLOT_KINDS = ("slotted", "slotchild", "slotstats")
 
 
 class Net(fl.Module):
@@ -250,8 +259,8 @@ class Gen:
             return self.leaf()
         n = int(rs.integers(0, 4))
         kind = self.pick(["list", "tuple", "dict", "idict", "plain", "slotted", "slotchild",
-                          "mod", "stats", "dc", "frozen", "slotdc", "nt"])
-        if kind in ("slotted", "slotchild") and not SLOTS:
+                          "mod", "stats", "slotstats", "dc", "frozen", "slotdc", "nt"])
+        if kind in SLOT_KINDS and not SLOTS:
             kind = "plain"
         sub = [self.tree(depth - 1) for _ in range(n)]
         if kind == "list":
@@ -262,8 +271,9 @@ class Gen:
             return {f"k{i}": v for i, v in enumerate(sub)}
         if kind == "idict":
             return {i * 2: v for i, v in enumerate(sub)}
-        if kind == "stats":
-            return Stats(self.array_float(), self.array_float(own=True))
+        if kind in ("stats", "slotstats"):
+            cls = Stats if kind == "stats" else SlotStats
+            return cls(self.array_float(), self.array_float(own=True))
         two = (sub + [self.tree(depth - 1), self.tree(depth - 1)])[:2]
         if kind == "plain":
             return Plain(**{f"f{i}": v for i, v in enumerate(sub)})
