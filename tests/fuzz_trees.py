@@ -91,6 +91,14 @@ class SlotStats(fl.Module):  # slots under Module's __dict__, one of them nontra
         self.w, self.stat = w, stat
 
 
+class SlotMod(fl.Module):  # a Module whose fields are slots (it has a __dict__ too)
+    __slots__ = ("a", "b")
+
+    def __init__(self, **fields):
+        for k, v in fields.items():
+            setattr(self, k, v)
+
+
 @dataclasses.dataclass
 class DC:
     a: object = None
@@ -121,7 +129,7 @@ STATICS = ("relu", None, True, _fn, np.tanh, np.float32)
 # Whether fl.tree walks the slots of a class (until it does, the fuzzer makes none: a slotted
 # object was static, its arrays constants; being fixed on main)
 SLOTS = bool(fl.leaves(Slotted(a=np.ones(1)))) and bool(fl.leaves(SlottedChild(a=np.ones(1))))
-SLOT_KINDS = ("slotted", "slotchild", "slotstats")
+SLOT_KINDS = ("slotted", "slotchild", "slotstats", "slotmod")
 
 
 class Net(fl.Module):
@@ -259,7 +267,8 @@ class Gen:
             return self.leaf()
         n = int(rs.integers(0, 4))
         kind = self.pick(["list", "tuple", "dict", "idict", "plain", "slotted", "slotchild",
-                          "mod", "stats", "slotstats", "dc", "frozen", "slotdc", "nt"])
+                          "mod", "stats", "slotstats", "slotmod", "dc", "frozen", "slotdc",
+                          "nt"])
         if kind in SLOT_KINDS and not SLOTS:
             kind = "plain"
         sub = [self.tree(depth - 1) for _ in range(n)]
@@ -279,6 +288,8 @@ class Gen:
             return Plain(**{f"f{i}": v for i, v in enumerate(sub)})
         if kind == "mod":
             return Mod(**{f"f{i}": v for i, v in enumerate(sub)})
+        if kind == "slotmod":
+            return SlotMod(**dict(zip("ab", sub)))
         if kind in ("slotted", "slotchild"):
             cls = Slotted if kind == "slotted" else SlottedChild
             obj = cls(**dict(zip("abc", sub)))  # some slots may stay unset

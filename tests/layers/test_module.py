@@ -516,3 +516,24 @@ def test_numpy_scalars_are_not_counted_as_parameters():
     assert "Total: 7 trainable parameters" in out.getvalue()
     state = fl.setup(fl.Descent(), net)
     assert not hasattr(state, "temperature") and isinstance(state.zero_d, fl.Leaf)
+
+
+class _Slotted(fl.Module):
+    __slots__ = ("inner", "w")
+
+    def __init__(self, inner):
+        self.inner, self.w = inner, np.ones(2)
+
+    def __call__(self, x):
+        return self.inner(x) * self.w
+
+
+@pytest.mark.skipif(not fl.leaves(_Slotted(None)), reason="fl.tree does not walk slots yet")
+def test_modules_and_modes_reach_a_modules_slots():
+    # fl.modules read a Module's vars(): a sublayer held in a slot was not listed, so
+    # trainmode/testmode left its Dropout as it was while gradients walked into it
+    drop = fl.Dropout(0.5)
+    m = fl.Chain(_Slotted(drop))
+    assert fl.modules(m)[2] is drop
+    fl.testmode(m)
+    assert drop.active is False

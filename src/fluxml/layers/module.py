@@ -144,7 +144,7 @@ class Module:
         from fluxml.layers.show import name_of
 
         parts = []
-        for k, v in vars(self).items():
+        for k, v in _fields(self) or ():  # (its slots too)
             if is_array_leaf(v) and hasattr(v, "shape"):
                 parts.append(f"{k}={v.dtype}{list(v.shape)}")
             elif callable(v) and not _holds_module(v):
@@ -157,7 +157,7 @@ class Module:
         add up to the total."""
         from fluxml.layers.show import ArrayField
 
-        fields = vars(self).items()
+        fields = _fields(self) or ()
         if not any(_holds_module(v) for _, v in fields):
             return None
         frozen = getattr(type(self), "nontrainable", ())
@@ -314,16 +314,15 @@ def modules(model) -> list:
         x = stack.pop()
         if id(x) in seen:
             continue
-        if isinstance(x, Module):
-            seen.add(id(x))
-            found.append(x)
-            stack.extend(reversed(list(vars(x).values())))
-        elif isinstance(x, (list, tuple)):
+        if isinstance(x, (list, tuple)):
             stack.extend(reversed(x))
         elif isinstance(x, dict):
             stack.extend(reversed(list(x.values())))
-        elif not is_array_leaf(x) and (fields := _fields(x)) is not None:  # a plain object
+        elif not is_array_leaf(x) and (fields := _fields(x)) is not None:  # an object
+            # (its fields as the tree reads them: a Module's slots too, not only its vars)
             seen.add(id(x))
+            if isinstance(x, Module):
+                found.append(x)
             stack.extend(reversed([v for _, v in fields]))
     return found
 
