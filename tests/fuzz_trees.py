@@ -309,9 +309,17 @@ class Gen:
             self.arrays.append(a)
         return a
 
-    def layer(self):
-        kind = self.pick(["dense", "dense", "scale", "batchnorm", "dropout"])
+    def layer(self, depth=2):
+        kind = self.pick(["dense", "dense", "scale", "batchnorm", "dropout"]
+                         + ["chain", "skip"] * (depth > 0))
         rs = self.rs
+        if kind == "chain":
+            inner = [self.layer(depth - 1) for _ in range(int(rs.integers(1, 3)))]
+            if rs.random() < 0.5:
+                return fl.Chain(*inner)
+            return fl.Chain(**{f"n{i}": v for i, v in enumerate(inner)})
+        if kind == "skip":
+            return fl.SkipConnection(self.layer(depth - 1), np.add)
         if kind == "dense":
             layer = fl.Dense(D, D, bias=bool(rs.integers(3)))
         elif kind == "scale":
@@ -374,29 +382,40 @@ def expected_grads(model, coef, x, cout):
         else:
             out[("num", path)] = g
     # the layers: forward, keeping inputs, then backward
-    xs = [np.asarray(x, np.float64)]
-    for layer in model.layers:
-        xs.append(np.asarray(layer(xs[-1].astype(np.float32)), np.float64))
-    gy = np.broadcast_to(np.asarray(cout, np.float64), xs[-1].shape)
-    for layer, xin in reversed(list(zip(model.layers, xs))):
-        if isinstance(layer, fl.Dense):
-            w = layer.weight.astype(np.float64)
-            add(layer.weight, gy.T @ xin)
-            if layer.bias is not None:
-                add(layer.bias, gy.sum(0))
-            gy = gy @ w
-        elif isinstance(layer, fl.Scale):
-            add(layer.scale, (gy * xin).sum(0))
-            if layer.bias is not None:
-                add(layer.bias, gy.sum(0))
-            gy = gy * layer.scale
-        elif isinstance(layer, fl.BatchNorm):
-            inv = 1 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
-            xhat = (xin - layer.running_mean) * inv
-            add(layer.weight, (gy * xhat).sum(0))
-            add(layer.bias, gy.sum(0))
-            gy = gy * layer.weight * inv
+    gy = np.broadcast_to(np.asarray(cout, np.float64), (N, D))
+    back(model.layers, np.asarray(x, np.float64), gy, add)
     return out
+
+
+def back(layer, xin, gy, add):
+    """The cotangent of ``layer``'s input, its parameters' added with ``add``, by hand."""
+    if isinstance(layer, (list, fl.Chain)):
+        layers = list(layer.layers.values() if isinstance(layer, fl.Chain) and
+                      isinstance(layer.layers, dict) else layer)
+        xs = [xin]
+        for inner in layers:
+            xs.append(np.asarray(inner(xs[-1].astype(np.float32)), np.float64))
+        for inner, x in reversed(list(zip(layers, xs))):
+            gy = back(inner, x, gy, add)
+        return gy
+    if isinstance(layer, fl.SkipConnection):
+        return back(layer.layers, xin, gy, add) + gy
+    if isinstance(layer, fl.Dense):
+        add(layer.weight, gy.T @ xin)
+        if layer.bias is not None:
+            add(layer.bias, gy.sum(0))
+        return gy @ layer.weight.astype(np.float64)
+    if isinstance(layer, fl.Scale):
+        add(layer.scale, (gy * xin).sum(0))
+        if layer.bias is not None:
+            add(layer.bias, gy.sum(0))
+        return gy * layer.scale
+    if isinstance(layer, fl.BatchNorm):
+        inv = 1 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
+        add(layer.weight, (gy * (xin - layer.running_mean) * inv).sum(0))
+        add(layer.bias, gy.sum(0))
+        return gy * layer.weight * inv
+    return gy  # Dropout in test mode
 
 
 def close(a, b, what, tol):
@@ -694,8 +713,17 @@ def check_rules(model, g, rs, tmp, seed):
                 x = x - rule.eta * (m / (1 - b1 ** t)) / (np.sqrt(u / (1 - b2 ** t))
                                                            + rule.epsilon)
         hand[k] = x
-    for _ in range(2):
-        fl.update(state, model, g)
+    fl.update(state, model, g)
+    # an array replaced by a copy between steps (not a tied one: that is refused) is the one
+    # the next step trains, with the state so far
+    alone = [(k, paths[0]) for k, (v, paths) in ps.items() if len(paths) == 1
+             and not isinstance(get(model, paths[0][:-1]), tuple)]
+    if alone:
+        k, path = alone[int(rs.integers(len(alone)))]
+        new = ps[k][0].copy()
+        set_field(get(model, path[:-1]), path[-1], new)
+        ps[k] = (new, ps[k][1])
+    fl.update(state, model, g)
     for k, (v, paths) in ps.items():
         close(v, hand[k], f"{type(rule).__name__} at {fmt(paths[0])}",
               1e-9 if v.dtype == np.float64 else 1e-5)
