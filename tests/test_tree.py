@@ -127,3 +127,33 @@ def test_fmap_maps_an_object_at_several_places_once():
     pair = fl.fmap(lambda a, b: a + b, [d, d], [{"weight": 1, "bias": 1, "activation": None},
                                                 {"weight": 2, "bias": 2, "activation": None}])
     assert pair[0] is not pair[1] and np.array_equal(pair[1].weight, d.weight + 2)
+
+
+class _Layers(list):
+    """A user's list of layers, called in turn."""
+
+    def __call__(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+class _Pair(tuple):
+    pass
+
+
+def test_subclasses_of_list_and_tuple_are_containers():
+    # a list or tuple subclass was an object with no fields: its arrays were no leaves
+    # (setup trained nothing, state saved nothing) and fl.gradient failed rebuilding it
+    # ("object.__new__(_Layers) is not safe")
+    model = _Layers([fl.Dense(2, 2), fl.Dense(2, 1)])
+    assert len(fl.leaves(model)) == 4
+    g, = fl.gradient(lambda m: np.sum(m(np.ones((1, 2), np.float32))), model)
+    assert type(g) is _Layers and g[1].bias[0] == 1
+    state = fl.setup(fl.Descent(0.5), model)
+    fl.update(state, model, g)
+    assert model[1].bias[0] == -0.5
+    pair = {"p": _Pair((np.ones(2), 3.0))}
+    assert list(fl.state(pair)["p"]) == ["0", "1"]
+    loaded = fl.loadmodel({"p": _Pair((np.zeros(2), 0.0))}, fl.state(pair))
+    assert type(loaded["p"]) is _Pair and loaded["p"][1] == 3.0

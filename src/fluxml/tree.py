@@ -163,6 +163,8 @@ def _container(t) -> str:
         kind = t.__name__
     elif issubclass(t, tuple) and hasattr(t, "_fields"):
         kind = "namedtuple"
+    elif issubclass(t, (list, tuple)):  # a user's subclass (its arrays were left out)
+        kind = "list" if issubclass(t, list) else "tuple"
     elif issubclass(t, dict):
         kind = "dict"
     elif t is type(None) or issubclass(t, (bool,) + _STATIC_TYPES):

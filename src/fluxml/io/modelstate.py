@@ -316,7 +316,7 @@ def _assign(x, prefix, flat):
             return x
         return type(x)(np.asarray(v).item()) if is_leaf(x) else v
     t = type(x)
-    if t is list or isinstance(x, dict):
+    if isinstance(x, (list, dict)):
         items = x.items() if isinstance(x, dict) else enumerate(x)
         for k, c in list(items):
             new = _assign(c, _join(prefix, k), flat)
