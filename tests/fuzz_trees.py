@@ -120,6 +120,14 @@ class SlotDC:
 NT = collections.namedtuple("NT", ["a", "b"])
 
 
+class UserList(list):
+    pass
+
+
+class UserTuple(tuple):
+    pass
+
+
 def _fn(x):
     return x
 
@@ -268,7 +276,7 @@ class Gen:
         n = int(rs.integers(0, 4))
         kind = self.pick(["list", "tuple", "dict", "idict", "plain", "slotted", "slotchild",
                           "mod", "stats", "slotstats", "slotmod", "dc", "frozen", "slotdc",
-                          "nt"])
+                          "nt", "userlist", "usertuple"])
         if kind in SLOT_KINDS and not SLOTS:
             kind = "plain"
         sub = [self.tree(depth - 1) for _ in range(n)]
@@ -276,6 +284,8 @@ class Gen:
             return sub
         if kind == "tuple":
             return tuple(sub)
+        if kind in ("userlist", "usertuple"):
+            return (UserList if kind == "userlist" else UserTuple)(sub)
         if kind == "dict":
             return {f"k{i}": v for i, v in enumerate(sub)}
         if kind == "idict":
