@@ -772,6 +772,26 @@ def check_flatten(model):
                     f"unflatten(shared={{}}): the {type(obj).__name__} is not one object"
 
 
+def check_other_modes(model, g, coef, x, cout):
+    """``pullback``'s cotangent of the model is the gradient; ``jvp`` along the gradient
+    (a gradient is a tangent of the model) is its squared norm, each array once."""
+    def f(m):
+        return loss(m, coef, x, cout)
+
+    value, back = fl.pullback(f, model)
+    for (path, v, _), (_, w, _) in zip(walk(g), walk(back(np.float32(1.0))[0])):
+        close(w, v, f"pullback at {fmt(path)}", tol_of(v))
+    _, dot = fl.jvp(f, (model,), (g,))
+    want = 0.0
+    for k, (v, paths) in params(model).items():
+        gk = get(g, paths[0])
+        want += 0.0 if gk is None else float(np.sum(np.asarray(gk, np.float64) ** 2))
+    for path, v, train in walk(model):
+        if train and isinstance(v, (float, np.floating)) and get(g, path) is not None:
+            want += float(get(g, path)) ** 2
+    close(dot, want, "jvp along the gradient", 1e-3)
+
+
 def check_zeros_for_none(model, coef, x, cout):
     g = fl.gradient(lambda m: loss(m, coef, x, cout), model, zeros_for_none=True)[0]
     want = expected_grads(model, coef, x, cout)
@@ -836,6 +856,7 @@ def run_case(seed: int, tmp: str) -> None:
     check_round_trip(model, lambda other: fl.loadmodel(other, fl.load(path)))
     check_flatten(model)
     check_zeros_for_none(model, coef, x, cout)
+    check_other_modes(model, g, coef, x, cout)
     check_rules(model, g, rs, tmp, seed)
     check_update(model, g, rs)
     check_changed_field(model, x, cout, rs)
