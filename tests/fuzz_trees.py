@@ -249,6 +249,11 @@ class Gen:
         shape = self.pick([(), (0,), (2,), (3,), (2, 3), (1, 2, 2)])
         dtype = self.pick([np.float32, np.float64])
         a = rs.normal(size=shape).astype(dtype)
+        layout = rs.random()
+        if layout < 0.1 and a.ndim == 2:
+            a = np.asfortranarray(a)
+        elif layout < 0.2 and a.ndim:  # a strided view of a buffer the model does not hold
+            a = np.repeat(a, 2, axis=-1)[..., ::2]
         self.arrays.append(a)
         return a
 
@@ -587,9 +592,22 @@ def check_update(model, g, rs):
         close(v, want, f"update after thaw at {fmt(paths[0])}", 1e-6)
 
 
-def check_conversion(model, convert, dtype):
+def round_trip_device(model):
+    """``model`` moved to a second registered device (tests/backend/fakedevice.py) and
+    back with ``fl.cpu``."""
+    from tests.backend.fakedevice import FAKE
+
+    moved = fl.backend.to_device(model, FAKE)
+    for (path, v, _), (_, w, _) in zip(walk(model), walk(moved)):
+        if isinstance(v, np.ndarray):
+            assert type(w).__name__ == "FakeDeviceArray", f"to_device left {fmt(path)}"
+    return fl.cpu(moved)
+
+
+def check_conversion(model, convert, dtype, copies=False):
     """``convert(model)``: the float arrays of ``dtype`` (None: unchanged), ties of arrays and
-    objects kept, the rest as it was, the original untouched."""
+    objects kept, the rest as it was, the original untouched; arrays already of ``dtype``
+    the same objects unless the conversion ``copies``."""
     saved = [(p, v.copy() if isinstance(v, np.ndarray) else v) for p, v, _ in walk(model)]
     new = convert(model)
     name = getattr(convert, "__name__", "convert")
@@ -602,7 +620,8 @@ def check_conversion(model, convert, dtype):
             assert isinstance(w, np.ndarray) and w.dtype == want.dtype and \
                 np.array_equal(w, want, equal_nan=True), f"{name} at {fmt(path)}: {w!r}"
             if w.dtype == v.dtype:
-                assert w is v, f"{name} copied {fmt(path)}, already {v.dtype}"
+                assert (w is not v) if copies else (w is v), \
+                    f"{name}: {fmt(path)} {'not ' * copies}copied, already {v.dtype}"
             first = ids.setdefault(id(v), w)
             assert first is w, f"{name}: the tie at {fmt(path)} was broken"
         elif isinstance(v, np.random.Generator):
@@ -680,7 +699,12 @@ def check_modules_and_modes(model):
 
 
 def check_printing(model):
-    repr(model)
+    shown = repr(model)
+    ps = params(model)
+    if "# Total:" in shown:
+        want = f"# Total: {len(ps)} "
+        assert want in shown and f"arrays, {sum(v.size for v, _ in ps.values()):,} " \
+            f"parameters," in shown, f"printed {shown.splitlines()[-1]!r}; {len(ps)} arrays"
     text = io.StringIO()
     fl.summary(model, (N, D), file=text)
     n = sum(v.size for v, _ in params(model).values())
@@ -693,8 +717,9 @@ def check_printing(model):
 
 
 def check_rules(model, g, rs, tmp, seed):
-    """Two steps of Momentum or Adam against the rule written out, once per array (ties
-    included); then a checkpoint of the model and state loaded into fresh ones."""
+    """Three steps of Momentum or Adam against the rule written out, once per array (ties
+    included), a random part frozen for the second; then a checkpoint of the model and state
+    loaded into fresh ones."""
     model = copy.deepcopy(model)  # (ties kept)
     g = get(copy.deepcopy((model, g)), (("i", 1),))
     ps = params(model)
@@ -703,27 +728,29 @@ def check_rules(model, g, rs, tmp, seed):
     else:
         rule = fl.Adam(0.125, (0.75, 0.875), 1e-3)
     state = fl.setup(rule, model)
-    hand = {}
-    for k, (v, paths) in ps.items():
-        dx = get(g, paths[0])
-        x = v.astype(np.float64)
-        if dx is None:
-            hand[k] = x
-            continue
-        dx = np.asarray(dx, np.float64)
-        if isinstance(rule, fl.Momentum):
-            mom = np.zeros_like(x)
-            for _ in range(2):
-                mom = rule.rho * mom + rule.eta * dx
-                x = x - mom
-        else:
-            (b1, b2), m, u = rule.beta, np.zeros_like(x), np.zeros_like(x)
-            for t in (1, 2):
+    # the rule written out, per array: (x, first moment, second moment, steps taken)
+    hand = {k: [v.astype(np.float64), 0.0, 0.0, 0] for k, (v, _) in ps.items()}
+
+    def step(skip=()):
+        for k, (v, paths) in ps.items():
+            dx = get(g, paths[0])
+            if dx is None or k in skip:
+                continue
+            dx = np.asarray(dx, np.float64)
+            x, m, u, t = hand[k]
+            t += 1
+            if isinstance(rule, fl.Momentum):
+                m = rule.rho * m + rule.eta * dx
+                x = x - m
+            else:
+                (b1, b2) = rule.beta
                 m, u = b1 * m + (1 - b1) * dx, b2 * u + (1 - b2) * dx ** 2
                 x = x - rule.eta * (m / (1 - b1 ** t)) / (np.sqrt(u / (1 - b2 ** t))
                                                            + rule.epsilon)
-        hand[k] = x
+            hand[k] = [x, m, u, t]
+
     fl.update(state, model, g)
+    step()
     # an array replaced by a copy between steps (not a tied one: that is refused) is the one
     # the next step trains, with the state so far
     alone = [(k, paths[0]) for k, (v, paths) in ps.items() if len(paths) == 1
@@ -733,10 +760,21 @@ def check_rules(model, g, rs, tmp, seed):
         new = ps[k][0].copy()
         set_field(get(model, path[:-1]), path[-1], new)
         ps[k] = (new, ps[k][1])
+    # a part frozen for a step (its arrays and their state stay; the step counts diverge)
+    parts = state_parts(state, model)
+    at = parts[int(rs.integers(len(parts)))][0] if parts else None
+    frozen = {k for k, (v, paths) in ps.items()
+              if at is not None and any(p[:len(at)] == at for p in paths)}
+    if at is not None:
+        fl.freeze(dict(parts)[at])
     fl.update(state, model, g)
+    step(frozen)
+    fl.thaw(state)
+    fl.update(state, model, g)
+    step()
     for k, (v, paths) in ps.items():
-        close(v, hand[k], f"{type(rule).__name__} at {fmt(paths[0])}",
-              1e-9 if v.dtype == np.float64 else 1e-5)
+        close(v, hand[k][0], f"{type(rule).__name__} at {fmt(paths[0])} (frozen for a step "
+              f"at {fmt(at or ())})", 1e-9 if v.dtype == np.float64 else 1e-5)
     # a checkpoint, loaded into a perturbed model and a fresh state
     parts = state_parts(state, model)
     if parts and rs.random() < 0.5:
@@ -849,6 +887,7 @@ def run_case(seed: int, tmp: str) -> None:
     for convert, dtype in ((fl.f64, np.float64), (fl.f32, np.float32), (fl.f16, np.float16),
                            (fl.cpu, None), (lambda m: fl.fmap(lambda a: a, m), None)):
         check_conversion(model, convert, dtype)
+    check_conversion(model, round_trip_device, None, copies=True)
     check_fmap_once(model)
     check_round_trip(model, lambda other: fl.loadmodel(other, fl.state(model)))
     path = os.path.join(tmp, f"case{seed}.safetensors")
