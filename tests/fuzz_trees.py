@@ -170,7 +170,8 @@ def children(x):
     """``[(step, value)]`` of a node (step: ("i", key) for items, ("a", name) for fields), or
     None for a leaf or a static part, as a user would read the model."""
     if isinstance(x, (np.ndarray, np.generic, int, float)) or x is None or \
-            isinstance(x, (str, bool)) or callable(x) and not isinstance(x, fl.Module):
+            isinstance(x, (str, bool)) or callable(x) and not isinstance(x, fl.Module) or \
+            array_like(x):
         return None
     if isinstance(x, dict):
         return [(("i", k), v) for k, v in x.items()]
@@ -184,12 +185,18 @@ def children(x):
     return None
 
 
+def array_like(x) -> bool:
+    """Another device's array (the stand-in of tests/backend/fakedevice.py)."""
+    return type(x).__name__ == "FakeDeviceArray"
+
+
 def walk(x, path=(), skip=False, out=None):
     """``[(path, leaf, trainable)]`` of every array and number, at every place."""
     out = [] if out is None else out
     kids = children(x)
     if kids is None:
-        if isinstance(x, (np.ndarray, np.generic, int, float)) and not isinstance(x, bool):
+        if isinstance(x, (np.ndarray, np.generic, int, float)) and not isinstance(x, bool) \
+                or array_like(x):
             out.append((path, x, not skip))
         return out
     frozen = getattr(type(x), "nontrainable", ()) if not isinstance(x, (dict, list, tuple)) \
@@ -907,6 +914,8 @@ def main(argv=None) -> int:
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--stop-at-first", action="store_true")
     args = parser.parse_args(argv)
+    # (run as a script: the second device stand-in is imported from tests.backend)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     failures = 0
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
