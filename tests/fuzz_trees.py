@@ -117,6 +117,13 @@ class SlotDC:
     b: object = None
 
 
+@dataclasses.dataclass(slots=True, frozen=True)
+class SlotStatsDC:  # no __dict__, a nontrainable field
+    w: object = None
+    stat: object = None
+    nontrainable = ("stat",)
+
+
 NT = collections.namedtuple("NT", ["a", "b"])
 
 
@@ -287,8 +294,8 @@ class Gen:
             return self.leaf()
         n = int(rs.integers(0, 4))
         kind = self.pick(["list", "tuple", "dict", "idict", "plain", "slotted", "slotchild",
-                          "mod", "stats", "slotstats", "slotmod", "dc", "frozen", "slotdc",
-                          "nt", "userlist", "usertuple"])
+                          "mod", "stats", "slotstats", "slotmod", "statsdc", "dc", "frozen",
+                          "slotdc", "nt", "userlist", "usertuple"])
         if kind in SLOT_KINDS and not SLOTS:
             kind = "plain"
         sub = [self.tree(depth - 1) for _ in range(n)]
@@ -302,8 +309,8 @@ class Gen:
             return {f"k{i}": v for i, v in enumerate(sub)}
         if kind == "idict":
             return {i * 2: v for i, v in enumerate(sub)}
-        if kind in ("stats", "slotstats"):
-            cls = Stats if kind == "stats" else SlotStats
+        if kind in ("stats", "slotstats", "statsdc"):
+            cls = {"stats": Stats, "slotstats": SlotStats, "statsdc": SlotStatsDC}[kind]
             return cls(self.array_float(), self.array_float(own=True))
         two = (sub + [self.tree(depth - 1), self.tree(depth - 1)])[:2]
         if kind == "plain":
@@ -481,6 +488,7 @@ def check_structure(g, m, path=()):
 
 def check_gradient(model, coef, x, cout):
     g = fl.gradient(lambda m: loss(m, coef, x, cout), model)[0]
+    repr(g)  # (a gradient of a Module is one, its static parts None: it prints)
     check_structure(g, model)
     want = expected_grads(model, coef, x, cout)
     for path, v, train in walk(model):
@@ -566,6 +574,7 @@ def check_update(model, g, rs):
         assert len(found) == 1 and isinstance(in_state(state, model, paths[0]), fl.Leaf), \
             f"setup: {[fmt(p) for p in paths]} have Leafs {found}"
         leaves[k] = in_state(state, model, paths[0])
+    repr(state)
     parts = state_parts(state, model)
     frozen_at = parts[int(rs.integers(len(parts)))][0] if parts and rs.random() < 0.7 else None
     adjust_at = parts[int(rs.integers(len(parts)))][0] if parts and rs.random() < 0.5 else None

@@ -157,3 +157,24 @@ def test_subclasses_of_list_and_tuple_are_containers():
     assert list(fl.state(pair)["p"]) == ["0", "1"]
     loaded = fl.loadmodel({"p": _Pair((np.zeros(2), 0.0))}, fl.state(pair))
     assert type(loaded["p"]) is _Pair and loaded["p"][1] == 3.0
+
+
+@dataclasses.dataclass(slots=True)
+class _SlottedNorm:
+    w: np.ndarray
+    mean: np.ndarray
+    nontrainable = ("mean",)  # (a class attribute, not a field)
+
+    def __call__(self, x):
+        return (x - self.mean) * self.w
+
+
+def test_a_slotted_dataclass_keeps_its_nontrainable_fields_when_rebuilt():
+    # an object with no __dict__ was rebuilt from the fields the spec lists alone: the traced
+    # copy of a slotted dataclass lacked its nontrainable field, and fl.gradient failed
+    # ("'_SlottedNorm' object has no attribute 'mean'"); its gradient lacked the field too
+    m = _SlottedNorm(np.ones(2), np.full(2, 0.5))
+    g, = fl.gradient(lambda m: np.sum(m(np.ones(2))), m)
+    assert np.array_equal(g.w, [0.5, 0.5]) and g.mean is None
+    leaves, spec = fl.flatten(m, trainable=True)
+    assert fl.unflatten(spec, leaves).mean is m.mean

@@ -258,10 +258,12 @@ def _unflatten(spec, it, none, shared=None):
         return built
     obj = object.__new__(spec.type)
     old = getattr(spec.static, "__dict__", None)
+    if old is None:  # slotted: its fields, those the spec leaves out (nontrainable) too
+        old = dict(_fields(spec.static) or ())
     if none:  # a gradient: every attribute the object had, None where nothing came back
-        state = dict.fromkeys(old, None) if old is not None else {}
+        state = dict.fromkeys(old, None)
     else:
-        state = dict(old) if old is not None else {}
+        state = dict(old)
     state.update(zip(spec.keys, children))
     try:
         obj.__dict__.update(state)
