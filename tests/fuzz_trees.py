@@ -2,33 +2,41 @@
 a model, against a reference walk written here.
 
 Each case builds a random model: a ``Net`` (an ``fl.Module``) holding a random tree of plain
-classes, classes with ``__slots__`` (alone or under a class with a ``__dict__``),
-dataclasses (frozen, slotted), namedtuples, ``fl.Module`` subclasses (some declaring
-``nontrainable`` arrays), lists, tuples, dicts with string and integer keys, empty
-containers, float32/float64 arrays (0-d and empty ones too), integer arrays, Python and NumPy
-numbers, strings, functions, None and random generators; and a list of layers (Dense, Scale,
-BatchNorm and Dropout in test mode) run one after another, one of them possibly twice. Arrays
-are tied (the same array at two places of the tree, or a layer's array in the tree too), and
-a layer object may appear in the tree as well as in the list. Then it checks:
+classes, classes with ``__slots__`` (alone, under a class with a ``__dict__``, a Module with
+slots; made once ``fl.tree`` walks slots), dataclasses (frozen, slotted), namedtuples,
+``fl.Module`` subclasses (some declaring ``nontrainable`` arrays, a slotted frozen dataclass
+too), subclasses of list and tuple, lists, tuples, dicts with string and integer keys, empty
+containers, float32/float64 arrays (0-d, empty, Fortran-ordered, strided views), integer
+arrays, Python and NumPy numbers, strings, functions, None and random generators; and a list
+of layers (Dense, Scale, BatchNorm and Dropout in test mode, nested Chains, SkipConnections)
+run one after another, one of them possibly twice. Arrays are tied (the same array at two
+places of the tree, or a layer's array in the tree too), and a layer object may appear in
+the tree as well as in the list. Then it checks:
 
 - ``fl.gradient``: the gradient mirrors the model (the same classes, None at static parts,
   numbers that carry none and ``nontrainable`` fields) and equals a hand computation, a tied
-  array getting the total gradient at each place;
-- ``fl.setup``/``fl.update``: a step is ``x - eta * g`` once per array, ties included;
-  after ``fl.freeze`` of a random part exactly that part (and its ties) stays, after
-  ``fl.adjust`` of a part it steps with the new rate; ``fl.thaw`` trains everything again;
-- ``fl.f64``/``fl.f32``/``fl.f16``/``fl.cpu``: exactly the float arrays converted, ties of
-  arrays and of objects kept, the original untouched; ``fl.fmap`` calls its function once
-  per array;
-- ``fl.state``/``fl.loadmodel`` and ``fl.save``/``fl.load`` into a perturbed copy: every value
-  back, ties kept;
-- ``fl.modules``, ``fl.trainmode``/``fl.testmode``, ``fl.trainable``, ``repr``,
-  ``fl.summary`` (tied arrays counted once) and ``fl.outputsize``;
-- a field changed after a call (a slotted object's too) is seen by the next gradient.
+  array getting the total gradient at each place; ``zeros_for_none``; ``fl.pullback``'s
+  cotangent is the gradient and ``fl.jvp`` along the gradient its squared norm;
+- ``fl.setup``/``fl.update``: a Descent step is ``x - eta * g`` once per array, ties
+  included; after ``fl.freeze`` of a random part exactly that part (and its ties) stays,
+  after ``fl.adjust`` of a part it steps with the new rate, ``fl.thaw`` trains everything
+  again; three Momentum or Adam steps against the rule written out per array, a random part
+  frozen for one, an array replaced between steps; a checkpoint of model and state loaded
+  into fresh ones;
+- ``fl.f64``/``fl.f32``/``fl.f16``/``fl.cpu``/``fl.fmap`` and a round trip to a second
+  registered device: exactly the float arrays converted, ties of arrays and of objects kept,
+  the original untouched; ``fl.fmap`` calls its function once per array;
+- ``fl.state``/``fl.loadmodel`` and ``fl.save``/``fl.load`` into a perturbed copy: every
+  value back, ties kept; ``flatten``/``unflatten`` (with ``shared``) rebuild the model;
+- ``fl.modules``, ``fl.trainmode``/``fl.testmode``, ``fl.trainable``, printing (the totals
+  count a tied array once) of the model, its gradient and its state, ``fl.summary`` and
+  ``fl.outputsize``;
+- a field set after a call (on any object: slotted, frozen, a dict) is seen by the next
+  gradient, by ``fl.state`` and by an update.
 
-The suite runs a few seeds (tests/test_fuzz_trees.py); by hand, many more:
+The suite runs 120 seeds (tests/test_fuzz_trees.py, about 3 s of CPU); by hand, many more:
 
-    PYTHONPATH=src python tests/fuzz_trees.py --cases 2000
+    PYTHONPATH=src python tests/fuzz_trees.py --cases 3000
 """
 
 from __future__ import annotations
