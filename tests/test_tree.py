@@ -261,3 +261,71 @@ def test_list_and_tuple_subclasses_and_deques_are_sequences():
         assert type(g) is kind and g[1] is None
         np.testing.assert_allclose(g[0], 2 * np.tanh(1.0) * (1 - np.tanh(1.0) ** 2))
         assert type(fl.f32(m)) is kind
+
+
+def test_fmap_maps_an_object_at_several_places_once():
+    # fl.f64(Chain(d, np.tanh, d)) tied d's arrays but made two Dense objects (fl.cpu/gpu kept
+    # one), and a caller's leaf at two places (sync_batchnorm's BatchNorm) was mapped twice
+    d = fl.Dense(2, 2)
+    for convert in (fl.f64, fl.f16, lambda m: fl.fmap(np.copy, m)):
+        m = convert({"first": d, "act": np.tanh, "then": [d]})
+        assert m["first"] is m["then"][0] and m["first"] is not d
+    calls = []
+    out = fl.fmap(lambda x: calls.append(x) or fl.Scale(1), [d, d],
+                  is_leaf=lambda x: isinstance(x, fl.Dense))
+    assert len(calls) == 1 and out[0] is out[1]
+    # with rest, the places may pair with other leaves: each is mapped on its own
+    pair = fl.fmap(lambda a, b: a + b, [d, d], [{"weight": 1, "bias": 1, "activation": None},
+                                                {"weight": 2, "bias": 2, "activation": None}])
+    assert pair[0] is not pair[1] and np.array_equal(pair[1].weight, d.weight + 2)
+
+
+class _Layers(list):
+    """A user's list of layers, called in turn."""
+
+    def __call__(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+class _Pair(tuple):
+    pass
+
+
+def test_subclasses_of_list_and_tuple_are_containers():
+    # a list or tuple subclass was an object with no fields: its arrays were no leaves
+    # (setup trained nothing, state saved nothing) and fl.gradient failed rebuilding it
+    # ("object.__new__(_Layers) is not safe")
+    model = _Layers([fl.Dense(2, 2), fl.Dense(2, 1)])
+    assert len(fl.leaves(model)) == 4
+    g, = fl.gradient(lambda m: np.sum(m(np.ones((1, 2), np.float32))), model)
+    assert type(g) is _Layers and g[1].bias[0] == 1
+    state = fl.setup(fl.Descent(0.5), model)
+    fl.update(state, model, g)
+    assert model[1].bias[0] == -0.5
+    pair = {"p": _Pair((np.ones(2), 3.0))}
+    assert list(fl.state(pair)["p"]) == ["0", "1"]
+    loaded = fl.loadmodel({"p": _Pair((np.zeros(2), 0.0))}, fl.state(pair))
+    assert type(loaded["p"]) is _Pair and loaded["p"][1] == 3.0
+
+
+@dataclasses.dataclass(slots=True)
+class _SlottedNorm:
+    w: np.ndarray
+    mean: np.ndarray
+    nontrainable = ("mean",)  # (a class attribute, not a field)
+
+    def __call__(self, x):
+        return (x - self.mean) * self.w
+
+
+def test_a_slotted_dataclass_keeps_its_nontrainable_fields_when_rebuilt():
+    # an object with no __dict__ was rebuilt from the fields the spec lists alone: the traced
+    # copy of a slotted dataclass lacked its nontrainable field, and fl.gradient failed
+    # ("'_SlottedNorm' object has no attribute 'mean'"); its gradient lacked the field too
+    m = _SlottedNorm(np.ones(2), np.full(2, 0.5))
+    g, = fl.gradient(lambda m: np.sum(m(np.ones(2))), m)
+    assert np.array_equal(g.w, [0.5, 0.5]) and g.mean is None
+    leaves, spec = fl.flatten(m, trainable=True)
+    assert fl.unflatten(spec, leaves).mean is m.mean

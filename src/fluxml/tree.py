@@ -254,8 +254,8 @@ def _slot_names(t) -> tuple:
 def _state(obj, slots) -> dict:
     """An object's fields as a dict: its set slots, then its ``__dict__``."""
     d = getattr(obj, "__dict__", None)
-    if not slots:
-        return d if d is not None else {}
+    if not slots:  # (a slotted class read by __tree_fields__: its fields)
+        return d if d is not None else dict(_fields(obj) or ())
     state = {k: v for k in slots if (v := getattr(obj, k, _UNSET)) is not _UNSET}
     if d:
         state.update(d)
@@ -407,7 +407,9 @@ def leaves(tree) -> list:
 def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
     """Apply ``f`` to each leaf (and the matching leaves of ``rest``), keeping the structure.
     An array at several places (tied weights) is mapped once, as Flux's ``fmap`` does, so
-    the result is tied where ``tree`` is (with the same leaves of ``rest`` at those places).
+    the result is tied where ``tree`` is (with the same leaves of ``rest`` at those places);
+    so is any leaf but a number (an object a caller's ``is_leaf`` takes), and without
+    ``rest`` an object at several places (a layer used twice) is one object in the result.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.fmap(lambda a, b: a + b, [1.0, (2.0,)], [10.0, (20.0,)])
@@ -416,6 +418,10 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     >>> copy = fl.fmap(np.copy, {"enc": w, "dec": w})
     >>> copy["enc"] is copy["dec"], copy["enc"] is w
     (True, False)
+    >>> layer = fl.Dense(2, 2)
+    >>> model = fl.f64(fl.Chain(layer, np.tanh, layer))
+    >>> model[0] is model[2], model[0].weight.dtype
+    (True, dtype('float64'))
     """
     xs, spec = flatten(tree, is_leaf)
     others = [flatten(align(r, spec, "fmap: a tree of rest"), is_leaf)[0] for r in rest]
@@ -425,14 +431,18 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     done: dict = {}  # ids of an array's leaves -> (the leaves, kept alive; f's result)
     out = []
     for args in zip(xs, *others):
-        if type(args[0]).__name__ != "ndarray":  # numbers, tracers, a caller's leaves
+        if isinstance(args[0], _NUMBERS):  # values, not objects: mapped at each place
             out.append(f(*args))
             continue
         key = tuple(map(id, args))
         if key not in done:
             done[key] = (args, f(*args))
         out.append(done[key][1])
-    return unflatten(spec, out)
+    # (with rest, the trees of rest may differ at two places of one object of tree's)
+    return unflatten(spec, out, shared=None if rest else {})
+
+
+_NUMBERS = (int, float, complex, np.generic)
 
 
 def align(tree, spec: Spec, who: str = "a tree"):

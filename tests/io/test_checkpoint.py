@@ -262,3 +262,14 @@ def test_numpy_integer_steps_are_counts(tmp_path):
     fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, step=np.uint64(2**40))
     info = fl.load_checkpoint(tmp_path / "c.st", {"w": np.ones(2)})
     assert info.step == 2**40 and type(info.step) is int
+
+
+def test_a_model_with_no_arrays_resumes(tmp_path):
+    # a checkpoint of a model holding no arrays (a parameter-free model: an activation, a
+    # name) failed to load with KeyError: 'model' (its state is empty, so the file had none)
+    path = str(tmp_path / "empty.safetensors")
+    fl.save_checkpoint(path, {"act": np.tanh, "name": "net"}, step=5, extra={"epoch": 1})
+    info = fl.load_checkpoint(path, {"act": np.tanh, "name": "net"})
+    assert info.step == 5 and info.extra == {"epoch": 1}
+    with pytest.raises(LoadError, match="w: missing from the state"):
+        fl.load_checkpoint(path, {"w": np.ones(2)})

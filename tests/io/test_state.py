@@ -205,3 +205,24 @@ def test_a_state_holding_the_models_own_arrays_loads_as_given():
     model = {"a": a, "b": b, "t": np.arange(4.0)}
     fl.loadmodel(model, {"a": b, "b": a, "t": model["t"][::-1]})
     assert a.tolist() == [1, 1] and b.tolist() == [0, 0] and model["t"].tolist() == [3, 2, 1, 0]
+
+
+def test_loadmodel_replaces_numpy_scalars():
+    # a model holding a NumPy scalar failed to load: NumPy 2's scalars have
+    # __array_namespace__ and were written into as arrays ("does not support item assignment")
+    model = {"t": np.float64(1.5), "pair": (np.float32(2.0), 3.0), "w": np.zeros(2)}
+    saved = {"t": np.float64(7.0), "pair": (np.float32(8.0), 9.0), "w": np.ones(2)}
+    fl.loadmodel(model, fl.state(saved))
+    assert model["t"] == 7.0 and type(model["t"]) is np.float64
+    assert model["pair"] == (8.0, 9.0) and type(model["pair"][0]) is np.float32
+
+
+def test_keys_alike_as_strings_are_refused_not_merged():
+    # dict keys 0 and "0" are both named "0" in a state: fl.state kept one of them and
+    # dropped the other, and loadmodel wrote the one entry into both arrays, silently
+    model = {0: np.ones(1), "0": np.zeros(1)}
+    with pytest.raises(ValueError, match="state: two entries are both named '0'"):
+        fl.state(model)
+    with pytest.raises(ValueError, match="loadmodel: two entries are both named '0'.*0 and '0'"):
+        fl.loadmodel(model, {"0": np.full(1, 5.0)})
+    assert model[0][0] == 1 and model["0"][0] == 0

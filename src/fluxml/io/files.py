@@ -224,7 +224,7 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
                         "opt_state=fl.setup(rule, model) to restore it" if opt_state is None
                         else "the checkpoint holds no optimiser state, but opt_state was "
                         "given"))
-    model_flat = flat_state(state["model"])
+    model_flat = flat_state(state.get("model", {}))  # (a model of no arrays saves none)
     model_target = check(model, model_flat, "load_checkpoint (model)")
     if opt_state is not None:
         opt_flat = flat_state(state["opt"])

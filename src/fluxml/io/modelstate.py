@@ -43,6 +43,9 @@ def state(model) -> dict[str, Any]:
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})
+        if path[-1] in node:  # (dict keys 0 and "0": one would be dropped, silently)
+            raise ValueError(f"state: two entries are both named {'.'.join(path)!r} once their "
+                             f"keys are written as strings; rename one of the keys")
         node[path[-1]] = leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
     return out
 
@@ -136,7 +139,8 @@ def named_leaves(tree, what: str) -> list[tuple[str, tuple[str, ...], Any]]:
         name = ".".join(path)
         if name in seen:
             raise ValueError(f"{what}: two entries are both named {name!r} once their keys are "
-                             f"joined with dots; rename the keys that contain dots")
+                             f"joined with dots; rename the keys that contain dots (or one "
+                             f"of two keys that are alike as strings, such as 0 and '0')")
         seen.add(name)
         named.append((name, path, leaf))
     return named
@@ -161,6 +165,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         into = "the given optimiser state"
         hint = ("; set it up with the rule the checkpoint was saved with, "
                 "fl.setup(rule, model)")
+    if len({p for p, _ in target}) < len(target):  # (dict keys 0 and "0": both would load)
+        named_leaves(model, what)  # raises, naming the entry
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
@@ -397,7 +403,8 @@ def _join(prefix: str, key) -> str:
 def _assign(x, prefix, flat):
     if is_array_leaf(x):
         v = flat[prefix]
-        if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__"):
+        if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__") \
+                and not isinstance(x, np.generic):  # (NumPy 2's scalars have the namespace)
             x[...] = v
             return x
         if isinstance(x, np.ndarray):  # 0-d
@@ -405,7 +412,7 @@ def _assign(x, prefix, flat):
             return x
         return type(x)(np.asarray(v).item()) if is_leaf(x) else v
     t = type(x)
-    if t is list or isinstance(x, dict):
+    if isinstance(x, (list, dict)):
         items = x.items() if isinstance(x, dict) else enumerate(x)
         for k, c in list(items):
             new = _assign(c, _join(prefix, k), flat)

@@ -459,6 +459,17 @@ def _leaves(state):
     return found
 
 
+def _state_leaves(state, who: str) -> list:
+    """The Leafs of ``state``; a tree with arrays to train but no Leaf (the model, or a part
+    of it, where its optimiser state was meant) is refused: nothing would change, silently."""
+    leaves = _leaves(state)
+    if not leaves and state is not None and any(_trainable(x) for x in flatten(state)[0]):
+        raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
+                        f"such as state.layers[0]; got a {type(state).__name__} holding arrays "
+                        f"but no Leaf (the model?). Pass the state: {who}(state.<part>)")
+    return leaves
+
+
 def adjust(state, eta: float | None = None, **changes):
     """Change hyperparameters of every rule in ``state`` (a whole tree or any part of it) in
     place, and return ``state``: ``adjust(state, 1e-4)`` sets the learning rate,
@@ -475,7 +486,7 @@ def adjust(state, eta: float | None = None, **changes):
     if eta is not None:
         changes["eta"] = eta
     changes = {ALIASES.get(k, k): v for k, v in changes.items()}
-    leaves = _leaves(state)
+    leaves = _state_leaves(state, "adjust")
     known = set().union(*(leaf.rule.names() for leaf in leaves)) if leaves else set()
     unknown = sorted(set(changes) - known)
     if unknown:
@@ -502,7 +513,7 @@ def freeze(state) -> None:
     """
     if COMPILING:
         _refuse_an_argument(state, "freeze")
-    for leaf in _leaves(state):
+    for leaf in _state_leaves(state, "freeze"):
         leaf.frozen = True
 
 
@@ -520,7 +531,7 @@ def thaw(state) -> None:
     """
     if COMPILING:
         _refuse_an_argument(state, "thaw")
-    for leaf in _leaves(state):
+    for leaf in _state_leaves(state, "thaw"):
         leaf.frozen = False
 
 
