@@ -9,7 +9,7 @@ import pytest
 import fluxml as fl
 
 INITS = [fl.init.glorot_uniform, fl.init.glorot_normal, fl.init.kaiming_uniform,
-         fl.init.kaiming_normal, fl.init.truncated_normal, fl.init.orthogonal,
+         fl.init.kaiming_normal, fl.init.lecun_normal, fl.init.truncated_normal, fl.init.orthogonal,
          partial(fl.init.sparse_init, sparsity=0.5), fl.init.identity_init, fl.init.zeros,
          fl.init.ones, fl.init.normal]
 
@@ -33,6 +33,8 @@ def test_scales_follow_the_fans():
     assert np.std(fl.init.kaiming_normal(shape, rng)) == pytest.approx(math.sqrt(2 / 288), rel=0.05)
     assert np.abs(fl.init.kaiming_uniform(shape, rng)).max() <= math.sqrt(2) * math.sqrt(3 / 288)
     assert np.std(fl.init.normal((100, 100), rng, std=0.1)) == pytest.approx(0.1, rel=0.05)
+    assert np.std(fl.init.lecun_normal(shape, rng)) == pytest.approx(math.sqrt(1 / 288), rel=0.05)
+    assert np.abs(fl.init.lecun_normal((4, 1), rng, gain=10.0)).max() <= 2.0  # Flux's cut
     t = fl.init.truncated_normal((10000,), rng, lo=-1.0, hi=0.5)
     assert t.min() >= -1.0 and t.max() <= 0.5
 

@@ -110,3 +110,222 @@ def test_fmap_keeps_tied_arrays_tied():
     np.testing.assert_array_equal(summed["y"], 3 * w)
     drawn = fl.fmap(lambda a: np.random.default_rng().normal(), {"x": 1.0, "y": 1.0})
     assert drawn["x"] != drawn["y"]  # numbers are mapped at each place
+
+
+class _Slotted:
+    """A user layer with __slots__ (no __dict__): its arrays are parameters."""
+    __slots__ = ("weight", "scale", "act", "__private", "unset")
+
+    def __init__(self, weight, scale):
+        self.weight, self.scale, self.act = weight, scale, np.tanh
+        self.__private = np.full(2, 3.0)
+
+    def __call__(self, x):
+        return self.act(x @ self.weight) * self.scale + self.__private.sum()
+
+
+class _SlottedWithDict(_Slotted):  # no __slots__ of its own: slots and a __dict__
+    pass
+
+
+@pytest.mark.parametrize("cls", [_Slotted, _SlottedWithDict])
+def test_slotted_objects_are_nodes(cls):
+    """A slotted layer was static: its gradient None and fl.setup gave None, so it never
+    trained, silently."""
+    m = cls(np.ones((2, 2)), 2.0)
+    if cls is _SlottedWithDict:
+        m.bias = np.zeros(2)
+    x = np.array([[0.5, -1.0]])
+    g, = fl.gradient(lambda m: (m(x) ** 2).sum(), m)
+    assert type(g) is cls and g.act is None and not hasattr(g, "unset")
+    y = x @ m.weight
+    out = np.tanh(y) * 2.0 + 6.0
+    np.testing.assert_allclose(g.weight, x.T @ (2 * out * 2.0 * (1 - np.tanh(y) ** 2)))
+    np.testing.assert_allclose(g.scale, (2 * out * np.tanh(y)).sum())
+    np.testing.assert_allclose(g._Slotted__private, np.full(2, 2 * out.sum()))
+    leaves, spec = fl.tree.flatten(m)
+    rebuilt = fl.unflatten(spec, leaves)
+    assert rebuilt.act is np.tanh and rebuilt.weight is m.weight
+    if cls is _SlottedWithDict:
+        assert rebuilt.__dict__ == {"bias": m.bias} and g.bias is None
+    state = fl.setup(fl.Descent(0.1), m)
+    fl.update(state, m, g)
+    np.testing.assert_allclose(m.weight, 1 - 0.1 * g.weight)
+    doubled = fl.fmap(lambda a: 2 * a, m)
+    assert np.array_equal(doubled.weight, 2 * m.weight) and doubled.act is np.tanh
+    fresh = cls(np.zeros((2, 2)), 0.0)
+    if cls is _SlottedWithDict:
+        fresh.bias = np.ones(2)
+    fl.loadmodel(fresh, fl.state(m))
+    assert np.array_equal(fresh.weight, m.weight) and fresh.scale == m.scale
+
+
+def test_simple_namespaces_are_nodes():
+    """types.SimpleNamespace (a built-in type) was static: gradient None, silently."""
+    import types
+    m = types.SimpleNamespace(w=np.ones(2), act=np.tanh)
+    g, = fl.gradient(lambda m: (m.act(m.w) ** 2).sum(), m)
+    assert type(g) is types.SimpleNamespace and g.act is None
+    np.testing.assert_allclose(g.w, 2 * np.tanh(1.0) * (1 - np.tanh(1.0) ** 2))
+
+
+def test_only_the_users_slotted_classes_are_nodes():
+    """The standard library's and fluxml's own slotted classes stay static: a Fraction's or
+    a Path's slots are not parameters, nor a compiled function's cached program."""
+    import enum
+    import fractions
+    import pathlib
+
+    class Mode(enum.Enum):
+        TRAIN = 1
+
+    class Level(enum.IntEnum):
+        LOW = 1
+
+    f = fl.compile(lambda x: 2 * x)
+    f(np.ones(2))
+    m = {"w": np.ones(2), "r": fractions.Fraction(1, 3), "p": pathlib.Path("/tmp"), "f": f,
+         "mode": Mode.TRAIN, "level": Level.LOW}
+    assert [p for p, x in fl.tree.leaves_with_paths(m) if not isinstance(x, int)] == ["w"]
+    for copy in (fl.f32(m), fl.fmap(np.copy, m)):
+        assert copy["mode"] is Mode.TRAIN and copy["level"] is Level.LOW
+        assert copy["r"] is m["r"] and copy["p"] is m["p"]
+
+
+class _Stats:
+    __slots__ = ("w", "stat", "_v")
+    nontrainable = ("stat",)
+
+    def __init__(self):
+        self.w, self.stat, self._v = np.ones(2), np.zeros(2), np.ones(2)
+
+    def __call__(self, x):
+        return (self.w * x).sum() + self.stat.sum()
+
+
+class _Hidden(_Stats):
+    __slots__ = ()
+
+    def __init__(self):
+        self.w, self.stat = np.ones(2), np.zeros(2)
+
+    @property
+    def _v(self):  # hides the base class's slot: not a field
+        return 1.0
+
+
+def test_slotted_rebuilds_keep_nontrainable_fields_and_skip_hidden_slots():
+    m = _Stats()
+    g, = fl.gradient(lambda m: m(np.arange(2.0)), m)
+    np.testing.assert_array_equal(g.w, [0.0, 1.0])
+    assert g.stat is None
+    assert [p for p, _ in fl.tree.leaves_with_paths(_Hidden())] == ["w", "stat"]
+    assert fl.fmap(lambda a: 2 * a, _Hidden())._v == 1.0
+
+
+class _Switching:
+    """Picks its forward pass at construction: a field bound to its own method."""
+
+    def __init__(self):
+        self.w = np.arange(3.0)
+        self.inner = fl.Dense(3, 1)
+        self.impl = self._forward
+        self.act = self.inner.__call__
+
+    def _forward(self, x):
+        return (self.w * x).sum()
+
+
+def test_bound_method_fields_are_bound_to_the_rebuilt_object():
+    """``self.impl = self._forward`` kept calling the original object: the gradient of w
+    was None (the traced copy was never read), and an fl.f64 copy ran the old arrays."""
+    m = _Switching()
+    g, = fl.gradient(lambda m: m.impl(np.ones(3)) + m.act(np.ones((1, 3), np.float32)).sum(), m)
+    np.testing.assert_array_equal(g.w, np.ones(3))
+    np.testing.assert_array_equal(g.inner.weight, np.ones((1, 3)))
+    c = fl.f32(m)
+    assert c.impl.__self__ is c and c.act.__self__ is c.inner
+
+
+def test_list_and_tuple_subclasses_and_deques_are_sequences():
+    """A list subclass (or a deque) in a model failed in every gradient with "object.__new__
+    is not safe"; a deque's arrays were static (gradient None)."""
+    import collections
+
+    class Layers(list):
+        pass
+
+    for kind in (Layers, collections.deque, type("Pair", (tuple,), {})):
+        m = kind([np.ones(2), np.tanh])
+        g, = fl.gradient(lambda m: (m[1](m[0]) ** 2).sum(), m)
+        assert type(g) is kind and g[1] is None
+        np.testing.assert_allclose(g[0], 2 * np.tanh(1.0) * (1 - np.tanh(1.0) ** 2))
+        assert type(fl.f32(m)) is kind
+
+
+def test_fmap_maps_an_object_at_several_places_once():
+    # fl.f64(Chain(d, np.tanh, d)) tied d's arrays but made two Dense objects (fl.cpu/gpu kept
+    # one), and a caller's leaf at two places (sync_batchnorm's BatchNorm) was mapped twice
+    d = fl.Dense(2, 2)
+    for convert in (fl.f64, fl.f16, lambda m: fl.fmap(np.copy, m)):
+        m = convert({"first": d, "act": np.tanh, "then": [d]})
+        assert m["first"] is m["then"][0] and m["first"] is not d
+    calls = []
+    out = fl.fmap(lambda x: calls.append(x) or fl.Scale(1), [d, d],
+                  is_leaf=lambda x: isinstance(x, fl.Dense))
+    assert len(calls) == 1 and out[0] is out[1]
+    # with rest, the places may pair with other leaves: each is mapped on its own
+    pair = fl.fmap(lambda a, b: a + b, [d, d], [{"weight": 1, "bias": 1, "activation": None},
+                                                {"weight": 2, "bias": 2, "activation": None}])
+    assert pair[0] is not pair[1] and np.array_equal(pair[1].weight, d.weight + 2)
+
+
+class _Layers(list):
+    """A user's list of layers, called in turn."""
+
+    def __call__(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+class _Pair(tuple):
+    pass
+
+
+def test_subclasses_of_list_and_tuple_are_containers():
+    # a list or tuple subclass was an object with no fields: its arrays were no leaves
+    # (setup trained nothing, state saved nothing) and fl.gradient failed rebuilding it
+    # ("object.__new__(_Layers) is not safe")
+    model = _Layers([fl.Dense(2, 2), fl.Dense(2, 1)])
+    assert len(fl.leaves(model)) == 4
+    g, = fl.gradient(lambda m: np.sum(m(np.ones((1, 2), np.float32))), model)
+    assert type(g) is _Layers and g[1].bias[0] == 1
+    state = fl.setup(fl.Descent(0.5), model)
+    fl.update(state, model, g)
+    assert model[1].bias[0] == -0.5
+    pair = {"p": _Pair((np.ones(2), 3.0))}
+    assert list(fl.state(pair)["p"]) == ["0", "1"]
+    loaded = fl.loadmodel({"p": _Pair((np.zeros(2), 0.0))}, fl.state(pair))
+    assert type(loaded["p"]) is _Pair and loaded["p"][1] == 3.0
+
+
+@dataclasses.dataclass(slots=True)
+class _SlottedNorm:
+    w: np.ndarray
+    mean: np.ndarray
+    nontrainable = ("mean",)  # (a class attribute, not a field)
+
+    def __call__(self, x):
+        return (x - self.mean) * self.w
+
+
+def test_a_slotted_dataclass_keeps_its_nontrainable_fields_when_rebuilt():
+    # an object with no __dict__ was rebuilt from the fields the spec lists alone: the traced
+    # copy of a slotted dataclass lacked its nontrainable field, and fl.gradient failed
+    # ("'_SlottedNorm' object has no attribute 'mean'"); its gradient lacked the field too
+    m = _SlottedNorm(np.ones(2), np.full(2, 0.5))
+    g, = fl.gradient(lambda m: np.sum(m(np.ones(2))), m)
+    assert np.array_equal(g.w, [0.5, 0.5]) and g.mean is None
+    leaves, spec = fl.flatten(m, trainable=True)
+    assert fl.unflatten(spec, leaves).mean is m.mean

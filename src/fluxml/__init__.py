@@ -14,6 +14,7 @@ from fluxml.ad import (
     checkpoint,
     custom_jvp,
     custom_vjp,
+    diaghessian,
     gradient,
     hessian,
     index_add,
@@ -24,6 +25,7 @@ from fluxml.ad import (
     stop_gradient,
     vjp,
     withgradient,
+    withjacobian,
 )
 from fluxml.init import seed
 from fluxml.tree import (
@@ -62,6 +64,7 @@ _LAZY = {
         "MultiHeadAttention", "outputsize", "PairwiseFusion", "Parallel", "PixelShuffle",
         "RNN", "RNNCell", "Scale", "SkipConnection", "summary", "testmode", "trainable",
         "trainmode", "TransformerEncoderBlock", "Upsample",
+        "GRUv3", "GRUv3Cell", "Recurrence", "remove_weight_norms", "WeightNorm", "activations",
     ], "fluxml.layers"),
     **dict.fromkeys(["PolyAct", "square"], "fluxml.layers.polynomial"),
     **dict.fromkeys([
@@ -78,6 +81,7 @@ _LAZY = {
         "lisht", "logsigmoid", "logsoftmax", "make_causal_mask", "mish", "nnlib", "relu",
         "relu6", "rrelu", "selu", "sigmoid", "silu", "softmax", "softplus", "softshrink",
         "softsign", "swish", "tanhshrink", "trelu",
+        "gelu_sigmoid", "glu", "logcosh",
     ], "fluxml.nnlib"),
     **dict.fromkeys(["NeuralODE", "ode"], "fluxml.ode"),
     **dict.fromkeys([
@@ -86,6 +90,7 @@ _LAZY = {
         "freeze", "Leaf", "Lion", "Momentum", "NAdam", "Nesterov", "OAdam", "OneCycle",
         "optimise", "OptimiserChain", "RAdam", "RMSProp", "Rprop", "setup", "SignDecay",
         "StepDecay", "thaw", "update", "WeightDecay",
+        "destructure", "trainables", "MixedPrecision",
     ], "fluxml.optimise"),
     **dict.fromkeys(["train", "TrainingError"], "fluxml.training"),
     "scipy": "fluxml.scipy",
@@ -114,6 +119,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "distributed",
+    "destructure", "trainables",
+    "GRUv3", "GRUv3Cell", "Recurrence", "WeightNorm", "remove_weight_norms",
+    "gelu_sigmoid", "glu", "logcosh",
+    "activations", "diaghessian", "withjacobian", "MixedPrecision",
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional",
     "Bilinear", "Callback", "Chain", "ClipGrad", "ClipNorm", "Conv", "ConvTranspose",

@@ -24,6 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fluxml._checks import positive_int
+
+# what Evaluate's and SaveCheckpoint's ``every`` counts, for their errors (0 failed at the
+# first epoch's end, a division by zero; a negative one ran every epoch)
+_EVERY = "every (epochs between calls)"
+
 
 class Callback:
     """Base class: override the hooks you need (each receives the ``Run``).
@@ -58,15 +64,6 @@ class Callback:
         pass
 
 
-def _every(who: str, every) -> int:
-    """``every`` (epochs between calls) checked: a positive int (0 failed at the first
-    epoch's end, a division by zero; a negative one ran every epoch)."""
-    if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or every < 1:
-        raise ValueError(f"{who}: every (epochs between calls) must be a positive int; got "
-                         f"{every!r}")
-    return int(every)
-
-
 class Evaluate(Callback):
     """``Evaluate(fn, every=1, name=None)``: at the end of every ``every``-th epoch, call
     ``fn(model)`` and record what it returns in the history: a dict of metrics, or one
@@ -87,7 +84,7 @@ class Evaluate(Callback):
         if not callable(fn):
             raise TypeError(f"Evaluate: fn must be callable fn(model) -> number or dict; "
                             f"got {fn!r}")
-        self.fn, self.every = fn, _every("Evaluate", every)
+        self.fn, self.every = fn, positive_int("Evaluate", _EVERY, every)
         self.name = name or getattr(fn, "__name__", "metric")
         self.logged: set | None = None  # the names recorded so far (a dict's: known once called)
 
@@ -261,7 +258,7 @@ class SaveCheckpoint(Callback):
     """
 
     def __init__(self, path, every: int = 1, rngs: dict | None = None):
-        self.path, self.every = str(path), _every("SaveCheckpoint", every)
+        self.path, self.every = str(path), positive_int("SaveCheckpoint", _EVERY, every)
         self.rngs = dict(rngs or {})
         self.saved: list[Path] = []
 

@@ -143,6 +143,20 @@ def truncated_normal(shape: Shape, rng=None, *, mean: float = 0.0, std: float = 
     return out.astype(dtype)
 
 
+def lecun_normal(shape: Shape, rng=None, *, gain: float = 1.0, dtype=np.float32):
+    """Flux's ``lecun_normal``: :func:`truncated_normal` with mean 0 and standard deviation
+    ``gain / sqrt(fan_in)``, cut (as Flux cuts it) at ``±2`` (absolute bounds, far out for
+    any but the smallest fans). Suits ``selu`` (LeCun et al., Efficient backprop).
+
+    >>> import numpy as np, fluxml as fl
+    >>> w = fl.init.lecun_normal((1000, 10), np.random.default_rng(0))
+    >>> round(float(w.std()), 2)
+    0.32
+    """
+    std = gain / math.sqrt(max(fans(shape)[0], 1))
+    return truncated_normal(shape, rng, std=std, dtype=dtype)
+
+
 def orthogonal(shape: Shape, rng=None, *, gain: float = 1.0, dtype=np.float32):
     """A (semi-)orthogonal matrix, trailing dimensions flattened (Saxe et al.)."""
     shape = _shape(shape)

@@ -1,9 +1,12 @@
 """Trees (functors): nested containers of arrays, flattened to leaves and rebuilt.
 
 A tree is any nesting of lists, tuples, dicts, namedtuples, dataclasses and plain objects
-with attributes (``fl.Module`` subclasses among them). Its leaves are arrays and numbers;
-everything else (functions, strings, None ...) is static structure, kept when a tree is
-rebuilt from its own leaves and shown as ``None`` in a gradient.
+with attributes (``fl.Module`` subclasses among them, the user's classes with ``__slots__``,
+``types.SimpleNamespace``). Its leaves are arrays and numbers; everything else (functions,
+strings, enum members, None, the standard library's objects ...) is static structure, kept
+when a tree is rebuilt from its own leaves and shown as ``None`` in a gradient. A field
+holding a method bound to the object or to one of its fields (``self.impl =
+self._forward``) is bound to the rebuilt object.
 
 >>> import numpy as np, fluxml as fl
 >>> leaves, spec = fl.tree.flatten({"w": np.ones(2), "b": 0.5, "act": "relu"})
@@ -15,10 +18,13 @@ rebuilt from its own leaves and shown as ``None`` in a gradient.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import enum
 import functools
+import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,7 +36,7 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was created by a class stat
 # Dense(3, 2, partial(fl.leakyrelu, a=0.2)) failed in fl.gradient)
 _STATIC_TYPES = (np.ufunc, str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
                  types.MethodType, types.ModuleType, np.dtype, slice, range, functools.partial,
-                 functools._lru_cache_wrapper)
+                 functools._lru_cache_wrapper, enum.Enum)
 
 
 def register_leaf(cls: type) -> None:
@@ -42,8 +48,9 @@ def register_leaf(cls: type) -> None:
 
 
 def is_leaf(x) -> bool:
-    """Arrays and numbers (bools are static: they never carry a derivative)."""
-    return isinstance(x, _LEAF_TYPES) and not isinstance(x, bool)
+    """Arrays and numbers (bools and enum members, IntEnum's too, are static: they never
+    carry a derivative)."""
+    return isinstance(x, _LEAF_TYPES) and not isinstance(x, (bool, enum.Enum))
 
 
 def is_array_leaf(x) -> bool:
@@ -85,9 +92,14 @@ def _fields(obj, trainable=False):
         fields = [(k, getattr(obj, k)) for k in obj.__tree_fields__()]
     elif how == "attributes":
         d = getattr(obj, "__dict__", None)
-        if d is None:  # a slotted instance
+        if names:  # slots (set ones only), then the instance's own attributes if it has any
+            fields = [(k, v) for k in names if (v := getattr(obj, k, _UNSET)) is not _UNSET]
+            if d:
+                fields += d.items()
+        elif d is None:  # no slots with names, no attributes: nothing to walk
             return None
-        fields = list(d.items())
+        else:
+            fields = list(d.items())
     else:
         return None
     if trainable:
@@ -145,13 +157,23 @@ def _flatten(x, leaves, leaf, seen, trainable):
         return Spec(kind, t, keys, _children(values, leaves, leaf, seen, trainable))
     if kind == "static":
         return Spec("static", static=x)
+    if kind == "method":  # static, and the rebuilds look for bound methods from now on
+        global _METHODS
+        _METHODS = True
+        return Spec("static", static=x)
     return _object(x, leaves, leaf, seen, trainable)
+
+
+# whether a bound method was ever met in a tree: until then (most programs) a rebuild does
+# not look for methods to bind to the new objects (see _rebind_methods)
+_METHODS = False
 
 
 def _kind(t) -> str:
     """The kind of a value of type ``t`` with the default leaf test: "leaf" for arrays and
     numbers, else its :func:`_container` kind."""
-    leaf = issubclass(t, _LEAF_TYPES) and not issubclass(t, bool) or t.__name__ == "ndarray"
+    leaf = issubclass(t, _LEAF_TYPES) and not issubclass(t, (bool, enum.Enum)) \
+        or t.__name__ == "ndarray"
     kind = _KINDS[t] = "leaf" if leaf else _container(t)
     return kind
 
@@ -163,8 +185,12 @@ def _container(t) -> str:
         kind = t.__name__
     elif issubclass(t, tuple) and hasattr(t, "_fields"):
         kind = "namedtuple"
+    elif issubclass(t, (list, tuple, collections.deque)):  # rebuilt as type(items)
+        kind = "tuple" if issubclass(t, tuple) else "list"
     elif issubclass(t, dict):
         kind = "dict"
+    elif t is types.MethodType:
+        kind = "method"
     elif t is type(None) or issubclass(t, (bool,) + _STATIC_TYPES):
         kind = "static"
     else:
@@ -184,12 +210,78 @@ def _node_kind(t) -> tuple:
         kind = "dataclass", tuple(f.name for f in dataclasses.fields(t))
     elif hasattr(t, "__tree_fields__"):
         kind = "method", None
+    elif issubclass(t, types.SimpleNamespace):  # (a built-in type with attributes)
+        kind = "attributes", None
     elif issubclass(t, _STATIC_TYPES) or not t.__flags__ & _HEAPTYPE:
         kind = "static", None
     else:
-        kind = "attributes", None
+        kind = "attributes", _slot_names(t) if _users(t) else _NO_SLOTS
     _NODES[t] = kind
     return kind
+
+
+_NO_SLOTS = ()  # a class without slots read (the rebuild's fast path checks for this one)
+
+
+def _users(t) -> bool:
+    """Whether ``t`` is a class of the user's (not the standard library's or fluxml's): only
+    such a class's slots are fields (a Fraction's, a Path's or a compiled function's slotted
+    parts are not a model's parameters)."""
+    package = (t.__module__ or "").partition(".")[0]
+    return package != "fluxml" and package not in sys.stdlib_module_names
+
+
+_UNSET = object()
+
+
+def _slot_names(t) -> tuple:
+    """The attribute names of the slots ``t`` and its bases declare, base classes first, as
+    the instances store them (a private ``__x`` of class ``C`` is ``_C__x``). A slotted
+    user class is a node as a class with ``__dict__`` is: its arrays are parameters."""
+    names: list = []
+    for c in reversed(t.__mro__):
+        slots = c.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{c.__name__.lstrip('_')}{name}"
+            # (a slot a subclass hides behind a property or another descriptor is not read)
+            if name not in names and \
+                    isinstance(getattr(t, name, None), types.MemberDescriptorType):
+                names.append(name)
+    return tuple(names) if names else _NO_SLOTS
+
+
+def _state(obj, slots) -> dict:
+    """An object's fields as a dict: its set slots, then its ``__dict__``."""
+    d = getattr(obj, "__dict__", None)
+    if not slots:  # (a slotted class read by __tree_fields__: its fields)
+        return d if d is not None else dict(_fields(obj) or ())
+    state = {k: v for k in slots if (v := getattr(obj, k, _UNSET)) is not _UNSET}
+    if d:
+        state.update(d)
+    return state
+
+
+def blank(t: type):
+    """A new instance of ``t`` with no fields set, its ``__init__`` not called (how a tree
+    rebuilds an object node)."""
+    return t.__new__(t) if issubclass(t, types.SimpleNamespace) else object.__new__(t)
+
+
+def _set_fields(obj, state: dict) -> None:
+    """Set a new object's fields: slots through their descriptors, the rest in its
+    ``__dict__`` (a class's own ``__setattr__`` is not called: a frozen dataclass is rebuilt
+    too)."""
+    d = getattr(obj, "__dict__", None)
+    slots = _NODES.get(type(obj), (None, None))[1] if d is not None else None
+    if d is not None and not slots:
+        d.update(state)
+        return
+    for k, v in state.items():
+        if d is None or k in slots:
+            object.__setattr__(obj, k, v)
+        else:
+            d[k] = v
 
 
 def _children(values, leaves, leaf, seen, trainable) -> list:
@@ -254,21 +346,45 @@ def _unflatten(spec, it, none, shared=None):
         return d if spec.type is dict else _rebuild_dict(spec.type, d)
     if shared is not None and (built := shared.get(id(spec.static))) is not None:
         return built
-    obj = object.__new__(spec.type)
-    old = getattr(spec.static, "__dict__", None)
-    if none:  # a gradient: every attribute the object had, None where nothing came back
-        state = dict.fromkeys(old, None) if old is not None else {}
-    else:
-        state = dict(old) if old is not None else {}
-    state.update(zip(spec.keys, children))
-    try:
+    t, original = spec.type, spec.static
+    how = _NODES.get(t)
+    if how is not None and how[1] is _NO_SLOTS and how[0] == "attributes":  # a plain
+        # class's instance (most nodes): inline
+        old = original.__dict__
+        state = dict.fromkeys(old, None) if none else dict(old)
+        state.update(zip(spec.keys, children))
+        obj = object.__new__(t)
         obj.__dict__.update(state)
-    except AttributeError:  # slotted dataclass
-        for k, v in state.items():
-            object.__setattr__(obj, k, v)
+    else:
+        old = _state(original, how[1] if how is not None else None)  # (the fields a
+        # trainable flatten left out, too)
+        state = dict.fromkeys(old, None) if none else dict(old)
+        state.update(zip(spec.keys, children))
+        obj = blank(t)
+        _set_fields(obj, state)
+    if _METHODS and not none:
+        _rebind_methods(spec, children, obj, state)
     if shared is not None:
-        shared[id(spec.static)] = obj
+        shared[id(original)] = obj
     return obj
+
+
+def _rebind_methods(spec, children, obj, state) -> None:
+    """Fields that are methods bound to the original object, or to one of its children
+    (``self.impl = self._forward``, ``self.act = self.inner.__call__``), are bound to the new
+    ones: the rebuilt model (a traced copy in a gradient, an fl.f32 copy) must not call the
+    old one's arrays."""
+    for c in spec.children:
+        if c.kind == "static" and type(c.static) is types.MethodType:
+            break
+    else:
+        return
+    new = {id(spec.static): obj}
+    new.update((id(c.static), child) for c, child in zip(spec.children, children)
+               if c.kind == "object")
+    for k, v in state.items():
+        if type(v) is types.MethodType and id(v.__self__) in new:
+            _set_fields(obj, {k: types.MethodType(v.__func__, new[id(v.__self__)])})
 
 
 def _rebuild_dict(typ, d):
@@ -291,7 +407,9 @@ def leaves(tree) -> list:
 def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
     """Apply ``f`` to each leaf (and the matching leaves of ``rest``), keeping the structure.
     An array at several places (tied weights) is mapped once, as Flux's ``fmap`` does, so
-    the result is tied where ``tree`` is (with the same leaves of ``rest`` at those places).
+    the result is tied where ``tree`` is (with the same leaves of ``rest`` at those places);
+    so is any leaf but a number (an object a caller's ``is_leaf`` takes), and without
+    ``rest`` an object at several places (a layer used twice) is one object in the result.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.fmap(lambda a, b: a + b, [1.0, (2.0,)], [10.0, (20.0,)])
@@ -300,6 +418,10 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     >>> copy = fl.fmap(np.copy, {"enc": w, "dec": w})
     >>> copy["enc"] is copy["dec"], copy["enc"] is w
     (True, False)
+    >>> layer = fl.Dense(2, 2)
+    >>> model = fl.f64(fl.Chain(layer, np.tanh, layer))
+    >>> model[0] is model[2], model[0].weight.dtype
+    (True, dtype('float64'))
     """
     xs, spec = flatten(tree, is_leaf)
     others = [flatten(align(r, spec, "fmap: a tree of rest"), is_leaf)[0] for r in rest]
@@ -309,14 +431,18 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     done: dict = {}  # ids of an array's leaves -> (the leaves, kept alive; f's result)
     out = []
     for args in zip(xs, *others):
-        if type(args[0]).__name__ != "ndarray":  # numbers, tracers, a caller's leaves
+        if isinstance(args[0], _NUMBERS):  # values, not objects: mapped at each place
             out.append(f(*args))
             continue
         key = tuple(map(id, args))
         if key not in done:
             done[key] = (args, f(*args))
         out.append(done[key][1])
-    return unflatten(spec, out)
+    # (with rest, the trees of rest may differ at two places of one object of tree's)
+    return unflatten(spec, out, shared=None if rest else {})
+
+
+_NUMBERS = (int, float, complex, np.generic)
 
 
 def align(tree, spec: Spec, who: str = "a tree"):
@@ -360,6 +486,20 @@ def keyed(spec: Spec) -> bool:
     return spec.kind in ("dict", "object") or any(keyed(c) for c in spec.children)
 
 
+def nodes(spec: Spec) -> Iterator[Spec]:
+    """Every node of ``spec``, itself included (a loop, not a recursion: a deep tree is fine).
+
+    >>> import fluxml as fl
+    >>> [n.kind for n in fl.tree.nodes(fl.tree.flatten({"a": [1.0, "x"]})[1])]
+    ['dict', 'list', 'static', 'leaf']
+    """
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.children)
+
+
 def _align_object(obj, spec: Spec, who: str):
     """An object node's fields aligned to ``spec``: the dicts it holds, and the order of its
     attributes (two instances of one class may have set them in another order)."""
@@ -373,14 +513,12 @@ def _align_object(obj, spec: Spec, who: str):
     order = [k for k, _ in fields if k in aligned]
     if order == list(spec.keys) and all(aligned[k] is have[k] for k in aligned):
         return obj
-    d = getattr(obj, "__dict__", None)
-    new = object.__new__(type(obj))
-    if d is not None:  # attributes in the spec's order first, then the others as they were
-        new.__dict__.update(aligned)
-        new.__dict__.update({k: v for k, v in d.items() if k not in aligned})
-    else:
-        for k, v in have.items():
-            object.__setattr__(new, k, aligned.get(k, v))
+    d = getattr(obj, "__dict__", None) or {}
+    new = blank(type(obj))
+    # fields in the spec's order first, then the others (attributes it did not list) as
+    # they were
+    _set_fields(new, {**aligned, **{k: v for k, v in have.items() if k not in aligned},
+                      **{k: v for k, v in d.items() if k not in aligned}})
     return new
 
 

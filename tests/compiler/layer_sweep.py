@@ -177,6 +177,11 @@ def _layer_cases() -> list[Case]:
             (_x(r, 2, 5, 3),) + (_x(r, 2, 4),) * (1 + (n == "LSTM"))), call=_cell_call)
           for n in ("RNN", "LSTM", "GRU")],
         _dense_case("LSTM(unbatched)", lambda r: fl.LSTM(3, 4, rng=r), 5, 3),
+        _dense_case("GRUv3", lambda r: fl.GRUv3(3, 4, rng=r), 2, 5, 3),
+        _dense_case("Recurrence(LSTMCell)", lambda r: fl.Recurrence(fl.LSTMCell(3, 4, rng=r)),
+                    2, 5, 3),
+        _dense_case("WeightNorm(Conv2d)", lambda r: fl.WeightNorm(
+            fl.Conv((3, 3), 2, 3, rng=r), dims=(1, 2, 3)), 2, 2, 5, 5),
         _dense_case("Bidirectional(LSTM)", lambda r: fl.Bidirectional(fl.LSTM(3, 4, rng=r),
                                                                       rng=r), 2, 4, 3),
         # attention

@@ -298,17 +298,20 @@ def test_a_direct_numpy_draw_while_tracing_is_refused_not_made_a_constant():
 
 
 def test_a_traced_value_in_a_static_part_of_the_result_is_refused():
-    """A dict key, a set, a __slots__ object or a returned closure holding a traced value
-    came out as a placeholder tracer on every call."""
+    """A dict key, a set or a returned closure holding a traced value came out as a
+    placeholder tracer on every call. (A slotted object is a tree node: it is returned.)"""
     class Box:
         __slots__ = ("v",)
 
         def __init__(self, v):
             self.v = v
 
-    for f in (lambda x: {x[0]: 1}, lambda x: {x[0]}, lambda x: Box(x), lambda x: lambda: x):
+    for f in (lambda x: {x[0]: 1}, lambda x: {x[0]}, lambda x: lambda: x):
         with pytest.raises(fl.CompileError, match="result holds a traced value"):
             fl.compile(f)(np.ones(2))
+    boxed = fl.compile(lambda x: Box(2 * x))
+    for x in (np.ones(2), np.arange(2.0)):
+        assert type(boxed(x)) is Box and np.array_equal(boxed(x).v, 2 * x)
 
 
 def test_closed_over_arrays_are_captured_at_trace_time():
@@ -566,3 +569,162 @@ def test_guard_sees_tree_fields_overridden_or_patched_after_the_trace():
     Patched.__tree_fields__ = lambda self: ("a",)
     np.testing.assert_array_equal(f(m), [1.0, 1.0])
     assert f.traces == 2
+
+
+def test_a_slotted_objects_fields_are_read_on_every_call():
+    """A slotted object was compared by identity: its fields changed after compiling (an
+    array rebound, a number, its activation) kept their trace-time values, silently."""
+    class Layer:
+        __slots__ = ("w", "k", "act", "unset")
+
+        def __init__(self):
+            self.w, self.k, self.act = np.ones((2, 2)), 2.0, np.tanh
+
+        def __call__(self, x):
+            return self.act(x @ self.w) * self.k
+
+    m, x = Layer(), np.array([[0.5, -1.0]])
+    f = fl.compile(lambda m, x: m(x))
+    for change in (None, ("k", 3.0), ("act", np.sin), ("w", np.zeros((2, 2))),
+                   ("w", np.full((2, 2), 0.5))):
+        if change:
+            setattr(m, *change)
+        np.testing.assert_allclose(f(m, x), m(x))
+    m.unset = 1.0  # a slot set after tracing: another structure, traced again
+    np.testing.assert_allclose(f(m, x), m(x))
+    grad = fl.compile(lambda m, x: fl.gradient(lambda m: (m(x) ** 2).sum(), m)[0].w)
+    for k in (2.0, 5.0):
+        m.k = k
+        np.testing.assert_allclose(grad(m, x),
+                                   fl.gradient(lambda m: (m(x) ** 2).sum(), m)[0].w)
+
+
+def test_distinct_results_stay_distinct_arrays():
+    """``(x * 2, x * 2)`` came back as one array twice (the passes merge equal
+    computations): a write into one result changed the other, where eager code returns two
+    arrays. A value returned twice stays one array, as in eager code."""
+    twice = fl.compile(lambda x: (x * 2, x * 2, {"c": (x * 2) * 1}))
+    same = fl.compile(lambda x: (lambda y: (y, y))(x * 2))
+    for _ in range(2):
+        a, b, c = twice(np.ones(2))
+        a += 1
+        assert b.tolist() == c["c"].tolist() == [2.0, 2.0] and a.tolist() == [3.0, 3.0]
+        y, z = same(np.ones(2))
+        assert y is z
+
+
+def test_an_argument_array_read_through_another_reference_is_refused():
+    """A model field ``act = layer.__call__`` read the layer's arrays through the bound
+    method, outside the traced arguments: they became constants of the trace, and a weight
+    changed afterwards (in place or rebound) was ignored, silently."""
+    inner = fl.Dense(2, 2)
+
+    class Model:
+        def __init__(self, hold):
+            self.act = inner.__call__
+            if hold:
+                self.inner = inner
+
+        def __call__(self, x):
+            return self.act(x)
+
+    x = np.ones((1, 2), np.float32)
+    with pytest.raises(fl.CompileError, match=r"of the Dense of the bound method at argument "
+                                              r"0\.act"):
+        fl.compile(lambda m, x: m(x))(Model(False), x)  # the layer is not an argument
+    m, f = Model(True), fl.compile(lambda m, x: m(x))  # it is: the method reads the input
+    for w in (np.zeros((2, 2), np.float32), np.ones((2, 2), np.float32)):
+        inner.weight = w
+        np.testing.assert_array_equal(f(m, x), inner(x))
+    c = np.ones(3)
+    with pytest.raises(fl.CompileError, match="another reference than the arguments"):
+        fl.compile(lambda x: x[:2] * c[::2])(c)  # (a view of the argument, too)
+    held = fl.compile(lambda m, x: m.inner(x))  # reached through the arguments: live
+    m = Model(True)
+    inner.weight[...] = 0
+    np.testing.assert_array_equal(held(m, x), inner(x))
+    inner.weight = np.ones((2, 2), np.float32)
+    np.testing.assert_array_equal(held(m, x), inner(x))
+
+
+def test_results_that_are_argument_buffers_or_constants_are_new_arrays():
+    """A result computed into an argument's buffer (``self.h = ...; return self.h``) was
+    that buffer, overwritten by the next call; a constant result was one array for every
+    call, so a write into it changed later results."""
+    class Cell:
+        def __init__(self):
+            self.w, self.h = np.full(3, 0.5), np.zeros(3)
+
+        def __call__(self, x):
+            self.h = np.tanh(self.w * self.h + x)
+            return self.h
+
+    compiled, eager = Cell(), Cell()
+    f = fl.compile(lambda c, x: c(x))
+    xs = [np.full(3, 1.0), np.full(3, 2.0), np.full(3, 3.0)]
+    got, want = [f(compiled, x) for x in xs], [eager(x) for x in xs]
+    np.testing.assert_allclose(got, want)
+    g = fl.compile(lambda x: (x + 1, np.ones(3)))
+    _, b = g(np.ones(3))
+    b += 100
+    np.testing.assert_array_equal(g(np.ones(3))[1], np.ones(3))
+
+
+def test_slotted_fields_unset_or_bound_methods_with_cycles():
+    class L:
+        __slots__ = ("w", "b")
+
+        def __init__(self, bias):
+            self.w = np.ones(3)
+            if bias:
+                self.b = np.ones(3)
+
+        def __call__(self, x):
+            return self.w * x + (self.b if hasattr(self, "b") else 0)
+
+    f = fl.compile(lambda m, x: m(x))
+    x = np.arange(3.0)
+    for m in (L(True), L(False), L(True)):  # (a slot unset since: traced anew, no error)
+        np.testing.assert_array_equal(f(m, x), m(x))
+
+    class Logger:
+        def __init__(self):
+            self.owner = self  # a cycle: not a model's layer
+
+        def log(self, x):
+            return x
+
+    class M:
+        def __init__(self):
+            self.w, self.hook = np.ones(3), Logger().log
+
+    np.testing.assert_array_equal(fl.compile(lambda m, x: m.hook(m.w * x))(M(), x), x)
+    data = np.arange(12.0).reshape(4, 3)
+    held_out = data[-2:]  # another part of the same array as the argument: a constant
+    np.testing.assert_array_equal(fl.compile(lambda xb: xb + held_out)(data[:2]),
+                                  data[:2] + held_out)
+
+
+def test_the_derivative_of_det_compiles_through_both_of_its_formulas():
+    """fl.compile refused det's derivative ("bool(x) needs a concrete value"): its rule picks
+    det * inv(x), or the cofactors at a singular matrix, by the value. Compiled, the choice
+    is an fl.cond made on every call; reverse, forward and second order agree with eager."""
+    def grad(x):
+        return fl.gradient(lambda x: np.sum(np.linalg.det(x)), x)[0]
+
+    def hess(x):
+        return fl.hessian(lambda x: np.linalg.det(x), x)
+
+    rng = np.random.default_rng(3)
+    singular = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [1.0, 0.0, 1.0]])
+    g, h = fl.compile(grad), fl.compile(hess)
+    for x in (singular, rng.normal(size=(3, 3)), singular, np.zeros((3, 3))):  # one trace
+        np.testing.assert_allclose(g(x), grad(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(h(x), hess(x), rtol=1e-10, atol=1e-12)
+    batch = np.stack([rng.normal(size=(3, 3)), singular])
+    np.testing.assert_allclose(g(batch), grad(batch), rtol=1e-12, atol=1e-12)
+    t = rng.normal(size=(3, 3))
+    j = fl.compile(lambda x, t: fl.jvp(np.linalg.det, (x,), (t,))[1])
+    for x in (singular, batch[0]):
+        np.testing.assert_allclose(j(x, t), fl.jvp(np.linalg.det, (x,), (t,))[1], rtol=1e-12)
+    assert g(np.eye(2, dtype=np.float32)).dtype == np.float32

@@ -168,3 +168,47 @@ def test_xla_takes_the_numbers_as_one_vector_copied_when_they_change(monkeypatch
     assert f.traces == 1
     assert len(made) == 4  # the first call, 0.005, -0.0 and 0.0 (told apart by their bits)
     assert made[-2][0].tolist()[0] == 0.0 and np.signbit(made[-2][0][0])
+
+
+@pytest.mark.parametrize("call", ["adjust", "freeze", "thaw"])
+def test_changing_an_argument_state_inside_is_refused_by_name(call):
+    """fl.adjust inside a compiled step failed with the generic "bool(x) needs a concrete
+    value" (from a dataclass check of a traced hyperparameter), fl.freeze with "changed the
+    structure of its arguments": the call is named, and where to make it instead."""
+    model = {"w": np.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+
+    @fl.compile
+    def step(m, s):
+        getattr(fl, call)(s["w"], *([0.01] if call == "adjust" else []))
+        g, = fl.gradient(lambda m: np.sum(m["w"] ** 2), m)
+        fl.update(s, m, g)
+
+    with pytest.raises(fl.CompileError, match=rf"fl.compile: fl.{call} was called inside the "
+                                              rf"compiled function on an optimiser state that "
+                                              rf"is one of its arguments.*Call fl.{call} "
+                                              rf"outside the compiled step, between calls"):
+        step(model, state)
+    assert np.all(model["w"] == 1) and state["w"].rule.eta == 0.1 and not state["w"].frozen
+
+    @fl.compile
+    def branch(s, x):  # in an fl.cond branch, which has a trace of its own
+        return fl.cond(np.sum(x) > 0, lambda x: getattr(fl, call)(s) or x, lambda x: x, x)
+
+    with pytest.raises(fl.CompileError, match=rf"fl.{call} was called inside the compiled"):
+        branch(state, np.ones(2))
+
+
+def test_a_state_made_inside_may_still_be_changed_there():
+    def inner(w):
+        m = {"w": w}
+        s = fl.setup(fl.Adam(0.1), m)
+        fl.adjust(s, eta=0.5)
+        fl.freeze(s)
+        fl.thaw(s)
+        for _ in range(2):
+            g, = fl.gradient(lambda m: np.sum(m["w"] ** 2), m)
+            fl.update(s, m, g)
+        return m["w"] * 1
+
+    np.testing.assert_allclose(fl.compile(inner)(np.ones(3)), inner(np.ones(3)), rtol=1e-12)

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fluxml as fl
 from fluxml.io import LoadError
@@ -139,3 +141,88 @@ def test_tied_arrays_given_different_values_are_refused():
     fl.loadmodel(model, {"enc": np.full((2, 2), 3.0), "dec": np.full((2, 2), 3.0),
                          "b": np.ones(2)})
     assert model["enc"] is model["dec"] and np.all(w == 3)
+
+
+def test_views_of_one_memory_given_different_values_are_refused(tmp_path):
+    """A weight and its transpose view (or two overlapping slices of one buffer) are written
+    one after the other: given values that disagree where they overlap, the last write won
+    there, silently; the tied check knew only one array at two paths."""
+    w = np.arange(6.0).reshape(2, 3)
+    model = {"enc": w, "dec": w.T, "b": np.zeros(2)}
+    with pytest.raises(LoadError, match=r"loadmodel: dec and enc are views of the same memory "
+                                        r"in the model \(as a weight and its transpose, or "
+                                        r"overlapping slices\), but the state gives them "
+                                        r"different values where they overlap"):
+        fl.loadmodel(model, {"enc": np.ones((2, 3)), "dec": np.zeros((3, 2)), "b": np.ones(2)})
+    assert np.array_equal(w, np.arange(6.0).reshape(2, 3)) and not model["b"].any()
+    fl.save_checkpoint(tmp_path / "c.st", {"enc": np.ones((2, 3)), "dec": np.zeros((3, 2)),
+                                           "b": np.ones(2)})
+    with pytest.raises(LoadError, match=r"load_checkpoint \(model\): dec and enc are views"):
+        fl.load_checkpoint(tmp_path / "c.st", model)
+    assert np.array_equal(w, np.arange(6.0).reshape(2, 3)) and not model["b"].any()
+    new = np.arange(6.0).reshape(2, 3) + 10  # agreeing values load
+    fl.loadmodel(model, {"enc": new, "dec": new.T.copy(), "b": np.ones(2)})
+    assert np.array_equal(w, new) and np.shares_memory(model["dec"], w)
+    raw = bytearray(48)  # np.frombuffer gives each array a memoryview of its own
+    model = {"a": np.frombuffer(raw, np.float64)[:4], "b": np.frombuffer(raw, np.float64)[2:]}
+    with pytest.raises(LoadError, match=r"loadmodel: b and a are views of the same memory"):
+        fl.loadmodel(model, {"a": np.zeros(4), "b": np.ones(4)})
+    assert not any(raw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 8), st.integers(-3, 3)),
+                min_size=1, max_size=4), st.integers(0, 2**32 - 1))
+def test_slices_of_one_buffer_load_exactly_when_they_agree(cuts, seed):
+    """Random slices of one buffer given random values (small integers: often agreeing):
+    the reference says, element by element of the buffer, whether the values given for it
+    agree; then the load writes them all, else it refuses and writes nothing."""
+    n, rng = 8, np.random.default_rng(seed)
+    buffer = np.full(n, -1.0)
+    slices = [slice(a, b, step or 1) if (step or 1) > 0 else slice(b, a, step)
+              for a, b, step in cuts]
+    model = {f"s{i}": buffer[sl] for i, sl in enumerate(slices)}
+    state = {f"s{i}": rng.integers(0, 2, size=len(range(n)[sl])).astype(float)
+             for i, sl in enumerate(slices)}
+    wanted: dict = {}  # buffer position -> the values given for it
+    for i, sl in enumerate(slices):
+        for position, v in zip(range(n)[sl], state[f"s{i}"]):
+            wanted.setdefault(position, set()).add(v)
+    if all(len(vs) == 1 for vs in wanted.values()):
+        fl.loadmodel(model, state)
+        expected = [wanted[p].pop() if p in wanted else -1.0 for p in range(n)]
+        assert buffer.tolist() == expected
+    else:
+        with pytest.raises(LoadError, match="views of the same memory|one array"):
+            fl.loadmodel(model, state)
+        assert np.all(buffer == -1)
+
+
+def test_a_state_holding_the_models_own_arrays_loads_as_given():
+    """loadmodel(model, {"a": model["b"], "b": model["a"]}) wrote a into b's memory first,
+    so b got its own value back: both ended equal to the old b."""
+    a, b = np.zeros(2), np.ones(2)
+    model = {"a": a, "b": b, "t": np.arange(4.0)}
+    fl.loadmodel(model, {"a": b, "b": a, "t": model["t"][::-1]})
+    assert a.tolist() == [1, 1] and b.tolist() == [0, 0] and model["t"].tolist() == [3, 2, 1, 0]
+
+
+def test_loadmodel_replaces_numpy_scalars():
+    # a model holding a NumPy scalar failed to load: NumPy 2's scalars have
+    # __array_namespace__ and were written into as arrays ("does not support item assignment")
+    model = {"t": np.float64(1.5), "pair": (np.float32(2.0), 3.0), "w": np.zeros(2)}
+    saved = {"t": np.float64(7.0), "pair": (np.float32(8.0), 9.0), "w": np.ones(2)}
+    fl.loadmodel(model, fl.state(saved))
+    assert model["t"] == 7.0 and type(model["t"]) is np.float64
+    assert model["pair"] == (8.0, 9.0) and type(model["pair"][0]) is np.float32
+
+
+def test_keys_alike_as_strings_are_refused_not_merged():
+    # dict keys 0 and "0" are both named "0" in a state: fl.state kept one of them and
+    # dropped the other, and loadmodel wrote the one entry into both arrays, silently
+    model = {0: np.ones(1), "0": np.zeros(1)}
+    with pytest.raises(ValueError, match="state: two entries are both named '0'"):
+        fl.state(model)
+    with pytest.raises(ValueError, match="loadmodel: two entries are both named '0'.*0 and '0'"):
+        fl.loadmodel(model, {"0": np.full(1, 5.0)})
+    assert model[0][0] == 1 and model["0"][0] == 0

@@ -1,5 +1,6 @@
 """The Module system: structural gradients, user layers, printing, modes, precision."""
 
+import io
 import traceback
 import warnings
 
@@ -494,3 +495,45 @@ def test_precision_conversion_keeps_tied_arrays_tied():
     state = fl.setup(fl.Descent(0.1), m)
     fl.update(state, m, g)
     assert m.layers[0].weight is m.layers[1].weight
+
+
+def test_numpy_scalars_are_not_counted_as_parameters():
+    # a NumPy scalar in a model was a trainable parameter to fl.trainable and summary's
+    # count, but no optimiser trains one (setup takes arrays only, as Python numbers)
+    class Net(fl.Module):
+        def __init__(self):
+            self.dense = fl.Dense(2, 2)
+            self.temperature = np.float64(1.5)
+            self.zero_d = np.array(0.5)
+
+        def __call__(self, x):
+            return self.dense(x) * self.temperature * self.zero_d
+
+    net = Net()
+    assert sorted(fl.trainable(net)) == ["dense.bias", "dense.weight", "zero_d"]
+    out = io.StringIO()
+    fl.summary(net, (1, 2), file=out)
+    assert "Total: 7 trainable parameters" in out.getvalue()
+    state = fl.setup(fl.Descent(), net)
+    assert not hasattr(state, "temperature") and isinstance(state.zero_d, fl.Leaf)
+
+
+class _Slotted(fl.Module):
+    __slots__ = ("inner", "w")
+
+    def __init__(self, inner):
+        self.inner, self.w = inner, np.ones(2)
+
+    def __call__(self, x):
+        return self.inner(x) * self.w
+
+
+@pytest.mark.skipif(not fl.leaves(_Slotted(None)), reason="fl.tree does not walk slots yet")
+def test_modules_and_modes_reach_a_modules_slots():
+    # fl.modules read a Module's vars(): a sublayer held in a slot was not listed, so
+    # trainmode/testmode left its Dropout as it was while gradients walked into it
+    drop = fl.Dropout(0.5)
+    m = fl.Chain(_Slotted(drop))
+    assert fl.modules(m)[2] is drop
+    fl.testmode(m)
+    assert drop.active is False

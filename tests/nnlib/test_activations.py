@@ -55,13 +55,14 @@ TABLE = {
     "hardshrink": (fl.hardshrink, lambda v: v if abs(v) > 0.5 else 0.0),
     "hardtanh": (fl.hardtanh, lambda v: max(-1.0, min(1.0, v))),
     "trelu": (fl.trelu, lambda v: v if v > 1 else 0.0),
+    "logcosh": (fl.logcosh, lambda v: math.log(math.cosh(v))),
     "rrelu": (fl.rrelu, lambda v: v if v >= 0 else (1 / 8 + 1 / 3) / 2 * v),
 }
 
 
 def test_every_activation_is_in_the_table():
-    assert set(activations.NAMES) - {"gelu", "silu"} == set(TABLE)
-    assert fl.gelu is fl.gelu_tanh and fl.silu is fl.swish
+    assert set(activations.NAMES) - {"gelu", "gelu_sigmoid", "silu"} == set(TABLE)
+    assert fl.gelu is fl.gelu_tanh and fl.silu is fl.swish and fl.gelu_sigmoid is fl.gelu_tanh
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
@@ -174,3 +175,17 @@ def test_mish_and_lisht_second_derivative_finite_at_the_largest_float(f):
         d2 = fl.gradient(lambda x: np.sum(slope(x)), x)[0]
     np.testing.assert_array_equal(d2, 0.0)
     check_grads(f, np.linspace(-6, 6, 7) + 0.1, order=3)
+
+
+def test_glu_halves_the_axis():
+    x = np.random.default_rng(0).standard_normal((2, 6, 3))
+    sig = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(fl.glu(x, axis=1), x[:, :3] * sig[:, 3:], rtol=1e-14)
+    np.testing.assert_allclose(fl.glu(x[..., :2]), x[..., :1] * sig[..., 1:2], rtol=1e-14)
+    check_grads(lambda x: fl.glu(x, axis=1), x)
+    assert fl.glu(np.ones((1, 4), np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match=r"glu: expected an axis of even size .* axis=-1 of an "
+                                         r"array of shape \(2, 6, 3\)"):
+        fl.glu(x)
+    with pytest.raises(ValueError, match="glu: expected an axis of even size"):
+        fl.glu(x, axis=3)

@@ -574,12 +574,27 @@ FAMILIES = {
 }
 
 
-def run(n, seed, families, only=None):
-    sys.modules.setdefault("torch_fuzz", sys.modules[__name__])  # one FZ when run as a script
-    from torch_fuzz_models import MODEL_FAMILIES
-    from torch_fuzz_train import TRAIN_FAMILIES
+def cli(argv, n):
+    """``N SEED [families] [--case I]`` (N defaults to ``n``, SEED to 0, the families to
+    all): ``(n, seed, families, only)``, for this script and torch_fuzz_jvp.py."""
+    args = [a for a in argv if not a.startswith("--")]
+    only = int(argv[argv.index("--case") + 1]) if "--case" in argv else None
+    if only is not None:
+        args.remove(str(only))
+    return (int(args[0]) if args else n, int(args[1]) if len(args) > 1 else 0, args[2:],
+            only)
 
-    table = {**FAMILIES, **MODEL_FAMILIES, **TRAIN_FAMILIES}
+
+def run(n, seed, families, only=None, table=None):
+    """``n`` cases of each of ``families`` (all of ``table``'s where empty; ``only``: that
+    case alone, with its traceback). ``table`` defaults to this script's families, the
+    models' and the training's."""
+    if table is None:
+        sys.modules.setdefault("torch_fuzz", sys.modules[__name__])  # one FZ as a script
+        from torch_fuzz_models import MODEL_FAMILIES
+        from torch_fuzz_train import TRAIN_FAMILIES
+
+        table = {**FAMILIES, **MODEL_FAMILIES, **TRAIN_FAMILIES}
     for fam in families or list(table):
         FZ.family = fam
         done = skipped = 0
@@ -605,15 +620,9 @@ def run(n, seed, families, only=None):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    only = int(sys.argv[sys.argv.index("--case") + 1]) if "--case" in sys.argv else None
-    if only is not None:
-        args.remove(str(only))
-    n = int(args[0]) if args else 100
-    seed = int(args[1]) if len(args) > 1 else 0
     SECOND[0] = "--second" in sys.argv
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    run(n, seed, args[2:], only)
+    run(*cli(sys.argv[1:], 100))
     print(f"{sum(FZ.cases.values())} cases with torch {torch.__version__}, "
           f"{len(FZ.fails)} mismatches")
     if "--why" in sys.argv:

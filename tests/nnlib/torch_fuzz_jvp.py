@@ -32,7 +32,6 @@ Mismatches are listed with the case's configuration; ``--case I`` reruns case I 
 from __future__ import annotations
 
 import sys
-import zlib
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import torch_fuzz as tf  # noqa: E402
 import torch_fuzz_models as tfm  # noqa: E402
 import torch_fuzz_train as tft  # noqa: E402
-from torch_fuzz import FZ, Skip, T, close  # noqa: E402
+from torch_fuzz import FZ, Skip, T, cli, close  # noqa: E402
 
 import fluxml as fl  # noqa: E402
 from fluxml import nnlib  # noqa: E402
@@ -730,38 +729,11 @@ SKIP = {"optimiser", "bad_input"}  # nothing to differentiate
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    only = int(sys.argv[sys.argv.index("--case") + 1]) if "--case" in sys.argv else None
-    if only is not None:
-        args.remove(str(only))
-    n = int(args[0]) if args else 50
-    seed = int(args[1]) if len(args) > 1 else 0
     # every generator calls compare through its module's name for it
     for mod in (tf, tfm, tft):
         mod.compare = compare_jvp
     table = {**tf.FAMILIES, **tfm.MODEL_FAMILIES, **tft.TRAIN_FAMILIES, **OWN_FAMILIES}
-    table = {k: v for k, v in table.items() if k not in SKIP}
-    families = args[2:] or list(table)
-    import traceback
-    for fam in families:
-        FZ.family = fam
-        done = skipped = 0
-        for i in range(n) if only is None else [only]:
-            rng = np.random.default_rng([seed, zlib.crc32(fam.encode()), i])
-            FZ.desc, FZ.index = "", i
-            try:
-                table[fam](rng)
-                done += 1
-            except Skip as err:
-                skipped += 1
-                if only is not None:
-                    print("skipped:", err)
-            except Exception as err:  # noqa: BLE001  a raise from fluxml is a finding
-                FZ.fail(f"raised {type(err).__name__}: {err}")
-                if only is not None:
-                    traceback.print_exc()
-        FZ.cases[fam] = done
-        print(f"{fam:16s} {done:6d} cases  {skipped:4d} skipped", flush=True)
+    tf.run(*cli(sys.argv[1:], 50), table={k: v for k, v in table.items() if k not in SKIP})
     print(f"{sum(FZ.cases.values())} cases with torch {torch.__version__}, "
           f"{len(FZ.fails)} mismatches; checks: {STATS}")
     for line in FZ.fails:

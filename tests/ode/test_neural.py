@@ -104,3 +104,40 @@ def test_training_steps_agree_across_sensealgs_with_a_tied_layer():
     for alg in [fl.ode.InterpolatingAdjoint(), fl.ode.QuadratureAdjoint()]:
         for a, b in zip(trained(alg), expect):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
+
+
+def _bs3_by_hand(f, u, t0, t1, n):
+    """Bogacki-Shampine 3(2)'s third-order solution in ``n`` fixed steps, written out."""
+    h = (t1 - t0) / n
+    for _ in range(n):
+        k1 = f(u)
+        k2 = f(u + h / 2 * k1)
+        k3 = f(u + 3 * h / 4 * k2)
+        u = u + h * (2 / 9 * k1 + 1 / 3 * k2 + 4 / 9 * k3)
+    return u
+
+
+def test_adaptive_false_takes_fixed_steps_of_dt():
+    """NeuralODE had no adaptive=: a fixed-step solve (as fl.ode.solve(..., adaptive=False)
+    gives) needed a fixed-step solver."""
+    fl.seed(4)
+    inner = fl.f64(fl.Dense(3, 3, np.tanh))
+    x = np.random.default_rng(1).normal(size=(4, 3))
+    fixed = fl.NeuralODE(inner, (0.0, 0.8), solver=fl.ode.BS3(), dt=0.1, adaptive=False,
+                         sensealg=fl.ode.Direct())
+    np.testing.assert_allclose(fixed(x), _bs3_by_hand(inner, x, 0.0, 0.8, 8), rtol=1e-12)
+    assert fixed.solve(x).stats.naccept == 8
+    (g,) = fl.gradient(lambda n: np.sum(n(x) ** 2), fixed)  # the derivative of those steps
+    (ref,) = fl.gradient(lambda m: np.sum(_bs3_by_hand(m, x, 0.0, 0.8, 8) ** 2), inner)
+    np.testing.assert_allclose(g.model.weight, ref.weight, rtol=1e-10)
+    exact = fl.NeuralODE(inner, (0.0, 0.8), rtol=1e-12, atol=1e-12)(x)
+    errors = [np.abs(fl.NeuralODE(inner, (0.0, 0.8), dt=dt, adaptive=False)(x) - exact).max()
+              for dt in (0.2, 0.1)]  # Tsit5 in fixed steps: fifth order, as its order test
+    assert 4.5 < np.log2(errors[0] / errors[1]) < 5.6 and errors[1] < 1e-6, errors
+    with pytest.raises(ValueError, match=r"NeuralODE: adaptive=False takes fixed steps; pass "
+                                         r"their size, dt=\.\.\."):
+        fl.NeuralODE(inner, (0.0, 1.0), adaptive=False)
+    with pytest.raises(ValueError, match=r"NeuralODE: RK4\(\) \(a fixed-step solver\) takes"):
+        fl.NeuralODE(inner, (0.0, 1.0), solver=fl.ode.RK4())
+    with pytest.raises(TypeError, match=r"NeuralODE: adaptive must be True or False; got 0"):
+        fl.NeuralODE(inner, (0.0, 1.0), dt=0.1, adaptive=0)

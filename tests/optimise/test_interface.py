@@ -258,7 +258,7 @@ def test_schedules_against_their_formulas():
         s(-1)
     with pytest.raises(ValueError, match="period"):
         fl.CosineAnneal(1.0, period=0)
-    with pytest.raises(ValueError, match=r"StepDecay: step .* positive int, got 0"):
+    with pytest.raises(ValueError, match=r"StepDecay: step .* positive int; got 0"):
         fl.StepDecay(0.1, 0.5, 0)  # was a ZeroDivisionError at the first call
 
 
@@ -385,3 +385,18 @@ def test_a_state_set_up_inside_a_gradient_steps_the_traced_model(rule):
     np.testing.assert_allclose(after_one_step(w0), np.sum(w1 ** 3))
     np.testing.assert_allclose(fl.gradient(after_one_step, w0)[0], 3 * w1 ** 2 * (1 - dstep),
                                rtol=1e-6)
+
+
+def test_freeze_thaw_adjust_of_the_model_instead_of_its_state_are_refused():
+    # fl.freeze(model.layers[0]) (the model where its state was meant) found no Leaf and
+    # froze nothing, silently; thaw likewise; adjust said only "they have []"
+    model = fl.Chain(fl.Dense(2, 2), fl.Dense(2, 1))
+    state = fl.setup(fl.Descent(0.1), model)
+    for call in (fl.freeze, fl.thaw, lambda s: fl.adjust(s, 0.5)):
+        with pytest.raises(TypeError, match=r"expected an optimiser state .* got a Dense "
+                                            r"holding arrays but no Leaf \(the model\?\)"):
+            call(model.layers[0])
+    fl.freeze(state.layers[0])
+    assert state.layers[0].weight.frozen and not state.layers[1].weight.frozen
+    fl.freeze(None)  # (the state of a part with nothing to train)
+    fl.thaw(fl.setup(fl.Descent(), {"n": 3}))

@@ -246,6 +246,11 @@ def ref_chain_accum_momentum(r, x, gs):
         yield x
 
 
+def ref_mixed(r, x, gs):
+    """The inner rule's steps, on a copy in r.dtype (float64 here: the same steps)."""
+    return {fl.Adam: ref_adam, fl.Momentum: ref_momentum}[type(r.rule)](r.rule, x, gs)
+
+
 def ref_empty_chain(r, x, gs):
     for g in gs:
         x = x - g
@@ -286,6 +291,9 @@ ROWS = [
     (fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.05, 0.8)), ref_chain_accum_momentum,
      fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.1, 0.8))),
     (fl.OptimiserChain(), ref_empty_chain, fl.OptimiserChain()),
+    (fl.MixedPrecision(np.float64, fl.Momentum(0.05, 0.8)), ref_mixed,
+     fl.MixedPrecision(np.float64, fl.Momentum(0.1, 0.8))),
+    (fl.MixedPrecision(np.float64, fl.Adam(0.01, (0.8, 0.95))), ref_mixed, None),
 ]
 IDS = [repr(r) for r, _, _ in ROWS]
 
@@ -344,9 +352,11 @@ def test_float32_stays_float32(rule, ref, _):
         g = g.astype(np.float32) if i % 2 else np.ascontiguousarray(g.T).T
         state, _ = fl.update(state, [x], [g])
     assert x.dtype == np.float32
+    # (MixedPrecision keeps its copy and the inner state in its own dtype, by design)
+    want = rule.dtype if isinstance(rule, fl.MixedPrecision) else np.float32
     for leaf in fl.tree.leaves(state[0].state):
         if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f":  # not the step count
-            assert leaf.dtype == np.float32, leaf.dtype
+            assert leaf.dtype == want, leaf.dtype
 
 
 @pytest.mark.parametrize("rule, ref, _", ROWS, ids=IDS)
@@ -368,3 +378,27 @@ def test_none_gradients_and_frozen_leaves_skip(rule, ref, _):
     for _ in range(6):  # AccumGrad applies every n-th gradient
         state, model = fl.update(state, model, {"a": None, "b": None, "c": g})
     assert not np.array_equal(model["c"], np.ones(3))
+
+
+def test_mixed_precision_keeps_small_steps_of_a_float16_model():
+    model = {"w": np.full(3, 1.0, np.float16)}
+    state = fl.setup(fl.MixedPrecision(fl.Descent(1e-4)), model)
+    plain = {"w": model["w"].copy()}
+    plain_state = fl.setup(fl.Descent(1e-4), plain)
+    g = np.ones(3, np.float16)
+    for _ in range(20):
+        state, model = fl.update(state, model, {"w": g})
+        plain_state, plain = fl.update(plain_state, plain, {"w": g})
+    master = state["w"].state.master
+    assert master.dtype == np.float32 and model["w"].dtype == np.float16
+    np.testing.assert_allclose(master, 1 - 20e-4, rtol=1e-6)
+    np.testing.assert_array_equal(model["w"], master.astype(np.float16))  # the copy, rounded
+    np.testing.assert_array_equal(plain["w"], 1.0)  # each step rounds away in float16
+    assert repr(fl.MixedPrecision(fl.Descent(0.1))) == "MixedPrecision(float32, Descent(eta=0.1))"
+    assert fl.MixedPrecision(fl.Adam()).adjust(eta=0.5).rule.eta == 0.5
+    with pytest.raises(TypeError, match="MixedPrecision: expected an optimisation rule"):
+        fl.MixedPrecision(np.float32, 0.1)
+    with pytest.raises(TypeError, match="the copy's dtype must be a float type"):
+        fl.MixedPrecision(np.int32, fl.Descent())
+    with pytest.raises(TypeError, match=r"takes \(rule\) or \(dtype, rule\); got 3"):
+        fl.MixedPrecision(np.float32, fl.Descent(), 1)

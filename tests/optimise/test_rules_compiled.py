@@ -20,7 +20,7 @@ RULES = [
     fl.OAdam(0.01), fl.AdaBelief(0.01), fl.Lion(0.01), fl.Rprop(0.01), fl.ClipGrad(0.3),
     fl.ClipNorm(1.0), fl.ClipNorm(0.5, 1.0), fl.WeightDecay(0.1), fl.SignDecay(0.1),
     fl.AccumGrad(2), fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam(0.01)),
-    fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.1)),
+    fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.1)), fl.MixedPrecision(fl.Adam(0.01)),
 ]
 BACKENDS = ["numpy", "xla"]
 

@@ -20,7 +20,7 @@ from fluxml.ad.api import (
 )
 from fluxml.ad.core import DifferentiationError, Tracer
 from fluxml.ad.custom import checkpoint, custom_jvp, custom_vjp
-from fluxml.ad.matrices import hessian, jacobian
+from fluxml.ad.matrices import diaghessian, hessian, jacobian, withjacobian
 from fluxml.ad.rules import (  # noqa: F401  (each family registers its derivative rules)
     complex_values,
     creation,
@@ -45,6 +45,6 @@ from fluxml.ad.rules.reductions import logsumexp
 
 __all__ = [
     "DifferentiationError", "Tracer", "checkpoint", "custom_jvp", "custom_vjp", "gradient",
-    "hessian", "index_add", "jacobian", "jvp", "logsumexp", "pullback", "stop_gradient", "vjp",
-    "withgradient",
+    "diaghessian", "hessian", "index_add", "jacobian", "jvp", "logsumexp", "pullback",
+    "stop_gradient", "vjp", "withgradient", "withjacobian",
 ]

@@ -15,6 +15,7 @@ from fluxml.ad.core import (
     Tracer,
     open_traces,
     raw,
+    recorded,
     remove_last,
 )
 from fluxml.ad.forward import ForwardTrace
@@ -176,7 +177,7 @@ class _Final:
     def __call__(self, k, c):
         x = self.leaves[k]
         g = self.out[k] = _grad(c, x, self.zeros, self.seen)
-        if type(g) is Tracer and _recorded(g):  # the leaves were not traced: a closure's
+        if type(g) is Tracer and recorded(g):  # the leaves were not traced: a closure's
             raise DifferentiationError(ON_FINAL_COMPILED)
         self.user(k, g)
 
@@ -187,16 +188,6 @@ ON_FINAL_COMPILED = (
     "placeholders, and never when the program runs. Call withgradient(..., on_final=) in "
     "eager code, or drop on_final (fl.train(..., compile=...) averages after the backward "
     "pass)")
-
-
-def _recorded(x) -> bool:
-    """Is ``x`` (a Tracer) a value of a trace that records a program (``fl.compile``'s)
-    rather than differentiating it, at any of its levels?"""
-    while type(x) is Tracer:
-        if not x._trace.differentiates:
-            return True
-        x = x._val
-    return False
 
 
 def withgradient(f: Callable, *args, zeros_for_none: bool = False,
@@ -254,7 +245,7 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
     if not args:
         _refuse_no_arguments(f)
     targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
-    if on_final is not None and any(type(x) is Tracer and _recorded(x) for x in leaves):
+    if on_final is not None and any(type(x) is Tracer and recorded(x) for x in leaves):
         raise DifferentiationError(ON_FINAL_COMPILED)
     if holomorphic:
         _check_complex_inputs(leaves, made)

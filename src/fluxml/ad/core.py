@@ -158,6 +158,16 @@ def compiling():
     return None
 
 
+def recorded(x) -> bool:
+    """Is ``x`` (a Tracer) a value of a trace that records a program (``fl.compile``'s)
+    rather than differentiating it, at any of its levels?"""
+    while type(x) is Tracer:
+        if not x._trace.differentiates:
+            return True
+        x = x._val
+    return False
+
+
 def top_trace(args):
     """The trace of the highest level among ``args`` (None when nothing is traced)."""
     top = None

@@ -236,10 +236,9 @@ class _Replay:
 
     def __init__(self, f, args, leaves, spec):
         # lazy: the compiler package loads on first use (import fluxml stays light)
-        from fluxml.compiler.randomness import filled, generators, get_state, set_state
+        from fluxml.compiler.randomness import closed_over, generators, get_state, set_state
 
-        closed = tuple(c.cell_contents for c in getattr(f, "__closure__", None) or ()
-                       if filled(c))
+        closed = tuple(closed_over(f).values())
         tree = (args, closed) if closed else args
         if closed:  # (args' own leaves and spec come from the caller)
             leaves, spec = flatten(tree)

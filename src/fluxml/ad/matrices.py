@@ -93,3 +93,36 @@ def _refuse_tree(name, x):
                         f"model or another tree of arrays, take it with respect to one array "
                         f"(fl.{name}(lambda w: f(..w..), model.weight)), or use fl.pullback "
                         f"and fl.jvp, which take trees")
+
+
+def withjacobian(f: Callable, x, mode: str = "auto"):
+    """``(f(x), jacobian(f, x))`` (Zygote's and Flux's ``withjacobian``, for one array).
+
+    >>> import numpy as np, fluxml as fl
+    >>> y, jac = fl.withjacobian(lambda x: x ** 2, np.array([1.0, 3.0]))
+    >>> y, jac
+    (array([1., 9.]), array([[2., 0.],
+           [0., 6.]]))
+    """
+    return f(x), jacobian(f, x, mode)
+
+
+def diaghessian(f: Callable, *args) -> tuple:
+    """The diagonal of the Hessian of the scalar ``f`` with respect to each argument, shaped
+    as it (Zygote's and Flux's ``diaghessian``): for each ``x``, ``h[i] = d²f / dx[i]²``, the
+    others held fixed. Forward over reverse, one tangent per entry, as ``hessian``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.diaghessian(lambda x, y: np.sum(x ** 3) * y, np.array([1.0, 2.0]), 5.0)
+    (array([30., 60.]), np.float64(0.0))
+    """
+    out = []
+    for i, x in enumerate(args):
+        def f_i(xi, i=i):
+            return f(*args[:i], xi, *args[i + 1:])
+
+        h = hessian(f_i, x)
+        n = int(np.prod(np.shape(raw(x))))
+        out.append(np.reshape(np.diagonal(np.reshape(h, (n, n))), np.shape(raw(x)))
+                   if np.ndim(raw(x)) else np.reshape(h, ())[()])
+    return tuple(out)

@@ -14,7 +14,7 @@ from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes, randomness
 from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
 from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder
-from fluxml.compiler.ir import Program
+from fluxml.compiler.ir import Const, Program, Var
 from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
 from fluxml.compiler.trace import CompileError
 from fluxml.tree import LEAF, flatten, unflatten
@@ -27,7 +27,7 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "known", "numbers", "pending")
+                 "rebind", "known", "numbers", "pending", "copies")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
                  rebind=None, numbers=()):
@@ -50,6 +50,32 @@ class Entry:
         # the xla back end's compilation in a background thread (tiered.Background): ``run``
         # is the NumPy code of the program until XLA's is ready; None if XLA's from the start
         self.pending = None
+        # the outputs to copy: distinct values at trace time that the passes made one (a
+        # returned ``(x * 2, x * 2)``), which eager code returns as two arrays
+        self.copies = ()
+
+
+def _copies(program, distinct) -> tuple:
+    """The outputs a call must copy, so that each is a new array as eager code returns:
+    those distinct at trace time (``distinct``, an :func:`_output_pattern`) that the passes
+    merged, those that are an argument's array the program writes (a returned ``self.h``
+    the function rebound: the next call would overwrite the result), and constants (the
+    same array on every call)."""
+    inputs = {v.id for v in program.inputs if type(v) is Var}
+    written = {v.id for _, v in program.writes if type(v) is Var}
+    written.update(e.outs[0].id for e in program.eqns  # (computed into an input's buffer)
+                   if type(e.out) is Var and e.out.id in inputs)
+    return tuple(k for k, (v, a, b) in
+                 enumerate(zip(program.outputs, distinct, _output_pattern(program)))
+                 if a != b or (type(v) is Var and v.id in written)
+                 or (type(v) is Const and hasattr(v.value, "copy")))
+
+
+def _output_pattern(program) -> list:
+    """For each output, the position of the first output that is the same value."""
+    first: dict = {}
+    return [first.setdefault(v.id, k) if type(v) is Var else k
+            for k, v in enumerate(program.outputs)]
 
 
 class Compiled:
@@ -166,6 +192,7 @@ class Compiled:
         program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
                                              spec, numbers)
         randomness.check(watched, before, _fname(self.fn))
+        distinct = _output_pattern(program)
         steps = passes.pipeline(self.backend)
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
@@ -198,6 +225,7 @@ class Compiled:
         extract = make_extractor(args, spec, leaves, positions, numbers, not raw)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, number_inputs)
+        entry.copies = _copies(program, distinct)
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -238,7 +266,12 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     are inputs, not part of the signature: ``fl.adjust`` between calls reuses the trace.
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
-    when it is traced (as JAX does): pass anything that changes as an argument. A model (or a
+    when it is traced (as JAX does): pass anything that changes as an argument. An argument's
+    array reached another way (a bound method ``act = layer.__call__`` held by the model, a
+    closure over it) would be such a constant, stale after the next change: it is refused
+    with a ``CompileError`` naming it (a layer held as a field and called is read as an
+    argument; computations on such an array outside any traced operation, ``w.sum()``, are
+    not seen). A model (or a
     model's method) compiled directly takes its own arrays as arguments, so
     ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
     ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).
@@ -353,6 +386,10 @@ def _execute(entry, args, arrays):
     if entry.rebind is not None:
         entry.rebind(args, outs, arrays)
     entry.known = arrays
+    if entry.copies:
+        outs = list(outs)
+        for k in entry.copies:
+            outs[k] = outs[k].copy()
     return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
 

@@ -5,16 +5,18 @@ inputs."""
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
 
 import numpy as np
 
 from fluxml.ad.core import Tracer
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
-from fluxml.compiler.randomness import filled
+from fluxml.compiler.randomness import closed_over
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
-from fluxml.tree import _fields, flatten, leaves_with_paths, unflatten
+from fluxml.tree import _fields, flatten, leaves_with_paths, nodes, unflatten
 
 
 class _Keywords(dict):
@@ -87,6 +89,9 @@ def trace(fn, args, leaves, spec, numbers=None):
     in_vars = [t._box for t in tracers]
     targs = unflatten(spec, new_leaves)
     tr.nodes = containers(targs)
+    tr.hidden = hidden_arrays(args, spec, leaves, positions)
+    spec_given = flatten(targs)[1]
+    tr.arguments = frozenset(tr.nodes)
     with active(tr):
         try:
             out = fn(*targs)
@@ -94,12 +99,60 @@ def trace(fn, args, leaves, spec, numbers=None):
             tr.closed = LEAKED
     if tr.refused is not None:  # `buf[i] = x` into a plain array, which NumPy's error hid
         raise CompileError(f"fl.compile: {tr.refused}")
-    writes = _writes(tr, targs, spec, leaves, positions, in_vars, numbers)
+    writes = _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers)
     _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
     _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
+
+
+def hidden_arrays(args, spec, leaves, positions) -> dict:
+    """The arrays a trace must not take as constants (``IRTrace._refuse_side_reads``): the
+    argument arrays, and those the arguments hold inside a bound method (a field ``act =
+    encoder.__call__``), as ``{id of the array owning the memory: [(array, where), ...]}``."""
+    hidden: dict = {}
+    for i in positions:
+        x = leaves[i]
+        if is_array(x):
+            hidden.setdefault(_owner(x), []).append((x, _Where(args, i)))
+    stack = [(spec, "")]
+    while stack:  # (paths as leaves_with_paths writes them: keys joined with dots)
+        node, where = stack.pop()
+        keys = node.keys if node.keys is not None else range(len(node.children))
+        stack.extend((c, f"{where}.{k}" if where else f"argument {k}")
+                     for k, c in zip(keys, node.children))
+        static = node.static
+        if isinstance(static, functools.partial):  # (a partial of a bound method, too)
+            static = static.func
+        owner = getattr(static, "__self__", None) if node.kind == "static" else None
+        if owner is None or isinstance(owner, (type, types.ModuleType)):
+            continue
+        what = f"an array of the {type(owner).__name__} of the bound method at {where}"
+        try:
+            held = flatten(owner)[0]
+        except ValueError:  # (a cycle through the owner: a logger's back-reference) not
+            continue  # a model's layer
+        for x in held:
+            if is_array(x):
+                hidden.setdefault(_owner(x), []).append((x, what))
+    return hidden
+
+
+def _owner(x) -> int:
+    """The id of the array that owns ``x``'s memory (JAX arrays are never views)."""
+    base = getattr(x, "base", None)
+    return id(x if base is None else base)
+
+
+class _Where:
+    """An argument array's description, its path found only for a message."""
+
+    def __init__(self, args, i):
+        self.args, self.i = args, i
+
+    def __str__(self):
+        return f"the argument array at {_path_of(self.args, self.i)}"
 
 
 def containers(tree, found: set | None = None) -> set:
@@ -127,10 +180,7 @@ def _refuse_hidden_tracers(spec) -> None:
     """A traced value in a static part of the result (a dict key, a set, an object the
     trees do not walk, a returned function's closure) would come out as a placeholder on
     every call: refused."""
-    stack = [spec]
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
+    for node in nodes(spec):
         parts = list(node.keys or ()) if node.kind == "dict" else []
         if node.kind == "static":
             x = node.static
@@ -139,21 +189,22 @@ def _refuse_hidden_tracers(spec) -> None:
             parts += [getattr(x, n, None) for n in ((slots,) if isinstance(slots, str)
                                                      else slots)]
             parts += list(getattr(x, "__dict__", {}).values()) if callable(x) else []
-            parts += [c.cell_contents for c in getattr(x, "__closure__", None) or ()
-                      if filled(c)]
+            parts += closed_over(x).values()
         if any(type(v) is Tracer for v in parts):
             raise CompileError(
                 "fl.compile: the function's result holds a traced value where a compiled "
                 "program cannot return it (a dict key, a set, an object fluxml's trees do not "
-                "walk, such as one with __slots__, or a returned function's closure). Return "
-                "arrays as values of tuples, lists, dicts or objects with attributes.")
+                "walk, such as a built-in type's instance, or a returned function's closure). "
+                "Return arrays as values of tuples, lists, dicts or objects with attributes.")
 
 
 
-def _writes(tr, targs, spec, leaves, positions, in_vars, numbers):
-    """The arguments the function wrote into or rebound: ``(input position, new var)``."""
+def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
+    """The arguments the function wrote into or rebound: ``(input position, new var)``;
+    ``spec_given`` is the structure of the traced arguments as the function was given them
+    (its methods bound to the traced objects)."""
     after, spec_after = flatten(targs)
-    if _spec_key(spec_after) != _spec_key(spec) or len(after) != len(leaves):
+    if _spec_key(spec_after) != _spec_key(spec_given) or len(after) != len(leaves):
         raise CompileError(
             "fl.compile: the function changed the structure of its arguments (added, removed "
             "or retyped an attribute or entry). A compiled function may write into its "

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from fluxml.compiler.trace import CompileError
+from fluxml.tree import nodes
 
 _GENERATORS = (np.random.Generator, np.random.RandomState)
 
@@ -37,17 +38,13 @@ def generators(body, spec) -> list:
             seen.add(id(g))
             found.append((where, g, shared))
 
-    stack = [spec]
-    while stack:
-        node = stack.pop()
+    for node in nodes(spec):
         if node.kind == "static":
             add("a NumPy generator among its arguments", node.static)
-        stack.extend(node.children)
+    for name, value in closed_over(body).items():
+        add(f"the NumPy generator `{name}` it closes over", value)
     code = getattr(body, "__code__", None)
     if code is not None:
-        for name, cell in zip(code.co_freevars, body.__closure__ or ()):
-            add(f"the NumPy generator `{name}` it closes over",
-                cell.cell_contents if filled(cell) else None)
         scope = getattr(body, "__globals__", {})
         for name in code.co_names:
             add(f"the global NumPy generator `{name}`", scope.get(name))
@@ -73,8 +70,18 @@ def set_state(g, state) -> None:
         g.set_state(state)
 
 
-def filled(cell) -> bool:
-    """Whether a closure cell holds a value (a cell of a name not yet assigned is empty)."""
+def closed_over(f) -> dict:
+    """The values ``f`` closes over, by name (none for a callable that is not a Python
+    function; a cell of a name not yet assigned is empty, and left out)."""
+    code = getattr(f, "__code__", None)
+    cells = getattr(f, "__closure__", None)
+    if code is None or not cells:
+        return {}
+    return {name: cell.cell_contents for name, cell in zip(code.co_freevars, cells)
+            if _filled(cell)}
+
+
+def _filled(cell) -> bool:
     try:
         cell.cell_contents  # noqa: B018 - an empty cell raises
     except ValueError:

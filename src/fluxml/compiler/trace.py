@@ -160,7 +160,7 @@ class Abstract(Opaque):
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count", "thread", "shadows", "nodes")
+    __slots__ = ("eqns", "count", "thread", "shadows", "nodes", "arguments", "hidden")
     differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
@@ -173,6 +173,11 @@ class IRTrace(Trace):
         # (and of optimiser states made while it runs): an optimiser state fl.update steps
         # must be one of them (``nodes``); None where not known (a branch's trace)
         self.nodes: set | None = None
+        # arrays a constant must not be (see _refuse_side_reads): id of the array owning the
+        # memory of each argument array, and of each array the arguments hold inside a bound
+        # method -> where it is
+        self.hidden: dict = {}
+        self.arguments: frozenset | None = None  # the arguments' alone (fl.adjust refuses)
 
     # --- values ------------------------------------------------------------------------------
 
@@ -273,10 +278,13 @@ class IRTrace(Trace):
         if t is Abstract:
             return a.var, a.example
         if t is np.ndarray:
+            self._refuse_side_reads(a)
             c = _constant(a)
             return c, c.value
         if (t is list or t is tuple) and any(type(x) in (Tracer, Abstract) for x in a):
             return self._lift(a)  # a list of arrays (np.concatenate): Slots in the inputs
+        if self.hidden and hasattr(a, "shape"):  # another library's array (a jax.Array)
+            self._refuse_side_reads(a)
         return a, a
 
     def _lift(self, x):
@@ -300,8 +308,28 @@ class IRTrace(Trace):
         if t is np.ndarray:
             if x.dtype == object:
                 raise CompileError("fl.compile: an object array in a parameter is not supported")
+            self._refuse_side_reads(x)
             x = _constant(x).value
         return x, x
+
+    def _refuse_side_reads(self, a):
+        """An array about to become a constant of the program must not be the memory of an
+        argument, nor an array the arguments hold inside a bound method: the function reached
+        it through another reference (a bound method ``act = layer.__call__`` held by the
+        model, a closure, a global), and the program would keep its value of trace time
+        while eager code reads the array as it is at each call."""
+        if not self.hidden:
+            return
+        base = getattr(a, "base", None)
+        where = next((w for x, w in self.hidden.get(id(a if base is None else base), ())
+                      if x is a or np.may_share_memory(x, a)), None)
+        if where is not None:
+            raise CompileError(
+                f"fl.compile: the function reads {where} through another reference than the "
+                "arguments it was given (a bound method or a closure held by the model, a "
+                "global); the compiled program would keep its value of trace time. Reach it "
+                "through the arguments: hold the layer itself, not its bound method, and call "
+                "it; or pass the array as an argument.")
 
     def _record(self, fn, name, inputs, params, prim, ans, owned, multiple):
         if multiple:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fluxml.layers.basic import Chain, identity
-from fluxml.layers.module import Module, testmode
+from fluxml.layers.module import Module, modules, testmode
+from fluxml.layers.normalise import BatchNorm, InstanceNorm
 from fluxml.layers.polynomial import PolyAct, square
 from fluxml.layers.precision import f64
 from fluxml.layers.show import line_of, name_of
@@ -75,11 +76,23 @@ SUBSTITUTES = {
     "logsoftmax": "argmax on the client (decrypt the logits first)",
     "MaxPool": "MeanPool", "AdaptiveMaxPool": "AdaptiveMeanPool",
     "GlobalMaxPool": "GlobalMeanPool", "Dropout": "nothing (remove it: it is off at inference)",
+    "LayerNorm": "BatchNorm (at inference an affine map of its running statistics), or "
+                 "normalise on the client",
+    "GroupNorm": "BatchNorm (at inference an affine map of its running statistics), or "
+                 "normalise on the client",
 }
 
 
 def lower(model, input_shape: tuple) -> list:
-    """The steps of ``model`` for one input of ``input_shape`` (no batch dimension)."""
+    """The steps of ``model`` for one input of ``input_shape`` (no batch dimension), as
+    ``model(x)`` computes them outside a gradient: train/test layers in automatic mode
+    (``active=None``, the default) run in test mode. A layer set to training mode
+    (``fl.trainmode``) is refused, not switched: it tells ``model(x)`` to use each batch's
+    statistics (BatchNorm) or to drop at random (Dropout) even at inference, as
+    ``trainmode!`` does in Flux and ``model.train()`` in PyTorch, and a plan that ran it in
+    test mode would silently compute another function than the model does."""
+    for where, layer in _sequence(model, "model"):
+        _refuse_training_mode(where, layer)
     model = testmode(f64(model))
     steps: list = []
     shape = tuple(input_shape)
@@ -120,6 +133,18 @@ def _sequence(model, where):
         yield where, model
 
 
+def _refuse_training_mode(where, layer) -> None:
+    for m in modules(layer):
+        if getattr(m, "active", None) is True:
+            inside = "" if m is layer else f" (inside {type(layer).__name__})"
+            raise UnsupportedLayer(
+                f"{where}: {line_of(m)}{inside} is set to training mode (active=True, as "
+                f"fl.trainmode sets it), where it computes from each batch (BatchNorm's batch "
+                f"statistics) or at random (Dropout), which an encrypted plan cannot follow; "
+                f"encrypted inference computes the model in test mode: call fl.testmode(model) "
+                f"(or fl.trainmode(model, None), automatic) before fl.crypto.compile")
+
+
 def _activation_kind(f):
     """Ascending coefficients if ``f`` is a polynomial activation, else None."""
     if f is square or f is np.square:
@@ -134,6 +159,21 @@ def _refusal(where, f) -> str:
     use = SUBSTITUTES.get(name, "a polynomial activation (fl.square, fl.PolyAct)")
     return (f"{where} uses {name}, which CKKS cannot evaluate on encrypted data (it computes "
             f"only additions and multiplications); use {use} instead, and retrain")
+
+
+def _own_statistics(source, layer) -> str | None:
+    """Why a BatchNorm or InstanceNorm without running statistics is refused (not its
+    activation: it normalises with statistics of its input even at inference), and what to
+    build instead."""
+    if not isinstance(layer, (BatchNorm, InstanceNorm)) or layer.running_mean is not None:
+        return None
+    whose = "each batch" if isinstance(layer, BatchNorm) else "each input"
+    return (f"{source} keeps no running statistics (track_stats=False), so even at inference "
+            f"it normalises with the mean and variance of {whose}: a division by a computed "
+            f"standard deviation, which CKKS cannot evaluate on encrypted data (it computes "
+            f"only additions and multiplications); build it with track_stats=True and train "
+            f"the model: at inference it then normalises with its running statistics, an "
+            f"affine map folded into the layer before it")
 
 
 def _without_activation(layer):
@@ -161,7 +201,7 @@ def _measure(layer, shape, source) -> Affine:
     predicted = u.reshape(2, -1) @ matrix.T + bias
     scale = max(float(np.abs(predicted).max()), 1.0)
     if not np.allclose(mixed, predicted, rtol=1e-7, atol=1e-9 * scale):
-        raise UnsupportedLayer(_refusal(source, layer))
+        raise UnsupportedLayer(_own_statistics(source, layer) or _refusal(source, layer))
     matrix[np.abs(matrix) < 1e-14 * max(float(np.abs(matrix).max()), 1e-300)] = 0.0
     return Affine(matrix, bias, tuple(out_shape), source)
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from fluxml._checks import positive_int
+
 
 def _is_array(x) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__getitem__")
@@ -164,9 +166,7 @@ class DataLoader:
     def __init__(self, data, batchsize: int = 1, shuffle: bool = False, partial: bool = True,
                  collate: Callable[[list], Any] | None = None, rng=None,
                  shard: bool | tuple[int, int] = False):
-        if not isinstance(batchsize, (int, np.integer)) or isinstance(batchsize, bool) \
-                or batchsize < 1:
-            raise ValueError(f"DataLoader: batchsize must be a positive int; got {batchsize!r}")
+        positive_int("DataLoader", "batchsize", batchsize)
         if collate is not None and not callable(collate):
             raise TypeError(f"DataLoader: collate must be callable (a list of observations "
                             f"-> a batch); got {collate!r}")

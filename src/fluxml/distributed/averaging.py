@@ -304,7 +304,7 @@ class GradientAverager:
         known by then): the rebuilding costs no time of its own where they take longer.
         ``step``: the messages ``begin``'s callback posted during the backward pass."""
         g, MPI = self.group, self.group.MPI
-        what = f"the gradient averaging at step {g.step}"
+        what = g.at_step("the gradient averaging")
         t0 = time.perf_counter()
         zeros = self._fits(leaves)
         if step is not None and step.requests and zeros is not None \
@@ -460,7 +460,7 @@ class GradientAverager:
         leaves, spec = layout.positions(grads)
         names = layout.paths(spec)
         entries = [layout.entry(x) for x in leaves]
-        what = f"the gradient averaging at step {g.step}"
+        what = g.at_step("the gradient averaging")
         mine = step.positions(leaves) if step is not None else None  # leaf index -> position
         order = [mine[k] for k in step.order if k in mine] if step is not None else None
         everyone = allgather_object(

@@ -176,6 +176,11 @@ class Group:
 
     # --- waiting ---------------------------------------------------------------------------
 
+    def at_step(self, what: str) -> str:
+        """``what`` (a name for an exchange, in a message) with this rank's step, once."""
+        suffix = f" at step {self.step}"
+        return what if what.endswith(suffix) else what + suffix
+
     def wait(self, requests: list, what: str) -> None:
         """Wait for ``requests`` (MPI requests); meanwhile read failure notices, and give up
         after ``timeout`` seconds naming the ranks that have not reached this step."""
@@ -189,11 +194,9 @@ class Group:
                 late = self.roll_call()
                 who = (", ".join(f"rank {r} ({_last_seen(self.seen[r])})" for r in late)
                        if late else "every rank answered the roll call")
-                if not what.endswith(f" at step {self.step}"):
-                    what = f"{what} at step {self.step}"
                 raise DistributedTimeout(
                     f"fluxml.distributed: rank {self.rank} waited {self.timeout:g} s for "
-                    f"{what}; not there: {who}. A rank may be stuck or "
+                    f"{self.at_step(what)}; not there: {who}. A rank may be stuck or "
                     f"dead; if a step legitimately takes longer, pass a larger timeout to "
                     f"fl.distributed.init(timeout=...)")
             # The other ranks are usually microseconds away: spin (as MPI's own Wait does) for

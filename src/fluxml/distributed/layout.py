@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.distributed.group import DistributedError, on_every_rank
-from fluxml.tree import _paths, flatten, is_array_leaf
+from fluxml.tree import _fields, _paths, _slot_names, blank, flatten, is_array_leaf
 
 
 class Changed(Exception):  # noqa: N818 - a signal between two functions, not an error
@@ -125,6 +125,12 @@ def _emit(spec, var: str, depth: int, lines: list, names: dict) -> None:
             fields = _name(names, list(keys))
             lines.append(f"if list({var}.__tree_fields__()) != {fields}: raise Changed")
         reads = [f"getattr({var}, {_key(names, k)})" for k in keys]
+    elif _slot_names(spec.type):  # a slotted object: its fields as the tree reads them
+        lines.append(f"if type({var}) is not {typ}: raise Changed")
+        f = f"f{depth}"
+        lines.append(f"{f} = {_name(names, _fields)}({var})")
+        lines.append(f"if [k for k, _ in {f}] != {_name(names, list(keys))}: raise Changed")
+        reads = [f"{f}[{i}][1]" for i in range(n)]
     else:  # a plain object: every attribute is a child
         d = f"d{depth}"
         lines.append(f"if type({var}) is not {typ}: raise Changed")
@@ -160,7 +166,7 @@ def builder(spec, planned: set) -> Callable | None:
     None for trees with nodes it does not copy (dataclasses, namedtuples, dict subclasses):
     ``unflatten`` then rebuilds them. Compiled as ``walker`` is."""
     lines: list[str] = []
-    names: dict = {"new": object.__new__}
+    names: dict = {"new": blank}
     try:
         result, _ = _emit_build(spec, "t", 0, 0, planned, lines, names)
     except _Unsupported:
@@ -210,7 +216,7 @@ def _emit_build(spec, var: str, depth: int, start: int, planned: set, lines: lis
         lines += mine
         return node, pos
     if spec.kind == "object" and not dataclasses.is_dataclass(typ) \
-            and not hasattr(typ, "__tree_fields__"):
+            and not hasattr(typ, "__tree_fields__") and not _slot_names(typ):
         obj = f"o{depth}"
         lines.append(f"{node} = dict({var}.__dict__)")
         lines += mine

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fluxml.io import extra as extra_values
 from fluxml.io import safetensors
 from fluxml.io.modelstate import LoadError, check, flat_state, named_leaves, write_into
 from fluxml.tree import flatten
@@ -112,6 +113,7 @@ def load(path) -> dict[str, Any]:
 # --- checkpoints ------------------------------------------------------------------------------
 
 DEFAULT_RNG = "fluxml.init"
+EXTRA_FORMAT = "fluxml.extra_format"  # (absent: plain JSON, as files before it were written)
 
 
 class Checkpoint(NamedTuple):
@@ -147,7 +149,11 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     """Save everything needed to resume training: the model's state, the optimiser state
     (from ``fl.setup``), the step count, the state of fluxml's default random generator and
     of the generators in ``rngs`` (e.g. ``{"data": loader.rng}``), and ``extra``, a small
-    JSON-able dict (epoch, history ...). One safetensors file, written atomically.
+    dict (epoch, history, best loss ...) that comes back equal and of the same types: it
+    holds None, bool, int, float (nan too), str, NumPy numbers, and lists, tuples and dicts
+    (any such keys) of these; anything else (an array, a set, a namedtuple) is refused here,
+    by its place in ``extra`` (see ``fluxml.io.extra``). One safetensors file, written
+    atomically; ``step`` is a non-negative integer.
 
     >>> import numpy as np, fluxml as fl, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
@@ -157,26 +163,34 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     >>> fl.load_checkpoint(path, model).step, model["w"]
     (10, array([1., 1.]))
     """
+    step = _step(step)
     tree = {"model": model}
     if opt_state is not None:
         tree["opt"] = opt_state
     tensors, keys = _tensors(tree)
-    meta = {"format": "np", KEYS: json.dumps(keys), "fluxml.step": str(int(step)),
+    meta = {"format": "np", KEYS: json.dumps(keys), "fluxml.step": str(step),
             "fluxml.rngs": json.dumps(_rng_states(rngs)),
-            "fluxml.extra": _extra_json(extra),
+            "fluxml.extra": _extra_json(extra), EXTRA_FORMAT: "1",
             "fluxml.frozen": json.dumps(_frozen(opt_state))}
     safetensors.write(path, tensors, meta)
+
+
+def _step(step) -> int:
+    """``step`` checked: a count of steps, so a non-negative integer (``int(2.7)`` saved 2,
+    silently; a bool is refused too, though Python counts it an int)."""
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"save_checkpoint: step must be a non-negative integer (the number "
+                        f"of steps taken); got {step!r} ({type(step).__name__})")
+    if step < 0:
+        raise ValueError(f"save_checkpoint: step must be a non-negative integer (the number "
+                         f"of steps taken); got {step}")
+    return int(step)
 
 
 def _extra_json(extra) -> str:
     if not isinstance(extra, (dict, type(None))):
         raise TypeError(f"save_checkpoint: extra must be a dict; got {type(extra).__name__}")
-    try:
-        return json.dumps(extra or {})
-    except (TypeError, ValueError) as err:  # (ValueError: a circular reference)
-        raise TypeError(f"save_checkpoint: extra must hold only what JSON holds (numbers, "
-                        f"strings, lists, dicts); {err}: convert NumPy values first, "
-                        f"float(x) or x.tolist()") from None
+    return extra_values.dumps(extra or {}, "save_checkpoint: extra")
 
 
 def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) -> Checkpoint:
@@ -210,11 +224,11 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
                         "opt_state=fl.setup(rule, model) to restore it" if opt_state is None
                         else "the checkpoint holds no optimiser state, but opt_state was "
                         "given"))
-    model_flat = flat_state(state["model"])
-    check(model, model_flat, "load_checkpoint (model)")
+    model_flat = flat_state(state.get("model", {}))  # (a model of no arrays saves none)
+    model_target = check(model, model_flat, "load_checkpoint (model)")
     if opt_state is not None:
         opt_flat = flat_state(state["opt"])
-        check(opt_state, opt_flat, "load_checkpoint (optimiser state)")
+        opt_target = check(opt_state, opt_flat, "load_checkpoint (optimiser state)")
         leaves = _optimiser_leaves(opt_state)  # (write_into keeps these objects)
         count = len(leaves)
         if any(not 0 <= i < count for i in frozen):
@@ -237,9 +251,9 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
                 f"load_checkpoint: {path}: the saved state of the generator {name!r} is "
                 f"damaged ({type(err).__name__}: {err})") from None
     # every check passed: now write
-    write_into(model, model_flat)
+    write_into(model, model_flat, model_target)
     if opt_state is not None:
-        opt_state = write_into(opt_state, opt_flat)
+        opt_state = write_into(opt_state, opt_flat, opt_target)
         for i in frozen:
             leaves[i].frozen = True
     for name in targets:
@@ -266,8 +280,19 @@ def _checkpoint_meta(meta: dict, where) -> tuple[int, dict, dict, list]:
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in frozen):
         raise safetensors.FileFormatError(f"load_checkpoint: {where}: the metadata "
                                           f"fluxml.frozen is damaged ({frozen!r})")
-    return (value("fluxml.step", None, int), value("fluxml.rngs", None, dict),
-            value("fluxml.extra", "{}", dict), frozen)
+    extra = value("fluxml.extra", "{}", dict)
+    if EXTRA_FORMAT in meta:
+        try:
+            if meta[EXTRA_FORMAT] != "1":
+                raise ValueError(f"{EXTRA_FORMAT} is {meta[EXTRA_FORMAT]!r}, this fluxml reads "
+                                 f"'1' (a newer fluxml wrote it?)")
+            extra = extra_values.loads(meta["fluxml.extra"])
+            if type(extra) is not dict:
+                raise ValueError(f"expected a dict, got a {type(extra).__name__}")
+        except ValueError as err:
+            raise safetensors.FileFormatError(f"load_checkpoint: {where}: the metadata "
+                                              f"fluxml.extra is damaged ({err})") from None
+    return (value("fluxml.step", None, int), value("fluxml.rngs", None, dict), extra, frozen)
 
 
 def _optimiser_leaves(opt_state) -> list:

@@ -43,6 +43,9 @@ def state(model) -> dict[str, Any]:
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})
+        if path[-1] in node:  # (dict keys 0 and "0": one would be dropped, silently)
+            raise ValueError(f"state: two entries are both named {'.'.join(path)!r} once their "
+                             f"keys are written as strings; rename one of the keys")
         node[path[-1]] = leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
     return out
 
@@ -136,7 +139,8 @@ def named_leaves(tree, what: str) -> list[tuple[str, tuple[str, ...], Any]]:
         name = ".".join(path)
         if name in seen:
             raise ValueError(f"{what}: two entries are both named {name!r} once their keys are "
-                             f"joined with dots; rename the keys that contain dots")
+                             f"joined with dots; rename the keys that contain dots (or one "
+                             f"of two keys that are alike as strings, such as 0 and '0')")
         seen.add(name)
         named.append((name, path, leaf))
     return named
@@ -161,7 +165,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         into = "the given optimiser state"
         hint = ("; set it up with the rule the checkpoint was saved with, "
                 "fl.setup(rule, model)")
-    tied: dict = {}  # id of an array -> its first path
+    if len({p for p, _ in target}) < len(target):  # (dict keys 0 and "0": both would load)
+        named_leaves(model, what)  # raises, naming the entry
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
@@ -180,17 +185,101 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         if isinstance(x, np.ndarray) and not x.flags.writeable:
             raise LoadError(f"{what}: {path}: the model's array is read-only, so it cannot "
                             f"be loaded in place")
-        first = tied.setdefault(id(x), path) if isinstance(x, np.ndarray) else path
-        if first != path and np.ascontiguousarray(v).tobytes() != \
-                np.ascontiguousarray(given[first]).tobytes():  # (else the last would win)
-            raise LoadError(f"{what}: {path} and {first} are one array in the model (tied), "
-                            f"but the state gives them different values; load a state saved "
-                            f"from a model with the same ties, or untie them first")
+    _check_ties(target, given, what)
     extra = [p for p in given if p not in names]
     if extra:
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
                         f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}{hint}")
     return target
+
+
+def _check_ties(target: list[tuple[str, Any]], given: dict, what: str) -> None:
+    """Arrays of the model that share memory (one array at two paths, tied; or views of one
+    buffer: a weight and its transpose, overlapping slices) are written one after the other,
+    so the last write wins where they overlap. Refuse a state that gives them different
+    values there, deciding by what the load would write: the writes are made, in the load's
+    order, into a scratch buffer laid out as the model's memory, and each array must read
+    back its own value."""
+    arrays = [(path, x) for path, x in target if isinstance(x, np.ndarray)]
+    for group in _overlapping([x for _, x in arrays]):
+        paths, xs = [arrays[i][0] for i in group], [arrays[i][1] for i in group]
+        values = [np.asarray(given[path]) for path in paths]
+        views = _scratch_views(xs)
+        for view, v in zip(views, values):
+            view[...] = v
+        if all(_reads(view, v) for view, v in zip(views, values)):
+            continue
+        for j, (view, v) in enumerate(zip(views, values)):  # which write spoils which
+            view[...] = v
+            k = next((k for k in range(j) if not _reads(views[k], values[k])), None)
+            if k is None:
+                continue
+            how = ("are one array in the model (tied), but the state gives them different "
+                   "values" if xs[j] is xs[k] else "are views of the same memory in the model "
+                   "(as a weight and its transpose, or overlapping slices), but the state gives "
+                   "them different values where they overlap")
+            raise LoadError(f"{what}: {paths[j]} and {paths[k]} {how}; load a state saved "
+                            f"from a model with the same ties, or untie them first")
+
+
+def _reads(view: np.ndarray, value: np.ndarray) -> bool:
+    return view.tobytes() == np.ascontiguousarray(value).tobytes()
+
+
+def _byte_bounds(x: np.ndarray) -> tuple[int, int]:
+    start = x.__array_interface__["data"][0]
+    reach = [(n - 1) * s for n, s in zip(x.shape, x.strides)]
+    return (start + sum(r for r in reach if r < 0),
+            start + sum(r for r in reach if r > 0) + x.itemsize)
+
+
+def _overlapping(arrays: list[np.ndarray]) -> list[list[int]]:
+    """The groups (of two or more) of positions in ``arrays`` whose byte ranges overlap,
+    each in order. Only arrays viewing one root (array or buffer) can: their ranges are
+    sorted, the others' never read (they cost a model of owned arrays nothing)."""
+    by_root: dict = {}
+    for i, x in enumerate(arrays):
+        if x.size:
+            by_root.setdefault(id(_root(x)), []).append(i)
+    groups: list[list[int]] = []
+    for candidates in by_root.values():
+        if len(candidates) == 1:
+            continue
+        end = None
+        for (lo, hi), i in sorted((_byte_bounds(arrays[i]), i) for i in candidates):
+            if end is not None and lo < end:
+                groups[-1].append(i)
+                end = max(end, hi)
+            else:
+                groups.append([i])
+                end = hi
+    return [sorted(g) for g in groups if len(g) > 1]
+
+
+def _root(x):
+    """The object whose memory ``x`` views: its last NumPy base, or the buffer under it
+    (``np.frombuffer`` gives each array a memoryview of its own over one buffer)."""
+    while True:
+        below = x.base if isinstance(x, np.ndarray) else \
+            x.obj if isinstance(x, memoryview) else None
+        if below is None:
+            return x
+        x = below
+
+
+def _scratch_views(xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Views of one new buffer laid out as ``xs`` lie in memory (same offsets from one
+    another, shapes, strides, dtypes)."""
+    bounds = [_byte_bounds(x) for x in xs]
+    lo = min(b[0] for b in bounds)
+    scratch = np.empty(max(b[1] for b in bounds) - lo, np.uint8)
+    views = []
+    for x in xs:
+        start = x.__array_interface__["data"][0] - lo
+        first = scratch[start:start + x.itemsize].view(x.dtype).reshape(())
+        views.append(np.lib.stride_tricks.as_strided(first, x.shape, x.strides,
+                                                     writeable=True))
+    return views
 
 
 def _prefix_hint(path: str, given: dict, names: set) -> str:
@@ -237,13 +326,14 @@ def loadmodel(model, state, *, what: str = "loadmodel"):
     fluxml.io.modelstate.LoadError: loadmodel: weight: expected (3, 2), got (2, 3); transposed? ...
     """
     flat = _as_flat(state)
-    check(model, flat, what)
-    return write_into(model, flat)
+    return write_into(model, flat, check(model, flat, what))
 
 
-def write_into(model, flat: dict[str, Any]):
-    """Write a checked flat state into ``model`` (see :func:`check`); returns the model, a
-    new object only when the root itself is a tuple or number that had to be rebuilt."""
+def write_into(model, flat: dict[str, Any], target: list | None = None):
+    """Write a checked flat state into ``model`` (``target``: what :func:`check` returned,
+    when the caller has it); returns the model, a new object only when the root itself is a
+    tuple or number that had to be rebuilt."""
+    flat = _unaliased(flatten(model)[0] if target is None else [x for _, x in target], flat)
     leaves = _optimiser_leaves(model)
     for leaf in leaves:  # each its own rule to write its hyperparameters into (see below)
         leaf.rule = _own_copy(leaf.rule)
@@ -255,6 +345,18 @@ def write_into(model, flat: dict[str, Any]):
             _set(leaf, steps, bool(flat[name]))
     _share_equal_rules(leaves)
     return model
+
+
+def _unaliased(leaves: list, flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` with a copy of each value that shares memory with an array among the model's
+    ``leaves`` (``loadmodel(model, {"a": model["b"], "b": model["a"]})``): written in place
+    one after the other, the first write would change the value of a later one."""
+    ours = [x for x in leaves if isinstance(x, np.ndarray)]
+    names = [k for k, v in flat.items() if isinstance(v, np.ndarray)]
+    groups = _overlapping(ours + [flat[k] for k in names])
+    shared = {names[i - len(ours)] for g in groups if g[0] < len(ours) for i in g
+              if i >= len(ours)}
+    return {k: np.array(v) if k in shared else v for k, v in flat.items()}
 
 
 def _optimiser_leaves(tree) -> list:
@@ -301,7 +403,8 @@ def _join(prefix: str, key) -> str:
 def _assign(x, prefix, flat):
     if is_array_leaf(x):
         v = flat[prefix]
-        if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__"):
+        if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__") \
+                and not isinstance(x, np.generic):  # (NumPy 2's scalars have the namespace)
             x[...] = v
             return x
         if isinstance(x, np.ndarray):  # 0-d
@@ -309,7 +412,7 @@ def _assign(x, prefix, flat):
             return x
         return type(x)(np.asarray(v).item()) if is_leaf(x) else v
     t = type(x)
-    if t is list or isinstance(x, dict):
+    if isinstance(x, (list, dict)):
         items = x.items() if isinstance(x, dict) else enumerate(x)
         for k, c in list(items):
             new = _assign(c, _join(prefix, k), flat)

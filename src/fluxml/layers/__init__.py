@@ -1,7 +1,7 @@
 """Layers: ``fl.Module`` and the layers built on it (one family a file)."""
 
 from fluxml.layers.attention import MultiHeadAttention, TransformerEncoderBlock
-from fluxml.layers.basic import Bilinear, Chain, Dense, Flatten, Scale, identity
+from fluxml.layers.basic import Bilinear, Chain, Dense, Flatten, Scale, activations, identity
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.conv import Conv, ConvTranspose, CrossCor, DepthwiseConv
 from fluxml.layers.embedding import Embedding, EmbeddingBag
@@ -35,16 +35,29 @@ from fluxml.layers.pooling import (
     Upsample,
 )
 from fluxml.layers.precision import f16, f32, f64
-from fluxml.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, RNNCell
+from fluxml.layers.recurrent import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    GRUCell,
+    GRUv3,
+    GRUv3Cell,
+    LSTMCell,
+    Recurrence,
+    RNNCell,
+)
 from fluxml.layers.shapes import autosize, outputsize, summary
+from fluxml.layers.weightnorm import WeightNorm, remove_weight_norms
 
 __all__ = [
     "AdaptiveMaxPool", "AdaptiveMeanPool", "AlphaDropout", "BatchNorm", "Bidirectional", "Bilinear",
     "Chain", "Conv", "ConvTranspose", "CrossCor", "Dense", "DepthwiseConv", "Dropout", "Embedding",
-    "EmbeddingBag", "Flatten", "GRU", "GRUCell", "GlobalMaxPool", "GlobalMeanPool", "GroupNorm",
-    "InstanceNorm", "LSTM", "LSTMCell", "LayerError", "LayerNorm", "MaxPool", "Maxout", "MeanPool",
-    "Module", "MultiHeadAttention", "PairwiseFusion", "Parallel", "PixelShuffle", "RNN", "RNNCell",
-    "Scale", "SkipConnection", "TransformerEncoderBlock", "Upsample", "_", "autosize", "f16", "f32",
-    "f64", "identity", "is_active", "modules", "outputsize", "summary", "testmode", "trainable",
-    "trainmode", "within_gradient",
+    "EmbeddingBag", "Flatten", "GRU", "GRUCell", "GRUv3", "GRUv3Cell", "GlobalMaxPool",
+    "GlobalMeanPool", "GroupNorm", "InstanceNorm", "LSTM", "LSTMCell", "LayerError", "LayerNorm",
+    "MaxPool", "Maxout", "MeanPool", "Module", "MultiHeadAttention", "PairwiseFusion", "Parallel",
+    "PixelShuffle", "RNN", "RNNCell", "Recurrence", "Scale", "SkipConnection",
+    "TransformerEncoderBlock", "Upsample", "WeightNorm", "_", "activations", "autosize", "f16",
+    "f32", "f64", "identity", "is_active", "modules", "outputsize", "remove_weight_norms",
+    "summary", "testmode", "trainable", "trainmode", "within_gradient",
 ]

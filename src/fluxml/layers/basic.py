@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
+from fluxml._checks import positive_int
 from fluxml.layers.module import LayerError, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
@@ -68,9 +69,7 @@ class Dense(Module):
                 raise ValueError(f"Dense: a weight must be a matrix (out, in); got shape "
                                  f"{weight.shape}")
         else:
-            for name, n in (("in_features", in_features), ("out_features", out_features)):
-                if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                    raise ValueError(f"Dense: {name} must be a positive int; got {n!r}")
+            _positive("Dense", in_features=in_features, out_features=out_features)
             weight = np.asarray(init((int(out_features), int(in_features)), rng), dtype=dtype)
         if not callable(activation):
             raise TypeError(f"Dense: activation must be callable; got {activation!r}")
@@ -128,8 +127,7 @@ def _make_bias(bias, n, dtype, layer):
 def _positive(layer, **sizes):
     """Each of ``sizes`` (name: value) a positive int, else an error naming ``layer``."""
     for name, n in sizes.items():
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{layer}: {name} must be a positive int; got {n!r}")
+        positive_int(layer, name, n)
 
 
 class Chain(Module):
@@ -166,12 +164,26 @@ class Chain(Module):
         return layers.items() if isinstance(layers, dict) else enumerate(layers)
 
     def __call__(self, x):
+        y = x  # (an empty Chain returns x)
+        for y in self.outputs(x):  # noqa: B007 - the last output is the result
+            pass
+        return y
+
+    def outputs(self, x):
+        """Each layer's output in turn, the last being ``self(x)`` (an iterator; Flux's
+        ``activations`` as a tuple).
+
+        >>> import numpy as np, fluxml as fl
+        >>> m = fl.Chain(fl.Dense(2, 3), np.tanh, fl.Dense(3, 1))
+        >>> [y.shape for y in m.outputs(np.ones((4, 2), np.float32))]
+        [(4, 3), (4, 3), (4, 1)]
+        """
         for key, layer in self._items():
             try:
                 x = layer(x)
             except (ValueError, IndexError) as err:
                 raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
-        return x
+            yield x
 
     def _output_shape(self, shape):
         from fluxml.layers.shapes import output_shape
@@ -215,6 +227,20 @@ class Chain(Module):
         if isinstance(self.layers, dict):
             return list(self.layers.items())
         return [(None, layer) for layer in self.layers]
+
+
+def activations(chain: Chain, x) -> tuple:
+    """Every layer's output of ``chain`` on ``x``, in order (Flux's ``activations``): the last
+    is ``chain(x)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> outs = fl.activations(fl.Chain(fl.Dense(2, 3), np.tanh), np.ones((4, 2), np.float32))
+    >>> [o.shape for o in outs]
+    [(4, 3), (4, 3)]
+    """
+    if not isinstance(chain, Chain):
+        raise TypeError(f"activations takes a Chain and its input; got {type(chain).__name__}")
+    return tuple(chain.outputs(x))
 
 
 class Scale(Module):
@@ -285,9 +311,7 @@ class Bilinear(Module):
                  bias=True, init: Callable = initialisers.glorot_uniform, rng=None,
                  dtype=np.float32):
         in1, in2 = in_features if isinstance(in_features, tuple) else (in_features,) * 2
-        for name, n in (("in1", in1), ("in2", in2), ("out_features", out_features)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"Bilinear: {name} must be a positive int; got {n!r}")
+        _positive("Bilinear", in1=in1, in2=in2, out_features=out_features)
         self.weight = np.asarray(init((out_features, in1, in2), rng), dtype=dtype)
         self.bias = _make_bias(bias, out_features, dtype, "Bilinear")
         self.activation = activation

@@ -17,6 +17,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.ad.core import untraced
+from fluxml.layers.basic import _positive
 from fluxml.layers.module import LayerError, Module
 
 normal = initialisers.normal  # the default initialiser, fl.init.normal
@@ -74,9 +75,7 @@ class Embedding(Module):
 
     def __init__(self, vocab: int, dim: int, *, init: Callable = normal, rng=None,
                  dtype=np.float32):
-        for name, n in (("vocab", vocab), ("dim", dim)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"Embedding: {name} must be a positive int; got {n!r}")
+        _positive("Embedding", vocab=vocab, dim=dim)
         self.weight = np.asarray(init((int(vocab), int(dim)), rng), dtype=dtype)
 
     def _output_shape(self, shape):

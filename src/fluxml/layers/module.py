@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
@@ -142,7 +144,7 @@ class Module:
         from fluxml.layers.show import name_of
 
         parts = []
-        for k, v in vars(self).items():
+        for k, v in _fields(self) or ():  # (its slots too)
             if is_array_leaf(v) and hasattr(v, "shape"):
                 parts.append(f"{k}={v.dtype}{list(v.shape)}")
             elif callable(v) and not _holds_module(v):
@@ -155,7 +157,7 @@ class Module:
         add up to the total."""
         from fluxml.layers.show import ArrayField
 
-        fields = vars(self).items()
+        fields = _fields(self) or ()
         if not any(_holds_module(v) for _, v in fields):
             return None
         frozen = getattr(type(self), "nontrainable", ())
@@ -312,16 +314,15 @@ def modules(model) -> list:
         x = stack.pop()
         if id(x) in seen:
             continue
-        if isinstance(x, Module):
-            seen.add(id(x))
-            found.append(x)
-            stack.extend(reversed(list(vars(x).values())))
-        elif isinstance(x, (list, tuple)):
+        if isinstance(x, (list, tuple)):
             stack.extend(reversed(x))
         elif isinstance(x, dict):
             stack.extend(reversed(list(x.values())))
-        elif not is_array_leaf(x) and (fields := _fields(x)) is not None:  # a plain object
+        elif not is_array_leaf(x) and (fields := _fields(x)) is not None:  # an object
+            # (its fields as the tree reads them: a Module's slots too, not only its vars)
             seen.add(id(x))
+            if isinstance(x, Module):
+                found.append(x)
             stack.extend(reversed([v for _, v in fields]))
     return found
 
@@ -367,8 +368,9 @@ def trainable(model) -> dict[str, Any]:
 
 
 def _is_param(x) -> bool:
+    # (arrays only: a NumPy scalar, as a Python number, is a leaf the optimisers do not train)
     return getattr(x, "ndim", None) is not None and getattr(x, "dtype", None) is not None and \
-        x.dtype.kind in "fc"
+        x.dtype.kind in "fc" and not isinstance(x, np.generic)
 
 
 def parameter_arrays(model) -> tuple[list, list]:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from fluxml import nnlib
+from fluxml._checks import positive_int
 from fluxml.layers.conv import SPATIAL_NAMES, _kernel, check_input
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.nnlib import windows as win
@@ -253,9 +252,7 @@ class PixelShuffle(Module):
     """
 
     def __init__(self, r: int):
-        if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1:
-            raise ValueError(f"PixelShuffle: r must be a positive int; got {r!r}")
-        self.r = int(r)
+        self.r = positive_int("PixelShuffle", "r", r)
 
     def _output_shape(self, shape):
         shape = _any_input(self, shape)

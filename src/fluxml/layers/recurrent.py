@@ -192,6 +192,41 @@ class GRUCell(_Cell):
         return hs, h
 
 
+class GRUv3Cell(_Cell):
+    """``GRUv3Cell(in_features, hidden; bias=True, init=, init_recurrent=, rng=)``
+
+    Flux's ``GRUv3Cell``: the GRU of v3 of Cho et al.'s paper, whose candidate applies its
+    recurrent weight after the reset gate: ``r = σ(x W_ir' + b_ir + h W_hr' + b_hr)``,
+    ``z`` likewise, ``n = tanh(x W_in' + b_in + (r h) W_hn' + b_hn)``,
+    ``h' = (1 - z) n + z h``. The weights are shaped as :class:`GRUCell`'s (gates r, z, n):
+    the third block of ``weight_hh`` is ``W_hn``. (Flux keeps that block as a separate
+    ``Wh_h̃`` and a third block of ``Wh`` it never reads: from Flux's weights, ``weight_hh``
+    is ``Wh``'s first two blocks over ``Wh_h̃``, ``bias_ih`` is ``b``, ``bias_hh`` zeros.)
+    Called as ``cell(x, h)``; returns ``(h', h')``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> cell = fl.GRUv3Cell(2, 3)
+    >>> cell
+    GRUv3Cell(2 => 3)  # 63 parameters
+    >>> out, h = cell(np.ones((4, 2), np.float32))
+    >>> h.shape
+    (4, 3)
+    """
+
+    gates = 3
+
+    def step(self, xw, h):
+        """One step from the projected input ``xw = x W_ih' + b_ih + b_hh`` (all of
+        ``b_hh`` is outside the reset gate's product here, so it folds in)."""
+        n = h.shape[-1]
+        w = self.weight_hh
+        rz = nnlib.sigmoid(xw[..., :2 * n] + h @ w[:2 * n].T)
+        r, z = rz[..., :n], rz[..., n:]
+        cand = np.tanh(xw[..., 2 * n:] + (r * h) @ w[2 * n:].T)
+        h = cand + z * (h - cand)
+        return h, h
+
+
 def scan(cell, xs, state):
     """Run ``cell.step`` over the time axis 1 of the projected inputs ``xs`` ``(N, T, G)``:
     ``(outputs (N, T, H), final state)`` (Flux's ``scan``). LSTM and GRU run their whole
@@ -315,6 +350,70 @@ class GRU(_Recurrent):
     """
 
     cell_type = GRUCell
+
+
+class GRUv3(_Recurrent):
+    """``GRUv3(in_features, hidden; return_state=False, bias=, init=, init_recurrent=, rng=)``
+
+    A :class:`GRUv3Cell` over a sequence ``(N, T, in)``: every step's ``h``
+    ``(N, T, hidden)``. (Flux's variant, not a newer GRU: :class:`GRU` is PyTorch's.)
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.GRUv3(3, 4)(np.zeros((2, 5, 3), np.float32)).shape
+    (2, 5, 4)
+    """
+
+    cell_type = GRUv3Cell
+
+
+class Recurrence(Module):
+    """``Recurrence(cell; return_state=False)``
+
+    Flux's ``Recurrence``: runs any cell over the time axis of a sequence ``(N, T, F)`` (or
+    one sequence ``(T, F)``: time is the second axis from the end), calling
+    ``cell(x_t, state)`` at each step, and stacks the outputs on the time axis. The cell is
+    any callable returning ``(output, state)`` (every fluxml cell, or one of your own); the
+    first step calls ``cell(x_0)`` when no initial state is given, so the cell picks its
+    own. ``m(x, state)`` starts from ``state``; ``return_state=True`` returns
+    ``(outputs, final state)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> m = fl.Recurrence(fl.RNNCell(2, 3))
+    >>> m
+    Recurrence(
+      RNNCell(2 => 3),                      # 21 parameters
+    )                   # Total: 4 arrays, 21 parameters, 84 bytes.
+    >>> m(np.ones((4, 5, 2), np.float32)).shape
+    (4, 5, 3)
+    """
+
+    def __init__(self, cell, *, return_state: bool = False):
+        if not callable(cell):
+            raise TypeError(f"Recurrence wraps a cell, a callable (x_t, state) -> (output, "
+                            f"state) such as fl.LSTMCell(2, 3); got {cell!r}")
+        self.cell = cell
+        self.return_state = return_state
+
+    def __call__(self, x, state=None):
+        need_array(self, x, "a sequence (N, T, features) or (T, features)")
+        if x.ndim < 2 or x.shape[-2] == 0:
+            raise LayerError(f"{self._line()} expects a sequence (N, T, features) or "
+                             f"(T, features) with at least one time step; got {np.shape(x)}")
+        outputs = []
+        for x_t in np.unstack(np.moveaxis(x, -2, 0)):
+            try:
+                out, state = self.cell(x_t) if state is None else self.cell(x_t, state)
+            except (ValueError, IndexError) as err:
+                raise locate(err, "Recurrence", "cell")  # noqa: B904 - locate sets its cause
+            outputs.append(out)
+        ys = np.stack(outputs, axis=-2)
+        return (ys, state) if self.return_state else ys
+
+    def _line(self) -> str:
+        return "Recurrence(return_state=True)" if self.return_state else "Recurrence()"
+
+    def _show_children(self):
+        return [(None, self.cell)]
 
 
 class Bidirectional(Module):

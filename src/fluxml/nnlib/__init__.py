@@ -1,6 +1,6 @@
 """NN primitives with derivative rules: activations, softmax, normalisation, dropout,
-embedding, attention, recurrent cells, convolution, pooling, upsampling, batched products,
-the dense layer's affine map.
+embedding, attention, recurrent cells, convolution, unfold and fold, pooling, padding,
+upsampling, grid sampling, gather and scatter, batched products, the dense layer's affine map.
 
 >>> import numpy as np, fluxml as fl
 >>> fl.nnlib.relu(np.array([-1.0, 1.0]))
@@ -16,13 +16,16 @@ from fluxml.nnlib.activations import (
     erf,
     gelu,
     gelu_erf,
+    gelu_sigmoid,
     gelu_tanh,
+    glu,
     hardshrink,
     hardsigmoid,
     hardswish,
     hardtanh,
     leakyrelu,
     lisht,
+    logcosh,
     logsigmoid,
     mish,
     relu,
@@ -43,8 +46,10 @@ from fluxml.nnlib.attention import (
     make_causal_mask,
 )
 from fluxml.nnlib.batched import (
+    batched_adjoint,
     batched_mul,
     batched_transpose,
+    batched_vec,
 )
 from fluxml.nnlib.conv import (
     conv,
@@ -61,6 +66,10 @@ from fluxml.nnlib.dropout import (
 from fluxml.nnlib.embedding import (
     embedding,
 )
+from fluxml.nnlib.fold import (
+    fold,
+    unfold,
+)
 from fluxml.nnlib.linear import (
     linear,
 )
@@ -70,6 +79,14 @@ from fluxml.nnlib.normalise import (
     instancenorm,
     layernorm,
     normalise,
+)
+from fluxml.nnlib.padding import (
+    pad_circular,
+    pad_constant,
+    pad_reflect,
+    pad_repeat,
+    pad_symmetric,
+    pad_zeros,
 )
 from fluxml.nnlib.pool import (
     adaptive_maxpool,
@@ -85,6 +102,13 @@ from fluxml.nnlib.recurrent import (
     gru_step,
     lstm_cell,
     lstm_step,
+)
+from fluxml.nnlib.sampling import (
+    grid_sample,
+)
+from fluxml.nnlib.scatter import (
+    gather,
+    scatter,
 )
 from fluxml.nnlib.sequence import (
     gru_sequence,
@@ -105,15 +129,16 @@ from fluxml.nnlib.upsample import (
 )
 
 __all__ = [
-    "adaptive_maxpool", "adaptive_meanpool", "alpha_dropout", "batched_mul", "batched_transpose",
-    "batchnorm", "celu", "conv", "conv_bias_act", "conv_transpose", "depthwise_conv",
-    "dot_product_attention", "dropout", "elu", "embedding", "erf", "gelu", "gelu_erf",
-    "gelu_tanh", "global_maxpool",
-    "global_meanpool", "groupnorm", "gru_cell", "gru_sequence", "gru_step", "hardshrink",
-    "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu", "linear",
-    "lisht", "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell", "lstm_sequence",
-    "lstm_step", "make_causal_mask", "maxpool", "meanpool", "mish", "normalise", "pixel_shuffle",
-    "pixel_unshuffle", "relu", "relu6", "rrelu", "selu", "sigmoid", "silu", "softmax", "softplus",
-    "softshrink", "softsign", "swish", "tanhshrink", "trelu", "upsample_bilinear",
-    "upsample_linear", "upsample_nearest", "upsample_trilinear",
+    "adaptive_maxpool", "adaptive_meanpool", "alpha_dropout", "batched_adjoint", "batched_mul",
+    "batched_transpose", "batched_vec", "batchnorm", "celu", "conv", "conv_bias_act",
+    "conv_transpose", "depthwise_conv", "dot_product_attention", "dropout", "elu", "embedding",
+    "erf", "fold", "gather", "gelu", "gelu_erf", "gelu_sigmoid", "gelu_tanh", "global_maxpool",
+    "global_meanpool", "glu", "grid_sample", "groupnorm", "gru_cell", "gru_sequence", "gru_step",
+    "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu",
+    "linear", "lisht", "logcosh", "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell",
+    "lstm_sequence", "lstm_step", "make_causal_mask", "maxpool", "meanpool", "mish", "normalise",
+    "pad_circular", "pad_constant", "pad_reflect", "pad_repeat", "pad_symmetric", "pad_zeros",
+    "pixel_shuffle", "pixel_unshuffle", "relu", "relu6", "rrelu", "scatter", "selu", "sigmoid",
+    "silu", "softmax", "softplus", "softshrink", "softsign", "swish", "tanhshrink", "trelu",
+    "unfold", "upsample_bilinear", "upsample_linear", "upsample_nearest", "upsample_trilinear",
 ]

@@ -349,7 +349,8 @@ def celu(x, a: float = 1.0):
 
 def gelu_tanh(x):
     """GELU with the tanh approximation: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``
-    (Flux's ``gelu``, PyTorch's ``gelu(approximate="tanh")``).
+    (Flux's ``gelu``, PyTorch's ``gelu(approximate="tanh")``). Also named ``gelu`` and
+    ``gelu_sigmoid`` (NNlib's ``x σ(sqrt(8/pi) (x + 0.044715 x^3))``, the same function).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gelu_tanh(np.array([1.0])).round(6)
@@ -359,6 +360,7 @@ def gelu_tanh(x):
 
 
 gelu = gelu_tanh
+gelu_sigmoid = gelu_tanh
 
 
 def gelu_erf(x):
@@ -513,10 +515,36 @@ def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
     return np.where(x > 0, x, slope * x)
 
 
-NAMES = ("celu", "elu", "gelu", "gelu_erf", "gelu_tanh", "hardshrink", "hardsigmoid",
-         "hardswish", "hardtanh", "leakyrelu", "lisht", "logsigmoid", "mish", "relu", "relu6",
-         "rrelu", "selu", "sigmoid", "silu", "softplus", "softshrink", "softsign", "swish",
-         "tanhshrink", "trelu")
+def logcosh(x):
+    """``log(cosh(x)) = x + softplus(-2x) - log 2``, without overflow (NNlib's).
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.logcosh(np.array([0.0, 1000.0])).round(6).tolist()
+    [0.0, 999.306853]
+    """
+    return x + SOFTPLUS(-2.0 * x) - math.log(2.0)
+
+
+def glu(x, axis: int = -1):
+    """The gated linear unit (Dauphin et al.; NNlib's ``glu``, PyTorch's ``F.glu``): ``x``
+    split in two halves ``a, b`` along ``axis`` (the features, by default), ``a σ(b)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.glu(np.array([[1.0, 2.0, 0.0, 1000.0]]))
+    array([[0.5, 2. ]])
+    """
+    shape = np.shape(raw(x))
+    if not shape or not -len(shape) <= axis < len(shape) or shape[axis] % 2:
+        raise ValueError(f"glu: expected an axis of even size to split in two halves; got "
+                         f"axis={axis} of an array of shape {shape}")
+    a, b = np.split(x, 2, axis=axis)
+    return a * SIGMOID(b)
+
+
+NAMES = ("celu", "elu", "gelu", "gelu_erf", "gelu_sigmoid", "gelu_tanh", "hardshrink",
+         "hardsigmoid", "hardswish", "hardtanh", "leakyrelu", "lisht", "logcosh", "logsigmoid",
+         "mish", "relu", "relu6", "rrelu", "selu", "sigmoid", "silu", "softplus", "softshrink",
+         "softsign", "swish", "tanhshrink", "trelu")
 
 
 def _dtype(x):

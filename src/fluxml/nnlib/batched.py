@@ -43,3 +43,29 @@ def batched_transpose(a):
         raise ValueError(f"batched_transpose: the argument must be (B, m, n); got "
                          f"{tuple(np.shape(a))}")
     return np.swapaxes(a, 1, 2)
+
+
+def batched_adjoint(a):
+    """Each matrix of a batch conjugate-transposed: ``(B, m, n) -> (B, n, m)`` (NNlib's
+    ``batched_adjoint``; :func:`batched_transpose` for real arrays).
+
+    >>> import numpy as np, fluxml as fl
+    >>> a = fl.nnlib.batched_adjoint(np.array([[[1j, 2.0]]]))
+    >>> a.shape, complex(a[0, 0, 0])
+    ((1, 2, 1), -1j)
+    """
+    return np.conj(batched_transpose(a))
+
+
+def batched_vec(a, b):
+    """Each matrix times its vector, ``(B, m, n) x (B, n) -> (B, m)`` (NNlib's
+    ``batched_vec``, batch first); a batch of one on either side serves every entry.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.nnlib.batched_vec(np.ones((2, 3, 4)), np.ones((2, 4)))
+    array([[4., 4., 4.],
+           [4., 4., 4.]])
+    """
+    if getattr(b, "ndim", 0) != 2:
+        raise ValueError(f"batched_vec: the vectors must be (B, n); got {tuple(np.shape(b))}")
+    return batched_mul(a, b[:, :, None])[:, :, 0]

@@ -96,10 +96,11 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
     stats = F.stats
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
+    if not (adaptive and solver.adaptive) and dt is None:
+        raise ValueError("solve: adaptive=False takes fixed steps; pass their size, dt=..."
+                         if solver.adaptive else f"solve: {solver!r} is a fixed-step solver; "
+                         f"pass dt=... (or use an adaptive solver such as Tsit5())")
     adaptive = adaptive and solver.adaptive
-    if not adaptive and dt is None:
-        raise ValueError(f"solve: {solver!r} is a fixed-step solver; pass dt=... (or use an "
-                         "adaptive solver such as Tsit5())")
     ts_out, ys_out, steps = [], [], []
     save = None if saveat is None else np.asarray(saveat, dtype=float)
     j = 0

@@ -17,10 +17,12 @@ from fluxml.optimise.composite import (
     AccumGrad,
     ClipGrad,
     ClipNorm,
+    MixedPrecision,
     OptimiserChain,
     SignDecay,
     WeightDecay,
 )
+from fluxml.optimise.destructure import Restructure, destructure, trainables
 from fluxml.optimise.interface import Leaf, Node, adjust, freeze, setup, thaw, update
 from fluxml.optimise.rules import (
     AdaDelta,
@@ -36,8 +38,8 @@ from fluxml.optimise.schedules import CosineAnneal, ExpDecay, OneCycle, StepDeca
 
 __all__ = [
     "AMSGrad", "AccumGrad", "AdaBelief", "AdaDelta", "AdaGrad", "AdaMax", "Adam", "AdamW",
-    "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "ExpDecay", "Leaf", "Lion", "Momentum",
-    "NAdam", "Nesterov", "Node", "OAdam", "OneCycle", "OptimiserChain", "RAdam", "RMSProp",
-    "Rprop", "Rule", "SignDecay", "StepDecay", "WeightDecay", "adjust", "freeze", "setup",
-    "thaw", "update",
+    "ClipGrad", "ClipNorm", "CosineAnneal", "Descent", "ExpDecay", "Leaf", "Lion", "MixedPrecision",
+    "Momentum", "NAdam", "Nesterov", "Node", "OAdam", "OneCycle", "OptimiserChain", "RAdam",
+    "RMSProp", "Restructure", "Rprop", "Rule", "SignDecay", "StepDecay", "WeightDecay", "adjust",
+    "destructure", "freeze", "setup", "thaw", "trainables", "update",
 ]

@@ -1,5 +1,6 @@
-"""Rules that transform the gradient before another rule sees it, and the chain that
-composes them: ClipGrad, ClipNorm, WeightDecay, SignDecay, AccumGrad, OptimiserChain.
+"""Rules that transform the gradient before another rule sees it, the chain that composes
+them, and a wrapper: ClipGrad, ClipNorm, WeightDecay, SignDecay, AccumGrad, OptimiserChain,
+MixedPrecision.
 
 >>> import numpy as np, fluxml as fl
 >>> rule = fl.OptimiserChain(fl.ClipGrad(1.0), fl.Descent(0.1))
@@ -301,3 +302,72 @@ class OptimiserChain(Rule):
 
     def names(self) -> set:
         return set().union(*(r.names() for r in self.rules))
+
+
+class MixedState(NamedTuple):
+    """MixedPrecision's state: the high-precision copy of the parameter and the inner rule's
+    state (kept for that copy)."""
+
+    master: object
+    state: object
+
+
+@dataclass(init=False)
+class MixedPrecision(Rule):
+    """``MixedPrecision([dtype=np.float32,] rule)`` (Optimisers.jl's): ``rule`` steps a copy of
+    each parameter kept in ``dtype`` (its state too), and the parameter, of a lower
+    precision (float16), is set to that copy rounded. Small updates that would vanish
+    against a float16 parameter accumulate in the copy.
+
+    >>> import numpy as np, fluxml as fl
+    >>> model = {"w": np.ones(2, np.float16)}
+    >>> state = fl.setup(fl.MixedPrecision(fl.Descent(1e-4)), model)
+    >>> for _ in range(10):
+    ...     state, model = fl.update(state, model, {"w": np.ones(2, np.float16)})
+    >>> model["w"]   # plain float16 Descent would stay at 1.0: 1 - 1e-4 rounds to 1
+    array([0.999, 0.999], dtype=float16)
+    >>> state["w"].state.master.dtype
+    dtype('float32')
+    """
+
+    dtype: np.dtype
+    rule: Rule
+
+    def __init__(self, *args):
+        if len(args) == 1:
+            dtype, rule = np.float32, args[0]
+        elif len(args) == 2:
+            dtype, rule = args
+        else:
+            raise TypeError(f"MixedPrecision takes (rule) or (dtype, rule); got {len(args)} "
+                            "arguments")
+        if not isinstance(rule, Rule):
+            raise TypeError(f"MixedPrecision: expected an optimisation rule such as fl.Adam(), "
+                            f"got {rule!r}")
+        if np.dtype(dtype).kind != "f":
+            raise TypeError(f"MixedPrecision: the copy's dtype must be a float type; got "
+                            f"{dtype!r}")
+        self.dtype, self.rule = np.dtype(dtype), rule
+
+    def __repr__(self):
+        return f"MixedPrecision({self.dtype.name}, {self.rule!r})"
+
+    def init(self, x):
+        master = x.astype(self.dtype)
+        return MixedState(master, self.rule.init(master))
+
+    def apply(self, state, x, dx, out=None):
+        master, inner = state
+        inner, update = apply_rule(self.rule, inner, master, dx.astype(master.dtype), None)
+        if update is None:  # AccumGrad inside, still collecting
+            return MixedState(master, inner), None
+        master -= update  # in place: the state keeps its copy
+        # in x's dtype, x - (x - m) is m, the copy rounded, exactly wherever x and m are within
+        # a factor 2 of each other (Sterbenz), as they are after a small step
+        return MixedState(master, inner), np.subtract(x, master.astype(x.dtype))
+
+    def adjust(self, **changes) -> MixedPrecision:
+        return MixedPrecision(self.dtype, self.rule.adjust(**changes))
+
+    def names(self) -> set:
+        return self.rule.names()

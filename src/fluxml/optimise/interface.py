@@ -18,6 +18,7 @@ reached twice (tied weights) gets one Leaf, placed at both addresses.
 from __future__ import annotations
 
 import dataclasses
+from threading import get_ident
 
 import numpy as np
 
@@ -458,6 +459,17 @@ def _leaves(state):
     return found
 
 
+def _state_leaves(state, who: str) -> list:
+    """The Leafs of ``state``; a tree with arrays to train but no Leaf (the model, or a part
+    of it, where its optimiser state was meant) is refused: nothing would change, silently."""
+    leaves = _leaves(state)
+    if not leaves and state is not None and any(_trainable(x) for x in flatten(state)[0]):
+        raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
+                        f"such as state.layers[0]; got a {type(state).__name__} holding arrays "
+                        f"but no Leaf (the model?). Pass the state: {who}(state.<part>)")
+    return leaves
+
+
 def adjust(state, eta: float | None = None, **changes):
     """Change hyperparameters of every rule in ``state`` (a whole tree or any part of it) in
     place, and return ``state``: ``adjust(state, 1e-4)`` sets the learning rate,
@@ -469,10 +481,12 @@ def adjust(state, eta: float | None = None, **changes):
     >>> fl.adjust(state, lr=0.01)["w"].rule
     Adam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
     """
+    if COMPILING:
+        _refuse_an_argument(state, "adjust")
     if eta is not None:
         changes["eta"] = eta
     changes = {ALIASES.get(k, k): v for k, v in changes.items()}
-    leaves = _leaves(state)
+    leaves = _state_leaves(state, "adjust")
     known = set().union(*(leaf.rule.names() for leaf in leaves)) if leaves else set()
     unknown = sorted(set(changes) - known)
     if unknown:
@@ -497,7 +511,9 @@ def freeze(state) -> None:
     >>> state["a"].frozen, state["b"].frozen
     (True, False)
     """
-    for leaf in _leaves(state):
+    if COMPILING:
+        _refuse_an_argument(state, "freeze")
+    for leaf in _state_leaves(state, "freeze"):
         leaf.frozen = True
 
 
@@ -513,5 +529,28 @@ def thaw(state) -> None:
     >>> model["w"]  # trained again
     array([0.5, 0.5])
     """
-    for leaf in _leaves(state):
+    if COMPILING:
+        _refuse_an_argument(state, "thaw")
+    for leaf in _state_leaves(state, "thaw"):
         leaf.frozen = False
+
+
+def _refuse_an_argument(state, what: str) -> None:
+    """Inside ``fl.compile``, an optimiser state among the compiled function's arguments is
+    not changed: the function's Python runs once, when traced, so the change would be made
+    then only, while the program reads the hyperparameters as inputs and its frozen flags as
+    part of the signature (a generic error came, or a structure change). A state made inside
+    the function (``fl.setup`` there) may be: it is made anew on every call."""
+    me = get_ident()  # (every compile of this thread: an fl.cond branch has a trace of its own)
+    arguments = [t.arguments for t in COMPILING[:] if t.thread == me and t.arguments]
+    if not any(id(leaf) in a for leaf in _leaves(state) for a in arguments):
+        return
+    # lazy: the compiler imports the optimisers
+    from fluxml.compiler.trace import CompileError
+
+    raise CompileError(
+        f"fl.compile: fl.{what} was called inside the compiled function on an optimiser state "
+        f"that is one of its arguments; the function's Python runs once, when it is traced, "
+        f"so the change would not happen on later calls. Call fl.{what} outside the compiled "
+        f"step, between calls (fl.{what}(state, ...); step(model, state, x, y)): each call "
+        f"reads the state's hyperparameters and frozen flags as they are then.")

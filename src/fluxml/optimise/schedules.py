@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Integral
+
+from fluxml._checks import positive_int
 
 
 def _check_step(t):
@@ -35,9 +36,7 @@ class StepDecay:
     step: int = 10
 
     def __post_init__(self):
-        if not isinstance(self.step, Integral) or isinstance(self.step, bool) or self.step < 1:
-            raise ValueError(f"StepDecay: step (the steps between decays) must be a positive "
-                             f"int, got {self.step!r}")
+        positive_int("StepDecay", "step (the steps between decays)", self.step)
 
     def __call__(self, t: int) -> float:
         _check_step(t)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, raw, untraced
+from fluxml.ad.core import COMPILING, DifferentiationError, raw, recorded, untraced
 from fluxml.ad.define import defjvp, defvjp, function, nondifferentiable, primitive
 from fluxml.ad.rules.linalg import mT
 
@@ -87,8 +87,26 @@ defjvp(DET, lambda t, ans, x: _trace(_adjugate(x, ans) @ t))
 
 
 def _adjugate(x, det):
-    if np.all(raw(det) != 0):
-        return _mat(det) * np.linalg.inv(x)
+    if COMPILING and recorded(raw(det)):  # fl.compile: which formula is known on each call
+        # lazy: the compiler sits above the rules (and is loaded: it is compiling)
+        from fluxml.compiler.control import cond
+
+        return cond(np.all(raw(det) != 0), _guarded_inverse, _cofactors, x, det)
+    return _scaled_inverse(x, det) if np.all(raw(det) != 0) else _cofactors(x, det)
+
+
+def _guarded_inverse(x, det):
+    """``_scaled_inverse`` where it is chosen (no det is 0); fl.compile traces it on the first
+    call's values too, where a singular matrix is replaced by the identity (inv would raise)."""
+    eye = np.eye(x.shape[-1], dtype=raw(x).dtype)
+    return _scaled_inverse(np.where(_mat(raw(det)) == 0, eye, x), det)
+
+
+def _scaled_inverse(x, det):
+    return _mat(det) * np.linalg.inv(x)
+
+
+def _cofactors(x, det):
     n = x.shape[-1]
     if n == 1:
         return np.ones_like(raw(x))
