@@ -400,3 +400,10 @@ def test_freeze_thaw_adjust_of_the_model_instead_of_its_state_are_refused():
     assert state.layers[0].weight.frozen and not state.layers[1].weight.frozen
     fl.freeze(None)  # (the state of a part with nothing to train)
     fl.thaw(fl.setup(fl.Descent(), {"n": 3}))
+
+
+def test_a_complex_parameter_is_refused():
+    """A complex array was left out of the state without a word: it never trained."""
+    model = {"w": np.ones(2), "z": np.ones(2, complex)}
+    with pytest.raises(TypeError, match=r"setup: z is a complex array \(complex128\)"):
+        fl.setup(fl.Adam(), model)

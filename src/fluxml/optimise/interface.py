@@ -127,7 +127,7 @@ def _trainable(x) -> bool:
 def setup(rule: Rule, model):
     """The optimiser state for training ``model`` with ``rule``: a tree mirroring the model,
     with a ``Leaf`` for each float array (Python numbers and integer arrays are not trained,
-    nor the fields an object's class lists in ``nontrainable``).
+    nor the fields an object's class lists in ``nontrainable``; a complex array is refused).
 
     >>> import numpy as np, fluxml as fl
     >>> class Affine:
@@ -158,6 +158,12 @@ def _refuse_views_of_one_another(model):
     would each get optimiser state of their own and be stepped twice: refused, not guessed."""
     by_root: dict = {}
     for path, x in leaves_with_paths(model, trainable=True):
+        if getattr(getattr(x, "dtype", None), "kind", None) == "c":
+            raise TypeError(
+                f"setup: {path} is a complex array ({x.dtype}), which fluxml's rules do not "
+                f"train (it would be left out of the state and never change). Keep its real "
+                f"and imaginary parts as two float arrays, or list it in its class's "
+                f"nontrainable if it is not a parameter")
         if not isinstance(x, np.ndarray) or not _trainable(x):
             continue
         root = x
