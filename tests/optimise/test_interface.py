@@ -407,3 +407,13 @@ def test_a_complex_parameter_is_refused():
     model = {"w": np.ones(2), "z": np.ones(2, complex)}
     with pytest.raises(TypeError, match=r"setup: z is a complex array \(complex128\)"):
         fl.setup(fl.Adam(), model)
+
+
+def test_a_field_named_as_the_states_bookkeeping_is_refused():
+    """A model field named _fields broke fl.setup with "'Leaf' object is not iterable"."""
+    class M:
+        def __init__(self):
+            self._fields, self.w = np.ones(2), np.ones(2)
+
+    with pytest.raises(ValueError, match="setup: a M has a field named _fields"):
+        fl.setup(fl.Adam(), M())

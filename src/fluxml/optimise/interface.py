@@ -60,6 +60,11 @@ class Node:
     something to train. Prints as ``TypeName(field=..., ...)``."""
 
     def __init__(self, typename: str, fields: dict):
+        clash = sorted({"_typename", "_fields"} & set(fields))
+        if clash:  # (they would overwrite the state's own bookkeeping)
+            raise ValueError(
+                f"setup: a {typename} has a field named {clash[0]}, a name fluxml's optimiser "
+                f"state keeps for itself; rename the field")
         self.__dict__["_typename"] = typename
         self.__dict__["_fields"] = tuple(fields)
         self.__dict__.update(fields)
