@@ -537,3 +537,12 @@ def test_modules_and_modes_reach_a_modules_slots():
     assert fl.modules(m)[2] is drop
     fl.testmode(m)
     assert drop.active is False
+
+
+def test_precision_conversion_of_complex_arrays():
+    """fl.f32 and fl.f64 left complex arrays as they were; Flux converts them."""
+    tree = {"z": np.ones(2, np.complex128), "w": np.ones(2), "i": np.ones(2, np.int64)}
+    assert fl.f32(tree)["z"].dtype == np.complex64
+    assert fl.f64(fl.f32(tree))["z"].dtype == np.complex128
+    assert fl.f16(tree)["z"].dtype == np.complex128  # (NumPy has no complex float16)
+    assert fl.f32(tree)["i"].dtype == np.int64

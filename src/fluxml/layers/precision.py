@@ -23,18 +23,26 @@ _warned: set = set()
 
 
 def _convert(dtype):
+    # complex arrays go to the complex type of the same precision, as Flux's f32 and f64 do
+    # (NumPy has no complex float16: f16 leaves them)
+    complex_dtype = {np.float64: np.complex128, np.float32: np.complex64}.get(dtype)
+
     def convert(x):  # (fmap maps a tied array once: it stays one array)
         # NumPy's arrays and another backend's (CuPy's are also named ndarray); not scalars
         is_array = isinstance(x, np.ndarray) or type(x).__name__ == "ndarray"
         if is_array and x.dtype.kind == "f" and x.dtype != dtype:
             return x.astype(dtype)
+        if is_array and x.dtype.kind == "c" and complex_dtype is not None \
+                and x.dtype != complex_dtype:
+            return x.astype(complex_dtype)
         return x
     return convert
 
 
 def f64(tree):
     """``tree`` with every floating-point array converted to float64 (a new tree), as
-    Flux's ``f64``: for gradient checks, or to match float64 data.
+    Flux's ``f64``: for gradient checks, or to match float64 data. Complex arrays become
+    complex128.
 
     >>> import fluxml as fl
     >>> fl.f64(fl.Dense(2, 3)).weight.dtype
@@ -44,7 +52,8 @@ def f64(tree):
 
 
 def f32(tree):
-    """``tree`` with every floating-point array converted to float32 (a new tree).
+    """``tree`` with every floating-point array converted to float32 (a new tree), complex
+    arrays to complex64.
 
     >>> import fluxml as fl
     >>> fl.f32(fl.f64(fl.Dense(2, 3))).weight.dtype
