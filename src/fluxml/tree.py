@@ -223,6 +223,13 @@ def _node_kind(t) -> tuple:
 _NO_SLOTS = ()  # a class without slots read (the rebuild's fast path checks for this one)
 
 
+def slots(t) -> tuple:
+    """The slots the trees read as fields of a ``t`` (a user's class): those
+    :func:`_node_kind` found, once per class; ``()`` for every other class."""
+    how = _NODES.get(t) or _node_kind(t)
+    return how[1] if how[0] == "attributes" and how[1] else _NO_SLOTS
+
+
 def _users(t) -> bool:
     """Whether ``t`` is a class of the user's (not the standard library's or fluxml's): only
     such a class's slots are fields (a Fraction's, a Path's or a compiled function's slotted

@@ -30,7 +30,7 @@ class Entry:
                  "rebind", "known", "numbers", "pending", "copies")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, numbers=()):
+                 rebind=None, numbers=(), copies=()):
         self.program = program
         self.source = source
         self.run = run
@@ -50,9 +50,7 @@ class Entry:
         # the xla back end's compilation in a background thread (tiered.Background): ``run``
         # is the NumPy code of the program until XLA's is ready; None if XLA's from the start
         self.pending = None
-        # the outputs to copy: distinct values at trace time that the passes made one (a
-        # returned ``(x * 2, x * 2)``), which eager code returns as two arrays
-        self.copies = ()
+        self.copies = copies  # the outputs each call copies (see _copies)
 
 
 def _copies(program, distinct) -> tuple:
@@ -224,8 +222,7 @@ class Compiled:
         raw = self.backend == "xla" and bool(number_inputs)
         extract = make_extractor(args, spec, leaves, positions, numbers, not raw)
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind, number_inputs)
-        entry.copies = _copies(program, distinct)
+                      extract, rebind, number_inputs, _copies(program, distinct))
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)

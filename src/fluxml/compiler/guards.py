@@ -30,7 +30,7 @@ import numpy as np
 from fluxml.compiler.codegen import build
 from fluxml.compiler.numbers import NUMBER_TYPES, as_input
 from fluxml.compiler.trace import CompileError
-from fluxml.tree import _UNSET, _fields, _slot_names
+from fluxml.tree import _UNSET, _fields, slots
 
 
 class _Writer:
@@ -279,15 +279,15 @@ def _walk_node(w, v, x, spec, kind, names):
             if reads:  # ``return self.<reads>``, a tuple: read without the call
                 w.check(f"{v}.{reads} == {tuple(spec.keys)!r}")
     elif not (dataclasses.is_dataclass(x) and not isinstance(x, type)):
-        slots = _slot_names(type(x))
+        slotted = slots(type(x))
         refs = {}
-        if slots:  # its slots: those set at trace time read as attributes, the others unset
-            unset = [k for k in slots if k not in fields]
+        if slotted:  # its slots: those set at trace time read as attributes, the others unset
+            unset = [k for k in slotted if k not in fields]
             if unset:
                 w.check(" and ".join(f"not hasattr({v}, {k!r})" for k in unset))
             # (read with a default: a slot unset since is another structure, traced anew)
             unset_now = w.const(_UNSET)
-            refs = {k: f"getattr({v}, {k!r}, {unset_now})" for k in slots if k in fields}
+            refs = {k: f"getattr({v}, {k!r}, {unset_now})" for k in slotted if k in fields}
         if hasattr(x, "__dict__"):
             d = w.name("d")
             w.lines.append(f"    {d} = {v}.__dict__")
@@ -393,19 +393,19 @@ def _rebind_node(w, v, x, spec, kind, at, targets, path, frozen):
     # an object: as the guard reads its fields (attributes, or its __dict__)
     fields = dict(_fields(x))
     # (a slotted object's slots are assigned as attributes, its other fields in __dict__)
-    slots = _slot_names(type(x))
+    slotted = slots(type(x))
     plain = not hasattr(x, "__tree_fields__") and not (
         dataclasses.is_dataclass(x) and not isinstance(x, type))
     changed = {}
     for key, child in zip(spec.keys, spec.children):
-        field = f"{v}.__dict__[{key!r}]" if plain and key not in slots else _attribute(v, key)
+        field = f"{v}.__dict__[{key!r}]" if plain and key not in slotted else _attribute(v, key)
         r = _rebind(w, field, fields[key], child, at, targets, _join(path, key), frozen)
         if r is not None:
             changed[key] = r
     params = getattr(type(x), "__dataclass_params__", None)
     if plain:
         for key, (_, new) in changed.items():
-            field = _attribute(v, key) if key in slots else f"{v}.__dict__[{key!r}]"
+            field = _attribute(v, key) if key in slotted else f"{v}.__dict__[{key!r}]"
             w.lines.append(f"    {field} = {new}")
         return None
     if params is not None and params.frozen and changed:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.distributed.group import DistributedError, on_every_rank
-from fluxml.tree import _fields, _paths, _slot_names, blank, flatten, is_array_leaf
+from fluxml.tree import _fields, _paths, blank, flatten, is_array_leaf, slots
 
 
 class Changed(Exception):  # noqa: N818 - a signal between two functions, not an error
@@ -125,7 +125,7 @@ def _emit(spec, var: str, depth: int, lines: list, names: dict) -> None:
             fields = _name(names, list(keys))
             lines.append(f"if list({var}.__tree_fields__()) != {fields}: raise Changed")
         reads = [f"getattr({var}, {_key(names, k)})" for k in keys]
-    elif _slot_names(spec.type):  # a slotted object: its fields as the tree reads them
+    elif slots(spec.type):  # a slotted object: its fields as the tree reads them
         lines.append(f"if type({var}) is not {typ}: raise Changed")
         f = f"f{depth}"
         lines.append(f"{f} = {_name(names, _fields)}({var})")
@@ -216,7 +216,7 @@ def _emit_build(spec, var: str, depth: int, start: int, planned: set, lines: lis
         lines += mine
         return node, pos
     if spec.kind == "object" and not dataclasses.is_dataclass(typ) \
-            and not hasattr(typ, "__tree_fields__") and not _slot_names(typ):
+            and not hasattr(typ, "__tree_fields__") and not slots(typ):
         obj = f"o{depth}"
         lines.append(f"{node} = dict({var}.__dict__)")
         lines += mine
