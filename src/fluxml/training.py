@@ -31,7 +31,7 @@ from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.tree import flatten, leaves, leaves_with_paths
+from fluxml.tree import flatten, leaves, leaves_with_paths, nodes
 
 
 class TrainingError(FloatingPointError):
@@ -249,6 +249,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     steps_agreed = dp is not None and any(_acts_at_steps(cb) for cb in callbacks)
     history_start = run.step  # the first step of this call is checked for a gradient
     buffers = _buffers(run.model)
+    objects = _objects(run.model)
     for epoch in range(history.epoch + 1, last_epoch + 1):
         run.epoch = epoch
         for cb in callbacks:
@@ -266,6 +267,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             count = _count(args, data)
             for x, kept in buffers:
                 kept[...] = x
+            fields = [dict(o.__dict__) for o in objects]  # (a forward pass may rebind them)
             share = 1.0 if dp is None else dp.share(count)
             if dp is not None and backend is None:  # the averaging starts in the backward pass
                 value, (grads,) = gradient_step(run.model, share, *args,
@@ -280,6 +282,9 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             bad = _nonfinite_gradient(grads)
             if not math.isfinite(value) or bad is not None:
                 bar.close()
+                for o, before in zip(objects, fields):
+                    o.__dict__.clear()
+                    o.__dict__.update(before)
                 for x, kept in buffers:  # (the failed forward pass wrote its NaN there)
                     x[...] = kept
             if not math.isfinite(value):
@@ -342,6 +347,14 @@ def _buffers(model) -> list:
     return [(x, x.copy()) for x in leaves(model) if id(x) not in trained
             and getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc"
             and getattr(getattr(x, "flags", None), "writeable", True)]
+
+
+def _objects(model) -> list:
+    """The model's objects with attributes: their fields are put back when a step fails, as
+    a forward pass may have set them (a user's ``self.mean = 0.9 * self.mean + ...``, which
+    the gradient writes back)."""
+    return [n.static for n in nodes(flatten(model)[1])
+            if n.kind == "object" and getattr(n.static, "__dict__", None) is not None]
 
 
 def _acts_at_steps(callback) -> bool:
