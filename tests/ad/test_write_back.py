@@ -251,3 +251,46 @@ def test_a_failed_training_step_puts_back_the_fields_its_forward_pass_set():
     with pytest.warns(RuntimeWarning), pytest.raises(fl.TrainingError, match="as it was"):
         fl.train(loss, model, [(bad, np.ones((2, 1)))], opt, progress=False)
     np.testing.assert_array_equal(model.layers[0].mean, before)
+
+
+class Carry:
+    """A layer carrying its state from call to call (Flux's old Recur)."""
+
+    def __init__(self):
+        self.w = np.linspace(0.5, 1.5, 3)
+        self.state = np.zeros(3)
+
+    def __call__(self, x):
+        self.state = np.tanh(x * self.w + self.state)
+        return np.sum(self.state)
+
+
+def test_a_compiled_gradient_step_carries_the_state_as_eager_code_does():
+    results = {}
+    for mode in ("eager", "compiled"):
+        m = Carry()
+        step = lambda m, x: fl.withgradient(lambda m: m(x), m)  # noqa: E731
+        if mode == "compiled":
+            step = fl.compile(step)
+        values = [step(m, np.arange(3.0)) for _ in range(3)]
+        results[mode] = m.state, [float(v) for v, _ in values], values[-1][1][0].w
+    (s1, v1, g1), (s2, v2, g2) = results["eager"], results["compiled"]
+    np.testing.assert_allclose(s2, s1)
+    np.testing.assert_allclose(v2, v1)
+    np.testing.assert_allclose(g2, g1)
+    assert v1[0] != v1[1]  # the state moved
+
+
+def test_a_compiled_step_that_counts_in_a_python_number_is_refused():
+    class Counts(Carry):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def __call__(self, x):
+            self.calls += 1
+            return super().__call__(x)
+
+    step = fl.compile(lambda m, x: fl.withgradient(lambda m: m(x), m))
+    with pytest.raises(fl.CompileError, match="calls"):
+        step(Counts(), np.arange(3.0))
