@@ -351,9 +351,11 @@ def _unflatten(spec, it, none, shared=None, log=None):
     children = [next(it) if c is LEAF else _unflatten(c, it, none, shared, log)
                 for c in spec.children]
     if log is not None and kind != "object":
-        return _logged(spec, children, log)
-    if kind in ("list", "tuple"):
+        return _logged(spec, children, log, shared)
+    if kind == "tuple" or spec.type is list:
         return spec.type(children)
+    if kind == "list":  # (a deque keeps its maxlen)
+        return _container_like(spec, children)
     if kind == "namedtuple":
         return spec.type(*children)
     if kind == "dict":
@@ -388,21 +390,37 @@ def _unflatten(spec, it, none, shared=None, log=None):
     return obj
 
 
-def _logged(spec, children, log):
+def _logged(spec, children, log, shared):
     """A container rebuilt by :func:`_unflatten` with a ``log``: lists and dicts (and
-    deques, their subclasses) logged with their contents as built."""
+    deques, their subclasses) logged with their contents as built; with ``shared``, one met
+    again is the one built (a list at two places is one list, as an object is)."""
     kind = spec.kind
     if kind == "namedtuple":
         return spec.type(*children)
-    if kind == "dict":
-        d = dict(zip(spec.keys, children))
-        new = d if spec.type is dict else _rebuild_dict(spec.type, d)
-        log.append((spec.static, new, dict(d)))
-        return new
-    new = spec.type(children)
-    if kind == "list":
-        log.append((spec.static, new, children))
+    if kind == "tuple":
+        return spec.type(children)
+    if shared is not None:
+        built = shared.get(id(spec.static))
+        if built is not None:
+            log.append(REPEATED)
+            return built
+    new = _container_like(spec, children)
+    if shared is not None:
+        shared[id(spec.static)] = new
+    log.append((spec.static, new, dict(zip(spec.keys, children)) if kind == "dict"
+                else children))
     return new
+
+
+def _container_like(spec, children):
+    """A new list or dict of ``spec``'s type holding ``children`` (a deque keeps its
+    ``maxlen``)."""
+    if spec.kind == "dict":
+        d = dict(zip(spec.keys, children))
+        return d if spec.type is dict else _rebuild_dict(spec.type, d)
+    if issubclass(spec.type, collections.deque) and spec.static is not None:
+        return spec.type(children, maxlen=spec.static.maxlen)
+    return spec.type(children)
 
 
 def _rebind_methods(spec, children, obj, state) -> None:
@@ -427,11 +445,25 @@ def _rebind_methods(spec, children, obj, state) -> None:
 REPEATED = ("an object met again",)  # logged by unflatten (with shared) for each
 
 
-def write_back(log: list, restore: Callable[[Any], Any]) -> None:
+def tree_state(obj) -> dict:
+    """An object node's fields (its set slots, then its attributes) as a dict; what
+    :func:`set_fields` sets back. The dict may be the object's own ``__dict__``."""
+    return _state(obj, _NODES.get(type(obj), (None, None))[1])
+
+
+def set_fields(obj, fields: dict) -> None:
+    """Set fields of an object node as a tree's rebuild does (through its slots' descriptors
+    and its ``__dict__``, not its class's ``__setattr__``)."""
+    _set_fields(obj, fields)
+
+
+def write_back(log: list, restore: Callable[[Any], Any], written=frozenset()) -> None:
     """Make the originals of a tree rebuilt with :func:`unflatten`'s ``log`` show what was
     done to the new tree's mutable parts since: fields set or deleted on its objects, items
     put into its lists and dicts. Each value written goes through ``restore``, which maps
     the new tree's parts back to what the originals hold (a gradient's tracers to arrays).
+    A value whose ``id`` is in ``written`` (an array written in place) counts as set again
+    where it is found.
 
     >>> import fluxml as fl
     >>> from types import SimpleNamespace as NS
@@ -450,12 +482,14 @@ def write_back(log: list, restore: Callable[[Any], Any]) -> None:
         original, new, built = entry
         if isinstance(new, dict):
             if len(new) != len(built) or \
-                    any(new.get(k, _UNSET) is not v for k, v in built.items()):
-                items = {k: restore(v) for k, v in new.items()}
+                    any(new.get(k, _UNSET) is not v or id(v) in written
+                        for k, v in built.items()):
+                items = {restore(k): restore(v) for k, v in new.items()}
                 original.clear()
                 original.update(items)
         elif type(built) is list:
-            if len(new) != len(built) or any(a is not b for a, b in zip(new, built)):
+            if len(new) != len(built) or \
+                    any(a is not b or id(a) in written for a, b in zip(new, built)):
                 items = [restore(v) for v in new]
                 if isinstance(original, collections.deque):
                     original.clear()
@@ -464,10 +498,11 @@ def write_back(log: list, restore: Callable[[Any], Any]) -> None:
                     original[:] = items
         else:
             now = getattr(new, "__dict__", None)
-            if now is not None and _same(now, built):  # (most objects: nothing set)
+            if now is not None and not written and _same(now, built):  # (most objects)
                 continue
             now = _state(new, _NODES.get(type(new), (None, None))[1])
-            changed = {k: restore(v) for k, v in now.items() if built.get(k, _UNSET) is not v}
+            changed = {k: restore(v) for k, v in now.items()
+                       if built.get(k, _UNSET) is not v or id(v) in written}
             if changed:
                 _set_fields(original, changed)
             if changed or len(now) != len(built):

@@ -294,3 +294,144 @@ def test_a_compiled_step_that_counts_in_a_python_number_is_refused():
     step = fl.compile(lambda m, x: fl.withgradient(lambda m: m(x), m))
     with pytest.raises(fl.CompileError, match="calls"):
         step(Counts(), np.arange(3.0))
+
+
+# --- found by review of 41833d5 ---------------------------------------------------------------
+
+def test_an_argument_written_in_place_then_stored_holds_its_new_value():
+    class Idiom:
+        def __init__(self):
+            self.w = np.ones(2)
+            self.mean = np.zeros(2)
+
+        def __call__(self, x):
+            m = self.mean
+            m *= 0.9
+            m += 0.1 * x
+            self.mean = m
+            self.snap = m
+            self.w += 0  # written in place, to the same values
+            return np.sum(self.w * x)
+
+    model, twin = Idiom(), Idiom()
+    original_mean = model.mean
+    fl.gradient(lambda m: m(np.ones(2)), model)
+    twin(np.ones(2))
+    np.testing.assert_allclose(model.mean, twin.mean)
+    np.testing.assert_allclose(model.snap, twin.snap)
+    np.testing.assert_array_equal(original_mean, [0.0, 0.0])  # the caller's array: unchanged
+    assert model.mean is not original_mean
+
+
+def test_a_list_or_dict_at_two_places_is_one_list_or_dict():
+    class Writer:
+        def __init__(self, ctx, out):
+            self.w, self.ctx, self.out = np.array([0.5, 2.0]), ctx, out
+
+        def __call__(self, x):
+            self.ctx["h"] = np.tanh(self.w * x)
+            self.out.append(1)
+            return x
+
+    class Reader:
+        def __init__(self, ctx, out):
+            self.ctx, self.out = ctx, out
+
+        def __call__(self, x):
+            self.out.append(1)
+            return np.sum(self.ctx["h"]) + 0 * np.sum(x)
+
+    def build():
+        ctx, out = {}, []
+        return fl.Chain(Writer(ctx, out), Reader(ctx, out))
+
+    model, twin = build(), build()
+    x = np.ones(2)
+    value, (g,) = fl.withgradient(lambda m: m(x), model)
+    assert value == pytest.approx(twin(x))
+    t = np.tanh(twin.layers[0].w * x)
+    np.testing.assert_allclose(g.layers[0].w, (1 - t * t) * x)
+    assert model.layers[0].out is model.layers[1].out and model.layers[0].out == [1, 1]
+    assert model.layers[0].ctx is model.layers[1].ctx
+    np.testing.assert_allclose(model.layers[0].ctx["h"], t)
+
+
+def test_a_deque_keeps_its_maxlen_in_a_gradient():
+    import collections
+
+    class Window:
+        def __init__(self):
+            self.w = np.ones(2)
+            self.recent = collections.deque([np.zeros(2)], maxlen=1)
+
+        def __call__(self, x):
+            self.recent.append(self.w * x)
+            return sum(np.sum(r) for r in self.recent)
+
+    model, twin = Window(), Window()
+    value, (g,) = fl.withgradient(lambda m: m(np.ones(2)), model)
+    assert value == pytest.approx(twin(np.ones(2))) == pytest.approx(2.0)
+    np.testing.assert_array_equal(g.w, [1.0, 1.0])
+    assert model.recent.maxlen == 1 and len(model.recent) == 1
+
+
+def test_layers_used_as_dict_keys_are_the_models_own():
+    class Keyed:
+        def __init__(self):
+            self.a, self.b, self.stats = Shared(), Shared(), {}
+
+        def __call__(self, x):
+            for layer in (self.a, self.b):
+                x = layer(x)
+                self.stats[layer] = fl.stop_gradient(np.sum(x))
+            return np.sum(x)
+
+    m = Keyed()
+    fl.gradient(lambda m: m(np.ones(2)), m)
+    assert set(map(id, m.stats)) == {id(m.a), id(m.b)}
+    assert all(type(k.w) is np.ndarray for k in m.stats)
+
+
+def test_a_failed_step_puts_back_slots_lists_and_dicts():
+    class Slotted:
+        __slots__ = ("w", "mean", "seen", "stats")
+
+        def __init__(self):
+            self.w, self.mean, self.seen, self.stats = np.ones(2), np.zeros(2), [], {}
+
+        def __call__(self, x):
+            self.mean = 0.9 * self.mean + 0.1 * fl.stop_gradient(np.mean(x, axis=0))
+            self.seen.append(len(self.seen))
+            self.stats["n"] = len(self.seen)
+            return x * self.w * np.sqrt(np.min(x))
+
+    model = Slotted()
+    opt = fl.setup(fl.Descent(0.01), model)
+    loss = lambda m, x, y: fl.mse(m(x), y)  # noqa: E731
+    fl.train(loss, model, [(np.ones((2, 2)), np.ones((2, 2)))], opt, progress=False)
+    before = model.mean.copy(), list(model.seen), dict(model.stats)
+    with pytest.warns(RuntimeWarning), pytest.raises(fl.TrainingError, match="as it was"):
+        fl.train(loss, model, [(-np.ones((2, 2)), np.ones((2, 2)))], opt, progress=False)
+    np.testing.assert_array_equal(model.mean, before[0])
+    assert model.seen == before[1] and model.stats == before[2]
+
+
+class Scaled:
+    def __init__(self):
+        self.w = np.array([1.0, 2.0])
+        self.a = 1.5
+
+    def __call__(self, x):
+        return self.a * self.w * x
+
+
+def test_compiled_and_eager_agree_on_a_layer_used_twice():
+    layer = Scaled()
+    model = fl.Chain(layer, layer)
+    x = np.array([1.0, -2.0])
+    step = lambda m: fl.withgradient(lambda m: np.sum(m(x)), m)  # noqa: E731
+    _, (eager,) = step(model)
+    _, (compiled,) = fl.compile(step)(model)
+    for place in (0, 1):
+        assert float(compiled.layers[place].a) == pytest.approx(eager.layers[place].a)
+        np.testing.assert_allclose(compiled.layers[place].w, eager.layers[place].w)

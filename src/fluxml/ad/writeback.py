@@ -6,8 +6,8 @@ items it put into its lists and dicts are written back to the originals
 (:func:`fluxml.tree.write_back`), so that a counter, a layer's state or a user's running
 statistics move as they do when ``f`` runs eagerly. Values are mapped back on the way: an
 argument's tracer to the argument, another tracer of the transform to a copy of its value, a
-copied object to its original. An object met at two places (a layer used twice) is one copy;
-its number fields' leaves at the later places are aliased to the first place's.
+copied object to its original. An object, list or dict met at two places (a layer used twice)
+is one copy; its numbers' leaves at the later places are aliased to the first place's.
 
 >>> import numpy as np, fluxml as fl
 >>> class Counter:
@@ -38,13 +38,16 @@ class Rebuilt:
     item appended to a list holds, after the call, what it would hold had ``f`` run on the
     originals, traced values as plain arrays (:func:`fluxml.tree.write_back`)."""
 
-    __slots__ = ("trace", "log", "leaves", "new_leaves", "alias", "_copies")
+    __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "alias", "_copies",
+                 "_written")
 
-    def __init__(self, trace, log, leaves, new_leaves):
+    def __init__(self, trace, log, leaves, new_leaves, boxes):
         self.trace, self.log = trace, log
         self.leaves, self.new_leaves = leaves, new_leaves
+        self.boxes = list(boxes)  # (before aliasing): a handle not at its box was written
         self.alias: dict = {}
         self._copies = None
+        self._written: set = set()
 
     def aliases(self, spec) -> dict:
         """Leaf position -> the position of the same leaf at the first place of its object,
@@ -61,7 +64,11 @@ class Rebuilt:
         return alias
 
     def write_back(self) -> None:
-        tree.write_back(self.log, self.restore)
+        if self.trace.rebound:  # an argument written in place holds its new value: a field
+            # holding it is rebound to a copy of it (the caller's array is never changed)
+            self._written = {id(t) for t, box in zip(self.new_leaves, self.boxes)
+                             if type(t) is Tracer and t._box is not box}
+        tree.write_back(self.log, self.restore, self._written)
 
     def restore(self, v):
         """What the original tree holds for ``v``, a value of the copy: an argument's tracer
@@ -71,10 +78,10 @@ class Rebuilt:
         if t is Tracer:
             if v._trace is not self.trace:
                 return v
-            originals = self._originals()
-            x = originals.get(id(v), _NONE)
-            if x is not _NONE:
-                return x
+            if id(v) not in self._written:
+                x = self._originals().get(id(v), _NONE)
+                if x is not _NONE:
+                    return x
             return v._val.copy()
         if t in _KEPT:
             return v
@@ -83,6 +90,14 @@ class Rebuilt:
             return originals[id(v)]
         if t is types.MethodType and id(v.__self__) in originals:  # self.impl = self._f
             return types.MethodType(v.__func__, originals[id(v.__self__)])
+        if t is set or t is frozenset:  # (members, like dict keys, are not walked)
+            return t(originals.get(id(k), k) for k in v)
+        if isinstance(v, dict):
+            items = {originals.get(id(k), k): self.restore(x) for k, x in v.items()}
+            if all(a is b for a, b in zip(items, v)) and \
+                    all(a is b for a, b in zip(items.values(), v.values())):
+                return v
+            return items if t is dict else tree._rebuild_dict(t, items)
         try:
             leaves, spec = tree.flatten(v, lambda a: type(a) is Tracer or id(a) in originals)
         except ValueError:  # a cycle: kept as it is
@@ -106,9 +121,12 @@ _NONE = object()
 _KEPT = {int, float, complex, bool, str, type(None), np.ndarray}
 
 
+_SHARED = ("object", "list", "dict")  # the nodes one copy stands for at every place
+
+
 def _objects_at(spec):
-    """``(node, position of its first leaf)`` for each object node of ``spec``, in
-    flatten's order; a repeated object's subtree is not entered again."""
+    """``(node, position of its first leaf)`` for each object, list or dict node of
+    ``spec``, in flatten's order; a repeated one's subtree is not entered again."""
     seen: set = set()
     at = 0
     stack = [spec]
@@ -117,11 +135,11 @@ def _objects_at(spec):
         kind = node.kind
         if kind == "leaf":
             at += 1
-        elif kind == "object" and id(node.static) in seen:
+        elif kind in _SHARED and id(node.static) in seen:
             yield node, at
             at += _count_leaves(node)
         elif kind != "static":
-            if kind == "object":
+            if kind in _SHARED:
                 seen.add(id(node.static))
                 yield node, at
             stack.extend(reversed(node.children))

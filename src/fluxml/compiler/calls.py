@@ -87,7 +87,8 @@ def trace(fn, args, leaves, spec, numbers=None):
         else:
             new_leaves.append(x)
     in_vars = [t._box for t in tracers]
-    targs = unflatten(spec, new_leaves)
+    targs = unflatten(spec, new_leaves, shared={})  # (a layer used twice: one object, as
+    # eagerly and in a gradient)
     tr.nodes = containers(targs)
     tr.hidden = hidden_arrays(args, spec, leaves, positions)
     spec_given = flatten(targs)[1]
