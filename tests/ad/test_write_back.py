@@ -435,3 +435,22 @@ def test_compiled_and_eager_agree_on_a_layer_used_twice():
     for place in (0, 1):
         assert float(compiled.layers[place].a) == pytest.approx(eager.layers[place].a)
         np.testing.assert_allclose(compiled.layers[place].w, eager.layers[place].w)
+
+
+@pytest.mark.parametrize("body, message", [
+    (lambda m, x: setattr(m, "mask", np.ones(3)), r"replaced the array at argument 0\.mask"),
+    (lambda m, x: setattr(m, "state", x[:2]), r"rebound the array at argument 0\.state"),
+    (lambda m, x: setattr(m, "tag", "seen"), r"structure of its arguments at argument 0\.tag"),
+])
+def test_compile_names_the_field_a_forward_pass_cannot_set(body, message):
+    class Sets:
+        def __init__(self):
+            self.w, self.mask, self.state, self.tag = np.ones(3), np.zeros(3), np.zeros(3), ""
+
+        def __call__(self, x):
+            body(self, x)
+            return np.sum(self.w * x)
+
+    step = fl.compile(lambda m, x: fl.withgradient(lambda m: m(x), m))
+    with pytest.raises(fl.CompileError, match=message):
+        step(Sets(), np.arange(3.0))
