@@ -454,3 +454,10 @@ def test_compile_names_the_field_a_forward_pass_cannot_set(body, message):
     step = fl.compile(lambda m, x: fl.withgradient(lambda m: m(x), m))
     with pytest.raises(fl.CompileError, match=message):
         step(Sets(), np.arange(3.0))
+
+
+def test_a_refused_output_writes_nothing_back():
+    m = Stateful()
+    with pytest.raises(Exception, match="scalar"):
+        fl.gradient(lambda m: m(X), m)  # a vector output
+    assert m.calls == 0 and m.state is None and m.log == []

@@ -109,18 +109,17 @@ def _trace_args(trace, args, make):
 _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.complex128}
 
 
-def _run(trace, f, targs, rebuilt=None):
+def _run(trace, f, targs):
     """``f(*targs)`` recorded by ``trace``, which is closed afterwards whatever happens: a
-    tracer that escapes says so when it is used later. What ``f`` set on the traced copy of
-    the arguments is written back to them (``rebuilt``, from :func:`_trace_args`)."""
+    tracer that escapes says so when it is used later. (What ``f`` set on the traced copy of
+    the arguments is written back by the caller once the transform has succeeded:
+    ``Rebuilt.write_back``.)"""
     stack = open_traces()
     stack.append(trace)  # train/test layers ask (core.differentiating)
     try:
         out = f(*targs)
         if trace.refused is not None:
             trace.check_refused()
-        if rebuilt is not None:
-            rebuilt.write_back()
     finally:
         trace.closed = LEAKED
         remove_last(stack, trace)  # by identity: a generator f may leave out of order
@@ -266,7 +265,7 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
         raise DifferentiationError(ON_FINAL_COMPILED)
     if holomorphic:
         _check_complex_inputs(leaves, made)
-    out = _run(trace, f, targs, rebuilt)
+    out = _run(trace, f, targs)
     if type(out) is not Tracer or out._trace is not trace:
         if type(out) is Tracer and out._trace.level > trace.level:
             raise DifferentiationError(LEAKED)
@@ -276,8 +275,8 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
             final = _Final(leaves, zeros_for_none, on_final)
             for k in range(len(leaves)):
                 final(k, None)
-            return out, _tree(spec, final.out)
-        return out, _grads(spec, leaves, cts, zeros_for_none)
+            return out, _written_back(rebuilt, _tree(spec, final.out))
+        return out, _written_back(rebuilt, _grads(spec, leaves, cts, zeros_for_none))
     value = out._val
     if type(value) is not np.float64 or holomorphic:  # the common case needs no check
         _check_scalar(value, holomorphic)
@@ -286,9 +285,18 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
     if on_final is not None:
         final = _Final(leaves, zeros_for_none, on_final)
         sweep(trace.tape, {out._box: seed}, made, final=final)
-        return value, _tree(spec, final.out)
+        return value, _written_back(rebuilt, _tree(spec, final.out))
     cts = sweep(trace.tape, {out._box: seed}, made)
-    return value, _grads(spec, leaves, cts, zeros_for_none)
+    return value, _written_back(rebuilt, _grads(spec, leaves, cts, zeros_for_none))
+
+
+def _written_back(rebuilt, result):
+    """``result``, once what the function set on its arguments' copy is written back to
+    them: after the transform has succeeded (a refused output or a failed backward pass
+    leaves the arguments as they were)."""
+    if rebuilt is not None:
+        rebuilt.write_back()
+    return result
 
 
 def gradient(f: Callable, *args, zeros_for_none: bool = False,
@@ -414,7 +422,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf)
     pause_gc()
     try:
-        out = _run(trace, f, targs, rebuilt)
+        out = _run(trace, f, targs)
     finally:
         resume_gc()
     out_leaves, out_spec = flatten(out, _leaf_or_none)
@@ -426,7 +434,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
             raise DifferentiationError(LEAKED)
         else:
             values.append(o)
-    value = unflatten(out_spec, values)
+    value = _written_back(rebuilt, unflatten(out_spec, values))
     trace.snapshots = None  # the tape holds the copies it needs; the originals may go
 
     def back(cotangent):
@@ -509,7 +517,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         check_repeated(rebuilt.alias, p_leaves, t_leaves)
     pause_gc()
     try:
-        out = _run(trace, f, targs, rebuilt)
+        out = _run(trace, f, targs)
     finally:
         resume_gc()
     out_leaves, out_spec = flatten(out)
@@ -521,7 +529,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         else:
             values.append(o)
             tans.append(np.zeros_like(raw(o)) if _is_float(raw(o)) else None)
-    return unflatten(out_spec, values), unflatten(out_spec, tans)
+    return _written_back(rebuilt, (unflatten(out_spec, values), unflatten(out_spec, tans)))
 
 
 def _check_tied(p_leaves, t_leaves):
