@@ -461,3 +461,18 @@ def test_a_refused_output_writes_nothing_back():
     with pytest.raises(Exception, match="scalar"):
         fl.gradient(lambda m: m(X), m)  # a vector output
     assert m.calls == 0 and m.state is None and m.log == []
+
+
+def test_a_0d_array_counted_in_place_stays_a_0d_array():
+    class Counts:
+        def __init__(self):
+            self.w, self.calls = np.ones(2), np.zeros(())
+
+        def __call__(self, x):
+            self.calls += 1.0
+            return np.sum(self.w * x)
+
+    m = Counts()
+    for _ in range(2):
+        fl.gradient(lambda m: m(np.ones(2)), m)
+    assert type(m.calls) is np.ndarray and m.calls.shape == () and float(m.calls) == 2.0

@@ -78,11 +78,14 @@ class Rebuilt:
         if t is Tracer:
             if v._trace is not self.trace:
                 return v
+            x = self._originals().get(id(v), _NONE)
+            if x is _NONE:
+                return v._val.copy()
             if id(v) not in self._written:
-                x = self._originals().get(id(v), _NONE)
-                if x is not _NONE:
-                    return x
-            return v._val.copy()
+                return x
+            # written in place: its new value, in a new array of the argument's type (a 0-d
+            # array stays one, as `a += 1` keeps it eagerly)
+            return np.array(v._val) if type(x) is np.ndarray else v._val.copy()
         if t in _KEPT:
             return v
         originals = self._originals()
