@@ -284,7 +284,8 @@ def spectrogram(waveform, n_fft: int, hop_length: int | None = None, window=None
       complex spectrum. Power 2 is computed as ``re ** 2 + im ** 2``, smooth at zero.
     - ``window_normalized``: divide by the window's L2 norm (``sqrt(n_fft)`` for none).
     - ``n_fft``, ``hop_length``, ``window``, ``center``, ``pad_mode``, ``normalized`` as for
-      :func:`stft`, applied to every waveform of the leading axes.
+      :func:`stft`, applied to every waveform of the leading axes. As there, no window is
+      applied unless one is given (torchaudio's ``Spectrogram`` defaults to a Hann window).
 
     >>> import numpy as np, fluxml as fl
     >>> x = np.ones((2, 3, 16), np.float32)
