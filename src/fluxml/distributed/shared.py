@@ -1,13 +1,14 @@
-"""Summing the buckets of small gradients through memory the ranks share, where every rank
-runs on one machine: each rank copies its small gradients into its own part of an MPI
-shared-memory window (the pack that a bucket costs anyway), the first bucket's header travels
-by ``Iallreduce`` as before and is the step's synchronisation, and each rank then adds the
-ranks' parts, read where they lie, into its own buckets. No message carries the small
-gradients, so MPICH's own copies of them (into its shared-memory cells and out again) are
-gone: what the averager's pack cost comes back.
+"""Summing the gradient buckets through memory the ranks share, where every rank runs on
+one machine: each rank copies its gradients (every one by default: ``threshold``) into its
+own part of an MPI shared-memory window (the pack that a bucket costs anyway), the first
+bucket's header travels by ``Iallreduce`` as before and is the step's synchronisation, and
+each rank then adds the ranks' parts, read where they lie, into its own buckets. No message
+carries the gradients, so MPICH's own copies of them (into its shared-memory cells and out
+again) are gone: what the averager's pack cost comes back, and more.
 
 Why not the ideas that would skip the pack: MPI's predefined operations (``MPI_SUM``) are
-defined on predefined datatypes only (MPI-4.1 6.9.2), and MPICH refuses a derived one, even a
+defined on predefined datatypes only (the standard's "Predefined Reduction Operations"), and
+MPICH (5.0.2, the wheel's) refuses a derived one, even a
 contiguous one ("MPI_Op operation not defined for this datatype"), so an ``Iallreduce`` of
 the gradients where they lie, described by a ``Create_hindexed`` of their addresses, cannot
 use ``MPI_SUM``; with a user-defined operation MPICH's algorithm allocates a buffer of the
