@@ -17,8 +17,8 @@ PyTorch's ``clip_grad_norm_`` and Optimisers.jl's ``norm`` do (the same as the p
 for ``p = 2``).
 
 Eagerly the pairs are a view of ``z`` (the rules' in-place steps reach it); under
-``fl.compile``, which cannot reinterpret a traced array's bytes, a stacked copy written back
-after the step.
+``fl.compile``, which does not reinterpret a traced array's bytes, a stacked copy, written
+back after the step (as for an array of which the array library makes no such view).
 
 >>> import numpy as np, fluxml as fl
 >>> z = np.array([1 + 2j, 3 - 4j])
@@ -58,10 +58,22 @@ def real_dtype(dtype) -> np.dtype:
 
 def pairs(z):
     """The real array of ``z``'s (real, imaginary) pairs, shaped ``z.shape + (2,)``: a view
-    of ``z`` (of any strides; CuPy's too), or a stacked copy of a traced ``z``."""
+    of ``z`` where the array library makes one (NumPy, of any strides), else a stacked
+    copy."""
+    view = _view(z)
+    return np.stack([np.real(z), np.imag(z)], axis=-1) if view is None else view
+
+
+def _view(z):
+    """``z``'s pairs as a view of its memory, or None where none is made: a traced ``z``
+    (``fl.compile`` does not reinterpret bytes), or an array library that asks more of the
+    layout than NumPy (which needs the last axis contiguous; the new axis of length 1 is)."""
     if type(z) is Tracer:
-        return np.stack([np.real(z), np.imag(z)], axis=-1)
-    return z[..., None].view(real_dtype(z.dtype))
+        return None
+    try:
+        return z[..., None].view(real_dtype(z.dtype))
+    except (ValueError, TypeError):
+        return None
 
 
 def gradient_pairs(dz, z):
@@ -71,7 +83,7 @@ def gradient_pairs(dz, z):
     real = real_dtype(z.dtype)
     if type(dz) is Tracer or type(z) is Tracer:
         return np.stack([np.real(dz), -np.imag(dz)], axis=-1).astype(real)
-    return np.conjugate(dz).astype(z.dtype, copy=False)[..., None].view(real)
+    return pairs(np.conjugate(dz).astype(z.dtype, copy=False))  # (of a new array)
 
 
 def as_complex(p):
@@ -88,8 +100,9 @@ def to_pairs(items) -> tuple:
     out, copies, paired = [], [], set()
     for leaf, x, dx in items:
         if is_complex(x):
-            p = pairs(x)
-            if type(x) is Tracer:
+            p = _view(x)
+            if p is None:
+                p = pairs(x)
                 copies.append((x, p))
             paired.add(id(p))
             leaf, x, dx = leaf, p, gradient_pairs(dx, x)
@@ -98,7 +111,7 @@ def to_pairs(items) -> tuple:
 
 
 def write_back(copies) -> None:
-    """Write each stepped copy of pairs into its complex array (under ``fl.compile``)."""
+    """Write each stepped copy of pairs into its complex array."""
     for z, p in copies:
         np.copyto(z, as_complex(p).astype(z.dtype))
 
