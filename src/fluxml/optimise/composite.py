@@ -20,7 +20,16 @@ from typing import NamedTuple
 import numpy as np
 
 from fluxml.ad.core import Tracer, untraced
-from fluxml.optimise.base import Rule, apply_rule, floats, number, scratch, step_count
+from fluxml.optimise.base import (
+    Rule,
+    apply_rule,
+    floats,
+    number,
+    real_only,
+    scratch,
+    step_count,
+)
+from fluxml.optimise.pairs import PAIRED, as_complex
 from fluxml.tree import flatten, unflatten
 
 
@@ -55,7 +64,9 @@ class ClipGrad(Rule):
 class ClipNorm(Rule):
     """Scale each gradient array whose ``p``-norm exceeds ``omega`` down to ``omega``; with
     ``throw`` a NaN or infinite norm is an error. Per array, as Optimisers.jl; PyTorch's
-    ``clip_grad_norm_(max_norm=omega, norm_type=p)`` takes one norm over all arrays.
+    ``clip_grad_norm_(max_norm=omega, norm_type=p)`` takes one norm over all arrays. The norm
+    of a complex array's gradient is that of its complex numbers, ``(sum |dz|**p)**(1/p)``,
+    as both take it.
 
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.array([1.0, -2.0])}
@@ -76,7 +87,10 @@ class ClipNorm(Rule):
                              f"norm's p > 0, got omega={self.omega!r}, p={self.p!r}")
 
     def apply(self, state, x, dx, out=None):
-        nrm = np.linalg.norm(np.ravel(dx, order="K"), ord=self.p)  # (no copy)
+        # (dx: the pairs of a complex gradient, pairs.py, whose norm is of the complex numbers;
+        # for p = 2 that is the norm of the pairs)
+        whole = as_complex(dx) if self.p != 2 and PAIRED.get() else dx
+        nrm = np.linalg.norm(np.ravel(whole, order="K"), ord=self.p)  # (no copy)
         if type(nrm) is Tracer:
             return state, self._traced(nrm, dx)
         nrm = float(nrm)
@@ -132,6 +146,7 @@ class WeightDecay(Rule):
     lambd: float = 5e-4
 
     def apply(self, state, x, dx, out=None):
+        real_only(x)
         lam = number(self.lambd, x)
         if out is None or out is dx:
             return state, dx + lam * x
@@ -158,6 +173,7 @@ class SignDecay(Rule):
     lambd: float = 1e-3
 
     def apply(self, state, x, dx, out=None):
+        real_only(x)
         lam = number(self.lambd, x)
         if out is None or out is dx:
             return state, dx + lam * np.sign(x)
@@ -353,10 +369,12 @@ class MixedPrecision(Rule):
         return f"MixedPrecision({self.dtype.name}, {self.rule!r})"
 
     def init(self, x):
+        real_only(x)
         master = x.astype(self.dtype)
         return MixedState(master, self.rule.init(master))
 
     def apply(self, state, x, dx, out=None):
+        real_only(x)
         master, inner = state
         inner, update = apply_rule(self.rule, inner, master, dx.astype(master.dtype), None)
         if update is None:  # AccumGrad inside, still collecting
