@@ -3,14 +3,26 @@
 Every wait of ``fluxml.distributed`` goes through :meth:`Group.wait`: it tests the MPI
 requests, reads the control channel (failure notices and roll calls from the other ranks) and
 gives up after ``timeout`` seconds. So a rank that raises makes the others raise
-``RankError`` naming it, and a rank that is stuck or gone makes the others raise
+``RankError`` naming it, and a rank that is stuck makes the others raise
 ``DistributedTimeout`` naming the ranks that never reached the step, instead of a job that
 hangs. Nothing is sent on the control channel while all is well (a step costs no heartbeat
 messages): only at a timeout does the waiting rank call the roll, and the ranks that are
-waiting too answer with their step. A rank that dies outright is also caught by ``mpiexec``
-(MPICH's launcher ends the job and names the rank). An uncaught exception on any rank, once
-``init()`` ran, prints its traceback, tells the other ranks and ends the whole job with
-``MPI_Abort``.
+waiting too answer with their step. A rank whose process has ended (``os._exit``, a signal)
+is named as gone by the ranks of its machine, within a second or two of a wait
+(``processes.py``); the others name it at the timeout.
+
+An uncaught exception on any rank, once ``init()`` ran, prints its traceback, tells the other
+ranks and ends the whole job (:meth:`Group.end_job`: ``MPI_Abort`` on ``MPI_COMM_WORLD``,
+which has the launcher end every rank, and this rank ends those of its machine itself if
+they still run a second later). A script that ends after such a failure was caught (a
+``RankError`` or ``DistributedTimeout`` seen, or this rank's own failure sent) ends the job
+the same way rather than wait in ``MPI_Finalize`` for ranks that will never get there.
+
+Under MPICH's ``mpiexec``, a rank whose process ends before ``MPI_Finalize`` makes the launcher
+kill the other ranks at once, with no time to name it; and if it ended with exit code 0
+(``os._exit(0)``), ``mpiexec`` reports the whole job as a success. Check that the script
+reached its end (rank 0's last checkpoint, say), or launch with ``-disable-auto-cleanup``,
+under which the other ranks stay to name it.
 
 >>> import fluxml as fl
 >>> g = fl.distributed.init()          # one process: rank 0 of 1
@@ -20,11 +32,15 @@ waiting too answer with their step. A rank that dies outright is also caught by 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import faulthandler
 import os
 import sys
 import time
 import traceback
+
+from fluxml.distributed import processes
 
 _HERE, _FAIL, _ROLL = 1, 2, 3  # tags on the control channel
 _GROUP: Group | None = None
@@ -93,7 +109,9 @@ class Group:
     are posted in, and a rank may post those at another point of its backward pass than the
     others, so they must not share a communicator with the collectives the backward pass
     itself runs, SyncBatchNorm's) and ``ctl`` (another, for failure notices and roll
-    calls), with ``timeout`` seconds for any one wait."""
+    calls), with ``timeout`` seconds for any one wait. ``processes``: each rank's
+    ``processes.whoami()``; ``neighbours``: the other ranks on this machine (where ``/proc``
+    tells); ``broken``: why the job cannot go on, once a failure was seen here (else None)."""
 
     def __init__(self, comm, timeout: float):
         self.MPI = _mpi()
@@ -102,6 +120,11 @@ class Group:
         self.ctl = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = float(timeout)
+        me = processes.whoami()
+        self.processes = self.comm.allgather(me) if self.size > 1 else [me]
+        self.neighbours = [r for r, p in enumerate(self.processes)
+                           if r != self.rank and me[0] is not None and p[0] == me[0]]
+        self.broken: str | None = None
         # the last step each rank is known to have reached; -1: not seen since the start (so
         # that a rank gone before the first step is named by a roll call at step 0)
         self.seen = [-1] * self.size
@@ -133,6 +156,7 @@ class Group:
                 self._send(self.step, source, _HERE)
             elif tag == _FAIL:
                 self.notified = True  # the failure is known everywhere already
+                self.broken = f"rank {source} failed ({msg})"
                 raise RankError(f"fluxml.distributed: rank {source} of {self.size} failed "
                                 f"({msg}); rank {self.rank} stops too", source)
 
@@ -165,6 +189,7 @@ class Group:
             return
         self.notified = True
         text = f"{type(err).__name__}: {err}"[:2000]
+        self.broken = self.broken or f"this rank failed ({text})"
         try:
             reqs = [self.ctl.isend(text, dest=r, tag=_FAIL)
                     for r in range(self.size) if r != self.rank]
@@ -181,19 +206,46 @@ class Group:
         suffix = f" at step {self.step}"
         return what if what.endswith(suffix) else what + suffix
 
+    def ended(self) -> list[int]:
+        """The ranks of this machine whose process has ended (``processes.ended``)."""
+        return [r for r in self.neighbours if processes.ended(self.processes[r])]
+
+    def _gone(self, ranks: list[int], what: str) -> RankError:
+        """The error naming ``ranks``, whose processes ended while this rank waited."""
+        for r in ranks:  # (every rank reached the step before this one: see roll_call)
+            self.seen[r] = max(self.seen[r], self.step - 1)
+        who = ", ".join(f"rank {r} (process {self.processes[r][1]}, "
+                        f"{_last_seen(self.seen[r])})" for r in ranks)
+        self.broken = f"{who} ended"
+        return RankError(f"fluxml.distributed: rank {self.rank} of {self.size} waited for "
+                         f"{self.at_step(what)}; gone: {who}: its process on this machine "
+                         f"ended (exited or was killed) without a word; rank {self.rank} "
+                         f"stops too", ranks[0])
+
     def wait(self, requests: list, what: str) -> None:
         """Wait for ``requests`` (MPI requests); meanwhile read failure notices, and give up
-        after ``timeout`` seconds naming the ranks that have not reached this step."""
+        after ``timeout`` seconds naming the ranks that have not reached this step. Past
+        the first second, twice a second: a rank of this machine whose process ended is named
+        at once."""
         Testall = self.MPI.Request.Testall
         start = time.monotonic()
-        pause = 0.0
+        pause, look = 0.0, 1.0
         while not Testall(requests):
             self.poll()
             elapsed = time.monotonic() - start
+            if elapsed > look and self.neighbours:
+                look = elapsed + 0.5
+                ended = self.ended()
+                if ended and not Testall(requests):  # (what they sent before may complete it)
+                    raise self._gone(ended, what)
             if elapsed > self.timeout:
                 late = self.roll_call()
+                ended = [r for r in late if r in self.ended()]
+                if ended:
+                    raise self._gone(ended, what)
                 who = (", ".join(f"rank {r} ({_last_seen(self.seen[r])})" for r in late)
                        if late else "every rank answered the roll call")
+                self.broken = f"a timeout: not there: {who}"
                 raise DistributedTimeout(
                     f"fluxml.distributed: rank {self.rank} waited {self.timeout:g} s for "
                     f"{self.at_step(what)}; not there: {who}. A rank may be stuck or "
@@ -211,6 +263,48 @@ class Group:
             else:
                 pause = min(1e-3, pause + 1e-4)
                 time.sleep(pause)
+
+    def end_job(self, code: int = 1):
+        """End every rank of the job now, this one without ``MPI_Finalize``; never returns.
+        ``MPI_Abort`` on ``MPI_COMM_WORLD`` has the launcher end the job (MPICH tells
+        ``mpiexec``, which ends it even under ``-disable-auto-cleanup``); the ranks of this
+        machine still running a second later are killed here, and this process ends with
+        ``os._exit``. First the output is let out: ``mpiexec`` ends at the abort, dropping
+        what the ranks wrote that it has not passed on yet (the error messages).
+
+        (``MPI_Abort`` on the group's own communicators, as before, does not tell the launcher
+        under MPICH: it sends each other rank an abort message and waits until that is
+        delivered, which over a transport that needs the receiver to take part (UCX over TCP
+        always, its shared-memory ones now and then) never happens for a rank asleep or
+        waiting in ``MPI_Finalize``: the aborting rank spun in ``MPI_Abort`` and the job,
+        whose launcher learns of a failure only from a process's end, never ended.)"""
+        try:
+            _let_output_out()
+            with contextlib.suppress(Exception):  # (MPI finalized, say: the kill still runs)
+                self.MPI.COMM_WORLD.Abort(code)
+            processes.kill([self.processes[r] for r in self.neighbours], grace=1.0)
+        finally:
+            os._exit(code)
+
+
+def _let_output_out(most: float = 1.0, others: float = 0.25) -> None:
+    """Flush this process's output and wait (up to ``most`` seconds) until the launcher has
+    read it from the pipes, then ``others`` seconds more for it to pass it on and for the
+    other ranks to write theirs (a failure seen on every rank at once is printed by each)."""
+    import fcntl
+    import struct
+    import termios
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    deadline = time.monotonic() + most
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            while time.monotonic() < deadline and struct.unpack(
+                    "i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0] > 0:
+                time.sleep(0.005)
+    time.sleep(others)
 
 
 def _last_seen(step: int) -> str:
@@ -239,6 +333,7 @@ def init(timeout: float | None = None, gpu: bool = True) -> Group:
             _pick_gpu(_GROUP)
         if _GROUP.size > 1:
             _install_excepthook(_GROUP)
+            atexit.register(_end_a_broken_job, _GROUP)
     elif timeout is not None:
         _GROUP.timeout = float(timeout)
     return _GROUP
@@ -295,6 +390,17 @@ def _install_excepthook(g: Group) -> None:
         if not isinstance(value, RankError) and not getattr(value, "on_every_rank", False):
             g.notify_failure(value)  # a no-op if fl.train already sent it
             time.sleep(0.5)  # let the others print their RankError before the abort
-        g.comm.Abort(1)
+        g.end_job(1)
 
     sys.excepthook = hook
+
+
+def _end_a_broken_job(g: Group) -> None:
+    """At the script's end (before mpi4py's ``MPI_Finalize``): if a failure was seen here
+    and caught, end the job rather than wait in ``MPI_Finalize`` for ranks that failed or
+    are stuck (forever: it has no timeout)."""
+    if g.broken is not None:
+        sys.stderr.write(f"fluxml.distributed: rank {g.rank} of {g.size}: the script ended "
+                         f"after {g.broken}; ending the job rather than wait for the other "
+                         f"ranks in MPI_Finalize\n")
+        g.end_job(1)
