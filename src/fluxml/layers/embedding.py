@@ -131,8 +131,12 @@ class EmbeddingBag(Embedding):
 
     def _output_shape(self, shape):
         if len(shape) != 2:
-            raise LayerError(f"{self._line()} expects an index matrix (N, L); got {shape}")
+            self._refuse(shape)
         return (shape[0], self.weight.shape[1])
+
+    def _refuse(self, shape):
+        raise LayerError(f"{self._line()} expects an index matrix (N, L), a list of index "
+                         f"vectors or (indices, offsets); got shape {tuple(shape)}")
 
     def __call__(self, bags):
         if isinstance(bags, tuple) and len(bags) == 2:
@@ -141,8 +145,7 @@ class EmbeddingBag(Embedding):
             return self._ragged(bags)
         idx = _check_indices(self, bags, self.weight.shape[0])
         if idx.ndim != 2:
-            raise LayerError(f"{self._line()} expects an index matrix (N, L), a list of index "
-                             f"vectors or (indices, offsets); got shape {idx.shape}")
+            self._refuse(idx.shape)
         vectors = _gather(self.weight, idx)  # (N, L, dim)
         return _REDUCE[self.reduction](vectors, axis=1)
 
@@ -179,7 +182,7 @@ class EmbeddingBag(Embedding):
 
     def _line(self) -> str:
         vocab, dim = self.weight.shape
-        return f"EmbeddingBag({vocab} => {dim}, {self.reduction})"
+        return f"EmbeddingBag({vocab} => {dim}, {self.reduction!r})"  # (a str, not Flux's mean)
 
 
 _REDUCE = {"mean": np.mean, "sum": np.sum, "max": np.max}

@@ -30,7 +30,7 @@ import numpy as np
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.module import Lazy, Module, count_parameters, locate
-from fluxml.layers.recurrent import Bidirectional
+from fluxml.layers.recurrent import Bidirectional, Recurrence
 from fluxml.layers.show import line_of, name_of, show_children
 from fluxml.tree import flatten, unflatten
 
@@ -49,7 +49,7 @@ def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     rule = getattr(layer, "_output_shape", None)
     if rule is not None and callable(rule) and not isinstance(layer, type):
         return rule(shape)
-    if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional)):
+    if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional, Recurrence)):
         return _container_shape(layer, shape, dtype)
     return _by_running(layer, shape, dtype, single)
 
@@ -65,6 +65,15 @@ def _container_shape(layer, shape, dtype):
     """The containers' shapes from their layers' rules; only the connection (``np.add``, a
     concatenation: cheap) runs, on zeros with a batch of one."""
     name = type(layer).__name__
+    if isinstance(layer, Recurrence):
+        layer._check_sequence(shape)
+        rule = getattr(layer.cell, "_output_shape", None)
+        if rule is None or not callable(rule):
+            return _by_running(layer, shape, dtype)  # (a user's cell)
+        # the cell's shapes for one time step (N, F), the time axis put back in the output
+        out, state = _located(name, "cell", layer.cell, shape[:-2] + shape[-1:], dtype)
+        ys = tuple(out[:-1]) + (shape[-2],) + tuple(out[-1:])
+        return (ys, state) if layer.return_state else ys
     if isinstance(layer, Bidirectional):
         fwd = _located(name, "forward", layer.forward, shape, dtype)
         bwd = _located(name, "backward", layer.backward, shape, dtype)

@@ -1,0 +1,123 @@
+"""The description of a model (outputsize, summary, autosize, printing, Chain indexing)
+against the forward pass and the fuzzer's own walk (tests/layers/fuzz_shapes.py), on a few
+seeds; and the defects that fuzzer found, one test each. More seeds by hand:
+``PYTHONPATH=src python -m tests.layers.fuzz_shapes --cases 3000``."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from tests.layers import fuzz_shapes
+
+
+@pytest.mark.parametrize("start", range(0, 160, 40))
+def test_random_models_are_described_as_they_run(start):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (other-precision inputs)
+        for seed in range(start, start + 40):
+            fuzz_shapes.run_case(seed)
+
+
+def shapes(y):
+    return tuple(shapes(v) for v in y) if isinstance(y, tuple) else y.shape
+
+
+def test_outputsize_of_a_recurrent_layer_returning_its_state():
+    """return_state=True returns (outputs, final state): outputsize gave the outputs' shape
+    alone; and it took a sequence of no time steps, which the layer refuses."""
+    x = np.zeros((2, 5, 3), np.float32)
+    for m in (fl.LSTM(3, 4, return_state=True), fl.GRU(3, 4, return_state=True),
+              fl.RNN(3, 4, return_state=True)):
+        assert fl.outputsize(m, x.shape) == shapes(m(x))
+        assert fl.outputsize(m, x.shape[1:]) == shapes(m(x[0]))
+    assert fl.outputsize(fl.LSTM(3, 4, return_state=True), (2, 5, 3)) == \
+        ((2, 5, 4), ((2, 4), (2, 4)))
+    with pytest.raises(fl.LayerError, match=r"LSTM\(3 => 4\) expects at least one time step; "
+                                            r"got \(2, 0, 3\)"):
+        fl.outputsize(fl.LSTM(3, 4), (2, 0, 3))
+
+
+def test_maxout_outputsize_takes_every_alternative():
+    """outputsize read the first alternative only: a wider second one (the maximum
+    broadcasts) gave a wrong shape, and one that refuses the input passed."""
+    m = fl.Maxout(fl.Dense(3, 1), fl.Dense(3, 4))
+    assert fl.outputsize(m, (2, 3)) == m(np.ones((2, 3), np.float32)).shape == (2, 4)
+    with pytest.raises(fl.LayerError, match=r"^Maxout\[1\]: Dense\(2 => 4\) expects inputs"):
+        fl.outputsize(fl.Maxout(fl.Dense(3, 4), fl.Dense(2, 4)), (2, 3))
+    clash = fl.Chain(fl.Maxout(fl.Dense(3, 2), fl.Dense(3, 4)))
+    for f in (lambda: clash(np.ones((2, 3), np.float32)), lambda: fl.outputsize(clash, (2, 3))):
+        with pytest.raises(fl.LayerError, match=r"^Chain\[0\]: Maxout's layers give outputs of "
+                                                r"shapes \(2, 2\) and \(2, 4\), which do not"):
+            f()
+
+
+def test_upsample_refuses_what_its_forward_pass_refuses_when_built():
+    """outputsize gave a shape for a nearest upsampling by 1.5 and for a scale leaving no
+    output entries, where the forward pass raised; NumPy numbers failed with 'no len()'."""
+    with pytest.raises(ValueError, match="mode 'nearest' takes integer scales; got 1.5"):
+        fl.Upsample("nearest", scale=1.5)
+    with pytest.raises(ValueError, match=r"size must be a positive int .*; got \(0, 2\)"):
+        fl.Upsample(size=(0, 2))
+    m = fl.Upsample("linear", scale=0.5)
+    for f in (lambda: m(np.ones((1, 1, 1), np.float32)), lambda: fl.outputsize(m, (1, 1, 1))):
+        with pytest.raises(fl.LayerError, match=r"Upsample\('linear', scale=0.5\) leaves no "
+                                                r"output entries for input \(1, 1, 1\)"):
+            f()
+    for m in (fl.Upsample(size=np.int64(2)), fl.Upsample("linear", scale=np.float32(1.5))):
+        assert fl.outputsize(m, (1, 1, 3)) == m(np.ones((1, 1, 3), np.float32)).shape
+
+
+def test_conv_transpose_same_padding_gives_n_times_stride():
+    """pad="same" gave (n - 1) * stride + k, short of the documented n * stride, when the
+    kernel is shorter than the stride; the rows short are output padding (the bias)."""
+    m = fl.ConvTranspose((2,), 3, 2, stride=3, pad="same", bias=np.array([5, 7], np.float32))
+    plain = fl.ConvTranspose((2,), 3, 2, stride=3)
+    plain.weight[...], plain.bias[...] = m.weight, m.bias
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
+    y = m(x)
+    assert y.shape == fl.outputsize(m, x.shape) == (2, 2, 12)
+    np.testing.assert_allclose(y[..., :11], plain(x), rtol=1e-6)
+    np.testing.assert_array_equal(y[..., 11], [[5, 7], [5, 7]])
+    assert fl.ConvTranspose((1, 3), 1, 1, stride=(2, 2), pad="same")(
+        np.ones((1, 1, 3, 5), np.float32)).shape == (1, 1, 6, 10)
+    # an output padding the forward pass refuses is refused when the layer is built
+    with pytest.raises(ValueError, match=r"ConvTranspose: outpad=3 must be smaller than the "
+                                         r"stride \(1\) or the dilation \(1\)"):
+        fl.ConvTranspose((2,), 1, 1, outpad=3)
+
+
+def test_outputsize_of_weightnorm_and_recurrence_runs_no_layer(monkeypatch):
+    """WeightNorm and Recurrence had no shape rule: outputsize ran their layers on zeros."""
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a layer ran")
+
+    for cls in (fl.Dense, fl.Conv, fl.LSTMCell, fl.GRUCell):
+        monkeypatch.setattr(cls, "__call__", refuse)
+    assert fl.outputsize(fl.WeightNorm(fl.Conv((3,), 2, 4)), (5, 2, 7)) == (5, 4, 5)
+    assert fl.outputsize(fl.WeightNorm(fl.Dense(2, 4)), (5, 2)) == (5, 4)
+    assert fl.outputsize(fl.Recurrence(fl.LSTMCell(2, 3), return_state=True), (4, 5, 2)) == \
+        ((4, 5, 3), ((4, 3), (4, 3)))
+    assert fl.outputsize(fl.Recurrence(fl.GRUCell(2, 3)), (5, 2)) == (5, 3)
+    with pytest.raises(fl.LayerError, match=r"^WeightNorm\['layer'\]: Dense\(2 => 4\) expects"):
+        fl.outputsize(fl.WeightNorm(fl.Dense(2, 4)), (5, 3))
+    with pytest.raises(fl.LayerError, match=r"^Recurrence\['cell'\]: GRUCell\(2 => 3\) expects "
+                                            r"input \(N, 2\); got \(4, 3\)"):
+        fl.outputsize(fl.Recurrence(fl.GRUCell(2, 3)), (4, 5, 3))
+    with pytest.raises(fl.LayerError, match=r"at least one time step; got \(4, 0, 2\)"):
+        fl.outputsize(fl.Recurrence(fl.GRUCell(2, 3)), (4, 0, 2))  # (not a batch of one)
+
+
+def test_embedding_bag_line_reads_as_its_constructor():
+    """The reduction printed bare (EmbeddingBag(7 => 2, max)) read as Python's max, which the
+    constructor refuses; and outputsize refused a wrong shape in other words."""
+    m = fl.EmbeddingBag(7, 2, "max")
+    assert m._line() == "EmbeddingBag(7 => 2, 'max')"
+    assert eval(m._line().replace(" => ", ", "), vars(fl))._line() == m._line()  # noqa: S307
+    messages = []
+    for f in (lambda: m(np.zeros(3, int)), lambda: fl.outputsize(m, (3,))):
+        with pytest.raises(fl.LayerError) as err:
+            f()
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
