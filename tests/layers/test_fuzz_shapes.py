@@ -121,3 +121,74 @@ def test_embedding_bag_line_reads_as_its_constructor():
             f()
         messages.append(str(err.value))
     assert messages[0] == messages[1]
+
+
+def test_outputsize_reads_the_input_dtype_inside_chains():
+    """An Embedding reads a bool array as one-hot rows: outputsize and summary gave the
+    indices' shape (4, 5, 3) for the forward pass's (4, 3); and a Chain dropped the dtype
+    given, running its layers on float32 zeros."""
+    emb = fl.Embedding(5, 3)
+    x = np.zeros((4, 5), bool)
+    assert fl.outputsize(emb, x.shape, dtype=bool) == emb(x).shape == (4, 3)
+    m = fl.Chain(fl.Chain(emb), fl.Dense(3, 2))
+    assert fl.outputsize(m, x.shape, dtype=bool) == m(x).shape == (4, 2)
+    assert "(4, 3)" in summary_text(m, x.shape, dtype=bool)
+    with pytest.raises(fl.LayerError, match=r"^Chain\[0\]: Embedding\(5 => 3\) reads a bool "
+                                            r"array as one-hot rows \(\.\.\., 5\); got \(4, 4\)"):
+        fl.outputsize(fl.Chain(emb), (4, 4), dtype=bool)
+
+    def lookup(idx):  # a user's layer that takes indices only
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"indices, not {idx.dtype}")
+        return emb(idx)
+
+    assert fl.outputsize(fl.Chain(lookup, fl.Dense(3, 2)), (2, 7), dtype=np.int64) == (2, 7, 2)
+
+
+def summary_text(model, shape, **kw):
+    import io
+
+    out = io.StringIO()
+    fl.summary(model, shape, file=out, **kw)
+    return out.getvalue()
+
+
+def test_outputsize_of_attention_given_query_key_and_value_shapes():
+    """(q, k, v) shapes failed with "'<' not supported between 'tuple' and 'int'"."""
+    m = fl.MultiHeadAttention(4, nheads=2, kdim=3)
+    q, k = np.ones((2, 5, 4), np.float32), np.ones((2, 7, 3), np.float32)
+    assert fl.outputsize(m, (q.shape, k.shape, k.shape)) == shapes(m(q, k, k)) == \
+        ((2, 5, 4), (2, 2, 5, 7))
+    assert fl.outputsize(fl.Chain(fl.Parallel(None, np.sin, np.cos, np.cos), m),
+                         (q.shape, k.shape, k.shape)) == ((2, 5, 4), (2, 2, 5, 7))
+
+
+def test_chain_takes_an_index_array_as_a_list():
+    m = fl.Chain(a=np.tanh, b=np.sin, c=np.cos)
+    assert list(m[np.array([0, 2])].layers) == ["a", "c"]
+    assert fl.Chain(np.tanh, np.sin)[np.arange(1, 2)].layers == (np.sin,)
+
+
+def test_autosize_takes_the_input_dtype_and_locates_errors():
+    """autosize had no dtype (an Embedding given one-hot rows read as indices gave the next
+    layer the wrong shape) and its errors did not say where in the Chain they came from."""
+    m = fl.autosize((4, 5, 7), fl.Chain(fl.Embedding(7, 3), fl.Flatten(), fl.Dense(fl._, 2)),
+                    dtype=bool)
+    assert m[2].weight.shape == (2, 15)  # (not 5 * 7 * 3)
+    assert m(np.eye(7, dtype=bool)[np.zeros((4, 5), int)]).shape == (4, 2)
+    with pytest.raises(fl.LayerError, match=r"^Chain\[1\] > Chain\[1\]: Conv\(\(2,\), 4 => 3\) "
+                                            r"expects input \(N, 4, L\); got \(2, 4\)"):
+        fl.autosize((2, 3), fl.Chain(fl.Dense(fl._, 4), fl.Chain(np.tanh, fl.Conv((2,), fl._, 3))))
+
+
+def test_input_shapes_are_checked_and_padbatch_pads_each_input():
+    """padbatch with several inputs failed with "object of type 'int' has no len()"; a
+    shape of floats gave a shape of floats; a NumPy shape gave np.int64 sizes back."""
+    p = fl.Parallel(None, fl.Dense(4, 3), fl.Dense(2, 1))
+    assert fl.outputsize(p, ((4,), (2,)), padbatch=True) == ((1, 3), (1, 1))
+    got = fl.outputsize(fl.Dense(2, 3), np.array([4, 2]))
+    assert got == (4, 3) and all(type(d) is int for d in got)
+    for f in (fl.outputsize, fl.summary, lambda m, s: fl.autosize(s, m)):
+        with pytest.raises(TypeError, match=r"the input shape must be a tuple of non-negative "
+                                            r"ints, batch first .*; got \(4.0, 2\)"):
+            f(fl.Dense(2, 3), (4.0, 2))

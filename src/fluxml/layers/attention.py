@@ -103,6 +103,8 @@ class MultiHeadAttention(Module):
         return shapes
 
     def _output_shape(self, q, k=None, v=None):
+        if k is None and q and isinstance(q[0], tuple):  # (q, k, v) shapes as one argument
+            q, k, v = (tuple(q) + (None, None))[:3]
         k = q if k is None else k
         v = k if v is None else v
         if all(len(s) == 2 for s in (q, k, v)):

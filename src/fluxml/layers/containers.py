@@ -203,12 +203,12 @@ class Maxout(Module):
             y = np.maximum(y, z)
         return y
 
-    def _output_shape(self, shape):
+    def _output_shape(self, shape, dtype=np.float32):
         from fluxml.layers.shapes import output_shape
 
         def one(i, layer):
             try:
-                return output_shape(layer, shape, single=True)
+                return output_shape(layer, shape, dtype, single=True)
             except (ValueError, IndexError) as err:
                 raise locate(err, "Maxout", i)  # noqa: B904 - locate sets its cause
 
