@@ -26,7 +26,8 @@ included); sometimes the input is then made wrong. Then it checks:
   line and the same array shapes;
 - ``fl.autosize`` of the model written with ``fl._`` builds the same array shapes;
 - ``m[:k]`` then ``m[k:]`` computes ``m``; ``m[[...]]`` of every index is ``m``;
-- ``fl.modules`` and ``fl.trainable`` equal the walk's.
+- ``fl.modules``, ``fl.trainable``, ``fl.trainables`` and ``fl.destructure``'s length
+  equal the walk's.
 
 The suite runs a few seeds (tests/layers/test_fuzz_shapes.py); by hand, many more:
 
@@ -209,7 +210,8 @@ def features_layer(rng, shape):
         return cls(f, o), cls(_, o)
     if kind == 14:  # a tuple of outputs, last
         k = int(rng.integers(1, 4))
-        return fl.PairwiseFusion(np.add, *[fl.Dense(f, f) for _i in range(k)]), None
+        return fl.PairwiseFusion(np.add, *[fl.Dense(f, f) for _i in range(k)]), \
+            fl.PairwiseFusion(np.add, *[fl.Dense(_, f) for _i in range(k)])
     if kind == 15:
         return fl.AlphaDropout(float(rng.choice([0.0, 0.5]))), None
     if kind == 0:
@@ -267,8 +269,10 @@ def sequence_layer(rng, shape):
         merge = _pick(rng, [None, np.add])
         return fl.Bidirectional(cls(f, h), merge=merge), fl.Bidirectional(cls(_, h), merge=merge)
     if kind == 3:
-        cell = _pick(rng, [fl.RNNCell, fl.GRUCell, fl.LSTMCell])(f, h)
-        return fl.Recurrence(cell, return_state=bool(rng.integers(2))), None
+        cls = _pick(rng, [fl.RNNCell, fl.GRUCell, fl.LSTMCell])
+        state = bool(rng.integers(2))
+        return fl.Recurrence(cls(f, h), return_state=state), \
+            fl.Recurrence(cls(_, h), return_state=state)
     if kind == 4:
         heads = _pick(rng, [d for d in (1, 2, 3, 4) if f % d == 0])
         out = int(rng.integers(1, 5)) * heads if rng.integers(2) else None
@@ -686,6 +690,9 @@ def check_trainable(model):
     got = fl.trainable(model)
     train, _other = walk_arrays(model)
     assert {id(a) for a in got.values()} == {id(a) for a in train}
+    once = fl.trainables(model)
+    assert sorted(map(id, once)) == sorted(map(id, train))
+    assert fl.destructure(model)[0].size == sum(a.size for a in train)
     assert [id(m) for m in fl.modules(model)] == [id(m) for m in walk_modules(model)]
 
 
@@ -727,7 +734,7 @@ def run_case(seed):
         assert size == ("ok", shapes_of(fwd[1])), (size, shapes_of(fwd[1]))
     elif fwd[1][0] is not fl.LayerError:  # a function's own error, run on a batch of one
         assert size[0] == "error" and size[1][0] is fwd[1][0], (size, fwd)
-        assert size[1][1].split(": ")[0] == fwd[1][1].split(": ")[0], (size, fwd)
+        assert size[1][1].split(": ")[:-1] == fwd[1][1].split(": ")[:-1], (size, fwd)
         return
     else:
         assert size == fwd, (size, fwd)

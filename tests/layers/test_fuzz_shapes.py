@@ -192,3 +192,35 @@ def test_input_shapes_are_checked_and_padbatch_pads_each_input():
         with pytest.raises(TypeError, match=r"the input shape must be a tuple of non-negative "
                                             r"ints, batch first .*; got \(4.0, 2\)"):
             f(fl.Dense(2, 3), (4.0, 2))
+
+
+@pytest.mark.parametrize("layer, shape, message", [
+    (fl.AdaptiveMaxPool((2,)), (1, 1, 0), r"AdaptiveMaxPool\(\(2,\)\) expects a spatial size "
+                                          r"of at least 1 on each axis; got input \(1, 1, 0\)"),
+    (fl.AdaptiveMeanPool((2, 2)), (1, 1, 3, 0), r"AdaptiveMeanPool\(\(2, 2\)\) expects a spatial"),
+    (fl.GlobalMaxPool(), (2, 3, 0), r"GlobalMaxPool\(\) expects a spatial size of at least 1"),
+    (fl.GlobalMeanPool(), (2, 3, 4, 0), r"GlobalMeanPool\(\) expects a spatial size of at"),
+    (fl.MultiHeadAttention(4, nheads=2), (0, 3, 4),
+     r"MultiHeadAttention\(4, nheads=2\) expects q, k and v with no empty axis; got \(0, 3, 4\)"),
+])
+def test_empty_inputs_refused_alike_by_outputsize_and_the_forward_pass(layer, shape, message):
+    """outputsize gave a shape where the forward pass failed in NumPy's or the kernel's
+    words ('attempt to get argmax of an empty sequence'), or gave NaN (the mean of nothing)."""
+    for f in (lambda: layer(np.ones(shape, np.float32)), lambda: fl.outputsize(layer, shape)):
+        with pytest.raises(fl.LayerError, match=message):
+            f()
+
+
+def test_autosize_reaches_into_pairwise_fusion_and_recurrence():
+    """A placeholder there was left unbuilt, and autosize failed with 'build the model with
+    fl.autosize first'; one for a layer of several inputs failed with int() of a tuple."""
+    _ = fl._
+    m = fl.autosize(((2, 5), (2, 3)), fl.PairwiseFusion(np.add, fl.Dense(_, 3), fl.Dense(_, 3)))
+    assert [d.weight.shape for d in m.layers] == [(3, 5), (3, 3)]
+    r = fl.autosize((2, 4, 5), fl.Recurrence(fl.LSTMCell(_, 3), return_state=True))
+    assert r.cell.sizes == (5, 3) and r.return_state
+    assert fl.outputsize(r, (2, 4, 5)) == shapes(r(np.ones((2, 4, 5), np.float32)))
+    with pytest.raises(fl.LayerError, match=r"^Chain\[1\]: Bilinear\(_, 2\) takes several "
+                                            r"inputs, of shapes \(\(2, 2\), \(2, 2\)\)"):
+        fl.autosize((2, 3), fl.Chain(fl.Parallel(None, fl.Dense(_, 2), fl.Dense(_, 2)),
+                                     fl.Bilinear(_, 2)))

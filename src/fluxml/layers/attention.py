@@ -100,6 +100,9 @@ class MultiHeadAttention(Module):
                 len({s[0] for s in shapes}) != 1 or shapes[1][1] != shapes[2][1]:
             raise LayerError(f"{self._line()} expects q (N, Tq, {dims[0]}), k (N, Tk, "
                              f"{dims[1]}), v (N, Tk, {dims[2]}); got {', '.join(map(str, shapes))}")
+        if any(0 in s for s in shapes):  # (the attention kernel's refusal, in this layer's name)
+            raise LayerError(f"{self._line()} expects q, k and v with no empty axis; got "
+                             f"{', '.join(map(str, shapes))}")
         return shapes
 
     def _output_shape(self, q, k=None, v=None):

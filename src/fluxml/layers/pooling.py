@@ -30,6 +30,14 @@ def _any_input(layer, shape):
     return shape
 
 
+def _not_empty(layer, shape):
+    """Refuse an empty spatial axis: a pool over it has no entries (a maximum of nothing, a
+    mean of nothing)."""
+    if 0 in shape[2:]:
+        raise LayerError(f"{layer._line()} expects a spatial size of at least 1 on each axis; "
+                         f"got input {tuple(shape)}")
+
+
 class _Pool(Module):
     """MaxPool and MeanPool: a window, a stride (the window by default) and padding."""
 
@@ -105,6 +113,7 @@ class _Adaptive(Module):
         shape = tuple(shape)
         d = len(self.out_size)
         check_input(self, shape, None, d)  # (a smaller input: overlapping windows)
+        _not_empty(self, shape)
         return shape[:2] + self.out_size
 
     def __call__(self, x):
@@ -143,11 +152,12 @@ class AdaptiveMeanPool(_Adaptive):
 class _Global(Module):
     def _output_shape(self, shape):
         shape = _any_input(self, shape)
+        _not_empty(self, shape)
         return shape[:2] + (1,) * (len(shape) - 2)
 
     def __call__(self, x):
         need_array(self, x)
-        _any_input(self, x.shape)
+        self._output_shape(x.shape)
         return self.pool(x)
 
     def _line(self) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.embedding import Embedding
-from fluxml.layers.module import Lazy, Module, count_parameters, locate
+from fluxml.layers.module import LayerError, Lazy, Module, count_parameters, locate
 from fluxml.layers.recurrent import Bidirectional, Recurrence
 from fluxml.layers.show import line_of, name_of, show_children
 from fluxml.layers.weightnorm import WeightNorm
@@ -257,9 +257,10 @@ def _branches(layer):
 def autosize(input_shape, model, *, dtype=np.float32):
     """Build the layers of ``model`` written with the placeholder ``fl._`` for a size, from
     the shapes that input of ``input_shape`` (batch first) gives along the way. Placeholders
-    may sit in Chains (nested too), SkipConnections, Parallels, Maxouts and Bidirectional
-    wrappers. ``dtype`` is the input's, as outputsize's (``dtype=bool`` for one-hot rows
-    into an Embedding). Returns the built model.
+    may sit in Chains (nested too), SkipConnections, Parallels, Maxouts, PairwiseFusions,
+    Recurrences (the cell) and Bidirectional wrappers. ``dtype`` is the input's, as
+    outputsize's (``dtype=bool`` for one-hot rows into an Embedding). Returns the built
+    model.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.autosize((5, 3), fl.Dense(fl._, 2))
@@ -271,6 +272,9 @@ def autosize(input_shape, model, *, dtype=np.float32):
 
 def _build(layer, shape, dtype, single=True):
     if isinstance(layer, Lazy):
+        if not _is_shape(shape):
+            raise LayerError(f"{layer!r} takes several inputs, of shapes {shape}: fl.autosize "
+                             f"infers a size from one input; write its sizes out")
         axis = getattr(layer.cls, "_feature_axis", 1)
         if len(shape) < 2:
             axis = 0
@@ -302,4 +306,16 @@ def _build(layer, shape, dtype, single=True):
     elif isinstance(layer, Bidirectional):
         layer = Bidirectional(_build(layer.forward, shape, dtype)[0],
                               _build(layer.backward, shape, dtype)[0], merge=layer.merge)
+    elif isinstance(layer, Recurrence) and len(shape) >= 2:  # the cell takes one step (N, F)
+        cell, _ = _build(layer.cell, shape[:-2] + shape[-1:], dtype, single=False)
+        layer = Recurrence(cell, return_state=layer.return_state)
+    elif isinstance(layer, PairwiseFusion):  # layer i takes connection(y(i-1), x(i))
+        n = len(layer.layers)
+        xs = (shape,) * n if _is_shape(shape) else tuple(shape)
+        if len(xs) == n:
+            built = [_build(layer.layers[0], xs[0], dtype)]
+            for i in range(1, n):
+                joined = _by_running(layer.connection, (built[-1][1], xs[i]), dtype)
+                built.append(_build(layer.layers[i], joined, dtype))
+            layer = PairwiseFusion(layer.connection, *(b[0] for b in built))
     return layer, output_shape(layer, shape, dtype, single=single)
