@@ -226,7 +226,7 @@ def features_layer(rng, shape):
         affine = bool(rng.integers(3))
         return fl.LayerNorm(f, affine=affine), fl.LayerNorm(_, affine=affine)
     if kind == 4:
-        return fl.Dropout(float(rng.choice([0.0, 0.3]))), None
+        return fl.Dropout(float(rng.choice([0.0, 0.3, rng.random()]))), None
     if kind == 5 and len(shape) == 2:
         return fl.Bilinear(f, o, act), fl.Bilinear(_, o, act)
     if kind == 6:

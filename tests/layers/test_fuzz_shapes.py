@@ -121,6 +121,9 @@ def test_embedding_bag_line_reads_as_its_constructor():
             f()
         messages.append(str(err.value))
     assert messages[0] == messages[1]
+    for f in (lambda: m(np.zeros((2, 3), bool)), lambda: fl.outputsize(m, (2, 3), dtype=bool)):
+        with pytest.raises(fl.LayerError, match=r"expects integer indices; got bool"):
+            f()  # (outputsize gave (2, 2))
 
 
 def test_outputsize_reads_the_input_dtype_inside_chains():
@@ -224,3 +227,13 @@ def test_autosize_reaches_into_pairwise_fusion_and_recurrence():
                                             r"inputs, of shapes \(\(2, 2\), \(2, 2\)\)"):
         fl.autosize((2, 3), fl.Chain(fl.Parallel(None, fl.Dense(_, 2), fl.Dense(_, 2)),
                                      fl.Bilinear(_, 2)))
+
+
+def test_dropout_lines_keep_their_probability():
+    """A line printed p with :g, six digits: Dropout(0.1234567) read back as 0.123457."""
+    for layer in (fl.Dropout(0.1234567), fl.AlphaDropout(1 / 3),
+                  fl.MultiHeadAttention(4, nheads=2, dropout=2 / 3)):
+        line = layer._line()
+        assert eval(line, vars(fl))._line() == line  # noqa: S307 - the layer's own line
+    assert fl.Dropout(0.1234567)._line() == "Dropout(0.1234567)"
+    assert repr(fl.Dropout(0)) == "Dropout(0)" and repr(fl.Dropout(0.5)) == "Dropout(0.5)"

@@ -21,7 +21,7 @@ from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, is_active, need_array
-from fluxml.layers.normalise import Dropout, LayerNorm
+from fluxml.layers.normalise import Dropout, LayerNorm, probability
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib import relu
@@ -175,7 +175,7 @@ class MultiHeadAttention(Module):
         if self.q_proj.bias is not None:
             out += ", bias=True"
         if self.attn_drop.p:
-            out += f", dropout={self.attn_drop.p:g}"
+            out += f", dropout={probability(self.attn_drop.p)}"
         return out + ")"
 
     def _show_children(self):

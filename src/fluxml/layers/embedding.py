@@ -136,6 +136,8 @@ class EmbeddingBag(Embedding):
         self.reduction = reduction
 
     def _output_shape(self, shape, dtype=None):
+        if dtype is not None and np.dtype(dtype) == np.bool_:  # (no one-hot bags)
+            _check_indices(self, np.zeros(0, bool), 1)
         if len(shape) != 2:
             self._refuse(shape)
         return (shape[0], self.weight.shape[1])
