@@ -164,7 +164,7 @@ def test_embedding_bag_forms_agree(reduction, reduce):
     np.testing.assert_allclose(m(square), reduce(m.weight[square], axis=1), rtol=1e-12, atol=1e-14)
     check_grads(lambda m: np.sum(np.sin(m(bags))), m)
     check_grads(lambda m: np.sum(np.sin(m(square))), m)
-    assert m._line() == f"EmbeddingBag(6 => 2, {reduction})"
+    assert m._line() == f"EmbeddingBag(6 => 2, {reduction!r})"
     with pytest.raises(fl.LayerError, match="offsets must be an increasing integer vector"):
         m((flat, np.array([0, 4, 3])))
 

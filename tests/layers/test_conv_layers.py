@@ -226,7 +226,7 @@ def test_conv_given_a_nested_list_refuses_it_as_every_layer_does():
     (fl.MaxPool((2, 2), pad=((1, 2), (0, 1))), np.ones((1, 1, 5, 5)),
      r"MaxPool\(\(2, 2\), pad=\(\(1, 2\), \(0, 1\)\)\): the padding .* at most half the window"),
     (fl.EmbeddingBag(10, 4), np.array([[1, 10]]),
-     r"EmbeddingBag\(10 => 4, mean\) has a vocabulary of 10 \(indices 0 to 9\); got index 10"),
+     r"EmbeddingBag\(10 => 4, 'mean'\) has a vocabulary of 10 \(indices 0 to 9\); got index 10"),
     (fl.Bidirectional(fl.RNN(4, 5)), np.ones((2, 3, 3), np.float32),
      r"^Bidirectional\['forward'\]: RNN\(4 => 5\) expects a sequence \(N, T, 4\)"),
     (fl.GRU(3, 4), np.ones((2, 5, 3), int), r"GRU\(3 => 4\) expects floating-point input"),

@@ -21,7 +21,7 @@ from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, is_active, need_array
-from fluxml.layers.normalise import Dropout, LayerNorm
+from fluxml.layers.normalise import Dropout, LayerNorm, probability
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib import relu
@@ -100,9 +100,14 @@ class MultiHeadAttention(Module):
                 len({s[0] for s in shapes}) != 1 or shapes[1][1] != shapes[2][1]:
             raise LayerError(f"{self._line()} expects q (N, Tq, {dims[0]}), k (N, Tk, "
                              f"{dims[1]}), v (N, Tk, {dims[2]}); got {', '.join(map(str, shapes))}")
+        if any(0 in s for s in shapes):  # (the attention kernel's refusal, in this layer's name)
+            raise LayerError(f"{self._line()} expects q, k and v with no empty axis; got "
+                             f"{', '.join(map(str, shapes))}")
         return shapes
 
     def _output_shape(self, q, k=None, v=None):
+        if k is None and q and isinstance(q[0], tuple):  # (q, k, v) shapes as one argument
+            q, k, v = (tuple(q) + (None, None))[:3]
         k = q if k is None else k
         v = k if v is None else v
         if all(len(s) == 2 for s in (q, k, v)):
@@ -170,7 +175,7 @@ class MultiHeadAttention(Module):
         if self.q_proj.bias is not None:
             out += ", bias=True"
         if self.attn_drop.p:
-            out += f", dropout={self.attn_drop.p:g}"
+            out += f", dropout={probability(self.attn_drop.p)}"
         return out + ")"
 
     def _show_children(self):

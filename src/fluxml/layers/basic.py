@@ -185,12 +185,12 @@ class Chain(Module):
                 raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
             yield x
 
-    def _output_shape(self, shape):
+    def _output_shape(self, shape, dtype=np.float32):
         from fluxml.layers.shapes import output_shape
 
         for key, layer in self._items():
             try:
-                shape = output_shape(layer, shape, single=True)
+                shape = output_shape(layer, shape, dtype, single=True)
             except (ValueError, IndexError) as err:
                 raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
         return shape
@@ -201,6 +201,8 @@ class Chain(Module):
             if isinstance(layers, dict):
                 return Chain(**dict(list(layers.items())[key]))
             return Chain(*layers[key])
+        if isinstance(key, np.ndarray) and key.ndim == 1 and key.dtype.kind in "iu":
+            key = key.tolist()  # (an index array, as a list)
         if isinstance(key, list):  # Flux's c[[1, 3]]: a Chain of the layers picked
             if isinstance(layers, dict):
                 names = list(layers)

@@ -197,13 +197,37 @@ class Maxout(Module):
     def __call__(self, x):
         y = _call("Maxout", 0, self.layers[0], x)
         for i in range(1, len(self.layers)):
-            y = np.maximum(y, _call("Maxout", i, self.layers[i], x))
+            z = _call("Maxout", i, self.layers[i], x)
+            if np.shape(z) != np.shape(y):  # (outputs broadcast, as Flux's max.)
+                _broadcast(np.shape(y), np.shape(z))
+            y = np.maximum(y, z)
         return y
 
-    def _output_shape(self, shape):
+    def _output_shape(self, shape, dtype=np.float32):
         from fluxml.layers.shapes import output_shape
 
-        return output_shape(self.layers[0], shape, single=True)
+        def one(i, layer):
+            try:
+                return output_shape(layer, shape, dtype, single=True)
+            except (ValueError, IndexError) as err:
+                raise locate(err, "Maxout", i)  # noqa: B904 - locate sets its cause
+
+        # every alternative: each must take the input, and the maximum broadcasts them
+        out = one(0, self.layers[0])
+        for i in range(1, len(self.layers)):
+            out = _broadcast(out, one(i, self.layers[i]))
+        return out
 
     def _show_children(self):
         return [(None, layer) for layer in self.layers]
+
+
+def _broadcast(a, b):
+    """The shape of Maxout's maximum of outputs shaped ``a`` and ``b``."""
+    if a == b:
+        return a
+    try:
+        return np.broadcast_shapes(a, b)
+    except (ValueError, TypeError):
+        raise LayerError(f"Maxout's layers give outputs of shapes {a} and {b}, which do not "
+                         f"broadcast together; give it layers of one output size") from None

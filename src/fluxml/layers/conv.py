@@ -245,7 +245,12 @@ class ConvTranspose(Module):
                              f"({in_channels}) and out_channels ({out_channels})")
         d = len(kernel)
         Conv._check_options("ConvTranspose", d, stride, pad, dilation)
-        win.spatial(outpad, d, "outpad", "ConvTranspose", minimum=0)
+        outpads = win.spatial(outpad, d, "outpad", "ConvTranspose", minimum=0)
+        if any(p >= max(s, dl) for p, s, dl in zip(outpads, win.spatial(stride, d, "", ""),
+                                                    win.spatial(dilation, d, "", ""))):
+            raise ValueError(f"ConvTranspose: outpad={outpad!r} must be smaller than the stride "
+                             f"({stride!r}) or the dilation ({dilation!r}) in each dimension, "
+                             f"as PyTorch's output_padding")
         # glorot's fans read (out, in, ...): give it the transposed shape, then swap
         w = np.asarray(init((out_channels // groups, in_channels) + kernel, rng), dtype=dtype)
         self.weight = np.ascontiguousarray(np.swapaxes(w, 0, 1))
@@ -258,19 +263,24 @@ class ConvTranspose(Module):
     def kernel(self) -> tuple[int, ...]:
         return tuple(self.weight.shape[2:])
 
-    def _pads(self, shape):
+    def _pads(self):
+        """``(pads, output padding)`` per dimension. ``"same"`` gives ``n * stride``: the
+        total that the formula leaves over is trimmed, and where the kernel reaches less far
+        than the stride the rows it leaves short are output padding (as TensorFlow's
+        ``padding="same"``; only the bias reaches them)."""
         d = len(self.kernel)
+        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
         if self.pad != "same":
-            return win.padding(self.pad, d, "ConvTranspose")
-        # "same": output n * stride; the total trimmed is what the formula leaves over
+            return win.padding(self.pad, d, "ConvTranspose"), outpad
         stride = win.spatial(self.stride, d, "stride", "")
         dilation = win.spatial(self.dilation, d, "dilation", "")
-        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
-        pads = []
+        pads, outs = [], []
         for s, dl, k, p in zip(stride, dilation, self.kernel, outpad):
-            total = max(dl * (k - 1) + 1 + p - s, 0)
-            pads.append((total - total // 2, total // 2))
-        return tuple(pads)
+            total = dl * (k - 1) + 1 + p - s
+            trim = max(total, 0)
+            pads.append((trim - trim // 2, trim // 2))
+            outs.append(p - min(total, 0))
+        return tuple(pads), tuple(outs)
 
     def _output_shape(self, shape):
         shape = tuple(shape)
@@ -278,10 +288,9 @@ class ConvTranspose(Module):
         check_input(self, shape, self.weight.shape[0], d)
         stride = win.spatial(self.stride, d, "stride", "")
         dilation = win.spatial(self.dilation, d, "dilation", "")
-        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
+        pads, outpad = self._pads()
         size = tuple((n - 1) * s - lo - hi + dl * (k - 1) + 1 + p for n, s, (lo, hi), dl, k, p
-                     in zip(shape[2:], stride, self._pads(shape), dilation, self.kernel,
-                            outpad))
+                     in zip(shape[2:], stride, pads, dilation, self.kernel, outpad))
         if min(size) < 1:
             raise LayerError(f"{self._line()}: the padding leaves an output of size {size} "
                              f"for input {shape}")
@@ -291,9 +300,10 @@ class ConvTranspose(Module):
         need_array(self, x)
         self._output_shape(x.shape)
         x = match_dtype(self, x, self.weight.dtype)
-        y = nnlib.conv_transpose(x, self.weight, stride=self.stride, pad=self._pads(x.shape),
+        pads, outpad = self._pads()
+        y = nnlib.conv_transpose(x, self.weight, stride=self.stride, pad=pads,
                                  dilation=self.dilation, groups=self.groups,
-                                 output_padding=self.outpad, flipped=self.flipped)
+                                 output_padding=outpad, flipped=self.flipped)
         return Conv._finish(self, y)
 
     _defaults = (("stride", 1), ("pad", 0), ("outpad", 0), ("dilation", 1), ("groups", 1))

@@ -78,8 +78,17 @@ class Embedding(Module):
         _positive("Embedding", vocab=vocab, dim=dim)
         self.weight = np.asarray(init((int(vocab), int(dim)), rng), dtype=dtype)
 
-    def _output_shape(self, shape):
+    def _output_shape(self, shape, dtype=None):
+        if dtype is not None and np.dtype(dtype) == np.bool_:  # one-hot rows, as __call__
+            self._check_onehot(shape)
+            return tuple(shape[:-1]) + (self.weight.shape[1],)
         return tuple(shape) + (self.weight.shape[1],)
+
+    def _check_onehot(self, shape):
+        vocab = self.weight.shape[0]
+        if len(shape) < 1 or shape[-1] != vocab:
+            raise LayerError(f"{self._line()} reads a bool array as one-hot rows (..., {vocab}); "
+                             f"got {tuple(shape)}")
 
     def __call__(self, idx):
         if getattr(idx, "dtype", None) == np.bool_:
@@ -88,10 +97,7 @@ class Embedding(Module):
         return _gather(self.weight, idx)
 
     def _onehot(self, x):
-        vocab = self.weight.shape[0]
-        if x.ndim < 1 or x.shape[-1] != vocab:
-            raise LayerError(f"{self._line()} reads a bool array as one-hot rows (..., {vocab}); "
-                             f"got {x.shape}")
+        self._check_onehot(x.shape)
         if isinstance(x, np.ndarray) and x.size and np.all(np.sum(x, axis=-1) == 1):
             # one-hot rows (not multi-hot): a gather, as for the indices (the product costs a
             # pass over vocab x dim per row: 250 times slower at vocab 20000)
@@ -129,10 +135,16 @@ class EmbeddingBag(Embedding):
         super().__init__(vocab, dim, init=init, rng=rng, dtype=dtype)
         self.reduction = reduction
 
-    def _output_shape(self, shape):
+    def _output_shape(self, shape, dtype=None):
+        if dtype is not None and np.dtype(dtype) == np.bool_:  # (no one-hot bags)
+            _check_indices(self, np.zeros(0, bool), 1)
         if len(shape) != 2:
-            raise LayerError(f"{self._line()} expects an index matrix (N, L); got {shape}")
+            self._refuse(shape)
         return (shape[0], self.weight.shape[1])
+
+    def _refuse(self, shape):
+        raise LayerError(f"{self._line()} expects an index matrix (N, L), a list of index "
+                         f"vectors or (indices, offsets); got shape {tuple(shape)}")
 
     def __call__(self, bags):
         if isinstance(bags, tuple) and len(bags) == 2:
@@ -141,8 +153,7 @@ class EmbeddingBag(Embedding):
             return self._ragged(bags)
         idx = _check_indices(self, bags, self.weight.shape[0])
         if idx.ndim != 2:
-            raise LayerError(f"{self._line()} expects an index matrix (N, L), a list of index "
-                             f"vectors or (indices, offsets); got shape {idx.shape}")
+            self._refuse(idx.shape)
         vectors = _gather(self.weight, idx)  # (N, L, dim)
         return _REDUCE[self.reduction](vectors, axis=1)
 
@@ -179,7 +190,7 @@ class EmbeddingBag(Embedding):
 
     def _line(self) -> str:
         vocab, dim = self.weight.shape
-        return f"EmbeddingBag({vocab} => {dim}, {self.reduction})"
+        return f"EmbeddingBag({vocab} => {dim}, {self.reduction!r})"  # (a str, not Flux's mean)
 
 
 _REDUCE = {"mean": np.mean, "sum": np.sum, "max": np.max}

@@ -292,6 +292,13 @@ def _generator(rng):
     return initialisers.default_rng() if rng is None else rng
 
 
+def probability(p: float) -> str:
+    """``p`` as a printed line shows it: short (``0.5``, ``0``), yet the same number when
+    the line is read back (``:g`` alone printed 0.1234567 as 0.123457)."""
+    short = f"{p:g}"
+    return short if float(short) == p else repr(p)
+
+
 def _check_p(layer, p):
     if not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
         raise ValueError(f"{layer}: p must be a probability in [0, 1]; got {p!r}")
@@ -333,7 +340,7 @@ class Dropout(Module):
 
     def _line(self) -> str:
         dims = "" if self.dims is None else f", dims={self.dims}"
-        return f"Dropout({self.p:g}{dims}{_mode_suffix(self)})"
+        return f"Dropout({probability(self.p)}{dims}{_mode_suffix(self)})"
 
 
 class AlphaDropout(Module):
@@ -366,4 +373,4 @@ class AlphaDropout(Module):
         return tuple(shape)
 
     def _line(self) -> str:
-        return f"AlphaDropout({self.p:g}{_mode_suffix(self)})"
+        return f"AlphaDropout({probability(self.p)}{_mode_suffix(self)})"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from fluxml import nnlib
 from fluxml._checks import positive_int
 from fluxml.layers.conv import SPATIAL_NAMES, _kernel, check_input
@@ -26,6 +28,14 @@ def _any_input(layer, shape):
         raise LayerError(f"{layer._line()} expects input (N, C, L), (N, C, H, W) or "
                          f"(N, C, D, H, W); got {shape}")
     return shape
+
+
+def _not_empty(layer, shape):
+    """Refuse an empty spatial axis: a pool over it has no entries (a maximum of nothing, a
+    mean of nothing)."""
+    if 0 in shape[2:]:
+        raise LayerError(f"{layer._line()} expects a spatial size of at least 1 on each axis; "
+                         f"got input {tuple(shape)}")
 
 
 class _Pool(Module):
@@ -103,6 +113,7 @@ class _Adaptive(Module):
         shape = tuple(shape)
         d = len(self.out_size)
         check_input(self, shape, None, d)  # (a smaller input: overlapping windows)
+        _not_empty(self, shape)
         return shape[:2] + self.out_size
 
     def __call__(self, x):
@@ -141,11 +152,12 @@ class AdaptiveMeanPool(_Adaptive):
 class _Global(Module):
     def _output_shape(self, shape):
         shape = _any_input(self, shape)
+        _not_empty(self, shape)
         return shape[:2] + (1,) * (len(shape) - 2)
 
     def __call__(self, x):
         need_array(self, x)
-        _any_input(self, x.shape)
+        self._output_shape(x.shape)
         return self.pool(x)
 
     def _line(self) -> str:
@@ -208,6 +220,7 @@ class Upsample(Module):
                              f"size={size!r}")
         if mode == "nearest" and align_corners:
             raise ValueError("Upsample: align_corners applies to the linear modes only")
+        _check_factors(mode, scale, size)
         self.mode, self.scale, self.size, self.align_corners = mode, scale, size, align_corners
 
     def _output_shape(self, shape):
@@ -218,14 +231,18 @@ class Upsample(Module):
             raise LayerError(f"{self._line()} expects input (N, C, "
                              f"{', '.join(SPATIAL_NAMES[want - 2])}); got {shape}")
         for name, value in (("scale", self.scale), ("size", self.size)):
-            if value is not None and not isinstance(value, (int, float)) and len(value) != d:
+            if value is not None and np.ndim(value) and len(value) != d:
                 raise LayerError(f"{self._line()} has {len(value)} {name}s for input {shape} "
                                  f"with {d} spatial dimensions")
         if self.size is not None:
-            size = (self.size,) * d if isinstance(self.size, int) else tuple(self.size)
+            size = tuple(int(n) for n in ((self.size,) * d if np.ndim(self.size) == 0
+                                          else self.size))
         else:
-            scale = (self.scale,) * d if isinstance(self.scale, (int, float)) else self.scale
+            scale = (self.scale,) * d if np.ndim(self.scale) == 0 else self.scale
             size = tuple(math.floor(n * s) for n, s in zip(shape[2:], scale))
+            if min(size) < 1:
+                raise LayerError(f"{self._line()} leaves no output entries for input {shape} "
+                                 f"(output size {size}); use a larger scale or give size=")
         return shape[:2] + size
 
     def __call__(self, x):
@@ -240,6 +257,27 @@ class Upsample(Module):
         what = f"scale={self.scale!r}" if self.size is None else f"size={self.size!r}"
         corners = ", align_corners=True" if self.align_corners else ""
         return f"Upsample({self.mode!r}, {what}{corners})"
+
+
+def _check_factors(mode, scale, size):
+    """Refuse, when the layer is built, a scale or size its forward pass would refuse."""
+    def each(v):
+        return v if isinstance(v, (tuple, list)) else (v,)
+
+    if size is not None and not all(isinstance(n, (int, np.integer)) and n >= 1
+                                    for n in each(size)):
+        raise ValueError(f"Upsample: size must be a positive int or one per spatial "
+                         f"dimension; got {size!r}")
+    if scale is None:
+        return
+    numbers = all(isinstance(f, (int, float, np.integer, np.floating))
+                  and not isinstance(f, bool) and 0 < f < math.inf for f in each(scale))
+    if mode == "nearest" and not all(isinstance(f, (int, np.integer)) for f in each(scale)):
+        raise ValueError(f"Upsample: mode 'nearest' takes integer scales; got {scale!r} (a "
+                         f"linear mode takes other factors, or give size=)")
+    if not numbers:
+        raise ValueError(f"Upsample: scale must be a positive number or one per spatial "
+                         f"dimension; got {scale!r}")
 
 
 class PixelShuffle(Module):

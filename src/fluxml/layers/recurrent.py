@@ -280,7 +280,14 @@ class _Recurrent(Module):
         if len(shape) not in (2, 3) or shape[-1] != n_in:
             raise LayerError(f"{self._line()} expects a sequence (N, T, {n_in}) or "
                              f"(T, {n_in}); got {tuple(shape)}")
-        return tuple(shape[:-1]) + (hidden,)
+        if shape[-2] == 0:
+            raise LayerError(f"{self._line()} expects at least one time step; got "
+                             f"{tuple(shape)}")
+        ys = tuple(shape[:-1]) + (hidden,)
+        if not self.return_state:
+            return ys
+        h = tuple(shape[:-2]) + (hidden,)  # the final state: (h, c) for an LSTM
+        return ys, ((h, h) if self.cell.gates == 4 else h)
 
     def _line(self) -> str:
         line = self.cell._line().replace("Cell(", "(", 1)
@@ -396,9 +403,7 @@ class Recurrence(Module):
 
     def __call__(self, x, state=None):
         need_array(self, x, "a sequence (N, T, features) or (T, features)")
-        if x.ndim < 2 or x.shape[-2] == 0:
-            raise LayerError(f"{self._line()} expects a sequence (N, T, features) or "
-                             f"(T, features) with at least one time step; got {np.shape(x)}")
+        self._check_sequence(x.shape)
         outputs = []
         for x_t in np.unstack(np.moveaxis(x, -2, 0)):
             try:
@@ -408,6 +413,11 @@ class Recurrence(Module):
             outputs.append(out)
         ys = np.stack(outputs, axis=-2)
         return (ys, state) if self.return_state else ys
+
+    def _check_sequence(self, shape):
+        if len(shape) < 2 or shape[-2] == 0:
+            raise LayerError(f"{self._line()} expects a sequence (N, T, features) or "
+                             f"(T, features) with at least one time step; got {tuple(shape)}")
 
     def _line(self) -> str:
         return "Recurrence(return_state=True)" if self.return_state else "Recurrence()"

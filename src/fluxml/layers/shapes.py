@@ -29,9 +29,11 @@ import numpy as np
 
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
-from fluxml.layers.module import Lazy, Module, count_parameters, locate
-from fluxml.layers.recurrent import Bidirectional
+from fluxml.layers.embedding import Embedding
+from fluxml.layers.module import LayerError, Lazy, Module, count_parameters, locate
+from fluxml.layers.recurrent import Bidirectional, Recurrence
 from fluxml.layers.show import line_of, name_of, show_children
+from fluxml.layers.weightnorm import WeightNorm
 from fluxml.tree import flatten, unflatten
 
 Shape = tuple
@@ -47,11 +49,18 @@ def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     a tuple of tuples is one argument holding several arrays (what a Chain passes on from a
     layer returning a tuple, such as MultiHeadAttention), not several arguments."""
     rule = getattr(layer, "_output_shape", None)
+    if isinstance(layer, _READ_DTYPE):
+        return rule(shape, dtype)
     if rule is not None and callable(rule) and not isinstance(layer, type):
         return rule(shape)
-    if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional)):
+    if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional, Recurrence)):
         return _container_shape(layer, shape, dtype)
     return _by_running(layer, shape, dtype, single)
+
+
+# the rules that take the input's dtype too: containers pass it on (a Chain's layers are each
+# given it, as summary gives them), an Embedding reads a bool array as one-hot rows
+_READ_DTYPE = (Chain, Maxout, WeightNorm, Embedding)
 
 
 def _located(container, key, layer, shape, dtype):
@@ -65,6 +74,15 @@ def _container_shape(layer, shape, dtype):
     """The containers' shapes from their layers' rules; only the connection (``np.add``, a
     concatenation: cheap) runs, on zeros with a batch of one."""
     name = type(layer).__name__
+    if isinstance(layer, Recurrence):
+        layer._check_sequence(shape)
+        rule = getattr(layer.cell, "_output_shape", None)
+        if rule is None or not callable(rule):
+            return _by_running(layer, shape, dtype)  # (a user's cell)
+        # the cell's shapes for one time step (N, F), the time axis put back in the output
+        out, state = _located(name, "cell", layer.cell, shape[:-2] + shape[-1:], dtype)
+        ys = tuple(out[:-1]) + (shape[-2],) + tuple(out[-1:])
+        return (ys, state) if layer.return_state else ys
     if isinstance(layer, Bidirectional):
         fwd = _located(name, "forward", layer.forward, shape, dtype)
         bwd = _located(name, "backward", layer.backward, shape, dtype)
@@ -139,10 +157,23 @@ def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
     >>> fl.outputsize(fl.Chain(fl.Dense(4, 8), fl.Dense(8, 3)), (32, 4))
     (32, 3)
     """
-    shape = tuple(input_shape)
-    if padbatch:
-        shape = (1,) + shape
+    shape = _input_shape(input_shape, "outputsize")
+    if padbatch:  # (each input's, for several)
+        shape = (1,) + shape if _is_shape(shape) else tuple((1,) + s for s in shape)
     return output_shape(model, shape, dtype)
+
+
+def _input_shape(shape, fn):
+    """``shape`` as a tuple of ints, or a tuple of such tuples for several inputs."""
+    if isinstance(shape, (tuple, list)) and shape and all(isinstance(s, (tuple, list))
+                                                          for s in shape):
+        return tuple(_input_shape(s, fn) for s in shape)
+    dims = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else None
+    if dims is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                               and d >= 0 for d in dims):
+        raise TypeError(f"{fn}: the input shape must be a tuple of non-negative ints, batch "
+                        f"first (or a tuple of them for several inputs); got {shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 def summary(model, input_shape, *, dtype=np.float32, file=None) -> None:
@@ -164,7 +195,7 @@ def summary(model, input_shape, *, dtype=np.float32, file=None) -> None:
     Total: 67 trainable parameters, 0 non-trainable.
     """
     rows: list[tuple[str, str, str]] = []
-    _rows(model, tuple(input_shape), "", rows, dtype, single=False)
+    _rows(model, _input_shape(input_shape, "summary"), "", rows, dtype, single=False)
     width = max(32, max(len(r[0]) for r in rows) + 2)
     shapes = max(20, max(len(r[1]) for r in rows) + 2)  # (a tuple of outputs is long)
     head = f"{'Layer':<{width}}{'Output shape':<{shapes}}{'Parameters':>10}"
@@ -223,41 +254,49 @@ def _branches(layer):
     return None
 
 
-def autosize(input_shape, model):
+def autosize(input_shape, model, *, dtype=np.float32):
     """Build the layers of ``model`` written with the placeholder ``fl._`` for a size, from
     the shapes that input of ``input_shape`` (batch first) gives along the way. Placeholders
-    may sit in Chains (nested too), SkipConnections, Parallels, Maxouts and Bidirectional
-    wrappers. Returns the built model.
+    may sit in Chains (nested too), SkipConnections, Parallels, Maxouts, PairwiseFusions,
+    Recurrences (the cell) and Bidirectional wrappers. ``dtype`` is the input's, as
+    outputsize's (``dtype=bool`` for one-hot rows into an Embedding). Returns the built
+    model.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.autosize((5, 3), fl.Dense(fl._, 2))
     Dense(3 => 2)  # 8 parameters
     """
-    built, _ = _build(model, tuple(input_shape), single=False)
+    built, _ = _build(model, _input_shape(input_shape, "autosize"), dtype, single=False)
     return built
 
 
-def _build(layer, shape, single=True):
+def _build(layer, shape, dtype, single=True):
     if isinstance(layer, Lazy):
+        if not _is_shape(shape):
+            raise LayerError(f"{layer!r} takes several inputs, of shapes {shape}: fl.autosize "
+                             f"infers a size from one input; write its sizes out")
         axis = getattr(layer.cls, "_feature_axis", 1)
         if len(shape) < 2:
             axis = 0
         layer = layer.build(int(shape[axis]))
-        return layer, output_shape(layer, shape, single=single)
+        return layer, output_shape(layer, shape, dtype, single=single)
     if isinstance(layer, Chain):
         built = []
-        for _, child in layer._items():
-            child, shape = _build(child, shape)
+        for key, child in layer._items():
+            try:
+                child, shape = _build(child, shape, dtype)
+            except (ValueError, IndexError) as err:  # Chain[1]: ..., as outputsize says
+                raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
             built.append(child)
         if isinstance(layer.layers, dict):
             return Chain(**dict(zip(layer.layers, built))), shape
         return Chain(*built), shape
     if isinstance(layer, SkipConnection):
-        inner, _ = _build(layer.layers, shape)
+        inner, _ = _build(layer.layers, shape, dtype)
         layer = SkipConnection(inner, layer.connection)
     elif isinstance(layer, (Parallel, Maxout)) and _is_shape(shape):  # each takes the input
         items = enumerate(layer.layers) if isinstance(layer, Maxout) else layer._items()
-        built = {k: _build(child, shape)[0] for k, child in items}
+        built = {k: _build(child, shape, dtype)[0] for k, child in items}
         if isinstance(layer, Maxout):
             layer = Maxout(*built.values())
         elif isinstance(layer.layers, dict):
@@ -265,6 +304,18 @@ def _build(layer, shape, single=True):
         else:
             layer = Parallel(layer.connection, *built.values())
     elif isinstance(layer, Bidirectional):
-        layer = Bidirectional(_build(layer.forward, shape)[0], _build(layer.backward, shape)[0],
-                              merge=layer.merge)
-    return layer, output_shape(layer, shape, single=single)
+        layer = Bidirectional(_build(layer.forward, shape, dtype)[0],
+                              _build(layer.backward, shape, dtype)[0], merge=layer.merge)
+    elif isinstance(layer, Recurrence) and len(shape) >= 2:  # the cell takes one step (N, F)
+        cell, _ = _build(layer.cell, shape[:-2] + shape[-1:], dtype, single=False)
+        layer = Recurrence(cell, return_state=layer.return_state)
+    elif isinstance(layer, PairwiseFusion):  # layer i takes connection(y(i-1), x(i))
+        n = len(layer.layers)
+        xs = (shape,) * n if _is_shape(shape) else tuple(shape)
+        if len(xs) == n:
+            built = [_build(layer.layers[0], xs[0], dtype)]
+            for i in range(1, n):
+                joined = _by_running(layer.connection, (built[-1][1], xs[i]), dtype)
+                built.append(_build(layer.layers[i], joined, dtype))
+            layer = PairwiseFusion(layer.connection, *(b[0] for b in built))
+    return layer, output_shape(layer, shape, dtype, single=single)

@@ -73,6 +73,15 @@ class WeightNorm(Module):
         except (ValueError, IndexError) as err:
             raise locate(err, "WeightNorm", "layer")  # noqa: B904 - locate sets its cause
 
+    def _output_shape(self, shape, dtype=np.float32):
+        """The layer's shape (its weight's norm changes no shape: nothing runs)."""
+        from fluxml.layers.shapes import output_shape
+
+        try:
+            return output_shape(self.layer, shape, dtype, single=True)
+        except (ValueError, IndexError) as err:
+            raise locate(err, "WeightNorm", "layer")  # noqa: B904 - locate sets its cause
+
     def _line(self) -> str:
         return f"WeightNorm({line_of(self.layer)}, {self.which!r}, dims={self.dims})"
 
