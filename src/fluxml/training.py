@@ -184,6 +184,7 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
         with dp.failures():  # rank 0's step and epoch counts too (a checkpoint that rank 0
             main = broadcast_object(history)  # alone loaded: schedules, epoch numbers), in
             history.losses[:], history.epochs[:] = main.losses, main.epochs  # the caller's
+            history.kept = dict(main.kept)  # (EarlyStopping's best weights before a resume)
         progress = progress and dp.is_main
     run = Run(model, state, data, history, epochs)
     run.is_main = dp is None or dp.is_main
