@@ -137,8 +137,8 @@ class EarlyStopping(Callback):
                  min_delta: float = 0.0, restore_best: bool = True):
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min' or 'max'; got {mode!r}")
-        if patience < 1:
-            raise ValueError(f"EarlyStopping: patience must be >= 1; got {patience}")
+        patience = positive_int("EarlyStopping", "patience (epochs without improvement)",
+                                patience)
         self.monitor, self.patience, self.mode = monitor, patience, mode
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.ad import withgradient
 from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
@@ -144,8 +145,7 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     >>> len(history.losses), history["epoch"], model["w"]
     (40, [1, 2], array([3.]))
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"train: epochs must be a non-negative int; got {epochs!r}")
+    epochs = positive_int("train", "epochs", epochs, minimum=0)
     if not callable(loss):
         raise TypeError(f"train: loss must be a function loss(model, *batch); got {loss!r}")
     backend = _backend(compile)

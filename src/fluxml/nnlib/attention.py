@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.ad.core import first_order, raw
 from fluxml.ad.define import primitive
 from fluxml.nnlib import windows as win
@@ -310,9 +311,7 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     shapes = [np.shape(raw(a)) for a in (q, k, v)]
     sq, sk, sv = shapes
     if nheads is not None:
-        if not isinstance(nheads, (int, np.integer)) or nheads < 1:
-            raise ValueError(f"dot_product_attention: nheads must be a positive int; got "
-                             f"{nheads!r}")
+        nheads = positive_int("dot_product_attention", "nheads", nheads)
         if any(len(s) != 3 for s in shapes) or sq[0] != sk[0] or sq[0] != sv[0] \
                 or sq[-1] != sk[-1] or sk[-2] != sv[-2] or sq[-1] % nheads or sv[-1] % nheads:
             raise ValueError(f"dot_product_attention: with nheads={nheads}, expected q (N, Tq, "

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, untraced
 from fluxml.optimise.base import Rule, apply_rule, floats, number, scratch, step_count
 from fluxml.tree import flatten, unflatten
@@ -191,8 +192,7 @@ class AccumGrad(Rule):
     n: int = 1
 
     def __post_init__(self):
-        if not (isinstance(self.n, int) and self.n >= 1):
-            raise ValueError(f"AccumGrad: n must be a positive integer, got {self.n!r}")
+        self.n = positive_int("AccumGrad", "n (the steps to accumulate)", self.n)
 
     def init(self, x):
         return AccumState(np.zeros_like(x), step_count())

@@ -80,9 +80,8 @@ class CosineAnneal:
     warmup: int = 0
 
     def __post_init__(self):
-        if self.period < 1 or self.warmup < 0:
-            raise ValueError(f"CosineAnneal: period must be >= 1 and warmup >= 0, got "
-                             f"period={self.period}, warmup={self.warmup}")
+        positive_int("CosineAnneal", "period", self.period)
+        positive_int("CosineAnneal", "warmup", self.warmup, minimum=0)
 
     def __call__(self, t: int) -> float:
         _check_step(t)
