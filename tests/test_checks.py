@@ -91,3 +91,64 @@ def test_polygamma_refuses_a_negative_order():
                                          r"integer \(or an array of them\); got array\(-1\)"):
         polygamma(-1, np.ones(2))
     np.testing.assert_allclose(polygamma(np.int64(0), np.ones(1)), [-0.5772156649015329])
+
+
+NAN = float("nan")
+_FINITE_GE0 = "must be a finite number >= 0; got "
+
+
+def _adjusted(rule, **changes):
+    return fl.adjust(fl.setup(rule, {"w": np.ones(2)}), **changes)
+
+
+# Hyperparameters out of their range (NaN is in none) were taken, and the first update
+# (or never) showed it: a NaN learning rate gave NaN weights, rho = 1.5 diverged.
+@pytest.mark.parametrize("call, message", [
+    (lambda: fl.Descent(NAN), "Descent: the learning rate eta " + _FINITE_GE0 + "nan"),
+    (lambda: fl.Adam(float("inf")), "Adam: the learning rate eta " + _FINITE_GE0 + "inf"),
+    (lambda: fl.Descent("0.1"), r"Descent: the learning rate eta must be a finite number >= 0; "
+     r"got '0.1' \(a str\)"),
+    (lambda: fl.Momentum(0.1, 1.5), r"Momentum: rho \(the momentum\) must be a number in "
+     r"\[0, 1\]; got 1.5"),
+    (lambda: fl.Nesterov(0.1, NAN), r"Nesterov: rho \(the momentum\) must be a number in "
+     r"\[0, 1\]; got nan"),
+    (lambda: fl.RMSProp(0.1, -0.1), r"RMSProp: rho \(the decay rate\)"),
+    (lambda: fl.RMSProp(0.1, 0.9, -1e-8), r"RMSProp: epsilon \(added to the denominator\) "
+     + _FINITE_GE0 + "-1e-08"),
+    (lambda: fl.AdaGrad(0.1, NAN), "AdaGrad: epsilon"),
+    (lambda: fl.AdaDelta(2.0), r"AdaDelta: rho \(the decay rate\) must be a number in "
+     r"\[0, 1\]; got 2.0"),
+    (lambda: fl.Adam(0.1, (NAN, 0.9)), r"Adam: beta must be two numbers in \[0, 1\) \(the "
+     r"decay rates of the moments\); got \(nan, 0.9\)"),
+    (lambda: fl.Adam(0.1, 0.9), r"Adam: beta must be two numbers .*; got 0.9"),
+    (lambda: fl.NAdam(0.1, (0.9, 0.999), -1.0), "NAdam: epsilon"),
+    (lambda: fl.AdamW(0.1, lambd=-0.01), r"AdamW: lambd \(the weight decay\) " + _FINITE_GE0
+     + "-0.01"),
+    (lambda: fl.Lion(0.1, (1.5, 0.9)), r"Lion: beta must be two numbers in \[0, 1\)"),
+    (lambda: fl.Rprop(0.1, (1.2, 0.5)), r"Rprop: ell must be two numbers .* 0 < ell\[0\] < 1 < "
+     r"ell\[1\]; got \(1.2, 0.5\)"),
+    (lambda: fl.Rprop(0.1, gamma=(1.0, NAN)), r"Rprop: gamma must be two numbers .*; got "
+     r"\(1.0, nan\)"),
+    (lambda: fl.WeightDecay(NAN), r"WeightDecay: lambd \(the weight decay\) " + _FINITE_GE0),
+    (lambda: fl.SignDecay(-1.0), r"SignDecay: lambd \(the weight decay\) " + _FINITE_GE0),
+    (lambda: _adjusted(fl.Adam(), eta=NAN), "Adam: the learning rate eta " + _FINITE_GE0),
+    (lambda: _adjusted(fl.Momentum(), rho=5.0), r"Momentum: rho \(the momentum\)"),
+    (lambda: fl.StepDecay(NAN), "StepDecay: start must be a finite number; got nan"),
+    (lambda: fl.ExpDecay(0.1, float("inf")), "ExpDecay: decay must be a finite number; got inf"),
+    (lambda: fl.CosineAnneal(0.1, end=NAN), "CosineAnneal: end must be a finite number"),
+    (lambda: fl.OneCycle(0.1, 10, div=0.0), r"OneCycle: div \(peak / the first value\) must be "
+     r"a finite number > 0; got 0.0"),
+    (lambda: fl.OneCycle(0.1, 1), r"OneCycle: total \(the steps of the cycle\) must be an int "
+     r">= 2; got 1"),
+    (lambda: fl.OneCycle(0.1, 10, pct_start=1.0), r"OneCycle: pct_start must be a number in "
+     r"\(0, 1\); got 1.0"),
+    (lambda: fl.BatchNorm(3, momentum=NAN), r"BatchNorm: momentum \(the running statistics' "
+     r"update rate\) must be a number in \[0, 1\]; got nan"),
+    (lambda: fl.InstanceNorm(3, momentum=-0.1), "InstanceNorm: momentum"),
+    (lambda: fl.LayerNorm(3, eps=-1e-5), r"LayerNorm: eps \(added to the variance\) "
+     + _FINITE_GE0 + "-1e-05"),
+    (lambda: fl.GroupNorm(4, 2, eps=NAN), "GroupNorm: eps"),
+])
+def test_hyperparameters_out_of_range_are_refused_by_name(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -20,7 +20,10 @@ ValueError: PolyAct: degree must be a positive int; got 2.0 (a float)
 
 from __future__ import annotations
 
-from numbers import Integral
+import math
+from numbers import Integral, Real
+
+import numpy as np
 
 
 def is_int(n) -> bool:
@@ -45,3 +48,41 @@ def shown(n) -> str:
         return repr(n)
     kind = type(n).__name__
     return f"{n!r} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"
+
+
+def real_in(who: str, name: str, x, low: float = -math.inf, high: float = math.inf, *,
+            low_open: bool = False, high_open: bool = False):
+    """``x`` where it is a real number (a Python or NumPy one, not a bool) in the range from
+    ``low`` to ``high`` (an infinite bound is open: ``x`` is finite), else a ValueError
+    naming ``who`` and its argument ``name``, the range and what came. NaN is in no range. A
+    traced value (inside ``fl.compile``) is not checked: its value is not known.
+
+    >>> real_in("Adam", "epsilon", 1e-8, 0)
+    1e-08
+    >>> real_in("Momentum", "rho", float("nan"), 0, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Momentum: rho must be a number in [0, 1]; got nan
+    """
+    if type(x).__name__ == "Tracer":
+        return x
+    ok = isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool)
+    if ok:
+        v = float(x)
+        ok = math.isfinite(v) and (v > low if low_open else v >= low) and \
+            (v < high if high_open else v <= high)
+    if not ok:
+        number = isinstance(x, (Real, np.number)) and not isinstance(x, bool)
+        raise ValueError(f"{who}: {name} must be {_range(low, high, low_open, high_open)}; got "
+                         f"{repr(x) if number else shown(x)}")
+    return x
+
+
+def _range(low, high, low_open, high_open) -> str:
+    if math.isinf(low) and math.isinf(high):
+        return "a finite number"
+    if math.isinf(high):
+        return f"a finite number {'>' if low_open else '>='} {low:g}"
+    if math.isinf(low):
+        return f"a finite number {'<' if high_open else '<='} {high:g}"
+    return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

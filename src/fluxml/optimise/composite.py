@@ -21,7 +21,15 @@ import numpy as np
 
 from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, untraced
-from fluxml.optimise.base import Rule, apply_rule, floats, number, scratch, step_count
+from fluxml.optimise.base import (
+    Rule,
+    apply_rule,
+    check_lambd,
+    floats,
+    number,
+    scratch,
+    step_count,
+)
 from fluxml.tree import flatten, unflatten
 
 
@@ -132,6 +140,9 @@ class WeightDecay(Rule):
 
     lambd: float = 5e-4
 
+    def __post_init__(self):
+        check_lambd("WeightDecay", self.lambd)
+
     def apply(self, state, x, dx, out=None):
         lam = number(self.lambd, x)
         if out is None or out is dx:
@@ -157,6 +168,9 @@ class SignDecay(Rule):
     hyperparameters = ("lambd",)
 
     lambd: float = 1e-3
+
+    def __post_init__(self):
+        check_lambd("SignDecay", self.lambd)
 
     def apply(self, state, x, dx, out=None):
         lam = number(self.lambd, x)
