@@ -152,3 +152,51 @@ def _adjusted(rule, **changes):
 def test_hyperparameters_out_of_range_are_refused_by_name(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: fl.huber_loss(Q, Q, delta=-1.0), ValueError, r"huber_loss: delta \(where the "
+     r"square turns linear\) must be a finite number > 0; got -1.0"),
+    (lambda: fl.focal_loss(Q, Q, gamma=NAN), ValueError, r"focal_loss: gamma \(the focusing "
+     r"power\) " + _FINITE_GE0 + "nan"),
+    (lambda: fl.binary_focal_loss(Q, Q, gamma=-2.0), ValueError, "binary_focal_loss: gamma"),
+    (lambda: fl.crossentropy(Q, Q, eps=-1.0), ValueError, r"crossentropy: eps \(added to the "
+     r"prediction\) " + _FINITE_GE0 + "-1.0"),
+    (lambda: fl.kldivergence(Q, Q, eps=NAN), ValueError, "kldivergence: eps"),
+    (lambda: fl.msle(Q, Q, eps=-1.0), ValueError, "msle: eps"),
+    (lambda: fl.tversky_loss(Q, Q, beta=1.5), ValueError, r"tversky_loss: beta \(the weight of "
+     r"false positives\) must be a number in \[0, 1\]; got 1.5"),
+    (lambda: fl.dice_coeff_loss(Q, Q, smooth=NAN), ValueError, "dice_coeff_loss: smooth"),
+    (lambda: fl.label_smoothing(Q, NAN), ValueError, r"label_smoothing: alpha must be a number "
+     r"in \(0, 1\); got nan"),
+    (lambda: fl.EarlyStopping(min_delta=-0.1), ValueError, r"EarlyStopping: min_delta \(the "
+     r"least improvement\) " + _FINITE_GE0 + "-0.1"),
+    (lambda: fl.EarlyStopping(monitor=3), TypeError, r"EarlyStopping: monitor must be the name "
+     r"of a metric .*; got 3"),
+    (lambda: fl.EarlyStopping(restore_best="no"), TypeError, r"EarlyStopping: restore_best "
+     r"must be True or False; got 'no' \(a str\)"),
+    (lambda: fl.DataLoader(Q, shuffle="yes"), TypeError, r"DataLoader: shuffle must be True or "
+     r"False; got 'yes' \(a str\)"),
+    (lambda: fl.DataLoader(Q, partial=2), TypeError, r"DataLoader: partial must be True or "
+     r"False; got 2 \(an int\)"),
+    (lambda: fl.train(lambda m: np.sum(m["w"]), {"w": np.ones(1)}, [()],
+                      fl.setup(fl.Descent(), {"w": np.ones(1)}), progress="no"), TypeError,
+     r"train: progress must be True or False; got 'no' \(a str\)"),
+    (lambda: fl.Upsample(scale=NAN), ValueError, r"Upsample: scale must be a finite number > 0; "
+     r"got nan"),
+    (lambda: fl.Upsample(scale=(2, -1)), ValueError, r"Upsample: scale\[1\] must be a finite "
+     r"number > 0; got -1"),
+    (lambda: fl.Upsample(size=(4, 0)), ValueError, r"Upsample: size\[1\] must be a positive int; "
+     r"got 0"),
+])
+def test_losses_and_training_settings_are_checked_by_name(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_numpy_bools_and_numbers_are_taken():
+    fl.DataLoader(Q, shuffle=np.True_, partial=np.False_)
+    fl.EarlyStopping(min_delta=np.float32(0.01), restore_best=np.bool_(False))
+    fl.huber_loss(Q, Q, delta=np.float32(0.5))
+    fl.Adam(np.float32(0.01), (np.float64(0.9), 0.999))
+    fl.Upsample(scale=(np.int64(2), 1.5))

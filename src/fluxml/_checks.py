@@ -86,3 +86,19 @@ def _range(low, high, low_open, high_open) -> str:
     if math.isinf(low):
         return f"a finite number {'<' if high_open else '<='} {high:g}"
     return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def flag(who: str, name: str, x) -> bool:
+    """``x`` as a bool where it is one (Python's or NumPy's), else a TypeError naming ``who``
+    and ``name`` (``"yes"`` or ``2`` were taken as true, and ``"no"`` too).
+
+    >>> flag("DataLoader", "shuffle", "no")
+    Traceback (most recent call last):
+    ...
+    TypeError: DataLoader: shuffle must be True or False; got 'no' (a str)
+    """
+    if not isinstance(x, (bool, np.bool_)):
+        kind = type(x).__name__
+        raise TypeError(f"{who}: {name} must be True or False; got {x!r} "
+                        f"({'an' if kind[0] in 'aeiou' else 'a'} {kind})")
+    return bool(x)

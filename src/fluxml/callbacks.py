@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int, real_in, shown
 
 # what Evaluate's and SaveCheckpoint's ``every`` counts, for their errors (0 failed at the
 # first epoch's end, a division by zero; a negative one ran every epoch)
@@ -139,6 +139,11 @@ class EarlyStopping(Callback):
             raise ValueError(f"EarlyStopping: mode must be 'min' or 'max'; got {mode!r}")
         patience = positive_int("EarlyStopping", "patience (epochs without improvement)",
                                 patience)
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping: monitor must be the name of a metric (a str: "
+                            f"'loss', or one an Evaluate records); got {shown(monitor)}")
+        real_in("EarlyStopping", "min_delta (the least improvement)", min_delta, 0)
+        restore_best = flag("EarlyStopping", "restore_best", restore_best)
         self.monitor, self.patience, self.mode = monitor, patience, mode
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None

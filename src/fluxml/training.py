@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 from fluxml.ad import withgradient
 from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
@@ -146,6 +146,7 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     (40, [1, 2], array([3.]))
     """
     epochs = positive_int("train", "epochs", epochs, minimum=0)
+    progress = flag("train", "progress", progress)
     if not callable(loss):
         raise TypeError(f"train: loss must be a function loss(model, *batch); got {loss!r}")
     backend = _backend(compile)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from fluxml import nnlib
-from fluxml._checks import positive_int
+from fluxml._checks import positive_int, real_in
 from fluxml.layers.conv import SPATIAL_NAMES, _kernel, check_input
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.nnlib import windows as win
@@ -208,6 +208,15 @@ class Upsample(Module):
                              f"size={size!r}")
         if mode == "nearest" and align_corners:
             raise ValueError("Upsample: align_corners applies to the linear modes only")
+        # (checked here, not at the first call: a number or one per spatial dimension)
+        for name, value in (("scale", scale), ("size", size)):
+            items = value if isinstance(value, (tuple, list)) else (value,)
+            for i, v in enumerate(items if value is not None else ()):
+                what = name if items is not value else f"{name}[{i}]"
+                if name == "scale":
+                    real_in("Upsample", what, v, 0, low_open=True)
+                else:
+                    positive_int("Upsample", what, v)
         self.mode, self.scale, self.size, self.align_corners = mode, scale, size, align_corners
 
     def _output_shape(self, shape):
