@@ -200,3 +200,20 @@ def test_numpy_bools_and_numbers_are_taken():
     fl.huber_loss(Q, Q, delta=np.float32(0.5))
     fl.Adam(np.float32(0.01), (np.float64(0.9), 0.999))
     fl.Upsample(scale=(np.int64(2), 1.5))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: fl.leakyrelu(Q, NAN), r"leakyrelu: a \(the slope below 0\) must be a finite "
+     r"number; got nan"),
+    (lambda: fl.celu(Q, 0.0), r"celu: a must not be 0 \(celu divides x by it\)"),
+    (lambda: fl.softshrink(Q, -0.5), "softshrink: lambd " + _FINITE_GE0 + "-0.5"),
+    (lambda: fl.hardshrink(Q, NAN), "hardshrink: lambd " + _FINITE_GE0 + "nan"),
+    (lambda: fl.hardtanh(Q, 1.0, -1.0), r"hardtanh: expected lo <= hi; got lo=1.0, hi=-1.0"),
+    (lambda: fl.trelu(Q, NAN), "trelu: theta must be a finite number; got nan"),
+])
+def test_activation_parameters_are_checked_by_name(call, message):
+    """celu(x, 0) raised a bare ZeroDivisionError; the others computed quietly (softshrink
+    with a negative lambd crossed clip's bounds; hardtanh with lo > hi gave hi everywhere)."""
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert fl.leakyrelu(np.array([-1.0]), np.array([0.5])).tolist() == [-0.5]  # (an array: taken)
