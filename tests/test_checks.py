@@ -217,3 +217,34 @@ def test_activation_parameters_are_checked_by_name(call, message):
     with pytest.raises(ValueError, match=message):
         call()
     assert fl.leakyrelu(np.array([-1.0]), np.array([0.5])).tolist() == [-0.5]  # (an array: taken)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: fl.outputsize(fl.Dense(3, 2), (-1, 3)), ValueError, r"outputsize: input_shape\[0\] "
+     r"must be a non-negative int; got -1"),
+    (lambda: fl.outputsize(fl.Dense(3, 2), (2.5, 3)), ValueError, r"input_shape\[0\] .*got 2.5 "
+     r"\(a float\)"),
+    (lambda: fl.outputsize(fl.Dense(3, 2), 3), TypeError, r"outputsize: input_shape must be a "
+     r"tuple of sizes \(batch first\); got 3$"),
+    (lambda: fl.NeuralODE(fl.Dense(2, 2), (0.0, NAN)), ValueError, r"NeuralODE: tspan must be "
+     r"two finite times \(t0, t1\); got \(0.0, nan\)"),
+    (lambda: fl.batchnorm(np.ones((2, 3)), eps=-1.0), ValueError, r"batchnorm: eps \(added to "
+     r"the variance\) " + _FINITE_GE0 + "-1.0"),
+    (lambda: fl.splitobs(Q, at=0.5, shuffle="x"), TypeError, r"splitobs: shuffle must be True "
+     r"or False"),
+    (lambda: fl.LRSchedule(lambda t: 0.1, name=3), TypeError, r"LRSchedule: name must be the "
+     r"hyperparameter's name \(a str"),
+    (lambda: fl.label_smoothing(Q, 0.1, axis=5), ValueError, r"label_smoothing: axis must be an "
+     r"axis of y \(ndim 3; the classes' axis\) or None \(binary targets\); got 5"),
+    (lambda: fl.make_causal_mask(np.ones(3)), ValueError, r"make_causal_mask: axis \(the time "
+     r"axis\) must be an axis of x \(shape \(3,\)\); got -2"),
+    (lambda: fl.make_causal_mask(-2), ValueError, r"make_causal_mask: x \(the length\) must be a "
+     r"non-negative int; got -2"),
+])
+def test_shapes_times_and_axes_are_checked_by_name(call, error, message):
+    """Each computed something (a negative size, a NaN end time that solved nothing, a
+    negative eps) or failed with IndexError: tuple index out of range."""
+    with pytest.raises(error, match=message):
+        call()
+    assert fl.outputsize(fl.Dense(3, 2), [np.int64(4), 3]) == (4, 2)
+    assert fl.NeuralODE(fl.Dense(2, 2), (np.float32(0), np.array(1.0))).tspan == (0.0, 1.0)

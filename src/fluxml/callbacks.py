@@ -325,6 +325,9 @@ class LRSchedule(Callback):
         if not callable(schedule):
             raise TypeError(f"LRSchedule: schedule must be callable t -> value; got "
                             f"{schedule!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"LRSchedule: name must be the hyperparameter's name (a str: "
+                            f"'eta', 'lambd' ...); got {shown(name)}")
         self.schedule, self.every, self.name = schedule, every, name
         self.value = None
 

@@ -18,7 +18,7 @@ from numbers import Number
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 from fluxml.data.loader import as_generator, getobs, numobs
 
 
@@ -149,7 +149,7 @@ def splitobs(data, at: float | Sequence[float] = 0.8, shuffle: bool = False, rng
         raise ValueError(f"splitobs: at must be fractions in (0, 1) summing to less than 1; "
                          f"got {at!r}")
     n = numobs(data)
-    if shuffle:
+    if flag("splitobs", "shuffle", shuffle):
         data = shuffleobs(data, rng)
     cuts = [0] + [int(round(n * c)) for c in np.cumsum(fractions)] + [n]
     empty = [k for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])) if a == b]

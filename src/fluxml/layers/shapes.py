@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._checks import positive_int, shown
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.module import Lazy, Module, count_parameters, locate
@@ -139,10 +140,24 @@ def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
     >>> fl.outputsize(fl.Chain(fl.Dense(4, 8), fl.Dense(8, 3)), (32, 4))
     (32, 3)
     """
-    shape = tuple(input_shape)
+    if not isinstance(input_shape, (tuple, list)):
+        raise TypeError(f"outputsize: input_shape must be a tuple of sizes (batch first); got "
+                        f"{shown(input_shape)}")
+    shape = _sizes(input_shape, "input_shape")
     if padbatch:
         shape = (1,) + shape
     return output_shape(model, shape, dtype)
+
+
+def _sizes(shape, where):
+    """``shape`` checked: sizes (non-negative ints), or shapes of several inputs (tuples of
+    them, nested as the model takes them)."""
+    if isinstance(shape, (tuple, list)) and any(isinstance(n, (tuple, list)) for n in shape):
+        return tuple(_sizes(n, f"{where}[{i}]") for i, n in enumerate(shape))
+    if isinstance(shape, (tuple, list)):
+        return tuple(positive_int("outputsize", f"{where}[{i}]", n, minimum=0)
+                     for i, n in enumerate(shape))
+    raise TypeError(f"outputsize: {where} must be a tuple of sizes; got {shown(shape)}")
 
 
 def summary(model, input_shape, *, dtype=np.float32, file=None) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml._checks import real_in
+from fluxml._checks import is_int, real_in
 from fluxml.losses.common import (
     Agg,
     aggregate,
@@ -46,6 +46,9 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
     y = np.asarray(y) if type(y).__name__ != "Tracer" else y
     if y.dtype.kind not in "fc":
         y = y.astype(np.float64)
+    if axis is not None and not (is_int(axis) and -np.ndim(y) <= axis < np.ndim(y)):
+        raise ValueError(f"label_smoothing: axis must be an axis of y (ndim {np.ndim(y)}; "
+                         f"the classes' axis) or None (binary targets); got {axis!r}")
     k = 2 if axis is None else np.shape(y)[axis]
     return y * (1.0 - alpha) + alpha / k
 

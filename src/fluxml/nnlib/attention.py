@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import is_int, positive_int
 from fluxml.ad.core import first_order, raw
 from fluxml.ad.define import primitive
 from fluxml.nnlib import windows as win
@@ -369,5 +369,12 @@ def make_causal_mask(x, axis: int = -2) -> np.ndarray:
            [1, 1, 0],
            [1, 1, 1]])
     """
-    n = x if isinstance(x, (int, np.integer)) else np.shape(raw(x))[axis]
+    if is_int(x):
+        n = positive_int("make_causal_mask", "x (the length)", x, minimum=0)
+    else:
+        shape = np.shape(raw(x))
+        if not (is_int(axis) and -len(shape) <= axis < len(shape)):
+            raise ValueError(f"make_causal_mask: axis (the time axis) must be an axis of x "
+                             f"(shape {shape}); got {axis!r}")
+        n = shape[axis]
     return np.tril(np.ones((n, n), dtype=bool))
