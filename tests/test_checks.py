@@ -248,3 +248,13 @@ def test_shapes_times_and_axes_are_checked_by_name(call, error, message):
         call()
     assert fl.outputsize(fl.Dense(3, 2), [np.int64(4), 3]) == (4, 2)
     assert fl.NeuralODE(fl.Dense(2, 2), (np.float32(0), np.array(1.0))).tspan == (0.0, 1.0)
+
+
+def test_zero_d_arrays_are_numbers():
+    """A layer's eps after fl.f64 or a tree map is a 0-d array (SyncBatchNorm passed one to
+    batchnorm: refused at first, found by the suite)."""
+    assert fl.batchnorm(np.ones((2, 3)), eps=np.array(1e-5)).shape == (2, 3)
+    fl.Adam(np.array(0.1), (np.array(0.9), 0.99), np.array(1e-8))
+    fl.Rprop(0.1, (np.array(0.5), 1.2))
+    with pytest.raises(ValueError, match=r"batchnorm: eps .* got array\(-1.\)"):
+        fl.batchnorm(np.ones((2, 3)), eps=np.array(-1.0))

@@ -66,15 +66,14 @@ def real_in(who: str, name: str, x, low: float = -math.inf, high: float = math.i
     """
     if type(x).__name__ == "Tracer":
         return x
-    ok = isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool)
-    if ok:
-        v = float(x)
-        ok = math.isfinite(v) and (v > low if low_open else v >= low) and \
-            (v < high if high_open else v <= high)
-    if not ok:
-        number = isinstance(x, (Real, np.number)) and not isinstance(x, bool)
+    # (a 0-d array too: a layer's setting after fl.f64 or a tree map)
+    numeric = isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool) or \
+        getattr(x, "ndim", None) == 0 and getattr(x, "dtype", np.dtype(object)).kind in "iuf"
+    v = float(x) if numeric else math.nan
+    if not (math.isfinite(v) and (v > low if low_open else v >= low) and
+            (v < high if high_open else v <= high)):
         raise ValueError(f"{who}: {name} must be {_range(low, high, low_open, high_open)}; got "
-                         f"{repr(x) if number else shown(x)}")
+                         f"{repr(x) if numeric else shown(x)}")
     return x
 
 

@@ -162,8 +162,9 @@ def check_beta(name, beta):
 
 
 def _real(x) -> bool:
+    """A real number: a Python or NumPy one (not a bool), a 0-d array, or a traced one."""
     return type(x) is Tracer or isinstance(x, (Real, np.floating, np.integer)) and \
-        not isinstance(x, bool)
+        not isinstance(x, bool) or getattr(x, "ndim", None) == 0 and x.dtype.kind in "iuf"
 
 
 def check_eta(name, eta):

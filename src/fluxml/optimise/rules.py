@@ -21,6 +21,7 @@ import numpy as np
 
 from fluxml.optimise.base import (
     Rule,
+    _real,
     check_beta,
     check_epsilon,
     check_eta,
@@ -370,6 +371,4 @@ class Lion(Rule):
 
 def _pair(t) -> bool:
     """Two real numbers (NaN, which no comparison admits, is refused by the caller's)."""
-    return isinstance(t, (tuple, list)) and len(t) == 2 and all(
-        isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
-        for v in t)
+    return isinstance(t, (tuple, list)) and len(t) == 2 and all(_real(v) for v in t)
