@@ -46,9 +46,14 @@ gradients out of the tree, checking them against the plan, rebuilding the tree):
 the MLP when it runs in a loop, but ~100 us in a step, where the work before it has pushed
 its objects out of the caches (measured with a 32 MB pass between calls). Through
 shared memory an allreduce is itself a few memory passes, so one more pass weighs on it:
-"1 pass" measures how much, the ceiling of any averager that copies the gradients. In these
-tables the averaging runs after the backward pass; "hidden" is the share of the
-communication that overlapped fluxml's own packing.
+"1 pass" measures how much, the ceiling of any averager that copies the gradients and then
+hands them to MPI. Where the ranks share a machine (here) fluxml does not: it copies the
+gradients into a shared-memory window and each rank sums the ranks' copies where they lie
+(``fluxml/distributed/shared.py``), so MPI carries only the first bucket's header (and any
+gradient told to travel alone): "msgs" counts MPI messages, and "plan" sends those. The
+copy then replaces MPICH's own copies into and out of its cells, and fluxml can pass raw
+mpi4py. In these tables the averaging runs after the backward pass; "hidden" is the share of
+the communication that overlapped fluxml's own packing.
 
 The last tables time the averaging with the backward pass: after it (``fl.train(...,
 distributed=True)``), and started during it by ``GradientAverager.begin``'s callback for
@@ -200,8 +205,12 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
 
     def plan_arrays():
         if not plan:
-            for b in after.buckets + after.direct:  # (a direct bucket in place has no buf)
-                n = b.size if b.host is None else b.host.size
+            # (a direct bucket in place has no buf; through shared memory the header alone
+            # travels of the buckets)
+            sizes = [after.header.size] if after.shared is not None else \
+                [b.size if b.host is None else b.host.size for b in after.buckets]
+            for n, b in zip(sizes + [b.size for b in after.direct],
+                            after.buckets[:len(sizes)] + after.direct):
                 a = np.random.default_rng(len(plan)).standard_normal(n).astype(b.dtype)
                 plan.append((a, np.empty_like(a)))
         return plan
@@ -212,7 +221,7 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
 
     def raw_plan():  # fluxml's messages and order: the buckets, the first waited, then directs
         bufs = [buf for _, buf in plan]
-        first = len(after.buckets)
+        first = len(plan) - len(after.direct)
         reqs = [g.comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM) for b in bufs[:first]]
         if bufs[first:]:
             g.wait(reqs[:1], "the benchmark")
@@ -262,8 +271,16 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
     stats["faults"] = {name: max(r[name] for r in g.comm.allgather(mine)) for name in mine}
     return {"stats": stats, "bytes": int(flat.nbytes),
             "in_place": sum(kept) / max(1, len(kept) * len(after.direct)),
-            "messages": len(after.buckets) + len(after.direct),
-            "before_messages": len(old.buckets) + len(old.direct) if old is not None else 0}
+            "messages": messages(after),
+            "before_messages": messages(old) if old is not None else 0}
+
+
+def messages(averager) -> int:
+    """The MPI messages of a step: a bucket summed in shared memory sends none (the first
+    one's header travels), a direct bucket one."""
+    if getattr(averager, "shared", None) is not None:
+        return 1 + len(averager.direct)
+    return len(averager.buckets) + len(averager.direct)
 
 
 def overlapped(g, build, calls: int, bucket_bytes: int) -> dict:
@@ -334,8 +351,8 @@ def overlapped(g, build, calls: int, bucket_bytes: int) -> dict:
     return {"stats": {q: {name: {k: float(np.percentile(v, q)) for k, v in t.items()}
                           for name, t in times.items()} for q in (50, 10)},
             "bytes": int(flat[0].nbytes),
-            "messages": len(averagers["after"].buckets) + len(averagers["after"].direct),
-            "overlap_messages": len(av.buckets) + len(av.direct), "early": len(av.early)}
+            "messages": messages(averagers["after"]), "overlap_messages": messages(av),
+            "early": len(av.early)}
 
 
 def _minor_faults() -> int:
@@ -453,7 +470,8 @@ def main(steps: int, bucket_mb: float, sizes: list, rev: str | None) -> None:
           + (f" '@{rev}': the averaging of commit {rev}, alternated with today's; "
              f"'msgs': messages per step today/then." if rev else ""))
     print("'1 pass': raw I / (a copy of the gradients into one buffer, then raw I): what one "
-          "pass over the gradients costs, the best any averager that copies them can reach.")
+          "pass over the gradients costs, the best any averager that copies them and hands "
+          "them to MPI can reach (through shared memory fluxml's copy replaces MPI's).")
     print("'hidden': (raw I + fluxml's packing alone - fluxml's averaging) / raw I: "
           "the share of the communication that overlapped fluxml's own work (the averaging "
           "after the backward pass; with it, see the tables above). 'in place': the share of "

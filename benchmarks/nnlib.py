@@ -22,7 +22,10 @@ is faster). Cases:
   torch's ``nn.LSTM`` (its scan in C++) and against a Python loop over ``nn.LSTMCell``
   (eager, as a user writes a loop); "steps": a Python loop over our step kernel
   (``lstm_step``), beside the same loop over a composite step, against the cell loop;
-- embedding: 32 x 50 indices into a (10000, 128) table.
+- embedding: 32 x 50 indices into a (10000, 128) table;
+- audio: a power spectrogram of 8 waveforms of 16000 samples (n_fft 400, hop 160, Hann: a
+  speech front end) against ``torch.stft(...).abs() ** 2``, and ``istft`` of its complex
+  spectrum against ``torch.istft``.
 """
 
 from __future__ import annotations
@@ -275,9 +278,26 @@ def case_embedding():
              timed(grad_of(lambda w: w[idx], (w,), g)), peer)]
 
 
+def case_audio():
+    x, w = f32(8, 16000), nnlib.hann_window(400)
+    spec = nnlib.stft(x, 400, 160, w)
+    g_spec, g_x = f32(*spec.shape), f32(8, 16000)
+    rows = []
+    peer = torch and timed(torch_grad_of(
+        lambda x: torch.stft(x, 400, 160, window=torch.tensor(w), return_complex=True).abs() ** 2,
+        (x,), g_spec))
+    rows.append(("spectrogram", timed(grad_of(lambda x: nnlib.spectrogram(x, 400, 160, w),
+                                              (x,), g_spec)), None, peer))
+    peer = torch and timed(torch_grad_of(
+        lambda s: torch.istft(s, 400, 160, window=torch.tensor(w), length=16000), (spec,), g_x))
+    rows.append(("istft", timed(grad_of(lambda s: nnlib.istft(s, 400, 160, w, length=16000),
+                                        (spec,), g_x)), None, peer))
+    return rows
+
+
 CASES = {"activations": case_activations, "softmax": case_softmax, "norm": case_norm,
          "attention": case_attention, "lstm": case_lstm, "gru": case_gru,
-         "embedding": case_embedding}
+         "embedding": case_embedding, "audio": case_audio}
 
 
 def main(names):

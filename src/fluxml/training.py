@@ -18,6 +18,7 @@ with an error naming the step and the parameter; the model is left as it was.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import math
 import sys
@@ -32,7 +33,7 @@ from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.tree import flatten, leaves, leaves_with_paths
+from fluxml.tree import flatten, leaves, leaves_with_paths, nodes, set_fields, tree_state
 
 
 class TrainingError(FloatingPointError):
@@ -251,6 +252,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     steps_agreed = dp is not None and any(_acts_at_steps(cb) for cb in callbacks)
     history_start = run.step  # the first step of this call is checked for a gradient
     buffers = _buffers(run.model)
+    objects = _objects(run.model)
     for epoch in range(history.epoch + 1, last_epoch + 1):
         run.epoch = epoch
         for cb in callbacks:
@@ -268,6 +270,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             count = _count(args, data)
             for x, kept in buffers:
                 kept[...] = x
+            fields = [_contents(o) for o in objects]  # (a forward pass may set them)
             share = 1.0 if dp is None else dp.share(count)
             if dp is not None and backend is None:  # the averaging starts in the backward pass
                 value, (grads,) = gradient_step(run.model, share, *args,
@@ -282,6 +285,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             bad = _nonfinite_gradient(grads)
             if not math.isfinite(value) or bad is not None:
                 bar.close()
+                for o, before in zip(objects, fields):
+                    _put_back(o, before)
                 for x, kept in buffers:  # (the failed forward pass wrote its NaN there)
                     x[...] = kept
             if not math.isfinite(value):
@@ -344,6 +349,39 @@ def _buffers(model) -> list:
     return [(x, x.copy()) for x in leaves(model) if id(x) not in trained
             and getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc"
             and getattr(getattr(x, "flags", None), "writeable", True)]
+
+
+def _objects(model) -> list:
+    """The model's objects, lists and dicts: their contents are put back when a step fails,
+    as a forward pass may have set them (a user's ``self.mean = 0.9 * self.mean + ...``, an
+    item appended to a list, which the gradient writes back)."""
+    return [n.static for n in nodes(flatten(model)[1])
+            if n.kind in ("object", "list", "dict") and n.static is not None]
+
+
+def _contents(x):
+    """A shallow copy of what an object, list or dict holds (:func:`_put_back`)."""
+    if isinstance(x, dict):
+        return dict(x)
+    if isinstance(x, (list, collections.deque)):
+        return list(x)
+    return dict(tree_state(x))
+
+
+def _put_back(x, before) -> None:
+    if isinstance(x, dict):
+        if len(x) != len(before) or any(x.get(k, x) is not v for k, v in before.items()):
+            x.clear()
+            x.update(before)
+    elif isinstance(x, (list, collections.deque)):
+        if len(x) != len(before) or any(a is not b for a, b in zip(x, before)):
+            x.clear()
+            x.extend(before)
+    else:
+        now = tree_state(x)
+        for k in now.keys() - before.keys():
+            object.__delattr__(x, k)
+        set_fields(x, {k: v for k, v in before.items() if now.get(k, x) is not v})
 
 
 def _acts_at_steps(callback) -> bool:

@@ -22,6 +22,7 @@ import collections
 import dataclasses
 import enum
 import functools
+import operator
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -150,11 +151,13 @@ def _flatten(x, leaves, leaf, seen, trainable):
         leaves.append(x)
         return LEAF
     if kind == "list" or kind == "tuple" or kind == "namedtuple":
-        return Spec(kind, t, None, _children(x, leaves, leaf, seen, trainable))
+        # (a list keeps its original: a gradient writes back what its forward pass appends)
+        return Spec(kind, t, None, _children(x, leaves, leaf, seen, trainable), static=x)
     if kind == "dict":
         keys = list(x.keys())
         values = map(x.__getitem__, keys)  # (not a comprehension: x would become a cell)
-        return Spec(kind, t, keys, _children(values, leaves, leaf, seen, trainable))
+        return Spec(kind, t, keys, _children(values, leaves, leaf, seen, trainable),
+                    static=x)
     if kind == "static":
         return Spec("static", static=x)
     if kind == "method":  # static, and the rebuilds look for bound methods from now on
@@ -320,38 +323,47 @@ def _object(x, leaves, leaf, seen, trainable):
 
 
 def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
-              shared: dict | None = None):
+              shared: dict | None = None, log: list | None = None):
     """Rebuild a tree of ``spec``'s shape from ``leaves`` (an iterable in flatten's order).
 
     With ``static_as_none`` static parts become ``None`` (the shape of a gradient). With
     ``shared`` (a dict, usually empty) an object met twice in the tree (one optimiser rule
     in every Leaf of a state, a layer used twice) is rebuilt once, so the new tree shares it
-    as the original does.
+    as the original does. With ``log`` (a list), each mutable part rebuilt is logged as
+    ``(original, new, contents)``, its contents as built (an object's fields as a dict, a
+    list's items as a list, a dict's items as a dict): what :func:`write_back` compares;
+    with ``shared`` too, an object met again is logged as ``REPEATED``.
 
     >>> import numpy as np, fluxml as fl
     >>> leaves, spec = fl.flatten([np.ones(2), {"x": np.zeros(1)}])
     >>> fl.unflatten(spec, [leaves[0] + 1, leaves[1] - 1])
     [array([2., 2.]), {'x': array([-1.])}]
     """
-    return _unflatten(spec, iter(leaves), static_as_none, shared)
+    return _unflatten(spec, iter(leaves), static_as_none, shared, log)
 
 
-def _unflatten(spec, it, none, shared=None):
+def _unflatten(spec, it, none, shared=None, log=None):
     kind = spec.kind
     if kind == "leaf":
         return next(it)
     if kind == "static":
         return None if none else spec.static
-    children = [next(it) if c is LEAF else _unflatten(c, it, none, shared)
+    children = [next(it) if c is LEAF else _unflatten(c, it, none, shared, log)
                 for c in spec.children]
-    if kind in ("list", "tuple"):
+    if log is not None and kind != "object":
+        return _logged(spec, children, log, shared)
+    if kind == "tuple" or spec.type is list:
         return spec.type(children)
+    if kind == "list":  # (a deque keeps its maxlen)
+        return _container_like(spec, children)
     if kind == "namedtuple":
         return spec.type(*children)
     if kind == "dict":
         d = dict(zip(spec.keys, children))
         return d if spec.type is dict else _rebuild_dict(spec.type, d)
     if shared is not None and (built := shared.get(id(spec.static))) is not None:
+        if log is not None:
+            log.append(REPEATED)
         return built
     t, original = spec.type, spec.static
     how = _NODES.get(t)
@@ -373,7 +385,42 @@ def _unflatten(spec, it, none, shared=None):
         _rebind_methods(spec, children, obj, state)
     if shared is not None:
         shared[id(original)] = obj
+    if log is not None:
+        log.append((original, obj, state))
     return obj
+
+
+def _logged(spec, children, log, shared):
+    """A container rebuilt by :func:`_unflatten` with a ``log``: lists and dicts (and
+    deques, their subclasses) logged with their contents as built; with ``shared``, one met
+    again is the one built (a list at two places is one list, as an object is)."""
+    kind = spec.kind
+    if kind == "namedtuple":
+        return spec.type(*children)
+    if kind == "tuple":
+        return spec.type(children)
+    if shared is not None:
+        built = shared.get(id(spec.static))
+        if built is not None:
+            log.append(REPEATED)
+            return built
+    new = _container_like(spec, children)
+    if shared is not None:
+        shared[id(spec.static)] = new
+    log.append((spec.static, new, dict(zip(spec.keys, children)) if kind == "dict"
+                else children))
+    return new
+
+
+def _container_like(spec, children):
+    """A new list or dict of ``spec``'s type holding ``children`` (a deque keeps its
+    ``maxlen``)."""
+    if spec.kind == "dict":
+        d = dict(zip(spec.keys, children))
+        return d if spec.type is dict else _rebuild_dict(spec.type, d)
+    if issubclass(spec.type, collections.deque) and spec.static is not None:
+        return spec.type(children, maxlen=spec.static.maxlen)
+    return spec.type(children)
 
 
 def _rebind_methods(spec, children, obj, state) -> None:
@@ -389,9 +436,84 @@ def _rebind_methods(spec, children, obj, state) -> None:
     new = {id(spec.static): obj}
     new.update((id(c.static), child) for c, child in zip(spec.children, children)
                if c.kind == "object")
-    for k, v in state.items():
+    for k, v in list(state.items()):
         if type(v) is types.MethodType and id(v.__self__) in new:
-            _set_fields(obj, {k: types.MethodType(v.__func__, new[id(v.__self__)])})
+            state[k] = types.MethodType(v.__func__, new[id(v.__self__)])  # (as logged)
+            _set_fields(obj, {k: state[k]})
+
+
+REPEATED = ("an object met again",)  # logged by unflatten (with shared) for each
+
+
+def tree_state(obj) -> dict:
+    """An object node's fields (its set slots, then its attributes) as a dict; what
+    :func:`set_fields` sets back. The dict may be the object's own ``__dict__``."""
+    return _state(obj, _NODES.get(type(obj), (None, None))[1])
+
+
+def set_fields(obj, fields: dict) -> None:
+    """Set fields of an object node as a tree's rebuild does (through its slots' descriptors
+    and its ``__dict__``, not its class's ``__setattr__``)."""
+    _set_fields(obj, fields)
+
+
+def write_back(log: list, restore: Callable[[Any], Any], written=frozenset()) -> None:
+    """Make the originals of a tree rebuilt with :func:`unflatten`'s ``log`` show what was
+    done to the new tree's mutable parts since: fields set or deleted on its objects, items
+    put into its lists and dicts. Each value written goes through ``restore``, which maps
+    the new tree's parts back to what the originals hold (a gradient's tracers to arrays).
+    A value whose ``id`` is in ``written`` (an array written in place) counts as set again
+    where it is found.
+
+    >>> import fluxml as fl
+    >>> from types import SimpleNamespace as NS
+    >>> old = NS(calls=0, log=[])
+    >>> leaves, spec = fl.flatten(old)
+    >>> log = []
+    >>> new = fl.unflatten(spec, leaves, log=log)
+    >>> new.calls += 1; new.log.append("seen")
+    >>> fl.tree.write_back(log, lambda v: v)
+    >>> old.calls, old.log
+    (1, ['seen'])
+    """
+    for entry in log:
+        if entry is REPEATED:
+            continue
+        original, new, built = entry
+        if isinstance(new, dict):
+            if len(new) != len(built) or \
+                    any(new.get(k, _UNSET) is not v or id(v) in written
+                        for k, v in built.items()):
+                items = {restore(k): restore(v) for k, v in new.items()}
+                original.clear()
+                original.update(items)
+        elif type(built) is list:
+            if len(new) != len(built) or \
+                    any(a is not b or id(a) in written for a, b in zip(new, built)):
+                items = [restore(v) for v in new]
+                if isinstance(original, collections.deque):
+                    original.clear()
+                    original.extend(items)
+                else:
+                    original[:] = items
+        else:
+            now = getattr(new, "__dict__", None)
+            if now is not None and not written and _same(now, built):  # (most objects)
+                continue
+            now = _state(new, _NODES.get(type(new), (None, None))[1])
+            changed = {k: restore(v) for k, v in now.items()
+                       if built.get(k, _UNSET) is not v or id(v) in written}
+            if changed:
+                _set_fields(original, changed)
+            if changed or len(now) != len(built):
+                for k in built.keys() - now.keys():
+                    object.__delattr__(original, k)
+
+
+def _same(now: dict, built: dict) -> bool:
+    """Whether a dict holds the same keys and values (by identity, in order) as before."""
+    return len(now) == len(built) and all(map(operator.is_, now.values(), built.values())) \
+        and all(map(operator.is_, now, built))
 
 
 def _rebuild_dict(typ, d):

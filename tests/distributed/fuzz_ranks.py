@@ -133,6 +133,11 @@ def draw_case(seed: int, nranks: int, quick: bool) -> dict:
     c["clipnorm"] = float(pick(0.0, 0.05, 1.0))
     c["clipgrad"] = float(pick(0.0, 0.0, 0.02))
     c["accum"] = int(pick(1, 1, 2, 3))
+    # the buckets summed in shared memory (every gradient where direct_bytes is not given),
+    # or travelling (then early, with overlap)
+    c["shared"] = bool(rng.random() < 0.5)
+    if c["shared"] and rng.random() < 0.5:
+        c["direct"] = None
     c["decay"] = float(pick(0.0, 0.0, 0.01))
     c["schedule"] = pick(None, "exp", "step") if c["opt"] != "AdaDelta" else None  # (no eta)
     c["checkpoint"] = c["epochs"] > 1 and rng.random() < 0.5
@@ -230,6 +235,8 @@ def configure(c):
         def __init__(self, bucket_bytes=1 << 20, in_place=False):
             super().__init__(c["bucket"], in_place=in_place and c["in_place"],
                              direct_bytes=c["direct"])
+            if not c["shared"]:
+                self.shared_bytes = 0
 
     parallel.GradientAverager = Averager
 

@@ -51,11 +51,13 @@ class Counting(fl.distributed.GradientAverager):
     shares: list = []  # what fl.train multiplied each step's loss by
 
     tail_bytes = 16 << 10
+    shared = fl.distributed.shared.SHARED_BYTES
 
     def __init__(self, bucket_bytes=1 << 20, in_place=False):
         super().__init__(bucket_bytes, in_place=in_place, direct_bytes=64)
         self.patience = 60.0  # wait for the first bucket: in place every step, not when quick
         self.tail_bytes = Counting.tail_bytes
+        self.shared_bytes = Counting.shared
         Counting.instance = self
 
     def average(self, loss, grads, count, share=None):
@@ -72,6 +74,8 @@ def train_equal(out, distributed=True):
     during the backward pass, the small ones early in a bucket)."""
     fl.distributed.parallel.GradientAverager = Counting
     Counting.tail_bytes = 0 if distributed == "overlap" else 16 << 10
+    # overlap: the buckets travel, early (through shared memory none would)
+    Counting.shared = 0 if distributed == "overlap" else fl.distributed.shared.SHARED_BYTES
     model, state = make(init_seed=fl.distributed.rank())  # rank 0's model must win
     ckpt = fl.SaveCheckpoint(str(Path(out) / "ckpt-{epoch}.st"))
     h = fl.train(mse, model, loader(BATCH, True), state, epochs=EPOCHS, callbacks=[ckpt],
@@ -264,6 +268,9 @@ def in_place(out):
     # need not apply (it makes up the difference where the share was not this rank's)
     averagers["scaled"] = fl.distributed.GradientAverager(in_place=True, direct_bytes=64)
     averagers["scaled"].patience = 60.0
+    # the buckets as messages, not summed in the memory the ranks share (shared.py)
+    averagers["messages"] = fl.distributed.GradientAverager(direct_bytes=1 << 30)
+    averagers["messages"].shared_bytes = 0
     for step, count in enumerate([3, 3 + me, 2, 3]):  # equal, unequal, a new total, new plan
         tree, _ = gradients(step, me)
         everyone = g.comm.allgather((positions(tree)[0], count))
@@ -296,6 +303,8 @@ def in_place(out):
                 owned = ["w", "w32", "c", "reshaped"] + (["lacking"] if me == 0 else [])
                 assert all(avg[k] is tree[k] for k in owned), step
                 assert avg["view"] is not tree["view"] and avg["t"] is not tree["t"]
+            # the buckets summed in shared memory (one machine), but where told not to
+            assert (averager.shared is None) == (name == "messages"), (name, step)
             results[name] = positions(avg)[0]
         for name, got in results.items():
             for a, b, want in zip(got, results["buckets"], expected):
@@ -327,6 +336,7 @@ def _overlap(in_place):
     mine = me == 0 if in_place == "mixed" else in_place
     early = fl.distributed.GradientAverager(64, in_place=mine, direct_bytes=256)
     early.tail_bytes = 0  # only the last gradient waits for the header
+    early.shared_bytes = 0  # the buckets travel (through shared memory none goes early)
     after = fl.distributed.GradientAverager(64, direct_bytes=256)
     rng = np.random.default_rng(me)
     posted, agreed = [], []
@@ -382,6 +392,7 @@ def syncbn_overlap(out):
     rng = np.random.default_rng(me)
     early = fl.distributed.GradientAverager(8, direct_bytes=1 << 20)  # a message per gradient
     early.tail_bytes = 0
+    early.shared_bytes = 0  # the buckets travel (through shared memory none goes early)
     after = fl.distributed.GradientAverager(8, direct_bytes=1 << 20)
     posted = []
     for step in range(4):
@@ -446,6 +457,7 @@ def abandon(out):
     guard.defvjp(lambda x, where: (x, where), bwd)
     early = fl.distributed.GradientAverager(64, direct_bytes=1 << 20)
     early.tail_bytes = 0
+    early.shared_bytes = 0  # the buckets travel (through shared memory none goes early)
     after = fl.distributed.GradientAverager(64, direct_bytes=1 << 20)
     rng = np.random.default_rng(me)
     posted, raised = [], []
@@ -489,6 +501,7 @@ def abandon(out):
         def __init__(self, bucket_bytes, in_place):
             super().__init__(64, in_place, 1 << 20)
             self.tail_bytes = 0
+            self.shared_bytes = 0  # the buckets travel (through shared memory none early)
             made.append(self)
 
     made = []

@@ -341,3 +341,15 @@ def test_fuzzed_models_and_optimisers_train_on_two_ranks_as_one_process():
     assert done.returncode == 0, out
     for r in (0, 1):
         assert f"rank {r}: 6 of 6 cases ok" in out, out
+
+
+def test_buckets_summed_in_shared_memory_equal_the_weighted_mean_and_the_messages():
+    # float32 and float64 of odd sizes, non-contiguous, empty, None on one rank, several
+    # buckets a dtype, unequal counts, a new plan; rank 0 adds each step's sums 20 ms late
+    # while rank 1 packs the next (a single buffer per rank failed this: its part was
+    # overwritten under the reader)
+    done = mpirun(HERE / "shared_ranks.py")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    for r in (0, 1):
+        assert f"rank {r}: shared as messages" in out, out

@@ -403,11 +403,22 @@ def test_freeze_thaw_adjust_of_the_model_instead_of_its_state_are_refused():
     fl.thaw(fl.setup(fl.Descent(), {"n": 3}))
 
 
-def test_a_complex_parameter_is_refused():
-    """A complex array was left out of the state without a word: it never trained."""
-    model = {"w": np.ones(2), "z": np.ones(2, complex)}
-    with pytest.raises(TypeError, match=r"setup: z is a complex array \(complex128\)"):
-        fl.setup(fl.Adam(), model)
+def test_a_complex_parameter_gets_a_leaf_of_real_pairs():
+    """A complex array was once left out of the state without a word (it never trained),
+    then refused; now it trains as its (real, imaginary) pairs (tests/optimise/
+    test_complex.py), and views of one complex array's memory are refused as real ones."""
+    model = {"w": np.ones(2), "z": np.ones(2, np.complex64)}
+    state = fl.setup(fl.Adam(), model)
+    assert state["z"].state.m.shape == (2, 2) and state["z"].state.m.dtype == np.float32
+    z = np.ones((2, 3), complex)
+    with pytest.raises(ValueError, match="setup: .* are views of the same memory"):
+        fl.setup(fl.Adam(), {"enc": z, "dec": z.T})
+    with pytest.raises(ValueError, match=r"update: the optimiser state of model\['z'\] holds "
+                                         r"arrays of shape \(2,\), the parameter has shape "
+                                         r"\(2,\) \(complex: its state arrays hold pairs, of "
+                                         r"shape \(2, 2\)\)"):
+        fl.update(fl.setup(fl.Adam(), {"z": np.ones(2)}), {"z": np.ones(2, complex)},
+                  {"z": np.ones(2, complex)})
 
 
 def test_a_field_named_as_the_states_bookkeeping_is_refused():

@@ -22,6 +22,7 @@ from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
+from fluxml.ad.writeback import Rebuilt, check_repeated
 from fluxml.tree import align, flatten, is_array_leaf, unflatten
 
 
@@ -88,8 +89,21 @@ def _trace_args(trace, args, make):
         # the box now: ``f`` may write into an argument, which rebinds its handle
         boxes.append(t._box)
         new_leaves.append(t)
-    targs = tuple(new_leaves) if spec is None else unflatten(spec, new_leaves)
-    return targs, leaves, spec, boxes
+    if spec is None:
+        return tuple(new_leaves), leaves, spec, boxes, None
+    # one copy of an object met twice (a layer used twice), as f sees one object eagerly;
+    # the log lets _run write back what f sets on the copies (ad/writeback.py)
+    log: list = []
+    targs = unflatten(spec, new_leaves, shared={}, log=log)
+    if not log:
+        return targs, leaves, spec, boxes, None
+    rebuilt = Rebuilt(trace, log, leaves, new_leaves, boxes)
+    rebuilt.alias = rebuilt.aliases(spec)
+    for j, i in rebuilt.alias.items():
+        # a number field of a repeated object: the copy holds the first place's tracer,
+        # whose gradient (the total) each place gets, as tied arrays do
+        boxes[j] = boxes[i]
+    return targs, leaves, spec, boxes, rebuilt
 
 
 _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.complex128}
@@ -97,7 +111,9 @@ _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.co
 
 def _run(trace, f, targs):
     """``f(*targs)`` recorded by ``trace``, which is closed afterwards whatever happens: a
-    tracer that escapes says so when it is used later."""
+    tracer that escapes says so when it is used later. (What ``f`` set on the traced copy of
+    the arguments is written back by the caller once the transform has succeeded:
+    ``Rebuilt.write_back``.)"""
     stack = open_traces()
     stack.append(trace)  # train/test layers ask (core.differentiating)
     try:
@@ -244,7 +260,7 @@ def _withgradient(f, args, zeros_for_none, holomorphic=False, on_final=None):
 def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
     if not args:
         _refuse_no_arguments(f)
-    targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
+    targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf)
     if on_final is not None and any(type(x) is Tracer and recorded(x) for x in leaves):
         raise DifferentiationError(ON_FINAL_COMPILED)
     if holomorphic:
@@ -259,8 +275,8 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
             final = _Final(leaves, zeros_for_none, on_final)
             for k in range(len(leaves)):
                 final(k, None)
-            return out, _tree(spec, final.out)
-        return out, _grads(spec, leaves, cts, zeros_for_none)
+            return out, _written_back(rebuilt, _tree(spec, final.out))
+        return out, _written_back(rebuilt, _grads(spec, leaves, cts, zeros_for_none))
     value = out._val
     if type(value) is not np.float64 or holomorphic:  # the common case needs no check
         _check_scalar(value, holomorphic)
@@ -269,9 +285,18 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
     if on_final is not None:
         final = _Final(leaves, zeros_for_none, on_final)
         sweep(trace.tape, {out._box: seed}, made, final=final)
-        return value, _tree(spec, final.out)
+        return value, _written_back(rebuilt, _tree(spec, final.out))
     cts = sweep(trace.tape, {out._box: seed}, made)
-    return value, _grads(spec, leaves, cts, zeros_for_none)
+    return value, _written_back(rebuilt, _grads(spec, leaves, cts, zeros_for_none))
+
+
+def _written_back(rebuilt, result):
+    """``result``, once what the function set on its arguments' copy is written back to
+    them: after the transform has succeeded (a refused output or a failed backward pass
+    leaves the arguments as they were)."""
+    if rebuilt is not None:
+        rebuilt.write_back()
+    return result
 
 
 def gradient(f: Callable, *args, zeros_for_none: bool = False,
@@ -288,7 +313,10 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
 
     ``f`` may be any Python: loops, ``if`` on concrete values, recursion, closures, NumPy
     calls, and in-place writes into arrays it computes (``u[1:-1] += ...``). The caller's
-    arrays are never changed: a write to a traced argument lands on the traced copy.
+    arrays are never changed: a write to a traced argument lands on the traced copy. What
+    ``f`` sets on its arguments' objects (``self.calls += 1``, ``self.state = h``, an item
+    appended to a list field) is kept, as when ``f`` runs eagerly, traced values as plain
+    arrays; a layer used at two places is one object, as it is eagerly.
 
     A derivative is never dropped silently: what cannot be differentiated (a NumPy function
     without a rule, ``float(x)``, a traced value written into a plain NumPy array) raises
@@ -391,7 +419,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     (array([ 2., 20.]),)
     """
     trace = ReverseTrace()
-    targs, leaves, spec, made = _trace_args(trace, args, trace.leaf)
+    targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf)
     pause_gc()
     try:
         out = _run(trace, f, targs)
@@ -406,7 +434,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
             raise DifferentiationError(LEAKED)
         else:
             values.append(o)
-    value = unflatten(out_spec, values)
+    value = _written_back(rebuilt, unflatten(out_spec, values))
     trace.snapshots = None  # the tape holds the copies it needs; the originals may go
 
     def back(cotangent):
@@ -484,7 +512,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
             t = np.asarray(t, dtype=raw(v).dtype)
         return trace.seed(v, t)
 
-    targs, _, _, _ = _trace_args(trace, tuple(primals), seed)
+    targs, _, _, _, rebuilt = _trace_args(trace, tuple(primals), seed)
+    if rebuilt is not None and rebuilt.alias:
+        check_repeated(rebuilt.alias, p_leaves, t_leaves)
     pause_gc()
     try:
         out = _run(trace, f, targs)
@@ -499,7 +529,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         else:
             values.append(o)
             tans.append(np.zeros_like(raw(o)) if _is_float(raw(o)) else None)
-    return unflatten(out_spec, values), unflatten(out_spec, tans)
+    return _written_back(rebuilt, (unflatten(out_spec, values), unflatten(out_spec, tans)))
 
 
 def _check_tied(p_leaves, t_leaves):

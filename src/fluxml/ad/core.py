@@ -329,7 +329,7 @@ class Shaped:
 class Trace:
     """One transform call: a level, and whether tracers of it may still be used."""
 
-    __slots__ = ("level", "closed", "refused", "__weakref__")
+    __slots__ = ("level", "closed", "refused", "rebound", "__weakref__")
 
     # Whether values of this trace are being differentiated (reverse and forward mode): what
     # train/test layers ask (``within_gradient``). ``fl.compile``'s recording trace is not.
@@ -339,6 +339,7 @@ class Trace:
         self.level = next(_levels)
         self.closed = None  # None while open; else the message for a tracer used too late
         self.refused = None  # a refusal NumPy would have swallowed, raised when f returns
+        self.rebound = False  # whether an in-place write rebound a handle (ad/writeback.py)
 
     def check_open(self):
         if self.closed is not None:

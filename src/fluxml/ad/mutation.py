@@ -174,6 +174,7 @@ def _rebind(h, new):
     h._val = new._val
     h._box = new._box
     h._owned = new._owned
+    h._trace.rebound = True
     if h._views:
         _refresh_views(h)
 

@@ -37,6 +37,7 @@ class ReverseTrace(Trace):
         self.level = next(_levels)  # Trace.__init__, inlined (one call less per gradient)
         self.closed = None
         self.refused = None
+        self.rebound = False
         self.tape = []
         self.snapshots = None  # id -> (large plain array, the copy a rule keeps of it)
 

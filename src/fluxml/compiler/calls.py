@@ -87,7 +87,8 @@ def trace(fn, args, leaves, spec, numbers=None):
         else:
             new_leaves.append(x)
     in_vars = [t._box for t in tracers]
-    targs = unflatten(spec, new_leaves)
+    targs = unflatten(spec, new_leaves, shared={})  # (a layer used twice: one object, as
+    # eagerly and in a gradient)
     tr.nodes = containers(targs)
     tr.hidden = hidden_arrays(args, spec, leaves, positions)
     spec_given = flatten(targs)[1]
@@ -205,10 +206,12 @@ def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
     (its methods bound to the traced objects)."""
     after, spec_after = flatten(targs)
     if _spec_key(spec_after) != _spec_key(spec_given) or len(after) != len(leaves):
+        where = _difference(spec_given, spec_after, "argument")
         raise CompileError(
-            "fl.compile: the function changed the structure of its arguments (added, removed "
-            "or retyped an attribute or entry). A compiled function may write into its "
-            "array arguments, or rebind an array to one of the same shape and dtype.")
+            f"fl.compile: the function changed the structure of its arguments at {where} "
+            "(added, removed or retyped an attribute or entry, or changed a value that is "
+            "not an array or a number). A compiled function may write into its array "
+            "arguments, or rebind an array to one of the same shape and dtype.")
     index = {p: k for k, p in enumerate(positions)}
     first = {}
     for i, x in enumerate(leaves):
@@ -238,14 +241,16 @@ def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
         now = after[i]
         if type(now) is not Tracer or now._trace is not tr:
             raise CompileError(
-                "fl.compile: the function replaced an array argument by a value that is not "
-                "computed from the arguments; write into it (`x[...] = value`) instead.")
+                f"fl.compile: the function replaced the array at {_path(spec, i)} of its "
+                "arguments by a value that is not computed from the arguments; write into it "
+                "(`x[...] = value`) instead.")
         v = now._box
         if v.shape != in_vars[k].shape or v.dtype != in_vars[k].dtype:
             raise CompileError(
-                f"fl.compile: the function rebound an array argument of shape "
-                f"{in_vars[k].shape} and dtype {in_vars[k].dtype} to one of shape {v.shape} "
-                f"and dtype {v.dtype}; a compiled function keeps its arguments' shapes.")
+                f"fl.compile: the function rebound the array at {_path(spec, i)} of its "
+                f"arguments, of shape {in_vars[k].shape} and dtype {in_vars[k].dtype}, to one "
+                f"of shape {v.shape} and dtype {v.dtype}; a compiled function keeps its "
+                "arguments' shapes.")
         if v is not in_vars[k]:
             if k in writes and writes[k] is not v:
                 raise CompileError("fl.compile: one array argument was given two new values "
@@ -293,6 +298,25 @@ def _same_number(a, b) -> bool:
         return bool(a == b) or (a != a and b != b)  # NaN stays NaN
     except Exception:  # noqa: BLE001 - an unusual leaf type: compare by identity
         return a is b
+
+
+def _difference(a, b, where: str) -> str:
+    """The first path at which two specs of the arguments differ (for messages)."""
+    if _spec_key(a) == _spec_key(b):
+        return where
+    keys_a = list(a.keys) if a.keys is not None else list(range(len(a.children)))
+    keys_b = list(b.keys) if b.keys is not None else list(range(len(b.children)))
+    if a.kind != b.kind or a.type is not b.type or a.kind in ("leaf", "static"):
+        return where
+    if keys_a != keys_b:
+        changed = [f"{k!r} added" for k in keys_b if k not in keys_a]
+        changed += [f"{k!r} removed" for k in keys_a if k not in keys_b]
+        return f"{where} ({', '.join(changed) or 'entries reordered'})"
+    for k, ca, cb in zip(keys_a, a.children, b.children):
+        if _spec_key(ca) != _spec_key(cb):
+            return _difference(ca, cb, f"{where} {k}" if where == "argument" else
+                               f"{where}.{k}")
+    return where
 
 
 def _path(spec, i) -> str:

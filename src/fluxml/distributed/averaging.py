@@ -1,5 +1,6 @@
 """Gradient averaging across ranks: one non-blocking ``Iallreduce`` per large gradient and
-per bucket of small ones, and nothing else on the wire.
+per bucket of small ones, and nothing else on the wire; where the ranks share a machine, the
+buckets summed in shared memory instead (``shared.py``), and only a small header on the wire.
 
 The ranks agree once on a *plan* (``layout.py``): the positions of the gradient tree, which
 gradients travel alone (*direct*: at least ``direct_bytes``, by default 128 KiB when they
@@ -31,6 +32,15 @@ once). Each step then only
    this: from 7% slower to 2% faster, within the noise), so the simpler protocol stays;
 4. waits for the messages in order. The averaged gradients are views into the buckets (no
    unpacking copies), valid until the next ``average``, and the direct gradients' arrays.
+
+Where every rank runs on one machine (MPI's shared-memory split; NumPy gradients, room in
+/dev/shm) the buckets do not travel (nor go early: ``begin``'s callback then only watches):
+step 2 copies the gradients into this rank's part of an MPI shared-memory window, the first
+bucket's header alone goes by ``Iallreduce``, and once it has come each rank sums the ranks'
+parts into its buckets. The copy then replaces MPICH's own copies of a message (into its
+cells and out), so a bucket costs less than an allreduce even of a gradient in its own
+array: by default every gradient goes in one (up to ``shared_bytes`` per rank;
+``direct_bytes`` given: as told).
 
 The scaling costs least before the backward pass: ``fl.train`` differentiates ``share *
 loss`` (``share(count)``: this rank's count over the last step's global batch size), a
@@ -95,15 +105,12 @@ import numpy as np
 
 from fluxml._checks import positive_int
 from fluxml.backend.registry import array_module
-from fluxml.distributed import layout, overlap
-from fluxml.distributed.bucket import Bucket
+from fluxml.distributed import layout, overlap, shared
+from fluxml.distributed.bucket import Bucket, plan
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
 from fluxml.tree import fmap, unflatten
 
-# the order of the buckets: float64 first, so that the first bucket (which carries the loss
-# and the batch size) sums them in float64 whenever the model has any float64 gradient
-_ORDER = [np.dtype(t) for t in (np.float64, np.complex128, np.float32, np.complex64)]
 # the header: loss * count, count, "my tree does not fit the plan", the number of planned
 # gradients this rank lacks, then per planned gradient whether this rank has it
 _HEADER = 4
@@ -117,7 +124,10 @@ class GradientAverager:
     message costs less than the copy it saves; ``bucket_bytes`` without, so that a gradient
     travels alone only where it would fill a bucket by itself), the others in buckets of about
     ``bucket_bytes`` (one bucket per dtype at least); rank 0's sizes win if the ranks pass
-    different ones (and rank 0's ``in_place`` orders the messages ``begin`` sends).
+    different ones (and rank 0's ``in_place`` orders the messages ``begin`` sends). Where
+    the ranks share one machine the buckets are summed in shared memory, and every gradient
+    goes in one unless ``direct_bytes`` is given (up to ``shared_bytes``, an attribute: 64
+    MiB per rank; 0: never).
 
     ``in_place=True`` lets the averager overwrite the gradient arrays it is given: a gradient
     that travels alone is then averaged in its own array (no copy) and comes back as that
@@ -131,6 +141,7 @@ class GradientAverager:
 
     def __init__(self, bucket_bytes: int = 1 << 20, in_place: bool = False,
                  direct_bytes: int | None = None):
+        self.direct_default = direct_bytes is None  # (see shared_bytes)
         bucket_bytes = positive_int("GradientAverager", "bucket_bytes", bucket_bytes)
         if direct_bytes is not None:
             direct_bytes = positive_int("GradientAverager", "direct_bytes", direct_bytes)
@@ -151,6 +162,12 @@ class GradientAverager:
         self.late: list[Bucket] = []
         self.tail_bytes = 16 << 10
         self._step: overlap.Step | None = None
+        # where every rank runs on one machine, the buckets are summed in the memory they
+        # share, and every gradient goes in a bucket where they come to at most this many
+        # bytes (unless direct_bytes was given); 0: never (rank 0's wins; shared.py).
+        # self.shared: the plan's window, None where not
+        self.shared_bytes = shared.SHARED_BYTES
+        self.shared: shared.SharedSums | None = None
         self.planned = False
         self.timings: dict[str, float] = {"pack": 0.0, "wait": 0.0, "total": 0.0}
 
@@ -314,7 +331,16 @@ class GradientAverager:
         if step is not None:
             requests.update(zip(map(id, self.early), step.requests))
         posted = list(requests.values())
-        for b in self.early + self.buckets[:1] if self.early else self.buckets:
+        window = self.shared
+        if window is not None:  # the buckets through shared memory, the header alone by MPI
+            if fits:
+                window.pack(leaves, zeros, scale)
+            self._header(loss, count, zeros)
+            window.publish()
+            posted.append(g.comm.Iallreduce(MPI.IN_PLACE, self.header, op=MPI.SUM))
+            requests[id(self.buckets[0])] = posted[-1]
+        for b in () if window is not None else \
+                self.early + self.buckets[:1] if self.early else self.buckets:
             if id(b) in requests:
                 continue  # posted during the backward pass
             if posted:  # let MPI advance the buckets already posted (not after the last)
@@ -352,12 +378,16 @@ class GradientAverager:
             requests[id(b)] = posted[-1]
             sums[id(b)] = x
         sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
-        ordered = [requests[id(b)] for b in self.buckets + self.direct]  # in the plan's order
+        # in the plan's order; a bucket summed in shared memory has no message (a null one)
+        ordered = [requests[id(b)] if id(b) in requests else MPI.Request()
+                   for b in self.buckets + self.direct]
         # the averaged tree, built while the messages travel
         tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
         g.wait([head], what)
         loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
+        if window is not None:  # every rank has packed: the sums, or the next parity
+            window.skip() if misfits or not total else window.add()
         if misfits:
             g.wait(ordered, what)
             return None
@@ -463,18 +493,33 @@ class GradientAverager:
         order = [mine[k] for k in step.order if k in mine] if step is not None else None
         everyone = allgather_object(
             g, (names, entries,
-                (self.bucket_bytes, self.direct_bytes, self.tail_bytes, self.in_place),
-                int(count), order), what)
+                (self.bucket_bytes, self.direct_bytes, self.tail_bytes, self.in_place,
+                 self.shared_bytes, self.direct_default), int(count), order,
+                shared.node(leaves)), what)
         agreed = layout.union([e[:2] for e in everyone], what)
         if not any(e[3] for e in everyone):  # the plan is left as it was
             raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         # rank 0's settings win; in_place too where it orders the messages (each rank
         # still writes into its own gradients only where its own in_place lets it)
-        bucket_bytes, direct_bytes, tail_bytes, in_place = everyone[0][2]
-        self._plan(agreed, bucket_bytes, direct_bytes, leaves)
-        if everyone[0][4] is not None and all(e[4] is not None for e in everyone):
+        bucket_bytes, direct_bytes, tail_bytes, in_place, shared_bytes, default = \
+            everyone[0][2]
+        sharing = shared.threshold([e[5] for e in everyone], agreed, shared_bytes,
+                                   direct_bytes, default)
+        if sharing is not None and not shared.one_machine(g):  # (the same on every rank)
+            sharing = None
+        # messages sent during the backward pass (begin) where the buckets travel; through
+        # shared memory they would hide nothing (the copy runs on this thread either way)
+        ordered = sharing is None and everyone[0][4] is not None and \
+            all(e[4] is not None for e in everyone)
+        self._plan(agreed, bucket_bytes, direct_bytes if sharing is None else sharing, leaves)
+        if ordered:
             overlap.order_plan(self, everyone[0][4], tail_bytes, in_place)
             overlap.watch(self, mine)
+        if self.shared is not None:  # the old plan's window (every rank agrees a plan)
+            self.shared, old = None, self.shared
+            old.free()
+        if sharing is not None and self.buckets[0].size + len(self.buckets) > 1:
+            self.shared = shared.SharedSums(g, self.buckets)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
         self.gather = layout.walker(spec)
@@ -493,38 +538,8 @@ class GradientAverager:
         return result
 
     def _plan(self, agreed: list, bucket_bytes: int, direct_bytes: int, leaves: list) -> None:
-        """The messages for the agreed layout: a direct bucket per gradient of at least
-        ``direct_bytes``; the others in buckets, in order within each dtype, a new bucket
-        when the current one is full. The first bucket carries the header, in the first
-        dtype of the plan (float64 first: the loss and counts sum in float64 whenever the
-        model has any float64 gradient); it may carry no gradient."""
-        by_dtype: dict = {}
-        for pos, entry in enumerate(agreed):
-            if entry is None:
-                continue
-            dtype = np.dtype(entry[1])
-            if dtype not in _ORDER:
-                raise on_every_rank(DistributedError(
-                    f"fluxml.distributed: cannot average gradients of dtype {dtype} over MPI; "
-                    f"train in float32 or float64"))
-            by_dtype.setdefault(dtype, []).append((pos, entry[0]))
-        dtypes = sorted(by_dtype, key=_ORDER.index) or [np.dtype(np.float64)]
-        buckets: list[Bucket] = [Bucket(dtypes[0])]  # the header's
-        direct: list[Bucket] = []
-        for dtype in dtypes:
-            b = buckets[0] if dtype == dtypes[0] else None
-            for pos, shape in by_dtype.get(dtype, ()):
-                n = int(np.prod(shape))
-                if n * dtype.itemsize >= direct_bytes:
-                    direct.append(Bucket(dtype, _module(leaves[pos]), direct=True))
-                    direct[-1].add(pos, shape)
-                    continue
-                if b is None or b.size and (b.size + n) * dtype.itemsize > bucket_bytes:
-                    b = Bucket(dtype, _module(leaves[pos]))
-                    buckets.append(b)
-                elif not b.items:
-                    b.xp = _module(leaves[pos])
-                b.add(pos, shape)
+        """The messages for the agreed layout (``bucket.plan``)."""
+        buckets, direct = plan(agreed, bucket_bytes, direct_bytes, [_module(x) for x in leaves])
         self.npositions = len(agreed)
         self.unplanned = [pos for pos, entry in enumerate(agreed) if entry is None]
         self._install(buckets, direct, [], direct)

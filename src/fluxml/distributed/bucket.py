@@ -1,5 +1,5 @@
 """``Bucket``: one message of the gradient averaging (``averaging.py``), a flat buffer and
-the gradients it carries, and how they are packed into it.
+the gradients it carries, and how they are packed into it; ``plan``: the buckets of a layout.
 
 >>> import numpy as np
 >>> b = Bucket(np.float32)
@@ -12,6 +12,12 @@ array([0.5, 0.5, 2. ], dtype=float32)
 from __future__ import annotations
 
 import numpy as np
+
+from fluxml.distributed.group import DistributedError, on_every_rank
+
+# the order of the buckets: float64 first, so that the first bucket (which carries the loss
+# and the batch size) sums them in float64 whenever the model has any float64 gradient
+_ORDER = [np.dtype(t) for t in (np.float64, np.complex128, np.float32, np.complex64)]
 
 
 class Bucket:
@@ -59,3 +65,40 @@ class Bucket:
                 copyto(view, leaves[pos])
             else:
                 multiply(leaves[pos], s, out=view)
+
+
+def plan(agreed: list, bucket_bytes: int, direct_bytes: int, modules: list) -> tuple:
+    """``(buckets, direct)`` for the agreed layout (per position ``(shape, dtype)`` or None;
+    ``modules``: the array module of each position's gradient on this rank): a direct bucket
+    per gradient of at least ``direct_bytes``; the others in buckets, in order within each
+    dtype, a new bucket when the current one is full. The first bucket carries the header,
+    in the first dtype of the plan (float64 first: the loss and counts sum in float64
+    whenever the model has any float64 gradient); it may carry no gradient."""
+    by_dtype: dict = {}
+    for pos, entry in enumerate(agreed):
+        if entry is None:
+            continue
+        dtype = np.dtype(entry[1])
+        if dtype not in _ORDER:
+            raise on_every_rank(DistributedError(
+                f"fluxml.distributed: cannot average gradients of dtype {dtype} over MPI; "
+                f"train in float32 or float64"))
+        by_dtype.setdefault(dtype, []).append((pos, entry[0]))
+    dtypes = sorted(by_dtype, key=_ORDER.index) or [np.dtype(np.float64)]
+    buckets: list[Bucket] = [Bucket(dtypes[0])]  # the header's
+    direct: list[Bucket] = []
+    for dtype in dtypes:
+        b = buckets[0] if dtype == dtypes[0] else None
+        for pos, shape in by_dtype.get(dtype, ()):
+            n = int(np.prod(shape))
+            if n * dtype.itemsize >= direct_bytes:
+                direct.append(Bucket(dtype, modules[pos], direct=True))
+                direct[-1].add(pos, shape)
+                continue
+            if b is None or b.size and (b.size + n) * dtype.itemsize > bucket_bytes:
+                b = Bucket(dtype, modules[pos])
+                buckets.append(b)
+            elif not b.items:
+                b.xp = modules[pos]
+            b.add(pos, shape)
+    return buckets, direct

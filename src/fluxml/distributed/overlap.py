@@ -2,7 +2,9 @@
 callback for ``fl.withgradient(..., on_final=)``, which packs each message of the plan and
 posts its ``Iallreduce`` as soon as the backward pass has made its gradients final, so that
 the copy and the message travel while the rest of the backward pass runs (as PyTorch's DDP
-overlaps them); ``average`` then finishes the step.
+overlaps them); ``average`` then finishes the step. Where the buckets are summed in shared
+memory (``shared.py``: every rank on one machine) nothing goes early: the plan is made in
+tree order and the callback only watches.
 
 The plan (``order_plan``) follows the order in which rank 0's gradients became final at the
 step that agreed it (the last layer's first, for a chain): the *tail*, the gradients final

@@ -57,7 +57,7 @@ class DataParallel:
                     data._unsynced = False
             _same_length(self.group, data)
             # the gradients come fresh from each step's backward pass: the large ones are
-            # averaged in their own arrays
+            # averaged in their own arrays where they travel (not through shared memory)
             self.averager = GradientAverager(bucket_bytes, in_place=True)
 
     def share(self, count: int) -> float:

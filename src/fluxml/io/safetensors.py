@@ -6,6 +6,11 @@ object mapping each tensor's name to ``{"dtype", "shape", "data_offsets": [begin
 tensors' raw little-endian bytes, back to back. Files written here are read by the
 ``safetensors`` package (and so by PyTorch users), and files it writes are read here.
 
+The format has no complex128 (its ``C64`` is complex64): a complex128 tensor is written as
+float64 pairs of real and imaginary parts (shape ``x.shape + (2,)``, PyTorch's
+``view_as_real``; other programs read that), its name listed in the metadata under
+``fluxml.complex128``, and read back as complex128 here.
+
 Writes are atomic: the bytes go to a temporary file in the same folder, are flushed to
 disk, and replace the target in one ``os.replace``; a failed write leaves the old file.
 Reads check the whole header against the file's size before returning anything, and the
@@ -40,6 +45,7 @@ NAMES = {np.dtype(v).newbyteorder("=") if v[0] == "<" else np.dtype(v): k
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors package refuses larger headers too
 DIGEST = "fluxml.sha256"
 HEADER_DIGEST = "fluxml.header_sha256"  # (of the header less itself: names, shapes, metadata)
+COMPLEX128 = "fluxml.complex128"  # the names of the complex128 tensors, written as pairs
 
 
 class FileFormatError(ValueError):
@@ -59,10 +65,14 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     """The bytes of a safetensors file holding ``tensors`` (name -> array)."""
     header: dict = {}
     chunks, offset = [], 0
+    wide = []  # complex128 tensors, written as float64 pairs
     for name, x in tensors.items():
         if not isinstance(name, str):
             raise TypeError(f"save: tensor names must be strings; got {name!r}")
         x = np.asarray(x)
+        if x.dtype.kind == "c" and x.dtype.itemsize == 16:
+            x = np.asarray(x, "<c16").copy(order="C")[..., None].view("<f8")
+            wide.append(name)
         kind = dtype_name(x, name)
         data = np.ascontiguousarray(x, dtype=np.dtype(DTYPES[kind])).tobytes()
         header[name] = {"dtype": kind, "shape": list(x.shape),
@@ -71,6 +81,8 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
         offset += len(data)
     body = b"".join(chunks)
     meta = dict(metadata or {})
+    if wide:
+        meta[COMPLEX128] = json.dumps(wide)
     meta[DIGEST] = hashlib.sha256(body).hexdigest()
     for k, v in meta.items():
         if not isinstance(k, str) or not isinstance(v, str):
@@ -214,5 +226,25 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
         x = np.frombuffer(body, dtype, (end - begin) // dtype.itemsize, begin)
         # a copy per tensor: writable, aligned, in native byte order
         tensors[name] = x.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
-    meta = {k: v for k, v in meta.items() if k not in (DIGEST, HEADER_DIGEST)}
+    _complex128(tensors, meta.get(COMPLEX128), where)
+    meta = {k: v for k, v in meta.items() if k not in (DIGEST, HEADER_DIGEST, COMPLEX128)}
     return tensors, meta
+
+
+def _complex128(tensors: dict, names, where: str) -> None:
+    """The tensors listed in the metadata's ``fluxml.complex128`` (float64 pairs) made
+    complex128 again, in place of their pairs."""
+    if names is None:
+        return
+    try:
+        names = json.loads(names)
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list):
+        _fail(where, f"its metadata {COMPLEX128} is not a JSON list of tensor names")
+    for name in names:
+        x = tensors.get(name) if isinstance(name, str) else None
+        if x is None or x.dtype != np.float64 or x.shape[-1:] != (2,):
+            _fail(where, f"its metadata {COMPLEX128} lists {name!r}, which is not a float64 "
+                         f"tensor of pairs (last axis of length 2)")
+        tensors[name] = x.view(np.complex128).reshape(x.shape[:-1])

@@ -1,6 +1,7 @@
 """NN primitives with derivative rules: activations, softmax, normalisation, dropout,
 embedding, attention, recurrent cells, convolution, unfold and fold, pooling, padding,
-upsampling, grid sampling, gather and scatter, batched products, the dense layer's affine map.
+upsampling, grid sampling, gather and scatter, batched products, the dense layer's affine map;
+audio: windows, the short-time Fourier transform and its inverse, spectrograms, mel filter banks.
 
 >>> import numpy as np, fluxml as fl
 >>> fl.nnlib.relu(np.array([-1.0, 1.0]))
@@ -44,6 +45,16 @@ from fluxml.nnlib.activations import (
 from fluxml.nnlib.attention import (
     dot_product_attention,
     make_causal_mask,
+)
+from fluxml.nnlib.audio import (
+    db_to_power,
+    hamming_window,
+    hann_window,
+    istft,
+    melscale_filterbanks,
+    power_to_db,
+    spectrogram,
+    stft,
 )
 from fluxml.nnlib.batched import (
     batched_adjoint,
@@ -131,14 +142,16 @@ from fluxml.nnlib.upsample import (
 __all__ = [
     "adaptive_maxpool", "adaptive_meanpool", "alpha_dropout", "batched_adjoint", "batched_mul",
     "batched_transpose", "batched_vec", "batchnorm", "celu", "conv", "conv_bias_act",
-    "conv_transpose", "depthwise_conv", "dot_product_attention", "dropout", "elu", "embedding",
-    "erf", "fold", "gather", "gelu", "gelu_erf", "gelu_sigmoid", "gelu_tanh", "global_maxpool",
-    "global_meanpool", "glu", "grid_sample", "groupnorm", "gru_cell", "gru_sequence", "gru_step",
-    "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "instancenorm", "layernorm", "leakyrelu",
-    "linear", "lisht", "logcosh", "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell",
-    "lstm_sequence", "lstm_step", "make_causal_mask", "maxpool", "meanpool", "mish", "normalise",
-    "pad_circular", "pad_constant", "pad_reflect", "pad_repeat", "pad_symmetric", "pad_zeros",
-    "pixel_shuffle", "pixel_unshuffle", "relu", "relu6", "rrelu", "scatter", "selu", "sigmoid",
-    "silu", "softmax", "softplus", "softshrink", "softsign", "swish", "tanhshrink", "trelu",
-    "unfold", "upsample_bilinear", "upsample_linear", "upsample_nearest", "upsample_trilinear",
+    "conv_transpose", "db_to_power", "depthwise_conv", "dot_product_attention", "dropout", "elu",
+    "embedding", "erf", "fold", "gather", "gelu", "gelu_erf", "gelu_sigmoid", "gelu_tanh",
+    "global_maxpool", "global_meanpool", "glu", "grid_sample", "groupnorm", "gru_cell",
+    "gru_sequence", "gru_step", "hamming_window", "hann_window", "hardshrink", "hardsigmoid",
+    "hardswish", "hardtanh", "instancenorm", "istft", "layernorm", "leakyrelu", "linear", "lisht",
+    "logcosh", "logsigmoid", "logsoftmax", "logsumexp", "lppool", "lstm_cell", "lstm_sequence",
+    "lstm_step", "make_causal_mask", "maxpool", "meanpool", "melscale_filterbanks", "mish",
+    "normalise", "pad_circular", "pad_constant", "pad_reflect", "pad_repeat", "pad_symmetric",
+    "pad_zeros", "pixel_shuffle", "pixel_unshuffle", "power_to_db", "relu", "relu6", "rrelu",
+    "scatter", "selu", "sigmoid", "silu", "softmax", "softplus", "softshrink", "softsign",
+    "spectrogram", "stft", "swish", "tanhshrink", "trelu", "unfold", "upsample_bilinear",
+    "upsample_linear", "upsample_nearest", "upsample_trilinear",
 ]

@@ -9,7 +9,9 @@ A rule is a dataclass of hyperparameters with two methods, as in Optimisers.jl:
 
 ``apply`` never writes into ``x`` or ``dx``; it updates its state arrays in place, and may
 write its update into ``out`` (a scratch array shaped like ``x`` that the caller owns), so a
-step allocates nothing. Scalars are Python floats, so float32 arrays stay float32.
+step allocates nothing. Scalars are Python floats, so float32 arrays stay float32. A rule
+sees real arrays only: ``update`` hands it a complex parameter as the real array of its
+(real, imaginary) pairs and their gradient (``pairs.py``).
 
 Under ``fl.compile`` the numbers of the fields a rule lists in ``hyperparameters`` are traced
 (0-d float64 inputs of the program, ``fluxml.compiler.numbers``), so that a training step
@@ -115,8 +117,24 @@ def _takes_out(apply) -> bool:
 
 
 def scratch(out, x):
-    """``out`` if the caller lent one, else a new array shaped like ``x``."""
+    """``out`` if the caller lent one, else a new array shaped like ``x`` (which must be
+    real: :func:`real_only`)."""
+    if x.dtype.kind == "c":
+        real_only(x)  # raises
     return np.empty_like(x) if out is None else out
+
+
+def real_only(x) -> None:
+    """Refuse a complex ``x``: a rule's ``apply`` takes real arrays. ``update`` hands it a
+    complex parameter as its (real, imaginary) pairs and the conjugate of its gradient
+    (``pairs.py``); squares, signs and clipping of the complex numbers themselves would be
+    another rule, and fluxml's gradient not the direction to step against."""
+    if x.dtype.kind == "c":
+        raise TypeError(
+            f"apply: an optimisation rule takes real arrays, got a {x.dtype} array. fl.update "
+            f"trains complex parameters (as their real and imaginary pairs); to call a rule "
+            f"yourself, pass fl.optimise.pairs.pairs(x) and "
+            f"fl.optimise.pairs.gradient_pairs(dx, x)")
 
 
 def lerp(acc, value, weight, out):

@@ -27,9 +27,11 @@ from fluxml.optimise.base import (
     check_lambd,
     floats,
     number,
+    real_only,
     scratch,
     step_count,
 )
+from fluxml.optimise.pairs import PAIRED, as_complex
 from fluxml.tree import flatten, unflatten
 
 
@@ -64,7 +66,9 @@ class ClipGrad(Rule):
 class ClipNorm(Rule):
     """Scale each gradient array whose ``p``-norm exceeds ``omega`` down to ``omega``; with
     ``throw`` a NaN or infinite norm is an error. Per array, as Optimisers.jl; PyTorch's
-    ``clip_grad_norm_(max_norm=omega, norm_type=p)`` takes one norm over all arrays.
+    ``clip_grad_norm_(max_norm=omega, norm_type=p)`` takes one norm over all arrays. The norm
+    of a complex array's gradient is that of its complex numbers, ``(sum |dz|**p)**(1/p)``,
+    as both take it.
 
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.array([1.0, -2.0])}
@@ -85,7 +89,10 @@ class ClipNorm(Rule):
                              f"norm's p > 0, got omega={self.omega!r}, p={self.p!r}")
 
     def apply(self, state, x, dx, out=None):
-        nrm = np.linalg.norm(np.ravel(dx, order="K"), ord=self.p)  # (no copy)
+        # (dx: the pairs of a complex gradient, pairs.py, whose norm is of the complex numbers;
+        # for p = 2 that is the norm of the pairs)
+        whole = as_complex(dx) if self.p != 2 and PAIRED.get() else dx
+        nrm = np.linalg.norm(np.ravel(whole, order="K"), ord=self.p)  # (no copy)
         if type(nrm) is Tracer:
             return state, self._traced(nrm, dx)
         nrm = float(nrm)
@@ -144,6 +151,7 @@ class WeightDecay(Rule):
         check_lambd("WeightDecay", self.lambd)
 
     def apply(self, state, x, dx, out=None):
+        real_only(x)
         lam = number(self.lambd, x)
         if out is None or out is dx:
             return state, dx + lam * x
@@ -173,6 +181,7 @@ class SignDecay(Rule):
         check_lambd("SignDecay", self.lambd)
 
     def apply(self, state, x, dx, out=None):
+        real_only(x)
         lam = number(self.lambd, x)
         if out is None or out is dx:
             return state, dx + lam * np.sign(x)
@@ -367,10 +376,12 @@ class MixedPrecision(Rule):
         return f"MixedPrecision({self.dtype.name}, {self.rule!r})"
 
     def init(self, x):
+        real_only(x)
         master = x.astype(self.dtype)
         return MixedState(master, self.rule.init(master))
 
     def apply(self, state, x, dx, out=None):
+        real_only(x)
         master, inner = state
         inner, update = apply_rule(self.rule, inner, master, dx.astype(master.dtype), None)
         if update is None:  # AccumGrad inside, still collecting

@@ -25,6 +25,7 @@ import numpy as np
 from fluxml.ad.core import COMPILING, compiling
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.foreach import step_together
+from fluxml.optimise.pairs import apply_paired, is_complex, pairs, to_pairs, write_back
 from fluxml.optimise.split import step_split
 from fluxml.tree import flatten, leaves_with_paths
 
@@ -124,15 +125,17 @@ def _show(tree, indent):
 def _trainable(x) -> bool:
     # (a model's traced arrays too: set up inside fl.compile or a gradient, they were skipped,
     # and the update stepped nothing)
-    return isinstance(x, np.ndarray) and x.dtype.kind == "f" or (
+    return isinstance(x, np.ndarray) and x.dtype.kind in "fc" or (
         type(x).__name__ in _ARRAY_TYPES and getattr(x, "dtype", None) is not None
-        and x.dtype.kind == "f")
+        and x.dtype.kind in "fc")
 
 
 def setup(rule: Rule, model):
     """The optimiser state for training ``model`` with ``rule``: a tree mirroring the model,
-    with a ``Leaf`` for each float array (Python numbers and integer arrays are not trained,
-    nor the fields an object's class lists in ``nontrainable``; a complex array is refused).
+    with a ``Leaf`` for each float or complex array (Python numbers and integer arrays are not
+    trained, nor the fields an object's class lists in ``nontrainable``). A complex array is
+    trained as its (real, imaginary) pairs, as PyTorch's optimisers train it: its state
+    arrays are real, of shape ``x.shape + (2,)`` (``fluxml.optimise.pairs``).
 
     >>> import numpy as np, fluxml as fl
     >>> class Affine:
@@ -163,12 +166,6 @@ def _refuse_views_of_one_another(model):
     would each get optimiser state of their own and be stepped twice: refused, not guessed."""
     by_root: dict = {}
     for path, x in leaves_with_paths(model, trainable=True):
-        if getattr(getattr(x, "dtype", None), "kind", None) == "c":
-            raise TypeError(
-                f"setup: {path} is a complex array ({x.dtype}), which fluxml's rules do not "
-                f"train (it would be left out of the state and never change). Keep its real "
-                f"and imaginary parts as two float arrays, or list it in its class's "
-                f"nontrainable if it is not a parameter")
         if not isinstance(x, np.ndarray) or not _trainable(x):
             continue
         root = x
@@ -192,7 +189,7 @@ def _setup(rule, spec, it, tied):
             return None
         leaf = tied.get(id(x))
         if leaf is None:
-            leaf = tied[id(x)] = (Leaf(rule, rule.init(x)), x)
+            leaf = tied[id(x)] = (Leaf(rule, rule.init(pairs(x) if is_complex(x) else x)), x)
         return leaf[0]  # the array is kept beside its leaf, so its id stays unique
     if kind == "static":
         return None
@@ -224,7 +221,9 @@ def update(state, model, grads):
     Returns ``(state, model)``, the same objects, updated. Small arrays of one rule are
     stepped together (``foreach.py``); arrays of half a million entries or more are stepped
     in parts on as many threads as NumPy's BLAS may use (``split.py``), with the same
-    numbers.
+    numbers. A complex array steps as its (real, imaginary) pairs, against the conjugate of
+    its gradient (``fluxml.optimise.pairs``: fluxml's gradient of a real loss is ``df/dx - i
+    df/dy``, the conjugate of the direction of steepest ascent).
 
     >>> import numpy as np, fluxml as fl
     >>> model = fl.Dense(2, 1, init=fl.init.zeros)
@@ -241,15 +240,19 @@ def update(state, model, grads):
         _refuse_closed_over(state)
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
-    items = pending[0].values()
+    items, copies, paired = to_pairs(pending[0].values())  # complex arrays as real pairs
     try:
         if len(items) > 1:
             items = step_together(items)  # small arrays of one rule, in one go
         items = step_split([(leaf, x, dx, _scratch(leaf, x, dx)) for leaf, x, dx in items])
         for leaf, x, dx, buf in items:  # the rest, one array at a time on this thread
-            leaf.state, step = apply_rule(leaf.rule, leaf.state, x, dx, buf)
+            if paired and id(x) in paired:
+                leaf.state, step = apply_paired(apply_rule, leaf.rule, leaf.state, x, dx, buf)
+            else:
+                leaf.state, step = apply_rule(leaf.rule, leaf.state, x, dx, buf)
             if step is not None:
                 np.subtract(x, step, out=x)
+        write_back(copies)  # (traced pairs are copies)
     except ValueError as err:  # NumPy's broadcast error: say which state does not fit
         _refuse_misfit_state(pending, err)
         raise
@@ -283,12 +286,15 @@ def _refuse_misfit_state(pending, err):
     arrays, by_leaf = pending
     for leaf, x, _ in arrays.values():
         parts = leaf.state if isinstance(leaf.state, tuple) else (leaf.state,)
+        want = x.shape + (2,) if is_complex(x) else x.shape  # (of the pairs: pairs.py)
+        note = f" (complex: its state arrays hold pairs, of shape {want})" if want != x.shape \
+            else ""
         for part in parts:
             shape = getattr(part, "shape", ())
-            if len(shape) and shape != x.shape:
+            if len(shape) and shape != want:
                 raise ValueError(
                     f"update: the optimiser state of {_where(by_leaf[id(leaf)][1])} holds "
-                    f"arrays of shape {shape}, the parameter has shape {x.shape}; was the "
+                    f"arrays of shape {shape}, the parameter has shape {x.shape}{note}; was the "
                     f"state set up for another model? Set it up for this one: "
                     f"fl.setup(rule, model)") from err
 
