@@ -1,6 +1,10 @@
 """Argument checks shared by modules that have nothing else in common (layers, callbacks,
 schedules, the data loader): one test and one wording for each kind of bad argument.
 
+A count (a size, a number of heads or groups, steps between events) is a Python or NumPy
+integer: not a bool (``True`` would pass as 1), not a float, even ``2.0`` (a computed
+value that is whole by chance, silently truncated elsewhere).
+
 >>> from fluxml._checks import positive_int
 >>> positive_int("Dense", "in_features", 3)
 3
@@ -8,16 +12,92 @@ schedules, the data loader): one test and one wording for each kind of bad argum
 Traceback (most recent call last):
 ...
 ValueError: Dense: in_features must be a positive int; got 0
+>>> positive_int("PolyAct", "degree", 2.0)
+Traceback (most recent call last):
+...
+ValueError: PolyAct: degree must be a positive int; got 2.0 (a float)
 """
 
 from __future__ import annotations
 
-from numbers import Integral
+import math
+from numbers import Integral, Real
+
+import numpy as np
 
 
-def positive_int(who: str, name: str, n) -> int:
-    """``n`` as an int where it is a positive one (a Python or NumPy int; not a bool, whose
-    ``True`` would pass as 1), else a ValueError naming ``who`` and its argument ``name``."""
-    if not isinstance(n, Integral) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{who}: {name} must be a positive int; got {n!r}")
+def is_int(n) -> bool:
+    """Whether ``n`` is a Python or NumPy integer, and not a bool."""
+    return isinstance(n, Integral) and not isinstance(n, bool)
+
+
+def positive_int(who: str, name: str, n, minimum: int = 1) -> int:
+    """``n`` as an int where it is an integer (``is_int``) ``>= minimum`` (1: a positive
+    one), else a ValueError naming ``who`` and its argument ``name``, what it expected and
+    what came."""
+    if not is_int(n) or n < minimum:
+        kind = {1: "a positive int", 0: "a non-negative int"}.get(minimum,
+                                                                 f"an int >= {minimum}")
+        raise ValueError(f"{who}: {name} must be {kind}; got {shown(n)}")
     return int(n)
+
+
+def shown(n) -> str:
+    """``n`` for an error: its repr, and its type where it is not an integer."""
+    if is_int(n):
+        return repr(n)
+    kind = type(n).__name__
+    return f"{n!r} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"
+
+
+def real_in(who: str, name: str, x, low: float = -math.inf, high: float = math.inf, *,
+            low_open: bool = False, high_open: bool = False):
+    """``x`` where it is a real number (a Python or NumPy one, not a bool) in the range from
+    ``low`` to ``high`` (an infinite bound is open: ``x`` is finite), else a ValueError
+    naming ``who`` and its argument ``name``, the range and what came. NaN is in no range. A
+    traced value (inside ``fl.compile``) is not checked: its value is not known.
+
+    >>> real_in("Adam", "epsilon", 1e-8, 0)
+    1e-08
+    >>> real_in("Momentum", "rho", float("nan"), 0, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Momentum: rho must be a number in [0, 1]; got nan
+    """
+    if type(x).__name__ == "Tracer":
+        return x
+    # (a 0-d array too: a layer's setting after fl.f64 or a tree map)
+    numeric = isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool) or \
+        getattr(x, "ndim", None) == 0 and getattr(x, "dtype", np.dtype(object)).kind in "iuf"
+    v = float(x) if numeric else math.nan
+    if not (math.isfinite(v) and (v > low if low_open else v >= low) and
+            (v < high if high_open else v <= high)):
+        raise ValueError(f"{who}: {name} must be {_range(low, high, low_open, high_open)}; got "
+                         f"{repr(x) if numeric else shown(x)}")
+    return x
+
+
+def _range(low, high, low_open, high_open) -> str:
+    if math.isinf(low) and math.isinf(high):
+        return "a finite number"
+    if math.isinf(high):
+        return f"a finite number {'>' if low_open else '>='} {low:g}"
+    if math.isinf(low):
+        return f"a finite number {'<' if high_open else '<='} {high:g}"
+    return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def flag(who: str, name: str, x) -> bool:
+    """``x`` as a bool where it is one (Python's or NumPy's), else a TypeError naming ``who``
+    and ``name`` (``"yes"`` or ``2`` were taken as true, and ``"no"`` too).
+
+    >>> flag("DataLoader", "shuffle", "no")
+    Traceback (most recent call last):
+    ...
+    TypeError: DataLoader: shuffle must be True or False; got 'no' (a str)
+    """
+    if not isinstance(x, (bool, np.bool_)):
+        kind = type(x).__name__
+        raise TypeError(f"{who}: {name} must be True or False; got {x!r} "
+                        f"({'an' if kind[0] in 'aeiou' else 'a'} {kind})")
+    return bool(x)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int, real_in, shown
 
 # what Evaluate's and SaveCheckpoint's ``every`` counts, for their errors (0 failed at the
 # first epoch's end, a division by zero; a negative one ran every epoch)
@@ -116,9 +116,13 @@ class EarlyStopping(Callback):
     misspelt name) is an error at the first epoch's end, and one that no epoch had, at the
     end. A run continued from its ``history`` (a resumed checkpoint) is judged from its
     first epoch: a fresh ``EarlyStopping`` reads the epochs before from the history, so it
-    stops where the uninterrupted run would have; the weights of a best epoch before the
-    resume are the model's only where that was the last one (else a warning says that the
-    model keeps its last weights).
+    stops where the uninterrupted run would have. With ``restore_best`` the best weights go
+    into the history's ``kept`` (``SaveCheckpoint`` saves them with it), so a run resumed
+    from a checkpoint restores the best epoch's weights even where that came before the
+    resume, as the uninterrupted run would. (From a checkpoint without them, written by a
+    fluxml before this or with another ``monitor``, ``mode`` or ``min_delta``, the best
+    epoch's weights are at hand only where it was the last one; else a warning says that the
+    model keeps its last weights.)
 
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.zeros(1)}
@@ -133,8 +137,13 @@ class EarlyStopping(Callback):
                  min_delta: float = 0.0, restore_best: bool = True):
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min' or 'max'; got {mode!r}")
-        if patience < 1:
-            raise ValueError(f"EarlyStopping: patience must be >= 1; got {patience}")
+        patience = positive_int("EarlyStopping", "patience (epochs without improvement)",
+                                patience)
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping: monitor must be the name of a metric (a str: "
+                            f"'loss', or one an Evaluate records); got {shown(monitor)}")
+        real_in("EarlyStopping", "min_delta (the least improvement)", min_delta, 0)
+        restore_best = flag("EarlyStopping", "restore_best", restore_best)
         self.monitor, self.patience, self.mode = monitor, patience, mode
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None
@@ -179,14 +188,29 @@ class EarlyStopping(Callback):
                 self.best, self.best_epoch, self.wait = value, epoch, 0
             else:
                 self.wait += 1
-        if self.restore_best and self.best_epoch == run.history.epoch:
+        if not self.restore_best or self.best_epoch is None:
+            return
+        kept = run.history.kept.get(self._key())
+        if isinstance(kept, dict) and kept.get("epoch") == self.best_epoch and \
+                isinstance(kept.get("weights"), dict):
+            self.saved = {k: np.array(v, copy=True) for k, v in kept["weights"].items()}
+            self._saved_epoch = self.best_epoch
+            run.history.kept[self._key()] = {"epoch": self.best_epoch, "weights": self.saved}
+        elif self.best_epoch == run.history.epoch:
             self._save(run)
+
+    def _key(self) -> str:
+        """This callback's name in ``history.kept``: what decides its best epoch."""
+        return (f"EarlyStopping(monitor={self.monitor!r}, mode={self.mode!r}, "
+                f"min_delta={self.min_delta!r})")
 
     def _save(self, run) -> None:
         from fluxml.io.modelstate import flat_state
 
         self.saved = {k: np.array(v, copy=True) for k, v in flat_state(run.model).items()}
         self._saved_epoch = run.epoch
+        # (in the history: SaveCheckpoint saves them, a resumed run restores them)
+        run.history.kept[self._key()] = {"epoch": run.epoch, "weights": self.saved}
 
     def _better(self, value, best) -> bool:
         if best is None or math.isnan(best):
@@ -222,10 +246,11 @@ class EarlyStopping(Callback):
                 loadmodel(run.model, self.saved)
             else:
                 warnings.warn(f"EarlyStopping: the best epoch, {self.best_epoch}, came before "
-                              f"this run resumed, so its weights are not at hand: the model "
-                              f"keeps those of epoch {run.epoch} (load epoch "
-                              f"{self.best_epoch}'s checkpoint, if one was kept, for the best)",
-                              stacklevel=2)
+                              f"this run resumed, and the history it resumed from does not "
+                              f"keep its weights (a checkpoint of an older fluxml, or of "
+                              f"another monitor, mode or min_delta): the model keeps those of "
+                              f"epoch {run.epoch} (load epoch {self.best_epoch}'s checkpoint, "
+                              f"if one was kept, for the best)", stacklevel=2)
         if self._missing is not None and not self._seen:
             self._raise_missing()
 
@@ -300,6 +325,9 @@ class LRSchedule(Callback):
         if not callable(schedule):
             raise TypeError(f"LRSchedule: schedule must be callable t -> value; got "
                             f"{schedule!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"LRSchedule: name must be the hyperparameter's name (a str: "
+                            f"'eta', 'lambd' ...); got {shown(name)}")
         self.schedule, self.every, self.name = schedule, every, name
         self.value = None
 

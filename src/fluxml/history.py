@@ -21,7 +21,10 @@ class History:
     """``losses``: the loss of each step; ``epochs``: one dict per epoch (``epoch``,
     ``step`` at its end, ``loss`` (the mean over its steps), ``time``, and the metrics that
     callbacks added). ``history["name"]`` lists a metric over the epochs (None where an
-    epoch lacks it). ``to_dict`` / ``from_dict`` go through JSON (checkpoints keep it).
+    epoch lacks it). ``kept``: what a callback keeps for a run continued from this history
+    (``EarlyStopping(restore_best=True)``: its best epoch and that epoch's weights), by the
+    callback's key. ``to_dict`` / ``from_dict`` go through a checkpoint's ``extra`` (plain
+    JSON, but for the arrays of ``kept``, which the checkpoint keeps as tensors).
 
     >>> import fluxml as fl
     >>> h = fl.History(losses=[0.9, 0.5, 0.4], epochs=[{"epoch": 1, "step": 3, "loss": 0.6}])
@@ -29,9 +32,11 @@ class History:
     ([0.6], [3])
     """
 
-    def __init__(self, losses: list[float] | None = None, epochs: list[dict] | None = None):
+    def __init__(self, losses: list[float] | None = None, epochs: list[dict] | None = None,
+                 kept: dict[str, dict] | None = None):
         self.losses: list[float] = list(losses or [])
         self.epochs: list[dict[str, Any]] = list(epochs or [])
+        self.kept: dict[str, dict] = dict(kept or {})
 
     @property
     def step(self) -> int:
@@ -73,11 +78,15 @@ class History:
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
-        return {"losses": self.losses, "epochs": self.epochs}
+        """``{"losses", "epochs"}``, and ``"kept"`` where a callback keeps something."""
+        out = {"losses": self.losses, "epochs": self.epochs}
+        if self.kept:  # (absent otherwise: the dict of a plain run stays plain JSON)
+            out["kept"] = self.kept
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
-        return cls(d["losses"], d["epochs"])
+        return cls(d["losses"], d["epochs"], d.get("kept"))
 
     def __repr__(self) -> str:
         last = f", last loss {self.losses[-1]:.4g}" if self.losses else ""

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fluxml._checks import is_int
+
 _rng = np.random.default_rng()
 
 Shape = Sequence[int]
@@ -60,7 +62,7 @@ def _gen(rng) -> np.random.Generator:
 
 def _shape(shape) -> tuple[int, ...]:
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape):
+    if not all(is_int(d) and d >= 0 for d in shape):
         raise ValueError(f"an initialiser's shape must be non-negative ints; got {shape}")
     return tuple(int(d) for d in shape)
 

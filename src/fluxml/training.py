@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from fluxml._checks import flag, positive_int
 from fluxml.ad import withgradient
 from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
@@ -145,8 +146,8 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     >>> len(history.losses), history["epoch"], model["w"]
     (40, [1, 2], array([3.]))
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"train: epochs must be a non-negative int; got {epochs!r}")
+    epochs = positive_int("train", "epochs", epochs, minimum=0)
+    progress = flag("train", "progress", progress)
     if not callable(loss):
         raise TypeError(f"train: loss must be a function loss(model, *batch); got {loss!r}")
     backend = _backend(compile)
@@ -185,6 +186,7 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
         with dp.failures():  # rank 0's step and epoch counts too (a checkpoint that rank 0
             main = broadcast_object(history)  # alone loaded: schedules, epoch numbers), in
             history.losses[:], history.epochs[:] = main.losses, main.epochs  # the caller's
+            history.kept = dict(main.kept)  # (EarlyStopping's best weights before a resume)
         progress = progress and dp.is_main
     run = Run(model, state, data, history, epochs)
     run.is_main = dp is None or dp.is_main

@@ -90,6 +90,26 @@ def test_a_one_process_checkpoint_resumes_with_two_ranks(tmp_path):
         assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
 
 
+
+def test_restore_best_of_an_epoch_before_the_resume_on_two_ranks(tmp_path):
+    """Rank 0 alone loads the checkpoint: the best epoch's weights, in its history's kept,
+    reach rank 1 with the history fl.train broadcasts."""
+    model, state = ranks.make(init_seed=0)
+    ckpt = fl.SaveCheckpoint(str(tmp_path / "best-{epoch}.st"))
+    h = fl.train(ranks.mse, model, ranks.loader(2 * ranks.BATCH, False), state,
+                 epochs=ranks.EPOCHS, progress=False,
+                 callbacks=[ranks.Scores(), fl.EarlyStopping("score", patience=5), ckpt])
+    first, opt = ranks.make(init_seed=5)
+    fl.load_checkpoint(tmp_path / "best-1.st", first, opt)
+    assert fl.io.modelstate.flat_state(first).keys() == fl.io.modelstate.flat_state(model).keys()
+    assert all(np.array_equal(a, b) for a, b in zip(fl.leaves(first), fl.leaves(model)))
+    done = mpirun(HERE / "ranks.py", "resume_best", tmp_path, tmp_path / "best-2.st")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "came before this run resumed" not in done.stderr
+    for r in (0, 1):
+        assert_same(tmp_path / f"rank{r}.npz", model, h.losses)
+
+
 # "-disable-auto-cleanup": MPICH's launcher does not end the job when a rank's process ends,
 # so that the job ends (and the test within its time) only if fluxml ends it itself. "hang"
 # and "gone" hung so every time while fluxml aborted on the group's own communicator; with

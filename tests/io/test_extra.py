@@ -79,6 +79,12 @@ class Colour(enum.IntEnum):
      r"hold .*convert it first: x.item\(\)"),
     ({"f": np.sin}, TypeError, r"extra\['f'\]: a numpy.ufunc, which extra does not hold"),
     ({frozenset(): 1}, TypeError, r"extra \(the key frozenset\(\)\): a frozenset"),
+    ({"a": np.array(["x"])}, TypeError, r"extra\['a'\]: an array of dtype <U1, which a "
+     r"checkpoint cannot hold"),
+    ({"a": np.ones(2, np.complex128)}, TypeError, r"extra\['a'\]: an array of dtype complex128"),
+    ({"m": np.ma.array(np.ones(2))}, TypeError, r"extra\['m'\]: a numpy.ma.MaskedArray, a "
+     r"subclass of numpy.ndarray that would come back as a plain array; convert it first: "
+     r"np.asarray"),
 ])
 def test_what_cannot_come_back_is_refused_by_its_place(tmp_path, extra, error, message):
     with pytest.raises(error, match=r"save_checkpoint: " + message):
@@ -113,7 +119,41 @@ def test_checkpoints_written_before_read_their_extra_as_plain_json(tmp_path):
     assert extra["__fluxml__"] == "tuple" and math.isnan(extra["x"])
 
 
+def test_arrays_in_extra_are_kept_as_tensors(tmp_path):
+    """Arrays were refused (EarlyStopping's best weights travel in the history now): they
+    come back equal, of their dtype and shape, as copies, from tensors of the file."""
+    w, flags = np.arange(6, dtype=np.float32).reshape(2, 3), np.array([True, False])
+    extra = {"history": {"kept": {"best": {"epoch": 2, "weights": {"w": w,
+                                                                     "z": np.full((), 3.0)}}}},
+             "pair": (w, flags), "i": np.arange(3, dtype=np.uint16)}
+    fl.save_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}, extra=extra)
+    tensors, meta = safetensors.read(tmp_path / "c.st")
+    assert meta["fluxml.extra_format"] == "2" and sorted(tensors) == [
+        "extra.0", "extra.1", "extra.2", "extra.3", "extra.4", "model.w"]
+    back = fl.load_checkpoint(tmp_path / "c.st", {"w": np.ones(2)}).extra
+    kept = back["history"]["kept"]["best"]["weights"]
+    for a, b in [(kept["w"], w), (kept["z"], np.full((), 3.0)), (back["pair"][0], w),
+                 (back["pair"][1], flags), (back["i"], extra["i"])]:
+        assert type(a) is np.ndarray and a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a, b)
+    assert back["pair"][0] is not kept["w"]  # (twice in, two copies out)
+    # a file without arrays is as before: format 1, which a fluxml before arrays reads
+    fl.save_checkpoint(tmp_path / "plain.st", {"w": np.ones(2)}, extra={"a": 1})
+    assert safetensors.read(tmp_path / "plain.st")[1]["fluxml.extra_format"] == "1"
+
+
+def test_an_array_without_a_list_to_keep_it_in_is_refused():
+    with pytest.raises(TypeError, match=r"extra\['a'\]: an array \(\(2,\), float64\), which "
+                                        r"extra does not hold here"):
+        dumps({"a": np.ones(2)}, "extra")
+    arrays: list = []
+    assert loads(dumps({"a": np.ones(2)}, "extra", arrays), arrays)["a"].shape == (2,)
+
+
 @pytest.mark.parametrize("text", ['{"__fluxml__": "set", "items": []}',
+                                  '{"__fluxml__": "array", "index": 0}',
+                                  '{"__fluxml__": "array", "index": -1}',
+                                  '{"__fluxml__": "array", "index": true}',
                                   '{"__fluxml__": "numpy", "dtype": "<f4", "bytes": "00"}',
                                   '{"__fluxml__": "numpy", "dtype": "|O", "bytes": "00"}',
                                   '{"__fluxml__": "dict", "items": [[[1], 2]]}',

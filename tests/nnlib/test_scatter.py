@@ -67,15 +67,71 @@ def test_scatter_gradients_second_order(op):
     src = RNG.normal(size=(5, 2))  # continuous values: no ties
     idx = np.array([0, 2, 0, 2, 1])
     check_grads(lambda s: np.sin(scatter(op, s, idx)), src)
+    check_grads(lambda s: np.sin(scatter(op, s, idx, init=0.1, dstsize=(4, 2))), src)
 
 
-def test_ties_send_the_gradient_to_the_first_and_inf_stays_clean():
-    src = np.array([[2.0, -np.inf], [2.0, 1.0], [1.0, -np.inf]])
-    idx = np.array([0, 0, 0])
-    assert scatter("max", src, idx).tolist() == [[2.0, 1.0]]
-    g = fl.gradient(lambda s: np.sum(scatter("max", s, idx)), src)[0]
-    np.testing.assert_array_equal(g, [[1, 0], [0, 1], [0, 0]])
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_ties_split_the_gradient_evenly_and_the_value_stays_exact(kind):
+    """The first tying source took the whole gradient. Now each takes an even share, as
+    np.max's rule here and torch's scatter_reduce("amax"/"amin") (checked by hand: 0.5, 0.5
+    for two ties; 1/3 each with include_self=True and a self that ties, fluxml's init)."""
+    sign = 1.0 if kind == "max" else -1.0
+    src = sign * np.array([[2.0, -np.inf, 0.1], [2.0, 1.0, 0.1], [1.0, -np.inf, 0.1],
+                           [5.0, -np.inf, -0.0]])
+    idx = np.array([0, 0, 0, 1])
+    seen = {}
+
+    def total(s):
+        out = scatter(kind, s, idx)
+        seen["out"] = fl.ad.core.raw(out)
+        return np.sum(out * np.array([1.0, 2.0, 3.0]))
+
+    g = fl.gradient(total, src)[0]
+    want = sign * np.array([[2.0, 1.0, 0.1], [5.0, -np.inf, -0.0]])  # (max: -0.0 kept)
+    assert seen["out"].tobytes() == scatter(kind, src, idx).tobytes() == want.tobytes()
+    third = 1 / 3
+    np.testing.assert_array_equal(g, [[0.5, 0, 3 * third], [0.5, 2, 3 * third],
+                                      [0, 0, 3 * third], [1, 2, 3]])
+    # init ties too: it counts as one of them (its share goes nowhere)
+    g = fl.gradient(lambda s: np.sum(scatter(kind, s, idx, init=sign * 2.0)), src[:, :1])[0]
+    np.testing.assert_allclose(g, [[third], [third], [0], [1]], rtol=1e-15)
+    # an extremum every source misses (init beats them): no gradient, init's value
+    got = fl.withgradient(lambda s: np.sum(scatter(kind, s, idx, init=sign * 9.0)), src[:, :1])
+    assert got[0] == sign * 18.0 and not got[1][0].any()
+
+
+def test_infinite_and_nan_extrema_share_the_gradient_and_stay_clean():
+    src = np.array([[-np.inf, 2.0], [-np.inf, np.nan], [3.0, np.nan]])
+    idx = np.array([0, 0, 1])
+    got = fl.withgradient(lambda s: np.sum(scatter("max", s, idx)[:, 0]), src)
+    assert got[0] == -np.inf
+    np.testing.assert_array_equal(got[1][0], [[0.5, 0], [0.5, 0], [1, 0]])  # (no NaN)
+    g = fl.gradient(lambda s: np.sum(scatter("max", s, idx)[:, 1]), src)[0]
+    np.testing.assert_array_equal(g, [[0, 0], [0, 1], [0, 1]])  # a NaN wins, as in np.max
     assert scatter("min", np.array([np.inf, 3.0]), np.array([1, 1])).tolist() == [np.inf, 3.0]
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_ties_agree_with_np_max_over_the_same_sources(kind):
+    """scatter's rule is np.max's (np.min's) over each destination's sources, first and
+    second order, forward mode too (fl.jvp)."""
+    src = np.round(RNG.normal(size=(6, 2)), 0)  # integers: many ties
+    idx = np.array([0, 1, 0, 0, 1, 1])
+    red = np.max if kind == "max" else np.min
+
+    def by_reduction(s):
+        return np.stack([red(s[idx == d], axis=0) for d in (0, 1)])
+
+    def f(fn):
+        return lambda s: np.sum(np.sin(fn(s)) * np.array([1.0, -2.0]))
+
+    ours = fl.gradient(f(lambda s: scatter(kind, s, idx)), src)[0]
+    np.testing.assert_allclose(ours, fl.gradient(f(by_reduction), src)[0], rtol=1e-14)
+    t = RNG.normal(size=src.shape)
+    np.testing.assert_allclose(fl.jvp(lambda s: scatter(kind, s, idx), (src,), (t,))[1],
+                               fl.jvp(by_reduction, (src,), (t,))[1], rtol=1e-14)
+    hess = fl.hessian(f(lambda s: scatter(kind, s, idx)), src)
+    np.testing.assert_allclose(hess, fl.hessian(f(by_reduction), src), rtol=1e-13, atol=1e-15)
 
 
 def test_float32_stays_float32():

@@ -168,7 +168,8 @@ def test_clear_errors():
         fl.Adam(-1.0)
     with pytest.raises(ValueError, match="beta"):
         fl.Adam(beta=(0.9, 1.0))
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"AccumGrad: n \(the steps to accumulate\) must be a "
+                                         r"positive int; got 0"):
         fl.AccumGrad(0)
     with pytest.raises(TypeError, match=r"Adam: the keyword is eta= \(PyTorch's lr=\)"):
         fl.Adam(lr=0.01)

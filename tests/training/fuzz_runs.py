@@ -19,7 +19,10 @@ everything, ``fl.adjust`` a hyperparameter of a part). Then it checks:
   with fresh callbacks, ends bit for bit as the uninterrupted run: parameters, running
   statistics, optimiser state (hyperparameters and frozen flags too), the history (its
   times aside), the generators, what every callback hook saw (epoch, step, loss, each
-  Leaf's rule), and EarlyStopping's verdict;
+  Leaf's rule), and EarlyStopping's verdict and restored best weights (the history keeps
+  them, even of a best epoch before the resume); and from one of them rewritten without
+  those weights (as a fluxml before ``History.kept`` wrote it), the same but for the model
+  where the best epoch came before the resume: a warning, and the last epoch's weights;
 - REFERENCE: a loop written here (``fl.withgradient`` and ``fl.update`` over batches cut
   here, the schedules' formulas, the early-stopping rule, restoring the best weights)
   gives the same parameters, losses, epoch rows and stopping epoch (bit for bit; to
@@ -393,7 +396,8 @@ def resumed(spec, path, folder):
         warnings.simplefilter("always")
         history = fl.train(mse, model, loader, info.opt_state, epochs=epochs, callbacks=cbs,
                            progress=False, history=history, compile=spec.compile)
-    # a best epoch before the resume: its weights are gone, the run says so and keeps the last
+    # a best epoch before the resume, from a checkpoint without its weights: a warning, and
+    # the model keeps the last epoch's
     lost = [w for w in caught if "came before this run resumed" in str(w.message)]
     return {"lost_best": bool(lost), "model": flat_state(model),
             "state": flat_state(info.opt_state), "rules": rules_of(info.opt_state),
@@ -406,11 +410,38 @@ def _rng_states(model, loader):
     return {k: g.bit_generator.state for k, g in rngs.items()}
 
 
-def compare_runs(a, b, what, after_epoch):
+def without_kept(spec, path, out):
+    """The checkpoint ``path`` rewritten at ``out`` without the history's kept weights (as a
+    fluxml before ``History.kept`` wrote it: plain JSON extra, no tensors of its own)."""
+    x, y, _, _ = make_data(spec)
+    model = build_model(spec, spec.seed + 2000)
+    loader = loader_for(spec, x, y)
+    rngs = rngs_of(model, loader)
+    info = fl.load_checkpoint(path, model, fl.setup(spec.rule, model), rngs=rngs)
+    history = {k: v for k, v in info.extra["history"].items() if k != "kept"}
+    fl.save_checkpoint(out, model, info.opt_state, step=info.step, rngs=rngs,
+                       extra={**info.extra, "history": history})
+    return out
+
+
+def _same_kept(a, b, what):
+    same(sorted(a), sorted(b), f"{what}: the history's kept names")
+    for k in a:
+        same(a[k]["epoch"], b[k]["epoch"], f"{what}: {k}: the best epoch kept")
+        same_arrays(a[k]["weights"], b[k]["weights"], f"{what}: {k}: the weights kept")
+
+
+def compare_runs(a, b, what, after_epoch, old=False):
+    """``b`` resumed after ``after_epoch`` ends as ``a``; ``old``: from a checkpoint without
+    the history's kept weights, so a best epoch before the resume is lost (a warning)."""
     lost = b["lost_best"]
     if lost:  # then the uninterrupted run restored an epoch before the resume
+        same(old, True, f"{what}: a warning of a lost best epoch, from a checkpoint that "
+                        f"keeps the best weights")
         same(a["early"][1] <= after_epoch, True, f"{what}: a warning of a lost best epoch")
     same_arrays(a["last"] if lost else a["model"], b["model"], f"{what}: the model")
+    if not old:
+        _same_kept(a["history"].kept, b["history"].kept, what)
     same_arrays(a["state"], b["state"], f"{what}: the optimiser state")
     same(a["rules"], b["rules"], f"{what}: the rules and frozen flags")
     same(a["history"].losses, b["history"].losses, f"{what}: the step losses")
@@ -584,12 +615,18 @@ def run_case(seed: int, folder: str) -> int:
     run = straight(spec, sub)
     compare_reference(spec, run)
     resumes = 0
-    for path in run["saved"]:
-        epoch = int(os.path.basename(path).split("-")[1])
-        if epoch >= run["history"].epoch:
-            continue  # (the run ended there: nothing to resume)
+    paths = [(int(os.path.basename(p).split("-")[1]), p) for p in run["saved"]]
+    paths = [(e, p) for e, p in paths if e < run["history"].epoch]  # (else nothing to resume)
+    for epoch, path in paths:
         again = resumed(spec, path, os.path.join(sub, f"resumed-{epoch}"))
         compare_runs(run, again, f"seed {seed}: resumed after epoch {epoch}", epoch)
+        resumes += 1
+    if paths and spec.early and spec.early["restore_best"]:
+        epoch, path = paths[seed % len(paths)]
+        old = without_kept(spec, path, os.path.join(sub, "old.st"))
+        again = resumed(spec, old, os.path.join(sub, "resumed-old"))
+        compare_runs(run, again, f"seed {seed}: resumed after epoch {epoch} from a checkpoint "
+                     f"without the best weights", epoch, old=True)
         resumes += 1
     epochs = run["history"].epoch
     if epochs > 1 and not (spec.early and spec.early["restore_best"]):

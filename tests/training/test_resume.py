@@ -2,6 +2,8 @@
 as the uninterrupted run: EarlyStopping judges the epochs before the resume from the history
 (the defects tests/training/fuzz_runs.py found)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -78,10 +80,40 @@ def test_restore_best_after_a_resume_at_the_best_epoch(tmp_path):
     np.testing.assert_allclose(resumed["w"], 0.8**4)  # epoch 2's: 4 steps of w -= 0.2 w
 
 
-def test_restore_best_of_an_epoch_before_the_resume_warns(tmp_path):
+def test_restore_best_of_an_epoch_before_the_resume_restores_it(tmp_path):
+    """The best epoch's weights were not in the checkpoint: a run resumed after it warned and
+    kept its last weights. The history keeps them now (SaveCheckpoint saves them)."""
+    scores = {1: 1.0, 2: 3.0, 3: 2.0}
+    straight, _ = _run(tmp_path, 3, [Scores(scores), fl.EarlyStopping("score", patience=5)])
+    np.testing.assert_allclose(straight["w"], 0.8**2)  # epoch 1's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed, h = _run(tmp_path, 3, [Scores(scores), fl.EarlyStopping("score", patience=5)],
+                          resume_from=2)
+    assert h.epoch == 3
+    assert resumed["w"].tobytes() == straight["w"].tobytes()
+
+
+def _without_kept(path):
+    """The checkpoint at ``path`` rewritten as a fluxml before ``History.kept`` wrote it."""
+    model, state = {"w": np.zeros(2)}, fl.setup(fl.Descent(0.1), {"w": np.zeros(2)})
+    info = fl.load_checkpoint(path, model, state)
+    history = {k: v for k, v in info.extra["history"].items() if k != "kept"}
+    fl.save_checkpoint(path, model, state, step=info.step,
+                       extra={**info.extra, "history": history})
+
+
+@pytest.mark.parametrize("old", ["no kept weights", "another min_delta"])
+def test_restore_best_of_an_epoch_before_the_resume_warns_without_its_weights(tmp_path, old):
     scores = {1: 1.0, 2: 3.0, 3: 2.0}
     _run(tmp_path, 2, [Scores(scores), fl.EarlyStopping("score", patience=5)])
+    delta = 0.0
+    if old == "no kept weights":
+        _without_kept(tmp_path / "ckpt-2.st")
+    else:
+        delta = 0.5  # (its best epoch is another's to judge: those weights are not its own)
     with pytest.warns(UserWarning, match="the best epoch, 1, came before this run resumed"):
-        resumed, _ = _run(tmp_path, 3, [Scores(scores), fl.EarlyStopping("score", patience=5)],
+        resumed, _ = _run(tmp_path, 3, [Scores(scores),
+                                        fl.EarlyStopping("score", patience=5, min_delta=delta)],
                           resume_from=2)
     np.testing.assert_allclose(resumed["w"], 0.8**6)  # epoch 3's weights, kept

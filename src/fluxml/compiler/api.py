@@ -9,6 +9,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
+from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes, randomness
@@ -315,8 +316,7 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     """
     if backend not in BACKENDS:
         raise ValueError(f"fl.compile: backend must be one of {BACKENDS}; got {backend!r}")
-    if not isinstance(cache_size, int) or cache_size < 1:
-        raise ValueError(f"fl.compile: cache_size must be a positive int; got {cache_size!r}")
+    cache_size = positive_int("fl.compile", "cache_size", cache_size)
     if fn is None:
         return lambda f: compile(f, backend=backend, cache_size=cache_size, optimise=optimise,
                                  donate=donate, background=background)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 
 
 def _is_array(x) -> bool:
@@ -177,8 +177,8 @@ class DataLoader:
         self.data = data
         self.nobs = nobs
         self.batchsize = int(batchsize)
-        self.shuffle = bool(shuffle)
-        self.partial = bool(partial)
+        self.shuffle = flag("DataLoader", "shuffle", shuffle)
+        self.partial = flag("DataLoader", "partial", partial)
         self.collate = collate
         self.rng = generator
         self.shard = _check_shard(shard)

@@ -14,20 +14,20 @@ array(['c', 'a'], dtype='<U1')
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Number
 
 import numpy as np
 
+from fluxml._checks import flag, positive_int
 from fluxml.data.loader import as_generator, getobs, numobs
 
 
-def _labels(labels) -> list:
-    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
-        if labels < 1:
-            raise ValueError(f"onehot: the number of classes must be positive; got {labels}")
-        return list(range(int(labels)))
+def _labels(labels, fn: str) -> list:
+    if isinstance(labels, (Number, np.number)):  # a count (a bool or a float: refused)
+        return list(range(positive_int(fn, "labels (the number of classes)", labels)))
     labels = list(labels)
     if not labels:
-        raise ValueError("onehot: labels is empty; give the classes (a sequence or a count)")
+        raise ValueError(f"{fn}: labels is empty; give the classes (a sequence or a count)")
     return labels
 
 
@@ -61,7 +61,7 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
            [0, 1],
            [1, 0]])
     """
-    labels = _labels(labels)
+    labels = _labels(labels, "onehotbatch")
     if default is not None and default not in labels:  # (list.index failed: "not in list")
         raise ValueError(f"onehotbatch: default {default!r} is not among the labels {labels}; "
                          f"it names the label that unknown values get")
@@ -115,7 +115,7 @@ def onecold(y, labels=None) -> np.ndarray:
     idx = np.argmax(y, axis=-1)
     if labels is None:
         return idx
-    labels = _labels(labels)
+    labels = _labels(labels, "onecold")
     if len(labels) != y.shape[-1]:
         raise ValueError(f"onecold: {len(labels)} labels for {y.shape[-1]} scores per row "
                          f"(shape {y.shape})")
@@ -149,7 +149,7 @@ def splitobs(data, at: float | Sequence[float] = 0.8, shuffle: bool = False, rng
         raise ValueError(f"splitobs: at must be fractions in (0, 1) summing to less than 1; "
                          f"got {at!r}")
     n = numobs(data)
-    if shuffle:
+    if flag("splitobs", "shuffle", shuffle):
         data = shuffleobs(data, rng)
     cuts = [0] + [int(round(n * c)) for c in np.cumsum(fractions)] + [n]
     empty = [k for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])) if a == b]

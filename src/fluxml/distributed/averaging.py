@@ -103,6 +103,7 @@ import time
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.backend.registry import array_module
 from fluxml.distributed import layout, overlap, shared
 from fluxml.distributed.bucket import Bucket, plan
@@ -140,13 +141,10 @@ class GradientAverager:
 
     def __init__(self, bucket_bytes: int = 1 << 20, in_place: bool = False,
                  direct_bytes: int | None = None):
-        for name, value in (("bucket_bytes", bucket_bytes), ("direct_bytes", direct_bytes)):
-            if value is None and name == "direct_bytes":
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GradientAverager: {name} must be a positive int; got "
-                                 f"{value!r}")
         self.direct_default = direct_bytes is None  # (see shared_bytes)
+        bucket_bytes = positive_int("GradientAverager", "bucket_bytes", bucket_bytes)
+        if direct_bytes is not None:
+            direct_bytes = positive_int("GradientAverager", "direct_bytes", direct_bytes)
         if direct_bytes is None:
             direct_bytes = min(bucket_bytes, 1 << 17) if in_place else bucket_bytes
         self.group = group()

@@ -15,17 +15,26 @@ the tag itself)                                     "items": [[key, value], ...]
 ``nan``, ``inf``, ``-inf``                          ``{"__fluxml__": "float", "value": "nan"}``
 a NumPy number (``np.float32(0.5)``, ``np.int64``,  ``{"__fluxml__": "numpy", "dtype": "<f4",
 ``np.bool_``, complex)                              "bytes": hex}``: its dtype and bits
+a NumPy array of a dtype safetensors holds (bool,    ``{"__fluxml__": "array", "index": 0}``:
+integers, float16/32/64, complex64), where the       the ``index``-th of the arrays, which the
+caller collects them (a checkpoint: its tensors)     checkpoint keeps as its tensors
 ==================================================  =========================================
 
-Everything else is refused when saving, by its place in ``extra``: arrays (they belong in the
-model or optimiser state), sets, objects, and subclasses (a namedtuple, an enum, an
-``OrderedDict``) that would come back as their base type. Values come back equal and of the
-same type; objects that appeared twice come back as two equal copies. Nothing is unpickled.
+Everything else is refused when saving, by its place in ``extra``: sets, objects, arrays of
+other dtypes (or where no tensors are kept), and subclasses (a namedtuple, an enum, an
+``OrderedDict``, ``np.matrix``) that would come back as their base type. Values come back
+equal and of the same type; objects that appeared twice come back as two equal copies.
+Nothing is unpickled. (Arrays are there for the weights a callback keeps across a resume,
+``EarlyStopping``'s best epoch's, which belong to neither the model nor the optimiser.)
 
 >>> import numpy as np
 >>> text = dumps({"best": (3, np.float32(0.25)), 7: float("nan")}, "extra")
 >>> loads(text)
 {'best': (3, np.float32(0.25)), 7: nan}
+>>> arrays = []
+>>> text = dumps({"w": np.ones(2, np.float32)}, "extra", arrays)
+>>> text, loads(text, arrays)
+('{"w": {"__fluxml__": "array", "index": 0}}', {'w': array([1., 1.], dtype=float32)})
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ import math
 
 import numpy as np
 
+from fluxml.io import safetensors
+
 TAG = "__fluxml__"
 MAX_DEPTH = 100  # (deeper, json and the decoder may meet Python's recursion limit at load)
 NUMBERS = "biufc"  # NumPy kinds kept: bool, signed, unsigned, float, complex
@@ -43,13 +54,14 @@ HOLDS = ("extra holds None, bool, int, float, str, NumPy numbers, and lists, tup
          "dicts of these")
 
 
-def dumps(value: dict, where: str) -> str:
+def dumps(value: dict, where: str, arrays: list | None = None) -> str:
     """The JSON text of ``value``; raises ``TypeError`` (``ValueError`` for a circular or
-    too deep one) naming the place ``where[...]`` of what cannot come back exactly."""
-    return json.dumps(_encode(value, where, set(), 0), allow_nan=False)
+    too deep one) naming the place ``where[...]`` of what cannot come back exactly. Arrays
+    are appended to ``arrays`` (refused where it is None) and written as their index."""
+    return json.dumps(_encode(value, where, set(), 0, arrays), allow_nan=False)
 
 
-def _encode(x, where: str, seen: set, depth: int):
+def _encode(x, where: str, seen: set, depth: int, arrays: list | None):
     t = type(x)
     if t in PLAIN:
         return x
@@ -57,30 +69,42 @@ def _encode(x, where: str, seen: set, depth: int):
         return x if math.isfinite(x) else {TAG: "float", "value": repr(x)}
     if isinstance(x, np.generic) and x.dtype.kind in NUMBERS:
         return {TAG: "numpy", "dtype": x.dtype.str, "bytes": x.tobytes().hex()}
+    if t is np.ndarray and arrays is not None and \
+            x.dtype.newbyteorder("=") in safetensors.NAMES:
+        arrays.append(x)
+        return {TAG: "array", "index": len(arrays) - 1}
     if t not in (list, tuple, dict):
-        raise TypeError(f"{where}: {_refusal(x)}")
+        raise TypeError(f"{where}: {_refusal(x, arrays)}")
     if id(x) in seen:
         raise ValueError(f"{where}: holds itself (a circular reference); {HOLDS}")
     if depth >= MAX_DEPTH:
         raise ValueError(f"{where}: nested more than {MAX_DEPTH} deep; keep extra shallower")
     seen.add(id(x))
     if t is dict:
-        items = [(_encode(k, f"{where} (the key {k!r})", seen, depth + 1),
-                  _encode(v, f"{where}[{k!r}]", seen, depth + 1)) for k, v in x.items()]
+        items = [(_encode(k, f"{where} (the key {k!r})", seen, depth + 1, None),
+                  _encode(v, f"{where}[{k!r}]", seen, depth + 1, arrays))
+                 for k, v in x.items()]
         plain = all(type(k) is str and k != TAG for k in x)
         out = dict(items) if plain else {TAG: "dict", "items": [list(kv) for kv in items]}
     else:
-        out = [_encode(v, f"{where}[{i}]", seen, depth + 1) for i, v in enumerate(x)]
+        out = [_encode(v, f"{where}[{i}]", seen, depth + 1, arrays) for i, v in enumerate(x)]
         out = out if t is list else {TAG: "tuple", "items": out}
     seen.discard(id(x))
     return out
 
 
-def _refusal(x) -> str:
+def _refusal(x, arrays) -> str:
     name = f"{type(x).__module__}.{type(x).__qualname__}".removeprefix("builtins.")
+    if type(x) is np.ndarray and arrays is None:
+        return (f"an array ({x.shape}, {x.dtype}), which extra does not hold here (a key "
+                f"is no place for one): convert it, x.tolist() or x.item()")
+    if type(x) is np.ndarray:
+        return (f"an array of dtype {x.dtype}, which a checkpoint cannot hold (safetensors "
+                f"holds bool, integers, float16/32/64 and complex64): convert it first, "
+                f"x.astype(...)")
     if isinstance(x, np.ndarray):
-        return (f"an array ({x.shape}, {x.dtype}), which extra does not hold: save arrays in "
-                f"the model or the optimiser state, or convert: x.tolist() or x.item()")
+        return (f"a {name}, a subclass of numpy.ndarray that would come back as a plain "
+                f"array; convert it first: np.asarray(x)")
     if isinstance(x, np.generic):
         return f"a {name}, which extra does not hold ({HOLDS}); convert it first: x.item()"
     for base in (tuple, dict, list, float, int, str):  # (bool is a final class)
@@ -91,21 +115,22 @@ def _refusal(x) -> str:
     return f"a {name}, which extra does not hold ({HOLDS}); convert it first"
 
 
-def loads(text: str):
-    """The value :func:`dumps` wrote; ``ValueError`` for text it did not write."""
-    return _decode(json.loads(text))
+def loads(text: str, arrays=()):
+    """The value :func:`dumps` wrote, its arrays taken from ``arrays`` (a sequence, or a
+    dict of index -> array), copied; ``ValueError`` for text it did not write."""
+    return _decode(json.loads(text), arrays)
 
 
-def _decode(x):
+def _decode(x, arrays):
     if isinstance(x, list):
-        return [_decode(v) for v in x]
+        return [_decode(v, arrays) for v in x]
     if not isinstance(x, dict):
         return x
     if TAG not in x:
-        return {k: _decode(v) for k, v in x.items()}
+        return {k: _decode(v, arrays) for k, v in x.items()}
     kind, keys = x[TAG], sorted(x)
     if kind in ("tuple", "dict") and keys == [TAG, "items"] and isinstance(x["items"], list):
-        items = [_decode(v) for v in x["items"]]
+        items = [_decode(v, arrays) for v in x["items"]]
         if kind == "tuple":
             return tuple(items)
         if all(isinstance(kv, list) and len(kv) == 2 for kv in items):
@@ -122,4 +147,10 @@ def _decode(x):
                 return np.frombuffer(data, dtype)[0]
         except (TypeError, ValueError, IndexError):
             pass
+    elif kind == "array" and keys == [TAG, "index"] and type(x["index"]) is int \
+            and x["index"] >= 0:
+        try:
+            return np.array(arrays[x["index"]], copy=True)
+        except (IndexError, KeyError):
+            raise ValueError(f"the array {x['index']} is not in the file") from None
     raise ValueError(f"not a value fluxml wrote: {json.dumps(x)[:200]}")

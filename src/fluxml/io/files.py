@@ -113,7 +113,9 @@ def load(path) -> dict[str, Any]:
 # --- checkpoints ------------------------------------------------------------------------------
 
 DEFAULT_RNG = "fluxml.init"
-EXTRA_FORMAT = "fluxml.extra_format"  # (absent: plain JSON, as files before it were written)
+EXTRA_FORMAT = "fluxml.extra_format"  # (absent: plain JSON, as files before it were written;
+# "2": extra holds arrays, kept as the file's tensors "extra.<index>": a fluxml reading "1"
+# only refuses it by name rather than misread it)
 
 
 class Checkpoint(NamedTuple):
@@ -150,10 +152,11 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     (from ``fl.setup``), the step count, the state of fluxml's default random generator and
     of the generators in ``rngs`` (e.g. ``{"data": loader.rng}``), and ``extra``, a small
     dict (epoch, history, best loss ...) that comes back equal and of the same types: it
-    holds None, bool, int, float (nan too), str, NumPy numbers, and lists, tuples and dicts
-    (any such keys) of these; anything else (an array, a set, a namedtuple) is refused here,
-    by its place in ``extra`` (see ``fluxml.io.extra``). One safetensors file, written
-    atomically; ``step`` is a non-negative integer.
+    holds None, bool, int, float (nan too), str, NumPy numbers, NumPy arrays (kept as
+    tensors of the file: the weights of ``EarlyStopping``'s best epoch in a history), and
+    lists, tuples and dicts (any such keys) of these; anything else (a set, a namedtuple)
+    is refused here, by its place in ``extra`` (see ``fluxml.io.extra``). One safetensors
+    file, written atomically; ``step`` is a non-negative integer.
 
     >>> import numpy as np, fluxml as fl, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
@@ -167,10 +170,14 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     tree = {"model": model}
     if opt_state is not None:
         tree["opt"] = opt_state
+    arrays: list = []
+    extra_json = _extra_json(extra, arrays)
+    if arrays:
+        tree["extra"] = {str(i): x for i, x in enumerate(arrays)}
     tensors, keys = _tensors(tree)
     meta = {"format": "np", KEYS: json.dumps(keys), "fluxml.step": str(step),
             "fluxml.rngs": json.dumps(_rng_states(rngs)),
-            "fluxml.extra": _extra_json(extra), EXTRA_FORMAT: "1",
+            "fluxml.extra": extra_json, EXTRA_FORMAT: "2" if arrays else "1",
             "fluxml.frozen": json.dumps(_frozen(opt_state))}
     safetensors.write(path, tensors, meta)
 
@@ -187,10 +194,10 @@ def _step(step) -> int:
     return int(step)
 
 
-def _extra_json(extra) -> str:
+def _extra_json(extra, arrays: list) -> str:
     if not isinstance(extra, (dict, type(None))):
         raise TypeError(f"save_checkpoint: extra must be a dict; got {type(extra).__name__}")
-    return extra_values.dumps(extra or {}, "save_checkpoint: extra")
+    return extra_values.dumps(extra or {}, "save_checkpoint: extra", arrays)
 
 
 def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) -> Checkpoint:
@@ -214,7 +221,7 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
                         f"checkpoint (no fluxml.step in its metadata); use fl.load for a "
                         f"saved model")
     state = _nest(tensors, _keys(meta, path))
-    step, saved_rngs, extra, frozen = _checkpoint_meta(meta, path)
+    step, saved_rngs, extra, frozen = _checkpoint_meta(meta, path, state.get("extra", {}))
     missing = [name for name in (rngs or {}) if name not in saved_rngs]
     if missing:
         raise LoadError(f"load_checkpoint: no saved state for the generator {missing[0]!r}; "
@@ -261,10 +268,11 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     return Checkpoint(step, opt_state, extra)
 
 
-def _checkpoint_meta(meta: dict, where) -> tuple[int, dict, dict, list]:
-    """``(step, rngs, extra, frozen)`` read from a checkpoint's metadata, all of it before
-    anything is written (the digest covers the tensors, not the header: a damaged value
-    must not fail after the model was filled in)."""
+def _checkpoint_meta(meta: dict, where, arrays: dict) -> tuple[int, dict, dict, list]:
+    """``(step, rngs, extra, frozen)`` read from a checkpoint's metadata (``arrays``: the
+    tensors of extra, by their index as a string), all of it before anything is written
+    (the digest covers the tensors, not the header: a damaged value must not fail after the
+    model was filled in)."""
     def value(key, default, kind):
         try:
             v = json.loads(meta.get(key, default))
@@ -283,10 +291,14 @@ def _checkpoint_meta(meta: dict, where) -> tuple[int, dict, dict, list]:
     extra = value("fluxml.extra", "{}", dict)
     if EXTRA_FORMAT in meta:
         try:
-            if meta[EXTRA_FORMAT] != "1":
+            if meta[EXTRA_FORMAT] not in ("1", "2"):
                 raise ValueError(f"{EXTRA_FORMAT} is {meta[EXTRA_FORMAT]!r}, this fluxml reads "
-                                 f"'1' (a newer fluxml wrote it?)")
-            extra = extra_values.loads(meta["fluxml.extra"])
+                                 f"'1' and '2' (a newer fluxml wrote it?)")
+            if not isinstance(arrays, dict):
+                raise ValueError("its tensors 'extra' are not a dict of arrays by index")
+            by_index = {int(k): v for k, v in arrays.items()
+                        if k.isdigit() and isinstance(v, np.ndarray)}
+            extra = extra_values.loads(meta["fluxml.extra"], by_index)
             if type(extra) is not dict:
                 raise ValueError(f"expected a dict, got a {type(extra).__name__}")
         except ValueError as err:

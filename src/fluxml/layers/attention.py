@@ -19,6 +19,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml._checks import positive_int
 from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, is_active, need_array
 from fluxml.layers.normalise import Dropout, LayerNorm, probability
@@ -62,9 +63,8 @@ class MultiHeadAttention(Module):
         qk_dim = embed_dim if qk_dim is None else qk_dim
         v_dim = embed_dim if v_dim is None else v_dim
         out_dim = embed_dim if out_dim is None else out_dim
-        for name, n in (("nheads", nheads), ("qk_dim", qk_dim), ("v_dim", v_dim)):
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"MultiHeadAttention: {name} must be a positive int; got {n!r}")
+        nheads, qk_dim, v_dim = (positive_int("MultiHeadAttention", name, n) for name, n in
+                                 (("nheads", nheads), ("qk_dim", qk_dim), ("v_dim", v_dim)))
         if qk_dim % nheads or v_dim % nheads:
             raise ValueError(f"MultiHeadAttention: nheads={nheads} must divide qk_dim "
                              f"({qk_dim}) and v_dim ({v_dim})")

@@ -56,7 +56,8 @@ class Dense(Module):
     def __init__(self, in_features, out_features=None, activation: Callable = identity, *,
                  bias=True, init: Callable = initialisers.glorot_uniform, rng=None,
                  dtype=np.float32):
-        if isinstance(in_features, np.ndarray) or hasattr(in_features, "__array_namespace__"):
+        if isinstance(in_features, np.ndarray) or hasattr(in_features, "__array_namespace__") \
+                and not isinstance(in_features, np.generic):  # (np.int64(3): a size)
             if out_features is not None and activation is identity and callable(out_features):
                 activation = out_features  # Dense(W, relu)
             elif out_features is not None:  # Flux's Dense(W, b, relu): the bias second
@@ -264,8 +265,9 @@ class Scale(Module):
         activation: Callable = identity
         if size and callable(size[-1]):
             size, activation = size[:-1], size[-1]
-        if not size or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in size):
-            raise ValueError(f"Scale: sizes must be positive ints; got {size}")
+        if not size:
+            raise ValueError("Scale: expected one or more sizes (positive ints); got none")
+        size = tuple(positive_int("Scale", f"size[{i}]", n) for i, n in enumerate(size))
         self.scale = np.asarray(init(tuple(size), rng), dtype=dtype)
         self.bias = None if bias is False or bias is None else (
             np.zeros(size, dtype) if bias is True else bias)

@@ -10,9 +10,11 @@ PairwiseFusion, Maxout.
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Number
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.layers.module import LayerError, Module, locate
 
 
@@ -183,11 +185,9 @@ class Maxout(Module):
     """
 
     def __init__(self, *layers):
-        if len(layers) == 2 and isinstance(layers[1], (int, np.integer)) \
-                and not isinstance(layers[1], bool):
-            make, n = layers
-            if n < 1:
-                raise ValueError(f"Maxout: the number of alternatives must be >= 1; got {n}")
+        if len(layers) == 2 and isinstance(layers[1], (Number, np.number)):  # (make, n)
+            make = layers[0]
+            n = positive_int("Maxout", "n (the number of alternatives)", layers[1])
             layers = tuple(make() for _ in range(n))
         if not layers:
             raise TypeError("Maxout needs at least one layer")

@@ -22,6 +22,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml._checks import is_int
 from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
@@ -32,8 +33,7 @@ SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 def _kernel(layer, kernel) -> tuple[int, ...]:
     kernel = (kernel,) if isinstance(kernel, (int, np.integer)) else tuple(kernel)
-    if not 1 <= len(kernel) <= 3 or not all(
-            isinstance(k, (int, np.integer)) and k >= 1 for k in kernel):
+    if not 1 <= len(kernel) <= 3 or not all(is_int(k) and k >= 1 for k in kernel):
         raise ValueError(f"{layer}: the kernel must be a tuple of 1 to 3 positive ints (one "
                          f"per spatial dimension); got {kernel!r}")
     return tuple(int(k) for k in kernel)

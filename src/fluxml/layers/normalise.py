@@ -26,6 +26,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml._checks import real_in
 from fluxml.ad.api import stop_gradient
 from fluxml.layers.basic import _activation_suffix, _positive, identity
 from fluxml.layers.module import LayerError, Module, is_active, need_array
@@ -47,6 +48,9 @@ class _Norm(Module):
                init_bias=initialisers.zeros, init_scale=initialisers.ones, rng=None,
                shape=None):
         shape = (channels,) if shape is None else shape
+        who = type(self).__name__
+        real_in(who, "eps (added to the variance)", eps, 0)
+        real_in(who, "momentum (the running statistics' update rate)", momentum, 0, 1)
         self.activation = activation
         self.weight = np.asarray(init_scale(shape, rng), dtype) if affine else None
         self.bias = np.asarray(init_bias(shape, rng), dtype) if affine else None

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.layers.module import LayerError, Module, need_array
 
 
@@ -55,8 +56,7 @@ class PolyAct(Module):
 
     def __init__(self, degree: int = 2, fit: str = "relu", span=(-4.0, 4.0), *,
                  dtype=np.float32):
-        if not isinstance(degree, int) or degree < 1:
-            raise ValueError(f"PolyAct: degree must be a positive int; got {degree!r}")
+        degree = positive_int("PolyAct", "degree", degree)
         if fit not in _FITS:
             raise ValueError(f"PolyAct: fit must be one of {sorted(_FITS)}; got {fit!r}")
         lo, hi = span

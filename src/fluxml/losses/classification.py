@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._checks import is_int, real_in
 from fluxml.losses.common import (
     Agg,
     aggregate,
@@ -41,11 +42,13 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
     >>> fl.label_smoothing(np.array([[0.0, 1.0]]), 0.2)
     array([[0.1, 0.9]])
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"label_smoothing: alpha must lie in (0, 1), got {alpha}")
+    real_in("label_smoothing", "alpha", alpha, 0, 1, low_open=True, high_open=True)
     y = np.asarray(y) if type(y).__name__ != "Tracer" else y
     if y.dtype.kind not in "fc":
         y = y.astype(np.float64)
+    if axis is not None and not (is_int(axis) and -np.ndim(y) <= axis < np.ndim(y)):
+        raise ValueError(f"label_smoothing: axis must be an axis of y (ndim {np.ndim(y)}; "
+                         f"the classes' axis) or None (binary targets); got {axis!r}")
     k = 2 if axis is None else np.shape(y)[axis]
     return y * (1.0 - alpha) + alpha / k
 
@@ -61,7 +64,7 @@ def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     >>> round(float(fl.crossentropy(p, np.array([0, 1]))), 4)
     0.1324
     """
-    eps = default_eps(yhat, eps)
+    eps = default_eps(yhat, eps, "crossentropy")
     if is_labels(y):
         return aggregate(-np.log(pick("crossentropy", yhat, y, axis) + eps), agg)
     y = target("crossentropy", yhat, y, labels=True)
@@ -98,7 +101,7 @@ def binarycrossentropy(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     array([0.1054, 0.2231])
     """
     y = target("binarycrossentropy", yhat, y)
-    eps = default_eps(yhat, eps)
+    eps = default_eps(yhat, eps, "binarycrossentropy")
     return aggregate(-xlogy(y, yhat + eps) - xlogy(1.0 - y, 1.0 - yhat + eps), agg)
 
 
@@ -126,7 +129,7 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     0.1438
     """
     y = target("kldivergence", yhat, y)
-    eps = default_eps(yhat, eps)
+    eps = default_eps(yhat, eps, "kldivergence")
     return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
 
 
@@ -164,9 +167,10 @@ def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
     array([0.0011, 0.0817])
     """
     y = target("binary_focal_loss", yhat, y)
-    yhat = yhat + default_eps(yhat, eps)
+    yhat = yhat + default_eps(yhat, eps, "binary_focal_loss")
     p = y * yhat + (1.0 - y) * (1.0 - yhat)
-    return aggregate(-(1.0 - p) ** float(gamma) * np.log(p), agg)
+    gamma = float(real_in("binary_focal_loss", "gamma (the focusing power)", gamma, 0))
+    return aggregate(-(1.0 - p) ** gamma * np.log(p), agg)
 
 
 def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0,
@@ -180,8 +184,8 @@ def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0
     >>> fl.focal_loss(yhat, np.array([0, 0]), agg="none").round(4)  # labels or one-hot rows
     array([0.0011, 0.0817])
     """
-    yhat = yhat + default_eps(yhat, eps)
-    gamma = float(gamma)
+    yhat = yhat + default_eps(yhat, eps, "focal_loss")
+    gamma = float(real_in("focal_loss", "gamma (the focusing power)", gamma, 0))
     if is_labels(y):
         p = pick("focal_loss", yhat, y, axis)
         return aggregate(-((1.0 - p) ** gamma) * np.log(p), agg)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fluxml._checks import real_in
 from fluxml.ad import logsumexp
 from fluxml.ad.core import untraced
 
@@ -72,9 +73,12 @@ def _shape(x) -> tuple:
     return np.shape(x) if shape is None else tuple(shape)
 
 
-def default_eps(yhat, eps):
-    """Flux's ``epseltype``: the machine epsilon of the prediction's dtype."""
-    return float(np.finfo(_dtype(yhat)).eps) if eps is None else float(eps)
+def default_eps(yhat, eps, name: str = "loss"):
+    """Flux's ``epseltype``: the machine epsilon of the prediction's dtype; or ``eps``,
+    checked (a finite number >= 0; the error names the loss ``name``)."""
+    if eps is None:
+        return float(np.finfo(_dtype(yhat)).eps)
+    return float(real_in(name, "eps (added to the prediction)", eps, 0))
 
 
 def xlogy(x, y):

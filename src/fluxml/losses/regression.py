@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._checks import real_in
 from fluxml.losses.common import Agg, aggregate, default_eps, target, xlogy
 
 
@@ -53,7 +54,7 @@ def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     array([0., 1.])
     """
     y = target("msle", yhat, y)
-    eps = default_eps(yhat, eps)
+    eps = default_eps(yhat, eps, "msle")
     return aggregate(np.square(np.log((yhat + eps) / (y + eps))), agg)
 
 
@@ -66,7 +67,8 @@ def huber_loss(yhat, y, *, agg: Agg = "mean", delta: float = 1.0):
     array([0.125, 2.5  ])
     """
     y = target("huber_loss", yhat, y)
-    delta = float(delta)
+    delta = float(real_in("huber_loss", "delta (where the square turns linear)", delta, 0,
+                          low_open=True))
     err = np.abs(yhat - y)
     small = err < delta  # which branch: no derivative
     return aggregate(np.where(small, 0.5 * err * err, delta * (err - 0.5 * delta)), agg)
@@ -127,7 +129,7 @@ def dice_coeff_loss(yhat, y, *, agg: Agg = "all", smooth: float = 1.0):
     """
     y = target("dice_coeff_loss", yhat, y)
     axes = _overlap_axes("dice_coeff_loss", y, agg)
-    smooth = float(smooth)
+    smooth = float(real_in("dice_coeff_loss", "smooth", smooth, 0))
     overlap = 2.0 * np.sum(y * yhat, axis=axes) + smooth
     loss = 1.0 - overlap / (np.sum(np.square(y), axis=axes) +
                             np.sum(np.square(yhat), axis=axes) + smooth)
@@ -147,7 +149,7 @@ def tversky_loss(yhat, y, *, agg: Agg = "all", beta: float = 0.7):
     """
     y = target("tversky_loss", yhat, y)
     axes = _overlap_axes("tversky_loss", y, agg)
-    beta = float(beta)
+    beta = float(real_in("tversky_loss", "beta (the weight of false positives)", beta, 0, 1))
     tp = np.sum(y * yhat, axis=axes)
     den = np.sum(y * yhat + beta * (1.0 - y) * yhat + (1.0 - beta) * y * (1.0 - yhat),
                  axis=axes)

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from fluxml._checks import real_in
 from fluxml.ad.core import draw, first_order, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 
@@ -314,7 +315,15 @@ def leakyrelu(x, a: float = 0.01):
     >>> fl.leakyrelu(np.array([-1.0, 2.0]), 0.1)
     array([-0.1,  2. ])
     """
+    _number("leakyrelu", "a (the slope below 0)", a)
     return np.where(x > 0, x, a * x)
+
+
+def _number(fn, name, value, low=-math.inf, **open_ends):
+    """A plain number argument checked (finite, ``>= low``); an array (a slope per channel)
+    or a traced one is the caller's to mean."""
+    if isinstance(value, (int, float, np.number)):
+        real_in(fn, name, value, low, **open_ends)
 
 
 def elu(x, a: float = 1.0):
@@ -324,6 +333,7 @@ def elu(x, a: float = 1.0):
     >>> fl.elu(np.array([-1000.0, 2.0]))
     array([-1.,  2.])
     """
+    _number("elu", "a", a)
     return ELU(x, alpha=float(a), beta=1.0, scale=1.0)
 
 
@@ -344,6 +354,9 @@ def celu(x, a: float = 1.0):
     >>> fl.celu(np.array([-1000.0, 1.0]), 2.0)
     array([-2.,  1.])
     """
+    _number("celu", "a", a)
+    if a == 0:  # (it divides by a: ZeroDivisionError)
+        raise ValueError("celu: a must not be 0 (celu divides x by it); got 0")
     return ELU(x, alpha=float(a), beta=float(a), scale=1.0)
 
 
@@ -457,6 +470,7 @@ def softshrink(x, lambd: float = 0.5):
     >>> fl.softshrink(np.array([-2.0, 0.2, 2.0]))
     array([-1.5,  0. ,  1.5])
     """
+    _number("softshrink", "lambd", lambd, 0)  # (a negative one: clip's bounds crossed)
     return x - np.clip(x, -lambd, lambd)
 
 
@@ -467,6 +481,7 @@ def hardshrink(x, lambd: float = 0.5):
     >>> fl.hardshrink(np.array([-2.0, 0.2, 2.0]))
     array([-2.,  0.,  2.])
     """
+    _number("hardshrink", "lambd", lambd, 0)
     return np.where(np.abs(x) > lambd, x, 0)
 
 
@@ -477,6 +492,11 @@ def hardtanh(x, lo: float = -1.0, hi: float = 1.0):
     >>> fl.hardtanh(np.array([-2.0, 0.5, 2.0]))
     array([-1. ,  0.5,  1. ])
     """
+    _number("hardtanh", "lo", lo)
+    _number("hardtanh", "hi", hi)
+    if isinstance(lo, (int, float, np.number)) and isinstance(hi, (int, float, np.number)) \
+            and not lo <= hi:
+        raise ValueError(f"hardtanh: expected lo <= hi; got lo={lo}, hi={hi}")
     # np.clip's derivative at the bounds is 1; NaN passes through as clip's does
     return np.where(x >= hi, hi, np.where(x <= lo, lo, x))
 
@@ -488,6 +508,7 @@ def trelu(x, theta: float = 1.0):
     >>> fl.trelu(np.array([0.5, 2.0]))
     array([0., 2.])
     """
+    _number("trelu", "theta", theta)
     return np.where(x > theta, x, 0)
 
 

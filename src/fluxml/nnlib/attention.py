@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from fluxml._checks import is_int, positive_int
 from fluxml.ad.core import first_order, raw
 from fluxml.ad.define import primitive
 from fluxml.nnlib import windows as win
@@ -310,9 +311,7 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     shapes = [np.shape(raw(a)) for a in (q, k, v)]
     sq, sk, sv = shapes
     if nheads is not None:
-        if not isinstance(nheads, (int, np.integer)) or nheads < 1:
-            raise ValueError(f"dot_product_attention: nheads must be a positive int; got "
-                             f"{nheads!r}")
+        nheads = positive_int("dot_product_attention", "nheads", nheads)
         if any(len(s) != 3 for s in shapes) or sq[0] != sk[0] or sq[0] != sv[0] \
                 or sq[-1] != sk[-1] or sk[-2] != sv[-2] or sq[-1] % nheads or sv[-1] % nheads:
             raise ValueError(f"dot_product_attention: with nheads={nheads}, expected q (N, Tq, "
@@ -370,5 +369,12 @@ def make_causal_mask(x, axis: int = -2) -> np.ndarray:
            [1, 1, 0],
            [1, 1, 1]])
     """
-    n = x if isinstance(x, (int, np.integer)) else np.shape(raw(x))[axis]
+    if is_int(x):
+        n = positive_int("make_causal_mask", "x (the length)", x, minimum=0)
+    else:
+        shape = np.shape(raw(x))
+        if not (is_int(axis) and -len(shape) <= axis < len(shape)):
+            raise ValueError(f"make_causal_mask: axis (the time axis) must be an axis of x "
+                             f"(shape {shape}); got {axis!r}")
+        n = shape[axis]
     return np.tril(np.ones((n, n), dtype=bool))

@@ -26,6 +26,7 @@ import functools
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.ad.define import deflinear, defvjp, primitive
 from fluxml.nnlib import convkernels as kernels
 from fluxml.nnlib import windows as win
@@ -93,18 +94,25 @@ def _prepare(fn, x, w, stride, pad, dilation, groups, flipped):
         hash((stride, pad, dilation, groups))
     except TypeError:  # options given as lists: checked without the cache
         params = _params.__wrapped__(fn, x_shape, w_shape, stride, pad, dilation, groups)
-    else:
-        params = _params(fn, x_shape, w_shape, stride, pad, dilation, groups)
+    else:  # (the options' types in the key: True == 1 and 2.0 == 2 would share entries)
+        params = _params(fn, x_shape, w_shape, stride, pad, dilation, groups,
+                         _kinds((stride, pad, dilation, groups)))
     if flipped:
         w = _flip(w, len(w_shape) - 2)
     return w, dict(params)
 
 
+def _kinds(v):
+    """The types in ``v`` (a tuple's, item by item)."""
+    return tuple(_kinds(i) for i in v) if type(v) is tuple else type(v)
+
+
 @functools.lru_cache(maxsize=256)
-def _params(fn, x_shape, w_shape, stride, pad, dilation, groups):
+def _params(fn, x_shape, w_shape, stride, pad, dilation, groups, kinds=None):
     """The checks of :func:`_prepare` on the shapes and options, remembered: a layer calls
     them with the same ones at every step (they cost a few percent of LeNet's second
-    convolution). Items of the parameters; a bad input raises, and is not remembered."""
+    convolution). Items of the parameters; a bad input raises, and is not remembered.
+    ``kinds``: the options' types, for the cache's key only."""
     d = _check_ranks(fn, x_shape, w_shape)
     stride, dilation, groups = _check_steps(fn, d, stride, dilation, groups)
     c, o = x_shape[1], w_shape[0]
@@ -193,10 +201,9 @@ def _check_ranks(fn, x_shape, w_shape):
 
 
 def _check_steps(fn, d, stride, dilation, groups):
-    if not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"{fn}: groups must be a positive int; got {groups!r}")
+    groups = positive_int(fn, "groups", groups)
     return (win.spatial(stride, d, "stride", fn), win.spatial(dilation, d, "dilation", fn),
-            int(groups))
+            groups)
 
 
 def _check_fits(fn, size, kernel, stride, dilation, pads):

@@ -23,6 +23,7 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
+from fluxml._checks import real_in
 from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.ad.fitting import broadcast
@@ -325,6 +326,7 @@ def batchnorm(x, scale=None, bias=None, *, mean=None, var=None, eps: float = 1e-
     array([[-1.],
            [ 1.]])
     """
+    real_in("batchnorm", "eps (added to the variance)", eps, 0)
     x, shape, bshape, scale, bias = _per_channel("batchnorm", x, 2, scale, bias)
     c = (shape[1],)
     if (mean is None) != (var is None):

@@ -90,8 +90,10 @@ def scatter(op, src, *idx, init=None, dstsize=None):
     ``inner``. ``op`` is ``"add"`` (``np.add``), ``"sub"``, ``"mean"`` (``np.mean``),
     ``"max"`` (``np.maximum``) or ``"min"``; places nothing reaches hold ``init``, by
     default 0 (add, sub, mean) or ``-inf`` / ``+inf`` (max / min), as NNlib fills them.
-    Differentiable in ``src``: where sources tie for a max or min, the first of them (in
-    ``idx``'s order) takes the gradient.
+    Differentiable in ``src``. Where several sources tie for a max or min, each takes an
+    even share of the gradient (with ``init`` given and tying too, it counts as one of
+    them): as ``np.max``'s rule here and PyTorch's ``scatter_reduce("amax")``; NNlib gives
+    every tie the whole gradient, which sums to more than the output's.
 
     >>> import numpy as np, fluxml as fl
     >>> src = np.array([[1.0, 5.0], [3.0, 2.0], [4.0, 4.0]])
@@ -143,26 +145,34 @@ def scatter(op, src, *idx, init=None, dstsize=None):
 
 
 def _scatter_extremum(kind, src, idx, lead, inner, init, xp):
-    """max / min: the extremum of each destination's sources, written as a sum of the one
-    source chosen there (the first that attains it), so the gradient reaches that one."""
+    """max / min: the extremum of each destination's sources (``ufunc.at``). Traced, it is
+    rewritten as an exact sum whose derivative gives each source that attains its extremum
+    an even share (``init``, where given, counts among them: its share goes nowhere)."""
     value = raw(src)
     empty = init if init is not None else (-np.inf if kind == "max" else np.inf)
     best = xp.full(lead + inner, empty, value.dtype)
     (np.maximum if kind == "max" else np.minimum).at(best, idx, value)
     if type(src) is not Tracer:
         return best
-    hit = value == best[idx]  # (K + inner): the sources that attain their extremum
+    at = best[idx]  # (K + inner): each source's extremum
+    hit = (value == at) | (xp.isnan(value) & xp.isnan(at))  # (a NaN wins, as np.max's)
     inner_n = math.prod(inner)
     k_ndim = idx[0].ndim
     dest = xp.reshape(xp.ravel_multi_index(idx, lead), idx[0].shape + (1,) * len(inner))
     dest = dest * inner_n + xp.reshape(xp.arange(inner_n), (1,) * k_ndim + inner)
-    dest = xp.broadcast_to(dest, hit.shape).ravel()  # each source's flat place in dst
-    where = xp.flatnonzero(hit)
-    _, first = xp.unique(dest[where], return_index=True)
-    chosen = xp.zeros(hit.size, bool)
-    chosen[where[first]] = True
-    reached = xp.zeros(best.size, bool)
-    reached[dest[where]] = True
-    base = xp.where(xp.reshape(reached, best.shape), xp.zeros((), best.dtype), best)
-    # (np.where, not a product with the choice: 0 * inf would be NaN)
-    return index_add(base, idx, np.where(xp.reshape(chosen, hit.shape), src, 0))
+    dest = xp.broadcast_to(dest, hit.shape)  # each source's flat place in dst
+    ties = xp.bincount(dest[hit], minlength=best.size)
+    if init is not None:  # (init attains it too: a competitor, as torch's include_self)
+        ties = ties + xp.ravel(best == xp.asarray(init, best.dtype))
+    share = xp.where(hit, 1 / xp.maximum(ties, 1)[dest], 0).astype(value.dtype)
+    # finite extrema: best - sum of share * (value - src), whose value is best exactly
+    # (0.0 subtracted keeps a -0.0); an infinite or NaN one: the sum of share * src
+    finite = hit & xp.isfinite(value)
+    zeros = xp.zeros(best.shape, best.dtype)
+    gap = index_add(zeros, idx, (xp.where(finite, value, 0) - np.where(finite, src, 0)) * share)
+    other = hit & ~finite
+    wild = xp.reshape(xp.bincount(dest[other], minlength=best.size) > 0, best.shape)
+    if not bool(wild.any()):
+        return best - gap
+    extreme = index_add(zeros, idx, np.where(other, src, 0) * share)
+    return np.where(wild, extreme, best - gap)

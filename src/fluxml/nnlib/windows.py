@@ -27,6 +27,8 @@ import threading
 
 import numpy as np
 
+from fluxml._checks import is_int
+
 
 def array_module(*arrays):
     """CuPy when an argument is a CuPy array, else NumPy."""
@@ -47,11 +49,10 @@ def check_input(fn: str, x) -> int:
 
 def spatial(value, d: int, name: str, fn: str, minimum: int = 1) -> tuple:
     """``value`` as a tuple of ``d`` ints ``>= minimum``: an int is repeated."""
-    if isinstance(value, (int, np.integer)):
+    if is_int(value):
         value = (int(value),) * d
     value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    if len(value) != d or not all(isinstance(v, (int, np.integer)) and v >= minimum
-                                  for v in value):
+    if len(value) != d or not all(is_int(v) and v >= minimum for v in value):
         kind = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{fn}: {name} must be an int or a tuple of {d} ints, {kind} (one per "
                          f"spatial dimension); got {value!r}")

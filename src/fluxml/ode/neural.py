@@ -60,8 +60,15 @@ class NeuralODE(Module):
             raise TypeError(f"NeuralODE: model must be callable (a layer); got {model!r}")
         if len(tspan) != 2:
             raise ValueError(f"NeuralODE: tspan must be (t0, t1); got {tspan!r}")
+        try:
+            times = (float(tspan[0]), float(tspan[1]))
+        except (TypeError, ValueError):
+            times = (np.nan, np.nan)
+        if not np.all(np.isfinite(times)):  # (a NaN end solved nothing, silently)
+            raise ValueError(f"NeuralODE: tspan must be two finite times (t0, t1); got "
+                             f"{tspan!r}")
         self.model = model
-        self.tspan = (float(tspan[0]), float(tspan[1]))
+        self.tspan = times
         self.solver = Tsit5() if solver is None else solver
         self.saveat = None if saveat is None else np.asarray(saveat, dtype=float)
         self.sensealg = InterpolatingAdjoint() if sensealg is None else sensealg

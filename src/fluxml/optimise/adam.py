@@ -24,7 +24,9 @@ import numpy as np
 from fluxml.optimise.base import (
     Rule,
     check_beta,
+    check_epsilon,
     check_eta,
+    check_lambd,
     divide_scaled,
     eps_for,
     floats,
@@ -77,6 +79,7 @@ class _AdamLike(Rule):
     def __post_init__(self):
         check_eta(type(self).__name__, self.eta)
         check_beta(type(self).__name__, self.beta)
+        check_epsilon(type(self).__name__, self.epsilon)
 
     def init(self, x):
         return _zeros_state(x)
@@ -135,6 +138,10 @@ class AdamW(_AdamLike):
     couple: bool = True
     hyperparameters = ("eta", "beta", "lambd", "epsilon")
     switches = ("lambd",)  # (compiled without weight decay while it is exactly 0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_lambd("AdamW", self.lambd)
 
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)

@@ -28,10 +28,12 @@ import dataclasses
 import inspect
 import math
 from contextvars import ContextVar
+from numbers import Real
 from typing import ClassVar
 
 import numpy as np
 
+from fluxml._checks import real_in
 from fluxml.ad.core import COMPILING, Tracer
 
 # PyTorch's keyword names, accepted by ``adjust`` beside Optimisers.jl's.
@@ -167,13 +169,36 @@ def on(switch) -> bool:
 
 
 def check_beta(name, beta):
-    if len(beta) != 2 or not all(0.0 <= b < 1.0 for b in beta):
-        raise ValueError(f"{name}: beta must be two numbers in [0, 1), got {beta!r}")
+    """Two decay rates in [0, 1) (a tuple or list; NaN is in no range)."""
+    try:
+        ok = len(beta) == 2 and all(_real(b) and 0.0 <= b < 1.0 for b in beta)
+    except TypeError:  # (one number, not two: it has no len)
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: beta must be two numbers in [0, 1) (the decay rates of the "
+                         f"moments); got {beta!r}")
+
+
+def _real(x) -> bool:
+    """A real number: a Python or NumPy one (not a bool), a 0-d array, or a traced one."""
+    return type(x) is Tracer or isinstance(x, (Real, np.floating, np.integer)) and \
+        not isinstance(x, bool) or getattr(x, "ndim", None) == 0 and x.dtype.kind in "iuf"
 
 
 def check_eta(name, eta):
-    if eta < 0:
-        raise ValueError(f"{name}: the learning rate eta cannot be negative, got {eta!r}")
+    real_in(name, "the learning rate eta", eta, 0)
+
+
+def check_epsilon(name, epsilon):
+    real_in(name, "epsilon (added to the denominator)", epsilon, 0)
+
+
+def check_rho(name, rho, what="the decay rate"):
+    real_in(name, f"rho ({what})", rho, 0, 1)
+
+
+def check_lambd(name, lambd):
+    real_in(name, "lambd (the weight decay)", lambd, 0)
 
 
 def eps_for(eps: float, x) -> float:

@@ -19,10 +19,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, untraced
 from fluxml.optimise.base import (
     Rule,
     apply_rule,
+    check_lambd,
     floats,
     number,
     real_only,
@@ -145,6 +147,9 @@ class WeightDecay(Rule):
 
     lambd: float = 5e-4
 
+    def __post_init__(self):
+        check_lambd("WeightDecay", self.lambd)
+
     def apply(self, state, x, dx, out=None):
         real_only(x)
         lam = number(self.lambd, x)
@@ -171,6 +176,9 @@ class SignDecay(Rule):
     hyperparameters = ("lambd",)
 
     lambd: float = 1e-3
+
+    def __post_init__(self):
+        check_lambd("SignDecay", self.lambd)
 
     def apply(self, state, x, dx, out=None):
         real_only(x)
@@ -207,8 +215,7 @@ class AccumGrad(Rule):
     n: int = 1
 
     def __post_init__(self):
-        if not (isinstance(self.n, int) and self.n >= 1):
-            raise ValueError(f"AccumGrad: n must be a positive integer, got {self.n!r}")
+        self.n = positive_int("AccumGrad", "n (the steps to accumulate)", self.n)
 
     def init(self, x):
         return AccumState(np.zeros_like(x), step_count())

@@ -21,7 +21,11 @@ import numpy as np
 
 from fluxml.optimise.base import (
     Rule,
+    _real,
+    check_beta,
+    check_epsilon,
     check_eta,
+    check_rho,
     divide_scaled,
     eps_for,
     floats,
@@ -80,6 +84,7 @@ class Momentum(Rule):
 
     def __post_init__(self):
         check_eta("Momentum", self.eta)
+        check_rho("Momentum", self.rho, "the momentum")
 
     def init(self, x):
         return np.zeros_like(x)
@@ -113,6 +118,7 @@ class Nesterov(Rule):
 
     def __post_init__(self):
         check_eta("Nesterov", self.eta)
+        check_rho("Nesterov", self.rho, "the momentum")
 
     def init(self, x):
         return np.zeros_like(x)
@@ -159,6 +165,8 @@ class RMSProp(Rule):
 
     def __post_init__(self):
         check_eta("RMSProp", self.eta)
+        check_rho("RMSProp", self.rho)
+        check_epsilon("RMSProp", self.epsilon)
 
     def init(self, x):
         return RMSPropState(np.zeros_like(x), np.zeros_like(x) if self.centred else None)
@@ -209,6 +217,13 @@ class Rprop(Rule):
 
     def __post_init__(self):
         check_eta("Rprop", self.eta)
+        ell, gamma = self.ell, self.gamma  # (as PyTorch's: 0 < etaminus < 1 < etaplus)
+        if not (_pair(ell) and 0 < ell[0] < 1 < ell[1]):
+            raise ValueError(f"Rprop: ell must be two numbers (the step's factors after a sign "
+                             f"change and after none), 0 < ell[0] < 1 < ell[1]; got {ell!r}")
+        if not (_pair(gamma) and 0 <= gamma[0] <= gamma[1]):
+            raise ValueError(f"Rprop: gamma must be two numbers (the smallest and the largest "
+                             f"step), 0 <= gamma[0] <= gamma[1]; got {gamma!r}")
 
     def init(self, x):
         return RpropState(np.zeros_like(x), np.full_like(x, self.eta))
@@ -252,6 +267,7 @@ class AdaGrad(Rule):
 
     def __post_init__(self):
         check_eta("AdaGrad", self.eta)
+        check_epsilon("AdaGrad", self.epsilon)
 
     def init(self, x):
         return np.full_like(x, self.epsilon)
@@ -291,6 +307,10 @@ class AdaDelta(Rule):
 
     rho: float = 0.9
     epsilon: float = 1e-8
+
+    def __post_init__(self):
+        check_rho("AdaDelta", self.rho)
+        check_epsilon("AdaDelta", self.epsilon)
 
     def init(self, x):
         return AdaDeltaState(np.zeros_like(x), np.zeros_like(x))
@@ -332,6 +352,7 @@ class Lion(Rule):
 
     def __post_init__(self):
         check_eta("Lion", self.eta)
+        check_beta("Lion", self.beta)
 
     def init(self, x):
         return np.zeros_like(x)
@@ -346,3 +367,8 @@ class Lion(Rule):
         out *= number(self.eta, out)
         lerp(m, dx, 1.0 - b2, np.empty_like(m))
         return m, out
+
+
+def _pair(t) -> bool:
+    """Two real numbers (NaN, which no comparison admits, is refused by the caller's)."""
+    return isinstance(t, (tuple, list)) and len(t) == 2 and all(_real(v) for v in t)

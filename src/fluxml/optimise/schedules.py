@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fluxml._checks import positive_int
+from fluxml._checks import positive_int, real_in
 
 
 def _check_step(t):
@@ -36,6 +36,8 @@ class StepDecay:
     step: int = 10
 
     def __post_init__(self):
+        real_in("StepDecay", "start", self.start)
+        real_in("StepDecay", "decay", self.decay)
         positive_int("StepDecay", "step (the steps between decays)", self.step)
 
     def __call__(self, t: int) -> float:
@@ -54,6 +56,10 @@ class ExpDecay:
 
     start: float
     decay: float = 0.99
+
+    def __post_init__(self):
+        real_in("ExpDecay", "start", self.start)
+        real_in("ExpDecay", "decay", self.decay)
 
     def __call__(self, t: int) -> float:
         _check_step(t)
@@ -80,9 +86,10 @@ class CosineAnneal:
     warmup: int = 0
 
     def __post_init__(self):
-        if self.period < 1 or self.warmup < 0:
-            raise ValueError(f"CosineAnneal: period must be >= 1 and warmup >= 0, got "
-                             f"period={self.period}, warmup={self.warmup}")
+        real_in("CosineAnneal", "start", self.start)
+        real_in("CosineAnneal", "end", self.end)
+        positive_int("CosineAnneal", "period", self.period)
+        positive_int("CosineAnneal", "warmup", self.warmup, minimum=0)
 
     def __call__(self, t: int) -> float:
         _check_step(t)
@@ -112,9 +119,12 @@ class OneCycle:
     final_div: float = 1e4
 
     def __post_init__(self):
-        if self.total < 2 or not 0 < self.pct_start < 1:
-            raise ValueError(f"OneCycle: need total >= 2 and 0 < pct_start < 1, got "
-                             f"total={self.total}, pct_start={self.pct_start}")
+        real_in("OneCycle", "peak", self.peak)
+        positive_int("OneCycle", "total (the steps of the cycle)", self.total, minimum=2)
+        real_in("OneCycle", "pct_start", self.pct_start, 0, 1, low_open=True, high_open=True)
+        real_in("OneCycle", "div (peak / the first value)", self.div, 0, low_open=True)
+        real_in("OneCycle", "final_div (the first value / the last)", self.final_div, 0,
+                low_open=True)
 
     def __call__(self, t: int) -> float:
         _check_step(t)

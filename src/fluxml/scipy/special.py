@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from fluxml._checks import positive_int
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.rules.special import POLYGAMMA
 from fluxml.scipy._load import scipy_module
@@ -37,8 +38,9 @@ def polygamma(n, x):
             "pass it as a plain int or integer array, not a traced value")
     scipy_module("special")
     n = np.asarray(n)
-    if n.dtype.kind not in "iu" and not np.all(n == np.round(n)):
-        raise ValueError(f"polygamma: the order n must be a non-negative integer, got {n}")
+    if n.dtype.kind not in "iuf" or not np.all(n == np.round(n)) or np.any(n < 0):
+        raise ValueError(f"polygamma: the order n must be a non-negative integer (or an "
+                         f"array of them); got {n!r}")
     return POLYGAMMA(x, n=n.astype(int) if n.ndim else int(n))
 
 
@@ -52,9 +54,7 @@ def multigammaln(a, d: int):
     True
     """
     sp = scipy_module("special")
-    d = int(d)
-    if d < 1:
-        raise ValueError(f"multigammaln: the dimension d must be a positive integer, got {d}")
+    d = positive_int("multigammaln", "d (the dimension)", d)
     if np.any(np.asarray(raw(a)) <= (d - 1) / 2):
         raise ValueError(f"multigammaln: needs a > (d - 1) / 2 = {(d - 1) / 2} everywhere, "
                          f"got min(a) = {np.min(raw(a))}")
