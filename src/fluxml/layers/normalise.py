@@ -104,7 +104,10 @@ class _Norm(Module):
 
     def _update_stats(self, mean, var, count):
         """Running statistics from batch ``mean`` and biased ``var`` (each ``(channels,)``)
-        over ``count`` values per channel, written in place."""
+        over ``count`` values per channel, written in place; an empty batch leaves them (its
+        statistics are NaN; PyTorch leaves them too)."""
+        if count == 0:
+            return
         m = self.momentum
         mean, var = stop_gradient(mean), stop_gradient(var)
         unbiased = var * (count / max(count - 1, 1))
@@ -189,7 +192,8 @@ class InstanceNorm(_Norm):
         scale, bias = self._channel_affine(x.ndim)
         y, mean, var = nnlib.normalise(x, tuple(range(2, x.ndim)), scale, bias, eps=self.eps,
                                        return_stats=True)
-        if active and self.running_mean is not None:
+        if active and self.running_mean is not None and x.shape[0]:  # (an empty batch:
+            # no statistics)
             self._update_stats(np.mean(np.reshape(mean, x.shape[:2]), axis=0),
                                np.mean(np.reshape(var, x.shape[:2]), axis=0), x[0, 0].size)
         return self._activate(y)

@@ -25,6 +25,7 @@ array([[[0., 0., 2.],
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -61,7 +62,7 @@ def _bias_grad(g):
     axes walks them slowly)."""
     if type(g) is np.ndarray:
         n, o = g.shape[:2]
-        rows = np.reshape(g, (n, o, -1))
+        rows = np.reshape(g, (n, o, math.prod(g.shape[2:])))  # (not -1: n may be 0)
         return np.sum(np.matmul(rows, np.ones(rows.shape[-1], g.dtype)), axis=0)
     return np.sum(g, axis=(0,) + tuple(range(2, g.ndim)))
 

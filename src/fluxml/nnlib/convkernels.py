@@ -79,6 +79,8 @@ class Geometry:
     def blocks(self, itemsize, xp, positions=None, rows=None):
         """``(start, stop)`` of each block of samples (``positions``: columns per sample,
         ``rows``: rows of the columns, ``C * K`` unless given)."""
+        if self.n == 0:  # an empty batch: nothing to compute (outputs are empty, sums zero)
+            return []
         if xp is not np:  # one block on a GPU: few large kernels beat cache-sized ones
             return [(0, self.n)]
         per_sample = max(1, (rows or self.c * self.k) * (positions or self.positions) * itemsize)

@@ -16,6 +16,8 @@ averaging matrix; lp pooling is ``WINDOW_SUM(|x|^p)^(1/p)``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fluxml.ad.core import COMPILING, raw, untraced
@@ -319,7 +321,8 @@ def adaptive_maxpool(x, out_size):
         shape[i], shape[d + i] = t.shape
         index.append(xp.asarray(t.reshape(shape)))
     cols = v[(slice(None), slice(None)) + tuple(index)]  # (N, C, *out, *longest)
-    first = xp.argmax(cols.reshape(v.shape[:2] + out + (-1,)), axis=-1)  # first on ties
+    longest = math.prod(t.shape[1] for t in tables)  # (not -1: the batch may be empty)
+    first = xp.argmax(cols.reshape(v.shape[:2] + out + (longest,)), axis=-1)  # first on ties
     unique = all(n % m == 0 for n, m in zip(v.shape[2:], out))
     # the coordinate of window o's entry k is min(start[o] + k, end[o] - 1) (the tables'),
     # computed rather than looked up: k is traced under fl.compile, a table a constant
