@@ -253,6 +253,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     history_start = run.step  # the first step of this call is checked for a gradient
     buffers = _buffers(run.model)
     objects = _objects(run.model)
+    written = None if backend is None else _Written(gradient_step, run.model)
     for epoch in range(history.epoch + 1, last_epoch + 1):
         run.epoch = epoch
         for cb in callbacks:
@@ -271,6 +272,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             for x, kept in buffers:
                 kept[...] = x
             fields = [_contents(o) for o in objects]  # (a forward pass may set them)
+            if written is not None:
+                written.keep()
             share = 1.0 if dp is None else dp.share(count)
             if dp is not None and backend is None:  # the averaging starts in the backward pass
                 value, (grads,) = gradient_step(run.model, share, *args,
@@ -289,6 +292,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                     _put_back(o, before)
                 for x, kept in buffers:  # (the failed forward pass wrote its NaN there)
                     x[...] = kept
+                if written is not None:
+                    written.put_back()
             if not math.isfinite(value):
                 also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
                 raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
@@ -307,6 +312,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                                  f"given (its gradient holds no arrays), so training would "
                                  f"change nothing. loss(model, *batch) must compute with its "
                                  f"first argument, not with a model it closes over")
+            if written is not None:
+                written.learn()
             run.state, run.model = update(run.state, run.model, grads)
             run.step += 1
             run.loss = value
@@ -349,6 +356,45 @@ def _buffers(model) -> list:
     return [(x, x.copy()) for x in leaves(model) if id(x) not in trained
             and getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc"
             and getattr(getattr(x, "flags", None), "writeable", True)]
+
+
+class _Written:
+    """Under ``compile``, the model's arrays the compiled step writes in place (a forward
+    pass's ``self.state = ...`` compiles to a write into the array the field holds): copied
+    before each step and put back when it fails, as :func:`_buffers`' are. Until a step of the
+    current trace has run, which ones is not known, and every float array is copied."""
+
+    def __init__(self, step, model):
+        self.step, self.model = step, model
+        self.traces = None  # the step's trace count when ``pairs`` was learnt
+        self.pairs: list = []
+
+    def keep(self) -> None:
+        if self.traces != self.step.traces:
+            self.pairs = [(x, x.copy()) for x in leaves(self.model) if _float_array(x)]
+        else:
+            for x, kept in self.pairs:
+                kept[...] = x
+
+    def put_back(self) -> None:
+        for x, kept in self.pairs:
+            x[...] = kept
+
+    def learn(self) -> None:
+        """After a step that succeeded: the arrays its program writes (the model's leaves
+        come first among the step's arguments, ``(model, share, *batch)``)."""
+        if self.traces == self.step.traces or self.step.last is None:
+            return
+        self.traces = self.step.traces
+        entry = self.step.last
+        at = {entry.positions[k] for k, _ in entry.program.writes}
+        self.pairs = [(x, x.copy()) for i, x in enumerate(leaves(self.model))
+                      if i in at and _float_array(x)]
+
+
+def _float_array(x) -> bool:
+    return getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc" and \
+        getattr(getattr(x, "flags", None), "writeable", True)
 
 
 def _objects(model) -> list:

@@ -476,3 +476,25 @@ def test_a_0d_array_counted_in_place_stays_a_0d_array():
     for _ in range(2):
         fl.gradient(lambda m: m(np.ones(2)), m)
     assert type(m.calls) is np.ndarray and m.calls.shape == () and float(m.calls) == 2.0
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_puts_back_a_state_the_compiled_step_writes_in_place(compile):
+    class CarryMean(fl.Module):
+        def __init__(self):
+            self.w, self.state = np.ones((2, 1)), np.zeros((1, 2))
+
+        def __call__(self, x):
+            self.state = np.tanh(x.mean(axis=0, keepdims=True) + self.state)
+            return x @ self.w + np.sum(self.state)
+
+    model = CarryMean()
+    opt = fl.setup(fl.Descent(0.1), model)
+    loss = lambda m, x, y: fl.mse(m(x), y)  # noqa: E731
+    y = np.ones((2, 1))
+    fl.train(loss, model, [(np.ones((2, 2)), y)] * 2, opt, progress=False, compile=compile)
+    before = model.state.copy()
+    with np.errstate(all="ignore"), pytest.raises(fl.TrainingError, match="as it was"):
+        fl.train(loss, model, [(np.full((2, 2), np.nan), y)], opt, progress=False,
+                 compile=compile)
+    np.testing.assert_array_equal(model.state, before)
