@@ -403,6 +403,14 @@ def test_freeze_thaw_adjust_of_the_model_instead_of_its_state_are_refused():
     fl.thaw(fl.setup(fl.Descent(), {"n": 3}))
 
 
+@pytest.mark.parametrize("bad", [3, 2.5, "a", np.float32(1)])
+def test_freeze_thaw_adjust_of_a_number_or_a_string_are_refused(bad):
+    # they did nothing, silently
+    for call in (fl.freeze, fl.thaw, lambda s: fl.adjust(s, 0.5)):
+        with pytest.raises(TypeError, match=r"expected an optimiser state .* holds no Leaf"):
+            call(bad)
+
+
 def test_a_complex_parameter_gets_a_leaf_of_real_pairs():
     """A complex array was once left out of the state without a word (it never trained),
     then refused; now it trains as its (real, imaginary) pairs (tests/optimise/

@@ -480,6 +480,9 @@ def _state_leaves(state, who: str) -> list:
     """The Leafs of ``state``; a tree with arrays to train but no Leaf (the model, or a part
     of it, where its optimiser state was meant) is refused: nothing would change, silently."""
     leaves = _leaves(state)
+    if not leaves and isinstance(state, (int, float, complex, str, bytes, np.generic)):
+        raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
+                        f"such as state.layers[0]; got {state!r}, which holds no Leaf")
     if not leaves and state is not None and any(_trainable(x) for x in flatten(state)[0]):
         raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
                         f"such as state.layers[0]; got a {type(state).__name__} holding arrays "
