@@ -22,7 +22,6 @@ import collections
 import dataclasses
 import enum
 import functools
-import operator
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -331,8 +330,8 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     in every Leaf of a state, a layer used twice) is rebuilt once, so the new tree shares it
     as the original does. With ``log`` (a list), each mutable part rebuilt is logged as
     ``(original, new, contents)``, its contents as built (an object's fields as a dict, a
-    list's items as a list, a dict's items as a dict): what :func:`write_back` compares;
-    with ``shared`` too, an object met again is logged as ``REPEATED``.
+    list's items as a list, a dict's items as a dict): what ``fluxml.ad.writeback`` compares
+    to write back; with ``shared`` too, an object met again is logged as ``REPEATED``.
 
     >>> import numpy as np, fluxml as fl
     >>> leaves, spec = fl.flatten([np.ones(2), {"x": np.zeros(1)}])
@@ -455,65 +454,6 @@ def set_fields(obj, fields: dict) -> None:
     """Set fields of an object node as a tree's rebuild does (through its slots' descriptors
     and its ``__dict__``, not its class's ``__setattr__``)."""
     _set_fields(obj, fields)
-
-
-def write_back(log: list, restore: Callable[[Any], Any], written=frozenset()) -> None:
-    """Make the originals of a tree rebuilt with :func:`unflatten`'s ``log`` show what was
-    done to the new tree's mutable parts since: fields set or deleted on its objects, items
-    put into its lists and dicts. Each value written goes through ``restore``, which maps
-    the new tree's parts back to what the originals hold (a gradient's tracers to arrays).
-    A value whose ``id`` is in ``written`` (an array written in place) counts as set again
-    where it is found.
-
-    >>> import fluxml as fl
-    >>> from types import SimpleNamespace as NS
-    >>> old = NS(calls=0, log=[])
-    >>> leaves, spec = fl.flatten(old)
-    >>> log = []
-    >>> new = fl.unflatten(spec, leaves, log=log)
-    >>> new.calls += 1; new.log.append("seen")
-    >>> fl.tree.write_back(log, lambda v: v)
-    >>> old.calls, old.log
-    (1, ['seen'])
-    """
-    for entry in log:
-        if entry is REPEATED:
-            continue
-        original, new, built = entry
-        if isinstance(new, dict):
-            if len(new) != len(built) or \
-                    any(new.get(k, _UNSET) is not v or id(v) in written
-                        for k, v in built.items()):
-                items = {restore(k): restore(v) for k, v in new.items()}
-                original.clear()
-                original.update(items)
-        elif type(built) is list:
-            if len(new) != len(built) or \
-                    any(a is not b or id(a) in written for a, b in zip(new, built)):
-                items = [restore(v) for v in new]
-                if isinstance(original, collections.deque):
-                    original.clear()
-                    original.extend(items)
-                else:
-                    original[:] = items
-        else:
-            now = getattr(new, "__dict__", None)
-            if now is not None and not written and _same(now, built):  # (most objects)
-                continue
-            now = _state(new, _NODES.get(type(new), (None, None))[1])
-            changed = {k: restore(v) for k, v in now.items()
-                       if built.get(k, _UNSET) is not v or id(v) in written}
-            if changed:
-                _set_fields(original, changed)
-            if changed or len(now) != len(built):
-                for k in built.keys() - now.keys():
-                    object.__delattr__(original, k)
-
-
-def _same(now: dict, built: dict) -> bool:
-    """Whether a dict holds the same keys and values (by identity, in order) as before."""
-    return len(now) == len(built) and all(map(operator.is_, now.values(), built.values())) \
-        and all(map(operator.is_, now, built))
 
 
 def _rebuild_dict(typ, d):

@@ -3,7 +3,7 @@
 The transforms run ``f`` on a traced copy of its arguments (:func:`fluxml.tree.unflatten`
 with a ``log``); after the call, the fields ``f`` set or deleted on the copy's objects and the
 items it put into its lists and dicts are written back to the originals
-(:func:`fluxml.tree.write_back`), so that a counter, a layer's state or a user's running
+(:func:`write_back`), so that a counter, a layer's state or a user's running
 statistics move as they do when ``f`` runs eagerly. Values are mapped back on the way: an
 argument's tracer to the argument, another tracer of the transform to a copy of its value, a
 copied object to its original. An object, list or dict met at two places (a layer used twice)
@@ -24,6 +24,8 @@ is one copy; its numbers' leaves at the later places are aliased to the first pl
 
 from __future__ import annotations
 
+import collections
+import operator
 import types
 
 import numpy as np
@@ -36,7 +38,7 @@ class Rebuilt:
     """The traced copy of a function's arguments, with what writing its changes back to the
     originals needs: a field set in ``f`` (``self.calls += 1``, ``self.state = h``) or an
     item appended to a list holds, after the call, what it would hold had ``f`` run on the
-    originals, traced values as plain arrays (:func:`fluxml.tree.write_back`)."""
+    originals, traced values as plain arrays (:func:`write_back`)."""
 
     __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "alias", "_copies",
                  "_written")
@@ -68,7 +70,7 @@ class Rebuilt:
             # holding it is rebound to a copy of it (the caller's array is never changed)
             self._written = {id(t) for t, box in zip(self.new_leaves, self.boxes)
                              if type(t) is Tracer and t._box is not box}
-        tree.write_back(self.log, self.restore, self._written)
+        write_back(self.log, self.restore, self._written)
 
     def restore(self, v):
         """What the original tree holds for ``v``, a value of the copy: an argument's tracer
@@ -121,6 +123,66 @@ class Rebuilt:
 
 
 _NONE = object()
+
+
+def write_back(log: list, restore, written=frozenset()) -> None:
+    """Make the originals of a tree rebuilt with the ``log`` of :func:`fluxml.tree.unflatten`
+    show what was done to the new tree's mutable parts since: fields set or deleted on its
+    objects, items put into its lists and dicts. Each value written goes through
+    ``restore``, which maps the new tree's parts back to what the originals hold (a
+    gradient's tracers to arrays). A value whose ``id`` is in ``written`` (an array written
+    in place) counts as set again where it is found.
+
+    >>> import fluxml as fl
+    >>> from types import SimpleNamespace as NS
+    >>> old = NS(calls=0, log=[])
+    >>> leaves, spec = fl.flatten(old)
+    >>> log = []
+    >>> new = fl.unflatten(spec, leaves, log=log)
+    >>> new.calls += 1; new.log.append("seen")
+    >>> from fluxml.ad.writeback import write_back
+    >>> write_back(log, lambda v: v)
+    >>> old.calls, old.log
+    (1, ['seen'])
+    """
+    for entry in log:
+        if entry is tree.REPEATED:
+            continue
+        original, new, built = entry
+        if isinstance(new, dict):
+            if len(new) != len(built) or \
+                    any(new.get(k, _NONE) is not v or id(v) in written
+                        for k, v in built.items()):
+                items = {restore(k): restore(v) for k, v in new.items()}
+                original.clear()
+                original.update(items)
+        elif type(built) is list:
+            if len(new) != len(built) or \
+                    any(a is not b or id(a) in written for a, b in zip(new, built)):
+                items = [restore(v) for v in new]
+                if isinstance(original, collections.deque):
+                    original.clear()
+                    original.extend(items)
+                else:
+                    original[:] = items
+        else:
+            now = getattr(new, "__dict__", None)
+            if now is not None and not written and _same(now, built):  # (most objects)
+                continue
+            now = tree.tree_state(new)
+            changed = {k: restore(v) for k, v in now.items()
+                       if built.get(k, _NONE) is not v or id(v) in written}
+            if changed:
+                tree.set_fields(original, changed)
+            if changed or len(now) != len(built):
+                for k in built.keys() - now.keys():
+                    object.__delattr__(original, k)
+
+
+def _same(now: dict, built: dict) -> bool:
+    """Whether a dict holds the same keys and values (by identity, in order) as before."""
+    return len(now) == len(built) and all(map(operator.is_, now.values(), built.values())) \
+        and all(map(operator.is_, now, built))
 _KEPT = {int, float, complex, bool, str, type(None), np.ndarray}
 
 
