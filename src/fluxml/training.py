@@ -353,9 +353,7 @@ def _buffers(model) -> list:
     forward pass may write (BatchNorm's running statistics): copied before each step and put
     back when it fails, so that a TrainingError leaves the whole model as it was."""
     trained = {id(x) for x in flatten(model, trainable=True)[0]}
-    return [(x, x.copy()) for x in leaves(model) if id(x) not in trained
-            and getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc"
-            and getattr(getattr(x, "flags", None), "writeable", True)]
+    return [(x, x.copy()) for x in leaves(model) if id(x) not in trained and _float_array(x)]
 
 
 class _Written:

@@ -97,8 +97,7 @@ def _trace_args(trace, args, make):
     targs = unflatten(spec, new_leaves, shared={}, log=log)
     if not log:
         return targs, leaves, spec, boxes, None
-    rebuilt = Rebuilt(trace, log, leaves, new_leaves, boxes)
-    rebuilt.alias = rebuilt.aliases(spec)
+    rebuilt = Rebuilt(trace, log, leaves, new_leaves, boxes, spec)
     for j, i in rebuilt.alias.items():
         # a number field of a repeated object: the copy holds the first place's tracer,
         # whose gradient (the total) each place gets, as tied arrays do

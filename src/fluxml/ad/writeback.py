@@ -43,15 +43,15 @@ class Rebuilt:
     __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "alias", "_copies",
                  "_written")
 
-    def __init__(self, trace, log, leaves, new_leaves, boxes):
+    def __init__(self, trace, log, leaves, new_leaves, boxes, spec):
         self.trace, self.log = trace, log
         self.leaves, self.new_leaves = leaves, new_leaves
         self.boxes = list(boxes)  # (before aliasing): a handle not at its box was written
-        self.alias: dict = {}
+        self.alias = self._aliases(spec)
         self._copies = None
         self._written: set = set()
 
-    def aliases(self, spec) -> dict:
+    def _aliases(self, spec) -> dict:
         """Leaf position -> the position of the same leaf at the first place of its object,
         for the leaves of objects met again (none in most trees)."""
         if not any(entry is tree.REPEATED for entry in self.log):
