@@ -359,35 +359,40 @@ def _buffers(model) -> list:
 class _Written:
     """Under ``compile``, the model's arrays the compiled step writes in place (a forward
     pass's ``self.state = ...`` compiles to a write into the array the field holds): copied
-    before each step and put back when it fails, as :func:`_buffers`' are. Until a step of the
-    current trace has run, which ones is not known, and every float array is copied."""
+    before each step and put back when it fails, as :func:`_buffers`' are. They are learnt
+    from each compiled program (one per batch shape) after its first step that succeeded;
+    until the first is learnt, every float array is copied."""
 
     def __init__(self, step, model):
         self.step, self.model = step, model
-        self.traces = None  # the step's trace count when ``pairs`` was learnt
-        self.pairs: list = []
+        self.learnt: list = []  # the programs whose writes are in ``pairs``
+        self.pairs: dict | None = None  # id of array -> (array, its copy)
+        self.everything: list = []  # every float array and its copy, until then
 
     def keep(self) -> None:
-        if self.traces != self.step.traces:
-            self.pairs = [(x, x.copy()) for x in leaves(self.model) if _float_array(x)]
-        else:
-            for x, kept in self.pairs:
-                kept[...] = x
+        if self.pairs is None:
+            self.everything = [(x, x.copy()) for x in leaves(self.model) if _float_array(x)]
+            return
+        for x, kept in self.pairs.values():
+            kept[...] = x
 
     def put_back(self) -> None:
-        for x, kept in self.pairs:
+        for x, kept in (self.everything if self.pairs is None else self.pairs.values()):
             x[...] = kept
 
     def learn(self) -> None:
-        """After a step that succeeded: the arrays its program writes (the model's leaves
-        come first among the step's arguments, ``(model, share, *batch)``)."""
-        if self.traces == self.step.traces or self.step.last is None:
-            return
-        self.traces = self.step.traces
+        """After a step that succeeded: the arrays its program writes, added to those of the
+        programs learnt before (the model's leaves come first among the step's arguments,
+        ``(model, share, *batch)``)."""
         entry = self.step.last
+        if entry is None or any(e is entry for e in self.learnt):
+            return
+        self.learnt.append(entry)
         at = {entry.positions[k] for k, _ in entry.program.writes}
-        self.pairs = [(x, x.copy()) for i, x in enumerate(leaves(self.model))
-                      if i in at and _float_array(x)]
+        self.pairs = self.pairs or {}
+        self.pairs.update((id(x), (x, x.copy())) for i, x in enumerate(leaves(self.model))
+                          if i in at and _float_array(x))
+        self.everything = []
 
 
 def _float_array(x) -> bool:

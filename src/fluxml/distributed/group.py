@@ -240,7 +240,8 @@ class Group:
                     raise self._gone(ended, what)
             if elapsed > self.timeout:
                 late = self.roll_call()
-                ended = [r for r in late if r in self.ended()]
+                gone = set(self.ended())  # (one look at /proc for all of them)
+                ended = [r for r in late if r in gone]
                 if ended:
                     raise self._gone(ended, what)
                 who = (", ".join(f"rank {r} ({_last_seen(self.seen[r])})" for r in late)

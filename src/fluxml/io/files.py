@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fluxml._checks import is_int
 from fluxml.io import extra as extra_values
 from fluxml.io import safetensors
 from fluxml.io.modelstate import LoadError, check, flat_state, named_leaves, write_into
@@ -185,7 +186,7 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
 def _step(step) -> int:
     """``step`` checked: a count of steps, so a non-negative integer (``int(2.7)`` saved 2,
     silently; a bool is refused too, though Python counts it an int)."""
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+    if not is_int(step):
         raise TypeError(f"save_checkpoint: step must be a non-negative integer (the number "
                         f"of steps taken); got {step!r} ({type(step).__name__})")
     if step < 0:
