@@ -15,7 +15,7 @@ from fluxml.ad.core import Tracer
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import closed_over
-from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active
+from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active, owner_id
 from fluxml.tree import _fields, flatten, leaves_with_paths, nodes, unflatten
 
 
@@ -116,11 +116,11 @@ def hidden_arrays(args, spec, leaves, positions) -> dict:
     for i in positions:
         x = leaves[i]
         if is_array(x):
-            hidden.setdefault(_owner(x), []).append((x, _Where(args, i)))
+            hidden.setdefault(owner_id(x), []).append((x, _Where(args, i)))
     stack = [(spec, "")]
     while stack:  # (paths as leaves_with_paths writes them: keys joined with dots)
         node, where = stack.pop()
-        keys = node.keys if node.keys is not None else range(len(node.children))
+        keys = _keys(node)
         stack.extend((c, f"{where}.{k}" if where else f"argument {k}")
                      for k, c in zip(keys, node.children))
         static = node.static
@@ -136,14 +136,13 @@ def hidden_arrays(args, spec, leaves, positions) -> dict:
             continue  # a model's layer
         for x in held:
             if is_array(x):
-                hidden.setdefault(_owner(x), []).append((x, what))
+                hidden.setdefault(owner_id(x), []).append((x, what))
     return hidden
 
 
-def _owner(x) -> int:
-    """The id of the array that owns ``x``'s memory (JAX arrays are never views)."""
-    base = getattr(x, "base", None)
-    return id(x if base is None else base)
+def _keys(node):
+    """A node's keys: its fields' or entries' names, or positions for a list or tuple."""
+    return node.keys if node.keys is not None else range(len(node.children))
 
 
 class _Where:
@@ -304,8 +303,7 @@ def _difference(a, b, where: str) -> str:
     """The first path at which two specs of the arguments differ (for messages)."""
     if _spec_key(a) == _spec_key(b):
         return where
-    keys_a = list(a.keys) if a.keys is not None else list(range(len(a.children)))
-    keys_b = list(b.keys) if b.keys is not None else list(range(len(b.children)))
+    keys_a, keys_b = list(_keys(a)), list(_keys(b))
     if a.kind != b.kind or a.type is not b.type or a.kind in ("leaf", "static"):
         return where
     if keys_a != keys_b:

@@ -36,6 +36,13 @@ from fluxml.ad.mutation import link_view
 from fluxml.compiler.ir import Const, Eqn, Slot, Var
 
 
+def owner_id(x) -> int:
+    """The id of the array that owns ``x``'s memory (NumPy points every view at it; JAX
+    arrays are never views)."""
+    base = getattr(x, "base", None)
+    return id(x if base is None else base)
+
+
 class CompileError(TypeError):
     """The function cannot be compiled as written; the message says where and what to do.
 
@@ -320,8 +327,7 @@ class IRTrace(Trace):
         while eager code reads the array as it is at each call."""
         if not self.hidden:
             return
-        base = getattr(a, "base", None)
-        where = next((w for x, w in self.hidden.get(id(a if base is None else base), ())
+        where = next((w for x, w in self.hidden.get(owner_id(a), ())
                       if x is a or np.may_share_memory(x, a)), None)
         if where is not None:
             raise CompileError(

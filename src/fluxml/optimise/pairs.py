@@ -101,11 +101,11 @@ def to_pairs(items) -> tuple:
     for leaf, x, dx in items:
         if is_complex(x):
             p = _view(x)
-            if p is None:
-                p = pairs(x)
+            if p is None:  # (no view of its pairs: a copy, written back after the step)
+                p = np.stack([np.real(x), np.imag(x)], axis=-1)
                 copies.append((x, p))
             paired.add(id(p))
-            leaf, x, dx = leaf, p, gradient_pairs(dx, x)
+            x, dx = p, gradient_pairs(dx, x)
         out.append((leaf, x, dx))
     return out, copies, paired
 
