@@ -359,7 +359,7 @@ def _unflatten(spec, it, none, shared=None, log=None):
         return spec.type(*children)
     if kind == "dict":
         d = dict(zip(spec.keys, children))
-        return d if spec.type is dict else _rebuild_dict(spec.type, d)
+        return d if spec.type is dict else _rebuild_dict(spec.type, d, spec.static)
     if shared is not None and (built := shared.get(id(spec.static))) is not None:
         if log is not None:
             log.append(REPEATED)
@@ -416,7 +416,7 @@ def _container_like(spec, children):
     ``maxlen``)."""
     if spec.kind == "dict":
         d = dict(zip(spec.keys, children))
-        return d if spec.type is dict else _rebuild_dict(spec.type, d)
+        return d if spec.type is dict else _rebuild_dict(spec.type, d, spec.static)
     if issubclass(spec.type, collections.deque) and spec.static is not None:
         return spec.type(children, maxlen=spec.static.maxlen)
     return spec.type(children)
@@ -456,8 +456,14 @@ def set_fields(obj, fields: dict) -> None:
     _set_fields(obj, fields)
 
 
-def _rebuild_dict(typ, d):
+def _rebuild_dict(typ, d, like):
+    """A dict of ``like``'s type ``typ`` holding ``d``'s items: a defaultdict keeps its
+    default factory (``typ(d)`` refused it, and the rebuild was a plain dict: a gradient of
+    a layer filling ``self.stats[key].append(...)`` failed with KeyError); a type that
+    cannot be made from a dict gives a plain dict."""
     try:
+        if isinstance(like, collections.defaultdict):
+            return typ(like.default_factory, d)
         return typ(d)
     except TypeError:
         return d
@@ -537,7 +543,7 @@ def align(tree, spec: Spec, who: str = "a tree"):
         if list(tree) == keys and all(a is tree[k] for a, k in zip(children, keys)):
             return tree
         d = dict(zip(keys, children))
-        return d if type(tree) is dict else _rebuild_dict(type(tree), d)
+        return d if type(tree) is dict else _rebuild_dict(type(tree), d, tree)
     if (kind in ("list", "tuple", "namedtuple") and isinstance(tree, (list, tuple))
             and len(tree) == len(spec.children)):
         children = [align(t, c, who) for t, c in zip(tree, spec.children)]

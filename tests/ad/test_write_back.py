@@ -498,3 +498,26 @@ def test_a_failed_step_puts_back_a_state_the_compiled_step_writes_in_place(compi
         fl.train(loss, model, [(np.full((2, 2), np.nan), y)], opt, progress=False,
                  compile=compile)
     np.testing.assert_array_equal(model.state, before)
+
+
+def test_a_defaultdict_field_keeps_its_factory_through_gradients_and_rebuilds():
+    # before: a rebuild made it a plain dict (defaultdict(d) refuses a dict for its factory),
+    # so a layer filling self.stats[key].append(...) failed with KeyError under fl.gradient
+    import collections
+
+    class Tally:
+        def __init__(self):
+            self.w, self.stats = np.array([1.0, 2.0]), collections.defaultdict(list)
+
+        def __call__(self, x):
+            self.stats["calls"].append(1)
+            return np.sum(self.w * x)
+
+    m = Tally()
+    for _ in range(2):
+        g, = fl.gradient(lambda m: m(np.array([3.0, 4.0])), m)
+    assert g.w.tolist() == [3.0, 4.0]
+    assert type(m.stats) is collections.defaultdict and m.stats["calls"] == [1, 1]
+    copy = fl.fmap(lambda a: a * 2, m)
+    assert type(copy.stats) is collections.defaultdict and copy.stats.default_factory is list
+    assert copy.stats["new"] == []

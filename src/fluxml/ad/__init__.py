@@ -18,8 +18,9 @@ from fluxml.ad.api import (
     vjp,
     withgradient,
 )
+from fluxml.ad.checkpoint import checkpoint
 from fluxml.ad.core import DifferentiationError, Tracer
-from fluxml.ad.custom import checkpoint, custom_jvp, custom_vjp
+from fluxml.ad.custom import custom_jvp, custom_vjp
 from fluxml.ad.matrices import diaghessian, hessian, jacobian, withjacobian
 from fluxml.ad.rules import (  # noqa: F401  (each family registers its derivative rules)
     complex_values,

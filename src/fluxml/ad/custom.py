@@ -1,7 +1,8 @@
-"""User-given derivative rules: ``custom_vjp``, ``custom_jvp``, and ``checkpoint``.
+"""User-given derivative rules: ``custom_vjp`` and ``custom_jvp`` (``checkpoint``, whose
+backward rule is a recomputation of the function, is in ``checkpoint.py``).
 
-Each records one tape node whose backward rule is the user's (or, for ``checkpoint``, a
-recomputation of the function), so that the function's own operations are not recorded.
+Each records one tape node whose backward rule is the user's, so that the function's own
+operations are not recorded.
 """
 
 from __future__ import annotations
@@ -190,72 +191,3 @@ class custom_jvp:
         finally:
             trace.closed = None
         return trace.new(out, t_out, owned=False)
-
-
-def checkpoint(f: Callable) -> Callable:
-    """``f`` that stores nothing for the backward pass but its inputs, and recomputes its
-    intermediate values when the gradient needs them (trading time for memory).
-
-    >>> import numpy as np, fluxml as fl
-    >>> layer = fl.checkpoint(lambda x, w: np.tanh(x @ w))
-    >>> x, w = np.ones((2, 3)), np.full((3, 3), 0.1)
-    >>> g = fl.gradient(lambda w: np.sum(layer(x, w)), w)[0]
-    >>> g.shape
-    (3, 3)
-    """
-
-    @functools.wraps(f)
-    def wrapped(*args):
-        leaves, spec = flatten(args)
-        trace = top_trace(leaves)
-        if not isinstance(trace, ReverseTrace):
-            return f(*args)
-
-        replay = _Replay(f, args, leaves, spec)  # before the forward pass draws or updates
-
-        def run(*lower):
-            return f(*lower), lower
-
-        def bwd(lower, g):
-            with replay:  # the recompute draws the forward's numbers and updates nothing
-                _, back = pullback(f, *lower)
-            return back(g)
-
-        return _record(trace, leaves, spec, run, bwd)
-
-    return wrapped
-
-
-class _Replay:
-    """What makes a checkpoint's recompute the forward pass again (as PyTorch's
-    ``preserve_rng_state``): ``with replay:`` sets the NumPy generators ``f`` can reach (its
-    arguments', the objects it closes over, its globals, NumPy's and fluxml's default) to
-    their states when ``_Replay`` was made, so a Dropout draws the same mask, and afterwards
-    puts back their states and the arrays the layers keep as state (fields declared
-    ``nontrainable``: a BatchNorm's running statistics, updated once, by the forward pass)."""
-
-    def __init__(self, f, args, leaves, spec):
-        # lazy: the compiler package loads on first use (import fluxml stays light)
-        from fluxml.compiler.randomness import closed_over, generators, get_state, set_state
-
-        closed = tuple(closed_over(f).values())
-        tree = (args, closed) if closed else args
-        if closed:  # (args' own leaves and spec come from the caller)
-            leaves, spec = flatten(tree)
-        trainable = {id(x) for x in flatten(tree, trainable=True)[0]}
-        self.kept = [x for x in leaves if type(x) is np.ndarray and id(x) not in trainable]
-        self.generators = [g for _, g, _ in generators(f, spec)]
-        self.get, self.set = get_state, set_state
-        self.start = [get_state(g) for g in self.generators]
-
-    def __enter__(self):
-        self.now = [self.get(g) for g in self.generators]
-        self.values = [x.copy() for x in self.kept]
-        for g, s in zip(self.generators, self.start):
-            self.set(g, s)
-
-    def __exit__(self, *exc):
-        for g, s in zip(self.generators, self.now):
-            self.set(g, s)
-        for x, v in zip(self.kept, self.values):
-            x[...] = v

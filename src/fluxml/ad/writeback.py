@@ -88,28 +88,7 @@ class Rebuilt:
             # written in place: its new value, in a new array of the argument's type (a 0-d
             # array stays one, as `a += 1` keeps it eagerly)
             return np.array(v._val) if type(x) is np.ndarray else v._val.copy()
-        if t in _KEPT:
-            return v
-        originals = self._originals()
-        if id(v) in originals:
-            return originals[id(v)]
-        if t is types.MethodType and id(v.__self__) in originals:  # self.impl = self._f
-            return types.MethodType(v.__func__, originals[id(v.__self__)])
-        if t is set or t is frozenset:  # (members, like dict keys, are not walked)
-            return t(originals.get(id(k), k) for k in v)
-        if isinstance(v, dict):
-            items = {originals.get(id(k), k): self.restore(x) for k, x in v.items()}
-            if all(a is b for a, b in zip(items, v)) and \
-                    all(a is b for a, b in zip(items.values(), v.values())):
-                return v
-            return items if t is dict else tree._rebuild_dict(t, items)
-        try:
-            leaves, spec = tree.flatten(v, lambda a: type(a) is Tracer or id(a) in originals)
-        except ValueError:  # a cycle: kept as it is
-            return v
-        if not leaves:
-            return v
-        return tree.unflatten(spec, [self.restore(a) for a in leaves])
+        return restore_parts(v, self._originals(), self.restore)
 
     def _originals(self) -> dict:
         if self._copies is None:
@@ -145,6 +124,15 @@ def write_back(log: list, restore, written=frozenset()) -> None:
     >>> old.calls, old.log
     (1, ['seen'])
     """
+    apply(changes(log, written), restore)
+
+
+def changes(log: list, written=frozenset()) -> list:
+    """What :func:`write_back` writes, before ``restore``: ``(original, new, removed)`` for
+    each changed part of the log, ``new`` its new items (a dict's or a list's, all of them)
+    or its changed fields (an object's, a dict), ``removed`` the fields deleted (None for a
+    list or dict)."""
+    out = []
     for entry in log:
         if entry is tree.REPEATED:
             continue
@@ -153,30 +141,85 @@ def write_back(log: list, restore, written=frozenset()) -> None:
             if len(new) != len(built) or \
                     any(new.get(k, _NONE) is not v or id(v) in written
                         for k, v in built.items()):
-                items = {restore(k): restore(v) for k, v in new.items()}
-                original.clear()
-                original.update(items)
+                out.append((original, dict(new), None))
         elif type(built) is list:
             if len(new) != len(built) or \
                     any(a is not b or id(a) in written for a, b in zip(new, built)):
-                items = [restore(v) for v in new]
-                if isinstance(original, collections.deque):
-                    original.clear()
-                    original.extend(items)
-                else:
-                    original[:] = items
+                out.append((original, list(new), None))
         else:
             now = getattr(new, "__dict__", None)
             if now is not None and not written and _same(now, built):  # (most objects)
                 continue
             now = tree.tree_state(new)
-            changed = {k: restore(v) for k, v in now.items()
+            changed = {k: v for k, v in now.items()
                        if built.get(k, _NONE) is not v or id(v) in written}
-            if changed:
-                tree.set_fields(original, changed)
             if changed or len(now) != len(built):
-                for k in built.keys() - now.keys():
-                    object.__delattr__(original, k)
+                out.append((original, changed, built.keys() - now.keys()))
+    return out
+
+
+def changed_values(found: list) -> list:
+    """The values :func:`apply` passes to ``restore`` for ``found`` (from :func:`changes`),
+    in its order (a dict's keys and values, a list's items, an object's changed fields)."""
+    out: list = []
+    for _, new, removed in found:
+        if removed is None and isinstance(new, dict):
+            for k, v in new.items():
+                out += (k, v)
+        else:
+            out += new.values() if removed is not None else new
+    return out
+
+
+def apply(found: list, restore) -> None:
+    """Write what :func:`changes` found to the originals, each value through ``restore``."""
+    for original, new, removed in found:
+        if removed is None and isinstance(new, dict):
+            items = {restore(k): restore(v) for k, v in new.items()}
+            original.clear()
+            original.update(items)
+        elif removed is None:
+            items = [restore(v) for v in new]
+            if isinstance(original, collections.deque):
+                original.clear()
+                original.extend(items)
+            else:
+                original[:] = items
+        else:
+            if new:
+                tree.set_fields(original, {k: restore(v) for k, v in new.items()})
+            for k in removed:
+                object.__delattr__(original, k)
+
+
+def restore_parts(v, originals: dict, restore):
+    """``v`` as the originals hold it: ``originals[id(v)]`` (a copy's original), else ``v``
+    with its parts so mapped (each leaf through ``restore``): a method bound to a copy is
+    bound to its original, and a container or object holding copies is rebuilt around
+    their originals."""
+    x = originals.get(id(v), _NONE)
+    if x is not _NONE:
+        return x
+    t = type(v)
+    if t in _KEPT:
+        return v
+    if t is types.MethodType and id(v.__self__) in originals:  # self.impl = self._f
+        return types.MethodType(v.__func__, originals[id(v.__self__)])
+    if t is set or t is frozenset:  # (members, like dict keys, are not walked)
+        return t(originals.get(id(k), k) for k in v)
+    if isinstance(v, dict):
+        items = {originals.get(id(k), k): restore(x) for k, x in v.items()}
+        if all(a is b for a, b in zip(items, v)) and \
+                all(a is b for a, b in zip(items.values(), v.values())):
+            return v
+        return items if t is dict else tree._rebuild_dict(t, items, v)
+    try:
+        leaves, spec = tree.flatten(v, lambda a: type(a) is Tracer or id(a) in originals)
+    except ValueError:  # a cycle: kept as it is
+        return v
+    if not leaves:
+        return v
+    return tree.unflatten(spec, [restore(a) for a in leaves])
 
 
 def _same(now: dict, built: dict) -> bool:

@@ -1,0 +1,297 @@
+"""``checkpoint``: a function whose intermediate values are recomputed for the backward pass
+instead of kept (gradient checkpointing, rematerialisation).
+
+Its forward pass runs one level down, unrecorded, and records one tape node; the backward
+pass runs the function again under ``pullback``. For that to give the gradient of the
+function as it ran, the recompute must see what the forward pass saw, and do nothing the
+forward pass did not:
+
+- it starts from the arguments as they were before the forward pass (a copy made then; the
+  arrays a layer updates in place, BatchNorm's running statistics, are set back to their
+  values then for the recompute, and forward again after it), and draws the forward's
+  random numbers (``_Replay``);
+- what the forward pass sets on its arguments (``self.calls += 1``, ``self.state = h``,
+  items put into lists and dicts) is written back to them as by ``fl.gradient``
+  (``ad/writeback.py``), once; the arrays it stores are further outputs of the node, so
+  that code after it reading them has their derivatives; what the recompute sets is
+  dropped;
+- a write into a differentiated argument in place is refused by name (the forward pass
+  would write into the caller's array).
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable
+
+import numpy as np
+
+from fluxml import tree
+from fluxml.ad.api import _is_float, pullback
+from fluxml.ad.core import DifferentiationError, Tracer, _kept, raw, top_trace
+from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI
+from fluxml.ad.reverse import ReverseTrace
+from fluxml.ad.writeback import apply, changed_values, changes, restore_parts
+
+WROTE_INTO = ("fl.checkpoint({name}): the function wrote in place into {what} it is "
+              "differentiated with respect to ({error}). Inside fl.checkpoint the forward pass "
+              "runs on the caller's arrays, so the write would change them and the recompute "
+              "would start from the written values. Write into a copy (`x = x.copy()` "
+              "first), or call the function without fl.checkpoint")
+
+
+def checkpoint(f: Callable) -> Callable:
+    """``f`` that stores nothing for the backward pass but its inputs, and recomputes its
+    intermediate values when the gradient needs them (trading time for memory).
+
+    ``f`` may be a layer (``fl.checkpoint(block)(x)``) or a function of layers; what it
+    sets on its arguments (a counter, a state, running statistics) is kept once, as when
+    it runs without ``checkpoint``, and the recompute draws the same random numbers (a
+    Dropout's mask) from the same state.
+
+    >>> import numpy as np, fluxml as fl
+    >>> layer = fl.checkpoint(lambda x, w: np.tanh(x @ w))
+    >>> x, w = np.ones((2, 3)), np.full((3, 3), 0.1)
+    >>> g = fl.gradient(lambda w: np.sum(layer(x, w)), w)[0]
+    >>> g.shape
+    (3, 3)
+    """
+    call, receiver = _receiver(f)
+
+    @functools.wraps(f)
+    def wrapped(*args):
+        whole = (receiver, args)
+        leaves, spec = tree.flatten(whole)
+        trace = top_trace(leaves)
+        if not isinstance(trace, ReverseTrace):
+            return f(*args)
+        return _record(f, call, whole, leaves, spec, trace)
+
+    return wrapped
+
+
+def _receiver(f):
+    """``(call, receiver)`` with ``call(receiver, *args)`` doing ``f(*args)``: a layer, or a
+    method bound to one, is an argument of the checkpoint too (its arrays are differentiated,
+    what it sets on itself is written back), not a closed-over object."""
+    if type(f) is types.MethodType and tree._fields(f.__self__) is not None:
+        return (lambda r, *args: f.__func__(r, *args)), f.__self__
+    if tree._fields(f) is not None:
+        return (lambda r, *args: r(*args)), f
+    return (lambda r, *args: f(*args)), None
+
+
+def _record(f, call, whole, leaves, spec, trace):
+    name = getattr(f, "__name__", type(f).__name__)
+    vals, parents, stands, boxes = list(leaves), [], {}, []
+    for i, a in enumerate(leaves):
+        if type(a) is Tracer and a._trace is trace:
+            vals[i] = v = _guarded(_kept(a))
+            parents.append((i, a._box))
+            stands[id(v)] = a
+            boxes.append(getattr(v, "_box", None))
+    # the arguments as they are now: the recompute starts from here, whatever f does
+    pristine = tree.flatten(tree.unflatten(spec, vals, shared={}))[1]
+    replay = _Replay(f, whole, leaves, spec)
+    log: list = []
+    copy = tree.unflatten(spec, vals, shared={}, log=log)
+    trace.closed = CLOSED_OVER
+    try:
+        out = call(*copy[:1], *copy[1])
+    except ValueError as e:
+        if "read-only" not in str(e):
+            raise
+        raise DifferentiationError(WROTE_INTO.format(name=name, what="an array",
+                                                     error=e)) from None
+    finally:
+        trace.closed = None
+    replay.check_closed_over(name)
+    for (i, _), box in zip(parents, boxes):
+        if type(vals[i]) is Tracer and vals[i]._box is not box:
+            raise DifferentiationError(WROTE_INTO.format(name=name, what="an array",
+                                                         error="a traced array's write"))
+    outs, pack = _outputs(out)
+    found = changes(log)
+    for entry in log:
+        if entry is not tree.REPEATED:
+            stands[id(entry[1])] = entry[0]
+    n = len(outs)
+    # (an output stored is that output: the field holds the tracer the caller gets)
+    stored = _stored(found, {**stands, **{id(o): o for o in outs}}) if found else []
+
+    def rerun(*traced):
+        """f again, from the arguments as they were, returning what the forward pass
+        returned and stored."""
+        again = list(vals)
+        for (i, _), t in zip(parents, traced):
+            again[i] = t
+        log: list = []
+        copy = tree.unflatten(pristine, again, shared={}, log=log)
+        outs2 = _outputs(call(*copy[:1], *copy[1]))[0]
+        known = {id(t): t for t in traced + outs2}
+        known.update((id(e[1]), e[0]) for e in log if e is not tree.REPEATED)
+        stored2 = _stored(changes(log), known)
+        if len(outs2) != n or len(stored2) != len(stored):
+            raise DifferentiationError(
+                f"fl.checkpoint({name}): the recompute for the backward pass returned or "
+                f"stored other values than the forward pass ({len(outs2)} outputs and "
+                f"{len(stored2)} stored arrays, against {n} and {len(stored)}): the function "
+                "must do the same each time it runs from the same arguments")
+        return tuple(outs2) + tuple(stored2)
+
+    def back(g, positions):
+        with replay:  # the recompute draws the forward's numbers from the same state
+            _, pb = pullback(rerun, *[vals[i] for i, _ in parents])
+        cts = dict(zip((i for i, _ in parents), pb(tuple(g))))
+        return [cts[p] for p in positions]
+
+    results = tuple(outs) + tuple(stored)
+    tape = trace.tape
+    tape.append((CUSTOM_MULTI, vals, {"bwd": back}, results, parents))
+    j = len(tape) - 1
+    tracers = []
+    for k, o in enumerate(results):
+        tape.append((None, None, None, None, ((k, j),)))
+        tracers.append(trace.new(o, len(tape) - 1, owned=False))
+    if found:  # what f set on its arguments: on the caller's, with the node's outputs
+        stands.update(zip(map(id, outs + tuple(stored)), tracers))
+        apply(found, lambda v: restore_parts(v, stands, lambda a: stands.get(id(a), a)))
+    return pack(tracers[:n])
+
+
+def _guarded(v):
+    """A differentiated argument's value as the forward pass gets it: an array it cannot
+    write into (it is the caller's, or a value the tape keeps); under an outer transform a
+    handle of its own, whose writes are seen."""
+    if type(v) is np.ndarray:
+        v = v.view()
+        v.flags.writeable = False
+        return v
+    if type(v) is Tracer:
+        return v._trace.new(v._val, v._box, owned=False)
+    return v
+
+
+def _outputs(out):
+    """``(arrays, pack)``: the float arrays ``f`` returned, and how to give the caller the
+    same structure (one array, or a tuple or list of them)."""
+    multi = isinstance(out, (tuple, list))
+    outs = tuple(out) if multi else (out,)
+    for o in outs:
+        if not _is_float(raw(o)):
+            raise TypeError("custom_vjp/checkpoint functions must return a float array or a "
+                            f"tuple of float arrays; got {type(o).__name__}")
+    if not multi:
+        return outs, lambda ts: ts[0]
+    return outs, lambda ts: type(out)(ts)
+
+
+def _stored(found, known) -> list:
+    """The new float arrays among the values the function set on its arguments (``found``,
+    from ``changes``), in order: values of neither an argument nor a copied object (those
+    in ``known``)."""
+    values = changed_values(found)
+    leaves = tree.flatten(values, lambda a: id(a) in known or tree.is_array_leaf(a))[0]
+    out, seen = [], set()
+    for a in leaves:
+        if id(a) not in known and id(a) not in seen and _is_float(raw(a)):
+            seen.add(id(a))
+            out.append(a)
+    return out
+
+
+class _Replay:
+    """What makes a checkpoint's recompute the forward pass again (as PyTorch's
+    ``preserve_rng_state``): ``with replay:`` sets the NumPy generators ``f`` can reach (its
+    arguments', the objects it closes over, its globals, NumPy's and fluxml's default) to
+    their states when ``_Replay`` was made, and the arrays the forward pass may update in
+    place (fields declared ``nontrainable``, a BatchNorm's running statistics, and integer
+    arrays) to their values then; afterwards it puts back the generators' states and the
+    arrays' values as they were (updated once, by the forward pass)."""
+
+    def __init__(self, f, whole, leaves, spec):
+        # lazy: the compiler package loads on first use (import fluxml stays light)
+        from fluxml.compiler.randomness import closed_over, generators, get_state, set_state
+
+        closed = _reached(f, closed_over(f))
+        self.watched = []
+        # the arrays the forward pass may update in place: fields declared nontrainable
+        # anywhere, integer arrays of the arguments (a 0-d count)
+        n = len(leaves)
+        trainable = {id(x) for x in tree.flatten(whole, trainable=True)[0] if _is_float(x)}
+        if closed:  # (the arguments' own leaves and spec come from the caller)
+            leaves, spec = tree.flatten((whole, closed))
+            trainable.update(map(id, tree.flatten(closed, trainable=True)[0]))
+            self.watched = _watch(closed)
+        self.kept = [x for x in leaves[:n] if type(x) is np.ndarray and id(x) not in trainable]
+        self.kept += [x for x in leaves[n:] if type(x) is np.ndarray and id(x) not in trainable]
+        self.before = [x.copy() for x in self.kept]
+        self.generators = [g for _, g, _ in generators(f, spec)]
+        self.get, self.set = get_state, set_state
+        self.start = [get_state(g) for g in self.generators]
+
+    def check_closed_over(self, name):
+        """Refuse a forward pass that set fields or items of an object it closes over (not
+        an argument): the recompute would set them again, and start from the new values.
+        The object is put back as it was."""
+        found = changes(self.watched)
+        if not found:
+            return
+        original, new, removed = found[0]
+        what = (f"`{next(iter(new or removed))}` on the {type(original).__name__}"
+                if removed is not None else f"an item of a {type(original).__name__}")
+        for entry in self.watched:
+            _put_back(*entry[::2])
+        raise DifferentiationError(
+            f"fl.checkpoint({name}): the function set {what} it closes over (not one of its "
+            "arguments); the recompute for the backward pass would set it again, starting "
+            "from the new value. Pass it as an argument, as in fl.checkpoint(lambda layer, "
+            "x: layer(x))(layer, x), or checkpoint the layer itself: fl.checkpoint(layer)(x)")
+
+    def __enter__(self):
+        self.now = [self.get(g) for g in self.generators]
+        self.values = [x.copy() for x in self.kept]
+        for g, s in zip(self.generators, self.start):
+            self.set(g, s)
+        for x, v in zip(self.kept, self.before):
+            x[...] = v
+
+    def __exit__(self, *exc):
+        for g, s in zip(self.generators, self.now):
+            self.set(g, s)
+        for x, v in zip(self.kept, self.values):
+            x[...] = v
+
+
+def _reached(f, cells: dict) -> tuple:
+    """What ``f`` reaches besides its arguments that may hold state: the objects, lists and
+    dicts it closes over or names as globals (a model at module level)."""
+    code = getattr(f, "__code__", None)
+    scope = getattr(f, "__globals__", {})
+    named = [scope.get(k) for k in code.co_names] if code is not None else []
+    return tuple(v for v in (*cells.values(), *named)
+                 if isinstance(v, (list, dict)) or tree._fields(v) is not None)
+
+
+def _watch(closed) -> list:
+    """``(part, part, contents)`` for each object, list and dict in ``closed``, its contents
+    now (as :func:`fluxml.tree.unflatten` logs them): :func:`changes` of it says what was
+    set on them since."""
+    leaves, spec = tree.flatten(closed)
+    log: list = []
+    tree.unflatten(spec, leaves, shared={}, log=log)
+    return [(e[0], e[0], e[2]) for e in log if e is not tree.REPEATED]
+
+
+def _put_back(part, contents) -> None:
+    """Give an object, list or dict the contents :func:`_watch` saw."""
+    if isinstance(part, dict):
+        part.clear()
+        part.update(contents)
+    elif type(contents) is list:
+        part[:] = contents
+    else:
+        for k in tree.tree_state(part).keys() - contents.keys():
+            object.__delattr__(part, k)
+        tree.set_fields(part, contents)
