@@ -17,7 +17,8 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # Examples that wait for a rule another part of the engine brings; the mark lifts itself.
 WAITING = {
-    "fluxml.ad.checkpoint.checkpoint": (np.matmul not in UFUNCS, "the example needs np.matmul's rule"),
+    "fluxml.ad.checkpoint.checkpoint": (np.matmul not in UFUNCS,
+                                        "the example needs np.matmul's rule"),
 }
 
 # Modules that import without their optional dependency but whose examples use it.

@@ -126,7 +126,34 @@ def flatten(tree, is_leaf: Callable[[Any], bool] | None = None, *, trainable: bo
     leaves: list = []
     if is_leaf is is_array_leaf:
         is_leaf = None  # the default test, by type alone
-    return leaves, _flatten(tree, leaves, is_leaf, set(), trainable)
+    try:
+        return leaves, _flatten(tree, leaves, is_leaf, set(), trainable)
+    except RecursionError:  # (objects are checked for cycles on the way; lists and dicts,
+        # most nodes, are not, which would cost every walk)
+        raise ValueError(_too_deep(tree)) from None
+
+
+def _too_deep(tree) -> str:
+    """Why a walk ran out of stack: the path to a list or dict that contains itself, or a
+    tree nested deeper than Python's recursion limit."""
+    stack = [(tree, "", ())]
+    while stack:
+        x, path, above = stack.pop()
+        if isinstance(x, dict):
+            items = [(str(k), v) for k, v in x.items()]
+        elif isinstance(x, (list, tuple, collections.deque)):
+            items = [(str(i), v) for i, v in enumerate(x)]
+        else:
+            continue
+        if id(x) in above:
+            return (f"the tree contains a cycle through a {type(x).__name__} (one that "
+                    f"contains itself, met again at {path or 'the top'}); a tree cannot be "
+                    "walked or rebuilt with one")
+        for k, v in reversed(items):
+            stack.append((v, f"{path}.{k}" if path else k, above + (id(x),)))
+    return (f"the tree is nested deeper than Python's recursion limit "
+            f"({sys.getrecursionlimit()}); flatten it, or raise the limit "
+            "(sys.setrecursionlimit)")
 
 
 # What a value is in a tree depends on its type alone, up to an object's fields and unless a

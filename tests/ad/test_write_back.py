@@ -521,3 +521,20 @@ def test_a_defaultdict_field_keeps_its_factory_through_gradients_and_rebuilds():
     copy = fl.fmap(lambda a: a * 2, m)
     assert type(copy.stats) is collections.defaultdict and copy.stats.default_factory is list
     assert copy.stats["new"] == []
+
+
+def test_a_list_or_dict_that_contains_itself_is_named_not_a_recursion_error():
+    # before: RecursionError from deep inside the walk (an object's cycle was named already)
+    looped = [np.ones(2)]
+    looped.append(looped)
+    with pytest.raises(ValueError, match=r"cycle through a list .* at 0\.1\)"):
+        fl.gradient(lambda l: np.sum(l[0]), looped)
+    table = {"w": np.ones(2)}
+    table["self"] = table
+    with pytest.raises(ValueError, match=r"cycle through a dict .* at self\)"):
+        fl.flatten(table)
+    deep: list = [np.ones(1)]
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested deeper than Python's recursion limit"):
+        fl.flatten(deep)
