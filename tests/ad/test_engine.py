@@ -206,13 +206,27 @@ def test_if_on_a_traced_value_explains():
 def test_leaked_tracer_refuses():
     leaked = []
 
-    def f(x):
+    def keep(x):  # the list is reached through another function: not seen by the transform
         leaked.append(x)
+
+    def f(x):
+        keep(x)
         return np.sum(x)
 
     fl.gradient(f, np.ones(2))
     with pytest.raises(fl.DifferentiationError, match="escaped"):
         leaked[0] * 2
+
+
+def test_a_tracer_stored_in_a_list_the_function_closes_over_becomes_its_value():
+    seen = []
+
+    def f(x):
+        seen.append(x * 3)
+        return np.sum(x)
+
+    fl.gradient(f, np.ones(2))
+    assert type(seen[0]) is np.ndarray and seen[0].tolist() == [3.0, 3.0]
 
 
 def test_complex_values_reach_only_functions_right_for_them():

@@ -538,3 +538,71 @@ def test_a_list_or_dict_that_contains_itself_is_named_not_a_recursion_error():
         deep = [deep]
     with pytest.raises(ValueError, match="nested deeper than Python's recursion limit"):
         fl.flatten(deep)
+
+
+class Keeper:
+    """A layer that keeps, in its forward pass, functions over itself and its output."""
+
+    def __init__(self):
+        self.w = np.array([0.5, -1.0])
+
+    def __call__(self, x):
+        import functools
+
+        y = np.tanh(self.w * x)
+        self.scale = lambda z: z * self.w  # closes over the (traced copy of the) layer
+        self.last = lambda: y  # closes over a traced value
+        self.bound = functools.partial(Keeper.double, self)
+        self.members = {self}
+
+        def nth(n):  # calls itself: the function written back calls the one written back
+            return self.w if n == 0 else nth(n - 1)
+
+        self.nth = nth
+        return np.sum(y)
+
+    def double(self, z):
+        return 2 * self.w * z
+
+
+def test_functions_made_in_the_forward_pass_close_over_the_model_not_its_traced_copy():
+    # before: the lambda and the partial kept the traced copy (calling them raised 'a traced
+    # value escaped', and they never saw a later change to the model: stale); the lambda over
+    # y kept a dead tracer
+    m = Keeper()
+    fl.gradient(lambda m: m(np.array([1.0, 2.0])), m)
+    m.w = np.array([3.0, 4.0])  # seen by the functions: they hold the model itself
+    assert m.scale(2.0).tolist() == [6.0, 8.0]
+    assert m.bound(1.0).tolist() == [6.0, 8.0]
+    assert m.nth(3).tolist() == [3.0, 4.0]
+    assert type(m.last()) is np.ndarray
+    np.testing.assert_allclose(m.last(), np.tanh(np.array([0.5, -2.0])))
+    assert [k is m for k in m.members] == [True]
+
+
+def test_a_model_the_loss_closes_over_keeps_plain_arrays_not_tracers():
+    # before: model.state was a dead tracer after fl.gradient(lambda x: model(x), x), and any
+    # use of it raised 'a traced value escaped the transform'
+    class Recorder:
+        def __init__(self):
+            self.w, self.history = np.array([0.5, -1.0]), []
+
+        def __call__(self, x):
+            self.state = np.tanh(self.w * x)
+            self.history.append(self.state)
+            self.by_name = {"sum": np.sum(self.state)}
+            return np.sum(self.state)
+
+    model = Recorder()
+    x = np.array([1.0, 2.0])
+    for run in (lambda: fl.gradient(lambda x: model(x), x),
+                lambda: fl.pullback(lambda x: model(x), x),
+                lambda: fl.jvp(lambda x: model(x), (x,), (np.ones(2),)),
+                lambda: fl.gradient(model, x)):
+        run()
+        want = np.tanh(model.w * x)
+        for v in (model.state, model.history[-1], model.by_name["sum"]):
+            assert not isinstance(v, Tracer)
+        np.testing.assert_allclose(model.state, want)
+        np.testing.assert_allclose(model.by_name["sum"], np.sum(want))
+        assert model.state + 1 is not None  # usable

@@ -22,7 +22,7 @@ from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
-from fluxml.ad.writeback import Rebuilt, check_repeated
+from fluxml.ad.writeback import Rebuilt, check_repeated, plain_reached
 from fluxml.tree import align, flatten, is_array_leaf, unflatten
 
 
@@ -122,6 +122,7 @@ def _run(trace, f, targs):
     finally:
         trace.closed = LEAKED
         remove_last(stack, trace)  # by identity: a generator f may leave out of order
+        plain_reached(f, trace)
     return out
 
 

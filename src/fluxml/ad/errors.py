@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 
 LEAKED = ("a traced value escaped the transform that created it (it was stored outside the "
-          "function, or used after `gradient` returned). Return it from the function instead.")
+          "function, or used after `gradient` returned). Return it from the function instead; "
+          "or, if it was stored on an object (self.state = h) the function reached through "
+          "another function, pass that object to the transform as an argument or close over "
+          "it in the function itself: what is stored there is then kept as plain arrays.")
 
 
 def converted(library: str | None) -> str:

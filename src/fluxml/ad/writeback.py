@@ -25,6 +25,7 @@ is one copy; its numbers' leaves at the later places are aliased to the first pl
 from __future__ import annotations
 
 import collections
+import functools
 import operator
 import types
 
@@ -124,7 +125,9 @@ def write_back(log: list, restore, written=frozenset()) -> None:
     >>> old.calls, old.log
     (1, ['seen'])
     """
-    apply(changes(log, written), restore)
+    found = changes(log, written)
+    if found:
+        apply(found, restore)
 
 
 def changes(log: list, written=frozenset()) -> list:
@@ -207,6 +210,15 @@ def restore_parts(v, originals: dict, restore):
         return types.MethodType(v.__func__, originals[id(v.__self__)])
     if t is set or t is frozenset:  # (members, like dict keys, are not walked)
         return t(originals.get(id(k), k) for k in v)
+    if t is types.FunctionType and v.__closure__:  # self.fn = lambda z: z * self.w
+        return _function_over(v, originals, restore)
+    if t is functools.partial:  # self.fn = partial(step, self)
+        args = [restore(a) for a in v.args]
+        keywords = {k: restore(a) for k, a in v.keywords.items()}
+        if all(map(operator.is_, args, v.args)) and \
+                all(keywords[k] is a for k, a in v.keywords.items()):
+            return v
+        return functools.partial(restore(v.func), *args, **keywords)
     if isinstance(v, dict):
         items = {originals.get(id(k), k): restore(x) for k, x in v.items()}
         if all(a is b for a, b in zip(items, v)) and \
@@ -220,6 +232,35 @@ def restore_parts(v, originals: dict, restore):
     if not leaves:
         return v
     return tree.unflatten(spec, [restore(a) for a in leaves])
+
+
+def _function_over(v, originals, restore):
+    """A function ``f`` made while differentiated closes over the traced copy's objects or
+    over traced values: the same function over the originals and plain arrays (it was
+    left over the copy: stale, and a leaked tracer when called). The new function stands
+    for ``v`` in ``originals`` while its cells are restored, so that a function that calls
+    itself (a recursive one) calls the new one."""
+    cells = v.__closure__
+    values = []
+    for c in cells:
+        try:
+            values.append(c.cell_contents)
+        except ValueError:  # a name not assigned yet: left empty
+            values.append(_NONE)
+    closure = tuple(types.CellType() for _ in cells)
+    f = types.FunctionType(v.__code__, v.__globals__, v.__name__, v.__defaults__, closure)
+    originals[id(v)] = f
+    same = True
+    for cell, x in zip(closure, values):
+        if x is not _NONE:
+            y = cell.cell_contents = restore(x)
+            same = same and (y is x or y is f and x is v)
+    if same:
+        originals[id(v)] = v
+        return v
+    f.__kwdefaults__, f.__dict__ = v.__kwdefaults__, dict(v.__dict__)
+    f.__qualname__, f.__doc__ = v.__qualname__, v.__doc__
+    return f
 
 
 def _same(now: dict, built: dict) -> bool:
@@ -272,3 +313,91 @@ def check_repeated(alias, p_leaves, t_leaves):
             "jvp: the same object (a layer used twice) is at two places of the primals with "
             f"different tangents for one of its numbers ({a!r} and {b!r}); it is one input "
             "with one tangent. To perturb the two places apart, use two copies of it")
+
+
+def plain_reached(f, trace) -> None:
+    """Tracers of ``trace`` that ``f`` stored on objects it reaches without being given them
+    (closed over, named as globals, or ``f``'s own object: ``self.state = h`` on a model the
+    loss closes over) become plain copies of their values once ``trace`` is closed, as an
+    argument's are written back: the model holds what it would hold had ``f`` run eagerly,
+    not a dead tracer that fails when used. (Objects reached only through other functions
+    are not seen: their tracers fail by name when used.)"""
+    roots = _reached(f)
+    if not roots:
+        return
+    seen: set = set()
+    stack = roots
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, dict):
+            items = list(x.items())
+        elif isinstance(x, (list, collections.deque)):
+            items = list(enumerate(x))
+        else:
+            items = list(tree.tree_state(x).items())
+        plain = {}
+        for k, v in items:
+            if type(v) is Tracer:
+                if v._trace is trace and type(v._val) is not Tracer:
+                    plain[k] = v._val.copy()
+            elif _walked(v):
+                stack.append(v)
+        if not plain:
+            continue
+        if isinstance(x, (dict, list, collections.deque)):
+            for k, v in plain.items():
+                x[k] = v
+        else:
+            tree.set_fields(x, plain)
+
+
+def _walked(v) -> bool:
+    """Whether the walk of :func:`plain_reached` enters ``v``: a list, dict or deque, or an
+    object node of the trees (a layer), never an array or a module (by type, once)."""
+    t = type(v)
+    walked = _WALKED.get(t)
+    if walked is None:
+        if issubclass(t, (dict, list, collections.deque)):
+            walked = True
+        elif t in _KEPT or issubclass(t, tuple):
+            walked = False
+        else:
+            walked = (tree._NODES.get(t) or tree._node_kind(t))[0] != "static"
+        _WALKED[t] = walked
+    return walked
+
+
+_WALKED: dict = {}
+
+
+def _reached(f) -> list:
+    """The lists, dicts and objects ``f`` closes over or names as globals, and the object a
+    method or a callable object belongs to. (On every transform's call: kept cheap.)"""
+    if type(f) is types.FunctionType:
+        values = []
+    elif type(f) is types.MethodType:
+        values = [f.__self__]
+        f = f.__func__
+    else:  # a callable object: a layer, a loss's
+        return [f] if _walked(f) else []
+    closure = f.__closure__
+    if closure:
+        for c in closure:
+            try:
+                values.append(c.cell_contents)
+            except ValueError:  # a name not assigned yet
+                pass
+    scope = f.__globals__
+    names = _GLOBALS.get(f.__code__)
+    if names is None:  # (most of a code's names are attributes: np.sum's sum)
+        names = _GLOBALS[f.__code__] = tuple(k for k in f.__code__.co_names if k in scope)
+    for k in names:
+        values.append(scope.get(k))
+    known = _WALKED
+    return [v for v in values if known.get(type(v)) or known.get(type(v)) is None and _walked(v)]
+
+
+_GLOBALS: dict = {}  # code -> those of its names that were globals when first seen
