@@ -37,12 +37,13 @@ import math
 import numpy as np
 
 from fluxml.ad.api import _is_float, pullback
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import DifferentiationError, Tracer, open_traces, raw, remove_last
 from fluxml.ad.custom import CLOSED_OVER, custom_vjp
 from fluxml.ad.matrices import jacobian
+from fluxml.ad.writeback import apply, changes, restore_parts
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
 from fluxml.ode.rk import Step
-from fluxml.tree import flatten, unflatten
+from fluxml.tree import REPEATED, flatten, unflatten
 
 
 class SensitivityAlgorithm:
@@ -118,10 +119,19 @@ def jacobian_of(F: Counted):
 
 
 class _Params:
-    """The float leaves of ``p`` (its differentiable part), packed into one vector."""
+    """The float leaves of ``p`` (its differentiable part: not the fields a layer declares
+    nontrainable, such as a BatchNorm's eps and running statistics), packed into one
+    vector."""
 
     def __init__(self, p):
-        self.leaves, self.spec = flatten(p)
+        # (all leaves, eps among them, were parameters: the backward pass traced eps, and a
+        # BatchNorm in f failed in float(eps))
+        self.leaves, self.spec = flatten(p, trainable=True)
+        trainable = set(map(id, self.leaves))
+        # arrays a layer updates in place (running statistics): the backward pass's calls of
+        # f must leave them as the forward pass did
+        self.kept = [x for x in flatten(p)[0]
+                     if type(x) is np.ndarray and id(x) not in trainable]
         # A leaf reached twice (tied weights) is one parameter, read at each of its places:
         # the engine gives a repeated argument its total gradient at every place, so as two
         # parameters its gradient was counted twice.
@@ -139,11 +149,27 @@ class _Params:
     def values(self):
         return [self.leaves[i] for i in self.index]
 
-    def rebuild(self, values):
+    def rebuild(self, values, log=None):
+        """``p`` with ``values`` for its float leaves: a copy, whose changes are logged in
+        ``log`` if given (for ``write_back``)."""
         leaves = list(self.leaves)
         for i, k in self.slot.items():
             leaves[i] = values[k]
-        return unflatten(self.spec, leaves)
+        if log is None:
+            return unflatten(self.spec, leaves)
+        return unflatten(self.spec, leaves, shared={}, log=log)
+
+    def write_back(self, values, log):
+        """What ``f`` set on the copy ``rebuild(values, log)`` made, set on ``p`` itself: a
+        value of ``values`` as the leaf it stands for, a copied object as its original,
+        other values as they are (plain arrays: the adjoint does not differentiate what f
+        stores)."""
+        found = changes(log)
+        if not found:
+            return
+        stands = {id(values[k]): self.leaves[i] for i, k in self.slot.items()}
+        stands.update((id(e[1]), e[0]) for e in log if e is not REPEATED)
+        apply(found, lambda v: restore_parts(v, stands, lambda a: stands.get(id(a), a)))
 
     def _parts(self, vec):
         """Each leaf's stretch of a packed vector, with the leaf it stands for."""
@@ -196,7 +222,12 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
                 f"solve: derivatives of higher order through {alg!r} are not supported (its "
                 "backward pass runs on plain arrays, so they would be lost); use "
                 "sensealg=Direct(), which records the steps for any order.")
-        F = Counted(lambda t, y: rhs(t, y, pv), stats)
+        # one copy of p for the whole forward solve: what f sets on it carries from call to
+        # call, and is set on p afterwards, as when f runs eagerly (each call had a fresh
+        # copy: a count of calls stayed 0)
+        log: list = []
+        q = params.rebuild(pv, log)
+        F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), q)), stats)
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
         try:
             ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=keep,
@@ -209,6 +240,12 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
                 f"it), which {alg!r} cannot differentiate. Pass that value in p, or use "
                 "sensealg=Direct().") from None
         made["ts"] = ts
+        # the transform whose function runs this solve, if any: the backward pass's plain
+        # calls of f (a checkpointed interval solved again) run as its forward calls did,
+        # train/test layers in training mode (they ran in test mode: a BatchNorm used its
+        # running statistics there, and the gradient was off by 15%)
+        made["open"] = open_traces()[-1:]
+        params.write_back(pv, log)
         return np.stack(ys), (y0, pv, ts, ys, steps, F)
 
     def bwd(res, g):
@@ -216,7 +253,16 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         flat_F = Counted(lambda t, y: rhs_flat(t, y, pv), stats)
         flat_steps = [_flat_step(s) for s in steps]
         back = _Backward(alg, solver, rhs_flat, params, pv, t0, options, stats)
-        return back.run(y0, ts, ys, flat_steps, raw(g), flat_F)
+        kept = [x.copy() for x in params.kept]
+        stack = open_traces()
+        stack += made["open"]
+        try:
+            return back.run(y0, ts, ys, flat_steps, raw(g), flat_F)
+        finally:  # (its calls of f updated the running statistics again)
+            for trace in made["open"]:
+                remove_last(stack, trace)
+            for x, v in zip(params.kept, kept):
+                x[...] = v
 
     run = custom_vjp(lambda y0, *pv: fwd(y0, *pv)[0])
     run.defvjp(fwd, bwd)
