@@ -249,6 +249,7 @@ def _node_kind(t) -> tuple:
     return kind
 
 
+_ALL_SLOTS: dict = {}  # class -> its slots, for the state of a class read by __tree_fields__
 _NO_SLOTS = ()  # a class without slots read (the rebuild's fast path checks for this one)
 
 
@@ -288,14 +289,27 @@ def _slot_names(t) -> tuple:
 
 
 def _state(obj, slots) -> dict:
-    """An object's fields as a dict: its set slots, then its ``__dict__``."""
+    """An object's fields as a dict: its set slots, then its ``__dict__``. ``slots`` None: a
+    class read by ``__tree_fields__``, whose slots are all read (its fields were read by
+    name, so a slot it did not list was lost in a rebuild, and one a forward pass deleted
+    failed the write-back with AttributeError)."""
     d = getattr(obj, "__dict__", None)
-    if not slots:  # (a slotted class read by __tree_fields__: its fields)
+    if slots is None:
+        slots = _all_slots(type(obj))
+    if not slots:
         return d if d is not None else dict(_fields(obj) or ())
     state = {k: v for k in slots if (v := getattr(obj, k, _UNSET)) is not _UNSET}
     if d:
         state.update(d)
     return state
+
+
+def _all_slots(t) -> tuple:
+    """All the slots of ``t``, a class read by ``__tree_fields__`` (once per class)."""
+    slots = _ALL_SLOTS.get(t)
+    if slots is None:
+        slots = _ALL_SLOTS[t] = _slot_names(t)
+    return slots
 
 
 def blank(t: type):
@@ -309,10 +323,14 @@ def _set_fields(obj, state: dict) -> None:
     ``__dict__`` (a class's own ``__setattr__`` is not called: a frozen dataclass is rebuilt
     too)."""
     d = getattr(obj, "__dict__", None)
-    slots = _NODES.get(type(obj), (None, None))[1] if d is not None else None
-    if d is not None and not slots:
-        d.update(state)
-        return
+    slots = None
+    if d is not None:
+        slots = _NODES.get(type(obj), (None, None))[1]
+        if slots is None:  # read by __tree_fields__: a slot is set through its descriptor
+            slots = _all_slots(type(obj))  # (it went into __dict__, and was never read)
+        if not slots:
+            d.update(state)
+            return
     for k, v in state.items():
         if d is None or k in slots:
             object.__setattr__(obj, k, v)

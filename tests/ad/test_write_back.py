@@ -606,3 +606,53 @@ def test_a_model_the_loss_closes_over_keeps_plain_arrays_not_tracers():
         np.testing.assert_allclose(model.state, want)
         np.testing.assert_allclose(model.by_name["sum"], np.sum(want))
         assert model.state + 1 is not None  # usable
+
+
+class Listed:
+    """A slotted class that names its fields with __tree_fields__, one slot not among them."""
+
+    __slots__ = ("w", "tmp", "scale")
+
+    def __tree_fields__(self):
+        return ("w", "tmp")
+
+    def __init__(self):
+        self.w, self.tmp, self.scale = np.array([1.0, 2.0]), np.zeros(2), 3.0
+
+    def __call__(self, x):
+        del self.tmp  # (its __tree_fields__ still lists it)
+        return np.sum(self.w * x * self.scale)
+
+
+def test_a_slotted_class_with_tree_fields_keeps_its_other_slots_and_loses_a_deleted_one():
+    # before: its rebuild read the listed fields only, so the traced copy had no scale
+    # (AttributeError in the forward pass), and a slot the forward pass deleted failed the
+    # write-back with AttributeError
+    m = Listed()
+    g, = fl.gradient(lambda m: m(np.array([1.0, 1.0])), m)
+    assert g.w.tolist() == [3.0, 3.0]
+    assert not hasattr(m, "tmp") and m.scale == 3.0
+    assert fl.fmap(lambda a: 2 * a, Listed()).scale == 3.0
+
+
+def test_a_tree_fields_class_with_slots_and_a_dict_is_rebuilt_through_its_slots():
+    # before: the rebuild put the listed slot's value into __dict__, where nothing reads it
+    # (the slot stayed unset: AttributeError for w in the forward pass under fl.gradient)
+    class Mixed:
+        __slots__ = ("w", "scale", "__dict__")
+
+        def __tree_fields__(self):
+            return ("w",)
+
+        def __init__(self):
+            self.w, self.scale, self.extra = np.array([1.0, 2.0]), 3.0, 2.0
+
+        def __call__(self, x):
+            self.calls = getattr(self, "calls", 0) + 1
+            return np.sum(self.w * x * self.scale * self.extra)
+
+    m = Mixed()
+    g, = fl.gradient(lambda m: m(np.ones(2)), m)
+    assert g.w.tolist() == [6.0, 6.0] and m.calls == 1
+    copy = fl.fmap(lambda a: 2 * a, m)
+    assert copy.w.tolist() == [2.0, 4.0] and (copy.scale, copy.extra) == (3.0, 2.0)
