@@ -375,8 +375,9 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     in every Leaf of a state, a layer used twice) is rebuilt once, so the new tree shares it
     as the original does. With ``log`` (a list), each mutable part rebuilt is logged as
     ``(original, new, contents)``, its contents as built (an object's fields as a dict, a
-    list's items as a list, a dict's items as a dict): what ``fluxml.ad.writeback`` compares
-    to write back; with ``shared`` too, an object met again is logged as ``REPEATED``.
+    list's items as a list, a dict's items as a dict, a set's members as a set: the sets it
+    holds are copied too): what ``fluxml.ad.writeback`` compares to write back; with
+    ``shared`` too, an object met again is logged as ``REPEATED``.
 
     >>> import numpy as np, fluxml as fl
     >>> leaves, spec = fl.flatten([np.ones(2), {"x": np.zeros(1)}])
@@ -391,6 +392,8 @@ def _unflatten(spec, it, none, shared=None, log=None):
     if kind == "leaf":
         return next(it)
     if kind == "static":
+        if log is not None and type(spec.static) is set:  # (static, but a forward pass
+            return _logged_set(spec.static, log, shared)  # may add to it)
         return None if none else spec.static
     children = [next(it) if c is LEAF else _unflatten(c, it, none, shared, log)
                 for c in spec.children]
@@ -453,6 +456,23 @@ def _logged(spec, children, log, shared):
         shared[id(spec.static)] = new
     log.append((spec.static, new, dict(zip(spec.keys, children)) if kind == "dict"
                 else children))
+    return new
+
+
+def _logged_set(original: set, log, shared):
+    """A set met by a rebuild with a ``log``: a copy, logged with its members (a set is
+    static in a tree, and was shared by the copy and the original: a forward pass that
+    added a layer to it, ``self.members.add(self)``, left the traced copy in the user's
+    set)."""
+    if shared is not None:
+        built = shared.get(id(original))
+        if built is not None:
+            log.append(REPEATED)
+            return built
+    new = set(original)
+    if shared is not None:
+        shared[id(original)] = new
+    log.append((original, new, set(original)))
     return new
 
 

@@ -656,3 +656,22 @@ def test_a_tree_fields_class_with_slots_and_a_dict_is_rebuilt_through_its_slots(
     assert g.w.tolist() == [6.0, 6.0] and m.calls == 1
     copy = fl.fmap(lambda a: 2 * a, m)
     assert copy.w.tolist() == [2.0, 4.0] and (copy.scale, copy.extra) == (3.0, 2.0)
+
+
+def test_a_layer_added_to_a_set_it_holds_is_the_layer_itself_afterwards():
+    # before: a set is static in a tree, so the traced copy shared the user's set, and
+    # self.members.add(self) put the traced copy (its arrays dead tracers) into it
+    class Member:
+        def __init__(self):
+            self.w, self.members = np.array([1.0, 2.0]), set()
+
+        def __call__(self, x):
+            self.members.add(self)
+            return np.sum(self.w * x)
+
+    m = Member()
+    members = m.members
+    fl.gradient(lambda m: m(np.ones(2)), m)
+    assert m.members is members and [k is m for k in members] == [True]
+    fl.gradient(lambda m: m(np.ones(2)), m)
+    assert len(members) == 1

@@ -285,8 +285,8 @@ def _watch(closed) -> list:
 
 
 def _put_back(part, contents) -> None:
-    """Give an object, list or dict the contents :func:`_watch` saw."""
-    if isinstance(part, dict):
+    """Give an object, list, dict or set the contents :func:`_watch` saw."""
+    if isinstance(part, (dict, set)):
         part.clear()
         part.update(contents)
     elif type(contents) is list:

@@ -133,8 +133,8 @@ def write_back(log: list, restore, written=frozenset()) -> None:
 def changes(log: list, written=frozenset()) -> list:
     """What :func:`write_back` writes, before ``restore``: ``(original, new, removed)`` for
     each changed part of the log, ``new`` its new items (a dict's or a list's, all of them)
-    or its changed fields (an object's, a dict), ``removed`` the fields deleted (None for a
-    list or dict)."""
+    or its changed fields (an object's, a dict), or its members (a set's), ``removed`` the
+    fields deleted (None for a list, dict or set)."""
     out = []
     for entry in log:
         if entry is tree.REPEATED:
@@ -149,6 +149,9 @@ def changes(log: list, written=frozenset()) -> list:
             if len(new) != len(built) or \
                     any(a is not b or id(a) in written for a, b in zip(new, built)):
                 out.append((original, list(new), None))
+        elif type(built) is set:
+            if len(new) != len(built) or any(a not in built for a in new):
+                out.append((original, set(new), None))
         else:
             now = getattr(new, "__dict__", None)
             if now is not None and not written and _same(now, built):  # (most objects)
@@ -181,6 +184,10 @@ def apply(found: list, restore) -> None:
             items = {restore(k): restore(v) for k, v in new.items()}
             original.clear()
             original.update(items)
+        elif type(new) is set:
+            members = {restore(v) for v in new}
+            original.clear()
+            original.update(members)
         elif removed is None:
             items = [restore(v) for v in new]
             if isinstance(original, collections.deque):
