@@ -93,7 +93,7 @@ def _record(f, call, whole, leaves, spec, trace):
             boxes.append(getattr(v, "_box", None))
     # the arguments as they are now: the recompute starts from here, whatever f does
     pristine = tree.flatten(tree.unflatten(spec, vals, shared={}))[1]
-    replay = _Replay(f, whole, leaves, spec)
+    replay = _Replay(f, whole, leaves, spec, trace)
     log: list = []
     copy = tree.unflatten(spec, vals, shared={}, log=log)
     trace.closed = CLOSED_OVER
@@ -210,7 +210,7 @@ class _Replay:
     arrays) to their values then; afterwards it puts back the generators' states and the
     arrays' values as they were (updated once, by the forward pass)."""
 
-    def __init__(self, f, whole, leaves, spec):
+    def __init__(self, f, whole, leaves, spec, trace):
         # lazy: the compiler package loads on first use (import fluxml stays light)
         from fluxml.compiler.randomness import closed_over, generators, get_state, set_state
 
@@ -218,14 +218,16 @@ class _Replay:
         self.watched = []
         # the arrays the forward pass may update in place: fields declared nontrainable
         # anywhere, integer arrays of the arguments (a 0-d count)
-        n = len(leaves)
         trainable = {id(x) for x in tree.flatten(whole, trainable=True)[0] if _is_float(x)}
         if closed:  # (the arguments' own leaves and spec come from the caller)
             leaves, spec = tree.flatten((whole, closed))
             trainable.update(map(id, tree.flatten(closed, trainable=True)[0]))
             self.watched = _watch(closed)
-        self.kept = [x for x in leaves[:n] if type(x) is np.ndarray and id(x) not in trainable]
-        self.kept += [x for x in leaves[n:] if type(x) is np.ndarray and id(x) not in trainable]
+        # (under fl.compile or an outer transform they are tracers of those, whose copies
+        # and writes the program records: a compiled step counted twice otherwise)
+        self.kept = [x for x in leaves if (type(x) is np.ndarray or type(x) is Tracer
+                                           and x._trace is not trace)
+                     and id(x) not in trainable]
         self.before = [x.copy() for x in self.kept]
         self.generators = [g for _, g, _ in generators(f, spec)]
         self.get, self.set = get_state, set_state
