@@ -175,3 +175,21 @@ def test_a_compiled_step_through_a_checkpoint_counts_once():
     for _ in range(3):
         np.testing.assert_allclose(compiled(m), eager(e), rtol=1e-12)
     assert m.count == e.count == 3
+
+
+def test_a_write_into_a_constant_array_of_the_arguments_is_refused_and_leaves_it_alone():
+    # before: the recompute read the written buffer: the gradient for x was silently off
+    # ([0.35, -4.68] for [1.65, -1.51])
+    class Buffer:
+        def __init__(self):
+            self.buf = np.array([2.0, 3.0])
+
+        def __call__(self, x):
+            y = np.sin(self.buf * x)
+            self.buf[...] = 5.0
+            return y
+
+    m = Buffer()
+    with pytest.raises(fl.DifferentiationError, match=r"wrote in place into an array of its"):
+        fl.gradient(lambda x: np.sum(fl.checkpoint(lambda m, x: m(x))(m, x)), X)
+    assert m.buf.tolist() == [2.0, 3.0]

@@ -15,8 +15,9 @@ forward pass did not:
   (``ad/writeback.py``), once; the arrays it stores are further outputs of the node, so
   that code after it reading them has their derivatives; what the recompute sets is
   dropped;
-- a write into a differentiated argument in place is refused by name (the forward pass
-  would write into the caller's array).
+- a write in place into an argument's float array (not declared nontrainable) is refused
+  by name: the forward pass would write into the caller's array, and the recompute read
+  the written values.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.writeback import apply, changed_values, changes, restore_parts
 
-WROTE_INTO = ("fl.checkpoint({name}): the function wrote in place into {what} it is "
-              "differentiated with respect to ({error}). Inside fl.checkpoint the forward pass "
-              "runs on the caller's arrays, so the write would change them and the recompute "
-              "would start from the written values. Write into a copy (`x = x.copy()` "
-              "first), or call the function without fl.checkpoint")
+WROTE_INTO = ("fl.checkpoint({name}): the function wrote in place into {what} of its "
+              "arguments ({error}). Inside fl.checkpoint the forward pass runs on the "
+              "caller's arrays, so the write would change them and the recompute for the "
+              "backward pass would start from the written values. Write into a copy "
+              "(`x = x.copy()` first), declare a layer's state that it updates in place "
+              "nontrainable (as BatchNorm's running statistics), or call the function without "
+              "fl.checkpoint")
 
 
 def checkpoint(f: Callable) -> Callable:
@@ -84,6 +87,7 @@ def _receiver(f):
 
 def _record(f, call, whole, leaves, spec, trace):
     name = getattr(f, "__name__", type(f).__name__)
+    trainable = {id(x) for x in tree.flatten(whole, trainable=True)[0] if _is_float(x)}
     vals, parents, stands, boxes = list(leaves), [], {}, []
     for i, a in enumerate(leaves):
         if type(a) is Tracer and a._trace is trace:
@@ -91,9 +95,12 @@ def _record(f, call, whole, leaves, spec, trace):
             parents.append((i, a._box))
             stands[id(v)] = a
             boxes.append(getattr(v, "_box", None))
+        elif type(a) is np.ndarray and id(a) in trainable:  # (a constant: an input batch)
+            vals[i] = v = _guarded(a)  # a write would reach the recompute, which reads it
+            stands[id(v)] = a
     # the arguments as they are now: the recompute starts from here, whatever f does
     pristine = tree.flatten(tree.unflatten(spec, vals, shared={}))[1]
-    replay = _Replay(f, whole, leaves, spec, trace)
+    replay = _Replay(f, whole, leaves, spec, trace, trainable)
     log: list = []
     copy = tree.unflatten(spec, vals, shared={}, log=log)
     trace.closed = CLOSED_OVER
@@ -210,7 +217,7 @@ class _Replay:
     arrays) to their values then; afterwards it puts back the generators' states and the
     arrays' values as they were (updated once, by the forward pass)."""
 
-    def __init__(self, f, whole, leaves, spec, trace):
+    def __init__(self, f, whole, leaves, spec, trace, trainable):
         # lazy: the compiler package loads on first use (import fluxml stays light)
         from fluxml.compiler.randomness import closed_over, generators, get_state, set_state
 
@@ -218,7 +225,7 @@ class _Replay:
         self.watched = []
         # the arrays the forward pass may update in place: fields declared nontrainable
         # anywhere, integer arrays of the arguments (a 0-d count)
-        trainable = {id(x) for x in tree.flatten(whole, trainable=True)[0] if _is_float(x)}
+        trainable = set(trainable)
         if closed:  # (the arguments' own leaves and spec come from the caller)
             leaves, spec = tree.flatten((whole, closed))
             trainable.update(map(id, tree.flatten(closed, trainable=True)[0]))
