@@ -31,7 +31,7 @@ import numpy as np
 from fluxml import tree
 from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, _kept, raw, top_trace
-from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI
+from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.writeback import apply, changed_values, changes, restore_parts
 
@@ -118,7 +118,7 @@ def _record(f, call, whole, leaves, spec, trace):
         if type(vals[i]) is Tracer and vals[i]._box is not box:
             raise DifferentiationError(WROTE_INTO.format(name=name, what="an array",
                                                          error="a traced array's write"))
-    outs, pack = _outputs(out)
+    outs, pack = outputs(out)
     found = changes(log)
     for entry in log:
         if entry is not tree.REPEATED:
@@ -135,7 +135,7 @@ def _record(f, call, whole, leaves, spec, trace):
             again[i] = t
         log: list = []
         copy = tree.unflatten(pristine, again, shared={}, log=log)
-        outs2 = _outputs(call(*copy[:1], *copy[1]))[0]
+        outs2 = outputs(call(*copy[:1], *copy[1]))[0]
         known = {id(t): t for t in traced + outs2}
         known.update((id(e[1]), e[0]) for e in log if e is not tree.REPEATED)
         stored2 = _stored(changes(log), known)
@@ -178,20 +178,6 @@ def _guarded(v):
     if type(v) is Tracer:
         return v._trace.new(v._val, v._box, owned=False)
     return v
-
-
-def _outputs(out):
-    """``(arrays, pack)``: the float arrays ``f`` returned, and how to give the caller the
-    same structure (one array, or a tuple or list of them)."""
-    multi = isinstance(out, (tuple, list))
-    outs = tuple(out) if multi else (out,)
-    for o in outs:
-        if not _is_float(raw(o)):
-            raise TypeError("custom_vjp/checkpoint functions must return a float array or a "
-                            f"tuple of float arrays; got {type(o).__name__}")
-    if not multi:
-        return outs, lambda ts: ts[0]
-    return outs, lambda ts: type(out)(ts)
 
 
 def _stored(found, known) -> list:

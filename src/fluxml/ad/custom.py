@@ -35,6 +35,21 @@ for _p in (CUSTOM, CUSTOM_MULTI):
     _p.vjp_all = lambda g, ans, args, params, positions: params["bwd"](g, positions)
 
 
+def outputs(out):
+    """``(arrays, pack)``: the float arrays a custom_vjp's or checkpoint's function
+    returned, and how to give the caller the same structure (one array, or a tuple or list
+    of them)."""
+    multi = isinstance(out, (tuple, list))
+    outs = tuple(out) if multi else (out,)
+    for o in outs:
+        if not _is_float(raw(o)):
+            raise TypeError("custom_vjp/checkpoint functions must return a float array or a "
+                            f"tuple of float arrays; got {type(o).__name__}")
+    if not multi:
+        return outs, lambda ts: ts[0]
+    return outs, lambda ts: type(out)(ts)
+
+
 def _record(trace, leaves, spec, run, bwd):
     """Record a user-defined step on a reverse trace: ``run(*args)`` computes ``(out, res)``
     one level down; ``bwd(res, g)`` returns one cotangent (tree) per argument."""
@@ -49,12 +64,8 @@ def _record(trace, leaves, spec, run, bwd):
         out, res = run(*unflatten(spec, vals))
     finally:
         trace.closed = None
+    outs, _ = outputs(out)
     multi = isinstance(out, (tuple, list))
-    outs = tuple(out) if multi else (out,)
-    for o in outs:
-        if not _is_float(raw(o)):
-            raise TypeError("custom_vjp/checkpoint functions must return a float array or a "
-                            f"tuple of float arrays; got {type(o).__name__}")
 
     def back(g, positions):
         cts = bwd(res, g)
