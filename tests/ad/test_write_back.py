@@ -675,3 +675,18 @@ def test_a_layer_added_to_a_set_it_holds_is_the_layer_itself_afterwards():
     assert m.members is members and [k is m for k in members] == [True]
     fl.gradient(lambda m: m(np.ones(2)), m)
     assert len(members) == 1
+
+
+def test_a_tuple_the_function_appends_to_a_list_it_closes_over_holds_plain_values():
+    # before: history.append((step, loss)) inside the loss kept the loss as a dead tracer
+    history = []
+
+    def loss(x):
+        value = np.sum(x ** 2)
+        history.append((len(history), value, [value * 2]))
+        return value
+
+    fl.gradient(loss, np.array([1.0, 2.0]))
+    step, value, (twice,) = history[0]
+    assert step == 0 and type(value) is np.float64 and value == 5.0 and twice == 10.0
+    assert not isinstance(twice, Tracer)

@@ -347,11 +347,9 @@ def plain_reached(f, trace) -> None:
             items = list(tree.tree_state(x).items())
         plain = {}
         for k, v in items:
-            if type(v) is Tracer:
-                if v._trace is trace and type(v._val) is not Tracer:
-                    plain[k] = v._val.copy()
-            elif _walked(v):
-                stack.append(v)
+            new = _plain(v, trace, stack)
+            if new is not v:
+                plain[k] = new
         if not plain:
             continue
         if isinstance(x, (dict, list, collections.deque)):
@@ -359,6 +357,21 @@ def plain_reached(f, trace) -> None:
                 x[k] = v
         else:
             tree.set_fields(x, plain)
+
+
+def _plain(v, trace, stack):
+    """``v`` with its tracers of ``trace`` as plain copies: a tracer, or a tuple holding
+    some (rebuilt: ``history.append((step, loss))``); a part to walk goes on ``stack``."""
+    if type(v) is Tracer:
+        if v._trace is trace and type(v._val) is not Tracer:
+            return v._val.copy()
+    elif isinstance(v, tuple):
+        items = [_plain(a, trace, stack) for a in v]
+        if any(a is not b for a, b in zip(items, v)):
+            return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)
+    elif _walked(v):
+        stack.append(v)
+    return v
 
 
 def _walked(v) -> bool:
