@@ -412,8 +412,11 @@ def _reached(f) -> list:
                 pass
     scope = f.__globals__
     names = _GLOBALS.get(f.__code__)
-    if names is None:  # (most of a code's names are attributes: np.sum's sum)
-        names = _GLOBALS[f.__code__] = tuple(k for k in f.__code__.co_names if k in scope)
+    if names is None:  # (most of a code's names are attributes, np.sum's sum, or modules,
+        # functions and classes: those are left out once, when the code is first seen)
+        names = _GLOBALS[f.__code__] = tuple(
+            k for k in f.__code__.co_names
+            if k in scope and not isinstance(scope[k], _NOT_STATE))
     for k in names:
         values.append(scope.get(k))
     known = _WALKED
@@ -421,3 +424,4 @@ def _reached(f) -> list:
 
 
 _GLOBALS: dict = {}  # code -> those of its names that were globals when first seen
+_NOT_STATE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
