@@ -33,7 +33,7 @@ from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, _kept, raw, top_trace
 from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
 from fluxml.ad.reverse import ReverseTrace
-from fluxml.ad.writeback import apply, changed_values, changes, restore_parts
+from fluxml.ad.writeback import apply, changed_values, changes, reached, restore_parts
 
 WROTE_INTO = ("fl.checkpoint({name}): the function wrote in place into {what} of its "
               "arguments ({error}). Inside fl.checkpoint the forward pass runs on the "
@@ -205,9 +205,10 @@ class _Replay:
 
     def __init__(self, f, whole, leaves, spec, trace, trainable):
         # lazy: the compiler package loads on first use (import fluxml stays light)
-        from fluxml.compiler.randomness import closed_over, generators, get_state, set_state
+        from fluxml.compiler.randomness import generators, get_state, set_state
 
-        closed = _reached(f, closed_over(f))
+        # what f closes over or names as globals (a layer or method is an argument)
+        closed = tuple(reached(f)) if type(f) is types.FunctionType else ()
         self.watched = []
         # the arrays the forward pass may update in place: fields declared nontrainable
         # anywhere, integer arrays of the arguments (a 0-d count)
@@ -257,16 +258,6 @@ class _Replay:
             self.set(g, s)
         for x, v in zip(self.kept, self.values):
             x[...] = v
-
-
-def _reached(f, cells: dict) -> tuple:
-    """What ``f`` reaches besides its arguments that may hold state: the objects, lists and
-    dicts it closes over or names as globals (a model at module level)."""
-    code = getattr(f, "__code__", None)
-    scope = getattr(f, "__globals__", {})
-    named = [scope.get(k) for k in code.co_names] if code is not None else []
-    return tuple(v for v in (*cells.values(), *named)
-                 if isinstance(v, (list, dict)) or tree._fields(v) is not None)
 
 
 def _watch(closed) -> list:

@@ -329,7 +329,7 @@ def plain_reached(f, trace) -> None:
     argument's are written back: the model holds what it would hold had ``f`` run eagerly,
     not a dead tracer that fails when used. (Objects reached only through other functions
     are not seen: their tracers fail by name when used.)"""
-    roots = _reached(f)
+    roots = reached(f)
     if not roots:
         return
     seen: set = set()
@@ -393,7 +393,7 @@ def _walked(v) -> bool:
 _WALKED: dict = {}
 
 
-def _reached(f) -> list:
+def reached(f) -> list:
     """The lists, dicts and objects ``f`` closes over or names as globals, and the object a
     method or a callable object belongs to. (On every transform's call: kept cheap.)"""
     if type(f) is types.FunctionType:
