@@ -595,7 +595,10 @@ def test_a_model_the_loss_closes_over_keeps_plain_arrays_not_tracers():
 
     model = Recorder()
     x = np.array([1.0, 2.0])
+    import functools
+
     for run in (lambda: fl.gradient(lambda x: model(x), x),
+                lambda: fl.gradient(functools.partial(lambda m, x: m(x), model), x),
                 lambda: fl.pullback(lambda x: model(x), x),
                 lambda: fl.jvp(lambda x: model(x), (x,), (np.ones(2),)),
                 lambda: fl.gradient(model, x)):

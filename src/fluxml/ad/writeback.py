@@ -395,12 +395,16 @@ _WALKED: dict = {}
 
 def reached(f) -> list:
     """The lists, dicts and objects ``f`` closes over or names as globals, and the object a
-    method or a callable object belongs to. (On every transform's call: kept cheap.)"""
+    method or a callable object belongs to, or a partial's arguments. (On every transform's
+    call: kept cheap.)"""
     if type(f) is types.FunctionType:
         values = []
     elif type(f) is types.MethodType:
         values = [f.__self__]
         f = f.__func__
+    elif type(f) is functools.partial:  # fl.gradient(partial(loss, model), x)
+        values = [*f.args, *f.keywords.values()]
+        return [v for v in values if _walked(v)] + reached(f.func)
     else:  # a callable object: a layer, a loss's
         return [f] if _walked(f) else []
     closure = f.__closure__
