@@ -86,6 +86,10 @@ def _receiver(f):
 
 
 def _record(f, call, whole, leaves, spec, trace):
+    """Run ``call`` one level down on a copy of ``whole`` (receiver, arguments), record one
+    node on ``trace`` whose outputs are what it returned and the float arrays it stored on
+    its arguments, write what it set back onto them, and return its output's tracers. The
+    node's backward rule runs it again (``rerun``) from the arguments as they were."""
     name = getattr(f, "__name__", type(f).__name__)
     trainable = {id(x) for x in tree.flatten(whole, trainable=True)[0] if _is_float(x)}
     vals, parents, stands, boxes = list(leaves), [], {}, []
@@ -116,8 +120,8 @@ def _record(f, call, whole, leaves, spec, trace):
     replay.check_closed_over(name)
     for (i, _), box in zip(parents, boxes):
         if type(vals[i]) is Tracer and vals[i]._box is not box:
-            raise DifferentiationError(WROTE_INTO.format(name=name, what="an array",
-                                                         error="a traced array's write"))
+            raise DifferentiationError(WROTE_INTO.format(
+                name=name, what="an array", error="a write into an outer transform's value"))
     outs, pack = outputs(out)
     found = changes(log)
     for entry in log:
