@@ -418,6 +418,8 @@ def reached(f) -> list:
     names = _GLOBALS.get(f.__code__)
     if names is None:  # (most of a code's names are attributes, np.sum's sum, or modules,
         # functions and classes: those are left out once, when the code is first seen)
+        if len(_GLOBALS) > 4096:  # (code made at run time, exec'd programs: kept bounded)
+            _GLOBALS.clear()
         names = _GLOBALS[f.__code__] = tuple(
             k for k in f.__code__.co_names
             if k in scope and not isinstance(scope[k], _NOT_STATE))
