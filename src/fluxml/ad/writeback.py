@@ -397,36 +397,45 @@ def reached(f) -> list:
     """The lists, dicts and objects ``f`` closes over or names as globals, and the object a
     method or a callable object belongs to, or a partial's arguments. (On every transform's
     call: kept cheap.)"""
-    if type(f) is types.FunctionType:
-        values = []
-    elif type(f) is types.MethodType:
-        values = [f.__self__]
-        f = f.__func__
-    elif type(f) is functools.partial:  # fl.gradient(partial(loss, model), x)
-        values = [*f.args, *f.keywords.values()]
-        return [v for v in values if _walked(v)] + reached(f.func)
-    else:  # a callable object: a layer, a loss's
+    t = type(f)
+    if t is types.MethodType:
+        return [v for v in (f.__self__,) if _walked(v)] + reached(f.__func__)
+    if t is functools.partial:  # fl.gradient(partial(loss, model), x)
+        return [v for v in (*f.args, *f.keywords.values()) if _walked(v)] + reached(f.func)
+    if t is not types.FunctionType:  # a callable object: a layer, a loss's
         return [f] if _walked(f) else []
-    closure = f.__closure__
-    if closure:
-        for c in closure:
-            try:
-                values.append(c.cell_contents)
-            except ValueError:  # a name not assigned yet
-                pass
-    scope = f.__globals__
     names = _GLOBALS.get(f.__code__)
     if names is None:  # (most of a code's names are attributes, np.sum's sum, or modules,
         # functions and classes: those are left out once, when the code is first seen)
-        if len(_GLOBALS) > 4096:  # (code made at run time, exec'd programs: kept bounded)
-            _GLOBALS.clear()
-        names = _GLOBALS[f.__code__] = tuple(
-            k for k in f.__code__.co_names
-            if k in scope and not isinstance(scope[k], _NOT_STATE))
-    for k in names:
-        values.append(scope.get(k))
+        names = _global_names(f)
+    closure = f.__closure__
+    if closure is None and not names:  # (most lambdas given to fl.gradient)
+        return []
+    out = []
     known = _WALKED
-    return [v for v in values if known.get(type(v)) or known.get(type(v)) is None and _walked(v)]
+    for c in closure or ():
+        try:
+            v = c.cell_contents
+        except ValueError:  # a name not assigned yet
+            continue
+        walked = known.get(type(v))
+        if walked or walked is None and _walked(v):
+            out.append(v)
+    if names:
+        scope = f.__globals__
+        out += [v for k in names if _walked(v := scope.get(k))]
+    return out
+
+
+def _global_names(f) -> tuple:
+    """The names ``f``'s code reads as globals that may hold state (not modules, functions
+    or classes), once per code."""
+    if len(_GLOBALS) > 4096:  # (code made at run time, exec'd programs: kept bounded)
+        _GLOBALS.clear()
+    scope = f.__globals__
+    names = _GLOBALS[f.__code__] = tuple(
+        k for k in f.__code__.co_names if k in scope and not isinstance(scope[k], _NOT_STATE))
+    return names
 
 
 _GLOBALS: dict = {}  # code -> those of its names that were globals when first seen
