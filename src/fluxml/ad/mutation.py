@@ -171,7 +171,12 @@ def _rebind(h, new):
     views of ``h`` from it."""
     if new._trace is not h._trace:  # cannot happen after _check_level; a guard for the engine
         raise DifferentiationError("internal error: rebinding a handle across trace levels")
-    h._val = new._val
+    val = new._val
+    if isinstance(val, np.generic) and isinstance(h._val, np.ndarray):
+        # a 0-d array stays one, as `a += 1` keeps it eagerly (NumPy's result is a scalar,
+        # which the next `a += 1` would take for an immutable number, and not write in place)
+        val = np.asarray(val)
+    h._val = val
     h._box = new._box
     h._owned = new._owned
     h._trace.rebound = True
