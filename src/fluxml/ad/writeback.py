@@ -41,7 +41,7 @@ class Rebuilt:
     originals, traced values as plain arrays (:func:`write_back`)."""
 
     __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "alias", "_copies",
-                 "_written")
+                 "_written", "_values")
 
     def __init__(self, trace, log, leaves, new_leaves, boxes, spec):
         self.trace, self.log = trace, log
@@ -50,6 +50,10 @@ class Rebuilt:
         self.alias = self._aliases(spec)
         self._copies = None
         self._written: set = set()
+        # id of a traced value -> the plain array it became: a value held at two places
+        # (a.h = b.h = h; self.seen = self.state before `self.state *= 0.5`) becomes one
+        # array, as it is one eagerly
+        self._values: dict = {}
 
     def _aliases(self, spec) -> dict:
         """Leaf position -> the position of the same leaf at the first place of its object,
@@ -81,13 +85,16 @@ class Rebuilt:
             if v._trace is not self.trace:
                 return v
             x = self._originals().get(id(v), _NONE)
-            if x is _NONE:
-                return v._val.copy()
-            if id(v) not in self._written:
+            if x is not _NONE and id(v) not in self._written:
                 return x
-            # written in place: its new value, in a new array of the argument's type (a 0-d
-            # array stays one, as `a += 1` keeps it eagerly)
-            return np.array(v._val) if type(x) is np.ndarray else v._val.copy()
+            new = self._values.get(id(v))
+            if new is None:
+                # a value of the trace, or an argument written in place: its new value, in a
+                # new array of the argument's type (a 0-d array stays one, as `a += 1` keeps
+                # it eagerly)
+                new = np.array(v._val) if type(x) is np.ndarray else v._val.copy()
+                self._values[id(v)] = new
+            return new
         if t in _KEPT:
             return v
         originals = self._originals()
