@@ -9,7 +9,7 @@ model as the program run plainly does. A program that does what a compiled progr
 write back (a new field, an array rebound to another shape, a number changed) must be
 refused with a ``CompileError`` that names the field, the model left as it was.
 
-    python tests/compiler/test_write_back_compiled_fuzz.py [CASES] [SEED]   # by hand
+    python tests/compiler/test_write_back_compiled_fuzz.py [CASES] [SEED] [BACKEND]  # by hand
 """
 
 from __future__ import annotations
@@ -133,14 +133,14 @@ def _describe(x, ids):
     return x
 
 
-def check_case(seed: int) -> str:
+def check_case(seed: int, backend: str = "numpy") -> str:
     """One case: "ran", or "refused" (a CompileError that names a field, the model left
     as it was)."""
     rng = np.random.default_rng(seed)
     model = _model(rng)
     program = _program(rng, len(model.nodes), int(rng.integers(1, 6)))
     reference = copy.deepcopy(model)
-    compiled, eager = fl.compile(_step(program)), _step(program)
+    compiled, eager = fl.compile(_step(program), backend=backend), _step(program)
     refused = [op for op, *_ in program if op in REFUSED]
     if not refused:  # the eager reference itself: fl.withgradient writes as plain Python does
         plain, traced = copy.deepcopy(model), copy.deepcopy(model)
@@ -165,6 +165,8 @@ def check_case(seed: int) -> str:
                 f"seed {seed}: a refused step changed the model\n{after}\n{before}"
             return "refused"
         assert not refused, f"seed {seed}: {program} was not refused"
+        if backend == "xla":
+            compiled.wait()  # the later calls run XLA's code, not the NumPy code meanwhile
         want_loss = eager(reference)
         np.testing.assert_allclose(loss, want_loss, rtol=1e-10, atol=1e-12,
                                    err_msg=f"seed {seed}, call {call}: {program}")
@@ -181,6 +183,7 @@ def test_write_back_compiled_fuzz():
 if __name__ == "__main__":
     cases = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     first = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    outcomes = [check_case(s) for s in range(first, first + cases)]
+    backend = sys.argv[3] if len(sys.argv) > 3 else "numpy"
+    outcomes = [check_case(s, backend) for s in range(first, first + cases)]
     print(f"{cases} cases clean: {outcomes.count('ran')} ran, {outcomes.count('refused')} "
           f"refused")
