@@ -1,7 +1,8 @@
-"""Fields that hold one array after a differentiated function hold one array after
-``fl.gradient`` too, as after the eager function: each place was given its own copy of a
-traced value, or of an argument written in place (found by the compiled write-back fuzzer,
-tests/compiler/test_write_back_compiled_fuzz.py, run against plain eager code)."""
+"""What ``fl.gradient`` and ``fl.jvp`` write back, against plain eager code (found by the
+compiled write-back fuzzer, tests/compiler/test_write_back_compiled_fuzz.py): fields that
+hold one array after the function hold one array (each place was given its own copy of a
+traced value, or of an argument written in place), and forward mode keeps an argument's
+write of a constant (it was lost)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,19 @@ def test_an_argument_written_in_place_through_two_fields_stays_one_array():
     assert m.seen is m.state
     np.testing.assert_array_equal(m.state, np.full(2, 2.0))
     np.testing.assert_array_equal(g.w, np.full(2, 2.0))
+
+
+def test_jvp_keeps_a_write_of_a_constant_into_an_argument():
+    # forward mode's handle keeps its tangent for `+= 1.0`: the write looked like none
+    m = _box(w=np.ones(2), count=np.array(0.0), buf=np.zeros(2))
+    t = _box(w=np.ones(2), count=np.array(0.0), buf=np.zeros(2))
+
+    def f(m):
+        m.count += 1.0
+        m.buf[0] = 5.0
+        return np.sum(m.w * m.w)
+
+    y, ty = fl.jvp(f, (m,), (t,))
+    assert (y, ty) == (2.0, 4.0)
+    assert type(m.count) is np.ndarray and m.count == 1.0
+    np.testing.assert_array_equal(m.buf, [5.0, 0.0])

@@ -1,13 +1,14 @@
 """A fuzzer of compiled training steps whose forward pass writes on the model: random models
 of user objects (parameters, state arrays, a 0-d counter, a buffer, lists and dicts of
-arrays, a field aliasing another array) and random programs that rebind, write in place and
-alias while computing a loss; ``fl.compile`` of a step (``fl.withgradient``, then an update
-of the parameters in place) is called three times on the model and the same step eagerly on
-a deep copy. The losses, the values, the structure and the sharing of the two models must
-agree, with no tracer left anywhere; and the eager step's ``fl.withgradient`` must leave the
-model as the program run plainly does. A program that does what a compiled program cannot
-write back (a new field, an array rebound to another shape, a number changed) must be
-refused with a ``CompileError`` that names the field, the model left as it was.
+arrays, a field aliasing another array, a layer at two places) and random programs that
+rebind, write in place, count, swap and alias while computing a loss; ``fl.compile`` of a
+step (``fl.withgradient``, then an update of the parameters in place) is called three times
+on the model and the same step eagerly on a deep copy. The losses, the values, the structure
+and the sharing of the two models must agree, with no tracer left anywhere; and the eager
+``fl.withgradient``, and ``fl.jvp``, must leave the model as the program run plainly does.
+A program that does what a compiled program cannot write back (a new field, an array rebound
+to another shape, a number changed) must be refused with a ``CompileError`` that names the
+field, the model left as it was.
 
     python tests/compiler/test_write_back_compiled_fuzz.py [CASES] [SEED] [BACKEND]  # by hand
 """
@@ -149,6 +150,13 @@ def check_case(seed: int, backend: str = "numpy") -> str:
         np.testing.assert_allclose(loss, want_loss, rtol=1e-12, err_msg=f"seed {seed}")
         got, want = _describe(traced, {}), _describe(plain, {})
         assert got == want, f"seed {seed}: eager gradient: {program}\n got  {got}\n want {want}"
+        forward = copy.deepcopy(model)
+        tangent = fl.fmap(lambda x: np.ones_like(x) if isinstance(x, np.ndarray) else x,
+                          copy.deepcopy(model))
+        value, _ = fl.jvp(lambda m: _run(program, m), (forward,), (tangent,))
+        np.testing.assert_allclose(value, want_loss, rtol=1e-12, err_msg=f"seed {seed}")
+        got = _describe(forward, {})
+        assert got == want, f"seed {seed}: fl.jvp: {program}\n got  {got}\n want {want}"
     for call in range(3):
         before = _describe(model, {})
         try:

@@ -40,13 +40,16 @@ class Rebuilt:
     item appended to a list holds, after the call, what it would hold had ``f`` run on the
     originals, traced values as plain arrays (:func:`write_back`)."""
 
-    __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "alias", "_copies",
-                 "_written", "_values")
+    __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "values", "alias",
+                 "_copies", "_written", "_values")
 
     def __init__(self, trace, log, leaves, new_leaves, boxes, spec):
         self.trace, self.log = trace, log
         self.leaves, self.new_leaves = leaves, new_leaves
         self.boxes = list(boxes)  # (before aliasing): a handle not at its box was written
+        # or not at its value: forward mode's box is the tangent, which a write of a
+        # constant (self.count += 1.0) leaves as it was
+        self.values = [t._val if type(t) is Tracer else None for t in new_leaves]
         self.alias = self._aliases(spec)
         self._copies = None
         self._written: set = set()
@@ -72,8 +75,9 @@ class Rebuilt:
     def write_back(self) -> None:
         if self.trace.rebound:  # an argument written in place holds its new value: a field
             # holding it is rebound to a copy of it (the caller's array is never changed)
-            self._written = {id(t) for t, box in zip(self.new_leaves, self.boxes)
-                             if type(t) is Tracer and t._box is not box}
+            self._written = {id(t) for t, box, val in zip(self.new_leaves, self.boxes,
+                                                          self.values)
+                             if type(t) is Tracer and (t._box is not box or t._val is not val)}
         write_back(self.log, self.restore, self._written)
 
     def restore(self, v):
