@@ -106,7 +106,9 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     arrays) and must return trees of the same structure, shapes and dtypes. Eagerly, the
     chosen branch runs as plain Python and the other is traced on the operands' values to
     check that it agrees, as ``fl.compile`` traces both (its random draws do not advance the
-    generator; a branch failing there with ``LinAlgError`` is not checked). Inside
+    generator; a branch failing there with ``LinAlgError`` is not checked; its plain Python
+    effects, such as appending to a list or writing into a NumPy array it closes over, do
+    happen, as when JAX's ``cond`` traces both branches). Inside
     ``fl.compile`` a traced ``pred`` records one equation that runs the chosen branch's
     compiled code; a concrete one just calls its branch. Under ``fl.gradient`` the taken
     branch is differentiated (a compiled one: its vjp, a ``cond`` of the branches' vjps).
