@@ -8,7 +8,10 @@ derivative rules that are control flow again (``compiler/control_rules.py``): a 
 inside a compiled function differentiates them, forward or reverse, to any order (a
 ``while_loop`` has a forward-mode derivative only, as in JAX).
 
-Their operands and carries are trees of arrays (numbers become 0-d arrays). The functions
+Their operands and carries are trees of arrays (numbers become 0-d arrays), passed to the
+functions as new trees, eagerly too (objects rebuilt around the same arrays, as
+``fl.compile`` traces them): a field that a branch or body sets on an operand is seen
+outside only through what it returns, as with JAX's pytrees. The functions
 must return trees of the same structure, shapes and dtypes (both branches of a ``cond``; a
 loop body its carry), checked in eager code too, so that code that runs eagerly compiles.
 """
