@@ -262,7 +262,10 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     straight-line code on later calls with the same signature.
 
     ``fn`` may call ``fl.gradient``, update an optimiser and write into its arguments in
-    place: the compiled code writes the same arrays. Python control flow is fixed at trace
+    place: the compiled code writes the same arrays. A field it gives a new array of the same
+    shape and dtype (``self.state = h``) gets the new values written into the array it held;
+    a field it points at another argument's array (``self.seen = self.w``, ``self.last = x``)
+    holds that very array after the call, as eagerly. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it. An optimiser's
     hyperparameters (the fields a class lists in ``hyperparameters``: ``compiler/numbers.py``)
     are inputs, not part of the signature: ``fl.adjust`` between calls reuses the trace.
