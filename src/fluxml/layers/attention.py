@@ -19,7 +19,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, is_active, need_array
 from fluxml.layers.normalise import Dropout, LayerNorm, probability
@@ -68,6 +68,7 @@ class MultiHeadAttention(Module):
         if qk_dim % nheads or v_dim % nheads:
             raise ValueError(f"MultiHeadAttention: nheads={nheads} must divide qk_dim "
                              f"({qk_dim}) and v_dim ({v_dim})")
+        bias = flag("MultiHeadAttention", "bias", bias, none=True)  # (None: none, as Dense)
         kw = dict(init=init, rng=rng, dtype=dtype)
         self.nheads = nheads
         self.q_proj = Dense(embed_dim, qk_dim, bias=bias, **kw)
@@ -212,7 +213,7 @@ class TransformerEncoderBlock(Module):
         self.dense2 = Dense(hidden, embed_dim, **kw)
         self.norm2 = LayerNorm(embed_dim, eps=eps, dtype=dtype)
         self.dropout = Dropout(dropout)
-        self.norm_first = norm_first
+        self.norm_first = flag("TransformerEncoderBlock", "norm_first", norm_first)
 
     def __call__(self, x, *, mask=None):
         need_array(self, x)

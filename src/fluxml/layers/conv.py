@@ -22,7 +22,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import is_int
+from fluxml._checks import flag, is_int
 from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
@@ -102,7 +102,7 @@ class Conv(Module):
         self.bias = _make_bias(bias, out_channels, dtype, name)
         self.activation = activation
         self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
-        self.flipped = flipped
+        self.flipped = flag(name, "flipped", flipped)
 
     @staticmethod
     def _check_options(name, d, stride, pad, dilation):
@@ -257,7 +257,8 @@ class ConvTranspose(Module):
         self.bias = _make_bias(bias, out_channels, dtype, "ConvTranspose")
         self.activation = activation
         self.stride, self.pad, self.outpad = stride, pad, outpad
-        self.dilation, self.groups, self.flipped = dilation, groups, flipped
+        self.dilation, self.groups = dilation, groups
+        self.flipped = flag("ConvTranspose", "flipped", flipped)
 
     @property
     def kernel(self) -> tuple[int, ...]:

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
@@ -337,6 +338,7 @@ def trainmode(model, mode: bool | None = True):
     >>> fl.trainmode(Noisy()).active
     True
     """
+    mode = flag("trainmode", "mode", mode, none=True)
     for m in modules(model):
         if hasattr(m, "active"):
             m.active = mode
@@ -353,6 +355,7 @@ def testmode(model, mode: bool | None = True):
     >>> fl.testmode(Noisy()).active
     False
     """
+    mode = flag("testmode", "mode", mode, none=True)
     return trainmode(model, None if mode is None else not mode)
 
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from fluxml import nnlib
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 from fluxml.layers.conv import SPATIAL_NAMES, _kernel, check_input
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.nnlib import windows as win
@@ -218,6 +218,7 @@ class Upsample(Module):
         if (scale is None) == (size is None):
             raise ValueError(f"Upsample: give either scale or size; got scale={scale!r}, "
                              f"size={size!r}")
+        align_corners = flag("Upsample", "align_corners", align_corners)
         if mode == "nearest" and align_corners:
             raise ValueError("Upsample: align_corners applies to the linear modes only")
         _check_factors(mode, scale, size)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
 
@@ -69,7 +70,7 @@ def dropout(x, p: float, *, dims: int | Sequence[int] | None = None, active: boo
     array([1., 1., 1.])
     """
     _check_p(p, "dropout")
-    if not active or p == 0:
+    if not flag("dropout", "active", active) or p == 0:
         return x
     keep, dtype = _keep_mask(x, p, dims, rng, "dropout")
     if p == 1:
@@ -92,7 +93,7 @@ def alpha_dropout(x, p: float, *, active: bool = True, rng: np.random.Generator 
     (True, True)
     """
     _check_p(p, "alpha_dropout")
-    if not active or p == 0:
+    if not flag("alpha_dropout", "active", active) or p == 0:
         return x
     keep, dtype = _keep_mask(x, p, None, rng, "alpha_dropout")
     if p == 1:
