@@ -31,6 +31,13 @@ def is_int(n) -> bool:
     return isinstance(n, Integral) and not isinstance(n, bool)
 
 
+def is_real(x) -> bool:
+    """Whether ``x`` is a real number: a Python or NumPy one, not a bool, or a 0-d integer or
+    float array (a layer's setting after ``fl.f64`` or a tree map)."""
+    return isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool) or \
+        getattr(x, "ndim", None) == 0 and getattr(x, "dtype", np.dtype(object)).kind in "iuf"
+
+
 def positive_int(who: str, name: str, n, minimum: int = 1) -> int:
     """``n`` as an int where it is an integer (``is_int``) ``>= minimum`` (1: a positive
     one), else a ValueError naming ``who`` and its argument ``name``, what it expected and
@@ -67,9 +74,7 @@ def real_in(who: str, name: str, x, low: float = -math.inf, high: float = math.i
     """
     if type(x).__name__ == "Tracer":
         return x
-    # (a 0-d array too: a layer's setting after fl.f64 or a tree map)
-    numeric = isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool) or \
-        getattr(x, "ndim", None) == 0 and getattr(x, "dtype", np.dtype(object)).kind in "iuf"
+    numeric = is_real(x)
     v = float(x) if numeric else math.nan
     if not (math.isfinite(v) and (v > low if low_open else v >= low) and
             (v < high if high_open else v <= high)):

@@ -32,7 +32,7 @@ SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def _kernel(layer, kernel) -> tuple[int, ...]:
-    kernel = (kernel,) if isinstance(kernel, (int, np.integer)) else tuple(kernel)
+    kernel = tuple(kernel) if isinstance(kernel, (tuple, list)) else (kernel,)
     if not 1 <= len(kernel) <= 3 or not all(is_int(k) and k >= 1 for k in kernel):
         raise ValueError(f"{layer}: the kernel must be a tuple of 1 to 3 positive ints (one "
                          f"per spatial dimension); got {kernel!r}")

@@ -26,7 +26,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import flag, real_in
+from fluxml._checks import flag, is_int, is_real, real_in, shown
 from fluxml.ad.api import stop_gradient
 from fluxml.layers.basic import _activation_suffix, _positive, identity
 from fluxml.layers.module import LayerError, Module, is_active, need_array
@@ -309,7 +309,7 @@ def probability(p: float) -> str:
 
 
 def _check_p(layer, p):
-    if not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
+    if not is_real(p) or not 0 <= p <= 1:
         raise ValueError(f"{layer}: p must be a probability in [0, 1]; got {p!r}")
 
 
@@ -334,7 +334,10 @@ class Dropout(Module):
     def __init__(self, p: float, *, dims=None, active: bool | None = None, rng=None):
         _check_p("Dropout", p)
         self.p = float(p)
-        self.dims = (dims,) if isinstance(dims, (int, np.integer)) else dims
+        self.dims = (dims,) if is_int(dims) else dims
+        if dims is not None and not (np.iterable(dims) and all(map(is_int, dims))):
+            raise ValueError(f"Dropout: dims must be None, an axis or a tuple of axes (the "
+                             f"axes along which the mask varies); got {shown(dims)}")
         self.active = flag("Dropout", "active", active, none=True)
         self.rng = rng
 

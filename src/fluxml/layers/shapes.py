@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._checks import is_int
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.embedding import Embedding
@@ -40,7 +41,7 @@ Shape = tuple
 
 
 def _is_shape(s) -> bool:
-    return isinstance(s, tuple) and all(isinstance(d, (int, np.integer)) for d in s)
+    return isinstance(s, tuple) and all(is_int(d) for d in s)
 
 
 def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
@@ -169,8 +170,7 @@ def _input_shape(shape, fn):
                                                           for s in shape):
         return tuple(_input_shape(s, fn) for s in shape)
     dims = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else None
-    if dims is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-                               and d >= 0 for d in dims):
+    if dims is None or not all(is_int(d) and d >= 0 for d in dims):
         raise TypeError(f"{fn}: the input shape must be a tuple of non-negative ints, batch "
                         f"first (or a tuple of them for several inputs); got {shape!r}")
     return tuple(int(d) for d in dims)

@@ -523,6 +523,8 @@ def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
     >>> fl.rrelu(np.array([-1.0, 2.0]), 0.2, 0.4)
     array([-0.3,  2. ])
     """
+    _number("rrelu", "lo", lo)
+    _number("rrelu", "hi", hi)
     if not lo <= hi:
         raise ValueError(f"rrelu: expected lo <= hi; got lo={lo}, hi={hi}")
     if not flag("rrelu", "active", active):

@@ -298,8 +298,7 @@ def spectrogram(waveform, n_fft: int, hop_length: int | None = None, window=None
     shape = np.shape(raw(waveform))
     if len(shape) < 1:
         raise ValueError(f"spectrogram: waveform must be (..., T); got shape {shape}")
-    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
-        raise ValueError(f"spectrogram: pad must be a non-negative int; got {pad!r}")
+    pad = positive_int("spectrogram", "pad", pad, minimum=0)
     window_normalized = flag("spectrogram", "window_normalized", window_normalized)
     if power is not None and not power >= 0:
         raise ValueError(f"spectrogram: power must be None, 0 (complex) or positive; got "

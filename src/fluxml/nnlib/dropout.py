@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fluxml._checks import flag
+from fluxml._checks import flag, is_int
 from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
 
@@ -45,9 +45,10 @@ def _keep_mask(x, p, dims, rng, name):
     shape = np.shape(value)
     dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
     if dims is not None:
-        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        dims = (dims,) if is_int(dims) or not np.iterable(dims) else tuple(dims)
         try:
-            axes = {d % len(shape) if -len(shape) <= d < len(shape) else None for d in dims}
+            axes = {d % len(shape) if is_int(d) and -len(shape) <= d < len(shape) else None
+                    for d in dims}
         except TypeError:
             axes = {None}
         if None in axes:
