@@ -2,8 +2,9 @@
 
 A layer that knows its shape rule has ``_output_shape(input_shape)`` (it raises the same
 ``LayerError`` as its forward pass on a bad shape); containers compose their children's
-rules. Anything else (a user's layer, a plain function) is run once on zeros with a batch
-of one, and the batch size put back.
+rules. Anything else (a user's layer, a plain function) is run on zeros with a batch of one
+and of two, and the batch size put back on the outputs whose first axis follows it (where
+the batch goes elsewhere, it runs once more on zeros of the full shape).
 
 Sizes to infer are written ``fl._``: ``fl.Dense(fl._, 10)`` is a layer waiting for its input
 size, and ``fl.autosize(input_shape, model)`` builds every such layer of a Chain from the
@@ -118,29 +119,38 @@ def _container_shape(layer, shape, dtype):
 
 
 def _by_running(layer, shape, dtype, single=False):
+    """``layer``'s output shape(s), found by running it on zeros with a batch of one and of
+    two: an output whose first axis follows the batch (1, then 2) gets the input's batch
+    size back, one the batch does not change stays as it is. Where the batch goes elsewhere
+    (a transpose, a reshape merging it, a reduction keeping its axis), the layer runs once
+    more on zeros of the input's full shape (a batch of one alone gave a wrong shape)."""
+    n = _first_batch(shape)
+    if n is None or n <= 2:
+        return unflatten(*_shapes(layer, shape, dtype, single, n))
+    (spec, one), (spec_two, two) = (_shapes(layer, shape, dtype, single, b) for b in (1, 2))
+    if spec == spec_two and all(a == b or a[:1] == (1,) and b == (2,) + a[1:]
+                                for a, b in zip(one, two)):
+        return unflatten(spec, [a if a == b else (n,) + a[1:] for a, b in zip(one, two)])
+    return unflatten(*_shapes(layer, shape, dtype, single, n))
+
+
+def _shapes(layer, shape, dtype, single, batch):
+    """``layer`` run on zeros of ``shape`` with ``batch`` for the batch size (``single``: a
+    tuple of shapes is one argument): its output's spec and the shapes of its leaves."""
     if single and not _is_shape(shape):  # one argument: a tuple of arrays
-        n = _first_batch(shape)
-        y = layer(_zeros(shape, dtype))
+        y = layer(_zeros(shape, dtype, batch))
     else:
-        shapes = (shape,) if _is_shape(shape) else shape
-        batch = [s[0] if len(s) else None for s in shapes]
-        xs = [_zeros(s, dtype) for s in shapes]
-        y = layer(*xs)
-        n = batch[0]
+        y = layer(*(_zeros(s, dtype, batch) for s in ((shape,) if _is_shape(shape) else shape)))
     leaves, spec = flatten(y)
-
-    def restore(a):
-        s = np.shape(a)
-        return (n,) + s[1:] if s and s[0] == 1 and n is not None else s
-
-    return unflatten(spec, [restore(a) for a in leaves])
+    return spec, [np.shape(a) for a in leaves]
 
 
-def _zeros(shape, dtype):
-    """Zeros with a batch of one for a shape, or a tuple of them for a tuple of shapes."""
+def _zeros(shape, dtype, batch):
+    """Zeros of ``shape`` with ``batch`` for its first axis, or a tuple of them for a tuple
+    of shapes."""
     if not _is_shape(shape):
-        return tuple(_zeros(s, dtype) for s in shape)
-    return np.zeros((1,) + tuple(shape[1:]) if len(shape) else (), dtype)
+        return tuple(_zeros(s, dtype, batch) for s in shape)
+    return np.zeros((batch,) + tuple(shape[1:]) if len(shape) else (), dtype)
 
 
 def _first_batch(shape):
