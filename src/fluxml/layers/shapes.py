@@ -26,16 +26,16 @@ Chain(
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from fluxml._checks import is_int
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
-from fluxml.layers.embedding import Embedding
 from fluxml.layers.module import LayerError, Lazy, Module, count_parameters, locate
 from fluxml.layers.recurrent import Bidirectional, Recurrence
 from fluxml.layers.show import line_of, name_of, show_children
-from fluxml.layers.weightnorm import WeightNorm
 from fluxml.tree import flatten, unflatten
 
 Shape = tuple
@@ -51,18 +51,25 @@ def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     a tuple of tuples is one argument holding several arrays (what a Chain passes on from a
     layer returning a tuple, such as MultiHeadAttention), not several arguments."""
     rule = getattr(layer, "_output_shape", None)
-    if isinstance(layer, _READ_DTYPE):
-        return rule(shape, dtype)
     if rule is not None and callable(rule) and not isinstance(layer, type):
-        return rule(shape)
+        return rule(shape, dtype=dtype) if _reads_dtype(rule) else rule(shape)
     if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional, Recurrence)):
         return _container_shape(layer, shape, dtype)
     return _by_running(layer, shape, dtype, single)
 
 
-# the rules that take the input's dtype too: containers pass it on (a Chain's layers are each
-# given it, as summary gives them), an Embedding reads a bool array as one-hot rows
-_READ_DTYPE = (Chain, Maxout, WeightNorm, Embedding)
+_READS_DTYPE: dict = {}  # a rule's function -> whether it takes the input's dtype
+
+
+def _reads_dtype(rule) -> bool:
+    """Whether a shape rule takes the input's ``dtype`` too: containers pass it on (a Chain's
+    layers are each given it, as summary gives them), an Embedding reads a bool array as
+    one-hot rows."""
+    func = getattr(rule, "__func__", rule)
+    known = _READS_DTYPE.get(func)
+    if known is None:
+        known = _READS_DTYPE[func] = "dtype" in inspect.signature(func).parameters
+    return known
 
 
 def _located(container, key, layer, shape, dtype):
