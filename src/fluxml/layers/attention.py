@@ -21,7 +21,7 @@ from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml._checks import flag, positive_int
 from fluxml.layers.basic import Dense
-from fluxml.layers.module import LayerError, Module, is_active, need_array
+from fluxml.layers.module import LayerError, Module, input_shapes, is_active, need_array
 from fluxml.layers.normalise import Dropout, LayerNorm, probability
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
@@ -106,9 +106,8 @@ class MultiHeadAttention(Module):
                              f"{', '.join(map(str, shapes))}")
         return shapes
 
-    def _output_shape(self, q, k=None, v=None):
-        if k is None and q and isinstance(q[0], tuple):  # (q, k, v) shapes as one argument
-            q, k, v = (tuple(q) + (None, None))[:3]
+    def _output_shape(self, *shapes):
+        q, k, v = (input_shapes(shapes) + (None, None))[:3]
         k = q if k is None else k
         v = k if v is None else v
         if all(len(s) == 2 for s in (q, k, v)):

@@ -14,7 +14,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml._checks import is_int, positive_int, shown
-from fluxml.layers.module import LayerError, Module, locate, need_array
+from fluxml.layers.module import LayerError, Module, input_shapes, locate, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib.linear import affine
@@ -324,8 +324,7 @@ class Bilinear(Module):
         self.activation = activation
 
     def _output_shape(self, *shapes):
-        if len(shapes) == 1 and shapes[0] and isinstance(shapes[0][0], tuple):
-            shapes = shapes[0]
+        shapes = input_shapes(shapes)
         x, z = (shapes[0], shapes[0]) if len(shapes) == 1 else shapes
         _, in1, in2 = self.weight.shape
         if len(x) != 2 or len(z) != 2 or x[1] != in1 or z[1] != in2 or x[0] != z[0]:

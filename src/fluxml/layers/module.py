@@ -264,6 +264,14 @@ def need_array(layer, x, expected: str = "") -> None:
                          f"a {type(x).__name__}: convert it, np.asarray(x, np.float32)")
 
 
+def input_shapes(shapes: tuple) -> tuple:
+    """The shapes a shape rule of several inputs was given: as several arguments, or as one
+    tuple of them (what a Chain passes on from a layer that returns a tuple)."""
+    if len(shapes) == 1 and shapes[0] and isinstance(shapes[0][0], tuple):
+        return tuple(shapes[0])
+    return shapes
+
+
 def within_gradient(x) -> bool:
     """True inside a gradient (or pullback, jvp) call, as Flux's ``NNlib.within_gradient``:
     when ``x`` is being differentiated, or a differentiation is running in this thread even
