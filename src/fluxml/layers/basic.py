@@ -169,10 +169,13 @@ class Chain(Module):
         return layers.items() if isinstance(layers, dict) else enumerate(layers)
 
     def __call__(self, x):
-        y = x  # (an empty Chain returns x)
-        for y in self.outputs(x):  # noqa: B007 - the last output is the result
-            pass
-        return y
+        # (outputs' loop, without the generator: 0.7 us less for three layers, 1.4 for ten)
+        for key, layer in self._items():
+            try:
+                x = layer(x)
+            except (ValueError, IndexError) as err:
+                raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
+        return x
 
     def outputs(self, x):
         """Each layer's output in turn, the last being ``self(x)`` (an iterator; Flux's
