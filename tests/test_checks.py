@@ -296,3 +296,5 @@ def test_integers_are_is_int_everywhere(call, error, message):
     assert fl.Conv((np.int64(2), 2), 1, 1, pad=np.int8(1))(X1.astype(np.float32)).shape == \
         (1, 1, 5, 5)
     assert fl.Upsample(size=(np.int64(8), 8))(X1).shape == (1, 1, 8, 8)
+    assert fl.Dropout(0.5, dims=np.int64(1)).dims == (1,)
+    assert fl.Dropout(0.5, dims=(0, 1)).dims == (0, 1)

@@ -335,7 +335,7 @@ class Dropout(Module):
         _check_p("Dropout", p)
         self.p = float(p)
         self.dims = (dims,) if is_int(dims) else dims
-        if dims is not None and not (np.iterable(dims) and all(map(is_int, dims))):
+        if dims is not None and not (np.iterable(self.dims) and all(map(is_int, self.dims))):
             raise ValueError(f"Dropout: dims must be None, an axis or a tuple of axes (the "
                              f"axes along which the mask varies); got {shown(dims)}")
         self.active = flag("Dropout", "active", active, none=True)
