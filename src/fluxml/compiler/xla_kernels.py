@@ -380,6 +380,31 @@ def embedding_scatter_add(g, *, idx, rows):
     return out.at[idx.reshape(-1)].add(g.reshape((-1,) + features))
 
 
+def scatter_extremum(kind, value, idx, shape, init):
+    """``fluxml.nnlib.scatter._extremum``: the max (min) of the sources sent to each
+    destination, ``init`` (by default -inf, +inf) where none is."""
+    empty = init if init is not None else (-jnp.inf if kind == "max" else jnp.inf)
+    at = jnp.full(shape, empty, value.dtype).at[idx]
+    return at.max(value) if kind == "max" else at.min(value)
+
+
+def scatter_shares(value, best, idx, lead, inner, init):
+    """``fluxml.nnlib.scatter._shares``: each source's share of its destination's gradient,
+    which sources attain a finite extremum and which an infinite or NaN one, and which
+    destinations hold the latter (the counts as scatter-adds, where NumPy's kernel uses
+    bincount over flat places)."""
+    at = best[idx]
+    hit = (value == at) | (jnp.isnan(value) & jnp.isnan(at))
+    ties = jnp.zeros(best.shape, jnp.int32).at[idx].add(hit.astype(jnp.int32))
+    if init is not None:
+        ties = ties + (best == jnp.asarray(init, best.dtype))
+    share = jnp.where(hit, 1 / jnp.maximum(ties, 1)[idx], 0).astype(value.dtype)
+    finite = hit & jnp.isfinite(value)
+    other = hit & ~finite
+    wild = jnp.zeros(best.shape, jnp.int32).at[idx].add(other.astype(jnp.int32)) > 0
+    return share, finite, other, wild
+
+
 def einsum(*operands, subscripts, optimize):
     """The ``einsum`` primitive (explicit subscripts, ``->`` always written)."""
     return jnp.einsum(subscripts, *operands, optimize=bool(optimize))

@@ -93,6 +93,8 @@ FUNCTIONS: dict = {
     "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
     "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
     "fluxml.nnlib.embedding._check_rows": kernels.check_rows,
+    "fluxml.nnlib.scatter._extremum": kernels.scatter_extremum,
+    "fluxml.nnlib.scatter._shares": kernels.scatter_shares,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
     "numpy.argsort": kernels.argsort,
     "numpy.sort": kernels.sort,

@@ -22,7 +22,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import is_int
+from fluxml._checks import flag, is_int
 from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
@@ -32,7 +32,7 @@ SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def _kernel(layer, kernel) -> tuple[int, ...]:
-    kernel = (kernel,) if isinstance(kernel, (int, np.integer)) else tuple(kernel)
+    kernel = tuple(kernel) if isinstance(kernel, (tuple, list)) else (kernel,)
     if not 1 <= len(kernel) <= 3 or not all(is_int(k) and k >= 1 for k in kernel):
         raise ValueError(f"{layer}: the kernel must be a tuple of 1 to 3 positive ints (one "
                          f"per spatial dimension); got {kernel!r}")
@@ -102,7 +102,7 @@ class Conv(Module):
         self.bias = _make_bias(bias, out_channels, dtype, name)
         self.activation = activation
         self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
-        self.flipped = flipped
+        self.flipped = flag(name, "flipped", flipped)
 
     @staticmethod
     def _check_options(name, d, stride, pad, dilation):
@@ -257,50 +257,48 @@ class ConvTranspose(Module):
         self.bias = _make_bias(bias, out_channels, dtype, "ConvTranspose")
         self.activation = activation
         self.stride, self.pad, self.outpad = stride, pad, outpad
-        self.dilation, self.groups, self.flipped = dilation, groups, flipped
+        self.dilation, self.groups = dilation, groups
+        self.flipped = flag("ConvTranspose", "flipped", flipped)
 
     @property
     def kernel(self) -> tuple[int, ...]:
         return tuple(self.weight.shape[2:])
 
-    def _pads(self):
-        """``(pads, output padding)`` per dimension. ``"same"`` gives ``n * stride``: the
-        total that the formula leaves over is trimmed, and where the kernel reaches less far
-        than the stride the rows it leaves short are output padding (as TensorFlow's
-        ``padding="same"``; only the bias reaches them)."""
-        d = len(self.kernel)
-        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
-        if self.pad != "same":
-            return win.padding(self.pad, d, "ConvTranspose"), outpad
-        stride = win.spatial(self.stride, d, "stride", "")
-        dilation = win.spatial(self.dilation, d, "dilation", "")
-        pads, outs = [], []
-        for s, dl, k, p in zip(stride, dilation, self.kernel, outpad):
-            total = dl * (k - 1) + 1 + p - s
-            trim = max(total, 0)
-            pads.append((trim - trim // 2, trim // 2))
-            outs.append(p - min(total, 0))
-        return tuple(pads), tuple(outs)
-
-    def _output_shape(self, shape):
-        shape = tuple(shape)
+    def _geometry(self, shape):
+        """``(pads, output padding, output shape)`` per spatial dimension for input
+        ``shape``, checked (computed once per forward pass). ``"same"`` gives
+        ``n * stride``: the total that the formula leaves over is trimmed, and where the
+        kernel reaches less far than the stride the rows it leaves short are output padding
+        (as TensorFlow's ``padding="same"``; only the bias reaches them)."""
         d = len(self.kernel)
         check_input(self, shape, self.weight.shape[0], d)
         stride = win.spatial(self.stride, d, "stride", "")
         dilation = win.spatial(self.dilation, d, "dilation", "")
-        pads, outpad = self._pads()
+        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
+        if self.pad != "same":
+            pads = win.padding(self.pad, d, "ConvTranspose")
+        else:
+            pads, outs = [], []
+            for s, dl, k, p in zip(stride, dilation, self.kernel, outpad):
+                total = dl * (k - 1) + 1 + p - s
+                trim = max(total, 0)
+                pads.append((trim - trim // 2, trim // 2))
+                outs.append(p - min(total, 0))
+            pads, outpad = tuple(pads), tuple(outs)
         size = tuple((n - 1) * s - lo - hi + dl * (k - 1) + 1 + p for n, s, (lo, hi), dl, k, p
                      in zip(shape[2:], stride, pads, dilation, self.kernel, outpad))
         if min(size) < 1:
             raise LayerError(f"{self._line()}: the padding leaves an output of size {size} "
                              f"for input {shape}")
-        return (shape[0], self.weight.shape[1] * self.groups) + size
+        return pads, outpad, (shape[0], self.weight.shape[1] * self.groups) + size
+
+    def _output_shape(self, shape):
+        return self._geometry(tuple(shape))[2]
 
     def __call__(self, x):
         need_array(self, x)
-        self._output_shape(x.shape)
+        pads, outpad, _ = self._geometry(tuple(x.shape))
         x = match_dtype(self, x, self.weight.dtype)
-        pads, outpad = self._pads()
         y = nnlib.conv_transpose(x, self.weight, stride=self.stride, pad=pads,
                                  dilation=self.dilation, groups=self.groups,
                                  output_padding=outpad, flipped=self.flipped)

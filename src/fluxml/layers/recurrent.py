@@ -20,6 +20,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml._checks import flag
 from fluxml.layers.basic import _activation_suffix, _positive
 from fluxml.layers.module import LayerError, Lazy, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
@@ -39,6 +40,7 @@ class _Cell(Module):
         g = self.gates * hidden
         self.weight_ih = np.asarray(init((g, in_features), rng), dtype=dtype)
         self.weight_hh = np.asarray(init_recurrent((g, hidden), rng), dtype=dtype)
+        bias = flag(type(self).__name__, "bias", bias, none=True)  # (None: none, as Dense)
         self.bias_ih = np.zeros(g, dtype) if bias else None
         self.bias_hh = np.zeros(g, dtype) if bias else None
 
@@ -248,7 +250,7 @@ class _Recurrent(Module):
     def __init__(self, in_features: int, hidden: int, *args, return_state: bool = False,
                  **kw):
         self.cell = self.cell_type(in_features, hidden, *args, **kw)
-        self.return_state = return_state
+        self.return_state = flag(type(self).__name__, "return_state", return_state)
 
     def __call__(self, x, state=None):
         cell = self.cell
@@ -399,7 +401,7 @@ class Recurrence(Module):
             raise TypeError(f"Recurrence wraps a cell, a callable (x_t, state) -> (output, "
                             f"state) such as fl.LSTMCell(2, 3); got {cell!r}")
         self.cell = cell
-        self.return_state = return_state
+        self.return_state = flag("Recurrence", "return_state", return_state)
 
     def __call__(self, x, state=None):
         need_array(self, x, "a sequence (N, T, features) or (T, features)")
