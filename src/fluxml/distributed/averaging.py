@@ -339,8 +339,12 @@ class GradientAverager:
             window.publish()
             posted.append(g.comm.Iallreduce(MPI.IN_PLACE, self.header, op=MPI.SUM))
             requests[id(self.buckets[0])] = posted[-1]
-        for b in () if window is not None else \
-                self.early + self.buckets[:1] if self.early else self.buckets:
+            staged = []  # no bucket travels
+        elif self.early:  # the first bucket (the header), and what the callback left unposted
+            staged = self.early + self.buckets[:1]
+        else:
+            staged = self.buckets
+        for b in staged:
             if id(b) in requests:
                 continue  # posted during the backward pass
             if posted:  # let MPI advance the buckets already posted (not after the last)
@@ -378,26 +382,32 @@ class GradientAverager:
             requests[id(b)] = posted[-1]
             sums[id(b)] = x
         sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
-        # in the plan's order; a bucket summed in shared memory has no message (a null one)
-        ordered = [requests[id(b)] if id(b) in requests else MPI.Request()
-                   for b in self.buckets + self.direct]
+        # each bucket's message in the plan's order, None for a bucket summed in shared memory
+        # (no message: nothing to wait for, where a null request would cost a Testall)
+        ordered = [requests.get(id(b)) for b in self.buckets + self.direct]
         # the averaged tree, built while the messages travel
         tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
         g.wait([head], what)
-        loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
+        loss_sum, total, misfits, lacking = self.head.tolist()
         if window is not None:  # every rank has packed: the sums, or the next parity
-            window.skip() if misfits or not total else window.add()
+            if misfits or not total:
+                window.skip()
+            else:
+                window.add()
+        rest = [r for r in ordered[1:] if r is not None]  # the messages after the header
         if misfits:
-            g.wait(ordered, what)
+            if rest:
+                g.wait(rest, what)
             return None
         if not total:  # every rank's count is 0: the same error on every rank
-            g.wait(ordered, what)
+            if rest:
+                g.wait(rest, what)
             raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
         factor = None if total == self.total else self.total / total
         if factor is None and self.on_host:  # the usual case: nothing to do as each comes
-            if len(ordered) > 1:
-                g.wait(ordered[1:], what)
+            if rest:
+                g.wait(rest, what)
         else:
             self._finish(ordered, sums, factor, what)
         self.total = total
@@ -426,11 +436,12 @@ class GradientAverager:
     def _finish(self, posted: list, sums: list, factor, what: str) -> None:
         """Wait for the messages in turn, and as each comes multiply its sums by ``factor``
         (the global batch changed size) and copy them back to the GPU where they came from
-        one."""
+        one. ``posted``: each bucket's message, None where it had none (summed in shared
+        memory)."""
         buckets = [(b, b.grad) for b in self.buckets]
         buckets += [(b, b.grad if x is None else x) for b, x in zip(self.direct, sums)]
         for k, ((b, out), req) in enumerate(zip(buckets, posted)):
-            if k:
+            if k and req is not None:  # (the first is the header's, come already)
                 self.group.wait([req], what)
             if b.host is not b.buf and out is b.grad:
                 b.buf.set(b.host)
@@ -561,6 +572,7 @@ class GradientAverager:
         self.mine = {id(b.buf) for b in buckets + direct if b.buf is not None}
         self.where, self.waiting = {}, []
         self.header = buckets[0].host[buckets[0].size:]
+        self.head = self.header[:_HEADER].real  # loss * count, count, misfits, lacking
         self.template = np.ones_like(self.header)
         self.template[:_HEADER] = 0.0
         self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back

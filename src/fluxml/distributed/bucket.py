@@ -30,6 +30,7 @@ class Bucket:
     def __init__(self, dtype, xp=np, direct: bool = False):
         self.dtype, self.xp, self.direct = np.dtype(dtype), xp, direct
         self.items: list[tuple] = []
+        self.targets: list[tuple] = []  # (position, view), once allocated
         self.size = 0
         self.buf = self.host = self.grad = None  # host: a NumPy mirror of a GPU buffer
 
@@ -43,6 +44,7 @@ class Bucket:
         self.grad = self.buf[:self.size]
         self.items = [(pos, shape, dtype, self.buf[off:off + n].reshape(shape))
                       for pos, shape, dtype, (off, n) in self.items]
+        self.targets = [(pos, view) for pos, _, _, view in self.items]
 
     def stage(self, leaves: list, zeros, scale: float, fits: bool) -> None:
         """Ready ``host`` to be sent: packed (where this rank's tree fits the plan; else it
@@ -55,16 +57,30 @@ class Bucket:
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into ``buf``, multiplied by ``scale`` (zeros for the
         positions in ``zeros``)."""
-        # scale 1: the gradients came scaled (fl.train), a plain copy
-        s = None if scale == 1.0 else self.dtype.type(scale)
-        copyto, multiply = self.xp.copyto, self.xp.multiply
-        for pos, _, _, view in self.items:
-            if pos in zeros:  # no gradient here on this rank
+        pack(self.targets, self.dtype, leaves, zeros, scale, self.xp)
+
+
+def pack(targets: list, dtype, leaves: list, zeros, scale: float, xp=np) -> None:
+    """Copy ``leaves[pos]`` into ``view`` for each ``(pos, view)`` of ``targets`` (views of
+    one buffer of ``dtype``, NumPy's or ``xp``'s), multiplied by ``scale``; zeros for the
+    positions in ``zeros`` (no gradient there on this rank). The gradients fit the plan (the
+    averager checked each one's shape and dtype), so nothing broadcasts or casts."""
+    if scale != 1.0:
+        s, multiply = dtype.type(scale), xp.multiply
+        for pos, view in targets:
+            if pos in zeros:
                 view.fill(0)
-            elif s is None:
-                copyto(view, leaves[pos])
             else:
                 multiply(leaves[pos], s, out=view)
+        return
+    # scale 1: the gradients came scaled (fl.train), a plain copy; by item assignment,
+    # which costs a third less per call than np.copyto (its casting and where= arguments),
+    # and a step of small gradients is mostly calls (60 KB in six: 3.0 us against 4.9)
+    for pos, view in targets:
+        if pos in zeros:
+            view.fill(0)
+        else:
+            view[...] = leaves[pos]
 
 
 def plan(agreed: list, bucket_bytes: int, direct_bytes: int, modules: list) -> tuple:

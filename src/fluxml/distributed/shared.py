@@ -37,6 +37,7 @@ import weakref
 import numpy as np
 
 from fluxml.backend.registry import array_module
+from fluxml.distributed.bucket import pack
 
 _LINE = 64  # each bucket's part starts on a cache line
 # the gradients of a plan (per rank) that go in buckets, all of them where they come to at
@@ -115,38 +116,30 @@ class SharedSums:
         for q in range(g.size):
             mem, _ = self.win.Shared_query(q)
             ranks.append(np.frombuffer(mem, np.uint8, 2 * total))
-        # parts[parity][bucket]: the ranks' parts, in rank order; items[parity][bucket]: this
-        # rank's part as (position, the gradient's view in it)
+        # parts[parity][bucket]: the ranks' parts, in rank order; targets[parity][bucket]: this
+        # rank's part as (position, the gradient's view in it), as the bucket's own targets
+        # (a bucket's gradients lie in order, one after the other)
         self.parts: list = [[], []]
-        self.items: list = [[], []]
+        self.targets: list = [[], []]
         for p in (0, 1):
             for b, start in zip(buckets, starts):
                 a = start + p * total
-                n = b.size * b.dtype.itemsize
-                views = [base[a:a + n].view(b.dtype) for base in ranks]
+                views = [base[a:a + b.size * b.dtype.itemsize].view(b.dtype) for base in ranks]
                 self.parts[p].append(views)
-                mine, items = views[g.rank], []
-                for pos, shape, _, view in b.items:
-                    off = (view.__array_interface__["data"][0]
-                           - b.buf.__array_interface__["data"][0]) // b.dtype.itemsize
-                    items.append((pos, mine[off:off + view.size].reshape(shape)))
-                self.items[p].append(items)
+                mine, off, targets = views[g.rank], 0, []
+                for pos, view in b.targets:
+                    targets.append((pos, mine[off:off + view.size].reshape(view.shape)))
+                    off += view.size
+                self.targets[p].append(targets)
+        self.dtypes = [b.dtype for b in buckets]
         self.grads = [b.grad for b in buckets]
         self.parity = 0
 
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into its parts of this step's parity, multiplied by
         ``scale`` (zeros for the positions in ``zeros``), as ``Bucket.pack`` does."""
-        s = None if scale == 1.0 else scale
-        for items, grad in zip(self.items[self.parity], self.grads):
-            t = grad.dtype.type
-            for pos, view in items:
-                if pos in zeros:
-                    view.fill(0)
-                elif s is None:
-                    np.copyto(view, leaves[pos])
-                else:
-                    np.multiply(leaves[pos], t(s), out=view)
+        for targets, dtype in zip(self.targets[self.parity], self.dtypes):
+            pack(targets, dtype, leaves, zeros, scale)
 
     def publish(self) -> None:
         """This rank's stores to its parts done (call before posting the header)."""
