@@ -11,8 +11,9 @@ extra). The script launches itself under ``mpiexec -n 1`` and ``-n 2`` and print
 A step is what ``fl.train(..., distributed=True)`` does per batch: ``withgradient``, the
 averaging (``GradientAverager(in_place=True)``, as ``fl.train`` makes it), ``fl.update``
 with Adam; float32. ``--baseline REV`` also times the ``GradientAverager`` of the commit
-``REV`` (its ``averaging.py`` and ``layout.py``, with today's other modules) in the same run,
-call by call alternated with today's: before and after, measured under the same load.
+``REV`` (its ``averaging.py``, ``bucket.py``, ``layout.py``, ``shared.py`` and ``overlap.py``,
+with today's other modules) in the same run, call by call alternated with today's: before and
+after, measured under the same load.
 
 Read the numbers for what they are on a 2-core machine shared with other jobs: two ranks
 share the two cores (and whatever else runs), so weak-scaling efficiency measures contention
@@ -112,18 +113,30 @@ def sized(megabytes: float) -> dict:
 
 
 def baseline(rev: str):
-    """The ``GradientAverager`` class of commit ``rev``: its ``averaging.py`` and
-    ``layout.py`` (the walker and builder it uses) run as modules of their own over today's
-    fluxml."""
+    """The ``GradientAverager`` class of commit ``rev``: its ``averaging.py`` and the modules
+    of the package it runs on (``bucket.py``, ``layout.py``, ``shared.py``, ``overlap.py``:
+    packing, the walker and builder, the shared window, the plan's order), run as modules of
+    their own over today's fluxml. Each is put in the package's place while the ones after it
+    are made, so that their imports find the old ones; today's are put back after."""
+    import fluxml.distributed as package
+
+    names = ("bucket", "layout", "shared", "overlap", "averaging")
+    today = {name: getattr(package, name) for name in names}
     modules = {}
-    for name in ("layout", "averaging"):
-        path = f"src/fluxml/distributed/{name}.py"
-        source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout
-        module = types.ModuleType(f"{name}_{rev}")
-        exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
-        modules[name] = module
-    modules["averaging"].layout = modules["layout"]  # the old walker, not today's
+    try:
+        for name in names:
+            path = f"src/fluxml/distributed/{name}.py"
+            source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT,
+                                    capture_output=True, text=True, check=True).stdout
+            module = types.ModuleType(f"fluxml.distributed.{name}")
+            sys.modules[module.__name__] = module
+            setattr(package, name, module)
+            exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
+            modules[name] = module
+    finally:
+        for name, module in today.items():
+            sys.modules[module.__name__] = module
+            setattr(package, name, module)
     return modules["averaging"].GradientAverager
 
 
