@@ -50,8 +50,9 @@ shared memory an allreduce is itself a few memory passes, so one more pass weigh
 "1 pass" measures how much, the ceiling of any averager that copies the gradients and then
 hands them to MPI. Where the ranks share a machine (here) fluxml does not: it copies the
 gradients into a shared-memory window and each rank sums the ranks' copies where they lie
-(``fluxml/distributed/shared.py``), so MPI carries only the first bucket's header (and any
-gradient told to travel alone): "msgs" counts MPI messages, and "plan" sends those. The
+(``fluxml/distributed/shared.py``), the header (loss, count, flags) too, so MPI carries
+nothing but any gradient told to travel alone: "msgs" counts MPI messages, and "plan" sends
+those (none: "plan" is then the time of a call that sends nothing). The
 copy then replaces MPICH's own copies into and out of its cells, and fluxml can pass raw
 mpi4py. In these tables the averaging runs after the backward pass; "hidden" is the share of
 the communication that overlapped fluxml's own packing.
@@ -218,9 +219,9 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
 
     def plan_arrays():
         if not plan:
-            # (a direct bucket in place has no buf; through shared memory the header alone
-            # travels of the buckets)
-            sizes = [after.header.size] if after.shared is not None else \
+            # (a direct bucket in place has no buf; through shared memory no bucket travels,
+            # nor the header)
+            sizes = [] if after.shared is not None else \
                 [b.size if b.host is None else b.host.size for b in after.buckets]
             for n, b in zip(sizes + [b.size for b in after.direct],
                             after.buckets[:len(sizes)] + after.direct):
@@ -289,10 +290,12 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
 
 
 def messages(averager) -> int:
-    """The MPI messages of a step: a bucket summed in shared memory sends none (the first
-    one's header travels), a direct bucket one."""
-    if getattr(averager, "shared", None) is not None:
-        return 1 + len(averager.direct)
+    """The MPI messages of a step: a bucket summed in shared memory sends none (nor its
+    header, but for a ``--baseline`` averager whose window has no ``post``: its header went
+    by MPI), a direct bucket one."""
+    window = getattr(averager, "shared", None)
+    if window is not None:
+        return int(not hasattr(window, "post")) + len(averager.direct)
     return len(averager.buckets) + len(averager.direct)
 
 

@@ -1,6 +1,6 @@
 """Gradient averaging across ranks: one non-blocking ``Iallreduce`` per large gradient and
 per bucket of small ones, and nothing else on the wire; where the ranks share a machine, the
-buckets summed in shared memory instead (``shared.py``), and only a small header on the wire.
+buckets and their header summed in shared memory instead (``shared.py``), nothing on the wire.
 
 The ranks agree once on a *plan* (``layout.py``): the positions of the gradient tree, which
 gradients travel alone (*direct*: at least ``direct_bytes``, by default 128 KiB when they
@@ -35,12 +35,13 @@ once). Each step then only
 
 Where every rank runs on one machine (MPI's shared-memory split; NumPy gradients, room in
 /dev/shm) the buckets do not travel (nor go early: ``begin``'s callback then only watches):
-step 2 copies the gradients into this rank's part of an MPI shared-memory window, the first
-bucket's header alone goes by ``Iallreduce``, and once it has come each rank sums the ranks'
-parts into its buckets. The copy then replaces MPICH's own copies of a message (into its
-cells and out), so a bucket costs less than an allreduce even of a gradient in its own
-array: by default every gradient goes in one (up to ``shared_bytes`` per rank;
-``direct_bytes`` given: as told).
+step 2 copies the gradients into this rank's part of an MPI shared-memory window and the
+header into its slot there, and once every rank has posted its own each rank sums the ranks'
+headers and parts into its buckets (the header as the first bucket's message would have
+summed it; a gradient told to travel alone still goes by ``Iallreduce``, after it). The copy
+then replaces MPICH's own copies of a message (into its cells and out), so a bucket costs
+less than an allreduce even of a gradient in its own array: by default every gradient goes
+in one (up to ``shared_bytes`` per rank; ``direct_bytes`` given: as told).
 
 The scaling costs least before the backward pass: ``fl.train`` differentiates ``share *
 loss`` (``share(count)``: this rank's count over the last step's global batch size), a
@@ -332,13 +333,11 @@ class GradientAverager:
             requests.update(zip(map(id, self.early), step.requests))
         posted = list(requests.values())
         window = self.shared
-        if window is not None:  # the buckets through shared memory, the header alone by MPI
+        if window is not None:  # the buckets and the header through shared memory
             if fits:
                 window.pack(leaves, zeros, scale)
             self._header(loss, count, zeros)
-            window.publish()
-            posted.append(g.comm.Iallreduce(MPI.IN_PLACE, self.header, op=MPI.SUM))
-            requests[id(self.buckets[0])] = posted[-1]
+            window.post(self.header)
             staged = []  # no bucket travels
         elif self.early:  # the first bucket (the header), and what the callback left unposted
             staged = self.early + self.buckets[:1]
@@ -357,14 +356,18 @@ class GradientAverager:
             comm = g.sweep if self.early and b is not self.buckets[0] else g.comm
             posted.append(comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             requests[id(b)] = posted[-1]
-        head = requests[id(self.buckets[0])]
+        # has every rank's header come (the sum in the window, or the first bucket's message)?
+        arrived = window.ready if window is not None else requests[id(self.buckets[0])].Test
         owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}
-        if owned and not self._arrived(head, what):
+        head = None  # the header's sums, once read
+        if owned and not self._arrived(arrived, what):
             owned = {}  # the first bucket is late: the gradients go by copy this step
-        elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
-            owned, fits = {}, False  # messages all the same, write into no gradient
-        elif owned and not self.header[1].real:  # an empty global batch: an error below,
-            owned = {}  # write into no gradient
+        elif owned:  # every rank's header has come: read it before writing into a gradient
+            head = self._receive(window)
+            if head[2]:  # some rank's tree does not fit: send the planned messages all the
+                owned, fits = {}, False  # same, write into no gradient
+            elif not head[1]:  # an empty global batch: an error below, write into no gradient
+                owned = {}
         sums = {}  # where each late direct bucket's sum lands: the gradient, or the buffer
         # posted back to back, no Testall between: MPICH's progress on a large message is
         # this rank copying the other's gradient (CMA), which would delay posting the next
@@ -388,8 +391,11 @@ class GradientAverager:
         # the averaged tree, built while the messages travel
         tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
-        g.wait([head], what)
-        loss_sum, total, misfits, lacking = self.head.tolist()
+        if head is None:
+            if not arrived():
+                g.wait_until(arrived, what)
+            head = self._receive(window)
+        loss_sum, total, misfits, lacking = head
         if window is not None:  # every rank has packed: the sums, or the next parity
             if misfits or not total:
                 window.skip()
@@ -448,8 +454,16 @@ class GradientAverager:
             if factor is not None:
                 out *= b.dtype.type(factor)
 
-    def _arrived(self, first, what: str) -> bool:
-        """Has the first bucket (``first``, the request) arrived? Nothing is written into a
+    def _receive(self, window) -> list:
+        """The header's sums, once every rank's has come: ``[loss * count, count, misfits,
+        lacking]`` (summed from the ranks' slots of the shared ``window`` first, where the
+        header went there)."""
+        if window is not None:
+            window.receive(self.header)
+        return self.head.tolist()
+
+    def _arrived(self, arrived, what: str) -> bool:
+        """Has every rank's header arrived (``arrived()``)? Nothing is written into a
         caller's array before every rank knows that the step's sums are used (a rank whose
         tree no longer fits the plan sets a flag in it, and the step is then averaged again
         from the gradients as they came). By default wait as long as it takes (as every wait,
@@ -461,11 +475,11 @@ class GradientAverager:
         ``patience`` (seconds) bounds the wait: past it the gradients go by copy."""
         patience = self.patience
         if patience is None:
-            self.group.wait([first], what)
+            if not arrived():
+                self.group.wait_until(arrived, what)
             return True
-        test = first.Test
         deadline = time.perf_counter() + patience
-        while not test():
+        while not arrived():
             if time.perf_counter() > deadline:
                 return False
         return True
@@ -530,7 +544,7 @@ class GradientAverager:
             self.shared, old = None, self.shared
             old.free()
         if sharing is not None and self.buckets[0].size + len(self.buckets) > 1:
-            self.shared = shared.SharedSums(g, self.buckets)
+            self.shared = shared.SharedSums(g, self.buckets, self.header)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
         self.gather = layout.walker(spec)
