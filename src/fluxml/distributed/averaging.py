@@ -460,7 +460,7 @@ class GradientAverager:
         header went there)."""
         if window is not None:
             window.receive(self.header)
-        return self.head.tolist()
+        return self.summary.tolist()
 
     def _arrived(self, arrived, what: str) -> bool:
         """Has every rank's header arrived (``arrived()``)? Nothing is written into a
@@ -586,7 +586,7 @@ class GradientAverager:
         self.mine = {id(b.buf) for b in buckets + direct if b.buf is not None}
         self.where, self.waiting = {}, []
         self.header = buckets[0].host[buckets[0].size:]
-        self.head = self.header[:_HEADER].real  # loss * count, count, misfits, lacking
+        self.summary = self.header[:_HEADER].real  # loss * count, count, misfits, lacking
         self.template = np.ones_like(self.header)
         self.template[:_HEADER] = 0.0
         self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back

@@ -150,7 +150,8 @@ class SharedSums:
         counts = [base[2 * total:2 * total + 8].view(np.int64) for base in ranks]
         self.count, self.others = counts[g.rank], counts[:g.rank] + counts[g.rank + 1:]
         self.count[0] = 0
-        g.comm.Barrier()  # no rank reads a count before its rank has set it
+        # no rank reads a count before its rank has set it (within the group's timeout)
+        g.wait([g.comm.Ibarrier()], g.at_step("the making of the shared-memory window"))
 
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into its parts of this step's parity, multiplied by
