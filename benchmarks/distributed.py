@@ -267,8 +267,12 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
     times: dict = {name: [] for name in variants}
     faults: dict = {name: [] for name in variants}  # minor page faults during each call
     names = list(variants)
-    for i in range(calls):
-        for name in names[i % len(names):] + names[:i % len(names)]:  # no variant always first
+    # a new order each round, the same on every rank (seeded): no variant always first, nor
+    # always after the same other (rotated, "before" always followed "local" and preceded
+    # "after": the same averager timed as both came out 7-15% faster as "after")
+    rng = np.random.default_rng(0)
+    for _ in range(calls):
+        for name in rng.permutation(names):
             prepare, call = variants[name]
             prepare()
             g.comm.Barrier()  # both ranks start the call together (the skew is not timed)
