@@ -319,7 +319,7 @@ class GradientAverager:
         built once every message is posted, while they travel (where each sum will land is
         known by then): the rebuilding costs no time of its own where they take longer.
         ``step``: the messages ``begin``'s callback posted during the backward pass."""
-        g, MPI = self.group, self.group.MPI
+        g = self.group
         what = g.at_step("the gradient averaging")
         t0 = time.perf_counter()
         zeros = self._fits(leaves)
@@ -328,66 +328,19 @@ class GradientAverager:
             zeros = None  # what went early is not this tree's: the step goes as a misfit
         fits = zeros is not None
         scale = self._scale(count, share)
-        requests = {}  # id(bucket) -> its Iallreduce
-        if step is not None:
-            requests.update(zip(map(id, self.early), step.requests))
-        posted = list(requests.values())
         window = self.shared
         if window is not None:  # the buckets and the header through shared memory
             if fits:
                 window.pack(leaves, zeros, scale)
             self._header(loss, count, zeros)
             window.post(self.header)
-            staged = []  # no bucket travels
-        elif self.early:  # the first bucket (the header), and what the callback left unposted
-            staged = self.early + self.buckets[:1]
-        else:
-            staged = self.buckets
-        for b in staged:
-            if id(b) in requests:
-                continue  # posted during the backward pass
-            if posted:  # let MPI advance the buckets already posted (not after the last)
-                MPI.Request.Testall(posted)
-            b.stage(leaves, zeros, scale, fits)
-            if b is self.buckets[0]:
-                self._header(loss, count, zeros)
-            # the early messages on a communicator of their own (Group.sweep), in the plan's
-            # order whether the callback posted them or not; the header on g.comm
-            comm = g.sweep if self.early and b is not self.buckets[0] else g.comm
-            posted.append(comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
-            requests[id(b)] = posted[-1]
-        # has every rank's header come (the sum in the window, or the first bucket's message)?
-        arrived = window.ready if window is not None else requests[id(self.buckets[0])].Test
-        owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}
         head = None  # the header's sums, once read
-        if owned and not self._arrived(arrived, what):
-            owned = {}  # the first bucket is late: the gradients go by copy this step
-        elif owned:  # every rank's header has come: read it before writing into a gradient
-            head = self._receive(window)
-            if head[2]:  # some rank's tree does not fit: send the planned messages all the
-                owned, fits = {}, False  # same, write into no gradient
-            elif not head[1]:  # an empty global batch: an error below, write into no gradient
-                owned = {}
-        sums = {}  # where each late direct bucket's sum lands: the gradient, or the buffer
-        # posted back to back, no Testall between: MPICH's progress on a large message is
-        # this rank copying the other's gradient (CMA), which would delay posting the next
-        for b in self.late:
-            x = owned.get(b.items[0][0]) if owned else None
-            if x is not None:
-                if scale != 1.0:
-                    np.multiply(x, b.dtype.type(scale), out=x)
-                posted.append(g.comm.Iallreduce(MPI.IN_PLACE, x, op=MPI.SUM))
-            else:
-                if b.buf is None:
-                    self._allocate(b)
-                b.stage(leaves, zeros, scale, fits)
-                posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
-            requests[id(b)] = posted[-1]
-            sums[id(b)] = x
-        sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
-        # each bucket's message in the plan's order, None for a bucket summed in shared memory
-        # (no message: nothing to wait for, where a null request would cost a Testall)
-        ordered = [requests.get(id(b)) for b in self.buckets + self.direct]
+        if window is not None and not self.late:  # no message at all (the usual case here)
+            ordered, rest, sums, arrived = self.silent, [], [], window.ready
+        else:
+            ordered, sums, arrived, head, fits = self._send(leaves, zeros, scale, fits, loss,
+                                                            count, step, what)
+            rest = [r for r in ordered[1:] if r is not None]  # the messages after the header
         # the averaged tree, built while the messages travel
         tree = self._result(grads, leaves, sums) if fits else None
         t1 = time.perf_counter()
@@ -401,7 +354,6 @@ class GradientAverager:
                 window.skip()
             else:
                 window.add()
-        rest = [r for r in ordered[1:] if r is not None]  # the messages after the header
         if misfits:
             if rest:
                 g.wait(rest, what)
@@ -427,6 +379,68 @@ class GradientAverager:
         self.timings["pack"], self.timings["wait"], self.timings["total"] = \
             t1 - t0, t2 - t1, t2 - t0
         return loss_sum / total, tree, int(total)
+
+    def _send(self, leaves, zeros, scale, fits, loss, count, step, what):
+        """Post the step's messages: the buckets (unless summed in shared memory) as each is
+        packed, then the direct gradients. ``(ordered, sums, arrived, head, fits)``: each
+        bucket's message in the plan's order (None: none), where each direct bucket's sum
+        lands (None: its buffer), the test that every header has come, the header's sums if
+        read already, and ``fits`` (False where some rank's tree does not fit)."""
+        g, MPI, window = self.group, self.group.MPI, self.shared
+        requests = {}  # id(bucket) -> its Iallreduce
+        if step is not None:
+            requests.update(zip(map(id, self.early), step.requests))
+        posted = list(requests.values())
+        if window is not None:
+            staged = []  # no bucket travels
+        elif self.early:  # the first bucket (the header), and what the callback left unposted
+            staged = self.early + self.buckets[:1]
+        else:
+            staged = self.buckets
+        for b in staged:
+            if id(b) in requests:
+                continue  # posted during the backward pass
+            if posted:  # let MPI advance the buckets already posted (not after the last)
+                MPI.Request.Testall(posted)
+            b.stage(leaves, zeros, scale, fits)
+            if b is self.buckets[0]:
+                self._header(loss, count, zeros)
+            # the early messages on a communicator of their own (Group.sweep), in the plan's
+            # order whether the callback posted them or not; the header on g.comm
+            comm = g.sweep if self.early and b is not self.buckets[0] else g.comm
+            posted.append(comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
+            requests[id(b)] = posted[-1]
+        # has every rank's header come (the sum in the window, or the first bucket's message)?
+        arrived = window.ready if window is not None else requests[id(self.buckets[0])].Test
+        owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}
+        head = None
+        if owned and not self._arrived(arrived, what):
+            owned = {}  # the first bucket is late: the gradients go by copy this step
+        elif owned:  # every rank's header has come: read it before writing into a gradient
+            head = self._receive(window)
+            if head[2]:  # some rank's tree does not fit: send the planned messages all the
+                owned, fits = {}, False  # same, write into no gradient
+            elif not head[1]:  # an empty global batch: an error below, write into no gradient
+                owned = {}
+        sums = {}  # where each late direct bucket's sum lands: the gradient, or the buffer
+        # posted back to back, no Testall between: MPICH's progress on a large message is
+        # this rank copying the other's gradient (CMA), which would delay posting the next
+        for b in self.late:
+            x = owned.get(b.items[0][0]) if owned else None
+            if x is not None:
+                if scale != 1.0:
+                    np.multiply(x, b.dtype.type(scale), out=x)
+                posted.append(g.comm.Iallreduce(MPI.IN_PLACE, x, op=MPI.SUM))
+            else:
+                if b.buf is None:
+                    self._allocate(b)
+                b.stage(leaves, zeros, scale, fits)
+                posted.append(g.comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
+            requests[id(b)] = posted[-1]
+            sums[id(b)] = x
+        sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
+        ordered = [requests.get(id(b)) for b in self.buckets + self.direct]
+        return ordered, sums, arrived, head, fits
 
     def _result(self, grads, leaves: list, sums: list):
         """The averaged tree to be: ``leaves`` (the gradients, no longer needed) with each
@@ -587,6 +601,7 @@ class GradientAverager:
         self.where, self.waiting = {}, []
         self.header = buckets[0].host[buckets[0].size:]
         self.summary = self.header[:_HEADER].real  # loss * count, count, misfits, lacking
+        self.silent = [None] * len(buckets + direct)  # the messages of a step that sends none
         self.template = np.ones_like(self.header)
         self.template[:_HEADER] = 0.0
         self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back
