@@ -81,6 +81,7 @@ from pathlib import Path
 import numpy as np
 
 import fluxml as fl
+from fluxml.distributed.bucket import ownable
 
 MLP_BATCH, LENET_BATCH = 64, 32
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +201,7 @@ def averaging(g, grads, count: int, calls: int, bucket_bytes: int, before) -> di
         positions = after.gather(grads)
         for b in after.buckets:
             b.pack(positions, frozenset(), 1.0)
-        owned = after._owned(positions, frozenset())
+        owned = ownable(after.late, positions, frozenset(), after.mine)
         for b in after.direct:
             if b.items[0][0] not in owned:
                 b.pack(positions, frozenset(), 1.0)

@@ -107,7 +107,7 @@ import numpy as np
 from fluxml._checks import positive_int
 from fluxml.backend.registry import array_module
 from fluxml.distributed import layout, overlap, shared
-from fluxml.distributed.bucket import Bucket, plan
+from fluxml.distributed.bucket import Bucket, ownable, plan
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
 from fluxml.tree import fmap, unflatten
@@ -289,30 +289,6 @@ class GradientAverager:
                 zeros = zeros | {pos}
         return zeros
 
-    def _owned(self, leaves, zeros) -> dict:
-        """The direct buckets' gradients this rank may average in place: ``{position:
-        array}`` for NumPy arrays that are C-contiguous and writable and whose memory is
-        theirs alone: all of the memory of their root (the NumPy array that owns it; a
-        gradient that is a slice of a larger array, a parameter say, is not), and shared
-        with no other direct gradient (a structural gradient may hold one array at several
-        positions) nor with the averager's own buffers. Not the positions in ``zeros`` (an
-        integer array where the plan has a gradient, say)."""
-        roots: dict = {}
-        candidates = []
-        for b in self.late:
-            pos = b.items[0][0]
-            x = leaves[pos]
-            if type(x) is not np.ndarray or pos in zeros:
-                continue  # None, a CuPy array: the bucket's own buffer
-            root = x if x.base is None else x.base
-            key = id(root)
-            roots[key] = roots.get(key, 0) + 1
-            whole = root is x or type(root) is np.ndarray and root.nbytes == x.nbytes
-            if whole and root.base is None and x.flags.c_contiguous and x.flags.writeable \
-                    and key not in self.mine:
-                candidates.append((pos, x, key))
-        return {pos: x for pos, x, key in candidates if roots[key] == 1}
-
     def _exchange(self, loss, grads, leaves, count, share=None, step=None):
         """Pack, post, wait: ``(loss, the averaged tree, total)``, or None when some rank's
         tree did not fit the plan (the step's sums are then unusable). The averaged tree is
@@ -412,7 +388,8 @@ class GradientAverager:
             requests[id(b)] = posted[-1]
         # has every rank's header come (the sum in the window, or the first bucket's message)?
         arrived = window.ready if window is not None else requests[id(self.buckets[0])].Test
-        owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}
+        owned = ownable(self.late, leaves, zeros, self.mine) \
+            if fits and self.in_place and self.late else {}
         head = None
         if owned and not self._arrived(arrived, what):
             owned = {}  # the first bucket is late: the gradients go by copy this step

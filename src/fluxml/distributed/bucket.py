@@ -83,6 +83,31 @@ def pack(targets: list, dtype, leaves: list, zeros, scale: float, xp=np) -> None
             view[...] = leaves[pos]
 
 
+def ownable(late: list, leaves: list, zeros, mine: set) -> dict:
+    """The gradients of the direct buckets ``late`` this rank may average in place:
+    ``{position: array}`` for NumPy arrays that are C-contiguous and writable and whose memory
+    is theirs alone: all of the memory of their root (the NumPy array that owns it; a gradient
+    that is a slice of a larger array, a parameter say, is not), and shared with no other
+    direct gradient (a structural gradient may hold one array at several positions) nor with
+    the averager's own buffers (``mine``: their ids). Not the positions in ``zeros`` (an
+    integer array where the plan has a gradient, say)."""
+    roots: dict = {}
+    candidates = []
+    for b in late:
+        pos = b.items[0][0]
+        x = leaves[pos]
+        if type(x) is not np.ndarray or pos in zeros:
+            continue  # None, a CuPy array: the bucket's own buffer
+        root = x if x.base is None else x.base
+        key = id(root)
+        roots[key] = roots.get(key, 0) + 1
+        whole = root is x or type(root) is np.ndarray and root.nbytes == x.nbytes
+        if whole and root.base is None and x.flags.c_contiguous and x.flags.writeable \
+                and key not in mine:
+            candidates.append((pos, x, key))
+    return {pos: x for pos, x, key in candidates if roots[key] == 1}
+
+
 def plan(agreed: list, bucket_bytes: int, direct_bytes: int, modules: list) -> tuple:
     """``(buckets, direct)`` for the agreed layout (per position ``(shape, dtype)`` or None;
     ``modules``: the array module of each position's gradient on this rank): a direct bucket
