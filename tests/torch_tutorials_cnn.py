@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.numpy import load_file  # noqa: I001
 from torch import nn
-from torch_tutorials_common import check, load_torch, params, summary, torch_params
 
 import fluxml as fl
+from torch_tutorials_common import check, load_torch, params, summary, torch_params
 
 
 def cnn(dtype=np.float64):

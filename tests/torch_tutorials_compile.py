@@ -17,14 +17,14 @@ losses of every step, the final parameters, running statistics and optimiser sta
 import copy
 
 import numpy as np
-from torch_tutorials_common import check, params, summary
-from torch_tutorials_higher_order import meta_loss, mlp, sine_tasks
-from torch_tutorials_rnn import Seq2Seq, Tagger, tagger_loss
-from torch_tutorials_transformer import V, TinyLM
-from torch_tutorials_transformer import batch as lm_batch
-from torch_tutorials_vae_gan import VAE, discriminator, generator, vae_loss
 
 import fluxml as fl
+from torch_tutorials_common import check, summary
+from torch_tutorials_higher_order import meta_loss, mlp, sine_tasks
+from torch_tutorials_rnn import Seq2Seq, Tagger, tagger_loss
+from torch_tutorials_transformer import TinyLM, V
+from torch_tutorials_transformer import batch as lm_batch
+from torch_tutorials_vae_gan import VAE, discriminator, generator, vae_loss
 
 rng = np.random.default_rng(0)
 

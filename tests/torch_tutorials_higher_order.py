@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from torch_tutorials_common import check, grads_of, load_torch, params, summary
 
 import fluxml as fl
+from torch_tutorials_common import check, grads_of, load_torch, params, summary
 
 rng = np.random.default_rng(0)
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
-from torch_tutorials_common import check, grads_of, load_torch, params, summary
 
 import fluxml as fl
+from torch_tutorials_common import check, grads_of, load_torch, params, summary
 
 A = np.array([[-0.1, 2.0], [-2.0, -0.1]])
 T = np.linspace(0.0, 2.5, 60)

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from torch_tutorials_common import check, grads_of, load_torch, params, summary, torch_params
 
 import fluxml as fl
+from torch_tutorials_common import check, grads_of, load_torch, params, summary, torch_params
 
 rng = np.random.default_rng(0)
 BOS = 0

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_tutorials_common import check, grads_of, params, summary
 
 import fluxml as fl
+from torch_tutorials_common import check, grads_of, params, summary
 
 TEXT = ("Beautiful is better than ugly. Explicit is better than implicit. Simple is better "
         "than complex. Complex is better than complicated. Flat is better than nested.")

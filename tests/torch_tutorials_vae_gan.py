@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_tutorials_common import check, grads_of, load_torch, params, summary, torch_params
 
 import fluxml as fl
+from torch_tutorials_common import check, grads_of, load_torch, params, summary, torch_params
 
 rng = np.random.default_rng(0)
 

@@ -52,6 +52,15 @@ def check_labels(labels, n, name):
     return _index_range(labels, lambda v: _check_labels(v, n, name))
 
 
+def in_labels(pos, n):
+    """``fluxml.data.utils._in_labels``: ``fl.onehotbatch``'s values in ``[0, n)``, checked on
+    every run as :func:`check_labels` checks a loss's labels."""
+    # lazy: the data utilities sit above the compiler; only a program that encodes needs this
+    from fluxml.data.utils import _in_labels
+
+    return _index_range(pos, lambda v: _in_labels(v, n))
+
+
 def check_finite_norm(nrm, shape, p):
     """``fluxml.optimise.composite._finite_norm`` (ClipNorm's ``throw``): the norm comes back
     and ClipNorm's own check judges it, on every run."""

@@ -89,6 +89,7 @@ FUNCTIONS: dict = {
     "fluxml.nnlib.pool._maxpool_positions": kernels.maxpool_positions,
     "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
     "fluxml.losses.common._check_labels": kernels.check_labels,
+    "fluxml.data.utils._in_labels": kernels.in_labels,
     "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
     "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
     "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
