@@ -65,7 +65,9 @@ def grads_of(model, grads) -> list:
                 (g[part] if isinstance(g, dict) else getattr(g, part))
             if g is None:
                 break
-        out.append(np.zeros_like(x) if g is None else np.asarray(g))
+        if g is None:
+            g = np.zeros_like(x)
+        out.append(g if isinstance(g, fl.Tracer) else np.asarray(g))  # (traced: kept)
     return out
 
 

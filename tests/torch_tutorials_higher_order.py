@@ -8,7 +8,9 @@
   ``torch.func.jvp(grad)`` and double backward; the full Hessian of the flat parameters
   (``fl.destructure``, ``fl.hessian``) against ``torch.autograd.functional.hessian``;
 - Jacobians of layers (LayerNorm, a Conv with BatchNorm in test mode, MultiHeadAttention
-  with a causal mask) in both modes, against ``torch.func.jacrev``.
+  with a causal mask) in both modes, against ``torch.func.jacrev``;
+- Hessian-vector products of the other tutorials' models (CNN with BatchNorm in training
+  mode, seq2seq GRU, bidirectional LSTM tagger, Transformer LM) in both ways.
 
     PYTHONPATH=src python tests/torch_tutorials_higher_order.py
 """
@@ -20,7 +22,7 @@ from torch import nn
 from torch.func import functional_call
 
 import fluxml as fl
-from torch_tutorials_common import check, grads_of, load_torch, params, summary
+from torch_tutorials_common import check, grads_of, load_torch, params, summary, torch_params
 
 rng = np.random.default_rng(0)
 
@@ -197,8 +199,112 @@ def jacobians():
               torch.func.jacrev(tf)(torch.tensor(x)))
 
 
+# --- Hessian-vector products of the tutorial models ----------------------------------------
+
+def _tangent(model):
+    return fl.fmap(lambda p: rng.standard_normal(p.shape)
+                   if isinstance(p, np.ndarray) and p.dtype.kind == "f" else None, model)
+
+
+def _model_hvps(name, model, floss, tparams, tloss):
+    """fl.jvp of fl.gradient and fl.gradient of a dot against torch's double backward."""
+    v = _tangent(model)
+    grad = lambda m: fl.gradient(floss, m)[0]  # noqa: E731
+    _, hv_fwd = fl.jvp(grad, (model,), (v,))
+
+    def dot(a, b):
+        return sum(np.sum(p * q) for p, q in zip(grads_of(model, a), fl.trainables(b)))
+
+    (hv_rev,) = fl.gradient(lambda m: dot(grad(m), v), model)
+    gs = torch.autograd.grad(tloss(), tparams, create_graph=True)
+    tv = [torch.tensor(a) for a in params(v)]
+    thv = torch.autograd.grad(sum((g * t).sum() for g, t in zip(gs, tv)), tparams)
+    check(f"{name}: HVP forward over reverse", grads_of(model, hv_fwd), list(thv))
+    check(f"{name}: HVP reverse over reverse", grads_of(model, hv_rev), list(thv))
+
+
+def model_hvps():
+    """HVPs through the engine's fused kernels: conv and BatchNorm in training mode, the GRU
+    and LSTM sequences, attention, LayerNorm, a tied embedding."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    import torch_tutorials_transformer as TT
+    from torch_tutorials_cnn import cnn, torch_cnn
+    from torch_tutorials_rnn import (
+        TAGGER_NAMES,
+        Seq2Seq,
+        Tagger,
+        TorchSeq2Seq,
+        TorchTagger,
+        tagger_loss,
+    )
+
+    print("Hessian-vector products of the tutorial models")
+    fl.seed(9)
+    m, t = cnn(), torch_cnn()
+    load_torch(t, params(m))
+    (x, y), _ = fl.datasets.digits()
+    x, y = x[:16].astype(np.float64), y[:16]
+    _model_hvps("CNN + BatchNorm (training)", m, lambda m: fl.logitcrossentropy(m(x), y),
+                list(t.parameters()),
+                lambda: F.cross_entropy(t(torch.tensor(x)), torch.tensor(y)))
+
+    fl.seed(3)
+    m, t = fl.f64(Seq2Seq()), TorchSeq2Seq()
+    load_torch(t, params(m))
+    src, tgt = rng.integers(0, 7, (4, 5)), rng.integers(1, 6, (4, 5))
+    tin = np.concatenate([np.zeros((4, 1), int), tgt[:, :-1]], 1)
+    _model_hvps("seq2seq GRU", m, lambda m: fl.logitcrossentropy(m(src, tin), tgt),
+                list(t.parameters()),
+                lambda: F.cross_entropy(t(torch.tensor(src), torch.tensor(tin)).reshape(-1, 6),
+                                        torch.tensor(tgt).reshape(-1)))
+
+    fl.seed(4)
+    m, t = fl.f64(Tagger()), TorchTagger()
+    load_torch(t, params(m), TAGGER_NAMES)
+    lengths = np.array([7, 4, 2])
+    xx = rng.integers(1, 9, (3, 7))
+    valid = np.arange(7)[None] < lengths[:, None]
+    xx[~valid] = 0
+    yy = xx % 3
+
+    def tagger_torch_loss():
+        logits = t(torch.tensor(xx), torch.tensor(lengths))
+        target = torch.tensor(np.where(valid, yy, -100))
+        return F.cross_entropy(logits.reshape(-1, 3), target.reshape(-1), ignore_index=-100)
+
+    _model_hvps("bidirectional LSTM tagger", m, lambda m: tagger_loss(m, xx, lengths, yy),
+                torch_params(t, TAGGER_NAMES), tagger_torch_loss)
+
+    fl.seed(5)
+    m, t = fl.testmode(fl.f64(TT.TinyLM())), TT.TorchLM().eval()
+    views = TT.torch_views(t)
+    with torch.no_grad():
+        for view, a in zip(views, params(m)):
+            TT.pick(view).copy_(torch.tensor(a))
+    xb, yb = TT.batch(2)
+    v = _tangent(m)
+    _, hv = fl.jvp(lambda m: fl.gradient(lambda m: fl.logitcrossentropy(m(xb), yb), m)[0],
+                   (m,), (v,))
+    tps = list(t.parameters())
+    with sdpa_kernel(SDPBackend.MATH):  # (the fused CPU kernel has no double backward)
+        gs = torch.autograd.grad(F.cross_entropy(t(torch.tensor(xb)).reshape(-1, TT.V),
+                                                 torch.tensor(yb).reshape(-1)), tps,
+                                 create_graph=True)
+    tangents = {id(p): torch.zeros_like(p) for p in tps}  # v on the packed in_proj
+    for view, a in zip(views, params(v)):
+        tensor, part = view if isinstance(view, tuple) else (view, slice(None))
+        tangents[id(tensor)][part] = torch.tensor(a)
+    thv = dict(zip(map(id, tps), torch.autograd.grad(
+        sum((g * tangents[id(p)]).sum() for g, p in zip(gs, tps)), tps)))
+    theirs = [thv[id(view[0])][view[1]] if isinstance(view, tuple) else thv[id(view)]
+              for view in views]
+    check("Transformer LM (tied embedding): HVP forward over reverse", grads_of(m, hv), theirs)
+
+
 if __name__ == "__main__":
     maml()
     hvps()
     jacobians()
+    model_hvps()
     summary("torch_tutorials_higher_order")
