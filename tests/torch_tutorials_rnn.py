@@ -4,8 +4,8 @@
   decoder, teacher forcing), trained with Adam, then greedy decoding step by step with the
   decoder's cell;
 - a bidirectional LSTM tagger on padded sequences of different lengths: PyTorch packs them
-  (``pack_padded_sequence``); fluxml's user reverses each sequence within its length for the
-  backward direction and masks the loss.
+  (``pack_padded_sequence``); fluxml's Bidirectional takes ``lengths=`` (and a hand-written
+  reversal of each sequence within its length gives the same), the loss masked.
 
     PYTHONPATH=src python tests/torch_tutorials_rnn.py
 """
@@ -117,10 +117,18 @@ class Tagger(fl.Module):
         self.out = fl.Dense(2 * h, tags)
 
     def __call__(self, x, lengths):
+        # the backward direction starts at each sequence's last step, as PyTorch's packed
+        # sequence runs it; padded steps give 0
+        return self.out(self.rnn(self.embed(x), lengths=lengths))
+
+
+class HandTagger(Tagger):
+    """The same, each sequence reversed within its length by hand (what one writes without
+    Bidirectional's lengths)."""
+
+    def __call__(self, x, lengths):
         emb = self.embed(x)
         n, t = x.shape
-        # backward direction: each sequence reversed within its own length (padding stays
-        # at the end), as a packed sequence runs it
         steps = np.arange(t)[None, :]
         rev = np.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
         rows = np.arange(n)[:, None]
@@ -181,8 +189,11 @@ def tagger():
         check(f"tagger gradients step {step}", grads_of(model, g),
               [p.grad for p in torch_params(ref, TAGGER_NAMES)])
         mask = np.arange(t)[None, :] < lengths[:, None]
-        check(f"tagger outputs on valid steps {step}", model(x, lengths)[mask],
-              logits.detach().numpy()[mask])
+        ours = model(x, lengths)
+        # padded steps: PyTorch's 0 through the output layer, its bias
+        check(f"tagger outputs, padded steps too {step}", ours, logits)
+        hand = HandTagger.__call__(model, x, lengths)
+        check(f"tagger outputs by hand on valid steps {step}", hand[mask], ours[mask])
         fl.update(state, model, g)
         opt.step()
     check("tagger final parameters", params(model), torch_params(ref, TAGGER_NAMES))

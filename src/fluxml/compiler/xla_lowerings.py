@@ -93,6 +93,7 @@ FUNCTIONS: dict = {
     "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
     "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
     "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
+    "fluxml.layers.recurrent._in_sequence": kernels.in_sequence,
     "fluxml.nnlib.embedding._check_rows": kernels.check_rows,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
     "numpy.argsort": kernels.argsort,

@@ -20,6 +20,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml.ad.core import Tracer, untraced
 from fluxml.layers.basic import _activation_suffix, _positive
 from fluxml.layers.module import LayerError, Lazy, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
@@ -437,9 +438,19 @@ class Bidirectional(Module):
     given, are passed to it). ``merge(y_forward, y_backward)`` may be given
     (e.g. ``np.add``). ``m(x, (state_forward, state_backward))`` gives initial states.
 
+    ``m(x, lengths=lengths)`` reads a batch of sequences padded at the end: sequence ``i``
+    is ``x[i, :lengths[i]]``. The backward direction then starts at each sequence's last
+    step (not at its padding), and the outputs at padded steps are 0: PyTorch's
+    ``pad_packed_sequence`` of the layer run on ``pack_padded_sequence(x, lengths)``.
+
     >>> import numpy as np, fluxml as fl
     >>> fl.Bidirectional(fl.GRU(3, 4))(np.zeros((2, 5, 3), np.float32)).shape
     (2, 5, 8)
+    >>> m = fl.Bidirectional(fl.LSTM(3, 4))
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    >>> y = m(x, lengths=[5, 2])
+    >>> bool(np.allclose(y[1, :2], m(x[1:, :2])[0], atol=1e-6)), bool(np.all(y[1, 2:] == 0))
+    (True, True)
     """
 
     def __init__(self, forward, backward=None, *, merge: Callable | None = None,
@@ -470,16 +481,56 @@ class Bidirectional(Module):
         self.backward = backward
         self.merge = merge
 
-    def __call__(self, x, state=None):
+    def __call__(self, x, state=None, *, lengths=None):
         s_fwd, s_bwd = (None, None) if state is None else state
+        if lengths is not None:
+            return self._padded(x, s_fwd, s_bwd, lengths)
         y_fwd = _located(self.forward, "forward", x, s_fwd)
         y_bwd = np.flip(_located(self.backward, "backward", np.flip(x, axis=-2), s_bwd), axis=-2)
+        return self._join(y_fwd, y_bwd)
+
+    def _join(self, y_fwd, y_bwd):
         if self.merge is not None:
             return self.merge(y_fwd, y_bwd)
         return np.concatenate([y_fwd, y_bwd], axis=-1)
 
+    def _padded(self, x, s_fwd, s_bwd, lengths):
+        """Sequences padded at the end: the backward layer reads each one reversed within its
+        own length (the padding stays behind it), so its outputs at the valid steps are
+        those of the unpadded sequence; padded steps give 0."""
+        need_array(self, x)
+        if np.ndim(x) != 3:
+            raise LayerError(f"Bidirectional with lengths expects a batch of padded sequences "
+                             f"(N, T, features); got shape {np.shape(x)}")
+        n, t = x.shape[:2]
+        if type(lengths) is not Tracer:  # (a traced one, inside fl.compile, is checked below)
+            lengths = np.asarray(lengths)
+        if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
+            raise LayerError(f"Bidirectional expects lengths as {n} integers, one per sequence "
+                             f"of x {tuple(x.shape)}; got {lengths.dtype} of shape "
+                             f"{lengths.shape}")
+        # checked where the values are: inside fl.compile, on every run of the program
+        lengths = untraced(_in_sequence, (lengths, t))[:, None]
+        steps = np.arange(t)
+        valid = steps < lengths
+        rev = np.where(valid, lengths - 1 - steps, steps)  # each sequence reversed in place
+        rows = np.arange(n)[:, None]
+        y_fwd = _located(self.forward, "forward", x, s_fwd)
+        y_bwd = _located(self.backward, "backward", x[rows, rev], s_bwd)[rows, rev]
+        y = self._join(y_fwd, y_bwd)
+        return np.where(valid[..., None], y, np.zeros((), y.dtype))
+
     def _show_children(self):
         return [("forward", self.forward), ("backward", self.backward)]
+
+
+def _in_sequence(lengths, t):
+    """``lengths``, after checking that each lies in ``1 .. t``."""
+    if lengths.size and (int(lengths.min()) < 1 or int(lengths.max()) > t):
+        bad = int(lengths.min()) if int(lengths.min()) < 1 else int(lengths.max())
+        raise LayerError(f"Bidirectional: each length must lie in 1 .. {t} (the padded "
+                         f"sequences' steps); got {bad}")
+    return lengths
 
 
 def _located(layer, name, x, state):
