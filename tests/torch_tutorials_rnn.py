@@ -5,7 +5,9 @@
   decoder's cell;
 - a bidirectional LSTM tagger on padded sequences of different lengths: PyTorch packs them
   (``pack_padded_sequence``); fluxml's Bidirectional takes ``lengths=`` (and a hand-written
-  reversal of each sequence within its length gives the same), the loss masked.
+  reversal of each sequence within its length gives the same), the loss masked;
+- LSTM and GRU sequence classifiers reading the final state of padded sequences
+  (``lengths=``; PyTorch: ``h_n`` of the packed sequence).
 
     PYTHONPATH=src python tests/torch_tutorials_rnn.py
 """
@@ -199,7 +201,55 @@ def tagger():
     check("tagger final parameters", params(model), torch_params(ref, TAGGER_NAMES))
 
 
+# --- sequence classification from the final state of padded sequences -----------------------
+
+class Classifier(fl.Module):
+    def __init__(self, kind):
+        self.embed = fl.Embedding(9, 4)
+        self.rnn = getattr(fl, kind)(4, 6, return_state=True)
+        self.head = fl.Dense(6, 2)
+
+    def __call__(self, x, lengths):
+        _, state = self.rnn(self.embed(x), lengths=lengths)
+        return self.head(state[0] if isinstance(state, tuple) else state)  # h of (h, c)
+
+
+def classifier():
+    for kind in ("LSTM", "GRU"):
+        print(f"{kind} classifier on the final state of padded sequences (lengths), Adam, 5 steps")
+        fl.seed(16)
+        model = fl.f64(Classifier(kind))
+        emb, trnn, head = nn.Embedding(9, 4), getattr(nn, kind)(4, 6, batch_first=True), \
+            nn.Linear(6, 2)
+        ref = nn.ModuleList([emb, trnn, head])
+        load_torch(ref, params(model))
+        state = fl.setup(fl.Adam(1e-2), model)
+        opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
+        for step in range(5):
+            n, t = 6, 7
+            lengths = rng.integers(1, t + 1, n)
+            x = rng.integers(1, 9, (n, t))
+            x[np.arange(t)[None, :] >= lengths[:, None]] = 0
+            y = rng.integers(0, 2, n)
+            value, (g,) = fl.withgradient(lambda m: fl.logitcrossentropy(m(x, lengths), y),
+                                          model)
+            opt.zero_grad()
+            packed = pack_padded_sequence(emb(torch.tensor(x)), torch.tensor(lengths),
+                                          batch_first=True, enforce_sorted=False)
+            _, last = trnn(packed)
+            h_n = last[0] if kind == "LSTM" else last
+            tl = F.cross_entropy(head(h_n[0]), torch.tensor(y))
+            tl.backward()
+            check(f"{kind} classifier loss step {step}", value, tl)
+            check(f"{kind} classifier gradients step {step}", grads_of(model, g),
+                  [p.grad for p in ref.parameters()])
+            fl.update(state, model, g)
+            opt.step()
+        check(f"{kind} classifier final parameters", params(model), list(ref.parameters()))
+
+
 if __name__ == "__main__":
     seq2seq()
     tagger()
+    classifier()
     summary("torch_tutorials_rnn")

@@ -89,13 +89,13 @@ def in_vocabulary(idx, vocab, line):
     return _index_range(idx, lambda v: _in_vocabulary(v, vocab, line))
 
 
-def in_sequence(lengths, t):
-    """``fluxml.layers.recurrent._in_sequence``: Bidirectional's lengths in ``[1, t]``,
+def in_sequence(lengths, t, line):
+    """``fluxml.layers.recurrent._in_sequence``: a recurrent layer's lengths in ``[1, t]``,
     checked on every run as :func:`check_labels` checks labels."""
     # lazy: as above
     from fluxml.layers.recurrent import _in_sequence
 
-    return _index_range(lengths, lambda v: _in_sequence(v, t))
+    return _index_range(lengths, lambda v: _in_sequence(v, t, line))
 
 
 def check_rows(idx, shape):

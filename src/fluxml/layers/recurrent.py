@@ -94,9 +94,12 @@ class _Cell(Module):
         out = tuple(shape[:-1]) + (hidden,)
         return out, ((out, out) if self.gates == 4 else out)
 
-    def sequence(self, x, state):
-        """``(outputs (N, T, H), final state)`` over a checked sequence ``x (N, T, in)``."""
-        return scan(self, self.project(x), state)
+    def sequence(self, x, state, last=None):
+        """``(outputs (N, T, H), final state)`` over a checked sequence ``x (N, T, in)``;
+        with ``last`` (``(N,)`` step indices), the state after step ``last[i]`` of sequence
+        ``i``."""
+        ys, state = scan(self, self.project(x), state)
+        return ys, state if last is None else ys[np.arange(ys.shape[0]), last]
 
     def _line(self) -> str:
         n_in, hidden = self.sizes
@@ -161,9 +164,9 @@ class LSTMCell(_Cell):
         h, c = nnlib.lstm_step(xw, *state, self.weight_hh)
         return h, (h, c)
 
-    def sequence(self, x, state):
+    def sequence(self, x, state, last=None):
         hs, h, c = nnlib.lstm_sequence(x, *state, self.weight_ih, self.weight_hh, self.bias_ih,
-                                       self.bias_hh)
+                                       self.bias_hh, last=last)
         return hs, (h, c)
 
 
@@ -187,9 +190,9 @@ class GRUCell(_Cell):
         h = nnlib.gru_step(xw, h, self.weight_hh, self.bias_hh)
         return h, h
 
-    def sequence(self, x, state):
+    def sequence(self, x, state, last=None):
         hs, h = nnlib.gru_sequence(x, state, self.weight_ih, self.weight_hh, self.bias_ih,
-                                   self.bias_hh)
+                                   self.bias_hh, last=last)
         return hs, h
 
 
@@ -251,7 +254,7 @@ class _Recurrent(Module):
         self.cell = self.cell_type(in_features, hidden, *args, **kw)
         self.return_state = return_state
 
-    def __call__(self, x, state=None):
+    def __call__(self, x, state=None, *, lengths=None):
         cell = self.cell
         n_in, hidden = cell.sizes
         need_array(self, x)
@@ -262,6 +265,11 @@ class _Recurrent(Module):
             raise LayerError(f"{self._line()} expects at least one time step; got {x.shape}")
         x = match_dtype(self, x, cell.weight_ih.dtype)
         single = x.ndim == 2
+        if lengths is not None:
+            if single:
+                raise LayerError(f"{self._line()} with lengths expects a batch of padded "
+                                 f"sequences (N, T, {n_in}); got shape {np.shape(x)}")
+            lengths = checked_lengths(self._line(), lengths, x.shape)
         if single:
             x = x[None]
             state = None if state is None else _map_state(state, lambda s: s[None])
@@ -271,7 +279,12 @@ class _Recurrent(Module):
             state = cell._check_state(state, x.shape[:1], x.dtype)
         except LayerError as err:  # name the layer the user built, not its cell
             raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
-        ys, state = cell.sequence(x, state)
+        if lengths is None:
+            ys, state = cell.sequence(x, state)
+        else:  # the state after each sequence's last step; its padded steps give 0
+            ys, state = cell.sequence(x, state, last=lengths - 1)
+            ys = np.where((np.arange(x.shape[1]) < lengths[:, None])[..., None], ys,
+                          np.zeros((), ys.dtype))
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
         return (ys, state) if self.return_state else ys
@@ -322,7 +335,7 @@ class RNN(_Recurrent):
 
     An :class:`RNNCell` over a sequence ``(N, T, in)``: every step's ``h`` ``(N, T, hidden)``.
     ``m(x, h0)`` starts from ``h0`` (zeros otherwise); ``return_state=True`` returns
-    ``(outputs, final state)``.
+    ``(outputs, final state)``; ``m(x, lengths=)`` reads a padded batch, as :class:`LSTM`.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.RNN(3, 4)(np.zeros((2, 5, 3), np.float32)).shape
@@ -338,10 +351,20 @@ class LSTM(_Recurrent):
     An :class:`LSTMCell` over a sequence ``(N, T, in)``: every step's ``h``
     ``(N, T, hidden)``; ``m(x, (h0, c0))`` starts from a given state.
 
+    ``m(x, lengths=lengths)`` (as every recurrent layer) reads a batch padded at the end,
+    sequence ``i`` being ``x[i, :lengths[i]]``: the outputs at padded steps are 0 and the
+    final state is each sequence's after its last step (PyTorch's packed sequence gives
+    both; without lengths the state has run on through the padding).
+
     >>> import numpy as np, fluxml as fl
     >>> ys, (h, c) = fl.LSTM(3, 4, return_state=True)(np.zeros((2, 5, 3), np.float32))
     >>> ys.shape, c.shape
     ((2, 5, 4), (2, 4))
+    >>> m = fl.LSTM(3, 4, return_state=True)
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    >>> ys, (h, c) = m(x, lengths=[5, 2])
+    >>> bool(np.allclose(c[1], m(x[1, :2])[1][1])), bool(np.all(ys[1, 2:] == 0))
+    (True, True)
     """
 
     cell_type = LSTMCell
@@ -503,14 +526,7 @@ class Bidirectional(Module):
             raise LayerError(f"Bidirectional with lengths expects a batch of padded sequences "
                              f"(N, T, features); got shape {np.shape(x)}")
         n, t = x.shape[:2]
-        if type(lengths) is not Tracer:  # (a traced one, inside fl.compile, is checked below)
-            lengths = np.asarray(lengths)
-        if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
-            raise LayerError(f"Bidirectional expects lengths as {n} integers, one per sequence "
-                             f"of x {tuple(x.shape)}; got {lengths.dtype} of shape "
-                             f"{lengths.shape}")
-        # checked where the values are: inside fl.compile, on every run of the program
-        lengths = untraced(_in_sequence, (lengths, t))[:, None]
+        lengths = checked_lengths("Bidirectional", lengths, x.shape)[:, None]
         steps = np.arange(t)
         valid = steps < lengths
         rev = np.where(valid, lengths - 1 - steps, steps)  # each sequence reversed in place
@@ -524,11 +540,24 @@ class Bidirectional(Module):
         return [("forward", self.forward), ("backward", self.backward)]
 
 
-def _in_sequence(lengths, t):
+def checked_lengths(line, lengths, shape):
+    """``lengths`` of a padded batch ``shape`` ``(N, T, ...)``: ``N`` integers in
+    ``1 .. T``, an error naming the layer ``line`` otherwise."""
+    n = shape[0]
+    if type(lengths) is not Tracer:  # (a traced one, inside fl.compile, is checked below)
+        lengths = np.asarray(lengths)
+    if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
+        raise LayerError(f"{line} expects lengths as {n} integers, one per sequence of x "
+                         f"{tuple(shape)}; got {lengths.dtype} of shape {lengths.shape}")
+    # checked where the values are: inside fl.compile, on every run of the program
+    return untraced(_in_sequence, (lengths, shape[1], line))
+
+
+def _in_sequence(lengths, t, line):
     """``lengths``, after checking that each lies in ``1 .. t``."""
     if lengths.size and (int(lengths.min()) < 1 or int(lengths.max()) > t):
         bad = int(lengths.min()) if int(lengths.min()) < 1 else int(lengths.max())
-        raise LayerError(f"Bidirectional: each length must lie in 1 .. {t} (the padded "
+        raise LayerError(f"{line}: each length must lie in 1 .. {t} (the padded "
                          f"sequences' steps); got {bad}")
     return lengths
 
