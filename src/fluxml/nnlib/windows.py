@@ -78,8 +78,8 @@ def padding(pad, d: int, fn: str, *, size=None, kernel=None, stride=None, dilati
         return tuple(pads)
     if isinstance(pad, (int, np.integer)):
         pads = ((int(pad), int(pad)),) * d
-    else:
-        pad = tuple(pad)
+    else:  # (a float or another single value: refused below, by name)
+        pad = tuple(pad) if isinstance(pad, (tuple, list, np.ndarray)) else (pad,)
         if len(pad) == d and all(isinstance(p, (tuple, list)) for p in pad):
             pads = tuple(tuple(p) for p in pad)
         elif len(pad) == d and all(isinstance(p, (int, np.integer)) for p in pad):
