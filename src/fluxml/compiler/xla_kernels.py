@@ -52,6 +52,15 @@ def check_labels(labels, n, name):
     return _index_range(labels, lambda v: _check_labels(v, n, name))
 
 
+def in_labels(pos, n):
+    """``fluxml.data.utils._in_labels``: ``fl.onehotbatch``'s values in ``[0, n)``, checked on
+    every run as :func:`check_labels` checks a loss's labels."""
+    # lazy: the data utilities sit above the compiler; only a program that encodes needs this
+    from fluxml.data.utils import _in_labels
+
+    return _index_range(pos, lambda v: _in_labels(v, n))
+
+
 def check_finite_norm(nrm, shape, p):
     """``fluxml.optimise.composite._finite_norm`` (ClipNorm's ``throw``): the norm comes back
     and ClipNorm's own check judges it, on every run."""
@@ -78,6 +87,15 @@ def in_vocabulary(idx, vocab, line):
     from fluxml.layers.embedding import _in_vocabulary
 
     return _index_range(idx, lambda v: _in_vocabulary(v, vocab, line))
+
+
+def in_sequence(lengths, t, line):
+    """``fluxml.layers.recurrent._in_sequence``: a recurrent layer's lengths in ``[1, t]``,
+    checked on every run as :func:`check_labels` checks labels."""
+    # lazy: as above
+    from fluxml.layers.recurrent import _in_sequence
+
+    return _index_range(lengths, lambda v: _in_sequence(v, t, line))
 
 
 def check_rows(idx, shape):

@@ -57,6 +57,16 @@ def check_input(layer, shape, channels, d):
         raise LayerError(f"{layer._line()} expects input {want}; got {tuple(shape)}{hint}")
 
 
+def _spatial(layer, value, d, name, minimum=1) -> tuple:
+    """A field checked when the layer was made, checked again where it is used (something
+    may have set it since: a float stride, from fl.fmap of a sum over two models), an error
+    naming the layer (made only then: this runs on every call)."""
+    try:
+        return win.spatial(value, d, name, "", minimum)
+    except ValueError as err:  # (its message starts ": name must be ...")
+        raise LayerError(f"{layer._line()}{err}") from None
+
+
 def _options(layer, defaults) -> str:
     """``, stride=2, pad=1``: the keyword options that differ from their defaults."""
     out = ""
@@ -130,10 +140,13 @@ class Conv(Module):
         shape = tuple(shape)
         d = len(self.kernel)
         check_input(self, shape, self.in_channels, d)
-        stride = win.spatial(self.stride, d, "stride", "")
-        dilation = win.spatial(self.dilation, d, "dilation", "")
-        pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel, stride=stride,
-                           dilation=dilation)
+        stride = _spatial(self, self.stride, d, "stride")
+        dilation = _spatial(self, self.dilation, d, "dilation")
+        try:
+            pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel,
+                               stride=stride, dilation=dilation)
+        except ValueError as err:  # (as _spatial's)
+            raise LayerError(f"{self._line()}{err}") from None
         out = win.output_size(shape[2:], self.kernel, stride, dilation, pads)
         if min(out) < 1:
             reach = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel, dilation))
@@ -272,9 +285,9 @@ class ConvTranspose(Module):
         (as TensorFlow's ``padding="same"``; only the bias reaches them)."""
         d = len(self.kernel)
         check_input(self, shape, self.weight.shape[0], d)
-        stride = win.spatial(self.stride, d, "stride", "")
-        dilation = win.spatial(self.dilation, d, "dilation", "")
-        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
+        stride = _spatial(self, self.stride, d, "stride")
+        dilation = _spatial(self, self.dilation, d, "dilation")
+        outpad = _spatial(self, self.outpad, d, "outpad", minimum=0)
         if self.pad != "same":
             pads = win.padding(self.pad, d, "ConvTranspose")
         else:
