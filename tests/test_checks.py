@@ -258,3 +258,43 @@ def test_zero_d_arrays_are_numbers():
     fl.Rprop(0.1, (np.array(0.5), 1.2))
     with pytest.raises(ValueError, match=r"batchnorm: eps .* got array\(-1.\)"):
         fl.batchnorm(np.ones((2, 3)), eps=np.array(-1.0))
+
+
+X1 = np.ones((1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: fl.nnlib.pad_zeros(X1, True), TypeError,
+     r"pad_zeros: pad must be an int or a tuple of ints; got True \(a bool\)"),
+    (lambda: fl.nnlib.pad_zeros(X1, 1.0), TypeError, r"got 1.0 \(a float\)"),
+    (lambda: fl.nnlib.pad_zeros(X1, 1, dims=True), ValueError, r"pad_zeros: dims must be axes"),
+    (lambda: fl.nnlib.conv(X1, np.ones((1, 1, 2, 2)), pad=True), ValueError,
+     r"conv: pad must be 'same', a non-negative int"),
+    (lambda: fl.Conv(2.0, 1, 1), ValueError, r"Conv: the kernel must be a tuple of 1 to 3 "
+     r"positive ints .*; got \(2.0,\)"),
+    (lambda: fl.Upsample(size=(True, 2)), ValueError, r"Upsample: size must be a positive int"),
+    (lambda: fl.Upsample(scale=True), ValueError, r"Upsample: mode 'nearest' takes integer"),
+    (lambda: fl.Dropout(True), ValueError, r"Dropout: p must be a probability in \[0, 1\]"),
+    (lambda: fl.Dropout(0.5, dims=True), ValueError, r"Dropout: dims must be None, an axis"),
+    (lambda: fl.dropout(X1, 0.5, dims=True), ValueError, r"dropout: dims must be axes"),
+    (lambda: fl.WeightNorm(fl.Dense(2, 3), dims=True), ValueError, r"dims must be axes"),
+    (lambda: fl.groupnorm(np.ones((2, 2, 3)), True), ValueError, r"groupnorm: .* groups=True"),
+    (lambda: fl.nnlib.spectrogram(np.ones(16), 4, pad=True), ValueError,
+     r"spectrogram: pad must be a non-negative int; got True \(a bool\)"),
+    (lambda: fl.nnlib.hann_window(True), ValueError,
+     r"hamming_window: window_length must be a positive int; got True"),
+    (lambda: fl.rrelu(X1, True, 2), ValueError, r"rrelu: lo must be a finite number; got True"),
+])
+def test_integers_are_is_int_everywhere(call, error, message):
+    """Hand-written `isinstance(n, (int, np.integer))` checks took True as 1 (a pad, a window
+    length, an Upsample size, Dropout's p, an axis) and some failed on a float with
+    "'float' object is not iterable"; now each is _checks.is_int (or positive_int)."""
+    with pytest.raises(error, match=message):
+        call()
+    # NumPy integers are integers
+    assert fl.nnlib.pad_zeros(X1, np.int64(1), dims=np.int32(2)).shape == (1, 1, 6, 4)
+    assert fl.Conv((np.int64(2), 2), 1, 1, pad=np.int8(1))(X1.astype(np.float32)).shape == \
+        (1, 1, 5, 5)
+    assert fl.Upsample(size=(np.int64(8), 8))(X1).shape == (1, 1, 8, 8)
+    assert fl.Dropout(0.5, dims=np.int64(1)).dims == (1,)
+    assert fl.Dropout(0.5, dims=(0, 1)).dims == (0, 1)

@@ -96,6 +96,33 @@ def test_fmap_pairs_dicts_by_key():
         fl.fmap(lambda a, b: a + b, {"x": 1.0, "v": 2.0}, {"x": 1.0, "w": 2.0})
 
 
+def test_fmap_refuses_trees_whose_leaves_sit_elsewhere():
+    """Summing two gradients by hand, fl.fmap(np.add, g1, g2), where each batch used another
+    part of the model: g1 holds None where g2 has arrays and the other way round, and with
+    as many leaves on each side fmap paired g1's arrays with g2's other ones, silently
+    (d/da + d/db under a's name, b's gradient dropped). Now the places must match."""
+    model = {"a": fl.f64(fl.Dense(2, 2)), "b": fl.f64(fl.Dense(2, 2))}
+    x = np.ones((1, 2))
+    g1 = fl.gradient(lambda m: np.sum(m["a"](x)), model)[0]
+    g2 = fl.gradient(lambda m: 3 * np.sum(m["b"](x)), model)[0]
+    with pytest.raises(ValueError, match=r"fmap: trees differ: 2 leaves against 2; the first "
+                                         r"tree has a leaf at 'a.weight' where a tree of rest "
+                                         r"has one at 'b.weight' .*zeros_for_none=True"):
+        fl.fmap(np.add, g1, g2)
+    with pytest.raises(ValueError, match=r"leaf at 'y' where a tree of rest has one at 'x'"):
+        fl.fmap(np.add, {"x": None, "y": np.ones(1)}, {"x": np.ones(1), "y": None})
+    with pytest.raises(ValueError, match=r"a tree of rest has a leaf at '1' where the first "
+                                         r"tree has none"):
+        fl.fmap(np.add, [np.ones(1)], [np.ones(1), np.ones(1)])
+    # with zeros for None the trees match: the sum of both gradients
+    z1, z2 = (fl.gradient(f, model, zeros_for_none=True)[0] for f in
+              (lambda m: np.sum(m["a"](x)), lambda m: 3 * np.sum(m["b"](x))))
+    total = fl.fmap(np.add, z1, z2)
+    assert np.array_equal(total["a"].weight, np.ones((2, 2)))
+    assert np.array_equal(total["b"].weight, np.full((2, 2), 3.0))
+    assert fl.fmap(np.add, [1.0, (2.0,)], [10.0, [20.0]]) == [11.0, (22.0,)]  # by position
+
+
 def test_fmap_keeps_tied_arrays_tied():
     # fl.fmap(np.copy, model) of a model using one array twice gave two independent copies,
     # silently (Flux's fmap maps an object once)

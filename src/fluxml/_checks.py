@@ -31,6 +31,13 @@ def is_int(n) -> bool:
     return isinstance(n, Integral) and not isinstance(n, bool)
 
 
+def is_real(x) -> bool:
+    """Whether ``x`` is a real number: a Python or NumPy one, not a bool, or a 0-d integer or
+    float array (a layer's setting after ``fl.f64`` or a tree map)."""
+    return isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool) or \
+        getattr(x, "ndim", None) == 0 and getattr(x, "dtype", np.dtype(object)).kind in "iuf"
+
+
 def positive_int(who: str, name: str, n, minimum: int = 1) -> int:
     """``n`` as an int where it is an integer (``is_int``) ``>= minimum`` (1: a positive
     one), else a ValueError naming ``who`` and its argument ``name``, what it expected and
@@ -42,9 +49,10 @@ def positive_int(who: str, name: str, n, minimum: int = 1) -> int:
     return int(n)
 
 
-def shown(n) -> str:
-    """``n`` for an error: its repr, and its type where it is not an integer."""
-    if is_int(n):
+def shown(n, *, typed: bool = False) -> str:
+    """``n`` for an error: its repr, and its type where it is not an integer (or where
+    ``typed``: an int where a bool was expected)."""
+    if is_int(n) and not typed:
         return repr(n)
     kind = type(n).__name__
     return f"{n!r} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"
@@ -66,9 +74,7 @@ def real_in(who: str, name: str, x, low: float = -math.inf, high: float = math.i
     """
     if type(x).__name__ == "Tracer":
         return x
-    # (a 0-d array too: a layer's setting after fl.f64 or a tree map)
-    numeric = isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, bool) or \
-        getattr(x, "ndim", None) == 0 and getattr(x, "dtype", np.dtype(object)).kind in "iuf"
+    numeric = is_real(x)
     v = float(x) if numeric else math.nan
     if not (math.isfinite(v) and (v > low if low_open else v >= low) and
             (v < high if high_open else v <= high)):
@@ -87,17 +93,23 @@ def _range(low, high, low_open, high_open) -> str:
     return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
-def flag(who: str, name: str, x) -> bool:
-    """``x`` as a bool where it is one (Python's or NumPy's), else a TypeError naming ``who``
-    and ``name`` (``"yes"`` or ``2`` were taken as true, and ``"no"`` too).
+def flag(who: str, name: str, x, *, none: bool = False) -> bool | None:
+    """``x`` as a bool where it is one (Python's or NumPy's), or None where ``none`` allows it
+    (a setting left to the mode: ``active=None``), else a TypeError naming ``who`` and
+    ``name`` (``"yes"`` or ``2`` were taken as true, and ``"no"`` too).
 
     >>> flag("DataLoader", "shuffle", "no")
     Traceback (most recent call last):
     ...
     TypeError: DataLoader: shuffle must be True or False; got 'no' (a str)
+    >>> flag("Dropout", "active", 1, none=True)
+    Traceback (most recent call last):
+    ...
+    TypeError: Dropout: active must be True, False or None; got 1 (an int)
     """
-    if not isinstance(x, (bool, np.bool_)):
-        kind = type(x).__name__
-        raise TypeError(f"{who}: {name} must be True or False; got {x!r} "
-                        f"({'an' if kind[0] in 'aeiou' else 'a'} {kind})")
-    return bool(x)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if x is None and none:
+        return None
+    raise TypeError(f"{who}: {name} must be {'True, False or None' if none else 'True or False'}"
+                    f"; got {shown(x, typed=True)}")

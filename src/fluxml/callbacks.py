@@ -149,7 +149,6 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch, self.wait, self.saved = None, None, 0, None
         self.stopped_epoch = None
         self._seen, self._missing, self._before = False, None, []
-        self._saved_epoch = None  # the epoch whose weights ``saved`` holds
 
     def on_train_begin(self, run) -> None:
         before = run.history.epochs  # (a continued run's epochs count: Evaluate every few)
@@ -181,20 +180,14 @@ class EarlyStopping(Callback):
         counts on (a stop they asked for was the run's to make). The model is the last
         epoch's: its weights are the best epoch's only where that was the last one."""
         for epoch, row in enumerate(run.history.epochs, 1):
-            if self.monitor not in row:
-                continue
-            value = float(row[self.monitor])
-            if self._better(value, self.best):
-                self.best, self.best_epoch, self.wait = value, epoch, 0
-            else:
-                self.wait += 1
+            if self.monitor in row:
+                self._judge(float(row[self.monitor]), epoch)
         if not self.restore_best or self.best_epoch is None:
             return
         kept = run.history.kept.get(self._key())
         if isinstance(kept, dict) and kept.get("epoch") == self.best_epoch and \
                 isinstance(kept.get("weights"), dict):
             self.saved = {k: np.array(v, copy=True) for k, v in kept["weights"].items()}
-            self._saved_epoch = self.best_epoch
             run.history.kept[self._key()] = {"epoch": self.best_epoch, "weights": self.saved}
         elif self.best_epoch == run.history.epoch:
             self._save(run)
@@ -208,9 +201,17 @@ class EarlyStopping(Callback):
         from fluxml.io.modelstate import flat_state
 
         self.saved = {k: np.array(v, copy=True) for k, v in flat_state(run.model).items()}
-        self._saved_epoch = run.epoch
         # (in the history: SaveCheckpoint saves them, a resumed run restores them)
         run.history.kept[self._key()] = {"epoch": run.epoch, "weights": self.saved}
+
+    def _judge(self, value, epoch) -> bool:
+        """Count ``epoch``'s ``value`` of the metric: a new best (True), or one more epoch
+        without improvement."""
+        if self._better(value, self.best):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        return False
 
     def _better(self, value, best) -> bool:
         if best is None or math.isnan(best):
@@ -227,20 +228,17 @@ class EarlyStopping(Callback):
                 self._raise_missing()
             return
         self._seen = True
-        value = float(row[self.monitor])
-        if self._better(value, self.best):
-            self.best, self.best_epoch, self.wait = value, run.epoch, 0
+        if self._judge(float(row[self.monitor]), run.epoch):
             if self.restore_best:
                 self._save(run)
             return
-        self.wait += 1
         if self.wait >= self.patience:
             run.stop = True
             self.stopped_epoch = run.epoch
 
     def on_train_end(self, run) -> None:
         if self.restore_best and self.best_epoch is not None and self.best_epoch != run.epoch:
-            if self._saved_epoch == self.best_epoch:
+            if self.saved is not None:  # (saved where and when best_epoch was set)
                 from fluxml.io.modelstate import loadmodel
 
                 loadmodel(run.model, self.saved)

@@ -220,8 +220,9 @@ def _gradient_step(loss, backend):
         """The step, handing each gradient to ``on_final`` once final (distributed: the
         averaging starts during the backward pass; not when compiled)."""
         if share == 1:
-            return withgradient(lambda m: loss(m, *args), model, on_final=on_final)
-        return withgradient(lambda m: loss(m, *args) * share, model, on_final=on_final)
+            return withgradient(lambda m: _alone(loss(m, *args)), model, on_final=on_final)
+        return withgradient(lambda m: _alone(loss(m, *args)) * share, model,
+                            on_final=on_final)
 
     if backend is None:
         return eager
@@ -231,6 +232,17 @@ def _gradient_step(loss, backend):
         return eager(model, share, *args)
 
     return compile_(step, backend=backend)
+
+
+def _alone(value):
+    """The loss, refusing a tuple: ``fl.withgradient`` takes ``(loss, aux ...)`` (as Zygote's
+    does), but a training step has nowhere to put the rest."""
+    if isinstance(value, tuple):
+        raise TypeError(f"train: the loss returned a {type(value).__name__} of "
+                        f"{len(value)}; fl.train steps on a loss alone, as Flux's train!. "
+                        f"Return the loss, or write the loop with fl.withgradient, which "
+                        f"takes (loss, aux ...) and returns both")
+    return value
 
 
 def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:

@@ -564,10 +564,13 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     (True, dtype('float64'))
     """
     xs, spec = flatten(tree, is_leaf)
-    others = [flatten(align(r, spec, "fmap: a tree of rest"), is_leaf)[0] for r in rest]
-    for o in others:
-        if len(o) != len(xs):
-            raise ValueError(f"fmap: trees differ: {len(xs)} leaves against {len(o)}")
+    others = []
+    for r in rest:
+        o, other = flatten(align(r, spec, "fmap: a tree of rest"), is_leaf)
+        # the leaves must sit at the same places, not only be as many: a None (static) in one
+        # tree where the other has an array paired the arrays after it with the wrong ones
+        _same_places(spec, other, len(xs), len(o))
+        others.append(o)
     done: dict = {}  # ids of an array's leaves -> (the leaves, kept alive; f's result)
     out = []
     for args in zip(xs, *others):
@@ -583,6 +586,22 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
 
 
 _NUMBERS = (int, float, complex, np.generic)
+
+
+def _same_places(spec: Spec, other: Spec, n: int, m: int) -> None:
+    """Refuse a tree of ``fmap``'s rest whose leaves are not at ``spec``'s places."""
+    mine, theirs = [], []
+    _paths(spec, "", mine)
+    _paths(other, "", theirs)
+    if mine == theirs:
+        return
+    i = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(n, m))
+    where = (f"the first tree has a leaf at {mine[i]!r} where a tree of rest has "
+             f"{'one at ' + repr(theirs[i]) if i < m else 'none'}" if i < n else
+             f"a tree of rest has a leaf at {theirs[i]!r} where the first tree has none")
+    raise ValueError(f"fmap: trees differ: {n} leaves against {m}; {where} (None, or any "
+                     f"value that is not a leaf, holds no place: fl.gradient(..., "
+                     f"zeros_for_none=True) gives zeros instead of None)")
 
 
 def align(tree, spec: Spec, who: str = "a tree"):

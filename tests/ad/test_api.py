@@ -34,6 +34,75 @@ def test_withgradient_returns_value_and_gradient():
     np.testing.assert_allclose(g, 2 * x)
 
 
+def test_withgradient_of_a_loss_with_aux_values():
+    """Zygote's withgradient: f may return (loss, aux ...), a tuple or namedtuple; the
+    gradient is the loss's, and the whole tuple comes back with the aux values plain (a
+    recurrent network's state for the next batch). fluxml refused the tuple."""
+    x, w = rng.standard_normal(3), rng.standard_normal(3)
+    (value, y, n), (gx, gw) = fl.withgradient(
+        lambda x, w: (np.sum(np.tanh(x * w)), x * w, 7), x, w)
+    assert value == np.sum(np.tanh(x * w)) and n == 7
+    assert type(y) is np.ndarray and np.array_equal(y, x * w)
+    d = 1 - np.tanh(x * w) ** 2
+    np.testing.assert_allclose(gx, d * w, rtol=1e-14)
+    np.testing.assert_allclose(gw, d * x, rtol=1e-14)
+    Out = namedtuple("Out", "loss accuracy")
+    out, (g,) = fl.withgradient(lambda x: Out(np.sum(x**2), np.mean(x > 0)), x)
+    assert type(out) is Out and out.loss == np.sum(x**2) and out.accuracy == np.mean(x > 0)
+    np.testing.assert_allclose(g, 2 * x)
+    # inside an outer gradient the aux values stay differentiable for it:
+    # d/dx [sum(x y) + sum(d/dy sum(x y^2))] at y = 1 is 1 + 2
+    def outer(x):
+        (_, aux), (gy,) = fl.withgradient(lambda y: (np.sum(x * y**2), x * y), np.ones(3))
+        return np.sum(aux) + np.sum(gy)
+    np.testing.assert_allclose(fl.gradient(outer, x)[0], np.full(3, 3.0))
+    # gradient itself still wants a scalar; a non-scalar first entry is refused
+    with pytest.raises(fl.DifferentiationError, match="returned a tuple"):
+        fl.gradient(lambda x: (np.sum(x), x), x)
+    with pytest.raises(fl.DifferentiationError, match=r"returned shape \(3,\)"):
+        fl.withgradient(lambda x: (x, np.sum(x)), x)
+
+
+def test_withgradient_aux_compiled_carries_a_recurrent_state():
+    """Truncated backpropagation through time as Flux writes it: the loss returns the LSTM's
+    final state, which starts the next window; compiled, the same numbers as eagerly."""
+    fl.seed(0)
+    model = fl.f64(fl.LSTM(2, 3, return_state=True))
+    twin = fl.fmap(np.copy, model)
+
+    def loss(m, x, state):
+        ys, state = m(x, state)
+        return np.mean(ys**2), state
+
+    @fl.compile
+    def step(m, x, state):
+        (value, state), (g, *_) = fl.withgradient(loss, m, x, state)
+        m.cell.weight_ih -= 0.1 * g.cell.weight_ih
+        return value, state
+
+    state = twin_state = (np.zeros((2, 3)), np.zeros((2, 3)))
+    for _ in range(3):
+        x = rng.standard_normal((2, 4, 2))
+        (value, state), (g, *_) = fl.withgradient(loss, model, x, state)
+        model.cell.weight_ih -= 0.1 * g.cell.weight_ih
+        assert all(type(s) is np.ndarray for s in state)
+        compiled, twin_state = step(twin, x, twin_state)
+        assert np.isclose(compiled, value, rtol=1e-13)
+        for a, b in zip(twin_state, state):
+            np.testing.assert_allclose(a, b, rtol=1e-13)
+    # and the weights were stepped alike
+    np.testing.assert_allclose(twin.cell.weight_ih, model.cell.weight_ih, rtol=1e-13)
+
+
+def test_train_refuses_a_loss_with_aux_values():
+    model = {"w": np.ones(2)}
+    with pytest.raises(TypeError, match="train: the loss returned a tuple of 2; fl.train "
+                                        "steps on a loss alone"):
+        fl.train(lambda m: (np.sum(m["w"] ** 2), 1.0), model, [()],
+                 fl.setup(fl.Descent(0.1), model), progress=False)
+    assert np.array_equal(model["w"], np.ones(2))
+
+
 def test_python_float_and_numpy_scalar_keep_their_types():
     g = fl.gradient(lambda a, b: a * a * b, 3.0, np.float32(2.0))
     assert type(g[0]) is float and g[0] == 12.0

@@ -711,3 +711,23 @@ def test_hessian_of_a_fill_loop_with_reads_agrees_five_ways():
     for other in (rev_rev, rev_fwd, fwd_fwd):
         np.testing.assert_allclose(other, fwd_rev, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fd, fwd_rev, rtol=1e-6, atol=1e-8)
+
+
+def test_a_0d_array_updated_in_place_twice_stays_an_array():
+    # NumPy's `a + 1` of a 0-d array is a scalar: the traced array became one after the
+    # first `+=`, so the second was no longer in place and the field came back a np.float64
+    class Counter:
+        pass
+
+    m = Counter()
+    m.w, m.count = np.array(1.5), np.array(0.0)
+
+    def loss(m):
+        m.count += m.w
+        m.count += m.w
+        return m.count * m.w
+
+    g, = fl.gradient(loss, m)
+    assert type(m.count) is np.ndarray and m.count.shape == () and m.count == 3.0
+    assert g.w == pytest.approx(4 * 1.5)  # d/dw (2 w) w
+    assert g.count == pytest.approx(1.5)

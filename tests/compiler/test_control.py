@@ -402,3 +402,31 @@ def test_fuzz_compiled_scan(length, width, reverse, seed):
     close(fl.compile(loss)(w, h0, xs), np.sum(h) + np.sum(ys**2))
     grads = fl.compile(lambda *a: fl.gradient(loss, *a, zeros_for_none=True))(w, h0, xs)
     close(grads, fl.gradient(loss, w, h0, xs, zeros_for_none=True))
+
+
+@pytest.mark.parametrize("form", ["scan", "while_loop", "cond"])
+def test_a_body_writing_into_a_model_it_closes_over_is_refused(form):
+    # traced once, the body's `m.count += 1` happened once at trace time: a compiled scan
+    # of 3 steps counted 1 where the eager one counts 3 (silently)
+    class Model:
+        pass
+
+    def run(m, xs):
+        def step(c, x):
+            m.count += 1.0
+            return c + x * m.w, c
+
+        if form == "scan":
+            return fl.scan(step, np.zeros(2), xs)[0]
+        if form == "while_loop":
+            return fl.while_loop(lambda c: c[0] < 3.0, lambda c: step(c, xs[0])[0], np.zeros(2))
+        return fl.cond(np.sum(xs) > 0, lambda c: step(c, xs[0])[0], lambda c: c, np.zeros(2))
+
+    m = Model()
+    m.w, m.count = np.ones(2), np.array(0.0)
+    np.testing.assert_array_equal(run(m, np.ones((3, 2))), 3.0 if form != "cond" else 1.0)
+    assert m.count == (3.0 if form != "cond" else 1.0)  # eagerly: plain Python
+    m.count = np.array(0.0)
+    with pytest.raises(fl.CompileError, match="wrote into an array of the code around it"):
+        fl.compile(run)(m, np.ones((3, 2)))
+    assert m.count == 0.0

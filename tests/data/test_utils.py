@@ -29,13 +29,67 @@ def test_onehot_labels_default_and_errors():
         fl.onehotbatch([0, 3], 3)
     with pytest.raises(ValueError, match=r"value 'q' is not among the labels \['a', 'b'\]"):
         fl.onehot("q", "ab")
-    with pytest.raises(ValueError, match="expected a sequence of values"):
-        fl.onehotbatch(np.zeros((2, 2), int), 3)
+    with pytest.raises(ValueError, match="expected an array or sequence of values; got one"):
+        fl.onehotbatch(2, 3)
     with pytest.raises(ValueError, match="2 labels for 3 scores"):
         fl.onecold(np.zeros((4, 3)), "ab")
     with pytest.raises(ValueError, match=r"labels must be distinct; 'a' appears more than "
                                          r"once"):
         fl.onehotbatch(["a", "b"], "aab")  # 'a' got the second column, silently
+
+
+def test_onehotbatch_of_an_array_adds_the_class_axis_last():
+    """Flux's onehotbatch encodes an array of any shape; fluxml's refused all but 1-d, so a
+    batch of sequences (N, T) needed a loop or np.eye(n)[y]. Now S -> S + (classes,)."""
+    y = np.array([[0, 2, 1], [1, 1, 0]])
+    hot = fl.onehotbatch(y, 3)
+    assert hot.shape == (2, 3, 3) and hot.dtype == np.float32
+    assert np.array_equal(hot, np.eye(3, dtype=np.float32)[y])
+    words = np.array([["b", "a"], ["c", "b"]])
+    assert np.array_equal(fl.onecold(fl.onehotbatch(words, "abc"), "abc"), words)
+    assert fl.onehotbatch(np.array([[7], [1]]), 3, default=0).tolist() == [[[1, 0, 0]],
+                                                                           [[0, 1, 0]]]
+    with pytest.raises(ValueError, match="value 5 is not among the labels 0..2"):
+        fl.onehotbatch(np.array([[0, 5]]), 3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_onehotbatch_inside_a_compiled_step(backend):
+    """A Flux loss encodes its batch's labels, loss(m, x, y) = logitcrossentropy(m(x),
+    onehotbatch(y, 0:9)); under fl.compile (fl.train(..., compile=True)) fluxml's
+    onehotbatch needed the traced labels' values and raised a CompileError. Now it encodes
+    them on every run, and a value outside the labels is still an error on that run."""
+    if backend == "xla":
+        pytest.importorskip("jax")
+    fl.seed(0)
+    model = fl.f64(fl.Dense(4, 3))
+    twin = fl.fmap(np.copy, model)
+
+    def loss(m, x, y):
+        return fl.logitcrossentropy(m(x), fl.onehotbatch(y, range(3)))
+
+    @fl.compile(backend=backend, background=False)
+    def step(m, x, y):
+        value, (g, *_) = fl.withgradient(loss, m, x, y)
+        m.weight -= 0.1 * g.weight
+        return value
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x, y = rng.standard_normal((5, 4)), rng.integers(0, 3, 5)
+        value, (g, *_) = fl.withgradient(loss, twin, x, y)
+        twin.weight -= 0.1 * g.weight
+        assert np.isclose(step(model, x, y), value, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(model.weight, twin.weight, rtol=1e-12, atol=1e-15)
+    assert step.traces == 1
+    before = model.weight.copy()
+    with pytest.raises(ValueError, match="value 3 is not among the labels 0..2"):
+        step(model, x, np.array([0, 1, 2, 3, 0]))
+    assert np.array_equal(model.weight, before)  # nothing written by the refused run
+    encode = fl.compile(lambda y: fl.onehotbatch(y, 4, default=0), backend=backend,
+                        background=False)
+    for y in (np.array([[1, 5], [3, 2]]), np.array([[0, -1], [3, 9]])):
+        assert np.array_equal(encode(y), fl.onehotbatch(y, 4, default=0))
 
 
 def test_splitobs_and_shuffleobs():

@@ -6,7 +6,9 @@ one rank (a new plan: a new window), and a rank that adds its sums late while th
 to the next steps (each rank's part is double-buffered). Checked on every rank against the
 weighted mean computed here from every rank's gradients, and bit for bit against the same
 gradients sent as messages; every gradient in shared memory (the default), and the small ones
-only beside large ones averaged in place. Prints ``rank r: shared as messages`` when all is well."""
+only beside large ones averaged in place; and no message posted in a step on a plan but the
+direct gradients' (the header too is summed in shared memory). Prints ``rank r: shared as
+messages`` when all is well."""
 
 import sys
 import time
@@ -67,11 +69,28 @@ def counts(me):
     return c
 
 
+class Posting:
+    """A communicator that counts the ``Iallreduce`` posted on it (the group's, in steps that
+    agree no plan: a window is made on the real one)."""
+
+    def __init__(self, comm):
+        self.comm, self.posted = comm, 0
+
+    def Iallreduce(self, *args, **kwargs):  # noqa: N802 - mpi4py's name
+        self.posted += 1
+        return self.comm.Iallreduce(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.comm, name)
+
+
 def run(averager, me):
     """Every step on ``averager``, back to back (no other collective in between, so that a
     rank goes on to the next step while the other still adds): per step the loss, the global
-    batch size, copies of the averaged positions, the window and the share given."""
+    batch size, copies of the averaged positions, the window, the share given, the number of
+    direct gradients and of the messages posted (None at the steps that agree a plan)."""
     out = []
+    g = fl.distributed.group()
     for step, count in enumerate(counts(me)):
         t = tree(step, me)
         share = averager.share(count) if step % 2 else None  # scaled as fl.train does
@@ -80,11 +99,17 @@ def run(averager, me):
             t = fl.tree.unflatten(spec, [x * share if layout.is_grad(x) else x
                                          for x in leaves])
         kept = fl.fmap(np.copy, t)
-        loss, avg, n = averager.average(1.0 + me, t, count, share)
+        comm = g.comm
+        if step not in (0, 3):  # (3: a gradient appears, a new plan)
+            g.comm = Posting(comm)
+        try:
+            loss, avg, n = averager.average(1.0 + me, t, count, share)
+        finally:
+            posted, g.comm = getattr(g.comm, "posted", None), comm
         if not averager.in_place:  # the gradients given: unchanged
             fl.fmap(np.testing.assert_array_equal, t, kept)
         sums = [None if x is None else np.array(x, copy=True) for x in positions(avg)[0]]
-        out.append((loss, n, sums, averager.shared, share, len(averager.direct)))
+        out.append((loss, n, sums, averager.shared, share, len(averager.direct), posted))
     return out
 
 
@@ -113,8 +138,12 @@ def main():
             assert (a is None) == (b is None) and (a is None or np.array_equal(a, b)), step
         assert every[step][3] is not None and every[step][5] == 0, step
         assert mixed[step][3] is not None and mixed[step][5] > 1, step
+        if step not in (0, 3):  # no message but the direct gradients': the header too is
+            # summed in shared memory (it was the one message of a step)
+            assert every[step][6] == 0 and mixed[step][6] == mixed[step][5], step
+            assert sent[step][6] > sent[step][5], step  # as messages: the buckets' too
         for got in (every, mixed):
-            loss, n, shared_sums, _, share, _ = got[step]
+            loss, n, shared_sums, _, share, _, _ = got[step]
             assert n == sent[step][1] == total and np.isclose(loss, mean), (step, loss, mean)
             for a, b, w in zip(shared_sums, sent[step][2], sums):
                 assert (a is None) == (b is None) == (w is None), step
@@ -125,7 +154,7 @@ def main():
                 tol = 1e-6 if a.dtype == np.float32 else 1e-12
                 np.testing.assert_allclose(a, w, rtol=tol, atol=tol, err_msg=f"step {step}")
     for got in (every, mixed):  # one window per plan: step 0's, and the new one of step 3
-        w = [window for _, _, _, window, _, _ in got]
+        w = [window for _, _, _, window, *_ in got]
         assert w[0] is w[1] is w[2] and w[3] is w[4] is w[5] is w[6] and w[3] is not w[2], w
     sys.stdout.write(f"rank {me}: shared as messages\n")
     sys.stdout.flush()

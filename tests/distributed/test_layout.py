@@ -3,6 +3,7 @@ positions as ``flatten`` (checked against it, the independent reference) and not
 change of structure; the builder gives what ``unflatten`` gives, sharing what it can."""
 
 import dataclasses
+import types
 from collections import namedtuple
 
 import numpy as np
@@ -21,6 +22,11 @@ class Box:
     tag: str = "box"
 
 
+class Plain:
+    def __init__(self, w):
+        self.w = w
+
+
 class Listed:
     def __init__(self, a, b):
         self.a, self.b = a, b
@@ -37,7 +43,7 @@ def trees():
         {"w": a, "b": None, "deep": [b, (c, None, 3)]},
         (a, Pair(b, [c]), {"k": None}),
         [Box(a), Box({"x": b})],
-        {"listed": Listed(a, b), "q": c},
+        {"listed": Listed(a, b), "q": c, "ns": types.SimpleNamespace(u=c, v=None)},
         grads,  # a gradient as fl.withgradient gives it: the model's skeleton, Nones
         # keys the compiled walker and builder cannot write as names or literals
         {("t", 1): a, 3: [None, c], "not a name": {"x": b}, True: Listed(c, None)},
@@ -114,3 +120,18 @@ def test_fit_sends_a_python_number_as_its_value():
     assert layout.fit(2.0, (), f8) == "ok" and layout.fit(1j, (), c16) == "ok"
     assert layout.fit(2.0, (1,), f8) == "misfit" and layout.fit(2.0, (), c16) == "misfit"
     assert layout.fit(3, (), f8) == "zero"  # an int: no gradient
+
+
+def test_the_builder_makes_new_objects_of_the_same_class_with_the_same_fields():
+    # an object node is copied into a new object's own __dict__ (a SimpleNamespace made as
+    # blank makes it): the class, every field, the gradients in place, the input untouched
+    tree = {"ns": types.SimpleNamespace(u=np.ones(2), v=None, w=3), "box": Plain(np.ones(1))}
+    leaves, spec = layout.positions(tree)
+    planned = {p for p, x in enumerate(leaves) if layout.is_grad(x)}
+    values = [np.full(1, 7.0) if p in planned else x for p, x in enumerate(leaves)]
+    out = layout.builder(spec, planned)(tree, values)
+    assert type(out["ns"]) is types.SimpleNamespace and out["ns"] is not tree["ns"]
+    assert vars(out["ns"]).keys() == vars(tree["ns"]).keys()
+    assert out["ns"].u[0] == 7.0 and out["ns"].v is None and out["ns"].w == 3
+    assert type(out["box"]) is Plain and out["box"] is not tree["box"]
+    assert tree["ns"].u[0] == 1.0 and out["box"].w[0] == 7.0 and tree["box"].w[0] == 1.0

@@ -356,7 +356,7 @@ def test_buckets_summed_in_shared_memory_equal_the_weighted_mean_and_the_message
     # float32 and float64 of odd sizes, non-contiguous, empty, None on one rank, several
     # buckets a dtype, unequal counts, a new plan; rank 0 adds each step's sums 20 ms late
     # while rank 1 packs the next (a single buffer per rank failed this: its part was
-    # overwritten under the reader)
+    # overwritten under the reader); no message but the direct gradients' (the header too)
     done = mpirun(HERE / "shared_ranks.py")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out

@@ -232,7 +232,7 @@ def test_autosize_reads_features_for_sequences_and_reaches_into_branches():
 
 def test_outputsize_of_containers_and_cells_runs_no_layer(monkeypatch):
     """Parallel, SkipConnection, PairwiseFusion, Bidirectional and the cells have shape rules:
-    only a connection (np.add, a concatenation) runs, on a batch of one; errors located."""
+    only a connection (np.add, a concatenation) runs, on small batches; errors located."""
     def refuse(*args, **kwargs):
         raise AssertionError("a convolution ran")
 
@@ -260,3 +260,25 @@ def test_shapes_flow_through_a_layer_returning_a_tuple():
     text = summary_text(m, (32, 20))
     assert "((32, 20, 4), (32, 2, 20, 20))          68\n" in text  # a column wide enough
 
+
+
+@pytest.mark.parametrize("fn, shape", [
+    (lambda x: x.transpose(1, 0, 2), (5, 4, 3)),  # the batch moved to axis 1
+    (lambda x: x.reshape(-1, x.shape[-1]), (5, 4, 3)),  # merged with the time axis
+    (lambda x: x.mean(axis=0, keepdims=True), (5, 3)),  # reduced, its axis kept
+    (lambda x: x[None], (5, 3)),  # a new leading axis of one
+    (lambda x: x[:, None, :] * x[None, :, :], (5, 3)),  # batch by batch
+    (lambda x: np.tile(x, (4, 1)), (5, 3)),  # four batches
+    (lambda x: x.sum(axis=0), (5, 3)),  # reduced away
+    (lambda x: x.reshape(x.shape[0], -1), (5, 4, 3)),  # kept first
+])
+def test_outputsize_of_a_function_that_moves_the_batch_is_the_forward_pass_shape(fn, shape):
+    """A user's function ran on a batch of one and the batch size went back onto the first
+    axis: x.transpose(1, 0, 2) of (5, 4, 3) gave (4, 1, 3) (the forward pass: (4, 5, 3)), a
+    reshape merging the batch (4, 3) for (20, 3), a mean keeping the batch axis (5, 3) for
+    (1, 3). Silently wrong. Now a batch of one and of two tell whether the first axis
+    follows the batch; where it does not, the function runs on the full shape."""
+    x = np.zeros(shape, np.float32)
+    assert fl.outputsize(fn, shape) == fn(x).shape
+    model = fl.Chain(fn, fl.Dense(fn(x).shape[-1], 2))
+    assert fl.outputsize(model, shape) == model(x).shape

@@ -255,3 +255,34 @@ def test_the_other_window_layers_check_grads_to_second_order(make, shape):
         if isinstance(a, np.ndarray) and a.dtype.kind == "f":
             a[...] = np.random.default_rng(k).normal(size=a.shape)
     check_grads(lambda m, x: np.sum(np.sin(m(x))), m, RNG.normal(size=shape), order=2)
+
+
+def test_a_conv_field_set_to_a_float_is_refused_by_name():
+    """A soft update of a target network, fl.fmap(lambda t, o: tau * o + (1 - tau) * t,
+    target, online), maps the layers' ints too (stride 1 -> 1.0): the error said
+    ": stride must be ..." with no layer, and a float pad failed inside NumPy ("'float'
+    object is not iterable", a TypeError, also from Conv(..., pad=1.0) itself)."""
+    mk = lambda: fl.Chain(fl.Conv((3, 3), 1, 2, pad=1), fl.Flatten())  # noqa: E731
+    target = fl.fmap(lambda t, o: 0.5 * o + 0.5 * t, mk(), mk())
+    x = np.ones((1, 1, 4, 4), np.float32)
+    with pytest.raises(fl.LayerError, match=r"^Chain\[0\]: Conv\(\(3, 3\), .*\): stride must "
+                                            r"be an int or a tuple of 2 ints"):
+        target(x)
+    conv = fl.Conv((3, 3), 1, 2, pad=1)
+    conv.pad = 1.0
+    with pytest.raises(fl.LayerError, match=r"^Conv\(\(3, 3\), 1 => 2, pad=1.0\): pad must be "
+                                            r"'same', a non-negative int"):
+        conv(x)
+    with pytest.raises(ValueError, match=r"^Conv: pad must be 'same', a non-negative int, 2 "
+                                         r"ints, 4 ints \(lo, hi per dimension\) or 2 pairs; "
+                                         r"got 1\.0$"):
+        fl.Conv((3, 3), 1, 2, pad=1.0)
+    up = fl.ConvTranspose((3, 3), 1, 2, stride=2)
+    up.stride = 1.5
+    with pytest.raises(fl.LayerError, match=r"^ConvTranspose\(.*\): stride must be an int"):
+        up(x)
+    # restricted to the arrays (is_leaf), the soft update leaves the ints alone
+    online = mk()
+    soft = fl.fmap(lambda t, o: 0.5 * o + 0.5 * t, mk(), online,
+                   is_leaf=lambda a: isinstance(a, np.ndarray))
+    assert soft.layers[0].stride == 1 and soft(x).shape == online(x).shape

@@ -119,6 +119,97 @@ def test_bidirectional_runs_backward_over_reversed_time():
         fl.Bidirectional(fl.GRU(3, 4, return_state=True))
 
 
+def test_bidirectional_with_lengths_is_each_sequence_unpadded():
+    """Padded sequences: the backward direction ran over the padding first (the flip put it
+    in front), so no batch of sequences of different lengths gave PyTorch's packed result.
+    With lengths=, each sequence's outputs are those of the sequence alone, padded with 0;
+    so are the gradients, with initial states too, and compiled."""
+    b = fl.f64(fl.Bidirectional(fl.GRU(3, 2)))
+    x = RNG.normal(size=(3, 5, 3))
+    lengths = np.array([5, 2, 3])
+    w = RNG.normal(size=(3, 5, 4))
+    h0 = (RNG.normal(size=(3, 2)), RNG.normal(size=(3, 2)))
+
+    def padded(m, x, h0):
+        return np.sum(np.sin(m(x, h0, lengths=lengths)) * w)
+
+    def one_by_one(m, x, h0):  # each sequence alone, its steps only
+        return sum(np.sum(np.sin(m(x[i:i + 1, :n], (h0[0][i:i + 1], h0[1][i:i + 1]))) *
+                          w[i:i + 1, :n]) for i, n in enumerate(lengths))
+
+    y = b(x, h0, lengths=lengths)
+    for i, n in enumerate(lengths):
+        np.testing.assert_allclose(y[i, :n], b(x[i:i + 1, :n], (h0[0][i:i + 1],
+                                                                 h0[1][i:i + 1]))[0],
+                                   rtol=1e-13)
+        assert np.all(y[i, n:] == 0)
+    assert np.array_equal(b(x, lengths=[5, 5, 5]), b(x))  # full lengths: as without
+    want = fl.gradient(one_by_one, b, x, h0)
+    got = fl.gradient(padded, b, x, h0)
+    for a, c in zip(fl.leaves(got), fl.leaves(want)):
+        if isinstance(c, np.ndarray):
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-15)
+    step = fl.compile(lambda m, x, n: m(x, lengths=n))
+    np.testing.assert_allclose(step(b, x, lengths), b(x, lengths=lengths), rtol=1e-14)
+    with pytest.raises(fl.LayerError, match=r"each length must lie in 1 .. 5 .*; got 6"):
+        step(b, x, np.array([5, 6, 1]))
+    with pytest.raises(fl.LayerError, match=r"each length must lie in 1 .. 5 .*; got 0"):
+        b(x, lengths=[5, 0, 1])
+    with pytest.raises(fl.LayerError, match=r"lengths as 3 integers, one per sequence of x "
+                                            r"\(3, 5, 3\); got float64 of shape \(3,\)"):
+        b(x, lengths=[5.0, 2.0, 3.0])
+    with pytest.raises(fl.LayerError, match="a batch of padded sequences"):
+        b(x[0], lengths=[5])
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU", "GRUv3"])
+def test_recurrent_with_lengths_ends_each_sequence_at_its_last_step(kind):
+    """A padded batch: the final state had run on through the padding (PyTorch's packed
+    sequence stops each at its length). With lengths=, outputs and final state are each
+    sequence's alone (outputs padded with 0), and so are the gradients; compiled too."""
+    layer = fl.f64(getattr(fl, kind)(2, 3, return_state=True))
+    x = RNG.normal(size=(3, 4, 2))
+    lengths = np.array([2, 4, 1])
+    h0 = RNG.normal(size=(3, 3))
+    h0 = (h0, RNG.normal(size=(3, 3))) if kind == "LSTM" else h0
+    part = (lambda s, i: tuple(a[i:i + 1] for a in s)) if kind == "LSTM" else \
+        (lambda s, i: s[i:i + 1])
+    w = RNG.normal(size=(3, 4, 3))
+
+    def padded(m, x, h0):
+        ys, state = m(x, h0, lengths=lengths)
+        return np.sum(np.sin(ys) * w) + sum(np.sum(np.cos(s)) for s in fl.leaves(state))
+
+    def one_by_one(m, x, h0):
+        total = 0.0
+        for i, n in enumerate(lengths):
+            ys, state = m(x[i:i + 1, :n], part(h0, i))
+            total = total + np.sum(np.sin(ys) * w[i:i + 1, :n]) + \
+                sum(np.sum(np.cos(s)) for s in fl.leaves(state))
+        return total
+
+    ys, state = layer(x, h0, lengths=lengths)
+    for i, n in enumerate(lengths):
+        alone, end = layer(x[i:i + 1, :n], part(h0, i))
+        np.testing.assert_allclose(ys[i:i + 1, :n], alone, rtol=1e-13)
+        assert np.all(ys[i, n:] == 0)
+        for a, b in zip(fl.leaves(part(state, i)), fl.leaves(end)):
+            np.testing.assert_allclose(a, b, rtol=1e-13)
+    np.testing.assert_allclose(padded(layer, x, h0), one_by_one(layer, x, h0), rtol=1e-13)
+    got, want = fl.gradient(padded, layer, x, h0), fl.gradient(one_by_one, layer, x, h0)
+    for a, b in zip(fl.leaves(got), fl.leaves(want)):
+        if isinstance(b, np.ndarray):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    step = fl.compile(lambda m, x, h0, n: m(x, h0, lengths=n))
+    for a, b in zip(fl.leaves(step(layer, x, h0, lengths)), fl.leaves((ys, state))):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+    with pytest.raises(fl.LayerError, match=rf"{kind}\(2 => 3, return_state=True\): each "
+                                            r"length must lie in 1 .. 4 .*; got 5"):
+        step(layer, x, h0, np.array([2, 5, 1]))
+    with pytest.raises(fl.LayerError, match=r"with lengths expects a batch of padded"):
+        layer(x[0], lengths=[4])
+
+
 def test_recurrent_printing_and_bad_input():
     assert repr(fl.LSTM(3, 4)) == "LSTM(3 => 4)  # 144 parameters"
     assert fl.RNN(3, 4, np.sin)._line() == "RNN(3 => 4, sin)"

@@ -2,6 +2,8 @@
 from 0 here). (Checked by hand against torch.Tensor.scatter_reduce with sum, mean, amax and
 amin, include_self=False, forward and gradient.)"""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,41 @@ def test_bad_input():
         gather(src, np.array([0]), np.array([0, 1]))
     with pytest.raises(ValueError, match="scatter: no indices to size dst by"):
         scatter("add", np.ones((0, 2)), np.zeros(0, int))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_compiled_extrema_match_eager_value_and_gradient(kind, backend):
+    """fl.compile of a scatter max/min failed (np.maximum.at into a plain array from a
+    traced source). Compiled, value and gradient are eager's, bit for bit: ties, infinite
+    and NaN extrema, init, two index arrays; the gradient against np.max's by destination."""
+    if backend == "xla":
+        pytest.importorskip("jax", reason="the xla back end needs JAX")
+    compile = functools.partial(fl.compile, backend=backend)
+    sign = 1.0 if kind == "max" else -1.0
+    src = sign * np.array([[2.0, -np.inf], [2.0, np.nan], [1.0, -np.inf], [5.0, 3.0]])
+    idx = np.array([0, 0, 0, 1])
+    w = np.array([[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]])
+
+    def loss(s, **kw):
+        out = scatter(kind, s, idx, **kw)
+        return np.sum(np.where(np.isfinite(out), out, 0) * w[:len(out)])
+
+    for kw in ({}, {"init": sign * 2.0, "dstsize": (3, 2)}):
+        want = fl.withgradient(lambda s: loss(s, **kw), src)
+        got = compile(lambda s: fl.withgradient(lambda t: loss(t, **kw), s))(src)
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[1][0], want[1][0])
+        out = compile(lambda s: scatter(kind, s, idx, **kw))(src)
+        assert out.tobytes() == scatter(kind, src, idx, **kw).tobytes()
+    red = np.max if kind == "max" else np.min
+    finite = src[:, :1]
+    g = compile(lambda s: fl.gradient(lambda t: np.sum(scatter(kind, t, idx) ** 2), s))
+    by_hand = fl.gradient(lambda t: red(t[:3]) ** 2 + t[3] ** 2, finite[:, 0])[0]
+    np.testing.assert_array_equal(g(finite)[0][:, 0], by_hand)  # ties: 0.5 each
+    two = (np.array([0, 1, 0, 1, 0]), np.array([1, 1, 1, 0, 0]))
+    v = RNG.normal(size=(5, 3))
+    f = compile(lambda s: fl.gradient(lambda t: np.sum(np.sin(scatter(kind, t, *two))), s))
+    np.testing.assert_allclose(  # (XLA's cos may differ from NumPy's in the last bit)
+        f(v)[0], fl.gradient(lambda t: np.sum(np.sin(scatter(kind, t, *two))), v)[0],
+        rtol=1e-15)

@@ -23,7 +23,7 @@ from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
 from fluxml.ad.writeback import Rebuilt, check_repeated, plain_reached
-from fluxml.tree import align, flatten, is_array_leaf, unflatten
+from fluxml.tree import align, flatten, fmap, is_array_leaf, unflatten
 
 
 def _is_float(x) -> bool:
@@ -228,12 +228,41 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False,
     ...                     on_final=lambda k, g: order.append(k))
     >>> order  # b's gradient, tanh(a), is final before a's: the sweep still has tanh to do
     [1, 0]
+
+    As Zygote's (Flux's) ``withgradient``, ``f`` may return a tuple or namedtuple whose
+    first entry is the loss: the gradient is that entry's, and the whole tuple comes back,
+    the other entries as plain values (no derivative flows through them): a recurrent
+    network's final state for the next batch, an accuracy, the model's output.
+
+    >>> (loss, y), (g,) = fl.withgradient(lambda x: (np.sum(x ** 2), 2 * x), np.ones(2))
+    >>> loss, y, g
+    (np.float64(2.0), array([2., 2.]), array([2., 2.]))
     """
     pause_gc()
     try:
-        return _withgradient(f, args, zeros_for_none, holomorphic, on_final)
+        trace, whole = ReverseTrace(), []
+
+        def first(*a):
+            out = f(*a)
+            if isinstance(out, tuple) and out:  # (loss, aux ...): differentiate the loss
+                whole.append(out)
+                return out[0]
+            return out
+
+        value, grads = _gradient_of(trace, first, args, zeros_for_none, holomorphic,
+                                    on_final)
+        return (_with_aux(whole[0], value, trace) if whole else value), grads
     finally:
         resume_gc()
+
+
+def _with_aux(whole, value, trace):
+    """``whole``, the tuple ``f`` returned, with its loss replaced by ``value`` and this
+    transform's tracers in the other entries replaced by their values (an outer transform's
+    stay traced, as ``value`` does)."""
+    aux = fmap(lambda a: a._val if type(a) is Tracer and a._trace is trace else a,
+               list(whole[1:]))
+    return type(whole)(value, *aux) if hasattr(whole, "_fields") else (value, *aux)
 
 
 def _refuse_no_arguments(f):
@@ -251,10 +280,6 @@ def _refuse_no_arguments(f):
                         f"lambda x: fl.gradient(f, x)[0] for a function") from None
     except ValueError:  # no signature to read (a builtin): let the call say what it says
         pass
-
-
-def _withgradient(f, args, zeros_for_none, holomorphic=False, on_final=None):
-    return _gradient_of(ReverseTrace(), f, args, zeros_for_none, holomorphic, on_final)
 
 
 def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):

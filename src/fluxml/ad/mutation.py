@@ -166,12 +166,26 @@ def assign(h, new):
         _rebind(h, new)
 
 
+# Traces told of the writes into handles of outer levels (lower ones) while they are the
+# innermost watching: a branch or loop body of fl.compile is traced once, so such a write
+# (`self.count += 1` on a model the body closes over) would happen once, at trace time, not
+# at each run (compiler/subprogram.py counts them in ``outer_writes``)
+outer_write_watchers: list = []
+
+
 def _rebind(h, new):
     """Point handle ``h`` at the value and node of ``new`` (a fresh array), then re-derive the
     views of ``h`` from it."""
     if new._trace is not h._trace:  # cannot happen after _check_level; a guard for the engine
         raise DifferentiationError("internal error: rebinding a handle across trace levels")
-    h._val = new._val
+    if outer_write_watchers and h._trace.level < outer_write_watchers[-1].level:
+        outer_write_watchers[-1].outer_writes += 1
+    val = new._val
+    if isinstance(val, np.generic) and isinstance(h._val, np.ndarray):
+        # a 0-d array stays one, as `a += 1` keeps it eagerly (NumPy's result is a scalar,
+        # which the next `a += 1` would take for an immutable number, and not write in place)
+        val = np.asarray(val)
+    h._val = val
     h._box = new._box
     h._owned = new._owned
     h._trace.rebound = True

@@ -41,16 +41,23 @@ class Rebuilt:
     item appended to a list holds, after the call, what it would hold had ``f`` run on the
     originals, traced values as plain arrays (:func:`write_back`)."""
 
-    __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "alias", "_copies",
-                 "_written")
+    __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "values", "alias",
+                 "_copies", "_written", "_values")
 
     def __init__(self, trace, log, leaves, new_leaves, boxes, spec):
         self.trace, self.log = trace, log
         self.leaves, self.new_leaves = leaves, new_leaves
         self.boxes = list(boxes)  # (before aliasing): a handle not at its box was written
+        # or not at its value: forward mode's box is the tangent, which a write of a
+        # constant (self.count += 1.0) leaves as it was
+        self.values = [t._val if type(t) is Tracer else None for t in new_leaves]
         self.alias = self._aliases(spec)
         self._copies = None
         self._written: set = set()
+        # id of a traced value -> the plain array it became: a value held at two places
+        # (a.h = b.h = h; self.seen = self.state before `self.state *= 0.5`) becomes one
+        # array, as it is one eagerly
+        self._values: dict = {}
 
     def _aliases(self, spec) -> dict:
         """Leaf position -> the position of the same leaf at the first place of its object,
@@ -69,8 +76,9 @@ class Rebuilt:
     def write_back(self) -> None:
         if self.trace.rebound:  # an argument written in place holds its new value: a field
             # holding it is rebound to a copy of it (the caller's array is never changed)
-            self._written = {id(t) for t, box in zip(self.new_leaves, self.boxes)
-                             if type(t) is Tracer and t._box is not box}
+            self._written = {id(t) for t, box, val in zip(self.new_leaves, self.boxes,
+                                                          self.values)
+                             if type(t) is Tracer and (t._box is not box or t._val is not val)}
         write_back(self.log, self.restore, self._written)
 
     def restore(self, v):
@@ -82,13 +90,16 @@ class Rebuilt:
             if v._trace is not self.trace:
                 return v
             x = self._originals().get(id(v), _NONE)
-            if x is _NONE:
-                return v._val.copy()
-            if id(v) not in self._written:
+            if x is not _NONE and id(v) not in self._written:
                 return x
-            # written in place: its new value, in a new array of the argument's type (a 0-d
-            # array stays one, as `a += 1` keeps it eagerly)
-            return np.array(v._val) if type(x) is np.ndarray else v._val.copy()
+            new = self._values.get(id(v))
+            if new is None:
+                # a value of the trace, or an argument written in place: its new value, in a
+                # new array of the argument's type (a 0-d array stays one, as `a += 1` keeps
+                # it eagerly)
+                new = np.array(v._val) if type(x) is np.ndarray else v._val.copy()
+                self._values[id(v)] = new
+            return new
         return restore_parts(v, self._originals(), self.restore)
 
     def _originals(self) -> dict:

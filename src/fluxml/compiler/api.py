@@ -28,10 +28,10 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "known", "numbers", "pending", "copies")
+                 "rebind", "known", "numbers", "pending", "copies", "alias")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, numbers=(), copies=()):
+                 rebind=None, numbers=(), copies=(), alias=None):
         self.program = program
         self.source = source
         self.run = run
@@ -52,6 +52,9 @@ class Entry:
         # is the NumPy code of the program until XLA's is ready; None if XLA's from the start
         self.pending = None
         self.copies = copies  # the outputs each call copies (see _copies)
+        # ``alias(args, arrays, arrays)`` points the leaves the function pointed at another
+        # input's array at that array (calls._aliases); None if none
+        self.alias = alias
 
 
 def _copies(program, distinct) -> tuple:
@@ -188,8 +191,8 @@ class Compiled:
         start = time.perf_counter()
         watched = randomness.generators(self._body, spec)
         before = [randomness.state(g) for _, g, _ in watched]
-        program, positions, out_spec = trace(lambda *a: _run(self._body, a), args, leaves,
-                                             spec, numbers)
+        program, positions, out_spec, aliases = trace(lambda *a: _run(self._body, a), args,
+                                                      leaves, spec, numbers)
         randomness.check(watched, before, _fname(self.fn))
         distinct = _output_pattern(program)
         steps = passes.pipeline(self.backend)
@@ -222,8 +225,9 @@ class Compiled:
         # (XLA's code takes the traced numbers as they come: xla_runtime._Numbers)
         raw = self.backend == "xla" and bool(number_inputs)
         extract = make_extractor(args, spec, leaves, positions, numbers, not raw)
+        alias = make_rebinder(args, spec, aliases, (_Keywords,)) if aliases else None
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind, number_inputs, _copies(program, distinct))
+                      extract, rebind, number_inputs, _copies(program, distinct), alias)
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -258,7 +262,10 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     straight-line code on later calls with the same signature.
 
     ``fn`` may call ``fl.gradient``, update an optimiser and write into its arguments in
-    place: the compiled code writes the same arrays. Python control flow is fixed at trace
+    place: the compiled code writes the same arrays. A field it gives a new array of the same
+    shape and dtype (``self.state = h``) gets the new values written into the array it held;
+    a field it points at another argument's array (``self.seen = self.w``, ``self.last = x``)
+    holds that very array after the call, as eagerly. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it. An optimiser's
     hyperparameters (the fields a class lists in ``hyperparameters``: ``compiler/numbers.py``)
     are inputs, not part of the signature: ``fl.adjust`` between calls reuses the trace.
@@ -382,6 +389,8 @@ def _execute(entry, args, arrays):
         raise
     if entry.rebind is not None:
         entry.rebind(args, outs, arrays)
+    if entry.alias is not None:
+        entry.alias(args, arrays, arrays)
     entry.known = arrays
     if entry.copies:
         outs = list(outs)

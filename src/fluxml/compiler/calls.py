@@ -66,9 +66,10 @@ LEAKED = ("fl.compile: a traced value was used after the compiled function retur
 
 
 def trace(fn, args, leaves, spec, numbers=None):
-    """``(program, positions, out_spec)``: ``fn(*args)`` traced, with each array leaf an
-    input (the same array twice is one input), and each traced number (``numbers``: leaf
-    index -> (its first leaf, a switch?)) a 0-d float64 input."""
+    """``(program, positions, out_spec, aliases)``: ``fn(*args)`` traced, with each array
+    leaf an input (the same array twice is one input), and each traced number (``numbers``:
+    leaf index -> (its first leaf, a switch?)) a 0-d float64 input; ``aliases`` (see
+    ``_aliases``) the leaves the function pointed at another argument's array."""
     tr = IRTrace()
     tracers, positions, by_id, new_leaves = [], [], {}, []
     numbers = numbers or {}
@@ -100,12 +101,13 @@ def trace(fn, args, leaves, spec, numbers=None):
             tr.closed = LEAKED
     if tr.refused is not None:  # `buf[i] = x` into a plain array, which NumPy's error hid
         raise CompileError(f"fl.compile: {tr.refused}")
-    writes = _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers)
+    writes, aliases = _writes(tr, targs, spec, spec_given, leaves, positions, in_vars,
+                              numbers, tracers)
     _check_overlaps(args, leaves, positions, writes)
     out_leaves, out_spec = flatten(out)
     _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
-    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec
+    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases
 
 
 def hidden_arrays(args, spec, leaves, positions) -> dict:
@@ -199,10 +201,37 @@ def _refuse_hidden_tracers(spec) -> None:
 
 
 
-def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
-    """The arguments the function wrote into or rebound: ``(input position, new var)``;
-    ``spec_given`` is the structure of the traced arguments as the function was given them
-    (its methods bound to the traced objects)."""
+def _aliases(after, leaves, index, first, tracers) -> dict:
+    """``{leaf index: input position}``: the array leaves that the function pointed at the
+    array of another input (``self.seen = self.w``; ``a.h = b.h = h``). Eagerly the two
+    places then hold one array, which later writes through either name change for both; the
+    compiled call rebinds such a leaf to that input's array after the run, where writing the
+    values into its own array would leave two arrays. In each group of leaves that end up
+    holding one traced value but came from different inputs, the input kept is the one
+    whose tracer the value is (``self.seen = self.w``: ``w``), else the first's.
+    ``index``: leaf index -> input position of the leaves that are inputs; ``first``: id of
+    an array -> its first leaf."""
+    groups: dict = {}  # id(value after) -> [(leaf, input position)]
+    for i, x in enumerate(leaves):
+        if is_array(x) and type(after[i]) is Tracer:
+            groups.setdefault(id(after[i]), []).append((i, index[first[id(x)]]))
+    aliases = {}
+    for members in groups.values():
+        inputs = {k for _, k in members}
+        if len(inputs) < 2:
+            continue
+        value = after[members[0][0]]
+        keep = next((k for k in inputs if tracers[k] is value), members[0][1])
+        aliases.update((i, keep) for i, k in members if k != keep)
+    return aliases
+
+
+def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers, tracers):
+    """``(writes, aliases)``: the arguments the function wrote into or rebound, as ``(input
+    position, new var)``, and the leaves it pointed at another input's array (``_aliases``:
+    rebound after the run, they write nothing). ``spec_given`` is the structure of the
+    traced arguments as the function was given them (its methods bound to the traced
+    objects)."""
     after, spec_after = flatten(targs)
     if _spec_key(spec_after) != _spec_key(spec_given) or len(after) != len(leaves):
         where = _difference(spec_given, spec_after, "argument")
@@ -216,9 +245,12 @@ def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
     for i, x in enumerate(leaves):
         if is_array(x):
             first.setdefault(id(x), i)
+    aliases = _aliases(after, leaves, index, first, tracers)
     writes = {}
     kept, rebound = {}, {}  # input position -> first path that kept / rebound its array
     for i, x in enumerate(leaves):
+        if i in aliases:
+            continue
         if not is_array(x):
             if i in numbers:  # a traced number: its input, never written
                 now = after[i]
@@ -252,8 +284,12 @@ def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
                 "arguments' shapes.")
         if v is not in_vars[k]:
             if k in writes and writes[k] is not v:
-                raise CompileError("fl.compile: one array argument was given two new values "
-                                   "through two references to it")
+                raise CompileError(
+                    f"fl.compile: the function gave {_path(spec, rebound[k])} and "
+                    f"{_path(spec, i)} of its arguments, which held one array, two different "
+                    "new arrays; a compiled function writes new values into the array they "
+                    "held, which can take one. Pass distinct arrays (a copy of one), or write "
+                    "into the array in place (`x[...] = value`).")
             writes[k] = v
             rebound.setdefault(k, i)
         else:
@@ -267,7 +303,7 @@ def _writes(tr, targs, spec, spec_given, leaves, positions, in_vars, numbers):
                 "values in eager Python; a compiled function writes the new values into "
                 "that one array. Pass distinct arrays (a copy of one), or write into the "
                 "array in place (`x[...] = value`) if both references should see the change.")
-    return sorted(writes.items())
+    return sorted(writes.items()), aliases
 
 
 def _check_overlaps(args, leaves, positions, writes):

@@ -18,6 +18,7 @@ import numpy as np
 
 from fluxml.compiler.inline import INLINE
 from fluxml.compiler.ir import Const, Program, Slot, Var
+from fluxml.compiler.passes import aliases
 
 
 class Emitter:
@@ -184,12 +185,33 @@ def generate(program: Program, input_names, fname="compiled", em: Emitter | None
         if eqn.multiple and len(eqn.outs) == 1:
             lhs += ","
         body.append(f"    {lhs} = {line(em, eqn)}")
-    for pos, v in program.writes:
-        body.append(f"    {em.xp}.copyto({params[pos]}, {em.expr(v)})")
+    body += _write_lines(program, params, em)
     outs = ", ".join(em.expr(o) for o in program.outputs)
     body.append(f"    return ({outs}{',' if len(program.outputs) == 1 else ''})")
     src = f"def {fname}({', '.join(params)}):\n" + "\n".join(body) + "\n"
     return src, em.globals
+
+
+def _write_lines(program: Program, params: list, em: Emitter) -> list[str]:
+    """The copies of the new values into the arguments the function writes. A value that
+    may be the memory of another written argument (``m.x, m.y = m.y, m.x``; ``m.seen =
+    m.state`` and then a new ``m.state``) is read into a copy before any is written: the
+    argument's value at the end of the function is the old one, which the write into it
+    would replace before the copy read it."""
+    if not program.writes:
+        return []
+    groups = aliases(program)
+    written = {groups.find(program.inputs[pos].id) for pos, _ in program.writes}
+    first, lines = [], []
+    for pos, v in program.writes:
+        value = em.expr(v)
+        group = groups.find(v.id) if type(v) is Var else None
+        if group in written and group != groups.find(program.inputs[pos].id):
+            old = em.fresh("old")
+            first.append(f"    {old} = {em.xp}.copy({value})")
+            value = old
+        lines.append(f"    {em.xp}.copyto({params[pos]}, {value})")
+    return first + lines
 
 
 _counter = iter(range(1, 1 << 62))

@@ -8,7 +8,10 @@ derivative rules that are control flow again (``compiler/control_rules.py``): a 
 inside a compiled function differentiates them, forward or reverse, to any order (a
 ``while_loop`` has a forward-mode derivative only, as in JAX).
 
-Their operands and carries are trees of arrays (numbers become 0-d arrays). The functions
+Their operands and carries are trees of arrays (numbers become 0-d arrays), passed to the
+functions as new trees, eagerly too (objects rebuilt around the same arrays, as
+``fl.compile`` traces them): a field that a branch or body sets on an operand is seen
+outside only through what it returns, as with JAX's pytrees. The functions
 must return trees of the same structure, shapes and dtypes (both branches of a ``cond``; a
 loop body its carry), checked in eager code too, so that code that runs eagerly compiles.
 """
@@ -106,7 +109,9 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     arrays) and must return trees of the same structure, shapes and dtypes. Eagerly, the
     chosen branch runs as plain Python and the other is traced on the operands' values to
     check that it agrees, as ``fl.compile`` traces both (its random draws do not advance the
-    generator; a branch failing there with ``LinAlgError`` is not checked). Inside
+    generator; a branch failing there with ``LinAlgError`` is not checked; its plain Python
+    effects, such as appending to a list or writing into a NumPy array it closes over, do
+    happen, as when JAX's ``cond`` traces both branches). Inside
     ``fl.compile`` a traced ``pred`` records one equation that runs the chosen branch's
     compiled code; a concrete one just calls its branch. Under ``fl.gradient`` the taken
     branch is differentiated (a compiled one: its vjp, a ``cond`` of the branches' vjps).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.ad import mutation
 from fluxml.ad.core import DifferentiationError, Tracer, bind, raw, untraced
 from fluxml.compiler import numpy_backend, passes
 from fluxml.compiler.ir import Const, Program, Slot, Var
@@ -77,13 +78,14 @@ def as_operand(x):
 class SubTrace(IRTrace):
     """An IR trace for one branch or body: values of other levels it meets are captured."""
 
-    __slots__ = ("captured", "custom", "check_only")
+    __slots__ = ("captured", "custom", "check_only", "outer_writes")
 
     def __init__(self, check_only=False):
         super().__init__()
         self.captured: dict = {}  # id -> (value, var, example, (val, box) at capture)
         self.custom: list[str] = []  # custom_vjp / custom_jvp functions run without rules
         self.check_only = check_only  # traced only to check its outputs (an eager fl.cond)
+        self.outer_writes = 0  # writes into handles of outer levels (ad/mutation.py)
 
     def draw(self, rng, method, args, kwargs):
         if not self.check_only:
@@ -162,13 +164,20 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     inputs = [tr.input(example(x), f"a{k}") for k, x in enumerate(leaves)]
     in_vars = [t._box for t in inputs]
     with active(tr), np.errstate(all="ignore"):
+        mutation.outer_write_watchers.append(tr)
         try:
             if spec is None:
                 out = fn(*inputs)
             else:
                 out = fn(*unflatten(spec, inputs)) if star else fn(unflatten(spec, inputs))
         finally:
+            mutation.outer_write_watchers.pop()
             tr.closed = LEAKED
+    if tr.outer_writes:
+        raise CompileError(
+            f"{what} wrote into an array of the code around it (a field of a model it closes "
+            "over, `self.count += 1`): it is traced once, so the write would happen once, not "
+            "at each run. Pass the array as an operand (or carry) and return its new value.")
     for t, v in zip(inputs, in_vars):
         if t._box is not v:
             raise CompileError(

@@ -52,6 +52,15 @@ def check_labels(labels, n, name):
     return _index_range(labels, lambda v: _check_labels(v, n, name))
 
 
+def in_labels(pos, n):
+    """``fluxml.data.utils._in_labels``: ``fl.onehotbatch``'s values in ``[0, n)``, checked on
+    every run as :func:`check_labels` checks a loss's labels."""
+    # lazy: the data utilities sit above the compiler; only a program that encodes needs this
+    from fluxml.data.utils import _in_labels
+
+    return _index_range(pos, lambda v: _in_labels(v, n))
+
+
 def check_finite_norm(nrm, shape, p):
     """``fluxml.optimise.composite._finite_norm`` (ClipNorm's ``throw``): the norm comes back
     and ClipNorm's own check judges it, on every run."""
@@ -78,6 +87,15 @@ def in_vocabulary(idx, vocab, line):
     from fluxml.layers.embedding import _in_vocabulary
 
     return _index_range(idx, lambda v: _in_vocabulary(v, vocab, line))
+
+
+def in_sequence(lengths, t, line):
+    """``fluxml.layers.recurrent._in_sequence``: a recurrent layer's lengths in ``[1, t]``,
+    checked on every run as :func:`check_labels` checks labels."""
+    # lazy: as above
+    from fluxml.layers.recurrent import _in_sequence
+
+    return _index_range(lengths, lambda v: _in_sequence(v, t, line))
 
 
 def check_rows(idx, shape):
@@ -378,6 +396,31 @@ def embedding_scatter_add(g, *, idx, rows):
     features = g.shape[idx.ndim:]
     out = jnp.zeros((rows,) + features, g.dtype)
     return out.at[idx.reshape(-1)].add(g.reshape((-1,) + features))
+
+
+def scatter_extremum(kind, value, idx, shape, init):
+    """``fluxml.nnlib.scatter._extremum``: the max (min) of the sources sent to each
+    destination, ``init`` (by default -inf, +inf) where none is."""
+    empty = init if init is not None else (-jnp.inf if kind == "max" else jnp.inf)
+    at = jnp.full(shape, empty, value.dtype).at[idx]
+    return at.max(value) if kind == "max" else at.min(value)
+
+
+def scatter_shares(value, best, idx, lead, inner, init):
+    """``fluxml.nnlib.scatter._shares``: each source's share of its destination's gradient,
+    which sources attain a finite extremum and which an infinite or NaN one, and which
+    destinations hold the latter (the counts as scatter-adds, where NumPy's kernel uses
+    bincount over flat places)."""
+    at = best[idx]
+    hit = (value == at) | (jnp.isnan(value) & jnp.isnan(at))
+    ties = jnp.zeros(best.shape, jnp.int32).at[idx].add(hit.astype(jnp.int32))
+    if init is not None:
+        ties = ties + (best == jnp.asarray(init, best.dtype))
+    share = jnp.where(hit, 1 / jnp.maximum(ties, 1)[idx], 0).astype(value.dtype)
+    finite = hit & jnp.isfinite(value)
+    other = hit & ~finite
+    wild = jnp.zeros(best.shape, jnp.int32).at[idx].add(other.astype(jnp.int32)) > 0
+    return share, finite, other, wild
 
 
 def einsum(*operands, subscripts, optimize):

@@ -19,6 +19,7 @@ from numbers import Number
 import numpy as np
 
 from fluxml._checks import flag, positive_int
+from fluxml.ad.core import Tracer, untraced
 from fluxml.data.loader import as_generator, getobs, numobs
 
 
@@ -52,53 +53,71 @@ def onehot(x, labels, default=None, dtype=np.float32) -> np.ndarray:
 
 def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
     """One row per value of ``xs``: an ``(N, len(labels))`` array (batch first; Flux's is
-    ``(classes, N)``). Integer labels ``0 .. n-1`` (``labels=n``) are encoded in one NumPy
-    indexing step.
+    ``(classes, N)``); values of any shape ``S`` give ``S + (len(labels),)`` (a batch of
+    sequences ``(N, T)`` gives ``(N, T, classes)``), as Flux's ``onehotbatch`` of an array.
+    Integer labels ``0 .. n-1`` (``labels=n``) are encoded in one NumPy indexing step, which
+    also runs inside ``fl.compile`` (a loss may encode its batch's labels there).
 
     >>> import fluxml as fl
     >>> fl.onehotbatch([1, 1, 0], 2, dtype=int)
     array([[0, 1],
            [0, 1],
            [1, 0]])
+    >>> fl.onehotbatch([[0, 2], [1, 1]], 3).shape
+    (2, 2, 3)
     """
     labels = _labels(labels, "onehotbatch")
     if default is not None and default not in labels:  # (list.index failed: "not in list")
         raise ValueError(f"onehotbatch: default {default!r} is not among the labels {labels}; "
                          f"it names the label that unknown values get")
-    xs_arr = np.asarray(xs)
-    if xs_arr.ndim != 1:
-        raise ValueError(f"onehotbatch: expected a sequence of values (1-d); got shape "
-                         f"{xs_arr.shape}")
+    # (a traced array inside fl.compile stays traced: np.asarray would need its values)
+    xs_arr = xs if type(xs) is Tracer else np.asarray(xs)
+    if xs_arr.ndim == 0:
+        raise ValueError("onehotbatch: expected an array or sequence of values; got one value "
+                         "(fl.onehot encodes one)")
     n = len(labels)
+    fill = None if default is None else labels.index(default)
     if labels == list(range(n)) and xs_arr.dtype.kind in "iu":
-        pos = xs_arr.astype(np.int64)
-        bad = (pos < 0) | (pos >= n)
-        if bad.any() and default is not None:
-            pos = np.where(bad, labels.index(default), pos)
-        elif bad.any():
-            raise ValueError(f"onehotbatch: value {xs_arr[bad][0].item()!r} is not among the "
-                             f"labels 0..{n - 1}; pass default= to map unknown values to a "
-                             f"label")
+        return _encode_ints(xs_arr, n, fill, dtype)
+    index = _index(labels)
+    if index and len(index) != n:  # (a value would get the last of its columns)
+        twice = next(lab for i, lab in enumerate(labels) if index[lab] != i)
+        raise ValueError(f"onehotbatch: the labels must be distinct; {twice!r} appears "
+                         f"more than once in {labels}")
+    pos = np.empty(xs_arr.size, np.int64)
+    for i, x in enumerate(xs_arr.ravel().tolist()):
+        j = index.get(x) if index else next((k for k, lab in enumerate(labels)
+                                            if lab == x), None)
+        if j is None:
+            if fill is None:
+                raise ValueError(f"onehotbatch: value {x!r} is not among the labels "
+                                 f"{labels}; pass default= to map unknown values to a "
+                                 f"label")
+            j = fill
+        pos[i] = j
+    return _encode_ints(pos.reshape(xs_arr.shape), n, None, dtype)
+
+
+def _encode_ints(xs, n, fill, dtype):
+    """One-hot rows of the integers ``xs`` in ``0 .. n-1`` (others take the column ``fill``,
+    or are an error when it is None): ``xs.shape + (n,)``. Array operations throughout, so
+    that a compiled program encodes its argument's values on every run."""
+    pos = xs.astype(np.int64)
+    if fill is None:  # (looked at when the values are there: on every run of a program)
+        pos = untraced(_in_labels, (pos, n))
     else:
-        index = _index(labels)
-        if index and len(index) != n:  # (a value would get the last of its columns)
-            twice = next(lab for i, lab in enumerate(labels) if index[lab] != i)
-            raise ValueError(f"onehotbatch: the labels must be distinct; {twice!r} appears "
-                             f"more than once in {labels}")
-        pos = np.empty(len(xs_arr), np.int64)
-        for i, x in enumerate(xs_arr.tolist()):
-            j = index.get(x) if index else next((k for k, lab in enumerate(labels)
-                                                if lab == x), None)
-            if j is None:
-                if default is None:
-                    raise ValueError(f"onehotbatch: value {x!r} is not among the labels "
-                                     f"{labels}; pass default= to map unknown values to a "
-                                     f"label")
-                j = labels.index(default)
-            pos[i] = j
-    out = np.zeros((len(pos), n), dtype)
-    out[np.arange(len(pos)), pos] = 1
-    return out
+        pos = np.where((pos < 0) | (pos >= n), fill, pos)
+    return (pos[..., None] == np.arange(n)).astype(dtype)
+
+
+def _in_labels(pos, n):
+    """``pos``, after checking that its values lie in ``0 .. n-1``."""
+    bad = (pos < 0) | (pos >= n)
+    if bad.any():
+        raise ValueError(f"onehotbatch: value {pos[bad].ravel()[0].item()!r} is not among "
+                         f"the labels 0..{n - 1}; pass default= to map unknown values to a "
+                         f"label")
+    return pos
 
 
 def onecold(y, labels=None) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Gradient averaging across ranks: one non-blocking ``Iallreduce`` per large gradient and
 per bucket of small ones, and nothing else on the wire; where the ranks share a machine, the
-buckets summed in shared memory instead (``shared.py``), and only a small header on the wire.
+buckets and their header summed in shared memory instead (``shared.py``), nothing on the wire.
 
 The ranks agree once on a *plan* (``layout.py``): the positions of the gradient tree, which
 gradients travel alone (*direct*: at least ``direct_bytes``, by default 128 KiB when they
@@ -35,12 +35,13 @@ once). Each step then only
 
 Where every rank runs on one machine (MPI's shared-memory split; NumPy gradients, room in
 /dev/shm) the buckets do not travel (nor go early: ``begin``'s callback then only watches):
-step 2 copies the gradients into this rank's part of an MPI shared-memory window, the first
-bucket's header alone goes by ``Iallreduce``, and once it has come each rank sums the ranks'
-parts into its buckets. The copy then replaces MPICH's own copies of a message (into its
-cells and out), so a bucket costs less than an allreduce even of a gradient in its own
-array: by default every gradient goes in one (up to ``shared_bytes`` per rank;
-``direct_bytes`` given: as told).
+step 2 copies the gradients into this rank's part of an MPI shared-memory window and the
+header into its slot there, and once every rank has posted its own each rank sums the ranks'
+headers and parts into its buckets (the header as the first bucket's message would have
+summed it; a gradient told to travel alone still goes by ``Iallreduce``, after it). The copy
+then replaces MPICH's own copies of a message (into its cells and out), so a bucket costs
+less than an allreduce even of a gradient in its own array: by default every gradient goes
+in one (up to ``shared_bytes`` per rank; ``direct_bytes`` given: as told).
 
 The scaling costs least before the backward pass: ``fl.train`` differentiates ``share *
 loss`` (``share(count)``: this rank's count over the last step's global batch size), a
@@ -106,7 +107,7 @@ import numpy as np
 from fluxml._checks import positive_int
 from fluxml.backend.registry import array_module
 from fluxml.distributed import layout, overlap, shared
-from fluxml.distributed.bucket import Bucket, plan
+from fluxml.distributed.bucket import Bucket, ownable, plan
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
 from fluxml.tree import fmap, unflatten
@@ -288,37 +289,13 @@ class GradientAverager:
                 zeros = zeros | {pos}
         return zeros
 
-    def _owned(self, leaves, zeros) -> dict:
-        """The direct buckets' gradients this rank may average in place: ``{position:
-        array}`` for NumPy arrays that are C-contiguous and writable and whose memory is
-        theirs alone: all of the memory of their root (the NumPy array that owns it; a
-        gradient that is a slice of a larger array, a parameter say, is not), and shared
-        with no other direct gradient (a structural gradient may hold one array at several
-        positions) nor with the averager's own buffers. Not the positions in ``zeros`` (an
-        integer array where the plan has a gradient, say)."""
-        roots: dict = {}
-        candidates = []
-        for b in self.late:
-            pos = b.items[0][0]
-            x = leaves[pos]
-            if type(x) is not np.ndarray or pos in zeros:
-                continue  # None, a CuPy array: the bucket's own buffer
-            root = x if x.base is None else x.base
-            key = id(root)
-            roots[key] = roots.get(key, 0) + 1
-            whole = root is x or type(root) is np.ndarray and root.nbytes == x.nbytes
-            if whole and root.base is None and x.flags.c_contiguous and x.flags.writeable \
-                    and key not in self.mine:
-                candidates.append((pos, x, key))
-        return {pos: x for pos, x, key in candidates if roots[key] == 1}
-
     def _exchange(self, loss, grads, leaves, count, share=None, step=None):
         """Pack, post, wait: ``(loss, the averaged tree, total)``, or None when some rank's
         tree did not fit the plan (the step's sums are then unusable). The averaged tree is
         built once every message is posted, while they travel (where each sum will land is
         known by then): the rebuilding costs no time of its own where they take longer.
         ``step``: the messages ``begin``'s callback posted during the backward pass."""
-        g, MPI = self.group, self.group.MPI
+        g = self.group
         what = g.at_step("the gradient averaging")
         t0 = time.perf_counter()
         zeros = self._fits(leaves)
@@ -327,20 +304,76 @@ class GradientAverager:
             zeros = None  # what went early is not this tree's: the step goes as a misfit
         fits = zeros is not None
         scale = self._scale(count, share)
+        window = self.shared
+        if window is not None:  # the buckets and the header through shared memory
+            if fits:
+                window.pack(leaves, zeros, scale)
+            self._header(loss, count, zeros)
+            window.post(self.header)
+        head = None  # the header's sums, once read
+        if window is not None and not self.late:  # no message at all (the usual case here)
+            ordered, rest, sums, arrived = self.silent, [], [], window.ready
+        else:
+            ordered, sums, arrived, head, fits = self._send(leaves, zeros, scale, fits, loss,
+                                                            count, step, what)
+            rest = [r for r in ordered[1:] if r is not None]  # the messages after the header
+        # the averaged tree, built while the messages travel
+        tree = self._result(grads, leaves, sums) if fits else None
+        t1 = time.perf_counter()
+        if head is None:
+            if not arrived():
+                g.wait_until(arrived, what)
+            head = self._receive(window)
+        loss_sum, total, misfits, lacking = head
+        if window is not None:  # every rank has packed: the sums, or the next parity
+            if misfits or not total:
+                window.skip()
+            else:
+                window.add()
+        if misfits:
+            if rest:
+                g.wait(rest, what)
+            return None
+        if not total:  # every rank's count is 0: the same error on every rank
+            if rest:
+                g.wait(rest, what)
+            raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
+        factor = None if total == self.total else self.total / total
+        if factor is None and self.on_host:  # the usual case: nothing to do as each comes
+            if rest:
+                g.wait(rest, what)
+        else:
+            self._finish(ordered, sums, factor, what)
+        self.total = total
+        if lacking:  # a gradient no rank has this step stays None, as in one process
+            have = self.header[_HEADER:].real
+            for pos, n in zip(self.order, have):
+                if n == 0:
+                    leaves[pos] = None
+            tree = self._rebuild(grads, leaves)
+        t2 = time.perf_counter()
+        self.timings["pack"], self.timings["wait"], self.timings["total"] = \
+            t1 - t0, t2 - t1, t2 - t0
+        return loss_sum / total, tree, int(total)
+
+    def _send(self, leaves, zeros, scale, fits, loss, count, step, what):
+        """Post the step's messages: the buckets (unless summed in shared memory) as each is
+        packed, then the direct gradients. ``(ordered, sums, arrived, head, fits)``: each
+        bucket's message in the plan's order (None: none), where each direct bucket's sum
+        lands (None: its buffer), the test that every header has come, the header's sums if
+        read already, and ``fits`` (False where some rank's tree does not fit)."""
+        g, MPI, window = self.group, self.group.MPI, self.shared
         requests = {}  # id(bucket) -> its Iallreduce
         if step is not None:
             requests.update(zip(map(id, self.early), step.requests))
         posted = list(requests.values())
-        window = self.shared
-        if window is not None:  # the buckets through shared memory, the header alone by MPI
-            if fits:
-                window.pack(leaves, zeros, scale)
-            self._header(loss, count, zeros)
-            window.publish()
-            posted.append(g.comm.Iallreduce(MPI.IN_PLACE, self.header, op=MPI.SUM))
-            requests[id(self.buckets[0])] = posted[-1]
-        for b in () if window is not None else \
-                self.early + self.buckets[:1] if self.early else self.buckets:
+        if window is not None:
+            staged = []  # no bucket travels
+        elif self.early:  # the first bucket (the header), and what the callback left unposted
+            staged = self.early + self.buckets[:1]
+        else:
+            staged = self.buckets
+        for b in staged:
             if id(b) in requests:
                 continue  # posted during the backward pass
             if posted:  # let MPI advance the buckets already posted (not after the last)
@@ -353,14 +386,19 @@ class GradientAverager:
             comm = g.sweep if self.early and b is not self.buckets[0] else g.comm
             posted.append(comm.Iallreduce(MPI.IN_PLACE, b.host, op=MPI.SUM))
             requests[id(b)] = posted[-1]
-        head = requests[id(self.buckets[0])]
-        owned = self._owned(leaves, zeros) if fits and self.in_place and self.late else {}
-        if owned and not self._arrived(head, what):
+        # has every rank's header come (the sum in the window, or the first bucket's message)?
+        arrived = window.ready if window is not None else requests[id(self.buckets[0])].Test
+        owned = ownable(self.late, leaves, zeros, self.mine) \
+            if fits and self.in_place and self.late else {}
+        head = None
+        if owned and not self._arrived(arrived, what):
             owned = {}  # the first bucket is late: the gradients go by copy this step
-        elif owned and self.header[2].real:  # some rank's tree does not fit: send the planned
-            owned, fits = {}, False  # messages all the same, write into no gradient
-        elif owned and not self.header[1].real:  # an empty global batch: an error below,
-            owned = {}  # write into no gradient
+        elif owned:  # every rank's header has come: read it before writing into a gradient
+            head = self._receive(window)
+            if head[2]:  # some rank's tree does not fit: send the planned messages all the
+                owned, fits = {}, False  # same, write into no gradient
+            elif not head[1]:  # an empty global batch: an error below, write into no gradient
+                owned = {}
         sums = {}  # where each late direct bucket's sum lands: the gradient, or the buffer
         # posted back to back, no Testall between: MPICH's progress on a large message is
         # this rank copying the other's gradient (CMA), which would delay posting the next
@@ -378,39 +416,8 @@ class GradientAverager:
             requests[id(b)] = posted[-1]
             sums[id(b)] = x
         sums = [sums.get(id(b)) for b in self.direct]  # None: in the bucket's buffer
-        # in the plan's order; a bucket summed in shared memory has no message (a null one)
-        ordered = [requests[id(b)] if id(b) in requests else MPI.Request()
-                   for b in self.buckets + self.direct]
-        # the averaged tree, built while the messages travel
-        tree = self._result(grads, leaves, sums) if fits else None
-        t1 = time.perf_counter()
-        g.wait([head], what)
-        loss_sum, total, misfits, lacking = self.header[:_HEADER].real.tolist()
-        if window is not None:  # every rank has packed: the sums, or the next parity
-            window.skip() if misfits or not total else window.add()
-        if misfits:
-            g.wait(ordered, what)
-            return None
-        if not total:  # every rank's count is 0: the same error on every rank
-            g.wait(ordered, what)
-            raise on_every_rank(_empty(f"every rank's count is 0 at step {g.step}"))
-        factor = None if total == self.total else self.total / total
-        if factor is None and self.on_host:  # the usual case: nothing to do as each comes
-            if len(ordered) > 1:
-                g.wait(ordered[1:], what)
-        else:
-            self._finish(ordered, sums, factor, what)
-        self.total = total
-        if lacking:  # a gradient no rank has this step stays None, as in one process
-            have = self.header[_HEADER:].real
-            for pos, n in zip(self.order, have):
-                if n == 0:
-                    leaves[pos] = None
-            tree = self._rebuild(grads, leaves)
-        t2 = time.perf_counter()
-        self.timings["pack"], self.timings["wait"], self.timings["total"] = \
-            t1 - t0, t2 - t1, t2 - t0
-        return loss_sum / total, tree, int(total)
+        ordered = [requests.get(id(b)) for b in self.buckets + self.direct]
+        return ordered, sums, arrived, head, fits
 
     def _result(self, grads, leaves: list, sums: list):
         """The averaged tree to be: ``leaves`` (the gradients, no longer needed) with each
@@ -426,19 +433,28 @@ class GradientAverager:
     def _finish(self, posted: list, sums: list, factor, what: str) -> None:
         """Wait for the messages in turn, and as each comes multiply its sums by ``factor``
         (the global batch changed size) and copy them back to the GPU where they came from
-        one."""
+        one. ``posted``: each bucket's message, None where it had none (summed in shared
+        memory)."""
         buckets = [(b, b.grad) for b in self.buckets]
         buckets += [(b, b.grad if x is None else x) for b, x in zip(self.direct, sums)]
         for k, ((b, out), req) in enumerate(zip(buckets, posted)):
-            if k:
+            if k and req is not None:  # (the first is the header's, come already)
                 self.group.wait([req], what)
             if b.host is not b.buf and out is b.grad:
                 b.buf.set(b.host)
             if factor is not None:
                 out *= b.dtype.type(factor)
 
-    def _arrived(self, first, what: str) -> bool:
-        """Has the first bucket (``first``, the request) arrived? Nothing is written into a
+    def _receive(self, window) -> list:
+        """The header's sums, once every rank's has come: ``[loss * count, count, misfits,
+        lacking]`` (summed from the ranks' slots of the shared ``window`` first, where the
+        header went there)."""
+        if window is not None:
+            window.receive(self.header)
+        return self.summary.tolist()
+
+    def _arrived(self, arrived, what: str) -> bool:
+        """Has every rank's header arrived (``arrived()``)? Nothing is written into a
         caller's array before every rank knows that the step's sums are used (a rank whose
         tree no longer fits the plan sets a flag in it, and the step is then averaged again
         from the gradients as they came). By default wait as long as it takes (as every wait,
@@ -450,11 +466,11 @@ class GradientAverager:
         ``patience`` (seconds) bounds the wait: past it the gradients go by copy."""
         patience = self.patience
         if patience is None:
-            self.group.wait([first], what)
+            if not arrived():
+                self.group.wait_until(arrived, what)
             return True
-        test = first.Test
         deadline = time.perf_counter() + patience
-        while not test():
+        while not arrived():
             if time.perf_counter() > deadline:
                 return False
         return True
@@ -519,7 +535,7 @@ class GradientAverager:
             self.shared, old = None, self.shared
             old.free()
         if sharing is not None and self.buckets[0].size + len(self.buckets) > 1:
-            self.shared = shared.SharedSums(g, self.buckets)
+            self.shared = shared.SharedSums(g, self.buckets, self.header)
         self.total = float(sum(e[3] for e in everyone))
         self.spec, self.planned = spec, True
         self.gather = layout.walker(spec)
@@ -561,6 +577,8 @@ class GradientAverager:
         self.mine = {id(b.buf) for b in buckets + direct if b.buf is not None}
         self.where, self.waiting = {}, []
         self.header = buckets[0].host[buckets[0].size:]
+        self.summary = self.header[:_HEADER].real  # loss * count, count, misfits, lacking
+        self.silent = [None] * len(buckets + direct)  # the messages of a step that sends none
         self.template = np.ones_like(self.header)
         self.template[:_HEADER] = 0.0
         self.on_host = all(b.xp is np for b in buckets + direct)  # no GPU buffer to copy back

@@ -1,9 +1,10 @@
 """The process group: rank and world size from MPI, and waiting that cannot hang forever.
 
-Every wait of ``fluxml.distributed`` goes through :meth:`Group.wait`: it tests the MPI
-requests, reads the control channel (failure notices and roll calls from the other ranks) and
-gives up after ``timeout`` seconds. So a rank that raises makes the others raise
-``RankError`` naming it, and a rank that is stuck makes the others raise
+Every wait of ``fluxml.distributed`` goes through :meth:`Group.wait_until` (or
+:meth:`Group.wait`, for MPI requests): it tests what it waits for (MPI requests, flags the
+other ranks set in shared memory), reads the control channel (failure notices and roll calls
+from the other ranks) and gives up after ``timeout`` seconds. So a rank that raises makes the
+others raise ``RankError`` naming it, and a rank that is stuck makes the others raise
 ``DistributedTimeout`` naming the ranks that never reached the step, instead of a job that
 hangs. Nothing is sent on the control channel while all is well (a step costs no heartbeat
 messages): only at a timeout does the waiting rank call the roll, and the ranks that are
@@ -223,20 +224,26 @@ class Group:
                          f"stops too", ranks[0])
 
     def wait(self, requests: list, what: str) -> None:
-        """Wait for ``requests`` (MPI requests); meanwhile read failure notices, and give up
-        after ``timeout`` seconds naming the ranks that have not reached this step. Past
-        the first second, twice a second: a rank of this machine whose process ended is named
-        at once."""
+        """Wait for ``requests`` (MPI requests), as ``wait_until`` waits."""
         Testall = self.MPI.Request.Testall
+        if not Testall(requests):
+            self.wait_until(lambda: Testall(requests), what)
+
+    def wait_until(self, done, what: str) -> None:
+        """Wait until ``done()`` (it tests what the other ranks did: MPI requests, or flags
+        they set in shared memory); meanwhile read failure notices, and give up after
+        ``timeout`` seconds naming the ranks that have not reached this step. Past the first
+        second, twice a second: a rank of this machine whose process ended is named at
+        once."""
         start = time.monotonic()
         pause, look = 0.0, 1.0
-        while not Testall(requests):
+        while not done():
             self.poll()
             elapsed = time.monotonic() - start
             if elapsed > look and self.neighbours:
                 look = elapsed + 0.5
                 ended = self.ended()
-                if ended and not Testall(requests):  # (what they sent before may complete it)
+                if ended and not done():  # (what they did before may complete it)
                     raise self._gone(ended, what)
             if elapsed > self.timeout:
                 late = self.roll_call()

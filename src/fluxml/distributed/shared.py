@@ -1,10 +1,13 @@
 """Summing the gradient buckets through memory the ranks share, where every rank runs on
 one machine: each rank copies its gradients (every one by default: ``threshold``) into its
-own part of an MPI shared-memory window (the pack that a bucket costs anyway), the first
-bucket's header travels by ``Iallreduce`` as before and is the step's synchronisation, and
-each rank then adds the ranks' parts, read where they lie, into its own buckets. No message
-carries the gradients, so MPICH's own copies of them (into its shared-memory cells and out
-again) are gone: what the averager's pack cost comes back, and more.
+own part of an MPI shared-memory window (the pack that a bucket costs anyway) and its header
+(the loss, the count, the flags: ``averaging.py``) into its slot there, then counts one more
+posted header in its own place in the window; once every rank's count has come to this
+step's, each rank sums the ranks' headers and then their parts, read where they lie, into its
+own buckets. No message at all: MPICH's own copies of the gradients (into its shared-memory
+cells and out again) are gone, what the averager's pack cost comes back, and more; and the
+header, which went by ``Iallreduce`` before, costs a store and a few loads in place of an MPI
+collective (its latency, and the Python of posting it: 4-5 us a step).
 
 Why not the ideas that would skip the pack: MPI's predefined operations (``MPI_SUM``) are
 defined on predefined datatypes only (the standard's "Predefined Reduction Operations"), and
@@ -17,12 +20,13 @@ terabytes between the heap and a mapped array: "Out of memory"), and calls Pytho
 reduction. Letting the backward pass write the small gradients straight into a bucket would
 take an ``out=`` through every derivative rule.
 
-Each part is double-buffered (the step's parity), so no rank writes a part another may still
-be reading: a rank packs step ``s + 2`` into the part of step ``s`` only after the header of
-step ``s + 1`` has come, which every rank posts after its sums of step ``s``. ``Win.Sync``
-before the header is posted and after it has come orders the plain stores and loads around
-it (MPI's unified memory model). Every rank adds the parts in rank order, so the sums are
-the same, bit for bit, on every rank.
+Each part and header slot is double-buffered (the step's parity), so no rank writes one that
+another may still be reading: a rank packs step ``s + 2`` into the part of step ``s`` only
+after every rank has posted step ``s + 1``, which each does after its sums of step ``s``.
+``Win.Sync`` between a rank's stores and its count, and between reading the counts and
+reading the headers and parts, orders the plain stores and loads (MPI's unified memory
+model). Every rank adds the headers and the parts in rank order, so the sums are the same,
+bit for bit, on every rank (with 2 ranks, the same as MPI's sum of the header was).
 
 >>> import numpy as np
 >>> part_bytes([np.dtype(np.float32)], [3])  # rounded to a cache line
@@ -37,6 +41,7 @@ import weakref
 import numpy as np
 
 from fluxml.backend.registry import array_module
+from fluxml.distributed.bucket import pack
 
 _LINE = 64  # each bucket's part starts on a cache line
 # the gradients of a plan (per rank) that go in buckets, all of them where they come to at
@@ -98,64 +103,90 @@ def part_bytes(dtypes: list, sizes: list) -> list:
 
 
 class SharedSums:
-    """The shared-memory window of a plan's buckets (``buckets``, NumPy, the first holding the
-    header after its gradients): ``pack`` copies this rank's gradients into its part,
-    ``publish`` before the header is posted, ``add`` once it has come sums every rank's parts
-    into the buckets' gradients (``Bucket.grad``). Collective: every rank of ``g`` creates it
-    at the same point (when the ranks agree a plan), and ``free`` it."""
+    """The shared-memory window of a plan's buckets (``buckets``, NumPy) and of its
+    ``header`` (the averager's): ``pack`` copies this rank's gradients into its part,
+    ``post`` its header into its slot and says so; once ``ready`` (every rank posted),
+    ``receive`` sums the ranks' headers and ``add`` their parts into the buckets' gradients
+    (``Bucket.grad``). Collective: every rank of ``g`` creates it at the same point (when the
+    ranks agree a plan), and ``free`` it."""
 
-    def __init__(self, g, buckets: list):
+    def __init__(self, g, buckets: list, header):
         MPI = g.MPI
-        sizes = part_bytes([b.dtype for b in buckets], [b.size for b in buckets])
+        dtypes = [b.dtype for b in buckets] + [header.dtype]
+        sizes = part_bytes(dtypes, [b.size for b in buckets] + [header.size])
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
-        total = starts[-1]
-        self.win = MPI.Win.Allocate_shared(2 * total, 1, comm=g.comm)
+        total = starts[-1]  # a parity's bytes: the parts, then the header's slot
+        # per rank: the two parities, then its count of posted headers on a line of its own
+        nbytes = 2 * total + _LINE
+        self.win = MPI.Win.Allocate_shared(nbytes, 1, comm=g.comm)
         self.win.Lock_all(MPI.MODE_NOCHECK)  # one passive epoch: Sync orders memory within it
         ranks = []
         for q in range(g.size):
             mem, _ = self.win.Shared_query(q)
-            ranks.append(np.frombuffer(mem, np.uint8, 2 * total))
-        # parts[parity][bucket]: the ranks' parts, in rank order; items[parity][bucket]: this
-        # rank's part as (position, the gradient's view in it)
+            ranks.append(np.frombuffer(mem, np.uint8, nbytes))
+        # parts[parity][bucket]: the ranks' parts, in rank order; targets[parity][bucket]: this
+        # rank's part as (position, the gradient's view in it), as the bucket's own targets
+        # (a bucket's gradients lie in order, one after the other); headers[parity]: the
+        # ranks' header slots
         self.parts: list = [[], []]
-        self.items: list = [[], []]
+        self.targets: list = [[], []]
+        self.headers: list = []
         for p in (0, 1):
             for b, start in zip(buckets, starts):
                 a = start + p * total
-                n = b.size * b.dtype.itemsize
-                views = [base[a:a + n].view(b.dtype) for base in ranks]
+                views = [base[a:a + b.size * b.dtype.itemsize].view(b.dtype) for base in ranks]
                 self.parts[p].append(views)
-                mine, items = views[g.rank], []
-                for pos, shape, _, view in b.items:
-                    off = (view.__array_interface__["data"][0]
-                           - b.buf.__array_interface__["data"][0]) // b.dtype.itemsize
-                    items.append((pos, mine[off:off + view.size].reshape(shape)))
-                self.items[p].append(items)
+                mine, off, targets = views[g.rank], 0, []
+                for pos, view in b.targets:
+                    targets.append((pos, mine[off:off + view.size].reshape(view.shape)))
+                    off += view.size
+                self.targets[p].append(targets)
+            a = starts[-2] + p * total
+            self.headers.append([base[a:a + header.nbytes].view(header.dtype)
+                                 for base in ranks])
+        self.dtypes = [b.dtype for b in buckets]
         self.grads = [b.grad for b in buckets]
-        self.parity = 0
+        self.rank, self.parity, self.posted = g.rank, 0, 0
+        counts = [base[2 * total:2 * total + 8].view(np.int64) for base in ranks]
+        self.count, self.others = counts[g.rank], counts[:g.rank] + counts[g.rank + 1:]
+        self.count[0] = 0
+        # no rank reads a count before its rank has set it (within the group's timeout)
+        g.wait([g.comm.Ibarrier()], g.at_step("the making of the shared-memory window"))
 
     def pack(self, leaves: list, zeros, scale: float) -> None:
         """Copy this rank's gradients into its parts of this step's parity, multiplied by
         ``scale`` (zeros for the positions in ``zeros``), as ``Bucket.pack`` does."""
-        s = None if scale == 1.0 else scale
-        for items, grad in zip(self.items[self.parity], self.grads):
-            t = grad.dtype.type
-            for pos, view in items:
-                if pos in zeros:
-                    view.fill(0)
-                elif s is None:
-                    np.copyto(view, leaves[pos])
-                else:
-                    np.multiply(leaves[pos], t(s), out=view)
+        for targets, dtype in zip(self.targets[self.parity], self.dtypes):
+            pack(targets, dtype, leaves, zeros, scale)
 
-    def publish(self) -> None:
-        """This rank's stores to its parts done (call before posting the header)."""
-        self.win.Sync()
+    def post(self, header) -> None:
+        """This rank's parts are packed (or left, where its tree does not fit the plan): its
+        ``header`` into its slot of this step's parity, then its count of posted headers, which
+        the others read (``ready``)."""
+        self.headers[self.parity][self.rank][...] = header
+        self.posted += 1
+        self.win.Sync()  # the parts and the header stored before the count
+        self.count[0] = self.posted
+
+    def ready(self) -> bool:
+        """Has every other rank posted this step's header (and packed its parts)?"""
+        posted = self.posted
+        for count in self.others:
+            if count[0] < posted:
+                return False
+        return True
+
+    def receive(self, out) -> None:
+        """Once ``ready``: the sum of the ranks' headers, in rank order, into ``out``."""
+        self.win.Sync()  # the counts read before the headers and the parts
+        slots = self.headers[self.parity]
+        np.add(slots[0], slots[1], out=out)
+        for slot in slots[2:]:
+            np.add(out, slot, out=out)
 
     def add(self) -> None:
-        """Once the header has come (every rank packed): the sums of every rank's parts, in
-        rank order, into the buckets' gradients. Moves to the next step's parity."""
-        self.win.Sync()
+        """Once the headers are received: the sums of every rank's parts, in rank order, into
+        the buckets' gradients. Moves to the next step's parity."""
         add = np.add
         for parts, out in zip(self.parts[self.parity], self.grads):
             if out.size:

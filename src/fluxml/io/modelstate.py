@@ -23,6 +23,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # the first and one-past-the-last byte addresses an array reads
+    from numpy.lib.array_utils import byte_bounds  # NumPy 2
+except ImportError:  # NumPy 1.x
+    from numpy import byte_bounds
+
 from fluxml.tree import _fields, flatten, is_array_leaf, is_leaf, leaves_with_paths
 
 
@@ -226,13 +231,6 @@ def _reads(view: np.ndarray, value: np.ndarray) -> bool:
     return view.tobytes() == np.ascontiguousarray(value).tobytes()
 
 
-def _byte_bounds(x: np.ndarray) -> tuple[int, int]:
-    start = x.__array_interface__["data"][0]
-    reach = [(n - 1) * s for n, s in zip(x.shape, x.strides)]
-    return (start + sum(r for r in reach if r < 0),
-            start + sum(r for r in reach if r > 0) + x.itemsize)
-
-
 def _overlapping(arrays: list[np.ndarray]) -> list[list[int]]:
     """The groups (of two or more) of positions in ``arrays`` whose byte ranges overlap,
     each in order. Only arrays viewing one root (array or buffer) can: their ranges are
@@ -246,7 +244,7 @@ def _overlapping(arrays: list[np.ndarray]) -> list[list[int]]:
         if len(candidates) == 1:
             continue
         end = None
-        for (lo, hi), i in sorted((_byte_bounds(arrays[i]), i) for i in candidates):
+        for (lo, hi), i in sorted((byte_bounds(arrays[i]), i) for i in candidates):
             if end is not None and lo < end:
                 groups[-1].append(i)
                 end = max(end, hi)
@@ -270,7 +268,7 @@ def _root(x):
 def _scratch_views(xs: list[np.ndarray]) -> list[np.ndarray]:
     """Views of one new buffer laid out as ``xs`` lie in memory (same offsets from one
     another, shapes, strides, dtypes)."""
-    bounds = [_byte_bounds(x) for x in xs]
+    bounds = [byte_bounds(x) for x in xs]
     lo = min(b[0] for b in bounds)
     scratch = np.empty(max(b[1] for b in bounds) - lo, np.uint8)
     views = []

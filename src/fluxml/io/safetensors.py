@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fluxml._checks import is_int
+
 DTYPES = {
     "BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2", "F16": "<f2",
     "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8", "I64": "<i8", "F64": "<f8",
@@ -196,11 +198,10 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
         if kind not in DTYPES:
             _fail(where, f"{name} has dtype {kind!r}, which NumPy cannot hold here (known: "
                          f"{sorted(DTYPES)})")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0
-                                                  for d in shape):
+        if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
             _fail(where, f"{name} has shape {shape!r}, not a list of non-negative ints")
         size = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[kind]).itemsize
-        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end
+        if not (is_int(begin) and is_int(end) and 0 <= begin <= end
                 and end - begin == size):
             _fail(where, f"{name} ({kind}, shape {shape}) needs {size} bytes but its "
                          f"data_offsets are {[begin, end]}")

@@ -19,9 +19,9 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 from fluxml.layers.basic import Dense
-from fluxml.layers.module import LayerError, Module, is_active, need_array
+from fluxml.layers.module import LayerError, Module, input_shapes, is_active, need_array
 from fluxml.layers.normalise import Dropout, LayerNorm, probability
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
@@ -68,6 +68,7 @@ class MultiHeadAttention(Module):
         if qk_dim % nheads or v_dim % nheads:
             raise ValueError(f"MultiHeadAttention: nheads={nheads} must divide qk_dim "
                              f"({qk_dim}) and v_dim ({v_dim})")
+        bias = flag("MultiHeadAttention", "bias", bias, none=True)  # (None: none, as Dense)
         kw = dict(init=init, rng=rng, dtype=dtype)
         self.nheads = nheads
         self.q_proj = Dense(embed_dim, qk_dim, bias=bias, **kw)
@@ -105,9 +106,8 @@ class MultiHeadAttention(Module):
                              f"{', '.join(map(str, shapes))}")
         return shapes
 
-    def _output_shape(self, q, k=None, v=None):
-        if k is None and q and isinstance(q[0], tuple):  # (q, k, v) shapes as one argument
-            q, k, v = (tuple(q) + (None, None))[:3]
+    def _output_shape(self, *shapes):
+        q, k, v = (input_shapes(shapes) + (None, None))[:3]
         k = q if k is None else k
         v = k if v is None else v
         if all(len(s) == 2 for s in (q, k, v)):
@@ -212,7 +212,7 @@ class TransformerEncoderBlock(Module):
         self.dense2 = Dense(hidden, embed_dim, **kw)
         self.norm2 = LayerNorm(embed_dim, eps=eps, dtype=dtype)
         self.dropout = Dropout(dropout)
-        self.norm_first = norm_first
+        self.norm_first = flag("TransformerEncoderBlock", "norm_first", norm_first)
 
     def __call__(self, x, *, mask=None):
         need_array(self, x)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
-from fluxml._checks import positive_int
-from fluxml.layers.module import LayerError, Module, locate, need_array
+from fluxml._checks import is_int, positive_int, shown
+from fluxml.layers.module import LayerError, Module, input_shapes, locate, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib.linear import affine
@@ -110,16 +110,20 @@ class Dense(Module):
         return f"Dense({inp} => {out}{_activation_suffix(self.activation)}{bias})"
 
 
-def _make_bias(bias, n, dtype, layer):
-    """A bias vector of length ``n``: zeros for True, None for False, or the given array, in
-    the weight's ``dtype`` as Flux's ``create_bias`` converts it (a float64 bias beside a
-    float32 weight made every output float64)."""
-    if bias is True:
-        return np.zeros(n, dtype)
-    if bias is False or bias is None:
+def _make_bias(bias, shape, dtype, layer):
+    """A bias of ``shape`` (a length: a vector): zeros for True, None for False (or None), or
+    the given array, in the weight's ``dtype`` as Flux's ``create_bias`` converts it (a
+    float64 bias beside a float32 weight made every output float64)."""
+    shape = (shape,) if is_int(shape) else tuple(shape)
+    if isinstance(bias, (bool, np.bool_)):
+        return np.zeros(shape, dtype) if bias else None
+    if bias is None:
         return None
-    if getattr(bias, "shape", None) != (n,):
-        raise ValueError(f"{layer}: bias must have shape ({n},); got {np.shape(bias)}")
+    if getattr(bias, "shape", None) is None:  # ("no" or 2 made a bias of shape ())
+        raise TypeError(f"{layer}: bias must be True, False or an array of shape {shape}; "
+                        f"got {shown(bias, typed=True)}")
+    if bias.shape != shape:
+        raise ValueError(f"{layer}: bias must have shape {shape}; got {bias.shape}")
     if bias.dtype != dtype and bias.dtype.kind in "biuf" and np.dtype(dtype).kind == "f":
         return bias.astype(dtype)
     return bias
@@ -165,10 +169,13 @@ class Chain(Module):
         return layers.items() if isinstance(layers, dict) else enumerate(layers)
 
     def __call__(self, x):
-        y = x  # (an empty Chain returns x)
-        for y in self.outputs(x):  # noqa: B007 - the last output is the result
-            pass
-        return y
+        # (outputs' loop, without the generator: 0.7 us less for three layers, 1.4 for ten)
+        for key, layer in self._items():
+            try:
+                x = layer(x)
+            except (ValueError, IndexError) as err:
+                raise locate(err, "Chain", key)  # noqa: B904 - locate sets its cause
+        return x
 
     def outputs(self, x):
         """Each layer's output in turn, the last being ``self(x)`` (an iterator; Flux's
@@ -269,8 +276,7 @@ class Scale(Module):
             raise ValueError("Scale: expected one or more sizes (positive ints); got none")
         size = tuple(positive_int("Scale", f"size[{i}]", n) for i, n in enumerate(size))
         self.scale = np.asarray(init(tuple(size), rng), dtype=dtype)
-        self.bias = None if bias is False or bias is None else (
-            np.zeros(size, dtype) if bias is True else bias)
+        self.bias = _make_bias(bias, size, dtype, "Scale")
         self.activation = activation
 
     def _output_shape(self, shape):
@@ -321,8 +327,7 @@ class Bilinear(Module):
         self.activation = activation
 
     def _output_shape(self, *shapes):
-        if len(shapes) == 1 and shapes[0] and isinstance(shapes[0][0], tuple):
-            shapes = shapes[0]
+        shapes = input_shapes(shapes)
         x, z = (shapes[0], shapes[0]) if len(shapes) == 1 else shapes
         _, in1, in2 = self.weight.shape
         if len(x) != 2 or len(z) != 2 or x[1] != in1 or z[1] != in2 or x[0] != z[0]:

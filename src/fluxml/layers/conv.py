@@ -22,7 +22,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import is_int
+from fluxml._checks import flag, is_int
 from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
@@ -32,7 +32,7 @@ SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def _kernel(layer, kernel) -> tuple[int, ...]:
-    kernel = (kernel,) if isinstance(kernel, (int, np.integer)) else tuple(kernel)
+    kernel = tuple(kernel) if isinstance(kernel, (tuple, list)) else (kernel,)
     if not 1 <= len(kernel) <= 3 or not all(is_int(k) and k >= 1 for k in kernel):
         raise ValueError(f"{layer}: the kernel must be a tuple of 1 to 3 positive ints (one "
                          f"per spatial dimension); got {kernel!r}")
@@ -55,6 +55,16 @@ def check_input(layer, shape, channels, d):
             hint = (f"; the kernel's length is the number of spatial dimensions: a kernel of "
                     f"{len(shape) - 2} sizes, such as {(3,) * (len(shape) - 2)}, for this input")
         raise LayerError(f"{layer._line()} expects input {want}; got {tuple(shape)}{hint}")
+
+
+def _spatial(layer, value, d, name, minimum=1) -> tuple:
+    """A field checked when the layer was made, checked again where it is used (something
+    may have set it since: a float stride, from fl.fmap of a sum over two models), an error
+    naming the layer (made only then: this runs on every call)."""
+    try:
+        return win.spatial(value, d, name, "", minimum)
+    except ValueError as err:  # (its message starts ": name must be ...")
+        raise LayerError(f"{layer._line()}{err}") from None
 
 
 def _options(layer, defaults) -> str:
@@ -102,7 +112,7 @@ class Conv(Module):
         self.bias = _make_bias(bias, out_channels, dtype, name)
         self.activation = activation
         self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
-        self.flipped = flipped
+        self.flipped = flag(name, "flipped", flipped)
 
     @staticmethod
     def _check_options(name, d, stride, pad, dilation):
@@ -130,10 +140,13 @@ class Conv(Module):
         shape = tuple(shape)
         d = len(self.kernel)
         check_input(self, shape, self.in_channels, d)
-        stride = win.spatial(self.stride, d, "stride", "")
-        dilation = win.spatial(self.dilation, d, "dilation", "")
-        pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel, stride=stride,
-                           dilation=dilation)
+        stride = _spatial(self, self.stride, d, "stride")
+        dilation = _spatial(self, self.dilation, d, "dilation")
+        try:
+            pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel,
+                               stride=stride, dilation=dilation)
+        except ValueError as err:  # (as _spatial's)
+            raise LayerError(f"{self._line()}{err}") from None
         out = win.output_size(shape[2:], self.kernel, stride, dilation, pads)
         if min(out) < 1:
             reach = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel, dilation))
@@ -257,50 +270,48 @@ class ConvTranspose(Module):
         self.bias = _make_bias(bias, out_channels, dtype, "ConvTranspose")
         self.activation = activation
         self.stride, self.pad, self.outpad = stride, pad, outpad
-        self.dilation, self.groups, self.flipped = dilation, groups, flipped
+        self.dilation, self.groups = dilation, groups
+        self.flipped = flag("ConvTranspose", "flipped", flipped)
 
     @property
     def kernel(self) -> tuple[int, ...]:
         return tuple(self.weight.shape[2:])
 
-    def _pads(self):
-        """``(pads, output padding)`` per dimension. ``"same"`` gives ``n * stride``: the
-        total that the formula leaves over is trimmed, and where the kernel reaches less far
-        than the stride the rows it leaves short are output padding (as TensorFlow's
-        ``padding="same"``; only the bias reaches them)."""
-        d = len(self.kernel)
-        outpad = win.spatial(self.outpad, d, "outpad", "", minimum=0)
-        if self.pad != "same":
-            return win.padding(self.pad, d, "ConvTranspose"), outpad
-        stride = win.spatial(self.stride, d, "stride", "")
-        dilation = win.spatial(self.dilation, d, "dilation", "")
-        pads, outs = [], []
-        for s, dl, k, p in zip(stride, dilation, self.kernel, outpad):
-            total = dl * (k - 1) + 1 + p - s
-            trim = max(total, 0)
-            pads.append((trim - trim // 2, trim // 2))
-            outs.append(p - min(total, 0))
-        return tuple(pads), tuple(outs)
-
-    def _output_shape(self, shape):
-        shape = tuple(shape)
+    def _geometry(self, shape):
+        """``(pads, output padding, output shape)`` per spatial dimension for input
+        ``shape``, checked (computed once per forward pass). ``"same"`` gives
+        ``n * stride``: the total that the formula leaves over is trimmed, and where the
+        kernel reaches less far than the stride the rows it leaves short are output padding
+        (as TensorFlow's ``padding="same"``; only the bias reaches them)."""
         d = len(self.kernel)
         check_input(self, shape, self.weight.shape[0], d)
-        stride = win.spatial(self.stride, d, "stride", "")
-        dilation = win.spatial(self.dilation, d, "dilation", "")
-        pads, outpad = self._pads()
+        stride = _spatial(self, self.stride, d, "stride")
+        dilation = _spatial(self, self.dilation, d, "dilation")
+        outpad = _spatial(self, self.outpad, d, "outpad", minimum=0)
+        if self.pad != "same":
+            pads = win.padding(self.pad, d, "ConvTranspose")
+        else:
+            pads, outs = [], []
+            for s, dl, k, p in zip(stride, dilation, self.kernel, outpad):
+                total = dl * (k - 1) + 1 + p - s
+                trim = max(total, 0)
+                pads.append((trim - trim // 2, trim // 2))
+                outs.append(p - min(total, 0))
+            pads, outpad = tuple(pads), tuple(outs)
         size = tuple((n - 1) * s - lo - hi + dl * (k - 1) + 1 + p for n, s, (lo, hi), dl, k, p
                      in zip(shape[2:], stride, pads, dilation, self.kernel, outpad))
         if min(size) < 1:
             raise LayerError(f"{self._line()}: the padding leaves an output of size {size} "
                              f"for input {shape}")
-        return (shape[0], self.weight.shape[1] * self.groups) + size
+        return pads, outpad, (shape[0], self.weight.shape[1] * self.groups) + size
+
+    def _output_shape(self, shape):
+        return self._geometry(tuple(shape))[2]
 
     def __call__(self, x):
         need_array(self, x)
-        self._output_shape(x.shape)
+        pads, outpad, _ = self._geometry(tuple(x.shape))
         x = match_dtype(self, x, self.weight.dtype)
-        pads, outpad = self._pads()
         y = nnlib.conv_transpose(x, self.weight, stride=self.stride, pad=pads,
                                  dilation=self.dilation, groups=self.groups,
                                  output_padding=outpad, flipped=self.flipped)

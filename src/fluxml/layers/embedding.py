@@ -32,16 +32,20 @@ def _check_indices(layer, idx, vocab):
     """``idx`` as an integer array, refused when not integers or out of ``[0, vocab)``."""
     idx = np.asarray(idx) if not hasattr(idx, "dtype") else idx
     if idx.dtype.kind not in "iu":
-        hint = ""
-        if idx.dtype.kind == "f" and type(layer) is Embedding and idx.ndim and \
-                idx.shape[-1] == vocab:
-            hint = (" (one-hot rows? as bool, x.astype(bool), they are read as Flux reads a "
-                    "OneHotMatrix; or give their indices, fl.onecold(x))")
-        elif idx.dtype.kind == "f":
-            hint = " (round them, or use a Dense layer for features)"
-        raise LayerError(f"{layer._line()} expects integer indices; got {idx.dtype}{hint}")
+        raise _not_indices(layer, idx.dtype, idx.shape, vocab)
     # checked where the values are: inside fl.compile, on every run of the program
     return untraced(_in_vocabulary, (idx, vocab, layer._line()))
+
+
+def _not_indices(layer, dtype, shape, vocab) -> LayerError:
+    """The error for indices of ``dtype`` (not an integer one), with a hint for floats."""
+    hint = ""
+    if dtype.kind == "f" and type(layer) is Embedding and len(shape) and shape[-1] == vocab:
+        hint = (" (one-hot rows? as bool, x.astype(bool), they are read as Flux reads a "
+                "OneHotMatrix; or give their indices, fl.onecold(x))")
+    elif dtype.kind == "f":
+        hint = " (round them, or use a Dense layer for features)"
+    return LayerError(f"{layer._line()} expects integer indices; got {dtype}{hint}")
 
 
 def _in_vocabulary(idx, vocab, line):
@@ -137,7 +141,7 @@ class EmbeddingBag(Embedding):
 
     def _output_shape(self, shape, dtype=None):
         if dtype is not None and np.dtype(dtype) == np.bool_:  # (no one-hot bags)
-            _check_indices(self, np.zeros(0, bool), 1)
+            raise _not_indices(self, np.dtype(dtype), shape, self.weight.shape[0])
         if len(shape) != 2:
             self._refuse(shape)
         return (shape[0], self.weight.shape[1])

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
 
@@ -263,6 +264,14 @@ def need_array(layer, x, expected: str = "") -> None:
                          f"a {type(x).__name__}: convert it, np.asarray(x, np.float32)")
 
 
+def input_shapes(shapes: tuple) -> tuple:
+    """The shapes a shape rule of several inputs was given: as several arguments, or as one
+    tuple of them (what a Chain passes on from a layer that returns a tuple)."""
+    if len(shapes) == 1 and shapes[0] and isinstance(shapes[0][0], tuple):
+        return tuple(shapes[0])
+    return shapes
+
+
 def within_gradient(x) -> bool:
     """True inside a gradient (or pullback, jvp) call, as Flux's ``NNlib.within_gradient``:
     when ``x`` is being differentiated, or a differentiation is running in this thread even
@@ -337,6 +346,7 @@ def trainmode(model, mode: bool | None = True):
     >>> fl.trainmode(Noisy()).active
     True
     """
+    mode = flag("trainmode", "mode", mode, none=True)
     for m in modules(model):
         if hasattr(m, "active"):
             m.active = mode
@@ -353,6 +363,7 @@ def testmode(model, mode: bool | None = True):
     >>> fl.testmode(Noisy()).active
     False
     """
+    mode = flag("testmode", "mode", mode, none=True)
     return trainmode(model, None if mode is None else not mode)
 
 

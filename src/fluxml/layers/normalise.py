@@ -26,7 +26,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import real_in
+from fluxml._checks import flag, is_int, is_real, real_in, shown
 from fluxml.ad.api import stop_gradient
 from fluxml.layers.basic import _activation_suffix, _positive, identity
 from fluxml.layers.module import LayerError, Module, is_active, need_array
@@ -51,6 +51,7 @@ class _Norm(Module):
         who = type(self).__name__
         real_in(who, "eps (added to the variance)", eps, 0)
         real_in(who, "momentum (the running statistics' update rate)", momentum, 0, 1)
+        affine, track_stats = flag(who, "affine", affine), flag(who, "track_stats", track_stats)
         self.activation = activation
         self.weight = np.asarray(init_scale(shape, rng), dtype) if affine else None
         self.bias = np.asarray(init_bias(shape, rng), dtype) if affine else None
@@ -143,7 +144,7 @@ class BatchNorm(_Norm):
         _positive("BatchNorm", channels=channels)
         self._setup(channels, activation, affine, track_stats, eps, momentum, dtype,
                     init_bias, init_scale, rng)
-        self.active = active
+        self.active = flag("BatchNorm", "active", active, none=True)
 
     def __call__(self, x):
         x = self._input(x)
@@ -182,7 +183,7 @@ class InstanceNorm(_Norm):
         _positive("InstanceNorm", channels=channels)
         self._setup(channels, activation, affine, track_stats, eps, momentum, dtype,
                     init_bias, init_scale, rng)
-        self.active = active
+        self.active = flag("InstanceNorm", "active", active, none=True)
 
     def __call__(self, x):
         x = self._input(x, min_ndim=3)
@@ -308,7 +309,7 @@ def probability(p: float) -> str:
 
 
 def _check_p(layer, p):
-    if not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
+    if not is_real(p) or not 0 <= p <= 1:
         raise ValueError(f"{layer}: p must be a probability in [0, 1]; got {p!r}")
 
 
@@ -333,8 +334,11 @@ class Dropout(Module):
     def __init__(self, p: float, *, dims=None, active: bool | None = None, rng=None):
         _check_p("Dropout", p)
         self.p = float(p)
-        self.dims = (dims,) if isinstance(dims, (int, np.integer)) else dims
-        self.active = active
+        self.dims = (dims,) if is_int(dims) else dims
+        if dims is not None and not (np.iterable(self.dims) and all(map(is_int, self.dims))):
+            raise ValueError(f"Dropout: dims must be None, an axis or a tuple of axes (the "
+                             f"axes along which the mask varies); got {shown(dims)}")
+        self.active = flag("Dropout", "active", active, none=True)
         self.rng = rng
 
     def __call__(self, x):
@@ -368,7 +372,7 @@ class AlphaDropout(Module):
     def __init__(self, p: float, *, active: bool | None = None, rng=None):
         _check_p("AlphaDropout", p)
         self.p = float(p)
-        self.active = active
+        self.active = flag("AlphaDropout", "active", active, none=True)
         self.rng = rng
 
     def __call__(self, x):

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from fluxml import nnlib
-from fluxml._checks import positive_int
+from fluxml._checks import flag, is_int, is_real, positive_int
 from fluxml.layers.conv import SPATIAL_NAMES, _kernel, check_input
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.nnlib import windows as win
@@ -218,6 +218,7 @@ class Upsample(Module):
         if (scale is None) == (size is None):
             raise ValueError(f"Upsample: give either scale or size; got scale={scale!r}, "
                              f"size={size!r}")
+        align_corners = flag("Upsample", "align_corners", align_corners)
         if mode == "nearest" and align_corners:
             raise ValueError("Upsample: align_corners applies to the linear modes only")
         _check_factors(mode, scale, size)
@@ -264,15 +265,13 @@ def _check_factors(mode, scale, size):
     def each(v):
         return v if isinstance(v, (tuple, list)) else (v,)
 
-    if size is not None and not all(isinstance(n, (int, np.integer)) and n >= 1
-                                    for n in each(size)):
+    if size is not None and not all(is_int(n) and n >= 1 for n in each(size)):
         raise ValueError(f"Upsample: size must be a positive int or one per spatial "
                          f"dimension; got {size!r}")
     if scale is None:
         return
-    numbers = all(isinstance(f, (int, float, np.integer, np.floating))
-                  and not isinstance(f, bool) and 0 < f < math.inf for f in each(scale))
-    if mode == "nearest" and not all(isinstance(f, (int, np.integer)) for f in each(scale)):
+    numbers = all(is_real(f) and 0 < f < math.inf for f in each(scale))
+    if mode == "nearest" and not all(is_int(f) for f in each(scale)):
         raise ValueError(f"Upsample: mode 'nearest' takes integer scales; got {scale!r} (a "
                          f"linear mode takes other factors, or give size=)")
     if not numbers:

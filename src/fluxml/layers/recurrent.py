@@ -20,6 +20,8 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml._checks import flag
+from fluxml.ad.core import Tracer, untraced
 from fluxml.layers.basic import _activation_suffix, _positive
 from fluxml.layers.module import LayerError, Lazy, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
@@ -39,6 +41,7 @@ class _Cell(Module):
         g = self.gates * hidden
         self.weight_ih = np.asarray(init((g, in_features), rng), dtype=dtype)
         self.weight_hh = np.asarray(init_recurrent((g, hidden), rng), dtype=dtype)
+        bias = flag(type(self).__name__, "bias", bias, none=True)  # (None: none, as Dense)
         self.bias_ih = np.zeros(g, dtype) if bias else None
         self.bias_hh = np.zeros(g, dtype) if bias else None
 
@@ -93,9 +96,12 @@ class _Cell(Module):
         out = tuple(shape[:-1]) + (hidden,)
         return out, ((out, out) if self.gates == 4 else out)
 
-    def sequence(self, x, state):
-        """``(outputs (N, T, H), final state)`` over a checked sequence ``x (N, T, in)``."""
-        return scan(self, self.project(x), state)
+    def sequence(self, x, state, last=None):
+        """``(outputs (N, T, H), final state)`` over a checked sequence ``x (N, T, in)``;
+        with ``last`` (``(N,)`` step indices), the state after step ``last[i]`` of sequence
+        ``i``."""
+        ys, state = scan(self, self.project(x), state)
+        return ys, state if last is None else ys[np.arange(ys.shape[0]), last]
 
     def _line(self) -> str:
         n_in, hidden = self.sizes
@@ -160,9 +166,9 @@ class LSTMCell(_Cell):
         h, c = nnlib.lstm_step(xw, *state, self.weight_hh)
         return h, (h, c)
 
-    def sequence(self, x, state):
+    def sequence(self, x, state, last=None):
         hs, h, c = nnlib.lstm_sequence(x, *state, self.weight_ih, self.weight_hh, self.bias_ih,
-                                       self.bias_hh)
+                                       self.bias_hh, last=last)
         return hs, (h, c)
 
 
@@ -186,9 +192,9 @@ class GRUCell(_Cell):
         h = nnlib.gru_step(xw, h, self.weight_hh, self.bias_hh)
         return h, h
 
-    def sequence(self, x, state):
+    def sequence(self, x, state, last=None):
         hs, h = nnlib.gru_sequence(x, state, self.weight_ih, self.weight_hh, self.bias_ih,
-                                   self.bias_hh)
+                                   self.bias_hh, last=last)
         return hs, h
 
 
@@ -248,9 +254,9 @@ class _Recurrent(Module):
     def __init__(self, in_features: int, hidden: int, *args, return_state: bool = False,
                  **kw):
         self.cell = self.cell_type(in_features, hidden, *args, **kw)
-        self.return_state = return_state
+        self.return_state = flag(type(self).__name__, "return_state", return_state)
 
-    def __call__(self, x, state=None):
+    def __call__(self, x, state=None, *, lengths=None):
         cell = self.cell
         n_in, hidden = cell.sizes
         need_array(self, x)
@@ -261,6 +267,11 @@ class _Recurrent(Module):
             raise LayerError(f"{self._line()} expects at least one time step; got {x.shape}")
         x = match_dtype(self, x, cell.weight_ih.dtype)
         single = x.ndim == 2
+        if lengths is not None:
+            if single:
+                raise LayerError(f"{self._line()} with lengths expects a batch of padded "
+                                 f"sequences (N, T, {n_in}); got shape {np.shape(x)}")
+            lengths = checked_lengths(self._line(), lengths, x.shape)
         if single:
             x = x[None]
             state = None if state is None else _map_state(state, lambda s: s[None])
@@ -270,7 +281,12 @@ class _Recurrent(Module):
             state = cell._check_state(state, x.shape[:1], x.dtype)
         except LayerError as err:  # name the layer the user built, not its cell
             raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
-        ys, state = cell.sequence(x, state)
+        if lengths is None:
+            ys, state = cell.sequence(x, state)
+        else:  # the state after each sequence's last step; its padded steps give 0
+            ys, state = cell.sequence(x, state, last=lengths - 1)
+            ys = np.where((np.arange(x.shape[1]) < lengths[:, None])[..., None], ys,
+                          np.zeros((), ys.dtype))
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
         return (ys, state) if self.return_state else ys
@@ -321,7 +337,7 @@ class RNN(_Recurrent):
 
     An :class:`RNNCell` over a sequence ``(N, T, in)``: every step's ``h`` ``(N, T, hidden)``.
     ``m(x, h0)`` starts from ``h0`` (zeros otherwise); ``return_state=True`` returns
-    ``(outputs, final state)``.
+    ``(outputs, final state)``; ``m(x, lengths=)`` reads a padded batch, as :class:`LSTM`.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.RNN(3, 4)(np.zeros((2, 5, 3), np.float32)).shape
@@ -337,10 +353,20 @@ class LSTM(_Recurrent):
     An :class:`LSTMCell` over a sequence ``(N, T, in)``: every step's ``h``
     ``(N, T, hidden)``; ``m(x, (h0, c0))`` starts from a given state.
 
+    ``m(x, lengths=lengths)`` (as every recurrent layer) reads a batch padded at the end,
+    sequence ``i`` being ``x[i, :lengths[i]]``: the outputs at padded steps are 0 and the
+    final state is each sequence's after its last step (PyTorch's packed sequence gives
+    both; without lengths the state has run on through the padding).
+
     >>> import numpy as np, fluxml as fl
     >>> ys, (h, c) = fl.LSTM(3, 4, return_state=True)(np.zeros((2, 5, 3), np.float32))
     >>> ys.shape, c.shape
     ((2, 5, 4), (2, 4))
+    >>> m = fl.LSTM(3, 4, return_state=True)
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    >>> ys, (h, c) = m(x, lengths=[5, 2])
+    >>> bool(np.allclose(c[1], m(x[1, :2])[1][1])), bool(np.all(ys[1, 2:] == 0))
+    (True, True)
     """
 
     cell_type = LSTMCell
@@ -399,7 +425,7 @@ class Recurrence(Module):
             raise TypeError(f"Recurrence wraps a cell, a callable (x_t, state) -> (output, "
                             f"state) such as fl.LSTMCell(2, 3); got {cell!r}")
         self.cell = cell
-        self.return_state = return_state
+        self.return_state = flag("Recurrence", "return_state", return_state)
 
     def __call__(self, x, state=None):
         need_array(self, x, "a sequence (N, T, features) or (T, features)")
@@ -437,9 +463,19 @@ class Bidirectional(Module):
     given, are passed to it). ``merge(y_forward, y_backward)`` may be given
     (e.g. ``np.add``). ``m(x, (state_forward, state_backward))`` gives initial states.
 
+    ``m(x, lengths=lengths)`` reads a batch of sequences padded at the end: sequence ``i``
+    is ``x[i, :lengths[i]]``. The backward direction then starts at each sequence's last
+    step (not at its padding), and the outputs at padded steps are 0: PyTorch's
+    ``pad_packed_sequence`` of the layer run on ``pack_padded_sequence(x, lengths)``.
+
     >>> import numpy as np, fluxml as fl
     >>> fl.Bidirectional(fl.GRU(3, 4))(np.zeros((2, 5, 3), np.float32)).shape
     (2, 5, 8)
+    >>> m = fl.Bidirectional(fl.LSTM(3, 4))
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    >>> y = m(x, lengths=[5, 2])
+    >>> bool(np.allclose(y[1, :2], m(x[1:, :2])[0], atol=1e-6)), bool(np.all(y[1, 2:] == 0))
+    (True, True)
     """
 
     def __init__(self, forward, backward=None, *, merge: Callable | None = None,
@@ -470,16 +506,62 @@ class Bidirectional(Module):
         self.backward = backward
         self.merge = merge
 
-    def __call__(self, x, state=None):
+    def __call__(self, x, state=None, *, lengths=None):
         s_fwd, s_bwd = (None, None) if state is None else state
+        if lengths is not None:
+            return self._padded(x, s_fwd, s_bwd, lengths)
         y_fwd = _located(self.forward, "forward", x, s_fwd)
         y_bwd = np.flip(_located(self.backward, "backward", np.flip(x, axis=-2), s_bwd), axis=-2)
+        return self._join(y_fwd, y_bwd)
+
+    def _join(self, y_fwd, y_bwd):
         if self.merge is not None:
             return self.merge(y_fwd, y_bwd)
         return np.concatenate([y_fwd, y_bwd], axis=-1)
 
+    def _padded(self, x, s_fwd, s_bwd, lengths):
+        """Sequences padded at the end: the backward layer reads each one reversed within its
+        own length (the padding stays behind it), so its outputs at the valid steps are
+        those of the unpadded sequence; padded steps give 0."""
+        need_array(self, x)
+        if np.ndim(x) != 3:
+            raise LayerError(f"Bidirectional with lengths expects a batch of padded sequences "
+                             f"(N, T, features); got shape {np.shape(x)}")
+        n, t = x.shape[:2]
+        lengths = checked_lengths("Bidirectional", lengths, x.shape)[:, None]
+        steps = np.arange(t)
+        valid = steps < lengths
+        rev = np.where(valid, lengths - 1 - steps, steps)  # each sequence reversed in place
+        rows = np.arange(n)[:, None]
+        y_fwd = _located(self.forward, "forward", x, s_fwd)
+        y_bwd = _located(self.backward, "backward", x[rows, rev], s_bwd)[rows, rev]
+        y = self._join(y_fwd, y_bwd)
+        return np.where(valid[..., None], y, np.zeros((), y.dtype))
+
     def _show_children(self):
         return [("forward", self.forward), ("backward", self.backward)]
+
+
+def checked_lengths(line, lengths, shape):
+    """``lengths`` of a padded batch ``shape`` ``(N, T, ...)``: ``N`` integers in
+    ``1 .. T``, an error naming the layer ``line`` otherwise."""
+    n = shape[0]
+    if type(lengths) is not Tracer:  # (a traced one, inside fl.compile, is checked below)
+        lengths = np.asarray(lengths)
+    if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
+        raise LayerError(f"{line} expects lengths as {n} integers, one per sequence of x "
+                         f"{tuple(shape)}; got {lengths.dtype} of shape {lengths.shape}")
+    # checked where the values are: inside fl.compile, on every run of the program
+    return untraced(_in_sequence, (lengths, shape[1], line))
+
+
+def _in_sequence(lengths, t, line):
+    """``lengths``, after checking that each lies in ``1 .. t``."""
+    if lengths.size and (int(lengths.min()) < 1 or int(lengths.max()) > t):
+        bad = int(lengths.min()) if int(lengths.min()) < 1 else int(lengths.max())
+        raise LayerError(f"{line}: each length must lie in 1 .. {t} (the padded "
+                         f"sequences' steps); got {bad}")
+    return lengths
 
 
 def _located(layer, name, x, state):

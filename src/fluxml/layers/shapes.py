@@ -2,8 +2,9 @@
 
 A layer that knows its shape rule has ``_output_shape(input_shape)`` (it raises the same
 ``LayerError`` as its forward pass on a bad shape); containers compose their children's
-rules. Anything else (a user's layer, a plain function) is run once on zeros with a batch
-of one, and the batch size put back.
+rules. Anything else (a user's layer, a plain function) is run on zeros with a batch of one
+and of two, and the batch size put back on the outputs whose first axis follows it (where
+the batch goes elsewhere, it runs once more on zeros of the full shape).
 
 Sizes to infer are written ``fl._``: ``fl.Dense(fl._, 10)`` is a layer waiting for its input
 size, and ``fl.autosize(input_shape, model)`` builds every such layer of a Chain from the
@@ -25,22 +26,23 @@ Chain(
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
+from fluxml._checks import is_int
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
-from fluxml.layers.embedding import Embedding
 from fluxml.layers.module import LayerError, Lazy, Module, count_parameters, locate
 from fluxml.layers.recurrent import Bidirectional, Recurrence
 from fluxml.layers.show import line_of, name_of, show_children
-from fluxml.layers.weightnorm import WeightNorm
 from fluxml.tree import flatten, unflatten
 
 Shape = tuple
 
 
 def _is_shape(s) -> bool:
-    return isinstance(s, tuple) and all(isinstance(d, (int, np.integer)) for d in s)
+    return isinstance(s, tuple) and all(is_int(d) for d in s)
 
 
 def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
@@ -49,18 +51,25 @@ def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     a tuple of tuples is one argument holding several arrays (what a Chain passes on from a
     layer returning a tuple, such as MultiHeadAttention), not several arguments."""
     rule = getattr(layer, "_output_shape", None)
-    if isinstance(layer, _READ_DTYPE):
-        return rule(shape, dtype)
     if rule is not None and callable(rule) and not isinstance(layer, type):
-        return rule(shape)
+        return rule(shape, dtype=dtype) if _reads_dtype(rule) else rule(shape)
     if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional, Recurrence)):
         return _container_shape(layer, shape, dtype)
     return _by_running(layer, shape, dtype, single)
 
 
-# the rules that take the input's dtype too: containers pass it on (a Chain's layers are each
-# given it, as summary gives them), an Embedding reads a bool array as one-hot rows
-_READ_DTYPE = (Chain, Maxout, WeightNorm, Embedding)
+_READS_DTYPE: dict = {}  # a rule's function -> whether it takes the input's dtype
+
+
+def _reads_dtype(rule) -> bool:
+    """Whether a shape rule takes the input's ``dtype`` too: containers pass it on (a Chain's
+    layers are each given it, as summary gives them), an Embedding reads a bool array as
+    one-hot rows."""
+    func = getattr(rule, "__func__", rule)
+    known = _READS_DTYPE.get(func)
+    if known is None:
+        known = _READS_DTYPE[func] = "dtype" in inspect.signature(func).parameters
+    return known
 
 
 def _located(container, key, layer, shape, dtype):
@@ -117,29 +126,38 @@ def _container_shape(layer, shape, dtype):
 
 
 def _by_running(layer, shape, dtype, single=False):
+    """``layer``'s output shape(s), found by running it on zeros with a batch of one and of
+    two: an output whose first axis follows the batch (1, then 2) gets the input's batch
+    size back, one the batch does not change stays as it is. Where the batch goes elsewhere
+    (a transpose, a reshape merging it, a reduction keeping its axis), the layer runs once
+    more on zeros of the input's full shape (a batch of one alone gave a wrong shape)."""
+    n = _first_batch(shape)
+    if n is None or n <= 2:
+        return unflatten(*_shapes(layer, shape, dtype, single, n))
+    (spec, one), (spec_two, two) = (_shapes(layer, shape, dtype, single, b) for b in (1, 2))
+    if spec == spec_two and all(a == b or a[:1] == (1,) and b == (2,) + a[1:]
+                                for a, b in zip(one, two)):
+        return unflatten(spec, [a if a == b else (n,) + a[1:] for a, b in zip(one, two)])
+    return unflatten(*_shapes(layer, shape, dtype, single, n))
+
+
+def _shapes(layer, shape, dtype, single, batch):
+    """``layer`` run on zeros of ``shape`` with ``batch`` for the batch size (``single``: a
+    tuple of shapes is one argument): its output's spec and the shapes of its leaves."""
     if single and not _is_shape(shape):  # one argument: a tuple of arrays
-        n = _first_batch(shape)
-        y = layer(_zeros(shape, dtype))
+        y = layer(_zeros(shape, dtype, batch))
     else:
-        shapes = (shape,) if _is_shape(shape) else shape
-        batch = [s[0] if len(s) else None for s in shapes]
-        xs = [_zeros(s, dtype) for s in shapes]
-        y = layer(*xs)
-        n = batch[0]
+        y = layer(*(_zeros(s, dtype, batch) for s in ((shape,) if _is_shape(shape) else shape)))
     leaves, spec = flatten(y)
-
-    def restore(a):
-        s = np.shape(a)
-        return (n,) + s[1:] if s and s[0] == 1 and n is not None else s
-
-    return unflatten(spec, [restore(a) for a in leaves])
+    return spec, [np.shape(a) for a in leaves]
 
 
-def _zeros(shape, dtype):
-    """Zeros with a batch of one for a shape, or a tuple of them for a tuple of shapes."""
+def _zeros(shape, dtype, batch):
+    """Zeros of ``shape`` with ``batch`` for its first axis, or a tuple of them for a tuple
+    of shapes."""
     if not _is_shape(shape):
-        return tuple(_zeros(s, dtype) for s in shape)
-    return np.zeros((1,) + tuple(shape[1:]) if len(shape) else (), dtype)
+        return tuple(_zeros(s, dtype, batch) for s in shape)
+    return np.zeros((batch,) + tuple(shape[1:]) if len(shape) else (), dtype)
 
 
 def _first_batch(shape):
@@ -169,8 +187,7 @@ def _input_shape(shape, fn):
                                                           for s in shape):
         return tuple(_input_shape(s, fn) for s in shape)
     dims = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else None
-    if dims is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-                               and d >= 0 for d in dims):
+    if dims is None or not all(is_int(d) and d >= 0 for d in dims):
         raise TypeError(f"{fn}: the input shape must be a tuple of non-negative ints, batch "
                         f"first (or a tuple of them for several inputs); got {shape!r}")
     return tuple(int(d) for d in dims)

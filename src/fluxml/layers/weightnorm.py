@@ -15,6 +15,7 @@ import copy
 
 import numpy as np
 
+from fluxml._checks import is_int
 from fluxml.ad.api import _is_float
 from fluxml.ad.core import raw
 from fluxml.layers.module import Module, locate
@@ -96,8 +97,8 @@ def _eps(v):
 def _axes(where, dims, ndim):
     if dims is None:
         return tuple(range(ndim))
-    axes = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
-    if not axes or any(not isinstance(d, (int, np.integer)) or not -ndim <= d < ndim
+    axes = (dims,) if is_int(dims) or not np.iterable(dims) else tuple(dims)
+    if not axes or any(not is_int(d) or not -ndim <= d < ndim
                        for d in axes):
         raise ValueError(f"{where}: dims must be axes of the {ndim}-d array (or None for "
                          f"all); got {dims!r}")

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from fluxml._checks import real_in
+from fluxml._checks import flag, real_in
 from fluxml.ad.core import draw, first_order, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 
@@ -523,9 +523,11 @@ def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
     >>> fl.rrelu(np.array([-1.0, 2.0]), 0.2, 0.4)
     array([-0.3,  2. ])
     """
+    _number("rrelu", "lo", lo)
+    _number("rrelu", "hi", hi)
     if not lo <= hi:
         raise ValueError(f"rrelu: expected lo <= hi; got lo={lo}, hi={hi}")
-    if not active:
+    if not flag("rrelu", "active", active):
         return np.where(x > 0, x, ((lo + hi) / 2) * x)
     from fluxml.nnlib.dropout import default_rng
 

@@ -32,6 +32,7 @@ import warnings
 
 import numpy as np
 
+from fluxml._checks import flag, positive_int
 from fluxml.ad.core import raw
 from fluxml.nnlib.fold import fold, unfold
 from fluxml.nnlib.windows import array_module
@@ -59,9 +60,8 @@ def hamming_window(window_length: int, dtype=np.float32, *, periodic: bool = Tru
     >>> fl.nnlib.hamming_window(5, np.float64, periodic=False)
     array([0.08, 0.54, 1.  , 0.54, 0.08])
     """
-    if not isinstance(window_length, (int, np.integer)) or window_length < 1:
-        raise ValueError(f"hamming_window: window_length must be a positive int; got "
-                         f"{window_length!r}")
+    window_length = positive_int("hamming_window", "window_length", window_length)
+    periodic = flag("hamming_window", "periodic", periodic)
     if np.dtype(dtype).kind != "f":
         raise TypeError(f"hamming_window: dtype must be a float dtype; got {np.dtype(dtype)}")
     if window_length == 1:
@@ -90,17 +90,13 @@ def _as_array(x):
     return x if hasattr(raw(x), "ndim") else np.asarray(x)
 
 
-def _positive_int(fn: str, name: str, value, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int; got {value!r}{hint}")
-    return int(value)
-
-
 def _hop(fn: str, n_fft: int, hop_length) -> int:
     if hop_length is None:
-        return _positive_int(fn, "hop_length", n_fft // 4,
-                             f" (the default n_fft // 4 for n_fft = {n_fft}: give hop_length)")
-    return _positive_int(fn, "hop_length", hop_length)
+        if n_fft < 4:
+            raise ValueError(f"{fn}: hop_length must be a positive int; got {n_fft // 4} (the "
+                             f"default n_fft // 4 for n_fft = {n_fft}: give hop_length)")
+        return n_fft // 4
+    return positive_int(fn, "hop_length", hop_length)
 
 
 def _window(fn: str, window, n_fft: int, dtype):
@@ -162,7 +158,8 @@ def stft(x, n_fft: int, hop_length: int | None = None, window=None, *, center: b
     if value.ndim not in (1, 2):
         raise ValueError(f"stft: x must be a waveform (T,) or a batch of waveforms (N, T); got "
                          f"shape {value.shape} (spectrogram takes any leading batch axes)")
-    n_fft = _positive_int("stft", "n_fft", n_fft)
+    n_fft = positive_int("stft", "n_fft", n_fft)
+    center, normalized = flag("stft", "center", center), flag("stft", "normalized", normalized)
     hop = _hop("stft", n_fft, hop_length)
     if pad_mode not in _PAD_MODES:
         raise ValueError(f"stft: pad_mode must be one of {', '.join(map(repr, _PAD_MODES))}; "
@@ -225,7 +222,9 @@ def istft(y, n_fft: int, hop_length: int | None = None, window=None, *, center: 
     if value.ndim not in (2, 3):
         raise ValueError(f"istft: y must be a spectrum (F, frames) or a batch (N, F, frames); "
                          f"got shape {value.shape}")
-    n_fft = _positive_int("istft", "n_fft", n_fft)
+    n_fft = positive_int("istft", "n_fft", n_fft)
+    center, normalized = flag("istft", "center", center), flag("istft", "normalized", normalized)
+    return_complex = flag("istft", "return_complex", return_complex)
     hop = _hop("istft", n_fft, hop_length)
     bins = n_fft if return_complex else n_fft // 2 + 1
     if value.shape[-2] != bins:
@@ -233,7 +232,7 @@ def istft(y, n_fft: int, hop_length: int | None = None, window=None, *, center: 
         raise ValueError(f"istft: y must have {rule} = {bins} frequency bins (axis -2) for "
                          f"n_fft = {n_fft}; got shape {value.shape}")
     if length is not None:
-        length = _positive_int("istft", "length", length)
+        length = positive_int("istft", "length", length)
     dtype = _float_dtype("istft", value)
     window = _window("istft", window, n_fft, dtype)
     xp = array_module(value)
@@ -299,8 +298,8 @@ def spectrogram(waveform, n_fft: int, hop_length: int | None = None, window=None
     shape = np.shape(raw(waveform))
     if len(shape) < 1:
         raise ValueError(f"spectrogram: waveform must be (..., T); got shape {shape}")
-    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
-        raise ValueError(f"spectrogram: pad must be a non-negative int; got {pad!r}")
+    pad = positive_int("spectrogram", "pad", pad, minimum=0)
+    window_normalized = flag("spectrogram", "window_normalized", window_normalized)
     if power is not None and not power >= 0:
         raise ValueError(f"spectrogram: power must be None, 0 (complex) or positive; got "
                          f"{power!r}")
@@ -403,9 +402,9 @@ def melscale_filterbanks(*, n_freqs: int, n_mels: int, sample_rate: int, fmin: f
     >>> [int(j) for j in np.argmax(fb, axis=0)]   # each filter peaks at a higher bin
     [12, 31, 62, 114]
     """
-    n_freqs = _positive_int("melscale_filterbanks", "n_freqs", n_freqs)
-    n_mels = _positive_int("melscale_filterbanks", "n_mels", n_mels)
-    sample_rate = _positive_int("melscale_filterbanks", "sample_rate", sample_rate)
+    n_freqs = positive_int("melscale_filterbanks", "n_freqs", n_freqs)
+    n_mels = positive_int("melscale_filterbanks", "n_mels", n_mels)
+    sample_rate = positive_int("melscale_filterbanks", "sample_rate", sample_rate)
     if mel_scale not in ("htk", "slaney"):
         raise ValueError(f"melscale_filterbanks: mel_scale must be 'htk' or 'slaney'; got "
                          f"{mel_scale!r}")

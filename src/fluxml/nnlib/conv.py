@@ -26,7 +26,7 @@ import functools
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 from fluxml.ad.define import deflinear, defvjp, primitive
 from fluxml.nnlib import convkernels as kernels
 from fluxml.nnlib import windows as win
@@ -97,7 +97,7 @@ def _prepare(fn, x, w, stride, pad, dilation, groups, flipped):
     else:  # (the options' types in the key: True == 1 and 2.0 == 2 would share entries)
         params = _params(fn, x_shape, w_shape, stride, pad, dilation, groups,
                          _kinds((stride, pad, dilation, groups)))
-    if flipped:
+    if flag(fn, "flipped", flipped):
         w = _flip(w, len(w_shape) - 2)
     return w, dict(params)
 
@@ -175,7 +175,7 @@ def conv_transpose(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, output
     if min(size) < 1:
         raise ValueError(f"{fn}: the padding {pads} leaves an output of size {size} for input "
                          f"{tuple(x.shape)} and kernel {kernel}; reduce the padding")
-    if flipped:
+    if flag(fn, "flipped", flipped):
         w = _flip(w, d)
     # output_padding >= stride (allowed below the dilation) gives the output rows that the
     # convolution of an output-sized input would read with p // s more windows than x has:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fluxml._checks import flag, is_int
 from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
 
@@ -44,9 +45,10 @@ def _keep_mask(x, p, dims, rng, name):
     shape = np.shape(value)
     dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
     if dims is not None:
-        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        dims = (dims,) if is_int(dims) or not np.iterable(dims) else tuple(dims)
         try:
-            axes = {d % len(shape) if -len(shape) <= d < len(shape) else None for d in dims}
+            axes = {d % len(shape) if is_int(d) and -len(shape) <= d < len(shape) else None
+                    for d in dims}
         except TypeError:
             axes = {None}
         if None in axes:
@@ -69,7 +71,7 @@ def dropout(x, p: float, *, dims: int | Sequence[int] | None = None, active: boo
     array([1., 1., 1.])
     """
     _check_p(p, "dropout")
-    if not active or p == 0:
+    if not flag("dropout", "active", active) or p == 0:
         return x
     keep, dtype = _keep_mask(x, p, dims, rng, "dropout")
     if p == 1:
@@ -92,7 +94,7 @@ def alpha_dropout(x, p: float, *, active: bool = True, rng: np.random.Generator 
     (True, True)
     """
     _check_p(p, "alpha_dropout")
-    if not active or p == 0:
+    if not flag("alpha_dropout", "active", active) or p == 0:
         return x
     keep, dtype = _keep_mask(x, p, None, rng, "alpha_dropout")
     if p == 1:

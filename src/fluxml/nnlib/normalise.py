@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from fluxml._checks import real_in
+from fluxml._checks import is_int, real_in
 from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
 from fluxml.ad.fitting import broadcast
@@ -372,7 +372,7 @@ def groupnorm(x, groups: int, scale=None, bias=None, *, eps: float = 1e-5):
     """
     x = _float("groupnorm", x)
     shape, bshape = _channels("groupnorm", x, 2)
-    if not isinstance(groups, (int, np.integer)) or groups < 1 or shape[1] % groups:
+    if not is_int(groups) or groups < 1 or shape[1] % groups:
         raise ValueError(f"groupnorm: the number of channels ({shape[1]}) must be a multiple "
                          f"of groups; got groups={groups!r}")
     c = (shape[1],)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._checks import is_int, shown
 from fluxml.ad.core import raw
 
 __all__ = ["pad_circular", "pad_constant", "pad_reflect", "pad_repeat", "pad_symmetric",
@@ -33,10 +34,10 @@ __all__ = ["pad_circular", "pad_constant", "pad_reflect", "pad_repeat", "pad_sym
 
 def _axes(name, ndim, dims):
     """``dims`` as a tuple of axes in ``range(ndim)``, checked."""
-    dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+    dims = (dims,) if is_int(dims) or not np.iterable(dims) else tuple(dims)
     out = []
     for d in dims:
-        if not isinstance(d, (int, np.integer)) or not -ndim <= d < ndim:
+        if not is_int(d) or not -ndim <= d < ndim:
             raise ValueError(f"{name}: dims must be axes of x (ndim {ndim}); got {dims}")
         out.append(int(d) % ndim)
     if len(set(out)) != len(out):
@@ -48,7 +49,7 @@ def _widths(name, x, pad, dims, every_axis):
     """The ``(lo, hi)`` widths of each axis of ``x``, as ``np.pad`` takes them."""
     shape = np.shape(raw(x))
     ndim = len(shape)
-    if isinstance(pad, (int, np.integer)):
+    if is_int(pad):
         if dims is None:
             if not every_axis and ndim < 3:
                 raise ValueError(
@@ -57,6 +58,8 @@ def _widths(name, x, pad, dims, every_axis):
             dims = range(ndim) if every_axis else range(2, ndim)
         axes = _axes(name, ndim, dims)
         pairs = [(pad, pad)] * len(axes)
+    elif not np.iterable(pad):
+        raise TypeError(f"{name}: pad must be an int or a tuple of ints; got {shown(pad)}")
     else:
         pad = tuple(pad)
         if dims is None:
@@ -75,7 +78,7 @@ def _widths(name, x, pad, dims, every_axis):
                              f"in dims {tuple(axes)}; got {pad}")
     widths = [(0, 0)] * ndim
     for axis, (lo, hi) in zip(axes, pairs):
-        if not all(isinstance(w, (int, np.integer)) and w >= 0 for w in (lo, hi)):
+        if not all(is_int(w) and w >= 0 for w in (lo, hi)):
             raise ValueError(f"{name}: pad widths must be non-negative integers; got {pad}")
         widths[axis] = (int(lo), int(hi))
     return shape, widths

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, raw
+from fluxml.ad.core import Tracer, known_none, raw, untraced
 from fluxml.ad.rules.indexing import index_add
 from fluxml.backend.registry import array_module
 
@@ -147,13 +147,39 @@ def scatter(op, src, *idx, init=None, dstsize=None):
 def _scatter_extremum(kind, src, idx, lead, inner, init, xp):
     """max / min: the extremum of each destination's sources (``ufunc.at``). Traced, it is
     rewritten as an exact sum whose derivative gives each source that attains its extremum
-    an even share (``init``, where given, counts among them: its share goes nowhere)."""
+    an even share (``init``, where given, counts among them: its share goes nowhere). The
+    extrema and the shares are computed on the values by :func:`_extremum_parts`, which
+    ``fl.compile`` records as one call (``ufunc.at`` into a new array is no traced op)."""
     value = raw(src)
-    empty = init if init is not None else (-np.inf if kind == "max" else np.inf)
-    best = xp.full(lead + inner, empty, value.dtype)
-    (np.maximum if kind == "max" else np.minimum).at(best, idx, value)
-    if type(src) is not Tracer:
+    best = untraced(_extremum, (kind, value, idx, lead + inner, init))
+    if src is value:  # nothing to differentiate (plain arrays, or only fl.compile's trace)
         return best
+    share, finite, other, wild = untraced(_shares, (value, best, idx, lead, inner, init))
+    # finite extrema: best - sum of share * (value - src), whose value is best exactly
+    # (0.0 subtracted keeps a -0.0); an infinite or NaN one: the sum of share * src
+    zeros = xp.zeros(best.shape, best.dtype)
+    gap = index_add(zeros, idx, (np.where(finite, value, 0) - np.where(finite, src, 0)) * share)
+    if known_none(wild):
+        return best - gap
+    extreme = index_add(zeros, idx, np.where(other, src, 0) * share)
+    return np.where(wild, extreme, best - gap)
+
+
+def _extremum(kind, value, idx, shape, init):
+    """On plain arrays: the extremum of the sources sent to each destination (``init``, by
+    default -inf for max and +inf for min, where none is)."""
+    empty = init if init is not None else (-np.inf if kind == "max" else np.inf)
+    best = array_module(value).full(shape, empty, value.dtype)
+    (np.maximum if kind == "max" else np.minimum).at(best, idx, value)
+    return best
+
+
+def _shares(value, best, idx, lead, inner, init):
+    """On plain arrays: each source's ``share`` of its destination's gradient (0 where it
+    does not attain the extremum ``best``), which sources attain a finite extremum
+    (``finite``) or an infinite or NaN one (``other``), and which destinations hold the
+    latter (``wild``)."""
+    xp = array_module(value)
     at = best[idx]  # (K + inner): each source's extremum
     hit = (value == at) | (xp.isnan(value) & xp.isnan(at))  # (a NaN wins, as np.max's)
     inner_n = math.prod(inner)
@@ -165,14 +191,7 @@ def _scatter_extremum(kind, src, idx, lead, inner, init, xp):
     if init is not None:  # (init attains it too: a competitor, as torch's include_self)
         ties = ties + xp.ravel(best == xp.asarray(init, best.dtype))
     share = xp.where(hit, 1 / xp.maximum(ties, 1)[dest], 0).astype(value.dtype)
-    # finite extrema: best - sum of share * (value - src), whose value is best exactly
-    # (0.0 subtracted keeps a -0.0); an infinite or NaN one: the sum of share * src
     finite = hit & xp.isfinite(value)
-    zeros = xp.zeros(best.shape, best.dtype)
-    gap = index_add(zeros, idx, (xp.where(finite, value, 0) - np.where(finite, src, 0)) * share)
     other = hit & ~finite
     wild = xp.reshape(xp.bincount(dest[other], minlength=best.size) > 0, best.shape)
-    if not bool(wild.any()):
-        return best - gap
-    extreme = index_add(zeros, idx, np.where(other, src, 0) * share)
-    return np.where(wild, extreme, best - gap)
+    return share, finite, other, wild

@@ -161,10 +161,12 @@ def _check_sequence(name, x):
         raise ValueError(f"{name}: the sequence is empty (T = 0)")
 
 
-def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     """An LSTM over a whole sequence ``x (N, T, in)`` from the state ``h0, c0 (N, H)``, with
     PyTorch's weights (``w_ih (4H, in)``, ``w_hh (4H, H)``, biases ``(4H,)``). Returns
-    ``(hs (N, T, H), h_T, c_T)``: every step's hidden state and the final state.
+    ``(hs (N, T, H), h_T, c_T)``: every step's hidden state and the final state; with
+    ``last`` (``(N,)`` step indices), the state after step ``last[i]`` of sequence ``i``
+    (its last step before padding).
 
     >>> import numpy as np, fluxml as fl
     >>> hs, h, c = fl.nnlib.lstm_sequence(np.ones((2, 5, 3)), np.zeros((2, 4)),
@@ -176,13 +178,16 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     _check("lstm_sequence", 4, raw(x)[:, 0], h0, w_ih, w_hh, b_ih, b_hh, c0)
     bias = b_hh if b_ih is None else b_ih if b_hh is None else b_ih + b_hh
     hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, bias)
-    return hs, hs[:, -1], cs[:, -1]
+    if last is None:
+        return hs, hs[:, -1], cs[:, -1]
+    rows = np.arange(hs.shape[0])
+    return hs, hs[rows, last], cs[rows, last]
 
 
-def gru_sequence(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+def gru_sequence(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     """A GRU over a whole sequence ``x (N, T, in)`` from ``h0 (N, H)``, with PyTorch's
     weights (``w_ih (3H, in)``, ``w_hh (3H, H)``, biases ``(3H,)``). Returns
-    ``(hs (N, T, H), h_T)``.
+    ``(hs (N, T, H), h_T)``; with ``last``, as :func:`lstm_sequence`.
 
     >>> import numpy as np, fluxml as fl
     >>> hs, h = fl.nnlib.gru_sequence(np.ones((2, 5, 3)), np.zeros((2, 4)),
@@ -196,4 +201,4 @@ def gru_sequence(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
     if b_ih is not None:
         gx = gx + b_ih
     hs, _ = GRU_SEQUENCE(gx, h0, w_hh, b_hh)
-    return hs, hs[:, -1]
+    return hs, hs[:, -1] if last is None else hs[np.arange(hs.shape[0]), last]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.ad.core import raw
 from fluxml.nnlib import windows as win
 
@@ -55,6 +56,7 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
     """
     fn = "upsample_linear"
     d = _check_resize(fn, x, scale, size)
+    align_corners = flag(fn, "align_corners", align_corners)
     shape = tuple(x.shape)
     if scale is not None:
         scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * d

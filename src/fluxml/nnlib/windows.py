@@ -76,18 +76,18 @@ def padding(pad, d: int, fn: str, *, size=None, kernel=None, stride=None, dilati
             total = max((-(-n // s) - 1) * s + dl * (k - 1) + 1 - n, 0)
             pads.append((total // 2, total - total // 2))
         return tuple(pads)
-    if isinstance(pad, (int, np.integer)):
+    pads = None  # (True or 1.5 were taken as widths: each width is_int)
+    if is_int(pad):
         pads = ((int(pad), int(pad)),) * d
-    else:
+    elif np.iterable(pad):
         pad = tuple(pad)
-        if len(pad) == d and all(isinstance(p, (tuple, list)) for p in pad):
+        if len(pad) == d and all(isinstance(p, (tuple, list)) and all(map(is_int, p))
+                                 for p in pad):
             pads = tuple(tuple(p) for p in pad)
-        elif len(pad) == d and all(isinstance(p, (int, np.integer)) for p in pad):
+        elif len(pad) == d and all(is_int(p) for p in pad):
             pads = tuple((p, p) for p in pad)
-        elif len(pad) == 2 * d and all(isinstance(p, (int, np.integer)) for p in pad):
+        elif len(pad) == 2 * d and all(is_int(p) for p in pad):
             pads = tuple((pad[2 * i], pad[2 * i + 1]) for i in range(d))
-        else:
-            pads = None
     if pads is None or not all(len(p) == 2 and min(p) >= 0 for p in pads):
         raise ValueError(f"{fn}: pad must be 'same', a non-negative int, {d} ints, {2 * d} ints "
                          f"(lo, hi per dimension) or {d} pairs; got {pad!r}")

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.optimise.base import (
     Rule,
     check_beta,
@@ -142,6 +143,7 @@ class AdamW(_AdamLike):
     def __post_init__(self):
         super().__post_init__()
         check_lambd("AdamW", self.lambd)
+        self.couple = flag("AdamW", "couple", self.couple)
 
     def apply(self, state, x, dx, out=None):
         b1, b2, eta, eps, out = self._hyper(x, out)

@@ -28,12 +28,11 @@ import dataclasses
 import inspect
 import math
 from contextvars import ContextVar
-from numbers import Real
 from typing import ClassVar
 
 import numpy as np
 
-from fluxml._checks import real_in
+from fluxml._checks import is_real, real_in
 from fluxml.ad.core import COMPILING, Tracer
 
 # PyTorch's keyword names, accepted by ``adjust`` beside Optimisers.jl's.
@@ -180,9 +179,8 @@ def check_beta(name, beta):
 
 
 def _real(x) -> bool:
-    """A real number: a Python or NumPy one (not a bool), a 0-d array, or a traced one."""
-    return type(x) is Tracer or isinstance(x, (Real, np.floating, np.integer)) and \
-        not isinstance(x, bool) or getattr(x, "ndim", None) == 0 and x.dtype.kind in "iuf"
+    """A real number (``_checks.is_real``), or a traced one."""
+    return type(x) is Tracer or is_real(x)
 
 
 def check_eta(name, eta):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int
 from fluxml.ad.core import Tracer, untraced
 from fluxml.optimise.base import (
     Rule,
@@ -87,6 +87,7 @@ class ClipNorm(Rule):
         if not (self.omega >= 0 and self.p > 0):  # a negative omega turned every step round
             raise ValueError(f"ClipNorm: need omega (the largest norm kept) >= 0 and the "
                              f"norm's p > 0, got omega={self.omega!r}, p={self.p!r}")
+        self.throw = flag("ClipNorm", "throw", self.throw)
 
     def apply(self, state, x, dx, out=None):
         # (dx: the pairs of a complex gradient, pairs.py, whose norm is of the complex numbers;

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.ad.api import _is_float
 from fluxml.ad.core import raw
 from fluxml.tree import Spec, flatten, leaves_with_paths, unflatten
@@ -148,6 +149,7 @@ def trainables(model, path: bool = False) -> list:
     >>> [p for p, _ in fl.trainables(model, path=True)]
     ['layers.0.weight', 'layers.0.bias', 'layers.1.weight']
     """
+    path = flag("trainables", "path", path)
     seen: set = set()
     out = []
     for p, x in leaves_with_paths(model, trainable=True):

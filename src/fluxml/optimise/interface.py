@@ -477,8 +477,10 @@ def _leaves(state):
 
 
 def _state_leaves(state, who: str) -> list:
-    """The Leafs of ``state``; a tree with arrays to train but no Leaf (the model, or a part
-    of it, where its optimiser state was meant) is refused: nothing would change, silently."""
+    """The Leafs of ``state``, which ``who`` (adjust, freeze, thaw) changes. A tree with
+    arrays to train but no Leaf (the model, or a part of it, where its optimiser state was
+    meant) is refused: nothing would change, silently; inside ``fl.compile``, so is a state
+    that is one of the compiled function's arguments (:func:`_refuse_an_argument`)."""
     leaves = _leaves(state)
     if not leaves and isinstance(state, (int, float, complex, str, bytes, np.generic)):
         raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
@@ -487,6 +489,8 @@ def _state_leaves(state, who: str) -> list:
         raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
                         f"such as state.layers[0]; got a {type(state).__name__} holding arrays "
                         f"but no Leaf (the model?). Pass the state: {who}(state.<part>)")
+    if COMPILING:
+        _refuse_an_argument(leaves, who)
     return leaves
 
 
@@ -501,8 +505,6 @@ def adjust(state, eta: float | None = None, **changes):
     >>> fl.adjust(state, lr=0.01)["w"].rule
     Adam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
     """
-    if COMPILING:
-        _refuse_an_argument(state, "adjust")
     if eta is not None:
         changes["eta"] = eta
     changes = {ALIASES.get(k, k): v for k, v in changes.items()}
@@ -531,8 +533,6 @@ def freeze(state) -> None:
     >>> state["a"].frozen, state["b"].frozen
     (True, False)
     """
-    if COMPILING:
-        _refuse_an_argument(state, "freeze")
     for leaf in _state_leaves(state, "freeze"):
         leaf.frozen = True
 
@@ -549,21 +549,20 @@ def thaw(state) -> None:
     >>> model["w"]  # trained again
     array([0.5, 0.5])
     """
-    if COMPILING:
-        _refuse_an_argument(state, "thaw")
     for leaf in _state_leaves(state, "thaw"):
         leaf.frozen = False
 
 
-def _refuse_an_argument(state, what: str) -> None:
-    """Inside ``fl.compile``, an optimiser state among the compiled function's arguments is
-    not changed: the function's Python runs once, when traced, so the change would be made
-    then only, while the program reads the hyperparameters as inputs and its frozen flags as
-    part of the signature (a generic error came, or a structure change). A state made inside
-    the function (``fl.setup`` there) may be: it is made anew on every call."""
+def _refuse_an_argument(leaves, what: str) -> None:
+    """Inside ``fl.compile``, an optimiser state (its ``leaves``) among the compiled
+    function's arguments is not changed: the function's Python runs once, when traced, so
+    the change would be made then only, while the program reads the hyperparameters as
+    inputs and its frozen flags as part of the signature (a generic error came, or a
+    structure change). A state made inside the function (``fl.setup`` there) may be: it is
+    made anew on every call."""
     me = get_ident()  # (every compile of this thread: an fl.cond branch has a trace of its own)
     arguments = [t.arguments for t in COMPILING[:] if t.thread == me and t.arguments]
-    if not any(id(leaf) in a for leaf in _leaves(state) for a in arguments):
+    if not any(id(leaf) in a for leaf in leaves for a in arguments):
         return
     # lazy: the compiler imports the optimisers
     from fluxml.compiler.trace import CompileError

@@ -19,6 +19,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.optimise.base import (
     Rule,
     _real,
@@ -167,6 +168,7 @@ class RMSProp(Rule):
         check_eta("RMSProp", self.eta)
         check_rho("RMSProp", self.rho)
         check_epsilon("RMSProp", self.epsilon)
+        self.centred = flag("RMSProp", "centred", self.centred)
 
     def init(self, x):
         return RMSPropState(np.zeros_like(x), np.zeros_like(x) if self.centred else None)

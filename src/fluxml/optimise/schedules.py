@@ -72,7 +72,9 @@ class CosineAnneal:
     then half a cosine from ``start`` down to ``end`` over ``period`` steps, then ``end``.
     The warm-up reaches ``start`` at step ``warmup - 1`` and holds it one step; PyTorch's
     ``LinearLR(start_factor=1/warmup, total_iters=warmup)`` then ``CosineAnnealingLR(T_max=period,
-    eta_min=end)`` ramps over one step more. Without warm-up the two agree.
+    eta_min=end)`` ramps over one step more. Without warm-up the two agree up to step
+    ``period``; past it PyTorch's cosine climbs back to ``start`` (it is periodic), where
+    this one stays at ``end``.
 
     >>> import fluxml as fl
     >>> s = fl.CosineAnneal(1.0, end=0.0, period=4)
