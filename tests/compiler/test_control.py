@@ -430,3 +430,55 @@ def test_a_body_writing_into_a_model_it_closes_over_is_refused(form):
     with pytest.raises(fl.CompileError, match="wrote into an array of the code around it"):
         fl.compile(run)(m, np.ones((3, 2)))
     assert m.count == 0.0
+
+
+def test_the_untaken_branch_traced_eagerly_for_its_check_is_not_refused():
+    # the check of an eager fl.cond's untaken branch was refused as a compiled body would be
+    # (writing into the differentiated model it closes over); its effects happen, as
+    # documented, as in plain Python
+    class Model:
+        pass
+
+    m = Model()
+    m.w, m.count = np.ones(2), np.array(0.0)
+
+    def f(m):
+        def untaken(x):
+            m.count += 1.0
+            return x
+
+        return np.sum(fl.cond(True, lambda x: x * m.w, untaken, np.ones(2)))
+
+    g, = fl.gradient(f, m)
+    np.testing.assert_array_equal(g.w, np.ones(2))
+
+
+def test_writes_in_another_threads_gradient_do_not_refuse_a_body():
+    # the watchers were one list for all threads: a write in place in another thread's
+    # eager gradient (a lower level, begun first) was counted against the scan body traced
+    import threading
+
+    started, traced, written = threading.Event(), threading.Event(), threading.Event()
+
+    def other():
+        def loss(x):
+            y = x * 2.0
+            started.set()
+            traced.wait(10)
+            y += 1.0  # in place, while the main thread traces the scan's body
+            written.set()
+            return np.sum(y)
+
+        fl.gradient(loss, np.ones(3))
+
+    def body(c, x):
+        traced.set()
+        written.wait(10)
+        return c + x, c
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    started.wait(10)
+    run = fl.compile(lambda xs: fl.scan(body, np.zeros(2), xs)[0])
+    np.testing.assert_array_equal(run(np.ones((3, 2))), 3.0)
+    thread.join(10)

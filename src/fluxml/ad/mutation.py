@@ -14,6 +14,7 @@ show. A view whose write cannot be expressed on its base is refused with an erro
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -167,10 +168,16 @@ def assign(h, new):
 
 
 # Traces told of the writes into handles of outer levels (lower ones) while they are the
-# innermost watching: a branch or loop body of fl.compile is traced once, so such a write
-# (`self.count += 1` on a model the body closes over) would happen once, at trace time, not
-# at each run (compiler/subprogram.py counts them in ``outer_writes``)
-outer_write_watchers: list = []
+# innermost watching, per thread (as the transforms' stacks): a branch or loop body of
+# fl.compile is traced once, so such a write (`self.count += 1` on a model the body closes
+# over) would happen once, at trace time, not at each run (compiler/subprogram.py counts
+# them in ``outer_writes``)
+class _Watchers(threading.local):
+    def __init__(self):
+        self.stack: list = []
+
+
+outer_write_watchers = _Watchers()
 
 
 def _rebind(h, new):
@@ -178,8 +185,9 @@ def _rebind(h, new):
     views of ``h`` from it."""
     if new._trace is not h._trace:  # cannot happen after _check_level; a guard for the engine
         raise DifferentiationError("internal error: rebinding a handle across trace levels")
-    if outer_write_watchers and h._trace.level < outer_write_watchers[-1].level:
-        outer_write_watchers[-1].outer_writes += 1
+    watching = outer_write_watchers.stack
+    if watching and h._trace.level < watching[-1].level:
+        watching[-1].outer_writes += 1
     val = new._val
     if isinstance(val, np.generic) and isinstance(h._val, np.ndarray):
         # a 0-d array stays one, as `a += 1` keeps it eagerly (NumPy's result is a scalar,

@@ -163,15 +163,20 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     tr = SubTrace(check_only)
     inputs = [tr.input(example(x), f"a{k}") for k, x in enumerate(leaves)]
     in_vars = [t._box for t in inputs]
+    # (not a branch traced only to check it: an eager fl.cond's untaken branch, whose plain
+    # Python effects happen, as documented there)
+    watching = None if check_only else mutation.outer_write_watchers.stack
     with active(tr), np.errstate(all="ignore"):
-        mutation.outer_write_watchers.append(tr)
+        if watching is not None:
+            watching.append(tr)
         try:
             if spec is None:
                 out = fn(*inputs)
             else:
                 out = fn(*unflatten(spec, inputs)) if star else fn(unflatten(spec, inputs))
         finally:
-            mutation.outer_write_watchers.pop()
+            if watching is not None:
+                watching.pop()
             tr.closed = LEAKED
     if tr.outer_writes:
         raise CompileError(
