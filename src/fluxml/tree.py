@@ -384,7 +384,37 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     >>> fl.unflatten(spec, [leaves[0] + 1, leaves[1] - 1])
     [array([2., 2.]), {'x': array([-1.])}]
     """
-    return _unflatten(spec, iter(leaves), static_as_none, shared, log)
+    start = len(log) if log is not None else 0
+    out = _unflatten(spec, iter(leaves), static_as_none, shared, log)
+    if shared and log is not None:
+        _keys_to_copies(log, start, shared)
+    return out
+
+
+def _keys_to_copies(log: list, start: int, shared: dict) -> None:
+    """The keys of the dicts and the members of the sets logged from ``start`` that are
+    parts of the tree rebuilt (a layer) become their new copies, in the new containers and
+    in the log's contents as built: in a traced forward pass ``self in self.members`` and
+    ``self.table[self.layers[0]]`` find the traced copy, as they find the model eagerly (a
+    set's members and a dict's keys are not walked: they held the originals, so the test
+    was False and the look-up a KeyError). Run once the whole tree is rebuilt, when every
+    copy exists (a set the model holds may contain the model itself)."""
+    for i in range(start, len(log)):
+        entry = log[i]
+        if entry is REPEATED:
+            continue
+        original, new, built = entry
+        if type(new) is set:
+            if any(id(k) in shared for k in built):
+                members = {shared.get(id(k), k) for k in built}
+                new.clear()
+                new.update(members)
+                log[i] = (original, new, set(members))
+        elif isinstance(new, dict) and any(id(k) in shared for k in built):
+            items = {shared.get(id(k), k): v for k, v in built.items()}
+            new.clear()
+            new.update(items)
+            log[i] = (original, new, dict(items))
 
 
 def _unflatten(spec, it, none, shared=None, log=None):

@@ -66,11 +66,15 @@ def _model(rng):
     root.tail = shared
     root.history = []
     root.members = set()
+    if rng.random() < 0.5:  # the model and some layers in a set it holds
+        root.members = {root, *(n for n in nodes if rng.random() < 0.5)}
+    root.weight_of = {n: float(rng.uniform(0.5, 1.5)) for n in nodes}  # keyed by layer
     return root
 
 
 OPS = ("count", "state", "append", "pop", "item", "delete", "rebind", "alias", "child",
-       "tally", "closure", "member", "checkpoint", "checkpoint-method")
+       "tally", "closure", "member", "checkpoint", "checkpoint-method", "in-set", "keyed",
+       "is")
 
 
 def _over(n):
@@ -126,6 +130,16 @@ def _run(program, root):
             n.fn = _over(n)
         elif op == "member":
             root.members.add(n)
+        elif op == "in-set":  # branches on membership: the traced copy is in the set
+            # where the model is eagerly
+            n.was_member = n in root.members and root in root.members
+            total = total + np.sum(h) * (2.0 if n.was_member else 1.0)
+        elif op == "keyed":  # a dict keyed by layer, read and written
+            total = total + root.weight_of[n] * np.sum(h)
+            root.weight_of[n] = root.weight_of[n] + 0.5
+        elif op == "is":
+            n.same = n.child is root.tail and root.nodes[k] is n
+            total = total + np.sum(h) * (3.0 if n.same else 1.0)
         elif op == "checkpoint":
             total = total + np.sum(fl.checkpoint(_step)(n, c) * n.scale)
         elif op == "checkpoint-method":
@@ -158,7 +172,8 @@ def _describe(x, ids):
     if isinstance(x, list):
         return [_describe(v, ids) for v in x]
     if isinstance(x, dict):
-        return {k: _describe(v, ids) for k, v in x.items()}
+        return {("layer", ids.get(id(k), -1)) if isinstance(k, Layer) else k: _describe(v, ids)
+                for k, v in x.items()}
     if isinstance(x, (np.ndarray, np.generic, float, int)):
         return ("value", np.round(np.asarray(x, dtype=float), 9).tolist())
     return x

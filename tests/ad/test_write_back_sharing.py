@@ -63,3 +63,47 @@ def test_jvp_keeps_a_write_of_a_constant_into_an_argument():
     assert (y, ty) == (2.0, 4.0)
     assert type(m.count) is np.ndarray and m.count == 1.0
     np.testing.assert_array_equal(m.buf, [5.0, 0.0])
+
+
+class Keeper:
+    """A model that holds itself and its layers in a set and a dict keyed by layer, and
+    branches on them in its forward pass."""
+
+    def __init__(self):
+        self.layers = [_box(w=np.array([1.0, 2.0])), _box(w=np.array([3.0, -1.0]))]
+        self.members = {self, self.layers[0]}
+        self.weight_of = {self.layers[0]: 2.0, self.layers[1]: 3.0}
+        self.last = self.layers[1]
+
+    def __call__(self, x):
+        first, second = self.layers
+        factor = 5.0 if self in self.members and first in self.members else 1.0
+        if self.last is second:
+            factor += 1.0
+        self.members.add(second)
+        self.weight_of[first] += 1.0
+        return factor * (self.weight_of[first] * np.sum(first.w * x)
+                         + self.weight_of[second] * np.sum(second.w * x))
+
+
+def test_membership_and_layer_keys_in_a_traced_forward_pass_are_as_eager():
+    # the set's members and the dict's keys held the original layers while the forward
+    # pass saw traced copies: `self in self.members` was False (the other branch taken,
+    # silently) and `self.weight_of[first]` a KeyError
+    x = np.array([0.5, -2.0])
+    eager = Keeper()
+    want_loss = eager(x)
+    model = Keeper()
+    loss, (g,) = fl.withgradient(lambda m: m(x), model)
+    # by hand: factor 6, weights 3 and 3 (the first after += 1)
+    w0, w1 = eager.layers[0].w, eager.layers[1].w
+    assert want_loss == 6.0 * (3.0 * np.sum(w0 * x) + 3.0 * np.sum(w1 * x))
+    assert loss == want_loss
+    np.testing.assert_allclose(g.layers[0].w, 18.0 * x)
+    np.testing.assert_allclose(g.layers[1].w, 18.0 * x)
+    # written back: the originals, not the traced copies, are in the set and the dict
+    first, second = model.layers
+    assert model.members == {model, first, second}
+    assert list(model.weight_of) == [first, second] and model.weight_of[first] == 3.0
+    assert all(type(layer) is Box and type(layer.w) is np.ndarray for layer in model.members
+               if layer is not model)
