@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fluxml import tree
+from fluxml import tree, treenodes
 from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, _kept, raw, top_trace
 from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
@@ -81,9 +81,9 @@ def _receiver(f):
     """``(call, receiver)`` with ``call(receiver, *args)`` doing ``f(*args)``: a layer, or a
     method bound to one, is an argument of the checkpoint too (its arrays are differentiated,
     what it sets on itself is written back), not a closed-over object."""
-    if type(f) is types.MethodType and tree._fields(f.__self__) is not None:
+    if type(f) is types.MethodType and treenodes._fields(f.__self__) is not None:
         return (lambda r, *args, **kwargs: f.__func__(r, *args, **kwargs)), f.__self__
-    if tree._fields(f) is not None:
+    if treenodes._fields(f) is not None:
         return (lambda r, *args, **kwargs: r(*args, **kwargs)), f
     return (lambda r, *args, **kwargs: f(*args, **kwargs)), None
 

@@ -31,7 +31,7 @@ import types
 
 import numpy as np
 
-from fluxml import tree
+from fluxml import tree, treenodes
 from fluxml.ad.core import Tracer
 
 
@@ -435,7 +435,7 @@ def _walked(v) -> bool:
         elif t in _KEPT or issubclass(t, tuple):
             walked = False
         else:
-            walked = (tree._NODES.get(t) or tree._node_kind(t))[0] != "static"
+            walked = (treenodes._NODES.get(t) or treenodes._node_kind(t))[0] != "static"
         _WALKED[t] = walked
     return walked
 

@@ -16,7 +16,8 @@ from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import closed_over
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active, owner_id
-from fluxml.tree import _fields, flatten, leaves_with_paths, nodes, unflatten
+from fluxml.tree import flatten, leaves_with_paths, nodes, unflatten
+from fluxml.treenodes import _fields
 
 
 class _Keywords(dict):
