@@ -356,3 +356,27 @@ def test_a_slotted_dataclass_keeps_its_nontrainable_fields_when_rebuilt():
     assert np.array_equal(g.w, [0.5, 0.5]) and g.mean is None
     leaves, spec = fl.flatten(m, trainable=True)
     assert fl.unflatten(spec, leaves).mean is m.mean
+
+
+class _Holder:
+    """A model holding itself and a layer in a set and a dict keyed by its layers."""
+
+    def __init__(self):
+        self.a, self.b = _Holder.__new__(_Holder), _Holder.__new__(_Holder)
+        self.a.w, self.b.w = np.ones(2, np.float32), np.zeros(2, np.float32)
+        self.members = {self, self.a, "tag"}
+        self.weight_of = {self.a: 2.0, self.b: 3.0, "other": 1.0}
+
+
+def test_a_copy_made_by_fmap_holds_its_own_layers_in_its_sets_and_as_its_dict_keys():
+    # before: fl.f64(model)'s set was the original's, holding the original model and layer
+    # (`copy in copy.members` False, silently), and its dict's keys were the original
+    # layers (copy.weight_of[copy.a] a KeyError)
+    m = _Holder()
+    c = fl.f64(m)
+    assert c.a.w.dtype == np.float64 and c.a is not m.a
+    assert c.members is not m.members and c.members == {c, c.a, "tag"}
+    assert m.members == {m, m.a, "tag"}  # the original's are its own still
+    assert list(c.weight_of) == [c.a, c.b, "other"]
+    assert list(c.weight_of.values()) == [2.0, 3.0, 1.0]
+    assert list(m.weight_of) == [m.a, m.b, "other"]

@@ -192,13 +192,17 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     ``(original, new, contents)``, its contents as built (an object's fields as a dict, a
     list's items as a list, a dict's items as a dict, a set's members as a set: the sets it
     holds are copied too): what ``fluxml.ad.writeback`` compares to write back; with
-    ``shared`` too, an object met again is logged as ``REPEATED``.
+    ``shared`` too, an object met again is logged as ``REPEATED``. With ``shared`` the sets
+    are copied in any case, and the dicts' keys and the sets' members that are parts of the
+    tree (a layer; ``self.members = {self}``) are their new copies, as a deep copy has them.
 
     >>> import numpy as np, fluxml as fl
     >>> leaves, spec = fl.flatten([np.ones(2), {"x": np.zeros(1)}])
     >>> fl.unflatten(spec, [leaves[0] + 1, leaves[1] - 1])
     [array([2., 2.]), {'x': array([-1.])}]
     """
+    if shared is not None and log is None:  # (its own: the keys and members to map)
+        log = []
     start = len(log) if log is not None else 0
     out = _unflatten(spec, iter(leaves), static_as_none, shared, log)
     if shared and log is not None:
@@ -237,8 +241,8 @@ def _unflatten(spec, it, none, shared=None, log=None):
     if kind == "leaf":
         return next(it)
     if kind == "static":
-        if log is not None and type(spec.static) is set:  # (static, but a forward pass
-            return _logged_set(spec.static, log, shared)  # may add to it)
+        if log is not None and not none and type(spec.static) is set:  # (static, but a
+            return _logged_set(spec.static, log, shared)  # forward pass may add to it)
         return None if none else spec.static
     children = [next(it) if c is LEAF else _unflatten(c, it, none, shared, log)
                 for c in spec.children]

@@ -107,3 +107,18 @@ def test_membership_and_layer_keys_in_a_traced_forward_pass_are_as_eager():
     assert list(model.weight_of) == [first, second] and model.weight_of[first] == 3.0
     assert all(type(layer) is Box and type(layer.w) is np.ndarray for layer in model.members
                if layer is not model)
+
+
+def test_a_compiled_step_sees_the_traced_model_in_its_sets_and_dict_keys():
+    # before: fl.compile's traced copy held the original layers in its set and as its dict's
+    # keys: the step raised KeyError (and `self in self.members` was False)
+    x = np.array([0.5, -2.0])
+    model = Keeper()
+    step = fl.compile(lambda m, x: fl.withgradient(lambda m: np.sum(m.weight_of[m.layers[0]]
+                                                                   * m.layers[0].w * x)
+                                                   * (2.0 if m in m.members else 1.0), m))
+    for _ in range(2):
+        loss, (g,) = step(model, x)
+        # by hand: 2 * weight 2 * sum(w * x) (the call adds nothing: the loss is its own)
+        assert loss == 4.0 * np.sum(model.layers[0].w * x)
+        np.testing.assert_allclose(g.layers[0].w, 4.0 * x)
