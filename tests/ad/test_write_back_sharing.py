@@ -7,6 +7,7 @@ write of a constant (it was lost)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import fluxml as fl
 
@@ -122,3 +123,20 @@ def test_a_compiled_step_sees_the_traced_model_in_its_sets_and_dict_keys():
         # by hand: 2 * weight 2 * sum(w * x) (the call adds nothing: the loss is its own)
         assert loss == 4.0 * np.sum(model.layers[0].w * x)
         np.testing.assert_allclose(g.layers[0].w, 4.0 * x)
+
+
+def test_a_compiled_function_that_changes_a_set_is_refused_by_name():
+    # before: the trace added the traced copy of the layer (its w a dead tracer) to the
+    # caller's set; a copy of the set must not lose the change silently either
+    class Member:
+        def __init__(self):
+            self.w, self.members = np.ones(2), set()
+
+        def __call__(self, x):
+            self.members.add(self)
+            return np.sum(self.w * x)
+
+    m = Member()
+    with pytest.raises(fl.CompileError, match="`members` of the Member"):
+        fl.compile(lambda m, x: m(x))(m, np.ones(2))
+    assert m.members == set()
