@@ -207,7 +207,33 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     out = _unflatten(spec, iter(leaves), static_as_none, shared, log)
     if shared and log is not None:
         _keys_to_copies(log, start, shared)
+        frozen = shared.pop(_FROZEN, None)
+        if frozen:
+            _frozensets_to_copies(log, start, shared, frozen)
     return out
+
+
+_FROZEN = "frozensets"  # (a key of ``shared`` that is no id: the frozensets met)
+
+
+def _frozensets_to_copies(log: list, start: int, shared: dict, frozen: set) -> None:
+    """The frozensets (ids in ``frozen``) held by the objects, lists and dicts logged from
+    ``start`` whose members are parts of the tree hold their copies instead, as sets do
+    (:func:`_keys_to_copies`): a frozenset is static, the same object in the new tree."""
+    for i in range(start, len(log)):
+        entry = log[i]
+        if entry is REPEATED:
+            continue
+        _, new, built = entry
+        items = built.items() if type(built) is dict else enumerate(built) \
+            if type(built) is list else ()
+        for k, v in list(items):
+            if id(v) in frozen and any(id(m) in shared for m in v):
+                built[k] = mapped = frozenset(shared.get(id(m), m) for m in v)
+                if isinstance(new, (dict, list, collections.deque)):
+                    new[k] = mapped
+                else:
+                    _set_fields(new, {k: mapped})
 
 
 def _keys_to_copies(log: list, start: int, shared: dict) -> None:
@@ -241,8 +267,11 @@ def _unflatten(spec, it, none, shared=None, log=None):
     if kind == "leaf":
         return next(it)
     if kind == "static":
-        if log is not None and not none and type(spec.static) is set:  # (static, but a
-            return _logged_set(spec.static, log, shared)  # forward pass may add to it)
+        if log is not None and not none:
+            if type(spec.static) is set:  # (static, but a forward pass may add to it)
+                return _logged_set(spec.static, log, shared)
+            if type(spec.static) is frozenset and shared is not None:  # (its members are
+                shared.setdefault(_FROZEN, set()).add(id(spec.static))  # mapped after)
         return None if none else spec.static
     children = [next(it) if c is LEAF else _unflatten(c, it, none, shared, log)
                 for c in spec.children]

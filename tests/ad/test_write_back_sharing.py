@@ -140,3 +140,25 @@ def test_a_compiled_function_that_changes_a_set_is_refused_by_name():
     with pytest.raises(fl.CompileError, match="`members` of the Member"):
         fl.compile(lambda m, x: m(x))(m, np.ones(2))
     assert m.members == set()
+
+
+def test_a_frozenset_of_layers_holds_the_traced_copies_and_fmaps_copies():
+    # before: a frozenset is static, the same object in the traced copy: `self in
+    # self.frozen` was False in the forward pass (the other branch, silently), and in
+    # fl.f64's copy too
+    class Frozen:
+        def __init__(self):
+            self.a = _box(w=np.array([1.0, -2.0]))
+            self.frozen, self.groups = frozenset({self, self.a}), [frozenset({self.a})]
+
+        def __call__(self, x):
+            inside = self in self.frozen and self.a in self.frozen and self.a in self.groups[0]
+            return (3.0 if inside else 1.0) * np.sum(self.a.w * x)
+
+    x = np.array([0.5, 2.0])
+    m = Frozen()
+    g = fl.gradient(lambda m: m(x), m)[0]
+    np.testing.assert_allclose(g.a.w, 3.0 * x)  # by hand
+    assert m.frozen == frozenset({m, m.a}) and m.groups[0] == frozenset({m.a})
+    c = fl.f64(m)
+    assert c.frozen == frozenset({c, c.a}) and c.groups[0] == frozenset({c.a})
