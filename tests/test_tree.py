@@ -380,3 +380,25 @@ def test_a_copy_made_by_fmap_holds_its_own_layers_in_its_sets_and_as_its_dict_ke
     assert list(c.weight_of) == [c.a, c.b, "other"]
     assert list(c.weight_of.values()) == [2.0, 3.0, 1.0]
     assert list(m.weight_of) == [m.a, m.b, "other"]
+
+
+def test_jvp_pairs_a_dict_keyed_by_layers_with_the_tangents_own_layers():
+    # before: the tangent (a copy of the model: its own layers as the dict's keys) was
+    # refused ('the tangents has a dict with keys [...] where one with keys [...]')
+    m = _Holder()
+    m.a.w, m.b.w = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    m.weight_of = {m.a: np.array(2.0), m.b: np.array(3.0)}
+    tangent = fl.fmap(np.ones_like, m)
+    assert list(tangent.weight_of) == [tangent.a, tangent.b]
+
+    def f(m):
+        return m.weight_of[m.a] * np.sum(m.a.w) + m.weight_of[m.b] * np.sum(m.b.w)
+
+    value, slope = fl.jvp(f, (m,), (tangent,))
+    # by hand: d = dw_a * sum(a) + w_a * sum(da) + dw_b * sum(b) + w_b * sum(db)
+    assert value == 2.0 * 3.0 + 3.0 * 2.0
+    assert slope == 3.0 + 2.0 * 2 + 2.0 + 3.0 * 2
+    a, b = object(), object()
+    with pytest.raises(ValueError, match="keys"):  # other keys still differ
+        fl.tree.align({"x": 1.0}, fl.flatten({"y": 0.0})[1])
+    assert fl.tree.align({a: 1.0}, fl.flatten({b: 0.0})[1]) == {a: 1.0}

@@ -486,6 +486,9 @@ def align(tree, spec: Spec, who: str = "a tree"):
     kind = spec.kind
     if kind == "dict" and isinstance(tree, dict):
         keys = spec.keys
+        if len(tree) == len(keys) and any(k not in tree for k in keys) and \
+                all(map(_same_place, tree, keys)):
+            keys = list(tree)  # keyed by its own layers (a copy's): paired by position
         if len(tree) != len(keys) or any(k not in tree for k in keys):
             raise ValueError(f"{who} has a dict with keys {list(tree)} where one with keys "
                              f"{keys} was expected; pass a dict with the same keys")
@@ -503,6 +506,14 @@ def align(tree, spec: Spec, who: str = "a tree"):
     if kind == "object" and type(tree) is spec.type:
         return _align_object(tree, spec, who)
     return tree
+
+
+def _same_place(a, b) -> bool:
+    """Whether dict keys ``a`` and ``b`` of two trees stand for one entry: equal, or two
+    objects of one class compared by identity (a dict keyed by layers, in a model and in
+    its copy: a tangent made by fmap holds its own layers as keys)."""
+    t = type(a)
+    return a == b if t is not type(b) or t.__hash__ is not object.__hash__ else True
 
 
 def keyed(spec: Spec) -> bool:
