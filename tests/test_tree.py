@@ -356,3 +356,49 @@ def test_a_slotted_dataclass_keeps_its_nontrainable_fields_when_rebuilt():
     assert np.array_equal(g.w, [0.5, 0.5]) and g.mean is None
     leaves, spec = fl.flatten(m, trainable=True)
     assert fl.unflatten(spec, leaves).mean is m.mean
+
+
+class _Holder:
+    """A model holding itself and a layer in a set and a dict keyed by its layers."""
+
+    def __init__(self):
+        self.a, self.b = _Holder.__new__(_Holder), _Holder.__new__(_Holder)
+        self.a.w, self.b.w = np.ones(2, np.float32), np.zeros(2, np.float32)
+        self.members = {self, self.a, "tag"}
+        self.weight_of = {self.a: 2.0, self.b: 3.0, "other": 1.0}
+
+
+def test_a_copy_made_by_fmap_holds_its_own_layers_in_its_sets_and_as_its_dict_keys():
+    # before: fl.f64(model)'s set was the original's, holding the original model and layer
+    # (`copy in copy.members` False, silently), and its dict's keys were the original
+    # layers (copy.weight_of[copy.a] a KeyError)
+    m = _Holder()
+    c = fl.f64(m)
+    assert c.a.w.dtype == np.float64 and c.a is not m.a
+    assert c.members is not m.members and c.members == {c, c.a, "tag"}
+    assert m.members == {m, m.a, "tag"}  # the original's are its own still
+    assert list(c.weight_of) == [c.a, c.b, "other"]
+    assert list(c.weight_of.values()) == [2.0, 3.0, 1.0]
+    assert list(m.weight_of) == [m.a, m.b, "other"]
+
+
+def test_jvp_pairs_a_dict_keyed_by_layers_with_the_tangents_own_layers():
+    # before: the tangent (a copy of the model: its own layers as the dict's keys) was
+    # refused ('the tangents has a dict with keys [...] where one with keys [...]')
+    m = _Holder()
+    m.a.w, m.b.w = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    m.weight_of = {m.a: np.array(2.0), m.b: np.array(3.0)}
+    tangent = fl.fmap(np.ones_like, m)
+    assert list(tangent.weight_of) == [tangent.a, tangent.b]
+
+    def f(m):
+        return m.weight_of[m.a] * np.sum(m.a.w) + m.weight_of[m.b] * np.sum(m.b.w)
+
+    value, slope = fl.jvp(f, (m,), (tangent,))
+    # by hand: d = dw_a * sum(a) + w_a * sum(da) + dw_b * sum(b) + w_b * sum(db)
+    assert value == 2.0 * 3.0 + 3.0 * 2.0
+    assert slope == 3.0 + 2.0 * 2 + 2.0 + 3.0 * 2
+    a, b = object(), object()
+    with pytest.raises(ValueError, match="keys"):  # other keys still differ
+        fl.tree.align({"x": 1.0}, fl.flatten({"y": 0.0})[1])
+    assert fl.tree.align({a: 1.0}, fl.flatten({b: 0.0})[1]) == {a: 1.0}

@@ -8,6 +8,9 @@ when a tree is rebuilt from its own leaves and shown as ``None`` in a gradient. 
 holding a method bound to the object or to one of its fields (``self.impl =
 self._forward``) is bound to the rebuilt object.
 
+This module walks trees (flatten, unflatten, fmap, align, paths); what each value is in a
+tree, and how an object node's fields are read and set, is :mod:`fluxml.treenodes`'s.
+
 >>> import numpy as np, fluxml as fl
 >>> leaves, spec = fl.tree.flatten({"w": np.ones(2), "b": 0.5, "act": "relu"})
 >>> len(leaves)
@@ -19,9 +22,6 @@ self._forward``) is bound to the rebuilt object.
 from __future__ import annotations
 
 import collections
-import dataclasses
-import enum
-import functools
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -29,33 +29,26 @@ from typing import Any
 
 import numpy as np
 
-_LEAF_TYPES = (np.ndarray, np.generic, float, int, complex)
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was created by a class statement
-# (partial and lru_cache's wrapper are built-in types that Python 3.11 makes as classes are made,
-# with an instance __dict__: taken for objects with fields, they could not be rebuilt, and a
-# Dense(3, 2, partial(fl.leakyrelu, a=0.2)) failed in fl.gradient)
-_STATIC_TYPES = (np.ufunc, str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
-                 types.MethodType, types.ModuleType, np.dtype, slice, range, functools.partial,
-                 functools._lru_cache_wrapper, enum.Enum)
-
-
-def register_leaf(cls: type) -> None:
-    """Treat instances of ``cls`` as leaves (the engine registers its Tracer, backends their
-    array types)."""
-    global _LEAF_TYPES
-    _LEAF_TYPES = _LEAF_TYPES + (cls,)
-    _KINDS.clear()  # a cached kind may have been "object" or "static"
-
-
-def is_leaf(x) -> bool:
-    """Arrays and numbers (bools and enum members, IntEnum's too, are static: they never
-    carry a derivative)."""
-    return isinstance(x, _LEAF_TYPES) and not isinstance(x, (bool, enum.Enum))
-
-
-def is_array_leaf(x) -> bool:
-    """Leaves that are arrays of any backend (extensions register more array types)."""
-    return is_leaf(x) or type(x).__name__ == "ndarray"
+# (what a value is in a tree, and an object's fields: fluxml.treenodes; its public names
+# are importable from here as they were)
+from fluxml.treenodes import (
+    _CONTAINERS,
+    _KINDS,
+    _NO_SLOTS,
+    _NODES,
+    _container,
+    _fields,
+    _kind,
+    _set_fields,
+    _state,
+)
+from fluxml.treenodes import blank as blank
+from fluxml.treenodes import is_array_leaf as is_array_leaf
+from fluxml.treenodes import is_leaf as is_leaf
+from fluxml.treenodes import register_leaf as register_leaf
+from fluxml.treenodes import set_fields as set_fields
+from fluxml.treenodes import slots as slots
+from fluxml.treenodes import tree_state as tree_state
 
 
 class Spec:
@@ -78,35 +71,6 @@ class Spec:
 
 
 LEAF = Spec("leaf")
-
-
-def _fields(obj, trainable=False):
-    """The (name, value) children of an object node, or None if it is not one. With
-    ``trainable``, fields the class lists in ``nontrainable`` are left out (they stay with
-    the object as static parts: BatchNorm's running statistics)."""
-    t = type(obj)
-    how, names = _NODES.get(t) or _node_kind(t)
-    if how == "dataclass":
-        fields = [(k, getattr(obj, k)) for k in names]
-    elif how == "method":
-        fields = [(k, getattr(obj, k)) for k in obj.__tree_fields__()]
-    elif how == "attributes":
-        d = getattr(obj, "__dict__", None)
-        if names:  # slots (set ones only), then the instance's own attributes if it has any
-            fields = [(k, v) for k in names if (v := getattr(obj, k, _UNSET)) is not _UNSET]
-            if d:
-                fields += d.items()
-        elif d is None:  # no slots with names, no attributes: nothing to walk
-            return None
-        else:
-            fields = list(d.items())
-    else:
-        return None
-    if trainable:
-        skip = getattr(type(obj), "nontrainable", ())
-        if skip:
-            fields = [(k, v) for k, v in fields if k not in skip]
-    return fields
 
 
 def flatten(tree, is_leaf: Callable[[Any], bool] | None = None, *, trainable: bool = False):
@@ -156,15 +120,6 @@ def _too_deep(tree) -> str:
             "(sys.setrecursionlimit)")
 
 
-# What a value is in a tree depends on its type alone, up to an object's fields and unless a
-# leaf test of the caller's says it is a leaf: the walk that ``gradient`` and ``update`` run
-# on every step looks each type's kind up once. With the default leaf test (``leaf`` None)
-# the kinds come from ``_KINDS``; a caller's test is asked of each value first, then its
-# type's kind as a container from ``_CONTAINERS``.
-_KINDS: dict = {}
-_CONTAINERS: dict = {}
-
-
 def _flatten(x, leaves, leaf, seen, trainable):
     """The spec of ``x``, its leaves appended to ``leaves``; ``leaf`` is the caller's leaf
     test, None for the default one (by type)."""
@@ -196,146 +151,6 @@ def _flatten(x, leaves, leaf, seen, trainable):
 # whether a bound method was ever met in a tree: until then (most programs) a rebuild does
 # not look for methods to bind to the new objects (see _rebind_methods)
 _METHODS = False
-
-
-def _kind(t) -> str:
-    """The kind of a value of type ``t`` with the default leaf test: "leaf" for arrays and
-    numbers, else its :func:`_container` kind."""
-    leaf = issubclass(t, _LEAF_TYPES) and not issubclass(t, (bool, enum.Enum)) \
-        or t.__name__ == "ndarray"
-    kind = _KINDS[t] = "leaf" if leaf else _container(t)
-    return kind
-
-
-def _container(t) -> str:
-    """The kind of a value of type ``t`` that is not a leaf: "list", "tuple", "namedtuple",
-    "dict", "static" or "object" (a node read by :func:`_fields`, or static if it has none)."""
-    if t is list or t is tuple:
-        kind = t.__name__
-    elif issubclass(t, tuple) and hasattr(t, "_fields"):
-        kind = "namedtuple"
-    elif issubclass(t, (list, tuple, collections.deque)):  # rebuilt as type(items)
-        kind = "tuple" if issubclass(t, tuple) else "list"
-    elif issubclass(t, dict):
-        kind = "dict"
-    elif t is types.MethodType:
-        kind = "method"
-    elif t is type(None) or issubclass(t, (bool,) + _STATIC_TYPES):
-        kind = "static"
-    else:
-        kind = "object"
-    _CONTAINERS[t] = kind
-    return kind
-
-
-# How a class's instances are nodes, read once per class: by their dataclass fields, by the
-# class's ``__tree_fields__`` method, by their attributes (classes written in Python), or
-# not at all (built-in and extension types: ufuncs, partials, generators ... are static).
-_NODES: dict = {}
-
-
-def _node_kind(t) -> tuple:
-    if dataclasses.is_dataclass(t):
-        kind = "dataclass", tuple(f.name for f in dataclasses.fields(t))
-    elif hasattr(t, "__tree_fields__"):
-        kind = "method", None
-    elif issubclass(t, types.SimpleNamespace):  # (a built-in type with attributes)
-        kind = "attributes", None
-    elif issubclass(t, _STATIC_TYPES) or not t.__flags__ & _HEAPTYPE:
-        kind = "static", None
-    else:
-        kind = "attributes", _slot_names(t) if _users(t) else _NO_SLOTS
-    _NODES[t] = kind
-    return kind
-
-
-_ALL_SLOTS: dict = {}  # class -> its slots, for the state of a class read by __tree_fields__
-_NO_SLOTS = ()  # a class without slots read (the rebuild's fast path checks for this one)
-
-
-def slots(t) -> tuple:
-    """The slots the trees read as fields of a ``t`` (a user's class): those
-    :func:`_node_kind` found, once per class; ``()`` for every other class."""
-    how = _NODES.get(t) or _node_kind(t)
-    return how[1] if how[0] == "attributes" and how[1] else _NO_SLOTS
-
-
-def _users(t) -> bool:
-    """Whether ``t`` is a class of the user's (not the standard library's or fluxml's): only
-    such a class's slots are fields (a Fraction's, a Path's or a compiled function's slotted
-    parts are not a model's parameters)."""
-    package = (t.__module__ or "").partition(".")[0]
-    return package != "fluxml" and package not in sys.stdlib_module_names
-
-
-_UNSET = object()
-
-
-def _slot_names(t) -> tuple:
-    """The attribute names of the slots ``t`` and its bases declare, base classes first, as
-    the instances store them (a private ``__x`` of class ``C`` is ``_C__x``). A slotted
-    user class is a node as a class with ``__dict__`` is: its arrays are parameters."""
-    names: list = []
-    for c in reversed(t.__mro__):
-        slots = c.__dict__.get("__slots__", ())
-        for name in (slots,) if isinstance(slots, str) else slots:
-            if name.startswith("__") and not name.endswith("__"):
-                name = f"_{c.__name__.lstrip('_')}{name}"
-            # (a slot a subclass hides behind a property or another descriptor is not read)
-            if name not in names and \
-                    isinstance(getattr(t, name, None), types.MemberDescriptorType):
-                names.append(name)
-    return tuple(names) if names else _NO_SLOTS
-
-
-def _state(obj, slots) -> dict:
-    """An object's fields as a dict: its set slots, then its ``__dict__``. ``slots`` None: a
-    class read by ``__tree_fields__``, whose slots are all read (its fields were read by
-    name, so a slot it did not list was lost in a rebuild, and one a forward pass deleted
-    failed the write-back with AttributeError)."""
-    d = getattr(obj, "__dict__", None)
-    if slots is None:
-        slots = _all_slots(type(obj))
-    if not slots:
-        return d if d is not None else dict(_fields(obj) or ())
-    state = {k: v for k in slots if (v := getattr(obj, k, _UNSET)) is not _UNSET}
-    if d:
-        state.update(d)
-    return state
-
-
-def _all_slots(t) -> tuple:
-    """All the slots of ``t``, a class read by ``__tree_fields__`` (once per class)."""
-    slots = _ALL_SLOTS.get(t)
-    if slots is None:
-        slots = _ALL_SLOTS[t] = _slot_names(t)
-    return slots
-
-
-def blank(t: type):
-    """A new instance of ``t`` with no fields set, its ``__init__`` not called (how a tree
-    rebuilds an object node)."""
-    return t.__new__(t) if issubclass(t, types.SimpleNamespace) else object.__new__(t)
-
-
-def _set_fields(obj, state: dict) -> None:
-    """Set a new object's fields: slots through their descriptors, the rest in its
-    ``__dict__`` (a class's own ``__setattr__`` is not called: a frozen dataclass is rebuilt
-    too)."""
-    d = getattr(obj, "__dict__", None)
-    slots = None
-    if d is not None:
-        slots = _NODES.get(type(obj), (None, None))[1]
-        if slots is None:  # read by __tree_fields__: a slot is set through its descriptor
-            slots = _all_slots(type(obj))  # (it went into __dict__, and was never read)
-        if not slots:
-            d.update(state)
-            return
-    for k, v in state.items():
-        if d is None or k in slots:
-            object.__setattr__(obj, k, v)
-        else:
-            d[k] = v
 
 
 def _children(values, leaves, leaf, seen, trainable) -> list:
@@ -377,14 +192,74 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     ``(original, new, contents)``, its contents as built (an object's fields as a dict, a
     list's items as a list, a dict's items as a dict, a set's members as a set: the sets it
     holds are copied too): what ``fluxml.ad.writeback`` compares to write back; with
-    ``shared`` too, an object met again is logged as ``REPEATED``.
+    ``shared`` too, an object met again is logged as ``REPEATED``. With ``shared`` the sets
+    are copied in any case, and the dicts' keys and the sets' members that are parts of the
+    tree (a layer; ``self.members = {self}``) are their new copies, as a deep copy has them.
 
     >>> import numpy as np, fluxml as fl
     >>> leaves, spec = fl.flatten([np.ones(2), {"x": np.zeros(1)}])
     >>> fl.unflatten(spec, [leaves[0] + 1, leaves[1] - 1])
     [array([2., 2.]), {'x': array([-1.])}]
     """
-    return _unflatten(spec, iter(leaves), static_as_none, shared, log)
+    if shared is not None and log is None:  # (its own: the keys and members to map)
+        log = []
+    start = len(log) if log is not None else 0
+    out = _unflatten(spec, iter(leaves), static_as_none, shared, log)
+    if shared and log is not None:
+        _keys_to_copies(log, start, shared)
+        frozen = shared.pop(_FROZEN, None)
+        if frozen:
+            _frozensets_to_copies(log, start, shared, frozen)
+    return out
+
+
+_FROZEN = "frozensets"  # (a key of ``shared`` that is no id: the frozensets met)
+
+
+def _frozensets_to_copies(log: list, start: int, shared: dict, frozen: set) -> None:
+    """The frozensets (ids in ``frozen``) held by the objects, lists and dicts logged from
+    ``start`` whose members are parts of the tree hold their copies instead, as sets do
+    (:func:`_keys_to_copies`): a frozenset is static, the same object in the new tree."""
+    for i in range(start, len(log)):
+        entry = log[i]
+        if entry is REPEATED:
+            continue
+        _, new, built = entry
+        items = built.items() if type(built) is dict else enumerate(built) \
+            if type(built) is list else ()
+        for k, v in list(items):
+            if id(v) in frozen and any(id(m) in shared for m in v):
+                built[k] = mapped = frozenset(shared.get(id(m), m) for m in v)
+                if isinstance(new, (dict, list, collections.deque)):
+                    new[k] = mapped
+                else:
+                    _set_fields(new, {k: mapped})
+
+
+def _keys_to_copies(log: list, start: int, shared: dict) -> None:
+    """The keys of the dicts and the members of the sets logged from ``start`` that are
+    parts of the tree rebuilt (a layer) become their new copies, in the new containers and
+    in the log's contents as built: in a traced forward pass ``self in self.members`` and
+    ``self.table[self.layers[0]]`` find the traced copy, as they find the model eagerly (a
+    set's members and a dict's keys are not walked: they held the originals, so the test
+    was False and the look-up a KeyError). Run once the whole tree is rebuilt, when every
+    copy exists (a set the model holds may contain the model itself)."""
+    for i in range(start, len(log)):
+        entry = log[i]
+        if entry is REPEATED:
+            continue
+        original, new, built = entry
+        if type(new) is set:
+            if any(id(k) in shared for k in built):
+                members = {shared.get(id(k), k) for k in built}
+                new.clear()
+                new.update(members)
+                log[i] = (original, new, set(members))
+        elif isinstance(new, dict) and any(id(k) in shared for k in built):
+            items = {shared.get(id(k), k): v for k, v in built.items()}
+            new.clear()
+            new.update(items)
+            log[i] = (original, new, dict(items))
 
 
 def _unflatten(spec, it, none, shared=None, log=None):
@@ -392,8 +267,11 @@ def _unflatten(spec, it, none, shared=None, log=None):
     if kind == "leaf":
         return next(it)
     if kind == "static":
-        if log is not None and type(spec.static) is set:  # (static, but a forward pass
-            return _logged_set(spec.static, log, shared)  # may add to it)
+        if log is not None and not none:
+            if type(spec.static) is set:  # (static, but a forward pass may add to it)
+                return _logged_set(spec.static, log, shared)
+            if type(spec.static) is frozenset and shared is not None:  # (its members are
+                shared.setdefault(_FROZEN, set()).add(id(spec.static))  # mapped after)
         return None if none else spec.static
     children = [next(it) if c is LEAF else _unflatten(c, it, none, shared, log)
                 for c in spec.children]
@@ -509,18 +387,6 @@ def _rebind_methods(spec, children, obj, state) -> None:
 REPEATED = ("an object met again",)  # logged by unflatten (with shared) for each
 
 
-def tree_state(obj) -> dict:
-    """An object node's fields (its set slots, then its attributes) as a dict; what
-    :func:`set_fields` sets back. The dict may be the object's own ``__dict__``."""
-    return _state(obj, _NODES.get(type(obj), (None, None))[1])
-
-
-def set_fields(obj, fields: dict) -> None:
-    """Set fields of an object node as a tree's rebuild does (through its slots' descriptors
-    and its ``__dict__``, not its class's ``__setattr__``)."""
-    _set_fields(obj, fields)
-
-
 def _rebuild_dict(typ, d, like):
     """A dict of ``like``'s type ``typ`` holding ``d``'s items: a defaultdict keeps its
     default factory (``typ(d)`` refused it, and the rebuild was a plain dict: a gradient of
@@ -620,6 +486,9 @@ def align(tree, spec: Spec, who: str = "a tree"):
     kind = spec.kind
     if kind == "dict" and isinstance(tree, dict):
         keys = spec.keys
+        if len(tree) == len(keys) and any(k not in tree for k in keys) and \
+                all(map(_same_place, tree, keys)):
+            keys = list(tree)  # keyed by its own layers (a copy's): paired by position
         if len(tree) != len(keys) or any(k not in tree for k in keys):
             raise ValueError(f"{who} has a dict with keys {list(tree)} where one with keys "
                              f"{keys} was expected; pass a dict with the same keys")
@@ -637,6 +506,14 @@ def align(tree, spec: Spec, who: str = "a tree"):
     if kind == "object" and type(tree) is spec.type:
         return _align_object(tree, spec, who)
     return tree
+
+
+def _same_place(a, b) -> bool:
+    """Whether dict keys ``a`` and ``b`` of two trees stand for one entry: equal, or two
+    objects of one class compared by identity (a dict keyed by layers, in a model and in
+    its copy: a tangent made by fmap holds its own layers as keys)."""
+    t = type(a)
+    return a == b if t is not type(b) or t.__hash__ is not object.__hash__ else True
 
 
 def keyed(spec: Spec) -> bool:

@@ -2,11 +2,13 @@
 objects (plain and slotted with ``__tree_fields__``; arrays, numbers, lists, dicts,
 defaultdicts, sets, child objects, a child at two places) and random programs that set,
 delete, append, pop and rebind fields, store functions over a layer, add layers to sets and
-run stateful steps under ``fl.checkpoint`` while computing a loss. Each program runs eagerly
-on a deep copy of the model (the reference) and under ``fl.gradient`` on the model;
-afterwards the two models must hold the same values in the same structure, with the same
-objects shared, functions over the model itself and no tracer left anywhere; the gradients
-of the shared number and of each layer's scale must match central differences.
+run stateful steps under ``fl.checkpoint``, branch on a layer's membership of a set, read a
+dict keyed by layer and keep functions over a layer in a list the loss closes over, while
+computing a loss. Each program runs eagerly on a deep copy of the model (the reference) and
+under ``fl.gradient`` on the model; afterwards the two models must hold the same values in
+the same structure, with the same objects shared, functions over the model itself (those in
+the list too) and no tracer left anywhere; the gradients of the shared number and of each
+layer's scale must match central differences.
 
     python tests/ad/test_write_back_fuzz.py [CASES] [SEED]   # a longer run by hand
 """
@@ -66,11 +68,15 @@ def _model(rng):
     root.tail = shared
     root.history = []
     root.members = set()
+    if rng.random() < 0.5:  # the model and some layers in a set it holds
+        root.members = {root, *(n for n in nodes if rng.random() < 0.5)}
+    root.weight_of = {n: float(rng.uniform(0.5, 1.5)) for n in nodes}  # keyed by layer
     return root
 
 
 OPS = ("count", "state", "append", "pop", "item", "delete", "rebind", "alias", "child",
-       "tally", "closure", "member", "checkpoint", "checkpoint-method")
+       "tally", "closure", "member", "checkpoint", "checkpoint-method", "in-set", "keyed",
+       "is", "hook")
 
 
 def _over(n):
@@ -95,8 +101,10 @@ def _program(rng, n_nodes, length):
             for _ in range(length)]
 
 
-def _run(program, root):
-    """The program on ``root`` (a model or its traced copy): a loss, and writes on the way."""
+def _run(program, root, hooks=None):
+    """The program on ``root`` (a model or its traced copy): a loss, and writes on the way;
+    functions over its layers go into ``hooks`` (a list the differentiated function closes
+    over, not an argument)."""
     total = np.sum(root.tail.w * root.tail.a)
     for op, k, c in program:
         n = root.nodes[k]
@@ -126,6 +134,18 @@ def _run(program, root):
             n.fn = _over(n)
         elif op == "member":
             root.members.add(n)
+        elif op == "hook" and hooks is not None:
+            hooks.append(_over(n))
+        elif op == "in-set":  # branches on membership: the traced copy is in the set
+            # where the model is eagerly
+            n.was_member = n in root.members and root in root.members
+            total = total + np.sum(h) * (2.0 if n.was_member else 1.0)
+        elif op == "keyed":  # a dict keyed by layer, read and written
+            total = total + root.weight_of[n] * np.sum(h)
+            root.weight_of[n] = root.weight_of[n] + 0.5
+        elif op == "is":
+            n.same = n.child is root.tail and root.nodes[k] is n
+            total = total + np.sum(h) * (3.0 if n.same else 1.0)
         elif op == "checkpoint":
             total = total + np.sum(fl.checkpoint(_step)(n, c) * n.scale)
         elif op == "checkpoint-method":
@@ -158,7 +178,8 @@ def _describe(x, ids):
     if isinstance(x, list):
         return [_describe(v, ids) for v in x]
     if isinstance(x, dict):
-        return {k: _describe(v, ids) for k, v in x.items()}
+        return {("layer", ids.get(id(k), -1)) if isinstance(k, Layer) else k: _describe(v, ids)
+                for k, v in x.items()}
     if isinstance(x, (np.ndarray, np.generic, float, int)):
         return ("value", np.round(np.asarray(x, dtype=float), 9).tolist())
     return x
@@ -169,12 +190,13 @@ def check_case(seed: int) -> None:
     model = _model(rng)
     program = _program(rng, len(model.nodes), int(rng.integers(1, 8)))
     reference, pristine = copy.deepcopy(model), copy.deepcopy(model)
-    _run(program, reference)
+    hooks, reference_hooks = [], []
+    _run(program, reference, reference_hooks)
     if seed % 3 == 2:  # the same through pullback
-        _, back = fl.pullback(lambda m: _run(program, m), model)
+        _, back = fl.pullback(lambda m: _run(program, m, hooks), model)
         g, = back(1.0)
     else:
-        g, = fl.gradient(lambda m: _run(program, m), model)
+        g, = fl.gradient(lambda m: _run(program, m, hooks), model)
     # the shared object's number: one input, its total gradient at each of its places
     h, values = 1e-6, []
     for sign in (1, -1):
@@ -195,6 +217,9 @@ def check_case(seed: int) -> None:
         fd = (values[0] - values[1]) / (2 * h)
         got = g.nodes[k].scale or 0.0  # (None: no derivative)
         assert abs(got - fd) <= 1e-5 * max(1.0, abs(fd)), f"seed {seed}: scale {got} vs {fd}"
+    assert len(hooks) == len(reference_hooks)  # over the model's layers: their w now
+    for hook, want in zip(hooks, reference_hooks):
+        assert np.array_equal(hook(1.0), want(1.0)), f"seed {seed}: a hook over a stale layer"
     got, want = _describe(model, {}), _describe(reference, {})
     assert got == want, f"seed {seed}: program {program}\n got  {got}\n want {want}"
     for node in model.nodes:  # a field set to a parameter holds that very array

@@ -7,6 +7,7 @@ write of a constant (it was lost)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import fluxml as fl
 
@@ -63,3 +64,101 @@ def test_jvp_keeps_a_write_of_a_constant_into_an_argument():
     assert (y, ty) == (2.0, 4.0)
     assert type(m.count) is np.ndarray and m.count == 1.0
     np.testing.assert_array_equal(m.buf, [5.0, 0.0])
+
+
+class Keeper:
+    """A model that holds itself and its layers in a set and a dict keyed by layer, and
+    branches on them in its forward pass."""
+
+    def __init__(self):
+        self.layers = [_box(w=np.array([1.0, 2.0])), _box(w=np.array([3.0, -1.0]))]
+        self.members = {self, self.layers[0]}
+        self.weight_of = {self.layers[0]: 2.0, self.layers[1]: 3.0}
+        self.last = self.layers[1]
+
+    def __call__(self, x):
+        first, second = self.layers
+        factor = 5.0 if self in self.members and first in self.members else 1.0
+        if self.last is second:
+            factor += 1.0
+        self.members.add(second)
+        self.weight_of[first] += 1.0
+        return factor * (self.weight_of[first] * np.sum(first.w * x)
+                         + self.weight_of[second] * np.sum(second.w * x))
+
+
+def test_membership_and_layer_keys_in_a_traced_forward_pass_are_as_eager():
+    # the set's members and the dict's keys held the original layers while the forward
+    # pass saw traced copies: `self in self.members` was False (the other branch taken,
+    # silently) and `self.weight_of[first]` a KeyError
+    x = np.array([0.5, -2.0])
+    eager = Keeper()
+    want_loss = eager(x)
+    model = Keeper()
+    loss, (g,) = fl.withgradient(lambda m: m(x), model)
+    # by hand: factor 6, weights 3 and 3 (the first after += 1)
+    w0, w1 = eager.layers[0].w, eager.layers[1].w
+    assert want_loss == 6.0 * (3.0 * np.sum(w0 * x) + 3.0 * np.sum(w1 * x))
+    assert loss == want_loss
+    np.testing.assert_allclose(g.layers[0].w, 18.0 * x)
+    np.testing.assert_allclose(g.layers[1].w, 18.0 * x)
+    # written back: the originals, not the traced copies, are in the set and the dict
+    first, second = model.layers
+    assert model.members == {model, first, second}
+    assert list(model.weight_of) == [first, second] and model.weight_of[first] == 3.0
+    assert all(type(layer) is Box and type(layer.w) is np.ndarray for layer in model.members
+               if layer is not model)
+
+
+def test_a_compiled_step_sees_the_traced_model_in_its_sets_and_dict_keys():
+    # before: fl.compile's traced copy held the original layers in its set and as its dict's
+    # keys: the step raised KeyError (and `self in self.members` was False)
+    x = np.array([0.5, -2.0])
+    model = Keeper()
+    step = fl.compile(lambda m, x: fl.withgradient(lambda m: np.sum(m.weight_of[m.layers[0]]
+                                                                   * m.layers[0].w * x)
+                                                   * (2.0 if m in m.members else 1.0), m))
+    for _ in range(2):
+        loss, (g,) = step(model, x)
+        # by hand: 2 * weight 2 * sum(w * x) (the call adds nothing: the loss is its own)
+        assert loss == 4.0 * np.sum(model.layers[0].w * x)
+        np.testing.assert_allclose(g.layers[0].w, 4.0 * x)
+
+
+def test_a_compiled_function_that_changes_a_set_is_refused_by_name():
+    # before: the trace added the traced copy of the layer (its w a dead tracer) to the
+    # caller's set; a copy of the set must not lose the change silently either
+    class Member:
+        def __init__(self):
+            self.w, self.members = np.ones(2), set()
+
+        def __call__(self, x):
+            self.members.add(self)
+            return np.sum(self.w * x)
+
+    m = Member()
+    with pytest.raises(fl.CompileError, match="`members` of the Member"):
+        fl.compile(lambda m, x: m(x))(m, np.ones(2))
+    assert m.members == set()
+
+
+def test_a_frozenset_of_layers_holds_the_traced_copies_and_fmaps_copies():
+    # before: a frozenset is static, the same object in the traced copy: `self in
+    # self.frozen` was False in the forward pass (the other branch, silently), and in
+    # fl.f64's copy too
+    class Frozen:
+        def __init__(self):
+            self.a = _box(w=np.array([1.0, -2.0]))
+            self.frozen, self.groups = frozenset({self, self.a}), [frozenset({self.a})]
+
+        def __call__(self, x):
+            inside = self in self.frozen and self.a in self.frozen and self.a in self.groups[0]
+            return (3.0 if inside else 1.0) * np.sum(self.a.w * x)
+
+    x = np.array([0.5, 2.0])
+    m = Frozen()
+    g = fl.gradient(lambda m: m(x), m)[0]
+    np.testing.assert_allclose(g.a.w, 3.0 * x)  # by hand
+    assert m.frozen == frozenset({m, m.a}) and m.groups[0] == frozenset({m.a})
+    c = fl.f64(m)
+    assert c.frozen == frozenset({c, c.a}) and c.groups[0] == frozenset({c.a})

@@ -45,11 +45,15 @@ def _model(rng):
     root.nodes = nodes
     if rng.random() < 0.4:  # a layer at two places: one object, eagerly and compiled
         root.again = nodes[int(rng.integers(len(nodes)))]
+    # a set holding the model and some layers, a dict keyed by layer (named after `nodes`:
+    # _describe numbers the layers first)
+    root.within = {root, *(n for n in nodes if rng.random() < 0.5)}
+    root.weight_of = {n: float(rng.uniform(0.5, 1.5)) for n in nodes}
     return root
 
 
 WRITES = ("state", "inplace", "count", "item", "entry", "alias", "alias_state", "slice",
-          "scale_state", "swap_log", "take_state", "param")
+          "scale_state", "swap_log", "take_state", "param", "in_set", "keyed")
 REFUSED = {"new_field": "extra", "reshape": "state", "number": "scale"}
 
 
@@ -93,6 +97,11 @@ def _run(program, root):
             n.state = other.state
         elif op == "param":
             n.w *= 0.999  # the parameter being differentiated, written in place
+        elif op == "in_set":  # a branch on membership, taken at trace time as eagerly
+            total = total + np.sum(h) * (2.0 if n in root.within and root in root.within
+                                         else 1.0)
+        elif op == "keyed":
+            total = total + root.weight_of[n] * np.sum(h)
         elif op == "new_field":
             n.extra = h
         elif op == "reshape":
@@ -125,7 +134,10 @@ def _describe(x, ids):
     if isinstance(x, list):
         return [_describe(v, ids) for v in x]
     if isinstance(x, dict):
-        return {k: _describe(v, ids) for k, v in x.items()}
+        return {("Node", ids.get(id(k))) if isinstance(k, Node) else k: _describe(v, ids)
+                for k, v in x.items()}
+    if isinstance(x, set):
+        return ("set", sorted(ids.get(id(v), -1) for v in x))
     if isinstance(x, np.ndarray):
         ids[id(x)] = len(ids)
         return ("array", x.shape, np.round(x, 9).tolist())

@@ -108,7 +108,7 @@ def _trace_args(trace, args, make):
 _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.complex128}
 
 
-def _run(trace, f, targs):
+def _run(trace, f, targs, rebuilt=None):
     """``f(*targs)`` recorded by ``trace``, which is closed afterwards whatever happens: a
     tracer that escapes says so when it is used later. (What ``f`` set on the traced copy of
     the arguments is written back by the caller once the transform has succeeded:
@@ -122,7 +122,7 @@ def _run(trace, f, targs):
     finally:
         trace.closed = LEAKED
         remove_last(stack, trace)  # by identity: a generator f may leave out of order
-        plain_reached(f, trace)
+        plain_reached(f, trace, rebuilt)
     return out
 
 
@@ -290,7 +290,7 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
         raise DifferentiationError(ON_FINAL_COMPILED)
     if holomorphic:
         _check_complex_inputs(leaves, made)
-    out = _run(trace, f, targs)
+    out = _run(trace, f, targs, rebuilt)
     if type(out) is not Tracer or out._trace is not trace:
         if type(out) is Tracer and out._trace.level > trace.level:
             raise DifferentiationError(LEAKED)
@@ -447,7 +447,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf)
     pause_gc()
     try:
-        out = _run(trace, f, targs)
+        out = _run(trace, f, targs, rebuilt)
     finally:
         resume_gc()
     out_leaves, out_spec = flatten(out, _leaf_or_none)
@@ -542,7 +542,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         check_repeated(rebuilt.alias, p_leaves, t_leaves)
     pause_gc()
     try:
-        out = _run(trace, f, targs)
+        out = _run(trace, f, targs, rebuilt)
     finally:
         resume_gc()
     out_leaves, out_spec = flatten(out)

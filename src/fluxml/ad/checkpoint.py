@@ -22,13 +22,14 @@ forward pass did not:
 
 from __future__ import annotations
 
+import collections
 import functools
 import types
 from collections.abc import Callable
 
 import numpy as np
 
-from fluxml import tree
+from fluxml import tree, treenodes
 from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, _kept, raw, top_trace
 from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
@@ -51,7 +52,8 @@ def checkpoint(f: Callable) -> Callable:
     ``f`` may be a layer (``fl.checkpoint(block)(x)``) or a function of layers; what it
     sets on its arguments (a counter, a state, running statistics) is kept once, as when
     it runs without ``checkpoint``, and the recompute draws the same random numbers (a
-    Dropout's mask) from the same state.
+    Dropout's mask) from the same state. Keyword arguments are taken as positional ones
+    are: their float arrays and numbers differentiated, the rest static.
 
     >>> import numpy as np, fluxml as fl
     >>> layer = fl.checkpoint(lambda x, w: np.tanh(x @ w))
@@ -63,12 +65,13 @@ def checkpoint(f: Callable) -> Callable:
     call, receiver = _receiver(f)
 
     @functools.wraps(f)
-    def wrapped(*args):
-        whole = (receiver, args)
+    def wrapped(*args, **kwargs):
+        whole = (receiver, args, kwargs)  # (keyword arguments as positional ones: floats
+        # differentiated, the rest static)
         leaves, spec = tree.flatten(whole)
         trace = top_trace(leaves)
         if not isinstance(trace, ReverseTrace):
-            return f(*args)
+            return f(*args, **kwargs)
         return _record(f, call, whole, leaves, spec, trace)
 
     return wrapped
@@ -78,15 +81,16 @@ def _receiver(f):
     """``(call, receiver)`` with ``call(receiver, *args)`` doing ``f(*args)``: a layer, or a
     method bound to one, is an argument of the checkpoint too (its arrays are differentiated,
     what it sets on itself is written back), not a closed-over object."""
-    if type(f) is types.MethodType and tree._fields(f.__self__) is not None:
-        return (lambda r, *args: f.__func__(r, *args)), f.__self__
-    if tree._fields(f) is not None:
-        return (lambda r, *args: r(*args)), f
-    return (lambda r, *args: f(*args)), None
+    if type(f) is types.MethodType and treenodes._fields(f.__self__) is not None:
+        return (lambda r, *args, **kwargs: f.__func__(r, *args, **kwargs)), f.__self__
+    if treenodes._fields(f) is not None:
+        return (lambda r, *args, **kwargs: r(*args, **kwargs)), f
+    return (lambda r, *args, **kwargs: f(*args, **kwargs)), None
 
 
 def _record(f, call, whole, leaves, spec, trace):
-    """Run ``call`` one level down on a copy of ``whole`` (receiver, arguments), record one
+    """Run ``call`` one level down on a copy of ``whole`` (receiver, arguments, keyword
+    arguments), record one
     node on ``trace`` whose outputs are what it returned and the float arrays it stored on
     its arguments, write what it set back onto them, and return its output's tracers. The
     node's backward rule runs it again (``rerun``) from the arguments as they were."""
@@ -102,14 +106,15 @@ def _record(f, call, whole, leaves, spec, trace):
         elif type(a) is np.ndarray and id(a) in trainable:  # (a constant: an input batch)
             vals[i] = v = _guarded(a)  # a write would reach the recompute, which reads it
             stands[id(v)] = a
-    # the arguments as they are now: the recompute starts from here, whatever f does
-    pristine = tree.flatten(tree.unflatten(spec, vals, shared={}))[1]
+    # the arguments as they are now: the recompute starts from here, whatever f does (with
+    # a log: its sets are copies too, their members and its dicts' keys its layers)
+    pristine = tree.flatten(tree.unflatten(spec, vals, shared={}, log=[]))[1]
     replay = _Replay(f, whole, leaves, spec, trace, trainable)
     log: list = []
     copy = tree.unflatten(spec, vals, shared={}, log=log)
     trace.closed = CLOSED_OVER
     try:
-        out = call(*copy[:1], *copy[1])
+        out = call(copy[0], *copy[1], **copy[2])
     except ValueError as e:
         if "read-only" not in str(e):
             raise
@@ -139,7 +144,7 @@ def _record(f, call, whole, leaves, spec, trace):
             again[i] = t
         log: list = []
         copy = tree.unflatten(pristine, again, shared={}, log=log)
-        outs2 = outputs(call(*copy[:1], *copy[1]))[0]
+        outs2 = outputs(call(copy[0], *copy[1], **copy[2]))[0]
         known = {id(t): t for t in traced + outs2}
         known.update((id(e[1]), e[0]) for e in log if e is not tree.REPEATED)
         stored2 = _stored(changes(log), known)
@@ -265,13 +270,26 @@ class _Replay:
 
 
 def _watch(closed) -> list:
-    """``(part, part, contents)`` for each object, list and dict in ``closed``, its contents
-    now (as :func:`fluxml.tree.unflatten` logs them): :func:`changes` of it says what was
-    set on them since."""
+    """``(part, part, contents)`` for each object, list, dict and set in ``closed``, its
+    contents now (as :func:`fluxml.tree.unflatten` logs them): :func:`changes` of it says
+    what was set on them since. (The contents are the part's own: those the rebuild logs
+    hold its copies of the layers below, so a model with layers, closed over, was refused
+    as if the function had set them.)"""
     leaves, spec = tree.flatten(closed)
     log: list = []
-    tree.unflatten(spec, leaves, shared={}, log=log)
-    return [(e[0], e[0], e[2]) for e in log if e is not tree.REPEATED]
+    tree.unflatten(spec, leaves, shared={}, log=log)  # (each part once)
+    return [(e[0], e[0], _contents(e[0])) for e in log if e is not tree.REPEATED]
+
+
+def _contents(part):
+    """An object's fields, a list's items, a dict's items or a set's members, as a copy."""
+    if isinstance(part, dict):
+        return dict(part)
+    if isinstance(part, set):
+        return set(part)
+    if isinstance(part, (list, collections.deque)):
+        return list(part)
+    return dict(tree.tree_state(part))
 
 
 def _put_back(part, contents) -> None:
@@ -280,7 +298,8 @@ def _put_back(part, contents) -> None:
         part.clear()
         part.update(contents)
     elif type(contents) is list:
-        part[:] = contents
+        part.clear()  # (a deque takes no slice)
+        part.extend(contents)
     else:
         for k in tree.tree_state(part).keys() - contents.keys():
             object.__delattr__(part, k)

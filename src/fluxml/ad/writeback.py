@@ -31,7 +31,7 @@ import types
 
 import numpy as np
 
-from fluxml import tree
+from fluxml import tree, treenodes
 from fluxml.ad.core import Tracer
 
 
@@ -42,7 +42,7 @@ class Rebuilt:
     originals, traced values as plain arrays (:func:`write_back`)."""
 
     __slots__ = ("trace", "log", "leaves", "new_leaves", "boxes", "values", "alias",
-                 "_copies", "_written", "_values")
+                 "reached", "_copies", "_written", "_values")
 
     def __init__(self, trace, log, leaves, new_leaves, boxes, spec):
         self.trace, self.log = trace, log
@@ -53,6 +53,9 @@ class Rebuilt:
         self.values = [t._val if type(t) is Tracer else None for t in new_leaves]
         self.alias = self._aliases(spec)
         self._copies = None
+        # (holder, key, function) for the functions f stored on what it reaches without
+        # being given it (a closed-over list of hooks), found by plain_reached
+        self.reached: list = []
         self._written: set = set()
         # id of a traced value -> the plain array it became: a value held at two places
         # (a.h = b.h = h; self.seen = self.state before `self.state *= 0.5`) becomes one
@@ -80,6 +83,9 @@ class Rebuilt:
                                                           self.values)
                              if type(t) is Tracer and (t._box is not box or t._val is not val)}
         write_back(self.log, self.restore, self._written)
+        for holder, k, v in self.reached:  # functions over the copy, stored elsewhere
+            if _over(v, self.trace, self._originals()):
+                _put(holder, k, self.restore(v))
 
     def restore(self, v):
         """What the original tree holds for ``v``, a value of the copy: an argument's tracer
@@ -333,16 +339,20 @@ def check_repeated(alias, p_leaves, t_leaves):
             "with one tangent. To perturb the two places apart, use two copies of it")
 
 
-def plain_reached(f, trace) -> None:
+def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     """Tracers of ``trace`` that ``f`` stored on objects it reaches without being given them
     (closed over, named as globals, or ``f``'s own object: ``self.state = h`` on a model the
     loss closes over) become plain copies of their values once ``trace`` is closed, as an
     argument's are written back: the model holds what it would hold had ``f`` run eagerly,
-    not a dead tracer that fails when used. (Objects reached only through other functions
+    not a dead tracer that fails when used. A function stored there over the traced copy or
+    its tracers (``hooks.append(lambda z: model(z))``) is made over the originals, as one
+    stored on an argument is: with ``rebuilt``, when it writes back (after a successful
+    transform), else over plain copies now. (Objects reached only through other functions
     are not seen: their tracers fail by name when used.)"""
     roots = reached(f)
     if not roots:
         return
+    functions = rebuilt.reached if rebuilt is not None else []
     seen: set = set()
     stack = roots
     while stack:
@@ -356,18 +366,47 @@ def plain_reached(f, trace) -> None:
             items = list(enumerate(x))
         else:
             items = list(tree.tree_state(x).items())
-        plain = {}
         for k, v in items:
             new = _plain(v, trace, stack)
             if new is not v:
-                plain[k] = new
-        if not plain:
-            continue
-        if isinstance(x, (dict, list, collections.deque)):
-            for k, v in plain.items():
-                x[k] = v
-        else:
-            tree.set_fields(x, plain)
+                _put(x, k, new)
+            elif type(v) in _FUNCTIONS:
+                functions.append((x, k, v))
+    if rebuilt is None:
+        for x, k, v in functions:
+            if _over(v, trace, {}):
+                _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [])))
+
+
+_FUNCTIONS = {types.FunctionType, types.MethodType, functools.partial}
+
+
+def _put(holder, k, v) -> None:
+    """Set ``holder``'s item or field ``k`` to ``v``."""
+    if isinstance(holder, (dict, list, collections.deque)):
+        holder[k] = v
+    else:
+        tree.set_fields(holder, {k: v})
+
+
+def _over(v, trace, copies: dict) -> bool:
+    """Whether the function ``v`` closes over (is bound to, holds as a partial's argument)
+    a traced copy's part (its id in ``copies``) or a tracer of ``trace``."""
+    t = type(v)
+    if t is types.MethodType:
+        parts: tuple = (v.__self__,)
+    elif t is functools.partial:
+        parts = (*v.args, *v.keywords.values())
+    else:
+        parts = tuple(_contents(c) for c in v.__closure__ or ())
+    return any(id(p) in copies or type(p) is Tracer and p._trace is trace for p in parts)
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # a name not assigned yet
+        return _NONE
 
 
 def _plain(v, trace, stack):
@@ -396,7 +435,7 @@ def _walked(v) -> bool:
         elif t in _KEPT or issubclass(t, tuple):
             walked = False
         else:
-            walked = (tree._NODES.get(t) or tree._node_kind(t))[0] != "static"
+            walked = (treenodes._NODES.get(t) or treenodes._node_kind(t))[0] != "static"
         _WALKED[t] = walked
     return walked
 

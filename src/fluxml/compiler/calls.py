@@ -16,7 +16,8 @@ from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import closed_over
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active, owner_id
-from fluxml.tree import _fields, flatten, leaves_with_paths, nodes, unflatten
+from fluxml.tree import REPEATED, flatten, leaves_with_paths, nodes, unflatten
+from fluxml.treenodes import _fields
 
 
 class _Keywords(dict):
@@ -88,8 +89,9 @@ def trace(fn, args, leaves, spec, numbers=None):
         else:
             new_leaves.append(x)
     in_vars = [t._box for t in tracers]
-    targs = unflatten(spec, new_leaves, shared={})  # (a layer used twice: one object, as
-    # eagerly and in a gradient)
+    log: list = []  # (its sets are copies: one the function changes is refused)
+    targs = unflatten(spec, new_leaves, shared={}, log=log)  # (a layer used twice: one
+    # object, as eagerly and in a gradient)
     tr.nodes = containers(targs)
     tr.hidden = hidden_arrays(args, spec, leaves, positions)
     spec_given = flatten(targs)[1]
@@ -101,6 +103,7 @@ def trace(fn, args, leaves, spec, numbers=None):
             tr.closed = LEAKED
     if tr.refused is not None:  # `buf[i] = x` into a plain array, which NumPy's error hid
         raise CompileError(f"fl.compile: {tr.refused}")
+    _refuse_set_changes(log)
     writes, aliases = _writes(tr, targs, spec, spec_given, leaves, positions, in_vars,
                               numbers, tracers)
     _check_overlaps(args, leaves, positions, writes)
@@ -108,6 +111,22 @@ def trace(fn, args, leaves, spec, numbers=None):
     _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases
+
+
+def _refuse_set_changes(log) -> None:
+    """Refuse a function that added to or removed from a set its arguments hold: the trace
+    ran on a copy of the set (the change was lost; before, the traced copy of a layer was
+    left in the caller's set), and a compiled program could not repeat it."""
+    for entry in log:
+        if entry is REPEATED or type(entry[1]) is not set or entry[1] == entry[2]:
+            continue
+        owner = next((f"`{k}` of the {type(e[0]).__name__}" for e in log
+                      if e is not REPEATED and type(e[2]) is dict
+                      for k, v in e[2].items() if v is entry[1]), "a set")
+        raise CompileError(
+            f"fl.compile: the function added to or removed from {owner} of its arguments "
+            "(a set). A compiled program cannot change a set: change it outside the "
+            "compiled function, or run the function without fl.compile")
 
 
 def hidden_arrays(args, spec, leaves, positions) -> dict:

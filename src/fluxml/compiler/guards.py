@@ -30,7 +30,7 @@ import numpy as np
 from fluxml.compiler.codegen import build
 from fluxml.compiler.numbers import NUMBER_TYPES, as_input
 from fluxml.compiler.trace import CompileError
-from fluxml.tree import _UNSET, _fields, slots
+from fluxml.treenodes import _UNSET, _fields, slots
 
 
 class _Writer:

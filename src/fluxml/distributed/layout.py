@@ -28,7 +28,8 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.distributed.group import DistributedError, on_every_rank
-from fluxml.tree import _fields, _paths, blank, flatten, is_array_leaf, slots
+from fluxml.tree import _paths, flatten
+from fluxml.treenodes import _fields, blank, is_array_leaf, slots
 
 
 class Changed(Exception):  # noqa: N818 - a signal between two functions, not an error

@@ -28,7 +28,8 @@ try:  # the first and one-past-the-last byte addresses an array reads
 except ImportError:  # NumPy 1.x
     from numpy import byte_bounds
 
-from fluxml.tree import _fields, flatten, is_array_leaf, is_leaf, leaves_with_paths
+from fluxml.tree import flatten, leaves_with_paths
+from fluxml.treenodes import _fields, is_array_leaf, is_leaf
 
 
 class LoadError(ValueError):

@@ -30,7 +30,8 @@ import numpy as np
 
 from fluxml._checks import flag
 from fluxml.ad.core import Tracer, differentiating
-from fluxml.tree import _fields, flatten, is_array_leaf, leaves_with_paths
+from fluxml.tree import flatten, is_array_leaf, leaves_with_paths
+from fluxml.treenodes import _fields
 
 
 class _Placeholder:
