@@ -36,13 +36,12 @@ from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.writeback import apply, changed_values, changes, reached, restore_parts
 
-WROTE_INTO = ("fl.checkpoint({name}): the function wrote in place into {what} of its "
-              "arguments ({error}). Inside fl.checkpoint the forward pass runs on the "
-              "caller's arrays, so the write would change them and the recompute for the "
-              "backward pass would start from the written values. Write into a copy "
-              "(`x = x.copy()` first), declare a layer's state that it updates in place "
-              "nontrainable (as BatchNorm's running statistics), or call the function without "
-              "fl.checkpoint")
+WROTE_INTO = ("fl.checkpoint({name}): the function wrote in place into {what} ({error}). "
+              "Inside fl.checkpoint the forward pass runs on the caller's arrays, so the "
+              "write would change them and the recompute for the backward pass would start "
+              "from the written values. Write into a copy (`x = x.copy()` first), declare a "
+              "layer's state that it updates in place nontrainable (as BatchNorm's running "
+              "statistics), or call the function without fl.checkpoint")
 
 
 def checkpoint(f: Callable) -> Callable:
@@ -113,20 +112,24 @@ def _record(f, call, whole, leaves, spec, trace):
     log: list = []
     copy = tree.unflatten(spec, vals, shared={}, log=log)
     trace.closed = CLOSED_OVER
+    replay.freeze(True)
     try:
         out = call(copy[0], *copy[1], **copy[2])
     except ValueError as e:
         if "read-only" not in str(e):
             raise
-        raise DifferentiationError(WROTE_INTO.format(name=name, what="an array",
-                                                     error=e)) from None
+        raise DifferentiationError(WROTE_INTO.format(
+            name=name, what="an array of its arguments or one it closes over",
+            error=e)) from None
     finally:
+        replay.freeze(False)
         trace.closed = None
     replay.check_closed_over(name)
     for (i, _), box in zip(parents, boxes):
         if type(vals[i]) is Tracer and vals[i]._box is not box:
             raise DifferentiationError(WROTE_INTO.format(
-                name=name, what="an array", error="a write into an outer transform's value"))
+                name=name, what="an array of its arguments",
+                error="a write into an outer transform's value"))
     outs, pack = outputs(out)
     found = changes(log)
     for entry in log:
@@ -217,14 +220,20 @@ class _Replay:
         from fluxml.compiler.randomness import generators, get_state, set_state
 
         # what f closes over or names as globals (a layer or method is an argument)
-        closed = tuple(reached(f)) if type(f) is types.FunctionType else ()
-        self.watched = []
+        closed = tuple(reached(f)) if type(f) in (types.FunctionType, functools.partial) \
+            else ()  # (a partial's arguments: a layer in partial(block, bn) is watched too)
+        self.watched, self.frozen = [], _closed_arrays(f)
         # the arrays the forward pass may update in place: fields declared nontrainable
         # anywhere, integer arrays of the arguments (a 0-d count)
         trainable = set(trainable)
         if closed:  # (the arguments' own leaves and spec come from the caller)
             leaves, spec = tree.flatten((whole, closed))
-            trainable.update(map(id, tree.flatten(closed, trainable=True)[0]))
+            # (float arrays only: a closed-over integer count is set back as an argument's)
+            floats = [x for x in tree.flatten(closed, trainable=True)[0] if _is_float(x)]
+            trainable.update(map(id, floats))
+            # closed-over float arrays the forward pass must not write into (the recompute
+            # would read the written values): read-only while it runs (see frozen)
+            self.frozen += [x for x in floats if type(x) is np.ndarray and x.flags.writeable]
             self.watched = _watch(closed)
         # (under fl.compile or an outer transform they are tracers of those, whose copies
         # and writes the program records: a compiled step counted twice otherwise)
@@ -232,6 +241,7 @@ class _Replay:
                                            and x._trace is not trace)
                      and id(x) not in trainable]
         self.before = [x.copy() for x in self.kept]
+        self.boxes = [x._box if type(x) is Tracer else None for x in self.kept]
         self.generators = [g for _, g, _ in generators(f, spec)]
         self.get, self.set = get_state, set_state
         self.start = [get_state(g) for g in self.generators]
@@ -256,17 +266,47 @@ class _Replay:
 
     def __enter__(self):
         self.now = [self.get(g) for g in self.generators]
-        self.values = [x.copy() for x in self.kept]
         for g, s in zip(self.generators, self.start):
             self.set(g, s)
-        for x, v in zip(self.kept, self.before):
+        # only the arrays the forward pass changed (a read-only input batch of integers is
+        # never written, nor, under fl.compile, copied into on every call)
+        self.written = []
+        for x, v, box in zip(self.kept, self.before, self.boxes):
+            if type(x) is Tracer:
+                if x._box is box:
+                    continue
+            elif not x.flags.writeable or np.array_equal(
+                    x, v, equal_nan=x.dtype.kind in "fc"):
+                continue
+            self.written.append((x, x.copy()))
             x[...] = v
 
     def __exit__(self, *exc):
         for g, s in zip(self.generators, self.now):
             self.set(g, s)
-        for x, v in zip(self.kept, self.values):
+        for x, v in self.written:
             x[...] = v
+
+    def freeze(self, on: bool) -> None:
+        """Make the closed-over float arrays read-only while the forward pass runs (a write
+        into one is refused by name, as into an argument), and writeable again after."""
+        for x in self.frozen:
+            x.flags.writeable = not on
+
+
+def _closed_arrays(f) -> list:
+    """The writeable float NumPy arrays a function's closure holds as they are (``reached``
+    gives the objects, lists and dicts around others)."""
+    f = f.func if type(f) is functools.partial else f
+    out = []
+    for cell in getattr(f, "__closure__", None) or ():
+        try:
+            x = cell.cell_contents
+        except ValueError:  # a name not assigned yet
+            continue
+        if type(x) is np.ndarray and x.dtype.kind in "fc" and x.flags.writeable:
+            out.append(x)
+    return out
 
 
 def _watch(closed) -> list:
