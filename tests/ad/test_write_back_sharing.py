@@ -162,3 +162,22 @@ def test_a_frozenset_of_layers_holds_the_traced_copies_and_fmaps_copies():
     assert m.frozen == frozenset({m, m.a}) and m.groups[0] == frozenset({m.a})
     c = fl.f64(m)
     assert c.frozen == frozenset({c, c.a}) and c.groups[0] == frozenset({c.a})
+
+
+def test_an_argument_written_in_place_held_in_a_tuple_shows_the_write():
+    # (found by review) the tuple is not logged and still held the same handle: its place
+    # kept the old values, the field the new ones
+    class M:
+        def __init__(self):
+            self.w = np.array([1.0, 2.0])
+            self.pair = (self.w, 3)
+
+        def __call__(self, x):
+            y = np.sum(self.w * x)
+            self.w *= 2.0
+            return y
+
+    m = M()
+    fl.gradient(lambda m: m(np.ones(2)), m)
+    np.testing.assert_array_equal(m.w, [2.0, 4.0])
+    assert m.pair[0] is m.w and m.pair[1] == 3

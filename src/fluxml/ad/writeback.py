@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import operator
 import types
 
@@ -76,12 +77,16 @@ class Rebuilt:
                     alias[start + k] = alias.get(seen + k, seen + k)
         return alias
 
-    def write_back(self) -> None:
+    def find_written(self) -> None:
+        """Note the arguments written in place (once the function has run)."""
         if self.trace.rebound:  # an argument written in place holds its new value: a field
             # holding it is rebound to a copy of it (the caller's array is never changed)
             self._written = {id(t) for t, box, val in zip(self.new_leaves, self.boxes,
                                                           self.values)
                              if type(t) is Tracer and (t._box is not box or t._val is not val)}
+
+    def write_back(self) -> None:
+        self.find_written()
         write_back(self.log, self.restore, self._written)
         for holder, k, v in self.reached:  # functions over the copy, stored elsewhere
             if _over(v, self.trace, self._originals()):
@@ -159,12 +164,12 @@ def changes(log: list, written=frozenset()) -> list:
         original, new, built = entry
         if isinstance(new, dict):
             if len(new) != len(built) or \
-                    any(new.get(k, _NONE) is not v or id(v) in written
+                    any(new.get(k, _NONE) is not v or _holds(v, written)
                         for k, v in built.items()):
                 out.append((original, dict(new), None))
         elif type(built) is list:
             if len(new) != len(built) or \
-                    any(a is not b or id(a) in written for a, b in zip(new, built)):
+                    any(a is not b or _holds(a, written) for a, b in zip(new, built)):
                 out.append((original, list(new), None))
         elif type(built) is set:
             if len(new) != len(built) or any(a not in built for a in new):
@@ -175,10 +180,20 @@ def changes(log: list, written=frozenset()) -> list:
                 continue
             now = tree.tree_state(new)
             changed = {k: v for k, v in now.items()
-                       if built.get(k, _NONE) is not v or id(v) in written}
+                       if built.get(k, _NONE) is not v or _holds(v, written)}
             if changed or len(now) != len(built):
                 out.append((original, changed, built.keys() - now.keys()))
     return out
+
+
+def _holds(v, written) -> bool:
+    """Is ``v`` an argument written in place (``written``), or a tuple holding one? (A tuple
+    is not logged: the same tuple holds the same handle, whose value the write changed.)"""
+    if not written:
+        return False
+    if id(v) in written:
+        return True
+    return isinstance(v, tuple) and any(_holds(x, written) for x in v)
 
 
 def changed_values(found: list) -> list:
@@ -348,26 +363,43 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     its tracers (``hooks.append(lambda z: model(z))``) is made over the originals, as one
     stored on an argument is: with ``rebuilt``, when it writes back (after a successful
     transform), else over plain copies now. (Objects reached only through other functions
-    are not seen: their tracers fail by name when used.)"""
+    are not seen: their tracers fail by name when used.)
+
+    The walk runs on every transform's call, so it is bounded: of a list, deque or dict
+    longer than ``_LONG`` only the last ``_TAIL`` entries are looked at (where the function
+    appends: a history of losses), and it stops after ``_BUDGET`` entries in all (a
+    tracer stored beyond fails by name when used). One traced value stored at several
+    places becomes one array, the one the arguments' write-back gives it (``rebuilt``)."""
     roots = reached(f)
     if not roots:
         return
     functions = rebuilt.reached if rebuilt is not None else []
+    if rebuilt is not None:  # an argument's tracer is the argument (or its new value), as
+        # the arguments' write-back gives it; a traced value one copy for all its places
+        rebuilt.find_written()
+        convert = rebuilt.restore
+    else:
+        convert = _copier()
     seen: set = set()
     stack = roots
-    while stack:
+    budget = _BUDGET
+    while stack and budget > 0:
         x = stack.pop()
         if id(x) in seen:
             continue
         seen.add(id(x))
         if isinstance(x, dict):
-            items = list(x.items())
+            items = list(x.items()) if len(x) <= _LONG else \
+                list(itertools.islice(reversed(x.items()), _TAIL))
         elif isinstance(x, (list, collections.deque)):
-            items = list(enumerate(x))
+            n = len(x)
+            items = list(enumerate(x)) if n <= _LONG else \
+                [(k, x[k]) for k in range(n - _TAIL, n)]
         else:
             items = list(tree.tree_state(x).items())
+        budget -= len(items)
         for k, v in items:
-            new = _plain(v, trace, stack)
+            new = _plain(v, trace, stack, convert)
             if new is not v:
                 _put(x, k, new)
             elif type(v) in _FUNCTIONS:
@@ -375,7 +407,11 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     if rebuilt is None:
         for x, k, v in functions:
             if _over(v, trace, {}):
-                _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [])))
+                _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [], convert)))
+
+
+# the bounds of plain_reached's walk (entries): long containers' tails, and in all
+_LONG, _TAIL, _BUDGET = 1024, 64, 2_000
 
 
 _FUNCTIONS = {types.FunctionType, types.MethodType, functools.partial}
@@ -409,14 +445,28 @@ def _contents(cell):
         return _NONE
 
 
-def _plain(v, trace, stack):
-    """``v`` with its tracers of ``trace`` as plain copies: a tracer, or a tuple holding
-    some (rebuilt: ``history.append((step, loss))``); a part to walk goes on ``stack``."""
+def _copier():
+    """A tracer's plain copy, one per tracer (a value stored at two places is one array)."""
+    memo: dict = {}
+
+    def convert(v):
+        new = memo.get(id(v))
+        if new is None:
+            new = memo[id(v)] = v._val.copy()
+        return new
+
+    return convert
+
+
+def _plain(v, trace, stack, convert):
+    """``v`` with its tracers of ``trace`` as plain values (``convert``): a tracer, or a
+    tuple holding some (rebuilt: ``history.append((step, loss))``); a part to walk goes on
+    ``stack``."""
     if type(v) is Tracer:
         if v._trace is trace and type(v._val) is not Tracer:
-            return v._val.copy()
+            return convert(v)
     elif isinstance(v, tuple):
-        items = [_plain(a, trace, stack) for a in v]
+        items = [_plain(a, trace, stack, convert) for a in v]
         if any(a is not b for a, b in zip(items, v)):
             return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)
     elif _walked(v):
@@ -479,14 +529,15 @@ def reached(f) -> list:
 
 def _global_names(f) -> tuple:
     """The names ``f``'s code reads as globals that may hold state (not modules, functions
-    or classes), once per code."""
+    or classes), once per code; a name not yet defined is kept (a notebook defines the list
+    a loss appends to after its first, failed call; attribute names cost a lookup each)."""
     if len(_GLOBALS) > 4096:  # (code made at run time, exec'd programs: kept bounded)
         _GLOBALS.clear()
     scope = f.__globals__
     names = _GLOBALS[f.__code__] = tuple(
-        k for k in f.__code__.co_names if k in scope and not isinstance(scope[k], _NOT_STATE))
+        k for k in f.__code__.co_names if not isinstance(scope.get(k), _NOT_STATE))
     return names
 
 
-_GLOBALS: dict = {}  # code -> those of its names that were globals when first seen
+_GLOBALS: dict = {}  # code -> those of its names that may be globals holding state
 _NOT_STATE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
