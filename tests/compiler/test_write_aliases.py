@@ -8,17 +8,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
-
-
-class Box:
-    pass
-
-
-def _box(**fields):
-    b = Box()
-    for k, v in fields.items():
-        setattr(b, k, v)
-    return b
+from tests.ad.test_write_back_sharing import _box
 
 
 def test_a_swap_of_two_fields():
