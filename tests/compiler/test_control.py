@@ -314,6 +314,22 @@ def test_second_order_through_compiled_scan_and_cond():
         close(fl.compile(hess)(w, x), hess(w, x))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_reverse_over_reverse_through_a_compiled_scan_reads_its_residuals_derivative(reverse):
+    # the outer gradient took the scan as saving for itself and dropped the cotangents of
+    # what it stacked for the inner one: the cos(x) that sin's vjp reads was constant, so
+    # the Hessian of sum(sin(x)**2) lost its -2 sin(x)**2 (silently)
+    def loss(xs):
+        _, ys = fl.scan(lambda c, x: (c, np.sin(x)), np.zeros(2), xs, reverse=reverse)
+        return np.sum(ys**2)
+
+    v = np.array([[1.0, -2.0], [0.5, 3.0]])
+    hvp = fl.compile(lambda xs: fl.gradient(lambda xs: np.sum(fl.gradient(loss, xs)[0] * v),
+                                            xs)[0])
+    for xs in (np.array([[0.3, -0.5], [1.0, 2.0]]), np.array([[-1.0, 0.1], [0.0, 0.7]])):
+        close(hvp(xs), 2 * np.cos(2 * xs) * v, 1e-12)
+
+
 def test_forward_mode_through_compiled_control_flow():
     W, h0, xs = RNN_ARGS
     v = rng.standard_normal(W.shape)
