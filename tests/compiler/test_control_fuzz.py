@@ -2,8 +2,9 @@
 NumPy operations (tanh, sin, exp, products, sums, matmul, indexing, np.where) with randomly
 nested ``fl.cond``, ``fl.scan`` (forward and reverse, trees of carries, xs and ys) and
 ``fl.while_loop`` (bounded counts, some ending on a value), whose branches and bodies read
-the arguments and arrays made outside them. Each program is also run as plain Python (an
-``if``, a ``for`` stacking the ys, a ``while``: the reference). For each case:
+the arguments and arrays made outside them (each operation grows its operands' size at
+most linearly, so that finite differences stay accurate). Each program is also run as plain
+Python (an ``if``, a ``for`` stacking the ys, a ``while``: the reference). For each case:
 
 - eager fluxml agrees with the plain-Python reference, and ``fl.compile`` with eager fluxml,
   on three calls with new values (so the predicates go the other way at some calls);
@@ -45,14 +46,16 @@ def _program(rng, depth, readable, n_stmts):
 def _statement(rng, depth, readable):
     r = rng.random()
     dst = _pick(rng, NAMES)
-    if depth > 0 and r < 0.4:
-        kind = _pick(rng, ("cond", "scan", "scan", "while"))
+    if depth > 0 and r < 0.5:
+        kind = _pick(rng, ("cond", "cond", "scan", "scan", "scan", "while"))
         names = _pick(rng, NAMES, int(rng.integers(1, 4)))
         struct = _pick(rng, ("tuple", "dict"))
         inner = lambda extra=(): _program(rng, depth - 1, readable + extra,  # noqa: E731
                                           int(rng.integers(1, 4)))
         if kind == "cond":
-            return ("cond", _pick(rng, readable), float(rng.normal(scale=0.5)), names,
+            # (a predicate on a constant is concrete under fl.compile too: one branch runs)
+            return ("cond", _pick(rng, readable + ("const",)), float(rng.normal(scale=0.5)),
+                    bool(rng.random() < 0.3), names,
                     _pick(rng, NAMES, int(rng.integers(1, 4))), struct, inner(), inner())
         if kind == "scan":
             xs = _pick(rng, ("none", "X", "tuple", "dict"))
@@ -70,8 +73,10 @@ def _statement(rng, depth, readable):
         return ("binary", dst, _pick(rng, BINARY), _pick(rng, readable), _pick(rng, readable))
     if r < 0.78:
         return ("matmul", dst, _pick(rng, readable))
-    if r < 0.84:
+    if r < 0.8:
         return ("sum", dst, _pick(rng, readable), rng.normal(size=3))  # a captured constant
+    if r < 0.84:  # a derivative inside a branch or body
+        return ("grad", dst, _pick(rng, readable), _pick(rng, readable))
     if r < 0.92:
         index = _pick(rng, ("perm", "reverse", "element"))
         return ("index", dst, _pick(rng, readable), index, rng.permutation(3),
@@ -105,7 +110,7 @@ def _step(s, env, ctx):  # noqa: C901 (one branch per statement kind)
         _, dst, op, src = s
         x = env[src]
         env[dst] = {"tanh": np.tanh, "sin": np.sin, "exp": lambda v: np.exp(0.3 * np.tanh(v)),
-                    "half": lambda v: 0.5 * v, "square": lambda v: 0.3 * v * v}[op](x)
+                    "half": lambda v: 0.5 * v, "square": lambda v: 0.3 * v * np.tanh(v)}[op](x)
     elif kind == "binary":
         _, dst, op, p, q = s
         x, y = env[p], env[q]
@@ -114,10 +119,13 @@ def _step(s, env, ctx):  # noqa: C901 (one branch per statement kind)
         env[s[1]] = 0.3 * (ctx["W"] @ np.tanh(env[s[2]]))
     elif kind == "sum":
         env[s[1]] = np.sum(np.tanh(env[s[2]])) * s[3]
+    elif kind == "grad":
+        other = env[s[3]]
+        env[s[1]] = fl.gradient(lambda u: np.sum(np.sin(u) * np.tanh(other)), env[s[2]])[0]
     elif kind == "index":
         _, dst, src, how, perm, k = s
         x = env[src]
-        env[dst] = x[perm] if how == "perm" else x[::-1] if how == "reverse" else x[k] * x
+        env[dst] = x[perm] if how == "perm" else x[::-1] if how == "reverse" else x[k] * np.tanh(x)
     elif kind == "where":
         _, dst, p, q, r = s
         env[dst] = np.where(env[p] > 0, env[q], env[r])
@@ -130,8 +138,10 @@ def _step(s, env, ctx):  # noqa: C901 (one branch per statement kind)
 
 
 def _cond(s, env, ctx):
-    _, p, threshold, ins, outs, struct, yes, no = s
-    pred = np.sum(env[p]) > threshold
+    _, p, threshold, as_int, ins, outs, struct, yes, no = s
+    pred = np.sum(env[p] if p != "const" else ctx["const"]) > threshold
+    if as_int:  # a number as the predicate: nonzero is true
+        pred = pred.astype(np.int64)
 
     def branch(prog):
         def run(*operands):
@@ -170,7 +180,10 @@ def _scan(s, env, ctx):
         if counter:  # an integer carry beside the floats
             local[names[0]] = local[names[0]] + 0.1 * carry[1]
         new = _pack(names, local, struct)
-        return ((new, carry[1] + 1) if counter else new), _pack(ys, local, "dict") or None
+        y = _pack(ys, local, "dict")
+        if counter:  # an integer y too
+            y["n"] = carry[1]
+        return ((new, carry[1] + 1) if counter else new), y or None
 
     init = _pack(names, env, struct)
     init = (init, np.array(0)) if counter else init
@@ -182,12 +195,14 @@ def _scan(s, env, ctx):
             x_t = fl.tree.fmap(lambda v: v[t], xs) if xs is not None else None
             carry, y = f(carry, x_t)
             steps[t] = y
-        stacked = {k: np.stack([steps[t][k] for t in range(n)]) for k in ys} or None
+        stacked = {k: np.stack([steps[t][k] for t in range(n)]) for k in steps[0] or {}} or None
     env.update(_unpack(names, carry[0] if counter else carry, struct))
+    if counter:
+        env[names[0]] = env[names[0]] + 0.01 * np.sum(stacked["n"] * np.arange(1, n + 1))
     for k, how in zip(ys, reductions):
         v = stacked[k]
         env[k] = (np.sum(v, axis=0) / n if how == "sum" else v[-1] if how == "last"
-                  else v[0] if how == "first" else np.mean(v * v, axis=0))
+                  else v[0] if how == "first" else np.mean(v * np.tanh(v), axis=0))
 
 
 def _while(s, env, ctx):
@@ -196,8 +211,9 @@ def _while(s, env, ctx):
     def test(carry):
         go = carry[0] < bound
         if limit is not None:  # the count depends on the values too
-            go = np.logical_and(go, np.sum(np.tanh(_unpack(names, carry[1], struct)[names[0]]))
-                                < limit)
+            # (compared with a value from outside: cond_fun closes over it)
+            value = np.sum(np.tanh(_unpack(names, carry[1], struct)[names[0]]))
+            go = np.logical_and(go, value < limit + 0.1 * np.sum(np.tanh(env["a"])))
         return go
 
     def step(carry):
@@ -220,7 +236,7 @@ def _has(prog, kind) -> bool:
     for s in prog:
         if s[0] == kind:
             return True
-        if s[0] == "cond" and (_has(s[6], kind) or _has(s[7], kind)):
+        if s[0] == "cond" and (_has(s[-2], kind) or _has(s[-1], kind)):
             return True
         if s[0] in ("scan", "while") and _has(s[-1], kind):
             return True
@@ -229,9 +245,10 @@ def _has(prog, kind) -> bool:
 
 def _function(prog, mode, weights):
     """The program as a function of its arguments, returning its variables and a loss."""
+    constant = np.tanh(weights)  # an array the program closes over
     def run(a, b, W, X, Y):
         env = {"a": a, "b": b, "c": a * b, "d": np.tanh(b)}
-        _execute(prog, env, {"mode": mode, "W": W, "X": X, "Y": Y})
+        _execute(prog, env, {"mode": mode, "W": W, "X": X, "Y": Y, "const": constant})
         return env
 
     def loss(*args):
@@ -269,6 +286,12 @@ def _fd(loss, args, eps=1e-6):
     return tuple(grads)
 
 
+def _compile(fn, backend):
+    """``fl.compile(fn)``; for XLA compiled before the first call (not run by NumPy while XLA
+    compiles in the background), so that every call checks XLA's code."""
+    return fl.compile(fn, backend=backend, background=backend != "xla")
+
+
 def check_case(seed: int, backend: str = "numpy", second_order: bool = True) -> dict:
     """One random program, checked as the module says; what was checked, counted."""
     rng = np.random.default_rng(seed)
@@ -279,13 +302,15 @@ def check_case(seed: int, backend: str = "numpy", second_order: bool = True) -> 
     run_fl, loss_fl = _function(prog, "fl", weights)
     run_py, loss_py = _function(prog, "py", weights)
     where = f"seed {seed} ({backend}): {prog}"
-    compiled = fl.compile(run_fl, backend=backend)
-    grad_c = fl.compile(lambda *a: fl.gradient(loss_fl, *a, zeros_for_none=True),
-                        backend=backend)
-    jvp_c = fl.compile(lambda a, t: fl.jvp(loss_fl, a, t), backend=backend)
+    compiled = _compile(run_fl, backend)
+    grad_c = _compile(lambda *a: fl.gradient(loss_fl, *a, zeros_for_none=True), backend)
+    jvp_c = _compile(lambda a, t: fl.jvp(loss_fl, a, t), backend)
     counts = {"cases": 1, "calls": 0, "grads": 0, "hvps": 0, "refused": 0}
+    args = _args(rng, length)
     for call in range(3):
-        args = _args(rng, length)
+        # the second call negates the first's arguments: a predicate on a sum of odd
+        # functions of them goes the other way
+        args = _args(rng, length) if call != 1 else tuple(-x for x in args)
         want = run_py(*args)
         _close(run_fl(*args), want, f"{where}: eager vs Python, call {call}")
         _close(compiled(*args), want, f"{where}: compiled vs Python, call {call}")
@@ -324,9 +349,9 @@ def _check_hvp(loss_fl, loss_py, args, v, backend, where):
 
     want = fwd(loss_py)(*args)
     _close(rev(loss_py)(*args), want, f"{where}: reference hvp, reverse over reverse", 1e-8)
-    _close(fl.compile(fwd(loss_fl), backend=backend)(*args), want,
+    _close(_compile(fwd(loss_fl), backend)(*args), want,
            f"{where}: compiled hvp, forward over reverse", 1e-8)
-    _close(fl.compile(rev(loss_fl), backend=backend)(*args), want,
+    _close(_compile(rev(loss_fl), backend)(*args), want,
            f"{where}: compiled hvp, reverse over reverse", 1e-8)
 
 
@@ -354,7 +379,7 @@ def test_compiled_hessian_vector_product_through_a_reversed_slice():
 
 
 def test_control_fuzz():
-    _total(range(6))
+    _total(range(8))
 
 
 if __name__ == "__main__":
