@@ -241,6 +241,44 @@ def test_compiled_scan_indexes_a_closed_over_table_with_its_xs():
     close(fl.compile(grad)(table, ids), grad(table, ids))
 
 
+@pytest.mark.parametrize("form", ["scan", "while_loop", "cond"])
+def test_a_body_writes_into_an_array_it_made_from_values_it_closes_over(form):
+    # h = np.tanh(w) of a closed-over w was recorded in the code around the body, so
+    # `h += c` (a value of the body) was refused as a write into an outer array, and
+    # `h += w` as a write "into the code around it", where eagerly both just run
+    def body(w, c):
+        h = np.tanh(w)
+        h += c
+        g = np.sin(w)
+        g += w
+        g[0] = c[1]
+        return 0.5 * h + 0.1 * g
+
+    def f(w, x):
+        if form == "scan":
+            return fl.scan(lambda c, _: (body(w, c), None), x, None, length=3)[0]
+        if form == "while_loop":
+            return fl.while_loop(lambda c: c[0] < 3.0, lambda c: (c[0] + 1, body(w, c[1])),
+                                 (0.0, x))[1]
+        return fl.cond(np.sum(x) > 0, lambda c: body(w, c), lambda c: c, x)
+
+    def by_hand(w, x):
+        steps = 3 if form != "cond" else int(np.sum(x) > 0)
+        for _ in range(steps):
+            g = np.sin(w) + w
+            g[0] = x[1]
+            x = 0.5 * (np.tanh(w) + x) + 0.1 * g
+        return x
+
+    w = np.array([0.5, -1.0])
+    compiled = fl.compile(f)
+    for x in (np.array([1.0, 2.0]), np.array([-1.0, 0.5])):
+        close(compiled(w, x), by_hand(w, x))
+    if form != "while_loop":
+        grad = fl.compile(lambda w, x: fl.gradient(lambda w: np.sum(f(w, x)), w)[0])
+        close(grad(w, x), fd_grad(lambda w: np.sum(by_hand(w, x)), w), 1e-7)
+
+
 def test_compiled_scan_keeps_float32():
     xs = np.ones((4, 3), np.float32)
     c, ys = fl.compile(lambda xs: fl.scan(lambda c, x: (c + x, 2 * x), xs[0] * 0, xs))(xs)

@@ -148,6 +148,16 @@ def differentiating() -> bool:
     return compile_trace is None or max(t.level for t in stack) > compile_trace.level
 
 
+def taker(trace):
+    """The trace that takes an operation whose highest operand's trace is ``trace``: inside a
+    compiled branch or loop body, the body's (see ``Trace.takes_outer``)."""
+    if COMPILING:
+        inner = compiling()
+        if inner is not None and inner.takes_outer and inner.level > trace.level:
+            return inner
+    return trace
+
+
 def compiling():
     """The IR trace of this thread's innermost ``fl.compile`` in progress, or None. (Another
     thread's compile must not record this thread's random draws.)"""
@@ -187,10 +197,13 @@ def bind(prim, args, params):
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
-    if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
-        for t in _tracers((), params):  # (of a branch fl.cond traces: above the arguments)
-            if top is None or t._trace.level > top.level:
-                top = t._trace
+    if COMPILING:
+        if params:  # fl.compile: a traced index or mask among the parameters
+            for t in _tracers((), params):  # (of a branch fl.cond traces: above the arguments)
+                if top is None or t._trace.level > top.level:
+                    top = t._trace
+        if top is not None:
+            top = taker(top)
     if top is None:
         return prim.impl(*args, **params)
     return top.process(prim, args, params)
@@ -334,6 +347,11 @@ class Trace:
     # Whether values of this trace are being differentiated (reverse and forward mode): what
     # train/test layers ask (``within_gradient``). ``fl.compile``'s recording trace is not.
     differentiates = True
+    # Whether, while it records (the innermost fl.compile trace), it takes every operation
+    # on traced values of lower levels too: a compiled branch or loop body does
+    # (compiler/subprogram.py), so that an array it makes from values it closes over is its
+    # own (written in place by the branch, as eagerly), not one of the code around it
+    takes_outer = False
 
     def __init__(self):
         self.level = next(_levels)

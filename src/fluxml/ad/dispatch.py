@@ -15,6 +15,7 @@ from fluxml.ad.core import (
     Tracer,
     lookup,
     raw,
+    taker,
     untraced,
 )
 from fluxml.ad.rules import folds
@@ -46,11 +47,12 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
             if ufunc not in COMPLEX and _any_complex(inputs):
                 raise _not_for_complex(ufunc)
             if len(inputs) == 1:  # self is the input
-                return self._trace.unary(prim, self)
+                return taker(self._trace).unary(prim, self)
             trace = self._trace  # self is one of the inputs: find the top trace among them
             for a in inputs:
                 if type(a) is Tracer and a._trace.level > trace.level:
                     trace = a._trace
+            trace = taker(trace)
             if len(inputs) == 2:
                 return trace.binary(prim, *inputs)
             return trace.process(prim, inputs, NO_PARAMS)

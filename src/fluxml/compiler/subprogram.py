@@ -79,6 +79,7 @@ class SubTrace(IRTrace):
     """An IR trace for one branch or body: values of other levels it meets are captured."""
 
     __slots__ = ("captured", "custom", "check_only", "outer_writes")
+    takes_outer = True  # operations on the values it closes over are its own (ad/core.bind)
 
     def __init__(self, check_only=False):
         super().__init__()
@@ -170,14 +171,15 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
                 out = fn(*inputs)
             else:
                 out = fn(*unflatten(spec, inputs)) if star else fn(unflatten(spec, inputs))
+        except DifferentiationError as e:  # a write of its values into the code around it
+            if tr.outer_writes:
+                raise _outer_write(what) from e
+            raise
         finally:
             mutation.outer_write_watchers.pop()
             tr.closed = LEAKED
     if tr.outer_writes:
-        raise CompileError(
-            f"{what} wrote into an array of the code around it (a field of a model it closes "
-            "over, `self.count += 1`): it is traced once, so the write would happen once, not "
-            "at each run. Pass the array as an operand (or carry) and return its new value.")
+        raise _outer_write(what)
     for t, v in zip(inputs, in_vars):
         if t._box is not v:
             raise CompileError(
@@ -191,6 +193,13 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     out_leaves, out_spec = flatten(out)
     outputs = [_output(tr, o, what) for o in out_leaves]
     return Traced(tr, in_vars, outputs, out_spec, what)
+
+
+def _outer_write(what) -> CompileError:
+    return CompileError(
+        f"{what} wrote into an array of the code around it (a field of a model it closes "
+        "over, `self.count += 1`): it is traced once, so the write would happen once, not "
+        "at each run. Pass the array as an operand (or carry) and return its new value.")
 
 
 def _output(tr, x, what):
