@@ -77,6 +77,9 @@ def _statement(rng, depth, readable):
         return ("sum", dst, _pick(rng, readable), rng.normal(size=3))  # a captured constant
     if r < 0.84:  # a derivative inside a branch or body
         return ("grad", dst, _pick(rng, readable), _pick(rng, readable))
+    if r < 0.87:  # writes into a fresh array, and two names for one array
+        return (_pick(rng, ("augment", "setitem", "alias")), dst, _pick(rng, readable),
+                _pick(rng, readable), int(rng.integers(3)))
     if r < 0.92:
         index = _pick(rng, ("perm", "reverse", "element"))
         return ("index", dst, _pick(rng, readable), index, rng.permutation(3),
@@ -122,6 +125,19 @@ def _step(s, env, ctx):  # noqa: C901 (one branch per statement kind)
     elif kind == "grad":
         other = env[s[3]]
         env[s[1]] = fl.gradient(lambda u: np.sum(np.sin(u) * np.tanh(other)), env[s[2]])[0]
+    elif kind in ("augment", "setitem"):
+        # (a fresh array made of both operands: a traced value cannot be written into a
+        # plain NumPy array, as the engine's error says; an eager fl.cond traces the branch
+        # it does not take, so a closed-over plain array there would be refused)
+        x, y = env[s[2]], env[s[3]]
+        fresh = (np.tanh(x) if kind == "augment" else np.sin(x)) + 0.0 * y
+        if kind == "augment":
+            fresh += 0.5 * y
+        else:
+            fresh[s[4]] = y[s[4]]
+        env[s[1]] = fresh
+    elif kind == "alias":
+        env[s[1]] = env[s[2]]
     elif kind == "index":
         _, dst, src, how, perm, k = s
         x = env[src]
