@@ -64,6 +64,23 @@ def test_eager_cond_takes_a_branch_the_other_could_not():
     close(chol, np.eye(2))
 
 
+def test_eager_gradient_through_a_cond_whose_other_branch_scans_a_while_loop():
+    # the branch not taken is traced to check it; its scan over a closed-over w took the
+    # gradient's trace for its own and planned a vjp of the body: "fl.while_loop under
+    # fl.compile has no reverse-mode derivative", from eager code
+    def f(w, x):
+        def other(x):
+            def body(c, _):
+                return fl.while_loop(lambda c: c[0] < 2, lambda c: (c[0] + 1, np.sin(c[1])),
+                                     (0, c))[1], None
+            return fl.scan(body, w, None, length=2)[0] + x
+        return np.sum(fl.cond(np.sum(x) > 0, lambda x: x * w, other, x))
+
+    w, x = np.array([0.5, -1.0]), np.array([1.0, 2.0])
+    close(fl.gradient(f, w, x), (x, w))
+    close(fl.gradient(f, w, -x)[0], fd_grad(lambda w: f(w, -x), w), 1e-7)
+
+
 def test_while_loop_eager():
     i, s = fl.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] + c[0]), (0, 0))
     assert (i, s) == (5, 10)

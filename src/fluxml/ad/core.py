@@ -179,14 +179,15 @@ def recorded(x) -> bool:
 
 
 def top_trace(args):
-    """The trace of the highest level among ``args`` (None when nothing is traced)."""
+    """The trace that takes an operation on ``args`` (None when nothing is traced): the
+    highest level among them, or a compiled branch's above it (see ``taker``)."""
     top = None
     for a in args:
         if type(a) is Tracer:
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
-    return top
+    return taker(top) if top is not None and COMPILING else top
 
 
 def bind(prim, args, params):
