@@ -259,25 +259,25 @@ def test_compiled_scan_indexes_a_closed_over_table_with_its_xs():
 
 
 @pytest.mark.parametrize("form", ["scan", "while_loop", "cond"])
-def test_a_body_writes_into_an_array_it_made_from_values_it_closes_over(form):
-    # h = np.tanh(w) of a closed-over w was recorded in the code around the body, so
-    # `h += c` (a value of the body) was refused as a write into an outer array, and
-    # `h += w` as a write "into the code around it", where eagerly both just run
-    def body(w, c):
-        h = np.tanh(w)
+def test_a_body_writes_into_an_array_it_made_from_its_values(form):
+    # An array made only from closed-over values is the code around the body's (run once,
+    # not at each step): a write of the body's values into it is refused. Made from the
+    # body's values too, it is the body's own, written in place as eagerly.
+    def body(w, c, own):
+        h = np.tanh(w) + (0.0 * c if own else 0.0)
         h += c
-        g = np.sin(w)
+        g = np.sin(w) + (0.0 * c if own else 0.0)
         g += w
         g[0] = c[1]
         return 0.5 * h + 0.1 * g
 
-    def f(w, x):
+    def f(w, x, own=True):
         if form == "scan":
-            return fl.scan(lambda c, _: (body(w, c), None), x, None, length=3)[0]
+            return fl.scan(lambda c, _: (body(w, c, own), None), x, None, length=3)[0]
         if form == "while_loop":
-            return fl.while_loop(lambda c: c[0] < 3.0, lambda c: (c[0] + 1, body(w, c[1])),
-                                 (0.0, x))[1]
-        return fl.cond(np.sum(x) > 0, lambda c: body(w, c), lambda c: c, x)
+            return fl.while_loop(lambda c: c[0] < 3.0,
+                                 lambda c: (c[0] + 1, body(w, c[1], own)), (0.0, x))[1]
+        return fl.cond(np.sum(x) > 0, lambda c: body(w, c, own), lambda c: c, x)
 
     def by_hand(w, x):
         steps = 3 if form != "cond" else int(np.sum(x) > 0)
@@ -294,6 +294,8 @@ def test_a_body_writes_into_an_array_it_made_from_values_it_closes_over(form):
     if form != "while_loop":
         grad = fl.compile(lambda w, x: fl.gradient(lambda w: np.sum(f(w, x)), w)[0])
         close(grad(w, x), fd_grad(lambda w: np.sum(by_hand(w, x)), w), 1e-7)
+    with pytest.raises(CompileError, match="wrote into an array of the code around it"):
+        fl.compile(lambda w, x: f(w, x, own=False))(w, np.array([1.0, 2.0]))
 
 
 def test_compiled_scan_keeps_float32():

@@ -349,9 +349,8 @@ class Trace:
     # train/test layers ask (``within_gradient``). ``fl.compile``'s recording trace is not.
     differentiates = True
     # Whether, while it records (the innermost fl.compile trace), it takes every operation
-    # on traced values of lower levels too: a compiled branch or loop body does
-    # (compiler/subprogram.py), so that an array it makes from values it closes over is its
-    # own (written in place by the branch, as eagerly), not one of the code around it
+    # on traced values of lower levels too: a branch traced only to check it does
+    # (compiler/subprogram.py)
     takes_outer = False
 
     def __init__(self):

@@ -78,8 +78,7 @@ def as_operand(x):
 class SubTrace(IRTrace):
     """An IR trace for one branch or body: values of other levels it meets are captured."""
 
-    __slots__ = ("captured", "custom", "check_only", "outer_writes")
-    takes_outer = True  # operations on the values it closes over are its own (ad/core.bind)
+    __slots__ = ("captured", "custom", "check_only", "outer_writes", "takes_outer")
 
     def __init__(self, check_only=False):
         super().__init__()
@@ -87,6 +86,11 @@ class SubTrace(IRTrace):
         self.custom: list[str] = []  # custom_vjp / custom_jvp functions run without rules
         self.check_only = check_only  # traced only to check its outputs (an eager fl.cond)
         self.outer_writes = 0  # writes into handles of outer levels (ad/mutation.py)
+        # A branch traced only to check it (eager fl.cond's other branch) takes every
+        # operation on traced values (ad/core.taker): none may reach an outer transform.
+        # A compiled one leaves those on outer values only to the code around it, which
+        # runs them once, not at each step of a loop
+        self.takes_outer = check_only
 
     def draw(self, rng, method, args, kwargs):
         if not self.check_only:
