@@ -126,11 +126,11 @@ def _step(s, env, ctx):  # noqa: C901 (one branch per statement kind)
         other = env[s[3]]
         env[s[1]] = fl.gradient(lambda u: np.sum(np.sin(u) * np.tanh(other)), env[s[2]])[0]
     elif kind in ("augment", "setitem"):
-        # (a fresh array made of both operands: a traced value cannot be written into a
-        # plain NumPy array, as the engine's error says; an eager fl.cond traces the branch
-        # it does not take, so a closed-over plain array there would be refused)
+        # (a fresh array made from a value of the branch or body itself, "_own": one made
+        # only from closed-over values belongs to the code around it, which may not be
+        # written from inside; nor may a plain NumPy array, as the engine's error says)
         x, y = env[s[2]], env[s[3]]
-        fresh = (np.tanh(x) if kind == "augment" else np.sin(x)) + 0.0 * y
+        fresh = (np.tanh(x) if kind == "augment" else np.sin(x)) + 0.0 * env["_own"]
         if kind == "augment":
             fresh += 0.5 * y
         else:
@@ -163,6 +163,8 @@ def _cond(s, env, ctx):
         def run(*operands):
             local = dict(env)  # what it does not take as operands, it reads from outside
             local.update(_unpack(ins, operands[0] if struct == "dict" else operands, struct))
+            if p != "const":  # (a concrete predicate: the branch runs as code of the body
+                local["_own"] = local[ins[0]]  # around it, under fl.compile too)
             _execute(prog, local, ctx)
             return _pack(outs, local, struct)
         return run
@@ -186,6 +188,7 @@ def _scan(s, env, ctx):
         c = carry[0] if counter else carry
         local = dict(env)
         local.update(_unpack(names, c, struct))
+        local["_own"] = local[names[0]]
         if xs_form == "X":
             local["x"] = x
         elif xs_form == "tuple":
@@ -235,6 +238,7 @@ def _while(s, env, ctx):
     def step(carry):
         local = dict(env)
         local.update(_unpack(names, carry[1], struct))
+        local["_own"] = local[names[0]]
         _execute(body, local, ctx)
         return carry[0] + 1, _pack(names, local, struct)
 
@@ -263,7 +267,7 @@ def _function(prog, mode, weights):
     """The program as a function of its arguments, returning its variables and a loss."""
     constant = np.tanh(weights)  # an array the program closes over
     def run(a, b, W, X, Y):
-        env = {"a": a, "b": b, "c": a * b, "d": np.tanh(b)}
+        env = {"a": a, "b": b, "c": a * b, "d": np.tanh(b), "_own": a}
         _execute(prog, env, {"mode": mode, "W": W, "X": X, "Y": Y, "const": constant})
         return env
 
