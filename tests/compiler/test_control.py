@@ -64,6 +64,23 @@ def test_eager_cond_takes_a_branch_the_other_could_not():
     close(chol, np.eye(2))
 
 
+def test_eager_gradient_through_a_cond_whose_other_branch_scans_a_while_loop():
+    # the branch not taken is traced to check it; its scan over a closed-over w took the
+    # gradient's trace for its own and planned a vjp of the body: "fl.while_loop under
+    # fl.compile has no reverse-mode derivative", from eager code
+    def f(w, x):
+        def other(x):
+            def body(c, _):
+                return fl.while_loop(lambda c: c[0] < 2, lambda c: (c[0] + 1, np.sin(c[1])),
+                                     (0, c))[1], None
+            return fl.scan(body, w, None, length=2)[0] + x
+        return np.sum(fl.cond(np.sum(x) > 0, lambda x: x * w, other, x))
+
+    w, x = np.array([0.5, -1.0]), np.array([1.0, 2.0])
+    close(fl.gradient(f, w, x), (x, w))
+    close(fl.gradient(f, w, -x)[0], fd_grad(lambda w: f(w, -x), w), 1e-7)
+
+
 def test_while_loop_eager():
     i, s = fl.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] + c[0]), (0, 0))
     assert (i, s) == (5, 10)
@@ -241,6 +258,46 @@ def test_compiled_scan_indexes_a_closed_over_table_with_its_xs():
     close(fl.compile(grad)(table, ids), grad(table, ids))
 
 
+@pytest.mark.parametrize("form", ["scan", "while_loop", "cond"])
+def test_a_body_writes_into_an_array_it_made_from_its_values(form):
+    # An array made only from closed-over values is the code around the body's (run once,
+    # not at each step): a write of the body's values into it is refused. Made from the
+    # body's values too, it is the body's own, written in place as eagerly.
+    def body(w, c, own):
+        h = np.tanh(w) + (0.0 * c if own else 0.0)
+        h += c
+        g = np.sin(w) + (0.0 * c if own else 0.0)
+        g += w
+        g[0] = c[1]
+        return 0.5 * h + 0.1 * g
+
+    def f(w, x, own=True):
+        if form == "scan":
+            return fl.scan(lambda c, _: (body(w, c, own), None), x, None, length=3)[0]
+        if form == "while_loop":
+            return fl.while_loop(lambda c: c[0] < 3.0,
+                                 lambda c: (c[0] + 1, body(w, c[1], own)), (0.0, x))[1]
+        return fl.cond(np.sum(x) > 0, lambda c: body(w, c, own), lambda c: c, x)
+
+    def by_hand(w, x):
+        steps = 3 if form != "cond" else int(np.sum(x) > 0)
+        for _ in range(steps):
+            g = np.sin(w) + w
+            g[0] = x[1]
+            x = 0.5 * (np.tanh(w) + x) + 0.1 * g
+        return x
+
+    w = np.array([0.5, -1.0])
+    compiled = fl.compile(f)
+    for x in (np.array([1.0, 2.0]), np.array([-1.0, 0.5])):
+        close(compiled(w, x), by_hand(w, x))
+    if form != "while_loop":
+        grad = fl.compile(lambda w, x: fl.gradient(lambda w: np.sum(f(w, x)), w)[0])
+        close(grad(w, x), fd_grad(lambda w: np.sum(by_hand(w, x)), w), 1e-7)
+    with pytest.raises(CompileError, match="wrote into an array of the code around it"):
+        fl.compile(lambda w, x: f(w, x, own=False))(w, np.array([1.0, 2.0]))
+
+
 def test_compiled_scan_keeps_float32():
     xs = np.ones((4, 3), np.float32)
     c, ys = fl.compile(lambda xs: fl.scan(lambda c, x: (c + x, 2 * x), xs[0] * 0, xs))(xs)
@@ -312,6 +369,22 @@ def test_second_order_through_compiled_scan_and_cond():
     w = np.array([0.3, -0.7])
     for x in (np.array([1.0, 2.0]), np.array([-1.0, -2.0])):
         close(fl.compile(hess)(w, x), hess(w, x))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_reverse_over_reverse_through_a_compiled_scan_reads_its_residuals_derivative(reverse):
+    # the outer gradient took the scan as saving for itself and dropped the cotangents of
+    # what it stacked for the inner one: the cos(x) that sin's vjp reads was constant, so
+    # the Hessian of sum(sin(x)**2) lost its -2 sin(x)**2 (silently)
+    def loss(xs):
+        _, ys = fl.scan(lambda c, x: (c, np.sin(x)), np.zeros(2), xs, reverse=reverse)
+        return np.sum(ys**2)
+
+    v = np.array([[1.0, -2.0], [0.5, 3.0]])
+    hvp = fl.compile(lambda xs: fl.gradient(lambda xs: np.sum(fl.gradient(loss, xs)[0] * v),
+                                            xs)[0])
+    for xs in (np.array([[0.3, -0.5], [1.0, 2.0]]), np.array([[-1.0, 0.1], [0.0, 0.7]])):
+        close(hvp(xs), 2 * np.cos(2 * xs) * v, 1e-12)
 
 
 def test_forward_mode_through_compiled_control_flow():

@@ -148,6 +148,16 @@ def differentiating() -> bool:
     return compile_trace is None or max(t.level for t in stack) > compile_trace.level
 
 
+def taker(trace):
+    """The trace that takes an operation whose highest operand's trace is ``trace``: inside a
+    compiled branch or loop body, the body's (see ``Trace.takes_outer``)."""
+    if COMPILING:
+        inner = compiling()
+        if inner is not None and inner.takes_outer and inner.level > trace.level:
+            return inner
+    return trace
+
+
 def compiling():
     """The IR trace of this thread's innermost ``fl.compile`` in progress, or None. (Another
     thread's compile must not record this thread's random draws.)"""
@@ -169,14 +179,15 @@ def recorded(x) -> bool:
 
 
 def top_trace(args):
-    """The trace of the highest level among ``args`` (None when nothing is traced)."""
+    """The trace that takes an operation on ``args`` (None when nothing is traced): the
+    highest level among them, or a compiled branch's above it (see ``taker``)."""
     top = None
     for a in args:
         if type(a) is Tracer:
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
-    return top
+    return taker(top) if top is not None and COMPILING else top
 
 
 def bind(prim, args, params):
@@ -187,10 +198,13 @@ def bind(prim, args, params):
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
-    if COMPILING and params:  # fl.compile: a traced index or mask among the parameters
-        for t in _tracers((), params):  # (of a branch fl.cond traces: above the arguments)
-            if top is None or t._trace.level > top.level:
-                top = t._trace
+    if COMPILING:
+        if params:  # fl.compile: a traced index or mask among the parameters
+            for t in _tracers((), params):  # (of a branch fl.cond traces: above the arguments)
+                if top is None or t._trace.level > top.level:
+                    top = t._trace
+        if top is not None:
+            top = taker(top)
     if top is None:
         return prim.impl(*args, **params)
     return top.process(prim, args, params)
@@ -334,6 +348,10 @@ class Trace:
     # Whether values of this trace are being differentiated (reverse and forward mode): what
     # train/test layers ask (``within_gradient``). ``fl.compile``'s recording trace is not.
     differentiates = True
+    # Whether, while it records (the innermost fl.compile trace), it takes every operation
+    # on traced values of lower levels too: a branch traced only to check it does
+    # (compiler/subprogram.py)
+    takes_outer = False
 
     def __init__(self):
         self.level = next(_levels)

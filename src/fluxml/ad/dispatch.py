@@ -6,6 +6,7 @@ import numpy as np
 
 from fluxml.ad import errors, mutation
 from fluxml.ad.core import (
+    COMPILING,
     FUNCTIONS,
     NO_PARAMS,
     NONDIFF,
@@ -15,6 +16,7 @@ from fluxml.ad.core import (
     Tracer,
     lookup,
     raw,
+    taker,
     untraced,
 )
 from fluxml.ad.rules import folds
@@ -45,12 +47,14 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
         if type(prim) is Primitive:
             if ufunc not in COMPLEX and _any_complex(inputs):
                 raise _not_for_complex(ufunc)
+            trace = self._trace
             if len(inputs) == 1:  # self is the input
-                return self._trace.unary(prim, self)
-            trace = self._trace  # self is one of the inputs: find the top trace among them
-            for a in inputs:
+                return (taker(trace) if COMPILING else trace).unary(prim, self)
+            for a in inputs:  # self is one of the inputs: find the top trace among them
                 if type(a) is Tracer and a._trace.level > trace.level:
                     trace = a._trace
+            if COMPILING:  # (eager code pays only this test)
+                trace = taker(trace)
             if len(inputs) == 2:
                 return trace.binary(prim, *inputs)
             return trace.process(prim, inputs, NO_PARAMS)

@@ -8,7 +8,16 @@ import sys
 import numpy as np
 
 from fluxml.ad import errors, mutation
-from fluxml.ad.core import UFUNCS, DifferentiationError, Primitive, Tracer, bottom, raw
+from fluxml.ad.core import (
+    COMPILING,
+    UFUNCS,
+    DifferentiationError,
+    Primitive,
+    Tracer,
+    bottom,
+    raw,
+    taker,
+)
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primitives, once)
     elementwise,
@@ -34,12 +43,16 @@ def _binary(uf):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
+            if COMPILING:  # (eager code pays only this test)
+                trace = taker(trace)
             return trace.binary(prim, self, other)
 
         def rop(self, other):
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
+            if COMPILING:
+                trace = taker(trace)
             return trace.binary(prim, other, self)
 
     def iop(self, other):

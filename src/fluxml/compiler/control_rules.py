@@ -357,12 +357,17 @@ def _scan_vjp(g, ans, args, params, positions):
     nk = params["n_carry"]
     saved = getattr(body, "plan", None)
     n = len(args) - saved[1] if saved is not None else 0
-    if saved is not None and saved[0].positions == tuple(p for p in positions if p < n):
+    ny = len(ans) - nk - nk - len(saved[0].split.residuals) if saved is not None else 0
+    if (saved is not None and saved[0].positions == tuple(p for p in positions if p < n)
+            and not any(_nonzero(c) for c in g[nk + ny:])):
         # The primal scan stacked the carries and residuals: use them. (Its outputs do not
         # depend on the shared values it was given, only the residuals do: no cotangent.)
+        # Not when the stacked values got cotangents: an outer reverse-mode transform
+        # differentiates the inner one's backward pass, which read them (a Hessian), and
+        # the residuals (cos x of a sin x) depend on the scan's inputs: then the saving
+        # scan is differentiated as any scan, below.
         plan = saved[0]
         carry, xs, consts = _scan_parts(args[:n], params)
-        ny = len(ans) - nk - nk - len(plan.split.residuals)
         stacked = list(ans[nk + ny:nk + ny + nk])
         found = plan.backward(params, g, xs, consts, list(args[n:]), stacked,
                               list(ans[nk + ny + nk:]))
@@ -377,6 +382,11 @@ def _scan_vjp(g, ans, args, params, positions):
     found = plan.backward(params, g, xs, consts, shared, list(outs[nk:2 * nk]),
                           list(outs[2 * nk:]))
     return [found.get(p) for p in positions]
+
+
+def _nonzero(c) -> bool:
+    """May the cotangent ``c`` be other than zero (a traced one may)?"""
+    return c is not None and (type(c) is Tracer or bool(np.any(c)))
 
 
 def _scan_jvp(tangents, ans, args, params):

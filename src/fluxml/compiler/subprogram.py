@@ -78,7 +78,7 @@ def as_operand(x):
 class SubTrace(IRTrace):
     """An IR trace for one branch or body: values of other levels it meets are captured."""
 
-    __slots__ = ("captured", "custom", "check_only", "outer_writes")
+    __slots__ = ("captured", "custom", "check_only", "outer_writes", "takes_outer")
 
     def __init__(self, check_only=False):
         super().__init__()
@@ -86,6 +86,11 @@ class SubTrace(IRTrace):
         self.custom: list[str] = []  # custom_vjp / custom_jvp functions run without rules
         self.check_only = check_only  # traced only to check its outputs (an eager fl.cond)
         self.outer_writes = 0  # writes into handles of outer levels (ad/mutation.py)
+        # A branch traced only to check it (eager fl.cond's other branch) takes every
+        # operation on traced values (ad/core.taker): none may reach an outer transform.
+        # A compiled one leaves those on outer values only to the code around it, which
+        # runs them once, not at each step of a loop
+        self.takes_outer = check_only
 
     def draw(self, rng, method, args, kwargs):
         if not self.check_only:
@@ -174,15 +179,16 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
                 out = fn(*inputs)
             else:
                 out = fn(*unflatten(spec, inputs)) if star else fn(unflatten(spec, inputs))
+        except DifferentiationError as e:  # a write of its values into the code around it
+            if tr.outer_writes:
+                raise _outer_write(what) from e
+            raise
         finally:
             if watching is not None:
                 watching.pop()
             tr.closed = LEAKED
     if tr.outer_writes:
-        raise CompileError(
-            f"{what} wrote into an array of the code around it (a field of a model it closes "
-            "over, `self.count += 1`): it is traced once, so the write would happen once, not "
-            "at each run. Pass the array as an operand (or carry) and return its new value.")
+        raise _outer_write(what)
     for t, v in zip(inputs, in_vars):
         if t._box is not v:
             raise CompileError(
@@ -196,6 +202,13 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     out_leaves, out_spec = flatten(out)
     outputs = [_output(tr, o, what) for o in out_leaves]
     return Traced(tr, in_vars, outputs, out_spec, what)
+
+
+def _outer_write(what) -> CompileError:
+    return CompileError(
+        f"{what} wrote into an array of the code around it (a field of a model it closes "
+        "over, `self.count += 1`): it is traced once, so the write would happen once, not "
+        "at each run. Pass the array as an operand (or carry) and return its new value.")
 
 
 def _output(tr, x, what):

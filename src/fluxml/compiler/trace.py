@@ -241,6 +241,11 @@ class IRTrace(Trace):
             inputs.append(inp)
             examples.append(ex)
         if params:
+            if params.get("inplace") is True and args and type(inputs[0]) is Const:
+                # a write into a plain array, made where a transform owns it (a tangent
+                # built eagerly), with a traced value: that array is a constant of the
+                # program now (read-only, shared by every call), so the write copies it
+                params = {**params, "inplace": False}
             params, example_params = self._lift(params)
         else:
             example_params = params
