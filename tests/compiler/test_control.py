@@ -505,10 +505,10 @@ def test_a_body_writing_into_a_model_it_closes_over_is_refused(form):
     assert m.count == 0.0
 
 
-def test_the_untaken_branch_traced_eagerly_for_its_check_is_not_refused():
-    # the check of an eager fl.cond's untaken branch was refused as a compiled body would be
-    # (writing into the differentiated model it closes over); its effects happen, as
-    # documented, as in plain Python
+def test_the_untaken_branch_writing_into_the_differentiated_model_is_refused_by_name():
+    # the check trace of an eager fl.cond's untaken branch takes its operations, so it cannot
+    # write into the model the gradient traces: refused naming the branch, as for fl.cond
+    # (was refused as a compiled body, "traced once", or a bare engine error)
     class Model:
         pass
 
@@ -522,8 +522,10 @@ def test_the_untaken_branch_traced_eagerly_for_its_check_is_not_refused():
 
         return np.sum(fl.cond(True, lambda x: x * m.w, untaken, np.ones(2)))
 
-    g, = fl.gradient(f, m)
-    np.testing.assert_array_equal(g.w, np.ones(2))
+    with pytest.raises(CompileError, match="false_fn `untaken` wrote into a traced array .* "
+                                           "fl.cond traces the branch it does not take"):
+        fl.gradient(f, m)
+    assert m.count == 0.0
 
 
 def test_writes_in_another_threads_gradient_do_not_refuse_a_body():

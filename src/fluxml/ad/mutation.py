@@ -86,8 +86,9 @@ def index_view(base, idx, prim=None):
 
 def _check_level(h, value, what):
     if type(value) is Tracer and value._trace.level > h._trace.level:
-        if outer_write_watchers and h._trace.level < outer_write_watchers[-1].level:
-            outer_write_watchers[-1].outer_writes += 1  # its trace names the branch
+        watching = outer_write_watchers.stack
+        if watching and h._trace.level < watching[-1].level:
+            watching[-1].outer_writes += 1  # its trace names the branch
         raise DifferentiationError(
             f"{what}: a value traced by an inner transform was written into an array of an "
             "outer one (for example a buffer created outside the function being "

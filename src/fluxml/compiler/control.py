@@ -111,7 +111,8 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     check that it agrees, as ``fl.compile`` traces both (its random draws do not advance the
     generator; a branch failing there with ``LinAlgError`` is not checked; its plain Python
     effects, such as appending to a list or writing into a NumPy array it closes over, do
-    happen, as when JAX's ``cond`` traces both branches). Inside
+    happen, as when JAX's ``cond`` traces both branches, and a write into an array traced by
+    an outer ``fl.gradient`` is refused by name). Inside
     ``fl.compile`` a traced ``pred`` records one equation that runs the chosen branch's
     compiled code; a concrete one just calls its branch. Under ``fl.gradient`` the taken
     branch is differentiated (a compiled one: its vjp, a ``cond`` of the branches' vjps).

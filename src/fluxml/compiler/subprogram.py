@@ -168,12 +168,9 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     tr = SubTrace(check_only)
     inputs = [tr.input(example(x), f"a{k}") for k, x in enumerate(leaves)]
     in_vars = [t._box for t in inputs]
-    # (not a branch traced only to check it: an eager fl.cond's untaken branch, whose plain
-    # Python effects happen, as documented there)
-    watching = None if check_only else mutation.outer_write_watchers.stack
+    watching = mutation.outer_write_watchers.stack
     with active(tr), np.errstate(all="ignore"):
-        if watching is not None:
-            watching.append(tr)
+        watching.append(tr)
         try:
             if spec is None:
                 out = fn(*inputs)
@@ -181,14 +178,13 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
                 out = fn(*unflatten(spec, inputs)) if star else fn(unflatten(spec, inputs))
         except DifferentiationError as e:  # a write of its values into the code around it
             if tr.outer_writes:
-                raise _outer_write(what) from e
+                raise _outer_write(what, check_only) from e
             raise
         finally:
-            if watching is not None:
-                watching.pop()
+            watching.pop()
             tr.closed = LEAKED
     if tr.outer_writes:
-        raise _outer_write(what)
+        raise _outer_write(what, check_only)
     for t, v in zip(inputs, in_vars):
         if t._box is not v:
             raise CompileError(
@@ -204,7 +200,13 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     return Traced(tr, in_vars, outputs, out_spec, what)
 
 
-def _outer_write(what) -> CompileError:
+def _outer_write(what, check_only=False) -> CompileError:
+    if check_only:  # an eager fl.cond's branch not taken, traced to check it
+        return CompileError(
+            f"{what} wrote into a traced array of the code around it (a field of a model it "
+            "closes over, `self.count += 1`): fl.cond traces the branch it does not take, to "
+            "check that both agree as fl.compile traces both, and a traced branch cannot "
+            "write outside itself. Return the new value from both branches instead.")
     return CompileError(
         f"{what} wrote into an array of the code around it (a field of a model it closes "
         "over, `self.count += 1`): it is traced once, so the write would happen once, not "
