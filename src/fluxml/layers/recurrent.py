@@ -356,7 +356,9 @@ class LSTM(_Recurrent):
     ``m(x, lengths=lengths)`` (as every recurrent layer) reads a batch padded at the end,
     sequence ``i`` being ``x[i, :lengths[i]]``: the outputs at padded steps are 0 and the
     final state is each sequence's after its last step (PyTorch's packed sequence gives
-    both; without lengths the state has run on through the padding).
+    both; without lengths the state has run on through the padding). Under ``fl.compile``
+    pass lengths as an integer array: a list is part of the signature, traced again for
+    each new list.
 
     >>> import numpy as np, fluxml as fl
     >>> ys, (h, c) = fl.LSTM(3, 4, return_state=True)(np.zeros((2, 5, 3), np.float32))
