@@ -18,7 +18,6 @@ with an error naming the step and the parameter; the model is left as it was.
 
 from __future__ import annotations
 
-import collections
 import inspect
 import math
 import sys
@@ -29,11 +28,12 @@ import numpy as np
 
 from fluxml._checks import flag, positive_int
 from fluxml.ad import withgradient
+from fluxml.ad.writeback import contents, put_back
 from fluxml.callbacks import Callback
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.tree import flatten, leaves, leaves_with_paths, nodes, set_fields, tree_state
+from fluxml.tree import flatten, leaves, leaves_with_paths, nodes
 
 
 class TrainingError(FloatingPointError):
@@ -283,7 +283,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             count = _count(args, data)
             for x, kept in buffers:
                 kept[...] = x
-            fields = [_contents(o) for o in objects]  # (a forward pass may set them)
+            fields = [contents(o) for o in objects]  # (a forward pass may set them)
             if written is not None:
                 written.keep()
             share = 1.0 if dp is None else dp.share(count)
@@ -301,7 +301,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if not math.isfinite(value) or bad is not None:
                 bar.close()
                 for o, before in zip(objects, fields):
-                    _put_back(o, before)
+                    put_back(o, before)
                 for x, kept in buffers:  # (the failed forward pass wrote its NaN there)
                     x[...] = kept
                 if written is not None:
@@ -418,31 +418,6 @@ def _objects(model) -> list:
     item appended to a list, which the gradient writes back)."""
     return [n.static for n in nodes(flatten(model)[1])
             if n.kind in ("object", "list", "dict") and n.static is not None]
-
-
-def _contents(x):
-    """A shallow copy of what an object, list or dict holds (:func:`_put_back`)."""
-    if isinstance(x, dict):
-        return dict(x)
-    if isinstance(x, (list, collections.deque)):
-        return list(x)
-    return dict(tree_state(x))
-
-
-def _put_back(x, before) -> None:
-    if isinstance(x, dict):
-        if len(x) != len(before) or any(x.get(k, x) is not v for k, v in before.items()):
-            x.clear()
-            x.update(before)
-    elif isinstance(x, (list, collections.deque)):
-        if len(x) != len(before) or any(a is not b for a, b in zip(x, before)):
-            x.clear()
-            x.extend(before)
-    else:
-        now = tree_state(x)
-        for k in now.keys() - before.keys():
-            object.__delattr__(x, k)
-        set_fields(x, {k: v for k, v in before.items() if now.get(k, x) is not v})
 
 
 def _acts_at_steps(callback) -> bool:

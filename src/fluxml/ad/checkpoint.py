@@ -22,7 +22,6 @@ forward pass did not:
 
 from __future__ import annotations
 
-import collections
 import functools
 import types
 from collections.abc import Callable
@@ -34,7 +33,15 @@ from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, _kept, raw, top_trace
 from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
 from fluxml.ad.reverse import ReverseTrace
-from fluxml.ad.writeback import apply, changed_values, changes, reached, restore_parts
+from fluxml.ad.writeback import (
+    apply,
+    changed_values,
+    changes,
+    contents,
+    put_back,
+    reached,
+    restore_parts,
+)
 
 WROTE_INTO = ("fl.checkpoint({name}): the function wrote in place into {what} ({error}). "
               "Inside fl.checkpoint the forward pass runs on the caller's arrays, so the "
@@ -257,7 +264,7 @@ class _Replay:
         what = (f"`{next(iter(new or removed))}` on the {type(original).__name__}"
                 if removed is not None else f"an item of a {type(original).__name__}")
         for entry in self.watched:
-            _put_back(*entry[::2])
+            put_back(*entry[::2])
         raise DifferentiationError(
             f"fl.checkpoint({name}): the function set {what} it closes over (not one of its "
             "arguments); the recompute for the backward pass would set it again, starting "
@@ -318,29 +325,4 @@ def _watch(closed) -> list:
     leaves, spec = tree.flatten(closed)
     log: list = []
     tree.unflatten(spec, leaves, shared={}, log=log)  # (each part once)
-    return [(e[0], e[0], _contents(e[0])) for e in log if e is not tree.REPEATED]
-
-
-def _contents(part):
-    """An object's fields, a list's items, a dict's items or a set's members, as a copy."""
-    if isinstance(part, dict):
-        return dict(part)
-    if isinstance(part, set):
-        return set(part)
-    if isinstance(part, (list, collections.deque)):
-        return list(part)
-    return dict(tree.tree_state(part))
-
-
-def _put_back(part, contents) -> None:
-    """Give an object, list, dict or set the contents :func:`_watch` saw."""
-    if isinstance(part, (dict, set)):
-        part.clear()
-        part.update(contents)
-    elif type(contents) is list:
-        part.clear()  # (a deque takes no slice)
-        part.extend(contents)
-    else:
-        for k in tree.tree_state(part).keys() - contents.keys():
-            object.__delattr__(part, k)
-        tree.set_fields(part, contents)
+    return [(e[0], e[0], contents(e[0])) for e in log if e is not tree.REPEATED]

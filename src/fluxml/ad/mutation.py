@@ -86,9 +86,7 @@ def index_view(base, idx, prim=None):
 
 def _check_level(h, value, what):
     if type(value) is Tracer and value._trace.level > h._trace.level:
-        watching = outer_write_watchers.stack
-        if watching and h._trace.level < watching[-1].level:
-            watching[-1].outer_writes += 1  # its trace names the branch
+        _note_outer_write(h)  # (its trace names the branch)
         raise DifferentiationError(
             f"{what}: a value traced by an inner transform was written into an array of an "
             "outer one (for example a buffer created outside the function being "
@@ -183,14 +181,20 @@ class _Watchers(threading.local):
 outer_write_watchers = _Watchers()
 
 
+def _note_outer_write(h) -> None:
+    """Count a write into handle ``h`` for the innermost watching trace, if ``h`` is of an
+    outer level."""
+    watching = outer_write_watchers.stack
+    if watching and h._trace.level < watching[-1].level:
+        watching[-1].outer_writes += 1
+
+
 def _rebind(h, new):
     """Point handle ``h`` at the value and node of ``new`` (a fresh array), then re-derive the
     views of ``h`` from it."""
     if new._trace is not h._trace:  # cannot happen after _check_level; a guard for the engine
         raise DifferentiationError("internal error: rebinding a handle across trace levels")
-    watching = outer_write_watchers.stack
-    if watching and h._trace.level < watching[-1].level:
-        watching[-1].outer_writes += 1
+    _note_outer_write(h)
     val = new._val
     if isinstance(val, np.generic) and isinstance(h._val, np.ndarray):
         # a 0-d array stays one, as `a += 1` keeps it eagerly (NumPy's result is a scalar,

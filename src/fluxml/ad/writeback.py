@@ -186,6 +186,37 @@ def changes(log: list, written=frozenset()) -> list:
     return out
 
 
+def contents(part):
+    """A shallow copy of what an object, list, deque, dict or set holds (:func:`put_back`
+    gives it back): what a step or a checkpoint's forward pass may set on it."""
+    if isinstance(part, dict):
+        return dict(part)
+    if isinstance(part, set):
+        return set(part)
+    if isinstance(part, (list, collections.deque)):
+        return list(part)
+    return dict(tree.tree_state(part))
+
+
+def put_back(part, before) -> None:
+    """Give ``part`` the contents :func:`contents` copied (only what changed is written)."""
+    if isinstance(part, (dict, set)):
+        if len(part) != len(before) or (
+                any(part.get(k, part) is not v for k, v in before.items())
+                if isinstance(part, dict) else part != before):
+            part.clear()
+            part.update(before)
+    elif isinstance(part, (list, collections.deque)):
+        if len(part) != len(before) or any(a is not b for a, b in zip(part, before)):
+            part.clear()  # (a deque takes no slice)
+            part.extend(before)
+    else:
+        now = tree.tree_state(part)
+        for k in now.keys() - before.keys():
+            object.__delattr__(part, k)
+        tree.set_fields(part, {k: v for k, v in before.items() if now.get(k, part) is not v})
+
+
 def _holds(v, written) -> bool:
     """Is ``v`` an argument written in place (``written``), or a tuple holding one? (A tuple
     is not logged: the same tuple holds the same handle, whose value the write changed.)"""
