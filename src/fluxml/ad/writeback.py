@@ -57,7 +57,7 @@ class Rebuilt:
         # (holder, key, function) for the functions f stored on what it reaches without
         # being given it (a closed-over list of hooks), found by plain_reached
         self.reached: list = []
-        self._written: set = set()
+        self._written: set | None = None  # (find_written, once the function has run)
         # id of a traced value -> the plain array it became: a value held at two places
         # (a.h = b.h = h; self.seen = self.state before `self.state *= 0.5`) becomes one
         # array, as it is one eagerly
@@ -77,17 +77,20 @@ class Rebuilt:
                     alias[start + k] = alias.get(seen + k, seen + k)
         return alias
 
-    def find_written(self) -> None:
-        """Note the arguments written in place (once the function has run)."""
-        if self.trace.rebound:  # an argument written in place holds its new value: a field
-            # holding it is rebound to a copy of it (the caller's array is never changed)
+    def find_written(self) -> set:
+        """The ids of the arguments' handles written in place, found once the function has
+        run (plain_reached and write_back both ask)."""
+        if self._written is None:
+            # an argument written in place holds its new value: a field holding it is
+            # rebound to a copy of it (the caller's array is never changed)
             self._written = {id(t) for t, box, val in zip(self.new_leaves, self.boxes,
                                                           self.values)
-                             if type(t) is Tracer and (t._box is not box or t._val is not val)}
+                             if type(t) is Tracer and (t._box is not box or t._val is not val)
+                             } if self.trace.rebound else set()
+        return self._written
 
     def write_back(self) -> None:
-        self.find_written()
-        write_back(self.log, self.restore, self._written)
+        write_back(self.log, self.restore, self.find_written())
         for holder, k, v in self.reached:  # functions over the copy, stored elsewhere
             if _over(v, self.trace, self._originals()):
                 _put(holder, k, self.restore(v))
@@ -101,7 +104,7 @@ class Rebuilt:
             if v._trace is not self.trace:
                 return v
             x = self._originals().get(id(v), _NONE)
-            if x is not _NONE and id(v) not in self._written:
+            if x is not _NONE and id(v) not in self.find_written():
                 return x
             new = self._values.get(id(v))
             if new is None:
@@ -405,12 +408,9 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     if not roots:
         return
     functions = rebuilt.reached if rebuilt is not None else []
-    if rebuilt is not None:  # an argument's tracer is the argument (or its new value), as
-        # the arguments' write-back gives it; a traced value one copy for all its places
-        rebuilt.find_written()
-        convert = rebuilt.restore
-    else:
-        convert = _copier()
+    # an argument's tracer is the argument (or its new value), as the arguments' write-back
+    # gives it; a traced value one copy for all its places
+    convert = rebuilt.restore if rebuilt is not None else _copier()
     seen: set = set()
     stack = roots
     budget = _BUDGET
