@@ -281,8 +281,8 @@ def restore_parts(v, originals: dict, restore):
         return v
     if t is types.MethodType and id(v.__self__) in originals:  # self.impl = self._f
         return types.MethodType(v.__func__, originals[id(v.__self__)])
-    if t is set or t is frozenset:  # (members, like dict keys, are not walked)
-        return t(originals.get(id(k), k) for k in v)
+    if t is set or t is frozenset:  # (members, like dict keys, are not walked as parts)
+        return t(tree.held_as(k, originals) for k in v)
     if t is types.FunctionType and v.__closure__:  # self.fn = lambda z: z * self.w
         return _function_over(v, originals, restore)
     if t is functools.partial:  # self.fn = partial(step, self)
@@ -293,7 +293,7 @@ def restore_parts(v, originals: dict, restore):
             return v
         return functools.partial(restore(v.func), *args, **keywords)
     if isinstance(v, dict):
-        items = {originals.get(id(k), k): restore(x) for k, x in v.items()}
+        items = {tree.held_as(k, originals): restore(x) for k, x in v.items()}
         if all(a is b for a, b in zip(items, v)) and \
                 all(a is b for a, b in zip(items.values(), v.values())):
             return v
