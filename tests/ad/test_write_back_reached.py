@@ -68,3 +68,50 @@ def test_a_function_over_a_traced_value_holds_its_value():
     fl.gradient(loss, m)
     assert type(out[0]()) is np.ndarray
     np.testing.assert_allclose(out[0](), np.tanh([0.5, -1.0]))
+
+
+class Keeps:
+    """A layer that keeps its last output and a history of them (``self.last = h``)."""
+
+    def __init__(self):
+        self.w, self.history = np.array([0.5, -1.0]), []
+
+    def __call__(self, x):
+        self.last = h = np.tanh(self.w * x)
+        self.history.append((len(self.history), h))
+        return np.sum(h ** 2)
+
+
+def test_a_tracer_stored_at_second_order_on_a_closed_over_layer_is_a_plain_array():
+    # before: the inner gradient left layer.last a tracer over the outer gradient's, which
+    # nothing converted (the outer function reaches the layer only through the loss it
+    # calls): a dead tracer afterwards, and one inside the outer function too
+    x0 = np.array([0.3, 0.7])
+    runs = {
+        "gradient of gradient": lambda layer: fl.gradient(
+            lambda x: np.sum(fl.gradient(lambda x: layer(x), x)[0] ** 2), x0),
+        "hessian": lambda layer: fl.hessian(lambda x: layer(x), x0),
+        "third order": lambda layer: fl.gradient(lambda x: np.sum(fl.gradient(
+            lambda x: np.sum(fl.gradient(lambda x: layer(x), x)[0] ** 2), x)[0]), x0),
+        "jvp of gradient": lambda layer: fl.jvp(
+            lambda x: np.sum(fl.gradient(lambda x: layer(x), x)[0]), (x0,), (np.ones(2),)),
+    }
+    for name, run in runs.items():
+        layer = Keeps()
+        run(layer)
+        assert type(layer.last) is np.ndarray, name
+        assert all(type(h) is np.ndarray for _, h in layer.history), name
+        np.testing.assert_allclose(layer.last, np.tanh(layer.w * x0), err_msg=name)
+
+    # the outer function reads what the inner gradient's loss stored: differentiated there
+    layer = Keeps()
+
+    def outer(x):
+        g = fl.gradient(lambda x: layer(x), x)[0]
+        return np.sum(g * np.cos(x)) + np.sum(layer.last ** 3)
+
+    got = fl.gradient(outer, x0)[0]
+    eps = 1e-6
+    want = [(outer(x0 + eps * e) - outer(x0 - eps * e)) / (2 * eps) for e in np.eye(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-7)
+    assert type(layer.last) is np.ndarray

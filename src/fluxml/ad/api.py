@@ -22,7 +22,7 @@ from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
-from fluxml.ad.writeback import Rebuilt, check_repeated, plain_reached
+from fluxml.ad.writeback import Rebuilt, check_repeated, open_walk, plain_reached
 from fluxml.tree import align, flatten, fmap, is_array_leaf, unflatten
 
 
@@ -115,6 +115,7 @@ def _run(trace, f, targs, rebuilt=None):
     ``Rebuilt.write_back``.)"""
     stack = open_traces()
     stack.append(trace)  # train/test layers ask (core.differentiating)
+    open_walk(trace)  # (an inner transform may leave this trace's tracers on what f reaches)
     try:
         out = f(*targs)
         if trace.refused is not None:
