@@ -115,3 +115,29 @@ def test_a_tracer_stored_at_second_order_on_a_closed_over_layer_is_a_plain_array
     want = [(outer(x0 + eps * e) - outer(x0 - eps * e)) / (2 * eps) for e in np.eye(2)]
     np.testing.assert_allclose(got, want, rtol=1e-7)
     assert type(layer.last) is np.ndarray
+
+
+GLOBAL_LAYER = Scaled()
+
+
+def test_a_part_of_an_argument_reached_through_a_global_or_closure_is_the_original():
+    # as fl.gradient's docstring says: f runs on a traced copy of its arguments, so a global
+    # or closed-over reference to one of its layers is the original inside f (a constant,
+    # and not `is` the argument's layer), though the same object eagerly
+    second = Scaled()
+    second.w = np.array([3.0, -1.0])
+    model = [GLOBAL_LAYER, second]
+    x = np.array([0.5, 1.5])
+    seen = []
+
+    def loss(m):
+        seen.append((m[0] is GLOBAL_LAYER, m[1] is second))
+        return np.sum(m[1](m[0](x))) + np.sum(GLOBAL_LAYER(x)) + np.sum(second(x))
+
+    assert loss(model) == np.sum(second.w * GLOBAL_LAYER.w * x) + np.sum(
+        GLOBAL_LAYER.w * x) + np.sum(second.w * x)  # (eagerly: the same objects)
+    g = fl.gradient(loss, model)[0]
+    assert seen[-1] == (False, False) and seen[0] == (True, True)
+    # by hand: only the argument's path, m[1](m[0](x)), is differentiated
+    np.testing.assert_allclose(g[0].w, second.w * x)
+    np.testing.assert_allclose(g[1].w, GLOBAL_LAYER.w * x)

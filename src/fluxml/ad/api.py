@@ -344,6 +344,16 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
     appended to a list field) is kept, as when ``f`` runs eagerly, traced values as plain
     arrays; a layer used at two places is one object, as it is eagerly.
 
+    ``f`` runs on a traced copy of its arguments; an object it reaches otherwise, through a
+    global or a closure, is the original even where it is also a part of an argument (``enc``
+    with ``model.layers[0] is enc``): its uses are constants (the gradient is with respect
+    to the arguments, as JAX's is: no derivative flows through ``enc(x)``), and ``enc is
+    m.layers[0]`` or ``self.last is self.layers[0]`` after ``self.last = enc`` is False
+    inside ``f``, though True eagerly. Reach what is differentiated through the arguments
+    (``m.layers[0]``). (The copy is not put in the global's or the closure's place: a
+    module's globals and a closure's cells are shared with other functions and threads, and
+    the functions ``f`` calls would still see the original.)
+
     A derivative is never dropped silently: what cannot be differentiated (a NumPy function
     without a rule, ``float(x)``, a traced value written into a plain NumPy array) raises
     :class:`DifferentiationError` saying what to write instead. The only ways to cut a
