@@ -25,6 +25,8 @@ CASES = {
     # the condition and the index arrays are the second library's too
     "where": lambda w, m: np.sum(np.where(m.T > 0, w, 0.0) ** 2),
     "gather": lambda w, m: np.sum(np.sin(w[:, np.argsort(m[:, 0])]) * w),
+    # arrays made like= a traced one are made by its library
+    "like": lambda w, m: np.sum(w * np.full(w.shape, 2.0, like=w) + np.arange(3, like=w) * w),
 }
 
 
