@@ -22,6 +22,7 @@ tree, and how an object node's fields are read and set, is :mod:`fluxml.treenode
 from __future__ import annotations
 
 import collections
+import operator
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -228,8 +229,8 @@ def _frozensets_to_copies(log: list, start: int, shared: dict, frozen: set) -> N
         items = built.items() if type(built) is dict else enumerate(built) \
             if type(built) is list else ()
         for k, v in list(items):
-            if id(v) in frozen and any(id(m) in shared for m in v):
-                built[k] = mapped = frozenset(shared.get(id(m), m) for m in v)
+            if id(v) in frozen and (mapped := held_as(v, shared)) is not v:
+                built[k] = mapped
                 if isinstance(new, (dict, list, collections.deque)):
                     new[k] = mapped
                 else:
@@ -250,16 +251,45 @@ def _keys_to_copies(log: list, start: int, shared: dict) -> None:
             continue
         original, new, built = entry
         if type(new) is set:
-            if any(id(k) in shared for k in built):
-                members = {shared.get(id(k), k) for k in built}
+            if any(_holds_part(k, shared) for k in built):
+                members = {held_as(k, shared) for k in built}
                 new.clear()
                 new.update(members)
                 log[i] = (original, new, set(members))
-        elif isinstance(new, dict) and any(id(k) in shared for k in built):
-            items = {shared.get(id(k), k): v for k, v in built.items()}
+        elif isinstance(new, dict) and any(_holds_part(k, shared) for k in built):
+            items = {held_as(k, shared): v for k, v in built.items()}
             new.clear()
             new.update(items)
             log[i] = (original, new, dict(items))
+
+
+def _holds_part(k, table: dict) -> bool:
+    """Is ``k`` (a dict key, a set member) an object of ``table`` (ids), or a tuple or
+    frozenset holding one?"""
+    return id(k) in table or isinstance(k, (tuple, frozenset)) and \
+        any(_holds_part(i, table) for i in k)
+
+
+def held_as(k, table: dict):
+    """``k``, a dict key or a set member, with the objects of ``table`` it is or holds in
+    tuples and frozensets (``{(layer, "scale"): 2.0}``, ``{(self, 0)}``) replaced by
+    ``table[id(object)]`` (a layer by its copy, or a copy by its original); ``k`` itself
+    when it holds none. (Keys and members are not walked as a tree's parts are: they must
+    stay hashable, and the look-up ``table[(self.a, "scale")]`` must find the new key.)"""
+    new = table.get(id(k), _MISSING)
+    if new is not _MISSING:
+        return new
+    if not isinstance(k, (tuple, frozenset)):
+        return k
+    items = [held_as(i, table) for i in k]
+    if all(map(_is, items, k)):
+        return k
+    t = type(k)
+    return t._make(items) if hasattr(t, "_make") else t(items)  # (a namedtuple's _make)
+
+
+_MISSING = object()
+_is = operator.is_
 
 
 def _unflatten(spec, it, none, shared=None, log=None):
@@ -511,9 +541,14 @@ def align(tree, spec: Spec, who: str = "a tree"):
 def _same_place(a, b) -> bool:
     """Whether dict keys ``a`` and ``b`` of two trees stand for one entry: equal, or two
     objects of one class compared by identity (a dict keyed by layers, in a model and in
-    its copy: a tangent made by fmap holds its own layers as keys)."""
+    its copy: a tangent made by fmap holds its own layers as keys), or tuples of such
+    (``(layer, "scale")``)."""
     t = type(a)
-    return a == b if t is not type(b) or t.__hash__ is not object.__hash__ else True
+    if t is not type(b):
+        return a == b
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(map(_same_place, a, b))
+    return a == b if t.__hash__ is not object.__hash__ else True
 
 
 def keyed(spec: Spec) -> bool:

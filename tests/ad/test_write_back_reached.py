@@ -68,3 +68,76 @@ def test_a_function_over_a_traced_value_holds_its_value():
     fl.gradient(loss, m)
     assert type(out[0]()) is np.ndarray
     np.testing.assert_allclose(out[0](), np.tanh([0.5, -1.0]))
+
+
+class Keeps:
+    """A layer that keeps its last output and a history of them (``self.last = h``)."""
+
+    def __init__(self):
+        self.w, self.history = np.array([0.5, -1.0]), []
+
+    def __call__(self, x):
+        self.last = h = np.tanh(self.w * x)
+        self.history.append((len(self.history), h))
+        return np.sum(h ** 2)
+
+
+def test_a_tracer_stored_at_second_order_on_a_closed_over_layer_is_a_plain_array():
+    # before: the inner gradient left layer.last a tracer over the outer gradient's, which
+    # nothing converted (the outer function reaches the layer only through the loss it
+    # calls): a dead tracer afterwards, and one inside the outer function too
+    x0 = np.array([0.3, 0.7])
+    runs = {
+        "gradient of gradient": lambda layer: fl.gradient(
+            lambda x: np.sum(fl.gradient(lambda x: layer(x), x)[0] ** 2), x0),
+        "hessian": lambda layer: fl.hessian(lambda x: layer(x), x0),
+        "third order": lambda layer: fl.gradient(lambda x: np.sum(fl.gradient(
+            lambda x: np.sum(fl.gradient(lambda x: layer(x), x)[0] ** 2), x)[0]), x0),
+        "jvp of gradient": lambda layer: fl.jvp(
+            lambda x: np.sum(fl.gradient(lambda x: layer(x), x)[0]), (x0,), (np.ones(2),)),
+    }
+    for name, run in runs.items():
+        layer = Keeps()
+        run(layer)
+        assert type(layer.last) is np.ndarray, name
+        assert all(type(h) is np.ndarray for _, h in layer.history), name
+        np.testing.assert_allclose(layer.last, np.tanh(layer.w * x0), err_msg=name)
+
+    # the outer function reads what the inner gradient's loss stored: differentiated there
+    layer = Keeps()
+
+    def outer(x):
+        g = fl.gradient(lambda x: layer(x), x)[0]
+        return np.sum(g * np.cos(x)) + np.sum(layer.last ** 3)
+
+    got = fl.gradient(outer, x0)[0]
+    eps = 1e-6
+    want = [(outer(x0 + eps * e) - outer(x0 - eps * e)) / (2 * eps) for e in np.eye(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-7)
+    assert type(layer.last) is np.ndarray
+
+
+GLOBAL_LAYER = Scaled()
+
+
+def test_a_part_of_an_argument_reached_through_a_global_or_closure_is_the_original():
+    # as fl.gradient's docstring says: f runs on a traced copy of its arguments, so a global
+    # or closed-over reference to one of its layers is the original inside f (a constant,
+    # and not `is` the argument's layer), though the same object eagerly
+    second = Scaled()
+    second.w = np.array([3.0, -1.0])
+    model = [GLOBAL_LAYER, second]
+    x = np.array([0.5, 1.5])
+    seen = []
+
+    def loss(m):
+        seen.append((m[0] is GLOBAL_LAYER, m[1] is second))
+        return np.sum(m[1](m[0](x))) + np.sum(GLOBAL_LAYER(x)) + np.sum(second(x))
+
+    assert loss(model) == np.sum(second.w * GLOBAL_LAYER.w * x) + np.sum(
+        GLOBAL_LAYER.w * x) + np.sum(second.w * x)  # (eagerly: the same objects)
+    g = fl.gradient(loss, model)[0]
+    assert seen[-1] == (False, False) and seen[0] == (True, True)
+    # by hand: only the argument's path, m[1](m[0](x)), is differentiated
+    np.testing.assert_allclose(g[0].w, second.w * x)
+    np.testing.assert_allclose(g[1].w, GLOBAL_LAYER.w * x)

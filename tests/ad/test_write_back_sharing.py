@@ -164,6 +164,41 @@ def test_a_frozenset_of_layers_holds_the_traced_copies_and_fmaps_copies():
     assert c.frozen == frozenset({c, c.a}) and c.groups[0] == frozenset({c.a})
 
 
+def test_layers_inside_tuple_keys_and_members_are_the_traced_copies():
+    # before: a tuple key or set member holding a layer ((layer, "scale"), (self, 0)) kept
+    # the original in the traced copy and in fl.f64's copy: `self.scale[(self.a, "s")]` a
+    # KeyError, `(self.a, 0) in self.pairs` False (the other branch and its gradient,
+    # silently), and a frozenset of tuples set in the forward pass kept the traced copy
+    class Pairs:
+        def __init__(self):
+            self.a = _box(w=np.array([1.0, -2.0]))
+            self.scale = {(self.a, "s"): 2.0}
+            self.pairs, self.frozen = {(self.a, 0)}, frozenset({(self, (self.a,))})
+
+        def __call__(self, x):
+            inside = (self.a, 0) in self.pairs and (self, (self.a,)) in self.frozen
+            self.tag = frozenset({(self.a, 1)})
+            return (3.0 if inside else 1.0) * self.scale[(self.a, "s")] * np.sum(self.a.w * x)
+
+    x = np.array([0.5, 2.0])
+    m = Pairs()
+    loss, (g,) = fl.withgradient(lambda m: m(x), m)
+    assert loss == 6.0 * np.sum(m.a.w * x)  # by hand
+    np.testing.assert_allclose(g.a.w, 6.0 * x)
+    assert m.tag == frozenset({(m.a, 1)}) and type(m.a.w) is np.ndarray  # the originals
+    c = fl.f64(m)
+    assert (c.a, 0) in c.pairs and c.scale == {(c.a, "s"): 2.0}
+    assert c.frozen == frozenset({(c, (c.a,))})
+    step = fl.compile(lambda m, x: fl.withgradient(lambda m: m(x), m))
+    loss, (g,) = step(m, x)
+    assert loss == 6.0 * np.sum(m.a.w * x)
+    np.testing.assert_allclose(g.a.w, 6.0 * x)
+    # a tangent made by fmap holds its own layer in its tuple key: paired by position
+    _, tangent = fl.jvp(lambda m: m(x), (m,), (fl.fmap(np.ones_like, m),))
+    # by hand: tangent 1 for w (6 * sum(x)) and for the scale 2.0 (3 * sum(w * x))
+    np.testing.assert_allclose(tangent, 6.0 * np.sum(x) + 3.0 * np.sum(m.a.w * x))
+
+
 def test_an_argument_written_in_place_held_in_a_tuple_shows_the_write():
     # (found by review) the tuple is not logged and still held the same handle: its place
     # kept the old values, the field the new ones

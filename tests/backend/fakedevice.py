@@ -51,8 +51,13 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
         return FakeDeviceArray(r, self.device) if isinstance(r, np.ndarray | np.generic) else r
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if "out" in kwargs or any(_foreign(a) for a in inputs):
+        out = kwargs.get("out", ())
+        if any(_foreign(a) for a in inputs + out):
             return NotImplemented  # a traced array: its own __array_ufunc__ takes over
+        if out:  # written in place, as CuPy's out= (into arrays of this device only)
+            kwargs["out"] = tuple(self._unwrap(out))
+            getattr(ufunc, method)(*self._unwrap(inputs), **kwargs)
+            return out[0] if len(out) == 1 else out
         return self._wrap(getattr(ufunc, method)(*self._unwrap(inputs), **kwargs))
 
     def __array_function__(self, func, types, args, kwargs):
@@ -69,11 +74,22 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
         return lambda *args, **kwargs: self._wrap(value(*self._unwrap(args), **kwargs))
 
     def __getitem__(self, index):
-        return self._wrap(self.data[index])
+        return self._wrap(self.data[self._index(index)])
 
     def __setitem__(self, index, value):
         (value,) = self._unwrap([value])
-        self.data[index] = value
+        self.data[self._index(index)] = value
+
+    def _index(self, index):
+        """An index with this device's index arrays read (NumPy ones are taken as well)."""
+        if isinstance(index, tuple):
+            return tuple(self._index(i) for i in index)
+        if isinstance(index, FakeDeviceArray):
+            (index,) = self._unwrap([index])
+        return index
+
+    def __int__(self):  # as CuPy's: a one-element array's value, copied to the host
+        return int(self.data)
 
     def get(self):
         return self.data.copy()
@@ -94,12 +110,22 @@ def _to_device(x, device):
     return FakeDeviceArray(np.array(x.data if isinstance(x, FakeDeviceArray) else x), device)
 
 
+def _made(name):
+    """NumPy's ``name`` making this device's arrays (device 0), as CuPy's namespace does."""
+    make = getattr(np, name)
+
+    def made(*args, **kwargs):
+        args = [a.data if isinstance(a, FakeDeviceArray) else a for a in args]
+        return FakeDeviceArray(make(*args, **kwargs))
+    return made
+
+
 FAKE = fl.backend.ArrayBackend(
     name="fake",
     array_type=FakeDeviceArray,
     module=types.SimpleNamespace(  # the little of a NumPy-like namespace the engine asks for
-        __name__="fakenumpy", ones=lambda shape, dtype=float: FakeDeviceArray(
-            np.ones(shape, dtype))),
+        __name__="fakenumpy", **{name: _made(name) for name in ("ones", "zeros", "arange",
+                                                                  "asarray")}),
     device_of=lambda x: f"fake:{x.device}",
     to_host=FakeDeviceArray.get,
     to_device=_to_device,

@@ -22,6 +22,11 @@ CASES = {
     "mean-exp": lambda w, m: np.mean(np.exp(w) / 3.0),
     "sum-over-axis": lambda w, m: np.sum(np.sum(np.sin(w), axis=0) ** 2),
     "dense-relu": lambda w, m: np.sum(np.maximum(w @ m, 0.0) ** 2),
+    # the condition and the index arrays are the second library's too
+    "where": lambda w, m: np.sum(np.where(m.T > 0, w, 0.0) ** 2),
+    "gather": lambda w, m: np.sum(np.sin(w[:, np.argsort(m[:, 0])]) * w),
+    # arrays made like= a traced one are made by its library
+    "like": lambda w, m: np.sum(w * np.full(w.shape, 2.0, like=w) + np.arange(3, like=w) * w),
 }
 
 
@@ -44,3 +49,33 @@ def test_a_model_moved_to_a_second_library_trains_there():
     for a, b in zip(fl.leaves(g), fl.leaves(want)):
         assert type(a) is FakeDeviceArray and a.dtype == np.float32
         np.testing.assert_allclose(a.get(), b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU", "Bidirectional"])
+def test_recurrent_layers_with_lengths_run_on_a_second_library(kind):
+    """The padded-batch masks and index arrays of ``lengths=`` (and the zero initial state)
+    were NumPy arrays, refused next to CuPy's: a recurrent layer failed on the GPU. They are
+    made by the input's array library now; outputs and gradients match NumPy's, and lengths
+    on another device than x are refused by name."""
+    fl.seed(0)
+    layer = fl.f64(fl.Bidirectional(fl.LSTM(3, 4)) if kind == "Bidirectional"
+                   else getattr(fl, kind)(3, 4))
+    x = np.random.default_rng(2).standard_normal((3, 5, 3))
+    w = np.random.default_rng(3).standard_normal(layer(x).shape)
+    moved, fake_x, w_fake = fl.backend.to_device(layer, FAKE), FakeDeviceArray(x), \
+        FakeDeviceArray(w)
+    for lengths in ([5, 2, 4], FakeDeviceArray(np.array([1, 5, 3]))):
+        want_lengths = lengths if isinstance(lengths, list) else lengths.get()
+        y = moved(fake_x, lengths=lengths)
+        assert type(y) is FakeDeviceArray
+        np.testing.assert_allclose(y.get(), layer(x, lengths=want_lengths), rtol=1e-13)
+        got = fl.gradient(lambda m, x: np.sum(np.sin(m(x, lengths=lengths)) * w_fake),
+                          moved, fake_x)
+        want = fl.gradient(lambda m, x: np.sum(np.sin(m(x, lengths=want_lengths)) * w),
+                           layer, x)
+        for a, b in zip(fl.leaves(got), fl.leaves(want)):
+            assert type(a) is FakeDeviceArray
+            np.testing.assert_allclose(a.get(), b, rtol=1e-12, atol=1e-14)
+    with pytest.raises(fl.backend.DeviceMismatchError, match=r"given x and lengths: arrays on "
+                                                             r"different devices"):
+        layer(x, lengths=FakeDeviceArray(np.array([5, 2, 4])))

@@ -232,7 +232,7 @@ def test_autosize_reads_features_for_sequences_and_reaches_into_branches():
 
 def test_outputsize_of_containers_and_cells_runs_no_layer(monkeypatch):
     """Parallel, SkipConnection, PairwiseFusion, Bidirectional and the cells have shape rules:
-    only a connection (np.add, a concatenation) runs, on small batches; errors located."""
+    only a connection (np.add, a concatenation) runs, on zeros; errors located."""
     def refuse(*args, **kwargs):
         raise AssertionError("a convolution ran")
 
@@ -271,14 +271,28 @@ def test_shapes_flow_through_a_layer_returning_a_tuple():
     (lambda x: np.tile(x, (4, 1)), (5, 3)),  # four batches
     (lambda x: x.sum(axis=0), (5, 3)),  # reduced away
     (lambda x: x.reshape(x.shape[0], -1), (5, 4, 3)),  # kept first
+    (lambda x: x[:2], (3, 4)),  # the first axis stops growing at 2 (a batch of 1 and 2 agree)
+    (lambda x: x[:2], (8, 4)),
+    (lambda x: x[:3] * 2.0, (5, 4)),
 ])
 def test_outputsize_of_a_function_that_moves_the_batch_is_the_forward_pass_shape(fn, shape):
     """A user's function ran on a batch of one and the batch size went back onto the first
     axis: x.transpose(1, 0, 2) of (5, 4, 3) gave (4, 1, 3) (the forward pass: (4, 5, 3)), a
     reshape merging the batch (4, 3) for (20, 3), a mean keeping the batch axis (5, 3) for
-    (1, 3). Silently wrong. Now a batch of one and of two tell whether the first axis
-    follows the batch; where it does not, the function runs on the full shape."""
+    (1, 3). Silently wrong. A batch of one and of two could not tell x[:2] from x either:
+    (3, 4) for (2, 4). Now the function runs on zeros of the input's shape."""
     x = np.zeros(shape, np.float32)
     assert fl.outputsize(fn, shape) == fn(x).shape
     model = fl.Chain(fn, fl.Dense(fn(x).shape[-1], 2))
     assert fl.outputsize(model, shape) == model(x).shape
+
+
+def test_outputsize_of_a_function_of_several_inputs_keeps_each_first_axis():
+    # before: every input was given the first one's batch of one: x @ t with t (4, 5) ran
+    # on t (1, 5) and failed in matmul
+    f = fl.Chain(lambda xt: xt[0] @ xt[1], fl.Dense(5, 2))
+    assert fl.outputsize(lambda x, t: x @ t, ((3, 4), (4, 5))) == (3, 5)
+    assert fl.outputsize(fl.Parallel(lambda x, t: x @ t, np.tanh, np.sin),
+                         ((3, 4), (4, 5))) == (3, 5)
+    ones = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
+    assert fl.outputsize(f, ((3, 4), (4, 5))) == f(ones).shape

@@ -22,7 +22,7 @@ from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
-from fluxml.ad.writeback import Rebuilt, check_repeated, plain_reached
+from fluxml.ad.writeback import Rebuilt, check_repeated, open_walk, plain_reached
 from fluxml.tree import align, flatten, fmap, is_array_leaf, unflatten
 
 
@@ -115,6 +115,7 @@ def _run(trace, f, targs, rebuilt=None):
     ``Rebuilt.write_back``.)"""
     stack = open_traces()
     stack.append(trace)  # train/test layers ask (core.differentiating)
+    open_walk(trace)  # (an inner transform may leave this trace's tracers on what f reaches)
     try:
         out = f(*targs)
         if trace.refused is not None:
@@ -342,6 +343,16 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
     ``f`` sets on its arguments' objects (``self.calls += 1``, ``self.state = h``, an item
     appended to a list field) is kept, as when ``f`` runs eagerly, traced values as plain
     arrays; a layer used at two places is one object, as it is eagerly.
+
+    ``f`` runs on a traced copy of its arguments; an object it reaches otherwise, through a
+    global or a closure, is the original even where it is also a part of an argument (``enc``
+    with ``model.layers[0] is enc``): its uses are constants (the gradient is with respect
+    to the arguments, as JAX's is: no derivative flows through ``enc(x)``), and ``enc is
+    m.layers[0]`` or ``self.last is self.layers[0]`` after ``self.last = enc`` is False
+    inside ``f``, though True eagerly. Reach what is differentiated through the arguments
+    (``m.layers[0]``). (The copy is not put in the global's or the closure's place: a
+    module's globals and a closure's cells are shared with other functions and threads, and
+    the functions ``f`` calls would still see the original.)
 
     A derivative is never dropped silently: what cannot be differentiated (a NumPy function
     without a rule, ``float(x)``, a traced value written into a plain NumPy array) raises

@@ -51,8 +51,10 @@ class Sparse:
         traced = self._traced()
         if traced is not None:  # a traced constant of its level, then written
             acc = np.zeros(self.shape, self.dtype, like=traced)
-        else:
+        elif isinstance(self.values, np.ndarray | np.generic):
             acc = np.zeros(self.shape, self.dtype)
+        else:  # the values' array library (CuPy's values add into a CuPy array)
+            acc = np.zeros_like(self.values, shape=self.shape, dtype=self.dtype)
         self.add_into(acc)
         return acc
 

@@ -281,8 +281,8 @@ def restore_parts(v, originals: dict, restore):
         return v
     if t is types.MethodType and id(v.__self__) in originals:  # self.impl = self._f
         return types.MethodType(v.__func__, originals[id(v.__self__)])
-    if t is set or t is frozenset:  # (members, like dict keys, are not walked)
-        return t(originals.get(id(k), k) for k in v)
+    if t is set or t is frozenset:  # (members, like dict keys, are not walked as parts)
+        return t(tree.held_as(k, originals) for k in v)
     if t is types.FunctionType and v.__closure__:  # self.fn = lambda z: z * self.w
         return _function_over(v, originals, restore)
     if t is functools.partial:  # self.fn = partial(step, self)
@@ -293,7 +293,7 @@ def restore_parts(v, originals: dict, restore):
             return v
         return functools.partial(restore(v.func), *args, **keywords)
     if isinstance(v, dict):
-        items = {originals.get(id(k), k): restore(x) for k, x in v.items()}
+        items = {tree.held_as(k, originals): restore(x) for k, x in v.items()}
         if all(a is b for a, b in zip(items, v)) and \
                 all(a is b for a, b in zip(items.values(), v.values())):
             return v
@@ -403,8 +403,17 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     longer than ``_LONG`` only the last ``_TAIL`` entries are looked at (where the function
     appends: a history of losses), and it stops after ``_BUDGET`` entries in all (a
     tracer stored beyond fails by name when used). One traced value stored at several
-    places becomes one array, the one the arguments' write-back gives it (``rebuilt``)."""
+    places becomes one array, the one the arguments' write-back gives it (``rebuilt``).
+
+    At higher order a stored tracer of ``trace`` holds a tracer of an outer transform (the
+    value the field would hold had ``f`` run eagerly, inside the outer one): it becomes that
+    outer tracer, and its holder is walked again when the outer transform closes
+    (:func:`open_walk`), where it becomes a plain array in turn. (It was left a dead tracer:
+    the outer function reaches the layer only through the loss function it calls.)"""
     roots = reached(f)
+    given = _HOLDERS.pop(trace, None)
+    if given:
+        roots += given
     if not roots:
         return
     functions = rebuilt.reached if rebuilt is not None else []
@@ -414,6 +423,7 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     seen: set = set()
     stack = roots
     budget = _BUDGET
+    lowered: list = []  # the outer traces whose tracers the last entry now holds
     while stack and budget > 0:
         x = stack.pop()
         if id(x) in seen:
@@ -430,15 +440,27 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
             items = list(tree.tree_state(x).items())
         budget -= len(items)
         for k, v in items:
-            new = _plain(v, trace, stack, convert)
+            new = _plain(v, trace, stack, convert, lowered)
             if new is not v:
                 _put(x, k, new)
+                while lowered:  # holds an outer transform's tracer now: walked at its close
+                    _HOLDERS[lowered.pop()].append(x)
             elif type(v) in _FUNCTIONS:
                 functions.append((x, k, v))
     if rebuilt is None:
         for x, k, v in functions:
             if _over(v, trace, {}):
-                _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [], convert)))
+                _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [], convert, [])))
+
+
+def open_walk(trace) -> None:
+    """Let ``trace``, an open transform's, be given the holders of its tracers that an inner
+    transform's :func:`plain_reached` leaves (a higher-order gradient's stored values); its
+    own ``plain_reached`` walks them."""
+    _HOLDERS[trace] = []
+
+
+_HOLDERS: dict = {}  # an open transform's trace -> holders of its tracers to walk at its close
 
 
 # the bounds of plain_reached's walk (entries): long containers' tails, and in all
@@ -489,15 +511,24 @@ def _copier():
     return convert
 
 
-def _plain(v, trace, stack, convert):
+def _plain(v, trace, stack, convert, lowered):
     """``v`` with its tracers of ``trace`` as plain values (``convert``): a tracer, or a
     tuple holding some (rebuilt: ``history.append((step, loss))``); a part to walk goes on
-    ``stack``."""
+    ``stack``. A tracer over an outer transform's tracer becomes the outer one (what
+    ``convert`` gives), when that transform walks what it is given at its close; its trace
+    goes on ``lowered``."""
     if type(v) is Tracer:
-        if v._trace is trace and type(v._val) is not Tracer:
-            return convert(v)
+        if v._trace is trace:
+            low = v._val
+            if type(low) is not Tracer:
+                return convert(v)
+            if low._trace in _HOLDERS:
+                new = convert(v)
+                if type(new) is Tracer and new._trace in _HOLDERS:
+                    lowered.append(new._trace)
+                return new
     elif isinstance(v, tuple):
-        items = [_plain(a, trace, stack, convert) for a in v]
+        items = [_plain(a, trace, stack, convert, lowered) for a in v]
         if any(a is not b for a, b in zip(items, v)):
             return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)
     elif _walked(v):

@@ -22,6 +22,8 @@ from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml._checks import flag
 from fluxml.ad.core import Tracer, untraced
+from fluxml.backend.mixing import check_same_device
+from fluxml.backend.registry import array_module
 from fluxml.layers.basic import _activation_suffix, _positive
 from fluxml.layers.module import LayerError, Lazy, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
@@ -61,8 +63,10 @@ class _Cell(Module):
 
     _hh_bias_inside = False  # GRU keeps b_hn inside the reset gate's product
 
-    def initial_state(self, batch_shape, dtype):
-        return np.zeros(tuple(batch_shape) + (self.sizes[1],), dtype)
+    def initial_state(self, batch_shape, dtype, like=None):
+        """Zeros ``(*batch_shape, hidden)`` (a pair for LSTM), made by the array module
+        (NumPy, CuPy) of the array ``like``, the input, when given."""
+        return array_module(like).zeros(tuple(batch_shape) + (self.sizes[1],), dtype)
 
     def _check(self, x, state):
         n_in, hidden = self.sizes
@@ -71,7 +75,7 @@ class _Cell(Module):
             raise LayerError(f"{self._line()} expects input (N, {n_in}); got {np.shape(x)}")
         x = match_dtype(self, x, self.weight_ih.dtype)
         if state is None:
-            state = self.initial_state(x.shape[:-1], x.dtype)
+            state = self.initial_state(x.shape[:-1], x.dtype, x)
         return x, self._check_state(state, x.shape[:-1], x.dtype)
 
     def _check_state(self, state, batch, dtype):
@@ -101,7 +105,7 @@ class _Cell(Module):
         with ``last`` (``(N,)`` step indices), the state after step ``last[i]`` of sequence
         ``i``."""
         ys, state = scan(self, self.project(x), state)
-        return ys, state if last is None else ys[np.arange(ys.shape[0]), last]
+        return ys, state if last is None else ys[array_module(last).arange(ys.shape[0]), last]
 
     def _line(self) -> str:
         n_in, hidden = self.sizes
@@ -152,8 +156,8 @@ class LSTMCell(_Cell):
 
     gates = 4
 
-    def initial_state(self, batch_shape, dtype):
-        h = super().initial_state(batch_shape, dtype)
+    def initial_state(self, batch_shape, dtype, like=None):
+        h = super().initial_state(batch_shape, dtype, like)
         return h, np.zeros_like(h)
 
     def _check_state(self, state, batch, dtype):
@@ -271,12 +275,12 @@ class _Recurrent(Module):
             if single:
                 raise LayerError(f"{self._line()} with lengths expects a batch of padded "
                                  f"sequences (N, T, {n_in}); got shape {np.shape(x)}")
-            lengths = checked_lengths(self._line(), lengths, x.shape)
+            lengths = checked_lengths(self._line(), lengths, x)
         if single:
             x = x[None]
             state = None if state is None else _map_state(state, lambda s: s[None])
         if state is None:
-            state = cell.initial_state(x.shape[:1], x.dtype)
+            state = cell.initial_state(x.shape[:1], x.dtype, x)
         try:
             state = cell._check_state(state, x.shape[:1], x.dtype)
         except LayerError as err:  # name the layer the user built, not its cell
@@ -285,8 +289,7 @@ class _Recurrent(Module):
             ys, state = cell.sequence(x, state)
         else:  # the state after each sequence's last step; its padded steps give 0
             ys, state = cell.sequence(x, state, last=lengths - 1)
-            ys = np.where((np.arange(x.shape[1]) < lengths[:, None])[..., None], ys,
-                          np.zeros((), ys.dtype))
+            ys = _zero_padding(ys, _valid_steps(lengths, x))
         if single:
             ys, state = ys[0], _map_state(state, lambda s: s[0])
         return (ys, state) if self.return_state else ys
@@ -529,27 +532,29 @@ class Bidirectional(Module):
         if np.ndim(x) != 3:
             raise LayerError(f"Bidirectional with lengths expects a batch of padded sequences "
                              f"(N, T, features); got shape {np.shape(x)}")
-        n, t = x.shape[:2]
-        lengths = checked_lengths("Bidirectional", lengths, x.shape)[:, None]
-        steps = np.arange(t)
-        valid = steps < lengths
-        rev = np.where(valid, lengths - 1 - steps, steps)  # each sequence reversed in place
-        rows = np.arange(n)[:, None]
+        lengths = checked_lengths("Bidirectional", lengths, x)
+        valid = _valid_steps(lengths, x)
+        xp = array_module(valid)  # the index arrays in the lengths' module, as x's (CuPy)
+        steps = xp.arange(x.shape[1])
+        rev = np.where(valid, lengths[:, None] - 1 - steps, steps)  # each reversed in place
+        rows = xp.arange(x.shape[0])[:, None]
         y_fwd = _located(self.forward, "forward", x, s_fwd)
         y_bwd = _located(self.backward, "backward", x[rows, rev], s_bwd)[rows, rev]
-        y = self._join(y_fwd, y_bwd)
-        return np.where(valid[..., None], y, np.zeros((), y.dtype))
+        return _zero_padding(self._join(y_fwd, y_bwd), valid)
 
     def _show_children(self):
         return [("forward", self.forward), ("backward", self.backward)]
 
 
-def checked_lengths(line, lengths, shape):
-    """``lengths`` of a padded batch ``shape`` ``(N, T, ...)``: ``N`` integers in
-    ``1 .. T``, an error naming the layer ``line`` otherwise."""
+def checked_lengths(line, lengths, x):
+    """``lengths`` of a padded batch ``x`` ``(N, T, ...)``: ``N`` integers in ``1 .. T``, as
+    an array of ``x``'s module (a list goes to a CuPy ``x``'s device), an error naming the
+    layer ``line`` otherwise."""
+    shape = x.shape
     n = shape[0]
     if type(lengths) is not Tracer:  # (a traced one, inside fl.compile, is checked below)
-        lengths = np.asarray(lengths)
+        check_same_device((x, lengths), f"{line} given x and lengths")
+        lengths = array_module(x).asarray(lengths)  # (a list goes to x's device)
     if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
         raise LayerError(f"{line} expects lengths as {n} integers, one per sequence of x "
                          f"{tuple(shape)}; got {lengths.dtype} of shape {lengths.shape}")
@@ -564,6 +569,17 @@ def _in_sequence(lengths, t, line):
         raise LayerError(f"{line}: each length must lie in 1 .. {t} (the padded "
                          f"sequences' steps); got {bad}")
     return lengths
+
+
+def _valid_steps(lengths, x):
+    """``(N, T)`` booleans: is step ``t`` within sequence ``i``'s length? Made by the
+    lengths' array module (``x``'s, see checked_lengths), so that it masks a CuPy ``x``."""
+    return array_module(lengths).arange(x.shape[1]) < lengths[:, None]
+
+
+def _zero_padding(y, valid):
+    """``y (N, T, H)`` with the steps not ``valid`` set to 0."""
+    return np.where(valid[..., None], y, array_module(valid).zeros((), y.dtype))
 
 
 def _located(layer, name, x, state):

@@ -2,9 +2,8 @@
 
 A layer that knows its shape rule has ``_output_shape(input_shape)`` (it raises the same
 ``LayerError`` as its forward pass on a bad shape); containers compose their children's
-rules. Anything else (a user's layer, a plain function) is run on zeros with a batch of one
-and of two, and the batch size put back on the outputs whose first axis follows it (where
-the batch goes elsewhere, it runs once more on zeros of the full shape).
+rules. Anything else (a user's layer, a plain function) is run once on zeros of the input's
+shape: a smaller batch cannot stand in for the input's (see ``_by_running``).
 
 Sizes to infer are written ``fl._``: ``fl.Dense(fl._, 10)`` is a layer waiting for its input
 size, and ``fl.autosize(input_shape, model)`` builds every such layer of a Chain from the
@@ -47,7 +46,7 @@ def _is_shape(s) -> bool:
 
 def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     """The shape ``layer`` gives for input ``shape`` (a tuple, or a tuple of tuples for
-    several inputs): its shape rule, else one run on zeros with a batch of one. ``single``:
+    several inputs): its shape rule, else one run on zeros of that shape. ``single``:
     a tuple of tuples is one argument holding several arrays (what a Chain passes on from a
     layer returning a tuple, such as MultiHeadAttention), not several arguments."""
     rule = getattr(layer, "_output_shape", None)
@@ -81,7 +80,7 @@ def _located(container, key, layer, shape, dtype):
 
 def _container_shape(layer, shape, dtype):
     """The containers' shapes from their layers' rules; only the connection (``np.add``, a
-    concatenation: cheap) runs, on zeros with a batch of one."""
+    concatenation: cheap) runs, on zeros."""
     name = type(layer).__name__
     if isinstance(layer, Recurrence):
         layer._check_sequence(shape)
@@ -126,50 +125,32 @@ def _container_shape(layer, shape, dtype):
 
 
 def _by_running(layer, shape, dtype, single=False):
-    """``layer``'s output shape(s), found by running it on zeros with a batch of one and of
-    two: an output whose first axis follows the batch (1, then 2) gets the input's batch
-    size back, one the batch does not change stays as it is. Where the batch goes elsewhere
-    (a transpose, a reshape merging it, a reduction keeping its axis), the layer runs once
-    more on zeros of the input's full shape (a batch of one alone gave a wrong shape)."""
-    n = _first_batch(shape)
-    if n is None or n <= 2:
-        return unflatten(*_shapes(layer, shape, dtype, single, n))
-    (spec, one), (spec_two, two) = (_shapes(layer, shape, dtype, single, b) for b in (1, 2))
-    if spec == spec_two and all(a == b or a[:1] == (1,) and b == (2,) + a[1:]
-                                for a, b in zip(one, two)):
-        return unflatten(spec, [a if a == b else (n,) + a[1:] for a, b in zip(one, two)])
-    return unflatten(*_shapes(layer, shape, dtype, single, n))
-
-
-def _shapes(layer, shape, dtype, single, batch):
-    """``layer`` run on zeros of ``shape`` with ``batch`` for the batch size (``single``: a
-    tuple of shapes is one argument): its output's spec and the shapes of its leaves."""
+    """``layer``'s output shape(s), found by running it on zeros of the input's shape
+    (``single``: a tuple of shapes is one argument). No smaller batch stands in for the
+    input's: a batch of one and of two (run before, the batch size put back on the outputs
+    whose first axis followed it) could not tell ``x[:2]`` from ``x``, so ``x[:2]`` of
+    ``(3, 4)`` was said to be ``(3, 4)``, silently; and the inputs of a function of several
+    (``x @ t``) each keep their own first axis (a batch of one for ``t`` failed)."""
     if single and not _is_shape(shape):  # one argument: a tuple of arrays
-        y = layer(_zeros(shape, dtype, batch))
+        y = layer(_zeros(shape, dtype))
     else:
-        y = layer(*(_zeros(s, dtype, batch) for s in ((shape,) if _is_shape(shape) else shape)))
+        y = layer(*(_zeros(s, dtype) for s in ((shape,) if _is_shape(shape) else shape)))
     leaves, spec = flatten(y)
-    return spec, [np.shape(a) for a in leaves]
+    return unflatten(spec, [np.shape(a) for a in leaves])
 
 
-def _zeros(shape, dtype, batch):
-    """Zeros of ``shape`` with ``batch`` for its first axis, or a tuple of them for a tuple
-    of shapes."""
+def _zeros(shape, dtype):
+    """Zeros of ``shape``, or a tuple of them for a tuple of shapes."""
     if not _is_shape(shape):
-        return tuple(_zeros(s, dtype, batch) for s in shape)
-    return np.zeros((batch,) + tuple(shape[1:]) if len(shape) else (), dtype)
-
-
-def _first_batch(shape):
-    while not _is_shape(shape):
-        shape = shape[0]
-    return shape[0] if len(shape) else None
+        return tuple(_zeros(s, dtype) for s in shape)
+    return np.zeros(shape, dtype)
 
 
 def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
     """The shape of ``model``'s output for input of ``input_shape`` (batch first), computed
-    from each layer's shape rule where it has one (no arithmetic on data). ``padbatch``
-    prepends a batch of one. A bad shape raises the error the forward pass would.
+    from each layer's shape rule where it has one (no arithmetic on data); a layer or
+    function without one runs once on zeros of its input's shape. ``padbatch`` prepends a
+    batch of one. A bad shape raises the error the forward pass would.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.outputsize(fl.Chain(fl.Dense(4, 8), fl.Dense(8, 3)), (32, 4))

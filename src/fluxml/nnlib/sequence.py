@@ -24,6 +24,7 @@ import numpy as np
 
 from fluxml.ad.core import raw
 from fluxml.ad.define import primitive
+from fluxml.backend.registry import array_module
 from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
 from fluxml.nnlib.recurrent import _check, _recurrent_weight_grad, _sigmoid_, _used
 
@@ -180,7 +181,7 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, bias)
     if last is None:
         return hs, hs[:, -1], cs[:, -1]
-    rows = np.arange(hs.shape[0])
+    rows = _rows(hs, last)
     return hs, hs[rows, last], cs[rows, last]
 
 
@@ -201,4 +202,10 @@ def gru_sequence(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     if b_ih is not None:
         gx = gx + b_ih
     hs, _ = GRU_SEQUENCE(gx, h0, w_hh, b_hh)
-    return hs, hs[:, -1] if last is None else hs[np.arange(hs.shape[0]), last]
+    return hs, hs[:, -1] if last is None else hs[_rows(hs, last), last]
+
+
+def _rows(hs, last):
+    """The row index ``0 .. N-1`` that pairs with the step index ``last`` (``hs[rows, last]``),
+    made by ``last``'s array module: a CuPy index does not pair with a NumPy one."""
+    return array_module(last).arange(hs.shape[0])

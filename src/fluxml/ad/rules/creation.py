@@ -19,9 +19,14 @@ LIKE: dict = {}  # NumPy creation function -> rule(like, *args, **kwargs)
 
 def _constant(like, value):
     value = np.asarray(value)
+    low = raw(like)
+    if type(low) is not Tracer and not isinstance(low, np.ndarray | np.generic):
+        # like= a traced array of another library (CuPy): made there, as for the array itself
+        from fluxml.backend.registry import array_module  # (lazy: backend imports the engine)
+
+        value = array_module(low).asarray(value)
     if value.dtype.kind not in "fc":
         return value
-    low = raw(like)
     if type(low) is Tracer:  # under fl.compile: a buffer the program makes afresh on each run
         # (a plain array under a gradient's tracer would be a read-only constant of it)
         value = low._trace.constant(value)

@@ -142,8 +142,8 @@ def where(condition, x=None, y=None):
         return np.nonzero(raw(condition))
     if x is None or y is None:
         raise ValueError("either both or neither of x and y should be given")
-    cond = raw(condition)  # a copy: the tape keeps it
-    cond = cond.astype(bool) if type(cond) is Tracer else np.array(cond, dtype=bool)
+    cond = raw(condition)  # a copy: the tape keeps it (astype: a CuPy condition stays one)
+    cond = cond.astype(bool) if hasattr(cond, "astype") else np.array(cond, dtype=bool)
     return WHERE(x, y, cond=cond)
 
 
