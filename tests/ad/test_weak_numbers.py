@@ -231,3 +231,39 @@ class Scaled2:
 
     def __call__(self, x):
         return x * self.scale
+
+
+def test_the_gradient_of_a_float_under_an_outer_transform_is_weak():
+    """Plainly the gradient of a Python float is a Python float: under an outer transform
+    the traced gradient computes with float32 arrays as that float does."""
+    def inner_grad(s):
+        return fl.gradient(lambda t: t * t * s, 0.5)[0]  # s: the outer transform's
+
+    seen = []
+
+    def outer(s):
+        y = X * inner_grad(s)
+        seen.append(y.dtype)
+        return np.sum(y)
+
+    plain = outer(0.25)
+    assert seen == [np.float32] and plain.dtype == np.float32
+    assert fl.gradient(outer, 0.25)[0] == pytest.approx(float(np.sum(X)))
+    fl.jvp(outer, (0.25,), (1.0,))
+    assert seen == [np.float32] * 3
+
+
+def test_the_gradient_with_respect_to_an_outer_transforms_float_is_weak():
+    seen = []
+
+    def f(s):
+        g = fl.gradient(lambda t: t * t * 2.0, s)[0]  # d/dt at t = s: 4 s, a float plainly
+        y = X * g
+        seen.append(y.dtype)
+        return np.sum(y)
+
+    assert f(0.5).dtype == np.float32
+    assert fl.gradient(f, 0.5)[0] == pytest.approx(4 * float(np.sum(X)))
+    out, tangent = fl.jvp(f, (0.5,), (1.0,))
+    assert out.dtype == tangent.dtype == np.float32
+    assert seen == [np.float32] * 3

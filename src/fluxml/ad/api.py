@@ -14,12 +14,14 @@ from fluxml.ad.core import (
     WEAK,
     DifferentiationError,
     Tracer,
+    is_weak,
     open_traces,
     python_number,
     raw,
     recorded,
     remove_last,
     weak,
+    weak_handle,
 )
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
@@ -145,6 +147,8 @@ def _finish(g, like, zeros, seen):
         else:
             return None
     if type(g) is Tracer:  # a repeated leaf's (the same tracer at each place): a handle of
+        if is_weak(like) and type(like) is not int:  # a Python number's (or a traced one's):
+            return weak_handle(g)  # weak, as the Python float of a gradient taken plainly
         if id(g) in seen:  # its own for each but the first, as arrays get copies
             return np.copy(g)
         seen.add(id(g))

@@ -518,6 +518,21 @@ def weak_result(out, a, b=0):
     return out
 
 
+def weak_handle(t):
+    """A new handle on the tracer ``t`` whose value (and forward-mode tangent) is weak: the
+    gradient of a traced Python float taken under an outer transform, a Python float when
+    taken plainly. (Under ``fl.compile`` the bottom is an abstract value: left as it is.)"""
+    v = t._val
+    if type(v) is Tracer:
+        v = weak_handle(v)
+    elif type(v) in _WEAK_OF:
+        v = weak(v)
+    box = t._box
+    if type(box) in _WEAK_OF:
+        box = weak(box)
+    return t._trace.new(v, box, owned=False)
+
+
 # --- the Tracer ----------------------------------------------------------------------------------
 
 class Tracer:
