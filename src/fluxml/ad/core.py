@@ -440,6 +440,9 @@ class WeakFloat(np.float64):
     __slots__ = ()
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs and len(inputs) == 2:  # the common case, short
+            a, b = inputs
+            return ufunc(a.item() if type(a) in WEAK else a, b.item() if type(b) in WEAK else b)
         return getattr(ufunc, method)(*_numbers(inputs), **_numbers(kwargs))
 
     def __array_function__(self, func, types, args, kwargs):
