@@ -6,9 +6,10 @@ scalar or 0-d array strong (``x32 * np.float64(0.5)`` is float64). A transform t
 Python floats too; each operation's dtype under it must be the plain program's. ``check``
 runs one expression:
 
-- its value and every intermediate dtype (and weakness: a Python number or not) under
-  ``fl.withgradient``, ``fl.jvp``, a gradient of a gradient and ``fl.compile`` against the
-  plain program's;
+- its value and every intermediate dtype (and weakness: the dtype a float16 array gets
+  with it) under ``fl.withgradient``, ``fl.jvp``, a gradient of a gradient and
+  ``fl.compile`` against the plain program's (under ``fl.checkpoint`` the value, its dtype
+  and the gradients);
 - the gradient with respect to every input: the argument's type and dtype (a Python float
   gets a Python float), and its values against central finite differences of the same
   expression on float64 copies of the arrays;
@@ -82,15 +83,17 @@ def describe(e) -> str:
 
 
 def evaluate(e, env, seen):
-    """The expression's value; ``seen`` gets each operation's dtype, and the dtype a float16
-    array gets with it (float16 where it is weak or of at most float16's precision)."""
+    """The expression's value; ``seen`` (unless None) gets each operation's dtype, and the
+    dtype a float16 array gets with it (float16 where it is weak or of at most float16's
+    precision)."""
     if e[0] == "in":
         return env[e[1]]
     if e[0] == "const":
         return e[1]
     out = OPS[e[0]][2](*(evaluate(c, env, seen) for c in e[1]))
-    seen.append((str(out.dtype if hasattr(out, "dtype") else np.asarray(out).dtype),
-                 str((out * _HALF).dtype)))
+    if seen is not None:
+            seen.append((str(out.dtype if hasattr(out, "dtype") else np.asarray(out).dtype),
+                     str((out * _HALF).dtype)))
     return out
 
 
@@ -159,7 +162,7 @@ def check(seed: int, compiled: bool = True) -> str | None:
         return f"gradient: dtypes {seen} -> {np.asarray(value).dtype}, plainly {expect}"
     if value != y:
         return f"gradient: value {value!r}, plainly {y!r}"
-    f64 = program(e, names, [])
+    f64 = program(e, names, None)
     for k, (g, x) in enumerate(zip(grads, values)):
         wrong = _same_type(g, x)
         if wrong is not None:
@@ -178,6 +181,16 @@ def check(seed: int, compiled: bool = True) -> str | None:
     dot = sum(float(np.sum(np.asarray(g, np.float64))) for g in grads)
     if not np.isclose(float(tangent), dot, rtol=tol, atol=tol * (1 + abs(dot))):
         return f"jvp: tangent {tangent!r}, the gradient's sum {dot!r}"
+
+    # fl.checkpoint runs the expression one level down, and again for the backward pass
+    block = fl.checkpoint(program(e, names, None))  # (it may not write into a closed-over list)
+    value, grads_k = fl.withgradient(block, *values, zeros_for_none=True)
+    if np.asarray(value).dtype != y.dtype or value != y:
+        return f"fl.checkpoint: {value!r}, plainly {y!r}"
+    for k, (g, h) in enumerate(zip(grads_k, grads)):
+        if _same_type(g, h) is not None or not np.allclose(
+                np.asarray(g, np.float64), np.asarray(h, np.float64), rtol=tol, atol=tol):
+            return f"fl.checkpoint: gradient of {names[k]} {g!r}, without it {h!r}"
 
     seen = []
     p = names.index("p")
