@@ -267,3 +267,25 @@ def test_the_gradient_with_respect_to_an_outer_transforms_float_is_weak():
     out, tangent = fl.jvp(f, (0.5,), (1.0,))
     assert out.dtype == tangent.dtype == np.float32
     assert seen == [np.float32] * 3
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_training_a_model_with_a_float_field_stays_float32(compile):
+    """fl.train, eager and compiled: no float64 input warning from the Dense after the scale,
+    and the weights stay float32, with the losses of float32 computations."""
+    rng = np.random.default_rng(0)
+    model = fl.Chain(fl.Dense(3, 4), Scaled2(), fl.Dense(4, 2))
+    data = [(rng.standard_normal((8, 3)).astype(np.float32),
+             rng.standard_normal((8, 2)).astype(np.float32)) for _ in range(3)]
+
+    def loss(m, x, y):
+        return np.mean((m(x) - y) ** 2)
+
+    first = loss(model, *data[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = fl.train(loss, model, data, fl.setup(fl.Adam(0.01), model), epochs=1,
+                           progress=False, compile=compile)
+    assert model.layers[0].weight.dtype == model.layers[2].weight.dtype == np.float32
+    assert first.dtype == np.float32
+    assert history.losses[0] == pytest.approx(float(first), rel=1e-6)
