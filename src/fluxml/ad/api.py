@@ -11,12 +11,17 @@ import numpy as np
 
 from fluxml.ad.core import (
     LEAKED,
+    WEAK,
     DifferentiationError,
     Tracer,
+    is_weak,
     open_traces,
+    python_number,
     raw,
     recorded,
     remove_last,
+    weak,
+    weak_handle,
 )
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
@@ -37,15 +42,19 @@ def _is_float(x) -> bool:
 
 
 def _start(x):
-    """The primal a transform wraps: Python floats become float64 scalars; a tracer of an
-    outer transform is wrapped through a private handle, so that later writes to the user's
+    """The primal a transform wraps: Python floats (and complex numbers) become weak values,
+    float64 scalars that NumPy is handed as the Python numbers they are (``core.WeakFloat``:
+    ``x * scale`` stays in ``x``'s dtype, as without the transform); a tracer of an outer
+    transform is wrapped through a private handle, so that later writes to the user's
     handle cannot change what this level recorded."""
     if type(x) is Tracer:
         t = x._trace.new(x._val, x._box, owned=False)
         return t
-    if isinstance(x, float):
+    if type(x) is float or type(x) is complex:
+        return weak(x)
+    if isinstance(x, float) and not isinstance(x, np.generic):  # a subclass: NumPy's strong
         return np.float64(x)
-    if isinstance(x, complex):
+    if isinstance(x, complex) and not isinstance(x, np.generic):
         return np.complex128(x)
     return x
 
@@ -139,6 +148,8 @@ def _finish(g, like, zeros, seen):
         else:
             return None
     if type(g) is Tracer:  # a repeated leaf's (the same tracer at each place): a handle of
+        if is_weak(like) and type(like) is not int:  # a Python number's (or a traced one's):
+            return weak_handle(g)  # weak, as the Python float of a gradient taken plainly
         if id(g) in seen:  # its own for each but the first, as arrays get copies
             return np.copy(g)
         seen.add(id(g))
@@ -261,8 +272,8 @@ def _with_aux(whole, value, trace):
     """``whole``, the tuple ``f`` returned, with its loss replaced by ``value`` and this
     transform's tracers in the other entries replaced by their values (an outer transform's
     stay traced, as ``value`` does)."""
-    aux = fmap(lambda a: a._val if type(a) is Tracer and a._trace is trace else a,
-               list(whole[1:]))
+    aux = fmap(lambda a: python_number(a._val) if type(a) is Tracer and a._trace is trace
+               else a, list(whole[1:]))
     return type(whole)(value, *aux) if hasattr(whole, "_fields") else (value, *aux)
 
 
@@ -308,6 +319,7 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
         _check_scalar(value, holomorphic)
     seed = _one(value.dtype) if isinstance(value, (np.ndarray, np.generic)) \
         else _one_like(value)
+    value = python_number(value)  # a loss of traced Python numbers only: one, as plainly
     if on_final is not None:
         final = _Final(leaves, zeros_for_none, on_final)
         sweep(trace.tape, {out._box: seed}, made, final=final)
@@ -465,7 +477,9 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     values = []
     for o in out_leaves:
         if type(o) is Tracer and o._trace is trace:
-            values.append(o._val if o._owned else o._val.copy())
+            v = o._val
+            values.append(python_number(v) if type(v) in WEAK else v if o._owned
+                          else v.copy())
         elif type(o) is Tracer and o._trace.level > trace.level:
             raise DifferentiationError(LEAKED)
         else:
@@ -546,6 +560,8 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
                 raise ValueError("jvp: a complex tangent for a real primal; make the primal "
                                  "complex (x.astype(complex)) to move it off the real line")
             t = np.asarray(t, dtype=raw(v).dtype)
+            if type(v) in WEAK:  # a Python number's tangent: weak too (x * t stays float32)
+                t = type(v)(t)
         return trace.seed(v, t)
 
     targs, _, _, _, rebuilt = _trace_args(trace, tuple(primals), seed)
@@ -560,8 +576,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     values, tans = [], []
     for o in out_leaves:
         if type(o) is Tracer and o._trace is trace:
-            values.append(o._val)
-            tans.append(o._box if o._box is not None else np.zeros_like(raw(o._val)))
+            values.append(python_number(o._val))
+            tans.append(python_number(o._box) if o._box is not None
+                        else np.zeros_like(raw(o._val)))
         else:
             values.append(o)
             tans.append(np.zeros_like(raw(o)) if _is_float(raw(o)) else None)
@@ -640,4 +657,4 @@ def _stopped(t):
     v = raw(t)
     if type(v) is Tracer:  # under fl.compile: a copy recorded in the program
         return np.copy(v)
-    return v.copy() if type(v) is np.ndarray else v
+    return v.copy() if type(v) is np.ndarray else python_number(v)

@@ -306,7 +306,8 @@ def _tracers(args, kwargs):
 def strip(x):
     """``raw`` mapped over lists, tuples and dict values (for non-differentiable calls)."""
     if type(x) is Tracer:
-        return raw(x)
+        x = raw(x)
+        return x.item() if type(x) in WEAK else x  # NumPy takes it weak, as a Python number
     if type(x) in (list, tuple):
         return type(x)(strip(a) for a in x)
     if type(x) is dict:
@@ -399,10 +400,13 @@ def _kept(a):
     """The value a rule may keep for the backward pass. A buffer is marked as kept, so that
     the next write into it copies first (copy-on-write). A view shares its base's buffer: when
     that base may still be written in place, the rule keeps a copy of the view (cheaper than
-    making every later write into the base copy it whole, as a fill loop would)."""
+    making every later write into the base copy it whole, as a fill loop would). A weak
+    number is handed on as the Python number it stands for (custom_vjp's and checkpoint's
+    functions get it: user code computes as without the transform, see :class:`WeakFloat`)."""
     if a._view is None:
         a._owned = False
-        return a._val
+        v = a._val
+        return v.item() if type(v) in WEAK else v
     return _kept_view(a)
 
 
@@ -412,6 +416,124 @@ def _kept_view(a):
         root = root._view[0]
     # a base that no write goes into in place (an argument, or one a rule kept) needs no copy
     return a._val.copy(order="K") if root._owned else a._val  # K: a transposed view stays one
+
+
+# --- weak numbers ------------------------------------------------------------------------------
+
+class WeakFloat(np.float64):
+    """The value of a traced Python float: a float64 NumPy scalar (it has the ``shape`` and
+    ``dtype`` the engine and the rules read) that NumPy computes with as the Python float it
+    stands for.
+
+    NumPy's promotion (NEP 50) takes a Python float as *weak*: ``x * 0.5`` keeps a float32
+    ``x`` float32, where ``x * np.float64(0.5)`` is float64. A transform's primal of a Python
+    float argument or number field is this subclass: NumPy hands it to ``__array_ufunc__``
+    and ``__array_function__`` below, which call the function again with the Python float,
+    so implementations and derivative rules compute as the untraced program does (a float32
+    cotangent times it stays float32). The arithmetic operators of a tracer mark their
+    result weak where every operand was (``s * 2.0`` of a Python float is a float:
+    ``core.weak_result``); the user gets Python floats back (:func:`python_number`).
+
+    (A NumPy scalar's own operators do not dispatch: ``np.float32(2) * WeakFloat(0.5)`` is
+    float64. The engine computes through ufuncs, and tracers keep such values apart.)"""
+
+    __slots__ = ()
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs and len(inputs) == 2:  # the common case, short
+            a, b = inputs
+            return ufunc(a.item() if type(a) in WEAK else a, b.item() if type(b) in WEAK else b)
+        return getattr(ufunc, method)(*_numbers(inputs), **_numbers(kwargs))
+
+    def __array_function__(self, func, types, args, kwargs):
+        return func(*_numbers(args), **_numbers(kwargs))
+
+
+class WeakComplex(np.complex128):
+    """The value of a traced Python complex number: :class:`WeakFloat`'s complex twin."""
+
+    __slots__ = ()
+    __array_ufunc__ = WeakFloat.__array_ufunc__
+    __array_function__ = WeakFloat.__array_function__
+
+
+def _numbers(x):
+    """``x`` (arguments: a tuple, list or dict, nested) with weak values as Python numbers."""
+    t = type(x)
+    if t in WEAK:
+        return x.item()
+    if t is tuple or t is list:
+        return t(_numbers(a) for a in x)
+    if t is dict:
+        return {k: _numbers(v) for k, v in x.items()}
+    return x
+
+
+WEAK = (WeakFloat, WeakComplex)  # (a tuple: ``type(v) in WEAK`` is two identity tests)
+_WEAK_OF = {np.float64: WeakFloat, np.complex128: WeakComplex, float: WeakFloat,
+            complex: WeakComplex}
+
+
+def python_number(v):
+    """``v``, or the Python number a weak value stands for (what the user gets back)."""
+    return v.item() if type(v) in WEAK else v
+
+
+def weak(v):
+    """The weak value of the Python number, or float64/complex128 scalar, ``v``."""
+    return _WEAK_OF[type(v)](v)
+
+
+def is_weak(x) -> bool:
+    """Is ``x`` weak in NumPy's promotion: a Python number, or a tracer of a weak value?"""
+    t = type(x)
+    if t is float or t is int or t is complex or t is bool:
+        return True
+    while t is Tracer:
+        x = x._val
+        t = type(x)
+    return t in WEAK
+
+
+def weak_result(out, a, b=0):
+    """``out``, the result of a Python operator on ``a`` (and ``b``), with its value marked
+    weak when every operand is weak: Python's arithmetic on floats gives a float, so
+    ``x * (s * 2.0)`` computes in ``x``'s dtype for a Python float ``s``, traced or not. (An
+    untraced result, of an operator without derivative such as ``//``, becomes the Python
+    number.)"""
+    if type(out) is not Tracer:
+        if type(out) in _WEAK_OF and is_weak(a) and is_weak(b):
+            return out.item()
+        return out
+    if not (is_weak(a) and is_weak(b)):
+        return out
+    inner = out
+    while True:
+        t = inner._box  # a forward level's tangent (a reverse level's is a tape index)
+        if type(t) in _WEAK_OF:
+            inner._box = weak(t)
+        v = inner._val
+        if type(v) is not Tracer:
+            break
+        inner = v
+    if type(v) in _WEAK_OF:
+        inner._val = weak(v)
+    return out
+
+
+def weak_handle(t):
+    """A new handle on the tracer ``t`` whose value (and forward-mode tangent) is weak: the
+    gradient of a traced Python float taken under an outer transform, a Python float when
+    taken plainly. (Under ``fl.compile`` the bottom is an abstract value: left as it is.)"""
+    v = t._val
+    if type(v) is Tracer:
+        v = weak_handle(v)
+    elif type(v) in _WEAK_OF:
+        v = weak(v)
+    box = t._box
+    if type(box) in _WEAK_OF:
+        box = weak(box)
+    return t._trace.new(v, box, owned=False)
 
 
 # --- the Tracer ----------------------------------------------------------------------------------

@@ -14,12 +14,15 @@ import numpy as np
 
 from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import (
+    WEAK,
     DifferentiationError,
     Primitive,
     Tracer,
     _kept,
+    python_number,
     raw,
     top_trace,
+    weak,
 )
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.reverse import ReverseTrace
@@ -40,7 +43,7 @@ def outputs(out):
     returned, and how to give the caller the same structure (one array, or a tuple or list
     of them)."""
     multi = isinstance(out, (tuple, list))
-    outs = tuple(out) if multi else (out,)
+    outs = tuple(map(numbers_weak, out)) if multi else (numbers_weak(out),)
     for o in outs:
         if not _is_float(raw(o)):
             raise TypeError("custom_vjp/checkpoint functions must return a float array or a "
@@ -48,6 +51,12 @@ def outputs(out):
     if not multi:
         return outs, lambda ts: ts[0]
     return outs, lambda ts: type(out)(ts)
+
+
+def numbers_weak(x):
+    """``x``, or the weak value of a Python number (a rule's result of Python numbers: a
+    tracer's value needs a shape and a dtype, and stays weak as the number is)."""
+    return weak(x) if type(x) is float or type(x) is complex else x
 
 
 def _record(trace, leaves, spec, run, bwd):
@@ -81,9 +90,9 @@ def _record(trace, leaves, spec, run, bwd):
     if not parents:
         return out
     tape = trace.tape
-    tape.append((prim, vals, {"bwd": back}, outs if multi else out, parents))
+    tape.append((prim, vals, {"bwd": back}, outs if multi else outs[0], parents))
     if not multi:
-        return trace.new(out, len(tape) - 1, owned=False)
+        return trace.new(outs[0], len(tape) - 1, owned=False)
     j = len(tape) - 1
     results = []
     for k, o in enumerate(outs):
@@ -189,10 +198,14 @@ class custom_jvp:
         vals, tans = list(leaves), []
         for i, a in enumerate(leaves):
             if type(a) is Tracer and a._trace is trace:
-                vals[i] = a._val
+                vals[i] = python_number(a._val)  # the rule gets a Python float as given
                 t = a._box
                 trace.owned.pop(id(t), None)  # the rule may pass the tangent on
-                tans.append(np.zeros_like(raw(a._val)) if t is None else t)
+                if t is None:
+                    t = np.zeros_like(raw(a._val))
+                if type(a._val) in WEAK and type(t) is not Tracer:  # its tangent: one too
+                    t = t.item()
+                tans.append(t)
             else:
                 tans.append(np.zeros_like(raw(a)) if _is_float(raw(a)) else None)
         trace._kept(leaves, vals)  # the rule may keep any value it is given
@@ -201,4 +214,4 @@ class custom_jvp:
             out, t_out = self.rule(unflatten(spec, vals), unflatten(spec, tans))
         finally:
             trace.closed = None
-        return trace.new(out, t_out, owned=False)
+        return trace.new(numbers_weak(out), t_out, owned=False)

@@ -14,7 +14,10 @@ def fit(c, like):
     broadcasts to that shape (``sum``'s rule returns the scalar ``g``), or one whose shape is
     the broadcast of ``like`` with other arguments: the one place in the engine that
     broadcasts up and sums broadcast axes away."""
-    shape = like.shape
+    try:
+        shape = like.shape
+    except AttributeError:  # a traced Python number, kept as one (custom_vjp, checkpoint)
+        return _fit_number(c, like)
     cshape = c.shape
     if not cshape and shape and type(c) is not Tracer:  # a scalar spread over like (sum)
         if not isinstance(c, (np.ndarray, np.generic)):  # another library's array (CuPy)
@@ -39,6 +42,20 @@ def fit(c, like):
             c = np.real(c)
         c = c.astype(dtype)
     return c
+
+
+def _fit_number(c, like):
+    """The cotangent of a traced Python number ``like`` (the nodes of custom_vjp and
+    checkpoint keep it as the Python number their functions got, see ``core._kept``): summed
+    to 0-d, in float64 (complex128), its real part for a real number."""
+    dtype = np.dtype(np.complex128 if type(like) is complex else np.float64)
+    if not hasattr(c, "shape"):
+        c = np.asarray(c)  # a Python number a rule returned
+    if c.shape != ():
+        c = np.sum(c)
+    if dtype.kind == "f" and c.dtype.kind == "c":
+        c = np.real(c)
+    return c.astype(dtype) if c.dtype != dtype else c
 
 
 def _broadcasts_to(small, shape):

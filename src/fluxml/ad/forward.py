@@ -126,7 +126,12 @@ def _fit(total, ans):
     """The tangent with the output's shape and dtype (a float32 output of float64 factors,
     as ``y *= scale`` gives, keeps a float32 tangent)."""
     shape = ans.shape
-    if total.shape != shape:
+    try:
+        tshape = total.shape
+    except AttributeError:  # a Python number (a custom_jvp rule's on traced Python floats)
+        total = np.asarray(total)
+        tshape = ()
+    if tshape != shape:
         total = broadcast(total, shape)
     dtype = ans.dtype
     if total.dtype != dtype and dtype.kind in "fc":

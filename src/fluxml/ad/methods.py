@@ -17,6 +17,7 @@ from fluxml.ad.core import (
     bottom,
     raw,
     taker,
+    weak_result,
 )
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primitives, once)
@@ -32,12 +33,15 @@ def _binary(uf):
     # The operators are the hot path of user code: their primitive is looked up once, and
     # the top trace of the two operands found directly instead of through ``bind``.
     prim = UFUNCS.get(uf)
+    # A result that is not an array goes through ``weak_result``: the operator on traced
+    # Python numbers gives a weak one, as Python's arithmetic gives a float (the ufunc
+    # itself, ``np.multiply(s, 2.0)``, gives a strong NumPy scalar, as NumPy does).
     if type(prim) is not Primitive:
         def op(self, other):
-            return call_ufunc(uf, "__call__", (self, other), {})
+            return weak_result(call_ufunc(uf, "__call__", (self, other), {}), self, other)
 
         def rop(self, other):
-            return call_ufunc(uf, "__call__", (other, self), {})
+            return weak_result(call_ufunc(uf, "__call__", (other, self), {}), self, other)
     else:
         def op(self, other):
             trace = self._trace
@@ -45,7 +49,8 @@ def _binary(uf):
                 trace = other._trace
             if COMPILING:  # (eager code pays only this test)
                 trace = taker(trace)
-            return trace.binary(prim, self, other)
+            out = trace.binary(prim, self, other)
+            return out if type(out._val) is np.ndarray else weak_result(out, self, other)
 
         def rop(self, other):
             trace = self._trace
@@ -53,10 +58,12 @@ def _binary(uf):
                 trace = other._trace
             if COMPILING:
                 trace = taker(trace)
-            return trace.binary(prim, other, self)
+            out = trace.binary(prim, other, self)
+            return out if type(out._val) is np.ndarray else weak_result(out, self, other)
 
     def iop(self, other):
-        return mutation.augment(self, uf, other, call_ufunc(uf, "__call__", (self, other), {}))
+        out = weak_result(call_ufunc(uf, "__call__", (self, other), {}), self, other)
+        return mutation.augment(self, uf, other, out)
 
     return op, rop, iop
 
@@ -80,9 +87,9 @@ for _name, _uf in {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise
     setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
     setattr(Tracer, f"__r{_name}__", lambda self, other, _uf=_uf: _uf(other, self))
 Tracer.__invert__ = lambda self: np.invert(self)
-Tracer.__neg__ = lambda self: np.negative(self)
-Tracer.__pos__ = lambda self: np.positive(self)
-Tracer.__abs__ = lambda self: np.absolute(self)
+Tracer.__neg__ = lambda self: weak_result(np.negative(self), self)
+Tracer.__pos__ = lambda self: weak_result(np.positive(self), self)
+Tracer.__abs__ = lambda self: weak_result(np.absolute(self), self)
 Tracer.__divmod__ = lambda self, other: (self // other, self % other)
 Tracer.__getitem__ = getitem
 Tracer.__setitem__ = mutation.setitem

@@ -33,7 +33,7 @@ import types
 import numpy as np
 
 from fluxml import tree, treenodes
-from fluxml.ad.core import Tracer
+from fluxml.ad.core import WEAK, Tracer
 
 
 class Rebuilt:
@@ -111,7 +111,7 @@ class Rebuilt:
                 # a value of the trace, or an argument written in place: its new value, in a
                 # new array of the argument's type (a 0-d array stays one, as `a += 1` keeps
                 # it eagerly)
-                new = np.array(v._val) if type(x) is np.ndarray else v._val.copy()
+                new = np.array(v._val) if type(x) is np.ndarray else _copy(v._val)
                 self._values[id(v)] = new
             return new
         return restore_parts(v, self._originals(), self.restore)
@@ -505,10 +505,16 @@ def _copier():
     def convert(v):
         new = memo.get(id(v))
         if new is None:
-            new = memo[id(v)] = v._val.copy()
+            new = memo[id(v)] = _copy(v._val)
         return new
 
     return convert
+
+
+def _copy(value):
+    """A traced value as the function's arguments get it: a copy, or the Python number a
+    weak value stands for (``self.total = self.total * 2.0`` keeps a float a float)."""
+    return value.item() if type(value) in WEAK else value.copy()
 
 
 def _plain(v, trace, stack, convert, lowered):

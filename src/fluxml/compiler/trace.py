@@ -26,6 +26,7 @@ import numpy as np
 from fluxml.ad.core import (
     COMPILING,
     COMPILING_LOCK,
+    WEAK,
     Opaque,
     Trace,
     Tracer,
@@ -295,7 +296,9 @@ class IRTrace(Trace):
             return c, c.value
         if (t is list or t is tuple) and any(type(x) in (Tracer, Abstract) for x in a):
             return self._lift(a)  # a list of arrays (np.concatenate): Slots in the inputs
-        if self.hidden and hasattr(a, "shape"):  # another library's array (a jax.Array)
+        if t in WEAK:  # a traced Python number of a transform above: one, weak, for NumPy
+            a = a.item()
+        elif self.hidden and hasattr(a, "shape"):  # another library's array (a jax.Array)
             self._refuse_side_reads(a)
         return a, a
 
@@ -322,6 +325,8 @@ class IRTrace(Trace):
                 raise CompileError("fl.compile: an object array in a parameter is not supported")
             self._refuse_side_reads(x)
             x = _constant(x).value
+        elif t in WEAK:  # (as in _operand)
+            x = x.item()
         return x, x
 
     def _refuse_side_reads(self, a):
