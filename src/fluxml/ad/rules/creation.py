@@ -22,7 +22,8 @@ def _constant(like, value):
     low = raw(like)
     if type(low) is not Tracer and not isinstance(low, np.ndarray | np.generic):
         # like= a traced array of another library (CuPy): made there, as for the array itself
-        from fluxml.backend.registry import array_module  # (lazy: backend imports the engine)
+        # lazy: fluxml.backend imports the engine
+        from fluxml.backend.registry import array_module
 
         value = array_module(low).asarray(value)
     if value.dtype.kind not in "fc":
