@@ -208,9 +208,11 @@ def _det_inv(r, i, j, k):
     r[i] = r[k] * np.linalg.det(g + np.eye(3)) ** 0.25 + np.linalg.inv(g + 2 * np.eye(3)) @ r[i]
 
 
-@step("r[i] = take_along_axis(r[j], argsort(r[k], axis=1), axis=1)")
+@step("r[i] = take_along_axis(r[j], argsort(r[k], axis=1, kind='stable'), axis=1)")
 def _take_along(r, i, j, k):
-    r[i] = np.take_along_axis(r[j], np.argsort(r[k], axis=1), axis=1)
+    # stable: ties (after an overlapping copy) have one order; NumPy's default kind orders
+    # them as its SIMD sort happens to (AVX-512 here), XLA's compiled sort is stable
+    r[i] = np.take_along_axis(r[j], np.argsort(r[k], axis=1, kind="stable"), axis=1)
 
 
 @step("r[i] = clip(r[j], -0.5, 0.5) + minimum(r[k], 0.3)")
