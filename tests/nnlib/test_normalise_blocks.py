@@ -7,6 +7,8 @@ import importlib
 import numpy as np
 import pytest
 
+import fluxml as fl
+
 N = importlib.import_module("fluxml.nnlib.normalise")
 
 CASES = [  # shape, axes, affine shape (None: no scale/bias), takes the fast path
@@ -57,3 +59,28 @@ def test_blocks(shape, axes, affine, fast, dtype):
         a = N._sum_to(a, b.shape)  # the general path leaves that sum to the engine
         assert a.shape == b.shape and a.dtype == dtype
         np.testing.assert_allclose(a, b, **{k: 10 * v for k, v in tol.items()})
+
+
+@pytest.mark.parametrize("layer", [fl.InstanceNorm(4, affine=True), fl.InstanceNorm(4),
+                                   fl.BatchNorm(4)])
+def test_normalisation_gradient_of_a_small_variance_in_float16(layer):
+    """The input gradient's term ``-a * rstd * mean(g * xhat) * (x - mean)`` multiplied
+    ``a * rstd = 1 / var`` first, which overflows float16 (65504) for a variance below
+    1.5e-5: inf and NaN gradients where float64's are a few hundred."""
+    rng = np.random.default_rng(1)
+    x = (2e-3 * rng.standard_normal((2, 4, 3))).astype(np.float16)  # (var about 4e-6)
+    weights = np.arange(3, dtype=np.float16)
+    m = fl.f16(layer)
+    (g,) = fl.gradient(lambda x: np.sum(m(x) * weights), x)
+    assert g.dtype == np.float16
+
+    def by_hand(x):  # the textbook normalisation in float64, differentiated by the engine
+        axes = (0, 2) if isinstance(layer, fl.BatchNorm) else (2,)  # (training mode)
+        mean = np.mean(x, axis=axes, keepdims=True)
+        var = np.mean((x - mean) ** 2, axis=axes, keepdims=True)
+        y = (x - mean) / np.sqrt(var + layer.eps)
+        return np.sum(y * weights.astype(np.float64))
+
+    (want,) = fl.gradient(by_hand, x.astype(np.float64))
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g, want, atol=0.05 * np.abs(want).max())

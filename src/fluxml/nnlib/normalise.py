@@ -171,7 +171,9 @@ def _vjp_blocks(gy, x, scale, mean, var, axes, eps, positions, blocks, bias_shap
     if 0 in positions:
         a = rstd if scale is None else rstd * _per_block(scale, keep)
         dx = np.multiply(gy3, a)
-        xc *= -a * rstd * (s2 / n)
+        # rstd * (s2 / n) first: a * rstd is 1 / var, which overflows float16 (65504) for a
+        # variance below 1.5e-5 where the product with s2 / n is moderate (NaN gradients)
+        xc *= -a * (rstd * (s2 / n))
         dx += xc
         dx -= a * (s1 / n)
         out[0] = dx.reshape(x.shape)
