@@ -100,8 +100,12 @@ class Case:
 
 def _target(rng, name, y, dtype):
     """A target for loss ``name`` of prediction ``y`` (its shape), in ``dtype`` where float."""
-    if name == "ctc_loss":  # one label sequence of one class (not the blank, the last)
-        return np.zeros(1, np.int64) if y.ndim == 2 else np.zeros((y.shape[0], 1), np.int64)
+    if name == "ctc_loss":  # label sequences (of classes short of the blank, the last) that
+        # fit the frames: a repeated label needs a blank between
+        frames, classes = y.shape[-2:]
+        size = int(rng.integers(1, 2 + (frames - 1) // 2))
+        labels = np.arange(size) % (classes - 1) if classes > 2 else np.zeros(size, int)
+        return labels if y.ndim == 2 else np.tile(labels, (y.shape[0], 1))
     if name in LABELS and rng.integers(2):
         return rng.integers(0, y.shape[-1], y.shape[:-1]).astype(_pick(rng, INTS))
     if LOSSES[name] == "softmax":
@@ -119,6 +123,7 @@ def _target(rng, name, y, dtype):
 
 def draw_case(seed) -> Case:
     rng = np.random.default_rng(seed)
+    fl.seed(seed)  # (the layers' initial weights and dropout masks: a case runs alike alone)
     for _attempt in range(50):  # a model that runs on its input, with a float output
         model, _lazy, shape, dtype = random_model(rng)
         x = _input(shape, dtype, rng)

@@ -93,9 +93,12 @@ def check_warnings(case, found, where, converted):
         check(not found, f"{where}: warnings where no layer converts its input: {found}")
         return
     check(found, f"{where}: a {case.x.dtype} input to a {name} model converted with no warning")
+    lines = {fl.layers.show.line_of(m) for m in fl.modules(case.model)}
     for w in found:
         check(f"has {name} parameters and got {case.x.dtype} input" in w,
               f"{where}: a warning of another conversion: {w}")
+        check(w.split(" has ")[0] in lines, f"{where}: a warning naming no layer of the "
+                                            f"model: {w}")
 
 
 def check_chain_steps(case, model, x):
@@ -115,11 +118,14 @@ def check_chain_steps(case, model, x):
             return
 
 
-def compare(what, got, want, dtype):
-    """``got`` (of precision ``dtype``) against ``want`` (float64)."""
+def compare(what, got, want, dtype, derivative=False):
+    """``got`` (of precision ``dtype``) against ``want`` (float64). A float16 derivative
+    gets twice the tolerance: a normalisation over a group of a few entries of small
+    variance multiplies float16's rounding by 1/std (its fused rules compute in the input's
+    dtype), 5% of the scale in a single GroupNorm over 2 entries."""
     got, want = leaves(got), leaves(want)
     check(len(got) == len(want), f"{what}: {len(got)} arrays against {len(want)}")
-    tol = TOL[dtype]
+    tol = TOL[dtype] * (2 if derivative and dtype is np.float16 else 1)
     for k, (a, b) in enumerate(zip(got, want)):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         check(a.shape == b.shape, f"{what}[{k}]: shape {a.shape} against {b.shape}")
@@ -238,13 +244,13 @@ def run_checks(case, model, dtype):
         gv, gr = float_arrays(gv), float_arrays(gr)
         check(gv.keys() == gr.keys(), f"gradient paths {sorted(gv)} against {sorted(gr)}")
         for p in gv:
-            compare(f"gradient {p}", gv[p], gr[p], low)
+            compare(f"gradient {p}", gv[p], gr[p], low, derivative=True)
         check_jvp(case, model, ref, x_ref, low, plain)
     finally:
         for m in (model, ref):
             fl.trainmode(m, None)
     check_model_dtypes(model, before, "fl.jvp")
-    check_compile(case, model, out, plain, found)
+    check_compile(case, model, out, low, plain)
     if fl.trainable(model):  # (fl.train refuses a model with nothing to train, by name)
         check_train(case, model, before)
     check_saved(case, model, before)
@@ -268,10 +274,10 @@ def check_jvp(case, model, ref, x_ref, dtype, plain):
         y64, ty64 = fl.jvp(lambda m: m(case.x), (ref,), (fl.f64(tm),))
     check(dtypes(y) == plain and dtypes(ty) == plain,
           f"fl.jvp gave {dtypes(y)} and tangent {dtypes(ty)}; the plain call {plain}")
-    compare("jvp tangent", ty, ty64, dtype)
+    compare("jvp tangent", ty, ty64, dtype, derivative=True)
 
 
-def check_compile(case, model, out, plain, found):
+def check_compile(case, model, out, low, plain):
     """fl.compile (NumPy back end) of the forward pass and of a gradient step."""
     try:
         fwd = fl.compile(lambda m, x: m(x), background=False)
@@ -280,9 +286,8 @@ def check_compile(case, model, out, plain, found):
     except CompileError:
         return  # (refused by name: fuzz_models checks what compiles)
     check(dtypes(y) == plain, f"fl.compile forward gave {dtypes(y)}; the plain call {plain}")
-    compare("compiled forward", y, np.asarray(leaves(y2)[0], np.float64)
-            if len(leaves(y2)) == 1 else [np.asarray(a, np.float64) for a in leaves(y2)],
-            out.type)
+    compare("compiled forward", y, [np.asarray(a, np.float64) for a in leaves(y2)], low)
+
     def step(m, x, target):  # (the target traced: it follows the prediction's dtype)
         return fl.withgradient(lambda m: loss_of(case.loss, m(x), target), m)
 
