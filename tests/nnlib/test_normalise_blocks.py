@@ -84,3 +84,18 @@ def test_normalisation_gradient_of_a_small_variance_in_float16(layer):
     (want,) = fl.gradient(by_hand, x.astype(np.float64))
     assert np.all(np.isfinite(g))
     np.testing.assert_allclose(g, want, atol=0.05 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("layer", [fl.GroupNorm(3, 3), fl.InstanceNorm(3), fl.LayerNorm(3),
+                                   fl.BatchNorm(3)])
+def test_float16_group_of_equal_entries_normalises_to_zero(layer):
+    """The contiguous path summed float16 entries in float16: three entries of 1.592 summed
+    to 4.773 and their mean was 1.591, a rounding below them, which the normalisation then
+    divided by sqrt(var + eps): outputs of 0.3 where every entry equals the mean (0). Sums
+    accumulate in float32 now, as NumPy's mean does on the other path."""
+    x = np.empty((2, 3, 1, 3), np.float16)
+    x[...] = np.array([0.504, 1.871, 1.592], np.float16)[None, :, None, None]
+    m = fl.trainmode(fl.f16(layer))  # (BatchNorm: the batch's statistics)
+    y = m(x)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, 0)

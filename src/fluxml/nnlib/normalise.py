@@ -69,6 +69,13 @@ def _per_block(f, keep):
     return np.broadcast_to(f, keep).reshape(1, -1, 1)
 
 
+def _accumulator(dtype):
+    """The dtype sums of ``dtype`` entries accumulate in: float32 for float16, as NumPy's
+    ``mean`` (the other path) does. Summed in float16, a group of equal entries had a mean a
+    rounding off their value, and a normalised output of 0.3 where it is 0."""
+    return np.dtype(np.float32).type if dtype == np.float16 else dtype.type
+
+
 def _same_dtype(x, *others):
     return np.result_type(x, *(o for o in others if o is not None)) == x.dtype
 
@@ -80,9 +87,10 @@ def _impl_blocks(x, scale, bias, axes, eps, blocks):
     n = p * r
     x3 = x.reshape(blocks)
     keep = _kept(x, axes)
-    mean = np.sum(np.sum(x3, axis=2), axis=0) / x.dtype.type(n)
+    acc = _accumulator(x.dtype)
+    mean = (np.sum(np.sum(x3, axis=2, dtype=acc), axis=0) / acc(n)).astype(x.dtype)
     y = np.subtract(x3, mean[None, :, None])
-    var = np.sum(np.vecdot(y, y), axis=0) / x.dtype.type(n)
+    var = (np.sum(np.vecdot(y, y, dtype=acc), axis=0) / acc(n)).astype(x.dtype)
     factor = 1 / np.sqrt(var + eps)
     factor = factor.reshape(1, k, 1).astype(y.dtype, copy=False)
     if scale is not None:
@@ -157,11 +165,13 @@ def _vjp_blocks(gy, x, scale, mean, var, axes, eps, positions, blocks, bias_shap
     n = x.dtype.type(p * r)
     gy3, x3 = gy.reshape(blocks), x.reshape(blocks)
     rstd = (1 / np.sqrt(var + eps)).reshape(1, k, 1)
-    s1 = np.sum(np.sum(gy3, axis=2), axis=0).reshape(1, k, 1)  # sum g
+    acc = _accumulator(x.dtype)
+    s1 = np.sum(np.sum(gy3, axis=2, dtype=acc), axis=0).astype(x.dtype).reshape(1, k, 1)
     # x - mean never leaves: a reused buffer, not an x-sized allocation a call (the page
     # faults of fresh memory cost more than this pass)
     xc = np.subtract(x3, mean.reshape(1, k, 1), out=win.scratch(blocks, x.dtype, np, "norm"))
-    s2 = np.sum(np.vecdot(gy3, xc), axis=0).reshape(1, k, 1) * rstd  # sum g * xhat
+    s2 = np.sum(np.vecdot(gy3, xc, dtype=acc), axis=0).reshape(1, k, 1)  # sum g * xhat
+    s2 = (s2 * rstd).astype(x.dtype, copy=False)
     out = {}
     keep = _kept(x, axes)
     if 1 in positions:
