@@ -99,3 +99,24 @@ def test_float16_group_of_equal_entries_normalises_to_zero(layer):
     y = m(x)
     assert y.dtype == np.float16
     np.testing.assert_array_equal(y, 0)
+
+
+def test_float16_normalisation_of_close_entries_computes_in_float32():
+    """In float16, x - mean of a group of close entries kept only the few bits of their
+    difference (1.2734 and 1.2549: a mean rounded by 5e-4 on a deviation of 9e-3): outputs
+    5% off, and the jvp, whose terms cancel to 1% of their size before 1/std multiplies
+    them, 40% off, the two entries' tangents no longer opposite. Checked against the
+    textbook formula in float64 on the same float16 values."""
+    x = np.array([[[1.273, 1.255]], [[-0.656, 0.4092]]], np.float16)
+    t = np.array([[[0.3, -1.2]], [[0.5, 0.7]]], np.float16)
+    y, ty = fl.jvp(lambda x: fl.instancenorm(x), (x,), (t,))
+    assert y.dtype == ty.dtype == np.float16
+
+    def by_hand(x):
+        mean = np.mean(x, axis=2, keepdims=True)
+        var = np.mean((x - mean) ** 2, axis=2, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-5)
+
+    want, want_t = fl.jvp(by_hand, (x.astype(np.float64),), (t.astype(np.float64),))
+    np.testing.assert_allclose(y, want, rtol=2e-3)
+    np.testing.assert_allclose(ty, want_t, rtol=2e-3, atol=1e-3)
