@@ -118,14 +118,13 @@ def check_chain_steps(case, model, x):
             return
 
 
-def compare(what, got, want, dtype, derivative=False):
-    """``got`` (of precision ``dtype``) against ``want`` (float64). A float16 derivative
-    gets twice the tolerance: a normalisation over a group of a few entries of small
-    variance multiplies float16's rounding by 1/std (its fused rules compute in the input's
-    dtype), 5% of the scale in a single GroupNorm over 2 entries."""
+def compare(what, got, want, dtype, kinked=False):
+    """``got`` (of precision ``dtype``) against ``want`` (float64); ``kinked``: derivatives
+    of a function with kinks (relu, a max pool, mae ...), compared in float16 for finiteness
+    only: a value float16 rounds across a kink takes the derivative of the other side."""
     got, want = leaves(got), leaves(want)
     check(len(got) == len(want), f"{what}: {len(got)} arrays against {len(want)}")
-    tol = TOL[dtype] * (2 if derivative and dtype is np.float16 else 1)
+    tol = TOL[dtype]
     for k, (a, b) in enumerate(zip(got, want)):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         check(a.shape == b.shape, f"{what}[{k}]: shape {a.shape} against {b.shape}")
@@ -133,11 +132,23 @@ def compare(what, got, want, dtype, derivative=False):
         bad = sure & ~np.isfinite(a)
         check(not bad.any(), f"{what}[{k}]: {int(bad.sum())} non-finite values where float64's "
                              f"are finite (e.g. {b[bad].ravel()[:3]})")
+        if kinked and dtype is np.float16:
+            continue
         if sure.any():
             err = float(np.max(np.abs(a[sure] - b[sure])))
             scale = 1.0 + float(np.max(np.abs(b[sure])))
             check(err <= tol * scale, f"{what}[{k}]: max error {err:.3g} against float64 "
                                       f"(scale {scale:.3g}, tolerance {tol:g})")
+
+
+KINKS = ("relu", "hardtanh", "hardsigmoid", "hardswish", "leakyrelu", "trelu", "shrink",
+         "selu", "MaxPool", "Maxout", "'max'")  # (in the lines of layers and functions)
+
+
+def kinked(case):
+    """Does the case's loss have kinks (a derivative that jumps)?"""
+    text = repr(case.model)
+    return case.loss in ("mae", "hinge_loss") or any(k in text for k in KINKS)
 
 
 def check_model_dtypes(model, before, where):
@@ -244,7 +255,7 @@ def run_checks(case, model, dtype):
         gv, gr = float_arrays(gv), float_arrays(gr)
         check(gv.keys() == gr.keys(), f"gradient paths {sorted(gv)} against {sorted(gr)}")
         for p in gv:
-            compare(f"gradient {p}", gv[p], gr[p], low, derivative=True)
+            compare(f"gradient {p}", gv[p], gr[p], low, kinked(case))
         check_jvp(case, model, ref, x_ref, low, plain)
     finally:
         for m in (model, ref):
@@ -274,7 +285,7 @@ def check_jvp(case, model, ref, x_ref, dtype, plain):
         y64, ty64 = fl.jvp(lambda m: m(case.x), (ref,), (fl.f64(tm),))
     check(dtypes(y) == plain and dtypes(ty) == plain,
           f"fl.jvp gave {dtypes(y)} and tangent {dtypes(ty)}; the plain call {plain}")
-    compare("jvp tangent", ty, ty64, dtype, derivative=True)
+    compare("jvp tangent", ty, ty64, dtype, kinked(case))
 
 
 def check_compile(case, model, out, low, plain):
