@@ -2,11 +2,13 @@
 Scale, Embedding, EmbeddingBag, Flatten; outputsize, summary, autosize."""
 
 import io
+import warnings
 
 import numpy as np
 import pytest
 
 import fluxml as fl
+from fluxml.layers import precision
 from fluxml.testing import check_grads
 
 RNG = np.random.default_rng(0)
@@ -296,3 +298,29 @@ def test_outputsize_of_a_function_of_several_inputs_keeps_each_first_axis():
                          ((3, 4), (4, 5))) == (3, 5)
     ones = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
     assert fl.outputsize(f, ((3, 4), (4, 5))) == f(ones).shape
+
+
+def test_skip_connection_joins_the_layer_output_in_the_model_precision(monkeypatch):
+    """A float64 input to a float32 SkipConnection(Dense, +): the Dense converted it (and
+    warned), and the connection added the float64 input back: a float64 output, the next
+    layers converting again with no warning."""
+    rng = np.random.default_rng(2)
+    m = fl.SkipConnection(fl.Dense(3, 3), np.add)
+    x = rng.standard_normal((2, 3))
+    monkeypatch.setattr(precision, "_warned", set())  # (each warning is once per process)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        y = m(x)
+    assert y.dtype == np.float32
+    x32 = x.astype(np.float32)
+    np.testing.assert_array_equal(y, x32 @ m.layers.weight.T + m.layers.bias + x32)
+    assert [str(w.message)[:45] for w in record] == \
+        ["Dense(3 => 3) has float32 parameters and got "]
+    for f in (lambda m: fl.gradient(lambda m: np.sum(m(x)), m)[0].layers.weight,
+              lambda m: fl.compile(lambda m, x: m(x), background=False)(m, x)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert f(m).dtype == np.float32
+    # an input of the model's precision, or a layer that keeps its input's, is left alone
+    assert fl.SkipConnection(np.tanh, np.add)(x).dtype == np.float64
+    assert m(x32).dtype == np.float32

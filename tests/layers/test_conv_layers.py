@@ -286,3 +286,36 @@ def test_a_conv_field_set_to_a_float_is_refused_by_name():
     soft = fl.fmap(lambda t, o: 0.5 * o + 0.5 * t, mk(), online,
                    is_leaf=lambda a: isinstance(a, np.ndarray))
     assert soft.layers[0].stride == 1 and soft(x).shape == online(x).shape
+
+
+def central_difference(f, w, h=1e-6):
+    g = np.zeros_like(w)
+    for i in np.ndindex(w.shape):
+        old = w[i]
+        w[i] = old + h
+        up = f()
+        w[i] = old - h
+        down = f()
+        w[i] = old
+        g[i] = (up - down) / (2 * h)
+    return g
+
+
+def test_upsample_with_float_scales_differentiates_through_the_model():
+    """fl.gradient traces a model's float fields, Upsample's scale among them: the traced
+    scale reached the output-shape arithmetic, which failed ('float(x) needs a concrete
+    value' for one factor, 'a traced array was converted' for a tuple), so no model with a
+    fractional Upsample could be differentiated or trained."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 3, 4))
+    for scale in (1.5, (2.0, 1.5)):
+        m = fl.f64(fl.Chain(fl.Conv((2, 2), 1, 2), fl.Upsample("bilinear", scale=scale)))
+
+        def loss(m):
+            return np.sum(m(x) ** 2)
+
+        (g,) = fl.gradient(loss, m)
+        w = m[0].weight
+        np.testing.assert_allclose(g.layers[0].weight,
+                                   central_difference(lambda: loss(m), w), rtol=1e-6)
+        assert m[1].scale == scale  # (the layer keeps its plain numbers)

@@ -125,10 +125,22 @@ class SkipConnection(Module):
         self.connection = connection
 
     def __call__(self, x):
-        return self.connection(_call("SkipConnection", 0, self.layers, x), x)
+        y = _call("SkipConnection", 0, self.layers, x)
+        return self.connection(y, _in_dtype_of(x, y))
 
     def _show_children(self):
         return [(None, self.layers), (None, self.connection)]
+
+
+def _in_dtype_of(x, y):
+    """``x`` in ``y``'s float dtype, where the layer that made ``y`` from ``x`` converted it
+    to its precision (and warned): the skip path joins the layer's output in the model's
+    precision. (``x + dense(x)`` of a float64 ``x`` and a float32 Dense was float64, the
+    Dense's conversion undone by the connection, silently.)"""
+    xd, yd = getattr(x, "dtype", None), getattr(y, "dtype", None)
+    if xd is not None and yd is not None and xd != yd and xd.kind == yd.kind == "f":
+        return x.astype(yd)
+    return x
 
 
 class PairwiseFusion(Module):

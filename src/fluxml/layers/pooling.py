@@ -17,6 +17,7 @@ import numpy as np
 
 from fluxml import nnlib
 from fluxml._checks import flag, is_int, is_real, positive_int
+from fluxml.ad.core import strip
 from fluxml.layers.conv import SPATIAL_NAMES, _kernel, check_input
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.nnlib import windows as win
@@ -231,7 +232,8 @@ class Upsample(Module):
         if want is not None and len(shape) != want:
             raise LayerError(f"{self._line()} expects input (N, C, "
                              f"{', '.join(SPATIAL_NAMES[want - 2])}); got {shape}")
-        for name, value in (("scale", self.scale), ("size", self.size)):
+        scale = self._scale()
+        for name, value in (("scale", scale), ("size", self.size)):
             if value is not None and np.ndim(value) and len(value) != d:
                 raise LayerError(f"{self._line()} has {len(value)} {name}s for input {shape} "
                                  f"with {d} spatial dimensions")
@@ -239,7 +241,7 @@ class Upsample(Module):
             size = tuple(int(n) for n in ((self.size,) * d if np.ndim(self.size) == 0
                                           else self.size))
         else:
-            scale = (self.scale,) * d if np.ndim(self.scale) == 0 else self.scale
+            scale = (scale,) * d if np.ndim(scale) == 0 else scale
             size = tuple(math.floor(n * s) for n, s in zip(shape[2:], scale))
             if min(size) < 1:
                 raise LayerError(f"{self._line()} leaves no output entries for input {shape} "
@@ -250,9 +252,15 @@ class Upsample(Module):
         need_array(self, x)
         self._output_shape(x.shape)
         if self.mode == "nearest":
-            return nnlib.upsample_nearest(x, self.scale, size=self.size)
-        return nnlib.upsample_linear(x, self.scale, size=self.size,
+            return nnlib.upsample_nearest(x, self._scale(), size=self.size)
+        return nnlib.upsample_linear(x, self._scale(), size=self.size,
                                      align_corners=self.align_corners)
+
+    def _scale(self):
+        """The scale as plain numbers: a setting of the geometry (it fixes the output's
+        shape), not a parameter; ``fl.gradient`` of a model traces its float fields, and a
+        traced scale made the shape arithmetic fail ('float(x) needs a concrete value')."""
+        return strip(self.scale)
 
     def _line(self) -> str:
         what = f"scale={self.scale!r}" if self.size is None else f"size={self.size!r}"

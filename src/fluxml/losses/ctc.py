@@ -66,21 +66,24 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
     emit = np.take_along_axis(logp, idx, axis=-1)  # (N, T, S): log p of each state's label
 
     dtype = emit.dtype
-    neg1 = np.full((n, 1), NEG, dtype=dtype)
-    neg2 = np.full((n, 2), NEG, dtype=dtype)
-    start = np.full(ext.shape, NEG, dtype=dtype)
+    # log 0, finite in the dtype: float16 rounds -1e30 to -inf, and logaddexp of two -inf
+    # (two states not yet reached) has a NaN derivative, which spread to every gradient
+    neg = max(NEG, float(np.finfo(dtype).min) / 8)
+    neg1 = np.full((n, 1), neg, dtype=dtype)
+    neg2 = np.full((n, 2), neg, dtype=dtype)
+    start = np.full(ext.shape, neg, dtype=dtype)
     start[:, :2] = 0.0
     alpha = emit[:, 0, :] + start
     for t in range(1, frames):
         stay_or_next = np.logaddexp(alpha, np.concatenate([neg1, alpha[:, :-1]], axis=1))
-        jump = np.where(skip, np.concatenate([neg2, alpha[:, :-2]], axis=1), NEG)
+        jump = np.where(skip, np.concatenate([neg2, alpha[:, :-2]], axis=1), neg)
         new = np.logaddexp(stay_or_next, jump) + emit[:, t, :]
         alpha = new if input_lengths is None else np.where((t < lengths)[:, None], new, alpha)
 
     ends = np.array([2 * len(lab) for lab in labels])  # the last blank; the last label is -1
     last = np.take_along_axis(alpha, ends[:, None], axis=1)[:, 0]
     before = np.take_along_axis(alpha, np.maximum(ends - 1, 0)[:, None], axis=1)[:, 0]
-    before = np.where(ends > 0, before, NEG)
+    before = np.where(ends > 0, before, neg)
     losses = -np.logaddexp(last, before)
     return losses[0] if single else aggregate(losses, agg)
 

@@ -28,6 +28,7 @@ from fluxml.optimise.base import (
     check_epsilon,
     check_eta,
     check_lambd,
+    divide_live,
     divide_scaled,
     eps_for,
     floats,
@@ -63,11 +64,7 @@ def _corrected(m, v, t, b1, b2, eps, scale, out):
     in float64 (Python floats eagerly) and rounded once, where they meet the arrays."""
     root = sqrt(1.0 - b2**t)
     np.sqrt(v, out=out)
-    out += number(eps * root, out)
-    if out.dtype == np.float16:  # eps * root underflows to 0: where v is 0, m is 0 too
-        np.divide(m, out, out=out, where=out != 0)
-    else:
-        np.divide(m, out, out=out)
+    divide_live(m, out, eps * root)  # (float16: 0 where v underflowed to 0)
     out *= number(scale * root / (1.0 - b1**t), out)
     return out
 
@@ -246,10 +243,9 @@ class NAdam(_AdamLike):
         # (out= an array: a 0-d v would give a NumPy scalar, which sqrt cannot write into)
         denom = np.multiply(v, number(b2 / (1.0 - b2**n), v), out=np.empty_like(v))
         np.sqrt(denom, out=denom)
-        denom += number(eps, denom)
         np.multiply(m, number(b1 / (1.0 - b1 ** (n + 1)), out), out=out)
         out += dx * number((1.0 - b1) / (1.0 - b1**n), out)
-        out /= denom
+        np.copyto(out, divide_live(out, denom, eps))  # (float16: 0 where v underflowed)
         out *= number(eta, out)
         return AdamState(m, v, t), out
 

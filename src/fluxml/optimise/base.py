@@ -154,10 +154,27 @@ def lerp_square(acc, dx, weight, out):
 
 def divide_scaled(num, out, eps, scale):
     """``out = scale * num / (out + eps)`` in place, ``out`` holding the denominator's root
-    (RMSProp, AdaGrad, AMSGrad)."""
-    out += number(eps, out)
-    np.divide(num, out, out=out)
+    (RMSProp, AdaGrad, AMSGrad); in float16, 0 where that root is 0 (:func:`divide_live`)."""
+    divide_live(num, out, eps)
     out *= number(scale, out)
+    return out
+
+
+def divide_live(num, out, eps):
+    """``out = num / (out + eps)`` in place, ``out`` holding the root of a second moment.
+
+    In float16 the squares of gradients below about 1e-2 (1e-4 for AdaGrad's sum) round to
+    0, and so does the moment: ``num / eps`` there was a step thousands of times ``eta``
+    (NAdam, AMSGrad, OAdam, RMSProp and AdaGrad moved a weight by 300 where float64 moves it
+    by 0.01). A moment that underflowed carries no scale: the step is 0 there (it vanishes,
+    as a float16 step below the weight's spacing does; ``fl.MixedPrecision`` keeps them)."""
+    if out.dtype != np.float16:
+        out += number(eps, out)
+        return np.divide(num, out, out=out)
+    live = out != 0
+    out += number(eps, out)
+    np.divide(num, out, out=out, where=live)
+    out *= live  # (where not live, out holds eps: no division to overflow)
     return out
 
 
