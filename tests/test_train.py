@@ -326,6 +326,38 @@ def test_data_that_cannot_serve_the_epochs_is_refused():
     fl.train(loss, model, ((x, y) for _ in range(3)), state, epochs=1, progress=False)
 
 
+class Counting:
+    """A user's layer (a plain class) whose forward pass counts its calls and sums its
+    inputs in place, in 0-d arrays: an integer one and a float one."""
+
+    nontrainable = ("calls", "total")
+
+    def __init__(self):
+        self.w = np.ones(3, np.float32)
+        self.calls = np.zeros((), np.int64)
+        self.total = np.zeros((), np.float32)
+
+    def __call__(self, x):
+        self.calls += 1
+        self.total += np.sum(fl.stop_gradient(x))
+        return x * self.w
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_puts_back_the_counts_its_forward_pass_wrote(compile):
+    # only float arrays of one axis or more were put back: a 0-d or integer one kept the
+    # failed step's write (calls 2 after one step that succeeded), silently
+    x, y = _data(4)
+    bad = x.copy()
+    bad[1, 2] = np.nan
+    model = fl.Chain(Counting(), fl.Dense(3, 1))
+    state = fl.setup(fl.Descent(0.1), model)
+    with pytest.raises(fl.TrainingError, match=r"step 2 \(epoch 1, batch 2\)"):
+        fl.train(mse, model, [(x, y), (bad, y)], state, progress=False, compile=compile)
+    assert model[0].calls == 1
+    assert model[0].total == np.sum(x)
+
+
 def test_compiled_training_is_the_eager_training():
     x, y = _data()
     x[40:] *= 2.0  # the short last batch traces again

@@ -361,11 +361,12 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
 
 
 def _buffers(model) -> list:
-    """``[(array, copy)]`` for the model's float arrays that the optimiser does not step but a
-    forward pass may write (BatchNorm's running statistics): copied before each step and put
-    back when it fails, so that a TrainingError leaves the whole model as it was."""
+    """``[(array, copy)]`` for the model's arrays that the optimiser does not step but a
+    forward pass may write in place (BatchNorm's running statistics, a user's count of calls
+    in an integer array): copied before each step and put back when it fails, so that a
+    TrainingError leaves the whole model as it was."""
     trained = {id(x) for x in flatten(model, trainable=True)[0]}
-    return [(x, x.copy()) for x in leaves(model) if id(x) not in trained and _float_array(x)]
+    return [(x, x.copy()) for x in leaves(model) if id(x) not in trained and _state_array(x)]
 
 
 class _Written:
@@ -373,17 +374,17 @@ class _Written:
     pass's ``self.state = ...`` compiles to a write into the array the field holds): copied
     before each step and put back when it fails, as :func:`_buffers`' are. They are learnt
     from each compiled program (one per batch shape) after its first step that succeeded;
-    until the first is learnt, every float array is copied."""
+    until the first is learnt, every array of numbers is copied."""
 
     def __init__(self, step, model):
         self.step, self.model = step, model
         self.learnt: list = []  # the programs whose writes are in ``pairs``
         self.pairs: dict | None = None  # id of array -> (array, its copy)
-        self.everything: list = []  # every float array and its copy, until then
+        self.everything: list = []  # every array and its copy, until then
 
     def keep(self) -> None:
         if self.pairs is None:
-            self.everything = [(x, x.copy()) for x in leaves(self.model) if _float_array(x)]
+            self.everything = [(x, x.copy()) for x in leaves(self.model) if _state_array(x)]
             return
         for x, kept in self.pairs.values():
             kept[...] = x
@@ -403,13 +404,16 @@ class _Written:
         at = {entry.positions[k] for k, _ in entry.program.writes}
         self.pairs = self.pairs or {}
         self.pairs.update((id(x), (x, x.copy())) for i, x in enumerate(leaves(self.model))
-                          if i in at and _float_array(x))
+                          if i in at and _state_array(x))
         self.everything = []
 
 
-def _float_array(x) -> bool:
-    return getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc" and \
-        getattr(getattr(x, "flags", None), "writeable", True)
+def _state_array(x) -> bool:
+    """Whether ``x`` is an array a step may write in place: a writeable NumPy (or CuPy)
+    array of numbers, 0-d too (a count), integer too; not a Python or NumPy scalar."""
+    flags = getattr(x, "flags", None)
+    return flags is not None and getattr(x, "dtype", None) is not None and \
+        x.dtype.kind in "biufc" and getattr(flags, "writeable", True)
 
 
 def _objects(model) -> list:
