@@ -116,7 +116,8 @@ class EarlyStopping(Callback):
     misspelt name) is an error at the first epoch's end, and one that no epoch had, at the
     end. A run continued from its ``history`` (a resumed checkpoint) is judged from its
     first epoch: a fresh ``EarlyStopping`` reads the epochs before from the history, so it
-    stops where the uninterrupted run would have. With ``restore_best`` the best weights go
+    stops where the uninterrupted run would have (at once, trained no further, where the
+    history ends with the epoch it stopped at). With ``restore_best`` the best weights go
     into the history's ``kept`` (``SaveCheckpoint`` saves them with it), so a run resumed
     from a checkpoint restores the best epoch's weights even where that came before the
     resume, as the uninterrupted run would. (From a checkpoint without them, written by a
@@ -182,6 +183,9 @@ class EarlyStopping(Callback):
         for epoch, row in enumerate(run.history.epochs, 1):
             if self.monitor in row:
                 self._judge(float(row[self.monitor]), epoch)
+        if self.wait >= self.patience:  # it stopped the run there (a checkpoint of the epoch
+            run.stop = True  # it stopped at): the resumed run trains no further epoch
+            self.stopped_epoch = run.history.epoch
         if not self.restore_best or self.best_epoch is None:
             return
         kept = run.history.kept.get(self._key())

@@ -267,6 +267,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     objects = _objects(run.model)
     written = None if backend is None else _Written(gradient_step, run.model)
     for epoch in range(history.epoch + 1, last_epoch + 1):
+        if run.stop:  # (set before any epoch: a resumed EarlyStopping whose patience had run out)
+            break
         run.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(run)

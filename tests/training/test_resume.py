@@ -60,6 +60,26 @@ def test_early_stopping_resumed_counts_its_patience_on(tmp_path):
     assert (stop.best_epoch, stop.wait, stop.stopped_epoch) == (1, 3, 4)
 
 
+def test_early_stopping_resumed_from_the_epoch_it_stopped_at_trains_no_further(tmp_path):
+    # the checkpoint of the epoch where EarlyStopping stopped the run (the process died
+    # before train returned): the resumed run trained another epoch, silently
+    def flat(m):
+        return 0 * np.sum(m["w"]) + 1.0
+
+    model = {"w": np.ones(1)}
+    saver = fl.SaveCheckpoint(tmp_path / "ckpt-{epoch}.st")
+    h = fl.train(flat, model, [()] * 2, fl.setup(fl.Descent(0.1), model), epochs=8,
+                 progress=False, callbacks=[fl.EarlyStopping(patience=2), saver])
+    assert h.epoch == 3
+    state = fl.setup(fl.Descent(0.1), model)
+    info = fl.load_checkpoint(tmp_path / "ckpt-3.st", model, state)
+    stop = fl.EarlyStopping(patience=2)
+    resumed = fl.train(flat, model, [()] * 2, state, epochs=5, progress=False,
+                       callbacks=[stop], history=fl.History.from_dict(info.extra["history"]))
+    assert (resumed.epoch, resumed.step) == (3, 6)
+    assert (stop.best_epoch, stop.wait, stop.stopped_epoch) == (1, 2, 3)
+
+
 def test_early_stopping_on_a_metric_of_every_other_epoch_resumes(tmp_path):
     _run(tmp_path, 2, [fl.Evaluate(lambda m: 1.0, every=2, name="val"),
                        fl.EarlyStopping("val")])
