@@ -358,6 +358,32 @@ def test_a_failed_step_puts_back_the_counts_its_forward_pass_wrote(compile):
     assert model[0].total == np.sum(x)
 
 
+def test_a_step_whose_loss_raises_leaves_the_model_as_it_was():
+    # the forward pass had moved BatchNorm's statistics and the user's count in place, but not
+    # the fields it rebinds: Ctrl-C or an error in the loss left a half-stepped model
+    x, y = _data(8)
+    fl.seed(0)
+    model = fl.Chain(Counting(), fl.Dense(3, 4), fl.BatchNorm(4), fl.Dense(4, 1))
+    state = fl.setup(fl.Adam(0.01), model)
+    calls = [0]
+
+    def loss(m, x, y):
+        out = mse(m, x, y)
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return out
+
+    fl.train(loss, model, [(x, y)], state, progress=False)
+    before = {k: np.array(v, copy=True) for k, v in fl.tree.leaves_with_paths(model)}
+    with pytest.raises(KeyboardInterrupt):
+        fl.train(loss, model, [(x, y)], state, progress=False)
+    after = dict(fl.tree.leaves_with_paths(model))
+    assert before.keys() == after.keys()
+    for k in before:
+        assert np.array_equal(before[k], after[k]), k
+
+
 def test_compiled_training_is_the_eager_training():
     x, y = _data()
     x[40:] *= 2.0  # the short last batch traces again

@@ -3,7 +3,9 @@
 
 ``loss(model, *batch)`` returns a scalar; each batch gives one ``fl.withgradient`` and one
 ``fl.update``. A NaN or Inf in the loss or in a gradient stops training before the update,
-with an error naming the step and the parameter; the model is left as it was.
+with an error naming the step and the parameter; the model is left as it was. So is it
+when the step raises (an error in the loss, Ctrl-C): what its forward pass wrote into the
+model (BatchNorm's running statistics) is put back before the error goes on.
 
 >>> import numpy as np, fluxml as fl
 >>> x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
@@ -289,11 +291,15 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if written is not None:
                 written.keep()
             share = 1.0 if dp is None else dp.share(count)
-            if dp is not None and backend is None:  # the averaging starts in the backward pass
-                value, (grads,) = gradient_step(run.model, share, *args,
-                                                on_final=dp.begin(count, share))
-            else:
-                value, (grads,) = gradient_step(run.model, share, *args)
+            try:
+                if dp is not None and backend is None:  # the averaging starts in the backward
+                    value, (grads,) = gradient_step(run.model, share, *args,  # pass
+                                                    on_final=dp.begin(count, share))
+                else:
+                    value, (grads,) = gradient_step(run.model, share, *args)
+            except BaseException:  # (an error in the loss, Ctrl-C): the step never happened,
+                _put_back(objects, fields, buffers, written)  # its forward pass's writes too
+                raise
             if dp is None:
                 value = float(value)
             else:  # the mean over the ranks: the same numbers on all of them
@@ -302,12 +308,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             bad = _nonfinite_gradient(grads)
             if not math.isfinite(value) or bad is not None:
                 bar.close()
-                for o, before in zip(objects, fields):
-                    put_back(o, before)
-                for x, kept in buffers:  # (the failed forward pass wrote its NaN there)
-                    x[...] = kept
-                if written is not None:
-                    written.put_back()
+                _put_back(objects, fields, buffers, written)  # (its NaN was written there)
             if not math.isfinite(value):
                 also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
                 raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
@@ -360,6 +361,17 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _put_back(objects, fields, buffers, written) -> None:
+    """The model as it was before a step that failed: the fields its forward pass set, the
+    arrays it wrote in place (and, compiled, those its program writes)."""
+    for o, before in zip(objects, fields):
+        put_back(o, before)
+    for x, kept in buffers:
+        x[...] = kept
+    if written is not None:
+        written.put_back()
 
 
 def _buffers(model) -> list:
