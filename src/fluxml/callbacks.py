@@ -263,14 +263,19 @@ class EarlyStopping(Callback):
 
 
 class SaveCheckpoint(Callback):
-    """``SaveCheckpoint(path, every=1, rngs=None)``: after every ``every``-th epoch, save a
+    """``SaveCheckpoint(path, every=1, rngs=None, steps=None)``: after every ``every``-th
+    epoch (and with ``steps``, also after every ``steps``-th step, within epochs), save a
     checkpoint (``fl.save_checkpoint``) of the model, optimiser state, step, the history
     and the generators: fluxml's default one, ``rngs``, and the data loader's (``"data"``)
     when it has one. ``path`` may hold ``{epoch}`` and ``{step}``: ``"ckpt-{epoch}.st"``.
     Resume with ``info = fl.load_checkpoint(path, model, fl.setup(rule, model),
     rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
-    info.extra["history"]))``. In ``fl.train(..., distributed=True)`` only rank 0 saves;
-    the file resumes with any number of ranks (load it on rank 0 or on all: ``fl.train``
+    info.extra["history"]))``. A checkpoint saved within an epoch keeps the loader's
+    generator as that epoch began (so the resumed run draws the epoch's order again) and a
+    history holding the epoch's steps so far: the resumed run goes on with the epoch's next
+    batch, and ends bit for bit as the uninterrupted run (the epoch's time and samples per
+    second aside). In ``fl.train(..., distributed=True)`` only rank 0 saves; the file
+    resumes with any number of ranks (load it on rank 0 or on all: ``fl.train``
     broadcasts rank 0's model, optimiser state and data generator).
 
     >>> import os, tempfile, numpy as np, fluxml as fl
@@ -284,13 +289,26 @@ class SaveCheckpoint(Callback):
     (3, array([0.7, 0.7]))
     """
 
-    def __init__(self, path, every: int = 1, rngs: dict | None = None):
+    stops_at_steps = False  # (fl.train(distributed=True) need not agree on a stop per step)
+
+    def __init__(self, path, every: int = 1, rngs: dict | None = None,
+                 steps: int | None = None):
         self.path, self.every = str(path), positive_int("SaveCheckpoint", _EVERY, every)
+        self.steps = None if steps is None else positive_int(
+            "SaveCheckpoint", "steps (steps between checkpoints within epochs)", steps)
         self.rngs = dict(rngs or {})
         self.saved: list[Path] = []
 
+    def on_step_end(self, run) -> None:
+        if self.steps is not None and run.step % self.steps == 0:
+            self._save(run, within=True)
+
     def on_epoch_end(self, run) -> None:
-        if run.epoch % self.every or not getattr(run, "is_main", True):
+        if run.epoch % self.every == 0:
+            self._save(run, within=False)
+
+    def _save(self, run, within: bool) -> None:
+        if not getattr(run, "is_main", True):
             return  # in a distributed run, rank 0 saves: every rank holds the same state
         from fluxml.io.files import save_checkpoint
 
@@ -298,10 +316,16 @@ class SaveCheckpoint(Callback):
         data_rng = getattr(run.data, "rng", None)
         if isinstance(data_rng, np.random.Generator):
             rngs.setdefault("data", data_rng)
+            began = getattr(run.data, "_pass_start", None)
+            if within and began is not None:  # (the resumed epoch draws its order again)
+                at_start = np.random.Generator(type(data_rng.bit_generator)())
+                at_start.bit_generator.state = began
+                rngs = {k: at_start if g is data_rng else g for k, g in rngs.items()}
         path = Path(self.path.format(epoch=run.epoch, step=run.step))
         save_checkpoint(path, run.model, run.state, step=run.step, rngs=rngs,
                         extra={"epoch": run.epoch, "history": run.history.to_dict()})
-        self.saved.append(path)
+        if not self.saved or self.saved[-1] != path:  # (an epoch's last step, then its end)
+            self.saved.append(path)
 
 
 class LRSchedule(Callback):
@@ -338,6 +362,10 @@ class LRSchedule(Callback):
 
         self.value = float(self.schedule(t))
         adjust(run.state, **{self.name: self.value})
+
+    def on_train_begin(self, run) -> None:
+        if self.every == "step" and run.step > 0:  # a run resumed within an epoch: the value
+            self.value = float(self.schedule(run.step - 1))  # its last step used, for the row
 
     def on_epoch_begin(self, run) -> None:
         if self.every == "epoch":

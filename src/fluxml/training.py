@@ -110,7 +110,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     ``fl.LRSchedule``, or your own ``fl.Callback``. ``progress``: a progress bar (tqdm when
     installed, a built-in text bar otherwise) showing the loss and samples per second.
     ``history``: continue a run (its step and epoch counts go on; a resumed checkpoint
-    gives it back as ``fl.History.from_dict(info.extra["history"])``).
+    gives it back as ``fl.History.from_dict(info.extra["history"])``). A history saved
+    within an epoch (``SaveCheckpoint(steps=k)``), holding steps after its last epoch's end,
+    goes on with that epoch after the batches it trained on (skipped, not trained again:
+    the data must give the same batches, as a ``DataLoader`` whose generator the checkpoint
+    restored does).
 
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
     ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
@@ -268,6 +272,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     buffers = _buffers(run.model)
     objects = _objects(run.model)
     written = None if backend is None else _Written(gradient_step, run.model)
+    done = _steps_into_epoch(history)  # (a history saved within an epoch: it goes on there)
     for epoch in range(history.epoch + 1, last_epoch + 1):
         if run.stop:  # (set before any epoch: a resumed EarlyStopping whose patience had run out)
             break
@@ -277,8 +282,14 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
         bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress)
         start, samples, total = time.perf_counter(), 0, 0.0
         steps = 0
+        if done:  # the mean loss sums the steps from the first, in the same order
+            total, steps = float(sum(history.losses[-done:])), done
         for batch in data:
             args = batch if isinstance(batch, tuple) else (batch,)
+            if done:  # a batch the run this history comes from trained on
+                done -= 1
+                samples += _count(args, data)
+                continue
             if unchecked:
                 _check_signature(loss, run.model, args)
                 unchecked = False
@@ -361,6 +372,14 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _steps_into_epoch(history) -> int:
+    """The steps ``history`` holds after its last epoch's end: a checkpoint saved within an
+    epoch (``SaveCheckpoint(steps=k)``). The run resumed from it skips that many batches of
+    the epoch it goes on with, as the interrupted run trained on them already."""
+    ended = history.epochs[-1].get("step", history.step) if history.epochs else 0
+    return max(0, history.step - ended) if isinstance(ended, int) else 0
 
 
 def _put_back(objects, fields, buffers, written) -> None:

@@ -11,7 +11,8 @@ or ``OptimiserChain`` with random hyperparameters (clipping, weight decay, ``Acc
 part frozen from the start and thawed at a random step, a ``DataLoader`` (shuffled or not,
 partial last batch or dropped, its generator seeded or drawn from fluxml's), an
 ``LRSchedule`` (per step or epoch), ``Evaluate``, ``EarlyStopping`` (``restore_best`` or not),
-``SaveCheckpoint`` every one or two epochs, ``compile=True`` or eager steps, 1 to 4 epochs.
+``SaveCheckpoint`` every one or two epochs (and every few steps, within epochs),
+``compile=True`` or eager steps, 1 to 4 epochs.
 It trains the case once without interruption, then again, killed at a random step:
 
 - ``stop``: a callback sets ``run.stop`` after step k (the run ends, its epoch cut short);
@@ -19,8 +20,10 @@ It trains the case once without interruption, then again, killed at a random ste
 - ``loss``: the loss raises in step k, after the forward pass (eager steps: a compiled loss
   runs its Python only when traced, so there it is ``callback``'s);
 
-and resumes from the last checkpoint of a whole epoch into a model, loader, optimiser state
-and callbacks built anew from other random numbers (as after a crash). It requires the
+and resumes from the last checkpoint written before the kill (and from another) into a
+model, loader, optimiser state and callbacks built anew from other random numbers (as after
+a crash); not from the checkpoint of an epoch a stop cut short (a stop ends its epoch: the
+run resumed from it goes on with the next, as the uninterrupted run does not). It requires the
 resumed run's step losses, epoch rows (times aside), history's kept weights, parameters and
 running statistics, optimiser state (hyperparameters and frozen flags too), EarlyStopping's
 verdict and the generators' states to equal the uninterrupted run's, bit for bit. Also:
@@ -91,6 +94,7 @@ class Spec:
     evaluate: int  # Evaluate's every (0: none)
     early: dict | None
     ckpt_every: int
+    ckpt_steps: int | None  # SaveCheckpoint's steps (checkpoints within epochs too)
     epochs: int
     compile: bool
     kill: str  # how the second run is interrupted
@@ -154,7 +158,8 @@ def draw(seed: int) -> Spec:
                 thaw_at=int(r.integers(epochs * steps)) if frozen is not None and r.integers(2)
                 else None,
                 schedule=_schedule(r, epochs * steps), every=["step", "epoch"][r.integers(2)],
-                evaluate=evaluate, early=early, ckpt_every=int(r.integers(1, 3)), epochs=epochs,
+                evaluate=evaluate, early=early, ckpt_every=int(r.integers(1, 3)),
+                ckpt_steps=None if r.integers(3) == 0 else int(r.integers(1, 4)), epochs=epochs,
                 compile=compile_, kill=KILLS[r.integers(2 if compile_ else 3)],
                 kill_at=float(r.uniform()), nan_at=float(r.uniform()))
 
@@ -321,7 +326,7 @@ def callbacks_for(spec, model, xv, yv, folder, extra=()):
     if early is not None:
         cbs.append(early)
     saver = fl.SaveCheckpoint(os.path.join(folder, "ckpt-{epoch}-{step}.st"),
-                              every=spec.ckpt_every, rngs=rngs_of(model))
+                              every=spec.ckpt_every, rngs=rngs_of(model), steps=spec.ckpt_steps)
     return [*cbs, saver, *extra], early, saver
 
 
@@ -401,10 +406,17 @@ def _epoch_steps(spec):
                                           else 0)
 
 
-def _whole(path, spec) -> bool:
-    """Whether the checkpoint at ``path`` (``ckpt-{epoch}-{step}.st``) ends a whole epoch."""
-    epoch, step = (int(v) for v in os.path.basename(path)[5:-3].split("-"))
-    return step == epoch * _epoch_steps(spec)
+def _epoch_step(path):
+    """``(epoch, step)`` of a checkpoint named ``ckpt-{epoch}-{step}.st``."""
+    epoch, step = (int(v) for v in os.path.basename(str(path))[5:-3].split("-"))
+    return epoch, step
+
+
+def usable(spec, saved, kill, at) -> list:
+    """The checkpoints of the killed run that the uninterrupted run would have written too:
+    all, but for the one of an epoch a stop cut short (the stop ends that epoch)."""
+    cut = kill == "stop" and at % _epoch_steps(spec) != 0
+    return [str(p) for p in saved if not (cut and _epoch_step(p)[1] == at)]
 
 
 def check_kill(spec, base, folder, log):
@@ -430,16 +442,19 @@ def check_kill(spec, base, folder, log):
             same_arrays(flat_state(model), before[0], f"the model after step {at} raised")
             same_arrays(flat_state(state), before[1],
                         f"the optimiser state after step {at} raised")
-    whole = [p for p in saver.saved if _whole(str(p), spec)]
-    if not whole:
-        log("no checkpoint of a whole epoch before the kill")
+    paths = usable(spec, saver.saved, spec.kill, at)
+    if not paths:
+        log("no checkpoint before the kill")
         return 0
-    path = str(whole[-1])
-    check_peer(path)
-    again = resumed(spec, path, os.path.join(folder, "resumed"))
-    compare(base, again, f"resumed from {os.path.basename(path)} after a kill at step {at}")
-    log(f"resumed from {os.path.basename(path)}: equal")
-    return 1
+    resumes = 0
+    picks = {paths[-1], paths[int(spec.kill_at * 977) % len(paths)]}  # the last, and another
+    for path in sorted(picks):
+        check_peer(path)
+        again = resumed(spec, path, os.path.join(folder, "resumed", os.path.basename(path)))
+        compare(base, again, f"resumed from {os.path.basename(path)} after a kill at step {at}")
+        log(f"resumed from {os.path.basename(path)}: equal")
+        resumes += 1
+    return resumes
 
 
 def check_plain(model, what):

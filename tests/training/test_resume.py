@@ -137,3 +137,64 @@ def test_restore_best_of_an_epoch_before_the_resume_warns_without_its_weights(tm
                                         fl.EarlyStopping("score", patience=5, min_delta=delta)],
                           resume_from=2)
     np.testing.assert_allclose(resumed["w"], 0.8**6)  # epoch 3's weights, kept
+
+
+def _rows(h):
+    return [{k: v for k, v in r.items() if k not in ("time", "samples_per_second")}
+            for r in h.epochs]
+
+
+def test_a_history_saved_within_an_epoch_goes_on_after_its_steps(tmp_path):
+    # a checkpoint a callback saved after step 2 of 4: the resumed run trained the epoch's
+    # first two batches again (10 steps for 8), silently
+    batches = [np.full(2, v) for v in (1.0, -2.0, 3.0, 0.5)]
+
+    class Save(fl.Callback):
+        def on_step_end(self, run):
+            if run.step == 2:
+                fl.save_checkpoint(tmp_path / "mid.st", run.model, run.state, step=run.step,
+                                   extra={"history": run.history.to_dict()})
+
+    def loss(m, x):
+        return np.sum(m["w"] * x) ** 2
+
+    model = {"w": np.ones(2)}
+    h = fl.train(loss, model, batches, fl.setup(fl.Adam(0.1), model), epochs=2,
+                 progress=False, callbacks=[Save()])
+    again = {"w": np.zeros(2)}
+    state = fl.setup(fl.Adam(0.1), again)
+    info = fl.load_checkpoint(tmp_path / "mid.st", again, state)
+    h2 = fl.train(loss, again, batches, state, epochs=2, progress=False,
+                  history=fl.History.from_dict(info.extra["history"]))
+    assert h2.losses == h.losses and _rows(h2) == _rows(h)
+    assert again["w"].tobytes() == model["w"].tobytes()
+
+
+@pytest.mark.parametrize("at", [2, 4, 6])
+def test_save_checkpoint_within_epochs_resumes_bit_for_bit(tmp_path, at):
+    # every 2 steps, 3 batches an epoch (shuffled): within epoch 1, within epoch 2, and at
+    # epoch 2's last step before its end (the LRSchedule's value in the row: the last step's)
+    x = np.random.default_rng(0).normal(size=(9, 2)).astype(np.float32)
+
+    def run(resume=None):
+        fl.seed(1 if resume is None else 2)
+        model = fl.Chain(fl.Dense(2, 3, np.tanh), fl.Dropout(0.3), fl.Dense(3, 1))
+        loader = fl.DataLoader((x, x[:, :1]), batchsize=3, shuffle=True, rng=None)
+        state = fl.setup(fl.OptimiserChain(fl.AccumGrad(2), fl.Adam(0.01)), model)
+        history = None
+        cbs = [fl.LRSchedule(fl.ExpDecay(0.01, 0.9))]
+        if resume is not None:
+            info = fl.load_checkpoint(resume, model, state, rngs={"data": loader.rng})
+            history = fl.History.from_dict(info.extra["history"])
+        else:
+            cbs.append(fl.SaveCheckpoint(tmp_path / "c-{step}.st", every=5, steps=2))
+        h = fl.train(lambda m, x, y: fl.mse(m(x), y), model, loader, state, progress=False,
+                     epochs=3 - (history.epoch if history else 0), history=history,
+                     callbacks=cbs)
+        return h, fl.state(model)
+
+    h, weights = run()
+    h2, weights2 = run(tmp_path / f"c-{at}.st")
+    assert h2.losses == h.losses and _rows(h2) == _rows(h)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(fl.leaves(weights),
+                                                           fl.leaves(weights2)))

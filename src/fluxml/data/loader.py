@@ -188,6 +188,7 @@ class DataLoader:
         # but need not build them so (a loader made on some ranks only would wait)
         self._unsynced = self.shard is True and self.shuffle and rng is None
         self._last_count = None  # observations in the batch last given
+        self._pass_start = None  # the generator's state as the current pass began
 
     def _part(self) -> tuple[int, int]:
         """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""
@@ -209,6 +210,9 @@ class DataLoader:
             self.rng.bit_generator.state = distributed.broadcast_object(
                 self.rng.bit_generator.state)
             self._unsynced = False
+        # (a checkpoint saved within this pass keeps the generator as the pass began, so that
+        # the resumed pass draws the same order: SaveCheckpoint(steps=k))
+        self._pass_start = self.rng.bit_generator.state
         order = self.rng.permutation(self.nobs) if self.shuffle else None
         rank, nranks = self._part()
         step = self.batchsize * nranks
