@@ -274,7 +274,10 @@ class SaveCheckpoint(Callback):
     generator as that epoch began (so the resumed run draws the epoch's order again) and a
     history holding the epoch's steps so far: the resumed run goes on with the epoch's next
     batch, and ends bit for bit as the uninterrupted run (the epoch's time and samples per
-    second aside). In ``fl.train(..., distributed=True)`` only rank 0 saves; the file
+    second aside). ``fl.train`` calls it after the other callbacks, wherever it is in the
+    list, so that a checkpoint holds the epoch as they left it (the metrics ``Evaluate`` and
+    ``LRSchedule`` log, ``EarlyStopping``'s best weights). In
+    ``fl.train(..., distributed=True)`` only rank 0 saves; the file
     resumes with any number of ranks (load it on rank 0 or on all: ``fl.train``
     broadcasts rank 0's model, optimiser state and data generator).
 

@@ -31,7 +31,7 @@ import numpy as np
 from fluxml._checks import flag, positive_int
 from fluxml.ad import withgradient
 from fluxml.ad.writeback import contents, put_back
-from fluxml.callbacks import Callback
+from fluxml.callbacks import Callback, SaveCheckpoint
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
@@ -107,8 +107,10 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     and per epoch the mean loss, time, samples per second and the metrics of callbacks).
 
     ``callbacks``: ``fl.Evaluate``, ``fl.EarlyStopping``, ``fl.SaveCheckpoint``,
-    ``fl.LRSchedule``, or your own ``fl.Callback``. ``progress``: a progress bar (tqdm when
-    installed, a built-in text bar otherwise) showing the loss and samples per second.
+    ``fl.LRSchedule``, or your own ``fl.Callback``, called in their order, but for
+    ``SaveCheckpoint``, which comes after the others (a checkpoint holds what they logged).
+    ``progress``: a progress bar (tqdm when installed, a built-in text bar otherwise)
+    showing the loss and samples per second.
     ``history``: continue a run (its step and epoch counts go on; a resumed checkpoint
     gives it back as ``fl.History.from_dict(info.extra["history"])``). A history saved
     within an epoch (``SaveCheckpoint(steps=k)``), holding steps after its last epoch's end,
@@ -163,6 +165,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             hint = ("; a schedule goes in as fl.LRSchedule(schedule)"
                     if type(cb).__module__ == "fluxml.optimise.schedules" else "")
             raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}{hint}")
+    # SaveCheckpoint after the others: a checkpoint holds the epoch as they left it (the
+    # metrics Evaluate and LRSchedule log at its end, EarlyStopping's best weights); saved
+    # before them, a run resumed from it lacked those, and judged and stopped otherwise
+    callbacks = [cb for cb in callbacks if not isinstance(cb, SaveCheckpoint)] + \
+        [cb for cb in callbacks if isinstance(cb, SaveCheckpoint)]
     if isinstance(data, tuple) and data and all(hasattr(d, "shape") for d in data):
         raise TypeError(
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "

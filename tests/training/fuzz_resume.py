@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -61,9 +62,10 @@ from fluxml.optimise.interface import _leaves
 from tests.training.fuzz_runs import same, same_arrays
 
 STEPPING = (fl.Descent, fl.Momentum, fl.Nesterov, fl.RMSProp, fl.AdaGrad, fl.Adam, fl.AdamW,
-            fl.NAdam, fl.AdaMax, fl.AMSGrad, fl.Lion, fl.AdaBelief, fl.RAdam, fl.OAdam)
+            fl.NAdam, fl.AdaMax, fl.AMSGrad, fl.Lion, fl.AdaBelief, fl.RAdam, fl.OAdam,
+            fl.Rprop, fl.AdaDelta)
 LOSSES = ("mse", "mae", "huber", "logitbce")
-KILLS = ("stop", "callback", "loss")
+KILLS = ("stop", "callback", "epoch_end", "loss")
 
 
 class Killed(Exception):
@@ -100,27 +102,36 @@ class Spec:
     kill: str  # how the second run is interrupted
     kill_at: float  # where, as a fraction of the uninterrupted run's steps
     nan_at: float  # where the NaN goes, likewise
+    again_at: float  # where the resumed run is killed again, as a fraction of what is left
+    saver_at: int  # SaveCheckpoint's place among the callbacks
 
 
-def _rule(r):
+def _rule(r, dtype):
     kind = STEPPING[r.integers(len(STEPPING))]
-    step = kind(float(10 ** r.uniform(-3, -1.3)))
+    step = kind(float(10 ** r.uniform(-3, -1.3))) if kind is not fl.AdaDelta else kind()
     if r.integers(2):
-        return step
-    parts = []
-    for _ in range(int(r.integers(1, 3))):
-        which = int(r.integers(4))
-        parts.append([fl.ClipGrad(float(r.uniform(0.01, 1))), fl.ClipNorm(float(r.uniform(0.1, 2))),
-                      fl.WeightDecay(float(r.uniform(0, 0.1))),
-                      fl.AccumGrad(int(r.integers(1, 4)))][which])
-    return fl.OptimiserChain(*parts, step)
+        parts = []
+        for _ in range(int(r.integers(1, 3))):
+            which = int(r.integers(5))
+            parts.append([fl.ClipGrad(float(r.uniform(0.01, 1))),
+                          fl.ClipNorm(float(r.uniform(0.1, 2))),
+                          fl.WeightDecay(float(r.uniform(0, 0.1))),
+                          fl.SignDecay(float(r.uniform(0, 0.01))),
+                          fl.AccumGrad(int(r.integers(1, 4)))][which])
+        step = fl.OptimiserChain(*parts, step)
+    if dtype is np.float32 and r.integers(6) == 0:  # a float64 copy steps, rounded to float32
+        step = fl.MixedPrecision(np.float64, step)
+    return step
 
 
 def _schedule(r, total):
     eta = float(10 ** r.uniform(-3, -1.3))
-    kind = int(r.integers(4))
+    kind = int(r.integers(5))
     if kind == 0:
         return None
+    if kind == 4:
+        return fl.OneCycle(eta, total=int(r.integers(2, total + 3)),
+                           pct_start=float(r.uniform(0.1, 0.9)))
     if kind == 1:
         return fl.StepDecay(eta, float(r.uniform(0.3, 0.9)), step=int(r.integers(1, 4)))
     if kind == 2:
@@ -147,21 +158,25 @@ def draw(seed: int) -> Spec:
                  "restore_best": bool(r.integers(2))}
     frozen = int(r.integers(3)) if r.integers(3) == 0 else None
     compile_ = bool(r.integers(5) == 0)
-    return Spec(seed=seed, kind=kind, dtype=[np.float32, np.float64][r.integers(2)],
+    dtype = [np.float32, np.float64][r.integers(2)]
+    rule = _rule(r, dtype)
+    return Spec(seed=seed, kind=kind, dtype=dtype,
                 batchnorm=bool(r.integers(2)),
                 dropout=[0.0, float(r.uniform(0.1, 0.5))][r.integers(2)],
                 drop_rng=bool(r.integers(2)), tally=bool(r.integers(2)),
                 loss=LOSSES[r.integers(len(LOSSES))], delta=float(r.uniform(0.2, 2)),
                 nobs=nobs, batchsize=batchsize, partial=partial, shuffle=bool(r.integers(2)),
                 loader_seed=None if r.integers(3) == 0 else int(r.integers(1000)),
-                rule=_rule(r), frozen=frozen,
+                rule=rule, frozen=frozen,
                 thaw_at=int(r.integers(epochs * steps)) if frozen is not None and r.integers(2)
                 else None,
-                schedule=_schedule(r, epochs * steps), every=["step", "epoch"][r.integers(2)],
+                schedule=_schedule(r, epochs * steps) if "eta" in rule.names() else None,
+                every=["step", "epoch"][r.integers(2)],
                 evaluate=evaluate, early=early, ckpt_every=int(r.integers(1, 3)),
                 ckpt_steps=None if r.integers(3) == 0 else int(r.integers(1, 4)), epochs=epochs,
-                compile=compile_, kill=KILLS[r.integers(2 if compile_ else 3)],
-                kill_at=float(r.uniform()), nan_at=float(r.uniform()))
+                compile=compile_, kill=KILLS[r.integers(3 if compile_ else 4)],
+                kill_at=float(r.uniform()), nan_at=float(r.uniform()),
+                again_at=float(r.uniform()), saver_at=int(r.integers(5)))
 
 
 # --- the model, the data, the loss ------------------------------------------------------------
@@ -290,10 +305,15 @@ class Snapshots(fl.Callback):
 
 
 class Kill(fl.Callback):
-    """Stops (``run.stop``) after global step ``at``, or raises before it."""
+    """Stops (``run.stop``) after global step ``at``, or raises before it, or at the end of
+    its epoch (after the callbacks before this one)."""
 
     def __init__(self, how, at):
         self.how, self.at = how, at
+
+    def on_epoch_end(self, run):
+        if self.how == "epoch_end" and run.step >= self.at:
+            raise Killed(f"killed by a callback at the end of epoch {run.epoch}")
 
     def on_step_begin(self, run):
         if self.how == "callback" and run.step + 1 == self.at:
@@ -327,7 +347,8 @@ def callbacks_for(spec, model, xv, yv, folder, extra=()):
         cbs.append(early)
     saver = fl.SaveCheckpoint(os.path.join(folder, "ckpt-{epoch}-{step}.st"),
                               every=spec.ckpt_every, rngs=rngs_of(model), steps=spec.ckpt_steps)
-    return [*cbs, saver, *extra], early, saver
+    cbs.insert(min(spec.saver_at, len(cbs)), saver)
+    return [*cbs, *extra], early, saver
 
 
 # --- the runs ---------------------------------------------------------------------------------
@@ -370,21 +391,50 @@ def straight(spec, folder, kill=None, nan_obs=None, kill_call=None):
     return outcome(spec, model, state, loader, history, early), saver, snaps, model, state
 
 
-def resumed(spec, path, folder):
-    """The run resumed from ``path`` in a setup built anew from other random numbers."""
+def resumed(spec, path, folder, kill=None):
+    """The run resumed from ``path`` in a setup built anew from other random numbers:
+    ``(outcome or Killed, saver)``."""
     os.makedirs(folder, exist_ok=True)
     x, y, w, xv, yv = make_data(spec)
     model = build_model(spec, spec.seed + 1000)
     loader = loader_for(spec, x, y, w)
     state = _setup(spec, model)
-    cbs, early, _ = callbacks_for(spec, model, xv, yv, folder)
+    cbs, early, saver = callbacks_for(spec, model, xv, yv, folder, [kill] if kill else [])
     info = fl.load_checkpoint(path, model, state, rngs=rngs_of(model, loader))
     history = fl.History.from_dict(info.extra["history"])
     same(info.step, history.step, f"{path}: the step saved and the history's")
-    history = fl.train(loss_of(spec), model, loader, info.opt_state,
-                       epochs=spec.epochs - history.epoch, callbacks=cbs, progress=False,
-                       history=history, compile=spec.compile)
-    return outcome(spec, model, info.opt_state, loader, history, early)
+    try:
+        history = fl.train(loss_of(spec), model, loader, info.opt_state,
+                           epochs=spec.epochs - history.epoch, callbacks=cbs, progress=False,
+                           history=history, compile=spec.compile)
+    except Killed as err:
+        return err, saver
+    return outcome(spec, model, info.opt_state, loader, history, early), saver
+
+
+def same_checkpoints(mine, theirs, what):
+    """Each checkpoint a resumed run wrote holds what the uninterrupted run's of that name
+    does: the tensors bit for bit, the step, generators, frozen flags and extra (the
+    history's times aside)."""
+    from fluxml.io import safetensors as ours
+
+    for path in mine:
+        other = os.path.join(theirs, os.path.basename(str(path)))
+        (a, ma), (b, mb) = ours.read(str(path)), ours.read(other)
+        same(sorted(a), sorted(b), f"{what}: {os.path.basename(other)}: the tensors' names")
+        same_arrays(a, b, f"{what}: {os.path.basename(other)}")
+        for key in ("fluxml.step", "fluxml.rngs", "fluxml.frozen", "fluxml.keys"):
+            same(ma.get(key), mb.get(key), f"{what}: {os.path.basename(other)}: {key}")
+        same(_timeless(ma["fluxml.extra"]), _timeless(mb["fluxml.extra"]),
+             f"{what}: {os.path.basename(other)}: the extra")
+
+
+def _timeless(extra):
+    extra = json.loads(extra)
+    for row in extra.get("history", {}).get("epochs", []):
+        for k in ("time", "samples_per_second"):
+            row.pop(k, None)
+    return extra
 
 
 def compare(a, b, what):
@@ -450,11 +500,35 @@ def check_kill(spec, base, folder, log):
     picks = {paths[-1], paths[int(spec.kill_at * 977) % len(paths)]}  # the last, and another
     for path in sorted(picks):
         check_peer(path)
-        again = resumed(spec, path, os.path.join(folder, "resumed", os.path.basename(path)))
+        where = os.path.join(folder, "resumed", os.path.basename(path))
+        again, saver = resumed(spec, path, where)
         compare(base, again, f"resumed from {os.path.basename(path)} after a kill at step {at}")
-        log(f"resumed from {os.path.basename(path)}: equal")
+        same_checkpoints(saver.saved, os.path.join(folder, "straight"),
+                         f"resumed from {os.path.basename(path)}")
+        log(f"resumed from {os.path.basename(path)}: equal, and its {len(saver.saved)} "
+            f"checkpoints")
         resumes += 1
-    return resumes
+    return resumes + kill_again(spec, base, paths[-1], folder, log)
+
+
+def kill_again(spec, base, path, folder, log) -> int:
+    """The run resumed from ``path`` killed again (``callback`` at a later step), resumed
+    from its own last checkpoint: still the uninterrupted run."""
+    start = _epoch_step(path)[1]
+    total = len(base["losses"])
+    if start >= total:
+        return 0
+    at = start + 1 + int(spec.again_at * (total - start))
+    got, saver = resumed(spec, path, os.path.join(folder, "again"), Kill("callback", at))
+    same(type(got), Killed, f"the resumed run killed again at step {at}")
+    paths = [str(p) for p in saver.saved]
+    if not paths:
+        return 0
+    again, _ = resumed(spec, paths[-1], os.path.join(folder, "again-resumed"))
+    compare(base, again, f"resumed from {os.path.basename(path)}, killed at step {at}, "
+            f"resumed from {os.path.basename(paths[-1])}")
+    log(f"killed again at step {at}, resumed from {os.path.basename(paths[-1])}: equal")
+    return 1
 
 
 def check_plain(model, what):

@@ -198,3 +198,28 @@ def test_save_checkpoint_within_epochs_resumes_bit_for_bit(tmp_path, at):
     assert h2.losses == h.losses and _rows(h2) == _rows(h)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(fl.leaves(weights),
                                                            fl.leaves(weights2)))
+
+
+def test_save_checkpoint_listed_first_saves_what_the_others_log(tmp_path):
+    # SaveCheckpoint before the callback logging the metric saved each epoch's row without
+    # it: a run resumed from epoch 1's file judged epoch 2 its best and went on to epoch 3
+    scores = {1: 1.0, 2: 2.0, 3: 0.5}
+
+    def run(resume=None):
+        model = {"w": np.ones(2)}
+        state = fl.setup(fl.Descent(0.1), model)
+        history = None
+        if resume is not None:
+            info = fl.load_checkpoint(tmp_path / resume, model, state)
+            history = fl.History.from_dict(info.extra["history"])
+        saver = fl.SaveCheckpoint(tmp_path / ("again-{epoch}.st" if resume else "c-{epoch}.st"))
+        return fl.train(_loss, model, [()] * 2, state, progress=False, history=history,
+                        epochs=3 - (history.epoch if history else 0),
+                        callbacks=[saver, Scores(scores),
+                                   fl.EarlyStopping("score", patience=1, restore_best=False)])
+
+    h = run()
+    assert h.epoch == 2 and h["score"] == [1.0, 2.0]
+    again = run("c-1.st")
+    assert again.epoch == 2 and again["score"] == [1.0, 2.0]
+    assert again.losses == h.losses
