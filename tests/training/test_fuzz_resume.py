@@ -9,8 +9,9 @@ import pytest
 from tests.training import fuzz_resume
 
 
-# 0, 3, 6: a NaN step left the user's count written; 13: EarlyStopping resumed at its stop
-# epoch trained on; 57: a loss that raised left BatchNorm's statistics moved (before 0982489)
-@pytest.mark.parametrize("seed", [0, 3, 6, 12, 13, 34, 54, 57])
+# a NaN with the user's layer (0), a stop within an epoch with step checkpoints (2), a kill
+# at an epoch's end with SaveCheckpoint listed first and EarlyStopping(restore_best) (3),
+# compiled steps (7, 13), a loss that raises (9, 27, 34), AdaDelta (9), BatchNorm (2, 34)
+@pytest.mark.parametrize("seed", [0, 2, 3, 7, 9, 13, 27, 34])
 def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(tmp_path, seed):
     fuzz_resume.run_case(seed, str(tmp_path))
