@@ -193,8 +193,10 @@ class EarlyStopping(Callback):
                 isinstance(kept.get("weights"), dict):
             self.saved = {k: np.array(v, copy=True) for k, v in kept["weights"].items()}
             run.history.kept[self._key()] = {"epoch": self.best_epoch, "weights": self.saved}
-        elif self.best_epoch == run.history.epoch:
-            self._save(run)
+        elif self.best_epoch == run.history.epoch and \
+                run.history.epochs[-1].get("step") == run.history.step:
+            self._save(run)  # (not from a history saved within the next epoch: the model
+            # holds that epoch's steps so far, not the best epoch's weights)
 
     def _key(self) -> str:
         """This callback's name in ``history.kept``: what decides its best epoch."""
@@ -274,7 +276,9 @@ class SaveCheckpoint(Callback):
     generator as that epoch began (so the resumed run draws the epoch's order again) and a
     history holding the epoch's steps so far: the resumed run goes on with the epoch's next
     batch, and ends bit for bit as the uninterrupted run (the epoch's time and samples per
-    second aside). ``fl.train`` calls it after the other callbacks, wherever it is in the
+    second aside). A ``run.stop`` within an epoch ends that epoch: the file saved at its end
+    resumes with the next epoch (resume from the last one ``steps`` saved to go on within
+    it). ``fl.train`` calls it after the other callbacks, wherever it is in the
     list, so that a checkpoint holds the epoch as they left it (the metrics ``Evaluate`` and
     ``LRSchedule`` log, ``EarlyStopping``'s best weights). In
     ``fl.train(..., distributed=True)`` only rank 0 saves; the file

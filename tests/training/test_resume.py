@@ -223,3 +223,24 @@ def test_save_checkpoint_listed_first_saves_what_the_others_log(tmp_path):
     again = run("c-1.st")
     assert again.epoch == 2 and again["score"] == [1.0, 2.0]
     assert again.losses == h.losses
+
+
+def test_restore_best_resumed_within_the_epoch_after_the_best_warns(tmp_path):
+    # resumed after step 3 (within epoch 2, epoch 1 the best so far) without the best
+    # weights kept: the model's weights then, 3 steps in, were taken for epoch 1's and
+    # restored at the end, silently
+    scores = {1: 1.0, 2: 3.0, 3: 2.0}
+    model = {"w": np.ones(2)}
+    fl.train(_loss, model, [()] * 2, fl.setup(fl.Descent(0.1), model), epochs=3,
+             progress=False,
+             callbacks=[Scores(scores), fl.EarlyStopping("score", restore_best=False),
+                        fl.SaveCheckpoint(tmp_path / "c-{step}.st", steps=1)])
+    np.testing.assert_allclose(model["w"], 0.8**6)
+    again = {"w": np.zeros(2)}
+    state = fl.setup(fl.Descent(0.1), again)
+    info = fl.load_checkpoint(tmp_path / "c-3.st", again, state)
+    with pytest.warns(UserWarning, match="the best epoch, 1, came before this run resumed"):
+        fl.train(_loss, again, [()] * 2, state, epochs=2, progress=False,
+                 history=fl.History.from_dict(info.extra["history"]),
+                 callbacks=[Scores(scores), fl.EarlyStopping("score")])
+    assert again["w"].tobytes() == model["w"].tobytes()  # epoch 3's, kept
