@@ -7,26 +7,31 @@ step and leaves the model as it was before that step.
 Each case draws a small model (Dense with BatchNorm, Dropout and ``Tally``, a user's own
 plain class with a trainable scale, a running mean its forward pass writes and a call count;
 a Conv with BatchNorm; an LSTM), a loss (mse, mae, huber, logit binary cross-entropy), a rule
-or ``OptimiserChain`` with random hyperparameters (clipping, weight decay, ``AccumGrad``), a
-part frozen from the start and thawed at a random step, a ``DataLoader`` (shuffled or not,
-partial last batch or dropped, its generator seeded or drawn from fluxml's), an
-``LRSchedule`` (per step or epoch), ``Evaluate``, ``EarlyStopping`` (``restore_best`` or not),
-``SaveCheckpoint`` every one or two epochs (and every few steps, within epochs),
-``compile=True`` or eager steps, 1 to 4 epochs.
-It trains the case once without interruption, then again, killed at a random step:
+or ``OptimiserChain`` with random hyperparameters (clipping, weight and sign decay,
+``AccumGrad``; ``MixedPrecision`` around it), a part frozen from the start and thawed at a
+random step, a ``DataLoader`` (shuffled or not, partial last batch or dropped, its generator
+seeded or drawn from fluxml's), an ``LRSchedule`` (per step or epoch), ``Evaluate``,
+``EarlyStopping`` (``restore_best`` or not), ``SaveCheckpoint`` every one or two epochs (and
+every few steps, within epochs) at a random place among the callbacks, ``compile=True`` or
+eager steps, 1 to 4 epochs. It trains the case once without interruption, then again,
+killed at a random step k:
 
 - ``stop``: a callback sets ``run.stop`` after step k (the run ends, its epoch cut short);
 - ``callback``: a callback raises before step k;
+- ``epoch_end``: a callback raises at the end of the epoch holding step k;
 - ``loss``: the loss raises in step k, after the forward pass (eager steps: a compiled loss
-  runs its Python only when traced, so there it is ``callback``'s);
+  runs its Python only when traced);
 
 and resumes from the last checkpoint written before the kill (and from another) into a
 model, loader, optimiser state and callbacks built anew from other random numbers (as after
 a crash); not from the checkpoint of an epoch a stop cut short (a stop ends its epoch: the
-run resumed from it goes on with the next, as the uninterrupted run does not). It requires the
-resumed run's step losses, epoch rows (times aside), history's kept weights, parameters and
-running statistics, optimiser state (hyperparameters and frozen flags too), EarlyStopping's
-verdict and the generators' states to equal the uninterrupted run's, bit for bit. Also:
+run resumed from it goes on with the next, as the uninterrupted run does not). It requires
+the resumed run's step losses, epoch rows (times aside), history's kept weights, parameters
+and running statistics, optimiser state (hyperparameters and frozen flags too),
+EarlyStopping's verdict and the generators' states to equal the uninterrupted run's, bit for
+bit, and each checkpoint the resumed run writes to hold what the uninterrupted run's of that
+name holds. The last resumed run is killed again (a callback, at a later step) and resumed
+from its own last checkpoint: the same again. Also:
 
 - after a ``loss`` kill, the model holds plain arrays (no tracer of the dead step), and it
   (running statistics, the user's layer's count too) and the optimiser state are as step k
@@ -34,7 +39,8 @@ verdict and the generators' states to equal the uninterrupted run's, bit for bit
 - NAN: a NaN put into one observation's weight (the loss is ``loss(m(x) * w, y)``) stops the
   run with a ``TrainingError`` naming the step whose batch holds it (found by walking a twin
   of the loader), and the model (running statistics, the user's layer's count too) and the
-  optimiser state are those of the step before, bit for bit;
+  optimiser state are as that step began (its learning rate set by the schedule), bit for bit;
+- ROWS: each epoch row's step and mean loss, from the step losses;
 - PEER: the checkpoint files read with the ``safetensors`` package (when installed) hold the
   tensors fluxml reads.
 
@@ -572,6 +578,18 @@ def check_nan(spec, base, snaps, folder, log):
     same(_rules(state), before[2], f"the rules after the NaN of step {at}")
 
 
+def check_rows(spec, run):
+    """Each epoch row's step and mean loss, from the step losses (summed in order)."""
+    per, losses = _epoch_steps(spec), run["losses"]
+    for i, row in enumerate(run["rows"]):
+        steps = losses[i * per:(i + 1) * per]
+        total = 0.0
+        for v in steps:
+            total += v
+        same((row["step"], row["loss"]), (i * per + len(steps), total / len(steps)),
+             f"epoch {i + 1}'s row: (step, mean loss)")
+
+
 def check_peer(path):
     """The checkpoint read by the safetensors package holds the tensors fluxml reads."""
     try:
@@ -598,6 +616,7 @@ def run_case(seed: int, folder: str, log=lambda line: None) -> int:
         raise base
     log(f"uninterrupted: {len(base['losses'])} steps, {len(base['rows'])} epochs, "
         f"checkpoints {[os.path.basename(str(p)) for p in saver.saved]}")
+    check_rows(spec, base)
     for p in saver.saved:
         check_peer(str(p))
     check_nan(spec, base, snaps, sub, log)
