@@ -65,7 +65,14 @@ import numpy as np
 import fluxml as fl
 from fluxml.io.modelstate import flat_state
 from fluxml.optimise.interface import _leaves
-from tests.training.fuzz_runs import same, same_arrays
+from tests.training.fuzz_runs import (
+    _last_step,
+    rngs_of,
+    run_seeds,
+    same,
+    same_arrays,
+    sizes,
+)
 
 STEPPING = (fl.Descent, fl.Momentum, fl.Nesterov, fl.RMSProp, fl.AdaGrad, fl.Adam, fl.AdamW,
             fl.NAdam, fl.AdaMax, fl.AMSGrad, fl.Lion, fl.AdaBelief, fl.RAdam, fl.OAdam,
@@ -148,14 +155,7 @@ def _schedule(r, total):
 
 def draw(seed: int) -> Spec:
     r = np.random.default_rng([seed, 31])
-    kind = ["mlp", "mlp", "conv", "lstm"][r.integers(4)]
-    nobs = int(r.integers(2, 14))
-    batchsize = int(r.integers(1, 6))
-    partial = bool(r.integers(3))
-    if not partial and batchsize > nobs:
-        batchsize = nobs
-    epochs = int(r.integers(1, 5))
-    steps = nobs // batchsize + (1 if partial and nobs % batchsize else 0)
+    kind, nobs, batchsize, partial, epochs, steps = sizes(r, 14, 6, (1, 5))
     evaluate = int(r.integers(0, 3))
     early = None
     if r.integers(2):  # (on val, every epoch: a run whose epochs lack it is refused by name)
@@ -207,10 +207,6 @@ class Tally:
         return x * self.scale + 0.5 * self.running
 
 
-def _last_step(x):
-    return x[:, -1, :]
-
-
 def build_model(spec: Spec, value_seed: int):
     """The model of ``spec``, its weights (and Dropout's own generator) drawn from
     ``value_seed``."""
@@ -232,14 +228,6 @@ def build_model(spec: Spec, value_seed: int):
     if spec.tally:  # (fl.f64 converts floats only: the count stays an int)
         assert next(x for x in model.layers if isinstance(x, Tally)).calls.dtype == np.int64
     return model
-
-
-def rngs_of(model, loader=None) -> dict:
-    out = {} if loader is None else {"data": loader.rng}
-    for layer in model.layers:
-        if isinstance(layer, fl.Dropout) and layer.rng is not None:
-            out["drop"] = layer.rng
-    return out
 
 
 def make_data(spec: Spec, nan_obs: int | None = None):
@@ -623,6 +611,14 @@ def run_case(seed: int, folder: str, log=lambda line: None) -> int:
     return check_kill(spec, base, sub, log)
 
 
+def _shown(seed, err) -> str:
+    last = traceback.extract_tb(err.__traceback__)[-1]
+    spec = draw(seed)
+    return (f"case {seed} ({spec.kind}, compile={spec.compile}, kill={spec.kill}): "
+            f"{type(err).__name__}: {str(err)[:300]} "
+            f"({os.path.basename(last.filename)}:{last.lineno})")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("cases", type=int, nargs="?", default=100)
@@ -634,18 +630,7 @@ def main(argv=None):
             run_case(args.case, folder, log=print)
         print("clean")
         return 0
-    failures = resumes = 0
-    with tempfile.TemporaryDirectory() as folder:
-        for seed in range(args.seed, args.seed + args.cases):
-            try:
-                resumes += run_case(seed, folder)
-            except Exception as err:  # noqa: BLE001 - report every failing case
-                failures += 1
-                last = traceback.extract_tb(err.__traceback__)[-1]
-                spec = draw(seed)
-                print(f"case {seed} ({spec.kind}, compile={spec.compile}, kill={spec.kill}): "
-                      f"{type(err).__name__}: {str(err)[:300]} "
-                      f"({os.path.basename(last.filename)}:{last.lineno})")
+    failures, resumes = run_seeds(run_case, range(args.seed, args.seed + args.cases), _shown)
     print(f"{args.cases - failures} clean, {failures} failed ({resumes} resumes compared)")
     return 1 if failures else 0
 
