@@ -384,6 +384,55 @@ def test_a_step_whose_loss_raises_leaves_the_model_as_it_was():
         assert np.array_equal(before[k], after[k]), k
 
 
+class Running:
+    """A user's layer (a plain class) keeping a running mean of its inputs, which every call
+    sets (an Evaluate's too)."""
+
+    nontrainable = ("mean",)
+
+    def __init__(self):
+        self.w = np.ones(3, np.float32)
+        self.mean = np.zeros(3, np.float32)
+
+    def __call__(self, x):
+        self.mean = 0.8 * self.mean + 0.2 * np.mean(fl.stop_gradient(x), axis=0)
+        return x * self.w + self.mean
+
+
+class NaNInSecondPass:
+    """Two batches a pass; the second pass's second batch holds a NaN."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.passes = x, y, 0
+
+    def __iter__(self):
+        self.passes += 1
+        bad = self.x.copy()
+        bad[0, 0] = np.nan
+        yield self.x, self.y
+        yield (bad if self.passes == 2 else self.x), self.y
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_puts_back_state_an_evaluate_set_before_it(compile):
+    # the arrays to put back were those the model held when training began: an Evaluate's
+    # forward pass set the running mean to a new array, the compiled step wrote into that
+    # one, and the NaN step left it moved, silently
+    x, y = _data(4)
+    model = fl.Chain(Running(), fl.Dense(3, 1))
+    seen = []
+
+    class Before(fl.Callback):
+        def on_step_begin(self, run):
+            seen.append(run.model[0].mean.copy())
+
+    with pytest.raises(fl.TrainingError, match=r"step 4 \(epoch 2, batch 2\)"):
+        fl.train(mse, model, NaNInSecondPass(x, y), fl.setup(fl.Descent(0.1), model),
+                 epochs=2, progress=False, compile=compile,
+                 callbacks=[fl.Evaluate(lambda m: float(mse(m, x, y)), name="v"), Before()])
+    assert model[0].mean.tobytes() == seen[-1].tobytes()
+
+
 def test_compiled_training_is_the_eager_training():
     x, y = _data()
     x[40:] *= 2.0  # the short last batch traces again

@@ -278,6 +278,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     history_start = run.step  # the first step of this call is checked for a gradient
     buffers = _buffers(run.model)
     objects = _objects(run.model)
+    held = None  # the fields of the model's objects as the last step began
     written = None if backend is None else _Written(gradient_step, run.model)
     done = _steps_into_epoch(history)  # (a history saved within an epoch: it goes on there)
     for epoch in range(history.epoch + 1, last_epoch + 1):
@@ -303,9 +304,13 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             for cb in callbacks:
                 cb.on_step_begin(run)
             count = _count(args, data)
+            fields = [contents(o) for o in objects]  # (a forward pass may set them)
+            if held is not None and _moved(fields, held):  # code since the last step (an
+                objects, buffers = _objects(run.model), _buffers(run.model)  # Evaluate's
+                fields = [contents(o) for o in objects]  # forward pass) set fields: the
+            held = fields  # arrays to keep are others now (a compiled step writes into them)
             for x, kept in buffers:
                 kept[...] = x
-            fields = [contents(o) for o in objects]  # (a forward pass may set them)
             if written is not None:
                 written.keep()
             share = 1.0 if dp is None else dp.share(count)
@@ -398,6 +403,21 @@ def _put_back(objects, fields, buffers, written) -> None:
         x[...] = kept
     if written is not None:
         written.put_back()
+
+
+def _moved(now: list, before: list) -> bool:
+    """Whether any object, list or dict of the model holds another value than ``before``
+    (:func:`contents` of each): a field set to another array, an item added."""
+    for a, b in zip(now, before):
+        if isinstance(a, dict):
+            if a.keys() != b.keys() or any(v is not b[k] for k, v in a.items()):
+                return True
+        elif isinstance(a, list):
+            if len(a) != len(b) or any(x is not y for x, y in zip(a, b)):
+                return True
+        elif a != b:  # (a set)
+            return True
+    return False
 
 
 def _buffers(model) -> list:
