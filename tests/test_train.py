@@ -413,13 +413,22 @@ class NaNInSecondPass:
         yield (bad if self.passes == 2 else self.x), self.y
 
 
+class RunningTrained(Running):
+    """Running, its mean trained too (the compiled step's write of a trained field is found
+    from its program, not among the state arrays)."""
+
+    nontrainable = ()
+
+
+@pytest.mark.parametrize("layer", [Running, RunningTrained])
 @pytest.mark.parametrize("compile", [False, True])
-def test_a_failed_step_puts_back_state_an_evaluate_set_before_it(compile):
-    # the arrays to put back were those the model held when training began: an Evaluate's
-    # forward pass set the running mean to a new array, the compiled step wrote into that
-    # one, and the NaN step left it moved, silently
+def test_a_failed_step_puts_back_state_an_evaluate_set_before_it(compile, layer):
+    # the arrays to put back were those the model held when training began (or when the
+    # compiled step's program was first run): an Evaluate's forward pass set the running
+    # mean to a new array, the compiled step wrote into that one, and the NaN step left it
+    # moved, silently
     x, y = _data(4)
-    model = fl.Chain(Running(), fl.Dense(3, 1))
+    model = fl.Chain(layer(), fl.Dense(3, 1))
     seen = []
 
     class Before(fl.Callback):

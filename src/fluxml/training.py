@@ -308,7 +308,9 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if held is not None and _moved(fields, held):  # code since the last step (an
                 objects, buffers = _objects(run.model), _buffers(run.model)  # Evaluate's
                 fields = [contents(o) for o in objects]  # forward pass) set fields: the
-            held = fields  # arrays to keep are others now (a compiled step writes into them)
+                if written is not None:  # arrays to keep are others now (a compiled step
+                    written.forget()  # writes into them)
+            held = fields
             for x, kept in buffers:
                 kept[...] = x
             if written is not None:
@@ -452,6 +454,10 @@ class _Written:
     def put_back(self) -> None:
         for x, kept in (self.everything if self.pairs is None else self.pairs.values()):
             x[...] = kept
+
+    def forget(self) -> None:
+        """The model's fields hold other arrays now: learn the programs' writes again."""
+        self.learnt, self.pairs, self.everything = [], None, []
 
     def learn(self) -> None:
         """After a step that succeeded: the arrays its program writes, added to those of the

@@ -5,8 +5,8 @@ never interrupted; and of its promise that a NaN stops training with an error na
 step and leaves the model as it was before that step.
 
 Each case draws a small model (Dense with BatchNorm, Dropout and ``Tally``, a user's own
-plain class with a trainable scale, a running mean its forward pass writes and a call count;
-a Conv with BatchNorm; an LSTM), a loss (mse, mae, huber, logit binary cross-entropy), a rule
+plain class with a trainable scale, a running mean its forward pass sets (trained too, or
+not) and a call count; a Conv with BatchNorm; an LSTM), a loss (mse, mae, huber, logit binary cross-entropy), a rule
 or ``OptimiserChain`` with random hyperparameters (clipping, weight and sign decay,
 ``AccumGrad``; ``MixedPrecision`` around it), a part frozen from the start and thawed at a
 random step, a ``DataLoader`` (shuffled or not, partial last batch or dropped, its generator
@@ -93,7 +93,7 @@ class Spec:
     batchnorm: bool
     dropout: float  # 0: none
     drop_rng: bool  # Dropout with a generator of its own (saved through SaveCheckpoint's rngs)
-    tally: bool  # the user's own layer
+    tally: str  # the user's own layer: "" (none), "state" or "trained" (its running mean)
     loss: str
     delta: float  # huber's
     nobs: int
@@ -169,7 +169,7 @@ def draw(seed: int) -> Spec:
     return Spec(seed=seed, kind=kind, dtype=dtype,
                 batchnorm=bool(r.integers(2)),
                 dropout=[0.0, float(r.uniform(0.1, 0.5))][r.integers(2)],
-                drop_rng=bool(r.integers(2)), tally=bool(r.integers(2)),
+                drop_rng=bool(r.integers(2)), tally=["", "state", "trained"][r.integers(3)],
                 loss=LOSSES[r.integers(len(LOSSES))], delta=float(r.uniform(0.2, 2)),
                 nobs=nobs, batchsize=batchsize, partial=partial, shuffle=bool(r.integers(2)),
                 loader_seed=None if r.integers(3) == 0 else int(r.integers(1000)),
@@ -207,13 +207,21 @@ class Tally:
         return x * self.scale + 0.5 * self.running
 
 
+class TallyTrained(Tally):
+    """Tally, its running mean trained too (the optimiser steps it; the forward pass sets
+    it)."""
+
+    nontrainable = ("calls",)
+
+
 def build_model(spec: Spec, value_seed: int):
     """The model of ``spec``, its weights (and Dropout's own generator) drawn from
     ``value_seed``."""
     fl.seed(value_seed)
     rng = np.random.default_rng(value_seed + 5) if spec.drop_rng else None
     drop = [fl.Dropout(spec.dropout, rng=rng)] if spec.dropout else []
-    tally = [Tally(4, spec.dtype)] if spec.tally else []
+    kind = {"state": Tally, "trained": TallyTrained}.get(spec.tally)
+    tally = [kind(4, spec.dtype)] if kind else []
     if spec.kind == "mlp":
         layers = [fl.Dense(3, 4, np.tanh), *([fl.BatchNorm(4)] if spec.batchnorm else []),
                   *tally, *drop, fl.Dense(4, 1)]
