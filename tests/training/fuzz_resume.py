@@ -6,15 +6,15 @@ step and leaves the model as it was before that step.
 
 Each case draws a small model (Dense with BatchNorm, Dropout and ``Tally``, a user's own
 plain class with a trainable scale, a running mean its forward pass sets (trained too, or
-not) and a call count; a Conv with BatchNorm; an LSTM), a loss (mse, mae, huber, logit binary cross-entropy), a rule
-or ``OptimiserChain`` with random hyperparameters (clipping, weight and sign decay,
-``AccumGrad``; ``MixedPrecision`` around it), a part frozen from the start and thawed at a
-random step, a ``DataLoader`` (shuffled or not, partial last batch or dropped, its generator
-seeded or drawn from fluxml's), an ``LRSchedule`` (per step or epoch), ``Evaluate``,
-``EarlyStopping`` (``restore_best`` or not), ``SaveCheckpoint`` every one or two epochs (and
-every few steps, within epochs) at a random place among the callbacks, ``compile=True`` or
-eager steps, 1 to 4 epochs. It trains the case once without interruption, then again,
-killed at a random step k:
+not) and a call count; a Conv with BatchNorm; an LSTM), a loss (mse, mae, huber, logit
+binary cross-entropy), a rule or ``OptimiserChain`` with random hyperparameters (clipping,
+weight and sign decay, ``AccumGrad``; ``MixedPrecision`` around it), a part frozen from the
+start and thawed at a random step, a ``DataLoader`` (shuffled or not, partial last batch or
+dropped, its generator seeded or drawn from fluxml's), an ``LRSchedule`` (per step or
+epoch), ``Evaluate``, ``EarlyStopping`` (``restore_best`` or not), ``SaveCheckpoint`` every
+one or two epochs (and every few steps, within epochs) at a random place among the
+callbacks, ``compile=True`` or eager steps, 1 to 4 epochs. It trains the case once without
+interruption, then again, killed at a random step k:
 
 - ``stop``: a callback sets ``run.stop`` after step k (the run ends, its epoch cut short);
 - ``callback``: a callback raises before step k;
