@@ -272,18 +272,19 @@ class SaveCheckpoint(Callback):
     when it has one. ``path`` may hold ``{epoch}`` and ``{step}``: ``"ckpt-{epoch}.st"``.
     Resume with ``info = fl.load_checkpoint(path, model, fl.setup(rule, model),
     rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
-    info.extra["history"]))``. A checkpoint saved within an epoch keeps the loader's
-    generator as that epoch began (so the resumed run draws the epoch's order again) and a
-    history holding the epoch's steps so far: the resumed run goes on with the epoch's next
-    batch, and ends bit for bit as the uninterrupted run (the epoch's time and samples per
-    second aside). A ``run.stop`` within an epoch ends that epoch: the file saved at its end
-    resumes with the next epoch (resume from the last one ``steps`` saved to go on within
-    it). ``fl.train`` calls it after the other callbacks, wherever it is in the
-    list, so that a checkpoint holds the epoch as they left it (the metrics ``Evaluate`` and
-    ``LRSchedule`` log, ``EarlyStopping``'s best weights). In
-    ``fl.train(..., distributed=True)`` only rank 0 saves; the file
-    resumes with any number of ranks (load it on rank 0 or on all: ``fl.train``
-    broadcasts rank 0's model, optimiser state and data generator).
+    info.extra["history"]))``. A checkpoint saved within an epoch keeps a history holding
+    the epoch's steps so far and the data's place (a ``DataLoader``'s generator as the
+    epoch began): the run resumed from it, with the loader's generator restored (or the same
+    list of batches), goes on with the epoch's next batch, and ends bit for bit as the
+    uninterrupted run (the epoch's time and samples per second aside). A ``run.stop``
+    within an epoch ends that epoch: the file saved at its end resumes with the next epoch
+    (resume from the last one ``steps`` saved to go on within it). ``fl.train`` calls it
+    after the other callbacks, wherever it is in the list, so that a checkpoint holds the
+    epoch as they left it (the metrics ``Evaluate`` and ``LRSchedule`` log,
+    ``EarlyStopping``'s best weights). In ``fl.train(..., distributed=True)`` only rank 0
+    saves; the file resumes with any number of ranks (load it on rank 0 or on all:
+    ``fl.train`` broadcasts rank 0's model, optimiser state and data generator; within an
+    epoch, with the same global batch: ``batchsize`` times the ranks).
 
     >>> import os, tempfile, numpy as np, fluxml as fl
     >>> folder, model = tempfile.mkdtemp(), {"w": np.ones(2)}
@@ -318,19 +319,18 @@ class SaveCheckpoint(Callback):
         if not getattr(run, "is_main", True):
             return  # in a distributed run, rank 0 saves: every rank holds the same state
         from fluxml.io.files import save_checkpoint
+        from fluxml.resume import WITHIN, place, steps_into_epoch
 
         rngs = dict(self.rngs)
         data_rng = getattr(run.data, "rng", None)
         if isinstance(data_rng, np.random.Generator):
             rngs.setdefault("data", data_rng)
-            began = getattr(run.data, "_pass_start", None)
-            if within and began is not None:  # (the resumed epoch draws its order again)
-                at_start = np.random.Generator(type(data_rng.bit_generator)())
-                at_start.bit_generator.state = began
-                rngs = {k: at_start if g is data_rng else g for k, g in rngs.items()}
+        history = run.history.to_dict()
+        if within and steps_into_epoch(run.history):  # where the resumed run goes on (the
+            history["kept"] = {**history.get("kept", {}), WITHIN: place(run)}  # data's place)
         path = Path(self.path.format(epoch=run.epoch, step=run.step))
         save_checkpoint(path, run.model, run.state, step=run.step, rngs=rngs,
-                        extra={"epoch": run.epoch, "history": run.history.to_dict()})
+                        extra={"epoch": run.epoch, "history": history})
         if not self.saved or self.saved[-1] != path:  # (an epoch's last step, then its end)
             self.saved.append(path)
 

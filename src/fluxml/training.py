@@ -35,6 +35,7 @@ from fluxml.callbacks import Callback, SaveCheckpoint
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
+from fluxml.resume import WITHIN, rest_of_epoch, steps_into_epoch
 from fluxml.tree import flatten, leaves, leaves_with_paths, nodes
 
 
@@ -114,9 +115,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     ``history``: continue a run (its step and epoch counts go on; a resumed checkpoint
     gives it back as ``fl.History.from_dict(info.extra["history"])``). A history saved
     within an epoch (``SaveCheckpoint(steps=k)``), holding steps after its last epoch's end,
-    goes on with that epoch after the batches it trained on (skipped, not trained again:
-    the data must give the same batches, as a ``DataLoader`` whose generator the checkpoint
-    restored does).
+    goes on with that epoch after the batches it trained on (not loaded nor trained again),
+    where the data gives them in the same order again: a ``DataLoader`` whose generator the
+    checkpoint restored, a list of batches. Elsewhere (a run stopped by Ctrl-C or an error
+    continued in the same process: its loader has drawn another order since) the epoch
+    starts again from its first batch, with a warning.
 
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
     ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
@@ -280,7 +283,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     objects = _objects(run.model)
     held = None  # the fields of the model's objects as the last step began
     written = None if backend is None else _Written(gradient_step, run.model)
-    done = _steps_into_epoch(history)  # (a history saved within an epoch: it goes on there)
+    mark = history.kept.pop(WITHIN, None)  # (a checkpoint saved within an epoch: its place)
+    done = steps_into_epoch(history)  # the steps of an epoch the history holds
     for epoch in range(history.epoch + 1, last_epoch + 1):
         if run.stop:  # (set before any epoch: a resumed EarlyStopping whose patience had run out)
             break
@@ -289,15 +293,14 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             cb.on_epoch_begin(run)
         bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress)
         start, samples, total = time.perf_counter(), 0, 0.0
-        steps = 0
-        if done:  # the mean loss sums the steps from the first, in the same order
-            total, steps = float(sum(history.losses[-done:])), done
-        for batch in data:
+        steps, batches = 0, data
+        if done:  # the rest of the epoch, after the batches those steps trained on (where
+            batches, skipped = rest_of_epoch(data, history, mark, done, epoch)  # the data
+            if skipped:  # gives them again; else the whole epoch again, with a warning)
+                total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
+            done = 0
+        for batch in batches:
             args = batch if isinstance(batch, tuple) else (batch,)
-            if done:  # a batch the run this history comes from trained on
-                done -= 1
-                samples += _count(args, data)
-                continue
             if unchecked:
                 _check_signature(loss, run.model, args)
                 unchecked = False
@@ -386,14 +389,6 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
-
-
-def _steps_into_epoch(history) -> int:
-    """The steps ``history`` holds after its last epoch's end: a checkpoint saved within an
-    epoch (``SaveCheckpoint(steps=k)``). The run resumed from it skips that many batches of
-    the epoch it goes on with, as the interrupted run trained on them already."""
-    ended = history.epochs[-1].get("step", history.step) if history.epochs else 0
-    return max(0, history.step - ended) if isinstance(ended, int) else 0
 
 
 def _put_back(objects, fields, buffers, written) -> None:

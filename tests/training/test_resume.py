@@ -145,25 +145,20 @@ def _rows(h):
 
 
 def test_a_history_saved_within_an_epoch_goes_on_after_its_steps(tmp_path):
-    # a checkpoint a callback saved after step 2 of 4: the resumed run trained the epoch's
-    # first two batches again (10 steps for 8), silently
+    # a checkpoint saved after step 2 of 4: the resumed run trained the epoch's first two
+    # batches again (10 steps for 8), silently
     batches = [np.full(2, v) for v in (1.0, -2.0, 3.0, 0.5)]
-
-    class Save(fl.Callback):
-        def on_step_end(self, run):
-            if run.step == 2:
-                fl.save_checkpoint(tmp_path / "mid.st", run.model, run.state, step=run.step,
-                                   extra={"history": run.history.to_dict()})
 
     def loss(m, x):
         return np.sum(m["w"] * x) ** 2
 
     model = {"w": np.ones(2)}
     h = fl.train(loss, model, batches, fl.setup(fl.Adam(0.1), model), epochs=2,
-                 progress=False, callbacks=[Save()])
+                 progress=False, callbacks=[fl.SaveCheckpoint(tmp_path / "c-{step}.st",
+                                                              every=9, steps=2)])
     again = {"w": np.zeros(2)}
     state = fl.setup(fl.Adam(0.1), again)
-    info = fl.load_checkpoint(tmp_path / "mid.st", again, state)
+    info = fl.load_checkpoint(tmp_path / "c-2.st", again, state)
     h2 = fl.train(loss, again, batches, state, epochs=2, progress=False,
                   history=fl.History.from_dict(info.extra["history"]))
     assert h2.losses == h.losses and _rows(h2) == _rows(h)
