@@ -43,6 +43,9 @@ from its own last checkpoint: the same again. Also:
 - ROWS: each epoch row's step and mean loss, from the step losses;
 - PEER: the checkpoint files read with the ``safetensors`` package (when installed) hold the
   tensors fluxml reads.
+- AFRESH (tests/training/fuzz_resume_within.py): the killed run continued in its process
+  with its own history, and a run resumed from a checkpoint saved within an epoch with a
+  loader of bigger batches, start that epoch again (a warning) and train all its batches.
 
 The suite runs a few seeds (tests/training/test_fuzz_resume.py); by hand:
 
@@ -59,12 +62,14 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 
 import numpy as np
 
 import fluxml as fl
 from fluxml.io.modelstate import flat_state
 from fluxml.optimise.interface import _leaves
+from tests.training.fuzz_resume_within import check_continued, check_fewer_batches
 from tests.training.fuzz_runs import (
     _last_step,
     rngs_of,
@@ -375,8 +380,9 @@ def outcome(spec, model, state, loader, history, early):
             "rngs": {k: g.bit_generator.state for k, g in rngs.items()}}
 
 
-def straight(spec, folder, kill=None, nan_obs=None, kill_call=None):
-    """A run from the start: ``(outcome or the exception, saver, snapshots, model, state)``."""
+def straight(spec, folder, kill=None, nan_obs=None, kill_call=None, parts=None):
+    """A run from the start: ``(outcome or the exception, saver, snapshots, model, state)``;
+    ``parts`` (a dict) gets its loader and history."""
     os.makedirs(folder, exist_ok=True)
     x, y, w, xv, yv = make_data(spec, nan_obs)
     model = build_model(spec, spec.seed)
@@ -385,33 +391,43 @@ def straight(spec, folder, kill=None, nan_obs=None, kill_call=None):
     snaps = Snapshots()
     cbs, early, saver = callbacks_for(spec, model, xv, yv, folder,
                                       [snaps] + ([kill] if kill else []))
+    history = fl.History()
+    if parts is not None:
+        parts.update(loader=loader, history=history)
     try:
         history = fl.train(loss_of(spec, kill_call), model, loader, state, epochs=spec.epochs,
-                           callbacks=cbs, progress=False, compile=spec.compile)
+                           callbacks=cbs, progress=False, compile=spec.compile,
+                           history=history)
     except (Killed, fl.TrainingError) as err:
         return err, saver, snaps, model, state
     return outcome(spec, model, state, loader, history, early), saver, snaps, model, state
 
 
-def resumed(spec, path, folder, kill=None):
-    """The run resumed from ``path`` in a setup built anew from other random numbers:
-    ``(outcome or Killed, saver)``."""
+def resumed(spec, path, folder, kill=None, batchsize=None):
+    """The run resumed from ``path`` in a setup built anew from other random numbers (its
+    loader cutting batches of ``batchsize``, if given): ``(outcome or Killed, saver)``; the
+    outcome's ``restarted``: the warnings that an epoch starts again from its first batch."""
     os.makedirs(folder, exist_ok=True)
     x, y, w, xv, yv = make_data(spec)
     model = build_model(spec, spec.seed + 1000)
-    loader = loader_for(spec, x, y, w)
+    loader = loader_for(spec if batchsize is None else
+                        dataclasses.replace(spec, batchsize=batchsize), x, y, w)
     state = _setup(spec, model)
     cbs, early, saver = callbacks_for(spec, model, xv, yv, folder, [kill] if kill else [])
     info = fl.load_checkpoint(path, model, state, rngs=rngs_of(model, loader))
     history = fl.History.from_dict(info.extra["history"])
     same(info.step, history.step, f"{path}: the step saved and the history's")
     try:
-        history = fl.train(loss_of(spec), model, loader, info.opt_state,
-                           epochs=spec.epochs - history.epoch, callbacks=cbs, progress=False,
-                           history=history, compile=spec.compile)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = fl.train(loss_of(spec), model, loader, info.opt_state,
+                               epochs=spec.epochs - history.epoch, callbacks=cbs,
+                               progress=False, history=history, compile=spec.compile)
     except Killed as err:
         return err, saver
-    return outcome(spec, model, info.opt_state, loader, history, early), saver
+    restarted = [w for w in caught if "starts again from its first batch" in str(w.message)]
+    return {**outcome(spec, model, info.opt_state, loader, history, early),
+            "restarted": restarted}, saver
 
 
 def same_checkpoints(mine, theirs, what):
@@ -477,9 +493,10 @@ def check_kill(spec, base, folder, log):
     at = 1 + int(spec.kill_at * total)  # the step killed (1-based)
     sub = os.path.join(folder, "killed")
     kill = Kill(spec.kill, at)
+    parts = {}
     got, saver, snaps, model, state = straight(
         spec, sub, kill=kill if spec.kill != "loss" else None,
-        kill_call=at if spec.kill == "loss" else None)
+        kill_call=at if spec.kill == "loss" else None, parts=parts)
     log(f"killed ({spec.kill}) at step {at} of {total}: "
         f"{got if isinstance(got, Exception) else 'stopped'}")
     if spec.kill == "stop":
@@ -495,15 +512,19 @@ def check_kill(spec, base, folder, log):
             same_arrays(flat_state(state), before[1],
                         f"the optimiser state after step {at} raised")
     paths = usable(spec, saver.saved, spec.kill, at)
+    if spec.kill != "stop":  # (a stop ends its epoch)
+        check_continued(spec, model, state, parts, log)
     if not paths:
         log("no checkpoint before the kill")
         return 0
+    check_fewer_batches(spec, paths[-1], os.path.join(folder, "fewer"), log)
     resumes = 0
     picks = {paths[-1], paths[int(spec.kill_at * 977) % len(paths)]}  # the last, and another
     for path in sorted(picks):
         check_peer(path)
         where = os.path.join(folder, "resumed", os.path.basename(path))
         again, saver = resumed(spec, path, where)
+        same(again["restarted"], [], f"resumed from {os.path.basename(path)}: a restart")
         compare(base, again, f"resumed from {os.path.basename(path)} after a kill at step {at}")
         same_checkpoints(saver.saved, os.path.join(folder, "straight"),
                          f"resumed from {os.path.basename(path)}")
