@@ -30,13 +30,13 @@ import numpy as np
 
 from fluxml._checks import flag, positive_int
 from fluxml.ad import withgradient
-from fluxml.ad.writeback import contents, put_back
 from fluxml.callbacks import Callback, SaveCheckpoint
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
 from fluxml.resume import WITHIN, rest_of_epoch, steps_into_epoch
-from fluxml.tree import flatten, leaves, leaves_with_paths, nodes
+from fluxml.rollback import Rollback
+from fluxml.tree import leaves, leaves_with_paths
 
 
 class TrainingError(FloatingPointError):
@@ -279,10 +279,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     # step, only where a callback acts at steps) stops every rank
     steps_agreed = dp is not None and any(_acts_at_steps(cb) for cb in callbacks)
     history_start = run.step  # the first step of this call is checked for a gradient
-    buffers = _buffers(run.model)
-    objects = _objects(run.model)
-    held = None  # the fields of the model's objects as the last step began
-    written = None if backend is None else _Written(gradient_step, run.model)
+    before = Rollback(run.model, None if backend is None else gradient_step)
     mark = history.kept.pop(WITHIN, None)  # (a checkpoint saved within an epoch: its place)
     done = steps_into_epoch(history)  # the steps of an epoch the history holds
     for epoch in range(history.epoch + 1, last_epoch + 1):
@@ -307,17 +304,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             for cb in callbacks:
                 cb.on_step_begin(run)
             count = _count(args, data)
-            fields = [contents(o) for o in objects]  # (a forward pass may set them)
-            if held is not None and _moved(fields, held):  # code since the last step (an
-                objects, buffers = _objects(run.model), _buffers(run.model)  # Evaluate's
-                fields = [contents(o) for o in objects]  # forward pass) set fields: the
-                if written is not None:  # arrays to keep are others now (a compiled step
-                    written.forget()  # writes into them)
-            held = fields
-            for x, kept in buffers:
-                kept[...] = x
-            if written is not None:
-                written.keep()
+            before.keep()  # the model as the step begins, put back if it fails
             share = 1.0 if dp is None else dp.share(count)
             try:
                 if dp is not None and backend is None:  # the averaging starts in the backward
@@ -326,7 +313,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                 else:
                     value, (grads,) = gradient_step(run.model, share, *args)
             except BaseException:  # (an error in the loss, Ctrl-C): the step never happened,
-                _put_back(objects, fields, buffers, written)  # its forward pass's writes too
+                before.put_back()  # its forward pass's writes too
                 raise
             if dp is None:
                 value = float(value)
@@ -336,7 +323,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             bad = _nonfinite_gradient(grads)
             if not math.isfinite(value) or bad is not None:
                 bar.close()
-                _put_back(objects, fields, buffers, written)  # (its NaN was written there)
+                before.put_back()  # (its NaN was written there)
             if not math.isfinite(value):
                 also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
                 raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
@@ -355,8 +342,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                                  f"given (its gradient holds no arrays), so training would "
                                  f"change nothing. loss(model, *batch) must compute with its "
                                  f"first argument, not with a model it closes over")
-            if written is not None:
-                written.learn()
+            before.learn()
             run.state, run.model = update(run.state, run.model, grads)
             run.step += 1
             run.loss = value
@@ -389,100 +375,6 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
-
-
-def _put_back(objects, fields, buffers, written) -> None:
-    """The model as it was before a step that failed: the fields its forward pass set, the
-    arrays it wrote in place (and, compiled, those its program writes)."""
-    for o, before in zip(objects, fields):
-        put_back(o, before)
-    for x, kept in buffers:
-        x[...] = kept
-    if written is not None:
-        written.put_back()
-
-
-def _moved(now: list, before: list) -> bool:
-    """Whether any object, list or dict of the model holds another value than ``before``
-    (:func:`contents` of each): a field set to another array, an item added."""
-    for a, b in zip(now, before):
-        if isinstance(a, dict):
-            if a.keys() != b.keys() or any(v is not b[k] for k, v in a.items()):
-                return True
-        elif isinstance(a, list):
-            if len(a) != len(b) or any(x is not y for x, y in zip(a, b)):
-                return True
-        elif a != b:  # (a set)
-            return True
-    return False
-
-
-def _buffers(model) -> list:
-    """``[(array, copy)]`` for the model's arrays that the optimiser does not step but a
-    forward pass may write in place (BatchNorm's running statistics, a user's count of calls
-    in an integer array): copied before each step and put back when it fails, so that a
-    TrainingError leaves the whole model as it was."""
-    trained = {id(x) for x in flatten(model, trainable=True)[0]}
-    return [(x, x.copy()) for x in leaves(model) if id(x) not in trained and _state_array(x)]
-
-
-class _Written:
-    """Under ``compile``, the model's arrays the compiled step writes in place (a forward
-    pass's ``self.state = ...`` compiles to a write into the array the field holds): copied
-    before each step and put back when it fails, as :func:`_buffers`' are. They are learnt
-    from each compiled program (one per batch shape) after its first step that succeeded;
-    until the first is learnt, every array of numbers is copied."""
-
-    def __init__(self, step, model):
-        self.step, self.model = step, model
-        self.learnt: list = []  # the programs whose writes are in ``pairs``
-        self.pairs: dict | None = None  # id of array -> (array, its copy)
-        self.everything: list = []  # every array and its copy, until then
-
-    def keep(self) -> None:
-        if self.pairs is None:
-            self.everything = [(x, x.copy()) for x in leaves(self.model) if _state_array(x)]
-            return
-        for x, kept in self.pairs.values():
-            kept[...] = x
-
-    def put_back(self) -> None:
-        for x, kept in (self.everything if self.pairs is None else self.pairs.values()):
-            x[...] = kept
-
-    def forget(self) -> None:
-        """The model's fields hold other arrays now: learn the programs' writes again."""
-        self.learnt, self.pairs, self.everything = [], None, []
-
-    def learn(self) -> None:
-        """After a step that succeeded: the arrays its program writes, added to those of the
-        programs learnt before (the model's leaves come first among the step's arguments,
-        ``(model, share, *batch)``)."""
-        entry = self.step.last
-        if entry is None or any(e is entry for e in self.learnt):
-            return
-        self.learnt.append(entry)
-        at = {entry.positions[k] for k, _ in entry.program.writes}
-        self.pairs = self.pairs or {}
-        self.pairs.update((id(x), (x, x.copy())) for i, x in enumerate(leaves(self.model))
-                          if i in at and _state_array(x))
-        self.everything = []
-
-
-def _state_array(x) -> bool:
-    """Whether ``x`` is an array a step may write in place: a writeable NumPy (or CuPy)
-    array of numbers, 0-d too (a count), integer too; not a Python or NumPy scalar."""
-    flags = getattr(x, "flags", None)
-    return flags is not None and getattr(x, "dtype", None) is not None and \
-        x.dtype.kind in "biufc" and getattr(flags, "writeable", True)
-
-
-def _objects(model) -> list:
-    """The model's objects, lists and dicts: their contents are put back when a step fails,
-    as a forward pass may have set them (a user's ``self.mean = 0.9 * self.mean + ...``, an
-    item appended to a list, which the gradient writes back)."""
-    return [n.static for n in nodes(flatten(model)[1])
-            if n.kind in ("object", "list", "dict") and n.static is not None]
 
 
 def _acts_at_steps(callback) -> bool:
