@@ -165,16 +165,21 @@ def test_a_history_saved_within_an_epoch_goes_on_after_its_steps(tmp_path):
     assert again["w"].tobytes() == model["w"].tobytes()
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("at", [2, 4, 6])
-def test_save_checkpoint_within_epochs_resumes_bit_for_bit(tmp_path, at):
+def test_save_checkpoint_within_epochs_resumes_bit_for_bit(tmp_path, at, shared):
     # every 2 steps, 3 batches an epoch (shuffled): within epoch 1, within epoch 2, and at
-    # epoch 2's last step before its end (the LRSchedule's value in the row: the last step's)
+    # epoch 2's last step before its end (the LRSchedule's value in the row: the last step's).
+    # shared: the loader draws from fluxml's default generator, as Dropout does: its "data"
+    # entry was saved as the epoch began, the default one as it stood, and the load put
+    # both into that one generator, so the resumed run's masks were others, silently
     x = np.random.default_rng(0).normal(size=(9, 2)).astype(np.float32)
 
     def run(resume=None):
         fl.seed(1 if resume is None else 2)
         model = fl.Chain(fl.Dense(2, 3, np.tanh), fl.Dropout(0.3), fl.Dense(3, 1))
-        loader = fl.DataLoader((x, x[:, :1]), batchsize=3, shuffle=True, rng=None)
+        loader = fl.DataLoader((x, x[:, :1]), batchsize=3, shuffle=True,
+                               rng=fl.init.default_rng() if shared else None)
         state = fl.setup(fl.OptimiserChain(fl.AccumGrad(2), fl.Adam(0.01)), model)
         history = None
         cbs = [fl.LRSchedule(fl.ExpDecay(0.01, 0.9))]

@@ -109,37 +109,6 @@ def test_a_hand_made_history_within_an_epoch_trains_its_epoch_afresh():
     assert len(seen) == 6 and [r["step"] for r in h.epochs] == [8, 10, 12]
 
 
-def test_the_loaders_generator_shared_with_fluxmls_resumes_bit_for_bit(tmp_path):
-    # the loader drawing from fluxml's default generator (Dropout draws from it too): the
-    # "data" entry was saved as the epoch began, the default one as it stood, and both went
-    # into the same generator on load, so the resumed run's masks (or order) were others
-    x = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
-
-    def run(resume=None):
-        fl.seed(1 if resume is None else 99)
-        model = fl.Chain(fl.Dense(2, 3, np.tanh), fl.Dropout(0.3), fl.Dense(3, 1))
-        loader = fl.DataLoader((x, x[:, :1]), batchsize=3, shuffle=True,
-                               rng=fl.init.default_rng())
-        state = fl.setup(fl.Adam(0.01), model)
-        history, cbs = None, []
-        if resume:
-            info = fl.load_checkpoint(resume, model, state, rngs={"data": loader.rng})
-            history = fl.History.from_dict(info.extra["history"])
-        else:
-            cbs.append(fl.SaveCheckpoint(tmp_path / "c-{step}.st", steps=2, every=9))
-        h = fl.train(lambda m, x, y: fl.mse(m(x), y), model, loader, state, progress=False,
-                     epochs=2 - (history.epoch if history else 0), history=history,
-                     callbacks=cbs)
-        return h, fl.state(model)
-
-    h, weights = run()
-    for at in (2, 6):
-        h2, weights2 = run(tmp_path / f"c-{at}.st")
-        assert h2.losses == h.losses
-        assert all(a.tobytes() == b.tobytes()
-                   for a, b in zip(fl.leaves(weights), fl.leaves(weights2)))
-
-
 def test_a_shards_place_goes_on_in_one_process_of_the_same_global_batch():
     # rank 0 of 2 ranks, batches of 2 each, saved after batch 1: one process with batches
     # of 4 cuts the same global batches, so it goes on after the first; batches of 2 do not
