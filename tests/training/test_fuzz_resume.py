@@ -12,7 +12,9 @@ from tests.training import fuzz_resume
 # a NaN with the user's layer (0), a stop within an epoch with step checkpoints (2), a kill
 # at an epoch's end with SaveCheckpoint listed first and EarlyStopping(restore_best) (3),
 # compiled steps (7, 13), a loss that raises (9, 27, 34), AdaDelta (9), BatchNorm (2, 34), a
-# compiled NaN step after an Evaluate set the user's layer's running mean (459, before 5b788aa)
+# compiled NaN step after an Evaluate set the user's layer's running mean (459, before 5b788aa),
+# a run continued in its process after a kill within an epoch (9, 27, 34) and one resumed
+# within an epoch with bigger batches (3, 7, 9, 27): each starts that epoch again
 @pytest.mark.parametrize("seed", [0, 2, 3, 7, 9, 13, 27, 34, 459])
 def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(tmp_path, seed):
     fuzz_resume.run_case(seed, str(tmp_path))
