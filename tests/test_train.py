@@ -326,6 +326,122 @@ def test_data_that_cannot_serve_the_epochs_is_refused():
     fl.train(loss, model, ((x, y) for _ in range(3)), state, epochs=1, progress=False)
 
 
+class Counting:
+    """A user's layer (a plain class) whose forward pass counts its calls and sums its
+    inputs in place, in 0-d arrays: an integer one and a float one."""
+
+    nontrainable = ("calls", "total")
+
+    def __init__(self):
+        self.w = np.ones(3, np.float32)
+        self.calls = np.zeros((), np.int64)
+        self.total = np.zeros((), np.float32)
+
+    def __call__(self, x):
+        self.calls += 1
+        self.total += np.sum(fl.stop_gradient(x))
+        return x * self.w
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_puts_back_the_counts_its_forward_pass_wrote(compile):
+    # only float arrays of one axis or more were put back: a 0-d or integer one kept the
+    # failed step's write (calls 2 after one step that succeeded), silently
+    x, y = _data(4)
+    bad = x.copy()
+    bad[1, 2] = np.nan
+    model = fl.Chain(Counting(), fl.Dense(3, 1))
+    state = fl.setup(fl.Descent(0.1), model)
+    with pytest.raises(fl.TrainingError, match=r"step 2 \(epoch 1, batch 2\)"):
+        fl.train(mse, model, [(x, y), (bad, y)], state, progress=False, compile=compile)
+    assert model[0].calls == 1
+    assert model[0].total == np.sum(x)
+
+
+def test_a_step_whose_loss_raises_leaves_the_model_as_it_was():
+    # the forward pass had moved BatchNorm's statistics and the user's count in place, but not
+    # the fields it rebinds: Ctrl-C or an error in the loss left a half-stepped model
+    x, y = _data(8)
+    fl.seed(0)
+    model = fl.Chain(Counting(), fl.Dense(3, 4), fl.BatchNorm(4), fl.Dense(4, 1))
+    state = fl.setup(fl.Adam(0.01), model)
+    calls = [0]
+
+    def loss(m, x, y):
+        out = mse(m, x, y)
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return out
+
+    fl.train(loss, model, [(x, y)], state, progress=False)
+    before = {k: np.array(v, copy=True) for k, v in fl.tree.leaves_with_paths(model)}
+    with pytest.raises(KeyboardInterrupt):
+        fl.train(loss, model, [(x, y)], state, progress=False)
+    after = dict(fl.tree.leaves_with_paths(model))
+    assert before.keys() == after.keys()
+    for k in before:
+        assert np.array_equal(before[k], after[k]), k
+
+
+class Running:
+    """A user's layer (a plain class) keeping a running mean of its inputs, which every call
+    sets (an Evaluate's too)."""
+
+    nontrainable = ("mean",)
+
+    def __init__(self):
+        self.w = np.ones(3, np.float32)
+        self.mean = np.zeros(3, np.float32)
+
+    def __call__(self, x):
+        self.mean = 0.8 * self.mean + 0.2 * np.mean(fl.stop_gradient(x), axis=0)
+        return x * self.w + self.mean
+
+
+class NaNInSecondPass:
+    """Two batches a pass; the second pass's second batch holds a NaN."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.passes = x, y, 0
+
+    def __iter__(self):
+        self.passes += 1
+        bad = self.x.copy()
+        bad[0, 0] = np.nan
+        yield self.x, self.y
+        yield (bad if self.passes == 2 else self.x), self.y
+
+
+class RunningTrained(Running):
+    """Running, its mean trained too (the compiled step's write of a trained field is found
+    from its program, not among the state arrays)."""
+
+    nontrainable = ()
+
+
+@pytest.mark.parametrize("layer", [Running, RunningTrained])
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_puts_back_state_an_evaluate_set_before_it(compile, layer):
+    # the arrays to put back were those the model held when training began (or when the
+    # compiled step's program was first run): an Evaluate's forward pass set the running
+    # mean to a new array, the compiled step wrote into that one, and the NaN step left it
+    # moved, silently
+    x, y = _data(4)
+    model = fl.Chain(layer(), fl.Dense(3, 1))
+    seen = []
+
+    class Before(fl.Callback):
+        def on_step_begin(self, run):
+            seen.append(run.model[0].mean.copy())
+
+    with pytest.raises(fl.TrainingError, match=r"step 4 \(epoch 2, batch 2\)"):
+        fl.train(mse, model, NaNInSecondPass(x, y), fl.setup(fl.Descent(0.1), model),
+                 epochs=2, progress=False, compile=compile,
+                 callbacks=[fl.Evaluate(lambda m: float(mse(m, x, y)), name="v"), Before()])
+    assert model[0].mean.tobytes() == seen[-1].tobytes()
+
+
 def test_compiled_training_is_the_eager_training():
     x, y = _data()
     x[40:] *= 2.0  # the short last batch traces again

@@ -116,7 +116,8 @@ class EarlyStopping(Callback):
     misspelt name) is an error at the first epoch's end, and one that no epoch had, at the
     end. A run continued from its ``history`` (a resumed checkpoint) is judged from its
     first epoch: a fresh ``EarlyStopping`` reads the epochs before from the history, so it
-    stops where the uninterrupted run would have. With ``restore_best`` the best weights go
+    stops where the uninterrupted run would have (at once, trained no further, where the
+    history ends with the epoch it stopped at). With ``restore_best`` the best weights go
     into the history's ``kept`` (``SaveCheckpoint`` saves them with it), so a run resumed
     from a checkpoint restores the best epoch's weights even where that came before the
     resume, as the uninterrupted run would. (From a checkpoint without them, written by a
@@ -182,6 +183,9 @@ class EarlyStopping(Callback):
         for epoch, row in enumerate(run.history.epochs, 1):
             if self.monitor in row:
                 self._judge(float(row[self.monitor]), epoch)
+        if self.wait >= self.patience:  # it stopped the run there (a checkpoint of the epoch
+            run.stop = True  # it stopped at): the resumed run trains no further epoch
+            self.stopped_epoch = run.history.epoch
         if not self.restore_best or self.best_epoch is None:
             return
         kept = run.history.kept.get(self._key())
@@ -189,8 +193,10 @@ class EarlyStopping(Callback):
                 isinstance(kept.get("weights"), dict):
             self.saved = {k: np.array(v, copy=True) for k, v in kept["weights"].items()}
             run.history.kept[self._key()] = {"epoch": self.best_epoch, "weights": self.saved}
-        elif self.best_epoch == run.history.epoch:
-            self._save(run)
+        elif self.best_epoch == run.history.epoch and \
+                run.history.epochs[-1].get("step") == run.history.step:
+            self._save(run)  # (not from a history saved within the next epoch: the model
+            # holds that epoch's steps so far, not the best epoch's weights)
 
     def _key(self) -> str:
         """This callback's name in ``history.kept``: what decides its best epoch."""
@@ -259,15 +265,26 @@ class EarlyStopping(Callback):
 
 
 class SaveCheckpoint(Callback):
-    """``SaveCheckpoint(path, every=1, rngs=None)``: after every ``every``-th epoch, save a
+    """``SaveCheckpoint(path, every=1, rngs=None, steps=None)``: after every ``every``-th
+    epoch (and with ``steps``, also after every ``steps``-th step, within epochs), save a
     checkpoint (``fl.save_checkpoint``) of the model, optimiser state, step, the history
     and the generators: fluxml's default one, ``rngs``, and the data loader's (``"data"``)
     when it has one. ``path`` may hold ``{epoch}`` and ``{step}``: ``"ckpt-{epoch}.st"``.
     Resume with ``info = fl.load_checkpoint(path, model, fl.setup(rule, model),
     rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
-    info.extra["history"]))``. In ``fl.train(..., distributed=True)`` only rank 0 saves;
-    the file resumes with any number of ranks (load it on rank 0 or on all: ``fl.train``
-    broadcasts rank 0's model, optimiser state and data generator).
+    info.extra["history"]))``. A checkpoint saved within an epoch keeps a history holding
+    the epoch's steps so far and the data's place (a ``DataLoader``'s generator as the
+    epoch began): the run resumed from it, with the loader's generator restored (or the same
+    list of batches), goes on with the epoch's next batch, and ends bit for bit as the
+    uninterrupted run (the epoch's time and samples per second aside). A ``run.stop``
+    within an epoch ends that epoch: the file saved at its end resumes with the next epoch
+    (resume from the last one ``steps`` saved to go on within it). ``fl.train`` calls it
+    after the other callbacks, wherever it is in the list, so that a checkpoint holds the
+    epoch as they left it (the metrics ``Evaluate`` and ``LRSchedule`` log,
+    ``EarlyStopping``'s best weights). In ``fl.train(..., distributed=True)`` only rank 0
+    saves; the file resumes with any number of ranks (load it on rank 0 or on all:
+    ``fl.train`` broadcasts rank 0's model, optimiser state and data generator; within an
+    epoch, with the same global batch: ``batchsize`` times the ranks).
 
     >>> import os, tempfile, numpy as np, fluxml as fl
     >>> folder, model = tempfile.mkdtemp(), {"w": np.ones(2)}
@@ -280,24 +297,42 @@ class SaveCheckpoint(Callback):
     (3, array([0.7, 0.7]))
     """
 
-    def __init__(self, path, every: int = 1, rngs: dict | None = None):
+    stops_at_steps = False  # (fl.train(distributed=True) need not agree on a stop per step)
+
+    def __init__(self, path, every: int = 1, rngs: dict | None = None,
+                 steps: int | None = None):
         self.path, self.every = str(path), positive_int("SaveCheckpoint", _EVERY, every)
+        self.steps = None if steps is None else positive_int(
+            "SaveCheckpoint", "steps (steps between checkpoints within epochs)", steps)
         self.rngs = dict(rngs or {})
         self.saved: list[Path] = []
 
+    def on_step_end(self, run) -> None:
+        if self.steps is not None and run.step % self.steps == 0:
+            self._save(run, within=True)
+
     def on_epoch_end(self, run) -> None:
-        if run.epoch % self.every or not getattr(run, "is_main", True):
+        if run.epoch % self.every == 0:
+            self._save(run, within=False)
+
+    def _save(self, run, within: bool) -> None:
+        if not getattr(run, "is_main", True):
             return  # in a distributed run, rank 0 saves: every rank holds the same state
         from fluxml.io.files import save_checkpoint
+        from fluxml.resume import WITHIN, place, steps_into_epoch
 
         rngs = dict(self.rngs)
         data_rng = getattr(run.data, "rng", None)
         if isinstance(data_rng, np.random.Generator):
             rngs.setdefault("data", data_rng)
+        history = run.history.to_dict()
+        if within and steps_into_epoch(run.history):  # where the resumed run goes on (the
+            history["kept"] = {**history.get("kept", {}), WITHIN: place(run)}  # data's place)
         path = Path(self.path.format(epoch=run.epoch, step=run.step))
         save_checkpoint(path, run.model, run.state, step=run.step, rngs=rngs,
-                        extra={"epoch": run.epoch, "history": run.history.to_dict()})
-        self.saved.append(path)
+                        extra={"epoch": run.epoch, "history": history})
+        if not self.saved or self.saved[-1] != path:  # (an epoch's last step, then its end)
+            self.saved.append(path)
 
 
 class LRSchedule(Callback):
@@ -334,6 +369,10 @@ class LRSchedule(Callback):
 
         self.value = float(self.schedule(t))
         adjust(run.state, **{self.name: self.value})
+
+    def on_train_begin(self, run) -> None:
+        if self.every == "step" and run.step > 0:  # a run resumed within an epoch: the value
+            self.value = float(self.schedule(run.step - 1))  # its last step used, for the row
 
     def on_epoch_begin(self, run) -> None:
         if self.every == "epoch":

@@ -23,8 +23,10 @@ class History:
     callbacks added). ``history["name"]`` lists a metric over the epochs (None where an
     epoch lacks it). ``kept``: what a callback keeps for a run continued from this history
     (``EarlyStopping(restore_best=True)``: its best epoch and that epoch's weights), by the
-    callback's key. ``to_dict`` / ``from_dict`` go through a checkpoint's ``extra`` (plain
-    JSON, but for the arrays of ``kept``, which the checkpoint keeps as tensors).
+    callback's key (in the history of a file ``SaveCheckpoint(steps=k)`` saved within an
+    epoch, ``"within an epoch"``: the run's place there, which ``fl.train`` takes out).
+    ``to_dict`` / ``from_dict`` go through a checkpoint's ``extra`` (plain JSON, but for
+    the arrays of ``kept``, which the checkpoint keeps as tensors).
 
     >>> import fluxml as fl
     >>> h = fl.History(losses=[0.9, 0.5, 0.4], epochs=[{"epoch": 1, "step": 3, "loss": 0.6}])

@@ -3,7 +3,9 @@
 
 ``loss(model, *batch)`` returns a scalar; each batch gives one ``fl.withgradient`` and one
 ``fl.update``. A NaN or Inf in the loss or in a gradient stops training before the update,
-with an error naming the step and the parameter; the model is left as it was.
+with an error naming the step and the parameter; the model is left as it was. So is it
+when the step raises (an error in the loss, Ctrl-C): what its forward pass wrote into the
+model (BatchNorm's running statistics) is put back before the error goes on.
 
 >>> import numpy as np, fluxml as fl
 >>> x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
@@ -28,12 +30,13 @@ import numpy as np
 
 from fluxml._checks import flag, positive_int
 from fluxml.ad import withgradient
-from fluxml.ad.writeback import contents, put_back
-from fluxml.callbacks import Callback
+from fluxml.callbacks import Callback, SaveCheckpoint
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.tree import flatten, leaves, leaves_with_paths, nodes
+from fluxml.resume import WITHIN, rest_of_epoch, steps_into_epoch
+from fluxml.rollback import Rollback
+from fluxml.tree import leaves, leaves_with_paths
 
 
 class TrainingError(FloatingPointError):
@@ -105,10 +108,18 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     and per epoch the mean loss, time, samples per second and the metrics of callbacks).
 
     ``callbacks``: ``fl.Evaluate``, ``fl.EarlyStopping``, ``fl.SaveCheckpoint``,
-    ``fl.LRSchedule``, or your own ``fl.Callback``. ``progress``: a progress bar (tqdm when
-    installed, a built-in text bar otherwise) showing the loss and samples per second.
+    ``fl.LRSchedule``, or your own ``fl.Callback``, called in their order, but for
+    ``SaveCheckpoint``, which comes after the others (a checkpoint holds what they logged).
+    ``progress``: a progress bar (tqdm when installed, a built-in text bar otherwise)
+    showing the loss and samples per second.
     ``history``: continue a run (its step and epoch counts go on; a resumed checkpoint
-    gives it back as ``fl.History.from_dict(info.extra["history"])``).
+    gives it back as ``fl.History.from_dict(info.extra["history"])``). A history saved
+    within an epoch (``SaveCheckpoint(steps=k)``), holding steps after its last epoch's end,
+    goes on with that epoch after the batches it trained on (not loaded nor trained again),
+    where the data gives them in the same order again: a ``DataLoader`` whose generator the
+    checkpoint restored, a list of batches. Elsewhere (a run stopped by Ctrl-C or an error
+    continued in the same process: its loader has drawn another order since) the epoch
+    starts again from its first batch, with a warning.
 
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
     ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
@@ -157,6 +168,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             hint = ("; a schedule goes in as fl.LRSchedule(schedule)"
                     if type(cb).__module__ == "fluxml.optimise.schedules" else "")
             raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}{hint}")
+    # SaveCheckpoint after the others: a checkpoint holds the epoch as they left it (the
+    # metrics Evaluate and LRSchedule log at its end, EarlyStopping's best weights); saved
+    # before them, a run resumed from it lacked those, and judged and stopped otherwise
+    callbacks = [cb for cb in callbacks if not isinstance(cb, SaveCheckpoint)] + \
+        [cb for cb in callbacks if isinstance(cb, SaveCheckpoint)]
     if isinstance(data, tuple) and data and all(hasattr(d, "shape") for d in data):
         raise TypeError(
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
@@ -263,17 +279,24 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     # step, only where a callback acts at steps) stops every rank
     steps_agreed = dp is not None and any(_acts_at_steps(cb) for cb in callbacks)
     history_start = run.step  # the first step of this call is checked for a gradient
-    buffers = _buffers(run.model)
-    objects = _objects(run.model)
-    written = None if backend is None else _Written(gradient_step, run.model)
+    before = Rollback(run.model, None if backend is None else gradient_step)
+    mark = history.kept.pop(WITHIN, None)  # (a checkpoint saved within an epoch: its place)
+    done = steps_into_epoch(history)  # the steps of an epoch the history holds
     for epoch in range(history.epoch + 1, last_epoch + 1):
+        if run.stop:  # (set before any epoch: a resumed EarlyStopping whose patience had run out)
+            break
         run.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(run)
         bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress)
         start, samples, total = time.perf_counter(), 0, 0.0
-        steps = 0
-        for batch in data:
+        steps, batches = 0, data
+        if done:  # the rest of the epoch, after the batches those steps trained on (where
+            batches, skipped = rest_of_epoch(data, history, mark, done, epoch)  # the data
+            if skipped:  # gives them again; else the whole epoch again, with a warning)
+                total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
+            done = 0
+        for batch in batches:
             args = batch if isinstance(batch, tuple) else (batch,)
             if unchecked:
                 _check_signature(loss, run.model, args)
@@ -281,17 +304,17 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             for cb in callbacks:
                 cb.on_step_begin(run)
             count = _count(args, data)
-            for x, kept in buffers:
-                kept[...] = x
-            fields = [contents(o) for o in objects]  # (a forward pass may set them)
-            if written is not None:
-                written.keep()
+            before.keep()  # the model as the step begins, put back if it fails
             share = 1.0 if dp is None else dp.share(count)
-            if dp is not None and backend is None:  # the averaging starts in the backward pass
-                value, (grads,) = gradient_step(run.model, share, *args,
-                                                on_final=dp.begin(count, share))
-            else:
-                value, (grads,) = gradient_step(run.model, share, *args)
+            try:
+                if dp is not None and backend is None:  # the averaging starts in the backward
+                    value, (grads,) = gradient_step(run.model, share, *args,  # pass
+                                                    on_final=dp.begin(count, share))
+                else:
+                    value, (grads,) = gradient_step(run.model, share, *args)
+            except BaseException:  # (an error in the loss, Ctrl-C): the step never happened,
+                before.put_back()  # its forward pass's writes too
+                raise
             if dp is None:
                 value = float(value)
             else:  # the mean over the ranks: the same numbers on all of them
@@ -300,12 +323,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             bad = _nonfinite_gradient(grads)
             if not math.isfinite(value) or bad is not None:
                 bar.close()
-                for o, before in zip(objects, fields):
-                    put_back(o, before)
-                for x, kept in buffers:  # (the failed forward pass wrote its NaN there)
-                    x[...] = kept
-                if written is not None:
-                    written.put_back()
+                before.put_back()  # (its NaN was written there)
             if not math.isfinite(value):
                 also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
                 raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
@@ -324,8 +342,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                                  f"given (its gradient holds no arrays), so training would "
                                  f"change nothing. loss(model, *batch) must compute with its "
                                  f"first argument, not with a model it closes over")
-            if written is not None:
-                written.learn()
+            before.learn()
             run.state, run.model = update(run.state, run.model, grads)
             run.step += 1
             run.loss = value
@@ -358,66 +375,6 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
-
-
-def _buffers(model) -> list:
-    """``[(array, copy)]`` for the model's float arrays that the optimiser does not step but a
-    forward pass may write (BatchNorm's running statistics): copied before each step and put
-    back when it fails, so that a TrainingError leaves the whole model as it was."""
-    trained = {id(x) for x in flatten(model, trainable=True)[0]}
-    return [(x, x.copy()) for x in leaves(model) if id(x) not in trained and _float_array(x)]
-
-
-class _Written:
-    """Under ``compile``, the model's arrays the compiled step writes in place (a forward
-    pass's ``self.state = ...`` compiles to a write into the array the field holds): copied
-    before each step and put back when it fails, as :func:`_buffers`' are. They are learnt
-    from each compiled program (one per batch shape) after its first step that succeeded;
-    until the first is learnt, every float array is copied."""
-
-    def __init__(self, step, model):
-        self.step, self.model = step, model
-        self.learnt: list = []  # the programs whose writes are in ``pairs``
-        self.pairs: dict | None = None  # id of array -> (array, its copy)
-        self.everything: list = []  # every float array and its copy, until then
-
-    def keep(self) -> None:
-        if self.pairs is None:
-            self.everything = [(x, x.copy()) for x in leaves(self.model) if _float_array(x)]
-            return
-        for x, kept in self.pairs.values():
-            kept[...] = x
-
-    def put_back(self) -> None:
-        for x, kept in (self.everything if self.pairs is None else self.pairs.values()):
-            x[...] = kept
-
-    def learn(self) -> None:
-        """After a step that succeeded: the arrays its program writes, added to those of the
-        programs learnt before (the model's leaves come first among the step's arguments,
-        ``(model, share, *batch)``)."""
-        entry = self.step.last
-        if entry is None or any(e is entry for e in self.learnt):
-            return
-        self.learnt.append(entry)
-        at = {entry.positions[k] for k, _ in entry.program.writes}
-        self.pairs = self.pairs or {}
-        self.pairs.update((id(x), (x, x.copy())) for i, x in enumerate(leaves(self.model))
-                          if i in at and _float_array(x))
-        self.everything = []
-
-
-def _float_array(x) -> bool:
-    return getattr(x, "ndim", 0) > 0 and x.dtype.kind in "fc" and \
-        getattr(getattr(x, "flags", None), "writeable", True)
-
-
-def _objects(model) -> list:
-    """The model's objects, lists and dicts: their contents are put back when a step fails,
-    as a forward pass may have set them (a user's ``self.mean = 0.9 * self.mean + ...``, an
-    item appended to a list, which the gradient writes back)."""
-    return [n.static for n in nodes(flatten(model)[1])
-            if n.kind in ("object", "list", "dict") and n.static is not None]
 
 
 def _acts_at_steps(callback) -> bool:

@@ -116,16 +116,23 @@ def _schedule(r, epochs, steps_per_epoch):
                        final_div=float(r.uniform(2, 1e3)))
 
 
-def draw(seed: int) -> Spec:
-    r = np.random.default_rng([seed, 11])
+def sizes(r, nobs: int, batchsize: int, epochs: tuple[int, int]):
+    """``(kind, nobs, batchsize, partial, epochs, steps an epoch)`` drawn from ``r``: fewer
+    than ``nobs`` observations in batches of fewer than ``batchsize``, ``epochs`` a range."""
     kind = ["mlp", "mlp", "conv", "lstm"][r.integers(4)]
-    nobs = int(r.integers(2, 20))
-    batchsize = int(r.integers(1, 9))
+    nobs = int(r.integers(2, nobs))
+    batchsize = int(r.integers(1, batchsize))
     partial = bool(r.integers(3))
     if not partial and batchsize > nobs:
         batchsize = nobs
-    epochs = int(r.integers(2, 6))
+    epochs = int(r.integers(*epochs))
     steps = nobs // batchsize + (1 if partial and nobs % batchsize else 0)
+    return kind, nobs, batchsize, partial, epochs, steps
+
+
+def draw(seed: int) -> Spec:
+    r = np.random.default_rng([seed, 11])
+    kind, nobs, batchsize, partial, epochs, steps = sizes(r, 20, 9, (2, 6))
     evaluate = int(r.integers(0, 3))
     early = None
     if r.integers(2):
@@ -669,16 +676,25 @@ def main(argv=None):
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--width", type=int, default=300, help="characters of each failure shown")
     args = p.parse_args(argv)
-    failures = resumes = 0
-    with tempfile.TemporaryDirectory() as folder:
-        for seed in range(args.start, args.start + args.cases):
-            try:
-                resumes += run_case(seed, folder)
-            except Exception as err:  # noqa: BLE001 - report every failing seed
-                failures += 1
-                print(f"seed {seed}: {type(err).__name__}: {str(err)[:args.width]}")
+    failures, resumes = run_seeds(
+        run_case, range(args.start, args.start + args.cases),
+        lambda seed, err: f"seed {seed}: {type(err).__name__}: {str(err)[:args.width]}")
     print(f"{args.cases - failures} passed, {failures} failed ({resumes} resumes checked)")
     return 1 if failures else 0
+
+
+def run_seeds(run_case, seeds, show) -> tuple[int, int]:
+    """``run_case(seed, folder)`` for each seed, in one temporary folder, printing each
+    failure as ``show(seed, error)``: ``(failures, the sum of what the cases returned)``."""
+    failures = total = 0
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in seeds:
+            try:
+                total += run_case(seed, folder)
+            except Exception as err:  # noqa: BLE001 - report every failing seed
+                failures += 1
+                print(show(seed, err))
+    return failures, total
 
 
 if __name__ == "__main__":

@@ -60,6 +60,26 @@ def test_early_stopping_resumed_counts_its_patience_on(tmp_path):
     assert (stop.best_epoch, stop.wait, stop.stopped_epoch) == (1, 3, 4)
 
 
+def test_early_stopping_resumed_from_the_epoch_it_stopped_at_trains_no_further(tmp_path):
+    # the checkpoint of the epoch where EarlyStopping stopped the run (the process died
+    # before train returned): the resumed run trained another epoch, silently
+    def flat(m):
+        return 0 * np.sum(m["w"]) + 1.0
+
+    model = {"w": np.ones(1)}
+    saver = fl.SaveCheckpoint(tmp_path / "ckpt-{epoch}.st")
+    h = fl.train(flat, model, [()] * 2, fl.setup(fl.Descent(0.1), model), epochs=8,
+                 progress=False, callbacks=[fl.EarlyStopping(patience=2), saver])
+    assert h.epoch == 3
+    state = fl.setup(fl.Descent(0.1), model)
+    info = fl.load_checkpoint(tmp_path / "ckpt-3.st", model, state)
+    stop = fl.EarlyStopping(patience=2)
+    resumed = fl.train(flat, model, [()] * 2, state, epochs=5, progress=False,
+                       callbacks=[stop], history=fl.History.from_dict(info.extra["history"]))
+    assert (resumed.epoch, resumed.step) == (3, 6)
+    assert (stop.best_epoch, stop.wait, stop.stopped_epoch) == (1, 2, 3)
+
+
 def test_early_stopping_on_a_metric_of_every_other_epoch_resumes(tmp_path):
     _run(tmp_path, 2, [fl.Evaluate(lambda m: 1.0, every=2, name="val"),
                        fl.EarlyStopping("val")])
@@ -117,3 +137,110 @@ def test_restore_best_of_an_epoch_before_the_resume_warns_without_its_weights(tm
                                         fl.EarlyStopping("score", patience=5, min_delta=delta)],
                           resume_from=2)
     np.testing.assert_allclose(resumed["w"], 0.8**6)  # epoch 3's weights, kept
+
+
+def _rows(h):
+    return [{k: v for k, v in r.items() if k not in ("time", "samples_per_second")}
+            for r in h.epochs]
+
+
+def test_a_history_saved_within_an_epoch_goes_on_after_its_steps(tmp_path):
+    # a checkpoint saved after step 2 of 4: the resumed run trained the epoch's first two
+    # batches again (10 steps for 8), silently
+    batches = [np.full(2, v) for v in (1.0, -2.0, 3.0, 0.5)]
+
+    def loss(m, x):
+        return np.sum(m["w"] * x) ** 2
+
+    model = {"w": np.ones(2)}
+    h = fl.train(loss, model, batches, fl.setup(fl.Adam(0.1), model), epochs=2,
+                 progress=False, callbacks=[fl.SaveCheckpoint(tmp_path / "c-{step}.st",
+                                                              every=9, steps=2)])
+    again = {"w": np.zeros(2)}
+    state = fl.setup(fl.Adam(0.1), again)
+    info = fl.load_checkpoint(tmp_path / "c-2.st", again, state)
+    h2 = fl.train(loss, again, batches, state, epochs=2, progress=False,
+                  history=fl.History.from_dict(info.extra["history"]))
+    assert h2.losses == h.losses and _rows(h2) == _rows(h)
+    assert again["w"].tobytes() == model["w"].tobytes()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("at", [2, 4, 6])
+def test_save_checkpoint_within_epochs_resumes_bit_for_bit(tmp_path, at, shared):
+    # every 2 steps, 3 batches an epoch (shuffled): within epoch 1, within epoch 2, and at
+    # epoch 2's last step before its end (the LRSchedule's value in the row: the last step's).
+    # shared: the loader draws from fluxml's default generator, as Dropout does: its "data"
+    # entry was saved as the epoch began, the default one as it stood, and the load put
+    # both into that one generator, so the resumed run's masks were others, silently
+    x = np.random.default_rng(0).normal(size=(9, 2)).astype(np.float32)
+
+    def run(resume=None):
+        fl.seed(1 if resume is None else 2)
+        model = fl.Chain(fl.Dense(2, 3, np.tanh), fl.Dropout(0.3), fl.Dense(3, 1))
+        loader = fl.DataLoader((x, x[:, :1]), batchsize=3, shuffle=True,
+                               rng=fl.init.default_rng() if shared else None)
+        state = fl.setup(fl.OptimiserChain(fl.AccumGrad(2), fl.Adam(0.01)), model)
+        history = None
+        cbs = [fl.LRSchedule(fl.ExpDecay(0.01, 0.9))]
+        if resume is not None:
+            info = fl.load_checkpoint(resume, model, state, rngs={"data": loader.rng})
+            history = fl.History.from_dict(info.extra["history"])
+        else:
+            cbs.append(fl.SaveCheckpoint(tmp_path / "c-{step}.st", every=5, steps=2))
+        h = fl.train(lambda m, x, y: fl.mse(m(x), y), model, loader, state, progress=False,
+                     epochs=3 - (history.epoch if history else 0), history=history,
+                     callbacks=cbs)
+        return h, fl.state(model)
+
+    h, weights = run()
+    h2, weights2 = run(tmp_path / f"c-{at}.st")
+    assert h2.losses == h.losses and _rows(h2) == _rows(h)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(fl.leaves(weights),
+                                                           fl.leaves(weights2)))
+
+
+def test_save_checkpoint_listed_first_saves_what_the_others_log(tmp_path):
+    # SaveCheckpoint before the callback logging the metric saved each epoch's row without
+    # it: a run resumed from epoch 1's file judged epoch 2 its best and went on to epoch 3
+    scores = {1: 1.0, 2: 2.0, 3: 0.5}
+
+    def run(resume=None):
+        model = {"w": np.ones(2)}
+        state = fl.setup(fl.Descent(0.1), model)
+        history = None
+        if resume is not None:
+            info = fl.load_checkpoint(tmp_path / resume, model, state)
+            history = fl.History.from_dict(info.extra["history"])
+        saver = fl.SaveCheckpoint(tmp_path / ("again-{epoch}.st" if resume else "c-{epoch}.st"))
+        return fl.train(_loss, model, [()] * 2, state, progress=False, history=history,
+                        epochs=3 - (history.epoch if history else 0),
+                        callbacks=[saver, Scores(scores),
+                                   fl.EarlyStopping("score", patience=1, restore_best=False)])
+
+    h = run()
+    assert h.epoch == 2 and h["score"] == [1.0, 2.0]
+    again = run("c-1.st")
+    assert again.epoch == 2 and again["score"] == [1.0, 2.0]
+    assert again.losses == h.losses
+
+
+def test_restore_best_resumed_within_the_epoch_after_the_best_warns(tmp_path):
+    # resumed after step 3 (within epoch 2, epoch 1 the best so far) without the best
+    # weights kept: the model's weights then, 3 steps in, were taken for epoch 1's and
+    # restored at the end, silently
+    scores = {1: 1.0, 2: 3.0, 3: 2.0}
+    model = {"w": np.ones(2)}
+    fl.train(_loss, model, [()] * 2, fl.setup(fl.Descent(0.1), model), epochs=3,
+             progress=False,
+             callbacks=[Scores(scores), fl.EarlyStopping("score", restore_best=False),
+                        fl.SaveCheckpoint(tmp_path / "c-{step}.st", steps=1)])
+    np.testing.assert_allclose(model["w"], 0.8**6)
+    again = {"w": np.zeros(2)}
+    state = fl.setup(fl.Descent(0.1), again)
+    info = fl.load_checkpoint(tmp_path / "c-3.st", again, state)
+    with pytest.warns(UserWarning, match="the best epoch, 1, came before this run resumed"):
+        fl.train(_loss, again, [()] * 2, state, epochs=2, progress=False,
+                 history=fl.History.from_dict(info.extra["history"]),
+                 callbacks=[Scores(scores), fl.EarlyStopping("score")])
+    assert again["w"].tobytes() == model["w"].tobytes()  # epoch 3's, kept

@@ -188,6 +188,7 @@ class DataLoader:
         # but need not build them so (a loader made on some ranks only would wait)
         self._unsynced = self.shard is True and self.shuffle and rng is None
         self._last_count = None  # observations in the batch last given
+        self._pass_start = None  # the generator's state as the current pass began
 
     def _part(self) -> tuple[int, int]:
         """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""
@@ -203,16 +204,25 @@ class DataLoader:
         return full + (1 if rest >= nranks and self.partial else 0)
 
     def __iter__(self) -> Iterator:
+        self._sync()
+        self._pass_start = self.rng.bit_generator.state  # (for _mark)
+        order = self.rng.permutation(self.nobs) if self.shuffle else None
+        yield from self._batches(order, 0)
+
+    def _sync(self) -> None:
+        """Rank 0's generator on every rank, once (see ``_unsynced``)."""
         if self._unsynced:
             from fluxml import distributed
 
             self.rng.bit_generator.state = distributed.broadcast_object(
                 self.rng.bit_generator.state)
             self._unsynced = False
-        order = self.rng.permutation(self.nobs) if self.shuffle else None
+
+    def _batches(self, order, first: int) -> Iterator:
+        """The pass's batches from batch ``first`` on (``order``: its permutation, or None)."""
         rank, nranks = self._part()
         step = self.batchsize * nranks
-        for b in range(len(self)):
+        for b in range(first, len(self)):
             lo, hi = b * step, min((b + 1) * step, self.nobs)
             if nranks > 1:  # this rank's part of the global batch, as np.array_split cuts
                 q, r = divmod(hi - lo, nranks)
@@ -226,11 +236,57 @@ class DataLoader:
             else:
                 yield getobs(self.data, idx)
 
+    def _mark(self) -> dict:
+        """Where the current pass stands, for a checkpoint saved within it
+        (``SaveCheckpoint(steps=k)``): the generator's state as the pass began and now, and
+        what cuts the batches (the global batch: N ranks cut what one process with
+        ``batchsize * N`` cuts)."""
+        from fluxml.io.files import _as_lists
+
+        return {"began": _as_lists(self._pass_start),
+                "now": _as_lists(self.rng.bit_generator.state),
+                "cut": [self.nobs, self.batchsize * self._part()[1], self.shuffle,
+                        self.partial, len(self)]}
+
+    def _go_on(self, mark: dict, skip: int) -> Iterator | str:
+        """The batches after the first ``skip`` of the pass ``mark`` (``_mark``) describes,
+        without loading those: the order drawn again from the generator as that pass began,
+        the generator left as it is (as the checkpoint saved it: fluxml's default generator
+        may be this one, drawn from since). Or, where this loader is not where ``mark``
+        says, why not."""
+        from fluxml.io.files import _as_lists
+
+        self._sync()
+        cut = [self.nobs, self.batchsize * self._part()[1], self.shuffle, self.partial,
+               len(self)]
+        if mark.get("cut") != cut or not isinstance(mark.get("began"), dict):
+            return f"the DataLoader cuts {_cuts(cut)}, the run's cut {_cuts(mark.get('cut'))}"
+        now = self.rng.bit_generator.state
+        if _as_lists(now) != mark.get("now"):
+            return ("the DataLoader's generator is not as the checkpoint saved it (load it "
+                    "with fl.load_checkpoint(..., rngs={'data': loader.rng}))")
+        if skip > cut[4]:
+            return f"the history holds {skip} steps of it, the DataLoader cuts {cut[4]} batches"
+        self.rng.bit_generator.state = mark["began"]
+        self._pass_start = self.rng.bit_generator.state
+        order = self.rng.permutation(self.nobs) if self.shuffle else None
+        self.rng.bit_generator.state = now
+        return self._batches(order, skip)
+
     def __repr__(self) -> str:
         shard = f", shard={self.shard}" if self.shard is not None else ""
         return (f"DataLoader({type(self.data).__name__}, batchsize={self.batchsize}, "
                 f"shuffle={self.shuffle}, partial={self.partial}{shard}): {len(self)} batches "
                 f"of {self.nobs} observations")
+
+
+def _cuts(cut) -> str:
+    """The cut a ``_mark`` recorded, in words."""
+    if not (isinstance(cut, list) and len(cut) == 5):
+        return "none that is known"
+    nobs, batch, shuffle, partial, batches = cut
+    return (f"{nobs} observations into {batches} {'shuffled ' if shuffle else ''}batches of "
+            f"{batch}{'' if partial else ' (partial=False)'}")
 
 
 def _check_shard(shard):
