@@ -5,15 +5,19 @@ Each case draws a right-hand side (linear, a small tanh network, Lotka-Volterra-
 time-dependent, a stiff relaxation), a state (a vector, a matrix, or a tree ``{"x", "v"}`` of
 a second-order system), parameters (a dict of arrays and float numbers, with a static int),
 a time span (either direction), save times (none, some, repeated, the ends), a solver and a
-sensitivity algorithm. It checks
+sensitivity algorithm (an adjoint sometimes with its own backward solver and tolerances, or
+checkpoints at listed times). It checks
 
 - the saved states against SciPy's DOP853 at tolerance 1e-12 (adaptive solvers), or against
-  a naive loop of the method's textbook formula (the fixed-step Euler, Midpoint, Heun, RK4);
+  a naive loop of the method's textbook formula (the fixed-step Euler, Midpoint, Heun, RK4,
+  and the adaptive methods run with ``adaptive=False``, from their tableaus), at save times
+  on the steps' grid;
 - the gradient of a weighted sum of the saved states with respect to ``u0`` and every float
   leaf of ``p``, for every ``sensealg``, against central differences of that reference;
 - with ``Direct()``: forward mode (``fl.jvp``) against the reverse gradient, and the
   gradient of the dense output ``sol(t)`` at a time between the saves;
-- float32 states and parameters: float32 solution and gradients, close to float64's.
+- float32 states and parameters (every solver): float32 solution and gradients, as accurate
+  as float64's at the same tolerances up to float32's rounding.
 
 A clear error (``SolveError``, ``DifferentiationError``) counts as refused, not failed.
 
@@ -32,6 +36,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import fluxml as fl
+from fluxml.ode import tableaus
 
 # --- right-hand sides: core(t, x, p) shaped like x (a vector (n,) or a matrix (n, 2)) --------
 
@@ -146,14 +151,34 @@ def naive_fixed(name, f, t0, y0, h, steps):
     return np.array(out)
 
 
+def naive_tableau(name, f, t0, y0, h, steps):
+    """An adaptive method run with fixed steps (``adaptive=False``): every state after each
+    step by the textbook loop over its tableau's a, b and c (fluxml's numbers, none of its
+    stepping code)."""
+    tab = getattr(tableaus, name.upper())
+    out, t, y = [y0], t0, y0
+    for _ in range(steps):
+        ks = []
+        for c, row in zip(tab.c, tab.a):
+            ks.append(f(t + c * h, y + h * sum((a * k for a, k in zip(row, ks)), 0.0 * y)))
+        y = y + h * sum(b * k for b, k in zip(tab.b, ks))
+        t = t + h
+        out.append(y)
+    return np.array(out)
+
+
+# the adaptive methods also drawn with adaptive=False and fixed steps of dt
+FIXED_ADAPTIVE = ["BS3", "Tsit5", "DP5", "Vern7"]
+
 ALGS = {
-    "Direct": lambda: fl.ode.Direct(),
-    "Interpolating": lambda: fl.ode.InterpolatingAdjoint(),
-    "Interpolating(checkpointing)": lambda: fl.ode.InterpolatingAdjoint(checkpointing=True),
-    "Interpolating(checkpoints=2)": lambda: fl.ode.InterpolatingAdjoint(checkpointing=True,
-                                                                         checkpoints=2),
-    "Backsolve": lambda: fl.ode.BacksolveAdjoint(),
-    "Quadrature": lambda: fl.ode.QuadratureAdjoint(),
+    "Direct": lambda pr: fl.ode.Direct(),
+    "Interpolating": lambda pr: fl.ode.InterpolatingAdjoint(**pr.backward),
+    "Interpolating(checkpointing)": lambda pr: fl.ode.InterpolatingAdjoint(
+        checkpointing=True, **pr.backward),
+    "Interpolating(checkpoints=2)": lambda pr: fl.ode.InterpolatingAdjoint(
+        checkpointing=True, checkpoints=pr.checkpoints, **pr.backward),
+    "Backsolve": lambda pr: fl.ode.BacksolveAdjoint(**pr.backward),
+    "Quadrature": lambda pr: fl.ode.QuadratureAdjoint(**pr.backward),
 }
 
 
@@ -194,6 +219,30 @@ class Problem:
         # f closes over p instead of taking it: Direct differentiates it, an adjoint must
         # refuse by name (it cannot see a derivative that does not come through p)
         self.closure = bool(rng.random() < 0.2)
+        self._widen(rng)
+
+    def _widen(self, rng):
+        """Draws made after the others (the suite's cases keep their problems): an adaptive
+        method with fixed steps, grid save times for fixed steps, an adjoint's own backward
+        solver and tolerances, checkpoints at listed times."""
+        self.backward, self.checkpoints = {}, 2
+        t0, t1 = self.tspan
+        if self.fixed:
+            if rng.random() < 0.4:
+                self.solver = str(rng.choice(FIXED_ADAPTIVE))
+            if rng.random() < 0.5:  # save times on the steps' grid (the reference has those)
+                k = sorted(int(v) for v in rng.integers(0, self.steps + 1, rng.integers(1, 5)))
+                self.saveat = [t0 + (t1 - t0) * i / self.steps for i in k + k[-1:]]
+            return
+        if self.alg != "Direct" and rng.random() < 0.3:
+            name = str(rng.choice(["Vern7", "DP5", "Tsit5", "Rodas5"]))
+            self.backward = dict(solver=getattr(fl.ode, name)(), rtol=ADAPTIVE[name],
+                                 atol=ADAPTIVE[name] / 10)
+        if "checkpoints=" in self.alg and rng.random() < 0.5:
+            # listed times: inside the span, some at a save time or an end
+            ts = list(rng.uniform(min(t0, t1), max(t0, t1), int(rng.integers(1, 4))))
+            ts += [float(rng.choice(list(self.saveat) + [t0, t1]))] * int(rng.random() < 0.5)
+            self.checkpoints = sorted(float(t) for t in ts)
 
     def _saveat(self, rng):
         t0, t1 = self.tspan
@@ -212,6 +261,9 @@ class Problem:
         return (f"{self.kind} {self.state} n={self.n} tspan=({self.tspan[0]:.4f}, "
                 f"{self.tspan[1]:.4f}) {self.solver} "
                 + (f"dt={self.dt:.4f} " if self.fixed else f"{self.alg} ")
+                + "".join(f"{k}={v!r} " for k, v in self.backward.items())
+                + (f"checkpoints={np.round(self.checkpoints, 4).tolist()} "
+                   if "checkpoints=" in self.alg and self.checkpoints != 2 else "")
                 + f"saveat={None if self.saveat is None else np.round(self.saveat, 4).tolist()}"
                 + " (f closes over p)" * self.closure)
 
@@ -223,7 +275,7 @@ class Problem:
             closed = p
             f, p = (lambda t, u, _: self.f(t, u, closed)), None
         return fl.ode.solve(f, u0, self.tspan, p, solver=getattr(fl.ode, self.solver)(),
-                            saveat=self.saveat, sensealg=ALGS[alg](), max_steps=20000, **kw)
+                            saveat=self.saveat, sensealg=ALGS[alg](self), max_steps=20000, **kw)
 
     def reference(self, u0, p, times):
         """The states at ``times`` as (T, size): SciPy at 1e-12, or the naive fixed steps."""
@@ -233,8 +285,13 @@ class Problem:
             return pack(self.f(t, unpack(y, self.state, self.n), p), self.state)
 
         if self.fixed:
-            return naive_fixed(self.solver, rhs, self.tspan[0], y0, np.sign(
+            naive = naive_fixed if self.solver in FIXED else naive_tableau
+            states = naive(self.solver, rhs, self.tspan[0], y0, np.sign(
                 self.tspan[1] - self.tspan[0]) * self.dt, self.steps)
+            if self.saveat is None:
+                return states
+            t0, t1 = self.tspan  # grid times: the state after round((t - t0) / dt) steps
+            return states[[round((t - t0) / (t1 - t0) * self.steps) for t in times]]
         times = np.asarray(times, dtype=float)
         r = solve_ivp(rhs, self.tspan, y0, method="DOP853", rtol=1e-12, atol=1e-13,
                       dense_output=True)
@@ -263,6 +320,11 @@ def entries(g, p):
     dependence, as the state at t0 has on p)."""
     return np.array([0.0 if g[k] is None else g[k] if i is None else g[k].flat[i]
                      for k, i in leaves(p)])
+
+
+def along(g, dp):
+    """<g, dp> over the leaves ``dp`` has (a gradient of None is zero)."""
+    return sum(np.sum(g[k] * dp[k]) for k in dp if g[k] is not None)
 
 
 def perturbed(p, k, i, eps):
@@ -360,7 +422,7 @@ def check(case, rng, verbose=False):
     if gp.get("n", "absent") is not None and "n" in pr.p:
         return f"the gradient of the static int leaf is {gp['n']!r}, not None"
     for k, i in leaves(pr.p):
-        if i is None and not isinstance(gp[k], float):
+        if i is None and not isinstance(gp[k], (float, type(None))):
             return f"the gradient of the float leaf {k} is a {type(gp[k]).__name__}"
     scale = _scale(np.concatenate([fd_u, fd_p]))
     gtol = 1e-7 if pr.fixed else 50 * vtol
@@ -374,7 +436,7 @@ def check(case, rng, verbose=False):
         message = check_direct(pr, rng, loss, gu, gp, scale, verbose)
         if message:
             return message
-    return check_float32(pr, loss)
+    return check_float32(pr, verbose)
 
 
 def check_direct(pr, rng, loss, gu, gp, scale, verbose):
@@ -391,7 +453,7 @@ def check_direct(pr, rng, loss, gu, gp, scale, verbose):
         _, tangent = fl.jvp(lambda u0, q: loss(u0, {**q, **static}, "Direct"), (pr.u0, {
             k: v for k, v in pr.p.items() if k not in static}), (du, dp))
     rev = float(np.sum(pack(gu, pr.state) * pack(du, pr.state))
-                + sum(np.sum(np.asarray(gp[k]) * dp[k]) for k in dp))
+                + along(gp, dp))
     if verbose:
         print(f"  jvp {tangent} vs reverse {rev}")
     if abs(tangent - rev) > 1e-8 * scale * (1 + sum(np.sum(np.abs(v)) for v in dp.values())):
@@ -450,17 +512,17 @@ def check_second_order(pr, loss, static, dp, scale, verbose):
 
     def inner(q):
         (g,) = fl.gradient(lambda q: loss(pr.u0, {**q, **static}, "Direct"), q)
-        return sum(np.sum(g[k] * dp[k]) for k in dp)
+        return along(g, dp)
 
-    def along(e):
+    def moved(e):
         return {k: (v + e * dp[k]) if k in dp else v for k, v in q0.items()}
 
     def central(eps):
-        return (float(inner(along(eps))) - float(inner(along(-eps)))) / (2 * eps)
+        return (float(inner(moved(eps))) - float(inner(moved(-eps)))) / (2 * eps)
 
     with np.errstate(all="ignore"):
         (h,) = fl.gradient(inner, q0)
-        got = float(sum(np.sum(np.asarray(h[k]) * dp[k]) for k in dp))
+        got = float(along(h, dp))
         # fixed steps (checked to 1e-6): Richardson-extrapolated, as the first-order
         # differences are; plain central differences at 1e-4 were 4e-6 off a second
         # derivative of 3e7 (Lotka-Volterra grown backwards in time, Midpoint), whose next
@@ -480,32 +542,46 @@ def check_second_order(pr, loss, static, dp, scale, verbose):
     return None
 
 
-def check_float32(pr, loss):
-    """Float32 in: float32 solution and gradients, near float64's."""
-    if pr.fixed or pr.solver in ("Rodas5", "Rosenbrock23"):
-        return None
+def _f32(x):
+    if isinstance(x, dict):
+        return {k: _f32(v) for k, v in x.items()}
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32)
+    return np.float32(x) if isinstance(x, float) else x
 
-    def f32(x):
-        if isinstance(x, dict):
-            return {k: f32(v) for k, v in x.items()}
-        if isinstance(x, np.ndarray):
-            return x.astype(np.float32)
-        return np.float32(x) if isinstance(x, float) else x
 
-    u32, p32 = f32(pr.u0), f32(pr.p)
-    kw = dict(rtol=1e-5, atol=1e-6)
+def check_float32(pr, verbose=False):
+    """Float32 in: a float32 solution and gradients, as accurate as float64's at the same
+    tolerances up to float32's rounding."""
+    kw = (dict(dt=pr.dt, adaptive=False) if pr.fixed else dict(rtol=1e-5, atol=1e-6))
+
+    def run(u, p, alg="Direct"):
+        return fl.ode.solve(pr.f, u, pr.tspan, p, solver=getattr(fl.ode, pr.solver)(),
+                            saveat=pr.saveat, sensealg=ALGS[alg](pr), max_steps=20000, **kw)
+
+    u32, p32 = _f32(pr.u0), _f32(pr.p)
     with np.errstate(all="ignore"):
-        sol = fl.ode.solve(pr.f, u32, pr.tspan, p32, solver=getattr(fl.ode, pr.solver)(),
-                           saveat=pr.saveat, **kw)
-    kinds = {np.asarray(v).dtype.name for v in (sol.u.values() if pr.state == "tree"
-                                                 else [sol.u])}
+        sols = [run(u32, p32), run(pr.u0, pr.p)]
+    kinds = {np.asarray(v).dtype.name for v in (sols[0].u.values() if pr.state == "tree"
+                                                 else [sols[0].u])}
     if kinds != {"float32"}:
         return f"float32 state and parameters gave a {sorted(kinds)} solution"
+    e32, e64 = (np.max(np.abs(stacked(s.u, pr.state) - ref)) / _scale(ref)
+                for s in sols for ref in [pr.reference(pr.u0, pr.p, s.t)])
+    if verbose:
+        print(f"  float32 value error {e32:.2e}, float64's at the same tolerances {e64:.2e}",
+              end="")
+    if e32 > 10 * e64 + 1e-4:
+        return f"float32 solution: error {e32:.2e}, float64's at the same tolerances {e64:.2e}"
+
+    def loss(u, p):  # (with saveat=None the two take other steps: only the end compares)
+        states = stacked(run(u, p, pr.alg).u, pr.state)
+        return np.sum(states if pr.saveat is not None or pr.fixed else states[-1])
+
     try:
         with np.errstate(all="ignore"):
-            gu, gp = fl.gradient(lambda u, p: np.sum(stacked(fl.ode.solve(
-                pr.f, u, pr.tspan, p, solver=getattr(fl.ode, pr.solver)(),
-                saveat=pr.saveat, sensealg=ALGS[pr.alg](), **kw).u, pr.state)), u32, p32)
+            gu, gp = fl.gradient(loss, u32, p32)
+            gu64, gp64 = fl.gradient(loss, pr.u0, pr.p)
     except (fl.ode.SolveError, fl.DifferentiationError):
         return None
     kinds = {np.asarray(v).dtype.name for v in (list(gu.values()) if pr.state == "tree"
@@ -513,6 +589,13 @@ def check_float32(pr, loss):
     kinds |= {np.asarray(gp[k]).dtype.name for k, _ in leaves(pr.p) if gp[k] is not None}
     if kinds != {"float32"}:
         return f"float32 state and parameters gave gradients in {sorted(kinds)} ({pr.alg})"
+    g32 = np.concatenate([pack(gu, pr.state), entries(gp, pr.p)])
+    g64 = np.concatenate([pack(gu64, pr.state), entries(gp64, pr.p)])
+    gerr = np.max(np.abs(g32 - g64)) / _scale(g64)
+    if verbose:
+        print(f", gradient off float64's by {gerr:.2e}")
+    if gerr > 50 * (10 * e64 + 1e-4):
+        return f"float32 gradient ({pr.alg}): {gerr:.2e} off float64's (value error {e64:.2e})"
     return None
 
 
