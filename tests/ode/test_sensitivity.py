@@ -349,17 +349,19 @@ def test_float32_gradients_through_a_rosenbrock_solver_are_float32_accurate(alg)
     np.testing.assert_allclose(g, want, rtol=0, atol=5e-4)
 
 
-def test_a_checkpointing_adjoint_keeps_a_float32_rosenbrock_solve_float32():
+@pytest.mark.parametrize("alg", [fl.ode.InterpolatingAdjoint(checkpointing=True),
+                                 fl.ode.BacksolveAdjoint()], ids=repr)
+def test_an_adjoint_keeps_a_float32_rosenbrock_solve_float32(alg):
     """Re-solving between checkpoints started from a saved time, a NumPy float64, which made
     the Rosenbrock step h one and W = I / (h gamma) - J float64: the re-solved states were
-    float64, and a float32 layer warned that it got float64 input (blaming the user's data)."""
+    float64; BacksolveAdjoint solves u backwards in float64 and gave f those states. A
+    float32 layer warned that it got float64 input (blaming the user's data)."""
     fl.seed(0)
     node = fl.NeuralODE(fl.Dense(2, 2, np.tanh), (0.0, 1.0), solver=fl.ode.Rodas5(),
-                        sensealg=fl.ode.InterpolatingAdjoint(checkpointing=True),
-                        saveat=[0.5, 1.0], rtol=1e-6, atol=1e-8)
+                        sensealg=alg, saveat=[0.5, 1.0], rtol=1e-6, atol=1e-8)
     x = np.ones((2, 2), np.float32)
     seen = []
-    node.model = fl.Chain(node.model, lambda u: seen.append(u.dtype) or u)
+    node.model = fl.Chain(lambda u: seen.append(u.dtype) or u, node.model)  # f's states
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         (g,) = fl.gradient(lambda n: np.sum(n(x) ** 2), node)
@@ -368,6 +370,6 @@ def test_a_checkpointing_adjoint_keeps_a_float32_rosenbrock_solve_float32():
     node64 = fl.NeuralODE(fl.f64(node.model), (0.0, 1.0), solver=fl.ode.Rodas5(),
                           saveat=[0.5, 1.0], rtol=1e-6, atol=1e-8, sensealg=fl.ode.Direct())
     (g64,) = fl.gradient(lambda n: np.sum(n(x.astype(float)) ** 2), node64)
-    w, w64 = g.model.layers[0].weight, g64.model.layers[0].weight
+    w, w64 = g.model.layers[1].weight, g64.model.layers[1].weight
     assert w.dtype == np.float32
     np.testing.assert_allclose(w, w64, rtol=1e-3, atol=1e-4)

@@ -120,15 +120,16 @@ def time_derivative(G, t, y, g0, h, *values):
     return (G(t + delta, y) * 4.0 - G(t + 2 * delta, y) - g0 * 3.0) / (2 * delta)
 
 
-def jacobian_of(F: Counted):
+def jacobian_of(F: Counted, *values):
     """``jac(t, y, f0, h) -> (df/du, df/dt)`` for the Rosenbrock solvers: the Jacobian by
-    fluxml's forward mode, the time derivative by a difference (``time_derivative``)."""
+    fluxml's forward mode, the time derivative by a difference (``time_derivative``) whose
+    step suits the precision of ``y`` and ``values``."""
 
     def jac(t, y, f0, h):
         F.stats.njac += 1
         J = jacobian(lambda z: F.fun(t, z), y, mode="fwd")
         F.stats.nfe += 2
-        return J, time_derivative(F.fun, t, y, f0, h, y)
+        return J, time_derivative(F.fun, t, y, f0, h, y, *values)
 
     return jac
 
@@ -301,8 +302,8 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
     return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
-def _jac(solver, F):
-    return jacobian_of(F) if getattr(solver, "stiff", False) else None
+def _jac(solver, F, *values):
+    return jacobian_of(F, *values) if getattr(solver, "stiff", False) else None
 
 
 class _Backward:
@@ -369,7 +370,7 @@ class _Backward:
 
     def integrate(self, G, start, end, z, norm_size, keep=False, U=None):
         F = Counted(G, self.stats)
-        jac = _jac(self.solver, F)
+        jac = _jac(self.solver, F, self.y0_flat, *self.pv)  # (f's precision: z is float64)
         if jac is not None and U is not None:
             jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
@@ -398,8 +399,8 @@ class _Backward:
         if self.u_back is not None:
             self.check_drift(self.u_back, u, start)
 
-        def G(t, z):
-            fu, gu, gp = self.vjp(t, z[:n], z[n:2 * n])
+        def G(t, z):  # f sees u in the state's dtype (a float32 layer warned of float64)
+            fu, gu, gp = self.vjp(t, z[:n].astype(self.y0_flat.dtype, copy=False), z[n:2 * n])
             return np.concatenate([np.reshape(fu, -1), -gu, -gp])
 
         z, _, _ = self.integrate(G, start, end, np.concatenate([u, lam, mu]), 2 * n)
