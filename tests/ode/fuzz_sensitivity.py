@@ -555,13 +555,26 @@ def check_float32(pr, verbose=False):
     tolerances up to float32's rounding."""
     kw = (dict(dt=pr.dt, adaptive=False) if pr.fixed else dict(rtol=1e-5, atol=1e-6))
 
+    seen = set()  # the dtypes of the states f is given (a float32 f given float64: a leak)
+
+    def f(t, u, p):
+        seen.update(str(x.dtype) for x in (u.values() if isinstance(u, dict) else [u]))
+        return pr.f(t, u, p)
+
     def run(u, p, alg="Direct"):
-        return fl.ode.solve(pr.f, u, pr.tspan, p, solver=getattr(fl.ode, pr.solver)(),
+        return fl.ode.solve(f, u, pr.tspan, p, solver=getattr(fl.ode, pr.solver)(),
                             saveat=pr.saveat, sensealg=ALGS[alg](pr), max_steps=20000, **kw)
 
     u32, p32 = _f32(pr.u0), _f32(pr.p)
     with np.errstate(all="ignore"):
         sols = [run(u32, p32), run(pr.u0, pr.p)]
+        seen.clear()
+        try:
+            fl.gradient(lambda u, p: np.sum(stacked(run(u, p, pr.alg).u, pr.state)), u32, p32)
+        except (fl.ode.SolveError, fl.DifferentiationError):
+            pass
+    if seen - {"float32"}:
+        return f"a float32 solve ({pr.alg}) gave f states of {sorted(seen)}"
     kinds = {np.asarray(v).dtype.name for v in (sols[0].u.values() if pr.state == "tree"
                                                  else [sols[0].u])}
     if kinds != {"float32"}:
