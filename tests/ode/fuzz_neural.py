@@ -28,7 +28,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import fluxml as fl
-from tests.ode.fuzz_sensitivity import ADAPTIVE, VALUE_TOL, _scale, naive_fixed
+from tests.ode.fuzz_problems import ADAPTIVE, VALUE_TOL, naive_fixed
+from tests.ode.fuzz_sensitivity import _scale
 
 ACTIVATIONS = {"tanh": np.tanh, "sigmoid": fl.sigmoid, "softplus": fl.softplus,
                "identity": lambda x: x}

@@ -15,19 +15,19 @@ checkpoints at listed times). It checks
 - the gradient of a weighted sum of the saved states with respect to ``u0`` and every float
   leaf of ``p``, for every ``sensealg``, against central differences of that reference;
 - with ``Direct()``: forward mode (``fl.jvp``) against the reverse gradient, and the
-  gradient of the dense output ``sol(t)`` at a time between the saves;
+  gradient of the dense output ``sol(t)`` at a time between the saves (or at an array of
+  two: the states stacked);
 - float32 states and parameters (every solver): float32 solution and gradients, as accurate
-  as float64's at the same tolerances up to float32's rounding.
+  as float64's at the same tolerances up to float32's rounding, f given float32 states only.
 
 A clear error (``SolveError``, ``DifferentiationError``) counts as refused, not failed.
 
-    PYTHONPATH=src /work/.bench-venv/bin/python -m tests.ode.fuzz_sensitivity N [SEED]
+    PYTHONPATH=src /work/main/.venv/bin/python -m tests.ode.fuzz_sensitivity N [SEED]
     ... --case I      rerun only case I, printing the drawn problem
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import traceback
 import zlib
@@ -36,139 +36,20 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import fluxml as fl
-from fluxml.ode import tableaus
-
-# --- right-hand sides: core(t, x, p) shaped like x (a vector (n,) or a matrix (n, 2)) --------
-
-
-# Functions of t use math (a Python float), not NumPy: np.sin(t) is a float64 scalar, which
-# would make a float32 state float64 in the user's f (not the solver's doing).
-
-def _col(v, x):
-    """A parameter vector (n,) against a state (n,) or (n, k)."""
-    return v if np.ndim(x) == 1 else v[:, None]
-
-
-def linear(t, x, p):
-    return p["M"] @ x + _col(p["b"], x) * math.sin(t)
-
-
-def mlp(t, x, p):
-    return p["W2"] @ np.tanh(p["W1"] @ x + _col(p["c"], x)) - p["decay"] * x
-
-
-def lotka(t, x, p):
-    return x * (_col(p["r"], x) - p["A"] @ x)
-
-
-def timed(t, x, p):
-    return -_col(np.exp(p["q"]), x) * x + np.sin(p["w"] * t + _col(p["phase"], x))
-
-
-def stiff(t, x, p):
-    return -p["K"] * (x - np.cos(t + _col(p["s"], x))) + _col(p["b"], x) * x ** 2 / 4
-
-
-def _params(kind, n, rng):
-    g = rng.standard_normal
-    if kind == "linear":
-        return {"M": g((n, n)) / 2, "b": g(n)}
-    if kind == "mlp":
-        h = int(rng.integers(1, 4))
-        return {"W1": g((h, n)), "c": g(h), "W2": g((n, h)) / 2,
-                "decay": float(rng.uniform(0.1, 1.0)), "n": h}
-    if kind == "lotka":
-        return {"r": rng.uniform(-0.5, 1.0, n), "A": rng.uniform(0.0, 0.6, (n, n))}
-    if kind == "timed":
-        return {"q": g(n) / 2, "w": float(rng.uniform(0.5, 3.0)), "phase": g(n)}
-    return {"K": float(rng.uniform(20.0, 200.0)), "s": g(n), "b": g(n) / 4}
-
-
-CORES = {"linear": linear, "mlp": mlp, "lotka": lotka, "timed": timed, "stiff": stiff}
-
-
-def make_f(core, state):
-    if state != "tree":
-        return core
-
-    def second_order(t, u, p):  # x'' = core(x) - 0.3 x'
-        return {"v": core(t, u["x"], p) - 0.3 * u["v"], "x": u["v"]}
-
-    return second_order
-
-
-# --- states: packed into one flat vector by the fuzzer itself (not fluxml's Packer) -----------
-
-def pack(u, state):
-    if state == "tree":
-        return np.concatenate([np.ravel(u["x"]), np.ravel(u["v"])])
-    return np.ravel(u)
-
-
-def unpack(y, state, n):
-    if state == "tree":
-        return {"x": y[:n], "v": y[n:]}
-    return y.reshape(n, 2) if state == "matrix" else y
-
-
-def stacked(u, state):
-    """sol.u (stacked along the first axis) as a (T, size) matrix."""
-    if state == "tree":
-        return np.concatenate([np.reshape(u["x"], (np.shape(u["x"])[0], -1)),
-                               np.reshape(u["v"], (np.shape(u["v"])[0], -1))], axis=1)
-    return np.reshape(u, (np.shape(u)[0], -1))
-
-
-# --- solvers -----------------------------------------------------------------------------------
-
-ADAPTIVE = {"Tsit5": 1e-9, "DP5": 1e-9, "Vern7": 1e-10, "BS3": 1e-8, "Rodas5": 1e-8,
-            "Rosenbrock23": 1e-6}  # the rtol each is run at
-# how close the values (relative to their size) and gradients must come at that rtol: the
-# global error grows over the span from the local tolerance; Rosenbrock23 is order 2
-VALUE_TOL = {"Rosenbrock23": 5e-4, "BS3": 1e-5}
-FIXED = {"Euler": 1, "Midpoint": 2, "Heun": 2, "RK4": 4}
-
-
-def naive_fixed(name, f, t0, y0, h, steps):
-    """The fixed-step methods' textbook formulas, every state after each step."""
-    out, t, y = [y0], t0, y0
-    for _ in range(steps):
-        hh = h
-        k1 = f(t, y)
-        if name == "Euler":
-            y = y + hh * k1
-        elif name == "Midpoint":
-            y = y + hh * f(t + hh / 2, y + hh / 2 * k1)
-        elif name == "Heun":
-            y = y + hh / 2 * (k1 + f(t + hh, y + hh * k1))
-        else:
-            k2 = f(t + hh / 2, y + hh / 2 * k1)
-            k3 = f(t + hh / 2, y + hh / 2 * k2)
-            k4 = f(t + hh, y + hh * k3)
-            y = y + hh / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        t = t + hh
-        out.append(y)
-    return np.array(out)
-
-
-def naive_tableau(name, f, t0, y0, h, steps):
-    """An adaptive method run with fixed steps (``adaptive=False``): every state after each
-    step by the textbook loop over its tableau's a, b and c (fluxml's numbers, none of its
-    stepping code)."""
-    tab = getattr(tableaus, name.upper())
-    out, t, y = [y0], t0, y0
-    for _ in range(steps):
-        ks = []
-        for c, row in zip(tab.c, tab.a):
-            ks.append(f(t + c * h, y + h * sum((a * k for a, k in zip(row, ks)), 0.0 * y)))
-        y = y + h * sum(b * k for b, k in zip(tab.b, ks))
-        t = t + h
-        out.append(y)
-    return np.array(out)
-
-
-# the adaptive methods also drawn with adaptive=False and fixed steps of dt
-FIXED_ADAPTIVE = ["BS3", "Tsit5", "DP5", "Vern7"]
+from tests.ode.fuzz_problems import (
+    ADAPTIVE,
+    CORES,
+    FIXED,
+    FIXED_ADAPTIVE,
+    VALUE_TOL,
+    _params,
+    make_f,
+    naive_fixed,
+    naive_tableau,
+    pack,
+    stacked,
+    unpack,
+)
 
 ALGS = {
     "Direct": lambda pr: fl.ode.Direct(),
@@ -470,12 +351,17 @@ def check_direct(pr, rng, loss, gu, gp, scale, verbose):
     tm = (t0 + float(rng.uniform(0.1, 0.9)) * (t1 - t0) if rng.random() < 0.6
           else float(corners[int(rng.integers(len(corners)))]))
     w = rng.standard_normal(pr.size)
+    # sometimes an array of times, sol([tm, t]): the states stacked
+    times = [tm] + [t0 + float(rng.uniform(0, 1)) * (t1 - t0)] * int(rng.random() < 0.3)
 
     def dense(u0, p):
-        return np.sum(w * pack(pr.solve(u0, p).__call__(tm), pr.state))
+        sol = pr.solve(u0, p)
+        if len(times) == 1:
+            return np.sum(w * pack(sol(tm), pr.state))
+        return np.sum(w * stacked(sol(np.array(times)), pr.state))
 
     def dense_ref(u0, p):
-        return float(np.sum(w * pr.reference(u0, p, [tm])[0]))
+        return float(np.sum(w * pr.reference(u0, p, times)))
 
     with np.errstate(all="ignore"):
         value = float(dense(pr.u0, pr.p))
@@ -488,10 +374,10 @@ def check_direct(pr, rng, loss, gu, gp, scale, verbose):
     verr = abs(value - dense_ref(pr.u0, pr.p)) / _scale([value])
     gerr = np.max(np.abs(got - want)) / _scale(want)
     if verbose:
-        print(f"  dense output at {tm}: value error {verr:.2e}, gradient error {gerr:.2e}")
+        print(f"  dense output at {times}: value error {verr:.2e}, gradient error {gerr:.2e}")
     if verr > tol or gerr > tol:
-        return (f"dense output sol({tm:.4f}): value error {verr:.2e}, gradient error "
-                f"{gerr:.2e} (tolerance {tol})")
+        return (f"dense output sol({np.round(times, 4).tolist()}): value error {verr:.2e}, "
+                f"gradient error {gerr:.2e} (tolerance {tol})")
     return None
 
 
