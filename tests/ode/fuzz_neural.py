@@ -20,15 +20,19 @@ or float32. It checks
 from __future__ import annotations
 
 import sys
-import traceback
 import warnings
-import zlib
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 import fluxml as fl
-from tests.ode.fuzz_problems import ADAPTIVE, VALUE_TOL, naive_fixed
+from tests.ode.fuzz_problems import (
+    ADAPTIVE,
+    VALUE_TOL,
+    float32_off,
+    naive_fixed,
+    run_cases,
+)
 from tests.ode.fuzz_sensitivity import _scale
 
 ACTIVATIONS = {"tanh": np.tanh, "sigmoid": fl.sigmoid, "softplus": fl.softplus,
@@ -214,45 +218,12 @@ def check_float32(case, W, verbose):
     if verbose:
         print(f"  float32 value error {e32:.2e} (float64's {e64:.2e}), gradient off float64's "
               f"by {gerr:.2e}")
-    if e32 > 10 * e64 + 1e-4:
-        return f"float32 output: error {e32:.2e}, float64's at the same tolerances {e64:.2e}"
-    if gerr > 50 * (10 * e64 + 1e-4):
-        return f"float32 gradient ({case.alg}): {gerr:.2e} off float64's"
-    return None
+    off = float32_off(e32, e64, gerr)
+    return off and f"{off} ({case.alg})"
 
 
 def main(argv):
-    args = [a for a in argv if not a.startswith("--")]
-    only = int(argv[argv.index("--case") + 1]) if "--case" in argv else None
-    if only is not None:
-        args.remove(str(only))
-    n = int(args[0]) if args else 30
-    seed = int(args[1]) if len(args) > 1 else 0
-    fails, refused, done = [], 0, 0
-    for i in range(n) if only is None else [only]:
-        rng = np.random.default_rng([seed, zlib.crc32(b"neural"), i])
-        case = Case(rng)
-        if only is not None:
-            print(case.describe())
-        try:
-            with np.errstate(all="ignore"):
-                message = check(case, rng, verbose=only is not None)
-            done += 1
-        except fl.ode.SolveError as e:
-            refused += 1
-            message = None
-            if only is not None:
-                print("  refused:", e)
-        except Exception as e:  # noqa: BLE001 - a crash is a finding
-            message = f"raised {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-            if only is not None:
-                traceback.print_exc()
-        if message:
-            fails.append(f"[{i}] {case.describe()}\n    {message}")
-            print("MISMATCH", fails[-1], flush=True)
-    print(f"{done} cases checked, {refused} refused (SolveError), {len(fails)} failures "
-          f"(seed {seed})")
-    return 1 if fails else 0
+    return run_cases(argv, 30, b"neural", Case, check, (fl.ode.SolveError,))
 
 
 if __name__ == "__main__":

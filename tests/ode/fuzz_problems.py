@@ -3,6 +3,8 @@ parameters, the fuzzer's own packing of states, the tolerances each solver runs 
 fixed-step references (textbook loops)."""
 
 import math
+import traceback
+import zlib
 
 import numpy as np
 
@@ -139,3 +141,64 @@ def naive_tableau(name, f, t0, y0, h, steps):
 
 # the adaptive methods also drawn with adaptive=False and fixed steps of dt
 FIXED_ADAPTIVE = ["BS3", "Tsit5", "DP5", "Vern7"]
+
+
+# --- shared by the fuzzers ---------------------------------------------------------------------
+
+def float32_off(e32, e64, gerr):
+    """What is off in a float32 solve whose values have error ``e32`` (float64's at the same
+    tolerances: ``e64``) and whose gradient is ``gerr`` off float64's, all relative; None when
+    it is as accurate as float64's up to float32's rounding (1e-4 over the steps), the
+    gradient within 50 times that (the ratio of the gradient and value tolerances)."""
+    if e32 > 10 * e64 + 1e-4:
+        return f"float32 values: error {e32:.2e}, float64's at the same tolerances {e64:.2e}"
+    if gerr > 50 * (10 * e64 + 1e-4):
+        return f"float32 gradient {gerr:.2e} off float64's (value error {e64:.2e})"
+    return None
+
+
+def arguments(argv, default):
+    """``(n, seed, only)`` from ``N [SEED] [--case I]``."""
+    args = [a for a in argv if not a.startswith("--")]
+    only = int(argv[argv.index("--case") + 1]) if "--case" in argv else None
+    if only is not None:
+        args.remove(str(only))
+    return (int(args[0]) if args else default), (int(args[1]) if len(args) > 1 else 0), only
+
+
+def run_cases(argv, default, salt, draw, check, refused):
+    """The fuzzers' main loop: ``N [SEED] [--case I]`` cases, case ``i`` drawn by ``draw(rng)``
+    from the seed, ``salt`` and ``i`` and checked by ``check(case, rng, verbose)`` (None or
+    a message); an exception of the types ``refused`` counts as refused (by its message's
+    start), any other is a finding. Returns the exit status: 1 when something failed."""
+    n, seed, only = arguments(argv, default)
+    fails, why_refused, done = [], {}, 0
+    for i in range(n) if only is None else [only]:
+        rng = np.random.default_rng([seed, zlib.crc32(salt), i])
+        try:
+            case = draw(rng)
+        except Exception as e:  # noqa: BLE001
+            fails.append(f"[{i}] drawing: {e}")
+            continue
+        if only is not None:
+            print(case.describe())
+        try:
+            with np.errstate(all="ignore"):
+                message = check(case, rng, verbose=only is not None)
+            done += 1
+        except refused as e:
+            why = f"{getattr(case, 'alg', '')}: {str(e)[:80]}"
+            why_refused[why] = why_refused.get(why, 0) + 1
+            message = None
+        except Exception as e:  # noqa: BLE001 - a crash is a finding
+            message = f"raised {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            if only is not None:
+                traceback.print_exc()
+        if message:
+            fails.append(f"[{i}] {case.describe()}\n    {message}")
+            print("MISMATCH", fails[-1], flush=True)
+    print(f"{done} cases checked, {sum(why_refused.values())} refused, {len(fails)} failures "
+          f"(seed {seed})")
+    for why, count in sorted(why_refused.items(), key=lambda kv: -kv[1]):
+        print(f"  refused {count:4d}  {why}")
+    return 1 if fails else 0
