@@ -22,7 +22,8 @@ CASES = [
             "saveat": [0.5, 1.0]}),  # a stiff adjoint re-solving between checkpoints
     (0, 38, {}),  # Vern7, Direct, saveat=None: the traced solve takes the plain one's steps
     (20, 43, {}),  # Rodas5 and an adjoint in float32: df/dt's difference suits float32
-    (1, 39, {}),  # Tsit5 with fixed steps (adaptive=False), saves on the steps' grid
+    (1, 39, {}),  # Tsit5 with fixed steps (adaptive=False), saves on the steps' grid,
+    # BacksolveAdjoint on that grid
 ]
 
 
