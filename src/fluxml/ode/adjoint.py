@@ -105,18 +105,24 @@ class QuadratureAdjoint(_Adjoint):
 
 
 def time_derivative(G, t, y, g0, h, *values):
-    """``dG/dt`` at ``(t, y)``, where ``g0 = G(t, y)``: a one-sided difference of second order
-    taken toward ``h``'s sign (the step's direction: past the end of an interval an adjoint
-    reads the forward solution held constant), with the step that suits the precision of
-    ``values`` (the least precise of them: float32 states and parameters make every
-    evaluation of G float32-accurate). The first-order quotient with a step of sqrt(eps) of
-    float64 was noise on float32 values (gradients through Rodas5 off by 1e-2, 4%, with
-    Direct or InterpolatingAdjoint); float32's sqrt(eps) left an error of 3e-4 in df/dt,
-    which the Rosenbrock stages amplify in the gradient."""
+    """``dG/dt`` at ``(t, y)``, where ``g0 = G(t, y)``: a one-sided difference taken toward
+    ``h``'s sign (the step's direction: past the end of an interval an adjoint reads the
+    forward solution held constant), with the step that suits the precision of ``values``
+    (the least precise of them: float32 states and parameters make every evaluation of G
+    float32-accurate, though an adjoint's lambda is float64).
+
+    float64: the forward difference with a step of sqrt(eps), accurate to ~1e-8. float32: a
+    difference of second order with a step of eps^(1/3) (one more evaluation of G): the
+    first-order one with float64's step differenced noise, and with float32's, sqrt(eps) =
+    3.5e-4, left an error of 3e-4 in df/dt, which the Rosenbrock stages amplify (gradients
+    through Rodas5 off by 4e-3 to 2e-2 on a size of 0.5, with Direct or an adjoint)."""
     eps = max(np.finfo(np.result_type(raw(x))).eps if _is_float(raw(x)) else 0.0
               for x in (g0, *values))
-    delta = math.copysign(eps ** (1 / 3) * max(1.0, abs(t)), h)
+    order = 1 if eps < 1e-10 else 2
+    delta = math.copysign(eps ** (1 / (order + 1)) * max(1.0, abs(t)), h)
     delta = (t + delta) - t  # a step the times hold exactly
+    if order == 1:
+        return (G(t + delta, y) - g0) / delta
     return (G(t + delta, y) * 4.0 - G(t + 2 * delta, y) - g0 * 3.0) / (2 * delta)
 
 
@@ -128,8 +134,11 @@ def jacobian_of(F: Counted, *values):
     def jac(t, y, f0, h):
         F.stats.njac += 1
         J = jacobian(lambda z: F.fun(t, z), y, mode="fwd")
-        F.stats.nfe += 2
-        return J, time_derivative(F.fun, t, y, f0, h, y, *values)
+        return J, time_derivative(counted, t, y, f0, h, y, *values)
+
+    def counted(t, y):  # F.fun, counted (F itself checks the first result's shape)
+        F.stats.nfe += 1
+        return F.fun(t, y)
 
     return jac
 
@@ -247,7 +256,7 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
         try:
             ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=keep,
-                                      jac=_jac(solver, F), **options)
+                                      jac=_jac(solver, F, y0, *pv), **options)
         except DifferentiationError as e:
             if str(e) != CLOSED_OVER:
                 raise
@@ -468,7 +477,7 @@ class _Backward:
         F = Counted(lambda t, z: self.rhs(t, z, self.pv), self.stats)
         opts = dict(self.options, saveat=np.array([t_to]))
         _, _, steps = integrate(self.forward_solver, F, t_from, t_to, y, keep_steps=True,
-                                jac=_jac(self.forward_solver, F), **opts)
+                                jac=_jac(self.forward_solver, F, y, *self.pv), **opts)
         return _Dense(self.forward_solver, steps, F)
 
 
