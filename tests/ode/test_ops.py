@@ -3,7 +3,7 @@
 import numpy as np
 
 import fluxml as fl
-from fluxml.ode.ops import lincomb
+from fluxml.ode.ops import combine_rows, lincomb, rows
 from fluxml.testing import check_grads
 
 
@@ -22,3 +22,18 @@ def test_lincomb_keeps_float32_and_records_one_node_per_combination():
     g = fl.gradient(lambda y: np.sum(lincomb(y, (0.25, 0.5), (y, y))), y)[0]
     assert g.dtype == np.float32
     np.testing.assert_allclose(g, 1.75)
+
+
+def test_rows_is_the_plain_matrix_product_bit_for_bit_and_differentiable():
+    rng = np.random.default_rng(1)
+    y, k1, k2, k3 = rng.normal(size=(4, 5))
+    c = np.array([0.1, -1.3, 2.0 / 3.0])
+    K = np.stack([k1, k2, k3])
+    # traced or not, the value is combine_rows's, as the plain solver step computes it
+    np.testing.assert_array_equal(rows(y, c, [k1, k2, k3]), combine_rows(y, c, K))
+    traced = fl.jvp(lambda y: rows(y, c, [k1, k2, k3]), (y,), (np.ones(5),))[0]
+    np.testing.assert_array_equal(traced, combine_rows(y, c, K))
+    np.testing.assert_allclose(rows(y, c, [k1, k2, k3]), y + c[0] * k1 + c[1] * k2 + c[2] * k3)
+    check_grads(lambda y, a, b: rows(y, (0.5, 0.0, -2.0), (a, b, a)) ** 2, y, k1, k2, order=2)
+    y32 = y.astype(np.float32)
+    assert rows(y32, np.float32(0.1) * np.ones(1, np.float32), [y32]).dtype == np.float32

@@ -104,16 +104,41 @@ class QuadratureAdjoint(_Adjoint):
     quadrature over each of its steps."""
 
 
-def jacobian_of(F: Counted):
-    """``jac(t, y, f0) -> (df/du, df/dt)`` for the Rosenbrock solvers: the Jacobian by
-    fluxml's forward mode, the time derivative by a difference quotient."""
+def time_derivative(G, t, y, g0, h, *values):
+    """``dG/dt`` at ``(t, y)``, where ``g0 = G(t, y)``: a one-sided difference taken toward
+    ``h``'s sign (the step's direction: past the end of an interval an adjoint reads the
+    forward solution held constant), with the step that suits the precision of ``values``
+    (the least precise of them: float32 states and parameters make every evaluation of G
+    float32-accurate, though an adjoint's lambda is float64).
 
-    def jac(t, y, f0):
+    float64: the forward difference with a step of sqrt(eps), accurate to ~1e-8. float32: a
+    difference of second order with a step of eps^(1/3) (one more evaluation of G): the
+    first-order one with float64's step differenced noise, and with float32's, sqrt(eps) =
+    3.5e-4, left an error of 3e-4 in df/dt, which the Rosenbrock stages amplify (gradients
+    through Rodas5 off by 4e-3 to 2e-2 on a size of 0.5, with Direct or an adjoint)."""
+    eps = max(np.finfo(np.result_type(raw(x))).eps if _is_float(raw(x)) else 0.0
+              for x in (g0, *values))
+    order = 1 if eps < 1e-10 else 2
+    delta = math.copysign(eps ** (1 / (order + 1)) * max(1.0, abs(t)), h)
+    delta = (t + delta) - t  # a step the times hold exactly
+    if order == 1:
+        return (G(t + delta, y) - g0) / delta
+    return (G(t + delta, y) * 4.0 - G(t + 2 * delta, y) - g0 * 3.0) / (2 * delta)
+
+
+def jacobian_of(F: Counted, *values):
+    """``jac(t, y, f0, h) -> (df/du, df/dt)`` for the Rosenbrock solvers: the Jacobian by
+    fluxml's forward mode, the time derivative by a difference (``time_derivative``) whose
+    step suits the precision of ``y`` and ``values``."""
+
+    def jac(t, y, f0, h):
         F.stats.njac += 1
         J = jacobian(lambda z: F.fun(t, z), y, mode="fwd")
-        delta = math.sqrt(np.finfo(np.result_type(raw(y))).eps) * max(1.0, abs(t))
+        return J, time_derivative(counted, t, y, f0, h, y, *values)
+
+    def counted(t, y):  # F.fun, counted (F itself checks the first result's shape)
         F.stats.nfe += 1
-        return J, (F.fun(t + delta, y) - f0) / delta
+        return F.fun(t, y)
 
     return jac
 
@@ -231,7 +256,7 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
         try:
             ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=keep,
-                                      jac=_jac(solver, F), **options)
+                                      jac=_jac(solver, F, y0, *pv), **options)
         except DifferentiationError as e:
             if str(e) != CLOSED_OVER:
                 raise
@@ -286,8 +311,8 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
     return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
-def _jac(solver, F):
-    return jacobian_of(F) if getattr(solver, "stiff", False) else None
+def _jac(solver, F, *values):
+    return jacobian_of(F, *values) if getattr(solver, "stiff", False) else None
 
 
 class _Backward:
@@ -354,9 +379,9 @@ class _Backward:
 
     def integrate(self, G, start, end, z, norm_size, keep=False, U=None):
         F = Counted(G, self.stats)
-        jac = _jac(self.solver, F)
+        jac = _jac(self.solver, F, self.y0_flat, *self.pv)  # (f's precision: z is float64)
         if jac is not None and U is not None:
-            jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None, toward=end - start)
+            jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
         ts, zs, steps = integrate(
             self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
@@ -383,8 +408,8 @@ class _Backward:
         if self.u_back is not None:
             self.check_drift(self.u_back, u, start)
 
-        def G(t, z):
-            fu, gu, gp = self.vjp(t, z[:n], z[n:2 * n])
+        def G(t, z):  # f sees u in the state's dtype (a float32 layer warned of float64)
+            fu, gu, gp = self.vjp(t, z[:n].astype(self.y0_flat.dtype, copy=False), z[n:2 * n])
             return np.concatenate([np.reshape(fu, -1), -gu, -gp])
 
         z, _, _ = self.integrate(G, start, end, np.concatenate([u, lam, mu]), 2 * n)
@@ -405,15 +430,17 @@ class _Backward:
                 "in time, so this gradient would be wrong. Use sensealg=InterpolatingAdjoint() "
                 "or QuadratureAdjoint() (or Direct()).")
 
-    def adjoint_jacobian(self, G, U, lam_only, toward):
+    def adjoint_jacobian(self, G, U, lam_only):
         """The stiff solvers' Jacobian of the adjoint equation, from Jacobians of ``f`` alone
         (forward mode, no second derivatives): ``d(-lambda^T f_u)/d lambda = -f_u^T`` and
         ``d(-lambda^T f_p)/d lambda = -f_p^T``; ``mu`` feeds nothing back. The time
-        derivative is a difference quotient taken ``toward`` the end of the interval (its
-        sign): ``U`` is held constant beyond the times it was solved for, so a quotient
-        reaching past them (at t1, or at a checkpoint) lost dU/dt and the step its order."""
+        derivative is a difference taken toward the end of the interval (the step's
+        direction): ``U`` is held constant beyond the times it was solved for, so a quotient
+        reaching past them (at t1, or at a checkpoint) lost dU/dt and the step its order. Its
+        step suits the precision of ``U`` and ``p`` (``G`` is float32-accurate when they are
+        float32, though ``lambda`` is float64)."""
 
-        def jac(t, z, g0):
+        def jac(t, z, g0, h):
             self.stats.njac += 1
             u = U(t)
             f_u = jacobian(lambda y: self.rhs(t, y, self.pv), u, mode="fwd")
@@ -427,8 +454,7 @@ class _Backward:
                 J = np.zeros((z.size, z.size))
                 J[:n, :n] = -f_u.T
                 J[n:, :n] = -f_p.T
-            delta = math.copysign(math.sqrt(np.finfo(float).eps) * max(1.0, abs(t)), toward)
-            return J, (G(t + delta, z) - g0) / delta
+            return J, time_derivative(G, t, z, g0, h, u, *self.pv)
 
         return jac
 
@@ -451,7 +477,7 @@ class _Backward:
         F = Counted(lambda t, z: self.rhs(t, z, self.pv), self.stats)
         opts = dict(self.options, saveat=np.array([t_to]))
         _, _, steps = integrate(self.forward_solver, F, t_from, t_to, y, keep_steps=True,
-                                jac=_jac(self.forward_solver, F), **opts)
+                                jac=_jac(self.forward_solver, F, y, *self.pv), **opts)
         return _Dense(self.forward_solver, steps, F)
 
 

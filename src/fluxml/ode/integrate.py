@@ -94,6 +94,9 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
     (the adjoints' seminorm: a parameter-gradient integral needs no step control).
     ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``."""
     stats = F.stats
+    # Python floats: a NumPy float64 time (an adjoint re-solving from a saved time) made the
+    # step h one, and float32 states float64 (W = I / (h gamma) - J in a Rosenbrock step)
+    t0, t1 = float(t0), float(t1)
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
     if not (adaptive and solver.adaptive) and dt is None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fluxml.ad.core import raw
 from fluxml.ode import tableaus
-from fluxml.ode.ops import lincomb
+from fluxml.ode.ops import combine_rows, lincomb, rows, stack_rows
 
 
 class Step:
@@ -75,25 +75,24 @@ class ExplicitRK:
 
     def step(self, F, t, y, h, k1):
         """``(y1, stages, err)``; ``err`` is the local error estimate (plain values), None for
-        fixed-step methods."""
+        fixed-step methods. A traced step (the direct mode) computes the plain step's values
+        bit for bit (``rows``), so it takes the plain solve's steps."""
         if _plain(y, k1):
             done = self._step_plain(F, t, y, h, k1)
             if done is not None:
                 return done
         tab = self.tableau
+        dtype = np.result_type(raw(y), raw(k1))
+        a, b, e = _coefficients(tab, dtype)
         ks = [k1]
-        y1 = None
         for i in range(1, tab.stages):
-            if tab.fsal and i == tab.stages - 1:
-                y1 = yi = lincomb(y, [h * b for b in tab.b[:i]], ks)
-            else:
-                yi = lincomb(y, [h * a for a in tab.a[i]], ks)
+            yi = rows(y, h * a[i, :i], ks)
             ks.append(F(t + tab.c[i] * h, yi))
-        if y1 is None:
-            y1 = lincomb(y, [h * b for b in tab.b], ks)
+        y1 = yi if tab.fsal else rows(y, h * b, ks)  # FSAL: the last stage's a row is b
         err = None
         if tab.b_err is not None:
-            err = lincomb(0.0 * raw(y), [h * e for e in tab.b_err], [raw(k) for k in ks])
+            K = stack_rows([raw(k) for k in ks], dtype)
+            err = combine_rows(np.zeros(np.shape(raw(y)), dtype), h * e, K)
         return y1, ks, err
 
     def _step_plain(self, F, t, y, h, k1):
@@ -106,16 +105,15 @@ class ExplicitRK:
         s, shape = tab.stages, y.shape
         K = np.empty((s, y.size), dtype)
         K[0] = k1.reshape(-1)
-        yv = y.reshape(-1)
         yi = y
         for i in range(1, s):
-            yi = (yv + (h * a[i, :i]) @ K[:i]).reshape(shape)
+            yi = combine_rows(y, h * a[i, :i], K[:i])
             k = F(t + tab.c[i] * h, yi)
             if type(k) is not np.ndarray:
                 return None
             K[i] = k.reshape(-1)
-        y1 = yi if tab.fsal else (yv + (h * b) @ K).reshape(shape)
-        err = ((h * e) @ K).reshape(shape) if tab.b_err is not None else None
+        y1 = yi if tab.fsal else combine_rows(y, h * b, K)
+        err = combine_rows(np.zeros(shape, dtype), h * e, K) if tab.b_err is not None else None
         return y1, [row.reshape(shape) for row in K], err
 
     def stages(self, F, step: Step) -> list:
@@ -143,10 +141,9 @@ class ExplicitRK:
         if step.kmat is None:
             K = self.stages(F, step)
             if not _plain(step.y0, *K):
-                return lincomb(step.y0, weights.tolist(), K)
-            step.kmat = np.stack([k.reshape(-1) for k in K])
-        y0 = step.y0
-        return (y0.reshape(-1) + weights.astype(step.kmat.dtype) @ step.kmat).reshape(y0.shape)
+                return rows(step.y0, weights.astype(np.result_type(*map(raw, K))), K)
+            step.kmat = stack_rows(K, np.result_type(*K))
+        return combine_rows(step.y0, weights.astype(step.kmat.dtype), step.kmat)
 
 
 def _solver(name, tab, doc):

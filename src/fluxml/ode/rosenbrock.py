@@ -92,7 +92,7 @@ class _Rosenbrock:
         if cache is not None and cache[0] == t and cache[1] is y:
             J, dT = cache[2], cache[3]
         else:
-            J, dT = jac(t, y, k1)
+            J, dT = jac(t, y, k1, h)  # (h: the direction to take df/dt in)
             self._cache = (t, y, J, dT)
         shape = np.shape(y)
         n = int(np.prod(shape))

@@ -150,7 +150,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
 
     F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), p)))
     ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True,
-                              jac=adjoint._jac(solver, F), **options)
+                              jac=adjoint._jac(solver, F, *leaves), **options)
     interpolant = _Interpolant(solver, F, steps, packer, t0, y0)
     u = packer.unpack_stacked(np.stack(ys))
     return Solution(np.asarray(ts), u, F.stats, solver, interpolant)
