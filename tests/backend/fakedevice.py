@@ -124,8 +124,8 @@ FAKE = fl.backend.ArrayBackend(
     name="fake",
     array_type=FakeDeviceArray,
     module=types.SimpleNamespace(  # the little of a NumPy-like namespace the engine asks for
-        __name__="fakenumpy", **{name: _made(name) for name in ("ones", "zeros", "arange",
-                                                                  "asarray")}),
+        __name__="fakenumpy", **{name: _made(name) for name in ("ones", "zeros", "empty",
+                                                                  "arange", "asarray")}),
     device_of=lambda x: f"fake:{x.device}",
     to_host=FakeDeviceArray.get,
     to_device=_to_device,

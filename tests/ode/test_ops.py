@@ -3,7 +3,7 @@
 import numpy as np
 
 import fluxml as fl
-from fluxml.ode.ops import combine_rows, lincomb, rows
+from fluxml.ode.ops import combine_rows, lincomb, rows, stack_rows
 from fluxml.testing import check_grads
 
 
@@ -37,3 +37,21 @@ def test_rows_is_the_plain_matrix_product_bit_for_bit_and_differentiable():
     check_grads(lambda y, a, b: rows(y, (0.5, 0.0, -2.0), (a, b, a)) ** 2, y, k1, k2, order=2)
     y32 = y.astype(np.float32)
     assert rows(y32, np.float32(0.1) * np.ones(1, np.float32), [y32]).dtype == np.float32
+
+
+def test_rows_stay_on_a_second_array_library():
+    """rows (a traced Runge-Kutta step's combination) and stack_rows made K with NumPy, so
+    CuPy states failed ("Implicit conversion to a NumPy array"), where lincomb ran; they are
+    made by the states' library now (the suite's stand-in for CuPy)."""
+    from tests.backend.fakedevice import FakeDeviceArray
+
+    y, k = np.array([1.0, 0.5]), np.array([0.1, 0.2])
+    dy, dk = FakeDeviceArray(y), FakeDeviceArray(k)
+    got = rows(dy, [0.5], [dk])
+    assert type(got) is FakeDeviceArray
+    np.testing.assert_array_equal(got.data, y + 0.5 * k)
+    (g,) = fl.gradient(lambda k: np.sum(rows(dy, [0.5], [k])), dk)
+    assert type(g) is FakeDeviceArray
+    np.testing.assert_array_equal(g.data, [0.5, 0.5])
+    K = stack_rows([dk, dy], np.float64)
+    assert type(K) is FakeDeviceArray

@@ -17,6 +17,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer, bind
 from fluxml.ad.define import defjvp_argnum, defvjp_argnum, primitive
+from fluxml.backend.registry import array_module
 
 
 def _impl_base(y, *ks, coeffs):
@@ -48,8 +49,9 @@ def lincomb(y, coeffs, ks):
 
 
 def stack_rows(ks, dtype):
-    """The stages ``ks`` as the rows of one ``(len(ks), size)`` matrix of ``dtype``."""
-    K = np.empty((len(ks), int(np.size(ks[0]))), dtype)
+    """The stages ``ks`` as the rows of one ``(len(ks), size)`` matrix of ``dtype``, in
+    their array library (CuPy stages: a CuPy matrix)."""
+    K = array_module(ks[0]).empty((len(ks), int(np.size(ks[0]))), dtype)
     for i, k in enumerate(ks):
         K[i] = np.reshape(k, -1)
     return K
@@ -67,10 +69,11 @@ def _impl_rows(y, *ks, coeffs, used):
     # zero here (0 * k is zero either way, and a zero term adds nothing: the same sum), and
     # the coefficients in the stages' dtype (Python floats holding float32 values convert
     # back exactly)
-    K = np.zeros((len(coeffs), int(np.size(y))), np.result_type(y, *ks))
+    xp = array_module(y, *ks)  # (CuPy states: K and the coefficients on their device)
+    K = xp.zeros((len(coeffs), int(np.size(y))), np.result_type(y, *ks))
     for i, k in zip(used, ks):
         K[i] = np.reshape(k, -1)
-    return combine_rows(y, np.asarray(coeffs, K.dtype), K)
+    return combine_rows(y, xp.asarray(coeffs, K.dtype), K)
 
 
 def _rows_rule(pos, t, ans, *args, coeffs, used):

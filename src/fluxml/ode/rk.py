@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad.core import raw
+from fluxml.backend.registry import array_module
 from fluxml.ode import tableaus
 from fluxml.ode.ops import combine_rows, lincomb, rows, stack_rows
 
@@ -76,7 +77,10 @@ class ExplicitRK:
     def step(self, F, t, y, h, k1):
         """``(y1, stages, err)``; ``err`` is the local error estimate (plain values), None for
         fixed-step methods. A traced step (the direct mode) computes the plain step's values
-        bit for bit (``rows``), so it takes the plain solve's steps."""
+        bit for bit (``rows``), so it takes the plain solve's steps wherever ``f`` itself
+        computes the same bits traced as plain (NumPy's scalar and array paths can differ in
+        the last bit, ``u[0] ** 2`` on a NumPy float64 against a 0-d array: then the steps,
+        and with ``saveat=None`` the save times, can differ in their last bits)."""
         if _plain(y, k1):
             done = self._step_plain(F, t, y, h, k1)
             if done is not None:
@@ -92,7 +96,8 @@ class ExplicitRK:
         err = None
         if tab.b_err is not None:
             K = stack_rows([raw(k) for k in ks], dtype)
-            err = combine_rows(np.zeros(np.shape(raw(y)), dtype), h * e, K)
+            xp = array_module(K)  # (CuPy stages: the estimate computed on their device)
+            err = combine_rows(xp.zeros(np.shape(raw(y)), dtype), xp.asarray(h * e), K)
         return y1, ks, err
 
     def _step_plain(self, F, t, y, h, k1):
