@@ -78,6 +78,28 @@ def _any_gradient(grads) -> bool:
     return any(hasattr(g, "dtype") for g in leaves(grads))
 
 
+def _check_step(value: float, grads, where: str, first: bool) -> None:
+    """Raise where a step's loss or gradient is not finite, or (``first`` step of the call)
+    where the gradient holds no array; ``where`` names the step."""
+    bad = _nonfinite_gradient(grads)
+    if not math.isfinite(value):
+        also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
+        raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
+                            "as it was before this step. Possible causes: a learning "
+                            "rate too high, log or division of 0, bad data in this batch")
+    if bad is not None:
+        raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
+                            f"(loss {value:.6g}); the model is as it was before this "
+                            f"step. Possible causes: a learning rate too high, a "
+                            f"function without a finite derivative here (sqrt or log "
+                            f"at 0), bad data in this batch")
+    if first and not _any_gradient(grads):
+        raise ValueError(f"train: {where}: the loss does not depend on the model it is "
+                         f"given (its gradient holds no arrays), so training would "
+                         f"change nothing. loss(model, *batch) must compute with its "
+                         f"first argument, not with a model it closes over")
+
+
 class Run:
     """What callbacks see: the model, optimiser state, data, history, the current epoch and
     step, the last loss, ``stop`` (set it to end training after this step or epoch),
@@ -312,36 +334,17 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                                                     on_final=dp.begin(count, share))
                 else:
                     value, (grads,) = gradient_step(run.model, share, *args)
-            except BaseException:  # (an error in the loss, Ctrl-C): the step never happened,
-                before.put_back()  # its forward pass's writes too
-                raise
-            if dp is None:
-                value = float(value)
-            else:  # the mean over the ranks: the same numbers on all of them
-                value, grads, count = dp.average(float(value) / share, grads, count, share)
-            where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
-            bad = _nonfinite_gradient(grads)
-            if not math.isfinite(value) or bad is not None:
-                bar.close()
-                before.put_back()  # (its NaN was written there)
-            if not math.isfinite(value):
-                also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
-                raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
-                                    "as it was before this step. Possible causes: a learning "
-                                    "rate too high, log or division of 0, bad data in this "
-                                    "batch")
-            if bad is not None:
-                raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
-                                    f"(loss {value:.6g}); the model is as it was before this "
-                                    f"step. Possible causes: a learning rate too high, a "
-                                    f"function without a finite derivative here (sqrt or log "
-                                    f"at 0), bad data in this batch")
-            if run.step == history_start and not _any_gradient(grads):
-                bar.close()
-                raise ValueError(f"train: {where}: the loss does not depend on the model it is "
-                                 f"given (its gradient holds no arrays), so training would "
-                                 f"change nothing. loss(model, *batch) must compute with its "
-                                 f"first argument, not with a model it closes over")
+                if dp is None:
+                    value = float(value)
+                else:  # the mean over the ranks: the same numbers on all of them (raises
+                    value, grads, count = dp.average(  # where another rank failed)
+                        float(value) / share, grads, count, share)
+                where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
+                _check_step(value, grads, where, run.step == history_start)
+            except BaseException:  # (an error in the loss, a NaN, another rank's failure,
+                bar.close()  # Ctrl-C): the step never happened, its forward pass's writes
+                before.put_back()  # too. (Ctrl-C within fl.update itself, once the update
+                raise  # began, is not covered: the model may be partly updated then)
             before.learn()
             run.state, run.model = update(run.state, run.model, grads)
             run.step += 1

@@ -79,3 +79,44 @@ def test_a_failed_step_puts_back_what_it_wrote_into_an_array_a_step_set(fail):
         fl.train(lambda m, x: np.sum(m(x) ** 2) * 1e-3, m, [np.ones(2)] * 50,
                  fl.setup(fl.Descent(1e-6), m), progress=False)
     np.testing.assert_array_equal(m.mean, means[fail - 1])
+
+
+@pytest.mark.parametrize("where", ["average", "check"])
+def test_a_failure_after_the_gradient_puts_back_the_forward_pass_writes(where, monkeypatch):
+    # another rank's failure raised from DataParallel.average, or Ctrl-C during the
+    # finiteness checks, came after the put-back's try: BatchNorm's running statistics kept
+    # the failed step's forward pass (reviewer's probe p4 on resumefuzz)
+    from fluxml import training
+    from fluxml.distributed import parallel
+    calls = [0]
+
+    def failing(real):
+        def f(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == 3:
+                raise (RuntimeError("rank 1 failed") if where == "average"
+                       else KeyboardInterrupt())
+            return real(*args, **kwargs)
+        return f
+
+    if where == "average":
+        monkeypatch.setattr(parallel.DataParallel, "average",
+                            failing(parallel.DataParallel.average))
+    else:
+        monkeypatch.setattr(training, "_nonfinite_gradient",
+                            failing(training._nonfinite_gradient))
+    model = fl.Chain(fl.Dense(3, 4), fl.BatchNorm(4))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)), rng.normal(size=(32, 4))
+    seen = []
+
+    class Snap(fl.Callback):
+        def on_step_end(self, run):
+            seen.append(run.model.layers[1].running_mean.copy())
+
+    with pytest.raises((RuntimeError, KeyboardInterrupt)):
+        fl.train(lambda m, x, y: fl.mse(m(x), y), model, fl.DataLoader((x, y), batchsize=8),
+                 fl.setup(fl.Descent(0.01), model), progress=False, callbacks=[Snap()],
+                 distributed=where == "average")
+    assert len(seen) == 2
+    np.testing.assert_array_equal(model.layers[1].running_mean, seen[-1])
