@@ -34,7 +34,7 @@ from fluxml.callbacks import Callback, SaveCheckpoint
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.resume import WITHIN, rest_of_epoch, steps_into_epoch
+from fluxml.resume import WITHIN, passes, rest_of_epoch, steps_into_epoch
 from fluxml.rollback import Rollback
 from fluxml.tree import leaves, leaves_with_paths
 
@@ -118,6 +118,7 @@ class Run:
         self.stop = False
         self.is_main = True  # False on the ranks other than 0 of a distributed run
         self.callbacks: list = []
+        self._data_pass = None  # the DataLoader's pass this epoch trains on (resume.place)
 
 
 def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
@@ -318,7 +319,10 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if skipped:  # gives them again; else the whole epoch again, with a warning)
                 total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
             done = 0
+        run._data_pass = None
         for batch in batches:
+            if run._data_pass is None:  # (the pass just begun: a callback may begin others)
+                run._data_pass = passes(data)
             args = batch if isinstance(batch, tuple) else (batch,)
             if unchecked:
                 _check_signature(loss, run.model, args)
