@@ -154,3 +154,25 @@ def test_a_callback_iterating_the_loader_within_the_epoch_saves_no_place(tmp_pat
                  progress=False, callbacks=[Peek()])
     assert sorted(np.concatenate(seen)) == sorted(X[:, 0])  # every row of epoch 2 once
     assert h.step == 9 and h.epochs[1]["step"] == 9
+
+
+def test_an_unshuffled_loader_goes_on_without_its_generator_restored(tmp_path, recwarn):
+    # its order is always the same, but the resume compared its generator with the file's
+    # and trained the epoch again, with a warning (reviewer's probe p11)
+    def loader():
+        return fl.DataLoader((X, X.sum(1, keepdims=True)), batchsize=2)
+
+    model = fl.Dense(2, 1)
+    with pytest.raises(KeyboardInterrupt):
+        fl.train(lambda m, a, b: fl.mse(m(a), b), model, loader(),
+                 fl.setup(fl.Descent(0.01), model), epochs=2, progress=False,
+                 callbacks=[fl.SaveCheckpoint(tmp_path / "c.st", steps=1), Kill(6)])
+    model = fl.Dense(2, 1)
+    state = fl.setup(fl.Descent(0.01), model)
+    info = fl.load_checkpoint(tmp_path / "c.st", model, state)  # (no rngs)
+    h, seen = fl.History.from_dict(info.extra["history"]), []
+    assert h.step == 5  # (SaveCheckpoint runs after Kill: step 5's file, batch 1 of epoch 2)
+    fl.train(_loss_seeing(seen), model, loader(), state, epochs=1, history=h, progress=False)
+    assert not [w for w in recwarn if "starts again" in str(w.message)]
+    np.testing.assert_array_equal(np.concatenate(seen), X[2:, 0])  # batches 2 to 4
+    assert h.step == 8 and h.epochs[1]["step"] == 8

@@ -258,8 +258,9 @@ class DataLoader:
         """The batches after the first ``skip`` of the pass ``mark`` (``_mark``) describes,
         without loading those: the order drawn again from the generator as that pass began,
         the generator left as it is (as the checkpoint saved it: fluxml's default generator
-        may be this one, drawn from since). Or, where this loader is not where ``mark``
-        says, why not."""
+        may be this one, drawn from since; unshuffled, the generator need not be restored, as
+        the order is always the same). Or, where this loader is not where ``mark`` says, why
+        not."""
         from fluxml.io.files import _as_lists
 
         self._sync()
@@ -268,7 +269,7 @@ class DataLoader:
         if mark.get("cut") != cut or not isinstance(mark.get("began"), dict):
             return f"the DataLoader cuts {_cuts(cut)}, the run's cut {_cuts(mark.get('cut'))}"
         now = self.rng.bit_generator.state
-        if _as_lists(now) != mark.get("now"):
+        if self.shuffle and _as_lists(now) != mark.get("now"):  # (unshuffled: one order)
             return ("the DataLoader's generator is not as the checkpoint saved it (load it "
                     "with fl.load_checkpoint(..., rngs={'data': loader.rng}))")
         if skip > cut[4]:
