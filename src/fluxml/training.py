@@ -330,7 +330,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             for cb in callbacks:
                 cb.on_step_begin(run)
             count = _count(args, data)
-            before.keep()  # the model as the step begins, put back if it fails
+            before.keep(args)  # the model as the step begins, put back if it fails
             share = 1.0 if dp is None else dp.share(count)
             try:
                 if dp is not None and backend is None:  # the averaging starts in the backward

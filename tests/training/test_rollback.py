@@ -120,3 +120,33 @@ def test_a_failure_after_the_gradient_puts_back_the_forward_pass_writes(where, m
                  distributed=where == "average")
     assert len(seen) == 2
     np.testing.assert_array_equal(model.layers[1].running_mean, seen[-1])
+
+
+class Branches:
+    """Counts its calls on batches of more than one row in ``big``, on single rows in
+    ``small`` (new arrays: compiled, writes into the arrays the fields hold). Both are
+    trainable arrays (with a zero gradient), which only the compiled step's copies keep."""
+
+    def __init__(self):
+        self.w, self.big, self.small = np.ones(2), np.zeros(2), np.zeros(2)
+
+    def __call__(self, x):
+        if x.shape[0] > 1:
+            self.big = self.big + 1.0
+        else:
+            self.small = self.small + 1.0
+        return x * self.w
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_of_a_program_not_learnt_yet_puts_back_its_writes(compile):
+    # compiled, only the arrays the learnt programs (batches of 4) write were copied: the
+    # last batch, of one row, ran another program that wrote `small`, and its failure (a
+    # NaN) kept that write (reviewer's probe p3)
+    m = Branches()
+    x, bad = np.ones((4, 2)), np.full((1, 2), np.nan)
+    with pytest.raises(fl.TrainingError):
+        fl.train(lambda m, x: np.sum(m(x) ** 2), m, [(x,), (x,), (bad,)],
+                 fl.setup(fl.Descent(0.01), m), progress=False, compile=compile)
+    np.testing.assert_array_equal(m.big, [2.0, 2.0])  # the two steps that succeeded
+    np.testing.assert_array_equal(m.small, [0.0, 0.0])
