@@ -15,7 +15,10 @@ every few dozen steps, not every step.
 
 from __future__ import annotations
 
+import collections
 import numbers
+from itertools import chain
+from operator import is_
 
 import numpy as np
 
@@ -31,10 +34,14 @@ class Rollback:
         self.model = model
         self.written = None if step is None else _Written(step, model)
         self.fields: list | None = None  # the objects' contents as the last step began
+        self.values: list = []  # all their values, in order (_values)
         self._find()
 
     def _find(self) -> None:
-        self.objects = _objects(self.model)
+        objects = _objects(self.model)  # (those whose contents are dicts first: _same)
+        self.objects = [o for o in objects if not _listlike(o)]
+        self.dicts = len(self.objects)
+        self.objects += [o for o in objects if _listlike(o)]
         self.buffers = _buffers(self.model)
         self.ids = {id(x) for x, _ in self.buffers}
         # arrays added since (fields set to new arrays): all found again past these
@@ -45,11 +52,16 @@ class Rollback:
         """Before a step on ``batch`` (its arguments after the model): copy what it may
         write."""
         fields = [contents(o) for o in self.objects]  # (a forward pass may set them)
-        if self.fields is not None:
+        values = _values(fields, self.dicts)
+        # the common step: every field holds the very object it held (a value that only
+        # compares equal is another one), so nothing new came in: _rebound's walk skipped
+        if self.fields is not None and not (len(values) == len(self.values) and
+                                            all(map(is_, values, self.values))):
             new = _rebound(fields, self.fields)
             if new is None:  # another object, list or dict in a field: others to keep
                 self._find()
                 fields = [contents(o) for o in self.objects]
+                values = _values(fields, self.dicts)
             for x in new or ():
                 if id(x) not in self.ids and _state_array(x):
                     self.buffers.append((x, x.copy()))
@@ -60,7 +72,7 @@ class Rollback:
                 self._find()  # (the arrays left behind dropped)
             if self.written is not None and (new is None or new):
                 self.written.forget()  # (a compiled step writes into what the fields hold)
-        self.fields = fields
+        self.fields, self.values = fields, values
         for x, kept in self.buffers:
             kept[...] = x
         if self.written is not None:
@@ -82,6 +94,21 @@ class Rollback:
 
 
 _PLAIN = (type(None), bool, numbers.Number, str, bytes, np.generic, np.ndarray)
+
+
+def _listlike(o) -> bool:
+    """Whether :func:`contents` of ``o`` is a list or set (not a dict)."""
+    return isinstance(o, (set, list, collections.deque)) and not isinstance(o, dict)
+
+
+def _values(fields: list, dicts: int) -> list:
+    """All the values of the objects' contents ``fields`` (the first ``dicts`` are dicts,
+    the others lists or sets), in order: flattened in C (``keep`` compares them with the
+    last step's by identity)."""
+    if dicts == len(fields):
+        return [*chain.from_iterable(map(dict.values, fields))]
+    return [*chain.from_iterable(map(dict.values, fields[:dicts])),
+            *chain.from_iterable(fields[dicts:])]
 
 
 def _rebound(now: list, before: list) -> list | None:
