@@ -57,8 +57,9 @@ def rest_of_epoch(data, history, mark, done: int, epoch: int):
 
     if not isinstance(mark, dict):
         why = ("it holds no place within the epoch saved by SaveCheckpoint(steps=k) (a run "
-               "stopped by an error or Ctrl-C and continued in this process, or a checkpoint "
-               "saved otherwise), so the batches of those steps are not known")
+               "stopped by an error or Ctrl-C and continued in this process, a checkpoint "
+               "saved otherwise, or a History made by hand), so the batches of those steps "
+               "are not known")
     elif mark.get("step") != history.step:
         why = (f"the place within it that SaveCheckpoint(steps=k) saved is of step "
                f"{mark.get('step')}, the history's is {history.step}")

@@ -24,6 +24,7 @@ import inspect
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -98,6 +99,27 @@ def _check_step(value: float, grads, where: str, first: bool) -> None:
                          f"given (its gradient holds no arrays), so training would "
                          f"change nothing. loss(model, *batch) must compute with its "
                          f"first argument, not with a model it closes over")
+
+
+def _saving_last(callbacks: list) -> list:
+    """The callbacks with the ``SaveCheckpoint``s last: a checkpoint holds the epoch as the
+    others left it (the metrics Evaluate and LRSchedule log at its end, EarlyStopping's best
+    weights); saved before them, a run resumed from it lacked those, and judged and stopped
+    otherwise. A user's own callback listed after a SaveCheckpoint runs before it now, so
+    one acting on the file just saved (copying it) would see the previous one: a warning
+    names the first such pair."""
+    saves = [cb for cb in callbacks if isinstance(cb, SaveCheckpoint)]
+    if saves:
+        first = callbacks.index(saves[0])
+        moved = [cb for cb in callbacks[first:] if not isinstance(cb, SaveCheckpoint)
+                 and not type(cb).__module__.startswith("fluxml.")]
+        if moved:
+            warnings.warn(f"train: the callback {type(moved[0]).__name__}, listed after "
+                          f"SaveCheckpoint({saves[0].path!r}), "
+                          f"runs before it (fl.train calls SaveCheckpoint after the other "
+                          f"callbacks, so that a checkpoint holds what they logged): at each "
+                          f"save it sees the file saved before, not the new one", stacklevel=3)
+    return [cb for cb in callbacks if not isinstance(cb, SaveCheckpoint)] + saves
 
 
 class Run:
@@ -191,11 +213,7 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             hint = ("; a schedule goes in as fl.LRSchedule(schedule)"
                     if type(cb).__module__ == "fluxml.optimise.schedules" else "")
             raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}{hint}")
-    # SaveCheckpoint after the others: a checkpoint holds the epoch as they left it (the
-    # metrics Evaluate and LRSchedule log at its end, EarlyStopping's best weights); saved
-    # before them, a run resumed from it lacked those, and judged and stopped otherwise
-    callbacks = [cb for cb in callbacks if not isinstance(cb, SaveCheckpoint)] + \
-        [cb for cb in callbacks if isinstance(cb, SaveCheckpoint)]
+    callbacks = _saving_last(callbacks)
     if isinstance(data, tuple) and data and all(hasattr(d, "shape") for d in data):
         raise TypeError(
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "

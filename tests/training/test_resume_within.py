@@ -103,7 +103,8 @@ def test_a_hand_made_history_within_an_epoch_trains_its_epoch_afresh():
     h = fl.History(losses=[1.0] * 6)
     model = fl.Dense(2, 1)
     seen = []
-    with pytest.warns(UserWarning, match="holds 6 steps of epoch 1"):
+    with pytest.warns(UserWarning, match="holds 6 steps of epoch 1 .* or a History made by "
+                                         "hand"):
         fl.train(_loss_seeing(seen), model, [(X[:4], X[:4, :1]), (X[4:], X[4:, :1])],
                  fl.setup(fl.Descent(0.01), model), epochs=3, progress=False, history=h)
     assert len(seen) == 6 and [r["step"] for r in h.epochs] == [8, 10, 12]
