@@ -27,7 +27,8 @@ def place(run) -> dict:
 
     data = run.data
     if isinstance(data, DataLoader):  # (None where another pass began since fl.train's)
-        return {"step": run.step, "loader": data._mark(run._data_pass)}
+        return {"step": run.step,  # (a run not of fl.train's: the loader's last pass)
+                "loader": data._mark(getattr(run, "_data_pass", data._passes))}
     if isinstance(data, (list, tuple)):
         return {"step": run.step, "batches": len(data)}
     return {"step": run.step}

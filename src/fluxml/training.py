@@ -166,6 +166,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     continued in the same process: its loader has drawn another order since) the epoch
     starts again from its first batch, with a warning.
 
+    A step that fails (an error in the loss, a NaN or Inf, another rank's failure, Ctrl-C)
+    leaves the model as it was before it, what its forward pass wrote too (BatchNorm's
+    running statistics, a layer's fields), up to the moment ``fl.update`` begins: Ctrl-C
+    within the update itself may leave the model partly updated.
+
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
     ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
     ``history`` go to every rank first, ``data`` must be a ``DataLoader(..., shard=True)`` (or
