@@ -186,6 +186,11 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:  # it stopped the run there (a checkpoint of the epoch
             run.stop = True  # it stopped at): the resumed run trains no further epoch
             self.stopped_epoch = run.history.epoch
+            warnings.warn(f"EarlyStopping: the history's {run.history.epoch} epochs already "
+                          f"used up its patience ({self.monitor!r} not improved for "
+                          f"{self.wait} epochs since epoch {self.best_epoch}, patience "
+                          f"{self.patience}): the run stopped at epoch {run.history.epoch} "
+                          f"and this call trains nothing more", stacklevel=4)
         if not self.restore_best or self.best_epoch is None:
             return
         kept = run.history.kept.get(self._key())
@@ -276,12 +281,16 @@ class SaveCheckpoint(Callback):
     the epoch's steps so far and the data's place (a ``DataLoader``'s generator as the
     epoch began): the run resumed from it, with the loader's generator restored (or the same
     list of batches), goes on with the epoch's next batch, and ends bit for bit as the
-    uninterrupted run (the epoch's time and samples per second aside). A ``run.stop``
+    uninterrupted run (the epoch's time and samples per second aside); its
+    ``extra["epoch"]`` is the epoch it was saved within (not finished: the history's
+    ``epoch`` counts those finished, one fewer). A ``run.stop``
     within an epoch ends that epoch: the file saved at its end resumes with the next epoch
     (resume from the last one ``steps`` saved to go on within it). ``fl.train`` calls it
     after the other callbacks, wherever it is in the list, so that a checkpoint holds the
     epoch as they left it (the metrics ``Evaluate`` and ``LRSchedule`` log,
-    ``EarlyStopping``'s best weights). In ``fl.train(..., distributed=True)`` only rank 0
+    ``EarlyStopping``'s best weights; a callback of your own listed after it runs before
+    it then, with a warning: at each save it sees the file saved before). In
+    ``fl.train(..., distributed=True)`` only rank 0
     saves; the file resumes with any number of ranks (load it on rank 0 or on all:
     ``fl.train`` broadcasts rank 0's model, optimiser state and data generator; within an
     epoch, with the same global batch: ``batchsize`` times the ranks).

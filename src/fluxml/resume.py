@@ -26,11 +26,20 @@ def place(run) -> dict:
     from fluxml.data.loader import DataLoader
 
     data = run.data
-    if isinstance(data, DataLoader):
-        return {"step": run.step, "loader": data._mark()}
+    if isinstance(data, DataLoader):  # (None where another pass began since fl.train's)
+        return {"step": run.step,  # (a run not of fl.train's: the loader's last pass)
+                "loader": data._mark(getattr(run, "_data_pass", data._passes))}
     if isinstance(data, (list, tuple)):
         return {"step": run.step, "batches": len(data)}
     return {"step": run.step}
+
+
+def passes(data) -> int | None:
+    """The passes a ``DataLoader`` has begun (fl.train notes the count as it draws the
+    first batch of an epoch: the pass it trains on), None for other data."""
+    from fluxml.data.loader import DataLoader
+
+    return data._passes if isinstance(data, DataLoader) else None
 
 
 def steps_into_epoch(history) -> int:
@@ -49,14 +58,19 @@ def rest_of_epoch(data, history, mark, done: int, epoch: int):
 
     if not isinstance(mark, dict):
         why = ("it holds no place within the epoch saved by SaveCheckpoint(steps=k) (a run "
-               "stopped by an error or Ctrl-C and continued in this process, or a checkpoint "
-               "saved otherwise), so the batches of those steps are not known")
+               "stopped by an error or Ctrl-C and continued in this process, a checkpoint "
+               "saved otherwise, or a History made by hand), so the batches of those steps "
+               "are not known")
     elif mark.get("step") != history.step:
         why = (f"the place within it that SaveCheckpoint(steps=k) saved is of step "
                f"{mark.get('step')}, the history's is {history.step}")
     elif isinstance(data, DataLoader):
-        rest = data._go_on(mark["loader"], done) if isinstance(mark.get("loader"), dict) \
-            else "the run's data was no DataLoader"
+        loader = mark.get("loader", False)
+        rest = data._go_on(loader, done) if isinstance(loader, dict) else \
+            "the run's data was no DataLoader" if loader is False else \
+            ("another pass over the DataLoader began within the epoch before the checkpoint "
+             "was saved (a callback iterating run.data), so the generator's state as the "
+             "training's pass began was not saved")
         if not isinstance(rest, str):
             return rest, True
         why = rest

@@ -15,7 +15,10 @@ every few dozen steps, not every step.
 
 from __future__ import annotations
 
+import collections
 import numbers
+from itertools import chain
+from operator import is_
 
 import numpy as np
 
@@ -31,24 +34,34 @@ class Rollback:
         self.model = model
         self.written = None if step is None else _Written(step, model)
         self.fields: list | None = None  # the objects' contents as the last step began
+        self.values: list = []  # all their values, in order (_values)
         self._find()
 
     def _find(self) -> None:
-        self.objects = _objects(self.model)
+        objects = _objects(self.model)  # (those whose contents are dicts first: _same)
+        self.objects = [o for o in objects if not _listlike(o)]
+        self.dicts = len(self.objects)
+        self.objects += [o for o in objects if _listlike(o)]
         self.buffers = _buffers(self.model)
         self.ids = {id(x) for x, _ in self.buffers}
         # arrays added since (fields set to new arrays): all found again past these
         self.room = max(16, len(self.buffers))
         self.room_bytes = max(1 << 20, sum(x.nbytes for x, _ in self.buffers))
 
-    def keep(self) -> None:
-        """Before a step: copy what it may write."""
+    def keep(self, batch: tuple = ()) -> None:
+        """Before a step on ``batch`` (its arguments after the model): copy what it may
+        write."""
         fields = [contents(o) for o in self.objects]  # (a forward pass may set them)
-        if self.fields is not None:
+        values = _values(fields, self.dicts)
+        # the common step: every field holds the very object it held (a value that only
+        # compares equal is another one), so nothing new came in: _rebound's walk skipped
+        if self.fields is not None and not (len(values) == len(self.values) and
+                                            all(map(is_, values, self.values))):
             new = _rebound(fields, self.fields)
             if new is None:  # another object, list or dict in a field: others to keep
                 self._find()
                 fields = [contents(o) for o in self.objects]
+                values = _values(fields, self.dicts)
             for x in new or ():
                 if id(x) not in self.ids and _state_array(x):
                     self.buffers.append((x, x.copy()))
@@ -59,11 +72,11 @@ class Rollback:
                 self._find()  # (the arrays left behind dropped)
             if self.written is not None and (new is None or new):
                 self.written.forget()  # (a compiled step writes into what the fields hold)
-        self.fields = fields
+        self.fields, self.values = fields, values
         for x, kept in self.buffers:
             kept[...] = x
         if self.written is not None:
-            self.written.keep()
+            self.written.keep(batch)
 
     def put_back(self) -> None:
         """The model as the step began: the fields it set, the arrays it wrote in place."""
@@ -81,6 +94,21 @@ class Rollback:
 
 
 _PLAIN = (type(None), bool, numbers.Number, str, bytes, np.generic, np.ndarray)
+
+
+def _listlike(o) -> bool:
+    """Whether :func:`contents` of ``o`` is a list or set (not a dict)."""
+    return isinstance(o, (set, list, collections.deque)) and not isinstance(o, dict)
+
+
+def _values(fields: list, dicts: int) -> list:
+    """All the values of the objects' contents ``fields`` (the first ``dicts`` are dicts,
+    the others lists or sets), in order: flattened in C (``keep`` compares them with the
+    last step's by identity)."""
+    if dicts == len(fields):
+        return [*chain.from_iterable(map(dict.values, fields))]
+    return [*chain.from_iterable(map(dict.values, fields[:dicts])),
+            *chain.from_iterable(fields[dicts:])]
 
 
 def _rebound(now: list, before: list) -> list | None:
@@ -138,35 +166,46 @@ class _Written:
     pass's ``self.state = ...`` compiles to a write into the array the field holds): copied
     before each step and put back when it fails, as :func:`_buffers`' are. They are learnt
     from each compiled program (one per batch shape) after its first step that succeeded;
-    until the first is learnt, every array of numbers is copied."""
+    before a step on a batch whose program is not learnt yet (the first steps, the last
+    smaller batch: its program may take another branch and write other arrays), every
+    array of numbers is copied."""
 
     def __init__(self, step, model):
         self.step, self.model = step, model
         self.learnt: list = []  # the programs whose writes are in ``pairs``
         self.pairs: dict | None = None  # id of array -> (array, its copy)
-        self.everything: list = []  # every array and its copy, until then
+        self.everything: list = []  # every array and its copy, for a batch not learnt
+        self.batches: set = set()  # the batches' keys (_batch_key) whose programs are learnt
+        self.batch = None  # the key of the step's batch
 
-    def keep(self) -> None:
-        if self.pairs is None:
+    def keep(self, batch: tuple = ()) -> None:
+        self.batch = _batch_key(batch)
+        if self.pairs is None or self.batch is None or self.batch not in self.batches:
             self.everything = [(x, x.copy()) for x in leaves(self.model) if _state_array(x)]
             return
+        self.everything = []
         for x, kept in self.pairs.values():
             kept[...] = x
 
     def put_back(self) -> None:
-        for x, kept in (self.everything if self.pairs is None else self.pairs.values()):
+        for x, kept in (self.everything if self.everything else
+                        (self.pairs or {}).values()):
             x[...] = kept
 
     def forget(self) -> None:
         """The model's fields hold other arrays now: learn the programs' writes again."""
-        self.learnt, self.pairs, self.everything = [], None, []
+        self.learnt, self.pairs, self.everything, self.batches = [], None, [], set()
 
     def learn(self) -> None:
         """After a step that succeeded: the arrays its program writes, added to those of the
         programs learnt before (the model's leaves come first among the step's arguments,
         ``(model, share, *batch)``)."""
         entry = self.step.last
-        if entry is None or any(e is entry for e in self.learnt):
+        if entry is None:
+            return
+        if self.batch is not None:  # (a step on a batch of this key runs this program)
+            self.batches.add(self.batch)
+        if any(e is entry for e in self.learnt):
             return
         self.learnt.append(entry)
         at = {entry.positions[k] for k, _ in entry.program.writes}
@@ -174,3 +213,20 @@ class _Written:
         self.pairs.update((id(x), (x, x.copy())) for i, x in enumerate(leaves(self.model))
                           if i in at and _state_array(x))
         self.everything = []
+
+
+def _batch_key(batch: tuple) -> tuple | None:
+    """What picks a step's compiled program among the batch's arguments: each array's type,
+    shape and dtype, each number's or string's value. None where an argument is another
+    object (a list, a dict: what it holds is not looked at, so its program is never taken
+    as learnt and everything is copied before its steps)."""
+    key = []
+    for x in batch:
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None and hasattr(x, "shape"):
+            key.append((type(x), x.shape, dtype.str))
+        elif isinstance(x, (type(None), bool, numbers.Number, str, bytes)):
+            key.append((type(x), x))
+        else:
+            return None
+    return tuple(key)

@@ -24,6 +24,7 @@ import inspect
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -34,7 +35,7 @@ from fluxml.callbacks import Callback, SaveCheckpoint
 from fluxml.data.loader import numobs
 from fluxml.history import History
 from fluxml.progress import progress_bar
-from fluxml.resume import WITHIN, rest_of_epoch, steps_into_epoch
+from fluxml.resume import WITHIN, passes, rest_of_epoch, steps_into_epoch
 from fluxml.rollback import Rollback
 from fluxml.tree import leaves, leaves_with_paths
 
@@ -78,6 +79,49 @@ def _any_gradient(grads) -> bool:
     return any(hasattr(g, "dtype") for g in leaves(grads))
 
 
+def _check_step(value: float, grads, where: str, first: bool) -> None:
+    """Raise where a step's loss or gradient is not finite, or (``first`` step of the call)
+    where the gradient holds no array; ``where`` names the step."""
+    bad = _nonfinite_gradient(grads)
+    if not math.isfinite(value):
+        also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
+        raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
+                            "as it was before this step. Possible causes: a learning "
+                            "rate too high, log or division of 0, bad data in this batch")
+    if bad is not None:
+        raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
+                            f"(loss {value:.6g}); the model is as it was before this "
+                            f"step. Possible causes: a learning rate too high, a "
+                            f"function without a finite derivative here (sqrt or log "
+                            f"at 0), bad data in this batch")
+    if first and not _any_gradient(grads):
+        raise ValueError(f"train: {where}: the loss does not depend on the model it is "
+                         f"given (its gradient holds no arrays), so training would "
+                         f"change nothing. loss(model, *batch) must compute with its "
+                         f"first argument, not with a model it closes over")
+
+
+def _saving_last(callbacks: list) -> list:
+    """The callbacks with the ``SaveCheckpoint``s last: a checkpoint holds the epoch as the
+    others left it (the metrics Evaluate and LRSchedule log at its end, EarlyStopping's best
+    weights); saved before them, a run resumed from it lacked those, and judged and stopped
+    otherwise. A user's own callback listed after a SaveCheckpoint runs before it now, so
+    one acting on the file just saved (copying it) would see the previous one: a warning
+    names the first such pair."""
+    saves = [cb for cb in callbacks if isinstance(cb, SaveCheckpoint)]
+    if saves:
+        first = callbacks.index(saves[0])
+        moved = [cb for cb in callbacks[first:] if not isinstance(cb, SaveCheckpoint)
+                 and not type(cb).__module__.startswith("fluxml.")]
+        if moved:
+            warnings.warn(f"train: the callback {type(moved[0]).__name__}, listed after "
+                          f"SaveCheckpoint({saves[0].path!r}), "
+                          f"runs before it (fl.train calls SaveCheckpoint after the other "
+                          f"callbacks, so that a checkpoint holds what they logged): at each "
+                          f"save it sees the file saved before, not the new one", stacklevel=3)
+    return [cb for cb in callbacks if not isinstance(cb, SaveCheckpoint)] + saves
+
+
 class Run:
     """What callbacks see: the model, optimiser state, data, history, the current epoch and
     step, the last loss, ``stop`` (set it to end training after this step or epoch),
@@ -96,6 +140,7 @@ class Run:
         self.stop = False
         self.is_main = True  # False on the ranks other than 0 of a distributed run
         self.callbacks: list = []
+        self._data_pass = None  # the DataLoader's pass this epoch trains on (resume.place)
 
 
 def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
@@ -120,6 +165,11 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     checkpoint restored, a list of batches. Elsewhere (a run stopped by Ctrl-C or an error
     continued in the same process: its loader has drawn another order since) the epoch
     starts again from its first batch, with a warning.
+
+    A step that fails (an error in the loss, a NaN or Inf, another rank's failure, Ctrl-C)
+    leaves the model as it was before it, what its forward pass wrote too (BatchNorm's
+    running statistics, a layer's fields), up to the moment ``fl.update`` begins: Ctrl-C
+    within the update itself may leave the model partly updated.
 
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
     ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
@@ -168,11 +218,7 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             hint = ("; a schedule goes in as fl.LRSchedule(schedule)"
                     if type(cb).__module__ == "fluxml.optimise.schedules" else "")
             raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}{hint}")
-    # SaveCheckpoint after the others: a checkpoint holds the epoch as they left it (the
-    # metrics Evaluate and LRSchedule log at its end, EarlyStopping's best weights); saved
-    # before them, a run resumed from it lacked those, and judged and stopped otherwise
-    callbacks = [cb for cb in callbacks if not isinstance(cb, SaveCheckpoint)] + \
-        [cb for cb in callbacks if isinstance(cb, SaveCheckpoint)]
+    callbacks = _saving_last(callbacks)
     if isinstance(data, tuple) and data and all(hasattr(d, "shape") for d in data):
         raise TypeError(
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
@@ -296,7 +342,10 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if skipped:  # gives them again; else the whole epoch again, with a warning)
                 total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
             done = 0
+        run._data_pass = None
         for batch in batches:
+            if run._data_pass is None:  # (the pass just begun: a callback may begin others)
+                run._data_pass = passes(data)
             args = batch if isinstance(batch, tuple) else (batch,)
             if unchecked:
                 _check_signature(loss, run.model, args)
@@ -304,7 +353,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             for cb in callbacks:
                 cb.on_step_begin(run)
             count = _count(args, data)
-            before.keep()  # the model as the step begins, put back if it fails
+            before.keep(args)  # the model as the step begins, put back if it fails
             share = 1.0 if dp is None else dp.share(count)
             try:
                 if dp is not None and backend is None:  # the averaging starts in the backward
@@ -312,36 +361,17 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                                                     on_final=dp.begin(count, share))
                 else:
                     value, (grads,) = gradient_step(run.model, share, *args)
-            except BaseException:  # (an error in the loss, Ctrl-C): the step never happened,
-                before.put_back()  # its forward pass's writes too
-                raise
-            if dp is None:
-                value = float(value)
-            else:  # the mean over the ranks: the same numbers on all of them
-                value, grads, count = dp.average(float(value) / share, grads, count, share)
-            where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
-            bad = _nonfinite_gradient(grads)
-            if not math.isfinite(value) or bad is not None:
-                bar.close()
-                before.put_back()  # (its NaN was written there)
-            if not math.isfinite(value):
-                also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
-                raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
-                                    "as it was before this step. Possible causes: a learning "
-                                    "rate too high, log or division of 0, bad data in this "
-                                    "batch")
-            if bad is not None:
-                raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
-                                    f"(loss {value:.6g}); the model is as it was before this "
-                                    f"step. Possible causes: a learning rate too high, a "
-                                    f"function without a finite derivative here (sqrt or log "
-                                    f"at 0), bad data in this batch")
-            if run.step == history_start and not _any_gradient(grads):
-                bar.close()
-                raise ValueError(f"train: {where}: the loss does not depend on the model it is "
-                                 f"given (its gradient holds no arrays), so training would "
-                                 f"change nothing. loss(model, *batch) must compute with its "
-                                 f"first argument, not with a model it closes over")
+                if dp is None:
+                    value = float(value)
+                else:  # the mean over the ranks: the same numbers on all of them (raises
+                    value, grads, count = dp.average(  # where another rank failed)
+                        float(value) / share, grads, count, share)
+                where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
+                _check_step(value, grads, where, run.step == history_start)
+            except BaseException:  # (an error in the loss, a NaN, another rank's failure,
+                bar.close()  # Ctrl-C): the step never happened, its forward pass's writes
+                before.put_back()  # too. (Ctrl-C within fl.update itself, once the update
+                raise  # began, is not covered: the model may be partly updated then)
             before.learn()
             run.state, run.model = update(run.state, run.model, grads)
             run.step += 1

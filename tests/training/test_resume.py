@@ -74,8 +74,14 @@ def test_early_stopping_resumed_from_the_epoch_it_stopped_at_trains_no_further(t
     state = fl.setup(fl.Descent(0.1), model)
     info = fl.load_checkpoint(tmp_path / "ckpt-3.st", model, state)
     stop = fl.EarlyStopping(patience=2)
-    resumed = fl.train(flat, model, [()] * 2, state, epochs=5, progress=False,
-                       callbacks=[stop], history=fl.History.from_dict(info.extra["history"]))
+    # (it trained nothing, silently: now a warning says so)
+    with pytest.warns(UserWarning, match=r"3 epochs already used up its patience \('loss' "
+                                         r"not improved for 2 epochs since epoch 1, patience "
+                                         r"2\): the run stopped at epoch 3 and this call "
+                                         r"trains nothing more"):
+        resumed = fl.train(flat, model, [()] * 2, state, epochs=5, progress=False,
+                           callbacks=[stop],
+                           history=fl.History.from_dict(info.extra["history"]))
     assert (resumed.epoch, resumed.step) == (3, 6)
     assert (stop.best_epoch, stop.wait, stop.stopped_epoch) == (1, 2, 3)
 
@@ -213,10 +219,14 @@ def test_save_checkpoint_listed_first_saves_what_the_others_log(tmp_path):
             info = fl.load_checkpoint(tmp_path / resume, model, state)
             history = fl.History.from_dict(info.extra["history"])
         saver = fl.SaveCheckpoint(tmp_path / ("again-{epoch}.st" if resume else "c-{epoch}.st"))
-        return fl.train(_loss, model, [()] * 2, state, progress=False, history=history,
-                        epochs=3 - (history.epoch if history else 0),
-                        callbacks=[saver, Scores(scores),
-                                   fl.EarlyStopping("score", patience=1, restore_best=False)])
+        with pytest.warns(UserWarning, match=r"the callback Scores, listed after "
+                                             r"SaveCheckpoint\('.*-\{epoch\}.st'\), runs "
+                                             r"before it .* sees the file saved before"):
+            return fl.train(_loss, model, [()] * 2, state, progress=False, history=history,
+                            epochs=3 - (history.epoch if history else 0),
+                            callbacks=[saver, Scores(scores),
+                                       fl.EarlyStopping("score", patience=1,
+                                                        restore_best=False)])
 
     h = run()
     assert h.epoch == 2 and h["score"] == [1.0, 2.0]
@@ -244,3 +254,20 @@ def test_restore_best_resumed_within_the_epoch_after_the_best_warns(tmp_path):
                  history=fl.History.from_dict(info.extra["history"]),
                  callbacks=[Scores(scores), fl.EarlyStopping("score")])
     assert again["w"].tobytes() == model["w"].tobytes()  # epoch 3's, kept
+
+
+def test_only_a_users_callback_listed_after_save_checkpoint_warns(tmp_path):
+    # fluxml's own callbacks (documented to run before SaveCheckpoint) and a user's listed
+    # before it do not warn; a file saved within an epoch names the epoch it is within
+    model = {"w": np.ones(2)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fl.train(_loss, model, [()] * 3, fl.setup(fl.Descent(0.1), model), epochs=2,
+                 progress=False,
+                 callbacks=[Scores({1: 1.0, 2: 2.0}),
+                            fl.SaveCheckpoint(tmp_path / "c-{step}.st", steps=2),
+                            fl.EarlyStopping("score", patience=5)])
+    again = {"w": np.ones(2)}
+    info = fl.load_checkpoint(tmp_path / "c-4.st", again, fl.setup(fl.Descent(0.1), again))
+    assert info.extra["epoch"] == 2  # (step 4: the first of epoch 2's three)
+    assert fl.History.from_dict(info.extra["history"]).epoch == 1

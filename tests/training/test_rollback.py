@@ -79,3 +79,115 @@ def test_a_failed_step_puts_back_what_it_wrote_into_an_array_a_step_set(fail):
         fl.train(lambda m, x: np.sum(m(x) ** 2) * 1e-3, m, [np.ones(2)] * 50,
                  fl.setup(fl.Descent(1e-6), m), progress=False)
     np.testing.assert_array_equal(m.mean, means[fail - 1])
+
+
+@pytest.mark.parametrize("where", ["average", "check"])
+def test_a_failure_after_the_gradient_puts_back_the_forward_pass_writes(where, monkeypatch):
+    # another rank's failure raised from DataParallel.average, or Ctrl-C during the
+    # finiteness checks, came after the put-back's try: BatchNorm's running statistics kept
+    # the failed step's forward pass (reviewer's probe p4 on resumefuzz)
+    from fluxml import training
+    from fluxml.distributed import parallel
+    calls = [0]
+
+    def failing(real):
+        def f(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == 3:
+                raise (RuntimeError("rank 1 failed") if where == "average"
+                       else KeyboardInterrupt())
+            return real(*args, **kwargs)
+        return f
+
+    if where == "average":
+        monkeypatch.setattr(parallel.DataParallel, "average",
+                            failing(parallel.DataParallel.average))
+    else:
+        monkeypatch.setattr(training, "_nonfinite_gradient",
+                            failing(training._nonfinite_gradient))
+    model = fl.Chain(fl.Dense(3, 4), fl.BatchNorm(4))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)), rng.normal(size=(32, 4))
+    seen = []
+
+    class Snap(fl.Callback):
+        def on_step_end(self, run):
+            seen.append(run.model.layers[1].running_mean.copy())
+
+    with pytest.raises((RuntimeError, KeyboardInterrupt)):
+        fl.train(lambda m, x, y: fl.mse(m(x), y), model, fl.DataLoader((x, y), batchsize=8),
+                 fl.setup(fl.Descent(0.01), model), progress=False, callbacks=[Snap()],
+                 distributed=where == "average")
+    assert len(seen) == 2
+    np.testing.assert_array_equal(model.layers[1].running_mean, seen[-1])
+
+
+class Branches:
+    """Counts its calls on batches of more than one row in ``big``, on single rows in
+    ``small`` (new arrays: compiled, writes into the arrays the fields hold). Both are
+    trainable arrays (with a zero gradient), which only the compiled step's copies keep."""
+
+    def __init__(self):
+        self.w, self.big, self.small = np.ones(2), np.zeros(2), np.zeros(2)
+
+    def __call__(self, x):
+        if x.shape[0] > 1:
+            self.big = self.big + 1.0
+        else:
+            self.small = self.small + 1.0
+        return x * self.w
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_of_a_program_not_learnt_yet_puts_back_its_writes(compile):
+    # compiled, only the arrays the learnt programs (batches of 4) write were copied: the
+    # last batch, of one row, ran another program that wrote `small`, and its failure (a
+    # NaN) kept that write (reviewer's probe p3)
+    m = Branches()
+    x, bad = np.ones((4, 2)), np.full((1, 2), np.nan)
+    with pytest.raises(fl.TrainingError):
+        fl.train(lambda m, x: np.sum(m(x) ** 2), m, [(x,), (x,), (bad,)],
+                 fl.setup(fl.Descent(0.01), m), progress=False, compile=compile)
+    np.testing.assert_array_equal(m.big, [2.0, 2.0])  # the two steps that succeeded
+    np.testing.assert_array_equal(m.small, [0.0, 0.0])
+
+
+class Reset:
+    """Sets ``count`` to a copy of itself (another array, equal to the one it held) in odd
+    calls, adds 1 to it in place in even ones, and raises in the call ``fail``."""
+
+    nontrainable = ("count",)
+
+    def __init__(self, fail):
+        self.w, self.count, self.n, self.fail = np.ones(2), np.zeros(()), 0, fail
+
+    def __call__(self, x):
+        self.n += 1
+        if self.n % 2:
+            self.count = self.count.copy()
+        else:
+            self.count += 1
+        if self.n == self.fail:
+            raise KeyboardInterrupt
+        return x * self.w
+
+
+def test_the_fields_walk_is_skipped_where_every_field_holds_the_same_object(monkeypatch):
+    # each step compared every field of every object with the last step's (~2x the copies'
+    # cost on a 3-layer MLP); now one pass by identity, the walk only where one moved
+    from fluxml import rollback
+    walks = []
+    real = rollback._rebound
+    monkeypatch.setattr(rollback, "_rebound", lambda *a: walks.append(1) or real(*a))
+    model = fl.Chain(fl.Dense(2, 4), fl.BatchNorm(4), fl.Dense(4, 1))
+    x = np.random.default_rng(0).normal(size=(16, 2))
+    fl.train(lambda m, a, b: fl.mse(m(a), b), model, fl.DataLoader((x, x[:, :1]), batchsize=2),
+             fl.setup(fl.Adam(1e-3), model), epochs=2, progress=False)
+    assert walks == []
+    # a field set to another array that only compares equal is still seen: a failed step
+    # puts back what it wrote into it
+    m = Reset(4)
+    with pytest.raises(KeyboardInterrupt):
+        fl.train(lambda m, x: np.sum(m(x) ** 2) * 1e-3, m, [np.ones(2)] * 10,
+                 fl.setup(fl.Descent(1e-6), m), progress=False)
+    assert float(m.count) == 1.0 and len(walks) > 0  # (call 4's write put back)

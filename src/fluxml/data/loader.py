@@ -188,7 +188,8 @@ class DataLoader:
         # but need not build them so (a loader made on some ranks only would wait)
         self._unsynced = self.shard is True and self.shuffle and rng is None
         self._last_count = None  # observations in the batch last given
-        self._pass_start = None  # the generator's state as the current pass began
+        self._pass_start = None  # the generator's state as the last pass began
+        self._passes = 0  # the passes begun (fl.train notes the one it trains on: _mark)
 
     def _part(self) -> tuple[int, int]:
         """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""
@@ -205,6 +206,7 @@ class DataLoader:
 
     def __iter__(self) -> Iterator:
         self._sync()
+        self._passes += 1
         self._pass_start = self.rng.bit_generator.state  # (for _mark)
         order = self.rng.permutation(self.nobs) if self.shuffle else None
         yield from self._batches(order, 0)
@@ -236,13 +238,17 @@ class DataLoader:
             else:
                 yield getobs(self.data, idx)
 
-    def _mark(self) -> dict:
-        """Where the current pass stands, for a checkpoint saved within it
-        (``SaveCheckpoint(steps=k)``): the generator's state as the pass began and now, and
-        what cuts the batches (the global batch: N ranks cut what one process with
-        ``batchsize * N`` cuts)."""
+    def _mark(self, training_pass: int | None) -> dict | None:
+        """Where the pass ``training_pass`` (a count of ``_passes``: the one fl.train trains
+        on) stands, for a checkpoint saved within it (``SaveCheckpoint(steps=k)``): the
+        generator's state as the pass began and now, and what cuts the batches (the global
+        batch: N ranks cut what one process with ``batchsize * N`` cuts). None where
+        another pass began since (a callback iterating the loader within the epoch): the
+        generator's state as the training pass began is not known then."""
         from fluxml.io.files import _as_lists
 
+        if training_pass != self._passes:
+            return None
         return {"began": _as_lists(self._pass_start),
                 "now": _as_lists(self.rng.bit_generator.state),
                 "cut": [self.nobs, self.batchsize * self._part()[1], self.shuffle,
@@ -252,8 +258,9 @@ class DataLoader:
         """The batches after the first ``skip`` of the pass ``mark`` (``_mark``) describes,
         without loading those: the order drawn again from the generator as that pass began,
         the generator left as it is (as the checkpoint saved it: fluxml's default generator
-        may be this one, drawn from since). Or, where this loader is not where ``mark``
-        says, why not."""
+        may be this one, drawn from since; unshuffled, the generator need not be restored, as
+        the order is always the same). Or, where this loader is not where ``mark`` says, why
+        not."""
         from fluxml.io.files import _as_lists
 
         self._sync()
@@ -262,12 +269,13 @@ class DataLoader:
         if mark.get("cut") != cut or not isinstance(mark.get("began"), dict):
             return f"the DataLoader cuts {_cuts(cut)}, the run's cut {_cuts(mark.get('cut'))}"
         now = self.rng.bit_generator.state
-        if _as_lists(now) != mark.get("now"):
+        if self.shuffle and _as_lists(now) != mark.get("now"):  # (unshuffled: one order)
             return ("the DataLoader's generator is not as the checkpoint saved it (load it "
                     "with fl.load_checkpoint(..., rngs={'data': loader.rng}))")
         if skip > cut[4]:
             return f"the history holds {skip} steps of it, the DataLoader cuts {cut[4]} batches"
         self.rng.bit_generator.state = mark["began"]
+        self._passes += 1
         self._pass_start = self.rng.bit_generator.state
         order = self.rng.permutation(self.nobs) if self.shuffle else None
         self.rng.bit_generator.state = now
