@@ -321,7 +321,7 @@ def callbacks_for(spec, model, xv, yv, folder):
     saver = fl.SaveCheckpoint(os.path.join(folder, "ckpt-{epoch}-{step}.st"),
                               every=spec.ckpt_every, rngs=rngs_of(model))
     recorder = Recorder()
-    cbs += [saver, recorder]
+    cbs += [recorder, saver]  # (fl.train runs SaveCheckpoint last either way)
     return cbs, recorder, early, saver
 
 
