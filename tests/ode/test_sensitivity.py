@@ -326,6 +326,23 @@ def test_a_traced_solve_takes_the_plain_solves_steps(solver):
     np.testing.assert_allclose(tangent, np.sum(fd), rtol=2e-8)
 
 
+# u' = -k u + c sin(3t) from u0, saved at ts: (u0, k, c, ts)
+_FORCED = (np.array([1.0, -0.5]), 2.0, 1.5, np.array([0.5, 1.0, 2.0]))
+
+
+def _forced_gradient():
+    """d/d(k, c) of the sum of u(t)'s components over the saved times, from the closed
+    form (central differences of it in float64)."""
+    u0, k, c, ts = _FORCED
+
+    def exact(k, c):
+        forced = c * (k * np.sin(3 * ts) - 3 * np.cos(3 * ts) + 3 * np.exp(-k * ts)) / (k**2 + 9)
+        return np.sum(np.exp(-k * ts)[:, None] * u0 + forced[:, None])
+
+    return [(exact(k + 1e-6, c) - exact(k - 1e-6, c)) / 2e-6,
+            (exact(k, c + 1e-6) - exact(k, c - 1e-6)) / 2e-6]
+
+
 @pytest.mark.parametrize("alg", [fl.ode.Direct(), fl.ode.InterpolatingAdjoint(),
                                  fl.ode.InterpolatingAdjoint(checkpointing=True)], ids=repr)
 def test_float32_gradients_through_a_rosenbrock_solver_are_float32_accurate(alg):
@@ -335,14 +352,8 @@ def test_float32_gradients_through_a_rosenbrock_solver_are_float32_accurate(alg)
     with float32 parameters the quotient must suit them even where f makes the state
     float64 (np.sin(3 * t) is a NumPy float64): their cotangents are float32.
     Against the closed form of u' = -k u + c sin(3t)."""
-    u0, k, c, ts = np.array([1.0, -0.5]), 2.0, 1.5, np.array([0.5, 1.0, 2.0])
-
-    def exact(k, c):  # sum over the saved times of u(t)'s two components
-        forced = c * (k * np.sin(3 * ts) - 3 * np.cos(3 * ts) + 3 * np.exp(-k * ts)) / (k**2 + 9)
-        return np.sum(np.exp(-k * ts)[:, None] * u0 + forced[:, None])
-
-    want = [(exact(k + 1e-6, c) - exact(k - 1e-6, c)) / 2e-6,
-            (exact(k, c + 1e-6) - exact(k, c - 1e-6)) / 2e-6]
+    u0, k, c, ts = _FORCED
+    want = _forced_gradient()
     p = np.array([k, c], np.float32)
     (g,) = fl.gradient(lambda p: np.sum(fl.ode.solve(
         lambda t, u, p: -p[0] * u + np.sin(3 * t) * p[1], u0.astype(np.float32), (0.0, 2.0),
@@ -382,14 +393,8 @@ def test_float32_gradients_through_a_rosenbrock_solver_late_in_time(alg):
     """The float32 df/dt's step grew as |t| (eps^(1/3) |t|: 0.49 at t = 100, past the
     solver's steps), and gradients through Rodas5 on (100, 102) were 2e-3 (Direct) to 2e-2
     (an adjoint) off, silently. Against the closed form of u' = -k u + c sin(3(t - 100))."""
-    u0, k, c, ts = np.array([1.0, -0.5]), 2.0, 1.5, np.array([0.5, 1.0, 2.0])
-
-    def exact(k, c):
-        forced = c * (k * np.sin(3 * ts) - 3 * np.cos(3 * ts) + 3 * np.exp(-k * ts)) / (k**2 + 9)
-        return np.sum(np.exp(-k * ts)[:, None] * u0 + forced[:, None])
-
-    want = [(exact(k + 1e-6, c) - exact(k - 1e-6, c)) / 2e-6,
-            (exact(k, c + 1e-6) - exact(k, c - 1e-6)) / 2e-6]
+    u0, k, c, ts = _FORCED
+    want = _forced_gradient()
     p = np.array([k, c], np.float32)
     (g,) = fl.gradient(lambda p: np.sum(fl.ode.solve(
         lambda t, u, p: -p[0] * u + np.sin(3 * (t - 100.0)) * p[1], u0.astype(np.float32),
