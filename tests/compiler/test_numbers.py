@@ -212,3 +212,14 @@ def test_a_state_made_inside_may_still_be_changed_there():
         return m["w"] * 1
 
     np.testing.assert_allclose(fl.compile(inner)(np.ones(3)), inner(np.ones(3)), rtol=1e-12)
+
+
+def test_a_zero_and_a_negative_zero_are_two_signatures():
+    # 0.0 == -0.0 (and they hash alike), so a program traced for one ran for the other:
+    # x * np.copysign(1.0, s) gave x for s = -0.0 (found by review)
+    f = fl.compile(lambda x, s: x * np.copysign(1.0, s))
+    x = np.ones(3)
+    np.testing.assert_array_equal(f(x, 0.0), x)
+    np.testing.assert_array_equal(f(x, -0.0), -x)
+    np.testing.assert_array_equal(f(x, np.float64(-0.0)), -x)
+    np.testing.assert_array_equal(f(x, 0.0), x)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import types
 
 import numpy as np
@@ -40,9 +41,20 @@ def signature(spec, leaves, numbers=None):
             parts.append((type(x), x.shape, x.dtype.str, first,
                           getattr(x, "strides", None) if x.ndim > 1 else None))
         else:
-            parts.append((type(x), x))
+            parts.append(value_key(x))
     arrays = [x for x in leaves if is_array(x)]
     return _spec_key(spec), tuple(parts), memory_pattern(arrays)
+
+
+def value_key(x) -> tuple:
+    """A non-array leaf's part of a signature: its type and value, and a zero's sign
+    (``0.0 == -0.0``, but ``np.copysign(1.0, x)`` and ``1 / x`` tell them apart: a program
+    traced for one was run for the other)."""
+    if isinstance(x, (float, np.floating)):
+        return type(x), x, math.copysign(1.0, x)
+    if isinstance(x, (complex, np.complexfloating)):
+        return type(x), x, math.copysign(1.0, x.real), math.copysign(1.0, x.imag)
+    return type(x), x
 
 
 def _spec_key(spec):

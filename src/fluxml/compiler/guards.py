@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import dis
 import keyword
+import math
 import re
 
 import numpy as np
@@ -220,8 +221,12 @@ def _walk(w, ref, x, spec, names):
             # and a switch that was on is still on (0 is a constant of another trace)
             on = f" and {v} != 0" if w.numbers[len(names) - 1][1] else ""
             w.check(f"type({v}) in {w.const(NUMBER_TYPES)}{on}")
-        else:  # a number: its type and value are part of the signature
-            w.check(f"type({v}) is {w.const(type(x))} and {v} == {w.const(x)}")
+        else:  # a number: its type and value are part of the signature (a zero's sign too:
+            # 0.0 == -0.0, but a program traced for one computed np.copysign(1.0, x) so)
+            sign = ""
+            if isinstance(x, (float, np.floating)) and x == 0:
+                sign = f" and {w.const(math.copysign)}(1.0, {v}) == {math.copysign(1.0, x)!r}"
+            w.check(f"type({v}) is {w.const(type(x))} and {v} == {w.const(x)}{sign}")
         _same(w, x, len(names) - 1, names)
         return
     if kind == "static":
