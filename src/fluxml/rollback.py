@@ -34,7 +34,7 @@ class Rollback:
         self.model = model
         self.written = None if step is None else _Written(step, model)
         self.fields: list | None = None  # the objects' contents as the last step began
-        self.values: list = []  # all their values, in order (_values)
+        self.values: tuple = ([], [])  # their lengths, and all their keys and values (_values)
         self._find()
 
     def _find(self) -> None:
@@ -55,8 +55,8 @@ class Rollback:
         values = _values(fields, self.dicts)
         # the common step: every field holds the very object it held (a value that only
         # compares equal is another one), so nothing new came in: _rebound's walk skipped
-        if self.fields is not None and not (len(values) == len(self.values) and
-                                            all(map(is_, values, self.values))):
+        if self.fields is not None and not (values[0] == self.values[0] and
+                                            all(map(is_, values[1], self.values[1]))):
             new = _rebound(fields, self.fields)
             if new is None:  # another object, list or dict in a field: others to keep
                 self._find()
@@ -102,13 +102,14 @@ def _listlike(o) -> bool:
 
 
 def _values(fields: list, dicts: int) -> list:
-    """All the values of the objects' contents ``fields`` (the first ``dicts`` are dicts,
-    the others lists or sets), in order: flattened in C (``keep`` compares them with the
-    last step's by identity)."""
-    if dicts == len(fields):
-        return [*chain.from_iterable(map(dict.values, fields))]
-    return [*chain.from_iterable(map(dict.values, fields[:dicts])),
-            *chain.from_iterable(fields[dicts:])]
+    """All the keys and values of the objects' contents ``fields`` (the first ``dicts`` are
+    dicts, the others lists or sets), in order, and each content's length: flattened in C
+    (``keep`` compares them with the last step's, the lengths by value, the rest by
+    identity: an item moved from one list to the next, or a key renamed, changes them)."""
+    dicts_ = fields[:dicts]
+    return [*map(len, fields)], [*chain.from_iterable(dicts_),
+                                 *chain.from_iterable(map(dict.values, dicts_)),
+                                 *chain.from_iterable(fields[dicts:])]
 
 
 def _rebound(now: list, before: list) -> list | None:
@@ -216,17 +217,28 @@ class _Written:
 
 
 def _batch_key(batch: tuple) -> tuple | None:
-    """What picks a step's compiled program among the batch's arguments: each array's type,
-    shape and dtype, each number's or string's value. None where an argument is another
-    object (a list, a dict: what it holds is not looked at, so its program is never taken
-    as learnt and everything is copied before its steps)."""
+    """What picks a step's compiled program among the batch's arguments, as the compiler's
+    signature sees them: each array's type, shape and dtype, each number's or string's value
+    (a NumPy scalar's too, and a zero's sign), through tuples, lists and dicts. None where an
+    argument is another object (what it holds is not looked at, so its program is never
+    taken as learnt and everything is copied before its steps)."""
+    # lazy: only compiled steps key their batches (eager training loads no compiler)
+    from fluxml.compiler.calls import value_key
+
     key = []
     for x in batch:
-        dtype = getattr(x, "dtype", None)
-        if dtype is not None and hasattr(x, "shape"):
-            key.append((type(x), x.shape, dtype.str))
+        if type(x) in (tuple, list):
+            part = _batch_key(x)
+        elif type(x) is dict:
+            part = _batch_key(tuple(x.values()))
+            part = None if part is None else (tuple(x), part)
         elif isinstance(x, (type(None), bool, numbers.Number, str, bytes)):
-            key.append((type(x), x))
+            part = value_key(x)  # (a NumPy scalar is keyed by value, as compile keys it)
+        elif getattr(x, "dtype", None) is not None and hasattr(x, "shape"):
+            part = (type(x), x.shape, x.dtype.str)
         else:
             return None
+        if part is None:
+            return None
+        key.append((type(x), part) if type(x) in (tuple, list, dict) else part)
     return tuple(key)
