@@ -101,7 +101,7 @@ def _listlike(o) -> bool:
     return isinstance(o, (set, list, collections.deque)) and not isinstance(o, dict)
 
 
-def _values(fields: list, dicts: int) -> list:
+def _values(fields: list, dicts: int) -> tuple:
     """All the keys and values of the objects' contents ``fields`` (the first ``dicts`` are
     dicts, the others lists or sets), in order, and each content's length: flattened in C
     (``keep`` compares them with the last step's, the lengths by value, the rest by

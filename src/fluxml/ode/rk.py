@@ -97,7 +97,7 @@ class ExplicitRK:
         if tab.b_err is not None:
             K = stack_rows([raw(k) for k in ks], dtype)
             xp = array_module(K)  # (CuPy stages: the estimate computed on their device)
-            err = combine_rows(xp.zeros(np.shape(raw(y)), dtype), xp.asarray(h * e), K)
+            err = (xp.asarray(h * e) @ K).reshape(np.shape(raw(y)))
         return y1, ks, err
 
     def _step_plain(self, F, t, y, h, k1):
@@ -118,7 +118,7 @@ class ExplicitRK:
                 return None
             K[i] = k.reshape(-1)
         y1 = yi if tab.fsal else combine_rows(y, h * b, K)
-        err = combine_rows(np.zeros(shape, dtype), h * e, K) if tab.b_err is not None else None
+        err = ((h * e) @ K).reshape(shape) if tab.b_err is not None else None
         return y1, [row.reshape(shape) for row in K], err
 
     def stages(self, F, step: Step) -> list:
