@@ -73,3 +73,48 @@ def test_ravel_k_view_writes_reach_the_array():
                            np.sum(f(x)))[1], X)
     np.testing.assert_array_equal(out[0], expected)
     check_grads(f, X, order=2)
+
+
+def _saved_then_written(x):
+    y = x.T * 1.0  # F-ordered, as eagerly
+    z = y * y  # keeps y for the backward pass, so the write below copies it first
+    y[0, 0] = 5.0
+    return y.ravel(order="K") + z.ravel(order="K")
+
+
+def _added_at(x):
+    y = x.T * 1.0
+    z = y * y
+    np.add.at(y, (0, 0), 1.0)
+    return y.ravel(order="K") + z.ravel(order="K")
+
+
+# copies and casts that set the layout a later memory-order read sees
+LAYOUTS = [
+    ("ndarray.copy is C-ordered", lambda x: x.T.copy().ravel(order="K")),
+    ("ndarray.copy(order='F')", lambda x: x.copy(order="F").ravel(order="K")),
+    ("np.copy(order='F')", lambda x: np.copy(x, order="F").ravel(order="A")),
+    ("np.copy(order='F') reshaped with A", lambda x: np.copy(x, order="F").reshape(6, order="A")),
+    ("astype(order='F')", lambda x: x.astype(np.float64, order="F").ravel(order="K")),
+    ("np.array(order='F', like=x)", lambda x: np.array(x, order="F", like=x).ravel(order="K")),
+    ("a write into a kept F-ordered array", _saved_then_written),
+    ("np.add.at into a kept F-ordered array", _added_at),
+]
+
+
+@pytest.mark.parametrize("name, f", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_copies_keep_numpys_layout_for_memory_order_reads(name, f):
+    # before: the traced copy ignored `order` (np.copy, ndarray.copy, astype, np.array), and
+    # the copy a write makes of a kept array was C-ordered whatever the array's layout: a
+    # later ravel(order="K") read another order than NumPy's, value and gradient, silently
+    x = np.arange(6.0).reshape(2, 3) + 0.5
+    w = np.random.default_rng(1).standard_normal(6)
+    seen = []
+    (g,) = fl.gradient(lambda x: (seen.append(fl.stop_gradient(f(x))), np.sum(f(x) * w))[1], x)
+    np.testing.assert_array_equal(seen[0], f(x))
+    fd = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = 1e-6
+        fd[i] = (np.sum(f(x + step) * w) - np.sum(f(x - step) * w)) / 2e-6
+    np.testing.assert_allclose(g, fd, atol=1e-7)

@@ -78,31 +78,34 @@ defvjp(PAD, lambda g, ans, x, widths: g[tuple(slice(lo, lo + n)
                                               for (lo, _), n in zip(widths, x.shape))])
 deflinear(PAD)
 
-COPY = primitive("copy", lambda x: np.array(x, copy=True), keeps_inputs=False,
-                 keeps_output=False)
+# Copies and casts lay the new array out in memory as NumPy does (``order``): the value does
+# not depend on it, but what ``ravel(order="K")`` or ``reshape(order="A")`` reads later does.
+COPY = primitive("copy", lambda x, *, order="K": np.array(x, copy=True, order=order),
+                 keeps_inputs=False, keeps_output=False)
 defvjp(COPY, same)
 deflinear(COPY)
 
 
 @function(np.copy)
 def copy(a, order="K", subok=False):
-    return COPY(a)
+    return COPY(a, order=order)
 
 
-ASTYPE = primitive("astype", lambda x, *, dtype: x.astype(dtype), keeps_inputs=False,
-                   keeps_output=False)
+ASTYPE = primitive("astype", lambda x, *, dtype, order="K": x.astype(dtype, order=order),
+                   keeps_inputs=False, keeps_output=False)
 defvjp(ASTYPE, same)  # the engine casts back to x's dtype
 deflinear(ASTYPE)
 
 
-def astype(x, dtype):
+def astype(x, dtype, order="K"):
     """``x.astype(dtype)``: float to float keeps the derivative; to an integer or boolean type
     it is cut (the documented way to drop a gradient, besides ``stop_gradient``)."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "fc":
         r = raw(x)  # under fl.compile an IR tracer: the cast is recorded there
-        return ASTYPE(r, dtype=dtype) if type(r) is Tracer else r.astype(dtype)
-    return ASTYPE(x, dtype=dtype)
+        return ASTYPE(r, dtype=dtype, order=order) if type(r) is Tracer \
+            else r.astype(dtype, order=order)
+    return ASTYPE(x, dtype=dtype, order=order)
 
 
 def _like(fill):
