@@ -290,6 +290,20 @@ def untraced(func, args, kwargs=None, name=None):
     return top._trace.call(func, name or getattr(func, "__name__", "call"), args, kwargs)
 
 
+def refusal(message: str, *args) -> DifferentiationError:
+    """The error for code that cannot be differentiated as written (a conversion to a plain
+    value, a function without a rule), noted on the transform of each tracer in ``args``
+    (lists, tuples and dicts walked) too: should the function catch it (``except
+    Exception``) and go on along another path than it takes eagerly, the transform raises it
+    when the function returns, instead of differentiating a program that never runs
+    without it (``Trace.check_refused``)."""
+    for t in _tracers(args, None):
+        trace = t._trace
+        if trace.refused is None:
+            trace.refused = message
+    return DifferentiationError(message)
+
+
 def _tracers(args, kwargs):
     stack = [args, kwargs]
     while stack:
@@ -369,7 +383,7 @@ class Trace:
         return DifferentiationError(errors.concrete(what))
 
     def check_refused(self):
-        """Raise the refusal recorded while ``f`` ran (see ``methods._refuses``)."""
+        """Raise the refusal recorded while ``f`` ran (``refusal``; ``methods._refuses``)."""
         if self.refused is not None:
             raise DifferentiationError(self.refused)
 
@@ -611,7 +625,7 @@ class Tracer:
                 _CONVERTED_INDEX if self.dtype.kind in "biu" else
                 "converting a traced array to a NumPy array (np.asarray, np.array of traced "
                 "values: build with np.stack([a, b]) or np.array([a, b], like=a))")
-        raise DifferentiationError(errors.converted(errors.calling_library()))
+        raise refusal(errors.converted(errors.calling_library()), self)
 
 
 _CONVERTED_INDEX = ("converting a traced integer array to a NumPy array (indexing a plain NumPy "

@@ -16,6 +16,7 @@ from fluxml.ad.core import (
     Tracer,
     lookup,
     raw,
+    refusal,
     taker,
     untraced,
 )
@@ -46,7 +47,7 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
         prim = UFUNCS.get(ufunc)
         if type(prim) is Primitive:
             if ufunc not in COMPLEX and _any_complex(inputs):
-                raise _not_for_complex(ufunc)
+                raise _not_for_complex(ufunc, inputs)
             trace = self._trace
             if len(inputs) == 1:  # self is the input
                 return (taker(trace) if COMPILING else trace).unary(prim, self)
@@ -65,19 +66,19 @@ def _array_function(self, func, types, args, kwargs):
     entry = FUNCTIONS.get(func)
     if entry is not None:
         if func not in COMPLEX and (_any_complex(args) or kwargs and _any_complex(kwargs)):
-            raise _not_for_complex(func)
+            raise _not_for_complex(func, (args, kwargs))
         return entry(*args, **kwargs)
     if func in LIKE:  # np.zeros(shape, like=tracer) and friends: they dispatch on like=
         return LIKE[func](self, *args, **kwargs)
     return call_function(func, args, kwargs)
 
 
-def _unsupported(func, what="function") -> DifferentiationError:
-    return DifferentiationError(errors.unsupported(func, what))
+def _unsupported(func, args, what="function") -> DifferentiationError:
+    return refusal(errors.unsupported(func, what), args)
 
 
-def _not_for_complex(func) -> DifferentiationError:
-    return DifferentiationError(errors.not_for_complex(func))
+def _not_for_complex(func, args) -> DifferentiationError:
+    return refusal(errors.not_for_complex(func), args)
 
 
 Tracer.__array_ufunc__ = _array_ufunc
@@ -87,7 +88,7 @@ Tracer.__array_function__ = _array_function
 def call_ufunc(ufunc, method, inputs, kwargs):
     """Route ``ufunc.method(*inputs, **kwargs)`` with traced inputs to its rule."""
     if ufunc not in COMPLEX and ufunc not in NONDIFF and _any_complex(inputs):  # all methods
-        raise _not_for_complex(ufunc)
+        raise _not_for_complex(ufunc, inputs)
     out = kwargs.pop("out", None)
     where = kwargs.pop("where", True)
     dtype = kwargs.pop("dtype", None)
@@ -107,7 +108,7 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         elif ufunc in NONDIFF:
             result = untraced(ufunc, inputs, None, ufunc.__name__)
         else:
-            raise _unsupported(ufunc, "ufunc")
+            raise _unsupported(ufunc, inputs, "ufunc")
     elif method in ("reduce", "accumulate", "reduceat") and ufunc not in NONDIFF:
         if where is not True and method == "reduce":
             kwargs["where"], where = where, True
@@ -124,7 +125,7 @@ def call_ufunc(ufunc, method, inputs, kwargs):
     elif all(type(a) is not Tracer for a in inputs) or ufunc in NONDIFF:
         result = untraced(getattr(ufunc, method), inputs, kwargs, f"{ufunc.__name__}.{method}")
     else:
-        raise _unsupported(ufunc, f"ufunc method `.{method}`")
+        raise _unsupported(ufunc, inputs, f"ufunc method `.{method}`")
     if out is None:
         if where is not True:
             raise DifferentiationError(
@@ -145,8 +146,8 @@ def call_function(func, args, kwargs):
     entry = lookup(FUNCTIONS, func)
     if entry is not None:
         if func not in COMPLEX and (_any_complex(args) or _any_complex(kwargs)):
-            raise _not_for_complex(func)
+            raise _not_for_complex(func, (args, kwargs))
         return entry(*args, **kwargs)
     if func in NONDIFF:
         return untraced(func, args, kwargs)
-    raise _unsupported(func)
+    raise _unsupported(func, (args, kwargs))

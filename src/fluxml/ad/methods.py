@@ -16,6 +16,7 @@ from fluxml.ad.core import (
     Tracer,
     bottom,
     raw,
+    refusal,
     taker,
     weak_result,
 )
@@ -178,7 +179,7 @@ def _refuses(what, convert=None):
         bottom = raw(self)  # a compiled program's IR tracer says why in its own words
         if type(bottom) is Tracer:
             raise bottom._trace.concrete(what)
-        raise DifferentiationError(errors.concrete(what))
+        raise refusal(errors.concrete(what), self)
 
     return method
 
@@ -327,7 +328,7 @@ def _round(self, ndigits=None):
     if not isinstance(raw(self), np.generic):
         raise TypeError("type numpy.ndarray doesn't define __round__ method (use np.round)")
     if ndigits is None:
-        raise DifferentiationError(errors.concrete("round(x) (an integer result)"))
+        raise refusal(errors.concrete("round(x) (an integer result)"), self)
     return np.round(self, ndigits)
 
 
