@@ -566,3 +566,35 @@ def test_writes_into_arguments_stay_on_the_copy():  # Zygote refuses mutation; f
 
     np.testing.assert_array_equal(fl.gradient(add_one, x)[0], [4, 6])
     np.testing.assert_array_equal(x, [1.0, 2.0])
+
+
+def test_logging_and_formatting_are_transparent():  # features.jl "logging macros"
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    log = logging.getLogger("tests.zygote_spec")
+    log.addHandler(Keep())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+    def loss(x):
+        log.info("loss %.3f at %d", np.sum(x ** 2), x.size)  # printf style, formatted lazily
+        text = f"{np.sum(x):.2f} {x[0]:.1e} " + format(x[1], ".1f")
+        return np.sum(x ** 2), text
+
+    # before: `%.3f` and f"{x:.2f}" of a traced value failed (float(x) refused, and no
+    # __format__); logging swallowed its error, which the transform now raises
+    (value, text), (g,) = fl.withgradient(loss, np.array([1.0, 2.0]))
+    assert records == ["loss 5.000 at 2"]
+    assert text == "3.00 1.0e+00 2.0"
+    np.testing.assert_array_equal(g, [2.0, 4.0])
+    (h,) = fl.gradient(lambda x: fl.gradient(lambda y: (log.info("%.1f", y), y ** 3)[1], x)[0],
+                       2.0)
+    assert h == 12.0 and records[-1] == "2.0"
+    with pytest.raises(TypeError, match="unsupported format string"):  # as NumPy's
+        fl.gradient(lambda x: (f"{x:.2f}", np.sum(x))[1], np.ones(2))

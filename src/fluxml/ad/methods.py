@@ -15,6 +15,7 @@ from fluxml.ad.core import (
     Primitive,
     Tracer,
     bottom,
+    python_number,
     raw,
     refusal,
     taker,
@@ -166,6 +167,11 @@ def _refuses(what, convert=None):
     def method(self, *args):
         if convert is not None:
             frame = sys._getframe(1)
+            if _percent_format(frame) and type(raw(self)) is not Tracer:
+                # `"%.3f" % x`, as logging formats its messages: the text has no derivative,
+                # so the value is written as without the transform (Zygote: logging is
+                # transparent to AD)
+                return convert(raw(self))
             if frame.f_code.co_code[frame.f_lasti] == _STORE_SUBSCR:
                 # `buf[i] = x` into a plain NumPy array: NumPy replaces any error raised here
                 # by its own "setting an array element with a sequence". So the value is
@@ -185,6 +191,29 @@ def _refuses(what, convert=None):
 
 
 _STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
+_BINARY_OP = dis.opmap.get("BINARY_OP")  # Python 3.11+; its argument 6 is %, 19 is %=
+_MODULO = {dis.opmap[name] for name in ("BINARY_MODULO", "INPLACE_MODULO") if name in dis.opmap}
+
+
+def _percent_format(frame) -> bool:
+    """Is ``frame`` at a ``%`` (or ``%=``)? A tracer's ``__float__`` or ``__int__`` is called
+    there by printf-style string formatting only: ``%`` on numbers goes to ``__mod__``."""
+    code, at = frame.f_code.co_code, frame.f_lasti
+    if code[at] == _BINARY_OP:
+        return code[at + 1] in (6, 19)
+    return code[at] in _MODULO
+
+
+def _format(self, spec):
+    """``f"{x:.3f}"``, ``format(x, ".3f")``: the value formatted, as without the transform (a
+    string has no derivative); ``f"{x}"`` is ``str(x)``, which names the tracer."""
+    value = raw(self)
+    if not spec or type(value) is Tracer:  # (fl.compile: no value yet; Python's own error)
+        return object.__format__(self, spec)
+    return format(python_number(value) if np.ndim(value) == 0 else value, spec)
+
+
+Tracer.__format__ = _format
 
 
 for _name, _what in {
