@@ -1,5 +1,5 @@
 """Differentiable ``scipy.special`` functions that SciPy writes in Python (converting their
-inputs with ``np.asarray``): ``polygamma`` and ``multigammaln``. The special ufuncs
+inputs with ``np.asarray``): ``polygamma``, ``multigammaln`` and ``logsumexp``. The special ufuncs
 (``erf``, ``gammaln``, ``digamma`` ...) are recorded when called on traced arrays and need no
 replacement (``ad/rules/special.py``).
 
@@ -18,10 +18,33 @@ import numpy as np
 
 from fluxml._checks import positive_int
 from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.rules.reductions import logsumexp as _logsumexp
 from fluxml.ad.rules.special import POLYGAMMA
 from fluxml.scipy._load import scipy_module
 
-__all__ = ["multigammaln", "polygamma"]
+__all__ = ["logsumexp", "multigammaln", "polygamma"]
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """``log(sum(b * exp(a), axis))`` without overflow (``scipy.special.logsumexp``, which a
+    Zygote user knows as LogExpFunctions' ``logsumexp``); the weights ``b`` must be
+    non-negative (``log(sum(exp(a + log(b))))``), and ``return_sign`` (for negative
+    weights) is not supported. Its gradient is the softmax of ``a + log(b)``.
+
+    >>> import numpy as np
+    >>> round(float(logsumexp(np.array([0.0, 0.0]), b=np.array([1.0, 3.0]))), 6)  # log 4
+    1.386294
+    """
+    if return_sign:
+        raise DifferentiationError("fluxml.scipy.special.logsumexp: return_sign=True (the "
+                                   "sign of a sum with negative weights) is not supported")
+    if b is not None:
+        if np.any(np.asarray(raw(b)) < 0):
+            raise DifferentiationError("fluxml.scipy.special.logsumexp: the weights b must be "
+                                       "non-negative (negative ones need return_sign)")
+        with np.errstate(divide="ignore"):  # a zero weight: log 0 = -inf drops its term
+            a = a + np.log(b)
+    return _logsumexp(a, axis=axis, keepdims=keepdims)
 
 
 def polygamma(n, x):
