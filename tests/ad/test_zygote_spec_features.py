@@ -598,3 +598,80 @@ def test_logging_and_formatting_are_transparent():  # features.jl "logging macro
     assert h == 12.0 and records[-1] == "2.0"
     with pytest.raises(TypeError, match="unsupported format string"):  # as NumPy's
         fl.gradient(lambda x: (f"{x:.2f}", np.sum(x))[1], np.ones(2))
+
+
+def test_hessian_diaghessian_jacobian():  # test/utils.jl
+    rng = np.random.default_rng(7)
+    np.testing.assert_allclose(fl.hessian(lambda x: x[0] * x[1], rng.standard_normal(2)),
+                               [[0, 1], [1, 0]])
+    np.testing.assert_allclose(
+        fl.hessian(lambda x: np.sum(x ** 3), np.array([[1.0, 2], [3, 4]])).reshape(4, 4),
+        np.diag([6.0, 12, 18, 24]))  # row-major: Julia's Diagonal([6, 18, 12, 24])
+    assert np.isclose(fl.hessian(np.sin, np.pi / 2), -1)
+    for f, x in [(np.sin, 1j * np.pi), (lambda x: x + 1j, np.pi),
+                 (lambda x: x, rng.standard_normal(2))]:
+        with pytest.raises(fl.DifferentiationError):
+            fl.hessian(f, x)
+        with pytest.raises(fl.DifferentiationError):
+            fl.diaghessian(f, x)
+    np.testing.assert_array_equal(fl.diaghessian(lambda x: x[0] * x[1] ** 2,
+                                                 np.array([1.0, np.pi]))[0], [0, 2])
+    xs, y = rng.standard_normal((2, 3)), rng.random()
+
+    def f34(xs, y):  # a non-diagonal Hessian, two arguments
+        return xs[0, 0] * (np.sum(xs ** np.arange(1, 4)) + y ** 4)
+
+    dx, dy = fl.diaghessian(f34, xs, y)
+    np.testing.assert_allclose(dx.ravel(), np.diag(fl.hessian(lambda x: f34(x, y), xs)
+                                                   .reshape(6, 6)))
+    assert np.isclose(dy, fl.hessian(lambda y: f34(xs, y), y))
+    np.testing.assert_array_equal(fl.jacobian(lambda x: x, np.array([1.0, 2])), np.eye(2))
+    y, j = fl.withjacobian(lambda x: x, np.array([1.0, 2]))
+    assert np.array_equal(y, [1, 2]) and np.array_equal(j, np.eye(2))
+    np.testing.assert_allclose(fl.jacobian(lambda a: a ** 2 * 1.0, np.array([1.0, 2, 3])),
+                               np.diag([2.0, 4, 6]))
+    np.testing.assert_allclose(fl.jacobian(lambda x: np.array([1.0, 2, 3]) ** 2 * x, 1.0),
+                               [1, 4, 9])
+    np.testing.assert_array_equal(fl.jacobian(lambda a: np.sum(a * 4.0) + 5,
+                                              np.array([1.0, 2, 3])), [4, 4, 4])
+    np.testing.assert_allclose(  # prod(a, dims=1): Julia's [3 1 0 0; 0 0 4 2] in row order
+        fl.jacobian(lambda a: np.prod(a, axis=0), np.array([[1.0, 2], [3, 4]])).reshape(2, 4),
+        [[3, 0, 1, 0], [0, 4, 0, 2]])
+    np.testing.assert_allclose(
+        fl.jacobian(lambda xs: np.where(xs > 0, xs ** 3, 0), np.array([1.0, 2, -3, 4, -5])),
+        np.diag([3.0, 12, 0, 48, 0]))
+    np.testing.assert_array_equal(fl.jacobian(lambda x: np.stack([x, 2 * x]), np.array(np.pi)),
+                                  [1, 2])
+    with pytest.raises(fl.DifferentiationError):
+        fl.jacobian(lambda x: x, np.array([1, 2, 3 + 1j]))
+
+
+def test_derivatives_of_derivatives():  # test/utils.jl "adjoints of ForwardDiff functions"
+    rng = np.random.default_rng(8)
+
+    def grad_exp(x):
+        return fl.gradient(lambda x: np.sum(np.exp(x + 1)), x)[0]
+
+    x1 = rng.standard_normal((3, 2))
+    np.testing.assert_allclose(fl.jacobian(grad_exp, x1).reshape(6, 6),
+                               np.diag(np.exp(x1 + 1).ravel()))
+    assert fl.gradient(lambda x: fl.jvp(lambda x: x ** 4, (x,), (1.0,))[1], 7.0) == \
+        (4 * 3 * 7.0 ** 2,)
+    np.testing.assert_allclose(
+        fl.jacobian(lambda x: fl.jvp(lambda x: np.stack([x, x ** 2, x ** 3]), (x,), (1.0,))[1],
+                    np.array(np.pi)), [0, 2, 6 * np.pi])
+
+    def f(x):  # issue 769
+        return np.stack([2 * x[0] ** 2 + x[0], x[1] ** 2 * x[0]])
+
+    x = np.array([2.0, 3.2])
+    # d/dx of sum(J) = [4 + 0 + 2 x2 ... ] by hand: J = [[4 x1 + 1, 0], [x2^2, 2 x1 x2]]
+    np.testing.assert_allclose(fl.gradient(lambda x: np.sum(fl.jacobian(f, x)), x)[0],
+                               [4 + 2 * x[1], 2 * x[1] + 2 * x[0]])
+    np.testing.assert_allclose(fl.gradient(lambda x: np.prod(fl.jacobian(f, x)), x)[0], [0, 0])
+
+    def g1218(x, y):  # issue 1218 (broken in Zygote: nothing)
+        return fl.gradient(lambda x: np.sum(x) * np.sum(y), x)[0][0]
+
+    np.testing.assert_allclose(fl.gradient(lambda y: g1218(np.array([0.1]), y), rng.random(5))[0],
+                               np.ones(5))
