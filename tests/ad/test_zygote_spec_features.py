@@ -675,3 +675,22 @@ def test_derivatives_of_derivatives():  # test/utils.jl "adjoints of ForwardDiff
 
     np.testing.assert_allclose(fl.gradient(lambda y: g1218(np.array([0.1]), y), rng.random(5))[0],
                                np.ones(5))
+
+
+@pytest.mark.parametrize("convert", [lambda x: float(x[0]) * np.ones(2),
+                                     lambda x: np.asarray(x) * 1.0,
+                                     lambda x: np.block([x, x])[:2]],
+                         ids=["float", "asarray", "no rule"])
+def test_a_refusal_caught_inside_fl_compile_is_raised(convert):
+    # the same under fl.compile: before, float(x) or np.asarray(x) caught by the function
+    # compiled the fallback, a program computing x where the function computes 2 x, silently
+    def f(x):
+        try:
+            y = convert(x)
+        except Exception:
+            y = x * 0
+        return y + x
+
+    np.testing.assert_array_equal(f(np.ones(2)), [2.0, 2.0])
+    with pytest.raises(fl.CompileError):
+        fl.compile(f)(np.ones(2))

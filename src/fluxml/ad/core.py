@@ -379,8 +379,12 @@ class Trace:
             raise DifferentiationError(self.closed)
 
     def concrete(self, what: str) -> Exception:
-        """The error for Python asking a tracer of this trace for a concrete value."""
-        return DifferentiationError(errors.concrete(what))
+        """The error for Python asking a tracer of this trace for a concrete value (noted as
+        the trace's refusal too, see ``refusal``)."""
+        message = errors.concrete(what)
+        if self.refused is None:
+            self.refused = message
+        return DifferentiationError(message)
 
     def check_refused(self):
         """Raise the refusal recorded while ``f`` ran (``refusal``; ``methods._refuses``)."""

@@ -210,7 +210,14 @@ class IRTrace(Trace):
                             np.array(val, copy=True), owned=True, multiple=False)
 
     def concrete(self, what):
-        return concrete_error(what)
+        """The error for a concrete value asked of a traced one, noted as the trace's refusal
+        too: a function that catches it (``except Exception``) and goes on along another path
+        than its eager one is refused when its trace ends (``calls.py``), instead of compiled
+        into a program that computes something else."""
+        error = concrete_error(what)
+        if self.refused is None:
+            self.refused = str(error).removeprefix("fl.compile: ")
+        return error
 
     def draw(self, rng, method, args, kwargs):
         """``rng.<method>(*args, **kwargs)`` recorded: a fresh draw on every run. The trace's
