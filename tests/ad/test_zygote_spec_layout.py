@@ -118,3 +118,45 @@ def test_copies_keep_numpys_layout_for_memory_order_reads(name, f):
         step[i] = 1e-6
         fd[i] = (np.sum(f(x + step) * w) - np.sum(f(x - step) * w)) / 2e-6
     np.testing.assert_allclose(g, fd, atol=1e-7)
+
+
+P3 = np.random.default_rng(2).standard_normal((3, 4, 5)).transpose(1, 2, 0)  # no C/F order
+
+# functions whose result NumPy lays out in its own way: a C array it fills (take, select,
+# triu), the input's memory order (sort, partition, ufunc.accumulate), F for an F array (pad)
+RESULT_LAYOUTS = [
+    ("sort", lambda x: np.sort(x, axis=0)),
+    ("partition", lambda x: np.partition(x, 1, axis=1)),
+    ("median", lambda x: np.median(x, axis=0)),
+    ("triu", np.triu),
+    ("tril", lambda x: np.tril(x, -1)),
+    ("take", lambda x: np.take(x, [0, 1], axis=1)),
+    ("select", lambda x: np.select([x > 0], [x], 0.0)),
+    ("minimum.accumulate", lambda x: np.minimum.accumulate(x, axis=1)),
+    ("pad edge", lambda x: np.pad(x, 1, mode="edge")),
+    ("pad reflect", lambda x: np.pad(x, 1, mode="reflect")),
+]
+
+
+@pytest.mark.parametrize("name, f", RESULT_LAYOUTS, ids=[c[0] for c in RESULT_LAYOUTS])
+@pytest.mark.parametrize("x", [X.T + 0.05, P3], ids=["F-ordered", "permuted"])  # (no kinks)
+def test_results_are_laid_out_as_numpys(name, f, x):
+    # before: these kept the input's layout or gave C where NumPy does otherwise (and triu
+    # kept an F layout since c3d59cf), so ravel(order="K") of the result read another order
+    def read(x):
+        return np.ravel(f(x), order="K")
+
+    w = np.random.default_rng(3).standard_normal(read(x).shape)
+    seen = []
+    (g,) = fl.gradient(lambda x: (seen.append(fl.stop_gradient(read(x))),
+                                  np.sum(read(x) * w))[1], x)
+    np.testing.assert_array_equal(seen[0], read(x))
+    # the gradient against central differences of the plain NumPy function, on copies laid
+    # out as x is (a C copy would be read in another order)
+    fd = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(order="K"), x.copy(order="K")
+        up[i] += 1e-6
+        down[i] -= 1e-6
+        fd[i] = (np.sum(read(up) * w) - np.sum(read(down) * w)) / 2e-6
+    np.testing.assert_allclose(g, fd, atol=1e-6)

@@ -225,10 +225,14 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     elif mode == "clip":
         n = a.size if axis is None else a.shape[axis]
         indices = np.clip(indices, 0, n - 1)
+    # lazy: shape builds on this module. (NumPy's take returns a new C-ordered array, which
+    # ravel(order="K") reads later; the gather keeps the layout of the array taken from.)
+    from fluxml.ad.rules.shape import c_ordered
+
     if axis is None:
-        return getitem(np.ravel(a), indices)
+        return c_ordered(getitem(np.ravel(a), indices))
     axis = axis % a.ndim
-    return getitem(a, (slice(None),) * axis + (indices,))
+    return c_ordered(getitem(a, (slice(None),) * axis + (indices,)))
 
 
 @function(np.take_along_axis)

@@ -18,6 +18,7 @@ from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untrac
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
+from fluxml.ad.rules.shape import in_memory_order_of
 
 # --- primitives ----------------------------------------------------------------------------------
 
@@ -282,7 +283,7 @@ def sort(a, axis=-1, kind=None, order=None, *, stable=None):
     if axis is None:
         a, axis = np.ravel(a), 0
     idx = np.argsort(raw(a), axis=axis, kind="stable")
-    return take_along_axis(a, idx, axis=axis)
+    return in_memory_order_of(take_along_axis(a, idx, axis=axis), a)
 
 
 @function(np.partition)
@@ -299,7 +300,7 @@ def partition(a, kth, axis=-1, kind="introselect", order=None):
     if axis is None:
         a, axis = np.ravel(a), 0
     idx = untraced(_partition_index, (a, kth, axis, kind))
-    return take_along_axis(a, idx, axis=axis)
+    return in_memory_order_of(take_along_axis(a, idx, axis=axis), a)
 
 
 def _partition_index(value, kth, axis, kind):

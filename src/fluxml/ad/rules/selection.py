@@ -10,6 +10,7 @@ from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import getitem, take_along_axis
+from fluxml.ad.rules.shape import c_ordered
 
 
 def _array(a):
@@ -41,6 +42,7 @@ def select(condlist, choicelist, default=0):
     shape = np.broadcast_shapes(*(np.shape(raw(x)) for x in (*choicelist, default, *conds)))
     if result.shape != shape:
         result = np.copy(np.broadcast_to(result, shape))
+    result = c_ordered(result)  # NumPy fills a new C-ordered array
     return result if result.dtype == dtype else result.astype(dtype)
 
 

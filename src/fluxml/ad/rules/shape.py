@@ -242,25 +242,57 @@ def _ravel_memory_order(a):
     return RESHAPE(transpose(a, axes), shape=(a.size,), order="C")
 
 
-def _memory_axes(shape, strides) -> list:
-    """The axes, outermost first, in the order ``np.ravel(order="K")`` reads them: NumPy's
-    stable insertion sort by decreasing absolute stride (numpy/_core/src/multiarray/nditer_
-    constr.c, npyiter_find_best_axis_ordering), where an axis of stride 0 or length 1
-    compares with none (so it keeps its place), and a negative stride is not reversed."""
+def _memory_axes(shape, *strides) -> list:
+    """The axes, outermost first, in the order NumPy's iterator walks arrays of these
+    ``strides`` (one tuple per operand): ``np.ravel(order="K")`` of one array, and the layout
+    NumPy gives a result it allocates in that order (``np.where``, so ``np.triu``). A stable
+    insertion sort by decreasing absolute stride (numpy/_core/src/multiarray/nditer_constr.c,
+    npyiter_find_best_axis_ordering): an axis of stride 0 or length 1 compares with none (so
+    it keeps its place), a negative stride is not reversed, and where operands disagree the
+    C order wins."""
     nd = len(shape)
-    inner_first = [0 if shape[d] == 1 else strides[d] for d in reversed(range(nd))]
-    perm = list(range(nd))
+    operands = [[0 if shape[d] == 1 else s[d] for d in reversed(range(nd))] for s in strides]
+    perm = list(range(nd))  # inner axes first
     for i0 in range(1, nd):
         at, j0 = i0, perm[i0]
         for i1 in range(i0 - 1, -1, -1):
-            s0, s1 = inner_first[j0], inner_first[perm[i1]]
-            if s0 != 0 and s1 != 0:
-                if abs(s1) <= abs(s0):
+            ambiguous, swap = True, False
+            for st in operands:
+                s0, s1 = st[j0], st[perm[i1]]
+                if s0 != 0 and s1 != 0:
+                    if abs(s1) <= abs(s0):
+                        swap = False
+                    elif ambiguous:
+                        swap = True
+                    ambiguous = False
+            if not ambiguous:
+                if not swap:
                     break
                 at = i1
         perm[at + 1:i0 + 1] = perm[at:i0]
         perm[at] = j0
     return [nd - 1 - j for j in reversed(perm)]
+
+
+def laid_out(y, axes):
+    """``y`` with ``axes`` (outermost first) its memory order, copied where it is not: the
+    layout NumPy gives a result (which ``ravel(order="K")`` reads later)."""
+    r = raw(y)
+    if _memory_axes(np.shape(r), r.strides) == list(axes):
+        return y
+    return transpose(COPY(transpose(y, axes), order="C"), _inverse(axes))
+
+
+def c_ordered(y):
+    """``y`` in C order, as NumPy's results that it fills itself (``take``, ``select``)."""
+    return laid_out(y, range(np.ndim(raw(y))))
+
+
+def in_memory_order_of(y, a):
+    """``y``, shaped as ``a``, in ``a``'s memory order, as NumPy's ``a.copy(order="K")``
+    (what sorting and partitioning return)."""
+    r = raw(a)
+    return laid_out(y, _memory_axes(np.shape(r), r.strides))
 
 
 # (wanted ndim, given ndim) -> the new shape from the old one, as np.atleast_{1,2,3}d make it.
@@ -447,7 +479,10 @@ def pad(array, pad_width, mode="constant", **kwargs):
                 "np.pad(..., reflect_type='odd') is not supported on traced arrays")
         source = np.pad(np.arange(array.size).reshape(array.shape), widths, mode=mode,
                         **kwargs)
-        return getitem(np.ravel(array), source)
+        flags = raw(array).flags  # NumPy's np.pad: F-ordered for an F-ordered array, else C
+        fortran = flags.f_contiguous and not flags.c_contiguous
+        out = getitem(np.ravel(array), source)
+        return COPY(out, order="F") if fortran else c_ordered(out)
     raise DifferentiationError(
         f"np.pad(mode={mode!r}) is not supported on traced arrays; supported modes: constant, "
         + ", ".join(_INDEX_MODES))
@@ -522,7 +557,12 @@ def _undiagonal(g, shape, offset, axis1, axis2):
 
 
 def _triangle(m, keep):
-    """``m`` with the entries outside ``keep`` (the last two axes) set to zero."""
+    """``m`` with the entries outside ``keep`` (the last two axes) set to zero, laid out as
+    NumPy's ``np.where(keep, m, 0)``."""
     if m.ndim < 2:
         m = np.broadcast_to(m, keep.shape)
-    return SETITEM(m, 0, idx=(Ellipsis, ~keep), inplace=False)
+    mask = np.broadcast_to(keep, m.shape)
+    axes = _memory_axes(m.shape, mask.strides, raw(m).strides)
+    return laid_out(SETITEM(m, 0, idx=(Ellipsis, ~keep), inplace=False), axes)
+
+
