@@ -131,6 +131,7 @@ RESULT_LAYOUTS = [
     ("triu", np.triu),
     ("tril", lambda x: np.tril(x, -1)),
     ("take", lambda x: np.take(x, [0, 1], axis=1)),
+    ("compress", lambda x: np.compress([True, False, True], x, axis=1)),
     ("select", lambda x: np.select([x > 0], [x], 0.0)),
     ("minimum.accumulate", lambda x: np.minimum.accumulate(x, axis=1)),
     ("pad edge", lambda x: np.pad(x, 1, mode="edge")),

@@ -110,5 +110,5 @@ def compress(condition, a, axis=None, out=None):
     if keep.size and keep[-1] >= a.shape[axis]:
         raise IndexError(f"index {keep[-1]} is out of bounds for axis {axis} with size "
                          f"{a.shape[axis]}")
-    result = getitem(a, (slice(None),) * axis + (keep,))
+    result = c_ordered(getitem(a, (slice(None),) * axis + (keep,)))  # NumPy's take: C order
     return into_out(result, out, "np.compress")
