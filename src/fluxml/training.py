@@ -334,7 +334,6 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
         run.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(run)
-        bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress)
         start, samples, total = time.perf_counter(), 0, 0.0
         steps, batches = 0, data
         if done:  # the rest of the epoch, after the batches those steps trained on (where
@@ -342,6 +341,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if skipped:  # gives them again; else the whole epoch again, with a warning)
                 total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
             done = 0
+        bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress,
+                           initial=steps)  # (a resumed epoch's bar counts its steps done)
         run._data_pass = None
         for batch in batches:
             if run._data_pass is None:  # (the pass just begun: a callback may begin others)
