@@ -324,3 +324,13 @@ def test_skip_connection_joins_the_layer_output_in_the_model_precision(monkeypat
     # an input of the model's precision, or a layer that keeps its input's, is left alone
     assert fl.SkipConnection(np.tanh, np.add)(x).dtype == np.float64
     assert m(x32).dtype == np.float32
+
+
+def test_chain_refuses_the_tree_flatten_as_a_layer():
+    # Flux's Chain(..., flatten, Dense(...)) written with fl.flatten (tree flattening) gave
+    # the Dense a tuple (its leaves and structure): outputsize and summary named the Dense
+    with pytest.raises(TypeError, match=r"layer 1 is fl.flatten, which flattens a tree .* "
+                                        r"use fl.Flatten\(\)"):
+        fl.Chain(fl.GlobalMeanPool(), fl.flatten, fl.Dense(16, 5))
+    m = fl.Chain(fl.GlobalMeanPool(), fl.Flatten(), fl.Dense(16, 5))
+    assert fl.outputsize(m, (7, 16, 4, 4)) == (7, 5)

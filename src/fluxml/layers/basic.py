@@ -18,6 +18,7 @@ from fluxml.layers.module import LayerError, Module, input_shapes, locate, need_
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib.linear import affine
+from fluxml.tree import flatten as tree_flatten
 
 
 def identity(x):
@@ -163,6 +164,11 @@ class Chain(Module):
         for key, layer in self._items():
             if not callable(layer):
                 raise TypeError(f"Chain: layer {key!r} is not callable: {layer!r}")
+            if layer is tree_flatten:  # Flux's Chain(..., flatten, Dense(...)) means MLUtils'
+                raise TypeError(  # flatten, which fl.Flatten() is; fl.flatten is tree's
+                    f"Chain: layer {key!r} is fl.flatten, which flattens a tree into its "
+                    f"leaves; to flatten each sample of a batch, (N, C, H, W) -> "
+                    f"(N, C * H * W), as Flux's flatten does, use fl.Flatten()")
 
     def _items(self):
         layers = self.layers
