@@ -429,15 +429,7 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
         if id(x) in seen:
             continue
         seen.add(id(x))
-        if isinstance(x, dict):
-            items = list(x.items()) if len(x) <= _LONG else \
-                list(itertools.islice(reversed(x.items()), _TAIL))
-        elif isinstance(x, (list, collections.deque)):
-            n = len(x)
-            items = list(enumerate(x)) if n <= _LONG else \
-                [(k, x[k]) for k in range(n - _TAIL, n)]
-        else:
-            items = list(tree.tree_state(x).items())
+        items = entries(x)
         budget -= len(items)
         for k, v in items:
             new = _plain(v, trace, stack, convert, lowered)
@@ -451,6 +443,18 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
         for x, k, v in functions:
             if _over(v, trace, {}):
                 _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [], convert, [])))
+
+
+def entries(x) -> list:
+    """``(key, value)`` of a holder the walk enters: a dict's, list's or deque's entries (of
+    a long one, its last ``_TAIL``: where a function appends), an object's fields."""
+    if isinstance(x, dict):
+        return list(x.items()) if len(x) <= _LONG else \
+            list(itertools.islice(reversed(x.items()), _TAIL))
+    if isinstance(x, (list, collections.deque)):
+        n = len(x)
+        return list(enumerate(x)) if n <= _LONG else [(k, x[k]) for k in range(n - _TAIL, n)]
+    return list(tree.tree_state(x).items())
 
 
 def open_walk(trace) -> None:
