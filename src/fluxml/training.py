@@ -185,8 +185,12 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
 
     A step that fails (an error in the loss, a NaN or Inf, another rank's failure, Ctrl-C)
     leaves the model as it was before it, what its forward pass wrote too (BatchNorm's
-    running statistics, a layer's fields), up to the moment ``fl.update`` begins: Ctrl-C
-    within the update itself may leave the model partly updated.
+    running statistics, a layer's fields, a count in an integer array), up to the moment
+    ``fl.update`` begins: Ctrl-C within the update itself may leave the model partly updated.
+    For this, the model's arrays the optimiser does not step (running statistics, integer
+    and bool arrays) are copied before each eager step, as plain NumPy code may write any of
+    them: a large integer table costs a copy a step unless it is read-only
+    (``table.flags.writeable = False``). Compiled steps copy only what their programs write.
 
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
     ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
