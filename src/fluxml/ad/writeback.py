@@ -420,17 +420,9 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     # an argument's tracer is the argument (or its new value), as the arguments' write-back
     # gives it; a traced value one copy for all its places
     convert = rebuilt.restore if rebuilt is not None else _copier()
-    seen: set = set()
     stack = roots
-    budget = _BUDGET
     lowered: list = []  # the outer traces whose tracers the last entry now holds
-    while stack and budget > 0:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        items = entries(x)
-        budget -= len(items)
+    for x, items in walk(stack):
         for k, v in items:
             new = _plain(v, trace, stack, convert, lowered)
             if new is not v:
@@ -443,6 +435,21 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
         for x, k, v in functions:
             if _over(v, trace, {}):
                 _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [], convert, [])))
+
+
+def walk(stack: list):
+    """``(holder, its entries)`` for each holder popped from ``stack`` (onto which the caller
+    pushes what to walk next), each once, until ``_BUDGET`` entries in all."""
+    seen: set = set()
+    budget = _BUDGET
+    while stack and budget > 0:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        items = entries(x)
+        budget -= len(items)
+        yield x, items
 
 
 def entries(x) -> list:

@@ -13,7 +13,7 @@ the user to close over the object: they had.)
 from __future__ import annotations
 
 from fluxml.ad.core import Tracer
-from fluxml.ad.writeback import _BUDGET, _HOLDERS, _put, _walked, entries, reached
+from fluxml.ad.writeback import _HOLDERS, _put, _walked, reached, walk
 
 
 def name_stored(f, trace) -> None:
@@ -21,15 +21,7 @@ def name_stored(f, trace) -> None:
     an inner transform lowered its tracers onto, by a dead tracer naming its place. The walk
     is bounded as the inner transforms' is; it runs once per trace, not per call."""
     stack = reached(f) + _HOLDERS.pop(trace, [])
-    seen: set = set()
-    budget = _BUDGET
-    while stack and budget > 0:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        items = entries(x)
-        budget -= len(items)
+    for x, items in walk(stack):
         for k, v in items:
             if type(v) is Tracer and v._trace is trace:
                 _put(x, k, _dead(v, _place(x, k)))
