@@ -210,6 +210,8 @@ class IRTrace(Trace):
                             np.array(val, copy=True), owned=True, multiple=False)
 
     def concrete(self, what):
+        if self.closed is not None:  # (a value of a finished trace, stored and used later)
+            return CompileError(self.closed)
         return concrete_error(what)
 
     def draw(self, rng, method, args, kwargs):

@@ -330,10 +330,13 @@ class OptimiserChain(Rule):
 
 class MixedState(NamedTuple):
     """MixedPrecision's state: the high-precision copy of the parameter and the inner rule's
-    state (kept for that copy)."""
+    state (kept for that copy). ``fl.f16``, ``fl.f32`` and ``fl.f64`` leave both as they are
+    (``keeps_dtype``): converted to float16 with the model, the copy would lose the small
+    steps it is there to keep."""
 
     master: object
     state: object
+    keeps_dtype = True  # (a class attribute, not a field)
 
 
 @dataclass(init=False)
