@@ -235,8 +235,11 @@ def window_sum_t(g, *, x_shape, kernel, stride, pads, dilation):
 # --- softmax and friends ----------------------------------------------------------------------
 
 def _shifted(x, axis):
+    """As nnlib.softmax's: a row whose maximum is +inf is 0 at its +inf entries, -inf
+    elsewhere (the limit's softmax)."""
     m = jnp.max(x, axis=axis, keepdims=True)
-    return x - jnp.where(jnp.isfinite(m), m, 0)
+    s = x - jnp.where(jnp.isfinite(m), m, 0)
+    return jnp.where(m == jnp.inf, jnp.where(x == jnp.inf, 0, -jnp.inf).astype(s.dtype), s)
 
 
 def softmax(x, *, axis):
