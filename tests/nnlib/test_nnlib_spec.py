@@ -256,3 +256,118 @@ def test_softmax_with_inf_compiled(backend):
         np.testing.assert_allclose(np.asarray(y), nn.softmax(x))
         np.testing.assert_array_equal(np.asarray(y)[1:], [[0, 1], [0.5, 0.5], [0, 1]])
         np.testing.assert_allclose(np.asarray(logy), nn.logsoftmax(x))
+
+
+# --- test/functions.jl, test/ctc.jl, test/conv_bias_act.jl -------------------------------------
+
+def test_glu():
+    """functions.jl "glu" and "AutoDiff": the halves of Julia's dim 1 (the last axis here),
+    an odd axis refused."""
+    x = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]], float).T
+    np.testing.assert_array_equal(np.ceil(nn.glu(x)), np.array([[1, 2, 3], [4, 5, 6]]).T)
+    with pytest.raises(ValueError, match="even size"):
+        nn.glu(x, 0)
+    fl.testing.check_grads(nn.glu, np.random.default_rng(17).random((3, 4)))
+
+
+def test_ctc_loss():
+    """ctc.jl "ctc_loss": NNlib's hand-calculated losses and gradients (Julia's (classes, T)
+    is (T, classes) here, labels from 0, the blank last) and finite differences."""
+    y = np.array([0, 1])
+    x = np.array([[1.0, 2, 3], [2, 1, 1], [3, 3, 2]]).T
+    assert fl.ctc_loss(x, y) == pytest.approx(3.6990738275138035, rel=1e-12)
+    g = np.array([[-0.317671, -0.427729, 0.665241], [0.244728, -0.0196172, -0.829811],
+                  [0.0729422, 0.447346, 0.16457]]).T
+    np.testing.assert_allclose(fl.gradient(lambda x: fl.ctc_loss(x, y), x)[0], g, rtol=1e-5,
+                               atol=1e-5)
+    x = np.array([[-3.0, 12, 8, 15], [4, 20, -2, 20], [8, -33, 6, 5]]).T
+    assert fl.ctc_loss(x, y) == pytest.approx(8.02519869363453, rel=1e-12)
+    g = np.array([[-2.29294774655333e-06, -0.999662657278862, 1.75500863563993e-06,
+                   0.00669284889063],
+                  [0.017985914969696, 0.999662657278861, -1.9907078755387e-06,
+                   -0.006693150917307],
+                  [-0.01798362202195, -2.52019580677916e-20, 2.35699239251042e-07,
+                   3.02026677058789e-07]]).T
+    np.testing.assert_allclose(fl.gradient(lambda x: fl.ctc_loss(x, y), x)[0], g, rtol=1e-5,
+                               atol=1e-5)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 9, 12)
+    fl.testing.check_grads(lambda x: fl.ctc_loss(x, labels), rng.random((25, 10)), order=1)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "rrelu"] + ["tanh", "cbrt"])
+def test_conv_bias_act(name):
+    """conv_bias_act.jl (relu, stride 2) and bias_act.jl "gradient with $fun": the fused
+    call equals act(conv + b) in value and gradients, for every activation and two NumPy
+    functions NNlib knows nothing about."""
+    act = getattr(nn, name, None) or getattr(np, name)
+    rng = np.random.default_rng(0)
+    x, w, b = rng.random((3, 3, 4, 4)), rng.standard_normal((3, 3, 2, 2)), rng.random(3)
+
+    def fused(x, w, b):
+        return nn.conv_bias_act(x, w, b, act, stride=2)
+
+    def plain(x, w, b):
+        return act(nn.conv(x, w, stride=2) + b[:, None, None])
+    np.testing.assert_allclose(fused(x, w, b), plain(x, w, b), atol=1e-12)
+    for g, want in zip(fl.gradient(lambda *a: np.sum(fused(*a) ** 2), x, w, b),
+                       fl.gradient(lambda *a: np.sum(plain(*a) ** 2), x, w, b)):
+        np.testing.assert_allclose(g, want, atol=1e-12)
+    if name == "relu":
+        with pytest.raises(ValueError, match="bias must have shape"):  # (NNlib: bias=true)
+            nn.conv_bias_act(x, w, True, act)
+
+
+# --- testsuite/spectral.jl ---------------------------------------------------------------------
+
+def test_windows_stft_istft():
+    """spectral.jl "Window functions" (float32, symmetric when not periodic, periodic = the
+    next length's symmetric one cut) and "STFT" "Batch" (ones: the DC row is 16; round trips
+    with odd lengths, a cropped inverse, normalisation, a window, hops and FFT sizes)."""
+    for window in (nn.hann_window, nn.hamming_window):
+        w, ws = window(10), window(10, periodic=False)
+        assert w.dtype == np.float32 and len(w) == 10
+        np.testing.assert_allclose(ws[:5], ws[5:][::-1])
+        np.testing.assert_allclose(w, window(11, periodic=False)[:10], atol=1e-7)
+    rng = np.random.default_rng(0)
+    for batch in ((), (3,)):
+        x = np.ones(batch + (16,), np.float32)
+        y = nn.stft(x, 16)
+        assert y.shape == batch + (9, 5)
+        np.testing.assert_allclose(y.real[..., 0, :], 16)
+        np.testing.assert_allclose(nn.istft(y, 16), x, atol=1e-6)
+        x = rng.random(batch + (2048,), dtype=np.float32)
+        np.testing.assert_allclose(nn.istft(nn.stft(x, 1024), 1024), x, atol=1e-5)
+        x = rng.random(batch + (1111,), dtype=np.float32)
+        y = nn.stft(x, 256)
+        np.testing.assert_allclose(nn.istft(y, 256, length=1111), x, atol=1e-5)
+        cropped = nn.istft(y, 256)
+        assert cropped.shape[-1] < 1111
+        np.testing.assert_allclose(cropped, x[..., :cropped.shape[-1]], atol=1e-5)
+        x = rng.random(batch + (1234,), dtype=np.float32)
+        window = nn.hann_window(512)
+        cases = [dict(n_fft=512, normalized=True), dict(n_fft=512, window=window)]
+        cases += [dict(n_fft=512, hop_length=h) for h in (32, 33, 255, 256, 511, 512)]
+        cases += [dict(n_fft=n) for n in (32, 33, 64, 65, 128, 129)]
+        for options in cases:
+            np.testing.assert_allclose(nn.istft(nn.stft(x, **options), length=1234, **options),
+                                       x, atol=1e-5, err_msg=str(options))
+
+
+def test_spectrogram_and_decibels():
+    """spectral.jl "Spectrogram" (|stft|^2; a gradient without NaN where the spectrum is 0;
+    batched) and "Power to dB" (db_to_power inverts power_to_db, compared by norm as Julia's
+    ≈ does: its top_db clips the smallest entries)."""
+    rng = np.random.default_rng(1)
+    window = nn.hann_window(1024)
+    x = rng.random((3, 1024), dtype=np.float32)
+    spec = nn.spectrogram(x, 1024, 128, window)
+    for i in range(3):
+        np.testing.assert_allclose(np.abs(nn.stft(x[i], 1024, 128, window)) ** 2, spec[i],
+                                   rtol=1e-4, atol=1e-4)
+    g = fl.gradient(lambda x: np.sum(nn.spectrogram(x, 1024, 128, window)),
+                    np.ones(1024, np.float32))[0]
+    assert np.isfinite(g).all()
+    spec = nn.spectrogram(x[0], 1024, 128, window, pad=0)
+    back = nn.db_to_power(nn.power_to_db(spec))
+    assert np.linalg.norm(back - spec) <= 1e-5 * np.linalg.norm(spec)
