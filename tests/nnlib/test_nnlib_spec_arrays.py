@@ -440,14 +440,17 @@ def test_attention_specific_results():
     np.testing.assert_allclose(y, np.reshape(y_true, (1, 3, 4)), atol=1e-5)
     np.testing.assert_allclose(probs, np.reshape(p_true, (1, 2, 3, 3)), atol=1e-5)
     rng = np.random.default_rng(0)
-    for batch, nheads in itertools.product((1, 2), (1, 3, 5)):
-        q = rng.random((batch, 3, 15), dtype=np.float32)
-        k, v = rng.random((batch, 4, 15), dtype=np.float32), rng.random((batch, 4, 15),
-                                                                        dtype=np.float32)
-        y, probs = nn.dot_product_attention(q, k, v, nheads=nheads)
-        assert y.dtype == np.float32 and y.shape == (batch, 3, 15)
-        assert probs.shape == (batch, nheads, 3, 4)
+    for batch, nheads in itertools.product(((), (1,), (2,), (2, 1, 3)), (1, 3, 5)):
+        q = rng.random(batch + (3, 15), dtype=np.float32)
+        k, v = (rng.random(batch + (4, 15), dtype=np.float32) for _ in range(2))
+        y, probs = nn.dot_product_attention(q, k, v, nheads=nheads)  # (no or several batch
+        assert y.dtype == np.float32 and y.shape == batch + (3, 15)  # axes: refused before)
+        assert probs.shape == batch + (nheads, 3, 4)
         np.testing.assert_allclose(probs.sum(axis=-1), 1, rtol=1e-6)
+        one = [a.reshape((-1,) + a.shape[-2:]) for a in (q, k, v)]  # one batch axis
+        y1, p1 = nn.dot_product_attention(*one, nheads=nheads)
+        np.testing.assert_allclose(y.reshape(y1.shape), y1, rtol=1e-6)
+        np.testing.assert_allclose(probs.reshape(p1.shape), p1, rtol=1e-6)
     q4 = np.arange(1, 25).reshape(1, 3, 2, 4) / 24  # Julia's (4, 2, 3, 1): d, heads, len
     heads = q4.transpose(0, 2, 1, 3)
     np.testing.assert_allclose(nn.dot_product_attention(heads, heads, heads)[1],
@@ -474,3 +477,37 @@ def test_attention_mask_bias_gradient():
     fl.testing.check_grads(lambda q, k, v, b: nn.dot_product_attention(q, k, v, bias=b,
                                                                        nheads=2)[0],
                            q, k, v, bias, order=1)
+
+
+def test_attention_fdrop_and_batch_axes_with_mask_and_bias():
+    """attention.jl "dropout": fdrop acts on the probabilities (about half kept at p = 0.5;
+    fluxml had no fdrop), the identity changes nothing, the output is weighed by what it
+    returns; a mask and a bias over several batch axes; the gradient through both."""
+    rng = np.random.default_rng(2)
+    q = k = v = rng.random((10, 10, 10))
+    y, probs = nn.dot_product_attention(q, k, v, nheads=2,
+                                        fdrop=lambda p: nn.dropout(p, 0.5, rng=rng))
+    assert 0.4 < np.mean(probs > 0) < 0.6
+    base = nn.dot_product_attention(q, k, v, nheads=2)
+    for got, want in zip(nn.dot_product_attention(q, k, v, nheads=2, fdrop=lambda p: p), base):
+        np.testing.assert_allclose(got, want)
+    np.testing.assert_allclose(nn.dot_product_attention(q, k, v, nheads=2,
+                                                        fdrop=lambda p: 0.5 * p)[0],
+                               0.5 * base[0])
+    np.testing.assert_allclose(nn.dot_product_attention(q, k, v, fdrop=lambda p: 2 * p)[0],
+                               2 * nn.dot_product_attention(q, k, v)[0])
+    with pytest.raises(TypeError, match="fdrop must be a function"):
+        nn.dot_product_attention(q, k, v, fdrop=0.1)
+    fl.testing.check_grads(lambda q, k, v: nn.dot_product_attention(
+        q, k, v, nheads=2, fdrop=lambda p: p * p)[0], q[:2, :3, :4], k[:2, :3, :4],
+        v[:2, :3, :4], order=1)
+    q, k = rng.random((2, 1, 3, 4)), rng.random((2, 1, 5, 4))
+    mask, bias = rng.random((3, 5)) > 0.3, rng.standard_normal((1, 2, 3, 5))
+    y, probs = nn.dot_product_attention(q, k, k, nheads=2, mask=mask, bias=bias)
+    y1, p1 = nn.dot_product_attention(q[:, 0], k[:, 0], k[:, 0], nheads=2, mask=mask,
+                                      bias=np.broadcast_to(bias, (2, 2, 3, 5)))
+    np.testing.assert_allclose(y[:, 0], y1)
+    np.testing.assert_allclose(probs[:, 0], p1)
+    fl.testing.check_grads(lambda q, k, b: nn.dot_product_attention(q, k, k, nheads=2,
+                                                                    bias=b)[0],
+                           q, k, bias, order=1)
