@@ -55,8 +55,10 @@ def grid_sample(x, grid, *, padding_mode: str = "zeros"):
     for axis in range(d):
         n = sizes[axis]
         p = (grid[..., d - 1 - axis] + 1.0) * (0.5 * (n - 1))  # 0-based pixel coordinate
-        if padding_mode == "border":
-            p = np.clip(p, 0.0, n - 1.0)
+        if padding_mode == "border":  # clamped, with derivative 0 at the bounds too (as
+            # PyTorch's): np.clip's 1 there sent the gradient to the corner past the border,
+            # which reads 0, so a position on the border had a gradient where none is
+            p = np.where(p <= 0.0, 0.0, np.where(p >= n - 1.0, n - 1.0, p))
         positions.append(p)
     dtype = np.result_type(raw(positions[0]))
     lows = [np.floor(raw(p)) for p in positions]  # the corner below, as floats

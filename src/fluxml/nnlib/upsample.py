@@ -71,7 +71,8 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
         size = win.spatial(size, d, "size", fn)
         scale = tuple(m / n for n, m in zip(shape[2:], size))
     xp = win.array_module(raw(x))
-    dtype = raw(x).dtype if raw(x).dtype.kind == "f" else np.float64
+    # the weights in x's real precision (complex64 stays complex64); integers: float64
+    dtype = np.finfo(raw(x).dtype).dtype if raw(x).dtype.kind in "fc" else np.float64
     for i, (n, m, s) in enumerate(zip(shape[2:], size, scale)):
         if n == m and not align_corners:
             continue
