@@ -373,10 +373,12 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
     (``x.astype(int)``).
 
     Complex arguments follow JAX's and HIPS autograd's convention: for a real ``f`` of
-    ``z = x + iy`` the gradient is ``df/dx - i df/dy`` (the conjugate of PyTorch's
-    ``.grad``), so a descent step is ``z -= lr * np.conj(g)``. A complex output is refused
-    unless ``holomorphic=True``: then ``f`` must be holomorphic in complex arguments and the
-    gradient is its complex derivative ``f'(z)``.
+    ``z = x + iy`` the gradient is ``df/dx - i df/dy``, the conjugate of Zygote's (Flux's)
+    and PyTorch's ``df/dx + i df/dy`` (Zygote's ``gradient(z -> abs2(z), 3 + 4im)`` is
+    ``6 + 8im``; here it is ``6 - 8j``), so a descent step is ``z -= lr * np.conj(g)``. A
+    complex output is refused unless ``holomorphic=True``: then ``f`` must be holomorphic in
+    complex arguments (this is not checked) and the gradient is its complex derivative
+    ``f'(z)`` (Zygote's ``gradient(real∘f, z)`` is ``conj(f'(z))``).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)

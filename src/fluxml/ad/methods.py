@@ -128,7 +128,7 @@ def _transpose(self, *axes):
 
 
 def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
-    return astype(self, dtype)
+    return astype(self, dtype, order)
 
 
 def _fill(self, value):
@@ -139,7 +139,7 @@ Tracer.reshape = _reshape
 Tracer.transpose = _transpose
 Tracer.astype = _astype
 Tracer.fill = _fill
-Tracer.copy = lambda self, order="C": np.copy(self)
+Tracer.copy = lambda self, order="C": np.copy(self, order=order)  # C: ndarray.copy's
 Tracer.flatten = lambda self, order="C": np.copy(np.ravel(self, order=order))
 Tracer.T = property(lambda self: np.transpose(self))
 Tracer.mT = property(lambda self: np.swapaxes(self, -1, -2))

@@ -12,6 +12,6 @@ INLINE = {  # each entry: (xp, *operands, **parameters) -> source; xp names the 
     SUM: lambda xp, x, axis, keepdims: f"{xp}.add.reduce({x}, axis={axis}, keepdims={keepdims})",
     TRANSPOSE: lambda xp, x, axes: f"{x}.transpose({axes})",
     RESHAPE: lambda xp, x, shape, order: f"{x}.reshape({shape}, order={order})",
-    ASTYPE: lambda xp, x, dtype: f"{x}.astype({dtype})",
+    ASTYPE: lambda xp, x, dtype, order="'K'": f"{x}.astype({dtype}, order={order})",
     GETITEM: lambda xp, x, idx: f"{x}[{idx}]",
 }

@@ -68,6 +68,9 @@ def array(like, obj, dtype=None, *args, **kwargs):
     value = _nested(obj)
     if type(value) is not Tracer:
         return _constant(like, np.array(value, dtype))
+    order = kwargs.get("order", "K")
+    if order not in ("K", None):  # the layout NumPy gives it, which ravel(order="K") reads
+        value = np.copy(value, order=order)
     return value if dtype is None else value.astype(dtype)
 
 

@@ -17,13 +17,14 @@ def _setitem(x, v, *, idx, inplace):
     if isinstance(x, np.generic):  # a 0-d cotangent may come as a NumPy scalar (immutable)
         x = np.array(x)
     elif not inplace or type(x) is not np.ndarray:
-        x = np.array(x, copy=True) if not hasattr(x, "copy") else x.copy()
+        # (order K: the copy keeps the layout, which ravel(order="K") reads)
+        x = np.array(x, copy=True) if not hasattr(x, "copy") else x.copy(order="K")
     x[idx] = v
     return x
 
 
 def _index_add(x, v, *, idx):
-    x = x.copy()
+    x = x.copy(order="K")
     np.add.at(x, idx, v)
     return x
 

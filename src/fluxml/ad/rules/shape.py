@@ -28,12 +28,22 @@ deflinear(RESHAPE)
 VIEW_INVERSES[RESHAPE] = lambda new, base, p: np.reshape(new, base.shape, order=p["order"])
 
 
+def _any_order(a, order):
+    """NumPy's ``order="A"``, resolved on the array's memory: "F" for an array that is
+    Fortran-contiguous and not C-contiguous (``a.T`` of a C array), else "C". The rules
+    reshape cotangents, which are C arrays, so they need the order the values were read in."""
+    if order != "A":
+        return order
+    flags = raw(a).flags
+    return "F" if flags.f_contiguous and not flags.c_contiguous else "C"
+
+
 @function(np.reshape)
 def reshape(a, shape=None, order="C", **kwargs):
     shape = kwargs.pop("newshape", shape)
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
-    return RESHAPE(a, shape=tuple(shape), order=order)
+    return RESHAPE(a, shape=tuple(shape), order=_any_order(a, order))
 
 
 TRANSPOSE = primitive("transpose", lambda x, *, axes: np.transpose(x, axes),
@@ -68,31 +78,34 @@ defvjp(PAD, lambda g, ans, x, widths: g[tuple(slice(lo, lo + n)
                                               for (lo, _), n in zip(widths, x.shape))])
 deflinear(PAD)
 
-COPY = primitive("copy", lambda x: np.array(x, copy=True), keeps_inputs=False,
-                 keeps_output=False)
+# Copies and casts lay the new array out in memory as NumPy does (``order``): the value does
+# not depend on it, but what ``ravel(order="K")`` or ``reshape(order="A")`` reads later does.
+COPY = primitive("copy", lambda x, *, order="K": np.array(x, copy=True, order=order),
+                 keeps_inputs=False, keeps_output=False)
 defvjp(COPY, same)
 deflinear(COPY)
 
 
 @function(np.copy)
 def copy(a, order="K", subok=False):
-    return COPY(a)
+    return COPY(a, order=order)
 
 
-ASTYPE = primitive("astype", lambda x, *, dtype: x.astype(dtype), keeps_inputs=False,
-                   keeps_output=False)
+ASTYPE = primitive("astype", lambda x, *, dtype, order="K": x.astype(dtype, order=order),
+                   keeps_inputs=False, keeps_output=False)
 defvjp(ASTYPE, same)  # the engine casts back to x's dtype
 deflinear(ASTYPE)
 
 
-def astype(x, dtype):
+def astype(x, dtype, order="K"):
     """``x.astype(dtype)``: float to float keeps the derivative; to an integer or boolean type
     it is cut (the documented way to drop a gradient, besides ``stop_gradient``)."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "fc":
         r = raw(x)  # under fl.compile an IR tracer: the cast is recorded there
-        return ASTYPE(r, dtype=dtype) if type(r) is Tracer else r.astype(dtype)
-    return ASTYPE(x, dtype=dtype)
+        return ASTYPE(r, dtype=dtype, order=order) if type(r) is Tracer \
+            else r.astype(dtype, order=order)
+    return ASTYPE(x, dtype=dtype, order=order)
 
 
 def _like(fill):
@@ -213,10 +226,41 @@ def squeeze(a, axis=None):
 
 @function(np.ravel)
 def ravel(a, order="C"):
-    if order in ("K", "A"):  # memory order: F for a Fortran-ordered value, else C
+    if order == "K":  # memory order
         flags = raw(a).flags
-        order = "F" if flags.f_contiguous and not flags.c_contiguous else "C"
-    return RESHAPE(a, shape=(a.size,), order=order)
+        if not (flags.c_contiguous or flags.f_contiguous):
+            return _ravel_memory_order(a)
+        order = "C" if flags.c_contiguous else "F"
+    return RESHAPE(a, shape=(a.size,), order=_any_order(a, order))
+
+
+def _ravel_memory_order(a):
+    """``np.ravel(a, order="K")`` of an array in neither C nor F order (``x.transpose(1, 0,
+    2)``, a broadcast view): the C ravel of ``a`` with its axes in the order NumPy's
+    iterator walks them (a view where NumPy's is one)."""
+    axes = _memory_axes(np.shape(raw(a)), raw(a).strides)
+    return RESHAPE(transpose(a, axes), shape=(a.size,), order="C")
+
+
+def _memory_axes(shape, strides) -> list:
+    """The axes, outermost first, in the order ``np.ravel(order="K")`` reads them: NumPy's
+    stable insertion sort by decreasing absolute stride (numpy/_core/src/multiarray/nditer_
+    constr.c, npyiter_find_best_axis_ordering), where an axis of stride 0 or length 1
+    compares with none (so it keeps its place), and a negative stride is not reversed."""
+    nd = len(shape)
+    inner_first = [0 if shape[d] == 1 else strides[d] for d in reversed(range(nd))]
+    perm = list(range(nd))
+    for i0 in range(1, nd):
+        at, j0 = i0, perm[i0]
+        for i1 in range(i0 - 1, -1, -1):
+            s0, s1 = inner_first[j0], inner_first[perm[i1]]
+            if s0 != 0 and s1 != 0:
+                if abs(s1) <= abs(s0):
+                    break
+                at = i1
+        perm[at + 1:i0 + 1] = perm[at:i0]
+        perm[at] = j0
+    return [nd - 1 - j for j in reversed(perm)]
 
 
 # (wanted ndim, given ndim) -> the new shape from the old one, as np.atleast_{1,2,3}d make it.

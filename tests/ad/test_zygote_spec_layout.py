@@ -1,0 +1,120 @@
+"""Memory-order reshapes, found translating Zygote's ``permutedims``/``reshape`` tests
+(test/gradcheck_p1.jl, testsets around ``permutedims`` and ``dropdims``): Julia reads arrays
+in column-major order, NumPy in the order asked for, and ``order="A"``/``"K"`` read them in
+the order they lie in memory. Each gradient is checked against the positions NumPy itself
+reads, found by applying the same operations to an array of element numbers."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.testing import check_grads
+
+X = np.arange(24.0).reshape(2, 3, 4) / 10
+
+# (name, the operations on an array, then the memory-order flatten)
+CASES = [
+    ("ravel K of a permuted array", lambda x: np.ravel(x.transpose(1, 0, 2), order="K")),
+    ("flatten K of a permuted array", lambda x: x.transpose(1, 0, 2).flatten(order="K")),
+    ("ravel K of a reversed, permuted array",
+     lambda x: np.ravel(x[:, ::-1].transpose(1, 0, 2), order="K")),
+    ("ravel K of a broadcast view",
+     lambda x: np.ravel(np.broadcast_to(x[:, :1], (2, 3, 4)).transpose(2, 1, 0), order="K")),
+    ("ravel K of a strided view", lambda x: np.ravel(x[:, ::2].transpose(2, 0, 1), order="K")),
+    ("reshape A of a transposed array", lambda x: x.T.reshape(24, order="A")),
+    ("reshape A of a transposed array to 2-d", lambda x: np.reshape(x.T, (4, 6), order="A")),
+    ("ravel A of a transposed array", lambda x: np.ravel(x.T, order="A")),
+]
+
+
+def _read_positions(op, shape):
+    """The flat C index of the element of ``x`` at each place of ``op(x)``: ``op`` applied
+    to the element numbers (plain NumPy, so in NumPy's own reading order)."""
+    return op(np.arange(int(np.prod(shape))).reshape(shape))
+
+
+@pytest.mark.parametrize("name, op", CASES, ids=[c[0] for c in CASES])
+def test_memory_order_reads_values_and_gradients_as_numpy(name, op):
+    # before: ravel(order="K") read a permuted array in C order (a wrong value and the
+    # matching wrong gradient), and reshape(order="A") of an F-ordered array read the
+    # values in F order but reshaped the cotangent in C order (a wrong gradient)
+    positions = _read_positions(op, X.shape)
+    w = np.random.default_rng(0).standard_normal(positions.shape)
+    seen = []
+
+    def loss(x):
+        y = op(x)
+        seen.append(fl.stop_gradient(y))
+        return np.sum(y * w)
+
+    (g,) = fl.gradient(loss, X)
+    np.testing.assert_array_equal(seen[0], op(X))
+    expected = np.zeros(X.size)
+    np.add.at(expected, positions.ravel(), w.ravel())
+    np.testing.assert_allclose(g, expected.reshape(X.shape), rtol=1e-12)
+    check_grads(lambda x: op(x) * w, X, order=2)
+
+
+def test_ravel_k_view_writes_reach_the_array():
+    # NumPy's ravel(order="K") of x.transpose(1, 0, 2) is a view of x: a write through it
+    # changes x, and its derivative must follow
+    def f(x):
+        y = x * 1.0
+        v = y.transpose(1, 0, 2).ravel(order="K")
+        v[:5] = 2 * x.ravel()[:5] ** 2
+        return y
+
+    x = X.copy()
+    assert np.shares_memory(np.ravel(x.transpose(1, 0, 2), order="K"), x)
+    expected = X.copy()
+    expected.ravel()[:5] = 2 * X.ravel()[:5] ** 2
+    out = []
+    fl.gradient(lambda x: (out.append(fl.stop_gradient(f(x))),
+                           np.sum(f(x)))[1], X)
+    np.testing.assert_array_equal(out[0], expected)
+    check_grads(f, X, order=2)
+
+
+def _saved_then_written(x):
+    y = x.T * 1.0  # F-ordered, as eagerly
+    z = y * y  # keeps y for the backward pass, so the write below copies it first
+    y[0, 0] = 5.0
+    return y.ravel(order="K") + z.ravel(order="K")
+
+
+def _added_at(x):
+    y = x.T * 1.0
+    z = y * y
+    np.add.at(y, (0, 0), 1.0)
+    return y.ravel(order="K") + z.ravel(order="K")
+
+
+# copies and casts that set the layout a later memory-order read sees
+LAYOUTS = [
+    ("ndarray.copy is C-ordered", lambda x: x.T.copy().ravel(order="K")),
+    ("ndarray.copy(order='F')", lambda x: x.copy(order="F").ravel(order="K")),
+    ("np.copy(order='F')", lambda x: np.copy(x, order="F").ravel(order="A")),
+    ("np.copy(order='F') reshaped with A", lambda x: np.copy(x, order="F").reshape(6, order="A")),
+    ("astype(order='F')", lambda x: x.astype(np.float64, order="F").ravel(order="K")),
+    ("np.array(order='F', like=x)", lambda x: np.array(x, order="F", like=x).ravel(order="K")),
+    ("a write into a kept F-ordered array", _saved_then_written),
+    ("np.add.at into a kept F-ordered array", _added_at),
+]
+
+
+@pytest.mark.parametrize("name, f", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_copies_keep_numpys_layout_for_memory_order_reads(name, f):
+    # before: the traced copy ignored `order` (np.copy, ndarray.copy, astype, np.array), and
+    # the copy a write makes of a kept array was C-ordered whatever the array's layout: a
+    # later ravel(order="K") read another order than NumPy's, value and gradient, silently
+    x = np.arange(6.0).reshape(2, 3) + 0.5
+    w = np.random.default_rng(1).standard_normal(6)
+    seen = []
+    (g,) = fl.gradient(lambda x: (seen.append(fl.stop_gradient(f(x))), np.sum(f(x) * w))[1], x)
+    np.testing.assert_array_equal(seen[0], f(x))
+    fd = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = 1e-6
+        fd[i] = (np.sum(f(x + step) * w) - np.sum(f(x - step) * w)) / 2e-6
+    np.testing.assert_allclose(g, fd, atol=1e-7)
