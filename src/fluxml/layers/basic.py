@@ -71,7 +71,7 @@ class Dense(Module):
                                  f"{weight.shape}")
         else:
             _positive("Dense", in_features=in_features, out_features=out_features)
-            weight = np.asarray(init((int(out_features), int(in_features)), rng), dtype=dtype)
+            weight = initial("Dense", init, (out_features, in_features), rng, dtype)
         if not callable(activation):
             raise TypeError(f"Dense: activation must be callable; got {activation!r}")
         self.weight = weight
@@ -108,6 +108,18 @@ class Dense(Module):
         out, inp = self.weight.shape
         bias = "" if self.bias is not None else ", bias=False"
         return f"Dense({inp} => {out}{_activation_suffix(self.activation)}{bias})"
+
+
+def initial(layer: str, init: Callable, shape: tuple, rng, dtype, what: str = "init"):
+    """``init(shape, rng)`` as an array of ``dtype``, refused unless it has ``shape``: a
+    weight of another shape made another layer (``Dense(3, 4, init=lambda s, rng: w)`` with
+    ``w`` (3, 4) was a Dense(4 => 3), silently), where Flux raises a DimensionMismatch."""
+    shape = tuple(int(n) for n in shape)
+    value = np.asarray(init(shape, rng), dtype=dtype)
+    if value.shape != shape:
+        raise ValueError(f"{layer}: {what} must return an array of shape {shape}; got shape "
+                         f"{value.shape}")
+    return value
 
 
 def _make_bias(bias, shape, dtype, layer):
@@ -275,7 +287,7 @@ class Scale(Module):
         if not size:
             raise ValueError("Scale: expected one or more sizes (positive ints); got none")
         size = tuple(positive_int("Scale", f"size[{i}]", n) for i, n in enumerate(size))
-        self.scale = np.asarray(init(tuple(size), rng), dtype=dtype)
+        self.scale = initial("Scale", init, size, rng, dtype)
         self.bias = _make_bias(bias, size, dtype, "Scale")
         self.activation = activation
 
@@ -322,7 +334,7 @@ class Bilinear(Module):
                  dtype=np.float32):
         in1, in2 = in_features if isinstance(in_features, tuple) else (in_features,) * 2
         _positive("Bilinear", in1=in1, in2=in2, out_features=out_features)
-        self.weight = np.asarray(init((out_features, in1, in2), rng), dtype=dtype)
+        self.weight = initial("Bilinear", init, (out_features, in1, in2), rng, dtype)
         self.bias = _make_bias(bias, out_features, dtype, "Bilinear")
         self.activation = activation
 

@@ -23,7 +23,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml._checks import flag, is_int
-from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
+from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity, initial
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.nnlib import windows as win
@@ -107,8 +107,8 @@ class Conv(Module):
                              f"and out_channels ({out_channels})")
         d = len(kernel)
         self._check_options(name, d, stride, pad, dilation)
-        self.weight = np.asarray(init((out_channels, in_channels // groups) + kernel, rng),
-                                 dtype=dtype)
+        self.weight = initial(name, init, (out_channels, in_channels // groups) + kernel, rng,
+                              dtype)
         self.bias = _make_bias(bias, out_channels, dtype, name)
         self.activation = activation
         self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
@@ -265,7 +265,8 @@ class ConvTranspose(Module):
                              f"({stride!r}) or the dilation ({dilation!r}) in each dimension, "
                              f"as PyTorch's output_padding")
         # glorot's fans read (out, in, ...): give it the transposed shape, then swap
-        w = np.asarray(init((out_channels // groups, in_channels) + kernel, rng), dtype=dtype)
+        w = initial("ConvTranspose", init, (out_channels // groups, in_channels) + kernel, rng,
+                    dtype)
         self.weight = np.ascontiguousarray(np.swapaxes(w, 0, 1))
         self.bias = _make_bias(bias, out_channels, dtype, "ConvTranspose")
         self.activation = activation

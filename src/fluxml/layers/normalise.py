@@ -28,7 +28,7 @@ from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml._checks import flag, is_int, is_real, real_in, shown
 from fluxml.ad.api import stop_gradient
-from fluxml.layers.basic import _activation_suffix, _positive, identity
+from fluxml.layers.basic import _activation_suffix, _positive, identity, initial
 from fluxml.layers.module import LayerError, Module, is_active, need_array
 from fluxml.layers.precision import match_dtype
 
@@ -53,8 +53,9 @@ class _Norm(Module):
         real_in(who, "momentum (the running statistics' update rate)", momentum, 0, 1)
         affine, track_stats = flag(who, "affine", affine), flag(who, "track_stats", track_stats)
         self.activation = activation
-        self.weight = np.asarray(init_scale(shape, rng), dtype) if affine else None
-        self.bias = np.asarray(init_bias(shape, rng), dtype) if affine else None
+        self.weight = initial(who, init_scale, shape, rng, dtype, "init_scale") if affine \
+            else None
+        self.bias = initial(who, init_bias, shape, rng, dtype, "init_bias") if affine else None
         self.running_mean = np.zeros(channels, dtype) if track_stats else None
         self.running_var = np.ones(channels, dtype) if track_stats else None
         self.eps = eps

@@ -24,7 +24,7 @@ from fluxml._checks import flag
 from fluxml.ad.core import Tracer, untraced
 from fluxml.backend.mixing import check_same_device
 from fluxml.backend.registry import array_module
-from fluxml.layers.basic import _activation_suffix, _positive
+from fluxml.layers.basic import _activation_suffix, _positive, initial
 from fluxml.layers.module import LayerError, Lazy, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
 
@@ -41,8 +41,9 @@ class _Cell(Module):
                  dtype=np.float32):
         _positive(type(self).__name__, in_features=in_features, hidden=hidden)
         g = self.gates * hidden
-        self.weight_ih = np.asarray(init((g, in_features), rng), dtype=dtype)
-        self.weight_hh = np.asarray(init_recurrent((g, hidden), rng), dtype=dtype)
+        name = type(self).__name__
+        self.weight_ih = initial(name, init, (g, in_features), rng, dtype)
+        self.weight_hh = initial(name, init_recurrent, (g, hidden), rng, dtype, "init_recurrent")
         bias = flag(type(self).__name__, "bias", bias, none=True)  # (None: none, as Dense)
         self.bias_ih = np.zeros(g, dtype) if bias else None
         self.bias_hh = np.zeros(g, dtype) if bias else None
