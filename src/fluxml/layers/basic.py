@@ -106,7 +106,7 @@ def _is_array(x) -> bool:
         and not isinstance(x, np.generic)  # (np.int64(3): a size)
 
 
-def _weight_first(layer: str, dims: str, weight, second, activation, bias):
+def _weight_first(layer: str, dims: str | None, weight, second, activation, bias):
     """``(weight, bias, activation)`` of a layer made from its weight, as Flux's
     ``Layer(W)``, ``Layer(W, f)``, ``Layer(W, b)`` and ``Layer(W, b, f)``."""
     if second is not None and activation is identity and callable(second):
@@ -115,7 +115,7 @@ def _weight_first(layer: str, dims: str, weight, second, activation, bias):
         if bias is not True:
             raise TypeError(f"{layer}: the bias is given twice (second argument and bias=)")
         bias = second
-    if weight.ndim != len(dims.split(",")):
+    if dims is not None and weight.ndim != len(dims.split(",")):
         raise ValueError(f"{layer}: a weight must have shape {dims}; got {weight.shape}")
     return weight, bias, activation
 
