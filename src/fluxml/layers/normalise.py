@@ -101,6 +101,15 @@ class _Norm(Module):
         return self._activate(nnlib.batchnorm(x, self.weight, self.bias, mean=self.running_mean,
                                               var=self.running_var, eps=self.eps))
 
+    def _several(self, count, what):
+        """Refuse to normalise with the statistics of a single value: its variance is 0, so
+        the output was the bias alone and the running variance decayed towards 0, silently
+        (PyTorch and Flux raise too). Test mode with running statistics never comes here."""
+        if count == 1:
+            raise LayerError(f"{self._line()} got a single value {what} to compute its "
+                             f"statistics from; give more than one, or use the running "
+                             f"statistics (fl.testmode)")
+
     def _activate(self, y):
         return y if self.activation is identity else self.activation(y)
 
@@ -152,6 +161,7 @@ class BatchNorm(_Norm):
         active = is_active(self, x)
         if not active and self.running_mean is not None:  # test mode: running statistics
             return self._with_running_stats(x)
+        self._several(x.size // self.channels, "per channel (N times the spatial sizes)")
         scale, bias = self._channel_affine(x.ndim)
         axes = (0,) + tuple(range(2, x.ndim))
         y, mean, var = nnlib.normalise(x, axes, scale, bias, eps=self.eps, return_stats=True)
@@ -191,6 +201,8 @@ class InstanceNorm(_Norm):
         active = is_active(self, x)
         if not active and self.running_mean is not None:  # test mode: running statistics
             return self._with_running_stats(x)
+        if x.shape[0]:
+            self._several(x[0, 0].size, "per sample and channel (the spatial sizes)")
         scale, bias = self._channel_affine(x.ndim)
         y, mean, var = nnlib.normalise(x, tuple(range(2, x.ndim)), scale, bias, eps=self.eps,
                                        return_stats=True)
