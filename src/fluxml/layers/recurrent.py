@@ -80,8 +80,13 @@ class _Cell(Module):
         return x, self._check_state(state, x.shape[:-1], x.dtype)
 
     def _check_state(self, state, batch, dtype):
-        """The state, checked against the batch axes and converted to ``dtype``."""
+        """The state, checked against the batch axes and converted to ``dtype``. A state of
+        one vector ``(hidden,)`` for a batch is every sequence's (as Flux's: a trained
+        initial state ``h0``; its gradient the sum over the batch)."""
         want = tuple(batch) + (self.sizes[1],)
+        if batch:
+            state = _map_state(state, lambda s: np.broadcast_to(s, want)
+                               if np.shape(s) == want[-1:] else s)
         parts = state if isinstance(state, tuple) else (state,)
         if any(np.shape(s) != want for s in parts):
             raise LayerError(f"{self._line()} expects a state of shape {want}"
@@ -340,7 +345,8 @@ class RNN(_Recurrent):
     """``RNN(in_features, hidden, activation=tanh; return_state=False, bias=, init=, rng=)``
 
     An :class:`RNNCell` over a sequence ``(N, T, in)``: every step's ``h`` ``(N, T, hidden)``.
-    ``m(x, h0)`` starts from ``h0`` (zeros otherwise); ``return_state=True`` returns
+    ``m(x, h0)`` starts from ``h0`` ``(N, hidden)``, or ``(hidden,)`` for every sequence
+    (zeros otherwise); ``return_state=True`` returns
     ``(outputs, final state)``; ``m(x, lengths=)`` reads a padded batch, as :class:`LSTM`.
 
     >>> import numpy as np, fluxml as fl
