@@ -368,6 +368,8 @@ class Bilinear(Module):
     def _output_shape(self, *shapes):
         shapes = input_shapes(shapes)
         x, z = (shapes[0], shapes[0]) if len(shapes) == 1 else shapes
+        if len(x) == len(z) == 1:  # a pair of vectors, as __call__
+            return self._output_shape((1,) + tuple(x), (1,) + tuple(z))[1:]
         _, in1, in2 = self.weight.shape
         if len(x) != 2 or len(z) != 2 or x[1] != in1 or z[1] != in2 or x[0] != z[0]:
             raise LayerError(f"{self._line()} expects inputs (N, {in1}) and (N, {in2}); got "
