@@ -43,7 +43,8 @@ class Parallel(Module):
 
     Applies every layer to the same input, then combines: ``connection(l1(x), l2(x), ...)``.
     Given several inputs (``m(x1, x2)`` or a tuple), layer i takes input i; a single layer
-    is applied to each input. ``connection=None`` returns the tuple of outputs. Flux's
+    is applied to each input. ``connection=None`` returns the tuple of outputs. ``m[0]`` (or
+    ``m["name"]``) is a layer, ``m[1:]`` a Parallel of those layers. Flux's
     ``Parallel``; ``vcat`` of features is ``lambda *ys: np.concatenate(ys, axis=-1)`` here.
     Where a layer converted its input to its own float precision (and warned), the outputs
     of layers that kept their input's (``np.tanh``, an identity) are converted to it too, so
@@ -76,6 +77,9 @@ class Parallel(Module):
         if len(xs) == 1 and isinstance(xs[0], tuple):
             xs = xs[0]
         items = self._items()
+        if not xs:  # (connection() was called with nothing, or None gave ())
+            raise LayerError(f"Parallel with {len(items)} layer(s) needs at least one input; "
+                             f"got none")
         if len(xs) == 1:
             ys = [_call("Parallel", k, f, xs[0]) for k, f in items]
         elif len(items) == 1:
@@ -91,6 +95,10 @@ class Parallel(Module):
 
     def __getitem__(self, key):
         layers = self.layers
+        if isinstance(key, slice):  # a Parallel of those layers, as Flux's m[1:2]
+            if isinstance(layers, dict):
+                return Parallel(self.connection, **dict(list(layers.items())[key]))
+            return Parallel(self.connection, *layers[key])
         if isinstance(layers, dict) and isinstance(key, (int, np.integer)):
             return list(layers.values())[key]
         return layers[key]
