@@ -410,17 +410,18 @@ def test_precision_conversion_keeps_mixed_precisions_copy(convert, chained):
     # fl.f16(state) turned the float32 copy (and the inner rule's state of it) into float16:
     # the small steps it is there to keep then rounded away, silently
     model = {"w": np.full(3, 1.0, np.float16)}
-    rule = fl.MixedPrecision(fl.Momentum(1e-4, 0.5))
-    rule = fl.OptimiserChain(fl.ClipGrad(10.0), rule) if chained else rule
-    state = convert(fl.setup(rule, model))
-    mixed = state["w"].state[1] if chained else state["w"].state
-    assert mixed.master.dtype == mixed.state.dtype == np.float32
+    rule = fl.Momentum(1e-4, 0.5)  # (chained: the chain inside MixedPrecision, the only way
+    rule = fl.MixedPrecision(fl.OptimiserChain(fl.ClipGrad(10.0), rule) if chained else rule)
+    state = convert(fl.setup(rule, model))  # round OptimiserChain takes it)
+    mixed = state["w"].state
+    velocity = mixed.state[1] if chained else mixed.state
+    assert mixed.master.dtype == velocity.dtype == np.float32
     x, velocity = 1.0, 0.0
     for _ in range(20):  # Momentum by hand, in float64: v = rho v + eta g; x -= v
         velocity = 0.5 * velocity + 1e-4
         x -= velocity
         state, model = fl.update(state, model, {"w": np.ones(3, np.float16)})
-    mixed = state["w"].state[1] if chained else state["w"].state
+    mixed = state["w"].state
     np.testing.assert_allclose(mixed.master, x, rtol=1e-6)
     np.testing.assert_array_equal(model["w"], mixed.master.astype(np.float16))
 
