@@ -18,6 +18,11 @@ def _beta_powers(bt, beta):
     return bt[0] * beta[0], bt[1] * beta[1]
 
 
+def _moments(m, v, g, beta):
+    """The Adam family's first and second moments, as each apply! updates them."""
+    return beta[0] * m + (1 - beta[0]) * g, beta[1] * v + (1 - beta[1]) * g ** 2
+
+
 def descent(o):
     return None, lambda s, x, g: (s, o.eta * g)
 
@@ -57,11 +62,9 @@ def rprop(o):
 
 
 def adam(o):
-    b1, b2 = o.beta
-
     def step(s, x, g):
         m, v, bt = s
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        m, v = _moments(m, v, g, o.beta)
         update = m / (1 - bt[0]) / (sqrt(v / (1 - bt[1])) + o.epsilon) * o.eta
         return (m, v, _beta_powers(bt, o.beta)), update
     return (0.0, 0.0, o.beta), step
@@ -82,7 +85,7 @@ def radam(o):
 
     def step(s, x, g):
         m, v, bt, t = s
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        m, v = _moments(m, v, g, o.beta)
         rho = rho_inf - 2 * t * bt[1] / (1 - bt[1])
         if rho > 4:
             r = sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
@@ -104,11 +107,9 @@ def adamax(o):
 
 
 def oadam(o):
-    b1, b2 = o.beta
-
     def step(s, x, g):
         m, v, bt, term = s
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        m, v = _moments(m, v, g, o.beta)
         new = o.eta * m / (1 - bt[0]) / (sqrt(v / (1 - bt[1])) + o.epsilon)
         return (m, v, _beta_powers(bt, o.beta), new), 2 * new - term
     return (0.0, 0.0, o.beta, 0.0), step
@@ -131,11 +132,9 @@ def adadelta(o):
 
 
 def amsgrad(o):
-    b1, b2 = o.beta
-
     def step(s, x, g):
         m, v, vmax = s
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        m, v = _moments(m, v, g, o.beta)
         vmax = np.maximum(vmax, v)
         return (m, v, vmax), o.eta * m / (sqrt(vmax) + o.epsilon)
     return (o.epsilon,) * 3, step
@@ -146,7 +145,7 @@ def nadam(o):
 
     def step(s, x, g):
         m, v, bt = s
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        m, v = _moments(m, v, g, o.beta)
         update = ((b1 * m / (1 - b1 * bt[0]) + (1 - b1) * g / (1 - bt[0]))
                   / (sqrt(v * b2 / (1 - bt[1])) + o.epsilon) * o.eta)
         return (m, v, _beta_powers(bt, o.beta)), update
@@ -154,11 +153,9 @@ def nadam(o):
 
 
 def adamw(o):
-    b1, b2 = o.beta
-
     def step(s, x, g):
         m, v, bt = s
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        m, v = _moments(m, v, g, o.beta)
         update = m / (1 - bt[0]) / (sqrt(v / (1 - bt[1])) + o.epsilon)  # Adam at eta = 1
         update = o.eta * (update + o.lambd * x) if o.couple else o.eta * update + o.lambd * x
         return (m, v, _beta_powers(bt, o.beta)), update
