@@ -80,8 +80,7 @@ def lion(o):
 
 
 def radam(o):
-    b1, b2 = o.beta
-    rho_inf = 2 / (1 - b2) - 1
+    rho_inf = 2 / (1 - o.beta[1]) - 1
 
     def step(s, x, g):
         m, v, bt, t = s
