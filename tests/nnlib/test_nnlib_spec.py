@@ -270,6 +270,15 @@ def test_glu():
     fl.testing.check_grads(nn.glu, np.random.default_rng(17).random((3, 4)))
 
 
+def test_within_gradient():
+    """functions.jl "within_gradient": False outside, True inside (its derivative is 1 * x's),
+    True under forward mode (NNlib's Dual case)."""
+    from fluxml.layers import within_gradient
+    assert within_gradient(np.array([1.0])) is False
+    assert fl.gradient(lambda x: within_gradient(x) * x, 2.0) == (1.0,)
+    assert fl.jvp(lambda x: within_gradient(x) * x, (2.0,), (1.0,)) == (2.0, 1.0)
+
+
 def test_ctc_loss():
     """ctc.jl "ctc_loss": NNlib's hand-calculated losses and gradients (Julia's (classes, T)
     is (T, classes) here, labels from 0, the blank last) and finite differences."""

@@ -511,3 +511,18 @@ def test_attention_fdrop_and_batch_axes_with_mask_and_bias():
     fl.testing.check_grads(lambda q, k, b: nn.dot_product_attention(q, k, k, nheads=2,
                                                                     bias=b)[0],
                            q, k, bias, order=1)
+
+
+def test_grid_sample_nan_and_far_positions():
+    """A NaN position reads NaN, in both padding modes (it read 0, silently: its integer
+    corner was the cast of NaN, outside); positions far out, infinite included, read 0 with
+    zero padding and the border with border padding, with no overflow in the casts."""
+    x = np.arange(1.0, 5).reshape(1, 1, 2, 2)
+    grid = np.array([[[[np.nan, 0], [0, np.nan], [np.inf, 0], [-np.inf, 0], [1e30, 0.3],
+                       [-7.3, 0.2], [0.5, 0.5]]]])
+    with np.errstate(all="raise"):
+        zeros = nn.grid_sample(x, grid)[0, 0, 0]
+        border = nn.grid_sample(x, grid, padding_mode="border")[0, 0, 0]
+    assert np.isnan(zeros[:2]).all() and np.isnan(border[:2]).all()
+    np.testing.assert_array_equal(zeros[2:], [0, 0, 0, 0, 3.25])
+    np.testing.assert_allclose(border[2:], [3, 2, 3.3, 2.2, 3.25])  # the clamped columns

@@ -575,3 +575,23 @@ def test_complex_pooling():
                      nn.global_maxpool):
             with pytest.raises(TypeError, match="complex input .* has no maximum"):
                 pool(x)
+
+
+def test_conv_dims():
+    """conv.jl "ConvDims" (dense and depthwise): output sizes for scalar and tuple stride,
+    dilation and padding, the 4-number padding (Julia's (w_lo, w_hi, h_lo, h_hi) is
+    (h_lo, h_hi, w_lo, w_hi) here), and the invalid settings refused by name."""
+    x = np.zeros((2, 3, 4, 5))  # Julia's randn(5, 4, 3, 2)
+    for conv, w in ((nn.conv, np.zeros((4, 3, 2, 1))), (nn.depthwise_conv, np.zeros((6, 1, 2, 1)))):
+        out = w.shape[0]
+        assert conv(x, w).shape == (2, out, 3, 5)
+        assert conv(x, w, stride=2, dilation=2, pad=3, flipped=True).shape == (2, out, 4, 6)
+        assert conv(x, w, stride=(2, 1), dilation=(2, 1), pad=(1, 0)).shape == (2, out, 2, 5)
+        assert conv(x, w, pad=(3, 4, 1, 2)).shape == (2, out, 10, 8)
+        for bad in (dict(stride=(1,)), dict(stride=(1, 1, 1)), dict(pad=(1, 1, 1)),
+                    dict(pad=(1, 1, 1, 1, 1)), dict(dilation=(1,)), dict(dilation=(1, 1, 1)),
+                    dict(dilation=(5, 1))):
+            with pytest.raises(ValueError, match="conv: "):
+                conv(x, w, **bad)
+    with pytest.raises(ValueError, match="expects input"):
+        nn.conv(x, np.zeros((4, 1, 2, 1)))  # channel mismatch

@@ -493,3 +493,48 @@ def test_trainables():
     assert [(p, a.tolist()) for p, a in paths] == [("x", [1, 2, 3]), ("z", [4, 5, 6])]
     g = fl.gradient(lambda x: np.sum(fl.trainables(x, path=True)[0][1] ** 2), m["m4"])[0]
     assert g["x"].tolist() == g["y"].tolist() == [2, 4, 6] and g["z"] is None
+
+
+class _TwoThirds:
+    """runtests.jl's TwoThirds: three fields, only ``a`` trainable (Functors' trainable is
+    fluxml's ``nontrainable`` list)."""
+
+    nontrainable = ("b", "c")
+
+    def __init__(self, a, b, c):
+        self.a, self.b, self.c = a, b, c
+
+
+def test_trainable_subset():
+    """runtests.jl "trainable subset" and destructure.jl's m7: only ``a`` is trained,
+    flattened and rebuilt; the others stay as they were."""
+    m = _TwoThirds(np.float32([1, 2]), np.float32([3, 4]), np.float32([5, 6]))
+    state = fl.setup(fl.Momentum(0.1, 0.9), m)
+    fl.update(state, m, fl.gradient(lambda m: np.sum(m.a ** 2) + 100 * np.sum(m.b ** 2), m)[0])
+    np.testing.assert_allclose(m.a, [0.8, 1.6])
+    np.testing.assert_array_equal(m.b, [3, 4])
+    np.testing.assert_array_equal(m.c, [5, 6])
+    m7 = _TwoThirds((np.sin, np.arange(1, 4.0)), (np.cos, np.arange(4, 7.0)),
+                    (np.tan, np.arange(7, 10.0)))
+    flat, re = fl.destructure(m7)
+    np.testing.assert_array_equal(flat, [1, 2, 3])
+    r = re(np.array([10.0, 20, 30]))
+    assert r.a[0] is np.sin and r.a[1].tolist() == [10, 20, 30]
+    assert r.b[1].tolist() == [4, 5, 6] and r.c[1].tolist() == [7, 8, 9]
+    np.testing.assert_array_equal(fl.gradient(lambda v: re(v).a[1][2], np.ones(3))[0], [0, 0, 1])
+    assert fl.gradient(lambda v: re(v).b[1][1], np.ones(3))[0] is None  # (zeros there)
+    assert [p.tolist() for p in fl.trainables(m7)] == [[1, 2, 3]]
+    with pytest.raises(ValueError, match="expected a flat vector of length 3"):
+        re(np.ones(4))
+
+
+def test_rule_settings_checked():
+    """interface.jl "@def": a rule's settings are checked when made and when adjusted (a
+    complex or text learning rate, one number for a pair of decay rates)."""
+    for make in (lambda: fl.Adam(0.1 + 1j), lambda: fl.Adam("0.1"), lambda: fl.Adam(0.1, 0.9),
+                 lambda: fl.Adam(beta=(0.9, 0.99j))):
+        with pytest.raises(ValueError, match="Adam: "):
+            make()
+    state = fl.setup(fl.Adam(), np.ones(2))
+    with pytest.raises(ValueError, match="beta must be two numbers"):
+        fl.adjust(state, beta=0.9)

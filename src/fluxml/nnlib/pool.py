@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from fluxml._checks import flag
+from fluxml._checks import flag, real_in
 from fluxml.ad.core import COMPILING, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
@@ -307,8 +307,8 @@ def lppool(x, p: float, kernel, *, stride=None, pad=0):
     >>> fl.nnlib.lppool(np.array([[[3.0, -4.0, 1.0, 0.0]]]), 2, 2)
     array([[[5., 1.]]])
     """
-    if not p > 0:
-        raise ValueError(f"lppool: p must be positive; got {p!r}")
+    # (finite: p = inf gave 1 for every window, silently, where the limit is the maximum)
+    real_in("lppool", "p", p, 0, low_open=True)
     kernel, stride, pads, dilation = _geometry("lppool", x, kernel, stride, pad, 1)
     total = WINDOW_SUM(np.abs(x) ** p, kernel=kernel, stride=stride, pads=pads,
                        dilation=dilation)

@@ -48,7 +48,8 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
     ``floor(n * scale)`` entries) or to an output ``size``. With ``align_corners=False``
     (PyTorch's default) output ``j`` samples input coordinate ``(j + 1/2) / scale - 1/2``
     (``scale = m / n`` when a size is given), clamped at the edges; with ``True`` the corner
-    samples of input and output coincide (Flux's default).
+    samples of input and output coincide (Flux's default). Float and complex input keeps its
+    dtype; integer input gives float64 (NNlib's keeps the integer type).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.nnlib.upsample_linear(np.array([[[0.0, 4.0]]]), 2)
