@@ -68,3 +68,29 @@ def test_a_stored_value_used_after_compile_names_its_place():
     direct(X)
     assert type(m.last) is np.ndarray and type(n.last) is np.ndarray
     assert not isinstance(HISTORY[0], fl.ad.core.Tracer)
+
+
+def test_a_returned_container_the_function_also_stores_is_returned():
+    # `h.metrics = {...}; return h.metrics` (or a global list appended to and returned):
+    # the container's tracers were made dead before the output was read, and fl.compile
+    # failed with "a leaked tracer" (it worked before stored values were named)
+    holder = type("Holder", (), {})()
+
+    def metrics(x):
+        y = x * 2
+        holder.metrics = {"y": y, "s": np.sum(y)}
+        return holder.metrics
+
+    kept = []
+
+    def appended(x):
+        kept.append(x * 2)
+        return kept
+
+    run, run_list = fl.compile(metrics), fl.compile(appended)
+    for k in (1.0, 2.0, 3.0):
+        out = run(np.full((2, 3), k, np.float32))
+        assert out["s"] == 12 * k and out["y"].shape == (2, 3)
+        np.testing.assert_array_equal(run_list(np.full(2, k))[0], 2 * k)
+    with pytest.raises(CompileError, match=r"list\[0\] holds a value traced inside fl.compile"):
+        kept[0] + 1

@@ -281,3 +281,16 @@ def test_weightnorm():
     x = RNG.random((1, 1, 12), dtype=np.float32)
     np.testing.assert_allclose(c(x), oc(x), rtol=1e-5)
     assert c[0].g.shape == (1, 1, 3)  # fluxml's default dims=0: Flux's for a convolution
+
+
+def test_the_single_value_refusal_advises_what_the_layer_can_do():
+    # the advice "use the running statistics (fl.testmode)" was given to layers without
+    # them (InstanceNorm's default, a BatchNorm in test mode with track_stats=False)
+    untracked = fl.testmode(fl.BatchNorm(3, track_stats=False))
+    for layer, x in ((fl.InstanceNorm(3), np.ones((2, 3, 1), np.float32)),
+                     (untracked, np.ones((1, 3), np.float32))):
+        with pytest.raises(ValueError, match="give more than one") as err:
+            layer(x)
+        assert "testmode" not in str(err.value)
+    with pytest.raises(ValueError, match=r"partial=False\), or use the running statistics"):
+        fl.trainmode(fl.BatchNorm(3))(np.ones((1, 3), np.float32))

@@ -224,3 +224,14 @@ def test_stateless_helpers():
     x = RNG.standard_normal((2, 2, 3))
     y = fl.normalise(x)
     np.testing.assert_allclose(y, (x - x.mean(0)) / (x.std(0) + 1e-5), rtol=1e-12)
+
+
+@pytest.mark.parametrize("make", [fl.BatchNorm, fl.LayerNorm, fl.Scale,
+                                  lambda n: fl.Dense(n, 4)])
+def test_autosize_of_a_one_input_layer_after_two_outputs_names_the_layer(make):
+    # the rule building a layer of several inputs of one size (Bilinear's) built any
+    # placeholder: BatchNorm(_) and LayerNorm(_) then failed inside NumPy's broadcast_to
+    model = fl.Chain(fl.Parallel(None, fl.Dense(fl._, 2), fl.Dense(fl._, 2)), make(fl._))
+    with pytest.raises(fl.LayerError, match=r"Chain\[1\]: .*\(_.* takes several inputs, of "
+                                            r"shapes \(\(2, 2\), \(2, 2\)\).*write its sizes"):
+        fl.autosize((2, 3), model)

@@ -116,6 +116,9 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
     with active(tr):
         try:
             out = fn(*targs)
+            # (read before name_stored: a returned list or dict the function also stored,
+            # `h.metrics = {...}; return h.metrics`, is one of the places it makes dead)
+            out_leaves, out_spec = flatten(out)
         finally:
             tr.closed = LEAKED
             name_stored(body or fn, tr)
@@ -125,7 +128,6 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
     writes, aliases = _writes(tr, targs, spec, spec_given, leaves, positions, in_vars,
                               numbers, tracers)
     _check_overlaps(args, leaves, positions, writes)
-    out_leaves, out_spec = flatten(out)
     _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases

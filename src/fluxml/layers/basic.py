@@ -354,6 +354,7 @@ class Bilinear(Module):
     """
 
     _feature_axis = -1
+    _inputs_of_one_size = True  # (fl.autosize builds Bilinear(_, k) of two such inputs)
 
     def __init__(self, in_features, out_features=None, activation: Callable = identity, *,
                  bias=True, init: Callable = initialisers.glorot_uniform, rng=None,

@@ -106,9 +106,13 @@ class _Norm(Module):
         the output was the bias alone and the running variance decayed towards 0, silently
         (PyTorch and Flux raise too). Test mode with running statistics never comes here."""
         if count == 1:
+            advice = "give more than one"
+            if what.startswith("per channel"):  # (BatchNorm's: the batch's values)
+                advice += " (a DataLoader's last batch of one sample: partial=False)"
+            if self.running_mean is not None:  # (without them, test mode comes here too)
+                advice += ", or use the running statistics (fl.testmode)"
             raise LayerError(f"{self._line()} got a single value {what} to compute its "
-                             f"statistics from; give more than one, or use the running "
-                             f"statistics (fl.testmode)")
+                             f"statistics from; {advice}")
 
     def _activate(self, y):
         return y if self.activation is identity else self.activation(y)

@@ -277,7 +277,9 @@ def _build(layer, shape, dtype, single=True):
         axis = getattr(layer.cls, "_feature_axis", 1)
         sizes = {int(s[axis if len(s) >= 2 else 0]) for s in
                  ((shape,) if _is_shape(shape) else shape) if _is_shape(s)}
-        if len(sizes) != 1:  # (Bilinear(_, 10) of two inputs of one size is built)
+        several = not _is_shape(shape)
+        if len(sizes) != 1 or several and not getattr(layer.cls, "_inputs_of_one_size", False):
+            # (Bilinear(_, 10) of two inputs of one size is built; a layer of one input is not)
             raise LayerError(f"{layer!r} takes several inputs, of shapes {shape}: fl.autosize "
                              f"infers a size from one input; write its sizes out")
         layer = layer.build(sizes.pop())
