@@ -29,10 +29,10 @@ class TextBar:
     nothing and the loop's one line per epoch is the record."""
 
     def __init__(self, total: int | None, desc: str, file=None, width: int = 24,
-                 interval: float = 0.1):
+                 interval: float = 0.1, initial: int = 0):
         self.total, self.desc, self.width, self.interval = total, desc, width, interval
         self.file = sys.stderr if file is None else file
-        self.count = 0
+        self.count = initial
         self.last = -float("inf")
         isatty = getattr(self.file, "isatty", None)
         self.live = file is not None or bool(isatty and isatty())
@@ -58,10 +58,11 @@ class TextBar:
 
 
 class TqdmBar:
-    def __init__(self, total: int | None, desc: str):
+    def __init__(self, total: int | None, desc: str, initial: int = 0):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                        initial=initial)
 
     def update(self, loss: float, rate: float) -> None:
         self.bar.set_postfix_str(f"loss {loss:.4g}, {rate:,.0f} samples/s", refresh=False)
@@ -71,11 +72,12 @@ class TqdmBar:
         self.bar.close()
 
 
-def progress_bar(total: int | None, desc: str, enabled: bool = True):
-    """A bar for one epoch of ``total`` batches (None: unknown)."""
+def progress_bar(total: int | None, desc: str, enabled: bool = True, initial: int = 0):
+    """A bar for one epoch of ``total`` batches (None: unknown), ``initial`` of them done
+    already (a run resumed within the epoch)."""
     if not enabled:
         return NoBar()
     try:
-        return TqdmBar(total, desc)
+        return TqdmBar(total, desc, initial)
     except ImportError:
-        return TextBar(total, desc)
+        return TextBar(total, desc, initial=initial)

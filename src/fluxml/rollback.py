@@ -4,6 +4,12 @@ set (a user's ``self.mean = ...``, an item appended to a list), the arrays it wr
 (BatchNorm's running statistics, a user's count of calls in an integer array) and, compiled,
 the arrays its programs write.
 
+Eagerly, the arrays kept are those the optimiser does not step (:func:`_buffers`): user code
+may write into any of them, unseen by the engine (a plain NumPy write), so each is copied
+before every step. Compiled, the step writes only what its program writes: those arrays are
+kept (:class:`_Written`), and every array before a batch whose program is not learnt yet;
+the others, however large (a table of integers), are not copied at all.
+
 The model's objects and arrays to keep are found once, and again only where a field moved
 to another object, list or dict (code between steps, as an Evaluate's forward pass, may set
 one; the objects are others then). A forward pass that sets a field to a new array each
@@ -42,7 +48,8 @@ class Rollback:
         self.objects = [o for o in objects if not _listlike(o)]
         self.dicts = len(self.objects)
         self.objects += [o for o in objects if _listlike(o)]
-        self.buffers = _buffers(self.model)
+        # (compiled, the programs' writes are kept instead: _Written)
+        self.buffers = _buffers(self.model) if self.written is None else []
         self.ids = {id(x) for x, _ in self.buffers}
         # arrays added since (fields set to new arrays): all found again past these
         self.room = max(16, len(self.buffers))
@@ -63,7 +70,7 @@ class Rollback:
                 fields = [contents(o) for o in self.objects]
                 values = _values(fields, self.dicts)
             for x in new or ():
-                if id(x) not in self.ids and _state_array(x):
+                if id(x) not in self.ids and _state_array(x) and self.written is None:
                     self.buffers.append((x, x.copy()))
                     self.ids.add(id(x))
                     self.room -= 1
@@ -141,8 +148,12 @@ def _rebound(now: list, before: list) -> list | None:
 def _buffers(model) -> list:
     """``[(array, copy)]`` for the model's arrays that the optimiser does not step but a
     forward pass may write in place (BatchNorm's running statistics, a user's count of calls
-    in an integer array): copied before each step and put back when it fails."""
-    trained = {id(x) for x in flatten(model, trainable=True)[0]}
+    in an integer array): copied before each step and put back when it fails. A read-only
+    array (``table.flags.writeable = False``: a large lookup table) is not copied."""
+    # (an integer or bool array the optimiser skips, wherever it is: before, one outside
+    # ``nontrainable`` was never kept, and a failed step's count of calls stayed)
+    trained = {id(x) for x in flatten(model, trainable=True)[0]
+               if getattr(x, "dtype", None) is not None and x.dtype.kind in "fc"}
     return [(x, x.copy()) for x in leaves(model) if id(x) not in trained and _state_array(x)]
 
 
@@ -209,7 +220,9 @@ class _Written:
         if any(e is entry for e in self.learnt):
             return
         self.learnt.append(entry)
-        at = {entry.positions[k] for k, _ in entry.program.writes}
+        # (an argument's new value computed into its buffer, donated, is a write too)
+        program = entry.program
+        at = {entry.positions[k] for k in [k for k, _ in program.writes] + program.donated}
         self.pairs = self.pairs or {}
         self.pairs.update((id(x), (x, x.copy())) for i, x in enumerate(leaves(self.model))
                           if i in at and _state_array(x))

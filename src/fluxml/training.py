@@ -106,20 +106,37 @@ def _saving_last(callbacks: list) -> list:
     others left it (the metrics Evaluate and LRSchedule log at its end, EarlyStopping's best
     weights); saved before them, a run resumed from it lacked those, and judged and stopped
     otherwise. A user's own callback listed after a SaveCheckpoint runs before it now, so
-    one acting on the file just saved (copying it) would see the previous one: a warning
-    names the first such pair."""
+    one acting on the file just saved (copying it) would see the previous one: one warning
+    names all such callbacks whose hooks run where a save does (``on_epoch_end``, and
+    ``on_step_end`` for ``SaveCheckpoint(steps=k)``); one logging each step, or at the start
+    or end of the run, sees no difference and is not named."""
     saves = [cb for cb in callbacks if isinstance(cb, SaveCheckpoint)]
     if saves:
         first = callbacks.index(saves[0])
+        hooks = ["on_epoch_end"] + (["on_step_end"] if any(cb.steps for cb in saves) else [])
         moved = [cb for cb in callbacks[first:] if not isinstance(cb, SaveCheckpoint)
-                 and not type(cb).__module__.startswith("fluxml.")]
+                 and not type(cb).__module__.startswith("fluxml.")
+                 and any(_overrides(cb, hook) for hook in hooks)]
         if moved:
-            warnings.warn(f"train: the callback {type(moved[0]).__name__}, listed after "
-                          f"SaveCheckpoint({saves[0].path!r}), "
-                          f"runs before it (fl.train calls SaveCheckpoint after the other "
-                          f"callbacks, so that a checkpoint holds what they logged): at each "
-                          f"save it sees the file saved before, not the new one", stacklevel=3)
+            names = [type(cb).__name__ for cb in moved]
+            which = (f"the callback {names[0]}" if len(names) == 1 else
+                     f"the callbacks {', '.join(names[:-1])} and {names[-1]}")
+            warnings.warn(f"train: {which}, listed after SaveCheckpoint({saves[0].path!r}), "
+                          f"{'runs' if len(names) == 1 else 'run'} before it (fl.train calls "
+                          f"SaveCheckpoint after the other callbacks, so that a checkpoint "
+                          f"holds what they logged): at each save "
+                          f"{'it sees' if len(names) == 1 else 'they see'} the file saved "
+                          f"before, not the new one. List {'it' if len(names) == 1 else 'them'} "
+                          f"before the SaveCheckpoint where the new file does not matter (no "
+                          f"warning then); act on a new file in on_epoch_begin or on_train_end",
+                          stacklevel=3)
     return [cb for cb in callbacks if not isinstance(cb, SaveCheckpoint)] + saves
+
+
+def _overrides(callback, hook: str) -> bool:
+    """Whether ``callback``'s class defines its own ``hook`` (not Callback's, which does
+    nothing)."""
+    return getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
 class Run:
@@ -168,8 +185,12 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
 
     A step that fails (an error in the loss, a NaN or Inf, another rank's failure, Ctrl-C)
     leaves the model as it was before it, what its forward pass wrote too (BatchNorm's
-    running statistics, a layer's fields), up to the moment ``fl.update`` begins: Ctrl-C
-    within the update itself may leave the model partly updated.
+    running statistics, a layer's fields, a count in an integer array), up to the moment
+    ``fl.update`` begins: Ctrl-C within the update itself may leave the model partly updated.
+    For this, the model's arrays the optimiser does not step (running statistics, integer
+    and bool arrays) are copied before each eager step, as plain NumPy code may write any of
+    them: a large integer table costs a copy a step unless it is read-only
+    (``table.flags.writeable = False``). Compiled steps copy only what their programs write.
 
     ``distributed``: data-parallel training over the ranks ``mpiexec`` started (see
     ``fluxml.distributed``): rank 0's model, optimiser state, shuffle generator and
@@ -334,7 +355,6 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
         run.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(run)
-        bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress)
         start, samples, total = time.perf_counter(), 0, 0.0
         steps, batches = 0, data
         if done:  # the rest of the epoch, after the batches those steps trained on (where
@@ -342,6 +362,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if skipped:  # gives them again; else the whole epoch again, with a warning)
                 total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
             done = 0
+        bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress,
+                           initial=steps)  # (a resumed epoch's bar counts its steps done)
         run._data_pass = None
         for batch in batches:
             if run._data_pass is None:  # (the pass just begun: a callback may begin others)

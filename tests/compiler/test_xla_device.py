@@ -396,3 +396,10 @@ def test_traced_numbers_go_to_the_device_of_the_state():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["xla", "0", "True"]
+
+
+def test_an_eager_gradient_casts_device_arrays():
+    # astype's rule passed order= on, which a JAX array's astype does not take (TypeError)
+    w = fl.xla({"w": np.ones(3)})["w"]
+    g, = fl.gradient(lambda w: np.sum(w.astype(np.float32) ** 2), w)
+    np.testing.assert_array_equal(np.asarray(g), [2.0, 2.0, 2.0])

@@ -10,6 +10,8 @@ True
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import fluxml as fl
@@ -68,7 +70,7 @@ def features_layer(rng, shape):
     if kind == 1:
         # (fl._ is the channels, dimension 1, for Scale: the features only of (N, F))
         return fl.Scale(f, act), fl.Scale(_, act) if len(shape) == 2 else None
-    if kind == 2 and len(shape) == 2:
+    if kind == 2 and len(shape) == 2 and shape[0] > 1:  # (one value per feature: refused)
         return fl.BatchNorm(f, act), fl.BatchNorm(_, act)
     if kind == 3:
         affine = bool(rng.integers(3))
@@ -132,7 +134,7 @@ def sequence_layer(rng, shape):
     if kind == 5:
         heads = _pick(rng, [d for d in (1, 2, 4) if f % d == 0])
         return fl.TransformerEncoderBlock(f, heads, h), fl.TransformerEncoderBlock(_, heads, h)
-    if kind == 6:
+    if kind == 6 and n * f > 1:
         return fl.BatchNorm(t), fl.BatchNorm(_)
     if kind == 7:
         return (lambda x: np.swapaxes(x, 1, 2)), None
@@ -219,14 +221,14 @@ def spatial_layer(rng, shape):
     if kind == 8:
         r = _pick(rng, [r for r in (1, 2) if c % r ** d == 0])
         return fl.PixelShuffle(r), None
-    if kind == 9:
+    if kind == 9 and n * math.prod(sp) > 1:  # (normalising one value is refused)
         act, affine, track = _act(rng), bool(rng.integers(3)), bool(rng.integers(3))
         return fl.BatchNorm(c, act, affine=affine, track_stats=track), \
             fl.BatchNorm(_, act, affine=affine, track_stats=track)
     if kind == 10:
         g = _pick(rng, [g for g in (1, 2, 3) if c % g == 0])
         return fl.GroupNorm(c, g), fl.GroupNorm(_, g)
-    if kind == 11:
+    if kind == 11 and math.prod(sp) > 1:
         affine, track = bool(rng.integers(2)), bool(rng.integers(2))
         return fl.InstanceNorm(c, affine=affine, track_stats=track), \
             fl.InstanceNorm(_, affine=affine, track_stats=track)

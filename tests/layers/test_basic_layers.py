@@ -324,3 +324,93 @@ def test_skip_connection_joins_the_layer_output_in_the_model_precision(monkeypat
     # an input of the model's precision, or a layer that keeps its input's, is left alone
     assert fl.SkipConnection(np.tanh, np.add)(x).dtype == np.float64
     assert m(x32).dtype == np.float32
+
+
+def test_chain_refuses_the_tree_flatten_as_a_layer():
+    # Flux's Chain(..., flatten, Dense(...)) written with fl.flatten (tree flattening) gave
+    # the Dense a tuple (its leaves and structure): outputsize and summary named the Dense
+    with pytest.raises(TypeError, match=r"layer 1 is fl.flatten, which flattens a tree .* "
+                                        r"use fl.Flatten\(\)"):
+        fl.Chain(fl.GlobalMeanPool(), fl.flatten, fl.Dense(16, 5))
+    m = fl.Chain(fl.GlobalMeanPool(), fl.Flatten(), fl.Dense(16, 5))
+    assert fl.outputsize(m, (7, 16, 4, 4)) == (7, 5)
+def _identity(x):
+    return x
+
+
+def _cat(*ys):
+    return np.concatenate(ys, axis=-1)
+
+
+def _dense(d, x):  # a Dense by hand, in float32
+    return x.astype(np.float32) @ d.weight.T + d.bias
+
+
+# each container of a float32 Dense and a parameter-free branch, given float64 input, and its
+# output computed by hand from the input rounded to float32 (d: the Dense, x: the input)
+_BRANCHES = [
+    (lambda d: fl.Parallel(np.add, d, _identity),
+     lambda d, x: _dense(d, x) + x.astype(np.float32)),
+    (lambda d: fl.Parallel(_cat, d, np.tanh),
+     lambda d, x: np.concatenate([_dense(d, x), np.tanh(x.astype(np.float32))], axis=-1)),
+    (lambda d: fl.Parallel(None, np.sin, d),
+     lambda d, x: (np.sin(x.astype(np.float32)), _dense(d, x))),
+    (lambda d: fl.Parallel(_cat, d=d, skip=_identity),
+     lambda d, x: np.concatenate([_dense(d, x), x.astype(np.float32)], axis=-1)),
+    (lambda d: fl.PairwiseFusion(np.add, d, _identity),
+     lambda d, x: (_dense(d, x), _dense(d, x) + x.astype(np.float32))),
+    (lambda d: fl.PairwiseFusion(np.add, _identity, d),
+     lambda d, x: (x.astype(np.float32), _dense(d, 2 * x))),
+    (lambda d: fl.Maxout(d, _identity),
+     lambda d, x: np.maximum(_dense(d, x), x.astype(np.float32))),
+    (lambda d: fl.Maxout(np.tanh, d),
+     lambda d, x: np.maximum(np.tanh(x.astype(np.float32)), _dense(d, x))),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_BRANCHES)))
+def test_containers_join_parameter_free_branches_in_the_model_precision(case, monkeypatch):
+    """A float64 input to a float32 Parallel(+, Dense, identity): the Dense converted it (and
+    warned), the identity kept float64, and the connection gave float64, the next layers
+    converting again with no warning (silently; Flux's too). The branches that kept their
+    input's precision now join in the one the Dense converted to, as SkipConnection does."""
+    make, by_hand = _BRANCHES[case]
+    rng = np.random.default_rng(case)
+    m = make(fl.Dense(3, 3))
+    dense = next(layer for layer in fl.modules(m) if isinstance(layer, fl.Dense))
+    x = rng.standard_normal((2, 3))
+    monkeypatch.setattr(precision, "_warned", set())  # (each warning is once per process)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        y = m(x)
+    assert [str(w.message)[:45] for w in record] == \
+        ["Dense(3 => 3) has float32 parameters and got "]
+    want = by_hand(dense, x)
+    for got, expected in zip(*((y, want) if isinstance(y, tuple) else ((y,), (want,)))):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    one = (lambda y: y[-1]) if isinstance(y, tuple) else (lambda y: y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = fl.gradient(lambda m: np.sum(one(m(x))), m)[0]
+        assert next(v for v in fl.tree.leaves(g) if v is not None).dtype == np.float32
+        compiled = fl.compile(lambda m, x: one(m(x)), background=False)(m, x)
+        assert compiled.dtype == np.float32
+    # input of the model's precision, or branches that all keep their input's, left alone
+    assert one(m(x.astype(np.float32))).dtype == np.float32
+
+
+def test_containers_without_a_conversion_keep_numpys_promotion(monkeypatch):
+    monkeypatch.setattr(precision, "_warned", set())  # (the warnings below are no one's)
+    x64, x32 = np.ones((2, 3)), np.ones((2, 3), np.float32)
+    assert fl.Parallel(np.add, np.tanh, _identity)(x64).dtype == np.float64
+    # inputs of two precisions, no layer converting: NumPy's promotion, as before
+    a, b = fl.Parallel(None, _identity, np.tanh)(x64, x32)
+    assert (a.dtype, b.dtype) == (np.float64, np.float32)
+    assert fl.Parallel(np.add, _identity, np.tanh)(x64, x32).dtype == np.float64
+    assert fl.Maxout(np.tanh, np.sin)(x32).dtype == np.float32
+    # layers of two precisions, each converting: left to NumPy's promotion too
+    two = fl.Parallel(np.add, fl.Dense(3, 3), fl.f16(fl.Dense(3, 3)), _identity)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert two(x64).dtype == np.float64

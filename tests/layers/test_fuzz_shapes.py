@@ -224,9 +224,13 @@ def test_autosize_reaches_into_pairwise_fusion_and_recurrence():
     assert r.cell.sizes == (5, 3) and r.return_state
     assert fl.outputsize(r, (2, 4, 5)) == shapes(r(np.ones((2, 4, 5), np.float32)))
     with pytest.raises(fl.LayerError, match=r"^Chain\[1\]: Bilinear\(_, 2\) takes several "
-                                            r"inputs, of shapes \(\(2, 2\), \(2, 2\)\)"):
-        fl.autosize((2, 3), fl.Chain(fl.Parallel(None, fl.Dense(_, 2), fl.Dense(_, 2)),
+                                            r"inputs, of shapes \(\(2, 2\), \(2, 3\)\)"):
+        fl.autosize((2, 3), fl.Chain(fl.Parallel(None, fl.Dense(_, 2), fl.Dense(_, 3)),
                                      fl.Bilinear(_, 2)))
+    # inputs of one size give it (Flux's @autosize of SkipConnection(.., Bilinear(_ => 10)))
+    m = fl.autosize((2, 3), fl.Chain(fl.Parallel(None, fl.Dense(_, 2), fl.Dense(_, 2)),
+                                     fl.Bilinear(_, 2)))
+    assert m[1].weight.shape == (2, 2, 2)
 
 
 def test_dropout_lines_keep_their_probability():

@@ -105,7 +105,7 @@ def test_bad_input():
         fl.dot_product_attention(Q, K, V, mask=np.ones((4, 6)))
     with pytest.raises(TypeError, match="q must be a float array"):
         fl.dot_product_attention(np.ones((4, 5), int), K[0, 0], V[0, 0])
-    with pytest.raises(ValueError, match=r"with nheads=2, expected q \(N, Tq, nheads d\)"):
+    with pytest.raises(ValueError, match=r"with nheads=2, expected q \(..., Tq, nheads d\)"):
         fl.dot_product_attention(np.ones((1, 3, 5)), np.ones((1, 3, 5)), np.ones((1, 3, 4)),
                                  nheads=2)
     with pytest.raises(ValueError, match="nheads must be a positive int"):

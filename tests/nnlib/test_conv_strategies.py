@@ -1,6 +1,7 @@
 """The convolution kernels' strategies (convkernels.py), each forced in turn, against a
 reference written here: per-sample or block-wide columns (``NARROW``), the flat or the folded
-input gradient (``FOLD_SHARE``), cache-sized or one-sample blocks (``BLOCK_BYTES``); the rule
+input gradient (``FOLD_SHARE``), cache-sized or one-sample blocks (``BLOCK_BYTES``), the
+forward's columns in ranges of output rows (``PART_BYTES``); the rule
 that picks them on LeNet's shapes; second order through the new paths."""
 
 import itertools
@@ -22,12 +23,15 @@ STRATEGIES = {
 }
 
 
-def _force(monkeypatch, name, one_sample=False):
+def _force(monkeypatch, name, one_sample=False, part_bytes=None):
     narrow, share = STRATEGIES[name]
     monkeypatch.setattr(convkernels, "NARROW", narrow)
     monkeypatch.setattr(convkernels, "FOLD_SHARE", share)
     if one_sample:
         monkeypatch.setattr(convkernels, "BLOCK_BYTES", 1)
+    if part_bytes is not None:  # 1: a part per output row
+        monkeypatch.setattr(convkernels, "PART_BYTES", part_bytes)
+        monkeypatch.setattr(convkernels, "PART_POSITIONS", 1)
 
 
 def reference(x, w, g, stride, pads, dilation, groups):
@@ -117,7 +121,8 @@ def test_second_order_through_the_new_paths(strategy, monkeypatch):
 @given(st.data())
 def test_strategies_random_configurations(data):
     """Random convolutions in 1 to 3 dimensions (strides, dilations, asymmetric padding,
-    groups, batch), each strategy and block size, against the reference in float64."""
+    groups, batch), each strategy, block size and part size, against the reference in
+    float64."""
     d = data.draw(st.integers(1, 3))
     groups = data.draw(st.sampled_from([1, 2, 3]))
     c, o = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 4))
@@ -132,8 +137,40 @@ def test_strategies_random_configurations(data):
     n = data.draw(st.integers(1, 3))
     strategy = data.draw(st.sampled_from(sorted(STRATEGIES)))
     with pytest.MonkeyPatch.context() as patch:
-        _force(patch, strategy, one_sample=data.draw(st.booleans()))
+        _force(patch, strategy, one_sample=data.draw(st.booleans()),
+               part_bytes=data.draw(st.sampled_from([None, 1, 200, 2000])))
         rng = np.random.default_rng(data.draw(st.integers(0, 99)))
         x = rng.standard_normal((n, c) + size)
         w = rng.standard_normal((o, c // groups) + kernel)
         _check(x, w, stride, pads, dilation, groups, atol=1e-10)
+
+
+@pytest.mark.parametrize("part_bytes", [1, 5000])
+def test_row_parts_with_bias_and_relu(part_bytes, monkeypatch):
+    """The forward in ranges of output rows (one row each, or a few) with the bias folded
+    into the product (one group) or added (two), and the ReLU, against the reference; the
+    parts' rule: the 64-channel 32x32 layer's sample (2.4 MB of columns) is cut into two
+    ranges of 512 positions."""
+    rng = np.random.default_rng(3)
+    for groups in (1, 2):
+        x = rng.standard_normal((3, 4, 9, 7))
+        w = rng.standard_normal((6, 4 // groups, 3, 2))
+        bias = rng.standard_normal(6)
+        geo = convkernels.Geometry(x.shape, w.shape, (2, 1), ((1, 2), (0, 1)), (1, 2), groups)
+        want = np.maximum(reference(x, w, np.zeros((3, 6) + geo.out), (2, 1),
+                                    ((1, 2), (0, 1)), (1, 2), groups)[0]
+                          + bias[:, None, None], 0)
+        whole = convkernels.forward(x, w, geo, bias=bias, relu=True)
+        monkeypatch.setattr(convkernels, "PART_BYTES", part_bytes)
+        monkeypatch.setattr(convkernels, "PART_POSITIONS", 1)
+        assert len(list(convkernels._row_parts(geo, 8, parted=True))) > 1
+        parted = convkernels.forward(x, w, geo, bias=bias, relu=True)
+        monkeypatch.undo()
+        # (not bit for bit: the BLAS's kernels for narrower products may sum otherwise)
+        np.testing.assert_allclose(whole, want, atol=1e-12)
+        np.testing.assert_allclose(parted, want, atol=1e-12)
+    big = convkernels.Geometry((16, 64, 32, 32), (64, 64, 3, 3), (1, 1), ((1, 1),) * 2, (1, 1),
+                               1)
+    parts = [rows for _, rows in convkernels._row_parts(big, 4, parted=True)]
+    assert [(r.start, r.stop) for r in parts] == [(0, 16), (16, 32)]  # 512 positions each
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))

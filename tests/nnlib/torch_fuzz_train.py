@@ -251,7 +251,7 @@ def _bad_cases(rng):
         ("maxpool", "maxpool", lambda: nn.maxpool(x, big)),
         ("meanpool", "pad", lambda: nn.meanpool(x, 1, pad=-1)),
         ("maxpool", "stride", lambda: nn.maxpool(x, 1, stride=0)),
-        ("lppool", "p must be positive", lambda: nn.lppool(x, -1.0, 1)),
+        ("lppool", "p must be a finite number > 0", lambda: nn.lppool(x, -1.0, 1)),
         ("adaptive_maxpool", "out_size", lambda: nn.adaptive_maxpool(x, (0,) * d)),
         ("upsample_nearest", "upsample", lambda: nn.upsample_nearest(x, (0,) * d)),
         ("groupnorm", "groups", lambda: nn.groupnorm(x, c + 1)),

@@ -134,9 +134,26 @@ def upsample_cases():
     compare("batched_mul = torch.bmm", nnlib.batched_mul, torch.bmm, a, b)
 
 
+def grid_sample_cases():
+    """Positions on the borders, inside and beyond them (where the derivative of a clamped
+    position is 0, PyTorch's convention), in 2-d and 3-d, for both padding modes."""
+    for d in (2, 3):
+        for trial in range(40):
+            sizes = tuple(int(n) for n in rng.integers(1, 4, d))
+            x = rng.standard_normal((2, 2) + sizes)
+            grid = rng.choice([-1.0, 1.0, -1.5, 1.5, 0.0, 0.3, -0.7, 2.0],
+                              size=(2,) + tuple(int(n) for n in rng.integers(1, 3, d)) + (d,))
+            for mode in ("zeros", "border"):
+                compare(f"grid_sample {d}-d {mode} x {sizes} case {trial}",
+                        lambda x, g: nnlib.grid_sample(x, g, padding_mode=mode),
+                        lambda x, g: F.grid_sample(x, g, padding_mode=mode,
+                                                   align_corners=True), x, grid)
+
+
 if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)
     conv_cases()
     pool_cases()
     upsample_cases()
+    grid_sample_cases()
     print(f"{len(CHECKED)} comparisons with torch {torch.__version__}: all agree")

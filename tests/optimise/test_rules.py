@@ -402,3 +402,61 @@ def test_mixed_precision_keeps_small_steps_of_a_float16_model():
         fl.MixedPrecision(np.int32, fl.Descent())
     with pytest.raises(TypeError, match=r"takes \(rule\) or \(dtype, rule\); got 3"):
         fl.MixedPrecision(np.float32, fl.Descent(), 1)
+
+
+@pytest.mark.parametrize("convert", [fl.f16, fl.f32, fl.f64])
+@pytest.mark.parametrize("chained", [False, True])
+def test_precision_conversion_keeps_mixed_precisions_copy(convert, chained):
+    # fl.f16(state) turned the float32 copy (and the inner rule's state of it) into float16:
+    # the small steps it is there to keep then rounded away, silently
+    model = {"w": np.full(3, 1.0, np.float16)}
+    rule = fl.Momentum(1e-4, 0.5)  # (chained: the chain inside MixedPrecision, the only way
+    rule = fl.MixedPrecision(fl.OptimiserChain(fl.ClipGrad(10.0), rule) if chained else rule)
+    state = convert(fl.setup(rule, model))  # round OptimiserChain takes it)
+    mixed = state["w"].state
+    velocity = mixed.state[1] if chained else mixed.state
+    assert mixed.master.dtype == velocity.dtype == np.float32
+    x, velocity = 1.0, 0.0
+    for _ in range(20):  # Momentum by hand, in float64: v = rho v + eta g; x -= v
+        velocity = 0.5 * velocity + 1e-4
+        x -= velocity
+        state, model = fl.update(state, model, {"w": np.ones(3, np.float16)})
+    mixed = state["w"].state
+    np.testing.assert_allclose(mixed.master, x, rtol=1e-6)
+    np.testing.assert_array_equal(model["w"], mixed.master.astype(np.float16))
+
+
+def _adadelta_by_hand(grads, rho, eps, x0=1.0):
+    """AdaDelta's steps in float64, by its equations."""
+    acc = delta = np.zeros_like(grads[0])
+    x, steps = np.full_like(grads[0], x0), []
+    for g in grads:
+        acc = rho * acc + (1 - rho) * g ** 2
+        u = g * np.sqrt(delta + eps) / np.sqrt(acc + eps)
+        delta = rho * delta + (1 - rho) * u ** 2
+        x = x - u
+        steps.append(u)
+    return steps
+
+
+def test_adadelta_float16_steps_are_those_of_epsilon_raised_to_1e_7():
+    # what AdaDelta's docstring says of float16: epsilon 1e-8 is raised to 1e-7 (else 0 in
+    # float16: no step ever, or NaN at a zero gradient, as PyTorch's), so the first step is
+    # 3.45 times float64's (1e-7 is 1.19e-7 in float16, a subnormal); epsilon=1e-6 is kept.
+    # (The first step only: later ones hang on delta, about 0.1 u**2 ~ 1e-7, a float16
+    # subnormal spaced 6e-8 apart.)
+    g = np.random.default_rng(0).standard_normal(4).astype(np.float16).astype(np.float64)
+    for eps, want_eps in ((1e-8, 1e-7), (1e-6, 1e-6)):
+        x0 = 1 / 32  # (float16 spacing there: 2**-16, 1.5% of a step of 1e-3)
+        model = {"w": np.full(4, x0, np.float16)}
+        state, model = fl.update(fl.setup(fl.AdaDelta(0.9, eps), model), model,
+                                 {"w": g.astype(np.float16)})
+        want = _adadelta_by_hand([g], 0.9, float(np.float16(want_eps)))[0]
+        np.testing.assert_allclose(x0 - model["w"].astype(np.float64), want, rtol=0.03)
+    first64 = _adadelta_by_hand([g], 0.9, 1e-8)[0]
+    first16 = _adadelta_by_hand([g], 0.9, float(np.float16(1e-7)))[0]
+    np.testing.assert_allclose(first16 / first64, 3.45, rtol=2e-3)
+    model = {"w": np.ones(4, np.float16)}
+    state, model = fl.update(fl.setup(fl.AdaDelta(), model), model,
+                             {"w": np.zeros(4, np.float16)})
+    np.testing.assert_array_equal(model["w"], 1.0)  # a zero gradient: no step, no NaN

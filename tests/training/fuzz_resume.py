@@ -73,6 +73,7 @@ from tests.training.fuzz_resume_within import check_continued, check_fewer_batch
 from tests.training.fuzz_runs import (
     _last_step,
     rngs_of,
+    rows_for_batchnorm,
     run_seeds,
     same,
     same_arrays,
@@ -171,7 +172,7 @@ def draw(seed: int) -> Spec:
     compile_ = bool(r.integers(5) == 0)
     dtype = [np.float32, np.float64][r.integers(2)]
     rule = _rule(r, dtype)
-    return Spec(seed=seed, kind=kind, dtype=dtype,
+    spec = Spec(seed=seed, kind=kind, dtype=dtype,
                 batchnorm=bool(r.integers(2)),
                 dropout=[0.0, float(r.uniform(0.1, 0.5))][r.integers(2)],
                 drop_rng=bool(r.integers(2)), tally=["", "state", "trained"][r.integers(3)],
@@ -188,6 +189,7 @@ def draw(seed: int) -> Spec:
                 compile=compile_, kill=KILLS[r.integers(3 if compile_ else 4)],
                 kill_at=float(r.uniform()), nan_at=float(r.uniform()),
                 again_at=float(r.uniform()), saver_at=int(r.integers(5)))
+    return rows_for_batchnorm(spec) if spec.kind == "mlp" and spec.batchnorm else spec
 
 
 # --- the model, the data, the loss ------------------------------------------------------------

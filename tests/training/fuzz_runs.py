@@ -130,6 +130,16 @@ def sizes(r, nobs: int, batchsize: int, epochs: tuple[int, int]):
     return kind, nobs, batchsize, partial, epochs, steps
 
 
+def rows_for_batchnorm(spec):
+    """``spec`` with batches of two rows at least where a Dense's output goes through
+    BatchNorm in training (one value per channel is refused, as PyTorch refuses it): a
+    larger batch size, else (a last batch of one row) no partial batch."""
+    batchsize, partial = max(spec.batchsize, 2), spec.partial
+    if partial and spec.nobs % batchsize == 1:
+        partial = False
+    return dataclasses.replace(spec, batchsize=batchsize, partial=partial)
+
+
 def draw(seed: int) -> Spec:
     r = np.random.default_rng([seed, 11])
     kind, nobs, batchsize, partial, epochs, steps = sizes(r, 20, 9, (2, 6))
@@ -147,7 +157,7 @@ def draw(seed: int) -> Spec:
                        int(r.integers(100)), ADJUSTABLE[r.integers(len(ADJUSTABLE))],
                        float(r.uniform(0.2, 2.0))))
     schedule = _schedule(r, epochs, steps)
-    return Spec(seed=seed, kind=kind, dtype=[np.float32, np.float64][r.integers(2)],
+    spec = Spec(seed=seed, kind=kind, dtype=[np.float32, np.float64][r.integers(2)],
                 norm=["", "batchnorm", "layernorm"][r.integers(3)],
                 dropout=[0.0, float(r.uniform(0.1, 0.6))][r.integers(2)],
                 drop_rng=bool(r.integers(2)), nobs=nobs,
@@ -157,6 +167,7 @@ def draw(seed: int) -> Spec:
                 evaluate=evaluate, eval_dict=bool(r.integers(2)), early=early,
                 ckpt_every=int(r.integers(1, 3)),
                 events=events, epochs=epochs, compile=bool(r.integers(6) == 0))
+    return rows_for_batchnorm(spec) if spec.kind == "mlp" and spec.norm == "batchnorm" else spec
 
 
 # --- models and data --------------------------------------------------------------------------

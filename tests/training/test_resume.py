@@ -2,6 +2,7 @@
 as the uninterrupted run: EarlyStopping judges the epochs before the resume from the history
 (the defects tests/training/fuzz_runs.py found)."""
 
+import os
 import warnings
 
 import numpy as np
@@ -233,6 +234,51 @@ def test_save_checkpoint_listed_first_saves_what_the_others_log(tmp_path):
     again = run("c-1.st")
     assert again.epoch == 2 and again["score"] == [1.0, 2.0]
     assert again.losses == h.losses
+
+
+class _StepLog(fl.Callback):
+    def on_step_end(self, run):
+        print(run.step, run.loss)
+
+
+class _EpochLog(fl.Callback):
+    def on_epoch_end(self, run):
+        print(run.history.epoch)
+
+
+class _Copier(fl.Callback):
+    def on_epoch_end(self, run):
+        self.sizes = getattr(self, "sizes", []) + [len(os.listdir(self.folder))]
+
+
+def test_callbacks_listed_after_save_checkpoint_warn_once_naming_all(tmp_path, capsys):
+    # the warning named the first user callback listed after a SaveCheckpoint only, and a
+    # per-step logger too, whose hook runs where no save does (under python -W error the run
+    # stopped there): now one warning names every callback whose hook runs where a save
+    # does (on_epoch_end; on_step_end with steps=k)
+    def run(before, after, steps=None):
+        model = {"w": np.ones(2)}
+        saver = fl.SaveCheckpoint(tmp_path / "c-{epoch}-{step}.st", steps=steps)
+        return fl.train(_loss, model, [()] * 2, fl.setup(fl.Descent(0.1), model), epochs=2,
+                        progress=False, callbacks=before + [saver] + after)
+
+    copier = _Copier()
+    copier.folder = tmp_path
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        run([], [_StepLog(), _EpochLog(), copier])
+    assert [str(w.message).split(", listed")[0] for w in record] == \
+        ["train: the callbacks _EpochLog and _Copier"]
+    assert "run before it" in str(record[0].message)
+    assert copier.sizes == [0, 1]  # SaveCheckpoint still runs last: the file saved before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run([], [_StepLog()])  # a per-step logger sees no difference
+        run([_EpochLog()], [_StepLog()])  # one listed before: as the user said
+    with pytest.warns(UserWarning, match=r"the callback _StepLog, listed after .* runs before "
+                                         r"it .* List it before the SaveCheckpoint"):
+        run([], [_StepLog()], steps=1)  # it saves within epochs: on_step_end counts
+    assert "1 " in capsys.readouterr().out  # (the loggers ran)
 
 
 def test_restore_best_resumed_within_the_epoch_after_the_best_warns(tmp_path):

@@ -3,10 +3,14 @@ where the data gives that epoch's batches in the same order again: a DataLoader 
 from SaveCheckpoint(steps=k)'s file, the same list of batches. Elsewhere the epoch starts
 again from its first batch, with a warning (reviewer's findings 1 to 3 on resumefuzz)."""
 
+import io
+import sys
+
 import numpy as np
 import pytest
 
 import fluxml as fl
+from fluxml import progress
 
 X = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
 
@@ -177,3 +181,26 @@ def test_an_unshuffled_loader_goes_on_without_its_generator_restored(tmp_path, r
     assert not [w for w in recwarn if "starts again" in str(w.message)]
     np.testing.assert_array_equal(np.concatenate(seen), X[2:, 0])  # batches 2 to 4
     assert h.step == 8 and h.epochs[1]["step"] == 8
+
+
+def test_a_resumed_epochs_progress_bar_counts_the_steps_it_holds(tmp_path, monkeypatch):
+    # resumed at step 3 of 4 of epoch 1, the bar counted from 0 and ended at "1/4"
+    _saved_run(tmp_path)
+    model = fl.Dense(2, 1)
+    state = fl.setup(fl.Descent(0.01), model)
+    loader = fl.DataLoader((X, X.sum(1, keepdims=True)), batchsize=2, shuffle=True,
+                           rng=np.random.default_rng(5))
+    info = fl.load_checkpoint(tmp_path / "c-3.st", model, state, rngs={"data": loader.rng})
+    drawn, text_bar = [], progress.TextBar
+
+    def bar(total, desc, initial=0):  # the built-in bar, written here
+        drawn.append(text_bar(total, desc, io.StringIO(), interval=0.0, initial=initial))
+        return drawn[-1]
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setattr(progress, "TextBar", bar)
+    fl.train(lambda m, a, b: fl.mse(m(a), b), model, loader, state, epochs=2,
+             history=fl.History.from_dict(info.extra["history"]))
+    first = drawn[0].file.getvalue().split("\r")[-1]
+    assert first.startswith("epoch 1/2 [") and " 4/4 loss" in first
+    assert " 4/4 loss" in drawn[1].file.getvalue().split("\r")[-1]

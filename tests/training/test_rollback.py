@@ -253,3 +253,73 @@ def test_a_batch_key_reads_numpy_scalars_zeros_signs_and_nested_batches():
     assert _batch_key(((x,), x)) is not None
     assert _batch_key(((x,), x)) != _batch_key(((x[:1],), x))
     assert _batch_key((object(),)) is None
+
+
+class Tally:
+    """Counts its calls in a 0-d integer array and marks the rows it saw in a bool array,
+    both written in place and neither declared ``nontrainable`` (the optimiser skips them all
+    the same); holds a large integer table it only reads."""
+
+    def __init__(self, table=1000):
+        self.w = np.ones(4)
+        self.calls = np.zeros((), np.int64)
+        self.seen = np.zeros(4, bool)
+        self.table = np.arange(table * table).reshape(table, table)
+
+    def __call__(self, x):
+        self.calls += 1
+        self.seen[: x.shape[0]] = True
+        return x * self.w + self.table[0, :4]
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_failed_step_puts_back_integer_and_bool_writes_and_running_statistics(compile):
+    # eagerly an integer or bool array outside `nontrainable` was never kept, and compiled
+    # the arrays a learnt program writes by donation (np.add(calls, 1, out=calls): no longer
+    # in its writes) were not: the failed third step's count stayed 3 either way, though the
+    # error said the model was as before the step
+    model = fl.f64(fl.Chain(fl.Dense(4, 4), fl.BatchNorm(4), Tally(4)))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 4))
+    bad = np.full((3, 4), np.nan)
+    seen = []
+
+    class Snap(fl.Callback):
+        def on_step_end(self, run):
+            seen.append(run.model.layers[1].running_mean.copy())
+
+    with pytest.raises(fl.TrainingError, match="as it was before this step"):
+        fl.train(lambda m, x: np.sum(m(x) ** 2), model, [(x,), (x,), (bad,)],
+                 fl.setup(fl.Descent(0.01), model), progress=False, compile=compile,
+                 callbacks=[Snap()])
+    assert int(model.layers[2].calls) == 2
+    np.testing.assert_array_equal(model.layers[1].running_mean, seen[-1])
+
+
+def test_compiled_steps_copy_only_what_their_programs_write():
+    # compiled, every array the optimiser does not step was copied before each step (a
+    # (1000, 1000) integer table the loss only reads: 8 MB a step) though the program's
+    # writes, or every array before a batch whose program is not learnt, are kept anyway
+    from fluxml.rollback import Rollback
+    from fluxml.training import _gradient_step
+
+    model = Tally()
+    step = _gradient_step(lambda m, x: np.sum(m(x) ** 2), "numpy")
+    before = Rollback(model, step)
+    x = np.ones((2, 4))
+    for _ in range(3):
+        before.keep((x,))
+        step(model, 1.0, x)
+        before.learn()
+    kept = [a for a, _ in before.buffers] + [a for a, _ in before.written.everything] + \
+        [a for a, _ in before.written.pairs.values()]
+    assert {id(a) for a in kept} == {id(model.calls), id(model.seen)}
+    # the next step's failure puts back what the program wrote
+    before.keep((x,))
+    step(model, 1.0, x)
+    before.put_back()
+    assert int(model.calls) == 3 and model.seen.tolist() == [True, True, False, False]
+    # eagerly the table is copied (plain NumPy code may write it), unless it is read-only
+    assert any(a is model.table for a, _ in Rollback(model).buffers)
+    model.table.flags.writeable = False
+    assert not any(a is model.table for a, _ in Rollback(model).buffers)

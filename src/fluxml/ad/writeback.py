@@ -420,25 +420,9 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     # an argument's tracer is the argument (or its new value), as the arguments' write-back
     # gives it; a traced value one copy for all its places
     convert = rebuilt.restore if rebuilt is not None else _copier()
-    seen: set = set()
     stack = roots
-    budget = _BUDGET
     lowered: list = []  # the outer traces whose tracers the last entry now holds
-    while stack and budget > 0:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, dict):
-            items = list(x.items()) if len(x) <= _LONG else \
-                list(itertools.islice(reversed(x.items()), _TAIL))
-        elif isinstance(x, (list, collections.deque)):
-            n = len(x)
-            items = list(enumerate(x)) if n <= _LONG else \
-                [(k, x[k]) for k in range(n - _TAIL, n)]
-        else:
-            items = list(tree.tree_state(x).items())
-        budget -= len(items)
+    for x, items in walk(stack):
         for k, v in items:
             new = _plain(v, trace, stack, convert, lowered)
             if new is not v:
@@ -451,6 +435,33 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
         for x, k, v in functions:
             if _over(v, trace, {}):
                 _put(x, k, restore_parts(v, {}, lambda a: _plain(a, trace, [], convert, [])))
+
+
+def walk(stack: list):
+    """``(holder, its entries)`` for each holder popped from ``stack`` (onto which the caller
+    pushes what to walk next), each once, until ``_BUDGET`` entries in all."""
+    seen: set = set()
+    budget = _BUDGET
+    while stack and budget > 0:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        items = entries(x)
+        budget -= len(items)
+        yield x, items
+
+
+def entries(x) -> list:
+    """``(key, value)`` of a holder the walk enters: a dict's, list's or deque's entries (of
+    a long one, its last ``_TAIL``: where a function appends), an object's fields."""
+    if isinstance(x, dict):
+        return list(x.items()) if len(x) <= _LONG else \
+            list(itertools.islice(reversed(x.items()), _TAIL))
+    if isinstance(x, (list, collections.deque)):
+        n = len(x)
+        return list(enumerate(x)) if n <= _LONG else [(k, x[k]) for k in range(n - _TAIL, n)]
+    return list(tree.tree_state(x).items())
 
 
 def open_walk(trace) -> None:

@@ -192,7 +192,7 @@ class Compiled:
         watched = randomness.generators(self._body, spec)
         before = [randomness.state(g) for _, g, _ in watched]
         program, positions, out_spec, aliases = trace(lambda *a: _run(self._body, a), args,
-                                                      leaves, spec, numbers)
+                                                      leaves, spec, numbers, self._body)
         randomness.check(watched, before, _fname(self.fn))
         distinct = _output_pattern(program)
         steps = passes.pipeline(self.backend)

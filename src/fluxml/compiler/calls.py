@@ -13,9 +13,11 @@ import types
 import numpy as np
 
 from fluxml.ad.core import Tracer
+from fluxml.ad.writeback import open_walk
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import closed_over
+from fluxml.compiler.stored import name_stored
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active, owner_id
 from fluxml.tree import REPEATED, flatten, leaves_with_paths, nodes, unflatten
 from fluxml.treenodes import _fields
@@ -78,11 +80,13 @@ LEAKED = ("fl.compile: a traced value was used after the compiled function retur
           "a global, a closure or an attribute). Return it from the function instead.")
 
 
-def trace(fn, args, leaves, spec, numbers=None):
+def trace(fn, args, leaves, spec, numbers=None, body=None):
     """``(program, positions, out_spec, aliases)``: ``fn(*args)`` traced, with each array
     leaf an input (the same array twice is one input), and each traced number (``numbers``:
     leaf index -> (its first leaf, a switch?)) a 0-d float64 input; ``aliases`` (see
-    ``_aliases``) the leaves the function pointed at another argument's array."""
+    ``_aliases``) the leaves the function pointed at another argument's array. Traced values
+    stored on what ``body`` (the user's function, ``fn`` by default) reaches fail by name
+    when used (compiler/stored.py)."""
     tr = IRTrace()
     tracers, positions, by_id, new_leaves = [], [], {}, []
     numbers = numbers or {}
@@ -108,18 +112,22 @@ def trace(fn, args, leaves, spec, numbers=None):
     tr.hidden = hidden_arrays(args, spec, leaves, positions)
     spec_given = flatten(targs)[1]
     tr.arguments = frozenset(tr.nodes)
+    open_walk(tr)  # (an inner fl.gradient lowers what it stores onto this trace's values)
     with active(tr):
         try:
             out = fn(*targs)
+            # (read before name_stored: a returned list or dict the function also stored,
+            # `h.metrics = {...}; return h.metrics`, is one of the places it makes dead)
+            out_leaves, out_spec = flatten(out)
         finally:
             tr.closed = LEAKED
+            name_stored(body or fn, tr)
     if tr.refused is not None:  # `buf[i] = x` into a plain array, which NumPy's error hid
         raise CompileError(f"fl.compile: {tr.refused}")
     _refuse_set_changes(log)
     writes, aliases = _writes(tr, targs, spec, spec_given, leaves, positions, in_vars,
                               numbers, tracers)
     _check_overlaps(args, leaves, positions, writes)
-    out_leaves, out_spec = flatten(out)
     _refuse_hidden_tracers(out_spec)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases

@@ -143,6 +143,9 @@ class Program:
         self.outputs = list(outputs)
         self.writes = list(writes)  # (input position, Var)
         self.arena: list[Var] = []  # buffers kept from call to call (passes.buffers)
+        # input positions an equation writes into directly (passes.buffers' donation: no
+        # longer in ``writes``, but written all the same; fl.train's put-back keeps them)
+        self.donated: list[int] = []
 
     def __repr__(self):
         lines = ["{ lambda " + " ".join(f"{v}:{v.type}" for v in self.inputs) + " ."]

@@ -392,6 +392,7 @@ def buffers(program: Program, arena: bool = False) -> Program:
     writes = [(p, v) for p, v in program.writes if p not in donated]
     result = Program(program.inputs, eqns, program.outputs, writes)
     result.arena = kept
+    result.donated = sorted(donated)
     return result
 
 

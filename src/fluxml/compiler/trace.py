@@ -214,6 +214,8 @@ class IRTrace(Trace):
         too: a function that catches it (``except Exception``) and goes on along another path
         than its eager one is refused when its trace ends (``calls.py``), instead of compiled
         into a program that computes something else."""
+        if self.closed is not None:  # (a value of a finished trace, stored and used later)
+            return CompileError(self.closed)
         error = concrete_error(what)
         if self.refused is None:
             self.refused = str(error).removeprefix("fl.compile: ")

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from fluxml.nnlib.scatter import empty_extremum
+
 # --- run-time checks: computed by XLA, judged in Python after the call --------------------------
 
 # ``(value, judge)`` pairs appended while ``jax.jit`` traces a program: the back end returns
@@ -235,8 +237,11 @@ def window_sum_t(g, *, x_shape, kernel, stride, pads, dilation):
 # --- softmax and friends ----------------------------------------------------------------------
 
 def _shifted(x, axis):
+    """As nnlib.softmax's: a row whose maximum is +inf is 0 at its +inf entries, -inf
+    elsewhere (the limit's softmax)."""
     m = jnp.max(x, axis=axis, keepdims=True)
-    return x - jnp.where(jnp.isfinite(m), m, 0)
+    s = x - jnp.where(jnp.isfinite(m), m, 0)
+    return jnp.where(m == jnp.inf, jnp.where(x == jnp.inf, 0, -jnp.inf).astype(s.dtype), s)
 
 
 def softmax(x, *, axis):
@@ -400,8 +405,8 @@ def embedding_scatter_add(g, *, idx, rows):
 
 def scatter_extremum(kind, value, idx, shape, init):
     """``fluxml.nnlib.scatter._extremum``: the max (min) of the sources sent to each
-    destination, ``init`` (by default -inf, +inf) where none is."""
-    empty = init if init is not None else (-jnp.inf if kind == "max" else jnp.inf)
+    destination, ``init`` (by default -inf, +inf; an integer dtype's extremes) where none is."""
+    empty = init if init is not None else empty_extremum(kind, value.dtype)
     at = jnp.full(shape, empty, value.dtype).at[idx]
     return at.max(value) if kind == "max" else at.min(value)
 

@@ -18,6 +18,7 @@ from fluxml.layers.module import LayerError, Module, input_shapes, locate, need_
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib.linear import affine
+from fluxml.tree import flatten as tree_flatten
 
 
 def identity(x):
@@ -56,22 +57,12 @@ class Dense(Module):
     def __init__(self, in_features, out_features=None, activation: Callable = identity, *,
                  bias=True, init: Callable = initialisers.glorot_uniform, rng=None,
                  dtype=np.float32):
-        if isinstance(in_features, np.ndarray) or hasattr(in_features, "__array_namespace__") \
-                and not isinstance(in_features, np.generic):  # (np.int64(3): a size)
-            if out_features is not None and activation is identity and callable(out_features):
-                activation = out_features  # Dense(W, relu)
-            elif out_features is not None:  # Flux's Dense(W, b, relu): the bias second
-                if bias is not True:
-                    raise TypeError("Dense: the bias is given twice (second argument and "
-                                    "bias=)")
-                bias = out_features
-            weight = in_features
-            if weight.ndim != 2:
-                raise ValueError(f"Dense: a weight must be a matrix (out, in); got shape "
-                                 f"{weight.shape}")
+        if _is_array(in_features):  # Dense(W), Dense(W, relu), Flux's Dense(W, b, relu)
+            weight, bias, activation = _weight_first("Dense", "(out, in)", in_features,
+                                                     out_features, activation, bias)
         else:
             _positive("Dense", in_features=in_features, out_features=out_features)
-            weight = np.asarray(init((int(out_features), int(in_features)), rng), dtype=dtype)
+            weight = initial("Dense", init, (out_features, in_features), rng, dtype)
         if not callable(activation):
             raise TypeError(f"Dense: activation must be callable; got {activation!r}")
         self.weight = weight
@@ -110,6 +101,38 @@ class Dense(Module):
         return f"Dense({inp} => {out}{_activation_suffix(self.activation)}{bias})"
 
 
+def _is_array(x) -> bool:
+    """Whether a layer's first argument is a weight array rather than a size."""
+    return isinstance(x, np.ndarray) or hasattr(x, "__array_namespace__") \
+        and not isinstance(x, np.generic)  # (np.int64(3): a size)
+
+
+def _weight_first(layer: str, dims: str | None, weight, second, activation, bias):
+    """``(weight, bias, activation)`` of a layer made from its weight, as Flux's
+    ``Layer(W)``, ``Layer(W, f)``, ``Layer(W, b)`` and ``Layer(W, b, f)``."""
+    if second is not None and activation is identity and callable(second):
+        activation = second  # Dense(W, relu)
+    elif second is not None:  # Flux's Dense(W, b, relu): the bias second
+        if bias is not True:
+            raise TypeError(f"{layer}: the bias is given twice (second argument and bias=)")
+        bias = second
+    if dims is not None and weight.ndim != len(dims.split(",")):
+        raise ValueError(f"{layer}: a weight must have shape {dims}; got {weight.shape}")
+    return weight, bias, activation
+
+
+def initial(layer: str, init: Callable, shape: tuple, rng, dtype, what: str = "init"):
+    """``init(shape, rng)`` as an array of ``dtype``, refused unless it has ``shape``: a
+    weight of another shape made another layer (``Dense(3, 4, init=lambda s, rng: w)`` with
+    ``w`` (3, 4) was a Dense(4 => 3), silently), where Flux raises a DimensionMismatch."""
+    shape = tuple(int(n) for n in shape)
+    value = np.asarray(init(shape, rng), dtype=dtype)
+    if value.shape != shape:
+        raise ValueError(f"{layer}: {what} must return an array of shape {shape}; got shape "
+                         f"{value.shape}")
+    return value
+
+
 def _make_bias(bias, shape, dtype, layer):
     """A bias of ``shape`` (a length: a vector): zeros for True, None for False (or None), or
     the given array, in the weight's ``dtype`` as Flux's ``create_bias`` converts it (a
@@ -138,11 +161,13 @@ def _positive(layer, **sizes):
 class Chain(Module):
     """``Chain(layer1, layer2, ...)`` or ``Chain(name1=layer1, ...)``
 
-    Calls its layers in sequence: ``Chain(f, g)(x) == g(f(x))``. Layers may be any callables
-    (layers, plain functions, your own classes). Index with ints, slices (a shorter Chain)
-    and, for named chains, names: ``model[0]``, ``model[1:]``, ``model["encoder"]`` or
-    ``model.encoder``; a list picks several (``model[[0, 2]]``, a shorter Chain). The
-    structural gradient mirrors it: ``g.layers[0].weight``.
+    Calls its layers in sequence: ``Chain(f, g)(x) == g(f(x))``; several arguments reach
+    the first layer as one tuple (``Chain(f)(x, y) == f((x, y))``, as Flux). Layers may be
+    any callables (layers, plain functions, your own classes). Index with ints, slices (a
+    shorter Chain) and, for named chains, names: ``model[0]``, ``model[1:]``,
+    ``model["encoder"]`` or ``model.encoder``; a list picks several (``model[[0, 2]]``, a
+    shorter Chain). The structural gradient mirrors it: ``g.layers[0].weight``. A name may
+    not be one of the Chain's own attributes (``layers``, ``outputs``).
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.Chain(enc=fl.Dense(4, 2, np.tanh), dec=fl.Dense(2, 4))
@@ -159,16 +184,27 @@ class Chain(Module):
             raise TypeError("Chain takes layers either positionally or by name, not both")
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])  # Chain([l1, l2]) as Flux's Chain(vector)
+        taken = [k for k in named if hasattr(Chain, k) or k == "layers"]
+        if taken:  # (m.layers, m.outputs would not reach the layer so named)
+            raise ValueError(f"Chain: the layer names {taken} are the Chain's own attributes; "
+                             f"choose others")
         self.layers = dict(named) if named else tuple(layers)
         for key, layer in self._items():
             if not callable(layer):
                 raise TypeError(f"Chain: layer {key!r} is not callable: {layer!r}")
+            if layer is tree_flatten:  # Flux's Chain(..., flatten, Dense(...)) means MLUtils'
+                raise TypeError(  # flatten, which fl.Flatten() is; fl.flatten is tree's
+                    f"Chain: layer {key!r} is fl.flatten, which flattens a tree into its "
+                    f"leaves; to flatten each sample of a batch, (N, C, H, W) -> "
+                    f"(N, C * H * W), as Flux's flatten does, use fl.Flatten()")
 
     def _items(self):
         layers = self.layers
         return layers.items() if isinstance(layers, dict) else enumerate(layers)
 
-    def __call__(self, x):
+    def __call__(self, x, *more):
+        if more:  # several arguments: the first layer takes them as one tuple (as Flux)
+            x = (x,) + more
         # (outputs' loop, without the generator: 0.7 us less for three layers, 1.4 for ten)
         for key, layer in self._items():
             try:
@@ -275,7 +311,7 @@ class Scale(Module):
         if not size:
             raise ValueError("Scale: expected one or more sizes (positive ints); got none")
         size = tuple(positive_int("Scale", f"size[{i}]", n) for i, n in enumerate(size))
-        self.scale = np.asarray(init(tuple(size), rng), dtype=dtype)
+        self.scale = initial("Scale", init, size, rng, dtype)
         self.bias = _make_bias(bias, size, dtype, "Scale")
         self.activation = activation
 
@@ -307,7 +343,9 @@ class Bilinear(Module):
 
     ``y[n, o] = activation(sum_ij x[n, i] * weight[o, i, j] * z[n, j] + bias[o])`` with
     ``weight`` shaped ``(out, in1, in2)`` as PyTorch's ``Bilinear``. Called as ``m(x, z)``,
-    ``m((x, z))``, or ``m(x)`` for ``m(x, x)``; inputs ``(N, in1)`` and ``(N, in2)``.
+    ``m((x, z))``, or ``m(x)`` for ``m(x, x)``; inputs ``(N, in1)`` and ``(N, in2)``, or
+    vectors ``(in1,)`` and ``(in2,)`` giving ``(out,)``. Pass an array as the first argument
+    to use it as the weight, as Flux's ``Bilinear(W, bias, activation)``.
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.Bilinear((3, 2), 4)
@@ -316,19 +354,29 @@ class Bilinear(Module):
     """
 
     _feature_axis = -1
+    _inputs_of_one_size = True  # (fl.autosize builds Bilinear(_, k) of two such inputs)
 
-    def __init__(self, in_features, out_features: int, activation: Callable = identity, *,
+    def __init__(self, in_features, out_features=None, activation: Callable = identity, *,
                  bias=True, init: Callable = initialisers.glorot_uniform, rng=None,
                  dtype=np.float32):
-        in1, in2 = in_features if isinstance(in_features, tuple) else (in_features,) * 2
-        _positive("Bilinear", in1=in1, in2=in2, out_features=out_features)
-        self.weight = np.asarray(init((out_features, in1, in2), rng), dtype=dtype)
-        self.bias = _make_bias(bias, out_features, dtype, "Bilinear")
+        if _is_array(in_features):  # Flux's Bilinear(W), Bilinear(W, b), Bilinear(W, b, f)
+            weight, bias, activation = _weight_first("Bilinear", "(out, in1, in2)",
+                                                     in_features, out_features, activation,
+                                                     bias)
+            out_features = weight.shape[0]
+        else:
+            in1, in2 = in_features if isinstance(in_features, tuple) else (in_features,) * 2
+            _positive("Bilinear", in1=in1, in2=in2, out_features=out_features)
+            weight = initial("Bilinear", init, (out_features, in1, in2), rng, dtype)
+        self.weight = weight
+        self.bias = _make_bias(bias, out_features, weight.dtype, "Bilinear")
         self.activation = activation
 
     def _output_shape(self, *shapes):
         shapes = input_shapes(shapes)
         x, z = (shapes[0], shapes[0]) if len(shapes) == 1 else shapes
+        if len(x) == len(z) == 1:  # a pair of vectors, as __call__
+            return self._output_shape((1,) + tuple(x), (1,) + tuple(z))[1:]
         _, in1, in2 = self.weight.shape
         if len(x) != 2 or len(z) != 2 or x[1] != in1 or z[1] != in2 or x[0] != z[0]:
             raise LayerError(f"{self._line()} expects inputs (N, {in1}) and (N, {in2}); got "
@@ -340,6 +388,8 @@ class Bilinear(Module):
             x, z = x if isinstance(x, tuple) else (x, x)
         need_array(self, x)
         need_array(self, z)
+        if x.ndim == z.ndim == 1:  # a single pair of vectors, as Dense takes one vector
+            return self(x[None], z[None])[0]
         w = self.weight
         x, z = (match_dtype(self, v, w.dtype) for v in (x, z))
         self._output_shape(x.shape, z.shape)

@@ -1,6 +1,12 @@
 """Containers that combine layers other than in sequence: Parallel, SkipConnection,
 PairwiseFusion, Maxout.
 
+Their branches join in the model's precision: where a layer converted its input to its own
+float precision (a float32 Dense given float64 input converts it and warns), the outputs of
+branches that kept their input's (``np.tanh``, an identity, a skip path) are converted to
+that one too, so a float32 model gives float32. Without a conversion, or with layers of
+several precisions converting, NumPy's promotion joins them, as before.
+
 >>> import numpy as np, fluxml as fl
 >>> m = fl.SkipConnection(fl.Dense(3, 3), np.add)
 >>> m(np.ones((2, 3), np.float32)).shape
@@ -37,8 +43,12 @@ class Parallel(Module):
 
     Applies every layer to the same input, then combines: ``connection(l1(x), l2(x), ...)``.
     Given several inputs (``m(x1, x2)`` or a tuple), layer i takes input i; a single layer
-    is applied to each input. ``connection=None`` returns the tuple of outputs. Flux's
+    is applied to each input. ``connection=None`` returns the tuple of outputs. ``m[0]`` (or
+    ``m["name"]``) is a layer, ``m[1:]`` a Parallel of those layers. Flux's
     ``Parallel``; ``vcat`` of features is ``lambda *ys: np.concatenate(ys, axis=-1)`` here.
+    Where a layer converted its input to its own float precision (and warned), the outputs
+    of layers that kept their input's (``np.tanh``, an identity) are converted to it too, so
+    that a float32 model given float64 input gives float32 (Flux's gives Float64).
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.Parallel(np.add, fl.Dense(2, 3, init=fl.init.ones), fl.Dense(2, 3))
@@ -67,6 +77,9 @@ class Parallel(Module):
         if len(xs) == 1 and isinstance(xs[0], tuple):
             xs = xs[0]
         items = self._items()
+        if not xs:  # (connection() was called with nothing, or None gave ())
+            raise LayerError(f"Parallel with {len(items)} layer(s) needs at least one input; "
+                             f"got none")
         if len(xs) == 1:
             ys = [_call("Parallel", k, f, xs[0]) for k, f in items]
         elif len(items) == 1:
@@ -77,10 +90,15 @@ class Parallel(Module):
         else:
             raise LayerError(f"Parallel with {len(items)} layers takes 1 or {len(items)} "
                              f"inputs; got {len(xs)}")
+        ys = _joined(xs * len(ys) if len(xs) == 1 else xs, ys)
         return tuple(ys) if self.connection is None else self.connection(*ys)
 
     def __getitem__(self, key):
         layers = self.layers
+        if isinstance(key, slice):  # a Parallel of those layers, as Flux's m[1:2]
+            if isinstance(layers, dict):
+                return Parallel(self.connection, **dict(list(layers.items())[key]))
+            return Parallel(self.connection, *layers[key])
         if isinstance(layers, dict) and isinstance(key, (int, np.integer)):
             return list(layers.values())[key]
         return layers[key]
@@ -126,21 +144,51 @@ class SkipConnection(Module):
 
     def __call__(self, x):
         y = _call("SkipConnection", 0, self.layers, x)
-        return self.connection(y, _in_dtype_of(x, y))
+        y, x = _joined((x, x), (y, x))  # (the skip path is a branch that kept x's precision)
+        return self.connection(y, x)
 
     def _show_children(self):
         return [(None, self.layers), (None, self.connection)]
 
 
-def _in_dtype_of(x, y):
-    """``x`` in ``y``'s float dtype, where the layer that made ``y`` from ``x`` converted it
-    to its precision (and warned): the skip path joins the layer's output in the model's
-    precision. (``x + dense(x)`` of a float64 ``x`` and a float32 Dense was float64, the
-    Dense's conversion undone by the connection, silently.)"""
-    xd, yd = getattr(x, "dtype", None), getattr(y, "dtype", None)
-    if xd is not None and yd is not None and xd != yd and xd.kind == yd.kind == "f":
-        return x.astype(yd)
-    return x
+def _float_dtype(a):
+    dtype = getattr(a, "dtype", None)
+    return dtype if dtype is not None and dtype.kind == "f" else None
+
+
+def _converted(xs, ys):
+    """The float dtype the branches that changed their input's float precision gave (a layer
+    with parameters converts input of another precision to its own, and warns), if they all
+    gave one; else None."""
+    target = None
+    for x, y in zip(xs, ys):
+        xd, yd = _float_dtype(x), _float_dtype(y)
+        if xd is not None and yd is not None and xd != yd:
+            if target is not None and target != yd:
+                return None  # layers of several precisions: left to NumPy's promotion
+            target = yd
+    return target
+
+
+def _joined(xs, ys, target=None):
+    """The outputs ``ys`` of branches given ``xs``, those that kept their input's float
+    precision (``np.tanh``, an identity, a skip path) converted to the one another branch
+    converted to: the branches join in the model's precision. (``x + dense(x)`` of a float64
+    ``x`` and a float32 Dense was float64: the Dense's conversion undone by the connection
+    and the next layers converting again with no warning, silently.)"""
+    if target is None:
+        target = _converted(xs, ys)
+    if target is None:
+        return list(ys)
+    return [y.astype(target) if _kept(x, y) and y.dtype != target else y
+            for x, y in zip(xs, ys)]
+
+
+def _kept(x, y) -> bool:
+    """Whether a branch's output ``y`` is of its input ``x``'s float dtype. (No ``==`` with
+    None: np.dtype(None) is float64, so a float64 dtype equals None.)"""
+    xd, yd = _float_dtype(x), _float_dtype(y)
+    return xd is not None and yd is not None and xd == yd
 
 
 class PairwiseFusion(Module):
@@ -173,12 +221,13 @@ class PairwiseFusion(Module):
         elif len(xs) != n:
             raise LayerError(f"PairwiseFusion with {n} layers takes 1 or {n} inputs; "
                              f"got {len(xs)}")
-        y = _call("PairwiseFusion", 0, self.layers[0], xs[0])
-        ys = [y]
-        for i in range(1, n):
-            y = _call("PairwiseFusion", i, self.layers[i], self.connection(y, xs[i]))
-            ys.append(y)
-        return tuple(ys)
+        ins, ys = [], []
+        for i, (layer, x) in enumerate(zip(self.layers, xs)):
+            if i:  # x_i joins y_(i-1) in the precision an earlier layer converted to
+                x = self.connection(ys[-1], _joined((x,), (x,), _converted(ins, ys))[0])
+            ins.append(x)
+            ys.append(_call("PairwiseFusion", i, layer, x))
+        return tuple(_joined(ins, ys))
 
     def _show_children(self):
         return [(None, self.connection)] + [(None, layer) for layer in self.layers]
@@ -207,9 +256,9 @@ class Maxout(Module):
         _check_layers("Maxout", enumerate(self.layers))
 
     def __call__(self, x):
-        y = _call("Maxout", 0, self.layers[0], x)
-        for i in range(1, len(self.layers)):
-            z = _call("Maxout", i, self.layers[i], x)
+        ys = [_call("Maxout", i, layer, x) for i, layer in enumerate(self.layers)]
+        y, *zs = _joined((x,) * len(ys), ys)  # (in the precision a layer converted to)
+        for z in zs:
             if np.shape(z) != np.shape(y):  # (outputs broadcast, as Flux's max.)
                 _broadcast(np.shape(y), np.shape(z))
             y = np.maximum(y, z)

@@ -22,8 +22,16 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import flag, is_int
-from fluxml.layers.basic import _activation_suffix, _make_bias, _positive, identity
+from fluxml._checks import flag, is_int, positive_int
+from fluxml.layers.basic import (
+    _activation_suffix,
+    _is_array,
+    _make_bias,
+    _positive,
+    _weight_first,
+    identity,
+    initial,
+)
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.nnlib import windows as win
@@ -67,6 +75,22 @@ def _spatial(layer, value, d, name, minimum=1) -> tuple:
         raise LayerError(f"{layer._line()}{err}") from None
 
 
+def _from_weight(layer, dims, weight, second, third, activation, bias):
+    """``(weight, bias, activation)`` of a layer made from its weight, as Flux's ``Conv(W)``,
+    ``Conv(W, f)``, ``Conv(W, b)`` and ``Conv(W, b, f)`` (the arguments in the places of
+    ``in_channels`` and ``out_channels``)."""
+    if third is not None:
+        if not callable(third):
+            raise TypeError(f"{layer}(weight, bias, activation): the third argument must be "
+                            f"callable; got {third!r}")
+        activation = third
+    weight, bias, activation = _weight_first(layer, None, weight, second, activation, bias)
+    if not 3 <= weight.ndim <= 5:
+        raise ValueError(f"{layer}: a weight must have shape {dims}, 1 to 3 spatial sizes; "
+                         f"got {weight.shape}")
+    return weight, bias, activation
+
+
 def _options(layer, defaults) -> str:
     """``, stride=2, pad=1``: the keyword options that differ from their defaults."""
     out = ""
@@ -84,8 +108,17 @@ class Conv(Module):
     A convolution layer: ``activation(conv(x, weight) + bias)`` over ``(N, in, *spatial)``
     giving ``(N, out, *out_spatial)``, with ``len(kernel)`` spatial dimensions. ``pad`` is
     an int, one per dimension, ``(lo, hi)`` pairs or ``"same"`` (output size
-    ``ceil(size / stride)``); ``groups`` splits the channels (``groups=in``: depthwise).
-    ``weight`` is ``(out, in / groups, *kernel)`` as PyTorch's.
+    ``ceil(size / stride)``, an odd total padding's extra one on the high side as PyTorch's;
+    Flux's ``SamePad()`` pads ``(ceil(t / 2), floor(t / 2))`` with ``t = dilation * (k -
+    1)`` whatever the stride, so for an even kernel its output is ours shifted by one: give
+    those pairs to match it); ``groups`` splits the channels (``groups=in``: depthwise).
+    ``weight`` is ``(out, in / groups, *kernel)`` as PyTorch's; pass an array as the first
+    argument to use it as the weight (Flux's ``Conv(W, b, activation)``; the kernel is not
+    flipped unless ``flipped=True``).
+
+    A tuple of sizes is in the input's order: ``pad=(1, 2)`` pads H by 1 and W by 2, and
+    ``pad=(0, 1, 2, 3)`` is H ``(0, 1)`` then W ``(2, 3)``; Flux's tuples list the
+    dimensions the other way round (its first is W), so reverse them by dimension.
 
     >>> import numpy as np, fluxml as fl
     >>> c = fl.Conv((3, 3), 3, 16, fl.identity, stride=2, pad="same")
@@ -95,21 +128,29 @@ class Conv(Module):
     (8, 16, 14, 14)
     """
 
-    def __init__(self, kernel, in_channels: int, out_channels: int,
+    def __init__(self, kernel, in_channels: int | None = None, out_channels: int | None = None,
                  activation: Callable = identity, *, stride=1, pad=0, dilation=1,
                  groups: int = 1, bias=True, flipped: bool = False,
                  init: Callable = initialisers.glorot_uniform, rng=None, dtype=np.float32):
-        name = type(self).__name__
-        kernel = _kernel(name, kernel)
+        name, weight = type(self).__name__, None
+        if _is_array(kernel):  # Flux's Conv(W), Conv(W, f), Conv(W, b), Conv(W, b, f)
+            weight, bias, activation = _from_weight(name, "(out, in / groups, *kernel)",
+                                                    kernel, in_channels, out_channels,
+                                                    activation, bias)
+            kernel, out_channels = weight.shape[2:], weight.shape[0]
+            in_channels = weight.shape[1] * positive_int(name, "groups", groups)
         _positive(name, in_channels=in_channels, out_channels=out_channels, groups=groups)
+        kernel = _kernel(name, kernel)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels ({in_channels}) "
                              f"and out_channels ({out_channels})")
         d = len(kernel)
         self._check_options(name, d, stride, pad, dilation)
-        self.weight = np.asarray(init((out_channels, in_channels // groups) + kernel, rng),
-                                 dtype=dtype)
-        self.bias = _make_bias(bias, out_channels, dtype, name)
+        if weight is None:
+            weight = initial(name, init, (out_channels, in_channels // groups) + kernel, rng,
+                             dtype)
+        self.weight = weight
+        self.bias = _make_bias(bias, out_channels, self.weight.dtype, name)
         self.activation = activation
         self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
         self.flipped = flag(name, "flipped", flipped)
@@ -195,7 +236,7 @@ class CrossCor(Conv):
     array([[[3., 6.]]], dtype=float32)
     """
 
-    def __init__(self, kernel, in_channels: int, out_channels: int,
+    def __init__(self, kernel, in_channels: int | None = None, out_channels: int | None = None,
                  activation: Callable = identity, **options):
         if options.get("flipped"):
             raise ValueError("CrossCor does not flip its kernel; use Conv(..., flipped=True)")
@@ -218,11 +259,14 @@ class DepthwiseConv(Conv):
 
     _defaults = (("stride", 1), ("pad", 0), ("dilation", 1))
 
-    def __init__(self, kernel, in_channels: int, out_channels: int,
+    def __init__(self, kernel, in_channels: int | None = None, out_channels: int | None = None,
                  activation: Callable = identity, **options):
         if "groups" in options:
             raise TypeError("DepthwiseConv: groups is in_channels; use Conv(..., groups=) for "
                             "other groupings")
+        if _is_array(kernel):  # (its weight (out, 1, *kernel) does not say in_channels)
+            raise TypeError("DepthwiseConv takes sizes; to make one from a weight W, use "
+                            "Conv(W, bias, groups=in_channels)")
         _positive("DepthwiseConv", in_channels=in_channels, out_channels=out_channels)
         if out_channels % in_channels:
             raise ValueError(f"DepthwiseConv: out_channels ({out_channels}) must be a multiple "
@@ -238,7 +282,8 @@ class ConvTranspose(Module):
     The transposed convolution (the gradient of :class:`Conv` with respect to its input;
     upsamples by ``stride``). Each output size is ``(n - 1) * stride - lo - hi +
     dilation * (k - 1) + 1 + outpad``; ``pad="same"`` gives ``n * stride``. ``weight`` is
-    ``(in, out / groups, *kernel)`` as PyTorch's ``ConvTranspose2d``.
+    ``(in, out / groups, *kernel)`` as PyTorch's ``ConvTranspose2d``; an array as the first
+    argument is taken as the weight (Flux's ``ConvTranspose(W, b, activation)``).
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.ConvTranspose((2, 2), 8, 3, stride=2)
@@ -246,10 +291,17 @@ class ConvTranspose(Module):
     (1, 3, 14, 14)
     """
 
-    def __init__(self, kernel, in_channels: int, out_channels: int,
+    def __init__(self, kernel, in_channels: int | None = None, out_channels: int | None = None,
                  activation: Callable = identity, *, stride=1, pad=0, outpad=0, dilation=1,
                  groups: int = 1, bias=True, flipped: bool = False,
                  init: Callable = initialisers.glorot_uniform, rng=None, dtype=np.float32):
+        weight = None
+        if _is_array(kernel):  # Flux's ConvTranspose(W, b, f)
+            weight, bias, activation = _from_weight("ConvTranspose", "(in, out / groups, "
+                                                    "*kernel)", kernel, in_channels,
+                                                    out_channels, activation, bias)
+            kernel, in_channels = weight.shape[2:], weight.shape[0]
+            out_channels = weight.shape[1] * positive_int("ConvTranspose", "groups", groups)
         kernel = _kernel("ConvTranspose", kernel)
         _positive("ConvTranspose", in_channels=in_channels, out_channels=out_channels,
                   groups=groups)
@@ -265,9 +317,12 @@ class ConvTranspose(Module):
                              f"({stride!r}) or the dilation ({dilation!r}) in each dimension, "
                              f"as PyTorch's output_padding")
         # glorot's fans read (out, in, ...): give it the transposed shape, then swap
-        w = np.asarray(init((out_channels // groups, in_channels) + kernel, rng), dtype=dtype)
-        self.weight = np.ascontiguousarray(np.swapaxes(w, 0, 1))
-        self.bias = _make_bias(bias, out_channels, dtype, "ConvTranspose")
+        if weight is None:
+            w = initial("ConvTranspose", init, (out_channels // groups, in_channels) + kernel,
+                        rng, dtype)
+            weight = np.ascontiguousarray(np.swapaxes(w, 0, 1))
+        self.weight = weight
+        self.bias = _make_bias(bias, out_channels, weight.dtype, "ConvTranspose")
         self.activation = activation
         self.stride, self.pad, self.outpad = stride, pad, outpad
         self.dilation, self.groups = dilation, groups

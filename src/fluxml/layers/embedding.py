@@ -17,7 +17,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml.ad.core import untraced
-from fluxml.layers.basic import _positive
+from fluxml.layers.basic import _positive, initial
 from fluxml.layers.module import LayerError, Module
 
 normal = initialisers.normal  # the default initialiser, fl.init.normal
@@ -80,7 +80,7 @@ class Embedding(Module):
     def __init__(self, vocab: int, dim: int, *, init: Callable = normal, rng=None,
                  dtype=np.float32):
         _positive("Embedding", vocab=vocab, dim=dim)
-        self.weight = np.asarray(init((int(vocab), int(dim)), rng), dtype=dtype)
+        self.weight = initial(type(self).__name__, init, (vocab, dim), rng, dtype)
 
     def _output_shape(self, shape, dtype=None):
         if dtype is not None and np.dtype(dtype) == np.bool_:  # one-hot rows, as __call__

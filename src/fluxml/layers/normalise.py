@@ -28,7 +28,7 @@ from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml._checks import flag, is_int, is_real, real_in, shown
 from fluxml.ad.api import stop_gradient
-from fluxml.layers.basic import _activation_suffix, _positive, identity
+from fluxml.layers.basic import _activation_suffix, _positive, identity, initial
 from fluxml.layers.module import LayerError, Module, is_active, need_array
 from fluxml.layers.precision import match_dtype
 
@@ -53,8 +53,9 @@ class _Norm(Module):
         real_in(who, "momentum (the running statistics' update rate)", momentum, 0, 1)
         affine, track_stats = flag(who, "affine", affine), flag(who, "track_stats", track_stats)
         self.activation = activation
-        self.weight = np.asarray(init_scale(shape, rng), dtype) if affine else None
-        self.bias = np.asarray(init_bias(shape, rng), dtype) if affine else None
+        self.weight = initial(who, init_scale, shape, rng, dtype, "init_scale") if affine \
+            else None
+        self.bias = initial(who, init_bias, shape, rng, dtype, "init_bias") if affine else None
         self.running_mean = np.zeros(channels, dtype) if track_stats else None
         self.running_var = np.ones(channels, dtype) if track_stats else None
         self.eps = eps
@@ -99,6 +100,19 @@ class _Norm(Module):
         """Test mode: ``x`` normalised per channel with the running statistics."""
         return self._activate(nnlib.batchnorm(x, self.weight, self.bias, mean=self.running_mean,
                                               var=self.running_var, eps=self.eps))
+
+    def _several(self, count, what):
+        """Refuse to normalise with the statistics of a single value: its variance is 0, so
+        the output was the bias alone and the running variance decayed towards 0, silently
+        (PyTorch and Flux raise too). Test mode with running statistics never comes here."""
+        if count == 1:
+            advice = "give more than one"
+            if what.startswith("per channel"):  # (BatchNorm's: the batch's values)
+                advice += " (a DataLoader's last batch of one sample: partial=False)"
+            if self.running_mean is not None:  # (without them, test mode comes here too)
+                advice += ", or use the running statistics (fl.testmode)"
+            raise LayerError(f"{self._line()} got a single value {what} to compute its "
+                             f"statistics from; {advice}")
 
     def _activate(self, y):
         return y if self.activation is identity else self.activation(y)
@@ -151,6 +165,7 @@ class BatchNorm(_Norm):
         active = is_active(self, x)
         if not active and self.running_mean is not None:  # test mode: running statistics
             return self._with_running_stats(x)
+        self._several(x.size // self.channels, "per channel (N times the spatial sizes)")
         scale, bias = self._channel_affine(x.ndim)
         axes = (0,) + tuple(range(2, x.ndim))
         y, mean, var = nnlib.normalise(x, axes, scale, bias, eps=self.eps, return_stats=True)
@@ -190,6 +205,8 @@ class InstanceNorm(_Norm):
         active = is_active(self, x)
         if not active and self.running_mean is not None:  # test mode: running statistics
             return self._with_running_stats(x)
+        if x.shape[0]:
+            self._several(x[0, 0].size, "per sample and channel (the spatial sizes)")
         scale, bias = self._channel_affine(x.ndim)
         y, mean, var = nnlib.normalise(x, tuple(range(2, x.ndim)), scale, bias, eps=self.eps,
                                        return_stats=True)

@@ -84,7 +84,9 @@ class _Pool(Module):
 
 
 class MaxPool(_Pool):
-    """``MaxPool(kernel; stride=kernel, pad=0)``: the maximum of each window.
+    """``MaxPool(kernel; stride=kernel, pad=0)``: the maximum of each window. ``pad`` as
+    :class:`Conv`'s; ``"same"`` gives ``ceil(size / stride)`` outputs, the padding as small
+    as that needs (Flux's ``SamePad()`` pads ``k - 1`` in all, more on the low side).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.MaxPool((2,))(np.array([[[1.0, 3.0, 2.0, 0.0]]], np.float32))

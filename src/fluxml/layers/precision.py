@@ -4,6 +4,9 @@ Layers hold float32 parameters unless told otherwise. ``fl.f64(model)``, ``fl.f3
 and ``fl.f16(model)`` convert every floating-point array of a tree (parameters, running
 statistics, optimiser state); a layer given input of another float precision converts it
 to its own and warns once, naming the layer, as Flux does; integer input is an error.
+An object whose class sets ``keeps_dtype = True`` (``fl.MixedPrecision``'s state: its
+float32 copy of a float16 parameter) is left as it is: its arrays keep the precision they
+were made for.
 
 >>> import numpy as np, fluxml as fl
 >>> m = fl.f64(fl.Dense(2, 3))
@@ -17,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.tree import fmap
+from fluxml.tree import fmap, is_array_leaf
 
 _warned: set = set()
 
@@ -39,6 +42,17 @@ def _convert(dtype):
     return convert
 
 
+def _keeps_dtype(x) -> bool:
+    return getattr(type(x), "keeps_dtype", False) is True
+
+
+def _fmap_precision(dtype, tree):
+    convert = _convert(dtype)
+    # an object that keeps its dtype is one leaf, given back as it is
+    return fmap(lambda x: x if _keeps_dtype(x) else convert(x), tree,
+                is_leaf=lambda x: is_array_leaf(x) or _keeps_dtype(x))
+
+
 def f64(tree):
     """``tree`` with every floating-point array converted to float64 (a new tree), as
     Flux's ``f64``: for gradient checks, or to match float64 data. Complex arrays become
@@ -48,7 +62,7 @@ def f64(tree):
     >>> fl.f64(fl.Dense(2, 3)).weight.dtype
     dtype('float64')
     """
-    return fmap(_convert(np.float64), tree)
+    return _fmap_precision(np.float64, tree)
 
 
 def f32(tree):
@@ -59,19 +73,20 @@ def f32(tree):
     >>> fl.f32(fl.f64(fl.Dense(2, 3))).weight.dtype
     dtype('float32')
     """
-    return fmap(_convert(np.float32), tree)
+    return _fmap_precision(np.float32, tree)
 
 
 def f16(tree):
     """``tree`` with every floating-point array converted to float16 (a new tree); integer
-    arrays (an Embedding's indices, counters) stay as they are.
+    arrays (an Embedding's indices, counters) stay as they are, and so does the
+    high-precision copy of a ``fl.MixedPrecision`` optimiser state (its point).
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.f16(fl.Dense(2, 3))
     >>> m(np.ones((1, 2), np.float16)).dtype
     dtype('float16')
     """
-    return fmap(_convert(np.float16), tree)
+    return _fmap_precision(np.float16, tree)
 
 
 def match_dtype(layer, x, dtype):

@@ -24,7 +24,7 @@ from fluxml._checks import flag
 from fluxml.ad.core import Tracer, untraced
 from fluxml.backend.mixing import check_same_device
 from fluxml.backend.registry import array_module
-from fluxml.layers.basic import _activation_suffix, _positive
+from fluxml.layers.basic import _activation_suffix, _positive, initial
 from fluxml.layers.module import LayerError, Lazy, Module, locate, need_array
 from fluxml.layers.precision import match_dtype
 
@@ -41,8 +41,9 @@ class _Cell(Module):
                  dtype=np.float32):
         _positive(type(self).__name__, in_features=in_features, hidden=hidden)
         g = self.gates * hidden
-        self.weight_ih = np.asarray(init((g, in_features), rng), dtype=dtype)
-        self.weight_hh = np.asarray(init_recurrent((g, hidden), rng), dtype=dtype)
+        name = type(self).__name__
+        self.weight_ih = initial(name, init, (g, in_features), rng, dtype)
+        self.weight_hh = initial(name, init_recurrent, (g, hidden), rng, dtype, "init_recurrent")
         bias = flag(type(self).__name__, "bias", bias, none=True)  # (None: none, as Dense)
         self.bias_ih = np.zeros(g, dtype) if bias else None
         self.bias_hh = np.zeros(g, dtype) if bias else None
@@ -79,8 +80,13 @@ class _Cell(Module):
         return x, self._check_state(state, x.shape[:-1], x.dtype)
 
     def _check_state(self, state, batch, dtype):
-        """The state, checked against the batch axes and converted to ``dtype``."""
+        """The state, checked against the batch axes and converted to ``dtype``. A state of
+        one vector ``(hidden,)`` for a batch is every sequence's (as Flux's: a trained
+        initial state ``h0``; its gradient the sum over the batch)."""
         want = tuple(batch) + (self.sizes[1],)
+        if batch:
+            state = _map_state(state, lambda s: np.broadcast_to(s, want)
+                               if np.shape(s) == want[-1:] else s)
         parts = state if isinstance(state, tuple) else (state,)
         if any(np.shape(s) != want for s in parts):
             raise LayerError(f"{self._line()} expects a state of shape {want}"
@@ -339,7 +345,8 @@ class RNN(_Recurrent):
     """``RNN(in_features, hidden, activation=tanh; return_state=False, bias=, init=, rng=)``
 
     An :class:`RNNCell` over a sequence ``(N, T, in)``: every step's ``h`` ``(N, T, hidden)``.
-    ``m(x, h0)`` starts from ``h0`` (zeros otherwise); ``return_state=True`` returns
+    ``m(x, h0)`` starts from ``h0`` ``(N, hidden)``, or ``(hidden,)`` for every sequence
+    (zeros otherwise); ``return_state=True`` returns
     ``(outputs, final state)``; ``m(x, lengths=)`` reads a padded batch, as :class:`LSTM`.
 
     >>> import numpy as np, fluxml as fl

@@ -146,16 +146,20 @@ def _zeros(shape, dtype):
     return np.zeros(shape, dtype)
 
 
-def outputsize(model, input_shape, *, padbatch: bool = False, dtype=np.float32):
+def outputsize(model, input_shape, *more_shapes, padbatch: bool = False, dtype=np.float32):
     """The shape of ``model``'s output for input of ``input_shape`` (batch first), computed
     from each layer's shape rule where it has one (no arithmetic on data); a layer or
     function without one runs once on zeros of its input's shape. ``padbatch`` prepends a
-    batch of one. A bad shape raises the error the forward pass would.
+    batch of one. A bad shape raises the error the forward pass would. A model of several
+    inputs takes their shapes as a tuple or, as Flux's, one after the other:
+    ``outputsize(m, (2,), (3,))``.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.outputsize(fl.Chain(fl.Dense(4, 8), fl.Dense(8, 3)), (32, 4))
     (32, 3)
     """
+    if more_shapes:
+        input_shape = (input_shape,) + more_shapes
     shape = _input_shape(input_shape, "outputsize")
     if padbatch:  # (each input's, for several)
         shape = (1,) + shape if _is_shape(shape) else tuple((1,) + s for s in shape)
@@ -270,13 +274,15 @@ def autosize(input_shape, model, *, dtype=np.float32):
 
 def _build(layer, shape, dtype, single=True):
     if isinstance(layer, Lazy):
-        if not _is_shape(shape):
+        axis = getattr(layer.cls, "_feature_axis", 1)
+        sizes = {int(s[axis if len(s) >= 2 else 0]) for s in
+                 ((shape,) if _is_shape(shape) else shape) if _is_shape(s)}
+        several = not _is_shape(shape)
+        if len(sizes) != 1 or several and not getattr(layer.cls, "_inputs_of_one_size", False):
+            # (Bilinear(_, 10) of two inputs of one size is built; a layer of one input is not)
             raise LayerError(f"{layer!r} takes several inputs, of shapes {shape}: fl.autosize "
                              f"infers a size from one input; write its sizes out")
-        axis = getattr(layer.cls, "_feature_axis", 1)
-        if len(shape) < 2:
-            axis = 0
-        layer = layer.build(int(shape[axis]))
+        layer = layer.build(sizes.pop())
         return layer, output_shape(layer, shape, dtype, single=single)
     if isinstance(layer, Chain):
         built = []
@@ -289,12 +295,16 @@ def _build(layer, shape, dtype, single=True):
         if isinstance(layer.layers, dict):
             return Chain(**dict(zip(layer.layers, built))), shape
         return Chain(*built), shape
-    if isinstance(layer, SkipConnection):
-        inner, _ = _build(layer.layers, shape, dtype)
-        layer = SkipConnection(inner, layer.connection)
-    elif isinstance(layer, (Parallel, Maxout)) and _is_shape(shape):  # each takes the input
+    if isinstance(layer, SkipConnection):  # connection(layer(x), x): a layer may be both
+        inner, inner_shape = _build(layer.layers, shape, dtype)
+        connection, _ = _build(layer.connection, (inner_shape, shape), dtype, single=False)
+        layer = SkipConnection(inner, connection)
+    elif isinstance(layer, Maxout) and _is_shape(shape) or isinstance(layer, Parallel) and (
+            _is_shape(shape) or len(shape) == len(layer.layers)):
+        # each takes the input, or (several inputs, a Parallel) layer i takes input i
         items = enumerate(layer.layers) if isinstance(layer, Maxout) else layer._items()
-        built = {k: _build(child, shape, dtype)[0] for k, child in items}
+        ins = [shape] * len(layer.layers) if _is_shape(shape) else list(shape)
+        built = {k: _build(child, x, dtype)[0] for (k, child), x in zip(items, ins)}
         if isinstance(layer, Maxout):
             layer = Maxout(*built.values())
         elif isinstance(layer.layers, dict):

@@ -31,10 +31,13 @@ class WeightNorm(Module):
     Calls ``layer`` with its array ``which`` replaced by ``w = g v / sqrt(sum(v², dims) +
     eps)``, where ``v`` is the layer's array (trained as it is) and ``g =
     sqrt(sum(v², dims) + eps)`` at the start (so the layer computes what it did) and
-    trained too. ``dims`` are the axes the norm sums over, as Flux's: its default,
-    Flux's ``dims=-1``, is the output axis (axis 0 of fluxml's weights, which are shaped
-    as PyTorch's), giving ``g`` of shape ``(1, in, k...)``; ``dims=None`` takes the norm of
-    the whole array. PyTorch's ``weight_norm(m, dim=0)`` (one ``g`` per output) is
+    trained too. ``dims`` are the axes the norm sums over, as Flux's. The default, axis 0,
+    is the output axis of fluxml's weights (shaped as PyTorch's), giving ``g`` of shape
+    ``(1, in, k...)``: Flux's default ``dims=-1`` for a convolution, whose Julia weight ends
+    in the output axis. Flux's ``Dense`` weight is ``(out, in)`` as ours, so its
+    ``dims=-1`` is the input axis: ``WeightNorm(Dense(...), dims=1)`` is Flux's
+    ``WeightNorm(Dense(...))``, one ``g`` per output. ``dims=None`` takes the norm of the
+    whole array. PyTorch's ``weight_norm(m, dim=0)`` (one ``g`` per output) is
     ``dims=`` every axis but 0, e.g. ``dims=(1, 2, 3)`` for a 2-d convolution.
 
     >>> import numpy as np, fluxml as fl

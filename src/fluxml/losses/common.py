@@ -40,6 +40,8 @@ def target(name, yhat, y, labels: bool = False):
     eagerly and under ``fl.compile``, where the targets are traced), checked to have
     ``yhat``'s shape."""
     dtype = _dtype(yhat)
+    if np.iscomplexobj(y) and dtype.kind == "f":  # (cast to real, its imaginary part went,
+        dtype = np.result_type(dtype, np.complex64)  # with only a ComplexWarning)
     if type(y).__name__ != "Tracer":
         y = np.asarray(y, dtype=dtype)
     elif y.dtype != dtype and y.dtype.kind == "f" and dtype.kind == "f":

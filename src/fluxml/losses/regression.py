@@ -31,7 +31,7 @@ def mae(yhat, y, *, agg: Agg = "mean"):
 
 
 def mse(yhat, y, *, agg: Agg = "mean"):
-    """Mean squared error: ``agg((yhat - y)**2)``. PyTorch: ``mse_loss``. ``yhat`` and ``y``
+    """Mean squared error: ``agg(|yhat - y|**2)``. PyTorch: ``mse_loss``. ``yhat`` and ``y``
     must have the same shape (a ``(N, 1)`` prediction against ``(N,)`` targets is refused,
     not broadcast to ``(N, N)``).
 
@@ -42,7 +42,14 @@ def mse(yhat, y, *, agg: Agg = "mean"):
     4.0
     """
     y = target("mse", yhat, y)
-    return aggregate(np.square(yhat - y), agg)
+    d = yhat - y
+    # |d|^2 for complex values, as Flux's abs2 (the square of a complex difference is
+    # complex: mse(0j, 1 + 1j) was 2j)
+    return aggregate(np.real(d * np.conj(d)) if _is_complex(d) else np.square(d), agg)
+
+
+def _is_complex(x) -> bool:
+    return getattr(getattr(x, "dtype", None), "kind", "") == "c"
 
 
 def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):

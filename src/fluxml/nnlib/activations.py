@@ -283,8 +283,10 @@ def hardsigmoid(x):
     >>> fl.hardsigmoid(np.array([-4.0, 0.0, 4.0]))
     array([0. , 0.5, 1. ])
     """
-    # derivative 0 at the kinks x = -3 and x = 3, as PyTorch's (np.clip's would be 1/6)
-    return np.where((x > -3.0) & (x < 3.0), x / 6.0 + 0.5, np.asarray(x >= 3.0).astype(_dtype(x)))
+    # derivative 0 at the kinks x = -3 and x = 3, as PyTorch's (np.clip's would be 1/6); the
+    # tails are the tested branches so that NaN, which fails every comparison, stays NaN
+    one = np.ones((), _dtype(x))
+    return np.where(x >= 3.0, one, np.where(x <= -3.0, 0 * one, x / 6.0 + 0.5))
 
 
 def logsigmoid(x):
@@ -304,8 +306,9 @@ def relu6(x):
     >>> fl.relu6(np.array([-1.0, 3.0, 7.0]))
     array([0., 3., 6.])
     """
-    # derivative 0 at the kinks x = 0 and x = 6, as PyTorch's and as relu's at 0
-    return np.where((x > 0.0) & (x < 6.0), x, 6.0 * np.asarray(x >= 6.0).astype(_dtype(x)))
+    # derivative 0 at the kinks x = 0 and x = 6, as PyTorch's and as relu's at 0; NaN stays NaN
+    one = np.ones((), _dtype(x))
+    return np.where(x >= 6.0, 6 * one, np.where(x <= 0.0, 0 * one, x))
 
 
 def leakyrelu(x, a: float = 0.01):
@@ -482,7 +485,7 @@ def hardshrink(x, lambd: float = 0.5):
     array([-2.,  0.,  2.])
     """
     _number("hardshrink", "lambd", lambd, 0)
-    return np.where(np.abs(x) > lambd, x, 0)
+    return np.where(np.abs(x) <= lambd, 0, x)  # (NaN, failing the test, stays NaN)
 
 
 def hardtanh(x, lo: float = -1.0, hi: float = 1.0):
@@ -509,7 +512,7 @@ def trelu(x, theta: float = 1.0):
     array([0., 2.])
     """
     _number("trelu", "theta", theta)
-    return np.where(x > theta, x, 0)
+    return np.where(x <= theta, 0, x)  # (NaN, failing the test, stays NaN)
 
 
 def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,

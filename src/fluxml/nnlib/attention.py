@@ -33,6 +33,7 @@ array([1., 0.])
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -283,7 +284,7 @@ ATTENTION.vjp_takes_none = True  # no zeros the size of the probabilities when u
 
 
 def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None = None,
-                          nheads: int | None = None):
+                          nheads: int | None = None, fdrop: Callable | None = None):
     """``softmax(q @ k^T * scale + bias, masked) @ v`` and the attention probabilities.
 
     ``q``: ``(..., Tq, d)``, ``k``: ``(..., Tk, d)``, ``v``: ``(..., Tk, dv)`` with equal
@@ -296,7 +297,12 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     ``v (N, Tk, nheads dv)`` hold the heads side by side in their last axis; the output is
     ``(N, Tq, nheads dv)`` (the heads joined again) and the probabilities
     ``(N, nheads, Tq, Tk)``. This is what multi-head attention computes between its
-    projections, without the transposes around the call.
+    projections, without the transposes around the call. The batch may also be no axis or
+    several, ``(..., Tq, nheads d)``, as NNlib's; the probabilities are then ``(...,
+    nheads, Tq, Tk)``.
+
+    ``fdrop`` (NNlib's): a function applied to the probabilities before they weigh ``v``,
+    such as ``lambda p: fl.dropout(p, 0.1)``; the probabilities returned are its result.
 
     >>> import numpy as np, fluxml as fl
     >>> q = np.zeros((1, 2, 3, 4)); v = np.arange(24.0).reshape(1, 2, 3, 4)
@@ -310,13 +316,20 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     """
     shapes = [np.shape(raw(a)) for a in (q, k, v)]
     sq, sk, sv = shapes
+    if fdrop is not None and not callable(fdrop):
+        raise TypeError(f"dot_product_attention: fdrop must be a function of the "
+                        f"probabilities (such as lambda p: fl.dropout(p, 0.1)); got {fdrop!r}")
     if nheads is not None:
         nheads = positive_int("dot_product_attention", "nheads", nheads)
+        lead = sq[:-2]
+        if len(sq) >= 2 and len(lead) != 1 and sk[:-2] == sv[:-2] == lead:
+            return _batch_as_one_axis(q, k, v, lead, mask=mask, bias=bias, scale=scale,
+                                      nheads=nheads, fdrop=fdrop)
         if any(len(s) != 3 for s in shapes) or sq[0] != sk[0] or sq[0] != sv[0] \
                 or sq[-1] != sk[-1] or sk[-2] != sv[-2] or sq[-1] % nheads or sv[-1] % nheads:
-            raise ValueError(f"dot_product_attention: with nheads={nheads}, expected q (N, Tq, "
-                             f"nheads d), k (N, Tk, nheads d), v (N, Tk, nheads dv); got q {sq}, "
-                             f"k {sk}, v {sv}")
+            raise ValueError(f"dot_product_attention: with nheads={nheads}, expected q (..., "
+                             f"Tq, nheads d), k (..., Tk, nheads d), v (..., Tk, nheads dv) with "
+                             f"equal batch axes; got q {sq}, k {sk}, v {sv}")
         # the checks below on the shapes of the heads
         sq, sk, sv = ((s[0], nheads, s[1], s[2] // nheads) for s in shapes)
     if min(len(s) for s in (sq, sk, sv)) < 2:
@@ -344,9 +357,37 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     if bias is not None:
         _check_broadcast("bias", np.shape(raw(bias)), scores)
     scale = 1 / math.sqrt(sq[-1]) if scale is None else float(scale)
+    heads = {} if nheads is None else {"heads": int(nheads)}
+    if fdrop is None:
+        return ATTENTION(q, k, v, bias, mask=mask, scale=scale, **heads)
+    probs = fdrop(ATTENTION(q, k, v, bias, mask=mask, scale=scale, **heads)[1])
     if nheads is None:
-        return ATTENTION(q, k, v, bias, mask=mask, scale=scale)
-    return ATTENTION(q, k, v, bias, mask=mask, scale=scale, heads=int(nheads))
+        return probs @ v, probs
+    n, tk, e = np.shape(raw(v))
+    heads_v = np.swapaxes(np.reshape(v, (n, tk, nheads, e // nheads)), 1, 2)
+    out = np.swapaxes(probs @ heads_v, 1, 2)  # (N, Tq, heads, dv)
+    return np.reshape(out, out.shape[:2] + (e,)), probs
+
+
+def _batch_as_one_axis(q, k, v, lead, *, mask, bias, scale, nheads, fdrop):
+    """``dot_product_attention`` with ``nheads`` for inputs with no batch axis or several
+    (``lead``): run on one batch axis, ``prod(lead)`` long, and shaped back. The mask and
+    the bias are broadcast to the scores' shape first."""
+    n = math.prod(lead)
+    tq, tk = np.shape(raw(q))[-2], np.shape(raw(k))[-2]
+    scores = lead + (nheads, tq, tk)
+
+    def one_axis(name, a):
+        if a is None:
+            return None
+        _check_broadcast(name, np.shape(raw(a)), scores)
+        return np.reshape(np.broadcast_to(a, scores), (n,) + scores[-3:])
+    out, probs = dot_product_attention(
+        *(np.reshape(a, (n,) + np.shape(raw(a))[-2:]) for a in (q, k, v)),
+        mask=one_axis("mask", None if mask is None else np.asarray(raw(mask))),
+        bias=one_axis("bias", bias), scale=scale, nheads=nheads, fdrop=fdrop)
+    return (np.reshape(out, lead + np.shape(raw(out))[-2:]),
+            np.reshape(probs, lead + np.shape(raw(probs))[-3:]))
 
 
 def _check_broadcast(name, shape, scores):

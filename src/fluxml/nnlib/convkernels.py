@@ -45,6 +45,13 @@ from fluxml.nnlib import windows as win
 # stay in the cache between the copy that writes them and the product that reads them
 BLOCK_BYTES = 3 << 20
 
+# the forward's columns of one part (:func:`_row_parts`) take at most this many bytes where
+# one sample's columns pass it: about a core's L2 cache
+PART_BYTES = 1 << 20
+# ... but with at least this many positions: narrower products cost more than the cache
+# saves (measured on 128 => 128 3x3 on 16x16: two parts of 128 positions 1% slower than one)
+PART_POSITIONS = 512
+
 # below this many output positions per sample, the weight gradient lays a block's columns
 # out channel-major across its samples (:func:`_columns` ``across``): one product summing over
 # the whole block, where per-sample products this narrow run at a fraction of the BLAS's speed
@@ -87,6 +94,27 @@ class Geometry:
         step = max(1, min(self.n, BLOCK_BYTES // per_sample))
         step = -(-self.n // -(-self.n // step))  # blocks of equal size (64 = 32 + 32, not 52 + 12)
         return [(a, min(a + step, self.n)) for a in range(0, self.n, step)]
+
+    def part(self, r0, r1):
+        """The geometry of output rows ``r0:r1`` (the first spatial axis): a convolution,
+        without padding, of the padded rows that :meth:`window` takes (``self`` for all
+        rows)."""
+        if (r0, r1) == (0, self.out[0]):
+            return self
+        shape = (self.n, self.c, self._reach(r1) - r0 * self.stride[0]) + self.padded[1:]
+        return Geometry(shape, (self.o, self.c // self.groups) + self.kernel, self.stride,
+                        ((0, 0),) * len(self.kernel), self.dilation, self.groups)
+
+    def window(self, rows):
+        """The padded input rows that output rows ``rows`` read (index of a padded block)."""
+        if (rows.start, rows.stop) == (0, self.out[0]):
+            return slice(None)
+        return (slice(None), slice(None), slice(rows.start * self.stride[0],
+                                                self._reach(rows.stop)))
+
+    def _reach(self, r1):
+        """One past the last padded row that output rows ``< r1`` read."""
+        return (r1 - 1) * self.stride[0] + self.dilation[0] * (self.kernel[0] - 1) + 1
 
     def interior(self):
         """The input inside a padded block."""
@@ -203,15 +231,41 @@ def forward(x, w, geo, bias=None, relu=False):
     if fold:  # the bias as a last column of the weight, against a row of ones: no pass
         wm = xp.concatenate([wm, bias], axis=2)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
-    for a, b in geo.blocks(dtype.itemsize, xp):
-        cols = _columns(_padded(x, geo, a, b, xp), geo, xp, ones=fold)
-        yb = y[a:b].reshape(b - a, geo.groups, og, geo.positions)
-        xp.matmul(wm, cols, out=yb)
-        if bias is not None and not fold:
-            yb += bias
-        if relu:
-            xp.maximum(yb, 0, out=yb)
+    parted = xp is np and geo.c * geo.k * geo.positions * dtype.itemsize > PART_BYTES
+    blocks = [(a, a + 1) for a in range(geo.n)] if parted else geo.blocks(dtype.itemsize, xp)
+    for a, b in blocks:
+        xpad = _padded(x, geo, a, b, xp)
+        for part, rows in _row_parts(geo, dtype.itemsize, parted):
+            cols = _columns(xpad[part.window(rows)], part, xp, ones=fold)
+            yb = y[a:b, :, rows.start:rows.stop].reshape(b - a, geo.groups, og,
+                                                         part.positions)
+            xp.matmul(wm, cols, out=yb)
+            if bias is not None and not fold:
+                yb += bias
+            if relu:
+                xp.maximum(yb, 0, out=yb)
     return y
+
+
+def _row_parts(geo, itemsize, parted):
+    """The forward's parts of a block: ``(geometry, rows)`` per range of output rows (the
+    first spatial axis), each a convolution of the padded rows it reads, without padding.
+    One part, unless ``parted`` (the block is one sample whose columns pass ``PART_BYTES``):
+    then ranges of rows whose columns stay within it (and hold ``PART_POSITIONS`` at least),
+    so that the product reads them from the core's own cache (measured: a product over 512
+    positions' columns of 64 => 64 3x3 ran at 90 GFLOP/s, over 1024 at 81; the forward, one
+    core, alternated call by call, 3-9% faster on 64 to 32 channels on 32x32 to 64x64)."""
+    out0 = geo.out[0]
+    if not parted:
+        yield geo, slice(0, out0)
+        return
+    width = geo.positions // out0
+    per_row = geo.c * geo.k * width * itemsize
+    step = min(out0, max(1, PART_BYTES // per_row, -(-PART_POSITIONS // width)))
+    step = -(-out0 // -(-out0 // step))  # parts of equal size
+    for r0 in range(0, out0, step):
+        r1 = min(r0 + step, out0)
+        yield geo.part(r0, r1), slice(r0, r1)
 
 
 def data(g, w, geo):
@@ -359,7 +413,8 @@ def filter(x, g, geo):
             # columns on the left: the BLAS runs this orientation 15% faster (measured)
             cols = _columns(xpad, geo, xp, across=True)
             dw += xp.matmul(cols, gb.swapaxes(-1, -2)).swapaxes(-1, -2)
-        else:
+        else:  # columns on the left here too (64 => 64 3x3 on 32x32: 13 ms against 19)
             gb = g[a:b].reshape(b - a, geo.groups, og, geo.positions)
-            dw += xp.matmul(gb, _columns(xpad, geo, xp).swapaxes(-1, -2)).sum(axis=0)
+            dwt = xp.matmul(_columns(xpad, geo, xp), gb.swapaxes(-1, -2))
+            dw += (dwt[0] if b - a == 1 else dwt.sum(axis=0)).swapaxes(-1, -2)
     return dw.reshape((geo.o, cg) + geo.kernel)

@@ -43,7 +43,9 @@ def _keep_mask(x, p, dims, rng, name):
     broadcast along the others, and the float dtype to compute in."""
     value = raw(x)
     shape = np.shape(value)
-    dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
+    # the mask in x's real precision (complex64 stays complex64); others: float64
+    dtype = getattr(value, "dtype", np.dtype(float))
+    dtype = np.finfo(dtype).dtype if dtype.kind in "fc" else np.dtype(np.float64)
     if dims is not None:
         dims = (dims,) if is_int(dims) or not np.iterable(dims) else tuple(dims)
         try:

@@ -12,6 +12,12 @@ Which axes, and how wide. ``pad`` is an int or a tuple:
   NNlib's (its first dimension is the last axis in fluxml's batch-first layout);
 - a tuple of one width per axis in ``dims`` (given) pads both sides of each by its width.
 
+Unlike NNlib, a tuple without ``dims`` is always read as ``(lo, hi)`` pairs: NNlib's
+``pad_constant`` and ``pad_zeros`` read a tuple as long as ``ndims(x)`` as one width per
+dimension (``pad_zeros(rand(2, 2), (1, 2))`` pads each side of dims 1 and 2 by 1 and 2;
+here ``pad_zeros(x, (1, 2))`` pads the last axis by 1 before and 2 after, as ``F.pad``).
+Give ``dims`` for one width per axis.
+
 >>> import numpy as np, fluxml as fl
 >>> x = np.arange(1.0, 4.0)
 >>> fl.nnlib.pad_reflect(x, (2, 1))

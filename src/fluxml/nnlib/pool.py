@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from fluxml._checks import flag, real_in
 from fluxml.ad.core import COMPILING, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
@@ -262,6 +263,7 @@ def maxpool(x, kernel, *, stride=None, pad=0, dilation=1):
     >>> fl.nnlib.maxpool(np.array([[[1.0, 3.0, 2.0, 2.0, 0.0]]]), 2)
     array([[[3., 2.]]])
     """
+    _orderable("maxpool", x)
     g = _geometry("maxpool", x, kernel, stride, pad, dilation)
     kernel, stride, pads, dilation = g
     for k, dl, (lo, hi) in zip(kernel, dilation, pads):
@@ -272,17 +274,29 @@ def maxpool(x, kernel, *, stride=None, pad=0, dilation=1):
     return MAXPOOL(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
 
 
-def meanpool(x, kernel, *, stride=None, pad=0):
-    """Mean pooling; the padding counts as zeros in each mean (PyTorch's default
-    ``count_include_pad=True``, Flux's ``MeanPool``). ``stride`` defaults to the kernel.
+def meanpool(x, kernel, *, stride=None, pad=0, count_include_pad: bool = True):
+    """Mean pooling. The padding counts as zeros in each mean (PyTorch's default
+    ``count_include_pad=True``, Flux's ``MeanPool``); ``count_include_pad=False`` averages
+    the input entries of each window only (NNlib's and PyTorch's option; a window of padding
+    alone gives 0). ``stride`` defaults to the kernel.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.nnlib.meanpool(np.array([[[1.0, 3.0, 2.0, 2.0, 0.0]]]), 2)
     array([[[2., 2.]]])
+    >>> fl.nnlib.meanpool(np.array([[[1.0, 3.0, 2.0]]]), 2, pad=1, count_include_pad=False)
+    array([[[1. , 2.5]]])
     """
     kernel, stride, pads, dilation = _geometry("meanpool", x, kernel, stride, pad, 1)
     total = WINDOW_SUM(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
-    return total / win.count(kernel)  # a Python number: float32 stays float32
+    if flag("meanpool", "count_include_pad", count_include_pad) or not any(
+            lo or hi for lo, hi in pads):
+        return total / win.count(kernel)  # a Python number: float32 stays float32
+    # the number of input entries in each window: the window sum of ones (a constant)
+    value = raw(x)  # (counts in x's real precision: float32 stays float32; integers: float64)
+    dtype = np.finfo(value.dtype).dtype if value.dtype.kind in "fc" else np.dtype(np.float64)
+    ones = win.array_module(value).ones((1, 1) + tuple(value.shape[2:]), dtype=dtype)
+    counts = _window_sum(ones, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
+    return total / np.maximum(counts, 1)
 
 
 def lppool(x, p: float, kernel, *, stride=None, pad=0):
@@ -293,8 +307,8 @@ def lppool(x, p: float, kernel, *, stride=None, pad=0):
     >>> fl.nnlib.lppool(np.array([[[3.0, -4.0, 1.0, 0.0]]]), 2, 2)
     array([[[5., 1.]]])
     """
-    if not p > 0:
-        raise ValueError(f"lppool: p must be positive; got {p!r}")
+    # (finite: p = inf gave 1 for every window, silently, where the limit is the maximum)
+    real_in("lppool", "p", p, 0, low_open=True)
     kernel, stride, pads, dilation = _geometry("lppool", x, kernel, stride, pad, 1)
     total = WINDOW_SUM(np.abs(x) ** p, kernel=kernel, stride=stride, pads=pads,
                        dilation=dilation)
@@ -309,6 +323,7 @@ def adaptive_maxpool(x, out_size):
     >>> fl.nnlib.adaptive_maxpool(np.array([[[1.0, 3.0, 2.0, 5.0, 0.0]]]), 2)
     array([[[3., 5.]]])
     """
+    _orderable("adaptive_maxpool", x)
     out = _adaptive_size("adaptive_maxpool", x, out_size)
     v = raw(x)
     xp = win.array_module(v)
@@ -362,6 +377,7 @@ def global_maxpool(x):
     array([3., 7.])
     """
     win.check_input("global_maxpool", x)
+    _orderable("global_maxpool", x)
     return maxpool(x, tuple(x.shape[2:]))
 
 
@@ -392,6 +408,15 @@ def _geometry(fn, x, kernel, stride, pad, dilation):
         raise ValueError(f"{fn}: window {kernel} (dilation {dilation}) is larger than the padded "
                          f"input {padded} (input {tuple(x.shape)}, pad {pads})")
     return kernel, stride, pads, dilation
+
+
+def _orderable(fn, x):
+    """Refuse complex input by name: complex numbers have no maximum (NumPy's would be the
+    lexicographic one, real part first, silently)."""
+    dtype = getattr(raw(x), "dtype", None)
+    if dtype is not None and dtype.kind == "c":
+        raise TypeError(f"{fn}: complex input ({dtype}) has no maximum; pool np.abs(x), or the "
+                        "real and imaginary parts apart")
 
 
 def _adaptive_size(fn, x, out_size):

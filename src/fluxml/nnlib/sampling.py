@@ -55,11 +55,20 @@ def grid_sample(x, grid, *, padding_mode: str = "zeros"):
     for axis in range(d):
         n = sizes[axis]
         p = (grid[..., d - 1 - axis] + 1.0) * (0.5 * (n - 1))  # 0-based pixel coordinate
-        if padding_mode == "border":
-            p = np.clip(p, 0.0, n - 1.0)
+        if padding_mode == "border":  # clamped, with derivative 0 at the bounds too (as
+            # PyTorch's): np.clip's 1 there sent the gradient to the corner past the border,
+            # which reads 0, so a position on the border had a gradient where none is
+            p = np.where(p <= 0.0, 0.0, np.where(p >= n - 1.0, n - 1.0, p))
         positions.append(p)
     dtype = np.result_type(raw(positions[0]))
-    lows = [np.floor(raw(p)) for p in positions]  # the corner below, as floats
+    # the corner below, as floats, of a position clamped to [-2, n + 1]: any position farther
+    # out (infinite too) has both corners outside, and no integer overflows; a NaN position
+    # reads NaN (it read 0, silently)
+    nan = np.zeros(np.shape(raw(positions[0])), bool)
+    for p in positions:
+        nan = nan | np.isnan(raw(p))
+    lows = [np.floor(np.clip(np.where(nan, 0.0, raw(p)), -2.0, n + 1.0))
+            for p, n in zip(positions, sizes)]
     batch = np.reshape(np.arange(xs[0]), (xs[0],) + (1,) * d)
     channels_last = np.moveaxis(x, 1, -1)  # (N, *sizes, C): a gather then gives (N, *out, C)
     out = 0.0
@@ -70,6 +79,6 @@ def grid_sample(x, grid, *, padding_mode: str = "zeros"):
             i = lo.astype(np.int64) + up
             inside = inside & (i >= 0) & (i < sizes[axis])
             index.append(np.clip(i, 0, sizes[axis] - 1))
-        weight = np.where(inside, weight, np.zeros((), dtype))  # outside: read as 0
+        weight = np.where(inside | nan, weight, np.zeros((), dtype))  # outside: read as 0
         out = out + channels_last[(batch,) + tuple(index)] * weight[..., None]
     return np.moveaxis(out, -1, 1)

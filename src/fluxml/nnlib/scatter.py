@@ -89,7 +89,8 @@ def scatter(op, src, *idx, init=None, dstsize=None):
     default, each indexed axis as long as its largest index plus one, followed by
     ``inner``. ``op`` is ``"add"`` (``np.add``), ``"sub"``, ``"mean"`` (``np.mean``),
     ``"max"`` (``np.maximum``) or ``"min"``; places nothing reaches hold ``init``, by
-    default 0 (add, sub, mean) or ``-inf`` / ``+inf`` (max / min), as NNlib fills them.
+    default 0 (add, sub, mean) or ``-inf`` / ``+inf`` (max / min; an integer dtype's lowest /
+    highest value), as NNlib fills them.
     Differentiable in ``src``. Where several sources tie for a max or min, each takes an
     even share of the gradient (with ``init`` given and tying too, it counts as one of
     them): as ``np.max``'s rule here and PyTorch's ``scatter_reduce("amax")``; NNlib gives
@@ -165,10 +166,23 @@ def _scatter_extremum(kind, src, idx, lead, inner, init, xp):
     return np.where(wild, extreme, best - gap)
 
 
+def empty_extremum(kind, dtype):
+    """What a destination no source reaches holds: -inf for max and +inf for min; for
+    integers and booleans the dtype's lowest and highest values (NNlib's typemin and
+    typemax: +inf cast to an integer was its lowest value, so every min was that)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        return -np.inf if kind == "max" else np.inf
+    if dtype.kind == "b":
+        return kind != "max"
+    info = np.iinfo(dtype)
+    return info.min if kind == "max" else info.max
+
+
 def _extremum(kind, value, idx, shape, init):
     """On plain arrays: the extremum of the sources sent to each destination (``init``, by
     default -inf for max and +inf for min, where none is)."""
-    empty = init if init is not None else (-np.inf if kind == "max" else np.inf)
+    empty = init if init is not None else empty_extremum(kind, value.dtype)
     best = array_module(value).full(shape, empty, value.dtype)
     (np.maximum if kind == "max" else np.minimum).at(best, idx, value)
     return best

@@ -24,13 +24,20 @@ __all__ = ["logsoftmax", "logsumexp", "softmax"]
 
 
 def _shifted(x, axis):
-    """``x - max(x, axis)`` as a fresh array; rows whose maximum is infinite are shifted by 0
-    (a row of -inf stays -inf; +inf gives NaN as the limit does not exist)."""
+    """``x - max(x, axis)`` as a fresh array. A row whose maximum is +inf becomes 0 at its +inf
+    entries and -inf elsewhere: its softmax is the limit, shared evenly by the +inf entries
+    (``softmax([2, inf]) = [0, 1]``, ``[inf, inf]`` gives ``[0.5, 0.5]``, as NNlib's; the plain
+    shift gave inf - inf = NaN beside a 0). A row of -inf stays -inf (its softmax is NaN)."""
     m = np.max(x, axis=axis, keepdims=True)
-    if not np.all(np.isfinite(m)):
-        m = np.where(np.isfinite(m), m, 0)
-    with np.errstate(over="ignore"):  # -3e38 - 3e38 = -inf in float32: its exp is the 0 due
-        return x - m
+    if np.all(np.isfinite(m)):
+        with np.errstate(over="ignore"):  # -3e38 - 3e38 = -inf in float32: its exp is the 0 due
+            return x - m
+    top = m == np.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = x - np.where(np.isfinite(m), m, 0)
+    if np.any(top):
+        s = np.where(top, np.where(x == np.inf, 0, -np.inf).astype(s.dtype), s)
+    return s
 
 
 def _softmax_impl(x, *, axis):
@@ -68,7 +75,9 @@ def _float(x):
 
 
 def softmax(x, axis: int | tuple[int, ...] = -1):
-    """``exp(x) / sum(exp(x), axis)``, computed from ``x - max(x)`` (no overflow).
+    """``exp(x) / sum(exp(x), axis)``, computed from ``x - max(x)`` (no overflow). A row
+    holding +inf gives the limit, shared by its +inf entries (``[2, inf] -> [0, 1]``, as NNlib's;
+    PyTorch's is NaN); NaN in a row, or a row of -inf only, gives NaN.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.softmax(np.log(np.array([1.0, 3.0])))

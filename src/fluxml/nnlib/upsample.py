@@ -48,7 +48,8 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
     ``floor(n * scale)`` entries) or to an output ``size``. With ``align_corners=False``
     (PyTorch's default) output ``j`` samples input coordinate ``(j + 1/2) / scale - 1/2``
     (``scale = m / n`` when a size is given), clamped at the edges; with ``True`` the corner
-    samples of input and output coincide (Flux's default).
+    samples of input and output coincide (Flux's default). Float and complex input keeps its
+    dtype; integer input gives float64 (NNlib's keeps the integer type).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.nnlib.upsample_linear(np.array([[[0.0, 4.0]]]), 2)
@@ -71,7 +72,8 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
         size = win.spatial(size, d, "size", fn)
         scale = tuple(m / n for n, m in zip(shape[2:], size))
     xp = win.array_module(raw(x))
-    dtype = raw(x).dtype if raw(x).dtype.kind == "f" else np.float64
+    # the weights in x's real precision (complex64 stays complex64); integers: float64
+    dtype = np.finfo(raw(x).dtype).dtype if raw(x).dtype.kind in "fc" else np.float64
     for i, (n, m, s) in enumerate(zip(shape[2:], size, scale)):
         if n == m and not align_corners:
             continue

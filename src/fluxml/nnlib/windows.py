@@ -63,7 +63,9 @@ def padding(pad, d: int, fn: str, *, size=None, kernel=None, stride=None, dilati
     """``pad`` as ``d`` pairs ``(lo, hi)``. Accepted: an int; ``d`` ints (symmetric per
     dimension); ``2d`` ints ``(lo_1, hi_1, lo_2, hi_2, ...)``; ``d`` pairs; ``"same"``, which
     pads so that the output has ``ceil(size / stride)`` entries, the odd one on the high side
-    (as PyTorch and Flux do; it needs the size, kernel, stride and dilation).
+    (as PyTorch and TensorFlow do; it needs the size, kernel, stride and dilation). Flux's
+    ``SamePad()`` pads ``dilation * (k - 1)`` in all, whatever the stride, the odd one on the
+    low side: for an even kernel its outputs are ours shifted by one.
 
     >>> padding(1, 2, "conv"), padding((1, 2), 2, "conv"), padding((0, 1, 2, 3), 2, "conv")
     (((1, 1), (1, 1)), ((1, 1), (2, 2)), ((0, 1), (2, 3)))

@@ -282,7 +282,8 @@ def _after_accumulating(rules, states, count, x, dx):
 @dataclass(init=False)
 class OptimiserChain(Rule):
     """Apply ``rules`` in order, each to the update of the one before; an empty chain is
-    ``Descent(1)``. Its state is a tuple of the rules' states.
+    ``Descent(1)``. Its state is a tuple of the rules' states. ``MixedPrecision`` wraps a
+    chain, and is refused inside one.
 
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.array([1.0, -2.0])}
@@ -298,6 +299,12 @@ class OptimiserChain(Rule):
         for r in rules:
             if not isinstance(r, Rule):
                 raise TypeError(f"OptimiserChain: expected optimisation rules, got {r!r}")
+            if isinstance(r, MixedPrecision):
+                # (its copy is the parameter's truth: the rules after it changed the parameter
+                # only until its next step, which set it back to the copy, silently)
+                raise TypeError(f"OptimiserChain: MixedPrecision must wrap the whole chain, not "
+                                f"be inside it: MixedPrecision({r.dtype.name}, OptimiserChain("
+                                "...)) (as Optimisers.jl)")
         self.rules = tuple(rules)
 
     def __repr__(self):
@@ -330,10 +337,13 @@ class OptimiserChain(Rule):
 
 class MixedState(NamedTuple):
     """MixedPrecision's state: the high-precision copy of the parameter and the inner rule's
-    state (kept for that copy)."""
+    state (kept for that copy). ``fl.f16``, ``fl.f32`` and ``fl.f64`` leave both as they are
+    (``keeps_dtype``): converted to float16 with the model, the copy would lose the small
+    steps it is there to keep."""
 
     master: object
     state: object
+    keeps_dtype = True  # (a class attribute, not a field)
 
 
 @dataclass(init=False)

@@ -225,6 +225,12 @@ def update(state, model, grads):
     its gradient (``fluxml.optimise.pairs``: fluxml's gradient of a real loss is ``df/dx - i
     df/dy``, the conjugate of the direction of steepest ascent).
 
+    A tied array (one array at several addresses of the model) takes one step, with the
+    gradient found at its first address that has one: ``fl.gradient`` gives a tied array
+    its total gradient at every address. (Optimisers.jl, fed Zygote's partial gradients,
+    adds the gradients of the addresses instead: a gradient built by hand with different
+    parts at each address should hold their sum at each.)
+
     >>> import numpy as np, fluxml as fl
     >>> model = fl.Dense(2, 1, init=fl.init.zeros)
     >>> state = fl.setup(fl.Descent(0.1), model)

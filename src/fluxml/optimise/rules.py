@@ -296,6 +296,15 @@ class AdaDelta(Rule):
     u**2``; ``x -= u``. No learning rate, as Optimisers.jl. PyTorch: ``Adadelta(lr=1.0,
     rho, eps=epsilon (1e-6))``.
 
+    Float16 parameters: ``epsilon`` below 1e-7 is raised to 1e-7 there, as in every rule
+    (Optimisers.jl's ``_eps``: 1e-8 rounds to 0 in float16, and PyTorch's float16 Adadelta
+    with ``eps=1e-8`` never moves a weight, or gives NaN at a zero gradient). AdaDelta's
+    steps scale with ``sqrt(epsilon)`` until ``delta`` has grown, so with the default 1e-8
+    the first float16 steps are about 3.5x float64's (``sqrt(1.19e-7 / 1e-8)``: 1e-7 is
+    1.19e-7 in float16). For float16 parameters pass ``epsilon=1e-6`` (PyTorch's default;
+    float16 then follows float64 within a few percent), or keep a float32 copy with
+    ``fl.MixedPrecision(fl.AdaDelta())``.
+
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.array([1.0, -2.0])}
     >>> state = fl.setup(fl.AdaDelta(0.9), model)

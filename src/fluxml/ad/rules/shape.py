@@ -91,8 +91,13 @@ def copy(a, order="K", subok=False):
     return COPY(a, order=order)
 
 
-ASTYPE = primitive("astype", lambda x, *, dtype, order="K": x.astype(dtype, order=order),
-                   keeps_inputs=False, keeps_output=False)
+def _cast(x, dtype, order="K"):
+    """``x.astype(dtype, order=order)``; the default order not passed on (a JAX array's
+    ``astype`` takes no ``order``)."""
+    return x.astype(dtype) if order == "K" else x.astype(dtype, order=order)
+
+
+ASTYPE = primitive("astype", _cast, keeps_inputs=False, keeps_output=False)
 defvjp(ASTYPE, same)  # the engine casts back to x's dtype
 deflinear(ASTYPE)
 
@@ -104,7 +109,7 @@ def astype(x, dtype, order="K"):
     if dtype.kind not in "fc":
         r = raw(x)  # under fl.compile an IR tracer: the cast is recorded there
         return ASTYPE(r, dtype=dtype, order=order) if type(r) is Tracer \
-            else r.astype(dtype, order=order)
+            else _cast(r, dtype, order)
     return ASTYPE(x, dtype=dtype, order=order)
 
 
