@@ -161,3 +161,27 @@ def test_results_are_laid_out_as_numpys(name, f, x):
         down[i] -= 1e-6
         fd[i] = (np.sum(read(up) * w) - np.sum(read(down) * w)) / 2e-6
     np.testing.assert_allclose(g, fd, atol=1e-6)
+
+
+DEVICE_CASES = [
+    ("sort", lambda w: np.sort(w, axis=1)),
+    ("partition", lambda w: np.partition(w, 1, axis=1)),
+    ("take", lambda w: np.take(w, [0, 2], axis=1)),
+    ("compress", lambda w: np.compress([True, False, True], w, axis=1)),
+    ("select", lambda w: np.select([w > 0], [w], 0.0)),
+    ("pad edge", lambda w: np.pad(w, 1, mode="edge")),
+    ("maximum.accumulate", lambda w: np.maximum.accumulate(w, axis=1)),
+]
+
+
+@pytest.mark.parametrize("name, f", DEVICE_CASES, ids=[c[0] for c in DEVICE_CASES])
+def test_layouts_leave_device_arrays_alone(name, f):
+    # a JAX array (fl.xla) has no memory layout: these rules read none there (an
+    # AttributeError on .strides otherwise), and its gradient is NumPy's
+    pytest.importorskip("jax", reason="fl.xla needs JAX")
+    w0 = np.array([[3.0, 1.0, 2.0], [0.5, 4.0, -1.0]])
+    c = np.arange(1.0, 1.0 + np.size(f(w0))).reshape(np.shape(f(w0)))
+    (g,) = fl.gradient(lambda w: np.sum(f(w) ** 2 * c), fl.xla({"w": w0})["w"])
+    (g0,) = fl.gradient(lambda w: np.sum(f(w) ** 2 * c), w0)
+    np.testing.assert_allclose(np.asarray(g), g0, rtol=1e-6)
+

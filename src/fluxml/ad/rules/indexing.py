@@ -17,14 +17,19 @@ def _setitem(x, v, *, idx, inplace):
     if isinstance(x, np.generic):  # a 0-d cotangent may come as a NumPy scalar (immutable)
         x = np.array(x)
     elif not inplace or type(x) is not np.ndarray:
-        # (order K: the copy keeps the layout, which ravel(order="K") reads)
-        x = np.array(x, copy=True) if not hasattr(x, "copy") else x.copy(order="K")
+        x = np.array(x, copy=True) if not hasattr(x, "copy") else _copy(x)
     x[idx] = v
     return x
 
 
+def _copy(x):
+    """A copy of ``x`` laid out as it is (which ``ravel(order="K")`` reads later); another
+    library's array (JAX's takes no ``order``) as its ``copy`` makes it."""
+    return x.copy(order="K") if type(x) is np.ndarray else x.copy()
+
+
 def _index_add(x, v, *, idx):
-    x = x.copy(order="K")
+    x = _copy(x)
     np.add.at(x, idx, v)
     return x
 

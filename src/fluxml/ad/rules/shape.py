@@ -34,8 +34,14 @@ def _any_order(a, order):
     reshape cotangents, which are C arrays, so they need the order the values were read in."""
     if order != "A":
         return order
-    flags = raw(a).flags
-    return "F" if flags.f_contiguous and not flags.c_contiguous else "C"
+    return "F" if _fortran(a) else "C"
+
+
+def _fortran(a) -> bool:
+    """Is ``a`` Fortran-contiguous and not C-contiguous (NumPy's ``PyArray_ISFORTRAN``)? An
+    array with no memory layout of its own (a JAX array's) is not."""
+    flags = getattr(raw(a), "flags", None)
+    return flags is not None and flags.f_contiguous and not flags.c_contiguous
 
 
 @function(np.reshape)
@@ -231,11 +237,13 @@ def squeeze(a, axis=None):
 
 @function(np.ravel)
 def ravel(a, order="C"):
-    if order == "K":  # memory order
-        flags = raw(a).flags
+    flags = getattr(raw(a), "flags", None)  # (none: a JAX array, read in C order)
+    if order == "K" and flags is not None:  # memory order
         if not (flags.c_contiguous or flags.f_contiguous):
             return _ravel_memory_order(a)
         order = "C" if flags.c_contiguous else "F"
+    elif order == "K":
+        order = "C"
     return RESHAPE(a, shape=(a.size,), order=_any_order(a, order))
 
 
@@ -283,7 +291,8 @@ def laid_out(y, axes):
     """``y`` with ``axes`` (outermost first) its memory order, copied where it is not: the
     layout NumPy gives a result (which ``ravel(order="K")`` reads later)."""
     r = raw(y)
-    if _memory_axes(np.shape(r), r.strides) == list(axes):
+    strides = getattr(r, "strides", None)  # (none: an array without a layout, JAX's)
+    if strides is None or _memory_axes(np.shape(r), strides) == list(axes):
         return y
     return transpose(COPY(transpose(y, axes), order="C"), _inverse(axes))
 
@@ -297,7 +306,8 @@ def in_memory_order_of(y, a):
     """``y``, shaped as ``a``, in ``a``'s memory order, as NumPy's ``a.copy(order="K")``
     (what sorting and partitioning return)."""
     r = raw(a)
-    return laid_out(y, _memory_axes(np.shape(r), r.strides))
+    strides = getattr(r, "strides", None)
+    return y if strides is None else laid_out(y, _memory_axes(np.shape(r), strides))
 
 
 # (wanted ndim, given ndim) -> the new shape from the old one, as np.atleast_{1,2,3}d make it.
@@ -484,10 +494,9 @@ def pad(array, pad_width, mode="constant", **kwargs):
                 "np.pad(..., reflect_type='odd') is not supported on traced arrays")
         source = np.pad(np.arange(array.size).reshape(array.shape), widths, mode=mode,
                         **kwargs)
-        flags = raw(array).flags  # NumPy's np.pad: F-ordered for an F-ordered array, else C
-        fortran = flags.f_contiguous and not flags.c_contiguous
         out = getitem(np.ravel(array), source)
-        return COPY(out, order="F") if fortran else c_ordered(out)
+        # NumPy's np.pad: F-ordered for an F-ordered array, else C
+        return COPY(out, order="F") if _fortran(array) else c_ordered(out)
     raise DifferentiationError(
         f"np.pad(mode={mode!r}) is not supported on traced arrays; supported modes: constant, "
         + ", ".join(_INDEX_MODES))
@@ -566,8 +575,10 @@ def _triangle(m, keep):
     NumPy's ``np.where(keep, m, 0)``."""
     if m.ndim < 2:
         m = np.broadcast_to(m, keep.shape)
-    mask = np.broadcast_to(keep, m.shape)
-    axes = _memory_axes(m.shape, mask.strides, raw(m).strides)
-    return laid_out(SETITEM(m, 0, idx=(Ellipsis, ~keep), inplace=False), axes)
+    out = SETITEM(m, 0, idx=(Ellipsis, ~keep), inplace=False)
+    strides = getattr(raw(m), "strides", None)  # (none: a JAX array's)
+    if strides is None:
+        return out
+    return laid_out(out, _memory_axes(m.shape, np.broadcast_to(keep, m.shape).strides, strides))
 
 
