@@ -230,8 +230,9 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     elif mode == "clip":
         n = a.size if axis is None else a.shape[axis]
         indices = np.clip(indices, 0, n - 1)
-    # lazy: shape builds on this module. (NumPy's take returns a new C-ordered array, which
-    # ravel(order="K") reads later; the gather keeps the layout of the array taken from.)
+    # (NumPy's take returns a new C-ordered array, which ravel(order="K") reads later; the
+    # gather keeps the layout of the array taken from)
+    # lazy: shape builds on this module
     from fluxml.ad.rules.shape import c_ordered
 
     if axis is None:
