@@ -13,11 +13,12 @@ dtype('float64')
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
 
-from fluxml.tree import fmap
+from fluxml.tree import fmap, is_array_leaf
 
 _warned: set = set()
 
@@ -48,7 +49,7 @@ def f64(tree):
     >>> fl.f64(fl.Dense(2, 3)).weight.dtype
     dtype('float64')
     """
-    return fmap(_convert(np.float64), tree)
+    return _cast(tree, np.float64)
 
 
 def f32(tree):
@@ -59,19 +60,51 @@ def f32(tree):
     >>> fl.f32(fl.f64(fl.Dense(2, 3))).weight.dtype
     dtype('float32')
     """
-    return fmap(_convert(np.float32), tree)
+    return _cast(tree, np.float32)
 
 
 def f16(tree):
     """``tree`` with every floating-point array converted to float16 (a new tree); integer
-    arrays (an Embedding's indices, counters) stay as they are.
+    arrays (an Embedding's indices, counters) stay as they are, and so do complex ones
+    (NumPy has no complex float16). The running statistics of BatchNorm and InstanceNorm
+    become float32, as Flux's mixed precision keeps them: a float16 variance above 65504 is
+    inf (a BatchNorm after a convolution of 0-255 pixels had an inf running variance, and
+    gave zeros in test mode); those layers take float16 input and give float16 output.
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.f16(fl.Dense(2, 3))
     >>> m(np.ones((1, 2), np.float16)).dtype
     dtype('float16')
+    >>> fl.f16(fl.BatchNorm(2)).running_var.dtype
+    dtype('float32')
     """
-    return fmap(_convert(np.float16), tree)
+    return _cast(tree, np.float16)
+
+
+def _cast(tree, dtype):
+    """``tree`` with its float arrays in ``dtype``, but where a layer declares arrays to keep
+    at least float32 (``float32_in_f16``: the norm layers' running statistics), and such a
+    layer's ``precision`` (the dtype it computes in, where it holds arrays) set to
+    ``dtype``."""
+    arrays = _convert(dtype)
+    stats = _convert(np.promote_types(dtype, np.float32).type)
+
+    def keeps(x):
+        return bool(getattr(type(x), "float32_in_f16", ()))
+
+    def convert(x):
+        if not keeps(x):
+            return arrays(x)
+        x = copy.copy(x)
+        held = False
+        for name, value in vars(x).items():
+            setattr(x, name, (stats if name in type(x).float32_in_f16 else arrays)(value))
+            held |= is_array_leaf(value) and hasattr(value, "dtype")
+        if held:  # (a layer of no arrays keeps its input's precision)
+            x.precision = np.dtype(dtype)
+        return x
+
+    return fmap(convert, tree, is_leaf=lambda x: keeps(x) or is_array_leaf(x))
 
 
 def match_dtype(layer, x, dtype):
