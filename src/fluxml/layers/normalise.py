@@ -59,8 +59,9 @@ class _Norm(Module):
             else None
         self.bias = initial(who, init_bias, shape, rng, dtype, "init_bias") if affine else None
         # running statistics at least float32 (a float16 variance above 65504 is inf)
-        # (a layer of no arrays keeps its input's precision, as a pool does)
-        self.precision = np.dtype(dtype) if affine or track_stats else None
+        # float16 statistics kept float32: the layer records that it computes in float16
+        self.precision = np.dtype(np.float16) if np.dtype(dtype) == np.float16 and (
+            affine or track_stats) else None
         stats = np.promote_types(dtype, np.float32)
         self.running_mean = np.zeros(channels, stats) if track_stats else None
         self.running_var = np.ones(channels, stats) if track_stats else None
@@ -77,12 +78,13 @@ class _Norm(Module):
                              f"{np.shape(x)}")
         return self._precision(x)
 
-    precision = None  # (a layer made before the field: its arrays' dtype says)
+    # float16 where the layer computes in float16 beside float32 running statistics (made
+    # so, or by fl.f16), else None: its arrays' dtype says (fl.fmap of astype keeps saying it)
+    precision = None
 
     def _precision(self, x):
-        """``x`` in the layer's precision (the dtype it was made in or ``fl.f16`` / ``f32``
-        / ``f64`` converted it to; its running statistics are at least float32, so they do
-        not say it), or that of its arrays (any float when it has none)."""
+        """``x`` in the layer's precision: ``precision`` where set, else that of its arrays
+        (any float when it has none)."""
         if self.precision is not None:
             return match_dtype(self, x, self.precision)
         for a in (getattr(self, "weight", None), getattr(self, "running_mean", None)):

@@ -84,8 +84,8 @@ def f16(tree):
 def _cast(tree, dtype):
     """``tree`` with its float arrays in ``dtype``, but where a layer declares arrays to keep
     at least float32 (``float32_in_f16``: the norm layers' running statistics), and such a
-    layer's ``precision`` (the dtype it computes in, where it holds arrays) set to
-    ``dtype``."""
+    layer's ``precision`` (the dtype it computes in, where it holds arrays) set to float16
+    for ``f16``, None (its arrays' dtype) otherwise."""
     arrays = _convert(dtype)
     stats = _convert(np.promote_types(dtype, np.float32).type)
 
@@ -100,8 +100,9 @@ def _cast(tree, dtype):
         for name, value in vars(x).items():
             setattr(x, name, (stats if name in type(x).float32_in_f16 else arrays)(value))
             held |= is_array_leaf(value) and hasattr(value, "dtype")
-        if held:  # (a layer of no arrays keeps its input's precision)
-            x.precision = np.dtype(dtype)
+        # float16 beside float32 statistics is said; otherwise the arrays say it (a layer
+        # of no arrays keeps its input's precision)
+        x.precision = np.dtype(dtype) if held and dtype == np.float16 else None
         return x
 
     return fmap(convert, tree, is_leaf=lambda x: keeps(x) or is_array_leaf(x))
