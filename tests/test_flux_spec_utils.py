@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from fluxml.layers import precision
 
 I = fl.init  # noqa: E741 - Flux's names read as I.glorot_uniform
 RNG = np.random.default_rng(0)
@@ -125,8 +126,9 @@ def test_trainables():
     np.testing.assert_array_equal(fl.destructure(simple)[0], [1, 2, 3, 4])  # row-major here
 
 
-def test_precision():
+def test_precision(monkeypatch):
     # utils.jl "Precision", "zero bias"
+    monkeypatch.setattr(precision, "_warned", set())  # (each warning is once per process)
     m = fl.Chain(fl.Dense(10, 5, fl.relu, bias=False), fl.Dense(5, 2))
     x64 = RNG.random(10)
     x32 = x64.astype(np.float32)

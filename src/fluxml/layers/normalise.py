@@ -121,7 +121,8 @@ class _Norm(Module):
         (PyTorch and Flux raise too). Test mode with running statistics never comes here."""
         if count == 1:
             raise LayerError(f"{self._line()} got a single value {what} to compute its "
-                             f"statistics from; give more than one, or use the running "
+                             f"statistics from; give more than one (a last batch of one "
+                             f"sample: DataLoader(..., partial=False)), or use the running "
                              f"statistics (fl.testmode)")
 
     def _activate(self, y):

@@ -13,12 +13,11 @@ dtype('float64')
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
 
-from fluxml.tree import fmap, is_array_leaf
+from fluxml.tree import fmap
 
 _warned: set = set()
 
@@ -86,26 +85,22 @@ def _cast(tree, dtype):
     at least float32 (``float32_in_f16``: the norm layers' running statistics), and such a
     layer's ``precision`` (the dtype it computes in, where it holds arrays) set to float16
     for ``f16``, None (its arrays' dtype) otherwise."""
+    from fluxml.layers.module import modules
+
     arrays = _convert(dtype)
     stats = _convert(np.promote_types(dtype, np.float32).type)
-
-    def keeps(x):
-        return bool(getattr(type(x), "float32_in_f16", ()))
-
-    def convert(x):
-        if not keeps(x):
-            return arrays(x)
-        x = copy.copy(x)
-        held = False
-        for name, value in vars(x).items():
-            setattr(x, name, (stats if name in type(x).float32_in_f16 else arrays)(value))
-            held |= is_array_leaf(value) and hasattr(value, "dtype")
-        # float16 beside float32 statistics is said; otherwise the arrays say it (a layer
-        # of no arrays keeps its input's precision)
-        x.precision = np.dtype(dtype) if held and dtype == np.float16 else None
-        return x
-
-    return fmap(convert, tree, is_leaf=lambda x: keeps(x) or is_array_leaf(x))
+    kept = {id(getattr(m, name, None)) for m in modules(tree)
+            for name in getattr(type(m), "float32_in_f16", ())}
+    kept.discard(id(None))
+    # one fmap, so that a tied array is converted once and stays one array
+    new = fmap(lambda x: stats(x) if id(x) in kept else arrays(x), tree)
+    for m in modules(new):
+        if getattr(type(m), "float32_in_f16", ()) and "precision" in vars(m):
+            held = any(getattr(m, k, None) is not None for k in ("weight", "running_mean"))
+            # float16 beside float32 statistics is said; otherwise the arrays say it (a
+            # layer of no arrays keeps its input's precision)
+            m.precision = np.dtype(dtype) if held and dtype == np.float16 else None
+    return new
 
 
 def match_dtype(layer, x, dtype):
