@@ -93,6 +93,7 @@ _LAZY = {
         "destructure", "trainables", "MixedPrecision",
     ], "fluxml.optimise"),
     **dict.fromkeys(["train", "TrainingError"], "fluxml.training"),
+    **dict.fromkeys(["trainstep", "trainstep_withgradient"], "fluxml.train_step"),
     "scipy": "fluxml.scipy",
 }
 _SUBPACKAGES = {
@@ -152,6 +153,7 @@ __all__ = [
     "sigmoid", "silu",
     "softmax", "softplus", "softshrink", "softsign", "splitobs", "square", "squared_hinge_loss",
     "state", "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw",
-    "train", "trainable", "trainmode", "tree", "trelu", "tversky_loss", "unflatten", "update",
+    "train", "trainable", "trainmode", "trainstep", "trainstep_withgradient", "tree", "trelu",
+    "tversky_loss", "unflatten", "update",
     "vjp", "while_loop", "withgradient", "xla",
 ]

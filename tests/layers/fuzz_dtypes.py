@@ -209,8 +209,10 @@ def run_checks(case, model, dtype):
     """Every check of a case, in order; the first mismatch raises."""
     name = np.dtype(dtype).name
     before = {p: str(a.dtype) for p, a in float_arrays(model).items()}
-    for p, d in before.items():
-        check(d in (name, "complex64", "complex128"), f"{name}(model): {p} is {d}")
+    for p, d in before.items():  # (fl.f16 keeps running statistics float32, as Flux)
+        kept = name == "float16" and d == "float32" and p.endswith(("running_mean",
+                                                                   "running_var"))
+        check(d in (name, "complex64", "complex128") or kept, f"{name}(model): {p} is {d}")
     out, converted = expected_dtype(model, case.x.dtype, dtype)
     # the plain call (test mode)
     y, found = recorded(lambda: model(case.x))

@@ -291,3 +291,14 @@ def test_conv_type_matching(monkeypatch):
         assert fl.ConvTranspose((3,), 2, 4, fl.relu)(x).dtype == np.float32
     with pytest.raises(ValueError, match="expects floating-point input; got int64"):
         fl.Conv((3,), 2, 4)(RNG.integers(-3, 4, (5, 2, 10)))
+
+
+def test_conv_transpose_same_padding_trims_as_flux():
+    # conv.jl "SamePad" for ConvTranspose: Flux pads (cld, fld) of k - stride, trimming the
+    # odd one from the low side, as fluxml does (its docstring says so)
+    x = np.array([[[1.0, 2.0, 4.0]]], np.float32)
+    m = fl.ConvTranspose((2,), 1, 1, pad="same", init=fl.init.ones, bias=False)
+    np.testing.assert_array_equal(m(x)[0, 0], [3, 6, 4])  # full output 1, 3, 6, 4
+    m = fl.ConvTranspose((4,), 1, 1, stride=2, pad="same", init=fl.init.ones, bias=False)
+    full = fl.ConvTranspose((4,), 1, 1, stride=2, init=fl.init.ones, bias=False)(x)[0, 0]
+    np.testing.assert_array_equal(m(x)[0, 0], full[1:-1])  # k - s = 2: one off each side

@@ -294,3 +294,30 @@ def test_the_single_value_refusal_advises_what_the_layer_can_do():
         assert "testmode" not in str(err.value)
     with pytest.raises(ValueError, match=r"partial=False\), or use the running statistics"):
         fl.trainmode(fl.BatchNorm(3))(np.ones((1, 3), np.float32))
+
+
+def test_f16_keeps_running_statistics_float32():
+    # utils.jl "mixed-precision normalization": Flux's f16 keeps a norm layer's statistics
+    # Float32. Before, fl.f16 made them float16, and a batch of entries of a few hundred
+    # (a convolution of 0-255 pixels) had a variance above 65504: the running variance
+    # became inf, and test mode gave zeros, silently
+    x = (RNG.standard_normal((8, 3, 4, 4)) * 300 + 50).astype(np.float16)
+    for layer in (fl.BatchNorm(3), fl.InstanceNorm(3, affine=True, track_stats=True),
+                  fl.BatchNorm(3, affine=False)):
+        half = fl.f16(layer)
+        assert half.running_mean.dtype == half.running_var.dtype == np.float32
+        if half.weight is not None:
+            assert half.weight.dtype == np.float16
+        y = fl.trainmode(half)(x)
+        ref = fl.trainmode(layer)(x.astype(np.float32))
+        assert y.dtype == np.float16
+        np.testing.assert_allclose(y, ref, atol=3e-3)
+        np.testing.assert_allclose(half.running_var, layer.running_var, rtol=1e-3)
+        assert np.all(half.running_var > 1e4) and np.all(np.isfinite(half.running_var))
+        y = fl.testmode(half)(x)
+        assert y.dtype == np.float16
+        np.testing.assert_allclose(y, fl.testmode(layer)(x.astype(np.float32)), atol=3e-3)
+    assert fl.BatchNorm(3, dtype=np.float16).running_var.dtype == np.float32
+    assert fl.f16(fl.LayerNorm(3)).weight.dtype == np.float16  # converted fully, as Flux
+    assert fl.f16(fl.GroupNorm(4, 2))(x[:, :1].repeat(4, axis=1)).dtype == np.float16
+    assert fl.f32(fl.f16(fl.BatchNorm(3))).running_var.dtype == np.float32

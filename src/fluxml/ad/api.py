@@ -354,7 +354,9 @@ def gradient(f: Callable, *args, zeros_for_none: bool = False,
     arrays are never changed: a write to a traced argument lands on the traced copy. What
     ``f`` sets on its arguments' objects (``self.calls += 1``, ``self.state = h``, an item
     appended to a list field) is kept, as when ``f`` runs eagerly, traced values as plain
-    arrays; a layer used at two places is one object, as it is eagerly.
+    arrays; a layer used at two places is one object, as it is eagerly. Its gradient (and a
+    tied array's) is the total over every use, found at each of its places: do not add the
+    places up (Zygote gives each place its own use's share, and Flux's tests add them).
 
     ``f`` runs on a traced copy of its arguments; an object it reaches otherwise, through a
     global or a closure, is the original even where it is also a part of an argument (``enc``

@@ -303,19 +303,24 @@ def _prefix_hint(path: str, given: dict, names: set) -> str:
     return ""
 
 
-def _as_flat(state) -> dict[str, Any]:
-    if not isinstance(state, dict):
-        raise TypeError(f"loadmodel: expected a state (a dict of arrays, from fl.state or "
-                        f"fl.load); got {type(state).__name__}")
-    return flat_state(state)
+def _as_flat(source) -> dict[str, Any]:
+    if not isinstance(source, dict):
+        if not _fields(source):  # (a list is taken for a malformed state, not a model)
+            raise TypeError(f"loadmodel: expected a state (a dict of arrays, from fl.state or "
+                            f"fl.load) or a model; got {type(source).__name__}")
+        source = state(source)  # another model: its state, as Flux's loadmodel!(dst, src)
+    return flat_state(source)
 
 
 def loadmodel(model, state, *, what: str = "loadmodel"):
-    """Copy ``state`` (nested, from :func:`state` or ``fl.load``, or flat with dotted names)
-    into ``model``'s arrays, in place, and return the model. Every path, shape and dtype is
-    checked before anything is written; the first mismatch is named:
-    ``layers.1.weight: expected (10, 32), got (32, 10)``. Numbers (Python or NumPy scalars)
-    are replaced in their container; a tuple holding one is rebuilt.
+    """Copy ``state`` (nested, from :func:`state` or ``fl.load``, or flat with dotted names;
+    or another model, whose state it takes) into ``model``'s arrays, in place, and return
+    the model. Every path, shape and dtype is checked before anything is written; the first
+    mismatch is named: ``layers.1.weight: expected (10, 32), got (32, 10)``. Numbers
+    (Python or NumPy scalars) are replaced in their container; a tuple holding one is
+    rebuilt. So, unlike Flux's ``loadmodel!`` (arrays only), the state's settings come too:
+    a model built with ``Dropout(0.2)`` takes the ``p`` of a state saved from
+    ``Dropout(0.1)``, a BatchNorm its ``eps`` and ``momentum``.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.loadmodel(fl.Dense(2, 3), {"weight": np.zeros((2, 3), np.float32),

@@ -43,8 +43,9 @@ class Dense(Module):
     a single vector ``(in,)``) gives ``(N, out)``. ``bias=False`` leaves the bias out;
     ``bias`` may also be an array. Pass an array as the first argument to use it as the
     weight: ``Dense(W, activation)``, or Flux's ``Dense(W, b, activation)``. ``init`` is
-    called as ``init((out, in), rng)`` (default: Glorot uniform, as Flux); the bias starts
-    at zero.
+    called as ``init((out, in), rng)`` (default: Glorot uniform, as Flux) and its result
+    converted to ``dtype`` (float32; Flux keeps the init's own type); the bias starts at
+    zero.
 
     >>> import numpy as np, fluxml as fl
     >>> d = fl.Dense(3, 2, np.tanh, init=fl.init.ones)

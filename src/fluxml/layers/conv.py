@@ -281,7 +281,8 @@ class ConvTranspose(Module):
 
     The transposed convolution (the gradient of :class:`Conv` with respect to its input;
     upsamples by ``stride``). Each output size is ``(n - 1) * stride - lo - hi +
-    dilation * (k - 1) + 1 + outpad``; ``pad="same"`` gives ``n * stride``. ``weight`` is
+    dilation * (k - 1) + 1 + outpad``; ``pad="same"`` gives ``n * stride`` (an odd trim's
+    extra one from the low side, as Flux's ``SamePad()`` at dilation 1). ``weight`` is
     ``(in, out / groups, *kernel)`` as PyTorch's ``ConvTranspose2d``; an array as the first
     argument is taken as the weight (Flux's ``ConvTranspose(W, b, activation)``).
 

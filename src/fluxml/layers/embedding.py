@@ -16,6 +16,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
+from fluxml._checks import is_int
 from fluxml.ad.core import untraced
 from fluxml.layers.basic import _positive, initial
 from fluxml.layers.module import LayerError, Module
@@ -57,7 +58,7 @@ def _in_vocabulary(idx, vocab, line):
 
 
 class Embedding(Module):
-    """``Embedding(vocab, dim; init=fl.init.normal, rng=)``
+    """``Embedding(vocab, dim; padding_idx=None, init=fl.init.normal, rng=)``
 
     Maps integer indices of any shape ``S`` to vectors: output ``S + (dim,)``, row ``i`` of
     ``weight`` (shaped ``(vocab, dim)``) for index ``i``. The gradient of the weight is the
@@ -66,6 +67,9 @@ class Embedding(Module):
     the sum of their vectors): ``fl.onehotbatch(..., dtype=bool)`` gives the indices' result.
     fl.onehotbatch's arrays are dense, so only bool says one-hot: an integer array is indices
     (a 0/1 one-hot in integers would be read as indices 0 and 1), a float one is refused.
+
+    ``padding_idx`` (as Flux's and PyTorch's): that index's row starts at zero, embeds to
+    zeros whatever the row holds, and gets no gradient, so training leaves it zero.
 
     >>> import numpy as np, fluxml as fl
     >>> e = fl.Embedding(3, 2, init=fl.init.ones)
@@ -77,10 +81,17 @@ class Embedding(Module):
     True
     """
 
-    def __init__(self, vocab: int, dim: int, *, init: Callable = normal, rng=None,
-                 dtype=np.float32):
+    def __init__(self, vocab: int, dim: int, *, padding_idx: int | None = None,
+                 init: Callable = normal, rng=None, dtype=np.float32):
         _positive("Embedding", vocab=vocab, dim=dim)
         self.weight = initial(type(self).__name__, init, (vocab, dim), rng, dtype)
+        if padding_idx is not None:
+            if not is_int(padding_idx) or not 0 <= padding_idx < vocab:
+                raise ValueError(f"{type(self).__name__}: padding_idx must be an index of the "
+                                 f"vocabulary, 0 to {int(vocab) - 1}; got {padding_idx!r}")
+            padding_idx = int(padding_idx)
+            self.weight[padding_idx] = 0
+            self.padding_idx = padding_idx
 
     def _output_shape(self, shape, dtype=None):
         if dtype is not None and np.dtype(dtype) == np.bool_:  # one-hot rows, as __call__
@@ -94,14 +105,22 @@ class Embedding(Module):
             raise LayerError(f"{self._line()} reads a bool array as one-hot rows (..., {vocab}); "
                              f"got {tuple(shape)}")
 
+    padding_idx = None  # (a class default: a layer saved before it had none)
+
     def __call__(self, idx):
         if getattr(idx, "dtype", None) == np.bool_:
             return self._onehot(idx)
         idx = _check_indices(self, idx, self.weight.shape[0])
-        return _gather(self.weight, idx)
+        y = _gather(self.weight, idx)
+        if self.padding_idx is None:
+            return y
+        # zeros for the padding index, and (the same product) no gradient to its row
+        return y * (idx != self.padding_idx)[..., None].astype(y.dtype)
 
     def _onehot(self, x):
         self._check_onehot(x.shape)
+        if self.padding_idx is not None:  # its column off: a row of it embeds to zeros
+            x = x & (np.arange(x.shape[-1]) != self.padding_idx)
         if isinstance(x, np.ndarray) and x.size and np.all(np.sum(x, axis=-1) == 1):
             # one-hot rows (not multi-hot): a gather, as for the indices (the product costs a
             # pass over vocab x dim per row: 250 times slower at vocab 20000)
@@ -110,7 +129,8 @@ class Embedding(Module):
 
     def _line(self) -> str:
         vocab, dim = self.weight.shape
-        return f"Embedding({vocab} => {dim})"
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"Embedding({vocab} => {dim}{pad})"
 
 
 _REDUCTIONS = ("mean", "sum", "max")

@@ -43,6 +43,8 @@ class _Norm(Module):
     # running statistics are state; eps and momentum are settings (Python floats would
     # otherwise be differentiated as parameters)
     nontrainable = ("running_mean", "running_var", "eps", "momentum")
+    # what fl.f16 leaves in float32 (a float16 variance above 65504 is inf)
+    float32_in_f16 = ("running_mean", "running_var")
 
     def _setup(self, channels, activation, affine, track_stats, eps, momentum, dtype,
                init_bias=initialisers.zeros, init_scale=initialisers.ones, rng=None,
@@ -56,8 +58,13 @@ class _Norm(Module):
         self.weight = initial(who, init_scale, shape, rng, dtype, "init_scale") if affine \
             else None
         self.bias = initial(who, init_bias, shape, rng, dtype, "init_bias") if affine else None
-        self.running_mean = np.zeros(channels, dtype) if track_stats else None
-        self.running_var = np.ones(channels, dtype) if track_stats else None
+        # running statistics at least float32 (a float16 variance above 65504 is inf)
+        # float16 statistics kept float32: the layer records that it computes in float16
+        self.precision = np.dtype(np.float16) if np.dtype(dtype) == np.float16 and (
+            affine or track_stats) else None
+        stats = np.promote_types(dtype, np.float32)
+        self.running_mean = np.zeros(channels, stats) if track_stats else None
+        self.running_var = np.ones(channels, stats) if track_stats else None
         self.eps = eps
         self.momentum = momentum
         self.channels = channels
@@ -71,8 +78,15 @@ class _Norm(Module):
                              f"{np.shape(x)}")
         return self._precision(x)
 
+    # float16 where the layer computes in float16 beside float32 running statistics (made
+    # so, or by fl.f16), else None: its arrays' dtype says (fl.fmap of astype keeps saying it)
+    precision = None
+
     def _precision(self, x):
-        """``x`` in the precision of the layer's arrays (any float when it has none)."""
+        """``x`` in the layer's precision: ``precision`` where set, else that of its arrays
+        (any float when it has none)."""
+        if self.precision is not None:
+            return match_dtype(self, x, self.precision)
         for a in (getattr(self, "weight", None), getattr(self, "running_mean", None)):
             if a is not None:
                 return match_dtype(self, x, a.dtype)

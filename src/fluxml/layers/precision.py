@@ -46,13 +46,6 @@ def _keeps_dtype(x) -> bool:
     return getattr(type(x), "keeps_dtype", False) is True
 
 
-def _fmap_precision(dtype, tree):
-    convert = _convert(dtype)
-    # an object that keeps its dtype is one leaf, given back as it is
-    return fmap(lambda x: x if _keeps_dtype(x) else convert(x), tree,
-                is_leaf=lambda x: is_array_leaf(x) or _keeps_dtype(x))
-
-
 def f64(tree):
     """``tree`` with every floating-point array converted to float64 (a new tree), as
     Flux's ``f64``: for gradient checks, or to match float64 data. Complex arrays become
@@ -62,7 +55,7 @@ def f64(tree):
     >>> fl.f64(fl.Dense(2, 3)).weight.dtype
     dtype('float64')
     """
-    return _fmap_precision(np.float64, tree)
+    return _cast(tree, np.float64)
 
 
 def f32(tree):
@@ -73,20 +66,51 @@ def f32(tree):
     >>> fl.f32(fl.f64(fl.Dense(2, 3))).weight.dtype
     dtype('float32')
     """
-    return _fmap_precision(np.float32, tree)
+    return _cast(tree, np.float32)
 
 
 def f16(tree):
     """``tree`` with every floating-point array converted to float16 (a new tree); integer
-    arrays (an Embedding's indices, counters) stay as they are, and so does the
-    high-precision copy of a ``fl.MixedPrecision`` optimiser state (its point).
+    arrays (an Embedding's indices, counters) stay as they are, and so do complex ones
+    (NumPy has no complex float16), and the high-precision copy of a ``fl.MixedPrecision``
+    optimiser state (its point). The running statistics of BatchNorm and InstanceNorm
+    become float32, as Flux's mixed precision keeps them: a float16 variance above 65504 is
+    inf (a BatchNorm after a convolution of 0-255 pixels had an inf running variance, and
+    gave zeros in test mode); those layers take float16 input and give float16 output.
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.f16(fl.Dense(2, 3))
     >>> m(np.ones((1, 2), np.float16)).dtype
     dtype('float16')
+    >>> fl.f16(fl.BatchNorm(2)).running_var.dtype
+    dtype('float32')
     """
-    return _fmap_precision(np.float16, tree)
+    return _cast(tree, np.float16)
+
+
+def _cast(tree, dtype):
+    """``tree`` with its float arrays in ``dtype``, but where a layer declares arrays to keep
+    at least float32 (``float32_in_f16``: the norm layers' running statistics), and such a
+    layer's ``precision`` (the dtype it computes in, where it holds arrays) set to float16
+    for ``f16``, None (its arrays' dtype) otherwise."""
+    from fluxml.layers.module import modules
+
+    arrays = _convert(dtype)
+    stats = _convert(np.promote_types(dtype, np.float32).type)
+    kept = {id(getattr(m, name, None)) for m in modules(tree)
+            for name in getattr(type(m), "float32_in_f16", ())}
+    kept.discard(id(None))
+    # one fmap, so that a tied array is converted once and stays one array; an object that
+    # keeps its dtype is one leaf, given back as it is
+    new = fmap(lambda x: x if _keeps_dtype(x) else stats(x) if id(x) in kept else arrays(x),
+               tree, is_leaf=lambda x: is_array_leaf(x) or _keeps_dtype(x))
+    for m in modules(new):
+        if getattr(type(m), "float32_in_f16", ()) and "precision" in vars(m):
+            held = any(getattr(m, k, None) is not None for k in ("weight", "running_mean"))
+            # float16 beside float32 statistics is said; otherwise the arrays say it (a
+            # layer of no arrays keeps its input's precision)
+            m.precision = np.dtype(dtype) if held and dtype == np.float16 else None
+    return new
 
 
 def match_dtype(layer, x, dtype):

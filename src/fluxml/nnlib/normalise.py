@@ -256,16 +256,19 @@ NORMALISE.jvp_all = _jvp
 
 
 def _normalised(x, scale, bias, axes, eps):
-    """``NORMALISE``, computed in float32 for float16 input and cast back (as PyTorch's
-    half-precision normalisations compute). In float16 the centred ``x - mean`` of a group
-    of close entries keeps only the few bits of their difference (mean rounded to 1e-3 of a
-    group 0.02 wide): outputs 5% off, and derivatives, whose terms cancel to 1% of their
-    size and are multiplied by 1/std, 40% off (and opposite entries' tangents unequal)."""
+    """``NORMALISE``, computed in float32 for float16 input, the output cast back (as
+    PyTorch's half-precision normalisations compute). In float16 the centred ``x - mean`` of
+    a group of close entries keeps only the few bits of their difference (mean rounded to
+    1e-3 of a group 0.02 wide): outputs 5% off, and derivatives, whose terms cancel to 1% of
+    their size and are multiplied by 1/std, 40% off (and opposite entries' tangents
+    unequal). The mean and variance stay float32: a variance above 65504 (entries of a few
+    hundred) is inf in float16, and BatchNorm's running variance became inf, silently."""
     if raw(x).dtype != np.float16:
         return NORMALISE(x, scale, bias, axes=axes, eps=eps)
     up = [None if a is None else a.astype(np.float32) if raw(a).dtype == np.float16 else a
           for a in (x, scale, bias)]
-    return tuple(a.astype(np.float16) for a in NORMALISE(*up, axes=axes, eps=eps))
+    y, mean, var = NORMALISE(*up, axes=axes, eps=eps)
+    return y.astype(np.float16), mean, var
 
 
 def _check_affine(name, x, arr, what, shape):
@@ -292,7 +295,8 @@ def normalise(x, axes, scale=None, bias=None, *, eps: float = 1e-5,
               return_stats: bool = False):
     """``(x - mean) / sqrt(var + eps) * scale + bias``, with the mean and (biased) variance
     over ``axes``; ``scale`` and ``bias`` broadcast against ``x``. With ``return_stats``,
-    returns ``(y, mean, var)`` with the statistics' reduced axes kept as size 1.
+    returns ``(y, mean, var)`` with the statistics' reduced axes kept as size 1 (float32
+    for float16 input, which is normalised in float32).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.nnlib.normalise(np.array([[0.0, 2.0], [4.0, 6.0]]), axes=0, eps=0.0)
@@ -365,7 +369,9 @@ def batchnorm(x, scale=None, bias=None, *, mean=None, var=None, eps: float = 1e-
         if scale is not None:
             factor = factor * scale
         y = (x - np.reshape(mean, bshape)) * factor
-        return y if bias is None else y + bias
+        y = y if bias is None else y + bias
+        # float16 input with float32 statistics (fl.f16 keeps them so): float16 out
+        return y.astype(np.float16) if raw(x).dtype == np.float16 != raw(y).dtype else y
     axes = (0,) + tuple(range(2, len(shape)))
     y, m, v = _normalised(x, scale, bias, axes, float(eps))
     if return_stats:
