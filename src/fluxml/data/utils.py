@@ -1,4 +1,4 @@
-"""One-hot encoding, splitting and shuffling observations, and normalisation.
+"""One-hot encoding and normalisation.
 
 Batch first: ``onehotbatch`` gives ``(N, classes)`` and ``onecold`` reads the last axis.
 
@@ -13,14 +13,12 @@ array(['c', 'a'], dtype='<U1')
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from numbers import Number
 
 import numpy as np
 
-from fluxml._checks import flag, positive_int
+from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, untraced
-from fluxml.data.loader import as_generator, getobs, numobs
 
 
 def _labels(labels, fn: str) -> list:
@@ -178,53 +176,6 @@ def _label_array(labels: list) -> np.ndarray:
     for i, lab in enumerate(labels):
         out[i] = lab
     return out
-
-
-def shuffleobs(data, rng=None):
-    """``data`` with its observations (first axis) in a random order; a tuple or dict of
-    arrays is shuffled together. ``rng``: an int seed or a ``numpy.random.Generator``.
-
-    >>> import numpy as np, fluxml as fl
-    >>> x, y = fl.shuffleobs((np.arange(4), np.arange(4) * 10), rng=1)
-    >>> bool(np.all(y == x * 10))
-    True
-    """
-    return getobs(data, as_generator(rng).permutation(numobs(data)))
-
-
-def splitobs(data, at: float | Sequence[float] = 0.8, shuffle: bool = False, rng=None):
-    """Split ``data`` along its observations: ``at=0.8`` gives ``(first 80%, rest)``;
-    ``at=(0.6, 0.2)`` gives three parts. ``shuffle=True`` shuffles first. Without shuffling
-    the parts of an array are views.
-
-    >>> import numpy as np, fluxml as fl
-    >>> train, test = fl.splitobs(np.arange(10), at=0.7)
-    >>> train, test
-    (array([0, 1, 2, 3, 4, 5, 6]), array([7, 8, 9]))
-    """
-    fractions = [at] if np.isscalar(at) else list(at)
-    if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1 + 1e-12:
-        raise ValueError(f"splitobs: at must be fractions in (0, 1) summing to less than 1; "
-                         f"got {at!r}")
-    n = numobs(data)
-    if flag("splitobs", "shuffle", shuffle):
-        data = shuffleobs(data, rng)
-    cuts = [0] + [int(round(n * c)) for c in np.cumsum(fractions)] + [n]
-    empty = [k for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])) if a == b]
-    if empty and _read_one_at_a_time(data):  # (default_collate failed on no observations)
-        raise ValueError(f"splitobs: part {empty[0]} of {n} observations split at {at!r} "
-                         f"would hold none, and a dataset read one observation at a time "
-                         f"cannot give an empty batch; split more observations or change at")
-    return tuple(getobs(data, slice(a, b)) for a, b in zip(cuts[:-1], cuts[1:]))
-
-
-def _read_one_at_a_time(data) -> bool:
-    """Whether ``data`` holds a dataset that is not an array (its batches are collated)."""
-    if hasattr(data, "shape") and hasattr(data, "dtype"):
-        return False
-    if isinstance(data, (tuple, dict)):
-        return any(map(_read_one_at_a_time, data.values() if isinstance(data, dict) else data))
-    return True
 
 
 def normalise(x, axis=0, eps: float = 1e-5):
