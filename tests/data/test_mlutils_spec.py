@@ -84,6 +84,49 @@ def test_getobs_indices_are_numpys():
         getobs(X, 15)
 
 
+class Table:
+    """pandas' two ways to index, by hand: ``t[i]`` reads the row labelled ``i`` (as a
+    Series with an integer index does), ``t.iloc[i]`` the row at position ``i``."""
+
+    def __init__(self, values, index):
+        self.values, self.index = np.asarray(values), list(index)
+        self.shape, self.dtype, self.ndim = self.values.shape, self.values.dtype, 1
+        self.iloc = self.values
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, labels):
+        if np.ndim(labels) == 0:
+            return self.values[self.index.index(labels)]
+        return self.values[[self.index.index(v) for v in labels]]
+
+
+def test_getobs_reads_tables_by_position():
+    # "tables": getobs(df, 1) == df[1, :], the row at a position. Regression: a pandas
+    # Series was indexed as an array, series[i], which reads the LABEL i: after a shuffle
+    # (df.sample) DataLoader((x, y_series), shuffle=True) paired each x with another's y
+    x = np.arange(10) * 10
+    index = [2, 8, 4, 9, 1, 6, 7, 3, 0, 5]  # a shuffled frame's index
+    y = Table(x, index)
+    np.testing.assert_array_equal(getobs(y, [0, 1]), [0, 10])
+    for xb, yb in fl.DataLoader((x, y), batchsize=4, shuffle=True, rng=0):
+        np.testing.assert_array_equal(xb, yb)
+    for xb, yb in fl.DataLoader((x, y), batchsize=3, collate=lambda b: tuple(zip(*b))):
+        assert xb == yb
+
+
+def test_getobs_of_pandas():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": np.arange(10), "b": np.arange(10) * 10}).sample(frac=1,
+                                                                          random_state=0)
+    assert numobs(df) == 10
+    assert getobs(df, 0).tolist() == df.to_numpy()[0].tolist()
+    np.testing.assert_array_equal(getobs(df, [3, 1]).to_numpy(), df.to_numpy()[[3, 1]])
+    for xb, yb in fl.DataLoader((df["b"].to_numpy(), df["a"]), batchsize=4, shuffle=True):
+        np.testing.assert_array_equal(xb, yb.to_numpy() * 10)
+
+
 # --- test/dataloader.jl ------------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """``DataLoader``: mini-batches over arrays, tuples or dicts of arrays, or any dataset.
 
 Observations run along the first axis (batch first). A tuple or dict of arrays is batched
-together, the same observations from each; any other object with ``__len__`` and
-``__getitem__`` is read one observation at a time and the observations are stacked by
+together, the same observations from each (a pandas ``Series`` or ``DataFrame`` is read by
+position, its rows); any other object with ``__len__`` and ``__getitem__`` is read one
+observation at a time and the observations are stacked by
 ``collate`` (by default: arrays and numbers stacked, tuples and dicts batched field by
 field, as PyTorch's ``default_collate``).
 
@@ -65,7 +66,9 @@ def getobs(data, idx):
     ``data`` is: a tuple of arrays gives a tuple of batches. The parts of a tuple or dict
     must hold as many observations each (as ``numobs`` checks). Indices are NumPy's
     (0-based; MLUtils' ``getobs`` is 1-based and refuses what NumPy reads): a negative one
-    counts from the end, and a slice past the end stops there.
+    counts from the end, and a slice past the end stops there. A pandas ``Series`` or
+    ``DataFrame`` is read by position (``.iloc``), whatever its index: rows, as MLUtils'
+    ``getobs`` of a table.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.data.getobs((np.arange(4), np.arange(4) * 10), [3, 0])
@@ -81,6 +84,8 @@ def getobs(data, idx):
 
 def _getobs(data, idx):
     """``getobs`` without the check that the parts hold as many observations each."""
+    if hasattr(data, "iloc"):  # a pandas Series or DataFrame: data[i] reads the label i (a
+        return data.iloc[idx]  # shuffled index's), or a DataFrame's column i
     if _is_array(data):
         return data[idx]
     if isinstance(data, tuple) and not hasattr(data, "_fields"):

@@ -167,8 +167,8 @@ def _count(part, n: int) -> int:
 
 def _read_one_at_a_time(data) -> bool:
     """Whether ``data`` holds a dataset that is not an array (its batches are collated)."""
-    if hasattr(data, "shape") and hasattr(data, "dtype"):
-        return False
+    if hasattr(data, "shape") and hasattr(data, "dtype") or hasattr(data, "iloc"):
+        return False  # (an array, or a pandas table: an empty part is an empty table)
     if isinstance(data, (tuple, dict)):
         return any(map(_read_one_at_a_time, data.values() if isinstance(data, dict) else data))
     return True
