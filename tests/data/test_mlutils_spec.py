@@ -75,6 +75,20 @@ def test_getobs_refuses_parts_of_different_lengths():
         getobs({"a": X, "b": X[:14]}, slice(10, 15))
 
 
+def test_getobs_of_a_dataset_reads_a_mask_as_numpy():
+    # the indices are NumPy's for a dataset read one observation at a time as for an array.
+    # Regression: a boolean mask was read as the indices int(True) = 1, int(False) = 0, so
+    # getobs((x, list_of_x), mask) gave the masked rows of x beside other observations
+    items = [np.full(2, i) for i in range(5)]
+    mask = np.array([True, False, True, False, True])
+    xb, lb = getobs((np.stack(items), items), mask)
+    np.testing.assert_array_equal(lb, np.stack(items)[mask])
+    np.testing.assert_array_equal(xb, lb)
+    np.testing.assert_array_equal(getobs(items, mask.tolist()), np.stack(items)[mask])
+    with pytest.raises(IndexError, match="mask of shape"):
+        getobs(items, mask[:3])
+
+
 def test_getobs_indices_are_numpys():
     # getobs(X, -1) / 0 / 16 are BoundsErrors in Julia's 1-based getobs; here the indices
     # are NumPy's (documented): -1 is the last observation, 15 is out of range
@@ -465,3 +479,19 @@ def test_kfolds_stratified():
         fl.kfolds(x, k=5, stratified=labels[:5])
     with pytest.raises(ValueError, match="label 0 has 3 observations, fewer than k = 5"):
         fl.kfolds(x, k=5, stratified=np.array([0] * 3 + [1] * 27))
+
+
+# --- test/utils.jl -----------------------------------------------------------------------------
+
+
+def test_normalise_and_flatten():
+    # "normalise": by default over the observations (Julia's dims=ndims(x), axis 0 here)
+    x = r.standard_normal((2, 2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(fl.normalise(x), fl.normalise(x, axis=0))
+    x = r.standard_normal((4, 3)).astype(np.float32)
+    y = fl.normalise(x, axis=1, eps=0)
+    np.testing.assert_allclose(y.mean(axis=1), np.zeros(4), atol=1e-5)
+    np.testing.assert_allclose(y.std(axis=1), np.ones(4), atol=1e-5)
+    # "flatten": MLUtils' flatten is fl.Flatten() here (fl.flatten flattens a tree)
+    x = r.standard_normal((2, 3, 10, 10)).astype(np.float32)
+    np.testing.assert_array_equal(fl.Flatten()(x), x.reshape(2, 300))

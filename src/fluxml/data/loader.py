@@ -96,7 +96,13 @@ def _getobs(data, idx):
         return {k: _getobs(v, idx) for k, v in data.items()}
     if isinstance(idx, (int, np.integer)):
         return data[int(idx)]
-    idx = range(len(data))[idx] if isinstance(idx, slice) else idx
+    if isinstance(idx, slice):
+        idx = range(len(data))[idx]
+    elif np.asarray(idx).dtype == bool:  # a mask, as NumPy reads one (int(True) read
+        if np.shape(idx) != (len(data),):  # observation 1 for each True, 0 for each False)
+            raise IndexError(f"getobs: a boolean mask of shape {np.shape(idx)} for "
+                             f"{len(data)} observations")
+        idx = np.flatnonzero(idx)
     return default_collate([data[int(i)] for i in idx])
 
 
