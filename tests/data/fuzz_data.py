@@ -2,8 +2,9 @@
 and NumPy: ``DataLoader`` over random data structures (arrays, tuples, namedtuples, dicts,
 nested, lists, objects with ``__len__``/``__getitem__``) with random batch sizes, shuffling,
 ``partial``, ``collate``, generators and shards (ranks simulated); ``splitobs`` (fractions,
-counts, stratified), ``kfolds``, ``shuffleobs``, ``onehotbatch``/``onecold``,
-``normalise``/``Standardiser``, and ``read_idx`` over IDX files written here.
+counts, stratified), ``kfolds``, ``shuffleobs``, ``getobs`` (index arrays, slices, masks),
+``onehotbatch``/``onecold``, ``normalise``/``Standardiser``, and ``read_idx`` over IDX files
+written here.
 
 The suite runs a few hundred cases (tests/data/test_fuzz_data.py); by hand:
 
@@ -287,6 +288,27 @@ def split_case(seed: int) -> None:
     same(fl.shuffleobs(data, rng=seed), ref_batch(data, order), f"seed {seed}: shuffleobs")
 
 
+def getobs_case(seed: int) -> None:
+    """getobs with an index array, a slice (negative steps too) or a boolean mask: the
+    observations NumPy's indexing of ``arange(n)`` picks, from every part alike."""
+    r = np.random.default_rng([seed, 10])
+    n = int(r.integers(1, 12))
+    data = random_data(r, n)
+    kind = r.integers(3)
+    if kind == 0:
+        idx = r.integers(-n, n, size=int(r.integers(1, 6)))
+    elif kind == 1:
+        idx = slice(*(int(v) for v in r.integers(-n - 2, n + 2, size=2)),
+                    int(r.choice([-2, -1, 1, 2])))
+    else:
+        idx = r.integers(2, size=n).astype(bool)
+        idx[r.integers(n)] = True  # (a dataset cannot give an empty batch)
+    chosen = np.arange(n)[idx]
+    if not len(chosen):
+        return
+    same(fl.data.getobs(data, idx), ref_batch(data, chosen % n), f"seed {seed}: getobs {idx}")
+
+
 def kfolds_case(seed: int) -> None:
     """kfolds against folds cut by hand: every observation validates once."""
     r = np.random.default_rng([seed, 8])
@@ -405,6 +427,7 @@ def run_case(seed: int, folder: str) -> None:
     loader_case(seed)
     split_case(seed)
     kfolds_case(seed)
+    getobs_case(seed)
     onehot_case(seed)
     normalise_case(seed)
     idx_case(seed, folder)
