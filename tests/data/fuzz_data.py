@@ -341,8 +341,10 @@ def kfolds_case(seed: int) -> None:
 def onehot_case(seed: int) -> None:
     r = np.random.default_rng([seed, 5])
     k = int(r.integers(1, 6))
-    kind = r.integers(3)
-    labels = [list(range(k)), [f"c{i}" for i in range(k)], [0.5 * i - 1 for i in range(k)]][kind]
+    kind = r.integers(5)
+    labels = [list(range(k)), [f"c{i}" for i in range(k)], [0.5 * i - 1 for i in range(k)],
+              [(i % 2, i // 2) for i in range(k)], [i if i % 2 else f"c{i}" for i in range(k)]
+              ][kind]
     ys = [labels[i] for i in r.integers(k, size=int(r.integers(0, 9)))]
     spec = k if kind == 0 and r.integers(2) else labels
     dtype = [np.float32, np.float64, int, bool][r.integers(4)]
@@ -350,10 +352,18 @@ def onehot_case(seed: int) -> None:
     if ys:
         expected = np.array([[y == lab for lab in labels] for y in ys]).astype(dtype)
         same(got, expected, f"seed {seed}: onehotbatch({ys}, {spec})")
-        same(fl.onecold(got, labels), np.array(ys), f"seed {seed}: onecold")
+        assert fl.onecold(got, labels).tolist() == ys, f"seed {seed}: onecold"
     scores = r.normal(size=(int(r.integers(1, 4)), k))
-    expected = np.array([labels[int(np.argmax(s))] for s in scores])
-    same(fl.onecold(scores, labels), expected, f"seed {seed}: onecold of scores")
+    expected = [labels[int(np.argmax(s))] for s in scores]
+    assert fl.onecold(scores, labels).tolist() == expected, f"seed {seed}: onecold of scores"
+    if r.integers(4) == 0:  # a NaN score has no largest entry: refused
+        scores[tuple(r.integers(d) for d in scores.shape)] = np.nan
+        try:
+            fl.onecold(scores, labels)
+        except ValueError as err:
+            assert "NaN" in str(err), f"seed {seed}: unclear {err}"
+        else:
+            raise AssertionError(f"seed {seed}: onecold read NaN scores")
 
 
 def normalise_case(seed: int) -> None:

@@ -86,6 +86,15 @@ def test_onehot_of_tuple_labels():
     assert list(fl.onecold(y, labels)) == data
 
 
+def test_onehot_of_mixed_values():
+    # labels of mixed types, as a Julia Vector{Any}: regression, np.asarray turned the values
+    # [1, "a"] into the strings "1", "a", so 1 was refused, or took the label "1", silently
+    labels = ["1", 1, "a"]
+    np.testing.assert_array_equal(fl.onehotbatch([1, "a", "1"], labels), hot(1, 2, 0, n=3))
+    assert fl.onecold(fl.onehotbatch([1, "a"], labels), labels).tolist() == [1, "a"]
+    np.testing.assert_array_equal(fl.onehotbatch([["a", 1]], labels), [hot(2, 1, n=3)])
+
+
 # --- test/onehot.jl, "onecold" ---------------------------------------------------------------
 
 

@@ -202,12 +202,16 @@ class DataLoader:
     shard=False)``
 
     Iterates over mini-batches of ``data``: an array (observations along the first axis), a
-    tuple or dict of arrays (batched together), or any object with ``__len__`` and
-    ``__getitem__``. ``len(loader)`` is the number of batches per epoch. ``shuffle=True``
-    draws a new order for every pass from ``rng`` (an int seed or a
-    ``numpy.random.Generator``; the generator is ``loader.rng``, so a checkpoint can save
-    it). ``partial=False`` drops the last, smaller batch. ``collate``, when given, receives
-    the list of observations of each batch (read one at a time) and returns the batch.
+    tuple, namedtuple or dict of arrays (batched together), a pandas table (its rows), or
+    any object with ``__len__`` and ``__getitem__`` (a list is one of those: ``[x, y]`` is
+    two observations, as in MLUtils and PyTorch; ``(x, y)`` batches two arrays together).
+    ``len(loader)`` is the number of batches per epoch. ``shuffle=True`` draws a new order
+    for every pass from ``rng`` (an int seed or a ``numpy.random.Generator``; the generator
+    is ``loader.rng``, so a checkpoint can save it). ``partial=False`` drops the last,
+    smaller batch. ``collate``, when given, receives the list of observations of each batch
+    (read one at a time) and returns the batch: MLUtils' ``collate=false`` is
+    ``collate=list``, and ``fl.batch_sequence`` pads sequences of different lengths.
+    MLUtils' ``parallel`` and ``buffer`` have no counterpart here.
 
     Batches of arrays read without shuffling are views of ``data`` (no copy); shuffled
     batches are copies.

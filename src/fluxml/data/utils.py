@@ -53,6 +53,8 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
     """One row per value of ``xs``: an ``(N, len(labels))`` array (batch first; Flux's is
     ``(classes, N)``); values of any shape ``S`` give ``S + (len(labels),)`` (a batch of
     sequences ``(N, T)`` gives ``(N, T, classes)``), as Flux's ``onehotbatch`` of an array.
+    A dense array of ``dtype`` (float32 by default, so a ``Dense`` layer multiplies it
+    directly), where OneHotArrays keeps a lazy ``OneHotMatrix`` of indices.
     Integer labels ``0 .. n-1`` (``labels=n``) are encoded in one NumPy indexing step, which
     also runs inside ``fl.compile`` (a loss may encode its batch's labels there). Labels are
     compared with Python's ``==`` (OneHotArrays' ``isequal``: there ``0.0`` and ``-0.0`` are
@@ -101,11 +103,18 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
 
 
 def _values(xs, labels) -> np.ndarray:
-    """``xs`` as an array of values. Where a label is a tuple or list, ``xs`` is a sequence
-    of such values, one a position (np.asarray would take a tuple apart: each of its numbers
-    was encoded as a value, into a wrong shape where ``default`` caught them)."""
+    """``xs`` as an array of values (of objects where they are of mixed types, strings and
+    others, which np.asarray would make all strings). Where a label is a tuple or list,
+    ``xs`` is a sequence of such values, one a position (np.asarray would take a tuple
+    apart: each of its numbers was encoded as a value, into a wrong shape where ``default``
+    caught them)."""
     if not any(isinstance(lab, (tuple, list)) for lab in labels):
-        return np.asarray(xs)
+        arr = np.asarray(xs)
+        if arr.dtype.kind in "US" and not isinstance(xs, np.ndarray):  # (np.asarray turned
+            mixed = np.asarray(xs, dtype=object)  # ["c0", 1] into the strings "c0", "1")
+            if mixed.shape == arr.shape and not all(isinstance(v, str) for v in mixed.flat):
+                return mixed
+        return arr
     if isinstance(xs, np.ndarray):
         return xs
     out = np.empty(len(xs), dtype=object)
