@@ -252,6 +252,33 @@ def test_dataloader_collate_shift_pair():
     np.testing.assert_array_equal(targets, trajectory[0:2, 1:3])
 
 
+def test_dataloader_argument_combinations():
+    # eachobs "Argument combinations" and "parallel worker count": every observation loaded
+    # exactly once per pass (once at most with partial=False), whatever the arguments
+    x = np.arange(15)
+    for batchsize in (1, 2, 4, 15, 20):
+        for shuffle in (False, True):
+            for partial in (False, True):
+                d = fl.DataLoader(x, batchsize=batchsize, shuffle=shuffle, partial=partial,
+                                  rng=batchsize)
+                batches = list(d)
+                assert len(batches) == len(d) == (-(-15 // batchsize) if partial
+                                                  else 15 // batchsize)
+                seen = np.concatenate(batches).tolist() if batches else []
+                assert len(set(seen)) == len(seen) == (15 if partial
+                                                       else batchsize * (15 // batchsize))
+                assert all(len(b) == batchsize for b in batches[:-1])
+
+
+def test_dataloader_printing():
+    # "printing": the data's type, batchsize and partial in repr
+    d = fl.DataLoader((np.zeros((5, 2), np.float32), np.arange(5)), batchsize=3)
+    assert repr(d) == ("DataLoader(tuple, batchsize=3, shuffle=False, partial=True): "
+                       "2 batches of 5 observations")
+    d = fl.DataLoader(XY(np.zeros((5, 2)), np.arange(5)), batchsize=2, partial=False)
+    assert "DataLoader(XY, batchsize=2" in repr(d) and "partial=False" in repr(d)
+
+
 def test_dataloader_empty():
     # "Empty handling": no observations, no batches (batchsize must still be positive)
     assert list(fl.DataLoader(np.zeros((0, 3)), batchsize=2)) == []
