@@ -1,9 +1,10 @@
 """A seeded fuzzer of fluxml's data tools against references written here in plain Python
 and NumPy: ``DataLoader`` over random data structures (arrays, tuples, namedtuples, dicts,
 nested, lists, objects with ``__len__``/``__getitem__``) with random batch sizes, shuffling,
-``partial``, ``collate``, generators and shards (ranks simulated); ``splitobs``,
-``shuffleobs``, ``onehotbatch``/``onecold``, ``normalise``/``Standardiser``, and
-``read_idx`` over IDX files written here.
+``partial``, ``collate``, generators and shards (ranks simulated); ``splitobs`` (fractions,
+counts, stratified), ``kfolds``, ``shuffleobs``, ``getobs`` (index arrays, slices, masks),
+``onehotbatch``/``onecold``, ``normalise``/``Standardiser``, and ``read_idx`` over IDX files
+written here.
 
 The suite runs a few hundred cases (tests/data/test_fuzz_data.py); by hand:
 
@@ -237,40 +238,113 @@ def _has_dataset(data) -> bool:
     return True
 
 
+def drawn_order(r, seed: int, n: int, classes: int):
+    """Whether to shuffle, the order that gives (the permutation a seed ``seed`` draws), a
+    label per observation (or None: unstratified) and, for each label, the positions in
+    that order of its observations."""
+    shuffle = bool(r.integers(2))
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    labels = r.integers(classes, size=n) if r.integers(3) == 0 else None
+    groups = {}
+    for pos, i in enumerate(order):
+        groups.setdefault(0 if labels is None else labels[i], []).append(pos)
+    return shuffle, order, labels, groups
+
+
 def split_case(seed: int) -> None:
     r = np.random.default_rng([seed, 4])
     n = int(r.integers(1, 30))
     data = random_data(r, n)
     parts = int(r.integers(1, 4))
-    at = r.dirichlet(np.ones(parts + 1))[:parts] * 0.98 + 0.001
-    at = float(at[0]) if parts == 1 and r.integers(2) else tuple(float(a) for a in at)
-    shuffle = bool(r.integers(2))
-    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-    fractions = [at] if isinstance(at, float) else list(at)
-    cuts = [0] + [int(round(n * c)) for c in np.cumsum(fractions)] + [n]
-    if not shuffle and _has_dataset(data) and any(a == b for a, b in zip(cuts, cuts[1:])):
-        try:  # a dataset read one observation at a time cannot give an empty batch
-            fl.splitobs(data, at=at, shuffle=shuffle, rng=seed)
+    entries = [float(a) for a in r.dirichlet(np.ones(parts + 1))[:parts] * 0.98 + 0.001]
+    if r.integers(3) == 0:  # counts
+        entries = [int(a * n) for a in entries]
+    at = entries[0] if parts == 1 and r.integers(2) else tuple(entries)
+    shuffle, order, labels, groups = drawn_order(r, seed, n, classes=3)
+    # each part by hand: round(size * fraction) of every label's observations (or of all)
+    chosen, too_many = [[] for _ in range(len(entries) + 1)], False
+    for members in groups.values():
+        fractions = [a / n if isinstance(a, int) else a for a in entries]  # (of each label)
+        sizes = [a if isinstance(a, int) and labels is None else round(len(members) * f)
+                 for a, f in zip(entries, fractions)]
+        too_many |= sum(sizes) > len(members)
+        cuts = np.cumsum([0] + sizes + [len(members) - sum(sizes)])
+        for part, a, b in zip(chosen, cuts[:-1], cuts[1:]):
+            part.extend(members[a:b])
+    kw = {"stratified": labels} if labels is not None else {}
+    if too_many or _has_dataset(data) and any(not p for p in chosen):
+        try:  # more than the observations, or an empty batch of a dataset
+            fl.splitobs(data, at=at, shuffle=shuffle, rng=seed, **kw)
         except ValueError as err:
-            assert str(err).startswith("splitobs: part"), f"seed {seed}: unclear {err}"
+            assert str(err).startswith("splitobs: "), f"seed {seed}: unclear {err}"
             return
-        raise AssertionError(f"seed {seed}: splitobs gave an empty part of a dataset")
-    got = fl.splitobs(data, at=at, shuffle=shuffle, rng=seed)
-    assert len(got) == len(fractions) + 1, f"seed {seed}: {len(got)} parts"
-    for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
-        expected = ref_batch(ref_batch(data, order), np.arange(a, b)) if shuffle else \
-            ref_batch(data, order[a:b])  # (shuffled, a dataset is collated first)
-        same(got[k], expected, f"seed {seed}: splitobs part {k}")
+        raise AssertionError(f"seed {seed}: splitobs at={at} of {n} gave {chosen}")
+    got = fl.splitobs(data, at=at, shuffle=shuffle, rng=seed, **kw)
+    assert len(got) == len(entries) + 1, f"seed {seed}: {len(got)} parts"
+    for k, part in enumerate(chosen):
+        same(got[k], ref_batch(data, order[sorted(part)]), f"seed {seed}: splitobs part {k}")
     if not shuffle or isinstance(data, (list, Dataset)):
         return
     same(fl.shuffleobs(data, rng=seed), ref_batch(data, order), f"seed {seed}: shuffleobs")
 
 
+def getobs_case(seed: int) -> None:
+    """getobs with an index array, a slice (negative steps too) or a boolean mask: the
+    observations NumPy's indexing of ``arange(n)`` picks, from every part alike."""
+    r = np.random.default_rng([seed, 10])
+    n = int(r.integers(1, 12))
+    data = random_data(r, n)
+    kind = r.integers(3)
+    if kind == 0:
+        idx = r.integers(-n, n, size=int(r.integers(1, 6)))
+    elif kind == 1:
+        idx = slice(*(int(v) for v in r.integers(-n - 2, n + 2, size=2)),
+                    int(r.choice([-2, -1, 1, 2])))
+    else:
+        idx = r.integers(2, size=n).astype(bool)
+        idx[r.integers(n)] = True  # (a dataset cannot give an empty batch)
+    chosen = np.arange(n)[idx]
+    if not len(chosen):
+        return
+    same(fl.data.getobs(data, idx), ref_batch(data, chosen % n), f"seed {seed}: getobs {idx}")
+
+
+def kfolds_case(seed: int) -> None:
+    """kfolds against folds cut by hand: every observation validates once."""
+    r = np.random.default_rng([seed, 8])
+    n = int(r.integers(2, 25))
+    data = random_data(r, n)
+    k = int(r.integers(2, n + 1))
+    shuffle, order, labels, groups = drawn_order(r, seed, n, classes=2)
+    if min(map(len, groups.values())) < k:
+        try:
+            list(fl.kfolds(data, k=k, shuffle=shuffle, rng=seed, stratified=labels))
+        except ValueError as err:
+            assert str(err).startswith("kfolds: "), f"seed {seed}: unclear {err}"
+            return
+        raise AssertionError(f"seed {seed}: kfolds k={k} of {groups} was cut")
+    folds = [[] for _ in range(k)]
+    for members in groups.values():
+        size, extra = divmod(len(members), k)
+        start = 0
+        for f in range(k):
+            folds[f].extend(members[start:start + size + (f < extra)])
+            start += size + (f < extra)
+    got = list(fl.kfolds(data, k=k, shuffle=shuffle, rng=seed, stratified=labels))
+    assert len(got) == k, f"seed {seed}: {len(got)} folds"
+    for (train, val), fold in zip(got, folds):
+        rest = [p for p in range(n) if p not in fold]
+        same(train, ref_batch(data, order[rest]), f"seed {seed}: kfolds train")
+        same(val, ref_batch(data, order[sorted(fold)]), f"seed {seed}: kfolds validation")
+
+
 def onehot_case(seed: int) -> None:
     r = np.random.default_rng([seed, 5])
     k = int(r.integers(1, 6))
-    kind = r.integers(3)
-    labels = [list(range(k)), [f"c{i}" for i in range(k)], [0.5 * i - 1 for i in range(k)]][kind]
+    kind = r.integers(5)
+    labels = [list(range(k)), [f"c{i}" for i in range(k)], [0.5 * i - 1 for i in range(k)],
+              [(i % 2, i // 2) for i in range(k)], [i if i % 2 else f"c{i}" for i in range(k)]
+              ][kind]
     ys = [labels[i] for i in r.integers(k, size=int(r.integers(0, 9)))]
     spec = k if kind == 0 and r.integers(2) else labels
     dtype = [np.float32, np.float64, int, bool][r.integers(4)]
@@ -278,10 +352,18 @@ def onehot_case(seed: int) -> None:
     if ys:
         expected = np.array([[y == lab for lab in labels] for y in ys]).astype(dtype)
         same(got, expected, f"seed {seed}: onehotbatch({ys}, {spec})")
-        same(fl.onecold(got, labels), np.array(ys), f"seed {seed}: onecold")
+        assert fl.onecold(got, labels).tolist() == ys, f"seed {seed}: onecold"
     scores = r.normal(size=(int(r.integers(1, 4)), k))
-    expected = np.array([labels[int(np.argmax(s))] for s in scores])
-    same(fl.onecold(scores, labels), expected, f"seed {seed}: onecold of scores")
+    expected = [labels[int(np.argmax(s))] for s in scores]
+    assert fl.onecold(scores, labels).tolist() == expected, f"seed {seed}: onecold of scores"
+    if r.integers(4) == 0:  # a NaN score has no largest entry: refused
+        scores[tuple(r.integers(d) for d in scores.shape)] = np.nan
+        try:
+            fl.onecold(scores, labels)
+        except ValueError as err:
+            assert "NaN" in str(err), f"seed {seed}: unclear {err}"
+        else:
+            raise AssertionError(f"seed {seed}: onecold read NaN scores")
 
 
 def normalise_case(seed: int) -> None:
@@ -354,6 +436,8 @@ def run_case(seed: int, folder: str) -> None:
     collate_case(seed)
     loader_case(seed)
     split_case(seed)
+    kfolds_case(seed)
+    getobs_case(seed)
     onehot_case(seed)
     normalise_case(seed)
     idx_case(seed, folder)

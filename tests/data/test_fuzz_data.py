@@ -1,6 +1,7 @@
 """The data fuzzer (tests/data/fuzz_data.py) on a few hundred seeds: DataLoader (random
 structures, batch sizes, shuffling, partial, collate, generators, simulated shards),
-splitobs, shuffleobs, onehotbatch/onecold, normalise/Standardiser and read_idx against
+splitobs (counts, stratified), kfolds, shuffleobs, getobs (index arrays, slices, masks),
+onehotbatch/onecold, normalise/Standardiser and read_idx against
 references written there. More seeds by hand:
 ``PYTHONPATH=src python tests/data/fuzz_data.py --cases 3000``."""
 

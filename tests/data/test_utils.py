@@ -101,7 +101,7 @@ def test_splitobs_and_shuffleobs():
     assert np.array_equal(xs[:, 0] // 2, ys) and sorted(ys.tolist()) != ys.tolist()
     xs, ys = fl.shuffleobs((x, y), rng=5)
     assert sorted(ys.tolist()) == list(range(10)) and np.array_equal(xs[:, 0] // 2, ys)
-    with pytest.raises(ValueError, match="fractions in"):
+    with pytest.raises(ValueError, match=r"parts of \[6, 5\] observations, more than the 10"):
         fl.splitobs(x, at=(0.6, 0.5))
 
 

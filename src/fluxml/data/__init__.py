@@ -1,4 +1,5 @@
-"""Data: ``DataLoader``, one-hot encoding, splits, normalisation, and bundled data sets.
+"""Data: ``DataLoader``, one-hot encoding, splits and folds, padded sequences,
+normalisation, and bundled data sets.
 
 >>> import numpy as np, fluxml as fl
 >>> (x, y), _ = fl.datasets.digits()
@@ -8,18 +9,12 @@
 """
 
 from fluxml.data import datasets
-from fluxml.data.loader import DataLoader, default_collate, getobs, numobs
-from fluxml.data.utils import (
-    Standardiser,
-    normalise,
-    onecold,
-    onehot,
-    onehotbatch,
-    shuffleobs,
-    splitobs,
-)
+from fluxml.data.loader import DataLoader, batch_sequence, default_collate, getobs, numobs
+from fluxml.data.splits import kfolds, shuffleobs, splitobs
+from fluxml.data.utils import Standardiser, normalise, onecold, onehot, onehotbatch
 
 __all__ = [
-    "DataLoader", "Standardiser", "datasets", "default_collate", "getobs", "normalise",
-    "numobs", "onecold", "onehot", "onehotbatch", "shuffleobs", "splitobs",
+    "DataLoader", "Standardiser", "batch_sequence", "datasets", "default_collate", "getobs",
+    "kfolds", "normalise", "numobs", "onecold", "onehot", "onehotbatch", "shuffleobs",
+    "splitobs",
 ]

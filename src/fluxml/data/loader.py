@@ -1,8 +1,9 @@
 """``DataLoader``: mini-batches over arrays, tuples or dicts of arrays, or any dataset.
 
 Observations run along the first axis (batch first). A tuple or dict of arrays is batched
-together, the same observations from each; any other object with ``__len__`` and
-``__getitem__`` is read one observation at a time and the observations are stacked by
+together, the same observations from each (a pandas ``Series`` or ``DataFrame`` is read by
+position, its rows); any other object with ``__len__`` and ``__getitem__`` is read one
+observation at a time and the observations are stacked by
 ``collate`` (by default: arrays and numbers stacked, tuples and dicts batched field by
 field, as PyTorch's ``default_collate``).
 
@@ -62,29 +63,56 @@ def numobs(data) -> int:
 
 def getobs(data, idx):
     """Observations ``idx`` (an int, a slice or an index array) of ``data``, batched as
-    ``data`` is: a tuple of arrays gives a tuple of batches.
+    ``data`` is: a tuple of arrays gives a tuple of batches. The parts of a tuple or dict
+    must hold as many observations each (as ``numobs`` checks). Indices are NumPy's
+    (0-based; MLUtils' ``getobs`` is 1-based and refuses what NumPy reads): a negative one
+    counts from the end, and a slice past the end stops there. A pandas ``Series`` or
+    ``DataFrame`` is read by position (``.iloc``), whatever its index: rows, as MLUtils'
+    ``getobs`` of a table.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.data.getobs((np.arange(4), np.arange(4) * 10), [3, 0])
     (array([3, 0]), array([30,  0]))
     """
+    if isinstance(data, (tuple, dict)) and data:  # (a part one shorter gave a batch one
+        try:  # shorter, silently)
+            numobs(data)
+        except ValueError as err:
+            raise ValueError(f"getobs: {str(err).removeprefix('numobs: ')}") from None
+    return _getobs(data, idx)
+
+
+def _getobs(data, idx):
+    """``getobs`` without the check that the parts hold as many observations each."""
+    if hasattr(data, "iloc"):  # a pandas Series or DataFrame: data[i] reads the label i (a
+        return data.iloc[idx]  # shuffled index's), or a DataFrame's column i
     if _is_array(data):
         return data[idx]
     if isinstance(data, tuple) and not hasattr(data, "_fields"):
-        return tuple(getobs(v, idx) for v in data)
+        return tuple(_getobs(v, idx) for v in data)
     if isinstance(data, tuple):  # namedtuple
-        return type(data)(*(getobs(v, idx) for v in data))
+        return type(data)(*(_getobs(v, idx) for v in data))
     if isinstance(data, dict):
-        return {k: getobs(v, idx) for k, v in data.items()}
+        return {k: _getobs(v, idx) for k, v in data.items()}
     if isinstance(idx, (int, np.integer)):
         return data[int(idx)]
-    idx = range(len(data))[idx] if isinstance(idx, slice) else idx
+    if isinstance(idx, slice):
+        idx = range(len(data))[idx]
+    elif np.asarray(idx).dtype == bool:  # a mask, as NumPy reads one (int(True) read
+        if np.shape(idx) != (len(data),):  # observation 1 for each True, 0 for each False)
+            raise IndexError(f"getobs: a boolean mask of shape {np.shape(idx)} for "
+                             f"{len(data)} observations")
+        idx = np.flatnonzero(idx)
     return default_collate([data[int(i)] for i in idx])
 
 
 def default_collate(observations: list):
     """Stack a list of observations into one batch: arrays and numbers into an array with a
-    new first axis, tuples and dicts field by field.
+    new first axis, tuples, lists and dicts field by field (every observation with the same
+    parts). As PyTorch's ``default_collate``, a Python list is a sequence of fields, not an
+    array: ``[[1, 2], [3, 4]]`` gives ``[array([1, 3]), array([2, 4])]``, one array a
+    position (MLUtils' ``batch`` of Julia vectors stacks them: give NumPy arrays for that,
+    or ``fl.batch_sequence`` for sequences of different lengths).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.data.default_collate([(np.zeros(2), 1), (np.ones(2), 0)])
@@ -105,7 +133,15 @@ def default_collate(observations: list):
         return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
     if isinstance(first, list):
         return [default_collate([o[i] for o in observations]) for i in range(len(first))]
-    if isinstance(first, dict):
+    if isinstance(first, dict):  # (another's extra keys were dropped, silently)
+        other = next((o for o in observations if not isinstance(o, dict)
+                      or o.keys() != first.keys()), None)
+        if other is not None:
+            got = sorted(other, key=repr) if isinstance(other, dict) else type(other).__name__
+            raise ValueError(f"default_collate: the observations are dicts with the keys "
+                             f"{sorted(first, key=repr)}, but one has {got}; every one must "
+                             f"have the same keys (or pass collate= to batch them another "
+                             f"way)")
         return {k: default_collate([o[k] for o in observations]) for k in first}
     try:
         return np.stack([np.asarray(o) for o in observations])
@@ -113,6 +149,37 @@ def default_collate(observations: list):
         shapes = sorted({np.shape(o) for o in observations})
         raise ValueError(f"default_collate: cannot stack observations of shapes {shapes}; "
                          f"pass collate= to batch them another way") from err
+
+
+def batch_sequence(seqs, pad=0) -> np.ndarray:
+    """Sequences of different lengths, each ``(T_i, ...)``, as one batch ``(N, T, ...)``
+    (batch first; MLUtils' ``batch_sequence`` gives Julia's ``(..., T, N)``): ``T`` the
+    longest, the shorter ones padded at the end with ``pad``. The dtype is the sequences'
+    and ``pad``'s (a float pad on integer sequences gives floats). A ``collate`` for a
+    ``DataLoader`` over sequences: ``DataLoader(seqs, batchsize=8, collate=fl.batch_sequence)``.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.batch_sequence([[1, 2, 3], [10, 20]])
+    array([[ 1,  2,  3],
+           [10, 20,  0]])
+    >>> fl.batch_sequence([np.ones((1, 2)), np.full((3, 2), 2.0)], pad=-1).shape
+    (2, 3, 2)
+    """
+    seqs = [np.asarray(s) for s in seqs]
+    if not seqs:
+        raise ValueError("batch_sequence: no sequences to batch")
+    if any(s.ndim == 0 for s in seqs):
+        raise ValueError("batch_sequence: each sequence must be an array (T, ...) of its "
+                         "steps; got a single value")
+    rest = sorted({s.shape[1:] for s in seqs})
+    if len(rest) > 1:
+        raise ValueError(f"batch_sequence: the sequences' steps must have one shape; got "
+                         f"{rest} (shapes (T, ...) with T the length)")
+    out = np.full((len(seqs), max(len(s) for s in seqs)) + rest[0], pad,
+                  dtype=np.result_type(*seqs, pad))
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return out
 
 
 def as_generator(rng) -> np.random.Generator:
@@ -135,12 +202,16 @@ class DataLoader:
     shard=False)``
 
     Iterates over mini-batches of ``data``: an array (observations along the first axis), a
-    tuple or dict of arrays (batched together), or any object with ``__len__`` and
-    ``__getitem__``. ``len(loader)`` is the number of batches per epoch. ``shuffle=True``
-    draws a new order for every pass from ``rng`` (an int seed or a
-    ``numpy.random.Generator``; the generator is ``loader.rng``, so a checkpoint can save
-    it). ``partial=False`` drops the last, smaller batch. ``collate``, when given, receives
-    the list of observations of each batch (read one at a time) and returns the batch.
+    tuple, namedtuple or dict of arrays (batched together), a pandas table (its rows), or
+    any object with ``__len__`` and ``__getitem__`` (a list is one of those: ``[x, y]`` is
+    two observations, as in MLUtils and PyTorch; ``(x, y)`` batches two arrays together).
+    ``len(loader)`` is the number of batches per epoch. ``shuffle=True`` draws a new order
+    for every pass from ``rng`` (an int seed or a ``numpy.random.Generator``; the generator
+    is ``loader.rng``, so a checkpoint can save it). ``partial=False`` drops the last,
+    smaller batch. ``collate``, when given, receives the list of observations of each batch
+    (read one at a time) and returns the batch: MLUtils' ``collate=false`` is
+    ``collate=list``, and ``fl.batch_sequence`` pads sequences of different lengths.
+    MLUtils' ``parallel`` and ``buffer`` have no counterpart here.
 
     Batches of arrays read without shuffling are views of ``data`` (no copy); shuffled
     batches are copies.
@@ -234,9 +305,9 @@ class DataLoader:
             self._last_count = hi - lo  # (fl.train's count: a list batch's len is no count)
             if self.collate is not None:
                 ids = range(lo, hi) if order is None else idx
-                yield self.collate([getobs(self.data, int(i)) for i in ids])
+                yield self.collate([_getobs(self.data, int(i)) for i in ids])
             else:
-                yield getobs(self.data, idx)
+                yield _getobs(self.data, idx)  # (numobs checked when made)
 
     def _mark(self, training_pass: int | None) -> dict | None:
         """Where the pass ``training_pass`` (a count of ``_passes``: the one fl.train trains

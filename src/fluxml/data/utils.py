@@ -1,4 +1,4 @@
-"""One-hot encoding, splitting and shuffling observations, and normalisation.
+"""One-hot encoding and normalisation.
 
 Batch first: ``onehotbatch`` gives ``(N, classes)`` and ``onecold`` reads the last axis.
 
@@ -13,14 +13,12 @@ array(['c', 'a'], dtype='<U1')
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from numbers import Number
 
 import numpy as np
 
-from fluxml._checks import flag, positive_int
+from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, untraced
-from fluxml.data.loader import as_generator, getobs, numobs
 
 
 def _labels(labels, fn: str) -> list:
@@ -55,8 +53,14 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
     """One row per value of ``xs``: an ``(N, len(labels))`` array (batch first; Flux's is
     ``(classes, N)``); values of any shape ``S`` give ``S + (len(labels),)`` (a batch of
     sequences ``(N, T)`` gives ``(N, T, classes)``), as Flux's ``onehotbatch`` of an array.
+    A dense array of ``dtype`` (float32 by default, so a ``Dense`` layer multiplies it
+    directly), where OneHotArrays keeps a lazy ``OneHotMatrix`` of indices.
     Integer labels ``0 .. n-1`` (``labels=n``) are encoded in one NumPy indexing step, which
-    also runs inside ``fl.compile`` (a loss may encode its batch's labels there).
+    also runs inside ``fl.compile`` (a loss may encode its batch's labels there). Labels are
+    compared with Python's ``==`` (OneHotArrays' ``isequal``: there ``0.0`` and ``-0.0`` are
+    two labels and NaN matches NaN; here they are one label, and NaN matches nothing). A
+    label may be a tuple; ``xs`` is then a sequence of such values. A Python ``str`` is one
+    value: ``list("abc")`` is Julia's ``"abc"``.
 
     >>> import fluxml as fl
     >>> fl.onehotbatch([1, 1, 0], 2, dtype=int)
@@ -71,7 +75,7 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
         raise ValueError(f"onehotbatch: default {default!r} is not among the labels {labels}; "
                          f"it names the label that unknown values get")
     # (a traced array inside fl.compile stays traced: np.asarray would need its values)
-    xs_arr = xs if type(xs) is Tracer else np.asarray(xs)
+    xs_arr = xs if type(xs) is Tracer else _values(xs, labels)
     if xs_arr.ndim == 0:
         raise ValueError("onehotbatch: expected an array or sequence of values; got one value "
                          "(fl.onehot encodes one)")
@@ -98,6 +102,27 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
     return _encode_ints(pos.reshape(xs_arr.shape), n, None, dtype)
 
 
+def _values(xs, labels) -> np.ndarray:
+    """``xs`` as an array of values (of objects where they are of mixed types, strings and
+    others, which np.asarray would make all strings). Where a label is a tuple or list,
+    ``xs`` is a sequence of such values, one a position (np.asarray would take a tuple
+    apart: each of its numbers was encoded as a value, into a wrong shape where ``default``
+    caught them)."""
+    if not any(isinstance(lab, (tuple, list)) for lab in labels):
+        arr = np.asarray(xs)
+        if arr.dtype.kind in "US" and not isinstance(xs, np.ndarray):  # (np.asarray turned
+            mixed = np.asarray(xs, dtype=object)  # ["c0", 1] into the strings "c0", "1")
+            if mixed.shape == arr.shape and not all(isinstance(v, str) for v in mixed.flat):
+                return mixed
+        return arr
+    if isinstance(xs, np.ndarray):
+        return xs
+    out = np.empty(len(xs), dtype=object)
+    for i, x in enumerate(xs):
+        out[i] = tuple(x) if isinstance(x, list) else x
+    return out
+
+
 def _encode_ints(xs, n, fill, dtype):
     """One-hot rows of the integers ``xs`` in ``0 .. n-1`` (others take the column ``fill``,
     or are an error when it is None): ``xs.shape + (n,)``. Array operations throughout, so
@@ -122,7 +147,10 @@ def _in_labels(pos, n):
 
 def onecold(y, labels=None) -> np.ndarray:
     """The inverse of ``onehotbatch``: the label of the largest entry along the last axis of
-    ``y`` (scores, probabilities or one-hot rows). With no ``labels``, the index.
+    ``y`` (scores, probabilities or one-hot rows). With no ``labels``, the index (0-based).
+    Scores holding NaN are refused, as OneHotArrays' ``onecold`` does (NaN has no largest
+    entry). The labels come back as given: an array of NumPy's dtype for numbers or strings,
+    an object array for others (tuples, mixed types).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.onecold(np.array([[0.1, 0.7, 0.2], [0.9, 0.0, 0.1]]))
@@ -131,6 +159,10 @@ def onecold(y, labels=None) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 0:
         raise ValueError("onecold: expected scores along a last axis; got a scalar")
+    if y.dtype.kind in "fc" and np.isnan(y).any():  # (argmax took the NaN's position)
+        at = tuple(int(i) for i in np.argwhere(np.isnan(y))[0])
+        raise ValueError(f"onecold: the scores hold NaN (at {at} of shape {y.shape}), "
+                         f"which has no largest entry")
     idx = np.argmax(y, axis=-1)
     if labels is None:
         return idx
@@ -138,54 +170,21 @@ def onecold(y, labels=None) -> np.ndarray:
     if len(labels) != y.shape[-1]:
         raise ValueError(f"onecold: {len(labels)} labels for {y.shape[-1]} scores per row "
                          f"(shape {y.shape})")
-    return np.asarray(labels)[idx]
+    return _label_array(labels)[idx]
 
 
-def shuffleobs(data, rng=None):
-    """``data`` with its observations (first axis) in a random order; a tuple or dict of
-    arrays is shuffled together. ``rng``: an int seed or a ``numpy.random.Generator``.
-
-    >>> import numpy as np, fluxml as fl
-    >>> x, y = fl.shuffleobs((np.arange(4), np.arange(4) * 10), rng=1)
-    >>> bool(np.all(y == x * 10))
-    True
-    """
-    return getobs(data, as_generator(rng).permutation(numobs(data)))
-
-
-def splitobs(data, at: float | Sequence[float] = 0.8, shuffle: bool = False, rng=None):
-    """Split ``data`` along its observations: ``at=0.8`` gives ``(first 80%, rest)``;
-    ``at=(0.6, 0.2)`` gives three parts. ``shuffle=True`` shuffles first. Without shuffling
-    the parts of an array are views.
-
-    >>> import numpy as np, fluxml as fl
-    >>> train, test = fl.splitobs(np.arange(10), at=0.7)
-    >>> train, test
-    (array([0, 1, 2, 3, 4, 5, 6]), array([7, 8, 9]))
-    """
-    fractions = [at] if np.isscalar(at) else list(at)
-    if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1 + 1e-12:
-        raise ValueError(f"splitobs: at must be fractions in (0, 1) summing to less than 1; "
-                         f"got {at!r}")
-    n = numobs(data)
-    if flag("splitobs", "shuffle", shuffle):
-        data = shuffleobs(data, rng)
-    cuts = [0] + [int(round(n * c)) for c in np.cumsum(fractions)] + [n]
-    empty = [k for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])) if a == b]
-    if empty and _read_one_at_a_time(data):  # (default_collate failed on no observations)
-        raise ValueError(f"splitobs: part {empty[0]} of {n} observations split at {at!r} "
-                         f"would hold none, and a dataset read one observation at a time "
-                         f"cannot give an empty batch; split more observations or change at")
-    return tuple(getobs(data, slice(a, b)) for a, b in zip(cuts[:-1], cuts[1:]))
-
-
-def _read_one_at_a_time(data) -> bool:
-    """Whether ``data`` holds a dataset that is not an array (its batches are collated)."""
-    if hasattr(data, "shape") and hasattr(data, "dtype"):
-        return False
-    if isinstance(data, (tuple, dict)):
-        return any(map(_read_one_at_a_time, data.values() if isinstance(data, dict) else data))
-    return True
+def _label_array(labels: list) -> np.ndarray:
+    """``labels`` as a 1-d array whose entries are the labels: NumPy's own dtype where that
+    keeps them (numbers, strings), else an object array (np.asarray turned [1, "a"] into
+    the strings '1', 'a', and tuples into the rows of a matrix)."""
+    arr = np.asarray(labels)
+    if arr.ndim == 1 and arr.dtype != object and arr.tolist() == labels \
+            and (arr.dtype.kind not in "US" or all(isinstance(v, str) for v in labels)):
+        return arr
+    out = np.empty(len(labels), dtype=object)
+    for i, lab in enumerate(labels):
+        out[i] = lab
+    return out
 
 
 def normalise(x, axis=0, eps: float = 1e-5):
