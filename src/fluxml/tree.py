@@ -443,9 +443,21 @@ def leaves(tree) -> list:
 def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
     """Apply ``f`` to each leaf (and the matching leaves of ``rest``), keeping the structure.
     An array at several places (tied weights) is mapped once, as Flux's ``fmap`` does, so
-    the result is tied where ``tree`` is (with the same leaves of ``rest`` at those places);
-    so is any leaf but a number (an object a caller's ``is_leaf`` takes), and without
-    ``rest`` an object at several places (a layer used twice) is one object in the result.
+    the result is tied where ``tree`` is; so is any leaf but a number (an object a caller's
+    ``is_leaf`` takes), and an object or list at several places (a layer used twice) is one
+    object in the result. Numbers and strings are values: a number is mapped at each place,
+    two equal arrays that are distinct objects are mapped apart.
+
+    With ``rest``, a tied array of ``tree`` is mapped once where the leaves of ``rest`` at its
+    places are the same arrays or equal ones (a gradient from ``fl.gradient`` holds the
+    total, one copy at each place): ``fl.fmap(lambda p, g: p - 0.1 * g, model, grad)`` keeps
+    a tied weight tied and a layer used twice one layer. Where they differ, each place is
+    mapped with its own leaves and the tie is not kept there (Flux's ``fmap`` keys on the
+    first tree alone and gives the first place's result at both).
+
+    ``is_leaf`` replaces the default leaf test (arrays and numbers). Static parts (functions,
+    and the arrays a function closes over, strings, ``Fraction``s ...) are kept as they are,
+    and ``f`` never sees them.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.fmap(lambda a, b: a + b, [1.0, (2.0,)], [10.0, (20.0,)])
@@ -458,6 +470,13 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     >>> model = fl.f64(fl.Chain(layer, np.tanh, layer))
     >>> model[0] is model[2], model[0].weight.dtype
     (True, dtype('float64'))
+    >>> grad = fl.fmap(np.ones_like, model)
+    >>> grad[0] is grad[2]
+    True
+    >>> grad = fl.fmap(np.copy, fl.Chain(grad[0], np.tanh, fl.fmap(np.copy, grad[2])))
+    >>> new = fl.fmap(lambda p, g: p - 0.5 * g, model, grad)
+    >>> new[0] is new[2], new[0].weight is new[2].weight
+    (True, True)
     """
     xs, spec = flatten(tree, is_leaf)
     others = []
@@ -467,21 +486,89 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
         # tree where the other has an array paired the arrays after it with the wrong ones
         _same_places(spec, other, len(xs), len(o))
         others.append(o)
-    done: dict = {}  # ids of an array's leaves -> (the leaves, kept alive; f's result)
+    done: dict = {}  # id of a leaf of tree -> [(its leaves at a place, kept alive; f's result)]
     out = []
     for args in zip(xs, *others):
         if isinstance(args[0], _NUMBERS):  # values, not objects: mapped at each place
             out.append(f(*args))
             continue
-        key = tuple(map(id, args))
-        if key not in done:
-            done[key] = (args, f(*args))
-        out.append(done[key][1])
-    # (with rest, the trees of rest may differ at two places of one object of tree's)
-    return unflatten(spec, out, shared=None if rest else {})
+        mapped = done.setdefault(id(args[0]), [])
+        y = next((y for before, y in mapped if all(map(_same_value, before[1:], args[1:]))),
+                 _MISSING)
+        if y is _MISSING:
+            y = f(*args)
+            mapped.append((args, y))
+        out.append(y)
+    if not rest:
+        return unflatten(spec, out, shared={})
+    # with rest, an object at two places whose leaves were mapped to other results at each
+    # (the trees of rest differ there) is rebuilt at each place
+    apart = _mapped_apart(spec, out)
+    return unflatten(spec, out, shared=_Sharing(apart) if apart else {})
 
 
 _NUMBERS = (int, float, complex, np.generic)
+
+
+def _same_value(a, b) -> bool:
+    """Whether two leaves of a tree of ``fmap``'s rest, at two places of one leaf of the
+    first tree, are one value: the same object, or NumPy arrays (numbers) of one type,
+    dtype and shape holding equal values (NaN equal to NaN). A traced array is only ever
+    itself: two with equal values may carry different derivatives."""
+    if a is b:
+        return True
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t is np.ndarray:
+        return a.dtype == b.dtype and a.shape == b.shape and a.dtype.kind in "biufc" and \
+            bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    return isinstance(a, _NUMBERS) and _same_number(a, b)
+
+
+def _same_number(a, b) -> bool:
+    return bool(a == b) or bool(a != a) and bool(b != b)  # (NaN: the same value here)
+
+
+def _mapped_apart(spec: Spec, out: list) -> set:
+    """The ids of the objects, lists and dicts at several places of ``spec`` whose leaves
+    were mapped to other results at some place than at the first (other objects, or other
+    numbers): each place keeps its own rebuild."""
+    first: dict = {}  # id of a node -> the span of its leaves in out at its first place
+    apart: set = set()
+
+    def walk(s: Spec, i: int) -> int:  # (i: the index in out of s's first leaf)
+        if s.kind == "leaf":
+            return i + 1
+        j = i
+        for c in s.children:
+            j = walk(c, j)
+        if s.kind in ("object", "list", "dict"):
+            span = first.setdefault(id(s.static), (i, j))
+            if span != (i, j) and not all(map(_one_result, out[span[0]:span[1]], out[i:j])):
+                apart.add(id(s.static))
+        return j
+
+    walk(spec, 0)
+    return apart
+
+
+def _one_result(a, b) -> bool:
+    """One result of ``f`` at two places: the same object, or numbers equal in value."""
+    return a is b or isinstance(a, _NUMBERS) and type(a) is type(b) and _same_number(a, b)
+
+
+class _Sharing(dict):
+    """``unflatten``'s ``shared`` table for ``fmap`` with rest: the ids in ``apart`` are
+    never recorded, so an object met again there is rebuilt with its own children."""
+
+    def __init__(self, apart: set):
+        super().__init__()
+        self.apart = apart
+
+    def __setitem__(self, key, value):
+        if key not in self.apart:
+            super().__setitem__(key, value)
 
 
 def _same_places(spec: Spec, other: Spec, n: int, m: int) -> None:
