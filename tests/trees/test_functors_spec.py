@@ -147,3 +147,27 @@ def test_restructure_keeps_a_layer_used_twice_one_layer():
     assert new[0] is new[2] and new[0] is not layer
     np.testing.assert_array_equal(new[0].weight, 2 * layer.weight)
     np.testing.assert_array_equal(new[1].bias, 2 * m[1].bias)
+
+
+def test_stop_gradient_keeps_ties():
+    """basics.jl "Sharing" (a shared array is one array in the result) through
+    fl.stop_gradient (Flux's ignore_derivatives gives x itself): a tied weight came back as
+    two copies and a layer used twice as two layers, so a write into one place of the
+    stopped model missed the other, eagerly and under a gradient alike."""
+    layer = fl.Dense(2, 2)
+    w = np.ones(3)
+    tree = {"a": w, "b": [w], "m": fl.Chain(layer, layer)}
+    stopped = fl.stop_gradient(tree)
+    assert stopped["a"] is stopped["b"][0] and stopped["a"] is not w
+    assert stopped["m"][0] is stopped["m"][1] and stopped["m"][0] is not layer
+    stopped["a"][0] = 5.0
+    assert stopped["b"][0][0] == 5.0 and w[0] == 1.0
+
+    def loss(t):
+        s = fl.stop_gradient(t)
+        s["a"] *= 2.0  # written once, seen at both places, as in t
+        return np.sum(t["a"] * s["b"][0])
+
+    g = fl.gradient(loss, {"a": w, "b": [w]})[0]
+    np.testing.assert_array_equal(g["a"], 2 * w)  # d/da sum(a * stop(2a)) = 2a
+    np.testing.assert_array_equal(g["b"][0], 2 * w)  # tied: the total at each place
