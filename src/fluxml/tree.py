@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from fluxml.treemaps import NUMBERS, Sharing, mapped_apart, same_value
+from fluxml.treemaps import fcollect as fcollect
+
 # (what a value is in a tree, and an object's fields: fluxml.treenodes; its public names
 # are importable from here as they were)
 from fluxml.treenodes import (
@@ -430,14 +433,17 @@ def _rebuild_dict(typ, d, like):
         return d
 
 
-def leaves(tree) -> list:
-    """The leaves of ``tree`` in flatten's order.
+def leaves(tree, is_leaf: Callable[[Any], bool] | None = None) -> list:
+    """The leaves of ``tree`` in flatten's order (Functors' ``fleaves``); ``is_leaf``
+    replaces the default leaf test (arrays and numbers), as in :func:`fmap`.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.leaves([np.ones(1), {"x": np.zeros(2)}])
     [array([1.]), array([0., 0.])]
+    >>> fl.leaves([1.0, {"x": 2.0}], is_leaf=lambda x: isinstance(x, (float, dict)))
+    [1.0, {'x': 2.0}]
     """
-    return flatten(tree)[0]
+    return flatten(tree, is_leaf)[0]
 
 
 def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
@@ -445,8 +451,9 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     An array at several places (tied weights) is mapped once, as Flux's ``fmap`` does, so
     the result is tied where ``tree`` is; so is any leaf but a number (an object a caller's
     ``is_leaf`` takes), and an object or list at several places (a layer used twice) is one
-    object in the result. Numbers and strings are values: a number is mapped at each place,
-    two equal arrays that are distinct objects are mapped apart.
+    object in the result. Numbers are values, mapped at each place; two equal arrays that
+    are distinct objects are mapped apart, and so is a view of an array (``w.T``, ``w[:2]``:
+    an array of its own, as ``fl.gradient`` sees it; Functors walks Julia's ``w'`` to ``w``).
 
     With ``rest``, a tied array of ``tree`` is mapped once where the leaves of ``rest`` at its
     places are the same arrays or equal ones (a gradient from ``fl.gradient`` holds the
@@ -478,6 +485,24 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     >>> new[0] is new[2], new[0].weight is new[2].weight
     (True, True)
     """
+    return _fmap(f, tree, rest, is_leaf, False)
+
+
+def fmap_with_path(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
+    """:func:`fmap` with each leaf's path: ``f(path, leaf, *leaves_of_rest)``, the path dotted
+    as :func:`leaves_with_paths` names it (Functors' ``fmap_with_path``, whose ``KeyPath`` is
+    a tuple of keys). A tied array is mapped once, with the path where it is first met.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.fmap_with_path(lambda p, x: p, {"layers": [np.ones(2), {"b": 0.5}]})
+    {'layers': ['layers.0', {'b': 'layers.1.b'}]}
+    >>> m = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))
+    >>> m = fl.fmap_with_path(lambda p, x: 0 * x if p.endswith("bias") else x, m)
+    """
+    return _fmap(f, tree, rest, is_leaf, True)
+
+
+def _fmap(f, tree, rest, is_leaf, with_paths: bool):
     xs, spec = flatten(tree, is_leaf)
     others = []
     for r in rest:
@@ -486,89 +511,28 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
         # tree where the other has an array paired the arrays after it with the wrong ones
         _same_places(spec, other, len(xs), len(o))
         others.append(o)
+    paths: list = []
+    if with_paths:
+        _paths(spec, "", paths)
     done: dict = {}  # id of a leaf of tree -> [(its leaves at a place, kept alive; f's result)]
     out = []
-    for args in zip(xs, *others):
-        if isinstance(args[0], _NUMBERS):  # values, not objects: mapped at each place
-            out.append(f(*args))
+    for k, args in enumerate(zip(xs, *others)):
+        if isinstance(args[0], NUMBERS):  # values, not objects: mapped at each place
+            out.append(f(paths[k], *args) if with_paths else f(*args))
             continue
         mapped = done.setdefault(id(args[0]), [])
-        y = next((y for before, y in mapped if all(map(_same_value, before[1:], args[1:]))),
+        y = next((y for before, y in mapped if all(map(same_value, before[1:], args[1:]))),
                  _MISSING)
         if y is _MISSING:
-            y = f(*args)
+            y = f(paths[k], *args) if with_paths else f(*args)
             mapped.append((args, y))
         out.append(y)
     if not rest:
         return unflatten(spec, out, shared={})
     # with rest, an object at two places whose leaves were mapped to other results at each
     # (the trees of rest differ there) is rebuilt at each place
-    apart = _mapped_apart(spec, out)
-    return unflatten(spec, out, shared=_Sharing(apart) if apart else {})
-
-
-_NUMBERS = (int, float, complex, np.generic)
-
-
-def _same_value(a, b) -> bool:
-    """Whether two leaves of a tree of ``fmap``'s rest, at two places of one leaf of the
-    first tree, are one value: the same object, or NumPy arrays (numbers) of one type,
-    dtype and shape holding equal values (NaN equal to NaN). A traced array is only ever
-    itself: two with equal values may carry different derivatives."""
-    if a is b:
-        return True
-    t = type(a)
-    if t is not type(b):
-        return False
-    if t is np.ndarray:
-        return a.dtype == b.dtype and a.shape == b.shape and a.dtype.kind in "biufc" and \
-            bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-    return isinstance(a, _NUMBERS) and _same_number(a, b)
-
-
-def _same_number(a, b) -> bool:
-    return bool(a == b) or bool(a != a) and bool(b != b)  # (NaN: the same value here)
-
-
-def _mapped_apart(spec: Spec, out: list) -> set:
-    """The ids of the objects, lists and dicts at several places of ``spec`` whose leaves
-    were mapped to other results at some place than at the first (other objects, or other
-    numbers): each place keeps its own rebuild."""
-    first: dict = {}  # id of a node -> the span of its leaves in out at its first place
-    apart: set = set()
-
-    def walk(s: Spec, i: int) -> int:  # (i: the index in out of s's first leaf)
-        if s.kind == "leaf":
-            return i + 1
-        j = i
-        for c in s.children:
-            j = walk(c, j)
-        if s.kind in ("object", "list", "dict"):
-            span = first.setdefault(id(s.static), (i, j))
-            if span != (i, j) and not all(map(_one_result, out[span[0]:span[1]], out[i:j])):
-                apart.add(id(s.static))
-        return j
-
-    walk(spec, 0)
-    return apart
-
-
-def _one_result(a, b) -> bool:
-    """One result of ``f`` at two places: the same object, or numbers equal in value."""
-    return a is b or isinstance(a, _NUMBERS) and type(a) is type(b) and _same_number(a, b)
-
-
-class _Sharing(dict):
-    """``unflatten``'s ``shared`` table for ``fmap`` with rest: the ids in ``apart`` are
-    never recorded, so an object met again there is rebuilt with its own children."""
-
-    def __init__(self, apart: set):
-        super().__init__()
-        self.apart = apart
-
-    def __setitem__(self, key, value):
-        if key not in self.apart:
-            super().__setitem__(key, value)
+    apart = mapped_apart(spec, out)
+    return unflatten(spec, out, shared=Sharing(apart) if apart else {})
 
 
 def _same_places(spec: Spec, other: Spec, n: int, m: int) -> None:
