@@ -519,3 +519,28 @@ def test_flexible_functors():
     assert _same(fl.fcollect(m4), [m4, m3, m2])
     assert _same(fl.fcollect(m4, exclude=lambda x: isinstance(x, np.ndarray)), [m4, m3])
     assert _same(fl.fcollect(m4, exclude=lambda x: x is m3), [m4])
+
+
+def test_paths_that_read_the_same_are_refused_by_trainable():
+    """keypath.jl: a KeyPath is a tuple of keys, so (:a, :b) and ("a.b",) differ. fluxml's
+    paths are dotted strings: fl.trainable gave one dict entry for two arrays whose paths
+    read the same, silently dropping one; now it refuses by name (fl.state nests its
+    entries, and refuses keys 1 and '1')."""
+    for tree in ({"a.b": np.ones(1), "a": {"b": np.zeros(1)}}, {1: np.ones(1), "1": np.zeros(1)}):
+        paths = [p for p, _ in fl.tree.leaves_with_paths(tree)]
+        assert len(paths) == 2 and paths[0] == paths[1]
+        with pytest.raises(ValueError, match="fl.trainable: two arrays of the model are both "
+                                             "at the path '(a.b|1)'"):
+            fl.trainable(tree)
+    w = np.ones(2)
+    assert list(fl.trainable({"x": w, "y": [w]})) == ["x", "y.0"]  # a tie: two paths
+
+
+def test_modules_of_a_list_holding_itself():
+    """basics.jl "Self-referencing types": fl.modules walked a list that holds itself for
+    ever (flatten refuses one by name); now each list once, as fcollect."""
+    d = fl.Dense(1, 1)
+    items = [d]
+    items.append(items)
+    assert fl.modules(items) == [d]
+    assert fl.modules({"a": [d, d], "b": (d,)}) == [d]
