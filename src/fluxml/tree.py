@@ -520,12 +520,16 @@ def _fmap(f, tree, rest, is_leaf, with_paths: bool):
         if isinstance(args[0], NUMBERS):  # values, not objects: mapped at each place
             out.append(f(paths[k], *args) if with_paths else f(*args))
             continue
-        mapped = done.setdefault(id(args[0]), [])
-        y = next((y for before, y in mapped if all(map(same_value, before[1:], args[1:]))),
-                 _MISSING)
-        if y is _MISSING:
+        mapped = done.get(id(args[0]))
+        if mapped is None:  # (most leaves: met once)
             y = f(paths[k], *args) if with_paths else f(*args)
-            mapped.append((args, y))
+            done[id(args[0])] = [(args, y)]
+        else:
+            y = next((y for before, y in mapped if all(map(same_value, before[1:], args[1:]))),
+                     _MISSING)
+            if y is _MISSING:
+                y = f(paths[k], *args) if with_paths else f(*args)
+                mapped.append((args, y))
         out.append(y)
     if not rest:
         return unflatten(spec, out, shared={})
