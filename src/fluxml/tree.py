@@ -462,6 +462,11 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     mapped with its own leaves and the tie is not kept there (Flux's ``fmap`` keys on the
     first tree alone and gives the first place's result at both).
 
+    A None in a tree of ``rest`` where ``tree`` has a leaf (or a whole part: a gradient's
+    None for a field that carries none, such as BatchNorm's running statistics) is given to
+    ``f`` as None at each of those leaves, as Functors' ``f(x, nothing)``; a leaf of ``rest``
+    where ``tree`` has none is refused, naming the place.
+
     ``is_leaf`` replaces the default leaf test (arrays and numbers). Static parts (functions,
     and the arrays a function closes over, strings, ``Fraction``s ...) are kept as they are,
     and ``f`` never sees them.
@@ -506,10 +511,17 @@ def _fmap(f, tree, rest, is_leaf, with_paths: bool):
     xs, spec = flatten(tree, is_leaf)
     others = []
     for r in rest:
-        o, other = flatten(align(r, spec, "fmap: a tree of rest"), is_leaf)
+        r = align(r, spec, "fmap: a tree of rest")
+        o, other = flatten(r, is_leaf)
         # the leaves must sit at the same places, not only be as many: a None (static) in one
-        # tree where the other has an array paired the arrays after it with the wrong ones
-        _same_places(spec, other, len(xs), len(o))
+        # tree where the other has an array paired the arrays after it with the wrong ones;
+        # a None of rest where tree has a leaf (a gradient's, for a field that carries none)
+        # is given to f at that place
+        if len(o) != len(xs) or not _same_paths(spec, other):
+            paired = _leaves_at(spec, r, o, is_leaf)
+            if paired is None:
+                _same_places(spec, other, len(xs), len(o))
+            o = paired
         others.append(o)
     paths: list = []
     if with_paths:
@@ -539,6 +551,54 @@ def _fmap(f, tree, rest, is_leaf, with_paths: bool):
     return unflatten(spec, out, shared=Sharing(apart) if apart else {})
 
 
+def _same_paths(spec: Spec, other: Spec) -> bool:
+    mine, theirs = [], []
+    _paths(spec, "", mine)
+    _paths(other, "", theirs)
+    return mine == theirs
+
+
+def _leaves_at(spec: Spec, tree, leaves: list, is_leaf) -> list | None:
+    """The values of ``tree`` (a tree of ``fmap``'s rest, aligned to ``spec``) at the places
+    of ``spec``'s leaves, None where ``tree`` holds None in place of a leaf or of a whole
+    part (Functors calls ``f(x, nothing)`` there); None if ``tree`` is not of that shape, or
+    has leaves (``leaves``, its own) where ``spec`` has none."""
+    out: list = []
+    if not _walk_at(spec, tree, out, is_leaf or is_array_leaf):
+        return None
+    got = [v for v in out if v is not None]
+    return out if len(got) == len(leaves) and all(map(_is, got, leaves)) else None
+
+
+def _walk_at(spec: Spec, x, out: list, leaf) -> bool:
+    kind = spec.kind
+    if kind == "leaf":
+        out.append(x)
+        return x is None or leaf(x)
+    if kind == "static":
+        return True
+    if x is None:  # a part of tree that is None as a whole: None at each of its leaves
+        out.extend(None for n in nodes(spec) if n.kind == "leaf")
+        return True
+    if kind == "dict":
+        if not isinstance(x, dict) or len(x) != len(spec.children):
+            return False
+        values = list(x.values())  # (aligned: in spec's order)
+    elif kind == "object":
+        fields = _fields(x)
+        if fields is None:
+            return False
+        have = dict(fields)
+        values = [have.get(k, _MISSING) for k in spec.keys]
+    else:
+        if not isinstance(x, (list, tuple, collections.deque)) or \
+                len(x) != len(spec.children):
+            return False
+        values = list(x)
+    return all(v is not _MISSING and _walk_at(c, v, out, leaf)
+               for c, v in zip(spec.children, values))
+
+
 def _same_places(spec: Spec, other: Spec, n: int, m: int) -> None:
     """Refuse a tree of ``fmap``'s rest whose leaves are not at ``spec``'s places."""
     mine, theirs = [], []
@@ -550,9 +610,10 @@ def _same_places(spec: Spec, other: Spec, n: int, m: int) -> None:
     where = (f"the first tree has a leaf at {mine[i]!r} where a tree of rest has "
              f"{'one at ' + repr(theirs[i]) if i < m else 'none'}" if i < n else
              f"a tree of rest has a leaf at {theirs[i]!r} where the first tree has none")
-    raise ValueError(f"fmap: trees differ: {n} leaves against {m}; {where} (None, or any "
-                     f"value that is not a leaf, holds no place: fl.gradient(..., "
-                     f"zeros_for_none=True) gives zeros instead of None)")
+    raise ValueError(f"fmap: trees differ: {n} leaves against {m}; {where} (a None of rest "
+                     f"where the first tree has a leaf is given to f as None, but a leaf of "
+                     f"rest where the first tree has None or another part is refused: "
+                     f"fl.gradient(..., zeros_for_none=True) gives zeros instead of None)")
 
 
 def align(tree, spec: Spec, who: str = "a tree"):

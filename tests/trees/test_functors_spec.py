@@ -544,3 +544,35 @@ def test_modules_of_a_list_holding_itself():
     items.append(items)
     assert fl.modules(items) == [d]
     assert fl.modules({"a": [d, d], "b": (d,)}) == [d]
+
+
+def test_old_update_jl_with_none_in_the_gradient():
+    """basics.jl "old test update.jl": fmap(m, m̄) do x, y; isnothing(y) && return x ... end.
+    A gradient holds None for the fields that carry none (BatchNorm's running statistics and
+    eps, even with zeros_for_none); fmap refused the pair, so the Flux idiom failed for any
+    model with a normalisation layer. Now f gets None there, as Functors' f(x, nothing)."""
+    m = fl.Chain(fl.Dense(2, 3), fl.BatchNorm(3))
+    x = np.array([[0.5, -1.0], [2.0, 0.25], [-1.5, 1.0], [0.0, 3.0]], np.float32)
+    g = fl.gradient(lambda m: np.sum(m(x) ** 2 * np.arange(3)), m)[0]
+    assert g[1].running_mean is None and g[1].eps is None
+    seen = []
+
+    def step(p, d):
+        seen.append(d is None)
+        return p if d is None else p - np.float32(0.1) * d
+
+    new = fl.fmap(step, m, g)
+    assert seen == [False] * 4 + [True] * 5  # running_mean, running_var, eps, momentum, channels
+    np.testing.assert_array_equal(new[0].weight, m[0].weight - np.float32(0.1) * g[0].weight)
+    np.testing.assert_array_equal(new[1].bias, m[1].bias - np.float32(0.1) * g[1].bias)
+    assert new[1].running_mean is m[1].running_mean and new[1].eps == m[1].eps
+    # None for a whole part: None at each of its leaves
+    out = fl.fmap(lambda a, b: (a, b), {"p": {"w": 1.0, "v": [2.0]}, "q": 3.0},
+                  {"p": None, "q": 4.0})
+    assert out == {"p": {"w": (1.0, None), "v": [(2.0, None)]}, "q": (3.0, 4.0)}
+    # a leaf of rest where the first tree has None is still refused by name
+    with pytest.raises(ValueError, match="the first tree has a leaf at 'a' where a tree of "
+                                         "rest has one at 'b'"):
+        fl.fmap(lambda a, b: a, {"a": 1.0, "b": None}, {"a": None, "b": 2.0})
+    with pytest.raises(ValueError, match="trees differ: 2 leaves against 1"):
+        fl.fmap(lambda a, b: a, {"a": 1.0, "b": [2.0]}, {"a": None, "b": {"c": 1.0}})
