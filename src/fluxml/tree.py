@@ -310,15 +310,12 @@ def _unflatten(spec, it, none, shared=None, log=None):
                 for c in spec.children]
     if log is not None and kind != "object":
         return _logged(spec, children, log, shared)
-    if kind == "tuple" or spec.type is list:
+    if spec.type is tuple or spec.type is list:
         return spec.type(children)
-    if kind == "list":  # (a deque keeps its maxlen)
-        return _container_like(spec, children)
-    if kind == "namedtuple":
-        return spec.type(*children)
-    if kind == "dict":
-        d = dict(zip(spec.keys, children))
-        return d if spec.type is dict else _rebuild_dict(spec.type, d, spec.static)
+    if kind == "dict" and spec.type is dict:
+        return dict(zip(spec.keys, children))
+    if kind != "object":  # namedtuples, deques, the subclasses of list, tuple and dict
+        return _container_like(spec, children, none)
     if shared is not None and (built := shared.get(id(spec.static))) is not None:
         if log is not None:
             log.append(REPEATED)
@@ -353,10 +350,8 @@ def _logged(spec, children, log, shared):
     deques, their subclasses) logged with their contents as built; with ``shared``, one met
     again is the one built (a list at two places is one list, as an object is)."""
     kind = spec.kind
-    if kind == "namedtuple":
-        return spec.type(*children)
-    if kind == "tuple":
-        return spec.type(children)
+    if kind == "namedtuple" or kind == "tuple":
+        return _container_like(spec, children)
     if shared is not None:
         built = shared.get(id(spec.static))
         if built is not None:
@@ -387,15 +382,30 @@ def _logged_set(original: set, log, shared):
     return new
 
 
-def _container_like(spec, children):
-    """A new list or dict of ``spec``'s type holding ``children`` (a deque keeps its
-    ``maxlen``)."""
-    if spec.kind == "dict":
+def _container_like(spec, children, none: bool = False):
+    """A new container of ``spec``'s type holding ``children``: a deque keeps its
+    ``maxlen``, and an instance of a subclass of list, tuple or dict its attributes
+    (``class Layers(list)`` with ``self.name``: static parts, not walked; None with
+    ``none``, as an object's static fields in a gradient). Before, they were lost: fl.f32 and
+    fmap dropped them silently, and a forward pass reading one failed under fl.gradient."""
+    kind, t, like = spec.kind, spec.type, spec.static
+    if kind == "dict":
         d = dict(zip(spec.keys, children))
-        return d if spec.type is dict else _rebuild_dict(spec.type, d, spec.static)
-    if issubclass(spec.type, collections.deque) and spec.static is not None:
-        return spec.type(children, maxlen=spec.static.maxlen)
-    return spec.type(children)
+        if t is dict:
+            return d
+        new = _rebuild_dict(t, d, like)
+    elif kind == "namedtuple":
+        new = t(*children)
+    elif kind == "tuple" or t is list:
+        new = t(children)
+    elif issubclass(t, collections.deque) and like is not None:
+        new = t(children, maxlen=like.maxlen)
+    else:
+        new = t(children)
+    attributes = getattr(like, "__dict__", None)
+    if attributes and type(new) is type(like):
+        new.__dict__.update(dict.fromkeys(attributes, None) if none else attributes)
+    return new
 
 
 def _rebind_methods(spec, children, obj, state) -> None:

@@ -576,3 +576,44 @@ def test_old_update_jl_with_none_in_the_gradient():
         fl.fmap(lambda a, b: a, {"a": 1.0, "b": None}, {"a": None, "b": 2.0})
     with pytest.raises(ValueError, match="trees differ: 2 leaves against 1"):
         fl.fmap(lambda a, b: a, {"a": 1.0, "b": [2.0]}, {"a": None, "b": {"c": 1.0}})
+
+
+class _Params(dict):
+    """A user's dict of parameters with attributes of its own (base.jl "AbstractDict is
+    functor": an OrderedDict comes back an OrderedDict)."""
+
+
+class _Layers(list):
+    pass
+
+
+class _Pair(NT):  # a namedtuple subclass without __slots__: it has attributes
+    pass
+
+
+def test_container_subclasses_keep_their_attributes():
+    """base.jl "AbstractDict is functor" (the container's type and what it holds kept): a
+    subclass of dict, list or namedtuple lost its instance attributes when rebuilt, so
+    fl.f32 and fmap dropped them silently and a forward pass reading one failed in
+    fl.gradient (AttributeError on the traced copy)."""
+    p = _Params(w=np.ones(2, np.float32))
+    p.scale = 3.0
+    layers = _Layers([np.ones(1)])
+    layers.name = "enc"
+    pair = _Pair(np.ones(1), 2.0)
+    pair.note = "kept"
+    tree = {"p": p, "l": layers, "t": pair}
+    out = fl.f64(tree)
+    assert type(out["p"]) is _Params and out["p"].scale == 3.0
+    assert out["p"]["w"].dtype == np.float64
+    assert type(out["l"]) is _Layers and out["l"].name == "enc"
+    assert type(out["t"]) is _Pair and out["t"].note == "kept" and out["t"].y == 2.0
+    assert fl.fmap(lambda a, b: a + b, tree, tree)["l"].name == "enc"
+
+    def loss(tree):
+        return np.sum(tree["p"]["w"] * np.array([1.0, 2.0], np.float32)) * tree["p"].scale
+
+    g = fl.gradient(loss, tree)[0]
+    np.testing.assert_array_equal(g["p"]["w"], np.array([3.0, 6.0], np.float32))
+    assert type(g["p"]) is _Params and g["p"].scale is None  # static: None in a gradient
+    assert g["l"].name is None
