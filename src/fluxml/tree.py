@@ -6,7 +6,8 @@ with attributes (``fl.Module`` subclasses among them, the user's classes with ``
 strings, enum members, None, the standard library's objects ...) is static structure, kept
 when a tree is rebuilt from its own leaves and shown as ``None`` in a gradient. A field
 holding a method bound to the object or to one of its fields (``self.impl =
-self._forward``) is bound to the rebuilt object.
+self._forward``) is bound to the rebuilt object. A subclass of list, tuple or dict keeps its
+instance attributes when rebuilt (static parts: they are not walked).
 
 This module walks trees (flatten, unflatten, fmap, align, paths); what each value is in a
 tree, and how an object node's fields are read and set, is :mod:`fluxml.treenodes`'s.
@@ -499,6 +500,9 @@ def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None)
     >>> new = fl.fmap(lambda p, g: p - 0.5 * g, model, grad)
     >>> new[0] is new[2], new[0].weight is new[2].weight
     (True, True)
+    >>> fl.fmap(lambda p, g: p if g is None else p - g, {"w": 1.0, "n": 2.0},
+    ...         {"w": 0.25, "n": None})
+    {'w': 0.75, 'n': 2.0}
     """
     return _fmap(f, tree, rest, is_leaf, False)
 
