@@ -387,8 +387,8 @@ def test_dict():
 
 
 def test_leaf():
-    """basics.jl "@leaf": a type taken as a leaf by is_leaf (or fl.tree.register_leaf) is
-    given to f whole, and rebuilt as it is by the identity."""
+    """basics.jl "@leaf": a type taken as a leaf by is_leaf is given to f whole, and rebuilt
+    as it is by the identity."""
     class B:
         def __init__(self, x):
             self.x = x
