@@ -198,6 +198,7 @@ def test_a_resumed_epochs_progress_bar_counts_the_steps_it_holds(tmp_path, monke
         return drawn[-1]
 
     monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # (imported by an earlier test)
     monkeypatch.setattr(progress, "TextBar", bar)
     fl.train(lambda m, a, b: fl.mse(m(a), b), model, loader, state, epochs=2,
              history=fl.History.from_dict(info.extra["history"]))
