@@ -231,6 +231,7 @@ def test_checkpoint_callback_resumes_exactly(tmp_path):
 
 def test_progress_output(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # the built-in bar
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # (imported by an earlier test)
     x, y = _data()
     model = _model()
     fl.train(mse, model, fl.DataLoader((x, y), batchsize=16), fl.setup(fl.Adam(), model),

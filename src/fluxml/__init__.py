@@ -29,8 +29,10 @@ from fluxml.ad import (
 )
 from fluxml.init import seed
 from fluxml.tree import (
+    fcollect,
     flatten,
     fmap,
+    fmap_with_path,
     leaves,
     unflatten,
 )
@@ -142,7 +144,8 @@ __all__ = [
     "ctc_loss", "custom_jvp", "custom_vjp", "data",
     "datasets",
     "dice_coeff_loss", "dot_product_attention", "dropout", "elu", "embedding", "f16", "f32", "f64",
-    "flatten", "fmap", "focal_loss", "freeze", "gelu", "gelu_erf", "gelu_tanh", "gpu", "gradient",
+    "fcollect", "flatten", "fmap", "fmap_with_path", "focal_loss", "freeze", "gelu", "gelu_erf",
+    "gelu_tanh", "gpu", "gradient",
     "groupnorm", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "hessian", "hinge_loss",
     "huber_loss", "identity", "index_add", "init", "instancenorm", "io", "jacobian", "jvp",
     "kfolds", "kldivergence", "label_smoothing", "layernorm", "leakyrelu", "leaves", "lisht",

@@ -643,14 +643,18 @@ def stop_gradient(x):
     """``x`` with no derivative flowing through it, at any order (Flux's
     ``ignore_derivatives``); maps over trees. Arrays come back as plain arrays of their own
     (copies, traced or not, so that code behaves the same under a transform), which may be
-    written freely.
+    written freely. An array at several places (a tied weight) is one copy at all of them,
+    and a layer used twice one layer, as in ``x``.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.gradient(lambda x: np.sum(x * fl.stop_gradient(x)), np.array([3.0]))
     (array([3.]),)
     """
     leaves, spec = flatten(x)
-    return unflatten(spec, [_stopped(v) for v in leaves])
+    copies: dict = {}  # id of a leaf -> its copy (the leaves keep the ids alive)
+    out = [copies[id(v)] if id(v) in copies else copies.setdefault(id(v), _stopped(v))
+           for v in leaves]
+    return unflatten(spec, out, shared={})
 
 
 def _stopped(t):

@@ -324,6 +324,8 @@ def modules(model) -> list:
         x = stack.pop()
         if id(x) in seen:
             continue
+        if isinstance(x, (list, dict)):  # (once each: a list may hold itself)
+            seen.add(id(x))
         if isinstance(x, (list, tuple)):
             stack.extend(reversed(x))
         elif isinstance(x, dict):
@@ -375,8 +377,19 @@ def trainable(model) -> dict[str, Any]:
     >>> import fluxml as fl
     >>> list(fl.trainable(fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))))
     ['layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.1.bias']
+
+    Two places whose paths read the same (a key ``"a.b"`` beside ``{"a": {"b": ...}}``, keys
+    ``1`` and ``"1"``) are refused by name: one array would hide the other.
     """
-    return {p: x for p, x in leaves_with_paths(model, trainable=True) if _is_param(x)}
+    out: dict = {}
+    for p, x in leaves_with_paths(model, trainable=True):
+        if _is_param(x):
+            if p in out:
+                raise ValueError(f"fl.trainable: two arrays of the model are both at the path "
+                                 f"{p!r} (a key with a dot in it, or keys 1 and '1'); rename "
+                                 f"one of the keys")
+            out[p] = x
+    return out
 
 
 def _is_param(x) -> bool:

@@ -4,9 +4,10 @@ Layers hold float32 parameters unless told otherwise. ``fl.f64(model)``, ``fl.f3
 and ``fl.f16(model)`` convert every floating-point array of a tree (parameters, running
 statistics, optimiser state); a layer given input of another float precision converts it
 to its own and warns once, naming the layer, as Flux does; integer input is an error.
-An object whose class sets ``keeps_dtype = True`` (``fl.MixedPrecision``'s state: its
-float32 copy of a float16 parameter) is left as it is: its arrays keep the precision they
-were made for.
+The arrays a function closes over are not part of the tree (functions are static): make
+them a Module's fields to have them converted. An object whose class sets ``keeps_dtype =
+True`` (``fl.MixedPrecision``'s state: its float32 copy of a float16 parameter) is left as
+it is: its arrays keep the precision they were made for.
 
 >>> import numpy as np, fluxml as fl
 >>> m = fl.f64(fl.Dense(2, 3))

@@ -38,7 +38,8 @@ class Restructure:
     """What :func:`destructure` returns beside the flat vector: ``re(flat)`` rebuilds the
     model with its trainable arrays read from ``flat`` (and ``re(x, flat)`` calls the
     rebuilt model on ``x``). Each array comes back in its own dtype and shape; a tied array
-    is one slice, placed at every address it had. Differentiable in ``flat``.
+    is one slice, placed at every address it had, and a layer used twice is one layer.
+    Differentiable in ``flat``.
 
     >>> import numpy as np, fluxml as fl
     >>> _, re = fl.destructure(fl.Dense(2, 3))
@@ -80,7 +81,9 @@ class Restructure:
                 piece = np.reshape(flat[o:o + x.size], x.shape)
                 new[o] = _as_dtype(piece, x.dtype)
             out.append(new[o])
-        return unflatten(self._spec, out)
+        # (a layer at two places is one layer in the rebuilt model, as in the model: its
+        # leaves are the same at both, one slice per tied array)
+        return unflatten(self._spec, out, shared={})
 
     def __repr__(self) -> str:
         return f"Restructure({type(self.model).__name__}, ..., {self.length})"
