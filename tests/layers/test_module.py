@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from fluxml.layers import precision
 from fluxml.testing import check_grads
 
 
@@ -208,7 +209,10 @@ def test_a_users_layer_error_is_located_keeping_its_type_and_traceback():
     assert fl.Chain(np.sin, Mix())(np.ones((1, 4))).shape == (1, 2)
 
 
-def test_other_precision_converts_and_warns_once():
+def test_other_precision_converts_and_warns_once(monkeypatch):
+    # (once per process, for each layer type and pair of dtypes: an earlier test may have
+    # used it up, so this one starts afresh)
+    monkeypatch.setattr(precision, "_warned", set())
     d = fl.Dense(2, 2)
     with pytest.warns(UserWarning, match=r"Dense\(2 => 2\) has float32 parameters and got "
                                          "float64 input"):
