@@ -220,8 +220,13 @@ class _Params:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def unpack(self, vec):
+        """The gradients for the leaves from a packed vector, each of its leaf's dtype: a
+        real leaf takes the real part (with a complex state ``lambda^T df/dp`` is complex;
+        its real part is the derivative of the real loss)."""
         out = []
         for like, part in self._parts(vec):
+            if not np.iscomplexobj(like):
+                part = np.real(part)
             if isinstance(like, np.ndarray):
                 out.append(part.reshape(like.shape).astype(like.dtype, copy=False))
             elif isinstance(like, np.generic):
@@ -412,7 +417,8 @@ class _Backward:
 
     def backsolve(self, start, end, u_saved, lam, mu, i):
         n = lam.size
-        u = np.asarray(raw(u_saved), dtype=float).reshape(-1)
+        # (float: a float32 state's u solved in float64 beside lambda; a complex one kept)
+        u = np.asarray(raw(u_saved), dtype=np.result_type(raw(u_saved), float)).reshape(-1)
         if self.u_back is not None:
             self.check_drift(self.u_back, u, start)
 

@@ -21,8 +21,10 @@ from fluxml.ad.core import raw
 
 
 def _rms(x, scale) -> float:
-    """The root mean square of ``x / scale``; 0 for an empty state."""
-    return float(np.sqrt(np.mean(np.square(x / scale)))) if x.size else 0.0
+    """The root mean square of ``|x| / scale``; 0 for an empty state. The modulus, for
+    complex states (as diffrax and torchdiffeq): the square of a complex error summed real
+    and imaginary parts' squares with opposite signs, so an error of 1 + 1j counted as 0."""
+    return float(np.sqrt(np.mean(np.square(np.abs(x) / scale)))) if x.size else 0.0
 
 
 def error_norm(err, y0, y1, rtol: float, atol: float) -> float:

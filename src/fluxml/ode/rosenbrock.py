@@ -88,6 +88,10 @@ class _Rosenbrock:
 
     def _linear(self, t, y, h, k1, jac):
         """``(solve, dT)``: a function solving ``W x = b`` for this step, and ``df/dt``."""
+        if np.iscomplexobj(raw(y)):  # (else the Jacobian's error, naming no solver)
+            raise TypeError(f"{self!r} does not take complex states (its Jacobian is of a real "
+                            "state); solve the real and imaginary parts as one real state "
+                            "of twice the size, or use an explicit solver such as Tsit5()")
         cache = getattr(self, "_cache", None)
         if cache is not None and cache[0] == t and cache[1] is y:
             J, dT = cache[2], cache[3]

@@ -82,9 +82,12 @@ def _times(tspan, saveat):
 
 
 def _state(u0):
-    if type(u0) in (list, int, float) or isinstance(u0, np.generic):
-        u0 = np.asarray(u0, dtype=float)
-    if type(u0) is np.ndarray and u0.dtype.kind != "f":
+    """``u0`` as a float or complex array (integers and bools become float64). A complex
+    state stays complex (it was cast to float with only a ComplexWarning: the imaginary
+    part of ``u0`` was dropped and ``u' = -1j u`` from ``1j`` solved as from 0)."""
+    if type(u0) in (list, int, float, complex) or isinstance(u0, np.generic):
+        u0 = np.asarray(u0)
+    if type(u0) is np.ndarray and u0.dtype.kind not in "fc":
         u0 = u0.astype(float)
     return u0
 
