@@ -125,7 +125,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
     if dt is not None:
         h = abs(float(dt))
     else:
-        h = initial_step(F, t, y, k1, direction, solver.order, rtol, atol, span)
+        h = initial_step(F, t, y, k1, direction, solver.order, rtol, atol, span, norm_size)
     ctrl = PIController(solver.order) if adaptive else None
     n_steps = 0
     last_nonfinite = False

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fluxml._checks import flag, positive_int, real_in
 from fluxml.ad.core import DifferentiationError, Tracer, top_trace
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint
@@ -81,6 +82,31 @@ def _times(tspan, saveat):
     return t0, t1, save
 
 
+def _check_options(rtol, atol, dt, max_steps, adaptive) -> None:
+    """The step options, refused by name when they cannot mean anything: a negative or NaN
+    tolerance was accepted (atol=-1 took two steps and called it solved; rtol=NaN, or both
+    tolerances 0, rejected every step until max_steps), as were dt=0 or NaN (an unclear
+    failure in the first step) and a fractional max_steps."""
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        try:
+            values = np.asarray(tol, dtype=float)
+        except (TypeError, ValueError):
+            values = np.array(np.nan)
+        if values.size == 0 or not np.all(np.isfinite(values) & (values >= 0)):
+            raise ValueError(f"solve: {name} must be a number >= 0 (or an array of them, one "
+                             f"per state entry); got {tol!r}")
+    if not np.any(np.asarray(rtol, dtype=float) + np.asarray(atol, dtype=float) > 0):
+        raise ValueError("solve: rtol and atol are both 0, so no error would be small enough; "
+                         "pass a positive tolerance")
+    if dt is not None:
+        real_in("solve", "dt", dt)
+        if dt == 0:
+            raise ValueError("solve: dt must be a nonzero step size (its sign is ignored: "
+                             "tspan gives the direction); got 0")
+    positive_int("solve", "max_steps", max_steps)
+    flag("solve", "adaptive", adaptive)
+
+
 def _state(u0):
     """``u0`` as a float or complex array (integers and bools become float64). A complex
     state stays complex (it was cast to float with only a ComplexWarning: the imaginary
@@ -120,7 +146,10 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     (fixed step: pass ``dt``), BS3, Tsit5 (default), DP5, Vern7 (adaptive), or the stiff
     Rosenbrock23 and Rodas5. ``saveat`` lists the output times (default: ``t0`` and every
     accepted step); ``dt`` is the fixed step, or the first step of an adaptive solver
-    (``adaptive=False`` keeps it fixed).
+    (``adaptive=False`` keeps it fixed); its sign is ignored (``tspan`` gives the direction).
+    ``rtol`` and ``atol`` are numbers or arrays shaped like the flat state (per entry, as
+    torchdiffeq's); the error norm is the RMS of ``|err| / (atol + rtol * max(|u0|, |u1|))``
+    over the step (the modulus for complex states, as diffrax and torchdiffeq).
 
     Inside ``fl.gradient``, derivatives with respect to ``u0`` and ``p`` flow through the
     solve as ``sensealg`` says: ``Direct()`` records the solver's steps (exact for the
@@ -130,6 +159,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     close over traced values (which an adjoint refuses with an error).
     """
     _refuse_other_orders(f)
+    _check_options(rtol, atol, dt, max_steps, adaptive)
     solver = Tsit5() if solver is None else solver
     t0, t1, save = _times(tspan, saveat)
     u0 = _state(u0)
