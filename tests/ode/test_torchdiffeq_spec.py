@@ -219,3 +219,38 @@ def test_collection_state(solver):
         g, = fl.gradient(loss, y0)
         fd = (loss(y0 + 1e-6) - loss(y0 - 1e-6)) / 2e-6
         np.testing.assert_allclose(g, fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("alg", [fl.ode.Direct(), fl.ode.InterpolatingAdjoint(),
+                                 fl.ode.BacksolveAdjoint()], ids=repr)
+def test_max_step(alg):
+    """odeint_tests.py::TestMinMaxStep, max_step (fluxml's dtmax, diffrax's dtmax): on the
+    linear problem no step is longer than it, forwards or backwards in time, so more
+    evaluations than without; the solution and the gradient (the adjoint's backward steps
+    bounded too) stay right. torchdiffeq's min_step (accepting steps its error control
+    rejects) has no fluxml twin."""
+    for reverse in (False, True):
+        f, p, y0, ts, sol = construct_problem("linear", reverse)
+        free = fl.ode.solve(f, y0, (ts[0], ts[-1]), p, **TORCHDIFFEQ_TOLS)
+        capped = fl.ode.solve(f, y0, (ts[0], ts[-1]), p, dtmax=0.1, **TORCHDIFFEQ_TOLS)
+        assert np.abs(np.diff(free.t)).max() > 0.15
+        assert np.abs(np.diff(capped.t)).max() <= 0.1 * (1 + 1e-12)
+        assert capped.stats.nfe > 6 * 7 / 0.1 > free.stats.nfe
+        assert rel_error(sol[-1], capped.u[-1]) < 2e-3
+    stats = {}
+
+    def loss(y0, dtmax):
+        out = fl.ode.solve(f, y0, (ts[0], ts[-1]), p, saveat=ts, dtmax=dtmax, sensealg=alg,
+                           **TORCHDIFFEQ_TOLS)
+        stats[dtmax] = out.stats
+        return np.sum(out.u)
+
+    g_free, = fl.gradient(lambda y: loss(y, None), y0)
+    g_capped, = fl.gradient(lambda y: loss(y, 0.1), y0)
+    np.testing.assert_allclose(g_capped, g_free, rtol=1e-5)
+    if not isinstance(alg, fl.ode.Direct):  # the backward solve's evaluations counted too
+        assert stats[0.1].nfe > 2 * 6 * 7 / 0.1
+    with pytest.raises(ValueError, match="dtmax must be a finite number > 0"):
+        fl.ode.solve(f, y0, (1.0, 8.0), p, dtmax=0.0)
+    node = fl.NeuralODE(fl.Dense(2, 2, np.tanh), (0.0, 1.0), dtmax=0.01, rtol=1e-3)
+    assert node.solve(np.ones((1, 2), np.float32)).stats.naccept >= 100

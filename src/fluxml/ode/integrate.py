@@ -87,12 +87,14 @@ def _finite(y) -> bool:
 def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=None,
               rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
               keep_steps: bool = False, jac=None, norm_size: int | None = None,
-              adaptive: bool = True):
+              adaptive: bool = True, dtmax: float | None = None):
     """``(ts, ys, steps)``: save times, states at them (a list) and, with ``keep_steps``, the
     accepted :class:`~fluxml.ode.rk.Step` records. ``saveat=None`` saves ``t0`` and every
     accepted step. ``norm_size`` restricts error control to the first entries of the state
     (the adjoints' seminorm: a parameter-gradient integral needs no step control).
-    ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``."""
+    ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``; ``dtmax`` bounds
+    the size of every step."""
+    dtmax = math.inf if dtmax is None else float(dtmax)
     stats = F.stats
     # Python floats: a NumPy float64 time (an adjoint re-solving from a saved time) made the
     # step h one, and float32 states float64 (W = I / (h gamma) - J in a Rosenbrock step)
@@ -126,6 +128,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
         h = abs(float(dt))
     else:
         h = initial_step(F, t, y, k1, direction, solver.order, rtol, atol, span, norm_size)
+    h = min(h, dtmax)
     ctrl = PIController(solver.order) if adaptive else None
     n_steps = 0
     last_nonfinite = False
@@ -167,7 +170,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                 accepted = False
             if not accepted:
                 stats.nreject += 1
-                h = abs(hs) * factor
+                h = min(abs(hs) * factor, dtmax)
                 continue
         elif not _finite(y_new):
             raise SolveError(
@@ -196,5 +199,6 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
         t, y = t_new, y_new
         if ctrl is not None:
             h = max(h, abs(hs) * factor) if last else abs(hs) * factor
+            h = min(h, dtmax)
     F.h_next = h  # where a following solve (the adjoints' next interval) may start
     return ts_out, ys_out, steps

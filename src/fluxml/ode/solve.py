@@ -138,7 +138,7 @@ def _refuse_other_orders(f) -> None:
 def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver=None,
           saveat=None, dt: float | None = None, rtol: float = 1e-6, atol: float = 1e-9,
           max_steps: int = 100_000, sensealg=None,
-          adaptive: bool = True) -> Solution:
+          adaptive: bool = True, dtmax: float | None = None) -> Solution:
     """Solve ``du/dt = f(t, u, p)`` from ``u(t0) = u0`` over ``tspan = (t0, t1)``.
 
     ``u0`` is an array or any tree of arrays (``f`` then takes and returns such trees); ``p``
@@ -147,6 +147,8 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     Rosenbrock23 and Rodas5. ``saveat`` lists the output times (default: ``t0`` and every
     accepted step); ``dt`` is the fixed step, or the first step of an adaptive solver
     (``adaptive=False`` keeps it fixed); its sign is ignored (``tspan`` gives the direction).
+    ``dtmax`` bounds every step's size (diffrax's ``dtmax``, torchdiffeq's ``max_step``):
+    an adaptive solver's, and a fixed step larger than it is taken as steps of ``dtmax``.
     ``rtol`` and ``atol`` are numbers or arrays shaped like the flat state (per entry, as
     torchdiffeq's); the error norm is the RMS of ``|err| / (atol + rtol * max(|u0|, |u1|))``
     over the step (the modulus for complex states, as diffrax and torchdiffeq).
@@ -160,6 +162,8 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     """
     _refuse_other_orders(f)
     _check_options(rtol, atol, dt, max_steps, adaptive)
+    if dtmax is not None:
+        real_in("solve", "dtmax", dtmax, 0, low_open=True)
     solver = Tsit5() if solver is None else solver
     t0, t1, save = _times(tspan, saveat)
     u0 = _state(u0)
@@ -169,7 +173,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
                         f"BacksolveAdjoint() or QuadratureAdjoint(); got {sensealg!r}")
     packer = Packer(u0)
     y0 = packer.pack(u0)
-    options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps,
+    options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps, dtmax=dtmax,
                    adaptive=adaptive)
     leaves = flatten((u0, p))[0]
     refuse_compiled(leaves)
