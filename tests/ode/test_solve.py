@@ -308,3 +308,42 @@ def test_tolerances_per_state_entry(alg):
 
 def oscillator_pairs(t, u, p):
     return np.stack([u[:, 1], -u[:, 0]], axis=1)
+
+
+def jump(t, x, p):
+    """x' = -x/2 before t = 1/2, x**2 from there (torchdiffeq's _JumpF)."""
+    return -0.5 * x if t < 0.5 else x**2
+
+
+def jump_solution(x0, t):
+    x_half = x0 * np.exp(-0.5 * np.minimum(t, 0.5))
+    return np.where(t < 0.5, x_half, x_half / (1 - x_half * (t - 0.5)))
+
+
+@pytest.mark.parametrize("solver, options", [
+    (fl.ode.RK4(), dict(dt=0.003)), (fl.ode.Vern7(), {}), (fl.ode.Rodas5(), {}),
+    (fl.ode.Tsit5(), {})], ids=lambda x: repr(x) if not isinstance(x, dict) else "")
+def test_tstops_end_steps_on_a_jump_of_f_either_way(solver, options):
+    """tstops (a step ends on each; outside tspan ignored): forwards, the states and the dense
+    output on both sides of the jump against the closed form; backwards from x(1), with the
+    stop no step is rejected (the step into the stop reads f from its side, the next one from
+    the other: before the left/right limits, f's value at 1/2 itself, the other branch going
+    backwards, rejected steps next to the jump), and x(0) is found to 2e-7."""
+    x0 = np.array([1.0, 2.0])
+    q = np.array([0.3, 0.49, 0.4999, 0.5, 0.51, 0.9])
+    sol = fl.ode.solve(jump, x0, (0.0, 1.0), solver=solver, saveat=[0.25, 0.5, 1.0],
+                       tstops=[0.5, 7.0], rtol=1e-9, atol=1e-9, **options)
+    assert sol.t.tolist() == [0.25, 0.5, 1.0]
+    np.testing.assert_allclose(sol.u, jump_solution(x0, sol.t[:, None]), rtol=2e-8)
+    np.testing.assert_allclose(sol(q), jump_solution(x0, q[:, None]), rtol=2e-8)
+    back = fl.ode.solve(jump, jump_solution(x0, 1.0), (1.0, 0.0), solver=solver, saveat=[0.0],
+                        tstops=[0.5], rtol=1e-9, atol=1e-9, **options)
+    np.testing.assert_allclose(back.u[-1], x0, rtol=2e-7)
+    if solver.adaptive and not solver.stiff:
+        assert back.stats.nreject <= 1
+    elif solver.adaptive:  # (its Jacobian is still taken at the stop itself: f's other side)
+        across = fl.ode.solve(jump, jump_solution(x0, 1.0), (1.0, 0.0), solver=solver,
+                              saveat=[0.0], rtol=1e-9, atol=1e-9)
+        assert back.stats.nreject < across.stats.nreject
+    with pytest.raises(ValueError, match="tstops must be finite"):
+        fl.ode.solve(jump, x0, (0.0, 1.0), tstops=[np.nan])

@@ -402,6 +402,7 @@ class _Backward:
             self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
             rtol=self.per_entry(self.rtol, copies), atol=self.per_entry(self.atol, copies),
             max_steps=self.options["max_steps"], dtmax=self.options["dtmax"],
+            tstops=self.options["tstops"],
             adaptive=self.options["adaptive"],
             keep_steps=keep, jac=jac, norm_size=norm_size)
         if self.options["adaptive"] and self.solver.adaptive:

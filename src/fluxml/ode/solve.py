@@ -138,7 +138,7 @@ def _refuse_other_orders(f) -> None:
 def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver=None,
           saveat=None, dt: float | None = None, rtol: float = 1e-6, atol: float = 1e-9,
           max_steps: int = 100_000, sensealg=None,
-          adaptive: bool = True, dtmax: float | None = None) -> Solution:
+          adaptive: bool = True, dtmax: float | None = None, tstops=None) -> Solution:
     """Solve ``du/dt = f(t, u, p)`` from ``u(t0) = u0`` over ``tspan = (t0, t1)``.
 
     ``u0`` is an array or any tree of arrays (``f`` then takes and returns such trees); ``p``
@@ -149,6 +149,10 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     (``adaptive=False`` keeps it fixed); its sign is ignored (``tspan`` gives the direction).
     ``dtmax`` bounds every step's size (diffrax's ``dtmax``, torchdiffeq's ``max_step``):
     an adaptive solver's, and a fixed step larger than it is taken as steps of ``dtmax``.
+    ``tstops`` lists times a step must end on (DifferentialEquations.jl's ``tstops``,
+    torchdiffeq's ``jump_t``, diffrax's ``jump_ts``): where ``f`` jumps in time, a step
+    across the jump would be rejected again and again; times outside ``tspan`` are ignored.
+    The adjoints' backward solves end steps on them too.
     ``rtol`` and ``atol`` are numbers or arrays shaped like the flat state (per entry, as
     torchdiffeq's); the error norm is the RMS of ``|err| / (atol + rtol * max(|u0|, |u1|))``
     over the step (the modulus for complex states, as diffrax and torchdiffeq).
@@ -164,6 +168,10 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     _check_options(rtol, atol, dt, max_steps, adaptive)
     if dtmax is not None:
         real_in("solve", "dtmax", dtmax, 0, low_open=True)
+    if tstops is not None:
+        tstops = np.ravel(np.asarray(tstops, dtype=float))
+        if not np.all(np.isfinite(tstops)):
+            raise ValueError(f"solve: tstops must be finite times; got {tstops!r}")
     solver = Tsit5() if solver is None else solver
     t0, t1, save = _times(tspan, saveat)
     u0 = _state(u0)
@@ -174,7 +182,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     packer = Packer(u0)
     y0 = packer.pack(u0)
     options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps, dtmax=dtmax,
-                   adaptive=adaptive)
+                   tstops=tstops, adaptive=adaptive)
     leaves = flatten((u0, p))[0]
     refuse_compiled(leaves)
     trace = top_trace(leaves)
