@@ -287,3 +287,27 @@ def test_adjoint_against(saveat):
         assert ap["args"][0] == pytest.approx(gp["args"][0], rel=1e-5, abs=1e-5)
     _, tangent = fl.jvp(lambda y: run(y, p), (y0,), (np.array([1.0, 0.0]),))
     assert tangent == pytest.approx(gy[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_step_to_location(flip):
+    """test_step_to.py::test_step_to_location: Euler stepping to exactly the times ts
+    (diffrax's StepTo: here tstops with a step longer than the interval) on y' = -y from 1:
+    [1, 0, 0] on 3 points of [0, 2], halving on 5, and backwards from 2 to 0 growing by 1.5
+    a step; an uneven grid steps to each of its times too. (diffrax refuses grids not
+    starting at t0 or not monotonic; tstops are times to stop at, in any order, and those
+    outside tspan are ignored.)"""
+    def solve(ts):
+        span = (2.0, 0.0) if flip else (0.0, 2.0)
+        return fl.ode.solve(lambda t, y, p: -y, 1.0, span, solver=fl.ode.Euler(), dt=10.0,
+                            tstops=ts, saveat=ts)
+
+    if not flip:
+        np.testing.assert_allclose(solve(np.linspace(0.0, 2.0, 3)).u, [1.0, 0.0, 0.0])
+        np.testing.assert_allclose(solve(np.linspace(0.0, 2.0, 5)).u,
+                                   [1.0, 0.5, 0.25, 0.125, 0.0625])
+        uneven = np.array([0.0, 0.1, 0.7, 2.0])
+        np.testing.assert_allclose(solve(uneven).u, [1.0, 0.9, 0.9 * 0.4, 0.9 * 0.4 * -0.3])
+    else:
+        np.testing.assert_allclose(solve(np.linspace(2.0, 0.0, 5)).u,
+                                   [1.0, 1.5, 2.25, 3.375, 5.0625])
