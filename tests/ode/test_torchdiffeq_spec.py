@@ -18,8 +18,7 @@ import fluxml as fl
 linalg = pytest.importorskip("scipy.linalg")
 
 TORCHDIFFEQ_TOLS = dict(rtol=1e-7, atol=1e-9)
-ALGS = [fl.ode.InterpolatingAdjoint(), fl.ode.InterpolatingAdjoint(checkpointing=True),
-        fl.ode.BacksolveAdjoint(), fl.ode.QuadratureAdjoint()]
+ALGS = [fl.ode.InterpolatingAdjoint(), fl.ode.BacksolveAdjoint(), fl.ode.QuadratureAdjoint()]
 
 # --- problems.py: each (f(t, y, p), exact(t), p); times of t use math (a Python float), so a
 # float32 state stays float32 (np.sin(t) is a float64 scalar, which would promote it) --------
@@ -178,13 +177,13 @@ def test_adjoint_against_odeint(name, eps):
 
 def test_compare_adjoint_gradient_against_dopri5():
     """gradient_tests.py::TestCompareAdjointGradient::test_against_dopri5: y' = y**3 A for a
-    (1, 2) state y0 = [[2, 0]], A = [[-0.1, 2], [-2, -0.1]] saved at 10 times in [0, 12.5]
+    (1, 2) state y0 = [[2, 0]], A = [[-0.1, 2], [-2, -0.1]] saved at 10 times in [0, 5]
     ([0, 25] there), dopri5 at default tolerances, cotangents uniform * 0.1: the adjoint's
     gradients for y0 and A within 3e-4 and 2e-3 of the direct ones; a layer the function
     never calls gets none (torchdiffeq: zero)."""
     p = {"A": np.array([[-0.1, 2.0], [-2.0, -0.1]]), "unused": fl.Dense(2, 5)}
     y0 = np.array([[2.0, 0.0]])
-    ts = np.linspace(0.0, 12.5, 10)  # (half torchdiffeq's span, for the suite's time)
+    ts = np.linspace(0.0, 5.0, 10)  # (a fifth of torchdiffeq's span, for the suite's time)
     gradys = np.random.default_rng(0).uniform(size=(10, 1, 2)) * 0.1
 
     def loss(y0, p, alg):
