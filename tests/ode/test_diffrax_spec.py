@@ -311,3 +311,40 @@ def test_step_to_location(flip):
     else:
         np.testing.assert_allclose(solve(np.linspace(2.0, 0.0, 5)).u,
                                    [1.0, 1.5, 2.25, 3.375, 5.0625])
+
+
+@pytest.mark.parametrize("solver", [s for s, _ in EXPLICIT + STIFF], ids=repr)
+def test_dense_interpolation(solver):
+    """test_global_interpolation.py::test_dense_interpolation: y' = -y from y0 in [0.4, 2]
+    with fixed steps of 1e-3 over [0, 1]: the dense output (exactly y0 at 0) within 1e-6 of
+    y0 e^-t at points finer than the steps (Euler 1e-3), and its derivative (fluxml's
+    sol.derivative, missing before) within 1e-6 of -y0 e^-t (Midpoint 1e-2, Euler 1e-3, as
+    diffrax's; Heun as its Midpoint, both piecewise-Hermite over order-2 steps)."""
+    y0 = np.random.default_rng(5678).uniform(0.4, 2.0)
+    sol = fl.ode.solve(lambda t, y, p: -y, np.array(y0), (0.0, 1.0), solver=solver, dt=1e-3,
+                       adaptive=False)
+    points = np.linspace(0.0, 1.0, 401)[:-1] + 1.3e-3  # (off the step grid)
+    points[0] = 0.0
+    vals, derivs = sol(points), sol.derivative(points)
+    assert vals[0] == y0
+    val_tol = 1e-3 if type(solver) is fl.ode.Euler else 1e-6
+    np.testing.assert_allclose(vals, y0 * np.exp(-points), rtol=val_tol, atol=val_tol)
+    deriv_tol = {"Euler": 1e-3, "Midpoint": 1e-2, "Heun": 1e-2}.get(type(solver).__name__,
+                                                                     1e-6)
+    np.testing.assert_allclose(derivs, -y0 * np.exp(-points), rtol=deriv_tol, atol=deriv_tol)
+
+
+@pytest.mark.parametrize("solver", [fl.ode.Tsit5(), fl.ode.Vern7(), fl.ode.Rodas5()], ids=repr)
+def test_derivative_of_a_tree_state_backwards_in_time(solver):
+    """sol.derivative on a tree state, backwards in time and at the ends: f(t, sol(t)) to
+    the tolerance, the interpolant's derivative being of one order below it."""
+    def f(t, u, p):
+        return {"x": u["v"], "v": -u["x"] + 0.1 * np.sin(t)}
+
+    u0 = {"x": np.array([1.0, 0.5]), "v": np.array([0.0, -0.2])}
+    sol = fl.ode.solve(f, u0, (2.0, -1.0), solver=solver, rtol=1e-9, atol=1e-9)
+    for t in (2.0, 1.234, 0.0, -1.0):
+        got, want = sol.derivative(t), f(t, sol(t), None)
+        for k in ("x", "v"):
+            np.testing.assert_allclose(got[k], want[k], atol=1e-5)
+    assert sol.derivative(np.array([1.0, 0.5]))["x"].shape == (2, 2)

@@ -158,6 +158,15 @@ class ExplicitRK:
         return combine_rows(step.y0, weights.astype(_real(step.kmat.dtype)), step.kmat)
 
 
+    def derivative(self, F, step: Step, theta: float):
+        """The dense output's time derivative at ``t0 + theta * h`` (one order below it)."""
+        dense = self.tableau.dense
+        j = np.arange(1, dense.shape[1] + 1)
+        weights = dense @ (j * theta ** (j - 1))
+        K = self.stages(F, step)
+        return lincomb(0.0 * step.y0, [float(w) for w in weights], K)
+
+
 def _solver(name, tab, doc):
     cls = type(name, (ExplicitRK,), {"tableau": tab, "__doc__": doc})
     cls.__module__ = __name__

@@ -32,8 +32,8 @@ from fluxml.tree import flatten
 
 class Solution:
     """The result of :func:`solve`: times ``t``, states ``u`` stacked along the first axis (a
-    tree of stacked leaves for a tree state), ``stats`` and the dense interpolant
-    ``sol(t)`` of the solver's own order."""
+    tree of stacked leaves for a tree state), ``stats``, the dense interpolant ``sol(t)`` of
+    the solver's own order and its time derivative ``sol.derivative(t)``."""
 
     def __init__(self, t, u, stats, solver, interpolant=None, why_no_dense=None):
         self.t = t
@@ -48,6 +48,13 @@ class Solution:
         if self._interpolant is None:
             raise DifferentiationError(self._why_no_dense)
         return self._interpolant(t)
+
+    def derivative(self, t):
+        """du/dt of the dense interpolant at ``t`` (a number, or an array of times: stacked),
+        as diffrax's ``sol.derivative``: of one order below the interpolant's."""
+        if self._interpolant is None:
+            raise DifferentiationError(self._why_no_dense)
+        return self._interpolant(t, derivative=True)
 
     def __repr__(self):
         s = self.stats
@@ -214,15 +221,16 @@ class _Interpolant:
             self.hi = np.maximum(self.starts, self.ends).max()
             self.forward = self.ends[-1] >= self.starts[0]
 
-    def __call__(self, t):
+    def __call__(self, t, derivative=False):
         if np.ndim(t) == 0:
-            return self.packer.unpack(self._at(float(t)))
-        return self.packer.unpack_stacked(np.stack([self._at(float(s)) for s in t]))
+            return self.packer.unpack(self._at(float(t), derivative))
+        return self.packer.unpack_stacked(np.stack([self._at(float(s), derivative)
+                                                    for s in t]))
 
-    def _at(self, t):
+    def _at(self, t, derivative=False):
         if not self.steps:
             if t == self.t0:
-                return self.y0
+                return self.F(t, self.y0) if derivative else self.y0
             raise ValueError(f"sol(t): t = {t} is outside the solved interval [{self.t0}]")
         lo, hi = self.lo, self.hi
         if not lo - 1e-12 * max(1, abs(lo)) <= t <= hi + 1e-12 * max(1, abs(hi)):
@@ -233,6 +241,8 @@ class _Interpolant:
             i = int(np.searchsorted(-self.ends, -t, side="left"))
         step = self.steps[min(i, len(self.steps) - 1)]
         theta = (t - step.t0) / step.h
+        if derivative:
+            return self.solver.derivative(self.F, step, theta)
         if theta == 1.0:
             return step.y1
         return self.solver.interpolate(self.F, step, theta)
