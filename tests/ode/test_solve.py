@@ -339,11 +339,7 @@ def test_tstops_end_steps_on_a_jump_of_f_either_way(solver, options):
     back = fl.ode.solve(jump, jump_solution(x0, 1.0), (1.0, 0.0), solver=solver, saveat=[0.0],
                         tstops=[0.5], rtol=1e-9, atol=1e-9, **options)
     np.testing.assert_allclose(back.u[-1], x0, rtol=2e-7)
-    if solver.adaptive and not solver.stiff:
-        assert back.stats.nreject <= 1
-    elif solver.adaptive:  # (its Jacobian is still taken at the stop itself: f's other side)
-        across = fl.ode.solve(jump, jump_solution(x0, 1.0), (1.0, 0.0), solver=solver,
-                              saveat=[0.0], rtol=1e-9, atol=1e-9)
-        assert back.stats.nreject < across.stats.nreject
+    if solver.adaptive:  # (Rodas5 also linearises f on the side it goes to: 4 rejections
+        assert back.stats.nreject <= 1  # when its Jacobian was taken at the stop itself)
     with pytest.raises(ValueError, match="tstops must be finite"):
         fl.ode.solve(jump, x0, (0.0, 1.0), tstops=[np.nan])

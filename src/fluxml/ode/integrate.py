@@ -103,6 +103,12 @@ class _LeftOf:
         return getattr(self.F, name)
 
 
+def _jac_after(jac, t1):
+    """``jac`` taken one float after its time, toward ``t1``: a Rosenbrock step starting on a
+    stop linearises f on the side it goes to."""
+    return lambda t, y, f0, h: jac(float(np.nextafter(t, t1)), y, f0, h)
+
+
 def _stops_inside(tstops, t0: float, t1: float, direction: float) -> list:
     """The times of ``tstops`` strictly between ``t0`` and ``t1``, in the direction of the
     solve, each once."""
@@ -160,6 +166,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
     h = min(h, dtmax)
     stops = _stops_inside(tstops, t0, t1, direction)
     stop_i = 0
+    from_stop = False
     ctrl = PIController(solver.order) if adaptive else None
     n_steps = 0
     last_nonfinite = False
@@ -192,8 +199,9 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
         G = _LeftOf(F, end, t) if at_stop else F  # the stages at the stop see f's left limit
         if jac is None:
             y_new, ks, err = solver.step(G, t, y, hs, k1)
-        else:
-            y_new, ks, err = solver.step(G, t, y, hs, k1, jac)
+        else:  # (from a stop: the Jacobian of the side the step goes to, as k1)
+            y_new, ks, err = solver.step(G, t, y, hs, k1, jac if not from_stop else
+                                         _jac_after(jac, t1))
         if ctrl is not None:
             if norm_size is None:
                 e = error_norm(err, y, y_new, rtol, atol)
@@ -222,6 +230,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
             if not solver.fsal:  # PREV and NEXT perturbations)
                 step.f1 = G(t_new, y_new)
             k1 = F(float(np.nextafter(t_new, t1)), y_new)
+        from_stop = at_stop
         if save is None:
             ts_out.append(t_new)
             ys_out.append(y_new)
