@@ -261,3 +261,85 @@ def test_a_tree_state_returned_in_another_key_order():
         np.testing.assert_allclose(sol.u["v"][-1], [-np.sin(1.0)], rtol=1e-8)
     with pytest.raises(ValueError, match="solve: f's result has a dict with keys"):
         fl.ode.solve(lambda t, u, p: {"x": u["v"], "w": -u["x"]}, u0, (0.0, 1.0))
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(rtol=-1e-6), "rtol must be a number >= 0"), (dict(atol=-1.0), "atol must be"),
+    (dict(rtol=np.nan), "rtol must be"), (dict(atol=[1e-9, np.inf]), "atol must be"),
+    (dict(rtol=0.0, atol=0.0), "both 0"), (dict(dt=0.0), "dt must be a nonzero"),
+    (dict(dt=np.nan, solver=fl.ode.RK4()), "dt must be a finite number"),
+    (dict(max_steps=2.5), "max_steps must be a positive int"),
+    (dict(max_steps=0), "max_steps must be a positive int"),
+    (dict(adaptive="no"), "adaptive must be True or False")])
+def test_step_options_that_mean_nothing_are_refused_by_name(options, match):
+    """Before: atol=-1 took two steps and returned them as solved (error 5e-6 where any
+    tolerance was 'met'); rtol=NaN or both tolerances 0 rejected 100000 steps before
+    max_steps stopped it; dt=0 or NaN failed in the first step naming neither."""
+    with pytest.raises((ValueError, TypeError), match=match):
+        fl.ode.solve(oscillator, np.array([1.0, 0.0]), (0.0, 1.0), **options)
+
+
+@pytest.mark.parametrize("alg", [fl.ode.Direct(), fl.ode.InterpolatingAdjoint(),
+                                 fl.ode.BacksolveAdjoint(), fl.ode.QuadratureAdjoint()],
+                         ids=repr)
+def test_tolerances_per_state_entry(alg):
+    """rtol and atol as arrays, one per entry of the state (as torchdiffeq's), each entry's
+    read for its own error: a tight tolerance on an oscillator at rest (its error 0) leaves
+    the moving one's loose tolerance in charge, and the other way round its error is small;
+    gradients through every sensealg (the interpolating and backsolve adjoints failed to
+    broadcast them against their backward state: 'operands could not be broadcast
+    together')."""
+    u0 = np.array([[1.0, 0.0], [0.0, 0.0]])  # one oscillator moving, one at rest
+
+    def error(tol):
+        sol = fl.ode.solve(oscillator_pairs, u0, (0.0, 10.0), saveat=[10.0], rtol=tol,
+                           atol=tol)
+        return abs(sol.u[-1, 0, 0] - np.cos(10.0))
+
+    assert error(np.array([[1e-3, 1e-3], [1e-12, 1e-12]])) > 1e-6
+    assert error(np.array([[1e-10, 1e-10], [1e-3, 1e-3]])) < 1e-8
+    rtol = np.array([[1e-10, 1e-10], [1e-3, 1e-3]])
+    g, = fl.gradient(lambda u: fl.ode.solve(oscillator_pairs, u, (0.0, 1.0), saveat=[1.0],
+                                            rtol=rtol, atol=rtol, sensealg=alg).u[-1, 0, 0],
+                     u0)
+    # x(1) = x0 cos 1 + v0 sin 1
+    np.testing.assert_allclose(g[0], [np.cos(1.0), np.sin(1.0)], rtol=1e-6)
+
+
+def oscillator_pairs(t, u, p):
+    return np.stack([u[:, 1], -u[:, 0]], axis=1)
+
+
+def jump(t, x, p):
+    """x' = -x/2 before t = 1/2, x**2 from there (torchdiffeq's _JumpF)."""
+    return -0.5 * x if t < 0.5 else x**2
+
+
+def jump_solution(x0, t):
+    x_half = x0 * np.exp(-0.5 * np.minimum(t, 0.5))
+    return np.where(t < 0.5, x_half, x_half / (1 - x_half * (t - 0.5)))
+
+
+@pytest.mark.parametrize("solver, options", [
+    (fl.ode.RK4(), dict(dt=0.003)), (fl.ode.Vern7(), {}), (fl.ode.Rodas5(), {}),
+    (fl.ode.Tsit5(), {})], ids=lambda x: repr(x) if not isinstance(x, dict) else "")
+def test_tstops_end_steps_on_a_jump_of_f_either_way(solver, options):
+    """tstops (a step ends on each; outside tspan ignored): forwards, the states and the dense
+    output on both sides of the jump against the closed form; backwards from x(1), with the
+    stop no step is rejected (the step into the stop reads f from its side, the next one from
+    the other: before the left/right limits, f's value at 1/2 itself, the other branch going
+    backwards, rejected steps next to the jump), and x(0) is found to 2e-7."""
+    x0 = np.array([1.0, 2.0])
+    q = np.array([0.3, 0.49, 0.4999, 0.5, 0.51, 0.9])
+    sol = fl.ode.solve(jump, x0, (0.0, 1.0), solver=solver, saveat=[0.25, 0.5, 1.0],
+                       tstops=[0.5, 7.0], rtol=1e-9, atol=1e-9, **options)
+    assert sol.t.tolist() == [0.25, 0.5, 1.0]
+    np.testing.assert_allclose(sol.u, jump_solution(x0, sol.t[:, None]), rtol=2e-8)
+    np.testing.assert_allclose(sol(q), jump_solution(x0, q[:, None]), rtol=2e-8)
+    back = fl.ode.solve(jump, jump_solution(x0, 1.0), (1.0, 0.0), solver=solver, saveat=[0.0],
+                        tstops=[0.5], rtol=1e-9, atol=1e-9, **options)
+    np.testing.assert_allclose(back.u[-1], x0, rtol=2e-7)
+    if solver.adaptive:  # (Rodas5 also linearises f on the side it goes to: 4 rejections
+        assert back.stats.nreject <= 1  # when its Jacobian was taken at the stop itself)
+    with pytest.raises(ValueError, match="tstops must be finite"):
+        fl.ode.solve(jump, x0, (0.0, 1.0), tstops=[np.nan])

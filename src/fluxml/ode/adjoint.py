@@ -220,8 +220,13 @@ class _Params:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def unpack(self, vec):
+        """The gradients for the leaves from a packed vector, each of its leaf's dtype: a
+        real leaf takes the real part (with a complex state ``lambda^T df/dp`` is complex;
+        its real part is the derivative of the real loss)."""
         out = []
         for like, part in self._parts(vec):
+            if not np.iscomplexobj(like):
+                part = np.real(part)
             if isinstance(like, np.ndarray):
                 out.append(part.reshape(like.shape).astype(like.dtype, copy=False))
             elif isinstance(like, np.generic):
@@ -360,6 +365,7 @@ class _Backward:
     def run(self, y0, ts, ys, steps, g, F):
         n = np.size(raw(y0))
         self.y0_flat = np.reshape(raw(y0), -1)
+        self.y0_shape = np.shape(raw(y0))
         lam = np.zeros(n)
         mu = np.zeros(self.params.size)
         alg = self.alg
@@ -391,14 +397,25 @@ class _Backward:
         if jac is not None and U is not None:
             jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
+        copies = 1 if norm_size is None else norm_size // self.y0_flat.size
         ts, zs, steps = integrate(
             self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
-            rtol=self.rtol, atol=self.atol, max_steps=self.options["max_steps"],
+            rtol=self.per_entry(self.rtol, copies), atol=self.per_entry(self.atol, copies),
+            max_steps=self.options["max_steps"], dtmax=self.options["dtmax"],
+            tstops=self.options["tstops"],
             adaptive=self.options["adaptive"],
             keep_steps=keep, jac=jac, norm_size=norm_size)
         if self.options["adaptive"] and self.solver.adaptive:
             self.h = F.h_next  # the next interval starts with the step size reached here
         return zs[-1], steps, F
+
+    def per_entry(self, tol, copies):
+        """A tolerance for the backward state's controlled part, ``copies`` blocks each
+        shaped like the flat u (lambda; u and lambda for the backsolve): a per-entry
+        tolerance, given for u, repeated for each block (it failed to broadcast)."""
+        if np.ndim(tol) == 0:
+            return tol
+        return np.tile(np.broadcast_to(tol, self.y0_shape).reshape(-1), copies)
 
     def interpolating(self, start, end, U, lam, mu):
         n = lam.size
@@ -412,7 +429,8 @@ class _Backward:
 
     def backsolve(self, start, end, u_saved, lam, mu, i):
         n = lam.size
-        u = np.asarray(raw(u_saved), dtype=float).reshape(-1)
+        # (float: a float32 state's u solved in float64 beside lambda; a complex one kept)
+        u = np.asarray(raw(u_saved), dtype=np.result_type(raw(u_saved), float)).reshape(-1)
         if self.u_back is not None:
             self.check_drift(self.u_back, u, start)
 
@@ -430,8 +448,9 @@ class _Backward:
         if u_fwd is None:
             u_fwd = self.y0_flat
         gap = np.linalg.norm(u_back - u_fwd)
-        size = np.linalg.norm(u_fwd) + self.atol / max(self.rtol, 1e-300)
-        if not gap <= max(math.sqrt(self.rtol), 1e-4) * size:
+        rtol = float(np.max(self.rtol))  # (the loosest of per-entry tolerances)
+        size = np.linalg.norm(u_fwd) + float(np.max(self.atol)) / max(rtol, 1e-300)
+        if not gap <= max(math.sqrt(rtol), 1e-4) * size:
             raise SolveError(
                 f"BacksolveAdjoint: solving u backwards drifted from the forward solution at "
                 f"t = {t} (relative gap {gap / size:.3g}): the problem is unstable backwards "

@@ -21,8 +21,10 @@ from fluxml.ad.core import raw
 
 
 def _rms(x, scale) -> float:
-    """The root mean square of ``x / scale``; 0 for an empty state."""
-    return float(np.sqrt(np.mean(np.square(x / scale)))) if x.size else 0.0
+    """The root mean square of ``|x| / scale``; 0 for an empty state. The modulus, for
+    complex states (as diffrax and torchdiffeq): the square of a complex error summed real
+    and imaginary parts' squares with opposite signs, so an error of 1 + 1j counted as 0."""
+    return float(np.sqrt(np.mean(np.square(np.abs(x) / scale)))) if x.size else 0.0
 
 
 def error_norm(err, y0, y1, rtol: float, atol: float) -> float:
@@ -64,17 +66,22 @@ class PIController:
 
 
 def initial_step(F, t0: float, y0, f0, direction: float, order: int, rtol: float,
-                 atol: float, span: float) -> float:
+                 atol: float, span: float, norm_size: int | None = None) -> float:
     """Hairer & Wanner's starting step (Solving ODEs I, II.4): one extra evaluation of ``f``
-    estimates the second derivative so that the first step's error is near the tolerance."""
+    estimates the second derivative so that the first step's error is near the tolerance.
+    ``norm_size``: the norms read the first entries of the state only, as the error control
+    does (an adjoint's parameter integral, which feeds nothing back, is left out)."""
     y0, f0 = raw(y0), raw(f0)
-    scale = atol + rtol * np.abs(y0)
-    d0, d1 = _rms(y0, scale), _rms(f0, scale)
+    def part(x):
+        return x if norm_size is None else x[:norm_size]
+
+    scale = atol + rtol * np.abs(part(y0))
+    d0, d1 = _rms(part(y0), scale), _rms(part(f0), scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, span)
     y1 = y0 + direction * h0 * f0
     f1 = raw(F(t0 + direction * h0, y1))
-    d2 = _rms(f1 - f0, scale) / h0
+    d2 = _rms(part(f1) - part(f0), scale) / h0
     if not math.isfinite(d2):
         return h0 * 1e-3
     if max(d1, d2) <= 1e-15:

@@ -84,15 +84,52 @@ def _finite(y) -> bool:
     return bool(np.all(np.isfinite(raw(y))))
 
 
+class _LeftOf:
+    """``F`` evaluated just before ``stop`` (one float toward the step's start) where a stage
+    falls on it: a step ending on a stop, where ``f`` may jump, integrates the side it comes
+    from (as torchdiffeq's jump_t; at the stop itself its error estimate saw the other side's
+    f and rejected the step again and again)."""
+
+    def __init__(self, F, stop, start):
+        self.F, self.stop, self.stats = F, stop, F.stats
+        self.left = float(np.nextafter(stop, start))
+
+    def __call__(self, t, y):
+        if abs(t - self.stop) <= 1e-14 * max(1.0, abs(self.stop)):  # (t + 1.0 * h: rounded)
+            t = self.left
+        return self.F(t, y)
+
+    def __getattr__(self, name):  # (fun, h_next ...: F's)
+        return getattr(self.F, name)
+
+
+def _jac_after(jac, t1):
+    """``jac`` taken one float after its time, toward ``t1``: a Rosenbrock step starting on a
+    stop linearises f on the side it goes to."""
+    return lambda t, y, f0, h: jac(float(np.nextafter(t, t1)), y, f0, h)
+
+
+def _stops_inside(tstops, t0: float, t1: float, direction: float) -> list:
+    """The times of ``tstops`` strictly between ``t0`` and ``t1``, in the direction of the
+    solve, each once."""
+    if tstops is None:
+        return []
+    inside = [float(s) for s in np.ravel(tstops) if min(t0, t1) < s < max(t0, t1)]
+    return sorted(set(inside), reverse=direction < 0)
+
+
 def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=None,
               rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
               keep_steps: bool = False, jac=None, norm_size: int | None = None,
-              adaptive: bool = True):
+              adaptive: bool = True, dtmax: float | None = None, tstops=None):
     """``(ts, ys, steps)``: save times, states at them (a list) and, with ``keep_steps``, the
     accepted :class:`~fluxml.ode.rk.Step` records. ``saveat=None`` saves ``t0`` and every
     accepted step. ``norm_size`` restricts error control to the first entries of the state
     (the adjoints' seminorm: a parameter-gradient integral needs no step control).
-    ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``."""
+    ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``; ``dtmax`` bounds
+    the size of every step; a step ends on each of ``tstops`` strictly inside the interval
+    (a discontinuity of ``f`` in time is not stepped across)."""
+    dtmax = math.inf if dtmax is None else float(dtmax)
     stats = F.stats
     # Python floats: a NumPy float64 time (an adjoint re-solving from a saved time) made the
     # step h one, and float32 states float64 (W = I / (h gamma) - J in a Rosenbrock step)
@@ -125,7 +162,11 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
     if dt is not None:
         h = abs(float(dt))
     else:
-        h = initial_step(F, t, y, k1, direction, solver.order, rtol, atol, span)
+        h = initial_step(F, t, y, k1, direction, solver.order, rtol, atol, span, norm_size)
+    h = min(h, dtmax)
+    stops = _stops_inside(tstops, t0, t1, direction)
+    stop_i = 0
+    from_stop = False
     ctrl = PIController(solver.order) if adaptive else None
     n_steps = 0
     last_nonfinite = False
@@ -141,8 +182,11 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                 f"({stats.naccept} accepted, {stats.nreject} rejected steps). Possible fixes: "
                 "raise max_steps; loosen rtol/atol; if the problem is stiff (many rejected "
                 "or tiny steps), use a stiff solver such as Rodas5() or Rosenbrock23().")
-        last = abs(t1 - t) <= h * (1 + 1e-12)
-        hs = (t1 - t) if last else direction * h
+        while stop_i < len(stops) and abs(stops[stop_i] - t) <= 1e-14 * max(1.0, abs(t)):
+            stop_i += 1  # a stop a step reached up to rounding: reached
+        end = stops[stop_i] if stop_i < len(stops) else t1  # where this step may not pass
+        last = abs(end - t) <= h * (1 + 1e-12)
+        hs = (end - t) if last else direction * h
         if abs(hs) <= 1e-14 * max(1.0, abs(t)):
             why = ("the state or f became NaN or infinite in every attempted step"
                    if last_nonfinite else "the error estimate would not fall below tolerance")
@@ -151,10 +195,13 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                 f"[{t0}, {t1}]: {why}. Possible fixes: check f for a singularity or blow-up "
                 "near this time; if the problem is stiff use Rodas5() or Rosenbrock23(); "
                 "loosen rtol/atol.")
+        at_stop = last and end != t1
+        G = _LeftOf(F, end, t) if at_stop else F  # the stages at the stop see f's left limit
         if jac is None:
-            y_new, ks, err = solver.step(F, t, y, hs, k1)
-        else:
-            y_new, ks, err = solver.step(F, t, y, hs, k1, jac)
+            y_new, ks, err = solver.step(G, t, y, hs, k1)
+        else:  # (from a stop: the Jacobian of the side the step goes to, as k1)
+            y_new, ks, err = solver.step(G, t, y, hs, k1, jac if not from_stop else
+                                         _jac_after(jac, t1))
         if ctrl is not None:
             if norm_size is None:
                 e = error_norm(err, y, y_new, rtol, atol)
@@ -167,7 +214,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                 accepted = False
             if not accepted:
                 stats.nreject += 1
-                h = abs(hs) * factor
+                h = min(abs(hs) * factor, dtmax)
                 continue
         elif not _finite(y_new):
             raise SolveError(
@@ -175,9 +222,15 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                 f"{t + hs} with {solver!r}. Possible fixes: a smaller dt; an adaptive solver "
                 "(Tsit5()); a stiff solver (Rodas5()) if the problem is stiff.")
         stats.naccept += 1
-        t_new = t1 if last else t + hs
+        t_new = end if last else t + hs
         step = Step(t, hs, y, y_new, ks)
         k1 = ks[-1] if solver.fsal else None
+        if at_stop:  # the interpolant reads f's limit at the stop from the side the step
+            stop_i += 1  # came from, the next step from the side it goes to (torchdiffeq's
+            if not solver.fsal:  # PREV and NEXT perturbations)
+                step.f1 = G(t_new, y_new)
+            k1 = F(float(np.nextafter(t_new, t1)), y_new)
+        from_stop = at_stop
         if save is None:
             ts_out.append(t_new)
             ys_out.append(y_new)
@@ -196,5 +249,6 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
         t, y = t_new, y_new
         if ctrl is not None:
             h = max(h, abs(hs) * factor) if last else abs(hs) * factor
+            h = min(h, dtmax)
     F.h_next = h  # where a following solve (the adjoints' next interval) may start
     return ts_out, ys_out, steps

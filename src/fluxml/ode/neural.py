@@ -32,15 +32,15 @@ def _rhs(t, u, model):
 
 class NeuralODE(Module):
     """``NeuralODE(model, tspan, solver=Tsit5(), saveat=None, sensealg=InterpolatingAdjoint(),
-    rtol=1e-3, atol=1e-6, dt=None, max_steps=100_000, adaptive=True)``
+    rtol=1e-3, atol=1e-6, dt=None, max_steps=100_000, adaptive=True, dtmax=None)``
 
     Calling it on ``x`` solves ``du/dt = model(u)``, ``u(t0) = x``, over ``tspan`` and
     returns ``u(t1)`` (shaped like ``x``, a batch ``(N, features)`` as the model takes it),
     or, when ``saveat`` is given, the states at those times stacked along a new first axis
     ``(len(saveat), N, features)``. ``node.solve(x)`` returns the whole
     :class:`~fluxml.ode.Solution`. ``fl.ode.solve``'s default sensitivity is ``Direct()``;
-    this layer's is the continuous adjoint, as DiffEqFlux's. ``dt``, ``adaptive`` and the
-    tolerances mean what they mean in ``fl.ode.solve``: ``adaptive=False`` solves with fixed
+    this layer's is the continuous adjoint, as DiffEqFlux's. ``dt``, ``dtmax``, ``adaptive``
+    and the tolerances mean what they mean in ``fl.ode.solve``: ``adaptive=False`` solves with fixed
     steps of ``dt`` (forward, and backward for the adjoints), as does a fixed-step solver.
 
     >>> import numpy as np, fluxml as fl
@@ -55,7 +55,8 @@ class NeuralODE(Module):
 
     def __init__(self, model, tspan, solver=None, saveat=None, sensealg=None,
                  rtol: float = 1e-3, atol: float = 1e-6, dt: float | None = None,
-                 max_steps: int = 100_000, adaptive: bool = True):
+                 max_steps: int = 100_000, adaptive: bool = True,
+                 dtmax: float | None = None):
         if not callable(model):
             raise TypeError(f"NeuralODE: model must be callable (a layer); got {model!r}")
         if len(tspan) != 2:
@@ -78,7 +79,7 @@ class NeuralODE(Module):
             what = f"{self.solver!r} (a fixed-step solver)" if adaptive else "adaptive=False"
             raise ValueError(f"NeuralODE: {what} takes fixed steps; pass their size, dt=...")
         self.options = dict(rtol=rtol, atol=atol, dt=dt, max_steps=max_steps,
-                            adaptive=adaptive)
+                            adaptive=adaptive, dtmax=dtmax)
 
     def __tree_fields__(self):
         return ("model",)  # the rest is configuration, not parameters

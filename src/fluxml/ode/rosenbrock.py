@@ -88,6 +88,10 @@ class _Rosenbrock:
 
     def _linear(self, t, y, h, k1, jac):
         """``(solve, dT)``: a function solving ``W x = b`` for this step, and ``df/dt``."""
+        if np.iscomplexobj(raw(y)):  # (else the Jacobian's error, naming no solver)
+            raise TypeError(f"{self!r} does not take complex states (its Jacobian is of a real "
+                            "state); solve the real and imaginary parts as one real state "
+                            "of twice the size, or use an explicit solver such as Tsit5()")
         cache = getattr(self, "_cache", None)
         if cache is not None and cache[0] == t and cache[1] is y:
             J, dT = cache[2], cache[3]
@@ -138,6 +142,14 @@ class Rosenbrock23(_Rosenbrock):
         return lincomb(step.y0, (step.h * c1, step.h * c2), (k1, k2))
 
 
+    def derivative(self, F, step: Step, theta: float):
+        """The dense output's time derivative at ``t0 + theta * h``."""
+        d = self.gamma
+        _, k1, k2, _ = step.ks
+        return lincomb(0.0 * step.y0, ((1 - 2 * theta) / (1 - 2 * d),
+                                       (2 * theta - 2 * d) / (1 - 2 * d)), (k1, k2))
+
+
 class Rodas5(_Rosenbrock):
     """Di Marzo's Rodas5: a stiffly accurate order-5 Rosenbrock method with an order-4
     dense output, for stiff problems at tight tolerances."""
@@ -167,3 +179,14 @@ class Rodas5(_Rosenbrock):
         inner = lincomb(kd[0], (theta,), (inner,))
         inner = lincomb(step.y1, (1 - theta,), (inner,))
         return lincomb((1 - theta) * step.y0, (theta,), (inner,))
+
+    def derivative(self, F, step: Step, theta: float):
+        """The dense output's time derivative at ``t0 + theta * h``: with ``p(theta) = kd0 +
+        theta kd1 + theta^2 kd2``, ``u = (1 - theta) y0 + theta y1 + theta (1 - theta) p``."""
+        theta = float(theta)
+        ks = step.ks[1:]
+        kd = [lincomb(0.0 * step.y0, row, ks) for row in RODAS5_H]
+        p = lincomb(kd[0], (theta, theta * theta), (kd[1], kd[2]))
+        dp = lincomb(kd[1], (2 * theta,), (kd[2],))
+        du = lincomb(step.y1 - step.y0, (1 - 2 * theta, theta * (1 - theta)), (p, dp))
+        return du * (1.0 / step.h)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fluxml._checks import flag, positive_int, real_in
 from fluxml.ad.core import DifferentiationError, Tracer, top_trace
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint
@@ -31,8 +32,8 @@ from fluxml.tree import flatten
 
 class Solution:
     """The result of :func:`solve`: times ``t``, states ``u`` stacked along the first axis (a
-    tree of stacked leaves for a tree state), ``stats`` and the dense interpolant
-    ``sol(t)`` of the solver's own order."""
+    tree of stacked leaves for a tree state), ``stats``, the dense interpolant ``sol(t)`` of
+    the solver's own order and its time derivative ``sol.derivative(t)``."""
 
     def __init__(self, t, u, stats, solver, interpolant=None, why_no_dense=None):
         self.t = t
@@ -47,6 +48,13 @@ class Solution:
         if self._interpolant is None:
             raise DifferentiationError(self._why_no_dense)
         return self._interpolant(t)
+
+    def derivative(self, t):
+        """du/dt of the dense interpolant at ``t`` (a number, or an array of times: stacked),
+        as diffrax's ``sol.derivative``: of one order below the interpolant's."""
+        if self._interpolant is None:
+            raise DifferentiationError(self._why_no_dense)
+        return self._interpolant(t, derivative=True)
 
     def __repr__(self):
         s = self.stats
@@ -81,10 +89,38 @@ def _times(tspan, saveat):
     return t0, t1, save
 
 
+def _check_options(rtol, atol, dt, max_steps, adaptive) -> None:
+    """The step options, refused by name when they cannot mean anything: a negative or NaN
+    tolerance was accepted (atol=-1 took two steps and called it solved; rtol=NaN, or both
+    tolerances 0, rejected every step until max_steps), as were dt=0 or NaN (an unclear
+    failure in the first step) and a fractional max_steps."""
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        try:
+            values = np.asarray(tol, dtype=float)
+        except (TypeError, ValueError):
+            values = np.array(np.nan)
+        if values.size == 0 or not np.all(np.isfinite(values) & (values >= 0)):
+            raise ValueError(f"solve: {name} must be a number >= 0 (or an array of them, one "
+                             f"per state entry); got {tol!r}")
+    if not np.any(np.asarray(rtol, dtype=float) + np.asarray(atol, dtype=float) > 0):
+        raise ValueError("solve: rtol and atol are both 0, so no error would be small enough; "
+                         "pass a positive tolerance")
+    if dt is not None:
+        real_in("solve", "dt", dt)
+        if dt == 0:
+            raise ValueError("solve: dt must be a nonzero step size (its sign is ignored: "
+                             "tspan gives the direction); got 0")
+    positive_int("solve", "max_steps", max_steps)
+    flag("solve", "adaptive", adaptive)
+
+
 def _state(u0):
-    if type(u0) in (list, int, float) or isinstance(u0, np.generic):
-        u0 = np.asarray(u0, dtype=float)
-    if type(u0) is np.ndarray and u0.dtype.kind != "f":
+    """``u0`` as a float or complex array (integers and bools become float64). A complex
+    state stays complex (it was cast to float with only a ComplexWarning: the imaginary
+    part of ``u0`` was dropped and ``u' = -1j u`` from ``1j`` solved as from 0)."""
+    if type(u0) in (list, int, float, complex) or isinstance(u0, np.generic):
+        u0 = np.asarray(u0)
+    if type(u0) is np.ndarray and u0.dtype.kind not in "fc":
         u0 = u0.astype(float)
     return u0
 
@@ -109,7 +145,7 @@ def _refuse_other_orders(f) -> None:
 def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver=None,
           saveat=None, dt: float | None = None, rtol: float = 1e-6, atol: float = 1e-9,
           max_steps: int = 100_000, sensealg=None,
-          adaptive: bool = True) -> Solution:
+          adaptive: bool = True, dtmax: float | None = None, tstops=None) -> Solution:
     """Solve ``du/dt = f(t, u, p)`` from ``u(t0) = u0`` over ``tspan = (t0, t1)``.
 
     ``u0`` is an array or any tree of arrays (``f`` then takes and returns such trees); ``p``
@@ -117,7 +153,16 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     (fixed step: pass ``dt``), BS3, Tsit5 (default), DP5, Vern7 (adaptive), or the stiff
     Rosenbrock23 and Rodas5. ``saveat`` lists the output times (default: ``t0`` and every
     accepted step); ``dt`` is the fixed step, or the first step of an adaptive solver
-    (``adaptive=False`` keeps it fixed).
+    (``adaptive=False`` keeps it fixed); its sign is ignored (``tspan`` gives the direction).
+    ``dtmax`` bounds every step's size (diffrax's ``dtmax``, torchdiffeq's ``max_step``):
+    an adaptive solver's, and a fixed step larger than it is taken as steps of ``dtmax``.
+    ``tstops`` lists times a step must end on (DifferentialEquations.jl's ``tstops``,
+    torchdiffeq's ``jump_t``, diffrax's ``jump_ts``): where ``f`` jumps in time, a step
+    across the jump would be rejected again and again; times outside ``tspan`` are ignored.
+    The adjoints' backward solves end steps on them too.
+    ``rtol`` and ``atol`` are numbers or arrays shaped like the flat state (per entry, as
+    torchdiffeq's); the error norm is the RMS of ``|err| / (atol + rtol * max(|u0|, |u1|))``
+    over the step (the modulus for complex states, as diffrax and torchdiffeq).
 
     Inside ``fl.gradient``, derivatives with respect to ``u0`` and ``p`` flow through the
     solve as ``sensealg`` says: ``Direct()`` records the solver's steps (exact for the
@@ -127,6 +172,13 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     close over traced values (which an adjoint refuses with an error).
     """
     _refuse_other_orders(f)
+    _check_options(rtol, atol, dt, max_steps, adaptive)
+    if dtmax is not None:
+        real_in("solve", "dtmax", dtmax, 0, low_open=True)
+    if tstops is not None:
+        tstops = np.ravel(np.asarray(tstops, dtype=float))
+        if not np.all(np.isfinite(tstops)):
+            raise ValueError(f"solve: tstops must be finite times; got {tstops!r}")
     solver = Tsit5() if solver is None else solver
     t0, t1, save = _times(tspan, saveat)
     u0 = _state(u0)
@@ -136,8 +188,8 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
                         f"BacksolveAdjoint() or QuadratureAdjoint(); got {sensealg!r}")
     packer = Packer(u0)
     y0 = packer.pack(u0)
-    options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps,
-                   adaptive=adaptive)
+    options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps, dtmax=dtmax,
+                   tstops=tstops, adaptive=adaptive)
     leaves = flatten((u0, p))[0]
     refuse_compiled(leaves)
     trace = top_trace(leaves)
@@ -169,15 +221,16 @@ class _Interpolant:
             self.hi = np.maximum(self.starts, self.ends).max()
             self.forward = self.ends[-1] >= self.starts[0]
 
-    def __call__(self, t):
+    def __call__(self, t, derivative=False):
         if np.ndim(t) == 0:
-            return self.packer.unpack(self._at(float(t)))
-        return self.packer.unpack_stacked(np.stack([self._at(float(s)) for s in t]))
+            return self.packer.unpack(self._at(float(t), derivative))
+        return self.packer.unpack_stacked(np.stack([self._at(float(s), derivative)
+                                                    for s in t]))
 
-    def _at(self, t):
+    def _at(self, t, derivative=False):
         if not self.steps:
             if t == self.t0:
-                return self.y0
+                return self.F(t, self.y0) if derivative else self.y0
             raise ValueError(f"sol(t): t = {t} is outside the solved interval [{self.t0}]")
         lo, hi = self.lo, self.hi
         if not lo - 1e-12 * max(1, abs(lo)) <= t <= hi + 1e-12 * max(1, abs(hi)):
@@ -188,6 +241,8 @@ class _Interpolant:
             i = int(np.searchsorted(-self.ends, -t, side="left"))
         step = self.steps[min(i, len(self.steps) - 1)]
         theta = (t - step.t0) / step.h
+        if derivative:
+            return self.solver.derivative(self.F, step, theta)
         if theta == 1.0:
             return step.y1
         return self.solver.interpolate(self.F, step, theta)

@@ -190,8 +190,8 @@ def _vern7_dense(rows):
         out[i - 1] = row
     return out
 
-# --- Verner's efficient 7(6), with his order-7 interpolant (6 extra stages, 5 of them made
-# only when a step is interpolated) ---------------------------------------------------------------
+# --- Verner's efficient 7(6), with his interpolant (6 extra stages, 5 of them made only when a
+# step is interpolated; order 6, and order 7 to 3e-7: tests/ode/test_ode_order_conditions.py) ---
 
 VERN7 = Tableau(
     "Vern7", 7,
