@@ -522,3 +522,15 @@ def test_normalise_and_flatten():
     # "flatten": MLUtils' flatten is fl.Flatten() here (fl.flatten flattens a tree)
     x = r.standard_normal((2, 3, 10, 10)).astype(np.float32)
     np.testing.assert_array_equal(fl.Flatten()(x), x.reshape(2, 300))
+
+
+def test_getobs_of_a_part_without_a_length_is_not_checked():
+    # the check that a tuple's parts hold as many observations each raised numobs's
+    # TypeError for a part with __getitem__ and no __len__, which getobs read before
+    class Lazy:
+        def __getitem__(self, i):
+            return np.array([i, -i])
+
+    x, pairs = fl.data.getobs((np.arange(5.0), Lazy()), [1, 2])
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+    np.testing.assert_array_equal(pairs, [[1, -1], [2, -2]])

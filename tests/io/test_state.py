@@ -226,3 +226,20 @@ def test_keys_alike_as_strings_are_refused_not_merged():
     with pytest.raises(ValueError, match="loadmodel: two entries are both named '0'.*0 and '0'"):
         fl.loadmodel(model, {"0": np.full(1, 5.0)})
     assert model[0][0] == 1 and model["0"][0] == 0
+
+
+def test_a_float16_state_of_float32_statistics_loads_exactly():
+    # a model saved by fl.f16 before it kept the norm layers' statistics float32 holds them
+    # in float16: loading it into today's fl.f16 model was refused ("expected dtype float32,
+    # got float16; convert ... fl.f32(model)", which then refused the float16 weights)
+    make = lambda: fl.f16(fl.Chain(fl.Dense(3, 4), fl.BatchNorm(4), fl.Dense(4, 1)))  # noqa: E731
+    state = fl.state(make())
+    old = np.arange(4, dtype=np.float16) / 3
+    state["layers"]["1"]["running_var"] = old
+    model = fl.loadmodel(make(), state)
+    stats = model.layers[1].running_var
+    assert stats.dtype == np.float32 and np.array_equal(stats, old.astype(np.float32))
+    state["layers"]["0"]["weight"] = state["layers"]["0"]["weight"].astype(np.float64)
+    with pytest.raises(LoadError, match="layers.0.weight: expected dtype float16, got "
+                                           "float64"):  # narrowing: refused as before
+        fl.loadmodel(make(), state)

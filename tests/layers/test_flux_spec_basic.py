@@ -322,6 +322,21 @@ def test_embedding_padding_idx():
     assert np.all(m.weight[pad] == 0) and not np.all(m.weight[0] == m0.weight[0])
 
 
+def test_embedding_padding_idx_leaves_the_inits_array_and_masks_any_row():
+    # the padding row was zeroed in the array init returned (a user's pretrained vectors),
+    # and a row of inf embedded to NaN (a product with the mask)
+    vectors = np.arange(15, dtype=np.float32).reshape(5, 3)
+    m = fl.Embedding(5, 3, padding_idx=0, init=lambda shape, rng: vectors)
+    assert vectors[0].tolist() == [0.0, 1.0, 2.0] and np.all(m.weight[0] == 0)
+    m.weight[0] = np.inf
+    y = m(np.array([0, 1]))
+    np.testing.assert_array_equal(y, [[0, 0, 0], [3, 4, 5]])
+    g, = fl.gradient(lambda m: np.sum(m(np.array([0, 1]))), m)
+    np.testing.assert_array_equal(g.weight[:2], [[0, 0, 0], [1, 1, 1]])
+    oh = fl.onehotbatch([0, 1, 0], 5, dtype=bool)  # one-hot rows, the padding among them
+    np.testing.assert_array_equal(m(oh), [[0, 0, 0], [3, 4, 5], [0, 0, 0]])
+
+
 @pytest.mark.parametrize("reduction", ["sum", "mean", "max"])
 def test_embeddingbag(reduction):
     # basic.jl "EmbeddingBag"; fluxml's offsets are PyTorch's (0-based starts)

@@ -321,3 +321,16 @@ def test_f16_keeps_running_statistics_float32():
     assert fl.f16(fl.LayerNorm(3)).weight.dtype == np.float16  # converted fully, as Flux
     assert fl.f16(fl.GroupNorm(4, 2))(x[:, :1].repeat(4, axis=1)).dtype == np.float16
     assert fl.f32(fl.f16(fl.BatchNorm(3))).running_var.dtype == np.float32
+
+
+@pytest.mark.parametrize("make", [lambda: fl.BatchNorm(2), lambda: fl.LayerNorm(2),
+                                  lambda: fl.BatchNorm(2, dtype=np.float16)])
+def test_a_norm_layer_converted_back_by_fmap_computes_in_its_weights_precision(make):
+    # the float16 record of fl.f16 (or dtype=float16) outlived a plain fl.fmap of astype
+    # back to float32: the layer rounded float32 input to float16 and gave float16 output
+    to32 = lambda a: a.astype(np.float32) if isinstance(a, np.ndarray) else a  # noqa: E731
+    layer = fl.trainmode(fl.fmap(to32, fl.f16(make())))
+    x = RNG.normal(size=(4, 2)).astype(np.float32) * 1000 + 0.123456
+    want = fl.trainmode(fl.f32(fl.f16(make())))(x)
+    assert layer.weight.dtype == np.float32 and layer(x).dtype == np.float32
+    np.testing.assert_array_equal(layer(x), want)

@@ -79,6 +79,8 @@ def getobs(data, idx):
             numobs(data)
         except ValueError as err:
             raise ValueError(f"getobs: {str(err).removeprefix('numobs: ')}") from None
+        except TypeError:  # a part numobs cannot count (__getitem__ without __len__):
+            pass  # nothing to check it against, as before the check
     return _getobs(data, idx)
 
 

@@ -185,7 +185,7 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
                     "Keras and JAX store (in, out)" if len(shape) == 2 and shape == vshape[::-1]
                     else "")
             raise LoadError(f"{what}: {path}: expected {shape}, got {vshape}{hint}")
-        if dtype != vdtype:
+        if dtype != vdtype and not (isinstance(x, np.ndarray) and _widens(vdtype, dtype)):
             raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; convert "
                             f"the state or the model first (e.g. fl.f32(model))")
         if isinstance(x, np.ndarray) and not x.flags.writeable:
@@ -197,6 +197,17 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
                         f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}{hint}")
     return target
+
+
+def _widens(given, wanted) -> bool:
+    """Whether values of dtype ``given`` load exactly into an array of ``wanted``: a float of
+    fewer bits into a wider one (a float16 file's running statistics, which fl.f16 now keeps
+    float32), or a complex likewise. Anything else (narrowing, another kind) is refused."""
+    try:
+        given, wanted = np.dtype(given), np.dtype(wanted)
+    except TypeError:  # (not a NumPy dtype: a number's type)
+        return False
+    return given.kind == wanted.kind and given.kind in "fc" and given.itemsize < wanted.itemsize
 
 
 def _check_ties(target: list[tuple[str, Any]], given: dict, what: str) -> None:
@@ -316,7 +327,9 @@ def loadmodel(model, state, *, what: str = "loadmodel"):
     """Copy ``state`` (nested, from :func:`state` or ``fl.load``, or flat with dotted names;
     or another model, whose state it takes) into ``model``'s arrays, in place, and return
     the model. Every path, shape and dtype is checked before anything is written; the first
-    mismatch is named: ``layers.1.weight: expected (10, 32), got (32, 10)``. Numbers
+    mismatch is named: ``layers.1.weight: expected (10, 32), got (32, 10)``. A dtype must
+    match, but a float (or complex) array of fewer bits loads into a wider one, exactly (a
+    float16 file's norm statistics into the float32 ones ``fl.f16`` keeps). Numbers
     (Python or NumPy scalars) are replaced in their container; a tuple holding one is
     rebuilt. So, unlike Flux's ``loadmodel!`` (arrays only), the state's settings come too:
     a model built with ``Dropout(0.2)`` takes the ``p`` of a state saved from

@@ -68,8 +68,10 @@ class Embedding(Module):
     fl.onehotbatch's arrays are dense, so only bool says one-hot: an integer array is indices
     (a 0/1 one-hot in integers would be read as indices 0 and 1), a float one is refused.
 
-    ``padding_idx`` (as Flux's and PyTorch's): that index's row starts at zero, embeds to
-    zeros whatever the row holds, and gets no gradient, so training leaves it zero.
+    ``padding_idx`` (as Flux's): that index's row starts at zero (in a copy of what ``init``
+    gave), embeds to zeros whatever the row holds, and gets no gradient, so training leaves
+    it as it is. PyTorch's embeds to the row's values instead: the two differ only where the
+    row was set otherwise (loaded, tied or written).
 
     >>> import numpy as np, fluxml as fl
     >>> e = fl.Embedding(3, 2, init=fl.init.ones)
@@ -90,6 +92,7 @@ class Embedding(Module):
                 raise ValueError(f"{type(self).__name__}: padding_idx must be an index of the "
                                  f"vocabulary, 0 to {int(vocab) - 1}; got {padding_idx!r}")
             padding_idx = int(padding_idx)
+            self.weight = np.array(self.weight, copy=True)  # (init may give the caller's)
             self.weight[padding_idx] = 0
             self.padding_idx = padding_idx
 
@@ -111,20 +114,24 @@ class Embedding(Module):
         if getattr(idx, "dtype", None) == np.bool_:
             return self._onehot(idx)
         idx = _check_indices(self, idx, self.weight.shape[0])
+        return self._rows(idx)
+
+    def _rows(self, idx):
+        """The weight's rows for indices ``idx``; zeros for the padding index (a where, not a
+        product: zeros for a row of inf or NaN too), and so no gradient to its row."""
         y = _gather(self.weight, idx)
         if self.padding_idx is None:
             return y
-        # zeros for the padding index, and (the same product) no gradient to its row
-        return y * (idx != self.padding_idx)[..., None].astype(y.dtype)
+        return np.where((idx == self.padding_idx)[..., None], 0, y)
 
     def _onehot(self, x):
         self._check_onehot(x.shape)
-        if self.padding_idx is not None:  # its column off: a row of it embeds to zeros
-            x = x & (np.arange(x.shape[-1]) != self.padding_idx)
         if isinstance(x, np.ndarray) and x.size and np.all(np.sum(x, axis=-1) == 1):
             # one-hot rows (not multi-hot): a gather, as for the indices (the product costs a
             # pass over vocab x dim per row: 250 times slower at vocab 20000)
-            return _gather(self.weight, np.argmax(x, axis=-1))
+            return self._rows(np.argmax(x, axis=-1))
+        if self.padding_idx is not None:  # its column off: the padding index adds nothing
+            x = x & (np.arange(x.shape[-1]) != self.padding_idx)
         return x.astype(self.weight.dtype) @ self.weight
 
     def _line(self) -> str:

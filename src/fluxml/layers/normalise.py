@@ -83,9 +83,13 @@ class _Norm(Module):
     precision = None
 
     def _precision(self, x):
-        """``x`` in the layer's precision: ``precision`` where set, else that of its arrays
-        (any float when it has none)."""
-        if self.precision is not None:
+        """``x`` in the layer's precision: ``precision`` where set (and its weight, where it
+        has one, is of it: a weight converted back by a plain ``fl.fmap`` of ``astype`` says
+        the layer's precision, not the record kept from ``fl.f16``; a layer without a weight
+        can only be converted back by ``fl.f32``/``fl.f64``), else that of its arrays (any
+        float when it has none)."""
+        weight = getattr(self, "weight", None)
+        if self.precision is not None and (weight is None or weight.dtype == self.precision):
             return match_dtype(self, x, self.precision)
         for a in (getattr(self, "weight", None), getattr(self, "running_mean", None)):
             if a is not None:
