@@ -415,8 +415,25 @@ def _container_like(spec, children, none: bool = False, keep: bool = True):
         new = t(children)
     attributes = getattr(like, "__dict__", None) if keep else None
     if attributes and type(new) is type(like):
+        _refuse_held_arrays(like, attributes)
         new.__dict__.update(dict.fromkeys(attributes, None) if none else attributes)
     return new
+
+
+def _refuse_held_arrays(container, attributes: dict) -> None:
+    """An attribute of a list, tuple or dict subclass is static: kept as it is, not walked.
+    One holding arrays or layers (``self.layers.head = dense``) would keep the old ones
+    beside the converted or trained items (a layer at two places split in two, silently):
+    refused, naming it."""
+    for name, value in attributes.items():
+        if any(hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, np.generic)
+               for x in flatten(value)[0]):  # (arrays; numbers and text are static)
+            base = type(container).__mro__[1].__name__
+            raise TypeError(
+                f"the {type(container).__name__} (a subclass of {base}) holds arrays in its "
+                f"attribute {name!r}, which a tree does not walk (only its items): they would "
+                f"not be converted, moved or trained with the rest. Keep arrays and layers in "
+                f"its items, or in the fields of a class that holds it")
 
 
 def _rebind_methods(spec, children, obj, state) -> None:

@@ -620,3 +620,19 @@ def test_container_subclasses_keep_their_attributes():
     assert g["l"].name is None
     with pytest.raises(AttributeError, match="scale"):  # (not silently lost when written)
         fl.gradient(lambda t: loss(t) * t["p"].scale, tree)
+
+
+def test_a_container_attribute_holding_a_layer_is_refused():
+    # (review) kept as a static part, self.layers.head = d stayed the old layer beside the
+    # converted items: one layer at two places split in two, float64 beside float32, silently
+    class Layers(list):
+        pass
+
+    dense = fl.f64(fl.Dense(2, 2))
+    layers = Layers([dense, fl.f64(fl.Dense(2, 2))])
+    layers.head = dense
+    with pytest.raises(TypeError, match="Layers .* holds arrays in its attribute 'head'"):
+        fl.f32(layers)
+    plain = Layers([np.ones(2)])
+    plain.name = "encoder"  # a static attribute is kept
+    assert fl.f32(plain).name == "encoder"
