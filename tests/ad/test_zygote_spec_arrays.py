@@ -567,4 +567,7 @@ def test_scipy_logsumexp_weights_and_inputs():
         assert type(got) is type(want) is np.float64 and np.isclose(got, want)
     assert type(logsumexp(a, b=b)) is np.float64
     assert type(logsumexp(a.astype(np.float32))) is np.float32
+    # float32 a, float64 b: computed in float64, as SciPy's
+    np.testing.assert_allclose(logsumexp(a.astype(np.float32), b=b),
+                               sp.logsumexp(a.astype(np.float32), b=b), rtol=1e-14)
     assert logsumexp(a, axis=0).shape == (4,)

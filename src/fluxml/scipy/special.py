@@ -56,6 +56,9 @@ def _weighted(a, b, axis, keepdims):
     constant: the result does not depend on it). The weights multiply ``exp``, so the
     derivative in ``b_i`` is ``exp(a_i - result)``, finite at a zero weight (``a + log(b)``
     had ``softmax / b = 0 * inf`` there: NaN)."""
+    dtype = np.result_type(a, b)
+    if np.result_type(a) != dtype:  # computed in the result's precision, as SciPy's
+        a = a.astype(dtype)
     weighted = raw(b) != 0  # SciPy's mask: a zero weight drops its term, whatever its a
     m = np.max(np.where(weighted, raw(a), -np.inf), axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
