@@ -361,6 +361,9 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
         result = s[..., n // 2]
     else:
         result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2
+    # a fresh array, as NumPy's (a mean's result), in the order the sort left it: not a
+    # strided view of the sort, which ravel(order="A") would read in C order
+    result = in_memory_order_of(result, result)
     return into_out(np.reshape(result, shape), out, "np.median")
 
 
