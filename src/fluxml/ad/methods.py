@@ -173,11 +173,13 @@ def _refuses(what, convert=None):
                 # so the value is written as without the transform (Zygote: logging is
                 # transparent to AD)
                 return convert(value)
-            if type(value) is Tracer and frame.f_globals.get("__name__") == "logging":
-                # logging.info("%.3f", x) inside fl.compile: no number while the function is
-                # traced. logging reports this error and goes on, so it is not noted as the
-                # trace's refusal (a function's own `except` around float(x) is: 5bb59a5)
-                raise value._trace.logged()
+            if type(value) is Tracer:  # inside fl.compile: no number while traced
+                if frame.f_globals.get("__name__") == "logging":
+                    # logging.info("%.3f", x): logging reports this error and goes on, so it
+                    # is not noted as the trace's refusal (the function's own `except`
+                    # around the formatting is: 5bb59a5)
+                    raise value._trace.logged()
+                raise value._trace.concrete(_FORMATTED)
         if convert is not None and frame.f_code.co_code[frame.f_lasti] == _STORE_SUBSCR:
             # `buf[i] = x` into a plain NumPy array: NumPy replaces any error raised here by
             # its own "setting an array element with a sequence". So the value is stored,
@@ -197,6 +199,7 @@ def _refuses(what, convert=None):
 
 
 _STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
+_FORMATTED = "formatting a traced value as a number (`'%.3f' % x`; `%s` writes its shape)"
 _BINARY_OP = dis.opmap.get("BINARY_OP")  # Python 3.11+; its argument 6 is %, 19 is %=
 _MODULO = {dis.opmap[name] for name in ("BINARY_MODULO", "INPLACE_MODULO") if name in dis.opmap}
 
