@@ -129,6 +129,9 @@ RESULT_LAYOUTS = [
     ("partition", lambda x: np.partition(x, 1, axis=1)),
     ("median", lambda x: np.median(x, axis=0)),
     ("median axis 1", lambda x: np.median(x, axis=1)),
+    ("quantile", lambda x: np.quantile(x, 0.3, axis=1)),  # C-ordered, whatever x's order
+    ("quantiles", lambda x: np.quantile(x, [0.3, 0.6], axis=(0, 2), keepdims=True)),
+    ("percentile", lambda x: np.percentile(x, 40.0, axis=-1)),
     ("median keepdims", lambda x: np.median(x, axis=0, keepdims=True)),
     ("median even", lambda x: np.median(x, axis=-1)),
     ("median of two axes", lambda x: np.median(x, axis=(0, 2), keepdims=True)),
