@@ -600,6 +600,54 @@ def test_logging_and_formatting_are_transparent():  # features.jl "logging macro
         fl.gradient(lambda x: (f"{x:.2f}", np.sum(x))[1], np.ones(2))
 
 
+def test_logging_a_traced_value_inside_fl_compile(capsys):
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            try:
+                records.append(self.format(record))
+            except Exception:  # as logging's own handlers: report the error and go on
+                self.handleError(record)
+
+    log = logging.getLogger("tests.zygote_spec.compiled")
+    log.addHandler(Keep())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+    def loss(x):
+        value = np.sum(x ** 2)
+        log.info("loss %.3f", value)  # no number while traced: logging reports it, goes on
+        log.info("loss %s", value)
+        log.info(f"loss {value:.3f}")  # the traced value named, as f"{value}"
+        return value
+
+    x = np.array([1.0, 2.0])
+    # before (5bb59a5): the error logging reported was also noted as the trace's refusal, so
+    # fl.compile raised CompileError: float(x) needs a concrete value
+    compiled = fl.compile(loss)
+    assert compiled(x) == 5.0
+    value, (g,) = fl.compile(lambda x: fl.withgradient(loss, x))(x)
+    assert value == 5.0
+    np.testing.assert_array_equal(g, 2 * x)
+    assert len(records) == 4 and all("f64[]" in r for r in records), records
+    assert capsys.readouterr().err.count("log message formats a traced value as a number") == 2
+    assert compiled(3 * x) == 45.0  # the compiled program: no trace, no logging
+    assert len(records) == 4
+
+    def own_fallback(x):  # a function's own `except` around the conversion stays refused
+        try:
+            text = "%.3f" % x[0]  # noqa: UP031 (the % formatting under test)
+        except Exception:
+            return x
+        return x + len(text)
+
+    with pytest.raises(fl.CompileError, match="formatting a traced value as a number"):
+        fl.compile(own_fallback)(x)
+
+
 def test_hessian_diaghessian_jacobian():  # test/utils.jl
     rng = np.random.default_rng(7)
     np.testing.assert_allclose(fl.hessian(lambda x: x[0] * x[1], rng.standard_normal(2)),

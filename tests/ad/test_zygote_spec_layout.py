@@ -128,6 +128,14 @@ RESULT_LAYOUTS = [
     ("sort", lambda x: np.sort(x, axis=0)),
     ("partition", lambda x: np.partition(x, 1, axis=1)),
     ("median", lambda x: np.median(x, axis=0)),
+    ("median axis 1", lambda x: np.median(x, axis=1)),
+    ("quantile", lambda x: np.quantile(x, 0.3, axis=1)),  # C-ordered, whatever x's order
+    ("quantiles", lambda x: np.quantile(x, [0.3, 0.6], axis=(0, 2), keepdims=True)),
+    ("percentile", lambda x: np.percentile(x, 40.0, axis=-1)),
+    ("median keepdims", lambda x: np.median(x, axis=0, keepdims=True)),
+    ("median even", lambda x: np.median(x, axis=-1)),
+    ("median of two axes", lambda x: np.median(x, axis=(0, 2), keepdims=True)),
+    ("median of two axes, copied", lambda x: np.median(x[::2], axis=(0, 1))),
     ("triu", np.triu),
     ("tril", lambda x: np.tril(x, -1)),
     ("take", lambda x: np.take(x, [0, 1], axis=1)),
@@ -141,11 +149,14 @@ RESULT_LAYOUTS = [
 
 @pytest.mark.parametrize("name, f", RESULT_LAYOUTS, ids=[c[0] for c in RESULT_LAYOUTS])
 @pytest.mark.parametrize("x", [X.T + 0.05, P3], ids=["F-ordered", "permuted"])  # (no kinks)
-def test_results_are_laid_out_as_numpys(name, f, x):
+@pytest.mark.parametrize("order", ["K", "A"])
+def test_results_are_laid_out_as_numpys(name, f, x, order):
     # before: these kept the input's layout or gave C where NumPy does otherwise (and triu
-    # kept an F layout since c3d59cf), so ravel(order="K") of the result read another order
+    # kept an F layout since c3d59cf), so ravel(order="K") of the result read another order;
+    # and the median along axis 1 of an F array was a strided view where NumPy's is
+    # F-contiguous, so ravel(order="A") read it in C order
     def read(x):
-        return np.ravel(f(x), order="K")
+        return np.ravel(f(x), order=order)
 
     w = np.random.default_rng(3).standard_normal(read(x).shape)
     seen = []

@@ -557,3 +557,34 @@ def test_writes_in_another_threads_gradient_do_not_refuse_a_body():
     run = fl.compile(lambda xs: fl.scan(body, np.zeros(2), xs)[0])
     np.testing.assert_array_equal(run(np.ones((3, 2))), 3.0)
     thread.join(10)
+
+
+def _catches(x):
+    # float(x) of a traced value, caught: eagerly x + x[0], traced the fallback x + 0
+    try:
+        y = float(x[0]) * np.ones_like(x)
+    except Exception:
+        y = 0 * x
+    return x + y
+
+
+@pytest.mark.parametrize("program", [
+    lambda x: fl.cond(np.sum(x) > 0, _catches, lambda x: x * 1.0, x),
+    lambda x: fl.scan(lambda c, xi: (c + _catches(xi[None])[0], c), np.zeros(()), x)[0],
+    lambda x: fl.while_loop(lambda c: c[1] < 2, lambda c: (_catches(c[0]), c[1] + 1),
+                            (x, np.int64(0)))[0],
+    lambda x: fl.gradient(lambda x: np.sum(fl.cond(np.sum(x) > 0, _catches,
+                                                   lambda x: x * 1.0, x) ** 2), x)[0],
+    lambda x: fl.cond(np.sum(x) > 0,  # nested: a body's refusal reaches the outermost trace
+                      lambda x: fl.scan(lambda c, xi: (c + _catches(xi[None])[0], c),
+                                        np.zeros(()), x)[0],
+                      lambda x: np.sum(x), x),
+], ids=["cond", "scan", "while_loop", "gradient of cond", "scan in cond"])
+def test_a_refusal_caught_in_a_body_is_raised(program):
+    # before, the refusal of float(x) caught inside a branch or loop body stayed on the
+    # body's trace: fl.cond compiled x + 0 ([1, 2] where eagerly [2, 3]), fl.scan 3 for 6,
+    # the compiled gradient [2, 4] where eager fl.gradient refuses
+    x = np.array([1.0, 2.0])
+    assert fl.cond(True, _catches, lambda x: x * 1.0, x).tolist() == [2.0, 3.0]  # by hand
+    with pytest.raises(CompileError, match=r"fl\.(cond|scan|while_loop)'s .*float\(x\) needs"):
+        fl.compile(program)(x)

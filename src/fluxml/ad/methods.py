@@ -165,23 +165,31 @@ Tracer.partition = _partition
 # Conversions that need a concrete value refuse, saying what to write instead.
 def _refuses(what, convert=None):
     def method(self, *args):
-        if convert is not None:
-            frame = sys._getframe(1)
-            if _percent_format(frame) and type(raw(self)) is not Tracer:
+        frame = sys._getframe(1)
+        if _percent_format(frame):
+            value = raw(self)
+            if convert is not None and type(value) is not Tracer:
                 # `"%.3f" % x`, as logging formats its messages: the text has no derivative,
                 # so the value is written as without the transform (Zygote: logging is
                 # transparent to AD)
-                return convert(raw(self))
-            if frame.f_code.co_code[frame.f_lasti] == _STORE_SUBSCR:
-                # `buf[i] = x` into a plain NumPy array: NumPy replaces any error raised here
-                # by its own "setting an array element with a sequence". So the value is
-                # stored, and the transform raises this error when the function returns.
-                value = raw(self)  # inside fl.compile, an IR tracer: no value to store yet
-                if self._trace.refused is None:
-                    self._trace.refused = errors.written_into_plain(
-                        f"{frame.f_code.co_filename}, line {frame.f_lineno}",
-                        compiled=value is self)
-                return convert(0 if type(value) is Tracer else value)
+                return convert(value)
+            if type(value) is Tracer:  # inside fl.compile: no number while traced
+                if frame.f_globals.get("__name__") == "logging":
+                    # logging.info("%.3f", x): logging reports this error and goes on, so it
+                    # is not noted as the trace's refusal (the function's own `except`
+                    # around the formatting is: 5bb59a5)
+                    raise value._trace.logged()
+                raise value._trace.concrete(_FORMATTED)
+        if convert is not None and frame.f_code.co_code[frame.f_lasti] == _STORE_SUBSCR:
+            # `buf[i] = x` into a plain NumPy array: NumPy replaces any error raised here by
+            # its own "setting an array element with a sequence". So the value is stored,
+            # and the transform raises this error when the function returns.
+            value = raw(self)  # inside fl.compile, an IR tracer: no value to store yet
+            if self._trace.refused is None:
+                self._trace.refused = errors.written_into_plain(
+                    f"{frame.f_code.co_filename}, line {frame.f_lineno}",
+                    compiled=value is self)
+            return convert(0 if type(value) is Tracer else value)
         bottom = raw(self)  # a compiled program's IR tracer says why in its own words
         if type(bottom) is Tracer:
             raise bottom._trace.concrete(what)
@@ -191,6 +199,7 @@ def _refuses(what, convert=None):
 
 
 _STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
+_FORMATTED = "formatting a traced value as a number (`'%.3f' % x`; `%s` writes its shape)"
 _BINARY_OP = dis.opmap.get("BINARY_OP")  # Python 3.11+; its argument 6 is %, 19 is %=
 _MODULO = {dis.opmap[name] for name in ("BINARY_MODULO", "INPLACE_MODULO") if name in dis.opmap}
 
@@ -208,7 +217,12 @@ def _format(self, spec):
     """``f"{x:.3f}"``, ``format(x, ".3f")``: the value formatted, as without the transform (a
     string has no derivative); ``f"{x}"`` is ``str(x)``, which names the tracer."""
     value = raw(self)
-    if not spec or type(value) is Tracer:  # (fl.compile: no value yet; Python's own error)
+    if spec and type(value) is Tracer and np.ndim(self) == 0:
+        # fl.compile: no number while the function is traced (once), so the text names the
+        # traced value, its shape and dtype, as f"{x}" does (a refusal would stop the compile
+        # of a function printing its loss)
+        return str(self)
+    if not spec or type(value) is Tracer:  # (an array with a spec: NumPy's TypeError too)
         return object.__format__(self, spec)
     return format(python_number(value) if np.ndim(value) == 0 else value, spec)
 

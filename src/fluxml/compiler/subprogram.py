@@ -29,6 +29,7 @@ from fluxml.compiler.trace import (
     _draw,
     _fresh,
     active,
+    current,
 )
 from fluxml.tree import flatten, unflatten
 
@@ -166,6 +167,7 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     ``star``; ``fn(*inputs)`` when ``spec`` is None) with one input per leaf (its example
     gives the shapes); ``what`` names the function in errors."""
     tr = SubTrace(check_only)
+    outer = current()
     inputs = [tr.input(example(x), f"a{k}") for k, x in enumerate(leaves)]
     in_vars = [t._box for t in inputs]
     watching = mutation.outer_write_watchers.stack
@@ -183,6 +185,12 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
         finally:
             watching.pop()
             tr.closed = LEAKED
+    if tr.refused is not None and outer is not None and not check_only \
+            and outer.refused is None:
+        # a concrete value (float(x)) the function caught, going on along another path than
+        # its eager one: refused when the enclosing compile's trace ends, as at the top level
+        # (an eager fl.cond's branch traced only to check its types computes nothing)
+        outer.refused = f"{what}: {tr.refused}"
     if tr.outer_writes:
         raise _outer_write(what, check_only)
     for t, v in zip(inputs, in_vars):

@@ -221,6 +221,17 @@ class IRTrace(Trace):
             self.refused = str(error).removeprefix("fl.compile: ")
         return error
 
+    def logged(self) -> CompileError:
+        """The error for a log message formatting a traced value as a number: logging
+        reports it on stderr and goes on, and the text changes nothing the function
+        computes, so unlike ``concrete`` it is not noted as the trace's refusal."""
+        return CompileError(
+            "fl.compile: a log message formats a traced value as a number (`%.3f`, `%d`), "
+            "but inside a compiled function the value is not known while the function is "
+            "traced (once, at its first call; the compiled program does not log). Write `%s` "
+            "(the traced value's shape and dtype), or log the values the compiled function "
+            "returns.")
+
     def draw(self, rng, method, args, kwargs):
         """``rng.<method>(*args, **kwargs)`` recorded: a fresh draw on every run. The trace's
         examples come from a copy of a NumPy generator, so that tracing does not advance the

@@ -27,9 +27,10 @@ __all__ = ["logsumexp", "multigammaln", "polygamma"]
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """``log(sum(b * exp(a), axis))`` without overflow (``scipy.special.logsumexp``, which a
-    Zygote user knows as LogExpFunctions' ``logsumexp``); the weights ``b`` must be
-    non-negative (``log(sum(exp(a + log(b))))``), and ``return_sign`` (for negative
-    weights) is not supported. Its gradient is the softmax of ``a + log(b)``.
+    Zygote user knows as LogExpFunctions' ``logsumexp``), differentiable to any order in
+    ``a`` and ``b``. ``a`` and ``b`` may be numbers or lists, ``b`` broadcasts against ``a``
+    and may be negative: as SciPy's, a negative sum gives NaN (``return_sign``, its sign, is
+    not supported). A full reduction of plain arrays is a NumPy scalar, as SciPy's.
 
     >>> import numpy as np
     >>> round(float(logsumexp(np.array([0.0, 0.0]), b=np.array([1.0, 3.0]))), 6)  # log 4
@@ -38,13 +39,37 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     if return_sign:
         raise DifferentiationError("fluxml.scipy.special.logsumexp: return_sign=True (the "
                                    "sign of a sum with negative weights) is not supported")
-    if b is not None:
-        if np.any(np.asarray(raw(b)) < 0):
-            raise DifferentiationError("fluxml.scipy.special.logsumexp: the weights b must be "
-                                       "non-negative (negative ones need return_sign)")
-        with np.errstate(divide="ignore"):  # a zero weight: log 0 = -inf drops its term
-            a = a + np.log(b)
-    return _logsumexp(a, axis=axis, keepdims=keepdims)
+    a = _as_array(a)
+    out = _logsumexp(a, axis=axis, keepdims=keepdims) if b is None else \
+        _weighted(a, _as_array(b), axis, keepdims)
+    return out[()] if type(out) is np.ndarray and out.ndim == 0 else out
+
+
+def _as_array(x):
+    """A number or list as an array (SciPy's ``np.asarray``); arrays, traced or not, as they
+    are."""
+    return x if isinstance(x, (np.ndarray, Tracer)) else np.asarray(x)
+
+
+def _weighted(a, b, axis, keepdims):
+    """``log(sum(b * exp(a - m))) + m``, with ``m`` the largest ``a`` of a non-zero weight (a
+    constant: the result does not depend on it). The weights multiply ``exp``, so the
+    derivative in ``b_i`` is ``exp(a_i - result)``, finite at a zero weight (``a + log(b)``
+    had ``softmax / b = 0 * inf`` there: NaN)."""
+    dtype = np.result_type(a, b)
+    if np.result_type(a) != dtype:  # computed in the result's precision, as SciPy's
+        a = a.astype(dtype)
+    weighted = raw(b) != 0  # SciPy's mask: a zero weight drops its term, whatever its a
+    m = np.max(np.where(weighted, raw(a), -np.inf), axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    d = a - m
+    # a zero weight's exponent may exceed m by any amount: capped below overflow, its term
+    # is 0 * a finite number (the derivative in its weight, exp(d), is capped there too)
+    cap = np.log(np.finfo(np.result_type(d)).max)
+    d = np.where(weighted, d, np.fmin(d, cap))
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf; a negative sum NaN
+        s = np.log(np.sum(b * np.exp(d), axis=axis, keepdims=keepdims))
+    return s + (m if keepdims else np.squeeze(m, axis=axis))
 
 
 def polygamma(n, x):

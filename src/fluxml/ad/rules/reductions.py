@@ -18,7 +18,7 @@ from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untrac
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
-from fluxml.ad.rules.shape import in_memory_order_of
+from fluxml.ad.rules.shape import c_ordered, in_memory_order_of
 
 # --- primitives ----------------------------------------------------------------------------------
 
@@ -338,7 +338,8 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
     d = above - below
     result = np.where(t >= 0.5, above - d * (1 - t), below + d * t)  # NumPy's _lerp
     result = np.moveaxis(result, -1, 0)
-    return into_out(np.reshape(result, q.shape + shape), out, "np.quantile")
+    # C-ordered, as NumPy's (ravel(order="K") reads it later): not the layout of the sort
+    return into_out(c_ordered(np.reshape(result, q.shape + shape)), out, "np.quantile")
 
 
 @function(np.percentile)
@@ -361,6 +362,9 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
         result = s[..., n // 2]
     else:
         result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2
+    # a fresh array, as NumPy's (a mean's result), in the order the sort left it: not a
+    # strided view of the sort, which ravel(order="A") would read in C order
+    result = in_memory_order_of(result, result)
     return into_out(np.reshape(result, shape), out, "np.median")
 
 

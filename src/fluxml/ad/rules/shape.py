@@ -288,13 +288,28 @@ def _memory_axes(shape, *strides) -> list:
 
 
 def laid_out(y, axes):
-    """``y`` with ``axes`` (outermost first) its memory order, copied where it is not: the
-    layout NumPy gives a result (which ``ravel(order="K")`` reads later)."""
+    """``y`` contiguous with ``axes`` (outermost first) its memory order, copied where it is
+    not: the layout NumPy gives a result it allocates (which ``ravel(order="K")`` reads
+    later, and ``order="A"`` where it is F-contiguous)."""
     r = raw(y)
     strides = getattr(r, "strides", None)  # (none: an array without a layout, JAX's)
-    if strides is None or _memory_axes(np.shape(r), strides) == list(axes):
+    if strides is None or _contiguous(np.shape(r), strides, np.dtype(r.dtype).itemsize, axes):
         return y
     return transpose(COPY(transpose(y, axes), order="C"), _inverse(axes))
+
+
+def _contiguous(shape, strides, itemsize, axes) -> bool:
+    """Do the elements of an array of ``shape`` and ``strides`` fill one block with
+    ``axes`` (outermost first) in C order? (An axis of length 1 may have any stride.)"""
+    if 0 in shape:
+        return True
+    step = itemsize
+    for d in reversed(list(axes)):
+        if shape[d] != 1:
+            if strides[d] != step:
+                return False
+            step *= shape[d]
+    return True
 
 
 def c_ordered(y):

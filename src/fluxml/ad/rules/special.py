@@ -6,9 +6,9 @@ SciPy's special functions are NumPy ufuncs, so ``scipy.special.erf(tracer)`` rea
 
 Not covered, because they are Python functions that convert their argument with
 ``np.asarray`` before computing (which a traced array refuses, loudly, naming the function):
-``scipy.special.logsumexp``, ``softmax``, ``log_softmax``: write them with NumPy calls instead
-(``np.max``, ``np.exp``, ``np.sum``, ``np.log``), which are recorded; ``polygamma`` and
-``multigammaln``: use ``fluxml.scipy.special.polygamma`` and ``multigammaln``.
+``scipy.special.softmax``, ``log_softmax``: write them with NumPy calls instead (``np.max``,
+``np.exp``, ``np.sum``, ``np.log``), which are recorded; ``logsumexp``, ``polygamma`` and
+``multigammaln``: use ``fluxml.scipy.special.logsumexp``, ``polygamma`` and ``multigammaln``.
 ``scipy.special.softplus`` is ``np.logaddexp(0, x)`` and just works.
 
 At 0, ``entr``, ``xlogy`` and ``rel_entr`` have an infinite slope (``log 0``): their rules
