@@ -156,6 +156,8 @@ def _finish(g, like, zeros, seen):
         return g
     if isinstance(like, (float, complex)) and not isinstance(like, np.generic):
         return type(like)(g)
+    if type(like) is Tracer and is_weak(like):  # a traced Python number (one fl.compile
+        return complex(g) if np.iscomplexobj(g) else float(g)  # traces): a Python number
     if isinstance(like, np.generic):
         return like.dtype.type(g)
     if isinstance(g, np.generic):

@@ -222,9 +222,15 @@ def _reraise_if_mixed(prim, vals, error):
 class Opaque:
     """Base class of values that stand for an array without holding one (the abstract values
     of ``fl.compile``'s IR trace). ``raw`` stops at the tracer holding one: under compile, the
-    "raw value" of an array is its IR tracer, so untraced computations on it are recorded."""
+    "raw value" of an array is its IR tracer, so untraced computations on it are recorded.
+    ``weak``: whether it stands for a Python number (see :class:`WeakFloat`);
+    ``make_weak()`` marks a 0-d one so (``weak_result``)."""
 
     __slots__ = ()
+    weak = False
+
+    def make_weak(self):
+        raise NotImplementedError
 
 
 def raw(x):
@@ -484,6 +490,13 @@ def weak(v):
     return _WEAK_OF[type(v)](v)
 
 
+def as_weak(v):
+    """The weak value of the Python number ``v`` (a Python int as it is: the engine has no
+    weak int value, it never traces an int)."""
+    t = _WEAK_OF.get(type(v))
+    return v if t is None else t(v)
+
+
 def is_weak(x) -> bool:
     """Is ``x`` weak in NumPy's promotion: a Python number, or a tracer of a weak value?"""
     t = type(x)
@@ -492,7 +505,7 @@ def is_weak(x) -> bool:
     while t is Tracer:
         x = x._val
         t = type(x)
-    return t in WEAK
+    return t in WEAK or (isinstance(x, Opaque) and x.weak)  # (a compiled Python number)
 
 
 def weak_result(out, a, b=0):
@@ -512,24 +525,39 @@ def weak_result(out, a, b=0):
         t = inner._box  # a forward level's tangent (a reverse level's is a tape index)
         if type(t) in _WEAK_OF:
             inner._box = weak(t)
+        elif type(t) is Tracer:  # a tangent traced by fl.compile's IR trace
+            _weak_bottom(t)
         v = inner._val
         if type(v) is not Tracer:
             break
         inner = v
     if type(v) in _WEAK_OF:
         inner._val = weak(v)
+    elif isinstance(v, Opaque):  # under fl.compile: the program's variable is weak
+        v.make_weak()
     return out
+
+
+def _weak_bottom(t):
+    """Mark the abstract value at the bottom of the tracer ``t`` weak (fl.compile's)."""
+    while type(t) is Tracer:
+        t = t._val
+    if isinstance(t, Opaque):
+        t.make_weak()
 
 
 def weak_handle(t):
     """A new handle on the tracer ``t`` whose value (and forward-mode tangent) is weak: the
     gradient of a traced Python float taken under an outer transform, a Python float when
-    taken plainly. (Under ``fl.compile`` the bottom is an abstract value: left as it is.)"""
+    taken plainly. (Under ``fl.compile`` the IR trace records the conversion to a Python
+    number: ``float(g)``, as the gradient taken plainly is.)"""
     v = t._val
     if type(v) is Tracer:
         v = weak_handle(v)
     elif type(v) in _WEAK_OF:
         v = weak(v)
+    elif isinstance(v, Opaque):  # fl.compile's IR tracer
+        return t._trace.weaken(t)
     box = t._box
     if type(box) in _WEAK_OF:
         box = weak(box)

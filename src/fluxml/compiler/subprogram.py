@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad import mutation
-from fluxml.ad.core import DifferentiationError, Tracer, bind, raw, untraced
+from fluxml.ad.core import DifferentiationError, Tracer, bind, is_weak, raw, untraced
 from fluxml.compiler import numpy_backend, passes
 from fluxml.compiler.ir import Const, Program, Slot, Var
 from fluxml.compiler.trace import (
@@ -67,11 +67,24 @@ def is_float(x) -> bool:
 
 def as_operand(x):
     """A leaf as a control-flow operand: numbers become 0-d arrays, a raw traced value the
-    engine handed out becomes a handle of its trace."""
+    engine handed out becomes a handle of its trace. A traced Python number (a field listed
+    in ``hyperparameters`` under fl.compile, a float fl.gradient traces) becomes a NumPy
+    number too, strong in NumPy's promotion as the 0-d array of the plain number is."""
     if type(x) is Abstract:
-        return x.trace.tracer(x.example, x.var, owned=False)
+        x = x.trace.tracer(x.example, x.var, owned=False)
     if isinstance(x, (bool, int, float, complex)):
         return np.asarray(x)
+    if type(x) is Tracer and is_weak(x):
+        return np.positive(x)  # (a ufunc's result: strong)
+    return x
+
+
+def as_capture(x):
+    """A value a branch or body closed over, as the control-flow equation's operand: a raw
+    traced value becomes a handle of its trace; a traced Python number stays weak, as the
+    function saw it."""
+    if type(x) is Abstract:
+        return x.trace.tracer(x.example, x.var, owned=False)
     return x
 
 
@@ -112,7 +125,7 @@ class SubTrace(IRTrace):
         entry = self.captured.get(id(a))
         if entry is None:
             ex = example(a)
-            var = self.var(np.shape(ex), ex.dtype, "c")
+            var = self.example_var(ex, "c")  # (weak for a traced Python number)
             seen = (a._val, a._box) if type(a) is Tracer else None
             entry = self.captured[id(a)] = (a, var, ex, seen)
         return entry[1], entry[2]
@@ -154,8 +167,7 @@ class Traced:
         for c in captures:
             var = mine.get(id(c))
             if var is None:
-                ex = example(c)
-                var = self.trace.var(np.shape(ex), ex.dtype, "c")
+                var = self.trace.example_var(example(c), "c")
             extra.append(var)
         return Program(self.inputs + extra, self.trace.eqns, self.outputs, [])
 

@@ -28,6 +28,10 @@ What differs from NumPy, and how the back end keeps NumPy's results:
 - Type promotion: each line's result is checked once, at lowering, against the dtype and
   shape the trace recorded; where JAX's promotion differs from NumPy's the line gets an
   explicit ``.astype(...)``, and a shape that differs is an error, never a silent change.
+- Weak numbers (``ir.Var.weak``: traced Python numbers, ``x32 * self.eta`` float32 as in
+  NumPy): JAX takes them as strong float64 values, and where one meets arrays it is first
+  cast to the dtype NumPy computes in (``_weak_casts``: ``v1.astype(jnp.float32)``); a weak
+  result comes back as a Python number.
 - Random draws (``rng.random`` equations) cannot run inside ``jit``: the wrapper draws them
   from the same NumPy generator, in program order, and passes them in as arguments.
 - Index arrays computed at run time are not bounds-checked by XLA: an out-of-range read
@@ -57,9 +61,9 @@ import weakref
 import numpy as np
 
 from fluxml.compiler.codegen import Emitter, build, generate
-from fluxml.compiler.ir import Eqn, Program, Slot, Var, _slots
-from fluxml.compiler.passes import dead_code
-from fluxml.compiler.trace import CompileError, _draw, _fresh
+from fluxml.compiler.ir import CONTROL, PYTHON_TYPES, Const, Eqn, Program, Slot, Var, _slots
+from fluxml.compiler.passes import _rewrite, dead_code
+from fluxml.compiler.trace import CompileError, _call, _draw, _fresh
 
 try:
     import jax
@@ -90,10 +94,11 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     and its old buffer is donated to XLA (``donate``; not for a program with run-time checks,
     which may refuse a call after XLA has run it: the caller's arrays must survive that; and
     only arrays of ``xla_runtime._DONATE_LIMIT`` elements or more). ``numbers`` are the
-    inputs that are traced numbers (``numbers.py``: 0-d float64): they cross as one float64
-    vector, kept on XLA's device while their values stay (``xla_runtime._Numbers``).
+    inputs that are traced numbers (``numbers.py``): the Python numbers and float64 ones
+    cross as one float64 vector, kept on XLA's device while their values stay
+    (``xla_runtime._Numbers``); others (a ``np.float32``) as 0-d arrays.
     Results are NumPy arrays, or ``jax.Array``s when any input is one."""
-    program = dead_code(_rewrite_maxpool_grads(program))
+    program = _weak_casts(dead_code(_rewrite_maxpool_grads(program)))
     n_in = len(program.inputs)
     devices = list(devices) or [False] * n_in
     draws = [e for e in program.eqns if e.fn is _draw]
@@ -115,7 +120,8 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
     fn = build(source, namespace, fname)
     scalars = [k for k in numbers if not devices[k] and inner.inputs[k].shape == ()
-               and inner.inputs[k].dtype == np.float64]
+               and (inner.inputs[k].dtype == np.float64 or inner.inputs[k].weak)]
+    ints = {j for j, k in enumerate(scalars) if inner.inputs[k].dtype.kind == "i"}
     host_in = [k for k in range(n_in) if not devices[k] and k not in scalars] + \
         list(range(n_in, len(inner.inputs)))
     device_in = [k for k in range(n_in) if devices[k]]
@@ -135,8 +141,9 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
         # off by 1.56 on the compiled fuzzer's seed 3, program 18; the same function jitted on
         # unpacked arguments, or run without jit, was right).
         unpacked = inward.unpack(args[:inward.count])
-        if scalars:  # (the numbers' own vector: one 0-d value each)
-            unpacked += [args[inward.count][j] for j in range(len(scalars))]
+        if scalars:  # (the numbers' own vector: one 0-d value each; a Python int's as one)
+            unpacked += [args[inward.count][j].astype(jnp.int64) if j in ints else
+                         args[inward.count][j] for j in range(len(scalars))]
         for k, value in zip(host_in + scalars,
                             lax.optimization_barrier(unpacked) if unpacked else ()):
             values[k] = value
@@ -156,7 +163,8 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     jitted = jax.jit(packed, donate_argnums=donated)
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
                    [k for k, _ in host_writes], len(device_writes), checked,
-                   _Numbers(scalars, device_in) if scalars else None)
+                   _Numbers(scalars, device_in, [scalars[j] for j in ints])
+                   if scalars else None)
     run.rebinds = [k for k, _ in device_writes]
     run.prepare = _ahead(jitted, inward.crossing(),
                          [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in],
@@ -169,6 +177,54 @@ def _emitter() -> Emitter:
     em.globals.update({"jax": jax, "lax": lax, "np": np})
     em.used.update({"jax", "lax", "np"})
     return em
+
+
+# --- weak numbers ----------------------------------------------------------------------------
+
+_KINDS = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
+def _weak_casts(program: Program) -> Program:
+    """The program with each weak variable (a Python number, ``ir.Var.weak``) cast, where an
+    equation reads it beside arrays, to the dtype NumPy computes it in (NEP 50: a Python
+    float meeting float32 becomes float32 first): the result's dtype where its kind is as
+    high as the number's (``x32 * k``, ``np.where(m, x32, k)``), else the one of the other
+    operands with it (``x32 > k``). JAX would take the number's float64 as strong and
+    compute in float64 (its own weak types are not public)."""
+    top = max([v.id for v in program.inputs] + [o.id for e in program.eqns for o in e.outs],
+              default=0)
+    eqns = []
+    for eqn in program.eqns:
+        weak = {v.id: v for v in eqn.reads() if v.weak}
+        if not weak or eqn.outs[0].weak or eqn.name in CONTROL:  # (cast in its sub-programs)
+            eqns.append(eqn)
+            continue
+        env = {}
+        for v in weak.values():
+            dtype = _weak_dtype(eqn, v)
+            if dtype is None or dtype == v.dtype:
+                continue
+            top += 1
+            cast = Var(top, (), dtype)
+            eqns.append(Eqn("astype", _call, [], {"func": np.ndarray.astype,
+                                                  "args": (Slot(v), dtype), "kwargs": {}},
+                            [cast]))
+            env[v.id] = cast
+        eqns.append(_rewrite(program, [eqn], env).eqns[0] if env else eqn)
+    return Program(program.inputs, eqns, program.outputs, program.writes)
+
+
+def _weak_dtype(eqn, v):
+    """The dtype NumPy computes the weak number ``v`` in, read by ``eqn`` (None: its own)."""
+    out = eqn.outs[0].dtype
+    if len(eqn.outs) == 1 and _KINDS.get(out.kind, -1) >= _KINDS[v.dtype.kind]:
+        return out
+    strong = [a.dtype for a in eqn.reads() if not a.weak]
+    strong += [a.value.dtype for a in eqn.inputs
+               if type(a) is Const and isinstance(a.value, (np.ndarray, np.generic))]
+    if not strong:
+        return None
+    return np.result_type(*strong, PYTHON_TYPES[v.dtype.kind](0))
 
 
 # --- checking each line's type once, abstractly ---------------------------------------------
@@ -378,7 +434,7 @@ def _subprogram(branch):
     fn = _SUBPROGRAMS.get(branch)
     if fn is not None:
         return fn
-    program = dead_code(_rewrite_maxpool_grads(branch.program))
+    program = _weak_casts(dead_code(_rewrite_maxpool_grads(branch.program)))
     if program.writes:
         raise unsupported(f"{branch.__name__} (a branch that writes into its operands)",
                           "sub-program")

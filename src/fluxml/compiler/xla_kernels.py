@@ -43,6 +43,17 @@ def run_time_checks() -> list:
     return checks
 
 
+def python_float(x):
+    """``float(x)``: the gradient with respect to a Python float, as the program hands it on
+    (weak in NumPy's promotion; ``xla_backend._weak_casts`` casts it where it meets arrays)."""
+    return jnp.asarray(x, jnp.float64)
+
+
+def python_complex(x):
+    """``complex(x)``: as :func:`python_float`."""
+    return jnp.asarray(x, jnp.complex128)
+
+
 def check_labels(labels, n, name):
     """``fluxml.losses.common._check_labels``: labels in ``[0, n)``, checked on every run (the
     smallest and largest label come back; the loss's own check judges them)."""

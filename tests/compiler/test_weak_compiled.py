@@ -1,0 +1,144 @@
+"""Python numbers in compiled programs are weak, as eagerly (NumPy 2's NEP 50).
+
+A Python float is weak in NumPy's promotion (``x32 * 0.5`` is float32), a NumPy float64
+strong. ``fl.compile`` traced the numbers a class lists in ``hyperparameters`` as strong
+float64 inputs, so a user layer's ``x32 * self.k`` computed in float64 compiled and in
+float32 eagerly (other dtypes and values of the outputs, gradients and written parameters,
+silently), and the gradient with respect to a Python float came back as ``np.float64``
+where eager code gives a Python float. Each path a number takes into a program is run here
+eagerly and compiled (both back ends): the same types, dtypes and bits (XLA's reductions
+sum in another order: its float32 sums to rounding).
+"""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from fluxml.tree import flatten
+
+X = (np.arange(1.0, 4.0) / 7).astype(np.float32)
+
+
+class Hyper:
+    """A user layer with traced Python numbers (one a tuple's) and a float32 weight."""
+
+    hyperparameters = ("k", "pair")
+
+    def __init__(self, k=0.1):
+        self.k, self.pair, self.w = k, (0.3, 0.7), np.ones(3, np.float32)
+
+
+def field(m, x):
+    return x * m.k * m.w + x * m.pair[1]
+
+
+def python_arithmetic(m, x):  # (1 - k) / 3 ... of traced numbers: Python numbers too
+    a = -m.k
+    return x * a + x * ((1 - m.k) / 3.0) + x * m.k ** 2 + x * abs(a) + x * np.sin(m.k) \
+        + x * np.multiply(m.k, 1.0)  # (the last two are NumPy float64s: strong)
+
+
+def gradient_step(m, x):
+    """A training step: the loss, the gradient (of the weight and of the numbers) and the
+    weight written."""
+    loss, (g,) = fl.withgradient(lambda m: np.sum(field(m, x) ** 2), m)
+    m.w -= g.w * m.k
+    return loss, g
+
+
+def cond_closure(m, x):
+    return fl.cond(np.sum(x) > 0, lambda x: x * m.k, lambda x: x / m.k, x)
+
+
+def cond_operand(m, x):  # (an operand is a 0-d array, strong, eagerly too)
+    return fl.cond(np.sum(x) > 0, lambda x, k: x * k, lambda x, k: x - k, x, m.k)
+
+
+def scan_closure(m, x):
+    return fl.scan(lambda c, xi: (c * m.k + xi, c * 2.0), np.zeros((), np.float32), x)
+
+
+def while_closure(m, x):
+    return fl.while_loop(lambda c: np.sum(c) < 5, lambda c: c + x * m.k, x)
+
+
+def gradient_of_a_number(m, x):
+    return fl.gradient(lambda k: np.sum(x * k * k), m.k)[0]
+
+
+def numbers_out(m, x):
+    return m.k * 2.0, 1 - m.k, x * (1 - m.k)
+
+
+def jvp_inside(m, x):
+    return fl.jvp(lambda k: x * k * k, (m.k,), (1.0,))
+
+
+PATHS = [field, python_arithmetic, gradient_step, cond_closure, cond_operand, scan_closure,
+         while_closure, gradient_of_a_number, numbers_out, jvp_inside]
+
+
+def _same(eager, compiled, backend):
+    a, _ = flatten(eager)
+    b, _ = flatten(compiled)
+    assert len(a) == len(b)
+    for p, q in zip(a, b):
+        assert type(p) is type(q), (p, q)
+        assert np.asarray(p).dtype == np.asarray(q).dtype, (p, q)
+        if backend == "numpy":
+            np.testing.assert_array_equal(p, q)
+        else:
+            np.testing.assert_allclose(p, q, rtol=2e-7)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+@pytest.mark.parametrize("fn", PATHS, ids=[f.__name__ for f in PATHS])
+def test_compiled_equals_eager(fn, backend):
+    if backend == "xla":
+        pytest.importorskip("jax")
+    eager_model, model = Hyper(), Hyper()
+    run = fl.compile(fn, backend=backend, background=False)
+    for k in (0.1, 0.35):  # a new value: the same program, as eagerly
+        eager_model.k = model.k = k
+        _same(fn(eager_model, X), run(model, X), backend)
+        _same(eager_model.w, model.w, backend)
+    assert run.traces == 1
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_the_gradient_of_a_python_float_is_a_python_float(backend):
+    if backend == "xla":
+        pytest.importorskip("jax")
+
+    def grad(w, s):
+        return fl.gradient(lambda s: np.sum(w * s * s), s)[0]
+
+    g = fl.compile(grad, backend=backend, background=False)(X, 0.5)
+    assert type(g) is float and g == pytest.approx(grad(X, 0.5), rel=1e-7)
+
+
+def test_a_numpy_float64_hyperparameter_stays_strong():
+    m = Hyper(np.float64(0.1))
+    run = fl.compile(field)
+    out = run(m, X)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, field(m, X))
+    m.k = 0.1  # a Python float: another program, float32
+    assert run(m, X).dtype == np.float32 and run.traces == 2
+
+
+def test_the_ir_prints_a_weak_number_as_its_python_type():
+    run = fl.compile(numbers_out)
+    run(Hyper(), X)
+    text = str(run.ir)
+    assert text.startswith("{ lambda v1:float v2:float v3:float v4:f32[3] v5:f32[3] .")
+    assert "v6:float = multiply v1 2.0" in text and "v7:float = subtract 1 v1" in text
+    assert "v6 = m_k * 2.0" in run.source  # (Python arithmetic: a Python number)
+
+
+def test_numpy_scalar_results_of_python_numbers_stay_numpy_scalars():
+    """``np.multiply(k, 1.0)`` is a NumPy float64 (strong): its line in the generated code
+    calls the ufunc, as ``k * 1.0`` would give a Python float."""
+    run = fl.compile(lambda m, x: x * np.multiply(m.k, 1.0))
+    assert run(Hyper(), X).dtype == np.float64
+    assert "np.multiply(m_k, 1.0)" in run.source
