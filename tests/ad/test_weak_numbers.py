@@ -212,6 +212,17 @@ def test_random_expressions(seed):
     assert message is None, f"{fuzz_weak.describe(expression)}: {message}"
 
 
+@pytest.mark.parametrize("seed", [0, 5, 10, 15])
+def test_random_expressions_with_traced_numbers_on_xla(seed):
+    """The compiled part of the fuzzer on the xla back end: the Python floats traced (a
+    class's hyperparameters) give the eager program's types and dtypes, its values to
+    float rounding."""
+    pytest.importorskip("jax")
+    message = fuzz_weak.check(seed, compiled=True, backend="xla")
+    expression = fuzz_weak.expression(np.random.default_rng(seed))
+    assert message is None, f"{fuzz_weak.describe(expression)}: {message}"
+
+
 def test_a_model_with_a_float_field_differentiates_in_float32():
     """Before, the layer after the scale got float64 input under fl.gradient: Dense warned
     and converted it, and the loss came back float64."""
