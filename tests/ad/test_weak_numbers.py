@@ -300,3 +300,23 @@ def test_training_a_model_with_a_float_field_stays_float32(compile):
     assert model.layers[0].weight.dtype == model.layers[2].weight.dtype == np.float32
     assert first.dtype == np.float32
     assert history.losses[0] == pytest.approx(float(first), rel=1e-6)
+
+
+def test_a_traced_float_as_a_control_flow_operand_is_a_numpy_number():
+    """fl.cond / fl.scan make a number operand a 0-d array (strong): a traced Python float
+    too, under every transform, so the branches compute as the plain program does. Before,
+    fl.cond under fl.gradient raised (the branch taken got the weak float and gave float32,
+    the other, checked on a 0-d array, float64)."""
+    seen = []
+
+    def f(s):
+        y = fl.cond(True, lambda x, k: x * k, lambda x, k: x - k, X, s)
+        z = fl.scan(lambda c, x: (c + x * s, c), 0.0, X)[0]
+        seen.append((y.dtype, z.dtype))
+        return np.sum(y) + z
+
+    f(0.5)
+    assert seen == [(np.float64, np.float64)]
+    assert fl.gradient(f, 0.5)[0] == pytest.approx(2 * float(np.sum(X)))
+    fl.jvp(f, (0.5,), (1.0,))
+    assert seen == [(np.float64, np.float64)] * 3
