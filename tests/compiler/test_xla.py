@@ -167,6 +167,19 @@ def test_numpy_promotion_is_kept():
     assert ".astype(jnp.float64)" in compiled.source
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_numpy_promotion_casts_the_operands_first(dtype):
+    """float32 (float16) times int64 is float64 in NumPy, computed in float64; JAX computes
+    it in float32 (float16). Casting JAX's result afterwards kept its rounding (x * n off
+    by 6e-8, silently): the operands are cast first."""
+    x = (np.arange(1, 6) / 3).astype(dtype)
+    n, t = np.array([3, 5, 7, 11, 13]), np.array(7)
+    compiled = fl.compile(lambda x, n: (x * n, x / n, x * t), backend="xla", background=False)
+    for got, want in zip(compiled(x, n), (x * n, x / n, x * t)):
+        assert got.dtype == want.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+
+
 def test_float32_stays_float32():
     compiled = fl.compile(lambda x: np.exp(x) * 2.5 + 1, backend="xla", background=False)
     out = compiled(np.ones(4, np.float32))

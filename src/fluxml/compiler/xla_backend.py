@@ -30,7 +30,7 @@ What differs from NumPy, and how the back end keeps NumPy's results:
   explicit ``.astype(...)``, and a shape that differs is an error, never a silent change.
 - Weak numbers (``ir.Var.weak``: traced Python numbers, ``x32 * self.eta`` float32 as in
   NumPy): JAX takes them as strong float64 values, and where one meets arrays it is first
-  cast to the dtype NumPy computes in (``_weak_casts``: ``v1.astype(jnp.float32)``); a weak
+  cast to the dtype NumPy computes in (``_numpy_casts``: ``v1.astype(jnp.float32)``); a weak
   result comes back as a Python number.
 - Random draws (``rng.random`` equations) cannot run inside ``jit``: the wrapper draws them
   from the same NumPy generator, in program order, and passes them in as arguments.
@@ -98,7 +98,7 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     cross as one float64 vector, kept on XLA's device while their values stay
     (``xla_runtime._Numbers``); others (a ``np.float32``) as 0-d arrays.
     Results are NumPy arrays, or ``jax.Array``s when any input is one."""
-    program = _weak_casts(dead_code(_rewrite_maxpool_grads(program)))
+    program = _numpy_casts(dead_code(_rewrite_maxpool_grads(program)))
     n_in = len(program.inputs)
     devices = list(devices) or [False] * n_in
     draws = [e for e in program.eqns if e.fn is _draw]
@@ -179,39 +179,79 @@ def _emitter() -> Emitter:
     return em
 
 
-# --- weak numbers ----------------------------------------------------------------------------
+# --- operands cast as NumPy casts them ---------------------------------------------------------
 
 _KINDS = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
 
 
-def _weak_casts(program: Program) -> Program:
-    """The program with each weak variable (a Python number, ``ir.Var.weak``) cast, where an
-    equation reads it beside arrays, to the dtype NumPy computes it in (NEP 50: a Python
-    float meeting float32 becomes float32 first): the result's dtype where its kind is as
-    high as the number's (``x32 * k``, ``np.where(m, x32, k)``), else the one of the other
-    operands with it (``x32 > k``). JAX would take the number's float64 as strong and
-    compute in float64 (its own weak types are not public)."""
+def _numpy_casts(program: Program) -> Program:
+    """The program with operands cast first where JAX would compute an equation in another
+    dtype than NumPy (casting its result after would keep JAX's rounding):
+
+    - each weak variable (a Python number, ``ir.Var.weak``), where an equation reads it
+      beside arrays, to the dtype NumPy computes it in (NEP 50: a Python float meeting
+      float32 becomes float32 first, ``_weak_dtype``); JAX would take the number's float64
+      as strong and compute in float64 (its own weak types are not public);
+    - the operands of an elementwise ufunc whose NumPy result is a float type JAX's
+      promotion does not give (``x32 * n64``: float64 in NumPy, float32 in JAX; float16 with
+      an int), to that type."""
     top = max([v.id for v in program.inputs] + [o.id for e in program.eqns for o in e.outs],
               default=0)
     eqns = []
     for eqn in program.eqns:
-        weak = {v.id: v for v in eqn.reads() if v.weak}
-        if not weak or eqn.outs[0].weak or eqn.name in CONTROL:  # (cast in its sub-programs)
+        if eqn.outs[0].weak or eqn.name in CONTROL:  # (cast in its sub-programs)
             eqns.append(eqn)
             continue
+        casts = {v.id: (v, _weak_dtype(eqn, v)) for v in eqn.reads() if v.weak}
+        wider = _ufunc_dtype(eqn)
+        if wider is not None:
+            casts.update((a.id, (a, wider)) for a in eqn.inputs
+                         if type(a) is Var and not a.weak and a.dtype != wider)
         env = {}
-        for v in weak.values():
-            dtype = _weak_dtype(eqn, v)
+        for v, dtype in casts.values():
             if dtype is None or dtype == v.dtype:
                 continue
             top += 1
-            cast = Var(top, (), dtype)
+            env[v.id] = Var(top, v.shape, dtype)
             eqns.append(Eqn("astype", _call, [], {"func": np.ndarray.astype,
                                                   "args": (Slot(v), dtype), "kwargs": {}},
-                            [cast]))
-            env[v.id] = cast
+                            [env[v.id]]))
+        if wider is not None:  # (a constant array: cast once, here)
+            eqn = _with_inputs(eqn, [Const(a.value.astype(wider)) if type(a) is Const and
+                                     isinstance(a.value, (np.ndarray, np.generic)) and
+                                     a.value.dtype != wider else a for a in eqn.inputs])
         eqns.append(_rewrite(program, [eqn], env).eqns[0] if env else eqn)
     return Program(program.inputs, eqns, program.outputs, program.writes)
+
+
+def _ufunc_dtype(eqn):
+    """The float dtype an elementwise ufunc of two or more operands computes in with NumPy
+    where JAX's promotion of the same operands gives another one, else None."""
+    out = eqn.outs[0].dtype
+    if eqn.prim is None or not isinstance(eqn.fn, np.ufunc) or len(eqn.outs) != 1 \
+            or len(eqn.inputs) < 2 or out.kind not in "fc":
+        return None
+    operands = []
+    for a in eqn.inputs:
+        if type(a) is Var:
+            operands.append(PYTHON_TYPES[a.dtype.kind](0) if a.weak else a.dtype)
+        elif type(a) is Const:
+            v = a.value
+            operands.append(v.dtype if isinstance(v, (np.ndarray, np.generic)) else v)
+        else:
+            operands.append(a)
+    try:
+        with jax.enable_x64(True):
+            theirs = jnp.result_type(*operands)
+    except TypeError:  # (an operand JAX has no type for: not one to cast)
+        return None
+    return out if np.dtype(theirs) != out else None
+
+
+def _with_inputs(eqn, inputs):
+    new = Eqn(eqn.name, eqn.fn, inputs, eqn.params, eqn.outs, eqn.prim, eqn.multiple)
+    new.out = eqn.out
+    return new
 
 
 def _weak_dtype(eqn, v):
@@ -434,7 +474,7 @@ def _subprogram(branch):
     fn = _SUBPROGRAMS.get(branch)
     if fn is not None:
         return fn
-    program = _weak_casts(dead_code(_rewrite_maxpool_grads(branch.program)))
+    program = _numpy_casts(dead_code(_rewrite_maxpool_grads(branch.program)))
     if program.writes:
         raise unsupported(f"{branch.__name__} (a branch that writes into its operands)",
                           "sub-program")

@@ -45,7 +45,7 @@ def run_time_checks() -> list:
 
 def python_float(x):
     """``float(x)``: the gradient with respect to a Python float, as the program hands it on
-    (weak in NumPy's promotion; ``xla_backend._weak_casts`` casts it where it meets arrays)."""
+    (weak in NumPy's promotion; ``xla_backend._numpy_casts`` casts it where it meets arrays)."""
     return jnp.asarray(x, jnp.float64)
 
 
