@@ -232,8 +232,8 @@ def constant_folding(program: Program) -> Program:
                 continue
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False  # a shared constant: no write may reach it
-            elif eqn.outs[0].weak:  # a Python number, as the program computes it
-                value = value.item()
+            elif eqn.outs[0].weak and isinstance(value, np.generic):  # a Python number,
+                value = value.item()  # as the program computes it
             env[eqn.outs[0].id] = Const(value)
             continue
         kept.append(eqn)
