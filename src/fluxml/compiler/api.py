@@ -262,7 +262,9 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     holds that very array after the call, as eagerly. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it. An optimiser's
     hyperparameters (the fields a class lists in ``hyperparameters``: ``compiler/numbers.py``)
-    are inputs, not part of the signature: ``fl.adjust`` between calls reuses the trace.
+    are inputs, their values not part of the signature (their types are): ``fl.adjust``
+    between calls reuses the trace. A Python float among them is weak in NumPy's promotion,
+    as eagerly (``x32 * self.k`` stays float32).
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
     when it is traced (as JAX does): pass anything that changes as an argument. An argument's
