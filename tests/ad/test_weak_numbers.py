@@ -139,6 +139,21 @@ def test_operators_on_traced_floats_give_weak_floats_and_numpy_calls_strong_ones
     assert [f(0.5).dtype for f in cases] == [np.float32, np.float64, np.float64, np.float32]
 
 
+def test_products_take_a_traced_float_as_a_float64_array():
+    """``np.dot(x32, s)``, ``np.inner`` and ``np.multiply.outer`` convert a Python float with
+    ``np.asarray``: a strong float64 (only ufuncs and operators take it as weak). Their rules
+    multiplied the weak traced float, float32."""
+    cases = [lambda s: np.dot(X, s), lambda s: np.dot(s, X), lambda s: np.inner(X, s),
+             lambda s: np.multiply.outer(X, s), lambda s: np.multiply.outer(s, X)]
+    for f in cases:
+        plain = f(0.1)
+        assert plain.dtype == np.float64
+        value, (g,) = fl.withgradient(lambda s: np.sum(f(s)), 0.1)
+        assert value.dtype == np.float64 and value == np.sum(plain)
+        assert type(g) is float and g == float(np.sum(X.astype(np.float64)))
+        assert fl.jvp(f, (0.1,), (1.0,))[0].dtype == np.float64
+
+
 def test_an_in_place_update_of_a_traced_float_stays_weak():
     def f(s):
         s += 1.0

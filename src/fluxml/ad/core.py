@@ -508,6 +508,19 @@ def is_weak(x) -> bool:
     return t in WEAK or (isinstance(x, Opaque) and x.weak)  # (a compiled Python number)
 
 
+def strong(x):
+    """``x``, or a weak number (a Python number, a traced one) as NumPy's functions that are
+    not ufuncs take it: ``np.dot``, ``np.inner``, ``ufunc.outer`` convert an operand with
+    ``np.asarray``, which makes a Python float a strong float64 array (``np.dot(x32, 0.5)``
+    is float64, ``x32 * 0.5`` float32). A rule that writes such a function with an operator
+    calls this on its operands first."""
+    if not is_weak(x):
+        return x
+    if type(x) is Tracer:
+        return np.multiply(x, 1)  # (a ufunc call: a strong result, the same value)
+    return np.asarray(python_number(x))
+
+
 def weak_result(out, a, b=0):
     """``out``, the result of a Python operator on ``a`` (and ``b``), with its value marked
     weak when every operand is weak: Python's arithmetic on floats gives a float, so
