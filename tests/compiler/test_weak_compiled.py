@@ -197,3 +197,62 @@ def test_training_with_a_schedule_and_a_traced_number_matches_eager(backend):
         else:
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h_eager.losses, h_compiled.losses, rtol=1e-6)
+
+
+class Ints:
+    """A user layer with a traced Python int."""
+
+    hyperparameters = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+
+INT_CASES = [  # (function, a value of n beyond int64 somewhere, one within)
+    (lambda m, x: x * 2 ** m.n, 64, 5),
+    (lambda m, x: x / 2 ** m.n, 70, 3),
+    (lambda m, x: x * m.n ** 2, 2 ** 33, 7),
+    (lambda m, x: x * abs(-m.n), -2 ** 63, -4),
+    (lambda m, x: x * (m.n * m.n - m.n // 3 + m.n % 5), 2 ** 40, 11),
+]
+
+
+@pytest.mark.parametrize("case", range(len(INT_CASES)))
+def test_arithmetic_on_traced_ints_is_pythons(case):
+    """Python ints are never traced eagerly: ``2 ** n`` is Python's, exact. Compiled, it ran
+    as NumPy's int64 ufuncs: ``x * 2 ** n`` gave 0 for n = 64, ``x / 2 ** n`` inf for
+    n = 70, ``x * abs(-n)`` a negative result for n = -2**63 (silent). Each value of n
+    reuses the program."""
+    f, big, small = INT_CASES[case]
+    run = fl.compile(f, background=False)
+    for n in (big, small):
+        expected = f(Ints(n), X)
+        out = run(Ints(n), X)
+        assert out.dtype == expected.dtype == np.float32
+        np.testing.assert_array_equal(out, expected)
+    assert run.traces == 1
+
+
+@pytest.mark.parametrize("case", range(len(INT_CASES)))
+def test_xla_refuses_a_traced_int_beyond_int64(case):
+    """XLA has no int beyond int64: a result there is an error naming it, not a wrapped one;
+    within it, Python's value."""
+    pytest.importorskip("jax")
+    f, big, small = INT_CASES[case]
+    run = fl.compile(f, backend="xla", background=False)
+    np.testing.assert_allclose(run(Ints(small), X), f(Ints(small), X), rtol=1e-7)
+    with pytest.raises((OverflowError, ValueError), match="backend='numpy'"):
+        run(Ints(big), X)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_a_traced_int_to_a_negative_power_is_a_float(backend):
+    """``n ** -1`` of a Python int is a float (Python's); compiled, it raised NumPy's
+    "Integers to negative integer powers are not allowed"."""
+    if backend == "xla":
+        pytest.importorskip("jax")
+    f = lambda m, x: (x * m.n ** -1, m.n ** -2, m.n / 2)  # noqa: E731
+    out = fl.compile(f, backend=backend, background=False)(Ints(3), X)
+    expected = f(Ints(3), X)
+    _same(expected, out, backend)
+    assert out[1] == 1 / 9 and out[2] == 1.5

@@ -508,6 +508,21 @@ def is_weak(x) -> bool:
     return t in WEAK or (isinstance(x, Opaque) and x.weak)  # (a compiled Python number)
 
 
+def traced_int(x) -> bool:
+    """Is ``x`` a Python int that ``fl.compile`` traces (a hyperparameter; eagerly ints are
+    never traced)? ``x._trace.python_int`` then records Python's arithmetic on it."""
+    if type(x) is not Tracer:
+        return False
+    v = x._val
+    return isinstance(v, Opaque) and v.weak and v.var.dtype.kind == "i"
+
+
+def python_ints(a, b=0) -> bool:
+    """Are ``a`` and ``b`` Python ints, one at least traced by ``fl.compile``?"""
+    return (traced_int(a) or type(a) is int) and (traced_int(b) or type(b) is int) \
+        and (type(a) is Tracer or type(b) is Tracer)
+
+
 def strong(x):
     """``x``, or a weak number (a Python number, a traced one) as NumPy's functions that are
     not ufuncs take it: ``np.dot``, ``np.inner``, ``ufunc.outer`` convert an operand with

@@ -18,7 +18,7 @@ import numpy as np
 
 from fluxml.ad.core import as_weak
 from fluxml.compiler.inline import INLINE
-from fluxml.compiler.ir import CONTROL, Const, Program, Slot, Var
+from fluxml.compiler.ir import CONTROL, INFIX, PREFIX, Const, Program, Slot, Var
 from fluxml.compiler.passes import aliases
 
 
@@ -142,6 +142,12 @@ def call_source(em: Emitter, eqn) -> str:
     if eqn.prim is None and "func" in (eqn.params or {}):  # NumPy on raw values: func(...)
         p = eqn.params
         func, args = p["func"], p["args"]
+        if func in INFIX and len(args) == 2:  # Python's arithmetic on Python ints
+            a, b = (em.expr(x) for x in args)
+            return f"{_paren(a)} {INFIX[func]} {_paren(b)}"
+        if func in PREFIX and len(args) == 1:
+            a = em.expr(args[0])
+            return f"abs({a})" if func is abs else f"{PREFIX[func]}{_paren(a)}"
         owner = getattr(func, "__self__", None)  # a ufunc method: np.add.reduce
         head = f"{em.function(owner)}.{func.__name__}" if isinstance(owner, np.ufunc) \
             else em.function(func)

@@ -20,6 +20,8 @@ Python values. It prints one line, like a jaxpr::
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 
@@ -143,6 +145,19 @@ _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "int64": "i64",
 # Python number it is (where a NumPy scalar's own operators would take the engine's weak value
 # of it, ``core.WeakFloat``, as a strong float64)
 CONTROL = frozenset({"cond", "while_loop", "scan"})
+
+# Python's arithmetic on Python ints, for an operator between traced Python ints (eagerly they
+# are never traced: Python computes ``2 ** n`` exactly, ``n ** -1`` as a float, where NumPy's
+# int64 ufuncs wrap round or raise): the operator's function by the ufunc that the Tracer
+# operator means, and its source
+PYTHON_INT_OPERATORS = {np.add: operator.add, np.subtract: operator.sub,
+                        np.multiply: operator.mul, np.true_divide: operator.truediv,
+                        np.floor_divide: operator.floordiv, np.remainder: operator.mod,
+                        np.power: operator.pow, np.negative: operator.neg,
+                        np.positive: operator.pos, np.absolute: abs}
+INFIX = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+         operator.floordiv: "//", operator.mod: "%", operator.pow: "**"}
+PREFIX = {operator.neg: "-", operator.pos: "+", abs: "abs"}
 
 # a weak variable's Python type by its dtype's kind, and the dtype of each Python number
 PYTHON_TYPES = {"f": float, "i": int, "c": complex, "b": bool}

@@ -36,7 +36,7 @@ from fluxml.ad.core import (
     remove_last,
 )
 from fluxml.ad.mutation import link_view
-from fluxml.compiler.ir import CONTROL, PYTHON_DTYPES, Const, Eqn, Slot, Var
+from fluxml.compiler.ir import CONTROL, PYTHON_DTYPES, PYTHON_INT_OPERATORS, Const, Eqn, Slot, Var
 
 
 def owner_id(x) -> int:
@@ -138,7 +138,7 @@ class Abstract(Opaque):
     def make_weak(self):
         """Mark it a Python number: Python arithmetic on traced Python numbers gave it
         (``core.weak_result``). Its variable is its equation's own, made just now."""
-        if not self.var.shape and self.var.dtype.kind in "fic":
+        if not self.var.weak and not self.var.shape and self.var.dtype.kind in "fic":
             self.var.weak = True
             self.example = as_weak(self.example.item())
 
@@ -240,6 +240,19 @@ class IRTrace(Trace):
                            None, as_weak(kind(t._val.example)), owned=True, multiple=False)
         out._box.weak = True
         return out
+
+    def python_int(self, ufunc, operands) -> Tracer:
+        """A Python operator (``ufunc`` the one it means) on Python ints, one at least traced
+        (a weak int variable): recorded as Python's arithmetic, ``v2 = 2 ** v1``, as eager
+        code computes it (``ir.PYTHON_INT_OPERATORS``); its result a weak number."""
+        func = PYTHON_INT_OPERATORS[ufunc]
+        inputs, examples = zip(*(self._operand(a) for a in operands))
+        ans = as_weak(func(*examples))  # (an int; a float for ``/`` or a negative power)
+        out = self.example_var(ans)
+        args = tuple(Slot(a) if type(a) is Var else a for a in inputs)
+        self.eqns.append(Eqn(ufunc.__name__, _call, [],
+                             {"func": func, "args": args, "kwargs": {}}, [out], None))
+        return self.tracer(ans, out, owned=True)
 
     def constant(self, val):
         """A traced constant made inside the function (``np.zeros_like(tracer)``): the program

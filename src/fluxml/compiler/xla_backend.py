@@ -61,7 +61,18 @@ import weakref
 import numpy as np
 
 from fluxml.compiler.codegen import Emitter, build, generate
-from fluxml.compiler.ir import CONTROL, PYTHON_TYPES, Const, Eqn, Program, Slot, Var, _slots
+from fluxml.compiler.ir import (
+    CONTROL,
+    INFIX,
+    PREFIX,
+    PYTHON_TYPES,
+    Const,
+    Eqn,
+    Program,
+    Slot,
+    Var,
+    _slots,
+)
 from fluxml.compiler.passes import _rewrite, dead_code
 from fluxml.compiler.trace import CompileError, _call, _draw, _fresh
 
@@ -410,6 +421,13 @@ class _Lowering:
         """A NumPy function the engine ran untraced on raw values."""
         p = eqn.params
         func, args, kwargs = p["func"], p["args"], p["kwargs"]
+        if func in INFIX or func in PREFIX:  # Python's arithmetic on traced Python ints
+            text = ", ".join(_expr(em, a) for a in args)
+            kernel = em.global_(kernels.python_int, "python_int")
+            source = f"{args[0]!r} {INFIX[func]} {args[1]!r}" if func in INFIX else \
+                f"{PREFIX[func]}({args[0]!r})"
+            return (f"{kernel}({em.global_(func, func.__name__)}, {source!r}, "
+                    f"{eqn.outs[0].dtype.kind!r}, {text})")
         name = getattr(func, "__name__", None)
         kernel = FUNCTIONS.get(f"{getattr(func, '__module__', None)}.{name}")
         if kernel is not None:
