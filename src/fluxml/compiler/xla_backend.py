@@ -205,7 +205,11 @@ def _numpy_casts(program: Program) -> Program:
       as strong and compute in float64 (its own weak types are not public);
     - the operands of an elementwise ufunc whose NumPy result is a float type JAX's
       promotion does not give (``x32 * n64``: float64 in NumPy, float32 in JAX; float16 with
-      an int), to that type."""
+      an int), to that type.
+
+    Only the float (complex) operands of NumPy's loop (``_ufunc_loop``) are cast: ldexp's
+    exponent and a comparison's int stay ints; and a weak int read by an equation that is
+    not a ufunc (an index, ``np.take``'s position) stays an int."""
     top = max([v.id for v in program.inputs] + [o.id for e in program.eqns for o in e.outs],
               default=0)
     eqns = []
@@ -213,11 +217,17 @@ def _numpy_casts(program: Program) -> Program:
         if eqn.outs[0].weak or eqn.name in CONTROL:  # (cast in its sub-programs)
             eqns.append(eqn)
             continue
-        casts = {v.id: (v, _weak_dtype(eqn, v)) for v in eqn.reads() if v.weak}
-        wider = _ufunc_dtype(eqn)
-        if wider is not None:
-            casts.update((a.id, (a, wider)) for a in eqn.inputs
-                         if type(a) is Var and not a.weak and a.dtype != wider)
+        loop = _ufunc_loop(eqn)
+        if loop is None:  # (a weak int stays as it is: an index, a count, an exponent)
+            wanted = None
+            casts = {v.id: (v, _weak_dtype(eqn, v)) for v in eqn.reads()
+                     if v.weak and v.dtype.kind in "fc"}
+        else:  # the float (complex) operands of NumPy's loop: ldexp's exponent stays an int
+            wider = _ufunc_dtype(eqn) is not None
+            wanted = [d if d.kind in "fc" and (wider or type(a) is Var and a.weak) else None
+                      for a, d in zip(eqn.inputs, loop)]
+            casts = {a.id: (a, d) for a, d in zip(eqn.inputs, wanted)
+                     if type(a) is Var and d is not None}
         env = {}
         for v, dtype in casts.values():
             if dtype is None or dtype == v.dtype:
@@ -227,10 +237,12 @@ def _numpy_casts(program: Program) -> Program:
             eqns.append(Eqn("astype", _call, [], {"func": np.ndarray.astype,
                                                   "args": (Slot(v), dtype), "kwargs": {}},
                             [env[v.id]]))
-        if wider is not None:  # (a constant array: cast once, here)
-            eqn = _with_inputs(eqn, [Const(a.value.astype(wider)) if type(a) is Const and
+        if wanted is not None:  # (a constant array: cast once, here)
+            eqn = _with_inputs(eqn, [Const(a.value.astype(d)) if d is not None and
+                                     type(a) is Const and
                                      isinstance(a.value, (np.ndarray, np.generic)) and
-                                     a.value.dtype != wider else a for a in eqn.inputs])
+                                     a.value.dtype != d else a
+                                     for a, d in zip(eqn.inputs, wanted)])
         eqns.append(_rewrite(program, [eqn], env).eqns[0] if env else eqn)
     return Program(program.inputs, eqns, program.outputs, program.writes)
 
@@ -257,6 +269,30 @@ def _ufunc_dtype(eqn):
     except TypeError:  # (an operand JAX has no type for: not one to cast)
         return None
     return out if np.dtype(theirs) != out else None
+
+
+def _ufunc_loop(eqn):
+    """The operand dtypes of the loop NumPy runs for an elementwise ufunc's equation
+    (``ufunc.resolve_dtypes``, a weak number as its Python type), else None."""
+    fn = eqn.fn
+    if eqn.prim is None or not isinstance(fn, np.ufunc) or len(eqn.outs) != 1 \
+            or eqn.params or len(eqn.inputs) != fn.nin:
+        return None
+    operands = []
+    for a in eqn.inputs:
+        v = a.value if type(a) is Const else a
+        if type(v) is Var:
+            operands.append(PYTHON_TYPES[v.dtype.kind] if v.weak else v.dtype)
+        elif isinstance(v, (np.ndarray, np.generic)):
+            operands.append(v.dtype)
+        elif type(v) in (int, float, complex):
+            operands.append(type(v))
+        else:
+            return None
+    try:
+        return fn.resolve_dtypes(tuple(operands) + (None,) * fn.nout)[:fn.nin]
+    except (TypeError, ValueError):  # (no loop for them: NumPy's own error at run time)
+        return None
 
 
 def _with_inputs(eqn, inputs):
