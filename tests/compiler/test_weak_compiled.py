@@ -256,3 +256,25 @@ def test_a_traced_int_to_a_negative_power_is_a_float(backend):
     expected = f(Ints(3), X)
     _same(expected, out, backend)
     assert out[1] == 1 / 9 and out[2] == 1.5
+
+
+class Pair:
+    hyperparameters = ("n", "j")
+
+    def __init__(self, n, j):
+        self.n, self.j = n, j
+
+
+@pytest.mark.parametrize("n, j", [(np.int64(3), 4), (3, 4), (np.int64(3), np.int64(4))])
+def test_the_gradient_of_an_int_result_is_none_compiled_too(n, j):
+    """A function of ints alone returns an int: its gradient is None, eagerly; compiled, the
+    traced int was refused ("gradient needs f to return a real scalar, but it returned shape
+    ()")."""
+    def f(m, x):
+        return fl.gradient(lambda x, m: np.sum(np.maximum(m.n, m.j)), x, m)
+
+    x = np.array([0.1, 0.2])
+    eager = f(Pair(n, j), x)
+    compiled = fl.compile(f, background=False)(Pair(n, j), x)
+    assert eager[0] is None and compiled[0] is None
+    assert vars(compiled[1]) == vars(eager[1])

@@ -429,7 +429,9 @@ def _check_scalar(out, holomorphic=False):
             "a comparison has no derivative. Return a float (the gradient of a number that "
             "does not depend on the inputs is None, or zeros with zeros_for_none=True).")
     shape = np.shape(value) if not isinstance(out, (tuple, list, dict)) else None
-    if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float, np.integer)):
+    integer = isinstance(out, (int, float, np.integer)) or \
+        getattr(getattr(value, "dtype", None), "kind", None) in ("i", "u")  # (fl.compile's)
+    if shape != () or not _is_float(raw(out)) and not integer:
         what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
         raise DifferentiationError(
             f"gradient needs f to return a real scalar, but it returned {what}.\n"
