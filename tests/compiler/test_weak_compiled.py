@@ -76,13 +76,19 @@ def jvp_inside(m, x):
     return fl.jvp(lambda k: x * k * k, (m.k,), (1.0,))
 
 
+def jvp_of_a_product(m, x):  # (k * k's tangent, t * k + k * t, is a Python float too)
+    return fl.jvp(lambda k: x * (k * k), (m.k,), (1.0,)), \
+        fl.jvp(lambda k: x * (k * k - k), (m.k,), (m.k,))
+
+
 def products(m, x):  # (np.dot and the like take a Python float as a float64 array: strong)
     return np.dot(x, m.k), np.inner(m.k, x), np.multiply.outer(x, m.k), \
         fl.gradient(lambda k: np.sum(np.dot(x, k)), m.k)[0]
 
 
 PATHS = [field, python_arithmetic, gradient_step, cond_closure, cond_operand, scan_closure,
-         while_closure, gradient_of_a_number, numbers_out, jvp_inside, products]
+         while_closure, gradient_of_a_number, numbers_out, jvp_inside, jvp_of_a_product,
+         products]
 
 
 def _same(eager, compiled, backend):

@@ -193,7 +193,10 @@ def _weak_source(em: Emitter, eqn) -> str:
     Python numbers is one; a ufunc's NumPy scalar becomes one (``np.negative(v1).item()``)."""
     args = [em.expr(a) for a in eqn.inputs]
     op = _PYTHON_OPERATORS.get(eqn.fn)
-    if op is not None and len(args) == 2 and not eqn.params:
+    # (only on Python numbers: a NumPy operand, a forward tangent a rule computed with
+    # ufuncs, would give a NumPy number, strong)
+    if op is not None and len(args) == 2 and not eqn.params \
+            and not any(map(_numpy_value, eqn.inputs)):
         return f"{_paren(args[0])} {op} {_paren(args[1])}"
     args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
     return f"{em.function(eqn.fn, eqn.name)}({', '.join(args)}).item()"
