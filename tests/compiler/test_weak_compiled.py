@@ -76,6 +76,13 @@ def jvp_inside(m, x):
     return fl.jvp(lambda k: x * k * k, (m.k,), (1.0,))
 
 
+def gradient_through_scan(m, x):  # (the vjp's bodies get k weak, as the body saw it)
+    def loss(m):
+        return np.sum(fl.scan(lambda c, xi: (c * m.k + xi, c), np.zeros((), np.float32), x)[0])
+
+    return fl.withgradient(loss, m)
+
+
 def jvp_of_a_product(m, x):  # (k * k's tangent, t * k + k * t, is a Python float too)
     return fl.jvp(lambda k: x * (k * k), (m.k,), (1.0,)), \
         fl.jvp(lambda k: x * (k * k - k), (m.k,), (m.k,))
@@ -88,7 +95,7 @@ def products(m, x):  # (np.dot and the like take a Python float as a float64 arr
 
 PATHS = [field, python_arithmetic, gradient_step, cond_closure, cond_operand, scan_closure,
          while_closure, gradient_of_a_number, numbers_out, jvp_inside, jvp_of_a_product,
-         products]
+         products, gradient_through_scan]
 
 
 def _same(eager, compiled, backend):

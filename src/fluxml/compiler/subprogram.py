@@ -18,9 +18,18 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad import mutation
-from fluxml.ad.core import DifferentiationError, Tracer, bind, is_weak, raw, untraced
+from fluxml.ad.core import (
+    WEAK,
+    DifferentiationError,
+    Tracer,
+    bind,
+    is_weak,
+    raw,
+    untraced,
+    weak_handle,
+)
 from fluxml.compiler import numpy_backend, passes
-from fluxml.compiler.ir import Const, Program, Slot, Var
+from fluxml.compiler.ir import INFIX, PREFIX, Const, Program, Slot, Var
 from fluxml.compiler.trace import (
     Abstract,
     CompileError,
@@ -44,6 +53,8 @@ def example(x):
         r = r._val
     if type(r) is Abstract:
         return r.example
+    if type(r) in WEAK:  # (an example already: a traced Python number's, weak as it was)
+        return r
     if isinstance(r, (bool, int, float, complex, np.generic)):
         return np.asarray(r)
     return r
@@ -411,4 +422,9 @@ def _replay_raw(eqn, env):
     if fn is not _call:
         raise CompileError(f"internal error: cannot replay the equation {eqn.name}")
     p = eqn.params
-    return untraced(p["func"], _read(env, p["args"]), _read(env, p["kwargs"]), eqn.name)
+    func, args = p["func"], _read(env, p["args"])
+    if func in INFIX or func in PREFIX:  # Python's arithmetic on traced Python ints
+        return func(*args)  # (the Tracer's operator records it again)
+    if eqn.outs[0].weak and func in (float, complex):  # the gradient of a Python number
+        return weak_handle(args[0]) if type(args[0]) is Tracer else func(args[0])
+    return untraced(func, args, _read(env, p["kwargs"]), eqn.name)
