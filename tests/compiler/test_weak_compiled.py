@@ -291,3 +291,28 @@ def test_the_gradient_of_an_int_result_is_none_compiled_too(n, j):
     compiled = fl.compile(f, background=False)(Pair(n, j), x)
     assert eager[0] is None and compiled[0] is None
     assert vars(compiled[1]) == vars(eager[1])
+
+
+class Both:
+    hyperparameters = ("k", "n")
+
+    def __init__(self):
+        self.k, self.n = 0.3, 3
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_the_gradient_through_scan_of_a_body_closing_over_traced_ints(backend):
+    """The vjp's bodies take the captured ints (``2 ** n`` computed around the loop) as the
+    Python ints they were, weak: they were int64 arrays, so the program said the body's
+    carry was float64 (XLA refused it, "scan body carry float32[] vs float64[]")."""
+    if backend == "xla":
+        pytest.importorskip("jax")
+
+    def f(m, x):
+        def loss(m):
+            def body(c, xi):
+                return c * m.k * (m.n ** 2 - 1) / 2 ** m.n + xi, c
+            return np.sum(fl.scan(body, np.zeros((), np.float32), x)[0])
+        return fl.withgradient(loss, m)
+
+    _same(f(Both(), X), fl.compile(f, backend=backend, background=False)(Both(), X), backend)

@@ -53,8 +53,9 @@ def example(x):
         r = r._val
     if type(r) is Abstract:
         return r.example
-    if type(r) in WEAK:  # (an example already: a traced Python number's, weak as it was)
-        return r
+    if type(r) in WEAK or type(r) in (int, float, complex):
+        return r  # (an example already: a traced Python number's, weak as it was; an
+        # operand's Python number is a 0-d array by now, as_operand)
     if isinstance(r, (bool, int, float, complex, np.generic)):
         return np.asarray(r)
     return r
