@@ -9,7 +9,9 @@ A variable may be *weak* (``Var.weak``): it holds a Python number (a float, an i
 complex) that NumPy's promotion (NEP 50) takes as weak, ``x32 * k`` staying float32: a traced
 Python number (a field a class lists in ``hyperparameters``), the result of Python arithmetic
 on such numbers (``1 - beta``), or the gradient with respect to one (a Python float, as
-eagerly). It prints as that Python type: ``v1:float``.
+eagerly). It prints as that Python type: ``v1:float``. An operator on weak ints alone is
+Python's own arithmetic (``PYTHON_INT_OPERATORS``: ``2 ** n`` exact, ``n ** -1`` a float), a
+``func=pow`` equation, as eager code, which never traces an int, computes it.
 
 Each :class:`Eqn` applies one callable (an engine :class:`~fluxml.ad.core.Primitive`, or a
 NumPy function the engine runs untraced, such as ``np.argmax``) to variables, constants and

@@ -31,7 +31,9 @@ What differs from NumPy, and how the back end keeps NumPy's results:
 - Weak numbers (``ir.Var.weak``: traced Python numbers, ``x32 * self.eta`` float32 as in
   NumPy): JAX takes them as strong float64 values, and where one meets arrays it is first
   cast to the dtype NumPy computes in (``_numpy_casts``: ``v1.astype(jnp.float32)``); a weak
-  result comes back as a Python number.
+  result comes back as a Python number. Python's arithmetic on traced Python ints
+  (``2 ** n``, exact in NumPy's back end) runs in int64, and a result beyond int64 is a
+  run-time error, not a wrapped-round value (``xla_kernels.python_int``).
 - Random draws (``rng.random`` equations) cannot run inside ``jit``: the wrapper draws them
   from the same NumPy generator, in program order, and passes them in as arguments.
 - Index arrays computed at run time are not bounds-checked by XLA: an out-of-range read
