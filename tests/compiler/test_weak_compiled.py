@@ -76,6 +76,13 @@ def jvp_inside(m, x):
     return fl.jvp(lambda k: x * k * k, (m.k,), (1.0,))
 
 
+def jvp_tangent_of_a_number(m, x):  # (a float's tangent, even a NumPy one, is weak too:
+    # the identity's comes back a Python float, as eagerly)
+    out = fl.jvp(lambda k: (k, k + 1.0), (m.k,), (1.0,))
+    t32 = fl.jvp(lambda k: (k, x * k), (m.k,), (np.float32(2.0),))
+    return out, t32, x * out[1][0]
+
+
 def gradient_through_scan(m, x):  # (the vjp's bodies get k weak, as the body saw it)
     def loss(m):
         return np.sum(fl.scan(lambda c, xi: (c * m.k + xi, c), np.zeros((), np.float32), x)[0])
@@ -95,7 +102,7 @@ def products(m, x):  # (np.dot and the like take a Python float as a float64 arr
 
 PATHS = [field, python_arithmetic, gradient_step, cond_closure, cond_operand, scan_closure,
          while_closure, gradient_of_a_number, numbers_out, jvp_inside, jvp_of_a_product,
-         products, gradient_through_scan]
+         products, gradient_through_scan, jvp_tangent_of_a_number]
 
 
 def _same(eager, compiled, backend):
