@@ -566,7 +566,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
             t = np.asarray(t, dtype=raw(v).dtype)
             if type(v) in WEAK:  # a Python number's tangent: weak too (x * t stays float32)
                 t = type(v)(t)
-            elif type(v) is Tracer and is_weak(v):  # (one fl.compile traces)
+            elif type(v) is Tracer and is_weak(v) and t.dtype.kind in "fc":  # (compiled)
                 t = weak(t[()])
         return trace.seed(v, t)
 
