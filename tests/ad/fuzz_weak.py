@@ -16,6 +16,10 @@ runs one expression:
 - the jvp's tangent against the gradient's dot product with the same tangents.
 
     PYTHONPATH=src python tests/ad/fuzz_weak.py 2000     (a long run; prints failures)
+
+Under ``fl.compile`` the expression runs twice: its Python floats as static arguments
+(constants of the program), and as traced numbers (a class's ``hyperparameters``: inputs
+of the program, weak), on the numpy and the xla back end in turn.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ import sys
 import numpy as np
 
 import fluxml as fl
+
+try:
+    import jax  # noqa: F401  (the xla back end's, optional)
+
+    BACKENDS = ("numpy", "xla")
+except ModuleNotFoundError:
+    BACKENDS = ("numpy", "numpy")
 
 # the inputs, by name: (kind, dtype)
 INPUTS = (("p", float), ("q", float), ("n64", np.float64), ("z0", "0-d"),
@@ -140,8 +151,9 @@ def _same_type(g, x) -> str | None:
     return None
 
 
-def check(seed: int, compiled: bool = True) -> str | None:
-    """None, or what went wrong for the expression of ``seed``."""
+def check(seed: int, compiled: bool = True, backend: str = "numpy") -> str | None:
+    """None, or what went wrong for the expression of ``seed`` (``backend``: fl.compile's
+    for the Python floats as traced numbers)."""
     rng = np.random.default_rng(seed)
     e = expression(rng)
     env = inputs(rng)
@@ -216,13 +228,55 @@ def check(seed: int, compiled: bool = True) -> str | None:
             if not np.allclose(np.asarray(g, np.float64), np.asarray(h, np.float64),
                                rtol=tol, atol=tol):
                 return f"fl.compile: gradient of {names[k]} {g!r}, eagerly {h!r}"
+        return _check_traced_numbers(e, names, values, y, plain_seen, grads, backend, tol)
+    return None
+
+
+class _Numbers:
+    """The expression's Python floats as a compiled program's traced numbers (inputs, not
+    constants: a class's ``hyperparameters``)."""
+
+    hyperparameters = ("values",)
+
+    def __init__(self, values):
+        self.values = values
+
+
+def _check_traced_numbers(e, names, values, y, plain_seen, grads, backend, tol):
+    """Under ``fl.compile`` with the Python floats traced numbers: every step's dtype, the
+    value's and the gradients' types, dtypes and bits as eager ``fl.withgradient``'s (on
+    the xla back end, whose sums add in another order, the values within ``tol``)."""
+    floats = [k for k, v in enumerate(values) if type(v) is float]
+    seen: list = []
+
+    def step(h, *rest):
+        vals = list(rest)
+        for j, k in enumerate(floats):  # (ascending: each at its place)
+            vals.insert(k, h.values[j])
+        return fl.withgradient(program(e, names, seen), *vals, zeros_for_none=True)
+
+    run = fl.compile(step, backend=backend, background=False)
+    same = np.array_equal if backend == "numpy" else \
+        lambda a, b: np.allclose(a, b, rtol=tol, atol=tol)
+    others = [v for k, v in enumerate(values) if k not in floats]
+    for call in range(2):  # the trace, then the generated code
+        value, grads_c = run(_Numbers(tuple(values[k] for k in floats)), *others)
+        if call == 0 and seen[:len(plain_seen)] != plain_seen:
+            return f"fl.compile, traced numbers: dtypes {seen}, plainly {plain_seen}"
+        if type(value) is not type(y) or np.asarray(value).dtype != y.dtype or \
+                not same(value, y):
+            return f"fl.compile, traced numbers: value {value!r}, plainly {y!r}"
+        for k, (g, h) in enumerate(zip(grads_c, grads)):
+            if (type(h) is float) != (type(g) is float) or \
+                    np.asarray(g).dtype != np.asarray(h).dtype or not same(g, h):
+                return f"fl.compile, traced numbers: gradient of {names[k]} {g!r}, eagerly {h!r}"
     return None
 
 
 def main(n: int) -> int:
     failures = 0
     for seed in range(n):
-        message = check(seed, compiled=seed % 5 == 0)
+        message = check(seed, compiled=seed % 5 == 0, backend=BACKENDS[seed // 5 % 2])
         if message is not None:
             failures += 1
             rng = np.random.default_rng(seed)

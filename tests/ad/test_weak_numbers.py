@@ -139,6 +139,21 @@ def test_operators_on_traced_floats_give_weak_floats_and_numpy_calls_strong_ones
     assert [f(0.5).dtype for f in cases] == [np.float32, np.float64, np.float64, np.float32]
 
 
+def test_products_take_a_traced_float_as_a_float64_array():
+    """``np.dot(x32, s)``, ``np.inner`` and ``np.multiply.outer`` convert a Python float with
+    ``np.asarray``: a strong float64 (only ufuncs and operators take it as weak). Their rules
+    multiplied the weak traced float, float32."""
+    cases = [lambda s: np.dot(X, s), lambda s: np.dot(s, X), lambda s: np.inner(X, s),
+             lambda s: np.multiply.outer(X, s), lambda s: np.multiply.outer(s, X)]
+    for f in cases:
+        plain = f(0.1)
+        assert plain.dtype == np.float64
+        value, (g,) = fl.withgradient(lambda s: np.sum(f(s)), 0.1)
+        assert value.dtype == np.float64 and value == np.sum(plain)
+        assert type(g) is float and g == float(np.sum(X.astype(np.float64)))
+        assert fl.jvp(f, (0.1,), (1.0,))[0].dtype == np.float64
+
+
 def test_an_in_place_update_of_a_traced_float_stays_weak():
     def f(s):
         s += 1.0
@@ -208,6 +223,17 @@ def test_random_expressions(seed):
     """The short run of ``fuzz_weak.py`` (its main runs thousands): dtypes of every step
     and values against the plain program, gradients against finite differences."""
     message = fuzz_weak.check(seed, compiled=seed % 4 == 0)
+    expression = fuzz_weak.expression(np.random.default_rng(seed))
+    assert message is None, f"{fuzz_weak.describe(expression)}: {message}"
+
+
+@pytest.mark.parametrize("seed", [0, 5, 10, 15])
+def test_random_expressions_with_traced_numbers_on_xla(seed):
+    """The compiled part of the fuzzer on the xla back end: the Python floats traced (a
+    class's hyperparameters) give the eager program's types and dtypes, its values to
+    float rounding."""
+    pytest.importorskip("jax")
+    message = fuzz_weak.check(seed, compiled=True, backend="xla")
     expression = fuzz_weak.expression(np.random.default_rng(seed))
     assert message is None, f"{fuzz_weak.describe(expression)}: {message}"
 
@@ -289,3 +315,23 @@ def test_training_a_model_with_a_float_field_stays_float32(compile):
     assert model.layers[0].weight.dtype == model.layers[2].weight.dtype == np.float32
     assert first.dtype == np.float32
     assert history.losses[0] == pytest.approx(float(first), rel=1e-6)
+
+
+def test_a_traced_float_as_a_control_flow_operand_is_a_numpy_number():
+    """fl.cond / fl.scan make a number operand a 0-d array (strong): a traced Python float
+    too, under every transform, so the branches compute as the plain program does. Before,
+    fl.cond under fl.gradient raised (the branch taken got the weak float and gave float32,
+    the other, checked on a 0-d array, float64)."""
+    seen = []
+
+    def f(s):
+        y = fl.cond(True, lambda x, k: x * k, lambda x, k: x - k, X, s)
+        z = fl.scan(lambda c, x: (c + x * s, c), 0.0, X)[0]
+        seen.append((y.dtype, z.dtype))
+        return np.sum(y) + z
+
+    f(0.5)
+    assert seen == [(np.float64, np.float64)]
+    assert fl.gradient(f, 0.5)[0] == pytest.approx(2 * float(np.sum(X)))
+    fl.jvp(f, (0.5,), (1.0,))
+    assert seen == [(np.float64, np.float64)] * 3

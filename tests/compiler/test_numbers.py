@@ -39,13 +39,19 @@ def test_new_values_of_declared_numbers_reuse_the_trace(backend):
     f = fl.compile(scaled, backend=backend, background=False)
     x = np.linspace(-2, 2, 7)
     s = Scale(0.5)
-    for factor, bounds in [(0.5, (-1.0, 1.0)), (2, (-0.5, 3.0)), (np.float64(0.25), (0, 1))]:
+    for factor, bounds in [(0.5, (-1.0, 1.0)), (2.0, (-0.5, 3.0)), (0.25, (0.0, 1.0))]:
         s.factor, s.bounds = factor, bounds
         np.testing.assert_allclose(f(s, x), eager(s, x), rtol=1e-15)
     assert f.traces == 1
+    # a number of another type is another program (an int stays an int, a NumPy float64
+    # is strong in NumPy's promotion), traced once
+    for factor in (2, np.float64(0.25), 3, np.float64(0.75)):
+        s.factor = factor
+        np.testing.assert_allclose(f(s, x), eager(s, x), rtol=1e-15)
+    assert f.traces == 3
     s.power = 3  # not declared: specialised on, a new value traces again
     np.testing.assert_allclose(f(s, x), eager(s, x), rtol=1e-15)
-    assert f.traces == 2
+    assert f.traces == 4
 
 
 def test_a_switch_is_a_constant_at_zero_and_an_input_otherwise():
@@ -77,14 +83,21 @@ def test_one_object_reached_twice_is_one_input_per_number():
     assert f.traces == 2
 
 
-def test_traced_numbers_are_float64_inputs_and_cannot_be_written():
-    """Inside the trace a declared number is a 0-d float64 value (cast it where float32
-    must stay float32, as the optimisers' ``number`` does), and writing one back is refused
-    with the path."""
+def test_traced_numbers_are_weak_inputs_and_cannot_be_written():
+    """Inside the trace a declared Python float is a weak 0-d float64 value (a Python float
+    at run time: ``x32 * k`` stays float32, as eagerly; before, it was a strong float64 and
+    gave float64), a NumPy float64 a strong one; writing one back is refused with the
+    path."""
     s = Scale(0.5)
     f = fl.compile(lambda s, x: x * s.factor)
-    assert f(s, np.ones(2, np.float32)).dtype == np.float64
+    assert f(s, np.ones(2, np.float32)).dtype == np.float32
     assert f.ir.inputs[0].dtype == np.float64 and f.ir.inputs[0].shape == ()
+    # (factor, the two bounds, x)
+    assert f.ir.inputs[0].weak and str(f.ir).startswith(
+        "{ lambda v1:float v2:float v3:float v4:f32[2] .\n    v5:f32[2] = multiply v4 v1")
+    s.factor = np.float64(0.5)
+    assert f(s, np.ones(2, np.float32)).dtype == np.float64
+    assert not f.ir.inputs[0].weak and str(f.ir).startswith("{ lambda v1:f64[] v2:float ")
 
     def grow(s, x):
         s.factor = s.factor * 2

@@ -167,6 +167,53 @@ def test_numpy_promotion_is_kept():
     assert ".astype(jnp.float64)" in compiled.source
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_numpy_promotion_casts_the_operands_first(dtype):
+    """float32 (float16) times int64 is float64 in NumPy, computed in float64; JAX computes
+    it in float32 (float16). Casting JAX's result afterwards kept its rounding (x * n off
+    by 6e-8, silently): the operands are cast first."""
+    x = (np.arange(1, 6) / 3).astype(dtype)
+    n, t = np.array([3, 5, 7, 11, 13]), np.array(7)
+    compiled = fl.compile(lambda x, n: (x * n, x / n, x * t), backend="xla", background=False)
+    for got, want in zip(compiled(x, n), (x * n, x / n, x * t)):
+        assert got.dtype == want.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+
+
+class _Count:
+    hyperparameters = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+
+def _written(m, x):
+    y = x.copy()
+    y[m.n] = 9.0
+    return y
+
+
+@pytest.mark.parametrize("f", [
+    lambda m, x, i: np.ldexp(i, i + 1),  # (int, int): float64, the exponent an int
+    lambda m, x, i: np.ldexp(x, m.n),
+    lambda m, x, i: x[m.n],
+    lambda m, x, i: np.take(x, m.n),
+    lambda m, x, i: _written(m, x),
+    lambda m, x, i: i.astype(np.int8) > m.n * 86,  # (258 beyond int8: NumPy compares)
+    lambda m, x, i: np.left_shift(i.astype(np.int32), m.n),
+])
+def test_only_float_operands_are_cast(f):
+    """The casts that keep NumPy's promotion reach only the float operands of NumPy's loop:
+    ldexp's int exponent, an index, a position, a comparison's int stay ints (they were cast
+    to the result's float dtype, and the line failed to lower)."""
+    x, i = np.arange(1.0, 5.0, dtype=np.float32), np.arange(1, 5)
+    compiled = fl.compile(f, backend="xla", background=False)
+    want = f(_Count(3), x, i)
+    got = compiled(_Count(3), x, i)
+    assert np.asarray(got).dtype == np.asarray(want).dtype
+    np.testing.assert_array_equal(got, want)
+
+
 def test_float32_stays_float32():
     compiled = fl.compile(lambda x: np.exp(x) * 2.5 + 1, backend="xla", background=False)
     out = compiled(np.ones(4, np.float32))

@@ -156,6 +156,8 @@ def _finish(g, like, zeros, seen):
         return g
     if isinstance(like, (float, complex)) and not isinstance(like, np.generic):
         return type(like)(g)
+    if type(like) is Tracer and is_weak(like):  # a traced Python number (one fl.compile
+        return complex(g) if np.iscomplexobj(g) else float(g)  # traces): a Python number
     if isinstance(like, np.generic):
         return like.dtype.type(g)
     if isinstance(g, np.generic):
@@ -431,7 +433,9 @@ def _check_scalar(out, holomorphic=False):
             "a comparison has no derivative. Return a float (the gradient of a number that "
             "does not depend on the inputs is None, or zeros with zeros_for_none=True).")
     shape = np.shape(value) if not isinstance(out, (tuple, list, dict)) else None
-    if shape != () or not _is_float(raw(out)) and not isinstance(out, (int, float, np.integer)):
+    integer = isinstance(out, (int, float, np.integer)) or \
+        getattr(getattr(value, "dtype", None), "kind", None) in ("i", "u")  # (fl.compile's)
+    if shape != () or not _is_float(raw(out)) and not integer:
         what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
         raise DifferentiationError(
             f"gradient needs f to return a real scalar, but it returned {what}.\n"
@@ -566,6 +570,8 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
             t = np.asarray(t, dtype=raw(v).dtype)
             if type(v) in WEAK:  # a Python number's tangent: weak too (x * t stays float32)
                 t = type(v)(t)
+            elif type(v) is Tracer and is_weak(v) and t.dtype.kind in "fc":  # (compiled)
+                t = weak(t[()])
         return trace.seed(v, t)
 
     targs, _, _, _, rebuilt = _trace_args(trace, tuple(primals), seed)

@@ -222,9 +222,15 @@ def _reraise_if_mixed(prim, vals, error):
 class Opaque:
     """Base class of values that stand for an array without holding one (the abstract values
     of ``fl.compile``'s IR trace). ``raw`` stops at the tracer holding one: under compile, the
-    "raw value" of an array is its IR tracer, so untraced computations on it are recorded."""
+    "raw value" of an array is its IR tracer, so untraced computations on it are recorded.
+    ``weak``: whether it stands for a Python number (see :class:`WeakFloat`);
+    ``make_weak()`` marks a 0-d one so (``weak_result``)."""
 
     __slots__ = ()
+    weak = False
+
+    def make_weak(self):
+        raise NotImplementedError
 
 
 def raw(x):
@@ -502,6 +508,13 @@ def weak(v):
     return _WEAK_OF[type(v)](v)
 
 
+def as_weak(v):
+    """The weak value of the Python number ``v`` (a Python int as it is: the engine has no
+    weak int value, it never traces an int)."""
+    t = _WEAK_OF.get(type(v))
+    return v if t is None else t(v)
+
+
 def is_weak(x) -> bool:
     """Is ``x`` weak in NumPy's promotion: a Python number, or a tracer of a weak value?"""
     t = type(x)
@@ -510,7 +523,35 @@ def is_weak(x) -> bool:
     while t is Tracer:
         x = x._val
         t = type(x)
-    return t in WEAK
+    return t in WEAK or (isinstance(x, Opaque) and x.weak)  # (a compiled Python number)
+
+
+def traced_int(x) -> bool:
+    """Is ``x`` a Python int that ``fl.compile`` traces (a hyperparameter; eagerly ints are
+    never traced)? ``x._trace.python_int`` then records Python's arithmetic on it."""
+    if type(x) is not Tracer:
+        return False
+    v = x._val
+    return isinstance(v, Opaque) and v.weak and v.var.dtype.kind == "i"
+
+
+def python_ints(a, b=0) -> bool:
+    """Are ``a`` and ``b`` Python ints, one at least traced by ``fl.compile``?"""
+    return (traced_int(a) or type(a) is int) and (traced_int(b) or type(b) is int) \
+        and (type(a) is Tracer or type(b) is Tracer)
+
+
+def strong(x):
+    """``x``, or a weak number (a Python number, a traced one) as NumPy's functions that are
+    not ufuncs take it: ``np.dot``, ``np.inner``, ``ufunc.outer`` convert an operand with
+    ``np.asarray``, which makes a Python float a strong float64 array (``np.dot(x32, 0.5)``
+    is float64, ``x32 * 0.5`` float32). A rule that writes such a function with an operator
+    calls this on its operands first."""
+    if not is_weak(x):
+        return x
+    if type(x) is Tracer:
+        return np.multiply(x, 1)  # (a ufunc call: a strong result, the same value)
+    return np.asarray(python_number(x))
 
 
 def weak_result(out, a, b=0):
@@ -530,24 +571,39 @@ def weak_result(out, a, b=0):
         t = inner._box  # a forward level's tangent (a reverse level's is a tape index)
         if type(t) in _WEAK_OF:
             inner._box = weak(t)
+        elif type(t) is Tracer:  # a tangent traced by fl.compile's IR trace
+            _weak_bottom(t)
         v = inner._val
         if type(v) is not Tracer:
             break
         inner = v
     if type(v) in _WEAK_OF:
         inner._val = weak(v)
+    elif isinstance(v, Opaque):  # under fl.compile: the program's variable is weak
+        v.make_weak()
     return out
+
+
+def _weak_bottom(t):
+    """Mark the abstract value at the bottom of the tracer ``t`` weak (fl.compile's)."""
+    while type(t) is Tracer:
+        t = t._val
+    if isinstance(t, Opaque):
+        t.make_weak()
 
 
 def weak_handle(t):
     """A new handle on the tracer ``t`` whose value (and forward-mode tangent) is weak: the
     gradient of a traced Python float taken under an outer transform, a Python float when
-    taken plainly. (Under ``fl.compile`` the bottom is an abstract value: left as it is.)"""
+    taken plainly. (Under ``fl.compile`` the IR trace records the conversion to a Python
+    number: ``float(g)``, as the gradient taken plainly is.)"""
     v = t._val
     if type(v) is Tracer:
         v = weak_handle(v)
     elif type(v) in _WEAK_OF:
         v = weak(v)
+    elif isinstance(v, Opaque):  # fl.compile's IR tracer
+        return t._trace.weaken(t)
     box = t._box
     if type(box) in _WEAK_OF:
         box = weak(box)

@@ -17,6 +17,7 @@ from fluxml.ad.core import (
     lookup,
     raw,
     refusal,
+    strong,
     taker,
     untraced,
 )
@@ -118,7 +119,7 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         b = inputs[2] if len(inputs) > 2 else None
         return mutation.ufunc_at(ufunc, a, idx, b)
     elif method == "outer":
-        a, b = inputs
+        a, b = (strong(x) for x in inputs)  # (outer takes a Python number as an array)
         a_shape = np.shape(raw(a))
         a = np.reshape(a, a_shape + (1,) * np.ndim(raw(b)))
         result = call_ufunc(ufunc, "__call__", (a, b), kwargs)

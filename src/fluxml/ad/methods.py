@@ -15,10 +15,12 @@ from fluxml.ad.core import (
     Primitive,
     Tracer,
     bottom,
+    python_ints,
     python_number,
     raw,
     refusal,
     taker,
+    traced_int,
     weak_result,
 )
 from fluxml.ad.dispatch import call_function, call_ufunc
@@ -38,14 +40,22 @@ def _binary(uf):
     # A result that is not an array goes through ``weak_result``: the operator on traced
     # Python numbers gives a weak one, as Python's arithmetic gives a float (the ufunc
     # itself, ``np.multiply(s, 2.0)``, gives a strong NumPy scalar, as NumPy does).
+    # Under fl.compile, an operator on traced Python ints is Python's arithmetic on them
+    # (``python_ints``: exact, ``n ** -1`` a float), as eager code, which never traces an int.
     if type(prim) is not Primitive:
         def op(self, other):
+            if COMPILING and python_ints(self, other):
+                return _python_int(uf, self, other)
             return weak_result(call_ufunc(uf, "__call__", (self, other), {}), self, other)
 
         def rop(self, other):
+            if COMPILING and python_ints(self, other):
+                return _python_int(uf, other, self)
             return weak_result(call_ufunc(uf, "__call__", (other, self), {}), self, other)
     else:
         def op(self, other):
+            if COMPILING and python_ints(self, other):
+                return _python_int(uf, self, other)
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
@@ -55,6 +65,8 @@ def _binary(uf):
             return out if type(out._val) is np.ndarray else weak_result(out, self, other)
 
         def rop(self, other):
+            if COMPILING and python_ints(self, other):
+                return _python_int(uf, other, self)
             trace = self._trace
             if type(other) is Tracer and other._trace.level > trace.level:
                 trace = other._trace
@@ -64,10 +76,28 @@ def _binary(uf):
             return out if type(out._val) is np.ndarray else weak_result(out, self, other)
 
     def iop(self, other):
+        if COMPILING and python_ints(self, other):
+            return _python_int(uf, self, other)  # (an int is immutable: ``n += 1`` rebinds)
         out = weak_result(call_ufunc(uf, "__call__", (self, other), {}), self, other)
         return mutation.augment(self, uf, other, out)
 
     return op, rop, iop
+
+
+def _python_int(uf, *operands):
+    """``uf``'s operator on Python ints, one at least traced by fl.compile (``python_ints``):
+    recorded by the compiler's trace as Python's arithmetic."""
+    t = next(a for a in operands if type(a) is Tracer)
+    return taker(t._trace).python_int(uf, operands)
+
+
+def _unary(uf):
+    def op(self):
+        if COMPILING and traced_int(self):
+            return _python_int(uf, self)
+        return weak_result(uf(self), self)
+
+    return op
 
 
 _OPERATORS = {
@@ -89,9 +119,9 @@ for _name, _uf in {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise
     setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
     setattr(Tracer, f"__r{_name}__", lambda self, other, _uf=_uf: _uf(other, self))
 Tracer.__invert__ = lambda self: np.invert(self)
-Tracer.__neg__ = lambda self: weak_result(np.negative(self), self)
-Tracer.__pos__ = lambda self: weak_result(np.positive(self), self)
-Tracer.__abs__ = lambda self: weak_result(np.absolute(self), self)
+Tracer.__neg__ = _unary(np.negative)
+Tracer.__pos__ = _unary(np.positive)
+Tracer.__abs__ = _unary(np.absolute)
 Tracer.__divmod__ = lambda self, other: (self // other, self % other)
 Tracer.__getitem__ = getitem
 Tracer.__setitem__ = mutation.setitem

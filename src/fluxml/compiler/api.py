@@ -69,8 +69,9 @@ def _copies(program, distinct) -> tuple:
                    if type(e.out) is Var and e.out.id in inputs)
     return tuple(k for k, (v, a, b) in
                  enumerate(zip(program.outputs, distinct, _output_pattern(program)))
-                 if a != b or (type(v) is Var and v.id in written)
-                 or (type(v) is Const and hasattr(v.value, "copy")))
+                 if not (type(v) is Var and v.weak)  # (a Python number: nothing to copy)
+                 and (a != b or (type(v) is Var and v.id in written)
+                      or (type(v) is Const and hasattr(v.value, "copy"))))
 
 
 def _output_pattern(program) -> list:
@@ -182,10 +183,7 @@ class Compiled:
             else:
                 self.cache.move_to_end(key)
             self.last = entry
-        arrays = [leaves[i] for i in entry.positions]
-        for k in entry.numbers:
-            arrays[k] = traced_numbers.as_input(arrays[k])
-        return _execute(entry, args, arrays)
+        return _execute(entry, args, [leaves[i] for i in entry.positions])
 
     def _trace(self, args, leaves, spec, key, numbers=None):
         start = time.perf_counter()
@@ -222,9 +220,7 @@ class Compiled:
                        for i, x in enumerate(leaves) if x is leaves[positions[k]]}
             rebind = make_rebinder(args, spec, targets, (_Keywords,),
                                    {k: n_out + j for j, k in enumerate(run.rebinds)})
-        # (XLA's code takes the traced numbers as they come: xla_runtime._Numbers)
-        raw = self.backend == "xla" and bool(number_inputs)
-        extract = make_extractor(args, spec, leaves, positions, numbers, not raw)
+        extract = make_extractor(args, spec, leaves, positions, numbers)
         alias = make_rebinder(args, spec, aliases, (_Keywords,)) if aliases else None
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, number_inputs, _copies(program, distinct), alias)
@@ -235,8 +231,6 @@ class Compiled:
                                   [k for k, _ in program.writes if not devices[k]])
             if any(devices):
                 numpy_run = on_host(numpy_run, devices, run.rebinds)
-            if raw:
-                numpy_run = traced_numbers.as_inputs(numpy_run, number_inputs)
             entry.pending = Background(entry, numpy_run, run, list(map(placement, on_device)))
         self.traces += 1
         if len(self.cache) >= self.cache_size:
@@ -268,7 +262,9 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     holds that very array after the call, as eagerly. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it. An optimiser's
     hyperparameters (the fields a class lists in ``hyperparameters``: ``compiler/numbers.py``)
-    are inputs, not part of the signature: ``fl.adjust`` between calls reuses the trace.
+    are inputs, their values not part of the signature (their types are): ``fl.adjust``
+    between calls reuses the trace. A Python float among them is weak in NumPy's promotion,
+    as eagerly (``x32 * self.k`` stays float32).
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
     when it is traced (as JAX does): pass anything that changes as an argument. An argument's

@@ -32,12 +32,13 @@ class _Keywords(dict):
 def signature(spec, leaves, numbers=None):
     """What a trace depends on: the tree's structure, each array's type, shape and dtype,
     which leaves are the same array, and the value of every non-array leaf but the traced
-    numbers (``numbers``: ``numbers.find``'s map), of which only which are the same counts."""
+    numbers (``numbers``: ``numbers.find``'s map), of which only the type and which are the
+    same count."""
     parts = []
     seen: dict = {}
     for i, x in enumerate(leaves):
-        if numbers and i in numbers:
-            parts.append(("traced", numbers[i][0]))
+        if numbers and i in numbers:  # (its type: a Python number is weak, NumPy's not)
+            parts.append(("traced", numbers[i][0], type(x)))
         elif is_array(x):
             first = seen.setdefault(id(x), i)
             parts.append((type(x), x.shape, x.dtype.str, first,
@@ -83,7 +84,8 @@ LEAKED = ("fl.compile: a traced value was used after the compiled function retur
 def trace(fn, args, leaves, spec, numbers=None, body=None):
     """``(program, positions, out_spec, aliases)``: ``fn(*args)`` traced, with each array
     leaf an input (the same array twice is one input), and each traced number (``numbers``:
-    leaf index -> (its first leaf, a switch?)) a 0-d float64 input; ``aliases`` (see
+    leaf index -> (its first leaf, a switch?)) a 0-d input, weak for a Python number
+    (``ir.Var.weak``: ``x32 * k`` stays float32, as eagerly); ``aliases`` (see
     ``_aliases``) the leaves the function pointed at another argument's array. Traced values
     stored on what ``body`` (the user's function, ``fn`` by default) reaches fail by name
     when used (compiler/stored.py)."""
@@ -97,8 +99,7 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
             t = by_id.get(key)
             if t is None:
                 # (a jax.Array's example for the trace's metadata: a NumPy copy)
-                t = by_id[key] = tr.input(np.array(x, np.float64) if number else
-                                          np.asarray(x) if is_jax(x) else x)
+                t = by_id[key] = tr.input(np.asarray(x) if is_jax(x) else x)
                 tracers.append(t)
                 positions.append(i)
             new_leaves.append(t)

@@ -16,8 +16,9 @@ import re
 
 import numpy as np
 
+from fluxml.ad.core import as_weak
 from fluxml.compiler.inline import INLINE
-from fluxml.compiler.ir import Const, Program, Slot, Var
+from fluxml.compiler.ir import CONTROL, INFIX, PREFIX, Const, Program, Slot, Var
 from fluxml.compiler.passes import aliases
 
 
@@ -113,37 +114,46 @@ _OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "
               np.power: "**", np.matmul: "@"}
 
 
-def _inline(em: Emitter, eqn):
+def _inline(em: Emitter, eqn, args):
     """Source for engine primitives whose kernel is one NumPy method call (written out, so
-    the generated code reads as NumPy and skips a Python call), or None."""
+    the generated code reads as NumPy and skips a Python call), or None. ``args``: the
+    operands' source."""
     template = INLINE.get(eqn.prim)
     if template is None or eqn.out is not None:
         return None
-    args = [em.expr(a) for a in eqn.inputs]
     params = {k: em.expr(v) for k, v in (eqn.params or {}).items()}
     return template(em.xp, *args, **params)
 
 
 def call_source(em: Emitter, eqn) -> str:
     """The right-hand side of an equation's line."""
+    if eqn.prim is not None and eqn.outs[0].weak:
+        return _weak_source(em, eqn)
     if eqn.prim is not None and eqn.out is None:
         fn = eqn.fn
         op = _OPERATORS.get(fn) if not eqn.params and len(eqn.inputs) == 2 else None
-        if op is not None and eqn.prim.impl is fn:
+        # (an operator on Python numbers alone would give a Python number: weak)
+        if op is not None and eqn.prim.impl is fn and any(map(_numpy_value, eqn.inputs)):
             a, b = (em.expr(x) for x in eqn.inputs)
             return f"{_paren(a)} {op} {_paren(b)}"
-        inline = _inline(em, eqn)
+        inline = _inline(em, eqn, _operands(em, eqn))
         if inline is not None:
             return inline
     if eqn.prim is None and "func" in (eqn.params or {}):  # NumPy on raw values: func(...)
         p = eqn.params
         func, args = p["func"], p["args"]
+        if func in INFIX and len(args) == 2:  # Python's arithmetic on Python ints
+            a, b = (em.expr(x) for x in args)
+            return f"{_paren(a)} {INFIX[func]} {_paren(b)}"
+        if func in PREFIX and len(args) == 1:
+            a = em.expr(args[0])
+            return f"abs({a})" if func is abs else f"{PREFIX[func]}{_paren(a)}"
         owner = getattr(func, "__self__", None)  # a ufunc method: np.add.reduce
         head = f"{em.function(owner)}.{func.__name__}" if isinstance(owner, np.ufunc) \
             else em.function(func)
         text = [em.expr(a) for a in args] + [f"{k}={em.expr(v)}" for k, v in p["kwargs"].items()]
         return f"{head}({', '.join(text)})"
-    args = [em.expr(a) for a in eqn.inputs]
+    args = _operands(em, eqn) if eqn.prim is not None else [em.expr(a) for a in eqn.inputs]
     args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
     if eqn.out is not None:
         args.append(f"out={em.var(eqn.out)}")
@@ -151,6 +161,45 @@ def call_source(em: Emitter, eqn) -> str:
     if type(eqn.fn).__name__ == "Fused":  # the chain it computes, operands numbered
         text += f"  # {eqn.fn!r}"
     return text
+
+
+# Python's own arithmetic on Python numbers: the bits of NumPy's (``/``, ``**``, ``//`` and
+# ``%`` differ where NumPy gives inf or nan: ZeroDivisionError, a complex power)
+_PYTHON_OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*"}
+
+
+def _operands(em: Emitter, eqn) -> list[str]:
+    """The source of a primitive's operands. A weak one (a Python number at run time) goes
+    to a kernel that is not a ufunc as the engine's weak NumPy value of it, as the trace gave
+    it (the kernel may read ``x.dtype`` or call ``x.astype``): ``as_weak(v1)``; to a ufunc,
+    and to control flow's sub-programs (``ir.CONTROL``), as it is."""
+    args = [em.expr(a) for a in eqn.inputs]
+    if isinstance(eqn.fn, np.ufunc) or eqn.name in CONTROL:
+        return args
+    return [f"{em.global_(as_weak, 'as_weak')}({t})" if type(a) is Var and a.weak else t
+            for a, t in zip(eqn.inputs, args)]
+
+
+def _numpy_value(x) -> bool:
+    """Is the operand a NumPy value at run time (not a Python number)?"""
+    if type(x) is Var:
+        return not x.weak
+    return type(x) is Const and isinstance(x.value, (np.ndarray, np.generic))
+
+
+def _weak_source(em: Emitter, eqn) -> str:
+    """A primitive whose result is weak (``Var.weak``: Python arithmetic on traced Python
+    numbers, ``1 - beta``): a Python number at run time, as the trace took it. ``a * b`` of
+    Python numbers is one; a ufunc's NumPy scalar becomes one (``np.negative(v1).item()``)."""
+    args = [em.expr(a) for a in eqn.inputs]
+    op = _PYTHON_OPERATORS.get(eqn.fn)
+    # (only on Python numbers: a NumPy operand, a forward tangent a rule computed with
+    # ufuncs, would give a NumPy number, strong)
+    if op is not None and len(args) == 2 and not eqn.params \
+            and not any(map(_numpy_value, eqn.inputs)):
+        return f"{_paren(args[0])} {op} {_paren(args[1])}"
+    args += [f"{k}={em.expr(v)}" for k, v in (eqn.params or {}).items()]
+    return f"{em.function(eqn.fn, eqn.name)}({', '.join(args)}).item()"
 
 
 def _paren(text: str) -> str:

@@ -27,6 +27,7 @@ from fluxml.compiler.calls import _spec_key
 from fluxml.compiler.control_rules import COND, SCAN, WHILE, _step_examples, saving_scan
 from fluxml.compiler.subprogram import (
     Branch,
+    as_capture,
     as_operand,
     function_name,
     leaf_type,
@@ -152,7 +153,7 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
         return unflatten(traced[0].out_spec, [])
     branches = tuple(Branch(t.program(captured), function_name(fn, role), t.trace.custom)
                      for t, fn, role in zip(traced, (true_fn, false_fn), ("true_fn", "false_fn")))
-    outs = _cut(bind(COND, [as_operand(pred), *leaves, *map(as_operand, captured)],
+    outs = _cut(bind(COND, [as_operand(pred), *leaves, *map(as_capture, captured)],
                      {"branches": branches}))
     return unflatten(traced[0].out_spec, outs)
 
@@ -205,7 +206,7 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
     c_caps, b_caps = test.captured, body.captured
     cond_b = Branch(test.program(c_caps), function_name(cond_fun, "cond_fun"), test.trace.custom)
     body_b = Branch(body.program(b_caps), function_name(body_fun, "body_fun"), body.trace.custom)
-    outs = _cut(bind(WHILE, [*leaves, *map(as_operand, c_caps), *map(as_operand, b_caps)],
+    outs = _cut(bind(WHILE, [*leaves, *map(as_capture, c_caps), *map(as_capture, b_caps)],
                      {"cond_fn": cond_b, "body_fn": body_b, "n_carry": len(leaves),
                       "n_cond": len(c_caps)}))
     return unflatten(spec, outs)
@@ -269,7 +270,7 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
     _check_types(who, name, types, body.types()[:len(c_leaves)])
     caps = body.captured
     step = Branch(body.program(caps), function_name(f, "f"), body.trace.custom)
-    args = [*c_leaves, *x_leaves, *map(as_operand, caps)]
+    args = [*c_leaves, *x_leaves, *map(as_capture, caps)]
     params = {"body": step, "n_carry": len(c_leaves), "n_xs": len(x_leaves), "length": n,
               "reverse": bool(reverse)}
     n_out = len(step.types)

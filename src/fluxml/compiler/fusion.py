@@ -88,7 +88,7 @@ class Fused:
 
 def _fusible(eqn) -> bool:
     return (is_ufunc(eqn) and eqn.fn in C_OPS and eqn.out is None
-            and eqn.outs[0].dtype.name in C_TYPES)
+            and eqn.outs[0].dtype.name in C_TYPES and not eqn.outs[0].weak)  # (a number)
 
 
 def fuse_elementwise(program: Program) -> Program:

@@ -29,7 +29,6 @@ import re
 import numpy as np
 
 from fluxml.compiler.codegen import build
-from fluxml.compiler.numbers import NUMBER_TYPES, as_input
 from fluxml.compiler.trace import CompileError
 from fluxml.treenodes import _UNSET, _fields, slots
 
@@ -66,26 +65,26 @@ class _Writer:
         self.lines.append(f"    if not ({cond}): return None")
 
 
-def make_extractor(args, spec, leaves, positions, numbers=None, convert=True):
+def make_extractor(args, spec, leaves, positions, numbers=None):
     """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
     ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs,
     ``numbers`` the traced numbers among the leaves (``numbers.find``: a number's type and
-    whether it is the same object as another are checked, not its value, and it is passed
-    as float64; as it is without ``convert``).
+    whether it is the same object as another are checked, not its value; it is passed as it
+    is).
 
     With JAX arrays among them, two tiers: the one returned checks the tree's nodes and
     numbers and that each JAX leaf is its known array (what a training loop passes), and
     hands any other call to the full check, which also checks a new JAX array's shape and
     dtype: the code a call runs is then shorter, which counts most when it runs out of the
     caches (called between other work)."""
-    full = _extractor(args, spec, leaves, positions, numbers, convert, False)
+    full = _extractor(args, spec, leaves, positions, numbers, False)
     if full is None or not any(is_jax(leaves[i]) for i in positions):
         return full
-    fast = _extractor(args, spec, leaves, positions, numbers, convert, True, full)
+    fast = _extractor(args, spec, leaves, positions, numbers, True, full)
     return fast if fast is not None else full
 
 
-def _extractor(args, spec, leaves, positions, numbers, convert, fast, full=None):
+def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
     w = _Writer(fast)
     if fast:
         w.consts["_full"] = full
@@ -118,10 +117,7 @@ def _extractor(args, spec, leaves, positions, numbers, convert, fast, full=None)
             w.lines.append(f"    if not ({same}):")
         for cond in lines:
             w.lines.append(f"    {'    ' if same else ''}if not ({cond}): return None")
-    if w.numbers and convert:
-        w.consts["_number"] = as_input
-    inputs = ", ".join(f"_number({names[i]})" if i in w.numbers and convert else names[i]
-                       for i in positions)
+    inputs = ", ".join(names[i] for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args, known):\n" + "\n".join(w.lines) + "\n"
     try:
@@ -217,10 +213,11 @@ def _walk(w, ref, x, spec, names):
                 else ""
             w.check(f"type({v}) is {w.const(type(x))} and {v}.shape == {x.shape!r} and "
                     f"({v}.dtype is {d} or {v}.dtype == {d}){layout}")
-        elif len(names) - 1 in w.numbers:  # a traced number: a number (its value an input),
-            # and a switch that was on is still on (0 is a constant of another trace)
+        elif len(names) - 1 in w.numbers:  # a traced number: a number of its type (its
+            # value an input), and a switch that was on is still on (0 is a constant of
+            # another trace)
             on = f" and {v} != 0" if w.numbers[len(names) - 1][1] else ""
-            w.check(f"type({v}) in {w.const(NUMBER_TYPES)}{on}")
+            w.check(f"type({v}) is {w.const(type(x))}{on}")
         else:  # a number: its type and value are part of the signature (a zero's sign too:
             # 0.0 == -0.0, but a program traced for one computed np.copysign(1.0, x) so)
             sign = ""

@@ -5,6 +5,14 @@ runs its ``eqns`` in order and returns its ``outputs``; ``writes`` lists the arg
 function wrote into (``(input position, var holding the new value)``), which the compiled code
 copies back into the caller's arrays, as the eager function would have written them.
 
+A variable may be *weak* (``Var.weak``): it holds a Python number (a float, an int or a
+complex) that NumPy's promotion (NEP 50) takes as weak, ``x32 * k`` staying float32: a traced
+Python number (a field a class lists in ``hyperparameters``), the result of Python arithmetic
+on such numbers (``1 - beta``), or the gradient with respect to one (a Python float, as
+eagerly). It prints as that Python type: ``v1:float``. An operator on weak ints alone is
+Python's own arithmetic (``PYTHON_INT_OPERATORS``: ``2 ** n`` exact, ``n ** -1`` a float), a
+``func=pow`` equation, as eager code, which never traces an int, computes it.
+
 Each :class:`Eqn` applies one callable (an engine :class:`~fluxml.ad.core.Primitive`, or a
 NumPy function the engine runs untraced, such as ``np.argmax``) to variables, constants and
 Python values. It prints one line, like a jaxpr::
@@ -14,22 +22,28 @@ Python values. It prints one line, like a jaxpr::
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 
 class Var:
-    """A value of the program: its shape and dtype (``name`` is a hint for generated code)."""
+    """A value of the program: its shape and dtype (``name`` is a hint for generated code);
+    ``weak``: a Python number (0-d; its dtype float64, int64 or complex128), see above."""
 
-    __slots__ = ("id", "shape", "dtype", "name")
+    __slots__ = ("id", "shape", "dtype", "name", "weak")
 
-    def __init__(self, id, shape, dtype, name=None):
+    def __init__(self, id, shape, dtype, name=None, weak=False):
         self.id = id
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.name = name
+        self.weak = weak
 
     @property
     def type(self) -> str:
+        if self.weak:
+            return PYTHON_TYPES[self.dtype.kind].__name__
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
 
     def __repr__(self):
@@ -127,6 +141,30 @@ def _short(v) -> str:
 
 _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "int64": "i64",
           "int32": "i32", "bool": "bool", "complex128": "c128", "complex64": "c64"}
+
+
+# the control-flow primitives: their sub-programs' generated code takes a weak variable as the
+# Python number it is (where a NumPy scalar's own operators would take the engine's weak value
+# of it, ``core.WeakFloat``, as a strong float64)
+CONTROL = frozenset({"cond", "while_loop", "scan"})
+
+# Python's arithmetic on Python ints, for an operator between traced Python ints (eagerly they
+# are never traced: Python computes ``2 ** n`` exactly, ``n ** -1`` as a float, where NumPy's
+# int64 ufuncs wrap round or raise): the operator's function by the ufunc that the Tracer
+# operator means, and its source
+PYTHON_INT_OPERATORS = {np.add: operator.add, np.subtract: operator.sub,
+                        np.multiply: operator.mul, np.true_divide: operator.truediv,
+                        np.floor_divide: operator.floordiv, np.remainder: operator.mod,
+                        np.power: operator.pow, np.negative: operator.neg,
+                        np.positive: operator.pos, np.absolute: abs}
+INFIX = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+         operator.floordiv: "//", operator.mod: "%", operator.pow: "**"}
+PREFIX = {operator.neg: "-", operator.pos: "+", abs: "abs"}
+
+# a weak variable's Python type by its dtype's kind, and the dtype of each Python number
+PYTHON_TYPES = {"f": float, "i": int, "c": complex, "b": bool}
+PYTHON_DTYPES = {float: np.dtype(np.float64), int: np.dtype(np.int64),
+                 complex: np.dtype(np.complex128)}
 
 
 def short_dtype(dtype) -> str:

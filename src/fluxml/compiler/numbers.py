@@ -1,5 +1,5 @@
 """Traced numbers: the Python numbers among a compiled function's arguments that are inputs of
-the program (0-d float64 values), not constants baked into it.
+the program (0-d values), not constants baked into it.
 
 Every other non-array leaf of the arguments is part of the signature: a new value traces the
 function again. That is right for numbers that choose what the program does (a layer count,
@@ -7,7 +7,11 @@ a norm's order, a step that accumulates ``n`` gradients), and wrong for numbers 
 scale it and change between calls: an optimiser's learning rate set by a schedule before each
 step would trace the step every time. So a class lists in ``hyperparameters`` the fields
 whose numbers are traced (the optimisation rules do: ``eta``, ``beta`` ...); any number under
-such a field (a tuple's entries too) is an input, and a new value reuses the trace.
+such a field (a tuple's entries too) is an input, and a new value reuses the trace. Its type
+is part of the signature, and the program takes it as it is: a Python float (int) as a weak
+input (``ir.Var.weak``), so that ``x32 * self.eta`` computes in float32 as eagerly (NumPy's
+promotion, NEP 50, takes a Python number as weak); a NumPy number (``np.float64(0.5)``,
+strong) as a 0-d input of its dtype.
 
 Of those, the fields listed in ``switches`` stay constants when they are exactly 0: the code
 may then skip what the number turns off (AdamW without weight decay), and a change between 0
@@ -58,9 +62,7 @@ def find(spec, leaves) -> dict:
 
 
 def _is_number(x) -> bool:
-    t = type(x)
-    return t is float or t is int or isinstance(x, (float, int, np.floating, np.integer)) \
-        and not isinstance(x, bool)
+    return type(x) in NUMBER_TYPES  # (another kind, a float subclass: static)
 
 
 def _walk(spec, leaves, at, slot, slots):
@@ -88,27 +90,7 @@ def _walk(spec, leaves, at, slot, slots):
         _walk(child, leaves, at, sub, slots)
 
 
-# the types of number a compiled call passes as a traced number without looking further
-NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
-
-
-# A traced number as the program takes it: float64 (a NumPy scalar, which NumPy, CuPy and
-# JAX take as a 0-d value without the cost of building an array); the constructor itself,
-# not a function around it: the guard calls it once per number on every call
-as_input = np.float64
-
-
-def as_inputs(run, positions):
-    """``run`` (NumPy code) for calls that pass the traced numbers at ``positions`` as they
-    come (the xla back end's guard does, see ``xla_runtime._Numbers``): each becomes
-    float64 first, as the NumPy code takes it (a Python float would leave float32 math in
-    float32 where the traced float64 number promotes, as NumPy's rules go)."""
-    def converted(*arrays):
-        arrays = list(arrays)
-        for k in positions:
-            arrays[k] = as_input(arrays[k])
-        return run(*arrays)
-
-    plain = getattr(run, "plain", None)  # (what runs if XLA's compilation fails)
-    converted.plain = converted if plain is None else as_inputs(plain, positions)
-    return converted
+# the types of number a compiled call passes as a traced number, as they are (a bool, a
+# complex number or another type is static: a new value traces again)
+NUMBER_TYPES = frozenset({float, int} | {np.dtype(c).type for c in
+                                         "efd" + np.typecodes["AllInteger"]})

@@ -195,8 +195,8 @@ def common_subexpressions(program: Program) -> Program:
         if not impure(eqn) and not any(v.id in shaky for v in reads) \
                 and not any(o.id in shaky for o in eqn.outs):
             ki, kp = _key(e_inputs), _key(e_params)
-            if ki is not None and kp is not None:
-                key = (id(eqn.fn), eqn.name, ki, kp)
+            if ki is not None and kp is not None:  # (a weak result is another value)
+                key = (id(eqn.fn), eqn.name, ki, kp, eqn.outs[0].weak)
         if key is not None and key in seen:
             for o, prev in zip(eqn.outs, seen[key].outs):
                 env[o.id] = prev
@@ -232,6 +232,8 @@ def constant_folding(program: Program) -> Program:
                 continue
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False  # a shared constant: no write may reach it
+            elif eqn.outs[0].weak and isinstance(value, np.generic):  # a Python number,
+                value = value.item()  # as the program computes it
             env[eqn.outs[0].id] = Const(value)
             continue
         kept.append(eqn)
@@ -300,7 +302,16 @@ def simplify(program: Program) -> Program:
 
 
 def _simplified(eqn, made_by, shaky):
-    """The variable an equation's result equals, or None."""
+    """The variable an equation's result equals, or None (not a weak one for a strong
+    result, nor the other way round: ``np.multiply(k, 1.0)`` of a Python number ``k`` is a
+    NumPy float64, which ``x32 * _`` takes as float64, and ``k`` is not)."""
+    same = _same_value(eqn, made_by, shaky)
+    if type(same) is Var and same.weak != eqn.outs[0].weak:
+        return None
+    return same
+
+
+def _same_value(eqn, made_by, shaky):
     if eqn.outs[0].id in shaky or any(v.id in shaky for v in eqn.reads()):
         return None
     fn = eqn.fn
@@ -366,8 +377,9 @@ def buffers(program: Program, arena: bool = False) -> Program:
     for i, eqn in enumerate(program.eqns):
         product = _product(eqn)
         out = eqn.outs[0]
-        if (is_ufunc(eqn) or product or _fused(eqn)) and (
+        if (is_ufunc(eqn) or product or _fused(eqn)) and not out.weak and (
                 out.shape or written_back.get(out.id) is not None):  # 0-d: donation only
+            # (a weak result is a Python number: no buffer)
             target = None if product else _donation(program, groups, last, written_back,
                                                     finals, out, i)
             if target is not None:

@@ -18,9 +18,18 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad import mutation
-from fluxml.ad.core import DifferentiationError, Tracer, bind, raw, untraced
+from fluxml.ad.core import (
+    WEAK,
+    DifferentiationError,
+    Tracer,
+    bind,
+    is_weak,
+    raw,
+    untraced,
+    weak_handle,
+)
 from fluxml.compiler import numpy_backend, passes
-from fluxml.compiler.ir import Const, Program, Slot, Var
+from fluxml.compiler.ir import INFIX, PREFIX, Const, Program, Slot, Var
 from fluxml.compiler.trace import (
     Abstract,
     CompileError,
@@ -45,6 +54,9 @@ def example(x):
         r = r._val
     if type(r) is Abstract:
         return r.example
+    if type(r) in WEAK or type(r) in (int, float, complex):
+        return r  # (an example already: a traced Python number's, weak as it was; an
+        # operand's Python number is a 0-d array by now, as_operand)
     if isinstance(r, (bool, int, float, complex, np.generic)):
         return np.asarray(r)
     return r
@@ -68,11 +80,24 @@ def is_float(x) -> bool:
 
 def as_operand(x):
     """A leaf as a control-flow operand: numbers become 0-d arrays, a raw traced value the
-    engine handed out becomes a handle of its trace."""
+    engine handed out becomes a handle of its trace. A traced Python number (a field listed
+    in ``hyperparameters`` under fl.compile, a float fl.gradient traces) becomes a NumPy
+    number too, strong in NumPy's promotion as the 0-d array of the plain number is."""
     if type(x) is Abstract:
-        return x.trace.tracer(x.example, x.var, owned=False)
+        x = x.trace.tracer(x.example, x.var, owned=False)
     if isinstance(x, (bool, int, float, complex)):
         return np.asarray(x)
+    if type(x) is Tracer and is_weak(x):
+        return np.positive(x)  # (a ufunc's result: strong)
+    return x
+
+
+def as_capture(x):
+    """A value a branch or body closed over, as the control-flow equation's operand: a raw
+    traced value becomes a handle of its trace; a traced Python number stays weak, as the
+    function saw it."""
+    if type(x) is Abstract:
+        return x.trace.tracer(x.example, x.var, owned=False)
     return x
 
 
@@ -113,7 +138,7 @@ class SubTrace(IRTrace):
         entry = self.captured.get(id(a))
         if entry is None:
             ex = example(a)
-            var = self.var(np.shape(ex), ex.dtype, "c")
+            var = self.example_var(ex, "c")  # (weak for a traced Python number)
             seen = (a._val, a._box) if type(a) is Tracer else None
             entry = self.captured[id(a)] = (a, var, ex, seen)
         return entry[1], entry[2]
@@ -155,8 +180,7 @@ class Traced:
         for c in captures:
             var = mine.get(id(c))
             if var is None:
-                ex = example(c)
-                var = self.trace.var(np.shape(ex), ex.dtype, "c")
+                var = self.trace.example_var(example(c), "c")
             extra.append(var)
         return Program(self.inputs + extra, self.trace.eqns, self.outputs, [])
 
@@ -407,4 +431,9 @@ def _replay_raw(eqn, env):
     if fn is not _call:
         raise CompileError(f"internal error: cannot replay the equation {eqn.name}")
     p = eqn.params
-    return untraced(p["func"], _read(env, p["args"]), _read(env, p["kwargs"]), eqn.name)
+    func, args = p["func"], _read(env, p["args"])
+    if func in INFIX or func in PREFIX:  # Python's arithmetic on traced Python ints
+        return func(*args)  # (the Tracer's operator records it again)
+    if eqn.outs[0].weak and func in (float, complex):  # the gradient of a Python number
+        return weak_handle(args[0]) if type(args[0]) is Tracer else func(args[0])
+    return untraced(func, args, _read(env, p["kwargs"]), eqn.name)

@@ -30,11 +30,13 @@ from fluxml.ad.core import (
     Opaque,
     Trace,
     Tracer,
+    as_weak,
     compiling,
+    python_number,
     remove_last,
 )
 from fluxml.ad.mutation import link_view
-from fluxml.compiler.ir import Const, Eqn, Slot, Var
+from fluxml.compiler.ir import CONTROL, PYTHON_DTYPES, PYTHON_INT_OPERATORS, Const, Eqn, Slot, Var
 
 
 def owner_id(x) -> int:
@@ -128,6 +130,18 @@ class Abstract(Opaque):
     def __repr__(self):
         return f"Abstract({self.var!r}:{self.var.type})"
 
+    @property
+    def weak(self) -> bool:
+        """Does it stand for a Python number (``Var.weak``)? Its example is then one."""
+        return self.var.weak
+
+    def make_weak(self):
+        """Mark it a Python number: Python arithmetic on traced Python numbers gave it
+        (``core.weak_result``). Its variable is its equation's own, made just now."""
+        if not self.var.weak and not self.var.shape and self.var.dtype.kind in "fic":
+            self.var.weak = True
+            self.example = as_weak(self.example.item())
+
     def __array_function__(self, func, types, args, kwargs):
         if func in _METADATA:
             _, example = self.trace._lift({"args": tuple(args), "kwargs": dict(kwargs)})
@@ -189,17 +203,56 @@ class IRTrace(Trace):
 
     # --- values ------------------------------------------------------------------------------
 
-    def var(self, shape, dtype, name=None) -> Var:
+    def var(self, shape, dtype, name=None, weak=False) -> Var:
         self.count += 1
-        return Var(self.count, shape, dtype, name)
+        return Var(self.count, shape, dtype, name, weak)
+
+    def example_var(self, example, name=None) -> Var:
+        """A new variable for the example value ``example``: weak for a Python number or
+        the engine's weak value of one (``Var.weak``), as NumPy takes it."""
+        t = type(example)
+        if t in WEAK or t in PYTHON_DTYPES:
+            return self.var((), PYTHON_DTYPES[type(example.item()) if t in WEAK else t], name,
+                            weak=True)
+        return self.var(np.shape(example), example.dtype, name)
 
     def tracer(self, example, var: Var, owned: bool) -> Tracer:
         return self.new(Abstract(self, var, example), var, owned)
 
     def input(self, example, name=None) -> Tracer:
-        """A new input of the program: a caller's array (the first write copies it)."""
-        example = np.asarray(example) if isinstance(example, np.generic) else example
-        return self.tracer(example, self.var(example.shape, example.dtype, name), owned=False)
+        """A new input of the program: a caller's array (the first write copies it), or a
+        number: a NumPy one as a 0-d array, a Python one weak (its example the engine's weak
+        value of it, as a transform's primal: ``core.WeakFloat``)."""
+        if type(example) in PYTHON_DTYPES:
+            example = as_weak(example)
+        elif isinstance(example, np.generic) and type(example) not in WEAK:
+            example = np.asarray(example)
+        return self.tracer(example, self.example_var(example, name), owned=False)
+
+    def weaken(self, t) -> Tracer:
+        """``float(t)`` (``complex(t)``) of a traced 0-d value, recorded: the gradient with
+        respect to a Python number, which the user gets as a Python number
+        (``core.weak_handle``), weak in what the function computes with it next."""
+        var = t._box
+        kind = complex if var.dtype.kind == "c" else float
+        out = self._record(_call, kind.__name__, [], {"func": kind, "args": (Slot(var),),
+                                                      "kwargs": {}},
+                           None, as_weak(kind(t._val.example)), owned=True, multiple=False)
+        out._box.weak = True
+        return out
+
+    def python_int(self, ufunc, operands) -> Tracer:
+        """A Python operator (``ufunc`` the one it means) on Python ints, one at least traced
+        (a weak int variable): recorded as Python's arithmetic, ``v2 = 2 ** v1``, as eager
+        code computes it (``ir.PYTHON_INT_OPERATORS``); its result a weak number."""
+        func = PYTHON_INT_OPERATORS[ufunc]
+        inputs, examples = zip(*(self._operand(a) for a in operands))
+        ans = as_weak(func(*examples))  # (an int; a float for ``/`` or a negative power)
+        out = self.example_var(ans)
+        args = tuple(Slot(a) if type(a) is Var else a for a in inputs)
+        self.eqns.append(Eqn(ufunc.__name__, _call, [],
+                             {"func": func, "args": args, "kwargs": {}}, [out], None))
+        return self.tracer(ans, out, owned=True)
 
     def constant(self, val):
         """A traced constant made inside the function (``np.zeros_like(tracer)``): the program
@@ -270,6 +323,8 @@ class IRTrace(Trace):
             params, example_params = self._lift(params)
         else:
             example_params = params
+        if prim.name in CONTROL:  # (see ir.CONTROL)
+            examples = [python_number(e) for e in examples]
         ans = prim.impl(*examples, **example_params)
         out = self._record(prim.impl, prim.name, inputs, params, prim, ans,
                            owned=not prim.view, multiple=prim.multiple_results)

@@ -28,6 +28,12 @@ What differs from NumPy, and how the back end keeps NumPy's results:
 - Type promotion: each line's result is checked once, at lowering, against the dtype and
   shape the trace recorded; where JAX's promotion differs from NumPy's the line gets an
   explicit ``.astype(...)``, and a shape that differs is an error, never a silent change.
+- Weak numbers (``ir.Var.weak``: traced Python numbers, ``x32 * self.eta`` float32 as in
+  NumPy): JAX takes them as strong float64 values, and where one meets arrays it is first
+  cast to the dtype NumPy computes in (``_numpy_casts``: ``v1.astype(jnp.float32)``); a weak
+  result comes back as a Python number. Python's arithmetic on traced Python ints
+  (``2 ** n``, exact in NumPy's back end) runs in int64, and a result beyond int64 is a
+  run-time error, not a wrapped-round value (``xla_kernels.python_int``).
 - Random draws (``rng.random`` equations) cannot run inside ``jit``: the wrapper draws them
   from the same NumPy generator, in program order, and passes them in as arguments.
 - Index arrays computed at run time are not bounds-checked by XLA: an out-of-range read
@@ -57,9 +63,20 @@ import weakref
 import numpy as np
 
 from fluxml.compiler.codegen import Emitter, build, generate
-from fluxml.compiler.ir import Eqn, Program, Slot, Var, _slots
-from fluxml.compiler.passes import dead_code
-from fluxml.compiler.trace import CompileError, _draw, _fresh
+from fluxml.compiler.ir import (
+    CONTROL,
+    INFIX,
+    PREFIX,
+    PYTHON_TYPES,
+    Const,
+    Eqn,
+    Program,
+    Slot,
+    Var,
+    _slots,
+)
+from fluxml.compiler.passes import _rewrite, dead_code
+from fluxml.compiler.trace import CompileError, _call, _draw, _fresh
 
 try:
     import jax
@@ -90,10 +107,11 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     and its old buffer is donated to XLA (``donate``; not for a program with run-time checks,
     which may refuse a call after XLA has run it: the caller's arrays must survive that; and
     only arrays of ``xla_runtime._DONATE_LIMIT`` elements or more). ``numbers`` are the
-    inputs that are traced numbers (``numbers.py``: 0-d float64): they cross as one float64
-    vector, kept on XLA's device while their values stay (``xla_runtime._Numbers``).
+    inputs that are traced numbers (``numbers.py``): the Python numbers and float64 ones
+    cross as one float64 vector, kept on XLA's device while their values stay
+    (``xla_runtime._Numbers``); others (a ``np.float32``) as 0-d arrays.
     Results are NumPy arrays, or ``jax.Array``s when any input is one."""
-    program = dead_code(_rewrite_maxpool_grads(program))
+    program = _numpy_casts(dead_code(_rewrite_maxpool_grads(program)))
     n_in = len(program.inputs)
     devices = list(devices) or [False] * n_in
     draws = [e for e in program.eqns if e.fn is _draw]
@@ -115,7 +133,8 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     source, namespace = generate(inner, arg_names, fname, em=_emitter(), line=lowering.line)
     fn = build(source, namespace, fname)
     scalars = [k for k in numbers if not devices[k] and inner.inputs[k].shape == ()
-               and inner.inputs[k].dtype == np.float64]
+               and (inner.inputs[k].dtype == np.float64 or inner.inputs[k].weak)]
+    ints = {j for j, k in enumerate(scalars) if inner.inputs[k].dtype.kind == "i"}
     host_in = [k for k in range(n_in) if not devices[k] and k not in scalars] + \
         list(range(n_in, len(inner.inputs)))
     device_in = [k for k in range(n_in) if devices[k]]
@@ -135,8 +154,9 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
         # off by 1.56 on the compiled fuzzer's seed 3, program 18; the same function jitted on
         # unpacked arguments, or run without jit, was right).
         unpacked = inward.unpack(args[:inward.count])
-        if scalars:  # (the numbers' own vector: one 0-d value each)
-            unpacked += [args[inward.count][j] for j in range(len(scalars))]
+        if scalars:  # (the numbers' own vector: one 0-d value each; a Python int's as one)
+            unpacked += [args[inward.count][j].astype(jnp.int64) if j in ints else
+                         args[inward.count][j] for j in range(len(scalars))]
         for k, value in zip(host_in + scalars,
                             lax.optimization_barrier(unpacked) if unpacked else ()):
             values[k] = value
@@ -156,7 +176,8 @@ def lower(program: Program, names, fname, devices=(), donate: bool = True, numbe
     jitted = jax.jit(packed, donate_argnums=donated)
     run = _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, device_in,
                    [k for k, _ in host_writes], len(device_writes), checked,
-                   _Numbers(scalars, device_in) if scalars else None)
+                   _Numbers(scalars, device_in, [scalars[j] for j in ints])
+                   if scalars else None)
     run.rebinds = [k for k, _ in device_writes]
     run.prepare = _ahead(jitted, inward.crossing(),
                          [(inner.inputs[k].shape, inner.inputs[k].dtype) for k in device_in],
@@ -169,6 +190,130 @@ def _emitter() -> Emitter:
     em.globals.update({"jax": jax, "lax": lax, "np": np})
     em.used.update({"jax", "lax", "np"})
     return em
+
+
+# --- operands cast as NumPy casts them ---------------------------------------------------------
+
+_KINDS = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
+def _numpy_casts(program: Program) -> Program:
+    """The program with operands cast first where JAX would compute an equation in another
+    dtype than NumPy (casting its result after would keep JAX's rounding):
+
+    - each weak variable (a Python number, ``ir.Var.weak``), where an equation reads it
+      beside arrays, to the dtype NumPy computes it in (NEP 50: a Python float meeting
+      float32 becomes float32 first, ``_weak_dtype``); JAX would take the number's float64
+      as strong and compute in float64 (its own weak types are not public);
+    - the operands of an elementwise ufunc whose NumPy result is a float type JAX's
+      promotion does not give (``x32 * n64``: float64 in NumPy, float32 in JAX; float16 with
+      an int), to that type.
+
+    Only the float (complex) operands of NumPy's loop (``_ufunc_loop``) are cast: ldexp's
+    exponent and a comparison's int stay ints; and a weak int read by an equation that is
+    not a ufunc (an index, ``np.take``'s position) stays an int."""
+    top = max([v.id for v in program.inputs] + [o.id for e in program.eqns for o in e.outs],
+              default=0)
+    eqns = []
+    for eqn in program.eqns:
+        if eqn.outs[0].weak or eqn.name in CONTROL:  # (cast in its sub-programs)
+            eqns.append(eqn)
+            continue
+        loop = _ufunc_loop(eqn)
+        if loop is None:  # (a weak int stays as it is: an index, a count, an exponent)
+            wanted = None
+            casts = {v.id: (v, _weak_dtype(eqn, v)) for v in eqn.reads()
+                     if v.weak and v.dtype.kind in "fc"}
+        else:  # the float (complex) operands of NumPy's loop: ldexp's exponent stays an int
+            wider = _ufunc_dtype(eqn) is not None
+            wanted = [d if d.kind in "fc" and (wider or type(a) is Var and a.weak) else None
+                      for a, d in zip(eqn.inputs, loop)]
+            casts = {a.id: (a, d) for a, d in zip(eqn.inputs, wanted)
+                     if type(a) is Var and d is not None}
+        env = {}
+        for v, dtype in casts.values():
+            if dtype is None or dtype == v.dtype:
+                continue
+            top += 1
+            env[v.id] = Var(top, v.shape, dtype)
+            eqns.append(Eqn("astype", _call, [], {"func": np.ndarray.astype,
+                                                  "args": (Slot(v), dtype), "kwargs": {}},
+                            [env[v.id]]))
+        if wanted is not None:  # (a constant array: cast once, here)
+            eqn = _with_inputs(eqn, [Const(a.value.astype(d)) if d is not None and
+                                     type(a) is Const and
+                                     isinstance(a.value, (np.ndarray, np.generic)) and
+                                     a.value.dtype != d else a
+                                     for a, d in zip(eqn.inputs, wanted)])
+        eqns.append(_rewrite(program, [eqn], env).eqns[0] if env else eqn)
+    return Program(program.inputs, eqns, program.outputs, program.writes)
+
+
+def _ufunc_dtype(eqn):
+    """The float dtype an elementwise ufunc of two or more operands computes in with NumPy
+    where JAX's promotion of the same operands gives another one, else None."""
+    out = eqn.outs[0].dtype
+    if eqn.prim is None or not isinstance(eqn.fn, np.ufunc) or len(eqn.outs) != 1 \
+            or len(eqn.inputs) < 2 or out.kind not in "fc":
+        return None
+    operands = []
+    for a in eqn.inputs:
+        if type(a) is Var:
+            operands.append(PYTHON_TYPES[a.dtype.kind](0) if a.weak else a.dtype)
+        elif type(a) is Const:
+            v = a.value
+            operands.append(v.dtype if isinstance(v, (np.ndarray, np.generic)) else v)
+        else:
+            operands.append(a)
+    try:
+        with jax.enable_x64(True):
+            theirs = jnp.result_type(*operands)
+    except TypeError:  # (an operand JAX has no type for: not one to cast)
+        return None
+    return out if np.dtype(theirs) != out else None
+
+
+def _ufunc_loop(eqn):
+    """The operand dtypes of the loop NumPy runs for an elementwise ufunc's equation
+    (``ufunc.resolve_dtypes``, a weak number as its Python type), else None."""
+    fn = eqn.fn
+    if eqn.prim is None or not isinstance(fn, np.ufunc) or len(eqn.outs) != 1 \
+            or eqn.params or len(eqn.inputs) != fn.nin:
+        return None
+    operands = []
+    for a in eqn.inputs:
+        v = a.value if type(a) is Const else a
+        if type(v) is Var:
+            operands.append(PYTHON_TYPES[v.dtype.kind] if v.weak else v.dtype)
+        elif isinstance(v, (np.ndarray, np.generic)):
+            operands.append(v.dtype)
+        elif type(v) in (int, float, complex):
+            operands.append(type(v))
+        else:
+            return None
+    try:
+        return fn.resolve_dtypes(tuple(operands) + (None,) * fn.nout)[:fn.nin]
+    except (TypeError, ValueError):  # (no loop for them: NumPy's own error at run time)
+        return None
+
+
+def _with_inputs(eqn, inputs):
+    new = Eqn(eqn.name, eqn.fn, inputs, eqn.params, eqn.outs, eqn.prim, eqn.multiple)
+    new.out = eqn.out
+    return new
+
+
+def _weak_dtype(eqn, v):
+    """The dtype NumPy computes the weak number ``v`` in, read by ``eqn`` (None: its own)."""
+    out = eqn.outs[0].dtype
+    if len(eqn.outs) == 1 and _KINDS.get(out.kind, -1) >= _KINDS[v.dtype.kind]:
+        return out
+    strong = [a.dtype for a in eqn.reads() if not a.weak]
+    strong += [a.value.dtype for a in eqn.inputs
+               if type(a) is Const and isinstance(a.value, (np.ndarray, np.generic))]
+    if not strong:
+        return None
+    return np.result_type(*strong, PYTHON_TYPES[v.dtype.kind](0))
 
 
 # --- checking each line's type once, abstractly ---------------------------------------------
@@ -314,6 +459,13 @@ class _Lowering:
         """A NumPy function the engine ran untraced on raw values."""
         p = eqn.params
         func, args, kwargs = p["func"], p["args"], p["kwargs"]
+        if func in INFIX or func in PREFIX:  # Python's arithmetic on traced Python ints
+            text = ", ".join(_expr(em, a) for a in args)
+            kernel = em.global_(kernels.python_int, "python_int")
+            source = f"{args[0]!r} {INFIX[func]} {args[1]!r}" if func in INFIX else \
+                f"{PREFIX[func]}({args[0]!r})"
+            return (f"{kernel}({em.global_(func, func.__name__)}, {source!r}, "
+                    f"{eqn.outs[0].dtype.kind!r}, {text})")
         name = getattr(func, "__name__", None)
         kernel = FUNCTIONS.get(f"{getattr(func, '__module__', None)}.{name}")
         if kernel is not None:
@@ -378,7 +530,7 @@ def _subprogram(branch):
     fn = _SUBPROGRAMS.get(branch)
     if fn is not None:
         return fn
-    program = dead_code(_rewrite_maxpool_grads(branch.program))
+    program = _numpy_casts(dead_code(_rewrite_maxpool_grads(branch.program)))
     if program.writes:
         raise unsupported(f"{branch.__name__} (a branch that writes into its operands)",
                           "sub-program")

@@ -45,6 +45,39 @@ def run_time_checks() -> list:
     return checks
 
 
+def python_float(x):
+    """``float(x)``: the gradient with respect to a Python float, as the program hands it on
+    (weak in NumPy's promotion; ``xla_backend._numpy_casts`` casts it where it meets arrays)."""
+    return jnp.asarray(x, jnp.float64)
+
+
+def python_int(func, source, result_kind, *operands):
+    """Python's arithmetic ``func`` (``operator.pow`` ...) on traced Python ints
+    (``ir.PYTHON_INT_OPERATORS``): in int64, exact while the result fits (a float result,
+    ``n / 2`` or ``n ** -1``, in float64). XLA has no wider int: a result beyond int64
+    (``2 ** 64``) is checked for on every run, through its float64 twin, and refused
+    rather than wrapped round (NumPy's back end computes it exactly, as Python does)."""
+    if result_kind == "f":
+        return func(*(jnp.asarray(a, jnp.float64) for a in operands))
+    value = func(*(jnp.asarray(a, jnp.int64) for a in operands))
+    twin = func(*(jnp.asarray(a, jnp.float64) for a in operands))
+    run_time_checks().append((twin, lambda v: _fits_int64(float(v), source)))
+    return value
+
+
+def _fits_int64(v, source):
+    if not -2.0 ** 63 <= v < 2.0 ** 63:
+        raise OverflowError(
+            f"fl.compile(backend='xla'): {source} of traced Python ints is about {v:.6g}, "
+            "beyond XLA's int64 (Python's ints have no limit); use backend='numpy' for this "
+            "function")
+
+
+def python_complex(x):
+    """``complex(x)``: as :func:`python_float`."""
+    return jnp.asarray(x, jnp.complex128)
+
+
 def check_labels(labels, n, name):
     """``fluxml.losses.common._check_labels``: labels in ``[0, n)``, checked on every run (the
     smallest and largest label come back; the loss's own check judges them)."""

@@ -98,6 +98,8 @@ FUNCTIONS: dict = {
     "fluxml.nnlib.scatter._extremum": kernels.scatter_extremum,
     "fluxml.nnlib.scatter._shares": kernels.scatter_shares,
     "fluxml.compiler.xla_kernels.maxpool_grad": kernels.maxpool_grad,  # _rewrite_maxpool_grads
+    "builtins.float": kernels.python_float,  # (core.weak_handle: a Python number)
+    "builtins.complex": kernels.python_complex,
     "numpy.argsort": kernels.argsort,
     "numpy.sort": kernels.sort,
 }

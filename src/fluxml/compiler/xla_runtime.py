@@ -20,7 +20,7 @@ import struct
 import jax
 import numpy as np
 
-from fluxml.compiler.ir import Const
+from fluxml.compiler.ir import Const, Var
 from fluxml.compiler.trace import _draw
 
 
@@ -41,6 +41,8 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
     n_in = len(program.inputs)
     host_args = [k for k in host_in if k < n_in]
     convert = (lambda r: r) if device_in else _numpy  # device state in: results stay there
+    # the results that are Python numbers (``ir.Var.weak``: a gradient with respect to one)
+    numbers_out = [k for k, v in enumerate(outputs) if type(v) is Var and v.weak]
     device = _picker(device_in)
     if not host_in and not host_writes:  # all state on the device: nothing to pack or copy
         if numbers is None:
@@ -52,7 +54,7 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
                 with x64(True):
                     return jitted(numbers(arrays), *device(arrays))
 
-        if not checked and n_out == len(outputs) and device_in:
+        if not checked and n_out == len(outputs) and device_in and not numbers_out:
             # XLA's results are the call's, in order, and nothing else runs (one Python
             # call less on a path a small step waits on)
             return call
@@ -80,6 +82,11 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
             out = [v.value if type(v) is Const else None for v in outputs]
             for k, r in zip(kept, results[:n_out]):
                 out[k] = convert(r)
+            out = tuple(out)
+        if numbers_out:
+            out = list(out)
+            for k in numbers_out:
+                out[k] = out[k].item()
             out = tuple(out)
         return out + tuple(results[n_out + n_host:n_judged]) if n_device_writes else out
 
@@ -114,8 +121,9 @@ class _Numbers:
     (True, 'float64', [0.5, 0.9])
     """
 
-    def __init__(self, positions, device_in=()):
+    def __init__(self, positions, device_in=(), ints=()):
         self.pick = _picker(positions)
+        self.ints = ints  # the positions of Python ints (exact in the vector up to 2**53)
         self.device_in = device_in  # the vector goes where the device-resident state is
         self.bits = struct.Struct(f"={len(positions)}d").pack
         self.last = (None, None)  # (bits, vector): replaced whole (a thread reads either)
@@ -125,6 +133,12 @@ class _Numbers:
         last = self.last
         if bits == last[0]:
             return last[1]
+        for k in self.ints:
+            if abs(arrays[k]) > 1 << 53:
+                raise ValueError(
+                    f"fl.compile(backend='xla'): a traced Python int ({arrays[k]}) beyond "
+                    "2**53 cannot cross exactly (the traced numbers cross as float64); use "
+                    "backend='numpy', or pass it as a 0-d int64 array")
         where = _single_device(a.sharding if getattr(a, "committed", False) else None
                                for a in (arrays[k] for k in self.device_in))
         vector = jax.device_put(np.frombuffer(bits, np.float64), where)

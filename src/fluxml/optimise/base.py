@@ -14,12 +14,14 @@ sees real arrays only: ``update`` hands it a complex parameter as the real array
 (real, imaginary) pairs and their gradient (``pairs.py``).
 
 Under ``fl.compile`` the numbers of the fields a rule lists in ``hyperparameters`` are traced
-(0-d float64 inputs of the program, ``fluxml.compiler.numbers``), so that a training step
-compiled once takes the learning rate ``fl.adjust`` sets before each call. The rule's code
-then computes with them as with Python floats, with two differences: scalars reach arrays
-through :func:`number` (which rounds a traced float64 to the array's dtype, as NumPy rounds a
-Python float), and no Python ``if`` reads their values (``np.where`` selects instead; a field
-in ``switches`` is a constant when it is exactly 0, for an ``if`` that skips work).
+(0-d inputs of the program, ``fluxml.compiler.numbers``; a Python float a weak one, which
+NumPy's promotion takes as the Python float), so that a training step compiled once takes
+the learning rate ``fl.adjust`` sets before each call. The rule's code then computes with
+them as with Python floats, with two differences: scalars reach arrays through
+:func:`number` (which rounds a traced value to the array's dtype, as NumPy rounds a Python
+float; a NumPy float64 set by ``fl.adjust`` too), and no Python ``if`` reads their values
+(``np.where`` selects instead; a field in ``switches`` is a constant when it is exactly 0,
+for an ``if`` that skips work).
 """
 
 from __future__ import annotations
@@ -226,8 +228,7 @@ def eps_for(eps: float, x) -> float:
 
 def floats(*values):
     """Hyperparameters as Python floats: NumPy scalars would promote float32 arrays. Inside
-    ``fl.compile`` traced ones stay traced (float64: pass them to arrays through
-    :func:`number`)."""
+    ``fl.compile`` traced ones stay traced (pass them to arrays through :func:`number`)."""
     if COMPILING:
         return tuple(v if type(v) is Tracer else float(v) for v in values)
     return tuple(map(float, values))

@@ -15,7 +15,7 @@ import string
 
 import numpy as np
 
-from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw
+from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, strong
 from fluxml.ad.define import deflinear, defvjp, defvjp_argnum, function, primitive, ufunc
 from fluxml.ad.mutation import index_view, into_out
 
@@ -219,8 +219,8 @@ def tensordot(a, b, axes=2):
 @function(np.dot)
 def dot(a, b, out=None):
     na, nb = np.ndim(raw(a)), np.ndim(raw(b))
-    if na == 0 or nb == 0:
-        result = a * b
+    if na == 0 or nb == 0:  # (a Python number is a float64 array to np.dot, not weak)
+        result = strong(a) * strong(b)
     elif na <= 2 and nb <= 2:
         result = MATMUL(a, b)
     else:  # the last axis of a against the second-to-last of b (the only one when 1-D)
@@ -232,7 +232,7 @@ def dot(a, b, out=None):
 def inner(a, b):
     na, nb = np.ndim(raw(a)), np.ndim(raw(b))
     if na == 0 or nb == 0:
-        return a * b
+        return strong(a) * strong(b)
     return tensordot(a, b, ([na - 1], [nb - 1]))
 
 
