@@ -323,3 +323,55 @@ def test_the_gradient_through_scan_of_a_body_closing_over_traced_ints(backend):
         return fl.withgradient(loss, m)
 
     _same(f(Both(), X), fl.compile(f, backend=backend, background=False)(Both(), X), backend)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+@pytest.mark.parametrize("rule", [fl.Momentum(0.1, 0), fl.Descent(1),
+                                  fl.OptimiserChain(fl.ClipGrad(1), fl.WeightDecay(1),
+                                                    fl.Descent(0.1))], ids=repr)
+def test_a_compiled_step_with_an_int_hyperparameter(backend, rule):
+    # (review) rho=0 or eta=1 made the traced number a Python int, which has no astype: a
+    # compiled step calling fl.update failed with AttributeError (it ran before)
+    if backend == "xla":
+        pytest.importorskip("jax")
+    x = np.ones((4, 3), np.float32)
+
+    def step(m, s, x):
+        loss, (g,) = fl.withgradient(lambda m: np.mean(m(x) ** 2), m)
+        fl.update(s, m, g)
+        return loss
+
+    made = [fl.Dense(3, 2, rng=np.random.default_rng(0)) for _ in range(2)]
+    states = [fl.setup(rule, m) for m in made]
+    compiled = fl.compile(step, backend=backend)
+    for _ in range(3):
+        compiled(made[0], states[0], x)
+        step(made[1], states[1], x)
+    assert made[0].weight.dtype == np.float32
+    np.testing.assert_allclose(made[0].weight, made[1].weight, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_shape_functions_and_bitwise_operators_on_a_traced_int(backend):
+    # (review) np.outer/ravel/reshape/cumsum/tile of a traced int hyperparameter called the
+    # array's method on a Python int at run time (AttributeError); n & m gave float64 where
+    # plain Python gives an int (x32 * (n & m) float32): bitwise operators are refused
+    if backend == "xla":
+        pytest.importorskip("jax")
+
+    class Hyper:
+        hyperparameters = ("n", "m")
+
+        def __init__(self):
+            self.n, self.m = 2, 1
+
+    h, x = Hyper(), np.arange(1, 4, dtype=np.float32)
+    for f in (lambda h, x: np.outer(x, h.n), lambda h, x: x * np.ravel(h.n),
+              lambda h, x: x * np.cumsum(h.n), lambda h, x: x * np.tile(h.n, 3)):
+        want = f(h, x)
+        got = fl.compile(f, backend=backend)(h, x)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    for f in (lambda h, x: x * (h.n & h.m), lambda h, x: x * (~h.n)):
+        with pytest.raises(fl.DifferentiationError, match="bitwise operator .* on traced Python"):
+            fl.compile(f, backend=backend)(h, x)

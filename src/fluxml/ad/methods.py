@@ -114,11 +114,22 @@ for _name, _uf in {"lt": np.less, "le": np.less_equal, "gt": np.greater,
                    "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal}.items():
     setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
 
-# bitwise and logical operators (boolean masks are traced only inside fl.compile)
+def _bitwise(uf, a, b=None):
+    """A bitwise operator (boolean masks are traced only inside fl.compile). On traced Python
+    ints it is refused by name: NumPy's ufunc would make the result a strong int64 (a float32
+    array times ``n & m`` became float64), where Python's stays a weak int."""
+    operands = (a,) if b is None else (a, b)
+    if COMPILING and python_ints(*operands):
+        raise refusal(f"fl.compile: the bitwise operator {uf.__name__} on traced Python ints "
+                      f"is not supported; compute it outside the compiled function, or "
+                      f"give the numbers as NumPy integers", *operands)
+    return uf(*operands)
+
+
 for _name, _uf in {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}.items():
-    setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _uf(self, other))
-    setattr(Tracer, f"__r{_name}__", lambda self, other, _uf=_uf: _uf(other, self))
-Tracer.__invert__ = lambda self: np.invert(self)
+    setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _bitwise(_uf, self, other))
+    setattr(Tracer, f"__r{_name}__", lambda self, other, _uf=_uf: _bitwise(_uf, other, self))
+Tracer.__invert__ = lambda self: _bitwise(np.invert, self)
 Tracer.__neg__ = _unary(np.negative)
 Tracer.__pos__ = _unary(np.positive)
 Tracer.__abs__ = _unary(np.absolute)

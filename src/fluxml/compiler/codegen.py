@@ -171,13 +171,20 @@ _PYTHON_OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*"}
 def _operands(em: Emitter, eqn) -> list[str]:
     """The source of a primitive's operands. A weak one (a Python number at run time) goes
     to a kernel that is not a ufunc as the engine's weak NumPy value of it, as the trace gave
-    it (the kernel may read ``x.dtype`` or call ``x.astype``): ``as_weak(v1)``; to a ufunc,
+    it (the kernel may read ``x.dtype`` or call ``x.astype``): ``_as_operand(v1)``; to a ufunc,
     and to control flow's sub-programs (``ir.CONTROL``), as it is."""
     args = [em.expr(a) for a in eqn.inputs]
     if isinstance(eqn.fn, np.ufunc) or eqn.name in CONTROL:
         return args
-    return [f"{em.global_(as_weak, 'as_weak')}({t})" if type(a) is Var and a.weak else t
-            for a, t in zip(eqn.inputs, args)]
+    return [f"{em.global_(_as_operand, '_as_operand')}({t})" if type(a) is Var and a.weak
+            else t for a, t in zip(eqn.inputs, args)]
+
+
+def _as_operand(v):
+    """A weak Python number as a kernel that is not a ufunc takes it: a float as the engine's
+    weak value (``as_weak``); an int as NumPy's functions convert one, a 0-d int64 array
+    (``np.reshape(n, ...)``, ``x.astype`` of it: a Python int has no array methods)."""
+    return np.asarray(v) if type(v) is int else as_weak(v)
 
 
 def _numpy_value(x) -> bool:

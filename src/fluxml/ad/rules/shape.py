@@ -99,7 +99,10 @@ def copy(a, order="K", subok=False):
 
 def _cast(x, dtype, order="K"):
     """``x.astype(dtype, order=order)``; the default order not passed on (a JAX array's
-    ``astype`` takes no ``order``)."""
+    ``astype`` takes no ``order``). A Python int (a number fl.compile traces) has no
+    ``astype``: it is cast as NumPy casts one, through a 0-d array."""
+    if type(x) is int:
+        x = np.asarray(x)
     return x.astype(dtype) if order == "K" else x.astype(dtype, order=order)
 
 
