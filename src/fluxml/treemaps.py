@@ -28,12 +28,22 @@ def same_value(a, b) -> bool:
         return False
     if t is np.ndarray:
         return a.dtype == b.dtype and a.shape == b.shape and a.dtype.kind in "biufc" and \
-            bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-    return isinstance(a, NUMBERS) and _same_number(a, b)
+            bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")) and _same_signs(a, b)
+    return isinstance(a, NUMBERS) and _same_number(a, b) and _same_signs(a, b)
 
 
 def _same_number(a, b) -> bool:
     return bool(a == b) or bool(a != a) and bool(b != b)  # (NaN: the same value here)
+
+
+def _same_signs(a, b) -> bool:
+    """The zeros' signs alike too (0.0 == -0.0, but p / 0.0 and p / -0.0 differ): a float
+    or complex value's sign bits (its parts'), equal."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind not in "fc":
+        return True
+    return bool(np.array_equal(np.signbit(a.real), np.signbit(b.real))
+                and np.array_equal(np.signbit(a.imag), np.signbit(b.imag)))
 
 
 def mapped_apart(spec, out: list) -> set:

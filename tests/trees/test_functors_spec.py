@@ -636,3 +636,16 @@ def test_a_container_attribute_holding_a_layer_is_refused():
     plain = Layers([np.ones(2)])
     plain.name = "encoder"  # a static attribute is kept
     assert fl.f32(plain).name == "encoder"
+
+
+def test_a_tie_is_not_taken_across_zeros_of_other_signs():
+    # (review) 0.0 == -0.0, so two places of a tied array whose second-tree leaves were 0.0
+    # and -0.0 were taken as one value: p / g gave inf at both, silently
+    a = np.ones(2)
+    with np.errstate(divide="ignore"):
+        for zero, minus in ((np.zeros(2), -np.zeros(2)), (0.0, -0.0)):
+            out = fl.fmap(lambda p, g: p / g, [a, a], [zero, minus])
+            np.testing.assert_array_equal(out[0], [np.inf, np.inf])
+            np.testing.assert_array_equal(out[1], [-np.inf, -np.inf])
+    tied = fl.fmap(lambda p, g: p - g, [a, a], [np.zeros(2), np.zeros(2)])
+    assert tied[0] is tied[1]  # equal values, equal signs: one array still
