@@ -352,10 +352,11 @@ def test_a_compiled_step_with_an_int_hyperparameter(backend, rule):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "xla"])
-def test_shape_functions_and_bitwise_operators_on_a_traced_int(backend):
-    # (review) np.outer/ravel/reshape/cumsum/tile of a traced int hyperparameter called the
-    # array's method on a Python int at run time (AttributeError); n & m gave float64 where
-    # plain Python gives an int (x32 * (n & m) float32): bitwise operators are refused
+def test_bitwise_operators_on_a_traced_int_and_where_of_one(backend):
+    # (review) n & m gave float64 where plain Python gives an int (x32 * (n & m) float32):
+    # bitwise operators are refused; np.outer/ravel/cumsum/tile of a traced int called an
+    # array's method on a Python int at run time (AttributeError); np.where and np.clip of
+    # one keep x32 float32 (a first fix passed it as an int64 array: float64, silently)
     if backend == "xla":
         pytest.importorskip("jax")
 
@@ -366,10 +367,11 @@ def test_shape_functions_and_bitwise_operators_on_a_traced_int(backend):
             self.n, self.m = 2, 1
 
     h, x = Hyper(), np.arange(1, 4, dtype=np.float32)
-    for f in (lambda h, x: np.outer(x, h.n), lambda h, x: x * np.ravel(h.n),
+    for f in (lambda h, x: np.where(x > 1, h.n, x), lambda h, x: np.clip(x, 0, h.n),
+              lambda h, x: np.outer(x, h.n), lambda h, x: x * np.ravel(h.n),
               lambda h, x: x * np.cumsum(h.n), lambda h, x: x * np.tile(h.n, 3)):
         want = f(h, x)
-        got = fl.compile(f, backend=backend)(h, x)
+        got = fl.compile(f, backend=backend, background=False)(h, x)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
     for f in (lambda h, x: x * (h.n & h.m), lambda h, x: x * (~h.n)):
