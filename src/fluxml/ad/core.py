@@ -466,7 +466,8 @@ class WeakFloat(np.float64):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if method == "__call__" and not kwargs and len(inputs) == 2:  # the common case, short
             a, b = inputs
-            return ufunc(a.item() if type(a) in WEAK else a, b.item() if type(b) in WEAK else b)
+            return ufunc(a.item() if type(a) in _ARGUMENTS else a,
+                         b.item() if type(b) in _ARGUMENTS else b)
         return getattr(ufunc, method)(*_numbers(inputs), **_numbers(kwargs))
 
     def __array_function__(self, func, types, args, kwargs):
@@ -481,10 +482,22 @@ class WeakComplex(np.complex128):
     __array_function__ = WeakFloat.__array_function__
 
 
+class WeakInt(np.int64):
+    """A traced Python int as ``fl.compile``'s generated code hands it to a NumPy function
+    that is not a ufunc (``compiler/codegen.py``): an int64 scalar (a Python int has no
+    ``astype`` or ``reshape``, which kernels call) that NumPy computes with as the Python int
+    (``np.where(c, n, x32)`` stays float32), as :class:`WeakFloat` for a float. (Not in
+    ``WEAK``: the engine never traces an int, so nothing else meets one.)"""
+
+    __slots__ = ()
+    __array_ufunc__ = WeakFloat.__array_ufunc__
+    __array_function__ = WeakFloat.__array_function__
+
+
 def _numbers(x):
     """``x`` (arguments: a tuple, list or dict, nested) with weak values as Python numbers."""
     t = type(x)
-    if t in WEAK:
+    if t in _ARGUMENTS:
         return x.item()
     if t is tuple or t is list:
         return t(_numbers(a) for a in x)
@@ -494,6 +507,7 @@ def _numbers(x):
 
 
 WEAK = (WeakFloat, WeakComplex)  # (a tuple: ``type(v) in WEAK`` is two identity tests)
+_ARGUMENTS = WEAK + (WeakInt,)  # what the weak values' NumPy calls turn into Python numbers
 _WEAK_OF = {np.float64: WeakFloat, np.complex128: WeakComplex, float: WeakFloat,
             complex: WeakComplex}
 

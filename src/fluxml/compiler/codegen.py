@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from fluxml.ad.core import as_weak
+from fluxml.ad.core import WeakInt, as_weak
 from fluxml.compiler.inline import INLINE
 from fluxml.compiler.ir import CONTROL, INFIX, PREFIX, Const, Program, Slot, Var
 from fluxml.compiler.passes import aliases
@@ -180,38 +180,11 @@ def _operands(em: Emitter, eqn) -> list[str]:
             else t for a, t in zip(eqn.inputs, args)]
 
 
-class _WeakInt(np.int64):
-    """A traced Python int as a kernel that is not a ufunc takes it: an int64 NumPy scalar
-    (it has ``astype``, ``reshape``: a Python int has no array methods) that NumPy's
-    functions compute with as the Python int it stands for (``np.where(c, n, x32)`` stays
-    float32, as eagerly), as ``core.WeakFloat`` does for a float."""
-
-    __slots__ = ()
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return getattr(ufunc, method)(*_ints(inputs), **_ints(kwargs))
-
-    def __array_function__(self, func, types, args, kwargs):
-        return func(*_ints(args), **_ints(kwargs))
-
-
-def _ints(x):
-    """``x`` (arguments, nested in tuples, lists and dicts) with each ``_WeakInt`` an int."""
-    t = type(x)
-    if t is _WeakInt:
-        return int(x)
-    if t is tuple or t is list:
-        return t(_ints(v) for v in x)
-    if t is dict:
-        return {k: _ints(v) for k, v in x.items()}
-    return x
-
-
 def _as_operand(v):
     """A weak Python number as a kernel that is not a ufunc takes it: a float as the
-    engine's weak value (``as_weak``), an int within int64 as a ``_WeakInt``."""
+    engine's weak value (``as_weak``), an int within int64 as a ``core.WeakInt``."""
     if type(v) is int and -2 ** 63 <= v < 2 ** 63:
-        return _WeakInt(v)
+        return WeakInt(v)
     return as_weak(v)
 
 
