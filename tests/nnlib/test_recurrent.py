@@ -175,7 +175,7 @@ def test_sequence_saturated_gates_and_rebuilt_buffers(monkeypatch):
     from fluxml.nnlib import windows
     from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, _lstm_vjp_raw
 
-    # gates far past exp's float32 range: the exp-based sigmoid gives exact 0 and 1
+    # gates far past tanh's float32 range: the tanh-based sigmoid gives exact 0 and 1
     args = [a.astype(np.float32) * 1e4 for a in (XS, H0, C0, *LSTM_P)]
     out = fl.nnlib.lstm_sequence(*args)
     grads = fl.gradient(lambda *a: np.sum(fl.nnlib.lstm_sequence(*a)[0]), *args)
@@ -253,6 +253,37 @@ def test_sequence_random_configurations(data):
     for u, v in zip(fl.gradient(loss(fl.nnlib.lstm_sequence), *args),
                     fl.gradient(loss(_lstm_naive), *args)):
         np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("parts", [1, 4])
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_lstm_products_in_blocks_and_inference(monkeypatch, parts, n):
+    # each step's products in one piece (BLAS on several threads) or in four row blocks (one
+    # thread; H rows of W_hh^T in uneven blocks for H = 3, 5): the naive equations' values
+    # and gradients either way; outside any transform the forward pass keeps nothing
+    # (lstm_inference) and gives LSTM_SEQUENCE's numbers to the bit
+    from fluxml.nnlib import lstm_scan
+
+    monkeypatch.setattr(lstm_scan, "_products", lambda like: parts)
+    rng = np.random.default_rng(n)
+    x, h0, c0 = (rng.standard_normal(s) for s in ((3, 4, 2), (3, n), (3, n)))
+    w_ih, w_hh, b = (rng.standard_normal(s) for s in ((4 * n, 2), (4 * n, n), (4 * n,)))
+    args = (x, h0, c0, w_ih, w_hh)
+    hs, cs, _ = lstm_scan.LSTM_SEQUENCE(*args, b)
+    got = lstm_scan.lstm_inference(*args, b)
+    for u, v in zip(got, (hs, hs[:, -1], cs[:, -1])):
+        np.testing.assert_array_equal(u, v)
+    for u, v in zip(fl.nnlib.lstm_sequence(*args, b), _lstm_naive(*args, b)):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
+    g = rng.standard_normal(hs.shape)
+    for u, v in zip(fl.gradient(lambda *a: np.sum(fl.nnlib.lstm_sequence(*a, b)[0] * g), *args),
+                    fl.gradient(lambda *a: np.sum(_lstm_naive(*a, b)[0] * g), *args)):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11)
+    # float32 stays float32; the state's broadcasting as in LSTM_SEQUENCE
+    args32 = [a.astype(np.float32) for a in (*args, b)]
+    out = lstm_scan.lstm_inference(*args32)
+    assert all(a.dtype == np.float32 for a in out)
+    np.testing.assert_array_equal(out[0], lstm_scan.LSTM_SEQUENCE(*args32)[0])
 
 
 @pytest.mark.parametrize("batch, steps", [(1, 3), (2, 1), (1, 1)])

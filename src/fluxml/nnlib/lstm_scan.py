@@ -18,8 +18,9 @@ rows), ``cs`` as a view of ``s``. The first-order backward pass reads ``s`` thro
 (the engine copies an output before anything writes into it); per step it runs one matrix
 product, ``W_hh^T dz_t`` (the state's cotangent), and after the loop the weights' cotangents
 and the input's are one product each over all steps. The sigmoids and the cell gate's tanh
-come from one ``exp`` pass (``sigmoid(z) = 1 / (1 + exp(-z))``, ``tanh(z) = 2 sigmoid(2z) -
-1``): NumPy's float32 ``tanh`` costs two ``exp``.
+come from one ``tanh`` pass (``sigmoid(z) = tanh(z / 2) / 2 + 1/2``). Where nothing can be
+differentiated (NumPy arrays outside any transform), :func:`lstm_inference` runs the same
+steps without keeping ``s``.
 
 >>> import numpy as np
 >>> from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
@@ -37,33 +38,54 @@ import numpy as np
 
 from fluxml.ad.core import first_order, raw, untraced
 from fluxml.ad.define import primitive
+from fluxml.backend import threads
 from fluxml.nnlib import windows
 from fluxml.nnlib.recurrent import _lstm_dz, _matmul_t, _recurrent_weight_grad, _used
 
 __all__ = ["LSTM_SEQUENCE"]
 
 
-def _scales(n, like):
-    """Per-row factors of ``[W_ih, b, W_hh]``: ``exp(-z)`` for the sigmoid gates, ``exp(-2z)``
-    for the cell gate."""
-    scale = np.full_like(like, -1, shape=(4 * n, 1))
-    scale[2 * n:3 * n] = -2
-    return scale
-
-
-def _weights(w_ih, w_hh, b, n, like):
-    """``[W_ih, b, W_hh]`` (4H, in+1+H) times ``_scales`` (a zero column without a bias), in
-    the scratch: the forward pass's only use of it."""
+def _forward_scratch(w_ih, w_hh, b, n, batch, like, *shapes):
+    """The forward pass's scratch, one block (the ``"lstm"`` workspace holds one call's
+    arrays at a time): ``[W_ih, b, W_hh]`` (4H, in+1+H) with its rows times 1/2 for the
+    sigmoid gates, whose values come from ``sigmoid(z) = tanh(z / 2) / 2 + 1/2``, and 1 for
+    the cell gate's ``tanh(z)`` (a zero column without a bias); the factor and the shift
+    ``(4H, N)`` that turn those tanh values into the gates; a block ``(H, N)`` for ``i g``;
+    then arrays of ``shapes``."""
     n_in = w_ih.shape[-1]
-    w, = _scratch(like, (4 * n, n_in + 1 + n))
-    scale = _scales(n, like)
-    np.multiply(w_ih, scale, out=w[:, :n_in])
+    w, scale, shift, ig, *rest = _scratch(like, (4 * n, n_in + 1 + n), (4 * n, batch),
+                                          (4 * n, batch), (n, batch), *shapes)
+    scale[...] = 0.5
+    scale[2 * n:3 * n] = 1
+    factor = scale[:, :1]
+    np.multiply(w_ih, factor, out=w[:, :n_in])
     if b is None:
         w[:, n_in] = 0
     else:
-        np.multiply(b, scale[:, 0], out=w[:, n_in])
-    np.multiply(w_hh, scale, out=w[:, n_in + 1:])
-    return w
+        np.multiply(b, factor[:, 0], out=w[:, n_in])
+    np.multiply(w_hh, factor, out=w[:, n_in + 1:])
+    shift[...] = 0.5
+    shift[2 * n:3 * n] = 0
+    return w, scale, shift, ig, *rest
+
+
+def _products(like) -> int:
+    """In how many row blocks a step's product is computed (``[W_ih, b, W_hh] [x_t; 1;
+    h_{t-1}]``, and ``W_hh^T dz_t`` backwards): one per gate where NumPy's BLAS runs on one
+    thread, else one. OpenBLAS computes a product of under ~10^6 multiply-adds with its
+    small-matrix kernels, which skip the packing of the operands that each call of a larger
+    one pays (the whole weight matrix, at every step): at H=128, N=32, in=64 the four gate
+    products measured 62 us against 73 us for the whole, and the backward pass's in four
+    blocks 43 us against 54 us. With more threads the whole product is split among them (the
+    forward pass's wall time: 3.5 ms against 4.4 ms at two threads), four small ones are
+    not."""
+    return 4 if type(like) is np.ndarray and threads.limit() == 1 else 1
+
+
+def _blocks(a, parts):
+    """``a``'s rows in ``parts`` blocks of (nearly) equal size (views)."""
+    rows = a.shape[0]
+    return [a[j * rows // parts:(j + 1) * rows // parts] for j in range(parts)]
 
 
 def _rows(n_in, n):
@@ -72,49 +94,93 @@ def _rows(n_in, n):
     return k, k + 6 * n
 
 
+def _fill(xh, x, h0):
+    """The rows ``[x_t; 1; h_0]`` of ``xh (T+1, k, N)``: every step's input, the bias's ones
+    and the initial state (the steps write the later ``h_t``); the input rows after the last
+    step, never read, are zeros."""
+    steps, n_in = x.shape[1:]
+    xh[:steps, :n_in] = np.transpose(x, (1, 2, 0))
+    xh[steps, :n_in] = 0
+    xh[:, n_in] = 1
+    xh[0, n_in + 1:] = np.swapaxes(h0, 0, 1)
+
+
+def _scan(scratch, xh, z, cell, tc, hs):
+    """The recurrence, with ``_forward_scratch``'s arrays. Step ``t`` reads ``xh[t]``
+    (``[x_t; 1; h_{t-1}]``) and ``cell[t]``, and writes the gates ``i, f, g, o`` into ``z[t]
+    (4H, N)``, ``cell[t+1]``, ``tc[t] = tanh(c_t)``, ``h_t`` into ``xh[t+1]`` and ``hs[:, t]``.
+    ``z``, ``cell`` and ``tc`` are indexed by the step: rows of the saved buffer, or a few
+    reused blocks when nothing is saved."""
+    w, scale, shift, ig = scratch[:4]
+    n = ig.shape[0]
+    start = xh.shape[1] - n  # h's first row in xh
+    parts = _products(w)
+    weights = _blocks(w, parts)
+    hs_t = np.transpose(hs, (1, 2, 0))  # (T, H, N): hs_t[t] = h_t copies at 1.5 us, where
+    # hs[:, t] = h_t.T took 2.5 us (N=32, H=128)
+    # one tanh pass, then the sigmoid gates' halving and shift (NumPy's float32 tanh costs
+    # less than its exp, and 1 / (1 + exp(-z)) is three passes); arrays, not Python numbers:
+    # NumPy's call with a number costs ~0.5-1 us more (its type promotion)
+    for t in range(xh.shape[0] - 1):
+        zt, xt = z[t], xh[t]
+        for wj, zj in zip(weights, _blocks(zt, parts)):
+            np.matmul(wj, xt, out=zj)
+        np.tanh(zt, out=zt)
+        np.multiply(zt, scale, out=zt)
+        np.add(zt, shift, out=zt)
+        ct = cell[t + 1]
+        np.multiply(zt[n:2 * n], cell[t], out=ct)
+        np.multiply(zt[:n], zt[2 * n:3 * n], out=ig)
+        np.add(ct, ig, out=ct)
+        tct = tc[t]
+        np.tanh(ct, out=tct)
+        ht = xh[t + 1, start:]
+        np.multiply(zt[3 * n:], tct, out=ht)
+        hs_t[t] = ht  # while the block is in cache
+
+
+def _dtype(x, h0, c0, w_ih, w_hh, b):
+    return np.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
+
+
 def _lstm_impl(x, h0, c0, w_ih, w_hh, b):
     batch, steps, n_in = x.shape
     n = h0.shape[-1]
     k, rows = _rows(n_in, n)
-    dtype = np.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
-    s = np.empty_like(x, shape=(steps + 1, rows, batch), dtype=dtype)
-    s[:steps, :n_in] = np.transpose(x, (1, 2, 0))
-    s[steps] = 0  # h_T's row has no input and no gates; never read
-    s[:, n_in] = 1
-    s[0, n_in + 1:k] = np.swapaxes(h0, 0, 1)
+    s = np.empty_like(x, shape=(steps + 1, rows, batch), dtype=_dtype(x, h0, c0, w_ih, w_hh, b))
+    _fill(s[:, :k], x, h0)
+    s[steps, k:] = 0  # h_T's row has no gates; never read
     s[0, k:k + n] = np.swapaxes(c0, 0, 1)
-    w = _weights(w_ih, w_hh, b, n, s)
     hs = np.empty_like(s, shape=(batch, steps, n))
-    # every step's blocks as views made once (slices: views in any array library)
-    xh, h, z = s[:, :k], s[:, n_in + 1:k], s[:, k + n:k + 5 * n]
-    cell, gate_i, gate_f, gate_g, gate_o = (s[:, k + j * n:k + (j + 1) * n] for j in range(5))
-    tc = s[:, k + 5 * n:]
-    ig = np.empty_like(s, shape=(n, batch))
-    # an array of ones, not the number 1: NumPy's call with a Python number costs ~0.5-1 us
-    # more (its type promotion); one step measured 11.2 -> 9.5 us at N=1, H=4, and the
-    # same to the bit
-    ones = np.ones_like(s, shape=(4 * n, batch))
-    ones_h = ones[:n]
-    with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
-        for t in range(steps):
-            zt = z[t]
-            np.matmul(w, xh[t], out=zt)
-            np.exp(zt, out=zt)
-            np.add(zt, ones, out=zt)
-            np.divide(ones, zt, out=zt)
-            gt = gate_g[t]
-            np.add(gt, gt, out=gt)
-            np.subtract(gt, ones_h, out=gt)
-            ct = cell[t + 1]
-            np.multiply(gate_f[t], cell[t], out=ct)
-            np.multiply(gate_i[t], gt, out=ig)
-            np.add(ct, ig, out=ct)
-            tct = tc[t]
-            np.tanh(ct, out=tct)
-            ht = h[t + 1]
-            np.multiply(gate_o[t], tct, out=ht)
-            hs[:, t] = ht.T  # while the block is in cache
+    scratch = _forward_scratch(w_ih, w_hh, b, n, batch, s)
+    _scan(scratch, s[:, :k], s[:, k + n:k + 5 * n], s[:, k:k + n], s[:, k + 5 * n:], hs)
     return hs, np.transpose(s[1:, k:k + n], (2, 0, 1)), s[:steps, k + n:]
+
+
+def lstm_inference(x, h0, c0, w_ih, w_hh, b):
+    """``LSTM_SEQUENCE``'s ``hs (N, T, H)`` and final state ``h_T, c_T (N, H)`` for NumPy
+    arrays that no derivative is taken through: nothing is kept for a backward pass, so the
+    steps run in a few reused blocks that stay in cache (a model's forward pass outside
+    ``fl.gradient``, as PyTorch's under ``no_grad``). The same numbers as ``LSTM_SEQUENCE``.
+
+    >>> import numpy as np
+    >>> hs, h, c = lstm_inference(np.ones((2, 3, 1)), np.zeros((2, 4)), np.zeros((2, 4)),
+    ...                           np.zeros((16, 1)), np.zeros((16, 4)), None)
+    >>> hs.shape, float(c[0, 0])  # gates 1/2, g = 0: the cell stays 0
+    ((2, 3, 4), 0.0)
+    """
+    batch, steps, n_in = x.shape
+    n = h0.shape[-1]
+    k, _ = _rows(n_in, n)
+    like = np.empty(0, _dtype(x, h0, c0, w_ih, w_hh, b))
+    scratch = _forward_scratch(w_ih, w_hh, b, n, batch, like, (steps + 1, k, batch),
+                               (4 * n, batch), (2, n, batch), (n, batch))
+    xh, z, cell, tc = scratch[4:]
+    _fill(xh, x, h0)
+    cell[0] = np.swapaxes(c0, 0, 1)
+    hs = np.empty_like(like, shape=(batch, steps, n))
+    _scan(scratch, xh, [z] * steps, [cell[t % 2] for t in range(steps + 1)], [tc] * steps, hs)
+    return hs, hs[:, -1], np.swapaxes(cell[steps % 2], 0, 1).copy()
 
 
 def _buffer(x, h0, c0, hs, cs, acts):
@@ -197,6 +263,8 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
     dz = np.reshape(p, (steps, 5 * n, batch))[:, :4 * n]
     i_f_g, o_k = p[:, :3], p[:, 3:]
     dc[...] = 0
+    parts = _products(w_t)
+    w_parts, dh_parts = _blocks(w_t, parts), _blocks(dh_in, parts)
     for t in range(steps - 1, -1, -1):
         if t == steps - 1:
             dh_t = g_h[t]
@@ -210,7 +278,9 @@ def _lstm_vjp_raw(g_hs, g_cs, x, h0, c0, w_ih, w_hh, hs, cs, acts, positions):
             dc += np.swapaxes(g_cs[:, t], 0, 1)
         ifg = i_f_g[t]
         np.multiply(ifg, dc, out=ifg)
-        np.matmul(w_t, dz[t], out=dh_in)
+        dzt = dz[t]
+        for wj, dj in zip(w_parts, dh_parts):
+            np.matmul(wj, dzt, out=dj)
         dc *= f[t]
     # copies, never views of the scratch buffers (for one sample a transpose of them is
     # contiguous already, and ascontiguousarray would return the scratch itself)

@@ -25,7 +25,7 @@ import numpy as np
 from fluxml.ad.core import raw
 from fluxml.ad.define import primitive
 from fluxml.backend.registry import array_module
-from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE
+from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, lstm_inference
 from fluxml.nnlib.recurrent import _check, _recurrent_weight_grad, _sigmoid_, _used
 
 __all__ = ["gru_sequence", "lstm_sequence"]
@@ -178,6 +178,9 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     _check_sequence("lstm_sequence", x)
     _check("lstm_sequence", 4, raw(x)[:, 0], h0, w_ih, w_hh, b_ih, b_hh, c0)
     bias = b_hh if b_ih is None else b_ih if b_hh is None else b_ih + b_hh
+    if last is None and all(type(a) is np.ndarray for a in (x, h0, c0, w_ih, w_hh)) \
+            and (bias is None or type(bias) is np.ndarray):
+        return lstm_inference(x, h0, c0, w_ih, w_hh, bias)  # nothing to differentiate
     hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, bias)
     if last is None:
         return hs, hs[:, -1], cs[:, -1]
