@@ -28,14 +28,8 @@ from fluxml.ad import (
     withjacobian,
 )
 from fluxml.init import seed
-from fluxml.tree import (
-    fcollect,
-    flatten,
-    fmap,
-    fmap_with_path,
-    leaves,
-    unflatten,
-)
+from fluxml.tree import flatten, leaves, unflatten
+from fluxml.treemaps import fcollect, fmap, fmap_with_path
 
 # Everything beyond the engine loads on first use (fl.Dense, fl.Adam, fl.ode ...), so that
 # `import fluxml` and a first gradient stay fast: name -> the module that defines it.

@@ -1,17 +1,25 @@
-"""What ``fl.fmap`` needs beside the walks of :mod:`fluxml.tree` (which leaves of a second
-tree are one value, which objects were mapped alike at all their places), and
-:func:`fcollect`, every part of a tree once.
+"""Mapping trees: :func:`fmap` (a function applied to each leaf of a tree, or of several
+trees leaf by leaf, keeping the structure and its ties), :func:`fmap_with_path`, and
+:func:`fcollect` (every part of a tree once), built on the walks of :mod:`fluxml.tree`
+(flatten, unflatten, align).
+
+>>> import numpy as np, fluxml as fl
+>>> fl.fmap(lambda x: 2 * x, {"w": np.ones(2), "b": 0.5})
+{'w': array([2., 2.]), 'b': 1.0}
 """
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from fluxml.treenodes import _KINDS, _fields, _kind
+from fluxml.tree import _MISSING, Spec, _is, _paths, align, flatten, nodes, unflatten
+from fluxml.treenodes import _KINDS, _fields, _kind, is_array_leaf
 
-__all__ = ["fcollect"]
+__all__ = ["fcollect", "fmap", "fmap_with_path"]
 
 NUMBERS = (int, float, complex, np.generic)
 
@@ -85,6 +93,179 @@ class Sharing(dict):
     def __setitem__(self, key, value):
         if key not in self.apart:
             super().__setitem__(key, value)
+
+
+def fmap(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
+    """Apply ``f`` to each leaf (and the matching leaves of ``rest``), keeping the structure.
+    An array at several places (tied weights) is mapped once, as Flux's ``fmap`` does, so
+    the result is tied where ``tree`` is; so is any leaf but a number (an object a caller's
+    ``is_leaf`` takes), and an object or list at several places (a layer used twice) is one
+    object in the result. Numbers are values, mapped at each place; two equal arrays that
+    are distinct objects are mapped apart, and so is a view of an array (``w.T``, ``w[:2]``:
+    an array of its own, as ``fl.gradient`` sees it; Functors walks Julia's ``w'`` to ``w``).
+
+    With ``rest``, a tied array of ``tree`` is mapped once where the leaves of ``rest`` at its
+    places are the same arrays or equal ones (a gradient from ``fl.gradient`` holds the
+    total, one copy at each place): ``fl.fmap(lambda p, g: p - 0.1 * g, model, grad)`` keeps
+    a tied weight tied and a layer used twice one layer. Where they differ, each place is
+    mapped with its own leaves and the tie is not kept there (Flux's ``fmap`` keys on the
+    first tree alone and gives the first place's result at both).
+
+    A None in a tree of ``rest`` where ``tree`` has a leaf (or a whole part: a gradient's
+    None for a field that carries none, such as BatchNorm's running statistics) is given to
+    ``f`` as None at each of those leaves, as Functors' ``f(x, nothing)``; a leaf of ``rest``
+    where ``tree`` has none is refused, naming the place.
+
+    ``is_leaf`` replaces the default leaf test (arrays and numbers). Static parts (functions,
+    and the arrays a function closes over, strings, ``Fraction``s ...) are kept as they are,
+    and ``f`` never sees them.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.fmap(lambda a, b: a + b, [1.0, (2.0,)], [10.0, (20.0,)])
+    [11.0, (22.0,)]
+    >>> w = np.ones(2)
+    >>> copy = fl.fmap(np.copy, {"enc": w, "dec": w})
+    >>> copy["enc"] is copy["dec"], copy["enc"] is w
+    (True, False)
+    >>> layer = fl.Dense(2, 2)
+    >>> model = fl.f64(fl.Chain(layer, np.tanh, layer))
+    >>> model[0] is model[2], model[0].weight.dtype
+    (True, dtype('float64'))
+    >>> grad = fl.fmap(np.ones_like, model)
+    >>> grad[0] is grad[2]
+    True
+    >>> grad = fl.fmap(np.copy, fl.Chain(grad[0], np.tanh, fl.fmap(np.copy, grad[2])))
+    >>> new = fl.fmap(lambda p, g: p - 0.5 * g, model, grad)
+    >>> new[0] is new[2], new[0].weight is new[2].weight
+    (True, True)
+    >>> fl.fmap(lambda p, g: p if g is None else p - g, {"w": 1.0, "n": 2.0},
+    ...         {"w": 0.25, "n": None})
+    {'w': 0.75, 'n': 2.0}
+    """
+    return _fmap(f, tree, rest, is_leaf, False)
+
+
+def fmap_with_path(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | None = None):
+    """:func:`fmap` with each leaf's path: ``f(path, leaf, *leaves_of_rest)``, the path dotted
+    as :func:`leaves_with_paths` names it (Functors' ``fmap_with_path``, whose ``KeyPath`` is
+    a tuple of keys). A tied array is mapped once, with the path where it is first met.
+
+    >>> import numpy as np, fluxml as fl
+    >>> fl.fmap_with_path(lambda p, x: p, {"layers": [np.ones(2), {"b": 0.5}]})
+    {'layers': ['layers.0', {'b': 'layers.1.b'}]}
+    >>> m = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 1))
+    >>> m = fl.fmap_with_path(lambda p, x: 0 * x if p.endswith("bias") else x, m)
+    """
+    return _fmap(f, tree, rest, is_leaf, True)
+
+
+def _fmap(f, tree, rest, is_leaf, with_paths: bool):
+    xs, spec = flatten(tree, is_leaf)
+    others = []
+    for r in rest:
+        r = align(r, spec, "fmap: a tree of rest")
+        o, other = flatten(r, is_leaf)
+        # the leaves must sit at the same places, not only be as many: a None (static) in one
+        # tree where the other has an array paired the arrays after it with the wrong ones;
+        # a None of rest where tree has a leaf (a gradient's, for a field that carries none)
+        # is given to f at that place
+        if len(o) != len(xs) or not _same_paths(spec, other):
+            paired = _leaves_at(spec, r, o, is_leaf)
+            if paired is None:
+                _same_places(spec, other, len(xs), len(o))
+            o = paired
+        others.append(o)
+    paths: list = []
+    if with_paths:
+        _paths(spec, "", paths)
+    done: dict = {}  # id of a leaf of tree -> [(its leaves at a place, kept alive; f's result)]
+    out = []
+    for k, args in enumerate(zip(xs, *others)):
+        if isinstance(args[0], NUMBERS):  # values, not objects: mapped at each place
+            out.append(f(paths[k], *args) if with_paths else f(*args))
+            continue
+        mapped = done.get(id(args[0]))
+        if mapped is None:  # (most leaves: met once)
+            y = f(paths[k], *args) if with_paths else f(*args)
+            done[id(args[0])] = [(args, y)]
+        else:
+            y = next((y for before, y in mapped if all(map(same_value, before[1:], args[1:]))),
+                     _MISSING)
+            if y is _MISSING:
+                y = f(paths[k], *args) if with_paths else f(*args)
+                mapped.append((args, y))
+        out.append(y)
+    if not rest:
+        return unflatten(spec, out, shared={})
+    # with rest, an object at two places whose leaves were mapped to other results at each
+    # (the trees of rest differ there) is rebuilt at each place
+    apart = mapped_apart(spec, out)
+    return unflatten(spec, out, shared=Sharing(apart) if apart else {})
+
+
+def _same_paths(spec: Spec, other: Spec) -> bool:
+    mine, theirs = [], []
+    _paths(spec, "", mine)
+    _paths(other, "", theirs)
+    return mine == theirs
+
+
+def _leaves_at(spec: Spec, tree, leaves: list, is_leaf) -> list | None:
+    """The values of ``tree`` (a tree of ``fmap``'s rest, aligned to ``spec``) at the places
+    of ``spec``'s leaves, None where ``tree`` holds None in place of a leaf or of a whole
+    part (Functors calls ``f(x, nothing)`` there); None if ``tree`` is not of that shape, or
+    has leaves (``leaves``, its own) where ``spec`` has none."""
+    out: list = []
+    if not _walk_at(spec, tree, out, is_leaf or is_array_leaf):
+        return None
+    got = [v for v in out if v is not None]
+    return out if len(got) == len(leaves) and all(map(_is, got, leaves)) else None
+
+
+def _walk_at(spec: Spec, x, out: list, leaf) -> bool:
+    kind = spec.kind
+    if kind == "leaf":
+        out.append(x)
+        return x is None or leaf(x)
+    if kind == "static":
+        return True
+    if x is None:  # a part of tree that is None as a whole: None at each of its leaves
+        out.extend(None for n in nodes(spec) if n.kind == "leaf")
+        return True
+    if kind == "dict":
+        if not isinstance(x, dict) or len(x) != len(spec.children):
+            return False
+        values = list(x.values())  # (aligned: in spec's order)
+    elif kind == "object":
+        fields = _fields(x)
+        if fields is None:
+            return False
+        have = dict(fields)
+        values = [have.get(k, _MISSING) for k in spec.keys]
+    else:
+        if not isinstance(x, (list, tuple, collections.deque)) or \
+                len(x) != len(spec.children):
+            return False
+        values = list(x)
+    return all(v is not _MISSING and _walk_at(c, v, out, leaf)
+               for c, v in zip(spec.children, values))
+
+
+def _same_places(spec: Spec, other: Spec, n: int, m: int) -> None:
+    """Refuse a tree of ``fmap``'s rest whose leaves are not at ``spec``'s places."""
+    mine, theirs = [], []
+    _paths(spec, "", mine)
+    _paths(other, "", theirs)
+    if mine == theirs:
+        return
+    i = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(n, m))
+    where = (f"the first tree has a leaf at {mine[i]!r} where a tree of rest has "
+             f"{'one at ' + repr(theirs[i]) if i < m else 'none'}" if i < n else
+             f"a tree of rest has a leaf at {theirs[i]!r} where the first tree has none")
+    raise ValueError(f"fmap: trees differ: {n} leaves against {m}; {where} (a None of rest "
+                     f"where the first tree has a leaf is given to f as None, but a leaf of "
+                     f"rest where the first tree has None or another part is refused: "
+                     f"fl.gradient(..., zeros_for_none=True) gives zeros instead of None)")
 
 
 def fcollect(tree, exclude=None) -> list:

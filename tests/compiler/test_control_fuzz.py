@@ -211,7 +211,7 @@ def _scan(s, env, ctx):
     else:
         carry, steps = init, {}
         for t in (range(n - 1, -1, -1) if reverse else range(n)):
-            x_t = fl.tree.fmap(lambda v: v[t], xs) if xs is not None else None
+            x_t = fl.fmap(lambda v: v[t], xs) if xs is not None else None
             carry, y = f(carry, x_t)
             steps[t] = y
         stacked = {k: np.stack([steps[t][k] for t in range(n)]) for k in steps[0] or {}} or None

@@ -28,7 +28,8 @@ from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
 from fluxml.ad.writeback import Rebuilt, check_repeated, open_walk, plain_reached
-from fluxml.tree import align, flatten, fmap, is_array_leaf, unflatten
+from fluxml.tree import align, flatten, is_array_leaf, unflatten
+from fluxml.treemaps import fmap
 
 
 def _is_float(x) -> bool:

@@ -110,7 +110,8 @@ from fluxml.distributed import layout, overlap, shared
 from fluxml.distributed.bucket import Bucket, ownable, plan
 from fluxml.distributed.group import DistributedError, group, on_every_rank
 from fluxml.distributed.sync import allgather_object
-from fluxml.tree import fmap, unflatten
+from fluxml.tree import unflatten
+from fluxml.treemaps import fmap
 
 # the header: loss * count, count, "my tree does not fit the plan", the number of planned
 # gradients this rank lacks, then per planned gradient whether this rank has it

@@ -42,7 +42,8 @@ from fluxml.distributed.group import group
 from fluxml.distributed.sync import _host
 from fluxml.layers.module import is_active
 from fluxml.layers.normalise import BatchNorm
-from fluxml.tree import fmap, is_array_leaf
+from fluxml.tree import is_array_leaf
+from fluxml.treemaps import fmap
 
 
 def _allreduce(x, *, weight):

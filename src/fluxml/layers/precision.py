@@ -21,7 +21,8 @@ import warnings
 
 import numpy as np
 
-from fluxml.tree import fmap, is_array_leaf
+from fluxml.tree import is_array_leaf
+from fluxml.treemaps import fmap
 
 _warned: set = set()
 

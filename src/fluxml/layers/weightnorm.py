@@ -20,7 +20,8 @@ from fluxml.ad.api import _is_float
 from fluxml.ad.core import raw
 from fluxml.layers.module import Module, locate
 from fluxml.layers.show import ArrayField, line_of
-from fluxml.tree import fmap, is_array_leaf
+from fluxml.tree import is_array_leaf
+from fluxml.treemaps import fmap
 
 __all__ = ["WeightNorm", "remove_weight_norms"]
 
