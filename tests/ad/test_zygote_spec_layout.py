@@ -144,6 +144,16 @@ RESULT_LAYOUTS = [
     ("minimum.accumulate", lambda x: np.minimum.accumulate(x, axis=1)),
     ("pad edge", lambda x: np.pad(x, 1, mode="edge")),
     ("pad reflect", lambda x: np.pad(x, 1, mode="reflect")),
+    # views in NumPy (the input's memory order), C copies before: split pieces, einsum's
+    # permutations; and meshgrid's copies, C in NumPy, were laid out as the input
+    ("split", lambda x: np.split(x, 2, axis=0)[1]),
+    ("array_split", lambda x: np.array_split(x, 3, axis=1)[0]),
+    ("hsplit", lambda x: np.hsplit(x, [1])[1]),
+    ("einsum identity", lambda x: np.einsum("ijk->ijk", x)),
+    ("einsum permutation", lambda x: np.einsum("ijk->kij", x)),
+    ("meshgrid", lambda x: np.meshgrid(x[0, :, 0], x[1, 0, :])[0]),
+    ("meshgrid ij", lambda x: np.meshgrid(x[:, 0, 0], x[0, :, 1], x[1, 1, :],
+                                          indexing="ij")[2]),
 ]
 
 

@@ -30,6 +30,8 @@ def converted(library: str | None) -> str:
         "`np.empty(shape, like=x)` (then `buf[i] = ...` is recorded);\n"
         "  - build arrays from traced values with np.stack([a, b]) or "
         "np.array([a, b], like=a) (plain np.array([a, b]) cannot be intercepted);\n"
+        "  - for a copy in C or F order (np.ascontiguousarray, np.asfortranarray): "
+        "`np.copy(x, order='C')` or `x.copy(order='F')`;\n"
         "  - wrap the value in fl.stop_gradient(...) if you mean to drop its derivative.")
 
 

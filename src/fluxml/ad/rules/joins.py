@@ -32,7 +32,11 @@ def _pieces(tangents, xs, dtype):
 
 
 def _split(x, *, bounds, axis):
-    return tuple(x[_slice(axis, slice(lo, hi))].copy() for lo, hi in bounds)
+    # the pieces: views of one copy of x in x's memory order, so laid out (strides, C and F
+    # contiguity) as NumPy's pieces, views of x, which a later ravel(order="K" or "A") reads
+    # (copies of each piece were C-ordered, or F-contiguous where NumPy's views are not)
+    whole = x.copy(order="K")
+    return tuple(whole[_slice(axis, slice(lo, hi))] for lo, hi in bounds)
 
 
 SPLIT = primitive("split", _split, keeps_inputs=False, keeps_output=False,

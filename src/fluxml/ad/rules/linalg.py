@@ -143,6 +143,9 @@ def _einsum_view(a, subscripts):
     inputs, output = subscripts.split("->")
     if set(inputs) != set(output):  # a label summed out: NumPy computes a new array
         return None
+    if len(set(inputs)) == len(inputs):  # a permutation: NumPy's transposed view, whose
+        # memory order a later ravel(order="K") reads (an index view's is C order)
+        return np.transpose(a, [inputs.index(c) for c in output])
     value = raw(a)
     positions = np.einsum(subscripts, np.arange(value.size).reshape(value.shape))
     return index_view(a, np.unravel_index(positions, value.shape))

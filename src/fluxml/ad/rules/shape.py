@@ -374,8 +374,8 @@ def meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
         out[1] = np.reshape(out[1], (-1, 1) + ones[2:])
     if not sparse:
         out = list(broadcast_arrays(*out))
-    if copy:
-        out = [np.copy(o) for o in out]
+    if copy:  # (NumPy's x.copy(): C order, which a later ravel(order="K") reads)
+        out = [np.copy(o, order="C") for o in out]
     return tuple(out)
 
 
