@@ -154,6 +154,14 @@ RESULT_LAYOUTS = [
     ("meshgrid", lambda x: np.meshgrid(x[0, :, 0], x[1, 0, :])[0]),
     ("meshgrid ij", lambda x: np.meshgrid(x[:, 0, 0], x[0, :, 1], x[1, 1, :],
                                           indexing="ij")[2]),
+    # F for an F array (insert and delete allocate in its order; delete with several
+    # indices is a masked index), C for cross's array, average's as NumPy's product and sum
+    ("delete", lambda x: np.delete(x, 1, axis=1)),
+    ("delete several", lambda x: np.delete(x, [0, 2], axis=1)),
+    ("insert", lambda x: np.insert(x, 1, 0.5, axis=1)),
+    ("insert several", lambda x: np.insert(x, [0, 2], x[:, :1], axis=1)),
+    ("cross", lambda x: np.cross(x[:, :3], x[:, ::-1][:, :3], axis=1)),
+    ("average", lambda x: np.average(x, axis=1, weights=np.arange(1.0, x.shape[1] + 1))),
 ]
 
 

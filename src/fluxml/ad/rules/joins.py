@@ -15,7 +15,7 @@ from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, getitem, take
-from fluxml.ad.rules.shape import atleast_1d, atleast_2d, atleast_3d, expand_dims
+from fluxml.ad.rules.shape import atleast_1d, atleast_2d, atleast_3d, expand_dims, laid_out
 
 CONCATENATE = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                         keeps_inputs=False, keeps_output=False)
@@ -204,11 +204,21 @@ def repeat(a, repeats, axis=None):
 
 @function(np.delete)
 def delete(arr, obj, axis=None):
+    """Laid out as NumPy's: a new array in ``arr``'s order for one index or a slice, else
+    ``arr`` indexed with a mask along ``axis`` (which a later ``ravel(order="K")`` reads)."""
     arr = _array(arr)
     if axis is None:
         arr, axis = np.ravel(arr), 0
     axis = normalize_axis_index(axis, arr.ndim)
-    return take(arr, np.delete(np.arange(arr.shape[axis]), raw(obj)), axis=axis)
+    obj = raw(obj)
+    keep = np.delete(np.arange(arr.shape[axis]), obj)
+    one = isinstance(obj, (int, np.integer)) and not isinstance(obj, bool) or (
+        not isinstance(obj, slice) and np.size(obj) == 1 and np.asarray(obj).dtype.kind in "ui")
+    if isinstance(obj, slice) or one:
+        return _in_order_of(take(arr, keep, axis=axis), arr)
+    mask = np.zeros(arr.shape[axis], bool)
+    mask[keep] = True
+    return getitem(arr, _slice(axis, mask))
 
 
 @function(np.insert)
@@ -223,7 +233,7 @@ def insert(arr, obj, values, axis=None):
     new = arr.size + np.arange(values.size).reshape(values.shape)
     source = np.insert(where, raw(obj), new, axis=axis)
     both = concatenate([np.ravel(arr), np.ravel(values)], 0)
-    return getitem(both, source)
+    return _in_order_of(getitem(both, source), arr)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -239,6 +249,15 @@ def _slice(axis, s):
 def _span(xs, pos, axis):
     start = sum(x.shape[axis] for x in xs[:pos])
     return slice(start, start + xs[pos].shape[axis])
+
+
+def _in_order_of(y, arr):
+    """``y`` laid out as the new array NumPy's ``insert`` and ``delete`` allocate: in F order
+    where ``arr`` is F-contiguous and not C-contiguous, else in C order."""
+    flags = getattr(raw(arr), "flags", None)  # (none: an array without a layout, JAX's)
+    if flags is None:
+        return y
+    return laid_out(y, range(y.ndim)[::-1] if flags.fnc else range(y.ndim))
 
 
 def _fresh(result, source):

@@ -17,6 +17,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
 from fluxml.ad.define import function
+from fluxml.ad.rules.shape import c_ordered
 
 # --- integration and differentiation of samples --------------------------------------------------
 
@@ -206,7 +207,7 @@ def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
     third = a0 * b1 - a1 * b0
     if na == 2 and nb == 2:
-        return third
+        return c_ordered(third)
     if na == 3 and nb == 3:
         a2, b2 = a[..., 2], b[..., 2]
         first, second = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2
@@ -216,7 +217,8 @@ def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     else:
         a2 = a[..., 2]
         first, second = -(a2 * b1), a2 * b0
-    cp = np.stack([first, second, third], axis=-1)
+    # C order, as the array NumPy allocates and fills (a later ravel(order="K") reads it)
+    cp = c_ordered(np.stack([first, second, third], axis=-1))
     return np.moveaxis(cp, -1, normalize_axis_index(axisc, cp.ndim, msg_prefix="axisc"))
 
 

@@ -167,8 +167,8 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
             axis = normalize_axis_index(axis, a.ndim)
             if w.shape[0] != a.shape[axis]:
                 raise ValueError("np.average: length of weights differs from the axis")
+            # along axis, broadcast by the product as NumPy's (whose layouts follow)
             w = np.reshape(w, tuple(-1 if d == axis else 1 for d in range(a.ndim)))
-            w = np.broadcast_to(w, a.shape)
         scale = np.sum(w, axis=axis, keepdims=keepdims)
         avg = np.sum(a * w, axis=axis, keepdims=keepdims) / scale
     if returned:
