@@ -286,6 +286,36 @@ def test_lstm_products_in_blocks_and_inference(monkeypatch, parts, n):
     np.testing.assert_array_equal(out[0], lstm_scan.LSTM_SEQUENCE(*args32)[0])
 
 
+def test_lstm_small_gates_keep_their_relative_accuracy():
+    # review of 42563f3: gates as tanh(z/2)/2 + 1/2 lost a small gate's relative accuracy
+    # (a forget gate of 1.4e-7 came out 15% off, silently, and 0 below ~6e-8): with a large
+    # cell state that error is the whole of c_T. The exp form keeps it to float32 rounding
+    from fluxml.nnlib import lstm_scan
+
+    f32 = np.float32
+    x, h0, c0 = np.zeros((1, 1, 1), f32), np.zeros((1, 1), f32), np.full((1, 1), 50, f32)
+    w_ih, w_hh = np.zeros((4, 1), f32), np.zeros((4, 1), f32)
+    for forget in (-15.78, -18.0):
+        b = np.array([-20, forget, 0, 20], f32)
+        want = 50 * sigmoid(np.float64(forget))  # (i g = sigmoid(-20) tanh(0) = 0)
+        for c_t in (fl.nnlib.lstm_sequence(x, h0, c0, w_ih, w_hh, b)[2],
+                    lstm_scan.LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, b)[1][:, -1]):
+            np.testing.assert_allclose(c_t, want, rtol=1e-6)
+        (g,) = fl.gradient(lambda c: np.sum(fl.nnlib.lstm_sequence(x, h0, c, w_ih, w_hh, b)[2]),
+                           c0)
+        np.testing.assert_allclose(g, want / 50, rtol=1e-6)
+
+
+def test_lstm_empty_batch():
+    # review of 42563f3: a batch of 0 sequences raised a broadcasting error (the weights'
+    # factors were read off a (4H, N) array); 0bff2cf returned the empty outputs
+    layer = fl.LSTM(3, 4)
+    x = np.zeros((0, 5, 3), np.float32)
+    assert layer(x).shape == (0, 5, 4)
+    (g,) = fl.gradient(lambda m: np.sum(m(x)), layer)
+    assert g.cell.weight_ih.shape == (16, 3) and not np.any(g.cell.weight_ih)
+
+
 @pytest.mark.parametrize("batch, steps", [(1, 3), (2, 1), (1, 1)])
 def test_lstm_sequence_gradients_are_not_views_of_the_reused_scratch(batch, steps):
     # for one sample (or one step) the transposed cotangents are contiguous already: they

@@ -472,12 +472,11 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b):
     """``fluxml.nnlib.lstm_scan``'s ``LSTM_SEQUENCE``: ``x (N, T, in)``, weights ``(4H, in)``
     and ``(4H, H)``, the summed bias ``b (4H,)`` or None. Returns ``hs``, ``cs`` ``(N, T, H)``
     and the activations ``(T, 5H, N)`` (gates i, f, g, o and ``tanh(c)``, feature-major) that
-    the engine's backward pass reads. The sigmoids are ``tanh(z / 2) / 2 + 1/2`` and the cell
-    gate ``tanh(z)``, as the NumPy kernel computes them."""
+    the engine's backward pass reads. The sigmoids are ``1 / (1 + exp(-z))`` and the cell
+    gate ``2 sigmoid(2z) - 1``, as the NumPy kernel computes them."""
     n = h0.shape[-1]
     dtype = jnp.result_type(x, h0, c0, w_ih, w_hh, *(() if b is None else (b,)))
-    scale = jnp.full((4 * n,), 0.5, dtype).at[2 * n:3 * n].set(1)
-    shift = jnp.full((4 * n,), 0.5, dtype).at[2 * n:3 * n].set(0)
+    scale = jnp.ones((4 * n,), dtype).at[2 * n:3 * n].set(2)
     gx = x.astype(dtype) @ w_ih.astype(dtype).T  # every step's input projection at once
     if b is not None:
         gx = gx + b
@@ -485,8 +484,9 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b):
 
     def cell(carry, gxt):
         h, c = carry
-        gates = jnp.tanh((gxt + h @ w_t) * scale) * scale + shift
+        gates = 1 / (1 + jnp.exp(-(gxt + h @ w_t) * scale))
         i, f, g, o = (gates[:, k * n:(k + 1) * n] for k in range(4))
+        g = 2 * g - 1
         c = f * c + i * g
         tc = jnp.tanh(c)
         h = o * tc
