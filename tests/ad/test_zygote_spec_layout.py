@@ -162,6 +162,12 @@ RESULT_LAYOUTS = [
     ("insert several", lambda x: np.insert(x, [0, 2], x[:, :1], axis=1)),
     ("cross", lambda x: np.cross(x[:, :3], x[:, ::-1][:, :3], axis=1)),
     ("average", lambda x: np.average(x, axis=1, weights=np.arange(1.0, x.shape[1] + 1))),
+    # a C array for np.dot's N-d product; np.real/np.imag of a complex array are strided
+    # views, contiguous in neither order (F-contiguous copies before: order="A" read F)
+    ("dot", lambda x: np.dot(x, x[0].T)),
+    ("real", lambda x: np.real(x * (1 + 2j))),
+    ("imag", lambda x: np.imag(x * (1 + 2j))),
+    ("real of fft", lambda x: np.fft.fft(x, axis=1).real),
 ]
 
 

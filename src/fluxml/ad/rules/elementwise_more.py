@@ -100,13 +100,20 @@ defjvp(WHERE, lambda t, ans, x, y, cond: WHERE(t, 0, cond=cond),
 
 # --- real, imaginary part, conjugate (JAX's convention for complex cotangents) --------------------
 
-REAL = primitive("real", lambda x: np.array(np.real(x), copy=True), keeps_inputs=False,
-                 keeps_output=False)
+def _part(part, x):
+    """``np.real`` or ``np.imag`` of a copy of ``x``: of a complex array, a view of the copy
+    laid out as NumPy's view of ``x`` (strided, contiguous in neither order), which a later
+    ``ravel(order="K" or "A")`` reads; a new (writable) array of a real one."""
+    if np.iscomplexobj(x):
+        return part(np.array(x, copy=True))
+    return np.array(part(x), copy=True)
+
+
+REAL = primitive("real", lambda x: _part(np.real, x), keeps_inputs=False, keeps_output=False)
 defvjp(REAL, same)
 deflinear(REAL)
 
-IMAG = primitive("imag", lambda x: np.array(np.imag(x), copy=True), keeps_inputs=False,
-                 keeps_output=False)
+IMAG = primitive("imag", lambda x: _part(np.imag, x), keeps_inputs=False, keeps_output=False)
 # g first: 1j * np.float64 is a Python complex, np.float64 * 1j a NumPy one
 defvjp(IMAG, lambda g, ans, x: g * -1j if np.iscomplexobj(x) else np.zeros_like(g))
 deflinear(IMAG)

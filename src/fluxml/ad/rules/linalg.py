@@ -18,6 +18,7 @@ import numpy as np
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, strong
 from fluxml.ad.define import deflinear, defvjp, defvjp_argnum, function, primitive, ufunc
 from fluxml.ad.mutation import index_view, into_out
+from fluxml.ad.rules.shape import c_ordered
 
 # --- matmul ----------------------------------------------------------------------------------
 # NumPy promotes a 1-D operand to a matrix (a row on the left, a column on the right) and drops
@@ -226,8 +227,9 @@ def dot(a, b, out=None):
         result = strong(a) * strong(b)
     elif na <= 2 and nb <= 2:
         result = MATMUL(a, b)
-    else:  # the last axis of a against the second-to-last of b (the only one when 1-D)
-        result = tensordot(a, b, ([na - 1], [max(nb - 2, 0)]))
+    else:  # the last axis of a against the second-to-last of b (the only one when 1-D), in
+        # C order as NumPy allocates it (a later ravel(order="K") reads the layout)
+        result = c_ordered(tensordot(a, b, ([na - 1], [max(nb - 2, 0)])))
     return into_out(result, out, "np.dot")
 
 
