@@ -28,13 +28,20 @@ def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None):
     narrow, share = STRATEGIES[name]
     monkeypatch.setattr(convkernels, "NARROW", narrow)
     monkeypatch.setattr(convkernels, "FOLD_SHARE", share)
-    if grid is not None:  # True: every forward with unit strides on the flat grid; False: none
-        monkeypatch.setattr(convkernels, "GRID_SHARE", float("inf") if grid else 0.0)
+    if grid is not None:
+        _grid(monkeypatch, grid)
     if one_sample:
         monkeypatch.setattr(convkernels, "BLOCK_BYTES", 1)
     if part_bytes is not None:  # 1: a part per output row
         monkeypatch.setattr(convkernels, "PART_BYTES", part_bytes)
         monkeypatch.setattr(convkernels, "PART_POSITIONS", 1)
+
+
+def _grid(monkeypatch, on):
+    """True: every forward with unit strides in 2 or 3 dimensions on the flat grid; False:
+    none."""
+    for name in ("GRID_SHARE", "GRID_WORK"):
+        monkeypatch.setattr(convkernels, name, float("inf") if on else 0.0)
 
 
 def reference(x, w, g, stride, pads, dilation, groups):
@@ -89,8 +96,9 @@ def test_the_rule_on_lenet_shapes():
     columns for its weight gradient and the folded input gradient; 1 => 6 with "same" padding
     the flat one; the 64-channel 32x32 layer per-sample columns (and its input gradient,
     64 <= 64 channels, is the flipped forward convolution, neither). The forward takes the
-    flat grid on the 64-channel layer only (1086 grid positions a sample for 1024 outputs;
-    LeNet's layers 892 for 784 and 136 for 100)."""
+    flat grid on the 64-channel layer only (1086 grid positions a sample for 1024 outputs:
+    3.9 multiply-adds per entry of the columns; LeNet's layers 892 for 784 and 136 for
+    100)."""
     six = convkernels.Geometry((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0),) * 2, (1, 1), 1)
     one = convkernels.Geometry((64, 1, 28, 28), (6, 1, 5, 5), (1, 1), ((2, 2),) * 2, (1, 1), 1)
     big = convkernels.Geometry((16, 64, 32, 32), (64, 64, 3, 3), (1, 1), ((1, 1),) * 2, (1, 1),
@@ -100,6 +108,14 @@ def test_the_rule_on_lenet_shapes():
     assert [convkernels._grid_length(g) for g in (six, one, big)] == [136, 892, 1086]
     assert convkernels._on_grid(big, np)
     assert not convkernels._on_grid(six, np) and not convkernels._on_grid(one, np)
+    # twice the output channels: the grid's 62 extra positions cost 7.8 multiply-adds per
+    # entry of the columns, more than the copy they save; no grid with strides or in 1-d
+    wide = convkernels.Geometry((8, 128, 32, 32), (128, 128, 3, 3), (1, 1), ((1, 1),) * 2,
+                                (1, 1), 1)
+    strided = convkernels.Geometry((8, 64, 32, 32), (64, 64, 3, 3), (1, 2), ((1, 1),) * 2,
+                                   (1, 1), 1)
+    flat = convkernels.Geometry((8, 64, 1024), (64, 64, 3), (1,), ((1, 1),), (1,), 1)
+    assert not any(convkernels._on_grid(g, np) for g in (wide, strided, flat))
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -192,7 +208,7 @@ def test_grid_with_bias_and_relu(block_bytes, dtype, monkeypatch):
     dilation, groups (the bias added, not folded), a non-contiguous input, blocks of several
     samples or ranges of rows (``BLOCK_BYTES`` 1: one row each), with the bias and the ReLU,
     against the reference; float32 stays float32."""
-    monkeypatch.setattr(convkernels, "GRID_SHARE", float("inf"))
+    _grid(monkeypatch, True)
     if block_bytes is not None:
         monkeypatch.setattr(convkernels, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(5)

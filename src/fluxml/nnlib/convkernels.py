@@ -19,10 +19,10 @@ longer runs, and twice as fast in the measurements. col2im is the transpose: one
 entry of ``kernel[:-1]``, then one per entry of ``k_last`` (10 adds for a 5x5 kernel, not 25).
 With unit strides, on rows wide beside the kernel, the forward takes its columns on a flat grid
 instead (:func:`_forward_grid`): one copy of runs as long as a sample's padded input, for a
-product over a few more positions than the outputs (``GRID_SHARE``) and a copy of the outputs
-out of it. With few output positions per sample (``NARROW``) the weight gradient lays the same
-columns out channel-major across the block instead (:func:`_columns` ``across``): one product
-over the block's samples and positions, not one narrow product a sample.
+product over a few more positions than the outputs (``GRID_SHARE``, ``GRID_WORK``) and a copy
+of the outputs out of it. With few output positions per sample (``NARROW``) the weight gradient
+lays the same columns out channel-major across the block instead (:func:`_columns` ``across``):
+one product over the block's samples and positions, not one narrow product a sample.
 
 The input gradient, with unit strides, is either the forward convolution of the cotangent,
 padded by the kernel's reach, with the flipped kernel (inputs and outputs swapped: when its
@@ -71,10 +71,16 @@ NARROW = 512
 FOLD_SHARE = 0.75
 
 # the forward with unit strides takes its columns on the flat grid (:func:`_forward_grid`)
-# where the grid has at most this many times the output positions (a measured crossover:
-# 64 => 64 3x3 on 32x32, 1.06 times, and 32 => 32 on 64x64, 1.03, are faster on the grid;
-# 128 => 128 on 16x16, 1.12, and LeNet's 6 => 16, 1.36, slower)
+# where the grid has at most GRID_SHARE times the output positions and its extra positions
+# cost at most GRID_WORK multiply-adds per entry of the columns (output channels per group
+# times the extra share): the copy it saves costs about that. Measured crossovers, one
+# core: faster on the grid 64 => 64 3x3 on 32x32 (1.06 times the positions, 3.9 per
+# entry: 8-12%), 32 => 32 on 64x64 (1.03, 1.0: 15-25%), 256 => 64 on 32x32 (3.9: 17%),
+# depthwise 64 on 32x32 (0.06: 35%); slower 128 => 128 (7.8: 3-8%) and 256 => 256 on 32x32
+# (15.6: 4%), 64 => 64 on 20x20 (1.095, 6.1: 7%), and LeNet's 1 => 6 (1.14, 0.8: 4-8%)
+# and 6 => 16 (1.36, 5.8: 2%)
 GRID_SHARE = 1.1
+GRID_WORK = 4
 
 
 class Geometry:
@@ -282,9 +288,12 @@ def _grid_length(geo):
 def _on_grid(geo, xp):
     """Whether the forward takes :func:`_forward_grid`: NumPy, 2 or 3 dimensions (in 1 the
     grid is the outputs and :func:`_columns` one copy: the same work), unit strides, and a
-    grid at most ``GRID_SHARE`` times the outputs."""
-    return (xp is np and len(geo.kernel) > 1 and all(s == 1 for s in geo.stride)
-            and _grid_length(geo) <= GRID_SHARE * geo.positions)
+    grid at most ``GRID_SHARE`` times the outputs whose extra positions cost at most
+    ``GRID_WORK`` multiply-adds per entry of the columns."""
+    if xp is not np or len(geo.kernel) == 1 or any(s != 1 for s in geo.stride):
+        return False
+    extra = _grid_length(geo) / geo.positions - 1
+    return extra <= GRID_SHARE - 1 and geo.o // geo.groups * extra <= GRID_WORK
 
 
 def _forward_grid(x, wm, geo, y, bias, fold, relu, xp):
