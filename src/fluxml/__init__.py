@@ -50,7 +50,8 @@ _LAZY = {
     **dict.fromkeys(["distributed"], "fluxml.distributed"),
     **dict.fromkeys([
         "batch_sequence", "data", "DataLoader", "datasets", "kfolds", "normalise", "onecold",
-        "onehot", "onehotbatch", "shuffleobs", "splitobs", "Standardiser",
+        "onehot", "onehotbatch", "shuffleobs", "slidingwindow", "splitobs",
+        "Standardiser",
     ], "fluxml.data"),
     **dict.fromkeys(["History"], "fluxml.history"),
     **dict.fromkeys([
@@ -155,7 +156,7 @@ __all__ = [
     "msle", "nnlib", "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise",
     "outputsize", "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint",
     "scan", "scipy", "seed", "selu", "setup", "shuffleobs", "siamese_contrastive_loss",
-    "sigmoid", "silu",
+    "sigmoid", "silu", "slidingwindow",
     "softmax", "softplus", "softshrink", "softsign", "splitobs", "square", "squared_hinge_loss",
     "state", "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw",
     "train", "trainable", "trainmode", "trainstep", "trainstep_withgradient", "tree", "trelu",
