@@ -167,3 +167,21 @@ def test_stratified_unhashable_labels_are_named():
         fl.splitobs(np.arange(4), at=0.5, stratified=np.eye(2)[[0, 1, 0, 1]])
     with pytest.raises(TypeError, match=r"kfolds: stratified must hold one hashable"):
         next(fl.kfolds(np.arange(4), k=2, stratified=[{0}, {1}, {0}, {1}]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(0, 2**16),
+       st.booleans())
+def test_onehotbatch_of_batches_of_pairs_against_a_loop(n, t, classes, seed, as_array):
+    """A batch (n, t) of pair labels gives (n, t, classes), one row per pair, given as nested
+    lists or as an int array (n, t, 2)."""
+    r = np.random.default_rng(seed)
+    labels = [(p % 4, p // 4) for p in r.permutation(16)[:classes].tolist()]  # distinct
+    seqs = [[labels[r.integers(len(labels))] for _ in range(t)] for _ in range(n)]
+    expected = np.zeros((n, t, len(labels)), np.float32)
+    for i in range(n):
+        for j in range(t):
+            expected[i, j, labels.index(seqs[i][j])] = 1
+    xs = np.array(seqs) if as_array else seqs
+    np.testing.assert_array_equal(fl.onehotbatch(xs, labels), expected)
+    np.testing.assert_array_equal(fl.onehotbatch(xs, labels, default=labels[0]), expected)

@@ -184,7 +184,7 @@ def _flat_values(xs, labels, keys) -> np.ndarray:
     values = [_key(v) for v in xs]
     for i, v in enumerate(values):
         if v not in keys and isinstance(v, tuple) and any(p in keys for p in v):
-            raise ValueError(f"onehotbatch: xs[{i}] = {xs[i]!r} is a sequence of labels; "
+            raise ValueError(f"onehotbatch: xs[{i}] = {v!r} is a sequence of labels; "
                              f"labels of different shapes ({labels}) take a flat sequence "
                              f"of values, or an object array of them")
     return _object_array((len(values),), values)
