@@ -140,6 +140,12 @@ def test_onehot_of_list_labels():
     np.testing.assert_array_equal(fl.onehotbatch([[1, 1], [0, 1]], labels, default=[1, 1]),
                                   hot(1, 0, n=2))
     np.testing.assert_array_equal(fl.onehot((0, 1), labels), [1, 0])
+    # the rows of an array as labels: regression, NumPy's "truth value of an array is
+    # ambiguous" where the labels were compared
+    rows = np.array(labels)
+    np.testing.assert_array_equal(fl.onehotbatch([[1, 1], [0, 1]], rows), hot(1, 0, n=2))
+    np.testing.assert_array_equal(fl.onehotbatch(np.array([[[0, 1]]]), rows, default=rows[1]),
+                                  [hot(0, n=2)])
 
 
 def test_onehot_of_mixed_values():

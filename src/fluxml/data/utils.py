@@ -89,7 +89,7 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
                          "(fl.onehot encodes one)")
     n = len(labels)
     fill = None if default is None else keys.index(_key(default))
-    if labels == list(range(n)) and xs_arr.dtype.kind in "iu":
+    if keys == list(range(n)) and xs_arr.dtype.kind in "iu":
         return _encode_ints(xs_arr, n, fill, dtype)
     index = _index(keys)
     if index and len(index) != n:  # (a value would get the last of its columns)
@@ -123,7 +123,10 @@ def _key(value):
 
 def _shape(label) -> tuple | None:
     """The nested shape of a tuple or list label (``(0, 1)``: ``(2,)``), ``()`` for any
-    other value, None where its parts differ in shape."""
+    other value, None where its parts differ in shape. An array label is read as its list
+    (``_key`` compares it so)."""
+    if isinstance(label, np.ndarray):
+        label = label.tolist()
     if not isinstance(label, (tuple, list)) or hasattr(label, "_fields"):
         return ()
     inner = {_shape(v) for v in label}
