@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fluxml as fl
+from tests.data.fuzz_data import ref_oversampled  # counts by hand (a loop)
 
 x = np.random.default_rng(3).random((5, 2))
 ya = np.array(["a", "c", "c", "a", "b"])
@@ -68,29 +69,12 @@ def test_mlutils_undersample():
 # --- against counts by hand -------------------------------------------------------------------
 
 
-def oversampled_counts(labels, fraction):
-    """How many times each observation should appear, worked out by hand: each class
-    topped up to round(fraction * largest) by whole copies, the remainder (e % c) drawn
-    once each. Returns, per class, (count of the class, sorted appearance counts)."""
-    members = {}
-    for i, lab in enumerate(labels):
-        members.setdefault(lab, []).append(i)
-    target = round(fraction * max(len(m) for m in members.values()))
-    out = {}
-    for lab, m in members.items():
-        c = len(m)
-        extra = max(target - c, 0)
-        whole, rest = extra // c, extra % c
-        out[lab] = (c + extra, sorted([1 + whole] * (c - rest) + [2 + whole] * rest))
-    return out
-
-
 def check_oversampled(labels, fraction, xo, yo, n):
     """xo holds the observations' indices: each one appears as by hand, with its label."""
     assert yo.tolist() == [labels[i] for i in xo.tolist()]  # x and y resampled together
     assert set(xo.tolist()) == set(range(n))  # nothing dropped
     seen = Counter(xo.tolist())
-    for lab, (count, appearances) in oversampled_counts(labels, fraction).items():
+    for lab, (count, appearances) in ref_oversampled(labels, fraction).items():
         assert sum(1 for v in yo.tolist() if v == lab) == count
         assert sorted(seen[i] for i in range(n) if labels[i] == lab) == appearances
 

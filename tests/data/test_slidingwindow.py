@@ -11,16 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fluxml as fl
-
-
-def windows_by_hand(n, size, stride):
-    """The start positions of the complete windows: a loop, not a formula."""
-    starts, start = [], 0
-    while start + size <= n:
-        starts.append(start)
-        start += stride
-    return starts
-
+from tests.data.fuzz_data import ref_window_starts  # the windows' starts by a loop
 
 # --- test/slidingwindow.jl, "slidingwindow" ----------------------------------------------------
 
@@ -81,7 +72,7 @@ def test_windows_of_tuples_dicts_and_datasets():
     XY = namedtuple("XY", "x y")
     for data in [(x, y), {"x": x, "y": y}, XY(x, y)]:
         s = fl.slidingwindow(data, 3, stride=2)
-        starts = windows_by_hand(7, 3, 2)
+        starts = ref_window_starts(7, 3, 2)
         assert len(s) == len(starts) == 3
         for w, a in zip(s, starts):
             wx, wy = (w["x"], w["y"]) if isinstance(w, dict) else w
@@ -106,7 +97,7 @@ def test_a_dataloader_over_windows_stacks_them():
     x, y = np.arange(16.0).reshape(8, 2), np.arange(8)
     loader = fl.DataLoader(fl.slidingwindow((x, y), 3, stride=2), batchsize=2)
     batches = list(loader)
-    starts = windows_by_hand(8, 3, 2)  # 0, 2, 4
+    starts = ref_window_starts(8, 3, 2)  # 0, 2, 4
     assert len(loader) == 2 and [len(yb) for _, yb in batches] == [2, 1]
     xs = np.concatenate([xb for xb, _ in batches])
     np.testing.assert_array_equal(xs, np.stack([x[a:a + 3] for a in starts]))
@@ -154,7 +145,7 @@ def test_random_sizes_and_strides_against_a_loop(n, size, stride):
             fl.slidingwindow(x, size, stride)
         return
     s = fl.slidingwindow(x, size, stride)
-    starts = windows_by_hand(n, size, stride)
+    starts = ref_window_starts(n, size, stride)
     assert len(s) == len(starts)
     assert [w.tolist() for w in s] == [x[a:a + size].tolist() for a in starts]
     # only complete windows, and no room for another: fewer than a stride left at the end
