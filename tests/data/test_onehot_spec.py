@@ -108,6 +108,9 @@ def test_onehotbatch_of_a_batch_of_sequences_of_tuple_labels():
         for t, v in enumerate(seq):
             objs[i, t] = v
     np.testing.assert_array_equal(fl.onehotbatch(objs, labels), expected)
+    # no values: a batch of none, or of empty sequences, as for other labels
+    assert fl.onehotbatch([], labels).shape == (0, 3)
+    assert fl.onehotbatch([[], []], labels).shape == (2, 0, 3)
     # an unknown pair with default= takes the default, one element at a time
     y = fl.onehotbatch([[(0, 1), (5, 5)]], labels, default=(1, 1))
     np.testing.assert_array_equal(y, [hot(0, 2, n=3)])

@@ -160,6 +160,8 @@ def _values(xs, labels, keys) -> np.ndarray:
     shape = shapes.pop()
     arr = xs if isinstance(xs, np.ndarray) else np.asarray(xs, dtype=object)
     k = len(shape)
+    if arr.size == 0 and arr.shape[arr.ndim - k:] != shape:  # no values: [] or [[], []]
+        return _object_array(arr.shape, [])
     ragged = arr.dtype == object and any(isinstance(v, (tuple, list)) for v in arr.flat)
     if ragged or arr.ndim < k or arr.shape[arr.ndim - k:] != shape:
         raise ValueError(f"onehotbatch: the labels are values of shape {shape}, so xs must "
