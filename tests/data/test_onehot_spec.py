@@ -9,6 +9,8 @@ tests of that type translate to their values: indexing, concatenating, argmax an
 products with a one-hot matrix are NumPy's own on the dense array.
 """
 
+from collections import namedtuple
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,16 @@ def test_onehotbatch_refuses_ragged_batches_of_tuple_values():
     np.testing.assert_array_equal(fl.onehotbatch([("b", "c"), ("a",)], mixed), hot(1, 0, n=2))
     with pytest.raises(ValueError, match=r"xs\[0\] .* is a sequence of labels"):
         fl.onehotbatch([[("a",)], [("a",)]], mixed, default=("a",))
+
+
+def test_onehot_of_namedtuple_labels():
+    # a namedtuple label is a tuple: a batch of sequences of them is read one per element
+    P = namedtuple("P", "a b")
+    labels = [P(0, 1), P(1, 0)]
+    np.testing.assert_array_equal(fl.onehotbatch([P(1, 0), (0, 1)], labels), hot(1, 0, n=2))
+    np.testing.assert_array_equal(fl.onehotbatch([[P(1, 0)], [(5, 5)]], labels,
+                                                 default=labels[0]), [hot(1, n=2), hot(0, n=2)])
+    assert fl.onecold(hot(1, 0, n=2), labels).tolist() == [P(1, 0), P(0, 1)]
 
 
 def test_onehot_of_list_labels():

@@ -116,7 +116,7 @@ def _key(value):
     equal to the tuple a value became) and ``(0, 1)`` matches a row of an array."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
+    if isinstance(value, (tuple, list)):
         return tuple(_key(v) for v in value)
     return value
 
@@ -127,7 +127,7 @@ def _shape(label) -> tuple | None:
     (``_key`` compares it so)."""
     if isinstance(label, np.ndarray):
         label = label.tolist()
-    if not isinstance(label, (tuple, list)) or hasattr(label, "_fields"):
+    if not isinstance(label, (tuple, list)):
         return ()
     inner = {_shape(v) for v in label}
     if len(inner) > 1 or None in inner:
