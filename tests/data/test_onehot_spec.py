@@ -123,17 +123,31 @@ def test_onehotbatch_refuses_ragged_batches_of_tuple_values():
     # a batch of sequences of different lengths is no array of values (default= took each
     # sequence as an unknown value before, silently)
     labels = [(0, 1), (1, 0)]
-    with pytest.raises(ValueError, match=r"onehotbatch: the labels are values of shape "
-                                         r"\(2,\).*different lengths"):
+    with pytest.raises(ValueError, match=r"onehotbatch: xs holds \(\(0, 1\), \(1, 0\)\), a "
+                                         r"sequence of labels where one value was expected"):
         fl.onehotbatch([[(0, 1), (1, 0)], [(0, 1)]], labels, default=(0, 1))
-    with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\).*got shape \(3, 3\)"):
-        fl.onehotbatch(np.zeros((3, 3), int), labels, default=(0, 1))
+    with pytest.raises(ValueError, match=r"value \(1, 0, 1\) is not among"):  # a value
+        fl.onehotbatch([[(0, 1), (1, 0)], [(0, 1), (1, 0, 1)]], labels)
+    # a numeric array's numbers can be no pair: its last axis must be the pairs
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\).*got int64 values of shape "
+                                         r"\(3, 3\)"):
+        fl.onehotbatch(np.zeros((3, 3), np.int64), labels, default=(0, 1))
     with pytest.raises(ValueError, match="one value"):
         fl.onehotbatch((0, 1), labels)
+    # values of another shape in a sequence are unknown values, one each (OneHotArrays:
+    # anything not among the labels), as before
+    expected = hot(0, 1, 1, 1, n=2)
+    np.testing.assert_array_equal(
+        fl.onehotbatch([(0, 1), 99, "zz", (1, 0, 1)], labels, default=(1, 0)), expected)
+    np.testing.assert_array_equal(
+        fl.onehotbatch([[(0, 1), (1, 0)], [(0, 1), (1, 0, 1)]], labels, default=(1, 0)),
+        [hot(0, 1, n=2), hot(0, 1, n=2)])
+    with pytest.raises(ValueError, match=r"value 99 is not among the labels"):
+        fl.onehotbatch([(0, 1), 99], labels)
     # labels of different shapes take a flat sequence; a sequence of labels in it is refused
     mixed = [("a",), ("b", "c")]
     np.testing.assert_array_equal(fl.onehotbatch([("b", "c"), ("a",)], mixed), hot(1, 0, n=2))
-    with pytest.raises(ValueError, match=r"xs\[0\] .* is a sequence of labels"):
+    with pytest.raises(ValueError, match=r"xs holds \(\('a',\),\), a sequence of labels"):
         fl.onehotbatch([[("a",)], [("a",)]], mixed, default=("a",))
 
 

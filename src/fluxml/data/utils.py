@@ -140,10 +140,11 @@ def _values(xs, labels, keys) -> np.ndarray:
     dtype for numbers and strings, of objects where the values are of mixed types (which
     np.asarray would make all strings) or tuples. Where the labels are tuples or lists of
     one shape ``S``, ``xs`` is an array or (nested) sequence of shape ``B + S``, each
-    ``S`` block one value (as OneHotArrays' onehotbatch of an array: one per element).
-    Before, each element of ``xs`` was one value: a batch of sequences of tuples read each
-    sequence as one value, and a numeric array's numbers were values, never equal to a
-    tuple (with default=, both took the default, silently)."""
+    ``S`` block one value (as OneHotArrays' onehotbatch of an array: one per element), or
+    of values of other shapes (each an element, unknown). Before, each element of ``xs`` was
+    one value: a batch of sequences of tuples read each sequence as one value, and a numeric
+    array's numbers were values, never equal to a tuple (with default=, both took the
+    default, silently)."""
     shapes = {_shape(lab) for lab in labels}
     if shapes == {()}:
         arr = np.asarray(xs)
@@ -152,47 +153,43 @@ def _values(xs, labels, keys) -> np.ndarray:
             if mixed.shape == arr.shape and not all(isinstance(v, str) for v in mixed.flat):
                 return mixed
         return arr
-    if isinstance(xs, np.ndarray) and xs.dtype == object and \
-            any(isinstance(v, (tuple, list)) for v in xs.flat):  # an array of tuple values
-        return _object_array(xs.shape, [_key(v) for v in xs.flat])
-    if len(shapes) > 1 or None in shapes:  # labels of different shapes: a flat sequence
-        return _flat_values(xs, labels, keys)
+    if len(shapes) > 1 or None in shapes:  # labels of different shapes: a flat sequence,
+        if _holds_sequences(xs):  # or an array of values
+            return _elements(xs, keys)
+        return _elements(_object_array((len(xs),), list(xs)), keys)
     shape = shapes.pop()
-    arr = xs if isinstance(xs, np.ndarray) else np.asarray(xs, dtype=object)
     k = len(shape)
-    if arr.size == 0 and arr.shape[arr.ndim - k:] != shape:  # no values: [] or [[], []]
-        return _object_array(arr.shape, [])
-    ragged = arr.dtype == object and any(isinstance(v, (tuple, list)) for v in arr.flat)
-    if ragged or arr.ndim < k or arr.shape[arr.ndim - k:] != shape:
-        raise ValueError(f"onehotbatch: the labels are values of shape {shape}, so xs must "
-                         f"be an array or (nested) sequence of shape (..., "
-                         f"{', '.join(map(str, shape))}), one value a block; got "
-                         f"{_described(arr)}")
-    batch = arr.shape[:arr.ndim - k]
-    flat = arr.reshape((-1,) + shape) if batch else arr[None]
-    return _object_array(batch, [_key(v) for v in flat])
+    arr = xs if isinstance(xs, np.ndarray) else np.asarray(xs, dtype=object)
+    if not _holds_sequences(arr) and arr.ndim >= k and arr.shape[arr.ndim - k:] == shape:
+        blocks = arr.reshape((-1,) + shape)
+        return _object_array(arr.shape[:arr.ndim - k], [_key(v) for v in blocks])
+    if arr.dtype != object and arr.size:  # (its numbers would all be unknown values)
+        raise ValueError(f"onehotbatch: the labels are values of shape {shape}, so an array "
+                         f"xs must have the shape (..., {', '.join(map(str, shape))}), one "
+                         f"value a block; got {arr.dtype} values of shape {arr.shape}")
+    return _elements(arr, keys)  # values of other shapes among the labels' (or none)
 
 
-def _described(arr: np.ndarray) -> str:
-    """What an xs that does not fit the labels' shape is, for an error."""
-    if arr.dtype == object and arr.size and isinstance(arr.flat[0], (tuple, list)):
-        return (f"sequences of different lengths or values of another shape, held as "
-                f"{arr.shape} sequences (every sequence must hold as many values, each of "
-                f"the labels' shape)")
-    return f"shape {arr.shape}"
+def _holds_sequences(arr) -> bool:
+    """Whether ``arr`` is an object array holding tuples or lists (values, or the
+    sequences of a ragged batch)."""
+    return isinstance(arr, np.ndarray) and arr.dtype == object and \
+        any(isinstance(v, (tuple, list)) for v in arr.flat)
 
 
-def _flat_values(xs, labels, keys) -> np.ndarray:
-    """The values of a flat sequence ``xs`` for labels of different shapes; a sequence of
-    labels in it (a batch of sequences, which cannot be told from one value here) is an
-    error, not an unknown value (default= took it, silently)."""
-    values = [_key(v) for v in xs]
-    for i, v in enumerate(values):
-        if v not in keys and isinstance(v, tuple) and any(p in keys for p in v):
-            raise ValueError(f"onehotbatch: xs[{i}] = {v!r} is a sequence of labels; "
-                             f"labels of different shapes ({labels}) take a flat sequence "
-                             f"of values, or an object array of them")
-    return _object_array((len(values),), values)
+def _elements(arr: np.ndarray, keys: list) -> np.ndarray:
+    """Each element of the object array ``arr`` one value. A sequence of labels (or of
+    sequences) among them that is not a label is a ragged batch of sequences (np.asarray
+    stopped above it), an error: it is no unknown value for default= to take."""
+    values = [_key(v) for v in arr.flat]
+    for v in values:
+        if isinstance(v, tuple) and v not in keys and \
+                any(isinstance(p, tuple) or p in keys for p in v):
+            raise ValueError(f"onehotbatch: xs holds {v!r}, a sequence of labels where one "
+                             f"value was expected: a batch of sequences of different "
+                             f"lengths? (each must hold as many values, or give an object "
+                             f"array of the values)")
+    return _object_array(arr.shape, values)
 
 
 def _object_array(shape: tuple, values: list) -> np.ndarray:
