@@ -63,8 +63,9 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
     ``S`` (``(2,)`` for pairs), ``xs`` is an array or nested sequence of shape ``B + S``,
     each ``S`` block one value, and the result ``B + (len(labels),)``: a batch of sequences
     of pairs ``(N, T, 2)`` gives ``(N, T, classes)``, as OneHotArrays' one value per element
-    of a matrix of tuples (an object array of tuples is read element by element too). Labels
-    of different shapes take a flat sequence of values. A Python ``str`` is one value:
+    of a matrix of tuples (an object array of tuples is read element by element too; a value
+    of another shape is an unknown one; a numeric array must end in ``S``). Labels of
+    different shapes take a flat sequence of values. A Python ``str`` is one value:
     ``list("abc")`` is Julia's ``"abc"``.
 
     >>> import fluxml as fl
