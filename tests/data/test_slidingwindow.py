@@ -89,7 +89,9 @@ def test_windows_of_an_array_are_views_and_negative_indices_count_from_the_end()
     s = fl.slidingwindow(x, 4, stride=3)
     assert np.shares_memory(s[1], x)
     assert s[-1].tolist() == [6, 7, 8, 9] and s[-3].tolist() == s[0].tolist()
-    assert list(s.window(2)) == [6, 7, 8, 9]
+    assert list(s.window(2)) == [6, 7, 8, 9] and list(s.window(-3)) == [0, 1, 2, 3]
+    with pytest.raises(IndexError, match=r"slidingwindow: window 3 of 3"):
+        s.window(3)
     assert repr(s) == "slidingwindow(ndarray(10,), size=4, stride=3)"
 
 

@@ -35,8 +35,11 @@ class SlidingWindow:
         return self.count
 
     def window(self, i: int) -> range:
-        """The positions of the observations in window ``i`` (``0 <= i < len(self)``)."""
-        start = i * self.stride
+        """The positions of the observations in window ``i`` (negative: from the end)."""
+        if not is_int(i) or not -self.count <= i < self.count:
+            raise IndexError(f"slidingwindow: window {i!r} of {self.count} (0 .. "
+                             f"{self.count - 1}, or negative from the end)")
+        start = (i % self.count) * self.stride
         return range(start, start + self.size)
 
     def __getitem__(self, i):
@@ -51,10 +54,7 @@ class SlidingWindow:
                         f"sequence of ints; got {shown(i)}")
 
     def _one(self, i: int):
-        if not -self.count <= i < self.count:
-            raise IndexError(f"slidingwindow: window {i} of {self.count} (0 .. "
-                             f"{self.count - 1}, or negative from the end)")
-        r = self.window(i % self.count)
+        r = self.window(i)
         return getobs(self.data, slice(r.start, r.stop))
 
     def __iter__(self) -> Iterator:
