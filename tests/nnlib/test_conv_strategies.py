@@ -235,3 +235,20 @@ def test_grid_with_bias_and_relu(block_bytes, dtype, monkeypatch):
                                    reference(x, w, np.zeros((3, 6) + geo.out), (1,) * len(size),
                                              pads, dilation, groups)[0],
                                    atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_grid_junk_positions_raise_no_floating_point_error(monkeypatch):
+    # review of e5b59f5: the grid's positions past a row's outputs wrap into the next row;
+    # an inf at a row's end with a -inf at the next row's start (no real window holds both)
+    # made the thrown-away product warn "invalid value" (an error under np.errstate, and in
+    # the suite), where the outputs hold no NaN; the columns path never saw those positions
+    _grid(monkeypatch, True)
+    x = np.zeros((1, 1, 6, 6))
+    x[0, 0, 0, 5], x[0, 0, 1, 0] = np.inf, -np.inf
+    w = np.ones((1, 1, 3, 3))
+    geo = convkernels.Geometry(x.shape, w.shape, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    assert convkernels._on_grid(geo, np)
+    with np.errstate(all="raise"):
+        got = convkernels.forward(x, w, geo, bias=np.zeros(1), relu=True)
+    want = reference(x, w, np.zeros((1, 1) + geo.out), (1, 1), ((0, 0), (0, 0)), (1, 1), 1)[0]
+    np.testing.assert_array_equal(got, np.maximum(want, 0))

@@ -322,10 +322,16 @@ def _forward_grid(x, wm, geo, y, bias, fold, relu, xp):
             cols[...] = _strided(xp, xpad[r0 * pitch[0]:], shape,
                                  (geo.c * size * item, size * item) + kernel_steps + (item,))
             yb = y[a:b, :, r0:r1]
-            res = yb.reshape(b - a, geo.groups, og, part) if exact else win.workspace(
+            # (a fresh array past the scratch limit: few input channels and many output
+            # channels make this block larger than the columns)
+            res = yb.reshape(b - a, geo.groups, og, part) if exact else win.scratch(
                 (b - a, geo.groups, og, part), y.dtype, xp, "out")
-            xp.matmul(wm, full.reshape(b - a, geo.groups, -1, part), out=res)
-            _finish(res, bias, fold, relu, xp)
+            # the positions past each row's outputs wrap into the next row: an inf there
+            # with a -inf read by the same entry would warn of an invalid value (or raise
+            # under np.errstate) for a product that is thrown away
+            with np.errstate(invalid="ignore", over="ignore"):
+                xp.matmul(wm, full.reshape(b - a, geo.groups, -1, part), out=res)
+                _finish(res, bias, fold, relu, xp)
             if not exact:  # the outputs out of the grid's rows
                 yb[...] = _strided(xp, res, yb.shape, (geo.o * part * item, part * item)
                                    + tuple(p * item for p in pitch))
