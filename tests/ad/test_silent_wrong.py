@@ -256,3 +256,30 @@ def test_a_dict_with_other_keys_is_a_clear_error():
     _, back = fl.pullback(lambda d: {"a": d["x"], "b": d["v"]}, d)
     with pytest.raises(ValueError, match="pullback: the cotangent"):
         back({"a": 1.0, "c": 0.0})
+
+
+@pytest.mark.parametrize("write", [
+    lambda z: z.real.__setitem__(Ellipsis, z.real * 3.0),
+    lambda z: np.imag(z).__setitem__(0, 7.0),
+    lambda z: z.real[1:][::-1].__setitem__(0, 1.0),  # through a chain of views above it
+    lambda z: np.add(z.real, 1.0, out=z.real),
+])
+def test_a_write_through_the_parts_of_a_complex_array_is_refused(write):
+    """`z.real[...] = v` writes z in NumPy (the parts are views); under a transform the write
+    changed a copy and z kept its values, silently (a wrong value and gradient): now refused
+    by name. Reading the parts, and views of them, are unchanged."""
+    def f(x):
+        z = x * (1.0 + 2.0j)
+        write(z)
+        return np.sum(np.abs(z) ** 2)
+
+    with pytest.raises(fl.DifferentiationError, match="part of a traced complex array"):
+        fl.gradient(f, np.ones(4))
+
+    def g(x):
+        z = x * (1.0 + 2.0j)
+        return np.sum(z.real[1:][::-1] * np.arange(3.0)) + np.sum(np.imag(z) ** 2)
+
+    x = np.arange(4.0) / 3
+    (got,) = fl.gradient(g, x)
+    np.testing.assert_allclose(got, [8 * x[0], 2 + 8 * x[1], 1 + 8 * x[2], 8 * x[3]])
