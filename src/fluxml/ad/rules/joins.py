@@ -35,7 +35,7 @@ def _split(x, *, bounds, axis):
     # the pieces: views of one copy of x in x's memory order, so laid out (strides, C and F
     # contiguity) as NumPy's pieces, views of x, which a later ravel(order="K" or "A") reads
     # (copies of each piece were C-ordered, or F-contiguous where NumPy's views are not)
-    whole = x.copy(order="K")
+    whole = x.copy(order="K") if type(x) is np.ndarray else x.copy()  # (layouts: NumPy's)
     return tuple(whole[_slice(axis, slice(lo, hi))] for lo, hi in bounds)
 
 
