@@ -283,3 +283,46 @@ def test_a_write_through_the_parts_of_a_complex_array_is_refused(write):
     x = np.arange(4.0) / 3
     (got,) = fl.gradient(g, x)
     np.testing.assert_allclose(got, [8 * x[0], 2 + 8 * x[1], 1 + 8 * x[2], 8 * x[3]])
+
+
+def test_einsum_with_the_operands_dtype_is_a_view():
+    """Review of 4ff9ee5: np.einsum('ij->ji', y, dtype=y.dtype) is a view of y in NumPy (a
+    write through it reaches y); a dtype= cast copied the operand first, so the write was
+    lost, silently."""
+    def g(x):
+        y = x * 2.0
+        t = np.einsum("ij->ji", y, dtype=np.float64)
+        t[0, 1] = -1.0
+        return np.sum(y * np.arange(6.0).reshape(2, 3))
+
+    x = np.arange(6.0).reshape(2, 3)
+    assert fl.jvp(g, (x,), (np.ones_like(x),))[0] == g(x)
+    np.testing.assert_array_equal(fl.gradient(g, x)[0], [[0, 2, 4], [0, 8, 10]])
+
+
+def test_setting_the_parts_of_a_traced_array():
+    """`x.real = v` writes a real array as NumPy does; a complex one's parts are refused by
+    name, `x.imag = v` of a real array raises NumPy's TypeError (AttributeError before)."""
+    def f(x):
+        y = x * 1.0
+        y.real = 5.0
+        return np.sum(y * x)
+
+    x = np.arange(3.0)
+    assert fl.gradient(f, x)[0].tolist() == [5.0, 5.0, 5.0]
+
+    def complex_part(x):
+        z = x * (1 + 1j)
+        z.imag = 0.0
+        return np.sum(np.abs(z))
+
+    with pytest.raises(fl.DifferentiationError, match="imag part of a traced complex array"):
+        fl.gradient(complex_part, x)
+
+    def imag_of_real(x):
+        y = x * 1.0
+        y.imag = 1.0
+        return np.sum(y)
+
+    with pytest.raises(TypeError, match="does not have imaginary part to set"):
+        fl.gradient(imag_of_real, x)

@@ -197,7 +197,9 @@ def real(val):
 @function(np.imag)
 def imag(val):
     if type(val) is Tracer and val.dtype.kind != "c":
-        zeros = np.zeros(val.shape, val.dtype)  # NumPy: read-only zeros, no derivative
+        # NumPy: read-only zeros, in F order for an F array (else C), no derivative
+        flags = getattr(raw(val), "flags", None)
+        zeros = np.zeros(val.shape, val.dtype, order="F" if flags and flags.fnc else "C")
         zeros.flags.writeable = False
         return zeros
     return IMAG(val)
