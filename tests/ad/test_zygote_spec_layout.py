@@ -181,6 +181,12 @@ RESULT_LAYOUTS = [
                                                             axis=1)),
     ("accumulate of a broadcast array", lambda x: np.maximum.accumulate(
         np.broadcast_to(x[:, :1], x.shape), axis=2)),
+    # the NaN reductions reduce NumPy's K copy (F-like for a broadcast array); nanmean
+    # divides the sum in place
+    ("nanmean of a broadcast array", lambda x: np.nanmean(np.broadcast_to(x[:1], x.shape),
+                                                          axis=2)),
+    ("nansum of a broadcast array", lambda x: np.nansum(np.broadcast_to(x[:1], x.shape),
+                                                        axis=1)),
 ]
 
 

@@ -18,7 +18,7 @@ from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untrac
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
-from fluxml.ad.rules.shape import c_ordered, in_memory_order_of
+from fluxml.ad.rules.shape import c_ordered, in_iterator_order_of, in_memory_order_of
 
 # --- primitives ----------------------------------------------------------------------------------
 
@@ -147,7 +147,9 @@ def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     a = _cast(a, dtype)
     axis = _axis(axis)
     count = np.sum(~np.isnan(raw(a)), axis=axis, keepdims=bool(keepdims)).astype(a.dtype)
-    result = SUM(_nan_to_zero(a), axis=axis, keepdims=bool(keepdims)) / count
+    total = SUM(_nan_to_zero(a), axis=axis, keepdims=bool(keepdims))
+    # NumPy divides the sum in place: the result is laid out as the sum
+    result = in_iterator_order_of(total / count, total)
     return into_out(result, out, "np.nanmean")
 
 
@@ -525,10 +527,12 @@ def _sorted_last(a, axis, keepdims):
 
 
 def _nan_to_zero(a):
+    """``a`` with its NaNs replaced by 0, laid out as NumPy's ``_replace_nan`` copy (its
+    K order: of a broadcast array, F-like), whose layout the reductions of it keep."""
     nan = np.isnan(raw(a))
     if known_none(nan):
-        return a
-    return SETITEM(a, 0, idx=nan, inplace=False)
+        return in_memory_order_of(a, a)
+    return in_memory_order_of(SETITEM(a, 0, idx=nan, inplace=False), a)
 
 
 def _cast(a, dtype):
