@@ -168,6 +168,12 @@ RESULT_LAYOUTS = [
     ("real", lambda x: np.real(x * (1 + 2j))),
     ("imag", lambda x: np.imag(x * (1 + 2j))),
     ("real of fft", lambda x: np.fft.fft(x, axis=1).real),
+    # np.block's concatenations (F for F blocks), its copy of a lone array (C); np.resize's
+    # C ravel
+    ("block", lambda x: np.block([[x, x], [x, x]])),
+    ("block of one", lambda x: np.block([x])),
+    ("block of no list", np.block),
+    ("resize", lambda x: np.resize(x, (2, 3, 7))),
 ]
 
 

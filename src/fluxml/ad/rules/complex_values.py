@@ -68,6 +68,7 @@ COMPLEX = set([
     np.broadcast_to, np.broadcast_arrays, np.atleast_1d, np.atleast_2d, np.atleast_3d,
     np.flip, np.fliplr, np.flipud, np.roll, np.rot90, np.repeat, np.tile, np.pad, np.copy,
     np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack, np.append,
+    np.block, np.resize,
     np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit, np.unstack, np.insert,
     np.delete, np.take, np.take_along_axis, np.diagonal, np.diag, np.diagflat, np.tril,
     np.triu, np.matrix_transpose, np.copyto, np.put, np.putmask, np.place, np.fill_diagonal,
