@@ -174,6 +174,11 @@ RESULT_LAYOUTS = [
     ("block of one", lambda x: np.block([x])),
     ("block of no list", np.block),
     ("resize", lambda x: np.resize(x, (2, 3, 7))),
+    # the NaN reductions: NumPy's of a copy in the input's order
+    ("nancumsum", lambda x: np.nancumsum(x, axis=1)),
+    ("nancumprod", lambda x: np.nancumprod(x / 2, axis=0)),
+    ("nanvar", lambda x: np.nanvar(x, axis=1, keepdims=True)),
+    ("nanprod", lambda x: np.nanprod(x, axis=2)),
 ]
 
 

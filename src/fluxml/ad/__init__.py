@@ -32,6 +32,7 @@ from fluxml.ad.rules import (  # noqa: F401  (each family registers its derivati
     folds,
     joins,
     linalg,
+    nans,
     norms,
     numerics,
     reductions,

@@ -75,7 +75,8 @@ COMPLEX = set([
     np.zeros_like, np.ones_like, np.empty_like, np.full_like,
     # sums and products
     np.sum, np.mean, np.average, np.prod, np.cumsum, np.cumprod, np.cumulative_sum,
-    np.cumulative_prod, np.trace, np.diff, np.ediff1d,
+    np.cumulative_prod, np.trace, np.diff, np.ediff1d, np.nanprod, np.nancumsum, np.nancumprod,
+    np.nanvar, np.nanstd,
     np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.einsum, np.kron,
     np.vecdot, np.cross,
     # numerical helpers (linear in the values)
