@@ -179,6 +179,7 @@ RESULT_LAYOUTS = [
     ("nancumprod", lambda x: np.nancumprod(x / 2, axis=0)),
     ("nanvar", lambda x: np.nanvar(x, axis=1, keepdims=True)),
     ("nanprod", lambda x: np.nanprod(x, axis=2)),
+    ("unwrap", lambda x: np.unwrap(x * 3.0, axis=1)),  # a copy in the input's order
 ]
 
 

@@ -22,6 +22,9 @@ Q = np.array([-1.0, 0.3, 1.2, 1.7, 2.9, 3.6, 5.0])  # strictly inside segments, 
 M = rng.standard_normal((3, 6))
 P = rng.standard_normal(4)
 Y6 = rng.standard_normal(6)
+# phases with jumps of every size, none within 0.05 of a decision point (pi, discont, ...)
+PHASES = np.cumsum([[0.3, 2.0, -3.5, 4.0, 0.5, -6.1, 3.3], [1.0, -0.5, 3.0, 2.8, -2.9, 7.0, 1.1],
+                    [-1.2, 4.9, 0.2, -4.1, 3.6, 1.7, -3.2]], axis=1)
 
 
 def _quiet(f):
@@ -57,6 +60,10 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.gradient, lambda x: np.gradient(np.sin(x), x, edge_order=2), (YS,)),
     (np.gradient, lambda f, x: np.gradient(f, x), (V, np.arange(5.0))),  # traced, even
     (np.gradient, lambda f, h: np.gradient(f, h, edge_order=2), (V, 0.7)),  # traced step
+    (np.unwrap, lambda p: np.unwrap(p), (PHASES,)),
+    (np.unwrap, lambda p: np.unwrap(p, axis=0, discont=4.0), (PHASES,)),
+    (np.unwrap, lambda p: np.unwrap(p, period=3), (PHASES,)),  # an integer period
+    (np.unwrap, lambda p: np.unwrap(p * 10.0, period=360.0), (PHASES,)),
     (np.convolve, lambda a, v: np.convolve(a, v), (V, W)),
     (np.convolve, lambda a, v: np.convolve(a, v, mode="same"), (W, V)),
     (np.convolve, lambda a, v: np.convolve(a, v, "valid"), (V, W)),
@@ -161,6 +168,24 @@ def test_apply_along_axis_with_traced_extra_arguments():
     np.testing.assert_allclose(gw, np.sum(A[:, :3], axis=0))
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"axis": 0}, {"discont": 1.0}, {"discont": 5.0},
+                                    {"period": 3}, {"period": 4}, {"period": 5.5}])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unwrap_is_numpys_to_the_bit(kwargs, dtype):
+    # before: no derivative rule. Every jump size, NumPy's ties (a jump of exactly period/2:
+    # kept up, turned down; odd and even integer periods), float32 kept
+    ties = np.array([0.0, 2.0, 0.0, -2.0, 1.5, 3.0, 1.0, -1.5, 0.5, 3.0])
+    for p in (PHASES, np.asfortranarray(PHASES), ties[None, :]):
+        p = p.astype(dtype)
+        got = fl.jvp(lambda p: np.unwrap(p, **kwargs), (p,), (p,))[0]
+        want = np.unwrap(p, **kwargs)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    # the corrections are piecewise constant: the derivative is the identity
+    (g,) = fl.gradient(lambda p: np.sum(np.unwrap(p, **kwargs) * np.arange(7.0)), PHASES)
+    np.testing.assert_array_equal(g, np.broadcast_to(np.arange(7.0), PHASES.shape))
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 def _refuses(error, match, f, *args):
@@ -183,6 +208,8 @@ def test_bad_arguments_fail_as_in_numpy():
     _refuses(ValueError, "v cannot be empty", lambda a: np.correlate(a, np.array([])), V)
     _refuses(ValueError, "mode must be", lambda a: np.convolve(a, W, "middle"), V)
     _refuses(ValueError, "greater than 2", lambda f: np.gradient(f, edge_order=3), A)
+    _refuses(np.exceptions.AxisError, "axis 2 is out of bounds",
+             lambda p: np.unwrap(p, axis=2), PHASES)
     _refuses(ValueError, "too small", lambda f: np.gradient(f[:2], edge_order=2), V)
     _refuses(ValueError, "must match the length", lambda f: np.gradient(f, XS), V)
     _refuses(TypeError, "invalid number", lambda f: np.gradient(f, 1.0, 2.0, 3.0), A)

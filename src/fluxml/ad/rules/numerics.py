@@ -1,4 +1,4 @@
-"""Numerical routines scientists reach for: trapezoid, gradient, convolve/correlate, interp,
+"""Numerical routines scientists reach for: trapezoid, gradient, unwrap, convolve/correlate, interp,
 the polynomial helpers, cross, linspace/logspace, cov/corrcoef, apply_along_axis.
 
 Every entry is a *composite*: NumPy's own algorithm, same formulas in the same order (so the
@@ -66,6 +66,33 @@ def gradient(f, *varargs, axis=None, edge_order=1):
         otype = np.dtype(np.float64)
     outs = [_cast(_gradient_along(f, ax, h, edge_order), otype) for ax, h in zip(axes, spacings)]
     return outs[0] if len(axes) == 1 else tuple(outs)
+
+
+@function(np.unwrap)
+def unwrap(p, discont=None, axis=-1, *, period=2 * np.pi):
+    """NumPy's algorithm step by step: each jump's distance to the nearest multiple of
+    ``period`` (``np.mod``, whose derivative in ``p`` is 1: the corrections are piecewise
+    constant in ``p``, and linear in a traced ``period``), NumPy's tie rule and integer
+    arithmetic, the corrections summed along ``axis`` onto a copy of ``p``."""
+    p = _array(p)
+    dd = np.diff(p, axis=axis)
+    if discont is None:
+        discont = period / 2
+    rest = _along(p.ndim, axis, slice(1, None))
+    dtype = np.result_type(raw(dd), raw(period))
+    if np.issubdtype(dtype, np.integer):
+        high, rem = divmod(period, 2)
+        ambiguous = rem == 0
+    else:
+        high, ambiguous = period / 2, True
+    low = -high
+    ddmod = np.mod(dd - low, period) + low
+    if ambiguous:  # a jump of exactly period/2 up keeps its sign (NumPy's copyto(where=))
+        ddmod = np.where((raw(ddmod) == raw(low)) & (raw(dd) > 0), high, ddmod)
+    correction = np.where(np.abs(raw(dd)) < raw(discont), 0, ddmod - dd)
+    up = np.copy(p) if p.dtype == dtype else p.astype(dtype)  # (a copy in p's order)
+    up[rest] = p[rest] + np.cumsum(correction, axis)
+    return up
 
 
 # --- convolution ---------------------------------------------------------------------------------
