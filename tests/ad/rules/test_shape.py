@@ -122,6 +122,8 @@ CASES = [
     (np.repeat, lambda x: np.repeat(x, 2), (A,)),
     (np.repeat, lambda x: np.repeat(x, 3, axis=-1), (A,)),
     (np.repeat, lambda x: np.repeat(x, [1, 0, 2], axis=0), (A,)),
+    (np.astype, lambda x: np.astype(x, np.complex128) * 2.0, (A,)),  # (NumPy 2's function)
+    (np.astype, lambda x: np.astype(x, x.dtype, copy=False), (A,)),
     (np.resize, lambda x: np.resize(x, (5, 3)), (A,)),  # repeated, then cut
     (np.resize, lambda x: np.resize(x, 7), (B,)),
     (np.resize, lambda x: np.resize(x.T, (2, 2)), (A,)),  # the C ravel of x.T
@@ -341,6 +343,36 @@ def test_large_block_of_f_ordered_arrays_is_f_ordered_as_numpys():
         np.testing.assert_array_equal(got, want)
         assert got.flags.f_contiguous == want.flags.f_contiguous
         assert got.flags.c_contiguous == want.flags.c_contiguous
+
+
+@pytest.mark.parametrize("cast", [lambda x: x.astype(np.float64, copy=False),
+                                  lambda x: np.astype(x, np.float64, copy=False),
+                                  lambda x: x.astype(np.float64, order="C", copy=False)])
+def test_astype_without_copy_is_the_array_itself(cast):
+    # before: a copy, so a write through it did not reach x (6.0 for NumPy's 15.0), silently
+    def f(x):
+        x = x * 1.0
+        y = cast(x)
+        y[0] = 10.0
+        return np.sum(x * np.arange(1.0, 4.0))
+
+    value, (g,) = fl.withgradient(f, np.ones(3))
+    assert value == f(np.ones(3)) == 15.0
+    np.testing.assert_array_equal(g, [0.0, 2.0, 3.0])
+    # an F-ordered copy is needed: a copy as in NumPy, the write stays in it
+    g = lambda x: np.sum(x.astype(np.float64, order="F", copy=False))  # noqa: E731
+    assert fl.withgradient(lambda x: (x.astype(float, order="F", copy=False).__setitem__(
+        (0, 0), 5.0), g(x))[1], np.ones((2, 2)))[0] == 4.0
+
+
+def test_astype_keeps_numpys_casting_check_and_device():
+    for f, error in [(lambda x: x.astype(np.float32, casting="safe"), TypeError),
+                     (lambda x: np.astype(x, np.float32, device="gpu"), ValueError)]:
+        with pytest.raises(error) as want:
+            f(A)
+        with pytest.raises(error) as got:
+            fl.pullback(f, A)
+        assert str(got.value) == str(want.value)
 
 
 def test_unsupported_pad_mode_names_the_mode():
