@@ -270,7 +270,24 @@ NONDIFF_CALLS = [
     lambda x: np.allclose(x, 0.5), lambda x: np.array_equal(x, x),
     lambda x: np.array_equiv(x, x), lambda x: x.argmax(), lambda x: x.searchsorted(0.0),
     lambda x: np.digitize(x, [0.0, 1.0]),
+    # no rule before (a DifferentiationError): positions, membership, a type test
+    lambda x: np.isin(x, [2.0, 0.3]), lambda x: np.tril_indices_from(np.outer(x, x))[1],
+    lambda x: np.triu_indices_from(np.outer(x, x), 1)[0],
+    lambda x: np.diag_indices_from(np.outer(x, x))[0], np.nanargmax, np.nanargmin,
+    lambda x: np.can_cast(x, np.float32),
 ]
+
+
+def test_type_queries_and_plans_read_the_values():
+    # no rule before: np.min_scalar_type, np.common_type and np.einsum_path of traced arrays
+    def f(x):
+        assert np.min_scalar_type(x) == np.float64 and np.common_type(x) is np.float64
+        assert np.einsum_path("i,i->", x, x)[0] == ["einsum_path", (0, 1)]
+        m = np.outer(x, x)
+        return np.sum(m[np.triu_indices_from(m, 1)])
+
+    (g,) = fl.gradient(f, np.array([0.3, -1.2, 2.0]))
+    np.testing.assert_allclose(g, [-1.2 + 2.0, 0.3 + 2.0, 0.3 - 1.2])
 
 
 @pytest.mark.parametrize("call", NONDIFF_CALLS)

@@ -48,8 +48,9 @@ def real_if_close(a, tol=100):
     return a
 
 
-def _linalg(*names):
-    return [getattr(np.linalg, n) for n in names]
+def _linalg(*names, module=np.linalg):
+    """The functions of these names that this NumPy has (array-API names come with 2.x)."""
+    return [getattr(module, n) for n in names if hasattr(module, n)]
 
 
 # NumPy functions and ufuncs whose rules are right for complex values (holomorphic ones read
@@ -78,12 +79,12 @@ COMPLEX = set([
     np.cumulative_prod, np.trace, np.diff, np.ediff1d, np.nanprod, np.nancumsum, np.nancumprod,
     np.nanvar, np.nanstd,
     np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.einsum, np.kron,
-    np.vecdot, np.cross,
+    np.vecdot, np.cross, *_linalg("matvec", "vecmat", "astype", module=np),
     # numerical helpers (linear in the values)
     np.gradient, np.trapezoid, np.convolve, np.correlate, np.polyval, np.polyder, np.polyint,
     # linear algebra (holomorphic)
     *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
-             "inv", "det"),
+             "inv", "det", "trace", "diagonal", "matrix_transpose", "cross"),
     # linear algebra with complex rules of their own
     *_linalg("slogdet", "norm", "vector_norm", "eig", "eigvals", "cholesky", "eigh",
              "eigvalsh", "qr", "svd", "svdvals", "matrix_norm"),

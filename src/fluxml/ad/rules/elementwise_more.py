@@ -215,9 +215,12 @@ nondifferentiable(
     np.gcd, np.lcm,
     # positions and counts
     np.argmax, np.argmin, np.argsort, np.argpartition, np.argwhere, np.nonzero, np.flatnonzero,
-    np.count_nonzero, np.searchsorted, np.digitize, np.lexsort,
+    np.count_nonzero, np.searchsorted, np.digitize, np.lexsort, np.isin,
+    np.tril_indices_from, np.triu_indices_from, np.diag_indices_from,
     # truth of a whole array
     np.any, np.all,
+    # types and plans (of the values' dtypes and shapes)
+    np.can_cast, np.min_scalar_type, np.common_type, np.einsum_path,
 )
 if hasattr(np, "bitwise_count"):  # NumPy >= 2
     nondifferentiable(np.bitwise_count)
