@@ -35,6 +35,7 @@ from fluxml.ad.rules import (  # noqa: F401  (each family registers its derivati
     nans,
     norms,
     numerics,
+    polynomials,
     reductions,
     selection,
     shape,

@@ -87,6 +87,22 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.polyint, lambda p: np.polyint(p), (P,)),
     (np.polyint, lambda p, k: np.polyint(p, 2, k), (P, W[:2])),
     (np.polyint, lambda p: np.polyint(p, m=3, k=1.5), (P,)),
+    # no rules before (DifferentiationError): vander and the coefficient arithmetic
+    (np.vander, lambda x: np.vander(x), (V,)),
+    (np.vander, lambda x: np.vander(x, 3, increasing=True), (W,)),
+    (np.polyadd, lambda a, b: np.polyadd(a, b), (V, W)),
+    (np.polyadd, lambda a: np.polyadd(2.0, a), (W,)),
+    (np.polysub, lambda a, b: np.polysub(a, b), (W, V)),
+    (np.polymul, lambda a, b: np.polymul(a, b), (V, W)),
+    (np.polymul, lambda a: np.polymul(np.concatenate([[0.0, 0.0], a]), W), (V,)),  # trimmed
+    (np.polydiv, lambda u, v: np.polydiv(u, v), (V, W)),
+    (np.polydiv, lambda u, v: np.polydiv(u, v), (W[:2], V)),  # a zero quotient
+    (np.poly, lambda r: np.poly(r), (V,)),
+    (np.poly, lambda a: np.poly(a), (M[:, :3] + 2 * np.eye(3),)),  # of the eigenvalues
+    (np.polyfit, lambda x, y: np.polyfit(x, y, 2), (Y6 / 4 + np.arange(6.0), M[0])),
+    (np.polyfit, lambda y, w: np.polyfit(np.arange(6.0), y, 3, w=w), (M.T, Y6 * Y6 + 0.5)),
+    (np.polyfit, lambda y: np.polyfit(np.arange(6.0), y, 2, cov=True), (M[1],)),
+    (np.polyfit, lambda y: np.polyfit(np.arange(6.0), y, 1, full=True)[:2], (M[2],)),
     (np.cross, lambda a, b: np.cross(a, b), (M[:, :3], M[:, 3:])),
     (np.cross, lambda a, b: np.cross(a, b, axisa=0, axisb=0), (M[:, :4], A[1:, :4])),
     (np.cross, lambda a, b: np.cross(a, b, axisb=0, axisc=0), (A[:, :3], M[:, :4])),
@@ -184,6 +200,43 @@ def test_unwrap_is_numpys_to_the_bit(kwargs, dtype):
     # the corrections are piecewise constant: the derivative is the identity
     (g,) = fl.gradient(lambda p: np.sum(np.unwrap(p, **kwargs) * np.arange(7.0)), PHASES)
     np.testing.assert_array_equal(g, np.broadcast_to(np.arange(7.0), PHASES.shape))
+
+
+def test_polynomials_are_numpys_to_the_bit():
+    # vander's running products, the coefficient arithmetic, poly's convolutions (real where
+    # complex roots pair up as conjugates); polyfit to rounding (its least squares use pinv)
+    r = np.array([1.0 + 2.0j, 0.5, 1.0 - 2.0j])
+    for f, x in [(lambda x: np.vander(x, 6), V), (lambda x: np.vander(x, 4, True), V),
+                 (lambda x: np.polyadd(x, W), V), (lambda x: np.polysub(W, x), V),
+                 (lambda x: np.polydiv(x, W)[1], V), (lambda x: np.poly(x), V),
+                 (lambda x: np.poly(x * 1.0), r), (lambda x: np.polymul(x, np.zeros(2)), V),
+                 (lambda x: np.vander(x, 0), V)]:
+        want = f(x)
+        got = fl.jvp(f, (x,), (x,))[0]
+        assert got.dtype == want.dtype and got.flags.c_contiguous == want.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+    got = fl.pullback(lambda y: np.polyfit(np.arange(6.0), y, 2), M[0])[0]
+    np.testing.assert_allclose(got, np.polyfit(np.arange(6.0), M[0], 2), rtol=1e-13)
+    # the fitted quadratic's coefficients are linear in y: their gradient is the pseudo-inverse
+    (g,) = fl.gradient(lambda y: np.polyfit(np.arange(6.0), y, 2)[0], M[0])
+    np.testing.assert_allclose(g, np.linalg.pinv(np.vander(np.arange(6.0), 3))[0], atol=1e-14)
+
+
+def test_polynomial_errors_are_numpys():
+    for f, x, error in [
+            (lambda x: np.vander(x), A, ValueError), (lambda x: np.vander(x, -1), V, ValueError),
+            (lambda x: np.polymul(x, W), A, ValueError), (lambda x: np.poly(x), M, ValueError),
+            (lambda y: np.polyfit(XS, y, 1), V, TypeError),
+            (lambda y: np.polyfit(np.arange(5.0), y, -1), V, ValueError),
+            (lambda y: np.polyfit(np.arange(5.0), y, 1, w=A), V, TypeError),
+            (lambda y: np.polyfit(np.arange(5.0), y, 4, cov=True), V, ValueError)]:
+        with pytest.raises(error) as want:
+            f(x)
+        with pytest.raises(error) as got:
+            fl.pullback(f, x)
+        assert str(got.value) == str(want.value)
+    with pytest.warns(np.exceptions.RankWarning, match="poorly conditioned"):
+        fl.gradient(lambda y: np.sum(np.polyfit([1.0, 1.0, 1.0, 2.0, 2.0], y, 3)), V)
 
 
 # --- errors --------------------------------------------------------------------------------------
