@@ -68,6 +68,15 @@ CASES = [
     (np.put, lambda a, b: _with(a, lambda o: np.put(o, [0, 5, 11, 2], b[:2])), (A, V)),
     (np.putmask, lambda a, b: _with(a, lambda o: np.putmask(o, a < 0, b[:2])), (A, V)),
     (np.fill_diagonal, lambda a, b: _with(a, lambda o: np.fill_diagonal(o, b[:2])), (A, V)),
+    # no rule before (a DifferentiationError): np.put_along_axis
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.argsort(a, axis=1)[:, :2], b[:2], axis=1)), (A, V)),
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.array([[2, 0, 0, 1]]), b[:4] * a[0], axis=0)), (A, V)),
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.array([[1, 1]]), b[:1, None], axis=-1)), (A, V)),  # a position written twice
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.array([0, 5, 11, 5]), b[:4], axis=None)), (A, V)),
     # choosing by concrete conditions and indices
     (np.select, lambda a, b: np.select([a > 0.5, a < -0.5], [a ** 2, b[:4] * a], default=-1.0),
      (A, V)),
@@ -127,3 +136,45 @@ def test_float32_reads_keep_their_dtype():
 def test_traced_index_refuses():
     with pytest.raises(fl.DifferentiationError, match="index"):
         fl.gradient(lambda a: np.sum(a[a[0, 0]]), A)
+
+
+def test_put_along_axis_writes_as_numpy():
+    # the values at the positions NumPy writes (the last write wins), others kept; the
+    # gradient reaches the values written last and the entries not overwritten
+    idx = np.array([[3, 3], [0, 2], [1, 1]])
+    vals = np.arange(6.0).reshape(3, 2)
+
+    def f(a, v):
+        out = a * 1.0
+        np.put_along_axis(out, idx, v, axis=1)
+        return out
+
+    want = A.copy()
+    np.put_along_axis(want, idx, vals, axis=1)
+    got, back = fl.pullback(f, A, vals)
+    np.testing.assert_array_equal(got, want)
+    ga, gv = back(np.ones_like(A))
+    kept = np.ones_like(A)
+    kept[[0, 1, 1, 2], [3, 0, 2, 1]] = 0
+    np.testing.assert_array_equal(ga, kept)
+    np.testing.assert_array_equal(gv, [[0, 1], [1, 1], [0, 1]])
+
+
+@pytest.mark.parametrize("write, error", [
+    (lambda o: np.put_along_axis(o, np.array([0]), 1.0, axis=None), None),
+    (lambda o: np.put_along_axis(o.T, np.array([0]), 1.0, axis=None), ValueError),  # read-only
+    (lambda o: np.put_along_axis(o, np.array([[0]]), 1.0, axis=None), ValueError),
+    (lambda o: np.put_along_axis(o, np.array([0]), 1.0, axis=1), ValueError),  # ndim
+    (lambda o: np.put_along_axis(o, np.array([[0.5]]), 1.0, axis=1), IndexError),
+    (lambda o: np.put_along_axis(o, np.array([[9]]), 1.0, axis=1), IndexError),
+])
+def test_put_along_axis_keeps_numpys_errors(write, error):
+    f = lambda a: _with(a, write)  # noqa: E731
+    if error is None:
+        np.testing.assert_array_equal(fl.pullback(f, A)[0], f(A))
+        return
+    with pytest.raises(error) as want:
+        f(A)
+    with pytest.raises(error) as got:
+        fl.pullback(f, A)
+    assert str(got.value) == str(want.value)

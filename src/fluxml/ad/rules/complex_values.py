@@ -73,6 +73,7 @@ COMPLEX = set([
     np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit, np.unstack, np.insert,
     np.delete, np.take, np.take_along_axis, np.diagonal, np.diag, np.diagflat, np.tril,
     np.triu, np.matrix_transpose, np.copyto, np.put, np.putmask, np.place, np.fill_diagonal,
+    np.put_along_axis,
     np.zeros_like, np.ones_like, np.empty_like, np.full_like,
     # sums and products
     np.sum, np.mean, np.average, np.prod, np.cumsum, np.cumprod, np.cumulative_sum,
