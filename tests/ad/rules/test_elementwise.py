@@ -120,6 +120,9 @@ CASES = [
     (np.conjugate, np.conjugate, (A,)),
     (np.sinc, np.sinc, (A,)),
     (np.sinc, np.sinc, (np.array([0.0, 0.05, -0.2, 0.26, 3.0]),)),
+    # no rule before (a DifferentiationError); each branch of I1: series, [2, 8], above 8
+    (np.i0, np.i0, (A,)),
+    (np.i0, np.i0, (np.array([0.0, -1.9, 2.1, 5.0, -7.9, 8.1, 12.0, -30.0]),)),
 ]
 
 
