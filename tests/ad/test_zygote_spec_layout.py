@@ -181,6 +181,8 @@ RESULT_LAYOUTS = [
     ("nanprod", lambda x: np.nanprod(x, axis=2)),
     ("unwrap", lambda x: np.unwrap(x * 3.0, axis=1)),  # a copy in the input's order
     ("vander", lambda x: np.vander(x[:, 0, 0], 4)),  # C, whatever the powers' order
+    ("geomspace axis 1", lambda x: np.geomspace(x * x + 1, 2.0, 3, axis=1)),  # a moved view
+    ("apply_over_axes", lambda x: np.apply_over_axes(np.sum, x, [0, 2])),
 ]
 
 

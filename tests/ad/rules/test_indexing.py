@@ -88,6 +88,10 @@ CASES = [
     (np.piecewise, lambda a, b: np.piecewise(
         a, [a < 0, a > 0.5], [lambda t: t ** 2, lambda t: np.exp(t) * b[0], 0.25]), (A, V)),
     (np.piecewise, lambda a, b: np.piecewise(a[0], a[0] > 0, [np.sin, lambda t: t * 3]), (A, V)),
+    # no rule before (a DifferentiationError): bincount's sums of weights by bin
+    (np.bincount, lambda a, b: np.bincount([0, 3, 3, 1, 0], b), (A, V)),
+    (np.bincount, lambda a, b: np.bincount([2, 2], weights=a[0, :2] * b[:2], minlength=5),
+     (A, V)),
     (np.extract, lambda a, b: np.extract(a > 0, a * b[:4]), (A, V)),
     (np.compress, lambda a, b: np.compress([True, False, True], a, axis=0), (A, V)),
     (np.compress, lambda a, b: np.compress([False, True], a) + b.compress([1, 0, 1], axis=0)[1],
@@ -178,3 +182,24 @@ def test_put_along_axis_keeps_numpys_errors(write, error):
     with pytest.raises(error) as got:
         fl.pullback(f, A)
     assert str(got.value) == str(want.value)
+
+
+def test_bincount_sums_weights_as_numpy():
+    # in order, as float64 (float32 weights too), NumPy's errors; the gradient of a bin's
+    # sum reaches every weight in it
+    bins = np.array([4, 0, 4, 4, 1])
+    w = np.array([1e16, 1.0, -1e16, 1.0, 3.0])  # order matters: (1e16 - 1e16) + 1
+    for weights in (w, w.astype(np.float32)):
+        got = fl.pullback(lambda w: np.bincount(bins, w, minlength=7), weights)[0]
+        want = np.bincount(bins, weights, minlength=7)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    (g,) = fl.gradient(lambda w: np.bincount(bins, w)[4] * 2.0, w)
+    np.testing.assert_array_equal(g, [2.0, 0.0, 2.0, 2.0, 0.0])
+    for f in (lambda w: np.bincount(bins, w[:3]), lambda w: np.bincount(bins - 1, w),
+              lambda w: np.bincount(bins, w, minlength=-1)):
+        with pytest.raises(ValueError) as want:
+            f(w)
+        with pytest.raises(ValueError) as got:
+            fl.pullback(f, w)
+        assert str(got.value) == str(want.value)

@@ -120,6 +120,13 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.logspace, lambda a, b: np.logspace(a, b, 5), (W, V[:3])),
     (np.logspace, lambda b: np.logspace(0.0, b, 4, base=2.0, axis=1), (W,)),
     (np.logspace, lambda a, b: np.logspace(a, b, 3, base=[2.0, 3.0, 0.5]), (W, V[:3])),
+    # no rules before (DifferentiationError): geomspace, apply_over_axes
+    (np.geomspace, lambda a, b: np.geomspace(a, b, 6), (0.5, 4.0)),
+    (np.geomspace, lambda a, b: np.geomspace(-a * a - 1, -b * b - 2, 4, endpoint=False),
+     (W, V[:3])),
+    (np.geomspace, lambda b: np.geomspace(2.0, b * b + 1, 5, axis=1), (M[:, :2],)),
+    (np.apply_over_axes, lambda a: np.apply_over_axes(np.sum, a, [0, -1]), (M.reshape(3, 2, 3),)),
+    (np.apply_over_axes, lambda a: np.apply_over_axes(np.cumprod, a, 1), (A,)),
     (np.cov, lambda m: np.cov(m), (M,)),
     (np.cov, lambda m: np.cov(m, rowvar=False, bias=True), (A,)),
     (np.cov, lambda m, y: np.cov(m, y, ddof=2), (M, Y6)),
@@ -237,6 +244,24 @@ def test_polynomial_errors_are_numpys():
         assert str(got.value) == str(want.value)
     with pytest.warns(np.exceptions.RankWarning, match="poorly conditioned"):
         fl.gradient(lambda y: np.sum(np.polyfit([1.0, 1.0, 1.0, 2.0, 2.0], y, 3)), V)
+
+
+def test_geomspace_and_apply_over_axes_are_numpys():
+    # values to the bit (the endpoints exactly start and stop), NumPy's dtype and errors
+    for f, args in [(lambda a, b: np.geomspace(a, b, 7), (W * W + 0.5, V[:3] ** 2 + 1)),
+                    (lambda a: np.geomspace(-a * a - 1, -2.0, 5, dtype=np.float32), (W,)),
+                    (lambda a: np.apply_over_axes(np.mean, a, (1, 0)), (A,))]:
+        want = f(*args)
+        got = fl.pullback(f, *args)[0]
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    for f, error in [(lambda a: np.geomspace(0.0, a, 3), ValueError),
+                     (lambda a: np.apply_over_axes(lambda v, ax: v[0, 0], a, 1), ValueError)]:
+        with pytest.raises(error) as want:
+            f(A)
+        with pytest.raises(error) as got:
+            fl.pullback(f, A)
+        assert str(got.value) == str(want.value)
 
 
 # --- errors --------------------------------------------------------------------------------------

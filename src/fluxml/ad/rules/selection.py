@@ -1,6 +1,7 @@
 """Choosing entries by concrete conditions or indices: select, choose, piecewise, extract,
-compress. Each is written with where, gathers and recorded writes, whose rules carry the
-derivatives; the conditions and indices are values (they have no derivative)."""
+compress, and bincount's sums of weights by bin. Each is written with where, gathers and
+recorded writes, whose rules carry the derivatives; the conditions and indices are values
+(they have no derivative)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,16 @@ def compress(condition, a, axis=None, out=None):
                          f"{a.shape[axis]}")
     result = c_ordered(getitem(a, (slice(None),) * axis + (keep,)))  # NumPy's take: C order
     return into_out(result, out, "np.compress")
+
+
+@function(np.bincount)
+def bincount(x, weights=None, minlength=0):
+    """The sums of ``weights`` (as float64, as NumPy's) by their bin in ``x``, accumulated in
+    order (``np.add.at``, as NumPy's loop); NumPy's checks and errors, on the values."""
+    counts = np.bincount(_concrete(raw(x), "np.bincount: x"), raw(weights), minlength)
+    if type(weights) is not Tracer:
+        return counts
+    weights = weights.astype(np.float64)
+    sums = np.zeros_like(weights, shape=counts.shape)
+    np.add.at(sums, np.asarray(raw(x)), weights)
+    return sums
