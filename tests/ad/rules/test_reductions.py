@@ -282,6 +282,26 @@ def test_nanargmax_and_nanargmin_are_positions():
     np.testing.assert_array_equal(g, want)
 
 
+@pytest.mark.parametrize("f", [
+    lambda x: np.median(x, axis=1), lambda x: np.median(x), lambda x: np.median(x[:, :3], 0),
+    lambda x: np.quantile(x, 0.4, axis=1), lambda x: np.percentile(x, [0, 100], axis=0),
+    lambda x: np.quantile(x, [[0.2], [0.5]], axis=(0, 1), keepdims=True),
+])
+def test_median_and_quantiles_of_slices_with_nan_are_nan(f):
+    # before: the NaNs sorted last and the rest gave a number (np.median of [0.75, nan,
+    # 0.27, -1.2] came out 0.51, NumPy's is nan), silently; the other slices keep their
+    # values and gradients
+    x = ALL_NAN_ROW.copy()
+    x[0, 1] = 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = f(x)
+        got, back = fl.pullback(f, x)
+    np.testing.assert_array_equal(got, want)
+    (g,) = back(np.ones_like(got))
+    assert np.all(g[1:] == 0) and not np.isnan(g).any()  # rows 1, 2 hold NaNs
+
+
 # --- keyword arguments ---------------------------------------------------------------------------
 
 def test_out_argument():

@@ -319,9 +319,10 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
     """Linear interpolation between the sorted entries around each quantile (NumPy's default
     method); the gradient reaches those entries through the sort."""
     if method != "linear" or weights is not None:
+        given = f"method={method!r}" if weights is None else "weights="
         raise DifferentiationError(
-            f"np.quantile(..., method={method!r}, weights=...) is not supported on traced "
-            "arrays: only the default method='linear' without weights")
+            f"np.quantile/np.percentile(..., {given}) is not supported on traced arrays: only "
+            "the default method='linear' without weights")
     if type(q) is Tracer:
         raise DifferentiationError("np.quantile: q must be concrete (not traced)")
     dtype = np.result_type(_array(a).dtype, q if isinstance(q, (int, float)) else np.asarray(q))
@@ -336,7 +337,7 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
     t = (pos - lo).astype(dtype)  # NumPy promotes by q's dtype (a Python float is weak)
     below, above = s[..., lo], s[..., hi]
     d = above - below
-    result = np.where(t >= 0.5, above - d * (1 - t), below + d * t)  # NumPy's _lerp
+    result = _nan_where_nan(s, np.where(t >= 0.5, above - d * (1 - t), below + d * t))  # _lerp
     result = np.moveaxis(result, -1, 0)
     # C-ordered, as NumPy's (ravel(order="K") reads it later): not the layout of the sort
     return into_out(c_ordered(np.reshape(result, q.shape + shape)), out, "np.quantile")
@@ -362,6 +363,7 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
         result = s[..., n // 2]
     else:
         result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2
+    result = _nan_where_nan(s, result[..., None])[..., 0]
     # a fresh array, as NumPy's (a mean's result), in the order the sort left it: not a
     # strided view of the sort, which ravel(order="A") would read in C order
     result = in_memory_order_of(result, result)
@@ -412,6 +414,14 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+def _nan_where_nan(s, result):
+    """``result`` (one entry per quantile, last axis) NaN where the sorted slice ``s`` has a
+    NaN (sorted last), as NumPy's median and quantiles (a number computed from the other
+    entries before, silently)."""
+    nan = np.isnan(raw(s)[..., -1:])
+    return result if known_none(nan) else np.where(nan, np.nan, result)
+
 
 def _axis(axis):
     return tuple(axis) if isinstance(axis, list) else axis
