@@ -183,6 +183,12 @@ RESULT_LAYOUTS = [
     ("vander", lambda x: np.vander(x[:, 0, 0], 4)),  # C, whatever the powers' order
     ("geomspace axis 1", lambda x: np.geomspace(x * x + 1, 2.0, 3, axis=1)),  # a moved view
     ("apply_over_axes", lambda x: np.apply_over_axes(np.sum, x, [0, 2])),
+    # nanmedian in the order of the kept axes (a masked median), nanquantile C with its
+    # quantiles last, then moved first
+    ("nanmedian", lambda x: np.nanmedian(x, axis=1)),
+    ("nanmedian keepdims", lambda x: np.nanmedian(x, axis=(0, 1), keepdims=True)),
+    ("nanquantile", lambda x: np.nanquantile(x, [0.2, 0.7], axis=(0, 2))),
+    ("nanquantile 2-d q", lambda x: np.nanquantile(x, [[0.2, 0.7, 0.1]], axis=1)),
 ]
 
 

@@ -1,13 +1,16 @@
 """NaN-ignoring reductions beyond ``nansum``/``nanmean``/``nanmax``/``nanmin`` (in
-``reductions``): ``nanprod``, ``nancumsum``, ``nancumprod``, ``nanvar``, ``nanstd``, and the
-positions ``nanargmax``/``nanargmin`` (no derivative).
+``reductions``): ``nanprod``, ``nancumsum``, ``nancumprod``, ``nanvar``, ``nanstd``,
+``nanmedian``, ``nanquantile``, ``nanpercentile``, and the positions
+``nanargmax``/``nanargmin`` (no derivative).
 
 NumPy computes each as another reduction of a copy of the input with its NaNs replaced (0 for
 sums, 1 for products: ``_replace_nan``); so do these rules, which makes their values NumPy's
 to the bit and gives the replaced entries no derivative (constants in NumPy's computation too).
-``nanvar`` follows NumPy's steps: the mean over the non-NaN entries of each slice, the squared
-deviations with the NaNs' set to 0, their sum over the count less ``ddof``, NaN (with NumPy's
-warning) where that is not positive.
+The median and quantiles of each slice are those of its non-NaN entries, the first ones of
+the sorted slice (NaNs sort last), interpolated as ``np.quantile``'s linear method; an all-NaN
+slice gives NaN with NumPy's warning. ``nanvar`` follows NumPy's steps: the mean over the
+non-NaN entries of each slice, the squared deviations with the NaNs' set to 0, their sum over
+the count less ``ddof``, NaN (with NumPy's warning) where that is not positive.
 """
 
 from __future__ import annotations
@@ -16,23 +19,26 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, known_none, raw
+from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
-from fluxml.ad.rules.indexing import SETITEM
+from fluxml.ad.rules.indexing import SETITEM, take_along_axis
 from fluxml.ad.rules.reductions import (
     STD_ROOT,
     SUM,
     _array,
+    _axes,
     _axis,
     _cast,
     _masked,
     _no_mask,
+    _sorted_last,
     cumprod,
     cumsum,
     prod,
     var,
 )
+from fluxml.ad.rules.shape import _memory_axes, c_ordered, laid_out
 
 nondifferentiable(np.nanargmax, np.nanargmin)  # positions
 
@@ -64,6 +70,95 @@ def nanstd(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=
            mean=None, correction=None):
     result = STD_ROOT(_nanvar(a, axis, dtype, ddof, keepdims, where, mean, correction))
     return into_out(result, out, "np.nanstd")
+
+
+@function(np.nanmedian)
+def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=False):
+    if np.size(raw(a)) == 0:  # NumPy: nanmean's NaNs (whatever q for nanquantile)
+        return np.nanmean(a, axis, out=out, keepdims=keepdims)
+    s, shape, count = _sorted_counts(a, axis, keepdims)
+    low = _at(s, (count - 1) // 2)
+    high = _at(s, count // 2)
+    result = np.where(count % 2 == 1, low, (low + high) / 2)  # (NumPy: their mean)
+    result = _all_nan(result, count)
+    # laid out as NumPy's: a masked median in the input's order of the kept axes (below 600
+    # entries a slice), else apply_along_axis's C array
+    a = raw(_array(a))
+    kept = [d for d in range(a.ndim) if d not in _axes(axis, a.ndim)]
+    if s.shape[-1] < 600 and kept:
+        order = _memory_axes([a.shape[d] for d in kept], [a.strides[d] for d in kept])
+        result = laid_out(result, order)
+    else:
+        result = c_ordered(result)
+    return into_out(np.reshape(result, shape), out, "np.nanmedian")
+
+
+@function(np.nanquantile)
+def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
+                keepdims=False, *, weights=None):
+    if method != "linear" or weights is not None:
+        given = f"method={method!r}" if weights is None else "weights="
+        raise DifferentiationError(
+            f"np.nanquantile/np.nanpercentile(..., {given}) is not supported on traced arrays: "
+            "only the default method='linear' without weights")
+    if type(q) is Tracer:
+        raise DifferentiationError("np.nanquantile: q must be concrete (not traced)")
+    a = _array(a)
+    if a.dtype.kind == "c":
+        raise TypeError("a must be an array of real numbers")
+    dtype = np.result_type(a.dtype, q if isinstance(q, (int, float)) else np.asarray(q))
+    q = np.asarray(q, dtype=np.float64)
+    if not ((q >= 0) & (q <= 1)).all():
+        raise ValueError("Quantiles must be in the range [0, 1]")
+    if a.size == 0:
+        return nanmedian(a, axis, out, keepdims=keepdims)
+    s, shape, count = _sorted_counts(a, axis, keepdims)
+    pos = q.reshape((-1,) + (1,) * count.ndim) * (count - 1)  # (quantile, slice...)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, count - 1)
+    t = (pos - lo).astype(dtype)
+    below, above = _at(s, lo), _at(s, hi)
+    d = above - below
+    result = np.where(t >= 0.5, above - d * (1 - t), below + d * t)  # NumPy's _lerp
+    result = _all_nan(result, count)
+    # laid out as NumPy's: C with the quantiles last, moved to the front
+    result = np.reshape(c_ordered(np.moveaxis(result, 0, -1)), shape + q.shape)
+    moved = range(len(shape), len(shape) + q.ndim)
+    return into_out(np.moveaxis(result, moved, range(q.ndim)), out, "np.nanquantile")
+
+
+@function(np.nanpercentile)
+def nanpercentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
+                  keepdims=False, *, weights=None):
+    if type(q) is Tracer:
+        raise DifferentiationError("np.nanpercentile: q must be concrete (not traced)")
+    q = q / 100 if isinstance(q, (int, float)) else np.true_divide(q, 100)
+    return nanquantile(a, q, axis, out, method=method, keepdims=keepdims, weights=weights)
+
+
+def _sorted_counts(a, axis, keepdims):
+    """The slices sorted (reduced axes last, NaNs last), the result's shape, and how many
+    entries of each slice are not NaN."""
+    s, shape = _sorted_last(_array(a), axis, keepdims)
+    return s, shape, np.sum(~np.isnan(raw(s)), axis=-1)
+
+
+def _at(s, k):
+    """``s[..., k]`` for positions ``k`` per slice (broadcast over leading quantile axes);
+    an empty slice's position -1 reads entry 0 (its NaN result is set afterwards)."""
+    k = np.maximum(k, 0)
+    lead = k.ndim - (s.ndim - 1)
+    s = np.reshape(s, (1,) * lead + s.shape)
+    k = np.broadcast_to(k, np.broadcast_shapes(k.shape, s.shape[:-1]))
+    return take_along_axis(np.broadcast_to(s, k.shape + s.shape[-1:]), k[..., None], -1)[..., 0]
+
+
+def _all_nan(result, count):
+    empty = count == 0
+    if known_none(empty):
+        return result
+    warnings.warn("All-NaN slice encountered", RuntimeWarning, stacklevel=4)
+    return np.where(empty, np.nan, result)
 
 
 def _nanvar(a, axis, dtype, ddof, keepdims, where, mean, correction):
