@@ -100,6 +100,8 @@ CASES = [
     (np.sort, lambda x: np.sort(x), (distinct(3, 4),)),
     (np.sort, lambda x: np.sort(x, axis=0), (distinct(3, 4),)),
     (np.sort, lambda x: np.sort(x, axis=None), (distinct(3, 4),)),
+    (np.sort_complex, np.sort_complex, (distinct(3, 4),)),  # no rule before
+    (np.sort_complex, lambda x: np.sort_complex(x[1]) * 2.0, (distinct(3, 4),)),
     (np.partition, lambda x: np.partition(x, 2), (distinct(3, 5),)),
     (np.partition, lambda x: np.partition(x, (0, 2), axis=0), (distinct(4, 3),)),
     (np.partition, lambda x: np.partition(x, -1, axis=None), (distinct(3, 4),)),
@@ -311,6 +313,17 @@ def test_median_and_quantiles_of_slices_with_nan_are_nan(f):
     np.testing.assert_array_equal(got, want)
     (g,) = back(np.ones_like(got))
     assert np.all(g[1:] == 0) and not np.isnan(g).any()  # rows 1, 2 hold NaNs
+
+
+def test_sort_complex_orders_by_real_then_imaginary_part():
+    # no rule before (a DifferentiationError); NumPy's values and dtypes, the gradient
+    # through the permutation
+    z = np.array([2.0 + 1.0j, 1.0 + 3.0j, 2.0 - 1.0j, -1.0 + 0.0j])
+    got, back = fl.pullback(np.sort_complex, z)
+    np.testing.assert_array_equal(got, np.sort_complex(z))
+    np.testing.assert_array_equal(back(np.array([1.0, 2.0, 3.0, 4.0]) + 0j)[0], [4, 2, 3, 1])
+    for x in (np.array([3.0, 1.0]), np.array([3.0, 1.0], np.float32)):
+        assert fl.pullback(np.sort_complex, x)[0].dtype == np.sort_complex(x).dtype
 
 
 # --- keyword arguments ---------------------------------------------------------------------------

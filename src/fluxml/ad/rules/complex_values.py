@@ -83,7 +83,7 @@ COMPLEX = set([
     np.vecdot, np.cross, *_linalg("matvec", "vecmat", "astype", module=np),
     # numerical helpers (linear in the values)
     np.gradient, np.trapezoid, np.convolve, np.correlate, np.polyval, np.polyder, np.polyint,
-    np.vander, np.polyadd, np.polysub, np.polymul, np.polydiv, np.poly,
+    np.vander, np.polyadd, np.polysub, np.polymul, np.polydiv, np.poly, np.sort_complex,
     # linear algebra (holomorphic)
     *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
              "inv", "det", "trace", "diagonal", "matrix_transpose", "cross"),
@@ -91,3 +91,19 @@ COMPLEX = set([
     *_linalg("slogdet", "norm", "vector_norm", "eig", "eigvals", "cholesky", "eigh",
              "eigvalsh", "qr", "svd", "svdvals", "matrix_norm"),
 ])
+
+
+@function(np.sort_complex)
+def sort_complex(a):
+    """NumPy's: a sorted copy (complex values by real, then imaginary part) of the last axis,
+    as complex (``complex64`` for small integers, ``clongdouble`` for long doubles, else
+    ``complex128``); laid out as ``a``. The gradient flows back through the permutation."""
+    # lazy: indexing and shape import this module's COMPLEX through dispatch
+    from fluxml.ad.rules.indexing import take_along_axis
+    from fluxml.ad.rules.shape import in_memory_order_of
+
+    order = np.argsort(raw(a), axis=-1, kind="stable")
+    b = in_memory_order_of(take_along_axis(a, order, axis=-1), a)
+    if b.dtype.kind == "c":
+        return b
+    return b.astype("F" if b.dtype.char in "bhBH" else "G" if b.dtype.char == "g" else "D")
