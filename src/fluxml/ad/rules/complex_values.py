@@ -27,6 +27,8 @@ import numpy as np
 
 from fluxml.ad.core import raw
 from fluxml.ad.define import function
+from fluxml.ad.rules.indexing import take_along_axis
+from fluxml.ad.rules.shape import in_memory_order_of
 
 DEG = 180.0 / math.pi
 
@@ -98,10 +100,6 @@ def sort_complex(a):
     """NumPy's: a sorted copy (complex values by real, then imaginary part) of the last axis,
     as complex (``complex64`` for small integers, ``clongdouble`` for long doubles, else
     ``complex128``); laid out as ``a``. The gradient flows back through the permutation."""
-    # lazy: indexing and shape import this module's COMPLEX through dispatch
-    from fluxml.ad.rules.indexing import take_along_axis
-    from fluxml.ad.rules.shape import in_memory_order_of
-
     order = np.argsort(raw(a), axis=-1, kind="stable")
     b = in_memory_order_of(take_along_axis(a, order, axis=-1), a)
     if b.dtype.kind == "c":
