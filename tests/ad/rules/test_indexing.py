@@ -194,6 +194,9 @@ def test_bincount_sums_weights_as_numpy():
         want = np.bincount(bins, weights, minlength=7)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+    for f in (lambda w: np.bincount([], w[:0]), lambda w: np.bincount([], w[:0], minlength=2)):
+        got, want = fl.pullback(f, w)[0], f(w)  # (NumPy: integer zeros)
+        assert got.dtype == want.dtype and got.shape == want.shape
     (g,) = fl.gradient(lambda w: np.bincount(bins, w)[4] * 2.0, w)
     np.testing.assert_array_equal(g, [2.0, 0.0, 2.0, 2.0, 0.0])
     for f in (lambda w: np.bincount(bins, w[:3]), lambda w: np.bincount(bins - 1, w),
