@@ -7,6 +7,7 @@ import pytest
 
 import fluxml as fl
 from fluxml.testing import check_grads
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(5)
 X = rng.standard_normal((3, 6))
@@ -135,8 +136,4 @@ def test_hermitian_transforms_are_numpys():
         got = fl.pullback(f, x)[0]
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
-    with pytest.raises(ValueError) as want:
-        fft.hfft(H, norm="both")
-    with pytest.raises(ValueError) as got:
-        fl.pullback(lambda h: fft.hfft(h, norm="both"), H)
-    assert str(got.value) == str(want.value)
+    raises_as_numpy(ValueError, lambda h: fft.hfft(h, norm="both"), H)

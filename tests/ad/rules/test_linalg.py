@@ -13,6 +13,7 @@ import fluxml as fl
 from fluxml.ad.core import FUNCTIONS, UFUNCS, DifferentiationError
 from fluxml.ad.rules import decompositions, linalg, norms
 from fluxml.testing import check_grads
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(20240611)
 I3 = np.eye(3)
@@ -469,8 +470,4 @@ def test_keeps_flags(prim, inputs, output):
 def test_array_api_names_keep_numpys_checks():
     # np.linalg.cross takes 3-vectors only (np.cross 2-vectors too)
     for f in (lambda x: np.linalg.cross(x, x), lambda x: np.linalg.trace(x[0])):
-        with pytest.raises(ValueError) as want:
-            f(V4[None])
-        with pytest.raises(ValueError) as got:
-            fl.pullback(f, V4[None])
-        assert str(got.value) == str(want.value)
+        raises_as_numpy(ValueError, f, V4[None])

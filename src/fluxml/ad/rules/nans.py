@@ -33,8 +33,10 @@ from fluxml.ad.rules.reductions import (
     _masked,
     _no_mask,
     _sorted_last,
+    checked_quantiles,
     cumprod,
     cumsum,
+    lerp,
     prod,
     var,
 )
@@ -96,20 +98,10 @@ def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=False):
 @function(np.nanquantile)
 def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
                 keepdims=False, *, weights=None):
-    if method != "linear" or weights is not None:
-        given = f"method={method!r}" if weights is None else "weights="
-        raise DifferentiationError(
-            f"np.nanquantile/np.nanpercentile(..., {given}) is not supported on traced arrays: "
-            "only the default method='linear' without weights")
-    if type(q) is Tracer:
-        raise DifferentiationError("np.nanquantile: q must be concrete (not traced)")
     a = _array(a)
     if a.dtype.kind == "c":
         raise TypeError("a must be an array of real numbers")
-    dtype = np.result_type(a.dtype, q if isinstance(q, (int, float)) else np.asarray(q))
-    q = np.asarray(q, dtype=np.float64)
-    if not ((q >= 0) & (q <= 1)).all():
-        raise ValueError("Quantiles must be in the range [0, 1]")
+    dtype, q = checked_quantiles("np.nanquantile", a, q, method, weights)
     if a.size == 0:
         return nanmedian(a, axis, out, keepdims=keepdims)
     s, shape, count = _sorted_counts(a, axis, keepdims)
@@ -117,10 +109,7 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     lo = np.floor(pos).astype(np.intp)
     hi = np.minimum(lo + 1, count - 1)
     t = (pos - lo).astype(dtype)
-    below, above = _at(s, lo), _at(s, hi)
-    d = above - below
-    result = np.where(t >= 0.5, above - d * (1 - t), below + d * t)  # NumPy's _lerp
-    result = _all_nan(result, count)
+    result = _all_nan(lerp(_at(s, lo), _at(s, hi), t), count)
     # laid out as NumPy's: C with the quantiles last, moved to the front
     result = np.reshape(c_ordered(np.moveaxis(result, 0, -1)), shape + q.shape)
     moved = range(len(shape), len(shape) + q.ndim)
