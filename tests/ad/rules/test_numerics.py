@@ -100,6 +100,9 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.polydiv, lambda u, v: np.polydiv(u, v), (W[:2], V)),  # a zero quotient
     (np.poly, lambda r: np.poly(r), (V,)),
     (np.poly, lambda a: np.poly(a), (M[:, :3] + 2 * np.eye(3),)),  # of the eigenvalues
+    (np.roots, lambda p: np.roots(p), (np.array([1.0, -0.5, -2.0, 0.8]),)),  # real roots
+    (np.roots, lambda p: np.roots(p), (np.array([1.0, 0.5, 1.0]),)),  # a conjugate pair
+    (np.roots, lambda p: np.roots(np.concatenate([[0.0], p, [0.0]])), (W,)),  # zeros cut
     (np.polyfit, lambda x, y: np.polyfit(x, y, 2), (Y6 / 4 + np.arange(6.0), M[0])),
     (np.polyfit, lambda y, w: np.polyfit(np.arange(6.0), y, 3, w=w), (M.T, Y6 * Y6 + 0.5)),
     (np.polyfit, lambda y: np.polyfit(np.arange(6.0), y, 2, cov=True), (M[1],)),
@@ -230,10 +233,27 @@ def test_polynomials_are_numpys_to_the_bit():
     np.testing.assert_allclose(g, np.linalg.pinv(np.vander(np.arange(6.0), 3))[0], atol=1e-14)
 
 
+def test_roots_and_their_derivative_by_hand():
+    # no rule before: NumPy's roots (real where all are, a zero per trailing zero), and the
+    # implicit derivative of a simple root r: dr/dp_k = -r^(n-k) / p'(r)
+    for p in (np.array([1.0, -3.0, 2.0]), np.array([0.0, 2.0, 0.0, 1.0, 3.0, 0.0, 0.0]),
+              np.array([1.0 + 1.0j, 2.0, 3.0j]), np.array([2.0]), np.zeros(2)):
+        got, want = fl.pullback(np.roots, p)[0], np.roots(p)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    p = np.array([1.0, -6.0, 11.0, -6.0])  # roots 3, 2, 1
+    r = np.roots(p)
+    for i in range(3):
+        (g,) = fl.gradient(lambda p: np.roots(p)[i], p)
+        slope = np.polyval(np.polyder(p), r[i])
+        np.testing.assert_allclose(g, -r[i] ** np.arange(3, -1, -1) / slope, rtol=1e-10)
+
+
 def test_polynomial_errors_are_numpys():
     for f, x, error in [
             (lambda x: np.vander(x), A, ValueError), (lambda x: np.vander(x, -1), V, ValueError),
             (lambda x: np.polymul(x, W), A, ValueError), (lambda x: np.poly(x), M, ValueError),
+            (lambda x: np.roots(x), A, ValueError),
             (lambda y: np.polyfit(XS, y, 1), V, TypeError),
             (lambda y: np.polyfit(np.arange(5.0), y, -1), V, ValueError),
             (lambda y: np.polyfit(np.arange(5.0), y, 1, w=A), V, TypeError),

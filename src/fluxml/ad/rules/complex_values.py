@@ -85,7 +85,8 @@ COMPLEX = set([
     np.vecdot, np.cross, *_linalg("matvec", "vecmat", "astype", module=np),
     # numerical helpers (linear in the values)
     np.gradient, np.trapezoid, np.convolve, np.correlate, np.polyval, np.polyder, np.polyint,
-    np.vander, np.polyadd, np.polysub, np.polymul, np.polydiv, np.poly, np.sort_complex,
+    np.vander, np.polyadd, np.polysub, np.polymul, np.polydiv, np.poly, np.roots,
+    np.sort_complex,
     # linear algebra (holomorphic)
     *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
              "inv", "det", "trace", "diagonal", "matrix_transpose", "cross"),

@@ -1,6 +1,6 @@
 """The polynomial helpers of ``numpy`` (coefficients highest power first): ``vander``,
-``polyadd``, ``polysub``, ``polymul``, ``polydiv``, ``poly`` and ``polyfit`` (``polyval``,
-``polyder`` and ``polyint`` are in ``numerics``).
+``polyadd``, ``polysub``, ``polymul``, ``polydiv``, ``poly``, ``roots`` and ``polyfit``
+(``polyval``, ``polyder`` and ``polyint`` are in ``numerics``).
 
 Each is NumPy's own code, step by step, written with operations that have rules, so values
 are NumPy's (to the bit where NumPy's arithmetic is reproduced: all but ``polyfit``, whose
@@ -99,6 +99,29 @@ def poly(seq_of_zeros):
         if np.all(np.sort(roots) == np.sort(roots.conjugate())):
             a = np.copy(np.real(a))
     return a
+
+
+@function(np.roots)
+def roots(p):
+    """The eigenvalues of the companion matrix of ``p`` without its leading and trailing
+    zeros (a zero root for each trailing zero), as NumPy's; real where they all are."""
+    p = np.atleast_1d(_array(p))
+    if p.ndim != 1:
+        raise ValueError("Input must be a rank-1 array.")
+    nonzero = np.flatnonzero(raw(p))
+    if nonzero.size == 0:
+        return np.array([])
+    trailing = p.shape[0] - nonzero[-1] - 1
+    p = p[int(nonzero[0]):int(nonzero[-1]) + 1]
+    if p.dtype.kind not in "fc":
+        p = p.astype(float)
+    n = p.shape[0]
+    if n > 1:
+        below = np.diag(np.ones((n - 2,), p.dtype), -1)[1:]
+        found = np.linalg.eigvals(np.concatenate([(-p[1:] / p[0])[None, :], below]))
+    else:
+        found = np.array([])
+    return np.concatenate((found, np.zeros(trailing, found.dtype)))
 
 
 @function(np.polyfit)
