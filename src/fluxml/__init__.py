@@ -44,7 +44,8 @@ _LAZY = {
     **dict.fromkeys(["distributed"], "fluxml.distributed"),
     **dict.fromkeys([
         "batch_sequence", "data", "DataLoader", "datasets", "kfolds", "normalise", "onecold",
-        "onehot", "onehotbatch", "shuffleobs", "splitobs", "Standardiser",
+        "onehot", "onehotbatch", "oversample", "shuffleobs", "slidingwindow", "splitobs",
+        "Standardiser", "undersample",
     ], "fluxml.data"),
     **dict.fromkeys(["History"], "fluxml.history"),
     **dict.fromkeys([
@@ -147,12 +148,13 @@ __all__ = [
     "load_checkpoint", "loadmodel", "logitbinarycrossentropy", "logitcrossentropy", "logsigmoid",
     "logsoftmax", "logsumexp", "losses", "mae", "make_causal_mask", "mish", "modules", "mse",
     "msle", "nnlib", "normalise", "ode", "onecold", "onehot", "onehotbatch", "optimise",
+    "oversample",
     "outputsize", "poisson_loss", "pullback", "relu", "relu6", "rrelu", "save", "save_checkpoint",
     "scan", "scipy", "seed", "selu", "setup", "shuffleobs", "siamese_contrastive_loss",
-    "sigmoid", "silu",
+    "sigmoid", "silu", "slidingwindow",
     "softmax", "softplus", "softshrink", "softsign", "splitobs", "square", "squared_hinge_loss",
     "state", "stop_gradient", "summary", "swish", "tanhshrink", "testing", "testmode", "thaw",
     "train", "trainable", "trainmode", "trainstep", "trainstep_withgradient", "tree", "trelu",
-    "tversky_loss", "unflatten", "update",
+    "tversky_loss", "undersample", "unflatten", "update",
     "vjp", "while_loop", "withgradient", "xla",
 ]

@@ -256,3 +256,73 @@ def test_a_dict_with_other_keys_is_a_clear_error():
     _, back = fl.pullback(lambda d: {"a": d["x"], "b": d["v"]}, d)
     with pytest.raises(ValueError, match="pullback: the cotangent"):
         back({"a": 1.0, "c": 0.0})
+
+
+@pytest.mark.parametrize("write", [
+    lambda z: z.real.__setitem__(Ellipsis, z.real * 3.0),
+    lambda z: np.imag(z).__setitem__(0, 7.0),
+    lambda z: z.real[1:][::-1].__setitem__(0, 1.0),  # through a chain of views above it
+    lambda z: np.add(z.real, 1.0, out=z.real),
+])
+def test_a_write_through_the_parts_of_a_complex_array_is_refused(write):
+    """`z.real[...] = v` writes z in NumPy (the parts are views); under a transform the write
+    changed a copy and z kept its values, silently (a wrong value and gradient): now refused
+    by name. Reading the parts, and views of them, are unchanged."""
+    def f(x):
+        z = x * (1.0 + 2.0j)
+        write(z)
+        return np.sum(np.abs(z) ** 2)
+
+    with pytest.raises(fl.DifferentiationError, match="part of a traced complex array"):
+        fl.gradient(f, np.ones(4))
+
+    def g(x):
+        z = x * (1.0 + 2.0j)
+        return np.sum(z.real[1:][::-1] * np.arange(3.0)) + np.sum(np.imag(z) ** 2)
+
+    x = np.arange(4.0) / 3
+    (got,) = fl.gradient(g, x)
+    np.testing.assert_allclose(got, [8 * x[0], 2 + 8 * x[1], 1 + 8 * x[2], 8 * x[3]])
+
+
+def test_einsum_with_the_operands_dtype_is_a_view():
+    """Review of 4ff9ee5: np.einsum('ij->ji', y, dtype=y.dtype) is a view of y in NumPy (a
+    write through it reaches y); a dtype= cast copied the operand first, so the write was
+    lost, silently."""
+    def g(x):
+        y = x * 2.0
+        t = np.einsum("ij->ji", y, dtype=np.float64)
+        t[0, 1] = -1.0
+        return np.sum(y * np.arange(6.0).reshape(2, 3))
+
+    x = np.arange(6.0).reshape(2, 3)
+    assert fl.jvp(g, (x,), (np.ones_like(x),))[0] == g(x)
+    np.testing.assert_array_equal(fl.gradient(g, x)[0], [[0, 2, 4], [0, 8, 10]])
+
+
+def test_setting_the_parts_of_a_traced_array():
+    """`x.real = v` writes a real array as NumPy does; a complex one's parts are refused by
+    name, `x.imag = v` of a real array raises NumPy's TypeError (AttributeError before)."""
+    def f(x):
+        y = x * 1.0
+        y.real = 5.0
+        return np.sum(y * x)
+
+    x = np.arange(3.0)
+    assert fl.gradient(f, x)[0].tolist() == [5.0, 5.0, 5.0]
+
+    def complex_part(x):
+        z = x * (1 + 1j)
+        z.imag = 0.0
+        return np.sum(np.abs(z))
+
+    with pytest.raises(fl.DifferentiationError, match="imag part of a traced complex array"):
+        fl.gradient(complex_part, x)
+
+    def imag_of_real(x):
+        y = x * 1.0
+        y.imag = 1.0
+        return np.sum(y)
+
+    with pytest.raises(TypeError, match="does not have imaginary part to set"):
+        fl.gradient(imag_of_real, x)

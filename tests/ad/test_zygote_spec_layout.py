@@ -189,6 +189,19 @@ RESULT_LAYOUTS = [
     ("nanmedian keepdims", lambda x: np.nanmedian(x, axis=(0, 1), keepdims=True)),
     ("nanquantile", lambda x: np.nanquantile(x, [0.2, 0.7], axis=(0, 2))),
     ("nanquantile 2-d q", lambda x: np.nanquantile(x, [[0.2, 0.7, 0.1]], axis=1)),
+    # review of 4ff9ee5: pieces of a broadcast array (a K copy of one is F; NumPy's pieces
+    # are its views, read in C order); np.imag of a real array: zeros laid out as it
+    ("split of a broadcast array", lambda x: np.split(np.broadcast_to(x[:1], x.shape), 2)[1]),
+    ("split of a broadcast axis", lambda x: np.split(np.broadcast_to(x[:, :1], x.shape), 2)[0]),
+    ("imag of a real array", lambda x: np.imag(x) + x),
+    # NumPy's K copy (sort, median, np.gradient) puts a broadcast axis innermost, while its
+    # iterator (accumulate, ravel) keeps it in place
+    ("sort of a broadcast array", lambda x: np.sort(np.broadcast_to(x[:1], x.shape), axis=1)),
+    ("median of a broadcast array", lambda x: np.median(np.broadcast_to(x[:1], x.shape), axis=2)),
+    ("gradient of a broadcast array", lambda x: np.gradient(np.broadcast_to(x[:1], x.shape),
+                                                            axis=1)),
+    ("accumulate of a broadcast array", lambda x: np.maximum.accumulate(
+        np.broadcast_to(x[:, :1], x.shape), axis=2)),
 ]
 
 

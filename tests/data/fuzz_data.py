@@ -3,8 +3,9 @@ and NumPy: ``DataLoader`` over random data structures (arrays, tuples, namedtupl
 nested, lists, objects with ``__len__``/``__getitem__``) with random batch sizes, shuffling,
 ``partial``, ``collate``, generators and shards (ranks simulated); ``splitobs`` (fractions,
 counts, stratified), ``kfolds``, ``shuffleobs``, ``getobs`` (index arrays, slices, masks),
-``onehotbatch``/``onecold``, ``normalise``/``Standardiser``, and ``read_idx`` over IDX files
-written here.
+``onehotbatch``/``onecold``, ``normalise``/``Standardiser``, ``read_idx`` over IDX files
+written here, ``slidingwindow`` (and a DataLoader over its windows), ``oversample`` and
+``undersample``.
 
 The suite runs a few hundred cases (tests/data/test_fuzz_data.py); by hand:
 
@@ -155,6 +156,31 @@ def ref_epochs(n, batchsize, shuffle, partial, seed, rank, nranks, epochs):
                 break
             batches.append(np.array_split(chunk, nranks)[rank])
         out.append(batches)
+    return out
+
+
+def ref_window_starts(n, size, stride):
+    """The first observation of each complete window: a loop."""
+    starts, start = [], 0
+    while start + size <= n:
+        starts.append(start)
+        start += stride
+    return starts
+
+
+def ref_oversampled(labels, fraction):
+    """For each label: how many observations it has after oversampling, and how many times
+    each of its observations appears (sorted): each class topped up to round(fraction *
+    largest) with whole copies, the remainder drawn once each."""
+    members = {}
+    for i, lab in enumerate(labels):
+        members.setdefault(lab, []).append(i)
+    target = round(fraction * max(len(m) for m in members.values()))
+    out = {}
+    for lab, m in members.items():
+        c, extra = len(m), max(target - len(m), 0)
+        whole, rest = extra // c, extra % c
+        out[lab] = (c + extra, sorted([1 + whole] * (c - rest) + [2 + whole] * rest))
     return out
 
 
@@ -432,6 +458,54 @@ def collate_case(seed: int) -> None:
     same(fl.data.default_collate(obs), ref_stack(obs), f"seed {seed}: default_collate")
 
 
+def window_case(seed: int) -> None:
+    r = np.random.default_rng([seed, 9])
+    n = int(r.integers(1, 16))
+    data = random_data(r, n)
+    size, stride = int(r.integers(1, n + 3)), int(r.integers(1, 5))
+    where = f"seed {seed}: slidingwindow n={n} size={size} stride={stride}"
+    if size > n:
+        try:
+            fl.slidingwindow(data, size, stride)
+        except ValueError as err:
+            assert "size must be at most" in str(err), f"{where}: {err}"
+            return
+        raise AssertionError(f"{where}: a window larger than the data was made")
+    windows = fl.slidingwindow(data, size, stride)
+    expected = [ref_batch(data, range(a, a + size)) for a in ref_window_starts(n, size, stride)]
+    assert len(windows) == len(expected), f"{where}: {len(windows)} windows"
+    for k, w in enumerate(windows):
+        same(w, expected[k], f"{where}: window {k}")
+    batchsize = int(r.integers(1, 4))
+    for b, batch in enumerate(fl.DataLoader(windows, batchsize=batchsize)):
+        same(batch, ref_stack(expected[b * batchsize:(b + 1) * batchsize]), f"{where}: batch {b}")
+
+
+def resample_case(seed: int) -> None:
+    r = np.random.default_rng([seed, 10])
+    n = int(r.integers(1, 20))
+    data = random_data(r, n)
+    labels = r.integers(int(r.integers(1, 5)), size=n)
+    fraction = [0.4, 1, 1, 1.7][r.integers(4)]
+    shuffle, rng = bool(r.integers(2)), int(r.integers(1000))
+    where = f"seed {seed}: resample n={n} labels={labels.tolist()} shuffle={shuffle}"
+    given = labels if r.integers(2) else labels.tolist()
+    # the observations' positions resampled with them, to read back what was taken
+    (d, idx), y = fl.oversample((data, np.arange(n)), given, fraction=fraction,
+                                shuffle=shuffle, rng=rng)
+    same(d, ref_batch(data, idx), f"{where}: oversampled data")
+    assert y.tolist() == labels[idx].tolist(), f"{where}: labels not with their data"
+    seen = np.bincount(idx, minlength=n)
+    for lab, (count, appearances) in ref_oversampled(labels.tolist(), fraction).items():
+        assert (y == lab).sum() == count, f"{where}: label {lab} {(y == lab).sum()} times"
+        assert sorted(seen[labels == lab].tolist()) == appearances, f"{where}: label {lab}"
+    d, idx, y = fl.undersample((data, np.arange(n), given), shuffle=shuffle, rng=rng)
+    same(d, ref_batch(data, idx), f"{where}: undersampled data")
+    fewest = min(int((labels == lab).sum()) for lab in set(labels.tolist()))
+    assert len(set(idx.tolist())) == len(idx), f"{where}: an observation twice"
+    assert all(int((y == lab).sum()) == fewest for lab in set(labels.tolist())), where
+
+
 def run_case(seed: int, folder: str) -> None:
     collate_case(seed)
     loader_case(seed)
@@ -441,6 +515,8 @@ def run_case(seed: int, folder: str) -> None:
     onehot_case(seed)
     normalise_case(seed)
     idx_case(seed, folder)
+    window_case(seed)
+    resample_case(seed)
 
 
 def main(argv=None):

@@ -9,6 +9,8 @@ tests of that type translate to their values: indexing, concatenating, argmax an
 products with a one-hot matrix are NumPy's own on the dense array.
 """
 
+from collections import namedtuple
+
 import numpy as np
 import pytest
 
@@ -84,6 +86,95 @@ def test_onehot_of_tuple_labels():
     y = fl.onehotbatch(data, labels)
     np.testing.assert_array_equal(y, hot(2, 0, 1, n=3))
     assert list(fl.onecold(y, labels)) == data
+
+
+def test_onehotbatch_of_a_batch_of_sequences_of_tuple_labels():
+    # onehot.jl "onehotbatch": OneHotArrays encodes one value per element of an array of
+    # labels (a Matrix of tuples gives (classes, N, T)). Regression: each sequence of the batch
+    # was read as one value, refused (value ((0, 1), (1, 0)) is not among the labels), and with
+    # default= every sequence took the default: a (2, 2) array for (2, 2, 2), silently
+    labels = [(0, 1), (1, 0), (1, 1)]
+    seqs = [[(0, 1), (1, 0)], [(1, 1), (0, 1)]]
+    expected = np.zeros((2, 2, 3), np.float32)  # by hand: one row per element
+    for i, seq in enumerate(seqs):
+        for t, v in enumerate(seq):
+            expected[i, t, labels.index(v)] = 1
+    np.testing.assert_array_equal(fl.onehotbatch(seqs, labels), expected)
+    np.testing.assert_array_equal(fl.onehotbatch(seqs, labels, default=(1, 1)), expected)
+    # the same batch as an int array (2, 2, 2), and as an object array of tuples (2, 2);
+    # before, the int array's numbers were values: all the default, silently
+    np.testing.assert_array_equal(fl.onehotbatch(np.array(seqs), labels, default=(1, 1)),
+                                  expected)
+    objs = np.empty((2, 2), dtype=object)
+    for i, seq in enumerate(seqs):
+        for t, v in enumerate(seq):
+            objs[i, t] = v
+    np.testing.assert_array_equal(fl.onehotbatch(objs, labels), expected)
+    # no values: a batch of none, or of empty sequences, as for other labels
+    assert fl.onehotbatch([], labels).shape == (0, 3)
+    assert fl.onehotbatch([[], []], labels).shape == (2, 0, 3)
+    # an unknown pair with default= takes the default, one element at a time
+    y = fl.onehotbatch([[(0, 1), (5, 5)]], labels, default=(1, 1))
+    np.testing.assert_array_equal(y, [hot(0, 2, n=3)])
+    assert fl.onecold(y, labels).tolist() == [[(0, 1), (1, 1)]]
+
+
+def test_onehotbatch_refuses_ragged_batches_of_tuple_values():
+    # a batch of sequences of different lengths is no array of values (default= took each
+    # sequence as an unknown value before, silently)
+    labels = [(0, 1), (1, 0)]
+    with pytest.raises(ValueError, match=r"onehotbatch: xs holds \(\(0, 1\), \(1, 0\)\), a "
+                                         r"sequence of labels where one value was expected"):
+        fl.onehotbatch([[(0, 1), (1, 0)], [(0, 1)]], labels, default=(0, 1))
+    with pytest.raises(ValueError, match=r"value \(1, 0, 1\) is not among"):  # a value
+        fl.onehotbatch([[(0, 1), (1, 0)], [(0, 1), (1, 0, 1)]], labels)
+    # a numeric array's numbers can be no pair: its last axis must be the pairs
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\).*got int64 values of shape "
+                                         r"\(3, 3\)"):
+        fl.onehotbatch(np.zeros((3, 3), np.int64), labels, default=(0, 1))
+    with pytest.raises(ValueError, match="one value"):
+        fl.onehotbatch((0, 1), labels)
+    # values of another shape in a sequence are unknown values, one each (OneHotArrays:
+    # anything not among the labels), as before
+    expected = hot(0, 1, 1, 1, n=2)
+    np.testing.assert_array_equal(
+        fl.onehotbatch([(0, 1), 99, "zz", (1, 0, 1)], labels, default=(1, 0)), expected)
+    np.testing.assert_array_equal(
+        fl.onehotbatch([[(0, 1), (1, 0)], [(0, 1), (1, 0, 1)]], labels, default=(1, 0)),
+        [hot(0, 1, n=2), hot(0, 1, n=2)])
+    with pytest.raises(ValueError, match=r"value 99 is not among the labels"):
+        fl.onehotbatch([(0, 1), 99], labels)
+    # labels of different shapes take a flat sequence; a sequence of labels in it is refused
+    mixed = [("a",), ("b", "c")]
+    np.testing.assert_array_equal(fl.onehotbatch([("b", "c"), ("a",)], mixed), hot(1, 0, n=2))
+    with pytest.raises(ValueError, match=r"xs holds \(\('a',\),\), a sequence of labels"):
+        fl.onehotbatch([[("a",)], [("a",)]], mixed, default=("a",))
+
+
+def test_onehot_of_namedtuple_labels():
+    # a namedtuple label is a tuple: a batch of sequences of them is read one per element
+    P = namedtuple("P", "a b")
+    labels = [P(0, 1), P(1, 0)]
+    np.testing.assert_array_equal(fl.onehotbatch([P(1, 0), (0, 1)], labels), hot(1, 0, n=2))
+    np.testing.assert_array_equal(fl.onehotbatch([[P(1, 0)], [(5, 5)]], labels,
+                                                 default=labels[0]), [hot(1, n=2), hot(0, n=2)])
+    assert fl.onecold(hot(1, 0, n=2), labels).tolist() == [P(1, 0), P(0, 1)]
+
+
+def test_onehot_of_list_labels():
+    # a label may be a list (a Julia Vector): regression, a list value became a tuple, never
+    # equal to the list label, so [0, 1] was refused, and with default= took it, silently
+    labels = [[0, 1], [1, 1]]
+    np.testing.assert_array_equal(fl.onehotbatch([[1, 1], [0, 1]], labels), hot(1, 0, n=2))
+    np.testing.assert_array_equal(fl.onehotbatch([[1, 1], [0, 1]], labels, default=[1, 1]),
+                                  hot(1, 0, n=2))
+    np.testing.assert_array_equal(fl.onehot((0, 1), labels), [1, 0])
+    # the rows of an array as labels: regression, NumPy's "truth value of an array is
+    # ambiguous" where the labels were compared
+    rows = np.array(labels)
+    np.testing.assert_array_equal(fl.onehotbatch([[1, 1], [0, 1]], rows), hot(1, 0, n=2))
+    np.testing.assert_array_equal(fl.onehotbatch(np.array([[[0, 1]]]), rows, default=rows[1]),
+                                  [hot(0, n=2)])
 
 
 def test_onehot_of_mixed_values():

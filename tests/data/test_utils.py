@@ -144,3 +144,44 @@ def test_normalise_and_standardiser():
     np.testing.assert_allclose(s.inverse(s(test)), test, rtol=1e-5)
     const = fl.Standardiser.fit(np.ones((3, 2)))
     assert np.array_equal(const(np.ones((1, 2))), np.zeros((1, 2)))
+
+
+def test_stratified_nan_labels_are_one_label():
+    """MLUtils' group_indices keys a Dict, which compares with isequal: the NaNs are one
+    label. Regression: each NaN an array gave was a label of its own (one observation each,
+    rounded to no observation in the first part), so a stratified split sent every
+    NaN-labelled observation to the last part, silently, and kfolds refused them."""
+    labels = np.array([np.nan] * 4 + [1.0] * 4)
+    train, test = fl.splitobs(np.arange(8), at=0.5, stratified=labels)
+    # by hand: each label's observations split in half, in order
+    assert train.tolist() == [0, 1, 4, 5] and test.tolist() == [2, 3, 6, 7]
+    vals = [v.tolist() for _, v in fl.kfolds(np.arange(8), k=2, stratified=labels)]
+    assert vals == [[0, 1, 4, 5], [2, 3, 6, 7]]
+
+
+def test_stratified_unhashable_labels_are_named():
+    """One-hot rows as labels failed in a dict: "unhashable type: 'list'"."""
+    with pytest.raises(TypeError, match=r"splitobs: stratified must hold one hashable label "
+                                        r"per observation .* got \[1.0, 0.0\] \(a list\) for "
+                                        r"observation 0 \(one-hot rows\? pass fl.onecold"):
+        fl.splitobs(np.arange(4), at=0.5, stratified=np.eye(2)[[0, 1, 0, 1]])
+    with pytest.raises(TypeError, match=r"kfolds: stratified must hold one hashable"):
+        next(fl.kfolds(np.arange(4), k=2, stratified=[{0}, {1}, {0}, {1}]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(0, 2**16),
+       st.booleans())
+def test_onehotbatch_of_batches_of_pairs_against_a_loop(n, t, classes, seed, as_array):
+    """A batch (n, t) of pair labels gives (n, t, classes), one row per pair, given as nested
+    lists or as an int array (n, t, 2)."""
+    r = np.random.default_rng(seed)
+    labels = [(p % 4, p // 4) for p in r.permutation(16)[:classes].tolist()]  # distinct
+    seqs = [[labels[r.integers(len(labels))] for _ in range(t)] for _ in range(n)]
+    expected = np.zeros((n, t, len(labels)), np.float32)
+    for i in range(n):
+        for j in range(t):
+            expected[i, j, labels.index(seqs[i][j])] = 1
+    xs = np.array(seqs) if as_array else seqs
+    np.testing.assert_array_equal(fl.onehotbatch(xs, labels), expected)
+    np.testing.assert_array_equal(fl.onehotbatch(xs, labels, default=labels[0]), expected)

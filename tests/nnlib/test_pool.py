@@ -214,6 +214,41 @@ def test_disjoint_windows_route_as_the_positions(size, kernel, stride, dilation)
     np.testing.assert_array_equal(ours, ref.astype(np.float32))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_first_order_kernel_equals_the_choices_and_put(data):
+    # the eager first-order gradient (_window_grad: one loop, the last entry's mask as "no
+    # match before") gives what WINDOW_PUT of the window choices gives, to the bit: ties,
+    # NaN maxima, infinite cotangents, -0.0 against 0.0, 1 to 3 spatial axes, gaps and
+    # dilated windows, float32 and float64
+    d = data.draw(st.integers(1, 3))
+    kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(d))
+    dilation = tuple(data.draw(st.integers(1, 2)) if k > 1 else 1 for k in kernel)
+    stride = tuple(dl * (k - 1) + 1 + data.draw(st.integers(0, 1))
+                   for k, dl in zip(kernel, dilation))
+    size = tuple(dl * (k - 1) + 1 + data.draw(st.integers(0, 5))
+                 for k, dl in zip(kernel, dilation))
+    rng = np.random.default_rng(data.draw(st.integers(0, 999)))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x = np.round(rng.standard_normal((2, 2) + size) * 2).astype(dtype)  # many ties
+    x[x == 0] = data.draw(st.sampled_from([0.0, -0.0]))
+    if data.draw(st.booleans()):
+        x.reshape(-1)[::5] = np.nan
+    geo = dict(kernel=kernel, stride=stride, pads=((0, 0),) * d, dilation=dilation)
+    best = maxpool(x, kernel, stride=stride, dilation=dilation)
+    g = rng.standard_normal(best.shape).astype(dtype)
+    if data.draw(st.booleans()):
+        g.reshape(-1)[::3] = np.inf
+    from fluxml.nnlib import pool
+
+    got = pool._window_grad(g, x, best, kernel=kernel, stride=stride, dilation=dilation)
+    sel = pool._choices(x, best, **geo)
+    want = pool._window_put(g, sel, shape=x.shape, kernel=kernel, stride=stride,
+                            dilation=dilation)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+
+
 def test_disjoint_windows_second_order_and_forward_mode():
     x = _x((6, 6), n=1)
 

@@ -217,8 +217,22 @@ Tracer.copy = lambda self, order="C": np.copy(self, order=order)  # C: ndarray.c
 Tracer.flatten = lambda self, order="C": np.copy(np.ravel(self, order=order))
 Tracer.T = property(lambda self: np.transpose(self))
 Tracer.mT = property(lambda self: np.swapaxes(self, -1, -2))
-Tracer.real = property(lambda self: np.real(self))
-Tracer.imag = property(lambda self: np.imag(self))
+
+
+def _set_real(self, value):
+    """``z.real = v``: NumPy writes the real part (all of a real array); a complex traced
+    array's is refused by name, as a write through ``z.real``."""
+    np.real(self)[...] = value
+
+
+def _set_imag(self, value):
+    if self.dtype.kind != "c":
+        raise TypeError("array does not have imaginary part to set")  # (NumPy's error)
+    np.imag(self)[...] = value
+
+
+Tracer.real = property(lambda self: np.real(self), _set_real)
+Tracer.imag = property(lambda self: np.imag(self), _set_imag)
 
 
 # In-place methods: NumPy's sort and partition reorder the array itself and return None.

@@ -44,9 +44,9 @@ def link(view, base, prim, params):
     longer than ``MAX_CHAIN`` is collapsed into one link to its root, a gather of the entries
     it selects (a loop of ``u = u[:]`` or ``u = u.reshape(-1)`` must not build a chain that
     writes recurse through). Short chains are kept: collapsing costs a pass over the root."""
-    if base._view is not None:
+    if base._view is not None and prim not in indexing.VALUE_VIEWS:
         steps, root = [(prim, params)], base
-        while root._view is not None:
+        while root._view is not None and root._view[1] not in indexing.VALUE_VIEWS:
             parent, p, pp = root._view
             steps.append((p, pp))
             root = parent
@@ -240,6 +240,12 @@ def _write_through(view, new):
         setitem(base, params["idx"], new)
         return
     inverse = indexing.VIEW_INVERSES.get(prim)
+    if prim in indexing.VALUE_VIEWS:
+        raise DifferentiationError(
+            f"cannot write through the {prim.name} part of a traced complex array (`z.{prim.name}"
+            f"[...] = v`, `z.{prim.name} += v`): fluxml cannot express the write on the array "
+            "it views. Build the array from its parts instead: `z = v + 1j * z.imag` (or "
+            "`z = z.real + 1j * v`).")
     if prim in indexing.READ_ONLY_VIEWS:
         raise DifferentiationError(
             f"cannot write through the result of {prim.name}: NumPy returns it as a read-only "

@@ -1,5 +1,6 @@
-"""Data: ``DataLoader``, one-hot encoding, splits and folds, padded sequences,
-normalisation, and bundled data sets.
+"""Data: ``DataLoader``, one-hot encoding, splits and folds, sliding windows, class
+resampling (``oversample``, ``undersample``), padded sequences, normalisation, and bundled
+data sets.
 
 >>> import numpy as np, fluxml as fl
 >>> (x, y), _ = fl.datasets.digits()
@@ -10,11 +11,13 @@ normalisation, and bundled data sets.
 
 from fluxml.data import datasets
 from fluxml.data.loader import DataLoader, batch_sequence, default_collate, getobs, numobs
+from fluxml.data.resample import oversample, undersample
+from fluxml.data.slidingwindow import SlidingWindow, slidingwindow
 from fluxml.data.splits import kfolds, shuffleobs, splitobs
 from fluxml.data.utils import Standardiser, normalise, onecold, onehot, onehotbatch
 
 __all__ = [
-    "DataLoader", "Standardiser", "batch_sequence", "datasets", "default_collate", "getobs",
-    "kfolds", "normalise", "numobs", "onecold", "onehot", "onehotbatch", "shuffleobs",
-    "splitobs",
+    "DataLoader", "SlidingWindow", "Standardiser", "batch_sequence", "datasets",
+    "default_collate", "getobs", "kfolds", "normalise", "numobs", "onecold", "onehot",
+    "onehotbatch", "oversample", "shuffleobs", "slidingwindow", "splitobs", "undersample",
 ]

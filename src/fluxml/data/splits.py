@@ -10,6 +10,7 @@ MLUtils' of those names, batch first and 0-based.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -148,16 +149,27 @@ def _sizes(n: int, at: list, given, what: str) -> list:
     return sizes
 
 
-def _groups(labels, n: int, order, who: str) -> dict:
+def _groups(labels, n: int, order, who: str, name: str = "stratified") -> dict:
     """Positions (in ``order``, the shuffled order, where given) of each label's
-    observations, the labels in their first appearance."""
+    observations, the labels in their first appearance. NaN labels are one label (MLUtils'
+    Dict compares with isequal; each NaN an array gave was a label of its own, so a
+    stratified split sent them all to the last part, silently)."""
     labels = np.asarray(labels).tolist() if hasattr(labels, "shape") else list(labels)
     if len(labels) != n:
-        raise ValueError(f"{who}: stratified must hold one label per observation, {n}; got "
+        raise ValueError(f"{who}: {name} must hold one label per observation, {n}; got "
                          f"{len(labels)}")
     groups: dict = {}
     for pos, i in enumerate(range(n) if order is None else order.tolist()):
-        groups.setdefault(labels[i], []).append(pos)
+        label = labels[i]
+        if isinstance(label, float) and label != label:
+            label = math.nan  # (one object: a dict finds it by identity)
+        try:
+            groups.setdefault(label, []).append(pos)
+        except TypeError:
+            hint = " (one-hot rows? pass fl.onecold(y))" if isinstance(label, list) else ""
+            raise TypeError(f"{who}: {name} must hold one hashable label per observation "
+                            f"(a number, a string, a tuple); got {label!r} (a "
+                            f"{type(label).__name__}) for observation {i}{hint}") from None
     return groups
 
 

@@ -59,8 +59,14 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
     also runs inside ``fl.compile`` (a loss may encode its batch's labels there). Labels are
     compared with Python's ``==`` (OneHotArrays' ``isequal``: there ``0.0`` and ``-0.0`` are
     two labels and NaN matches NaN; here they are one label, and NaN matches nothing). A
-    label may be a tuple; ``xs`` is then a sequence of such values. A Python ``str`` is one
-    value: ``list("abc")`` is Julia's ``"abc"``.
+    label may be a tuple or a list (the two compare equal); where the labels have one shape
+    ``S`` (``(2,)`` for pairs), ``xs`` is an array or nested sequence of shape ``B + S``,
+    each ``S`` block one value, and the result ``B + (len(labels),)``: a batch of sequences
+    of pairs ``(N, T, 2)`` gives ``(N, T, classes)``, as OneHotArrays' one value per element
+    of a matrix of tuples (an object array of tuples is read element by element too; a value
+    of another shape is an unknown one; a numeric array must end in ``S``). Labels of
+    different shapes take a flat sequence of values. A Python ``str`` is one value:
+    ``list("abc")`` is Julia's ``"abc"``.
 
     >>> import fluxml as fl
     >>> fl.onehotbatch([1, 1, 0], 2, dtype=int)
@@ -69,28 +75,31 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
            [1, 0]])
     >>> fl.onehotbatch([[0, 2], [1, 1]], 3).shape
     (2, 2, 3)
+    >>> fl.onehotbatch([[(0, 1), (1, 0)], [(1, 0), (1, 0)]], [(0, 1), (1, 0)]).shape
+    (2, 2, 2)
     """
     labels = _labels(labels, "onehotbatch")
-    if default is not None and default not in labels:  # (list.index failed: "not in list")
+    keys = [_key(lab) for lab in labels]  # (a list label is compared as a tuple)
+    if default is not None and _key(default) not in keys:  # (list.index: "not in list")
         raise ValueError(f"onehotbatch: default {default!r} is not among the labels {labels}; "
                          f"it names the label that unknown values get")
     # (a traced array inside fl.compile stays traced: np.asarray would need its values)
-    xs_arr = xs if type(xs) is Tracer else _values(xs, labels)
+    xs_arr = xs if type(xs) is Tracer else _values(xs, labels, keys)
     if xs_arr.ndim == 0:
         raise ValueError("onehotbatch: expected an array or sequence of values; got one value "
                          "(fl.onehot encodes one)")
     n = len(labels)
-    fill = None if default is None else labels.index(default)
-    if labels == list(range(n)) and xs_arr.dtype.kind in "iu":
+    fill = None if default is None else keys.index(_key(default))
+    if keys == list(range(n)) and xs_arr.dtype.kind in "iu":
         return _encode_ints(xs_arr, n, fill, dtype)
-    index = _index(labels)
+    index = _index(keys)
     if index and len(index) != n:  # (a value would get the last of its columns)
-        twice = next(lab for i, lab in enumerate(labels) if index[lab] != i)
+        twice = next(lab for i, lab in enumerate(labels) if index[keys[i]] != i)
         raise ValueError(f"onehotbatch: the labels must be distinct; {twice!r} appears "
                          f"more than once in {labels}")
     pos = np.empty(xs_arr.size, np.int64)
     for i, x in enumerate(xs_arr.ravel().tolist()):
-        j = index.get(x) if index else next((k for k, lab in enumerate(labels)
+        j = index.get(x) if index else next((k for k, lab in enumerate(keys)
                                             if lab == x), None)
         if j is None:
             if fill is None:
@@ -102,25 +111,93 @@ def onehotbatch(xs, labels, default=None, dtype=np.float32) -> np.ndarray:
     return _encode_ints(pos.reshape(xs_arr.shape), n, None, dtype)
 
 
-def _values(xs, labels) -> np.ndarray:
-    """``xs`` as an array of values (of objects where they are of mixed types, strings and
-    others, which np.asarray would make all strings). Where a label is a tuple or list,
-    ``xs`` is a sequence of such values, one a position (np.asarray would take a tuple
-    apart: each of its numbers was encoded as a value, into a wrong shape where ``default``
-    caught them)."""
-    if not any(isinstance(lab, (tuple, list)) for lab in labels):
+def _key(value):
+    """``value`` as labels are compared: a list or array as a tuple (of such keys), so that
+    a label ``[0, 1]`` matches the value ``[0, 1]`` (a list is unhashable, and never
+    equal to the tuple a value became) and ``(0, 1)`` matches a row of an array."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (tuple, list)):
+        return tuple(_key(v) for v in value)
+    return value
+
+
+def _shape(label) -> tuple | None:
+    """The nested shape of a tuple or list label (``(0, 1)``: ``(2,)``), ``()`` for any
+    other value, None where its parts differ in shape. An array label is read as its list
+    (``_key`` compares it so)."""
+    if isinstance(label, np.ndarray):
+        label = label.tolist()
+    if not isinstance(label, (tuple, list)):
+        return ()
+    inner = {_shape(v) for v in label}
+    if len(inner) > 1 or None in inner:
+        return None
+    return (len(label),) + (inner.pop() if inner else ())
+
+
+def _values(xs, labels, keys) -> np.ndarray:
+    """``xs`` as an array of values, one a label's position in the result: of NumPy's
+    dtype for numbers and strings, of objects where the values are of mixed types (which
+    np.asarray would make all strings) or tuples. Where the labels are tuples or lists of
+    one shape ``S``, ``xs`` is an array or (nested) sequence of shape ``B + S``, each
+    ``S`` block one value (as OneHotArrays' onehotbatch of an array: one per element), or
+    of values of other shapes (each an element, unknown). Before, each element of ``xs`` was
+    one value: a batch of sequences of tuples read each sequence as one value, and a numeric
+    array's numbers were values, never equal to a tuple (with default=, both took the
+    default, silently)."""
+    shapes = {_shape(lab) for lab in labels}
+    if shapes == {()}:
         arr = np.asarray(xs)
         if arr.dtype.kind in "US" and not isinstance(xs, np.ndarray):  # (np.asarray turned
             mixed = np.asarray(xs, dtype=object)  # ["c0", 1] into the strings "c0", "1")
             if mixed.shape == arr.shape and not all(isinstance(v, str) for v in mixed.flat):
                 return mixed
         return arr
-    if isinstance(xs, np.ndarray):
-        return xs
-    out = np.empty(len(xs), dtype=object)
-    for i, x in enumerate(xs):
-        out[i] = tuple(x) if isinstance(x, list) else x
-    return out
+    if len(shapes) > 1 or None in shapes:  # labels of different shapes: a flat sequence,
+        if _holds_sequences(xs):  # or an array of values
+            return _elements(xs, keys)
+        return _elements(_object_array((len(xs),), list(xs)), keys)
+    shape = shapes.pop()
+    k = len(shape)
+    arr = xs if isinstance(xs, np.ndarray) else np.asarray(xs, dtype=object)
+    if not _holds_sequences(arr) and arr.ndim >= k and arr.shape[arr.ndim - k:] == shape:
+        blocks = arr.reshape((-1,) + shape)
+        return _object_array(arr.shape[:arr.ndim - k], [_key(v) for v in blocks])
+    if arr.dtype != object and arr.size:  # (its numbers would all be unknown values)
+        raise ValueError(f"onehotbatch: the labels are values of shape {shape}, so an array "
+                         f"xs must have the shape (..., {', '.join(map(str, shape))}), one "
+                         f"value a block; got {arr.dtype} values of shape {arr.shape}")
+    return _elements(arr, keys)  # values of other shapes among the labels' (or none)
+
+
+def _holds_sequences(arr) -> bool:
+    """Whether ``arr`` is an object array holding tuples or lists (values, or the
+    sequences of a ragged batch)."""
+    return isinstance(arr, np.ndarray) and arr.dtype == object and \
+        any(isinstance(v, (tuple, list)) for v in arr.flat)
+
+
+def _elements(arr: np.ndarray, keys: list) -> np.ndarray:
+    """Each element of the object array ``arr`` one value. A sequence of labels (or of
+    sequences) among them that is not a label is a ragged batch of sequences (np.asarray
+    stopped above it), an error: it is no unknown value for default= to take."""
+    values = [_key(v) for v in arr.flat]
+    for v in values:
+        if isinstance(v, tuple) and v not in keys and \
+                any(isinstance(p, tuple) or p in keys for p in v):
+            raise ValueError(f"onehotbatch: xs holds {v!r}, a sequence of labels where one "
+                             f"value was expected: a batch of sequences of different "
+                             f"lengths? (each must hold as many values, or give an object "
+                             f"array of the values)")
+    return _object_array(arr.shape, values)
+
+
+def _object_array(shape: tuple, values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out.reshape(shape)
 
 
 def _encode_ints(xs, n, fill, dtype):

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from fluxml._checks import flag, real_in
-from fluxml.ad.core import COMPILING, raw, untraced
+from fluxml.ad.core import COMPILING, first_order, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
 
@@ -151,6 +151,9 @@ def _by_choice(geo):
 
 
 def _maxpool_vjp(g, ans, x, **geo):
+    if _by_choice(geo) and first_order(g, ans, x) and type(raw(g)) is np.ndarray:
+        return _window_grad(g, x, ans, kernel=geo["kernel"], stride=geo["stride"],
+                            dilation=geo["dilation"])
     if _by_choice(geo):
         return WINDOW_PUT(g, untraced(_choices, (x, ans), geo), shape=x.shape,
                           kernel=geo["kernel"], stride=geo["stride"], dilation=geo["dilation"])
@@ -204,6 +207,42 @@ def _window_put(g, sel, *, shape, kernel, stride, dilation):
             xp.multiply(g, sel == k, out=view)
         else:
             view[...] = xp.where(sel == k, g, 0)
+    return dx
+
+
+def _window_grad(g, x, best, *, kernel, stride, dilation):
+    """First order, eagerly: ``WINDOW_PUT(g, _choices(x, best))`` (disjoint windows, no
+    padding) in one loop over the window entries, each entry's mask of first maxima written
+    at once (a match here and none before), and the last entry's taken as the windows with
+    no match before (the maximum, not NaN, is one of the entries): about half the passes of
+    the choices and the put, which measured ~2.5 ms of LeNet-5's 11 ms step."""
+    out = g.shape[2:]
+    tiled = all((k == 1 or dl == 1) and k == s and s * m == n
+                for k, dl, s, m, n in zip(kernel, dilation, stride, out, x.shape[2:]))
+    dx = np.empty(x.shape, g.dtype) if tiled else np.zeros(x.shape, g.dtype)
+    finite = bool(np.isfinite(g).all())  # (g times a mask: inf or NaN times 0 is NaN)
+    nan = best.dtype.kind in "fc" and bool(np.isnan(best).any())
+    entries = _entry_views(x, kernel, stride, dilation, out)
+    last = len(entries) - 1
+    for k, (entry, view) in enumerate(zip(entries, _entry_views(dx, kernel, stride, dilation,
+                                                                out))):
+        if k == 0:
+            found = mask = np.equal(entry, best)  # (this entry's first maxima: its matches)
+            if nan:
+                found |= np.isnan(entry)
+            spare = np.empty_like(found)
+        elif k == last and not nan:
+            mask = np.logical_not(found, out=spare)
+        else:
+            mask = np.equal(entry, best, out=spare)
+            if nan:
+                mask |= np.isnan(entry)
+            np.greater(mask, found, out=mask)  # a match here, and none before
+            found |= mask
+        if finite:
+            np.multiply(g, mask, out=view)
+        else:
+            view[...] = np.where(mask, g, 0)
     return dx
 
 

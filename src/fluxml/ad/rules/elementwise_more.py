@@ -25,7 +25,7 @@ from fluxml.ad.define import (
     ufunc,
 )
 from fluxml.ad.mutation import assign_out, into_out
-from fluxml.ad.rules.indexing import getitem
+from fluxml.ad.rules.indexing import VALUE_VIEWS, getitem
 
 
 def _zero(g, ans, *args, **params):
@@ -102,19 +102,25 @@ defjvp(WHERE, lambda t, ans, x, y, cond: WHERE(t, 0, cond=cond),
 # --- real, imaginary part, conjugate (JAX's convention for complex cotangents) --------------------
 
 def _part(part, x):
-    """``np.real`` or ``np.imag`` of a copy of ``x``: of a complex array, a view of the copy
-    laid out as NumPy's view of ``x`` (strided, contiguous in neither order), which a later
-    ``ravel(order="K" or "A")`` reads; a new (writable) array of a real one."""
-    if np.iscomplexobj(x):
-        return part(np.array(x, copy=True))
+    """``np.real`` or ``np.imag``: of a complex array, NumPy's view of it (the engine links it
+    as a view: a write through it is refused, see ``VALUE_VIEWS``); a new (writable) array
+    of a real one, or of a number."""
+    if np.iscomplexobj(x) and not np.isscalar(x):
+        return part(x)
     return np.array(part(x), copy=True)
 
 
-REAL = primitive("real", lambda x: _part(np.real, x), keeps_inputs=False, keeps_output=False)
+REAL = primitive("real", lambda x: _part(np.real, x), keeps_inputs=False, keeps_output=False,
+                 view=True)
 defvjp(REAL, same)
 deflinear(REAL)
 
-IMAG = primitive("imag", lambda x: _part(np.imag, x), keeps_inputs=False, keeps_output=False)
+IMAG = primitive("imag", lambda x: _part(np.imag, x), keeps_inputs=False, keeps_output=False,
+                 view=True)
+# a write through z.real or z.imag of a traced complex array would have to rebuild z from
+# both parts: refused by name (before, the write changed a copy and z silently kept its
+# values); reading them, and a chain of views above them, are views as in NumPy
+VALUE_VIEWS.update((REAL, IMAG))
 # g first: 1j * np.float64 is a Python complex, np.float64 * 1j a NumPy one
 defvjp(IMAG, lambda g, ans, x: g * -1j if np.iscomplexobj(x) else np.zeros_like(g))
 deflinear(IMAG)
@@ -192,7 +198,9 @@ def real(val):
 @function(np.imag)
 def imag(val):
     if type(val) is Tracer and val.dtype.kind != "c":
-        zeros = np.zeros(val.shape, val.dtype)  # NumPy: read-only zeros, no derivative
+        # NumPy: read-only zeros, in F order for an F array (else C), no derivative
+        flags = getattr(raw(val), "flags", None)
+        zeros = np.zeros(val.shape, val.dtype, order="F" if flags and flags.fnc else "C")
         zeros.flags.writeable = False
         return zeros
     return IMAG(val)

@@ -17,7 +17,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from fluxml.ad import errors
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, lookup, raw
 from fluxml.ad.mutation import into_out
-from fluxml.ad.rules.shape import in_memory_order_of
+from fluxml.ad.rules.shape import in_iterator_order_of
 
 # ufunc methods that are ordinary NumPy functions in disguise.
 REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}
@@ -100,7 +100,7 @@ def accumulate(ufunc, a, axis=0, dtype=None, out=None):
     parts = [moved[0]]
     for i in range(1, moved.shape[0]):
         parts.append(ufunc(parts[-1], moved[i]))
-    result = in_memory_order_of(np.moveaxis(np.stack(parts), 0, axis), a)  # NumPy's layout
+    result = in_iterator_order_of(np.moveaxis(np.stack(parts), 0, axis), a)  # NumPy's layout
     return _out(result, out, f"np.{ufunc.__name__}.accumulate")
 
 

@@ -119,6 +119,9 @@ VIEW_INVERSES: dict = {}
 # Views that NumPy itself returns read-only (diagonal, broadcast_to, sliding windows): the
 # refusal of a write through one says so. Shape rules add theirs.
 READ_ONLY_VIEWS: set = {READ_ONLY_GATHER}
+# Views whose entries are not entries of their base (a complex array's real or imaginary
+# part): a long chain of views is collapsed into one gather above them, never through them
+VALUE_VIEWS: set = set()
 
 
 def _is_basic(idx) -> bool:

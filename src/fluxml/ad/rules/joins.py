@@ -16,6 +16,8 @@ from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, fu
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, getitem, take
 from fluxml.ad.rules.shape import (
+    _inverse,
+    _memory_axes,
     atleast_1d,
     atleast_2d,
     atleast_3d,
@@ -41,7 +43,12 @@ def _split(x, *, bounds, axis):
     # the pieces: views of one copy of x in x's memory order, so laid out (strides, C and F
     # contiguity) as NumPy's pieces, views of x, which a later ravel(order="K" or "A") reads
     # (copies of each piece were C-ordered, or F-contiguous where NumPy's views are not)
-    whole = x.copy(order="K")
+    if type(x) is np.ndarray:  # (other libraries: no layouts to match)
+        # in the order NumPy's iterator reads x (a K copy of a broadcast array is F)
+        axes = _memory_axes(x.shape, x.strides)
+        whole = np.transpose(np.transpose(x, axes).copy(), _inverse(axes))
+    else:
+        whole = x.copy()
     return tuple(whole[_slice(axis, slice(lo, hi))] for lo, hi in bounds)
 
 

@@ -126,9 +126,10 @@ deflinear(EINSUM)
 def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="safe"):
     subscripts, arrays = _from_sublists(operands) if not isinstance(operands[0], str) \
         else (operands[0], operands[1:])
-    if dtype is not None:
-        arrays = [a.astype(dtype) if type(a) is Tracer else np.asarray(a).astype(dtype)
-                  for a in arrays]
+    if dtype is not None:  # (an operand of that dtype already is used as it is: NumPy's
+        # einsum then returns its views, 'ij->ji', which writes reach)
+        arrays = [a if np.dtype(dtype) == a.dtype else a.astype(dtype)
+                  for a in (x if type(x) is Tracer else np.asarray(x) for x in arrays)]
     subscripts = normalise_subscripts(subscripts, [np.shape(raw(a)) for a in arrays])
     if len(arrays) == 1 and type(arrays[0]) is Tracer and out is None:
         view = _einsum_view(arrays[0], subscripts)

@@ -18,7 +18,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
 from fluxml.ad.define import function
-from fluxml.ad.rules.shape import c_ordered
+from fluxml.ad.rules.shape import c_ordered, in_memory_order_of
 
 # --- integration and differentiation of samples --------------------------------------------------
 
@@ -65,7 +65,9 @@ def gradient(f, *varargs, axis=None, edge_order=1):
         if np.issubdtype(otype, np.integer):
             f = f.astype(np.float64)
         otype = np.dtype(np.float64)
-    outs = [_cast(_gradient_along(f, ax, h, edge_order), otype) for ax, h in zip(axes, spacings)]
+    # each laid out as NumPy's np.empty_like(f) that it fills (a broadcast f's K order)
+    outs = [in_memory_order_of(_cast(_gradient_along(f, ax, h, edge_order), otype), f)
+            for ax, h in zip(axes, spacings)]
     return outs[0] if len(axes) == 1 else tuple(outs)
 
 

@@ -324,6 +324,18 @@ def in_memory_order_of(y, a):
     """``y``, shaped as ``a``, in ``a``'s memory order, as NumPy's ``a.copy(order="K")``
     (what sorting and partitioning return)."""
     r = raw(a)
+    if getattr(r, "strides", None) is None:
+        return y
+    # the strides of NumPy's own K copy: of a broadcast array, its repeated axes innermost
+    # (unlike the iterator's order, which ravel(order="K") reads); an empty array is only
+    # allocated, never touched
+    return laid_out(y, _memory_axes(np.shape(r), np.empty_like(r, order="K").strides))
+
+
+def in_iterator_order_of(y, a):
+    """``y``, shaped as ``a``, in the order NumPy's iterator walks ``a`` (what a ufunc's
+    ``accumulate`` allocates): ``a``'s memory order, a broadcast axis kept in its place."""
+    r = raw(a)
     strides = getattr(r, "strides", None)
     return y if strides is None else laid_out(y, _memory_axes(np.shape(r), strides))
 
