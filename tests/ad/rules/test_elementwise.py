@@ -58,6 +58,8 @@ CASES = [
     (np.trunc, lambda x: np.trunc(x) + x, (A,)),
     (np.rint, lambda x: np.rint(x) * x, (A,)),
     (np.spacing, lambda x: np.spacing(x) + x, (A,)),
+    (np.nextafter, np.nextafter, (A, B)),  # no rule before
+    (np.nextafter, lambda x: np.nextafter(x, np.inf) * x, (A,)),
     (np.floor_divide, lambda x, y: np.floor_divide(x, y) * x * y, (A, B)),
     (np.floor_divide, lambda x, y: (x // y) + y, (A, COL)),
     (np.remainder, np.remainder, (A, B)),
@@ -279,6 +281,17 @@ NONDIFF_CALLS = [
     lambda x: np.diag_indices_from(np.outer(x, x))[0], np.nanargmax, np.nanargmin,
     lambda x: np.can_cast(x, np.float32),
 ]
+
+
+def test_nextafter_moves_by_one_step_with_slope_one():
+    # no rule before (a DifferentiationError): the value is NumPy's, the slope 1 in x and 0
+    # in y (where x == y too: moving both, the result follows x)
+    x, y = np.array([1.0, 2.0, -3.0]), np.array([2.0, 2.0, -4.0])
+    got, back = fl.pullback(np.nextafter, x, y)
+    np.testing.assert_array_equal(got, np.nextafter(x, y))
+    gx, gy = back(np.ones(3))
+    np.testing.assert_array_equal(gx, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(gy, [0.0, 0.0, 0.0])
 
 
 def test_type_queries_and_plans_read_the_values():

@@ -56,6 +56,12 @@ FMOD = ufunc(np.fmod, keeps_output=False)
 defvjp(FMOD, same, lambda g, ans, x, y: -g * np.trunc(x / y))
 defjvp(FMOD, same, lambda t, ans, x, y: -t * np.trunc(x / y))
 
+# nextafter(x, y): x moved one step of its spacing towards y (a piecewise-constant step), x
+# itself where x == y: slope 1 in x, 0 in y. (No rule before: a DifferentiationError.)
+NEXTAFTER = ufunc(np.nextafter, keeps_inputs=False, keeps_output=False)
+defvjp(NEXTAFTER, same, _zero)
+defjvp(NEXTAFTER, same, _zero)
+
 # heaviside(x, h0): a step in x; equal to h0 exactly where x == 0.
 HEAVISIDE = ufunc(np.heaviside, keeps_output=False)
 defvjp(HEAVISIDE, _zero, lambda g, ans, x, h0: np.where(x == 0, g, 0))
