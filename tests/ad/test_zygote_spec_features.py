@@ -241,7 +241,8 @@ def _fallback(convert):
 
 @pytest.mark.parametrize("convert", [
     float, lambda x: x.item(), lambda x: np.asarray(x) * 1.0, int, complex,
-    lambda x: np.sum(np.block([x, x])), lambda x: np.fft.hfft(np.stack([x, x]))[0],
+    lambda x: np.sum(np.unique(np.stack([x, x]))),
+    lambda x: np.fft.rfft(np.stack([x, x]) * 1j)[0],  # rfft refuses complex values
 ], ids=["float", "item", "asarray", "int", "complex", "no rule", "no rule (fft)"])
 def test_a_refusal_caught_by_the_function_is_raised_when_it_returns(convert):
     # before: `except Exception` caught the refusal and the gradient of the other path came
@@ -727,7 +728,7 @@ def test_derivatives_of_derivatives():  # test/utils.jl "adjoints of ForwardDiff
 
 @pytest.mark.parametrize("convert", [lambda x: float(x[0]) * np.ones(2),
                                      lambda x: np.asarray(x) * 1.0,
-                                     lambda x: np.block([x, x])[:2]],
+                                     lambda x: np.unique(x)[0] * x],
                          ids=["float", "asarray", "no rule"])
 def test_a_refusal_caught_inside_fl_compile_is_raised(convert):
     # the same under fl.compile: before, float(x) or np.asarray(x) caught by the function

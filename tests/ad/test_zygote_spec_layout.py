@@ -168,6 +168,27 @@ RESULT_LAYOUTS = [
     ("real", lambda x: np.real(x * (1 + 2j))),
     ("imag", lambda x: np.imag(x * (1 + 2j))),
     ("real of fft", lambda x: np.fft.fft(x, axis=1).real),
+    # np.block's concatenations (F for F blocks), its copy of a lone array (C); np.resize's
+    # C ravel
+    ("block", lambda x: np.block([[x, x], [x, x]])),
+    ("block of one", lambda x: np.block([x])),
+    ("block of no list", np.block),
+    ("resize", lambda x: np.resize(x, (2, 3, 7))),
+    # the NaN reductions: NumPy's of a copy in the input's order
+    ("nancumsum", lambda x: np.nancumsum(x, axis=1)),
+    ("nancumprod", lambda x: np.nancumprod(x / 2, axis=0)),
+    ("nanvar", lambda x: np.nanvar(x, axis=1, keepdims=True)),
+    ("nanprod", lambda x: np.nanprod(x, axis=2)),
+    ("unwrap", lambda x: np.unwrap(x * 3.0, axis=1)),  # a copy in the input's order
+    ("vander", lambda x: np.vander(x[:, 0, 0], 4)),  # C, whatever the powers' order
+    ("geomspace axis 1", lambda x: np.geomspace(x * x + 1, 2.0, 3, axis=1)),  # a moved view
+    ("apply_over_axes", lambda x: np.apply_over_axes(np.sum, x, [0, 2])),
+    # nanmedian in the order of the kept axes (a masked median), nanquantile C with its
+    # quantiles last, then moved first
+    ("nanmedian", lambda x: np.nanmedian(x, axis=1)),
+    ("nanmedian keepdims", lambda x: np.nanmedian(x, axis=(0, 1), keepdims=True)),
+    ("nanquantile", lambda x: np.nanquantile(x, [0.2, 0.7], axis=(0, 2))),
+    ("nanquantile 2-d q", lambda x: np.nanquantile(x, [[0.2, 0.7, 0.1]], axis=1)),
     # review of 4ff9ee5: pieces of a broadcast array (a K copy of one is F; NumPy's pieces
     # are its views, read in C order); np.imag of a real array: zeros laid out as it
     ("split of a broadcast array", lambda x: np.split(np.broadcast_to(x[:1], x.shape), 2)[1]),

@@ -23,6 +23,7 @@ from fluxml.ad.core import (
     traced_int,
     weak_result,
 )
+from fluxml.ad.define import function
 from fluxml.ad.dispatch import call_function, call_ufunc
 from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primitives, once)
     elementwise,
@@ -171,7 +172,37 @@ def _transpose(self, *axes):
 
 
 def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+    """``x.astype``: NumPy's casting check, and ``copy=False`` returns ``x`` itself where its
+    dtype and layout already fit (a later write through the result reaches ``x``, as in
+    NumPy; a copy was made before, so such a write was lost, silently)."""
+    dtype = np.dtype(dtype)
+    if not np.can_cast(self.dtype, dtype, casting=casting):
+        raise TypeError(f"Cannot cast array data from {self.dtype!r} to {dtype!r} according "
+                        f"to the rule {casting!r}")
+    if not copy and dtype == self.dtype and _has_order(raw(self), order):
+        return self
     return astype(self, dtype, order)
+
+
+if hasattr(np, "astype"):
+    @function(np.astype)
+    def astype_function(x, dtype, /, *, copy=True, device=None):
+        """NumPy 2's ``np.astype``: ``x.astype(dtype, copy=copy)`` on the CPU."""
+        if device is not None and device != "cpu":
+            raise ValueError(f'Device not understood. Only "cpu" is allowed, but received: '
+                             f"{device}")
+        return _astype(x, dtype, copy=copy)
+
+
+def _has_order(r, order) -> bool:
+    """Is the array ``r`` laid out as ``order`` asks ("K": any layout)?"""
+    flags = getattr(r, "flags", None)  # (none: an IR tracer, an array without a layout)
+    if order in ("K", None):
+        return True
+    if flags is None:
+        return False
+    return {"C": flags.c_contiguous, "F": flags.f_contiguous,
+            "A": flags.c_contiguous or flags.f_contiguous}[order]
 
 
 def _fill(self, value):

@@ -58,6 +58,8 @@ CASES = [
     (np.trunc, lambda x: np.trunc(x) + x, (A,)),
     (np.rint, lambda x: np.rint(x) * x, (A,)),
     (np.spacing, lambda x: np.spacing(x) + x, (A,)),
+    (np.nextafter, np.nextafter, (A, B)),  # no rule before
+    (np.nextafter, lambda x: np.nextafter(x, np.inf) * x, (A,)),
     (np.floor_divide, lambda x, y: np.floor_divide(x, y) * x * y, (A, B)),
     (np.floor_divide, lambda x, y: (x // y) + y, (A, COL)),
     (np.remainder, np.remainder, (A, B)),
@@ -120,6 +122,9 @@ CASES = [
     (np.conjugate, np.conjugate, (A,)),
     (np.sinc, np.sinc, (A,)),
     (np.sinc, np.sinc, (np.array([0.0, 0.05, -0.2, 0.26, 3.0]),)),
+    # no rule before (a DifferentiationError); each branch of I1: series, [2, 8], above 8
+    (np.i0, np.i0, (A,)),
+    (np.i0, np.i0, (np.array([0.0, -1.9, 2.1, 5.0, -7.9, 8.1, 12.0, -30.0]),)),
 ]
 
 
@@ -270,7 +275,35 @@ NONDIFF_CALLS = [
     lambda x: np.allclose(x, 0.5), lambda x: np.array_equal(x, x),
     lambda x: np.array_equiv(x, x), lambda x: x.argmax(), lambda x: x.searchsorted(0.0),
     lambda x: np.digitize(x, [0.0, 1.0]),
+    # no rule before (a DifferentiationError): positions, membership, a type test
+    lambda x: np.isin(x, [2.0, 0.3]), lambda x: np.tril_indices_from(np.outer(x, x))[1],
+    lambda x: np.triu_indices_from(np.outer(x, x), 1)[0],
+    lambda x: np.diag_indices_from(np.outer(x, x))[0], np.nanargmax, np.nanargmin,
+    lambda x: np.can_cast(x, np.float32),
 ]
+
+
+def test_nextafter_moves_by_one_step_with_slope_one():
+    # no rule before (a DifferentiationError): the value is NumPy's, the slope 1 in x and 0
+    # in y (where x == y too: moving both, the result follows x)
+    x, y = np.array([1.0, 2.0, -3.0]), np.array([2.0, 2.0, -4.0])
+    got, back = fl.pullback(np.nextafter, x, y)
+    np.testing.assert_array_equal(got, np.nextafter(x, y))
+    gx, gy = back(np.ones(3))
+    np.testing.assert_array_equal(gx, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(gy, [0.0, 0.0, 0.0])
+
+
+def test_type_queries_and_plans_read_the_values():
+    # no rule before: np.min_scalar_type, np.common_type and np.einsum_path of traced arrays
+    def f(x):
+        assert np.min_scalar_type(x) == np.float64 and np.common_type(x) is np.float64
+        assert np.einsum_path("i,i->", x, x)[0] == ["einsum_path", (0, 1)]
+        m = np.outer(x, x)
+        return np.sum(m[np.triu_indices_from(m, 1)])
+
+    (g,) = fl.gradient(f, np.array([0.3, -1.2, 2.0]))
+    np.testing.assert_allclose(g, [-1.2 + 2.0, 0.3 + 2.0, 0.3 - 1.2])
 
 
 @pytest.mark.parametrize("call", NONDIFF_CALLS)

@@ -7,6 +7,7 @@ import pytest
 
 import fluxml as fl
 from fluxml.testing import check_grads
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(5)
 X = rng.standard_normal((3, 6))
@@ -47,6 +48,12 @@ CASES = [
     (fft.fftshift, fft.fftshift, (X,)),
     (fft.fftshift, lambda z: fft.fftshift(z, axes=1), (Z,)),
     (fft.ifftshift, lambda x: fft.ifftshift(x, axes=(0,)), (X3,)),
+    # no rules before (DifferentiationError): the Hermitian transforms
+    (fft.hfft, fft.hfft, (H,)),
+    (fft.hfft, lambda h: fft.hfft(h, n=7, axis=0, norm="ortho"), (H,)),
+    (fft.hfft, lambda x: fft.hfft(x, norm="forward"), (X,)),
+    (fft.ihfft, fft.ihfft, (X,)),
+    (fft.ihfft, lambda x: fft.ihfft(x, n=8, axis=0, norm="backward"), (X,)),
     # round trips and a real loss through a spectrum
     (fft.ifft, lambda x: np.real(fft.ifft(fft.fft(x) * np.exp(-np.arange(6.0)))), (X,)),
     (fft.rfft, lambda x: fft.irfft(fft.rfft(x) ** 2, n=6), (X,)),  # rfft: real inputs only
@@ -119,3 +126,14 @@ def test_bad_arguments_are_named():
         fl.gradient(lambda x: np.sum(np.abs(np.fft.fft(x, out=np.zeros(6, complex)))), X[0])
     with pytest.raises(fl.DifferentiationError, match=r"np\.fft\.rfft.*complex"):
         fl.gradient(lambda z: np.sum(np.abs(np.fft.rfft(z))), Z)
+
+
+def test_hermitian_transforms_are_numpys():
+    # values to the bit, the normalisation directions swapped as NumPy's, its norm error
+    for f, x in [(lambda h: fft.hfft(h, n=5, norm="ortho"), H), (fft.ihfft, X),
+                 (lambda x: fft.ihfft(x, norm="forward"), X3), (lambda h: fft.hfft(h), H)]:
+        want = f(x)
+        got = fl.pullback(f, x)[0]
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    raises_as_numpy(ValueError, lambda h: fft.hfft(h, norm="both"), H)

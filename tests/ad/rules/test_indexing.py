@@ -6,6 +6,7 @@ import pytest
 
 import fluxml as fl
 from fluxml.testing import check_grads
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(3)
 A = rng.standard_normal((3, 4))
@@ -68,6 +69,15 @@ CASES = [
     (np.put, lambda a, b: _with(a, lambda o: np.put(o, [0, 5, 11, 2], b[:2])), (A, V)),
     (np.putmask, lambda a, b: _with(a, lambda o: np.putmask(o, a < 0, b[:2])), (A, V)),
     (np.fill_diagonal, lambda a, b: _with(a, lambda o: np.fill_diagonal(o, b[:2])), (A, V)),
+    # no rule before (a DifferentiationError): np.put_along_axis
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.argsort(a, axis=1)[:, :2], b[:2], axis=1)), (A, V)),
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.array([[2, 0, 0, 1]]), b[:4] * a[0], axis=0)), (A, V)),
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.array([[1, 1]]), b[:1, None], axis=-1)), (A, V)),  # a position written twice
+    (np.put_along_axis, lambda a, b: _with(a, lambda o: np.put_along_axis(
+        o, np.array([0, 5, 11, 5]), b[:4], axis=None)), (A, V)),
     # choosing by concrete conditions and indices
     (np.select, lambda a, b: np.select([a > 0.5, a < -0.5], [a ** 2, b[:4] * a], default=-1.0),
      (A, V)),
@@ -79,6 +89,10 @@ CASES = [
     (np.piecewise, lambda a, b: np.piecewise(
         a, [a < 0, a > 0.5], [lambda t: t ** 2, lambda t: np.exp(t) * b[0], 0.25]), (A, V)),
     (np.piecewise, lambda a, b: np.piecewise(a[0], a[0] > 0, [np.sin, lambda t: t * 3]), (A, V)),
+    # no rule before (a DifferentiationError): bincount's sums of weights by bin
+    (np.bincount, lambda a, b: np.bincount([0, 3, 3, 1, 0], b), (A, V)),
+    (np.bincount, lambda a, b: np.bincount([2, 2], weights=a[0, :2] * b[:2], minlength=5),
+     (A, V)),
     (np.extract, lambda a, b: np.extract(a > 0, a * b[:4]), (A, V)),
     (np.compress, lambda a, b: np.compress([True, False, True], a, axis=0), (A, V)),
     (np.compress, lambda a, b: np.compress([False, True], a) + b.compress([1, 0, 1], axis=0)[1],
@@ -127,3 +141,71 @@ def test_float32_reads_keep_their_dtype():
 def test_traced_index_refuses():
     with pytest.raises(fl.DifferentiationError, match="index"):
         fl.gradient(lambda a: np.sum(a[a[0, 0]]), A)
+
+
+def test_put_along_axis_writes_as_numpy():
+    # the values at the positions NumPy writes (the last write wins), others kept; the
+    # gradient reaches the values written last and the entries not overwritten
+    idx = np.array([[3, 3], [0, 2], [1, 1]])
+    vals = np.arange(6.0).reshape(3, 2)
+
+    def f(a, v):
+        out = a * 1.0
+        np.put_along_axis(out, idx, v, axis=1)
+        return out
+
+    want = A.copy()
+    np.put_along_axis(want, idx, vals, axis=1)
+    got, back = fl.pullback(f, A, vals)
+    np.testing.assert_array_equal(got, want)
+    ga, gv = back(np.ones_like(A))
+    kept = np.ones_like(A)
+    kept[[0, 1, 1, 2], [3, 0, 2, 1]] = 0
+    np.testing.assert_array_equal(ga, kept)
+    np.testing.assert_array_equal(gv, [[0, 1], [1, 1], [0, 1]])
+
+
+@pytest.mark.parametrize("write, error", [
+    (lambda o: np.put_along_axis(o, np.array([0]), 1.0, axis=None), None),
+    (lambda o: np.put_along_axis(o.T, np.array([0]), 1.0, axis=None), ValueError),  # read-only
+    (lambda o: np.put_along_axis(o, np.array([[0]]), 1.0, axis=None), ValueError),
+    (lambda o: np.put_along_axis(o, np.array([0]), 1.0, axis=1), ValueError),  # ndim
+    (lambda o: np.put_along_axis(o, np.array([[0.5]]), 1.0, axis=1), IndexError),
+    (lambda o: np.put_along_axis(o, np.array([[9]]), 1.0, axis=1), IndexError),
+])
+def test_put_along_axis_keeps_numpys_errors(write, error):
+    f = lambda a: _with(a, write)  # noqa: E731
+    if error is None:
+        np.testing.assert_array_equal(fl.pullback(f, A)[0], f(A))
+        return
+    raises_as_numpy(error, f, A)
+
+
+def test_bincount_sums_weights_as_numpy():
+    # in order, as float64 (float32 weights too), NumPy's errors; the gradient of a bin's
+    # sum reaches every weight in it
+    bins = np.array([4, 0, 4, 4, 1])
+    w = np.array([1e16, 1.0, -1e16, 1.0, 3.0])  # order matters: (1e16 - 1e16) + 1
+    for weights in (w, w.astype(np.float32)):
+        got = fl.pullback(lambda w: np.bincount(bins, w, minlength=7), weights)[0]
+        want = np.bincount(bins, weights, minlength=7)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    for f in (lambda w: np.bincount([], w[:0]), lambda w: np.bincount([], w[:0], minlength=2)):
+        got, want = fl.pullback(f, w)[0], f(w)  # (NumPy: integer zeros)
+        assert got.dtype == want.dtype and got.shape == want.shape
+    (g,) = fl.gradient(lambda w: np.bincount(bins, w)[4] * 2.0, w)
+    np.testing.assert_array_equal(g, [2.0, 0.0, 2.0, 2.0, 0.0])
+    for f in (lambda w: np.bincount(bins, w[:3]), lambda w: np.bincount(bins - 1, w),
+              lambda w: np.bincount(bins, w, minlength=-1)):
+        raises_as_numpy(ValueError, f, w)
+
+
+def test_bincount_under_compile():
+    # before: a RecursionError (the rule called np.bincount on the program's traced weights,
+    # which came back to the rule); bins known only at run time are refused by name
+    w = np.array([0.5, 1.5, -2.0, 4.0])
+    f = lambda w: np.bincount([3, 0, 3, 1], w, minlength=5) * 2.0  # noqa: E731
+    np.testing.assert_array_equal(fl.compile(f)(w), f(w))
+    with pytest.raises(fl.DifferentiationError, match="np.bincount: the bins are known only"):
+        fl.compile(lambda w: np.bincount(np.argsort(w), w))(w)

@@ -13,6 +13,7 @@ import fluxml as fl
 from fluxml.ad.core import FUNCTIONS, UFUNCS, DifferentiationError
 from fluxml.ad.rules import decompositions, linalg, norms
 from fluxml.testing import check_grads
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(20240611)
 I3 = np.eye(3)
@@ -208,6 +209,15 @@ CASES += [
     (np.einsum, lambda a, b: np.einsum(a, [0, 1], b, [1, 2], [0, 2]), (A, B)),
     (np.einsum, lambda a, b: np.einsum(a, [Ellipsis, 0], b, [0]), (T234, V4)),
     (np.vecdot, np.vecdot, (T234, V4)),
+    # no rules before (DifferentiationError): NumPy 2's matvec/vecmat ufuncs and np.linalg's
+    # array-API names (trace, diagonal, matrix_transpose, cross: the last two axes)
+    (np.matvec, np.matvec, (T234, V4)),
+    (np.matvec, lambda a, v: np.matvec(a, v), (A, BATCH_B[..., 0])),
+    (np.vecmat, np.vecmat, (V3, T234)),
+    (np.linalg.trace, lambda x: np.linalg.trace(x, offset=1), (T234,)),
+    (np.linalg.diagonal, lambda x: np.linalg.diagonal(x, offset=-1), (T243,)),
+    (np.linalg.matrix_transpose, np.linalg.matrix_transpose, (T234,)),
+    (np.linalg.cross, lambda x, y: np.linalg.cross(x, y, axis=0), (B[:, :2], TALL[1:, :1])),
     (np.linalg.vecdot, lambda x, y: np.linalg.vecdot(x, y, axis=0), (B, V3[:, None])),
     # least squares, condition numbers, tensor inverses and solves
     (np.linalg.lstsq, lambda a, b: np.linalg.lstsq(a, b)[0], (rng.standard_normal((5, 3)),
@@ -455,3 +465,9 @@ def test_undifferentiable_modes_fail_loudly(f, arg, match):
 ])
 def test_keeps_flags(prim, inputs, output):
     assert (prim.keeps_inputs, prim.keeps_output) == (inputs, output)
+
+
+def test_array_api_names_keep_numpys_checks():
+    # np.linalg.cross takes 3-vectors only (np.cross 2-vectors too)
+    for f in (lambda x: np.linalg.cross(x, x), lambda x: np.linalg.trace(x[0])):
+        raises_as_numpy(ValueError, f, V4[None])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(7)
 A = rng.standard_normal((4, 5))
@@ -22,6 +23,9 @@ Q = np.array([-1.0, 0.3, 1.2, 1.7, 2.9, 3.6, 5.0])  # strictly inside segments, 
 M = rng.standard_normal((3, 6))
 P = rng.standard_normal(4)
 Y6 = rng.standard_normal(6)
+# phases with jumps of every size, none within 0.05 of a decision point (pi, discont, ...)
+PHASES = np.cumsum([[0.3, 2.0, -3.5, 4.0, 0.5, -6.1, 3.3], [1.0, -0.5, 3.0, 2.8, -2.9, 7.0, 1.1],
+                    [-1.2, 4.9, 0.2, -4.1, 3.6, 1.7, -3.2]], axis=1)
 
 
 def _quiet(f):
@@ -57,6 +61,10 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.gradient, lambda x: np.gradient(np.sin(x), x, edge_order=2), (YS,)),
     (np.gradient, lambda f, x: np.gradient(f, x), (V, np.arange(5.0))),  # traced, even
     (np.gradient, lambda f, h: np.gradient(f, h, edge_order=2), (V, 0.7)),  # traced step
+    (np.unwrap, lambda p: np.unwrap(p), (PHASES,)),
+    (np.unwrap, lambda p: np.unwrap(p, axis=0, discont=4.0), (PHASES,)),
+    (np.unwrap, lambda p: np.unwrap(p, period=3), (PHASES,)),  # an integer period
+    (np.unwrap, lambda p: np.unwrap(p * 10.0, period=360.0), (PHASES,)),
     (np.convolve, lambda a, v: np.convolve(a, v), (V, W)),
     (np.convolve, lambda a, v: np.convolve(a, v, mode="same"), (W, V)),
     (np.convolve, lambda a, v: np.convolve(a, v, "valid"), (V, W)),
@@ -80,6 +88,25 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.polyint, lambda p: np.polyint(p), (P,)),
     (np.polyint, lambda p, k: np.polyint(p, 2, k), (P, W[:2])),
     (np.polyint, lambda p: np.polyint(p, m=3, k=1.5), (P,)),
+    # no rules before (DifferentiationError): vander and the coefficient arithmetic
+    (np.vander, lambda x: np.vander(x), (V,)),
+    (np.vander, lambda x: np.vander(x, 3, increasing=True), (W,)),
+    (np.polyadd, lambda a, b: np.polyadd(a, b), (V, W)),
+    (np.polyadd, lambda a: np.polyadd(2.0, a), (W,)),
+    (np.polysub, lambda a, b: np.polysub(a, b), (W, V)),
+    (np.polymul, lambda a, b: np.polymul(a, b), (V, W)),
+    (np.polymul, lambda a: np.polymul(np.concatenate([[0.0, 0.0], a]), W), (V,)),  # trimmed
+    (np.polydiv, lambda u, v: np.polydiv(u, v), (V, W)),
+    (np.polydiv, lambda u, v: np.polydiv(u, v), (W[:2], V)),  # a zero quotient
+    (np.poly, lambda r: np.poly(r), (V,)),
+    (np.poly, lambda a: np.poly(a), (M[:, :3] + 2 * np.eye(3),)),  # of the eigenvalues
+    (np.roots, lambda p: np.roots(p), (np.array([1.0, -0.5, -2.0, 0.8]),)),  # real roots
+    (np.roots, lambda p: np.roots(p), (np.array([1.0, 0.5, 1.0]),)),  # a conjugate pair
+    (np.roots, lambda p: np.roots(np.concatenate([[0.0], p, [0.0]])), (W,)),  # zeros cut
+    (np.polyfit, lambda x, y: np.polyfit(x, y, 2), (Y6 / 4 + np.arange(6.0), M[0])),
+    (np.polyfit, lambda y, w: np.polyfit(np.arange(6.0), y, 3, w=w), (M.T, Y6 * Y6 + 0.5)),
+    (np.polyfit, lambda y: np.polyfit(np.arange(6.0), y, 2, cov=True), (M[1],)),
+    (np.polyfit, lambda y: np.polyfit(np.arange(6.0), y, 1, full=True)[:2], (M[2],)),
     (np.cross, lambda a, b: np.cross(a, b), (M[:, :3], M[:, 3:])),
     (np.cross, lambda a, b: np.cross(a, b, axisa=0, axisb=0), (M[:, :4], A[1:, :4])),
     (np.cross, lambda a, b: np.cross(a, b, axisb=0, axisc=0), (A[:, :3], M[:, :4])),
@@ -97,6 +124,13 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.logspace, lambda a, b: np.logspace(a, b, 5), (W, V[:3])),
     (np.logspace, lambda b: np.logspace(0.0, b, 4, base=2.0, axis=1), (W,)),
     (np.logspace, lambda a, b: np.logspace(a, b, 3, base=[2.0, 3.0, 0.5]), (W, V[:3])),
+    # no rules before (DifferentiationError): geomspace, apply_over_axes
+    (np.geomspace, lambda a, b: np.geomspace(a, b, 6), (0.5, 4.0)),
+    (np.geomspace, lambda a, b: np.geomspace(-a * a - 1, -b * b - 2, 4, endpoint=False),
+     (W, V[:3])),
+    (np.geomspace, lambda b: np.geomspace(2.0, b * b + 1, 5, axis=1), (M[:, :2],)),
+    (np.apply_over_axes, lambda a: np.apply_over_axes(np.sum, a, [0, -1]), (M.reshape(3, 2, 3),)),
+    (np.apply_over_axes, lambda a: np.apply_over_axes(np.cumprod, a, 1), (A,)),
     (np.cov, lambda m: np.cov(m), (M,)),
     (np.cov, lambda m: np.cov(m, rowvar=False, bias=True), (A,)),
     (np.cov, lambda m, y: np.cov(m, y, ddof=2), (M, Y6)),
@@ -161,6 +195,88 @@ def test_apply_along_axis_with_traced_extra_arguments():
     np.testing.assert_allclose(gw, np.sum(A[:, :3], axis=0))
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"axis": 0}, {"discont": 1.0}, {"discont": 5.0},
+                                    {"period": 3}, {"period": 4}, {"period": 5.5}])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unwrap_is_numpys_to_the_bit(kwargs, dtype):
+    # before: no derivative rule. Every jump size, NumPy's ties (a jump of exactly period/2:
+    # kept up, turned down; odd and even integer periods), float32 kept
+    ties = np.array([0.0, 2.0, 0.0, -2.0, 1.5, 3.0, 1.0, -1.5, 0.5, 3.0])
+    for p in (PHASES, np.asfortranarray(PHASES), ties[None, :]):
+        p = p.astype(dtype)
+        got = fl.jvp(lambda p: np.unwrap(p, **kwargs), (p,), (p,))[0]
+        want = np.unwrap(p, **kwargs)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    # the corrections are piecewise constant: the derivative is the identity
+    (g,) = fl.gradient(lambda p: np.sum(np.unwrap(p, **kwargs) * np.arange(7.0)), PHASES)
+    np.testing.assert_array_equal(g, np.broadcast_to(np.arange(7.0), PHASES.shape))
+
+
+def test_polynomials_are_numpys_to_the_bit():
+    # vander's running products, the coefficient arithmetic, poly's convolutions (real where
+    # complex roots pair up as conjugates); polyfit to rounding (its least squares use pinv)
+    r = np.array([1.0 + 2.0j, 0.5, 1.0 - 2.0j])
+    for f, x in [(lambda x: np.vander(x, 6), V), (lambda x: np.vander(x, 4, True), V),
+                 (lambda x: np.polyadd(x, W), V), (lambda x: np.polysub(W, x), V),
+                 (lambda x: np.polydiv(x, W)[1], V), (lambda x: np.poly(x), V),
+                 (lambda x: np.poly(x * 1.0), r), (lambda x: np.polymul(x, np.zeros(2)), V),
+                 (lambda x: np.vander(x, 0), V)]:
+        want = f(x)
+        got = fl.jvp(f, (x,), (x,))[0]
+        assert got.dtype == want.dtype and got.flags.c_contiguous == want.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+    got = fl.pullback(lambda y: np.polyfit(np.arange(6.0), y, 2), M[0])[0]
+    np.testing.assert_allclose(got, np.polyfit(np.arange(6.0), M[0], 2), rtol=1e-13)
+    # the fitted quadratic's coefficients are linear in y: their gradient is the pseudo-inverse
+    (g,) = fl.gradient(lambda y: np.polyfit(np.arange(6.0), y, 2)[0], M[0])
+    np.testing.assert_allclose(g, np.linalg.pinv(np.vander(np.arange(6.0), 3))[0], atol=1e-14)
+
+
+def test_roots_and_their_derivative_by_hand():
+    # no rule before: NumPy's roots (real where all are, a zero per trailing zero), and the
+    # implicit derivative of a simple root r: dr/dp_k = -r^(n-k) / p'(r)
+    for p in (np.array([1.0, -3.0, 2.0]), np.array([0.0, 2.0, 0.0, 1.0, 3.0, 0.0, 0.0]),
+              np.array([1.0 + 1.0j, 2.0, 3.0j]), np.array([2.0]), np.zeros(2)):
+        got, want = fl.pullback(np.roots, p)[0], np.roots(p)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    p = np.array([1.0, -6.0, 11.0, -6.0])  # roots 3, 2, 1
+    r = np.roots(p)
+    for i in range(3):
+        (g,) = fl.gradient(lambda p: np.roots(p)[i], p)
+        slope = np.polyval(np.polyder(p), r[i])
+        np.testing.assert_allclose(g, -r[i] ** np.arange(3, -1, -1) / slope, rtol=1e-10)
+
+
+def test_polynomial_errors_are_numpys():
+    for f, x, error in [
+            (lambda x: np.vander(x), A, ValueError), (lambda x: np.vander(x, -1), V, ValueError),
+            (lambda x: np.polymul(x, W), A, ValueError), (lambda x: np.poly(x), M, ValueError),
+            (lambda x: np.roots(x), A, ValueError),
+            (lambda y: np.polyfit(XS, y, 1), V, TypeError),
+            (lambda y: np.polyfit(np.arange(5.0), y, -1), V, ValueError),
+            (lambda y: np.polyfit(np.arange(5.0), y, 1, w=A), V, TypeError),
+            (lambda y: np.polyfit(np.arange(5.0), y, 4, cov=True), V, ValueError)]:
+        raises_as_numpy(error, f, x)
+    with pytest.warns(np.exceptions.RankWarning, match="poorly conditioned"):
+        fl.gradient(lambda y: np.sum(np.polyfit([1.0, 1.0, 1.0, 2.0, 2.0], y, 3)), V)
+
+
+def test_geomspace_and_apply_over_axes_are_numpys():
+    # values to the bit (the endpoints exactly start and stop), NumPy's dtype and errors
+    for f, args in [(lambda a, b: np.geomspace(a, b, 7), (W * W + 0.5, V[:3] ** 2 + 1)),
+                    (lambda a: np.geomspace(-a * a - 1, -2.0, 5, dtype=np.float32), (W,)),
+                    (lambda a: np.apply_over_axes(np.mean, a, (1, 0)), (A,))]:
+        want = f(*args)
+        got = fl.pullback(f, *args)[0]
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    for f, error in [(lambda a: np.geomspace(0.0, a, 3), ValueError),
+                     (lambda a: np.apply_over_axes(lambda v, ax: v[0, 0], a, 1), ValueError)]:
+        raises_as_numpy(error, f, A)
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 def _refuses(error, match, f, *args):
@@ -183,6 +299,8 @@ def test_bad_arguments_fail_as_in_numpy():
     _refuses(ValueError, "v cannot be empty", lambda a: np.correlate(a, np.array([])), V)
     _refuses(ValueError, "mode must be", lambda a: np.convolve(a, W, "middle"), V)
     _refuses(ValueError, "greater than 2", lambda f: np.gradient(f, edge_order=3), A)
+    _refuses(np.exceptions.AxisError, "axis 2 is out of bounds",
+             lambda p: np.unwrap(p, axis=2), PHASES)
     _refuses(ValueError, "too small", lambda f: np.gradient(f[:2], edge_order=2), V)
     _refuses(ValueError, "must match the length", lambda f: np.gradient(f, XS), V)
     _refuses(TypeError, "invalid number", lambda f: np.gradient(f, 1.0, 2.0, 3.0), A)

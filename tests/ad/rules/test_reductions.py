@@ -1,6 +1,8 @@
 """Reduction rules: values against NumPy, derivatives against finite differences (order 2,
 both modes), dtypes, products with zeros, ties of max/min, cumulative products with zeros."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 import fluxml as fl
 from fluxml.ad.rules.reductions import logsumexp
 from fluxml.testing import check_grads
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(0)
 
@@ -53,6 +56,23 @@ CASES = [
     (np.mean, lambda x: np.mean(x), (A,)),
     (np.mean, lambda x: np.mean(x, axis=-2, keepdims=True), (B,)),
     (np.nanmean, lambda x: np.nanmean(x, axis=1), (WITH_NAN,)),
+    (np.nanprod, lambda x: np.nanprod(x, axis=0), (WITH_NAN,)),
+    (np.nanprod, lambda x: np.nanprod(x, keepdims=True, initial=0.5), (WITH_NAN,)),
+    (np.nancumsum, lambda x: np.nancumsum(x, axis=1), (WITH_NAN,)),
+    (np.nancumsum, lambda x: np.nancumsum(x), (WITH_NAN,)),
+    (np.nancumprod, lambda x: np.nancumprod(x, axis=0), (WITH_NAN,)),
+    (np.nanvar, lambda x: np.nanvar(x, axis=1), (WITH_NAN,)),
+    (np.nanvar, lambda x: np.nanvar(x, ddof=1, keepdims=True), (WITH_NAN,)),
+    (np.nanvar, lambda x, m: np.nanvar(x, axis=0, mean=m), (WITH_NAN[:, :3], rand(1, 3))),
+    (np.nanstd, lambda x: np.nanstd(x, axis=0), (WITH_NAN[:, :3],)),  # no all-NaN column
+    (np.nanmedian, lambda x: np.nanmedian(x, axis=1), (WITH_NAN,)),
+    (np.nanmedian, lambda x: np.nanmedian(x, axis=0, keepdims=True), (WITH_NAN[:, :3],)),
+    (np.nanquantile, lambda x: np.nanquantile(x, [0.0, 0.3, 1.0], axis=1), (WITH_NAN,)),
+    (np.nanquantile, lambda x: np.nanquantile(x, 0.6), (WITH_NAN,)),
+    (np.nanpercentile, lambda x: np.nanpercentile(x, [[20.0], [70.0]], axis=0),
+     (WITH_NAN[:, :3],)),
+    (np.nanstd, lambda x: np.nanstd(x, axis=1, where=[True, True, True, False],
+                                      correction=1), (WITH_NAN,)),
     (np.average, lambda x: np.average(x, axis=1), (A,)),
     (np.average, lambda x, w: np.average(x, axis=1, weights=w), (A, W4)),
     (np.average, lambda x, w: np.average(x, weights=w), (A, POS)),
@@ -81,6 +101,8 @@ CASES = [
     (np.sort, lambda x: np.sort(x), (distinct(3, 4),)),
     (np.sort, lambda x: np.sort(x, axis=0), (distinct(3, 4),)),
     (np.sort, lambda x: np.sort(x, axis=None), (distinct(3, 4),)),
+    (np.sort_complex, np.sort_complex, (distinct(3, 4),)),  # no rule before
+    (np.sort_complex, lambda x: np.sort_complex(x[1]) * 2.0, (distinct(3, 4),)),
     (np.partition, lambda x: np.partition(x, 2), (distinct(3, 5),)),
     (np.partition, lambda x: np.partition(x, (0, 2), axis=0), (distinct(4, 3),)),
     (np.partition, lambda x: np.partition(x, -1, axis=None), (distinct(3, 4),)),
@@ -190,6 +212,115 @@ def test_nanmax_gradient_skips_nans():
     np.testing.assert_array_equal(g, [0.0, 0.0, 1.0])
     (g,) = fl.gradient(np.nansum, x)
     np.testing.assert_array_equal(g, [1.0, 0.0, 1.0])
+
+
+ALL_NAN_ROW = np.array([[1.0, np.nan, 3.0, -2.0], [np.nan] * 4, [0.5, 2.0, np.nan, np.nan]])
+
+NAN_REDUCTIONS = [
+    lambda x: np.nanprod(x, axis=1), lambda x: np.nancumsum(x, axis=1),
+    lambda x: np.nancumprod(x), lambda x: np.nanvar(x, axis=1),
+    lambda x: np.nanstd(x, axis=1, ddof=1), lambda x: np.nanvar(x, axis=0, keepdims=True),
+    lambda x: np.nanvar(x, axis=1, dtype=np.float64), lambda x: np.nanstd(x),
+    lambda x: np.nanvar(x, axis=1, where=[True, True, False, True]),
+    lambda x: np.nanmedian(x, axis=1), lambda x: np.nanmedian(x),
+    lambda x: np.nanquantile(x, [0.0, 0.35, 1.0], axis=1, keepdims=True),
+    lambda x: np.nanpercentile(x, 40, axis=0),
+]
+
+
+@pytest.mark.parametrize("f", NAN_REDUCTIONS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+def test_nan_reductions_are_numpys_to_the_bit(f, dtype):
+    # before: no derivative rule. NaN entries, an all-NaN row, one with too few entries for
+    # ddof=1 (NaN and NumPy's warning); float32 stays float32
+    x = ALL_NAN_ROW.astype(dtype)
+    if dtype is np.complex128:
+        if f.__code__.co_names[-1] in ("nanmedian", "nanquantile", "nanpercentile"):
+            return  # (complex values refused; NumPy's nanquantile refuses them too)
+        x = x + 0.5j * np.arange(12).reshape(3, 4)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = f(x)
+        got, back = fl.pullback(f, x)
+        (g,) = back(np.ones_like(got))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert np.all(g[np.isnan(x)] == 0)  # the NaNs get no derivative
+    assert not np.isnan(g).any()
+
+
+def test_nanvar_gradient_by_hand():
+    # d/dx_i of the variance of the n non-NaN entries of a row: 2 (x_i - mean) / (n - ddof)
+    x = ALL_NAN_ROW
+    with pytest.warns(RuntimeWarning, match="Degrees of freedom"):  # the all-NaN row
+        (g,) = fl.gradient(lambda x: np.nansum(np.nanvar(x, axis=1, ddof=1)), x)
+    keep = ~np.isnan(x)
+    n = keep.sum(axis=1, keepdims=True)
+    mean = np.sum(np.where(keep, x, 0), axis=1, keepdims=True) / np.maximum(n, 1)
+    want = np.where(keep & (n > 1), 2 * (x - mean) / np.maximum(n - 1, 1), 0)
+    np.testing.assert_allclose(g, want, rtol=1e-14)
+    with pytest.warns(RuntimeWarning, match="Degrees of freedom"):
+        fl.gradient(lambda x: np.nansum(np.nanvar(x[:1], axis=1, ddof=4)), x)
+    (g,) = fl.gradient(lambda x: np.sum(np.nancumprod(x[0])), x)
+    np.testing.assert_array_equal(g[0], [1 + 1 + 3 + 3 * -2, 0, 1 + 1 * -2, 1 * 3])
+
+
+@pytest.mark.filterwarnings("ignore:Degrees of freedom")  # WITH_NAN's all-NaN column
+def test_nan_reductions_keep_numpys_errors_and_out():
+    for f, error in [(lambda x: np.nanvar(x, ddof=1, correction=1), ValueError),
+                     (lambda x: np.nanstd(x, dtype=np.int64), TypeError)]:
+        raises_as_numpy(error, f, ALL_NAN_ROW)
+
+    def into(x):
+        buf = np.zeros_like(x[0])
+        np.nanvar(x, axis=0, out=buf)
+        out = np.zeros_like(x)
+        np.nancumsum(x, axis=1, out=out)
+        return buf, out
+
+    check_grads(into, WITH_NAN)
+    with np.errstate(all="ignore"):
+        assert all(np.array_equal(a, b, equal_nan=True)
+                   for a, b in zip(fl.pullback(into, WITH_NAN)[0], into(WITH_NAN)))
+
+
+def test_nanargmax_and_nanargmin_are_positions():
+    (g,) = fl.gradient(lambda x: x[np.nanargmax(x[0]), 0] * np.sum(x[0, np.nanargmin(x[0])]),
+                       ALL_NAN_ROW)
+    want = np.zeros_like(ALL_NAN_ROW)
+    want[2, 0], want[0, 3] = -2.0, 0.5  # x[0]'s largest is at 2, its smallest at 3
+    np.testing.assert_array_equal(g, want)
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: np.median(x, axis=1), lambda x: np.median(x), lambda x: np.median(x[:, :3], 0),
+    lambda x: np.quantile(x, 0.4, axis=1), lambda x: np.percentile(x, [0, 100], axis=0),
+    lambda x: np.quantile(x, [[0.2], [0.5]], axis=(0, 1), keepdims=True),
+])
+def test_median_and_quantiles_of_slices_with_nan_are_nan(f):
+    # before: the NaNs sorted last and the rest gave a number (np.median of [0.75, nan,
+    # 0.27, -1.2] came out 0.51, NumPy's is nan), silently; the other slices keep their
+    # values and gradients
+    x = ALL_NAN_ROW.copy()
+    x[0, 1] = 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = f(x)
+        got, back = fl.pullback(f, x)
+    np.testing.assert_array_equal(got, want)
+    (g,) = back(np.ones_like(got))
+    assert np.all(g[1:] == 0) and not np.isnan(g).any()  # rows 1, 2 hold NaNs
+
+
+def test_sort_complex_orders_by_real_then_imaginary_part():
+    # no rule before (a DifferentiationError); NumPy's values and dtypes, the gradient
+    # through the permutation
+    z = np.array([2.0 + 1.0j, 1.0 + 3.0j, 2.0 - 1.0j, -1.0 + 0.0j])
+    got, back = fl.pullback(np.sort_complex, z)
+    np.testing.assert_array_equal(got, np.sort_complex(z))
+    np.testing.assert_array_equal(back(np.array([1.0, 2.0, 3.0, 4.0]) + 0j)[0], [4, 2, 3, 1])
+    for x in (np.array([3.0, 1.0]), np.array([3.0, 1.0], np.float32)):
+        assert fl.pullback(np.sort_complex, x)[0].dtype == np.sort_complex(x).dtype
 
 
 # --- keyword arguments ---------------------------------------------------------------------------

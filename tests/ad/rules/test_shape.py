@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import fluxml as fl
 from fluxml.testing import check_grads
+from tests.ad.rules.numpy_errors import raises_as_numpy
 
 rng = np.random.default_rng(1)
 
@@ -104,6 +105,11 @@ CASES = [
     (np.vstack, lambda x, y: np.vstack([x, y]), (V, A)),
     (np.dstack, lambda x, y: np.dstack([x, y]), (A, rand(3, 4))),
     (np.column_stack, lambda x, y: np.column_stack([x, y]), (rand(3), A)),
+    (np.block, lambda x, y: np.block([[x, y], [np.ones((1, 4)), 2.0 * y[:1]]]), (A, rand(3, 2))),
+    (np.block, lambda x, y: np.block([x, 1.5, y]), (V, rand(2))),  # scalars as 1-d blocks
+    (np.block, lambda x, y: np.block([[[x]], [[y]]]), (V, rand(4))),  # depth 3 > ndim
+    (np.block, lambda x: np.block(x), (A,)),  # no list: a copy
+    (np.block, lambda x: np.block([[x], [x]]), (S,)),
     (np.append, lambda x, y: np.append(x, y), (A, V)),
     (np.append, lambda x, y: np.append(x, y, axis=0), (A, rand(1, 4))),
     (np.insert, lambda x, y: np.insert(x, [1, 3, 3], y), (V, rand(3))),
@@ -117,6 +123,11 @@ CASES = [
     (np.repeat, lambda x: np.repeat(x, 2), (A,)),
     (np.repeat, lambda x: np.repeat(x, 3, axis=-1), (A,)),
     (np.repeat, lambda x: np.repeat(x, [1, 0, 2], axis=0), (A,)),
+    (np.astype, lambda x: np.astype(x, np.complex128) * 2.0, (A,)),  # (NumPy 2's function)
+    (np.astype, lambda x: np.astype(x, x.dtype, copy=False), (A,)),
+    (np.resize, lambda x: np.resize(x, (5, 3)), (A,)),  # repeated, then cut
+    (np.resize, lambda x: np.resize(x, 7), (B,)),
+    (np.resize, lambda x: np.resize(x.T, (2, 2)), (A,)),  # the C ravel of x.T
     # splitting
     (np.split, lambda x: np.split(x, 2, axis=1), (A,)),
     (np.split, lambda x: np.split(x, [1, 3], axis=-1), (A,)),
@@ -282,6 +293,79 @@ def test_numpy_errors_are_kept():
             f(A)
         with pytest.raises(ValueError):
             fl.pullback(f, A)
+
+
+def test_block_and_resize_by_hand():
+    # np.block as the by-hand concatenations; np.resize as the C-ordered entries repeated
+    x, y = rand(2, 2), rand(2, 3)
+    got, back = fl.pullback(lambda x: np.block([[x, y], [y[:, :2], x[:, :1] * y]]), x)
+    want = np.vstack([np.hstack([x, y]), np.hstack([y[:, :2], x[:, :1] * y])])
+    np.testing.assert_array_equal(got, want)
+    (g,) = back(np.ones((4, 5)))
+    np.testing.assert_array_equal(g, 1 + np.array([[y[0].sum(), 0], [y[1].sum(), 0]]))
+    v = rand(3)
+    got, back = fl.pullback(lambda v: np.resize(v, (2, 4)), v)
+    np.testing.assert_array_equal(got, [[v[0], v[1], v[2], v[0]], [v[1], v[2], v[0], v[1]]])
+    np.testing.assert_array_equal(back(np.arange(8.0).reshape(2, 4))[0], [0 + 3 + 6, 1 + 4 + 7,
+                                                                           2 + 5])
+
+
+@pytest.mark.parametrize("f, error", [
+    (lambda x: np.block([[x], x]), ValueError),  # depths mismatched
+    (lambda x: np.block([[x], []]), ValueError),  # an empty list
+    (lambda x: np.block([]), ValueError),
+    (lambda x: np.block([(x, x)]), TypeError),  # a tuple
+    (lambda x: np.block([x, x[:2]]), ValueError),  # shapes that do not join
+    (lambda x: np.resize(x, (2, -1)), ValueError),
+])
+def test_block_and_resize_raise_numpys_errors(f, error):
+    raises_as_numpy(error, f, A)
+
+
+def test_empty_block_results_and_resize():
+    for f in (lambda x: np.resize(x, (0, 3)), lambda x: np.resize(x[:0], (2, 2))):
+        got, back = fl.pullback(f, A)
+        np.testing.assert_array_equal(got, f(A))
+        assert got.dtype == f(A).dtype
+
+
+def test_large_block_of_f_ordered_arrays_is_f_ordered_as_numpys():
+    # NumPy fills a block of more than 2 * 512**2 entries (times its list depth) by slicing,
+    # into an F array where every block is F-ordered and not C-ordered
+    x = np.asfortranarray(rand(300, 300))
+    for f in (lambda x: np.block([[x, x], [x, x]]),
+              lambda x: np.block([[x, x], [x, x[:, :1] * x]])):
+        got = fl.jvp(f, (x,), (x,))[0]
+        want = f(x)
+        np.testing.assert_array_equal(got, want)
+        assert got.flags.f_contiguous == want.flags.f_contiguous
+        assert got.flags.c_contiguous == want.flags.c_contiguous
+
+
+@pytest.mark.parametrize("cast", [lambda x: x.astype(np.float64, copy=False),
+                                  lambda x: np.astype(x, np.float64, copy=False),
+                                  lambda x: x.astype(np.float64, order="C", copy=False)])
+def test_astype_without_copy_is_the_array_itself(cast):
+    # before: a copy, so a write through it did not reach x (6.0 for NumPy's 15.0), silently
+    def f(x):
+        x = x * 1.0
+        y = cast(x)
+        y[0] = 10.0
+        return np.sum(x * np.arange(1.0, 4.0))
+
+    value, (g,) = fl.withgradient(f, np.ones(3))
+    assert value == f(np.ones(3)) == 15.0
+    np.testing.assert_array_equal(g, [0.0, 2.0, 3.0])
+    # an F-ordered copy is needed: a copy as in NumPy, the write stays in it
+    g = lambda x: np.sum(x.astype(np.float64, order="F", copy=False))  # noqa: E731
+    assert fl.withgradient(lambda x: (x.astype(float, order="F", copy=False).__setitem__(
+        (0, 0), 5.0), g(x))[1], np.ones((2, 2)))[0] == 4.0
+
+
+def test_astype_keeps_numpys_casting_check_and_device():
+    for f, error in [(lambda x: x.astype(np.float32, casting="safe"), TypeError),
+                     (lambda x: np.astype(x, np.float32, device="gpu"), ValueError)]:
+        raises_as_numpy(error, f, A)
 
 
 def test_unsupported_pad_mode_names_the_mode():

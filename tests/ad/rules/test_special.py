@@ -144,3 +144,19 @@ def test_rules_load_on_first_use():
         "assert abs(g - 2 / np.pi ** 0.5) < 1e-15, g\n"
         "assert sp.erf in UFUNCS and sp.expit in UFUNCS\n"
     )
+
+
+def test_numpy_i0_is_numpys_and_its_derivatives_are_scipys_i1_and_i1_prime():
+    # np.i0 had no rule; its values are NumPy's own (to the bit, float32 kept), its
+    # derivative I1 (SciPy's i1 to ~1e-15, also near 0 where the slope of NumPy's Chebyshev
+    # series is off by ~1e-16 absolute), its second derivative (I0 + I2) / 2, 1/2 at 0
+    x = np.concatenate([np.linspace(-30.0, 30.0, 601), [0.0, 1e-300, 1e-8, 2.0, 8.0, -700.0]])
+    for v in (x, x[:601].astype(np.float32)):
+        got, back = fl.pullback(np.i0, v)
+        assert got.dtype == np.i0(v).dtype
+        np.testing.assert_array_equal(got, np.i0(v))
+    (g,) = fl.gradient(lambda x: np.sum(np.i0(x)), x)
+    np.testing.assert_allclose(g, sp.i1(x), rtol=5e-15, atol=0)
+    np.testing.assert_array_equal(fl.jvp(np.i0, (x,), (np.ones_like(x),))[1], g)
+    (h,) = fl.gradient(lambda x: np.sum(fl.gradient(lambda y: np.sum(np.i0(y)), x)[0]), x)
+    np.testing.assert_allclose(h, (sp.i0(x) + sp.iv(2, x)) / 2, rtol=2e-13, atol=0)

@@ -27,6 +27,8 @@ import numpy as np
 
 from fluxml.ad.core import raw
 from fluxml.ad.define import function
+from fluxml.ad.rules.indexing import take_along_axis
+from fluxml.ad.rules.shape import in_memory_order_of
 
 DEG = 180.0 / math.pi
 
@@ -48,8 +50,9 @@ def real_if_close(a, tol=100):
     return a
 
 
-def _linalg(*names):
-    return [getattr(np.linalg, n) for n in names]
+def _linalg(*names, module=np.linalg):
+    """The functions of these names that this NumPy has (array-API names come with 2.x)."""
+    return [getattr(module, n) for n in names if hasattr(module, n)]
 
 
 # NumPy functions and ufuncs whose rules are right for complex values (holomorphic ones read
@@ -68,21 +71,38 @@ COMPLEX = set([
     np.broadcast_to, np.broadcast_arrays, np.atleast_1d, np.atleast_2d, np.atleast_3d,
     np.flip, np.fliplr, np.flipud, np.roll, np.rot90, np.repeat, np.tile, np.pad, np.copy,
     np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack, np.append,
+    np.block, np.resize,
     np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit, np.unstack, np.insert,
     np.delete, np.take, np.take_along_axis, np.diagonal, np.diag, np.diagflat, np.tril,
     np.triu, np.matrix_transpose, np.copyto, np.put, np.putmask, np.place, np.fill_diagonal,
+    np.put_along_axis,
     np.zeros_like, np.ones_like, np.empty_like, np.full_like,
     # sums and products
     np.sum, np.mean, np.average, np.prod, np.cumsum, np.cumprod, np.cumulative_sum,
-    np.cumulative_prod, np.trace, np.diff, np.ediff1d,
+    np.cumulative_prod, np.trace, np.diff, np.ediff1d, np.nanprod, np.nancumsum, np.nancumprod,
+    np.nanvar, np.nanstd,
     np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.einsum, np.kron,
-    np.vecdot, np.cross,
+    np.vecdot, np.cross, *_linalg("matvec", "vecmat", "astype", module=np),
     # numerical helpers (linear in the values)
     np.gradient, np.trapezoid, np.convolve, np.correlate, np.polyval, np.polyder, np.polyint,
+    np.vander, np.polyadd, np.polysub, np.polymul, np.polydiv, np.poly, np.roots,
+    np.sort_complex,
     # linear algebra (holomorphic)
     *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
-             "inv", "det"),
+             "inv", "det", "trace", "diagonal", "matrix_transpose", "cross"),
     # linear algebra with complex rules of their own
     *_linalg("slogdet", "norm", "vector_norm", "eig", "eigvals", "cholesky", "eigh",
              "eigvalsh", "qr", "svd", "svdvals", "matrix_norm"),
 ])
+
+
+@function(np.sort_complex)
+def sort_complex(a):
+    """NumPy's: a sorted copy (complex values by real, then imaginary part) of the last axis,
+    as complex (``complex64`` for small integers, ``clongdouble`` for long doubles, else
+    ``complex128``); laid out as ``a``. The gradient flows back through the permutation."""
+    order = np.argsort(raw(a), axis=-1, kind="stable")
+    b = in_memory_order_of(take_along_axis(a, order, axis=-1), a)
+    if b.dtype.kind == "c":
+        return b
+    return b.astype("F" if b.dtype.char in "bhBH" else "G" if b.dtype.char == "g" else "D")

@@ -1,5 +1,6 @@
 """More elementwise rules: rounding and remainders, max/min, ``clip``, ``where``,
-``nan_to_num``, real/imag/conj, ``sinc``, and the shared list of non-differentiable functions.
+``nan_to_num``, real/imag/conj, ``sinc``, ``i0``, and the shared list of non-differentiable
+functions.
 
 Piecewise-constant functions (floor, sign, rint ...) have derivative zero: their results stay
 traced and a gradient through them is an array of zeros, not ``None``. Where two arguments tie
@@ -54,6 +55,12 @@ defjvp(REMAINDER, same, lambda t, ans, x, y: -t * np.floor_divide(x, y))
 FMOD = ufunc(np.fmod, keeps_output=False)
 defvjp(FMOD, same, lambda g, ans, x, y: -g * np.trunc(x / y))
 defjvp(FMOD, same, lambda t, ans, x, y: -t * np.trunc(x / y))
+
+# nextafter(x, y): x moved one step of its spacing towards y (a piecewise-constant step), x
+# itself where x == y: slope 1 in x, 0 in y. (No rule before: a DifferentiationError.)
+NEXTAFTER = ufunc(np.nextafter, keeps_inputs=False, keeps_output=False)
+defvjp(NEXTAFTER, same, _zero)
+defjvp(NEXTAFTER, same, _zero)
 
 # heaviside(x, h0): a step in x; equal to h0 exactly where x == 0.
 HEAVISIDE = ufunc(np.heaviside, keeps_output=False)
@@ -210,6 +217,65 @@ def sinc(x):
     return SINC(x, k=0)
 
 
+try:  # NumPy's Chebyshev coefficients of exp(-x) I0(x) on [0, 8] and of it times sqrt(x) above
+    from numpy.lib._function_base_impl import _i0A, _i0B
+except ImportError:  # NumPy 1.x
+    from numpy.lib.function_base import _i0A, _i0B
+
+# I0 itself is NumPy's (its Chebyshev series); its derivative I1 (odd, I1(0) = 0) is
+# ``_i1``: a composite, so that I1's own derivative (I0 - I1/x, 1/2 at 0) follows.
+I0 = primitive("i0", np.i0, keeps_output=False)
+defvjp(I0, lambda g, ans, x: g * _i1(x))
+defjvp(I0, lambda t, ans, x: t * _i1(x))
+
+
+@function(np.i0)
+def i0(x):
+    return I0(x)
+
+
+# 1 / (k! (k+1)!) for k = 0..14: I1(x) = (x/2) sum_k (x^2/4)^k / (k! (k+1)!), all terms
+# positive; by |x| = 2 the last term is below 1e-22 of the sum
+_I1_SERIES = [1.0 / (math.factorial(k) * math.factorial(k + 1)) for k in range(15)]
+
+
+def _i1(x):
+    """I1, the derivative of NumPy's I0: its power series where |x| <= 2 (exact to rounding
+    near 0, where the slope of the Chebyshev series keeps an absolute error of ~1e-16),
+    above that the slope of NumPy's own series for I0 (Clenshaw's recurrence differentiated
+    alongside; relative error ~1e-15 against scipy.special.i1)."""
+    a = np.abs(x)
+    r = raw(a)
+    small, middle = r <= 2.0, (r > 2.0) & (r <= 8.0)
+    near = np.where(small, x, 1.0)  # (each branch sees only arguments in its own range; the
+    # series is odd in x: no sign(x), whose zero slope at 0 would lose I1'(0) = 1/2)
+    q = near * near / 4.0
+    series = _I1_SERIES[-1]
+    for c in _I1_SERIES[-2::-1]:
+        series = series * q + c
+    series = series * near / 2.0
+    mid = np.where(middle, a, 4.0)
+    value, slope = _chbevl_with_slope(mid / 2.0 - 2, _i0A)
+    mid_i1 = np.exp(mid) * (value + slope / 2.0)
+    far = np.where(small | middle, 16.0, a)
+    value, slope = _chbevl_with_slope(32.0 / far - 2.0, _i0B)
+    far_i1 = np.exp(far) / np.sqrt(far) * (value - value / (2.0 * far) - slope * 32.0 / (far * far))
+    return np.where(small, series, np.sign(x) * np.where(middle, mid_i1, far_i1))
+
+
+def _chbevl_with_slope(t, vals):
+    """NumPy's ``_chbevl`` (Cephes' Chebyshev sum by Clenshaw's recurrence) and its slope in
+    ``t``, the recurrence differentiated term by term."""
+    b0, b1, b2 = vals[0], 0.0, 0.0
+    d0, d1, d2 = 0.0, 0.0, 0.0
+    for v in vals[1:]:
+        b2, b1 = b1, b0
+        d2, d1 = d1, d0
+        b0 = t * b1 - b2 + v
+        d0 = b1 + t * d1 - d2
+    return 0.5 * (b0 - b2), 0.5 * (d0 - d2)
+
+
 # --- no derivative: run on the values, untraced (both modes; the "unsupported" error skips them) -
 
 nondifferentiable(
@@ -223,9 +289,12 @@ nondifferentiable(
     np.gcd, np.lcm,
     # positions and counts
     np.argmax, np.argmin, np.argsort, np.argpartition, np.argwhere, np.nonzero, np.flatnonzero,
-    np.count_nonzero, np.searchsorted, np.digitize, np.lexsort,
+    np.count_nonzero, np.searchsorted, np.digitize, np.lexsort, np.isin,
+    np.tril_indices_from, np.triu_indices_from, np.diag_indices_from,
     # truth of a whole array
     np.any, np.all,
+    # types and plans (of the values' dtypes and shapes)
+    np.can_cast, np.min_scalar_type, np.common_type, np.einsum_path,
 )
 if hasattr(np, "bitwise_count"):  # NumPy >= 2
     nondifferentiable(np.bitwise_count)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, raw
+from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import deflinear, defvjp, function, primitive
 from fluxml.ad.rules.complex_values import COMPLEX
 
@@ -253,6 +253,33 @@ def irfft2(a, s=None, axes=(-2, -1), norm=None, out=None):
     return _irfftn(a, s, axes, norm, "irfft2")
 
 
+@function(np.fft.hfft)
+def hfft(a, n=None, axis=-1, norm=None, out=None):
+    """NumPy's: ``irfft`` of the conjugate, the normalisation's direction swapped."""
+    _no_out(out, "hfft")
+    a = a if type(a) is Tracer else np.asarray(a)
+    if n is None:
+        n = (a.shape[axis] - 1) * 2
+    return irfft(np.conj(a), n, axis, norm=_swap_direction(norm))
+
+
+@function(np.fft.ihfft)
+def ihfft(a, n=None, axis=-1, norm=None, out=None):
+    """NumPy's: the conjugate of ``rfft``, the normalisation's direction swapped."""
+    _no_out(out, "ihfft")
+    if n is None:
+        n = np.shape(raw(a))[axis]
+    return np.conj(rfft(a, n, axis, norm=_swap_direction(norm)))
+
+
+def _swap_direction(norm):
+    swapped = {"backward": "forward", None: "forward", "ortho": "ortho", "forward": "backward"}
+    if norm not in swapped:
+        raise ValueError(f'Invalid norm value {norm}; should be "backward", "ortho" or '
+                         '"forward".')
+    return swapped[norm]
+
+
 @function(np.fft.fftshift)
 def fftshift(x, axes=None):
     return _shift(x, axes, lambda n: n // 2)
@@ -274,4 +301,5 @@ def _shift(x, axes, by):
 
 # linear, so right for complex values (rfft and rfftn refuse complex input, as NumPy's do)
 COMPLEX.update([np.fft.fft, np.fft.ifft, np.fft.fft2, np.fft.ifft2, np.fft.fftn, np.fft.ifftn,
-                np.fft.irfft, np.fft.irfft2, np.fft.irfftn, np.fft.fftshift, np.fft.ifftshift])
+                np.fft.irfft, np.fft.irfft2, np.fft.irfftn, np.fft.fftshift, np.fft.ifftshift,
+                np.fft.hfft])

@@ -1,5 +1,5 @@
-"""Joining and splitting: concatenate and the stacks, split and its variants, tile, repeat,
-append, insert, delete.
+"""Joining and splitting: concatenate and the stacks, block, split and its variants, tile,
+repeat, resize, append, insert, delete.
 
 ``concatenate`` is variadic (the arrays are its positional arguments); ``split`` has one
 result per piece, and its vjp joins the pieces' cotangents (zeros for pieces not used).
@@ -117,6 +117,66 @@ def append(arr, values, axis=None):
     return concatenate([arr, values], axis)
 
 
+@function(np.block)
+def block(arrays):
+    """NumPy's ``block``: its checks of the nested lists (the same errors), each leaf given
+    leading axes of length 1 up to the result's ndim, then concatenations from the innermost
+    lists out. Laid out as NumPy's: as its concatenations, except where NumPy fills a large
+    result by slicing (``list_ndim * size > 2 * 512**2``): F where every block is F and not C,
+    else C; a lone array (no list) is copied in C order."""
+    index, arr_ndim, size = _block_depths(arrays, [])
+    list_ndim = len(index)
+    if index and index[-1] is None:
+        raise ValueError(f"List at {_block_index(index)} cannot be empty")
+    ndim = max(arr_ndim, list_ndim)
+    leaves = []
+    result = _block(arrays, list_ndim, ndim, 0, leaves)
+    if list_ndim == 0 or list_ndim * size <= 2 * 512 * 512:
+        return np.copy(result, order="C") if list_ndim == 0 else result
+    f = all(raw(a).flags.f_contiguous for a in leaves)
+    c = all(raw(a).flags.c_contiguous for a in leaves)
+    return laid_out(result, range(ndim)[::-1] if f and not c else range(ndim))
+
+
+def _block_depths(arrays, index):
+    """NumPy's ``_block_check_depths_match``: the index of a bottom element (ending in None
+    below an empty list), the greatest ndim of the leaves and their total size."""
+    if isinstance(arrays, tuple):
+        raise TypeError(f"{_block_index(index)} is a tuple. Only lists can be used to arrange "
+                        "blocks, and np.block does not allow implicit conversion from tuple to "
+                        "ndarray.")
+    if isinstance(arrays, list) and arrays:
+        first, ndim, size = _block_depths(arrays[0], index + [0])
+        for i, arr in enumerate(arrays[1:], 1):
+            at, n, s = _block_depths(arr, index + [i])
+            size += s
+            ndim = max(ndim, n)
+            if len(at) != len(first):
+                raise ValueError(
+                    f"List depths are mismatched. First element was at depth {len(first)}, "
+                    f"but there is an element at depth {len(at)} ({_block_index(at)})")
+            if at[-1] is None:
+                first = at
+        return first, ndim, size
+    if isinstance(arrays, list):
+        return index + [None], 0, 0
+    return index, np.ndim(raw(arrays)), np.size(raw(arrays))
+
+
+def _block_index(index):
+    return "arrays" + "".join(f"[{i}]" for i in index if i is not None)
+
+
+def _block(arrays, depth_max, ndim, depth, leaves):
+    if depth < depth_max:
+        parts = [_block(a, depth_max, ndim, depth + 1, leaves) for a in arrays]
+        return concatenate(parts, axis=-(depth_max - depth))
+    a = arrays if type(arrays) is Tracer else np.array(arrays, ndmin=ndim, copy=None)
+    a = np.reshape(a, (1,) * (ndim - a.ndim) + a.shape) if a.ndim < ndim else a
+    leaves.append(a)
+    return a
+
+
 # --- splitting -----------------------------------------------------------------------------------
 
 @function(np.split)
@@ -213,6 +273,23 @@ def repeat(a, repeats, axis=None):
         merged = a.shape[:axis] + (a.shape[axis] * r,) + a.shape[axis + 1:]
         return _fresh(np.reshape(b, merged), a)
     return take(a, np.repeat(np.arange(a.shape[axis]), repeats), axis=axis)
+
+
+@function(np.resize)
+def resize(a, new_shape):
+    """NumPy's ``resize``: the C ravel of ``a`` repeated and cut to the new size."""
+    if isinstance(new_shape, (int, np.integer)):
+        new_shape = (new_shape,)
+    a = np.ravel(_array(a))
+    new_size = 1
+    for n in new_shape:
+        new_size *= n
+        if n < 0:
+            raise ValueError("all elements of `new_shape` must be non-negative")
+    if a.size == 0 or new_size == 0:
+        return np.zeros(new_shape, a.dtype)  # NumPy's zero fill: no derivative
+    repeats = (new_size + a.size - 1) // a.size
+    return np.reshape(concatenate((a,) * repeats, 0)[:new_size], new_shape)
 
 
 @function(np.delete)

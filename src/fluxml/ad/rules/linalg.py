@@ -18,7 +18,8 @@ import numpy as np
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, strong
 from fluxml.ad.define import deflinear, defvjp, defvjp_argnum, function, primitive, ufunc
 from fluxml.ad.mutation import index_view, into_out
-from fluxml.ad.rules.shape import c_ordered
+from fluxml.ad.rules.numerics import cross
+from fluxml.ad.rules.shape import c_ordered, diagonal, matrix_transpose, trace
 
 # --- matmul ----------------------------------------------------------------------------------
 # NumPy promotes a 1-D operand to a matrix (a row on the left, a column on the right) and drops
@@ -302,3 +303,25 @@ if hasattr(np.linalg, "matmul"):
     function(np.linalg.matmul)(lambda x1, x2, /: MATMUL(x1, x2))
     function(np.linalg.outer)(lambda x1, x2, /: outer(x1, x2))
     function(np.linalg.tensordot)(lambda x1, x2, /, *, axes=2: tensordot(x1, x2, axes))
+if hasattr(np, "matvec"):  # NumPy 2.2's ufuncs: a stack of matrices times vectors
+    UFUNCS[np.matvec] = lambda x1, x2: MATMUL(x1, x2[..., None])[..., 0]
+    UFUNCS[np.vecmat] = lambda x1, x2: MATMUL(np.conj(x1)[..., None, :], x2)[..., 0, :]
+
+
+# np.linalg's array-API names of functions with rules elsewhere: the last two axes.
+if hasattr(np.linalg, "trace"):
+    function(np.linalg.trace)(lambda x, /, *, offset=0, dtype=None:
+                              trace(x, offset, -2, -1, dtype))
+    function(np.linalg.diagonal)(lambda x, /, *, offset=0: diagonal(x, offset, -2, -1))
+    function(np.linalg.matrix_transpose)(matrix_transpose)
+
+
+if hasattr(np.linalg, "cross"):
+    @function(np.linalg.cross)
+    def linalg_cross(x1, x2, /, *, axis=-1):
+        """``np.cross`` of 3-vectors only (NumPy's check and error)."""
+        n1, n2 = np.shape(raw(x1))[axis], np.shape(raw(x2))[axis]
+        if n1 != 3 or n2 != 3:
+            raise ValueError("Both input arrays must be (arrays of) 3-dimensional vectors, "
+                             f"but they are {n1} and {n2} dimensional instead.")
+        return cross(x1, x2, axis=axis)

@@ -1,5 +1,6 @@
-"""Numerical routines scientists reach for: trapezoid, gradient, convolve/correlate, interp,
-the polynomial helpers, cross, linspace/logspace, cov/corrcoef, apply_along_axis.
+"""Numerical routines scientists reach for: trapezoid, gradient, unwrap, convolve/correlate,
+interp, the polynomial helpers, cross, linspace/logspace/geomspace, cov/corrcoef,
+apply_along_axis, apply_over_axes.
 
 Every entry is a *composite*: NumPy's own algorithm, same formulas in the same order (so the
 values match NumPy's), written with operations that already have rules, so derivatives of any
@@ -68,6 +69,33 @@ def gradient(f, *varargs, axis=None, edge_order=1):
     outs = [in_memory_order_of(_cast(_gradient_along(f, ax, h, edge_order), otype), f)
             for ax, h in zip(axes, spacings)]
     return outs[0] if len(axes) == 1 else tuple(outs)
+
+
+@function(np.unwrap)
+def unwrap(p, discont=None, axis=-1, *, period=2 * np.pi):
+    """NumPy's algorithm step by step: each jump's distance to the nearest multiple of
+    ``period`` (``np.mod``, whose derivative in ``p`` is 1: the corrections are piecewise
+    constant in ``p``, and linear in a traced ``period``), NumPy's tie rule and integer
+    arithmetic, the corrections summed along ``axis`` onto a copy of ``p``."""
+    p = _array(p)
+    dd = np.diff(p, axis=axis)
+    if discont is None:
+        discont = period / 2
+    rest = _along(p.ndim, axis, slice(1, None))
+    dtype = np.result_type(raw(dd), raw(period))
+    if np.issubdtype(dtype, np.integer):
+        high, rem = divmod(period, 2)
+        ambiguous = rem == 0
+    else:
+        high, ambiguous = period / 2, True
+    low = -high
+    ddmod = np.mod(dd - low, period) + low
+    if ambiguous:  # a jump of exactly period/2 up keeps its sign (NumPy's copyto(where=))
+        ddmod = np.where((raw(ddmod) == raw(low)) & (raw(dd) > 0), high, ddmod)
+    correction = np.where(np.abs(raw(dd)) < raw(discont), 0, ddmod - dd)
+    up = np.copy(p) if p.dtype == dtype else p.astype(dtype)  # (a copy in p's order)
+    up[rest] = p[rest] + np.cumsum(correction, axis)
+    return up
 
 
 # --- convolution ---------------------------------------------------------------------------------
@@ -269,6 +297,30 @@ def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
     return y if dtype is None else _cast(y, np.dtype(dtype))
 
 
+@function(np.geomspace)
+def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    """NumPy's steps: start and stop rotated onto the positive reals by start's sign,
+    ``logspace`` of their logarithms, the endpoints written exactly, the sign put back."""
+    if np.any(raw(start) == 0) or np.any(raw(stop) == 0):
+        raise ValueError("Geometric sequence cannot include zero")
+    dt = np.result_type(np.asanyarray(raw(start)), np.asanyarray(raw(stop)), float(num),
+                        np.zeros((), dtype))
+    dtype = dt if dtype is None else np.dtype(dtype)
+    start, stop = _cast(_array(start), dt), _cast(_array(stop), dt)
+    sign = np.sign(raw(start))  # (a constant: NumPy's rotation)
+    start, stop = start / sign, stop / sign
+    result = logspace(np.log10(start), np.log10(stop), num=num, endpoint=endpoint, base=10.0,
+                      dtype=dt)
+    if num > 0:
+        result[0] = start
+        if num > 1 and endpoint:
+            result[-1] = stop
+    result *= sign  # (in place, as NumPy: logspace's layout kept)
+    if axis != 0:
+        result = np.moveaxis(result, 0, axis)
+    return _cast(result, dtype)
+
+
 # --- statistics ----------------------------------------------------------------------------------
 
 @function(np.cov)
@@ -348,6 +400,22 @@ def apply_along_axis(func1d, axis, arr, *args, **kwargs):
     dims = list(range(buff.ndim))
     split = buff.ndim - first.ndim
     return np.transpose(buff, dims[:axis] + dims[split:] + dims[axis:split])
+
+
+@function(np.apply_over_axes)
+def apply_over_axes(func, a, axes):
+    """``func(a, axis)`` for each axis in turn, a reduced axis put back as length 1 (NumPy's
+    loop, on the traced array)."""
+    val = _array(a)
+    n = val.ndim
+    for axis in (axes,) if np.ndim(axes) == 0 else axes:
+        res = _array(func(val, axis + n if axis < 0 else axis))
+        if res.ndim != val.ndim:
+            res = np.expand_dims(res, axis)
+            if res.ndim != val.ndim:
+                raise ValueError("function is not returning an array of the correct shape")
+        val = res
+    return val
 
 
 # --- helpers -------------------------------------------------------------------------------------

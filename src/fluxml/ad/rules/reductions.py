@@ -320,28 +320,40 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
              keepdims=False, *, weights=None):
     """Linear interpolation between the sorted entries around each quantile (NumPy's default
     method); the gradient reaches those entries through the sort."""
-    if method != "linear" or weights is not None:
-        raise DifferentiationError(
-            f"np.quantile(..., method={method!r}, weights=...) is not supported on traced "
-            "arrays: only the default method='linear' without weights")
-    if type(q) is Tracer:
-        raise DifferentiationError("np.quantile: q must be concrete (not traced)")
-    dtype = np.result_type(_array(a).dtype, q if isinstance(q, (int, float)) else np.asarray(q))
-    q = np.asarray(q, dtype=np.float64)
-    if not ((q >= 0) & (q <= 1)).all():
-        raise ValueError("Quantiles must be in the range [0, 1]")
+    dtype, q = checked_quantiles("np.quantile", _array(a), q, method, weights)
     s, shape = _sorted_last(_array(a), axis, keepdims)
     n = s.shape[-1]
     pos = q.ravel() * (n - 1)
     lo = np.floor(pos).astype(np.intp)
     hi = np.minimum(lo + 1, n - 1)
     t = (pos - lo).astype(dtype)  # NumPy promotes by q's dtype (a Python float is weak)
-    below, above = s[..., lo], s[..., hi]
-    d = above - below
-    result = np.where(t >= 0.5, above - d * (1 - t), below + d * t)  # NumPy's _lerp
+    result = _nan_where_nan(s, lerp(s[..., lo], s[..., hi], t))
     result = np.moveaxis(result, -1, 0)
     # C-ordered, as NumPy's (ravel(order="K") reads it later): not the layout of the sort
     return into_out(c_ordered(np.reshape(result, q.shape + shape)), out, "np.quantile")
+
+
+def checked_quantiles(name, a, q, method, weights):
+    """NumPy's checks of ``q`` for ``name`` (np.quantile or np.nanquantile, and their
+    percentiles) of the traced ``a``: the result's dtype and ``q`` as float64."""
+    if method != "linear" or weights is not None:
+        given = f"method={method!r}" if weights is None else "weights="
+        raise DifferentiationError(
+            f"{name}(..., {given}) (or its percentile's) is not supported on traced arrays: "
+            "only the default method='linear' without weights")
+    if type(q) is Tracer:
+        raise DifferentiationError(f"{name}: q must be concrete (not traced)")
+    dtype = np.result_type(a.dtype, q if isinstance(q, (int, float)) else np.asarray(q))
+    q = np.asarray(q, dtype=np.float64)
+    if not ((q >= 0) & (q <= 1)).all():
+        raise ValueError("Quantiles must be in the range [0, 1]")
+    return dtype, q
+
+
+def lerp(below, above, t):
+    """NumPy's ``_lerp``: from the nearer end, so that ``t`` = 1 gives ``above`` exactly."""
+    d = above - below
+    return np.where(t >= 0.5, above - d * (1 - t), below + d * t)
 
 
 @function(np.percentile)
@@ -364,6 +376,7 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
         result = s[..., n // 2]
     else:
         result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2
+    result = _nan_where_nan(s, result[..., None])[..., 0]
     # a fresh array, as NumPy's (a mean's result), in the order the sort left it: not a
     # strided view of the sort, which ravel(order="A") would read in C order
     result = in_memory_order_of(result, result)
@@ -414,6 +427,14 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+def _nan_where_nan(s, result):
+    """``result`` (one entry per quantile, last axis) NaN where the sorted slice ``s`` has a
+    NaN (sorted last), as NumPy's median and quantiles (a number computed from the other
+    entries before, silently)."""
+    nan = np.isnan(raw(s)[..., -1:])
+    return result if known_none(nan) else np.where(nan, np.nan, result)
+
 
 def _axis(axis):
     return tuple(axis) if isinstance(axis, list) else axis

@@ -1,6 +1,7 @@
 """Choosing entries by concrete conditions or indices: select, choose, piecewise, extract,
-compress. Each is written with where, gathers and recorded writes, whose rules carry the
-derivatives; the conditions and indices are values (they have no derivative)."""
+compress, and bincount's sums of weights by bin. Each is written with where, gathers and
+recorded writes, whose rules carry the derivatives; the conditions and indices are values
+(they have no derivative)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,24 @@ def compress(condition, a, axis=None, out=None):
                          f"{a.shape[axis]}")
     result = c_ordered(getitem(a, (slice(None),) * axis + (keep,)))  # NumPy's take: C order
     return into_out(result, out, "np.compress")
+
+
+@function(np.bincount)
+def bincount(x, weights=None, minlength=0):
+    """The sums of ``weights`` (as float64, as NumPy's) by their bin in ``x``, accumulated in
+    order (``np.add.at``, as NumPy's loop); NumPy's checks and errors, on the values."""
+    if type(_concrete(raw(x), "np.bincount: x")) is Tracer:  # fl.compile: bins known at run time
+        raise DifferentiationError(
+            "np.bincount: the bins are known only when the compiled program runs, and the "
+            "result's length depends on them; pass minlength= and index with np.add.at instead")
+    x = raw(x)  # (as given: NumPy takes an empty list, not an empty float array)
+    if type(weights) is not Tracer:
+        return np.bincount(x, weights, minlength)
+    # NumPy's checks (and the result's length) on zeros of the weights' shape
+    counts = np.bincount(x, np.zeros(np.shape(raw(weights))), minlength)
+    if counts.dtype != np.float64:  # no bins: NumPy's integer zeros, whatever the weights
+        return counts
+    weights = weights.astype(np.float64)
+    sums = np.zeros_like(weights, shape=counts.shape)
+    np.add.at(sums, np.asarray(x).astype(np.intp), weights)
+    return sums

@@ -536,6 +536,8 @@ def pad(array, pad_width, mode="constant", **kwargs):
 
 @function(np.diagonal)
 def diagonal(a, offset=0, axis1=0, axis2=1):
+    if a.ndim < 2:  # (NumPy's check, before the axes')
+        raise ValueError("diag requires an array of at least two dimensions")
     axis1, axis2 = normalize_axis_index(axis1, a.ndim), normalize_axis_index(axis2, a.ndim)
     if axis1 == axis2:
         raise ValueError("axis1 and axis2 cannot be the same")

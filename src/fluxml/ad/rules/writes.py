@@ -1,4 +1,5 @@
-"""NumPy's writing functions on traced arrays: copyto, put, putmask, place, fill_diagonal.
+"""NumPy's writing functions on traced arrays: copyto, put, putmask, place, fill_diagonal,
+put_along_axis.
 
 Each is expressed as the write it performs (``ad/mutation.py``), so the handle is rebound and
 views and aliases see it, exactly as NumPy's in-place semantics say.
@@ -104,3 +105,24 @@ def fill_diagonal(a, val, wrap=False):
     positions = flat[probe == -1]
     mutation.setitem(a, np.unravel_index(positions, shape),
                      _cycled(val, np.arange(positions.size)))
+
+
+@function(np.put_along_axis)
+def put_along_axis(arr, indices, values, axis):
+    """``arr[index] = values`` with NumPy's index: ``indices`` along ``axis``, every other
+    axis whole (``axis=None``: the flat C-ordered array, written through where NumPy's flat
+    copy is a view, else NumPy's read-only error)."""
+    arr = _target(arr, "np.put_along_axis")
+    indices = np.asarray(raw(indices))
+    # NumPy's own checks and errors, on a probe of arr's shape
+    np.put_along_axis(np.zeros(arr.shape), indices, np.zeros(np.shape(raw(values))), axis)
+    if axis is None:
+        if not raw(arr).flags.c_contiguous:
+            raise ValueError("assignment destination is read-only")
+        mutation.setitem(arr, np.unravel_index(indices, arr.shape), values)
+        return
+    axis %= arr.ndim
+    grid = [np.arange(n).reshape((1,) * d + (-1,) + (1,) * (arr.ndim - d - 1))
+            for d, n in enumerate(arr.shape)]
+    grid[axis] = indices
+    mutation.setitem(arr, tuple(grid), values)
