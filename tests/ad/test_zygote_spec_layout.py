@@ -208,6 +208,10 @@ RESULT_LAYOUTS = [
                                                           axis=2)),
     ("nansum of a broadcast array", lambda x: np.nansum(np.broadcast_to(x[:1], x.shape),
                                                         axis=1)),
+    ("nanvar of a broadcast array", lambda x: np.nanvar(np.broadcast_to(x[:1], x.shape),
+                                                        axis=1)),
+    ("nanprod of a broadcast array", lambda x: np.nanprod(np.broadcast_to(x[:1], x.shape),
+                                                          axis=2)),
 ]
 
 

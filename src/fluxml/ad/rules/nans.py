@@ -40,7 +40,13 @@ from fluxml.ad.rules.reductions import (
     prod,
     var,
 )
-from fluxml.ad.rules.shape import _memory_axes, c_ordered, laid_out
+from fluxml.ad.rules.shape import (
+    _memory_axes,
+    c_ordered,
+    in_iterator_order_of,
+    in_memory_order_of,
+    laid_out,
+)
 
 nondifferentiable(np.nanargmax, np.nanargmin)  # positions
 
@@ -172,16 +178,18 @@ def _nanvar(a, axis, dtype, ddof, keepdims, where, mean, correction):
         mean = total / np.maximum(count, 1).astype(total.dtype)
     # NumPy subtracts into its copy (arr's dtype), then sets the NaNs' deviations to 0
     d = _cast(arr - mean, arr.dtype)
-    d = np.where(keep, d, 0)
+    d = in_iterator_order_of(np.where(keep, d, 0), arr)  # (NumPy's copyto into its copy)
     square = np.real(d * np.conj(d)) if d.dtype.kind == "c" else d * d
     result = SUM(_cast(square, dtype), axis=axis, keepdims=bool(keepdims))
     dof = count - ddof if keepdims else np.reshape(count, np.shape(raw(result))) - ddof
     bad = dof <= 0
     if type(bad) is not Tracer and bad.any():
         warnings.warn("Degrees of freedom <= 0 for slice.", RuntimeWarning, stacklevel=4)
+    # (NumPy divides the sum in place: laid out as the sum)
     if known_none(bad):
-        return result / dof.astype(result.dtype)
-    return np.where(bad, np.nan, result / np.where(bad, 1, dof).astype(result.dtype))
+        return in_iterator_order_of(result / dof.astype(result.dtype), result)
+    return in_iterator_order_of(
+        np.where(bad, np.nan, result / np.where(bad, 1, dof).astype(result.dtype)), result)
 
 
 def _replace_nan(a, value):
@@ -191,4 +199,7 @@ def _replace_nan(a, value):
     if a.dtype.kind not in "fc":
         return a, None
     nan = np.isnan(raw(a))
-    return (a if known_none(nan) else SETITEM(a, value, idx=nan, inplace=False)), nan
+    # laid out as NumPy's copy (its K order: F-like for a broadcast array), which the
+    # reductions of it keep
+    replaced = a if known_none(nan) else SETITEM(a, value, idx=nan, inplace=False)
+    return in_memory_order_of(replaced, a), nan
