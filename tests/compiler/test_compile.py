@@ -737,3 +737,27 @@ def test_the_derivative_of_det_compiles_through_both_of_its_formulas():
     for x in (singular, batch[0]):
         np.testing.assert_allclose(j(x, t), fl.jvp(np.linalg.det, (x,), (t,))[1], rtol=1e-12)
     assert g(np.eye(2, dtype=np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("f, infs", [
+    (lambda x: np.nan_to_num(x, nan=2.0, posinf=7.0), True),
+    (lambda x: np.frexp(x)[0] + np.frexp(x)[1], True),
+    (lambda x: np.nansum(x, axis=1), False),
+    (lambda x: np.nanmean(x, axis=0), False),
+    (lambda x: np.nanvar(x, axis=1), False),
+    (lambda x: np.nanprod(x, axis=1), False),
+    (lambda x: np.nancumsum(x, axis=0), False),
+], ids=["nan_to_num", "frexp", "nansum", "nanmean", "nanvar", "nanprod", "nancumsum"])
+def test_nan_functions_compile(f, infs):
+    # np.nan_to_num and np.frexp called NumPy's own function on the program's value, which
+    # came back to their rules without end (RecursionError); the NaN reductions replaced the
+    # NaNs with a write through a boolean mask of the program's values (refused): now the
+    # same values and gradients as eagerly
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    x[0, 1], x[2, 0] = np.nan, np.nan
+    if infs:
+        x[2, 2], x[1, 3] = np.inf, -np.inf
+    loss = lambda x: np.sum(np.nan_to_num(f(x), posinf=0.0, neginf=0.0))  # noqa: E731
+    np.testing.assert_array_equal(fl.compile(f)(x), f(x))
+    np.testing.assert_array_equal(fl.compile(lambda x: fl.gradient(loss, x)[0])(x),
+                                  fl.gradient(loss, x)[0])

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import UFUNCS, Tracer, known_none, raw
+from fluxml.ad.core import UFUNCS, Tracer, known_none, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive, same, ufunc
 
 LN2 = math.log(2.0)
@@ -235,7 +235,9 @@ def _modf(x):
 
 def _frexp(x):
     """``np.frexp(x)``: mantissa ``x * 2**-e`` (differentiable) and the integer exponent."""
-    exponent = np.frexp(raw(x))[1]
+    # on the values (under fl.compile, recorded as one call: np.frexp of the program's value
+    # would come back here, without end)
+    exponent = untraced(np.frexp, (raw(x),))[1]
     return np.ldexp(x, -exponent), exponent
 
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw
+from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import (
     defjvp,
     deflinear,
@@ -172,7 +172,10 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     """Derivative 1 where x is finite; the replaced entries come from the replacement values
     (differentiable too when traced)."""
     value = raw(x)
-    fill = np.nan_to_num(value, nan=raw(nan), posinf=raw(posinf), neginf=raw(neginf))
+    # computed on the values (under fl.compile, recorded as one call: NumPy's function on
+    # the compiled program's value would come back here, without end)
+    fill = untraced(np.nan_to_num, (value,),
+                    dict(nan=raw(nan), posinf=raw(posinf), neginf=raw(neginf)))
     result = WHERE(x, fill, cond=np.isfinite(value))
     for given, where_given in ((nan, np.isnan(value)), (posinf, np.isposinf(value)),
                                (neginf, np.isneginf(value))):

@@ -22,7 +22,7 @@ import numpy as np
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
-from fluxml.ad.rules.indexing import SETITEM, take_along_axis
+from fluxml.ad.rules.indexing import take_along_axis
 from fluxml.ad.rules.reductions import (
     STD_ROOT,
     SUM,
@@ -201,5 +201,6 @@ def _replace_nan(a, value):
     nan = np.isnan(raw(a))
     # laid out as NumPy's copy (its K order: F-like for a broadcast array), which the
     # reductions of it keep
-    replaced = a if known_none(nan) else SETITEM(a, value, idx=nan, inplace=False)
+    # (np.where, not a masked write: under fl.compile the mask is a value of the program)
+    replaced = a if known_none(nan) else np.where(nan, np.asarray(value, a.dtype), a)
     return in_memory_order_of(replaced, a), nan

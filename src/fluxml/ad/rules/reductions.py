@@ -17,7 +17,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.mutation import into_out
-from fluxml.ad.rules.indexing import GETITEM, SETITEM, take_along_axis
+from fluxml.ad.rules.indexing import GETITEM, take_along_axis
 from fluxml.ad.rules.shape import c_ordered, in_iterator_order_of, in_memory_order_of
 
 # --- primitives ----------------------------------------------------------------------------------
@@ -553,7 +553,8 @@ def _nan_to_zero(a):
     nan = np.isnan(raw(a))
     if known_none(nan):
         return in_memory_order_of(a, a)
-    return in_memory_order_of(SETITEM(a, 0, idx=nan, inplace=False), a)
+    # np.where, not a masked write: under fl.compile the mask is a value of the program
+    return in_memory_order_of(np.where(nan, 0, a), a)
 
 
 def _cast(a, dtype):
