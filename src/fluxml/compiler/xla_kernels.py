@@ -298,6 +298,21 @@ def sigmoid(x):
     return 1 / (1 + jnp.exp(-x))
 
 
+# --- Fourier transforms: fluxml.ad.rules.fft's primitives ---------------------------------------
+
+def fft_c2c(x, *, axes, norm, inverse):
+    """``C2C``: the n-d complex transform over ``axes`` (``ifftn`` where ``inverse``)."""
+    return (jnp.fft.ifftn if inverse else jnp.fft.fftn)(x, axes=axes, norm=norm)
+
+
+def rfft(x, *, axis, norm):
+    return jnp.fft.rfft(x, axis=axis, norm=norm)
+
+
+def irfft(a, *, n, axis, norm):
+    return jnp.fft.irfft(a, n=n, axis=axis, norm=norm)
+
+
 # --- activations: the formulas of fluxml.nnlib.activations -------------------------------------
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

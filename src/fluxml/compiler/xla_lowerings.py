@@ -81,6 +81,10 @@ PRIMITIVES: dict = {
     "dot_product_attention": kernels.attention,
     "embedding_gather": "jnp.take({weight}, {idx}, axis=0)",
     "embedding_scatter_add": kernels.embedding_scatter_add,
+    # Fourier transforms
+    "fft_c2c": kernels.fft_c2c,
+    "rfft": kernels.rfft,
+    "irfft": kernels.irfft,
 }
 
 # Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
