@@ -106,6 +106,17 @@ def check_finite_norm(nrm, shape, p):
     return nrm
 
 
+def nonsingular(x):
+    """``fluxml.ad.rules.decompositions._nonsingular`` (slogdet's derivative): the signs come
+    back and its check judges them, on every run."""
+    # lazy: as above
+    from fluxml.ad.rules.decompositions import _nonzero_signs
+
+    sign = jnp.linalg.slogdet(x)[0]
+    run_time_checks().append((sign, lambda v: _nonzero_signs(np.asarray(v))))
+    return jnp.asarray(True)
+
+
 def _index_range(idx, check):
     """Record ``idx``'s smallest and largest entry, judged by ``check`` after every run (an
     index check whose error must name the caller's layer and line)."""
@@ -311,6 +322,16 @@ def rfft(x, *, axis, norm):
 
 def irfft(a, *, n, axis, norm):
     return jnp.fft.irfft(a, n=n, axis=axis, norm=norm)
+
+
+def slogdet(x):
+    """``np.linalg.slogdet``'s pair (sign, log |det|)."""
+    sign, logdet = jnp.linalg.slogdet(x)
+    return sign, logdet
+
+
+def modf_fraction(x):
+    return jnp.modf(x)[0]
 
 
 # --- activations: the formulas of fluxml.nnlib.activations -------------------------------------

@@ -85,6 +85,8 @@ PRIMITIVES: dict = {
     "fft_c2c": kernels.fft_c2c,
     "rfft": kernels.rfft,
     "irfft": kernels.irfft,
+    "slogdet": kernels.slogdet,
+    "modf_fraction": kernels.modf_fraction,
 }
 
 # Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
@@ -95,6 +97,7 @@ FUNCTIONS: dict = {
     "fluxml.losses.common._check_labels": kernels.check_labels,
     "fluxml.data.utils._in_labels": kernels.in_labels,
     "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
+    "fluxml.ad.rules.decompositions._nonsingular": kernels.nonsingular,
     "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
     "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
     "fluxml.layers.recurrent._in_sequence": kernels.in_sequence,

@@ -117,7 +117,13 @@ def _cofactors(x, det):
 
 
 def _nonsingular(x):
-    if np.any(np.linalg.slogdet(x)[0] == 0):
+    return _nonzero_signs(np.linalg.slogdet(x)[0])
+
+
+def _nonzero_signs(sign):
+    """Refuse slogdet's derivative where a sign is 0 (under XLA, judged on the signs the
+    program returns)."""
+    if np.any(sign == 0):
         raise DifferentiationError(
             "np.linalg.slogdet at a singular matrix: log|det| is -inf and has no derivative. "
             "Use np.linalg.det (differentiable at singular matrices), or regularise the "
