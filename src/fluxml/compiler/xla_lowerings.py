@@ -87,6 +87,7 @@ PRIMITIVES: dict = {
     "irfft": kernels.irfft,
     "slogdet": kernels.slogdet,
     "modf_fraction": kernels.modf_fraction,
+    "sinc": kernels.sinc,
 }
 
 # Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
