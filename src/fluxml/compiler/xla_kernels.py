@@ -326,24 +326,11 @@ def irfft(a, *, n, axis, norm):
 
 def sinc(x, *, k):
     """``fluxml.ad.rules.elementwise_more``'s ``SINC``: the k-th derivative of sinc, by the
-    same recurrence away from 0 and the same series near it."""
+    NumPy rule's own recurrence and series, on ``jax.numpy``."""
     # lazy: the engine's rules sit below the compiler, and only a program with sinc needs it
-    from fluxml.ad.rules.elementwise_more import _SINC_NEAR, _SINC_TERMS
+    from fluxml.ad.rules.elementwise_more import _sinc_derivative
 
-    if k == 0:
-        return jnp.sinc(x)
-    near = jnp.abs(x) < _SINC_NEAR
-    safe = jnp.where(near, 1, x)
-    s = jnp.sinc(safe)
-    for j in range(1, k + 1):
-        s = (math.pi ** (j - 1) * jnp.sin(math.pi * safe + j * math.pi / 2) - j * s) / safe
-    series = jnp.zeros_like(s)
-    first = (k + 1) // 2
-    for n in range(first, first + _SINC_TERMS):
-        c = (-1) ** n * math.pi ** (2 * n) / math.factorial(2 * n + 1)
-        c *= math.factorial(2 * n) / math.factorial(2 * n - k)
-        series = series + c * x ** (2 * n - k)
-    return jnp.where(near, series, s)
+    return _sinc_derivative(x, k, jnp)
 
 
 def slogdet(x):

@@ -325,25 +325,26 @@ _SINC_NEAR = 0.25  # below this |x| the derivatives come from the Maclaurin seri
 _SINC_TERMS = 12
 
 
-def _sinc_derivative(x, k):
-    """The k-th derivative of sinc(x) = sin(pi x) / (pi x).
+def _sinc_derivative(x, k, xp=np):
+    """The k-th derivative of sinc(x) = sin(pi x) / (pi x), with the array module ``xp``
+    (NumPy's, or ``jax.numpy`` for the xla back end's lowering).
 
     Away from 0, from x s(x) = sin(pi x) / pi differentiated j times:
     s_j = (pi^(j-1) sin(pi x + j pi / 2) - j s_(j-1)) / x. Near 0 (where that recurrence
     cancels) from the series s(x) = sum_n (-1)^n (pi x)^(2n) / (2n + 1)!.
     """
     if k == 0:
-        return np.sinc(x)
-    x = np.asarray(x)
-    near = np.abs(x) < _SINC_NEAR
-    safe = np.where(near, 1, x)
-    s = np.sinc(safe)
+        return xp.sinc(x)
+    x = xp.asarray(x)
+    near = xp.abs(x) < _SINC_NEAR
+    safe = xp.where(near, 1, x)
+    s = xp.sinc(safe)
     for j in range(1, k + 1):
-        s = (math.pi ** (j - 1) * np.sin(math.pi * safe + j * math.pi / 2) - j * s) / safe
-    series = np.zeros_like(s)
+        s = (math.pi ** (j - 1) * xp.sin(math.pi * safe + j * math.pi / 2) - j * s) / safe
+    series = xp.zeros_like(s)
     first = (k + 1) // 2
     for n in range(first, first + _SINC_TERMS):
         c = (-1) ** n * math.pi ** (2 * n) / math.factorial(2 * n + 1)
         c *= math.factorial(2 * n) / math.factorial(2 * n - k)
         series = series + c * x ** (2 * n - k)
-    return np.where(near, series, s)
+    return xp.where(near, series, s)
