@@ -23,3 +23,28 @@ def _load_fft(func) -> bool:
 
 
 LAZY_RULES.append(_load_fft)
+
+
+def _family_loader(module: str, names: tuple):
+    """A loader of the rule family ``module``, registered on the first call of one of the
+    NumPy functions ``names`` with a traced array: families few programs need (their import
+    is a few milliseconds of ``import fluxml``)."""
+    def load(func) -> bool:
+        if getattr(func, "__module__", None) != "numpy" or \
+                getattr(func, "__name__", None) not in names:
+            return False
+        # lazy: registered on first use
+        import importlib
+
+        importlib.import_module(f"fluxml.ad.rules.{module}")
+        return True
+
+    return load
+
+
+LAZY_RULES.append(_family_loader("nans", (
+    "nanprod", "nancumsum", "nancumprod", "nanvar", "nanstd", "nanmedian", "nanquantile",
+    "nanpercentile", "nanargmax", "nanargmin")))
+LAZY_RULES.append(_family_loader("polynomials", (
+    "vander", "polyadd", "polysub", "polymul", "polydiv", "poly", "roots", "polyfit")))
+
