@@ -17,7 +17,7 @@ jax = pytest.importorskip("jax", reason="the xla back end needs JAX: pip install
 
 import fluxml as fl  # noqa: E402
 from fluxml.ad.core import draw  # noqa: E402
-from fluxml.compiler import CompileError, xla_kernels  # noqa: E402
+from fluxml.compiler import CompileError, xla_kernels, xla_recurrent  # noqa: E402
 from fluxml.tree import flatten  # noqa: E402
 
 # the kernels' modules (fluxml.nnlib exports functions of the same names)
@@ -421,9 +421,9 @@ def test_lstm_sequence_kernels(bias):
     @jax.jit
     def kernels(x, h0, c0, w_ih, w_hh, b, g_hs, g_cs, hs, cs, acts):
         args = x, h0, c0, w_ih, w_hh, hs, cs, acts
-        return (xla_kernels.lstm_sequence(x, h0, c0, w_ih, w_hh, b),
-                xla_kernels.lstm_vjp_kernel(g_hs, None, *args, (0, 4)),
-                xla_kernels.lstm_vjp_kernel(g_hs, g_cs, *args, every))
+        return (xla_recurrent.lstm_sequence(x, h0, c0, w_ih, w_hh, b),
+                xla_recurrent.lstm_vjp_kernel(g_hs, None, *args, (0, 4)),
+                xla_recurrent.lstm_vjp_kernel(g_hs, g_cs, *args, every))
 
     with jax.enable_x64(True):
         forward, some, all_ = kernels(x, h0, c0, w_ih, w_hh, b, g_hs, g_cs, hs, cs, acts)

@@ -8,6 +8,7 @@ control-flow primitives (``cond``, ``while_loop``, ``scan``) are added by
 from __future__ import annotations
 
 from fluxml.compiler import xla_kernels as kernels
+from fluxml.compiler import xla_recurrent as recurrent
 
 # Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
 # names (from its NumPy kernel's signature) and parameter names, or a kernel function, called
@@ -72,10 +73,10 @@ PRIMITIVES: dict = {
     "pool_gather": kernels.pool_gather,
     "window_sum": kernels.window_sum,
     "window_sum_t": kernels.window_sum_t,
-    "lstm_sequence": kernels.lstm_sequence,
-    "lstm_step": kernels.lstm_step,
-    "gru_step": kernels.gru_step,
-    "gru_sequence": kernels.gru_sequence,
+    "lstm_sequence": recurrent.lstm_sequence,
+    "lstm_step": recurrent.lstm_step,
+    "gru_step": recurrent.gru_step,
+    "gru_sequence": recurrent.gru_sequence,
     "normalise": kernels.normalise,
     "einsum": kernels.einsum,
     "dot_product_attention": kernels.attention,
@@ -94,7 +95,7 @@ PRIMITIVES: dict = {
 # beside the NumPy functions that map to ``jnp``'s of the same name.
 FUNCTIONS: dict = {
     "fluxml.nnlib.pool._maxpool_positions": kernels.maxpool_positions,
-    "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": kernels.lstm_vjp_kernel,
+    "fluxml.nnlib.lstm_scan._lstm_vjp_kernel": recurrent.lstm_vjp_kernel,
     "fluxml.losses.common._check_labels": kernels.check_labels,
     "fluxml.data.utils._in_labels": kernels.in_labels,
     "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
