@@ -151,10 +151,10 @@ def _by_choice(geo):
 
 
 def _maxpool_vjp(g, ans, x, **geo):
-    if _by_choice(geo) and first_order(g, ans, x) and type(raw(g)) is np.ndarray:
-        return _window_grad(g, x, ans, kernel=geo["kernel"], stride=geo["stride"],
-                            dilation=geo["dilation"])
     if _by_choice(geo):
+        if first_order(g, ans, x) and type(raw(g)) is np.ndarray:
+            return _window_grad(g, x, ans, kernel=geo["kernel"], stride=geo["stride"],
+                                dilation=geo["dilation"])
         return WINDOW_PUT(g, untraced(_choices, (x, ans), geo), shape=x.shape,
                           kernel=geo["kernel"], stride=geo["stride"], dilation=geo["dilation"])
     return POOL_SCATTER(g, _argmax_positions(x, ans, geo), shape=x.shape,
@@ -191,14 +191,17 @@ def _entry_views(a, kernel, stride, dilation, out):
             for offset in np.ndindex(*kernel)]
 
 
+def _tiled(kernel, stride, dilation, out, shape) -> bool:
+    """Is every entry of an input of ``shape`` in exactly one window: contiguous windows (a
+    dilated one skips entries, unless it has one entry) that tile each axis?"""
+    return all((k == 1 or dl == 1) and k == s and s * m == n
+               for k, dl, s, m, n in zip(kernel, dilation, stride, out, shape[2:]))
+
+
 def _window_put(g, sel, *, shape, kernel, stride, dilation):
     xp = win.array_module(g)
     out = g.shape[2:]
-    # every entry of dx in one window: contiguous windows (a dilated one skips entries,
-    # unless it has one entry) that tile the axis
-    tiled = all((k == 1 or dl == 1) and k == s and s * m == n
-                for k, dl, s, m, n in zip(kernel, dilation, stride, out, shape[2:]))
-    dx = xp.empty(shape, g.dtype) if tiled else xp.zeros(shape, g.dtype)
+    dx = (xp.empty if _tiled(kernel, stride, dilation, out, shape) else xp.zeros)(shape, g.dtype)
     # g times the mask writes each view at once (masked copies are 5x slower), but an
     # infinite or NaN g times 0 would put NaN where the gradient is 0: np.where then
     finite = bool(xp.isfinite(g).all())
@@ -217,9 +220,8 @@ def _window_grad(g, x, best, *, kernel, stride, dilation):
     no match before (the maximum, not NaN, is one of the entries): about half the passes of
     the choices and the put, which measured ~2.5 ms of LeNet-5's 11 ms step."""
     out = g.shape[2:]
-    tiled = all((k == 1 or dl == 1) and k == s and s * m == n
-                for k, dl, s, m, n in zip(kernel, dilation, stride, out, x.shape[2:]))
-    dx = np.empty(x.shape, g.dtype) if tiled else np.zeros(x.shape, g.dtype)
+    dx = (np.empty if _tiled(kernel, stride, dilation, out, x.shape) else np.zeros)(x.shape,
+                                                                                   g.dtype)
     finite = bool(np.isfinite(g).all())  # (g times a mask: inf or NaN times 0 is NaN)
     nan = best.dtype.kind in "fc" and bool(np.isnan(best).any())
     entries = _entry_views(x, kernel, stride, dilation, out)

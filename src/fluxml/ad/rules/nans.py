@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
+from fluxml.ad.core import Tracer, known_none, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import take_along_axis
@@ -38,6 +38,7 @@ from fluxml.ad.rules.reductions import (
     cumsum,
     lerp,
     prod,
+    quantiles_of,
     var,
 )
 from fluxml.ad.rules.shape import (
@@ -125,10 +126,8 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
 @function(np.nanpercentile)
 def nanpercentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
                   keepdims=False, *, weights=None):
-    if type(q) is Tracer:
-        raise DifferentiationError("np.nanpercentile: q must be concrete (not traced)")
-    q = q / 100 if isinstance(q, (int, float)) else np.true_divide(q, 100)
-    return nanquantile(a, q, axis, out, method=method, keepdims=keepdims, weights=weights)
+    return nanquantile(a, quantiles_of(q, "np.nanpercentile"), axis, out, method=method,
+                       keepdims=keepdims, weights=weights)
 
 
 def _sorted_counts(a, axis, keepdims):

@@ -359,11 +359,15 @@ def lerp(below, above, t):
 @function(np.percentile)
 def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
                keepdims=False, *, weights=None):
+    return quantile(a, quantiles_of(q, "np.percentile"), axis, out, method=method,
+                    keepdims=keepdims, weights=weights)
+
+
+def quantiles_of(q, name):
+    """Percentiles ``q`` (concrete) as quantiles: ``q / 100`` (a Python number stays one)."""
     if type(q) is Tracer:
-        raise DifferentiationError("np.percentile: q must be concrete (not traced)")
-    q = q / 100 if isinstance(q, (int, float)) else np.true_divide(q, 100)
-    return quantile(a, q, axis, out, method=method, keepdims=keepdims,
-                    weights=weights)
+        raise DifferentiationError(f"{name}: q must be concrete (not traced)")
+    return q / 100 if isinstance(q, (int, float)) else np.true_divide(q, 100)
 
 
 @function(np.median)
