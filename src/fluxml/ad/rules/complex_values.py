@@ -28,7 +28,7 @@ import numpy as np
 from fluxml.ad.core import raw
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import take_along_axis
-from fluxml.ad.rules.shape import in_memory_order_of
+from fluxml.ad.rules.layouts import in_memory_order_of
 
 DEG = 180.0 / math.pi
 

@@ -17,7 +17,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from fluxml.ad import errors
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, lookup, raw
 from fluxml.ad.mutation import into_out
-from fluxml.ad.rules.shape import in_iterator_order_of
+from fluxml.ad.rules.layouts import in_iterator_order_of
 
 # ufunc methods that are ordinary NumPy functions in disguise.
 REDUCE = {np.add: np.sum, np.multiply: np.prod, np.maximum: np.max, np.minimum: np.min}

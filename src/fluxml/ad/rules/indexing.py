@@ -236,7 +236,7 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     # (NumPy's take returns a new C-ordered array, which ravel(order="K") reads later; the
     # gather keeps the layout of the array taken from)
     # lazy: shape builds on this module
-    from fluxml.ad.rules.shape import c_ordered
+    from fluxml.ad.rules.layouts import c_ordered
 
     if axis is None:
         return c_ordered(getitem(np.ravel(a), indices))

@@ -15,15 +15,8 @@ from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, getitem, take
-from fluxml.ad.rules.shape import (
-    _inverse,
-    _memory_axes,
-    atleast_1d,
-    atleast_2d,
-    atleast_3d,
-    expand_dims,
-    laid_out,
-)
+from fluxml.ad.rules.layouts import _inverse, _memory_axes, laid_out
+from fluxml.ad.rules.shape import atleast_1d, atleast_2d, atleast_3d, expand_dims
 
 CONCATENATE = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                         keeps_inputs=False, keeps_output=False)

@@ -18,8 +18,9 @@ import numpy as np
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, strong
 from fluxml.ad.define import deflinear, defvjp, defvjp_argnum, function, primitive, ufunc
 from fluxml.ad.mutation import index_view, into_out
+from fluxml.ad.rules.layouts import c_ordered
 from fluxml.ad.rules.numerics import cross
-from fluxml.ad.rules.shape import c_ordered, diagonal, matrix_transpose, trace
+from fluxml.ad.rules.shape import diagonal, matrix_transpose, trace
 
 # --- matmul ----------------------------------------------------------------------------------
 # NumPy promotes a 1-D operand to a matrix (a row on the left, a column on the right) and drops

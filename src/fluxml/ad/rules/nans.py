@@ -23,6 +23,13 @@ from fluxml.ad.core import Tracer, known_none, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import take_along_axis
+from fluxml.ad.rules.layouts import (
+    _memory_axes,
+    c_ordered,
+    in_iterator_order_of,
+    in_memory_order_of,
+    laid_out,
+)
 from fluxml.ad.rules.reductions import (
     STD_ROOT,
     SUM,
@@ -40,13 +47,6 @@ from fluxml.ad.rules.reductions import (
     prod,
     quantiles_of,
     var,
-)
-from fluxml.ad.rules.shape import (
-    _memory_axes,
-    c_ordered,
-    in_iterator_order_of,
-    in_memory_order_of,
-    laid_out,
 )
 
 nondifferentiable(np.nanargmax, np.nanargmin)  # positions

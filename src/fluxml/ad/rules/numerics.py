@@ -18,7 +18,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
 from fluxml.ad.define import function
-from fluxml.ad.rules.shape import c_ordered, in_memory_order_of
+from fluxml.ad.rules.layouts import c_ordered, in_memory_order_of
 
 # --- integration and differentiation of samples --------------------------------------------------
 

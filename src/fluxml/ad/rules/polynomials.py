@@ -17,7 +17,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import function
-from fluxml.ad.rules.shape import c_ordered
+from fluxml.ad.rules.layouts import c_ordered
 
 
 @function(np.vander)

@@ -18,7 +18,7 @@ from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untrac
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, take_along_axis
-from fluxml.ad.rules.shape import c_ordered, in_iterator_order_of, in_memory_order_of
+from fluxml.ad.rules.layouts import c_ordered, in_iterator_order_of, in_memory_order_of
 
 # --- primitives ----------------------------------------------------------------------------------
 

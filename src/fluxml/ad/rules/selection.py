@@ -11,7 +11,7 @@ from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import getitem, take_along_axis
-from fluxml.ad.rules.shape import c_ordered
+from fluxml.ad.rules.layouts import c_ordered
 
 
 def _array(a):
