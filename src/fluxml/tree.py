@@ -405,8 +405,6 @@ def _container_like(spec, children, none: bool = False, keep: bool = True):
         new = _rebuild_dict(t, d, like)
     elif kind == "namedtuple":
         new = t(*children)
-    elif kind == "tuple" or t is list:
-        new = t(children)
     elif issubclass(t, collections.deque) and like is not None:
         new = t(children, maxlen=like.maxlen)
     else:

@@ -161,6 +161,7 @@ def fmap_with_path(f: Callable, tree, *rest, is_leaf: Callable[[Any], bool] | No
 
 def _fmap(f, tree, rest, is_leaf, with_paths: bool):
     xs, spec = flatten(tree, is_leaf)
+    paths = _leaf_paths(spec) if rest or with_paths else []
     others = []
     for r in rest:
         r = align(r, spec, "fmap: a tree of rest")
@@ -169,15 +170,13 @@ def _fmap(f, tree, rest, is_leaf, with_paths: bool):
         # tree where the other has an array paired the arrays after it with the wrong ones;
         # a None of rest where tree has a leaf (a gradient's, for a field that carries none)
         # is given to f at that place
-        if len(o) != len(xs) or not _same_paths(spec, other):
+        theirs = _leaf_paths(other)
+        if len(o) != len(xs) or theirs != paths:
             paired = _leaves_at(spec, r, o, is_leaf)
             if paired is None:
-                _same_places(spec, other, len(xs), len(o))
+                _refuse_other_places(paths, theirs, len(xs), len(o))
             o = paired
         others.append(o)
-    paths: list = []
-    if with_paths:
-        _paths(spec, "", paths)
     done: dict = {}  # id of a leaf of tree -> [(its leaves at a place, kept alive; f's result)]
     out = []
     for k, args in enumerate(zip(xs, *others)):
@@ -203,11 +202,10 @@ def _fmap(f, tree, rest, is_leaf, with_paths: bool):
     return unflatten(spec, out, shared=Sharing(apart) if apart else {})
 
 
-def _same_paths(spec: Spec, other: Spec) -> bool:
-    mine, theirs = [], []
-    _paths(spec, "", mine)
-    _paths(other, "", theirs)
-    return mine == theirs
+def _leaf_paths(spec: Spec) -> list:
+    out: list = []
+    _paths(spec, "", out)
+    return out
 
 
 def _leaves_at(spec: Spec, tree, leaves: list, is_leaf) -> list | None:
@@ -251,11 +249,9 @@ def _walk_at(spec: Spec, x, out: list, leaf) -> bool:
                for c, v in zip(spec.children, values))
 
 
-def _same_places(spec: Spec, other: Spec, n: int, m: int) -> None:
-    """Refuse a tree of ``fmap``'s rest whose leaves are not at ``spec``'s places."""
-    mine, theirs = [], []
-    _paths(spec, "", mine)
-    _paths(other, "", theirs)
+def _refuse_other_places(mine: list, theirs: list, n: int, m: int) -> None:
+    """Refuse a tree of ``fmap``'s rest whose leaves (at paths ``theirs``, ``m`` of them) are
+    not at the first tree's places (``mine``, ``n``)."""
     if mine == theirs:
         return
     i = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(n, m))

@@ -585,8 +585,8 @@ def weak_result(out, a, b=0):
         t = inner._box  # a forward level's tangent (a reverse level's is a tape index)
         if type(t) in _WEAK_OF:
             inner._box = weak(t)
-        elif type(t) is Tracer:  # a tangent traced by fl.compile's IR trace
-            _weak_bottom(t)
+        elif type(t) is Tracer and isinstance(b := bottom(t), Opaque):  # a tangent traced
+            b.make_weak()  # by fl.compile's IR trace: its abstract value
         v = inner._val
         if type(v) is not Tracer:
             break
@@ -596,14 +596,6 @@ def weak_result(out, a, b=0):
     elif isinstance(v, Opaque):  # under fl.compile: the program's variable is weak
         v.make_weak()
     return out
-
-
-def _weak_bottom(t):
-    """Mark the abstract value at the bottom of the tracer ``t`` weak (fl.compile's)."""
-    while type(t) is Tracer:
-        t = t._val
-    if isinstance(t, Opaque):
-        t.make_weak()
 
 
 def weak_handle(t):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._checks import real_in
+from fluxml._dtypes import is_complex
 from fluxml.losses.common import Agg, aggregate, default_eps, target, xlogy
 
 
@@ -45,11 +46,7 @@ def mse(yhat, y, *, agg: Agg = "mean"):
     d = yhat - y
     # |d|^2 for complex values, as Flux's abs2 (the square of a complex difference is
     # complex: mse(0j, 1 + 1j) was 2j)
-    return aggregate(np.real(d * np.conj(d)) if _is_complex(d) else np.square(d), agg)
-
-
-def _is_complex(x) -> bool:
-    return getattr(getattr(x, "dtype", None), "kind", "") == "c"
+    return aggregate(np.real(d * np.conj(d)) if is_complex(d) else np.square(d), agg)
 
 
 def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):

@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 
 from fluxml._checks import flag, positive_int
+from fluxml._dtypes import working_float
 from fluxml.ad.core import raw
 from fluxml.nnlib.fold import fold, unfold
 from fluxml.nnlib.windows import array_module
@@ -120,10 +121,8 @@ def _window(fn: str, window, n_fft: int, dtype):
 def _float_dtype(fn: str, value):
     """The real float dtype the transform computes in: the array's own (complex64 ->
     float32), float64 for integers and booleans."""
-    if value.dtype.kind in "fc":
-        return np.finfo(value.dtype).dtype
-    if value.dtype.kind in "biu":
-        return np.dtype(np.float64)
+    if value.dtype.kind in "fcbiu":
+        return working_float(value.dtype)
     raise TypeError(f"{fn}: expected a float or complex array; got dtype {value.dtype}")
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fluxml._checks import flag, is_int
+from fluxml._dtypes import working_float
 from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
 
@@ -44,8 +45,7 @@ def _keep_mask(x, p, dims, rng, name):
     value = raw(x)
     shape = np.shape(value)
     # the mask in x's real precision (complex64 stays complex64); others: float64
-    dtype = getattr(value, "dtype", np.dtype(float))
-    dtype = np.finfo(dtype).dtype if dtype.kind in "fc" else np.dtype(np.float64)
+    dtype = working_float(getattr(value, "dtype", np.dtype(float)))
     if dims is not None:
         dims = (dims,) if is_int(dims) or not np.iterable(dims) else tuple(dims)
         try:

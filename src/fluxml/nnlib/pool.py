@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from fluxml._checks import flag, real_in
+from fluxml._dtypes import working_float
 from fluxml.ad.core import COMPILING, first_order, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
@@ -334,8 +335,8 @@ def meanpool(x, kernel, *, stride=None, pad=0, count_include_pad: bool = True):
         return total / win.count(kernel)  # a Python number: float32 stays float32
     # the number of input entries in each window: the window sum of ones (a constant)
     value = raw(x)  # (counts in x's real precision: float32 stays float32; integers: float64)
-    dtype = np.finfo(value.dtype).dtype if value.dtype.kind in "fc" else np.dtype(np.float64)
-    ones = win.array_module(value).ones((1, 1) + tuple(value.shape[2:]), dtype=dtype)
+    ones = win.array_module(value).ones((1, 1) + tuple(value.shape[2:]),
+                                        dtype=working_float(value.dtype))
     counts = _window_sum(ones, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
     return total / np.maximum(counts, 1)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._checks import flag
+from fluxml._dtypes import working_float
 from fluxml.ad.core import raw
 from fluxml.nnlib import windows as win
 
@@ -73,7 +74,7 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
         scale = tuple(m / n for n, m in zip(shape[2:], size))
     xp = win.array_module(raw(x))
     # the weights in x's real precision (complex64 stays complex64); integers: float64
-    dtype = np.finfo(raw(x).dtype).dtype if raw(x).dtype.kind in "fc" else np.float64
+    dtype = working_float(raw(x).dtype)
     for i, (n, m, s) in enumerate(zip(shape[2:], size, scale)):
         if n == m and not align_corners:
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._dtypes import real_dtype
 from fluxml.ad.core import raw
 from fluxml.backend.registry import array_module
 from fluxml.ode import tableaus
@@ -38,7 +39,7 @@ _COEFFICIENTS: dict = {}
 def _coefficients(tab, dtype):
     """The tableau as arrays of ``dtype``'s real precision (float32 and complex64 states
     stay single precision; the coefficients are real for complex states): a, b, b_err."""
-    dtype = _real(dtype)
+    dtype = real_dtype(dtype)
     key = (id(tab), dtype)
     got = _COEFFICIENTS.get(key)
     if got is None:
@@ -49,11 +50,6 @@ def _coefficients(tab, dtype):
         err = np.asarray(tab.b_err if tab.b_err is not None else np.zeros(s), dtype)
         got = _COEFFICIENTS[key] = (a, np.asarray(tab.b, dtype), err, tab)
     return got[:3]
-
-
-def _real(dtype):
-    """The real dtype of ``dtype``'s precision (complex128: float64)."""
-    return np.finfo(dtype).dtype
 
 
 def _plain(*xs) -> bool:
@@ -153,9 +149,9 @@ class ExplicitRK:
         if step.kmat is None:
             K = self.stages(F, step)
             if not _plain(step.y0, *K):
-                return rows(step.y0, weights.astype(_real(np.result_type(*map(raw, K)))), K)
+                return rows(step.y0, weights.astype(real_dtype(np.result_type(*map(raw, K)))), K)
             step.kmat = stack_rows(K, np.result_type(*K))
-        return combine_rows(step.y0, weights.astype(_real(step.kmat.dtype)), step.kmat)
+        return combine_rows(step.y0, weights.astype(real_dtype(step.kmat.dtype)), step.kmat)
 
 
     def derivative(self, F, step: Step, theta: float):

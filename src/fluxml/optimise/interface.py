@@ -22,10 +22,11 @@ from threading import get_ident
 
 import numpy as np
 
+from fluxml._dtypes import is_complex
 from fluxml.ad.core import COMPILING, compiling
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.foreach import step_together
-from fluxml.optimise.pairs import apply_paired, is_complex, pairs, to_pairs, write_back
+from fluxml.optimise.pairs import apply_paired, pairs, to_pairs, write_back
 from fluxml.optimise.split import step_split
 from fluxml.tree import flatten, leaves_with_paths
 

@@ -40,20 +40,12 @@ from contextvars import ContextVar
 
 import numpy as np
 
+from fluxml._dtypes import is_complex, real_dtype
 from fluxml.ad.core import Tracer
 
 # Set while a rule steps the pairs of one complex array (``update``'s per-array path): what
 # ClipNorm reads to measure the norm of the complex numbers rather than of their parts.
 PAIRED: ContextVar = ContextVar("fluxml_optimise_paired", default=False)
-
-
-def is_complex(x) -> bool:
-    return getattr(getattr(x, "dtype", None), "kind", None) == "c"
-
-
-def real_dtype(dtype) -> np.dtype:
-    """complex64 -> float32, complex128 -> float64."""
-    return np.finfo(dtype).dtype
 
 
 def pairs(z):
