@@ -389,6 +389,49 @@ def test_eigh_repeated_eigenvalues_give_finite_exact_gauge_invariant_gradients()
     np.testing.assert_array_equal(g, np.eye(3))
 
 
+def _matrix_function_gradient(a, f, df, g):
+    """The gradient of ``sum(G * V diag(f(w)) V.T)`` in float64 (Daleckii-Krein: divided
+    differences of ``f``, ``f'`` where two eigenvalues agree), for symmetric perturbations:
+    a symmetric matrix."""
+    w, v = np.linalg.eigh(a.astype(np.float64))
+    s = v.T @ ((g + g.T) / 2) @ v
+    gap = np.subtract.outer(w, w)
+    close = np.abs(gap) < 1e-12
+    quotient = np.subtract.outer(f(w), f(w)) / np.where(close, 1, gap)
+    quotient[close] = np.broadcast_to(df(w)[:, None], gap.shape)[close]
+    return v @ (quotient * s) @ v.T
+
+
+@pytest.mark.parametrize("gap", [3e-4, 1e-4, 1e-5])
+def test_eigh_and_svd_keep_the_terms_of_close_distinct_values_in_float32(gap):
+    """Regression: values closer than sqrt(eps) max|w| (3.5e-4 in float32) had their 1 / gap
+    terms dropped as if repeated, and the gradient of V diag(exp(w)) V.T (a matrix
+    exponential, as in whitening) came out 1.4 off of 5.5, silently."""
+    q, _ = np.linalg.qr(A)
+    a64 = q @ np.diag([1.0, 1.0 + gap, 2.0]) @ q.T
+    a = a64.astype(np.float32)
+    g = np.random.default_rng(3).standard_normal((3, 3))
+
+    def expm(m):
+        w, v = np.linalg.eigh(m)
+        return np.sum((v * np.exp(w)[None, :]) @ v.T * g.astype(m.dtype))
+
+    (grad,) = fl.gradient(expm, a)
+    assert grad.dtype == np.float32
+    expected = _matrix_function_gradient(a, np.exp, np.exp, g)
+    expected = np.tril(expected) + np.tril(expected, -1)  # eigh reads the lower triangle
+    np.testing.assert_allclose(grad, expected, atol=2e-2 * np.abs(expected).max())
+
+    def svd_power(m):  # the SVD of a symmetric positive matrix is its eigendecomposition
+        u, s, vh = np.linalg.svd(m)
+        return np.sum((u * s ** 3) @ vh * g.astype(m.dtype))
+
+    (grad,) = fl.gradient(svd_power, a)
+    full = _matrix_function_gradient(a, lambda w: w ** 3, lambda w: 3 * w ** 2, g)
+    np.testing.assert_allclose((grad + grad.T) / 2, full,  # along symmetric perturbations
+                               atol=2e-2 * np.abs(full).max())
+
+
 def test_svd_repeated_and_zero_singular_values_stay_finite():
     """Exact for sum(s**2), the polar factor U @ Vh and singular-subspace projectors at a
     repeated singular value; finite at a zero one."""

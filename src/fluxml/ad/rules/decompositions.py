@@ -17,19 +17,23 @@ from other values (``A = X @ X.T``) the chain rule gives the same result as the
 symmetric-gradient convention of other libraries.
 
 Repeated eigenvalues and singular values. The vectors of a repeated value are not unique, and
-the textbook rules divide by ``w_j - w_i``. Where two values agree to within
-``sqrt(eps) * max|w|`` (numerically repeated: their computed difference is mostly rounding),
-the rules drop the terms that divide by it (``1 / (w_j - w_i)`` becomes 0), and likewise
-``1 / s`` for a numerically zero singular value of a non-square matrix. The rules then stay
-finite (no NaN or inf, also for ``eigvalsh`` of the identity), and they are exact for functions
-in which the basis of each repeated subspace cancels: symmetric functions of the eigenvalues or
-singular values (``sum(w)``, ``sum(s**2)``), projectors onto a whole repeated subspace
-(``V1 @ V1.T``), and, for the SVD, the polar factor ``U @ Vh`` (the regular ``1 / (s_i + s_j)``
-part of the SVD rule is kept). The decomposition itself is not differentiable at a repeated
-value (a perturbation chooses the basis in which the values split), so functions such as
-``V @ diag(f(w)) @ V.T`` or the rebuilt ``U @ diag(s) @ Vh`` get a wrong derivative there: give
-such a matrix function a rule of its own (``fl.custom_vjp``) if it must be differentiated at
-repeated eigenvalues.
+the textbook rules divide by ``w_j - w_i``. Where two values agree to within rounding,
+``16 sqrt(n) eps max|w|`` for ``n x n`` matrices (LAPACK computes an exactly repeated value of
+a symmetric matrix, or of its rounding, split by a few ``sqrt(n) eps max|w|``: measured up to
+``30 eps max|w|`` at ``n = 800`` in float64), the rules drop the terms that divide by it
+(``1 / (w_j - w_i)`` becomes 0), and likewise ``1 / s`` for a numerically zero singular value
+of a non-square matrix. Values further apart keep their terms, however large: they are the
+derivative (a tolerance of ``sqrt(eps) max|w|``, used before, dropped the terms of float32
+values 3e-4 apart, and the gradient of ``V diag(exp(w)) V^T`` came out 25% off). The rules
+then stay finite (no NaN or inf, also for ``eigvalsh`` of the identity), and they are exact
+for functions in which the basis of each repeated subspace cancels: symmetric functions of the
+eigenvalues or singular values (``sum(w)``, ``sum(s**2)``), projectors onto a whole repeated
+subspace (``V1 @ V1.T``), and, for the SVD, the polar factor ``U @ Vh`` (the regular ``1 /
+(s_i + s_j)`` part of the SVD rule is kept). The decomposition itself is not differentiable at
+a repeated value (a perturbation chooses the basis in which the values split), so functions
+such as ``V @ diag(f(w)) @ V.T`` or the rebuilt ``U @ diag(s) @ Vh`` get a wrong derivative
+exactly there: give such a matrix function a rule of its own (``fl.custom_vjp``) if it must be
+differentiated at repeated eigenvalues.
 """
 
 from __future__ import annotations
@@ -285,10 +289,12 @@ def _svd_vjp(g, ans, x, hermitian):
     ut_gu = mT(u) @ gu
     vt_gv = _conj(vh @ mT(gvh))
     xu, xv = ut_gu - mH(ut_gu), vt_gv - mH(vt_gv)
-    inner = 0.5 * (_gap_inverse(s) * (xu + xv) + _sum_inverse(s) * (xu - xv)) + _diag(gs)
-    ga = cu @ inner @ cvh
     m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
-    s_inv = _safe_inverse(s)
+    size = max(m, n)
+    inner = 0.5 * (_gap_inverse(s, size) * (xu + xv) + _sum_inverse(s, size) * (xu - xv)) \
+        + _diag(gs)
+    ga = cu @ inner @ cvh
+    s_inv = _safe_inverse(s, size)
     if m > k:
         ga = ga + ((gu - cu @ ut_gu) * s_inv[..., None, :]) @ cvh
     if n > k:
@@ -302,11 +308,12 @@ def _svd_jvp(t, ans, x, hermitian):
     t = _unfold(t, lower=True) if hermitian else t
     v = mH(vh)
     dp = mH(u) @ t @ v
-    even = 0.5 * _gap_inverse(s) * (dp + mH(dp))
-    odd = 0.5 * _sum_inverse(s) * (dp - mH(dp))  # complex: its diagonal turns the phases
-    du, dv = u @ (even + odd), v @ (even - odd)
     m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
-    s_inv = _safe_inverse(s)[..., None, :]
+    size = max(m, n)
+    even = 0.5 * _gap_inverse(s, size) * (dp + mH(dp))
+    odd = 0.5 * _sum_inverse(s, size) * (dp - mH(dp))  # complex: its diagonal turns the phases
+    du, dv = u @ (even + odd), v @ (even - odd)
+    s_inv = _safe_inverse(s, size)[..., None, :]
     if m > k:
         tv = t @ v
         du = du + (tv - u @ (mH(u) @ tv)) * s_inv
@@ -509,31 +516,36 @@ def _unfold(t, *, lower):
     return part + mH(part) + diagonal * np.eye(t.shape[-1], dtype=raw(diagonal).dtype)
 
 
-def _gap_inverse(w):
-    """``F_ij = 1 / (w_j - w_i)``, with 0 where the two values agree to within
-    ``sqrt(eps) * max|w|`` (and on the diagonal)."""
-    return _separated_inverse(w[..., None, :] - w[..., :, None], w)
+def _gap_inverse(w, size=None):
+    """``F_ij = 1 / (w_j - w_i)``, with 0 where the two values agree to within rounding
+    (:func:`_rounding`; ``size``: the matrices' larger dimension, ``len(w)`` unless given) and
+    on the diagonal."""
+    return _separated_inverse(w[..., None, :] - w[..., :, None], w, size)
 
 
-def _sum_inverse(s):
+def _sum_inverse(s, size=None):
     """``1 / (s_j + s_i)`` for singular values, with 0 where both are (numerically) zero."""
-    return _separated_inverse(s[..., None, :] + s[..., :, None], s)
+    return _separated_inverse(s[..., None, :] + s[..., :, None], s, size)
 
 
-def _separated_inverse(d, w):
-    """``1 / d``, with 0 where ``|d| <= sqrt(eps) * max|w|`` (the mask is taken from the values:
-    a constant)."""
+def _rounding(w, size=None):
+    """How far apart LAPACK may compute equal values ``w`` of ``size x size`` matrices:
+    ``16 sqrt(size) eps max|w|`` (a constant: taken from the values), one per matrix."""
     wr = np.abs(raw(w))
-    tol = np.sqrt(np.finfo(wr.dtype).eps) * np.max(wr, axis=-1, keepdims=True, initial=0)[..., None]
-    keep = (np.abs(raw(d)) > tol).astype(wr.dtype)
+    size = wr.shape[-1] if size is None else size
+    scale = 16 * np.sqrt(max(size, 1)) * np.finfo(wr.dtype).eps
+    return scale * np.max(wr, axis=-1, keepdims=True, initial=0)
+
+
+def _separated_inverse(d, w, size=None):
+    """``1 / d``, with 0 where ``|d|`` is within :func:`_rounding` of 0."""
+    keep = (np.abs(raw(d)) > _rounding(w, size)[..., None]).astype(np.abs(raw(w)).dtype)
     return keep / (d + (1 - keep))
 
 
-def _safe_inverse(s):
+def _safe_inverse(s, size=None):
     """``1 / s`` with 0 for (numerically) zero singular values."""
-    sr = raw(s)
-    tol = np.sqrt(np.finfo(sr.dtype).eps) * np.max(sr, axis=-1, keepdims=True, initial=0)
-    keep = (sr > tol).astype(sr.dtype)
+    keep = (raw(s) > _rounding(s, size)).astype(raw(s).dtype)
     return keep / (s + (1 - keep))
 
 
