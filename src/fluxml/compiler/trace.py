@@ -61,8 +61,9 @@ class CompileError(TypeError):
 
 # NumPy functions whose result's shape depends on the values: a compiled program has fixed
 # shapes, so these are refused (JAX refuses them too, outside of a size= argument).
-_VALUE_SHAPED = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.extract, np.compress,
-                 np.trim_zeros}
+_VALUE_SHAPED = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.unique_values,
+                 np.unique_counts, np.unique_inverse, np.unique_all, np.union1d, np.intersect1d,
+                 np.setdiff1d, np.setxor1d, np.extract, np.compress, np.trim_zeros}
 
 
 # Functions that read only shapes, dtypes and memory layout (which every run shares with the

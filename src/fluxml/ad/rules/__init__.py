@@ -47,4 +47,5 @@ LAZY_RULES.append(_family_loader("nans", (
     "nanpercentile", "nanargmax", "nanargmin")))
 LAZY_RULES.append(_family_loader("polynomials", (
     "vander", "polyadd", "polysub", "polymul", "polydiv", "poly", "roots", "polyfit")))
-
+LAZY_RULES.append(_family_loader("sets", (
+    "unique", "unique_values", "unique_counts", "unique_inverse", "unique_all")))
