@@ -336,3 +336,20 @@ def test_nonzero_and_integer_ufuncs_are_plain():
         return np.sum(x)
 
     fl.gradient(f, np.array([0.3, -1.2, 2.0]))
+
+
+def test_printing_a_traced_array_shows_its_values():
+    """np.array2string, array_repr and array_str (printing inside fl.gradient or fl.jvp) raised
+    'no derivative rule'; under fl.compile the values are not known: refused by name."""
+    x = np.array([1.0, 2.5])
+    seen = []
+
+    def f(a):
+        seen.append((np.array2string(a, precision=1), np.array_repr(a), np.array_str(a)))
+        return np.sum(a * a)
+
+    fl.gradient(f, x)
+    fl.jvp(f, (x,), (np.ones(2),))
+    assert seen == [(np.array2string(x, precision=1), np.array_repr(x), np.array_str(x))] * 2
+    with pytest.raises(fl.compiler.CompileError, match="np.array2string on a traced array"):
+        fl.compile(f)(x)

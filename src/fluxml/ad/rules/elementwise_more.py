@@ -298,6 +298,8 @@ nondifferentiable(
     np.any, np.all,
     # types and plans (of the values' dtypes and shapes)
     np.can_cast, np.min_scalar_type, np.common_type, np.einsum_path,
+    # text of the values (printing inside a transformed function)
+    np.array2string, np.array_repr, np.array_str,
 )
 if hasattr(np, "bitwise_count"):  # NumPy >= 2
     nondifferentiable(np.bitwise_count)
