@@ -8,6 +8,7 @@ control-flow primitives (``cond``, ``while_loop``, ``scan``) are added by
 from __future__ import annotations
 
 from fluxml.compiler import xla_kernels as kernels
+from fluxml.compiler import xla_linalg as linalg
 from fluxml.compiler import xla_recurrent as recurrent
 
 # Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
@@ -87,6 +88,12 @@ PRIMITIVES: dict = {
     "rfft": kernels.rfft,
     "irfft": kernels.irfft,
     "slogdet": kernels.slogdet,
+    "qr": linalg.qr,
+    "eigh": linalg.eigh,
+    "svd": linalg.svd,
+    "svdvals": linalg.svdvals,
+    "pinv": linalg.pinv,
+    "expm": linalg.expm,
     "modf_fraction": kernels.modf_fraction,
     "sinc": kernels.sinc,
 }
@@ -100,6 +107,7 @@ FUNCTIONS: dict = {
     "fluxml.data.utils._in_labels": kernels.in_labels,
     "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
     "fluxml.ad.rules.decompositions._nonsingular": kernels.nonsingular,
+    "fluxml.ad.rules.decompositions._full_rank": linalg.full_rank,
     "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
     "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
     "fluxml.layers.recurrent._in_sequence": kernels.in_sequence,

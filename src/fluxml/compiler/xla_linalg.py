@@ -1,0 +1,93 @@
+"""JAX versions of the engine's matrix decompositions (``fluxml.ad.rules.decompositions``,
+``fluxml.scipy.linalg``): QR, the symmetric eigendecomposition, the SVD and the singular
+values, the pseudo-inverse and the matrix exponential, with NumPy's conventions where
+``jnp``'s differ:
+
+- ``eigh`` reads one triangle of its input, as LAPACK and NumPy do (``jnp.linalg.eigh``
+  averages the matrix with its transpose unless told not to: another function of a
+  non-symmetric input, and another derivative);
+- ``pinv`` drops singular values below NumPy's cutoff (``rcond`` 1e-15 of the largest unless
+  given; ``jnp``'s default is ``max(m, n) eps``, a billion times larger in float32);
+- QR's derivative checks the full column rank on every call, as the NumPy back end does.
+
+On a CPU, XLA runs the same LAPACK algorithms (Householder QR, ``syevd``, ``gesdd``), so
+the factors' signs agree with NumPy's; a decomposition's vectors are unique only up to such
+signs, so on other devices a function of them may differ by them, as two LAPACK builds may.
+
+>>> import numpy as np
+>>> w, v = eigh(np.array([[2.0, 5.0], [1.0, 2.0]]), UPLO="L")  # reads [[2, 1], [1, 2]]
+>>> np.asarray(w).round(6).tolist()
+[1.0, 3.0]
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from fluxml.compiler.xla_kernels import run_time_checks
+
+
+def qr(x):
+    """``np.linalg.qr``'s reduced ``(Q, R)``."""
+    q, r = jnp.linalg.qr(x, mode="reduced")
+    return q, r
+
+
+def eigh(x, *, UPLO):
+    """``np.linalg.eigh``: ``(w, V)`` of the symmetric matrix that the ``UPLO`` triangle of
+    ``x`` holds."""
+    w, v = jnp.linalg.eigh(x, UPLO=UPLO, symmetrize_input=False)
+    return w, v
+
+
+def svd(x, *, hermitian):
+    """``np.linalg.svd(x, full_matrices=False, hermitian=...)``'s ``(U, s, Vh)``."""
+    u, s, vh = jnp.linalg.svd(x, full_matrices=False, hermitian=hermitian)
+    return u, s, vh
+
+
+def svdvals(x):
+    return jnp.linalg.svd(x, compute_uv=False)
+
+
+_UNSET = object()
+
+
+def _cutoff(x, kwargs):
+    """NumPy's ``rcond`` for ``pinv(x, **kwargs)``."""
+    rcond, rtol = kwargs.get("rcond"), kwargs.get("rtol", _UNSET)
+    if rcond is not None:
+        return rcond
+    if rtol is _UNSET:
+        return 1e-15
+    return max(x.shape[-2:]) * np.finfo(x.dtype).eps if rtol is None else rtol
+
+
+def pinv(x, *, kwargs):
+    """``np.linalg.pinv(x, **kwargs)``, NumPy's algorithm: the SVD of ``conj(x)``, singular
+    values at most ``rcond`` times the largest dropped."""
+    kwargs = dict(kwargs)
+    u, s, vt = jnp.linalg.svd(jnp.conjugate(x), full_matrices=False,
+                              hermitian=kwargs.get("hermitian", False))
+    rcond = jnp.asarray(_cutoff(x, kwargs))
+    large = s > rcond[..., None] * jnp.max(s, axis=-1, keepdims=True, initial=0)
+    inverse = jnp.where(large, 1 / jnp.where(large, s, 1), 0)
+    return jnp.swapaxes(vt, -1, -2) @ (inverse[..., None] * jnp.swapaxes(u, -1, -2))
+
+
+def expm(a):
+    """``scipy.linalg.expm`` (the same Pade approximation with scaling and squaring)."""
+    return jsl.expm(a)
+
+
+def full_rank(r):
+    """``fluxml.ad.rules.decompositions._full_rank`` (QR's derivative): R's diagonal comes
+    back and the same check judges it, on every run."""
+    # lazy: the engine's check, imported when a program with a QR derivative is lowered
+    from fluxml.ad.rules.decompositions import _independent_columns
+
+    run_time_checks().append((jnp.diagonal(r, axis1=-2, axis2=-1),
+                              lambda d: _independent_columns(np.asarray(d))))
+    return jnp.asarray(True)
