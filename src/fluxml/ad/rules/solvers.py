@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, raw
+from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import function
 
 
@@ -22,6 +22,12 @@ def lstsq(a, b, rcond=None):
     in NumPy), with NumPy's residuals, rank and singular values. Where ``a`` has full rank the
     derivative is that of the least-squares solution; where it has not, pinv's."""
     a, b = _array(a), _array(b)
+    if type(raw(a)) is Tracer:  # fl.compile: the values are known only when the program runs
+        raise DifferentiationError(
+            "np.linalg.lstsq: the rank it returns, and the length of its residuals, depend on "
+            "the values of a, which a compiled program does not know; for the solution "
+            "alone use np.linalg.pinv(a, rcond=...) @ b (or np.linalg.solve(a.T @ a, a.T @ b) "
+            "where a has full column rank), or leave this function uncompiled")
     m, n = a.shape
     if rcond is None:
         rcond = np.finfo(np.result_type(raw(a))).eps * max(m, n)
