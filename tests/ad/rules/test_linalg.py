@@ -522,3 +522,20 @@ def test_lstsq_under_compile_is_refused_by_name():
     f = fl.compile(lambda a: np.linalg.lstsq(a, np.ones(4))[0])
     with pytest.raises(DifferentiationError, match=r"np.linalg.lstsq: the rank .*pinv"):
         f(TALL)
+
+
+@pytest.mark.parametrize("traced, other", [(0, 1), (1, 0)])
+def test_compiled_eig_refuses_eigenvalues_of_the_other_kind(traced, other):
+    """NumPy's eig gives real arrays when every eigenvalue is real: a program traced on one
+    kind failed on the other in an unrelated ufunc ('Cannot cast ufunc sign output') or
+    returned the other dtype; now a clear error on that call."""
+    mats = [np.array([[2.0, 1.0], [1.0, 3.0]]), np.array([[0.0, -1.0], [1.0, 0.0]])]
+
+    def grad(a):
+        return fl.gradient(lambda b: np.sum(np.abs(np.linalg.eigvals(b))), a)[0]
+
+    for f in (lambda a: np.linalg.eig(a)[1], grad):
+        compiled = fl.compile(f)
+        np.testing.assert_allclose(compiled(mats[traced]), f(mats[traced]), atol=1e-12)
+        with pytest.raises(DifferentiationError, match="np.linalg.eig: the eigenvalues are"):
+            compiled(mats[other])

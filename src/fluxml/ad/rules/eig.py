@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.ad.core import DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import defjvp, defvjp, function, primitive
 from fluxml.ad.rules.decompositions import _diag, _gap_inverse
 from fluxml.ad.rules.linalg import mT
@@ -58,12 +59,37 @@ defjvp(EIG, _eig_jvp)
 _RESULT = type(np.linalg.eig(np.eye(1)))  # EigResult (a tuple on NumPy 1)
 
 
+def _same_kind(w, *, complex_values):
+    """Under ``fl.compile``: refuse a call whose eigenvalues are complex where the traced
+    call's were real, or real where they were complex (NumPy returns real arrays when every
+    eigenvalue is real), for the program was built for the traced dtype."""
+    if np.iscomplexobj(w) != complex_values:
+        raise DifferentiationError(
+            f"np.linalg.eig: the eigenvalues are {'real' if complex_values else 'complex'} on "
+            f"this call but were {'complex' if complex_values else 'real'} where fl.compile "
+            "traced the function (NumPy returns real eigenvalues and vectors when all the "
+            "eigenvalues are real); take the eigendecomposition of a complex matrix, "
+            "np.linalg.eig(a.astype(complex)), for complex results on every call")
+    return np.True_
+
+
+_same_kind.effect = True  # a check: under fl.compile it runs on every call
+
+
+def _eig(a):
+    values = EIG(a)
+    w = raw(values[0])
+    if type(w) is Tracer:  # fl.compile: the dtype depends on the values
+        untraced(_same_kind, (values[0],), {"complex_values": np.iscomplexobj(w)})
+    return values
+
+
 @function(np.linalg.eig)
 def eig(a):
-    values = EIG(a)
+    values = _eig(a)
     return tuple(values) if _RESULT is tuple else _RESULT(*values)
 
 
 @function(np.linalg.eigvals)
 def eigvals(a):
-    return EIG(a)[0]
+    return _eig(a)[0]
