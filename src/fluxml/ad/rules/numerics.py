@@ -18,6 +18,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
 from fluxml.ad.define import function
+from fluxml.ad.rules.indexing import indexable_by
 from fluxml.ad.rules.layouts import c_ordered, in_memory_order_of
 
 # --- integration and differentiation of samples --------------------------------------------------
@@ -154,6 +155,7 @@ def interp(x, xp, fp, left=None, right=None, period=None):
         inside = fp[0]
     else:
         j = np.clip(np.searchsorted(xpr, xr, side="right") - 1, 0, n - 2)
+        xp, fp = indexable_by(xp, j), indexable_by(fp, j)
         x0, x1, f0, f1 = xp[j], xp[j + 1], fp[j], fp[j + 1]
         # A segment of length 0 (repeated xp) is only used outside the data or exactly at
         # xp[-1], where the value does not depend on its slope: slope 0 there, computed
