@@ -71,3 +71,19 @@ def test_interp_with_traced_samples_compiles(backend):
         return np.sum(np.interp(x0, XP, fp) ** 2)
 
     _compiled_equals_eager(f, lambda rng: rng.standard_normal(5), backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("search", ["digitize", "searchsorted", "isin"])
+def test_value_searches_take_lists_under_xla(backend, search):
+    # XLA: jnp's namesakes refuse a list where NumPy reads an array (np.digitize(x, [0.2, 0.5])
+    # was refused: 'the XLA lowering ... does not match the program: TypeError')
+    bins = [0.2, 0.5, 0.7]
+    index = {"digitize": lambda x: np.digitize(x, bins, right=True),
+             "searchsorted": lambda x: np.searchsorted(bins, x),
+             "isin": lambda x: np.isin(np.round(x, 1), [0.2, 0.5])}[search]
+
+    def f(x):
+        return np.sum(x**2 * index(x))
+
+    _compiled_equals_eager(f, lambda rng: rng.random(6), backend)

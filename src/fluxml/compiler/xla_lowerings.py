@@ -112,3 +112,16 @@ FUNCTIONS: dict = {
     "numpy.argsort": kernels.argsort,
     "numpy.sort": kernels.sort,
 }
+
+# NumPy functions (beside the ufuncs, whose every argument is an array) lowered to their jnp
+# namesakes -> the positions of their array arguments, which NumPy also takes as lists and
+# jnp does not: those are made arrays.
+ARRAY_ARGUMENTS: dict = {
+    "searchsorted": (0, 1),
+    "digitize": (0, 1),
+    "isin": (0, 1),
+    "isclose": (0, 1),
+    "allclose": (0, 1),
+    "array_equal": (0, 1),
+    "array_equiv": (0, 1),
+}
