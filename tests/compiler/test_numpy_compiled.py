@@ -87,3 +87,41 @@ def test_value_searches_take_lists_under_xla(backend, search):
         return np.sum(x**2 * index(x))
 
     _compiled_equals_eager(f, lambda rng: rng.random(6), backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("space", ["linspace", "logspace", "geomspace"])
+def test_spaces_with_traced_ends_compile(backend, space):
+    # refused before (both back ends): linspace asked whether a step is 0 (NumPy divides
+    # first then) and geomspace whether an end is 0 with a Python `if` ('bool(x) ... needs a
+    # concrete value'); logspace is linspace's
+    make = {"linspace": lambda r: r.standard_normal(2),
+            "logspace": lambda r: r.standard_normal(2),
+            "geomspace": lambda r: r.uniform(0.5, 2.0, 2) * r.choice([-1.0, 1.0])}[space]
+    func = getattr(np, space)
+
+    def f(a):
+        return np.sum(func(a[0], a[0] * 1.5 + 0.25 * np.sign(a[0]), 6) ** 2)
+
+    _compiled_equals_eager(f, make, backend, calls=3)
+    a = make(np.random.default_rng(5))
+    np.testing.assert_allclose(fl.gradient(f, a)[0], _finite_differences(f, a), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linspace_denormal_step_compiled_as_numpy(backend):
+    # a step that is 0 in floating point: NumPy divides first (each entry i * delta / div), on
+    # each run of the program as eagerly
+    compiled = fl.compile(lambda a: np.linspace(a[0], a[1], 4), backend=_backend(backend))
+    for ends in ([1.0, 2.0], [5e-324, 1e-323], [1e-320, 2e-320]):
+        ends = np.array(ends)
+        np.testing.assert_array_equal(np.asarray(compiled(ends)), np.linspace(*ends, 4))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_geomspace_refuses_zero_on_every_run(backend):
+    compiled = fl.compile(lambda a: np.geomspace(a[0], a[1], 4), backend=_backend(backend))
+    np.testing.assert_allclose(np.asarray(compiled(np.array([1.0, 8.0]))), [1, 2, 4, 8])
+    for ends in ([0.0, 8.0], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
+            compiled(np.array(ends))

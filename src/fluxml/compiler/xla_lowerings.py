@@ -113,6 +113,11 @@ FUNCTIONS: dict = {
     "numpy.sort": kernels.sort,
 }
 
+# Checks the rules run on the values (functions of one array that raise on a bad value, marked
+# ``effect``): computed by XLA, judged after every run.
+CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends",)
+FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
+
 # NumPy functions (beside the ufuncs, whose every argument is an array) lowered to their jnp
 # namesakes -> the positions of their array arguments, which NumPy also takes as lists and
 # jnp does not: those are made arrays.
