@@ -125,3 +125,73 @@ def test_geomspace_refuses_zero_on_every_run(backend):
     for ends in ([0.0, 8.0], [1.0, 0.0]):
         with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
             compiled(np.array(ends))
+
+
+HISTOGRAMS = {
+    "edges": lambda a, w: np.histogram(a, 4)[1] * 1.0,
+    "counts": lambda a, w: np.histogram(a, 4)[0] * a[:4],
+    "weights": lambda a, w: np.histogram(a, 3, weights=w * w)[0],
+    "density": lambda a, w: np.histogram(a, 3, density=True)[0],
+    "edges given": lambda a, w: np.histogram(a, [0.0, 0.25, 0.6, 1.0], weights=w,
+                                             density=True)[0],
+    "range": lambda a, w: np.histogram(a, 5, range=(a[0], 1.0), weights=w)[0],
+    "bin edges": lambda a, w: np.histogram_bin_edges(a, 6),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(HISTOGRAMS))
+def test_histogram_compiles(backend, name):
+    # no rule before (a DifferentiationError, eagerly and compiled); the samples include the
+    # edges of 4 bins of [0, 1] (the last bin holds its right edge)
+    f = HISTOGRAMS[name]
+    on_edges = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 0.5])
+
+    def both(a, w):
+        value = f(a, w)
+        return value, fl.gradient(lambda a, w: np.sum(np.sin(f(a, w))), a, w)
+
+    compiled = fl.compile(both, backend=_backend(backend))
+    rng = np.random.default_rng(4)
+    for a in (on_edges, rng.random(6), rng.random(6)):
+        w = rng.standard_normal(6)
+        got, want = compiled(a.copy(), w.copy()), both(a.copy(), w.copy())
+        np.testing.assert_array_equal(np.asarray(got[0]), want[0])  # the same comparisons
+        for g, e in zip(got[1], want[1]):
+            assert (g is None) == (e is None)
+            if e is not None:
+                np.testing.assert_allclose(np.asarray(g), e, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(want[0], f(a, w))  # eager is NumPy
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_histogram_errors_on_every_run(backend):
+    compiled = fl.compile(lambda a: np.histogram(a, 3, density=True), backend=_backend(backend))
+    a = np.array([0.1, 0.5, 0.9])
+    compiled(a)
+    with pytest.raises(ValueError, match=r"autodetected range of \[nan, nan\] is not finite"):
+        compiled(np.array([np.nan, 0.5, 0.9]))
+    ranged = fl.compile(lambda a, r: np.histogram(a, 2, range=(r[0], r[1]))[0],
+                        backend=_backend(backend))
+    ranged(a, np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="max must be larger than min"):
+        ranged(a, np.array([1.0, 0.0]))
+    edges = fl.compile(lambda a, b: np.histogram(a, b)[0], backend=_backend(backend))
+    edges(a, np.array([0.0, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="must increase monotonically"):
+        edges(a, np.array([0.0, 1.0, 0.5]))
+
+
+def test_histogram_refuses_a_rule_for_bins_under_compile():
+    with pytest.raises(fl.CompileError, match="the number of bins a rule picks depends"):
+        fl.compile(lambda a: np.histogram(a, "auto")[1])(np.random.default_rng(0).random(9))
+
+
+def test_histogram_compiled_sums_many_weights_as_numpy():
+    # more samples than NumPy's block (65536): its sums block by block, to the bit
+    rng = np.random.default_rng(6)
+    a, w = rng.standard_normal(140_000), rng.standard_normal(140_000) * 1e3
+    for bins in (7, np.array([-3.0, -0.2, 0.0, 0.4, 3.0])):
+        compiled = fl.compile(lambda a, w, bins=bins: np.histogram(a, bins, weights=w))
+        for got, want in zip(compiled(a, w), np.histogram(a, bins, weights=w)):
+            np.testing.assert_array_equal(got, want)

@@ -115,7 +115,9 @@ FUNCTIONS: dict = {
 
 # Checks the rules run on the values (functions of one array that raise on a bad value, marked
 # ``effect``): computed by XLA, judged after every run.
-CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends",)
+CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends",
+          *(f"fluxml.ad.rules.histograms.{name}" for name in (
+              "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing")))
 FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
 
 # NumPy functions (beside the ufuncs, whose every argument is an array) lowered to their jnp
