@@ -195,3 +195,57 @@ def test_histogram_compiled_sums_many_weights_as_numpy():
         compiled = fl.compile(lambda a, w, bins=bins: np.histogram(a, bins, weights=w))
         for got, want in zip(compiled(a, w), np.histogram(a, bins, weights=w)):
             np.testing.assert_array_equal(got, want)
+
+
+PIECEWISE = {
+    "two cases": lambda a: np.piecewise(a, [a < 0.0, a >= 0.0], [lambda v: v**2, lambda v: 2 * v]),
+    "otherwise": lambda a: np.piecewise(a, [a < -0.5, a > 0.5], [np.sin, 1.5, lambda v: v**3]),
+    "bare condition": lambda a: np.reshape(
+        np.piecewise(np.ravel(a), np.ravel(a) > 0.2, [np.exp, np.cos]), (3, 4)),
+    "overlap": lambda a: np.piecewise(a, [a < 0.5, a > -0.5], [np.tanh, lambda v: -v]),
+    "extra args": lambda a: np.piecewise(a, [a < 0.0], [lambda v, k: k * v, 0.0], 3.0),
+    # sqrt has an infinite slope at 0 and none below: the entries it does not get must not
+    # carry NaN into the gradient
+    "sqrt": lambda a: np.piecewise(a, [a > 0.0], [np.sqrt, lambda v: v * 0.0]),
+    "float64 results": lambda a: np.piecewise(a, [a > 0], [lambda v: v.astype(np.float64) / 3,
+                                                           lambda v: v]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(PIECEWISE))
+def test_piecewise_compiles(backend, name):
+    # refused before (both back ends): the conditions, known only when the program runs, were
+    # read as values ('converting a traced integer array to a NumPy array')
+    f = PIECEWISE[name]
+    dtype = np.float32 if name == "float64 results" else np.float64
+
+    def make(rng):
+        a = rng.standard_normal((3, 4)).astype(dtype)
+        a[0, 0] = 0.0
+        return a
+
+    def both(a):
+        return f(a), fl.gradient(lambda a: np.sum(f(a) * np.arange(12).reshape(3, 4)), a)[0]
+
+    compiled = fl.compile(both, backend=_backend(backend))
+    rng = np.random.default_rng(8)
+    for _ in range(3):  # other entries in each case on each run
+        a = make(rng)
+        (value, grad), (want, want_grad) = compiled(a.copy()), both(a.copy())
+        assert np.asarray(value).dtype == want.dtype == f(a).dtype
+        np.testing.assert_allclose(np.asarray(value), want, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-6, atol=1e-12)
+        assert not np.isnan(np.asarray(grad)).any()
+
+
+def test_piecewise_refuses_functions_across_entries_under_compile():
+    # each function gets all entries under compile: one whose results depend on which
+    # entries it gets (NumPy passes the chosen ones) would be silently different
+    a = np.random.default_rng(9).standard_normal(6)
+    f = fl.compile(lambda a: np.piecewise(a, [a > 0], [lambda v: v - v.mean(), 0.0]))
+    with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
+        f(a)
+    f = fl.compile(lambda a: np.piecewise(a, [a > 0], [lambda v: np.cumsum(v), 0.0]))
+    with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
+        f(a)
