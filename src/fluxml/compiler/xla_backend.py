@@ -88,7 +88,7 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
         "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
 
 from fluxml.compiler import xla_kernels as kernels
-from fluxml.compiler.xla_lowerings import ARRAY_ARGUMENTS, FUNCTIONS, PRIMITIVES
+from fluxml.compiler.xla_lowerings import ARRAY_ARGUMENTS, FUNCTIONS, LAYOUT_KEYWORDS, PRIMITIVES
 from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Numbers, _Packing, _wrapper
 
 BACKEND = "xla"
@@ -485,6 +485,7 @@ class _Lowering:
         head = _numpy_name(func)
         if head is None:
             raise unsupported(getattr(func, "__qualname__", repr(func)), "function")
+        kwargs = {k: v for k, v in kwargs.items() if k not in LAYOUT_KEYWORDS.get(name, ())}
         if isinstance(func, np.ufunc) or name in ARRAY_ARGUMENTS:
             # NumPy reads a list where it takes an array (np.digitize(x, [0.2, 0.5])); jnp
             # refuses one: made an array (only where the argument is an array, not a shape)

@@ -132,3 +132,8 @@ ARRAY_ARGUMENTS: dict = {
     "array_equal": (0, 1),
     "array_equiv": (0, 1),
 }
+
+# NumPy functions lowered to their jnp namesakes -> keywords that only lay out NumPy's memory
+# (a JAX array has no memory order; jnp's namesakes take no such keyword): dropped.
+LAYOUT_KEYWORDS: dict = {name: ("order", "subok") for name in (
+    "zeros_like", "ones_like", "empty_like", "full_like")}
