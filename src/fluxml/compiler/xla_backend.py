@@ -647,10 +647,11 @@ def _fields(em, eqn) -> dict:
 
 def _gather(x: str, index: str, idx) -> str:
     """``x[idx]``; with an index array computed at run time, out-of-range entries read as NaN
-    (the lowest integer for integer arrays) instead of XLA's clamped neighbour."""
+    (the lowest integer for integer arrays) instead of XLA's clamped neighbour. (``x`` may be a
+    constant, a NumPy array, which has no ``.at``: made a JAX one, at no cost once jitted.)"""
     found: list = []
     _slots(idx if type(idx) is tuple else (idx,), found)
-    return f"{x}.at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
+    return f"jnp.asarray({x}).at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
 
 
 def _index(em, idx) -> str:
