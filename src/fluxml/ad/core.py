@@ -224,10 +224,12 @@ class Opaque:
     of ``fl.compile``'s IR trace). ``raw`` stops at the tracer holding one: under compile, the
     "raw value" of an array is its IR tracer, so untraced computations on it are recorded.
     ``weak``: whether it stands for a Python number (see :class:`WeakFloat`);
-    ``make_weak()`` marks a 0-d one so (``weak_result``)."""
+    ``make_weak()`` marks a 0-d one so (``weak_result``); ``example``: the value it has in the
+    call being traced (see :func:`example_of`)."""
 
     __slots__ = ()
     weak = False
+    example = None
 
     def make_weak(self):
         raise NotImplementedError
@@ -244,6 +246,14 @@ def raw(x):
     return x
 
 
+
+
+def example_of(x):
+    """``x``'s value in the call being traced: its raw value, or under ``fl.compile`` the value
+    the trace runs on (the first call's). Only for checks the trace makes on one call's values
+    (a rule that refuses what it cannot compile), never for a value of the program."""
+    value = raw(x)
+    return value._val.example if type(value) is Tracer else value
 
 
 def draw(rng, method: str, *args, **kwargs):

@@ -88,7 +88,7 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
         "'fluxml[xla]' (or pip install jax), or use backend='numpy'.", name="jax") from err
 
 from fluxml.compiler import xla_kernels as kernels
-from fluxml.compiler.xla_lowerings import FUNCTIONS, PRIMITIVES
+from fluxml.compiler.xla_lowerings import ARRAY_ARGUMENTS, FUNCTIONS, LAYOUT_KEYWORDS, PRIMITIVES
 from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Numbers, _Packing, _wrapper
 
 BACKEND = "xla"
@@ -485,6 +485,14 @@ class _Lowering:
         head = _numpy_name(func)
         if head is None:
             raise unsupported(getattr(func, "__qualname__", repr(func)), "function")
+        kwargs = {k: v for k, v in kwargs.items() if k not in LAYOUT_KEYWORDS.get(name, ())}
+        if isinstance(func, np.ufunc) or name in ARRAY_ARGUMENTS:
+            # NumPy reads a list where it takes an array (np.digitize(x, [0.2, 0.5])); jnp
+            # refuses one: made an array (only where the argument is an array, not a shape)
+            positions = ARRAY_ARGUMENTS.get(name, range(len(args)))
+            text = [f"jnp.asarray({_expr(em, a)})" if k in positions and type(a) in (list, tuple)
+                    else _expr(em, a) for k, a in enumerate(args)]
+            return f"{head}({', '.join(text + [f'{k}={_expr(em, v)}' for k, v in kwargs.items()])})"
         return _apply(em, head, args, kwargs)
 
 def _rewrite_maxpool_grads(program: Program) -> Program:
@@ -639,10 +647,11 @@ def _fields(em, eqn) -> dict:
 
 def _gather(x: str, index: str, idx) -> str:
     """``x[idx]``; with an index array computed at run time, out-of-range entries read as NaN
-    (the lowest integer for integer arrays) instead of XLA's clamped neighbour."""
+    (the lowest integer for integer arrays) instead of XLA's clamped neighbour. (``x`` may be a
+    constant, a NumPy array, which has no ``.at``: made a JAX one, at no cost once jitted.)"""
     found: list = []
     _slots(idx if type(idx) is tuple else (idx,), found)
-    return f"{x}.at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
+    return f"jnp.asarray({x}).at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
 
 
 def _index(em, idx) -> str:

@@ -18,6 +18,7 @@ array([[[[ 5.,  7.],
 
 from __future__ import annotations
 
+import importlib
 import math
 import threading
 
@@ -116,6 +117,22 @@ def nonsingular(x):
     sign = jnp.linalg.slogdet(x)[0]
     run_time_checks().append((sign, lambda v: _nonzero_signs(np.asarray(v))))
     return jnp.asarray(True)
+
+
+def judged(check: str):
+    """The kernel of the check ``check`` (a qualified name: a function of one array that
+    raises on a bad value, else returns True, marked ``effect``): the value comes back and the
+    check judges it, on every run."""
+    module, name = check.rsplit(".", 1)
+
+    def kernel(value):
+        # lazy: the rules sit below the compiler, and only a program with the check needs them
+        judge = getattr(importlib.import_module(module), name)
+        run_time_checks().append((value, lambda v: judge(np.asarray(v))))
+        return jnp.asarray(True)
+
+    kernel.__name__ = f"judged_{name.lstrip('_')}"
+    return kernel
 
 
 def _index_range(idx, check):

@@ -120,3 +120,28 @@ FUNCTIONS: dict = {
     "numpy.argsort": kernels.argsort,
     "numpy.sort": kernels.sort,
 }
+
+# Checks the rules run on the values (functions of one array that raise on a bad value, marked
+# ``effect``): computed by XLA, judged after every run.
+CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends",
+          *(f"fluxml.ad.rules.histograms.{name}" for name in (
+              "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing")))
+FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
+
+# NumPy functions (beside the ufuncs, whose every argument is an array) lowered to their jnp
+# namesakes -> the positions of their array arguments, which NumPy also takes as lists and
+# jnp does not: those are made arrays.
+ARRAY_ARGUMENTS: dict = {
+    "searchsorted": (0, 1),
+    "digitize": (0, 1),
+    "isin": (0, 1),
+    "isclose": (0, 1),
+    "allclose": (0, 1),
+    "array_equal": (0, 1),
+    "array_equiv": (0, 1),
+}
+
+# NumPy functions lowered to their jnp namesakes -> keywords that only lay out NumPy's memory
+# (a JAX array has no memory order; jnp's namesakes take no such keyword): dropped.
+LAYOUT_KEYWORDS: dict = {name: ("order", "subok") for name in (
+    "zeros_like", "ones_like", "empty_like", "full_like")}

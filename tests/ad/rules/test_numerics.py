@@ -21,6 +21,8 @@ YS = np.array([0.0, 0.5, 0.9, 1.6, 2.0])  # and along axis 1
 XP = np.array([0.0, 1.0, 1.5, 3.0, 4.0])  # interp knots
 Q = np.array([-1.0, 0.3, 1.2, 1.7, 2.9, 3.6, 5.0])  # strictly inside segments, or outside
 M = rng.standard_normal((3, 6))
+SAMPLES = np.array([0.05, 0.83, 0.5, 0.95, 0.2, 0.6])  # 0.08+ from the inner edges below
+EDGES = np.array([-0.1, 0.3, 0.7, 1.1])
 P = rng.standard_normal(4)
 Y6 = rng.standard_normal(6)
 # phases with jumps of every size, none within 0.05 of a decision point (pi, discont, ...)
@@ -144,6 +146,19 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.apply_along_axis, lambda a: np.apply_along_axis(np.outer, 0, a, W), (A,)),
     (np.apply_along_axis, lambda a: np.apply_along_axis(np.diff, -1, a, n=2),
      (M.reshape(3, 2, 3),)),
+    # no rules before (DifferentiationError): histogram, histogram_bin_edges. The samples sit
+    # away from the inner edges (the bins are piecewise constant in them), the edges of a
+    # number of bins move with the smallest and largest sample
+    (np.histogram_bin_edges, lambda a: np.histogram_bin_edges(a, 3), (SAMPLES,)),
+    (np.histogram_bin_edges, lambda a: np.histogram_bin_edges(a, "sturges"), (SAMPLES,)),
+    (np.histogram, lambda a: np.histogram(a * a, 4)[1], (SAMPLES,)),
+    (np.histogram, lambda a, w: np.histogram(a, 3, weights=w), (SAMPLES, Y6)),
+    (np.histogram, lambda a: np.histogram(a, 3, density=True)[0], (SAMPLES,)),
+    (np.histogram, lambda a, w: np.histogram(a, [0.0, 0.3, 0.7, 1.0], weights=w * w,
+                                             density=True)[0], (SAMPLES, Y6)),
+    (np.histogram, lambda a, r: np.histogram(a, 2, range=(r[0], r[1]), density=True)[0],
+     (SAMPLES, np.array([-0.1, 1.2]))),  # (NumPy dispatches on a, bins, weights: not range)
+    (np.histogram, lambda b: np.histogram(SAMPLES, b, density=True), (EDGES,)),
 ]
 
 if hasattr(np, "trapz"):  # NumPy 1.x's name
@@ -316,7 +331,3 @@ def test_bad_arguments_fail_as_in_numpy():
 def test_cross_of_2_vectors_warns_like_numpy():
     with pytest.warns(DeprecationWarning, match="2-dimensional vectors"):
         fl.gradient(lambda a: np.sum(np.cross(a, M[:, 3:5])), M[:, :2])
-
-
-def test_histogram_stays_unsupported():
-    _refuses(fl.DifferentiationError, "no derivative rule", lambda a: np.histogram(a)[0], V)

@@ -199,6 +199,16 @@ def last_writes(idx, value, shape):
     return tuple(coords[keep].T), GETITEM(flat, idx=keep)
 
 
+def indexable_by(a, index):
+    """``a``, ready to be indexed by ``index``: a plain array becomes a constant of the program
+    when ``index`` is known only when an ``fl.compile`` program runs (an IR tracer), since a
+    NumPy array cannot take a traced index (rules that pick segments or bins on the values
+    index their plain arguments with such indices)."""
+    if type(index) is Tracer and type(a) is not Tracer:
+        return index._trace.constant(np.asarray(a))
+    return a
+
+
 def getitem(x, idx):
     """``x[idx]`` on a traced array."""
     return GETITEM(x, idx=check_index(idx))

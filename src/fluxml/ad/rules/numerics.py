@@ -16,8 +16,9 @@ import warnings
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
+from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untraced
 from fluxml.ad.define import function
+from fluxml.ad.rules.indexing import indexable_by
 from fluxml.ad.rules.layouts import c_ordered, in_memory_order_of
 
 # --- integration and differentiation of samples --------------------------------------------------
@@ -154,6 +155,7 @@ def interp(x, xp, fp, left=None, right=None, period=None):
         inside = fp[0]
     else:
         j = np.clip(np.searchsorted(xpr, xr, side="right") - 1, 0, n - 2)
+        xp, fp = indexable_by(xp, j), indexable_by(fp, j)
         x0, x1, f0, f1 = xp[j], xp[j + 1], fp[j], fp[j + 1]
         # A segment of length 0 (repeated xp) is only used outside the data or exactly at
         # xp[-1], where the value does not depend on its slope: slope 0 there, computed
@@ -267,7 +269,10 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     y = np.arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
     if div > 0:
         step = delta / div
-        if np.any(raw(step) == 0):  # denormal steps, as NumPy: divide first
+        zero = np.any(raw(step) == 0)  # denormal steps, as NumPy: divide first
+        if type(zero) is Tracer:  # fl.compile: known when the program runs
+            y = np.where(zero, y / div * delta, y * step)
+        elif zero:
             y = y / div * delta
         else:
             y = y * step
@@ -301,10 +306,10 @@ def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
 def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
     """NumPy's steps: start and stop rotated onto the positive reals by start's sign,
     ``logspace`` of their logarithms, the endpoints written exactly, the sign put back."""
-    if np.any(raw(start) == 0) or np.any(raw(stop) == 0):
-        raise ValueError("Geometric sequence cannot include zero")
-    dt = np.result_type(np.asanyarray(raw(start)), np.asanyarray(raw(stop)), float(num),
-                        np.zeros((), dtype))
+    # (under fl.compile, checked on every run)
+    untraced(_nonzero_ends, (np.any(raw(start) == 0) | np.any(raw(stop) == 0),))
+    dt = np.result_type(_array(raw(start)).dtype, _array(raw(stop)).dtype, float(num),
+                        np.zeros((), dtype))  # (the ends as arrays: not weak Python numbers)
     dtype = dt if dtype is None else np.dtype(dtype)
     start, stop = _cast(_array(start), dt), _cast(_array(stop), dt)
     sign = np.sign(raw(start))  # (a constant: NumPy's rotation)
@@ -319,6 +324,16 @@ def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
     if axis != 0:
         result = np.moveaxis(result, 0, axis)
     return _cast(result, dtype)
+
+
+def _nonzero_ends(zero):
+    """NumPy's refusal of a geometric sequence from or to 0 (``zero``: is an end 0?)."""
+    if zero:
+        raise ValueError("Geometric sequence cannot include zero")
+    return np.True_
+
+
+_nonzero_ends.effect = True  # a check: under fl.compile it runs on every call
 
 
 # --- statistics ----------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import DifferentiationError, Tracer, example_of, raw
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
-from fluxml.ad.rules.indexing import getitem, take_along_axis
+from fluxml.ad.rules.indexing import getitem, indexable_by, take_along_axis
 from fluxml.ad.rules.layouts import c_ordered
 
 
@@ -71,16 +71,20 @@ def piecewise(x, condlist, funclist, *args, **kw):
     """NumPy's own algorithm, on a traced buffer: each function (or constant) is written where
     its condition holds; one more function than conditions is the 'otherwise' case."""
     x = _array(x)
-    if np.isscalar(condlist) or (not isinstance(condlist[0], (list, np.ndarray))
-                                 and x.ndim != 0):  # NumPy's rule for one bare condition
+    first = condlist[0] if not np.isscalar(condlist) else None
+    if np.isscalar(condlist) or (not (isinstance(first, (list, np.ndarray)) or (
+            type(first) is Tracer and first.ndim)) and x.ndim != 0):  # NumPy's rule for one
+        # bare condition (a traced one's entry is a 0-d tracer, where NumPy's is a scalar)
         condlist = [condlist]
     conds = [np.broadcast_to(_concrete(raw(c), "np.piecewise: conditions").astype(bool),
                              x.shape) for c in condlist]
     if len(funclist) == len(conds) + 1:
-        conds.append(~np.any(conds, axis=0) if conds else np.ones(x.shape, bool))
+        conds.append(~np.any(np.stack(conds), axis=0) if conds else np.ones(x.shape, bool))
     elif len(funclist) != len(conds):
         raise ValueError(f"with {len(conds)} condition(s), either {len(conds)} or "
                          f"{len(conds) + 1} functions are expected")
+    if any(type(c) is Tracer for c in conds):  # fl.compile: known when the program runs
+        return _piecewise_on_all(x, conds, funclist, args, kw)
     y = np.zeros_like(x)
     for cond, func in zip(conds, funclist):
         if not callable(func):
@@ -88,6 +92,51 @@ def piecewise(x, condlist, funclist, *args, **kw):
         elif cond.any():
             y[cond] = func(x[cond], *args, **kw)
     return y
+
+
+def _piecewise_on_all(x, conds, funclist, args, kw):
+    """np.piecewise under ``fl.compile``, where the conditions are known only when the program
+    runs (and so how many entries each function gets): each function is applied to all of
+    ``x`` (flat, as NumPy passes it the chosen entries) and its results kept where its
+    condition holds, later conditions over earlier ones, cast to x's dtype as NumPy's writes
+    are. The entries a function does not get hold the first one it gets, without a derivative
+    (so that it is not asked outside its domain, sqrt of a negative, nor its infinite slope
+    there, sqrt's at 0, made NaN by a zero cotangent). Right for functions that act entry by
+    entry; one that does not (``v - v.mean()``) is refused, judged on the values of the call
+    traced."""
+    flat = np.ravel(x)
+    y = np.zeros_like(x)
+    for cond, func in zip(conds, funclist):
+        if callable(func):
+            chosen = np.ravel(cond)
+            first = np.argmax(chosen)  # (0 when none is chosen: its results are not kept)
+            stand_in = indexable_by(raw(flat), first)[first]
+            value = func(np.where(chosen, flat, stand_in), *args, **kw)
+            _refuse_across_entries(func, flat, chosen, value, args, kw)
+            func = np.reshape(np.broadcast_to(value, flat.shape), x.shape)
+        y = np.where(cond, func, y)
+    return y if y.dtype == x.dtype else y.astype(x.dtype)
+
+
+def _refuse_across_entries(func, flat, chosen, value, args, kw):
+    """Refuse a function whose results on the chosen entries alone (NumPy's call) differ from
+    its results on all entries at those places, on the values of the call traced."""
+    x, chosen = np.asarray(example_of(flat)), np.asarray(example_of(chosen))
+    if not chosen.any():
+        return
+    with np.errstate(all="ignore"):
+        alone = np.asarray(example_of(func(x[chosen], *args, **kw)))
+        together = np.broadcast_to(np.asarray(example_of(value)), x.shape)[chosen]
+        if alone.shape in ((), together.shape) and np.allclose(
+                alone, together, rtol=1e-5, atol=1e-12 * np.max(np.abs(together), initial=1),
+                equal_nan=True):
+            return
+    raise DifferentiationError(
+        f"np.piecewise under fl.compile: {getattr(func, '__name__', func)!r} gives other results "
+        "on the entries its condition chooses than on all entries at those places; the "
+        "conditions are known only when the program runs, so each function is applied to all "
+        "entries and must act entry by entry (or compute it with np.where, or leave the "
+        "function uncompiled)")
 
 
 @function(np.extract)

@@ -1,0 +1,287 @@
+"""NumPy functions whose rules pick segments, bins or cases on the values, compiled: their
+values and gradients under ``fl.compile`` (NumPy and XLA back ends, the latter skipped without
+JAX) equal eager fluxml's, on the inputs traced and on new ones, and eager fluxml's equal
+NumPy's values and central finite differences."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+BACKENDS = ["numpy", "xla"]
+
+
+def _backend(name):
+    if name == "xla":
+        pytest.importorskip("jax", reason="the xla back end needs JAX: pip install 'fluxml[xla]'")
+    return name
+
+
+def _compiled_equals_eager(f, make, backend, calls=2, seed=0):
+    """``f``'s value and gradient compiled, against eager, on ``calls`` fresh inputs."""
+    rng = np.random.default_rng(seed)
+
+    def both(x):
+        return f(x), fl.gradient(f, x)[0]
+
+    compiled = fl.compile(both, backend=_backend(backend))
+    for _ in range(calls):
+        x = make(rng)
+        value, grad = compiled(x.copy())
+        want_value, want_grad = both(x.copy())
+        np.testing.assert_allclose(np.asarray(value), want_value, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12, atol=1e-12)
+
+
+def _finite_differences(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+XP = np.array([0.0, 0.3, 0.5, 0.9, 1.2])
+FP = np.array([1.0, -0.5, 2.0, 0.25, 1.5])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interp_with_plain_samples_compiles(backend):
+    # refused before (both back ends): the segment index, known at run time only, indexed the
+    # plain xp and fp ('converting a traced integer array to a NumPy array')
+    w = np.random.default_rng(1).standard_normal(7)
+
+    def f(x):
+        return np.sum(w * np.interp(x, XP, FP, left=-1.0))
+
+    def make(rng):
+        return rng.uniform(-0.2, 1.4, 7)  # outside the data on both sides too
+
+    _compiled_equals_eager(f, make, backend)
+    x = make(np.random.default_rng(2))
+    np.testing.assert_allclose(fl.gradient(f, x)[0], _finite_differences(f, x), atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interp_with_traced_samples_compiles(backend):
+    x0 = np.random.default_rng(3).uniform(0, 1.2, 6)
+
+    def f(fp):
+        return np.sum(np.interp(x0, XP, fp) ** 2)
+
+    _compiled_equals_eager(f, lambda rng: rng.standard_normal(5), backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("search", ["digitize", "searchsorted", "isin"])
+def test_value_searches_take_lists_under_xla(backend, search):
+    # XLA: jnp's namesakes refuse a list where NumPy reads an array (np.digitize(x, [0.2, 0.5])
+    # was refused: 'the XLA lowering ... does not match the program: TypeError')
+    bins = [0.2, 0.5, 0.7]
+    index = {"digitize": lambda x: np.digitize(x, bins, right=True),
+             "searchsorted": lambda x: np.searchsorted(bins, x),
+             "isin": lambda x: np.isin(np.round(x, 1), [0.2, 0.5])}[search]
+
+    def f(x):
+        return np.sum(x**2 * index(x))
+
+    _compiled_equals_eager(f, lambda rng: rng.random(6), backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("space", ["linspace", "logspace", "geomspace"])
+def test_spaces_with_traced_ends_compile(backend, space):
+    # refused before (both back ends): linspace asked whether a step is 0 (NumPy divides
+    # first then) and geomspace whether an end is 0 with a Python `if` ('bool(x) ... needs a
+    # concrete value'); logspace is linspace's
+    make = {"linspace": lambda r: r.standard_normal(2),
+            "logspace": lambda r: r.standard_normal(2),
+            "geomspace": lambda r: r.uniform(0.5, 2.0, 2) * r.choice([-1.0, 1.0])}[space]
+    func = getattr(np, space)
+
+    def f(a):
+        return np.sum(func(a[0], a[0] * 1.5 + 0.25 * np.sign(a[0]), 6) ** 2)
+
+    _compiled_equals_eager(f, make, backend, calls=3)
+    a = make(np.random.default_rng(5))
+    np.testing.assert_allclose(fl.gradient(f, a)[0], _finite_differences(f, a), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linspace_denormal_step_compiled_as_numpy(backend):
+    # a step that is 0 in floating point: NumPy divides first (each entry i * delta / div), on
+    # each run of the program as eagerly
+    compiled = fl.compile(lambda a: np.linspace(a[0], a[1], 4), backend=_backend(backend))
+    for ends in ([1.0, 2.0], [5e-324, 1e-323], [1e-320, 2e-320]):
+        ends = np.array(ends)
+        np.testing.assert_array_equal(np.asarray(compiled(ends)), np.linspace(*ends, 4))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_geomspace_refuses_zero_on_every_run(backend):
+    compiled = fl.compile(lambda a: np.geomspace(a[0], a[1], 4), backend=_backend(backend))
+    np.testing.assert_allclose(np.asarray(compiled(np.array([1.0, 8.0]))), [1, 2, 4, 8])
+    for ends in ([0.0, 8.0], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
+            compiled(np.array(ends))
+
+
+HISTOGRAMS = {
+    "edges": lambda a, w: np.histogram(a, 4)[1] * 1.0,
+    "counts": lambda a, w: np.histogram(a, 4)[0] * a[:4],
+    "weights": lambda a, w: np.histogram(a, 3, weights=w * w)[0],
+    "density": lambda a, w: np.histogram(a, 3, density=True)[0],
+    "edges given": lambda a, w: np.histogram(a, [0.0, 0.25, 0.6, 1.0], weights=w,
+                                             density=True)[0],
+    "range": lambda a, w: np.histogram(a, 5, range=(a[0], 1.0), weights=w)[0],
+    "bin edges": lambda a, w: np.histogram_bin_edges(a, 6),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(HISTOGRAMS))
+def test_histogram_compiles(backend, name):
+    # no rule before (a DifferentiationError, eagerly and compiled); the samples include the
+    # edges of 4 bins of [0, 1] (the last bin holds its right edge)
+    f = HISTOGRAMS[name]
+    on_edges = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 0.5])
+
+    def both(a, w):
+        value = f(a, w)
+        return value, fl.gradient(lambda a, w: np.sum(np.sin(f(a, w))), a, w)
+
+    compiled = fl.compile(both, backend=_backend(backend))
+    rng = np.random.default_rng(4)
+    for a in (on_edges, rng.random(6), rng.random(6)):
+        w = rng.standard_normal(6)
+        got, want = compiled(a.copy(), w.copy()), both(a.copy(), w.copy())
+        np.testing.assert_array_equal(np.asarray(got[0]), want[0])  # the same comparisons
+        for g, e in zip(got[1], want[1]):
+            assert (g is None) == (e is None)
+            if e is not None:
+                np.testing.assert_allclose(np.asarray(g), e, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(want[0], f(a, w))  # eager is NumPy
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_histogram_errors_on_every_run(backend):
+    compiled = fl.compile(lambda a: np.histogram(a, 3, density=True), backend=_backend(backend))
+    a = np.array([0.1, 0.5, 0.9])
+    compiled(a)
+    with pytest.raises(ValueError, match=r"autodetected range of \[nan, nan\] is not finite"):
+        compiled(np.array([np.nan, 0.5, 0.9]))
+    ranged = fl.compile(lambda a, r: np.histogram(a, 2, range=(r[0], r[1]))[0],
+                        backend=_backend(backend))
+    ranged(a, np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="max must be larger than min"):
+        ranged(a, np.array([1.0, 0.0]))
+    edges = fl.compile(lambda a, b: np.histogram(a, b)[0], backend=_backend(backend))
+    edges(a, np.array([0.0, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="must increase monotonically"):
+        edges(a, np.array([0.0, 1.0, 0.5]))
+
+
+def test_histogram_refuses_a_rule_for_bins_under_compile():
+    with pytest.raises(fl.CompileError, match="the number of bins a rule picks depends"):
+        fl.compile(lambda a: np.histogram(a, "auto")[1])(np.random.default_rng(0).random(9))
+
+
+def test_histogram_compiled_sums_many_weights_as_numpy():
+    # more samples than NumPy's block (65536): its sums block by block, to the bit
+    rng = np.random.default_rng(6)
+    a, w = rng.standard_normal(140_000), rng.standard_normal(140_000) * 1e3
+    for bins in (7, np.array([-3.0, -0.2, 0.0, 0.4, 3.0])):
+        compiled = fl.compile(lambda a, w, bins=bins: np.histogram(a, bins, weights=w))
+        for got, want in zip(compiled(a, w), np.histogram(a, bins, weights=w)):
+            np.testing.assert_array_equal(got, want)
+
+
+PIECEWISE = {
+    "two cases": lambda a: np.piecewise(a, [a < 0.0, a >= 0.0], [lambda v: v**2, lambda v: 2 * v]),
+    "otherwise": lambda a: np.piecewise(a, [a < -0.5, a > 0.5], [np.sin, 1.5, lambda v: v**3]),
+    "bare condition": lambda a: np.reshape(
+        np.piecewise(np.ravel(a), np.ravel(a) > 0.2, [np.exp, np.cos]), (3, 4)),
+    "overlap": lambda a: np.piecewise(a, [a < 0.5, a > -0.5], [np.tanh, lambda v: -v]),
+    "extra args": lambda a: np.piecewise(a, [a < 0.0], [lambda v, k: k * v, 0.0], 3.0),
+    # sqrt has an infinite slope at 0 and none below: the entries it does not get must not
+    # carry NaN into the gradient
+    "sqrt": lambda a: np.piecewise(a, [a > 0.0], [np.sqrt, lambda v: v * 0.0]),
+    "float64 results": lambda a: np.piecewise(a, [a > 0], [lambda v: v.astype(np.float64) / 3,
+                                                           lambda v: v]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(PIECEWISE))
+def test_piecewise_compiles(backend, name):
+    # refused before (both back ends): the conditions, known only when the program runs, were
+    # read as values ('converting a traced integer array to a NumPy array')
+    f = PIECEWISE[name]
+    dtype = np.float32 if name == "float64 results" else np.float64
+
+    def make(rng):
+        a = rng.standard_normal((3, 4)).astype(dtype)
+        a[0, 0] = 0.0
+        return a
+
+    def both(a):
+        return f(a), fl.gradient(lambda a: np.sum(f(a) * np.arange(12).reshape(3, 4)), a)[0]
+
+    compiled = fl.compile(both, backend=_backend(backend))
+    rng = np.random.default_rng(8)
+    for _ in range(3):  # other entries in each case on each run
+        a = make(rng)
+        (value, grad), (want, want_grad) = compiled(a.copy()), both(a.copy())
+        assert np.asarray(value).dtype == want.dtype == f(a).dtype
+        np.testing.assert_allclose(np.asarray(value), want, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-6, atol=1e-12)
+        assert not np.isnan(np.asarray(grad)).any()
+
+
+def test_piecewise_refuses_functions_across_entries_under_compile():
+    # each function gets all entries under compile: one whose results depend on which
+    # entries it gets (NumPy passes the chosen ones) would be silently different
+    a = np.random.default_rng(9).standard_normal(6)
+    f = fl.compile(lambda a: np.piecewise(a, [a > 0], [lambda v: v - v.mean(), 0.0]))
+    with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
+        f(a)
+    f = fl.compile(lambda a: np.piecewise(a, [a > 0], [lambda v: np.cumsum(v), 0.0]))
+    with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
+        f(a)
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: a * np.full_like(a, 2.0), lambda a: a * np.full_like(a, 2.0, order="F"),
+    lambda a: a + np.zeros_like(a, order="C"), lambda a: np.ones_like(a, subok=False) * a,
+    lambda a: _filled(np.empty_like(a, order="F"), a)])
+def test_like_creation_lowers_to_xla(make):
+    # refused before: np.full_like's rule passes order= (and a user may), which jnp's
+    # namesakes do not take ('the XLA lowering ... does not match the program: TypeError');
+    # it only lays out NumPy's memory: dropped
+    def f(a):
+        return np.sum(make(a) ** 2)
+
+    _compiled_equals_eager(f, lambda rng: rng.standard_normal((2, 3)), "xla")
+
+
+def _filled(buffer, a):
+    buffer[...] = a * 3.0
+    return buffer
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: np.sort(x, axis=1), lambda x: np.median(x, axis=1),
+    lambda x: np.quantile(x, 0.3), lambda x: np.interp(x[0], [0.0, 0.5, 1.0], x[1, :3])])
+def test_forward_mode_gathers_lower_to_xla(f):
+    # refused before: a tangent the function closes over is a constant of the program, which
+    # forward mode gathers with an index known at run time (the sort's), and the XLA lowering
+    # read it with .at, which NumPy's arrays lack ('does not match the program: AttributeError')
+    rng = np.random.default_rng(12)
+    x, t = rng.random((3, 4)), rng.standard_normal((3, 4))
+
+    def tangent(x):
+        return fl.jvp(lambda x: np.sum(np.sin(f(x))), (x,), (t,))[1]
+
+    compiled = fl.compile(tangent, backend=_backend("xla"))
+    np.testing.assert_allclose(np.asarray(compiled(x)), tangent(x), rtol=1e-12)
