@@ -343,3 +343,21 @@ def test_tstops_end_steps_on_a_jump_of_f_either_way(solver, options):
         assert back.stats.nreject <= 1  # when its Jacobian was taken at the stop itself)
     with pytest.raises(ValueError, match="tstops must be finite"):
         fl.ode.solve(jump, x0, (0.0, 1.0), tstops=[np.nan])
+
+
+@pytest.mark.parametrize("options", [
+    dict(solver=fl.ode.RK4(), dt=0.01), dict(solver=fl.ode.Euler(), dt=0.07),
+    dict(dt=0.001, adaptive=False), dict(solver=fl.ode.Rodas5(), dt=0.01, adaptive=False),
+    dict(dtmax=0.01)], ids=lambda o: repr(o.get("solver", "Tsit5()")))
+@pytest.mark.parametrize("tspan", [(2.0, 2.5), (10.7, 10.8), (10.8, 10.7), (1e4, 1e4 + 7.7)])
+def test_fixed_steps_reach_the_end_despite_rounding_in_t(options, tspan):
+    """Steps of dt summed in t fall a few roundings short of t1 (t = 2.4999999999999893
+    after 50 steps of 0.01 from 2): the leftover, below the step floor, stopped the solve
+    with 'the step size fell below its floor' (every solver, fixed steps or dtmax); now it
+    joins the last step, which ends on t1 itself."""
+    t0, t1 = tspan
+    sol = fl.ode.solve(lambda t, u, p: -0.1 * u, np.ones(1), tspan, saveat=[t1], **options)
+    assert sol.t.tolist() == [t1]
+    n = np.ceil(round(abs(t1 - t0) / min(options.get("dt", 1), options.get("dtmax", 1)), 6))
+    assert sol.stats.naccept == n
+    np.testing.assert_allclose(sol.u[-1], [np.exp(-0.1 * (t1 - t0))], rtol=5e-3)

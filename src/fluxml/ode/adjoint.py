@@ -36,11 +36,13 @@ import math
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.ad.api import _is_float, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, open_traces, raw, remove_last
 from fluxml.ad.custom import CLOSED_OVER, custom_vjp
 from fluxml.ad.matrices import jacobian
 from fluxml.ad.writeback import apply, changes, restore_parts
+from fluxml.ode import checks
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
 from fluxml.ode.rk import Step
 from fluxml.tree import REPEATED, flatten, unflatten
@@ -60,8 +62,29 @@ class Direct(SensitivityAlgorithm):
 
 
 class _Adjoint(SensitivityAlgorithm):
+    """``solver``, ``rtol`` and ``atol`` of the backward solve (default: the forward
+    solve's), checked when made: a negative tolerance was taken, and the backward solve
+    accepted steps it should not (gradients 1.3% off, silently)."""
+
     def __init__(self, *, solver=None, rtol: float | None = None, atol: float | None = None):
+        who = type(self).__name__
+        if solver is not None:
+            checks.solver(who, solver)
+        for name, tol in (("rtol", rtol), ("atol", atol)):
+            if tol is not None:
+                checks.tolerance(who, name, tol)
+        if rtol is not None and atol is not None and not np.any(np.add(rtol, atol) > 0):
+            raise ValueError(f"{who}: rtol and atol are both 0, so no error would be small "
+                             "enough; pass a positive tolerance")
         self.solver, self.rtol, self.atol = solver, rtol, atol
+
+    def _options(self) -> list:
+        """The options given, as ``repr`` shows them (two configurations printed alike)."""
+        return [f"{k}={v!r}" for k, v in (("solver", self.solver), ("rtol", self.rtol),
+                                          ("atol", self.atol)) if v is not None]
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(self._options())})"
 
 
 class InterpolatingAdjoint(_Adjoint):
@@ -74,23 +97,36 @@ class InterpolatingAdjoint(_Adjoint):
 
     def __init__(self, *, checkpointing: bool = False, checkpoints=None, **options):
         super().__init__(**options)
+        checkpointing = flag("InterpolatingAdjoint", "checkpointing", checkpointing)
         if checkpoints is not None and not checkpointing:
             raise ValueError("InterpolatingAdjoint: checkpoints= needs checkpointing=True")
+        # (2.5 was taken as 2, a string failed in int())
+        checks.count_or_times("InterpolatingAdjoint", "checkpoints", checkpoints)
         self.checkpointing = checkpointing
         self.checkpoints = checkpoints
 
     def checkpoint_times(self, t0, t1):
+        """The extra checkpoints inside ``(t0, t1)``: one outside (a time before t0) was
+        saved by extrapolating a step, and the backward pass integrated lambda out to it
+        and back, with the forward solution held constant there (a gradient of -0.76 for
+        0.41, silently)."""
         if self.checkpoints is None:
             return np.zeros(0)
         if np.ndim(self.checkpoints) == 0:
             return np.linspace(t0, t1, int(self.checkpoints) + 2)[1:-1]
-        return np.asarray(self.checkpoints, dtype=float)
+        times = checks.times("InterpolatingAdjoint", "checkpoints", self.checkpoints)
+        if not np.all((times >= min(t0, t1)) & (times <= max(t0, t1))):
+            raise ValueError(f"InterpolatingAdjoint: checkpoints must be times inside tspan "
+                             f"[{t0}, {t1}]; got {self.checkpoints!r}")
+        return times
 
     def __repr__(self):
-        if not self.checkpointing:
-            return "InterpolatingAdjoint()"
-        extra = "" if self.checkpoints is None else f", checkpoints={self.checkpoints!r}"
-        return f"InterpolatingAdjoint(checkpointing=True{extra})"
+        extra = self._options()
+        if self.checkpointing:
+            extra.insert(0, "checkpointing=True")
+        if self.checkpoints is not None:
+            extra.insert(1, f"checkpoints={self.checkpoints!r}")
+        return f"InterpolatingAdjoint({', '.join(extra)})"
 
 
 class BacksolveAdjoint(_Adjoint):
