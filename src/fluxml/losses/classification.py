@@ -23,6 +23,7 @@ from fluxml._checks import is_int, real_in
 from fluxml.losses.common import (
     Agg,
     aggregate,
+    class_axis,
     default_eps,
     is_labels,
     logsigmoid,
@@ -65,7 +66,8 @@ def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     0.1324
     """
     eps = default_eps(yhat, eps, "crossentropy")
-    if is_labels(y):
+    axis = class_axis("crossentropy", yhat, axis)
+    if is_labels(y, yhat):
         return aggregate(-np.log(pick("crossentropy", yhat, y, axis) + eps), agg)
     y = target("crossentropy", yhat, y, labels=True)
     return aggregate(-np.sum(xlogy(y, yhat + eps), axis=axis), agg)
@@ -84,8 +86,8 @@ def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
     >>> round(float(fl.logitcrossentropy(logits, fl.onehotbatch([0, 1], range(3)))), 4)
     0.1324
     """
-    logp = logsoftmax(yhat, axis)
-    if is_labels(y):
+    logp = logsoftmax(yhat, class_axis("logitcrossentropy", yhat, axis))
+    if is_labels(y, yhat):
         return aggregate(-pick("logitcrossentropy", logp, y, axis), agg)
     y = target("logitcrossentropy", yhat, y, labels=True)
     return aggregate(-np.sum(y * logp, axis=axis), agg)
@@ -129,6 +131,7 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     0.1438
     """
     y = target("kldivergence", yhat, y)
+    axis = class_axis("kldivergence", yhat, axis)
     eps = default_eps(yhat, eps, "kldivergence")
     return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
 
@@ -186,7 +189,8 @@ def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0
     """
     yhat = yhat + default_eps(yhat, eps, "focal_loss")
     gamma = float(real_in("focal_loss", "gamma (the focusing power)", gamma, 0))
-    if is_labels(y):
+    axis = class_axis("focal_loss", yhat, axis)
+    if is_labels(y, yhat):
         p = pick("focal_loss", yhat, y, axis)
         return aggregate(-((1.0 - p) ** gamma) * np.log(p), agg)
     y = target("focal_loss", yhat, y, labels=True)
