@@ -2,6 +2,8 @@
 targets, probabilities of exactly 0 and 1 in the focal losses, and the CTC loss's settings.
 Each test fails on the code before its fix."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,48 @@ def test_integer_onehot_targets_are_targets(loss):
     g = fl.gradient(lambda p: loss(p, onehot), PROBS)[0]
     np.testing.assert_allclose(g, fl.gradient(lambda p: loss(p, LABELS), PROBS)[0],
                                rtol=1e-12)
+
+
+def focal_by_hand(p_true, gamma, eps):
+    """-(1 - p)**gamma log(p + eps) of the true class's probability, one number at a time."""
+    return np.array([-((1.0 - p) ** gamma) * np.log(p + eps) for p in p_true])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_focal_loss_at_probabilities_0_and_1(dtype):
+    """yhat exactly 1 with target 0 gave NaN (p = 1 - (yhat + eps) = -eps, its log NaN), and
+    yhat exactly 1 with target 1 and a fractional gamma too ((1 - (1 + eps))**0.5)."""
+    yhat = np.array([1.0, 0.0, 1.0, 0.0, 0.3], dtype=dtype)
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    eps = float(np.finfo(dtype).eps)
+    p_true = np.where(y == 1, yhat.astype(float), 1 - yhat.astype(float))
+    for gamma in (0.0, 0.5, 2.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = fl.binary_focal_loss(yhat, y, gamma=gamma, agg="none")
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, focal_by_hand(p_true, gamma, eps), rtol=1e-6)
+    # gamma 0 is binarycrossentropy for 0/1 targets, at 0 and 1 too
+    np.testing.assert_allclose(fl.binary_focal_loss(yhat, y, gamma=0.0, agg="none"),
+                               fl.binarycrossentropy(yhat, y, agg="none"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_focal_loss_at_probability_1_with_a_fractional_gamma(dtype):
+    """A softmax output of exactly 1 (saturated logits) with gamma 0.5 gave NaN: (1 - (1 +
+    eps))**0.5; and eps=0 one-hot targets gave NaN where a class without weight had
+    probability 0 (0 * log 0)."""
+    yhat = np.array([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]], dtype=dtype)
+    labels = np.array([0, 2])
+    eps = float(np.finfo(dtype).eps)
+    want = focal_by_hand([1.0, 0.3], 0.5, eps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for y in (labels, np.eye(3)[labels]):
+            got = fl.focal_loss(yhat, y, gamma=0.5, agg="none")
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        got = fl.focal_loss(yhat, np.eye(3)[labels], gamma=2.0, eps=0.0, agg="none")
+        np.testing.assert_allclose(got, focal_by_hand([1.0, 0.3], 2.0, 0.0), rtol=1e-6)
+        g = fl.gradient(lambda p: fl.focal_loss(p, labels, gamma=2.0), yhat)[0]
+        assert g.dtype == dtype and np.all(np.isfinite(g))
