@@ -93,3 +93,12 @@ def test_focal_loss_at_probability_1_with_a_fractional_gamma(dtype):
         np.testing.assert_allclose(got, focal_by_hand([1.0, 0.3], 2.0, 0.0), rtol=1e-6)
         g = fl.gradient(lambda p: fl.focal_loss(p, labels, gamma=2.0), yhat)[0]
         assert g.dtype == dtype and np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("margin", [float("nan"), float("inf"), "1", True])
+def test_siamese_margin_must_be_a_finite_number(margin):
+    """A NaN margin passed the `margin < 0` check and made every dissimilar pair's loss NaN;
+    an infinite one made it infinite."""
+    with pytest.raises(ValueError, match="siamese_contrastive_loss: margin must be a finite "
+                                         "number >= 0"):
+        fl.siamese_contrastive_loss(np.ones(2), np.array([0.0, 1.0]), margin=margin)
