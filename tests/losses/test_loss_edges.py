@@ -102,3 +102,36 @@ def test_siamese_margin_must_be_a_finite_number(margin):
     with pytest.raises(ValueError, match="siamese_contrastive_loss: margin must be a finite "
                                          "number >= 0"):
         fl.siamese_contrastive_loss(np.ones(2), np.array([0.0, 1.0]), margin=margin)
+
+
+def test_ctc_blank_must_be_a_class_of_the_logits():
+    """blank was taken modulo the classes: blank=5 (or -4) of 3 classes ran with blank 2, a
+    float 1.5 with blank 1, silently."""
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    for blank in (5, 3, -4, 1.5, None):
+        with pytest.raises(ValueError, match=rf"ctc_loss: blank must be a class index, an "
+                                             rf"int in \[-3, 3\).*got {blank}"):
+            fl.ctc_loss(x, np.array([0, 1]), blank=blank)
+    assert fl.ctc_loss(x, np.array([0, 1]), blank=-1) == fl.ctc_loss(x, np.array([0, 1]),
+                                                                     blank=np.int64(2))
+
+
+def test_ctc_input_lengths_must_be_integers():
+    """An input length of 2.5 ran 3 frames (t < 2.5), and True one, silently."""
+    x = np.zeros((1, 4, 3))
+    for lengths in ([2.5], [True], [3.0]):
+        with pytest.raises(ValueError, match=r"ctc_loss: input_lengths must be integers"):
+            fl.ctc_loss(x, [np.array([0])], input_lengths=lengths)
+    # (4 frames of 3 equal classes: label 0 once in 2 frames is 3 paths of 9)
+    got = fl.ctc_loss(x, [np.array([0])], input_lengths=np.array([2], np.int32))
+    assert got == pytest.approx(-np.log(3 / 9))
+
+
+def test_ctc_of_an_empty_batch():
+    """An empty batch failed with "max() arg is an empty sequence"; now no losses."""
+    x = np.zeros((0, 4, 3), np.float32)
+    got = fl.ctc_loss(x, [], agg="none")
+    assert got.shape == (0,) and got.dtype == np.float32
+    assert fl.ctc_loss(x, [], agg="sum") == 0.0
+    g = fl.gradient(lambda z: fl.ctc_loss(z, [], agg="sum"), x)[0]
+    assert g.shape == x.shape and g.dtype == np.float32
