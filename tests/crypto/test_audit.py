@@ -1,6 +1,9 @@
 """Encrypted inference: cases found by an audit (each fails on the code before its fix).
 Lowering needs no TenSEAL; the tests that encrypt skip without it."""
 
+import json
+import struct
+
 import numpy as np
 import pytest
 
@@ -39,3 +42,45 @@ def test_affine_layers_at_every_size_still_lower_exactly():
     x = np.random.default_rng(1).normal(size=(3, 2, 4, 4)) * 100
     np.testing.assert_allclose(plan.plain(x), model(x), rtol=1e-9)
     assert [type(s).__name__ for s in plan.steps] == ["Affine"]
+
+
+def _damaged(magic, header):
+    """Bytes as _pack makes them, of ``header`` and empty blobs."""
+    text = json.dumps(header).encode()
+    return magic + struct.pack("<Q", len(text)) + text
+
+
+@pytest.mark.parametrize("header", [[1, 2], {}, {"sizes": [0]}, {"sizes": ["a"], "steps": []},
+                                    {"sizes": [0, 0], "input_shape": [2], "params": [],
+                                     "steps": []}])
+def test_a_damaged_plan_header_is_a_crypto_error(header):
+    """A header that was not a dict, or lacked a field, failed with a TypeError or KeyError
+    from the reading code ("list indices must be integers", "'sizes'")."""
+    with pytest.raises(fl.crypto.CryptoError, match="the plan's header is damaged"):
+        fl.crypto.Plan.load(_damaged(b"FLXPLAN1", header))
+
+
+def test_a_plan_whose_steps_do_not_chain_is_refused():
+    """A plan whose affine matrix takes fewer features than come (a damaged or edited file)
+    loaded, and run() would have dropped the other features silently."""
+    fl.seed(0)
+    plan = fl.crypto.compile(fl.f64(fl.Chain(fl.Dense(4, 3), fl.square, fl.Dense(3, 2))), (4,))
+    assert fl.crypto.Plan.load(plan.serialize()).steps[2].matrix.shape == (2, 3)
+    plan.steps[2].matrix = plan.steps[2].matrix[:, :2]  # drops a feature
+    with pytest.raises(fl.crypto.CryptoError, match=r"the plan is damaged: its step 2 .* does "
+                                                    r"not fit 3 input features"):
+        fl.crypto.Plan.load(plan.serialize())
+    data = plan.serialize()
+    with pytest.raises(fl.crypto.CryptoError, match="the plan's steps are damaged"):
+        fl.crypto.Plan.load(data[:-60] + b"\0" * 60)  # the .npz's directory overwritten
+
+
+def test_a_damaged_ciphertext_or_context_header_is_a_crypto_error():
+    pytest.importorskip("tenseal")
+    with pytest.raises(fl.crypto.CryptoError, match=r"the encrypted tensor's header is "
+                                                    r"damaged.*'key_id'"):
+        fl.crypto.EncryptedTensor.load(_damaged(b"FLXENC1\n", {"sizes": [], "shape": [2]}),
+                                       None)
+    with pytest.raises(fl.crypto.CryptoError, match="the public context's header is damaged"):
+        fl.crypto.PublicContext.load(_damaged(b"FLXCTX1\n", {"sizes": [0, 0], "key_id": "k",
+                                                              "params": []}))

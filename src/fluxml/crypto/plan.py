@@ -16,6 +16,8 @@ True
 from __future__ import annotations
 
 import json
+import math
+import zipfile
 
 import numpy as np
 
@@ -171,15 +173,21 @@ class Plan:
 
     @classmethod
     def load(cls, data: bytes) -> Plan:
-        header, (blob,) = _unpack(data, _MAGIC_PLAN, "plan")
-        arrays, steps = load_arrays(blob), []
-        for i, m in enumerate(header["steps"]):
-            if m["kind"] == "affine":
-                steps.append(Affine(arrays[f"m{i}"], arrays[f"b{i}"], tuple(m["out_shape"]),
-                                    m["source"]))
-            else:
-                steps.append(Poly(arrays[f"c{i}"], m["source"]))
-        return cls(steps, tuple(header["input_shape"]), CKKSParams(*header["params"]))
+        header, (blob,) = _unpack(data, _MAGIC_PLAN, "plan", ("input_shape", "params", "steps"))
+        try:  # (a damaged plan failed with a KeyError, a BadZipFile ... from the reading code)
+            arrays, steps = load_arrays(blob), []
+            for i, m in enumerate(header["steps"]):
+                if m["kind"] == "affine":
+                    steps.append(Affine(arrays[f"m{i}"], arrays[f"b{i}"],
+                                        tuple(m["out_shape"]), m["source"]))
+                else:
+                    steps.append(Poly(arrays[f"c{i}"], m["source"]))
+            plan = cls(steps, tuple(header["input_shape"]), CKKSParams(*header["params"]))
+        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as err:
+            raise CryptoError(f"the plan's steps are damaged: {type(err).__name__}: "
+                              f"{err}") from None
+        _check_steps(plan)
+        return plan
 
     def __repr__(self) -> str:
         p = self.params
@@ -194,6 +202,25 @@ class Plan:
                      f"{_expected_error(p):.0e} per value "
                      f"(plan.report(x, keys) measures every step)")
         return "\n".join(lines)
+
+
+def _check_steps(plan: Plan) -> None:
+    """A CryptoError where a loaded plan's steps do not chain: an affine step whose matrix
+    takes fewer features than come would drop the others, silently."""
+    features = math.prod(plan.input_shape)
+    for i, step in enumerate(plan.steps):
+        if isinstance(step, Affine):
+            m, b = step.matrix, step.bias
+            fits = (m.ndim == 2 and m.shape[1] == features and b.shape == (m.shape[0],) and
+                    math.prod(step.out_shape) == m.shape[0])
+        else:
+            fits = step.coeffs.ndim == 1 and step.coeffs.size >= 1
+        arrays = (step.matrix, step.bias) if isinstance(step, Affine) else (step.coeffs,)
+        if not fits or any(a.dtype.kind not in "iuf" for a in arrays):
+            raise CryptoError(f"the plan is damaged: its step {i} ({step.source}) does not fit "
+                              f"{features} input features")
+        if isinstance(step, Affine):
+            features = step.matrix.shape[0]
 
 
 def _kind(step) -> str:
