@@ -84,3 +84,27 @@ def test_a_damaged_ciphertext_or_context_header_is_a_crypto_error():
     with pytest.raises(fl.crypto.CryptoError, match="the public context's header is damaged"):
         fl.crypto.PublicContext.load(_damaged(b"FLXCTX1\n", {"sizes": [0, 0], "key_id": "k",
                                                               "params": []}))
+
+
+def test_report_on_one_input_of_a_plan_that_prefers_the_packed_layout():
+    """report() encrypted with the keys' default layout, which for one input is "packed"
+    where the plan's estimate prefers it, and then ran the steps as if in the batch layout:
+    an IndexError after a convolution (the packed ciphertexts are not one per feature)."""
+    pytest.importorskip("tenseal")
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Conv((3, 3), 1, 2), fl.Flatten(), fl.square,
+                            fl.Dense(2 * 4 * 4, 3)))
+    plan = fl.crypto.compile(model, (1, 6, 6))
+    keys = plan.keygen()
+    assert keys.prefer_packed
+    x = np.random.default_rng(0).normal(size=(1, 6, 6))
+    for batch in (x[None], x):  # one input, as a batch of one or alone
+        rows = plan.report(batch, keys).splitlines()
+        assert len(rows) == 3
+        errors = [float(row.rsplit("max error ", 1)[1]) for row in rows]
+        assert max(errors) < 1e-3, rows
+    np.testing.assert_allclose(plan.plain(x), model(x[None])[0], rtol=1e-10)
+    with pytest.raises(fl.crypto.CryptoError, match=r"Plan.plain expects inputs of shape "
+                                                    r"\(B, 1, 6, 6\) or \(1, 6, 6\); got "
+                                                    r"\(6, 6\)"):
+        plan.plain(x[0])

@@ -129,8 +129,22 @@ class Plan:
         return EncryptedTensor(vectors, self.output_shape, 1, ct.key_id, ct.single, layout)
 
     def plain(self, x) -> np.ndarray:
-        """The plan's steps on plain float64 inputs ``(B, *input_shape)`` (its reference)."""
-        return self._plain_steps(np.asarray(x, dtype=np.float64))[-1]
+        """The plan's steps on plain float64 inputs ``(B, *input_shape)`` (its reference), or
+        on one input of ``input_shape``."""
+        x, single = self._inputs(x, "plain")
+        out = self._plain_steps(x)[-1]
+        return out[0] if single else out
+
+    def _inputs(self, x, who):
+        """``x`` as a float64 batch ``(B, *input_shape)``, and whether it was one input (a
+        single (4,) input read as a batch of 4 failed in matmul)."""
+        x = np.asarray(x, dtype=np.float64)
+        single = x.shape == self.input_shape
+        if not single and x.shape[1:] != self.input_shape:
+            raise CryptoError(f"Plan.{who} expects inputs of shape (B, "
+                              f"{', '.join(map(str, self.input_shape))}) or "
+                              f"{self.input_shape}; got {x.shape}")
+        return (x[None] if single else x), single
 
     def _plain_steps(self, x):
         values, h = [], x.reshape(len(x), -1)
@@ -145,9 +159,9 @@ class Plan:
 
     def report(self, x, keys: Keys) -> str:
         """Plain against decrypted values after every step (needs the secret key)."""
-        x = np.asarray(x, dtype=np.float64)
+        x, _ = self._inputs(x, "report")
         plain = self._plain_steps(x)
-        ct = keys.encrypt(x)
+        ct = keys.encrypt(x, layout="batch")  # (one input may prefer "packed": not step by step)
         vectors, rows = ct.vectors, []
         for step, expected in zip(self.steps, plain):
             vectors = _run_step(step, vectors)
