@@ -92,12 +92,12 @@ def test_report_on_one_input_of_a_plan_that_prefers_the_packed_layout():
     an IndexError after a convolution (the packed ciphertexts are not one per feature)."""
     pytest.importorskip("tenseal")
     fl.seed(0)
-    model = fl.f64(fl.Chain(fl.Conv((3, 3), 1, 2), fl.Flatten(), fl.square,
-                            fl.Dense(2 * 4 * 4, 3)))
-    plan = fl.crypto.compile(model, (1, 6, 6))
+    model = fl.f64(fl.Chain(fl.Conv((2, 2), 1, 2), fl.Flatten(), fl.square,
+                            fl.Dense(2 * 3 * 3, 3)))
+    plan = fl.crypto.compile(model, (1, 4, 4))
     keys = plan.keygen()
     assert keys.prefer_packed
-    x = np.random.default_rng(0).normal(size=(1, 6, 6))
+    x = np.random.default_rng(0).normal(size=(1, 4, 4))
     for batch in (x[None], x):  # one input, as a batch of one or alone
         rows = plan.report(batch, keys).splitlines()
         assert len(rows) == 3
@@ -105,6 +105,36 @@ def test_report_on_one_input_of_a_plan_that_prefers_the_packed_layout():
         assert max(errors) < 1e-3, rows
     np.testing.assert_allclose(plan.plain(x), model(x[None])[0], rtol=1e-10)
     with pytest.raises(fl.crypto.CryptoError, match=r"Plan.plain expects inputs of shape "
-                                                    r"\(B, 1, 6, 6\) or \(1, 6, 6\); got "
-                                                    r"\(6, 6\)"):
+                                                    r"\(B, 1, 4, 4\) or \(1, 4, 4\); got "
+                                                    r"\(4, 4\)"):
         plan.plain(x[0])
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"batch": 20000}, r"batch must be at most 16384, the slots of one ciphertext at the "
+                       r"largest 128-bit-secure degree 32768; got 20000"),
+    ({"batch": 0}, r"batch \(the most inputs encrypted together\) must be a positive int; "
+                   r"got 0"),
+    ({"batch": 2.5}, r"batch .* must be a positive int; got 2.5 \(a float\)"),
+    ({"precision_bits": 30.5}, r"precision_bits must be an int or None; got 30.5"),
+    ({"input_shape": 3}, r"input_shape must be a tuple of positive ints .*; got 3"),
+    ({"input_shape": (3.0,)}, r"input_shape must be a tuple of positive ints"),
+])
+def test_compile_settings_are_checked(kw, message):
+    """batch=20000 was a DepthError saying the model needed too much depth (no degree has
+    that many slots); batch 0 or 2.5 passed; precision_bits=30.5 made moduli of 50.5 bits
+    (TenSEAL failed at keygen); an int input_shape failed in tuple()."""
+    model = fl.Chain(fl.Dense(3, 2))
+    kw = dict(kw)
+    shape = kw.pop("input_shape", (3,))
+    with pytest.raises(ValueError, match=rf"fl.crypto.compile: {message}"):
+        fl.crypto.compile(model, shape, **kw)
+
+
+def test_numpy_integer_settings_make_a_plan_that_serializes():
+    model = fl.Chain(fl.Dense(3, 2))
+    plan = fl.crypto.compile(model, (np.int64(3),), precision_bits=np.int64(30),
+                             batch=np.int32(8))
+    back = fl.crypto.Plan.load(plan.serialize())  # (np.int64 moduli failed in json.dumps)
+    assert back.params == plan.params == fl.crypto.CKKSParams(8192, [50, 30, 50], 30)
+    assert back.input_shape == (3,)

@@ -21,6 +21,7 @@ import zipfile
 
 import numpy as np
 
+from fluxml._checks import is_int, positive_int, shown
 from fluxml.crypto.keys import (
     CryptoError,
     EncryptedTensor,
@@ -33,7 +34,7 @@ from fluxml.crypto.keys import (
     tenseal,
 )
 from fluxml.crypto.lower import Affine, Poly, lower
-from fluxml.crypto.params import CKKSParams, choose
+from fluxml.crypto.params import MAX_BITS_128, CKKSParams, choose
 
 _MAGIC_PLAN = b"FLXPLAN1"
 
@@ -356,7 +357,22 @@ def compile(model, input_shape: tuple, precision_bits: int | None = None,
     ``input_shape`` is one input's shape (no batch dimension); ``batch`` the most inputs to
     encrypt together (the parameters give at least that many slots); ``precision_bits`` the
     CKKS scale (default: the most the smallest sufficient polynomial degree allows)."""
-    input_shape = tuple(input_shape)
+    who = "fl.crypto.compile"
+    if not (isinstance(input_shape, (tuple, list)) and all(is_int(n) and n > 0
+                                                           for n in input_shape)):
+        raise ValueError(f"{who}: input_shape must be a tuple of positive ints (one input's "
+                         f"shape, without the batch axis); got {shown(input_shape)}")
+    input_shape = tuple(int(n) for n in input_shape)
+    batch = positive_int(who, "batch (the most inputs encrypted together)", batch)
+    most = max(MAX_BITS_128) // 2
+    if batch > most:  # (choose said the model needed too much depth)
+        raise ValueError(f"{who}: batch must be at most {most}, the slots of one ciphertext "
+                         f"at the largest 128-bit-secure degree {max(MAX_BITS_128)}; got "
+                         f"{batch}: encrypt a larger batch in parts")
+    if precision_bits is not None and not is_int(precision_bits):  # (30.5 made the moduli
+        raise ValueError(f"{who}: precision_bits must be an int or None; got "  # 50.5 bits)
+                         f"{shown(precision_bits)}")
+    precision_bits = None if precision_bits is None else int(precision_bits)  # (JSON: no int64)
     steps = lower(model, input_shape)
     depth = sum(step.depth for step in steps)
     params = choose(depth, precision_bits, min_slots=batch)
