@@ -32,7 +32,10 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
       an ``(N, L)`` array), ``input_lengths`` the frames each sample uses (all ``T`` by
       default); returns ``agg`` of the N losses. PyTorch: ``ctc_loss(log_softmax(yhat).
       transpose(0, 1), ..., reduction="none")`` gives the same N losses (its "mean" divides
-      each by its label length).
+      each by its label length; ``agg="mean"`` here is the plain mean of the N losses).
+
+    A sequence with too few frames for its labels (each label one frame, and a blank between
+    two equal ones) is a ValueError, where PyTorch returns an infinite loss.
 
     >>> import numpy as np, fluxml as fl
     >>> loss = fl.ctc_loss(np.zeros((3, 2)), np.array([0]))  # 3 frames of (0, blank), even
