@@ -22,7 +22,8 @@ WAITING = {
 }
 
 # Modules that import without their optional dependency but whose examples use it.
-OPTIONAL = {"fluxml.backend.xla_arrays": "jax", "fluxml.compiler.tiered": "jax"}
+OPTIONAL = {"fluxml.backend.xla_arrays": "jax", "fluxml.compiler.tiered": "jax",
+            "fluxml.crypto.plan": "tenseal"}
 
 
 def _module_names():

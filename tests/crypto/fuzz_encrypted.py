@@ -93,7 +93,12 @@ def _image_layer(rng, shape):
         layer = fl.PixelShuffle(2)
     else:
         layer = (fl.AlphaDropout(0.3), fl.identity)[rng.integers(0, 2)]
-    out = fl.outputsize(layer, (1,) + shape)[1:] if layer is not fl.identity else shape
+    if layer is fl.identity:
+        return layer, shape
+    try:
+        out = fl.outputsize(layer, (1,) + shape)[1:]
+    except fl.LayerError:  # the random settings leave no output (a padded 1x1 input)
+        return fl.identity, shape
     return layer, tuple(out)
 
 

@@ -184,7 +184,7 @@ def test_siamese_contrastive_loss():
                       (S(yhat2, yhat2), 0.18800000000000003)]:
         assert got == pytest.approx(want, rel=1e-6, abs=1e-12)
     for margin in (-0.5, -1):
-        with pytest.raises(ValueError, match="margin must be >= 0"):
+        with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
             S(yhat1, y1, margin=margin)
 
 

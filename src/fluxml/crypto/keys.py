@@ -56,7 +56,9 @@ def _pack(magic: bytes, header: dict, blobs: list[bytes]) -> bytes:
     return b"".join([magic, struct.pack("<Q", len(text)), text, *blobs])
 
 
-def _unpack(data: bytes, magic: bytes, what: str):
+def _unpack(data: bytes, magic: bytes, what: str, fields: tuple, count: int | None = 1):
+    """The header and the blobs of bytes made by ``_pack``; a CryptoError where they are not
+    those of a ``what`` (the header must hold ``fields``, and ``count`` blobs where given)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{what}: expected bytes; got {type(data).__name__}")
     data = bytes(data)
@@ -68,8 +70,16 @@ def _unpack(data: bytes, magic: bytes, what: str):
         header = json.loads(data[start:start + n])
     except ValueError as err:
         raise CryptoError(f"the {what}'s header is damaged: {err}") from None
+    # (a damaged header failed with a TypeError or a KeyError from the reading code)
+    sizes = header.get("sizes") if isinstance(header, dict) else None
+    missing = [f for f in fields if f not in header] if isinstance(header, dict) else fields
+    if not (isinstance(sizes, list) and all(type(k) is int and k >= 0 for k in sizes)) or \
+            missing or (count is not None and len(sizes) != count):
+        raise CryptoError(f"the {what}'s header is damaged: it needs the fields "
+                          f"{['sizes', *fields]} ({count or 'some'} blob sizes); got "
+                          f"{str(header)[:200]}")
     blobs, pos = [], start + n
-    for size in header["sizes"]:
+    for size in sizes:
         blobs.append(data[pos:pos + size])
         pos += size
     if pos != len(data):
@@ -93,7 +103,7 @@ class PublicContext:
 
     @classmethod
     def load(cls, data: bytes) -> PublicContext:
-        header, (blob,) = _unpack(data, _MAGIC_CTX, "public context")
+        header, (blob,) = _unpack(data, _MAGIC_CTX, "public context", ("key_id", "params"))
         context = tenseal().context_from(blob)
         if context.has_secret_key():
             raise CryptoError("this 'public' context holds a secret key; the server must "
@@ -215,7 +225,8 @@ class Keys(PublicContext):
 
     @classmethod
     def load(cls, data: bytes) -> Keys:
-        header, (blob,) = _unpack(data, _MAGIC_KEYS, "key set")
+        header, (blob,) = _unpack(data, _MAGIC_KEYS, "key set",
+                                    ("key_id", "params", "input_shape"))
         context = tenseal().context_from(blob)
         return cls(CKKSParams(*header["params"]), tuple(header["input_shape"]), context,
                    header["key_id"], header.get("packing"), header.get("prefer_packed", False))
@@ -261,7 +272,8 @@ class EncryptedTensor:
     @classmethod
     def load(cls, data: bytes, context: PublicContext) -> EncryptedTensor:
         """Read a ciphertext made under ``context``'s keys (a Keys or a PublicContext)."""
-        header, blobs = _unpack(data, _MAGIC_CT, "encrypted tensor")
+        header, blobs = _unpack(data, _MAGIC_CT, "encrypted tensor",
+                                ("shape", "batch", "key_id", "single"), count=None)
         if header["key_id"] != context.key_id:
             raise CryptoError(f"this ciphertext was made under other keys (key id "
                               f"{header['key_id'][:8]}; the context given is "

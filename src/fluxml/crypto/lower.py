@@ -183,6 +183,12 @@ def _without_activation(layer):
     return clone
 
 
+# Sizes of the random inputs an affine layer is checked at: a layer linear near the unit
+# basis only (hardtanh, hardsigmoid, trelu, a clip, a dead zone near 0) is not affine, and
+# CKKS holds values up to about 2**19 (params.INTEGER_BITS).
+CHECK_SCALES = (1e-3, 1.0, 30.0, 1e3, 3e4, 1e6)
+
+
 def _measure(layer, shape, source) -> Affine:
     """The matrix and bias of an affine ``layer`` on inputs of ``shape``."""
     n = math.prod(shape)
@@ -195,15 +201,29 @@ def _measure(layer, shape, source) -> Affine:
     out_shape = zero.shape[1:]
     bias = zero.reshape(-1)
     matrix = (basis.reshape(n, -1) - bias).T
-    rng = np.random.default_rng(0)  # a layer that is not affine fails this check
-    u = rng.normal(size=(2,) + shape)
-    mixed = np.asarray(layer(u)).reshape(2, -1)
-    predicted = u.reshape(2, -1) @ matrix.T + bias
-    scale = max(float(np.abs(predicted).max()), 1.0)
-    if not np.allclose(mixed, predicted, rtol=1e-7, atol=1e-9 * scale):
+    if not _is_affine(layer, shape, matrix, bias):
         raise UnsupportedLayer(_own_statistics(source, layer) or _refusal(source, layer))
     matrix[np.abs(matrix) < 1e-14 * max(float(np.abs(matrix).max()), 1e-300)] = 0.0
     return Affine(matrix, bias, tuple(out_shape), source)
+
+
+def _is_affine(layer, shape, matrix, bias) -> bool:
+    """Whether ``layer`` computes ``matrix @ x + bias`` on random inputs of every size in
+    ``CHECK_SCALES`` (measured at 0 and the unit inputs alone, hardtanh was the identity)."""
+    rng = np.random.default_rng(0)
+    scales = np.repeat(CHECK_SCALES, 2).reshape((-1,) + (1,) * len(shape))
+    u = rng.normal(size=(len(scales),) + shape) * scales
+    try:
+        with np.errstate(all="ignore"):  # (a layer that is not affine may overflow here)
+            mixed = np.asarray(layer(u), dtype=np.float64).reshape(len(u), -1)
+    except Exception:  # noqa: BLE001 - it ran at 0 and the unit inputs: not affine there
+        return False
+    flat = u.reshape(len(u), -1)
+    predicted = flat @ matrix.T + bias
+    # rounding grows with the terms summed, not with the sum (which may cancel)
+    size = np.abs(flat) @ np.abs(matrix).T + np.abs(bias)
+    return bool(np.all(np.abs(mixed - predicted) <= 1e-7 * np.abs(predicted) + 1e-9 * size +
+                       1e-12))
 
 
 def _fuse(steps):

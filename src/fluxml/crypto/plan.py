@@ -16,9 +16,12 @@ True
 from __future__ import annotations
 
 import json
+import math
+import zipfile
 
 import numpy as np
 
+from fluxml._checks import is_int, positive_int, shown
 from fluxml.crypto.keys import (
     CryptoError,
     EncryptedTensor,
@@ -31,7 +34,7 @@ from fluxml.crypto.keys import (
     tenseal,
 )
 from fluxml.crypto.lower import Affine, Poly, lower
-from fluxml.crypto.params import CKKSParams, choose
+from fluxml.crypto.params import MAX_BITS_128, CKKSParams, choose
 
 _MAGIC_PLAN = b"FLXPLAN1"
 
@@ -127,8 +130,22 @@ class Plan:
         return EncryptedTensor(vectors, self.output_shape, 1, ct.key_id, ct.single, layout)
 
     def plain(self, x) -> np.ndarray:
-        """The plan's steps on plain float64 inputs ``(B, *input_shape)`` (its reference)."""
-        return self._plain_steps(np.asarray(x, dtype=np.float64))[-1]
+        """The plan's steps on plain float64 inputs ``(B, *input_shape)`` (its reference), or
+        on one input of ``input_shape``."""
+        x, single = self._inputs(x, "plain")
+        out = self._plain_steps(x)[-1]
+        return out[0] if single else out
+
+    def _inputs(self, x, who):
+        """``x`` as a float64 batch ``(B, *input_shape)``, and whether it was one input (a
+        single (4,) input read as a batch of 4 failed in matmul)."""
+        x = np.asarray(x, dtype=np.float64)
+        single = x.shape == self.input_shape
+        if not single and x.shape[1:] != self.input_shape:
+            raise CryptoError(f"Plan.{who} expects inputs of shape (B, "
+                              f"{', '.join(map(str, self.input_shape))}) or "
+                              f"{self.input_shape}; got {x.shape}")
+        return (x[None] if single else x), single
 
     def _plain_steps(self, x):
         values, h = [], x.reshape(len(x), -1)
@@ -143,9 +160,9 @@ class Plan:
 
     def report(self, x, keys: Keys) -> str:
         """Plain against decrypted values after every step (needs the secret key)."""
-        x = np.asarray(x, dtype=np.float64)
+        x, _ = self._inputs(x, "report")
         plain = self._plain_steps(x)
-        ct = keys.encrypt(x)
+        ct = keys.encrypt(x, layout="batch")  # (one input may prefer "packed": not step by step)
         vectors, rows = ct.vectors, []
         for step, expected in zip(self.steps, plain):
             vectors = _run_step(step, vectors)
@@ -171,15 +188,21 @@ class Plan:
 
     @classmethod
     def load(cls, data: bytes) -> Plan:
-        header, (blob,) = _unpack(data, _MAGIC_PLAN, "plan")
-        arrays, steps = load_arrays(blob), []
-        for i, m in enumerate(header["steps"]):
-            if m["kind"] == "affine":
-                steps.append(Affine(arrays[f"m{i}"], arrays[f"b{i}"], tuple(m["out_shape"]),
-                                    m["source"]))
-            else:
-                steps.append(Poly(arrays[f"c{i}"], m["source"]))
-        return cls(steps, tuple(header["input_shape"]), CKKSParams(*header["params"]))
+        header, (blob,) = _unpack(data, _MAGIC_PLAN, "plan", ("input_shape", "params", "steps"))
+        try:  # (a damaged plan failed with a KeyError, a BadZipFile ... from the reading code)
+            arrays, steps = load_arrays(blob), []
+            for i, m in enumerate(header["steps"]):
+                if m["kind"] == "affine":
+                    steps.append(Affine(arrays[f"m{i}"], arrays[f"b{i}"],
+                                        tuple(m["out_shape"]), m["source"]))
+                else:
+                    steps.append(Poly(arrays[f"c{i}"], m["source"]))
+            plan = cls(steps, tuple(header["input_shape"]), CKKSParams(*header["params"]))
+        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as err:
+            raise CryptoError(f"the plan's steps are damaged: {type(err).__name__}: "
+                              f"{err}") from None
+        _check_steps(plan)
+        return plan
 
     def __repr__(self) -> str:
         p = self.params
@@ -194,6 +217,25 @@ class Plan:
                      f"{_expected_error(p):.0e} per value "
                      f"(plan.report(x, keys) measures every step)")
         return "\n".join(lines)
+
+
+def _check_steps(plan: Plan) -> None:
+    """A CryptoError where a loaded plan's steps do not chain: an affine step whose matrix
+    takes fewer features than come would drop the others, silently."""
+    features = math.prod(plan.input_shape)
+    for i, step in enumerate(plan.steps):
+        if isinstance(step, Affine):
+            m, b = step.matrix, step.bias
+            fits = (m.ndim == 2 and m.shape[1] == features and b.shape == (m.shape[0],) and
+                    math.prod(step.out_shape) == m.shape[0])
+        else:
+            fits = step.coeffs.ndim == 1 and step.coeffs.size >= 1
+        arrays = (step.matrix, step.bias) if isinstance(step, Affine) else (step.coeffs,)
+        if not fits or any(a.dtype.kind not in "iuf" for a in arrays):
+            raise CryptoError(f"the plan is damaged: its step {i} ({step.source}) does not fit "
+                              f"{features} input features")
+        if isinstance(step, Affine):
+            features = step.matrix.shape[0]
 
 
 def _kind(step) -> str:
@@ -315,7 +357,22 @@ def compile(model, input_shape: tuple, precision_bits: int | None = None,
     ``input_shape`` is one input's shape (no batch dimension); ``batch`` the most inputs to
     encrypt together (the parameters give at least that many slots); ``precision_bits`` the
     CKKS scale (default: the most the smallest sufficient polynomial degree allows)."""
-    input_shape = tuple(input_shape)
+    who = "fl.crypto.compile"
+    if not (isinstance(input_shape, (tuple, list)) and all(is_int(n) and n > 0
+                                                           for n in input_shape)):
+        raise ValueError(f"{who}: input_shape must be a tuple of positive ints (one input's "
+                         f"shape, without the batch axis); got {shown(input_shape)}")
+    input_shape = tuple(int(n) for n in input_shape)
+    batch = positive_int(who, "batch (the most inputs encrypted together)", batch)
+    most = max(MAX_BITS_128) // 2
+    if batch > most:  # (choose said the model needed too much depth)
+        raise ValueError(f"{who}: batch must be at most {most}, the slots of one ciphertext "
+                         f"at the largest 128-bit-secure degree {max(MAX_BITS_128)}; got "
+                         f"{batch}: encrypt a larger batch in parts")
+    if precision_bits is not None and not is_int(precision_bits):  # (30.5 made the moduli
+        raise ValueError(f"{who}: precision_bits must be an int or None; got "  # 50.5 bits)
+                         f"{shown(precision_bits)}")
+    precision_bits = None if precision_bits is None else int(precision_bits)  # (JSON: no int64)
     steps = lower(model, input_shape)
     depth = sum(step.depth for step in steps)
     params = choose(depth, precision_bits, min_slots=batch)

@@ -23,6 +23,7 @@ from fluxml._checks import is_int, real_in
 from fluxml.losses.common import (
     Agg,
     aggregate,
+    class_axis,
     default_eps,
     is_labels,
     logsigmoid,
@@ -65,7 +66,8 @@ def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     0.1324
     """
     eps = default_eps(yhat, eps, "crossentropy")
-    if is_labels(y):
+    axis = class_axis("crossentropy", yhat, axis)
+    if is_labels(y, yhat):
         return aggregate(-np.log(pick("crossentropy", yhat, y, axis) + eps), agg)
     y = target("crossentropy", yhat, y, labels=True)
     return aggregate(-np.sum(xlogy(y, yhat + eps), axis=axis), agg)
@@ -84,8 +86,8 @@ def logitcrossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean"):
     >>> round(float(fl.logitcrossentropy(logits, fl.onehotbatch([0, 1], range(3)))), 4)
     0.1324
     """
-    logp = logsoftmax(yhat, axis)
-    if is_labels(y):
+    logp = logsoftmax(yhat, class_axis("logitcrossentropy", yhat, axis))
+    if is_labels(y, yhat):
         return aggregate(-pick("logitcrossentropy", logp, y, axis), agg)
     y = target("logitcrossentropy", yhat, y, labels=True)
     return aggregate(-np.sum(y * logp, axis=axis), agg)
@@ -129,6 +131,7 @@ def kldivergence(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | Non
     0.1438
     """
     y = target("kldivergence", yhat, y)
+    axis = class_axis("kldivergence", yhat, axis)
     eps = default_eps(yhat, eps, "kldivergence")
     return aggregate(np.sum(xlogx(y) - xlogy(y, yhat + eps), axis=axis), agg)
 
@@ -159,7 +162,11 @@ def squared_hinge_loss(yhat, y, *, agg: Agg = "mean"):
 def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
                       eps: float | None = None):
     """Focal loss (Lin et al. 2017) of predicted probabilities for binary targets: with
-    ``p = y (yhat + eps) + (1 - y) (1 - yhat - eps)``, ``agg(-(1 - p)**gamma log(p))``.
+    ``p = y yhat + (1 - y) (1 - yhat)`` (the probability of the true class),
+    ``agg(-(1 - p)**gamma log(p + eps))``. ``gamma = 0`` is ``binarycrossentropy`` for 0/1
+    targets. (Flux adds ``eps`` to ``yhat`` before taking ``p``: there ``p`` is ``-eps`` where
+    ``yhat`` is exactly 1 and ``y`` 0, and the loss NaN, as ``(1 - p)**gamma`` is where ``p``
+    is ``1 + eps`` and ``gamma`` not an integer; here ``eps`` only keeps the log finite.)
 
     >>> import numpy as np, fluxml as fl
     >>> yhat, y = np.array([0.9, 0.6]), np.array([1.0, 1.0])
@@ -167,27 +174,30 @@ def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
     array([0.0011, 0.0817])
     """
     y = target("binary_focal_loss", yhat, y)
-    yhat = yhat + default_eps(yhat, eps, "binary_focal_loss")
-    p = y * yhat + (1.0 - y) * (1.0 - yhat)
+    eps = default_eps(yhat, eps, "binary_focal_loss")
     gamma = float(real_in("binary_focal_loss", "gamma (the focusing power)", gamma, 0))
-    return aggregate(-(1.0 - p) ** gamma * np.log(p), agg)
+    p = y * yhat + (1.0 - y) * (1.0 - yhat)
+    return aggregate(-(1.0 - p) ** gamma * np.log(p + eps), agg)
 
 
 def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0,
                eps: float | None = None):
     """Focal loss of predicted class probabilities (a softmax output): ``agg(sum(-y (1 -
-    yhat)**gamma log(yhat), axis))`` with ``yhat + eps`` in place of ``yhat``; integer labels
-    pick their class's term.
+    yhat)**gamma log(yhat + eps), axis))``; integer labels pick their class's term. (Flux
+    takes ``(1 - yhat - eps)**gamma``, NaN where ``yhat`` is exactly 1 and ``gamma`` not an
+    integer; here ``eps`` only keeps the log finite.)
 
     >>> import numpy as np, fluxml as fl
     >>> yhat = np.array([[0.9, 0.1], [0.6, 0.4]])
     >>> fl.focal_loss(yhat, np.array([0, 0]), agg="none").round(4)  # labels or one-hot rows
     array([0.0011, 0.0817])
     """
-    yhat = yhat + default_eps(yhat, eps, "focal_loss")
+    eps = default_eps(yhat, eps, "focal_loss")
     gamma = float(real_in("focal_loss", "gamma (the focusing power)", gamma, 0))
-    if is_labels(y):
+    axis = class_axis("focal_loss", yhat, axis)
+    if is_labels(y, yhat):
         p = pick("focal_loss", yhat, y, axis)
-        return aggregate(-((1.0 - p) ** gamma) * np.log(p), agg)
+        return aggregate(-((1.0 - p) ** gamma) * np.log(p + eps), agg)
     y = target("focal_loss", yhat, y, labels=True)
-    return aggregate(np.sum(-y * (1.0 - yhat) ** gamma * np.log(yhat), axis=axis), agg)
+    # xlogy: a class with no target weight adds 0, also where its yhat + eps is 0 (eps=0)
+    return aggregate(-np.sum((1.0 - yhat) ** gamma * xlogy(y, yhat + eps), axis=axis), agg)

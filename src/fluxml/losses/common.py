@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fluxml._checks import real_in
+from fluxml._checks import is_int, real_in
 from fluxml.ad import logsumexp
 from fluxml.ad.core import untraced
 
@@ -105,10 +105,24 @@ def logsigmoid(x):
     return -np.logaddexp(0.0, -x)
 
 
-def is_labels(y) -> bool:
-    """Integer class labels (one per sample), as opposed to one-hot or probability targets."""
-    dtype = y.dtype if type(y).__name__ == "Tracer" else np.asarray(y).dtype
-    return dtype.kind in "iu"  # (traced integers exist only inside fl.compile)
+def is_labels(y, yhat) -> bool:
+    """Integer class labels (one per sample), as opposed to one-hot or probability targets.
+    Integer targets of the prediction's own shape are one-hot rows (``onehotbatch(...,
+    dtype=int)``, Flux's integer matrices), not labels."""
+    if type(y).__name__ != "Tracer":  # (traced integers exist only inside fl.compile)
+        y = np.asarray(y)
+    return y.dtype.kind in "iu" and _shape(y) != _shape(yhat)
+
+
+def class_axis(name, yhat, axis) -> int:
+    """``axis``, the class axis of ``yhat``, where it is one (an int in ``[-ndim, ndim)``),
+    else an AxisError naming the loss (``axis % ndim`` picked another axis)."""
+    ndim = len(_shape(yhat))
+    if not (is_int(axis) and -ndim <= axis < ndim):
+        raise np.exceptions.AxisError(
+            f"{name}: axis (the class axis) must be an int in [{-ndim}, {ndim}) for a "
+            f"prediction of shape {_shape(yhat)}; got {axis!r}")
+    return int(axis)
 
 
 def _check_labels(labels, n, name):
@@ -123,7 +137,7 @@ def pick(name, x, labels, axis):
     if type(labels).__name__ != "Tracer":
         labels = np.asarray(labels)
     shape = np.shape(x)
-    axis = axis % len(shape)
+    axis = class_axis(name, x, axis) % len(shape)
     expected = shape[:axis] + shape[axis + 1:]
     if labels.shape != expected:
         raise ValueError(f"{name}: integer labels must have the prediction's shape {shape} "

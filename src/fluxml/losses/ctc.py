@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from fluxml._checks import is_int
 from fluxml.losses.common import Agg, aggregate, logsoftmax
 
 # log(0) stand-in: finite, so logaddexp's derivative stays finite on impossible paths
@@ -31,7 +32,10 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
       an ``(N, L)`` array), ``input_lengths`` the frames each sample uses (all ``T`` by
       default); returns ``agg`` of the N losses. PyTorch: ``ctc_loss(log_softmax(yhat).
       transpose(0, 1), ..., reduction="none")`` gives the same N losses (its "mean" divides
-      each by its label length).
+      each by its label length; ``agg="mean"`` here is the plain mean of the N losses).
+
+    A sequence with too few frames for its labels (each label one frame, and a blank between
+    two equal ones) is a ValueError, where PyTorch returns an infinite loss.
 
     >>> import numpy as np, fluxml as fl
     >>> loss = fl.ctc_loss(np.zeros((3, 2)), np.array([0]))  # 3 frames of (0, blank), even
@@ -48,7 +52,10 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
         raise ValueError(f"ctc_loss: logits must have shape (T, classes) or (N, T, classes); "
                          f"got {shape}")
     n, frames, classes = shape
-    blank = blank % classes
+    if not (is_int(blank) and -classes <= blank < classes):  # (blank % classes took any int)
+        raise ValueError(f"ctc_loss: blank must be a class index, an int in [{-classes}, "
+                         f"{classes}) for logits of {classes} classes; got {blank!r}")
+    blank = int(blank) % classes
     labels = [np.asarray(lab) for lab in y]
     if len(labels) != n:
         raise ValueError(f"ctc_loss: {n} sequences of logits but {len(labels)} label sequences")
@@ -58,7 +65,12 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
     if lengths.shape != (n,):  # (zip would skip the checks of the sequences past its end)
         raise ValueError(f"ctc_loss: input_lengths must hold one length per sequence, {n}; "
                          f"got shape {lengths.shape}")
+    if lengths.size and lengths.dtype.kind not in "iu":  # (2.5 ran 3 frames, True 1)
+        raise ValueError(f"ctc_loss: input_lengths must be integers (frame counts); got "
+                         f"{lengths.tolist()} of dtype {lengths.dtype}")
     _check(labels, lengths, frames, classes, blank)
+    if n == 0:  # an empty batch: no losses (the mean of none is NaN, as other losses')
+        return aggregate(np.sum(yhat, axis=(1, 2)), agg)
 
     ext, skip = _extended(labels, blank)  # (N, S) extended labels, where a skip is allowed
     logp = logsoftmax(yhat, axis=-1)

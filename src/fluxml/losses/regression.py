@@ -98,8 +98,7 @@ def siamese_contrastive_loss(yhat, y, *, agg: Agg = "mean", margin: float = 1.0)
     >>> fl.siamese_contrastive_loss(np.array([0.5, 0.5]), np.array([0.0, 1.0]), agg="none")
     array([0.25, 0.25])
     """
-    if margin < 0:
-        raise ValueError(f"siamese_contrastive_loss: margin must be >= 0, got {margin}")
+    margin = real_in("siamese_contrastive_loss", "margin", margin, 0)  # (NaN: a NaN loss)
     y = target("siamese_contrastive_loss", yhat, y)
     far = np.maximum(0.0, float(margin) - yhat)
     return aggregate((1.0 - y) * np.square(yhat) + y * np.square(far), agg)

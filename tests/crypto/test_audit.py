@@ -1,0 +1,140 @@
+"""Encrypted inference: cases found by an audit (each fails on the code before its fix).
+Lowering needs no TenSEAL; the tests that encrypt skip without it."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+
+def hardsigmoid(x):  # written out: linear on [-3, 3], flat outside
+    return np.clip(x / 6 + 0.5, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("layer, name", [
+    (fl.hardtanh, "hardtanh"), (fl.hardsigmoid, "hardsigmoid"), (fl.trelu, "trelu"),
+    (lambda x: np.clip(x, -10.0, 10.0), "<lambda>"), (hardsigmoid, "hardsigmoid"),
+    (lambda x: np.where(np.abs(x) < 1e-2, 0.0, x), "<lambda>"),
+])
+def test_layers_linear_near_the_unit_inputs_only_are_refused(layer, name):
+    """A layer was measured at 0 and the unit inputs and checked at two standard normal
+    inputs: hardtanh, hardsigmoid, trelu or a clip are linear (or zero) there, so a plan was
+    made that computes another function than the model, silently (hardtanh on a Dense(3 =>
+    1)'s output: 8.5 off at inputs of size 5). Now they are checked at sizes 1e-3 to 1e6."""
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Dense(3, 1), layer, fl.Dense(1, 2)))
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=rf"model\[1\]: .*uses {name}, which "
+                                                         r"CKKS cannot evaluate"):
+        fl.crypto.compile(model, (3,))
+
+
+def test_affine_layers_at_every_size_still_lower_exactly():
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Conv((3, 3), 2, 4, pad=1), fl.MeanPool((2, 2)), fl.Flatten(),
+                            fl.BatchNorm(16), fl.Dense(16, 3), lambda x: 1e6 * x - 3.0))
+    norm = model.layers[3]
+    norm.running_mean[:] = np.linspace(-1, 1, 16)
+    norm.running_var[:] = np.linspace(0.5, 2, 16)
+    plan = fl.crypto.compile(model, (2, 4, 4))
+    x = np.random.default_rng(1).normal(size=(3, 2, 4, 4)) * 100
+    np.testing.assert_allclose(plan.plain(x), model(x), rtol=1e-9)
+    assert [type(s).__name__ for s in plan.steps] == ["Affine"]
+
+
+def _damaged(magic, header):
+    """Bytes as _pack makes them, of ``header`` and empty blobs."""
+    text = json.dumps(header).encode()
+    return magic + struct.pack("<Q", len(text)) + text
+
+
+@pytest.mark.parametrize("header", [[1, 2], {}, {"sizes": [0]}, {"sizes": ["a"], "steps": []},
+                                    {"sizes": [0, 0], "input_shape": [2], "params": [],
+                                     "steps": []}])
+def test_a_damaged_plan_header_is_a_crypto_error(header):
+    """A header that was not a dict, or lacked a field, failed with a TypeError or KeyError
+    from the reading code ("list indices must be integers", "'sizes'")."""
+    with pytest.raises(fl.crypto.CryptoError, match="the plan's header is damaged"):
+        fl.crypto.Plan.load(_damaged(b"FLXPLAN1", header))
+
+
+def test_a_plan_whose_steps_do_not_chain_is_refused():
+    """A plan whose affine matrix takes fewer features than come (a damaged or edited file)
+    loaded, and run() would have dropped the other features silently."""
+    fl.seed(0)
+    plan = fl.crypto.compile(fl.f64(fl.Chain(fl.Dense(4, 3), fl.square, fl.Dense(3, 2))), (4,))
+    assert fl.crypto.Plan.load(plan.serialize()).steps[2].matrix.shape == (2, 3)
+    plan.steps[2].matrix = plan.steps[2].matrix[:, :2]  # drops a feature
+    with pytest.raises(fl.crypto.CryptoError, match=r"the plan is damaged: its step 2 .* does "
+                                                    r"not fit 3 input features"):
+        fl.crypto.Plan.load(plan.serialize())
+    data = plan.serialize()
+    with pytest.raises(fl.crypto.CryptoError, match="the plan's steps are damaged"):
+        fl.crypto.Plan.load(data[:-60] + b"\0" * 60)  # the .npz's directory overwritten
+
+
+def test_a_damaged_ciphertext_or_context_header_is_a_crypto_error():
+    pytest.importorskip("tenseal")
+    with pytest.raises(fl.crypto.CryptoError, match=r"the encrypted tensor's header is "
+                                                    r"damaged.*'key_id'"):
+        fl.crypto.EncryptedTensor.load(_damaged(b"FLXENC1\n", {"sizes": [], "shape": [2]}),
+                                       None)
+    with pytest.raises(fl.crypto.CryptoError, match="the public context's header is damaged"):
+        fl.crypto.PublicContext.load(_damaged(b"FLXCTX1\n", {"sizes": [0, 0], "key_id": "k",
+                                                              "params": []}))
+
+
+def test_report_on_one_input_of_a_plan_that_prefers_the_packed_layout():
+    """report() encrypted with the keys' default layout, which for one input is "packed"
+    where the plan's estimate prefers it, and then ran the steps as if in the batch layout:
+    an IndexError after a convolution (the packed ciphertexts are not one per feature)."""
+    pytest.importorskip("tenseal")
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Conv((2, 2), 1, 2), fl.Flatten(), fl.square,
+                            fl.Dense(2 * 3 * 3, 3)))
+    plan = fl.crypto.compile(model, (1, 4, 4))
+    keys = plan.keygen()
+    assert keys.prefer_packed
+    x = np.random.default_rng(0).normal(size=(1, 4, 4))
+    for batch in (x[None], x):  # one input, as a batch of one or alone
+        rows = plan.report(batch, keys).splitlines()
+        assert len(rows) == 3
+        errors = [float(row.rsplit("max error ", 1)[1]) for row in rows]
+        assert max(errors) < 1e-3, rows
+    np.testing.assert_allclose(plan.plain(x), model(x[None])[0], rtol=1e-10)
+    with pytest.raises(fl.crypto.CryptoError, match=r"Plan.plain expects inputs of shape "
+                                                    r"\(B, 1, 4, 4\) or \(1, 4, 4\); got "
+                                                    r"\(4, 4\)"):
+        plan.plain(x[0])
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"batch": 20000}, r"batch must be at most 16384, the slots of one ciphertext at the "
+                       r"largest 128-bit-secure degree 32768; got 20000"),
+    ({"batch": 0}, r"batch \(the most inputs encrypted together\) must be a positive int; "
+                   r"got 0"),
+    ({"batch": 2.5}, r"batch .* must be a positive int; got 2.5 \(a float\)"),
+    ({"precision_bits": 30.5}, r"precision_bits must be an int or None; got 30.5"),
+    ({"input_shape": 3}, r"input_shape must be a tuple of positive ints .*; got 3"),
+    ({"input_shape": (3.0,)}, r"input_shape must be a tuple of positive ints"),
+])
+def test_compile_settings_are_checked(kw, message):
+    """batch=20000 was a DepthError saying the model needed too much depth (no degree has
+    that many slots); batch 0 or 2.5 passed; precision_bits=30.5 made moduli of 50.5 bits
+    (TenSEAL failed at keygen); an int input_shape failed in tuple()."""
+    model = fl.Chain(fl.Dense(3, 2))
+    kw = dict(kw)
+    shape = kw.pop("input_shape", (3,))
+    with pytest.raises(ValueError, match=rf"fl.crypto.compile: {message}"):
+        fl.crypto.compile(model, shape, **kw)
+
+
+def test_numpy_integer_settings_make_a_plan_that_serializes():
+    model = fl.Chain(fl.Dense(3, 2))
+    plan = fl.crypto.compile(model, (np.int64(3),), precision_bits=np.int64(30),
+                             batch=np.int32(8))
+    back = fl.crypto.Plan.load(plan.serialize())  # (np.int64 moduli failed in json.dumps)
+    assert back.params == plan.params == fl.crypto.CKKSParams(8192, [50, 30, 50], 30)
+    assert back.input_shape == (3,)

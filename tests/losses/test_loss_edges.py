@@ -1,0 +1,137 @@
+"""Edge cases found by an audit against PyTorch and Flux: the class axis, integer one-hot
+targets, probabilities of exactly 0 and 1 in the focal losses, and the CTC loss's settings.
+Each test fails on the code before its fix."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]])
+LABELS = np.array([0, 0, 1])
+
+
+@pytest.mark.parametrize("loss", [fl.crossentropy, fl.logitcrossentropy, fl.focal_loss,
+                                  fl.kldivergence])
+@pytest.mark.parametrize("axis", [2, -3, 1.0, None])
+def test_an_axis_the_prediction_lacks_is_refused(loss, axis):
+    """axis=2 on a (3, 3) prediction with integer labels was taken as axis 0 (2 % 2), so the
+    loss picked each label down a column, silently; now refused, naming the loss."""
+    y = np.eye(3)[LABELS] if loss is fl.kldivergence else LABELS
+    with pytest.raises(np.exceptions.AxisError,
+                       match=rf"{loss.__name__}: axis \(the class axis\) must be an int in "
+                             rf"\[-2, 2\) for a prediction of shape \(3, 3\); got {axis}"):
+        loss(PROBS, y, axis=axis)
+
+
+def test_crossentropy_along_axis_0_is_the_transposed_loss():
+    by_hand = -np.mean(np.log(PROBS[LABELS, np.arange(3)] + np.finfo(float).eps))
+    assert fl.crossentropy(PROBS, LABELS, axis=0) == pytest.approx(by_hand, rel=1e-12)
+    assert fl.crossentropy(PROBS, LABELS, axis=-2) == pytest.approx(by_hand, rel=1e-12)
+
+
+@pytest.mark.parametrize("loss", [fl.crossentropy, fl.logitcrossentropy, fl.focal_loss])
+def test_integer_onehot_targets_are_targets(loss):
+    """One-hot targets of an integer dtype (Flux's Int matrices, fl.onehotbatch(...,
+    dtype=int)) were read as class labels and refused ("integer labels must have the
+    prediction's shape without its class axis"); they are one-hot rows, as float ones."""
+    onehot = np.eye(3, dtype=np.int64)[LABELS]
+    for agg in ("mean", "sum", "none"):
+        np.testing.assert_allclose(loss(PROBS, onehot, agg=agg),
+                                   loss(PROBS, onehot.astype(float), agg=agg), rtol=1e-15)
+        np.testing.assert_allclose(loss(PROBS, onehot, agg=agg),
+                                   loss(PROBS, LABELS, agg=agg), rtol=1e-12)
+    from_fl = fl.onehotbatch(LABELS, range(3), dtype=np.int32)
+    assert loss(PROBS.astype(np.float32), from_fl).dtype == np.float32
+    g = fl.gradient(lambda p: loss(p, onehot), PROBS)[0]
+    np.testing.assert_allclose(g, fl.gradient(lambda p: loss(p, LABELS), PROBS)[0],
+                               rtol=1e-12)
+
+
+def focal_by_hand(p_true, gamma, eps):
+    """-(1 - p)**gamma log(p + eps) of the true class's probability, one number at a time."""
+    return np.array([-((1.0 - p) ** gamma) * np.log(p + eps) for p in p_true])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_focal_loss_at_probabilities_0_and_1(dtype):
+    """yhat exactly 1 with target 0 gave NaN (p = 1 - (yhat + eps) = -eps, its log NaN), and
+    yhat exactly 1 with target 1 and a fractional gamma too ((1 - (1 + eps))**0.5)."""
+    yhat = np.array([1.0, 0.0, 1.0, 0.0, 0.3], dtype=dtype)
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    eps = float(np.finfo(dtype).eps)
+    p_true = np.where(y == 1, yhat.astype(float), 1 - yhat.astype(float))
+    for gamma in (0.0, 0.5, 2.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = fl.binary_focal_loss(yhat, y, gamma=gamma, agg="none")
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, focal_by_hand(p_true, gamma, eps), rtol=1e-6)
+    # gamma 0 is binarycrossentropy for 0/1 targets, at 0 and 1 too
+    np.testing.assert_allclose(fl.binary_focal_loss(yhat, y, gamma=0.0, agg="none"),
+                               fl.binarycrossentropy(yhat, y, agg="none"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_focal_loss_at_probability_1_with_a_fractional_gamma(dtype):
+    """A softmax output of exactly 1 (saturated logits) with gamma 0.5 gave NaN: (1 - (1 +
+    eps))**0.5; and eps=0 one-hot targets gave NaN where a class without weight had
+    probability 0 (0 * log 0)."""
+    yhat = np.array([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]], dtype=dtype)
+    labels = np.array([0, 2])
+    eps = float(np.finfo(dtype).eps)
+    want = focal_by_hand([1.0, 0.3], 0.5, eps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for y in (labels, np.eye(3)[labels]):
+            got = fl.focal_loss(yhat, y, gamma=0.5, agg="none")
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        got = fl.focal_loss(yhat, np.eye(3)[labels], gamma=2.0, eps=0.0, agg="none")
+        np.testing.assert_allclose(got, focal_by_hand([1.0, 0.3], 2.0, 0.0), rtol=1e-6)
+        g = fl.gradient(lambda p: fl.focal_loss(p, labels, gamma=2.0), yhat)[0]
+        assert g.dtype == dtype and np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("margin", [float("nan"), float("inf"), "1", True])
+def test_siamese_margin_must_be_a_finite_number(margin):
+    """A NaN margin passed the `margin < 0` check and made every dissimilar pair's loss NaN;
+    an infinite one made it infinite."""
+    with pytest.raises(ValueError, match="siamese_contrastive_loss: margin must be a finite "
+                                         "number >= 0"):
+        fl.siamese_contrastive_loss(np.ones(2), np.array([0.0, 1.0]), margin=margin)
+
+
+def test_ctc_blank_must_be_a_class_of_the_logits():
+    """blank was taken modulo the classes: blank=5 (or -4) of 3 classes ran with blank 2, a
+    float 1.5 with blank 1, silently."""
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    for blank in (5, 3, -4, 1.5, None):
+        with pytest.raises(ValueError, match=rf"ctc_loss: blank must be a class index, an "
+                                             rf"int in \[-3, 3\).*got {blank}"):
+            fl.ctc_loss(x, np.array([0, 1]), blank=blank)
+    assert fl.ctc_loss(x, np.array([0, 1]), blank=-1) == fl.ctc_loss(x, np.array([0, 1]),
+                                                                     blank=np.int64(2))
+
+
+def test_ctc_input_lengths_must_be_integers():
+    """An input length of 2.5 ran 3 frames (t < 2.5), and True one, silently."""
+    x = np.zeros((1, 4, 3))
+    for lengths in ([2.5], [True], [3.0]):
+        with pytest.raises(ValueError, match=r"ctc_loss: input_lengths must be integers"):
+            fl.ctc_loss(x, [np.array([0])], input_lengths=lengths)
+    # (4 frames of 3 equal classes: label 0 once in 2 frames is 3 paths of 9)
+    got = fl.ctc_loss(x, [np.array([0])], input_lengths=np.array([2], np.int32))
+    assert got == pytest.approx(-np.log(3 / 9))
+
+
+def test_ctc_of_an_empty_batch():
+    """An empty batch failed with "max() arg is an empty sequence"; now no losses."""
+    x = np.zeros((0, 4, 3), np.float32)
+    got = fl.ctc_loss(x, [], agg="none")
+    assert got.shape == (0,) and got.dtype == np.float32
+    assert fl.ctc_loss(x, [], agg="sum") == 0.0
+    g = fl.gradient(lambda z: fl.ctc_loss(z, [], agg="sum"), x)[0]
+    assert g.shape == x.shape and g.dtype == np.float32
