@@ -1,6 +1,7 @@
 """fl.save / fl.load in the safetensors format: round trips, the safetensors package as an
 independent reader and writer, atomic writes, and clear errors for damaged files."""
 
+import errno
 import json
 import os
 import stat
@@ -322,3 +323,26 @@ def test_bf16_tensors_read_as_float32_exactly_and_float8_is_refused_by_name(tmp_
                                               "no dtype for") as err:
         fl.load(tmp_path / "f8.safetensors")
     assert "not a valid" not in str(err.value)
+
+
+def test_a_folder_that_refuses_the_file_is_named_not_the_temporary_file(tmp_path,
+                                                                         monkeypatch):
+    """Saving into a read-only folder failed with 'Permission denied: .../.m.st.<hex>.tmp',
+    naming a file the user never asked for; now the folder and the target are named (and
+    the error is still a PermissionError), and the old file is as it was."""
+    path = tmp_path / "m.st"
+    fl.save(path, {"w": np.ones(2)})
+    old = path.read_bytes()
+    real_open = os.open
+
+    def read_only(name, flags, *args):
+        if str(name).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(PermissionError, match=r"save: cannot create a file in the folder "
+                                              r".* to write m.st \(Permission denied\)") as err:
+        fl.save(path, {"w": np.zeros(2)})
+    assert ".tmp" not in str(err.value)
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ["m.st"]

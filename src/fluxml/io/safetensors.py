@@ -130,7 +130,12 @@ def atomic_write(path, data: bytes) -> None:
     # created with 0o666 less the umask, as open() creates files (mkstemp's 0o600 made every
     # saved model unreadable to the group and others); a file replaced keeps its mode
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except OSError as err:  # (its message named the temporary file, not the folder)
+        raise OSError(err.errno, f"save: cannot create a file in the folder {path.parent} "
+                                 f"to write {path.name} ({err.strerror}): is the folder "
+                                 f"read-only? {path.name} is as it was") from err
     try:
         with os.fdopen(fd, "wb") as f:
             _keep_mode(path, tmp)
