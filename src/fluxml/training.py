@@ -411,6 +411,9 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if run.stop:
                 break
         bar.close()
+        if steps == 0 and not run.stop:  # (the loss of no step: nan, and nothing trained)
+            raise ValueError(f"train: epoch {epoch} gave no batches, so nothing was trained"
+                             f"{_why_empty(data)}")
         elapsed = time.perf_counter() - start
         history.end_epoch(loss=total / steps if steps else math.nan, time=elapsed,
                           samples_per_second=samples / elapsed if elapsed > 0 else 0.0)
@@ -427,6 +430,21 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _why_empty(data) -> str:
+    """Why ``data`` gave an epoch no batch, for the error: a ``DataLoader`` with
+    ``partial=False`` and fewer observations than ``batchsize`` (MLUtils warns and shrinks
+    the batch; PyTorch's ``drop_last`` gives none, as here), or empty data."""
+    from fluxml.data.loader import DataLoader
+
+    if isinstance(data, DataLoader) and data.nobs and not data.partial:
+        global_batch = data.batchsize * data._part()[1]
+        return (f": the DataLoader's {data.nobs} observations are fewer than a batch of "
+                f"{global_batch}, and partial=False drops the last, smaller batch. Pass a "
+                f"smaller batchsize, or partial=True")
+    return (f" ({type(data).__name__} is empty). Pass batches: a fl.DataLoader over "
+            f"observations, a list of (x, y)")
 
 
 def _acts_at_steps(callback) -> bool:

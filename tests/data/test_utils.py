@@ -185,3 +185,29 @@ def test_onehotbatch_of_batches_of_pairs_against_a_loop(n, t, classes, seed, as_
     xs = np.array(seqs) if as_array else seqs
     np.testing.assert_array_equal(fl.onehotbatch(xs, labels), expected)
     np.testing.assert_array_equal(fl.onehotbatch(xs, labels, default=labels[0]), expected)
+
+
+def test_a_standardiser_in_a_model_keeps_the_datas_statistics():
+    """A Standardiser in a Chain had its mean and std set up as parameters: fl.train moved
+    them, silently, so the model no longer standardised by the training data's statistics.
+    Now they are nontrainable: only the Dense layer trains, as by hand."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 2.0, (16, 2)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0]], np.float32)
+    s = fl.Standardiser.fit(x)
+    mean, std = s.mean.copy(), s.std.copy()
+    dense = fl.Dense(2, 1)
+    w, b = dense.weight.copy(), dense.bias.copy()
+    model = fl.Chain(s, dense)
+    state = fl.setup(fl.Descent(0.1), model)
+    assert fl.trainable(model).keys() == {"layers.1.weight", "layers.1.bias"}
+    fl.train(lambda m, x, y: fl.mse(m(x), y), model, [(x, y)], state, epochs=3,
+             progress=False)
+    assert np.array_equal(s.mean, mean) and np.array_equal(s.std, std)
+    z = (x - mean) / std  # by hand: the Dense layer alone, on the standardised inputs
+    for _ in range(3):
+        err = z @ w.T + b - y
+        gw, gb = 2 * err.T @ z / err.size, 2 * err.sum(0) / err.size
+        w, b = w - 0.1 * gw, b - 0.1 * gb
+    np.testing.assert_allclose(dense.weight, w, rtol=1e-5)
+    np.testing.assert_allclose(dense.bias, b, rtol=1e-5)

@@ -1,6 +1,7 @@
 """fl.save / fl.load in the safetensors format: round trips, the safetensors package as an
 independent reader and writer, atomic writes, and clear errors for damaged files."""
 
+import errno
 import json
 import os
 import stat
@@ -200,7 +201,12 @@ def test_header_checks():
         return len(text).to_bytes(8, "little") + text + bytes(8)
 
     bad = [
-        ({"w": {"dtype": "BF16", "shape": [4], "data_offsets": [0, 8]}}, "dtype 'BF16'"),
+        ({"w": {"dtype": "BF17", "shape": [4], "data_offsets": [0, 8]}}, "dtype 'BF17'"),
+        ({"w": {"dtype": "U8", "shape": [2**32, 2**32], "data_offsets": [0, 0]}},
+         "needs 18446744073709551616 bytes"),  # (an int64 product wrapped round to 0)
+        ({"pad": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]},
+          "w": {"dtype": "U8", "shape": [0, 2**64], "data_offsets": [8, 8]}},
+         "which NumPy cannot hold"),
         ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, "needs 12 bytes"),
         ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, "non-negative"),
         ({"w": {"dtype": "F32"}}, "lacks dtype, shape or data_offsets"),
@@ -286,3 +292,57 @@ def test_metadata_under_fluxmls_own_keys_is_refused(tmp_path):
     assert not (tmp_path / "m.st").exists()
     fl.save(tmp_path / "m.st", {"a.b": np.ones(2)}, metadata={"author": "me"})
     assert list(fl.load(tmp_path / "m.st")) == ["a.b"]
+
+
+def test_bf16_tensors_read_as_float32_exactly_and_float8_is_refused_by_name(tmp_path):
+    """BF16, the dtype most published weights are saved in, was refused as 'not a valid
+    safetensors file'. A bfloat16 is the upper half of a float32: read as those float32s,
+    bit for bit (inf, -0, NaN and a subnormal too), so the file loads into a float32 model.
+    A float8 file is valid too: refused by name, not called invalid."""
+    values = np.array([1.0, -2.5, 3.140625, 65536.0, np.inf, -0.0, np.nan, 2.0**-130],
+                      np.float32)
+    bits = (values.view("<u4") >> 16).astype("<u2")  # bfloat16: a float32's upper 16 bits
+    assert np.array_equal((bits.astype(np.uint32) << 16).view(np.float32), values,
+                          equal_nan=True)
+    header = {"weight": {"dtype": "BF16", "shape": [4, 2], "data_offsets": [0, 16]},
+              "bias": {"dtype": "F32", "shape": [4], "data_offsets": [16, 32]}}
+    text = json.dumps(header).encode()
+    body = bits.tobytes() + np.arange(4, dtype="<f4").tobytes()
+    (tmp_path / "bf16.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + body)
+    state = fl.load(tmp_path / "bf16.safetensors")
+    assert state["weight"].dtype == np.float32
+    assert state["weight"].tobytes() == values.reshape(4, 2).tobytes()
+    model = fl.Dense(2, 4)
+    state["weight"] = np.nan_to_num(state["weight"])
+    fl.loadmodel(model, state)
+    assert np.array_equal(model.weight, np.nan_to_num(values).reshape(4, 2))
+    header = {"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}
+    text = json.dumps(header).encode()
+    (tmp_path / "f8.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + b"ab")
+    with pytest.raises(FileFormatError, match="w has dtype F8_E4M3, a float8 that NumPy has "
+                                              "no dtype for") as err:
+        fl.load(tmp_path / "f8.safetensors")
+    assert "not a valid" not in str(err.value)
+
+
+def test_a_folder_that_refuses_the_file_is_named_not_the_temporary_file(tmp_path,
+                                                                         monkeypatch):
+    """Saving into a read-only folder failed with 'Permission denied: .../.m.st.<hex>.tmp',
+    naming a file the user never asked for; now the folder and the target are named (and
+    the error is still a PermissionError), and the old file is as it was."""
+    path = tmp_path / "m.st"
+    fl.save(path, {"w": np.ones(2)})
+    old = path.read_bytes()
+    real_open = os.open
+
+    def read_only(name, flags, *args):
+        if str(name).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(PermissionError, match=r"save: cannot create a file in the folder "
+                                              r".* to write m.st \(Permission denied\)") as err:
+        fl.save(path, {"w": np.zeros(2)})
+    assert ".tmp" not in str(err.value)
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ["m.st"]

@@ -243,3 +243,37 @@ def test_a_float16_state_of_float32_statistics_loads_exactly():
     with pytest.raises(LoadError, match="layers.0.weight: expected dtype float16, got "
                                            "float64"):  # narrowing: refused as before
         fl.loadmodel(make(), state)
+
+
+def test_a_big_endian_state_loads_and_a_big_endian_model_reloads_its_save(tmp_path):
+    """A state in the other byte order holds the same values: it was refused (``expected
+    dtype float32, got >f4``), and a model holding big-endian arrays could not load its own
+    file (safetensors stores little-endian)."""
+    model = fl.Dense(2, 3)
+    state = {"weight": np.arange(6, dtype=">f4").reshape(3, 2), "bias": np.ones(3, ">f4")}
+    fl.loadmodel(model, state)
+    assert model.weight.dtype == np.float32
+    assert model.weight.tolist() == [[0, 1], [2, 3], [4, 5]] and model.bias.tolist() == [1] * 3
+    big = {"w": np.arange(3, dtype=">f8"), "n": np.array([7, -1], ">i4")}
+    fl.save(tmp_path / "big.safetensors", big)
+    big["w"][:], big["n"][:] = 0, 0
+    fl.loadmodel(big, fl.load(tmp_path / "big.safetensors"))
+    assert big["w"].dtype == np.dtype(">f8") and big["w"].tolist() == [0.0, 1.0, 2.0]
+    assert big["n"].tolist() == [7, -1]
+    with pytest.raises(LoadError, match="n: expected dtype >i4, got float64"):
+        fl.loadmodel(big, {"w": big["w"], "n": np.zeros(2)})  # (another kind: refused still)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ">f4"])
+def test_tied_weights_load_a_widening_or_big_endian_state(dtype):
+    """Tied arrays are checked by writing the state into a scratch copy of their memory and
+    reading each back: the read compared the float32 bytes with the value's own (float16, or
+    big-endian), so a state that loads into untied arrays was refused as giving the tied
+    ones different values. Different values are still refused."""
+    w = np.zeros((2, 2), np.float32)
+    model = {"enc": w, "dec": w}
+    fl.loadmodel(model, {"enc": np.full((2, 2), 2.5, dtype), "dec": np.full((2, 2), 2.5, dtype)})
+    assert model["enc"] is model["dec"] and model["enc"].tolist() == [[2.5, 2.5]] * 2
+    with pytest.raises(LoadError, match="one array in the model .tied."):
+        fl.loadmodel(model, {"enc": np.ones((2, 2), dtype), "dec": np.zeros((2, 2), dtype)})
+    assert model["enc"].tolist() == [[2.5, 2.5]] * 2

@@ -282,13 +282,18 @@ class Standardiser:
     """``Standardiser.fit(xtrain, axis=0)``: remembers the training data's mean and standard
     deviation along ``axis`` and applies them to any data: ``s(x) = (x - mean) / std``
     (``s.inverse`` undoes it). Fit on the training set only, then use on both. Its arrays
-    save with ``fl.save`` as a model's do.
+    save with ``fl.save`` as a model's do. In a model (``fl.Chain(s, fl.Dense(4, 1))``) its
+    ``mean`` and ``std`` are not trained: they are the training data's statistics.
 
     >>> import numpy as np, fluxml as fl
     >>> s = fl.Standardiser.fit(np.array([[0.0, 5.0], [2.0, 5.0]]))
     >>> s(np.array([[1.0, 7.0]]))
     array([[0., 2.]])
     """
+
+    # (the statistics of the data, not parameters: fl.setup gave them optimiser state and
+    # fl.train moved them away from the data's, silently)
+    nontrainable = ("mean", "std")
 
     def __init__(self, mean, std):
         self.mean = np.asarray(mean)

@@ -185,7 +185,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
                     "Keras and JAX store (in, out)" if len(shape) == 2 and shape == vshape[::-1]
                     else "")
             raise LoadError(f"{what}: {path}: expected {shape}, got {vshape}{hint}")
-        if dtype != vdtype and not (isinstance(x, np.ndarray) and _widens(vdtype, dtype)):
+        if _native(dtype) != _native(vdtype) and not (isinstance(x, np.ndarray)
+                                                      and _widens(vdtype, dtype)):
             raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; convert "
                             f"the state or the model first (e.g. fl.f32(model))")
         if isinstance(x, np.ndarray) and not x.flags.writeable:
@@ -197,6 +198,13 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
                         f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}{hint}")
     return target
+
+
+def _native(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in this machine's byte order: a big-endian state (``np.load`` of a file
+    written on another machine, a FITS or MATLAB file's arrays) holds the same values, and
+    loads (it was refused as ``expected dtype float32, got >f4``)."""
+    return dtype.newbyteorder("=")
 
 
 def _widens(given, wanted) -> bool:
@@ -240,7 +248,10 @@ def _check_ties(target: list[tuple[str, Any]], given: dict, what: str) -> None:
 
 
 def _reads(view: np.ndarray, value: np.ndarray) -> bool:
-    return view.tobytes() == np.ascontiguousarray(value).tobytes()
+    """Whether ``view`` holds ``value`` as written into it (in its dtype and byte order: a
+    float16 or big-endian value's own bytes never matched, and tied arrays were refused as
+    given different values)."""
+    return view.tobytes() == np.ascontiguousarray(value, dtype=view.dtype).tobytes()
 
 
 def _overlapping(arrays: list[np.ndarray]) -> list[list[int]]:

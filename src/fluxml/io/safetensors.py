@@ -6,6 +6,11 @@ object mapping each tensor's name to ``{"dtype", "shape", "data_offsets": [begin
 tensors' raw little-endian bytes, back to back. Files written here are read by the
 ``safetensors`` package (and so by PyTorch users), and files it writes are read here.
 
+A ``BF16`` tensor (bfloat16, which NumPy lacks: most published weights are saved so) is
+read as float32, exactly (a bfloat16 is a float32's upper half), so ``fl.loadmodel`` puts it
+into a float32 model; fluxml writes no BF16. The float8 dtypes (``F8_E4M3``, ``F8_E5M2``)
+are refused by name.
+
 The format has no complex128 (its ``C64`` is complex64): a complex128 tensor is written as
 float64 pairs of real and imaginary parts (shape ``x.shape + (2,)``, PyTorch's
 ``view_as_real``; other programs read that), its name listed in the metadata under
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import stat
@@ -44,6 +50,7 @@ DTYPES = {
 }
 NAMES = {np.dtype(v).newbyteorder("=") if v[0] == "<" else np.dtype(v): k
          for k, v in DTYPES.items()}
+WIDENED = {"BF16": "<u2"}  # read as float32: its bits, the upper half of a float32's
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors package refuses larger headers too
 DIGEST = "fluxml.sha256"
 HEADER_DIGEST = "fluxml.header_sha256"  # (of the header less itself: names, shapes, metadata)
@@ -123,7 +130,12 @@ def atomic_write(path, data: bytes) -> None:
     # created with 0o666 less the umask, as open() creates files (mkstemp's 0o600 made every
     # saved model unreadable to the group and others); a file replaced keeps its mode
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except OSError as err:  # (its message named the temporary file, not the folder)
+        raise OSError(err.errno, f"save: cannot create a file in the folder {path.parent} "
+                                 f"to write {path.name} ({err.strerror}): is the folder "
+                                 f"read-only? {path.name} is as it was") from err
     try:
         with os.fdopen(fd, "wb") as f:
             _keep_mode(path, tmp)
@@ -195,12 +207,19 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
             kind, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
         except (TypeError, KeyError, ValueError):
             _fail(where, f"entry {name!r} lacks dtype, shape or data_offsets: {info!r}")
-        if kind not in DTYPES:
+        if kind not in DTYPES and kind not in WIDENED:
+            if isinstance(kind, str) and kind.startswith("F8_"):  # (a valid file: not _fail)
+                raise FileFormatError(
+                    f"load: {where}: {name} has dtype {kind}, a float8 that NumPy has no "
+                    f"dtype for, so fluxml cannot read it; convert the file's tensors to "
+                    f"F16, BF16 or F32 first")
             _fail(where, f"{name} has dtype {kind!r}, which NumPy cannot hold here (known: "
-                         f"{sorted(DTYPES)})")
+                         f"{sorted([*DTYPES, *WIDENED])})")
         if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
             _fail(where, f"{name} has shape {shape!r}, not a list of non-negative ints")
-        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[kind]).itemsize
+        # (Python's ints: NumPy's int64 product wrapped round, and a shape of 2**32 by 2**32
+        # needed 0 bytes)
+        size = math.prod(shape) * _stored(kind).itemsize
         if not (is_int(begin) and is_int(end) and 0 <= begin <= end
                 and end - begin == size):
             _fail(where, f"{name} ({kind}, shape {shape}) needs {size} bytes but its "
@@ -223,13 +242,24 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
                      "written (the file is corrupted)")
     tensors = {}
     for begin, end, name, kind, shape in sorted(entries, key=lambda e: order[e[2]]):
-        dtype = np.dtype(DTYPES[kind])
+        dtype = _stored(kind)
         x = np.frombuffer(body, dtype, (end - begin) // dtype.itemsize, begin)
         # a copy per tensor: writable, aligned, in native byte order
-        tensors[name] = x.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+        x = x.astype(dtype.newbyteorder("="), copy=True)
+        if kind == "BF16":
+            x = (x.astype(np.uint32) << 16).view(np.float32)
+        try:
+            tensors[name] = x.reshape(shape)
+        except (ValueError, OverflowError) as err:  # (an empty tensor of a vast shape)
+            _fail(where, f"{name} has shape {shape}, which NumPy cannot hold ({err})")
     _complex128(tensors, meta.get(COMPLEX128), where)
     meta = {k: v for k, v in meta.items() if k not in (DIGEST, HEADER_DIGEST, COMPLEX128)}
     return tensors, meta
+
+
+def _stored(kind: str) -> np.dtype:
+    """The dtype of a tensor's bytes in the file (BF16's: uint16)."""
+    return np.dtype(WIDENED.get(kind) or DTYPES[kind])
 
 
 def _complex128(tensors: dict, names, where: str) -> None:

@@ -1,0 +1,32 @@
+"""Edges of ``fl.train``'s loop found by an audit: what it does where the data gives an
+epoch no batch."""
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+
+
+def _linear():
+    model = {"w": np.ones(1)}
+    return model, fl.setup(fl.Descent(0.1), model), lambda m, x: np.sum(m["w"] * x)
+
+
+@pytest.mark.parametrize("data, why", [
+    (fl.DataLoader(np.arange(3.0), batchsize=5, partial=False),
+     "3 observations are fewer than a batch of 5, and partial=False drops"),
+    (fl.DataLoader(np.arange(3.0), batchsize=2, partial=False, shard=(0, 2)),
+     "fewer than a batch of 4"),
+    ([], r"list is empty"),
+])
+def test_an_epoch_without_batches_is_an_error_not_a_run_that_trained_nothing(data, why):
+    """A DataLoader with partial=False and fewer observations than a batch gives no batch
+    (as PyTorch's drop_last; MLUtils warns and shrinks the batch): fl.train returned a
+    History of epochs with loss nan and an untrained model, silently. Now it raises, naming
+    the cause, and the model and history are as they were."""
+    model, state, loss = _linear()
+    history = fl.History()
+    with pytest.raises(ValueError, match=f"epoch 1 gave no batches, so nothing was "
+                                         f"trained.*{why}"):
+        fl.train(loss, model, data, state, epochs=2, history=history, progress=False)
+    assert model["w"].tolist() == [1.0] and history.epoch == 0 and history.step == 0
