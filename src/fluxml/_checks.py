@@ -113,3 +113,22 @@ def flag(who: str, name: str, x, *, none: bool = False) -> bool | None:
         return None
     raise TypeError(f"{who}: {name} must be {'True, False or None' if none else 'True or False'}"
                     f"; got {shown(x, typed=True)}")
+
+
+def numbers(who: str, x, *, real: bool = True):
+    """``x``, the input of the elementwise function ``who``, as an array of numbers: a list
+    or tuple converted as NumPy converts it, an array of any library (or a traced one) as it
+    is; a clear TypeError for what holds no numbers, and, where ``real``, for complex numbers
+    (NumPy would compare them lexicographically, or drop their imaginary parts)."""
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    dtype = getattr(x, "dtype", None)
+    kind = dtype.kind if dtype is not None else "c" if isinstance(x, complex) else \
+        "f" if isinstance(x, (int, float)) else "O"
+    if kind in "biuf" or (kind == "c" and not real):
+        return x
+    what = f"dtype {dtype}" if dtype is not None else f"a {type(x).__name__}"
+    if kind == "c":
+        raise TypeError(f"{who} is a function of real numbers; got {what} (apply it to the "
+                        "real and imaginary parts separately for a complex network)")
+    raise TypeError(f"{who} expects an array of numbers; got {what}")

@@ -189,3 +189,28 @@ def test_glu_halves_the_axis():
         fl.glu(x)
     with pytest.raises(ValueError, match="glu: expected an axis of even size"):
         fl.glu(x, axis=3)
+
+
+REAL_ONLY = ["celu", "elu", "gelu_erf", "hardshrink", "hardsigmoid", "hardswish", "hardtanh",
+             "leakyrelu", "logcosh", "logsigmoid", "mish", "relu", "relu6", "rrelu", "selu",
+             "softplus", "softshrink", "trelu"]
+
+
+@pytest.mark.parametrize("name", fl.nnlib.activations.NAMES)
+def test_inputs_as_numpy_takes_them_and_clear_errors(name):
+    """Lists failed ('>' not supported between list and int, 'Field elements must be 2- or
+    3-tuples'); strings and None failed in NumPy's words; complex numbers went through
+    lexicographic comparisons (relu), dropped their imaginary parts with a warning (gelu_erf)
+    or failed in a ufunc cast (softplus): each a clear TypeError now naming the function, where
+    the function is one of real numbers."""
+    f = getattr(fl, name)
+    np.testing.assert_allclose(f([0.5, -1.0]), f(np.array([0.5, -1.0])))
+    for bad in ("abc", None, {"x": 1.0}):  # (gelu and gelu_sigmoid are gelu_tanh: its name)
+        with pytest.raises(TypeError, match=f"{f.__name__} expects an array of numbers"):
+            f(bad)
+    z = np.array([0.5 + 0.25j, -1.0 + 0.5j])
+    if name in REAL_ONLY:
+        with pytest.raises(TypeError, match=f"{name} is a function of real numbers"):
+            f(z)
+    else:  # analytic: the same formula, complex
+        assert f(z).dtype == np.complex128

@@ -15,11 +15,12 @@ array([0., 2.])
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from fluxml._checks import flag, real_in
+from fluxml._checks import flag, numbers, real_in
 from fluxml.ad.core import draw, first_order, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 
@@ -256,6 +257,25 @@ LISHT = _elementwise("lisht", lambda x: x * np.tanh(x), _lisht_slope, keeps_outp
 
 # --- the activations -----------------------------------------------------------------------------
 
+def _takes_numbers(real: bool = True):
+    """Decorator: an activation's input checked first (``fluxml._checks.numbers``): lists
+    taken as NumPy takes them, a clear error for what is not numbers and, where ``real``,
+    for complex numbers (the analytic ones, the sigmoid family and tanh's, take them)."""
+    def wrap(fn):
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        def checked(x, *args, **kwargs):
+            if type(x) is not np.ndarray or x.dtype.kind not in "fiub":  # (the common case)
+                x = numbers(name, x, real=real)
+            return fn(x, *args, **kwargs)
+
+        return checked
+
+    return wrap
+
+
+@_takes_numbers()
 def relu(x):
     """``max(x, 0)``; its derivative at 0 is 0 (as PyTorch's).
 
@@ -266,6 +286,7 @@ def relu(x):
     return RELU(x)
 
 
+@_takes_numbers(real=False)
 def sigmoid(x):
     """The logistic function ``1 / (1 + exp(-x))``, exact in both tails.
 
@@ -276,6 +297,7 @@ def sigmoid(x):
     return SIGMOID(x)
 
 
+@_takes_numbers()
 def hardsigmoid(x):
     """``clip(x / 6 + 1/2, 0, 1)`` (Flux's ``hardσ``, PyTorch's ``hardsigmoid``).
 
@@ -289,6 +311,7 @@ def hardsigmoid(x):
     return np.where(x >= 3.0, one, np.where(x <= -3.0, 0 * one, x / 6.0 + 0.5))
 
 
+@_takes_numbers()
 def logsigmoid(x):
     """``log(sigmoid(x)) = -softplus(-x)``, finite in both tails.
 
@@ -299,6 +322,7 @@ def logsigmoid(x):
     return -SOFTPLUS(-x)
 
 
+@_takes_numbers()
 def relu6(x):
     """``min(max(x, 0), 6)``.
 
@@ -311,6 +335,7 @@ def relu6(x):
     return np.where(x >= 6.0, 6 * one, np.where(x <= 0.0, 0 * one, x))
 
 
+@_takes_numbers()
 def leakyrelu(x, a: float = 0.01):
     """``x`` for ``x > 0``, else ``a * x``.
 
@@ -329,6 +354,7 @@ def _number(fn, name, value, low=-math.inf, **open_ends):
         real_in(fn, name, value, low, **open_ends)
 
 
+@_takes_numbers()
 def elu(x, a: float = 1.0):
     """``x`` for ``x > 0``, else ``a * (exp(x) - 1)``.
 
@@ -340,6 +366,7 @@ def elu(x, a: float = 1.0):
     return ELU(x, alpha=float(a), beta=1.0, scale=1.0)
 
 
+@_takes_numbers()
 def selu(x):
     """Scaled ELU with the self-normalising constants of Klambauer et al. (2017).
 
@@ -350,6 +377,7 @@ def selu(x):
     return ELU(x, alpha=SELU_ALPHA, beta=1.0, scale=SELU_SCALE)
 
 
+@_takes_numbers()
 def celu(x, a: float = 1.0):
     """``max(0, x) + min(0, a * (exp(x / a) - 1))``.
 
@@ -363,6 +391,7 @@ def celu(x, a: float = 1.0):
     return ELU(x, alpha=float(a), beta=float(a), scale=1.0)
 
 
+@_takes_numbers(real=False)
 def gelu_tanh(x):
     """GELU with the tanh approximation: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``
     (Flux's ``gelu``, PyTorch's ``gelu(approximate="tanh")``). Also named ``gelu`` and
@@ -379,6 +408,7 @@ gelu = gelu_tanh
 gelu_sigmoid = gelu_tanh
 
 
+@_takes_numbers()
 def gelu_erf(x):
     """Exact GELU ``x Phi(x) = x/2 (1 + erf(x / sqrt 2))`` (PyTorch's default ``gelu``).
     ``erf`` is this module's own (no SciPy needed).
@@ -390,6 +420,7 @@ def gelu_erf(x):
     return GELU_ERF(x)
 
 
+@_takes_numbers(real=False)
 def swish(x):
     """``x * sigmoid(x)`` (also called SiLU).
 
@@ -403,6 +434,7 @@ def swish(x):
 silu = swish
 
 
+@_takes_numbers()
 def hardswish(x):
     """``x * hardsigmoid(x)``.
 
@@ -416,6 +448,7 @@ def hardswish(x):
     return np.where(x >= 3.0, x, np.where(x > -3.0, inner * (inner + 3.0) * (1 / 6), x * 0.0))
 
 
+@_takes_numbers()
 def softplus(x):
     """``log(1 + exp(x))``, without overflow.
 
@@ -426,6 +459,7 @@ def softplus(x):
     return SOFTPLUS(x)
 
 
+@_takes_numbers(real=False)
 def softsign(x):
     """``x / (1 + |x|)``.
 
@@ -436,6 +470,7 @@ def softsign(x):
     return x / (1 + np.abs(x))
 
 
+@_takes_numbers()
 def mish(x):
     """``x * tanh(softplus(x))`` (Misra, 2019).
 
@@ -446,6 +481,7 @@ def mish(x):
     return MISH(x)
 
 
+@_takes_numbers(real=False)
 def lisht(x):
     """``x * tanh(x)``.
 
@@ -456,6 +492,7 @@ def lisht(x):
     return LISHT(x)
 
 
+@_takes_numbers(real=False)
 def tanhshrink(x):
     """``x - tanh(x)``.
 
@@ -466,6 +503,7 @@ def tanhshrink(x):
     return x - np.tanh(x)
 
 
+@_takes_numbers()
 def softshrink(x, lambd: float = 0.5):
     """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, 0 between.
 
@@ -477,6 +515,7 @@ def softshrink(x, lambd: float = 0.5):
     return x - np.clip(x, -lambd, lambd)
 
 
+@_takes_numbers()
 def hardshrink(x, lambd: float = 0.5):
     """``x`` where ``|x| > lambd``, else 0.
 
@@ -488,6 +527,7 @@ def hardshrink(x, lambd: float = 0.5):
     return np.where(np.abs(x) <= lambd, 0, x)  # (NaN, failing the test, stays NaN)
 
 
+@_takes_numbers()
 def hardtanh(x, lo: float = -1.0, hi: float = 1.0):
     """``clip(x, lo, hi)``; its derivative at ``lo`` and ``hi`` is 0 (as PyTorch's).
 
@@ -504,6 +544,7 @@ def hardtanh(x, lo: float = -1.0, hi: float = 1.0):
     return np.where(x >= hi, hi, np.where(x <= lo, lo, x))
 
 
+@_takes_numbers()
 def trelu(x, theta: float = 1.0):
     """Thresholded ReLU: ``x`` where ``x > theta``, else 0.
 
@@ -515,6 +556,7 @@ def trelu(x, theta: float = 1.0):
     return np.where(x <= theta, 0, x)  # (NaN, failing the test, stays NaN)
 
 
+@_takes_numbers()
 def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
           rng: np.random.Generator | None = None):
     """Randomised leaky ReLU: ``x`` for ``x > 0``, else ``a * x``. When ``active``
@@ -541,6 +583,7 @@ def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
     return np.where(x > 0, x, slope * x)
 
 
+@_takes_numbers()
 def logcosh(x):
     """``log(cosh(x)) = x + softplus(-2x) - log 2``, without overflow (NNlib's).
 
