@@ -77,3 +77,20 @@ def test_bad_axis():
     with pytest.raises(np.exceptions.AxisError, match="softmax: axis"):
         fl.softmax(X, axis=(0, 0))
     assert fl.softmax([1.0, 1.0]).tolist() == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("shape, axis", [((0, 3), 0), ((2, 0), 1), ((0,), 0),
+                                         ((2, 0, 3), (0, 1)), ((0, 3), 1)])
+def test_over_no_entries(shape, axis):
+    """logsumexp over an empty axis is log 0 = -inf (scipy's and PyTorch's), softmax and
+    logsoftmax of an empty array are empty: each failed with NumPy's 'zero-size array to
+    reduction operation maximum which has no identity'."""
+    x = np.ones(shape)
+    expected = np.full(np.sum(x, axis=axis).shape, -np.inf)
+    np.testing.assert_array_equal(fl.logsumexp(x, axis=axis), expected)
+    (g,) = fl.gradient(lambda x: np.sum(fl.logsumexp(x, axis=axis)), x)
+    assert g.shape == shape
+    for f in (fl.softmax, fl.logsoftmax):
+        assert f(x, axis=axis).shape == shape
+    compiled = fl.compile(lambda x: fl.logsumexp(x, axis=axis))
+    np.testing.assert_array_equal(compiled(x), expected)

@@ -301,6 +301,8 @@ def window_sum_t(g, *, x_shape, kernel, stride, pads, dilation):
 def _shifted(x, axis):
     """As nnlib.softmax's: a row whose maximum is +inf is 0 at its +inf entries, -inf
     elsewhere (the limit's softmax)."""
+    if x.size == 0:
+        return x
     m = jnp.max(x, axis=axis, keepdims=True)
     s = x - jnp.where(jnp.isfinite(m), m, 0)
     return jnp.where(m == jnp.inf, jnp.where(x == jnp.inf, 0, -jnp.inf).astype(s.dtype), s)
@@ -317,7 +319,7 @@ def logsoftmax(x, *, axis):
 
 
 def logsumexp(x, *, axis, keepdims):
-    m = jnp.max(x, axis=axis, keepdims=True)
+    m = jnp.max(x, axis=axis, keepdims=True) if x.size else 0
     m = jnp.where(jnp.isfinite(m), m, 0)
     s = jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True)) + m
     return s if keepdims else jnp.squeeze(s, axis=axis)

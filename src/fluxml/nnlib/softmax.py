@@ -28,6 +28,8 @@ def _shifted(x, axis):
     entries and -inf elsewhere: its softmax is the limit, shared evenly by the +inf entries
     (``softmax([2, inf]) = [0, 1]``, ``[inf, inf]`` gives ``[0.5, 0.5]``, as NNlib's; the plain
     shift gave inf - inf = NaN beside a 0). A row of -inf stays -inf (its softmax is NaN)."""
+    if x.size == 0:  # no entries: nothing to shift (np.max has no value over an empty axis)
+        return x.copy()
     m = np.max(x, axis=axis, keepdims=True)
     if np.all(np.isfinite(m)):
         with np.errstate(over="ignore"):  # -3e38 - 3e38 = -inf in float32: its exp is the 0 due

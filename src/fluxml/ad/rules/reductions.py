@@ -67,7 +67,8 @@ NANMIN = _extremum("nanmin", np.nanmin)
 
 
 def _logsumexp(x, *, axis, keepdims):
-    m = np.max(x, axis=axis, keepdims=True)
+    # (over no entries, log 0 = -inf, as scipy's and PyTorch's; np.max has no value there)
+    m = np.max(x, axis=axis, keepdims=True) if x.size else 0
     m = np.where(np.isfinite(m), m, 0)
     with np.errstate(divide="ignore", over="ignore"):  # (x - m = -inf: its exp is the 0 due)
         s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
