@@ -380,3 +380,18 @@ def test_jacobian_of_constants_and_bad_outputs():
     np.testing.assert_array_equal(fl.jacobian(lambda x: 3.0, np.ones(2)), [0.0, 0.0])
     with pytest.raises(TypeError, match="float array"):
         fl.jacobian(lambda x: None, np.ones(2))
+
+
+def test_integer_inputs_have_no_derivative_matrices():
+    """hessian of an int array gave array([None, None]) (an object array), jacobian failed
+    with 'needs f to return a float array; it returned ndarray', diaghessian with 'cannot
+    reshape array of size 2 into shape (2,2)'. Integers carry no derivative (fl.gradient gives
+    None): jacobian and hessian refuse them by name, diaghessian gives None for them."""
+    for f in (fl.jacobian, fl.hessian):
+        for x in (np.array([1, 2]), 3, np.array([True])):
+            with pytest.raises(TypeError, match=f"{f.__name__} needs x of a float dtype"):
+                f(lambda z: np.sum(z ** 3), x)
+    h = fl.diaghessian(lambda z, y: np.sum(z ** 3) * y, np.array([1.0, 2.0]), 5)
+    np.testing.assert_array_equal(h[0], [30.0, 60.0])
+    assert h[1] is None
+    assert fl.diaghessian(lambda z: np.sum(z ** 3), np.array([1, 2])) == (None,)

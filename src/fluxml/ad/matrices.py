@@ -33,6 +33,7 @@ def jacobian(f: Callable, x, mode: str = "auto"):
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev'; got {mode!r}")
     _refuse_tree("jacobian", x)
+    _refuse_integers("jacobian", x)
     if np.iscomplexobj(raw(x)):
         raise DifferentiationError(
             "jacobian of a complex argument is not supported (forward and reverse mode mean "
@@ -81,6 +82,7 @@ def hessian(f: Callable, x):
            [2., 0.]])
     """
     _refuse_tree("hessian", x)
+    _refuse_integers("hessian", x)
     grad = lambda x: gradient(f, x, zeros_for_none=True)[0]
     return jacobian(grad, x, mode="fwd")
 
@@ -93,6 +95,16 @@ def _refuse_tree(name, x):
                         f"model or another tree of arrays, take it with respect to one array "
                         f"(fl.{name}(lambda w: f(..w..), model.weight)), or use fl.pullback "
                         f"and fl.jvp, which take trees")
+
+
+def _refuse_integers(name, x):
+    """Integers (and booleans) carry no derivative (``fl.gradient`` gives None for them): a
+    matrix of derivatives of one is refused, not filled with Nones or failed on later."""
+    if not _is_float(raw(x)):
+        what = f"dtype {np.result_type(raw(x))}" if hasattr(raw(x), "dtype") else \
+            f"the {type(x).__name__} {x!r}"
+        raise TypeError(f"{name} needs x of a float dtype (integers have no derivative here, as "
+                        f"in fl.gradient); got {what}. Pass x.astype(float) or a float")
 
 
 def withjacobian(f: Callable, x, mode: str = "auto"):
@@ -110,7 +122,8 @@ def withjacobian(f: Callable, x, mode: str = "auto"):
 def diaghessian(f: Callable, *args) -> tuple:
     """The diagonal of the Hessian of the scalar ``f`` with respect to each argument, shaped
     as it (Zygote's and Flux's ``diaghessian``): for each ``x``, ``h[i] = d²f / dx[i]²``, the
-    others held fixed. Forward over reverse, one tangent per entry, as ``hessian``.
+    others held fixed (None for an integer argument, as ``fl.gradient`` gives). Forward over
+    reverse, one tangent per entry, as ``hessian``.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.diaghessian(lambda x, y: np.sum(x ** 3) * y, np.array([1.0, 2.0]), 5.0)
@@ -118,6 +131,10 @@ def diaghessian(f: Callable, *args) -> tuple:
     """
     out = []
     for i, x in enumerate(args):
+        if not _is_float(raw(x)):  # no derivative, as in fl.gradient
+            out.append(None)
+            continue
+
         def f_i(xi, i=i):
             return f(*args[:i], xi, *args[i + 1:])
 
