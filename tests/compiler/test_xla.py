@@ -496,3 +496,63 @@ def test_sinc_and_its_derivatives_lower_to_xla():
     np.testing.assert_allclose(np.asarray(fl.compile(second, backend="xla",
                                                      background=False)(x)), second(x),
                                rtol=1e-9, atol=1e-11)
+
+
+def _sign_fixed(u, vh=None):
+    """Columns of ``u`` (rows of ``vh``) with a positive largest-magnitude entry: a singular or
+    eigenvector's sign is LAPACK's choice, so values are compared up to it."""
+    k = np.argmax(np.abs(u), axis=-2)
+    s = np.sign(np.take_along_axis(u, k[..., None, :], axis=-2))
+    return u * s if vh is None else (u * s, vh * np.swapaxes(s, -1, -2))
+
+
+@pytest.mark.parametrize("f", [
+    lambda a: np.linalg.qr(a), lambda a: np.linalg.svd(a, full_matrices=False),
+    lambda a: np.linalg.svd(a, compute_uv=False), lambda a: np.linalg.pinv(a),
+    lambda a: np.linalg.pinv(a, rtol=None), lambda a: np.linalg.eigh(a[..., :3, :] @ a[..., :3, :]
+                                                                      .swapaxes(-1, -2)),
+    lambda a: np.linalg.eigh(a[..., :3, :], UPLO="U"), lambda a: np.linalg.eigvalsh(a[..., :3, :]),
+    lambda a: np.linalg.cond(a[..., :3, :])])
+def test_decompositions_lower_to_xla(f):
+    # no XLA lowering before (qr, svd, svdvals, pinv, eigh: a CompileError); eigh reads one
+    # triangle (a non-symmetric input: NumPy's lower or upper one, not JAX's average)
+    a = np.random.default_rng(13).standard_normal((2, 4, 3))
+    got = fl.compile(f, backend="xla", background=False)(a)
+    want = f(a)
+    got, want = fl.leaves(got), fl.leaves(want)
+    if len(want) == 3:  # svd
+        got[0], got[2] = _sign_fixed(np.asarray(got[0]), np.asarray(got[2]))
+        want[0], want[2] = _sign_fixed(want[0], want[2])
+    elif len(want) == 2 and want[0].ndim == 2:  # eigh: (w, v)
+        got[1], want[1] = _sign_fixed(np.asarray(got[1])), _sign_fixed(want[1])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), w, atol=1e-12)
+
+    def loss(a):  # unchanged by the vectors' signs
+        out = fl.leaves(f(a))
+        return sum(np.sum(np.sin(o @ np.swapaxes(o, -1, -2) if o.ndim == 3 else o))
+                   for o in out)
+
+    grad = fl.compile(lambda a: fl.gradient(loss, a)[0], backend="xla", background=False)
+    np.testing.assert_allclose(np.asarray(grad(a)), fl.gradient(loss, a)[0], atol=1e-10)
+
+
+def test_pinv_drops_small_singular_values_as_numpy_under_xla():
+    a = np.random.default_rng(14).standard_normal((4, 2)) @ np.random.default_rng(15) \
+        .standard_normal((2, 3))  # rank 2: one singular value is rounding
+    for kw in ({}, {"rtol": None}, {"rcond": 1e-3}):
+        got = fl.compile(lambda a, kw=kw: np.linalg.pinv(a, **kw), backend="xla",
+                         background=False)(a)
+        np.testing.assert_allclose(np.asarray(got), np.linalg.pinv(a, **kw), atol=1e-12)
+
+
+def test_qr_derivative_refuses_rank_deficiency_on_every_run_under_xla():
+    grad = fl.compile(lambda a: fl.gradient(lambda a: np.sum(np.linalg.qr(a)[0]), a)[0],
+                      backend="xla", background=False)
+    a = np.random.default_rng(16).standard_normal((4, 3))
+    np.testing.assert_allclose(np.asarray(grad(a)),
+                               fl.gradient(lambda a: np.sum(np.linalg.qr(a)[0]), a)[0],
+                               atol=1e-10)
+    a[:, 2] = 0.0
+    with pytest.raises(fl.DifferentiationError, match="without full column rank"):
+        grad(a)

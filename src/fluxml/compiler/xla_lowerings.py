@@ -8,6 +8,7 @@ control-flow primitives (``cond``, ``while_loop``, ``scan``) are added by
 from __future__ import annotations
 
 from fluxml.compiler import xla_kernels as kernels
+from fluxml.compiler import xla_linalg as linalg
 from fluxml.compiler import xla_recurrent as recurrent
 
 # Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
@@ -87,6 +88,11 @@ PRIMITIVES: dict = {
     "rfft": kernels.rfft,
     "irfft": kernels.irfft,
     "slogdet": kernels.slogdet,
+    "qr": linalg.qr,
+    "eigh": linalg.eigh,
+    "svd": linalg.svd,
+    "svdvals": linalg.svdvals,
+    "pinv": linalg.pinv,
     "modf_fraction": kernels.modf_fraction,
     "sinc": kernels.sinc,
 }
@@ -115,7 +121,7 @@ FUNCTIONS: dict = {
 
 # Checks the rules run on the values (functions of one array that raise on a bad value, marked
 # ``effect``): computed by XLA, judged after every run.
-CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends",
+CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositions._full_rank",
           *(f"fluxml.ad.rules.histograms.{name}" for name in (
               "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing")))
 FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
