@@ -285,3 +285,67 @@ def test_forward_mode_gathers_lower_to_xla(f):
 
     compiled = fl.compile(tangent, backend=_backend("xla"))
     np.testing.assert_allclose(np.asarray(compiled(x)), tangent(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(5, 3), (3, 4)])
+def test_lstsq_compiles(backend, shape):
+    # refused before (both back ends): the rank was a Python int of the values ('float(x) ...
+    # needs a concrete value'); now a value of the program, as the residuals' check
+    rng = np.random.default_rng(17)
+    b = rng.standard_normal(shape[0])
+
+    def f(a):
+        return np.linalg.lstsq(a, b)
+
+    def loss(a):
+        x, residuals, rank, s = f(a)
+        return np.sum(x**2) + np.sum(residuals) + np.sum(s)
+
+    compiled = fl.compile(lambda a: (f(a), fl.gradient(loss, a)[0]), backend=_backend(backend))
+    for _ in range(2):
+        a = rng.standard_normal(shape)
+        (x, residuals, rank, s), grad = compiled(a)
+        want = np.linalg.lstsq(a, b)
+        for g, w in zip((x, residuals, s), (want[0], want[1], want[3])):
+            np.testing.assert_allclose(np.asarray(g), w, rtol=1e-10, atol=1e-12)
+        assert int(rank) == want[2]
+        np.testing.assert_allclose(np.asarray(grad), fl.gradient(loss, a)[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lstsq_residuals_refused_on_a_rank_deficient_run(backend):
+    b = np.arange(5.0)
+    deficient = np.random.default_rng(18).standard_normal((5, 3))
+    deficient[:, 2] = deficient[:, 1]
+    solution = fl.compile(lambda a: np.linalg.lstsq(a, b)[0], backend=_backend(backend))
+    solution(deficient + np.eye(5, 3))
+    # the solution alone: NumPy's on every run
+    np.testing.assert_allclose(np.asarray(solution(deficient)), np.linalg.lstsq(deficient, b)[0],
+                               atol=1e-12)
+    residuals = fl.compile(lambda a: np.linalg.lstsq(a, b)[1], backend=_backend(backend))
+    residuals(deficient + np.eye(5, 3))
+    assert np.linalg.lstsq(deficient, b)[1].shape == (0,)  # NumPy's: none
+    with pytest.raises(ValueError, match="rank 2 < 3 columns on this run"):
+        residuals(deficient)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_polyfit_compiles_and_warns_on_every_run(backend):
+    rng = np.random.default_rng(19)
+
+    def both(x, y):
+        return np.polyfit(x, y, 2), fl.gradient(lambda x, y: np.sum(np.polyfit(x, y, 2) ** 2),
+                                                x, y)
+
+    compiled = fl.compile(both, backend=_backend(backend))
+    for _ in range(2):
+        x, y = rng.random(6), rng.standard_normal(6)
+        (c, (gx, gy)), (_, (wx, wy)) = compiled(x, y), both(x, y)
+        np.testing.assert_allclose(np.asarray(c), np.polyfit(x, y, 2), rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(gx), wx, rtol=1e-8)
+        np.testing.assert_allclose(np.asarray(gy), wy, rtol=1e-8)
+    fit = fl.compile(lambda x, y: np.polyfit(x, y, 2), backend=_backend(backend))
+    fit(rng.random(6), rng.random(6))
+    with pytest.warns(np.exceptions.RankWarning, match="poorly conditioned"):
+        fit(np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]), rng.random(6))

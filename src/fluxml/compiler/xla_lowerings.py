@@ -122,6 +122,7 @@ FUNCTIONS: dict = {
 # Checks the rules run on the values (functions of one array that raise on a bad value, marked
 # ``effect``): computed by XLA, judged after every run.
 CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositions._full_rank",
+          "fluxml.ad.rules.solvers._full_rank_residuals", "fluxml.ad.rules.polynomials._warn_rank",
           *(f"fluxml.ad.rules.histograms.{name}" for name in (
               "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing")))
 FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
