@@ -6,7 +6,7 @@ against plain NumPy too.
 
 The short run is ``tests/compiler/test_numpy_sweep.py``; the whole table:
 
-    PYTHONPATH=src python -m tests.compiler.numpy_sweep [numpy] [xla] [name ...]
+    PYTHONPATH=src python -m tests.compiler.numpy_sweep [numpy] [xla] [--float32] [name ...]
 
 Each cell is ``ok``, ``refused: <CompileError message>`` (a clear refusal) or
 ``FAIL: <what differs or what was raised>``. ``REFUSED`` lists the cases whose refusal is
@@ -269,6 +269,20 @@ def _table():
     add("fft.ihfft", fft.ihfft, one(6))
     add("fft.fftshift", fft.fftshift, one(5))
     add("fft.ifftshift", fft.ifftshift, one(5))
+    # ties and kinks: which entry a derivative reaches (the eager rule's choice, compiled too)
+    tie = lambda r: (_ties(r, 3, 20),)  # noqa: E731
+    add("max(ties)", lambda a: np.max(a, axis=1), tie)
+    add("amin(ties)", lambda a: np.amin(a), tie)
+    add("ptp(ties)", lambda a: np.ptp(a, axis=0), tie)
+    add("sort(ties)", lambda a: np.sort(a, axis=1), tie)
+    add("median(ties)", lambda a: np.median(a, axis=1), tie)
+    add("quantile(ties)", lambda a: np.quantile(a, [0.25, 0.5], axis=1), tie)
+    add("partition(ties)", lambda a: np.partition(a, 4, axis=1), tie)
+    add("maximum(ties)", lambda a: np.maximum(a, 0.3), tie)
+    add("fmin(ties)", lambda a: np.fmin(a, a[::-1]), tie)
+    add("clip(ties)", lambda a: np.clip(a, 0.2, 0.4), tie)
+    add("abs(zeros)", lambda a: np.abs(a - 0.3), tie)
+    add("sort_complex(ties)", lambda a: np.sort_complex(a[0] + 1j * a[1]), tie)
     # histograms (piecewise constant counts, differentiable edges and weights)
     add("histogram(edges)", lambda a: np.histogram(a, bins=3)[1], one(6))
     add("histogram(weights)", lambda a, w: np.histogram(a, BINS, weights=w)[0],
@@ -282,6 +296,11 @@ def _empty_like(a):
     out = np.empty_like(a)  # (filled: its contents are undefined until then)
     out[...] = 2 * a
     return out
+
+
+def _ties(rng, *shape):
+    """Entries from {0.1, 0.2, ..., 0.5}: many ties, and values on clip's bounds."""
+    return rng.integers(1, 6, shape) / 10.0
 
 
 def _put_along_axis(a, b):
@@ -334,6 +353,7 @@ REFUSED = {
 # refusals of the XLA back end alone
 XLA_REFUSED = {
     "partition": "NumPy's arrangement of the entries other than the kth is its introselect's",
+    "partition(ties)": "as partition",
     "linalg.eig": "NumPy's eigenvalues are real or complex by the values (the dtype with them)",
     "linalg.eigvals": "NumPy's eigenvalues are real or complex by the values",
 }
@@ -375,7 +395,7 @@ def _both(fn, weights, tangents):
     return run
 
 
-def _compare(got, want, what):
+def _compare(got, want, what, tol=TOL):
     got, want = _outputs(got), _outputs(want)
     if len(got) != len(want):
         return f"{what}: {len(got)} outputs, eager {len(want)}"
@@ -389,14 +409,17 @@ def _compare(got, want, what):
             return f"{what}[{i}]: shape {g.shape}, eager {w.shape}"
         if g.dtype != w.dtype:
             return f"{what}[{i}]: dtype {g.dtype}, eager {w.dtype}"
-        if not np.allclose(g, w, rtol=TOL, atol=TOL, equal_nan=True):
+        if not np.allclose(g, w, rtol=tol, atol=tol, equal_nan=True):
             return f"{what}[{i}]: {g.ravel()[:4]} ..., eager {w.ravel()[:4]} ..."
     return None
 
 
-def check(name, backend="numpy", seed=0):
-    """``ok``, ``refused: ...`` or ``FAIL: ...``."""
-    fn, make = CASES[name]
+def check(name, backend="numpy", seed=0, dtype=np.float64):
+    """``ok``, ``refused: ...`` or ``FAIL: ...`` (the arguments cast to ``dtype``)."""
+    fn, make64 = CASES[name]
+    make = make64 if dtype == np.float64 else (
+        lambda rng: tuple(np.asarray(a).astype(dtype) for a in make64(rng)))
+    tol = TOL if dtype == np.float64 else 2e-5
     rng = np.random.default_rng(seed)
     args = make(rng)
     with warnings.catch_warnings():
@@ -408,7 +431,7 @@ def check(name, backend="numpy", seed=0):
             eager = run(*[a.copy() for a in args])
         except Exception as e:  # noqa: BLE001 (the table records what was raised)
             return f"FAIL: eager raised {type(e).__name__}: {str(e)[:200]}"
-        bad = _compare(eager[0], plain, "eager value vs NumPy")
+        bad = _compare(eager[0], plain, "eager value vs NumPy", tol)
         if bad:
             return "FAIL: " + bad
         try:
@@ -417,9 +440,9 @@ def check(name, backend="numpy", seed=0):
                 given = args if call == 0 else make(rng)
                 want = run(*[a.copy() for a in given]) if call else eager
                 got = compiled(*[a.copy() for a in given])
-                bad = (_compare(got[0], want[0], f"value (call {call})")
-                       or _compare(got[1], want[1], f"gradient (call {call})")
-                       or _compare(got[2], want[2], f"jvp (call {call})"))
+                bad = (_compare(got[0], want[0], f"value (call {call})", tol)
+                       or _compare(got[1], want[1], f"gradient (call {call})", tol)
+                       or _compare(got[2], want[2], f"jvp (call {call})", tol))
                 if bad:
                     return "FAIL: " + bad
         except CompileError as e:
@@ -433,12 +456,13 @@ def check(name, backend="numpy", seed=0):
 
 def main(argv):
     backends = [a for a in argv if a in ("numpy", "xla")] or ["numpy"]
+    dtype = np.float32 if "--float32" in argv else np.float64
     names = [a for a in argv if a in CASES] or list(CASES)
     bad = 0
     for name in names:
         row = []
         for backend in backends:
-            s = check(name, backend)
+            s = check(name, backend, dtype=dtype)
             if s.startswith("refused") and documented(name, backend):
                 s = "refused as documented"
             bad += s != "ok" and s != "refused as documented"
