@@ -131,6 +131,10 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.geomspace, lambda a, b: np.geomspace(-a * a - 1, -b * b - 2, 4, endpoint=False),
      (W, V[:3])),
     (np.geomspace, lambda b: np.geomspace(2.0, b * b + 1, 5, axis=1), (M[:, :2],)),
+    # complex ends (refused before: 'known to be right for real values only'), the start
+    # rotated onto the positive reals and back
+    (np.geomspace, lambda a, b: np.geomspace(a, b, 5), (1.0 + 1.0j, -2.0 - 0.5j)),
+    (np.geomspace, lambda a, b: np.geomspace(a, b, 4, endpoint=False), (-0.5j, 3.0 + 0.1j)),
     (np.apply_over_axes, lambda a: np.apply_over_axes(np.sum, a, [0, -1]), (M.reshape(3, 2, 3),)),
     (np.apply_over_axes, lambda a: np.apply_over_axes(np.cumprod, a, 1), (A,)),
     (np.cov, lambda m: np.cov(m), (M,)),
