@@ -289,6 +289,9 @@ def _table():
         two((6,), (6,)))
     add("histogram(density)", lambda a: np.histogram(a, bins=3, density=True)[0], one(6))
     add("histogram_bin_edges", lambda a: np.histogram_bin_edges(a, 4), one(6))
+    add("histogramdd", lambda a, w: np.histogramdd(a, (2, 3), weights=w, density=True),
+        two((6, 2), (6,)))
+    add("histogram2d", lambda a: np.histogram2d(a[:, 0], a[:, 1], 3), one(6, 2))
     return t
 
 

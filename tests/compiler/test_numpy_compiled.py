@@ -136,6 +136,10 @@ HISTOGRAMS = {
                                              density=True)[0],
     "range": lambda a, w: np.histogram(a, 5, range=(a[0], 1.0), weights=w)[0],
     "bin edges": lambda a, w: np.histogram_bin_edges(a, 6),
+    "dd": lambda a, w: np.histogramdd(np.stack([a, a[::-1]], axis=1), (4, 2), weights=w,
+                                      density=True)[0],
+    "dd edges": lambda a, w: np.histogramdd(np.stack([a, w], axis=1), 3)[1][1],
+    "2d": lambda a, w: np.histogram2d(a, w, [4, np.array([-3.0, 0.0, 3.0])])[0] * a[0],
 }
 
 

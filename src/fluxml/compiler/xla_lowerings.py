@@ -124,7 +124,8 @@ FUNCTIONS: dict = {
 CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositions._full_rank",
           "fluxml.ad.rules.solvers._full_rank_residuals", "fluxml.ad.rules.polynomials._warn_rank",
           *(f"fluxml.ad.rules.histograms.{name}" for name in (
-              "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing")))
+              "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing",
+              "_increasing_dd")))
 FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
 
 # NumPy functions (beside the ufuncs, whose every argument is an array) lowered to their jnp

@@ -48,4 +48,5 @@ LAZY_RULES.append(_family_loader("nans", (
 LAZY_RULES.append(_family_loader("polynomials", (
     "vander", "polyadd", "polysub", "polymul", "polydiv", "poly", "roots", "polyfit")))
 
-LAZY_RULES.append(_family_loader("histograms", ("histogram", "histogram_bin_edges")))
+LAZY_RULES.append(_family_loader("histograms", (
+    "histogram", "histogram_bin_edges", "histogram2d", "histogramdd")))
