@@ -1,5 +1,5 @@
-"""np.histogram, np.histogram_bin_edges, np.histogram2d and np.histogramdd: NumPy's algorithms, their
-checks and their errors.
+"""np.histogram, np.histogram_bin_edges, np.histogram2d and np.histogramdd: NumPy's algorithms,
+their checks and their errors.
 
 What has a derivative: the edges, where ``bins`` is a count (or a rule's name) and no range
 is given, are ``linspace(a.min(), a.max(), n + 1)``: differentiable in ``a`` through its
