@@ -120,15 +120,15 @@ def nonsingular(x):
 
 
 def judged(check: str):
-    """The kernel of the check ``check`` (a qualified name: a function of one array that
-    raises on a bad value, else returns True, marked ``effect``): the value comes back and the
-    check judges it, on every run."""
+    """The kernel of the check ``check`` (a qualified name: a function of one array, and of
+    constants of the program, that raises or warns on a bad value, else returns True): the
+    value comes back and the check judges it, on every run."""
     module, name = check.rsplit(".", 1)
 
-    def kernel(value):
+    def kernel(value, *constants):
         # lazy: the rules sit below the compiler, and only a program with the check needs them
         judge = getattr(importlib.import_module(module), name)
-        run_time_checks().append((value, lambda v: judge(np.asarray(v))))
+        run_time_checks().append((value, lambda v: judge(np.asarray(v), *constants)))
         return jnp.asarray(True)
 
     kernel.__name__ = f"judged_{name.lstrip('_')}"

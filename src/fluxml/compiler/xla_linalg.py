@@ -7,8 +7,7 @@ values, the pseudo-inverse and the matrix exponential, with NumPy's conventions 
   averages the matrix with its transpose unless told not to: another function of a
   non-symmetric input, and another derivative);
 - ``pinv`` drops singular values below NumPy's cutoff (``rcond`` 1e-15 of the largest unless
-  given; ``jnp``'s default is ``max(m, n) eps``, a billion times larger in float32);
-- QR's derivative checks the full column rank on every call, as the NumPy back end does.
+  given; ``jnp``'s default is ``max(m, n) eps``, a billion times larger in float32).
 
 On a CPU, XLA runs the same LAPACK algorithms (Householder QR, ``syevd``, ``gesdd``), so
 the factors' signs agree with NumPy's; a decomposition's vectors are unique only up to such
@@ -25,8 +24,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
-
-from fluxml.compiler.xla_kernels import run_time_checks
 
 
 def qr(x):
@@ -80,14 +77,3 @@ def pinv(x, *, kwargs):
 def expm(a):
     """``scipy.linalg.expm`` (the same Pade approximation with scaling and squaring)."""
     return jsl.expm(a)
-
-
-def full_rank(r):
-    """``fluxml.ad.rules.decompositions._full_rank`` (QR's derivative): R's diagonal comes
-    back and the same check judges it, on every run."""
-    # lazy: the engine's check, imported when a program with a QR derivative is lowered
-    from fluxml.ad.rules.decompositions import _independent_columns
-
-    run_time_checks().append((jnp.diagonal(r, axis1=-2, axis2=-1),
-                              lambda d: _independent_columns(np.asarray(d))))
-    return jnp.asarray(True)

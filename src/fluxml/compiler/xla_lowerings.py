@@ -10,6 +10,7 @@ from __future__ import annotations
 from fluxml.compiler import xla_kernels as kernels
 from fluxml.compiler import xla_linalg as linalg
 from fluxml.compiler import xla_recurrent as recurrent
+from fluxml.compiler import xla_special as special
 
 # Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
 # names (from its NumPy kernel's signature) and parameter names, or a kernel function, called
@@ -96,6 +97,7 @@ PRIMITIVES: dict = {
     "expm": linalg.expm,
     "modf_fraction": kernels.modf_fraction,
     "sinc": kernels.sinc,
+    **special.PRIMITIVES,  # scipy.special's ufuncs
 }
 
 # Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,
@@ -107,7 +109,6 @@ FUNCTIONS: dict = {
     "fluxml.data.utils._in_labels": kernels.in_labels,
     "fluxml.optimise.composite._finite_norm": kernels.check_finite_norm,
     "fluxml.ad.rules.decompositions._nonsingular": kernels.nonsingular,
-    "fluxml.ad.rules.decompositions._full_rank": linalg.full_rank,
     "fluxml.nnlib.normalise._vjp_kernel": kernels.normalise_vjp_kernel,
     "fluxml.layers.embedding._in_vocabulary": kernels.in_vocabulary,
     "fluxml.layers.recurrent._in_sequence": kernels.in_sequence,
@@ -123,9 +124,11 @@ FUNCTIONS: dict = {
 
 # Checks the rules run on the values (functions of one array that raise on a bad value, marked
 # ``effect``): computed by XLA, judged after every run.
-CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends",
+CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositions._full_rank",
+          "fluxml.ad.rules.solvers._full_rank_residuals", "fluxml.ad.rules.polynomials._warn_rank",
           *(f"fluxml.ad.rules.histograms.{name}" for name in (
-              "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing")))
+              "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing",
+              "_increasing_dd")))
 FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
 
 # NumPy functions (beside the ufuncs, whose every argument is an array) lowered to their jnp

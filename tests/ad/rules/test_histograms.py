@@ -96,3 +96,57 @@ def test_errors_as_numpy(f, error, match):
         f(a)  # NumPy's own
     with pytest.raises(error, match=match):
         fl.gradient(lambda a: np.sum(f(a)[1]), a)
+
+
+@pytest.mark.parametrize("f", [
+    lambda s, w: np.histogramdd(s, 3),
+    lambda s, w: np.histogramdd(s, (2, 4), weights=w, density=True),
+    lambda s, w: np.histogramdd(s, [np.array([0.0, 0.25, 1.0]), 4], range=[None, (0.1, 0.9)]),
+    lambda s, w: np.histogramdd([s[:, 0], s[:, 1]], 2, weights=w),
+    lambda s, w: np.histogramdd(s[:, 0], 4),  # one dimension
+    lambda s, w: np.histogram2d(s[:, 0], s[:, 1], 3, weights=w, density=True),
+    lambda s, w: np.histogram2d(s[:, 0], s[:, 1], [2, 5]),
+    lambda s, w: np.histogram2d(s[:, 0], s[:, 1], [0.0, 0.5, 0.75, 1.0])])
+def test_histogramdd_values_equal_numpy(f):
+    # no rules before (a DifferentiationError); samples on the edges of 2 and 4 bins too
+    s = np.concatenate([np.stack([ON_EDGES, ON_EDGES[::-1]], axis=1), rng.random((9, 2))])
+    w = rng.standard_normal(s.shape[0])
+    want = fl.leaves(f(s, w))
+    got = fl.leaves(_traced(f, s, w))
+    assert len(got) == len(want)
+    _assert_same(got, want)
+
+
+def test_histogramdd_derivatives():
+    # the weighted sums are linear in the weights; the edges move with each column's
+    # smallest and largest sample; the counts carry nothing
+    s, w = rng.random((7, 2)), rng.standard_normal(7)
+    gs, gw = fl.gradient(lambda s, w: np.sum(np.histogramdd(s, 2, weights=w)[0] ** 2), s, w)
+    hist = np.histogramdd(s, 2, weights=w)[0]
+    edges = np.histogramdd(s, 2)[1]
+    index = [np.minimum(np.searchsorted(e, s[:, i], "right") - 1, 1)
+             for i, e in enumerate(edges)]
+    assert gs is None
+    np.testing.assert_allclose(gw, 2 * hist[index[0], index[1]])
+    (g,) = fl.gradient(lambda s: sum(np.sum(e) for e in np.histogramdd(s, 3)[1]), s)
+    want = np.zeros_like(s)
+    for i in range(2):
+        want[np.argmin(s[:, i]), i] = want[np.argmax(s[:, i]), i] = 2.0
+    np.testing.assert_allclose(g, want, atol=1e-15)
+
+
+@pytest.mark.parametrize("f, error, match", [
+    (lambda s: np.histogramdd(s, [2]), ValueError, "dimension of bins"),
+    (lambda s: np.histogramdd(s, 2, range=[(0, 1)]), ValueError, "one entry per dimension"),
+    (lambda s: np.histogramdd(s, [0, 2]), ValueError, r"`bins\[0\]` must be positive"),
+    (lambda s: np.histogramdd(s, [2, 2.5]), TypeError, r"`bins\[1\]` must be an integer"),
+    (lambda s: np.histogramdd(s, [2, [0.0, 1.0, 0.5]]), ValueError, "monotonically increasing"),
+    (lambda s: np.histogramdd(s * np.nan, 2), ValueError, "autodetected range"),
+    (lambda s: np.histogram2d(s[:, 0], s[:3, 1]), ValueError, "same length"),
+])
+def test_histogramdd_errors_as_numpy(f, error, match):
+    s = rng.random((5, 2))
+    with pytest.raises(error, match=match):
+        f(s)  # NumPy's own
+    with pytest.raises(error, match=match):
+        fl.gradient(lambda s: np.sum(f(s)[0]), s)

@@ -23,6 +23,8 @@ Q = np.array([-1.0, 0.3, 1.2, 1.7, 2.9, 3.6, 5.0])  # strictly inside segments, 
 M = rng.standard_normal((3, 6))
 SAMPLES = np.array([0.05, 0.83, 0.5, 0.95, 0.2, 0.6])  # 0.08+ from the inner edges below
 EDGES = np.array([-0.1, 0.3, 0.7, 1.1])
+SAMPLES2 = np.array([0.9, 0.1, 0.45, 0.25, 0.7, 0.6])  # 0.08+ from the inner edges too
+PAIRS = np.stack([SAMPLES, SAMPLES2], axis=1)
 P = rng.standard_normal(4)
 Y6 = rng.standard_normal(6)
 # phases with jumps of every size, none within 0.05 of a decision point (pi, discont, ...)
@@ -131,6 +133,10 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.geomspace, lambda a, b: np.geomspace(-a * a - 1, -b * b - 2, 4, endpoint=False),
      (W, V[:3])),
     (np.geomspace, lambda b: np.geomspace(2.0, b * b + 1, 5, axis=1), (M[:, :2],)),
+    # complex ends (refused before: 'known to be right for real values only'), the start
+    # rotated onto the positive reals and back
+    (np.geomspace, lambda a, b: np.geomspace(a, b, 5), (1.0 + 1.0j, -2.0 - 0.5j)),
+    (np.geomspace, lambda a, b: np.geomspace(a, b, 4, endpoint=False), (-0.5j, 3.0 + 0.1j)),
     (np.apply_over_axes, lambda a: np.apply_over_axes(np.sum, a, [0, -1]), (M.reshape(3, 2, 3),)),
     (np.apply_over_axes, lambda a: np.apply_over_axes(np.cumprod, a, 1), (A,)),
     (np.cov, lambda m: np.cov(m), (M,)),
@@ -159,6 +165,12 @@ CASES = _trapezoid_cases(np.trapezoid) + [
     (np.histogram, lambda a, r: np.histogram(a, 2, range=(r[0], r[1]), density=True)[0],
      (SAMPLES, np.array([-0.1, 1.2]))),  # (NumPy dispatches on a, bins, weights: not range)
     (np.histogram, lambda b: np.histogram(SAMPLES, b, density=True), (EDGES,)),
+    (np.histogramdd, lambda s: np.histogramdd(s, (3, 2), density=True), (PAIRS,)),
+    (np.histogramdd, lambda s, w: np.histogramdd(s, [EDGES, 2], weights=w)[0],
+     (PAIRS, Y6)),
+    (np.histogram2d, lambda x, y: np.histogram2d(x, y, [3, 2], density=True), (SAMPLES, SAMPLES2)),
+    (np.histogram2d, lambda x, w: np.histogram2d(x, SAMPLES2, 3, weights=w)[0],
+     (SAMPLES, Y6)),
 ]
 
 if hasattr(np, "trapz"):  # NumPy 1.x's name

@@ -49,4 +49,5 @@ LAZY_RULES.append(_family_loader("polynomials", (
     "vander", "polyadd", "polysub", "polymul", "polydiv", "poly", "roots", "polyfit")))
 LAZY_RULES.append(_family_loader("sets", (
     "unique", "unique_values", "unique_counts", "unique_inverse", "unique_all")))
-LAZY_RULES.append(_family_loader("histograms", ("histogram", "histogram_bin_edges")))
+LAZY_RULES.append(_family_loader("histograms", (
+    "histogram", "histogram_bin_edges", "histogram2d", "histogramdd")))

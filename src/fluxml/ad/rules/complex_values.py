@@ -87,6 +87,8 @@ COMPLEX = set([
     np.gradient, np.trapezoid, np.convolve, np.correlate, np.polyval, np.polyder, np.polyint,
     np.vander, np.polyadd, np.polysub, np.polymul, np.polydiv, np.poly, np.roots,
     np.sort_complex,
+    # sequences (holomorphic in their ends: geomspace's rotation by the start's sign cancels)
+    np.linspace, np.logspace, np.geomspace,
     # linear algebra (holomorphic)
     *_linalg("matmul", "multi_dot", "outer", "tensordot", "vecdot", "matrix_power", "solve",
              "inv", "det", "trace", "diagonal", "matrix_transpose", "cross"),

@@ -208,17 +208,12 @@ def _qr_check(x, r):
 
 
 def _full_rank(r):
-    _independent_columns(np.diagonal(r, axis1=-2, axis2=-1))
-    return np.True_
-
-
-def _independent_columns(diagonal):
-    """Refuse a QR whose R has a zero on its ``diagonal``."""
-    if np.any(diagonal == 0):
+    if np.any(np.diagonal(r, axis1=-2, axis2=-1) == 0):
         raise DifferentiationError(
             "np.linalg.qr of a matrix without full column rank: Q is not unique there, so it "
             "has no derivative. Regularise the matrix, or differentiate a quantity that does "
             "not depend on the choice of Q.")
+    return np.True_
 
 
 _full_rank.effect = True  # a check: under fl.compile it runs on every call

@@ -1,4 +1,5 @@
-"""np.histogram and np.histogram_bin_edges: NumPy's algorithm, its checks and its errors.
+"""np.histogram, np.histogram_bin_edges, np.histogram2d and np.histogramdd: NumPy's algorithms,
+their checks and their errors.
 
 What has a derivative: the edges, where ``bins`` is a count (or a rule's name) and no range
 is given, are ``linspace(a.min(), a.max(), n + 1)``: differentiable in ``a`` through its
@@ -234,3 +235,107 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
         widths = np.diff(edges).astype(float)
         return counts / widths / np.sum(counts), edges
     return counts, edges
+
+
+# --- several dimensions --------------------------------------------------------------------------
+
+def _increasing_dd(edges, i):
+    if np.any(edges[:-1] > edges[1:]):
+        raise ValueError(f"`bins[{i}]` must be monotonically increasing, when an array")
+    return np.True_
+
+
+_increasing_dd.effect = True  # a check: under fl.compile it runs on every call
+
+
+def _dd_edges(column, bins, range, i):
+    """NumPy's edges of one dimension of ``histogramdd``."""
+    if np.ndim(raw(bins)) == 0:
+        if bins < 1:
+            raise ValueError(f"`bins[{i}]` must be positive, when an integer")
+        first, last = _outer_edges(column, range)
+        try:
+            n = operator.index(bins)
+        except TypeError as e:
+            raise TypeError(f"`bins[{i}]` must be an integer, when a scalar") from e
+        return np.linspace(first, last, n + 1)
+    if np.ndim(raw(bins)) == 1:
+        edges = _array(bins)
+        untraced(_increasing_dd, (raw(edges), i))
+        return edges
+    raise ValueError(f"`bins[{i}]` must be a scalar or 1d array")
+
+
+@function(np.histogramdd)
+def histogramdd(sample, bins=10, range=None, density=None, weights=None):
+    """NumPy's algorithm: each sample's bin along each dimension (outliers in an extra bin at
+    each end), their flat index, the counts or weights summed by it in order (``bincount``),
+    the outliers cut off; ``density`` divides by each dimension's widths and the total."""
+    if type(sample) is Tracer or hasattr(sample, "shape"):
+        sample = _array(sample)
+        if sample.ndim != 2:  # NumPy reads a 1-d sample as one sequence of points
+            sample = np.transpose(np.atleast_2d(sample))
+    else:
+        sample = np.transpose(np.stack([_array(s) for s in sample]))
+    n, d = sample.shape
+    if weights is not None:
+        weights = _array(weights)
+    try:
+        if len(bins) != d:
+            raise ValueError("The dimension of bins must be equal to the dimension of the "
+                             "sample x.")
+    except TypeError:  # one number of bins for every dimension
+        bins = d * [bins]
+    if range is None:
+        range = (None,) * d
+    elif len(range) != d:
+        raise ValueError("range argument must have one entry per dimension")
+    edges = [_dd_edges(sample[:, i], b, r, i) for i, (b, r) in enumerate(zip(bins, range))]
+    nbin = [e.shape[0] + 1 for e in edges]  # an outlier bin at each end
+    if type(weights) is not Tracer and not _compiling(sample, weights, *edges):
+        # the sums have no derivative: NumPy's own, on the values
+        hist = np.histogramdd(raw(sample), [raw(e) for e in edges], weights=weights)[0]
+    else:
+        hist = _dd_sums(raw(sample), weights, [raw(e) for e in edges], nbin)
+    if density:
+        total = np.sum(hist)
+        for i, e in enumerate(edges):
+            shape = [1] * d
+            shape[i] = nbin[i] - 2
+            hist = hist / np.reshape(np.diff(e), shape)
+        hist = hist / total
+    return hist, edges
+
+
+
+def _dd_sums(sample, weights, edges, nbin):
+    """The counts (or weights) summed by bin, outliers cut off, as float64 (NumPy's)."""
+    flat = 0
+    for i, e in enumerate(edges):
+        column = sample[:, i]
+        count = np.searchsorted(e, column, side="right")
+        count = count - (column == e[-1]).astype(count.dtype)  # the last bin holds its edge
+        flat = flat * nbin[i] + count
+    size = int(np.prod(nbin))
+    if weights is None:
+        value = np.ones_like(flat)  # (traced under fl.compile, as the bins)
+        sums = index_add(np.zeros(size, value.dtype), flat, value).astype(float)
+    else:
+        sums = index_add(np.zeros(size, np.float64), flat, weights.astype(np.float64))
+    core = tuple(slice(1, -1) for _ in nbin)
+    return np.reshape(sums, nbin)[core]
+
+
+@function(np.histogram2d)
+def histogram2d(x, y, bins=10, range=None, density=None, weights=None):
+    """NumPy's: ``histogramdd`` of the pairs (x, y)."""
+    if len(x) != len(y):
+        raise ValueError("x and y must have the same length.")
+    try:
+        count = len(bins)
+    except TypeError:
+        count = 1
+    if count not in {1, 2}:
+        bins = [_array(bins), _array(bins)]
+    hist, edges = histogramdd([x, y], bins, range, density, weights)
+    return hist, edges[0], edges[1]

@@ -312,7 +312,9 @@ def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
                         np.zeros((), dtype))  # (the ends as arrays: not weak Python numbers)
     dtype = dt if dtype is None else np.dtype(dtype)
     start, stop = _cast(_array(start), dt), _cast(_array(stop), dt)
-    sign = np.sign(raw(start))  # (a constant: NumPy's rotation)
+    # NumPy's rotation, a constant of the derivative (on the values: under fl.compile a
+    # complex sign is no derivative's business)
+    sign = untraced(np.sign, (raw(start),))
     start, stop = start / sign, stop / sign
     result = logspace(np.log10(start), np.log10(stop), num=num, endpoint=endpoint, base=10.0,
                       dtype=dt)

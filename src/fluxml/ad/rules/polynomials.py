@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, raw
+from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.layouts import c_ordered
 
@@ -124,6 +124,17 @@ def roots(p):
     return np.concatenate((found, np.zeros(trailing, found.dtype)))
 
 
+def _warn_rank(rank, order):
+    """NumPy's warning of a fit whose Vandermonde matrix has less than full rank."""
+    if rank != order:
+        warnings.warn("Polyfit may be poorly conditioned", np.exceptions.RankWarning,
+                      stacklevel=3)
+    return np.True_
+
+
+_warn_rank.effect = True  # a warning: under fl.compile it runs on every call
+
+
 @function(np.polyfit)
 def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
     """NumPy's least squares: the Vandermonde matrix (weighted) with its columns scaled to
@@ -155,9 +166,8 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
     lhs = lhs / scale
     c, resids, rank, s = np.linalg.lstsq(lhs, rhs, rcond)
     c = (c.T / scale).T
-    if rank != order and not full:
-        warnings.warn("Polyfit may be poorly conditioned", np.exceptions.RankWarning,
-                      stacklevel=3)
+    if not full:  # (under fl.compile, on every run)
+        untraced(_warn_rank, (rank, order))
     if full:
         return c, resids, rank, s, rcond
     if not cov:

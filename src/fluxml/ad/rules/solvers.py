@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.ad.define import function
 
 
@@ -22,25 +22,38 @@ def lstsq(a, b, rcond=None):
     in NumPy), with NumPy's residuals, rank and singular values. Where ``a`` has full rank the
     derivative is that of the least-squares solution; where it has not, pinv's."""
     a, b = _array(a), _array(b)
-    if type(raw(a)) is Tracer:  # fl.compile: the values are known only when the program runs
-        raise DifferentiationError(
-            "np.linalg.lstsq: the rank it returns, and the length of its residuals, depend on "
-            "the values of a, which a compiled program does not know; for the solution "
-            "alone use np.linalg.pinv(a, rcond=...) @ b (or np.linalg.solve(a.T @ a, a.T @ b) "
-            "where a has full column rank), or leave this function uncompiled")
     m, n = a.shape
     if rcond is None:
         rcond = np.finfo(np.result_type(raw(a))).eps * max(m, n)
     x = np.linalg.pinv(a, rcond=rcond) @ b
     s = np.linalg.svd(a, compute_uv=False)
-    rank = int(np.linalg.matrix_rank(raw(a), tol=rcond * float(np.max(raw(s), initial=0))))
-    if rank == n and m > n:
+    # np.linalg.matrix_rank(a, tol=rcond * max(s)), on the singular values at hand
+    rank = np.count_nonzero(raw(s) > rcond * np.max(raw(s), initial=0).astype(np.float64))
+    compiled = type(rank) is Tracer  # fl.compile: the rank is known when the program runs
+    if not compiled:
+        rank = int(rank)
+    if m > n and (compiled or rank == n):
         r = b - a @ x
         residuals = np.sum(r * r, axis=0)
         residuals = np.reshape(residuals, (1,)) if b.ndim == 1 else residuals
+        if compiled:  # (a check only where the residuals are used)
+            residuals = residuals * untraced(_full_rank_residuals, (rank, n))
     else:
         residuals = np.empty((0,), np.result_type(raw(a), raw(b)))
     return x, residuals, rank, s
+
+
+def _full_rank_residuals(rank, n):
+    """Under fl.compile, lstsq's residuals have the shape of a full-rank matrix's (that of the
+    call traced, where NumPy gives them): refused on a run where the rank is lower, where
+    NumPy's are empty."""
+    if rank != n:
+        raise ValueError(
+            f"np.linalg.lstsq under fl.compile: the matrix has rank {int(rank)} < {n} columns "
+            "on this run, where NumPy returns no residuals (an empty array), but the compiled "
+            "program's have the shape of the traced call's; compute them as "
+            "np.sum((b - a @ x) ** 2, axis=0), or leave the function uncompiled")
+    return np.True_
 
 
 @function(np.linalg.cond)
