@@ -72,6 +72,9 @@ class Counted:
         out = self.fun(t, y)
         if not self.checked:
             refuse_compiled([out])  # else a bool() deep in the step control, on the user's line
+            if not hasattr(raw(out), "reshape"):  # (a list or a float: an AttributeError)
+                raise TypeError(f"solve: f(t, u, p) returned {type(out).__name__} "
+                                f"{out!r:.60}; f must return du/dt as an array shaped like u")
             shape = np.shape(raw(out))
             if shape != np.shape(raw(y)):
                 raise ValueError(f"solve: f(t, u, p) returned shape {shape} for a state of "
