@@ -433,3 +433,26 @@ def test_a_number_from_f_for_a_scalar_state_and_dense_output_times_checked():
         with pytest.raises(ValueError, match="sol\\(t\\): t must be a time or a list of times"):
             sol(t)
     np.testing.assert_allclose(sol([0.5]), [np.exp(-0.5) * np.ones(2)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("solver", [fl.ode.Rodas5(), fl.ode.Rosenbrock23()], ids=repr)
+def test_a_stiff_solver_used_again_takes_the_new_problems_jacobian(solver):
+    """The Jacobian was kept on the solver object for a rejected step's retry, keyed by the
+    time and the state array: a solve that starts where the last one's last step started
+    (a one-step solve from the same x, again with new parameters, as a training loop does)
+    took the old parameters' Jacobian: 0.22287 for exp(-1.5) = 0.22313 (fresh solver),
+    and its gradient 0.011163 for 0.011156, silently. The same solver now gives what a
+    fresh one gives, bit for bit."""
+    x = np.array([1.0, 2.0])
+
+    def run(p, s):
+        return fl.ode.solve(lambda t, u, p: p * u, x, (0.0, 0.05), p, solver=s, saveat=[0.05],
+                            rtol=1e-3, dt=0.05)  # (a first step over the whole span)
+
+    assert run(-1.0, solver).stats.naccept == 1  # its last step starts at (0, x)
+    fresh = type(solver)()
+    np.testing.assert_array_equal(run(-30.0, solver).u, run(-30.0, fresh).u)
+    g = fl.gradient(lambda p: run(p, solver).u[-1, 0], -30.0)[0]
+    g_fresh = fl.gradient(lambda p: run(p, type(solver)()).u[-1, 0], -30.0)[0]
+    assert g == g_fresh
+    assert abs(run(-30.0, solver).u[-1, 0] - np.exp(-1.5)) < 2e-3  # (rtol=1e-3)
