@@ -408,6 +408,12 @@ class _Backward:
         self.u_back = None
         for i in range(len(ts) - 1, -1, -1):
             lam = lam + np.reshape(g[i], -1)
+            if not np.all(np.isfinite(g[i])):  # (else the backward solve blamed u0, p and f)
+                raise SolveError(
+                    f"{alg!r}: the loss's derivative with respect to sol.u at t = {ts[i]} is "
+                    "NaN or infinite (a sqrt or log of the solution at 0?), so the adjoint "
+                    "cannot be solved from it; fix the loss there, or use sensealg=Direct(), "
+                    "which passes the NaN on as any gradient does")
             start = ts[i]
             end = ts[i - 1] if i > 0 else self.t0
             if start == end:
@@ -434,13 +440,20 @@ class _Backward:
             jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
         copies = 1 if norm_size is None else norm_size // self.y0_flat.size
-        ts, zs, steps = integrate(
-            self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
-            rtol=self.per_entry(self.rtol, copies), atol=self.per_entry(self.atol, copies),
-            max_steps=self.options["max_steps"], dtmax=self.options["dtmax"],
-            tstops=self.options["tstops"],
-            adaptive=self.options["adaptive"],
-            keep_steps=keep, jac=jac, norm_size=norm_size)
+        try:
+            ts, zs, steps = integrate(
+                self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
+                rtol=self.per_entry(self.rtol, copies), atol=self.per_entry(self.atol, copies),
+                max_steps=self.options["max_steps"], dtmax=self.options["dtmax"],
+                tstops=self.options["tstops"], adaptive=self.options["adaptive"],
+                keep_steps=keep, jac=jac, norm_size=norm_size)
+        except SolveError as e:  # (it read as the forward solve's failure: 'check u0, p')
+            raise SolveError(
+                f"{self.alg!r}: the backward solve of the adjoint equation, from t = {start} "
+                f"to {end}, failed ({e}). Where the forward solve succeeded, f's "
+                "vector-Jacobian product may be NaN or infinite there (sqrt(u) at u = 0 has "
+                "an infinite derivative); sensealg=Direct() passes such a NaN on as any "
+                "gradient does") from None
         if self.options["adaptive"] and self.solver.adaptive:
             self.h = F.h_next  # the next interval starts with the step size reached here
         return zs[-1], steps, F
@@ -487,11 +500,15 @@ class _Backward:
         rtol = float(np.max(self.rtol))  # (the loosest of per-entry tolerances)
         size = np.linalg.norm(u_fwd) + float(np.max(self.atol)) / max(rtol, 1e-300)
         if not gap <= max(math.sqrt(rtol), 1e-4) * size:
+            # (fixed steps: their own error, not rtol, sets the gap; the message blamed the
+            # problem's stability alone, for Euler on a stable one)
+            coarse = "" if self.options["adaptive"] and self.solver.adaptive else (
+                ", or the fixed steps too coarse to retrace it (a smaller dt)")
             raise SolveError(
                 f"BacksolveAdjoint: solving u backwards drifted from the forward solution at "
                 f"t = {t} (relative gap {gap / size:.3g}): the problem is unstable backwards "
-                "in time, so this gradient would be wrong. Use sensealg=InterpolatingAdjoint() "
-                "or QuadratureAdjoint() (or Direct()).")
+                f"in time{coarse}, so this gradient would be wrong. Use "
+                "sensealg=InterpolatingAdjoint() or QuadratureAdjoint() (or Direct()).")
 
     def adjoint_jacobian(self, G, U, lam_only):
         """The stiff solvers' Jacobian of the adjoint equation, from Jacobians of ``f`` alone
