@@ -456,3 +456,23 @@ def test_a_stiff_solver_used_again_takes_the_new_problems_jacobian(solver):
     g_fresh = fl.gradient(lambda p: run(p, type(solver)()).u[-1, 0], -30.0)[0]
     assert g == g_fresh
     assert abs(run(-30.0, solver).u[-1, 0] - np.exp(-1.5)) < 2e-3  # (rtol=1e-3)
+
+
+@pytest.mark.parametrize("alg", [fl.ode.Direct(), fl.ode.InterpolatingAdjoint()], ids=repr)
+def test_a_float32_tree_state_of_one_leaf_stays_float32(alg):
+    """A tree state of one float32 leaf was solved, and returned, in float64 (two float32
+    leaves stayed float32): its single leaf was packed with np.asarray(x, float)."""
+    seen = []
+
+    def f(t, u, p):
+        seen.append(u["x"].dtype)
+        return {"x": -p * u["x"]}
+
+    u0 = {"x": np.ones(2, np.float32)}
+    sol = fl.ode.solve(f, u0, (0.0, 1.0), np.float32(1.0), saveat=[1.0], rtol=1e-5)
+    assert sol.u["x"].dtype == np.float32 and set(seen) == {np.dtype(np.float32)}
+    np.testing.assert_allclose(sol.u["x"][-1], np.exp(-1.0), rtol=1e-5)
+    g, = fl.gradient(lambda p: np.sum(fl.ode.solve(f, u0, (0.0, 1.0), p, saveat=[1.0],
+                                                   rtol=1e-5, sensealg=alg).u["x"]),
+                     np.float32(1.0))
+    assert g.dtype == np.float32 and abs(g + 2 * np.exp(-1.0)) < 1e-4

@@ -52,8 +52,12 @@ class Packer:
             raise ValueError(f"solve: f returned a tree with {len(leaves)} leaves for a state "
                              f"with {len(self.shapes)}; return a tree shaped like u")
         parts = [np.reshape(x, (-1,)) if np.ndim(raw(x)) != 1 else x for x in leaves]
-        if len(parts) == 1:
-            return parts[0] if type(parts[0]) is Tracer else np.asarray(parts[0], float)
+        if len(parts) == 1:  # (float32 kept: it was made float64, unlike two leaves' state)
+            x = parts[0]
+            if type(x) is Tracer:
+                return x
+            x = np.asarray(x)
+            return x if x.dtype.kind in "fc" else x.astype(float)
         return np.concatenate(parts)
 
     def unpack(self, y):
