@@ -44,6 +44,7 @@ from fluxml.ad.matrices import jacobian
 from fluxml.ad.writeback import apply, changes, restore_parts
 from fluxml.ode import checks
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
+from fluxml.ode.jacobians import jac_for, time_derivative
 from fluxml.ode.rk import Step
 from fluxml.tree import REPEATED, flatten, unflatten
 
@@ -138,53 +139,6 @@ class BacksolveAdjoint(_Adjoint):
 class QuadratureAdjoint(_Adjoint):
     """The adjoint for ``u0`` solved backwards, the gradient for ``p`` by Gauss-Legendre
     quadrature over each of its steps."""
-
-
-def time_derivative(G, t, y, g0, h, *values):
-    """``dG/dt`` at ``(t, y)``, where ``g0 = G(t, y)``: a one-sided difference taken toward
-    ``h``'s sign (the step's direction: past the end of an interval an adjoint reads the
-    forward solution held constant), with the step that suits the precision of ``values``
-    (the least precise of them: float32 states and parameters make every evaluation of G
-    float32-accurate, though an adjoint's lambda is float64).
-
-    float64: the forward difference with a step of sqrt(eps), accurate to ~1e-8. float32: a
-    difference of second order with a step of eps^(1/3) (one more evaluation of G): the
-    first-order one with float64's step differenced noise, and with float32's, sqrt(eps) =
-    3.5e-4, left an error of 3e-4 in df/dt, which the Rosenbrock stages amplify (gradients
-    through Rodas5 off by 4e-3 to 2e-2 on a size of 0.5, with Direct or an adjoint)."""
-    eps = max(np.finfo(np.result_type(raw(x))).eps if _is_float(raw(x)) else 0.0
-              for x in (g0, *values))
-    order = 1 if eps < 1e-10 else 2
-    if order == 1:
-        delta = math.copysign(eps ** 0.5 * max(1.0, abs(t)), h)
-    else:  # G's noise, not t's rounding, bounds float32's step: it grows as |t|^(1/3), not
-        # |t| (eps^(1/3) |t| was 0.49 at t = 100: gradients through Rodas5 2e-2 off), and
-        # stays within half the step, where G is the solution's
-        delta = (eps * max(1.0, abs(t))) ** (1 / 3)
-        if h:
-            delta = min(delta, abs(h) / 2)
-        delta = math.copysign(delta, h)
-    delta = (t + delta) - t  # a step the times hold exactly
-    if order == 1:
-        return (G(t + delta, y) - g0) / delta
-    return (G(t + delta, y) * 4.0 - G(t + 2 * delta, y) - g0 * 3.0) / (2 * delta)
-
-
-def jacobian_of(F: Counted, *values):
-    """``jac(t, y, f0, h) -> (df/du, df/dt)`` for the Rosenbrock solvers: the Jacobian by
-    fluxml's forward mode, the time derivative by a difference (``time_derivative``) whose
-    step suits the precision of ``y`` and ``values``."""
-
-    def jac(t, y, f0, h):
-        F.stats.njac += 1
-        J = jacobian(lambda z: F.fun(t, z), y, mode="fwd")
-        return J, time_derivative(counted, t, y, f0, h, y, *values)
-
-    def counted(t, y):  # F.fun, counted (F itself checks the first result's shape)
-        F.stats.nfe += 1
-        return F.fun(t, y)
-
-    return jac
 
 
 class _Params:
@@ -305,7 +259,7 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
         try:
             ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=keep,
-                                      jac=_jac(solver, F, y0, *pv), **options)
+                                      jac=jac_for(solver, F, y0, *pv), **options)
         except DifferentiationError as e:
             if str(e) != CLOSED_OVER:
                 raise
@@ -358,10 +312,6 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
     row = {float(t): i for i, t in enumerate(made["ts"])}
     keep = [row[float(t)] for t in wanted]
     return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
-
-
-def _jac(solver, F, *values):
-    return jacobian_of(F, *values) if getattr(solver, "stiff", False) else None
 
 
 class _Backward:
@@ -435,7 +385,7 @@ class _Backward:
 
     def integrate(self, G, start, end, z, norm_size, keep=False, U=None):
         F = Counted(G, self.stats)
-        jac = _jac(self.solver, F, self.y0_flat, *self.pv)  # (f's precision: z is float64)
+        jac = jac_for(self.solver, F, self.y0_flat, *self.pv)  # (f's precision: z is float64)
         if jac is not None and U is not None:
             jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
@@ -557,7 +507,7 @@ class _Backward:
         F = Counted(lambda t, z: self.rhs(t, z, self.pv), self.stats)
         opts = dict(self.options, saveat=np.array([t_to]))
         _, _, steps = integrate(self.forward_solver, F, t_from, t_to, y, keep_steps=True,
-                                jac=_jac(self.forward_solver, F, y, *self.pv), **opts)
+                                jac=jac_for(self.forward_solver, F, y, *self.pv), **opts)
         return _Dense(self.forward_solver, steps, F)
 
 

@@ -25,6 +25,7 @@ from fluxml.ad.core import DifferentiationError, Tracer, raw, top_trace
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint, checks
 from fluxml.ode.integrate import Counted, integrate, refuse_compiled
+from fluxml.ode.jacobians import jac_for
 from fluxml.ode.rk import Tsit5
 from fluxml.ode.state import Packer
 from fluxml.tree import flatten
@@ -208,7 +209,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
 
     F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), p)))
     ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True,
-                              jac=adjoint._jac(solver, F, *leaves), **options)
+                              jac=jac_for(solver, F, *leaves), **options)
     interpolant = _Interpolant(solver, F, steps, packer, t0, y0)
     u = packer.unpack_stacked(np.stack(ys))
     return Solution(np.asarray(ts), u, F.stats, solver, interpolant)
