@@ -250,8 +250,8 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
         k1 = ks[-1] if solver.fsal else None
         if at_stop:  # the interpolant reads f's limit at the stop from the side the step
             stop_i += 1  # came from, the next step from the side it goes to (torchdiffeq's
-            if not solver.fsal:  # PREV and NEXT perturbations)
-                step.f1 = G(t_new, y_new)
+            if not solver.fsal and hasattr(solver, "stages"):  # PREV and NEXT perturbations;
+                step.f1 = G(t_new, y_new)  # a Rosenbrock interpolant reads no f1)
             k1 = F(float(np.nextafter(t_new, t1)), y_new)
         from_stop = at_stop
         if save is None:
