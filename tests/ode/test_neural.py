@@ -201,3 +201,34 @@ def test_a_batchnorm_in_the_function_trains_under_the_adjoints(alg):
         np.testing.assert_allclose(getattr(n.model.layers[1], k),
                                    getattr(eager.model.layers[1], k), rtol=1e-12)
     assert np.any(n.model.layers[1].running_mean != 0)
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(tspan=1.0), r"NeuralODE: tspan must be \(t0, t1\)"),
+    (dict(saveat=[3.0]), r"NeuralODE: saveat must be times inside tspan \[0.0, 1.0\]"),
+    (dict(saveat=[0.5, 0.2]), "NeuralODE: saveat must be ordered"),
+    (dict(rtol=-1.0), "NeuralODE: rtol must be a number >= 0"),
+    (dict(max_steps=2.5), "NeuralODE: max_steps must be a positive int"),
+    (dict(dtmax=0.0), "NeuralODE: dtmax must be"),
+    (dict(solver=fl.ode.Tsit5), r"NeuralODE: solver must be a solver instance; got the class"),
+    (dict(sensealg="adjoint"), r"NeuralODE: sensealg must be Direct\(\)")])
+def test_a_neural_odes_options_are_checked_when_made(options, match):
+    """Each was taken when the layer was made, and failed at its first call naming solve
+    (or, for the solver's class, deep in the step control)."""
+    call = dict(tspan=(0.0, 1.0))
+    call.update(options)
+    with pytest.raises((ValueError, TypeError), match=match):
+        fl.NeuralODE(fl.Dense(2, 2), call.pop("tspan"), **call)
+
+
+def test_a_neural_ode_prints_how_it_solves():
+    """Its listing showed the model alone: layers with other times, solvers or sensealgs
+    printed alike."""
+    node = fl.NeuralODE(fl.Dense(2, 2), (0.0, 2.0), solver=fl.ode.Rodas5(), saveat=[1.0, 2.0],
+                        sensealg=fl.ode.QuadratureAdjoint(rtol=1e-4))
+    text = repr(fl.Chain(node, fl.Dense(2, 1)))
+    assert "    model = Dense(2 => 2),  " in text
+    for line in ("    tspan = (0.0, 2.0),", "    solver = Rodas5(),",
+                 "    saveat = [1.0, 2.0],", "    sensealg = QuadratureAdjoint(rtol=0.0001),"):
+        assert line in text.splitlines()
+    assert "Total: 4 arrays, 9 parameters" in text

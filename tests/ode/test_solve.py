@@ -361,3 +361,118 @@ def test_fixed_steps_reach_the_end_despite_rounding_in_t(options, tspan):
     n = np.ceil(round(abs(t1 - t0) / min(options.get("dt", 1), options.get("dtmax", 1)), 6))
     assert sol.stats.naccept == n
     np.testing.assert_allclose(sol.u[-1], [np.exp(-0.1 * (t1 - t0))], rtol=5e-3)
+
+
+def test_a_tolerance_array_must_fit_the_state():
+    """A column of tolerances (2, 1) for a state (2,) broadcast to (2, 2) in the error norm,
+    judging each entry's error against every entry's tolerance, silently (the tight one
+    for the oscillator at rest governed the moving one too); (3,) for (2,) failed in the
+    first step's norm naming neither ('operands could not be broadcast together'). Both are
+    refused by name, for solve's tolerances and an adjoint's; a tree state's are shaped
+    like its flat vector."""
+    u0 = np.array([1.0, 0.0])
+    for tol in (np.array([[1e-3], [1e-12]]), np.full(3, 1e-6)):
+        with pytest.raises(ValueError, match=r"solve: rtol of shape \(\d, ?\d?\) does not "
+                                             r"broadcast to u0's shape \(2,\)"):
+            fl.ode.solve(oscillator, u0, (0.0, 1.0), rtol=tol)
+    alg = fl.ode.QuadratureAdjoint(atol=np.full((2, 1), 1e-9))
+    with pytest.raises(ValueError, match=r"QuadratureAdjoint: atol of shape \(2, 1\)"):
+        fl.gradient(lambda u: fl.ode.solve(oscillator, u, (0.0, 1.0), sensealg=alg).u[-1, 0],
+                    u0)
+    tree = {"x": np.ones(2), "v": np.zeros(1)}
+    with pytest.raises(ValueError, match=r"atol of shape \(2,\) does not broadcast to the "
+                                         r"flat vector of the tree state, \(3,\)"):
+        fl.ode.solve(lambda t, u, p: u, tree, (0.0, 1.0), atol=np.ones(2))
+    # fitting shapes are taken: per entry, a row, a scalar
+    sol = fl.ode.solve(oscillator_pairs, np.ones((2, 2)), (0.0, 1.0), saveat=[1.0],
+                       rtol=np.array([1e-8, 1e-9]), atol=1e-10)
+    np.testing.assert_allclose(sol.u[-1, :, 0], np.cos(1.0) + np.sin(1.0), rtol=1e-7)
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(tspan=1.0), r"tspan must be \(t0, t1\), two times; got 1.0"),
+    (dict(tspan=None), r"tspan must be \(t0, t1\), two times; got None"),
+    (dict(tspan=("a", 1.0)), r"tspan must be \(t0, t1\)"),
+    (dict(tspan=(0.0, 1j)), r"tspan must be \(t0, t1\)"),
+    (dict(u0=None), "u0 must be an array or a tree of arrays; got None"),
+    (dict(u0="abc"), "u0 must be an array or a tree of arrays; got 'abc'"),
+    (dict(u0=[[1.0], [1.0, 2.0]]), "u0 must be an array .* ragged"),
+    (dict(f=lambda t, u, p: [-u[0], -u[1]]), "returned list .* as an array shaped like u"),
+    (dict(f=lambda t, u, p: None), "returned NoneType"),
+    (dict(solver=fl.ode.Tsit5), r"solve: solver must be a solver instance; got the class "
+                                r"Tsit5 \(write Tsit5\(\)\)"),
+    (dict(solver="Rodas5"), r"solver must be a solver such as Tsit5\(\)"),
+    (dict(saveat="0.5"), "saveat must be a time or a list of times"),
+    (dict(saveat=[[0.5]]), "saveat must be a time or a list of times"),
+    (dict(tstops="a"), "tstops must be a time or a list of times"),
+    (dict(rtol="1e-6"), "rtol must be a number >= 0")], ids=lambda x: str(x)[:30])
+def test_bad_arguments_are_refused_by_name(args, match):
+    """Each failed elsewhere, naming no argument: NumPy's 'need at least one array to
+    concatenate' (u0=None), "object of type 'float' has no len()" (tspan=1.0), "'list'
+    object has no attribute 'size'" (f returning a list), "unsupported operand type(s) for
+    /: 'float' and 'property'" (the solver's class), a ufunc loop error (rtol a string);
+    saveat='0.5' was read as a number."""
+    call = dict(f=lambda t, u, p: -u, u0=np.ones(2), tspan=(0.0, 1.0))
+    call.update(args)
+    with pytest.raises((ValueError, TypeError), match=match):
+        fl.ode.solve(call.pop("f"), call.pop("u0"), call.pop("tspan"), **call)
+
+
+def test_a_number_from_f_for_a_scalar_state_and_dense_output_times_checked():
+    """f returning a Python number for a 0-d state failed ('float' object has no attribute
+    'size'), solving and under an adjoint; now it is the state's derivative. sol(t) with a
+    2-d array or a string of times failed in float()."""
+    sol = fl.ode.solve(lambda t, u, p: p, 0.0, (0.0, 1.0), 2.0, saveat=[1.0])
+    np.testing.assert_allclose(sol.u, [2.0], rtol=1e-12)
+    for alg in (fl.ode.Direct(), fl.ode.InterpolatingAdjoint()):
+        g, = fl.gradient(lambda p: fl.ode.solve(lambda t, u, p: p, np.array(0.0), (0.0, 1.0),
+                                                p, saveat=[1.0], sensealg=alg).u[-1], 2.0)
+        assert abs(g - 1.0) < 1e-12
+    sol = fl.ode.solve(lambda t, u, p: -u, np.ones(2), (0.0, 1.0))
+    for t in (np.array([[0.5]]), "a"):
+        with pytest.raises(ValueError, match="sol\\(t\\): t must be a time or a list of times"):
+            sol(t)
+    np.testing.assert_allclose(sol([0.5]), [np.exp(-0.5) * np.ones(2)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("solver", [fl.ode.Rodas5(), fl.ode.Rosenbrock23()], ids=repr)
+def test_a_stiff_solver_used_again_takes_the_new_problems_jacobian(solver):
+    """The Jacobian was kept on the solver object for a rejected step's retry, keyed by the
+    time and the state array: a solve that starts where the last one's last step started
+    (a one-step solve from the same x, again with new parameters, as a training loop does)
+    took the old parameters' Jacobian: 0.22287 for exp(-1.5) = 0.22313 (fresh solver),
+    and its gradient 0.011163 for 0.011156, silently. The same solver now gives what a
+    fresh one gives, bit for bit."""
+    x = np.array([1.0, 2.0])
+
+    def run(p, s):
+        return fl.ode.solve(lambda t, u, p: p * u, x, (0.0, 0.05), p, solver=s, saveat=[0.05],
+                            rtol=1e-3, dt=0.05)  # (a first step over the whole span)
+
+    assert run(-1.0, solver).stats.naccept == 1  # its last step starts at (0, x)
+    fresh = type(solver)()
+    np.testing.assert_array_equal(run(-30.0, solver).u, run(-30.0, fresh).u)
+    g = fl.gradient(lambda p: run(p, solver).u[-1, 0], -30.0)[0]
+    g_fresh = fl.gradient(lambda p: run(p, type(solver)()).u[-1, 0], -30.0)[0]
+    assert g == g_fresh
+    assert abs(run(-30.0, solver).u[-1, 0] - np.exp(-1.5)) < 2e-3  # (rtol=1e-3)
+
+
+@pytest.mark.parametrize("alg", [fl.ode.Direct(), fl.ode.InterpolatingAdjoint()], ids=repr)
+def test_a_float32_tree_state_of_one_leaf_stays_float32(alg):
+    """A tree state of one float32 leaf was solved, and returned, in float64 (two float32
+    leaves stayed float32): its single leaf was packed with np.asarray(x, float)."""
+    seen = []
+
+    def f(t, u, p):
+        seen.append(u["x"].dtype)
+        return {"x": -p * u["x"]}
+
+    u0 = {"x": np.ones(2, np.float32)}
+    sol = fl.ode.solve(f, u0, (0.0, 1.0), np.float32(1.0), saveat=[1.0], rtol=1e-5)
+    assert sol.u["x"].dtype == np.float32 and set(seen) == {np.dtype(np.float32)}
+    np.testing.assert_allclose(sol.u["x"][-1], np.exp(-1.0), rtol=1e-5)
+    g, = fl.gradient(lambda p: np.sum(fl.ode.solve(f, u0, (0.0, 1.0), p, saveat=[1.0],
+                                                   rtol=1e-5, sensealg=alg).u["x"]),
+                     np.float32(1.0))
+    assert g.dtype == np.float32 and abs(g + 2 * np.exp(-1.0)) < 1e-4

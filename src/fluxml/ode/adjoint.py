@@ -44,6 +44,7 @@ from fluxml.ad.matrices import jacobian
 from fluxml.ad.writeback import apply, changes, restore_parts
 from fluxml.ode import checks
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
+from fluxml.ode.jacobians import jac_for, time_derivative
 from fluxml.ode.rk import Step
 from fluxml.tree import REPEATED, flatten, unflatten
 
@@ -138,53 +139,6 @@ class BacksolveAdjoint(_Adjoint):
 class QuadratureAdjoint(_Adjoint):
     """The adjoint for ``u0`` solved backwards, the gradient for ``p`` by Gauss-Legendre
     quadrature over each of its steps."""
-
-
-def time_derivative(G, t, y, g0, h, *values):
-    """``dG/dt`` at ``(t, y)``, where ``g0 = G(t, y)``: a one-sided difference taken toward
-    ``h``'s sign (the step's direction: past the end of an interval an adjoint reads the
-    forward solution held constant), with the step that suits the precision of ``values``
-    (the least precise of them: float32 states and parameters make every evaluation of G
-    float32-accurate, though an adjoint's lambda is float64).
-
-    float64: the forward difference with a step of sqrt(eps), accurate to ~1e-8. float32: a
-    difference of second order with a step of eps^(1/3) (one more evaluation of G): the
-    first-order one with float64's step differenced noise, and with float32's, sqrt(eps) =
-    3.5e-4, left an error of 3e-4 in df/dt, which the Rosenbrock stages amplify (gradients
-    through Rodas5 off by 4e-3 to 2e-2 on a size of 0.5, with Direct or an adjoint)."""
-    eps = max(np.finfo(np.result_type(raw(x))).eps if _is_float(raw(x)) else 0.0
-              for x in (g0, *values))
-    order = 1 if eps < 1e-10 else 2
-    if order == 1:
-        delta = math.copysign(eps ** 0.5 * max(1.0, abs(t)), h)
-    else:  # G's noise, not t's rounding, bounds float32's step: it grows as |t|^(1/3), not
-        # |t| (eps^(1/3) |t| was 0.49 at t = 100: gradients through Rodas5 2e-2 off), and
-        # stays within half the step, where G is the solution's
-        delta = (eps * max(1.0, abs(t))) ** (1 / 3)
-        if h:
-            delta = min(delta, abs(h) / 2)
-        delta = math.copysign(delta, h)
-    delta = (t + delta) - t  # a step the times hold exactly
-    if order == 1:
-        return (G(t + delta, y) - g0) / delta
-    return (G(t + delta, y) * 4.0 - G(t + 2 * delta, y) - g0 * 3.0) / (2 * delta)
-
-
-def jacobian_of(F: Counted, *values):
-    """``jac(t, y, f0, h) -> (df/du, df/dt)`` for the Rosenbrock solvers: the Jacobian by
-    fluxml's forward mode, the time derivative by a difference (``time_derivative``) whose
-    step suits the precision of ``y`` and ``values``."""
-
-    def jac(t, y, f0, h):
-        F.stats.njac += 1
-        J = jacobian(lambda z: F.fun(t, z), y, mode="fwd")
-        return J, time_derivative(counted, t, y, f0, h, y, *values)
-
-    def counted(t, y):  # F.fun, counted (F itself checks the first result's shape)
-        F.stats.nfe += 1
-        return F.fun(t, y)
-
-    return jac
 
 
 class _Params:
@@ -305,7 +259,7 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
         keep = not isinstance(alg, BacksolveAdjoint) and not getattr(alg, "checkpointing", 0)
         try:
             ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=keep,
-                                      jac=_jac(solver, F, y0, *pv), **options)
+                                      jac=jac_for(solver, F, y0, *pv), **options)
         except DifferentiationError as e:
             if str(e) != CLOSED_OVER:
                 raise
@@ -360,10 +314,6 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
     return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
-def _jac(solver, F, *values):
-    return jacobian_of(F, *values) if getattr(solver, "stiff", False) else None
-
-
 class _Backward:
     """One backward pass of an adjoint method."""
 
@@ -408,6 +358,12 @@ class _Backward:
         self.u_back = None
         for i in range(len(ts) - 1, -1, -1):
             lam = lam + np.reshape(g[i], -1)
+            if not np.all(np.isfinite(g[i])):  # (else the backward solve blamed u0, p and f)
+                raise SolveError(
+                    f"{alg!r}: the loss's derivative with respect to sol.u at t = {ts[i]} is "
+                    "NaN or infinite (a sqrt or log of the solution at 0?), so the adjoint "
+                    "cannot be solved from it; fix the loss there, or use sensealg=Direct(), "
+                    "which passes the NaN on as any gradient does")
             start = ts[i]
             end = ts[i - 1] if i > 0 else self.t0
             if start == end:
@@ -429,21 +385,45 @@ class _Backward:
 
     def integrate(self, G, start, end, z, norm_size, keep=False, U=None):
         F = Counted(G, self.stats)
-        jac = _jac(self.solver, F, self.y0_flat, *self.pv)  # (f's precision: z is float64)
+        jac = jac_for(self.solver, F, self.y0_flat, *self.pv)  # (f's precision: z is float64)
         if jac is not None and U is not None:
             jac = self.adjoint_jacobian(F, U, lam_only=norm_size is None)
         dt = self.options["dt"] if self.h is None else self.h
         copies = 1 if norm_size is None else norm_size // self.y0_flat.size
-        ts, zs, steps = integrate(
-            self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
-            rtol=self.per_entry(self.rtol, copies), atol=self.per_entry(self.atol, copies),
-            max_steps=self.options["max_steps"], dtmax=self.options["dtmax"],
-            tstops=self.options["tstops"],
-            adaptive=self.options["adaptive"],
-            keep_steps=keep, jac=jac, norm_size=norm_size)
+        try:
+            ts, zs, steps = integrate(
+                self.solver, F, start, end, z, saveat=np.array([end]), dt=dt,
+                rtol=self.per_entry(self.rtol, copies), atol=self.per_entry(self.atol, copies),
+                max_steps=self.options["max_steps"], dtmax=self.options["dtmax"],
+                tstops=self.stops(U, start, end), adaptive=self.options["adaptive"],
+                keep_steps=keep, jac=jac, norm_size=norm_size)
+        except SolveError as e:  # (it read as the forward solve's failure: 'check u0, p')
+            raise SolveError(
+                f"{self.alg!r}: the backward solve of the adjoint equation, from t = {start} "
+                f"to {end}, failed ({e}). Where the forward solve succeeded, f's "
+                "vector-Jacobian product may be NaN or infinite there (sqrt(u) at u = 0 has "
+                "an infinite derivative); sensealg=Direct() passes such a NaN on as any "
+                "gradient does") from None
         if self.options["adaptive"] and self.solver.adaptive:
             self.h = F.h_next  # the next interval starts with the step size reached here
         return zs[-1], steps, F
+
+    def stops(self, U, start, end):
+        """The backward solve's tstops: the user's, and for a stiff solver reading ``U``
+        the forward steps' ends between ``start`` and ``end``. A Rosenbrock step spanning
+        many forward steps (a fast transient: tiny forward steps, a smooth lambda) read U
+        as one function through its kinks, and its error estimate missed what it lost in
+        the parameter integral: gradients through Rodas5 2e-4 off at rtol 1e-8, 3e-2 at
+        rtol 1e-5 (float64) and 5e-2 in float32, silently; within one forward step U is
+        one polynomial (now 2e-10, 4e-8, 2e-6, for ~1.6 times the evaluations). Explicit
+        backward solves keep their steps: bounded by stability there, they were 1e-6 off
+        at worst."""
+        user = self.options["tstops"]
+        if U is None or not getattr(self.solver, "stiff", False) or not U.steps:
+            return user
+        lo, hi = min(start, end), max(start, end)
+        inside = U.starts[(U.starts > lo) & (U.starts < hi)]
+        return inside if user is None else np.concatenate([user, inside])
 
     def per_entry(self, tol, copies):
         """A tolerance for the backward state's controlled part, ``copies`` blocks each
@@ -487,11 +467,15 @@ class _Backward:
         rtol = float(np.max(self.rtol))  # (the loosest of per-entry tolerances)
         size = np.linalg.norm(u_fwd) + float(np.max(self.atol)) / max(rtol, 1e-300)
         if not gap <= max(math.sqrt(rtol), 1e-4) * size:
+            # (fixed steps: their own error, not rtol, sets the gap; the message blamed the
+            # problem's stability alone, for Euler on a stable one)
+            coarse = "" if self.options["adaptive"] and self.solver.adaptive else (
+                ", or the fixed steps too coarse to retrace it (a smaller dt)")
             raise SolveError(
                 f"BacksolveAdjoint: solving u backwards drifted from the forward solution at "
                 f"t = {t} (relative gap {gap / size:.3g}): the problem is unstable backwards "
-                "in time, so this gradient would be wrong. Use sensealg=InterpolatingAdjoint() "
-                "or QuadratureAdjoint() (or Direct()).")
+                f"in time{coarse}, so this gradient would be wrong. Use "
+                "sensealg=InterpolatingAdjoint() or QuadratureAdjoint() (or Direct()).")
 
     def adjoint_jacobian(self, G, U, lam_only):
         """The stiff solvers' Jacobian of the adjoint equation, from Jacobians of ``f`` alone
@@ -540,7 +524,7 @@ class _Backward:
         F = Counted(lambda t, z: self.rhs(t, z, self.pv), self.stats)
         opts = dict(self.options, saveat=np.array([t_to]))
         _, _, steps = integrate(self.forward_solver, F, t_from, t_to, y, keep_steps=True,
-                                jac=_jac(self.forward_solver, F, y, *self.pv), **opts)
+                                jac=jac_for(self.forward_solver, F, y, *self.pv), **opts)
         return _Dense(self.forward_solver, steps, F)
 
 
@@ -567,6 +551,7 @@ class _Dense:
         self.solver, self.steps, self.F = solver, steps, F
         self.sign = 1.0 if not steps or steps[0].h > 0 else -1.0
         self.ends = np.array([self.sign * (s.t0 + s.h) for s in steps])
+        self.starts = np.array([s.t0 for s in steps])
 
     def __call__(self, t):
         steps = self.steps

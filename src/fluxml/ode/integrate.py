@@ -72,6 +72,9 @@ class Counted:
         out = self.fun(t, y)
         if not self.checked:
             refuse_compiled([out])  # else a bool() deep in the step control, on the user's line
+            if not hasattr(raw(out), "reshape"):  # (a list or a float: an AttributeError)
+                raise TypeError(f"solve: f(t, u, p) returned {type(out).__name__} "
+                                f"{out!r:.60}; f must return du/dt as an array shaped like u")
             shape = np.shape(raw(out))
             if shape != np.shape(raw(y)):
                 raise ValueError(f"solve: f(t, u, p) returned shape {shape} for a state of "
@@ -109,6 +112,22 @@ def _jac_after(jac, t1):
     return lambda t, y, f0, h: jac(float(np.nextafter(t, t1)), y, f0, h)
 
 
+def _kept_for_retries(jac):
+    """``jac`` computed once per point: a rejected step's retry from the same ``(t, y)``
+    reuses it. Kept per solve: kept on the solver (one Rodas5() for many solves), a solve
+    starting from the array and time where the last one's last step started (a one-step
+    solve again with new parameters, a training loop) took the old f's Jacobian (1e-3 off,
+    and its gradient, silently)."""
+    last: list = []
+
+    def kept(t, y, f0, h):
+        if not (last and last[0] == t and last[1] is y):
+            last[:] = [t, y, jac(t, y, f0, h)]
+        return last[2]
+
+    return kept
+
+
 def _stops_inside(tstops, t0: float, t1: float, direction: float) -> list:
     """The times of ``tstops`` strictly between ``t0`` and ``t1``, in the direction of the
     solve, each once."""
@@ -131,6 +150,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
     (a discontinuity of ``f`` in time is not stepped across)."""
     dtmax = math.inf if dtmax is None else float(dtmax)
     stats = F.stats
+    jac = None if jac is None else _kept_for_retries(jac)
     # Python floats: a NumPy float64 time (an adjoint re-solving from a saved time) made the
     # step h one, and float32 states float64 (W = I / (h gamma) - J in a Rosenbrock step)
     t0, t1 = float(t0), float(t1)
@@ -230,8 +250,8 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
         k1 = ks[-1] if solver.fsal else None
         if at_stop:  # the interpolant reads f's limit at the stop from the side the step
             stop_i += 1  # came from, the next step from the side it goes to (torchdiffeq's
-            if not solver.fsal:  # PREV and NEXT perturbations)
-                step.f1 = G(t_new, y_new)
+            if not solver.fsal and hasattr(solver, "stages"):  # PREV and NEXT perturbations;
+                step.f1 = G(t_new, y_new)  # a Rosenbrock interpolant reads no f1)
             k1 = F(float(np.nextafter(t_new, t1)), y_new)
         from_stop = at_stop
         if save is None:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from fluxml.layers.module import Module
+from fluxml.ode import checks
 from fluxml.ode.adjoint import InterpolatingAdjoint
 from fluxml.ode.rk import Tsit5
-from fluxml.ode.solve import Solution, solve
+from fluxml.ode.solve import Solution, _check_options, _times, solve
 
 
 def _rhs(t, u, model):
@@ -59,22 +58,16 @@ class NeuralODE(Module):
                  dtmax: float | None = None):
         if not callable(model):
             raise TypeError(f"NeuralODE: model must be callable (a layer); got {model!r}")
-        if len(tspan) != 2:
-            raise ValueError(f"NeuralODE: tspan must be (t0, t1); got {tspan!r}")
-        try:
-            times = (float(tspan[0]), float(tspan[1]))
-        except (TypeError, ValueError):
-            times = (np.nan, np.nan)
-        if not np.all(np.isfinite(times)):  # (a NaN end solved nothing, silently)
-            raise ValueError(f"NeuralODE: tspan must be two finite times (t0, t1); got "
-                             f"{tspan!r}")
+        # every option checked here, by the layer's name (a bad rtol, saveat or solver class
+        # was taken, and failed at the first call naming solve, or deep in the step control)
+        t0, t1, save = _times(tspan, saveat, "NeuralODE")
         self.model = model
-        self.tspan = times
-        self.solver = Tsit5() if solver is None else solver
-        self.saveat = None if saveat is None else np.asarray(saveat, dtype=float)
-        self.sensealg = InterpolatingAdjoint() if sensealg is None else sensealg
-        if not isinstance(adaptive, bool):
-            raise TypeError(f"NeuralODE: adaptive must be True or False; got {adaptive!r}")
+        self.tspan = (t0, t1)
+        self.solver = Tsit5() if solver is None else checks.solver("NeuralODE", solver)
+        self.saveat = save
+        max_steps, dtmax, self.sensealg = _check_options(
+            rtol, atol, dt, max_steps, adaptive, dtmax,
+            InterpolatingAdjoint() if sensealg is None else sensealg, "NeuralODE")
         if dt is None and not (adaptive and self.solver.adaptive):
             what = f"{self.solver!r} (a fixed-step solver)" if adaptive else "adaptive=False"
             raise ValueError(f"NeuralODE: {what} takes fixed steps; pass their size, dt=...")
@@ -92,6 +85,17 @@ class NeuralODE(Module):
     def __call__(self, x) -> Any:
         u = self.solve(x).u
         return u[-1] if self.saveat is None else u
+
+    def _show_children(self):
+        """The model nested, then the solve's settings (two layers that solve differently
+        printed alike: only the model was shown)."""
+        from fluxml.layers.containers import _Shown
+
+        settings = [("tspan", self.tspan), ("solver", self.solver),
+                     ("saveat", None if self.saveat is None else self.saveat.tolist()),
+                     ("sensealg", self.sensealg)]
+        return [("model", self.model)] + [(k, _Shown(repr(v))) for k, v in settings
+                                          if v is not None]
 
     def _line(self) -> str:
         return f"NeuralODE(tspan={self.tspan}, {self.solver!r}, {self.sensealg!r})"

@@ -92,12 +92,7 @@ class _Rosenbrock:
             raise TypeError(f"{self!r} does not take complex states (its Jacobian is of a real "
                             "state); solve the real and imaginary parts as one real state "
                             "of twice the size, or use an explicit solver such as Tsit5()")
-        cache = getattr(self, "_cache", None)
-        if cache is not None and cache[0] == t and cache[1] is y:
-            J, dT = cache[2], cache[3]
-        else:
-            J, dT = jac(t, y, k1, h)  # (h: the direction to take df/dt in)
-            self._cache = (t, y, J, dT)
+        J, dT = jac(t, y, k1, h)  # (h: the direction to take df/dt in; a retry reuses it)
         shape = np.shape(y)
         n = int(np.prod(shape))
         # the identity in the state's dtype: a float64 one made float32 states float64

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from fluxml._checks import flag, positive_int, real_in
-from fluxml.ad.core import DifferentiationError, Tracer, top_trace
+from fluxml._checks import flag, is_real, positive_int, real_in
+from fluxml.ad.core import DifferentiationError, Tracer, raw, top_trace
 from fluxml.ad.reverse import ReverseTrace
-from fluxml.ode import adjoint
+from fluxml.ode import adjoint, checks
 from fluxml.ode.integrate import Counted, integrate, refuse_compiled
+from fluxml.ode.jacobians import jac_for
 from fluxml.ode.rk import Tsit5
 from fluxml.ode.state import Packer
 from fluxml.tree import flatten
@@ -62,56 +63,59 @@ class Solution:
                 f"{self.t[-1]}], nfe={s.nfe}, accepted={s.naccept}, rejected={s.nreject})")
 
 
-def _times(tspan, saveat):
+def _times(tspan, saveat, who="solve"):
     for x in flatten((tspan, saveat))[0]:
         if type(x) is Tracer:
             raise DifferentiationError(
-                "solve: tspan and saveat carry no derivative (gradients with respect to times "
+                f"{who}: tspan and saveat carry no derivative (gradients with respect to times "
                 "are not supported); pass them as plain numbers, e.g. fl.stop_gradient(t)")
-    if len(tspan) != 2:
-        raise ValueError(f"solve: tspan must be (t0, t1); got {tspan!r}")
-    t0, t1 = float(tspan[0]), float(tspan[1])
-    if not (np.isfinite(t0) and np.isfinite(t1)):  # a NaN end solved nothing, silently
-        raise ValueError(f"solve: tspan must be two finite times (t0, t1); got {tspan!r}")
+    t0, t1 = checks.tspan(who, tspan)
     if saveat is None:
         return t0, t1, None
-    save = np.atleast_1d(np.asarray(saveat, dtype=float))
+    save = checks.times(who, "saveat", saveat)
     lo, hi = min(t0, t1), max(t0, t1)
     if save.size == 0:  # else NumPy's "need at least one array to stack", after the solve
-        raise ValueError("solve: saveat lists no time; pass the times to return, or "
+        raise ValueError(f"{who}: saveat lists no time; pass the times to return, or "
                          "saveat=None for t0 and every accepted step")
     # not "any outside": a NaN is neither below nor above, and was dropped from the output
-    if save.ndim != 1 or not np.all((save >= lo) & (save <= hi)):
-        raise ValueError(f"solve: saveat must be times inside tspan [{t0}, {t1}]; got {saveat!r}")
+    if not np.all((save >= lo) & (save <= hi)):
+        raise ValueError(f"{who}: saveat must be times inside tspan [{t0}, {t1}]; got "
+                         f"{saveat!r}")
     d = np.diff(save) * (1 if t1 >= t0 else -1)
     if np.any(d < 0):
-        raise ValueError("solve: saveat must be ordered from t0 towards t1")
+        raise ValueError(f"{who}: saveat must be ordered from t0 towards t1")
     return t0, t1, save
 
 
-def _check_options(rtol, atol, dt, max_steps, adaptive) -> None:
+def _check_options(rtol, atol, dt, max_steps, adaptive, dtmax, sensealg, who="solve"):
     """The step options, refused by name when they cannot mean anything: a negative or NaN
     tolerance was accepted (atol=-1 took two steps and called it solved; rtol=NaN, or both
     tolerances 0, rejected every step until max_steps), as were dt=0 or NaN (an unclear
-    failure in the first step) and a fractional max_steps."""
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        try:
-            values = np.asarray(tol, dtype=float)
-        except (TypeError, ValueError):
-            values = np.array(np.nan)
-        if values.size == 0 or not np.all(np.isfinite(values) & (values >= 0)):
-            raise ValueError(f"solve: {name} must be a number >= 0 (or an array of them, one "
-                             f"per state entry); got {tol!r}")
+    failure in the first step) and a fractional max_steps. ``(max_steps, dtmax, sensealg)``
+    as the solve takes them."""
+    checks.tolerance(who, "rtol", rtol)
+    checks.tolerance(who, "atol", atol)
     if not np.any(np.asarray(rtol, dtype=float) + np.asarray(atol, dtype=float) > 0):
-        raise ValueError("solve: rtol and atol are both 0, so no error would be small enough; "
-                         "pass a positive tolerance")
+        raise ValueError(f"{who}: rtol and atol are both 0, so no error would be small "
+                         "enough; pass a positive tolerance")
     if dt is not None:
-        real_in("solve", "dt", dt)
+        real_in(who, "dt", dt)
         if dt == 0:
-            raise ValueError("solve: dt must be a nonzero step size (its sign is ignored: "
+            raise ValueError(f"{who}: dt must be a nonzero step size (its sign is ignored: "
                              "tspan gives the direction); got 0")
-    positive_int("solve", "max_steps", max_steps)
-    flag("solve", "adaptive", adaptive)
+    if isinstance(max_steps, float) and max_steps.is_integer():  # (Julia's maxiters=1e5)
+        max_steps = int(max_steps)
+    positive_int(who, "max_steps", max_steps)
+    flag(who, "adaptive", adaptive)
+    if dtmax is not None and dtmax == np.inf:  # no bound (torchdiffeq's default max_step)
+        dtmax = None
+    if dtmax is not None:
+        real_in(who, "dtmax", dtmax, 0, low_open=True)
+    sensealg = adjoint.Direct() if sensealg is None else sensealg
+    if not isinstance(sensealg, adjoint.SensitivityAlgorithm):
+        raise TypeError(f"{who}: sensealg must be Direct(), InterpolatingAdjoint(), "
+                        f"BacksolveAdjoint() or QuadratureAdjoint(); got {sensealg!r}")
+    return max_steps, dtmax, sensealg
 
 
 def _state(u0):
@@ -119,7 +123,11 @@ def _state(u0):
     state stays complex (it was cast to float with only a ComplexWarning: the imaginary
     part of ``u0`` was dropped and ``u' = -1j u`` from ``1j`` solved as from 0)."""
     if type(u0) in (list, int, float, complex) or isinstance(u0, np.generic):
-        u0 = np.asarray(u0)
+        try:
+            u0 = np.asarray(u0)
+        except ValueError:  # (a ragged list: NumPy's 'inhomogeneous shape')
+            raise ValueError(f"solve: u0 must be an array or a tree of arrays; got the ragged "
+                             f"list {u0!r:.80}") from None
     if type(u0) is np.ndarray and u0.dtype.kind not in "fc":
         u0 = u0.astype(float)
     return u0
@@ -174,26 +182,18 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     close over traced values (which an adjoint refuses with an error).
     """
     _refuse_other_orders(f)
-    if isinstance(max_steps, float) and max_steps.is_integer():  # (Julia's maxiters=1e5)
-        max_steps = int(max_steps)
-    _check_options(rtol, atol, dt, max_steps, adaptive)
-    if dtmax is not None and dtmax == np.inf:  # no bound (torchdiffeq's default max_step)
-        dtmax = None
-    if dtmax is not None:
-        real_in("solve", "dtmax", dtmax, 0, low_open=True)
+    max_steps, dtmax, sensealg = _check_options(rtol, atol, dt, max_steps, adaptive, dtmax,
+                                                sensealg)
     if tstops is not None:
-        tstops = np.ravel(np.asarray(tstops, dtype=float))
+        tstops = checks.times("solve", "tstops", tstops)
         if not np.all(np.isfinite(tstops)):
             raise ValueError(f"solve: tstops must be finite times; got {tstops!r}")
-    solver = Tsit5() if solver is None else solver
+    solver = Tsit5() if solver is None else checks.solver("solve", solver)
     t0, t1, save = _times(tspan, saveat)
     u0 = _state(u0)
-    sensealg = adjoint.Direct() if sensealg is None else sensealg
-    if not isinstance(sensealg, adjoint.SensitivityAlgorithm):
-        raise TypeError(f"solve: sensealg must be Direct(), InterpolatingAdjoint(), "
-                        f"BacksolveAdjoint() or QuadratureAdjoint(); got {sensealg!r}")
     packer = Packer(u0)
     y0 = packer.pack(u0)
+    _check_tolerance_shapes(np.shape(raw(y0)), not packer.identity, rtol, atol, sensealg)
     options = dict(saveat=save, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps, dtmax=dtmax,
                    tstops=tstops, adaptive=adaptive)
     leaves = flatten((u0, p))[0]
@@ -209,10 +209,19 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
 
     F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), p)))
     ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True,
-                              jac=adjoint._jac(solver, F, *leaves), **options)
+                              jac=jac_for(solver, F, *leaves), **options)
     interpolant = _Interpolant(solver, F, steps, packer, t0, y0)
     u = packer.unpack_stacked(np.stack(ys))
     return Solution(np.asarray(ts), u, F.stats, solver, interpolant)
+
+
+def _check_tolerance_shapes(shape, tree, rtol, atol, sensealg) -> None:
+    """Per-entry tolerances, solve's and an adjoint's, shaped for the state."""
+    for who, name, tol in (("solve", "rtol", rtol), ("solve", "atol", atol),
+                           (type(sensealg).__name__, "rtol", getattr(sensealg, "rtol", None)),
+                           (type(sensealg).__name__, "atol", getattr(sensealg, "atol", None))):
+        if tol is not None:
+            checks.tolerance_shape(who, name, tol, shape, tree)
 
 
 def _refuse_stops_in_backsolves(sensealg, tstops, t0, t1, save) -> None:
@@ -250,10 +259,11 @@ class _Interpolant:
             self.forward = self.ends[-1] >= self.starts[0]
 
     def __call__(self, t, derivative=False):
-        if np.ndim(t) == 0:
+        if np.ndim(t) == 0 and is_real(t):
             return self.packer.unpack(self._at(float(t), derivative))
+        ts = checks.times("sol(t)", "t", t)  # (a 2-d t or a string: a float() error)
         return self.packer.unpack_stacked(np.stack([self._at(float(s), derivative)
-                                                    for s in t]))
+                                                    for s in ts]))
 
     def _at(self, t, derivative=False):
         if not self.steps:

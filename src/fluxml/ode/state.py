@@ -27,8 +27,11 @@ class Packer:
         self.identity = _is_array(like)
         if self.identity:
             self.shape = np.shape(raw(like))
+            self.dtype = np.result_type(raw(like))
             return
         leaves, self.spec = flatten(like)
+        if not leaves:  # (None or a string: NumPy's 'need at least one array to concatenate')
+            raise TypeError(f"solve: u0 must be an array or a tree of arrays; got {like!r:.80}")
         self.keyed = keyed(self.spec)  # dicts or objects: f's result is aligned to the spec
         for x in leaves:
             if not np.issubdtype(np.result_type(raw(x)), np.floating):
@@ -41,14 +44,20 @@ class Packer:
 
     def pack(self, tree):
         if self.identity:
+            if isinstance(tree, (int, float, complex)) and self.shape == ():
+                return np.asarray(tree, self.dtype)  # f's number for a 0-d state (it failed)
             return tree
         leaves, _ = flatten(align(tree, self.spec, "solve: f's result") if self.keyed else tree)
         if len(leaves) != len(self.shapes):
             raise ValueError(f"solve: f returned a tree with {len(leaves)} leaves for a state "
                              f"with {len(self.shapes)}; return a tree shaped like u")
         parts = [np.reshape(x, (-1,)) if np.ndim(raw(x)) != 1 else x for x in leaves]
-        if len(parts) == 1:
-            return parts[0] if type(parts[0]) is Tracer else np.asarray(parts[0], float)
+        if len(parts) == 1:  # (float32 kept: it was made float64, unlike two leaves' state)
+            x = parts[0]
+            if type(x) is Tracer:
+                return x
+            x = np.asarray(x)
+            return x if x.dtype.kind in "fc" else x.astype(float)
         return np.concatenate(parts)
 
     def unpack(self, y):
