@@ -84,5 +84,41 @@ def choose(depth: int, precision_bits: int | None = None, min_slots: int = 1) ->
         f"lower-degree polynomial activations, or a smaller precision_bits.")
 
 
+def rescale_error(params: CKKSParams) -> float:
+    """The largest relative error one level adds to every value: TenSEAL rescales by a prime
+    ``q`` of the chain and calls the result's scale ``2**scale_bits`` again, so values come
+    back times ``2**scale_bits / q`` (a square of such a value doubles it). The primes are
+    SEAL's (``CoeffModulus::Create``): the largest below ``2**scale_bits`` that are 1 modulo
+    twice the degree."""
+    step, bits = 2 * params.poly_modulus_degree, params.scale_bits
+    primes, q = [], 2**bits - step + 1
+    while len(primes) < params.depth:
+        if _is_prime(q):
+            primes.append(q)
+        q -= step
+    return max((abs(1 - 2**bits / q) for q in primes), default=0.0)
+
+
+def _is_prime(n: int) -> bool:
+    """Miller-Rabin with the bases that decide every n below 2**64."""
+    bases = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+    if n < 2 or any(n % p == 0 for p in bases):
+        return n in bases
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in bases:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
 def _total(depth, bits):
     return 2 * (bits + INTEGER_BITS) + depth * bits

@@ -34,7 +34,7 @@ from fluxml.crypto.keys import (
     tenseal,
 )
 from fluxml.crypto.lower import Affine, Poly, lower
-from fluxml.crypto.params import MAX_BITS_128, CKKSParams, choose
+from fluxml.crypto.params import MAX_BITS_128, CKKSParams, choose, rescale_error
 
 _MAGIC_PLAN = b"FLXPLAN1"
 
@@ -214,7 +214,9 @@ class Plan:
                      f"{json.dumps(p.coeff_mod_bit_sizes)} bits, scale 2^{p.scale_bits}, "
                      f"128-bit security; results below 2^{_range_bits(p)} in size (a larger "
                      f"one decrypts wrapped around); encryption error about "
-                     f"{_expected_error(p):.0e} per value "
+                     f"{_expected_error(p):.0e} per value, and a relative error of up to "
+                     f"{rescale_error(p):.0e} per level (TenSEAL takes each rescaling prime "
+                     f"for 2^{p.scale_bits}; a square doubles its input's) "
                      f"(plan.report(x, keys) measures every step)")
         return "\n".join(lines)
 
