@@ -84,19 +84,16 @@ def choose(depth: int, precision_bits: int | None = None, min_slots: int = 1) ->
         f"lower-degree polynomial activations, or a smaller precision_bits.")
 
 
-def rescale_error(params: CKKSParams) -> float:
-    """The largest relative error one level adds to every value: TenSEAL rescales by a prime
-    ``q`` of the chain and calls the result's scale ``2**scale_bits`` again, so values come
-    back times ``2**scale_bits / q`` (a square of such a value doubles it). The primes are
-    SEAL's (``CoeffModulus::Create``): the largest below ``2**scale_bits`` that are 1 modulo
-    twice the degree."""
-    step, bits = 2 * params.poly_modulus_degree, params.scale_bits
-    primes, q = [], 2**bits - step + 1
-    while len(primes) < params.depth:
+def rescale_primes(degree: int, bits: int, count: int) -> list:
+    """The primes of ``bits`` bits that SEAL's ``CoeffModulus::Create`` gives a chain, in the
+    order rescaling drops them: the largest below ``2**bits`` that are 1 modulo twice the
+    degree, descending (the last of the chain, dropped first, is the largest)."""
+    step, primes, q = 2 * degree, [], 2**bits - 2 * degree + 1
+    while len(primes) < count:
         if _is_prime(q):
             primes.append(q)
         q -= step
-    return max((abs(1 - 2**bits / q) for q in primes), default=0.0)
+    return primes
 
 
 def _is_prime(n: int) -> bool:
