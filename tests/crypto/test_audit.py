@@ -178,3 +178,19 @@ def test_tenseals_rescaling_drift_is_taken_out(layers, layout):
     assert np.all(np.abs(want) > 100)  # large results: the encryption noise is small beside
     np.testing.assert_allclose(got, want, rtol=1e-7)
     np.testing.assert_allclose(want, model(x), rtol=1e-12)
+
+
+def test_dropout_at_inference_is_the_identity():
+    """Dropout (in test or automatic mode) was refused by name: "use nothing (remove it: it
+    is off at inference) instead, and retrain", though AlphaDropout, or Dropout inside a
+    SkipConnection, lowered as the identity they are at inference; training mode is still
+    refused."""
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Dense(4, 3), fl.Dropout(0.5), fl.square, fl.Dense(3, 2)))
+    plan = fl.crypto.compile(model, (4,))
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    np.testing.assert_allclose(plan.plain(x), model(x), rtol=1e-12)
+    assert [type(s).__name__ for s in plan.steps] == ["Affine", "Poly", "Affine"]
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=r"model\[1\]: Dropout\(0.5, "
+                                                         r"active=True\) is set to training"):
+        fl.crypto.compile(fl.trainmode(model), (4,))
