@@ -156,9 +156,11 @@ def noise_bound(plan, x) -> float:
     rescale."""
     p = plan.params
     fresh = p.poly_modulus_degree * 3.2 * 2.0 ** -p.scale_bits
-    # TenSEAL calls the scale 2**scale_bits after each rescale, by a prime within about a
-    # hundred steps of 2N below it: a relative error of that size at every level
-    rel = 200 * 2 * p.poly_modulus_degree * 2.0 ** -p.scale_bits
+    # TenSEAL calls the scale 2**scale_bits after each rescale by a prime q (about a hundred
+    # steps of 2N below it), which the plan takes out of its multipliers (crypto/evaluate.py);
+    # it was 200 * 2N / 2**scale_bits relative per level before. What stays: rotations' and
+    # the multipliers' rounding, a few 2N / 2**scale_bits
+    rel = 2 * 2 * p.poly_modulus_degree * 2.0 ** -p.scale_bits
     h = x.reshape(len(x), -1)
     err = np.full(h.shape[1], fresh)
     for step in plan.steps:

@@ -75,7 +75,7 @@ SUBSTITUTES = {
     "tanh": "fl.PolyAct(3)", "softmax": "argmax on the client (decrypt the logits first)",
     "logsoftmax": "argmax on the client (decrypt the logits first)",
     "MaxPool": "MeanPool", "AdaptiveMaxPool": "AdaptiveMeanPool",
-    "GlobalMaxPool": "GlobalMeanPool", "Dropout": "nothing (remove it: it is off at inference)",
+    "GlobalMaxPool": "GlobalMeanPool",
     "LayerNorm": "BatchNorm (at inference an affine map of its running statistics), or "
                  "normalise on the client",
     "GroupNorm": "BatchNorm (at inference an affine map of its running statistics), or "

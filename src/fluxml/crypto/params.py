@@ -84,5 +84,38 @@ def choose(depth: int, precision_bits: int | None = None, min_slots: int = 1) ->
         f"lower-degree polynomial activations, or a smaller precision_bits.")
 
 
+def rescale_primes(degree: int, bits: int, count: int) -> list:
+    """The primes of ``bits`` bits that SEAL's ``CoeffModulus::Create`` gives a chain, in the
+    order rescaling drops them: the largest below ``2**bits`` that are 1 modulo twice the
+    degree, descending (the last of the chain, dropped first, is the largest)."""
+    step, primes, q = 2 * degree, [], 2**bits - 2 * degree + 1
+    while len(primes) < count:
+        if _is_prime(q):
+            primes.append(q)
+        q -= step
+    return primes
+
+
+def _is_prime(n: int) -> bool:
+    """Miller-Rabin with the bases that decide every n below 2**64."""
+    bases = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+    if n < 2 or any(n % p == 0 for p in bases):
+        return n in bases
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in bases:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
 def _total(depth, bits):
     return 2 * (bits + INTEGER_BITS) + depth * bits

@@ -22,6 +22,7 @@ import zipfile
 import numpy as np
 
 from fluxml._checks import is_int, positive_int, shown
+from fluxml.crypto.evaluate import Enc, Scales, dot, packed_first, run_step, target
 from fluxml.crypto.keys import (
     CryptoError,
     EncryptedTensor,
@@ -31,7 +32,6 @@ from fluxml.crypto.keys import (
     load_arrays,
     packing_id,
     save_arrays,
-    tenseal,
 )
 from fluxml.crypto.lower import Affine, Poly, lower
 from fluxml.crypto.params import MAX_BITS_128, CKKSParams, choose
@@ -92,10 +92,12 @@ class Plan:
         if ct.layout != "batch":
             raise CryptoError(f"Plan.run takes inputs in the batch or packed layout; got "
                               f"{ct.layout!r}")
-        vectors = ct.vectors
-        for step in self.steps:
-            vectors = _run_step(step, vectors)
-        return EncryptedTensor(vectors, self.output_shape, ct.batch, ct.key_id, ct.single)
+        scales = Scales(ct.vectors[0], self.depth)
+        items = [Enc(v) for v in ct.vectors]
+        for step, after in zip(self.steps, self.steps[1:] + [None]):
+            items = run_step(step, items, scales, after)
+        return EncryptedTensor([it.ct for it in items], self.output_shape, ct.batch, ct.key_id,
+                               ct.single)
 
     def _run_packed(self, ct: EncryptedTensor) -> EncryptedTensor:
         """One input packed for the first affine step: K products by plain vectors, then one
@@ -115,19 +117,21 @@ class Plan:
             raise CryptoError("the packed layout needs Galois keys and this context has none: "
                               "send keys.public_context() made after keys.encrypt(x, "
                               "layout='packed')")
-        rows = np.arange(pattern.shape[1])
-        weights = np.where(pattern >= 0, first.matrix[rows, np.maximum(pattern, 0)], 0.0)
-        acc = ct.vectors[0] * weights[0].tolist()
-        for v, w in zip(ct.vectors[1:], weights[1:]):
-            acc.add_(v * w.tolist())
-        vectors, layout = [acc + first.bias.tolist()], "vector"
-        for step in self.steps[1:]:
+        scales = Scales(ct.vectors[0], self.depth)
+        after = self.steps[1:] + [None]
+        items = [packed_first(first, [Enc(v) for v in ct.vectors], pattern, scales,
+                              target(after[0], scales))]
+        layout = "vector"
+        for step, following in zip(self.steps[1:], after[1:]):
             if isinstance(step, Affine) and layout == "vector":
-                vectors = [_dot(vectors[0], row, b) for row, b in zip(step.matrix, step.bias)]
+                wanted = target(following, scales)
+                items = [dot(items[0], row, b, scales, wanted)
+                         for row, b in zip(step.matrix, step.bias)]
                 layout = "batch"
             else:
-                vectors = _run_step(step, vectors)
-        return EncryptedTensor(vectors, self.output_shape, 1, ct.key_id, ct.single, layout)
+                items = run_step(step, items, scales, following)
+        return EncryptedTensor([it.ct for it in items], self.output_shape, 1, ct.key_id,
+                               ct.single, layout)
 
     def plain(self, x) -> np.ndarray:
         """The plan's steps on plain float64 inputs ``(B, *input_shape)`` (its reference), or
@@ -163,10 +167,12 @@ class Plan:
         x, _ = self._inputs(x, "report")
         plain = self._plain_steps(x)
         ct = keys.encrypt(x, layout="batch")  # (one input may prefer "packed": not step by step)
-        vectors, rows = ct.vectors, []
-        for step, expected in zip(self.steps, plain):
-            vectors = _run_step(step, vectors)
-            got = np.array([v.decrypt()[:len(x)] for v in vectors]).T
+        scales = Scales(ct.vectors[0], self.depth)
+        items, rows = [Enc(v) for v in ct.vectors], []
+        for step, after, expected in zip(self.steps, self.steps[1:] + [None], plain):
+            items = run_step(step, items, scales, after)
+            # (before a square the values carry a factor, which the square takes out)
+            got = np.array([np.array(it.ct.decrypt()[:len(x)]) / it.factor for it in items]).T
             err = float(np.abs(got - expected.reshape(len(x), -1)).max())
             rows.append(f"{step.source:<60} {_kind(step):<14} max error {err:.2e}")
         return "\n".join(rows)
@@ -307,47 +313,6 @@ def _packed_cost(plan: Plan) -> float:
         else:
             cost += step.depth * (1 if whole else features)
     return cost
-
-
-def _dot(vector, row, bias):
-    """One output of an affine step from the ciphertext holding every feature: one product
-    by a plain vector and a sum over the slots (rotations); a size-one ciphertext."""
-    out = vector.dot(row.tolist())
-    if bias != 0.0:
-        out.add_(float(bias))
-    return out
-
-
-def _run_step(step, vectors):
-    if isinstance(step, Affine):
-        return _affine(step, vectors)
-    coeffs = step.coeffs
-    if step.depth == 1 and len(coeffs) == 3 and coeffs[2] == 1 and not coeffs[:2].any():
-        return [v.square() for v in vectors]
-    if not np.any(coeffs[1:]):  # a constant (TenSEAL's polyval fails on degree 0): encrypted
-        # afresh with the public key, as polyval's constant term is (no product: a ciphertext
-        # at its last level takes none)
-        return [tenseal().ckks_vector(v.context(), [float(coeffs[0])] * v.size())
-                for v in vectors]
-    return [v.polyval([float(c) for c in coeffs]) for v in vectors]
-
-
-def _affine(step: Affine, vectors):
-    """y_o = sum_i A[o, i] x_i + b_o: products by plain numbers, no rotations."""
-    out = []
-    matrix, bias = step.matrix, step.bias
-    for o in range(matrix.shape[0]):
-        cols = np.flatnonzero(matrix[o])
-        if len(cols) == 0:  # a constant output still needs a ciphertext at the right level
-            acc = vectors[0] * 0.0
-        else:
-            acc = vectors[cols[0]] * float(matrix[o, cols[0]])
-            for i in cols[1:]:
-                acc.add_(vectors[i] * float(matrix[o, i]))
-        if bias[o] != 0.0:
-            acc.add_(float(bias[o]))
-        out.append(acc)
-    return out
 
 
 def compile(model, input_shape: tuple, precision_bits: int | None = None,
