@@ -273,7 +273,8 @@ class SaveCheckpoint(Callback):
     """``SaveCheckpoint(path, every=1, rngs=None, steps=None)``: after every ``every``-th
     epoch (and with ``steps``, also after every ``steps``-th step, within epochs), save a
     checkpoint (``fl.save_checkpoint``) of the model, optimiser state, step, the history
-    and the generators: fluxml's default one, ``rngs``, and the data loader's (``"data"``)
+    and the generators: fluxml's default one, the model's layers' (``Dropout(p, rng=gen)``),
+    ``rngs``, and the data loader's (``"data"``)
     when it has one. ``path`` may hold ``{epoch}`` and ``{step}``: ``"ckpt-{epoch}.st"``.
     Resume with ``info = fl.load_checkpoint(path, model, fl.setup(rule, model),
     rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
