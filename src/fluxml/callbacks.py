@@ -312,6 +312,12 @@ class SaveCheckpoint(Callback):
     def __init__(self, path, every: int = 1, rngs: dict | None = None,
                  steps: int | None = None):
         self.path, self.every = str(path), positive_int("SaveCheckpoint", _EVERY, every)
+        try:  # (else the first save failed, after an epoch of training, with a bare KeyError)
+            self.path.format(epoch=0, step=0)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"SaveCheckpoint: path {self.path!r} may hold the fields {{epoch}} "
+                             f"and {{step}} only ({type(err).__name__}: {err}); write a "
+                             f"literal brace twice, {{{{ or }}}}") from None
         self.steps = None if steps is None else positive_int(
             "SaveCheckpoint", "steps (steps between checkpoints within epochs)", steps)
         self.rngs = dict(rngs or {})

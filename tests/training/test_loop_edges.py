@@ -30,3 +30,20 @@ def test_an_epoch_without_batches_is_an_error_not_a_run_that_trained_nothing(dat
                                          f"trained.*{why}"):
         fl.train(loss, model, data, state, epochs=2, history=history, progress=False)
     assert model["w"].tolist() == [1.0] and history.epoch == 0 and history.step == 0
+
+
+@pytest.mark.parametrize("template, why", [("c-{epch}.st", "KeyError: 'epch'"),
+                                           ("c-{}.st", "IndexError"),
+                                           ("c-{.st", "ValueError")])
+def test_a_checkpoint_path_with_an_unknown_field_is_refused_when_made(tmp_path, template, why):
+    """A misspelt field in SaveCheckpoint's path was found at the first save, after an
+    epoch of training, as a bare KeyError('epch') from str.format; now the callback refuses
+    it when made, naming the fields it fills in (a doubled brace is a literal one)."""
+    with pytest.raises(ValueError, match=rf"SaveCheckpoint: path .* may hold the fields "
+                                         rf"\{{epoch\}} and \{{step\}} only \({why}"):
+        fl.SaveCheckpoint(tmp_path / template)
+    model, state, loss = _linear()
+    saver = fl.SaveCheckpoint(tmp_path / "c{{1}}-{epoch:02d}-{step}.st")
+    fl.train(loss, model, [np.ones(1)] * 2, state, epochs=1, callbacks=[saver],
+             progress=False)
+    assert [p.name for p in saver.saved] == ["c{1}-01-2.st"] and saver.saved[0].is_file()
