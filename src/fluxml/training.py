@@ -337,10 +337,6 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     run.callbacks = callbacks  # (train made it a list)
     for cb in callbacks:
         cb.on_train_begin(run)
-    try:
-        nbatches = len(data)  # type: ignore[arg-type]
-    except TypeError:
-        nbatches = None
     last_epoch = history.epoch + epochs
     # distributed: a stop asked for in a step by one rank's callbacks (a small message each
     # step, only where a callback acts at steps) stops every rank
@@ -362,7 +358,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if skipped:  # gives them again; else the whole epoch again, with a warning)
                 total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
             done = 0
-        bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress,
+        bar = progress_bar(_length(data), f"epoch {epoch}/{last_epoch}", enabled=progress,
                            initial=steps)  # (a resumed epoch's bar counts its steps done)
         run._data_pass = None
         for batch in batches:
@@ -430,6 +426,15 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _length(data) -> int | None:
+    """The batches of an epoch, for the progress bar (counted each epoch: a DataLoader over
+    a list that grows gives more), or None where ``data`` has no ``len``."""
+    try:
+        return len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _why_empty(data) -> str:
