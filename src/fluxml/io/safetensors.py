@@ -78,6 +78,10 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     for name, x in tensors.items():
         if not isinstance(name, str):
             raise TypeError(f"save: tensor names must be strings; got {name!r}")
+        if name == "__metadata__":  # (the header's metadata was written over it: a file that
+            raise ValueError(  # no reader could read, in place of the old one)
+                "save: a tensor may not be named '__metadata__', the safetensors header's "
+                "own entry; rename the key of that array")
         x = np.asarray(x)
         if x.dtype.kind == "c" and x.dtype.itemsize == 16:
             x = np.asarray(x, "<c16").copy(order="C")[..., None].view("<f8")
