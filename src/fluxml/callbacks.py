@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fluxml._checks import flag, positive_int, real_in, shown
+from fluxml.history import OWN
 
 # what Evaluate's and SaveCheckpoint's ``every`` counts, for their errors (0 failed at the
 # first epoch's end, a division by zero; a negative one ran every epoch)
@@ -86,6 +87,10 @@ class Evaluate(Callback):
                             f"got {fn!r}")
         self.fn, self.every = fn, positive_int("Evaluate", _EVERY, every)
         self.name = name or getattr(fn, "__name__", "metric")
+        if self.name in OWN:  # (known now: a dict's keys are checked when it is logged)
+            raise ValueError(f"Evaluate: the metric's name {self.name!r} is the history's own "
+                             f"entry of each epoch ({OWN[self.name]}); pass name=, as "
+                             f"name='val_{self.name}'")
         self.logged: set | None = None  # the names recorded so far (a dict's: known once called)
 
     def on_epoch_end(self, run) -> None:
@@ -94,6 +99,11 @@ class Evaluate(Callback):
         out = self.fn(run.model)
         if not isinstance(out, dict):
             out = {self.name: out}
+        taken = [k for k in out if k in OWN]
+        if taken:
+            raise ValueError(f"Evaluate: {getattr(self.fn, '__name__', 'fn')} returned the "
+                             f"metric {taken[0]!r}, the history's own entry of each epoch "
+                             f"({OWN[taken[0]]}); name it otherwise, as 'val_{taken[0]}'")
         run.history.log(**{k: _number(v, k) for k, v in out.items()})
         self.logged = (self.logged or set()) | set(out)
 

@@ -47,3 +47,30 @@ def test_a_checkpoint_path_with_an_unknown_field_is_refused_when_made(tmp_path, 
     fl.train(loss, model, [np.ones(1)] * 2, state, epochs=1, callbacks=[saver],
              progress=False)
     assert [p.name for p in saver.saved] == ["c{1}-01-2.st"] and saver.saved[0].is_file()
+
+
+def test_a_metric_named_like_the_historys_own_entries_is_refused():
+    """Evaluate(lambda m: {"loss": val}) wrote over the epoch's mean training loss, and a
+    metric 'step' over the step count a resumed run reads its place from, silently. Such
+    names are refused (a function's name when the Evaluate is made, a dict's keys when
+    logged), before the row is touched; other names log as before."""
+    model, state, loss = _linear()
+
+    def step(m):
+        return 1.0
+
+    with pytest.raises(ValueError, match="Evaluate: the metric's name 'step' is the "
+                                         "history's own.*name='val_step'"):
+        fl.Evaluate(step)
+    history = fl.History()
+    with pytest.raises(ValueError, match="returned the metric 'loss', the history's own "
+                                         "entry.*mean training loss.*'val_loss'"):
+        fl.train(loss, model, [np.ones(1)] * 2, state, history=history, progress=False,
+                 callbacks=[fl.Evaluate(lambda m: {"acc": 0.5, "loss": 5.0})])
+    assert history.epochs[0]["loss"] == np.mean(history.losses) and "acc" not in \
+        history.epochs[0]
+    with pytest.raises(ValueError, match="History.log: 'time' is the history's own"):
+        history.log(time=1.0)
+    fl.train(loss, model, [np.ones(1)] * 2, state, history=history, progress=False,
+             callbacks=[fl.Evaluate(step, name="val_step")])
+    assert history["val_step"] == [None, 1.0]
