@@ -310,3 +310,21 @@ def test_a_pytorch_state_dict_loads_its_arrays_and_the_model_keeps_its_settings(
     del state["layers"]["3"]["bias"]
     with pytest.raises(LoadError, match=r"layers\.3\.bias: missing from the state"):
         fl.loadmodel(model, state)
+
+
+def test_a_dtype_mismatch_says_which_conversion_loads_it():
+    """The hint was 'e.g. fl.f32(model)' whatever the dtypes: for a float64 state and a
+    float32 model (the model float32 already) it named a call that changes nothing. It names
+    the state's conversion to the model's precision now (which then loads), or the model's to
+    the state's; for another kind, the array's astype."""
+    state = {"weight": np.arange(6.0).reshape(3, 2), "bias": np.zeros(3)}
+    model = fl.Dense(2, 3)
+    with pytest.raises(LoadError, match=r"weight: expected dtype float32, got float64; "
+                                        r"convert the state, fl.f32\(state\), or the model, "
+                                        r"fl.f64\(model\), first"):
+        fl.loadmodel(model, state)
+    fl.loadmodel(model, fl.f32(state))
+    assert model.weight.tolist() == [[0, 1], [2, 3], [4, 5]]
+    with pytest.raises(LoadError, match=r"got int64; convert the state's array first "
+                                        r"\(.astype\(np.float32\)\)"):
+        fl.loadmodel(model, {"weight": np.zeros((3, 2), np.int64), "bias": np.zeros(3)})

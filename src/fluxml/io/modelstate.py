@@ -192,8 +192,8 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
             raise LoadError(f"{what}: {path}: expected {shape}, got {vshape}{hint}")
         if _native(dtype) != _native(vdtype) and not (isinstance(x, np.ndarray)
                                                       and _widens(vdtype, dtype)):
-            raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; convert "
-                            f"the state or the model first (e.g. fl.f32(model))")
+            raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; "
+                            f"{_convert_hint(dtype, vdtype)}")
         if isinstance(x, np.ndarray) and not x.flags.writeable:
             raise LoadError(f"{what}: {path}: the model's array is read-only, so it cannot "
                             f"be loaded in place")
@@ -214,6 +214,20 @@ def _is_setting(x) -> bool:
     an array."""
     return not isinstance(x, np.ndarray) and (isinstance(x, np.generic) or
                                               not hasattr(x, "__array_namespace__"))
+
+
+_FLOATS = {2: "fl.f16", 4: "fl.f32", 8: "fl.f64"}
+
+
+def _convert_hint(wanted: np.dtype, given: np.dtype) -> str:
+    """How to make a state of dtype ``given`` load into an array of ``wanted`` (the hint
+    was 'e.g. fl.f32(model)' whatever they were: for a float64 state and a float32 model,
+    the model is float32 already)."""
+    if wanted.kind == given.kind == "f" and wanted.itemsize in _FLOATS and \
+            given.itemsize in _FLOATS:
+        return (f"convert the state, {_FLOATS[wanted.itemsize]}(state), or the model, "
+                f"{_FLOATS[given.itemsize]}(model), first")
+    return f"convert the state's array first (.astype(np.{wanted.name}))"
 
 
 def _native(dtype: np.dtype) -> np.dtype:
