@@ -245,6 +245,12 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
             f"them. train iterates over data: pass batches, as fl.DataLoader(data, batchsize) "
             f"or a list [(x, y)] for the whole set as one batch")
+    if isinstance(data, dict) and data and all(hasattr(d, "shape") for d in data.values()):
+        raise TypeError(
+            f"train: data is a dict of {len(data)} arrays, so iterating it gives its keys "
+            f"({next(iter(data))!r} ...), not batches. Pass fl.DataLoader(data, batchsize) "
+            f"(its batches are dicts: loss(model, batch)) or a list [data] for the whole set "
+            f"as one batch")
     from fluxml.optimise.base import Rule
 
     if isinstance(state, Rule):

@@ -74,3 +74,18 @@ def test_a_metric_named_like_the_historys_own_entries_is_refused():
     fl.train(loss, model, [np.ones(1)] * 2, state, history=history, progress=False,
              callbacks=[fl.Evaluate(step, name="val_step")])
     assert history["val_step"] == [None, 1.0]
+
+
+def test_a_dict_of_arrays_as_data_is_refused_as_a_tuple_of_them_is():
+    """fl.train iterates data: a dict of arrays gave its keys as batches, and the loss
+    failed with 'string indices must be integers'. It is refused by name, as a tuple of
+    arrays already was, saying what to pass; a DataLoader over the dict trains."""
+    model = {"w": np.zeros(1)}
+    state = fl.setup(fl.Descent(0.5), model)
+    data = {"x": np.ones((4, 1)), "y": np.full((4, 1), 2.0)}
+    loss = lambda m, b: fl.mse(b["x"] * m["w"], b["y"])  # noqa: E731
+    with pytest.raises(TypeError, match=r"data is a dict of 2 arrays, so iterating it gives "
+                                        r"its keys \('x' ...\).*fl.DataLoader\(data"):
+        fl.train(loss, model, data, state, progress=False)
+    fl.train(loss, model, fl.DataLoader(data, batchsize=4), state, progress=False)
+    assert model["w"].tolist() == [2.0]  # 0 - 0.5 * d/dw mean((w - 2)^2) = 0 + 0.5 * 4
