@@ -361,3 +361,19 @@ def test_a_tensor_named_like_the_headers_metadata_is_refused_and_the_old_file_ke
     assert path.read_bytes() == old and fl.load(path)["w"].tolist() == [1.0]
     fl.save(path, {"a": {"__metadata__": np.ones(2)}})
     assert fl.load(path)["a"]["__metadata__"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_saving_through_a_symbolic_link_writes_the_file_it_names(tmp_path):
+    """latest.st -> runs/v3.st: the atomic replace put a regular file in place of the link
+    and left v3.st as it was, silently (open(path, 'wb'), torch.save and the safetensors
+    package write through the link). The link's target is replaced now, the link kept."""
+    (tmp_path / "runs").mkdir()
+    target = tmp_path / "runs" / "v3.st"
+    fl.save(target, {"w": np.zeros(2)})
+    link = tmp_path / "latest.st"
+    link.symlink_to(target)
+    fl.save(link, {"w": np.ones(2)})
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert fl.load(target)["w"].tolist() == [1.0, 1.0]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["v3.st"]  # no temporary file left

@@ -123,8 +123,12 @@ def write(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
 
 def atomic_write(path, data: bytes) -> None:
     """Replace ``path`` by ``data`` all at once: a temporary file in the same folder,
-    flushed and synced, then ``os.replace`` (atomic on POSIX and Windows)."""
+    flushed and synced, then ``os.replace`` (atomic on POSIX and Windows). A symbolic link
+    is written through, as ``open(path, "wb")`` writes: its target is replaced (replacing
+    the link itself left the file it names as it was, silently)."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     if not path.parent.is_dir():  # (else the error names the temporary file)
         raise FileNotFoundError(f"save: the folder {path.parent} does not exist; create it "
                                 f"first (os.makedirs) or save elsewhere")
