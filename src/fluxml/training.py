@@ -326,6 +326,10 @@ def _gradient_step(loss, backend):
 def _alone(value):
     """The loss, refusing a tuple: ``fl.withgradient`` takes ``(loss, aux ...)`` (as Zygote's
     does), but a training step has nowhere to put the rest."""
+    if value is None or isinstance(value, (str, bytes)):  # (the engine's error said it
+        raise TypeError(f"train: the loss returned {value!r}, not a number"  # had shape ())
+                        f"{' (a missing return statement?)' if value is None else ''}; "
+                        f"loss(model, *batch) must return the scalar loss")
     if isinstance(value, tuple):
         raise TypeError(f"train: the loss returned a {type(value).__name__} of "
                         f"{len(value)}; fl.train steps on a loss alone, as Flux's train!. "

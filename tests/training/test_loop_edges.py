@@ -89,3 +89,18 @@ def test_a_dict_of_arrays_as_data_is_refused_as_a_tuple_of_them_is():
         fl.train(loss, model, data, state, progress=False)
     fl.train(loss, model, fl.DataLoader(data, batchsize=4), state, progress=False)
     assert model["w"].tolist() == [2.0]  # 0 - 0.5 * d/dw mean((w - 2)^2) = 0 + 0.5 * 4
+
+
+@pytest.mark.parametrize("returned, why", [(None, r"None, not a number \(a missing return "
+                                                  r"statement\?\)"),
+                                           ("0.5", r"'0.5', not a number; ")])
+def test_a_loss_returning_none_or_a_string_is_named(returned, why):
+    """A loss without a return statement gave 'gradient needs f to return a real scalar,
+    but it returned shape ()', pointing at a shape None does not have; it is named now,
+    eagerly and compiled, and the model is as it was."""
+    model, state, _ = _linear()
+    for compile in (False, True):
+        with pytest.raises(TypeError, match=f"train: the loss returned {why}"):
+            fl.train(lambda m, x: returned, model, [np.ones(1)], state, progress=False,
+                     compile=compile)
+        assert model["w"].tolist() == [1.0]
