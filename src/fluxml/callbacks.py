@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fluxml._checks import flag, positive_int, real_in, shown
+from fluxml.history import OWN
 
 # what Evaluate's and SaveCheckpoint's ``every`` counts, for their errors (0 failed at the
 # first epoch's end, a division by zero; a negative one ran every epoch)
@@ -86,6 +87,10 @@ class Evaluate(Callback):
                             f"got {fn!r}")
         self.fn, self.every = fn, positive_int("Evaluate", _EVERY, every)
         self.name = name or getattr(fn, "__name__", "metric")
+        if self.name in OWN:  # (known now: a dict's keys are checked when it is logged)
+            raise ValueError(f"Evaluate: the metric's name {self.name!r} is the history's own "
+                             f"entry of each epoch ({OWN[self.name]}); pass name=, as "
+                             f"name='val_{self.name}'")
         self.logged: set | None = None  # the names recorded so far (a dict's: known once called)
 
     def on_epoch_end(self, run) -> None:
@@ -94,6 +99,11 @@ class Evaluate(Callback):
         out = self.fn(run.model)
         if not isinstance(out, dict):
             out = {self.name: out}
+        taken = [k for k in out if k in OWN]
+        if taken:
+            raise ValueError(f"Evaluate: {getattr(self.fn, '__name__', 'fn')} returned the "
+                             f"metric {taken[0]!r}, the history's own entry of each epoch "
+                             f"({OWN[taken[0]]}); name it otherwise, as 'val_{taken[0]}'")
         run.history.log(**{k: _number(v, k) for k, v in out.items()})
         self.logged = (self.logged or set()) | set(out)
 
@@ -273,7 +283,8 @@ class SaveCheckpoint(Callback):
     """``SaveCheckpoint(path, every=1, rngs=None, steps=None)``: after every ``every``-th
     epoch (and with ``steps``, also after every ``steps``-th step, within epochs), save a
     checkpoint (``fl.save_checkpoint``) of the model, optimiser state, step, the history
-    and the generators: fluxml's default one, ``rngs``, and the data loader's (``"data"``)
+    and the generators: fluxml's default one, the model's layers' (``Dropout(p, rng=gen)``),
+    ``rngs``, and the data loader's (``"data"``)
     when it has one. ``path`` may hold ``{epoch}`` and ``{step}``: ``"ckpt-{epoch}.st"``.
     Resume with ``info = fl.load_checkpoint(path, model, fl.setup(rule, model),
     rngs={"data": loader.rng})`` and ``fl.train(..., history=fl.History.from_dict(
@@ -311,6 +322,12 @@ class SaveCheckpoint(Callback):
     def __init__(self, path, every: int = 1, rngs: dict | None = None,
                  steps: int | None = None):
         self.path, self.every = str(path), positive_int("SaveCheckpoint", _EVERY, every)
+        try:  # (else the first save failed, after an epoch of training, with a bare KeyError)
+            self.path.format(epoch=0, step=0)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"SaveCheckpoint: path {self.path!r} may hold the fields {{epoch}} "
+                             f"and {{step}} only ({type(err).__name__}: {err}); write a "
+                             f"literal brace twice, {{{{ or }}}}") from None
         self.steps = None if steps is None else positive_int(
             "SaveCheckpoint", "steps (steps between checkpoints within epochs)", steps)
         self.rngs = dict(rngs or {})

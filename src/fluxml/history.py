@@ -16,6 +16,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+# each epoch's own entries, which a metric may not write over (History.log)
+OWN = {"epoch": "its number", "step": "the step count at its end",
+       "loss": "the mean training loss of its steps", "time": "its seconds",
+       "samples_per_second": "its observations per second"}
+
 
 class History:
     """``losses``: the loss of each step; ``epochs``: one dict per epoch (``epoch``,
@@ -57,9 +62,17 @@ class History:
         return row
 
     def log(self, **metrics) -> None:
-        """Add metrics to the last epoch's row (callbacks call this at an epoch's end)."""
+        """Add metrics to the last epoch's row (callbacks call this at an epoch's end). The
+        row's own entries (``epoch``, ``step``, ``loss``, ``time``, ``samples_per_second``)
+        are refused: written over, the training loss was lost, silently, and a resumed run
+        misread its place from ``step``."""
         if not self.epochs:
             raise ValueError("History.log: no epoch has ended yet")
+        taken = [k for k in metrics if k in OWN]
+        if taken:
+            raise ValueError(f"History.log: {taken[0]!r} is the history's own entry of each "
+                             f"epoch ({OWN[taken[0]]}); name the metric otherwise, as "
+                             f"'val_{taken[0]}'")
         self.epochs[-1].update(metrics)
 
     def __getitem__(self, name: str) -> list:

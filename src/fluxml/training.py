@@ -245,6 +245,12 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
             f"them. train iterates over data: pass batches, as fl.DataLoader(data, batchsize) "
             f"or a list [(x, y)] for the whole set as one batch")
+    if isinstance(data, dict) and data and all(hasattr(d, "shape") for d in data.values()):
+        raise TypeError(
+            f"train: data is a dict of {len(data)} arrays, so iterating it gives its keys "
+            f"({next(iter(data))!r} ...), not batches. Pass fl.DataLoader(data, batchsize) "
+            f"(its batches are dicts: loss(model, batch)) or a list [data] for the whole set "
+            f"as one batch")
     from fluxml.optimise.base import Rule
 
     if isinstance(state, Rule):
@@ -320,6 +326,10 @@ def _gradient_step(loss, backend):
 def _alone(value):
     """The loss, refusing a tuple: ``fl.withgradient`` takes ``(loss, aux ...)`` (as Zygote's
     does), but a training step has nowhere to put the rest."""
+    if value is None or isinstance(value, (str, bytes)):  # (the engine's error said it
+        raise TypeError(f"train: the loss returned {value!r}, not a number"  # had shape ())
+                        f"{' (a missing return statement?)' if value is None else ''}; "
+                        f"loss(model, *batch) must return the scalar loss")
     if isinstance(value, tuple):
         raise TypeError(f"train: the loss returned a {type(value).__name__} of "
                         f"{len(value)}; fl.train steps on a loss alone, as Flux's train!. "
@@ -337,10 +347,6 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     run.callbacks = callbacks  # (train made it a list)
     for cb in callbacks:
         cb.on_train_begin(run)
-    try:
-        nbatches = len(data)  # type: ignore[arg-type]
-    except TypeError:
-        nbatches = None
     last_epoch = history.epoch + epochs
     # distributed: a stop asked for in a step by one rank's callbacks (a small message each
     # step, only where a callback acts at steps) stops every rank
@@ -362,7 +368,7 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             if skipped:  # gives them again; else the whole epoch again, with a warning)
                 total, steps = float(sum(history.losses[-done:])), done  # (its mean loss)
             done = 0
-        bar = progress_bar(nbatches, f"epoch {epoch}/{last_epoch}", enabled=progress,
+        bar = progress_bar(_length(data), f"epoch {epoch}/{last_epoch}", enabled=progress,
                            initial=steps)  # (a resumed epoch's bar counts its steps done)
         run._data_pass = None
         for batch in batches:
@@ -430,6 +436,15 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     for cb in callbacks:
         cb.on_train_end(run)
     return history
+
+
+def _length(data) -> int | None:
+    """The batches of an epoch, for the progress bar (counted each epoch: a DataLoader over
+    a list that grows gives more), or None where ``data`` has no ``len``."""
+    try:
+        return len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _why_empty(data) -> str:

@@ -126,3 +126,28 @@ def test_observations_of_different_lengths_are_refused():
             fl.data.default_collate(obs)
     a, b = fl.data.default_collate([(1, 2), (3, 4)])
     assert a.tolist() == [1, 3] and b.tolist() == [2, 4]
+
+
+def test_a_dataset_that_grows_between_epochs_is_read_whole():
+    """The loader counted the observations once, when made: a list that grew between
+    epochs (a replay buffer) had its new observations never given, and one that shrank gave
+    a short batch, silently. They are counted at each pass, as PyTorch's and MLUtils'
+    loaders count them (a pass already begun keeps its count)."""
+    buffer = [np.float64(i) for i in range(4)]
+    loader = fl.DataLoader(buffer, batchsize=3, shuffle=True, rng=0)
+    assert len(loader) == 2 and sorted(np.concatenate(list(loader))) == [0, 1, 2, 3]
+    buffer.extend([np.float64(10), np.float64(11)])
+    assert len(loader) == 2 and sorted(np.concatenate(list(loader))) == [0, 1, 2, 3, 10, 11]
+    buffer.append(np.float64(12))
+    assert len(loader) == 3 and sorted(np.concatenate(list(loader))) == [0, 1, 2, 3, 10, 11, 12]
+    seen = []
+
+    class Grow(fl.Callback):
+        def on_epoch_end(self, run):
+            buffer.append(np.float64(100 + run.epoch))
+
+    model = {"w": np.zeros(1)}
+    fl.train(lambda m, x: (seen.append(sorted(x.tolist())), np.sum(m["w"] * x))[1], model,
+             fl.DataLoader(buffer, batchsize=100), fl.setup(fl.Descent(0.1), model),
+             epochs=3, callbacks=[Grow()], progress=False)
+    assert [len(s) for s in seen] == [7, 8, 9] and seen[-1][-2:] == [101, 102]

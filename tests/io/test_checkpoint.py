@@ -273,3 +273,43 @@ def test_a_model_with_no_arrays_resumes(tmp_path):
     assert info.step == 5 and info.extra == {"epoch": 1}
     with pytest.raises(LoadError, match="w: missing from the state"):
         fl.load_checkpoint(path, {"w": np.ones(2)})
+
+
+def _dropout_model(seed=3):
+    """A model whose Dropout draws from a generator of its own, seeded as built."""
+    fl.seed(0)
+    return fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dropout(0.5, rng=np.random.default_rng(seed)),
+                    fl.Dense(8, 1))
+
+
+def test_a_layers_own_generator_is_saved_and_a_resumed_run_draws_its_masks(tmp_path):
+    """A Dropout with a generator of its own: the checkpoint kept fluxml's default generator
+    and those in rngs only, so the model built afresh to resume drew its dropout masks from
+    the seed again, and the resumed run ended elsewhere than the uninterrupted one, silently.
+    The generators the layers hold are saved by path and restored; a run resumed from epoch
+    1's file ends bit for bit as the uninterrupted run (and as a loop by hand)."""
+    x, y = _data()
+    loss = lambda m, x, y: fl.mse(m(x), y)  # noqa: E731
+    loader = fl.DataLoader((x, y), batchsize=8)
+    model = _dropout_model()
+    fl.train(loss, model, loader, fl.setup(fl.Adam(0.01), model), epochs=3, progress=False,
+             callbacks=[fl.SaveCheckpoint(tmp_path / "c-{epoch}.st")])
+    by_hand = _dropout_model()
+    state = fl.setup(fl.Adam(0.01), by_hand)
+    for _ in range(3):
+        for xb, yb in loader:
+            fl.update(state, by_hand, fl.gradient(lambda m: loss(m, xb, yb), by_hand)[0])
+    resumed = _dropout_model()
+    info = fl.load_checkpoint(tmp_path / "c-1.st", resumed, fl.setup(fl.Adam(0.01), resumed))
+    fl.train(loss, resumed, loader, info.opt_state, epochs=2, progress=False,
+             history=fl.History.from_dict(info.extra["history"]))
+    for a, b, c in zip(fl.leaves(model), fl.leaves(by_hand), fl.leaves(resumed)):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    # a generator of another kind at that path is refused by name, before any write
+    other = fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dropout(0.5, rng=np.random.Generator(
+        np.random.MT19937(1))), fl.Dense(8, 1))
+    before = [np.copy(a) for a in fl.leaves(other)]
+    with pytest.raises(LoadError, match="generator 'model.layers.1.rng' is a MT19937, the "
+                                        "checkpoint saved a PCG64"):
+        fl.load_checkpoint(tmp_path / "c-1.st", other, fl.setup(fl.Adam(0.01), other))
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))

@@ -346,3 +346,34 @@ def test_a_folder_that_refuses_the_file_is_named_not_the_temporary_file(tmp_path
         fl.save(path, {"w": np.zeros(2)})
     assert ".tmp" not in str(err.value)
     assert path.read_bytes() == old and os.listdir(tmp_path) == ["m.st"]
+
+
+def test_a_tensor_named_like_the_headers_metadata_is_refused_and_the_old_file_kept(tmp_path):
+    """A dict key '__metadata__' at the top of a model was the name of a tensor whose header
+    entry the metadata then wrote over: fl.save replaced the old file by one that no reader
+    reads ('the data of w starts at byte 16'). Now it is refused by name, the old file kept;
+    deeper in the tree the name is 'a.__metadata__', which is fine."""
+    path = tmp_path / "m.safetensors"
+    fl.save(path, {"w": np.ones(1)})
+    old = path.read_bytes()
+    with pytest.raises(ValueError, match="may not be named '__metadata__'"):
+        fl.save(path, {"__metadata__": np.ones(2), "w": np.zeros(1)})
+    assert path.read_bytes() == old and fl.load(path)["w"].tolist() == [1.0]
+    fl.save(path, {"a": {"__metadata__": np.ones(2)}})
+    assert fl.load(path)["a"]["__metadata__"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_saving_through_a_symbolic_link_writes_the_file_it_names(tmp_path):
+    """latest.st -> runs/v3.st: the atomic replace put a regular file in place of the link
+    and left v3.st as it was, silently (open(path, 'wb'), torch.save and the safetensors
+    package write through the link). The link's target is replaced now, the link kept."""
+    (tmp_path / "runs").mkdir()
+    target = tmp_path / "runs" / "v3.st"
+    fl.save(target, {"w": np.zeros(2)})
+    link = tmp_path / "latest.st"
+    link.symlink_to(target)
+    fl.save(link, {"w": np.ones(2)})
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert fl.load(target)["w"].tolist() == [1.0, 1.0]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["v3.st"]  # no temporary file left

@@ -277,3 +277,54 @@ def test_tied_weights_load_a_widening_or_big_endian_state(dtype):
     with pytest.raises(LoadError, match="one array in the model .tied."):
         fl.loadmodel(model, {"enc": np.ones((2, 2), dtype), "dec": np.zeros((2, 2), dtype)})
     assert model["enc"].tolist() == [[2.5, 2.5]] * 2
+
+
+def test_a_pytorch_state_dict_loads_its_arrays_and_the_model_keeps_its_settings(tmp_path):
+    """A PyTorch state dict holds arrays alone: loading one into a Conv or BatchNorm failed
+    with 'layers.0.stride: missing from the state', though the weights have PyTorch's
+    shapes. A number the state lacks now keeps the model's value (Flux's loadmodel! keeps
+    non-arrays); a missing array is still an error, and PyTorch's num_batches_tracked is
+    named as such. The file is written by the safetensors package, as torch's save_file
+    names a Sequential's entries."""
+    package = pytest.importorskip("safetensors.numpy")
+    rng = np.random.default_rng(5)
+    arrays = {"0.weight": rng.normal(size=(4, 2, 3, 3)), "0.bias": rng.normal(size=4),
+              "1.weight": rng.normal(size=4), "1.bias": rng.normal(size=4),
+              "1.running_mean": rng.normal(size=4), "1.running_var": rng.random(4) + 0.5,
+              "3.weight": rng.normal(size=(3, 16)), "3.bias": rng.normal(size=3)}
+    arrays = {k: v.astype(np.float32) for k, v in arrays.items()}
+    package.save_file({**arrays, "1.num_batches_tracked": np.array(7, np.int64)},
+                      str(tmp_path / "torch.safetensors"), metadata={"format": "pt"})
+    model = fl.Chain(fl.Conv((3, 3), 2, 4, stride=2), fl.BatchNorm(4, eps=1e-3),
+                     fl.Flatten(), fl.Dense(16, 3))
+    state = {"layers": fl.load(tmp_path / "torch.safetensors")}
+    with pytest.raises(LoadError, match=r"layers\.1\.num_batches_tracked: in the state but "
+                                        r"not in the model: PyTorch's count"):
+        fl.loadmodel(model, state)
+    del state["layers"]["1"]["num_batches_tracked"]
+    fl.loadmodel(model, state)
+    for name, value in arrays.items():
+        layer, field = name.split(".")
+        assert np.array_equal(getattr(model[int(layer)], field), value)
+    assert model[0].stride == 2 and model[1].eps == 1e-3  # the model's settings
+    del state["layers"]["3"]["bias"]
+    with pytest.raises(LoadError, match=r"layers\.3\.bias: missing from the state"):
+        fl.loadmodel(model, state)
+
+
+def test_a_dtype_mismatch_says_which_conversion_loads_it():
+    """The hint was 'e.g. fl.f32(model)' whatever the dtypes: for a float64 state and a
+    float32 model (the model float32 already) it named a call that changes nothing. It names
+    the state's conversion to the model's precision now (which then loads), or the model's to
+    the state's; for another kind, the array's astype."""
+    state = {"weight": np.arange(6.0).reshape(3, 2), "bias": np.zeros(3)}
+    model = fl.Dense(2, 3)
+    with pytest.raises(LoadError, match=r"weight: expected dtype float32, got float64; "
+                                        r"convert the state, fl.f32\(state\), or the model, "
+                                        r"fl.f64\(model\), first"):
+        fl.loadmodel(model, state)
+    fl.loadmodel(model, fl.f32(state))
+    assert model.weight.tolist() == [[0, 1], [2, 3], [4, 5]]
+    with pytest.raises(LoadError, match=r"got int64; convert the state's array first "
+                                        r"\(.astype\(np.float32\)\)"):
+        fl.loadmodel(model, {"weight": np.zeros((3, 2), np.int64), "bias": np.zeros(3)})

@@ -437,3 +437,26 @@ def test_a_field_named_as_the_states_bookkeeping_is_refused():
 
     with pytest.raises(ValueError, match="setup: a M has a field named _fields"):
         fl.setup(fl.Adam(), M())
+
+
+def test_a_read_only_parameter_is_refused_before_anything_is_stepped():
+    """A read-only array in the model (memory-mapped weights, np.frombuffer): NumPy's bare
+    'output array is read-only' came after the arrays before it were stepped and every
+    Leaf's Adam state advanced (a state one step ahead of its parameter). Now update names
+    the array first and steps nothing; frozen, it is skipped and the others train."""
+    frozen_weights = np.ones(2)
+    frozen_weights.flags.writeable = False
+    model = {"a": np.ones(2), "b": frozen_weights, "c": np.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+    grads = {"a": np.ones(2), "b": np.ones(2), "c": np.ones(3)}
+    with pytest.raises(ValueError, match=r"update: model\['b'\] is a read-only array.*"
+                                         r"nothing was stepped"):
+        fl.update(state, model, grads)
+    assert all(np.all(x == 1) for x in model.values())
+    assert [int(state[k].state.t) for k in "abc"] == [0, 0, 0]
+    fl.freeze(state["b"])
+    fl.update(state, model, grads)
+    # Adam's first step moves each entry by eta (m / sqrt(v) = 1, bias-corrected)
+    np.testing.assert_allclose(model["a"], 0.9)
+    np.testing.assert_allclose(model["c"], 0.9)
+    assert np.all(model["b"] == 1)

@@ -4,6 +4,7 @@ problem, float32, ``None`` gradients and frozen leaves. One table drives them al
 exported without a row fails ``test_every_rule_has_a_row``."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -460,3 +461,24 @@ def test_adadelta_float16_steps_are_those_of_epsilon_raised_to_1e_7():
     state, model = fl.update(fl.setup(fl.AdaDelta(), model), model,
                              {"w": np.zeros(4, np.float16)})
     np.testing.assert_array_equal(model["w"], 1.0)  # a zero gradient: no step, no NaN
+
+
+@pytest.mark.parametrize("throw", [True, False])
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0])
+def test_clipnorm_of_a_finite_gradient_whose_powers_overflow(throw, p):
+    """float32 entries of 1e20: NumPy's norm summed their squares into inf, so ClipNorm
+    raised 'has 2.0-norm inf' on a finite gradient (throw=True) or scaled the step by
+    omega / inf to nothing (throw=False), where Optimisers.jl (Julia's norm rescales)
+    clips it to norm omega. The norm is taken of dx / max|dx| now, in float64, by hand
+    here; a gradient holding Inf is still refused."""
+    dx = np.array([1e20, -1e20, 2e20, 0.0], np.float32)
+    model = {"w": np.zeros(4, np.float32)}
+    state = fl.setup(fl.OptimiserChain(fl.ClipNorm(0.5, p, throw), fl.Descent(1.0)), model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (NumPy's overflow warning is not shown either)
+        fl.update(state, model, {"w": dx})
+    nrm = np.sum(np.abs(dx.astype(np.float64)) ** p) ** (1 / p)  # finite in float64
+    np.testing.assert_allclose(model["w"], -dx.astype(np.float64) * 0.5 / nrm, rtol=1e-6)
+    if throw:
+        with pytest.raises(FloatingPointError, match="has .*-norm inf"):
+            fl.update(state, model, {"w": np.array([np.inf, 1, 0, 0], np.float32)})

@@ -30,3 +30,77 @@ def test_an_epoch_without_batches_is_an_error_not_a_run_that_trained_nothing(dat
                                          f"trained.*{why}"):
         fl.train(loss, model, data, state, epochs=2, history=history, progress=False)
     assert model["w"].tolist() == [1.0] and history.epoch == 0 and history.step == 0
+
+
+@pytest.mark.parametrize("template, why", [("c-{epch}.st", "KeyError: 'epch'"),
+                                           ("c-{}.st", "IndexError"),
+                                           ("c-{.st", "ValueError")])
+def test_a_checkpoint_path_with_an_unknown_field_is_refused_when_made(tmp_path, template, why):
+    """A misspelt field in SaveCheckpoint's path was found at the first save, after an
+    epoch of training, as a bare KeyError('epch') from str.format; now the callback refuses
+    it when made, naming the fields it fills in (a doubled brace is a literal one)."""
+    with pytest.raises(ValueError, match=rf"SaveCheckpoint: path .* may hold the fields "
+                                         rf"\{{epoch\}} and \{{step\}} only \({why}"):
+        fl.SaveCheckpoint(tmp_path / template)
+    model, state, loss = _linear()
+    saver = fl.SaveCheckpoint(tmp_path / "c{{1}}-{epoch:02d}-{step}.st")
+    fl.train(loss, model, [np.ones(1)] * 2, state, epochs=1, callbacks=[saver],
+             progress=False)
+    assert [p.name for p in saver.saved] == ["c{1}-01-2.st"] and saver.saved[0].is_file()
+
+
+def test_a_metric_named_like_the_historys_own_entries_is_refused():
+    """Evaluate(lambda m: {"loss": val}) wrote over the epoch's mean training loss, and a
+    metric 'step' over the step count a resumed run reads its place from, silently. Such
+    names are refused (a function's name when the Evaluate is made, a dict's keys when
+    logged), before the row is touched; other names log as before."""
+    model, state, loss = _linear()
+
+    def step(m):
+        return 1.0
+
+    with pytest.raises(ValueError, match="Evaluate: the metric's name 'step' is the "
+                                         "history's own.*name='val_step'"):
+        fl.Evaluate(step)
+    history = fl.History()
+    with pytest.raises(ValueError, match="returned the metric 'loss', the history's own "
+                                         "entry.*mean training loss.*'val_loss'"):
+        fl.train(loss, model, [np.ones(1)] * 2, state, history=history, progress=False,
+                 callbacks=[fl.Evaluate(lambda m: {"acc": 0.5, "loss": 5.0})])
+    assert history.epochs[0]["loss"] == np.mean(history.losses) and "acc" not in \
+        history.epochs[0]
+    with pytest.raises(ValueError, match="History.log: 'time' is the history's own"):
+        history.log(time=1.0)
+    fl.train(loss, model, [np.ones(1)] * 2, state, history=history, progress=False,
+             callbacks=[fl.Evaluate(step, name="val_step")])
+    assert history["val_step"] == [None, 1.0]
+
+
+def test_a_dict_of_arrays_as_data_is_refused_as_a_tuple_of_them_is():
+    """fl.train iterates data: a dict of arrays gave its keys as batches, and the loss
+    failed with 'string indices must be integers'. It is refused by name, as a tuple of
+    arrays already was, saying what to pass; a DataLoader over the dict trains."""
+    model = {"w": np.zeros(1)}
+    state = fl.setup(fl.Descent(0.5), model)
+    data = {"x": np.ones((4, 1)), "y": np.full((4, 1), 2.0)}
+    loss = lambda m, b: fl.mse(b["x"] * m["w"], b["y"])  # noqa: E731
+    with pytest.raises(TypeError, match=r"data is a dict of 2 arrays, so iterating it gives "
+                                        r"its keys \('x' ...\).*fl.DataLoader\(data"):
+        fl.train(loss, model, data, state, progress=False)
+    fl.train(loss, model, fl.DataLoader(data, batchsize=4), state, progress=False)
+    assert model["w"].tolist() == [2.0]  # 0 - 0.5 * d/dw mean((w - 2)^2) = 0 + 0.5 * 4
+
+
+@pytest.mark.parametrize("returned, why", [(None, r"None, not a number \(a missing return "
+                                                  r"statement\?\)"),
+                                           ("0.5", r"'0.5', not a number; ")])
+def test_a_loss_returning_none_or_a_string_is_named(returned, why):
+    """A loss without a return statement gave 'gradient needs f to return a real scalar,
+    but it returned shape ()', pointing at a shape None does not have; it is named now,
+    eagerly and compiled, and the model is as it was."""
+    model, state, _ = _linear()
+    for compile in (False, True):
+        with pytest.raises(TypeError, match=f"train: the loss returned {why}"):
+            fl.train(lambda m, x: returned, model, [np.ones(1)], state, progress=False,
+                     compile=compile)
+        assert model["w"].tolist() == [1.0]

@@ -244,11 +244,11 @@ class DataLoader:
             raise TypeError(f"DataLoader: collate must be callable (a list of observations "
                             f"-> a batch); got {collate!r}")
         try:  # the errors name the DataLoader, not the helpers it calls
-            nobs, generator = numobs(data), as_generator(rng)
+            numobs(data)  # (checked: the parts hold as many observations each)
+            generator = as_generator(rng)
         except (TypeError, ValueError) as err:
             raise type(err)(f"DataLoader: {str(err).removeprefix('numobs: ')}") from None
         self.data = data
-        self.nobs = nobs
         self.batchsize = int(batchsize)
         self.shuffle = flag("DataLoader", "shuffle", shuffle)
         self.partial = flag("DataLoader", "partial", partial)
@@ -262,7 +262,16 @@ class DataLoader:
         self._unsynced = self.shard is True and self.shuffle and rng is None
         self._last_count = None  # observations in the batch last given
         self._pass_start = None  # the generator's state as the last pass began
+        self._pass_nobs = 0  # the observations the data held then
         self._passes = 0  # the passes begun (fl.train notes the one it trains on: _mark)
+
+    @property
+    def nobs(self) -> int:
+        """The observations ``data`` holds now: counted again at each pass, as PyTorch's and
+        MLUtils' loaders count them (a list that grows between epochs, a replay buffer, is
+        read whole; counted once when the loader was made, its new observations were never
+        given, silently)."""
+        return numobs(self.data)
 
     def _part(self) -> tuple[int, int]:
         """``(rank, nranks)`` of this loader's shard, ``(0, 1)`` when not sharded."""
@@ -273,16 +282,21 @@ class DataLoader:
         return self.shard or (0, 1)
 
     def __len__(self) -> int:
+        return self._count(self.nobs)
+
+    def _count(self, nobs: int) -> int:
+        """The batches a pass over ``nobs`` observations gives."""
         nranks = self._part()[1]
-        full, rest = divmod(self.nobs, self.batchsize * nranks)
+        full, rest = divmod(nobs, self.batchsize * nranks)
         return full + (1 if rest >= nranks and self.partial else 0)
 
     def __iter__(self) -> Iterator:
         self._sync()
         self._passes += 1
         self._pass_start = self.rng.bit_generator.state  # (for _mark)
-        order = self.rng.permutation(self.nobs) if self.shuffle else None
-        yield from self._batches(order, 0)
+        nobs = self._pass_nobs = self.nobs
+        order = self.rng.permutation(nobs) if self.shuffle else None
+        yield from self._batches(order, 0, nobs)
 
     def _sync(self) -> None:
         """Rank 0's generator on every rank, once (see ``_unsynced``)."""
@@ -293,12 +307,13 @@ class DataLoader:
                 self.rng.bit_generator.state)
             self._unsynced = False
 
-    def _batches(self, order, first: int) -> Iterator:
-        """The pass's batches from batch ``first`` on (``order``: its permutation, or None)."""
+    def _batches(self, order, first: int, nobs: int) -> Iterator:
+        """The pass's batches from batch ``first`` on (``order``: its permutation, or None),
+        of the ``nobs`` observations the data held as the pass began."""
         rank, nranks = self._part()
         step = self.batchsize * nranks
-        for b in range(first, len(self)):
-            lo, hi = b * step, min((b + 1) * step, self.nobs)
+        for b in range(first, self._count(nobs)):
+            lo, hi = b * step, min((b + 1) * step, nobs)
             if nranks > 1:  # this rank's part of the global batch, as np.array_split cuts
                 q, r = divmod(hi - lo, nranks)
                 lo += rank * q + min(rank, r)
@@ -324,8 +339,8 @@ class DataLoader:
             return None
         return {"began": _as_lists(self._pass_start),
                 "now": _as_lists(self.rng.bit_generator.state),
-                "cut": [self.nobs, self.batchsize * self._part()[1], self.shuffle,
-                        self.partial, len(self)]}
+                "cut": [self._pass_nobs, self.batchsize * self._part()[1], self.shuffle,
+                        self.partial, self._count(self._pass_nobs)]}
 
     def _go_on(self, mark: dict, skip: int) -> Iterator | str:
         """The batches after the first ``skip`` of the pass ``mark`` (``_mark``) describes,
@@ -337,8 +352,9 @@ class DataLoader:
         from fluxml.io.files import _as_lists
 
         self._sync()
-        cut = [self.nobs, self.batchsize * self._part()[1], self.shuffle, self.partial,
-               len(self)]
+        nobs = self.nobs
+        cut = [nobs, self.batchsize * self._part()[1], self.shuffle, self.partial,
+               self._count(nobs)]
         if mark.get("cut") != cut or not isinstance(mark.get("began"), dict):
             return f"the DataLoader cuts {_cuts(cut)}, the run's cut {_cuts(mark.get('cut'))}"
         now = self.rng.bit_generator.state
@@ -349,10 +365,10 @@ class DataLoader:
             return f"the history holds {skip} steps of it, the DataLoader cuts {cut[4]} batches"
         self.rng.bit_generator.state = mark["began"]
         self._passes += 1
-        self._pass_start = self.rng.bit_generator.state
-        order = self.rng.permutation(self.nobs) if self.shuffle else None
+        self._pass_start, self._pass_nobs = self.rng.bit_generator.state, nobs
+        order = self.rng.permutation(nobs) if self.shuffle else None
         self.rng.bit_generator.state = now
-        return self._batches(order, skip)
+        return self._batches(order, skip, nobs)
 
     def __repr__(self) -> str:
         shard = f", shard={self.shard}" if self.shard is not None else ""

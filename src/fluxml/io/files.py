@@ -114,6 +114,7 @@ def load(path) -> dict[str, Any]:
 # --- checkpoints ------------------------------------------------------------------------------
 
 DEFAULT_RNG = "fluxml.init"
+MODEL_RNGS = "fluxml.model_rngs"  # the states of the generators the model's layers hold
 EXTRA_FORMAT = "fluxml.extra_format"  # (absent: plain JSON, as files before it were written;
 # "2": extra holds arrays, kept as the file's tensors "extra.<index>": a fluxml reading "1"
 # only refuses it by name rather than misread it)
@@ -139,6 +140,25 @@ def _rng_states(rngs: dict | None) -> dict:
     return {name: _as_lists(state) for name, state in states.items()}
 
 
+def _model_generators(model) -> dict[str, np.random.Generator]:
+    """The generators the model's layers hold (``Dropout(p, rng=gen)``), each once, by the
+    path of its first field (``layers.1.rng``)."""
+    found: dict = {}
+    seen: set = set()
+    stack = [(flatten(model)[1], "")]
+    while stack:
+        node, path = stack.pop()
+        if node.kind == "static":
+            if isinstance(node.static, np.random.Generator) and id(node.static) not in seen:
+                seen.add(id(node.static))
+                found[path] = node.static
+        elif node.kind != "leaf":
+            keys = node.keys if node.keys is not None else range(len(node.children))
+            stack.extend(reversed([(c, f"{path}.{k}" if path else str(k))
+                                   for k, c in zip(keys, node.children)]))
+    return found
+
+
 def _as_lists(state):
     """A generator's state with its arrays as lists (MT19937's, Philox's and SFC64's hold
     arrays, which JSON cannot; their ``state`` setters take lists)."""
@@ -150,8 +170,9 @@ def _as_lists(state):
 def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | None = None,
                     extra: dict | None = None) -> None:
     """Save everything needed to resume training: the model's state, the optimiser state
-    (from ``fl.setup``), the step count, the state of fluxml's default random generator and
-    of the generators in ``rngs`` (e.g. ``{"data": loader.rng}``), and ``extra``, a small
+    (from ``fl.setup``), the step count, the state of fluxml's default random generator, of
+    the generators the model's layers hold (``Dropout(p, rng=gen)``) and of those in ``rngs``
+    (e.g. ``{"data": loader.rng}``), and ``extra``, a small
     dict (epoch, history, best loss ...) that comes back equal and of the same types: it
     holds None, bool, int, float (nan too), str, NumPy numbers, NumPy arrays (kept as
     tensors of the file: the weights of ``EarlyStopping``'s best epoch in a history), and
@@ -180,6 +201,10 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
             "fluxml.rngs": json.dumps(_rng_states(rngs)),
             "fluxml.extra": extra_json, EXTRA_FORMAT: "2" if arrays else "1",
             "fluxml.frozen": json.dumps(_frozen(opt_state))}
+    layers_rngs = {name: _as_lists(gen.bit_generator.state)
+                   for name, gen in _model_generators(model).items()}
+    if layers_rngs:  # (absent where the layers hold none: the file of a plain model as before)
+        meta[MODEL_RNGS] = json.dumps(layers_rngs)
     safetensors.write(path, tensors, meta)
 
 
@@ -206,7 +231,10 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     ``opt_state`` (a fresh ``fl.setup(rule, model)`` of the same shape) likewise, fluxml's
     default generator and the generators in ``rngs`` get their saved states. Everything is
     checked before anything is written; a bad file or a model that does not fit raises and
-    changes nothing. Returns ``Checkpoint(step, opt_state, extra)``.
+    changes nothing. The generators the model's layers hold (``Dropout(p, rng=gen)``) get
+    the states saved at their paths (a model built afresh holds generators as seeded, and
+    a resumed run drew other dropout masks, silently), where the file has them. Returns
+    ``Checkpoint(step, opt_state, extra)``.
 
     >>> import os, tempfile, numpy as np, fluxml as fl
     >>> path, model = os.path.join(tempfile.mkdtemp(), "ckpt.st"), {"w": np.ones(2)}
@@ -246,18 +274,13 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     from fluxml.init import default_rng
 
     generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
-    for name, now in targets.items():
-        saved = saved_rngs.get(name)
-        kind = saved.get("bit_generator") if isinstance(saved, dict) else None
-        if kind != now["bit_generator"]:
-            raise LoadError(f"load_checkpoint: the generator {name!r} is a "
-                            f"{now['bit_generator']}, the checkpoint saved a {kind}")
-        try:  # set on a scratch generator first: a damaged state fails before any write
-            type(generators[name].bit_generator)().state = saved
-        except (TypeError, ValueError, KeyError, OverflowError) as err:
-            raise safetensors.FileFormatError(
-                f"load_checkpoint: {path}: the saved state of the generator {name!r} is "
-                f"damaged ({type(err).__name__}: {err})") from None
+    for name in targets:
+        _check_generator(name, generators[name], saved_rngs.get(name), path)
+    layers_saved = _layers_rngs(meta, path)  # (a file without them: the layers' as they are)
+    layers = [(name, gen, layers_saved[name]) for name, gen in
+              _model_generators(model).items() if name in layers_saved]
+    for name, gen, saved in layers:
+        _check_generator(f"model.{name}", gen, saved, path)
     # every check passed: now write
     write_into(model, model_flat, model_target)
     if opt_state is not None:
@@ -266,7 +289,38 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
             leaves[i].frozen = True
     for name in targets:
         generators[name].bit_generator.state = saved_rngs[name]
+    for _, gen, saved in layers:
+        gen.bit_generator.state = saved
     return Checkpoint(step, opt_state, extra)
+
+
+def _check_generator(name: str, generator, saved, where) -> None:
+    """Raise where ``saved`` is not a state for ``generator`` (another bit generator, a
+    damaged state), before anything is written."""
+    kind = saved.get("bit_generator") if isinstance(saved, dict) else None
+    now = type(generator.bit_generator).__name__
+    if kind != now:
+        raise LoadError(f"load_checkpoint: the generator {name!r} is a {now}, the checkpoint "
+                        f"saved a {kind}")
+    try:  # set on a scratch generator first: a damaged state fails before any write
+        type(generator.bit_generator)().state = saved
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise safetensors.FileFormatError(
+            f"load_checkpoint: {where}: the saved state of the generator {name!r} is "
+            f"damaged ({type(err).__name__}: {err})") from None
+
+
+def _layers_rngs(meta: dict, where) -> dict:
+    """The saved states of the generators the model's layers held, by path."""
+    try:
+        saved = json.loads(meta.get(MODEL_RNGS, "{}"))
+    except json.JSONDecodeError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise safetensors.FileFormatError(f"load_checkpoint: {where}: the metadata "
+                                          f"{MODEL_RNGS} is damaged (expected a dict in JSON, "
+                                          f"got {meta[MODEL_RNGS][:200]!r})")
+    return saved
 
 
 def _checkpoint_meta(meta: dict, where, arrays: dict) -> tuple[int, dict, dict, list]:

@@ -173,11 +173,16 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
                 "fl.setup(rule, model)")
     if len({p for p, _ in target}) < len(target):  # (dict keys 0 and "0": both would load)
         named_leaves(model, what)  # raises, naming the entry
+    # a number the state lacks (a PyTorch state dict holds no stride, eps nor momentum: they
+    # are the code's) keeps the model's value, as Flux's loadmodel! keeps non-arrays; a
+    # missing array is an error
+    required = {p for p, x in target if not _is_setting(x)}
+    target = [(p, x) for p, x in target if p in given or p in required]
     for path, x in target:
         if path not in given:
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
-                            f"{len(given)} entries, {into} {len(target)})"
-                            f"{_prefix_hint(path, given, names) or hint}")
+                            f"{len(given)} entries, {into} {len(required)} arrays)"
+                            f"{_prefix_hint(path, given, required) or hint}")
         v = given[path]
         (shape, dtype), (vshape, vdtype) = _describe(x), _describe(v)
         if shape != vshape:
@@ -187,17 +192,42 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
             raise LoadError(f"{what}: {path}: expected {shape}, got {vshape}{hint}")
         if _native(dtype) != _native(vdtype) and not (isinstance(x, np.ndarray)
                                                       and _widens(vdtype, dtype)):
-            raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; convert "
-                            f"the state or the model first (e.g. fl.f32(model))")
+            raise LoadError(f"{what}: {path}: expected dtype {dtype}, got {vdtype}; "
+                            f"{_convert_hint(dtype, vdtype)}")
         if isinstance(x, np.ndarray) and not x.flags.writeable:
             raise LoadError(f"{what}: {path}: the model's array is read-only, so it cannot "
                             f"be loaded in place")
     _check_ties(target, given, what)
     extra = [p for p in given if p not in names]
     if extra:
+        if all(p.rsplit(".", 1)[-1] == "num_batches_tracked" for p in extra):
+            hint = (": PyTorch's count of a BatchNorm's training steps, which fluxml's "
+                    "BatchNorm does not keep (its momentum is fixed): leave those entries "
+                    "out of the state")
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
                         f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}{hint}")
     return target
+
+
+def _is_setting(x) -> bool:
+    """Whether a model's leaf is a number (a Python or NumPy scalar: a stride, an eps), not
+    an array."""
+    return not isinstance(x, np.ndarray) and (isinstance(x, np.generic) or
+                                              not hasattr(x, "__array_namespace__"))
+
+
+_FLOATS = {2: "fl.f16", 4: "fl.f32", 8: "fl.f64"}
+
+
+def _convert_hint(wanted: np.dtype, given: np.dtype) -> str:
+    """How to make a state of dtype ``given`` load into an array of ``wanted`` (the hint
+    was 'e.g. fl.f32(model)' whatever they were: for a float64 state and a float32 model,
+    the model is float32 already)."""
+    if wanted.kind == given.kind == "f" and wanted.itemsize in _FLOATS and \
+            given.itemsize in _FLOATS:
+        return (f"convert the state, {_FLOATS[wanted.itemsize]}(state), or the model, "
+                f"{_FLOATS[given.itemsize]}(model), first")
+    return f"convert the state's array first (.astype(np.{wanted.name}))"
 
 
 def _native(dtype: np.dtype) -> np.dtype:
@@ -306,11 +336,11 @@ def _scratch_views(xs: list[np.ndarray]) -> list[np.ndarray]:
 def _prefix_hint(path: str, given: dict, names: set) -> str:
     """Where the state's names are the model's with a prefix more or less (PyTorch's
     ``nn.Sequential`` saves ``0.weight`` for a Chain's ``layers.0.weight``; DataParallel
-    ``module.0.weight``), say how to nest or unnest it."""
+    ``module.0.weight``), say how to nest or unnest it; ``names``: the model's arrays."""
     for k in given:
         if path.endswith("." + k):  # the state lacks the model's prefix
             prefix = path[:-len(k)]
-            if {prefix + g for g in given} == names:
+            if names <= {prefix + g for g in given}:
                 nested = "state"
                 for part in reversed(prefix.rstrip(".").split(".")):
                     nested = f"{{{part!r}: {nested}}}"
@@ -318,7 +348,7 @@ def _prefix_hint(path: str, given: dict, names: set) -> str:
         if k.endswith("." + path):  # the state has a prefix the model lacks
             prefix = k[:-len(path)]
             if all(g.startswith(prefix) for g in given) and \
-                    {g[len(prefix):] for g in given} == names:
+                    names <= {g[len(prefix):] for g in given}:
                 inner = "".join(f"[{part!r}]" for part in prefix.rstrip(".").split("."))
                 return (f"; the state's names carry a prefix {prefix!r} the model's lack: "
                         f"pass state{inner}")
@@ -344,7 +374,9 @@ def loadmodel(model, state, *, what: str = "loadmodel"):
     (Python or NumPy scalars) are replaced in their container; a tuple holding one is
     rebuilt. So, unlike Flux's ``loadmodel!`` (arrays only), the state's settings come too:
     a model built with ``Dropout(0.2)`` takes the ``p`` of a state saved from
-    ``Dropout(0.1)``, a BatchNorm its ``eps`` and ``momentum``.
+    ``Dropout(0.1)``, a BatchNorm its ``eps`` and ``momentum``. A number the state lacks
+    keeps the model's value (a PyTorch state dict holds the arrays alone: a Conv's stride
+    and a BatchNorm's eps come from the code, as in Flux); a missing array is an error.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.loadmodel(fl.Dense(2, 3), {"weight": np.zeros((2, 3), np.float32),
@@ -430,6 +462,8 @@ def _join(prefix: str, key) -> str:
 
 def _assign(x, prefix, flat):
     if is_array_leaf(x):
+        if prefix not in flat:  # (a number the state lacks: check kept the model's)
+            return x
         v = flat[prefix]
         if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__") \
                 and not isinstance(x, np.generic):  # (NumPy 2's scalars have the namespace)

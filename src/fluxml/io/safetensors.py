@@ -78,6 +78,10 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     for name, x in tensors.items():
         if not isinstance(name, str):
             raise TypeError(f"save: tensor names must be strings; got {name!r}")
+        if name == "__metadata__":  # (the header's metadata was written over it: a file that
+            raise ValueError(  # no reader could read, in place of the old one)
+                "save: a tensor may not be named '__metadata__', the safetensors header's "
+                "own entry; rename the key of that array")
         x = np.asarray(x)
         if x.dtype.kind == "c" and x.dtype.itemsize == 16:
             x = np.asarray(x, "<c16").copy(order="C")[..., None].view("<f8")
@@ -119,8 +123,12 @@ def write(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
 
 def atomic_write(path, data: bytes) -> None:
     """Replace ``path`` by ``data`` all at once: a temporary file in the same folder,
-    flushed and synced, then ``os.replace`` (atomic on POSIX and Windows)."""
+    flushed and synced, then ``os.replace`` (atomic on POSIX and Windows). A symbolic link
+    is written through, as ``open(path, "wb")`` writes: its target is replaced (replacing
+    the link itself left the file it names as it was, silently)."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     if not path.parent.is_dir():  # (else the error names the temporary file)
         raise FileNotFoundError(f"save: the folder {path.parent} does not exist; create it "
                                 f"first (os.makedirs) or save elsewhere")

@@ -93,10 +93,13 @@ class ClipNorm(Rule):
         # (dx: the pairs of a complex gradient, pairs.py, whose norm is of the complex numbers;
         # for p = 2 that is the norm of the pairs)
         whole = as_complex(dx) if self.p != 2 and PAIRED.get() else dx
-        nrm = np.linalg.norm(np.ravel(whole, order="K"), ord=self.p)  # (no copy)
+        with np.errstate(over="ignore"):  # (an overflow is taken again: _rescaled_norm)
+            nrm = np.linalg.norm(np.ravel(whole, order="K"), ord=self.p)  # (no copy)
         if type(nrm) is Tracer:
             return state, self._traced(nrm, dx)
         nrm = float(nrm)
+        if not math.isfinite(nrm):  # (a sum of powers overflowed: the norm may be finite)
+            nrm = _rescaled_norm(whole, self.p, nrm)
         if self.throw and not math.isfinite(nrm):
             _finite_norm(nrm, np.shape(x), self.p)  # raises
         if not nrm > self.omega:
@@ -115,6 +118,18 @@ class ClipNorm(Rule):
         (omega,) = floats(self.omega)
         factor = np.where(nrm > omega, omega / nrm, 1.0)
         return np.multiply(dx, factor.astype(dx.dtype))
+
+
+def _rescaled_norm(dx, p, nrm) -> float:
+    """The ``p``-norm of ``dx`` taken of ``dx / max|dx|`` in float64 and scaled back, as
+    Julia's ``norm`` (Optimisers.jl's) takes it: NumPy's of float32 entries of 1e20 is inf
+    (their squares overflow), where the norm is 2e20, and ClipNorm raised (or, without
+    ``throw``, zeroed the step). ``nrm`` as it was where an entry is NaN or Inf."""
+    a = np.abs(np.ravel(dx, order="K")).astype(np.float64)
+    top = float(np.max(a)) if a.size else 0.0
+    if not math.isfinite(top) or top == 0:
+        return nrm
+    return top * float(np.linalg.norm(a / top, ord=p))
 
 
 def _finite_norm(nrm, shape, p):

@@ -327,6 +327,13 @@ def _missing(path, k, model):
                     f"this model? state = fl.setup(rule, model)")
 
 
+def _read_only(path):
+    raise ValueError(f"update: {_where(path)} is a read-only array (flags.writeable is False: "
+                     f"memory-mapped, np.frombuffer, a broadcast view?), which fl.update "
+                     f"steps in place; nothing was stepped. Give the model a writable copy "
+                     f"(x.copy()), or freeze its part of the state (fl.freeze)")
+
+
 def _not_its_gradient(path, model, grads):
     """A tuple of gradients where one object's gradient belongs (the whole of what
     ``fl.gradient`` returns): its fields were not found, and nothing was trained."""
@@ -409,6 +416,8 @@ def _collect(state, model, grads, pending, path):
             raise TypeError(f"update: {_where(path)} has a Leaf in the state but the model "
                             f"has {type(model).__name__} there; was the state set up for "
                             "this model?")
+        if type(model) is np.ndarray and not model.flags.writeable:  # (found before any step:
+            _read_only(path)  # NumPy's error came after the other arrays had been stepped)
         shape = model.shape
         if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
             raise ValueError(f"update: the gradient of {_where(path)} has shape "
