@@ -57,20 +57,27 @@ class TrainingError(FloatingPointError):
     """
 
 
-def _nonfinite_gradient(grads) -> tuple[str, str] | None:
-    """The first ``(path, what)`` whose gradient holds NaN or Inf, else None. One reduction
-    per array; the exact check runs only when a sum is not finite."""
-    for path, g in leaves_with_paths(grads):
+def _nonfinite_gradient(grads, known: frozenset = frozenset()) -> tuple[str, str] | None:
+    """The first ``(path, what)`` whose gradient (or the array of a model) holds NaN or Inf,
+    else None; paths in ``known`` are passed over. One reduction per array; the exact check
+    runs only when a sum is not finite."""
+    for path, g in _nonfinite(grads):
+        if path not in known:
+            bad = ~np.isfinite(g)
+            kinds = "NaN" if np.any(np.isnan(g)) else "Inf"
+            return path, f"holds {kinds} ({int(np.sum(bad))} of {np.size(g)} entries)"
+    return None
+
+
+def _nonfinite(tree):
+    """``(path, array)`` for each float or complex array of ``tree`` holding NaN or Inf."""
+    for path, g in leaves_with_paths(tree):
         if getattr(g, "dtype", np.dtype(float)).kind not in "fc":
             continue
         if math.isfinite(abs(np.sum(g))):
             continue
-        bad = ~np.isfinite(g)
-        if np.any(bad):
-            kinds = "NaN" if np.any(np.isnan(g)) else "Inf"
-            size = np.size(g)
-            return path, f"holds {kinds} ({int(np.sum(bad))} of {size} entries)"
-    return None
+        if not np.all(np.isfinite(g)):
+            yield path, g
 
 
 def _any_gradient(grads) -> bool:
@@ -79,21 +86,33 @@ def _any_gradient(grads) -> bool:
     return any(hasattr(g, "dtype") for g in leaves(grads))
 
 
-def _check_step(value: float, grads, where: str, first: bool) -> None:
+def _check_step(value: float, grads, where: str, first: bool, model=None,
+                known: frozenset = frozenset()) -> None:
     """Raise where a step's loss or gradient is not finite, or (``first`` step of the call)
-    where the gradient holds no array; ``where`` names the step."""
+    where the gradient holds no array; ``where`` names the step. Where ``model`` holds NaN
+    or Inf as the step begins (outside ``known``, its arrays that did as the call began: a
+    mask of -inf), the error says so: the update before made it."""
     bad = _nonfinite_gradient(grads)
-    if not math.isfinite(value):
+    finite = math.isfinite(value)
+    if finite and bad is None:
+        held = None
+    else:  # (looked at only on a failure: the step before may have made the model so)
+        held = None if model is None else _nonfinite_gradient(model, known)
+    why = (f"The model's {held[0]} {held[1]} as this step began: the update of the step "
+           f"before made it so (a learning rate too high, an optimiser state that "
+           f"overflowed), not this batch" if held is not None else
+           "Possible causes: a learning rate too high, log or division of 0, bad data in "
+           "this batch" if not finite else
+           "Possible causes: a learning rate too high, a function without a finite "
+           "derivative here (sqrt or log at 0), bad data in this batch")
+    if not finite:
         also = "" if bad is None else f" (the gradient of {bad[0]} {bad[1]})"
         raise TrainingError(f"train: {where}: the loss is {value}{also}; the model is "
-                            "as it was before this step. Possible causes: a learning "
-                            "rate too high, log or division of 0, bad data in this batch")
+                            f"as it was before this step. {why}")
     if bad is not None:
         raise TrainingError(f"train: {where}: the gradient of {bad[0]} {bad[1]} "
                             f"(loss {value:.6g}); the model is as it was before this "
-                            f"step. Possible causes: a learning rate too high, a "
-                            f"function without a finite derivative here (sqrt or log "
-                            f"at 0), bad data in this batch")
+                            f"step. {why}")
     if first and not _any_gradient(grads):
         raise ValueError(f"train: {where}: the loss does not depend on the model it is "
                          f"given (its gradient holds no arrays), so training would "
@@ -352,6 +371,9 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
     # step, only where a callback acts at steps) stops every rank
     steps_agreed = dp is not None and any(_acts_at_steps(cb) for cb in callbacks)
     history_start = run.step  # the first step of this call is checked for a gradient
+    # the model's arrays holding NaN or Inf as the call begins (a mask of -inf): those an
+    # update turns so are found against them (at a failure, and after the last step)
+    known = frozenset(path for path, _ in _nonfinite(run.model))
     before = Rollback(run.model, None if backend is None else gradient_step)
     mark = history.kept.pop(WITHIN, None)  # (a checkpoint saved within an epoch: its place)
     done = steps_into_epoch(history)  # the steps of an epoch the history holds
@@ -395,7 +417,8 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
                     value, grads, count = dp.average(  # where another rank failed)
                         float(value) / share, grads, count, share)
                 where = f"step {run.step + 1} (epoch {epoch}, batch {steps + 1})"
-                _check_step(value, grads, where, run.step == history_start)
+                _check_step(value, grads, where, run.step == history_start, run.model,
+                            known)
             except BaseException:  # (an error in the loss, a NaN, another rank's failure,
                 bar.close()  # Ctrl-C): the step never happened, its forward pass's writes
                 before.put_back()  # too. (Ctrl-C within fl.update itself, once the update
@@ -435,6 +458,12 @@ def _loop(loss, run, callbacks, progress, dp, backend=None) -> History:
             break
     for cb in callbacks:
         cb.on_train_end(run)
+    held = _nonfinite_gradient(run.model, known) if run.step > history_start else None
+    if held is not None:  # (the last update made it: no later step's loss was there to see)
+        raise TrainingError(f"train: after the last step, {run.step}, the model's {held[0]} "
+                            f"{held[1]}: that step's update made it so (a learning rate too "
+                            f"high, an optimiser state that overflowed); the history holds "
+                            f"its finite loss, computed before the update")
     return history
 
 

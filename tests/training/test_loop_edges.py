@@ -104,3 +104,30 @@ def test_a_loss_returning_none_or_a_string_is_named(returned, why):
             fl.train(lambda m, x: returned, model, [np.ones(1)], state, progress=False,
                      compile=compile)
         assert model["w"].tolist() == [1.0]
+
+
+def test_an_update_that_overflows_the_model_is_named_and_blamed_on_its_step():
+    """A finite loss and gradient whose update overflows the model (Descent(1e10) on
+    gradients of 1e30 in float32): as the last step, fl.train returned a model of -inf
+    silently (a NumPy RuntimeWarning aside); as an earlier one, the next step's -inf loss
+    was blamed on its own batch. Now the first is a TrainingError after the run, and the
+    second says the update before made the model so. An array that held -inf as the run
+    began (a mask) is no failure."""
+    big = np.full(2, 1e30, np.float32)
+    loss = lambda m, x: np.sum(m["w"] * x)  # noqa: E731
+    for batches, message in [
+        ([big], r"after the last step, 1, the model's w holds Inf \(2 of 2 entries\): that "
+                r"step's update made it so"),
+        ([big, big], r"step 2 .*: the loss is -inf; the model is as it was before this "
+                     r"step. The model's w holds Inf \(2 of 2 entries\) as this step began: "
+                     r"the update of the step before made it so")]:
+        model = {"w": np.ones(2, np.float32)}
+        with pytest.raises(fl.TrainingError, match=message), \
+                np.errstate(over="ignore"):
+            fl.train(loss, model, batches, fl.setup(fl.Descent(1e10), model), progress=False)
+        assert np.all(np.isneginf(model["w"]))  # (1 - 1e10 * 1e30 in float32)
+    model = {"w": np.ones(2), "mask": np.array([0.0, -np.inf])}
+    masked = lambda m, x: np.sum(m["w"] * x * np.exp(m["mask"]))  # noqa: E731
+    fl.train(masked, model, [np.ones(2)] * 2, fl.setup(fl.Descent(0.1), model),
+             progress=False)
+    assert model["w"][1] == 1.0 and np.isneginf(model["mask"][1])
