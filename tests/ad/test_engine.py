@@ -186,8 +186,8 @@ def test_writing_a_tracer_into_a_numpy_array_refuses():
 
 
 def test_unsupported_function_names_itself_and_custom_vjp():
-    with pytest.raises(fl.DifferentiationError, match=r"(?s)np\.unique.*custom_vjp"):
-        fl.gradient(lambda x: np.sum(np.unique(x)), np.ones(4))
+    with pytest.raises(fl.DifferentiationError, match=r"(?s)np\.union1d.*custom_vjp"):
+        fl.gradient(lambda x: np.sum(np.union1d(x, x)), np.ones(4))
 
 
 def test_if_on_a_traced_value_explains():

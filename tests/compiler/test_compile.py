@@ -761,3 +761,24 @@ def test_nan_functions_compile(f, infs):
     np.testing.assert_array_equal(fl.compile(f)(x), f(x))
     np.testing.assert_array_equal(fl.compile(lambda x: fl.gradient(loss, x)[0])(x),
                                   fl.gradient(loss, x)[0])
+
+
+@pytest.mark.parametrize("query", [
+    lambda x: np.flatnonzero(x > 0).size * 1.0,  # a value-shaped function
+    lambda x: len(np.array2string(x)) * 1.0,     # a function giving a Python value
+])
+def test_a_value_refusal_caught_by_the_function_is_raised_when_its_trace_ends(query):
+    """Before, these refusals were not noted on the trace: a function that caught them
+    (``except Exception``) compiled its fallback path, [0, -0, 0] where it computes
+    [2, -2, 4] eagerly, silently."""
+    def f(x):
+        try:
+            n = query(x)
+        except Exception:
+            n = 0.0
+        return x * n
+
+    x = np.array([1.0, -1.0, 2.0])
+    assert f(x).tolist() != [0.0, 0.0, 0.0]
+    with pytest.raises(fl.compiler.CompileError):
+        fl.compile(f)(x)

@@ -270,7 +270,11 @@ class IRTrace(Trace):
         into a program that computes something else."""
         if self.closed is not None:  # (a value of a finished trace, stored and used later)
             return CompileError(self.closed)
-        error = concrete_error(what)
+        return self._noted(concrete_error(what))
+
+    def _noted(self, error: CompileError) -> CompileError:
+        """``error``, noted as the trace's refusal (as ``concrete``'s): caught by the function,
+        it is raised when the trace ends, instead of a program of the other path compiled."""
         if self.refused is None:
             self.refused = str(error).removeprefix("fl.compile: ")
         return error
@@ -341,20 +345,21 @@ class IRTrace(Trace):
             _, example = self._lift({"args": tuple(args), "kwargs": dict(kwargs)})
             return func(*example["args"], **example["kwargs"])
         if func in _VALUE_SHAPED or (func is np.where and len(args) == 1):
-            raise CompileError(
+            raise self._noted(CompileError(
                 f"fl.compile: np.{name} returns an array whose shape depends on the values "
                 f"({user_line()}); a compiled program has fixed shapes. Use a mask with "
-                "np.where, or leave this function uncompiled.")
+                "np.where, or leave this function uncompiled."))
         template, example_args = self._lift({"args": tuple(args), "kwargs": dict(kwargs)})
         ans = func(*example_args["args"], **example_args["kwargs"])
         if isinstance(ans, tuple) and all(isinstance(a, np.ndarray) for a in ans):
             return self._record(_call, name, [], {"func": func, **template}, None, ans,
                                 owned=True, multiple=True)
         if not isinstance(ans, (np.ndarray, np.generic)):
-            raise CompileError(
+            raise self._noted(CompileError(
                 f"fl.compile: np.{name} on a traced array returned a Python "
                 f"{type(ans).__name__}, a value the program depends on that cannot stay "
-                f"traced ({user_line()}); keep it an array, or leave this function uncompiled.")
+                f"traced ({user_line()}); keep it an array, or leave this function "
+                "uncompiled."))
         return self._record(_call, name, [], {"func": func, **template}, None, ans,
                             owned=True, multiple=False)
 
