@@ -400,10 +400,11 @@ class IRTrace(Trace):
             pairs = {k: self._lift(v) for k, v in x.items()}
             return ({k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()})
         if t is slice and any(type(a) in (Tracer, Abstract) for a in (x.start, x.stop, x.step)):
-            raise concrete_error("a slice bound")
+            raise self.concrete("a slice bound")
         if t is np.ndarray:
             if x.dtype == object:
-                raise CompileError("fl.compile: an object array in a parameter is not supported")
+                raise self._noted(CompileError(
+                    "fl.compile: an object array in a parameter is not supported"))
             self._refuse_side_reads(x)
             x = _constant(x).value
         elif t in WEAK:  # (as in _operand)
@@ -421,12 +422,12 @@ class IRTrace(Trace):
         where = next((w for x, w in self.hidden.get(owner_id(a), ())
                       if x is a or np.may_share_memory(x, a)), None)
         if where is not None:
-            raise CompileError(
+            raise self._noted(CompileError(
                 f"fl.compile: the function reads {where} through another reference than the "
                 "arguments it was given (a bound method or a closure held by the model, a "
                 "global); the compiled program would keep its value of trace time. Reach it "
                 "through the arguments: hold the layer itself, not its bound method, and call "
-                "it; or pass the array as an argument.")
+                "it; or pass the array as an argument."))
 
     def _record(self, fn, name, inputs, params, prim, ans, owned, multiple):
         if multiple:
