@@ -18,7 +18,8 @@ symmetric-gradient convention of other libraries.
 
 Repeated eigenvalues and singular values. The vectors of a repeated value are not unique, and
 the textbook rules divide by ``w_j - w_i``. Where two values agree to within rounding,
-``16 sqrt(n) eps max|w|`` for ``n x n`` matrices (LAPACK computes an exactly repeated value of
+``16 sqrt(n) eps max|w|`` for ``n x n`` matrices (``sqrt(eps) max|w|`` for ``eig``, see
+:func:`_rounding`; LAPACK computes an exactly repeated value of
 a symmetric matrix, or of its rounding, split by a few ``sqrt(n) eps max|w|``: measured up to
 ``30 eps max|w|`` at ``n = 800`` in float64), the rules drop the terms that divide by it
 (``1 / (w_j - w_i)`` becomes 0), and likewise ``1 / s`` for a numerically zero singular value
@@ -516,11 +517,11 @@ def _unfold(t, *, lower):
     return part + mH(part) + diagonal * np.eye(t.shape[-1], dtype=raw(diagonal).dtype)
 
 
-def _gap_inverse(w, size=None):
+def _gap_inverse(w, size=None, *, normal=True):
     """``F_ij = 1 / (w_j - w_i)``, with 0 where the two values agree to within rounding
     (:func:`_rounding`; ``size``: the matrices' larger dimension, ``len(w)`` unless given) and
     on the diagonal."""
-    return _separated_inverse(w[..., None, :] - w[..., :, None], w, size)
+    return _separated_inverse(w[..., None, :] - w[..., :, None], w, size, normal=normal)
 
 
 def _sum_inverse(s, size=None):
@@ -528,18 +529,24 @@ def _sum_inverse(s, size=None):
     return _separated_inverse(s[..., None, :] + s[..., :, None], s, size)
 
 
-def _rounding(w, size=None):
-    """How far apart LAPACK may compute equal values ``w`` of ``size x size`` matrices:
-    ``16 sqrt(size) eps max|w|`` (a constant: taken from the values), one per matrix."""
+def _rounding(w, size=None, *, normal=True):
+    """How far apart LAPACK may compute equal values ``w`` of ``size x size`` matrices (a
+    constant: taken from the values), one per matrix: ``16 sqrt(size) eps max|w|`` for a
+    symmetric matrix's eigenvalues or singular values; ``sqrt(eps) max|w|`` where not
+    ``normal`` (``eig`` of any matrix: LAPACK splits a repeated eigenvalue of a non-normal
+    matrix by about ``eps cond(V)``, and the 1 / gap terms of such a split, ~1e14, made the
+    gradient of ``V diag(f(w)) V^-1`` 1-2% wrong)."""
     wr = np.abs(raw(w))
     size = wr.shape[-1] if size is None else size
-    scale = 16 * np.sqrt(max(size, 1)) * np.finfo(wr.dtype).eps
+    eps = np.finfo(wr.dtype).eps
+    scale = 16 * np.sqrt(max(size, 1)) * eps if normal else np.sqrt(eps)
     return scale * np.max(wr, axis=-1, keepdims=True, initial=0)
 
 
-def _separated_inverse(d, w, size=None):
+def _separated_inverse(d, w, size=None, *, normal=True):
     """``1 / d``, with 0 where ``|d|`` is within :func:`_rounding` of 0."""
-    keep = (np.abs(raw(d)) > _rounding(w, size)[..., None]).astype(np.abs(raw(w)).dtype)
+    keep = (np.abs(raw(d)) > _rounding(w, size, normal=normal)[..., None]).astype(
+        np.abs(raw(w)).dtype)
     return keep / (d + (1 - keep))
 
 
