@@ -28,6 +28,9 @@ CASES = {
     "svd polar": lambda a: np.sum(_svd(a)[0] @ _svd(a)[2] * np.arange(a.shape[-1])),
     "svd hermitian": lambda a: np.sum(np.linalg.svd(a @ np.swapaxes(a, -1, -2),
                                                     hermitian=True)[1]),
+    "svd hermitian triangle": lambda a: np.sum(np.linalg.svd(a, hermitian=True)[1] ** 2)
+    + np.sum(np.linalg.svd(a, hermitian=True)[0] ** 3),  # (a is not symmetric: one triangle)
+    "pinv hermitian": lambda a: np.sum(np.linalg.pinv(a, hermitian=True) ** 2),
     "pinv": lambda a: np.sum(np.linalg.pinv(a) ** 2),
     "pinv rcond": lambda a: np.sum(np.linalg.pinv(a, rcond=1e-3)),
     "pinv rtol": lambda a: np.sum(np.linalg.pinv(a, rtol=None)),

@@ -3,9 +3,9 @@
 values, the pseudo-inverse and the matrix exponential, with NumPy's conventions where
 ``jnp``'s differ:
 
-- ``eigh`` reads one triangle of its input, as LAPACK and NumPy do (``jnp.linalg.eigh``
-  averages the matrix with its transpose unless told not to: another function of a
-  non-symmetric input, and another derivative);
+- ``eigh`` and the SVD and ``pinv`` with ``hermitian=True`` read one triangle of their input,
+  as LAPACK and NumPy do (``jnp.linalg.eigh`` and ``svd`` average the matrix with its
+  transpose: another function of a non-symmetric input, and another derivative);
 - ``pinv`` drops singular values below NumPy's cutoff (``rcond`` 1e-15 of the largest unless
   given; ``jnp``'s default is ``max(m, n) eps``, a billion times larger in float32).
 
@@ -41,8 +41,22 @@ def eigh(x, *, UPLO):
 
 def svd(x, *, hermitian):
     """``np.linalg.svd(x, full_matrices=False, hermitian=...)``'s ``(U, s, Vh)``."""
-    u, s, vh = jnp.linalg.svd(x, full_matrices=False, hermitian=hermitian)
+    if hermitian:
+        return _hermitian_svd(x)
+    u, s, vh = jnp.linalg.svd(x, full_matrices=False)
     return u, s, vh
+
+
+def _hermitian_svd(x):
+    """NumPy's SVD of a Hermitian matrix, read from its lower triangle (``jnp``'s averages
+    the two triangles): its eigendecomposition, the values' signs moved into ``Vh``, sorted
+    by magnitude, largest first."""
+    w, v = jnp.linalg.eigh(x, UPLO="L", symmetrize_input=False)
+    order = jnp.argsort(jnp.abs(w), axis=-1)[..., ::-1]
+    s = jnp.take_along_axis(jnp.abs(w), order, axis=-1)
+    signs = jnp.take_along_axis(jnp.sign(w), order, axis=-1)
+    u = jnp.take_along_axis(v, order[..., None, :], axis=-1)
+    return u, s, jnp.conjugate(jnp.swapaxes(u * signs[..., None, :], -1, -2))
 
 
 def svdvals(x):
@@ -66,8 +80,7 @@ def pinv(x, *, kwargs):
     """``np.linalg.pinv(x, **kwargs)``, NumPy's algorithm: the SVD of ``conj(x)``, singular
     values at most ``rcond`` times the largest dropped."""
     kwargs = dict(kwargs)
-    u, s, vt = jnp.linalg.svd(jnp.conjugate(x), full_matrices=False,
-                              hermitian=kwargs.get("hermitian", False))
+    u, s, vt = svd(jnp.conjugate(x), hermitian=kwargs.get("hermitian", False))
     rcond = jnp.asarray(_cutoff(x, kwargs))
     large = s > rcond[..., None] * jnp.max(s, axis=-1, keepdims=True, initial=0)
     inverse = jnp.where(large, 1 / jnp.where(large, s, 1), 0)
