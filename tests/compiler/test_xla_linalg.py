@@ -94,3 +94,18 @@ def test_qr_derivative_refuses_a_rank_deficient_matrix_on_every_call():
     deficient = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     with pytest.raises(fl.DifferentiationError, match="without full column rank"):
         grad(deficient)
+
+
+def test_a_run_time_check_inside_control_flow_is_refused_by_name():
+    """A check's value traced inside lax.scan's body leaked out of it (JAX's
+    UnexpectedTracerError); it is refused by name, and the numpy back end runs it."""
+    def body(c, a):
+        return c + fl.gradient(lambda a: np.sum(np.linalg.qr(a)[0]), a)[0].sum(), a
+
+    stack = RNG.standard_normal((2, 3, 3))
+    expected = fl.compile(lambda xs: fl.scan(body, 0.0, xs)[0])(stack)
+    assert np.isfinite(expected)
+    compiled = fl.compile(lambda xs: fl.scan(body, 0.0, xs)[0], backend="xla",
+                          background=False)
+    with pytest.raises(fl.compiler.CompileError, match="holds a check made on every run"):
+        compiled(stack)

@@ -555,8 +555,19 @@ def _subprogram(branch):
     types = branch.types
 
     def run(*args):
+        checks = kernels.run_time_checks()
+        before = len(checks)
+        outs = body(*args)
+        if len(checks) > before:  # (a value of lax's trace of the body: it cannot leave it)
+            del checks[before:]
+            raise CompileError(
+                f"fl.compile(backend='xla'): {branch.__name__} holds a check made on every "
+                "run (a derivative's domain, as slogdet's or qr's; a histogram's range; "
+                "geomspace's ends ...), which cannot be carried out of fl.cond, "
+                "fl.while_loop or fl.scan on XLA; use backend='numpy' for this function, or "
+                "move that operation out of the loop or branch.")
         return tuple(jnp.asarray(o).astype(dtype).reshape(shape)
-                     for o, (shape, dtype) in zip(body(*args), types))
+                     for o, (shape, dtype) in zip(outs, types))
 
     _SUBPROGRAMS[branch] = run
     return run
