@@ -211,3 +211,13 @@ def test_a_standardiser_in_a_model_keeps_the_datas_statistics():
         w, b = w - 0.1 * gw, b - 0.1 * gb
     np.testing.assert_allclose(dense.weight, w, rtol=1e-5)
     np.testing.assert_allclose(dense.bias, b, rtol=1e-5)
+
+
+def test_a_standardisers_gradient_prints():
+    """In a gradient its statistics are None (not trained): its repr failed with
+    'NoneType' object has no attribute 'dtype' (review)."""
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    model = fl.f64(fl.Chain(fl.Standardiser.fit(x), fl.Dense(3, 1)))
+    (g,) = fl.gradient(lambda m: fl.mse(m(x), x[:, :1]), model)
+    assert repr(g.layers[0]) == "Standardiser(mean=None, std=None)"
+    assert repr(model.layers[0]) == "Standardiser(mean=float64[1, 3], std=float64[1, 3])"

@@ -316,5 +316,7 @@ class Standardiser:
         return x * self.std + self.mean
 
     def __repr__(self) -> str:
-        return f"Standardiser(mean={self.mean.dtype}{list(self.mean.shape)}, " \
-               f"std={self.std.dtype}{list(self.std.shape)})"
+        def shown(a):  # (None in a gradient: the statistics are not trained)
+            return "None" if a is None else f"{a.dtype}{list(a.shape)}"
+
+        return f"Standardiser(mean={shown(self.mean)}, std={shown(self.std)})"
