@@ -109,3 +109,16 @@ def test_a_run_time_check_inside_control_flow_is_refused_by_name():
                           background=False)
     with pytest.raises(fl.compiler.CompileError, match="holds a check made on every run"):
         compiled(stack)
+
+
+def test_ufunc_primitives_take_lists_as_numpy_does():
+    """jnp's ufuncs refuse lists ('maximum requires ndarray or scalar arguments, got list'),
+    which NumPy reads as arrays: made arrays (review; functions run untraced were done)."""
+    x = np.array([0.1, 0.3, 0.7, 1.0])
+    for f, arg in [(lambda x: np.maximum(x, [0.5, 0.2, 0.9, 0.0]), x),
+                   (lambda x: np.add(x, (1.0, 2.0, 3.0, 4.0)), x),
+                   (lambda x: np.heaviside(x - 0.3, [0.5]), x),
+                   (lambda x: np.add(x, [1, 2, 3, 4]), np.arange(4))]:
+        out = fl.compile(f, backend="xla", background=False)(arg)
+        np.testing.assert_array_equal(np.asarray(out), f(arg))
+        assert np.asarray(out).dtype == f(arg).dtype

@@ -423,7 +423,10 @@ class _Lowering:
             head = _numpy_name(impl)
             if head is None or getattr(impl, "__name__", None) != name:
                 raise unsupported(name)
-            return _apply(em, head, eqn.inputs, eqn.params or {})
+            inputs = eqn.inputs
+            if isinstance(impl, np.ufunc):  # a list where NumPy reads an array: jnp's refuse
+                inputs = [np.asarray(a) if type(a) in (list, tuple) else a for a in inputs]
+            return _apply(em, head, inputs, eqn.params or {})
         if name in ("getitem", "sliding_window_view"):
             return _gather(em.expr(eqn.inputs[0]), _index(em, eqn.params["idx"]),
                            eqn.params["idx"])
