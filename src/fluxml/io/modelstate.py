@@ -22,11 +22,7 @@ import copy
 from typing import Any
 
 import numpy as np
-
-try:  # the first and one-past-the-last byte addresses an array reads
-    from numpy.lib.array_utils import byte_bounds  # NumPy 2
-except ImportError:  # NumPy 1.x
-    from numpy import byte_bounds
+from numpy.lib.array_utils import byte_bounds  # the first and one-past-the-last bytes read
 
 from fluxml.tree import flatten, leaves_with_paths
 from fluxml.treenodes import _fields, is_array_leaf, is_leaf

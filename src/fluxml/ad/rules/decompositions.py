@@ -52,12 +52,9 @@ defvjp(INV, lambda g, ans, x: -(mT(ans) @ g @ mT(ans)))
 defjvp(INV, lambda t, ans, x: -(ans @ t @ ans))
 
 
-_NUMPY2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
-
-
 def _vector_b(a, b) -> bool:
     """Whether ``np.linalg.solve(a, b)`` reads ``b`` as a vector (NumPy 2: when 1-D)."""
-    return np.ndim(b) == 1 if _NUMPY2 else np.ndim(b) == np.ndim(a) - 1
+    return np.ndim(b) == 1
 
 
 SOLVE = primitive("solve", np.linalg.solve)
