@@ -117,15 +117,18 @@ def flag(who: str, name: str, x, *, none: bool = False) -> bool | None:
 
 def numbers(who: str, x, *, real: bool = True):
     """``x``, the input of the elementwise function ``who``, as an array of numbers: a list
-    or tuple converted as NumPy converts it, an array of any library (or a traced one) as it
-    is; a clear TypeError for what holds no numbers, and, where ``real``, for complex numbers
-    (NumPy would compare them lexicographically, or drop their imaginary parts)."""
+    or tuple converted as NumPy converts it, booleans as float64 0 and 1, an array of any
+    library (or a traced one) as it is; a clear TypeError for what holds no numbers, and,
+    where ``real``, for complex numbers (NumPy would compare them lexicographically, or drop
+    their imaginary parts)."""
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     dtype = getattr(x, "dtype", None)
-    kind = dtype.kind if dtype is not None else "c" if isinstance(x, complex) else \
-        "f" if isinstance(x, (int, float)) else "O"
-    if kind in "biuf" or (kind == "c" and not real):
+    kind = dtype.kind if dtype is not None else "b" if isinstance(x, bool) else \
+        "c" if isinstance(x, complex) else "f" if isinstance(x, (int, float)) else "O"
+    if kind == "b":  # (True, a mask: as numbers; NumPy cannot negate booleans)
+        return np.asarray(x, dtype=np.float64)
+    if kind in "iuf" or (kind == "c" and not real):
         return x
     what = f"dtype {dtype}" if dtype is not None else f"a {type(x).__name__}"
     if kind == "c":

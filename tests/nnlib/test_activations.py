@@ -205,6 +205,9 @@ def test_inputs_as_numpy_takes_them_and_clear_errors(name):
     the function is one of real numbers."""
     f = getattr(fl, name)
     np.testing.assert_allclose(f([0.5, -1.0]), f(np.array([0.5, -1.0])))
+    # booleans as 0 and 1 (NumPy cannot negate them: sigmoid, softplus ... failed)
+    np.testing.assert_allclose(f(np.array([True, False])), f(np.array([1.0, 0.0])))
+    np.testing.assert_allclose(f(True), f(1.0))
     for bad in ("abc", None, {"x": 1.0}):  # (gelu and gelu_sigmoid are gelu_tanh: its name)
         with pytest.raises(TypeError, match=f"{f.__name__} expects an array of numbers"):
             f(bad)

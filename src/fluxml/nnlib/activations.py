@@ -266,7 +266,7 @@ def _takes_numbers(real: bool = True):
 
         @functools.wraps(fn)
         def checked(x, *args, **kwargs):
-            if type(x) is not np.ndarray or x.dtype.kind not in "fiub":  # (the common case)
+            if type(x) is not np.ndarray or x.dtype.kind not in "fiu":  # (the common case)
                 x = numbers(name, x, real=real)
             return fn(x, *args, **kwargs)
 
