@@ -176,7 +176,7 @@ def test_tenseals_rescaling_drift_is_taken_out(layers, layout):
     got = keys.decrypt(plan.run(keys.encrypt(x, layout=layout)))
     want = plan.plain(x)
     assert np.all(np.abs(want) > 100)  # large results: the encryption noise is small beside
-    np.testing.assert_allclose(got, want, rtol=1e-7)
+    np.testing.assert_allclose(got, want, rtol=3e-6)  # (noise: up to 7e-7; the drift was 1e-5+)
     np.testing.assert_allclose(want, model(x), rtol=1e-12)
 
 

@@ -135,3 +135,30 @@ def test_ctc_of_an_empty_batch():
     assert fl.ctc_loss(x, [], agg="sum") == 0.0
     g = fl.gradient(lambda z: fl.ctc_loss(z, [], agg="sum"), x)[0]
     assert g.shape == x.shape and g.dtype == np.float32
+
+
+@pytest.mark.parametrize("loss", [fl.logitcrossentropy, fl.mse, fl.hinge_loss,
+                                  fl.logitbinarycrossentropy])
+@pytest.mark.parametrize("kind", [np.int64, bool])
+def test_integer_targets_under_compile_keep_the_prediction_dtype(loss, kind):
+    """Under fl.compile the targets are traced, and a traced integer or bool target was not
+    cast to the prediction's float dtype (only float ones were): a float32 loss of integer
+    one-hot targets came out float64 there, float32 eagerly."""
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    y = np.eye(3, dtype=kind)[[0, 2, 1, 1]]
+    compiled = fl.compile(lambda p, t: loss(p, t))(x, y)
+    eager = loss(x, y)
+    assert np.asarray(compiled).dtype == np.asarray(eager).dtype == np.float32
+    assert float(compiled) == pytest.approx(float(eager), rel=1e-6)
+
+
+def test_label_smoothing_refuses_class_labels():
+    """Integer class labels [0, 2, 1] were smoothed as if one-hot along their only axis:
+    [0.033, 1.83, 0.93] (k = 3 entries), silently; one-hot integer rows still smooth."""
+    with pytest.raises(ValueError, match=r"label_smoothing: y must be one-hot or probability "
+                                         r"targets .*got integers from 0 to 2: class labels\? "
+                                         r"fl.onehotbatch"):
+        fl.label_smoothing(np.array([0, 2, 1]), 0.1)
+    onehot = np.eye(3, dtype=np.int64)[[0, 2, 1]]
+    np.testing.assert_allclose(fl.label_smoothing(onehot, 0.3), onehot * 0.7 + 0.1)
+    np.testing.assert_allclose(fl.label_smoothing(np.array([1, 0]), 0.2, axis=None), [0.9, 0.1])

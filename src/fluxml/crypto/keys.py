@@ -17,7 +17,9 @@ Layouts of an ``EncryptedTensor``:
   K products by plain vectors; its output is one ciphertext with every feature in its slots
   (``"vector"``), which polynomials act on whole and a later affine step turns into one
   ciphertext per output with ``dot`` (rotations: Galois keys, made on the client the first
-  time it encrypts in this layout). The layout for latency.
+  time it encrypts in this layout). The layout for latency; its rotations add key-switching
+  noise (examples/encrypted_digits.py's network with random weights: logits 4e-05 off
+  where the batch layout's are 1e-06 off).
 """
 
 from __future__ import annotations

@@ -45,6 +45,11 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
     """
     real_in("label_smoothing", "alpha", alpha, 0, 1, low_open=True, high_open=True)
     y = np.asarray(y) if type(y).__name__ != "Tracer" else y
+    if y.dtype.kind in "iu" and type(y).__name__ != "Tracer" and y.size and \
+            (y.min() < 0 or y.max() > 1):  # (class labels were smoothed as if one-hot)
+        raise ValueError(f"label_smoothing: y must be one-hot or probability targets (values "
+                         f"in [0, 1]); got integers from {y.min()} to {y.max()}: class labels? "
+                         f"fl.onehotbatch(y, range(classes)) makes one-hot rows of them")
     if y.dtype.kind not in "fc":
         y = y.astype(np.float64)
     if axis is not None and not (is_int(axis) and -np.ndim(y) <= axis < np.ndim(y)):

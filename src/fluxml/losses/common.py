@@ -44,7 +44,7 @@ def target(name, yhat, y, labels: bool = False):
         dtype = np.result_type(dtype, np.complex64)  # with only a ComplexWarning)
     if type(y).__name__ != "Tracer":
         y = np.asarray(y, dtype=dtype)
-    elif y.dtype != dtype and y.dtype.kind == "f" and dtype.kind == "f":
+    elif y.dtype != dtype and y.dtype.kind in "biuf" and dtype.kind == "f":  # (int: in compile)
         y = y.astype(dtype)
     if _shape(yhat) != _shape(y):
         raise ValueError(f"{name}: the prediction has shape {np.shape(yhat)} and the target "
