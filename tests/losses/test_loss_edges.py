@@ -162,3 +162,18 @@ def test_label_smoothing_refuses_class_labels():
     onehot = np.eye(3, dtype=np.int64)[[0, 2, 1]]
     np.testing.assert_allclose(fl.label_smoothing(onehot, 0.3), onehot * 0.7 + 0.1)
     np.testing.assert_allclose(fl.label_smoothing(np.array([1, 0]), 0.2, axis=None), [0.9, 0.1])
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_focal_loss_gradient_where_a_wrong_class_reaches_probability_1(gamma):
+    """A confidently wrong float32 softmax reaches 1 exactly at a class without target
+    weight; (1 - yhat)**gamma's infinite slope there (gamma < 1) times xlogy's 0 gave a NaN
+    gradient, where the term is 0 whatever yhat is (review)."""
+    logits = np.array([[30.0, 0.0, 0.0]], np.float32)
+    y = np.array([[0.0, 1.0, 0.0]], np.float32)
+    eps = float(np.finfo(np.float32).eps)  # (the same in float64, for the reference)
+    (g,) = fl.gradient(lambda z: fl.focal_loss(fl.softmax(z), y, gamma=gamma, eps=eps), logits)
+    assert g.dtype == np.float32 and np.all(np.isfinite(g))
+    ref = fl.gradient(lambda z: fl.focal_loss(fl.softmax(z), y, gamma=gamma, eps=eps),
+                      logits.astype(np.float64))[0]  # (a softmax just below 1 there)
+    np.testing.assert_allclose(g, ref, rtol=1e-3, atol=1e-12)

@@ -171,7 +171,9 @@ def binary_focal_loss(yhat, y, *, agg: Agg = "mean", gamma: float = 2.0,
     ``agg(-(1 - p)**gamma log(p + eps))``. ``gamma = 0`` is ``binarycrossentropy`` for 0/1
     targets. (Flux adds ``eps`` to ``yhat`` before taking ``p``: there ``p`` is ``-eps`` where
     ``yhat`` is exactly 1 and ``y`` 0, and the loss NaN, as ``(1 - p)**gamma`` is where ``p``
-    is ``1 + eps`` and ``gamma`` not an integer; here ``eps`` only keeps the log finite.)
+    is ``1 + eps`` and ``gamma`` not an integer; here ``eps`` only keeps the log finite.) For
+    ``0 < gamma < 1`` the slope is infinite where ``p`` is exactly 1 (``(1 - p)**gamma``'s,
+    times ``log(1 + eps)``): a NaN or infinite gradient there.
 
     >>> import numpy as np, fluxml as fl
     >>> yhat, y = np.array([0.9, 0.6]), np.array([1.0, 1.0])
@@ -190,7 +192,9 @@ def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0
     """Focal loss of predicted class probabilities (a softmax output): ``agg(sum(-y (1 -
     yhat)**gamma log(yhat + eps), axis))``; integer labels pick their class's term. (Flux
     takes ``(1 - yhat - eps)**gamma``, NaN where ``yhat`` is exactly 1 and ``gamma`` not an
-    integer; here ``eps`` only keeps the log finite.)
+    integer; here ``eps`` only keeps the log finite.) For ``0 < gamma < 1`` the slope is
+    infinite where the true class's ``yhat`` is exactly 1 (``(1 - p)**gamma``'s, times
+    ``log(1 + eps)``): a NaN or infinite gradient there, as for ``binary_focal_loss``.
 
     >>> import numpy as np, fluxml as fl
     >>> yhat = np.array([[0.9, 0.1], [0.6, 0.4]])
@@ -204,5 +208,9 @@ def focal_loss(yhat, y, *, axis: int = -1, agg: Agg = "mean", gamma: float = 2.0
         p = pick("focal_loss", yhat, y, axis)
         return aggregate(-((1.0 - p) ** gamma) * np.log(p + eps), agg)
     y = target("focal_loss", yhat, y, labels=True)
-    # xlogy: a class with no target weight adds 0, also where its yhat + eps is 0 (eps=0)
+    # a class with no target weight adds exactly 0, with slope 0: its yhat is replaced by 0
+    # before the power (whose slope at yhat = 1 is infinite for gamma < 1, and times the 0 of
+    # xlogy gave NaN: a confidently wrong float32 softmax reaches 1 exactly), then by xlogy
+    # (also where yhat + eps is 0, eps=0)
+    yhat = np.where(y != 0, yhat, 0.0)  # (a Python 0: float32 stays float32)
     return aggregate(-np.sum((1.0 - yhat) ** gamma * xlogy(y, yhat + eps), axis=axis), agg)
