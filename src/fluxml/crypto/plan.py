@@ -323,6 +323,8 @@ def compile(model, input_shape: tuple, precision_bits: int | None = None,
     encrypt together (the parameters give at least that many slots); ``precision_bits`` the
     CKKS scale (default: the most the smallest sufficient polynomial degree allows)."""
     who = "fl.crypto.compile"
+    if isinstance(input_shape, np.ndarray) and input_shape.ndim == 1:  # (as NumPy's shapes)
+        input_shape = input_shape.tolist()
     if not (isinstance(input_shape, (tuple, list)) and all(is_int(n) and n > 0
                                                            for n in input_shape)):
         raise ValueError(f"{who}: input_shape must be a tuple of positive ints (one input's "
