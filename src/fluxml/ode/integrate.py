@@ -140,14 +140,16 @@ def _stops_inside(tstops, t0: float, t1: float, direction: float) -> list:
 def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=None,
               rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
               keep_steps: bool = False, jac=None, norm_size: int | None = None,
-              adaptive: bool = True, dtmax: float | None = None, tstops=None):
+              adaptive: bool = True, dtmax: float | None = None, tstops=None,
+              on_step=None):
     """``(ts, ys, steps)``: save times, states at them (a list) and, with ``keep_steps``, the
     accepted :class:`~fluxml.ode.rk.Step` records. ``saveat=None`` saves ``t0`` and every
     accepted step. ``norm_size`` restricts error control to the first entries of the state
     (the adjoints' seminorm: a parameter-gradient integral needs no step control).
     ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``; ``dtmax`` bounds
     the size of every step; a step ends on each of ``tstops`` strictly inside the interval
-    (a discontinuity of ``f`` in time is not stepped across)."""
+    (a discontinuity of ``f`` in time is not stepped across). ``on_step(t, y)`` is called
+    after each accepted step (it may raise to stop the solve)."""
     dtmax = math.inf if dtmax is None else float(dtmax)
     stats = F.stats
     jac = None if jac is None else _kept_for_retries(jac)
@@ -268,6 +270,8 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                 j += 1
         if keep_steps:
             steps.append(step)
+        if on_step is not None:
+            on_step(t_new, y_new)
         prev = step
         t, y = t_new, y_new
         if ctrl is not None:
