@@ -476,3 +476,23 @@ def test_a_float32_tree_state_of_one_leaf_stays_float32(alg):
                                                    rtol=1e-5, sensealg=alg).u["x"]),
                      np.float32(1.0))
     assert g.dtype == np.float32 and abs(g + 2 * np.exp(-1.0)) < 1e-4
+
+
+def test_a_solve_that_cannot_go_on_suggests_what_fits_its_solver():
+    """A stiff solver was told to use a stiff solver (max_steps and the step floor: 'if
+    the problem is stiff use Rodas5()', from Rodas5), and a fixed-step solve past max_steps
+    to loosen rtol/atol, which it does not read."""
+    def fail(f, **options):
+        with pytest.raises(fl.ode.SolveError) as e:
+            fl.ode.solve(f, np.ones(1), (0.0, 2.0), **options)
+        return str(e.value)
+
+    decay = lambda t, u, p: -u  # noqa: E731
+    blowup = lambda t, u, p: u**2  # noqa: E731 (u = 1 / (1 - t))
+    for message in (fail(decay, solver=fl.ode.Rodas5(), max_steps=3),
+                    fail(blowup, solver=fl.ode.Rodas5())):
+        assert "Rodas5() or Rosenbrock23()" not in message and "loosen rtol/atol" in message
+    assert "use a stiff solver such as Rodas5()" in fail(decay, max_steps=3)
+    message = fail(decay, solver=fl.ode.RK4(), dt=1e-5, max_steps=1000)
+    assert "take larger fixed steps (dt=1e-05: 200000 of them)" in message
+    assert "rtol" not in message

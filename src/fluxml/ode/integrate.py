@@ -83,6 +83,13 @@ class Counted:
         return out
 
 
+# what to try when an adaptive solve cannot go on (a stiff solver was told to use one)
+_FIXES = ("raise max_steps; loosen rtol/atol; if the problem is stiff (many rejected or tiny "
+          "steps), use a stiff solver such as Rodas5() or Rosenbrock23().")
+_STIFF_FIXES = ("raise max_steps; loosen rtol/atol; check that f and its Jacobian are "
+                "finite and smooth near this time.")
+
+
 def _finite(y) -> bool:
     return bool(np.all(np.isfinite(raw(y))))
 
@@ -163,6 +170,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                          if solver.adaptive else f"solve: {solver!r} is a fixed-step solver; "
                          f"pass dt=... (or use an adaptive solver such as Tsit5())")
     adaptive = adaptive and solver.adaptive
+    stiff = getattr(solver, "stiff", False)  # (what to suggest when it cannot go on)
     ts_out, ys_out, steps = [], [], []
     save = None if saveat is None else np.asarray(saveat, dtype=float)
     j = 0
@@ -202,8 +210,9 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
             raise SolveError(
                 f"solve: max_steps={max_steps} reached at t = {t} of [{t0}, {t1}] "
                 f"({stats.naccept} accepted, {stats.nreject} rejected steps). Possible fixes: "
-                "raise max_steps; loosen rtol/atol; if the problem is stiff (many rejected "
-                "or tiny steps), use a stiff solver such as Rodas5() or Rosenbrock23().")
+                + (_STIFF_FIXES if adaptive and stiff else _FIXES if adaptive else
+                   f"raise max_steps, or take larger fixed steps (dt={dt}: "
+                   f"{math.ceil(span / min(abs(float(dt)), dtmax))} of them)."))
         while stop_i < len(stops) and abs(stops[stop_i] - t) <= 1e-14 * max(1.0, abs(t)):
             stop_i += 1  # a stop a step reached up to rounding: reached
         end = stops[stop_i] if stop_i < len(stops) else t1  # where this step may not pass
@@ -218,8 +227,8 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
             raise SolveError(
                 f"solve: the step size fell below its floor ({abs(hs):.3g}) at t = {t} of "
                 f"[{t0}, {t1}]: {why}. Possible fixes: check f for a singularity or blow-up "
-                "near this time; if the problem is stiff use Rodas5() or Rosenbrock23(); "
-                "loosen rtol/atol.")
+                "near this time; " + ("" if stiff else "if the problem is stiff use Rodas5() "
+                                      "or Rosenbrock23(); ") + "loosen rtol/atol.")
         at_stop = last and end != t1
         G = _LeftOf(F, end, t) if at_stop else F  # the stages at the stop see f's left limit
         if jac is None:
