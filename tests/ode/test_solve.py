@@ -496,3 +496,18 @@ def test_a_solve_that_cannot_go_on_suggests_what_fits_its_solver():
     message = fail(decay, solver=fl.ode.RK4(), dt=1e-5, max_steps=1000)
     assert "take larger fixed steps (dt=1e-05: 200000 of them)" in message
     assert "rtol" not in message
+
+
+def test_max_steps_under_a_tolerance_below_the_states_precision_says_so():
+    """A float32 state at rtol 1e-12 took tiny steps until max_steps (100000: a minute) and
+    was told to loosen rtol/atol among other fixes, or to use a stiff solver; the message
+    now says first that rtol is below float32's precision. float64 at rtol 1e-12 is not."""
+    def message(dtype, rtol):
+        with pytest.raises(fl.ode.SolveError) as e:
+            fl.ode.solve(lambda t, u, p: -u + np.sin(3 * t).astype(dtype), np.ones(3, dtype),
+                         (0.0, 5.0), rtol=rtol, atol=rtol * 1e-2, max_steps=200)
+        return str(e.value)
+
+    assert "Possible fixes: rtol=1e-12 is near or below float32's precision (eps 1.2e-07)" \
+        in message(np.float32, 1e-12)
+    assert "precision" not in message(np.float64, 1e-12)

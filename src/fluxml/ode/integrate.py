@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fluxml._dtypes import real_dtype
 from fluxml.ad.core import Tracer, raw
 from fluxml.ode.control import PIController, error_norm, initial_step
 from fluxml.ode.rk import Step
@@ -88,6 +89,19 @@ _FIXES = ("raise max_steps; loosen rtol/atol; if the problem is stiff (many reje
           "steps), use a stiff solver such as Rodas5() or Rosenbrock23().")
 _STIFF_FIXES = ("raise max_steps; loosen rtol/atol; check that f and its Jacobian are "
                 "finite and smooth near this time.")
+
+
+def _below_precision(rtol, y) -> str:
+    """Where ``rtol`` is within 100 roundings of the state's precision, the fix to try
+    first: a float32 state at rtol 1e-12 ran its 100000 steps for a minute, told only to
+    loosen rtol/atol among four other fixes, or to use a stiff solver."""
+    dtype = real_dtype(np.result_type(raw(y)))
+    eps = float(np.finfo(dtype).eps)
+    if not 0 < float(np.max(rtol)) < 100 * eps:
+        return ""
+    return (f"rtol={np.max(rtol):.3g} is near or below {dtype.name}'s precision "
+            f"(eps {eps:.2g}), which the error estimate's rounding cannot meet but with ever "
+            f"smaller steps: loosen it (or solve in float64); ")
 
 
 def _finite(y) -> bool:
@@ -210,8 +224,8 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
             raise SolveError(
                 f"solve: max_steps={max_steps} reached at t = {t} of [{t0}, {t1}] "
                 f"({stats.naccept} accepted, {stats.nreject} rejected steps). Possible fixes: "
-                + (_STIFF_FIXES if adaptive and stiff else _FIXES if adaptive else
-                   f"raise max_steps, or take larger fixed steps (dt={dt}: "
+                + (_below_precision(rtol, y) + (_STIFF_FIXES if stiff else _FIXES) if adaptive
+                   else f"raise max_steps, or take larger fixed steps (dt={dt}: "
                    f"{math.ceil(span / min(abs(float(dt)), dtmax))} of them)."))
         while stop_i < len(stops) and abs(stops[stop_i] - t) <= 1e-14 * max(1.0, abs(t)):
             stop_i += 1  # a stop a step reached up to rounding: reached
