@@ -84,6 +84,12 @@ class Problem:
             # its many steps, 700 times rtol at 1e-8)
             bound = self.options["rtol"] * {"Rosenbrock23": 2000, "BS3": 300}.get(
                 self.solver, 50)
+        if self.fast and self.alg != "Direct" and self.solver not in ("Rodas5",
+                                                                      "Rosenbrock23"):
+            # an explicit backward solve steps over the transient as its stability allows,
+            # not resolving it for the parameter integral: ~2e-6 whatever the tolerance
+            # (the stiff ones end their steps on the forward steps' ends; see the report)
+            bound = max(bound, 1e-5)
         return max(bound, 2e-3 if self.dtype == np.float32 and self.solver in FIXED else
                    (3e-4 if self.dtype == np.float32 else 1e-9))
 
@@ -130,6 +136,8 @@ def check(pr) -> str | None:
         got = fl.gradient(lambda u, a: np.sum(W.astype(dt) * solve(u, a, ALGS[pr.alg]()).u),
                           pr.u0.astype(dt), pr.A.astype(dt))
     except fl.ode.SolveError as e:
+        if "too coarse to retrace" in str(e):  # (BacksolveAdjoint with coarse fixed steps:
+            return None  # refused rightly)
         return f"raised {e}"
     if sol.u.dtype != dt or any(g.dtype != dt for g in got):
         return f"dtypes {sol.u.dtype}, {[g.dtype for g in got]} for {dt.__name__}"
