@@ -117,6 +117,8 @@ def test_stiff_solvers_keep_float32(solver):
     _, tangent = fl.jvp(lambda u: fl.ode.solve(lambda t, u, p: -u, u, (0.0, 1.0),
                                                solver=solver, saveat=[1.0]).u, (u0,), (u0,))
     assert tangent.dtype == np.float32
+    with pytest.raises(TypeError, match=rf"{solver!r} does not take float16 states"):
+        fl.ode.solve(lambda t, u, p: -u, u0.astype(np.float16), (0.0, 1.0), solver=solver)
 
 
 def test_trees_as_state():
