@@ -16,11 +16,14 @@ CASES = [
     29,  # Heun backwards in time, steps of 1/30
     7,  # Tsit5 in float32 with dtmax, a repeated save time, checkpointing
     2,  # RK4 backwards, BacksolveAdjoint, one save time inside the span
+    (4, 29),  # float32 Rodas5 with dtmax, InterpolatingAdjoint: a forward step's start
+    # 2e-16 from a save time, a stop of the backward solve (a step below the floor)
 ]
 
 
 @pytest.mark.parametrize("index", CASES)
 def test_drawn_linear_problem(index):
-    problem = fz.Problem(np.random.default_rng([0, index]))
+    seed, index = index if isinstance(index, tuple) else (0, index)
+    problem = fz.Problem(np.random.default_rng([seed, index]))
     message = fz.check(problem)
     assert message is None, f"{problem.describe()}: {message}"

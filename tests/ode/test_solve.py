@@ -524,3 +524,15 @@ def test_a_float16_state_is_solved_by_an_adaptive_explicit_solver():
                        rtol=1e-3, atol=1e-5)
     assert sol.u.dtype == np.float16 and sol.stats.nreject <= 1
     np.testing.assert_allclose(sol.u[-1], np.exp(-1.0), rtol=2e-3)
+
+
+@pytest.mark.parametrize("tstops", [[np.nextafter(1.0, 0.0)], [0.5, np.nextafter(0.5, 1.0)],
+                                    [np.nextafter(0.0, 1.0)]], ids=["end", "pair", "start"])
+def test_a_stop_a_rounding_away_from_an_end_or_another_stop(tstops):
+    """A stop a few roundings from t1 (or t0, or another stop) left a step below the step
+    floor between them, which stopped the solve ('the step size fell below its floor
+    (1.11e-16)'); the stiff adjoints met it at a forward step's start (0.4000000000000002)
+    2e-16 from a save time. Such a stop is dropped now."""
+    sol = fl.ode.solve(lambda t, u, p: -u, np.ones(1), (0.0, 1.0), saveat=[1.0], tstops=tstops,
+                       rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sol.u[-1], [np.exp(-1.0)], rtol=1e-8)
