@@ -117,6 +117,8 @@ def test_stiff_solvers_keep_float32(solver):
     _, tangent = fl.jvp(lambda u: fl.ode.solve(lambda t, u, p: -u, u, (0.0, 1.0),
                                                solver=solver, saveat=[1.0]).u, (u0,), (u0,))
     assert tangent.dtype == np.float32
+    with pytest.raises(TypeError, match=rf"{type(solver).__name__}\(\) does not take float16"):
+        fl.ode.solve(lambda t, u, p: -u, u0.astype(np.float16), (0.0, 1.0), solver=solver)
 
 
 def test_trees_as_state():
@@ -476,3 +478,61 @@ def test_a_float32_tree_state_of_one_leaf_stays_float32(alg):
                                                    rtol=1e-5, sensealg=alg).u["x"]),
                      np.float32(1.0))
     assert g.dtype == np.float32 and abs(g + 2 * np.exp(-1.0)) < 1e-4
+
+
+def test_a_solve_that_cannot_go_on_suggests_what_fits_its_solver():
+    """A stiff solver was told to use a stiff solver (max_steps and the step floor: 'if
+    the problem is stiff use Rodas5()', from Rodas5), and a fixed-step solve past max_steps
+    to loosen rtol/atol, which it does not read."""
+    def fail(f, **options):
+        with pytest.raises(fl.ode.SolveError) as e:
+            fl.ode.solve(f, np.ones(1), (0.0, 2.0), **options)
+        return str(e.value)
+
+    decay = lambda t, u, p: -u  # noqa: E731
+    blowup = lambda t, u, p: u**2  # noqa: E731 (u = 1 / (1 - t))
+    for message in (fail(decay, solver=fl.ode.Rodas5(), max_steps=3),
+                    fail(blowup, solver=fl.ode.Rodas5())):
+        assert "Rodas5() or Rosenbrock23()" not in message and "loosen rtol/atol" in message
+    assert "use a stiff solver such as Rodas5()" in fail(decay, max_steps=3)
+    message = fail(decay, solver=fl.ode.RK4(), dt=1e-5, max_steps=1000)
+    assert "take larger fixed steps (dt=1e-05: 200000 of them)" in message
+    assert "rtol" not in message
+
+
+def test_max_steps_under_a_tolerance_below_the_states_precision_says_so():
+    """A float32 state at rtol 1e-12 took tiny steps until max_steps (100000: a minute) and
+    was told to loosen rtol/atol among other fixes, or to use a stiff solver; the message
+    now says first that rtol is below float32's precision. float64 at rtol 1e-12 is not."""
+    def message(dtype, rtol):
+        with pytest.raises(fl.ode.SolveError) as e:
+            fl.ode.solve(lambda t, u, p: -u + np.sin(3 * t).astype(dtype), np.ones(3, dtype),
+                         (0.0, 5.0), rtol=rtol, atol=rtol * 1e-2, max_steps=200)
+        return str(e.value)
+
+    assert "Possible fixes: rtol=1e-12 is near or below float32's precision (eps 1.2e-07)" \
+        in message(np.float32, 1e-12)
+    assert "precision" not in message(np.float64, 1e-12)
+
+
+def test_a_float16_state_is_solved_by_an_adaptive_explicit_solver():
+    """In float16 the tolerance scale atol + rtol |u| underflowed (atol 1e-5 is below
+    float16's normal range) and every error divided by it overflowed: each step was
+    rejected until max_steps (100000, at t = 0). The norms are now taken in float32; the
+    state stays float16."""
+    sol = fl.ode.solve(lambda t, u, p: -u, np.ones(2, np.float16), (0.0, 1.0), saveat=[1.0],
+                       rtol=1e-3, atol=1e-5)
+    assert sol.u.dtype == np.float16 and sol.stats.nreject <= 1
+    np.testing.assert_allclose(sol.u[-1], np.exp(-1.0), rtol=2e-3)
+
+
+@pytest.mark.parametrize("tstops", [[np.nextafter(1.0, 0.0)], [0.5, np.nextafter(0.5, 1.0)],
+                                    [np.nextafter(0.0, 1.0)]], ids=["end", "pair", "start"])
+def test_a_stop_a_rounding_away_from_an_end_or_another_stop(tstops):
+    """A stop a few roundings from t1 (or t0, or another stop) left a step below the step
+    floor between them, which stopped the solve ('the step size fell below its floor
+    (1.11e-16)'); the stiff adjoints met it at a forward step's start (0.4000000000000002)
+    2e-16 from a save time. Such a stop is dropped now."""
+    sol = fl.ode.solve(lambda t, u, p: -u, np.ones(1), (0.0, 1.0), saveat=[1.0], tstops=tstops,
+                       rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sol.u[-1], [np.exp(-1.0)], rtol=1e-8)

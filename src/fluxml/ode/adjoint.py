@@ -314,6 +314,10 @@ def solve_with_adjoint(alg, solver, f, packer, y0, p, t0, t1, options):
     return [made["ts"][i] for i in keep], Y[np.array(keep)], stats
 
 
+class _Drift(SolveError):
+    """BacksolveAdjoint's u, solved backwards, left the forward solution."""
+
+
 class _Backward:
     """One backward pass of an adjoint method."""
 
@@ -369,7 +373,7 @@ class _Backward:
             if start == end:
                 continue
             if isinstance(alg, BacksolveAdjoint):
-                lam, mu = self.backsolve(start, end, ys[i], lam, mu, i)
+                lam, mu = self.backsolve(start, end, ys[i], ys[i - 1] if i else y0, lam, mu, i)
             else:
                 if isinstance(alg, InterpolatingAdjoint) and alg.checkpointing:
                     begin = ys[i - 1] if i > 0 else y0
@@ -383,7 +387,7 @@ class _Backward:
         g_y0 = lam.reshape(np.shape(raw(y0))).astype(np.result_type(raw(y0)), copy=False)
         return (g_y0, *self.params.unpack(mu))
 
-    def integrate(self, G, start, end, z, norm_size, keep=False, U=None):
+    def integrate(self, G, start, end, z, norm_size, keep=False, U=None, on_step=None):
         F = Counted(G, self.stats)
         jac = jac_for(self.solver, F, self.y0_flat, *self.pv)  # (f's precision: z is float64)
         if jac is not None and U is not None:
@@ -396,7 +400,9 @@ class _Backward:
                 rtol=self.per_entry(self.rtol, copies), atol=self.per_entry(self.atol, copies),
                 max_steps=self.options["max_steps"], dtmax=self.options["dtmax"],
                 tstops=self.stops(U, start, end), adaptive=self.options["adaptive"],
-                keep_steps=keep, jac=jac, norm_size=norm_size)
+                keep_steps=keep, jac=jac, norm_size=norm_size, on_step=on_step)
+        except _Drift as e:
+            raise SolveError(str(e)) from None
         except SolveError as e:  # (it read as the forward solve's failure: 'check u0, p')
             raise SolveError(
                 f"{self.alg!r}: the backward solve of the adjoint equation, from t = {start} "
@@ -443,18 +449,33 @@ class _Backward:
         z, _, _ = self.integrate(G, start, end, np.concatenate([lam, mu]), n, U=U)
         return z[:n], z[n:]
 
-    def backsolve(self, start, end, u_saved, lam, mu, i):
+    def backsolve(self, start, end, u_saved, u_end, lam, mu, i):
         n = lam.size
         # (float: a float32 state's u solved in float64 beside lambda; a complex one kept)
         u = np.asarray(raw(u_saved), dtype=np.result_type(raw(u_saved), float)).reshape(-1)
         if self.u_back is not None:
             self.check_drift(self.u_back, u, start)
+        # u growing a million times past the forward states at both ends: blowing up (a
+        # stiff problem solved backwards: it ran to overflow, 45 s with Rodas5 and 6 min
+        # with Rosenbrock23, then blamed f for a singularity)
+        limit = 1e6 * (max(np.linalg.norm(u), np.linalg.norm(raw(u_end))) +
+                       float(np.max(self.atol)) / max(float(np.max(self.rtol)), 1e-300))
+
+        def blowing_up(t, z):
+            if not np.linalg.norm(z[:n]) <= limit:
+                raise _Drift(
+                    f"BacksolveAdjoint: solving u backwards from t = {start} to {end} blew "
+                    f"up (|u| at t = {t} is over a million times the forward states at both "
+                    "ends): the problem is unstable backwards in time (stiff or strongly "
+                    "dissipative), so this gradient would be wrong. Use "
+                    "sensealg=InterpolatingAdjoint() or QuadratureAdjoint() (or Direct()).")
 
         def G(t, z):  # f sees u in the state's dtype (a float32 layer warned of float64)
             fu, gu, gp = self.vjp(t, z[:n].astype(self.y0_flat.dtype, copy=False), z[n:2 * n])
             return np.concatenate([np.reshape(fu, -1), -gu, -gp])
 
-        z, _, _ = self.integrate(G, start, end, np.concatenate([u, lam, mu]), 2 * n)
+        z, _, _ = self.integrate(G, start, end, np.concatenate([u, lam, mu]), 2 * n,
+                                 on_step=blowing_up)
         self.u_back = z[:n]
         if i == 0:
             self.check_drift(self.u_back, None, end)

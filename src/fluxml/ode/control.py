@@ -27,9 +27,16 @@ def _rms(x, scale) -> float:
     return float(np.sqrt(np.mean(np.square(np.abs(x) / scale)))) if x.size else 0.0
 
 
+def _norm_precision(*xs):
+    """float16 values in float32 for the norms: a tolerance such as atol=1e-9 underflowed
+    to 0 in float16, and every error divided by it overflowed (every step rejected)."""
+    return [x.astype(np.float32) if getattr(x, "dtype", None) == np.float16 else x
+            for x in xs]
+
+
 def error_norm(err, y0, y1, rtol: float, atol: float) -> float:
     """Hairer's scaled RMS norm of the local error estimate ``err``: at most 1 is accepted."""
-    e, a, b = raw(err), raw(y0), raw(y1)
+    e, a, b = _norm_precision(raw(err), raw(y0), raw(y1))
     value = _rms(e, atol + rtol * np.maximum(np.abs(a), np.abs(b)))
     return value if math.isfinite(value) else math.inf
 
@@ -71,7 +78,9 @@ def initial_step(F, t0: float, y0, f0, direction: float, order: int, rtol: float
     estimates the second derivative so that the first step's error is near the tolerance.
     ``norm_size``: the norms read the first entries of the state only, as the error control
     does (an adjoint's parameter integral, which feeds nothing back, is left out)."""
-    y0, f0 = raw(y0), raw(f0)
+    y_start, f_start = raw(y0), raw(f0)
+    y0, f0 = _norm_precision(y_start, f_start)
+
     def part(x):
         return x if norm_size is None else x[:norm_size]
 
@@ -79,8 +88,8 @@ def initial_step(F, t0: float, y0, f0, direction: float, order: int, rtol: float
     d0, d1 = _rms(part(y0), scale), _rms(part(f0), scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, span)
-    y1 = y0 + direction * h0 * f0
-    f1 = raw(F(t0 + direction * h0, y1))
+    y1 = y_start + direction * h0 * f_start
+    f1, = _norm_precision(raw(F(t0 + direction * h0, y1)))
     d2 = _rms(part(f1) - part(f0), scale) / h0
     if not math.isfinite(d2):
         return h0 * 1e-3

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fluxml._dtypes import real_dtype
 from fluxml.ad.core import Tracer, raw
 from fluxml.ode.control import PIController, error_norm, initial_step
 from fluxml.ode.rk import Step
@@ -83,6 +84,26 @@ class Counted:
         return out
 
 
+# what to try when an adaptive solve cannot go on (a stiff solver was told to use one)
+_FIXES = ("raise max_steps; loosen rtol/atol; if the problem is stiff (many rejected or tiny "
+          "steps), use a stiff solver such as Rodas5() or Rosenbrock23().")
+_STIFF_FIXES = ("raise max_steps; loosen rtol/atol; check that f and its Jacobian are "
+                "finite and smooth near this time.")
+
+
+def _below_precision(rtol, y) -> str:
+    """Where ``rtol`` is within 100 roundings of the state's precision, the fix to try
+    first: a float32 state at rtol 1e-12 ran its 100000 steps for a minute, told only to
+    loosen rtol/atol among four other fixes, or to use a stiff solver."""
+    dtype = real_dtype(np.result_type(raw(y)))
+    eps = float(np.finfo(dtype).eps)
+    if not 0 < float(np.max(rtol)) < 100 * eps:
+        return ""
+    return (f"rtol={np.max(rtol):.3g} is near or below {dtype.name}'s precision "
+            f"(eps {eps:.2g}), which the error estimate's rounding cannot meet but with ever "
+            f"smaller steps: loosen it (or solve in float64); ")
+
+
 def _finite(y) -> bool:
     return bool(np.all(np.isfinite(raw(y))))
 
@@ -130,24 +151,35 @@ def _kept_for_retries(jac):
 
 def _stops_inside(tstops, t0: float, t1: float, direction: float) -> list:
     """The times of ``tstops`` strictly between ``t0`` and ``t1``, in the direction of the
-    solve, each once."""
+    solve, each once; one within 1e-12 (relative) of an end or of the stop before it is
+    dropped: the step between them fell below the step floor and stopped the solve (a
+    stiff adjoint's stop at a forward step's start, 0.4000000000000002, 2e-16 from its
+    interval's end 0.4)."""
     if tstops is None:
         return []
-    inside = [float(s) for s in np.ravel(tstops) if min(t0, t1) < s < max(t0, t1)]
-    return sorted(set(inside), reverse=direction < 0)
+    inside = sorted({float(s) for s in np.ravel(tstops) if min(t0, t1) < s < max(t0, t1)},
+                    reverse=direction < 0)
+    kept: list = []
+    for s in inside:
+        near = 1e-12 * max(1.0, abs(s))
+        if min(abs(s - t0), abs(t1 - s), abs(s - kept[-1]) if kept else near + 1) > near:
+            kept.append(s)
+    return kept
 
 
 def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=None,
               rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
               keep_steps: bool = False, jac=None, norm_size: int | None = None,
-              adaptive: bool = True, dtmax: float | None = None, tstops=None):
+              adaptive: bool = True, dtmax: float | None = None, tstops=None,
+              on_step=None):
     """``(ts, ys, steps)``: save times, states at them (a list) and, with ``keep_steps``, the
     accepted :class:`~fluxml.ode.rk.Step` records. ``saveat=None`` saves ``t0`` and every
     accepted step. ``norm_size`` restricts error control to the first entries of the state
     (the adjoints' seminorm: a parameter-gradient integral needs no step control).
     ``adaptive=False`` makes an adaptive solver take fixed steps of ``dt``; ``dtmax`` bounds
     the size of every step; a step ends on each of ``tstops`` strictly inside the interval
-    (a discontinuity of ``f`` in time is not stepped across)."""
+    (a discontinuity of ``f`` in time is not stepped across). ``on_step(t, y)`` is called
+    after each accepted step (it may raise to stop the solve)."""
     dtmax = math.inf if dtmax is None else float(dtmax)
     stats = F.stats
     jac = None if jac is None else _kept_for_retries(jac)
@@ -161,6 +193,7 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                          if solver.adaptive else f"solve: {solver!r} is a fixed-step solver; "
                          f"pass dt=... (or use an adaptive solver such as Tsit5())")
     adaptive = adaptive and solver.adaptive
+    stiff = getattr(solver, "stiff", False)  # (what to suggest when it cannot go on)
     ts_out, ys_out, steps = [], [], []
     save = None if saveat is None else np.asarray(saveat, dtype=float)
     j = 0
@@ -200,8 +233,9 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
             raise SolveError(
                 f"solve: max_steps={max_steps} reached at t = {t} of [{t0}, {t1}] "
                 f"({stats.naccept} accepted, {stats.nreject} rejected steps). Possible fixes: "
-                "raise max_steps; loosen rtol/atol; if the problem is stiff (many rejected "
-                "or tiny steps), use a stiff solver such as Rodas5() or Rosenbrock23().")
+                + (_below_precision(rtol, y) + (_STIFF_FIXES if stiff else _FIXES) if adaptive
+                   else f"raise max_steps, or take larger fixed steps (dt={dt}: "
+                   f"{math.ceil(span / min(abs(float(dt)), dtmax))} of them)."))
         while stop_i < len(stops) and abs(stops[stop_i] - t) <= 1e-14 * max(1.0, abs(t)):
             stop_i += 1  # a stop a step reached up to rounding: reached
         end = stops[stop_i] if stop_i < len(stops) else t1  # where this step may not pass
@@ -216,8 +250,8 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
             raise SolveError(
                 f"solve: the step size fell below its floor ({abs(hs):.3g}) at t = {t} of "
                 f"[{t0}, {t1}]: {why}. Possible fixes: check f for a singularity or blow-up "
-                "near this time; if the problem is stiff use Rodas5() or Rosenbrock23(); "
-                "loosen rtol/atol.")
+                "near this time; " + ("" if stiff else "if the problem is stiff use Rodas5() "
+                                      "or Rosenbrock23(); ") + "loosen rtol/atol.")
         at_stop = last and end != t1
         G = _LeftOf(F, end, t) if at_stop else F  # the stages at the stop see f's left limit
         if jac is None:
@@ -268,6 +302,8 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                 j += 1
         if keep_steps:
             steps.append(step)
+        if on_step is not None:
+            on_step(t_new, y_new)
         prev = step
         t, y = t_new, y_new
         if ctrl is not None:

@@ -92,6 +92,9 @@ class _Rosenbrock:
             raise TypeError(f"{self!r} does not take complex states (its Jacobian is of a real "
                             "state); solve the real and imaginary parts as one real state "
                             "of twice the size, or use an explicit solver such as Tsit5()")
+        if np.result_type(raw(y)) == np.float16:  # (else 'array type float16 is unsupported
+            raise TypeError(f"{self!r} does not take float16 states (NumPy's linear solve "  # in
+                            "has none); convert the state to float32")  # linalg')
         J, dT = jac(t, y, k1, h)  # (h: the direction to take df/dt in; a retry reuses it)
         shape = np.shape(y)
         n = int(np.prod(shape))

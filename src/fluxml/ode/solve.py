@@ -169,7 +169,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     across the jump would be rejected again and again; times outside ``tspan`` are ignored.
     The adjoints' backward solves end steps on them too (InterpolatingAdjoint and
     BacksolveAdjoint refuse a stop that is also a saved time: saveat=None saves every step).
-    ``rtol`` and ``atol`` are numbers or arrays broadcastable to ``u0`` (per entry, as
+    ``rtol`` and ``atol`` are numbers or arrays that broadcast to ``u0``'s shape (per entry, as
     torchdiffeq's; for a tree state, shaped like its flat vector); the error norm is the
     RMS of ``|err| / (atol + rtol * max(|u0|, |u1|))`` over the step (the modulus for
     complex states, as diffrax and torchdiffeq).
