@@ -283,6 +283,55 @@ def _table():
     add("clip(ties)", lambda a: np.clip(a, 0.2, 0.4), tie)
     add("abs(zeros)", lambda a: np.abs(a - 0.3), tie)
     add("sort_complex(ties)", lambda a: np.sort_complex(a[0] + 1j * a[1]), tie)
+    # NaN entries (the entries above 0.7 of (0.1, 0.9) made NaN): the NaN functions skip them
+    for name in ("nansum", "nanmean", "nanmax", "nanmin", "nanprod", "nanstd", "nanvar",
+                 "nanmedian", "nancumsum", "nancumprod", "nanargmax"):
+        if name == "nanargmax":
+            add("nanargmax(nan)", lambda a: a * np.nanargmax(_nans(a), axis=-1)[:, None],
+                one(3, 4))
+            continue
+        add(f"{name}(nan)", lambda a, f=getattr(np, name): f(_nans(a), axis=-1), one(3, 4))
+    add("nanquantile(nan)", lambda a: np.nanquantile(_nans(a), [0.2, 0.6], axis=1), one(3, 5))
+    add("nanpercentile(nan)", lambda a: np.nanpercentile(_nans(a), 30.0), one(3, 5))
+    add("nan_to_num(nan)", lambda a: np.nan_to_num(_nans(a) / (a - a[0, 0]), nan=-1.0,
+                                                   posinf=2.0), one(3, 4))
+    # other arguments of the same functions
+    add("pad(edge)", lambda a: np.pad(a, ((1, 0), (2, 1)), mode="edge"), one(3, 4))
+    add("pad(wrap)", lambda a: np.pad(a, 2, mode="wrap"), one(3, 4))
+    add("pad(symmetric)", lambda a: np.pad(a, (1, 2), mode="symmetric"), one(3, 4))
+    add("pad(constant)", lambda a: np.pad(a, 1, constant_values=2.5), one(3, 4))
+    add("roll(flat)", lambda a: np.roll(a, -5), one(3, 4))
+    add("round(-1)", lambda a: np.round(a * 1000, -1), one(3, 4))
+    add("cumsum(flat)", np.cumsum, one(3, 4))
+    add("diff(prepend)", lambda a: np.diff(a, prepend=0.5, append=a[:, :1]), one(3, 4))
+    add("take(wrap)", lambda a: np.take(a, [-1, 5, 9], mode="wrap"), one(3, 4))
+    add("take(clip)", lambda a: np.take(a, [-1, 5, 19], axis=1, mode="clip"), one(3, 4))
+    add("sort(flat)", lambda a: np.sort(a, axis=None), one(3, 4))
+    add("average(returned)", lambda a, w: np.average(a, axis=1, weights=w, returned=True),
+        two((3, 4), (4,)))
+    add("std(ddof)", lambda a: np.std(a, axis=0, ddof=1, keepdims=True), one(3, 4))
+    add("cross(axis)", lambda a, b: np.cross(a, b, axisa=0, axisb=0), two((3, 2), (3, 2)))
+    add("einsum(trace)", lambda a, b: np.einsum("ii,jk->jk", a, b), two((3, 3), (2, 2)))
+    add("einsum(broadcast)", lambda a, b: np.einsum("...ij,...jk", a, b), two((2, 2, 3),
+                                                                            (3, 2)))
+    add("trace(offset)", lambda a: np.trace(a, offset=1, axis1=1, axis2=2), one(2, 3, 4))
+    add("insert(scalar)", lambda a: np.insert(a, 2, 7.0), one(3, 4))
+    add("gradient(edge 2)", lambda a, x: np.gradient(a, x, edge_order=2), two((5,), (5,)))
+    add("clip(arrays)", lambda a, lo: np.clip(a, lo, 0.6), two((3, 4), (4,)))
+    add("maximum.reduce", lambda a: np.maximum.reduce(a, axis=0), one(3, 4))
+    add("add.accumulate", lambda a: np.add.accumulate(a, axis=1), one(3, 4))
+    add("multiply.outer", lambda a, b: np.multiply.outer(a, b), two((3,), (2,)))
+    add("matmul(batched)", np.matmul, two((2, 3, 4), (4, 2)))
+    add("linalg.norm(ord)", lambda a: [np.linalg.norm(a, o) for o in (1, 2, np.inf, -np.inf,
+                                                                     "fro", "nuc")],
+        lambda r: (_n(r, 3, 3),))
+    add("linalg.det(batched)", np.linalg.det, lambda r: (_n(r, 2, 3, 3) + 3 * np.eye(3),))
+    add("linalg.solve(batched)", np.linalg.solve,
+        lambda r: (_n(r, 2, 3, 3) + 3 * np.eye(3), _n(r, 2, 3, 1)))
+    add("interp(period)", lambda a: np.interp(a * 7, XP * 3, FP, period=2.5), one(3, 4))
+    add("interp(left, right)", lambda a: np.interp(a * 2 - 0.5, XP, FP, left=-1, right=3.0),
+        one(3, 4))
+    _special_cases(add, one, two)
     # histograms (piecewise constant counts, differentiable edges and weights)
     add("histogram(edges)", lambda a: np.histogram(a, bins=3)[1], one(6))
     add("histogram(weights)", lambda a, w: np.histogram(a, BINS, weights=w)[0],
@@ -299,6 +348,34 @@ def _empty_like(a):
     out = np.empty_like(a)  # (filled: its contents are undefined until then)
     out[...] = 2 * a
     return out
+
+
+def _special_cases(add, one, two):
+    """scipy.special's ufuncs with rules (where SciPy is installed)."""
+    try:
+        import scipy.special as sp
+    except ImportError:
+        return
+    for name in ("expit", "logit", "log_expit", "erf", "erfc", "erfcx", "erfinv", "erfcinv",
+                 "ndtr", "log_ndtr", "ndtri", "gamma", "gammaln", "loggamma", "digamma",
+                 "entr", "i0", "i1", "j0", "j1", "y0", "y1", "rgamma", "gammasgn"):
+        add(f"special.{name}", getattr(sp, name), one(2, 3))
+    for name in ("xlogy", "xlog1py", "rel_entr", "beta", "betaln"):
+        add(f"special.{name}", getattr(sp, name), two((2, 3), (3,)))
+    for name in ("gammainc", "gammaincc"):  # (no derivative in the shape a)
+        add(f"special.{name}", lambda x, f=getattr(sp, name): f(1.7, x * 3), one(2, 3))
+    add("special.loggamma(negative)", lambda a: sp.loggamma(a - 0.5), one(2, 3))
+    add("special.rgamma(poles)", lambda a: sp.rgamma(a * 0 + np.array([0.0, -1.0, -2.5])),
+        one(2, 3))
+    add("special.polygamma", lambda a: sp.digamma(a) + sp.gammasgn(a - 0.5) * a, one(2, 3))
+    for name in ("iv", "jv", "ive", "yv"):
+        add(f"special.{name}", lambda a, f=getattr(sp, name): f(1.5, a), one(2, 3))
+    add("special.yn", lambda a: sp.yn(2, a), one(2, 3))
+    add("special.betainc", lambda x: sp.betainc(1.5, 2.5, x), one(2, 3))
+
+
+def _nans(a):
+    return np.where(a > 0.7, np.nan, a)
 
 
 def _ties(rng, *shape):
@@ -357,6 +434,10 @@ REFUSED = {
 XLA_REFUSED = {
     "partition": "NumPy's arrangement of the entries other than the kth is its introselect's",
     "partition(ties)": "as partition",
+    **{f"special.{name}": "JAX has no Bessel function of real order" for name in (
+        "j0", "j1", "y0", "y1", "iv", "jv", "ive", "yv", "yn", "i1")},  # (i1's derivative: iv)
+    **{f"special.{name}": "JAX's differs from SciPy's by up to 1e-6 relative" for name in (
+        "beta", "betaln")},
     "linalg.eig": "NumPy's eigenvalues are real or complex by the values (the dtype with them)",
     "linalg.eigvals": "NumPy's eigenvalues are real or complex by the values",
 }
@@ -438,7 +519,7 @@ def check(name, backend="numpy", seed=0, dtype=np.float64):
         if bad:
             return "FAIL: " + bad
         try:
-            compiled = fl.compile(run, backend=backend)
+            compiled = fl.compile(run, backend=backend, background=False)
             for call in range(2):
                 given = args if call == 0 else make(rng)
                 want = run(*[a.copy() for a in given]) if call else eager

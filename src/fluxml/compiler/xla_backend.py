@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import weakref
 
 import numpy as np
@@ -90,6 +91,7 @@ except ModuleNotFoundError as err:  # the doctest runner skips this module then
 from fluxml.compiler import xla_kernels as kernels
 from fluxml.compiler.xla_lowerings import ARRAY_ARGUMENTS, FUNCTIONS, LAYOUT_KEYWORDS, PRIMITIVES
 from fluxml.compiler.xla_runtime import _DONATE_LIMIT, _ahead, _Numbers, _Packing, _wrapper
+from fluxml.compiler.xla_special import UNTRACED as UNTRACED_SPECIAL
 
 BACKEND = "xla"
 
@@ -482,6 +484,9 @@ class _Lowering:
             if head is None or not hasattr(getattr(jnp, owner.__name__), name):
                 raise unsupported(f"{owner.__name__}.{name}", "NumPy function")
             return _apply(em, f"{head}.{name}", args, kwargs)
+        special = UNTRACED_SPECIAL.get(name)
+        if special is not None and func is getattr(sys.modules.get("scipy.special"), name, None):
+            return _apply(em, em.global_(special, name), args, kwargs)
         head = _numpy_name(func)
         if head is None:
             raise unsupported(getattr(func, "__qualname__", repr(func)), "function")

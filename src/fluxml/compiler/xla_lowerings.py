@@ -10,6 +10,7 @@ from __future__ import annotations
 from fluxml.compiler import xla_kernels as kernels
 from fluxml.compiler import xla_linalg as linalg
 from fluxml.compiler import xla_recurrent as recurrent
+from fluxml.compiler import xla_special as special
 
 # Engine primitive name -> its JAX form: a template whose fields are the primitive's argument
 # names (from its NumPy kernel's signature) and parameter names, or a kernel function, called
@@ -95,6 +96,7 @@ PRIMITIVES: dict = {
     "pinv": linalg.pinv,
     "modf_fraction": kernels.modf_fraction,
     "sinc": kernels.sinc,
+    **special.PRIMITIVES,  # scipy.special's ufuncs
 }
 
 # Functions the engine runs untraced on raw values (``Eqn.prim is None``), by qualified name,

@@ -189,9 +189,9 @@ def _drgamma(sp, ans, x):
     """d/dx 1/Gamma(x) = -digamma(x) / Gamma(x); at the zeros x = -n (n = 0, 1, ...) the
     limit (-1)^n n! (digamma has its poles there). Exact at first order; at those points the
     second derivative is taken as 0."""
-    xr = np.asarray(raw(x))
+    xr = raw(x)  # (under fl.compile, the program's value)
     zero = (xr <= 0) & (xr == np.round(xr))
-    if not zero.any():
+    if known_none(zero):
         return -ans * sp.digamma(x)
     n = np.where(zero, -xr, 0)
     limit = (-1.0) ** n * sp.gamma(n + 1)
