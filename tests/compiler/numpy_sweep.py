@@ -307,6 +307,8 @@ def _table():
     add("take(wrap)", lambda a: np.take(a, [-1, 5, 9], mode="wrap"), one(3, 4))
     add("take(clip)", lambda a: np.take(a, [-1, 5, 19], axis=1, mode="clip"), one(3, 4))
     add("sort(flat)", lambda a: np.sort(a, axis=None), one(3, 4))
+    add("quantile(methods)", lambda a: [np.quantile(a, [0.3, 0.5], method=m, axis=1) for m in (
+        "lower", "higher", "nearest", "midpoint")], one(3, 5))
     add("average(returned)", lambda a, w: np.average(a, axis=1, weights=w, returned=True),
         two((3, 4), (4,)))
     add("std(ddof)", lambda a: np.std(a, axis=0, ddof=1, keepdims=True), one(3, 4))
