@@ -312,6 +312,7 @@ def _table():
     add("average(returned)", lambda a, w: np.average(a, axis=1, weights=w, returned=True),
         two((3, 4), (4,)))
     add("std(ddof)", lambda a: np.std(a, axis=0, ddof=1, keepdims=True), one(3, 4))
+    add("var(complex)", lambda a, b: np.var(a + 1j * b, axis=1), two((3, 4), (3, 4)))
     add("cross(axis)", lambda a, b: np.cross(a, b, axisa=0, axisb=0), two((3, 2), (3, 2)))
     add("einsum(trace)", lambda a, b: np.einsum("ii,jk->jk", a, b), two((3, 3), (2, 2)))
     add("einsum(broadcast)", lambda a, b: np.einsum("...ij,...jk", a, b), two((2, 2, 3),

@@ -80,7 +80,7 @@ COMPLEX = set([
     # sums and products
     np.sum, np.mean, np.average, np.prod, np.cumsum, np.cumprod, np.cumulative_sum,
     np.cumulative_prod, np.trace, np.diff, np.ediff1d, np.nanprod, np.nancumsum, np.nancumprod,
-    np.nanvar, np.nanstd,
+    np.nanvar, np.nanstd, np.var, np.std,
     np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.einsum, np.kron,
     np.vecdot, np.cross, *_linalg("matvec", "vecmat", "astype", module=np),
     # numerical helpers (linear in the values)

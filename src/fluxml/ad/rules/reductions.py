@@ -192,13 +192,18 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
         n = builtins.max(count - ddof, 0)
     else:  # the entries where the mask is True, per result
         count = _mask_count(a, where, axis, True)
-        n = np.maximum(count - ddof, 0)
+        n = np.maximum(np.real(count) - ddof, 0)  # (a complex a's variance is real)
         if not keepdims:
             n = np.reshape(n, _reduced_shape(a.shape, axis))
     if mean is None:
         mean = SUM(_masked(a, where, 0), axis=axis, keepdims=True) / count
     d = _masked(a - mean, where, 0)
-    result = SUM(d * d, axis=axis, keepdims=bool(keepdims)) / n
+    if np.iscomplexobj(raw(d)):  # |d|^2, as NumPy's: re * re + im * im (a real variance)
+        re, im = np.real(d), np.imag(d)
+        square = re * re + im * im
+    else:
+        square = d * d
+    result = SUM(square, axis=axis, keepdims=bool(keepdims)) / n
     return into_out(result, out, "np.var")
 
 
