@@ -263,6 +263,11 @@ def test_piecewise_refuses_functions_across_entries_under_compile():
     f = fl.compile(lambda a: np.piecewise(a, [a > 0], [lambda v: np.cumsum(v), 0.0]))
     with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
         f(a)
+    # one that agrees where its condition holds everywhere in the traced call, but not on
+    # fewer entries (NumPy's call on another run)
+    f = fl.compile(lambda a: np.piecewise(a, [a > -10], [lambda v: v * len(v), 0.0]))
+    with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
+        f(a)
 
 
 @pytest.mark.parametrize("make", [
