@@ -11,6 +11,7 @@ drops, whether ``poly``'s roots come in conjugate pairs) are made on the concret
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -125,10 +126,15 @@ def roots(p):
 
 
 def _warn_rank(rank, order):
-    """NumPy's warning of a fit whose Vandermonde matrix has less than full rank."""
+    """NumPy's warning of a fit whose Vandermonde matrix has less than full rank, attributed
+    to the innermost caller outside fluxml and NumPy (as NumPy's to np.polyfit's caller)."""
     if rank != order:
+        level, frame = 1, sys._getframe()
+        while frame is not None and \
+                frame.f_globals.get("__name__", "").partition(".")[0] in ("fluxml", "numpy"):
+            frame, level = frame.f_back, level + 1
         warnings.warn("Polyfit may be poorly conditioned", np.exceptions.RankWarning,
-                      stacklevel=3)
+                      stacklevel=level)
     return np.True_
 
 
