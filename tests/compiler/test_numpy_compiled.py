@@ -412,3 +412,30 @@ def test_rgamma_derivative_compiles():
         want = np.where((x == np.round(x)) & (x <= 0), (-1.0) ** -x * sp.gamma(1 - x),
                         -sp.digamma(x) / sp.gamma(x))
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_eig_keeps_the_traced_dtype_or_refuses():
+    # NumPy's eigenvalues are real where all are, complex otherwise. Traced with a real
+    # spectrum, a run with a complex one was silently other: np.real(eigvals(a)) * 2 came back
+    # complex, its imaginary parts kept (the traced np.real of a real array is no operation)
+    real = np.array([[2.0, 1.0], [1.0, 3.0]])
+    rotation = np.array([[0.0, -1.0], [1.0, 0.5]])
+
+    def f(a):
+        return np.real(np.linalg.eigvals(a)) * 2
+
+    compiled = _compile(f, "numpy")
+    np.testing.assert_array_equal(compiled(real), f(real))
+    with pytest.raises(ValueError, match="this run's eigenvalues are complex"):
+        compiled(rotation)
+    # traced with a complex spectrum: a real one comes back as complex numbers (the same)
+    def both(a):
+        return np.linalg.eig(a), fl.gradient(lambda a: np.sum(np.abs(np.linalg.eigvals(a))), a)
+
+    compiled = _compile(both, "numpy")
+    for a in (rotation, real):
+        ((w, v), (g,)), ((ww, wv), (wg,)) = compiled(a), both(a)
+        assert w.dtype == v.dtype == np.complex128
+        np.testing.assert_array_equal(w, ww)
+        np.testing.assert_array_equal(v, wv)
+        np.testing.assert_allclose(g, wg, rtol=1e-12, atol=1e-14)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp, defvjp, function, primitive
 from fluxml.ad.rules.decompositions import _diag, _gap_inverse
 from fluxml.ad.rules.linalg import mT
@@ -58,12 +59,40 @@ defjvp(EIG, _eig_jvp)
 _RESULT = type(np.linalg.eig(np.eye(1)))  # EigResult (a tuple on NumPy 1)
 
 
+def _as_traced(x, *, dtype):
+    """An eigen-result in the dtype of the traced call's: NumPy's is real where every
+    eigenvalue is, complex otherwise, and a compiled program's dtypes are fixed. Real ones made
+    complex (the same numbers); complex ones where the traced call's were real are refused."""
+    if x.dtype == dtype:
+        return x
+    if np.dtype(dtype).kind == "c":
+        return x.astype(dtype)
+    raise ValueError(
+        "np.linalg.eig under fl.compile: this run's eigenvalues are complex, the traced call's "
+        "were all real (NumPy's result is real or complex by the values, a compiled program's "
+        "dtype is fixed); trace with a matrix that has complex eigenvalues (the program then "
+        "gives real ones as complex numbers), or leave the function uncompiled")
+
+
+# identity in value: its derivatives pass through
+AS_TRACED = primitive("eig_dtype", _as_traced, keeps_inputs=False, keeps_output=False)
+defvjp(AS_TRACED, lambda g, ans, x, dtype: g)
+defjvp(AS_TRACED, lambda t, ans, x, dtype: t)
+
+
+def _eig(a):
+    values = EIG(a)
+    if type(raw(a)) is Tracer:  # fl.compile: the dtypes of the traced call's, on every run
+        values = tuple(AS_TRACED(v, dtype=raw(v).dtype) for v in values)
+    return values
+
+
 @function(np.linalg.eig)
 def eig(a):
-    values = EIG(a)
+    values = _eig(a)
     return tuple(values) if _RESULT is tuple else _RESULT(*values)
 
 
 @function(np.linalg.eigvals)
 def eigvals(a):
-    return EIG(a)[0]
+    return _eig(a)[0]
