@@ -107,6 +107,8 @@ def _table():
     add("i0", np.i0, one(3, 4))
     add("nan_to_num", np.nan_to_num, one(3, 4))
     add("real_if_close", np.real_if_close, one(3, 4))
+    add("real_if_close(complex)", lambda a, b: np.real_if_close(a + 1j * b * 1e-20),
+        two((3, 4), (3, 4)))
     add("angle", lambda a, b: np.angle(a + 1j * b), two((3,), (3,)))
     add("real", lambda a, b: np.real(a * (1 + 1j) + b), two((3,), (3,)))
     add("imag", lambda a, b: np.imag(a * (1 + 1j) + b), two((3,), (3,)))

@@ -439,3 +439,28 @@ def test_eig_keeps_the_traced_dtype_or_refuses():
         np.testing.assert_array_equal(w, ww)
         np.testing.assert_array_equal(v, wv)
         np.testing.assert_allclose(g, wg, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_real_if_close_compiles_and_checks_its_choice_on_every_run(backend):
+    # a RecursionError before: the rule's own np.real_if_close of the program's value came
+    # back to it; NumPy's result is real or complex by the values: the traced call's choice,
+    # checked on every run
+    small = np.array([1.0 + 1e-20j, 2.0 - 3e-19j])
+    big = np.array([1.0 + 0.5j, 2.0 + 0j])
+
+    def f(z):
+        return np.real_if_close(z * 1.0) * 2
+
+    for traced, other, says in ((small, big, "keeps"), (big, small, "drops")):
+        compiled = _compile(f, backend)
+        for z in (traced, traced * 3):
+            got = np.asarray(compiled(z))
+            assert got.dtype == f(z).dtype
+            np.testing.assert_array_equal(got, f(z))
+        with pytest.raises(ValueError, match=f"on this run NumPy {says} the imaginary part"):
+            compiled(other)
+    # and its derivative: the real part's where NumPy drops the imaginary one
+    grad = _compile(lambda z: fl.gradient(lambda z: np.sum(np.real_if_close(z * 1.0) ** 2),
+                                          z)[0], backend)
+    np.testing.assert_allclose(np.asarray(grad(small)), 2 * np.real(small))

@@ -125,6 +125,7 @@ FUNCTIONS: dict = {
 # ``effect``): computed by XLA, judged after every run.
 CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositions._full_rank",
           "fluxml.ad.rules.solvers._full_rank_residuals", "fluxml.ad.rules.polynomials._warn_rank",
+          "fluxml.ad.rules.complex_values._same_decision",
           *(f"fluxml.ad.rules.histograms.{name}" for name in (
               "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing",
               "_increasing_dd")))
