@@ -630,3 +630,23 @@ def test_digamma_derivatives_below_zero_under_xla():
     with pytest.raises(CompileError, match="polygamma of order 3"):
         fl.compile(lambda v: fl.gradient(lambda v: np.sum(second(v)), v)[0], backend="xla",
                    background=False)(x)
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_cholesky_reads_the_lower_triangle_under_xla(complex_):
+    # silently other before: JAX's cholesky averages the two triangles, NumPy's reads the
+    # lower one (the same only for an exactly Hermitian input)
+    rng = np.random.default_rng(22)
+    a = rng.standard_normal((3, 3))
+    a = a @ a.T + 3 * np.eye(3)
+    a = a + np.triu(rng.standard_normal((3, 3)), 1)  # the upper triangle: not read
+    if complex_:
+        a = a + 0.2j * np.tril(rng.standard_normal((3, 3)), -1)
+    f = fl.compile(np.linalg.cholesky, backend="xla", background=False)
+    np.testing.assert_allclose(np.asarray(f(a)), np.linalg.cholesky(a), atol=1e-13)
+
+    def loss(a):
+        return np.sum(np.abs(np.linalg.cholesky(a)) ** 2)
+
+    grad = fl.compile(lambda a: fl.gradient(loss, a)[0], backend="xla", background=False)
+    np.testing.assert_allclose(np.asarray(grad(a)), fl.gradient(loss, a)[0], atol=1e-12)

@@ -1,6 +1,6 @@
 """The XLA back end's kernels of the engine's matrix decompositions (``ad/rules/decompositions``):
 NumPy's factorisations through JAX's (LAPACK's, as NumPy's), with NumPy's conventions where
-JAX's differ: eigh reads one triangle, pinv drops NumPy's small singular values.
+JAX's differ: cholesky and eigh read one triangle, pinv drops NumPy's small singular values.
 
 (``np.linalg.eig`` has none: NumPy's result is real where every eigenvalue is, complex
 otherwise, a dtype that depends on the values, which a compiled program cannot have.)
@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+
+
+def cholesky(x):
+    """``np.linalg.cholesky``: the factor of the Hermitian matrix read from the lower triangle
+    (JAX's would average the two triangles: another factor for an input that is not
+    Hermitian)."""
+    return jnp.linalg.cholesky(x, symmetrize_input=False)
 
 
 def qr(x):

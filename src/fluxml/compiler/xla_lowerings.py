@@ -89,6 +89,7 @@ PRIMITIVES: dict = {
     "rfft": kernels.rfft,
     "irfft": kernels.irfft,
     "slogdet": kernels.slogdet,
+    "cholesky": linalg.cholesky,
     "qr": linalg.qr,
     "eigh": linalg.eigh,
     "svd": linalg.svd,
