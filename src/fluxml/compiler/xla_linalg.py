@@ -1,6 +1,7 @@
 """The XLA back end's kernels of the engine's matrix decompositions (``ad/rules/decompositions``):
 NumPy's factorisations through JAX's (LAPACK's, as NumPy's), with NumPy's conventions where
-JAX's differ: cholesky and eigh read one triangle, pinv drops NumPy's small singular values.
+JAX's differ: cholesky, eigh and a Hermitian svd or pinv read one triangle, pinv drops NumPy's
+small singular values.
 
 (``np.linalg.eig`` has none: NumPy's result is real where every eigenvalue is, complex
 otherwise, a dtype that depends on the values, which a compiled program cannot have.)
@@ -33,9 +34,19 @@ def eigh(x, UPLO):  # noqa: N803 (NumPy's name)
 
 
 def svd(x, hermitian):
-    """``np.linalg.svd(x, full_matrices=False, hermitian=...)``'s triple (U, S, Vh)."""
-    u, s, vh = jnp.linalg.svd(x, full_matrices=False, hermitian=hermitian)
-    return u, s, vh
+    """``np.linalg.svd(x, full_matrices=False, hermitian=...)``'s triple (U, S, Vh); a
+    Hermitian one as NumPy computes it, from ``eigh`` of the lower triangle (JAX's would read
+    both): |eigenvalues| in descending order, their signs moved into Vh."""
+    if not hermitian:
+        u, s, vh = jnp.linalg.svd(x, full_matrices=False)
+        return u, s, vh
+    w, u = jnp.linalg.eigh(x, symmetrize_input=False)
+    sign, s = jnp.sign(w), jnp.abs(w)
+    order = jnp.argsort(s, axis=-1)[..., ::-1]
+    sign = jnp.take_along_axis(sign, order, axis=-1)
+    s = jnp.take_along_axis(s, order, axis=-1)
+    u = jnp.take_along_axis(u, order[..., None, :], axis=-1)
+    return u, s, jnp.conj(jnp.swapaxes(u * sign[..., None, :], -1, -2))
 
 
 def svdvals(x):
@@ -51,8 +62,7 @@ def pinv(x, kwargs):
     if rcond is None:
         rcond = 1e-15 if rtol is np._NoValue else (
             max(x.shape[-2:]) * np.finfo(x.dtype).eps if rtol is None else rtol)
-    u, s, vt = jnp.linalg.svd(jnp.conj(x), full_matrices=False,
-                              hermitian=kwargs.get("hermitian", False))
+    u, s, vt = svd(jnp.conj(x), kwargs.get("hermitian", False))
     cutoff = jnp.asarray(rcond)[..., None] * jnp.max(s, axis=-1, keepdims=True)
     large = s > cutoff
     s = jnp.where(large, 1 / jnp.where(large, s, 1), 0)
