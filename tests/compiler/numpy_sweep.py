@@ -226,6 +226,14 @@ def _table():
     add("linalg.pinv", np.linalg.pinv, lambda r: (_n(r, 4, 3),))
     add("linalg.lstsq", lambda a, b: np.linalg.lstsq(a, b)[0],
         lambda r: (_n(r, 4, 3), _n(r, 4)))
+    # one triangle read (the other holds noise): NumPy's convention
+    skew = lambda r: (_spd(r) + np.triu(_n(r, 3, 3), 1),)  # noqa: E731
+    add("linalg.cholesky(lower)", np.linalg.cholesky, skew)
+    add("linalg.eigvalsh(lower)", np.linalg.eigvalsh, skew)
+    add("linalg.eigh(upper)", lambda a: np.linalg.eigh(a, UPLO="U")[0],
+        lambda r: (_spd(r) + np.tril(_n(r, 3, 3), -1),))
+    add("linalg.svd(hermitian)", lambda a: np.linalg.svd(a, hermitian=True)[1], skew)
+    add("linalg.pinv(hermitian)", lambda a: np.linalg.pinv(a, hermitian=True), skew)
     add("linalg.eigh", lambda a: np.linalg.eigh(a)[0], spd)
     add("linalg.eigvalsh", np.linalg.eigvalsh, spd)
     add("linalg.eig", lambda a: np.abs(np.linalg.eigvals(a)), spd)

@@ -464,3 +464,23 @@ def test_real_if_close_compiles_and_checks_its_choice_on_every_run(backend):
     grad = _compile(lambda z: fl.gradient(lambda z: np.sum(np.real_if_close(z * 1.0) ** 2),
                                           z)[0], backend)
     np.testing.assert_allclose(np.asarray(grad(small)), 2 * np.real(small))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poly_of_complex_roots_compiles_and_checks_their_pairing(backend):
+    # refused before ('converting a traced array to a NumPy array'): NumPy's result is real
+    # where the roots pair up as conjugates: the traced call's pairing, checked on every run
+    paired = np.array([1 + 2j, 1 - 2j, 3 + 0j])
+    unpaired = np.array([1 + 2j, 1 - 1j, 3 + 0j])
+
+    def f(z):
+        return np.poly(z * 1.0)
+
+    for traced, other in ((paired, unpaired), (unpaired, paired)):
+        compiled = _compile(f, backend)
+        for z in (traced, traced * 2):
+            got = np.asarray(compiled(z))
+            assert got.dtype == f(z).dtype
+            np.testing.assert_allclose(got, f(z), rtol=1e-14)
+        with pytest.raises(ValueError, match="pair up as conjugates"):
+            compiled(other)
