@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from tests.compiler.test_control import fd_grad
 
 BACKENDS = ["numpy", "xla"]
 
@@ -39,15 +40,6 @@ def _compiled_equals_eager(f, make, backend, calls=2, seed=0):
         np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12, atol=1e-12)
 
 
-def _finite_differences(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
-
-
 XP = np.array([0.0, 0.3, 0.5, 0.9, 1.2])
 FP = np.array([1.0, -0.5, 2.0, 0.25, 1.5])
 
@@ -66,7 +58,7 @@ def test_interp_with_plain_samples_compiles(backend):
 
     _compiled_equals_eager(f, make, backend)
     x = make(np.random.default_rng(2))
-    np.testing.assert_allclose(fl.gradient(f, x)[0], _finite_differences(f, x), atol=1e-7)
+    np.testing.assert_allclose(fl.gradient(f, x)[0], fd_grad(f, x), atol=1e-7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -111,7 +103,7 @@ def test_spaces_with_traced_ends_compile(backend, space):
 
     _compiled_equals_eager(f, make, backend, calls=3)
     a = make(np.random.default_rng(5))
-    np.testing.assert_allclose(fl.gradient(f, a)[0], _finite_differences(f, a), rtol=1e-6)
+    np.testing.assert_allclose(fl.gradient(f, a)[0], fd_grad(f, a), rtol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
