@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from tests.compiler.test_control import fd_grad
 
 BACKENDS = ["numpy", "xla"]
 
@@ -39,15 +40,6 @@ def _compiled_equals_eager(f, make, backend, calls=2, seed=0):
         np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12, atol=1e-12)
 
 
-def _finite_differences(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
-
-
 XP = np.array([0.0, 0.3, 0.5, 0.9, 1.2])
 FP = np.array([1.0, -0.5, 2.0, 0.25, 1.5])
 
@@ -66,7 +58,7 @@ def test_interp_with_plain_samples_compiles(backend):
 
     _compiled_equals_eager(f, make, backend)
     x = make(np.random.default_rng(2))
-    np.testing.assert_allclose(fl.gradient(f, x)[0], _finite_differences(f, x), atol=1e-7)
+    np.testing.assert_allclose(fl.gradient(f, x)[0], fd_grad(f, x), atol=1e-7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -111,7 +103,7 @@ def test_spaces_with_traced_ends_compile(backend, space):
 
     _compiled_equals_eager(f, make, backend, calls=3)
     a = make(np.random.default_rng(5))
-    np.testing.assert_allclose(fl.gradient(f, a)[0], _finite_differences(f, a), rtol=1e-6)
+    np.testing.assert_allclose(fl.gradient(f, a)[0], fd_grad(f, a), rtol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -263,6 +255,11 @@ def test_piecewise_refuses_functions_across_entries_under_compile():
     f = fl.compile(lambda a: np.piecewise(a, [a > 0], [lambda v: np.cumsum(v), 0.0]))
     with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
         f(a)
+    # one that agrees where its condition holds everywhere in the traced call, but not on
+    # fewer entries (NumPy's call on another run)
+    f = fl.compile(lambda a: np.piecewise(a, [a > -10], [lambda v: v * len(v), 0.0]))
+    with pytest.raises(fl.DifferentiationError, match="must act entry by entry"):
+        f(a)
 
 
 @pytest.mark.parametrize("make", [
@@ -407,3 +404,75 @@ def test_rgamma_derivative_compiles():
         want = np.where((x == np.round(x)) & (x <= 0), (-1.0) ** -x * sp.gamma(1 - x),
                         -sp.digamma(x) / sp.gamma(x))
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_eig_keeps_the_traced_dtype_or_refuses():
+    # NumPy's eigenvalues are real where all are, complex otherwise. Traced with a real
+    # spectrum, a run with a complex one was silently other: np.real(eigvals(a)) * 2 came back
+    # complex, its imaginary parts kept (the traced np.real of a real array is no operation)
+    real = np.array([[2.0, 1.0], [1.0, 3.0]])
+    rotation = np.array([[0.0, -1.0], [1.0, 0.5]])
+
+    def f(a):
+        return np.real(np.linalg.eigvals(a)) * 2
+
+    compiled = _compile(f, "numpy")
+    np.testing.assert_array_equal(compiled(real), f(real))
+    with pytest.raises(ValueError, match="this run's eigenvalues are complex"):
+        compiled(rotation)
+    # traced with a complex spectrum: a real one comes back as complex numbers (the same)
+    def both(a):
+        return np.linalg.eig(a), fl.gradient(lambda a: np.sum(np.abs(np.linalg.eigvals(a))), a)
+
+    compiled = _compile(both, "numpy")
+    for a in (rotation, real):
+        ((w, v), (g,)), ((ww, wv), (wg,)) = compiled(a), both(a)
+        assert w.dtype == v.dtype == np.complex128
+        np.testing.assert_array_equal(w, ww)
+        np.testing.assert_array_equal(v, wv)
+        np.testing.assert_allclose(g, wg, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_real_if_close_compiles_and_checks_its_choice_on_every_run(backend):
+    # a RecursionError before: the rule's own np.real_if_close of the program's value came
+    # back to it; NumPy's result is real or complex by the values: the traced call's choice,
+    # checked on every run
+    small = np.array([1.0 + 1e-20j, 2.0 - 3e-19j])
+    big = np.array([1.0 + 0.5j, 2.0 + 0j])
+
+    def f(z):
+        return np.real_if_close(z * 1.0) * 2
+
+    for traced, other, says in ((small, big, "keeps"), (big, small, "drops")):
+        compiled = _compile(f, backend)
+        for z in (traced, traced * 3):
+            got = np.asarray(compiled(z))
+            assert got.dtype == f(z).dtype
+            np.testing.assert_array_equal(got, f(z))
+        with pytest.raises(ValueError, match=f"on this run NumPy {says} the imaginary part"):
+            compiled(other)
+    # and its derivative: the real part's where NumPy drops the imaginary one
+    grad = _compile(lambda z: fl.gradient(lambda z: np.sum(np.real_if_close(z * 1.0) ** 2),
+                                          z)[0], backend)
+    np.testing.assert_allclose(np.asarray(grad(small)), 2 * np.real(small))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poly_of_complex_roots_compiles_and_checks_their_pairing(backend):
+    # refused before ('converting a traced array to a NumPy array'): NumPy's result is real
+    # where the roots pair up as conjugates: the traced call's pairing, checked on every run
+    paired = np.array([1 + 2j, 1 - 2j, 3 + 0j])
+    unpaired = np.array([1 + 2j, 1 - 1j, 3 + 0j])
+
+    def f(z):
+        return np.poly(z * 1.0)
+
+    for traced, other in ((paired, unpaired), (unpaired, paired)):
+        compiled = _compile(f, backend)
+        for z in (traced, traced * 2):
+            got = np.asarray(compiled(z))
+            assert got.dtype == f(z).dtype
+            np.testing.assert_allclose(got, f(z), rtol=1e-14)
+        with pytest.raises(ValueError, match="pair up as conjugates"):
+            compiled(other)

@@ -429,7 +429,7 @@ class _Lowering:
             return _apply(em, head, inputs, eqn.params or {})
         if name in ("getitem", "sliding_window_view"):
             return _gather(em.expr(eqn.inputs[0]), _index(em, eqn.params["idx"]),
-                           eqn.params["idx"])
+                           eqn.params["idx"], type(eqn.inputs[0]) is not Var)
         if callable(rule):
             head = em.global_(rule, rule.__name__)
             return _apply(em, head, eqn.inputs, eqn.params or {})
@@ -664,13 +664,16 @@ def _fields(em, eqn) -> dict:
     return fields
 
 
-def _gather(x: str, index: str, idx) -> str:
+def _gather(x: str, index: str, idx, constant: bool) -> str:
     """``x[idx]``; with an index array computed at run time, out-of-range entries read as NaN
-    (the lowest integer for integer arrays) instead of XLA's clamped neighbour. (``x`` may be a
-    constant, a NumPy array, which has no ``.at``: made a JAX one, at no cost once jitted.)"""
+    (the lowest integer for integer arrays) instead of XLA's clamped neighbour. (A
+    ``constant`` ``x`` is a NumPy array, which has no ``.at``: made a JAX one, at no cost
+    once jitted.)"""
     found: list = []
     _slots(idx if type(idx) is tuple else (idx,), found)
-    return f"jnp.asarray({x}).at[{index}].get(mode='fill')" if found else f"{x}[{index}]"
+    if not found:
+        return f"{x}[{index}]"
+    return f"{f'jnp.asarray({x})' if constant else x}.at[{index}].get(mode='fill')"
 
 
 def _index(em, idx) -> str:

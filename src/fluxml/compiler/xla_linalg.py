@@ -1,11 +1,11 @@
 """JAX versions of the engine's matrix decompositions (``fluxml.ad.rules.decompositions``,
-``fluxml.scipy.linalg``): QR, the symmetric eigendecomposition, the SVD and the singular
+``fluxml.scipy.linalg``): Cholesky, QR, the symmetric eigendecomposition, the SVD and the singular
 values, the pseudo-inverse and the matrix exponential, with NumPy's conventions where
 ``jnp``'s differ:
 
-- ``eigh`` and the SVD and ``pinv`` with ``hermitian=True`` read one triangle of their input,
-  as LAPACK and NumPy do (``jnp.linalg.eigh`` and ``svd`` average the matrix with its
-  transpose: another function of a non-symmetric input, and another derivative);
+- ``cholesky``, ``eigh`` and the SVD and ``pinv`` with ``hermitian=True`` read one triangle
+  of their input, as LAPACK and NumPy do (``jnp``'s average the matrix with its transpose:
+  another function of a non-symmetric input, and another derivative);
 - ``pinv`` drops singular values below NumPy's cutoff (``rcond`` 1e-15 of the largest unless
   given; ``jnp``'s default is ``max(m, n) eps``, a billion times larger in float32).
 
@@ -24,6 +24,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
+
+
+def cholesky(x):
+    """``np.linalg.cholesky``: the factor of the Hermitian matrix read from the lower triangle
+    (JAX's would average the two triangles: another factor for an input that is not
+    Hermitian)."""
+    return jnp.linalg.cholesky(x, symmetrize_input=False)
 
 
 def qr(x):

@@ -89,6 +89,7 @@ PRIMITIVES: dict = {
     "rfft": kernels.rfft,
     "irfft": kernels.irfft,
     "slogdet": kernels.slogdet,
+    "cholesky": linalg.cholesky,
     "qr": linalg.qr,
     "eigh": linalg.eigh,
     "svd": linalg.svd,
@@ -126,6 +127,8 @@ FUNCTIONS: dict = {
 # ``effect``): computed by XLA, judged after every run.
 CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositions._full_rank",
           "fluxml.ad.rules.solvers._full_rank_residuals", "fluxml.ad.rules.polynomials._warn_rank",
+          "fluxml.ad.rules.complex_values._same_decision",
+          "fluxml.ad.rules.polynomials._same_pairing",
           *(f"fluxml.ad.rules.histograms.{name}" for name in (
               "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing",
               "_increasing_dd")))

@@ -111,6 +111,12 @@ CASES = [
      (distinct(3, 5),)),
     (np.percentile, lambda x: np.percentile(x, [[10.0], [75.0]], axis=(0, 2)),
      (distinct(2, 3, 4),)),
+    # the other methods (refused before: 'only the default method='linear''): one sorted
+    # entry, or the midpoint of two
+    *[(np.quantile, lambda x, m=m: np.quantile(x, [0.0, 0.3, 0.5, 0.875, 1.0], axis=1,
+                                               method=m), (distinct(3, 5),))
+      for m in ("lower", "higher", "nearest", "midpoint")],
+    (np.percentile, lambda x: np.percentile(x, 35.0, method="midpoint"), (distinct(2, 4),)),
     (np.median, lambda x: np.median(x), (distinct(3, 4),)),
     (np.median, lambda x: np.median(x, axis=0), (distinct(3, 4),)),
     (np.median, lambda x: np.median(x, axis=(0, -1), keepdims=True), (distinct(2, 3, 3),)),
@@ -393,3 +399,41 @@ def test_reductions_over_random_axes(case, reduce):
     check_grads(f, x)
     value, _ = fl.pullback(f, x)
     np.testing.assert_allclose(value, f(x), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["lower", "higher", "nearest", "midpoint"])
+def test_quantile_methods_as_numpy(method):
+    # values and dtypes to the bit (float32 kept by the entries chosen, NaN slices NaN), and
+    # the derivative reaching the entries NumPy's method reads
+    a = np.array([[0.3, -1.2, 2.5, 0.7, 1.1], [4.0, np.nan, 0.2, 1.0, -3.0]])
+    for x in (a, a.astype(np.float32), a[:1]):
+        for q in (0.3, [0.0, 0.25, 0.5, 0.875, 1.0]):
+            got = fl.pullback(lambda x: np.quantile(x, q, axis=1, method=method), x)[0]
+            want = np.quantile(x, q, axis=1, method=method)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    (g,) = fl.gradient(lambda x: np.sum(np.quantile(x, 0.3, method=method)), a[:1])
+    s = np.sort(a[0])  # q * (n - 1) = 1.2: between sorted entries 1 and 2
+    weight = {"lower": {1: 1.0}, "higher": {2: 1.0}, "nearest": {1: 1.0},
+              "midpoint": {1: 0.5, 2: 0.5}}[method]
+    want = np.zeros(5)
+    for k, w in weight.items():
+        want[np.flatnonzero(a[0] == s[k])] = w
+    np.testing.assert_allclose(g[0], want)
+
+
+def test_var_and_std_of_complex_values_as_numpy():
+    # refused before ('np.var was called on complex values ... right for real values only');
+    # and the rule squared d rather than |d|: NumPy's real re * re + im * im
+    rng = np.random.default_rng(21)
+    z = rng.standard_normal((3, 4)) + 1j * rng.standard_normal((3, 4))
+    for f in (lambda z: np.var(z), lambda z: np.var(z, axis=1, ddof=1),
+              lambda z: np.std(z, axis=0, keepdims=True),
+              lambda z: np.var(z, axis=1, where=np.arange(4) % 3 != 1),
+              lambda z: np.std(z.astype(np.complex64), axis=1)):
+        got, want = fl.pullback(f, z)[0], f(z)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    # the gradient of the real variance (d/dx - i d/dy): 2 conj(z - mean) / n
+    (g,) = fl.gradient(lambda z: np.var(z), z)
+    np.testing.assert_allclose(g, 2 * np.conj(z - z.mean()) / z.size, rtol=1e-12)

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import Tracer, example_of, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import take_along_axis
 from fluxml.ad.rules.layouts import in_memory_order_of
@@ -45,9 +45,34 @@ def real_if_close(a, tol=100):
     """The real part when NumPy's ``real_if_close`` drops the imaginary part (decided on the
     values), else ``a`` itself."""
     value = raw(a)
-    if np.iscomplexobj(value) and not np.iscomplexobj(np.real_if_close(value, tol=tol)):
-        return np.real(a)
-    return a
+    if not np.iscomplexobj(value):
+        return a
+    if type(value) is Tracer:  # fl.compile: decided on the traced call, checked on every run
+        drop = _drops(example_of(a), tol)
+        untraced(_same_decision, (value, tol, drop))
+    else:
+        drop = _drops(value, tol)
+    return np.real(a) if drop else a
+
+
+def _drops(value, tol):
+    """Does NumPy's real_if_close drop the imaginary part of the (plain) ``value``?"""
+    return not np.iscomplexobj(np.real_if_close(value, tol=tol))
+
+
+def _same_decision(value, tol, drop):
+    """Under fl.compile: NumPy's real_if_close must decide on this run's values as on the
+    traced call's (the result's dtype is the program's)."""
+    if _drops(value, tol) != drop:
+        raise ValueError(
+            "np.real_if_close under fl.compile: on this run NumPy "
+            f"{'keeps' if drop else 'drops'} the imaginary part, on the traced call it "
+            f"{'dropped' if drop else 'kept'} it, and a compiled program's dtype is fixed; "
+            "take np.real (or keep the complex values) instead")
+    return np.True_
+
+
+_same_decision.effect = True  # a check: under fl.compile it runs on every call
 
 
 def _linalg(*names, module=np.linalg):
@@ -80,7 +105,7 @@ COMPLEX = set([
     # sums and products
     np.sum, np.mean, np.average, np.prod, np.cumsum, np.cumprod, np.cumulative_sum,
     np.cumulative_prod, np.trace, np.diff, np.ediff1d, np.nanprod, np.nancumsum, np.nancumprod,
-    np.nanvar, np.nanstd,
+    np.nanvar, np.nanstd, np.var, np.std,
     np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.einsum, np.kron,
     np.vecdot, np.cross, *_linalg("matvec", "vecmat", "astype", module=np),
     # numerical helpers (linear in the values)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw, untraced
+from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp, defvjp, function, primitive
 from fluxml.ad.rules.decompositions import _diag, _gap_inverse
 from fluxml.ad.rules.linalg import mT
@@ -59,28 +59,31 @@ defjvp(EIG, _eig_jvp)
 _RESULT = type(np.linalg.eig(np.eye(1)))  # EigResult (a tuple on NumPy 1)
 
 
-def _same_kind(w, *, complex_values):
-    """Under ``fl.compile``: refuse a call whose eigenvalues are complex where the traced
-    call's were real, or real where they were complex (NumPy returns real arrays when every
-    eigenvalue is real), for the program was built for the traced dtype."""
-    if np.iscomplexobj(w) != complex_values:
-        raise DifferentiationError(
-            f"np.linalg.eig: the eigenvalues are {'real' if complex_values else 'complex'} on "
-            f"this call but were {'complex' if complex_values else 'real'} where fl.compile "
-            "traced the function (NumPy returns real eigenvalues and vectors when all the "
-            "eigenvalues are real); take the eigendecomposition of a complex matrix, "
-            "np.linalg.eig(a.astype(complex)), for complex results on every call")
-    return np.True_
+def _as_traced(x, *, dtype):
+    """An eigen-result in the dtype of the traced call's: NumPy's is real where every
+    eigenvalue is, complex otherwise, and a compiled program's dtypes are fixed. Real ones made
+    complex (the same numbers); complex ones where the traced call's were real are refused."""
+    if x.dtype == dtype:
+        return x
+    if np.dtype(dtype).kind == "c":
+        return x.astype(dtype)
+    raise ValueError(
+        "np.linalg.eig under fl.compile: this run's eigenvalues are complex, the traced call's "
+        "were all real (NumPy's result is real or complex by the values, a compiled program's "
+        "dtype is fixed); trace with a matrix that has complex eigenvalues (the program then "
+        "gives real ones as complex numbers), or leave the function uncompiled")
 
 
-_same_kind.effect = True  # a check: under fl.compile it runs on every call
+# identity in value: its derivatives pass through
+AS_TRACED = primitive("eig_dtype", _as_traced, keeps_inputs=False, keeps_output=False)
+defvjp(AS_TRACED, lambda g, ans, x, dtype: g)
+defjvp(AS_TRACED, lambda t, ans, x, dtype: t)
 
 
 def _eig(a):
     values = EIG(a)
-    w = raw(values[0])
-    if type(w) is Tracer:  # fl.compile: the dtype depends on the values
-        untraced(_same_kind, (values[0],), {"complex_values": np.iscomplexobj(w)})
+    if type(raw(a)) is Tracer:  # fl.compile: the dtypes of the traced call's, on every run
+        values = tuple(AS_TRACED(v, dtype=raw(v).dtype) for v in values)
     return values
 
 

@@ -11,11 +11,12 @@ drops, whether ``poly``'s roots come in conjugate pairs) are made on the concret
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, raw, untraced
+from fluxml.ad.core import Tracer, example_of, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.layouts import c_ordered
 
@@ -95,10 +96,36 @@ def poly(seq_of_zeros):
     for zero in zeros:
         a = np.convolve(a, np.stack([np.ones((), dt), -zero]), mode="full")
     if a.dtype.kind == "c":
-        roots = np.asarray(raw(zeros), complex)
-        if np.all(np.sort(roots) == np.sort(roots.conjugate())):
+        value = raw(zeros)
+        if type(value) is Tracer:  # fl.compile: decided on the traced call, checked each run
+            pairs = _conjugate_pairs(example_of(zeros))
+            untraced(_same_pairing, (value, pairs))
+        else:
+            pairs = _conjugate_pairs(value)
+        if pairs:
             a = np.copy(np.real(a))
     return a
+
+
+def _conjugate_pairs(roots) -> bool:
+    """NumPy's test of np.poly: do the (plain) roots pair up as conjugates (a real result)?"""
+    roots = np.asarray(roots, complex)
+    return bool(np.all(np.sort(roots) == np.sort(roots.conjugate())))
+
+
+def _same_pairing(roots, pairs):
+    """Under fl.compile: NumPy's np.poly must find the roots paired as on the traced call (the
+    result is real or complex by it, and a compiled program's dtype is fixed)."""
+    if _conjugate_pairs(roots) != pairs:
+        raise ValueError(
+            f"np.poly under fl.compile: this run's roots {'do not ' if pairs else ''}pair up as "
+            f"conjugates, the traced call's {'did' if pairs else 'did not'}, so NumPy's result "
+            "would be complex where the program's is real, or the other way; take np.real of "
+            "the result, or leave the function uncompiled")
+    return np.True_
+
+
+_same_pairing.effect = True  # a check: under fl.compile it runs on every call
 
 
 @function(np.roots)
@@ -125,10 +152,15 @@ def roots(p):
 
 
 def _warn_rank(rank, order):
-    """NumPy's warning of a fit whose Vandermonde matrix has less than full rank."""
+    """NumPy's warning of a fit whose Vandermonde matrix has less than full rank, attributed
+    to the innermost caller outside fluxml and NumPy (as NumPy's to np.polyfit's caller)."""
     if rank != order:
+        level, frame = 1, sys._getframe()
+        while frame is not None and \
+                frame.f_globals.get("__name__", "").partition(".")[0] in ("fluxml", "numpy"):
+            frame, level = frame.f_back, level + 1
         warnings.warn("Polyfit may be poorly conditioned", np.exceptions.RankWarning,
-                      stacklevel=3)
+                      stacklevel=level)
     return np.True_
 
 

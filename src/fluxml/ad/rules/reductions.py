@@ -193,13 +193,18 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
         n = builtins.max(count - ddof, 0)
     else:  # the entries where the mask is True, per result
         count = _mask_count(a, where, axis, True)
-        n = np.maximum(count - ddof, 0)
+        n = np.maximum(np.real(count) - ddof, 0)  # (a complex a's variance is real)
         if not keepdims:
             n = np.reshape(n, _reduced_shape(a.shape, axis))
     if mean is None:
         mean = SUM(_masked(a, where, 0), axis=axis, keepdims=True) / count
     d = _masked(a - mean, where, 0)
-    result = SUM(d * d, axis=axis, keepdims=bool(keepdims)) / n
+    if np.iscomplexobj(raw(d)):  # |d|^2, as NumPy's: re * re + im * im (a real variance)
+        re, im = np.real(d), np.imag(d)
+        square = re * re + im * im
+    else:
+        square = d * d
+    result = SUM(square, axis=axis, keepdims=bool(keepdims)) / n
     return into_out(result, out, "np.var")
 
 
@@ -320,28 +325,40 @@ def _partition_index(value, kth, axis, kind):
 def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
              keepdims=False, *, weights=None):
     """Linear interpolation between the sorted entries around each quantile (NumPy's default
-    method); the gradient reaches those entries through the sort."""
-    dtype, q = checked_quantiles("np.quantile", _array(a), q, method, weights)
+    method), their midpoint ('midpoint'), or one of them ('lower', 'higher', 'nearest'); the
+    gradient reaches those entries through the sort."""
+    dtype, q = checked_quantiles("np.quantile", _array(a), q, method, weights,
+                                 methods=QUANTILE_METHODS)
     s, shape = _sorted_last(_array(a), axis, keepdims)
     n = s.shape[-1]
     pos = q.ravel() * (n - 1)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, n - 1)
-    t = (pos - lo).astype(dtype)  # NumPy promotes by q's dtype (a Python float is weak)
-    result = _nan_where_nan(s, lerp(s[..., lo], s[..., hi], t))
+    if method in ("lower", "higher", "nearest"):  # one sorted entry, in a's dtype (NumPy's)
+        rounded = {"lower": np.floor, "higher": np.ceil, "nearest": np.around}[method]
+        result = _nan_where_nan(s, s[..., rounded(pos).astype(np.intp)])
+    else:
+        if method == "midpoint":  # halfway between the entries around it (or on one)
+            pos = 0.5 * (np.floor(pos) + np.ceil(pos))
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, n - 1)
+        t = (pos - lo).astype(dtype)  # NumPy promotes by q's dtype (a Python float is weak)
+        result = _nan_where_nan(s, lerp(s[..., lo], s[..., hi], t))
     result = np.moveaxis(result, -1, 0)
     # C-ordered, as NumPy's (ravel(order="K") reads it later): not the layout of the sort
     return into_out(c_ordered(np.reshape(result, q.shape + shape)), out, "np.quantile")
 
 
-def checked_quantiles(name, a, q, method, weights):
+QUANTILE_METHODS = ("linear", "lower", "higher", "nearest", "midpoint")
+
+
+def checked_quantiles(name, a, q, method, weights, methods=("linear",)):
     """NumPy's checks of ``q`` for ``name`` (np.quantile or np.nanquantile, and their
-    percentiles) of the traced ``a``: the result's dtype and ``q`` as float64."""
-    if method != "linear" or weights is not None:
+    percentiles) of the traced ``a``, computed by one of ``methods``: the result's dtype and
+    ``q`` as float64."""
+    if method not in methods or weights is not None:
         given = f"method={method!r}" if weights is None else "weights="
         raise DifferentiationError(
             f"{name}(..., {given}) (or its percentile's) is not supported on traced arrays: "
-            "only the default method='linear' without weights")
+            f"only the methods {', '.join(map(repr, methods))} without weights")
     if type(q) is Tracer:
         raise DifferentiationError(f"{name}: q must be concrete (not traced)")
     dtype = np.result_type(a.dtype, q if isinstance(q, (int, float)) else np.asarray(q))
