@@ -539,10 +539,11 @@ def _maxpool_grad(eqn, producer):
 _SUBPROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Branch -> function
 
 
-def _subprogram(branch):
+def _subprogram(branch, loop=False):
     """A :class:`~fluxml.compiler.subprogram.Branch` as a function of JAX arrays (its program
     lowered as the main one; results cast to the types the branch was traced with, which
-    ``lax`` control flow requires of every branch and every step)."""
+    ``lax`` control flow requires of every branch and every step). A ``loop`` body's run-time
+    checks are refused: their values, of ``lax``'s trace of the body, cannot leave it."""
     fn = _SUBPROGRAMS.get(branch)
     if fn is not None:
         return fn
@@ -561,14 +562,14 @@ def _subprogram(branch):
         checks = kernels.run_time_checks()
         before = len(checks)
         outs = body(*args)
-        if len(checks) > before:  # (a value of lax's trace of the body: it cannot leave it)
+        if loop and len(checks) > before:
             del checks[before:]
             raise CompileError(
                 f"fl.compile(backend='xla'): {branch.__name__} holds a check made on every "
                 "run (a derivative's domain, as slogdet's or qr's; a histogram's range; "
-                "geomspace's ends ...), which cannot be carried out of fl.cond, "
-                "fl.while_loop or fl.scan on XLA; use backend='numpy' for this function, or "
-                "move that operation out of the loop or branch.")
+                "geomspace's ends ...), which cannot be carried out of fl.while_loop or "
+                "fl.scan on XLA; use backend='numpy' for this function, or move that "
+                "operation out of the loop.")
         return tuple(jnp.asarray(o).astype(dtype).reshape(shape)
                      for o, (shape, dtype) in zip(outs, types))
 
@@ -587,7 +588,7 @@ def _while_loop(*args, cond_fn, body_fn, n_carry, n_cond):
     through)."""
     carry = tuple(args[:n_carry])
     test_consts, body_consts = args[n_carry:n_carry + n_cond], args[n_carry + n_cond:]
-    test, step = _subprogram(cond_fn), _subprogram(body_fn)
+    test, step = _subprogram(cond_fn, loop=True), _subprogram(body_fn, loop=True)
     return tuple(lax.while_loop(lambda c: jnp.asarray(test(*c, *test_consts)[0]).astype(bool),
                                 lambda c: step(*c, *body_consts), carry))
 
@@ -596,7 +597,7 @@ def _scan(*args, body, n_carry, n_xs, length, reverse):
     """``fl.scan``: ``lax.scan`` of the step over the leading axis of ``xs``."""
     carry, xs = tuple(args[:n_carry]), tuple(args[n_carry:n_carry + n_xs])
     consts = args[n_carry + n_xs:]
-    step = _subprogram(body)
+    step = _subprogram(body, loop=True)
 
     def f(c, x):
         out = step(*c, *x, *consts)

@@ -15,7 +15,7 @@ from fluxml.ad.rules.complex_values import COMPLEX
 from fluxml.testing import check_grads
 
 FAMILIES = ["elementwise", "special", "reductions", "shape", "linalg", "indexing", "numerics",
-            "fft", "complex", "scipy"]
+            "fft", "complex", "scipy", "sets"]
 
 
 def _cases():
