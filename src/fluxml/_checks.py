@@ -127,7 +127,7 @@ def numbers(who: str, x, *, real: bool = True):
     kind = dtype.kind if dtype is not None else "b" if isinstance(x, bool) else \
         "c" if isinstance(x, complex) else "f" if isinstance(x, (int, float)) else "O"
     if kind == "b":  # (True, a mask: as numbers; NumPy cannot negate booleans)
-        return np.asarray(x, dtype=np.float64)
+        return x.astype(np.float64) if dtype is not None else np.float64(x)
     if kind in "iuf" or (kind == "c" and not real):
         return x
     what = f"dtype {dtype}" if dtype is not None else f"a {type(x).__name__}"

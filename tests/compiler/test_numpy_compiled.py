@@ -476,3 +476,16 @@ def test_poly_of_complex_roots_compiles_and_checks_their_pairing(backend):
             np.testing.assert_allclose(got, f(z), rtol=1e-14)
         with pytest.raises(ValueError, match="pair up as conjugates"):
             compiled(other)
+
+
+def test_integer_quantiles_and_medians_keep_numpys_dtypes():
+    """Compiled, the discrete quantile methods of integers came back float64 (a NaN mask's
+    np.where, which integers do not need), where NumPy keeps int64 (review); the odd median of
+    integers is NumPy's float64."""
+    a = np.array([3, 1, 2])
+    for f in (lambda x: np.quantile(x, 0.5, method="lower"),
+              lambda x: np.percentile(x, [10, 90], method="nearest"),
+              lambda x: np.median(x), lambda x: np.quantile(x, 0.5)):
+        got, want = np.asarray(fl.compile(f)(a)), np.asarray(f(a))
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

@@ -217,3 +217,11 @@ def test_inputs_as_numpy_takes_them_and_clear_errors(name):
             f(z)
     else:  # analytic: the same formula, complex
         assert f(z).dtype == np.complex128
+
+
+def test_compiled_activations_take_booleans():
+    """Under fl.compile the boolean input failed: 'converting a traced integer array to a
+    NumPy array' (review)."""
+    mask = np.array([True, False])
+    for f in (fl.sigmoid, fl.relu, fl.elu):
+        np.testing.assert_allclose(fl.compile(f)(mask), f(np.array([1.0, 0.0])))

@@ -460,3 +460,15 @@ def test_a_read_only_parameter_is_refused_before_anything_is_stepped():
     np.testing.assert_allclose(model["a"], 0.9)
     np.testing.assert_allclose(model["c"], 0.9)
     assert np.all(model["b"] == 1)
+
+
+def test_a_read_only_memory_map_is_refused_before_anything_is_stepped(tmp_path):
+    """np.load(mmap_mode='r') gives an np.memmap, which the check (type(...) is np.ndarray)
+    missed: a and c were stepped before NumPy's bare error (review)."""
+    np.save(tmp_path / "b.npy", np.ones(2))
+    model = {"a": np.ones(2), "b": np.load(tmp_path / "b.npy", mmap_mode="r"), "c": np.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+    grads = {"a": np.ones(2), "b": np.ones(2), "c": np.ones(3)}
+    with pytest.raises(ValueError, match=r"update: model\['b'\] is a read-only array"):
+        fl.update(state, model, grads)
+    assert all(np.all(np.asarray(x) == 1) for x in model.values())

@@ -416,7 +416,7 @@ def _collect(state, model, grads, pending, path):
             raise TypeError(f"update: {_where(path)} has a Leaf in the state but the model "
                             f"has {type(model).__name__} there; was the state set up for "
                             "this model?")
-        if type(model) is np.ndarray and not model.flags.writeable:  # (found before any step:
+        if isinstance(model, np.ndarray) and not model.flags.writeable:  # (found before any step:
             _read_only(path)  # NumPy's error came after the other arrays had been stepped)
         shape = model.shape
         if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:

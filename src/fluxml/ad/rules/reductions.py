@@ -396,6 +396,8 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
         return into_out(np.full(shape, np.nan, s.dtype), out, "np.median")
     if n % 2:
         result = s[..., n // 2]
+        if np.result_type(raw(s)).kind in "biu":  # (a mean of one: NumPy's float64)
+            result = result.astype(np.float64)
     else:
         result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2
     result = _nan_where_nan(s, result[..., None])[..., 0]
@@ -454,6 +456,8 @@ def _nan_where_nan(s, result):
     """``result`` (one entry per quantile, last axis) NaN where the sorted slice ``s`` has a
     NaN (sorted last), as NumPy's median and quantiles (a number computed from the other
     entries before, silently)."""
+    if np.result_type(raw(s)).kind not in "fc":  # (integers hold no NaN: keep their dtype)
+        return result
     nan = np.isnan(raw(s)[..., -1:])
     return result if known_none(nan) else np.where(nan, np.nan, result)
 
