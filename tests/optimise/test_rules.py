@@ -482,3 +482,21 @@ def test_clipnorm_of_a_finite_gradient_whose_powers_overflow(throw, p):
     if throw:
         with pytest.raises(FloatingPointError, match="has .*-norm inf"):
             fl.update(state, model, {"w": np.array([np.inf, 1, 0, 0], np.float32)})
+
+
+@pytest.mark.parametrize("throw", [True, False])
+def test_compiled_clipnorm_of_a_finite_gradient_whose_powers_overflow(throw):
+    """Compiled, ClipNorm's norm of float32 entries of 3e19 and 4e19 was inf (no branch to the
+    eager rescaling): it raised, or without throw zeroed the step (review); it is taken in
+    float64 there."""
+    def step(state, model, grads):
+        return fl.update(state, model, grads)
+
+    compiled = fl.compile(step)
+    for _ in range(2):  # (the first call traces)
+        model = {"w": np.zeros(2, np.float32)}
+        state = fl.setup(fl.OptimiserChain(fl.ClipNorm(1.0, throw=throw), fl.Descent(1.0)),
+                         model)
+        state, model = compiled(state, model, {"w": np.array([3e19, 4e19], np.float32)})
+        np.testing.assert_allclose(model["w"], [-0.6, -0.8], rtol=1e-6)
+        assert model["w"].dtype == np.float32

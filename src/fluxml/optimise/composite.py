@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fluxml._checks import flag, positive_int
-from fluxml.ad.core import Tracer, untraced
+from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.optimise.base import (
     Rule,
     apply_rule,
@@ -93,10 +93,10 @@ class ClipNorm(Rule):
         # (dx: the pairs of a complex gradient, pairs.py, whose norm is of the complex numbers;
         # for p = 2 that is the norm of the pairs)
         whole = as_complex(dx) if self.p != 2 and PAIRED.get() else dx
+        if type(whole) is Tracer:  # fl.compile: no branch on the norm's value
+            return state, self._traced(_wide_norm(whole, self.p), dx)
         with np.errstate(over="ignore"):  # (an overflow is taken again: _rescaled_norm)
             nrm = np.linalg.norm(np.ravel(whole, order="K"), ord=self.p)  # (no copy)
-        if type(nrm) is Tracer:
-            return state, self._traced(nrm, dx)
         nrm = float(nrm)
         if not math.isfinite(nrm):  # (a sum of powers overflowed: the norm may be finite)
             nrm = _rescaled_norm(whole, self.p, nrm)
@@ -118,6 +118,17 @@ class ClipNorm(Rule):
         (omega,) = floats(self.omega)
         factor = np.where(nrm > omega, omega / nrm, 1.0)
         return np.multiply(dx, factor.astype(dx.dtype))
+
+
+def _wide_norm(dx, p):
+    """The ``p``-norm of traced ``dx`` (under ``fl.compile``, without the eager step's branch
+    to :func:`_rescaled_norm`): a float16 or float32 gradient's taken in float64, whose
+    powers of its entries do not overflow (NumPy's of float32 entries of 1e20 is inf, and the
+    compiled ClipNorm raised, or without ``throw`` zeroed the step)."""
+    flat = np.ravel(dx, order="K")
+    if np.result_type(raw(flat)).itemsize < 8 and np.result_type(raw(flat)).kind == "f":
+        flat = flat.astype(np.float64)
+    return np.linalg.norm(flat, ord=p)
 
 
 def _rescaled_norm(dx, p, nrm) -> float:
