@@ -177,3 +177,13 @@ def test_focal_loss_gradient_where_a_wrong_class_reaches_probability_1(gamma):
     ref = fl.gradient(lambda z: fl.focal_loss(fl.softmax(z), y, gamma=gamma, eps=eps),
                       logits.astype(np.float64))[0]  # (a softmax just below 1 there)
     np.testing.assert_allclose(g, ref, rtol=1e-3, atol=1e-12)
+
+
+def test_compiled_label_smoothing_checks_integer_targets_on_every_call():
+    """Compiled, integer class labels were smoothed as one-hot rows ([0.033 1.833 0.933] on
+    every call), where eager refuses them (review): the check runs on every call."""
+    smooth = fl.compile(lambda y: fl.label_smoothing(y, 0.1))
+    onehot = np.eye(3, dtype=int)[[0, 2]]
+    np.testing.assert_allclose(smooth(onehot), fl.label_smoothing(onehot, 0.1))
+    with pytest.raises(ValueError, match="label_smoothing: y must be one-hot"):
+        smooth(np.array([[0, 2, 1], [1, 0, 0]]))

@@ -129,6 +129,7 @@ CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositi
           "fluxml.ad.rules.solvers._full_rank_residuals", "fluxml.ad.rules.polynomials._warn_rank",
           "fluxml.ad.rules.complex_values._same_decision",
           "fluxml.ad.rules.polynomials._same_pairing",
+          "fluxml.losses.classification._one_hot_integers",
           *(f"fluxml.ad.rules.histograms.{name}" for name in (
               "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing",
               "_increasing_dd")))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._checks import is_int, real_in
+from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.losses.common import (
     Agg,
     aggregate,
@@ -44,12 +45,12 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
     array([[0.1, 0.9]])
     """
     real_in("label_smoothing", "alpha", alpha, 0, 1, low_open=True, high_open=True)
-    y = np.asarray(y) if type(y).__name__ != "Tracer" else y
-    if y.dtype.kind in "iu" and type(y).__name__ != "Tracer" and y.size and \
-            (y.min() < 0 or y.max() > 1):  # (class labels were smoothed as if one-hot)
-        raise ValueError(f"label_smoothing: y must be one-hot or probability targets (values "
-                         f"in [0, 1]); got integers from {y.min()} to {y.max()}: class labels? "
-                         f"fl.onehotbatch(y, range(classes)) makes one-hot rows of them")
+    y = np.asarray(y) if type(y) is not Tracer else y
+    if y.dtype.kind in "iu":  # (class labels were smoothed as if one-hot)
+        if type(raw(y)) is Tracer:  # fl.compile: the values are known when the program runs
+            untraced(_one_hot_integers, (y,))
+        else:
+            _one_hot_integers(y)
     if y.dtype.kind not in "fc":
         y = y.astype(np.float64)
     if axis is not None and not (is_int(axis) and -np.ndim(y) <= axis < np.ndim(y)):
@@ -57,6 +58,18 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
                          f"the classes' axis) or None (binary targets); got {axis!r}")
     k = 2 if axis is None else np.shape(y)[axis]
     return y * (1.0 - alpha) + alpha / k
+
+
+def _one_hot_integers(y):
+    """Refuse integer targets outside [0, 1] (class labels, not one-hot rows)."""
+    if y.size and (y.min() < 0 or y.max() > 1):
+        raise ValueError(f"label_smoothing: y must be one-hot or probability targets (values "
+                         f"in [0, 1]); got integers from {y.min()} to {y.max()}: class labels? "
+                         f"fl.onehotbatch(y, range(classes)) makes one-hot rows of them")
+    return np.True_
+
+
+_one_hot_integers.effect = True  # a check: under fl.compile it runs on every call
 
 
 def crossentropy(yhat, y, *, axis: int = -1, agg: Agg = "mean", eps: float | None = None):
