@@ -536,3 +536,13 @@ def test_a_stop_a_rounding_away_from_an_end_or_another_stop(tstops):
     sol = fl.ode.solve(lambda t, u, p: -u, np.ones(1), (0.0, 1.0), saveat=[1.0], tstops=tstops,
                        rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sol.u[-1], [np.exp(-1.0)], rtol=1e-8)
+def test_a_stop_on_a_short_time_scale_is_kept():
+    """A stop 5e-13 from t0 of a solve over 1e-11 was dropped as 'near' its end (1e-12
+    absolute), the step crossed f's jump and fell below the step floor (review): stops are
+    dropped only within twice the floor now."""
+    jump = 5e-13
+    f = lambda t, u, p: np.where(t < jump, 0.0, 1e12) * np.ones_like(u)  # noqa: E731
+    sol = fl.ode.solve(f, np.array([0.0]), (0.0, 1e-11), tstops=[jump], rtol=1e-10,
+                       atol=1e-12)
+    assert np.any(sol.t == jump)
+    np.testing.assert_allclose(sol.u[-1], [1e12 * (1e-11 - jump)], rtol=1e-9)

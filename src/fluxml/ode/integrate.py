@@ -151,17 +151,17 @@ def _kept_for_retries(jac):
 
 def _stops_inside(tstops, t0: float, t1: float, direction: float) -> list:
     """The times of ``tstops`` strictly between ``t0`` and ``t1``, in the direction of the
-    solve, each once; one within 1e-12 (relative) of an end or of the stop before it is
-    dropped: the step between them fell below the step floor and stopped the solve (a
-    stiff adjoint's stop at a forward step's start, 0.4000000000000002, 2e-16 from its
-    interval's end 0.4)."""
+    solve, each once; one within twice the step floor (``1e-14 max(1, |t|)``) of an end or of
+    the stop before it is dropped: the step between them fell below the floor and stopped the
+    solve (a stiff adjoint's stop at a forward step's start, 0.4000000000000002, 2e-16 from its
+    interval's end 0.4). (1e-12 dropped stops a solve on a time scale of 1e-11 needed.)"""
     if tstops is None:
         return []
     inside = sorted({float(s) for s in np.ravel(tstops) if min(t0, t1) < s < max(t0, t1)},
                     reverse=direction < 0)
     kept: list = []
     for s in inside:
-        near = 1e-12 * max(1.0, abs(s))
+        near = 2e-14 * max(1.0, abs(s))
         if min(abs(s - t0), abs(t1 - s), abs(s - kept[-1]) if kept else near + 1) > near:
             kept.append(s)
     return kept
