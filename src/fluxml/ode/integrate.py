@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,6 +194,15 @@ def integrate(solver, F: Counted, t0: float, t1: float, y0, *, saveat=None, dt=N
                          if solver.adaptive else f"solve: {solver!r} is a fixed-step solver; "
                          f"pass dt=... (or use an adaptive solver such as Tsit5())")
     adaptive = adaptive and solver.adaptive
+    if adaptive and real_dtype(np.result_type(raw(y0))) == np.float16 and \
+            float(np.min(rtol)) < float(np.finfo(np.float16).eps):
+        # (the steps shrink for a tolerance float16 cannot meet, and its rounding piles up:
+        # at rtol 1e-6, 2.7% off after 772 steps, where rtol 1e-3 took 7 steps, 1e-3 off)
+        warnings.warn(f"solve: rtol={float(np.min(rtol)):.3g} is below float16's precision "
+                      f"(eps {float(np.finfo(np.float16).eps):.2g}): the steps shrink and its "
+                      "rounding adds up (2.7% off on a 2-d linear problem at rtol 1e-6, 1e-3 "
+                      "at rtol 1e-3); pass rtol >= 1e-3, or solve in float32",
+                      stacklevel=4)
     stiff = getattr(solver, "stiff", False)  # (what to suggest when it cannot go on)
     ts_out, ys_out, steps = [], [], []
     save = None if saveat is None else np.asarray(saveat, dtype=float)
