@@ -150,3 +150,18 @@ def test_histogramdd_errors_as_numpy(f, error, match):
         f(s)  # NumPy's own
     with pytest.raises(error, match=match):
         fl.gradient(lambda s: np.sum(f(s)[0]), s)
+
+
+def test_boolean_samples_with_traced_weights_as_numpy():
+    """NumPy converts boolean samples to uint8 (with a RuntimeWarning); plain boolean samples
+    with traced weights were refused as 'a traced boolean array' (review)."""
+    a = np.array([True, False, True, True])
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    with pytest.warns(RuntimeWarning, match="Converting input from bool"):
+        expected = np.histogram(a, 2, weights=w)[0]
+    with pytest.warns(RuntimeWarning, match="Converting input from bool"):
+        (g,) = fl.gradient(lambda w: np.sum(np.histogram(a, 2, weights=w)[0] * [1.0, 10.0]), w)
+    np.testing.assert_array_equal(g, [10.0, 1.0, 10.0, 10.0])
+    with pytest.warns(RuntimeWarning, match="Converting input from bool"):
+        got = fl.compile(lambda w: np.histogram(a, 2, weights=w)[0])(w)
+    np.testing.assert_array_equal(got, expected)

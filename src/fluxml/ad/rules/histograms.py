@@ -18,6 +18,7 @@ bins depends on the values.
 from __future__ import annotations
 
 import operator
+import warnings
 
 import numpy as np
 
@@ -39,9 +40,10 @@ def _compiling(*values) -> bool:
 
 def _ravel_and_check_weights(a, weights):
     a = _array(a)
-    if a.dtype == np.bool_:
-        raise DifferentiationError("np.histogram of a traced boolean array: it has no "
-                                   "derivative; pass the values as numbers")
+    if a.dtype == np.bool_:  # NumPy's conversion, with its warning (booleans: no derivative)
+        warnings.warn("Converting input from bool to uint8 for compatibility.",
+                      RuntimeWarning, stacklevel=4)
+        a = a.astype(np.uint8)
     if weights is not None:
         weights = _array(weights)
         if weights.shape != a.shape:
