@@ -489,3 +489,23 @@ def test_integer_quantiles_and_medians_keep_numpys_dtypes():
         got, want = np.asarray(fl.compile(f)(a)), np.asarray(f(a))
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+def test_interp_and_histogram_of_closed_over_arrays_differentiated_inside():
+    """A closed-over array that fl.gradient differentiates inside the compiled function
+    (fp of np.interp, histogram weights) met an index known only at run time and failed:
+    'converting a traced integer array to a NumPy array' (review)."""
+    xp, fp = np.array([0.0, 1.0, 2.0, 4.0]), np.array([0.0, 10.0, 5.0, 7.0])
+    x = np.array([0.5, 1.5, 3.0])
+
+    def interp_grad(x):
+        return fl.gradient(lambda fp: np.sum(np.interp(x, xp, fp) ** 2), fp)[0]
+
+    np.testing.assert_allclose(fl.compile(interp_grad)(x), interp_grad(x), rtol=1e-14)
+    bins, w = np.array([0.0, 1.0, 2.0, 4.0]), np.ones(3)
+
+    def hist_grad(a):
+        return fl.gradient(lambda w: np.sum(np.histogram(a, bins, weights=w)[0]
+                                            * np.arange(3.0)), w)[0]
+
+    np.testing.assert_allclose(fl.compile(hist_grad)(x), hist_grad(x), rtol=1e-14)

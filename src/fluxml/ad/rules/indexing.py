@@ -206,6 +206,11 @@ def indexable_by(a, index):
     index their plain arguments with such indices)."""
     if type(index) is Tracer and type(a) is not Tracer:
         return index._trace.constant(np.asarray(a))
+    if type(index) is Tracer and type(raw(a)) is not Tracer:
+        # a transform's value over a plain array (a closed-over array that fl.gradient
+        # differentiates inside the compiled function): times a 1 of the program, its value
+        # is the program's too (-0.0 and NaN kept), and its derivative passes through
+        return a * index._trace.constant(np.ones((), raw(a).dtype))
     return a
 
 
