@@ -34,6 +34,7 @@ from fluxml.ad.rules import (  # noqa: F401  (each family registers its derivati
     linalg,
     norms,
     numerics,
+    orders,
     reductions,
     selection,
     shape,

@@ -30,6 +30,7 @@ from fluxml.ad.rules.layouts import (
     in_memory_order_of,
     laid_out,
 )
+from fluxml.ad.rules.orders import _sorted_last, checked_quantiles, lerp, quantiles_of
 from fluxml.ad.rules.reductions import (
     STD_ROOT,
     SUM,
@@ -39,13 +40,9 @@ from fluxml.ad.rules.reductions import (
     _cast,
     _masked,
     _no_mask,
-    _sorted_last,
-    checked_quantiles,
     cumprod,
     cumsum,
-    lerp,
     prod,
-    quantiles_of,
     var,
 )
 
