@@ -71,12 +71,7 @@ class _Adjoint(SensitivityAlgorithm):
         who = type(self).__name__
         if solver is not None:
             checks.solver(who, solver)
-        for name, tol in (("rtol", rtol), ("atol", atol)):
-            if tol is not None:
-                checks.tolerance(who, name, tol)
-        if rtol is not None and atol is not None and not np.any(np.add(rtol, atol) > 0):
-            raise ValueError(f"{who}: rtol and atol are both 0, so no error would be small "
-                             "enough; pass a positive tolerance")
+        checks.tolerances(who, rtol, atol)
         self.solver, self.rtol, self.atol = solver, rtol, atol
 
     def _options(self) -> list:
@@ -102,20 +97,21 @@ class InterpolatingAdjoint(_Adjoint):
         if checkpoints is not None and not checkpointing:
             raise ValueError("InterpolatingAdjoint: checkpoints= needs checkpointing=True")
         # (2.5 was taken as 2, a string failed in int())
-        checks.count_or_times("InterpolatingAdjoint", "checkpoints", checkpoints)
+        self._checkpoints = checks.count_or_times("InterpolatingAdjoint", "checkpoints",
+                                                  checkpoints)  # (a count, or float times)
         self.checkpointing = checkpointing
-        self.checkpoints = checkpoints
+        self.checkpoints = checkpoints  # (as given: its repr)
 
     def checkpoint_times(self, t0, t1):
         """The extra checkpoints inside ``(t0, t1)``: one outside (a time before t0) was
         saved by extrapolating a step, and the backward pass integrated lambda out to it
         and back, with the forward solution held constant there (a gradient of -0.76 for
         0.41, silently)."""
-        if self.checkpoints is None:
+        times = self._checkpoints
+        if times is None:
             return np.zeros(0)
-        if np.ndim(self.checkpoints) == 0:
-            return np.linspace(t0, t1, int(self.checkpoints) + 2)[1:-1]
-        times = checks.times("InterpolatingAdjoint", "checkpoints", self.checkpoints)
+        if np.ndim(times) == 0:
+            return np.linspace(t0, t1, int(times) + 2)[1:-1]
         if not np.all((times >= min(t0, t1)) & (times <= max(t0, t1))):
             raise ValueError(f"InterpolatingAdjoint: checkpoints must be times inside tspan "
                              f"[{t0}, {t1}]; got {self.checkpoints!r}")

@@ -27,6 +27,18 @@ def tolerance(who: str, name: str, tol):
     return tol
 
 
+def tolerances(who: str, rtol, atol) -> None:
+    """Each of ``rtol`` and ``atol`` that is given checked by :func:`tolerance`, and the two
+    refused when both are 0 (then no error is small enough: every step was rejected until
+    max_steps)."""
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is not None:
+            tolerance(who, name, tol)
+    if rtol is not None and atol is not None and not np.any(np.add(rtol, atol) > 0):
+        raise ValueError(f"{who}: rtol and atol are both 0, so no error would be small "
+                         "enough; pass a positive tolerance")
+
+
 def tolerance_shape(who: str, name: str, tol, shape: tuple, tree: bool) -> None:
     """A per-entry tolerance broadcasts to the state's ``shape`` without growing it: a
     column (2, 1) against a state (2,) broadcast to (2, 2), and each entry's error was

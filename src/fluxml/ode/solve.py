@@ -93,11 +93,7 @@ def _check_options(rtol, atol, dt, max_steps, adaptive, dtmax, sensealg, who="so
     tolerances 0, rejected every step until max_steps), as were dt=0 or NaN (an unclear
     failure in the first step) and a fractional max_steps. ``(max_steps, dtmax, sensealg)``
     as the solve takes them."""
-    checks.tolerance(who, "rtol", rtol)
-    checks.tolerance(who, "atol", atol)
-    if not np.any(np.asarray(rtol, dtype=float) + np.asarray(atol, dtype=float) > 0):
-        raise ValueError(f"{who}: rtol and atol are both 0, so no error would be small "
-                         "enough; pass a positive tolerance")
+    checks.tolerances(who, rtol, atol)
     if dt is not None:
         real_in(who, "dt", dt)
         if dt == 0:
