@@ -472,7 +472,10 @@ class _Lowering:
             return (f"{kernel}({em.global_(func, func.__name__)}, {source!r}, "
                     f"{eqn.outs[0].dtype.kind!r}, {text})")
         name = getattr(func, "__name__", None)
-        kernel = FUNCTIONS.get(f"{getattr(func, '__module__', None)}.{name}")
+        qualified = f"{getattr(func, '__module__', None)}.{name}"
+        kernel = FUNCTIONS.get(qualified)
+        if kernel is None and getattr(func, "effect", False):  # a rule's check on the values
+            kernel = FUNCTIONS[qualified] = kernels.judged(qualified)
         if kernel is not None:
             return _apply(em, em.global_(kernel, kernel.__name__), args, kwargs)
         if getattr(func, "__objclass__", None) is np.ndarray:  # a method: v3.astype(...)

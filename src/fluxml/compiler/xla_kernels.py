@@ -111,12 +111,7 @@ def check_finite_norm(nrm, shape, p):
 def nonsingular(x):
     """``fluxml.ad.rules.decompositions._nonsingular`` (slogdet's derivative): the signs come
     back and its check judges them, on every run."""
-    # lazy: as above
-    from fluxml.ad.rules.decompositions import _nonzero_signs
-
-    sign = jnp.linalg.slogdet(x)[0]
-    run_time_checks().append((sign, lambda v: _nonzero_signs(np.asarray(v))))
-    return jnp.asarray(True)
+    return judged("fluxml.ad.rules.decompositions._nonzero_signs")(jnp.linalg.slogdet(x)[0])
 
 
 def judged(check: str):

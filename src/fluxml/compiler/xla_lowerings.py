@@ -123,17 +123,11 @@ FUNCTIONS: dict = {
     "numpy.sort": kernels.sort,
 }
 
-# Checks the rules run on the values (functions of one array that raise on a bad value, marked
-# ``effect``): computed by XLA, judged after every run.
-CHECKS = ("fluxml.ad.rules.numerics._nonzero_ends", "fluxml.ad.rules.decompositions._full_rank",
-          "fluxml.ad.rules.solvers._full_rank_residuals", "fluxml.ad.rules.polynomials._warn_rank",
-          "fluxml.ad.rules.complex_values._same_decision",
-          "fluxml.ad.rules.polynomials._same_pairing",
-          "fluxml.losses.classification._one_hot_integers",
-          *(f"fluxml.ad.rules.histograms.{name}" for name in (
-              "_supplied_range", "_autodetected_range", "_finite_sized_bins", "_increasing",
-              "_increasing_dd")))
-FUNCTIONS.update({check: kernels.judged(check) for check in CHECKS})
+# The checks the rules run on the values (functions marked ``effect``) are judged after every
+# run (``xla_kernels.judged``, found by ``xla_backend``); one more, not an effect (it is
+# dropped with the residuals it guards where they are unused):
+FUNCTIONS["fluxml.ad.rules.solvers._full_rank_residuals"] = kernels.judged(
+    "fluxml.ad.rules.solvers._full_rank_residuals")
 
 # NumPy functions (beside the ufuncs, whose every argument is an array) lowered to their jnp
 # namesakes -> the positions of their array arguments, which NumPy also takes as lists and

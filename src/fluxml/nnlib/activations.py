@@ -261,12 +261,15 @@ def _takes_numbers(real: bool = True):
     """Decorator: an activation's input checked first (``fluxml._checks.numbers``): lists
     taken as NumPy takes them, a clear error for what is not numbers and, where ``real``,
     for complex numbers (the analytic ones, the sigmoid family and tanh's, take them)."""
+    taken = "fiu" if real else "fiuc"  # (dtype kinds numbers() returns as they are)
+
     def wrap(fn):
         name = fn.__name__
 
         @functools.wraps(fn)
         def checked(x, *args, **kwargs):
-            if type(x) is not np.ndarray or x.dtype.kind not in "fiu":  # (the common case)
+            kind = getattr(getattr(x, "dtype", None), "kind", "")  # (arrays, traced ones too)
+            if not kind or kind not in taken:
                 x = numbers(name, x, real=real)
             return fn(x, *args, **kwargs)
 
