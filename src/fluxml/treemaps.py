@@ -251,9 +251,7 @@ def _walk_at(spec: Spec, x, out: list, leaf) -> bool:
 
 def _refuse_other_places(mine: list, theirs: list, n: int, m: int) -> None:
     """Refuse a tree of ``fmap``'s rest whose leaves (at paths ``theirs``, ``m`` of them) are
-    not at the first tree's places (``mine``, ``n``)."""
-    if mine == theirs:
-        return
+    not at the first tree's places (``mine``, ``n``); called where they differ."""
     i = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(n, m))
     where = (f"the first tree has a leaf at {mine[i]!r} where a tree of rest has "
              f"{'one at ' + repr(theirs[i]) if i < m else 'none'}" if i < n else

@@ -40,7 +40,7 @@ def jacobian(f: Callable, x, mode: str = "auto"):
             "different things there); differentiate the real and imaginary parts as two real "
             "arrays, or use fl.jvp / fl.pullback directly")
     x_shape = np.shape(raw(x))
-    x_dtype = np.result_type(raw(x)) if _is_float(raw(x)) else np.dtype(np.float64)
+    x_dtype = np.result_type(raw(x))  # (a float: _refuse_integers)
     n = int(np.prod(x_shape))
     if mode != "fwd":
         y, back = pullback(f, x)

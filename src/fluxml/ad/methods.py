@@ -176,7 +176,7 @@ def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
     dtype and layout already fit (a later write through the result reaches ``x``, as in
     NumPy; a copy was made before, so such a write was lost, silently)."""
     dtype = np.dtype(dtype)
-    if not np.can_cast(self.dtype, dtype, casting=casting):
+    if casting != "unsafe" and not np.can_cast(self.dtype, dtype, casting=casting):
         raise TypeError(f"Cannot cast array data from {self.dtype!r} to {dtype!r} according "
                         f"to the rule {casting!r}")
     if not copy and dtype == self.dtype and _has_order(raw(self), order):

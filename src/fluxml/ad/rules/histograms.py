@@ -25,12 +25,9 @@ import numpy as np
 from fluxml.ad.core import DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import index_add, indexable_by
+from fluxml.ad.rules.reductions import _array
 
 BLOCK = 65536  # NumPy sums the samples block by block: its rounding, kept
-
-
-def _array(a):
-    return a if type(a) is Tracer else np.asarray(a)
 
 
 def _compiling(*values) -> bool:

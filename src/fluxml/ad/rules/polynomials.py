@@ -19,6 +19,7 @@ import numpy as np
 from fluxml.ad.core import Tracer, example_of, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.layouts import c_ordered
+from fluxml.ad.rules.reductions import _array
 
 
 @function(np.vander)
@@ -216,10 +217,6 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def _array(a):
-    return a if type(a) is Tracer else np.asarray(a)
-
 
 def _aligned(a1, a2, op):
     """``op`` of two coefficient vectors, the shorter padded with leading zeros."""
