@@ -27,7 +27,6 @@ from fluxml.ad.rules.layouts import (
     _memory_axes,
     c_ordered,
     in_iterator_order_of,
-    in_memory_order_of,
     laid_out,
 )
 from fluxml.ad.rules.orders import _sorted_last, checked_quantiles, lerp, quantiles_of
@@ -40,6 +39,7 @@ from fluxml.ad.rules.reductions import (
     _cast,
     _masked,
     _no_mask,
+    _replace_nan,
     cumprod,
     cumsum,
     prod,
@@ -186,17 +186,3 @@ def _nanvar(a, axis, dtype, ddof, keepdims, where, mean, correction):
         return in_iterator_order_of(result / dof.astype(result.dtype), result)
     return in_iterator_order_of(
         np.where(bad, np.nan, result / np.where(bad, 1, dof).astype(result.dtype)), result)
-
-
-def _replace_nan(a, value):
-    """``a`` with its NaNs replaced by ``value``, and where they were (None where ``a`` is
-    not inexact, as NumPy's ``_replace_nan``)."""
-    a = _array(a)
-    if a.dtype.kind not in "fc":
-        return a, None
-    nan = np.isnan(raw(a))
-    # laid out as NumPy's copy (its K order: F-like for a broadcast array), which the
-    # reductions of it keep
-    # (np.where, not a masked write: under fl.compile the mask is a value of the program)
-    replaced = a if known_none(nan) else np.where(nan, np.asarray(value, a.dtype), a)
-    return in_memory_order_of(replaced, a), nan

@@ -427,14 +427,24 @@ def _others(x, axis):
     return np.transpose(others, tuple(np.argsort(perm)))
 
 
+def _replace_nan(a, value):
+    """``a`` with its NaNs replaced by ``value``, and where they were (None where ``a`` is
+    not inexact, as NumPy's ``_replace_nan``)."""
+    a = _array(a)
+    if a.dtype.kind not in "fc":
+        return a, None
+    nan = np.isnan(raw(a))
+    # laid out as NumPy's copy (its K order: F-like for a broadcast array), which the
+    # reductions of it keep
+    # (np.where, not a masked write: under fl.compile the mask is a value of the program)
+    replaced = a if known_none(nan) else np.where(nan, np.asarray(value, a.dtype), a)
+    return in_memory_order_of(replaced, a), nan
+
+
 def _nan_to_zero(a):
     """``a`` with its NaNs replaced by 0, laid out as NumPy's ``_replace_nan`` copy (its
     K order: of a broadcast array, F-like), whose layout the reductions of it keep."""
-    nan = np.isnan(raw(a))
-    if known_none(nan):
-        return in_memory_order_of(a, a)
-    # np.where, not a masked write: under fl.compile the mask is a value of the program
-    return in_memory_order_of(np.where(nan, 0, a), a)
+    return in_memory_order_of(_replace_nan(a, 0)[0], a)
 
 
 def _cast(a, dtype):
