@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._dtypes import real_dtype
 from fluxml.ad.core import COMPILING, DifferentiationError, raw, recorded, untraced
 from fluxml.ad.define import defjvp, defvjp, function, nondifferentiable, primitive
 from fluxml.ad.rules.linalg import mT
@@ -288,11 +289,11 @@ def _svd_vjp(g, ans, x, hermitian):
     vt_gv = _conj(vh @ mT(gvh))
     xu, xv = ut_gu - mH(ut_gu), vt_gv - mH(vt_gv)
     m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
-    size = max(m, n)
-    inner = 0.5 * (_gap_inverse(s, size) * (xu + xv) + _sum_inverse(s, size) * (xu - xv)) \
+    tol = _rounding(s, max(m, n))
+    inner = 0.5 * (_gap_inverse(s, tol) * (xu + xv) + _sum_inverse(s, tol) * (xu - xv)) \
         + _diag(gs)
     ga = cu @ inner @ cvh
-    s_inv = _safe_inverse(s, size)
+    s_inv = _safe_inverse(s, tol)
     if m > k:
         ga = ga + ((gu - cu @ ut_gu) * s_inv[..., None, :]) @ cvh
     if n > k:
@@ -307,11 +308,11 @@ def _svd_jvp(t, ans, x, hermitian):
     v = mH(vh)
     dp = mH(u) @ t @ v
     m, n, k = x.shape[-2], x.shape[-1], s.shape[-1]
-    size = max(m, n)
-    even = 0.5 * _gap_inverse(s, size) * (dp + mH(dp))
-    odd = 0.5 * _sum_inverse(s, size) * (dp - mH(dp))  # complex: its diagonal turns the phases
+    tol = _rounding(s, max(m, n))
+    even = 0.5 * _gap_inverse(s, tol) * (dp + mH(dp))
+    odd = 0.5 * _sum_inverse(s, tol) * (dp - mH(dp))  # complex: its diagonal turns the phases
     du, dv = u @ (even + odd), v @ (even - odd)
-    s_inv = _safe_inverse(s, size)[..., None, :]
+    s_inv = _safe_inverse(s, tol)[..., None, :]
     if m > k:
         tv = t @ v
         du = du + (tv - u @ (mH(u) @ tv)) * s_inv
@@ -514,16 +515,15 @@ def _unfold(t, *, lower):
     return part + mH(part) + diagonal * np.eye(t.shape[-1], dtype=raw(diagonal).dtype)
 
 
-def _gap_inverse(w, size=None, *, normal=True):
-    """``F_ij = 1 / (w_j - w_i)``, with 0 where the two values agree to within rounding
-    (:func:`_rounding`; ``size``: the matrices' larger dimension, ``len(w)`` unless given) and
-    on the diagonal."""
-    return _separated_inverse(w[..., None, :] - w[..., :, None], w, size, normal=normal)
+def _gap_inverse(w, tol=None):
+    """``F_ij = 1 / (w_j - w_i)``, with 0 where the two values agree to within ``tol``
+    (:func:`_rounding` of ``w`` unless given) and on the diagonal."""
+    return _separated_inverse(w[..., None, :] - w[..., :, None], w, tol)
 
 
-def _sum_inverse(s, size=None):
+def _sum_inverse(s, tol):
     """``1 / (s_j + s_i)`` for singular values, with 0 where both are (numerically) zero."""
-    return _separated_inverse(s[..., None, :] + s[..., :, None], s, size)
+    return _separated_inverse(s[..., None, :] + s[..., :, None], s, tol)
 
 
 def _rounding(w, size=None, *, normal=True):
@@ -540,16 +540,16 @@ def _rounding(w, size=None, *, normal=True):
     return scale * np.max(wr, axis=-1, keepdims=True, initial=0)
 
 
-def _separated_inverse(d, w, size=None, *, normal=True):
-    """``1 / d``, with 0 where ``|d|`` is within :func:`_rounding` of 0."""
-    keep = (np.abs(raw(d)) > _rounding(w, size, normal=normal)[..., None]).astype(
-        np.abs(raw(w)).dtype)
+def _separated_inverse(d, w, tol=None):
+    """``1 / d``, with 0 where ``|d|`` is within ``tol`` (:func:`_rounding` of ``w``) of 0."""
+    tol = _rounding(w) if tol is None else tol
+    keep = (np.abs(raw(d)) > tol[..., None]).astype(real_dtype(raw(w).dtype))
     return keep / (d + (1 - keep))
 
 
-def _safe_inverse(s, size=None):
-    """``1 / s`` with 0 for (numerically) zero singular values."""
-    keep = (raw(s) > _rounding(s, size)).astype(raw(s).dtype)
+def _safe_inverse(s, tol):
+    """``1 / s`` with 0 for (numerically) zero singular values (within ``tol``)."""
+    keep = (raw(s) > tol).astype(raw(s).dtype)
     return keep / (s + (1 - keep))
 
 

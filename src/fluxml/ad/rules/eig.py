@@ -31,7 +31,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp, defvjp, function, primitive
-from fluxml.ad.rules.decompositions import _diag, _gap_inverse
+from fluxml.ad.rules.decompositions import _diag, _gap_inverse, _rounding
 from fluxml.ad.rules.linalg import mT
 
 EIG = primitive("eig", lambda x: tuple(np.linalg.eig(x)), keeps_inputs=False,
@@ -41,14 +41,14 @@ EIG = primitive("eig", lambda x: tuple(np.linalg.eig(x)), keeps_inputs=False,
 def _eig_vjp(g, ans, x):
     (gw, gv), (w, v) = g, ans
     gv = gv - np.conjugate(v) * np.real(np.sum(gv * v, axis=-2))[..., None, :]
-    k = _diag(gw) + _gap_inverse(w, normal=False) * (mT(v) @ gv)
+    k = _diag(gw) + _gap_inverse(w, _rounding(w, normal=False)) * (mT(v) @ gv)
     return np.linalg.solve(mT(v), k @ mT(v))
 
 
 def _eig_jvp(t, ans, x):
     w, v = ans
     m = np.linalg.solve(v, t @ v)
-    du = v @ (_gap_inverse(w, normal=False) * m)
+    du = v @ (_gap_inverse(w, _rounding(w, normal=False)) * m)
     dv = du - v * np.real(np.sum(np.conjugate(v) * du, axis=-2, keepdims=True))
     return np.einsum("...ii->...i", m), dv
 
