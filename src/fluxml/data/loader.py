@@ -32,6 +32,18 @@ def _is_array(x) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__getitem__")
 
 
+def counted(who: str, data) -> int:
+    """``numobs(data)``, with the error naming ``who``, and data of no observations refused
+    (a resampling or a window of nothing)."""
+    try:
+        n = numobs(data)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{who}: {str(err).removeprefix('numobs: ')}") from None
+    if n == 0:
+        raise ValueError(f"{who}: data holds no observations (its first axis has length 0)")
+    return n
+
+
 def numobs(data) -> int:
     """The number of observations in ``data`` (its first axis; the common first axis of a
     tuple or dict of arrays; ``len`` of any other dataset).

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._checks import flag, real_in
-from fluxml.data.loader import as_generator, getobs, numobs
+from fluxml.data.loader import as_generator, counted, getobs, numobs
 from fluxml.data.splits import _groups
 
 _LAST = "data's last part (the labels)"  # the labels' name in errors, taken from (x, ..., y)
@@ -121,12 +121,7 @@ def _parts(data, classes, who: str):
 def _class_groups(data, classes, who: str, name: str) -> dict:
     """Each class's observations (a list of positions), the classes in first appearance;
     the errors name ``who``."""
-    try:
-        n = numobs(data)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{who}: {str(err).removeprefix('numobs: ')}") from None
-    if n == 0:
-        raise ValueError(f"{who}: data holds no observations (its first axis has length 0)")
+    n = counted(who, data)
     if not hasattr(classes, "__len__") or isinstance(classes, (str, bytes)):
         raise TypeError(f"{who}: {name} must be a sequence or array of labels, one per "
                         f"observation; got {type(classes).__name__}")

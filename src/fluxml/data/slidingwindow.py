@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from fluxml._checks import is_int, positive_int, shown
-from fluxml.data.loader import getobs, numobs
+from fluxml.data.loader import counted, getobs
 
 
 class SlidingWindow:
@@ -84,13 +84,7 @@ def slidingwindow(data, size: int, stride: int = 1) -> SlidingWindow:
     """
     size = positive_int("slidingwindow", "size", size)
     stride = positive_int("slidingwindow", "stride", stride)
-    try:
-        n = numobs(data)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"slidingwindow: {str(err).removeprefix('numobs: ')}") from None
-    if n == 0:
-        raise ValueError("slidingwindow: data holds no observations (its first axis has "
-                         "length 0)")
+    n = counted("slidingwindow", data)
     if size > n:
         raise ValueError(f"slidingwindow: size must be at most the number of observations, "
                          f"{n}; got {size}")
