@@ -351,8 +351,13 @@ class DataLoader:
             return None
         return {"began": _as_lists(self._pass_start),
                 "now": _as_lists(self.rng.bit_generator.state),
-                "cut": [self._pass_nobs, self.batchsize * self._part()[1], self.shuffle,
-                        self.partial, self._count(self._pass_nobs)]}
+                "cut": self._cut(self._pass_nobs)}
+
+    def _cut(self, nobs) -> list:
+        """How a pass over ``nobs`` observations is cut (``_cuts`` reads it): what a
+        checkpoint's resumed pass must find again."""
+        return [nobs, self.batchsize * self._part()[1], self.shuffle, self.partial,
+                self._count(nobs)]
 
     def _go_on(self, mark: dict, skip: int) -> Iterator | str:
         """The batches after the first ``skip`` of the pass ``mark`` (``_mark``) describes,
@@ -365,8 +370,7 @@ class DataLoader:
 
         self._sync()
         nobs = self.nobs
-        cut = [nobs, self.batchsize * self._part()[1], self.shuffle, self.partial,
-               self._count(nobs)]
+        cut = self._cut(nobs)
         if mark.get("cut") != cut or not isinstance(mark.get("began"), dict):
             return f"the DataLoader cuts {_cuts(cut)}, the run's cut {_cuts(mark.get('cut'))}"
         now = self.rng.bit_generator.state
