@@ -276,7 +276,8 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
     generators = {DEFAULT_RNG: default_rng(), **(rngs or {})}
     for name in targets:
         _check_generator(name, generators[name], saved_rngs.get(name), path)
-    layers_saved = _layers_rngs(meta, path)  # (a file without them: the layers' as they are)
+    # (a file without them: the layers' as they are)
+    layers_saved = _meta_value(meta, path, MODEL_RNGS, "{}", dict)
     layers = [(name, gen, layers_saved[name]) for name, gen in
               _model_generators(model).items() if name in layers_saved]
     for name, gen, saved in layers:
@@ -310,17 +311,18 @@ def _check_generator(name: str, generator, saved, where) -> None:
             f"damaged ({type(err).__name__}: {err})") from None
 
 
-def _layers_rngs(meta: dict, where) -> dict:
-    """The saved states of the generators the model's layers held, by path."""
+def _meta_value(meta: dict, where, key: str, default: str, kind: type):
+    """The JSON value ``key`` of a checkpoint's metadata (``default`` where the file has
+    none), of type ``kind``; a damaged one is a FileFormatError naming it."""
     try:
-        saved = json.loads(meta.get(MODEL_RNGS, "{}"))
-    except json.JSONDecodeError:
-        saved = None
-    if not isinstance(saved, dict):
-        raise safetensors.FileFormatError(f"load_checkpoint: {where}: the metadata "
-                                          f"{MODEL_RNGS} is damaged (expected a dict in JSON, "
-                                          f"got {meta[MODEL_RNGS][:200]!r})")
-    return saved
+        v = json.loads(meta.get(key, default))
+    except (json.JSONDecodeError, TypeError) as err:  # (TypeError: the key is missing)
+        v = err
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise safetensors.FileFormatError(
+            f"load_checkpoint: {where}: the metadata {key} is damaged (expected "
+            f"{kind.__name__} in JSON, got {meta.get(key, default)!r})")
+    return v
 
 
 def _checkpoint_meta(meta: dict, where, arrays: dict) -> tuple[int, dict, dict, list]:
@@ -329,15 +331,7 @@ def _checkpoint_meta(meta: dict, where, arrays: dict) -> tuple[int, dict, dict, 
     (the digest covers the tensors, not the header: a damaged value must not fail after the
     model was filled in)."""
     def value(key, default, kind):
-        try:
-            v = json.loads(meta.get(key, default))
-        except (json.JSONDecodeError, TypeError) as err:  # (TypeError: the key is missing)
-            v = err
-        if not isinstance(v, kind) or isinstance(v, bool):
-            raise safetensors.FileFormatError(
-                f"load_checkpoint: {where}: the metadata {key} is damaged (expected "
-                f"{kind.__name__} in JSON, got {meta.get(key, default)!r})")
-        return v
+        return _meta_value(meta, where, key, default, kind)
 
     frozen = value("fluxml.frozen", "[]", list)
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in frozen):
