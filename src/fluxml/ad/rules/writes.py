@@ -122,7 +122,6 @@ def put_along_axis(arr, indices, values, axis):
         mutation.setitem(arr, np.unravel_index(indices, arr.shape), values)
         return
     axis %= arr.ndim
-    grid = [np.arange(n).reshape((1,) * d + (-1,) + (1,) * (arr.ndim - d - 1))
-            for d, n in enumerate(arr.shape)]
+    grid = list(np.ogrid[tuple(slice(n) for n in arr.shape)])  # (as take_along_axis's)
     grid[axis] = indices
     mutation.setitem(arr, tuple(grid), values)
