@@ -66,13 +66,24 @@ def target(next_step, scales: Scales):
     return lambda pos: 1.0
 
 
+def _divisor(it: Enc, scales: Scales) -> float:
+    """What a plain factor multiplying ``it`` is divided by: the factor its values carry
+    times the gain of the rescaling its product takes at its level."""
+    return it.factor * scales.gain(it.pos)
+
+
+def _squared(it: Enc, scales: Scales) -> Enc:
+    """``it`` squared: one level down, its factor squared times that level's gain."""
+    return Enc(it.ct.square(), it.pos + 1, it.factor**2 * scales.gain(it.pos))
+
+
 def run_step(step, items: list, scales: Scales, next_step=None) -> list:
     """``step`` on ciphertexts in the batch layout (one per feature)."""
     if isinstance(step, Affine):
         return affine(step, items, scales, target(next_step, scales))
     coeffs = np.asarray(step.coeffs, dtype=np.float64)
     if is_square(coeffs):
-        return [Enc(it.ct.square(), it.pos + 1, it.factor**2 * scales.gain(it.pos))
+        return [_squared(it, scales)
                 for it in items]
     if not np.any(coeffs[1:]):  # a constant: encrypted afresh with the public key (no product:
         # a ciphertext at its last level takes none), at the top of the chain
@@ -94,7 +105,7 @@ def affine(step: Affine, items: list, scales: Scales, wanted) -> list:
             acc = None
             for i in cols:
                 it = items[i]
-                w = float(step.matrix[o, i] * t / (it.factor * scales.gain(it.pos)))
+                w = float(step.matrix[o, i] * t / _divisor(it, scales))
                 acc = it.ct * w if acc is None else acc.add_(it.ct * w)
         if step.bias[o] != 0.0:
             acc.add_(float(step.bias[o] * t))
@@ -111,7 +122,7 @@ def polynomial(coeffs, item: Enc, scales: Scales) -> Enc:
         if k not in powers:
             if k & (k - 1) == 0:
                 a = power(k // 2)
-                powers[k] = Enc(a.ct.square(), a.pos + 1, a.factor**2 * scales.gain(a.pos))
+                powers[k] = _squared(a, scales)
             else:
                 a, b = power(1 << (k.bit_length() - 1)), power(k - (1 << (k.bit_length() - 1)))
                 pos = max(a.pos, b.pos)
@@ -121,7 +132,7 @@ def polynomial(coeffs, item: Enc, scales: Scales) -> Enc:
     acc, pos = None, item.pos
     for k in np.flatnonzero(coeffs[1:]) + 1:
         a = power(int(k))
-        term = a.ct * float(coeffs[k] / (a.factor * scales.gain(a.pos)))
+        term = a.ct * float(coeffs[k] / _divisor(a, scales))
         acc = term if acc is None else acc.add_(term)
         pos = max(pos, a.pos + 1)
     if coeffs[0] != 0.0:
@@ -137,7 +148,7 @@ def packed_first(step: Affine, items: list, pattern, scales: Scales, wanted) -> 
     t = wanted(1)
     acc = None
     for it, w in zip(items, weights):
-        product = it.ct * (w * t / (it.factor * scales.gain(it.pos))).tolist()
+        product = it.ct * (w * t / _divisor(it, scales)).tolist()
         acc = product if acc is None else acc.add_(product)
     return Enc(acc + (step.bias * t).tolist(), 1, t)
 
@@ -146,7 +157,7 @@ def dot(item: Enc, row, bias, scales: Scales, wanted) -> Enc:
     """One output of an affine step from the ciphertext holding every feature: one product
     by a plain vector and a sum over the slots (rotations); a size-one ciphertext."""
     t = wanted(item.pos + 1)
-    out = item.ct.dot((row * t / (item.factor * scales.gain(item.pos))).tolist())
+    out = item.ct.dot((row * t / _divisor(item, scales)).tolist())
     if bias != 0.0:
         out.add_(float(bias * t))
     return Enc(out, item.pos + 1, t)
