@@ -226,6 +226,40 @@ def test_a_state_that_does_not_fit_the_model_is_refused():
             fl.update(fl.setup(fl.Adam(), m), m, whole)
 
 
+def test_a_misfit_state_steps_nothing():
+    """A state set up for another model whose second layer differs: the first layer (and its
+    state) were stepped before the second's misfit was found, and in a chain the error was
+    NumPy's broadcast error. Now nothing is stepped and every rule's error names the array;
+    a rule written elsewhere may keep arrays of any shape."""
+    x, y = np.ones((1, 2), np.float32), np.zeros((1, 5), np.float32)
+    rules = [fl.Adam(), fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam()), fl.Rprop(),
+             fl.MixedPrecision(np.float64, fl.Momentum()), fl.AccumGrad(2)]
+    for rule in rules:
+        state = fl.setup(rule, fl.Chain(fl.Dense(2, 3), fl.Dense(3, 4)))
+        model = fl.Chain(fl.Dense(2, 3), fl.Dense(3, 5))
+        before = [a.copy() for a in fl.leaves(model)] + [a.copy() for a in fl.leaves(state)
+                                                         if isinstance(a, np.ndarray)]
+        grads = fl.gradient(lambda m: fl.mse(m(x), y), model)[0]
+        with pytest.raises(ValueError, match=r"state of model\.layers\[1\]\.weight holds "
+                                             r"arrays of shape \(4, 3\), the parameter has "
+                                             r"shape \(5, 3\)"):
+            fl.update(state, model, grads)
+        after = fl.leaves(model) + [a for a in fl.leaves(state) if isinstance(a, np.ndarray)]
+        for a, b in zip(before, after, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    class LowRank(fl.Descent):  # a rule of the user's: its state is not the parameter's shape
+        def init(self, x):
+            return np.zeros(x.shape[:1])
+
+        def apply(self, state, x, dx, out=None):
+            return state + dx.sum(axis=tuple(range(1, dx.ndim))), 0.5 * dx
+
+    w = np.ones((3, 2))
+    fl.update(fl.setup(LowRank(), {"w": w}), {"w": w}, {"w": np.ones((3, 2))})
+    np.testing.assert_array_equal(w, 0.5)
+
+
 def test_transposed_gradients():
     # gradients of x @ W.T come back as transposed views: the update must read them right
     W, W2 = np.arange(6.0).reshape(2, 3), np.arange(6.0).reshape(2, 3)

@@ -25,6 +25,7 @@ import numpy as np
 from fluxml._dtypes import is_complex
 from fluxml.ad.core import COMPILING, compiling
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
+from fluxml.optimise.composite import MixedPrecision, OptimiserChain
 from fluxml.optimise.foreach import step_together
 from fluxml.optimise.pairs import apply_paired, pairs, to_pairs, write_back
 from fluxml.optimise.split import step_split
@@ -289,21 +290,47 @@ def _refuse_closed_over(state):
 
 def _refuse_misfit_state(pending, err):
     """Raise a clear error where a Leaf's state holds arrays of another shape than its
-    parameter (a state set up for another model); checked only after a step failed."""
+    parameter (a state for another model, of a rule defined outside fluxml: those of
+    fluxml's rules are checked before the step); checked only after a step failed."""
     arrays, by_leaf = pending
     for leaf, x, _ in arrays.values():
-        parts = leaf.state if isinstance(leaf.state, tuple) else (leaf.state,)
         want = x.shape + (2,) if is_complex(x) else x.shape  # (of the pairs: pairs.py)
-        note = f" (complex: its state arrays hold pairs, of shape {want})" if want != x.shape \
-            else ""
-        for part in parts:
-            shape = getattr(part, "shape", ())
-            if len(shape) and shape != want:
-                raise ValueError(
-                    f"update: the optimiser state of {_where(by_leaf[id(leaf)][1])} holds "
-                    f"arrays of shape {shape}, the parameter has shape {x.shape}{note}; was the "
-                    f"state set up for another model? Set it up for this one: "
-                    f"fl.setup(rule, model)") from err
+        for kept in _array_shapes(leaf.state):
+            if kept != want:
+                _refuse_misfit(by_leaf[id(leaf)][1], kept, x, want, err)
+
+
+def _refuse_misfit(path, kept, x, want, err=None):
+    note = f" (complex: its state arrays hold pairs, of shape {want})" if want != x.shape \
+        else ""
+    raise ValueError(
+        f"update: the optimiser state of {_where(path)} holds arrays of shape {kept}, the "
+        f"parameter has shape {x.shape}{note}; was the state set up for another model? Set "
+        f"it up for this one: fl.setup(rule, model)") from err
+
+
+def _kept_shapes(rule, state):
+    """The shapes of the arrays in a Leaf's state that its rule keeps in the parameter's
+    shape: every array of the state of one of fluxml's rules, through ``OptimiserChain`` and
+    ``MixedPrecision`` to the rules inside; none of a rule defined elsewhere (which may keep
+    arrays of any shape)."""
+    if isinstance(rule, OptimiserChain):
+        for inner, part in zip(rule.rules, state):
+            yield from _kept_shapes(inner, part)
+    elif isinstance(rule, MixedPrecision):
+        yield state.master.shape
+        yield from _kept_shapes(rule.rule, state.state)
+    elif type(rule).__module__.startswith("fluxml."):
+        yield from _array_shapes(state)
+
+
+def _array_shapes(state):
+    """The shapes of the arrays (not scalars) in a state, through its tuples."""
+    if isinstance(state, tuple):
+        for part in state:
+            yield from _array_shapes(part)
+    elif len(getattr(state, "shape", ())):
+        yield state.shape
 
 
 def _refuse_no_state(state, model):
@@ -422,6 +449,12 @@ def _collect(state, model, grads, pending, path):
         if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
             raise ValueError(f"update: the gradient of {_where(path)} has shape "
                              f"{np.shape(grads)}, the parameter {shape}")
+        # before any step, so that a state set up for another model steps nothing (it failed
+        # at its first misfit array, after the arrays before it had been stepped)
+        want = shape + (2,) if is_complex(model) else shape
+        for kept in _kept_shapes(state.rule, state.state):
+            if kept != want:
+                _refuse_misfit(path, kept, model, want)
         # One step per array: fl.gradient gives a tied array its total gradient at every
         # address, and a state rebuilt from its leaves (fmap, loading) may hold two Leafs
         # for one array: the first found is used.
