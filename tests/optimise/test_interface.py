@@ -1,6 +1,7 @@
 """setup / update / adjust / freeze / thaw over model trees, and the schedules."""
 
 import math
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -258,6 +259,23 @@ def test_a_misfit_state_steps_nothing():
     w = np.ones((3, 2))
     fl.update(fl.setup(LowRank(), {"w": w}), {"w": w}, {"w": np.ones((3, 2))})
     np.testing.assert_array_equal(w, 0.5)
+
+
+def test_a_gradient_of_the_wrong_kind_steps_nothing():
+    """A complex gradient for a real array (or strings, objects) raised NumPy's casting
+    error in the middle of the step, after an OptimiserChain had stepped the arrays before
+    it. Now a TypeError names the array before any step."""
+    for bad in (np.ones((3, 2), complex), np.ones((3, 2), object), np.full((3, 2), "a")):
+        model = {"a": np.ones(4, np.float32), "w": np.ones((3, 2), np.float32)}
+        state = fl.setup(fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam()), model)
+        with pytest.raises(TypeError, match=rf"gradient of model\['w'\] has dtype "
+                                            rf"{re.escape(str(bad.dtype))}, the parameter "
+                                            r"float32: expected real numbers"):
+            fl.update(state, model, {"a": np.ones(4, np.float32), "w": bad})
+        np.testing.assert_array_equal(model["a"], 1)
+    z = {"z": np.ones(2, complex)}  # a complex array takes a complex gradient
+    fl.update(fl.setup(fl.Descent(0.5), z), z, {"z": np.array([2j, 2])})
+    np.testing.assert_array_equal(z["z"], [1 + 1j, 0])
 
 
 def test_transposed_gradients():

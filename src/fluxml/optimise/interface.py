@@ -309,6 +309,17 @@ def _refuse_misfit(path, kept, x, want, err=None):
         f"it up for this one: fl.setup(rule, model)") from err
 
 
+def _check_gradient_dtype(path, x, dx):
+    """A gradient of numbers that can step ``x``: real for a real array (a complex one, or
+    strings or objects, raised NumPy's casting error in the middle of the step, after the
+    arrays before it had been stepped)."""
+    dtype = np.dtype(dx.dtype if hasattr(dx, "dtype") else np.asarray(dx).dtype)
+    if dtype.kind not in ("biufc" if is_complex(x) else "biuf"):
+        raise TypeError(f"update: the gradient of {_where(path)} has dtype {dtype}, the "
+                        f"parameter {x.dtype}: expected "
+                        f"{'numbers' if is_complex(x) else 'real numbers'}")
+
+
 def _kept_shapes(rule, state):
     """The shapes of the arrays in a Leaf's state that its rule keeps in the parameter's
     shape: every array of the state of one of fluxml's rules, through ``OptimiserChain`` and
@@ -449,6 +460,7 @@ def _collect(state, model, grads, pending, path):
         if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
             raise ValueError(f"update: the gradient of {_where(path)} has shape "
                              f"{np.shape(grads)}, the parameter {shape}")
+        _check_gradient_dtype(path, model, grads)
         # before any step, so that a state set up for another model steps nothing (it failed
         # at its first misfit array, after the arrays before it had been stepped)
         want = shape + (2,) if is_complex(model) else shape
