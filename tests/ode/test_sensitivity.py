@@ -554,3 +554,21 @@ def test_backsolve_takes_a_stable_solution_that_swells_between_save_times():
     (want,) = fl.gradient(lambda p: loss(p, fl.ode.Direct()), p)
     (got,) = fl.gradient(lambda p: loss(p, fl.ode.BacksolveAdjoint()), p)
     np.testing.assert_allclose(got, want, atol=1e-7)
+
+
+@pytest.mark.parametrize("solver", [fl.ode.Tsit5(), fl.ode.Rodas5()], ids=["Tsit5", "Rodas5"])
+def test_a_parameter_f_never_reads_gets_none_from_every_sensealg(solver):
+    """fl.gradient and Direct() give None for a parameter the loss does not use (as Zygote's
+    nothing); the adjoints gave zeros. A parameter read only outside f (in the loss) keeps
+    its gradient from there."""
+    def f(t, u, p):
+        return -p["a"] * u
+
+    u0, p = np.ones(2), {"a": np.full(2, 0.5), "b": np.ones(3), "c": np.ones(2)}
+    for alg in (fl.ode.Direct(), fl.ode.InterpolatingAdjoint(), fl.ode.BacksolveAdjoint(),
+                fl.ode.QuadratureAdjoint()):
+        g = fl.gradient(lambda p: np.sum(fl.ode.solve(
+            f, u0, (0.0, 1.0), p, solver=solver, sensealg=alg, rtol=1e-8).u[-1] * p["c"]), p)[0]
+        assert g["b"] is None, alg
+        np.testing.assert_allclose(g["a"], -np.exp(-0.5), rtol=1e-5)
+        np.testing.assert_allclose(g["c"], np.exp(-0.5), rtol=1e-5)

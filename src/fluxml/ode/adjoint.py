@@ -164,6 +164,9 @@ class _Params:
         self.like = [raw(self.leaves[i]) for i in self.index]
         self.sizes = [int(np.size(x)) for x in self.like]
         self.size = sum(self.sizes)
+        # which leaves f has read: the backward pass gives the others None, as fl.gradient
+        # and Direct() do for a parameter the loss does not use (they had zeros)
+        self.read = [False] * len(self.index)
 
     def values(self):
         return [self.leaves[i] for i in self.index]
@@ -204,6 +207,17 @@ class _Params:
     def pack(self, cts):
         parts = [np.zeros(n) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
         return np.concatenate(parts) if parts else np.zeros(0)
+
+    def pack_cotangents(self, cts):
+        """:meth:`pack` for the cotangents of a pullback of f, noting the leaves it read."""
+        for k, c in enumerate(cts):
+            if c is not None:
+                self.read[k] = True
+        return self.pack(cts)
+
+    def gradients(self, vec):
+        """:meth:`unpack`, with None for the leaves f never read."""
+        return [g if read else None for g, read in zip(self.unpack(vec), self.read)]
 
     def unpack(self, vec):
         """The gradients for the leaves from a packed vector, each of its leaf's dtype: a
@@ -336,7 +350,7 @@ class _Backward:
             fu, back = pullback(lambda y, *q: self.rhs(t, y, q), u, *self.pv)
             cts = back(lam)
             gu = cts[0] if cts[0] is not None else np.zeros_like(raw(u))
-            return fu, gu, self.params.pack(cts[1:])
+            return fu, gu, self.params.pack_cotangents(cts[1:])
         fu, back = pullback(lambda y: self.rhs(t, y, self.pv), u)
         gu = back(lam)[0]
         return fu, (gu if gu is not None else np.zeros_like(raw(u))), None
@@ -344,7 +358,7 @@ class _Backward:
     def vjp_p(self, t, u, lam):
         self.stats.nfe += 1
         _, back = pullback(lambda *q: self.rhs(t, u, q), *self.pv)
-        return self.params.pack(back(lam))
+        return self.params.pack_cotangents(back(lam))
 
     # --- the pass ------------------------------------------------------------------------
 
@@ -381,7 +395,7 @@ class _Backward:
                 else:
                     lam, mu = self.interpolating(start, end, U, lam, mu)
         g_y0 = lam.reshape(np.shape(raw(y0))).astype(np.result_type(raw(y0)), copy=False)
-        return (g_y0, *self.params.unpack(mu))
+        return (g_y0, *self.params.gradients(mu))
 
     def integrate(self, G, start, end, z, norm_size, keep=False, U=None, on_step=None):
         F = Counted(G, self.stats)
