@@ -8,8 +8,9 @@ primes its products dropped) and the factor its decrypted values carry, and the 
 it is multiplied by take the factor out: the results carry the encryption noise only.
 
 An affine step sets its outputs' factor to what the next step wants: 1, or before a square
-``sqrt(q / 2**scale_bits)``, which the square's own rescale turns into 1. (Only a plan that
-ends in squares of its input, with no affine step before them, keeps their factor.)
+``sqrt(q / 2**scale_bits)``, which the square's own rescale turns into 1. A square takes no
+plain number to correct, so a plan that ends in squares ends with a factor: its result
+carries it (``EncryptedTensor.factors``) and decrypting divides it out.
 """
 
 from __future__ import annotations

@@ -204,11 +204,13 @@ class Keys(PublicContext):
             raise CryptoError(f"this ciphertext was made under other keys (key id "
                               f"{ct.key_id[:8]}, these keys are {self.key_id[:8]})")
         key = self.context.secret_key()
+        factors = ct.factors or [1.0] * len(ct.vectors)
         if ct.layout == "vector":  # one input, every feature in the slots of one ciphertext
-            values = np.array(ct.vectors[0].decrypt(key)[:math.prod(ct.shape)])
+            values = np.array(ct.vectors[0].decrypt(key)[:math.prod(ct.shape)]) / factors[0]
             out = values.reshape((1,) + ct.shape)
         elif ct.layout == "batch":
-            columns = [v.decrypt(key)[:ct.batch] for v in ct.vectors]
+            columns = [np.array(v.decrypt(key)[:ct.batch]) / f
+                       for v, f in zip(ct.vectors, factors)]
             out = np.array(columns, dtype=np.float64).T.reshape((ct.batch,) + ct.shape)
         else:
             raise CryptoError("decrypt: this is a packed input, not a result; run the plan on "
@@ -255,9 +257,13 @@ class EncryptedTensor:
     """Encrypted inputs or outputs in one of the ``LAYOUTS`` (see the module's docstring)."""
 
     def __init__(self, vectors: list, shape: tuple, batch: int, key_id: str, single=False,
-                 layout: str = "batch", packing: str | None = None):
+                 layout: str = "batch", packing: str | None = None, factors=None):
         if layout not in LAYOUTS:
             raise ValueError(f"EncryptedTensor: layout must be one of {LAYOUTS}; got {layout!r}")
+        if factors is not None and (len(factors) != len(vectors) or not all(
+                isinstance(f, float) and math.isfinite(f) and f > 0 for f in factors)):
+            raise CryptoError(f"EncryptedTensor: factors must be one positive float per "
+                              f"ciphertext ({len(vectors)}); got {factors!r}")
         self.vectors = vectors
         self.shape = tuple(shape)
         self.batch = batch
@@ -265,10 +271,15 @@ class EncryptedTensor:
         self.single = single
         self.layout = layout
         self.packing = packing  # packed layout: packing_id of the pattern it was packed for
+        # what each ciphertext's decrypted values are multiplied by (a plan's result ending in
+        # squares keeps the factor of TenSEAL's rescaling, crypto/evaluate.py): decrypt
+        # divides it out
+        self.factors = factors
 
     def serialize(self) -> bytes:
         header = {"shape": list(self.shape), "batch": self.batch, "key_id": self.key_id,
-                  "single": self.single, "layout": self.layout, "packing": self.packing}
+                  "single": self.single, "layout": self.layout, "packing": self.packing,
+                  "factors": self.factors}
         return _pack(_MAGIC_CT, header, [v.serialize() for v in self.vectors])
 
     @classmethod
@@ -289,7 +300,7 @@ class EncryptedTensor:
         ts = tenseal()
         vectors = [ts.ckks_vector_from(context.context, b) for b in blobs]
         return cls(vectors, tuple(header["shape"]), header["batch"], header["key_id"],
-                   header["single"], layout, header.get("packing"))
+                   header["single"], layout, header.get("packing"), header.get("factors"))
 
     @property
     def nbytes(self) -> int:

@@ -97,7 +97,7 @@ class Plan:
         for step, after in zip(self.steps, self.steps[1:] + [None]):
             items = run_step(step, items, scales, after)
         return EncryptedTensor([it.ct for it in items], self.output_shape, ct.batch, ct.key_id,
-                               ct.single)
+                               ct.single, factors=_factors(items))
 
     def _run_packed(self, ct: EncryptedTensor) -> EncryptedTensor:
         """One input packed for the first affine step: K products by plain vectors, then one
@@ -131,7 +131,7 @@ class Plan:
             else:
                 items = run_step(step, items, scales, following)
         return EncryptedTensor([it.ct for it in items], self.output_shape, 1, ct.key_id,
-                               ct.single, layout)
+                               ct.single, layout, factors=_factors(items))
 
     def plain(self, x) -> np.ndarray:
         """The plan's steps on plain float64 inputs ``(B, *input_shape)`` (its reference), or
@@ -223,6 +223,13 @@ class Plan:
                      f"{_expected_error(p):.0e} per value "
                      f"(plan.report(x, keys) measures every step)")
         return "\n".join(lines)
+
+
+def _factors(items: list):
+    """The factors the results' decrypted values carry (None: all 1), which decrypt divides
+    out: a plan ending in squares keeps the factor of their rescaling (evaluate.py)."""
+    factors = [float(it.factor) for it in items]
+    return None if all(f == 1.0 for f in factors) else factors
 
 
 def _check_steps(plan: Plan) -> None:
