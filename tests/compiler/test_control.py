@@ -588,3 +588,34 @@ def test_a_refusal_caught_in_a_body_is_raised(program):
     assert fl.cond(True, _catches, lambda x: x * 1.0, x).tolist() == [2.0, 3.0]  # by hand
     with pytest.raises(CompileError, match=r"fl\.(cond|scan|while_loop)'s .*float\(x\) needs"):
         fl.compile(program)(x)
+
+
+def _guarded_index(table):
+    """A branch indexing past the end only where the other branch is taken."""
+    return lambda i: fl.cond(i < len(table), lambda i: np.array(table, like=i)[i],
+                             lambda i: np.float64(-1.0), i)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_cond_a_branch_not_taken_may_fail_on_the_values(backend):
+    """A branch that the values do not take failed on them: eagerly the check of the other
+    branch's outputs raised its IndexError (an index past the end) or ValueError (a
+    geometric sequence from 0), and a compiled function first called with such values
+    failed to trace. Eagerly the check is skipped; compiled, that branch is traced on
+    ones, and each call runs only the branch it takes."""
+    if backend == "xla":
+        pytest.importorskip("jax")
+    pick = _guarded_index(np.arange(3.0) + 10)
+    assert pick(np.array(3)) == -1.0 and pick(np.array(1)) == 11.0
+    seq = lambda a, p: fl.cond(p > 0, lambda a: np.geomspace(a, 10.0, 4),  # noqa: E731
+                               lambda a: a * np.ones(4), a)
+    np.testing.assert_array_equal(seq(0.0, -1.0), 0.0)
+    compiled = fl.compile(pick, backend=backend)
+    assert [float(compiled(np.array(i))) for i in (3, 1, 2, 5)] == [-1.0, 11.0, 12.0, -1.0]
+    compiled = fl.compile(seq, backend=backend)
+    np.testing.assert_array_equal(compiled(np.array(0.0), np.array(-1.0)), 0.0)
+    np.testing.assert_allclose(compiled(np.array(1.0), np.array(1.0)), np.geomspace(1.0, 10, 4))
+    with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
+        compiled(np.array(0.0), np.array(1.0))  # the branch taken fails: raised, as eagerly
+    with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
+        seq(0.0, 1.0)

@@ -29,6 +29,7 @@ from fluxml.compiler.subprogram import (
     Branch,
     as_capture,
     as_operand,
+    example,
     function_name,
     leaf_type,
     show_type,
@@ -103,6 +104,11 @@ def _unique(values) -> list:
 
 # --- cond ------------------------------------------------------------------------------------
 
+# what a branch raises on values it cannot take (a TypeError, CompileError among them, is
+# a fault of its code, whatever the values: raised)
+_FAILS_ON_VALUES = (np.linalg.LinAlgError, ValueError, IndexError, ArithmeticError)
+
+
 def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     """``true_fn(*operands)`` if ``pred`` else ``false_fn(*operands)``.
 
@@ -110,7 +116,8 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     arrays) and must return trees of the same structure, shapes and dtypes. Eagerly, the
     chosen branch runs as plain Python and the other is traced on the operands' values to
     check that it agrees, as ``fl.compile`` traces both (its random draws do not advance the
-    generator; a branch failing there with ``LinAlgError`` is not checked; its plain Python
+    generator; a branch failing there on the values, with ``LinAlgError``, ``ValueError``,
+    ``IndexError`` or an arithmetic error, is not checked; its plain Python
     effects, such as appending to a list or writing into a NumPy array it closes over, do
     happen, as when JAX's ``cond`` traces both branches, and a write into an array traced by
     an outer ``fl.gradient`` is refused by name). Inside
@@ -137,16 +144,19 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
             check = trace_function(other, leaves, spec,
                                    f"{who}'s {names[0] if other is true_fn else names[1]}",
                                    check_only=True)
-        except np.linalg.LinAlgError:  # the branch not taken fails on these values (a
-            return out  # Cholesky factor of a matrix that is not positive definite): unchecked
+        except _FAILS_ON_VALUES:  # the branch not taken fails on these values (a Cholesky
+            # factor of a matrix that is not positive definite, an index past the end, a
+            # geometric sequence from 0): values it never runs on, so unchecked
+            return out
         out_leaves, out_spec = flatten(out)
         pair = (out_spec, check.out_spec), (_types(out_leaves), check.types())
         if taken is not true_fn:
             pair = tuple(x[::-1] for x in pair)
         _same_outputs(who, names, *pair)
         return out
-    traced = [trace_function(fn, leaves, spec, f"{who}'s {name}")
-              for fn, name in zip((true_fn, false_fn), names)]
+    taken = bool(example(p))  # (the branch the first call's values take)
+    traced = [_trace_branch(fn, leaves, spec, f"{who}'s {name}", fn_taken)
+              for fn, name, fn_taken in zip((true_fn, false_fn), names, (taken, not taken))]
     _same_outputs(who, names, [t.out_spec for t in traced], [t.types() for t in traced])
     captured = _unique(traced[0].captured + traced[1].captured)
     if not traced[0].outputs:
@@ -156,6 +166,19 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     outs = _cut(bind(COND, [as_operand(pred), *leaves, *map(as_capture, captured)],
                      {"branches": branches}))
     return unflatten(traced[0].out_spec, outs)
+
+
+def _trace_branch(fn, leaves, spec, what, taken):
+    """A traced branch of ``fl.cond``. A branch that the example values (the first call's)
+    do not take may fail on them, as eagerly it never runs on them (an index past the end,
+    a Cholesky factor of a matrix not positive definite): its program does not depend on
+    them, so it is traced again on ones."""
+    try:
+        return trace_function(fn, leaves, spec, what)
+    except _FAILS_ON_VALUES:
+        if taken:
+            raise
+    return trace_function(fn, [np.ones_like(example(x)) for x in leaves], spec, what)
 
 
 # --- while_loop --------------------------------------------------------------------------------
