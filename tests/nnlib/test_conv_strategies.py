@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from fluxml.nnlib import conv, convkernels
 from fluxml.testing import check_grads
 
-# name -> (NARROW, FOLD_SHARE): every combination of the two choices
+# name -> (NARROW, FOLD_SHARE): every combination of the two choices (SMALL_PRODUCT follows
+# NARROW)
 STRATEGIES = {
     "per-sample, flat": (0, 0.0),
     "per-sample, folded": (0, float("inf")),
@@ -28,6 +29,9 @@ def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None):
     narrow, share = STRATEGIES[name]
     monkeypatch.setattr(convkernels, "NARROW", narrow)
     monkeypatch.setattr(convkernels, "FOLD_SHARE", share)
+    # the folded input gradient's products: per sample with the per-sample columns, one
+    # over the block with the columns across it
+    monkeypatch.setattr(convkernels, "SMALL_PRODUCT", float("inf") if narrow == 0 else 0)
     if grid is not None:
         _grid(monkeypatch, grid)
     if one_sample:
