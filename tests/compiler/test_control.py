@@ -619,3 +619,25 @@ def test_cond_a_branch_not_taken_may_fail_on_the_values(backend):
         compiled(np.array(0.0), np.array(1.0))  # the branch taken fails: raised, as eagerly
     with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
         seq(0.0, 1.0)
+
+
+def test_a_loop_body_that_does_not_run_may_fail_on_the_values():
+    """A while_loop whose test is false on the first call's values, or a scan over no
+    steps, never runs its body on them; the body was traced on them anyway, and failed (a
+    geometric sequence from 0): compiled, and for an empty eager scan. It is traced on ones
+    there now; a body that runs on the values still raises."""
+    def shrink(a):
+        return fl.while_loop(lambda c: c > 0.5,
+                             lambda c: np.geomspace(c, 1.0, 3)[1] - 0.3, a)
+
+    def means(xs):
+        return fl.scan(lambda c, x: (c + x, np.geomspace(x, 1.0, 3)[1]), np.float64(0.0), xs)
+
+    compiled = fl.compile(shrink)
+    assert compiled(np.array(0.0)) == 0.0
+    assert compiled(np.array(2.0)) == pytest.approx(shrink(np.array(2.0)))
+    for run in (means, fl.compile(means)):
+        carry, ys = run(np.zeros(0))
+        assert carry == 0.0 and ys.shape == (0,) and ys.dtype == np.float64
+    with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
+        fl.compile(means)(np.zeros(2))

@@ -168,17 +168,19 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     return unflatten(traced[0].out_spec, outs)
 
 
-def _trace_branch(fn, leaves, spec, what, taken):
-    """A traced branch of ``fl.cond``. A branch that the example values (the first call's)
-    do not take may fail on them, as eagerly it never runs on them (an index past the end,
-    a Cholesky factor of a matrix not positive definite): its program does not depend on
-    them, so it is traced again on ones."""
+def _trace_branch(fn, leaves, spec, what, taken, star=True):
+    """A traced branch of ``fl.cond`` (or a loop's body). A branch that the example values
+    (the first call's) do not take (a loop body that does not run on them) may fail on them,
+    as eagerly it never runs on them (an index past the end, a Cholesky factor of a matrix
+    not positive definite): its program does not depend on them, so it is traced again on
+    ones."""
     try:
-        return trace_function(fn, leaves, spec, what)
+        return trace_function(fn, leaves, spec, what, star=star)
     except _FAILS_ON_VALUES:
         if taken:
             raise
-    return trace_function(fn, [np.ones_like(example(x)) for x in leaves], spec, what)
+    return trace_function(fn, [np.ones_like(example(x)) for x in leaves], spec, what,
+                          star=star)
 
 
 # --- while_loop --------------------------------------------------------------------------------
@@ -223,8 +225,8 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
     (t_type,) = test.types()
     if t_type[0] != () or t_type[1].kind not in "biuf":
         raise _not_scalar(who, f"{c_what}'s result", show_type(t_type))
-    body = trace_function(body_fun, leaves, spec, f"{who}'s {b_what}",
-                          star=False)
+    runs = bool(np.asarray(test.examples[0]))  # (does the body run on the examples?)
+    body = _trace_branch(body_fun, leaves, spec, f"{who}'s {b_what}", runs, star=False)
     _check_traced_carry(who, b_what, spec, types, body)
     c_caps, b_caps = test.captured, body.captured
     cond_b = Branch(test.program(c_caps), function_name(cond_fun, "cond_fun"), test.trace.custom)
@@ -344,7 +346,8 @@ def _trace_step(who, f, name, c_leaves, c_spec, x_leaves, x_spec, n):
     def step(carry, x):
         return tuple(_split_pair(who, name, f(carry, x)))
 
-    traced = trace_function(step, c_leaves + slices, pair_spec, f"{who}'s {name}")
+    # (with no step to run, f may fail on the examples, as it never runs on them)
+    traced = _trace_branch(step, c_leaves + slices, pair_spec, f"{who}'s {name}", n > 0)
     c_out, y_spec = traced.out_spec.children
     if _spec_key(c_out) != _spec_key(c_spec):
         raise TypeError(f"{who}: {name} must return a carry of the structure of init "

@@ -158,11 +158,12 @@ class SubTrace(IRTrace):
 class Traced:
     """A function traced on a SubTrace: its trace, input vars, outputs and output structure."""
 
-    __slots__ = ("trace", "inputs", "outputs", "out_spec", "what")
+    __slots__ = ("trace", "inputs", "outputs", "out_spec", "what", "examples")
 
-    def __init__(self, trace, inputs, outputs, out_spec, what):
+    def __init__(self, trace, inputs, outputs, out_spec, what, examples=()):
         self.trace, self.inputs, self.outputs, self.out_spec, self.what = (
             trace, inputs, outputs, out_spec, what)
+        self.examples = examples  # (the outputs' values on the example inputs)
 
     @property
     def captured(self) -> list:
@@ -229,7 +230,7 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
                 "(or carry) and return the new value instead.")
     out_leaves, out_spec = flatten(out)
     outputs = [_output(tr, o, what) for o in out_leaves]
-    return Traced(tr, in_vars, outputs, out_spec, what)
+    return Traced(tr, in_vars, outputs, out_spec, what, [example(o) for o in out_leaves])
 
 
 def _outer_write(what, check_only=False) -> CompileError:
