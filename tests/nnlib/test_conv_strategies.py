@@ -1,9 +1,9 @@
 """The convolution kernels' strategies (convkernels.py), each forced in turn, against a
 reference written here: per-sample or block-wide columns (``NARROW``), the flat or the folded
 input gradient (``FOLD_SHARE``), cache-sized or one-sample blocks (``BLOCK_BYTES``), the
-forward's columns in ranges of output rows (``PART_BYTES``) or on the flat grid
-(``GRID_SHARE``); the rule that picks them on LeNet's shapes; second order through the new
-paths."""
+forward's columns in ranges of output rows (``PART_BYTES``), on the flat grid
+(``GRID_SHARE``) or by kernel rows (``ROWS_KERNEL``, ``ROWS_DEPTH``); the rule that picks
+them on LeNet's shapes; second order through the new paths."""
 
 import itertools
 
@@ -25,7 +25,7 @@ STRATEGIES = {
 }
 
 
-def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None):
+def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None, rows=None):
     narrow, share = STRATEGIES[name]
     monkeypatch.setattr(convkernels, "NARROW", narrow)
     monkeypatch.setattr(convkernels, "FOLD_SHARE", share)
@@ -34,11 +34,20 @@ def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None):
     monkeypatch.setattr(convkernels, "SMALL_PRODUCT", float("inf") if narrow == 0 else 0)
     if grid is not None:
         _grid(monkeypatch, grid)
+    if rows is not None:
+        _rows(monkeypatch, rows)
     if one_sample:
         monkeypatch.setattr(convkernels, "BLOCK_BYTES", 1)
     if part_bytes is not None:  # 1: a part per output row
         monkeypatch.setattr(convkernels, "PART_BYTES", part_bytes)
         monkeypatch.setattr(convkernels, "PART_POSITIONS", 1)
+
+
+def _rows(monkeypatch, on):
+    """True: every 2-dimensional forward with a unit stride down the rows by kernel rows
+    (``_forward_rows``); False: none."""
+    for name in ("ROWS_KERNEL", "ROWS_DEPTH"):
+        monkeypatch.setattr(convkernels, name, 0 if on else float("inf"))
 
 
 def _grid(monkeypatch, on):
@@ -167,7 +176,7 @@ def test_strategies_random_configurations(data):
     with pytest.MonkeyPatch.context() as patch:
         _force(patch, strategy, one_sample=data.draw(st.booleans()),
                part_bytes=data.draw(st.sampled_from([None, 1, 200, 2000])),
-               grid=data.draw(st.booleans()))
+               grid=data.draw(st.booleans()), rows=data.draw(st.booleans()))
         rng = np.random.default_rng(data.draw(st.integers(0, 99)))
         x = rng.standard_normal((n, c) + size)
         w = rng.standard_normal((o, c // groups) + kernel)
@@ -239,6 +248,45 @@ def test_grid_with_bias_and_relu(block_bytes, dtype, monkeypatch):
                                    reference(x, w, np.zeros((3, 6) + geo.out), (1,) * len(size),
                                              pads, dilation, groups)[0],
                                    atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("block_bytes", [None, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_with_bias_and_relu(block_bytes, dtype, monkeypatch):
+    """The forward by kernel rows (forced): strides across the rows, dilation, asymmetric
+    padding, groups, a non-contiguous input, one-sample blocks, with and without the bias
+    and the ReLU, against the reference; float32 stays float32. The rule: 5x5 kernels on
+    16 input channels, not LeNet's 6 (30 deep), 3x3 kernels, or strides down the rows."""
+    _rows(monkeypatch, True)
+    if block_bytes is not None:
+        monkeypatch.setattr(convkernels, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(6)
+    for size, kernel, stride, pads, dilation, groups in [
+        ((7, 6), (3, 2), (1, 1), ((1, 2), (0, 1)), (1, 2), 1),
+        ((8, 9), (2, 3), (1, 2), ((0, 0), (2, 1)), (2, 1), 2),
+        ((6, 5), (1, 3), (1, 3), ((1, 1), (1, 1)), (1, 1), 1),
+    ]:
+        geo = convkernels.Geometry((3, 4) + size, (6, 4 // groups) + kernel, stride, pads,
+                                   dilation, groups)
+        assert convkernels._by_rows(geo, np)
+        x = np.swapaxes(rng.standard_normal((4, 3) + size), 0, 1).astype(dtype)  # strided
+        w = rng.standard_normal((6, 4 // groups) + kernel).astype(dtype)
+        bias = rng.standard_normal(6).astype(dtype)
+        plain = reference(x.astype(np.float64), w.astype(np.float64),
+                          np.zeros((3, 6) + geo.out), stride, pads, dilation, groups)[0]
+        tol = 1e-4 if dtype == np.float32 else 1e-12
+        got = convkernels.forward(x, w, geo, bias=bias, relu=True)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, np.maximum(plain + bias[:, None, None], 0), atol=tol)
+        np.testing.assert_allclose(convkernels.forward(x, w, geo), plain, atol=tol)
+    monkeypatch.undo()
+
+    def geometry(c, o, kernel, stride=(1, 1)):
+        return convkernels.Geometry((8, c, 16, 16), (o, c) + kernel, stride, ((2, 2),) * 2,
+                                    (1, 1), 1)
+    assert convkernels._by_rows(geometry(16, 32, (5, 5)), np)
+    assert not any(convkernels._by_rows(g, np) for g in (
+        geometry(6, 16, (5, 5)), geometry(64, 64, (3, 3)), geometry(16, 32, (5, 5), (2, 1))))
 
 
 def test_grid_junk_positions_raise_no_floating_point_error(monkeypatch):
