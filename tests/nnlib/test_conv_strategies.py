@@ -44,10 +44,11 @@ def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None, rows
 
 
 def _rows(monkeypatch, on):
-    """True: every 2-dimensional forward with a unit stride down the rows by kernel rows
-    (``_forward_rows``); False: none."""
+    """True: every 2-dimensional forward and weight gradient with a unit stride down the
+    rows by kernel rows (``_forward_rows``, ``_filter_rows``); False: none."""
     for name in ("ROWS_KERNEL", "ROWS_DEPTH"):
         monkeypatch.setattr(convkernels, name, 0 if on else float("inf"))
+    monkeypatch.setattr(convkernels, "SMALL_FILTER", float("inf") if on else -1)
 
 
 def _grid(monkeypatch, on):
@@ -287,6 +288,13 @@ def test_rows_with_bias_and_relu(block_bytes, dtype, monkeypatch):
     assert convkernels._by_rows(geometry(16, 32, (5, 5)), np)
     assert not any(convkernels._by_rows(g, np) for g in (
         geometry(6, 16, (5, 5)), geometry(64, 64, (3, 3)), geometry(16, 32, (5, 5), (2, 1))))
+    # the weight gradient by kernel rows where a sample's product is small: LeNet's layers
+    lenet = [convkernels.Geometry((64, 1, 28, 28), (6, 1, 5, 5), (1, 1), ((2, 2),) * 2,
+                                  (1, 1), 1),
+             convkernels.Geometry((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0),) * 2,
+                                  (1, 1), 1)]
+    assert all(convkernels._filter_by_rows(g, np) for g in lenet)
+    assert not convkernels._filter_by_rows(geometry(16, 32, (5, 5)), np)
 
 
 def test_grid_junk_positions_raise_no_floating_point_error(monkeypatch):
