@@ -106,10 +106,11 @@ def _check(x, w, stride, pads, dilation, groups, atol):
 
 
 def test_the_rule_on_lenet_shapes():
-    """6 => 16 on 14x14 (100 positions, a 5x5 kernel without padding) takes the block-wide
-    columns for its weight gradient and the folded input gradient; 1 => 6 with "same" padding
-    the flat one; the 64-channel 32x32 layer per-sample columns (and its input gradient,
-    64 <= 64 channels, is the flipped forward convolution, neither). The forward takes the
+    """6 => 16 on 14x14 (100 positions, a 5x5 kernel without padding) takes the folded
+    input gradient, 1 => 6 with "same" padding the flat one (their weight gradients go by
+    kernel rows, test_rows_with_bias_and_relu); the 64-channel 32x32 layer per-sample
+    columns (and its input gradient, 64 <= 64 channels, is the flipped forward convolution,
+    neither). The forward takes the
     flat grid on the 64-channel layer only (1086 grid positions a sample for 1024 outputs:
     3.9 multiply-adds per entry of the columns; LeNet's layers 892 for 784 and 136 for
     100)."""
@@ -295,6 +296,28 @@ def test_rows_with_bias_and_relu(block_bytes, dtype, monkeypatch):
                                   (1, 1), 1)]
     assert all(convkernels._filter_by_rows(g, np) for g in lenet)
     assert not convkernels._filter_by_rows(geometry(16, 32, (5, 5)), np)
+
+
+@pytest.mark.parametrize("path", ["columns", "grid", "rows"])
+def test_bias_folded_or_added(path, monkeypatch):
+    """The bias folded into the product (a row of ones under the columns) or added to the
+    output (columns of more than ``FOLD_ROWS`` rows), on each path of the forward, with and
+    without the ReLU, against the reference."""
+    _grid(monkeypatch, path == "grid")
+    _rows(monkeypatch, path == "rows")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 9, 8))
+    w = rng.standard_normal((5, 4, 3, 2))
+    bias = rng.standard_normal(5)
+    geo = convkernels.Geometry(x.shape, w.shape, (1, 1), ((1, 0), (2, 1)), (1, 2), 1)
+    plain = reference(x, w, np.zeros((3, 5) + geo.out), (1, 1), ((1, 0), (2, 1)), (1, 2), 1)[0]
+    want = plain + bias[:, None, None]
+    for rows in (10 ** 6, 0):  # folded, added
+        monkeypatch.setattr(convkernels, "FOLD_ROWS", rows)
+        np.testing.assert_allclose(convkernels.forward(x, w, geo, bias=bias), want,
+                                   atol=1e-12)
+        np.testing.assert_allclose(convkernels.forward(x, w, geo, bias=bias, relu=True),
+                                   np.maximum(want, 0), atol=1e-12)
 
 
 def test_grid_junk_positions_raise_no_floating_point_error(monkeypatch):
