@@ -334,6 +334,10 @@ def _numpy_code(program, names, fname, optimise):
     help, and a plain version for a call that comes while one runs."""
     if not optimise:
         return (program,) + lower(program, names, "numpy", fname)
+    # lazy: as lower's (it imports the layers' kernels)
+    from fluxml.compiler.numpy_backend import rewrite
+
+    program = passes.dead_code(rewrite(program))
     kept = passes.buffers(program, arena=True)
     source, run = lower(kept, names, "numpy", fname)
     if kept.arena:

@@ -41,8 +41,16 @@ def impure(eqn) -> bool:
     return _marked(eqn, "impure") or effect(eqn) or mutates(eqn)
 
 
+def fresh(eqn) -> bool:
+    """Is the result always a new array of the kernel's own (no operand's memory, nothing
+    kept): a kernel marked ``fresh``? Its buffer is then free for reuse once dead."""
+    return len(eqn.outs) == 1 and not mutates(eqn) and _marked(eqn, "fresh")
+
+
 def may_view(eqn) -> bool:
     """May the result share memory with an input (a view, or an input passed through)?"""
+    if fresh(eqn):
+        return False
     if eqn.prim is not None:
         return eqn.prim.view or mutates(eqn) or not isinstance(eqn.fn, np.ufunc)
     func = eqn.params.get("func")
@@ -359,8 +367,9 @@ def buffers(program: Program, arena: bool = False) -> Program:
       a fresh large array costs page faults on every call, a kept one does not.
 
     Liveness is taken over alias groups (a buffer is dead when no variable that may share its
-    memory is read later). Only buffers the program itself made with a ufunc or kept are
-    reused, never an argument's (but by donation) and never one that reaches an output."""
+    memory is read later). Only buffers the program itself made (with a ufunc, or a kernel
+    marked ``fresh``: :func:`fresh`) or kept are reused, never an argument's (but by
+    donation) and never one that reaches an output."""
     groups = aliases(program)
     last = _last_uses(program, groups)
     input_groups = {groups.find(v.id) for v in program.inputs}
@@ -400,6 +409,9 @@ def buffers(program: Program, arena: bool = False) -> Program:
                 eqn.out = target
             elif out.shape and groups.find(out.id) not in output_groups | input_groups:
                 pool.append([out, out])  # a fresh buffer: later results may take it over
+        elif fresh(eqn) and out.shape and \
+                groups.find(out.id) not in output_groups | input_groups:
+            pool.append([out, out])  # a kernel's new array: later results may take it over
         eqns.append(eqn)
     writes = [(p, v) for p, v in program.writes if p not in donated]
     result = Program(program.inputs, eqns, program.outputs, writes)
@@ -470,6 +482,39 @@ def _last_uses(program, groups) -> dict[int, int]:
         if type(v) is Var:
             last[groups.find(v.id)] = end
     return last
+
+
+def maxpool_scatters(program: Program, make) -> Program:
+    """``pool_scatter(g, maxpool_positions(x, maxpool(x)))``, the gradient of max pooling as
+    the engine records it under ``fl.compile`` (flat positions, then a scatter: what every back
+    end can run), replaced by ``make(eqn, g, x, best, geo)`` where that gives an equation (a
+    back end's own kernel for the pair; ``x`` and ``best`` as the positions' Slots, ``geo``
+    the pooling's geometry). The positions then go as dead code, unless read elsewhere."""
+    producer = {o.id: e for e in program.eqns for o in e.outs}
+    eqns = []
+    for eqn in program.eqns:
+        new = None
+        if eqn.prim is not None and eqn.prim.name == "pool_scatter":
+            g, idx = eqn.inputs
+            pos = producer.get(idx.id) if type(idx) is Var else None
+            if pos is not None and pos.prim is None and _positions_of_maxpool(pos, producer):
+                x, best = pos.params["args"]
+                new = make(eqn, g, x, best, pos.params["kwargs"])
+        eqns.append(eqn if new is None else new)
+    return Program(program.inputs, eqns, program.outputs, program.writes)
+
+
+def _positions_of_maxpool(pos, producer) -> bool:
+    """Is ``pos`` ``_maxpool_positions(x, best)`` with ``best`` the ``maxpool`` of ``x`` of
+    the same geometry?"""
+    func = (pos.params or {}).get("func")
+    if f"{getattr(func, '__module__', None)}.{getattr(func, '__name__', None)}" != \
+            "fluxml.nnlib.pool._maxpool_positions":
+        return False
+    x, best = pos.params["args"]
+    made = producer.get(best.var.id) if type(best) is Slot else None
+    return (made is not None and made.prim is not None and made.prim.name == "maxpool" and
+            type(x) is Slot and made.inputs[0] is x.var and made.params == pos.params["kwargs"])
 
 
 PIPELINE = (simplify, common_subexpressions, constant_folding, dead_code, buffers)

@@ -76,7 +76,7 @@ from fluxml.compiler.ir import (
     Var,
     _slots,
 )
-from fluxml.compiler.passes import _rewrite, dead_code
+from fluxml.compiler.passes import _rewrite, dead_code, maxpool_scatters
 from fluxml.compiler.trace import CompileError, _call, _draw, _fresh
 
 try:
@@ -509,29 +509,11 @@ class _Lowering:
 def _rewrite_maxpool_grads(program: Program) -> Program:
     """``pool_scatter(g, maxpool_positions(x, maxpool(x)))``, the gradient of max pooling,
     becomes ``maxpool_grad(x, g)``: the gradient XLA knows (select-and-scatter) instead of
-    positions and a scatter (the positions then go as dead code, unless read elsewhere)."""
-    producer = {o.id: e for e in program.eqns for o in e.outs}
-    eqns = []
-    for eqn in program.eqns:
-        new = None
-        if eqn.prim is not None and eqn.prim.name == "pool_scatter":
-            new = _maxpool_grad(eqn, producer)
-        eqns.append(eqn if new is None else new)
-    return Program(program.inputs, eqns, program.outputs, program.writes)
+    positions and a scatter (``passes.maxpool_scatters``)."""
+    return maxpool_scatters(program, _maxpool_grad)
 
 
-def _maxpool_grad(eqn, producer):
-    g, idx = eqn.inputs
-    pos = producer.get(idx.id) if type(idx) is Var else None
-    if pos is None or pos.prim is not None or pos.fn is _fresh or pos.fn is _draw or \
-            FUNCTIONS.get(_qualname(pos.params["func"])) is not kernels.maxpool_positions:
-        return None
-    x, best = pos.params["args"]
-    geo = pos.params["kwargs"]
-    made = producer.get(best.var.id) if type(best) is Slot else None
-    if made is None or made.prim is None or made.prim.name != "maxpool" or \
-            type(x) is not Slot or made.inputs[0] is not x.var or made.params != geo:
-        return None
+def _maxpool_grad(eqn, g, x, best, geo):
     return Eqn("maxpool_grad", kernels.maxpool_grad, [], {"func": kernels.maxpool_grad,
                                              "args": (x, g if type(g) is not Var else Slot(g)),
                                              "kwargs": geo}, eqn.outs)

@@ -423,6 +423,56 @@ def sort(a, axis=-1, kind=None, order=None):
     return jnp.sort(a, axis=axis)
 
 
+def argmax(a, axis=None, out=None, *, keepdims=False):
+    """``np.argmax``: complex entries ordered as NumPy orders them (real parts first, then
+    imaginary ones; a NaN in either part is the maximum, the first one found), which
+    ``jnp.argmax`` refuses; others by ``jnp.argmax``."""
+    return _arg_extremum("argmax", a, axis, out, keepdims, True, False)
+
+
+def argmin(a, axis=None, out=None, *, keepdims=False):
+    """``np.argmin``: as :func:`argmax`."""
+    return _arg_extremum("argmin", a, axis, out, keepdims, False, False)
+
+
+def nanargmax(a, axis=None, out=None, *, keepdims=False):
+    """``np.nanargmax``: complex entries as :func:`argmax`, NaN ones skipped."""
+    return _arg_extremum("nanargmax", a, axis, out, keepdims, True, True)
+
+
+def nanargmin(a, axis=None, out=None, *, keepdims=False):
+    """``np.nanargmin``: as :func:`nanargmax`."""
+    return _arg_extremum("nanargmin", a, axis, out, keepdims, False, True)
+
+
+def _arg_extremum(name, a, axis, out, keepdims, largest, skip_nan):
+    if out is not None:
+        raise TypeError(f"{name}: out= has no XLA lowering")
+    x = jnp.ravel(a) if axis is None else a
+    ax = 0 if axis is None else axis % x.ndim
+    nan = jnp.isnan(x.real) | jnp.isnan(x.imag) if jnp.iscomplexobj(a) else \
+        jnp.isnan(x) if jnp.issubdtype(x.dtype, jnp.inexact) else None
+    if skip_nan and nan is not None:  # a slice all NaN: NumPy raises (XLA would give -1)
+        run_time_checks().append((jnp.any(jnp.all(nan, axis=ax)), _refuse_all_nan))
+    if not jnp.iscomplexobj(a):
+        return getattr(jnp, name)(a, axis=axis, keepdims=keepdims)
+    pick, fill = (jnp.max, -jnp.inf) if largest else (jnp.min, jnp.inf)
+    real = jnp.where(nan, fill, x.real)  # (NaN entries never among the candidates)
+    on = ~nan & (real == pick(real, axis=ax, keepdims=True))  # the extreme real part
+    imag = jnp.where(on, x.imag, fill)
+    first = jnp.argmax(on & (imag == pick(imag, axis=ax, keepdims=True)), axis=ax)
+    if not skip_nan:  # (NumPy: the first NaN is the extremum)
+        first = jnp.where(jnp.any(nan, axis=ax), jnp.argmax(nan, axis=ax), first)
+    if keepdims:
+        first = first.reshape((1,) * a.ndim) if axis is None else jnp.expand_dims(first, ax)
+    return first
+
+
+def _refuse_all_nan(found):
+    if bool(np.asarray(found)):
+        raise ValueError("All-NaN slice encountered")
+
+
 def split(x, *, bounds, axis):
     """``x`` cut along ``axis`` into the pieces ``[lo, hi)`` of ``bounds``."""
     return tuple(lax.slice_in_dim(x, lo, hi, axis=axis) for lo, hi in bounds)

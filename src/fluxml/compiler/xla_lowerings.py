@@ -120,6 +120,10 @@ FUNCTIONS: dict = {
     "builtins.float": kernels.python_float,  # (core.weak_handle: a Python number)
     "builtins.complex": kernels.python_complex,
     "numpy.argsort": kernels.argsort,
+    "numpy.argmax": kernels.argmax,
+    "numpy.argmin": kernels.argmin,
+    "numpy.nanargmax": kernels.nanargmax,
+    "numpy.nanargmin": kernels.nanargmin,
     "numpy.sort": kernels.sort,
 }
 

@@ -58,26 +58,33 @@ def _wrapper(jitted, program, kept, draws, inward, outward, judges, host_in, dev
             # XLA's results are the call's, in order, and nothing else runs (one Python
             # call less on a path a small step waits on)
             return call
-    else:
+    elif specs:
         def call(*arrays):
-            host = [arrays[k] for k in host_args]
-            if specs:
-                host += [_draw(*s) for s in specs]
+            host = [arrays[k] for k in host_args] + [_draw(*s) for s in specs]
             with x64(True):
                 if numbers is None:
                     return jitted(*inward.pack(host, np), *device(arrays))
                 return jitted(*inward.pack(host, np), numbers(arrays), *device(arrays))
+    else:  # (the buffers joined straight from the call's arrays: no list of them first)
+        pack = inward.packer(host_args)
+
+        def call(*arrays):
+            with x64(True):
+                if numbers is None:
+                    return jitted(*pack(arrays), *device(arrays))
+                return jitted(*pack(arrays), numbers(arrays), *device(arrays))
+
+    write = _WriteBack(outward, host_writes) if host_writes else None
 
     def run(*arrays):
         results = call(*arrays)
-        for judge, value in zip(judges, results[n_judged:]):
-            judge(value)  # raises, as the eager code would, before anything is written
-        if host_writes:
-            written = outward.unpack(results[n_out:n_out + n_host], np.asarray)
-            for pos, value in zip(host_writes, written):
-                np.copyto(arrays[pos], value)
+        if judges:
+            for judge, value in zip(judges, results[n_judged:]):
+                judge(value)  # raises, as the eager code would, before anything is written
+        if write is not None:
+            write(results[n_out:n_out + n_host], arrays)
         if n_out == len(outputs):
-            out = tuple(convert(r) for r in results[:n_out])
+            out = tuple(map(convert, results[:n_out]))
         else:
             out = [v.value if type(v) is Const else None for v in outputs]
             for k, r in zip(kept, results[:n_out]):
@@ -192,6 +199,19 @@ class _Packing:
                                      self.dtypes[group[0][0]]) for group in self.groups] + \
             [jax.ShapeDtypeStruct(self.shapes[k], self.dtypes[k]) for k in self.single]
 
+    def packer(self, positions):
+        """``pack(arrays)``: :meth:`pack` of ``[arrays[k] for k in positions]`` (NumPy),
+        each buffer joined straight from ``arrays``."""
+        joins = [_picker([positions[k] for k in members]) for members in self.members]
+        single = _picker([positions[k] for k in self.single])
+        concatenate = np.concatenate
+
+        def pack(arrays):
+            return [concatenate(join(arrays), axis=None) for join in joins] + \
+                list(single(arrays))
+
+        return pack
+
     def pack(self, values, xp) -> list:
         joined = [xp.concatenate([values[k] for k in members], axis=None)  # flattened
                   for members in self.members]
@@ -206,6 +226,51 @@ class _Packing:
         for k, value in zip(self.single, args[len(self.groups):]):
             out[k] = value if convert is None else convert(value)
         return out
+
+
+class _WriteBack:
+    """``write(buffers, arrays)``: the new values of the NumPy arguments the program writes
+    (``buffers``, packed as :class:`_Packing` packs them) copied into them (``positions``:
+    where each is among the call's ``arrays``).
+
+    A packed buffer is first copied whole into a staging buffer of the same layout, kept
+    between calls, whose views (one per argument, made once) are then copied into the
+    arguments: slicing XLA's new buffer into a view per argument on every call costs more
+    than the extra copy (about half the write-back of a small training step). A call that
+    comes while another uses the staging buffers (another thread) gets a set of its own."""
+
+    def __init__(self, packing, positions):
+        self.packing = packing
+        self.positions = positions
+        self.spare = []  # staging sets not in use (list.pop/append: atomic, no lock)
+        n = len(packing.groups)
+        # the singles cross alone: copied straight from XLA's buffer
+        self.single = [(positions[k], n + j) for j, k in enumerate(packing.single)]
+
+    def _staging(self):
+        """``(buffers, [(argument position, view of a buffer)])``: one staging set."""
+        buffers, views = [], []
+        for group in self.packing.groups:
+            buf = np.empty(sum(size for _, _, size, _ in group), self.packing.dtypes[group[0][0]])
+            buffers.append(buf)
+            views += [(self.positions[k], buf[offset:offset + size].reshape(shape))
+                      for k, offset, size, shape in group]
+        return buffers, views
+
+    def __call__(self, results, arrays):
+        copyto, asarray = np.copyto, np.asarray
+        try:
+            staging = self.spare.pop()
+        except IndexError:
+            staging = self._staging()
+        buffers, views = staging
+        for buf, value in zip(buffers, results):
+            copyto(buf, asarray(value))
+        for pos, view in views:
+            copyto(arrays[pos], view)
+        self.spare.append(staging)
+        for pos, j in self.single:
+            copyto(arrays[pos], asarray(results[j]))
 
 
 def _numpy(x):

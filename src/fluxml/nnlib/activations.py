@@ -110,6 +110,7 @@ def erf(x):
 
 RELU = _elementwise("relu", lambda x: np.maximum(x, 0), lambda ans, x: ans > 0,
                     keeps_inputs=False)
+RELU.impl.fresh = True  # a new array: under fl.compile its buffer may be reused once dead
 
 
 def _sigmoid_impl(x):

@@ -47,6 +47,8 @@ def _conv_filter(x, g, *, w_shape, stride, pads, dilation, groups):
                                                  groups))
 
 
+# each kernel returns a new array of its own: under fl.compile its buffer may be reused once dead
+_conv.fresh = _conv_data.fresh = _conv_filter.fresh = True
 CONV = primitive("conv", _conv, keeps_output=False)
 CONV_DATA = primitive("conv_data", _conv_data, keeps_output=False)
 CONV_FILTER = primitive("conv_filter", _conv_filter, keeps_output=False)

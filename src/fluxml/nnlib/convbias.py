@@ -52,6 +52,7 @@ def _conv_bias_relu(x, w, b, **geo):
     return kernels.forward(x, w, _geometry(x, w, **geo), bias=b, relu=True)
 
 
+_conv_bias.fresh = _conv_bias_relu.fresh = True  # new arrays (see conv.py)
 CONV_BIAS = primitive("conv_bias", _conv_bias, keeps_output=False)
 CONV_BIAS_RELU = primitive("conv_bias_relu", _conv_bias_relu)  # the rules read the output
 

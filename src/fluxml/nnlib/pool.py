@@ -170,6 +170,7 @@ def _maxpool_jvp(t, ans, x, **geo):
                        unique=_disjoint(geo["kernel"], geo["stride"], geo["dilation"]))
 
 
+_maxpool.fresh = True  # a new array: under fl.compile its buffer may be reused once dead
 MAXPOOL = primitive("maxpool", _maxpool)  # the rules read the maxima
 defvjp(MAXPOOL, _maxpool_vjp)
 defjvp(MAXPOOL, _maxpool_jvp)
@@ -247,6 +248,9 @@ def _window_grad(g, x, best, *, kernel, stride, dilation):
         else:
             view[...] = np.where(mask, g, 0)
     return dx
+
+
+_window_grad.fresh = True  # a new array (the numpy back end of fl.compile calls it)
 
 
 def _window_take(h, sel, *, kernel, stride, dilation):
