@@ -135,7 +135,9 @@ def conv_bias_act(x, w, b=None, act: Callable | None = None, *, stride=1, pad=0,
     if b is not None and np.shape(raw(b)) != (w.shape[0],):
         raise ValueError(f"conv_bias_act: bias must have shape ({w.shape[0]},) for a weight "
                          f"of shape {tuple(np.shape(raw(w)))}; got {np.shape(raw(b))}")
-    fused = act is relu
+    # relu refuses complex numbers (NumPy compares them lexicographically, by the real part
+    # first): applied after the primitive, it says so; fused, the mask would compare them
+    fused = act is relu and not any(a is not None and np.iscomplexobj(raw(a)) for a in (x, w, b))
     if COMPILING:
         y = CONV(x, w, **geo)
         if b is not None:
