@@ -151,7 +151,7 @@ def _project(x, w_ih):
     gradient a stack of per-sample products summed afterwards)."""
     n, t, d = np.shape(raw(x))
     gx = np.matmul(np.reshape(x, (n * t, d)), np.swapaxes(w_ih, 0, 1))
-    return np.reshape(gx, (n, t, -1))
+    return np.reshape(gx, (n, t, np.shape(raw(w_ih))[0]))  # (not -1: n may be 0)
 
 
 def _check_sequence(name, x):
