@@ -105,4 +105,5 @@ def fold(cols, size, kernel, *, stride=1, pad=0, dilation=1):
         raise ValueError(f"fold: expected columns (N, C * {k}, {positions}) for kernel "
                          f"{geometry['kernel']} over size {size} ({positions} windows); got "
                          f"shape {shape}")
+    cols, = win.counted(cols)  # overlapping windows are summed
     return FOLD(cols, **geometry)

@@ -47,6 +47,16 @@ def check_input(fn: str, x) -> int:
     return x.ndim - 2
 
 
+def counted(*arrays):
+    """``arrays`` (None allowed) as int64 where all are boolean, else as they are: the
+    kernels that sum products (convolutions, fold) count booleans as 0 and 1, as np.sum
+    does (a sum of boolean products is a logical or). Booleans are never traced."""
+    given = [a for a in arrays if a is not None]
+    if not given or any(getattr(a, "dtype", None) != np.bool_ for a in given):
+        return arrays
+    return tuple(None if a is None else a.astype(np.int64) for a in arrays)
+
+
 def spatial(value, d: int, name: str, fn: str, minimum: int = 1) -> tuple:
     """``value`` as a tuple of ``d`` ints ``>= minimum``: an int is repeated."""
     if is_int(value):
