@@ -13,9 +13,11 @@ Each case is a function of float arrays at random shapes and options. In float64
   tracers and runs its composite);
 - the Hessian-vector product (``fl.jvp`` of the pullback) against differences of the pullback;
 - awkward layouts: each input as a non-contiguous, negatively strided, Fortran-ordered or
-  (where its values allow) stride-0 broadcast view must give the same values and gradients;
+  (where its values allow) stride-0 broadcast view must give the same values and gradients,
+  and so must cotangents that reach the rules as transposed, reversed or broadcast views;
 - float32 inputs give float32 values and gradients close to float64's;
-- with several outputs, a cotangent of None for some of them equals a zero one;
+- with several outputs, a cotangent of None for some of them equals a zero one; a tangent
+  for one input (None for the others) equals zero tangents there;
 - an input given twice (the same array for two arguments of one shape) gets the sum of both
   gradients (against differences of the tied function).
 """
@@ -140,7 +142,13 @@ def check_modes(c, tol):
     forward-over-reverse and reverse-over-forward, and forward-over-forward, against
     differences."""
     f, xs, ts, us = c.f, c.xs, c.ts, c.us
-    tout = _leaves(fl.jvp(f, tuple(xs), tuple(ts))[1])
+    y_fwd, tout = fl.jvp(f, tuple(xs), tuple(ts))
+    tout = _leaves(tout)
+    # the values traced (where a function takes another path on plain arrays, as
+    # lstm_sequence's inference kernel) are the plain ones
+    c.close("traced value (forward mode), output", _leaves(y_fwd), c.ys, 1e-12)
+    c.close("traced value (reverse mode), output", _leaves(fl.pullback(f, *xs)[0]), c.ys,
+            1e-12)
     fd = _fd(f, xs, ts)
     c.close("jvp vs differences, output", tout, fd, tol)
     lhs, rhs = _dot(tout, us), _dot(ts, c.g)
@@ -161,6 +169,23 @@ def check_modes(c, tol):
             _fd(jvp_of, xs, ts), tol * 10)
 
 
+def check_one_tangent(c):
+    """A tangent for one input only (None for the others, which the rules see as absent
+    positions): the same as zero tangents there; the jvps of all inputs add up to the whole
+    jvp."""
+    xs, ts = c.xs, c.ts
+    total = None
+    for i in range(len(xs)):
+        nones = tuple(t if k == i else None for k, t in enumerate(ts))
+        zeros = tuple(t if k == i else np.zeros_like(t) for k, t in enumerate(ts))
+        one = _leaves(fl.jvp(c.f, tuple(xs), nones)[1])
+        c.close(f"tangent of input {i} only: output", one,
+                _leaves(fl.jvp(c.f, tuple(xs), zeros)[1]), 1e-12)
+        total = one if total is None else [a + b for a, b in zip(total, one)]
+    c.close("sum of one-input jvps, output", total,
+            _leaves(fl.jvp(c.f, tuple(xs), tuple(ts))[1]), 1e-10)
+
+
 def check_layouts(c):
     """Each input as a strided, reversed, Fortran-ordered or broadcast view: the same values
     and gradients as its contiguous copy."""
@@ -175,6 +200,25 @@ def check_layouts(c):
             args[i] = v
             c.close(f"{kind} input {i}: value", _leaves(c.f(*args)), want_y, 1e-12)
             c.close(f"{kind} input {i}: gradient", c.back(*args), want_g, 1e-11)
+
+
+def check_cotangent_layouts(c):
+    """Cotangents that reach the rules as views: a transposed one (the transpose's rule
+    hands the cotangent on as a view), a reversed one, and a broadcast one (a sum's rule
+    broadcasts a scalar): the same gradients as contiguous ones."""
+    def loss(view, weights):
+        def f(*a):
+            return sum(np.sum(view(y) * w) for y, w in zip(_leaves(c.f(*a)), weights))
+        return f
+
+    t = lambda y: np.transpose(y)  # noqa: E731
+    r = lambda y: y[..., ::-1] if np.ndim(y) else y  # noqa: E731
+    for what, view in (("transposed", t), ("reversed", r)):
+        got = fl.gradient(loss(view, [view(u) for u in c.us]), *c.xs)
+        c.close(f"{what} cotangent: gradient", _leaves(got), c.g, 1e-11)
+    got = fl.gradient(lambda *a: sum(np.sum(y) for y in _leaves(c.f(*a))), *c.xs)
+    c.close("broadcast cotangent: gradient", _leaves(got),
+            c.back(*c.xs, cts=[np.ones_like(u) for u in c.us]), 1e-11)
 
 
 def check_float32(c):
@@ -228,7 +272,9 @@ def audit(name, f, xs, rng, *, tol=1e-6, tie=True):
     originals = [x.copy() for x in c.xs]
     check_buffers(c)
     check_modes(c, tol)
+    check_one_tangent(c)
     check_layouts(c)
+    check_cotangent_layouts(c)
     check_float32(c)
     check_partial(c)
     if tie:
