@@ -35,7 +35,12 @@ def upsample_nearest(x, scale=None, *, size=None):
         wide = shape[:2] + tuple(n for m in shape[2:] for n in (m, 1))
         big = shape[:2] + tuple(n for m, s in zip(shape[2:], scale) for n in (m, s))
         out = shape[:2] + tuple(m * s for m, s in zip(shape[2:], scale))
-        return np.reshape(np.broadcast_to(np.reshape(x, wide), big), out)
+        y = np.reshape(np.broadcast_to(np.reshape(x, wide), big), out)
+        # where the reshape needs no copy (factors 1, or a spatial size of 1) it is a
+        # read-only view of x, stride 0 along the repeats: writes into it failed and writes
+        # into x showed through; a new array, as every other scale gives
+        return y if getattr(raw(y), "flags", None) is None or raw(y).flags.writeable \
+            else np.copy(y)
     size = win.spatial(size, d, "size", fn)
     xp = win.array_module(raw(x))
     for i, (n, m) in enumerate(zip(shape[2:], size)):
