@@ -77,3 +77,13 @@ def test_fold_counts_booleans():
     cols = fl.nnlib.unfold(np.ones((1, 1, 3, 3), bool), 2)
     np.testing.assert_array_equal(fl.nnlib.fold(cols, 3, 2)[0, 0],
                                   [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+def test_unfold_of_single_entry_windows_is_a_new_array():
+    """unfold with windows of one entry returned a read-only view of x: ``cols += 1`` raised
+    NumPy's read-only error where every other kernel gives a new array."""
+    x = np.arange(8.0).reshape(1, 2, 2, 2)
+    cols = fl.nnlib.unfold(x, 1)
+    cols += 1
+    np.testing.assert_array_equal(cols, x.reshape(1, 2, 4) + 1)
+    np.testing.assert_array_equal(x, np.arange(8.0).reshape(1, 2, 2, 2))

@@ -162,3 +162,20 @@ def test_nearest_gives_a_new_writable_array(shape, scale):
         return s
 
     np.testing.assert_allclose(fl.gradient(f, x)[0], 2 * x * np.prod(reps))
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: fl.nnlib.upsample_bilinear(x, 1), lambda x: fl.nnlib.upsample_bilinear(x, 1.0),
+    lambda x: fl.nnlib.upsample_bilinear(x, size=x.shape[2:]),
+    lambda x: fl.nnlib.pixel_shuffle(x, 1), lambda x: fl.nnlib.pixel_unshuffle(x, 1),
+    lambda x: fl.nnlib.pixel_shuffle(x[:, :, :1, :1], 2)])
+def test_results_never_alias_the_input(f):
+    """upsample_linear with nothing to resize returned x itself, and pixel_shuffle and
+    pixel_unshuffle with r = 1 (or one pixel) a view of x: a write into the result wrote
+    into x, silently (every other case gives a new array, as PyTorch's do)."""
+    x = np.arange(32.0).reshape(2, 4, 2, 2)
+    before = x.copy()
+    y = f(x)
+    y += 1
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(y, f(before) + 1)

@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from fluxml._checks import is_int
+from fluxml.ad.core import bottom
 
 
 def array_module(*arrays):
@@ -45,6 +46,19 @@ def check_input(fn: str, x) -> int:
         raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
                          f"shape {tuple(np.shape(x))}")
     return x.ndim - 2
+
+
+def fresh(y, x):
+    """``y``, or a copy of it where it shares memory with ``x`` (``x`` itself, or a view: a
+    reshape that needed no copy, a window of one entry): resampling and rearranging give new
+    arrays, as PyTorch's do, in every case. Views in a few cases only were read-only (writes
+    into the result failed) or writable (writes into the result wrote into ``x``)."""
+    a, b = bottom(y), bottom(x)
+    xp = array_module(a)
+    if type(a) is type(b) and (type(a) is np.ndarray or xp is not np) \
+            and xp.may_share_memory(a, b):  # (not fl.compile's abstract values)
+        return np.copy(y)
+    return y
 
 
 def counted(*arrays):
