@@ -22,7 +22,8 @@ Each case is a function of float arrays at random shapes and options. In float64
   gradients (against differences of the tied function);
 - an output or an input written in place after the call leaves the gradient of what was
   computed before unchanged (a primitive must keep what its rules read);
-- results do not share a buffer a later call reuses; a pullback may be kept and called again.
+- results share no memory with the inputs, nor with a buffer a later call reuses; a pullback
+  may be kept and called again.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def check_buffers(c):
     the same gradient."""
     f, xs, rng = c.f, c.xs, c.rng
     kept = _leaves(f(*xs)) + c.back(*xs)
+    for j, y in enumerate(kept):
+        if any(y is not None and np.shares_memory(y, x) for x in xs):
+            c.p.append(f"result {j} shares memory with an input")
     saved = [None if a is None else np.array(a) for a in kept]
     other = [x + rng.standard_normal(x.shape) * 0.1 for x in xs]
     _, back_a = fl.pullback(f, *xs)
