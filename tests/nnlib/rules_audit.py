@@ -12,6 +12,8 @@ Each case is a function of float arrays at random shapes and options. In float64
   pullback taken under an outer forward trace (the any-order path: every rule then sees
   tracers and runs its composite);
 - the Hessian-vector product (``fl.jvp`` of the pullback) against differences of the pullback;
+- the pullback traced in its cotangent only (inputs plain): its jvp is the pullback of the
+  tangent, its gradient the jvp;
 - awkward layouts: each input as a non-contiguous, negatively strided, Fortran-ordered or
   (where its values allow) stride-0 broadcast view must give the same values and gradients,
   and so must cotangents that reach the rules as transposed, reversed or broadcast views;
@@ -193,6 +195,20 @@ def check_one_tangent(c):
             _leaves(fl.jvp(c.f, tuple(xs), tuple(ts))[1]), 1e-10)
 
 
+def check_traced_cotangent(c):
+    """The pullback as a function of its cotangent alone (an outer trace that reaches the
+    rules only through the cotangent, the inputs plain): forward mode gives the pullback of
+    the tangent, reverse mode the jvp (``<J^T u, t>``'s gradient in ``u`` is ``J t``)."""
+    _, pb = fl.pullback(c.f, *c.xs)
+    vs = [c.rng.standard_normal(u.shape) for u in c.us]
+    _, tan = fl.jvp(lambda *u: tuple(pb(c.ct(u))), tuple(c.us), tuple(vs))
+    c.close("pullback traced in its cotangent (forward): gradient", tan, c.back(*c.xs, cts=vs),
+            1e-11)
+    got = fl.gradient(lambda *u: sum(np.sum(a * t) for a, t in zip(pb(c.ct(u)), c.ts)), *c.us)
+    want = _leaves(fl.jvp(c.f, tuple(c.xs), tuple(c.ts))[1])
+    c.close("pullback traced in its cotangent (reverse): output", _leaves(got), want, 1e-11)
+
+
 def check_layouts(c):
     """Each input as a strided, reversed, Fortran-ordered or broadcast view: the same values
     and gradients as its contiguous copy."""
@@ -309,6 +325,7 @@ def audit(name, f, xs, rng, *, tol=1e-6, tie=True):
     check_buffers(c)
     check_modes(c, tol)
     check_one_tangent(c)
+    check_traced_cotangent(c)
     check_layouts(c)
     check_cotangent_layouts(c)
     check_writes(c)
