@@ -356,6 +356,12 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
         _check_broadcast("mask", mask.shape, scores)
     if bias is not None:
         _check_broadcast("bias", np.shape(raw(bias)), scores)
+        kind = getattr(raw(bias), "dtype", np.dtype(float)).kind
+        if kind not in "fiu":  # (a boolean bias added 1 where True: a mask is mask=)
+            raise TypeError(f"dot_product_attention: bias must be real numbers added to the "
+                            f"scores; got dtype {raw(bias).dtype}"
+                            + (" (a boolean mask, True where a query may attend, is mask=)"
+                               if kind == "b" else ""))
     scale = 1 / math.sqrt(sq[-1]) if scale is None else float(scale)
     heads = {} if nheads is None else {"heads": int(nheads)}
     if fdrop is None:
