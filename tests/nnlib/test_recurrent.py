@@ -336,3 +336,25 @@ def test_lstm_sequence_gradients_are_not_views_of_the_reused_scratch(batch, step
     fl.gradient(loss, *[a * 2 for a in args])  # a second backward pass in the same thread
     for g, k in zip(first, kept):
         np.testing.assert_array_equal(g, k)
+
+
+@pytest.mark.parametrize("last, got", [
+    (np.array([-1, 0]), "values from -1 to 0"), (np.array([3, 0]), "values from 0 to 3"),
+    (np.array([1.0, 0.0]), "float64 of shape"), (np.array([True, False]), "bool of shape"),
+    (np.array([0, 1, 2]), "int64 of shape \\(3,\\)")])
+def test_sequence_last_must_be_step_indices(last, got):
+    """``last`` of -1 (a length of 0 minus 1) read the final, padded step, silently, and the
+    other misfits raised NumPy's indexing errors; each is a ValueError naming the function."""
+    rng = np.random.default_rng(0)
+    x, h = rng.standard_normal((2, 3, 2)), np.zeros((2, 2))
+    calls = {"lstm_sequence": lambda: fl.nnlib.lstm_sequence(
+                 x, h, h, rng.standard_normal((8, 2)), rng.standard_normal((8, 2)), last=last),
+             "gru_sequence": lambda: fl.nnlib.gru_sequence(
+                 x, h, rng.standard_normal((6, 2)), rng.standard_normal((6, 2)), last=last)}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=f"{name}: last must hold one step index per "
+                                             f"sequence, 2 integers in 0 .. 2; got {got}"):
+            call()
+    hs, h_last, c_last = fl.nnlib.lstm_sequence(x, h, h, np.ones((8, 2)), np.ones((8, 2)),
+                                                last=[2, 0])
+    np.testing.assert_array_equal(h_last, hs[[0, 1], [2, 0]])
