@@ -85,6 +85,7 @@ def _layouts(x, rng):
         out["reversed"] = np.ascontiguousarray(x[..., ::-1])[..., ::-1]
     if x.ndim:
         out["fortran"] = np.asfortranarray(x)
+    out["big-endian"] = x.astype(x.dtype.newbyteorder(">"))
     if x.ndim and x.shape[0] > 1:
         out["broadcast"] = None  # placed by the caller: values change
     return out
