@@ -13,7 +13,8 @@ Each case is a function of float arrays at random shapes and options. In float64
   tracers and runs its composite);
 - the Hessian-vector product (``fl.jvp`` of the pullback) against differences of the pullback;
 - the pullback traced in its cotangent only (inputs plain): its jvp is the pullback of the
-  tangent, its gradient the jvp;
+  tangent, its gradient the jvp; mixed second derivatives with inputs at different trace
+  levels (one input's pullback, the other closed over and traced outside);
 - awkward layouts: each input as a non-contiguous, negatively strided, Fortran-ordered or
   (where its values allow) stride-0 broadcast view must give the same values and gradients,
   and so must cotangents that reach the rules as transposed, reversed or broadcast views;
@@ -179,6 +180,31 @@ def check_modes(c, tol):
             _fd(jvp_of, xs, ts), tol * 10)
 
 
+def check_mixed_levels(c, tol):
+    """Mixed second derivatives with the inputs at different trace levels: the pullback with
+    respect to input ``k`` alone (the others closed over), under a forward trace of input
+    ``i`` alone, against differences of that pullback along input ``i``."""
+    xs = c.xs
+    for i in range(len(xs)):
+        k = (i + 1 + int(c.rng.integers(0, len(xs)))) % len(xs) if len(xs) > 1 else i
+
+        def grad_k(xi, i=i, k=k):
+            def f_k(xk):
+                a = list(xs)
+                a[i] = xi
+                a[k] = xk
+                return c.f(*a)
+
+            start = xi if k == i else xs[k]
+            _, pb = fl.pullback(f_k, start)
+            return pb(c.ct(c.us))[0]
+
+        _, got = fl.jvp(grad_k, (xs[i],), (c.ts[i],))
+        want = _fd(grad_k, [xs[i]], [c.ts[i]])[0]
+        c.p.check(f"input {k}'s gradient along input {i} (mixed levels)", _err(got, want),
+                  tol * 10)
+
+
 def check_one_tangent(c):
     """A tangent for one input only (None for the others, which the rules see as absent
     positions): the same as zero tangents there; the jvps of all inputs add up to the whole
@@ -326,6 +352,7 @@ def audit(name, f, xs, rng, *, tol=1e-6, tie=True):
     check_buffers(c)
     check_modes(c, tol)
     check_one_tangent(c)
+    check_mixed_levels(c, tol)
     check_traced_cotangent(c)
     check_layouts(c)
     check_cotangent_layouts(c)
