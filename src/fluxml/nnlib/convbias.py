@@ -131,6 +131,7 @@ def conv_bias_act(x, w, b=None, act: Callable | None = None, *, stride=1, pad=0,
     >>> fl.nnlib.conv_bias_act(np.ones((1, 1, 3)), np.ones((1, 1, 2)), np.array([0.5]))
     array([[[2.5, 2.5]]])
     """
+    win.need_arrays("conv_bias_act", x=x, w=w, b=b)
     x, w, b = win.counted(x, w, b)
     w, geo = _prepare("conv_bias_act", x, w, stride, pad, dilation, groups, flipped)
     if b is not None and np.shape(raw(b)) != (w.shape[0],):

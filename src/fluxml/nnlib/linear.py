@@ -25,6 +25,7 @@ import numpy as np
 
 from fluxml.ad.core import COMPILING
 from fluxml.ad.define import defjvp, defvjp, primitive
+from fluxml.nnlib import windows as win
 
 
 def _rows(a):
@@ -89,6 +90,7 @@ def linear(x, weight, bias=None):
     >>> fl.nnlib.linear(np.array([1.0, 2.0]), np.array([[1.0, 1.0]]))
     array([3.])
     """
+    win.need_arrays("linear", x=x, weight=weight, bias=bias)
     w_shape, x_shape = np.shape(weight), np.shape(x)
     if len(w_shape) != 2:
         raise ValueError(f"linear: weight must be a matrix (out, in); got shape {w_shape}")

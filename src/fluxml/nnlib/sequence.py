@@ -25,6 +25,7 @@ import numpy as np
 from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import primitive
 from fluxml.backend.registry import array_module
+from fluxml.nnlib import windows
 from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, lstm_inference
 from fluxml.nnlib.recurrent import _check, _recurrent_weight_grad, _sigmoid_, _used
 
@@ -155,6 +156,7 @@ def _project(x, w_ih):
 
 
 def _check_sequence(name, x):
+    windows.need_arrays(name, x=x)
     if len(np.shape(raw(x))) != 3:
         raise ValueError(f"{name}: expected a batch-first sequence x (N, T, features); got "
                          f"shape {np.shape(raw(x))}")

@@ -39,9 +39,20 @@ def array_module(*arrays):
     return np
 
 
+def need_arrays(fn: str, **named) -> None:
+    """A TypeError naming ``fn`` and the argument for each of ``named`` (None allowed) that is
+    not an array (a list has no shape: the kernels failed on it with an AttributeError, or a
+    message about its shape that showed the right one)."""
+    for name, a in named.items():
+        if a is not None and not hasattr(a, "shape"):
+            raise TypeError(f"{fn}: {name} must be an array; got a {type(a).__name__} "
+                            "(convert it with np.asarray)")
+
+
 def check_input(fn: str, x) -> int:
     """The number of spatial dimensions of ``x`` ``(N, C, *spatial)``: 1, 2 or 3 (else an
     error naming ``fn``)."""
+    need_arrays(fn, x=x)
     if getattr(x, "ndim", 0) not in (3, 4, 5):
         raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
                          f"shape {tuple(np.shape(x))}")
