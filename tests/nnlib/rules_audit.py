@@ -522,31 +522,26 @@ def recurrent(rng):
     kind = rng.choice(["lstm", "gru", "lstm_last", "gru_last", "lstm_step", "gru_step",
                        "lstm_cell", "gru_cell"])
     last = rng.integers(0, t, n) if kind.endswith("last") else None
-    if kind.startswith("lstm"):
-        w_ih, w_hh = rng.standard_normal((4 * h, i)) * 0.5, rng.standard_normal((4 * h, h)) * 0.5
-        b1, b2 = rng.standard_normal(4 * h), rng.standard_normal(4 * h)
-        if kind == "lstm_step":
-            gx = rng.standard_normal((n, 4 * h))
-            return kind, lambda gx, h, c, w: nnlib.lstm_step(gx, h, c, w), [gx, h0, c0, w_hh]
-        if kind == "lstm_cell":
-            return kind, nnlib.lstm_cell, [x[:, 0], h0, c0, w_ih, w_hh, b1, b2]
-
-        def f(x, h0, c0, w_ih, w_hh, b1, b2):
-            return nnlib.lstm_sequence(x, h0, c0, w_ih, w_hh, b1, b2, last=last)
-
-        return kind, f, [x, h0, c0, w_ih, w_hh, b1, b2]
-    w_ih, w_hh = rng.standard_normal((3 * h, i)) * 0.5, rng.standard_normal((3 * h, h)) * 0.5
-    b1, b2 = rng.standard_normal(3 * h), rng.standard_normal(3 * h)
+    lstm = kind.startswith("lstm")
+    gates = 4 if lstm else 3
+    w_ih = rng.standard_normal((gates * h, i)) * 0.5
+    w_hh = rng.standard_normal((gates * h, h)) * 0.5
+    b1, b2 = rng.standard_normal(gates * h), rng.standard_normal(gates * h)
+    gx = rng.standard_normal((n, gates * h))
+    if kind == "lstm_step":
+        return kind, lambda gx, h, c, w: nnlib.lstm_step(gx, h, c, w), [gx, h0, c0, w_hh]
     if kind == "gru_step":
-        gx = rng.standard_normal((n, 3 * h))
         return kind, lambda gx, h, w, b: nnlib.gru_step(gx, h, w, b), [gx, h0, w_hh, b2]
-    if kind == "gru_cell":
-        return kind, nnlib.gru_cell, [x[:, 0], h0, w_ih, w_hh, b1, b2]
+    state = [h0, c0] if lstm else [h0]
+    if kind.endswith("cell"):
+        return kind, nnlib.lstm_cell if lstm else nnlib.gru_cell, \
+            [x[:, 0], *state, w_ih, w_hh, b1, b2]
+    sequence = nnlib.lstm_sequence if lstm else nnlib.gru_sequence
 
-    def g(x, h0, w_ih, w_hh, b1, b2):
-        return nnlib.gru_sequence(x, h0, w_ih, w_hh, b1, b2, last=last)
+    def f(*a):
+        return sequence(*a, last=last)
 
-    return kind, g, [x, h0, w_ih, w_hh, b1, b2]
+    return kind, f, [x, *state, w_ih, w_hh, b1, b2]
 
 
 def linear(rng):
