@@ -623,7 +623,39 @@ def loss(rng):
     return kind, lambda a, b: fl.losses.huber_loss(a, b), [yhat, y * 3]
 
 
+def big(rng):
+    """Larger shapes: several blocks of the convolution's and the normalisation's kernels,
+    the attention's heads, the sequence kernels' scratch buffers."""
+    kind = rng.choice(["conv", "norm", "attention", "lstm", "gru", "pool"])
+    if kind == "conv":
+        x, w, b = (rng.standard_normal(s) for s in ((3, 6, 20, 18), (8, 3, 3, 3), (8,)))
+        return kind, lambda x, w, b: nnlib.conv_bias_act(x, w, b, fl.relu, pad=1, groups=2), \
+            [x, w, b]
+    if kind == "norm":
+        x = rng.standard_normal((6, 8, 10, 12)) * 3 + 1
+        return kind, lambda x, s, b: nnlib.batchnorm(x, s, b), [x, rng.standard_normal(8),
+                                                                rng.standard_normal(8)]
+    if kind == "attention":
+        q, k, v = (rng.standard_normal((3, t, 16)) for t in (9, 11, 11))
+        mask = rng.random((9, 11)) < 0.8
+
+        def f(q, k, v):
+            return nnlib.dot_product_attention(q, k, v, mask=mask, nheads=4)
+
+        return kind, f, [q, k, v]
+    if kind == "pool":
+        x = rng.standard_normal((3, 4, 17, 19))
+        return kind, lambda x: nnlib.maxpool(x, 3, stride=2, pad=1), [x]
+    g = 4 if kind == "lstm" else 3
+    x, h0 = rng.standard_normal((5, 12, 7)), rng.standard_normal((5, 9))
+    w_ih, w_hh = rng.standard_normal((g * 9, 7)) * 0.3, rng.standard_normal((g * 9, 9)) * 0.3
+    if kind == "lstm":
+        return kind, nnlib.lstm_sequence, [x, h0, rng.standard_normal((5, 9)), w_ih, w_hh]
+    return kind, nnlib.gru_sequence, [x, h0, w_ih, w_hh]
+
+
 FAMILIES = [conv, pool, norm, softmax, attention, recurrent, linear, embedding, upsample, loss]
+BIG = [big]  # (by hand: python -m tests.nnlib.rules_audit N SEED big)
 
 
 # the convolution kernels' strategies (see tests/nnlib/test_conv_strategies.py): each case
@@ -664,6 +696,7 @@ def run(n, seed, families=FAMILIES, verbose=True):
 
 if __name__ == "__main__":
     n, seed = int(sys.argv[1]), int(sys.argv[2])
-    fams = [f for f in FAMILIES if len(sys.argv) < 4 or f.__name__ in sys.argv[3:]]
+    fams = [f for f in FAMILIES + BIG if f.__name__ in sys.argv[3:]] if len(sys.argv) > 3 \
+        else FAMILIES
     probs = run(n, seed, fams)
     print(f"{len(probs)} problems in {n} cases")

@@ -11,6 +11,7 @@ from tests.nnlib import rules_audit
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("family", rules_audit.FAMILIES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("family", rules_audit.FAMILIES + rules_audit.BIG,
+                         ids=lambda f: f.__name__)
 def test_fused_rules_audit(family):
     assert rules_audit.run(4, 2026, [family], verbose=False) == []
