@@ -628,7 +628,13 @@ def big(rng):
     the attention's heads, the sequence kernels' scratch buffers."""
     kind = rng.choice(["conv", "norm", "attention", "lstm", "gru", "pool"])
     if kind == "conv":
-        x, w, b = (rng.standard_normal(s) for s in ((3, 6, 20, 18), (8, 3, 3, 3), (8,)))
+        x, w = rng.standard_normal((3, 6, 20, 18)), rng.standard_normal((8, 3, 3, 3))
+        pre = nnlib.conv(x, w, pad=1, groups=2)
+        # each channel's bias, of 50 drawn, the one farthest from putting a pre-activation
+        # at ReLU's kink (differences across it are no derivative)
+        tries = rng.standard_normal(50)
+        b = np.array([tries[np.argmax([np.min(np.abs(pre[:, o] + t)) for t in tries])]
+                      for o in range(8)])
         return kind, lambda x, w, b: nnlib.conv_bias_act(x, w, b, fl.relu, pad=1, groups=2), \
             [x, w, b]
     if kind == "norm":
