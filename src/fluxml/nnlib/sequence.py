@@ -187,7 +187,8 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
         last = _checked_last("lstm_sequence", last, *np.shape(raw(x))[:2])
     hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, bias)
     if last is None:
-        return hs, hs[:, -1], cs[:, -1]
+        # (copies: a view of hs changed with it, and one of cs kept all T steps alive)
+        return hs, np.copy(hs[:, -1]), np.copy(cs[:, -1])
     rows = _rows(hs, last)
     return hs, hs[rows, last], cs[rows, last]
 
@@ -211,7 +212,7 @@ def gru_sequence(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     if last is not None:
         last = _checked_last("gru_sequence", last, *np.shape(raw(x))[:2])
     hs, _ = GRU_SEQUENCE(gx, h0, w_hh, b_hh)
-    return hs, hs[:, -1] if last is None else hs[_rows(hs, last), last]
+    return hs, np.copy(hs[:, -1]) if last is None else hs[_rows(hs, last), last]
 
 
 def _checked_last(name, last, n, t):
