@@ -128,6 +128,9 @@ def check_buffers(c):
     for j, y in enumerate(kept):
         if any(y is not None and np.shares_memory(y, x) for x in xs):
             c.p.append(f"result {j} shares memory with an input")
+        if any(y is not None and z is not None and np.shares_memory(y, z)
+               for z in kept[j + 1:]):
+            c.p.append(f"result {j} shares memory with a later result")
     saved = [None if a is None else np.array(a) for a in kept]
     other = [x + rng.standard_normal(x.shape) * 0.1 for x in xs]
     _, back_a = fl.pullback(f, *xs)
