@@ -24,6 +24,11 @@ LAYERS = [
     (lambda: fl.AdaptiveMaxPool((2, 2)), (0, 3, 4, 4), (0, 3, 2, 2)),
     (lambda: fl.AdaptiveMaxPool((2, 2)), (2, 0, 4, 4), (2, 0, 2, 2)),
     (lambda: fl.AdaptiveMeanPool((2, 2)), (0, 3, 4, 4), (0, 3, 2, 2)),
+    # the GRU's projection reshaped to (N, T, -1), which NumPy cannot resolve for N = 0
+    (lambda: fl.GRU(3, 4), (0, 5, 3), (0, 5, 4)),
+    (lambda: fl.GRUv3(3, 4), (0, 5, 3), (0, 5, 4)),
+    (lambda: fl.LSTM(3, 4), (0, 5, 3), (0, 5, 4)),
+    (lambda: fl.RNN(3, 4), (0, 5, 3), (0, 5, 4)),
 ]
 
 

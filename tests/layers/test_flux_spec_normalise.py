@@ -258,7 +258,10 @@ def test_weightnorm():
     v = mn.layer.weight
     v = v / np.sqrt(np.sum(v ** 2, axis=1, keepdims=True) + np.finfo(np.float64).eps)
     np.testing.assert_allclose(np.sum(og.weight * v, axis=1, keepdims=True), g.g, rtol=1e-12)
-    np.testing.assert_allclose(og.weight * mn.g - mn.g * g.g * v, g.layer.weight, atol=1e-12)
+    # (0 up to rounding: one input per output leaves v's direction fixed; the difference
+    # cancels terms of order one, so its rounding is some 1e-11, not below 1e-12 for every
+    # draw of the weights, which the global generator's earlier draws decide)
+    np.testing.assert_allclose(og.weight * mn.g - mn.g * g.g * v, g.layer.weight, atol=1e-9)
     np.testing.assert_allclose(g.layer.bias, og.bias)
     # and with more than one input, dL/dv = g / |v| (dL/dw - (dL/dw . v^) v^) per output
     mn = fl.WeightNorm(fl.f64(fl.Dense(3, 2)), dims=1)

@@ -252,3 +252,18 @@ def test_heads_side_by_side_keep_the_values_dtype():
     out, _ = fl.dot_product_attention(q, k, v, nheads=3)
     assert out.dtype == fl.dot_product_attention(q[..., :2], k[..., :2], v[..., :2])[0].dtype
     assert out.dtype == np.float64
+
+
+def test_boolean_or_complex_bias_is_refused():
+    """A boolean bias was added to the scores as 0 and 1, silently: PyTorch's boolean
+    attn_mask (True: may attend) passed as the bias shifted the scores by one instead of
+    masking. A complex bias failed inside the kernel with NumPy's casting error."""
+    mask = np.array([[True, False, True, True, False, True]] * 4)
+    with pytest.raises(TypeError, match=r"bias must be real numbers .* got dtype bool \(a "
+                                        r"boolean mask, True where a query may attend, is mask=\)"):
+        fl.dot_product_attention(Q, K, V, bias=mask)
+    with pytest.raises(TypeError, match="bias must be real numbers added to the scores; got "
+                                        "dtype complex128"):
+        fl.dot_product_attention(Q, K, V, bias=mask * 1j)
+    out, _ = fl.dot_product_attention(Q, K, V, bias=mask.astype(int))  # integers are numbers
+    np.testing.assert_allclose(out, reference(Q, K, V, bias=mask.astype(float))[0], rtol=1e-12)

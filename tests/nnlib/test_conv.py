@@ -275,3 +275,22 @@ BAD = [
 def test_bad_input_is_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_booleans_count_as_zero_and_one():
+    """Boolean input and weight gave a boolean output: each window's sum of products was a
+    logical or (True where the count was 2), silently; conv_bias_act's ReLU raised NumPy's
+    casting error. They count as 0 and 1, as the same arrays as integers do."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.random((2, 2, 6)) < 0.6, rng.random((3, 2, 3)) < 0.6, np.array([1, 0, 1]) > 0
+    xi, wi, bi = x.astype(np.int64), w.astype(np.int64), b.astype(np.int64)
+    loops = np.array([[[np.sum(xi[n, :, t:t + 3] * wi[o]) for t in range(4)] for o in range(3)]
+                      for n in range(2)])
+    np.testing.assert_array_equal(fl.nnlib.conv(x, w), loops)
+    np.testing.assert_array_equal(fl.nnlib.conv(x, w, pad=1), fl.nnlib.conv(xi, wi, pad=1))
+    wt = rng.random((2, 3, 3)) < 0.6
+    np.testing.assert_array_equal(fl.nnlib.conv_transpose(x, wt, stride=2),
+                                  fl.nnlib.conv_transpose(xi, wt.astype(np.int64), stride=2))
+    for act in (None, fl.relu):
+        np.testing.assert_array_equal(fl.nnlib.conv_bias_act(x, w, b, act),
+                                      loops + bi[:, None])

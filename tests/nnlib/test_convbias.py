@@ -116,3 +116,15 @@ def test_one_and_three_dimensions(size, kernel, groups):
         np.testing.assert_allclose(conv_bias_act(x, w, b, act, pad=1, groups=groups),
                                    composite(x, w, b, act, pad=1, groups=groups),
                                    rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_relu_of_complex_values_is_refused_as_relu_refuses_it(which):
+    """The fused ReLU masked complex pre-activations by NumPy's lexicographic ``> 0`` (the
+    real part's sign): ``1+2j`` kept, ``-0.5-1j`` zeroed, where ``relu`` (and the composite)
+    refuses complex numbers. Without the ReLU complex values stay allowed (a linear map)."""
+    args = list(_args(n=1, c=2, o=2, size=(4,), kernel=(2,)))
+    args[which] = args[which] * (1 + 1j)
+    with pytest.raises(TypeError, match="relu is a function of real numbers"):
+        conv_bias_act(*args, fl.relu)
+    np.testing.assert_allclose(conv_bias_act(*args, None), composite(*args, None), rtol=1e-12)

@@ -69,3 +69,21 @@ def test_bad_input():
         unfold(np.ones((1, 1, 3, 3)), 2, stride=(1, 1, 1))
     with pytest.raises(ValueError, match=r"fold: expected columns \(N, C \* 4, 4\) for kernel"):
         fold(np.ones((1, 4, 5)), 3, 2)
+
+
+def test_fold_counts_booleans():
+    """fold of boolean columns summed overlapping windows as a logical or (True where 4
+    windows overlap), silently; booleans count as 0 and 1."""
+    cols = fl.nnlib.unfold(np.ones((1, 1, 3, 3), bool), 2)
+    np.testing.assert_array_equal(fl.nnlib.fold(cols, 3, 2)[0, 0],
+                                  [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+def test_unfold_of_single_entry_windows_is_a_new_array():
+    """unfold with windows of one entry returned a read-only view of x: ``cols += 1`` raised
+    NumPy's read-only error where every other kernel gives a new array."""
+    x = np.arange(8.0).reshape(1, 2, 2, 2)
+    cols = fl.nnlib.unfold(x, 1)
+    cols += 1
+    np.testing.assert_array_equal(cols, x.reshape(1, 2, 4) + 1)
+    np.testing.assert_array_equal(x, np.arange(8.0).reshape(1, 2, 2, 2))

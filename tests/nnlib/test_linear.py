@@ -120,3 +120,22 @@ def test_compile_records_the_composite():
 def test_errors_name_the_function_and_the_shapes(args, message):
     with pytest.raises(ValueError, match=f"linear: {message}"):
         linear(*args)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((2, 3, 0), (4, 0)), ((2, 3, 3), (0, 3)),
+                                              ((0, 2, 3), (4, 3))])
+def test_no_features_or_outputs_with_batch_axes(x_shape, w_shape):
+    """With several batch axes and 0 input features (or 0 outputs) the map and its rules
+    reshaped to ``(-1, 0)``, which NumPy cannot resolve (a ValueError about reshaping); the
+    map of no features is the bias, and its gradients are zeros."""
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), \
+        rng.standard_normal(w_shape[:1])
+    y = linear(x, w, b)
+    np.testing.assert_array_equal(y, np.einsum("...i,oi->...o", x, w) + b)
+    g = rng.standard_normal(y.shape)
+    gx, gw, gb = fl.gradient(lambda x, w, b: np.sum(linear(x, w, b) * g), x, w, b)
+    np.testing.assert_allclose(gx, np.einsum("...o,oi->...i", g, w), atol=1e-12)
+    lead = tuple(range(g.ndim - 1))
+    np.testing.assert_allclose(gw, np.tensordot(g, x, axes=(lead, lead)), atol=1e-12)
+    np.testing.assert_allclose(gb, np.sum(g, axis=lead), atol=1e-12)

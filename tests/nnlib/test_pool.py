@@ -314,3 +314,27 @@ def test_maxpool_gradient_of_dilated_windows_that_skip_entries(size, kernel, str
                             x)[1](g)
         np.testing.assert_array_equal(dx, naive_maxpool_gradient(x, g, kernel, stride,
                                                                  dilation))
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
+def test_lppool_gradient_of_a_window_of_zeros_is_zero(p):
+    """A window of zeros (common after a ReLU) gave NaN gradients for p > 1: the root's
+    infinite derivative at 0 times the sum's 0. Its gradient is 0 (PyTorch's), forward mode
+    and second order too; the other windows keep theirs."""
+    x = np.array([[[0.0, 0.0, 1.5, -2.0, 0.0, 3.0]]])
+    (g,) = fl.gradient(lambda x: np.sum(lppool(x, p, 2)), x)
+    want = np.zeros_like(x)
+    for w in range(3):
+        part = x[0, 0, 2 * w:2 * w + 2]
+        norm = np.sum(np.abs(part) ** p) ** (1 / p)
+        if norm:
+            want[0, 0, 2 * w:2 * w + 2] = np.abs(part) ** (p - 1) * np.sign(part) \
+                * norm ** (1 - p)
+    np.testing.assert_allclose(g, want, rtol=1e-12, atol=0)
+    _, t = fl.jvp(lambda x: lppool(x, p, 2), (x,), (np.ones_like(x),))
+    np.testing.assert_allclose(t[0, 0], [0.0, np.sum(want[0, 0, 2:4]), np.sum(want[0, 0, 4:])],
+                               rtol=1e-12)
+    if p != 1.5:  # (|x|^1.5 has an infinite second derivative at 0)
+        h = fl.hessian(lambda x: np.sum(lppool(x, p, 2)), x)
+        assert np.all(h[0, 0, :2] == 0) and np.all(h[0, 0, :, :, :, :2] == 0)
+    assert np.isnan(lppool(np.array([[[np.nan, 1.0]]]), p, 2)).all()  # NaN stays NaN

@@ -336,3 +336,46 @@ def test_lstm_sequence_gradients_are_not_views_of_the_reused_scratch(batch, step
     fl.gradient(loss, *[a * 2 for a in args])  # a second backward pass in the same thread
     for g, k in zip(first, kept):
         np.testing.assert_array_equal(g, k)
+
+
+@pytest.mark.parametrize("last, got", [
+    (np.array([-1, 0]), "values from -1 to 0"), (np.array([3, 0]), "values from 0 to 3"),
+    (np.array([1.0, 0.0]), "float64 of shape"), (np.array([True, False]), "bool of shape"),
+    (np.array([0, 1, 2]), "int64 of shape \\(3,\\)")])
+def test_sequence_last_must_be_step_indices(last, got):
+    """``last`` of -1 (a length of 0 minus 1) read the final, padded step, silently, and the
+    other misfits raised NumPy's indexing errors; each is a ValueError naming the function."""
+    rng = np.random.default_rng(0)
+    x, h = rng.standard_normal((2, 3, 2)), np.zeros((2, 2))
+    calls = {"lstm_sequence": lambda: fl.nnlib.lstm_sequence(
+                 x, h, h, rng.standard_normal((8, 2)), rng.standard_normal((8, 2)), last=last),
+             "gru_sequence": lambda: fl.nnlib.gru_sequence(
+                 x, h, rng.standard_normal((6, 2)), rng.standard_normal((6, 2)), last=last)}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=f"{name}: last must hold one step index per "
+                                             f"sequence, 2 integers in 0 .. 2; got {got}"):
+            call()
+    hs, h_last, c_last = fl.nnlib.lstm_sequence(x, h, h, np.ones((8, 2)), np.ones((8, 2)),
+                                                last=[2, 0])
+    np.testing.assert_array_equal(h_last, hs[[0, 1], [2, 0]])
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_sequence_final_state_is_not_a_view_of_the_steps(traced):
+    """The final state was ``hs[:, -1]``, a view: ``hs += 1`` (a positional term, a mask
+    written in place) changed it too, silently, and the LSTM's cell state, a view of every
+    step's, kept all T of them alive."""
+    rng = np.random.default_rng(1)
+    x, h = rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 2))
+    w = {4: (rng.standard_normal((8, 2)), rng.standard_normal((8, 2))),
+         3: (rng.standard_normal((6, 2)), rng.standard_normal((6, 2)))}
+    runs = [lambda x: fl.nnlib.lstm_sequence(x, h, h, *w[4]),
+            lambda x: fl.nnlib.gru_sequence(x, h, *w[3])]
+    for run in runs:
+        out = fl.jvp(run, (x,), (np.ones_like(x),))[0] if traced else run(x)
+        hs, final = out[0], out[1:]
+        want = [np.array(f) for f in final]
+        hs += 1
+        for f, v in zip(final, want):
+            np.testing.assert_array_equal(f, v)
+            assert f.base is None or not np.shares_memory(f, hs)

@@ -201,3 +201,24 @@ def test_compiled_extrema_match_eager_value_and_gradient(kind, backend):
     np.testing.assert_allclose(  # (XLA's cos may differ from NumPy's in the last bit)
         f(v)[0], fl.gradient(lambda t: np.sum(np.sin(scatter(kind, t, *two))), v)[0],
         rtol=1e-15)
+
+
+def test_booleans_count_as_zero_and_one():
+    """Boolean sources were reduced in a boolean dst: a sum was a logical or (two Trues gave
+    True) and a mean of True and False was 1, silently; they count as np.sum counts them."""
+    src = np.array([True, False, True, True])
+    idx = np.array([0, 0, 1, 1])
+    np.testing.assert_array_equal(scatter("add", src, idx), [1, 2])
+    np.testing.assert_array_equal(scatter("sub", src, idx), [-1, -2])
+    np.testing.assert_array_equal(scatter("mean", src, idx), [0.5, 1.0])
+    np.testing.assert_array_equal(scatter("max", src, idx), [True, True])  # max: a logical or
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_complex_extrema_are_refused(op):
+    """max and min of complex sources were NumPy's lexicographic ones (real part first), and
+    differentiated as such, silently; max pooling refuses complex input, and so does this."""
+    src = np.array([[1 + 1j], [2 - 5j], [0.5 + 9j]])
+    with pytest.raises(TypeError, match=f"scatter: complex src \\(complex128\\) has no {op}imum"):
+        scatter(op, src, np.array([0, 0, 1]))
+    np.testing.assert_allclose(scatter("add", src, np.array([0, 0, 1])), [[3 - 4j], [0.5 + 9j]])

@@ -94,3 +94,14 @@ def test_over_no_entries(shape, axis):
         assert f(x, axis=axis).shape == shape
     compiled = fl.compile(lambda x: fl.logsumexp(x, axis=axis))
     np.testing.assert_array_equal(compiled(x), expected)
+
+
+@pytest.mark.parametrize("f", [fl.softmax, fl.logsoftmax])
+def test_complex_input_is_refused(f):
+    """Complex scores were cast to float64 with only NumPy's ComplexWarning: the imaginary
+    parts were dropped and the result was the softmax of the real parts, silently."""
+    for x in (np.array([[1 + 2j, 0.5 - 1j]]), [1 + 2j, 0.5 - 1j]):
+        with pytest.raises(TypeError, match=f"{f.__name__} takes real numbers; got dtype "
+                                            "complex128"):
+            f(x)
+    np.testing.assert_allclose(f([1, 3]), f(np.array([1.0, 3.0])))  # integers as floats

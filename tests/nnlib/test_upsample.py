@@ -138,3 +138,44 @@ BAD = [
 def test_bad_input_is_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("shape, scale", [((1, 2, 3), 1), ((2, 1, 1), 3), ((1, 1, 1, 1), (2, 3)),
+                                          ((2, 2, 1, 3), (4, 1))])
+def test_nearest_gives_a_new_writable_array(shape, scale):
+    """With factors 1, or repeats of a spatial size of 1, the result was a read-only view of
+    x (stride 0 along the repeats): ``y += 1`` raised NumPy's read-only error (traced, a
+    DifferentiationError), and a write into x showed through y."""
+    x = np.arange(float(np.prod(shape))).reshape(shape)
+    y = fl.nnlib.upsample_nearest(x, scale)
+    assert y.flags.writeable and not np.shares_memory(x, y)
+    reps = (1, 1) + ((scale,) * (x.ndim - 2) if isinstance(scale, int) else scale)
+    want = x
+    for axis, r in enumerate(reps):
+        want = np.repeat(want, r, axis=axis)
+    np.testing.assert_array_equal(y, want)
+
+    def f(x):
+        y = fl.nnlib.upsample_nearest(x, scale)
+        s = np.sum(y * y)
+        y += 1  # a write after the use
+        return s
+
+    np.testing.assert_allclose(fl.gradient(f, x)[0], 2 * x * np.prod(reps))
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: fl.nnlib.upsample_bilinear(x, 1), lambda x: fl.nnlib.upsample_bilinear(x, 1.0),
+    lambda x: fl.nnlib.upsample_bilinear(x, size=x.shape[2:]),
+    lambda x: fl.nnlib.pixel_shuffle(x, 1), lambda x: fl.nnlib.pixel_unshuffle(x, 1),
+    lambda x: fl.nnlib.pixel_shuffle(x[:, :, :1, :1], 2)])
+def test_results_never_alias_the_input(f):
+    """upsample_linear with nothing to resize returned x itself, and pixel_shuffle and
+    pixel_unshuffle with r = 1 (or one pixel) a view of x: a write into the result wrote
+    into x, silently (every other case gives a new array, as PyTorch's do)."""
+    x = np.arange(32.0).reshape(2, 4, 2, 2)
+    before = x.copy()
+    y = f(x)
+    y += 1
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(y, f(before) + 1)

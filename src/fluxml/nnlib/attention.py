@@ -314,6 +314,7 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
     >>> out.shape, p.shape
     ((1, 3, 8), (1, 2, 3, 3))
     """
+    win.need_arrays("dot_product_attention", q=q, k=k, v=v)  # (a bias may be a list)
     shapes = [np.shape(raw(a)) for a in (q, k, v)]
     sq, sk, sv = shapes
     if fdrop is not None and not callable(fdrop):
@@ -356,6 +357,13 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
         _check_broadcast("mask", mask.shape, scores)
     if bias is not None:
         _check_broadcast("bias", np.shape(raw(bias)), scores)
+        dtype = getattr(raw(bias), "dtype", None)
+        dtype = np.asarray(bias).dtype if dtype is None else dtype
+        if dtype.kind not in "fiu":  # (a boolean bias added 1 where True: a mask is mask=)
+            raise TypeError(f"dot_product_attention: bias must be real numbers added to the "
+                            f"scores; got dtype {dtype}"
+                            + (" (a boolean mask, True where a query may attend, is mask=)"
+                               if dtype.kind == "b" else ""))
     scale = 1 / math.sqrt(sq[-1]) if scale is None else float(scale)
     heads = {} if nheads is None else {"heads": int(nheads)}
     if fdrop is None:

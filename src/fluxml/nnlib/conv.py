@@ -84,6 +84,7 @@ def conv(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, flipped: bool = 
     array([[[[10., 18.],
              [42., 50.]]]])
     """
+    x, w = win.counted(x, w)
     w, geo = _prepare("conv", x, w, stride, pad, dilation, groups, flipped)
     return CONV(x, w, **geo)
 
@@ -91,6 +92,7 @@ def conv(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, flipped: bool = 
 def _prepare(fn, x, w, stride, pad, dilation, groups, flipped):
     """The checked geometry of ``conv(x, w)`` as the primitives' parameters, and the weight
     (flipped where asked)."""
+    win.need_arrays(fn, x=x, w=w)
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     try:
         hash((stride, pad, dilation, groups))
@@ -156,6 +158,8 @@ def conv_transpose(x, w, *, stride=1, pad=0, dilation=1, groups: int = 1, output
     array([[[ 1., 10.,  1., 10.]]])
     """
     fn = "conv_transpose"
+    win.need_arrays(fn, x=x, w=w)
+    x, w = win.counted(x, w)
     d = _check_ranks(fn, x.shape, w.shape)
     stride, dilation, groups = _check_steps(fn, d, stride, dilation, groups)
     c, o = x.shape[1], w.shape[1] * groups

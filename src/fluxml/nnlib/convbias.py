@@ -132,11 +132,16 @@ def conv_bias_act(x, w, b=None, act: Callable | None = None, *, stride=1, pad=0,
     >>> fl.nnlib.conv_bias_act(np.ones((1, 1, 3)), np.ones((1, 1, 2)), np.array([0.5]))
     array([[[2.5, 2.5]]])
     """
+    win.need_arrays("conv_bias_act", x=x, w=w)
+    x, w, b = win.counted(x, w, b)
     w, geo = _prepare("conv_bias_act", x, w, stride, pad, dilation, groups, flipped)
-    if b is not None and np.shape(raw(b)) != (w.shape[0],):
+    if b is not None and np.shape(raw(b)) != (w.shape[0],):  # (NNlib's bias=true too)
         raise ValueError(f"conv_bias_act: bias must have shape ({w.shape[0]},) for a weight "
                          f"of shape {tuple(np.shape(raw(w)))}; got {np.shape(raw(b))}")
-    fused = act is relu
+    win.need_arrays("conv_bias_act", b=b)  # (a list of the right length)
+    # relu refuses complex numbers (NumPy compares them lexicographically, by the real part
+    # first): applied after the primitive, it says so; fused, the mask would compare them
+    fused = act is relu and not any(a is not None and np.iscomplexobj(raw(a)) for a in (x, w, b))
     if COMPILING:
         y = CONV(x, w, **geo)
         if b is not None:

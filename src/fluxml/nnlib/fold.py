@@ -79,7 +79,7 @@ def unfold(x, kernel, *, stride=1, pad=0, dilation=1):
     """
     win.check_input("unfold", raw(x))
     geometry = _geometry("unfold", np.shape(raw(x))[2:], kernel, stride, pad, dilation)
-    return UNFOLD(x, **geometry)
+    return win.fresh(UNFOLD(x, **geometry), x)  # (windows of one entry: a view of x, copied)
 
 
 def fold(cols, size, kernel, *, stride=1, pad=0, dilation=1):
@@ -105,4 +105,5 @@ def fold(cols, size, kernel, *, stride=1, pad=0, dilation=1):
         raise ValueError(f"fold: expected columns (N, C * {k}, {positions}) for kernel "
                          f"{geometry['kernel']} over size {size} ({positions} windows); got "
                          f"shape {shape}")
+    cols, = win.counted(cols)  # overlapping windows are summed
     return FOLD(cols, **geometry)

@@ -19,17 +19,26 @@ array([[3., 4., 5., 6.],
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fluxml.ad.core import COMPILING
 from fluxml.ad.define import defjvp, defvjp, primitive
+from fluxml.nnlib import windows as win
+
+
+def _rows(a):
+    """``a`` ``(..., m)`` as a matrix ``(rows, m)``: the leading axes as one (their product,
+    not -1, which NumPy cannot resolve where ``m`` is 0)."""
+    return np.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
 
 
 def _product(x, w):
     """``x @ w.T``; leading axes of ``x`` beyond one are one batch: one 2-D product (NumPy
     would run a stack of smaller ones, ~6% slower each)."""
     if x.ndim > 2:
-        rows = np.reshape(x, (-1, x.shape[-1])) @ w.T
+        rows = _rows(x) @ w.T
         return np.reshape(rows, x.shape[:-1] + w.shape[:1])
     return x @ w.T
 
@@ -52,8 +61,7 @@ def _vjp_w(g, ans, x, w, b):
     if x.ndim == 1:  # (in,) -> (out,): an outer product
         return g[:, None] * x
     if x.ndim > 2:  # leading axes are one batch: one product, no stack of them to sum
-        x = np.reshape(x, (-1, x.shape[-1]))
-        g = np.reshape(g, (-1, g.shape[-1]))
+        x, g = _rows(x), _rows(g)
     return g.T @ x
 
 
@@ -61,7 +69,7 @@ def _vjp_b(g, ans, x, w, b):
     if g.ndim == 1:
         return g
     if g.ndim > 2:
-        g = np.reshape(g, (-1, g.shape[-1]))
+        g = _rows(g)
     return g.sum(axis=0)
 
 
@@ -82,6 +90,7 @@ def linear(x, weight, bias=None):
     >>> fl.nnlib.linear(np.array([1.0, 2.0]), np.array([[1.0, 1.0]]))
     array([3.])
     """
+    win.need_arrays("linear", x=x, weight=weight, bias=bias)
     w_shape, x_shape = np.shape(weight), np.shape(x)
     if len(w_shape) != 2:
         raise ValueError(f"linear: weight must be a matrix (out, in); got shape {w_shape}")

@@ -188,7 +188,7 @@ def lstm_inference(x, h0, c0, w_ih, w_hh, b):
     cell[0] = np.swapaxes(c0, 0, 1)
     hs = np.empty_like(like, shape=(batch, steps, n))
     _scan(scratch, xh, [z] * steps, [cell[t % 2] for t in range(steps + 1)], [tc] * steps, hs)
-    return hs, hs[:, -1], np.swapaxes(cell[steps % 2], 0, 1).copy()
+    return hs, hs[:, -1].copy(), np.swapaxes(cell[steps % 2], 0, 1).copy()  # (h: not a view)
 
 
 def _buffer(x, h0, c0, hs, cs, acts):

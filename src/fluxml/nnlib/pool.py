@@ -358,7 +358,13 @@ def lppool(x, p: float, kernel, *, stride=None, pad=0):
     kernel, stride, pads, dilation = _geometry("lppool", x, kernel, stride, pad, 1)
     total = WINDOW_SUM(np.abs(x) ** p, kernel=kernel, stride=stride, pads=pads,
                        dilation=dilation)
-    return total ** (1.0 / p)
+    # a window of zeros (common after a ReLU): its root's derivative is infinite there and
+    # the sum's 0, and their product was NaN for p > 1, poisoning every gradient it reached;
+    # the root is taken of 1 there instead and its value replaced by 0, so the window's
+    # gradient is 0 (PyTorch's). A NaN or infinite sum is no zero: it stays as it is.
+    zero = total == 0
+    root = np.where(zero, np.ones((), raw(total).dtype), total) ** (1.0 / p)
+    return np.where(zero, np.zeros((), raw(total).dtype), root)
 
 
 def adaptive_maxpool(x, out_size):

@@ -132,6 +132,14 @@ def scatter(op, src, *idx, init=None, dstsize=None):
                              f"src's inner shape {inner}; got {dstsize}")
     _in_bounds("scatter", idx, lead, f"dst of shape {lead + inner}")
     dtype = value.dtype
+    if dtype.kind == "c" and kind in ("max", "min"):  # (NumPy compares lexicographically)
+        raise TypeError(f"scatter: complex src ({dtype}) has no {kind}imum; scatter np.abs(src)"
+                        ", or the real and imaginary parts apart")
+    if dtype.kind == "b" and kind in ("add", "sub", "mean"):
+        # booleans count as 0 and 1, as np.sum counts them (a boolean sum is a logical or: a
+        # mean of True and False was 1, a sum of two Trues True)
+        src = value = value.astype(np.int64)
+        dtype = value.dtype
     if kind in ("add", "sub", "mean"):
         base = xp.zeros(lead + inner, dtype)
         if kind == "mean":

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import raw
+from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import primitive
 from fluxml.backend.registry import array_module
+from fluxml.nnlib import windows
 from fluxml.nnlib.lstm_scan import LSTM_SEQUENCE, lstm_inference
 from fluxml.nnlib.recurrent import _check, _recurrent_weight_grad, _sigmoid_, _used
 
@@ -151,10 +152,11 @@ def _project(x, w_ih):
     gradient a stack of per-sample products summed afterwards)."""
     n, t, d = np.shape(raw(x))
     gx = np.matmul(np.reshape(x, (n * t, d)), np.swapaxes(w_ih, 0, 1))
-    return np.reshape(gx, (n, t, -1))
+    return np.reshape(gx, (n, t, np.shape(raw(w_ih))[0]))  # (not -1: n may be 0)
 
 
 def _check_sequence(name, x):
+    windows.need_arrays(name, x=x)
     if len(np.shape(raw(x))) != 3:
         raise ValueError(f"{name}: expected a batch-first sequence x (N, T, features); got "
                          f"shape {np.shape(raw(x))}")
@@ -181,9 +183,12 @@ def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     if last is None and all(type(a) is np.ndarray for a in (x, h0, c0, w_ih, w_hh)) \
             and (bias is None or type(bias) is np.ndarray):
         return lstm_inference(x, h0, c0, w_ih, w_hh, bias)  # nothing to differentiate
+    if last is not None:
+        last = _checked_last("lstm_sequence", last, *np.shape(raw(x))[:2])
     hs, cs, _ = LSTM_SEQUENCE(x, h0, c0, w_ih, w_hh, bias)
     if last is None:
-        return hs, hs[:, -1], cs[:, -1]
+        # (copies: a view of hs changed with it, and one of cs kept all T steps alive)
+        return hs, np.copy(hs[:, -1]), np.copy(cs[:, -1])
     rows = _rows(hs, last)
     return hs, hs[rows, last], cs[rows, last]
 
@@ -204,8 +209,25 @@ def gru_sequence(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, last=None):
     gx = _project(x, w_ih)
     if b_ih is not None:
         gx = gx + b_ih
+    if last is not None:
+        last = _checked_last("gru_sequence", last, *np.shape(raw(x))[:2])
     hs, _ = GRU_SEQUENCE(gx, h0, w_hh, b_hh)
-    return hs, hs[:, -1] if last is None else hs[_rows(hs, last), last]
+    return hs, np.copy(hs[:, -1]) if last is None else hs[_rows(hs, last), last]
+
+
+def _checked_last(name, last, n, t):
+    """``last`` as ``n`` step indices in ``0 .. t-1``, else an error naming ``name``: a
+    negative index (a length of 0 minus 1) read a step from the end, the padded one,
+    silently, and a boolean array was a mask."""
+    if type(last) is not Tracer:  # (fl.compile's program values are not known here)
+        last = array_module(last).asarray(last)
+        bad = last.shape != (n,) or last.dtype.kind not in "iu"
+        if bad or (n and (int(last.min()) < 0 or int(last.max()) >= t)):
+            got = (f"{last.dtype} of shape {last.shape}" if bad
+                   else f"values from {int(last.min())} to {int(last.max())}")
+            raise ValueError(f"{name}: last must hold one step index per sequence, {n} "
+                             f"integers in 0 .. {t - 1}; got {got}")
+    return last
 
 
 def _rows(hs, last):

@@ -67,10 +67,17 @@ defjvp(LOGSOFTMAX,
        lambda t, ans, x, axis: t - np.sum(np.exp(ans) * t, axis=axis, keepdims=True))
 
 
-def _float(x):
+def _float(x, name):
+    """``x`` as a float array: integers and booleans as float64; complex refused (the cast
+    dropped the imaginary part, with only NumPy's ComplexWarning)."""
     value = raw(x)
     if getattr(value, "dtype", None) is None:
-        return np.asarray(x, dtype=np.float64)
+        value = x = np.asarray(x)
+        if value.dtype.kind != "c":
+            return x.astype(np.float64)
+    if value.dtype.kind == "c":
+        raise TypeError(f"{name} takes real numbers; got dtype {value.dtype} (apply it to the "
+                        "real part, or to np.abs(x), for complex scores)")
     if value.dtype.kind not in "f":
         return x.astype(np.float64)
     return x
@@ -85,7 +92,7 @@ def softmax(x, axis: int | tuple[int, ...] = -1):
     >>> fl.softmax(np.log(np.array([1.0, 3.0])))
     array([0.25, 0.75])
     """
-    x = _float(x)
+    x = _float(x, "softmax")
     return SOFTMAX(x, axis=_axis(x, axis, "softmax"))
 
 
@@ -96,5 +103,5 @@ def logsoftmax(x, axis: int | tuple[int, ...] = -1):
     >>> fl.logsoftmax(np.array([0.0, -1000.0])).round(6)
     array([    0., -1000.])
     """
-    x = _float(x)
+    x = _float(x, "logsoftmax")
     return LOGSOFTMAX(x, axis=_axis(x, axis, "logsoftmax"))

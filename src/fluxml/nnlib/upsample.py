@@ -35,7 +35,8 @@ def upsample_nearest(x, scale=None, *, size=None):
         wide = shape[:2] + tuple(n for m in shape[2:] for n in (m, 1))
         big = shape[:2] + tuple(n for m, s in zip(shape[2:], scale) for n in (m, s))
         out = shape[:2] + tuple(m * s for m, s in zip(shape[2:], scale))
-        return np.reshape(np.broadcast_to(np.reshape(x, wide), big), out)
+        # (factors 1, or repeats of a spatial size of 1: a read-only view of x, copied)
+        return win.fresh(np.reshape(np.broadcast_to(np.reshape(x, wide), big), out), x)
     size = win.spatial(size, d, "size", fn)
     xp = win.array_module(raw(x))
     for i, (n, m) in enumerate(zip(shape[2:], size)):
@@ -57,6 +58,7 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
     array([[[0., 1., 3., 4.]]])
     """
     fn = "upsample_linear"
+    given = x
     d = _check_resize(fn, x, scale, size)
     align_corners = flag(fn, "align_corners", align_corners)
     shape = tuple(x.shape)
@@ -80,7 +82,7 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
             continue
         mat = xp.asarray(_interpolation_matrix(n, m, s, align_corners), dtype=dtype)
         x = np.moveaxis(np.moveaxis(x, 2 + i, -1) @ mat.T, -1, 2 + i)
-    return x
+    return win.fresh(x, given)  # (no axis resized: x itself, copied)
 
 
 def upsample_bilinear(x, scale=None, *, size=None, align_corners: bool = False):
@@ -143,7 +145,8 @@ def pixel_shuffle(x, r: int):
                          f"for input {tuple(x.shape)}")
     y = np.reshape(x, (n, c // r**d) + (r,) * d + tuple(size))
     order = (0, 1) + tuple(a for i in range(d) for a in (2 + d + i, 2 + i))
-    return np.reshape(np.transpose(y, order), (n, c // r**d) + tuple(s * r for s in size))
+    y = np.reshape(np.transpose(y, order), (n, c // r**d) + tuple(s * r for s in size))
+    return win.fresh(y, x)  # (r = 1, or one pixel: a view of x, copied)
 
 
 def pixel_unshuffle(x, r: int):
@@ -161,7 +164,8 @@ def pixel_unshuffle(x, r: int):
                          f"r = {r}")
     y = np.reshape(x, (n, c) + tuple(a for s in size for a in (s // r, r)))
     order = (0, 1) + tuple(3 + 2 * i for i in range(d)) + tuple(2 + 2 * i for i in range(d))
-    return np.reshape(np.transpose(y, order), (n, c * r**d) + tuple(s // r for s in size))
+    y = np.reshape(np.transpose(y, order), (n, c * r**d) + tuple(s // r for s in size))
+    return win.fresh(y, x)  # (r = 1: a view of x, copied)
 
 
 def _check_resize(fn, x, scale, size):

@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from fluxml._checks import is_int
+from fluxml.ad.core import bottom
 
 
 def array_module(*arrays):
@@ -38,13 +39,47 @@ def array_module(*arrays):
     return np
 
 
+def need_arrays(fn: str, **named) -> None:
+    """A TypeError naming ``fn`` and the argument for each of ``named`` (None allowed) that is
+    not an array (a list has no shape: the kernels failed on it with an AttributeError, or a
+    message about its shape that showed the right one)."""
+    for name, a in named.items():
+        if a is not None and not hasattr(a, "shape"):
+            raise TypeError(f"{fn}: {name} must be an array; got a {type(a).__name__} "
+                            "(convert it with np.asarray)")
+
+
 def check_input(fn: str, x) -> int:
     """The number of spatial dimensions of ``x`` ``(N, C, *spatial)``: 1, 2 or 3 (else an
     error naming ``fn``)."""
+    need_arrays(fn, x=x)
     if getattr(x, "ndim", 0) not in (3, 4, 5):
         raise ValueError(f"{fn}: input must be (N, C, L), (N, C, H, W) or (N, C, D, H, W); got "
                          f"shape {tuple(np.shape(x))}")
     return x.ndim - 2
+
+
+def fresh(y, x):
+    """``y``, or a copy of it where it shares memory with ``x`` (``x`` itself, or a view: a
+    reshape that needed no copy, a window of one entry): resampling and rearranging give new
+    arrays, as PyTorch's do, in every case. Views in a few cases only were read-only (writes
+    into the result failed) or writable (writes into the result wrote into ``x``)."""
+    a, b = bottom(y), bottom(x)
+    xp = array_module(a)
+    if type(a) is type(b) and (type(a) is np.ndarray or xp is not np) \
+            and xp.may_share_memory(a, b):  # (not fl.compile's abstract values)
+        return np.copy(y)
+    return y
+
+
+def counted(*arrays):
+    """``arrays`` (None allowed) as int64 where all are boolean, else as they are: the
+    kernels that sum products (convolutions, fold) count booleans as 0 and 1, as np.sum
+    does (a sum of boolean products is a logical or). Booleans are never traced."""
+    given = [a for a in arrays if a is not None]
+    if not given or any(getattr(a, "dtype", None) != np.bool_ for a in given):
+        return arrays
+    return tuple(None if a is None else a.astype(np.int64) for a in arrays)
 
 
 def spatial(value, d: int, name: str, fn: str, minimum: int = 1) -> tuple:
