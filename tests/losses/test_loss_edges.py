@@ -187,3 +187,27 @@ def test_compiled_label_smoothing_checks_integer_targets_on_every_call():
     np.testing.assert_allclose(smooth(onehot), fl.label_smoothing(onehot, 0.1))
     with pytest.raises(ValueError, match="label_smoothing: y must be one-hot"):
         smooth(np.array([[0, 2, 1], [1, 0, 0]]))
+
+
+REAL_ONLY = ["msle", "poisson_loss", "siamese_contrastive_loss", "dice_coeff_loss",
+             "tversky_loss", "crossentropy", "logitcrossentropy", "binarycrossentropy",
+             "logitbinarycrossentropy", "kldivergence", "hinge_loss", "squared_hinge_loss",
+             "binary_focal_loss", "focal_loss"]
+
+
+@pytest.mark.parametrize("name", REAL_ONLY)
+def test_losses_without_a_complex_form_refuse_complex_values(name):
+    """Complex predictions gave complex losses (crossentropy 0.63-0.39j), lexicographic
+    maxima (hinge_loss) or NumPy's error (logitbinarycrossentropy); complex targets beside a
+    real prediction the same. Now a TypeError names the loss; the losses of a difference's
+    modulus (mse, mae, huber_loss) still take complex values."""
+    loss = getattr(fl, name)
+    yhat = np.array([[0.3 + 0.1j, 0.7], [0.4, 0.6 - 0.2j]])
+    y = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(TypeError, match=rf"{name} takes real predictions and targets; got a "
+                                        r"complex prediction"):
+        loss(yhat, y)
+    with pytest.raises(TypeError, match=rf"{name} takes real .* got a complex target"):
+        loss(np.abs(yhat), y + 0.5j)
+    for ok in (fl.mse, fl.mae, fl.huber_loss):
+        assert np.isrealobj(ok(yhat, y))

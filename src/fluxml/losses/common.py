@@ -34,12 +34,20 @@ def _dtype(x):
     return np.dtype(np.float64) if d is None or d.kind not in "fc" else d
 
 
-def target(name, yhat, y, labels: bool = False):
+def target(name, yhat, y, labels: bool = False, complex_ok: bool = False):
     """``y`` as an array in ``yhat``'s float dtype (targets follow the prediction, so float32
     stays float32; a traced ``y`` too, differentiably, so that a loss has the same dtype
     eagerly and under ``fl.compile``, where the targets are traced), checked to have
-    ``yhat``'s shape."""
+    ``yhat``'s shape; complex values refused unless ``complex_ok`` (the losses of a
+    difference's modulus)."""
     dtype = _dtype(yhat)
+    if not complex_ok and (dtype.kind == "c" or np.iscomplexobj(y)):
+        # (their logs, maxima and probabilities came out complex, or compared
+        # lexicographically, with at most a ComplexWarning)
+        which = "prediction" if dtype.kind == "c" else "target"
+        raise TypeError(f"{name} takes real predictions and targets; got a complex {which}: "
+                        f"it has no complex form (mse, mae and huber_loss compare complex "
+                        f"values by the modulus of their difference)")
     if np.iscomplexobj(y) and dtype.kind == "f":  # (cast to real, its imaginary part went,
         dtype = np.result_type(dtype, np.complex64)  # with only a ComplexWarning)
     if type(y).__name__ != "Tracer":

@@ -27,7 +27,7 @@ def mae(yhat, y, *, agg: Agg = "mean"):
     >>> float(fl.mae(np.array([1.0, 2.0]), np.array([1.0, 4.0])))
     1.0
     """
-    y = target("mae", yhat, y)
+    y = target("mae", yhat, y, complex_ok=True)
     return aggregate(np.abs(yhat - y), agg)
 
 
@@ -42,7 +42,7 @@ def mse(yhat, y, *, agg: Agg = "mean"):
     >>> float(fl.mse(np.array([1.0, 2.0]), np.array([1.0, 4.0]), agg="sum"))
     4.0
     """
-    y = target("mse", yhat, y)
+    y = target("mse", yhat, y, complex_ok=True)
     d = yhat - y
     # |d|^2 for complex values, as Flux's abs2 (the square of a complex difference is
     # complex: mse(0j, 1 + 1j) was 2j)
@@ -70,7 +70,7 @@ def huber_loss(yhat, y, *, agg: Agg = "mean", delta: float = 1.0):
     >>> fl.huber_loss(np.array([0.5, 3.0]), np.zeros(2), agg="none")  # square, then linear
     array([0.125, 2.5  ])
     """
-    y = target("huber_loss", yhat, y)
+    y = target("huber_loss", yhat, y, complex_ok=True)
     delta = float(real_in("huber_loss", "delta (where the square turns linear)", delta, 0,
                           low_open=True))
     err = np.abs(yhat - y)
