@@ -103,3 +103,23 @@ def test_one_array_at_two_fields_given_two_new_arrays_is_refused_by_name():
         step(m)
     assert m.a is m.b is shared
     np.testing.assert_array_equal(shared, np.zeros(2))
+
+
+def test_an_argument_written_in_place_and_returned_is_the_callers_array():
+    # eagerly `acc += g; return acc` gives the caller's array back; the compiled call gave a
+    # copy (on XLA a 0-d one came back as a NumPy scalar, np.int64)
+    def step(acc, count, g):
+        acc += g
+        count += 1
+        return acc, count
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled = fl.compile(step, backend=backend, background=False)
+        acc, count = np.zeros(2), np.zeros((), np.int64)
+        for _ in range(2):
+            got_acc, got_count = compiled(acc, count, np.ones(2))
+            assert got_acc is acc and got_count is count
+        np.testing.assert_array_equal(acc, [2.0, 2.0])
+        assert count[()] == 2

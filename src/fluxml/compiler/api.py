@@ -28,10 +28,10 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "known", "numbers", "pending", "copies", "alias")
+                 "rebind", "known", "numbers", "pending", "copies", "alias", "returned")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, numbers=(), copies=(), alias=None):
+                 rebind=None, numbers=(), copies=(), alias=None, returned=()):
         self.program = program
         self.source = source
         self.run = run
@@ -55,6 +55,9 @@ class Entry:
         # ``alias(args, arrays, arrays)`` points the leaves the function pointed at another
         # input's array at that array (calls._aliases); None if none
         self.alias = alias
+        # ``(result index, input position)``: the results that are the caller's own array
+        # (calls._returned), handed back as that array
+        self.returned = returned
 
 
 def _copies(program, distinct) -> tuple:
@@ -189,8 +192,8 @@ class Compiled:
         start = time.perf_counter()
         watched = randomness.generators(self._body, spec)
         before = [randomness.state(g) for _, g, _ in watched]
-        program, positions, out_spec, aliases = trace(lambda *a: _run(self._body, a), args,
-                                                      leaves, spec, numbers, self._body)
+        program, positions, out_spec, aliases, returned = trace(
+            lambda *a: _run(self._body, a), args, leaves, spec, numbers, self._body)
         randomness.check(watched, before, _fname(self.fn))
         distinct = _output_pattern(program)
         steps = passes.pipeline(self.backend)
@@ -223,7 +226,9 @@ class Compiled:
         extract = make_extractor(args, spec, leaves, positions, numbers)
         alias = make_rebinder(args, spec, aliases, (_Keywords,)) if aliases else None
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind, number_inputs, _copies(program, distinct), alias)
+                      extract, rebind, number_inputs,
+                      tuple(k for k in _copies(program, distinct) if k not in returned), alias,
+                      tuple(returned.items()))
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -388,10 +393,12 @@ def _execute(entry, args, arrays):
     if entry.alias is not None:
         entry.alias(args, arrays, arrays)
     entry.known = arrays
-    if entry.copies:
+    if entry.copies or entry.returned:
         outs = list(outs)
         for k in entry.copies:
             outs[k] = outs[k].copy()
+        for k, j in entry.returned:
+            outs[k] = arrays[j]
     return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
 

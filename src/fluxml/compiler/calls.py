@@ -82,11 +82,12 @@ LEAKED = ("fl.compile: a traced value was used after the compiled function retur
 
 
 def trace(fn, args, leaves, spec, numbers=None, body=None):
-    """``(program, positions, out_spec, aliases)``: ``fn(*args)`` traced, with each array
+    """``(program, positions, out_spec, aliases, returned)``: ``fn(*args)`` traced, with each array
     leaf an input (the same array twice is one input), and each traced number (``numbers``:
     leaf index -> (its first leaf, a switch?)) a 0-d input, weak for a Python number
     (``ir.Var.weak``: ``x32 * k`` stays float32, as eagerly); ``aliases`` (see
-    ``_aliases``) the leaves the function pointed at another argument's array. Traced values
+    ``_aliases``) the leaves the function pointed at another argument's array, ``returned``
+    (see ``_returned``) the results that are an argument's own array. Traced values
     stored on what ``body`` (the user's function, ``fn`` by default) reaches fail by name
     when used (compiler/stored.py)."""
     tr = IRTrace()
@@ -130,8 +131,29 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
                               numbers, tracers)
     _check_overlaps(args, leaves, positions, writes)
     _refuse_hidden_tracers(out_spec)
+    returned = _returned(out_leaves, tracers, in_vars, writes,
+                         [leaves[i] for i in positions])
     outputs = [_output(tr, x) for x in out_leaves]
-    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases
+    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases, returned
+
+
+def _returned(out_leaves, tracers, in_vars, writes, arrays) -> dict:
+    """``{result index: input position}``: the results that are an argument's array itself,
+    unchanged or written in place (``acc += dx; return acc``, ``return state, model`` after
+    ``fl.update``), holding its value at the end of the call. Eagerly the caller gets that
+    very array back (``fl.update(state, model, g)[1] is model``); the compiled call returns
+    it too, where a copy would split the arrays the caller shares (a weight tied between two
+    layers, an AccumGrad counter counted in place) in the tree it rebinds to the result. Not
+    for a ``jax.Array`` argument (immutable: the call rebinds it to a new one)."""
+    final = dict(writes)
+    handles = {id(t): k for k, t in enumerate(tracers)}
+    returned = {}
+    for i, x in enumerate(out_leaves):
+        k = handles.get(id(x))
+        if k is not None and is_array(arrays[k]) and not is_jax(arrays[k]) \
+                and x._box is final.get(k, in_vars[k]):
+            returned[i] = k
+    return returned
 
 
 def _refuse_set_changes(log) -> None:
