@@ -105,6 +105,26 @@ def test_one_array_at_two_fields_given_two_new_arrays_is_refused_by_name():
     np.testing.assert_array_equal(shared, np.zeros(2))
 
 
+@pytest.mark.parametrize("view", [False, True])
+def test_a_returned_old_value_of_a_rebound_field_keeps_its_values(view):
+    # the NumPy back end returned the argument's array, into which the call then wrote the
+    # field's new value: [4, 4] after two calls where eager code gives [1, 1] and [2, 2]
+    def step(s):
+        old = s["h"][::-1] if view else s["h"]
+        s["h"] = s["h"] * 2.0
+        return old
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled = fl.compile(step, backend=backend, background=False)
+        s = {"h": np.arange(1.0, 3.0)}
+        first, second = compiled(s), compiled(s)
+        np.testing.assert_array_equal(first, [2.0, 1.0] if view else [1.0, 2.0])
+        np.testing.assert_array_equal(second, [4.0, 2.0] if view else [2.0, 4.0])
+        np.testing.assert_array_equal(s["h"], [4.0, 8.0])
+
+
 def test_an_argument_written_in_place_and_returned_is_the_callers_array():
     # eagerly `acc += g; return acc` gives the caller's array back; the compiled call gave a
     # copy (on XLA a 0-d one came back as a NumPy scalar, np.int64)

@@ -14,6 +14,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer
 from fluxml.ad.writeback import open_walk
+from fluxml.compiler import passes
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import closed_over
@@ -133,6 +134,7 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
     _refuse_hidden_tracers(out_spec)
     returned = _returned(out_leaves, tracers, in_vars, writes,
                          [leaves[i] for i in positions])
+    out_leaves = _fresh_results(tr, out_leaves, returned, in_vars, writes)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases, returned
 
@@ -154,6 +156,29 @@ def _returned(out_leaves, tracers, in_vars, writes, arrays) -> dict:
                 and x._box is final.get(k, in_vars[k]):
             returned[i] = k
     return returned
+
+
+def _fresh_results(tr, out_leaves, returned, in_vars, writes) -> list:
+    """``out_leaves`` with a copy, taken before the writes, of each result that may share
+    memory with an argument the function writes but is not its value at the end (not in
+    ``returned``): ``old = m.h; m.h = m.h * 2; return old``. Eagerly ``old`` keeps the old
+    values; the compiled call writes the new ones into that array at its end, which the
+    result would show (it did, on the NumPy back end: ``[4, 4]`` for eager ``[1, 1]``)."""
+    if not writes:
+        return out_leaves
+    groups = passes.aliases(Program(in_vars, tr.eqns, [], []))
+    shared = {groups.find(in_vars[k].id) for k, _ in writes}
+    out = list(out_leaves)
+    closed, tr.closed = tr.closed, None  # (reopened for the copies: recorded last)
+    try:
+        with active(tr):
+            for i, x in enumerate(out):
+                if i not in returned and type(x) is Tracer and x._trace is tr \
+                        and groups.find(x._box.id) in shared:
+                    out[i] = np.copy(x)
+    finally:
+        tr.closed = closed
+    return out
 
 
 def _refuse_set_changes(log) -> None:
