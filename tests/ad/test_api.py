@@ -395,3 +395,35 @@ def test_integer_inputs_have_no_derivative_matrices():
     np.testing.assert_array_equal(h[0], [30.0, 60.0])
     assert h[1] is None
     assert fl.diaghessian(lambda z: np.sum(z ** 3), np.array([1, 2])) == (None,)
+
+
+def _train_layers():
+    bn, drop = fl.f64(fl.BatchNorm(2)), fl.Dropout(0.5, rng=np.random.default_rng(1))
+    fl.trainmode(bn)
+    fl.trainmode(drop)
+    return bn, drop
+
+
+@pytest.mark.parametrize("how", ["fwd", "hessian"])
+def test_forward_mode_matrices_run_a_layer_with_state_as_once(how):
+    # a jvp per column ran the Dropout and BatchNorm once per column: each column of another
+    # mask (the columns of no one function), the running statistics moved 8 times, not once
+    x = np.random.default_rng(0).standard_normal(8)
+
+    def loss(z):  # (a helper the matrix's function calls: its layers are found too)
+        return np.sum(drop(bn(z.reshape(4, 2))).ravel() ** 3)
+
+    bn, drop = _train_layers()
+    if how == "fwd":
+        got = fl.jacobian(lambda z: drop(bn(z.reshape(4, 2))).ravel(), x, "fwd")
+    else:
+        got = fl.hessian(lambda z: loss(z), x)
+    moved = bn.running_mean.copy()
+    bn, drop = _train_layers()  # the reference: reverse mode, one forward pass
+    if how == "fwd":
+        want = fl.jacobian(lambda z: drop(bn(z.reshape(4, 2))).ravel(), x, "rev")
+    else:
+        want = fl.jacobian(lambda z: fl.gradient(loss, z)[0], x, "rev")
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(moved, bn.running_mean, rtol=1e-14)
+    assert np.all(bn.running_mean != 0)

@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable
 
 import numpy as np
 
 from fluxml.ad.api import _is_float, gradient, jvp, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, raw
-from fluxml.tree import is_array_leaf
+from fluxml.ad.writeback import reached
+from fluxml.tree import flatten, is_array_leaf
+from fluxml.treenodes import _fields
 
 
 def jacobian(f: Callable, x, mode: str = "auto"):
@@ -60,11 +64,42 @@ def jacobian(f: Callable, x, mode: str = "auto"):
             if not rows:
                 return np.zeros(y_shape + x_shape, x_dtype)
             return np.reshape(np.stack(rows), y_shape + x_shape)
+    return _columns(f, x, f)
+
+
+def _columns(f, x, watched):
+    """The Jacobian of ``f`` at ``x`` in forward mode, a jvp per column. Each column runs
+    ``f`` again: every jvp after the first starts from the state the first started from
+    (the generators and the arrays updated in place that ``watched`` reaches, as
+    ``fl.checkpoint``'s recompute does), so that all columns are of one function, and the
+    state moves once, as in reverse mode. (Before, a Dropout drew a new mask for each
+    column and a BatchNorm moved its running statistics once a column, silently.)"""
+    # lazy: checkpoint.py sits beside this module and imports the compiler's randomness
+    from fluxml.ad.checkpoint import _Replay
+
+    x_shape = np.shape(raw(x))
+    x_dtype = np.result_type(raw(x))
+    n = int(np.prod(x_shape))
+    # (a layer given as the function is a tree of its own: its state is watched as a
+    # checkpointed layer's)
+    whole = (watched if _fields(watched) is not None else None, (x,), {})
+    leaves, spec = flatten(whole)
+    inner = _inner_reach(watched)
+    if inner:  # (watched through a partial's arguments: _Replay walks those)
+        watched = functools.partial(watched, *inner)
+    replay = _Replay(watched, whole, leaves, spec, None,
+                     {id(v) for v in flatten(whole, trainable=True)[0] if _is_float(raw(v))})
     cols = []
     for k in range(n):
         e = np.zeros(n, x_dtype)
         e[k] = 1
-        y, t = jvp(f, (x,), (e.reshape(x_shape),))
+        if k == 0:
+            replay.mark_draws()
+            y, t = jvp(f, (x,), (e.reshape(x_shape),))
+            replay.mark_draws()
+        else:
+            with replay:
+                y, t = jvp(f, (x,), (e.reshape(x_shape),))
         cols.append(t)
     y_shape = np.shape(raw(y)) if n else np.shape(raw(f(x)))
     if not cols:
@@ -84,7 +119,32 @@ def hessian(f: Callable, x):
     _refuse_tree("hessian", x)
     _refuse_integers("hessian", x)
     grad = lambda x: gradient(f, x, zeros_for_none=True)[0]
-    return jacobian(grad, x, mode="fwd")
+    return _columns(grad, x, f)
+
+
+def _inner_reach(f, limit: int = 16) -> list:
+    """The objects that the functions ``f`` calls by a name it closes over or a global one
+    (``hessian(lambda z: loss(z), z)`` with a ``loss`` that uses the model) close over or
+    name as globals, which ``reached(f)`` does not walk into; at most ``limit`` functions."""
+    out, seen, stack = [], {id(f)}, [f]
+    while stack and len(seen) <= limit:
+        g = stack.pop()
+        code = getattr(g, "__code__", None)
+        if code is None:
+            continue
+        scope = getattr(g, "__globals__", {})
+        values = [scope.get(name) for name in code.co_names]
+        for cell in getattr(g, "__closure__", None) or ():
+            try:
+                values.append(cell.cell_contents)
+            except ValueError:  # a name not assigned yet
+                continue
+        for v in values:
+            if type(v) is types.FunctionType and id(v) not in seen:
+                seen.add(id(v))
+                stack.append(v)
+                out += reached(v)
+    return out
 
 
 def _refuse_tree(name, x):
