@@ -143,3 +143,22 @@ def test_an_argument_written_in_place_and_returned_is_the_callers_array():
             assert got_acc is acc and got_count is count
         np.testing.assert_array_equal(acc, [2.0, 2.0])
         assert count[()] == 2
+
+
+def test_one_value_returned_twice_is_one_array():
+    # eagerly `return s["h"], s["h"]` gives one array twice; the compiled call copied each
+    # result of a written argument apart
+    def step(s):
+        s["h"] = s["h"] * 2.0
+        return s["h"], s["h"]
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled = fl.compile(step, backend=backend, background=False)
+        s = {"h": np.ones(2)}
+        for _ in range(2):
+            a, b = compiled(s)
+            assert a is b
+        np.testing.assert_array_equal(a, [4.0, 4.0])
+        np.testing.assert_array_equal(s["h"], [4.0, 4.0])

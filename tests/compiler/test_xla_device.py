@@ -403,3 +403,27 @@ def test_an_eager_gradient_casts_device_arrays():
     w = fl.xla({"w": np.ones(3)})["w"]
     g, = fl.gradient(lambda w: np.sum(w.astype(np.float32) ** 2), w)
     np.testing.assert_array_equal(np.asarray(g), [2.0, 2.0, 2.0])
+
+
+def test_a_returned_model_on_the_device_keeps_a_tied_weight():
+    # `state, model = step(model, state, x)` on jax.Arrays: the results were copied apart
+    # (each output of the tied weight its own array), so from the second call the model held
+    # two arrays and trained them apart (0.06 off eager after 5 steps, silently)
+    def step(model, opt, x):
+        _, (g,) = fl.withgradient(lambda m: np.sum(m(x) ** 2), model)
+        opt, model = fl.update(opt, model, g)
+        return opt, model
+
+    model = fl.f64(fl.Chain(fl.Dense(3, 3, np.tanh), fl.Dense(3, 3)))
+    model.layers[1].weight = model.layers[0].weight
+    eager, eager_opt = copy.deepcopy(model), fl.setup(fl.Adam(0.01), model)
+    eager_opt = fl.setup(fl.Adam(0.01), eager)
+    opt = fl.xla(fl.setup(fl.Adam(0.01), model))
+    m = fl.xla(model)
+    compiled = fl.compile(step, backend="xla", background=False)
+    for x in np.random.default_rng(0).standard_normal((5, 4, 3)):
+        opt, m = compiled(m, opt, x)
+        assert m.layers[0].weight is m.layers[1].weight
+        step(eager, eager_opt, x)
+    for a, b in zip(fl.leaves(m), fl.leaves(eager)):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-14)

@@ -28,10 +28,11 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "known", "numbers", "pending", "copies", "alias", "returned")
+                 "rebind", "known", "numbers", "pending", "copies", "alias", "returned",
+                 "shared")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, numbers=(), copies=(), alias=None, returned=()):
+                 rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=()):
         self.program = program
         self.source = source
         self.run = run
@@ -58,6 +59,10 @@ class Entry:
         # ``(result index, input position)``: the results that are the caller's own array
         # (calls._returned), handed back as that array
         self.returned = returned
+        # ``(result index, index of the first)``: the results that were one value when traced
+        # (``return h, h``; a weight tied between two layers of a returned model), handed
+        # back as one array, as eagerly (copied apart, a returned model held two)
+        self.shared = shared
 
 
 def _copies(program, distinct) -> tuple:
@@ -228,7 +233,8 @@ class Compiled:
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, number_inputs,
                       tuple(k for k in _copies(program, distinct) if k not in returned), alias,
-                      tuple(returned.items()))
+                      tuple(returned.items()),
+                      tuple((k, j) for k, j in enumerate(distinct) if j != k))
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -393,12 +399,14 @@ def _execute(entry, args, arrays):
     if entry.alias is not None:
         entry.alias(args, arrays, arrays)
     entry.known = arrays
-    if entry.copies or entry.returned:
+    if entry.copies or entry.returned or entry.shared:
         outs = list(outs)
         for k in entry.copies:
             outs[k] = outs[k].copy()
         for k, j in entry.returned:
             outs[k] = arrays[j]
+        for k, j in entry.shared:
+            outs[k] = outs[j]
     return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
 
 

@@ -146,7 +146,9 @@ def _returned(out_leaves, tracers, in_vars, writes, arrays) -> dict:
     very array back (``fl.update(state, model, g)[1] is model``); the compiled call returns
     it too, where a copy would split the arrays the caller shares (a weight tied between two
     layers, an AccumGrad counter counted in place) in the tree it rebinds to the result. Not
-    for a ``jax.Array`` argument (immutable: the call rebinds it to a new one)."""
+    for a ``jax.Array`` argument: eagerly immutable, a write rebinds it to a new array, which
+    the caller may keep, where the next compiled call donates (deletes) the array it rebound
+    the argument to."""
     final = dict(writes)
     handles = {id(t): k for k, t in enumerate(tracers)}
     returned = {}
