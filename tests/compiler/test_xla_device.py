@@ -427,3 +427,25 @@ def test_a_returned_model_on_the_device_keeps_a_tied_weight():
         step(eager, eager_opt, x)
     for a, b in zip(fl.leaves(m), fl.leaves(eager)):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-14)
+
+
+def test_setup_of_a_model_on_the_device_and_an_eager_update_of_it():
+    # setup gave None for a model of jax.Arrays (not seen as arrays to train), and an eager
+    # update with that None returned the model untrained, silently
+    model = fl.f64(fl.Chain(fl.Dense(3, 2)))
+    m = fl.xla(model)
+    state = fl.setup(fl.Adam(0.01), m)
+    want = fl.setup(fl.Adam(0.01), model)
+    assert isinstance(state.layers[0].weight.state.m, Array)
+    for a, b in zip(fl.leaves(state), fl.leaves(want)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    x = np.ones((4, 3))
+    step = fl.compile(_step, backend="xla", background=False)
+    step(m, state, x, np.zeros((4, 2)))
+    _step(model, want, x, np.zeros((4, 2)))
+    np.testing.assert_allclose(np.asarray(m.layers[0].weight), model.layers[0].weight,
+                               rtol=1e-12)
+    g = fl.gradient(lambda q: np.sum(q(x)), model)[0]
+    for opt in (None, state):
+        with pytest.raises(TypeError, match="jax.Array|state is None"):
+            fl.update(opt, m, g)
