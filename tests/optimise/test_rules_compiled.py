@@ -306,7 +306,9 @@ def test_compiled_steps_that_return_the_state_keep_a_tied_weight(rule, backend):
     and the in-place counters survive the rebinding. Before, the results were copies: the
     returned model held two arrays where it had one (on NumPy the steps after the first
     trained them apart, silently; 0.3 off after 6 Adam steps), and on XLA a 0-d counter
-    came back as an ``np.int64``, which the next call refused ('changed the number')."""
+    came back as an ``np.int64``, which the next call refused ('changed the number'). The
+    returned state keeps the tied weight's one Leaf (it came back as two, so that an
+    ``fl.adjust`` of one path left the Leaf the step used as it was)."""
     compiled = fl.compile(_tied_step, backend=_backend(backend), background=False)
     runs = []
     for step in (compiled, _tied_step):
@@ -314,10 +316,13 @@ def test_compiled_steps_that_return_the_state_keep_a_tied_weight(rule, backend):
         w = rng.standard_normal((3, 3))
         model = {"a": {"w": w}, "b": {"w": w}}
         state = fl.setup(copy.deepcopy(rule), model)
-        for _ in range(4):
+        for k in range(4):
+            if k == 2 and "eta" in rule.names():  # (the tied weight's one Leaf: both paths)
+                fl.adjust(state["b"], eta=0.05)
             state, model, _ = step(model, state, rng.standard_normal((5, 3)))
             assert model["a"]["w"] is model["b"]["w"]
             assert model["a"]["w"] is w  # (stepped in place, as eagerly)
+            assert state["a"]["w"] is state["b"]["w"]
         runs.append((model, state))
     _compare(runs[0], runs[1], f"{rule} on {backend}")
     assert not np.array_equal(runs[1][0]["a"]["w"], np.random.default_rng(1).standard_normal(

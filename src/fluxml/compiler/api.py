@@ -407,7 +407,9 @@ def _execute(entry, args, arrays):
             outs[k] = arrays[j]
         for k, j in entry.shared:
             outs[k] = outs[j]
-    return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
+    # (shared={}: a part met twice, as the Leaf of a tied weight in a returned optimiser
+    # state, or one rule in all its Leafs, is one object, as in what the function returned)
+    return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs, shared={})
 
 
 def _refuse_deleted(args, positions, arrays):
