@@ -162,3 +162,33 @@ def test_one_value_returned_twice_is_one_array():
             assert a is b
         np.testing.assert_array_equal(a, [4.0, 4.0])
         np.testing.assert_array_equal(s["h"], [4.0, 4.0])
+
+
+def test_a_returned_model_with_a_rebound_count_can_be_passed_again():
+    # a 0-d count a layer sets under fl.gradient (written back as a new 0-d array) came back
+    # from XLA as a NumPy scalar: the returned model held a number where it had an array, and
+    # the next call refused it ('changed the number np.float64(1.0) ... to np.float64(2.0)')
+    class Counted:
+        def __init__(self):
+            self.w, self.calls = np.ones(2), np.zeros(())
+
+        def __call__(self, x):
+            self.calls += 1.0
+            return x * self.w
+
+    def step(m, x):
+        _, (g,) = fl.withgradient(lambda m: np.sum(m(x) ** 2), m)
+        m.w -= 0.1 * g.w
+        return m
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled, eager = fl.compile(step, backend=backend, background=False), Counted()
+        m = Counted()
+        for _ in range(3):
+            m = compiled(m, np.ones(2))
+            eager = step(eager, np.ones(2))
+        assert isinstance(m.calls, np.ndarray) and m.calls.shape == ()
+        assert m.calls == eager.calls == 3.0
+        np.testing.assert_allclose(m.w, eager.w, rtol=1e-14)

@@ -9,6 +9,8 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
+import numpy as np
+
 from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.compiler import numbers as traced_numbers
@@ -29,10 +31,11 @@ class Entry:
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
                  "rebind", "known", "numbers", "pending", "copies", "alias", "returned",
-                 "shared")
+                 "shared", "scalars")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=()):
+                 rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=(),
+                 scalars=()):
         self.program = program
         self.source = source
         self.run = run
@@ -63,6 +66,10 @@ class Entry:
         # (``return h, h``; a weight tied between two layers of a returned model), handed
         # back as one array, as eagerly (copied apart, a returned model held two)
         self.shared = shared
+        # the 0-d results that are the new value of a 0-d array argument (a running count
+        # the function rebound): 0-d arrays, as the argument, where XLA's come back as
+        # NumPy scalars (a returned model holding one was refused at the next call)
+        self.scalars = scalars
 
 
 def _copies(program, distinct) -> tuple:
@@ -80,6 +87,12 @@ def _copies(program, distinct) -> tuple:
                  if not (type(v) is Var and v.weak)  # (a Python number: nothing to copy)
                  and (a != b or (type(v) is Var and v.id in written)
                       or (type(v) is Const and hasattr(v.value, "copy"))))
+
+
+def _written_scalars(program) -> tuple:
+    """The results (as traced) that are a 0-d value the program writes into an argument."""
+    written = {v.id for _, v in program.writes if type(v) is Var and v.shape == ()}
+    return tuple(k for k, v in enumerate(program.outputs) if type(v) is Var and v.id in written)
 
 
 def _output_pattern(program) -> list:
@@ -201,6 +214,7 @@ class Compiled:
             lambda *a: _run(self._body, a), args, leaves, spec, numbers, self._body)
         randomness.check(watched, before, _fname(self.fn))
         distinct = _output_pattern(program)
+        scalars = _written_scalars(program)
         steps = passes.pipeline(self.backend)
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
@@ -234,7 +248,7 @@ class Compiled:
                       extract, rebind, number_inputs,
                       tuple(k for k in _copies(program, distinct) if k not in returned), alias,
                       tuple(returned.items()),
-                      tuple((k, j) for k, j in enumerate(distinct) if j != k))
+                      tuple((k, j) for k, j in enumerate(distinct) if j != k), scalars)
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -399,10 +413,13 @@ def _execute(entry, args, arrays):
     if entry.alias is not None:
         entry.alias(args, arrays, arrays)
     entry.known = arrays
-    if entry.copies or entry.returned or entry.shared:
+    if entry.copies or entry.returned or entry.shared or entry.scalars:
         outs = list(outs)
         for k in entry.copies:
             outs[k] = outs[k].copy()
+        for k in entry.scalars:
+            if isinstance(outs[k], np.generic):
+                outs[k] = np.array(outs[k])
         for k, j in entry.returned:
             outs[k] = arrays[j]
         for k, j in entry.shared:
