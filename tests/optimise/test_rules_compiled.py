@@ -21,6 +21,9 @@ RULES = [
     fl.ClipNorm(1.0), fl.ClipNorm(0.5, 1.0), fl.WeightDecay(0.1), fl.SignDecay(0.1),
     fl.AccumGrad(2), fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam(0.01)),
     fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.1)), fl.MixedPrecision(fl.Adam(0.01)),
+    # (compiled, the outer chain's rules ran on the nested one's zero update at every step:
+    # WeightDecay decayed between the AccumGrad's rounds, silently)
+    fl.OptimiserChain(fl.OptimiserChain(fl.AccumGrad(2), fl.Descent(0.1)), fl.WeightDecay(0.1)),
 ]
 BACKENDS = ["numpy", "xla"]
 
@@ -144,7 +147,8 @@ def _check_all(rules, backend):
 
 # On XLA each rule's step is a compile of its own (a few tenths of a second): the rules that
 # branched on values (RAdam, Rprop, ClipNorm, AccumGrad in a chain) run always, the rest are slow.
-ON_XLA_ALWAYS = ("RAdam", "Rprop", "ClipNorm", "Chain-AccumGrad-Momentum")
+ON_XLA_ALWAYS = ("RAdam", "Rprop", "ClipNorm", "Chain-AccumGrad-Momentum",
+                 "Chain-Chain-AccumGrad-Descent-WeightDecay")
 
 
 def _cases():
