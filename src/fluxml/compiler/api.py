@@ -284,7 +284,10 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     place: the compiled code writes the same arrays. A field it gives a new array of the same
     shape and dtype (``self.state = h``) gets the new values written into the array it held;
     a field it points at another argument's array (``self.seen = self.w``, ``self.last = x``)
-    holds that very array after the call, as eagerly. Python control flow is fixed at trace
+    holds that very array after the call, as eagerly. A result that is an argument's NumPy
+    array, unchanged or written in place, is that array (``state, model = step(state,
+    model, x)`` after ``fl.update`` keeps tied weights tied and counters counting), and a
+    returned tree shares what the function's result shared. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it. An optimiser's
     hyperparameters (the fields a class lists in ``hyperparameters``: ``compiler/numbers.py``)
     are inputs, their values not part of the signature (their types are): ``fl.adjust``
