@@ -395,3 +395,53 @@ def test_integer_inputs_have_no_derivative_matrices():
     np.testing.assert_array_equal(h[0], [30.0, 60.0])
     assert h[1] is None
     assert fl.diaghessian(lambda z: np.sum(z ** 3), np.array([1, 2])) == (None,)
+
+
+def _train_layers():
+    bn, drop = fl.f64(fl.BatchNorm(2)), fl.Dropout(0.5, rng=np.random.default_rng(1))
+    fl.trainmode(bn)
+    fl.trainmode(drop)
+    return bn, drop
+
+
+_WIDE = np.random.default_rng(1).standard_normal((4, 2))
+
+
+@pytest.mark.parametrize("how", ["fwd", "auto", "withjacobian", "hessian", "diaghessian"])
+def test_matrices_run_a_layer_with_state_as_once(how):
+    # forward mode ran the Dropout and BatchNorm once per column (each column of another
+    # mask, the running statistics moved once a column); mode "auto" with more outputs than
+    # inputs ran a pullback first, withjacobian an f(x) of its own, diaghessian a Hessian per
+    # argument: each moved the state again (its value of another mask)
+    x = np.random.default_rng(0).standard_normal(2)
+
+    def f(z):  # (2 -> 8: "auto" takes forward mode)
+        return drop(bn(np.tile(z, (4, 1)) * _WIDE)).ravel()
+
+    def loss(z):  # (a helper the matrix's function calls: its layers are found too)
+        return np.sum(f(z) ** 3)
+
+    bn, drop = _train_layers()
+    y = None
+    if how in ("fwd", "auto"):
+        got = fl.jacobian(lambda z: f(z), x, how)
+    elif how == "withjacobian":
+        y, got = fl.withjacobian(f, x, "fwd")
+    elif how == "hessian":
+        got = fl.hessian(lambda z: loss(z), x)
+    else:
+        got = np.diag(fl.diaghessian(lambda a, b: loss(a * b), x, np.ones(2))[0])
+    moved = bn.running_mean.copy()
+    bn, drop = _train_layers()  # the reference: reverse mode, one forward pass
+    if how in ("hessian", "diaghessian"):
+        want = fl.jacobian(lambda z: fl.gradient(loss, z)[0], x, "rev")
+        if how == "diaghessian":
+            want = np.diag(np.diag(want))
+    else:
+        value, back = fl.pullback(f, x)
+        want = np.stack([back(e)[0] for e in np.eye(8)])
+        if y is not None:
+            np.testing.assert_allclose(y, value, rtol=1e-14)
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(moved, bn.running_mean, rtol=1e-14)
+    assert np.all(bn.running_mean != 0)

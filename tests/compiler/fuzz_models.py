@@ -22,7 +22,8 @@ callback between epochs, with a learning-rate schedule, early stopping, and a ch
 resumed by a second run. ``--forward``: ``fl.compile(model)`` against ``model(x)``, the model
 trained eagerly between calls. ``--background``: XLA compiles in the background while the
 first steps run the NumPy code. ``--device`` (with ``xla``): the compiled run's model and
-state are ``jax.Array``s (``fl.xla``).
+state are ``jax.Array``s (``fl.xla``). ``--seams``: with a tied weight, a step returning the
+state and model (rebound by the caller), the loss under ``fl.checkpoint`` (``draw_seams``).
 
 prints one line per failing case (its seed, the case and what differs) and a count. The short
 run in the suite is ``tests/compiler/test_fuzz_models.py``.
@@ -422,13 +423,41 @@ def compare(what, got, want, dtype, skip=()):
     return None
 
 
-def make_step(loss):
+def make_step(loss, returns=False, checkpointed=False):
+    """The training step. ``returns``: it returns the state and the model ``fl.update``
+    returns, which the caller rebinds (``state, model = step(...)``); ``checkpointed``: the
+    loss runs under ``fl.checkpoint`` (recomputed in the backward pass)."""
     def step(model, state, x, y):
-        value, (g,) = fl.withgradient(lambda m: loss_value(loss, m, x, y), model)
+        def f(m):
+            if checkpointed:
+                return fl.checkpoint(lambda m, x: loss_value(loss, m, x, y))(m, x)
+            return loss_value(loss, m, x, y)
+
+        value, (g,) = fl.withgradient(f, model)
+        if returns:
+            state, model = fl.update(state, model, g)
+            return (value, g), state, model
         fl.update(state, model, g)
         return value, g
 
     return step
+
+
+def draw_seams(seed, model):
+    """The features a ``--seams`` case adds to the seed's case (drawn from a generator of their
+    own, so that the cases stay as they are): two Dense layers of one weight shape given one
+    weight (tied, where the model has such a pair), the step returning the state and model,
+    the loss under ``fl.checkpoint``."""
+    r = np.random.default_rng([seed, 7])
+    by_shape: dict = {}
+    for d in _objects(model, fl.Dense):
+        by_shape.setdefault(d.weight.shape, []).append(d)
+    pairs = [ds for ds in by_shape.values() if len(ds) > 1]
+    tied = bool(pairs) and bool(r.integers(3))
+    if tied:
+        ds = pairs[int(r.integers(len(pairs)))]
+        ds[1].weight = ds[0].weight
+    return dict(tied=tied, returns=bool(r.integers(2)), checkpointed=r.integers(3) == 0)
 
 
 def degenerate(grads, dtype) -> set:
@@ -470,20 +499,23 @@ def describe(case) -> str:
             f"rule={case['rule']!r} events=[{ev}]")
 
 
-def run_case(seed, backend="numpy", background=False, device=False):
+def run_case(seed, backend="numpy", background=False, device=False, seams=False):
     """``"ok"``, ``"refused: ..."`` (a CompileError) or ``"FAIL: ..."``. ``background``: XLA
     compiles in a background thread while the calls run the NumPy code (its tier switch
     comes somewhere between the steps). ``device``: the compiled run's model and state are
-    ``jax.Array``s (``fl.xla``: device-resident state, rebound after each step)."""
+    ``jax.Array``s (``fl.xla``: device-resident state, rebound after each step). ``seams``:
+    with the features of :func:`draw_seams` (a tied weight, a step returning the state and
+    model, the loss under ``fl.checkpoint``)."""
     case = draw_case(seed)
     model = case["model"]
+    extra = draw_seams(seed, model) if seams else dict(returns=False, checkpointed=False)
     state = fl.setup(case["rule"], model)
     eager_model, eager_state = copy.deepcopy((model, state))
     if device:
         holder = [model, state]  # (JAX arrays are rebound in the containers that hold them)
         holder[:] = fl.xla(holder)
         model, state = holder
-    step = make_step(case["loss"])
+    step = make_step(case["loss"], extra["returns"], extra["checkpointed"])
     compiled = fl.compile(step, backend=backend, background=background)
     dtype = case["dtype"]
     skip: set = set()
@@ -495,10 +527,14 @@ def run_case(seed, backend="numpy", background=False, device=False):
             apply_event(event, c, eager_model, eager_state)
         try:
             want = step(eager_model, eager_state, x, y)
+            if extra["returns"]:
+                want, eager_state, eager_model = want
         except Exception as e:  # noqa: BLE001 - an eager failure: nothing to compare
             return f"skip: eager raised {type(e).__name__}: {str(e)[:120]}"
         try:
             got = compiled(model, state, x, y)
+            if extra["returns"]:
+                got, state, model = got
         except CompileError as e:
             return "refused: " + " ".join(str(e).split())[:300]
         except Exception as e:  # noqa: BLE001 (a fuzzer reports)
@@ -509,9 +545,18 @@ def run_case(seed, backend="numpy", background=False, device=False):
         msg = (compare(f"step {k} loss and gradient", got, want, dtype)
                or compare(f"step {k} model", model, eager_model, dtype, skip)
                or compare(f"step {k} state", state, eager_state, dtype, skip))
+        if not msg and extra.get("tied") and _ties(model) != _ties(eager_model):
+            msg = f"step {k}: the tied weights {_ties(eager_model)} became {_ties(model)}"
         if msg:
             return "FAIL: " + msg
     return "ok"
+
+
+def _ties(model) -> list:
+    """The paths of the arrays found at an earlier path too (tied)."""
+    seen: dict = {}
+    return [p for p, a in fl.tree.leaves_with_paths(model)
+            if hasattr(a, "shape") and seen.setdefault(id(a), p) != p]
 
 
 # --- a compiled model (its forward), trained eagerly between calls ------------------------------
@@ -632,7 +677,8 @@ def main(argv):
     n = int(argv[0]) if argv and argv[0].isdigit() else 200
     run = run_train_case if "--train" in argv else run_forward_case if "--forward" in argv \
         else (lambda seed, b: run_case(seed, b, True)) if "--background" in argv \
-        else (lambda seed, b: run_case(seed, b, device=True)) if "--device" in argv else run_case
+        else (lambda seed, b: run_case(seed, b, device=True)) if "--device" in argv \
+        else (lambda seed, b: run_case(seed, b, seams=True)) if "--seams" in argv else run_case
     backends = [a for a in argv if not a.isdigit() and not a.startswith("--")] or ["numpy"]
     counts: dict = {}
     for backend in backends:

@@ -13,7 +13,7 @@ from fluxml.tree import flatten
 
 def traced(fn, *args):
     leaves, spec = flatten(args)
-    program, positions, _, _ = trace(fn, args, leaves, spec)
+    program, positions = trace(fn, args, leaves, spec)[:2]
     return program, [leaves[i] for i in positions]
 
 

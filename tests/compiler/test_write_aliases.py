@@ -103,3 +103,92 @@ def test_one_array_at_two_fields_given_two_new_arrays_is_refused_by_name():
         step(m)
     assert m.a is m.b is shared
     np.testing.assert_array_equal(shared, np.zeros(2))
+
+
+@pytest.mark.parametrize("view", [False, True])
+def test_a_returned_old_value_of_a_rebound_field_keeps_its_values(view):
+    # the NumPy back end returned the argument's array, into which the call then wrote the
+    # field's new value: [4, 4] after two calls where eager code gives [1, 1] and [2, 2]
+    def step(s):
+        old = s["h"][::-1] if view else s["h"]
+        s["h"] = s["h"] * 2.0
+        return old
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled = fl.compile(step, backend=backend, background=False)
+        s = {"h": np.arange(1.0, 3.0)}
+        first, second = compiled(s), compiled(s)
+        np.testing.assert_array_equal(first, [2.0, 1.0] if view else [1.0, 2.0])
+        np.testing.assert_array_equal(second, [4.0, 2.0] if view else [2.0, 4.0])
+        np.testing.assert_array_equal(s["h"], [4.0, 8.0])
+
+
+def test_an_argument_written_in_place_and_returned_is_the_callers_array():
+    # eagerly `acc += g; return acc` gives the caller's array back; the compiled call gave a
+    # copy (on XLA a 0-d one came back as a NumPy scalar, np.int64)
+    def step(acc, count, g):
+        acc += g
+        count += 1
+        return acc, count
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled = fl.compile(step, backend=backend, background=False)
+        acc, count = np.zeros(2), np.zeros((), np.int64)
+        for _ in range(2):
+            got_acc, got_count = compiled(acc, count, np.ones(2))
+            assert got_acc is acc and got_count is count
+        np.testing.assert_array_equal(acc, [2.0, 2.0])
+        assert count[()] == 2
+
+
+def test_one_value_returned_twice_is_one_array():
+    # eagerly `return s["h"], s["h"]` gives one array twice; the compiled call copied each
+    # result of a written argument apart
+    def step(s):
+        s["h"] = s["h"] * 2.0
+        return s["h"], s["h"]
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled = fl.compile(step, backend=backend, background=False)
+        s = {"h": np.ones(2)}
+        for _ in range(2):
+            a, b = compiled(s)
+            assert a is b
+        np.testing.assert_array_equal(a, [4.0, 4.0])
+        np.testing.assert_array_equal(s["h"], [4.0, 4.0])
+
+
+def test_a_returned_model_with_a_rebound_count_can_be_passed_again():
+    # a 0-d count a layer sets under fl.gradient (written back as a new 0-d array) came back
+    # from XLA as a NumPy scalar: the returned model held a number where it had an array, and
+    # the next call refused it ('changed the number np.float64(1.0) ... to np.float64(2.0)')
+    class Counted:
+        def __init__(self):
+            self.w, self.calls = np.ones(2), np.zeros(())
+
+        def __call__(self, x):
+            self.calls += 1.0
+            return x * self.w
+
+    def step(m, x):
+        _, (g,) = fl.withgradient(lambda m: np.sum(m(x) ** 2), m)
+        m.w -= 0.1 * g.w
+        return m
+
+    for backend in ("numpy", "xla"):
+        if backend == "xla":
+            pytest.importorskip("jax")
+        compiled, eager = fl.compile(step, backend=backend, background=False), Counted()
+        m = Counted()
+        for _ in range(3):
+            m = compiled(m, np.ones(2))
+            eager = step(eager, np.ones(2))
+        assert isinstance(m.calls, np.ndarray) and m.calls.shape == ()
+        assert m.calls == eager.calls == 3.0
+        np.testing.assert_allclose(m.w, eager.w, rtol=1e-14)

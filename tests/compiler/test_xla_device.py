@@ -403,3 +403,49 @@ def test_an_eager_gradient_casts_device_arrays():
     w = fl.xla({"w": np.ones(3)})["w"]
     g, = fl.gradient(lambda w: np.sum(w.astype(np.float32) ** 2), w)
     np.testing.assert_array_equal(np.asarray(g), [2.0, 2.0, 2.0])
+
+
+def test_a_returned_model_on_the_device_keeps_a_tied_weight():
+    # `state, model = step(model, state, x)` on jax.Arrays: the results were copied apart
+    # (each output of the tied weight its own array), so from the second call the model held
+    # two arrays and trained them apart (0.06 off eager after 5 steps, silently)
+    def step(model, opt, x):
+        _, (g,) = fl.withgradient(lambda m: np.sum(m(x) ** 2), model)
+        opt, model = fl.update(opt, model, g)
+        return opt, model
+
+    model = fl.f64(fl.Chain(fl.Dense(3, 3, np.tanh), fl.Dense(3, 3)))
+    model.layers[1].weight = model.layers[0].weight
+    eager, eager_opt = copy.deepcopy(model), fl.setup(fl.Adam(0.01), model)
+    eager_opt = fl.setup(fl.Adam(0.01), eager)
+    opt = fl.xla(fl.setup(fl.Adam(0.01), model))
+    m = fl.xla(model)
+    compiled = fl.compile(step, backend="xla", background=False)
+    for x in np.random.default_rng(0).standard_normal((5, 4, 3)):
+        opt, m = compiled(m, opt, x)
+        assert m.layers[0].weight is m.layers[1].weight
+        step(eager, eager_opt, x)
+    for a, b in zip(fl.leaves(m), fl.leaves(eager)):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-14)
+
+
+def test_setup_of_a_model_on_the_device_and_an_eager_update_of_it():
+    # setup gave None for a model of jax.Arrays (not seen as arrays to train), and an eager
+    # update with that None returned the model untrained, silently
+    model = fl.f64(fl.Chain(fl.Dense(3, 2)))
+    m = fl.xla(model)
+    state = fl.setup(fl.Adam(0.01), m)
+    want = fl.setup(fl.Adam(0.01), model)
+    assert isinstance(state.layers[0].weight.state.m, Array)
+    for a, b in zip(fl.leaves(state), fl.leaves(want)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    x = np.ones((4, 3))
+    step = fl.compile(_step, backend="xla", background=False)
+    step(m, state, x, np.zeros((4, 2)))
+    _step(model, want, x, np.zeros((4, 2)))
+    np.testing.assert_allclose(np.asarray(m.layers[0].weight), model.layers[0].weight,
+                               rtol=1e-12)
+    g = fl.gradient(lambda q: np.sum(q(x)), model)[0]
+    for opt in (None, state):
+        with pytest.raises(TypeError, match="jax.Array|state is None"):
+            fl.update(opt, m, g)

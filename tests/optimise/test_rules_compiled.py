@@ -21,6 +21,9 @@ RULES = [
     fl.ClipNorm(1.0), fl.ClipNorm(0.5, 1.0), fl.WeightDecay(0.1), fl.SignDecay(0.1),
     fl.AccumGrad(2), fl.OptimiserChain(fl.ClipNorm(1.0), fl.Adam(0.01)),
     fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.1)), fl.MixedPrecision(fl.Adam(0.01)),
+    # (compiled, the outer chain's rules ran on the nested one's zero update at every step:
+    # WeightDecay decayed between the AccumGrad's rounds, silently)
+    fl.OptimiserChain(fl.OptimiserChain(fl.AccumGrad(2), fl.Descent(0.1)), fl.WeightDecay(0.1)),
 ]
 BACKENDS = ["numpy", "xla"]
 
@@ -144,7 +147,8 @@ def _check_all(rules, backend):
 
 # On XLA each rule's step is a compile of its own (a few tenths of a second): the rules that
 # branched on values (RAdam, Rprop, ClipNorm, AccumGrad in a chain) run always, the rest are slow.
-ON_XLA_ALWAYS = ("RAdam", "Rprop", "ClipNorm", "Chain-AccumGrad-Momentum")
+ON_XLA_ALWAYS = ("RAdam", "Rprop", "ClipNorm", "Chain-AccumGrad-Momentum",
+                 "Chain-Chain-AccumGrad-Descent-WeightDecay")
 
 
 def _cases():
@@ -277,3 +281,53 @@ def test_accumgrad_steps_a_state_with_a_python_int_count():
     state, upd = rule.apply(state, x, np.array([3.0, 4.0]))
     np.testing.assert_array_equal(upd, [2.0, 3.0])
     assert int(state.count) == 0
+
+
+def _tied_step(model, state, x):
+    """A step that returns the state and the model, as ``fl.update`` does: the idiom
+    ``state, model = step(state, model, x)``."""
+    def loss(model):
+        h = np.tanh(x @ model["a"]["w"])
+        return 0.1 * np.sum(np.sin(h @ model["b"]["w"].T))
+
+    value, (g,) = fl.withgradient(loss, model)
+    state, model = fl.update(state, model, g)
+    return state, model, value
+
+
+def _tied_cases():
+    for rule in RULES:
+        yield pytest.param(rule, "numpy", id=f"{_name(rule)}-numpy")
+    for rule in (fl.AccumGrad(2), fl.OptimiserChain(fl.AccumGrad(2), fl.Momentum(0.1)),
+                 fl.Adam(0.01)):
+        yield pytest.param(rule, "xla", id=f"{_name(rule)}-xla")
+
+
+@pytest.mark.parametrize(("rule", "backend"), list(_tied_cases()))
+def test_compiled_steps_that_return_the_state_keep_a_tied_weight(rule, backend):
+    """``state, model = compiled(model, state, x)``, a weight shared by two layers: the
+    compiled call returns the caller's own arrays (as eager ``fl.update`` does), so the tie
+    and the in-place counters survive the rebinding. Before, the results were copies: the
+    returned model held two arrays where it had one (on NumPy the steps after the first
+    trained them apart, silently; 0.3 off after 6 Adam steps), and on XLA a 0-d counter
+    came back as an ``np.int64``, which the next call refused ('changed the number'). The
+    returned state keeps the tied weight's one Leaf (it came back as two, so that an
+    ``fl.adjust`` of one path left the Leaf the step used as it was)."""
+    compiled = fl.compile(_tied_step, backend=_backend(backend), background=False)
+    runs = []
+    for step in (compiled, _tied_step):
+        rng = np.random.default_rng(1)
+        w = rng.standard_normal((3, 3))
+        model = {"a": {"w": w}, "b": {"w": w}}
+        state = fl.setup(copy.deepcopy(rule), model)
+        for k in range(4):
+            if k == 2 and "eta" in rule.names():  # (the tied weight's one Leaf: both paths)
+                fl.adjust(state["b"], eta=0.05)
+            state, model, _ = step(model, state, rng.standard_normal((5, 3)))
+            assert model["a"]["w"] is model["b"]["w"]
+            assert model["a"]["w"] is w  # (stepped in place, as eagerly)
+            assert state["a"]["w"] is state["b"]["w"]
+        runs.append((model, state))
+    _compare(runs[0], runs[1], f"{rule} on {backend}")
+    assert not np.array_equal(runs[1][0]["a"]["w"], np.random.default_rng(1).standard_normal(
+        (3, 3)))

@@ -30,7 +30,15 @@ import numpy as np
 
 from fluxml import tree, treenodes
 from fluxml.ad.api import _is_float, pullback
-from fluxml.ad.core import DifferentiationError, Tracer, _kept, raw, top_trace
+from fluxml.ad.core import (
+    COMPILING,
+    DifferentiationError,
+    Tracer,
+    _kept,
+    compiling,
+    raw,
+    top_trace,
+)
 from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.writeback import (
@@ -120,6 +128,7 @@ def _record(f, call, whole, leaves, spec, trace):
     copy = tree.unflatten(spec, vals, shared={}, log=log)
     trace.closed = CLOSED_OVER
     replay.freeze(True)
+    replay.mark_draws()
     try:
         out = call(copy[0], *copy[1], **copy[2])
     except ValueError as e:
@@ -130,6 +139,7 @@ def _record(f, call, whole, leaves, spec, trace):
             error=e)) from None
     finally:
         replay.freeze(False)
+        replay.mark_draws()
         trace.closed = None
     replay.check_closed_over(name)
     for (i, _), box in zip(parents, boxes):
@@ -252,6 +262,19 @@ class _Replay:
         self.generators = [g for _, g, _ in generators(f, spec)]
         self.get, self.set = get_state, set_state
         self.start = [get_state(g) for g in self.generators]
+        # under fl.compile the draws are the program's (its trace's copies of the generators
+        # are what setting a state back reaches): the forward pass's recorded draws, which
+        # the recompute is given again (compiler/trace.py's IRTrace.draw)
+        self.program = compiling() if COMPILING else None
+        self.draws: list | int | None = None
+
+    def mark_draws(self) -> None:
+        """Called before and after the forward pass: the compiled draws it made."""
+        if self.program is not None:
+            if self.draws is None:  # (before: where they start)
+                self.draws = len(self.program.draws)
+            else:
+                self.draws = self.program.draws[self.draws:]
 
     def check_closed_over(self, name):
         """Refuse a forward pass that set fields or items of an object it closes over (not
@@ -272,6 +295,8 @@ class _Replay:
             "x: layer(x))(layer, x), or checkpoint the layer itself: fl.checkpoint(layer)(x)")
 
     def __enter__(self):
+        if self.program is not None:
+            self.replaying, self.program.replaying = self.program.replaying, list(self.draws)
         self.now = [self.get(g) for g in self.generators]
         for g, s in zip(self.generators, self.start):
             self.set(g, s)
@@ -289,6 +314,8 @@ class _Replay:
             x[...] = v
 
     def __exit__(self, *exc):
+        if self.program is not None:
+            self.program.replaying = self.replaying
         for g, s in zip(self.generators, self.now):
             self.set(g, s)
         for x, v in self.written:

@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable
 
 import numpy as np
 
 from fluxml.ad.api import _is_float, gradient, jvp, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, raw
-from fluxml.tree import is_array_leaf
+from fluxml.ad.writeback import reached
+from fluxml.tree import flatten, is_array_leaf
+from fluxml.treenodes import _fields
 
 
 def jacobian(f: Callable, x, mode: str = "auto"):
@@ -18,13 +22,20 @@ def jacobian(f: Callable, x, mode: str = "auto"):
 
     ``mode="auto"`` uses reverse mode (one pullback per output element) when the output is
     no larger than the input, else forward mode (one jvp per input element); "rev" and "fwd"
-    force one.
+    force one. A function with state (a Dropout's generator, a BatchNorm's running
+    statistics) is differentiated as it runs once, and its state moves once, in either mode.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.jacobian(lambda x: x ** 2, np.array([1.0, 2.0]))
     array([[2., 0.],
            [0., 4.]])
     """
+    return _jacobian(f, x, mode)[1]
+
+
+def _jacobian(f, x, mode, once=None):
+    """``(f(x), its Jacobian)``, each run of ``f`` through ``once`` (a :class:`_Once` of
+    ``f``'s own by default)."""
     if not isinstance(mode, str):  # jacobian(f, x, y): a second argument lands on mode
         raise TypeError(f"jacobian takes one argument x (then mode='auto', 'fwd' or 'rev'); "
                         f"got a {type(mode).__name__} as the third argument. For several "
@@ -39,11 +50,13 @@ def jacobian(f: Callable, x, mode: str = "auto"):
             "jacobian of a complex argument is not supported (forward and reverse mode mean "
             "different things there); differentiate the real and imaginary parts as two real "
             "arrays, or use fl.jvp / fl.pullback directly")
+    if once is None:
+        once = _Once(f, (x,))
     x_shape = np.shape(raw(x))
     x_dtype = np.result_type(raw(x))  # (a float: _refuse_integers)
     n = int(np.prod(x_shape))
     if mode != "fwd":
-        y, back = pullback(f, x)
+        y, back = once.run(pullback, f, x)
         if not _is_float(raw(y)):
             raise TypeError(f"jacobian needs f to return a float array; it returned "
                             f"{type(y).__name__}")
@@ -58,18 +71,55 @@ def jacobian(f: Callable, x, mode: str = "auto"):
                 (g,) = back(e.reshape(y_shape))
                 rows.append(np.zeros(x_shape, x_dtype) if g is None else g)
             if not rows:
-                return np.zeros(y_shape + x_shape, x_dtype)
-            return np.reshape(np.stack(rows), y_shape + x_shape)
+                return y, np.zeros(y_shape + x_shape, x_dtype)
+            return y, np.reshape(np.stack(rows), y_shape + x_shape)
+    # forward mode, a jvp per column (after the pullback of mode "auto": from its state)
     cols = []
     for k in range(n):
         e = np.zeros(n, x_dtype)
         e[k] = 1
-        y, t = jvp(f, (x,), (e.reshape(x_shape),))
+        y, t = once.run(jvp, f, (x,), (e.reshape(x_shape),))
         cols.append(t)
-    y_shape = np.shape(raw(y)) if n else np.shape(raw(f(x)))
     if not cols:
-        return np.zeros(y_shape + x_shape, x_dtype)
-    return np.reshape(np.stack(cols, axis=-1), y_shape + x_shape)
+        y = once.run(f, x)
+        return y, np.zeros(np.shape(raw(y)) + x_shape, x_dtype)
+    return y, np.reshape(np.stack(cols, axis=-1), np.shape(raw(y)) + x_shape)
+
+
+class _Once:
+    """Runs of a function (its pullback, jvps) that all start from the state the first
+    started from: the generators and the arrays updated in place that ``watched`` (the
+    user's function) reaches, set back before each later run as ``fl.checkpoint``'s
+    recompute does, and left as the first run left them (under ``fl.compile``: the first
+    run's draws given again). So the rows or columns of a matrix are of one function, and
+    the state moves once. (Before, a forward-mode Jacobian's Dropout drew a new mask for each
+    column and its BatchNorm moved its running statistics once a column, silently.)"""
+
+    def __init__(self, watched, xs):
+        # lazy: checkpoint.py sits beside this module and imports the compiler's randomness
+        from fluxml.ad.checkpoint import _Replay
+
+        # (a layer given as the function is a tree of its own: its state is watched as a
+        # checkpointed layer's)
+        whole = (watched if _fields(watched) is not None else None, tuple(xs), {})
+        leaves, spec = flatten(whole)
+        inner = _inner_reach(watched)
+        if inner:  # (watched through a partial's arguments: _Replay walks those)
+            watched = functools.partial(watched, *inner)
+        self.replay = _Replay(watched, whole, leaves, spec, None,
+                              {id(v) for v in flatten(whole, trainable=True)[0]
+                               if _is_float(raw(v))})
+        self.first = True
+
+    def run(self, fn, *args):
+        if not self.first:
+            with self.replay:
+                return fn(*args)
+        self.first = False
+        self.replay.mark_draws()
+        out = fn(*args)
+        self.replay.mark_draws()
+        return out
 
 
 def hessian(f: Callable, x):
@@ -81,10 +131,39 @@ def hessian(f: Callable, x):
     array([[4., 2.],
            [2., 0.]])
     """
+    return _hessian(f, x)
+
+
+def _hessian(f, x, once=None):
     _refuse_tree("hessian", x)
     _refuse_integers("hessian", x)
     grad = lambda x: gradient(f, x, zeros_for_none=True)[0]
-    return jacobian(grad, x, mode="fwd")
+    return _jacobian(grad, x, "fwd", once or _Once(f, (x,)))[1]
+
+
+def _inner_reach(f, limit: int = 16) -> list:
+    """The objects that the functions ``f`` calls by a name it closes over or a global one
+    (``hessian(lambda z: loss(z), z)`` with a ``loss`` that uses the model) close over or
+    name as globals, which ``reached(f)`` does not walk into; at most ``limit`` functions."""
+    out, seen, stack = [], {id(f)}, [f]
+    while stack and len(seen) <= limit:
+        g = stack.pop()
+        code = getattr(g, "__code__", None)
+        if code is None:
+            continue
+        scope = getattr(g, "__globals__", {})
+        values = [scope.get(name) for name in code.co_names]
+        for cell in getattr(g, "__closure__", None) or ():
+            try:
+                values.append(cell.cell_contents)
+            except ValueError:  # a name not assigned yet
+                continue
+        for v in values:
+            if type(v) is types.FunctionType and id(v) not in seen:
+                seen.add(id(v))
+                stack.append(v)
+                out += reached(v)
+    return out
 
 
 def _refuse_tree(name, x):
@@ -116,7 +195,7 @@ def withjacobian(f: Callable, x, mode: str = "auto"):
     (array([1., 9.]), array([[2., 0.],
            [0., 6.]]))
     """
-    return f(x), jacobian(f, x, mode)
+    return _jacobian(f, x, mode)  # (f(x) of the run differentiated)
 
 
 def diaghessian(f: Callable, *args) -> tuple:
@@ -130,6 +209,7 @@ def diaghessian(f: Callable, *args) -> tuple:
     (array([30., 60.]), np.float64(0.0))
     """
     out = []
+    once = _Once(f, args)  # (the state moves once, for all the arguments)
     for i, x in enumerate(args):
         if not _is_float(raw(x)):  # no derivative, as in fl.gradient
             out.append(None)
@@ -138,7 +218,7 @@ def diaghessian(f: Callable, *args) -> tuple:
         def f_i(xi, i=i):
             return f(*args[:i], xi, *args[i + 1:])
 
-        h = hessian(f_i, x)
+        h = _hessian(f_i, x, once)
         n = int(np.prod(np.shape(raw(x))))
         out.append(np.reshape(np.diagonal(np.reshape(h, (n, n))), np.shape(raw(x)))
                    if np.ndim(raw(x)) else np.reshape(h, ())[()])

@@ -9,6 +9,8 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
+import numpy as np
+
 from fluxml._checks import positive_int
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.compiler import numbers as traced_numbers
@@ -28,10 +30,12 @@ class Entry:
     """One traced signature: its program, generated source and the function that runs it."""
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
-                 "rebind", "known", "numbers", "pending", "copies", "alias")
+                 "rebind", "known", "numbers", "pending", "copies", "alias", "returned",
+                 "shared", "scalars")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
-                 rebind=None, numbers=(), copies=(), alias=None):
+                 rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=(),
+                 scalars=()):
         self.program = program
         self.source = source
         self.run = run
@@ -55,6 +59,17 @@ class Entry:
         # ``alias(args, arrays, arrays)`` points the leaves the function pointed at another
         # input's array at that array (calls._aliases); None if none
         self.alias = alias
+        # ``(result index, input position)``: the results that are the caller's own array
+        # (calls._returned), handed back as that array
+        self.returned = returned
+        # ``(result index, index of the first)``: the results that were one value when traced
+        # (``return h, h``; a weight tied between two layers of a returned model), handed
+        # back as one array, as eagerly (copied apart, a returned model held two)
+        self.shared = shared
+        # the 0-d results that are the new value of a 0-d array argument (a running count
+        # the function rebound): 0-d arrays, as the argument, where XLA's come back as
+        # NumPy scalars (a returned model holding one was refused at the next call)
+        self.scalars = scalars
 
 
 def _copies(program, distinct) -> tuple:
@@ -72,6 +87,12 @@ def _copies(program, distinct) -> tuple:
                  if not (type(v) is Var and v.weak)  # (a Python number: nothing to copy)
                  and (a != b or (type(v) is Var and v.id in written)
                       or (type(v) is Const and hasattr(v.value, "copy"))))
+
+
+def _written_scalars(program) -> tuple:
+    """The results (as traced) that are a 0-d value the program writes into an argument."""
+    written = {v.id for _, v in program.writes if type(v) is Var and v.shape == ()}
+    return tuple(k for k, v in enumerate(program.outputs) if type(v) is Var and v.id in written)
 
 
 def _output_pattern(program) -> list:
@@ -189,10 +210,11 @@ class Compiled:
         start = time.perf_counter()
         watched = randomness.generators(self._body, spec)
         before = [randomness.state(g) for _, g, _ in watched]
-        program, positions, out_spec, aliases = trace(lambda *a: _run(self._body, a), args,
-                                                      leaves, spec, numbers, self._body)
+        program, positions, out_spec, aliases, returned = trace(
+            lambda *a: _run(self._body, a), args, leaves, spec, numbers, self._body)
         randomness.check(watched, before, _fname(self.fn))
         distinct = _output_pattern(program)
+        scalars = _written_scalars(program)
         steps = passes.pipeline(self.backend)
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
@@ -223,7 +245,10 @@ class Compiled:
         extract = make_extractor(args, spec, leaves, positions, numbers)
         alias = make_rebinder(args, spec, aliases, (_Keywords,)) if aliases else None
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
-                      extract, rebind, number_inputs, _copies(program, distinct), alias)
+                      extract, rebind, number_inputs,
+                      tuple(k for k in _copies(program, distinct) if k not in returned), alias,
+                      tuple(returned.items()),
+                      tuple((k, j) for k, j in enumerate(distinct) if j != k), scalars)
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -259,7 +284,10 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     place: the compiled code writes the same arrays. A field it gives a new array of the same
     shape and dtype (``self.state = h``) gets the new values written into the array it held;
     a field it points at another argument's array (``self.seen = self.w``, ``self.last = x``)
-    holds that very array after the call, as eagerly. Python control flow is fixed at trace
+    holds that very array after the call, as eagerly. A result that is an argument's NumPy
+    array, unchanged or written in place, is that array (``state, model = step(state,
+    model, x)`` after ``fl.update`` keeps tied weights tied and counters counting), and a
+    returned tree shares what the function's result shared. Python control flow is fixed at trace
     time; an ``if`` on a traced value is refused with the line that did it. An optimiser's
     hyperparameters (the fields a class lists in ``hyperparameters``: ``compiler/numbers.py``)
     are inputs, their values not part of the signature (their types are): ``fl.adjust``
@@ -392,11 +420,20 @@ def _execute(entry, args, arrays):
     if entry.alias is not None:
         entry.alias(args, arrays, arrays)
     entry.known = arrays
-    if entry.copies:
+    if entry.copies or entry.returned or entry.shared or entry.scalars:
         outs = list(outs)
         for k in entry.copies:
             outs[k] = outs[k].copy()
-    return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs)
+        for k in entry.scalars:
+            if isinstance(outs[k], np.generic):
+                outs[k] = np.array(outs[k])
+        for k, j in entry.returned:
+            outs[k] = arrays[j]
+        for k, j in entry.shared:
+            outs[k] = outs[j]
+    # (shared={}: a part met twice, as the Leaf of a tied weight in a returned optimiser
+    # state, or one rule in all its Leafs, is one object, as in what the function returned)
+    return outs[0] if entry.out_spec is LEAF else unflatten(entry.out_spec, outs, shared={})
 
 
 def _refuse_deleted(args, positions, arrays):

@@ -14,6 +14,7 @@ import numpy as np
 
 from fluxml.ad.core import Tracer
 from fluxml.ad.writeback import open_walk
+from fluxml.compiler import passes
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import closed_over
@@ -82,11 +83,12 @@ LEAKED = ("fl.compile: a traced value was used after the compiled function retur
 
 
 def trace(fn, args, leaves, spec, numbers=None, body=None):
-    """``(program, positions, out_spec, aliases)``: ``fn(*args)`` traced, with each array
+    """``(program, positions, out_spec, aliases, returned)``: ``fn(*args)`` traced, with each array
     leaf an input (the same array twice is one input), and each traced number (``numbers``:
     leaf index -> (its first leaf, a switch?)) a 0-d input, weak for a Python number
     (``ir.Var.weak``: ``x32 * k`` stays float32, as eagerly); ``aliases`` (see
-    ``_aliases``) the leaves the function pointed at another argument's array. Traced values
+    ``_aliases``) the leaves the function pointed at another argument's array, ``returned``
+    (see ``_returned``) the results that are an argument's own array. Traced values
     stored on what ``body`` (the user's function, ``fn`` by default) reaches fail by name
     when used (compiler/stored.py)."""
     tr = IRTrace()
@@ -130,8 +132,55 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
                               numbers, tracers)
     _check_overlaps(args, leaves, positions, writes)
     _refuse_hidden_tracers(out_spec)
+    returned = _returned(out_leaves, tracers, in_vars, writes,
+                         [leaves[i] for i in positions])
+    out_leaves = _fresh_results(tr, out_leaves, returned, in_vars, writes)
     outputs = [_output(tr, x) for x in out_leaves]
-    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases
+    return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases, returned
+
+
+def _returned(out_leaves, tracers, in_vars, writes, arrays) -> dict:
+    """``{result index: input position}``: the results that are an argument's array itself,
+    unchanged or written in place (``acc += dx; return acc``, ``return state, model`` after
+    ``fl.update``), holding its value at the end of the call. Eagerly the caller gets that
+    very array back (``fl.update(state, model, g)[1] is model``); the compiled call returns
+    it too, where a copy would split the arrays the caller shares (a weight tied between two
+    layers, an AccumGrad counter counted in place) in the tree it rebinds to the result. Not
+    for a ``jax.Array`` argument: eagerly immutable, a write rebinds it to a new array, which
+    the caller may keep, where the next compiled call donates (deletes) the array it rebound
+    the argument to."""
+    final = dict(writes)
+    handles = {id(t): k for k, t in enumerate(tracers)}
+    returned = {}
+    for i, x in enumerate(out_leaves):
+        k = handles.get(id(x))
+        if k is not None and is_array(arrays[k]) and not is_jax(arrays[k]) \
+                and x._box is final.get(k, in_vars[k]):
+            returned[i] = k
+    return returned
+
+
+def _fresh_results(tr, out_leaves, returned, in_vars, writes) -> list:
+    """``out_leaves`` with a copy, taken before the writes, of each result that may share
+    memory with an argument the function writes but is not its value at the end (not in
+    ``returned``): ``old = m.h; m.h = m.h * 2; return old``. Eagerly ``old`` keeps the old
+    values; the compiled call writes the new ones into that array at its end, which the
+    result would show (it did, on the NumPy back end: ``[4, 4]`` for eager ``[1, 1]``)."""
+    if not writes:
+        return out_leaves
+    groups = passes.aliases(Program(in_vars, tr.eqns, [], []))
+    shared = {groups.find(in_vars[k].id) for k, _ in writes}
+    out = list(out_leaves)
+    closed, tr.closed = tr.closed, None  # (reopened for the copies: recorded last)
+    try:
+        with active(tr):
+            for i, x in enumerate(out):
+                if i not in returned and type(x) is Tracer and x._trace is tr \
+                        and groups.find(x._box.id) in shared:
+                    out[i] = np.copy(x)
+    finally:
+        tr.closed = closed
+    return out
 
 
 def _refuse_set_changes(log) -> None:

@@ -183,7 +183,8 @@ class Abstract(Opaque):
 class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
-    __slots__ = ("eqns", "count", "thread", "shadows", "nodes", "arguments", "hidden")
+    __slots__ = ("eqns", "count", "thread", "shadows", "nodes", "arguments", "hidden", "draws",
+                 "replaying")
     differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
@@ -201,6 +202,11 @@ class IRTrace(Trace):
         # method -> where it is
         self.hidden: dict = {}
         self.arguments: frozenset | None = None  # the arguments' alone (fl.adjust refuses)
+        # the draws recorded, in order: ((rng, method, args, kwargs), example, var)
+        self.draws: list = []
+        # fl.checkpoint's recompute: the forward pass's draws, given again in order (None:
+        # each draw is a new one)
+        self.replaying: list | None = None
 
     # --- values ------------------------------------------------------------------------------
 
@@ -294,12 +300,31 @@ class IRTrace(Trace):
         """``rng.<method>(*args, **kwargs)`` recorded: a fresh draw on every run. The trace's
         examples come from a copy of a NumPy generator, so that tracing does not advance the
         caller's: the first run draws what the eager function's first call would have."""
+        call = (rng, method, args, kwargs)
+        if self.replaying is not None:
+            return self._replayed(call)
         example = getattr(self._shadow(rng), method)(*args, **kwargs)
         # fluxml's default generator is looked up on every run: fl.seed replaces it
         stored = DEFAULT_RNG if rng is _default_rng() else rng
-        return self._record(_draw, f"rng.{method}", [], {"rng": stored, "method": method,
-                                                         "args": args, "kwargs": kwargs},
-                            None, example, owned=True, multiple=False)
+        out = self._record(_draw, f"rng.{method}", [], {"rng": stored, "method": method,
+                                                        "args": args, "kwargs": kwargs},
+                           None, example, owned=True, multiple=False)
+        self.draws.append((call, out._val, out._box))
+        return out
+
+    def _replayed(self, call):
+        """The next of the forward pass's draws (``replaying``), for ``fl.checkpoint``'s
+        recompute: the program draws once, as eager code whose generator the recompute set
+        back draws the same numbers (a new draw here was a second, other dropout mask in the
+        backward pass: a wrong gradient)."""
+        if not self.replaying or not _same_draw(self.replaying[0][0], call):
+            raise CompileError(
+                f"fl.compile: fl.checkpoint's recompute drew rng.{call[1]}{call[2]!r}, which "
+                "its forward pass did not draw at this point; the checkpointed function must "
+                "draw the same random numbers each time it runs from the same arguments")
+        entry = self.replaying.pop(0)
+        self.draws.append(entry)  # (a checkpoint inside the recompute replays it in turn)
+        return self.new(entry[1], entry[2], owned=False)
 
     def _shadow(self, rng):
         if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
@@ -499,6 +524,16 @@ class _DefaultRng:
 
 
 DEFAULT_RNG = _DefaultRng()
+
+
+def _same_draw(a, b) -> bool:
+    """Are two draws ``(rng, method, args, kwargs)`` the same call?"""
+    if a[0] is not b[0] or a[1] != b[1]:
+        return False
+    try:
+        return bool(a[2] == b[2] and a[3] == b[3])
+    except (TypeError, ValueError):  # (an array among the arguments)
+        return a[2] is b[2] and a[3] is b[3]
 
 
 def _default_rng():

@@ -280,12 +280,29 @@ class AccumGrad(Rule):
         return np.where(c == 0, acc, np.zeros_like(acc))
 
 
-def _after_accumulating(rules, states, count, x, dx):
-    """Under ``fl.compile``, after a traced AccumGrad (``count`` its new count): ``(states,
-    update)`` of the ``rules`` after it, which run only when a round has ended (``count ==
-    0``; else the update is 0 and their states stay), as ``fl.cond`` branches. A branch
-    returns new state values instead of writing into its operands: they are written back
-    into ``states``' arrays here."""
+def _released(rule, state):
+    """Under ``fl.compile``, for a rule whose update is held back by a traced AccumGrad (one,
+    or a chain holding one): the traced condition that its update is out this step (every
+    AccumGrad on its way has ended a round: a later one's count moves only when the earlier
+    ones let an update through). None for a rule that always gives its update."""
+    if type(rule) is AccumGrad:
+        return state.count == 0 if type(state.count) is Tracer else None
+    if type(rule) is OptimiserChain:
+        out = None
+        for r, st in zip(rule.rules, state):
+            now = _released(r, st)
+            if now is not None:
+                out = now if out is None else out & now
+        return out
+    return None
+
+
+def _after_accumulating(rules, states, released, x, dx):
+    """Under ``fl.compile``, after a rule whose update a traced AccumGrad holds back
+    (``released``: the condition that it is out, :func:`_released`): ``(states, update)`` of
+    the ``rules`` after it, which run only when it is (else the update is 0 and their states
+    stay), as ``fl.cond`` branches. A branch returns new state values instead of writing
+    into its operands: they are written back into ``states``' arrays here."""
     # lazy: the compiler imports the engine; only a compiled chain with AccumGrad needs it
     from fluxml.compiler.control import cond
 
@@ -298,7 +315,7 @@ def _after_accumulating(rules, states, count, x, dx):
     def skip(states, x, dx):
         return states, np.zeros_like(dx)
 
-    new, update = cond(count == 0, run, skip, states, x, dx)
+    new, update = cond(released, run, skip, states, x, dx)
     for old, value in zip(flatten(states)[0], flatten(new)[0]):
         if type(old) is Tracer:
             np.copyto(old, value)
@@ -347,10 +364,12 @@ class OptimiserChain(Rule):
             states[i], dx = apply_rule(r, states[i], x, dx, None if dx is out else out)
             if dx is None:  # AccumGrad is still collecting
                 return tuple(states), None
-            if type(r) is AccumGrad and type(states[i].count) is Tracer and \
-                    i + 1 < len(self.rules):  # (compiled: the rest may or may not run)
+            # compiled, after an AccumGrad (or a chain holding one): the rest may or may
+            # not run (a nested chain's was run on its zero update every step, silently)
+            released = _released(r, states[i]) if i + 1 < len(self.rules) else None
+            if released is not None:
                 rest, dx = _after_accumulating(self.rules[i + 1:], tuple(states[i + 1:]),
-                                               states[i].count, x, dx)
+                                               released, x, dx)
                 return tuple(states[:i + 1]) + rest, dx
         return tuple(states), dx
 

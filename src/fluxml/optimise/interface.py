@@ -137,7 +137,9 @@ def setup(rule: Rule, model):
     with a ``Leaf`` for each float or complex array (Python numbers and integer arrays are not
     trained, nor the fields an object's class lists in ``nontrainable``). A complex array is
     trained as its (real, imaginary) pairs, as PyTorch's optimisers train it: its state
-    arrays are real, of shape ``x.shape + (2,)`` (``fluxml.optimise.pairs``).
+    arrays are real, of shape ``x.shape + (2,)`` (``fluxml.optimise.pairs``). A model of
+    ``jax.Array``s (``fl.xla``) gets its state on their device, for a step compiled with
+    ``backend="xla"`` (an eager ``update`` cannot write into them, and says so).
 
     >>> import numpy as np, fluxml as fl
     >>> class Affine:
@@ -152,6 +154,13 @@ def setup(rule: Rule, model):
     if not isinstance(rule, Rule):
         raise TypeError(f"setup: expected an optimisation rule such as fl.Adam(), got {rule!r}")
     leaves, spec = flatten(model, trainable=True)  # without the nontrainable fields
+    on_xla = [x for x in leaves if _is_jax(x)]
+    if on_xla:  # set up on the host, moved to the model's device (it gave None: no state)
+        # lazy: JAX's backend is loaded, as the model holds its arrays
+        from fluxml.backend.moving import cpu
+        from fluxml.backend.xla_arrays import xla
+
+        return xla(setup(rule, cpu(model)), next(iter(on_xla[0].devices())))
     _refuse_views_of_one_another(model)
     state = _setup(rule, spec, iter(leaves), {})
     trace = compiling() if COMPILING else None
@@ -351,9 +360,17 @@ def _refuse_no_state(state, model):
     if isinstance(state, Rule):
         raise TypeError(f"update: state is the rule {_compact(state)}, not an optimiser state; "
                         f"set it up once with state = fl.setup(rule, model)")
-    if any(_trainable(x) for x in flatten(model, trainable=True)[0]):
+    leaves = flatten(model, trainable=True)[0]
+    if any(_trainable(x) or _is_jax(x) for x in leaves):
         raise TypeError(f"update: state is None but the model ({type(model).__name__}) has "
                         f"arrays to train; set it up once with state = fl.setup(rule, model)")
+
+
+def _is_jax(x) -> bool:
+    """A ``jax.Array`` (``fl.xla``'s device-resident arrays: immutable, stepped only by a
+    step compiled with ``backend="xla"``)."""
+    t = type(x)
+    return t.__name__ == "ArrayImpl" and t.__module__.startswith("jax")
 
 
 _MISSING = object()
@@ -451,6 +468,12 @@ def _collect(state, model, grads, pending, path):
         if state.frozen:
             return
         if not isinstance(model, np.ndarray) and type(model).__name__ not in _ARRAY_TYPES:
+            if _is_jax(model):
+                raise TypeError(
+                    f"update: {_where(path)} is a jax.Array (fl.xla), which cannot be "
+                    "changed in place: step a model on XLA's device in a function compiled "
+                    "with fl.compile(step, backend='xla'), or move it home with fl.cpu(model) "
+                    "to train it eagerly")
             raise TypeError(f"update: {_where(path)} has a Leaf in the state but the model "
                             f"has {type(model).__name__} there; was the state set up for "
                             "this model?")
