@@ -87,8 +87,13 @@ deflinear(PAD)
 
 # Copies and casts lay the new array out in memory as NumPy does (``order``): the value does
 # not depend on it, but what ``ravel(order="K")`` or ``reshape(order="A")`` reads later does.
-COPY = primitive("copy", lambda x, *, order="K": np.array(x, copy=True, order=order),
-                 keeps_inputs=False, keeps_output=False)
+def _copy(x, *, order="K"):
+    if isinstance(x, (np.ndarray, np.generic)) or not hasattr(x, "copy"):
+        return np.array(x, copy=True, order=order)
+    return x.copy()  # (another library's array, a CuPy one: np.array would move it home)
+
+
+COPY = primitive("copy", _copy, keeps_inputs=False, keeps_output=False)
 defvjp(COPY, same)
 deflinear(COPY)
 
