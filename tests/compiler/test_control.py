@@ -641,3 +641,22 @@ def test_a_loop_body_that_does_not_run_may_fail_on_the_values():
         assert carry == 0.0 and ys.shape == (0,) and ys.dtype == np.float64
     with pytest.raises(ValueError, match="Geometric sequence cannot include zero"):
         fl.compile(means)(np.zeros(2))
+
+
+def test_cond_still_reports_a_branch_whose_code_does_not_fit():
+    """Review of 571dcff: the eager check skipped every ValueError of the branch not taken,
+    so a shape fault in it (a layer given the wrong width) went unreported eagerly while
+    fl.compile raised it. The branch is traced again on stand-ins: a fault of its code fails
+    there too and is raised; a Cholesky factor of a matrix that is not positive definite,
+    in a branch not taken, compiles (an identity stand-in)."""
+    layer = fl.Dense(3, 4)
+    bad = lambda x: fl.cond(np.array(True), lambda x: x * 2.0,  # noqa: E731
+                            lambda x: layer(x).sum(axis=1, keepdims=True) * np.ones((2, 5)), x)
+    with pytest.raises(ValueError, match=r"Dense\(3 => 4\) expects inputs of shape \(N, 3\)"):
+        bad(np.ones((2, 5)))
+    factor = lambda a, p: fl.cond(p, np.linalg.cholesky, lambda a: a * 0.0, a)  # noqa: E731
+    a = np.array([[1.0, 2.0], [2.0, 1.0]])  # not positive definite
+    np.testing.assert_array_equal(fl.compile(factor)(a, np.array(False)), 0.0)
+    spd = np.array([[4.0, 2.0], [2.0, 3.0]])
+    np.testing.assert_allclose(fl.compile(factor)(spd, np.array(True)),
+                               np.linalg.cholesky(spd))

@@ -117,7 +117,8 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     chosen branch runs as plain Python and the other is traced on the operands' values to
     check that it agrees, as ``fl.compile`` traces both (its random draws do not advance the
     generator; a branch failing there on the values, with ``LinAlgError``, ``ValueError``,
-    ``IndexError`` or an arithmetic error, is not checked; its plain Python
+    ``IndexError`` or an arithmetic error, is traced on stand-ins, ones or identity
+    matrices, and unchecked where those fail with ``LinAlgError`` too; its plain Python
     effects, such as appending to a list or writing into a NumPy array it closes over, do
     happen, as when JAX's ``cond`` traces both branches, and a write into an array traced by
     an outer ``fl.gradient`` is refused by name). Inside
@@ -141,12 +142,10 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
         taken, other = (true_fn, false_fn) if bool(p) else (false_fn, true_fn)
         out = taken(*unflatten(spec, leaves))
         try:
-            check = trace_function(other, leaves, spec,
-                                   f"{who}'s {names[0] if other is true_fn else names[1]}",
-                                   check_only=True)
-        except _FAILS_ON_VALUES:  # the branch not taken fails on these values (a Cholesky
-            # factor of a matrix that is not positive definite, an index past the end, a
-            # geometric sequence from 0): values it never runs on, so unchecked
+            check = _trace_branch(other, leaves, spec,
+                                  f"{who}'s {names[0] if other is true_fn else names[1]}",
+                                  False, check_only=True)
+        except np.linalg.LinAlgError:  # fails on every stand-in as well: unchecked
             return out
         out_leaves, out_spec = flatten(out)
         pair = (out_spec, check.out_spec), (_types(out_leaves), check.types())
@@ -168,19 +167,39 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     return unflatten(traced[0].out_spec, outs)
 
 
-def _trace_branch(fn, leaves, spec, what, taken, star=True):
+def _trace_branch(fn, leaves, spec, what, taken, star=True, check_only=False):
     """A traced branch of ``fl.cond`` (or a loop's body). A branch that the example values
     (the first call's) do not take (a loop body that does not run on them) may fail on them,
-    as eagerly it never runs on them (an index past the end, a Cholesky factor of a matrix
-    not positive definite): its program does not depend on them, so it is traced again on
-    ones."""
+    as eagerly it never runs on them (an index past the end, a geometric sequence from 0, a
+    Cholesky factor of a matrix that is not positive definite): its program does not depend
+    on them, so it is traced again on stand-ins (:func:`_stand_ins`). A fault of its code (a
+    shape that does not fit) fails there too, and is raised."""
     try:
-        return trace_function(fn, leaves, spec, what, star=star)
-    except _FAILS_ON_VALUES:
+        return trace_function(fn, leaves, spec, what, star=star, check_only=check_only)
+    except _FAILS_ON_VALUES as err:
         if taken:
             raise
-    return trace_function(fn, [np.ones_like(example(x)) for x in leaves], spec, what,
-                          star=star)
+        failed = err
+    for values in _stand_ins(leaves):
+        try:
+            return trace_function(fn, values, spec, what, star=star, check_only=check_only)
+        except _FAILS_ON_VALUES as err:
+            failed = err
+    raise failed
+
+
+def _stand_ins(leaves):
+    """Values to trace a branch on in place of the example values: ones, then identity
+    matrices in the operands of square trailing axes (a Cholesky factor or an inverse of a
+    matrix of ones fails)."""
+    examples = [example(x) for x in leaves]
+    ones = [type(e)(1) if isinstance(e, (bool, int, float, complex)) else np.ones_like(e)
+            for e in examples]  # (a Python number stays one: NumPy's promotion of it)
+    yield ones
+    square = [np.ndim(e) >= 2 and np.shape(e)[-1] == np.shape(e)[-2] for e in examples]
+    if any(square):
+        yield [np.broadcast_to(np.eye(e.shape[-1], dtype=e.dtype), e.shape).copy() if sq
+               else one for e, one, sq in zip(examples, ones, square)]
 
 
 # --- while_loop --------------------------------------------------------------------------------
