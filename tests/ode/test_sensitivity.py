@@ -572,3 +572,20 @@ def test_a_parameter_f_never_reads_gets_none_from_every_sensealg(solver):
         assert g["b"] is None, alg
         np.testing.assert_allclose(g["a"], -np.exp(-0.5), rtol=1e-5)
         np.testing.assert_allclose(g["c"], np.exp(-0.5), rtol=1e-5)
+
+
+def test_a_parameter_f_reads_only_where_the_adjoint_never_evaluates_is_no_none():
+    """Review of 9b3482a: f reading p["a"] only before t = 0.01 (Euler's first step) was
+    never read by the backward pass's pullbacks, so the adjoints gave None (the parameter
+    "unused": fl.update would skip it) where Direct() gives a number. A pullback at each
+    end of the solve now notes it: 0, the adjoint's value for it."""
+    def f(t, u, p):
+        return -u * (p["a"] if t < 0.01 else 1.0) + p["b"]
+
+    p = {"a": 1.0, "b": np.ones(2), "c": np.ones(2)}
+    for alg in (fl.ode.InterpolatingAdjoint(), fl.ode.QuadratureAdjoint()):
+        g = fl.gradient(lambda p: np.sum(fl.ode.solve(
+            f, np.array([1.0, 0.5]), (0.0, 1.0), p, sensealg=alg, solver=fl.ode.Euler(),
+            dt=0.1, saveat=[1.0]).u[-1] ** 2), p)[0]
+        assert g["a"] == 0.0 and g["c"] is None
+        np.testing.assert_allclose(g["b"], [1.30264312, 1.07554133], rtol=1e-6)

@@ -395,6 +395,12 @@ class _Backward:
                 else:
                     lam, mu = self.interpolating(start, end, U, lam, mu)
         g_y0 = lam.reshape(np.shape(raw(y0))).astype(np.result_type(raw(y0)), copy=False)
+        if not all(self.params.read):
+            # f may read a leaf only at times the backward pass never evaluates it at (Euler's
+            # first step, t < 0.01): a pullback at each end notes those as read (a zero
+            # gradient, not None, which would have fl.update skip the leaf)
+            for t, u in ((self.t0, y0), (ts[-1], ys[-1])):
+                self.vjp_p(t, np.reshape(raw(u), -1), np.ones(n))
         return (g_y0, *self.params.gradients(mu))
 
     def integrate(self, G, start, end, z, norm_size, keep=False, U=None, on_step=None):
