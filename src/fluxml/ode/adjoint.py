@@ -370,6 +370,7 @@ class _Backward:
         mu = np.zeros(self.params.size)
         alg = self.alg
         self.u_back = None
+        integrated = False
         for i in range(len(ts) - 1, -1, -1):
             lam = lam + np.reshape(g[i], -1)
             if not np.all(np.isfinite(g[i])):  # (else the backward solve blamed u0, p and f)
@@ -382,6 +383,7 @@ class _Backward:
             end = ts[i - 1] if i > 0 else self.t0
             if start == end:
                 continue
+            integrated = True
             if isinstance(alg, BacksolveAdjoint):
                 lam, mu = self.backsolve(start, end, ys[i], ys[i - 1] if i else y0, lam, mu, i)
             else:
@@ -395,10 +397,11 @@ class _Backward:
                 else:
                     lam, mu = self.interpolating(start, end, U, lam, mu)
         g_y0 = lam.reshape(np.shape(raw(y0))).astype(np.result_type(raw(y0)), copy=False)
-        if not all(self.params.read):
+        if not all(self.params.read) and integrated:
             # f may read a leaf only at times the backward pass never evaluates it at (Euler's
             # first step, t < 0.01): a pullback at each end notes those as read (a zero
-            # gradient, not None, which would have fl.update skip the leaf)
+            # gradient, not None, which would have fl.update skip the leaf). (Nothing
+            # integrated, all saved times at t0: the loss does not reach p, None as Direct)
             for t, u in ((self.t0, y0), (ts[-1], ys[-1])):
                 self.vjp_p(t, np.reshape(raw(u), -1), np.ones(n))
         return (g_y0, *self.params.gradients(mu))
