@@ -20,20 +20,23 @@ entry of ``kernel[:-1]``, then one per entry of ``k_last`` (10 adds for a 5x5 ke
 With unit strides, on rows wide beside the kernel, the forward takes its columns on a flat grid
 instead (:func:`_forward_grid`): one copy of runs as long as a sample's padded input, for a
 product over a few more positions than the outputs (``GRID_SHARE``, ``GRID_WORK``) and a copy
-of the outputs out of it. With kernels of 5 rows or more in 2 dimensions it takes one
-product per kernel row instead (:func:`_forward_rows`), each reading the first stage as it
-is: the second stage is never written. With few output positions per sample (``NARROW``)
-the weight gradient lays the same columns out channel-major across the block instead
-(:func:`_columns` ``across``): one product over the block's samples and positions, not one
-narrow product a sample.
+of the outputs out of it. In 2 dimensions with a unit stride down the rows, kernels of
+``ROWS_KERNEL`` rows or more and products ``ROWS_DEPTH`` deep take one product per kernel
+row instead (:func:`_forward_rows`), each reading the first stage as it is
+(:func:`_row_columns`): the second stage is never written; so does the weight gradient where
+a sample's product for a kernel row is small (``SMALL_FILTER``, :func:`_filter_rows`). Else,
+with few output positions per sample (``NARROW``), the weight gradient lays the columns out
+channel-major across the block (:func:`_columns` ``across``): one product over the block's
+samples and positions, not one narrow product a sample.
 
 The input gradient, with unit strides, is either the forward convolution of the cotangent,
 padded by the kernel's reach, with the flipped kernel (inputs and outputs swapped: when its
 columns are no larger than col2im's, as its product has the forward's efficient shape), or
-one of two products laid out channel-major across the block: the last kernel axis folded
-into the product (:func:`_data_folded`, where it writes clearly less, see :func:`_folds`), or
-the product and a col2im of long flat rows (:func:`_data_flat`). With other strides it is the
-product and the two-stage col2im above.
+one of two products: the last kernel axis folded into the product (:func:`_data_folded`,
+where it writes clearly less, see :func:`_folds`; one product per sample where that is
+small, ``SMALL_PRODUCT``, else one over the block, channel-major), or the product and a
+col2im of long flat rows laid out channel-major across the block (:func:`_data_flat`). With
+other strides it is the product and the two-stage col2im above.
 
 A block holds one sample where one sample's columns pass the budget: the loop is then over
 samples, each step a few operations on a megabyte or more (Python's share is negligible).
@@ -280,13 +283,13 @@ def forward(x, w, geo, bias=None, relu=False):
     wm = w.reshape(geo.groups, og, -1)
     if bias is not None:
         bias = bias.astype(dtype, copy=False).reshape(geo.groups, og, 1)
-    fold = bias is not None and geo.groups == 1 and geo.c * geo.k <= FOLD_ROWS
-    if fold:  # the bias as a last column of the weight, against a row of ones: no pass
-        wm = xp.concatenate([wm, bias], axis=2)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
     if _by_rows(geo, xp):
         _forward_rows(x, w, geo, y, bias, relu, xp)
         return y
+    fold = bias is not None and geo.groups == 1 and geo.c * geo.k <= FOLD_ROWS
+    if fold:  # the bias as a last column of the weight, against a row of ones: no pass
+        wm = xp.concatenate([wm, bias], axis=2)
     if _on_grid(geo, xp):
         _forward_grid(x, wm, geo, y, bias, fold, relu, xp)
         return y
@@ -332,7 +335,9 @@ def _forward_rows(x, w, geo, y, bias, relu, xp):
                               ).reshape(kr, geo.groups, og, cg * kc)
     for a, b in geo.blocks(y.dtype.itemsize, xp, geo.padded[0] * geo.out[1], geo.c * kc):
         yb = y[a:b].reshape(b - a, geo.groups, og, geo.positions)
-        part = win.workspace(yb.shape, y.dtype, xp, "out") if kr > 1 else None
+        # (scratch: a fresh array past its limit, few input channels and many output
+        # channels making this partial output larger than the columns)
+        part = win.scratch(yb.shape, y.dtype, xp, "out") if kr > 1 else None
         for r, cols in enumerate(_row_columns(_padded(x, geo, a, b, xp), geo, xp)):
             xp.matmul(wr[r], cols, out=yb if r == 0 else part)
             if r:
@@ -364,7 +369,7 @@ def _filter_by_rows(geo, xp):
     product for a kernel row (``O / groups`` by positions by ``C / groups * k_last``) at most
     ``SMALL_FILTER`` multiply-adds."""
     return (xp is np and len(geo.kernel) == 2 and geo.stride[0] == 1
-            and geo.o // geo.groups * geo.positions * geo.c // geo.groups * geo.kernel[1]
+            and (geo.o // geo.groups) * (geo.c // geo.groups) * geo.positions * geo.kernel[1]
             <= SMALL_FILTER)
 
 
@@ -557,7 +562,7 @@ def _data_folded(g, w, geo, xp):
     # the weight as (groups, (kernel[:-1], C / groups), (O / groups, k_last))
     wf = w.reshape((geo.groups, og, cg, lead, kw)).transpose(0, 3, 2, 1, 4).reshape(
         geo.groups, lead * cg, og * kw)
-    per_sample = lead * cg * og * kw * row <= SMALL_PRODUCT
+    per_sample = xp is np and lead * cg * og * kw * row <= SMALL_PRODUCT
     dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
     every = (slice(None),) * 4
     for a, b in geo.blocks(dtype.itemsize, xp, row, max(geo.o * kw, lead * geo.c)):
