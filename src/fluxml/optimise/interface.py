@@ -487,9 +487,11 @@ def _collect(state, model, grads, pending, path):
         # before any step, so that a state set up for another model steps nothing (it failed
         # at its first misfit array, after the arrays before it had been stepped)
         want = shape + (2,) if is_complex(model) else shape
-        for kept in _kept_shapes(state.rule, state.state):
-            if kept != want:
-                _refuse_misfit(path, kept, model, want)
+        if state.__dict__.get("_fits") != want:  # (once per Leaf and shape: ~2 us an array)
+            for kept in _kept_shapes(state.rule, state.state):
+                if kept != want:
+                    _refuse_misfit(path, kept, model, want)
+            state._fits = want
         # One step per array: fl.gradient gives a tied array its total gradient at every
         # address, and a state rebuilt from its leaves (fmap, loading) may hold two Leafs
         # for one array: the first found is used.
