@@ -103,3 +103,34 @@ def test_a_kernels_array_the_caller_receives_is_not_reused():
     y2, _ = compiled(2 * x, w)
     np.testing.assert_allclose(y1, f(x, w)[0], rtol=1e-12)  # the first result untouched
     np.testing.assert_allclose(y2, f(2 * x, w)[0], rtol=1e-12)
+
+
+def test_no_fused_convolution_across_a_write_into_its_operands():
+    """Review of 712bafd: the convolution, bias add and ReLU fused into one kernel at the
+    place of the last, so a write between them into the bias, the weight or the input
+    (through a copy the function made) reached the fused kernel: 100 off. No fusion across
+    a write now."""
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s) for s in ((2, 2, 6, 6), (3, 2, 3, 3), (3,)))
+
+    def bias_written(x, w, b):
+        bb = b * 1.0
+        z = fl.nnlib.conv(x, w) + bb.reshape(-1, 1, 1)
+        bb[:] = 100.0
+        return fl.relu(z), bb
+
+    def weight_written(x, w, b):
+        v = w * 1.0
+        z = fl.nnlib.conv(x, v)
+        v[:] = 0
+        return fl.relu(z + b.reshape(-1, 1, 1)), v
+
+    def input_written(x, w, b):
+        h = x * 1.0
+        z = fl.nnlib.conv(h, w) + b.reshape(-1, 1, 1)
+        h[0] = 7.0
+        return fl.relu(z), h
+
+    for f in (bias_written, weight_written, input_written):
+        for got, want in zip(fl.compile(f)(x, w, b), f(x, w, b)):
+            np.testing.assert_allclose(got, want, atol=1e-12)

@@ -11,7 +11,7 @@ from fluxml.ad.rules.elementwise import ADD
 from fluxml.ad.rules.shape import RESHAPE
 from fluxml.compiler.codegen import build, generate
 from fluxml.compiler.ir import Eqn, Program, Slot, Var
-from fluxml.compiler.passes import maxpool_scatters
+from fluxml.compiler.passes import maxpool_scatters, mutates
 from fluxml.compiler.trace import _call
 from fluxml.nnlib import pool
 from fluxml.nnlib.activations import RELU
@@ -69,16 +69,22 @@ def conv_biases(program: Program) -> Program:
         if type(v) is Var:
             readers[v.id] = readers.get(v.id, 0) + 2  # (never fused away)
     fused: dict = {}  # id of the equation replaced -> its replacement (None: dropped)
+    position = {id(e): k for k, e in enumerate(program.eqns)}
+    relus = {e.inputs[0].id: e for e in program.eqns
+             if e.prim is RELU and type(e.inputs[0]) is Var}
     for eqn in program.eqns:
         bias = _bias_add(eqn, producer, readers)
         if bias is None:
             continue
         conv, b = bias
         out, last = eqn.outs[0], eqn
-        relu = [e for e in program.eqns if e.prim is RELU and type(e.inputs[0]) is Var
-                and e.inputs[0].id == out.id]
-        if readers.get(out.id) == 1 and relu:
-            out, last = relu[0].outs[0], relu[0]
+        relu = relus.get(out.id)
+        if readers.get(out.id) == 1 and relu is not None:
+            out, last = relu.outs[0], relu
+        # the fused kernel runs where the last one ran: a write in between (into the input,
+        # the weight or the bias, through any view) would reach it (silently: 100 off)
+        if any(mutates(e) for e in program.eqns[position[id(conv)]:position[id(last)]]):
+            continue
         prim = CONV_BIAS_RELU if last is not eqn else CONV_BIAS
         fused[id(conv)] = fused[id(eqn)] = None
         fused[id(last)] = Eqn(prim.name, prim.impl, conv.inputs + [b], conv.params, [out], prim)
