@@ -294,3 +294,11 @@ def test_booleans_count_as_zero_and_one():
     for act in (None, fl.relu):
         np.testing.assert_array_equal(fl.nnlib.conv_bias_act(x, w, b, act),
                                       loops + bi[:, None])
+    # (review of 6b0cb93) a float bias beside boolean products: compiled, the products
+    # stayed boolean (a logical or; eagerly the kernel promoted them to float)
+    bf = np.array([0.5, -1.0, 2.0])
+    for compiled in (fl.compile(lambda x, w, b: fl.nnlib.conv_bias_act(x, w, b, fl.sigmoid),
+                                optimise=False), fl.nnlib.conv_bias_act):
+        got = compiled(x, w, bf) if compiled is not fl.nnlib.conv_bias_act else compiled(
+            x, w, bf, fl.sigmoid)
+        np.testing.assert_allclose(got, fl.sigmoid(loops + bf[:, None]), rtol=1e-12)

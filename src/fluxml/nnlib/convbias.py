@@ -133,7 +133,7 @@ def conv_bias_act(x, w, b=None, act: Callable | None = None, *, stride=1, pad=0,
     array([[[2.5, 2.5]]])
     """
     win.need_arrays("conv_bias_act", x=x, w=w)
-    x, w, b = win.counted(x, w, b)
+    x, w = win.counted(x, w)  # (the products are counted: a bias of any type beside them)
     w, geo = _prepare("conv_bias_act", x, w, stride, pad, dilation, groups, flipped)
     if b is not None and np.shape(raw(b)) != (w.shape[0],):  # (NNlib's bias=true too)
         raise ValueError(f"conv_bias_act: bias must have shape ({w.shape[0]},) for a weight "
