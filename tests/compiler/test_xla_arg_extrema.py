@@ -72,3 +72,18 @@ def test_a_slice_of_nan_alone_is_refused_on_every_call(name, dtype):
         func(x, axis=1)  # (eagerly, NumPy's error)
     with pytest.raises(ValueError, match="All-NaN slice encountered"):
         f(x)
+
+
+def test_nan_variants_put_infinities_in_place_of_nans_as_numpy():
+    """Review of 8d6d4d6: NumPy's nanargmax puts -inf + 0j in place of a NaN entry (+inf for
+    nanargmin), which then ties with or beats an entry of infinite real part; the xla
+    kernel left NaN entries out instead: np.nanargmax([nan, -inf - 1j]) is 0, and compiled
+    it was 1. Every row of NaNs and infinities against NumPy."""
+    vals = [np.nan, np.inf, -np.inf, 0.0, 1.0]
+    rows = np.array([[complex(a, b), complex(c, d)] for a in vals for b in vals[:3]
+                     for c in vals for d in vals[:3]])
+    rows = rows[~np.all(np.isnan(rows.real) | np.isnan(rows.imag), axis=1)]  # (all-NaN raises)
+    for name in ("nanargmax", "nanargmin"):
+        f = FUNCTIONS[name]
+        got = fl.compile(lambda a: f(a, axis=1), backend="xla", background=False)(rows)
+        np.testing.assert_array_equal(got, f(rows, axis=1))

@@ -457,6 +457,10 @@ def _arg_extremum(name, a, axis, out, keepdims, largest, skip_nan):
     if not jnp.iscomplexobj(a):
         return getattr(jnp, name)(a, axis=axis, keepdims=keepdims)
     pick, fill = (jnp.max, -jnp.inf) if largest else (jnp.min, jnp.inf)
+    if skip_nan:  # NumPy's nanargmax puts -inf + 0j (+inf for the min) in place of a NaN
+        # entry, which then ties with, or beats, an entry of infinite real part
+        x = jnp.where(nan, jnp.asarray(fill + 0j, x.dtype), x)
+        nan = jnp.zeros_like(nan)
     real = jnp.where(nan, fill, x.real)  # (NaN entries never among the candidates)
     on = ~nan & (real == pick(real, axis=ax, keepdims=True))  # the extreme real part
     imag = jnp.where(on, x.imag, fill)
