@@ -179,3 +179,25 @@ def test_results_never_alias_the_input(f):
     y += 1
     np.testing.assert_array_equal(x, before)
     np.testing.assert_array_equal(y, f(before) + 1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_compiled_resampling_gives_new_arrays_too(backend):
+    """Review of a7e94d1/6b33517: the copies that make these new arrays eagerly were skipped
+    under fl.compile (its values are abstract), so compiled results were still views of the
+    input: writes into them wrote into x (pixel_shuffle with r = 1, upsample_linear with
+    nothing to resize) or failed (upsample_nearest by 1, unfold of one-entry windows). The
+    abstract values' examples now say where eager arrays would share memory."""
+    if backend == "xla":
+        pytest.importorskip("jax")
+    x = np.arange(16.0).reshape(1, 4, 2, 2)
+    for f in (lambda x: fl.nnlib.pixel_shuffle(x, 1), lambda x: fl.nnlib.pixel_unshuffle(x, 1),
+              lambda x: fl.nnlib.upsample_nearest(x, (1, 1)),
+              lambda x: fl.nnlib.upsample_linear(x, size=(2, 2)),
+              *([lambda x: fl.nnlib.unfold(x, (1, 1))] if backend == "numpy" else [])):
+        # (unfold has no XLA lowering)
+        given = x.copy()
+        y = fl.compile(f, backend=backend, background=False)(given)
+        y += 1
+        np.testing.assert_array_equal(given, x)
+        np.testing.assert_array_equal(y, f(x) + 1)

@@ -260,7 +260,8 @@ class EncryptedTensor:
                  layout: str = "batch", packing: str | None = None, factors=None):
         if layout not in LAYOUTS:
             raise ValueError(f"EncryptedTensor: layout must be one of {LAYOUTS}; got {layout!r}")
-        if factors is not None and (len(factors) != len(vectors) or not all(
+        if factors is not None and (not isinstance(factors, list)
+                                    or len(factors) != len(vectors) or not all(
                 isinstance(f, float) and math.isfinite(f) and f > 0 for f in factors)):
             raise CryptoError(f"EncryptedTensor: factors must be one positive float per "
                               f"ciphertext ({len(vectors)}); got {factors!r}")

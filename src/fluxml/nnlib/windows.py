@@ -62,12 +62,16 @@ def check_input(fn: str, x) -> int:
 def fresh(y, x):
     """``y``, or a copy of it where it shares memory with ``x`` (``x`` itself, or a view: a
     reshape that needed no copy, a window of one entry): resampling and rearranging give new
-    arrays, as PyTorch's do, in every case. Views in a few cases only were read-only (writes
-    into the result failed) or writable (writes into the result wrote into ``x``)."""
+    arrays, as PyTorch's do, in every case (compiled too). Views in a few cases only were
+    read-only (writes into the result failed) or writable (writes into the result wrote into
+    ``x``)."""
     a, b = bottom(y), bottom(x)
+    # (under fl.compile, the abstract values' examples: they were computed as eagerly, so
+    # they share memory where the eager arrays would; the copy is then recorded)
+    a, b = getattr(a, "example", a), getattr(b, "example", b)
     xp = array_module(a)
     if type(a) is type(b) and (type(a) is np.ndarray or xp is not np) \
-            and xp.may_share_memory(a, b):  # (not fl.compile's abstract values)
+            and xp.may_share_memory(a, b):
         return np.copy(y)
     return y
 
