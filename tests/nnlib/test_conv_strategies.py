@@ -32,6 +32,8 @@ def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None, rows
     # the folded input gradient's products: per sample with the per-sample columns, one
     # over the block with the columns across it
     monkeypatch.setattr(convkernels, "SMALL_PRODUCT", float("inf") if narrow == 0 else 0)
+    if narrow == 0:  # (per sample on one thread only)
+        monkeypatch.setattr(convkernels.threads, "limit", lambda: 1)
     if grid is not None:
         _grid(monkeypatch, grid)
     if rows is not None:
