@@ -135,3 +135,19 @@ def numbers(who: str, x, *, real: bool = True):
         raise TypeError(f"{who} is a function of real numbers; got {what} (apply it to the "
                         "real and imaginary parts separately for a complex network)")
     raise TypeError(f"{who} expects an array of numbers; got {what}")
+
+
+def function(who: str, name: str, f):
+    """``f`` where it is callable (an activation, an initialiser, a layer to wrap), else a
+    TypeError naming ``who`` and its argument ``name``: a string or a number stored as a
+    layer's activation was accepted and failed only at the first call, or never (a layer whose
+    activation is skipped).
+
+    >>> function("Conv", "activation", "relu")
+    Traceback (most recent call last):
+    ...
+    TypeError: Conv: activation must be callable; got 'relu' (a str)
+    """
+    if not callable(f):
+        raise TypeError(f"{who}: {name} must be callable; got {shown(f)}")
+    return f

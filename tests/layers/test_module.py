@@ -1,6 +1,7 @@
 """The Module system: structural gradients, user layers, printing, modes, precision."""
 
 import io
+import re
 import traceback
 import warnings
 
@@ -550,3 +551,30 @@ def test_precision_conversion_of_complex_arrays():
     assert fl.f64(fl.f32(tree))["z"].dtype == np.complex128
     assert fl.f16(tree)["z"].dtype == np.complex128  # (NumPy has no complex float16)
     assert fl.f32(tree)["i"].dtype == np.int64
+
+
+# Layers given something that is not a function where they take an activation or an
+# initialiser: each stored it, and failed at the first call or never (Conv with None took it as
+# no activation); the constructor now refuses it by name.
+_NOT_CALLABLE = [
+    (lambda: fl.Bilinear(3, 4, "relu"), "Bilinear: activation must be callable; got 'relu'"),
+    (lambda: fl.Bilinear((3, 2), 4, 2.5), "Bilinear: activation must be callable; got 2.5"),
+    (lambda: fl.Conv((3, 3), 1, 2, "relu"), "Conv: activation must be callable"),
+    (lambda: fl.Conv((3, 3), 1, 2, None), "Conv: activation must be callable; got None"),
+    (lambda: fl.CrossCor((3, 3), 1, 2, ["a"]), "CrossCor: activation must be callable"),
+    (lambda: fl.DepthwiseConv((3, 3), 2, 4, 1), "DepthwiseConv: activation must be callable"),
+    (lambda: fl.ConvTranspose((3, 3), 1, 2, "x"), "ConvTranspose: activation must be callable"),
+    (lambda: fl.BatchNorm(3, "relu"), "BatchNorm: activation must be callable"),
+    (lambda: fl.InstanceNorm(3, -2), "InstanceNorm: activation must be callable"),
+    (lambda: fl.GroupNorm(4, 2, {"a": 1}), "GroupNorm: activation must be callable"),
+    (lambda: fl.RNNCell(3, 4, "tanh"), "RNNCell: activation must be callable"),
+    (lambda: fl.RNN(3, 4, "tanh"), "RNNCell: activation must be callable"),
+    (lambda: fl.Dense(3, 4, init="glorot"), "Dense: init must be callable; got 'glorot'"),
+    (lambda: fl.Embedding(5, 3, init=None), "Embedding: init must be callable; got None"),
+]
+
+
+@pytest.mark.parametrize("make, message", _NOT_CALLABLE)
+def test_layers_refuse_what_is_not_a_function(make, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        make()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml import init as initialisers
-from fluxml._checks import is_int, positive_int, shown
+from fluxml._checks import function, is_int, positive_int, shown
 from fluxml.layers.module import LayerError, Module, input_shapes, locate, need_array
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
@@ -64,8 +64,7 @@ class Dense(Module):
         else:
             _positive("Dense", in_features=in_features, out_features=out_features)
             weight = initial("Dense", init, (out_features, in_features), rng, dtype)
-        if not callable(activation):
-            raise TypeError(f"Dense: activation must be callable; got {activation!r}")
+        function("Dense", "activation", activation)
         self.weight = weight
         self.bias = _make_bias(bias, weight.shape[0], weight.dtype, "Dense")
         self.activation = activation
@@ -127,7 +126,7 @@ def initial(layer: str, init: Callable, shape: tuple, rng, dtype, what: str = "i
     weight of another shape made another layer (``Dense(3, 4, init=lambda s, rng: w)`` with
     ``w`` (3, 4) was a Dense(4 => 3), silently), where Flux raises a DimensionMismatch."""
     shape = tuple(int(n) for n in shape)
-    value = np.asarray(init(shape, rng), dtype=dtype)
+    value = np.asarray(function(layer, what, init)(shape, rng), dtype=dtype)
     if value.shape != shape:
         raise ValueError(f"{layer}: {what} must return an array of shape {shape}; got shape "
                          f"{value.shape}")
@@ -371,7 +370,7 @@ class Bilinear(Module):
             weight = initial("Bilinear", init, (out_features, in1, in2), rng, dtype)
         self.weight = weight
         self.bias = _make_bias(bias, out_features, weight.dtype, "Bilinear")
-        self.activation = activation
+        self.activation = function("Bilinear", "activation", activation)
 
     def _output_shape(self, *shapes):
         shapes = input_shapes(shapes)

@@ -22,7 +22,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import flag, is_int, positive_int
+from fluxml._checks import flag, function, is_int, positive_int
 from fluxml.layers.basic import (
     _activation_suffix,
     _is_array,
@@ -151,7 +151,7 @@ class Conv(Module):
                              dtype)
         self.weight = weight
         self.bias = _make_bias(bias, out_channels, self.weight.dtype, name)
-        self.activation = activation
+        self.activation = function(name, "activation", activation)
         self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
         self.flipped = flag(name, "flipped", flipped)
 
@@ -324,7 +324,7 @@ class ConvTranspose(Module):
             weight = np.ascontiguousarray(np.swapaxes(w, 0, 1))
         self.weight = weight
         self.bias = _make_bias(bias, out_channels, weight.dtype, "ConvTranspose")
-        self.activation = activation
+        self.activation = function("ConvTranspose", "activation", activation)
         self.stride, self.pad, self.outpad = stride, pad, outpad
         self.dilation, self.groups = dilation, groups
         self.flipped = flag("ConvTranspose", "flipped", flipped)

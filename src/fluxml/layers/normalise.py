@@ -26,7 +26,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import flag, is_int, is_real, real_in, shown
+from fluxml._checks import flag, function, is_int, is_real, real_in, shown
 from fluxml.ad.api import stop_gradient
 from fluxml.layers.basic import _activation_suffix, _positive, identity, initial
 from fluxml.layers.module import LayerError, Module, is_active, need_array
@@ -54,7 +54,7 @@ class _Norm(Module):
         real_in(who, "eps (added to the variance)", eps, 0)
         real_in(who, "momentum (the running statistics' update rate)", momentum, 0, 1)
         affine, track_stats = flag(who, "affine", affine), flag(who, "track_stats", track_stats)
-        self.activation = activation
+        self.activation = function(who, "activation", activation)
         self.weight = initial(who, init_scale, shape, rng, dtype, "init_scale") if affine \
             else None
         self.bias = initial(who, init_bias, shape, rng, dtype, "init_bias") if affine else None

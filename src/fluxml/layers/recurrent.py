@@ -20,7 +20,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import flag
+from fluxml._checks import flag, function
 from fluxml.ad.core import Tracer, untraced
 from fluxml.backend.mixing import check_same_device
 from fluxml.backend.registry import array_module
@@ -135,7 +135,7 @@ class RNNCell(_Cell):
 
     def __init__(self, in_features: int, hidden: int, activation: Callable = np.tanh, **kw):
         super().__init__(in_features, hidden, **kw)
-        self.activation = activation
+        self.activation = function(type(self).__name__, "activation", activation)
 
     def step(self, xw, h):
         """One step from the projected input ``xw``."""
