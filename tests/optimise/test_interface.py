@@ -524,3 +524,32 @@ def test_a_read_only_memory_map_is_refused_before_anything_is_stepped(tmp_path):
     with pytest.raises(ValueError, match=r"update: model\['b'\] is a read-only array"):
         fl.update(state, model, grads)
     assert all(np.all(np.asarray(x) == 1) for x in model.values())
+
+
+# A gradient that is not one of the layer's: it stepped nothing, silently (a string, a
+# number, an array, an object where the layer's gradient belongs; a dict key misspelt). Each
+# is now refused by name, before any array of the model is stepped.
+_NOT_A_GRADIENT = [
+    ("abc", "the gradient of model.layers[1] is 'abc' (a str), with none of the fields"),
+    (5, "the gradient of model.layers[1] is 5, with none of the fields"),
+    (np.ones(3), "the gradient of model.layers[1] is an array of shape (3,)"),
+    (object(), "with none of the fields of the model there (Dense: weight, bias)"),
+    ({"weigth": np.ones((2, 4))}, "model.layers[1] has key 'weigth', but the model there "
+                                  "(Dense) has no field 'weigth'"),
+]
+
+
+@pytest.mark.parametrize("bad, message", _NOT_A_GRADIENT)
+def test_update_refuses_what_is_not_a_layers_gradient(bad, message):
+    model = fl.Chain(fl.Dense(3, 4), fl.Dense(4, 2))
+    state = fl.setup(fl.Descent(0.1), model)
+    before = [a.copy() for a in fl.leaves(model)]
+    grads = {"layers": [{"weight": np.ones((4, 3)), "bias": np.ones(4)}, bad]}
+    with pytest.raises(TypeError, match=re.escape(message)):
+        fl.update(state, model, grads)
+    for a, b in zip(fl.leaves(model), before):  # nothing half-done: layer 0 not stepped
+        np.testing.assert_array_equal(a, b)
+    # the same gradient with the second layer's part left out (None) steps the first only
+    fl.update(state, model, {"layers": [grads["layers"][0], None]})
+    np.testing.assert_allclose(model.layers[0].weight, before[0] - 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(model.layers[1].weight, before[2])

@@ -22,6 +22,7 @@ from threading import get_ident
 
 import numpy as np
 
+from fluxml._checks import shown
 from fluxml._dtypes import is_complex
 from fluxml.ad.core import COMPILING, compiling
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
@@ -459,6 +460,25 @@ def _where(path):
     return "model" + "".join(reversed(steps))
 
 
+def _check_foreign_gradient(path, state, model, grads, in_dict):
+    """A gradient built by hand for a layer: a dict of its fields, or an object with some of
+    them. A dict key the layer does not have (a typo: ``{"weigth": g}``) and an object with
+    none of its trainable fields (a string, a number, an array where a layer is) each left
+    their part of the model unstepped, silently."""
+    if in_dict:
+        for k in grads:
+            if k not in state._fields and getattr(model, k, _MISSING) is _MISSING:
+                raise TypeError(f"update: the gradient of {_where(path)} has key {k!r}, but "
+                                f"the model there ({type(model).__name__}) has no field {k!r}; "
+                                f"its fields with a gradient: {', '.join(state._fields)}")
+    elif not any(hasattr(grads, k) for k in state._fields):
+        what = f"an array of shape {grads.shape}" if hasattr(grads, "shape") else shown(grads)
+        raise TypeError(f"update: the gradient of {_where(path)} is {what}, with none "
+                        f"of the fields of the model there ({type(model).__name__}: "
+                        f"{', '.join(state._fields)}); pass fl.gradient(loss, model)[0], or "
+                        "None for no step")
+
+
 def _collect(state, model, grads, pending, path):
     """Pair each unfrozen Leaf with its array and gradient (the path, linked tuples of keys,
     is formatted only for errors: the walk runs every step)."""
@@ -508,6 +528,8 @@ def _collect(state, model, grads, pending, path):
         in_dict = isinstance(grads, dict)
         if type(grads) in (tuple, list):
             _not_its_gradient(path, model, grads)
+        if type(grads) is not type(model):  # (fl.gradient's: of the model's type, checked fast)
+            _check_foreign_gradient(path, state, model, grads, in_dict)
         for k in state._fields:
             g = grads.get(k) if in_dict else getattr(grads, k, None)  # (_child, inlined)
             sub = getattr(model, k, _MISSING)
