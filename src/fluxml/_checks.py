@@ -151,3 +151,20 @@ def function(who: str, name: str, f):
     if not callable(f):
         raise TypeError(f"{who}: {name} must be callable; got {shown(f)}")
     return f
+
+
+def generator(who: str, rng):
+    """``rng`` where it is None (fluxml's default generator) or a random generator (NumPy's
+    ``Generator``, CuPy's: anything with a ``random`` method), else a TypeError naming
+    ``who``: a seed or a string was stored and failed at the first draw with Python's
+    AttributeError, and ``rng=0`` drew from the default generator, silently.
+
+    >>> generator("Dropout", 0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: Dropout: rng must be a random generator ... or None; got 0 (an int)
+    """
+    if rng is not None and not callable(getattr(rng, "random", None)):
+        raise TypeError(f"{who}: rng must be a random generator (np.random.default_rng(seed)) "
+                        f"or None; got {shown(rng, typed=True)}")
+    return rng

@@ -2,6 +2,7 @@
 finite differences (order 2, both modes), extreme inputs, dtypes, erf against math.erf."""
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -225,3 +226,23 @@ def test_compiled_activations_take_booleans():
     mask = np.array([True, False])
     for f in (fl.sigmoid, fl.relu, fl.elu):
         np.testing.assert_allclose(fl.compile(f)(mask), f(np.array([1.0, 0.0])))
+
+
+# Scalar hyperparameters that are not real numbers: only ints, floats and NumPy numbers were
+# checked, so a complex slope made a complex output, silently, and a string or None raised
+# NumPy's ufunc error. Now refused by name.
+@pytest.mark.parametrize("call, message", [
+    (lambda x: fl.leakyrelu(x, 1j), "leakyrelu: a (the slope below 0) must be a finite number; "
+                                    "got 1j (a complex)"),
+    (lambda x: fl.leakyrelu(x, "0.1"), "leakyrelu: a (the slope below 0) must be"),
+    (lambda x: fl.elu(x, None), "elu: a must be a finite number; got None"),
+    (lambda x: fl.hardtanh(x, 1j, 2.0), "hardtanh: lo must be a finite number"),
+    (lambda x: fl.trelu(x, 1 + 0j), "trelu: theta must be a finite number"),
+    (lambda x: fl.softshrink(x, "1"), "softshrink: lambd must be a finite number >= 0"),
+])
+def test_scalar_hyperparameters_are_real_numbers(call, message):
+    x = np.array([-2.0, 0.5])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(x)
+    # a slope given as a 0-d array is still a number: the same as the float
+    np.testing.assert_array_equal(fl.leakyrelu(x, np.array(0.1)), [-0.2, 0.5])

@@ -1,6 +1,8 @@
 """dropout and alpha_dropout: PyTorch's scaling, statistics, the gradient is the mask,
 dims, inactive and edge probabilities, float32, bad input."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,26 @@ def test_derivatives_with_a_fixed_mask():
     x = np.random.default_rng(0).standard_normal((4, 5))
     check_grads(lambda x: fl.dropout(x, 0.4, rng=np.random.default_rng(3)), x)
     check_grads(lambda x: fl.alpha_dropout(x, 0.4, rng=np.random.default_rng(3)), x)
+
+
+# rng= that is not a generator: Dropout and AlphaDropout stored it and failed at their first
+# draw in training with Python's "'str' object has no attribute 'random'"; dropout(rng=0)
+# drew from the default generator (0 is falsy), silently. Now refused by name.
+_NOT_A_GENERATOR = [
+    (lambda: fl.Dropout(0.5, rng="abc"), "Dropout: rng must be a random generator"),
+    (lambda: fl.AlphaDropout(0.5, rng=5), "AlphaDropout: rng must be a random generator"),
+    (lambda: fl.dropout(np.ones(3), 0.5, rng=0), "dropout: rng must be a random generator "
+                                                "(np.random.default_rng(seed)) or None; got 0"),
+    (lambda: fl.alpha_dropout(np.ones(3), 0.5, rng="x"), "alpha_dropout: rng must be"),
+    (lambda: fl.rrelu(np.ones(3), rng=3, active=True), "rrelu: rng must be a random generator"),
+]
+
+
+@pytest.mark.parametrize("call, message", _NOT_A_GENERATOR)
+def test_a_seed_is_not_a_generator(call, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        call()
+    # a generator of that seed works, and draws as NumPy's own does
+    y = fl.dropout(np.ones(1000), 0.5, rng=np.random.default_rng(0))
+    keep = np.random.default_rng(0).random(1000) >= 0.5
+    np.testing.assert_array_equal(y, np.where(keep, 2.0, 0.0))

@@ -26,7 +26,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import flag, function, is_int, is_real, real_in, shown
+from fluxml._checks import flag, function, generator, is_int, is_real, real_in, shown
 from fluxml.ad.api import stop_gradient
 from fluxml.layers.basic import _activation_suffix, _positive, identity, initial
 from fluxml.layers.module import LayerError, Module, is_active, need_array
@@ -374,7 +374,7 @@ class Dropout(Module):
             raise ValueError(f"Dropout: dims must be None, an axis or a tuple of axes (the "
                              f"axes along which the mask varies); got {shown(dims)}")
         self.active = flag("Dropout", "active", active, none=True)
-        self.rng = rng
+        self.rng = generator("Dropout", rng)
 
     def __call__(self, x):
         need_array(self, x)
@@ -408,7 +408,7 @@ class AlphaDropout(Module):
         _check_p("AlphaDropout", p)
         self.p = float(p)
         self.active = flag("AlphaDropout", "active", active, none=True)
-        self.rng = rng
+        self.rng = generator("AlphaDropout", rng)
 
     def __call__(self, x):
         need_array(self, x)

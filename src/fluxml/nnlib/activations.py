@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from fluxml._checks import flag, numbers, real_in
+from fluxml._checks import flag, generator, numbers, real_in
 from fluxml.ad.core import draw, first_order, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 
@@ -353,8 +353,10 @@ def leakyrelu(x, a: float = 0.01):
 
 def _number(fn, name, value, low=-math.inf, **open_ends):
     """A plain number argument checked (finite, ``>= low``); an array (a slope per channel)
-    or a traced one is the caller's to mean."""
-    if isinstance(value, (int, float, np.number)):
+    or a traced one is the caller's to mean. (Only ints, floats and NumPy numbers were
+    checked: a Python complex slope made a complex output, silently, and a string or None
+    raised NumPy's ufunc error.)"""
+    if getattr(value, "ndim", 0) == 0 and type(value).__name__ != "Tracer":
         real_in(fn, name, value, low, **open_ends)
 
 
@@ -582,8 +584,8 @@ def rrelu(x, lo: float = 1 / 8, hi: float = 1 / 3, *, active: bool = False,
 
     value = raw(x)
     dtype = value.dtype if getattr(value, "dtype", np.dtype(float)).kind == "f" else np.float64
-    slope = draw(rng or default_rng(), "uniform", lo, hi, np.shape(value)).astype(dtype,
-                                                                                copy=False)
+    rng = default_rng() if rng is None else generator("rrelu", rng)
+    slope = draw(rng, "uniform", lo, hi, np.shape(value)).astype(dtype, copy=False)
     return np.where(x > 0, x, slope * x)
 
 

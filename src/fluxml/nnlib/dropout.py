@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fluxml._checks import flag, is_int
+from fluxml._checks import flag, generator, is_int
 from fluxml._dtypes import working_float
 from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
@@ -58,7 +58,8 @@ def _keep_mask(x, p, dims, rng, name):
                              f"got {dims}")
         shape = tuple(n if i in axes else 1 for i, n in enumerate(shape))
     draw = dtype if dtype in (np.float32, np.float64) else np.float64
-    return draw_from(rng or default_rng(), "random", shape, dtype=draw) >= p, dtype
+    rng = default_rng() if rng is None else generator(name, rng)  # (rng=0 was the default)
+    return draw_from(rng, "random", shape, dtype=draw) >= p, dtype
 
 
 def dropout(x, p: float, *, dims: int | Sequence[int] | None = None, active: bool = True,
