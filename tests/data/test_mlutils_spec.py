@@ -392,7 +392,7 @@ def test_splitobs_rounds_each_part_on_its_own():
     # 3, 5, 7
     assert sizes(fl.splitobs(np.arange(10), at=(0.15, 0.15, 0.15))) == (2, 2, 2, 4)
     assert sizes(fl.splitobs(np.arange(15), at=(0.2, 0.3))) == (3, 4, 8)
-    with pytest.raises(ValueError, match=r"parts of \[2, 2, 2\] observations, more than"):
+    with pytest.raises(ValueError, match=r"parts of \[2, 2, 2\] once rounded\), more than"):
         fl.splitobs(np.arange(5), at=(0.3, 0.3, 0.3))
     with pytest.raises(ValueError, match="a fraction in"):
         fl.splitobs(np.arange(5), at=1.0)

@@ -1,5 +1,7 @@
 """onehot / onecold, splitobs / shuffleobs, normalisation: against direct computations."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -101,8 +103,20 @@ def test_splitobs_and_shuffleobs():
     assert np.array_equal(xs[:, 0] // 2, ys) and sorted(ys.tolist()) != ys.tolist()
     xs, ys = fl.shuffleobs((x, y), rng=5)
     assert sorted(ys.tolist()) == list(range(10)) and np.array_equal(xs[:, 0] // 2, ys)
-    with pytest.raises(ValueError, match=r"parts of \[6, 5\] observations, more than the 10"):
+    with pytest.raises(ValueError, match=r"asks for 11 observations \(parts of \[6, 5\] once "
+                                         r"rounded\), more than the 10"):
         fl.splitobs(x, at=(0.6, 0.5))
+
+
+@pytest.mark.parametrize("at, asked", [((0.5, 0.6), 5.5), ((0.3, 0.8), 5.5), ((2, 0.7), 5.5)])
+def test_splitobs_refuses_fractions_past_the_whole(at, asked):
+    """Fractions that ask for more than the observations but round to parts that fit (2.5 and
+    3 of 5 to 2 and 3) gave parts of 40%, 60% and nothing, silently."""
+    with pytest.raises(ValueError, match=rf"splitobs: at={re.escape(repr(at))} asks for "
+                                         rf"{asked:g} observations"):
+        fl.splitobs(np.arange(5.0), at=at)
+    # fractions that fit are split as asked: round(5 * 0.5) = 2, round(5 * 0.4) = 2, the rest 1
+    assert [len(p) for p in fl.splitobs(np.arange(5.0), at=(0.5, 0.4))] == [2, 2, 1]
 
 
 def test_a_default_not_among_the_labels_is_named():

@@ -143,9 +143,12 @@ def _check_at(at) -> list:
 def _sizes(n: int, at: list, given, what: str) -> list:
     """The parts' sizes for ``at`` (fractions of ``n``, or counts), the last part apart."""
     sizes = [a if is_int(a) else int(round(n * a)) for a in at]
-    if sum(sizes) > n:
-        raise ValueError(f"splitobs: at={given!r} asks for parts of {sizes} observations, "
-                         f"more than the {n} of {what}")
+    # what was asked, before rounding: fractions of 0.5 and 0.6 of 5 observations rounded to
+    # 2 and 3, which fit, and gave parts of 40%, 60% and nothing, silently
+    asked = sum(a if is_int(a) else n * a for a in at)
+    if sum(sizes) > n or asked > n * (1 + 1e-12):
+        raise ValueError(f"splitobs: at={given!r} asks for {asked:g} observations (parts of "
+                         f"{sizes} once rounded), more than the {n} of {what}")
     return sizes
 
 
