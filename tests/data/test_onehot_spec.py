@@ -273,3 +273,14 @@ def test_products_with_a_onehot_matrix_select_rows():
     # A * b2 with b2 of 5 classes: DimensionMismatch
     with pytest.raises(ValueError):
         A @ fl.onehotbatch([1, 3, 0, 2], 5).T
+
+
+@pytest.mark.parametrize("scores", [["a", "b"], np.array([[1j, 2], [3, 1j]]), [None, 1.0]])
+def test_onecold_refuses_scores_that_are_not_real_numbers(scores):
+    """Strings were ranked alphabetically and complex numbers by their real parts, and an
+    index came back as for scores, silently."""
+    with pytest.raises(TypeError, match=r"onecold: expected real scores \(numbers or "
+                                        r"booleans\); got dtype"):
+        fl.onecold(scores)
+    # booleans (one-hot rows) are scores: the index of the True entry
+    assert fl.onecold(np.array([[False, True, False], [True, False, False]])).tolist() == [1, 0]

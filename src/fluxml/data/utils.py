@@ -236,6 +236,10 @@ def onecold(y, labels=None) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 0:
         raise ValueError("onecold: expected scores along a last axis; got a scalar")
+    if y.dtype.kind not in "biuf":  # (argmax of strings is the last in alphabetical order,
+        # of complex numbers the largest real part: an index, silently)
+        raise TypeError(f"onecold: expected real scores (numbers or booleans); got dtype "
+                        f"{y.dtype} of shape {y.shape}")
     if y.dtype.kind in "fc" and np.isnan(y).any():  # (argmax took the NaN's position)
         at = tuple(int(i) for i in np.argwhere(np.isnan(y))[0])
         raise ValueError(f"onecold: the scores hold NaN (at {at} of shape {y.shape}), "
