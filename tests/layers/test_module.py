@@ -578,3 +578,23 @@ _NOT_CALLABLE = [
 def test_layers_refuse_what_is_not_a_function(make, message):
     with pytest.raises(TypeError, match=re.escape(message)):
         make()
+
+
+# Layers of no settings took any arguments and dropped them (object.__init__ beside
+# Module.__new__): Flatten(2) was Flatten(), silently. Bidirectional stored a backward layer or
+# a merge that is not a function, which failed at the first call (merge) or never.
+@pytest.mark.parametrize("make, message", [
+    (lambda: fl.Flatten(2), "Flatten() takes no arguments; got 2"),
+    (lambda: fl.GlobalMaxPool((2, 2)), "GlobalMaxPool() takes no arguments; got (2, 2)"),
+    (lambda: fl.GlobalMeanPool(dims=1), "GlobalMeanPool() takes no arguments; got dims=1"),
+    (lambda: fl.Bidirectional(fl.RNN(3, 4), "rnn"),
+     "Bidirectional: backward (a layer, or None) must be callable; got 'rnn' (a str)"),
+    (lambda: fl.Bidirectional(fl.RNN(3, 4), merge="sum"),
+     "Bidirectional: merge must be callable; got 'sum' (a str)"),
+])
+def test_layer_arguments_are_not_dropped(make, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        make()
+    # with nothing to drop, Flatten is itself (rows flattened as NumPy's reshape flattens them)
+    x = np.arange(24.0).reshape(2, 3, 4)
+    np.testing.assert_array_equal(fl.Flatten()(x), x.reshape(2, 12))

@@ -136,6 +136,15 @@ class Module:
             return Lazy(cls, args, kwargs)
         return super().__new__(cls)
 
+    def __init__(self, *args, **kwargs):
+        # A layer of no settings (Flatten, GlobalMaxPool) has no __init__ of its own, and
+        # object's, beside the __new__ above, took any arguments and dropped them:
+        # Flatten(2) or GlobalMaxPool((2, 2)) was the layer of none, silently.
+        if args or kwargs:
+            given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+            raise TypeError(f"{type(self).__name__}() takes no arguments; got "
+                            f"{', '.join(given)}")
+
     def __repr__(self) -> str:
         from fluxml.layers.show import render
 

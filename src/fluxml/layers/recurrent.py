@@ -509,6 +509,10 @@ class Bidirectional(Module):
             extra = (cell.activation,) if isinstance(cell, RNNCell) else ()
             backward = type(forward)(n_in, hidden, *extra, bias=cell.bias_ih is not None,
                                      rng=rng, dtype=cell.weight_ih.dtype, **inits)
+        # (stored as they came: a string failed at the first call, or never for merge=None)
+        function("Bidirectional", "backward (a layer, or None)", backward)
+        if merge is not None:
+            function("Bidirectional", "merge", merge)
         if any(getattr(m, "return_state", False) or getattr(m, "kwargs", {}).get("return_state")
                for m in (forward, backward)):
             raise ValueError("Bidirectional joins its layers' outputs: give it layers with "
