@@ -272,7 +272,12 @@ def test_a_tree_state_returned_in_another_key_order():
     (dict(dt=np.nan, solver=fl.ode.RK4()), "dt must be a finite number"),
     (dict(max_steps=2.5), "max_steps must be a positive int"),
     (dict(max_steps=0), "max_steps must be a positive int"),
-    (dict(adaptive="no"), "adaptive must be True or False")])
+    (dict(adaptive="no"), "adaptive must be True or False"),
+    # None (a sensitivity algorithm's "the solve's tolerance") raised Python's "unsupported
+    # operand type(s) for *: 'NoneType' and 'float'" from the first step
+    (dict(rtol=None), r"solve: rtol must be a number >= 0 \(or an array of them, one per state "
+                      r"entry\); got None"),
+    (dict(atol=None), "solve: atol must be a number >= 0")])
 def test_step_options_that_mean_nothing_are_refused_by_name(options, match):
     """Before: atol=-1 took two steps and returned them as solved (error 5e-6 where any
     tolerance was 'met'); rtol=NaN or both tolerances 0 rejected 100000 steps before

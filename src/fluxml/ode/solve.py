@@ -93,6 +93,9 @@ def _check_options(rtol, atol, dt, max_steps, adaptive, dtmax, sensealg, who="so
     tolerances 0, rejected every step until max_steps), as were dt=0 or NaN (an unclear
     failure in the first step) and a fractional max_steps. ``(max_steps, dtmax, sensealg)``
     as the solve takes them."""
+    for name, tol in (("rtol", rtol), ("atol", atol)):  # (None, which a sensitivity
+        if tol is None:  # algorithm's tolerances take for "the solve's", failed in a ufunc)
+            checks.tolerance(who, name, tol)
     checks.tolerances(who, rtol, atol)
     if dt is not None:
         real_in(who, "dt", dt)
