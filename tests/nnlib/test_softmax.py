@@ -105,3 +105,17 @@ def test_complex_input_is_refused(f):
                                             "complex128"):
             f(x)
     np.testing.assert_allclose(f([1, 3]), f(np.array([1.0, 3.0])))  # integers as floats
+
+
+@pytest.mark.parametrize("call", [lambda x: fl.softmax(x, axis=True),
+                                  lambda x: fl.logsoftmax(x, axis=(0, True)),
+                                  lambda x: fl.logsumexp(x, axis=False)])
+def test_a_bool_is_not_an_axis(call):
+    """NumPy reads True as axis 1 and False as axis 0: softmax(x, axis=True) normalised the
+    rows, silently (a flag passed in the axis's place)."""
+    x = np.arange(6.0).reshape(2, 3)
+    with pytest.raises(np.exceptions.AxisError, match="axis must be an axis or a tuple of "
+                                                      "distinct axes of the input"):
+        call(x)
+    e = np.exp(x - x.max(axis=1, keepdims=True))  # an int axis, against the formula
+    np.testing.assert_allclose(fl.softmax(x, axis=1), e / e.sum(axis=1, keepdims=True))

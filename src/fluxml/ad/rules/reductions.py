@@ -336,6 +336,9 @@ def checked_axis(x, axis, name):
     """``axis`` as a tuple of non-negative axes of ``x``, or an error naming ``name``."""
     ndim = np.ndim(raw(x))
     try:
+        if isinstance(axis, (bool, np.bool_)) or np.iterable(axis) and any(
+                isinstance(a, (bool, np.bool_)) for a in axis):
+            raise TypeError  # (NumPy took True for axis 1: softmax(x, axis=True) silently)
         return normalize_axis_tuple(axis, ndim)
     except (np.exceptions.AxisError, TypeError, ValueError):  # (ValueError: repeated)
         raise np.exceptions.AxisError(
