@@ -1,6 +1,7 @@
 """Initialisers: shapes, dtypes, scales against their formulas, seeding."""
 
 import math
+import re
 from functools import partial
 
 import numpy as np
@@ -64,3 +65,16 @@ def test_bad_arguments():
         fl.init.zeros((2, -1))
     with pytest.raises(ValueError, match="sparsity must be in"):
         fl.init.sparse_init((2, 2), sparsity=2)
+
+
+@pytest.mark.parametrize("n, shown", [(True, "True (a bool)"), (2.5, "2.5 (a float)"),
+                                      ("abc", "'abc' (a str)"), (-1, "-1"), ([1.5], "[1.5]")])
+def test_seed_refuses_what_is_not_a_seed(n, shown):
+    """NumPy took fl.seed(True) for the seed 1, silently, and raised its own errors
+    (SeedSequence's) for a float or a string."""
+    with pytest.raises(ValueError, match=re.escape(f"seed: n must be a non-negative int (or a "
+                                                   f"sequence of them, or None for a seed from "
+                                                   f"the system); got {shown}")):
+        fl.seed(n)
+    fl.seed(1)  # an int seeds fluxml's generator as NumPy's own generator of that seed draws
+    assert fl.init.default_rng().random() == np.random.default_rng(1).random()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fluxml._checks import is_int
+from fluxml._checks import is_int, shown
 
 _rng = np.random.default_rng()
 
@@ -39,6 +39,12 @@ def seed(n: int) -> None:
     True
     """
     global _rng
+    # (NumPy took True for the seed 1, and raised its own errors for a float or a string)
+    entries = list(n) if isinstance(n, (Sequence, np.ndarray)) and not isinstance(n, str) \
+        else [n]
+    if n is not None and not (entries and all(is_int(k) and k >= 0 for k in entries)):
+        raise ValueError(f"seed: n must be a non-negative int (or a sequence of them, or None "
+                         f"for a seed from the system); got {shown(n)}")
     _rng = np.random.default_rng(n)
 
 
