@@ -235,3 +235,19 @@ def test_a_standardisers_gradient_prints():
     (g,) = fl.gradient(lambda m: fl.mse(m(x), x[:, :1]), model)
     assert repr(g.layers[0]) == "Standardiser(mean=None, std=None)"
     assert repr(model.layers[0]) == "Standardiser(mean=float64[1, 3], std=float64[1, 3])"
+
+
+@pytest.mark.parametrize("x, eps, message", [
+    (None, 1e-5, "normalise expects an array of numbers; got a NoneType"),
+    (["a", "b"], 1e-5, "normalise expects an array of numbers; got dtype <U1"),
+    (np.ones((3, 2)), "x", "normalise: eps must be a finite number >= 0; got 'x' (a str)"),
+    (np.ones((3, 2)), -1.0, "normalise: eps must be a finite number >= 0; got -1.0"),
+])
+def test_normalise_names_what_it_refuses(x, eps, message):
+    """None or strings raised NumPy's AxisError or "the resolved dtypes are not compatible
+    with add.reduce", naming neither normalise nor its argument."""
+    with pytest.raises((TypeError, ValueError), match=re.escape(message)):
+        fl.normalise(x, eps=eps)
+    # booleans are the numbers 0 and 1: each column standardised by its own mean and std
+    got = fl.normalise(np.array([[True, False], [False, True]]), eps=0.0)
+    np.testing.assert_allclose(got, [[1.0, -1.0], [-1.0, 1.0]])  # (0.5 -+ 0.5) / 0.5

@@ -17,7 +17,7 @@ from numbers import Number
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import numbers, positive_int, real_in
 from fluxml.ad.core import Tracer, untraced
 
 
@@ -277,6 +277,10 @@ def normalise(x, axis=0, eps: float = 1e-5):
     array([[-1., -1.],
            [ 1.,  1.]])
     """
+    # (None or strings raised NumPy's AxisError or "the resolved dtypes are not compatible
+    # with add.reduce"; a string eps a ufunc error)
+    x = numbers("normalise", x, real=False)
+    real_in("normalise", "eps", eps, 0)
     mean = np.mean(x, axis=axis, keepdims=True)
     std = np.std(x, axis=axis, keepdims=True)
     return (x - mean) / (std + eps)
