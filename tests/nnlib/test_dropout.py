@@ -54,8 +54,14 @@ def test_alpha_dropout_formula_and_statistics():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"dropout: the drop probability p must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"dropout: the drop probability p must be a number "
+                                         r"in \[0, 1\]; got 1.5"):
         fl.dropout(np.ones(3), 1.5)
+    # p=True was taken for 1 (everything dropped, silently), "0.5" raised Python's TypeError
+    for p, shown in ((True, "True (a bool)"), ("0.5", "'0.5' (a str)")):
+        with pytest.raises(ValueError, match=re.escape(f"dropout: the drop probability p must "
+                                                       f"be a number in [0, 1]; got {shown}")):
+            fl.dropout(np.ones(3), p)
     with pytest.raises(ValueError, match="alpha_dropout: the drop probability"):
         fl.alpha_dropout(np.ones(3), -0.1)
     with pytest.raises(ValueError, match="dropout: dims must be axes"):

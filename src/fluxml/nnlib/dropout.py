@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fluxml._checks import flag, generator, is_int
+from fluxml._checks import flag, generator, is_int, real_in
 from fluxml._dtypes import working_float
 from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
@@ -35,8 +35,9 @@ def default_rng() -> np.random.Generator:
 
 
 def _check_p(p, name):
-    if not 0 <= p <= 1:
-        raise ValueError(f"{name}: the drop probability p must be in [0, 1]; got {p}")
+    # (a comparison alone took p=True for 1, dropping everything silently, and raised
+    # Python's "'<=' not supported" for a string)
+    real_in(name, "the drop probability p", p, 0, 1)
 
 
 def _keep_mask(x, p, dims, rng, name):
