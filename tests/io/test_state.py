@@ -1,5 +1,6 @@
 """fl.state / fl.loadmodel: paths, in-place copies, and checks that come before any write."""
 
+import re
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -328,3 +329,19 @@ def test_a_dtype_mismatch_says_which_conversion_loads_it():
     with pytest.raises(LoadError, match=r"got int64; convert the state's array first "
                                         r"\(.astype\(np.float32\)\)"):
         fl.loadmodel(model, {"weight": np.zeros((3, 2), np.int64), "bias": np.zeros(3)})
+
+
+@pytest.mark.parametrize("thing, shown", [(None, "None (a NoneType)"), ("model", "'model' (a str)"),
+                                          (b"x", "b'x' (a bytes)")])
+def test_state_of_what_is_not_a_model_is_refused(thing, shown, tmp_path):
+    """fl.state(None) and fl.state("model") were {}, and fl.save(path, None) wrote a file of
+    no arrays, silently (a model forgotten, or the arguments swapped)."""
+    message = f"state: expected a model or a tree of arrays; got {shown}"
+    with pytest.raises(TypeError, match=re.escape(message)):
+        fl.state(thing)
+    with pytest.raises(TypeError, match=re.escape(message)):
+        fl.save(tmp_path / "m.safetensors", thing)
+    assert not (tmp_path / "m.safetensors").exists()  # nothing written
+    # a model of no arrays still has the empty state, and a dict of arrays is its own
+    assert fl.state(fl.Chain(fl.relu)) == {}
+    assert fl.state({"w": np.ones(2)})["w"].tolist() == [1.0, 1.0]

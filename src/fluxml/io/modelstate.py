@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import byte_bounds  # the first and one-past-the-last bytes read
 
+from fluxml._checks import shown
 from fluxml.tree import flatten, leaves_with_paths
 from fluxml.treenodes import _fields, is_array_leaf, is_leaf
 
@@ -55,6 +56,9 @@ def state(model) -> dict[str, Any]:
 def _leaf_paths(tree) -> list[tuple[tuple[str, ...], Any]]:
     """``[(keys, leaf)]`` with each key a string, in flatten's order; then the optimiser
     Leafs' flags (see :func:`_flags`)."""
+    if tree is None or isinstance(tree, (str, bytes)):  # (their state was {}: fl.save wrote
+        # a file of nothing, silently, as for a model of no arrays)
+        raise TypeError(f"state: expected a model or a tree of arrays; got {shown(tree)}")
     leaves, spec = flatten(tree)
     paths: list = []
     _walk_spec(spec, (), paths)
