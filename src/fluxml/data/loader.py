@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fluxml._checks import flag, positive_int
+from fluxml._checks import flag, positive_int, shown
 
 
 def _is_array(x) -> bool:
@@ -189,6 +189,10 @@ def batch_sequence(seqs, pad=0) -> np.ndarray:
     if len(rest) > 1:
         raise ValueError(f"batch_sequence: the sequences' steps must have one shape; got "
                          f"{rest} (shapes (T, ...) with T the length)")
+    if not isinstance(pad, (int, float, complex, np.number, np.bool_)):
+        # (NumPy read pad="x" as a dtype's name, "data type 'x' not understood", and pad=None
+        # as float64's: the sequences padded with NaN, silently)
+        raise TypeError(f"batch_sequence: pad must be a number; got {shown(pad)}")
     out = np.full((len(seqs), max(len(s) for s in seqs)) + rest[0], pad,
                   dtype=np.result_type(*seqs, pad))
     for i, s in enumerate(seqs):
