@@ -251,3 +251,27 @@ def test_normalise_names_what_it_refuses(x, eps, message):
     # booleans are the numbers 0 and 1: each column standardised by its own mean and std
     got = fl.normalise(np.array([[True, False], [False, True]]), eps=0.0)
     np.testing.assert_allclose(got, [[1.0, -1.0], [-1.0, 1.0]])  # (0.5 -+ 0.5) / 0.5
+
+
+@pytest.mark.parametrize("pad, shown", [(None, "None (a NoneType)"), ("x", "'x' (a str)")])
+def test_batch_sequence_pads_with_numbers_only(pad, shown):
+    """pad=None was read as float64's dtype and padded with NaN, silently; pad="x" as a
+    dtype's name ("data type 'x' not understood")."""
+    seqs = [np.ones((2, 1)), np.full((1, 1), 3.0)]
+    with pytest.raises(TypeError, match=re.escape(f"batch_sequence: pad must be a number; got "
+                                                  f"{shown}")):
+        fl.batch_sequence(seqs, pad=pad)
+    # a number pads the shorter sequence at its end
+    assert fl.batch_sequence(seqs, pad=-1).tolist() == [[[1.0], [1.0]], [[3.0], [-1.0]]]
+
+
+@pytest.mark.parametrize("metadata", [5, "ab", [("a", "b")]])
+def test_save_metadata_is_a_dict(metadata, tmp_path):
+    """metadata=5 raised "'int' object is not iterable", "ab" dict()'s "dictionary update
+    sequence element #0 has length 1"; neither named save or metadata."""
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(TypeError, match="save: metadata must be a dict of strings to strings"):
+        fl.save(path, fl.Dense(2, 1), metadata=metadata)
+    assert not path.exists()
+    fl.save(path, fl.Dense(2, 1), metadata={"a": "b"})
+    assert fl.load(path)["weight"].shape == (1, 2)

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fluxml._checks import is_int
+from fluxml._checks import is_int, shown
 from fluxml.io import extra as extra_values
 from fluxml.io import safetensors
 from fluxml.io.modelstate import LoadError, check, flat_state, named_leaves, write_into
@@ -50,6 +50,10 @@ def save(path, model_or_state, metadata: dict[str, str] | None = None) -> None:
     >>> np.array_equal(same.layers[1].weight, model.layers[1].weight)
     True
     """
+    if metadata is not None and not isinstance(metadata, dict):  # (5 raised "'int' object is
+        # not iterable", "ab" "dictionary update sequence element #0 has length 1")
+        raise TypeError(f"save: metadata must be a dict of strings to strings (or None); got "
+                        f"{shown(metadata)}")
     ours = [k for k in (metadata or {}) if isinstance(k, str) and k.startswith("fluxml.")]
     if ours:  # (fluxml.keys given was written over the key paths: a file fl.load misreads)
         raise ValueError(f"save: the metadata key {ours[0]!r} is fluxml's own (every key "
