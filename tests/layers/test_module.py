@@ -598,3 +598,22 @@ def test_layer_arguments_are_not_dropped(make, message):
     # with nothing to drop, Flatten is itself (rows flattened as NumPy's reshape flattens them)
     x = np.arange(24.0).reshape(2, 3, 4)
     np.testing.assert_array_equal(fl.Flatten()(x), x.reshape(2, 12))
+
+
+# A parameter dtype that holds no trainable numbers: dtype=int truncated glorot's values (all in
+# (-1, 1)) to a weight of zeros, bool/object/str made weights of True, objects or strings, each
+# silently; "abc" raised NumPy's "data type 'abc' not understood".
+@pytest.mark.parametrize("make, got", [
+    (lambda: fl.Dense(3, 4, dtype=int), "got int64"),
+    (lambda: fl.Conv((3, 3), 1, 2, dtype=bool), "got bool"),
+    (lambda: fl.Embedding(5, 3, dtype=str), "got <U0"),
+    (lambda: fl.BatchNorm(3, dtype=object), "got object"),
+    (lambda: fl.Dense(3, 4, dtype="abc"), "got 'abc' (a str)"),
+])
+def test_parameters_are_floats(make, got):
+    with pytest.raises(TypeError, match=r"dtype must be a float or complex dtype \(np.float32, "
+                                        r"np.float64, ...\); " + re.escape(got)):
+        make()
+    # float and complex dtypes are the parameters'
+    assert fl.Dense(3, 4, dtype=np.float64).weight.dtype == np.float64
+    assert fl.Dense(3, 4, dtype=np.complex64).weight.dtype == np.complex64

@@ -126,11 +126,28 @@ def initial(layer: str, init: Callable, shape: tuple, rng, dtype, what: str = "i
     weight of another shape made another layer (``Dense(3, 4, init=lambda s, rng: w)`` with
     ``w`` (3, 4) was a Dense(4 => 3), silently), where Flux raises a DimensionMismatch."""
     shape = tuple(int(n) for n in shape)
+    _parameter_dtype(layer, dtype)
     value = np.asarray(function(layer, what, init)(shape, rng), dtype=dtype)
     if value.shape != shape:
         raise ValueError(f"{layer}: {what} must return an array of shape {shape}; got shape "
                          f"{value.shape}")
     return value
+
+
+def _parameter_dtype(layer: str, dtype) -> None:
+    """Refuse a parameter dtype that holds no trainable numbers: dtype=int truncated the
+    initialiser's values (glorot's, all in (-1, 1)) to a weight of zeros, bool, object and
+    str made weights of True, of objects or of strings, each silently; 'abc' raised NumPy's
+    "data type 'abc' not understood"."""
+    if dtype is None:
+        return
+    try:
+        kind, what = np.dtype(dtype).kind, f"{np.dtype(dtype)} ({dtype!r})"
+    except TypeError:
+        kind, what = None, shown(dtype)
+    if kind not in ("f", "c"):
+        raise TypeError(f"{layer}: dtype must be a float or complex dtype (np.float32, "
+                        f"np.float64, ...); got {what}")
 
 
 def _make_bias(bias, shape, dtype, layer):
