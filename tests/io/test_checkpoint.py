@@ -313,3 +313,23 @@ def test_a_layers_own_generator_is_saved_and_a_resumed_run_draws_its_masks(tmp_p
                                         "checkpoint saved a PCG64"):
         fl.load_checkpoint(tmp_path / "c-1.st", other, fl.setup(fl.Adam(0.01), other))
     assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
+
+
+@pytest.mark.parametrize("opt_state", [fl.Adam(), "adam", 5, {"eta": 0.1}])
+def test_save_checkpoint_refuses_what_is_not_an_optimiser_state(opt_state, tmp_path):
+    """The rule itself (fl.Adam(), for fl.setup(fl.Adam(), model)), a string, a number or a
+    dict of settings was saved as the optimiser state, silently: resuming lost the moments."""
+    model = fl.Dense(2, 1)
+    path = tmp_path / "ckpt.safetensors"
+    with pytest.raises(TypeError, match=r"save_checkpoint: opt_state must be the optimiser "
+                                        r"state of the model \(from fl.setup\(rule, model\)\), "
+                                        r"or a tree holding the optimiser's arrays; got "):
+        fl.save_checkpoint(path, model, opt_state)
+    assert not path.exists()
+    # the state fl.setup gives is saved, its moments with it
+    state = fl.setup(fl.Adam(), model)
+    state.weight.state[0][:] = 7.0
+    fl.save_checkpoint(path, model, state)
+    fresh = fl.setup(fl.Adam(), model)
+    fl.load_checkpoint(path, model, fresh)
+    assert fresh.weight.state[0].tolist() == [[7.0, 7.0]]

@@ -195,6 +195,7 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
     step = _step(step)
     tree = {"model": model}
     if opt_state is not None:
+        _check_opt_state(model, opt_state)
         tree["opt"] = opt_state
     arrays: list = []
     extra_json = _extra_json(extra, arrays)
@@ -364,6 +365,21 @@ def _optimiser_leaves(opt_state) -> list:
     from fluxml.optimise import Leaf
 
     return flatten(opt_state, is_leaf=lambda x: isinstance(x, Leaf))[0]
+
+
+def _check_opt_state(model, opt_state) -> None:
+    """An optimiser state: fl.setup's (its Leafs) or one of the user's that holds arrays.
+    The rule itself (``fl.Adam()``, a common slip), a string, a number or a dict of settings
+    was saved as the state, silently, and resuming from it lost the optimiser's moments."""
+    from fluxml.optimise import Leaf, Rule
+
+    if isinstance(opt_state, (Rule, str, bytes, int, float, complex, np.number)) or not (
+            any(isinstance(x, Leaf) for x in _optimiser_leaves(opt_state))
+            or any(np.ndim(x) > 0 for _, _, x in named_leaves(opt_state, "save_checkpoint"))
+            or not named_leaves(model, "save_checkpoint")):
+        raise TypeError(f"save_checkpoint: opt_state must be the optimiser state of the model "
+                        f"(from fl.setup(rule, model)), or a tree holding the optimiser's "
+                        f"arrays; got {shown(opt_state)}")
 
 
 def _frozen(opt_state) -> list[int]:
