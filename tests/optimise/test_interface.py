@@ -553,3 +553,20 @@ def test_update_refuses_what_is_not_a_layers_gradient(bad, message):
     fl.update(state, model, {"layers": [grads["layers"][0], None]})
     np.testing.assert_allclose(model.layers[0].weight, before[0] - 0.1, rtol=1e-6)
     np.testing.assert_array_equal(model.layers[1].weight, before[2])
+
+
+def test_freeze_thaw_and_adjust_refuse_what_holds_no_state():
+    """A list of names or a dict of settings passed to freeze, thaw or adjust changed
+    nothing, silently (badinput's sweep); they hold values no optimiser state holds, and
+    are refused by name. An empty container, None, or the state of a layer with nothing to
+    train (None) is still fine to freeze and thaw."""
+    for who in (fl.freeze, fl.thaw, lambda s: fl.adjust(s, 0.1)):
+        for bad in (["layers.0"], {"eta": 0.1}, ("w", None)):
+            with pytest.raises(TypeError, match=r"expected an optimiser state .* holding "
+                                                r".* and no Leaf"):
+                who(bad)
+    for who in (fl.freeze, fl.thaw):
+        for fine in (None, [], {}):
+            who(fine)
+    state = fl.setup(fl.Adam(), fl.Chain(fl.Dense(2, 3), fl.Flatten()))
+    fl.freeze(state.layers[1])  # (Flatten: nothing to train)

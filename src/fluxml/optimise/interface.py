@@ -597,9 +597,30 @@ def _state_leaves(state, who: str) -> list:
         raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
                         f"such as state.layers[0]; got a {type(state).__name__} holding arrays "
                         f"but no Leaf (the model?). Pass the state: {who}(state.<part>)")
+    stray = None if leaves else _not_state(state)
+    if stray is not None:  # (a list of names, a dict of settings: nothing changed, silently)
+        raise TypeError(f"{who}: expected an optimiser state (from fl.setup) or a part of one, "
+                        f"such as state.layers[0]; got a {type(state).__name__} holding "
+                        f"{stray!r} and no Leaf")
     if COMPILING:
         _refuse_an_argument(leaves, who)
     return leaves
+
+
+def _not_state(state):
+    """A value in ``state``'s lists, tuples and dicts that no optimiser state holds (not a
+    Leaf, a Node or None), else None."""
+    if isinstance(state, (list, tuple)):
+        parts = state
+    elif isinstance(state, dict):
+        parts = state.values()
+    else:
+        return None if state is None or isinstance(state, (Leaf, Node)) else state
+    for part in parts:
+        stray = _not_state(part)
+        if stray is not None:
+            return stray
+    return None
 
 
 def adjust(state, eta: float | None = None, **changes):
