@@ -202,6 +202,15 @@ def _strided(xp, a, shape, strides):
     return view
 
 
+def _last_axis_windows(xpad, geo, xp):
+    """The first stage of im2col as a view of a padded block: the windows of the last
+    spatial axis, ``geo.stage_shape(B)``."""
+    sb, sc, *ss = xpad.strides
+    return _strided(xp, xpad, geo.stage_shape(xpad.shape[0]),
+                    (sb, sc, ss[-1] * geo.dilation[-1]) + tuple(ss[:-1])
+                    + (ss[-1] * geo.stride[-1],))
+
+
 def _columns(xpad, geo, xp, ones=False, across=False):
     """im2col of a padded block ``(B, C, *padded)``: ``(B, groups, C / groups * K, P)`` in the
     workspace, the rows in the weight's ``(C, *kernel)`` order; with ``ones`` (one group) a
@@ -212,9 +221,7 @@ def _columns(xpad, geo, xp, ones=False, across=False):
     b, c = xpad.shape[:2]
     kernel, stride, dilation, out = geo.kernel, geo.stride, geo.dilation, geo.out
     rows = (c // geo.groups) * geo.k
-    sb, sc, *ss = xpad.strides
-    first = _strided(xp, xpad, geo.stage_shape(b), (sb, sc, ss[-1] * dilation[-1])
-                     + tuple(ss[:-1]) + (ss[-1] * stride[-1],))
+    first = _last_axis_windows(xpad, geo, xp)
     if ones:
         full, cols = _with_ones((b, c) + kernel + out, rows, geo.positions, xpad.dtype, xp)
     else:
@@ -322,9 +329,14 @@ def _by_rows(geo, xp):
     """Whether the forward takes :func:`_forward_rows`: NumPy, 2 dimensions, a unit stride
     down the rows, at least ``ROWS_KERNEL`` kernel rows, and products at least
     ``ROWS_DEPTH`` deep."""
-    return (xp is np and len(geo.kernel) == 2 and geo.stride[0] == 1
-            and geo.kernel[0] >= ROWS_KERNEL
+    return (_row_columns_apply(geo, xp) and geo.kernel[0] >= ROWS_KERNEL
             and geo.c // geo.groups * geo.kernel[1] >= ROWS_DEPTH)
+
+
+def _row_columns_apply(geo, xp):
+    """Whether :func:`_row_columns` can take a block: NumPy, 2 dimensions, a unit stride
+    down the rows."""
+    return xp is np and len(geo.kernel) == 2 and geo.stride[0] == 1
 
 
 def _forward_rows(x, w, geo, y, bias, relu, xp):
@@ -356,10 +368,8 @@ def _row_columns(xpad, geo, xp):
     matrix whose rows are a constant stride apart and whose columns are the contiguous run
     of output rows ``r * dilation`` on: a view the BLAS reads as it is (no second stage)."""
     b, cg, kc = xpad.shape[0], geo.c // geo.groups, geo.kernel[1]
-    sb, sc, sh, sw = xpad.strides
     stage = win.workspace(geo.stage_shape(b), xpad.dtype, xp, "stage")
-    stage[...] = _strided(xp, xpad, stage.shape,
-                          (sb, sc, sw * geo.dilation[1], sh, sw * geo.stride[1]))
+    stage[...] = _last_axis_windows(xpad, geo, xp)
     tb, _, tk, _, tw = stage.strides
     return [_strided(xp, stage[:, :, :, r * geo.dilation[0]:],
                      (b, geo.groups, cg * kc, geo.positions), (tb, cg * kc * tk, tk, tw))
@@ -371,7 +381,7 @@ def _filter_by_rows(geo, xp):
     (:func:`_row_columns`): 2 dimensions, a unit stride down the rows, and one sample's
     product for a kernel row (``O / groups`` by positions by ``C / groups * k_last``) at most
     ``SMALL_FILTER`` multiply-adds."""
-    return (xp is np and len(geo.kernel) == 2 and geo.stride[0] == 1
+    return (_row_columns_apply(geo, xp)
             and (geo.o // geo.groups) * (geo.c // geo.groups) * geo.positions * geo.kernel[1]
             <= SMALL_FILTER)
 
