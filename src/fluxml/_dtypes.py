@@ -12,6 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def is_jax(x) -> bool:
+    """A JAX array (device-resident state for the xla back end, ``fl.xla``: immutable, never
+    a view), told by its type's name: JAX is not imported to ask."""
+    t = type(x)
+    return t.__name__ == "ArrayImpl" and t.__module__.startswith("jax")
+
+
 def is_complex(x) -> bool:
     """Does ``x`` (an array, a traced array, anything with a ``dtype``) hold complex values?"""
     return getattr(getattr(x, "dtype", None), "kind", None) == "c"

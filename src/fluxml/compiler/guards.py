@@ -28,6 +28,7 @@ import re
 
 import numpy as np
 
+from fluxml._dtypes import is_jax
 from fluxml.compiler.codegen import build
 from fluxml.compiler.trace import CompileError
 from fluxml.treenodes import _UNSET, _fields, slots
@@ -141,12 +142,6 @@ def is_array(x) -> bool:
     """An array leaf: NumPy's, another library's ``ndarray`` (CuPy), or a ``jax.Array``."""
     return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape")) \
         or is_jax(x)
-
-
-def is_jax(x) -> bool:
-    """A JAX array (device-resident state for the xla back end; never a view)."""
-    t = type(x)
-    return t.__name__ == "ArrayImpl" and t.__module__.startswith("jax")
 
 
 _is_array = is_array

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._checks import is_int, real_in
-from fluxml.ad.core import Tracer, raw, untraced
+from fluxml.ad.core import Tracer, untraced
 from fluxml.losses.common import (
     Agg,
     aggregate,
@@ -47,10 +47,7 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
     real_in("label_smoothing", "alpha", alpha, 0, 1, low_open=True, high_open=True)
     y = np.asarray(y) if type(y) is not Tracer else y
     if y.dtype.kind in "iu":  # (class labels were smoothed as if one-hot)
-        if type(raw(y)) is Tracer:  # fl.compile: the values are known when the program runs
-            untraced(_one_hot_integers, (y,))
-        else:
-            _one_hot_integers(y)
+        untraced(_one_hot_integers, (y,))  # (fl.compile: recorded, checked on every run)
     if y.dtype.kind not in "fc":
         y = y.astype(np.float64)
     if axis is not None and not (is_int(axis) and -np.ndim(y) <= axis < np.ndim(y)):

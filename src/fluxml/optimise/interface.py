@@ -23,7 +23,7 @@ from threading import get_ident
 import numpy as np
 
 from fluxml._checks import shown
-from fluxml._dtypes import is_complex
+from fluxml._dtypes import is_complex, is_jax
 from fluxml.ad.core import COMPILING, compiling
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.composite import MixedPrecision, OptimiserChain
@@ -155,7 +155,7 @@ def setup(rule: Rule, model):
     if not isinstance(rule, Rule):
         raise TypeError(f"setup: expected an optimisation rule such as fl.Adam(), got {rule!r}")
     leaves, spec = flatten(model, trainable=True)  # without the nontrainable fields
-    on_xla = [x for x in leaves if _is_jax(x)]
+    on_xla = [x for x in leaves if is_jax(x)]
     if on_xla:  # set up on the host, moved to the model's device (it gave None: no state)
         # lazy: JAX's backend is loaded, as the model holds its arrays
         from fluxml.backend.moving import cpu
@@ -362,16 +362,9 @@ def _refuse_no_state(state, model):
         raise TypeError(f"update: state is the rule {_compact(state)}, not an optimiser state; "
                         f"set it up once with state = fl.setup(rule, model)")
     leaves = flatten(model, trainable=True)[0]
-    if any(_trainable(x) or _is_jax(x) for x in leaves):
+    if any(_trainable(x) or is_jax(x) for x in leaves):
         raise TypeError(f"update: state is None but the model ({type(model).__name__}) has "
                         f"arrays to train; set it up once with state = fl.setup(rule, model)")
-
-
-def _is_jax(x) -> bool:
-    """A ``jax.Array`` (``fl.xla``'s device-resident arrays: immutable, stepped only by a
-    step compiled with ``backend="xla"``)."""
-    t = type(x)
-    return t.__name__ == "ArrayImpl" and t.__module__.startswith("jax")
 
 
 _MISSING = object()
@@ -488,7 +481,7 @@ def _collect(state, model, grads, pending, path):
         if state.frozen:
             return
         if not isinstance(model, np.ndarray) and type(model).__name__ not in _ARRAY_TYPES:
-            if _is_jax(model):
+            if is_jax(model):
                 raise TypeError(
                     f"update: {_where(path)} is a jax.Array (fl.xla), which cannot be "
                     "changed in place: step a model on XLA's device in a function compiled "
@@ -503,7 +496,8 @@ def _collect(state, model, grads, pending, path):
         if getattr(grads, "shape", None) != shape and np.shape(grads) != shape:
             raise ValueError(f"update: the gradient of {_where(path)} has shape "
                              f"{np.shape(grads)}, the parameter {shape}")
-        _check_gradient_dtype(path, model, grads)
+        if getattr(grads, "dtype", None) != model.dtype:  # (its own dtype: numbers)
+            _check_gradient_dtype(path, model, grads)
         # before any step, so that a state set up for another model steps nothing (it failed
         # at its first misfit array, after the arrays before it had been stepped)
         want = shape + (2,) if is_complex(model) else shape
