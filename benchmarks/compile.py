@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+import isa  # noqa: E402
 import train_step as ts  # noqa: E402  (the shared workloads)
 from compile_xla import _step_function  # noqa: E402  (the training step, written once)
 
@@ -190,6 +191,7 @@ def main(quick=False, threads=1, cases=None, scale=1):
         repeats = {k: max(3, v // 10) for k, v in repeats.items()}
     repeats = {k: v * scale for k, v in repeats.items()}
     rows = peers(available_backends())
+    print(isa.describe())
     print(f"{'workload':28} {'implementation':27} {'time':>11} {'ratio':>7} {'first call':>11} "
           f"{'XLA from':>11}")
     workloads = [(name, case, 0) for name, case in ts.CASES.items()]
@@ -235,7 +237,11 @@ if __name__ == "__main__":
                         help="time each call by the process's CPU time (use with 1 thread: "
                         "a peer's helper threads count too)")
     parser.add_argument("--scale", type=int, default=1, help="multiply the repeats")
+    parser.add_argument("--isa", choices=["avx2"], default=None,
+                        help="cap PyTorch's and XLA's kernels at this instruction set (see "
+                        "benchmarks/isa.py)")
     args = parser.parse_args()
+    isa.cap_peers(args.isa)
     if args.cpu_time:
         ts.CLOCK = time.process_time
     main(args.quick, args.threads, args.case, args.scale)

@@ -25,7 +25,8 @@ the convolutions. ``--cpu-time`` applies to both tables.
 With several threads, run each library alone in its own process (``--only=fluxml``, then
 ``--only=torch``: the other's column shows ``-``), for each library's thread pool spins a
 while after its work, which slows the other's threads on two cores; ``--repeats=K`` sets
-the repeats (default 15).
+the repeats (default 15). ``--isa=avx2`` caps PyTorch's kernels at AVX2, where NumPy's BLAS is
+pinned to AVX2 kernels on an AVX-512 CPU (``benchmarks/isa.py``: the header says what ran).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import sys
 import time
 
+import isa
 import numpy as np
 
 import fluxml as fl
@@ -155,6 +157,7 @@ def main():
     global REPEATS
     clock = time.process_time if "--cpu-time" in sys.argv else time.perf_counter
     REPEATS = int(_option("repeats", REPEATS))
+    isa.cap_peers(isa.requested())
     try:
         import torch
         peer_name = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
@@ -163,6 +166,7 @@ def main():
     peer_name = peer_name or "PyTorch not installed"
     print(f"fluxml {fl.__version__}, numpy {np.__version__}; peer: {peer_name}; clock: "
           f"{clock.__name__}")
+    print(isa.describe())
     head = f"{'case':40s} {'pass':8s} {'fluxml ms':>10s} {'torch ms':>10s} {'ratio':>7s}"
     print(head + "\n" + "-" * len(head))
     for name, (args, opts, kind) in CASES.items():

@@ -31,6 +31,7 @@ import pstats
 import statistics
 import time
 
+import isa
 import numpy as np
 
 import fluxml as fl
@@ -364,15 +365,6 @@ def main(quick: bool = False, profile: bool = False, threads: int | None = None,
     if threads is not None:
         limit_threads(threads)
         print(f"threads limited to {threads}")
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels, "
-                f"{i['num_threads']} threads)" for i in threadpool_info()
-                if i["user_api"] == "blas"]
-        print("NumPy's BLAS: " + ", ".join(blas))
-    except ImportError:
-        pass
     repeats = {"tiny MLP 2-32-32-2": 200, "MLP 784-512-512-10": 30, "LeNet-5 28x28": 15,
                "LSTM T=50 64->128": 10}
     if quick:
@@ -386,6 +378,7 @@ def main(quick: bool = False, profile: bool = False, threads: int | None = None,
             available[peer] = make
         except ImportError as err:
             print(f"{peer}: not installed ({err.name}); skipped")
+    print(isa.describe())  # (after the peers' imports: what their kernels are)
     rate = gemm_rate()
     print(f"float32 GEMM (1024x1024, NumPy BLAS): {rate:.1f} GFLOP/s")
     print(f"{'case':22} {'peer':14} {'step':>10} {'ratio':>7}  losses of steps 1-3")
@@ -448,7 +441,11 @@ if __name__ == "__main__":
     parser.add_argument("cases", nargs="*", help="run the cases whose name contains one of these")
     parser.add_argument("--case", action="append", default=[],
                         help="the same as a positional case name (repeatable)")
+    parser.add_argument("--isa", choices=["avx2"], default=None,
+                        help="cap PyTorch's and XLA's kernels at this instruction set (see "
+                        "benchmarks/isa.py)")
     args = parser.parse_args()
+    isa.cap_peers(args.isa)
     if args.cpu_time:
         CLOCK = time.process_time
     if args.best:
