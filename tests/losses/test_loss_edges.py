@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
+from fluxml.testing import check_grads
 
 PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]])
 LABELS = np.array([0, 0, 1])
@@ -211,3 +212,66 @@ def test_losses_without_a_complex_form_refuse_complex_values(name):
         loss(np.abs(yhat), y + 0.5j)
     for ok in (fl.mse, fl.mae, fl.huber_loss):
         assert np.isrealobj(ok(yhat, y))
+
+
+# --- mse as one primitive ------------------------------------------------------------------
+
+def _composite_mse(yhat, y, agg):
+    d = np.square(yhat - y)
+    return np.mean(d) if agg == "mean" else np.sum(d)
+
+
+@pytest.mark.parametrize("agg", ["mean", "sum"])
+def test_fused_mse_is_the_composite_bit_for_bit_with_its_gradients(agg):
+    """fl.mse of real arrays is one primitive (one tape node instead of four): its value is
+    the composite's exactly, in the prediction's dtype, and its derivatives of both
+    arguments, to third order in reverse and forward mode, match finite differences."""
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        yhat = rng.standard_normal((6, 3)).astype(dtype)
+        y = rng.standard_normal((6, 3)).astype(dtype)
+        out = fl.mse(yhat, y, agg=agg)
+        want = _composite_mse(yhat, y, agg)
+        assert out == want and out.dtype == dtype
+        v, (gy, gt) = fl.withgradient(lambda a, b: fl.mse(a, b, agg=agg), yhat, y)
+        scale = 2 / yhat.size if agg == "mean" else 2
+        np.testing.assert_allclose(gy, scale * (yhat - y), rtol=1e-6)
+        np.testing.assert_allclose(gt, -gy, rtol=1e-6)
+        assert gy.dtype == gt.dtype == dtype and v == want
+    yhat64, y64 = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    check_grads(lambda a, b: fl.mse(a, b, agg=agg), yhat64, y64, order=3)
+
+
+def test_fused_mse_records_one_node_and_agrees_under_compile_and_jvp(monkeypatch):
+    from fluxml.ad.reverse import ReverseTrace
+
+    traces = []
+    init = ReverseTrace.__init__
+
+    def recording(self):
+        init(self)
+        traces.append(self)
+
+    monkeypatch.setattr(ReverseTrace, "__init__", recording)
+    yhat = np.linspace(-1, 1, 8).reshape(4, 2)
+    y = np.ones((4, 2))
+    value, _ = fl.pullback(lambda a: fl.mse(a, y), yhat)
+    assert [e[0].name for e in traces[-1].tape if e is not None] == ["mse"]
+    monkeypatch.undo()
+    compiled = fl.compile(lambda a: fl.withgradient(lambda b: fl.mse(b, y), a))
+    v, (g,) = compiled(yhat)
+    np.testing.assert_allclose(v, value, rtol=1e-15)
+    np.testing.assert_allclose(g, 2 / 8 * (yhat - y), rtol=1e-15)
+    t = np.arange(8.0).reshape(4, 2)
+    _, tangent = fl.jvp(lambda a: fl.mse(a, y), (yhat,), (t,))
+    np.testing.assert_allclose(tangent, 2 / 8 * np.sum((yhat - y) * t), rtol=1e-15)
+
+
+def test_fused_mse_of_empty_arrays_is_nan_with_an_empty_gradient():
+    """As the composite: NumPy's mean of no values (nan, with its warning), and a gradient
+    of the prediction's (empty) shape, not a ZeroDivisionError from the rule's 2 / n."""
+    empty = np.zeros((0, 3))
+    with pytest.warns(RuntimeWarning):
+        v, (g,) = fl.withgradient(lambda a: fl.mse(a, empty), empty)
+    assert np.isnan(v) and g.shape == (0, 3)
+    assert fl.mse(empty, empty, agg="sum") == 0
