@@ -454,6 +454,15 @@ class Recurrence(Module):
         if not callable(cell):
             raise TypeError(f"Recurrence wraps a cell, a callable (x_t, state) -> (output, "
                             f"state) such as fl.LSTMCell(2, 3); got {cell!r}")
+        if isinstance(cell, (_Recurrent, Bidirectional)) or \
+                isinstance(cell, Lazy) and issubclass(cell.cls, (_Recurrent, Bidirectional)):
+            # (it ran the whole layer on each step's (N, features) as one sequence, and
+            # unpacked its outputs as (output, state): garbage of another shape, silently)
+            name = type(cell).__name__ if not isinstance(cell, Lazy) else cell.cls.__name__
+            raise TypeError(f"Recurrence wraps a cell (one time step), such as "
+                            f"fl.{name.replace('Bidirectional', 'LSTM')}Cell(2, 3); got "
+                            f"{name}, a layer over whole sequences: call it on the sequence "
+                            f"itself")
         self.cell = cell
         self.return_state = flag("Recurrence", "return_state", return_state)
 
@@ -529,6 +538,11 @@ class Bidirectional(Module):
                                      rng=rng, dtype=cell.weight_ih.dtype, **inits)
         # (stored as they came: a string failed at the first call, or never for merge=None)
         function("Bidirectional", "backward (a layer, or None)", backward)
+        if isinstance(forward, _Recurrent) and isinstance(backward, _Recurrent) and \
+                forward.cell.sizes[0] != backward.cell.sizes[0]:  # (refused at the first call)
+            raise ValueError(f"Bidirectional: forward and backward read the same sequence, so "
+                             f"they take the same features; got {forward._line()} and "
+                             f"{backward._line()}")
         if merge is not None:
             function("Bidirectional", "merge", merge)
         if any(getattr(m, "return_state", False) or getattr(m, "kwargs", {}).get("return_state")
