@@ -138,6 +138,15 @@ def test_a_string_argument_is_refused_but_a_string_field_is_static():
         fl.jvp(lambda x, s: x, (1.0, "mean"), (1.0, None))
     assert fl.gradient(lambda d: d["x"] * 2, {"x": 1.0, "name": "w"}) == \
         ({"x": 2.0, "name": None},)
+    # an array of strings as an argument too (numbers read as text), alone or beside a tree
+    with pytest.raises(TypeError, match=r"^gradient: argument 1 \(of 1\) is an array of "
+                                        r"strings \(<U1\)"):
+        fl.gradient(lambda s: 1.0, np.array(["1", "2"]))
+    with pytest.raises(TypeError, match=r"^gradient: argument 2 \(of 2\) is an array of "
+                                        r"strings"):
+        fl.gradient(lambda d, s: d["x"], {"x": 1.0}, np.array(["a"]))
+    g = fl.gradient(lambda x, d: np.sum(x), np.ones(2), {"names": np.array(["a"])})
+    assert g[1] == {"names": None}  # (inside a tree: a static part)
 
 
 def test_zeros_for_none():

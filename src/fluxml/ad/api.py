@@ -75,6 +75,8 @@ def _trace_args(trace, args, make, who="gradient"):
     for x in leaves:
         if type(x) is np.ndarray:
             if x.dtype.kind not in "fc":
+                if x.dtype.kind in "SU" and spec is None:  # (an argument itself: refused)
+                    _refuse_text(who, args)
                 boxes.append(None)
                 new_leaves.append(x)
                 continue
@@ -124,6 +126,10 @@ def _refuse_text(who, args):
     number not yet parsed), whose gradient came back None, silently. Only an argument itself
     is refused: a string inside an object (a layer's name, a setting) is a static field."""
     for i, a in enumerate(args):
+        if isinstance(a, np.ndarray) and a.dtype.kind in "SU":
+            raise TypeError(f"{who}: argument {i + 1} (of {len(args)}) is an array of strings "
+                            f"({a.dtype}), which has no derivative; convert numbers written "
+                            f"as text first (x.astype(float))")
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{who}: argument {i + 1} (of {len(args)}) is a "
                             f"{type(a).__name__}, {a!r:.40}, which has no derivative; "
