@@ -274,7 +274,8 @@ class _Recurrent(Module):
             self.cell = self.cell_type(in_features, hidden, *args, **kw)
         except (TypeError, ValueError) as err:  # name the layer the user built, not its cell
             text = str(err)
-            if "__init__()" in text:  # Python's own, naming _Cell.__init__ and counting self
+            if text.startswith(("_Cell.__init__()", f"{cell}.__init__()")):  # Python's own,
+                # naming the private _Cell.__init__ and counting self
                 usage = (type(self).__doc__ or "").strip().split("\n")[0].strip("`")
                 what = text.split("() ", 1)[1] if "unexpected keyword" in text else \
                     f"got {2 + len(args)} positional arguments"
