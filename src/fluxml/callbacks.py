@@ -340,6 +340,10 @@ class SaveCheckpoint(Callback):
             raise ValueError(f"SaveCheckpoint: path {self.path!r} may hold the fields {{epoch}} "
                              f"and {{step}} only ({type(err).__name__}: {err}); write a "
                              f"literal brace twice, {{{{ or }}}}") from None
+        if Path(self.path).is_dir():  # (found at the first save, an epoch of training later)
+            raise ValueError(f"SaveCheckpoint: path {self.path!r} is a folder; give the path "
+                             f"of a file in it, as "
+                             f"{str(Path(self.path) / 'ckpt-{epoch}.st')!r}")
         self.steps = None if steps is None else positive_int(
             "SaveCheckpoint", "steps (steps between checkpoints within epochs)", steps)
         if rngs is not None and not isinstance(rngs, dict):  # (a list: dict()'s own error)

@@ -174,6 +174,9 @@ def test_callback_settings_are_checked_when_made_not_at_the_first_save_or_log(tm
     with pytest.raises(TypeError, match=r"^SaveCheckpoint: rngs\['a'\] must be a "
                                         r"numpy.random.Generator .*; got 3 \(an int\)"):
         fl.SaveCheckpoint(tmp_path / "c.st", rngs={"a": 3})
+    with pytest.raises(ValueError, match=r"^SaveCheckpoint: path .* is a folder; give the "
+                                         r"path of a file in it, as .*ckpt-\{epoch\}.st"):
+        fl.SaveCheckpoint(tmp_path)  # (IsADirectoryError at the first save, an epoch later)
     with pytest.raises(TypeError, match=r"^SaveCheckpoint: rngs must be a dict"):
         fl.SaveCheckpoint(tmp_path / "c.st", rngs=[np.random.default_rng(0)])
     with pytest.raises(TypeError, match=r"^Evaluate: name must be the metric's name, a "
