@@ -252,11 +252,14 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     if not callable(loss):
         raise TypeError(f"train: loss must be a function loss(model, *batch); got {loss!r}")
     backend = _backend(compile)
-    if isinstance(callbacks, (Callback, str, bytes)):  # (a str was taken as its characters)
+    if isinstance(callbacks, (Callback, str, bytes, type)) or callbacks is not None and \
+            not hasattr(callbacks, "__iter__"):  # (a str was taken as its characters)
         one = f"one {type(callbacks).__name__}" if isinstance(callbacks, Callback) else \
+            f"the class {callbacks.__name__}" if isinstance(callbacks, type) else \
             shown(callbacks)
+        make = f"{callbacks.__name__}()" if isinstance(callbacks, type) else "..."
         raise TypeError(f"train: callbacks must be a list of fl.Callback objects; got {one}: "
-                        f"put it in a list, callbacks=[...]")
+                        f"put it in a list, callbacks=[{make}]")
     callbacks = [] if callbacks is None else list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):

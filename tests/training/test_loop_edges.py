@@ -156,6 +156,9 @@ def test_callbacks_and_history_of_the_wrong_kind_are_refused_and_none_is_no_call
                  progress=False)
     with pytest.raises(TypeError, match=r"callbacks must be a list .*; got 'early' \(a str\)"):
         fl.train(loss, model, [np.ones(1)], state, callbacks="early", progress=False)
+    with pytest.raises(TypeError, match=r"callbacks must be a list .*; got the class "
+                                        r"EarlyStopping: .*callbacks=\[EarlyStopping\(\)\]"):
+        fl.train(loss, model, [np.ones(1)], state, callbacks=fl.EarlyStopping, progress=False)
     with pytest.raises(TypeError, match=r"^train: history must be a fl.History .*; got a "
                                         r"dict: .* fl.History.from_dict"):
         fl.train(loss, model, [np.ones(1)], state, history={"losses": [], "epochs": []},
