@@ -28,6 +28,7 @@ from fluxml.layers.normalise import BatchNorm, InstanceNorm
 from fluxml.layers.polynomial import PolyAct, square
 from fluxml.layers.precision import f64
 from fluxml.layers.show import line_of, name_of
+from fluxml.tree import leaves
 
 
 @dataclass
@@ -208,10 +209,13 @@ def _measure(layer, shape, source) -> Affine:
     except Exception as err:
         raise UnsupportedLayer(f"{source} could not be evaluated on inputs of shape "
                                f"{shape}: {err}") from err
-    if not (np.all(np.isfinite(zero)) and np.all(np.isfinite(basis))):  # (else refused as
-        raise ValueError(f"{source} gives NaN or infinity on finite inputs of shape "  # not
-                         f"{shape}: its parameters are not finite (a training that "  # affine)
-                         f"diverged?); check them with np.isfinite")
+    if not (np.all(np.isfinite(zero)) and np.all(np.isfinite(basis))):  # not affine: why
+        if any(getattr(a, "dtype", np.dtype(int)).kind in "fc" and not np.all(np.isfinite(a))
+               for a in leaves(layer)):  # (it said 'uses Dense, which CKKS cannot evaluate')
+            raise ValueError(f"{source} has parameters that are not finite (NaN or infinity: "
+                             f"a training that diverged?), and gives NaN or infinity on "
+                             f"finite inputs; check them with np.isfinite")
+        raise UnsupportedLayer(_own_statistics(source, layer) or _refusal(source, layer))
     out_shape = zero.shape[1:]
     bias = zero.reshape(-1)
     matrix = (basis.reshape(n, -1) - bias).T
