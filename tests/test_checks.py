@@ -161,7 +161,7 @@ def test_hyperparameters_out_of_range_are_refused_by_name(call, message):
      r"power\) " + _FINITE_GE0 + "nan"),
     (lambda: fl.binary_focal_loss(Q, Q, gamma=-2.0), ValueError, "binary_focal_loss: gamma"),
     (lambda: fl.crossentropy(Q, Q, eps=-1.0), ValueError, r"crossentropy: eps \(added to the "
-     r"prediction\) " + _FINITE_GE0 + "-1.0"),
+     r"prediction, to keep its log finite\) must be a number in \[0, 0.1\]; got -1.0"),
     (lambda: fl.kldivergence(Q, Q, eps=NAN), ValueError, "kldivergence: eps"),
     (lambda: fl.msle(Q, Q, eps=-1.0), ValueError, "msle: eps"),
     (lambda: fl.tversky_loss(Q, Q, beta=1.5), ValueError, r"tversky_loss: beta \(the weight of "

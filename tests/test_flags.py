@@ -35,7 +35,7 @@ CASES = [
     ("Upsample", "align_corners",
      lambda v: fl.Upsample("bilinear", scale=2, align_corners=v), False),
     ("RNNCell", "bias", lambda v: fl.RNNCell(2, 3, bias=v), True),
-    ("LSTMCell", "bias", lambda v: fl.LSTM(2, 3, bias=v), True),
+    ("LSTM", "bias", lambda v: fl.LSTM(2, 3, bias=v), True),
     ("GRU", "return_state", lambda v: fl.GRU(2, 3, return_state=v), False),
     ("Recurrence", "return_state",
      lambda v: fl.Recurrence(fl.RNNCell(2, 3), return_state=v), False),

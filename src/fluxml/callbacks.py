@@ -18,13 +18,14 @@ schedules. A callback is a small object whose methods the loop calls with the ``
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from fluxml._checks import flag, positive_int, real_in, shown
+from fluxml._checks import flag, is_real, positive_int, real_in, shown
 from fluxml.history import OWN
 
 # what Evaluate's and SaveCheckpoint's ``every`` counts, for their errors (0 failed at the
@@ -86,6 +87,9 @@ class Evaluate(Callback):
             raise TypeError(f"Evaluate: fn must be callable fn(model) -> number or dict; "
                             f"got {fn!r}")
         self.fn, self.every = fn, positive_int("Evaluate", _EVERY, every)
+        if name is not None and not (isinstance(name, str) and name):  # (3 failed when
+            raise TypeError(f"Evaluate: name must be the metric's name, a non-empty str, or "
+                            f"None for fn's name; got {shown(name, typed=True)}")  # logged)
         self.name = name or getattr(fn, "__name__", "metric")
         if self.name in OWN:  # (known now: a dict's keys are checked when it is logged)
             raise ValueError(f"Evaluate: the metric's name {self.name!r} is the history's own "
@@ -99,6 +103,11 @@ class Evaluate(Callback):
         out = self.fn(run.model)
         if not isinstance(out, dict):
             out = {self.name: out}
+        named = [k for k in out if not isinstance(k, str)]
+        if named:  # (Python's 'keywords must be strings', from History.log)
+            raise TypeError(f"Evaluate: {getattr(self.fn, '__name__', 'fn')} returned a dict "
+                            f"whose keys must be the metrics' names (str); got the key "
+                            f"{shown(named[0], typed=True)}")
         taken = [k for k in out if k in OWN]
         if taken:
             raise ValueError(f"Evaluate: {getattr(self.fn, '__name__', 'fn')} returned the "
@@ -321,6 +330,9 @@ class SaveCheckpoint(Callback):
 
     def __init__(self, path, every: int = 1, rngs: dict | None = None,
                  steps: int | None = None):
+        if not isinstance(path, (str, os.PathLike)) or not str(path):  # (None saved to a
+            raise TypeError(f"SaveCheckpoint: path must be a file path (a str or Path, "  # file
+                            f"'ckpt-{{epoch}}.st'); got {shown(path, typed=True)}")  # 'None')
         self.path, self.every = str(path), positive_int("SaveCheckpoint", _EVERY, every)
         try:  # (else the first save failed, after an epoch of training, with a bare KeyError)
             self.path.format(epoch=0, step=0)
@@ -328,8 +340,20 @@ class SaveCheckpoint(Callback):
             raise ValueError(f"SaveCheckpoint: path {self.path!r} may hold the fields {{epoch}} "
                              f"and {{step}} only ({type(err).__name__}: {err}); write a "
                              f"literal brace twice, {{{{ or }}}}") from None
+        if Path(self.path).is_dir():  # (found at the first save, an epoch of training later)
+            raise ValueError(f"SaveCheckpoint: path {self.path!r} is a folder; give the path "
+                             f"of a file in it, as "
+                             f"{str(Path(self.path) / 'ckpt-{epoch}.st')!r}")
         self.steps = None if steps is None else positive_int(
             "SaveCheckpoint", "steps (steps between checkpoints within epochs)", steps)
+        if rngs is not None and not isinstance(rngs, dict):  # (a list: dict()'s own error)
+            raise TypeError(f"SaveCheckpoint: rngs must be a dict of named generators "
+                            f"({{'dropout': gen}}) or None; got {shown(rngs)}")
+        for key, gen in (rngs or {}).items():  # (found at the first save, an epoch later)
+            if not isinstance(gen, np.random.Generator):
+                raise TypeError(f"SaveCheckpoint: rngs[{key!r}] must be a "
+                                f"numpy.random.Generator (np.random.default_rng(seed)); got "
+                                f"{shown(gen, typed=True)}")
         self.rngs = dict(rngs or {})
         self.saved: list[Path] = []
 
@@ -393,12 +417,21 @@ class LRSchedule(Callback):
     def _set(self, run, t) -> None:
         from fluxml.optimise import adjust
 
-        self.value = float(self.schedule(t))
+        self.value = self._value(t)
         adjust(run.state, **{self.name: self.value})
+
+    def _value(self, t) -> float:
+        """``schedule(t)``, a number: None and arrays failed in float(), naming nothing, and
+        a string was parsed."""
+        value = self.schedule(t)
+        if not is_real(value):
+            raise TypeError(f"LRSchedule: schedule({t}) must return a number (the value of "
+                            f"{self.name!r}); got {shown(value, typed=True)}")
+        return float(value)
 
     def on_train_begin(self, run) -> None:
         if self.every == "step" and run.step > 0:  # a run resumed within an epoch: the value
-            self.value = float(self.schedule(run.step - 1))  # its last step used, for the row
+            self.value = self._value(run.step - 1)  # its last step used, for the row
 
     def on_epoch_begin(self, run) -> None:
         if self.every == "epoch":

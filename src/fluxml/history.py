@@ -14,7 +14,10 @@ its training-curve plot.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
+
+from fluxml._checks import is_real, shown
 
 # each epoch's own entries, which a metric may not write over (History.log)
 OWN = {"epoch": "its number", "step": "the step count at its end",
@@ -41,6 +44,7 @@ class History:
 
     def __init__(self, losses: list[float] | None = None, epochs: list[dict] | None = None,
                  kept: dict[str, dict] | None = None):
+        _check_parts(losses, epochs, kept)
         self.losses: list[float] = list(losses or [])
         self.epochs: list[dict[str, Any]] = list(epochs or [])
         self.kept: dict[str, dict] = dict(kept or {})
@@ -54,6 +58,9 @@ class History:
         return len(self.epochs)
 
     def add_step(self, loss: float) -> None:
+        if type(loss) is not float and not is_real(loss):  # (a string was parsed)
+            raise TypeError(f"History.add_step: loss must be a number; got "
+                            f"{shown(loss, typed=True)}")
         self.losses.append(float(loss))
 
     def end_epoch(self, **metrics) -> dict:
@@ -101,6 +108,11 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
+        if not (isinstance(d, dict) and "losses" in d and "epochs" in d):  # (a KeyError, or
+            raise TypeError(f"History.from_dict: d must be a dict with 'losses' and "  # string
+                            f"'epochs', as to_dict gives (a checkpoint's "  # indices ...)
+                            f"info.extra['history']); got "
+                            f"{sorted(d) if isinstance(d, dict) else shown(d)}")
         return cls(d["losses"], d["epochs"], d.get("kept"))
 
     def __repr__(self) -> str:
@@ -117,6 +129,12 @@ class History:
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install 'fluxml[plot]' (or "
                               "matplotlib)") from None
+        if isinstance(metrics, str):  # (its characters were taken as names: no metric 'a')
+            raise TypeError(f"History.plot: metrics must be a list of metric names; got "
+                            f"{metrics!r} (a str): write metrics=[{metrics!r}]")
+        if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "write"):
+            raise TypeError(f"History.plot: path must be a file path (or a file open for "
+                            f"binary writing); got {shown(path, typed=True)}")
         skip = {"epoch", "step", "loss", "time", "samples_per_second"}
         names = metrics if metrics is not None else sorted(
             {k for row in self.epochs for k, v in row.items()
@@ -149,6 +167,24 @@ class History:
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         return path
+
+
+def _check_parts(losses, epochs, kept) -> None:
+    """What ``History`` is made of: a string for losses or epochs became a list of its
+    characters, silently, and a number Python's 'not iterable'."""
+    for name, part, kind, fits in (("losses", losses, "a list of numbers", is_real),
+                                   ("epochs", epochs, "a list of dicts, one per epoch",
+                                    lambda x: isinstance(x, dict))):
+        listed = isinstance(part, (list, tuple))
+        if part is None or listed and (name == "losses" and all(type(x) is float for x in part)
+                                       or all(map(fits, part))):
+            continue  # (the losses of a long run: one type test each)
+        bad = next(x for x in part if not fits(x)) if listed else part
+        raise TypeError(f"History: {name} must be {kind}; got {shown(bad, typed=True)}"
+                        f"{' in it' if listed else ''}")
+    if kept is not None and not isinstance(kept, dict):
+        raise TypeError(f"History: kept must be a dict (what callbacks keep, by name); got "
+                        f"{shown(kept, typed=True)}")
 
 
 def _fmt(v) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from fluxml._checks import flag, positive_int
+from fluxml._checks import flag, positive_int, shown
 from fluxml.ad import withgradient
 from fluxml.callbacks import Callback, SaveCheckpoint
 from fluxml.data.loader import numobs
@@ -252,13 +252,22 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     if not callable(loss):
         raise TypeError(f"train: loss must be a function loss(model, *batch); got {loss!r}")
     backend = _backend(compile)
-    callbacks = list(callbacks)
+    if isinstance(callbacks, (Callback, str, bytes, type)) or callbacks is not None and \
+            not hasattr(callbacks, "__iter__"):  # (a str was taken as its characters)
+        one = f"one {type(callbacks).__name__}" if isinstance(callbacks, Callback) else \
+            f"the class {callbacks.__name__}" if isinstance(callbacks, type) else \
+            shown(callbacks)
+        make = f"{callbacks.__name__}()" if isinstance(callbacks, type) else "..."
+        raise TypeError(f"train: callbacks must be a list of fl.Callback objects; got {one}: "
+                        f"put it in a list, callbacks=[{make}]")
+    callbacks = [] if callbacks is None else list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
             hint = ("; a schedule goes in as fl.LRSchedule(schedule)"
                     if type(cb).__module__ == "fluxml.optimise.schedules" else "")
             raise TypeError(f"train: callbacks must be fl.Callback objects; got {cb!r}{hint}")
     callbacks = _saving_last(callbacks)
+    _check_data(data)
     if isinstance(data, tuple) and data and all(hasattr(d, "shape") for d in data):
         raise TypeError(
             f"train: data is a tuple of {len(data)} arrays, so each 'batch' would be one of "
@@ -284,6 +293,12 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
             and isinstance(distributed, str)):  # not 0, 1 or 1.0: == would take them
         raise ValueError(f"train: distributed must be True, False or 'overlap'; got "
                          f"{distributed!r}")
+    if history is not None and not isinstance(history, History):  # (AttributeError 'epoch')
+        hint = (": a checkpoint's goes in as fl.History.from_dict(info.extra['history'])"
+                if isinstance(history, dict) else "")
+        raise TypeError(f"train: history must be a fl.History (a run to continue) or None; "
+                        f"got {shown(history) if not isinstance(history, dict) else 'a dict'}"
+                        f"{hint}")
     history = History() if history is None else history
     dp = None
     if distributed:
@@ -304,6 +319,19 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
         history = _loop(loss, run, callbacks, progress, dp, backend)
         dp.finish(run.model, run.state)
         return history
+
+
+def _check_data(data) -> None:
+    """``data`` an iterable of batches: a string gave its characters as batches (a ufunc's
+    error in the loss), None and a number Python's 'not iterable'."""
+    if isinstance(data, (str, bytes)):
+        raise TypeError(f"train: data must be an iterable of batches (a fl.DataLoader, a list "
+                        f"of (x, y)); got {shown(data)}")
+    try:
+        iter(data)
+    except TypeError:
+        raise TypeError(f"train: data must be an iterable of batches (a fl.DataLoader, a list "
+                        f"of (x, y)); got {shown(data)}") from None
 
 
 def _backend(compile):

@@ -123,6 +123,32 @@ def test_integer_bool_and_unused_arguments_get_none():
     assert grads[1] is None and grads[2] is None and grads[3] is None
 
 
+def test_a_string_argument_is_refused_but_a_string_field_is_static():
+    """fl.gradient(f, 'abc') returned (None,), silently: a string to differentiate is a
+    mistake (a number not yet parsed, a setting in the wrong place). A string inside an
+    object or a dict stays a static field, with None for its gradient."""
+    with pytest.raises(TypeError, match=r"^gradient: argument 1 \(of 1\) is a str, 'abc', "
+                                        r"which has no derivative"):
+        fl.gradient(lambda s: 1.0, "abc")
+    with pytest.raises(TypeError, match=r"^withgradient: argument 2 \(of 2\) is a bytes"):
+        fl.withgradient(lambda x, s: x, 1.0, b"abc")
+    with pytest.raises(TypeError, match=r"^pullback: argument 1 \(of 1\) is a str"):
+        fl.pullback(lambda s: 1.0, "abc")
+    with pytest.raises(TypeError, match=r"^jvp: argument 2 \(of 2\) is a str"):
+        fl.jvp(lambda x, s: x, (1.0, "mean"), (1.0, None))
+    assert fl.gradient(lambda d: d["x"] * 2, {"x": 1.0, "name": "w"}) == \
+        ({"x": 2.0, "name": None},)
+    # an array of strings as an argument too (numbers read as text), alone or beside a tree
+    with pytest.raises(TypeError, match=r"^gradient: argument 1 \(of 1\) is an array of "
+                                        r"strings \(<U1\)"):
+        fl.gradient(lambda s: 1.0, np.array(["1", "2"]))
+    with pytest.raises(TypeError, match=r"^gradient: argument 2 \(of 2\) is an array of "
+                                        r"strings"):
+        fl.gradient(lambda d, s: d["x"], {"x": 1.0}, np.array(["a"]))
+    g = fl.gradient(lambda x, d: np.sum(x), np.ones(2), {"names": np.array(["a"])})
+    assert g[1] == {"names": None}  # (inside a tree: a static part)
+
+
 def test_zeros_for_none():
     grads = fl.gradient(lambda x, y: np.sum(x), np.ones(2), np.ones((2, 3)),
                         zeros_for_none=True)

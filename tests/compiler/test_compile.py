@@ -381,6 +381,14 @@ def test_bad_arguments():
         fl.compile(lambda x: x, cache_size=0)
     with pytest.raises(fl.CompileError, match="nothing traced yet"):
         fl.compile(lambda x: x).ir
+    # optimise="no" was true (the passes ran), background=2 too, silently
+    for name, value in (("optimise", "no"), ("donate", "no"), ("background", 2)):
+        with pytest.raises(TypeError, match=rf"^fl.compile: {name} must be True or False; "
+                                            rf"got {value!r} \(an? (str|int)\)"):
+            fl.compile(lambda x: x, **{name: value})
+    with pytest.raises(ValueError, match=r"^fl.compile's wait: timeout \(seconds, or None\) "
+                                         r"must be a finite number >= 0; got 'a' \(a str\)"):
+        fl.compile(lambda x: x).wait("a")  # (a TypeError in time arithmetic)
 
 
 def test_a_written_argument_sharing_memory_with_another_is_refused():

@@ -157,6 +157,12 @@ def test_scan_argument_checks():
         fl.scan(f, 0.0, None, length=-1)
     with pytest.raises(TypeError, match="ys of one structure, shape and dtype at every step"):
         fl.scan(lambda c, x: (c, np.ones(int(x))), 0.0, np.array([1.0, 2.0]))
+    # a string for xs said 'pass length= when xs is None', eagerly and compiled
+    with pytest.raises(TypeError, match=r"^fl.scan: xs must be an array or a tree of arrays "
+                                        r".*; got 'abc' \(a str\)"):
+        fl.scan(f, 0.0, "abc")
+    with pytest.raises(TypeError, match=r"^fl.scan: xs must be an array .*; got b'ab'"):
+        fl.compile(lambda xs: fl.scan(f, 0.0, xs))(b"ab")
 
 
 def test_python_if_on_a_traced_value_names_the_line():

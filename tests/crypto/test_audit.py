@@ -206,3 +206,64 @@ def test_dropout_at_inference_is_the_identity():
     with pytest.raises(fl.crypto.UnsupportedLayer, match=r"model\[1\]: Dropout\(0.5, "
                                                          r"active=True\) is set to training"):
         fl.crypto.compile(fl.trainmode(model), (4,))
+
+
+def test_a_model_with_parameters_that_are_not_finite_is_refused_as_such():
+    """A Dense with a NaN weight was refused as 'uses Dense, which CKKS cannot evaluate'
+    (measured as not affine), and a PolyAct with a NaN coefficient made a plan, silently,
+    whose every result decrypted as NaN garbage."""
+    dense = fl.f64(fl.Dense(3, 2))
+    dense.weight[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^model: Dense\(3 => 2\) has parameters that are "
+                                         r"not finite \(NaN or infinity"):
+        fl.crypto.compile(dense, (3,))
+    with pytest.raises(fl.crypto.UnsupportedLayer, match="CKKS cannot evaluate"), \
+            np.errstate(divide="ignore"):
+        fl.crypto.compile(lambda x: 1 / x, (3,))  # (no parameters: a division, as before)
+    model = fl.Chain(fl.Dense(3, 2), fl.PolyAct(2))
+    model.layers[1].coeffs[0] = np.nan
+    with pytest.raises(ValueError, match=r"^model\[1\]: PolyAct\(2.*\) has coefficients that "
+                                         r"are not finite \(\[nan, "):
+        fl.crypto.compile(model, (3,))
+
+
+def test_compile_names_itself_for_a_model_or_precision_it_cannot_take():
+    """compile(None, ...) said 'could not be evaluated ...: NoneType object is not callable',
+    and precision_bits=10 'precision_bits must be between 20 and 40' without naming compile."""
+    with pytest.raises(TypeError, match=r"^fl.crypto.compile: model must be callable; got "
+                                        r"'abc' \(a str\)"):
+        fl.crypto.compile("abc", (3,))
+    with pytest.raises(ValueError, match=r"^fl.crypto.compile: precision_bits must be between "
+                                         r"20 and 40 .*; got 10"):
+        fl.crypto.compile(fl.Dense(3, 2), (3,), precision_bits=10)
+
+
+def test_plain_refuses_what_is_not_real_and_takes_an_empty_batch():
+    """Plan.plain(['1', '2', '3']) parsed the strings and computed, a complex input lost its
+    imaginary part with only a ComplexWarning, 'abc' failed in NumPy's float(), and an empty
+    batch (0, 3) in reshape."""
+    model = fl.f64(fl.Chain(fl.Dense(3, 2), fl.square))
+    plan = fl.crypto.compile(model, (3,))
+    for x, dtype in ((["1", "2", "3"], "<U1"), (np.ones(3) * 1j, "complex128"),
+                     ("abc", "<U3"), (None, "object")):
+        with pytest.raises(fl.crypto.CryptoError, match=rf"^Plan.plain expects real numbers; "
+                                                        rf"got an array of {dtype}"):
+            plan.plain(x)
+    assert plan.plain(np.zeros((0, 3))).shape == (0, 2)
+    with pytest.raises(TypeError, match=r"^Plan.report needs the client's keys .*; got None"):
+        plan.report(np.ones(3), None)
+
+
+def test_encrypted_tensor_load_and_encrypt_refuse_by_name():
+    """EncryptedTensor.load(data, 'ctx') failed with AttributeError 'key_id', and encrypting
+    1e30 with TenSEAL's bare 'encoded values are too large'."""
+    pytest.importorskip("tenseal")
+    plan = fl.crypto.compile(fl.f64(fl.Dense(3, 2)), (3,))
+    keys = plan.keygen()
+    data = keys.encrypt(np.ones((2, 3))).serialize()
+    with pytest.raises(TypeError, match=r"^EncryptedTensor.load: context must be a "
+                                        r"PublicContext or Keys .*; got str"):
+        fl.crypto.EncryptedTensor.load(data, "ctx")
+    with pytest.raises(fl.crypto.CryptoError, match=r"^encrypt: inputs up to 1e\+30 in size "
+                                                    r"are too large to encode at scale 2\^"):
+        keys.encrypt(np.full((2, 3), 1e30))

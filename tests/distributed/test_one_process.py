@@ -41,10 +41,51 @@ def test_train_distributed_in_one_process_is_plain_training():
     assert np.array_equal(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, "10", float("nan")])
+@pytest.mark.parametrize("bad", [0, -1.0, "10", float("nan"), float("inf"), True])
 def test_init_refuses_a_bad_timeout(bad):
-    with pytest.raises(ValueError, match="init: timeout must be a positive number"):
+    """(inf failed with an OverflowError in time arithmetic, True passed as 1 second)"""
+    with pytest.raises(ValueError, match=r"init: timeout \(seconds, or None\) must be a "
+                                         r"finite number > 0"):
         fl.distributed.init(timeout=bad)
+
+
+def test_settings_that_are_not_bools_or_ranks_are_refused():
+    """init(gpu='no'), GradientAverager(in_place='no') and DataParallel(overlap='no') were
+    taken as True; broadcast(root=5) in one process returned, where several ranks failed in
+    MPI naming no argument."""
+    with pytest.raises(TypeError, match=r"^init: gpu must be True or False; got 'no'"):
+        fl.distributed.init(gpu="no")
+    with pytest.raises(TypeError, match=r"^GradientAverager: in_place must be True or False"):
+        fl.distributed.GradientAverager(in_place="no")
+    with pytest.raises(TypeError, match=r"^DataParallel: overlap must be True or False"):
+        fl.distributed.DataParallel(fl.Dense(2, 1), None, [], overlap="no")
+    for root in (5, -1, "a", 0.0):
+        with pytest.raises(ValueError, match=r"^broadcast: root must be a rank, an int in "
+                                             r"0 \.\. 0; got "):
+            fl.distributed.broadcast(fl.Dense(2, 1), root=root)
+        with pytest.raises(ValueError, match=r"^broadcast_object: root must be a rank"):
+            fl.distributed.broadcast_object(1, root=root)
+
+
+@pytest.mark.parametrize("share", [float("inf"), "a"])
+def test_share_must_be_a_finite_positive_number(share):
+    """share=inf gave gradients of 0, silently; 'a' a comparison's TypeError."""
+    grads = {"w": np.ones(2)}
+    with pytest.raises(ValueError, match=r"^GradientAverager.average: share must be the "
+                                         r"positive factor"):
+        fl.distributed.GradientAverager().average(1.0, grads, 2, share)
+    np.testing.assert_array_equal(grads["w"], np.ones(2))
+
+
+@pytest.mark.parametrize("loss", ["abc", None, np.ones(3)])
+def test_loss_must_be_a_number(loss):
+    """float('abc'), float(None), float(array) failed, naming nothing."""
+    with pytest.raises(TypeError, match=r"^GradientAverager.average: loss must be this "
+                                        r"rank's mean loss, a number; got "):
+        fl.distributed.GradientAverager().average(loss, {"w": np.ones(2)}, 2)
+    averager = fl.distributed.GradientAverager()
+    with pytest.raises(ValueError, match=r"^GradientAverager.share: count must be"):
+        averager.share(-1)  # (it returned 1.0 in one process)
 
 
 def test_bucket_size_must_be_a_positive_int():
@@ -128,6 +169,13 @@ def test_sync_batchnorm_converts_nested_layers_and_shares_their_arrays():
     assert layers[0].running_mean is model["net"][1].running_mean
     assert layers[1].weight is model["more"][0]["bn"].weight
     assert type(model["net"][1]) is fl.BatchNorm  # the model given is left as it was
+
+
+def test_sync_batchnorm_names_itself_in_its_constructors_errors():
+    with pytest.raises(ValueError, match=r"^SyncBatchNorm: channels must be a positive int"):
+        fl.distributed.SyncBatchNorm(0)  # (it said 'BatchNorm: channels ...')
+    with pytest.raises(TypeError, match=r"^SyncBatchNorm: active must be True, False or None"):
+        fl.distributed.SyncBatchNorm(2, active="yes")
 
 
 @pytest.mark.parametrize("share", [None, 0.0, 1.0])

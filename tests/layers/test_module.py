@@ -568,7 +568,7 @@ _NOT_CALLABLE = [
     (lambda: fl.InstanceNorm(3, -2), "InstanceNorm: activation must be callable"),
     (lambda: fl.GroupNorm(4, 2, {"a": 1}), "GroupNorm: activation must be callable"),
     (lambda: fl.RNNCell(3, 4, "tanh"), "RNNCell: activation must be callable"),
-    (lambda: fl.RNN(3, 4, "tanh"), "RNNCell: activation must be callable"),
+    (lambda: fl.RNN(3, 4, "tanh"), "RNN: activation must be callable"),
     (lambda: fl.Dense(3, 4, init="glorot"), "Dense: init must be callable; got 'glorot'"),
     (lambda: fl.Embedding(5, 3, init=None), "Embedding: init must be callable; got None"),
 ]

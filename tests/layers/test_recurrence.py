@@ -122,3 +122,22 @@ def test_recurrence_printing_and_bad_input():
         m(np.zeros((1, 0, 2), np.float32))
     with pytest.raises(ValueError, match=r"Recurrence\['cell'\]: LSTMCell\(2 => 3\) expects"):
         m(np.zeros((1, 4, 5), np.float32))
+
+
+@pytest.mark.parametrize("layer", [lambda: fl.RNN(3, 4), lambda: fl.LSTM(fl._, 4),
+                                   lambda: fl.Bidirectional(fl.GRU(3, 4))])
+def test_recurrence_refuses_a_layer_over_whole_sequences(layer):
+    """Recurrence(fl.RNN(3, 4)) ran the RNN on each step's (N, 3) as one sequence and took
+    its outputs apart as (output, state): (2, 5, 3) input gave (5, 4), silently."""
+    with pytest.raises(TypeError, match=r"^Recurrence wraps a cell \(one time step\), such as "
+                                        r"fl\.\w+Cell\(2, 3\); got \w+, a layer over whole "
+                                        r"sequences"):
+        fl.Recurrence(layer())
+
+
+def test_bidirectional_refuses_directions_of_other_input_sizes():
+    with pytest.raises(ValueError, match=r"^Bidirectional: forward and backward read the same "
+                                         r"sequence.*; got RNN\(3 => 4\) and GRU\(2 => 4\)"):
+        fl.Bidirectional(fl.RNN(3, 4), fl.GRU(2, 4))  # (refused only at the first call)
+    assert fl.Bidirectional(fl.RNN(3, 4), fl.GRU(3, 5))(np.ones((2, 5, 3), np.float32)).shape \
+        == (2, 5, 9)

@@ -244,3 +244,43 @@ def test_a_state_of_another_dtype_is_converted():
     assert g.dtype == np.float64 and g.shape == (2, 4)  # a gradient in the argument's dtype
     with pytest.raises(fl.LayerError, match=r"RNN\(3 => 4\) expects a real initial state"):
         fl.RNN(3, 4)(x, h.astype(complex))
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU", "GRUv3"])
+def test_constructor_errors_name_the_layer_not_its_cell(kind):
+    """fl.RNN(3, 0) said 'RNNCell: hidden must be ...', and fl.GRU(3, 4, 'x') said
+    '_Cell.__init__() takes 3 positional arguments but 4 were given': the user built an RNN."""
+    layer = getattr(fl, kind)
+    with pytest.raises(ValueError, match=rf"^{kind}: hidden must be a positive int; got 0"):
+        layer(3, 0)
+    with pytest.raises(TypeError, match=rf"^{kind}: bias must be True, False or None"):
+        layer(3, 4, bias="no")
+    with pytest.raises(TypeError, match=rf"^{kind}: init must be callable"):
+        layer(3, 4, init=3)
+    with pytest.raises(TypeError, match=rf"^{kind}: got an unexpected keyword argument 'foo'; "
+                                        rf"it takes {kind}\(in_features, hidden"):
+        layer(3, 4, foo=1)
+    if kind != "RNN":  # (an RNN's third is its activation)
+        with pytest.raises(TypeError, match=rf"^{kind}: got 3 positional arguments; it takes "):
+            layer(3, 4, "x")
+    else:
+        with pytest.raises(TypeError, match=r"^RNN: activation must be callable; got 'tanh'"):
+            layer(3, 4, "tanh")
+
+
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "GRUv3", "RNNCell", "GRUCell"])
+def test_a_pair_state_is_refused_where_the_state_is_one_array(kind):
+    """RNN(3, 4)(x, (h, c)), an LSTM's state given to an RNN, broadcast the pair along with the
+    batch and returned outputs of shape (2, 5, 2, 4), silently (a GRU failed in its kernel)."""
+    x = np.ones((2, 5, 3), np.float32)
+    m = getattr(fl, kind)(3, 4)
+    x = x[:, 0] if kind.endswith("Cell") else x
+    h = np.zeros((2, 4), np.float32)
+    with pytest.raises(fl.LayerError, match=rf"^{kind}\(3 => 4\) expects its state as one array "
+                                            r"h of shape \(2, 4\); got a tuple of 2"):
+        m(x, (h, h))
+    with pytest.raises(fl.LayerError, match=r"expects its state as one array .* tuple of 1"):
+        m(x, (h,))
+    with pytest.raises(fl.LayerError, match=rf"^{kind}\(3 => 4\) expects a state of shape "
+                                            r"\(2, 4\); got 'abc' \(a str\)"):
+        m(x, "abc")

@@ -105,6 +105,29 @@ def test_siamese_margin_must_be_a_finite_number(margin):
         fl.siamese_contrastive_loss(np.ones(2), np.array([0.0, 1.0]), margin=margin)
 
 
+@pytest.mark.parametrize("loss", [fl.crossentropy, fl.binarycrossentropy, fl.kldivergence,
+                                  fl.binary_focal_loss, fl.focal_loss])
+@pytest.mark.parametrize("eps", [1e6, 0.5, 1.0])
+def test_an_eps_too_large_to_keep_a_log_finite_is_refused(loss, eps):
+    """eps=1e6 (a slip for 1e-6) gave a cross-entropy of -13.8, and eps=1 a negative loss,
+    silently: eps only keeps log(yhat + eps) finite."""
+    name = loss.__name__
+    with pytest.raises(ValueError, match=rf"^{name}: eps \(added to the prediction, to keep "
+                                         rf"its log finite\) must be a number in \[0, 0.1\]"):
+        loss(PROBS, np.eye(3), eps=eps)
+    assert np.isfinite(loss(PROBS, np.eye(3), eps=1e-3))
+
+
+def test_msle_takes_eps_1_but_not_a_negative_one():
+    """msle's eps=1 is Keras's log1p form: not bounded above as the probability losses'."""
+    y = np.array([0.0, 1.0, 3.0])
+    np.testing.assert_allclose(fl.msle(y + 1, y, eps=1.0),
+                               np.mean(np.square(np.log1p(y + 1) - np.log1p(y))))
+    with pytest.raises(ValueError, match=r"^msle: eps \(added to the prediction\) must be a "
+                                         r"finite number >= 0; got -1.0"):
+        fl.msle(y, y, eps=-1.0)
+
+
 def test_ctc_blank_must_be_a_class_of_the_logits():
     """blank was taken modulo the classes: blank=5 (or -4) of 3 classes ran with blank 2, a
     float 1.5 with blank 1, silently."""

@@ -418,7 +418,14 @@ def test_float32_gradients_through_a_rosenbrock_solver_late_in_time(alg):
     (lambda: fl.ode.InterpolatingAdjoint(checkpointing=True, checkpoints=-2),
      "checkpoints must be"),
     (lambda: fl.ode.InterpolatingAdjoint(checkpointing=True, checkpoints="x"),
-     "checkpoints must be")])
+     "checkpoints must be"),
+    # Python's own errors named the private _Adjoint.__init__
+    (lambda: fl.ode.BacksolveAdjoint(vjp=True), r"^BacksolveAdjoint: got the option 'vjp'; "
+                                                r"it takes the keyword options solver=, "
+                                                r"rtol=, atol=$"),
+    (lambda: fl.ode.InterpolatingAdjoint(fl.ode.Tsit5()),
+     r"^InterpolatingAdjoint: got 1 positional argument; it takes the keyword options "
+     r"checkpointing=, checkpoints=, solver=")])
 def test_an_adjoints_options_are_checked_when_made(make, match):
     """Before: InterpolatingAdjoint(rtol=-1) was taken, and its backward solve accepted
     steps it should not: a gradient 1.3% off (0.4006 for 0.4060), silently; a NaN rtol ran

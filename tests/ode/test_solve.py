@@ -404,6 +404,11 @@ def test_a_tolerance_array_must_fit_the_state():
     (dict(u0=None), "u0 must be an array or a tree of arrays; got None"),
     (dict(u0="abc"), "u0 must be an array or a tree of arrays; got 'abc'"),
     (dict(u0=[[1.0], [1.0, 2.0]]), "u0 must be an array .* ragged"),
+    # strings were parsed as numbers and solved (['1', '2']), or failed in NumPy's float()
+    (dict(u0=["1", "2"]), "u0 must be an array of numbers .*; got an array of dtype <U1"),
+    (dict(u0=np.str_("3")), "u0 must be an array of numbers .*; got an array of dtype <U1"),
+    (dict(u0=np.array([1.0, None])), "u0 must be an array of numbers .* dtype object"),
+    (dict(f="f"), r"solve: f must be callable; got 'f' \(a str\)"),
     (dict(f=lambda t, u, p: [-u[0], -u[1]]), "returned list .* as an array shaped like u"),
     (dict(f=lambda t, u, p: None), "returned NoneType"),
     (dict(solver=fl.ode.Tsit5), r"solve: solver must be a solver instance; got the class "

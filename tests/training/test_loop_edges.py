@@ -131,3 +131,97 @@ def test_an_update_that_overflows_the_model_is_named_and_blamed_on_its_step():
     fl.train(masked, model, [np.ones(2)] * 2, fl.setup(fl.Descent(0.1), model),
              progress=False)
     assert model["w"][1] == 1.0 and np.isneginf(model["mask"][1])
+
+
+@pytest.mark.parametrize("data, shown", [("abc", r"'abc' \(a str\)"), (None, "None"),
+                                         (3, "3")])
+def test_data_that_is_not_an_iterable_of_batches_is_refused_by_name(data, shown):
+    """A string was iterated as batches of characters (a ufunc's error inside the loss);
+    None and a number gave Python's 'object is not iterable'."""
+    model, state, loss = _linear()
+    with pytest.raises(TypeError, match=rf"^train: data must be an iterable of batches .*; "
+                                        rf"got {shown}"):
+        fl.train(loss, model, data, state, progress=False)
+    assert model["w"].tolist() == [1.0]
+
+
+def test_callbacks_and_history_of_the_wrong_kind_are_refused_and_none_is_no_callbacks():
+    """callbacks=fl.EarlyStopping() said "'EarlyStopping' object is not iterable", and
+    callbacks='early' named its first character; None failed as not iterable; history as a
+    dict (a checkpoint's, not made a History) failed with an AttributeError 'epoch'."""
+    model, state, loss = _linear()
+    with pytest.raises(TypeError, match=r"^train: callbacks must be a list of fl.Callback "
+                                        r"objects; got one EarlyStopping: put it in a list"):
+        fl.train(loss, model, [np.ones(1)], state, callbacks=fl.EarlyStopping(),
+                 progress=False)
+    with pytest.raises(TypeError, match=r"callbacks must be a list .*; got 'early' \(a str\)"):
+        fl.train(loss, model, [np.ones(1)], state, callbacks="early", progress=False)
+    with pytest.raises(TypeError, match=r"callbacks must be a list .*; got the class "
+                                        r"EarlyStopping: .*callbacks=\[EarlyStopping\(\)\]"):
+        fl.train(loss, model, [np.ones(1)], state, callbacks=fl.EarlyStopping, progress=False)
+    with pytest.raises(TypeError, match=r"^train: history must be a fl.History .*; got a "
+                                        r"dict: .* fl.History.from_dict"):
+        fl.train(loss, model, [np.ones(1)], state, history={"losses": [], "epochs": []},
+                 progress=False)
+    assert model["w"].tolist() == [1.0]
+    assert fl.train(loss, model, [np.ones(1)], state, callbacks=None, progress=False).step == 1
+
+
+def test_callback_settings_are_checked_when_made_not_at_the_first_save_or_log(tmp_path):
+    """SaveCheckpoint(None) saved to a file named 'None'; rngs={'a': 3} failed at the first
+    save, an epoch of training later, and rngs=[...] in dict(); Evaluate(name=3) failed when
+    logged ('keywords must be strings'), as did a dict metric with a non-str key."""
+    with pytest.raises(TypeError, match=r"^SaveCheckpoint: path must be a file path .*; got "
+                                        r"None \(a NoneType\)"):
+        fl.SaveCheckpoint(None)
+    with pytest.raises(TypeError, match=r"^SaveCheckpoint: rngs\['a'\] must be a "
+                                        r"numpy.random.Generator .*; got 3 \(an int\)"):
+        fl.SaveCheckpoint(tmp_path / "c.st", rngs={"a": 3})
+    with pytest.raises(ValueError, match=r"^SaveCheckpoint: path .* is a folder; give the "
+                                         r"path of a file in it, as .*ckpt-\{epoch\}.st"):
+        fl.SaveCheckpoint(tmp_path)  # (IsADirectoryError at the first save, an epoch later)
+    with pytest.raises(TypeError, match=r"^SaveCheckpoint: rngs must be a dict"):
+        fl.SaveCheckpoint(tmp_path / "c.st", rngs=[np.random.default_rng(0)])
+    with pytest.raises(TypeError, match=r"^Evaluate: name must be the metric's name, a "
+                                        r"non-empty str, or None"):
+        fl.Evaluate(lambda m: 0.5, name=3)
+    model, state, loss = _linear()
+    with pytest.raises(TypeError, match=r"^Evaluate: <lambda> returned a dict whose keys must "
+                                        r"be the metrics' names \(str\); got the key 1"):
+        fl.train(loss, model, [np.ones(1)], state, progress=False,
+                 callbacks=[fl.Evaluate(lambda m: {1: 0.5})])
+
+
+@pytest.mark.parametrize("value", ["0.1", None, np.ones(2)])
+def test_a_schedule_that_returns_no_number_is_named(value):
+    """float() of a schedule's None or array failed naming nothing; a string was parsed."""
+    model, state, loss = _linear()
+    with pytest.raises(TypeError, match=r"^LRSchedule: schedule\(0\) must return a number "
+                                        r"\(the value of 'eta'\); got "):
+        fl.train(loss, model, [np.ones(1)], state, progress=False,
+                 callbacks=[fl.LRSchedule(lambda t: value)])
+    assert model["w"].tolist() == [1.0]
+
+
+def test_a_history_of_the_wrong_parts_is_refused(tmp_path):
+    """History(losses='abc') held ['a', 'b', 'c'], silently; from_dict({}) was a bare
+    KeyError; add_step('0.5') parsed the string; plot(metrics='acc') looked for the metric
+    'a', and plot(None) failed inside matplotlib."""
+    with pytest.raises(TypeError, match=r"^History: losses must be a list of numbers; got "
+                                        r"'abc' \(a str\)"):
+        fl.History(losses="abc")
+    with pytest.raises(TypeError, match=r"^History: epochs must be a list of dicts, one per "
+                                        r"epoch; got 1 \(an int\) in it"):
+        fl.History(epochs=[1, 2])
+    with pytest.raises(TypeError, match=r"^History.from_dict: d must be a dict with 'losses' "
+                                        r"and 'epochs'"):
+        fl.History.from_dict({})
+    with pytest.raises(TypeError, match=r"^History.add_step: loss must be a number"):
+        fl.History().add_step("0.5")
+    h = fl.History([1.0, np.float32(0.5), 2], [{"epoch": 1, "step": 3, "loss": 0.5}])
+    assert fl.History.from_dict(h.to_dict()).losses == [1.0, 0.5, 2]
+    with pytest.raises(TypeError, match=r"^History.plot: metrics must be a list of metric "
+                                        r"names; got 'acc' \(a str\): write metrics=\['acc'\]"):
+        h.plot(tmp_path / "h.png", metrics="acc")
+    with pytest.raises(TypeError, match=r"^History.plot: path must be a file path"):
+        h.plot(None)

@@ -60,12 +60,13 @@ def _start(x):
     return x
 
 
-def _trace_args(trace, args, make):
+def _trace_args(trace, args, make, who="gradient"):
     """Replace the float leaves of ``args`` by new tracers; returns the traced args, the
     leaves, their spec and, per leaf, the box of the tracer made for it (its tape index in
     reverse mode; None for non-float leaves). Repeated arrays share one tracer."""
     for a in args:
         if type(a) not in _PLAIN:  # containers or objects: go through their leaves
+            _refuse_text(who, args)
             leaves, spec = flatten(args, trainable=True)
             break
     else:
@@ -74,6 +75,8 @@ def _trace_args(trace, args, make):
     for x in leaves:
         if type(x) is np.ndarray:
             if x.dtype.kind not in "fc":
+                if x.dtype.kind in "SU" and spec is None:  # (an argument itself: refused)
+                    _refuse_text(who, args)
                 boxes.append(None)
                 new_leaves.append(x)
                 continue
@@ -116,6 +119,22 @@ def _trace_args(trace, args, make):
 
 
 _PLAIN = {np.ndarray, float, int, np.float64, np.float32, Tracer, complex, np.complex128}
+
+
+def _refuse_text(who, args):
+    """A string given as an argument to differentiate is a mistake (a file name, a mode, a
+    number not yet parsed), whose gradient came back None, silently. Only an argument itself
+    is refused: a string inside an object (a layer's name, a setting) is a static field."""
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray) and a.dtype.kind in "SU":
+            raise TypeError(f"{who}: argument {i + 1} (of {len(args)}) is an array of strings "
+                            f"({a.dtype}), which has no derivative; convert numbers written "
+                            f"as text first (x.astype(float))")
+        if isinstance(a, (str, bytes)):
+            raise TypeError(f"{who}: argument {i + 1} (of {len(args)}) is a "
+                            f"{type(a).__name__}, {a!r:.40}, which has no derivative; "
+                            f"differentiate numbers or arrays, and pass a setting through a "
+                            f"closure (lambda x: f(x, {a!r:.20}))")
 
 
 def _run(trace, f, targs, rebuilt=None):
@@ -265,7 +284,7 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False,
             return out
 
         value, grads = _gradient_of(trace, first, args, zeros_for_none, holomorphic,
-                                    on_final)
+                                    on_final, "withgradient")
         return (_with_aux(whole[0], value, trace) if whole else value), grads
     finally:
         resume_gc()
@@ -297,10 +316,11 @@ def _refuse_no_arguments(f):
         pass
 
 
-def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None):
+def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None,
+                 who="gradient"):
     if not args:
         _refuse_no_arguments(f)
-    targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf)
+    targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf, who)
     if on_final is not None and any(type(x) is Tracer and recorded(x) for x in leaves):
         raise DifferentiationError(ON_FINAL_COMPILED)
     if holomorphic:
@@ -476,7 +496,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
     (array([ 2., 20.]),)
     """
     trace = ReverseTrace()
-    targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf)
+    targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf, "pullback")
     pause_gc()
     try:
         out = _run(trace, f, targs, rebuilt)
@@ -575,7 +595,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
                 t = weak(t[()])
         return trace.seed(v, t)
 
-    targs, _, _, _, rebuilt = _trace_args(trace, tuple(primals), seed)
+    targs, _, _, _, rebuilt = _trace_args(trace, tuple(primals), seed, "jvp")
     if rebuilt is not None and rebuilt.alias:
         check_repeated(rebuilt.alias, p_leaves, t_leaves)
     pause_gc()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, positive_int, real_in
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.compiler import numbers as traced_numbers
 from fluxml.compiler import passes, randomness
@@ -160,6 +160,8 @@ class Compiled:
         calls after it run XLA's code. Raises :class:`CompileError` if XLA could not compile
         a program (its calls then keep running the NumPy code), :class:`TimeoutError` when
         ``timeout`` seconds pass first. Nothing to wait for on other back ends."""
+        if timeout is not None:  # (a string failed in time arithmetic)
+            real_in("fl.compile's wait", "timeout (seconds, or None)", timeout, 0)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._tracing:
             entries = list(self.cache.values())
@@ -348,6 +350,8 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     if backend not in BACKENDS:
         raise ValueError(f"fl.compile: backend must be one of {BACKENDS}; got {backend!r}")
     cache_size = positive_int("fl.compile", "cache_size", cache_size)
+    for name, value in (("optimise", optimise), ("donate", donate), ("background", background)):
+        flag("fl.compile", name, value)  # (optimise="no" was true: the passes ran)
     if fn is None:
         return lambda f: compile(f, backend=backend, cache_size=cache_size, optimise=optimise,
                                  donate=donate, background=background)

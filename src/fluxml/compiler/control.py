@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fluxml._checks import shown
 from fluxml.ad.core import Tracer, bind, raw
 from fluxml.compiler.calls import _spec_key
 from fluxml.compiler.control_rules import COND, SCAN, WHILE, _step_examples, saving_scan
@@ -302,6 +303,9 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
     if not isinstance(reverse, (bool, np.bool_)):
         raise TypeError(f"{who}: reverse must be a bool; got {type(reverse).__name__}")
     name = _what("f", f)
+    if isinstance(xs, (str, bytes)):  # (else 'pass length= when xs is None')
+        raise TypeError(f"{who}: xs must be an array or a tree of arrays to scan over their "
+                        f"leading axis (or None, with length=); got {shown(xs)}")
     x_leaves, x_spec = flatten(xs)
     n = _length(who, x_leaves, length)
     c_leaves, c_spec = flatten(init)

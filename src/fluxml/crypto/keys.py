@@ -176,7 +176,7 @@ class Keys(PublicContext):
             raise ValueError(f"encrypt: layout must be 'batch', 'packed' or None; got {layout!r}")
         ts = tenseal()
         columns = batch.reshape(len(batch), -1).T
-        vectors = [ts.ckks_vector(self.context, col.tolist()) for col in columns]
+        vectors = [_vector(ts, self.context, col, self.params) for col in columns]
         return EncryptedTensor(vectors, self.input_shape, len(batch), self.key_id, single)
 
     def _encrypt_packed(self, batch, single) -> EncryptedTensor:
@@ -192,7 +192,7 @@ class Keys(PublicContext):
             self.context.generate_galois_keys()
         flat = batch.reshape(-1)
         rows = np.where(self.packing >= 0, flat[np.maximum(self.packing, 0)], 0.0)
-        vectors = [ts.ckks_vector(self.context, row.tolist()) for row in rows]
+        vectors = [_vector(ts, self.context, row, self.params) for row in rows]
         return EncryptedTensor(vectors, self.input_shape, 1, self.key_id, single, "packed",
                                packing=packing_id(self.packing))
 
@@ -237,6 +237,21 @@ class Keys(PublicContext):
 
     def __repr__(self) -> str:
         return "Keys" + super().__repr__()[len("PublicContext"):]
+
+
+def _vector(ts, context, values, params):
+    """One CKKS ciphertext of ``values``; TenSEAL's bare 'encoded values are too large' (an
+    input near 1e30) said as encrypt's."""
+    try:
+        return ts.ckks_vector(context, values.tolist())
+    except ValueError as err:
+        if "too large" not in str(err):
+            raise
+        bits = params.coeff_mod_bit_sizes[0] - params.scale_bits - 1
+        raise CryptoError(f"encrypt: inputs up to {float(np.abs(values).max()):.3g} in size "
+                          f"are too large to encode at scale 2^{params.scale_bits} (TenSEAL: "
+                          f"{err}); inputs and every step's results must stay below 2^{bits} "
+                          f"in size: scale the data down") from None
 
 
 def packing_id(pattern) -> str:
@@ -288,6 +303,10 @@ class EncryptedTensor:
         """Read a ciphertext made under ``context``'s keys (a Keys or a PublicContext)."""
         header, blobs = _unpack(data, _MAGIC_CT, "encrypted tensor",
                                 ("shape", "batch", "key_id", "single"), count=None)
+        if not isinstance(context, PublicContext):  # (AttributeError 'key_id')
+            raise TypeError(f"EncryptedTensor.load: context must be a PublicContext or Keys "
+                            f"(PublicContext.load(bytes) on the server); got "
+                            f"{type(context).__name__}")
         if header["key_id"] != context.key_id:
             raise CryptoError(f"this ciphertext was made under other keys (key id "
                               f"{header['key_id'][:8]}; the context given is "

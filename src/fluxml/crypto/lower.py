@@ -28,6 +28,7 @@ from fluxml.layers.normalise import BatchNorm, InstanceNorm
 from fluxml.layers.polynomial import PolyAct, square
 from fluxml.layers.precision import f64
 from fluxml.layers.show import line_of, name_of
+from fluxml.tree import leaves
 
 
 @dataclass
@@ -99,7 +100,7 @@ def lower(model, input_shape: tuple) -> list:
     for where, layer in _sequence(model, "model"):
         kind = _activation_kind(layer)
         if kind is not None:
-            steps.append(Poly(kind, f"{where}: {line_of(layer)}"))
+            steps.append(_poly(kind, f"{where}: {line_of(layer)}"))
             continue
         act = getattr(layer, "activation", None)
         if isinstance(layer, Module) and act is not None and act is not identity:
@@ -109,7 +110,7 @@ def lower(model, input_shape: tuple) -> list:
             inner = _without_activation(layer)
             step = _measure(inner, shape, f"{where}: {line_of(layer)}")
             steps.append(step)
-            steps.append(Poly(kind, f"{where}: {name_of(act)}"))
+            steps.append(_poly(kind, f"{where}: {name_of(act)}"))
             shape = step.out_shape
             continue
         name = type(layer).__name__
@@ -152,6 +153,16 @@ def _activation_kind(f):
     if isinstance(f, PolyAct):
         return np.asarray(f.coeffs, dtype=np.float64)
     return None
+
+
+def _poly(coeffs, source) -> Poly:
+    """A polynomial step, its coefficients finite: a PolyAct with a NaN coefficient (a
+    training that diverged) made a plan, and every result decrypted as garbage, silently."""
+    if not np.all(np.isfinite(coeffs)):
+        raise ValueError(f"{source} has coefficients that are not finite "
+                         f"({np.asarray(coeffs).tolist()}): a polynomial with NaN or infinity "
+                         f"computes nothing; retrain it")
+    return Poly(coeffs, source)
 
 
 def _refusal(where, f) -> str:
@@ -198,6 +209,13 @@ def _measure(layer, shape, source) -> Affine:
     except Exception as err:
         raise UnsupportedLayer(f"{source} could not be evaluated on inputs of shape "
                                f"{shape}: {err}") from err
+    if not (np.all(np.isfinite(zero)) and np.all(np.isfinite(basis))):  # not affine: why
+        if any(getattr(a, "dtype", np.dtype(int)).kind in "fc" and not np.all(np.isfinite(a))
+               for a in leaves(layer)):  # (it said 'uses Dense, which CKKS cannot evaluate')
+            raise ValueError(f"{source} has parameters that are not finite (NaN or infinity: "
+                             f"a training that diverged?), and gives NaN or infinity on "
+                             f"finite inputs; check them with np.isfinite")
+        raise UnsupportedLayer(_own_statistics(source, layer) or _refusal(source, layer))
     out_shape = zero.shape[1:]
     bias = zero.reshape(-1)
     matrix = (basis.reshape(n, -1) - bias).T

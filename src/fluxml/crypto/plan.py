@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from fluxml._checks import is_int, positive_int, shown
+from fluxml._checks import function, is_int, positive_int, shown
 from fluxml.crypto.evaluate import Enc, Scales, dot, packed_first, run_step, target
 from fluxml.crypto.keys import (
     CryptoError,
@@ -143,7 +143,10 @@ class Plan:
     def _inputs(self, x, who):
         """``x`` as a float64 batch ``(B, *input_shape)``, and whether it was one input (a
         single (4,) input read as a batch of 4 failed in matmul)."""
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":  # (strings were parsed, complex parts dropped)
+            raise CryptoError(f"Plan.{who} expects real numbers; got an array of {x.dtype}")
+        x = x.astype(np.float64, copy=False)
         single = x.shape == self.input_shape
         if not single and x.shape[1:] != self.input_shape:
             raise CryptoError(f"Plan.{who} expects inputs of shape (B, "
@@ -152,7 +155,7 @@ class Plan:
         return (x[None] if single else x), single
 
     def _plain_steps(self, x):
-        values, h = [], x.reshape(len(x), -1)
+        values, h = [], x.reshape(len(x), math.prod(self.input_shape))  # (-1: not for B 0)
         for step in self.steps:
             if isinstance(step, Affine):
                 h = h @ step.matrix.T + step.bias
@@ -164,6 +167,9 @@ class Plan:
 
     def report(self, x, keys: Keys) -> str:
         """Plain against decrypted values after every step (needs the secret key)."""
+        if not isinstance(keys, Keys):  # (a PublicContext: AttributeError 'encrypt')
+            raise TypeError(f"Plan.report needs the client's keys (plan.keygen()), which "
+                            f"decrypt every step; got {shown(keys)}")
         x, _ = self._inputs(x, "report")
         plain = self._plain_steps(x)
         ct = keys.encrypt(x, layout="batch")  # (one input may prefer "packed": not step by step)
@@ -330,6 +336,7 @@ def compile(model, input_shape: tuple, precision_bits: int | None = None,
     encrypt together (the parameters give at least that many slots); ``precision_bits`` the
     CKKS scale (default: the most the smallest sufficient polynomial degree allows)."""
     who = "fl.crypto.compile"
+    function(who, "model", model)  # (else 'could not be evaluated': 'str' is not callable)
     if isinstance(input_shape, np.ndarray) and input_shape.ndim == 1:  # (as NumPy's shapes)
         input_shape = input_shape.tolist()
     if not (isinstance(input_shape, (tuple, list)) and all(is_int(n) and n > 0
@@ -349,5 +356,10 @@ def compile(model, input_shape: tuple, precision_bits: int | None = None,
     precision_bits = None if precision_bits is None else int(precision_bits)  # (JSON: no int64)
     steps = lower(model, input_shape)
     depth = sum(step.depth for step in steps)
-    params = choose(depth, precision_bits, min_slots=batch)
+    try:
+        params = choose(depth, precision_bits, min_slots=batch)
+    except ValueError as err:
+        if type(err) is not ValueError:  # (a DepthError says what it says)
+            raise
+        raise ValueError(f"{who}: {err}") from None  # precision_bits out of range
     return Plan(steps, input_shape, params)

@@ -104,7 +104,7 @@ import time
 
 import numpy as np
 
-from fluxml._checks import positive_int
+from fluxml._checks import flag, is_real, positive_int, shown
 from fluxml.backend.registry import array_module
 from fluxml.distributed import layout, overlap, shared
 from fluxml.distributed.bucket import Bucket, ownable, plan
@@ -151,7 +151,7 @@ class GradientAverager:
             direct_bytes = min(bucket_bytes, 1 << 17) if in_place else bucket_bytes
         self.group = group()
         self.bucket_bytes, self.direct_bytes = bucket_bytes, direct_bytes
-        self.in_place = bool(in_place)
+        self.in_place = flag("GradientAverager", "in_place", in_place)  # ('no' was True)
         # seconds to wait at most for the first bucket before writing in place (then the
         # gradients go by copy this step); None: as long as it takes (see _arrived)
         self.patience: float | None = None
@@ -190,12 +190,10 @@ class GradientAverager:
         on every rank (in one process: ``count`` 0), the plan and the gradients left as they
         were."""
         g = self.group
-        if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
-            raise ValueError(f"GradientAverager.average: count must be this rank's number of "
-                             f"observations, an int >= 0; got {count!r}")
-        if share is not None and not (share > 0 or share == 0 == count):
-            raise ValueError(f"GradientAverager.average: share must be the positive factor the "
-                             f"gradients were multiplied by; got {share!r}")
+        _check_count("average", count, share)
+        if not is_real(loss):  # (float('abc') or float(None) failed, naming nothing)
+            raise TypeError(f"GradientAverager.average: loss must be this rank's mean loss, a "
+                            f"number; got {shown(loss)}")
         if g.size == 1:
             if not count:  # nothing to take the mean over (and nothing to unscale by: share 0)
                 raise _empty("count is 0 in a one-process job")
@@ -222,6 +220,7 @@ class GradientAverager:
         step that agrees the plan it only watches the order in which the gradients become
         final, from which the plan is made. A step begun and not averaged (an exception
         in between) is abandoned first (``abandon``)."""
+        _check_count("begin", count, share)
         if self.group.size == 1:
             return None
         self.abandon()
@@ -244,6 +243,7 @@ class GradientAverager:
         """What to multiply this rank's loss by before differentiating it, for ``average(...,
         share=)`` to have nothing to scale: ``count`` over the last step's global batch size
         (``1 / ranks`` before the first step; exact whenever the batches are equal)."""
+        _check_count("share", count)
         if self.group.size == 1:
             return 1.0
         share = count / self.total if self.planned else 1.0 / self.group.size
@@ -593,6 +593,18 @@ def _unscale(grads, share: float):
         return grads
     return fmap(lambda x: x / share if layout.is_grad(x) else x, grads,
                 is_leaf=layout.is_position)
+
+
+def _check_count(who: str, count, share=None) -> None:
+    """``count`` an int >= 0 and ``share`` None or a finite number > 0 (0 with a count of 0):
+    share=inf gave gradients of 0, silently, and a string a comparison's TypeError."""
+    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"GradientAverager.{who}: count must be this rank's number of "
+                         f"observations, an int >= 0; got {count!r}")
+    if share is not None and not (is_real(share) and 0 <= share < np.inf and
+                                  (share > 0 or count == 0)):
+        raise ValueError(f"GradientAverager.{who}: share must be the positive factor the "
+                         f"gradients were multiplied by; got {share!r}")
 
 
 def _empty(where: str) -> ValueError:

@@ -41,6 +41,7 @@ import sys
 import time
 import traceback
 
+from fluxml._checks import flag, real_in
 from fluxml.distributed import processes
 
 _HERE, _FAIL, _ROLL = 1, 2, 3  # tags on the control channel
@@ -331,8 +332,10 @@ def init(timeout: float | None = None, gpu: bool = True) -> Group:
     1
     """
     global _GROUP
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise ValueError(f"init: timeout must be a positive number of seconds; got {timeout!r}")
+    if timeout is not None:  # (True passed as 1 s, inf failed in time arithmetic)
+        real_in("init", "timeout (seconds, or None)", timeout, 0, low_open=True)
+        timeout = float(timeout)
+    flag("init", "gpu", gpu)  # ('no' took a GPU)
     if _GROUP is None:
         default = float(os.environ.get("FLUXML_DIST_TIMEOUT", "300"))
         MPI = _mpi(default if timeout is None else timeout)

@@ -19,6 +19,7 @@ import contextlib
 
 import numpy as np
 
+from fluxml._checks import flag
 from fluxml.distributed.averaging import GradientAverager
 from fluxml.distributed.group import DistributedError, init, on_every_rank
 from fluxml.distributed.sync import (
@@ -41,7 +42,7 @@ class DataParallel:
         from fluxml.data.loader import DataLoader
 
         self.group = init()
-        self.overlap = bool(overlap)
+        self.overlap = flag("DataParallel", "overlap", overlap)
         self.is_main = self.group.rank == 0
         if isinstance(data, DataLoader) and self.group.size > 1 and data.shard is None:
             raise ValueError(f"train(distributed=True): the DataLoader is not sharded, so "

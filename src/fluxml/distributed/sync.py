@@ -20,6 +20,7 @@ import zlib
 
 import numpy as np
 
+from fluxml._checks import is_int, shown
 from fluxml.backend.registry import array_module
 from fluxml.distributed.group import DistributedError, Group, group, on_every_rank
 from fluxml.io.modelstate import _optimiser_leaves, flat_state, write_into
@@ -61,6 +62,14 @@ def agree(g: Group, signature, what: str) -> None:
     raise on_every_rank(DistributedError(f"fluxml.distributed: {what}: the ranks disagree"))
 
 
+def _check_root(who: str, root, g: Group) -> None:
+    """``root`` a rank of the job: one process took root=5 or 'a' and returned, and a job of
+    several failed in MPI, naming no argument."""
+    if not is_int(root) or not 0 <= root < g.size:
+        raise ValueError(f"{who}: root must be a rank, an int in 0 .. {g.size - 1}; got "
+                         f"{shown(root)}")
+
+
 def _signature(flat: dict) -> list:
     return [(path, tuple(np.shape(x)), np.dtype(x.dtype).str) for path, x in flat.items()]
 
@@ -72,6 +81,7 @@ def broadcast(tree, root: int = 0):
     Returns the tree (a new object only where a tuple or number at its root had to be
     rebuilt, as ``fl.loadmodel``)."""
     g = group()
+    _check_root("broadcast", root, g)
     if g.size == 1:
         return tree
     flat = flat_state(tree)
@@ -104,6 +114,7 @@ def broadcast_object(obj, root: int = 0):
     """Rank ``root``'s ``obj`` on every rank (pickled; for small things such as a random
     generator's state)."""
     g = group()
+    _check_root("broadcast_object", root, g)
     if g.size == 1:
         return obj
     payload = pickle.dumps(obj) if g.rank == root else b""

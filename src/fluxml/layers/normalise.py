@@ -173,10 +173,10 @@ class BatchNorm(_Norm):
                  track_stats: bool = True, eps: float = 1e-5, momentum: float = 0.1,
                  active: bool | None = None, init_bias=initialisers.zeros,
                  init_scale=initialisers.ones, rng=None, dtype=np.float32):
-        _positive("BatchNorm", channels=channels)
+        _positive(type(self).__name__, channels=channels)
         self._setup(channels, activation, affine, track_stats, eps, momentum, dtype,
                     init_bias, init_scale, rng)
-        self.active = flag("BatchNorm", "active", active, none=True)
+        self.active = flag(type(self).__name__, "active", active, none=True)
 
     def __call__(self, x):
         x = self._input(x)

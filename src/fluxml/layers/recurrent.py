@@ -20,7 +20,7 @@ import numpy as np
 
 from fluxml import init as initialisers
 from fluxml import nnlib
-from fluxml._checks import flag, function
+from fluxml._checks import flag, function, shown
 from fluxml.ad.core import Tracer, untraced
 from fluxml.backend.mixing import check_same_device
 from fluxml.backend.registry import array_module
@@ -84,14 +84,20 @@ class _Cell(Module):
         one vector ``(hidden,)`` for a batch is every sequence's (as Flux's: a trained
         initial state ``h0``; its gradient the sum over the batch)."""
         want = tuple(batch) + (self.sizes[1],)
+        if isinstance(state, tuple) and self.gates != 4:  # (an LSTM's (h, c): broadcast
+            raise LayerError(f"{self._line()} expects its state as one array h of shape "  # on)
+                             f"{want}; got a tuple of {len(state)} (only an LSTM's state is a "
+                             "pair (h, c))")
         if batch:
             state = _map_state(state, lambda s: np.broadcast_to(s, want)
                                if np.shape(s) == want[-1:] else s)
         parts = state if isinstance(state, tuple) else (state,)
         if any(np.shape(s) != want for s in parts):
+            got = [str(np.shape(s)) if hasattr(s, "shape") or isinstance(s, (list, tuple))
+                   else shown(s) for s in parts]  # (a str or None has shape ())
             raise LayerError(f"{self._line()} expects a state of shape {want}"
                              f"{' (h, c)' if isinstance(state, tuple) else ''}; got "
-                             f"{tuple(np.shape(s) for s in parts)}")
+                             f"{got[0] if len(got) == 1 else '(' + ', '.join(got) + ')'}")
         return _map_state(state, lambda s: _state_as(self, s, dtype))
 
     def __call__(self, x, state=None):
@@ -263,7 +269,20 @@ class _Recurrent(Module):
 
     def __init__(self, in_features: int, hidden: int, *args, return_state: bool = False,
                  **kw):
-        self.cell = self.cell_type(in_features, hidden, *args, **kw)
+        name, cell = type(self).__name__, self.cell_type.__name__
+        try:
+            self.cell = self.cell_type(in_features, hidden, *args, **kw)
+        except (TypeError, ValueError) as err:  # name the layer the user built, not its cell
+            text = str(err)
+            if text.startswith(("_Cell.__init__()", f"{cell}.__init__()")):  # Python's own,
+                # naming the private _Cell.__init__ and counting self
+                usage = (type(self).__doc__ or "").strip().split("\n")[0].strip("`")
+                what = text.split("() ", 1)[1] if "unexpected keyword" in text else \
+                    f"got {2 + len(args)} positional arguments"
+                raise TypeError(f"{name}: {what}; it takes {usage}") from None
+            if text.startswith(cell + ":"):
+                raise type(err)(name + text[len(cell):]) from None
+            raise
         self.return_state = flag(type(self).__name__, "return_state", return_state)
 
     def __call__(self, x, state=None, *, lengths=None):
@@ -436,6 +455,15 @@ class Recurrence(Module):
         if not callable(cell):
             raise TypeError(f"Recurrence wraps a cell, a callable (x_t, state) -> (output, "
                             f"state) such as fl.LSTMCell(2, 3); got {cell!r}")
+        if isinstance(cell, (_Recurrent, Bidirectional)) or \
+                isinstance(cell, Lazy) and issubclass(cell.cls, (_Recurrent, Bidirectional)):
+            # (it ran the whole layer on each step's (N, features) as one sequence, and
+            # unpacked its outputs as (output, state): garbage of another shape, silently)
+            name = type(cell).__name__ if not isinstance(cell, Lazy) else cell.cls.__name__
+            raise TypeError(f"Recurrence wraps a cell (one time step), such as "
+                            f"fl.{name.replace('Bidirectional', 'LSTM')}Cell(2, 3); got "
+                            f"{name}, a layer over whole sequences: call it on the sequence "
+                            f"itself")
         self.cell = cell
         self.return_state = flag("Recurrence", "return_state", return_state)
 
@@ -511,6 +539,11 @@ class Bidirectional(Module):
                                      rng=rng, dtype=cell.weight_ih.dtype, **inits)
         # (stored as they came: a string failed at the first call, or never for merge=None)
         function("Bidirectional", "backward (a layer, or None)", backward)
+        if isinstance(forward, _Recurrent) and isinstance(backward, _Recurrent) and \
+                forward.cell.sizes[0] != backward.cell.sizes[0]:  # (refused at the first call)
+            raise ValueError(f"Bidirectional: forward and backward read the same sequence, so "
+                             f"they take the same features; got {forward._line()} and "
+                             f"{backward._line()}")
         if merge is not None:
             function("Bidirectional", "merge", merge)
         if any(getattr(m, "return_state", False) or getattr(m, "kwargs", {}).get("return_state")

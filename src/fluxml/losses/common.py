@@ -83,12 +83,16 @@ def _shape(x) -> tuple:
     return np.shape(x) if shape is None else tuple(shape)
 
 
-def default_eps(yhat, eps, name: str = "loss"):
+def default_eps(yhat, eps, name: str = "loss", high: float = 0.1):
     """Flux's ``epseltype``: the machine epsilon of the prediction's dtype; or ``eps``,
-    checked (a finite number >= 0; the error names the loss ``name``)."""
+    checked (a finite number in ``[0, high]``; the error names the loss ``name``). A loss of
+    probabilities takes ``high`` 0.1: ``eps`` only keeps ``log(yhat + eps)`` finite, and
+    ``eps=1e6`` (a slip for ``1e-6``) gave a negative cross-entropy, silently; a loss of other
+    values (``msle``, where ``eps=1`` is Keras's ``log1p`` form) passes ``inf``."""
     if eps is None:
         return float(np.finfo(_dtype(yhat)).eps)
-    return float(real_in(name, "eps (added to the prediction)", eps, 0))
+    what = "eps (added to the prediction" + (", to keep its log finite)" if high < 1 else ")")
+    return float(real_in(name, what, eps, 0, high))
 
 
 def xlogy(x, y):

@@ -90,7 +90,7 @@ def msle(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     array([0., 1.])
     """
     y = target("msle", yhat, y)
-    eps = default_eps(yhat, eps, "msle")
+    eps = default_eps(yhat, eps, "msle", np.inf)
     return aggregate(np.square(np.log((yhat + eps) / (y + eps))), agg)
 
 

@@ -67,8 +67,15 @@ class _Adjoint(SensitivityAlgorithm):
     solve's), checked when made: a negative tolerance was taken, and the backward solve
     accepted steps it should not (gradients 1.3% off, silently)."""
 
-    def __init__(self, *, solver=None, rtol: float | None = None, atol: float | None = None):
+    def __init__(self, *args, solver=None, rtol: float | None = None,
+                 atol: float | None = None, **unknown):
         who = type(self).__name__
+        if args or unknown:  # (Python's error named _Adjoint.__init__)
+            takes = ("checkpointing=, checkpoints=, " if who == "InterpolatingAdjoint" else
+                     "") + "solver=, rtol=, atol="
+            what = (f"the option {sorted(unknown)[0]!r}" if unknown else
+                    f"{len(args)} positional argument{'s' if len(args) > 1 else ''}")
+            raise TypeError(f"{who}: got {what}; it takes the keyword options {takes}")
         if solver is not None:
             checks.solver(who, solver)
         checks.tolerances(who, rtol, atol)
@@ -91,8 +98,8 @@ class InterpolatingAdjoint(_Adjoint):
     number of checkpoints, not of steps. The checkpoints are the saved times, plus
     ``checkpoints`` more: a number (evenly spaced in tspan) or a list of times."""
 
-    def __init__(self, *, checkpointing: bool = False, checkpoints=None, **options):
-        super().__init__(**options)
+    def __init__(self, *args, checkpointing: bool = False, checkpoints=None, **options):
+        super().__init__(*args, **options)  # (which refuses args and unknown options)
         checkpointing = flag("InterpolatingAdjoint", "checkpointing", checkpointing)
         if checkpoints is not None and not checkpointing:
             raise ValueError("InterpolatingAdjoint: checkpoints= needs checkpointing=True")

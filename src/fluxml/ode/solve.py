@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fluxml._checks import flag, is_real, positive_int, real_in
+from fluxml._checks import flag, function, is_real, positive_int, real_in
 from fluxml.ad.core import DifferentiationError, Tracer, raw, top_trace
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint, checks
@@ -128,6 +128,9 @@ def _state(u0):
             raise ValueError(f"solve: u0 must be an array or a tree of arrays; got the ragged "
                              f"list {u0!r:.80}") from None
     if type(u0) is np.ndarray and u0.dtype.kind not in "fc":
+        if u0.dtype.kind not in "biu":  # strings were parsed as numbers, None became NaN
+            raise TypeError(f"solve: u0 must be an array of numbers (or a tree of them); got "
+                            f"an array of dtype {u0.dtype}: {u0!r:.60}")
         u0 = u0.astype(float)
     return u0
 
@@ -180,6 +183,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     equation backwards. The default, ``Direct()``, works for every ``f``, including ones that
     close over traced values (which an adjoint refuses with an error).
     """
+    function("solve", "f", f)  # (else Python's 'str' object is not callable, in a step)
     _refuse_other_orders(f)
     max_steps, dtmax, sensealg = _check_options(rtol, atol, dt, max_steps, adaptive, dtmax,
                                                 sensealg)
