@@ -17,6 +17,8 @@ import math
 import os
 from typing import Any
 
+import numpy as np
+
 from fluxml._checks import is_real, shown
 
 # each epoch's own entries, which a metric may not write over (History.log)
@@ -44,6 +46,8 @@ class History:
 
     def __init__(self, losses: list[float] | None = None, epochs: list[dict] | None = None,
                  kept: dict[str, dict] | None = None):
+        if isinstance(losses, np.ndarray) and losses.ndim == 1 and losses.dtype.kind in "fiu":
+            losses = losses.tolist()  # (saved with np.save, or h["loss"] as an array)
         _check_parts(losses, epochs, kept)
         self.losses: list[float] = list(losses or [])
         self.epochs: list[dict[str, Any]] = list(epochs or [])

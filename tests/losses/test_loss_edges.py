@@ -298,3 +298,10 @@ def test_fused_mse_of_empty_arrays_is_nan_with_an_empty_gradient():
         v, (g,) = fl.withgradient(lambda a: fl.mse(a, empty), empty)
     assert np.isnan(v) and g.shape == (0, 3)
     assert fl.mse(empty, empty, agg="sum") == 0
+
+
+def test_fused_mse_jvp_of_empty_arrays_is_nan_as_the_composite():
+    empty = np.zeros((0, 2))
+    with pytest.warns(RuntimeWarning):
+        value, tangent = fl.jvp(lambda a: fl.mse(a, empty), (empty,), (empty,))
+    assert np.isnan(value) and np.isnan(tangent)

@@ -225,3 +225,11 @@ def test_a_history_of_the_wrong_parts_is_refused(tmp_path):
         h.plot(tmp_path / "h.png", metrics="acc")
     with pytest.raises(TypeError, match=r"^History.plot: path must be a file path"):
         h.plot(None)
+
+
+def test_a_history_takes_its_losses_as_a_one_dimensional_array():
+    """np.load of saved losses, or h['loss'] kept as an array: the numbers, as a list."""
+    h = fl.History(losses=np.array([1.0, 2.0], np.float32))
+    assert h.losses == [1.0, 2.0] and type(h.losses[0]) is float and h.step == 2
+    with pytest.raises(TypeError, match="losses must be a list of numbers"):
+        fl.History(losses=np.array(["a", "b"]))

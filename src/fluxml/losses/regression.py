@@ -47,6 +47,8 @@ def mse(yhat, y, *, agg: Agg = "mean"):
     y = target("mse", yhat, y, complex_ok=True)
     if (agg == "mean" or agg == "sum") and not COMPILING and \
             getattr(yhat, "dtype", None) is not None and yhat.dtype.kind == "f" == y.dtype.kind:
+        if type(yhat) is np.ndarray and type(y) is np.ndarray:  # nothing traced: no bind
+            return _mse_impl(yhat, y, agg == "mean")
         return MSE(yhat, y, mean=agg == "mean")  # (one tape node, not four)
     d = yhat - y
     # |d|^2 for complex values, as Flux's abs2 (the square of a complex difference is
@@ -66,10 +68,11 @@ def _mse_impl(yhat, y, mean):
 
 
 def _mse_scale(g, yhat, mean):
-    """``g`` times the derivative's constant: ``2 / n`` for the mean (0 when empty: there is
-    nothing to scale), 2 for the sum."""
+    """``g`` times the derivative's constant: ``2 / n`` for the mean, 2 for the sum. The
+    mean of nothing gives NaN, as the composite's division by 0 does (a tangent NaN; a
+    cotangent, multiplied by the empty difference, stays empty)."""
     size = yhat.size
-    return g * (2 / size if mean and size else 2)
+    return g * (2 / size if size else np.nan) if mean else g * 2
 
 
 MSE = primitive("mse", _mse_impl, keeps_inputs=True, keeps_output=False)
