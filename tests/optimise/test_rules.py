@@ -405,6 +405,37 @@ def test_mixed_precision_keeps_small_steps_of_a_float16_model():
         fl.MixedPrecision(np.float32, fl.Descent(), 1)
 
 
+@pytest.mark.parametrize(("low", "high"), [(np.float16, np.float32), (np.float32, np.float64)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_mixed_precision_sets_the_parameter_to_its_copy_rounded_across_zero(low, high,
+                                                                           compiled):
+    # The step was returned as the update x - m (in x's dtype), and x - (x - m) is m rounded
+    # only where x and m are within a factor 2: where weights crossed 0 a third of them were
+    # off by up to an ulp of the old x (float32 0.0064042266 stepped to -0.0015432802 gave
+    # -0.0015432797)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(64) * 0.01).astype(low)
+    target = rng.standard_normal(64) * 0.01  # half of the weights cross 0
+    model = {"w": x.copy()}
+    state = fl.setup(fl.MixedPrecision(high, fl.Descent(1.0)), model)
+
+    def step(model, state, grads):
+        fl.update(state, model, grads)
+        return 0.0
+
+    run = fl.compile(step, background=False) if compiled else step
+    g = {"w": x.astype(np.float64) - target}  # Descent(1): the copy becomes x - g
+    run(model, state, g)
+    master = state["w"].state.master
+    np.testing.assert_array_equal(master, x.astype(high) - g["w"].astype(high))
+    np.testing.assert_array_equal(model["w"], master.astype(low))  # the copy, rounded
+    # by hand: apply sets x itself and gives no update to subtract
+    y = np.array([0.0064], low)
+    rule = fl.MixedPrecision(high, fl.Descent(1.0))
+    st, update = rule.apply(rule.init(y), y, np.array([0.0064 + 0.0015432802], high))
+    assert update is None and y[0] == st.master.astype(low)[0]
+
+
 @pytest.mark.parametrize("convert", [fl.f16, fl.f32, fl.f64])
 @pytest.mark.parametrize("chained", [False, True])
 def test_precision_conversion_keeps_mixed_precisions_copy(convert, chained):

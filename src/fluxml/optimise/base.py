@@ -7,9 +7,10 @@ A rule is a dataclass of hyperparameters with two methods, as in Optimisers.jl:
 - ``apply(state, x, dx, out=None) -> (state, update)``: the new state and the array that
   ``update`` subtracts from ``x`` (None: nothing to subtract this step).
 
-``apply`` never writes into ``x`` or ``dx``; it updates its state arrays in place, and may
-write its update into ``out`` (a scratch array shaped like ``x`` that the caller owns), so a
-step allocates nothing. Scalars are Python floats, so float32 arrays stay float32. A rule
+``apply`` never writes into ``x`` or ``dx`` (but ``MixedPrecision``'s, which sets ``x`` to
+its high-precision copy rounded and returns None); it updates its state arrays in place, and
+may write its update into ``out`` (a scratch array shaped like ``x`` that the caller owns),
+so a step allocates nothing. Scalars are Python floats, so float32 arrays stay float32. A rule
 sees real arrays only: ``update`` hands it a complex parameter as the real array of its
 (real, imaginary) pairs and their gradient (``pairs.py``).
 
