@@ -495,6 +495,30 @@ def test_adadelta_float16_steps_are_those_of_epsilon_raised_to_1e_7():
 
 
 @pytest.mark.parametrize("throw", [True, False])
+def test_clipnorm_differentiated_through_a_step(throw):
+    """fl.gradient of a loss after a step of ClipNorm (as meta-learning differentiates a
+    training step): with throw=True the norm went through the finiteness check, whose value
+    carries no derivative, so the clipped step ``omega dx / |dx|`` was differentiated as if
+    the norm were a constant (the gradient 58% off here). By hand: the step from ``x`` with
+    the gradient ``x`` is ``x - omega x / |x|``."""
+    omega = 0.5
+    rng = np.random.default_rng(0)
+    x0, c = rng.standard_normal(5), rng.standard_normal(5)
+
+    def loss(x):
+        model = {"w": x * 1.0}
+        state = fl.setup(fl.OptimiserChain(fl.ClipNorm(omega, 2.0, throw), fl.Descent(1.0)),
+                         model)
+        fl.update(state, model, {"w": model["w"]})  # (|x0| > omega: clipped)
+        return np.sum(c * model["w"])
+
+    n = np.linalg.norm(x0)
+    want = c - omega * (c / n - x0 * np.dot(x0, c) / n**3)
+    np.testing.assert_allclose(loss(x0), np.sum(c * (x0 - omega * x0 / n)), rtol=1e-12)
+    np.testing.assert_allclose(fl.gradient(loss, x0)[0], want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("throw", [True, False])
 @pytest.mark.parametrize("p", [2.0, 1.0, 3.0])
 def test_clipnorm_of_a_finite_gradient_whose_powers_overflow(throw, p):
     """float32 entries of 1e20: NumPy's norm summed their squares into inf, so ClipNorm

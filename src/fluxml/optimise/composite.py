@@ -107,13 +107,16 @@ class ClipNorm(Rule):
         return state, np.multiply(dx, float(self.omega) / nrm, out=scratch(out, x))
 
     def _traced(self, nrm, dx):
-        """Under ``fl.compile``: the eager step without its branches. The check of a finite
-        norm runs on every call of the program (NumPy back end: in order, where the eager
-        step checks; XLA: judged after the run, before anything is written back); the factor
+        """Under ``fl.compile``, or differentiated through (``fl.gradient`` of a step, the
+        factor ``omega / nrm`` differentiated with the norm): the eager step without its
+        branches. The check of a finite norm runs on every call of the program (NumPy back
+        end: in order, where the eager step checks; XLA: judged after the run, before
+        anything is written back); the factor
         is computed in float64 and rounded to ``dx``'s dtype, as eagerly (1 where the norm is
         within ``omega``, NaN included: then ``dx * 1`` is ``dx``)."""
-        if self.throw:
-            nrm = untraced(_finite_norm, (nrm, tuple(dx.shape), self.p))
+        if self.throw:  # (a check on the side: the factor's derivative flows through nrm,
+            # which its result, a value of no derivative, lost under fl.gradient)
+            untraced(_finite_norm, (nrm, tuple(dx.shape), self.p))
         nrm = nrm.astype(np.float64)
         (omega,) = floats(self.omega)
         factor = np.where(nrm > omega, omega / nrm, 1.0)
