@@ -405,6 +405,46 @@ def test_mixed_precision_keeps_small_steps_of_a_float16_model():
         fl.MixedPrecision(np.float32, fl.Descent(), 1)
 
 
+def _steps_without_averaging(name, grads, eta=1e-3, b1=0.5, eps=1e-8):
+    """By hand, in float64: the steps of the rules below with the second moment's decay rate
+    0 (RMSProp rho=0, Adam and AdaBelief beta[1]=0, AdaDelta rho=0)."""
+    m, delta, steps = 0.0, 0.0, []
+    for t, g in enumerate(grads, 1):
+        m = b1 * m + (1 - b1) * g
+        if name == "RMSProp":
+            steps.append(eta * g / (abs(g) + eps))
+        elif name == "Adam":
+            steps.append(eta * m / (1 - b1**t) / (abs(g) + eps))
+        elif name == "AdaBelief":
+            steps.append(eta * m / (1 - b1**t) / (math.sqrt((g - m) ** 2 + eps) + eps))
+        else:  # AdaDelta
+            u = g * math.sqrt(delta + eps) / math.sqrt(g * g + eps)
+            delta = u * u
+            steps.append(u)
+    return steps
+
+
+@pytest.mark.parametrize("rule", [fl.RMSProp(1e-3, 0.0), fl.Adam(1e-3, (0.5, 0.0)),
+                                  fl.AdaBelief(1e-3, (0.5, 0.0), 1e-8), fl.AdaDelta(0.0)],
+                         ids=lambda r: type(r).__name__)
+def test_second_moment_without_averaging_takes_the_new_square(rule):
+    # The moments were kept as acc + w (g**2 - acc): with w = 1 its error is an ulp of the old
+    # acc, and where the new square was below it the moment came out 0 or noise: float32
+    # RMSProp(rho=0) and Adam(beta=(b1, 0)) stepped 1e4 times too far after a gradient 1
+    # then 1e-4; AdaBelief 12% off where dx - m shrank, AdaDelta 41% off
+    second = {"AdaBelief": 0.5001}.get(type(rule).__name__, 1e-4)  # (dx - m = 5e-5)
+    grads = np.array([1.0, second, 3e-4], np.float32)
+    model = {"w": np.zeros(1, np.float32)}
+    state = fl.setup(rule, model)
+    got = []
+    for g in grads:
+        before = model["w"].astype(np.float64)
+        fl.update(state, model, {"w": np.array([g])})
+        got.append(float(before[0] - model["w"][0]))
+    want = _steps_without_averaging(type(rule).__name__, grads.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-3)
+
+
 @pytest.mark.parametrize(("low", "high"), [(np.float16, np.float32), (np.float32, np.float64)])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_mixed_precision_sets_the_parameter_to_its_copy_rounded_across_zero(low, high,
