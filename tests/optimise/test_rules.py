@@ -405,6 +405,77 @@ def test_mixed_precision_keeps_small_steps_of_a_float16_model():
         fl.MixedPrecision(np.float32, fl.Descent(), 1)
 
 
+def _steps_without_averaging(name, grads, eta=1e-3, b1=0.5, eps=1e-8):
+    """By hand, in float64: the steps of the rules below with the second moment's decay rate
+    0 (RMSProp rho=0, Adam and AdaBelief beta[1]=0, AdaDelta rho=0)."""
+    m, delta, steps = 0.0, 0.0, []
+    for t, g in enumerate(grads, 1):
+        m = b1 * m + (1 - b1) * g
+        if name == "RMSProp":
+            steps.append(eta * g / (abs(g) + eps))
+        elif name == "Adam":
+            steps.append(eta * m / (1 - b1**t) / (abs(g) + eps))
+        elif name == "AdaBelief":
+            steps.append(eta * m / (1 - b1**t) / (math.sqrt((g - m) ** 2 + eps) + eps))
+        else:  # AdaDelta
+            u = g * math.sqrt(delta + eps) / math.sqrt(g * g + eps)
+            delta = u * u
+            steps.append(u)
+    return steps
+
+
+@pytest.mark.parametrize("rule", [fl.RMSProp(1e-3, 0.0), fl.Adam(1e-3, (0.5, 0.0)),
+                                  fl.AdaBelief(1e-3, (0.5, 0.0), 1e-8), fl.AdaDelta(0.0)],
+                         ids=lambda r: type(r).__name__)
+def test_second_moment_without_averaging_takes_the_new_square(rule):
+    # The moments were kept as acc + w (g**2 - acc): with w = 1 its error is an ulp of the old
+    # acc, and where the new square was below it the moment came out 0 or noise: float32
+    # RMSProp(rho=0) and Adam(beta=(b1, 0)) stepped 1e4 times too far after a gradient 1
+    # then 1e-4; AdaBelief 12% off where dx - m shrank, AdaDelta 41% off
+    second = {"AdaBelief": 0.5001}.get(type(rule).__name__, 1e-4)  # (dx - m = 5e-5)
+    grads = np.array([1.0, second, 3e-4], np.float32)
+    model = {"w": np.zeros(1, np.float32)}
+    state = fl.setup(rule, model)
+    got = []
+    for g in grads:
+        before = model["w"].astype(np.float64)
+        fl.update(state, model, {"w": np.array([g])})
+        got.append(float(before[0] - model["w"][0]))
+    want = _steps_without_averaging(type(rule).__name__, grads.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-3)
+
+
+@pytest.mark.parametrize(("low", "high"), [(np.float16, np.float32), (np.float32, np.float64)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_mixed_precision_sets_the_parameter_to_its_copy_rounded_across_zero(low, high,
+                                                                           compiled):
+    # The step was returned as the update x - m (in x's dtype), and x - (x - m) is m rounded
+    # only where x and m are within a factor 2: where weights crossed 0 a third of them were
+    # off by up to an ulp of the old x (float32 0.0064042266 stepped to -0.0015432802 gave
+    # -0.0015432797)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(64) * 0.01).astype(low)
+    target = rng.standard_normal(64) * 0.01  # half of the weights cross 0
+    model = {"w": x.copy()}
+    state = fl.setup(fl.MixedPrecision(high, fl.Descent(1.0)), model)
+
+    def step(model, state, grads):
+        fl.update(state, model, grads)
+        return 0.0
+
+    run = fl.compile(step, background=False) if compiled else step
+    g = {"w": x.astype(np.float64) - target}  # Descent(1): the copy becomes x - g
+    run(model, state, g)
+    master = state["w"].state.master
+    np.testing.assert_array_equal(master, x.astype(high) - g["w"].astype(high))
+    np.testing.assert_array_equal(model["w"], master.astype(low))  # the copy, rounded
+    # by hand: apply sets x itself and gives no update to subtract
+    y = np.array([0.0064], low)
+    rule = fl.MixedPrecision(high, fl.Descent(1.0))
+    st, update = rule.apply(rule.init(y), y, np.array([0.0064 + 0.0015432802], high))
+    assert update is None and y[0] == st.master.astype(low)[0]
+
+
 @pytest.mark.parametrize("convert", [fl.f16, fl.f32, fl.f64])
 @pytest.mark.parametrize("chained", [False, True])
 def test_precision_conversion_keeps_mixed_precisions_copy(convert, chained):
@@ -461,6 +532,30 @@ def test_adadelta_float16_steps_are_those_of_epsilon_raised_to_1e_7():
     state, model = fl.update(fl.setup(fl.AdaDelta(), model), model,
                              {"w": np.zeros(4, np.float16)})
     np.testing.assert_array_equal(model["w"], 1.0)  # a zero gradient: no step, no NaN
+
+
+@pytest.mark.parametrize("throw", [True, False])
+def test_clipnorm_differentiated_through_a_step(throw):
+    """fl.gradient of a loss after a step of ClipNorm (as meta-learning differentiates a
+    training step): with throw=True the norm went through the finiteness check, whose value
+    carries no derivative, so the clipped step ``omega dx / |dx|`` was differentiated as if
+    the norm were a constant (the gradient 58% off here). By hand: the step from ``x`` with
+    the gradient ``x`` is ``x - omega x / |x|``."""
+    omega = 0.5
+    rng = np.random.default_rng(0)
+    x0, c = rng.standard_normal(5), rng.standard_normal(5)
+
+    def loss(x):
+        model = {"w": x * 1.0}
+        state = fl.setup(fl.OptimiserChain(fl.ClipNorm(omega, 2.0, throw), fl.Descent(1.0)),
+                         model)
+        fl.update(state, model, {"w": model["w"]})  # (|x0| > omega: clipped)
+        return np.sum(c * model["w"])
+
+    n = np.linalg.norm(x0)
+    want = c - omega * (c / n - x0 * np.dot(x0, c) / n**3)
+    np.testing.assert_allclose(loss(x0), np.sum(c * (x0 - omega * x0 / n)), rtol=1e-12)
+    np.testing.assert_allclose(fl.gradient(loss, x0)[0], want, rtol=1e-10)
 
 
 @pytest.mark.parametrize("throw", [True, False])

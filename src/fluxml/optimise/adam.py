@@ -24,6 +24,7 @@ import numpy as np
 from fluxml._checks import flag
 from fluxml.optimise.base import (
     Rule,
+    blend,
     check_beta,
     check_epsilon,
     check_eta,
@@ -382,8 +383,6 @@ class AdaBelief(_AdamLike):
         lerp(m, dx, 1.0 - b1, out)
         np.subtract(dx, m, out=out)
         np.square(out, out=out)
-        out -= s
-        out *= number(1.0 - b2, out)
-        s += out
+        blend(s, out, 1.0 - b2)
         s += number(eps, s)
         return AdamState(m, s, t), _corrected(m, s, n, b1, b2, eps, eta, out)

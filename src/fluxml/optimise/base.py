@@ -7,9 +7,10 @@ A rule is a dataclass of hyperparameters with two methods, as in Optimisers.jl:
 - ``apply(state, x, dx, out=None) -> (state, update)``: the new state and the array that
   ``update`` subtracts from ``x`` (None: nothing to subtract this step).
 
-``apply`` never writes into ``x`` or ``dx``; it updates its state arrays in place, and may
-write its update into ``out`` (a scratch array shaped like ``x`` that the caller owns), so a
-step allocates nothing. Scalars are Python floats, so float32 arrays stay float32. A rule
+``apply`` never writes into ``x`` or ``dx`` (but ``MixedPrecision``'s, which sets ``x`` to
+its high-precision copy rounded and returns None); it updates its state arrays in place, and
+may write its update into ``out`` (a scratch array shaped like ``x`` that the caller owns),
+so a step allocates nothing. Scalars are Python floats, so float32 arrays stay float32. A rule
 sees real arrays only: ``update`` hands it a complex parameter as the real array of its
 (real, imaginary) pairs and their gradient (``pairs.py``).
 
@@ -149,9 +150,19 @@ def lerp(acc, value, weight, out):
 def lerp_square(acc, dx, weight, out):
     """``acc = (1-w) acc + w dx**2`` in place, ``out`` the temporary."""
     np.square(dx, out=out)
-    out -= acc
-    out *= number(weight, out)
-    acc += out
+    blend(acc, out, weight)
+
+
+def blend(acc, value, weight):
+    """``acc = (1-w) acc + w value`` in place, computed so (as Optimisers.jl's and PyTorch's
+    second moments) and not as ``acc + w (value - acc)``, whose error is an ulp of the old
+    ``acc``: a second moment (always >= 0) is then within a few ulps of itself. With ``w =
+    1`` (``rho = 0``, ``beta[1] = 0``) the old moment was left in the new one where the
+    square had shrunk below its ulp, as 0 (float32 RMSProp(rho=0): a gradient 1 then 1e-4
+    stepped by 1e4 times eta). ``value`` is scratch, scaled in place: four passes."""
+    value *= number(weight, value)
+    acc *= number(1.0 - weight, acc)
+    acc += value
 
 
 def divide_scaled(num, out, eps, scale):
