@@ -324,14 +324,12 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
 def _check_data(data) -> None:
     """``data`` an iterable of batches: a string gave its characters as batches (a ufunc's
     error in the loss), None and a number Python's 'not iterable'."""
-    if isinstance(data, (str, bytes)):
+    # (asked of the type, not by calling iter(): a loader's __iter__ may start a pass, draw
+    # its shuffle, or consume a one-shot source)
+    if isinstance(data, (str, bytes)) or not (hasattr(data, "__iter__")
+                                              or hasattr(data, "__getitem__")):
         raise TypeError(f"train: data must be an iterable of batches (a fl.DataLoader, a list "
                         f"of (x, y)); got {shown(data)}")
-    try:
-        iter(data)
-    except TypeError:
-        raise TypeError(f"train: data must be an iterable of batches (a fl.DataLoader, a list "
-                        f"of (x, y)); got {shown(data)}") from None
 
 
 def _backend(compile):

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from fluxml._checks import flag, generator, numbers, real_in
-from fluxml.ad.core import draw, first_order, raw
+from fluxml.ad.core import Tracer, draw, first_order, raw
 from fluxml.ad.define import defjvp, defvjp, primitive
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -356,7 +356,7 @@ def _number(fn, name, value, low=-math.inf, **open_ends):
     or a traced one is the caller's to mean. (Only ints, floats and NumPy numbers were
     checked: a Python complex slope made a complex output, silently, and a string or None
     raised NumPy's ufunc error.)"""
-    if getattr(value, "ndim", 0) == 0 and type(value).__name__ != "Tracer":
+    if getattr(value, "ndim", 0) == 0 and type(value) is not Tracer:
         real_in(fn, name, value, low, **open_ends)
 
 
