@@ -255,6 +255,30 @@ def test_sequence_random_configurations(data):
         np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("core, limit, want", [
+    ("skylakex", 1, 4), ("sapphirerapids", 1, 4), ("skylakex", 2, 1), ("haswell", 1, 1),
+    ("zen", 1, 1), ("", 1, 1)])
+def test_lstm_products_follow_the_blas_kernels(monkeypatch, core, limit, want):
+    # four gate blocks only where OpenBLAS's AVX-512 kernels take small products directly
+    # and the BLAS runs on one thread; the whole product elsewhere (and for other arrays)
+    from fluxml.backend import threads
+    from fluxml.nnlib import lstm_scan
+
+    monkeypatch.setattr(threads, "blas_core", lambda: core)
+    monkeypatch.setattr(threads, "limit", lambda: limit)
+    assert lstm_scan._products(np.ones(2, np.float32)) == want
+    assert lstm_scan._products([1.0]) == 1
+
+
+def test_blas_core_names_numpys_blas():
+    from fluxml.backend import threads
+
+    core = threads.blas_core()
+    assert core == core.strip().lower()
+    if threads._find_blas() and "openblas" in str(np.show_config(mode="dicts")).lower():
+        assert core  # NumPy's OpenBLAS says which kernels it runs
+
+
 @pytest.mark.parametrize("parts", [1, 4])
 @pytest.mark.parametrize("n", [3, 4, 5])
 def test_lstm_products_in_blocks_and_inference(monkeypatch, parts, n):

@@ -40,16 +40,33 @@ _blas_threads = None
 def _find_blas():
     """The loaded BLAS's thread-count function (a ctypes function of no argument), or False.
     The libraries are read from ``/proc/self/maps`` (Linux); elsewhere none is found."""
+    found = _blas_function([f"{p}openblas_get_num_threads{s}" for p, s in _OPENBLAS]
+                           + ["MKL_Get_Max_Threads"])
+    if found:
+        found.restype, found.argtypes = _ctypes().c_int, []
+    return found
+
+
+# OpenBLAS's exported names: plain, or SciPy's and NumPy's builds (``scipy_`` and ``64_``)
+_OPENBLAS = [(p, s) for p in ("", "scipy_") for s in ("", "64_", "_64")]
+
+
+def _ctypes():
     # lazy: fluxml's import does not pay for ctypes
     import ctypes
 
+    return ctypes
+
+
+def _blas_function(names):
+    """The first of ``names`` exported by a loaded OpenBLAS or MKL library (a ctypes
+    function), or False."""
+    ctypes = _ctypes()
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split(None, 5)[-1].strip() for line in maps if ".so" in line}
     except OSError:
         return False
-    names = [f"{p}openblas_get_num_threads{s}" for p in ("", "scipy_")
-             for s in ("", "64_", "_64")] + ["MKL_Get_Max_Threads"]
     for path in sorted(paths):
         base = os.path.basename(path).lower()
         if "openblas" not in base and "mkl_rt" not in base:
@@ -61,9 +78,33 @@ def _find_blas():
         for name in names:
             fn = getattr(lib, name, None)
             if fn is not None:
-                fn.restype, fn.argtypes = ctypes.c_int, []
                 return fn
     return False
+
+
+_core = None  # the BLAS's kernel family: None not looked for yet
+
+
+def blas_core() -> str:
+    """The kernels NumPy's OpenBLAS runs, as its ``openblas_get_corename`` names them in
+    lower case (``"haswell"``, ``"skylakex"``, ``"zen"``: what it detected, or what
+    ``OPENBLAS_CORETYPE`` chose); ``""`` for another BLAS or none found. Read once.
+
+    >>> from fluxml.backend import threads
+    >>> isinstance(threads.blas_core(), str)
+    True
+    """
+    global _core
+    if _core is None:
+        # lazy: NumPy loads its BLAS, which is then found among the loaded libraries
+        import numpy  # noqa: F401
+
+        fn = _blas_function([f"{p}openblas_get_corename{s}" for p, s in _OPENBLAS])
+        if fn:
+            fn.restype, fn.argtypes = _ctypes().c_char_p, []
+        name = fn() if fn else None
+        _core = name.decode("ascii", "replace").strip().lower() if name else ""
+    return _core
 
 
 def _cores() -> int:

@@ -69,15 +69,27 @@ def _forward_scratch(w_ih, w_hh, b, n, batch, like, *shapes):
 
 def _products(like) -> int:
     """In how many row blocks a step's product is computed (``[W_ih, b, W_hh] [x_t; 1;
-    h_{t-1}]``, and ``W_hh^T dz_t`` backwards): one per gate where NumPy's BLAS runs on one
-    thread, else one. OpenBLAS computes a product of under ~10^6 multiply-adds with its
-    small-matrix kernels, which skip the packing of the operands that each call of a larger
-    one pays (the whole weight matrix, at every step): at H=128, N=32, in=64 the four gate
-    products measured 62 us against 73 us for the whole, and the backward pass's in four
-    blocks 43 us against 54 us. With more threads the whole product is split among them (the
-    forward pass's wall time: 3.5 ms against 4.4 ms at two threads), four small ones are
-    not."""
-    return 4 if type(like) is np.ndarray and threads.limit() == 1 else 1
+    h_{t-1}]``, and ``W_hh^T dz_t`` backwards): one per gate where NumPy's BLAS is an
+    OpenBLAS running its AVX-512 kernels (``SMALL_PRODUCT_CORES``) on one thread, else one.
+
+    Those kernels compute a product of under ~10^6 multiply-adds directly (OpenBLAS's
+    "small matrix" and "direct sgemm" paths), skipping the packing of the operands that each
+    call of a larger one pays (the whole weight matrix, at every step): there four gate
+    products are faster than the whole one (H=128, N=32, in=64, float32, one thread: the
+    forward step's products 28.5 us against 33.8 us with OpenBLAS's SkylakeX kernels; on an
+    earlier machine 62 against 73, the backward pass's 43 against 54). OpenBLAS's AVX2
+    kernels (Haswell, Zen) have no such path, and there the whole product is faster (57.0
+    against 61.9 us; the layer's forward and backward passes 11.3 ms against 11.9). With more
+    threads the whole product is split among them (the forward pass's wall time: 3.5 ms
+    against 4.4 ms at two threads), four small ones are not. The choice is the machine's, not
+    a timing's: the results of the two differ in the last bits."""
+    if type(like) is not np.ndarray or threads.limit() != 1:
+        return 1
+    return 4 if threads.blas_core() in SMALL_PRODUCT_CORES else 1
+
+
+# OpenBLAS's kernel families with a path for small products (its SkylakeX kernels' family)
+SMALL_PRODUCT_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
 
 def _blocks(a, parts):
