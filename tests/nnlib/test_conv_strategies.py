@@ -296,8 +296,16 @@ def test_rows_with_bias_and_relu(block_bytes, dtype, monkeypatch):
                                   (1, 1), 1),
              convkernels.Geometry((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0),) * 2,
                                   (1, 1), 1)]
-    assert all(convkernels._filter_by_rows(g, np) for g in lenet)
-    assert not convkernels._filter_by_rows(geometry(16, 32, (5, 5)), np)
+    from fluxml.backend import threads
+
+    wide = convkernels.Geometry((32, 8, 24, 24), (16, 8, 5, 5), (1, 1), ((0, 0),) * 2,
+                                (1, 1), 1)  # 8 * 5 = ROWS_DEPTH wide
+    for small in (True, False):  # OpenBLAS's AVX-512 kernels or its AVX2 ones
+        monkeypatch.setattr(threads, "small_products", lambda small=small: small)
+        # with AVX2 kernels only products ROWS_DEPTH wide (LeNet's are 5 and 30)
+        assert all(convkernels._filter_by_rows(g, np) == small for g in lenet)
+        assert convkernels._filter_by_rows(wide, np)
+        assert not convkernels._filter_by_rows(geometry(16, 32, (5, 5)), np)
 
 
 @pytest.mark.parametrize("path", ["columns", "grid", "rows"])

@@ -266,6 +266,7 @@ def test_lstm_products_follow_the_blas_kernels(monkeypatch, core, limit, want):
 
     monkeypatch.setattr(threads, "blas_core", lambda: core)
     monkeypatch.setattr(threads, "limit", lambda: limit)
+    assert threads.small_products() == (core in ("skylakex", "sapphirerapids"))
     assert lstm_scan._products(np.ones(2, np.float32)) == want
     assert lstm_scan._products([1.0]) == 1
 

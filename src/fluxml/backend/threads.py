@@ -107,6 +107,19 @@ def blas_core() -> str:
     return _core
 
 
+# OpenBLAS's kernel families that compute small products directly, without packing their
+# operands (its "small matrix" and "direct sgemm" paths: the SkylakeX kernels' family)
+SMALL_PRODUCT_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def small_products() -> bool:
+    """Whether NumPy's BLAS computes small products (under ~10^6 multiply-adds) directly:
+    OpenBLAS with its AVX-512 kernels (``SMALL_PRODUCT_CORES``). Elsewhere (its AVX2
+    kernels, Haswell or Zen, or another BLAS) every product packs its operands first, so
+    several small products cost more than one larger one of the same work."""
+    return blas_core() in SMALL_PRODUCT_CORES
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -97,7 +97,8 @@ ROWS_DEPTH = 40
 
 # the weight gradient in 2 dimensions with a unit stride down the rows takes its columns a
 # kernel row at a time (:func:`_filter_rows`) where one sample's product for a kernel row
-# has at most this many multiply-adds: products that OpenBLAS runs unpacked
+# has at most this many multiply-adds: products that OpenBLAS's AVX-512 kernels run unpacked
+# (with its AVX2 kernels, only where they are ROWS_DEPTH wide too: :func:`_filter_by_rows`)
 SMALL_FILTER = 1 << 19
 
 # the forward folds the bias into its product (a row of ones under the columns) where the
@@ -380,10 +381,18 @@ def _filter_by_rows(geo, xp):
     """Whether the weight gradient takes its columns a kernel row at a time
     (:func:`_row_columns`): 2 dimensions, a unit stride down the rows, and one sample's
     product for a kernel row (``O / groups`` by positions by ``C / groups * k_last``) at most
-    ``SMALL_FILTER`` multiply-adds."""
+    ``SMALL_FILTER`` multiply-adds; where NumPy's BLAS packs the operands of every product
+    (``threads.small_products()`` false: OpenBLAS's AVX2 kernels), also products at least
+    ``ROWS_DEPTH`` wide in ``C / groups * k_last``: narrower, the per-sample products cost
+    more than the columns they save (measured with OpenBLAS's Haswell kernels, one core,
+    against the block's product: LeNet's 1 => 6 5x5 on 28x28, 5 wide, 2.88 ms against 1.98;
+    6 => 16 on 14x14, 30 wide, 1.50 against 1.37; 3 => 32 3x3 on 32x32 1.08 times the time;
+    and at 40 or more: 8 => 16 5x5 on 24x24 0.96, 16 => 32 on 16x16 0.95, 16 => 16 3x3 on
+    16x16 1.02)."""
+    cg, kc = geo.c // geo.groups, geo.kernel[-1]
     return (_row_columns_apply(geo, xp)
-            and (geo.o // geo.groups) * (geo.c // geo.groups) * geo.positions * geo.kernel[1]
-            <= SMALL_FILTER)
+            and (geo.o // geo.groups) * cg * geo.positions * kc <= SMALL_FILTER
+            and (threads.small_products() or cg * kc >= ROWS_DEPTH))
 
 
 def _grid_length(geo):

@@ -70,7 +70,8 @@ def _forward_scratch(w_ih, w_hh, b, n, batch, like, *shapes):
 def _products(like) -> int:
     """In how many row blocks a step's product is computed (``[W_ih, b, W_hh] [x_t; 1;
     h_{t-1}]``, and ``W_hh^T dz_t`` backwards): one per gate where NumPy's BLAS is an
-    OpenBLAS running its AVX-512 kernels (``SMALL_PRODUCT_CORES``) on one thread, else one.
+    OpenBLAS running its AVX-512 kernels (``threads.small_products()``) on one thread, else
+    one.
 
     Those kernels compute a product of under ~10^6 multiply-adds directly (OpenBLAS's
     "small matrix" and "direct sgemm" paths), skipping the packing of the operands that each
@@ -85,11 +86,7 @@ def _products(like) -> int:
     a timing's: the results of the two differ in the last bits."""
     if type(like) is not np.ndarray or threads.limit() != 1:
         return 1
-    return 4 if threads.blas_core() in SMALL_PRODUCT_CORES else 1
-
-
-# OpenBLAS's kernel families with a path for small products (its SkylakeX kernels' family)
-SMALL_PRODUCT_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+    return 4 if threads.small_products() else 1
 
 
 def _blocks(a, parts):
