@@ -672,7 +672,7 @@ BIG = [big]  # (by hand: python -m tests.nnlib.rules_audit N SEED big)
 STRATEGY = {"NARROW": (0, 10 ** 9), "FOLD_SHARE": (0.0, float("inf")),
             "BLOCK_BYTES": (1, 3 << 20), "PART_BYTES": (1, 1 << 20),
             "PART_POSITIONS": (1, 512), "GRID_SHARE": (0.0, float("inf")),
-            "GRID_WORK": (0.0, float("inf"))}
+            "GRID_WORK": (0.0, float("inf")), "GRID_DEPTH": (0.0, float("inf"))}
 
 
 def _strategy(rng):

@@ -58,6 +58,7 @@ def _grid(monkeypatch, on):
     none."""
     for name in ("GRID_SHARE", "GRID_WORK"):
         monkeypatch.setattr(convkernels, name, float("inf") if on else 0.0)
+    monkeypatch.setattr(convkernels, "GRID_DEPTH", 0.0 if on else float("inf"))
 
 
 def reference(x, w, g, stride, pads, dilation, groups):
@@ -133,6 +134,11 @@ def test_the_rule_on_lenet_shapes():
                                    (1, 1), 1)
     flat = convkernels.Geometry((8, 64, 1024), (64, 64, 3), (1,), ((1, 1),), (1,), 1)
     assert not any(convkernels._on_grid(g, np) for g in (wide, strided, flat))
+    # few input channels for many outputs: the grid's copy of the outputs costs more than the
+    # copy of the columns it saves (27 rows for 64 channels); few outputs, the grid again
+    rgb = [convkernels.Geometry((16, 3, 32, 32), (o, 3, 3, 3), (1, 1), ((1, 1),) * 2, (1, 1),
+                                1) for o in (64, 8)]
+    assert [convkernels._on_grid(g, np) for g in rgb] == [False, True]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -121,6 +121,15 @@ FOLD_ROWS = 256
 GRID_SHARE = 1.1
 GRID_WORK = 4
 
+# ... and where its columns have at least GRID_DEPTH rows (C / groups * prod(kernel)) per
+# output channel of a group: the grid saves copying the columns but copies the outputs out
+# of its rows, which costs more where the outputs outnumber the columns' rows. Measured, one
+# core (OpenBLAS's Haswell kernels), grid against columns: 3 => 64 3x3 on 32x32 (27 rows for
+# 64 channels) 1.29 times the time, 3 => 32 1.20, 4 => 64 1.21, 8 => 64 1.13, 16 => 64 1.07
+# (2.25 rows a channel), 3 => 16 on 64x64 1.07 (1.7); 3 => 8 on 64x64 0.93 (3.4), 32 => 32
+# on 64x64 0.91 (9), 64 => 64 on 32x32 1.0 (9)
+GRID_DEPTH = 3
+
 
 class Geometry:
     """Sizes shared by the three kernels of one convolution of ``x`` ``(N, C, *spatial)`` by a
@@ -405,13 +414,15 @@ def _grid_length(geo):
 
 def _on_grid(geo, xp):
     """Whether the forward takes :func:`_forward_grid`: NumPy, 2 or 3 dimensions (in 1 the
-    grid is the outputs and :func:`_columns` one copy: the same work), unit strides, and a
-    grid at most ``GRID_SHARE`` times the outputs whose extra positions cost at most
-    ``GRID_WORK`` multiply-adds per entry of the columns."""
+    grid is the outputs and :func:`_columns` one copy: the same work), unit strides, a grid
+    at most ``GRID_SHARE`` times the outputs whose extra positions cost at most
+    ``GRID_WORK`` multiply-adds per entry of the columns, and columns of ``GRID_DEPTH`` rows
+    or more per output channel."""
     if xp is not np or len(geo.kernel) == 1 or any(s != 1 for s in geo.stride):
         return False
-    extra = _grid_length(geo) / geo.positions - 1
-    return extra <= GRID_SHARE - 1 and geo.o // geo.groups * extra <= GRID_WORK
+    extra, og = _grid_length(geo) / geo.positions - 1, geo.o // geo.groups
+    return (extra <= GRID_SHARE - 1 and og * extra <= GRID_WORK
+            and geo.c // geo.groups * geo.k >= GRID_DEPTH * og)
 
 
 def _forward_grid(x, wm, geo, y, bias, fold, relu, xp):
