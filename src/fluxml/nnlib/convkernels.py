@@ -20,11 +20,13 @@ entry of ``kernel[:-1]``, then one per entry of ``k_last`` (10 adds for a 5x5 ke
 With unit strides, on rows wide beside the kernel, the forward takes its columns on a flat grid
 instead (:func:`_forward_grid`): one copy of runs as long as a sample's padded input, for a
 product over a few more positions than the outputs (``GRID_SHARE``, ``GRID_WORK``) and a copy
-of the outputs out of it. In 2 dimensions with a unit stride down the rows, kernels of
+of the outputs out of it (so not where the outputs outnumber the columns' rows,
+``GRID_DEPTH``). In 2 dimensions with a unit stride down the rows, kernels of
 ``ROWS_KERNEL`` rows or more and products ``ROWS_DEPTH`` deep take one product per kernel
 row instead (:func:`_forward_rows`), each reading the first stage as it is
 (:func:`_row_columns`): the second stage is never written; so does the weight gradient where
-a sample's product for a kernel row is small (``SMALL_FILTER``, :func:`_filter_rows`). Else,
+a sample's product for a kernel row is small (``SMALL_FILTER``, :func:`_filter_rows`; with
+OpenBLAS's AVX2 kernels, only where it is ``ROWS_DEPTH`` wide too). Else,
 with few output positions per sample (``NARROW``), the weight gradient lays the columns out
 channel-major across the block (:func:`_columns` ``across``): one product over the block's
 samples and positions, not one narrow product a sample.
