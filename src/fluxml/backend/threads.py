@@ -10,7 +10,9 @@ How many threads: :func:`limit` reads the thread count of NumPy's BLAS at the ti
 call (OpenBLAS or MKL, found among the loaded libraries), which ``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` set; where no BLAS is
 found, the first of those variables that is set, else 1. Never more than the cores this
-process may run on. With a limit of 1 no thread is started.
+process may run on. With a limit of 1 no thread is started. :func:`blas_core` says which of
+OpenBLAS's kernel families runs NumPy's products, and :func:`small_products` whether they
+take small products directly (where kernels split a product in pieces, or not, by it).
 
 :func:`run_parts` runs a list of jobs on the calling thread and the pool's threads together:
 each thread takes the next job not yet taken, so a thread that the machine's scheduler holds
