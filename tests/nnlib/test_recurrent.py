@@ -271,13 +271,20 @@ def test_lstm_products_follow_the_blas_kernels(monkeypatch, core, limit, want):
     assert lstm_scan._products([1.0]) == 1
 
 
-def test_blas_core_names_numpys_blas():
+def test_blas_core_names_numpys_blas(monkeypatch):
     from fluxml.backend import threads
 
     core = threads.blas_core()
     assert core == core.strip().lower()
     if threads._find_blas() and "openblas" in str(np.show_config(mode="dicts")).lower():
         assert core  # NumPy's OpenBLAS says which kernels it runs
+    # another BLAS (no openblas_get_corename among the loaded libraries): no name, and no
+    # small products; the name is read once
+    monkeypatch.setattr(threads, "_core", None)
+    monkeypatch.setattr(threads, "_blas_function", lambda names: False)
+    assert threads.blas_core() == "" and not threads.small_products()
+    monkeypatch.setattr(threads, "_blas_function", lambda names: 1 / 0)
+    assert threads.blas_core() == ""
 
 
 @pytest.mark.parametrize("parts", [1, 4])
