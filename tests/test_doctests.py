@@ -105,3 +105,13 @@ def test_every_public_name_has_an_example_of_its_own():
         if ">>>" not in (doc or ""):
             missing.append(name)
     assert not missing, f"public names without a >>> example: {sorted(missing)}"
+
+
+def test_the_namespace_holds_the_public_names_and_fluxmls_own_modules():
+    """What ``dir(fl)`` lists beyond ``__all__`` are fluxml's own submodules (imported as
+    its parts are), never a module the package's code imports for itself (``importlib``
+    was listed, and ``fl.importlib`` reached the standard library)."""
+    extra = [n for n in dir(fluxml) if not n.startswith("_") and n not in fluxml.__all__]
+    for name in extra:
+        obj = getattr(fluxml, name)
+        assert inspect.ismodule(obj) and obj.__name__ == f"fluxml.{name}", name

@@ -5,7 +5,7 @@
 (array([1., 1.]),)
 """
 
-import importlib
+import importlib as _importlib
 
 from fluxml import init, testing, tree
 from fluxml.ad import (
@@ -103,7 +103,7 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fluxml' has no attribute {name!r}")
-    loaded = importlib.import_module(module)
+    loaded = _importlib.import_module(module)
     value = loaded if name in _SUBPACKAGES else getattr(loaded, name)
     globals()[name] = value
     return value
