@@ -430,6 +430,8 @@ class _Lowering:
         if name in ("getitem", "sliding_window_view"):
             return _gather(em.expr(eqn.inputs[0]), _index(em, eqn.params["idx"]),
                            eqn.params["idx"], type(eqn.inputs[0]) is not Var)
+        if name == "setitem":
+            return _scatter_write(em, eqn)
         if callable(rule):
             head = em.global_(rule, rule.__name__)
             return _apply(em, head, eqn.inputs, eqn.params or {})
@@ -648,6 +650,77 @@ def _fields(em, eqn) -> dict:
     for key, value in (eqn.params or {}).items():
         fields[key] = _index(em, value) if key == "idx" else _expr(em, value)
     return fields
+
+
+def _scatter_write(em, eqn) -> str:
+    """``x[idx] = v``: a scatter (``x.at[idx].set(v)``), except where ``idx`` reaches every
+    entry of ``x`` (``...``, ``:`` or ``::-1`` on each axis): then ``v`` cast to ``x``'s
+    dtype, broadcast to its shape and reversed along the axes stepped backwards. (Besides
+    saving the scatter, this keeps XLA's CPU compiler of jaxlib 0.10.2 from aborting the
+    process: its algebraic simplifier failed a check, "Invalid binary instruction opcode
+    map", on a whole-array scatter of a computed value feeding a reversed whole-array
+    scatter, which the gradient of ``np.flip`` after ``x[...] = f(x)`` records.) A value with
+    more axes than the part it is written to loses its leading ones first, as NumPy's
+    assignment drops them (JAX's refuses them)."""
+    x, v, out, idx = eqn.inputs[0], eqn.inputs[1], eqn.outs[0], eqn.params["idx"]
+    value = em.expr(v)
+    target = _target_ndim(idx, out.shape)
+    v_shape = v.shape if type(v) is Var else np.shape(v)
+    if target is not None and len(v_shape) > target:
+        value = f"jnp.reshape({value}, {tuple(v_shape[len(v_shape) - target:])!r})"
+    flipped = _whole_index(idx, out.shape)
+    if flipped is None:
+        base = em.expr(x)
+        return f"jnp.asarray({base}).at[{_index(em, idx)}].set({value})"
+    value = (f"jnp.broadcast_to(jnp.asarray({value}).astype({_expr(em, out.dtype)}), "
+             f"{tuple(out.shape)!r})")
+    return f"jnp.flip({value}, axis={flipped!r})" if flipped else value
+
+
+def _target_ndim(idx, shape) -> int | None:
+    """The number of axes of ``x[idx]`` for an array ``x`` of ``shape``, the index's traced
+    arrays and bounds stood in for by zeros of their shapes; None where NumPy cannot say."""
+    def stand_in(i):
+        if type(i) is Var:
+            return np.zeros(i.shape, i.dtype)
+        if type(i) is slice:
+            return slice(*(0 if type(b) is Var else b for b in (i.start, i.stop, i.step)))
+        return i
+
+    items = tuple(map(stand_in, idx)) if type(idx) is tuple else stand_in(idx)
+    try:
+        return np.empty(shape, np.bool_)[items].ndim
+    except (IndexError, TypeError, ValueError):
+        return None
+
+
+def _whole_index(idx, shape) -> tuple | None:
+    """The axes an index that reaches every entry of an array of ``shape`` steps backwards
+    (``()`` for ``...`` or ``:`` on each axis), or None for an index that does not reach
+    every entry in order or backwards (an integer, an array, ``None``, a partial or strided
+    slice, bounds computed at run time)."""
+    items = list(idx) if type(idx) is tuple else [idx]
+    dots = [k for k, i in enumerate(items) if i is Ellipsis]  # (by identity: arrays too)
+    if len(dots) > 1:
+        return None
+    if dots:
+        items[dots[0]:dots[0] + 1] = [slice(None)] * (len(shape) - len(items) + 1)
+    if len(items) > len(shape):
+        return None
+    items += [slice(None)] * (len(shape) - len(items))
+    flipped = []
+    for axis, (item, size) in enumerate(zip(items, shape)):
+        if type(item) is not slice or not all(
+                b is None or type(b) is int for b in (item.start, item.stop, item.step)):
+            return None
+        reached = range(size)[item]
+        if reached == range(size):
+            continue
+        if size > 1 and reached == range(size - 1, -1, -1):
+            flipped.append(axis)
+            continue
+        return None
+    return tuple(flipped)
 
 
 def _gather(x: str, index: str, idx, constant: bool) -> str:
