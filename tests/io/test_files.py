@@ -377,3 +377,71 @@ def test_saving_through_a_symbolic_link_writes_the_file_it_names(tmp_path):
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert fl.load(target)["w"].tolist() == [1.0, 1.0]
     assert sorted(os.listdir(tmp_path / "runs")) == ["v3.st"]  # no temporary file left
+
+
+def test_headers_of_odd_json_are_refused_as_invalid_files():
+    """(A dtype of [] or {} raised 'unhashable type: list', a header nested 100000 deep a
+    RecursionError, a shape of 5000 digits Python's ValueError on long integers.)"""
+    def file(text: bytes):
+        return len(text).to_bytes(8, "little") + text + bytes(4)
+
+    entry = '{"a": {"dtype": %s, "shape": [1], "data_offsets": [0, 4]}}'
+    cases = [(file((entry % "[]").encode()), "has dtype \\[\\]"),
+             (file((entry % '{"F32": 1}').encode()), "has dtype {'F32': 1}"),
+             (file(b"[" * 100_000), "not valid JSON \\(RecursionError"),
+             (file(b'{"a": ' * 50_000 + b"1" + b"}" * 50_000), "not valid JSON"),
+             (file(b'{"a": {"dtype": "F32", "shape": [' + b"1" * 5000
+                   + b'], "data_offsets": [0, 4]}}'), "not valid JSON \\(ValueError")]
+    for raw, message in cases:
+        with pytest.raises(FileFormatError, match=message):
+            st_format.decode(raw)
+
+
+def test_a_damaged_header_digest_key_does_not_let_other_damage_through(tmp_path):
+    """Two flipped letters: one in the key of the header's digest (so the file read as one
+    written without it), one in the complex128 list (its tensor came back as float64
+    pairs) or in a tensor's name (nested at its dots elsewhere), silently."""
+    x = np.arange(3) + 1j
+    fl.save(tmp_path / "m.st", {"z": x, "layers": [np.ones(2), np.zeros(2)]})
+    raw = (tmp_path / "m.st").read_bytes()
+    for key in (b"fluxmm.header_sha256", b"fluxml.header_sha257", b"fluxml.header-sha256"):
+        for other, damaged in [(b"fluxml.complex128", b"fluxml.coiplex128"),
+                               (b'"layers.1"', b'"layers.7"')]:
+            bad = raw.replace(b"fluxml.header_sha256", key).replace(other, damaged)
+            (tmp_path / "bad.st").write_bytes(bad)
+            with pytest.raises(FileFormatError, match="header is damaged"):
+                fl.load(tmp_path / "bad.st")
+    # the key alone damaged: refused too (the header's own check is gone)
+    (tmp_path / "bad.st").write_bytes(raw.replace(b"fluxml.header_sha256",
+                                                  b"fluxml.header_sha25X"))
+    with pytest.raises(FileFormatError, match="'fluxml.header_sha25X' where fluxml writes"):
+        fl.load(tmp_path / "bad.st")
+
+
+def test_tensors_missing_from_the_key_paths_are_refused(tmp_path):
+    """A file whose fluxml.keys (written for every tensor) lacks one of its tensors, or
+    lists one it lacks, is damaged: the tensor was nested at its dots, silently."""
+    from safetensors.numpy import save_file
+
+    tensors = {"a.b": np.ones(2), "c.d": np.zeros(1)}
+    path = str(tmp_path / "m.st")
+    save_file(tensors, path, metadata={"fluxml.keys": json.dumps({"a.b": ["a.b"]})})
+    with pytest.raises(FileFormatError, match="m.st: the tensor 'c.d' is in the file but "
+                                              "not in its metadata fluxml.keys"):
+        fl.load(path)
+    keys = {"a.b": ["a.b"], "c.d": ["c", "d"], "e": ["e"]}
+    save_file(tensors, path, metadata={"fluxml.keys": json.dumps(keys)})
+    with pytest.raises(FileFormatError, match="'e' is listed in the metadata fluxml.keys "
+                                              "but not in the file"):
+        fl.load(path)
+    del keys["e"]  # every tensor listed, and no other: read as the keys say
+    save_file(tensors, path, metadata={"fluxml.keys": json.dumps(keys)})
+    assert _flat(fl.load(path)) == {("a.b",): [1.0, 1.0], ("c", "d"): [0.0]}
+
+
+def _flat(tree, prefix=()):
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, prefix + (k,)) if isinstance(v, dict) else
+                   {prefix + (k,): v.tolist()})
+    return out
