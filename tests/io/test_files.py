@@ -445,3 +445,41 @@ def _flat(tree, prefix=()):
         out.update(_flat(v, prefix + (k,)) if isinstance(v, dict) else
                    {prefix + (k,): v.tolist()})
     return out
+
+
+def test_a_header_too_large_to_read_is_refused_when_saving_and_the_old_file_kept(
+        tmp_path, monkeypatch):
+    """(A checkpoint whose extra held 101 MB (a history of millions of step losses) was
+    written over the last good one, and every load then called it truncated.)"""
+    path = tmp_path / "c.st"
+    fl.save_checkpoint(path, {"w": np.ones(2)}, step=1)
+    before = path.read_bytes()
+    monkeypatch.setattr(st_format, "PACKAGE_MAX_HEADER", 4000)
+    with pytest.raises(ValueError, match="save: the file's header would be [0-9]+ bytes, "
+                                         "more than the 4000 .* the metadata 'fluxml.extra' "
+                                         "takes [0-9]+ bytes .* Nothing was written"):
+        fl.save_checkpoint(path, {"w": np.ones(2)}, step=2,
+                           extra={"losses": [0.1] * 1000})
+    with pytest.raises(ValueError, match="the tensors' names, dtypes and shapes take"):
+        fl.save(path, {f"w{i}": np.ones(1) for i in range(100)})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["c.st"]
+    # a length past what any header holds is named as such, not as a truncated file
+    path.write_bytes((2**40).to_bytes(8, "little") + before[8:])
+    with pytest.raises(FileFormatError, match="header length says 1099511627776 bytes, more "
+                                              "than the 104857600 a safetensors header may"):
+        fl.load(path)
+
+
+def test_the_largest_header_written_is_the_largest_the_package_reads():
+    from safetensors.numpy import load
+
+    def file(size):
+        head, tail = b'{"__metadata__":{"x":"', b'"},"a":{"dtype":"U8","shape":[1],' \
+                                                 b'"data_offsets":[0,1]}}'
+        text = head + b"y" * (size - len(head) - len(tail)) + tail
+        return len(text).to_bytes(8, "little") + text + b"\x01"
+
+    limit = st_format.PACKAGE_MAX_HEADER
+    assert load(file(limit))["a"].tolist() == [1]
+    with pytest.raises(Exception, match="header too large"):
+        load(file(limit + 8))

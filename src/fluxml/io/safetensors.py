@@ -51,7 +51,8 @@ DTYPES = {
 NAMES = {np.dtype(v).newbyteorder("=") if v[0] == "<" else np.dtype(v): k
          for k, v in DTYPES.items()}
 WIDENED = {"BF16": "<u2"}  # read as float32: its bits, the upper half of a float32's
-MAX_HEADER = 100 * 1024 * 1024  # the safetensors package refuses larger headers too
+MAX_HEADER = 100 * 1024 * 1024  # read: a larger header is a damaged length
+PACKAGE_MAX_HEADER = 100_000_000  # written: the safetensors package refuses larger headers
 DIGEST = "fluxml.sha256"
 HEADER_DIGEST = "fluxml.header_sha256"  # (of the header less itself: names, shapes, metadata)
 COMPLEX128 = "fluxml.complex128"  # the names of the complex128 tensors, written as pairs
@@ -104,7 +105,22 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     meta[HEADER_DIGEST] = _header_digest(header)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the package writes
+    if len(text) > PACKAGE_MAX_HEADER:  # (written, no reader read it: a checkpoint's
+        _too_big(header, len(text))  # history of millions of step losses replaced the last)
     return len(text).to_bytes(8, "little") + text + body
+
+
+def _too_big(header: dict, size: int):
+    """Refuse a header larger than readers accept, naming its largest part."""
+    meta = header["__metadata__"]
+    parts = {f"the metadata {k!r} takes": len(v.encode()) for k, v in meta.items()}
+    parts["the tensors' names, dtypes and shapes take"] = size - sum(parts.values())
+    part, n = max(parts.items(), key=lambda kv: kv[1])
+    raise ValueError(f"save: the file's header would be {size} bytes, more than the "
+                     f"{PACKAGE_MAX_HEADER} that safetensors readers accept (the safetensors "
+                     f"package's; fluxml's read {MAX_HEADER}), so the file could not be "
+                     f"loaded; {part} {n} bytes (a checkpoint's extra: keep large values as "
+                     f"NumPy arrays, which are saved as tensors). Nothing was written")
 
 
 def _header_digest(header: dict) -> str:
@@ -191,7 +207,11 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
     if len(raw) < 8:
         _fail(where, f"it holds {len(raw)} bytes, fewer than the 8 of the header length")
     n = int.from_bytes(raw[:8], "little")
-    if n > MAX_HEADER or 8 + n > len(raw):
+    if n > MAX_HEADER:
+        _fail(where, f"the header length says {n} bytes, more than the {MAX_HEADER} a "
+                     f"safetensors header may hold (a damaged length, or not a safetensors "
+                     f"file)")
+    if 8 + n > len(raw):
         _fail(where, f"the header length says {n} bytes but the file holds {len(raw) - 8} "
                      f"after it (truncated, or not a safetensors file)")
     try:  # (ValueError: an integer of more than 4300 digits; RecursionError: [[[[...]]]])
