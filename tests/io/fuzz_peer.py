@@ -5,8 +5,8 @@ this file.
 Each case draws a random tree: nested dicts, lists and tuples of arrays of every dtype the
 format holds (float16/32/64, the ints, bool, complex64, complex128 as fluxml's pairs), 0-d
 and empty arrays, non-contiguous, Fortran-ordered and byte-swapped ones, under keys that are
-long, unicode, or hold dots and slashes; beside fl layers (Chain, Dense, LSTM, BatchNorm
-with moved running statistics, Embedding, Conv). Then:
+long, unicode (a lone surrogate too: refused), or hold dots and slashes; beside fl layers
+(Chain, Dense, LSTM, BatchNorm with moved running statistics, Embedding, Conv). Then:
 
 - ``fl.save`` then ``fl.load`` gives back the tree's arrays exactly (values, native dtypes,
   shapes) under the tree's keys, as strings, and nothing else; a model built again with
@@ -58,6 +58,8 @@ def _key(rs) -> str:
     kind = rs.integers(6)
     if kind == 0:
         return "k" * int(rs.integers(200, 3000))  # a huge name
+    if rs.random() < 0.02:
+        return "f\udcff"  # (os.fsdecode of a file name's undecodable byte)
     return "".join(rs.choice(KEY_PARTS) for _ in range(int(rs.integers(1, 3))))
 
 
@@ -374,14 +376,15 @@ def run_case(seed: int, folder: str) -> list[str]:
     path = os.path.join(folder, "ours.safetensors")
     names = [".".join(p) for p, _ in leaves]
     collide = len(set(names)) < len(names) or "__metadata__" in names
+    invalid = "\udcff" in "".join(names)  # (a lone surrogate: not Unicode, refused)
     try:
         fl.save(path, tree)
     except ValueError as err:
-        if not collide:
-            return [f"save refused a tree whose names do not collide: {err}"]
+        if not (collide or invalid and "is not valid Unicode" in str(err)):
+            return [f"save refused a tree of valid names that do not collide: {err}"]
         return []
-    if collide:
-        return ["save wrote a tree whose names collide"]
+    if collide or invalid:
+        return ["save wrote a tree whose names collide or are not valid Unicode"]
     with open(path, "rb") as f:
         raw = f.read()
     # fluxml reads its own file back as the tree's keys, exactly

@@ -483,3 +483,26 @@ def test_the_largest_header_written_is_the_largest_the_package_reads():
     assert load(file(limit))["a"].tolist() == [1]
     with pytest.raises(Exception, match="header too large"):
         load(file(limit + 8))
+
+
+def test_names_that_are_not_valid_unicode_are_refused_when_saving(tmp_path):
+    """(A key with a lone surrogate, as os.fsdecode gives for a file name's undecodable
+    byte, was written escaped: fluxml read it back, the safetensors package refused the whole
+    file as 'unexpected end of hex escape'.)"""
+    path = tmp_path / "m.st"
+    fl.save(path, {"w": np.ones(1)})
+    before = path.read_bytes()
+    bad = os.fsdecode(b"layer\xff")
+    with pytest.raises(ValueError, match=r"save: the tensor name 'a.layer\\udcff' is not "
+                                         r"valid Unicode \(surrogates not allowed at "
+                                         r"position 7\)"):
+        fl.save(path, {"a": {bad: np.ones(1)}})
+    with pytest.raises(ValueError, match=r"the metadata value of 'note' 'layer\\udcff'"):
+        fl.save(path, {"w": np.ones(1)}, metadata={"note": bad})
+    assert path.read_bytes() == before
+    # in a checkpoint's extra it is JSON text, which the package reads
+    from safetensors.numpy import load_file
+
+    fl.save_checkpoint(path, {"w": np.ones(1)}, extra={bad: bad})
+    assert list(load_file(path)) == ["model.w"]
+    assert fl.load_checkpoint(path, {"w": np.ones(1)}).extra == {bad: bad}

@@ -83,6 +83,7 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
             raise ValueError(  # no reader could read, in place of the old one)
                 "save: a tensor may not be named '__metadata__', the safetensors header's "
                 "own entry; rename the key of that array")
+        _unicode(name, "the tensor name")
         x = np.asarray(x)
         if x.dtype.kind == "c" and x.dtype.itemsize == 16:
             x = np.asarray(x, "<c16").copy(order="C")[..., None].view("<f8")
@@ -101,6 +102,8 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     for k, v in meta.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"save: metadata must map strings to strings; got {k!r}: {v!r}")
+        _unicode(k, "the metadata key")
+        _unicode(v, f"the metadata value of {k!r}")
     header["__metadata__"] = meta
     meta[HEADER_DIGEST] = _header_digest(header)
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -108,6 +111,18 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     if len(text) > PACKAGE_MAX_HEADER:  # (written, no reader read it: a checkpoint's
         _too_big(header, len(text))  # history of millions of step losses replaced the last)
     return len(text).to_bytes(8, "little") + text + body
+
+
+def _unicode(text: str, what: str) -> None:
+    """Refuse a string UTF-8 cannot encode (a lone surrogate: ``os.fsdecode`` gives one for
+    a file name's undecodable byte). JSON escapes it, so fluxml read it back, but the
+    safetensors package refused the whole file ('unexpected end of hex escape')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"save: {what} {text[:100]!r} is not valid Unicode ({err.reason} "
+                         f"at position {err.start}), and safetensors readers refuse a header "
+                         f"holding it; rename it. Nothing was written") from None
 
 
 def _too_big(header: dict, size: int):
