@@ -298,3 +298,12 @@ def test_onecold_of_no_scores_per_row_is_refused_by_name():
                 f"shape {shape}")):
             fl.onecold(np.zeros(shape))
     assert fl.onecold(np.zeros((0, 3))).shape == (0,)  # no rows: no labels
+
+
+def test_splitobs_takes_a_0d_array_as_its_number():
+    """(list() of it raised NumPy's 'iteration over a 0-d array'.)"""
+    x = np.arange(6)
+    assert [p.tolist() for p in fl.splitobs(x, np.array(0.5))] == [[0, 1, 2], [3, 4, 5]]
+    assert [p.tolist() for p in fl.splitobs(x, np.array(2))] == [[0, 1], [2, 3, 4, 5]]
+    with pytest.raises(ValueError, match="splitobs: at must be a fraction in \\(0, 1\\)"):
+        fl.splitobs(x, np.array(1.5))
