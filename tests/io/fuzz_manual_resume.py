@@ -167,7 +167,8 @@ def run_case(seed: int, folder: str) -> list[str]:
     resumed = _train(case, model, state, loader, folder, start=info.step,
                      resume_pass=resume_pass)
     fails = []
-    differ = [s for s in resumed if resumed[s] != full.get(s)]
+    differ = [s for s in resumed if s not in full or  # (bitwise: a NaN loss is one too)
+              np.float64(resumed[s]).tobytes() != np.float64(full[s]).tobytes()]
     if differ or set(full) - set(range(info.step)) != set(resumed):
         s = differ[0] if differ else None
         fails.append(f"{case.kind} {case.rule_plan}: the resumed run's losses differ from "
