@@ -336,7 +336,8 @@ class SaveCheckpoint(Callback):
         self.path, self.every = str(path), positive_int("SaveCheckpoint", _EVERY, every)
         try:  # (else the first save failed, after an epoch of training, with a bare KeyError)
             self.path.format(epoch=0, step=0)
-        except (KeyError, IndexError, ValueError) as err:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as err:  # ({epoch.x},
+            # {epoch[0]}: the int's own errors)
             raise ValueError(f"SaveCheckpoint: path {self.path!r} may hold the fields {{epoch}} "
                              f"and {{step}} only ({type(err).__name__}: {err}); write a "
                              f"literal brace twice, {{{{ or }}}}") from None

@@ -79,3 +79,15 @@ def test_idx_errors(tmp_path):
         fl.datasets.read_idx(tmp_path / "gz")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         fl.datasets.mnist(tmp_path / "nowhere")
+
+
+def test_read_idx_counts_the_bytes_of_a_vast_shape_exactly(tmp_path):
+    """(NumPy's int64 product wrapped round: four dimensions of 65536 needed 0 bytes, and
+    the reshape's 'cannot reshape array of size 0' came; two of 2**32 - 1 needed a negative
+    count, and the file was called longer than declared.)"""
+    for dims, needs in [((65536,) * 4, 2**64 + 20), ((2**32 - 1,) * 2, (2**32 - 1)**2 + 12)]:
+        header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+        (tmp_path / "vast").write_bytes(header)
+        with pytest.raises(ValueError, match=f"read_idx: .* needs {needs}; the file is "
+                                             f"truncated"):
+            fl.datasets.read_idx(tmp_path / "vast")

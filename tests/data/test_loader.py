@@ -151,3 +151,24 @@ def test_a_dataset_that_grows_between_epochs_is_read_whole():
              fl.DataLoader(buffer, batchsize=100), fl.setup(fl.Descent(0.1), model),
              epochs=3, callbacks=[Grow()], progress=False)
     assert [len(s) for s in seen] == [7, 8, 9] and seen[-1][-2:] == [101, 102]
+
+
+def test_getobs_of_a_dataset_read_one_at_a_time_refuses_indices_numpy_refuses():
+    """(int(1.7) read observation 1, the string '12' observations 1 and 2, silently, where an
+    array refuses them; 1.0 raised "'float' object is not iterable".)"""
+    items = list("abcde")
+    for idx in ([1.7], np.array([0.0, 2.0]), "12", 1.0, np.float64(2)):
+        with pytest.raises(IndexError, match="getobs: indices must be integers, a slice or "
+                                             "a boolean mask"):
+            fl.data.getobs(items, idx)
+        with pytest.raises(IndexError):  # as an array does
+            np.arange(5)[idx if not isinstance(idx, list) else np.array(idx)]
+    assert fl.data.getobs(items, np.array([3, 1], np.uint8)).tolist() == ["d", "b"]
+    assert fl.data.getobs((np.arange(5), items), [4])[1].tolist() == ["e"]
+
+
+def test_a_negative_seed_is_refused_by_name():
+    """(NumPy's 'expected non-negative integer' named neither the argument nor the value.)"""
+    with pytest.raises(ValueError, match="DataLoader: rng must be a non-negative int seed, "
+                                         "a numpy.random.Generator or None; got -1"):
+        fl.DataLoader(np.arange(5), shuffle=True, rng=-1)

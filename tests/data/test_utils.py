@@ -275,3 +275,35 @@ def test_save_metadata_is_a_dict(metadata, tmp_path):
     assert not path.exists()
     fl.save(path, fl.Dense(2, 1), metadata={"a": "b"})
     assert fl.load(path)["weight"].shape == (1, 2)
+
+
+def test_onehotbatch_shows_a_large_unsigned_value_as_given():
+    """(Cast to int64 first, a uint64 of 2**63 or more wrapped round: the error showed
+    -9223372036854775808 for 2**63, -1 for 2**64 - 1.)"""
+    for value in (2**63, 2**64 - 1):
+        with pytest.raises(ValueError, match=f"value {value} is not among the labels 0..2"):
+            fl.onehotbatch(np.array([1, value], np.uint64), 3)
+    got = fl.onehotbatch(np.array([2**63, 1], np.uint64), 3, default=2)
+    assert got.tolist() == [[0, 0, 1], [0, 1, 0]]
+    # a default past the values' own dtype (uint8 values, 300 labels)
+    assert fl.onehotbatch(np.array([7, 1], np.uint8), 300, default=299).argmax(-1).tolist() \
+        == [7, 1]
+
+
+def test_onecold_of_no_scores_per_row_is_refused_by_name():
+    """(NumPy's 'attempt to get argmax of an empty sequence'.)"""
+    for shape in [(2, 0), (0,), (0, 0)]:
+        with pytest.raises(ValueError, match=re.escape(
+                f"onecold: expected at least one score per row along the last axis; got "
+                f"shape {shape}")):
+            fl.onecold(np.zeros(shape))
+    assert fl.onecold(np.zeros((0, 3))).shape == (0,)  # no rows: no labels
+
+
+def test_splitobs_takes_a_0d_array_as_its_number():
+    """(list() of it raised NumPy's 'iteration over a 0-d array'.)"""
+    x = np.arange(6)
+    assert [p.tolist() for p in fl.splitobs(x, np.array(0.5))] == [[0, 1, 2], [3, 4, 5]]
+    assert [p.tolist() for p in fl.splitobs(x, np.array(2))] == [[0, 1], [2, 3, 4, 5]]
+    with pytest.raises(ValueError, match="splitobs: at must be a fraction in \\(0, 1\\)"):
+        fl.splitobs(x, np.array(1.5))

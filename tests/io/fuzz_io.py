@@ -196,6 +196,8 @@ def _perturbed(v, r):
     if isinstance(v, float):
         if v == 0:  # (AdamW's lambd: a weight decay that couple acts on)
             return float(r.uniform(0, 0.01))
+        if v > 1:  # (above 1 stays above: Rprop's ell[1] is refused at 1 or below)
+            return float(v ** r.uniform(0.8, 1.2))
         return float(v ** r.uniform(0.8, 1.2)) if 0 < v < 1 else float(v * r.uniform(0.5, 2))
     if isinstance(v, tuple):
         return tuple(_perturbed(x, r) for x in v)

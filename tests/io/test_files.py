@@ -377,3 +377,132 @@ def test_saving_through_a_symbolic_link_writes_the_file_it_names(tmp_path):
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert fl.load(target)["w"].tolist() == [1.0, 1.0]
     assert sorted(os.listdir(tmp_path / "runs")) == ["v3.st"]  # no temporary file left
+
+
+def test_headers_of_odd_json_are_refused_as_invalid_files():
+    """(A dtype of [] or {} raised 'unhashable type: list', a header nested 100000 deep a
+    RecursionError, a shape of 5000 digits Python's ValueError on long integers.)"""
+    def file(text: bytes):
+        return len(text).to_bytes(8, "little") + text + bytes(4)
+
+    entry = '{"a": {"dtype": %s, "shape": [1], "data_offsets": [0, 4]}}'
+    cases = [(file((entry % "[]").encode()), "has dtype \\[\\]"),
+             (file((entry % '{"F32": 1}').encode()), "has dtype {'F32': 1}"),
+             (file(b"[" * 100_000), "not valid JSON \\(RecursionError"),
+             (file(b'{"a": ' * 50_000 + b"1" + b"}" * 50_000), "not valid JSON"),
+             (file(b'{"a": {"dtype": "F32", "shape": [' + b"1" * 5000
+                   + b'], "data_offsets": [0, 4]}}'), "not valid JSON \\(ValueError")]
+    for raw, message in cases:
+        with pytest.raises(FileFormatError, match=message):
+            st_format.decode(raw)
+
+
+def test_a_damaged_header_digest_key_does_not_let_other_damage_through(tmp_path):
+    """Two flipped letters: one in the key of the header's digest (so the file read as one
+    written without it), one in the complex128 list (its tensor came back as float64
+    pairs) or in a tensor's name (nested at its dots elsewhere), silently."""
+    x = np.arange(3) + 1j
+    fl.save(tmp_path / "m.st", {"z": x, "layers": [np.ones(2), np.zeros(2)]})
+    raw = (tmp_path / "m.st").read_bytes()
+    for key in (b"fluxmm.header_sha256", b"fluxml.header_sha257", b"fluxml.header-sha256"):
+        for other, damaged in [(b"fluxml.complex128", b"fluxml.coiplex128"),
+                               (b'"layers.1"', b'"layers.7"')]:
+            bad = raw.replace(b"fluxml.header_sha256", key).replace(other, damaged)
+            (tmp_path / "bad.st").write_bytes(bad)
+            with pytest.raises(FileFormatError, match="header is damaged"):
+                fl.load(tmp_path / "bad.st")
+    # the key alone damaged: refused too (the header's own check is gone)
+    (tmp_path / "bad.st").write_bytes(raw.replace(b"fluxml.header_sha256",
+                                                  b"fluxml.header_sha25X"))
+    with pytest.raises(FileFormatError, match="'fluxml.header_sha25X' where fluxml writes"):
+        fl.load(tmp_path / "bad.st")
+
+
+def test_tensors_missing_from_the_key_paths_are_refused(tmp_path):
+    """A file whose fluxml.keys (written for every tensor) lacks one of its tensors, or
+    lists one it lacks, is damaged: the tensor was nested at its dots, silently."""
+    from safetensors.numpy import save_file
+
+    tensors = {"a.b": np.ones(2), "c.d": np.zeros(1)}
+    path = str(tmp_path / "m.st")
+    save_file(tensors, path, metadata={"fluxml.keys": json.dumps({"a.b": ["a.b"]})})
+    with pytest.raises(FileFormatError, match="m.st: the tensor 'c.d' is in the file but "
+                                              "not in its metadata fluxml.keys"):
+        fl.load(path)
+    keys = {"a.b": ["a.b"], "c.d": ["c", "d"], "e": ["e"]}
+    save_file(tensors, path, metadata={"fluxml.keys": json.dumps(keys)})
+    with pytest.raises(FileFormatError, match="'e' is listed in the metadata fluxml.keys "
+                                              "but not in the file"):
+        fl.load(path)
+    del keys["e"]  # every tensor listed, and no other: read as the keys say
+    save_file(tensors, path, metadata={"fluxml.keys": json.dumps(keys)})
+    assert _flat(fl.load(path)) == {("a.b",): [1.0, 1.0], ("c", "d"): [0.0]}
+
+
+def _flat(tree, prefix=()):
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, prefix + (k,)) if isinstance(v, dict) else
+                   {prefix + (k,): v.tolist()})
+    return out
+
+
+def test_a_header_too_large_to_read_is_refused_when_saving_and_the_old_file_kept(
+        tmp_path, monkeypatch):
+    """(A checkpoint whose extra held 101 MB (a history of millions of step losses) was
+    written over the last good one, and every load then called it truncated.)"""
+    path = tmp_path / "c.st"
+    fl.save_checkpoint(path, {"w": np.ones(2)}, step=1)
+    before = path.read_bytes()
+    monkeypatch.setattr(st_format, "PACKAGE_MAX_HEADER", 4000)
+    with pytest.raises(ValueError, match="save: the file's header would be [0-9]+ bytes, "
+                                         "more than the 4000 .* the metadata 'fluxml.extra' "
+                                         "takes [0-9]+ bytes .* Nothing was written"):
+        fl.save_checkpoint(path, {"w": np.ones(2)}, step=2,
+                           extra={"losses": [0.1] * 1000})
+    with pytest.raises(ValueError, match="the tensors' names, dtypes and shapes take"):
+        fl.save(path, {f"w{i}": np.ones(1) for i in range(100)})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["c.st"]
+    # a length past what any header holds is named as such, not as a truncated file
+    path.write_bytes((2**40).to_bytes(8, "little") + before[8:])
+    with pytest.raises(FileFormatError, match="header length says 1099511627776 bytes, more "
+                                              "than the 104857600 a safetensors header may"):
+        fl.load(path)
+
+
+def test_the_largest_header_written_is_the_largest_the_package_reads():
+    from safetensors.numpy import load
+
+    def file(size):
+        head, tail = b'{"__metadata__":{"x":"', b'"},"a":{"dtype":"U8","shape":[1],' \
+                                                 b'"data_offsets":[0,1]}}'
+        text = head + b"y" * (size - len(head) - len(tail)) + tail
+        return len(text).to_bytes(8, "little") + text + b"\x01"
+
+    limit = st_format.PACKAGE_MAX_HEADER
+    assert load(file(limit))["a"].tolist() == [1]
+    with pytest.raises(Exception, match="header too large"):
+        load(file(limit + 8))
+
+
+def test_names_that_are_not_valid_unicode_are_refused_when_saving(tmp_path):
+    """(A key with a lone surrogate, as os.fsdecode gives for a file name's undecodable
+    byte, was written escaped: fluxml read it back, the safetensors package refused the whole
+    file as 'unexpected end of hex escape'.)"""
+    path = tmp_path / "m.st"
+    fl.save(path, {"w": np.ones(1)})
+    before = path.read_bytes()
+    bad = os.fsdecode(b"layer\xff")
+    with pytest.raises(ValueError, match=r"save: the tensor name 'a.layer\\udcff' is not "
+                                         r"valid Unicode \(surrogates not allowed at "
+                                         r"position 7\)"):
+        fl.save(path, {"a": {bad: np.ones(1)}})
+    with pytest.raises(ValueError, match=r"the metadata value of 'note' 'layer\\udcff'"):
+        fl.save(path, {"w": np.ones(1)}, metadata={"note": bad})
+    assert path.read_bytes() == before
+    # in a checkpoint's extra it is JSON text, which the package reads
+    from safetensors.numpy import load_file
+
+    fl.save_checkpoint(path, {"w": np.ones(1)}, extra={bad: bad})
+    assert list(load_file(path)) == ["model.w"]
+    assert fl.load_checkpoint(path, {"w": np.ones(1)}).extra == {bad: bad}

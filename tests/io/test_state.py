@@ -345,3 +345,33 @@ def test_state_of_what_is_not_a_model_is_refused(thing, shown, tmp_path):
     # a model of no arrays still has the empty state, and a dict of arrays is its own
     assert fl.state(fl.Chain(fl.relu)) == {}
     assert fl.state({"w": np.ones(2)})["w"].tolist() == [1.0, 1.0]
+
+
+class _Pair(tuple):
+    """A tuple subclass whose constructor takes its items one by one (no _fields)."""
+
+    def __new__(cls, a, b):
+        return super().__new__(cls, (a, b))
+
+
+def test_a_part_that_cannot_take_its_value_fails_before_any_array_is_written(tmp_path):
+    """(The tuple was rebuilt after the arrays before it were written: the error was the
+    constructor's own, 'missing 1 required positional argument', and the model was left
+    half loaded.)"""
+    model = {"w": np.ones(2), "p": _Pair(1.5, np.ones(2))}
+    state = {"w": np.full(2, 7.0), "p": {"0": np.array(2.5), "1": np.full(2, 3.0)}}
+    with pytest.raises(LoadError, match=r"loadmodel: p: a _Pair \(rebuilt to hold the "
+                                        r"state's numbers\) cannot take the state's value "
+                                        r"\(TypeError: .*\); nothing was written"):
+        fl.loadmodel(model, state)
+    assert model["w"].tolist() == [1, 1] and model["p"][1].tolist() == [1, 1]
+    assert model["p"][0] == 1.5
+    # the same in a checkpoint: nothing of the model nor of the optimiser state is written
+    fl.save_checkpoint(tmp_path / "c.st", {"w": np.full(2, 7.0), "p": (2.5, np.full(2, 3.0))})
+    with pytest.raises(LoadError, match="load_checkpoint \\(model\\): p: a _Pair"):
+        fl.load_checkpoint(tmp_path / "c.st", model)
+    assert model["w"].tolist() == [1, 1] and model["p"][1].tolist() == [1, 1]
+    # a state without the number (it keeps the model's): nothing is rebuilt, the arrays load
+    fl.loadmodel(model, {"w": np.full(2, 7.0), "p": {"1": np.full(2, 3.0)}})
+    assert model["w"].tolist() == [7, 7] and type(model["p"]) is _Pair
+    assert model["p"][1].tolist() == [3, 3]

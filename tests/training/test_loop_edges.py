@@ -34,7 +34,10 @@ def test_an_epoch_without_batches_is_an_error_not_a_run_that_trained_nothing(dat
 
 @pytest.mark.parametrize("template, why", [("c-{epch}.st", "KeyError: 'epch'"),
                                            ("c-{}.st", "IndexError"),
-                                           ("c-{.st", "ValueError")])
+                                           ("c-{.st", "ValueError"),
+                                           # (the int's own errors, raised bare before)
+                                           ("c-{epoch.foo}.st", "AttributeError"),
+                                           ("c-{step[0]}.st", "TypeError")])
 def test_a_checkpoint_path_with_an_unknown_field_is_refused_when_made(tmp_path, template, why):
     """A misspelt field in SaveCheckpoint's path was found at the first save, after an
     epoch of training, as a bare KeyError('epch') from str.format; now the callback refuses

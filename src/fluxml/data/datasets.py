@@ -16,6 +16,7 @@ loaded without pickle.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def read_idx(path) -> np.ndarray:
     if len(raw) < start:
         raise ValueError(f"read_idx: {path} is truncated inside its header")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    expected = start + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    # (Python's ints: NumPy's int64 product wrapped round, so four dimensions of 65536 needed
+    # 0 bytes and the reshape's own error came, and two of 2**32 - 1 a negative count)
+    expected = start + dtype.itemsize * math.prod(shape)
     if len(raw) != expected:
         raise ValueError(f"read_idx: {path} holds {len(raw)} bytes but its header "
                          f"(shape {shape}, {dtype.name}) needs {expected}; the file is "

@@ -117,6 +117,10 @@ def _getobs(data, idx):
             raise IndexError(f"getobs: a boolean mask of shape {np.shape(idx)} for "
                              f"{len(data)} observations")
         idx = np.flatnonzero(idx)
+    elif np.asarray(idx).dtype.kind not in "iu" and np.size(idx):  # (int(1.7) read
+        # observation 1, silently, where an array refuses the index, as NumPy does)
+        raise IndexError(f"getobs: indices must be integers, a slice or a boolean mask "
+                         f"(as NumPy's); got {shown(idx)}")
     return default_collate([data[int(i)] for i in idx])
 
 
@@ -210,6 +214,9 @@ def as_generator(rng) -> np.random.Generator:
 
         return np.random.default_rng(default_rng().integers(2**63))
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:  # (NumPy's own "expected non-negative integer" named nothing)
+            raise ValueError(f"rng must be a non-negative int seed, a "
+                             f"numpy.random.Generator or None; got {rng}")
         return np.random.default_rng(int(rng))
     raise TypeError(f"rng must be an int seed, a numpy.random.Generator or None; got "
                     f"{type(rng).__name__}")

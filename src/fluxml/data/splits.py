@@ -130,6 +130,8 @@ def _folds(positions: np.ndarray, k: int) -> list:
 
 
 def _check_at(at) -> list:
+    if isinstance(at, np.ndarray) and at.ndim == 0:  # (list() of it raised "iteration over
+        at = at.item()  # a 0-d array"): its number, a fraction or a count
     entries = list(at) if isinstance(at, (Sequence, np.ndarray)) else [at]
     ok = entries and all(is_int(a) and a >= 0 or is_real(a) and not is_int(a) and 0 < a < 1
                          for a in entries)

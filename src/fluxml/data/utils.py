@@ -204,11 +204,12 @@ def _encode_ints(xs, n, fill, dtype):
     """One-hot rows of the integers ``xs`` in ``0 .. n-1`` (others take the column ``fill``,
     or are an error when it is None): ``xs.shape + (n,)``. Array operations throughout, so
     that a compiled program encodes its argument's values on every run."""
-    pos = xs.astype(np.int64)
+    # (compared before the cast to int64: a uint64 of 2**63 or more wrapped to a negative
+    # number, which the error showed as the value given)
     if fill is None:  # (looked at when the values are there: on every run of a program)
-        pos = untraced(_in_labels, (pos, n))
+        pos = untraced(_in_labels, (xs, n)).astype(np.int64)
     else:
-        pos = np.where((pos < 0) | (pos >= n), fill, pos)
+        pos = np.where((xs < 0) | (xs >= n), fill, xs.astype(np.int64))
     return (pos[..., None] == np.arange(n)).astype(dtype)
 
 
@@ -244,6 +245,9 @@ def onecold(y, labels=None) -> np.ndarray:
         at = tuple(int(i) for i in np.argwhere(np.isnan(y))[0])
         raise ValueError(f"onecold: the scores hold NaN (at {at} of shape {y.shape}), "
                          f"which has no largest entry")
+    if y.shape[-1] == 0:  # (NumPy's "attempt to get argmax of an empty sequence")
+        raise ValueError(f"onecold: expected at least one score per row along the last "
+                         f"axis; got shape {y.shape}")
     idx = np.argmax(y, axis=-1)
     if labels is None:
         return idx

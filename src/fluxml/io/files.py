@@ -63,7 +63,16 @@ def save(path, model_or_state, metadata: dict[str, str] | None = None) -> None:
     safetensors.write(path, tensors, meta)
 
 
-def _nest(tensors: dict, keys: dict | None) -> dict:
+def _nest(tensors: dict, keys: dict | None, where) -> dict:
+    if keys is not None and keys.keys() != tensors.keys():  # (fluxml lists every tensor: a
+        # name damaged since was nested at its dots, silently, where the digest's key was
+        # damaged too)
+        odd = sorted(tensors.keys() ^ keys.keys())[0]
+        how = (f"is in the file but not in its metadata {KEYS}" if odd in tensors else
+               f"is listed in the metadata {KEYS} but not in the file")
+        raise safetensors.FileFormatError(
+            f"load: {where}: the tensor {odd!r} {how}, which lists every tensor fluxml "
+            f"wrote and no other: the file is damaged")
     out: dict = {}
     for name, x in tensors.items():
         path = keys.get(name) if keys else None
@@ -112,7 +121,7 @@ def load(path) -> dict[str, Any]:
     (3, 2)
     """
     tensors, meta = safetensors.read(path)
-    return _nest(tensors, _keys(meta, path))
+    return _nest(tensors, _keys(meta, path), path)
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -254,7 +263,7 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
         raise LoadError(f"load_checkpoint: {path} is a safetensors file but not a fluxml "
                         f"checkpoint (no fluxml.step in its metadata); use fl.load for a "
                         f"saved model")
-    state = _nest(tensors, _keys(meta, path))
+    state = _nest(tensors, _keys(meta, path), path)
     step, saved_rngs, extra, frozen = _checkpoint_meta(meta, path, state.get("extra", {}))
     missing = [name for name in (rngs or {}) if name not in saved_rngs]
     if missing:

@@ -206,6 +206,10 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
                     "out of the state")
         raise LoadError(f"{what}: {extra[0]}: in the state but not in {into}"
                         f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}{hint}")
+    try:  # every number converted, tuple rebuilt and field set as loading will: a failure
+        _assign(model, "", given, dry=True)  # there had written the arrays before it
+    except _Unwritable as err:
+        raise LoadError(f"{what}: {err}; nothing was written") from None
     return target
 
 
@@ -460,40 +464,67 @@ def _join(prefix: str, key) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def _assign(x, prefix, flat):
+def _assign(x, prefix, flat, dry=False):
+    """Write ``flat``'s values into ``x`` (its path ``prefix``) and return it, or what
+    replaces it (a number, a tuple rebuilt). ``dry``: write nothing, but build each number
+    and tuple and set each field as a write would (to its own value), so that what cannot be
+    written (a tuple subclass whose constructor takes its items apart, a field without a
+    setter, an IntEnum given another value) fails before any array is written."""
     if is_array_leaf(x):
         if prefix not in flat:  # (a number the state lacks: check kept the model's)
             return x
         v = flat[prefix]
         if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__") \
                 and not isinstance(x, np.generic):  # (NumPy 2's scalars have the namespace)
-            x[...] = v
+            if not dry:
+                x[...] = v
             return x
         if isinstance(x, np.ndarray):  # 0-d
-            x[()] = v
+            if not dry:
+                x[()] = v
             return x
-        return type(x)(np.asarray(v).item()) if is_leaf(x) else v
+        try:
+            return type(x)(np.asarray(v).item()) if is_leaf(x) else v
+        except Exception as err:  # noqa: BLE001 - an IntEnum given another value, say
+            raise _Unwritable(prefix, f"a {type(x).__name__}", err) from None
     t = type(x)
     if isinstance(x, (list, dict)):
         items = x.items() if isinstance(x, dict) else enumerate(x)
         for k, c in list(items):
-            new = _assign(c, _join(prefix, k), flat)
+            new = _assign(c, _join(prefix, k), flat, dry)
             if new is not c:
-                x[k] = new
+                x[k] = c if dry else new
         return x
     if isinstance(x, tuple):
-        children = [_assign(c, _join(prefix, i), flat) for i, c in enumerate(x)]
+        children = [_assign(c, _join(prefix, i), flat, dry) for i, c in enumerate(x)]
         if all(a is b for a, b in zip(children, x)):
             return x
-        return t(*children) if hasattr(x, "_fields") else t(children)
+        try:
+            return t(*children) if hasattr(x, "_fields") else t(children)
+        except Exception as err:  # noqa: BLE001 - a constructor taking its items apart
+            raise _Unwritable(prefix, f"a {t.__name__} (rebuilt to hold the state's "
+                                      f"numbers)", err) from None
     fields = None if x is None or isinstance(x, bool) else _fields(x)
     if fields is None:
         return x
     for k, c in fields:
-        new = _assign(c, _join(prefix, k), flat)
+        new = _assign(c, _join(prefix, k), flat, dry)
         if new is not c:
+            value = c if dry else new
             try:
-                setattr(x, k, new)
+                setattr(x, k, value)
             except AttributeError:  # a frozen dataclass
-                object.__setattr__(x, k, new)
+                try:
+                    object.__setattr__(x, k, value)
+                except Exception as err:  # noqa: BLE001 - a property without a setter
+                    raise _Unwritable(_join(prefix, k), f"a field of {type(x).__name__}",
+                                      err) from None
     return x
+
+
+class _Unwritable(Exception):
+    """A part of the model that cannot take the state's value (found by the dry run)."""
+
+    def __init__(self, path: str, what: str, err: Exception):
+        super().__init__(f"{path or 'the model'}: {what} cannot take the state's value "
+                         f"({type(err).__name__}: {err})")

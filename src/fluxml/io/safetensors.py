@@ -51,7 +51,8 @@ DTYPES = {
 NAMES = {np.dtype(v).newbyteorder("=") if v[0] == "<" else np.dtype(v): k
          for k, v in DTYPES.items()}
 WIDENED = {"BF16": "<u2"}  # read as float32: its bits, the upper half of a float32's
-MAX_HEADER = 100 * 1024 * 1024  # the safetensors package refuses larger headers too
+MAX_HEADER = 100 * 1024 * 1024  # read: a larger header is a damaged length
+PACKAGE_MAX_HEADER = 100_000_000  # written: the safetensors package refuses larger headers
 DIGEST = "fluxml.sha256"
 HEADER_DIGEST = "fluxml.header_sha256"  # (of the header less itself: names, shapes, metadata)
 COMPLEX128 = "fluxml.complex128"  # the names of the complex128 tensors, written as pairs
@@ -82,6 +83,7 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
             raise ValueError(  # no reader could read, in place of the old one)
                 "save: a tensor may not be named '__metadata__', the safetensors header's "
                 "own entry; rename the key of that array")
+        _unicode(name, "the tensor name")
         x = np.asarray(x)
         if x.dtype.kind == "c" and x.dtype.itemsize == 16:
             x = np.asarray(x, "<c16").copy(order="C")[..., None].view("<f8")
@@ -100,11 +102,40 @@ def encode(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     for k, v in meta.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"save: metadata must map strings to strings; got {k!r}: {v!r}")
+        _unicode(k, "the metadata key")
+        _unicode(v, f"the metadata value of {k!r}")
     header["__metadata__"] = meta
     meta[HEADER_DIGEST] = _header_digest(header)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the package writes
+    if len(text) > PACKAGE_MAX_HEADER:  # (written, no reader read it: a checkpoint's
+        _too_big(header, len(text))  # history of millions of step losses replaced the last)
     return len(text).to_bytes(8, "little") + text + body
+
+
+def _unicode(text: str, what: str) -> None:
+    """Refuse a string UTF-8 cannot encode (a lone surrogate: ``os.fsdecode`` gives one for
+    a file name's undecodable byte). JSON escapes it, so fluxml read it back, but the
+    safetensors package refused the whole file ('unexpected end of hex escape')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"save: {what} {text[:100]!r} is not valid Unicode ({err.reason} "
+                         f"at position {err.start}), and safetensors readers refuse a header "
+                         f"holding it; rename it. Nothing was written") from None
+
+
+def _too_big(header: dict, size: int):
+    """Refuse a header larger than readers accept, naming its largest part."""
+    meta = header["__metadata__"]
+    parts = {f"the metadata {k!r} takes": len(v.encode()) for k, v in meta.items()}
+    parts["the tensors' names, dtypes and shapes take"] = size - sum(parts.values())
+    part, n = max(parts.items(), key=lambda kv: kv[1])
+    raise ValueError(f"save: the file's header would be {size} bytes, more than the "
+                     f"{PACKAGE_MAX_HEADER} that safetensors readers accept (the safetensors "
+                     f"package's; fluxml's read {MAX_HEADER}), so the file could not be "
+                     f"loaded; {part} {n} bytes (a checkpoint's extra: keep large values as "
+                     f"NumPy arrays, which are saved as tensors). Nothing was written")
 
 
 def _header_digest(header: dict) -> str:
@@ -191,19 +222,25 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
     if len(raw) < 8:
         _fail(where, f"it holds {len(raw)} bytes, fewer than the 8 of the header length")
     n = int.from_bytes(raw[:8], "little")
-    if n > MAX_HEADER or 8 + n > len(raw):
+    if n > MAX_HEADER:
+        _fail(where, f"the header length says {n} bytes, more than the {MAX_HEADER} a "
+                     f"safetensors header may hold (a damaged length, or not a safetensors "
+                     f"file)")
+    if 8 + n > len(raw):
         _fail(where, f"the header length says {n} bytes but the file holds {len(raw) - 8} "
                      f"after it (truncated, or not a safetensors file)")
-    try:
+    try:  # (ValueError: an integer of more than 4300 digits; RecursionError: [[[[...]]]])
         header = json.loads(raw[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        _fail(where, f"its header is not valid JSON ({err})")
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        _fail(where, f"its header is not valid JSON ({type(err).__name__}: {str(err)[:200]})")
     if not isinstance(header, dict):
         _fail(where, "its header is not a JSON object")
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         _fail(where, "__metadata__ must map strings to strings")
-    if HEADER_DIGEST in meta and _header_digest(header) != meta[HEADER_DIGEST]:
+    if HEADER_DIGEST not in meta:
+        _damaged_digest_key(meta, where)
+    elif _header_digest(header) != meta[HEADER_DIGEST]:
         _fail(where, "its header does not match the SHA-256 digest stored when it was written "
                      "(a tensor's name, dtype, shape or offsets, or a metadata value, was "
                      "damaged or edited)")
@@ -215,7 +252,7 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
             kind, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
         except (TypeError, KeyError, ValueError):
             _fail(where, f"entry {name!r} lacks dtype, shape or data_offsets: {info!r}")
-        if kind not in DTYPES and kind not in WIDENED:
+        if not isinstance(kind, str) or kind not in DTYPES and kind not in WIDENED:
             if isinstance(kind, str) and kind.startswith("F8_"):  # (a valid file: not _fail)
                 raise FileFormatError(
                     f"load: {where}: {name} has dtype {kind}, a float8 that NumPy has no "
@@ -263,6 +300,18 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
     _complex128(tensors, meta.get(COMPLEX128), where)
     meta = {k: v for k, v in meta.items() if k not in (DIGEST, HEADER_DIGEST, COMPLEX128)}
     return tensors, meta
+
+
+def _damaged_digest_key(meta: dict, where: str) -> None:
+    """Refuse a header whose digest's own key was damaged (``fluxml.header_sha256`` with a
+    letter flipped): read as a file without one, the rest of the header went unchecked, and
+    a second flip elsewhere (a tensor's name, a dtype, the complex128 list) loaded silently.
+    A flipped bit changes one letter of the key and keeps its length."""
+    for key in meta:
+        if len(key) == len(HEADER_DIGEST) and \
+                sum(a != b for a, b in zip(key, HEADER_DIGEST)) <= 3:
+            _fail(where, f"its metadata has the key {key!r} where fluxml writes "
+                         f"{HEADER_DIGEST!r}: the header is damaged")
 
 
 def _stored(kind: str) -> np.dtype:
