@@ -25,6 +25,7 @@ import fluxml as fl
 from fluxml.io import LoadError
 from fluxml.io.modelstate import flat_state
 from fluxml.tree import leaves_with_paths
+from tests.io.fuzz_cli import run_seeds
 
 
 def _build(plan, value_seed, tie):
@@ -195,19 +196,7 @@ def run_case(seed: int) -> list[str]:
 
 
 def main(argv) -> int:
-    n = int(argv[0]) if argv else 500
-    first = int(argv[1]) if len(argv) > 1 else 0
-    failed = 0
-    for seed in range(first, first + n):
-        try:
-            fails = run_case(seed)
-        except Exception as err:  # noqa: BLE001 - reported with its case
-            fails = [f"raised {type(err).__name__}: {err}"[:300]]
-        for fail in fails:
-            print(f"seed {seed}: {fail}")
-        failed += bool(fails)
-    print(f"{failed} of {n} cases failed")
-    return failed
+    return run_seeds(run_case, argv, 500)
 
 
 if __name__ == "__main__":

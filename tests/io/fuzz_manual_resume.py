@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 import fluxml as fl
 from fluxml.io.modelstate import flat_state
+from tests.io.fuzz_cli import run_seeds
 
 
 class Case:
@@ -183,23 +183,7 @@ def run_case(seed: int, folder: str) -> list[str]:
 
 
 def main(argv) -> int:
-    import warnings
-
-    warnings.simplefilter("ignore")
-    n = int(argv[0]) if argv else 100
-    first = int(argv[1]) if len(argv) > 1 else 0
-    failed = 0
-    with tempfile.TemporaryDirectory() as folder:
-        for seed in range(first, first + n):
-            try:
-                fails = run_case(seed, folder)
-            except Exception as err:  # noqa: BLE001 - reported with its case
-                fails = [f"raised {type(err).__name__}: {err}"[:300]]
-            for fail in fails:
-                print(f"seed {seed}: {fail}")
-            failed += bool(fails)
-    print(f"{failed} of {n} cases failed")
-    return failed
+    return run_seeds(run_case, argv, 100, in_folder=True)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import numpy as np
 import fluxml as fl
 from fluxml.io import FileFormatError
 from fluxml.io import safetensors as st_format
+from tests.io.fuzz_cli import run_seeds
 
 DTYPES = [np.float16, np.float32, np.float64, np.int8, np.uint8, np.int16, np.uint16,
           np.int32, np.uint32, np.int64, np.uint64, np.bool_, np.complex64, np.complex128]
@@ -451,26 +452,8 @@ def run_case(seed: int, folder: str) -> list[str]:
 
 
 def main(argv) -> int:
-    import tempfile
-
-    n = int(argv[0]) if argv else 200
-    first = int(argv[1]) if len(argv) > 1 else 0
-    failed = 0
-    with tempfile.TemporaryDirectory() as folder:
-        for seed in range(first, first + n):
-            try:
-                fails = run_case(seed, folder)
-            except Exception as err:  # noqa: BLE001 - reported with its case
-                fails = [f"raised {type(err).__name__}: {err}"[:300]]
-            for fail in fails:
-                print(f"seed {seed}: {fail}")
-            failed += bool(fails)
-    print(f"{failed} of {n} cases failed")
-    return failed
+    return run_seeds(run_case, argv, 200, in_folder=True)
 
 
 if __name__ == "__main__":
-    import warnings
-
-    warnings.simplefilter("ignore")
     sys.exit(1 if main(sys.argv[1:]) else 0)
