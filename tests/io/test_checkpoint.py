@@ -105,7 +105,8 @@ def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("key, value", [("fluxml.step", "1r"), ("fluxml.extra", '{"a": 1]'),
-                                        ("fluxml.frozen", "[7]"), ("fluxml.rngs", None)])
+                                        ("fluxml.frozen", "[7]"), ("fluxml.rngs", None),
+                                        ("fluxml.rules", '[1]'), ("fluxml.rules", "{}")])
 def test_damaged_checkpoint_metadata_changes_nothing(tmp_path, key, value):
     """The digest covers the tensors, not the header: a damaged metadata value was read
     after the model had been filled in (a ValueError or JSONDecodeError, the model changed)."""
@@ -125,6 +126,27 @@ def test_damaged_checkpoint_metadata_changes_nothing(tmp_path, key, value):
                                                            f"leaves \\[7\\]"):
         fl.load_checkpoint(tmp_path / "bad.st", other, fl.setup(fl.Adam(), other))
     assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(other)))
+
+
+@pytest.mark.parametrize("saved, given, message", [
+    (fl.Adam(), fl.AdamW(), "leaf 0 was saved with Adam; the given state holds AdamW"),
+    (fl.Adam(), fl.NAdam(), "saved with Adam; the given state holds NAdam"),
+    (fl.OptimiserChain(fl.WeightDecay(), fl.Adam()), fl.OptimiserChain(fl.SignDecay(),
+     fl.Adam()), r"saved with OptimiserChain\(WeightDecay, Adam\); the given state holds "
+                 r"OptimiserChain\(SignDecay, Adam\)"),
+])
+def test_a_state_of_other_rules_is_refused(tmp_path, saved, given, message):
+    """The rules are saved by name: Adam's and NAdam's states hold the same arrays and
+    numbers, and an Adam checkpoint loaded into AdamW's state kept AdamW's decay, silently."""
+    model = _model()
+    fl.save_checkpoint(tmp_path / "c.st", model, fl.setup(saved, model))
+    state = fl.setup(given, model)
+    before = [x.copy() for x in fl.leaves(model)]
+    with pytest.raises(LoadError, match=message):
+        fl.load_checkpoint(tmp_path / "c.st", _model(), state)
+    assert all(np.array_equal(a, b) for a, b in zip(before, fl.leaves(model)))
+    info = fl.load_checkpoint(tmp_path / "c.st", model, fl.setup(saved, model))
+    assert repr(info.opt_state) == repr(fl.setup(saved, model))
 
 
 def test_hyperparameters_adjusted_for_part_of_the_state_load_per_leaf(tmp_path):

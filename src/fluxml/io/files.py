@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, NamedTuple
 
@@ -128,6 +129,8 @@ def load(path) -> dict[str, Any]:
 
 DEFAULT_RNG = "fluxml.init"
 MODEL_RNGS = "fluxml.model_rngs"  # the states of the generators the model's layers hold
+RULES = "fluxml.rules"  # the rules of the optimiser state's Leafs, in order (absent in files
+# written before it: not checked there)
 EXTRA_FORMAT = "fluxml.extra_format"  # (absent: plain JSON, as files before it were written;
 # "2": extra holds arrays, kept as the file's tensors "extra.<index>": a fluxml reading "1"
 # only refuses it by name rather than misread it)
@@ -215,6 +218,8 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
             "fluxml.rngs": json.dumps(_rng_states(rngs)),
             "fluxml.extra": extra_json, EXTRA_FORMAT: "2" if arrays else "1",
             "fluxml.frozen": json.dumps(_frozen(opt_state))}
+    if opt_state is not None:
+        meta[RULES] = json.dumps(_rule_names(opt_state))
     layers_rngs = {name: _as_lists(gen.bit_generator.state)
                    for name, gen in _model_generators(model).items()}
     if layers_rngs:  # (absent where the layers hold none: the file of a plain model as before)
@@ -284,6 +289,7 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
         if any(not 0 <= i < count for i in frozen):
             raise LoadError(f"load_checkpoint: {path}: the checkpoint freezes the leaves "
                             f"{frozen} of the optimiser state, which has {count}")
+        _check_rules(meta, path, opt_state)
     targets = _rng_states(rngs)  # also checks the generators' types before any write
     from fluxml.init import default_rng
 
@@ -389,6 +395,48 @@ def _check_opt_state(model, opt_state) -> None:
         raise TypeError(f"save_checkpoint: opt_state must be the optimiser state of the model "
                         f"(from fl.setup(rule, model)), or a tree holding the optimiser's "
                         f"arrays; got {shown(opt_state)}")
+
+
+def _rule_name(rule) -> str:
+    """The type of ``rule`` with the rules it holds (a chain's, AccumGrad's inner rule):
+    ``"OptimiserChain(ClipNorm, Adam)"``."""
+    inner = []
+    if dataclasses.is_dataclass(rule):
+        for field in dataclasses.fields(rule):
+            value = getattr(rule, field.name, None)
+            for r in value if isinstance(value, (tuple, list)) else (value,):
+                if dataclasses.is_dataclass(r) and not isinstance(r, type):
+                    inner.append(_rule_name(r))
+    name = type(rule).__name__
+    return f"{name}({', '.join(inner)})" if inner else name
+
+
+def _rule_names(opt_state) -> list[str]:
+    from fluxml.optimise import Leaf
+
+    return [_rule_name(leaf.rule) for leaf in _optimiser_leaves(opt_state)
+            if isinstance(leaf, Leaf)]
+
+
+def _check_rules(meta: dict, where, opt_state) -> None:
+    """Raise where the given optimiser state was set up with other rules than the saved one:
+    Adam's, NAdam's and RAdam's states hold the same arrays and numbers, and an Adam
+    checkpoint loaded into ``fl.setup(AdamW(), model)`` kept AdamW's decay, silently."""
+    if RULES not in meta:
+        return
+    saved = _meta_value(meta, where, RULES, "[]", list)
+    given = _rule_names(opt_state)
+    if not all(isinstance(name, str) for name in saved):
+        raise safetensors.FileFormatError(f"load_checkpoint: {where}: the metadata {RULES} is "
+                                          f"damaged ({saved!r})")
+    for i, (was, now) in enumerate(zip(saved, given)):
+        if was != now:
+            raise LoadError(f"load_checkpoint: {where}: the optimiser state's leaf {i} was "
+                            f"saved with {was}; the given state holds {now}: set it up with "
+                            f"the rule the checkpoint was saved with, fl.setup(rule, model)")
+    if len(saved) != len(given):
+        raise LoadError(f"load_checkpoint: {where}: the checkpoint's optimiser state has "
+                        f"{len(saved)} rules' states; the given one {len(given)}")
 
 
 def _frozen(opt_state) -> list[int]:
