@@ -79,13 +79,15 @@ class _Cell(Module):
             state = self.initial_state(x.shape[:-1], x.dtype, x)
         return x, self._check_state(state, x.shape[:-1], x.dtype)
 
-    def _check_state(self, state, batch, dtype):
+    def _check_state(self, state, batch, dtype, line=None):
         """The state, checked against the batch axes and converted to ``dtype``. A state of
         one vector ``(hidden,)`` for a batch is every sequence's (as Flux's: a trained
-        initial state ``h0``; its gradient the sum over the batch)."""
+        initial state ``h0``; its gradient the sum over the batch). Errors name ``line``
+        (the layer the user built around this cell), or the cell."""
+        line = line or self._line()
         want = tuple(batch) + (self.sizes[1],)
         if isinstance(state, tuple) and self.gates != 4:  # (an LSTM's (h, c): broadcast
-            raise LayerError(f"{self._line()} expects its state as one array h of shape "  # on)
+            raise LayerError(f"{line} expects its state as one array h of shape "  # on)
                              f"{want}; got a tuple of {len(state)} (only an LSTM's state is a "
                              "pair (h, c))")
         if batch:
@@ -95,10 +97,10 @@ class _Cell(Module):
         if any(np.shape(s) != want for s in parts):
             got = [str(np.shape(s)) if hasattr(s, "shape") or isinstance(s, (list, tuple))
                    else shown(s) for s in parts]  # (a str or None has shape ())
-            raise LayerError(f"{self._line()} expects a state of shape {want}"
+            raise LayerError(f"{line} expects a state of shape {want}"
                              f"{' (h, c)' if isinstance(state, tuple) else ''}; got "
                              f"{got[0] if len(got) == 1 else '(' + ', '.join(got) + ')'}")
-        return _map_state(state, lambda s: _state_as(self, s, dtype))
+        return _map_state(state, lambda s: _state_as(line, s, dtype))
 
     def __call__(self, x, state=None):
         x, state = self._check(x, state)
@@ -172,11 +174,11 @@ class LSTMCell(_Cell):
         h = super().initial_state(batch_shape, dtype, like)
         return h, np.zeros_like(h)
 
-    def _check_state(self, state, batch, dtype):
+    def _check_state(self, state, batch, dtype, line=None):
         if not isinstance(state, tuple) or len(state) != 2:
-            raise LayerError(f"{self._line()} expects its state as a tuple (h, c); got "
-                             f"{type(state).__name__}")
-        return super()._check_state(state, batch, dtype)
+            raise LayerError(f"{line or self._line()} expects its state as a tuple (h, c); "
+                             f"got {type(state).__name__}")
+        return super()._check_state(state, batch, dtype, line)
 
     def step(self, xw, state):
         h, c = nnlib.lstm_step(xw, *state, self.weight_hh)
@@ -306,10 +308,7 @@ class _Recurrent(Module):
             state = None if state is None else _map_state(state, lambda s: s[None])
         if state is None:
             state = cell.initial_state(x.shape[:1], x.dtype, x)
-        try:
-            state = cell._check_state(state, x.shape[:1], x.dtype)
-        except LayerError as err:  # name the layer the user built, not its cell
-            raise LayerError(err.message.replace(cell._line(), self._line(), 1)) from None
+        state = cell._check_state(state, x.shape[:1], x.dtype, self._line())
         if lengths is None:
             ys, state = cell.sequence(x, state)
         else:  # the state after each sequence's last step; its padded steps give 0
@@ -341,7 +340,7 @@ class _Recurrent(Module):
         return None
 
 
-def _state_as(layer, s, dtype):
+def _state_as(line: str, s, dtype):
     """An initial state in the input's dtype. A state is a starting value, not data: one of
     another real dtype (``np.zeros`` gives float64, ``np.zeros(.., int)`` integers) is
     converted without the warning that input of another precision gets."""
@@ -352,7 +351,7 @@ def _state_as(layer, s, dtype):
     if sdtype == dtype:
         return s
     if sdtype.kind not in "biuf":
-        raise LayerError(f"{layer._line()} expects a real initial state; got {sdtype}")
+        raise LayerError(f"{line} expects a real initial state; got {sdtype}")
     return s.astype(dtype)
 
 
