@@ -469,7 +469,10 @@ def _rebuild_dict(typ, d, like):
 
 def leaves(tree, is_leaf: Callable[[Any], bool] | None = None) -> list:
     """The leaves of ``tree`` in flatten's order (Functors' ``fleaves``); ``is_leaf``
-    replaces the default leaf test (arrays and numbers), as in :func:`fmap`.
+    replaces the default leaf test (arrays and numbers), as in :func:`fmap`. An array held
+    in two places (tied weights) is listed at each place, where ``fleaves`` lists it once
+    (as a gradient gives a tied array its total at each place); a model's printed
+    totals count it once.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.leaves([np.ones(1), {"x": np.zeros(2)}])
