@@ -167,6 +167,33 @@ def test_getobs_of_a_dataset_read_one_at_a_time_refuses_indices_numpy_refuses():
     assert fl.data.getobs((np.arange(5), items), [4])[1].tolist() == ["e"]
 
 
+class _Numbered:
+    """A dataset of numbered observations that does not count from the end itself (files by
+    number, a database): ``data[-1]`` is observation -1, not the last."""
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return np.array([i, 10 * i])
+
+
+@pytest.mark.parametrize("idx", [-1, [4, -5], np.array([-1, 0]), np.int64(-2), np.array(2),
+                                 slice(-2, None)])
+def test_getobs_of_a_dataset_reads_negative_indices_as_numpy(idx):
+    """(It handed -1 to the dataset as given: observation -1, silently, where NumPy reads
+    the last; a 0-d index array raised 'iteration over a 0-d array'.)"""
+    array = np.array([[i, 10 * i] for i in range(5)])
+    np.testing.assert_array_equal(fl.data.getobs(_Numbered(), idx), array[idx])
+
+
+@pytest.mark.parametrize("idx", [5, -6, [1, 7], True])
+def test_getobs_of_a_dataset_refuses_indices_out_of_range(idx):
+    with pytest.raises(IndexError, match="getobs: index -?[0-9]+ is out of range for 5 "
+                                         "observations|getobs: indices must be integers"):
+        fl.data.getobs(_Numbered(), idx)
+
+
 def test_a_negative_seed_is_refused_by_name():
     """(NumPy's 'expected non-negative integer' named neither the argument nor the value.)"""
     with pytest.raises(ValueError, match="DataLoader: rng must be a non-negative int seed, "

@@ -108,8 +108,13 @@ def _getobs(data, idx):
         return type(data)(*(_getobs(v, idx) for v in data))
     if isinstance(data, dict):
         return {k: _getobs(v, idx) for k, v in data.items()}
-    if isinstance(idx, (int, np.integer)):
-        return data[int(idx)]
+    n = len(data) if hasattr(data, "__len__") else None
+    if isinstance(idx, (bool, np.bool_)):  # (an int to Python: observation 1 for True)
+        raise IndexError(f"getobs: indices must be integers, a slice or a boolean mask "
+                         f"(as NumPy's); got {shown(idx)}")
+    if isinstance(idx, (int, np.integer)) or (isinstance(idx, np.ndarray) and idx.ndim == 0
+                                              and idx.dtype.kind in "iu"):
+        return data[_position(int(idx), n)]
     if isinstance(idx, slice):
         idx = range(len(data))[idx]
     elif np.asarray(idx).dtype == bool:  # a mask, as NumPy reads one (int(True) read
@@ -121,7 +126,19 @@ def _getobs(data, idx):
         # observation 1, silently, where an array refuses the index, as NumPy does)
         raise IndexError(f"getobs: indices must be integers, a slice or a boolean mask "
                          f"(as NumPy's); got {shown(idx)}")
-    return default_collate([data[int(i)] for i in idx])
+    return default_collate([data[_position(int(i), n)] for i in idx])
+
+
+def _position(i: int, n: int | None) -> int:
+    """Index ``i`` among ``n`` observations as NumPy reads it: a negative one counts from the
+    end, one out of range is refused (a dataset read one observation at a time got ``-1``
+    or ``7`` as given, and one that does not count from the end itself returned another
+    observation, silently). Without ``len`` (``__getitem__`` alone), as given."""
+    if n is None:
+        return i
+    if not -n <= i < n:
+        raise IndexError(f"getobs: index {i} is out of range for {n} observations")
+    return i + n if i < 0 else i
 
 
 def default_collate(observations: list):
