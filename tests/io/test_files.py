@@ -418,6 +418,16 @@ def test_a_damaged_header_digest_key_does_not_let_other_damage_through(tmp_path)
         fl.load(tmp_path / "bad.st")
 
 
+def test_another_tools_key_near_the_digests_loads(tmp_path):
+    """(A file the safetensors package wrote with a key 'fluxml.header_sha512' of its own
+    was refused as damaged: only a file fluxml wrote, holding fluxml.sha256, has the key.)"""
+    from safetensors.numpy import save_file
+
+    for key in ("fluxml.header_sha512", "fluxml.header_sha384"):
+        save_file({"w": np.ones(2)}, str(tmp_path / "m.st"), metadata={key: "abc"})
+        np.testing.assert_array_equal(fl.load(tmp_path / "m.st")["w"], np.ones(2))
+
+
 def test_tensors_missing_from_the_key_paths_are_refused(tmp_path):
     """A file whose fluxml.keys (written for every tensor) lacks one of its tensors, or
     lists one it lacks, is damaged: the tensor was nested at its dots, silently."""
@@ -462,6 +472,10 @@ def test_a_header_too_large_to_read_is_refused_when_saving_and_the_old_file_kept
                            extra={"losses": [0.1] * 1000})
     with pytest.raises(ValueError, match="the tensors' names, dtypes and shapes take"):
         fl.save(path, {f"w{i}": np.ones(1) for i in range(100)})
+    # metadata JSON escapes (a control character: 6 bytes) is blamed, not the tensors
+    for text in ("\x01" * 1000, "\u00e9" * 1000):
+        with pytest.raises(ValueError, match="the metadata 'notes' takes 60[0-9][0-9] bytes"):
+            fl.save(path, {"w": np.ones(2)}, metadata={"notes": text})
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["c.st"]
     # a length past what any header holds is named as such, not as a truncated file
     path.write_bytes((2**40).to_bytes(8, "little") + before[8:])
