@@ -617,3 +617,27 @@ def test_parameters_are_floats(make, got):
     # float and complex dtypes are the parameters'
     assert fl.Dense(3, 4, dtype=np.float64).weight.dtype == np.float64
     assert fl.Dense(3, 4, dtype=np.complex64).weight.dtype == np.complex64
+
+
+def test_a_subclass_of_a_library_layer_prints_its_own_name():
+    # it inherited Dense's line, "Dense(3 => 2)", beside a count that included its own array
+    class MyDense(fl.Dense):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.gain = np.ones(2, np.float32)
+
+        def __call__(self, x):
+            return super().__call__(x) * self.gain
+
+    class CountingNorm(fl.BatchNorm):
+        nontrainable = (*fl.BatchNorm.nontrainable, "count")
+
+        def __init__(self, n):
+            super().__init__(n)
+            self.count = np.zeros(1, np.float32)
+
+    assert repr(MyDense(3, 2)) == "MyDense(3 => 2)  # 10 parameters"
+    assert repr(CountingNorm(3)) == "CountingNorm(3)  # 6 parameters, plus 7 non-trainable"
+    listing = repr(fl.Chain(MyDense(3, 2), fl.Dense(2, 1)))
+    assert "  MyDense(3 => 2),  " in listing and "  Dense(2 => 1),  " in listing
+    assert repr(fl.Dense(3, 2)) == "Dense(3 => 2)  # 8 parameters"
