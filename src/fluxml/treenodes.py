@@ -68,10 +68,32 @@ def _fields(obj, trainable=False):
     else:
         return None
     if trainable:
-        skip = getattr(type(obj), "nontrainable", ())
+        skip = nontrainable(t)
         if skip:
             fields = [(k, v) for k, v in fields if k not in skip]
     return fields
+
+
+_FROZEN: dict = {}  # class -> (its nontrainable attribute, the names checked)
+
+
+def nontrainable(t) -> tuple:
+    """The field names class ``t`` declares ``nontrainable``, checked once per declaration:
+    a string is refused, as ``nontrainable = ("running_mean")`` (a missing comma) was read
+    by ``in`` as a substring test, so that fields named ``running_mean``, ``mean`` or ``m``
+    were all left untrained, silently."""
+    raw = getattr(t, "nontrainable", ())
+    known = _FROZEN.get(t)
+    if known is not None and known[0] is raw:
+        return known[1]
+    if isinstance(raw, str) or not isinstance(raw, (tuple, list, set, frozenset)) \
+            or not all(isinstance(k, str) for k in raw):
+        hint = f" (write ({raw!r},) for one name)" if isinstance(raw, str) else ""
+        raise TypeError(f"{t.__name__}.nontrainable must be a tuple of field names; got "
+                        f"{raw!r} (a {type(raw).__name__}){hint}")
+    names = tuple(raw)
+    _FROZEN[t] = raw, names
+    return names
 
 
 # What a value is in a tree depends on its type alone, up to an object's fields and unless a

@@ -641,3 +641,25 @@ def test_a_subclass_of_a_library_layer_prints_its_own_name():
     listing = repr(fl.Chain(MyDense(3, 2), fl.Dense(2, 1)))
     assert "  MyDense(3 => 2),  " in listing and "  Dense(2 => 1),  " in listing
     assert repr(fl.Dense(3, 2)) == "Dense(3 => 2)  # 8 parameters"
+
+
+def test_a_nontrainable_string_is_refused_not_read_as_substrings():
+    # ("mean") is a string: "m" in "mean" left the field m untrained too, silently
+    class Model:
+        nontrainable = ("mean")
+
+        def __init__(self):
+            self.m, self.mean, self.w = np.ones(2), np.zeros(2), np.ones(2)
+
+        def __call__(self, x):
+            return x * self.w * self.m - self.mean
+
+    model = Model()
+    with pytest.raises(TypeError, match=r"Model.nontrainable must be a tuple of field names; "
+                       r"got 'mean' \(a str\) \(write \('mean',\) for one name\)"):
+        fl.trainables(model)
+    with pytest.raises(TypeError, match="Model.nontrainable"):
+        fl.gradient(lambda m: np.sum(m(np.ones(2))), model)
+    Model.nontrainable = ("mean",)  # a declaration changed after use is read again
+    assert [a.shape for a in fl.trainables(model)] == [(2,), (2,)]
+    assert fl.gradient(lambda m: np.sum(m(np.ones(2))), model)[0].mean is None

@@ -31,7 +31,7 @@ import numpy as np
 from fluxml._checks import flag
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import flatten, is_array_leaf, leaves_with_paths
-from fluxml.treenodes import _fields
+from fluxml.treenodes import _fields, nontrainable
 
 
 class _Placeholder:
@@ -171,7 +171,7 @@ class Module:
         fields = _fields(self) or ()
         if not any(_holds_module(v) for _, v in fields):
             return None
-        frozen = getattr(type(self), "nontrainable", ())
+        frozen = nontrainable(type(self))
         return [(k, ArrayField(v, k in frozen) if is_array_leaf(v) and hasattr(v, "shape")
                  else v) for k, v in fields
                 if _holds_module(v) or (is_array_leaf(v) and hasattr(v, "shape"))]
