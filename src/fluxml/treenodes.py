@@ -70,7 +70,11 @@ def _fields(obj, trainable=False):
     if trainable:
         skip = nontrainable(t)
         if skip:
-            fields = [(k, v) for k, v in fields if k not in skip]
+            fields = list(fields)
+            kept = [(k, v) for k, v in fields if k not in skip]
+            if len(fields) - len(kept) != len(skip):
+                _unknown_nontrainable(t, skip, fields)
+            fields = kept
     return fields
 
 
@@ -94,6 +98,17 @@ def nontrainable(t) -> tuple:
     names = tuple(raw)
     _FROZEN[t] = raw, names
     return names
+
+
+def _unknown_nontrainable(t, skip, fields):
+    """Refuse a ``nontrainable`` name that is no field of the object: a misspelt one
+    (``("runing_mean",)``) left the field it meant trained, silently."""
+    names = [k for k, _ in fields]
+    missing = [k for k in skip if k not in names]
+    if missing:
+        raise TypeError(f"{t.__name__}.nontrainable names {', '.join(map(repr, missing))}, "
+                        f"not a field of this {t.__name__} (its fields: "
+                        f"{', '.join(names) or 'none'})")
 
 
 # What a value is in a tree depends on its type alone, up to an object's fields and unless a

@@ -663,3 +663,21 @@ def test_a_nontrainable_string_is_refused_not_read_as_substrings():
     Model.nontrainable = ("mean",)  # a declaration changed after use is read again
     assert [a.shape for a in fl.trainables(model)] == [(2,), (2,)]
     assert fl.gradient(lambda m: np.sum(m(np.ones(2))), model)[0].mean is None
+
+
+def test_a_nontrainable_name_that_is_no_field_is_refused():
+    # a misspelt name left the field it meant trained: the optimiser stepped the statistics
+    class Norm(fl.Module):
+        nontrainable = ("runing_mean",)
+
+        def __init__(self):
+            self.scale, self.running_mean = np.ones(2), np.zeros(2)
+
+        def __call__(self, x):
+            return (x - self.running_mean) * self.scale
+
+    with pytest.raises(TypeError, match=r"Norm.nontrainable names 'runing_mean', not a field "
+                                        r"of this Norm \(its fields: scale, running_mean\)"):
+        fl.setup(fl.Descent(0.1), Norm())
+    with pytest.raises(TypeError, match="runing_mean"):
+        fl.gradient(lambda m: np.sum(m(np.ones(2))), Norm())
