@@ -681,3 +681,19 @@ def test_a_nontrainable_name_that_is_no_field_is_refused():
         fl.setup(fl.Descent(0.1), Norm())
     with pytest.raises(TypeError, match="runing_mean"):
         fl.gradient(lambda m: np.sum(m(np.ones(2))), Norm())
+
+
+def test_modes_and_modules_reach_layers_in_every_container_the_trees_walk():
+    # a deque is a list to the trees (its Dense trained) but fl.modules skipped it, so
+    # fl.testmode left its Dropout in automatic mode: training inside fl.gradient
+    import collections
+
+    class Model:
+        def __init__(self):
+            self.steps = collections.deque([fl.Dropout(0.5), fl.Dense(2, 2)])
+
+    model = Model()
+    assert len(fl.trainables(model)) == 2
+    assert [type(m).__name__ for m in fl.modules(model)] == ["Dropout", "Dense"]
+    assert fl.testmode(model).steps[0].active is False
+    assert fl.trainmode(model).steps[0].active is True

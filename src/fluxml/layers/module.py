@@ -31,7 +31,7 @@ import numpy as np
 from fluxml._checks import flag
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import flatten, is_array_leaf, leaves_with_paths
-from fluxml.treenodes import _fields, nontrainable
+from fluxml.treenodes import _KINDS, _fields, _kind, nontrainable
 
 
 class _Placeholder:
@@ -333,13 +333,16 @@ def modules(model) -> list:
         x = stack.pop()
         if id(x) in seen:
             continue
-        if isinstance(x, (list, dict)):  # (once each: a list may hold itself)
+        # the containers as the trees read them (a deque is a list there: its layers were
+        # missed, so fl.testmode left a Dropout in one as it was)
+        kind = _KINDS.get(type(x)) or _kind(type(x))
+        if kind in ("list", "dict"):  # (once each: a list may hold itself)
             seen.add(id(x))
-        if isinstance(x, (list, tuple)):
-            stack.extend(reversed(x))
-        elif isinstance(x, dict):
+        if kind in ("list", "tuple", "namedtuple"):
+            stack.extend(reversed(list(x)))
+        elif kind == "dict":
             stack.extend(reversed(list(x.values())))
-        elif not is_array_leaf(x) and (fields := _fields(x)) is not None:  # an object
+        elif kind == "object" and (fields := _fields(x)) is not None:  # an object
             # (its fields as the tree reads them: a Module's slots too, not only its vars)
             seen.add(id(x))
             if isinstance(x, Module):
