@@ -104,11 +104,12 @@ def _unknown_nontrainable(t, skip, fields):
     """Refuse a ``nontrainable`` name that is no field of the object: a misspelt one
     (``("runing_mean",)``) left the field it meant trained, silently."""
     names = [k for k, _ in fields]
-    missing = [k for k in skip if k not in names]
+    missing = [k for k in skip if k not in names and not hasattr(t, k)]
     if missing:
         raise TypeError(f"{t.__name__}.nontrainable names {', '.join(map(repr, missing))}, "
                         f"not a field of this {t.__name__} (its fields: "
-                        f"{', '.join(names) or 'none'})")
+                        f"{', '.join(names) or 'none'}); a field set later is given a value "
+                        f"(None) in __init__")
 
 
 # What a value is in a tree depends on its type alone, up to an object's fields and unless a

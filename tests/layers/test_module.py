@@ -682,6 +682,15 @@ def test_a_nontrainable_name_that_is_no_field_is_refused():
     with pytest.raises(TypeError, match="runing_mean"):
         fl.gradient(lambda m: np.sum(m(np.ones(2))), Norm())
 
+    class Lazy(fl.Module):  # a field set on the first call, with a default in the class
+        nontrainable = ("cache",)
+        cache = None
+
+        def __init__(self):
+            self.w = np.ones(2)
+
+    assert [a.shape for a in fl.trainables(Lazy())] == [(2,)]
+
 
 def test_modes_and_modules_reach_layers_in_every_container_the_trees_walk():
     # a deque is a list to the trees (its Dense trained) but fl.modules skipped it, so
