@@ -706,3 +706,13 @@ def test_modes_and_modules_reach_layers_in_every_container_the_trees_walk():
     assert [type(m).__name__ for m in fl.modules(model)] == ["Dropout", "Dense"]
     assert fl.testmode(model).steps[0].active is False
     assert fl.trainmode(model).steps[0].active is True
+
+    class Block(fl.Module):  # its listing showed only its own array, the counts not adding up
+        def __init__(self):
+            self.steps = collections.deque([fl.Dense(2, 2), fl.Dropout(0.5)])
+            self.scale = np.ones(2, np.float32)
+
+    listing = repr(Block()).splitlines()
+    assert listing[1] == "  steps = deque("
+    assert listing[2].startswith("    Dense(2 => 2),") and listing[2].endswith("# 6 parameters")
+    assert listing[3] == "    Dropout(0.5),"

@@ -23,6 +23,7 @@ array([0., 1., 2.], dtype=float32)
 
 from __future__ import annotations
 
+import collections
 import copy
 from typing import Any, ClassVar
 
@@ -180,7 +181,7 @@ class Module:
 def _holds_module(x) -> bool:
     if isinstance(x, Module):
         return True
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple, collections.deque)):  # (a deque is a list to the trees)
         return any(_holds_module(v) for v in x)
     if isinstance(x, dict):
         return any(_holds_module(v) for v in x.values())

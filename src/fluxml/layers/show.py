@@ -14,6 +14,8 @@ Chain(
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from fluxml.layers.module import parameter_arrays
@@ -73,7 +75,7 @@ def name_of(f) -> str:
 
 def show_children(x):
     """``[(label, child), ...]`` for containers, None for leaf layers and functions."""
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple, collections.deque)):
         return [(None, c) for c in x]
     if isinstance(x, dict):
         return list(x.items())
