@@ -68,10 +68,48 @@ def _fields(obj, trainable=False):
     else:
         return None
     if trainable:
-        skip = getattr(type(obj), "nontrainable", ())
+        skip = nontrainable(t)
         if skip:
-            fields = [(k, v) for k, v in fields if k not in skip]
+            fields = list(fields)
+            kept = [(k, v) for k, v in fields if k not in skip]
+            if len(fields) - len(kept) != len(skip):
+                _unknown_nontrainable(t, skip, fields)
+            fields = kept
     return fields
+
+
+_FROZEN: dict = {}  # class -> (its nontrainable attribute, the names checked)
+
+
+def nontrainable(t) -> tuple:
+    """The field names class ``t`` declares ``nontrainable``, checked once per declaration:
+    a string is refused, as ``nontrainable = ("running_mean")`` (a missing comma) was read
+    by ``in`` as a substring test, so that fields named ``running_mean``, ``mean`` or ``m``
+    were all left untrained, silently."""
+    raw = getattr(t, "nontrainable", ())
+    known = _FROZEN.get(t)
+    if known is not None and known[0] is raw:
+        return known[1]
+    if isinstance(raw, str) or not isinstance(raw, (tuple, list, set, frozenset)) \
+            or not all(isinstance(k, str) for k in raw):
+        hint = f" (write ({raw!r},) for one name)" if isinstance(raw, str) else ""
+        raise TypeError(f"{t.__name__}.nontrainable must be a tuple of field names; got "
+                        f"{raw!r} (a {type(raw).__name__}){hint}")
+    names = tuple(raw)
+    _FROZEN[t] = raw, names
+    return names
+
+
+def _unknown_nontrainable(t, skip, fields):
+    """Refuse a ``nontrainable`` name that is no field of the object: a misspelt one
+    (``("runing_mean",)``) left the field it meant trained, silently."""
+    names = [k for k, _ in fields]
+    missing = [k for k in skip if k not in names and not hasattr(t, k)]
+    if missing:
+        raise TypeError(f"{t.__name__}.nontrainable names {', '.join(map(repr, missing))}, "
+                        f"not a field of this {t.__name__} (its fields: "
+                        f"{', '.join(names) or 'none'}); a field set later is given a value "
+                        f"(None) in __init__")
 
 
 # What a value is in a tree depends on its type alone, up to an object's fields and unless a

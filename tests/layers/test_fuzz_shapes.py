@@ -3,6 +3,7 @@ against the forward pass and the fuzzer's own walk (tests/layers/fuzz_shapes.py)
 seeds; and the defects that fuzzer found, one test each. More seeds by hand:
 ``PYTHONPATH=src python -m tests.layers.fuzz_shapes --cases 3000``."""
 
+import io
 import warnings
 
 import numpy as np
@@ -241,3 +242,45 @@ def test_dropout_lines_keep_their_probability():
         assert eval(line, vars(fl))._line() == line  # noqa: S307 - the layer's own line
     assert fl.Dropout(0.1234567)._line() == "Dropout(0.1234567)"
     assert repr(fl.Dropout(0)) == "Dropout(0)" and repr(fl.Dropout(0.5)) == "Dropout(0.5)"
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (fl.BatchNorm(5, track_stats=False), (1, 5, 1)),  # (the fuzzer's seed 21483)
+    (fl.trainmode(fl.BatchNorm(5)), (1, 5)),
+    (fl.InstanceNorm(5), (2, 5, 1)),
+])
+def test_outputsize_refuses_statistics_of_one_value_as_the_forward_pass(layer, shape):
+    # outputsize gave the input's shape where the layer raises
+    with pytest.raises(fl.LayerError, match="got a single value per") as forward:
+        layer(np.ones(shape, np.float32))
+    with pytest.raises(fl.LayerError) as size:
+        fl.outputsize(layer, shape)
+    assert str(size.value) == str(forward.value)
+    assert fl.outputsize(fl.BatchNorm(5), (1, 5)) == (1, 5)  # test mode: running statistics
+
+
+def test_a_users_subclass_with_its_own_call_is_sized_by_running_it():
+    # it was given its library parent's shape rule: (5, 2) for the (5, 4) it returns
+    class Twice(fl.Dense):
+        def __call__(self, x):
+            y = super().__call__(x)
+            return np.concatenate([y, y], axis=1)
+
+    class Residual(fl.Chain):
+        def __call__(self, x):
+            return np.concatenate([x, super().__call__(x)], axis=1)
+
+    x = np.ones((5, 3), np.float32)
+    model = fl.Chain(Twice(3, 2), fl.Dense(4, 1))
+    assert fl.outputsize(Twice(3, 2), (5, 3)) == Twice(3, 2)(x).shape == (5, 4)
+    assert fl.outputsize(model, (5, 3)) == model(x).shape == (5, 1)
+    res = Residual(fl.Dense(3, 2), fl.Dense(2, 2))
+    assert fl.outputsize(res, (5, 3)) == res(x).shape == (5, 5)
+    out = io.StringIO()
+    fl.summary(model, (5, 3), file=out)
+    assert "(5, 4)" in out.getvalue().splitlines()[3]
+
+    class Plain(fl.Dense):  # its parent's __call__: the parent's rule holds
+        pass
+
+    assert fl.outputsize(Plain(3, 2), (5, 3)) == (5, 2)

@@ -617,3 +617,102 @@ def test_parameters_are_floats(make, got):
     # float and complex dtypes are the parameters'
     assert fl.Dense(3, 4, dtype=np.float64).weight.dtype == np.float64
     assert fl.Dense(3, 4, dtype=np.complex64).weight.dtype == np.complex64
+
+
+def test_a_subclass_of_a_library_layer_prints_its_own_name():
+    # it inherited Dense's line, "Dense(3 => 2)", beside a count that included its own array
+    class MyDense(fl.Dense):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.gain = np.ones(2, np.float32)
+
+        def __call__(self, x):
+            return super().__call__(x) * self.gain
+
+    class CountingNorm(fl.BatchNorm):
+        nontrainable = (*fl.BatchNorm.nontrainable, "count")
+
+        def __init__(self, n):
+            super().__init__(n)
+            self.count = np.zeros(1, np.float32)
+
+    assert repr(MyDense(3, 2)) == "MyDense(3 => 2)  # 10 parameters"
+    assert repr(CountingNorm(3)) == "CountingNorm(3)  # 6 parameters, plus 7 non-trainable"
+    listing = repr(fl.Chain(MyDense(3, 2), fl.Dense(2, 1)))
+    assert "  MyDense(3 => 2),  " in listing and "  Dense(2 => 1),  " in listing
+    assert repr(fl.Dense(3, 2)) == "Dense(3 => 2)  # 8 parameters"
+
+
+def test_a_nontrainable_string_is_refused_not_read_as_substrings():
+    # ("mean") is a string: "m" in "mean" left the field m untrained too, silently
+    class Model:
+        nontrainable = ("mean")
+
+        def __init__(self):
+            self.m, self.mean, self.w = np.ones(2), np.zeros(2), np.ones(2)
+
+        def __call__(self, x):
+            return x * self.w * self.m - self.mean
+
+    model = Model()
+    with pytest.raises(TypeError, match=r"Model.nontrainable must be a tuple of field names; "
+                       r"got 'mean' \(a str\) \(write \('mean',\) for one name\)"):
+        fl.trainables(model)
+    with pytest.raises(TypeError, match="Model.nontrainable"):
+        fl.gradient(lambda m: np.sum(m(np.ones(2))), model)
+    Model.nontrainable = ("mean",)  # a declaration changed after use is read again
+    assert [a.shape for a in fl.trainables(model)] == [(2,), (2,)]
+    assert fl.gradient(lambda m: np.sum(m(np.ones(2))), model)[0].mean is None
+
+
+def test_a_nontrainable_name_that_is_no_field_is_refused():
+    # a misspelt name left the field it meant trained: the optimiser stepped the statistics
+    class Norm(fl.Module):
+        nontrainable = ("runing_mean",)
+
+        def __init__(self):
+            self.scale, self.running_mean = np.ones(2), np.zeros(2)
+
+        def __call__(self, x):
+            return (x - self.running_mean) * self.scale
+
+    with pytest.raises(TypeError, match=r"Norm.nontrainable names 'runing_mean', not a field "
+                                        r"of this Norm \(its fields: scale, running_mean\)"):
+        fl.setup(fl.Descent(0.1), Norm())
+    with pytest.raises(TypeError, match="runing_mean"):
+        fl.gradient(lambda m: np.sum(m(np.ones(2))), Norm())
+
+    class Lazy(fl.Module):  # a field set on the first call, with a default in the class
+        nontrainable = ("cache",)
+        cache = None
+
+        def __init__(self):
+            self.w = np.ones(2)
+
+    assert [a.shape for a in fl.trainables(Lazy())] == [(2,)]
+
+
+def test_modes_and_modules_reach_layers_in_every_container_the_trees_walk():
+    # a deque is a list to the trees (its Dense trained) but fl.modules skipped it, so
+    # fl.testmode left its Dropout in automatic mode: training inside fl.gradient
+    import collections
+
+    class Model:
+        def __init__(self):
+            self.steps = collections.deque([fl.Dropout(0.5), fl.Dense(2, 2)])
+
+    model = Model()
+    assert len(fl.trainables(model)) == 2
+    assert [type(m).__name__ for m in fl.modules(model)] == ["Dropout", "Dense"]
+    assert fl.testmode(model).steps[0].active is False
+    assert fl.trainmode(model).steps[0].active is True
+
+    class Block(fl.Module):  # its listing showed only its own array, the counts not adding up
+        def __init__(self):
+            self.steps = collections.deque([fl.Dense(2, 2), fl.Dropout(0.5)])
+            self.scale = np.ones(2, np.float32)
+
+    listing = repr(Block()).splitlines()
+    assert listing[1] == "  steps = deque("
+    assert listing[2].startswith("    Dense(2 => 2),") and listing[2].endswith("# 6 parameters")
+    assert listing[3] == "    Dropout(0.5),"

@@ -23,6 +23,7 @@ array([0., 1., 2.], dtype=float32)
 
 from __future__ import annotations
 
+import collections
 import copy
 from typing import Any, ClassVar
 
@@ -31,7 +32,7 @@ import numpy as np
 from fluxml._checks import flag
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import flatten, is_array_leaf, leaves_with_paths
-from fluxml.treenodes import _fields
+from fluxml.treenodes import _KINDS, _fields, _kind, nontrainable
 
 
 class _Placeholder:
@@ -171,7 +172,7 @@ class Module:
         fields = _fields(self) or ()
         if not any(_holds_module(v) for _, v in fields):
             return None
-        frozen = getattr(type(self), "nontrainable", ())
+        frozen = nontrainable(type(self))
         return [(k, ArrayField(v, k in frozen) if is_array_leaf(v) and hasattr(v, "shape")
                  else v) for k, v in fields
                 if _holds_module(v) or (is_array_leaf(v) and hasattr(v, "shape"))]
@@ -180,7 +181,7 @@ class Module:
 def _holds_module(x) -> bool:
     if isinstance(x, Module):
         return True
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple, collections.deque)):  # (a deque is a list to the trees)
         return any(_holds_module(v) for v in x)
     if isinstance(x, dict):
         return any(_holds_module(v) for v in x.values())
@@ -333,13 +334,16 @@ def modules(model) -> list:
         x = stack.pop()
         if id(x) in seen:
             continue
-        if isinstance(x, (list, dict)):  # (once each: a list may hold itself)
+        # the containers as the trees read them (a deque is a list there: its layers were
+        # missed, so fl.testmode left a Dropout in one as it was)
+        kind = _KINDS.get(type(x)) or _kind(type(x))
+        if kind in ("list", "dict"):  # (once each: a list may hold itself)
             seen.add(id(x))
-        if isinstance(x, (list, tuple)):
-            stack.extend(reversed(x))
-        elif isinstance(x, dict):
+        if kind in ("list", "tuple", "namedtuple"):
+            stack.extend(reversed(list(x)))
+        elif kind == "dict":
             stack.extend(reversed(list(x.values())))
-        elif not is_array_leaf(x) and (fields := _fields(x)) is not None:  # an object
+        elif kind == "object" and (fields := _fields(x)) is not None:  # an object
             # (its fields as the tree reads them: a Module's slots too, not only its vars)
             seen.add(id(x))
             if isinstance(x, Module):

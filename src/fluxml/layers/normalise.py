@@ -192,6 +192,15 @@ class BatchNorm(_Norm):
                                x.size // self.channels)
         return self._activate(y)
 
+    def _output_shape(self, shape):
+        # the batch's statistics (training, or no running ones): refused over one value per
+        # channel as the forward pass refuses it (outputsize of (1, 5, 1) through a
+        # BatchNorm(5, track_stats=False) gave (1, 5, 1) where the layer raises)
+        x = self._input(self._like(shape))
+        if is_active(self, x) or self.running_mean is None:
+            self._several(x.size // self.channels, "per channel (N times the spatial sizes)")
+        return tuple(shape)
+
     def _line(self) -> str:
         return f"BatchNorm({self.channels}{self._options(True, True)})"
 
@@ -235,7 +244,9 @@ class InstanceNorm(_Norm):
         return self._activate(y)
 
     def _output_shape(self, shape):
-        self._input(self._like(shape), min_ndim=3)
+        x = self._input(self._like(shape), min_ndim=3)  # (refused as the forward pass does)
+        if (is_active(self, x) or self.running_mean is None) and x.shape[0]:
+            self._several(x[0, 0].size, "per sample and channel (the spatial sizes)")
         return tuple(shape)
 
     def _line(self) -> str:

@@ -50,11 +50,33 @@ def output_shape(layer, shape, dtype=np.float32, *, single: bool = False):
     a tuple of tuples is one argument holding several arrays (what a Chain passes on from a
     layer returning a tuple, such as MultiHeadAttention), not several arguments."""
     rule = getattr(layer, "_output_shape", None)
-    if rule is not None and callable(rule) and not isinstance(layer, type):
+    if rule is not None and callable(rule) and not isinstance(layer, type) \
+            and _runs_as(layer, "_output_shape"):
         return rule(shape, dtype=dtype) if _reads_dtype(rule) else rule(shape)
-    if isinstance(layer, (Parallel, SkipConnection, PairwiseFusion, Bidirectional, Recurrence)):
+    if isinstance(layer, _CONTAINERS) and _runs_as(layer, _CONTAINERS):
         return _container_shape(layer, shape, dtype)
     return _by_running(layer, shape, dtype, single)
+
+
+_CONTAINERS = (Parallel, SkipConnection, PairwiseFusion, Bidirectional, Recurrence)
+
+
+def _runs_as(layer, what) -> bool:
+    """Whether ``layer``'s ``__call__`` is the one its shape rule describes: that of the class
+    defining the rule (``what``: the rule's name, or the container classes), of a class
+    above it, or fluxml's own. A user's subclass of a library layer with a ``__call__`` of
+    its own (``class Twice(fl.Dense)`` concatenating the output with itself) was given
+    Dense's shape, (5, 2) for the (5, 4) it returns, silently; such a layer is run on
+    zeros. (Read each time: a class's ``__call__`` may be replaced after a first use.)"""
+    mro = type(layer).__mro__
+    caller = next((k for k in mro if "__call__" in vars(k)), object)
+    if caller.__module__.startswith("fluxml."):
+        return True
+    if isinstance(what, str):
+        owner = next((k for k in mro if what in vars(k)), type(layer))
+    else:
+        owner = next(k for k in mro if k in what)
+    return caller in owner.__mro__
 
 
 _READS_DTYPE: dict = {}  # a rule's function -> whether it takes the input's dtype
@@ -85,7 +107,7 @@ def _container_shape(layer, shape, dtype):
     if isinstance(layer, Recurrence):
         layer._check_sequence(shape)
         rule = getattr(layer.cell, "_output_shape", None)
-        if rule is None or not callable(rule):
+        if rule is None or not callable(rule) or not _runs_as(layer.cell, "_output_shape"):
             return _by_running(layer, shape, dtype)  # (a user's cell)
         # the cell's shapes for one time step (N, F), the time axis put back in the output
         out, state = _located(name, "cell", layer.cell, shape[:-2] + shape[-1:], dtype)
@@ -215,7 +237,7 @@ def _count(layer) -> str:
 
 
 def _rows(layer, shape, indent, rows, dtype, single=True):
-    if isinstance(layer, Chain):
+    if isinstance(layer, Chain) and _runs_as(layer, (Chain,)):
         rows.append((indent + "Chain(", "", ""))
         out = shape
         for key, child in layer._items():

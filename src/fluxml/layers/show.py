@@ -14,6 +14,8 @@ Chain(
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from fluxml.layers.module import parameter_arrays
@@ -38,7 +40,7 @@ def line_of(x) -> str:
     line = getattr(x, "_line", None)
     if line is not None and callable(line):
         try:
-            return line()
+            return _own_name(x, line())
         except (TypeError, AttributeError, ValueError, IndexError):
             # a structural gradient has the layer's class but None for its settings: show
             # its fields instead of the constructor call
@@ -46,6 +48,19 @@ def line_of(x) -> str:
 
             return Module._line(x)
     return name_of(x)
+
+
+def _own_name(x, line: str) -> str:
+    """``line`` with the class that wrote it renamed to ``x``'s own class: a user's subclass
+    of a library layer (``class MyDense(fl.Dense)`` with fields and a ``__call__`` of its
+    own) inherits the library's ``_line``, which names the library class; printed as
+    ``Dense(3 => 2)`` it read as a plain Dense beside a count that included its extra
+    arrays."""
+    cls = type(x)
+    owner = next((k for k in cls.__mro__ if "_line" in vars(k)), cls)
+    if owner is cls or not line.startswith(owner.__name__ + "("):
+        return line
+    return cls.__name__ + line[len(owner.__name__):]
 
 
 def name_of(f) -> str:
@@ -60,7 +75,7 @@ def name_of(f) -> str:
 
 def show_children(x):
     """``[(label, child), ...]`` for containers, None for leaf layers and functions."""
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple, collections.deque)):
         return [(None, c) for c in x]
     if isinstance(x, dict):
         return list(x.items())
