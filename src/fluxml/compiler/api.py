@@ -306,7 +306,11 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     as eagerly (``x32 * self.k`` stays float32).
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
-    when it is traced (as JAX does): pass anything that changes as an argument. An argument's
+    when it is traced (as JAX does): pass anything that changes as an argument. The numbers,
+    strings and tuples of them that ``fn``'s own code reads as globals or closes over are part
+    of the signature (``LR = 0.5`` between calls traces again, ``compiler/free.py``); a
+    mutable one written in place (a global list, a list default), and those read by the
+    functions ``fn`` calls, are not seen. An argument's
     array reached another way (a bound method ``act = layer.__call__`` held by the model, a
     closure over it) would be such a constant, stale after the next change: it is refused
     with a ``CompileError`` naming it (a layer held as a field and called is read as an

@@ -1,0 +1,79 @@
+"""A compiled call after something its trace specialised on changed computes what the eager
+code computes now (the stale-trace audit's regressions)."""
+
+import numpy as np
+
+import fluxml as fl
+
+X = np.arange(6.0).reshape(2, 3)
+
+SCALE = 0.1  # read as a global by _scaled
+
+
+def _scaled(x):
+    return x * SCALE
+
+
+def test_a_global_number_read_by_the_function_is_part_of_the_signature():
+    global SCALE
+    c = fl.compile(_scaled)
+    try:
+        np.testing.assert_allclose(c(X), X * 0.1)
+        SCALE = 0.5  # was: 0.1 still (the first trace's constant), 0.93 off
+        np.testing.assert_allclose(c(X), X * 0.5)
+        SCALE = 1  # an int of the same value as a float is another signature
+        assert c(X).dtype == X.dtype
+        np.testing.assert_allclose(c(X), X)
+        assert c.traces == 3
+    finally:
+        SCALE = 0.1
+
+
+def test_a_closed_over_number_rebound_traces_again():
+    k = 1.0
+
+    def f(x):
+        return x * k
+
+    c = fl.compile(f)
+    np.testing.assert_allclose(c(X), X)
+    k = 4.0  # noqa: F841 - read by f through its cell
+    np.testing.assert_allclose(c(X), 4 * X)
+    assert c.traces == 2
+    np.testing.assert_allclose(c(X), 4 * X)
+    assert c.traces == 2  # (the same value: the fast path)
+
+
+def test_a_bound_method_of_an_object_holding_only_numbers_sees_its_fields():
+    class Scale:
+        def __init__(self):
+            self.k = 1.0
+
+        def __call__(self, x):
+            return x * self.k
+
+        def f(self, x):
+            return x * self.k
+
+    s = Scale()
+    method, call = fl.compile(s.f), fl.compile(s)
+    np.testing.assert_allclose(method(X), X)
+    np.testing.assert_allclose(call(X), X)
+    s.k = 3.0  # was: 1.0 still, 4.65 off
+    np.testing.assert_allclose(method(X), 3 * X)
+    np.testing.assert_allclose(call(X), 3 * X)
+
+
+def test_a_dict_argument_with_its_keys_in_another_order_traces_again():
+    c = fl.compile(lambda x, d: x * next(iter(d.values())))
+    np.testing.assert_allclose(c(X, {"a": 1.0, "b": 2.0}), X)
+    # was: the guard checked the keys as a set and ran the first order's trace (X, not 2X)
+    np.testing.assert_allclose(c(X, {"b": 2.0, "a": 1.0}), 2 * X)
+
+
+def test_a_set_argument_grown_in_place_traces_again():
+    c = fl.compile(lambda x, s: x * len(s))
+    s = {1}
+    np.testing.assert_allclose(c(X, s), X)
+    s.add(2)  # was: len(s) = 1 still, the set being the same object
+    np.testing.assert_allclose(c(X, s), 2 * X)
