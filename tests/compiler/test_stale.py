@@ -2,6 +2,7 @@
 code computes now (the stale-trace audit's regressions)."""
 
 import numpy as np
+import pytest
 
 import fluxml as fl
 
@@ -77,3 +78,39 @@ def test_a_set_argument_grown_in_place_traces_again():
     np.testing.assert_allclose(c(X, s), X)
     s.add(2)  # was: len(s) = 1 still, the set being the same object
     np.testing.assert_allclose(c(X, s), 2 * X)
+
+
+def _helper(x):
+    return x * SCALE
+
+
+def test_a_global_read_by_a_helper_the_function_calls_is_part_of_the_signature():
+    global SCALE
+    c = fl.compile(lambda x: _helper(x) + 1)
+    try:
+        np.testing.assert_allclose(c(X), X * 0.1 + 1)
+        SCALE = 2.0  # was: 0.1 still (the helper's global, read when traced)
+        np.testing.assert_allclose(c(X), X * 2 + 1)
+    finally:
+        SCALE = 0.1
+
+
+def test_a_read_only_array_the_program_writes_is_refused_before_anything_runs():
+    fl.seed(0)
+    model = fl.Chain(fl.Dense(3, 2), fl.Dense(2, 2))
+    state = fl.setup(fl.Descent(0.1), model)
+
+    def step(m, st, x):
+        _, g = fl.withgradient(lambda m: fl.mse(m(x), 0 * m(x).real), m)
+        fl.update(st, m, g[0])
+
+    c = fl.compile(step)
+    x = np.ones((4, 3), np.float32)
+    c(model, state, x)
+    before = [model.layers[0].weight.copy(), model.layers[1].weight.copy()]
+    w = model.layers[1].weight.copy()
+    w.flags.writeable = False
+    model.layers[1].weight = w  # was: "output array is read-only", layers[0] stepped already
+    with pytest.raises(fl.CompileError, match=r"layers\.1\.weight is a read-only"):
+        c(model, state, x)
+    np.testing.assert_array_equal(model.layers[0].weight, before[0])

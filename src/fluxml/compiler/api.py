@@ -31,7 +31,7 @@ class Entry:
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
                  "rebind", "known", "numbers", "pending", "copies", "alias", "returned",
-                 "shared", "scalars", "free")
+                 "shared", "scalars", "free", "written")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
                  rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=(),
@@ -73,6 +73,10 @@ class Entry:
         # the plain globals and closed-over values the function read when traced (free.py);
         # a call whose values are these objects is this trace's (the fast path)
         self.free = ()
+        # the input positions of the NumPy arrays the program writes, which must be writable
+        # (checked before a call runs: a read-only one stopped the program part way, with a
+        # bare "output array is read-only", after writing the arrays before it)
+        self.written = ()
 
 
 def _copies(program, distinct) -> tuple:
@@ -215,7 +219,14 @@ class Compiled:
                 self.cache.move_to_end(key)
             entry.free = values  # (equal values, new objects: the fast path's from now on)
             self.last = entry
-        return _execute(entry, args, [leaves[i] for i in entry.positions])
+        arrays = [leaves[i] for i in entry.positions]
+        for k in entry.written:
+            if type(arrays[k]) is np.ndarray and not arrays[k].flags.writeable:
+                raise CompileError(
+                    f"fl.compile: {_path_of(args, entry.positions[k])} is a read-only array "
+                    f"(flags.writeable is False), which {_fname(self.fn)} writes in place; "
+                    "nothing was run. Give it a writable copy (x.copy()).")
+        return _execute(entry, args, arrays)
 
     def _trace(self, args, leaves, spec, key, numbers=None):
         start = time.perf_counter()
@@ -225,6 +236,7 @@ class Compiled:
             lambda *a: _run(self._body, a), args, leaves, spec, numbers, self._body)
         randomness.check(watched, before, _fname(self.fn))
         distinct = _output_pattern(program)
+        written = tuple(sorted({k for k, _ in program.writes}))  # (as traced, before the passes)
         scalars = _written_scalars(program)
         steps = passes.pipeline(self.backend)
         if self.optimise:
@@ -253,13 +265,15 @@ class Compiled:
                        for i, x in enumerate(leaves) if x is leaves[positions[k]]}
             rebind = make_rebinder(args, spec, targets, (_Keywords,),
                                    {k: n_out + j for j, k in enumerate(run.rebinds)})
-        extract = make_extractor(args, spec, leaves, positions, numbers)
+        extract = make_extractor(args, spec, leaves, positions, numbers,
+                                 {positions[k] for k in written})
         alias = make_rebinder(args, spec, aliases, (_Keywords,)) if aliases else None
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, number_inputs,
                       tuple(k for k in _copies(program, distinct) if k not in returned), alias,
                       tuple(returned.items()),
                       tuple((k, j) for k, j in enumerate(distinct) if j != k), scalars)
+        entry.written = written
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)

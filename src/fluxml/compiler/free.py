@@ -13,6 +13,7 @@ written in place) and arrays are not: pass what changes as an argument.
 from __future__ import annotations
 
 import operator
+import types
 
 import numpy as np
 
@@ -32,29 +33,69 @@ def plain(x) -> bool:
 
 def reader(body):
     """``read() -> tuple`` of the current values of the plain globals and closed-over names
-    ``body``'s own code reads (not those of the functions it calls), or None if none."""
-    code = getattr(body, "__code__", None)
-    if code is None:
-        return None
+    read by ``body``'s code and by the user's Python functions it names (a helper it closes
+    over or a global one, depth first; not fluxml's, NumPy's or other installed libraries'),
+    or None if none."""
     namespace: dict = {"_MISSING": _MISSING}
-    parts = []
-    cells = getattr(body, "__closure__", None) or ()
-    for k, cell in enumerate(cells):
+    parts: list = []
+    _collect(body, namespace, parts, set())
+    if not parts:
+        return None
+    return build(f"def read():\n    return ({', '.join(parts)},)\n", namespace, "read")
+
+
+def _collect(fn, namespace, parts, seen, depth=0):
+    code = getattr(fn, "__code__", None)
+    if code is None or not _users(fn):
+        return
+    _collect_code(code, getattr(fn, "__closure__", None) or (),
+                  getattr(fn, "__globals__", None), namespace, parts, seen, depth)
+
+
+def _collect_code(code, cells, scope, namespace, parts, seen, depth):
+    """The plain values ``code`` reads through its cells and globals (``scope``) as ``read``
+    parts; then those of the functions it names and of the code defined inside it (a lambda's
+    globals: its cells are made when it runs, not known here)."""
+    if id(code) in seen or depth > 8:
+        return
+    seen.add(id(code))
+    called = []
+    for cell in cells:
         try:
             value = cell.cell_contents
         except ValueError:  # a name not yet assigned
             continue
         if plain(value):
-            namespace[f"c{k}"] = cell
-            parts.append(f"c{k}.cell_contents")
-    scope = getattr(body, "__globals__", None)
+            name = f"c{len(namespace)}"
+            namespace[name] = cell
+            parts.append(f"{name}.cell_contents")
+        elif isinstance(value, types.FunctionType):
+            called.append(value)
     if scope is not None:
-        namespace["g"] = scope
-        parts += [f"g.get({name!r}, _MISSING)" for name in dict.fromkeys(code.co_names)
-                  if name in scope and plain(scope[name])]
-    if not parts:
-        return None
-    return build(f"def read():\n    return ({', '.join(parts)},)\n", namespace, "read")
+        g = f"g{len(namespace)}"
+        namespace[g] = scope
+        for name in dict.fromkeys(code.co_names):
+            value = scope.get(name, _MISSING)
+            if plain(value):
+                parts.append(f"{g}.get({name!r}, _MISSING)")
+            elif isinstance(value, types.FunctionType):
+                called.append(value)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _collect_code(const, (), scope, namespace, parts, seen, depth + 1)
+    for f in called:
+        _collect(f, namespace, parts, seen, depth + 1)
+
+
+def _users(fn) -> bool:
+    """A function of the user's (not of fluxml or an installed library: their globals are
+    settings, not what the program computes with)."""
+    module = getattr(fn, "__module__", None) or ""
+    top = module.partition(".")[0]
+    return top not in _LIBRARIES
+
+
+_LIBRARIES = frozenset({"fluxml", "numpy", "jax", "jaxlib", "scipy", "functools", "builtins"})
 
 
 def key(values: tuple) -> tuple:

@@ -52,6 +52,7 @@ class _Writer:
         self.track = False  # check which array leaves are the same (the program's inputs)
         self.first: dict = {}  # id of an array leaf -> its first leaf's index
         self.arrays: list = []  # (local, leaf index) of each distinct array leaf
+        self.written: set = set()  # leaf indices of the arrays the program writes
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -66,7 +67,7 @@ class _Writer:
         self.lines.append(f"    if not ({cond}): return None")
 
 
-def make_extractor(args, spec, leaves, positions, numbers=None):
+def make_extractor(args, spec, leaves, positions, numbers=None, written=frozenset()):
     """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
     ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs,
     ``numbers`` the traced numbers among the leaves (``numbers.find``: a number's type and
@@ -77,16 +78,19 @@ def make_extractor(args, spec, leaves, positions, numbers=None):
     numbers and that each JAX leaf is its known array (what a training loop passes), and
     hands any other call to the full check, which also checks a new JAX array's shape and
     dtype: the code a call runs is then shorter, which counts most when it runs out of the
-    caches (called between other work)."""
-    full = _extractor(args, spec, leaves, positions, numbers, False)
+    caches (called between other work). ``written``: the leaf indices of the arrays the
+    program writes; a NumPy one that is not its known array must be writable (else the
+    general path refuses it)."""
+    full = _extractor(args, spec, leaves, positions, numbers, False, None, written)
     if full is None or not any(is_jax(leaves[i]) for i in positions):
         return full
-    fast = _extractor(args, spec, leaves, positions, numbers, True, full)
+    fast = _extractor(args, spec, leaves, positions, numbers, True, full, written)
     return fast if fast is not None else full
 
 
-def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
+def _extractor(args, spec, leaves, positions, numbers, fast, full=None, written=frozenset()):
     w = _Writer(fast)
+    w.written = written
     if fast:
         w.consts["_full"] = full
     w.numbers = numbers or {}
@@ -208,6 +212,10 @@ def _walk(w, ref, x, spec, names):
                 else ""
             w.check(f"type({v}) is {w.const(type(x))} and {v}.shape == {x.shape!r} and "
                     f"({v}.dtype is {d} or {v}.dtype == {d}){layout}")
+            if q is not None and len(names) - 1 in w.written and not is_jax(x):
+                # a new array the program writes: writable (one made read-only in place
+                # is refused by the failed run's message)
+                w.check(f"{v} is {q} or {v}.flags.writeable")
         elif len(names) - 1 in w.numbers:  # a traced number: a number of its type (its
             # value an input), and a switch that was on is still on (0 is a constant of
             # another trace)
