@@ -148,8 +148,7 @@ def test_the_guards_fast_check_pairs_arrays_with_the_last_calls_arrays():
     entry = f.last
     assert len(entry.numbers) == 2  # eta and rho, shared by both Leafs
     source = inspect.getsource(entry.extract)
-    # (distinct: a written array is compared twice, the second before its writable check)
-    pairs = set(re.findall(r"\b(x\d+) is q(\d+)\b", source))
+    pairs = re.findall(r"\b(x\d+) is q(\d+)\b", source)
     assert len(pairs) == len(entry.positions) - 2
     assert not {int(k) for _, k in pairs} & set(entry.numbers)
 

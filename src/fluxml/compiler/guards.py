@@ -53,6 +53,7 @@ class _Writer:
         self.first: dict = {}  # id of an array leaf -> its first leaf's index
         self.arrays: list = []  # (local, leaf index) of each distinct array leaf
         self.written: set = set()  # leaf indices of the arrays the program writes
+        self.writable: list = []  # (local, known local) of those that are NumPy arrays
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -104,6 +105,7 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None, written=
     if len(names) != len(leaves):
         return None  # a tree this walker does not mirror: always take the general path
     arrays = w.arrays
+    same = ""  # all the arrays the last call's (checked together, and only then the rest)
     if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
         # memory (views of one array) exactly as they did
         views = [(a, leaves[i]) for a, i in arrays if not is_jax(leaves[i])]
@@ -118,10 +120,14 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None, written=
             pattern = memory_pattern([x for _, x in views])
             w.consts["memory_pattern"] = memory_pattern
             lines.append(f"memory_pattern([{listed}]) == {pattern!r}")
+        lines += [f"{v}.flags.writeable" for v, _ in w.writable] if same else []
         if same:
             w.lines.append(f"    if not ({same}):")
         for cond in lines:
             w.lines.append(f"    {'    ' if same else ''}if not ({cond}): return None")
+    if not same:
+        w.lines += [f"    if not ({v} is {q} or {v}.flags.writeable): return None"
+                    for v, q in w.writable]
     inputs = ", ".join(names[i] for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args, known):\n" + "\n".join(w.lines) + "\n"
@@ -213,9 +219,9 @@ def _walk(w, ref, x, spec, names):
             w.check(f"type({v}) is {w.const(type(x))} and {v}.shape == {x.shape!r} and "
                     f"({v}.dtype is {d} or {v}.dtype == {d}){layout}")
             if q is not None and len(names) - 1 in w.written and not is_jax(x):
-                # a new array the program writes: writable (one made read-only in place
-                # is refused by the failed run's message)
-                w.check(f"{v} is {q} or {v}.flags.writeable")
+                # a new array the program writes must be writable (checked where the
+                # arrays are not all the last call's: nothing on a training loop's calls)
+                w.writable.append((v, q))
         elif len(names) - 1 in w.numbers:  # a traced number: a number of its type (its
             # value an input), and a switch that was on is still on (0 is a constant of
             # another trace)
