@@ -175,6 +175,9 @@ def run_case(seed, backend="numpy", calls=8) -> list:
     x = rng.normal(size=(5, 3))
     y = rng.normal(size=(5, 2))
     done = []
+    # float32 models: XLA's fused float32 rounding differs from NumPy's (seed 23's Adam step
+    # at eta 0.1 was 3e-5 off in float32, and agrees to 1e-9 with the model in float64)
+    tol = 1e-3 if backend == "xla" else 1e-4
     for call in range(calls):
         if call:
             done.append(_mutate(rng, world))
@@ -203,7 +206,7 @@ def run_case(seed, backend="numpy", calls=8) -> list:
                   np.asarray(want, dtype=np.float64))]
         pairs += list(zip(_arrays(args[:2]), _arrays(eager_args[:2])))
         for a, b in pairs:
-            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-4, atol=1e-5):
+            if a.shape != b.shape or not np.allclose(a, b, rtol=tol, atol=tol / 10):
                 err = np.abs(a - b).max() if a.shape == b.shape else (a.shape, b.shape)
                 return [f"{kind} call {call} after {done}: off by {err}"]
     return []

@@ -46,7 +46,15 @@ def reader(body):
 
 def _collect(fn, namespace, parts, seen, depth=0):
     code = getattr(fn, "__code__", None)
-    if code is None or not _users(fn):
+    if code is None or id(code) in seen or depth > 8:
+        return
+    if not _users(fn):  # a library's wrapper (fl.train's compiled step): only the user's
+        # functions it closes over (the loss), not its own settings
+        seen.add(id(code))
+        for cell in getattr(fn, "__closure__", None) or ():
+            value = _contents(cell)
+            if isinstance(value, types.FunctionType):
+                _collect(value, namespace, parts, seen, depth + 1)
         return
     _collect_code(code, getattr(fn, "__closure__", None) or (),
                   getattr(fn, "__globals__", None), namespace, parts, seen, depth)
@@ -61,9 +69,8 @@ def _collect_code(code, cells, scope, namespace, parts, seen, depth):
     seen.add(id(code))
     called = []
     for cell in cells:
-        try:
-            value = cell.cell_contents
-        except ValueError:  # a name not yet assigned
+        value = _contents(cell)
+        if value is _MISSING:
             continue
         if plain(value):
             name = f"c{len(namespace)}"
@@ -85,6 +92,13 @@ def _collect_code(code, cells, scope, namespace, parts, seen, depth):
             _collect_code(const, (), scope, namespace, parts, seen, depth + 1)
     for f in called:
         _collect(f, namespace, parts, seen, depth + 1)
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # a name not yet assigned
+        return _MISSING
 
 
 def _users(fn) -> bool:
