@@ -6,8 +6,9 @@ its arrays (replaced, of another dtype, Fortran-ordered, read-only, tied to anot
 untied), the optimiser's state (``fl.adjust``, ``fl.freeze``/``fl.thaw``), non-array
 arguments (1, True, 1.0, NumPy scalars, None or missing, strings, a tuple, list or
 namedtuple, a dict's key order, a set grown), a global and a closed-over number the function
-reads, ``fl.seed``. The cache is small (``cache_size=3``) so that evicted signatures trace
-again. Each call must agree with eager, or raise a ``CompileError``.
+reads, a global dict written in place, ``fl.seed``. The cache is small (``cache_size=3``)
+so that evicted signatures trace again. Each call must agree with eager, or raise a
+``CompileError``.
 
 ``python -m tests.compiler.fuzz_stale N FIRST [xla]``: cases FIRST .. FIRST + N - 1 (each a
 seed), on the numpy back end (and the xla one with ``xla``); each failure printed with its
@@ -27,6 +28,7 @@ from tests.io.fuzz_cli import run_seeds
 Pair = collections.namedtuple("Pair", "a b")
 
 GAIN = 1.0  # a global the programs read (changed by the "global" mutation)
+TABLE = {"bias": 0.0}  # a global dict written in place (the "table" mutation)
 _ACTIVATIONS = (np.tanh, fl.relu, fl.sigmoid, fl.identity)
 
 
@@ -49,6 +51,7 @@ def make_program(kind, scale):
         tagged = 0.0 if tag is None else float(len(tag))
         flag = 1.5 if k is True else 0.0
         return (GAIN * k_cell * first + kind_bonus + tagged + flag + len(marks)
+                + TABLE["bias"]
                 + float(np.float64(k) / 3))
 
     def forward(model, x, k, opts, seq, marks, tag=None):
@@ -72,7 +75,7 @@ def _mutate(rng, world) -> str:
     global GAIN
     m, st = world["model"], world["state"]
     dense = [m.layers[i] for i in (0, 3, 4, 5)]
-    choice = int(rng.integers(24))
+    choice = int(rng.integers(25))
     if choice == 0:
         layer = dense[int(rng.integers(4))]
         layer.activation = _ACTIVATIONS[int(rng.integers(len(_ACTIVATIONS)))]
@@ -149,6 +152,9 @@ def _mutate(rng, world) -> str:
     if choice == 21:
         world["set_scale"](float(rng.choice([1.0, 3.0])))
         return "closure"
+    if choice == 23:
+        TABLE["bias"] = float(rng.choice([0.0, 0.5]))
+        return "table written"
     if choice == 22:
         m.layers[1].rng = np.random.default_rng(int(rng.integers(100)))
         return "dropout rng"
@@ -164,6 +170,7 @@ def run_case(seed, backend="numpy", calls=8) -> list:
     """Failures of one case (empty: every call agreed with eager)."""
     global GAIN
     GAIN = 1.0
+    TABLE["bias"] = 0.0
     rng = np.random.default_rng(seed)
     kind = "forward" if rng.random() < 0.5 else "train"
     model = make_model(rng)

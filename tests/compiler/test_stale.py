@@ -145,3 +145,36 @@ def test_train_compiled_sees_a_global_its_loss_reads_changed_by_a_callback():
     # a constant of the first trace)
     np.testing.assert_allclose(models[0].layers[0].weight, models[1].layers[0].weight,
                                rtol=1e-6)
+
+
+CONFIG = {"scale": 1.0}  # a global dict written in place between calls
+FACTORS = [1.0]  # a global list written in place
+
+
+def _configured(x):
+    return x * CONFIG["scale"] * FACTORS[0]
+
+
+def test_small_global_lists_and_dicts_written_in_place_trace_again():
+    c = fl.compile(_configured)
+    try:
+        np.testing.assert_allclose(c(X), X)
+        CONFIG["scale"] = 2.0  # was: 1.0 still (the list or dict is the same object)
+        np.testing.assert_allclose(c(X), 2 * X)
+        FACTORS[0] = 3.0
+        np.testing.assert_allclose(c(X), 6 * X)
+        assert c.traces == 3
+        np.testing.assert_allclose(c(X), 6 * X)
+        assert c.traces == 3  # (the same items: no trace)
+    finally:
+        CONFIG["scale"], FACTORS[0] = 1.0, 1.0
+
+
+def test_a_list_default_written_in_place_traces_again():
+    def f(x, k=[1.0]):  # noqa: B006 - the mutable default is the case tested
+        return x * k[0]
+
+    c = fl.compile(f)
+    np.testing.assert_allclose(c(X), X)
+    f.__defaults__[0][0] = 5.0  # was: 1.0 still, 9.3 off
+    np.testing.assert_allclose(c(X), 5 * X)

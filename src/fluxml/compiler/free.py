@@ -5,9 +5,11 @@ call after ``LR = 0.5`` (or ``nonlocal k; k = 4.0``) ran the first value silentl
 read on every call and are part of the signature: a new value traces again, as a new value
 of a non-array argument does.
 
-Only immutable values are watched, by identity on the fast path (a name rebound to an equal
-new object takes the general path, whose key is the value). Mutable ones (a global list
-written in place) and arrays are not: pass what changes as an argument.
+Small lists and dicts of such values (a global ``CONFIG = {"lr": 0.1}``, a list default)
+are read as tuples of their items on every call, so that a write in place is seen too. The
+fast path compares by identity, then (where a value is another object: a snapshot, an equal
+number made again) by value. Arrays, larger or other mutable values (an object's fields) are
+not watched: pass what changes as an argument.
 """
 
 from __future__ import annotations
@@ -22,11 +24,32 @@ from fluxml.compiler.codegen import build
 
 _MISSING = object()  # a global deleted since (the call then fails as eagerly, when traced)
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
+_SMALL = 64  # the most items of a list or dict read as a snapshot on every call
+
+
+def snapshot(x):
+    """A small list or dict of plain values as a tuple of its items (tagged by its type); any
+    other value as it is."""
+    t = type(x)
+    if t is list and len(x) <= _SMALL:
+        return (list, *x)
+    if t is dict and len(x) <= _SMALL:
+        return (dict, *x.items())
+    return x
+
+
+def _defaults(values):
+    return values if values is None else tuple(map(snapshot, values))
+
+
+def watched(x) -> bool:
+    """A value read on every call: plain, or a small list or dict of plain values."""
+    return plain(x) or (type(x) in (list, dict) and plain(snapshot(x)[1:]))
 
 
 def plain(x) -> bool:
     """An immutable Python value a trace would make a constant."""
-    if isinstance(x, _PLAIN):
+    if isinstance(x, _PLAIN) or x is list or x is dict:  # (the tags of a snapshot)
         return True
     return type(x) in (tuple, frozenset) and all(map(plain, x))
 
@@ -36,7 +59,7 @@ def reader(body):
     read by ``body``'s code and by the user's Python functions it names (a helper it closes
     over or a global one, depth first; not fluxml's, NumPy's or other installed libraries'),
     or None if none."""
-    namespace: dict = {"_MISSING": _MISSING}
+    namespace: dict = {"_MISSING": _MISSING, "_snap": snapshot, "_defaults": _defaults}
     parts: list = []
     _collect(body, namespace, parts, set())
     if not parts:
@@ -56,6 +79,11 @@ def _collect(fn, namespace, parts, seen, depth=0):
             if isinstance(value, types.FunctionType):
                 _collect(value, namespace, parts, seen, depth + 1)
         return
+    defaults = getattr(fn, "__defaults__", None)
+    if defaults and all(map(watched, defaults)):  # (a list default appended to in place)
+        name = f"f{len(namespace)}"
+        namespace[name] = fn
+        parts.append(f"_defaults({name}.__defaults__)")
     _collect_code(code, getattr(fn, "__closure__", None) or (),
                   getattr(fn, "__globals__", None), namespace, parts, seen, depth)
 
@@ -72,10 +100,11 @@ def _collect_code(code, cells, scope, namespace, parts, seen, depth):
         value = _contents(cell)
         if value is _MISSING:
             continue
-        if plain(value):
+        if watched(value):
             name = f"c{len(namespace)}"
             namespace[name] = cell
-            parts.append(f"{name}.cell_contents")
+            parts.append(f"{name}.cell_contents" if plain(value) else
+                         f"_snap({name}.cell_contents)")
         elif isinstance(value, types.FunctionType):
             called.append(value)
     if scope is not None:
@@ -83,8 +112,9 @@ def _collect_code(code, cells, scope, namespace, parts, seen, depth):
         namespace[g] = scope
         for name in dict.fromkeys(code.co_names):
             value = scope.get(name, _MISSING)
-            if plain(value):
-                parts.append(f"{g}.get({name!r}, _MISSING)")
+            if watched(value):
+                read = f"{g}.get({name!r}, _MISSING)"
+                parts.append(read if plain(value) else f"_snap({read})")
             elif isinstance(value, types.FunctionType):
                 called.append(value)
     for const in code.co_consts:
@@ -120,4 +150,4 @@ def key(values: tuple) -> tuple:
 
 def same(values: tuple, seen: tuple) -> bool:
     """Whether every value is the object a trace (or the last call) saw."""
-    return all(map(operator.is_, values, seen))
+    return all(map(operator.is_, values, seen)) or key(values) == key(seen)
