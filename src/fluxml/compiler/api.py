@@ -215,6 +215,8 @@ class Compiled:
             entry = self.cache.get(key)
             if entry is None:
                 entry = self._trace(args, leaves, spec, key, numbers)
+                if values:  # what the trace left: a function that writes a watched value
+                    values = self._free()  # itself runs no Python on its later calls
             else:
                 self.cache.move_to_end(key)
             entry.free = values  # (equal values, new objects: the fast path's from now on)

@@ -24,18 +24,20 @@ from fluxml.compiler.codegen import build
 
 _MISSING = object()  # a global deleted since (the call then fails as eagerly, when traced)
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
-_SMALL = 64  # the most items of a list or dict read as a snapshot on every call
+_SMALL = 16  # the most items of a list or dict read as a snapshot on every call
 
 
 def snapshot(x):
     """A small list or dict of plain values as a tuple of its items (tagged by its type); any
-    other value as it is."""
+    other value as it is (a list holding arrays or objects: by identity, as unwatched)."""
     t = type(x)
     if t is list and len(x) <= _SMALL:
-        return (list, *x)
-    if t is dict and len(x) <= _SMALL:
-        return (dict, *x.items())
-    return x
+        items = (list, *x)
+    elif t is dict and len(x) <= _SMALL:
+        items = (dict, *x.items())
+    else:
+        return x
+    return items if plain(items[1:]) else x
 
 
 def _defaults(values):
