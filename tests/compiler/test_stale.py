@@ -1,6 +1,8 @@
 """A compiled call after something its trace specialised on changed computes what the eager
 code computes now (the stale-trace audit's regressions)."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -178,3 +180,11 @@ def test_a_list_default_written_in_place_traces_again():
     np.testing.assert_allclose(c(X), X)
     f.__defaults__[0][0] = 5.0  # was: 1.0 still, 9.3 off
     np.testing.assert_allclose(c(X), 5 * X)
+
+
+def test_a_partials_keywords_and_function_are_watched():
+    p = functools.partial(lambda x, k: x * k * SCALE, k=2.0)
+    c = fl.compile(p)
+    np.testing.assert_allclose(c(X), X * 0.2)
+    p.keywords["k"] = 3.0  # was: 2.0 still (the partial is not an argument)
+    np.testing.assert_allclose(c(X), X * 0.3)

@@ -14,6 +14,7 @@ not watched: pass what changes as an argument.
 
 from __future__ import annotations
 
+import functools
 import operator
 import types
 
@@ -63,6 +64,11 @@ def reader(body):
     or None if none."""
     namespace: dict = {"_MISSING": _MISSING, "_snap": snapshot, "_defaults": _defaults}
     parts: list = []
+    if isinstance(body, functools.partial):  # its keywords (a dict, written in place by
+        # ``p.keywords["k"] = 3.0``), then the function it calls
+        namespace["p"] = body
+        parts.append("_snap(p.keywords)")
+        body = body.func
     _collect(body, namespace, parts, set())
     if not parts:
         return None
