@@ -3,7 +3,9 @@ strings and tuples of them it names as globals or closes over (a global learning
 scale set by an enclosing function). A trace takes them as constants; without a check, a
 call after ``LR = 0.5`` (or ``nonlocal k; k = 4.0``) ran the first value silently. They are
 read on every call and are part of the signature: a new value traces again, as a new value
-of a non-array argument does.
+of a non-array argument does. The user's functions it names are read the same way, depth
+first (a helper reading a global; the loss ``fl.train(compile=True)``'s wrapper closes
+over), not fluxml's or installed libraries'; a ``functools.partial``'s keywords too.
 
 Small lists and dicts of such values (a global ``CONFIG = {"lr": 0.1}``, a list default)
 are read as tuples of their items on every call, so that a write in place is seen too. The
