@@ -101,6 +101,8 @@ def _mutate(rng, world) -> str:
         return "weight replaced"
     if choice == 7:
         layer = dense[int(rng.integers(4))]
+        if not layer.weight.flags.writeable:  # (a read-only one, from an earlier change)
+            layer.weight = layer.weight.copy()
         layer.weight[...] = rng.normal(size=layer.weight.shape)
         return "weight written"
     if choice == 8:
