@@ -188,3 +188,11 @@ def test_a_partials_keywords_and_function_are_watched():
     np.testing.assert_allclose(c(X), X * 0.2)
     p.keywords["k"] = 3.0  # was: 2.0 still (the partial is not an argument)
     np.testing.assert_allclose(c(X), X * 0.3)
+
+
+FUNCTIONS = {"sum": np.sum}  # a global dict of functions: not watched, and no failure
+
+
+def test_a_global_dict_of_functions_is_read_as_before():
+    c = fl.compile(lambda x: FUNCTIONS["sum"](x))  # (was a TypeError in fl.compile itself
+    assert c(X) == 15.0  # while this audit's watcher was written)

@@ -49,7 +49,7 @@ def _defaults(values):
 
 def watched(x) -> bool:
     """A value read on every call: plain, or a small list or dict of plain values."""
-    return plain(x) or (type(x) in (list, dict) and plain(snapshot(x)[1:]))
+    return plain(x) or (type(x) in (list, dict) and snapshot(x) is not x)
 
 
 def plain(x) -> bool:
