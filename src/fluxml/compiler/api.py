@@ -13,10 +13,10 @@ import numpy as np
 
 from fluxml._checks import flag, positive_int, real_in
 from fluxml.ad.core import Tracer, differentiating
+from fluxml.compiler import free, passes, randomness
 from fluxml.compiler import numbers as traced_numbers
-from fluxml.compiler import passes, randomness
 from fluxml.compiler.calls import _Keywords, _path_of, input_names, signature, trace
-from fluxml.compiler.guards import is_array, is_jax, make_extractor, make_rebinder
+from fluxml.compiler.guards import is_jax, make_extractor, make_rebinder
 from fluxml.compiler.ir import Const, Program, Var
 from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
 from fluxml.compiler.trace import CompileError
@@ -31,7 +31,7 @@ class Entry:
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
                  "rebind", "known", "numbers", "pending", "copies", "alias", "returned",
-                 "shared", "scalars")
+                 "shared", "scalars", "free", "written")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
                  rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=(),
@@ -70,6 +70,13 @@ class Entry:
         # the function rebound): 0-d arrays, as the argument, where XLA's come back as
         # NumPy scalars (a returned model holding one was refused at the next call)
         self.scalars = scalars
+        # the plain globals and closed-over values the function read when traced (free.py);
+        # a call whose values are these objects is this trace's (the fast path)
+        self.free = ()
+        # the input positions of the NumPy arrays the program writes, which must be writable
+        # (checked before a call runs: a read-only one stopped the program part way, with a
+        # bare "output array is read-only", after writing the arrays before it)
+        self.written = ()
 
 
 def _copies(program, distinct) -> tuple:
@@ -113,6 +120,7 @@ class Compiled:
         # A model (or a model's method) compiled: its arrays are arguments of the program,
         # not constants, so that training it later is seen by the compiled code.
         self._owner, self._body = _split_owner(fn)
+        self._free = free.reader(self._body)  # its plain globals and closed-over values
         self.backend = backend
         self.cache_size = cache_size
         self.optimise = optimise
@@ -186,8 +194,10 @@ class Compiled:
             args = (self._owner,) + args
         if differentiating():  # inside a gradient: run as the eager code does (train mode)
             return _run(self._body, args)
+        values = () if self._free is None else self._free()
         last = self.last
-        if last is not None and last.extract is not None:  # the fast path: same signature
+        if last is not None and last.extract is not None and \
+                (not values or free.same(values, last.free)):  # the fast path: same signature
             arrays = last.extract(args, last.known)
             if arrays is not None:
                 return _execute(last, args, arrays)
@@ -199,14 +209,26 @@ class Compiled:
                 return _run(self._body, args)
         numbers = traced_numbers.find(spec, leaves)
         key = signature(spec, leaves, numbers)
+        if values:  # (a global or closed-over number read as a constant: its value counts)
+            key = key, free.key(values)
         with self._tracing:
             entry = self.cache.get(key)
             if entry is None:
                 entry = self._trace(args, leaves, spec, key, numbers)
+                if values:  # what the trace left: a function that writes a watched value
+                    values = self._free()  # itself runs no Python on its later calls
             else:
                 self.cache.move_to_end(key)
+            entry.free = values  # (equal values, new objects: the fast path's from now on)
             self.last = entry
-        return _execute(entry, args, [leaves[i] for i in entry.positions])
+        arrays = [leaves[i] for i in entry.positions]
+        for k in entry.written:
+            if type(arrays[k]) is np.ndarray and not arrays[k].flags.writeable:
+                raise CompileError(
+                    f"fl.compile: {_path_of(args, entry.positions[k])} is a read-only array "
+                    f"(flags.writeable is False), which {_fname(self.fn)} writes in place; "
+                    "nothing was run. Give it a writable copy (x.copy()).")
+        return _execute(entry, args, arrays)
 
     def _trace(self, args, leaves, spec, key, numbers=None):
         start = time.perf_counter()
@@ -216,6 +238,7 @@ class Compiled:
             lambda *a: _run(self._body, a), args, leaves, spec, numbers, self._body)
         randomness.check(watched, before, _fname(self.fn))
         distinct = _output_pattern(program)
+        written = tuple(sorted({k for k, _ in program.writes}))  # (as traced, before the passes)
         scalars = _written_scalars(program)
         steps = passes.pipeline(self.backend)
         if self.optimise:
@@ -244,13 +267,15 @@ class Compiled:
                        for i, x in enumerate(leaves) if x is leaves[positions[k]]}
             rebind = make_rebinder(args, spec, targets, (_Keywords,),
                                    {k: n_out + j for j, k in enumerate(run.rebinds)})
-        extract = make_extractor(args, spec, leaves, positions, numbers)
+        extract = make_extractor(args, spec, leaves, positions, numbers,
+                                 {positions[k] for k in written})
         alias = make_rebinder(args, spec, aliases, (_Keywords,)) if aliases else None
         entry = Entry(program, source, run, positions, out_spec, time.perf_counter() - start,
                       extract, rebind, number_inputs,
                       tuple(k for k in _copies(program, distinct) if k not in returned), alias,
                       tuple(returned.items()),
                       tuple((k, j) for k, j in enumerate(distinct) if j != k), scalars)
+        entry.written = written
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -297,7 +322,11 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     as eagerly (``x32 * self.k`` stays float32).
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
-    when it is traced (as JAX does): pass anything that changes as an argument. An argument's
+    when it is traced (as JAX does): pass anything that changes as an argument. The numbers,
+    strings and tuples of them that ``fn``'s own code reads as globals or closes over are part
+    of the signature (``LR = 0.5`` between calls traces again, ``compiler/free.py``); a
+    mutable one written in place (a global list, a list default), and those read by the
+    functions ``fn`` calls, are not seen. An argument's
     array reached another way (a bound method ``act = layer.__call__`` held by the model, a
     closure over it) would be such a constant, stale after the next change: it is refused
     with a ``CompileError`` naming it (a layer held as a field and called is read as an
@@ -459,19 +488,21 @@ def _run(body, args):
 
 
 def _split_owner(fn):
-    """``(owner, body)``: for a model (an object with arrays) or a bound method of one, the
-    object and the function to call with it first; else ``(None, fn)``."""
+    """``(owner, body)``: for a model (an object with arrays or numbers) or a bound method of
+    one, the object and the function to call with it first; else ``(None, fn)``. Its numbers
+    are then part of the signature too: a bound method of an object holding only numbers
+    (``self.k``) traced them as constants, and ran the old value after ``obj.k = 3.0``."""
     owner = getattr(fn, "__self__", None)
-    if owner is not None and not isinstance(owner, type) and _has_arrays(owner):
+    if owner is not None and not isinstance(owner, type) and _has_leaves(owner):
         return owner, fn.__func__
-    if not isinstance(fn, (type(_run), type(len))) and _has_arrays(fn):
+    if not isinstance(fn, (type(_run), type(len))) and _has_leaves(fn):
         return fn, type(fn).__call__
     return None, fn
 
 
-def _has_arrays(obj) -> bool:
+def _has_leaves(obj) -> bool:
     try:
-        return any(is_array(x) for x in flatten(obj)[0])
+        return bool(flatten(obj)[0])
     except Exception:  # noqa: BLE001 - an object the tree cannot walk: not a model
         return False
 

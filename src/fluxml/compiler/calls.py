@@ -69,8 +69,8 @@ def _spec_key(spec):
         s = spec.static
         try:
             hash(s)
-        except TypeError:
-            return ("id", id(s))
+        except TypeError:  # (a set's members too: it is mutable, and static)
+            return ("id", id(s), frozenset(s)) if isinstance(s, set) else ("id", id(s))
         return ("s", type(s), s)
     keys = tuple(spec.keys) if spec.keys is not None else None
     return (kind, spec.type, keys, tuple(_spec_key(c) for c in spec.children))

@@ -52,6 +52,8 @@ class _Writer:
         self.track = False  # check which array leaves are the same (the program's inputs)
         self.first: dict = {}  # id of an array leaf -> its first leaf's index
         self.arrays: list = []  # (local, leaf index) of each distinct array leaf
+        self.written: set = set()  # leaf indices of the arrays the program writes
+        self.writable: list = []  # (local, known local) of those that are NumPy arrays
 
     def name(self, prefix="n") -> str:
         self.count += 1
@@ -66,7 +68,7 @@ class _Writer:
         self.lines.append(f"    if not ({cond}): return None")
 
 
-def make_extractor(args, spec, leaves, positions, numbers=None):
+def make_extractor(args, spec, leaves, positions, numbers=None, written=frozenset()):
     """``extract(args, known) -> list | None`` for the trace of ``args`` (flattened to
     ``leaves`` with ``spec``); ``positions`` are the leaf indices of the program's inputs,
     ``numbers`` the traced numbers among the leaves (``numbers.find``: a number's type and
@@ -77,16 +79,19 @@ def make_extractor(args, spec, leaves, positions, numbers=None):
     numbers and that each JAX leaf is its known array (what a training loop passes), and
     hands any other call to the full check, which also checks a new JAX array's shape and
     dtype: the code a call runs is then shorter, which counts most when it runs out of the
-    caches (called between other work)."""
-    full = _extractor(args, spec, leaves, positions, numbers, False)
+    caches (called between other work). ``written``: the leaf indices of the arrays the
+    program writes; a NumPy one that is not its known array must be writable (else the
+    general path refuses it)."""
+    full = _extractor(args, spec, leaves, positions, numbers, False, None, written)
     if full is None or not any(is_jax(leaves[i]) for i in positions):
         return full
-    fast = _extractor(args, spec, leaves, positions, numbers, True, full)
+    fast = _extractor(args, spec, leaves, positions, numbers, True, full, written)
     return fast if fast is not None else full
 
 
-def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
+def _extractor(args, spec, leaves, positions, numbers, fast, full=None, written=frozenset()):
     w = _Writer(fast)
+    w.written = written
     if fast:
         w.consts["_full"] = full
     w.numbers = numbers or {}
@@ -100,6 +105,7 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
     if len(names) != len(leaves):
         return None  # a tree this walker does not mirror: always take the general path
     arrays = w.arrays
+    same = ""  # all the arrays the last call's (checked together, and only then the rest)
     if len(arrays) > 1:  # arrays distinct at trace time must still be distinct, and share
         # memory (views of one array) exactly as they did
         views = [(a, leaves[i]) for a, i in arrays if not is_jax(leaves[i])]
@@ -114,10 +120,14 @@ def _extractor(args, spec, leaves, positions, numbers, fast, full=None):
             pattern = memory_pattern([x for _, x in views])
             w.consts["memory_pattern"] = memory_pattern
             lines.append(f"memory_pattern([{listed}]) == {pattern!r}")
+        lines += [f"{v}.flags.writeable" for v, _ in w.writable] if same else []
         if same:
             w.lines.append(f"    if not ({same}):")
         for cond in lines:
             w.lines.append(f"    {'    ' if same else ''}if not ({cond}): return None")
+    if not same:
+        w.lines += [f"    if not ({v} is {q} or {v}.flags.writeable): return None"
+                    for v, q in w.writable]
     inputs = ", ".join(names[i] for i in positions)
     w.lines.append(f"    return [{inputs}]")
     src = "def extract(args, known):\n" + "\n".join(w.lines) + "\n"
@@ -208,6 +218,10 @@ def _walk(w, ref, x, spec, names):
                 else ""
             w.check(f"type({v}) is {w.const(type(x))} and {v}.shape == {x.shape!r} and "
                     f"({v}.dtype is {d} or {v}.dtype == {d}){layout}")
+            if q is not None and len(names) - 1 in w.written and not is_jax(x):
+                # a new array the program writes must be writable (checked where the
+                # arrays are not all the last call's: nothing on a training loop's calls)
+                w.writable.append((v, q))
         elif len(names) - 1 in w.numbers:  # a traced number: a number of its type (its
             # value an input), and a switch that was on is still on (0 is a constant of
             # another trace)
@@ -229,6 +243,9 @@ def _walk(w, ref, x, spec, names):
                    f"{ref} == {w.const(s)})"
         except TypeError:
             same = f"({ref}) is {w.const(s)}"
+            if isinstance(s, set):  # a set is static and mutable: a member added or
+                # removed since (``len(s)`` traced as a constant) is another signature
+                same += f" and {ref} == {w.const(frozenset(s))}"
         w.check(same)
         return
     v = w.name()
@@ -257,9 +274,10 @@ def _walk_node(w, v, x, spec, kind, names):
             _walk(w, f"{v}[{k}]", c, child, names)
         return
     if kind == "dict":
-        w.check(f"len({v}) == {len(spec.keys)}")
+        # its keys in their order (the signature's: ``d.values()``, ``next(iter(d))`` read
+        # in another order computed something else; checked as a set, the order was not)
+        w.check(f"[*{v}] == {w.const(list(spec.keys))}")
         for key, child in zip(spec.keys, spec.children):
-            w.check(f"{w.const(key)} in {v}")
             _walk(w, f"{v}[{w.const(key)}]", x[key], child, names)
         return
     # an object: its field names, then each field

@@ -1,0 +1,163 @@
+"""The Python values a compiled function reads without taking them as arguments: the numbers,
+strings and tuples of them it names as globals or closes over (a global learning rate, a
+scale set by an enclosing function). A trace takes them as constants; without a check, a
+call after ``LR = 0.5`` (or ``nonlocal k; k = 4.0``) ran the first value silently. They are
+read on every call and are part of the signature: a new value traces again, as a new value
+of a non-array argument does. The user's functions it names are read the same way, depth
+first (a helper reading a global; the loss ``fl.train(compile=True)``'s wrapper closes
+over), not fluxml's or installed libraries'; a ``functools.partial``'s keywords too.
+
+Small lists and dicts of such values (a global ``CONFIG = {"lr": 0.1}``, a list default)
+are read as tuples of their items on every call, so that a write in place is seen too. The
+fast path compares by identity, then (where a value is another object: a snapshot, an equal
+number made again) by value. Arrays, larger or other mutable values (an object's fields) are
+not watched: pass what changes as an argument.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import types
+
+import numpy as np
+
+from fluxml.compiler.calls import value_key
+from fluxml.compiler.codegen import build
+
+_MISSING = object()  # a global deleted since (the call then fails as eagerly, when traced)
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
+_SMALL = 16  # the most items of a list or dict read as a snapshot on every call
+
+
+def snapshot(x):
+    """A small list or dict of plain values as a tuple of its items (tagged by its type); any
+    other value as it is (a list holding arrays or objects: by identity, as unwatched)."""
+    t = type(x)
+    if t is list and len(x) <= _SMALL:
+        items = (list, *x)
+    elif t is dict and len(x) <= _SMALL:
+        items = (dict, *x.items())
+    else:
+        return x
+    return items if plain(items[1:]) else x
+
+
+def _defaults(values):
+    return values if values is None else tuple(map(snapshot, values))
+
+
+def watched(x) -> bool:
+    """A value read on every call: plain, or a small list or dict of plain values."""
+    return plain(x) or (type(x) in (list, dict) and snapshot(x) is not x)
+
+
+def plain(x) -> bool:
+    """An immutable Python value a trace would make a constant."""
+    if isinstance(x, _PLAIN) or x is list or x is dict:  # (the tags of a snapshot)
+        return True
+    return type(x) in (tuple, frozenset) and all(map(plain, x))
+
+
+def reader(body):
+    """``read() -> tuple`` of the current values of the plain globals and closed-over names
+    read by ``body``'s code and by the user's Python functions it names (a helper it closes
+    over or a global one, depth first; not fluxml's, NumPy's or other installed libraries'),
+    or None if none."""
+    namespace: dict = {"_MISSING": _MISSING, "_snap": snapshot, "_defaults": _defaults}
+    parts: list = []
+    if isinstance(body, functools.partial):  # its keywords (a dict, written in place by
+        # ``p.keywords["k"] = 3.0``), then the function it calls
+        namespace["p"] = body
+        parts.append("_snap(p.keywords)")
+        body = body.func
+    _collect(body, namespace, parts, set())
+    if not parts:
+        return None
+    return build(f"def read():\n    return ({', '.join(parts)},)\n", namespace, "read")
+
+
+def _collect(fn, namespace, parts, seen, depth=0):
+    code = getattr(fn, "__code__", None)
+    if code is None or id(code) in seen or depth > 8:
+        return
+    if not _users(fn):  # a library's wrapper (fl.train's compiled step): only the user's
+        # functions it closes over (the loss), not its own settings
+        seen.add(id(code))
+        for cell in getattr(fn, "__closure__", None) or ():
+            value = _contents(cell)
+            if isinstance(value, types.FunctionType):
+                _collect(value, namespace, parts, seen, depth + 1)
+        return
+    defaults = getattr(fn, "__defaults__", None)
+    if defaults and all(map(watched, defaults)):  # (a list default appended to in place)
+        name = f"f{len(namespace)}"
+        namespace[name] = fn
+        parts.append(f"_defaults({name}.__defaults__)")
+    _collect_code(code, getattr(fn, "__closure__", None) or (),
+                  getattr(fn, "__globals__", None), namespace, parts, seen, depth)
+
+
+def _collect_code(code, cells, scope, namespace, parts, seen, depth):
+    """The plain values ``code`` reads through its cells and globals (``scope``) as ``read``
+    parts; then those of the functions it names and of the code defined inside it (a lambda's
+    globals: its cells are made when it runs, not known here)."""
+    if id(code) in seen or depth > 8:
+        return
+    seen.add(id(code))
+    called = []
+    for cell in cells:
+        value = _contents(cell)
+        if value is _MISSING:
+            continue
+        if watched(value):
+            name = f"c{len(namespace)}"
+            namespace[name] = cell
+            parts.append(f"{name}.cell_contents" if plain(value) else
+                         f"_snap({name}.cell_contents)")
+        elif isinstance(value, types.FunctionType):
+            called.append(value)
+    if scope is not None:
+        g = f"g{len(namespace)}"
+        namespace[g] = scope
+        for name in dict.fromkeys(code.co_names):
+            value = scope.get(name, _MISSING)
+            if watched(value):
+                read = f"{g}.get({name!r}, _MISSING)"
+                parts.append(read if plain(value) else f"_snap({read})")
+            elif isinstance(value, types.FunctionType):
+                called.append(value)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _collect_code(const, (), scope, namespace, parts, seen, depth + 1)
+    for f in called:
+        _collect(f, namespace, parts, seen, depth + 1)
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # a name not yet assigned
+        return _MISSING
+
+
+def _users(fn) -> bool:
+    """A function of the user's (not of fluxml or an installed library: their globals are
+    settings, not what the program computes with)."""
+    module = getattr(fn, "__module__", None) or ""
+    top = module.partition(".")[0]
+    return top not in _LIBRARIES
+
+
+_LIBRARIES = frozenset({"fluxml", "numpy", "jax", "jaxlib", "scipy", "functools", "builtins"})
+
+
+def key(values: tuple) -> tuple:
+    """The signature's part for the values ``read`` returned: each one's type and value (an
+    object that is no longer plain, by identity: the entry keeps it)."""
+    return tuple(value_key(v) if plain(v) else ("id", type(v), id(v)) for v in values)
+
+
+def same(values: tuple, seen: tuple) -> bool:
+    """Whether every value is the object a trace (or the last call) saw."""
+    return all(map(operator.is_, values, seen)) or key(values) == key(seen)
