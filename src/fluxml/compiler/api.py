@@ -323,10 +323,12 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
 
     Arrays ``fn`` reads without taking them as arguments are constants of the program, copied
     when it is traced (as JAX does): pass anything that changes as an argument. The numbers,
-    strings and tuples of them that ``fn``'s own code reads as globals or closes over are part
-    of the signature (``LR = 0.5`` between calls traces again, ``compiler/free.py``); a
-    mutable one written in place (a global list, a list default), and those read by the
-    functions ``fn`` calls, are not seen. An argument's
+    strings and tuples of them that ``fn`` reads as globals or closes over (or the functions of
+    yours it calls do; a ``functools.partial``'s keywords too) are part of the signature
+    (``LR = 0.5`` between calls traces again, ``compiler/free.py``), and so are small lists
+    and dicts of them (16 items at most, compared item by item: ``CONFIG["lr"] = 0.5`` is
+    seen); an object's fields (``cfg.scale``), larger or nested containers, and globals
+    defined after ``fl.compile`` is called are not. An argument's
     array reached another way (a bound method ``act = layer.__call__`` held by the model, a
     closure over it) would be such a constant, stale after the next change: it is refused
     with a ``CompileError`` naming it (a layer held as a field and called is read as an
