@@ -679,17 +679,26 @@ def _scatter_write(em, eqn) -> str:
 
 def _target_ndim(idx, shape) -> int | None:
     """The number of axes of ``x[idx]`` for an array ``x`` of ``shape``, the index's traced
-    arrays and bounds stood in for by zeros of their shapes; None where NumPy cannot say."""
+    arrays and bounds stood in for by zeros (an integer array by one of its rank and size 1:
+    the result's rank depends on the index arrays' ranks alone); None where NumPy cannot say.
+    ``x`` is a read-only view of one value, so that nothing of its size is allocated (a
+    gather of a whole index's rows took memory at compile time)."""
     def stand_in(i):
         if type(i) is Var:
-            return np.zeros(i.shape, i.dtype)
+            return np.zeros(i.shape if np.dtype(i.dtype) == np.bool_ else (1,) * len(i.shape),
+                            i.dtype)
         if type(i) is slice:
             return slice(*(0 if type(b) is Var else b for b in (i.start, i.stop, i.step)))
         return i
 
     items = tuple(map(stand_in, idx)) if type(idx) is tuple else stand_in(idx)
+    # the index arrays' shapes must broadcast as the real ones (the stand-ins of size 1
+    # broadcast whatever they are; an all-False mask stands in for a mask: (0,) entries)
+    arrays = [((0,) if np.dtype(i.dtype) == np.bool_ else i.shape)
+              for i in (idx if type(idx) is tuple else (idx,)) if type(i) is Var]
     try:
-        return np.empty(shape, np.bool_)[items].ndim
+        np.broadcast_shapes(*arrays)
+        return np.broadcast_to(np.False_, shape)[items].ndim
     except (IndexError, TypeError, ValueError):
         return None
 
