@@ -233,12 +233,12 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     of another shape, such as a smaller last one), then generated straight-line code. The
     optimiser update stays eager (plain NumPy already), after the checks for a non-finite loss
     or gradient, so a bad step still leaves the model as it was, and learning-rate schedules
-    do not trace again. As with ``fl.compile``, the numbers, strings and tuples the loss
-    (and the user's functions it calls) reads as globals or closes over are watched (a new
-    value, such as a global a callback changes between epochs, traces again); arrays it
-    closes over and mutable values written in place (a global list, an object's field) are
-    fixed when it is traced: keep such a value in the model (a field of a layer: a new
-    number traces again) or in the batch, or train without ``compile``.
+    do not trace again. As with ``fl.compile``, the numbers, strings, tuples and small lists
+    and dicts of them that the loss (and the user's functions it calls) reads as globals or
+    closes over are watched (a new value, such as a global a callback changes between
+    epochs, traces again); arrays it closes over, an object's fields and larger or nested
+    containers are fixed when it is traced: keep such a value in the model (a field of a
+    layer: a new number traces again) or in the batch, or train without ``compile``.
 
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.zeros(1)}

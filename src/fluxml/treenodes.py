@@ -121,6 +121,14 @@ _KINDS: dict = {}
 _CONTAINERS: dict = {}
 
 
+def kind_of(x) -> str:
+    """The kind of ``x`` in a tree with the default leaf test ("leaf", "list", "tuple",
+    "namedtuple", "dict", "static", "object" ...): how the trees walk it, for the walks
+    beside them (``fl.modules``, the printed listing) that must reach what they reach."""
+    t = type(x)
+    return _KINDS.get(t) or _kind(t)
+
+
 def _kind(t) -> str:
     """The kind of a value of type ``t`` with the default leaf test: "leaf" for arrays and
     numbers, else its :func:`_container` kind."""

@@ -219,7 +219,7 @@ def save_checkpoint(path, model, opt_state=None, *, step: int = 0, rngs: dict | 
             "fluxml.extra": extra_json, EXTRA_FORMAT: "2" if arrays else "1",
             "fluxml.frozen": json.dumps(_frozen(opt_state))}
     if opt_state is not None:
-        meta[RULES] = json.dumps(_rule_names(opt_state))
+        meta[RULES] = json.dumps(_rule_names(_optimiser_leaves(opt_state)))
     layers_rngs = {name: _as_lists(gen.bit_generator.state)
                    for name, gen in _model_generators(model).items()}
     if layers_rngs:  # (absent where the layers hold none: the file of a plain model as before)
@@ -289,7 +289,7 @@ def load_checkpoint(path, model, opt_state=None, *, rngs: dict | None = None) ->
         if any(not 0 <= i < count for i in frozen):
             raise LoadError(f"load_checkpoint: {path}: the checkpoint freezes the leaves "
                             f"{frozen} of the optimiser state, which has {count}")
-        _check_rules(meta, path, opt_state)
+        _check_rules(meta, path, leaves)
     targets = _rng_states(rngs)  # also checks the generators' types before any write
     from fluxml.init import default_rng
 
@@ -411,21 +411,21 @@ def _rule_name(rule) -> str:
     return f"{name}({', '.join(inner)})" if inner else name
 
 
-def _rule_names(opt_state) -> list[str]:
+def _rule_names(leaves: list) -> list[str]:
+    """The rules of the optimiser state's Leafs (``_optimiser_leaves``), by name."""
     from fluxml.optimise import Leaf
 
-    return [_rule_name(leaf.rule) for leaf in _optimiser_leaves(opt_state)
-            if isinstance(leaf, Leaf)]
+    return [_rule_name(leaf.rule) for leaf in leaves if isinstance(leaf, Leaf)]
 
 
-def _check_rules(meta: dict, where, opt_state) -> None:
+def _check_rules(meta: dict, where, leaves: list) -> None:
     """Raise where the given optimiser state was set up with other rules than the saved one:
     Adam's, NAdam's and RAdam's states hold the same arrays and numbers, and an Adam
     checkpoint loaded into ``fl.setup(AdamW(), model)`` kept AdamW's decay, silently."""
     if RULES not in meta:
         return
     saved = _meta_value(meta, where, RULES, "[]", list)
-    given = _rule_names(opt_state)
+    given = _rule_names(leaves)
     if not all(isinstance(name, str) for name in saved):
         raise safetensors.FileFormatError(f"load_checkpoint: {where}: the metadata {RULES} is "
                                           f"damaged ({saved!r})")

@@ -23,7 +23,6 @@ array([0., 1., 2.], dtype=float32)
 
 from __future__ import annotations
 
-import collections
 import copy
 from typing import Any, ClassVar
 
@@ -32,7 +31,7 @@ import numpy as np
 from fluxml._checks import flag
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.tree import flatten, is_array_leaf, leaves_with_paths
-from fluxml.treenodes import _KINDS, _fields, _kind, nontrainable
+from fluxml.treenodes import _fields, kind_of, nontrainable
 
 
 class _Placeholder:
@@ -181,9 +180,10 @@ class Module:
 def _holds_module(x) -> bool:
     if isinstance(x, Module):
         return True
-    if isinstance(x, (list, tuple, collections.deque)):  # (a deque is a list to the trees)
+    kind = kind_of(x)  # (the containers as the trees read them: a deque is a list there)
+    if kind in ("list", "tuple", "namedtuple"):
         return any(_holds_module(v) for v in x)
-    if isinstance(x, dict):
+    if kind == "dict":
         return any(_holds_module(v) for v in x.values())
     return False
 
@@ -336,7 +336,7 @@ def modules(model) -> list:
             continue
         # the containers as the trees read them (a deque is a list there: its layers were
         # missed, so fl.testmode left a Dropout in one as it was)
-        kind = _KINDS.get(type(x)) or _kind(type(x))
+        kind = kind_of(x)
         if kind in ("list", "dict"):  # (once each: a list may hold itself)
             seen.add(id(x))
         if kind in ("list", "tuple", "namedtuple"):

@@ -119,6 +119,11 @@ class _Norm(Module):
         return self._activate(nnlib.batchnorm(x, self.weight, self.bias, mean=self.running_mean,
                                               var=self.running_var, eps=self.eps))
 
+    def _batch_statistics(self, x) -> bool:
+        """Whether ``x`` is normalised with its own statistics (training, or no running
+        ones), not the running statistics."""
+        return is_active(self, x) or self.running_mean is None
+
     def _several(self, count, what):
         """Refuse to normalise with the statistics of a single value: its variance is 0, so
         the output was the bias alone and the running variance decayed towards 0, silently
@@ -180,25 +185,26 @@ class BatchNorm(_Norm):
 
     def __call__(self, x):
         x = self._input(x)
-        active = is_active(self, x)
-        if not active and self.running_mean is not None:  # test mode: running statistics
+        if not self._batch_statistics(x):  # test mode: running statistics
             return self._with_running_stats(x)
-        self._several(x.size // self.channels, "per channel (N times the spatial sizes)")
+        self._one_value(x)
         scale, bias = self._channel_affine(x.ndim)
         axes = (0,) + tuple(range(2, x.ndim))
         y, mean, var = nnlib.normalise(x, axes, scale, bias, eps=self.eps, return_stats=True)
-        if active and self.running_mean is not None:
+        if self.running_mean is not None:  # (training: with running ones, not test mode)
             self._update_stats(np.reshape(mean, -1), np.reshape(var, -1),
                                x.size // self.channels)
         return self._activate(y)
 
+    def _one_value(self, x):
+        self._several(x.size // self.channels, "per channel (N times the spatial sizes)")
+
     def _output_shape(self, shape):
-        # the batch's statistics (training, or no running ones): refused over one value per
-        # channel as the forward pass refuses it (outputsize of (1, 5, 1) through a
+        # refused as the forward pass refuses it (outputsize of (1, 5, 1) through a
         # BatchNorm(5, track_stats=False) gave (1, 5, 1) where the layer raises)
         x = self._input(self._like(shape))
-        if is_active(self, x) or self.running_mean is None:
-            self._several(x.size // self.channels, "per channel (N times the spatial sizes)")
+        if self._batch_statistics(x):
+            self._one_value(x)
         return tuple(shape)
 
     def _line(self) -> str:
@@ -229,24 +235,26 @@ class InstanceNorm(_Norm):
 
     def __call__(self, x):
         x = self._input(x, min_ndim=3)
-        active = is_active(self, x)
-        if not active and self.running_mean is not None:  # test mode: running statistics
+        if not self._batch_statistics(x):  # test mode: running statistics
             return self._with_running_stats(x)
-        if x.shape[0]:
-            self._several(x[0, 0].size, "per sample and channel (the spatial sizes)")
+        self._one_value(x)
         scale, bias = self._channel_affine(x.ndim)
         y, mean, var = nnlib.normalise(x, tuple(range(2, x.ndim)), scale, bias, eps=self.eps,
                                        return_stats=True)
-        if active and self.running_mean is not None and x.shape[0]:  # (an empty batch:
+        if self.running_mean is not None and x.shape[0]:  # (training; an empty batch:
             # no statistics)
             self._update_stats(np.mean(np.reshape(mean, x.shape[:2]), axis=0),
                                np.mean(np.reshape(var, x.shape[:2]), axis=0), x[0, 0].size)
         return self._activate(y)
 
+    def _one_value(self, x):
+        if x.shape[0]:
+            self._several(x[0, 0].size, "per sample and channel (the spatial sizes)")
+
     def _output_shape(self, shape):
         x = self._input(self._like(shape), min_ndim=3)  # (refused as the forward pass does)
-        if (is_active(self, x) or self.running_mean is None) and x.shape[0]:
-            self._several(x[0, 0].size, "per sample and channel (the spatial sizes)")
+        if self._batch_statistics(x):
+            self._one_value(x)
         return tuple(shape)
 
     def _line(self) -> str:

@@ -14,11 +14,10 @@ Chain(
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 
 from fluxml.layers.module import parameter_arrays
+from fluxml.treenodes import kind_of
 
 COMMENT_COLUMN = 40  # where the "# n parameters" comments start, as Flux aligns them
 
@@ -75,9 +74,10 @@ def name_of(f) -> str:
 
 def show_children(x):
     """``[(label, child), ...]`` for containers, None for leaf layers and functions."""
-    if isinstance(x, (list, tuple, collections.deque)):
+    kind = kind_of(x)  # (the containers as the trees read them: a deque is a list there)
+    if kind in ("list", "tuple", "namedtuple"):
         return [(None, c) for c in x]
-    if isinstance(x, dict):
+    if kind == "dict":
         return list(x.items())
     get = getattr(x, "_show_children", None)
     return get() if get is not None and callable(get) and not isinstance(x, type) else None
