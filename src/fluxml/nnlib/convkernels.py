@@ -52,6 +52,7 @@ import numpy as np
 
 from fluxml.backend import threads
 from fluxml.nnlib import windows as win
+from fluxml.nnlib import winograd
 
 # a block's im2col columns take at most this many bytes (unless one sample needs more): they
 # stay in the cache between the copy that writes them and the product that reads them
@@ -306,6 +307,8 @@ def forward(x, w, geo, bias=None, relu=False):
     if bias is not None:
         bias = bias.astype(dtype, copy=False).reshape(geo.groups, og, 1)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
+    if winograd.suits(geo, dtype, xp):
+        return winograd.forward(x, w, geo, y, bias, relu, xp)
     if _by_rows(geo, xp):
         _forward_rows(x, w, geo, y, bias, relu, xp)
         return y
@@ -507,14 +510,19 @@ def data(g, w, geo):
     g, w = g.astype(dtype, copy=False), w.astype(dtype, copy=False)
     d, og, cg = len(geo.kernel), geo.o // geo.groups, geo.c // geo.groups
     reach = [dl * (k - 1) for k, dl in zip(geo.kernel, geo.dilation)]
-    if (all(s == 1 for s in geo.stride) and og <= cg
+    if (all(s == 1 for s in geo.stride)
             and all(r >= max(lo, hi) for r, (lo, hi) in zip(reach, geo.pads))):
-        flipped = xp.flip(w, axis=tuple(range(2, 2 + d)))
-        wt = flipped.reshape((geo.groups, og, cg) + geo.kernel).swapaxes(1, 2).reshape(
-            (geo.c, og) + geo.kernel)
+        # the forward convolution of the cotangent, padded by the kernel's reach, with the
+        # flipped kernel (inputs and outputs swapped): where its columns are no larger than
+        # col2im's, or where it takes Winograd's algorithm (no columns at all)
         pads = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, geo.pads))
-        return forward(g, wt, Geometry(g.shape, wt.shape, geo.stride, pads, geo.dilation,
-                                       geo.groups))
+        shape = (geo.c, og) + geo.kernel
+        swapped = Geometry(g.shape, shape, geo.stride, pads, geo.dilation, geo.groups)
+        if og <= cg or winograd.suits(swapped, dtype, xp):
+            flipped = xp.flip(w, axis=tuple(range(2, 2 + d)))
+            wt = flipped.reshape((geo.groups, og, cg) + geo.kernel).swapaxes(1, 2).reshape(
+                shape)
+            return forward(g, wt, swapped)
     wt = w.reshape(geo.groups, og, cg * geo.k).swapaxes(-1, -2)
     if all(s == 1 for s in geo.stride):
         if _folds(geo):
@@ -645,6 +653,8 @@ def filter(x, g, geo):
     dtype = xp.result_type(x.dtype, g.dtype)
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     og, cg = geo.o // geo.groups, geo.c // geo.groups
+    if winograd.suits(geo, dtype, xp):
+        return winograd.filter(x, g, geo, xp)
     if _filter_by_rows(geo, xp):
         return _filter_rows(x, g, geo, xp)
     dw = xp.zeros((geo.groups, og, cg * geo.k), dtype=dtype)

@@ -1,0 +1,115 @@
+"""Winograd's F(2x2, 3x3) (nnlib/winograd.py), forced on small shapes, against the reference
+of test_conv_strategies (one kernel entry at a time) and against im2col: forward (with bias
+and ReLU), input gradient and weight gradient, odd and even sizes, asymmetric padding, blocks
+of one sample; second order through it; the rule that picks it."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fluxml.nnlib import conv, convkernels, winograd
+from fluxml.testing import check_grads
+from tests.nnlib.test_conv_strategies import reference
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    """Every 3x3 convolution with unit strides and one group takes Winograd's algorithm."""
+    _force(monkeypatch)
+    return monkeypatch
+
+
+def _force(monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_WORK", 0)
+
+
+def _case(rng, n, c, o, h, w, pads, dtype):
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c, 3, 3)).astype(dtype)
+    geo = convkernels.Geometry(x.shape, wt.shape, (1, 1), pads, (1, 1), 1)
+    g = rng.standard_normal((n, o) + geo.out).astype(dtype)
+    return x, wt, g, geo
+
+
+def _three(x, w, g, geo, bias=None, relu=False):
+    return (convkernels.forward(x, w, geo, bias=bias, relu=relu),
+            convkernels.data(g, w, geo), convkernels.filter(x, g, geo))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_random_configurations_against_the_reference(data):
+    """Random batches, channels, sizes (odd and even, down to one output) and asymmetric
+    padding, in float64 and float32, blocks of one sample or the whole batch."""
+    with pytest.MonkeyPatch.context() as patch:
+        _force(patch)
+        _random_case(data, patch)
+
+
+def _random_case(data, forced):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    n, c, o = (data.draw(st.integers(1, k)) for k in (3, 5, 5))
+    pads = tuple((data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in "hw")
+    h, w = (data.draw(st.integers(max(1, 3 - lo - hi), 11)) for lo, hi in pads)
+    dtype = data.draw(st.sampled_from([np.float64, np.float32]))
+    if data.draw(st.booleans()):
+        forced.setattr(winograd, "BLOCK_BYTES", 1)
+    x, wt, g, geo = _case(rng, n, c, o, h, w, pads, dtype)
+    want = reference(x.astype(np.float64), wt.astype(np.float64), g.astype(np.float64),
+                     (1, 1), pads, (1, 1), 1)
+    got = _three(x, wt, g, geo)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for a, b in zip(got, want):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+def test_bias_and_relu_fused(forced):
+    rng = np.random.default_rng(0)
+    x, wt, g, geo = _case(rng, 2, 3, 4, 7, 6, ((1, 1), (1, 1)), np.float64)
+    bias = rng.standard_normal(4)
+    y = convkernels.forward(x, wt, geo, bias=bias, relu=True)
+    want = reference(x, wt, g, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)[0]
+    np.testing.assert_allclose(y, np.maximum(want + bias[:, None, None], 0), atol=1e-12)
+
+
+def test_agrees_with_im2col_on_a_resnet_layer():
+    """64 => 64 channels on 32x32 takes Winograd's algorithm by the rule; float32 results
+    agree with im2col's to float32 rounding."""
+    rng = np.random.default_rng(1)
+    x, wt, g, geo = _case(rng, 2, 64, 64, 32, 32, ((1, 1), (1, 1)), np.float32)
+    assert winograd.suits(geo, np.float32, np)
+    got = _three(x, wt, g, geo)
+    saved = winograd.MIN_CHANNELS
+    try:
+        winograd.MIN_CHANNELS = 10 ** 9
+        want = _three(x, wt, g, geo)
+    finally:
+        winograd.MIN_CHANNELS = saved
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * np.abs(b).max())
+
+
+def test_the_rule():
+    def geo(c, o, size, stride=1, dilation=1, groups=1, kernel=3, pad=1):
+        return convkernels.Geometry((2, c, size, size), (o, c // groups, kernel, kernel),
+                                    (stride,) * 2, ((pad, pad),) * 2, (dilation,) * 2, groups)
+    assert winograd.suits(geo(64, 64, 32), np.float32, np)
+    assert winograd.suits(geo(256, 256, 8), np.float64, np)
+    assert not winograd.suits(geo(64, 64, 16), np.float32, np)  # too narrow for 64 channels
+    assert not winograd.suits(geo(32, 64, 32), np.float32, np)  # too few channels
+    assert not winograd.suits(geo(64, 64, 32, stride=2), np.float32, np)
+    assert not winograd.suits(geo(64, 64, 32, dilation=2), np.float32, np)
+    assert not winograd.suits(geo(64, 64, 32, groups=2), np.float32, np)
+    assert not winograd.suits(geo(64, 64, 32, kernel=5), np.float32, np)
+    assert not winograd.suits(geo(64, 64, 32), np.int64, np)
+    assert not winograd.suits(geo(64, 64, 32), np.complex128, np)
+
+
+def test_second_order_through_winograd(forced):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 2, 5, 6))
+    w = rng.standard_normal((3, 2, 3, 3))
+    check_grads(lambda x, w: conv(x, w, pad=((1, 0), (2, 1))), x, w, order=2)
