@@ -21,7 +21,7 @@ def forced(monkeypatch):
 
 
 def _force(monkeypatch):
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 0)
     monkeypatch.setattr(winograd, "MIN_WORK", 0)
 
 
@@ -75,9 +75,10 @@ def test_bias_and_relu_fused(forced):
     np.testing.assert_allclose(y, np.maximum(want + bias[:, None, None], 0), atol=1e-12)
 
 
-def test_agrees_with_im2col_on_a_resnet_layer():
-    """64 => 64 channels on 32x32 takes Winograd's algorithm by the rule; float32 results
-    agree with im2col's to float32 rounding."""
+def test_agrees_with_im2col_on_a_resnet_layer(monkeypatch):
+    """64 => 64 channels on 32x32 takes Winograd's algorithm by the rule on one thread;
+    float32 results agree with im2col's to float32 rounding."""
+    monkeypatch.setattr(winograd.threads, "limit", lambda: 1)
     rng = np.random.default_rng(1)
     x, wt, g, geo = _case(rng, 2, 64, 64, 32, 32, ((1, 1), (1, 1)), np.float32)
     assert winograd.suits(geo, np.float32, np)
@@ -92,7 +93,9 @@ def test_agrees_with_im2col_on_a_resnet_layer():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * np.abs(b).max())
 
 
-def test_the_rule():
+def test_the_rule(monkeypatch):
+    monkeypatch.setattr(winograd.threads, "limit", lambda: 1)
+
     def geo(c, o, size, stride=1, dilation=1, groups=1, kernel=3, pad=1):
         return convkernels.Geometry((2, c, size, size), (o, c // groups, kernel, kernel),
                                     (stride,) * 2, ((pad, pad),) * 2, (dilation,) * 2, groups)
@@ -106,6 +109,10 @@ def test_the_rule():
     assert not winograd.suits(geo(64, 64, 32, kernel=5), np.float32, np)
     assert not winograd.suits(geo(64, 64, 32), np.int64, np)
     assert not winograd.suits(geo(64, 64, 32), np.complex128, np)
+    # with two threads for the BLAS's im2col products, twice the channels
+    monkeypatch.setattr(winograd.threads, "limit", lambda: 2)
+    assert not winograd.suits(geo(64, 64, 32), np.float32, np)
+    assert winograd.suits(geo(128, 128, 16), np.float32, np)
 
 
 def test_second_order_through_winograd(forced):

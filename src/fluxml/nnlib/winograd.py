@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.backend import threads
 from fluxml.nnlib import windows as win
 
 # the transforms of F(2x2, 3x3) (Lavin and Gray's): input tile 4x4, output tile 2x2
@@ -49,7 +50,10 @@ BLOCK_BYTES = 4 << 20
 # im2col over 16 to 128 channels on 8x8 to 32x32: at least MIN_CHANNELS channels in and out
 # (16 => 16 on 32x32: 1.3x slower, 64 => 64: 1.3x faster) and outputs at least
 # MIN_WORK / channels wide (the flat grid's extra tile a row costs 1 / (width / 2) more;
-# 64 => 64 on 16x16 gained nothing, 128 => 128 on 16x16 and 256 => 256 on 8x8 1.2-1.5x)
+# 64 => 64 on 16x16 gained nothing, 128 => 128 on 16x16 and 256 => 256 on 8x8 1.2-1.5x).
+# NumPy's transforms run on one core while the BLAS splits im2col's product over all it may
+# use: with t threads at least t * MIN_CHANNELS channels (two threads: 64 => 64 on 32x32
+# 0.9 times im2col's speed, 128 => 128 on 16x16 1.1-1.2x, 256 => 256 1.1-1.7x)
 MIN_CHANNELS = 64
 MIN_WORK = 64 * 24
 
@@ -57,15 +61,15 @@ MIN_WORK = 64 * 24
 def suits(geo, dtype, xp) -> bool:
     """Whether the convolution of ``geo`` takes Winograd's algorithm: NumPy (unmeasured on a
     GPU), a real float type, a 3x3 kernel with unit strides and dilation, one group,
-    non-negative padding, and enough channels and output width (``MIN_CHANNELS``,
-    ``MIN_WORK``)."""
+    non-negative padding, and enough channels for the threads the BLAS may use and output
+    width (``MIN_CHANNELS``, ``MIN_WORK``)."""
     channels = min(geo.c, geo.o)
     return (xp is np and np.dtype(dtype) in (np.float32, np.float64)
             and geo.kernel == (3, 3) and geo.groups == 1
             and all(s == 1 for s in geo.stride) and all(d == 1 for d in geo.dilation)
-            and all(lo >= 0 and hi >= 0 for lo, hi in geo.pads)
-            and channels >= MIN_CHANNELS and channels * geo.out[1] >= MIN_WORK
-            and geo.n > 0)
+            and all(lo >= 0 and hi >= 0 for lo, hi in geo.pads) and geo.n > 0
+            and channels * geo.out[1] >= MIN_WORK
+            and channels >= MIN_CHANNELS * threads.limit())
 
 
 def forward(x, w, geo, y, bias, relu, xp):
