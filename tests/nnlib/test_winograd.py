@@ -120,3 +120,23 @@ def test_second_order_through_winograd(forced):
     x = rng.standard_normal((2, 2, 5, 6))
     w = rng.standard_normal((3, 2, 3, 3))
     check_grads(lambda x, w: conv(x, w, pad=((1, 0), (2, 1))), x, w, order=2)
+
+
+@pytest.mark.parametrize("where", ["input", "weight", "cotangent"])
+def test_non_finite_entries_as_im2col_gives_them(forced, where):
+    """An infinite input, weight or cotangent entry: Winograd's transforms would spread NaN
+    over whole tiles (inf - inf); the kernels give im2col's results instead, infinities and
+    NaNs where those put them and finite numbers elsewhere."""
+    rng = np.random.default_rng(3)
+    # (no more output channels than input ones: the input gradient is then the forward of the
+    # cotangent with im2col too, not col2im, whose NaNs from inf * 0 lie elsewhere)
+    x, wt, g, geo = _case(rng, 2, 4, 3, 8, 9, ((1, 1), (1, 1)), np.float64)
+    {"input": x, "weight": wt, "cotangent": g}[where].flat[17] = np.inf
+    with np.errstate(invalid="ignore"):  # (im2col's inf * 0, in both)
+        got = _three(x, wt, g, geo)
+        forced.setattr(winograd, "MIN_CHANNELS", 10 ** 9)
+        want = _three(x, wt, g, geo)
+    assert not all(np.isfinite(b).all() for b in want)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(a, b, rtol=1e-12)

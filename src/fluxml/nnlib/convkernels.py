@@ -308,7 +308,12 @@ def forward(x, w, geo, bias=None, relu=False):
         bias = bias.astype(dtype, copy=False).reshape(geo.groups, og, 1)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
     if winograd.suits(geo, dtype, xp):
-        return winograd.forward(x, w, geo, y, bias, relu, xp)
+        with np.errstate(invalid="ignore", over="ignore"):  # (then computed again)
+            winograd.forward(x, w, geo, y, bias, relu, xp)
+            finite = np.isfinite(y.sum())
+        if finite:
+            return y
+        # non-finite entries: im2col's are the ones the definition gives (see winograd's doc)
     if _by_rows(geo, xp):
         _forward_rows(x, w, geo, y, bias, relu, xp)
         return y
@@ -654,7 +659,12 @@ def filter(x, g, geo):
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     og, cg = geo.o // geo.groups, geo.c // geo.groups
     if winograd.suits(geo, dtype, xp):
-        return winograd.filter(x, g, geo, xp)
+        with np.errstate(invalid="ignore", over="ignore"):  # (then computed again)
+            dw = winograd.filter(x, g, geo, xp)
+            finite = np.isfinite(dw.sum())
+        if finite:
+            return dw
+        # non-finite entries: im2col's are the ones the definition gives (see winograd's doc)
     if _filter_by_rows(geo, xp):
         return _filter_rows(x, g, geo, xp)
     dw = xp.zeros((geo.groups, og, cg * geo.k), dtype=dtype)

@@ -15,7 +15,13 @@ im2col's 13.6-14.0, the weight gradient in 12.5-13.7 against 13.5-14.0; 256 => 2
 1.35 and 1.5 times as fast. See ``MIN_CHANNELS`` for where it stops paying.
 
 The transforms are exact up to float rounding of sums of a few terms, so results agree with
-im2col's to the product's own rounding. The weight gradient is computed in the same domain:
+im2col's to the product's own rounding. Only for finite numbers, though: the transforms
+subtract, so one infinite input makes NaN across its tile (inf - inf) where im2col gives
+inf in the outputs that read it and leaves the others alone. Every non-finite input or
+weight (or overflow in a transform) leaves a non-finite entry in the result, so the kernels
+check the result's sum, one pass (2% of the forward's time), and where it is not finite
+compute the convolution again with im2col, whose infinities and NaNs are the ones the
+definition gives. The weight gradient is computed in the same domain:
 with ``dM = A dY Aᵀ`` the cotangent's tiles, ``dU = dM @ Vᵀ`` summed over tiles (16 products
 with the tiles as the long side) and ``dw = Gᵀ dU G``. The input gradient of such a
 convolution is again one (the cotangent padded by the kernel's reach, with the flipped
