@@ -729,7 +729,7 @@ def test_a_writes_rank_is_found_without_allocating_its_rows():
     import tracemalloc
 
     from fluxml.compiler.ir import Var
-    from fluxml.compiler.xla_backend import _target_ndim
+    from fluxml.compiler.xla_indexing import _target_ndim
 
     def var(shape, dtype=np.int64):
         return Var(0, shape, dtype)
