@@ -15,6 +15,8 @@ buffers are scratch, kept on the group's first Leaf between steps. A group is th
 one rule object, one dtype, the same kind of state and the same step count; arrays of
 ``SMALL`` entries or more are stepped alone: there the copies cost about what the calls they
 save cost (six float32 arrays of 4,096 entries step in about the same time either way).
+The grouping itself is kept between steps too (``_Plan``, on the first array's Leaf), and
+reused while the items are the same objects and fit as they did.
 
 Under ``fl.compile`` the program records each array's own step (concatenating traced arrays
 would only add copies: the compiled code has no per-call overhead to save), except for what
