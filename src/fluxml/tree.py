@@ -46,6 +46,7 @@ from fluxml.treenodes import (
     _kind,
     _set_fields,
     _state,
+    nontrainable,
 )
 from fluxml.treenodes import blank as blank
 from fluxml.treenodes import is_array_leaf as is_array_leaf
@@ -174,10 +175,23 @@ def _children(values, leaves, leaf, seen, trainable) -> list:
 
 def _object(x, leaves, leaf, seen, trainable):
     """An object's node: its fields flattened, or a static part if it has none."""
+    t = type(x)
+    how = _NODES.get(t)
+    if how is not None and how[1] is _NO_SLOTS and how[0] == "attributes" and \
+            (d := getattr(x, "__dict__", None)) is not None and \
+            not (trainable and nontrainable(t)):
+        # a plain class's instance (most nodes: layers): its attributes read at once, not as
+        # _fields' (name, value) pairs (a tenth of a small model's flatten)
+        if id(x) in seen:
+            raise ValueError(f"the tree contains a cycle through a {t.__name__} object")
+        seen.add(id(x))
+        keys, values = list(d), list(d.values())
+        children = _children(values, leaves, leaf, seen, trainable)
+        seen.discard(id(x))
+        return Spec("object", t, keys, children, static=x)
     fields = _fields(x, trainable)
     if fields is None:
         return Spec("static", static=x)
-    t = type(x)
     if id(x) in seen:
         raise ValueError(f"the tree contains a cycle through a {t.__name__} object")
     seen.add(id(x))
@@ -312,8 +326,11 @@ def _unflatten(spec, it, none, shared=None, log=None):
             if type(spec.static) is frozenset and shared is not None:  # (its members are
                 shared.setdefault(_FROZEN, set()).add(id(spec.static))  # mapped after)
         return None if none else spec.static
-    children = [next(it) if c is LEAF else _unflatten(c, it, none, shared, log)
-                for c in spec.children]
+    # (a loop: a comprehension would make it, none, shared and log closure cells, slower to
+    # read on every node)
+    children = []
+    for c in spec.children:
+        children.append(next(it) if c is LEAF else _unflatten(c, it, none, shared, log))
     if log is not None and kind != "object":
         return _logged(spec, children, log, shared)
     if spec.type is tuple or spec.type is list:

@@ -141,3 +141,27 @@ def test_a_part_of_an_argument_reached_through_a_global_or_closure_is_the_origin
     # by hand: only the argument's path, m[1](m[0](x)), is differentiated
     np.testing.assert_allclose(g[0].w, second.w * x)
     np.testing.assert_allclose(g[1].w, GLOBAL_LAYER.w * x)
+
+
+_HOLDER = Scaled()
+
+
+@pytest.mark.parametrize("transform", ["gradient", "withgradient"])
+def test_withgradient_walks_what_the_users_function_reaches(transform):
+    """withgradient walked what its own wrapper of f reaches (builtins' names and its list),
+    not f's globals and closure: a value f stored on a global layer, or on a closed-over
+    one, was left a dead tracer (fl.gradient made it a plain array)."""
+    local = Scaled()
+
+    def loss(x):
+        _HOLDER.last = x * 2
+        local.last = x * 3
+        return np.sum(x)
+
+    x = np.array([1.0, 2.0])
+    getattr(fl, transform)(loss, x)
+    assert type(_HOLDER.last) is np.ndarray and _HOLDER.last.tolist() == [2.0, 4.0]
+    assert type(local.last) is np.ndarray and local.last.tolist() == [3.0, 6.0]
+    # a tuple output's other entries are still plain values
+    (value, y), _ = fl.withgradient(lambda x: (loss(x), x * 4), x)
+    assert type(y) is np.ndarray and y.tolist() == [4.0, 8.0] and value == 3.0

@@ -396,3 +396,26 @@ def test_ctc_loss_float16_gradient_is_finite():
     assert g.dtype == np.float16 and np.all(np.isfinite(g))
     np.testing.assert_allclose(value, want_value, rtol=2e-3)
     np.testing.assert_allclose(g, want, atol=3e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                  hnp.array_shapes(min_dims=0, max_dims=3, max_side=9),
+                  elements=st.floats(-1e3, 1e3, width=32)),
+       st.integers(0, 2**32 - 1))
+def test_mse_mean_is_numpys_bit_for_bit(yhat, seed):
+    """mse's mean skips np.mean's Python wrapper (its sum, then the division by an intp
+    count): plainly and under the gradient it is np.mean's value, bit for bit, and its type."""
+    y = np.random.default_rng(seed).normal(size=yhat.shape).astype(yhat.dtype)
+    want = np.mean(np.square(yhat - y))
+    got = fl.mse(yhat, y)
+    assert type(got) is type(want) and got.tobytes() == want.tobytes()
+    traced, _ = fl.withgradient(lambda a: fl.mse(a, y), yhat)
+    assert traced == want
+
+
+def test_mse_mean_of_nothing_warns_as_numpy():
+    """The empty mean still goes through np.mean: NaN with its 'Mean of empty slice'."""
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice"), \
+            np.errstate(invalid="ignore"):  # (NumPy's 0 / 0 warns too)
+        assert np.isnan(fl.mse(np.zeros(0, np.float32), np.zeros(0, np.float32)))

@@ -135,3 +135,118 @@ def test_adjust_keeps_leaves_that_shared_a_rule_sharing_one():
     state = fl.setup(fl.Adam(), model)
     fl.adjust(state, 0.01)
     assert state["a"].rule is state["b"].rule and state["a"].rule.eta == 0.01
+
+
+def _changes(model, state, step):
+    """What a training loop may do to a model and its state between updates, one kind every
+    other step (an update between them keeps its plan): each must be seen by the next
+    update, whose grouping plan was made before it."""
+    change = step // 2 if step % 2 == 0 else None
+    if change == 1:
+        model["w"] = model["w"] + 1.0  # an array replaced (the state's Leaf kept)
+    if change == 2:
+        state["b32"].state.m[...] = 0.0  # a state array written in place
+    if change == 3:  # a new state in the same Leaf (a loaded one: the same numbers)
+        old = state["w"].state
+        state["w"].state = type(old)(old.m.copy(), old.v.copy(), old.t.copy())
+    if change == 5:
+        state["b"].state.t[...] = 0  # a step count reset in place: the counts now differ
+    if change == 6:
+        fl.adjust(state, 0.05)  # a new rule in every Leaf
+    if change == 7:
+        state["scalar"] = fl.setup(fl.Adam(0.05), {"s": model["scalar"]})["s"]  # a new Leaf
+    if change == 8:
+        model["w32"] = model["w32"].astype(np.float64)  # replaced by one of another dtype
+    if change == 9:
+        fl.freeze(state["b"])  # a part frozen
+    if change == 10:
+        fl.thaw(state["b"])
+    if change == 11:
+        model["b"].shape = (2, 2)  # reshaped in place (its state no longer fits)
+
+
+def _steps(plan_kept, steps=24):
+    rng = np.random.default_rng(3)
+    model = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4),
+             "scalar": np.array(0.7), "w32": rng.standard_normal((2, 3)).astype(np.float32),
+             "b32": rng.standard_normal(5).astype(np.float32)}
+    state = fl.setup(fl.Adam(0.1), model)
+    made = []
+    of = foreach._Plan.of
+
+    def plan_of(items):
+        plan = of(items) if plan_kept else foreach._Plan(items)
+        made.append(plan)
+        return plan
+
+    foreach._Plan.of = staticmethod(plan_of)
+    try:
+        for step in range(steps):
+            _changes(model, state, step)
+            grads = {k: rng.standard_normal(np.shape(v)).astype(v.dtype)
+                     for k, v in model.items()}
+            if step == 8:  # (change 4) a gradient of another dtype than its array
+                grads["b32"] = grads["b32"].astype(np.float64)
+            try:
+                fl.update(state, model, grads)
+            except ValueError as err:
+                return model, state, made, str(err)
+    finally:
+        foreach._Plan.of = staticmethod(of)
+    return model, state, made, None
+
+
+def test_a_kept_grouping_plan_gives_the_numbers_of_grouping_anew_after_each_change():
+    """update keeps its grouping of the arrays (foreach._Plan) between steps: after each
+    change a loop may make (an array replaced or of another dtype, a part frozen and thawed,
+    a rule adjusted, a state array written, a Leaf replaced, an array reshaped in place) the
+    numbers are those of grouping anew at every step, bit for bit."""
+    model, state, made, error = _steps(plan_kept=True)
+    model1, state1, _, error1 = _steps(plan_kept=False)
+    assert error == error1 and "shape" in error  # the reshaped array's state: refused
+    got, want = fl.leaves((model, state)), fl.leaves((model1, state1))
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+        np.testing.assert_array_equal(a, b)
+    # the plan was kept where nothing changed (before the first change, and between two)
+    assert made[1] is made[0] and made[2] is not made[1] and made[3] is made[2]
+
+
+def test_a_changed_small_makes_a_new_plan():
+    model = {"w": np.ones((2, 3)), "b": np.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+    grads = {"w": np.ones((2, 3)), "b": np.ones(3)}
+    fl.update(state, model, grads)
+    assert len(state["w"]._together.groups) == 1
+    saved, foreach.SMALL = foreach.SMALL, 0
+    try:
+        fl.update(state, model, grads)
+        assert not state["w"]._together.groups  # every array stepped alone now
+    finally:
+        foreach.SMALL = saved
+
+
+def test_a_kept_plan_steps_the_array_the_model_holds_now():
+    model = {"w": np.ones((2, 3)), "b": np.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+    grads = {"w": np.ones((2, 3)), "b": np.ones(3)}
+    fl.update(state, model, grads)
+    fl.update(state, model, grads)
+    old = model["w"]
+    before = old.copy()
+    model["w"] = np.zeros((2, 3))
+    fl.update(state, model, grads)
+    np.testing.assert_array_equal(old, before)  # the replaced array is left alone
+    assert np.all(model["w"] < 0)  # the new one is stepped
+
+
+def test_a_copied_state_starts_without_the_plan():
+    """The plan holds the Leafs and the model's arrays: a copy or pickle of the state must
+    not carry copies of the model's arrays along."""
+    model = {"w": np.ones((2, 3)), "b": np.ones(3)}
+    state = fl.setup(fl.Adam(0.1), model)
+    fl.update(state, model, {"w": np.ones((2, 3)), "b": np.ones(3)})
+    assert state["w"]._together is not None
+    assert copy.deepcopy(state)["w"]._together is None
+    assert copy.copy(state["w"])._together is state["w"]._together  # (shallow: shared)

@@ -137,11 +137,13 @@ def _refuse_text(who, args):
                             f"closure (lambda x: f(x, {a!r:.20}))")
 
 
-def _run(trace, f, targs, rebuilt=None):
+def _run(trace, f, targs, rebuilt=None, reach=None, held=None):
     """``f(*targs)`` recorded by ``trace``, which is closed afterwards whatever happens: a
     tracer that escapes says so when it is used later. (What ``f`` set on the traced copy of
     the arguments is written back by the caller once the transform has succeeded:
-    ``Rebuilt.write_back``.)"""
+    ``Rebuilt.write_back``.) ``reach``: the user's function when ``f`` wraps it (what it
+    closes over and its globals are what :func:`plain_reached` walks), ``held`` a list the
+    wrapper keeps what it returned in."""
     stack = open_traces()
     stack.append(trace)  # train/test layers ask (core.differentiating)
     open_walk(trace)  # (an inner transform may leave this trace's tracers on what f reaches)
@@ -152,7 +154,7 @@ def _run(trace, f, targs, rebuilt=None):
     finally:
         trace.closed = LEAKED
         remove_last(stack, trace)  # by identity: a generator f may leave out of order
-        plain_reached(f, trace, rebuilt)
+        plain_reached(f if reach is None else reach, trace, rebuilt, held)
     return out
 
 
@@ -283,8 +285,10 @@ def withgradient(f: Callable, *args, zeros_for_none: bool = False,
                 return out[0]
             return out
 
+        # what f reaches is walked for stored tracers, not this wrapper's (whose globals
+        # are builtins): f's tracers stored on a global object were left dead tracers
         value, grads = _gradient_of(trace, first, args, zeros_for_none, holomorphic,
-                                    on_final, "withgradient")
+                                    on_final, "withgradient", reach=(f, whole))
         return (_with_aux(whole[0], value, trace) if whole else value), grads
     finally:
         resume_gc()
@@ -317,7 +321,7 @@ def _refuse_no_arguments(f):
 
 
 def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None,
-                 who="gradient"):
+                 who="gradient", reach=(None, None)):
     if not args:
         _refuse_no_arguments(f)
     targs, leaves, spec, made, rebuilt = _trace_args(trace, args, trace.leaf, who)
@@ -325,7 +329,7 @@ def _gradient_of(trace, f, args, zeros_for_none, holomorphic, on_final=None,
         raise DifferentiationError(ON_FINAL_COMPILED)
     if holomorphic:
         _check_complex_inputs(leaves, made)
-    out = _run(trace, f, targs, rebuilt)
+    out = _run(trace, f, targs, rebuilt, *reach)
     if type(out) is not Tracer or out._trace is not trace:
         if type(out) is Tracer and out._trace.level > trace.level:
             raise DifferentiationError(LEAKED)

@@ -388,7 +388,7 @@ def check_repeated(alias, p_leaves, t_leaves):
             "with one tangent. To perturb the two places apart, use two copies of it")
 
 
-def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
+def plain_reached(f, trace, rebuilt: Rebuilt | None = None, held: list | None = None) -> None:
     """Tracers of ``trace`` that ``f`` stored on objects it reaches without being given them
     (closed over, named as globals, or ``f``'s own object: ``self.state = h`` on a model the
     loss closes over) become plain copies of their values once ``trace`` is closed, as an
@@ -397,7 +397,8 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     its tracers (``hooks.append(lambda z: model(z))``) is made over the originals, as one
     stored on an argument is: with ``rebuilt``, when it writes back (after a successful
     transform), else over plain copies now. (Objects reached only through other functions
-    are not seen: their tracers fail by name when used.)
+    are not seen: their tracers fail by name when used.) ``held``, a list, is walked too
+    (withgradient's, holding the tuple its wrapper of ``f`` saw ``f`` return).
 
     The walk runs on every transform's call, so it is bounded: of a list, deque or dict
     longer than ``_LONG`` only the last ``_TAIL`` entries are looked at (where the function
@@ -411,6 +412,8 @@ def plain_reached(f, trace, rebuilt: Rebuilt | None = None) -> None:
     (:func:`open_walk`), where it becomes a plain array in turn. (It was left a dead tracer:
     the outer function reaches the layer only through the loss function it calls.)"""
     roots = reached(f)
+    if held:  # (withgradient's list of f's tuple output: walked as f's own)
+        roots.append(held)
     given = _HOLDERS.pop(trace, None)
     if given:
         roots += given

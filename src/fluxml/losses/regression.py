@@ -64,7 +64,14 @@ def mse(yhat, y, *, agg: Agg = "mean"):
 # composite is recorded: the compiler fuses it itself.
 def _mse_impl(yhat, y, mean):
     d = np.square(yhat - y)
-    return np.mean(d) if mean else np.sum(d)
+    if not mean:
+        return np.sum(d)
+    if type(d) is np.ndarray and d.size and (d.dtype == np.float32 or d.dtype == np.float64):
+        # np.mean's own steps (its sum in d's dtype, then the division by the count as an
+        # intp, rounded back), without its Python wrapper: ~2.5 us of a tiny model's step
+        total = np.add.reduce(d, axis=None)
+        return total.dtype.type(total / np.intp(d.size))
+    return np.mean(d)
 
 
 def _mse_scale(g, yhat, mean):

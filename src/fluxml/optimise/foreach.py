@@ -15,6 +15,8 @@ buffers are scratch, kept on the group's first Leaf between steps. A group is th
 one rule object, one dtype, the same kind of state and the same step count; arrays of
 ``SMALL`` entries or more are stepped alone: there the copies cost about what the calls they
 save cost (six float32 arrays of 4,096 entries step in about the same time either way).
+The grouping itself is kept between steps too (``_Plan``, on the first array's Leaf), and
+reused while the items are the same objects and fit as they did.
 
 Under ``fl.compile`` the program records each array's own step (concatenating traced arrays
 would only add copies: the compiled code has no per-call overhead to save), except for what
@@ -46,22 +48,25 @@ SMALL = 4096  # arrays with fewer entries than this are stepped in groups
 def step_together(items) -> list:
     """Step the groups among ``items`` (``(leaf, x, dx)`` triples, one per array) that can
     be stepped together; returns the items left for the per-array path."""
+    trace = compiling() if COMPILING else None
+    if trace is None:
+        items = list(items)  # (update's: a dict's values)
+        plan = _Plan.of(items)
+        for group in plan.groups:
+            _step_group(group, [items[i][2] for i in group.at])
+        return [items[i] for i in plan.rest]
     groups: dict = {}
     rest = []
-    trace = compiling() if COMPILING else None
     for item in items:
-        key = _group_key(*item) if trace is None else _traced_key(trace, *item)
+        key = _traced_key(trace, *item)
         if key is None:
             rest.append(item)
         else:
             groups.setdefault(key, []).append(item)
-    if trace is not None:  # fl.compile traces a copy of the rule for each Leaf
-        groups = {i: g for i, g in enumerate(_by_equal_rules(groups.values()))}
-    for members in groups.values():
+    # fl.compile traces a copy of the rule for each Leaf
+    for members in _by_equal_rules(groups.values()):
         if len(members) == 1:
             rest.append(members[0])
-        elif trace is None:
-            _step_group(members)
         else:
             _step_traced(members, trace)
     return rest
@@ -98,6 +103,116 @@ def _group_key(leaf, x, dx):
         else:
             return None
     return tuple(key)
+
+
+def _no_plan():
+    return None
+
+
+class _Plan:
+    """How one update's items are stepped: the groups :func:`_group_key` finds, with what
+    stepping a group needs read once (its Leafs, arrays, state columns and scratch).
+
+    Grouping the items anew cost about 1 us per array on every step (a tiny model's step
+    is ~170 us), so the plan is kept on the first item's Leaf and reused by the next update
+    of the same items: each grouped item the same Leaf and array, the Leaf holding the same
+    rule and state objects (a state tuple holds the same arrays). What can change in place
+    is checked on every step as the grouping checks it: the array's and its state arrays'
+    shapes and dtypes, the new gradient's type, shape and dtype, and a group's step
+    counters equal. Anything else (an array or a Leaf replaced, a state set up or loaded
+    anew, a rule adjusted, a part frozen, ``SMALL`` changed) makes a new plan. Items stepped
+    alone need no check: one array's step is right whatever it holds."""
+
+    __slots__ = ("n", "small", "groups", "rest")
+
+    def __init__(self, items):
+        self.n, self.small = len(items), SMALL
+        found: dict = {}
+        self.rest = []
+        for i, item in enumerate(items):
+            key = _group_key(*item)
+            if key is None:
+                self.rest.append(i)
+            else:
+                found.setdefault(key, []).append(i)
+        self.groups = []
+        for at in found.values():
+            if len(at) == 1:
+                self.rest.append(at[0])
+            else:
+                self.groups.append(_Group(at, [items[i] for i in at]))
+        self.rest.sort()  # (the per-array path steps them in the model's order)
+
+    def __reduce__(self):  # a copied or pickled state starts without a plan
+        return _no_plan, ()
+
+    @staticmethod
+    def of(items) -> _Plan:
+        """The plan kept on the first item's Leaf if it still fits ``items``, else a new
+        one, kept there."""
+        first = items[0][0]
+        plan = getattr(first, "_together", None)
+        if plan is None or not plan.fits(items):
+            plan = _Plan(items)
+            try:
+                first._together = plan  # (not a tree field: never saved, never flattened)
+            except AttributeError:  # (a Leaf-like object without attributes: no cache)
+                pass
+        return plan
+
+    def fits(self, items) -> bool:
+        if len(items) != self.n or self.small != SMALL:
+            return False
+        for group in self.groups:
+            dtype = group.dtype
+            for i, leaf, x, rule, state, shape, arrays in group.members:
+                known, now, dx = items[i]
+                if known is not leaf or now is not x or leaf.rule is not rule \
+                        or leaf.state is not state or type(dx) is not np.ndarray \
+                        or x.shape != shape or dx.shape != shape or x.dtype != dtype \
+                        or dx.dtype != dtype:
+                    return False
+                for s in arrays:
+                    if s.shape != shape or s.dtype != dtype:
+                        return False
+            for column in group.counters:
+                count = column[0].item()
+                for c in column:
+                    if c.item() != count:
+                        return False
+        return True
+
+
+class _Group:
+    """The arrays of one group: each member's position among the items, Leaf, array, rule,
+    state, shape and state arrays (what :meth:`_Plan.fits` checks), and, read from the first
+    member's state, the kind of each state field, the columns of state fields (one per
+    field, the members' in order; those of the counters apart) and the flat scratch."""
+
+    __slots__ = ("at", "members", "dtype", "counters", "rule", "state", "kinds", "columns", "xs",
+                 "flat")
+
+    def __init__(self, at, items):
+        self.at = at
+        leaves = [leaf for leaf, _, _ in items]
+        self.xs = [x for _, x, _ in items]
+        first = leaves[0]
+        self.rule, self.state = first.rule, first.state
+        self.kinds = _state_kinds(self.state)
+        # per state field, the group's arrays (one column per field)
+        self.columns = list(zip(*[_fields(leaf.state) for leaf in leaves]))
+        self.counters = [c for c, kind in zip(self.columns, self.kinds) if kind == "counter"]
+        self.members = []
+        for i, leaf, x in zip(at, leaves, self.xs):
+            arrays = [s for s, kind in zip(_fields(leaf.state), self.kinds) if kind == "array"]
+            self.members.append((i, leaf, x, leaf.rule, leaf.state, x.shape, arrays))
+        self.dtype = self.xs[0].dtype
+        n_buffers = 3 + self.kinds.count("array")  # x, dx, the update, the state arrays
+        shapes = tuple([x.shape for x in self.xs])
+        flat = getattr(first, "_flat", None)  # (not a tree field: never saved, never flattened)
+        if flat is None or not flat.fits(shapes, self.dtype, n_buffers):
+            flat = first._flat = _Flat(shapes, self.dtype, n_buffers)
+        self.flat = flat
 
 
 class _Flat:
@@ -137,24 +252,15 @@ class _Flat:
         return self._split(flat)
 
 
-def _step_group(members):
-    leaves = [m[0] for m in members]
-    xs = [m[1] for m in members]
-    first = leaves[0]
-    rule, state = first.rule, first.state
-    kinds = _state_kinds(state)
-    # per state field, the group's arrays (one column per field)
-    columns = list(zip(*[_fields(leaf.state) for leaf in leaves]))
-    n_buffers = 3 + kinds.count("array")  # x, dx, the update, the state arrays
-    shapes = tuple([x.shape for x in xs])
-    dtype = xs[0].dtype
-    flat = getattr(first, "_flat", None)  # (not a tree field: never saved, never flattened)
-    if flat is None or not flat.fits(shapes, dtype, n_buffers):
-        flat = first._flat = _Flat(shapes, dtype, n_buffers)
-    x = flat.gather(0, xs)
-    dx = flat.gather(1, [m[2] for m in members])
+def _step_group(group, dxs):
+    """Step a group's arrays as one: gathered into its flat buffers with their gradients
+    ``dxs`` and state arrays, the rule applied once, the state and ``x -= update`` written
+    back to each array."""
+    flat = group.flat
+    x = flat.gather(0, group.xs)
+    dx = flat.gather(1, dxs)
     parts, k = [], 3
-    for kind, column in zip(kinds, columns):
+    for kind, column in zip(group.kinds, group.columns):
         if kind == "array":
             parts.append(flat.gather(k, column))
             k += 1
@@ -162,8 +268,8 @@ def _step_group(members):
             parts.append(column[0].copy())  # the rule counts it in place
         else:
             parts.append(None)
-    new, step = apply_rule(rule, _rebuild(state, parts), x, dx, flat.buffers[2])
-    for kind, column, value in zip(kinds, columns, _fields(new)):
+    new, step = apply_rule(group.rule, _rebuild(group.state, parts), x, dx, flat.buffers[2])
+    for kind, column, value in zip(group.kinds, group.columns, _fields(new)):
         if kind == "array":
             for target, part in zip(column, flat.split(value)):
                 target[...] = part
@@ -172,7 +278,7 @@ def _step_group(members):
             for target in column:
                 target[...] = count
     if step is not None:
-        for x, part in zip(xs, flat.split(step)):
+        for x, part in zip(group.xs, flat.split(step)):
             x -= part
 
 
