@@ -716,3 +716,35 @@ def test_modes_and_modules_reach_layers_in_every_container_the_trees_walk():
     assert listing[1] == "  steps = deque("
     assert listing[2].startswith("    Dense(2 => 2),") and listing[2].endswith("# 6 parameters")
     assert listing[3] == "    Dropout(0.5),"
+
+
+def test_a_subclass_of_a_library_layer_names_itself_in_errors():
+    # the errors named the library class: "Dense(3 => 2) expects ..." for a MyDense
+    class MyDense(fl.Dense):
+        pass
+
+    class MyConv(fl.Conv):
+        pass
+
+    class MyLSTM(fl.LSTM):
+        pass
+
+    class MyEmbedding(fl.Embedding):
+        pass
+
+    class MyPool(fl.MaxPool):
+        pass
+
+    x = np.ones((2, 5), np.float32)
+    with pytest.raises(fl.LayerError, match=r"^MyDense\(3 => 2\) expects inputs of shape"):
+        MyDense(3, 2)(x)
+    with pytest.raises(fl.LayerError, match=r"^MyConv\(\(3, 3\), 1 => 2\) expects input"):
+        MyConv((3, 3), 1, 2)(x)
+    with pytest.raises(fl.LayerError, match=r"^MyLSTM\(4 => 3\) expects a sequence"):
+        MyLSTM(4, 3)(x)
+    with pytest.raises(fl.LayerError, match=r"^MyEmbedding\(10 => 3\) expects integer"):
+        MyEmbedding(10, 3)(x)
+    with pytest.raises(fl.LayerError, match=r"^MyPool\(\(2, 2\)\) expects input"):
+        MyPool((2, 2))(x)
+    with pytest.raises(fl.LayerError, match=r"^Dense\(3 => 2\) expects"):
+        fl.Dense(3, 2)(x)

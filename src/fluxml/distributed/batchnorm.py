@@ -96,7 +96,7 @@ class SyncBatchNorm(BatchNorm):
             from fluxml.compiler.trace import CompileError
 
             raise CompileError(
-                f"{self._line()}: its training-mode statistics are summed across the ranks as "
+                f"{self._called()}: its training-mode statistics are summed across the ranks as "
                 f"the step runs (MPI), which fl.compile cannot record; train it without "
                 f"compile (fl.train(..., compile=False)), or use BatchNorm")
         axes = (0,) + tuple(range(2, x.ndim))

@@ -99,10 +99,10 @@ class MultiHeadAttention(Module):
         shapes = [tuple(np.shape(a)) for a in (q, k, v)]
         if any(len(s) != 3 or s[-1] != d for s, d in zip(shapes, dims)) or \
                 len({s[0] for s in shapes}) != 1 or shapes[1][1] != shapes[2][1]:
-            raise LayerError(f"{self._line()} expects q (N, Tq, {dims[0]}), k (N, Tk, "
+            raise LayerError(f"{self._called()} expects q (N, Tq, {dims[0]}), k (N, Tk, "
                              f"{dims[1]}), v (N, Tk, {dims[2]}); got {', '.join(map(str, shapes))}")
         if any(0 in s for s in shapes):  # (the attention kernel's refusal, in this layer's name)
-            raise LayerError(f"{self._line()} expects q, k and v with no empty axis; got "
+            raise LayerError(f"{self._called()} expects q, k and v with no empty axis; got "
                              f"{', '.join(map(str, shapes))}")
         return shapes
 
@@ -133,7 +133,7 @@ class MultiHeadAttention(Module):
         v = k if same_v else match_dtype(self, v, self.v_proj.weight.dtype)
         if isinstance(mask, str):
             if mask != "causal":
-                raise LayerError(f"{self._line()}: mask must be boolean or 'causal'; got "
+                raise LayerError(f"{self._called()}: mask must be boolean or 'causal'; got "
                                  f"{mask!r}")
             mask = causal_mask(q.shape[1], k.shape[1])
         if is_active(self.attn_drop, q) and self.attn_drop.p > 0:
@@ -227,7 +227,7 @@ class TransformerEncoderBlock(Module):
     def _output_shape(self, shape):
         e = self.norm1.weight.shape[-1]
         if len(shape) not in (2, 3) or shape[-1] != e:
-            raise LayerError(f"{self._line()} expects input (N, T, {e}) or (T, {e}); got "
+            raise LayerError(f"{self._called()} expects input (N, T, {e}) or (T, {e}); got "
                              f"{tuple(shape)}")
         return tuple(shape)
 

@@ -82,7 +82,7 @@ class Dense(Module):
         if len(shape) and shape[-1] == out != inp:
             hint = (f"; the sizes the other way round? Dense(in, out) takes the input size "
                     f"first, as Flux's Dense(in => out): Dense({out}, {inp})")
-        raise LayerError(f"{self._line()} expects inputs of shape (N, {inp}); "
+        raise LayerError(f"{self._called()} expects inputs of shape (N, {inp}); "
                          f"got {tuple(shape)}{hint}")
 
     def __call__(self, x):
@@ -336,7 +336,7 @@ class Scale(Module):
         try:
             return np.broadcast_shapes(tuple(shape), self.scale.shape)
         except ValueError:
-            raise LayerError(f"{self._line()} expects inputs whose trailing dimensions "
+            raise LayerError(f"{self._called()} expects inputs whose trailing dimensions "
                              f"broadcast with {self.scale.shape}; got {tuple(shape)}") from None
 
     def __call__(self, x):
@@ -396,7 +396,7 @@ class Bilinear(Module):
             return self._output_shape((1,) + tuple(x), (1,) + tuple(z))[1:]
         _, in1, in2 = self.weight.shape
         if len(x) != 2 or len(z) != 2 or x[1] != in1 or z[1] != in2 or x[0] != z[0]:
-            raise LayerError(f"{self._line()} expects inputs (N, {in1}) and (N, {in2}); got "
+            raise LayerError(f"{self._called()} expects inputs (N, {in1}) and (N, {in2}); got "
                              f"{tuple(x)} and {tuple(z)}")
         return (x[0], self.weight.shape[0])
 

@@ -62,7 +62,7 @@ def check_input(layer, shape, channels, d):
         elif d + 2 < len(shape) <= 5:  # Conv(3, ...) is 1-d, where PyTorch's Conv2d(.., 3) is not
             hint = (f"; the kernel's length is the number of spatial dimensions: a kernel of "
                     f"{len(shape) - 2} sizes, such as {(3,) * (len(shape) - 2)}, for this input")
-        raise LayerError(f"{layer._line()} expects input {want}; got {tuple(shape)}{hint}")
+        raise LayerError(f"{layer._called()} expects input {want}; got {tuple(shape)}{hint}")
 
 
 def _spatial(layer, value, d, name, minimum=1) -> tuple:
@@ -72,7 +72,7 @@ def _spatial(layer, value, d, name, minimum=1) -> tuple:
     try:
         return win.spatial(value, d, name, "", minimum)
     except ValueError as err:  # (its message starts ": name must be ...")
-        raise LayerError(f"{layer._line()}{err}") from None
+        raise LayerError(f"{layer._called()}{err}") from None
 
 
 def _from_weight(layer, dims, weight, second, third, activation, bias):
@@ -187,11 +187,11 @@ class Conv(Module):
             pads = win.padding(self.pad, d, "", size=shape[2:], kernel=self.kernel,
                                stride=stride, dilation=dilation)
         except ValueError as err:  # (as _spatial's)
-            raise LayerError(f"{self._line()}{err}") from None
+            raise LayerError(f"{self._called()}{err}") from None
         out = win.output_size(shape[2:], self.kernel, stride, dilation, pads)
         if min(out) < 1:
             reach = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel, dilation))
-            raise LayerError(f"{self._line()} needs a spatial size of at least {reach} after "
+            raise LayerError(f"{self._called()} needs a spatial size of at least {reach} after "
                              f"padding {pads}; got input {tuple(shape)}")
         return (shape[0], self.out_channels) + out
 
@@ -357,7 +357,7 @@ class ConvTranspose(Module):
         size = tuple((n - 1) * s - lo - hi + dl * (k - 1) + 1 + p for n, s, (lo, hi), dl, k, p
                      in zip(shape[2:], stride, pads, dilation, self.kernel, outpad))
         if min(size) < 1:
-            raise LayerError(f"{self._line()}: the padding leaves an output of size {size} "
+            raise LayerError(f"{self._called()}: the padding leaves an output of size {size} "
                              f"for input {shape}")
         return pads, outpad, (shape[0], self.weight.shape[1] * self.groups) + size
 

@@ -35,7 +35,7 @@ def _check_indices(layer, idx, vocab):
     if idx.dtype.kind not in "iu":
         raise _not_indices(layer, idx.dtype, idx.shape, vocab)
     # checked where the values are: inside fl.compile, on every run of the program
-    return untraced(_in_vocabulary, (idx, vocab, layer._line()))
+    return untraced(_in_vocabulary, (idx, vocab, layer._called()))
 
 
 def _not_indices(layer, dtype, shape, vocab) -> LayerError:
@@ -46,7 +46,7 @@ def _not_indices(layer, dtype, shape, vocab) -> LayerError:
                 "OneHotMatrix; or give their indices, fl.onecold(x))")
     elif dtype.kind == "f":
         hint = " (round them, or use a Dense layer for features)"
-    return LayerError(f"{layer._line()} expects integer indices; got {dtype}{hint}")
+    return LayerError(f"{layer._called()} expects integer indices; got {dtype}{hint}")
 
 
 def _in_vocabulary(idx, vocab, line):
@@ -105,7 +105,7 @@ class Embedding(Module):
     def _check_onehot(self, shape):
         vocab = self.weight.shape[0]
         if len(shape) < 1 or shape[-1] != vocab:
-            raise LayerError(f"{self._line()} reads a bool array as one-hot rows (..., {vocab}); "
+            raise LayerError(f"{self._called()} reads a bool array as one-hot rows (..., {vocab}); "
                              f"got {tuple(shape)}")
 
     padding_idx = None  # (a class default: a layer saved before it had none)
@@ -174,7 +174,7 @@ class EmbeddingBag(Embedding):
         return (shape[0], self.weight.shape[1])
 
     def _refuse(self, shape):
-        raise LayerError(f"{self._line()} expects an index matrix (N, L), a list of index "
+        raise LayerError(f"{self._called()} expects an index matrix (N, L), a list of index "
                          f"vectors or (indices, offsets); got shape {tuple(shape)}")
 
     def __call__(self, bags):
@@ -193,7 +193,7 @@ class EmbeddingBag(Embedding):
         if indices.ndim != 1 or offsets.ndim != 1 or offsets.dtype.kind not in "iu" or (
                 offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0)
                                   or offsets[-1] > indices.size)):
-            raise LayerError(f"{self._line()}: offsets must be an increasing integer vector "
+            raise LayerError(f"{self._called()}: offsets must be an increasing integer vector "
                              f"starting at 0 and within the {indices.size} indices; got "
                              f"{offsets!r}")
         ends = np.append(offsets[1:], indices.size)
@@ -203,7 +203,7 @@ class EmbeddingBag(Embedding):
         vocab, dim = self.weight.shape
         bags = [_check_indices(self, b, vocab) for b in bags]
         if any(b.ndim != 1 for b in bags):
-            raise LayerError(f"{self._line()} expects each bag to be a vector of indices; got "
+            raise LayerError(f"{self._called()} expects each bag to be a vector of indices; got "
                              f"shapes {[b.shape for b in bags]}")
         if self.reduction == "max":
             zero = np.zeros((1, dim), self.weight.dtype)

@@ -162,6 +162,11 @@ class Module:
                 parts.append(f"{k}={name_of(v)}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    def _called(self) -> str:
+        """This layer as its error messages name it: its line, with a user's subclass of a
+        library layer named as itself (``MyDense(3 => 4) expects ...``, not ``Dense(...)``)."""
+        return own_name(self, self._line())
+
     def _show_children(self):
         """The sublayers shown nested under this one, or None for a leaf layer. A layer with
         sublayers lists its own arrays among them (as Flux does), so that the counts shown
@@ -175,6 +180,21 @@ class Module:
         return [(k, ArrayField(v, k in frozen) if is_array_leaf(v) and hasattr(v, "shape")
                  else v) for k, v in fields
                 if _holds_module(v) or (is_array_leaf(v) and hasattr(v, "shape"))]
+
+
+def own_name(x, line: str) -> str:
+    """``line`` with the class that wrote it renamed to ``x``'s own class: a user's subclass
+    of a library layer (``class MyDense(fl.Dense)`` with fields and a ``__call__`` of its
+    own) inherits the library's ``_line``, which names the library class; printed or named
+    in an error as ``Dense(3 => 2)`` it read as a plain Dense."""
+    cls = type(x)
+    if "_line" in vars(cls):  # (its own line)
+        return line
+    # the library class the line names: the one that wrote it, or one it serves (a
+    # recurrent layer's line is its cell's, renamed)
+    named = next((k.__name__ for k in cls.__mro__[1:] if line.startswith(k.__name__ + "(")),
+                 None)
+    return line if named is None else cls.__name__ + line[len(named):]
 
 
 def _holds_module(x) -> bool:

@@ -74,7 +74,7 @@ class _Norm(Module):
         shape = x.shape
         if len(shape) < min_ndim or shape[1] != self.channels:
             dots = ", ..." if min_ndim == 2 else ", L, ..."
-            raise LayerError(f"{self._line()} expects input (N, {self.channels}{dots}); got "
+            raise LayerError(f"{self._called()} expects input (N, {self.channels}{dots}); got "
                              f"{np.shape(x)}")
         return self._precision(x)
 
@@ -134,7 +134,7 @@ class _Norm(Module):
                 advice += " (a DataLoader's last batch of one sample: partial=False)"
             if self.running_mean is not None:  # (without them, test mode comes here too)
                 advice += ", or use the running statistics (fl.testmode)"
-            raise LayerError(f"{self._line()} got a single value {what} to compute its "
+            raise LayerError(f"{self._called()} got a single value {what} to compute its "
                              f"statistics from; {advice}")
 
     def _activate(self, y):
@@ -334,7 +334,7 @@ class LayerNorm(_Norm):
         k = len(self.size)
         need_array(self, x)
         if tuple(x.shape[-k:]) != self.size:
-            raise LayerError(f"{self._line()} expects input (..., "
+            raise LayerError(f"{self._called()} expects input (..., "
                              f"{', '.join(map(str, self.size))}); got {np.shape(x)}")
         return self._precision(x)
 

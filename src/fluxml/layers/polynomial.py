@@ -71,7 +71,7 @@ class PolyAct(Module):
         c = self.coeffs
         need_array(self, x)
         if x.dtype.kind != "f":
-            raise LayerError(f"{self._line()} expects floating-point input; got "
+            raise LayerError(f"{self._called()} expects floating-point input; got "
                              f"{getattr(x, 'dtype', type(x).__name__)}")
         y = c[-1] * x  # Horner's rule
         for k in range(len(c) - 2, 0, -1):

@@ -26,7 +26,7 @@ from fluxml.nnlib import windows as win
 def _any_input(layer, shape):
     shape = tuple(shape)
     if len(shape) not in (3, 4, 5):
-        raise LayerError(f"{layer._line()} expects input (N, C, L), (N, C, H, W) or "
+        raise LayerError(f"{layer._called()} expects input (N, C, L), (N, C, H, W) or "
                          f"(N, C, D, H, W); got {shape}")
     return shape
 
@@ -35,7 +35,7 @@ def _not_empty(layer, shape):
     """Refuse an empty spatial axis: a pool over it has no entries (a maximum of nothing, a
     mean of nothing)."""
     if 0 in shape[2:]:
-        raise LayerError(f"{layer._line()} expects a spatial size of at least 1 on each axis; "
+        raise LayerError(f"{layer._called()} expects a spatial size of at least 1 on each axis; "
                          f"got input {tuple(shape)}")
 
 
@@ -59,10 +59,10 @@ class _Pool(Module):
         out = win.output_size(shape[2:], self.kernel, self.stride, (1,) * d, pads)
         if self.pool is nnlib.maxpool and any(2 * max(p) > k for p, k in zip(pads, self.kernel)):
             # (as PyTorch: a window of padding only would have no maximum)
-            raise LayerError(f"{self._line()}: the padding {pads} must be at most half the "
+            raise LayerError(f"{self._called()}: the padding {pads} must be at most half the "
                              f"window {self.kernel} on each side")
         if min(out) < 1:
-            raise LayerError(f"{self._line()} needs a spatial size of at least {self.kernel} "
+            raise LayerError(f"{self._called()} needs a spatial size of at least {self.kernel} "
                              f"after padding {pads}; got input {tuple(shape)}")
         return pads, tuple(shape[:2]) + out
 
@@ -232,12 +232,12 @@ class Upsample(Module):
         d = len(shape) - 2
         want = _MODE_NDIM.get(self.mode)
         if want is not None and len(shape) != want:
-            raise LayerError(f"{self._line()} expects input (N, C, "
+            raise LayerError(f"{self._called()} expects input (N, C, "
                              f"{', '.join(SPATIAL_NAMES[want - 2])}); got {shape}")
         scale = self._scale()
         for name, value in (("scale", scale), ("size", self.size)):
             if value is not None and np.ndim(value) and len(value) != d:
-                raise LayerError(f"{self._line()} has {len(value)} {name}s for input {shape} "
+                raise LayerError(f"{self._called()} has {len(value)} {name}s for input {shape} "
                                  f"with {d} spatial dimensions")
         if self.size is not None:
             size = tuple(int(n) for n in ((self.size,) * d if np.ndim(self.size) == 0
@@ -246,7 +246,7 @@ class Upsample(Module):
             scale = (scale,) * d if np.ndim(scale) == 0 else scale
             size = tuple(math.floor(n * s) for n, s in zip(shape[2:], scale))
             if min(size) < 1:
-                raise LayerError(f"{self._line()} leaves no output entries for input {shape} "
+                raise LayerError(f"{self._called()} leaves no output entries for input {shape} "
                                  f"(output size {size}); use a larger scale or give size=")
         return shape[:2] + size
 
@@ -305,7 +305,7 @@ class PixelShuffle(Module):
         shape = _any_input(self, shape)
         d = len(shape) - 2
         if shape[1] % self.r**d:
-            raise LayerError(f"{self._line()} expects channels divisible by r^{d} = "
+            raise LayerError(f"{self._called()} expects channels divisible by r^{d} = "
                              f"{self.r**d}; got input {shape}")
         return (shape[0], shape[1] // self.r**d) + tuple(n * self.r for n in shape[2:])
 

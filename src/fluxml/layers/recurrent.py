@@ -73,7 +73,7 @@ class _Cell(Module):
         n_in, hidden = self.sizes
         need_array(self, x)
         if x.ndim not in (1, 2) or x.shape[-1] != n_in:
-            raise LayerError(f"{self._line()} expects input (N, {n_in}); got {np.shape(x)}")
+            raise LayerError(f"{self._called()} expects input (N, {n_in}); got {np.shape(x)}")
         x = match_dtype(self, x, self.weight_ih.dtype)
         if state is None:
             state = self.initial_state(x.shape[:-1], x.dtype, x)
@@ -84,7 +84,7 @@ class _Cell(Module):
         one vector ``(hidden,)`` for a batch is every sequence's (as Flux's: a trained
         initial state ``h0``; its gradient the sum over the batch). Errors name ``line``
         (the layer the user built around this cell), or the cell."""
-        line = line or self._line()
+        line = line or self._called()
         want = tuple(batch) + (self.sizes[1],)
         if isinstance(state, tuple) and self.gates != 4:  # (an LSTM's (h, c): broadcast
             raise LayerError(f"{line} expects its state as one array h of shape "  # on)
@@ -110,7 +110,7 @@ class _Cell(Module):
         """``(output shape, state shape)`` for input ``(N, in)`` (or ``(in,)``)."""
         n_in, hidden = self.sizes
         if len(shape) not in (1, 2) or shape[-1] != n_in:
-            raise LayerError(f"{self._line()} expects input (N, {n_in}); got {tuple(shape)}")
+            raise LayerError(f"{self._called()} expects input (N, {n_in}); got {tuple(shape)}")
         out = tuple(shape[:-1]) + (hidden,)
         return out, ((out, out) if self.gates == 4 else out)
 
@@ -176,7 +176,7 @@ class LSTMCell(_Cell):
 
     def _check_state(self, state, batch, dtype, line=None):
         if not isinstance(state, tuple) or len(state) != 2:
-            raise LayerError(f"{line or self._line()} expects its state as a tuple (h, c); "
+            raise LayerError(f"{line or self._called()} expects its state as a tuple (h, c); "
                              f"got {type(state).__name__}")
         return super()._check_state(state, batch, dtype, line)
 
@@ -292,23 +292,23 @@ class _Recurrent(Module):
         n_in, hidden = cell.sizes
         need_array(self, x)
         if x.ndim not in (2, 3) or x.shape[-1] != n_in:
-            raise LayerError(f"{self._line()} expects a sequence (N, T, {n_in}) or (T, {n_in}); "
+            raise LayerError(f"{self._called()} expects a sequence (N, T, {n_in}) or (T, {n_in}); "
                              f"got {np.shape(x)}")
         if x.shape[-2] == 0:
-            raise LayerError(f"{self._line()} expects at least one time step; got {x.shape}")
+            raise LayerError(f"{self._called()} expects at least one time step; got {x.shape}")
         x = match_dtype(self, x, cell.weight_ih.dtype)
         single = x.ndim == 2
         if lengths is not None:
             if single:
-                raise LayerError(f"{self._line()} with lengths expects a batch of padded "
+                raise LayerError(f"{self._called()} with lengths expects a batch of padded "
                                  f"sequences (N, T, {n_in}); got shape {np.shape(x)}")
-            lengths = checked_lengths(self._line(), lengths, x)
+            lengths = checked_lengths(self._called(), lengths, x)
         if single:
             x = x[None]
             state = None if state is None else _map_state(state, lambda s: s[None])
         if state is None:
             state = cell.initial_state(x.shape[:1], x.dtype, x)
-        state = cell._check_state(state, x.shape[:1], x.dtype, self._line())
+        state = cell._check_state(state, x.shape[:1], x.dtype, self._called())
         if lengths is None:
             ys, state = cell.sequence(x, state)
         else:  # the state after each sequence's last step; its padded steps give 0
@@ -321,10 +321,10 @@ class _Recurrent(Module):
     def _output_shape(self, shape):
         n_in, hidden = self.cell.sizes
         if len(shape) not in (2, 3) or shape[-1] != n_in:
-            raise LayerError(f"{self._line()} expects a sequence (N, T, {n_in}) or "
+            raise LayerError(f"{self._called()} expects a sequence (N, T, {n_in}) or "
                              f"(T, {n_in}); got {tuple(shape)}")
         if shape[-2] == 0:
-            raise LayerError(f"{self._line()} expects at least one time step; got "
+            raise LayerError(f"{self._called()} expects at least one time step; got "
                              f"{tuple(shape)}")
         ys = tuple(shape[:-1]) + (hidden,)
         if not self.return_state:
@@ -481,7 +481,7 @@ class Recurrence(Module):
 
     def _check_sequence(self, shape):
         if len(shape) < 2 or shape[-2] == 0:
-            raise LayerError(f"{self._line()} expects a sequence (N, T, features) or "
+            raise LayerError(f"{self._called()} expects a sequence (N, T, features) or "
                              f"(T, features) with at least one time step; got {tuple(shape)}")
 
     def _line(self) -> str:
@@ -541,8 +541,8 @@ class Bidirectional(Module):
         if isinstance(forward, _Recurrent) and isinstance(backward, _Recurrent) and \
                 forward.cell.sizes[0] != backward.cell.sizes[0]:  # (refused at the first call)
             raise ValueError(f"Bidirectional: forward and backward read the same sequence, so "
-                             f"they take the same features; got {forward._line()} and "
-                             f"{backward._line()}")
+                             f"they take the same features; got {forward._called()} and "
+                             f"{backward._called()}")
         if merge is not None:
             function("Bidirectional", "merge", merge)
         if any(getattr(m, "return_state", False) or getattr(m, "kwargs", {}).get("return_state")

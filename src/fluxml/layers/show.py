@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.layers.module import parameter_arrays
+from fluxml.layers.module import own_name, parameter_arrays
 from fluxml.treenodes import kind_of
 
 COMMENT_COLUMN = 40  # where the "# n parameters" comments start, as Flux aligns them
@@ -39,7 +39,7 @@ def line_of(x) -> str:
     line = getattr(x, "_line", None)
     if line is not None and callable(line):
         try:
-            return _own_name(x, line())
+            return own_name(x, line())
         except (TypeError, AttributeError, ValueError, IndexError):
             # a structural gradient has the layer's class but None for its settings: show
             # its fields instead of the constructor call
@@ -47,19 +47,6 @@ def line_of(x) -> str:
 
             return Module._line(x)
     return name_of(x)
-
-
-def _own_name(x, line: str) -> str:
-    """``line`` with the class that wrote it renamed to ``x``'s own class: a user's subclass
-    of a library layer (``class MyDense(fl.Dense)`` with fields and a ``__call__`` of its
-    own) inherits the library's ``_line``, which names the library class; printed as
-    ``Dense(3 => 2)`` it read as a plain Dense beside a count that included its extra
-    arrays."""
-    cls = type(x)
-    owner = next((k for k in cls.__mro__ if "_line" in vars(k)), cls)
-    if owner is cls or not line.startswith(owner.__name__ + "("):
-        return line
-    return cls.__name__ + line[len(owner.__name__):]
 
 
 def name_of(f) -> str:
