@@ -307,7 +307,7 @@ def forward(x, w, geo, bias=None, relu=False):
     if bias is not None:
         bias = bias.astype(dtype, copy=False).reshape(geo.groups, og, 1)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
-    if winograd.suits(geo, dtype, xp):
+    if winograd.suits(geo, dtype, xp) and winograd.finite(x, w):
         return winograd.forward(x, w, geo, y, bias, relu, xp)
     if _by_rows(geo, xp):
         _forward_rows(x, w, geo, y, bias, relu, xp)
@@ -514,14 +514,19 @@ def data(g, w, geo):
             and all(r >= max(lo, hi) for r, (lo, hi) in zip(reach, geo.pads))):
         # the forward convolution of the cotangent, padded by the kernel's reach, with the
         # flipped kernel (inputs and outputs swapped): where its columns are no larger than
-        # col2im's, or where it takes Winograd's algorithm (no columns at all)
+        # col2im's, or where it takes Winograd's algorithm (no columns at all; finite arrays
+        # only, see winograd.finite: else the col2im below, as without Winograd's)
         pads = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, geo.pads))
         shape = (geo.c, og) + geo.kernel
         swapped = Geometry(g.shape, shape, geo.stride, pads, geo.dilation, geo.groups)
-        if og <= cg or winograd.suits(swapped, dtype, xp):
+        fast = winograd.suits(swapped, dtype, xp) and winograd.finite(g, w)
+        if og <= cg or fast:
             flipped = xp.flip(w, axis=tuple(range(2, 2 + d)))
             wt = flipped.reshape((geo.groups, og, cg) + geo.kernel).swapaxes(1, 2).reshape(
                 shape)
+            if fast:  # (forward's checks, done)
+                dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
+                return winograd.forward(g, wt, swapped, dx, None, False, xp)
             return forward(g, wt, swapped)
     wt = w.reshape(geo.groups, og, cg * geo.k).swapaxes(-1, -2)
     if all(s == 1 for s in geo.stride):
@@ -654,7 +659,9 @@ def filter(x, g, geo):
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     og, cg = geo.o // geo.groups, geo.c // geo.groups
     if winograd.suits(geo, dtype, xp):
-        return winograd.filter(x, g, geo, xp)
+        dw = winograd.filter(x, g, geo, xp)
+        if winograd.finite(dw):  # (else an inf or NaN in x or g: im2col's, winograd.finite)
+            return dw
     if _filter_by_rows(geo, xp):
         return _filter_rows(x, g, geo, xp)
     dw = xp.zeros((geo.groups, og, cg * geo.k), dtype=dtype)

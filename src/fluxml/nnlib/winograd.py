@@ -72,6 +72,19 @@ def suits(geo, dtype, xp) -> bool:
             and channels >= MIN_CHANNELS * threads.limit())
 
 
+def finite(*arrays) -> bool:
+    """Whether every entry of ``arrays`` is finite: Winograd's algorithm is used on finite
+    arrays only. Its transforms add and subtract entries of different windows (``inf - inf``)
+    and multiply the flat grid's extra tiles and ``G``'s zeros by what they hold (``0 *
+    inf``): an inf in the input gives NaN in outputs where im2col gives ±inf (and a ReLU then
+    keeps the NaN where it clears -inf to 0), and in the weight gradient NaN in weights whose
+    gradient is finite (an inf in an input's last column turned 18 of 54 into NaN). The
+    forward checks its input and weight (one pass over the input: about 1% of the forward of
+    64 => 64 on 16x32x32), the weight gradient its result (as small as the weight: an inf or
+    NaN in the input or the cotangent leaves one there)."""
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
 def forward(x, w, geo, y, bias, relu, xp):
     """``conv(x, w)`` written into ``y`` ``(N, O, *out)``, plus ``bias`` ``(1, O, 1)`` and
     ``max(., 0)`` where given."""
