@@ -149,15 +149,17 @@ class Geometry:
         self.out = win.output_size(self.spatial, self.kernel, stride, dilation, pads)
         self.positions = math.prod(self.out)
 
-    def blocks(self, itemsize, xp, positions=None, rows=None):
+    def blocks(self, itemsize, xp, positions=None, rows=None, budget=None):
         """``(start, stop)`` of each block of samples (``positions``: columns per sample,
-        ``rows``: rows of the columns, ``C * K`` unless given)."""
+        ``rows``: rows of the columns, ``C * K`` unless given; ``budget``: a block's bytes,
+        ``BLOCK_BYTES`` unless given)."""
         if self.n == 0:  # an empty batch: nothing to compute (outputs are empty, sums zero)
             return []
         if xp is not np:  # one block on a GPU: few large kernels beat cache-sized ones
             return [(0, self.n)]
         per_sample = max(1, (rows or self.c * self.k) * (positions or self.positions) * itemsize)
-        step = max(1, min(self.n, BLOCK_BYTES // per_sample))
+        budget = BLOCK_BYTES if budget is None else budget
+        step = max(1, min(self.n, budget // per_sample))
         step = -(-self.n // -(-self.n // step))  # blocks of equal size (64 = 32 + 32, not 52 + 12)
         return [(a, min(a + step, self.n)) for a in range(0, self.n, step)]
 

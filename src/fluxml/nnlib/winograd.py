@@ -91,7 +91,7 @@ def forward(x, w, geo, y, bias, relu, xp):
     u = _filter_tiles(w, xp)
     th, tw = _tiles(geo)
     ho, wo = geo.out
-    for a, b in _blocks(geo, x.dtype.itemsize):
+    for a, b in _blocks(geo, x.dtype.itemsize, xp):
         v = _input_tiles(x[a:b], geo, xp)
         m = xp.matmul(u, v, out=win.workspace((16, geo.o, v.shape[-1]), x.dtype, xp, "wino_m"))
         rows = win.workspace((2, 4) + m.shape[1:], x.dtype, xp, "wino_rows")
@@ -124,7 +124,7 @@ def filter(x, g, geo, xp):
     """The weight gradient ``(O, C, 3, 3)`` of ``conv(x, w)`` for the output cotangent
     ``g``, in Winograd's domain: ``dU = dM @ Vᵀ`` over every tile, then ``Gᵀ dU G``."""
     du = xp.zeros((16, geo.o, geo.c), dtype=x.dtype)
-    for a, b in _blocks(geo, x.dtype.itemsize):
+    for a, b in _blocks(geo, x.dtype.itemsize, xp):
         v = _input_tiles(x[a:b], geo, xp)
         for k, dm in enumerate(_cotangent_tiles(g[a:b], geo, xp)):
             du[k] += dm @ v[k].T
@@ -138,14 +138,11 @@ def _tiles(geo):
     return tuple(-(-n // 2) for n in geo.out)
 
 
-def _blocks(geo, itemsize):
-    """``(start, stop)`` of blocks of samples whose transformed tiles (16 per output tile and
-    the larger of the channel counts) fit ``BLOCK_BYTES``."""
+def _blocks(geo, itemsize, xp):
+    """``(start, stop)`` of blocks of samples of equal size whose transformed tiles (16 per
+    tile of the flat grid and the larger of the channel counts) fit ``BLOCK_BYTES``."""
     th, tw = _tiles(geo)
-    per_sample = 16 * max(geo.c, geo.o) * th * (tw + 1) * itemsize
-    step = max(1, min(geo.n, BLOCK_BYTES // per_sample))
-    step = -(-geo.n // -(-geo.n // step))  # blocks of equal size
-    return [(a, min(a + step, geo.n)) for a in range(0, geo.n, step)]
+    return geo.blocks(itemsize, xp, th * (tw + 1), 16 * max(geo.c, geo.o), BLOCK_BYTES)
 
 
 def _filter_tiles(w, xp):
