@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fluxml.nnlib import conv, convkernels, winograd
 from fluxml.testing import check_grads
+from tests.nnlib.fuzz_winograd import run_case
 from tests.nnlib.test_conv_strategies import reference
 
 
@@ -167,3 +168,12 @@ def test_an_inf_weight_with_more_outputs_than_inputs_keeps_col2im(monkeypatch):
         got = convkernels.data(g, wt, geo)
     assert np.isfinite(want).sum() > 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_fuzz_small():
+    """The fuzzer (fuzz_winograd.py) on a few seeds: 40 cases forced on small shapes (a share
+    with an inf or a NaN), 2 taking Winograd's algorithm by the rule, 2 compiled."""
+    failures = [f for seed in range(40) for f in run_case(seed, forced=True, compiled=False)]
+    failures += [f for seed in (40, 41) for f in run_case(seed, forced=False, compiled=False)]
+    failures += [f for seed in (42, 43) for f in run_case(seed, forced=True, compiled=True)]
+    assert not failures, "\n".join(failures)
