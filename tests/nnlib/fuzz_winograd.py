@@ -9,12 +9,13 @@ strides, Fortran order, read-only, big-endian) and a block size (the default, on
 in between); most cases force Winograd's algorithm on small shapes (``MIN_CHANNELS`` and
 ``MIN_WORK`` 0), some take it by the rule on 64 or more channels. It runs the forward
 (``nnlib.conv``), the fused bias and ReLU (``conv_bias_act``), both gradients
-(``fl.gradient``), ``conv_transpose``, forward mode (``fl.jvp``), a second-order product
-and, in some cases, the compiled gradient (``fl.compile``, numpy back end, called twice), and
-compares each with a float64 reference written here (one kernel entry at a time) and with the
-same call on the im2col path: the error may be at most ``SLACK`` times im2col's plus a few
-roundings of the dtype. A share of the cases puts an inf or a NaN into an input: the results
-must then be those of the im2col path exactly (the same NaNs, the same signed infinities).
+(``fl.gradient``), an ``fl.Conv`` layer with a ReLU and its gradients, ``conv_transpose``,
+forward mode (``fl.jvp``), a second-order product and, in some cases, the compiled gradient
+(``fl.compile``, numpy back end, called twice), and compares each with a float64 reference
+written here (one kernel entry at a time) and with the same call on the im2col path: the
+error may be at most ``SLACK`` times im2col's plus a few roundings of the dtype. A share of
+the cases puts an inf or a NaN into an input: the results must then be those of the im2col
+path exactly (the same NaNs, the same signed infinities).
 
 The small seeded version in the suite is ``test_winograd.test_fuzz_small``.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 
 import numpy as np
 
@@ -114,7 +116,15 @@ def _calls(x, w, b, g, s, tx, tw, pads, compiled):
         return np.sum(dw * s)
 
     dx, dw = fl.gradient(loss, x, w)
+    layer = fl.Conv(np.asarray(w, w.dtype.newbyteorder("=")), b, fl.relu, pad=pads)
+    with warnings.catch_warnings():  # (a big-endian input is converted, with a warning)
+        warnings.filterwarnings("ignore", "Conv.*converting the input")
+        y = layer(x)
+        dlayer, dlx = fl.gradient(lambda m, x: np.sum(m(x) * g), layer, x)
     out = {
+        "Conv relu": y,
+        "Conv relu gradient x": dlx,
+        "Conv relu gradient w": dlayer.weight,
         "conv": conv(x, w, pad=pads),
         "conv_bias_act relu": conv_bias_act(x, w, b, fl.relu, pad=pads),
         "gradient x": dx,
@@ -131,9 +141,14 @@ def _calls(x, w, b, g, s, tx, tw, pads, compiled):
     return out
 
 
-def _wanted(x, w, b, g, s, tx, tw, pads):
+def _wanted(x, w, b, g, s, tx, tw, pads, mask):
+    """The reference's results (``mask``: where the layer's ReLU passed the gradient)."""
     y, dx, dw = reference(x, w, g, pads)
+    _, mdx, mdw = reference(x, w, g * mask, pads)
     return {
+        "Conv relu": np.maximum(y + np.asarray(b, np.float64)[:, None, None], 0),
+        "Conv relu gradient x": mdx,
+        "Conv relu gradient w": mdw,
         "conv": y,
         "conv_bias_act relu": np.maximum(y + np.asarray(b, np.float64)[:, None, None], 0),
         "gradient x": dx,
@@ -187,7 +202,8 @@ def run_case(seed, forced=None, compiled=None, nonfinite=None):
             plain = _calls(x, w, b, g, s, tx, tw, pads, compiled)
     finally:
         winograd.threads.limit = limit
-    want = _wanted(x, w, b, g, s, tx, tw, pads)
+    with np.errstate(all="ignore"):
+        want = _wanted(x, w, b, g, s, tx, tw, pads, got["Conv relu"] > 0)
     return [f"{label}: {problem}" for name in got
             for problem in _compare(name, got[name], plain[name], want[name], dtype, nonfinite)]
 
