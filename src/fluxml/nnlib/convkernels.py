@@ -33,7 +33,8 @@ samples and positions, not one narrow product a sample.
 
 The input gradient, with unit strides, is either the forward convolution of the cotangent,
 padded by the kernel's reach, with the flipped kernel (inputs and outputs swapped: when its
-columns are no larger than col2im's, as its product has the forward's efficient shape), or
+columns are no larger than col2im's, as its product has the forward's efficient shape, or
+when it takes Winograd's algorithm, :mod:`fluxml.nnlib.winograd`, which has no columns), or
 one of two products: the last kernel axis folded into the product (:func:`_data_folded`,
 where it writes clearly less, see :func:`_folds`; one product per sample where that is
 small, ``SMALL_PRODUCT``, else one over the block, channel-major), or the product and a
