@@ -80,10 +80,11 @@ def finite(*arrays) -> bool:
     and multiply the flat grid's extra tiles and ``G``'s zeros by what they hold (``0 *
     inf``): an inf in the input gives NaN in outputs where im2col gives ±inf (and a ReLU then
     keeps the NaN where it clears -inf to 0), and in the weight gradient NaN in weights whose
-    gradient is finite (an inf in an input's last column turned 18 of 54 into NaN). The
-    forward checks its input and weight (one pass over the input: about 1% of the forward of
-    64 => 64 on 16x32x32), the weight gradient its result (as small as the weight: an inf or
-    NaN in the input or the cotangent leaves one there)."""
+    gradient is finite (an inf in an input's last column turned 18 of the 45 finite ones into
+    NaN). The forward checks its input and weight (one pass over the input: 0.08 ms, under 1%
+    of the forward of 64 => 64 on 16x32x32), the input gradient its cotangent and weight, the
+    weight gradient its result (as small as the weight, so free: an inf or NaN in the input or
+    the cotangent leaves one there, and im2col then computes it again)."""
     return all(bool(np.isfinite(a).all()) for a in arrays)
 
 
