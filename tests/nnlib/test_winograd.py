@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fluxml.nnlib import conv, convkernels, winograd
 from fluxml.testing import check_grads
+from tests.nnlib.fuzz_winograd import run_case
 from tests.nnlib.test_conv_strategies import reference
 
 
@@ -140,3 +141,60 @@ def test_non_finite_entries_as_im2col_gives_them(forced, where):
     for a, b in zip(got, want):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_an_inf_in_the_input_gives_im2col_results(forced):
+    """An inf takes im2col (winograd.finite): the transforms' ``inf - inf`` gave NaN where
+    the convolution is -inf, which the ReLU clears to 0 (and raised under
+    ``np.errstate(invalid="raise")``, where im2col's sums of one inf do not), and the flat
+    grid's extra tiles (a zero cotangent times the inf) made 18 of the 45 finite weight gradients
+    NaN."""
+    rng = np.random.default_rng(3)
+    pads = ((0, 0), (0, 0))
+    x, wt, g, geo = _case(rng, 1, 2, 3, 6, 6, pads, np.float64)
+    x[0, 0, 2, 5] = -np.inf  # the last column: read by the extra tile of the row above
+    bias = rng.standard_normal(3)
+    with np.errstate(all="ignore"):
+        want_y, _, want_dw = reference(x, wt, g, (1, 1), pads, (1, 1), 1)
+        want_y = np.maximum(want_y + bias[:, None, None], 0)
+    assert np.isfinite(want_y).sum() > 0 and np.isfinite(want_dw).sum() == 45
+    with np.errstate(invalid="raise"):
+        y = convkernels.forward(x, wt, geo, bias=bias, relu=True)
+    with np.errstate(all="ignore"):  # (im2col's sums of the inf times both signs: NaN)
+        dw = convkernels.filter(x, g, geo)
+    np.testing.assert_allclose(y, want_y, rtol=1e-12)  # (inf and NaN where they are)
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-12)
+    # a NaN in the cotangent: the input gradient through the forward, and the weight's
+    g[0, 1, 0, 0] = np.nan
+    with np.errstate(all="ignore"):
+        want = reference(x * 0, wt, g, (1, 1), pads, (1, 1), 1)[1:]
+        got = (convkernels.data(g, wt, geo), convkernels.filter(x * 0, g, geo))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_an_inf_weight_with_more_outputs_than_inputs_keeps_col2im(monkeypatch):
+    """With more output channels than input channels the input gradient takes the flipped
+    forward only for Winograd's algorithm: with an inf weight (not finite, so im2col's
+    forward over the cotangent padded with zeros, 0 * inf) it gave NaN in 28 entries that
+    col2im, as before Winograd's, gives finite."""
+    rng = np.random.default_rng(157)
+    pads = ((2, 1), (0, 0))
+    x, wt, g, geo = _case(rng, 2, 3, 4, 12, 7, pads, np.float64)
+    wt[1, 2, 0, 1] = np.inf
+    with np.errstate(all="ignore"):
+        want = convkernels.data(g, wt, geo)
+        _force(monkeypatch)
+        got = convkernels.data(g, wt, geo)
+    assert np.isfinite(want).sum() > 0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_fuzz_small():
+    """The fuzzer (fuzz_winograd.py) on a few seeds: 40 cases forced on small shapes (a share
+    with an inf or a NaN), 2 taking Winograd's algorithm by the rule, 2 compiled."""
+    failures = [f for seed in range(40) for f in run_case(seed, forced=True, compiled=False)]
+    failures += [f for seed in (40, 41) for f in run_case(seed, forced=False, compiled=False)]
+    failures += [f for seed in (42, 43) for f in run_case(seed, forced=True, compiled=True)]
+    assert not failures, "\n".join(failures)
+

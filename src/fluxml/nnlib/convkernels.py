@@ -33,7 +33,8 @@ samples and positions, not one narrow product a sample.
 
 The input gradient, with unit strides, is either the forward convolution of the cotangent,
 padded by the kernel's reach, with the flipped kernel (inputs and outputs swapped: when its
-columns are no larger than col2im's, as its product has the forward's efficient shape), or
+columns are no larger than col2im's, as its product has the forward's efficient shape, or
+when it takes Winograd's algorithm, :mod:`fluxml.nnlib.winograd`, which has no columns), or
 one of two products: the last kernel axis folded into the product (:func:`_data_folded`,
 where it writes clearly less, see :func:`_folds`; one product per sample where that is
 small, ``SMALL_PRODUCT``, else one over the block, channel-major), or the product and a
@@ -149,15 +150,17 @@ class Geometry:
         self.out = win.output_size(self.spatial, self.kernel, stride, dilation, pads)
         self.positions = math.prod(self.out)
 
-    def blocks(self, itemsize, xp, positions=None, rows=None):
+    def blocks(self, itemsize, xp, positions=None, rows=None, budget=None):
         """``(start, stop)`` of each block of samples (``positions``: columns per sample,
-        ``rows``: rows of the columns, ``C * K`` unless given)."""
+        ``rows``: rows of the columns, ``C * K`` unless given; ``budget``: a block's bytes,
+        ``BLOCK_BYTES`` unless given)."""
         if self.n == 0:  # an empty batch: nothing to compute (outputs are empty, sums zero)
             return []
         if xp is not np:  # one block on a GPU: few large kernels beat cache-sized ones
             return [(0, self.n)]
         per_sample = max(1, (rows or self.c * self.k) * (positions or self.positions) * itemsize)
-        step = max(1, min(self.n, BLOCK_BYTES // per_sample))
+        budget = BLOCK_BYTES if budget is None else budget
+        step = max(1, min(self.n, budget // per_sample))
         step = -(-self.n // -(-self.n // step))  # blocks of equal size (64 = 32 + 32, not 52 + 12)
         return [(a, min(a + step, self.n)) for a in range(0, self.n, step)]
 
@@ -307,13 +310,8 @@ def forward(x, w, geo, bias=None, relu=False):
     if bias is not None:
         bias = bias.astype(dtype, copy=False).reshape(geo.groups, og, 1)
     y = xp.empty((geo.n, geo.o) + geo.out, dtype=dtype)
-    if winograd.suits(geo, dtype, xp):
-        with np.errstate(invalid="ignore", over="ignore"):  # (then computed again)
-            winograd.forward(x, w, geo, y, bias, relu, xp)
-            finite = np.isfinite(y.sum())
-        if finite:
-            return y
-        # non-finite entries: im2col's are the ones the definition gives (see winograd's doc)
+    if winograd.suits(geo, dtype, xp) and winograd.finite(x, w):
+        return winograd.forward(x, w, geo, y, bias, relu, xp)
     if _by_rows(geo, xp):
         _forward_rows(x, w, geo, y, bias, relu, xp)
         return y
@@ -519,14 +517,19 @@ def data(g, w, geo):
             and all(r >= max(lo, hi) for r, (lo, hi) in zip(reach, geo.pads))):
         # the forward convolution of the cotangent, padded by the kernel's reach, with the
         # flipped kernel (inputs and outputs swapped): where its columns are no larger than
-        # col2im's, or where it takes Winograd's algorithm (no columns at all)
+        # col2im's, or where it takes Winograd's algorithm (no columns at all; finite arrays
+        # only, see winograd.finite: else the col2im below, as without Winograd's)
         pads = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, geo.pads))
         shape = (geo.c, og) + geo.kernel
         swapped = Geometry(g.shape, shape, geo.stride, pads, geo.dilation, geo.groups)
-        if og <= cg or winograd.suits(swapped, dtype, xp):
+        fast = winograd.suits(swapped, dtype, xp) and winograd.finite(g, w)
+        if og <= cg or fast:
             flipped = xp.flip(w, axis=tuple(range(2, 2 + d)))
             wt = flipped.reshape((geo.groups, og, cg) + geo.kernel).swapaxes(1, 2).reshape(
                 shape)
+            if fast:  # (forward's checks, done)
+                dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
+                return winograd.forward(g, wt, swapped, dx, None, False, xp)
             return forward(g, wt, swapped)
     wt = w.reshape(geo.groups, og, cg * geo.k).swapaxes(-1, -2)
     if all(s == 1 for s in geo.stride):
@@ -659,12 +662,10 @@ def filter(x, g, geo):
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     og, cg = geo.o // geo.groups, geo.c // geo.groups
     if winograd.suits(geo, dtype, xp):
-        with np.errstate(invalid="ignore", over="ignore"):  # (then computed again)
+        with np.errstate(invalid="ignore", over="ignore"):  # (computed again if not finite)
             dw = winograd.filter(x, g, geo, xp)
-            finite = np.isfinite(dw.sum())
-        if finite:
+        if winograd.finite(dw):  # (else an inf or NaN in x or g: im2col's, winograd.finite)
             return dw
-        # non-finite entries: im2col's are the ones the definition gives (see winograd's doc)
     if _filter_by_rows(geo, xp):
         return _filter_rows(x, g, geo, xp)
     dw = xp.zeros((geo.groups, og, cg * geo.k), dtype=dtype)
