@@ -196,3 +196,57 @@ FUNCTIONS = {"sum": np.sum}  # a global dict of functions: not watched, and no f
 def test_a_global_dict_of_functions_is_read_as_before():
     c = fl.compile(lambda x: FUNCTIONS["sum"](x))  # (was a TypeError in fl.compile itself
     assert c(X) == 15.0  # while this audit's watcher was written)
+
+
+class _Config:
+    def __init__(self):
+        self.scale = 1.0
+        self.inner = None
+
+
+CFG = _Config()  # read as a global object by _configured_by_object
+
+
+def _configured_by_object(x):
+    return x * CFG.scale + CFG.inner.shift
+
+
+def test_numbers_read_as_fields_of_a_global_or_closed_over_object_are_watched():
+    # cfg.scale = 2.0 between calls ran the first trace's 1.0, silently
+    CFG.scale, CFG.inner = 1.0, _Config()
+    CFG.inner.shift = 0.0
+    c = fl.compile(_configured_by_object)
+    np.testing.assert_allclose(c(X), X)
+    CFG.scale = 2.0
+    np.testing.assert_allclose(c(X), 2 * X)
+    CFG.inner.shift = 1.0  # a field of a field
+    np.testing.assert_allclose(c(X), 2 * X + 1)
+    CFG.inner = _Config()  # another object holding another value
+    CFG.inner.shift = 3.0
+    np.testing.assert_allclose(c(X), 2 * X + 3)
+    calls = c.traces
+    np.testing.assert_allclose(c(X), 2 * X + 3)
+    assert c.traces == calls  # nothing changed: no trace
+
+    box = _Config()
+
+    def g(x):
+        return x * box.scale
+
+    cg = fl.compile(g)
+    np.testing.assert_allclose(cg(X), X)
+    box.scale = 4.0
+    np.testing.assert_allclose(cg(X), 4 * X)
+
+
+def test_arrays_held_by_a_global_object_stay_constants_as_documented():
+    holder = _Config()
+    holder.scale = np.ones(3)
+
+    def f(x):
+        return x * holder.scale
+
+    c = fl.compile(f)
+    np.testing.assert_allclose(c(X), X)
+    holder.scale = np.full(3, 2.0)  # an array: a constant of the program (pass it instead)
+    np.testing.assert_allclose(c(X), X)

@@ -8,14 +8,18 @@ first (a helper reading a global; the loss ``fl.train(compile=True)``'s wrapper 
 over), not fluxml's or installed libraries'; a ``functools.partial``'s keywords too.
 
 Small lists and dicts of such values (a global ``CONFIG = {"lr": 0.1}``, a list default)
-are read as tuples of their items on every call, so that a write in place is seen too. The
-fast path compares by identity, then (where a value is another object: a snapshot, an equal
-number made again) by value. Arrays, larger or other mutable values (an object's fields) are
-not watched: pass what changes as an argument.
+are read as tuples of their items on every call, so that a write in place is seen too. So
+are such values that the code reads as fields of a global or closed-over object of the
+user's (``cfg.scale``, ``args.opt.lr``: each ``name.attr.attr`` it writes, read from the
+objects' own ``__dict__``, so that no property runs). The fast path compares by identity,
+then (where a value is another object: a snapshot, an equal number made again) by value.
+Arrays and larger or other mutable values are not watched: pass what changes as an
+argument.
 """
 
 from __future__ import annotations
 
+import dis
 import functools
 import operator
 import types
@@ -64,7 +68,8 @@ def reader(body):
     read by ``body``'s code and by the user's Python functions it names (a helper it closes
     over or a global one, depth first; not fluxml's, NumPy's or other installed libraries'),
     or None if none."""
-    namespace: dict = {"_MISSING": _MISSING, "_snap": snapshot, "_defaults": _defaults}
+    namespace: dict = {"_MISSING": _MISSING, "_snap": snapshot, "_defaults": _defaults,
+                       "_field": field}
     parts: list = []
     if isinstance(body, functools.partial):  # its keywords (a dict, written in place by
         # ``p.keywords["k"] = 3.0``), then the function it calls
@@ -127,11 +132,80 @@ def _collect_code(code, cells, scope, namespace, parts, seen, depth):
                 parts.append(read if plain(value) else f"_snap({read})")
             elif isinstance(value, types.FunctionType):
                 called.append(value)
+    _collect_fields(code, cells, scope, namespace, parts)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             _collect_code(const, (), scope, namespace, parts, seen, depth + 1)
     for f in called:
         _collect(f, namespace, parts, seen, depth + 1)
+
+
+def _collect_fields(code, cells, scope, namespace, parts):
+    """The plain values ``code`` reads as fields of a global or closed-over object of the
+    user's (``cfg.scale``: a name loaded, then attributes), as ``read`` parts."""
+    free = dict(zip(code.co_freevars, cells))
+    chains: dict = {}
+    base, names = None, []
+    for op in dis.get_instructions(code):
+        if op.opname == "LOAD_ATTR" and base is not None:
+            names.append(op.argval)
+            continue
+        if base is not None and names:
+            chains.setdefault((base, tuple(names)), None)
+        base, names = None, []
+        if op.opname == "LOAD_GLOBAL" and scope is not None:
+            base = ("g", op.argval)
+        elif op.opname == "LOAD_DEREF" and op.argval in free:
+            base = ("c", op.argval)
+    for (kind, name), attrs in chains:
+        if kind == "g":
+            g = f"g{len(namespace)}"
+            namespace[g] = scope
+            read, owner = f"{g}.get({name!r}, _MISSING)", scope.get(name, _MISSING)
+        else:
+            c = f"c{len(namespace)}"
+            namespace[c] = free[name]
+            read, owner = f"{c}.cell_contents", _contents(free[name])
+        if not _owner(owner):
+            continue
+        value = field(owner, attrs)
+        if value is not _MISSING and watched(value):
+            read = f"_field({read}, {attrs!r})"
+            parts.append(read if plain(value) else f"_snap({read})")
+
+
+def field(x, names):
+    """``x.a.b`` for ``names`` ``("a", "b")``, read from each object's own ``__dict__`` (no
+    property or ``__getattr__`` runs); ``_MISSING`` where one is not there."""
+    for name in names:
+        fields = getattr(x, "__dict__", None)
+        if fields is None:
+            return _MISSING
+        x = fields.get(name, _MISSING)
+        if x is _MISSING:
+            break
+    return x
+
+
+def _owner(x) -> bool:
+    """An object whose fields a compiled function's reads are watched: one of the user's
+    (an instance, class or module not of fluxml or an installed library)."""
+    if x is _MISSING or watched(x) or isinstance(x, _FUNCTIONS):
+        return False
+    if isinstance(x, types.ModuleType):
+        return (x.__name__ or "").partition(".")[0] not in _LIBRARIES and not _installed(x)
+    kind = x if isinstance(x, type) else type(x)
+    return (getattr(kind, "__module__", "") or "").partition(".")[0] not in _LIBRARIES
+
+
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+              functools.partial)
+
+
+def _installed(module) -> bool:
+    """A module of an installed library (under site-packages), not the user's."""
+    path = getattr(module, "__file__", None) or ""
+    return "site-packages" in path or "dist-packages" in path
 
 
 def _contents(cell):
