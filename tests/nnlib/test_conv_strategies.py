@@ -32,8 +32,9 @@ def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None, rows
     # the folded input gradient's products: per sample with the per-sample columns, one
     # over the block with the columns across it
     monkeypatch.setattr(convkernels, "SMALL_PRODUCT", float("inf") if narrow == 0 else 0)
-    if narrow == 0:  # (per sample on one thread only)
+    if narrow == 0:  # (per sample on one thread, with a BLAS that takes small products)
         monkeypatch.setattr(convkernels.threads, "limit", lambda: 1)
+        monkeypatch.setattr(convkernels.threads, "small_products", lambda: True)
     if grid is not None:
         _grid(monkeypatch, grid)
     if rows is not None:
@@ -306,8 +307,12 @@ def test_rows_with_bias_and_relu(block_bytes, dtype, monkeypatch):
 
     wide = convkernels.Geometry((32, 8, 24, 24), (16, 8, 5, 5), (1, 1), ((0, 0),) * 2,
                                 (1, 1), 1)  # 8 * 5 = ROWS_DEPTH wide
+    monkeypatch.setattr(threads, "limit", lambda: 1)
     for small in (True, False):  # OpenBLAS's AVX-512 kernels or its AVX2 ones
         monkeypatch.setattr(threads, "small_products", lambda small=small: small)
+        # the folded input gradient of 6 => 16 (336,000 multiply-adds a sample): one
+        # product a sample where the BLAS takes them unpacked, else one over the block
+        assert convkernels._folded_per_sample(lenet[1], np) == small
         # with AVX2 kernels only products ROWS_DEPTH wide (LeNet's are 5 and 30)
         assert all(convkernels._filter_by_rows(g, np) == small for g in lenet)
         assert convkernels._filter_by_rows(wide, np)

@@ -36,7 +36,8 @@ padded by the kernel's reach, with the flipped kernel (inputs and outputs swappe
 columns are no larger than col2im's, as its product has the forward's efficient shape), or
 one of two products: the last kernel axis folded into the product (:func:`_data_folded`,
 where it writes clearly less, see :func:`_folds`; one product per sample where that is
-small, ``SMALL_PRODUCT``, else one over the block, channel-major), or the product and a
+small, ``SMALL_PRODUCT``, and the BLAS takes small products directly, else one over the
+block, channel-major), or the product and a
 col2im of long flat rows laid out channel-major across the block (:func:`_data_flat`). With
 other strides it is the product and the two-stage col2im above.
 
@@ -80,10 +81,12 @@ NARROW = 512
 FOLD_SHARE = 0.75
 
 # the folded input gradient (:func:`_data_folded`) runs one product per sample where one
-# sample's product has at most this many multiply-adds (OpenBLAS's small-matrix kernels,
-# which skip packing the operands) and the BLAS runs on one thread, else one over the block
-# (measured at two threads: the block's product 6-12% faster on LeNet's 6 => 16 and 8 => 16
-# 5x5 on 16x16; at one, per sample 1.2x)
+# sample's product has at most this many multiply-adds, the BLAS runs on one thread and
+# takes small products without packing their operands (OpenBLAS's AVX-512 kernels:
+# ``threads.small_products``), else one over the block (measured at two threads: the
+# block's product 6-12% faster on LeNet's 6 => 16 and 8 => 16 5x5 on 16x16; at one, per
+# sample 1.2x with kernels that take small products directly, 0.92x with OpenBLAS's AVX2
+# ones, which pack every product: LeNet's 6 => 16 0.75 ms against 0.69 for the block)
 SMALL_PRODUCT = 1 << 20
 
 # the 2-dimensional forward with a unit stride down the rows takes one product per kernel
@@ -583,12 +586,14 @@ def _data_folded(g, w, geo, xp):
     where the exact product's gradient columns take 25 strided adds, or two passes of 5 over a
     columns array ``k_last`` times larger.
 
-    Where one sample's product is small (``SMALL_PRODUCT``) there is one product per sample,
-    which OpenBLAS runs without packing its operands, and the gradient comes out
-    sample-major (without padding, the adds go straight into it); else one product over the
-    block, its columns channel-major across the samples (measured on LeNet's 6 => 16 layer:
-    0.85-1.0 ms against 1.0-1.14 ms for the block's product, 1.3 ms for
-    :func:`_data_flat`; 8 => 64 => 128 3x3 on 8x8, 8% slower per sample)."""
+    Where one sample's product is small (``SMALL_PRODUCT``) and OpenBLAS runs it without
+    packing its operands (its AVX-512 kernels), there is one product per sample, and the
+    gradient comes out sample-major (without padding, the adds go straight into it); else
+    one product over the block, its columns channel-major across the samples (measured on
+    LeNet's 6 => 16 layer, with kernels that take small products directly: 0.85-1.0 ms
+    against 1.0-1.14 ms for the block's product, 1.3 ms for :func:`_data_flat`; with the
+    AVX2 ones, which pack every product, 0.75 against 0.69; 8 => 64 => 128 3x3 on 8x8, 8%
+    slower per sample)."""
     dtype = w.dtype
     kernel, dilation, out, padded = geo.kernel, geo.dilation, geo.out, geo.padded
     og, cg, kw, dl = geo.o // geo.groups, geo.c // geo.groups, kernel[-1], dilation[-1]
@@ -597,8 +602,7 @@ def _data_folded(g, w, geo, xp):
     # the weight as (groups, (kernel[:-1], C / groups), (O / groups, k_last))
     wf = w.reshape((geo.groups, og, cg, lead, kw)).transpose(0, 3, 2, 1, 4).reshape(
         geo.groups, lead * cg, og * kw)
-    # (with more threads the BLAS splits the block's product among them, and small ones not)
-    per_sample = xp is np and threads.limit() == 1 and lead * cg * og * kw * row <= SMALL_PRODUCT
+    per_sample = _folded_per_sample(geo, xp)
     dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
     every = (slice(None),) * 4
     for a, b in geo.blocks(dtype.itemsize, xp, row, max(geo.o * kw, lead * geo.c)):
@@ -625,6 +629,18 @@ def _data_folded(g, w, geo, xp):
         if not direct:
             dx[a:b] = acc.swapaxes(1, 2).reshape((b - a, geo.c) + padded)[geo.interior()]
     return dx
+
+
+def _folded_per_sample(geo, xp):
+    """Whether :func:`_data_folded` runs one product per sample: NumPy, one thread (with
+    more the BLAS splits the block's product among them, and small ones not), a BLAS that
+    takes small products without packing them (``threads.small_products``), and one
+    sample's product of at most ``SMALL_PRODUCT`` multiply-adds."""
+    kernel, og, cg = geo.kernel, geo.o // geo.groups, geo.c // geo.groups
+    row = math.prod(geo.out[:-1]) * geo.padded[-1]
+    work = math.prod(kernel[:-1]) * cg * og * kernel[-1] * row
+    return (xp is np and threads.limit() == 1 and threads.small_products()
+            and work <= SMALL_PRODUCT)
 
 
 def _offsets(size, kernel, dilation):
