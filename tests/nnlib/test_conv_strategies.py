@@ -156,6 +156,27 @@ def test_lenet_shapes_every_strategy(strategy, n, c, o, size, k, pad, groups, mo
     _check(x, w, (1, 1), ((pad, pad),) * 2, (1, 1), groups, atol=2e-4)
 
 
+@pytest.mark.parametrize("core", ["haswell", "skylakex"])
+@pytest.mark.parametrize("strategy", ["per-sample, flat", "across, flat"])
+@pytest.mark.parametrize("o, groups", [(6, 1), (7, 1), (5, 1), (22, 2), (8, 2), (12, 1)])
+def test_weight_gradient_padded_channels(core, strategy, o, groups, monkeypatch):
+    """The weight gradient's product over the cotangent's channels padded with zero ones to
+    a multiple of 8 (float32, OpenBLAS's AVX2 kernels: ``_product_width``) or as they are,
+    with per-sample or block-wide columns, one group or two, against the reference."""
+    from fluxml.backend import threads
+
+    _force(monkeypatch, strategy)
+    monkeypatch.setattr(threads, "blas_core", lambda: core)
+    og = o // groups
+    want = og + 8 - og % 8 if core == "haswell" and og % 8 in (3, 5, 6, 7) else og
+    assert convkernels._product_width(og, np.dtype(np.float32), np) == want
+    assert convkernels._product_width(og, np.dtype(np.float64), np) == og
+    rng = np.random.default_rng(o)
+    x = rng.standard_normal((3, 2 * groups, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((o, 2, 3, 2)).astype(np.float32)
+    _check(x, w, (1, 1), ((1, 1), (0, 1)), (1, 1), groups, atol=2e-4)
+
+
 @pytest.mark.parametrize("strategy", ["per-sample, folded", "across, folded"])
 def test_second_order_through_the_new_paths(strategy, monkeypatch):
     _force(monkeypatch, strategy)
