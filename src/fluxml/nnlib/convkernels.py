@@ -342,7 +342,7 @@ def _finish(yb, bias, fold, relu, xp):
     if bias is not None and not fold:
         yb += bias
     if relu:
-        xp.maximum(yb, 0, out=yb)
+        win.relu_in_place(yb, xp)
 
 
 def _by_rows(geo, xp):
