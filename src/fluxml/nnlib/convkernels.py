@@ -593,12 +593,14 @@ def _data_folded(g, w, geo, xp):
 
     Where one sample's product is small (``SMALL_PRODUCT``) and OpenBLAS runs it without
     packing its operands (its AVX-512 kernels), there is one product per sample, and the
-    gradient comes out sample-major (without padding, the adds go straight into it); else
-    one product over the block, its columns channel-major across the samples (measured on
-    LeNet's 6 => 16 layer, with kernels that take small products directly: 0.85-1.0 ms
-    against 1.0-1.14 ms for the block's product, 1.3 ms for :func:`_data_flat`; with the
-    AVX2 ones, which pack every product, 0.75 against 0.69; 8 => 64 => 128 3x3 on 8x8, 8%
-    slower per sample)."""
+    gradient comes out sample-major; else one product over the block, its columns
+    channel-major across the samples (measured on LeNet's 6 => 16 layer, with kernels
+    that take small products directly: 0.85-1.0 ms against 1.0-1.14 ms for the block's
+    product, 1.3 ms for :func:`_data_flat`; with the AVX2 ones, which pack every product,
+    0.75 against 0.69; 8 => 64 => 128 3x3 on 8x8, 8% slower per sample). Without padding
+    the adds go straight into the gradient in either layout (a view of it), else into a
+    padded block copied out of it (LeNet's 6 => 16 with the block's product: 0.63 ms
+    against 0.64 through a block)."""
     dtype = w.dtype
     kernel, dilation, out, padded = geo.kernel, geo.dilation, geo.out, geo.padded
     og, cg, kw, dl = geo.o // geo.groups, geo.c // geo.groups, kernel[-1], dilation[-1]
@@ -624,10 +626,14 @@ def _data_folded(g, w, geo, xp):
         rows = win.workspace((n, geo.groups, lead * cg, side * row), dtype, xp, "cols")
         xp.matmul(wf, shifted.reshape(n, geo.groups, og * kw, side * row), out=rows)
         rows = rows.reshape((n, geo.groups, lead, cg, side) + out[:-1] + (padded[-1],))
-        direct = per_sample and geo.padded == geo.spatial  # the adds straight into dx
-        acc = dx[a:b] if direct else win.workspace((n, geo.c, side) + padded, dtype, xp, "pad")
-        acc.fill(0)
-        acc_groups = acc.reshape((n, geo.groups, cg, side) + padded)
+        direct = geo.padded == geo.spatial  # without padding, the adds go straight into dx
+        if direct:  # (a view of dx as (n, groups, C / groups, side, *padded))
+            acc_groups = dx[a:b].reshape((n, side, geo.groups, cg) + padded).transpose(
+                (0, 2, 3, 1) + tuple(range(4, 4 + len(padded))))
+        else:
+            acc = win.workspace((n, geo.c, side) + padded, dtype, xp, "pad")
+            acc_groups = acc.reshape((n, geo.groups, cg, side) + padded)
+        acc_groups.fill(0)
         for e, offset in enumerate(np.ndindex(*kernel[:-1])):
             region = tuple(slice(k * d, k * d + m) for k, d, m in zip(offset, dilation, out))
             acc_groups[every + region] += rows[:, :, e]
