@@ -58,13 +58,13 @@ deflinear(POOL_SCATTER)
 
 def _maxpool(x, *, kernel, stride, pads, dilation):
     """The maximum of each window, one spatial axis at a time (a window's maximum is the
-    maximum along the first axis of the maxima along the others): the leading axes first,
-    whose entries are whole contiguous rows, and the last, whose entries are strided, on
-    the already smaller result; ``sum(kernel - 1)`` passes over shrinking arrays where the
-    window's entries took ``prod(kernel) - 1`` strided ones over the output (measured on
-    LeNet-5's 2x2 pools, batch 64: 0.13 ms against 0.16 on 6 x 28 x 28, 0.078 against
-    0.114 on 16 x 10 x 10). A loop over the kernel's entries along each axis, each step
-    vectorised over all windows."""
+    maximum along its last axis of the maxima along the leading ones): the leading axes
+    first, whose entries are whole contiguous rows, and the last, whose entries are
+    strided, on the already smaller result; ``sum(kernel - 1)`` passes over shrinking
+    arrays where the window's entries took ``prod(kernel) - 1`` strided ones over the
+    output (measured on LeNet-5's 2x2 pools, batch 64: 0.13 ms against 0.16 on 6 x 28 x
+    28, 0.078 against 0.114 on 16 x 10 x 10). A loop over the kernel's entries along each
+    axis, each step vectorised over all windows."""
     xp = win.array_module(x)
     out = win.output_size(x.shape[2:], kernel, stride, dilation, pads)
     best = win.pad(x, pads, _lowest(x.dtype))

@@ -250,7 +250,7 @@ RELU_ROW = 1 << 14
 
 
 def relu_in_place(a, xp=np):
-    """``max(a, 0)`` written into ``a`` (a float array), as ``xp.maximum(a, 0, out=a)``
+    """``max(a, 0)`` written into ``a`` (a real array), as ``xp.maximum(a, 0, out=a)``
     computes it bit for bit (NaN kept, -0.0 as it gives). On a contiguous NumPy array the
     zero is a row of zeros broadcast over rows of ``a``: NumPy's maximum runs its vector
     loop only where both operands step through memory, and on a scalar operand ran 3 times
