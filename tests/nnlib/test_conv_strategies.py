@@ -32,8 +32,9 @@ def _force(monkeypatch, name, one_sample=False, part_bytes=None, grid=None, rows
     # the folded input gradient's products: per sample with the per-sample columns, one
     # over the block with the columns across it
     monkeypatch.setattr(convkernels, "SMALL_PRODUCT", float("inf") if narrow == 0 else 0)
-    if narrow == 0:  # (per sample on one thread only)
+    if narrow == 0:  # (per sample on one thread, with a BLAS that takes small products)
         monkeypatch.setattr(convkernels.threads, "limit", lambda: 1)
+        monkeypatch.setattr(convkernels.threads, "small_products", lambda: True)
     if grid is not None:
         _grid(monkeypatch, grid)
     if rows is not None:
@@ -153,6 +154,27 @@ def test_lenet_shapes_every_strategy(strategy, n, c, o, size, k, pad, groups, mo
     x = rng.standard_normal((n, c, size, size)).astype(np.float32)
     w = rng.standard_normal((o, c // groups, k, k)).astype(np.float32)
     _check(x, w, (1, 1), ((pad, pad),) * 2, (1, 1), groups, atol=2e-4)
+
+
+@pytest.mark.parametrize("core", ["haswell", "skylakex"])
+@pytest.mark.parametrize("strategy", ["per-sample, flat", "across, flat"])
+@pytest.mark.parametrize("o, groups", [(6, 1), (7, 1), (5, 1), (22, 2), (8, 2), (12, 1)])
+def test_weight_gradient_padded_channels(core, strategy, o, groups, monkeypatch):
+    """The weight gradient's product over the cotangent's channels padded with zero ones to
+    a multiple of 8 (float32, OpenBLAS's AVX2 kernels: ``_product_width``) or as they are,
+    with per-sample or block-wide columns, one group or two, against the reference."""
+    from fluxml.backend import threads
+
+    _force(monkeypatch, strategy)
+    monkeypatch.setattr(threads, "blas_core", lambda: core)
+    og = o // groups
+    want = og + 8 - og % 8 if core == "haswell" and og % 8 in (3, 5, 6, 7) else og
+    assert convkernels._product_width(og, np.dtype(np.float32), np) == want
+    assert convkernels._product_width(og, np.dtype(np.float64), np) == og
+    rng = np.random.default_rng(o)
+    x = rng.standard_normal((3, 2 * groups, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((o, 2, 3, 2)).astype(np.float32)
+    _check(x, w, (1, 1), ((1, 1), (0, 1)), (1, 1), groups, atol=2e-4)
 
 
 @pytest.mark.parametrize("strategy", ["per-sample, folded", "across, folded"])
@@ -306,8 +328,12 @@ def test_rows_with_bias_and_relu(block_bytes, dtype, monkeypatch):
 
     wide = convkernels.Geometry((32, 8, 24, 24), (16, 8, 5, 5), (1, 1), ((0, 0),) * 2,
                                 (1, 1), 1)  # 8 * 5 = ROWS_DEPTH wide
+    monkeypatch.setattr(threads, "limit", lambda: 1)
     for small in (True, False):  # OpenBLAS's AVX-512 kernels or its AVX2 ones
         monkeypatch.setattr(threads, "small_products", lambda small=small: small)
+        # the folded input gradient of 6 => 16 (336,000 multiply-adds a sample): one
+        # product a sample where the BLAS takes them unpacked, else one over the block
+        assert convkernels._folded_per_sample(lenet[1], np) == small
         # with AVX2 kernels only products ROWS_DEPTH wide (LeNet's are 5 and 30)
         assert all(convkernels._filter_by_rows(g, np) == small for g in lenet)
         assert convkernels._filter_by_rows(wide, np)

@@ -128,3 +128,23 @@ def test_relu_of_complex_values_is_refused_as_relu_refuses_it(which):
     with pytest.raises(TypeError, match="relu is a function of real numbers"):
         conv_bias_act(*args, fl.relu)
     np.testing.assert_allclose(conv_bias_act(*args, None), composite(*args, None), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("size", [0, 7, windows.RELU_ROW, 2 * windows.RELU_ROW + 5])
+def test_relu_in_place_is_maximum_bit_for_bit(dtype, size):
+    """The fused ReLU's in-place maximum against a row of zeros equals ``np.maximum(a, 0)``
+    bit for bit (NaN of either sign, -0.0, infinities, subnormals), on a length that is no
+    multiple of its row, and on a strided view (which goes to the plain maximum)."""
+    rng = np.random.default_rng(size)
+    if np.dtype(dtype).kind == "f":
+        special = np.array([np.nan, -np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-45, -1e-45])
+        a = np.concatenate([special, rng.standard_normal(size)]).astype(dtype)[:size]
+    else:
+        a = rng.integers(-5, 5, size).astype(dtype)
+    want = np.maximum(a, 0)
+    got = windows.relu_in_place(a.copy())
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    b = np.stack([a, a], 1)[:, 0]  # (a strided view)
+    windows.relu_in_place(b)
+    assert b.tobytes() == want.tobytes()

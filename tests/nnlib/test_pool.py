@@ -159,6 +159,34 @@ def test_maxpool_random_configurations(data):
                                atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel, stride, pads, dilation", [
+    ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1)),   # LeNet's
+    ((3, 2), (1, 2), ((1, 1), (0, 1)), (2, 1)),
+    ((1, 3), (2, 1), ((0, 0), (1, 1)), (1, 1)),
+    ((1, 1), (2, 3), ((0, 0), (0, 0)), (1, 1)),   # no reduction: strided picks
+    ((1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1)),   # the input itself
+])
+def test_maxpool_axis_by_axis_with_nan_dtypes_and_a_new_array(kernel, stride, pads, dilation):
+    """The forward's maximum taken one spatial axis at a time against the naive loops, with
+    NaN in some windows (kept), in float32, int and bool; the result is a new contiguous
+    array, never a view of the input (windows of one entry)."""
+    rng = np.random.default_rng(3)
+    x = np.round(rng.standard_normal((2, 3, 7, 8)), 1)
+    x[0, 1, 2, 3] = x[1, 2, 6, 0] = np.nan
+    want = naive_pool(x, kernel, stride, pads, dilation, lambda w: np.max(w), -np.inf)
+    for a in (x, x.astype(np.float32)):
+        y = maxpool(a, kernel, stride=stride, pad=pads, dilation=dilation)
+        assert y.dtype == a.dtype and y.flags.c_contiguous and not np.shares_memory(y, a)
+        np.testing.assert_array_equal(y, want.astype(a.dtype))
+    if not any(lo or hi for lo, hi in pads):  # (integers and booleans: no -inf to pad with)
+        ints = (np.nan_to_num(x) * 10).astype(np.int64)
+        for a in (ints, ints > 0):
+            y = maxpool(a, kernel, stride=stride, pad=pads, dilation=dilation)
+            assert y.dtype == a.dtype and not np.shares_memory(y, a)
+            np.testing.assert_array_equal(y, naive_pool(a, kernel, stride, pads, dilation, max,
+                                                        0).astype(a.dtype))
+
+
 BAD = [
     (lambda: maxpool(np.ones((4, 4)), 2), r"maxpool: input must be .*got shape \(4, 4\)"),
     (lambda: maxpool(np.ones((1, 1, 4, 4)), 5), "larger than the padded input"),

