@@ -9,14 +9,7 @@ that reads them (measured: a 40 MB copy runs at a third of the speed of a 2 MB o
 is over these blocks (each a few large NumPy operations), never over pixels or channels; on a
 GPU there is one block.
 
-Columns are laid out per sample, ``(B, C, *kernel, *out)``, so that the product with the
-weight ``(O, C * K)`` gives ``(B, O, *out)``: the output in NCHW order, with no transposed
-copy. They are built in two strided copies: the windows of the last spatial axis first
-(``(B, C, k_last, *padded[:-1], out_last)``), then those of the other axes from that. Each
-copy then moves runs of whole rows (``out_last`` entries, or whole ``out`` planes with unit
-strides) where the single strided copy moves ``out_last`` entries per kernel entry: fewer,
-longer runs, and twice as fast in the measurements. col2im is the transpose: one add per
-entry of ``kernel[:-1]``, then one per entry of ``k_last`` (10 adds for a 5x5 kernel, not 25).
+The columns are built and added back by :mod:`fluxml.nnlib.im2col`.
 With unit strides, on rows wide beside the kernel, the forward takes its columns on a flat grid
 instead (:func:`_forward_grid`): one copy of runs as long as a sample's padded input, for a
 product over a few more positions than the outputs (``GRID_SHARE``, ``GRID_WORK``) and a copy
@@ -24,11 +17,11 @@ of the outputs out of it (so not where the outputs outnumber the columns' rows,
 ``GRID_DEPTH``). In 2 dimensions with a unit stride down the rows, kernels of
 ``ROWS_KERNEL`` rows or more and products ``ROWS_DEPTH`` deep take one product per kernel
 row instead (:func:`_forward_rows`), each reading the first stage as it is
-(:func:`_row_columns`): the second stage is never written; so does the weight gradient where
+(:func:`im2col.row_columns`): the second stage is never written; so does the weight gradient where
 a sample's product for a kernel row is small (``SMALL_FILTER``, :func:`_filter_rows`; with
 OpenBLAS's AVX2 kernels, only where it is ``ROWS_DEPTH`` wide too). Else,
 with few output positions per sample (``NARROW``), the weight gradient lays the columns out
-channel-major across the block (:func:`_columns` ``across``): one product over the block's
+channel-major across the block (:func:`im2col.columns` ``across``): one product over the block's
 samples and positions, not one narrow product a sample.
 
 The input gradient, with unit strides, is either the forward convolution of the cotangent,
@@ -53,8 +46,8 @@ import math
 import numpy as np
 
 from fluxml.backend import threads
+from fluxml.nnlib import im2col, winograd
 from fluxml.nnlib import windows as win
-from fluxml.nnlib import winograd
 
 # a block's im2col columns take at most this many bytes (unless one sample needs more): they
 # stay in the cache between the copy that writes them and the product that reads them
@@ -68,7 +61,7 @@ PART_BYTES = 1 << 20
 PART_POSITIONS = 512
 
 # below this many output positions per sample, the weight gradient lays a block's columns
-# out channel-major across its samples (:func:`_columns` ``across``): one product summing over
+# out channel-major across its samples (:func:`im2col.columns` ``across``): one product summing over
 # the whole block, where per-sample products this narrow run at a fraction of the BLAS's speed
 # (measured on LeNet's 6 => 16 layer, 100 positions: 0.96 ms against 1.06 ms). The forward
 # keeps per-sample columns: there the wider product's gain went to the transposed copy of
@@ -203,109 +196,6 @@ class Geometry:
         return (b, self.c, self.kernel[-1]) + self.padded[:-1] + (self.out[-1],)
 
 
-def _padded(x, geo, a, b, xp):
-    """Samples ``a:b`` of ``x`` zero-padded (``x``'s own block without padding)."""
-    if geo.padded == geo.spatial:
-        return x[a:b]
-    buf = win.workspace((b - a, geo.c) + geo.padded, x.dtype, xp, "pad")
-    buf.fill(0)
-    buf[geo.interior()] = x[a:b]
-    return buf
-
-
-def _strided(xp, a, shape, strides):
-    if xp is not np:
-        return xp.lib.stride_tricks.as_strided(a, shape, strides)
-    if a.flags.c_contiguous and min(strides, default=0) >= 0:
-        # a view of a's buffer, built directly (NumPy checks it stays inside it): a third of
-        # as_strided's cost, which is paid twice per block
-        view = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
-    else:
-        view = np.lib.stride_tricks.as_strided(a, shape, strides)
-    view.flags.writeable = False  # a write through overlapping windows would be wrong
-    return view
-
-
-def _last_axis_windows(xpad, geo, xp):
-    """The first stage of im2col as a view of a padded block: the windows of the last
-    spatial axis, ``geo.stage_shape(B)``."""
-    sb, sc, *ss = xpad.strides
-    return _strided(xp, xpad, geo.stage_shape(xpad.shape[0]),
-                    (sb, sc, ss[-1] * geo.dilation[-1]) + tuple(ss[:-1])
-                    + (ss[-1] * geo.stride[-1],))
-
-
-def _columns(xpad, geo, xp, ones=False, across=False):
-    """im2col of a padded block ``(B, C, *padded)``: ``(B, groups, C / groups * K, P)`` in the
-    workspace, the rows in the weight's ``(C, *kernel)`` order; with ``ones`` (one group) a
-    last row of ones, ``(B, 1, C * K + 1, P)``, for a bias column of the weight. ``across``:
-    channel-major across the block, ``(groups, C / groups * K, B * P)``, the columns
-    sample-major: the same two row-wise copies, into arrays stored with the block axis
-    behind the kernel's (:func:`_stored`)."""
-    b, c = xpad.shape[:2]
-    kernel, stride, dilation, out = geo.kernel, geo.stride, geo.dilation, geo.out
-    rows = (c // geo.groups) * geo.k
-    first = _last_axis_windows(xpad, geo, xp)
-    if ones:
-        full, cols = _with_ones((b, c) + kernel + out, rows, geo.positions, xpad.dtype, xp)
-    else:
-        full, cols = _stored((b, c) + kernel + out, len(kernel), across, xpad.dtype, xp, "cols")
-    if len(kernel) == 1:
-        cols[...] = first
-    else:
-        stage, view = _stored(first.shape, 1, across, xpad.dtype, xp, "stage")
-        view[...] = first
-        tb, tc, tk, *ts = view.strides
-        cols[...] = _strided(
-            xp, stage, cols.shape,
-            (tb, tc) + tuple(s * dl for s, dl in zip(ts[:-1], dilation[:-1])) + (tk,)
-            + tuple(s * st for s, st in zip(ts[:-1], stride[:-1])) + (ts[-1],))
-    if across:
-        return full.reshape(geo.groups, rows, b * geo.positions)
-    return full.reshape(b, geo.groups, -1, geo.positions)
-
-
-def _with_ones(shape, rows, positions, dtype, xp):
-    """The columns' workspace ``(B, 1, rows + 1, positions)`` with a last row of ones, and its
-    other rows as ``shape`` ``(B, C, *kernel, ...)`` (a view)."""
-    full = win.workspace((shape[0], 1, rows + 1, positions), dtype, xp, "cols")
-    full[:, 0, rows] = 1
-    return full, full[:, 0, :rows].reshape(shape)  # splits axes: a view
-
-
-def _stored(shape, k, across, dtype, xp, slot):
-    """A workspace for an array of ``shape`` ``(B, C, *k kernel axes, ...)`` and its view in
-    that order: stored as it is, or ``across`` the block (``(C, *kernel axes, B, ...)``)."""
-    if not across:
-        buf = win.workspace(shape, dtype, xp, slot)
-        return buf, buf
-    buf = win.workspace(shape[1:k + 2] + shape[:1] + shape[k + 2:], dtype, xp, slot)
-    return buf, buf.transpose((k + 1, *range(k + 1), *range(k + 2, len(shape))))
-
-
-def _col2im(cols, geo, xp):
-    """The transpose of :func:`_columns`: ``cols`` ``(B, C, *kernel, *out)`` added onto a
-    zero padded block ``(B, C, *padded)`` (in the workspace)."""
-    b = cols.shape[0]
-    kernel, stride, dilation, out = geo.kernel, geo.stride, geo.dilation, geo.out
-    every = (slice(None), slice(None))
-    if len(kernel) == 1:
-        stage = cols
-    else:
-        stage = win.workspace(geo.stage_shape(b), cols.dtype, xp, "stage")
-        stage.fill(0)
-        for offset in np.ndindex(*kernel[:-1]):  # (the leading axes' regions)
-            region = win.entry_region(offset, stride, dilation, out)
-            stage[every + (slice(None),) + region] += cols[every + offset]
-    acc = win.workspace((b, geo.c) + geo.padded, cols.dtype, xp, "pad")
-    acc.fill(0)
-    lead = (slice(None),) * (len(kernel) - 1)
-    for j in range(kernel[-1]):
-        last = win.entry_region((j,), stride[-1:], dilation[-1:], out[-1:])
-        acc[every + lead + last] += stage[every + (j,)]
-    return acc
-
-
 def forward(x, w, geo, bias=None, relu=False):
     """``conv(x, w)``: ``(N, O, *out)``; plus ``bias`` ``(O,)`` and then ``max(., 0)`` where
     given, applied to each block's output while it is in the cache (no array of its own)."""
@@ -332,9 +222,9 @@ def forward(x, w, geo, bias=None, relu=False):
     parted = xp is np and geo.c * geo.k * geo.positions * dtype.itemsize > PART_BYTES
     blocks = [(a, a + 1) for a in range(geo.n)] if parted else geo.blocks(dtype.itemsize, xp)
     for a, b in blocks:
-        xpad = _padded(x, geo, a, b, xp)
+        xpad = im2col.padded(x, geo, a, b, xp)
         for part, rows in _row_parts(geo, dtype.itemsize, parted):
-            cols = _columns(xpad[part.window(rows)], part, xp, ones=fold)
+            cols = im2col.columns(xpad[part.window(rows)], part, xp, ones=fold)
             yb = y[a:b, :, rows.start:rows.stop].reshape(b - a, geo.groups, og,
                                                          part.positions)
             xp.matmul(wm, cols, out=yb)
@@ -360,14 +250,14 @@ def _by_rows(geo, xp):
 
 
 def _row_columns_apply(geo, xp):
-    """Whether :func:`_row_columns` can take a block: NumPy, 2 dimensions, a unit stride
+    """Whether :func:`im2col.row_columns` can take a block: NumPy, 2 dimensions, a unit stride
     down the rows."""
     return xp is np and len(geo.kernel) == 2 and geo.stride[0] == 1
 
 
 def _forward_rows(x, w, geo, y, bias, relu, xp):
     """The forward in 2 dimensions with a unit stride down the rows, one product per kernel
-    row (:func:`_row_columns`) added up, so the second stage of im2col, ``k_first`` times
+    row (:func:`im2col.row_columns`) added up, so the second stage of im2col, ``k_first`` times
     the first, is never written."""
     kr, kc = geo.kernel
     og, cg = geo.o // geo.groups, geo.c // geo.groups
@@ -379,32 +269,16 @@ def _forward_rows(x, w, geo, y, bias, relu, xp):
         # (scratch: a fresh array past its limit, few input channels and many output
         # channels making this partial output larger than the columns)
         part = win.scratch(yb.shape, y.dtype, xp, "out") if kr > 1 else None
-        for r, cols in enumerate(_row_columns(_padded(x, geo, a, b, xp), geo, xp)):
+        for r, cols in enumerate(im2col.row_columns(im2col.padded(x, geo, a, b, xp), geo, xp)):
             xp.matmul(wr[r], cols, out=yb if r == 0 else part)
             if r:
                 xp.add(yb, part, out=yb)
         _finish(yb, bias, False, relu, xp)
 
 
-def _row_columns(xpad, geo, xp):
-    """The im2col columns of a padded block ``(B, C, *padded)`` (2 dimensions, a unit stride
-    down the rows) one kernel row at a time, ``(B, groups, C / groups * k_last, positions)``
-    each: the first stage of im2col (the windows of the last axis, ``(B, C, k_last, rows,
-    out_last)``) holds, for kernel row ``r``, the columns of its ``C * k_last`` entries as a
-    matrix whose rows are a constant stride apart and whose columns are the contiguous run
-    of output rows ``r * dilation`` on: a view the BLAS reads as it is (no second stage)."""
-    b, cg, kc = xpad.shape[0], geo.c // geo.groups, geo.kernel[1]
-    stage = win.workspace(geo.stage_shape(b), xpad.dtype, xp, "stage")
-    stage[...] = _last_axis_windows(xpad, geo, xp)
-    tb, _, tk, _, tw = stage.strides
-    return [_strided(xp, stage[:, :, :, r * geo.dilation[0]:],
-                     (b, geo.groups, cg * kc, geo.positions), (tb, cg * kc * tk, tk, tw))
-            for r in range(geo.kernel[0])]
-
-
 def _filter_by_rows(geo, xp):
     """Whether the weight gradient takes its columns a kernel row at a time
-    (:func:`_row_columns`): 2 dimensions, a unit stride down the rows, and one sample's
+    (:func:`im2col.row_columns`): 2 dimensions, a unit stride down the rows, and one sample's
     product for a kernel row (``O / groups`` by positions by ``C / groups * k_last``) at most
     ``SMALL_FILTER`` multiply-adds; where NumPy's BLAS packs the operands of every product
     (``threads.small_products()`` false: OpenBLAS's AVX2 kernels), also products at least
@@ -430,7 +304,7 @@ def _grid_length(geo):
 
 def _on_grid(geo, xp):
     """Whether the forward takes :func:`_forward_grid`: NumPy, 2 or 3 dimensions (in 1 the
-    grid is the outputs and :func:`_columns` one copy: the same work), unit strides, a grid
+    grid is the outputs and :func:`im2col.columns` one copy: the same work), unit strides, a grid
     at most ``GRID_SHARE`` times the outputs whose extra positions cost at most
     ``GRID_WORK`` multiply-adds per entry of the columns, and columns of ``GRID_DEPTH`` rows
     or more per output channel."""
@@ -445,7 +319,7 @@ def _forward_grid(x, wm, geo, y, bias, fold, relu, xp):
     """The forward with unit strides on the flat grid: each sample's padded input flattened,
     column ``q`` of kernel entry ``e`` is its entry ``q + offset(e)``, so the columns of a
     channel and kernel entry are one contiguous run of the input (one copy of runs as long
-    as the grid, where :func:`_columns` takes two copies of runs of a row). The grid is as
+    as the grid, where :func:`im2col.columns` takes two copies of runs of a row). The grid is as
     wide as the padded input: the product also computes the ``dilation * (k - 1)`` positions
     past each row's outputs (:func:`_on_grid` bounds them), and the outputs are then copied
     out of it (measured on 64 => 64 3x3 on 32x32, 6% more positions: 5-10% faster in all)."""
@@ -456,15 +330,15 @@ def _forward_grid(x, wm, geo, y, bias, fold, relu, xp):
     kernel_steps = tuple(dl * p * item for dl, p in zip(geo.dilation, pitch))
     exact = geo.padded[1:] == geo.out[1:]  # the grid is the outputs: no copy out
     for a, b in geo.blocks(item, xp, length):
-        xpad = xp.ascontiguousarray(_padded(x, geo, a, b, xp)).reshape(-1)
+        xpad = xp.ascontiguousarray(im2col.padded(x, geo, a, b, xp)).reshape(-1)
         for r0, r1 in _grid_rows(geo, rows * length * item if b - a == 1 else 0):
             part = length - (geo.out[0] - (r1 - r0)) * pitch[0]  # the grid of rows r0:r1
             shape = (b - a, geo.c) + geo.kernel + (part,)
             if fold:
-                full, cols = _with_ones(shape, rows, part, y.dtype, xp)
+                full, cols = im2col.with_ones(shape, rows, part, y.dtype, xp)
             else:
                 full = cols = win.workspace(shape, y.dtype, xp, "cols")
-            cols[...] = _strided(xp, xpad[r0 * pitch[0]:], shape,
+            cols[...] = im2col.strided(xp, xpad[r0 * pitch[0]:], shape,
                                  (geo.c * size * item, size * item) + kernel_steps + (item,))
             yb = y[a:b, :, r0:r1]
             # (a fresh array past the scratch limit: few input channels and many output
@@ -478,7 +352,7 @@ def _forward_grid(x, wm, geo, y, bias, fold, relu, xp):
                 xp.matmul(wm, full.reshape(b - a, geo.groups, -1, part), out=res)
                 _finish(res, bias, fold, relu, xp)
             if not exact:  # the outputs out of the grid's rows
-                yb[...] = _strided(xp, res, yb.shape, (geo.o * part * item, part * item)
+                yb[...] = im2col.strided(xp, res, yb.shape, (geo.o * part * item, part * item)
                                    + tuple(p * item for p in pitch))
 
 
@@ -549,7 +423,7 @@ def data(g, w, geo):
         gb = g[a:b].reshape(b - a, geo.groups, og, geo.positions)
         cols = win.workspace((b - a, geo.groups, cg * geo.k, geo.positions), dtype, xp, "cols")
         xp.matmul(wt, gb, out=cols)
-        acc = _col2im(cols.reshape((b - a, geo.c) + geo.kernel + geo.out), geo, xp)
+        acc = im2col.col2im(cols.reshape((b - a, geo.c) + geo.kernel + geo.out), geo, xp)
         dx[a:b] = acc[geo.interior()]
     return dx
 
@@ -563,7 +437,7 @@ def _data_flat(g, wt, geo, xp):
     time, for a product over the grid's extra positions)."""
     dtype = wt.dtype
     size = math.prod(geo.padded)
-    offsets = _offsets(geo.padded, geo.kernel, geo.dilation)
+    offsets = im2col.flat_offsets(geo.padded, geo.kernel, geo.dilation)
     dx = xp.empty((geo.n, geo.c) + geo.spatial, dtype=dtype)
     for a, b in geo.blocks(dtype.itemsize, xp, size):
         length = (b - a) * size - offsets[-1]
@@ -638,7 +512,7 @@ def _data_folded(g, w, geo, xp):
         # the k_last shifted copies in one copy: a view of the grid stepping back dl a copy
         shifted = win.workspace((n, geo.o, kw, side * row), dtype, xp, "grad")
         sn, so, se = grid.strides
-        shifted[...] = _strided(xp, grid[:, :, reach:], shifted.shape, (sn, so, -dl * se, se))
+        shifted[...] = im2col.strided(xp, grid[:, :, reach:], shifted.shape, (sn, so, -dl * se, se))
         rows = win.workspace((n, geo.groups, lead * cg, side * row), dtype, xp, "cols")
         xp.matmul(wf, shifted.reshape(n, geo.groups, og * kw, side * row), out=rows)
         rows = rows.reshape((n, geo.groups, lead, cg, side) + out[:-1] + (padded[-1],))
@@ -670,16 +544,6 @@ def _folded_per_sample(geo, xp):
             and work <= SMALL_PRODUCT)
 
 
-def _offsets(size, kernel, dilation):
-    """Flat offset of each kernel entry in a padded array of spatial shape ``size``, in the
-    kernel's row-major order (the last is the largest)."""
-    offsets = [0]
-    for i, (k, dl) in enumerate(zip(kernel, dilation)):
-        step = dl * math.prod(size[i + 1:])
-        offsets = [a + j * step for a in offsets for j in range(k)]
-    return offsets
-
-
 def filter(x, g, geo):
     """The weight gradient of ``conv(x, w)`` for the output cotangent ``g``: ``(O, C / groups,
     *kernel)``, each block's columns contracted with its cotangent over samples and
@@ -699,7 +563,7 @@ def filter(x, g, geo):
     dw = xp.zeros((geo.groups, width, cg * geo.k), dtype=dtype)
     narrow = geo.positions < NARROW
     for a, b in geo.blocks(dtype.itemsize, xp):
-        xpad = _padded(x, geo, a, b, xp)
+        xpad = im2col.padded(x, geo, a, b, xp)
         if narrow:  # one product over the block's samples and positions (see NARROW)
             gb = win.workspace((geo.groups, width, b - a, geo.positions), dtype, xp, "out")
             gb[:, og:] = 0
@@ -707,7 +571,7 @@ def filter(x, g, geo):
                 1, 2, 0, 3)
             gb = gb.reshape(geo.groups, width, (b - a) * geo.positions)
             # columns on the left: the BLAS runs this orientation 15% faster (measured)
-            cols = _columns(xpad, geo, xp, across=True)
+            cols = im2col.columns(xpad, geo, xp, across=True)
             dw += xp.matmul(cols, gb.swapaxes(-1, -2)).swapaxes(-1, -2)
         else:  # columns on the left here too (64 => 64 3x3 on 32x32: 13 ms against 19)
             gb = g[a:b].reshape(b - a, geo.groups, og, geo.positions)
@@ -717,7 +581,7 @@ def filter(x, g, geo):
                 wide[:, :, og:] = 0
                 wide[:, :, :og] = gb
                 gb = wide
-            dwt = xp.matmul(_columns(xpad, geo, xp), gb.swapaxes(-1, -2))
+            dwt = xp.matmul(im2col.columns(xpad, geo, xp), gb.swapaxes(-1, -2))
             dw += (dwt[0] if b - a == 1 else dwt.sum(axis=0)).swapaxes(-1, -2)
     if width > og:
         dw = dw[:, :og]
@@ -742,7 +606,7 @@ def _product_width(og, dtype, xp):
 
 def _filter_rows(x, g, geo, xp):
     """The weight gradient a kernel row at a time: each sample's cotangent times the row's
-    columns (:func:`_row_columns`, read as they are), summed over the samples (measured on
+    columns (:func:`im2col.row_columns`, read as they are), summed over the samples (measured on
     one core against the two-stage columns: 1.2-1.4 times as fast on LeNet's layers and on
     5x5 and 3x3 kernels with 3-16 channels; slower where a sample's product passes
     ``SMALL_FILTER``: 16 => 32 5x5 on 16x16, 0.8)."""
@@ -751,7 +615,7 @@ def _filter_rows(x, g, geo, xp):
     dw = xp.zeros((kr, geo.groups, og, cg * kc), dtype=x.dtype)
     for a, b in geo.blocks(x.dtype.itemsize, xp, geo.padded[0] * geo.out[1], geo.c * kc):
         gb = g[a:b].reshape(b - a, geo.groups, og, geo.positions)
-        for r, cols in enumerate(_row_columns(_padded(x, geo, a, b, xp), geo, xp)):
+        for r, cols in enumerate(im2col.row_columns(im2col.padded(x, geo, a, b, xp), geo, xp)):
             dw[r] += xp.matmul(gb, cols.swapaxes(-1, -2)).sum(axis=0)
     # (k_first, groups, O / groups, C / groups, k_last) -> (O, C / groups, k_first, k_last)
     return xp.ascontiguousarray(dw.reshape(kr, geo.o, cg, kc).transpose(1, 2, 0, 3))
