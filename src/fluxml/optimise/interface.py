@@ -273,10 +273,14 @@ def update(state, model, grads):
             items = step_together(items)  # small arrays of one rule, in one go
         items = step_split([(leaf, x, dx, _scratch(leaf, x, dx)) for leaf, x, dx in items])
         for leaf, x, dx, buf in items:  # the rest, one array at a time on this thread
+            before = leaf.state
             if paired and id(x) in paired:
-                leaf.state, step = apply_paired(apply_rule, leaf.rule, leaf.state, x, dx, buf)
+                leaf.state, step = apply_paired(apply_rule, leaf.rule, before, x, dx, buf)
             else:
-                leaf.state, step = apply_rule(leaf.rule, leaf.state, x, dx, buf)
+                leaf.state, step = apply_rule(leaf.rule, before, x, dx, buf)
+            fits = leaf.__dict__.get("_fits")
+            if fits is not None and fits[0] is before:  # (the rule's new state of a state
+                leaf._fits = (leaf.state,) + fits[1:]  # that fit: its arrays keep their shapes)
             if step is not None:
                 np.subtract(x, step, out=x)
         write_back(copies)  # (traced pairs are copies)
@@ -305,6 +309,32 @@ def _refuse_closed_over(state):
         "hyperparameters, and which parts are frozen, would be read once when the function is "
         "traced, so a later fl.adjust, freeze or thaw would not reach the compiled program. "
         "Pass the state as an argument: step(model, state, x, y).")
+
+
+def _check_fits(leaf, fits, want, path, model):
+    """Refuse a Leaf whose state holds arrays of other shapes than ``want`` (its parameter's),
+    and note the state, rule and shape checked in ``leaf._fits`` (not a tree field: never
+    saved, never flattened), so that the next update checks again only when one of them is
+    another object. (Keyed on the shape alone, a state replaced by one of other shapes,
+    ``leaf.state = ...``, went unchecked: the update failed after the arrays before it had
+    been stepped, or, for AccumGrad and MixedPrecision, stepped with the state broadcast.)
+
+    ``_fits`` records the Leaf it was made for too: a Leaf rebuilt from another (``fl.fmap``
+    of a state, ``copy.copy``) holds copies of its attributes, this note and the scratch
+    arrays among them, which are then dropped: two copies of a state stepping two models on
+    two threads shared their scratch arrays, and wrote each other's steps (NaN after 300
+    steps of Adam)."""
+    if fits is not None and fits[3:] != (id(leaf),):  # (one of an older fluxml: a shape)
+        for k in _CACHES:
+            leaf.__dict__.pop(k, None)
+    for kept in _kept_shapes(leaf.rule, leaf.state):
+        if kept != want:
+            _refuse_misfit(path, kept, model, want)
+    leaf._fits = (leaf.state, want, leaf.rule, id(leaf))
+
+
+# what update keeps on a Leaf between steps (its own, never carried to a copy of the Leaf)
+_CACHES = ("_fits", "_scratch", "_flat", "_together")
 
 
 def _refuse_misfit_state(pending, err):
@@ -436,11 +466,10 @@ def _collect(state, model, grads, pending, path):
         # before any step, so that a state set up for another model steps nothing (it failed
         # at its first misfit array, after the arrays before it had been stepped)
         want = shape + (2,) if is_complex(model) else shape
-        if state.__dict__.get("_fits") != want:  # (once per Leaf and shape: ~2 us an array)
-            for kept in _kept_shapes(state.rule, state.state):
-                if kept != want:
-                    _refuse_misfit(path, kept, model, want)
-            state._fits = want
+        fits = state.__dict__.get("_fits")  # (once per Leaf, state, rule and shape: ~2 us)
+        if fits is None or fits[0] is not state.state or fits[1] != want \
+                or fits[2] is not state.rule or fits[3] != id(state):
+            _check_fits(state, fits, want, path, model)
         # One step per array: fl.gradient gives a tied array its total gradient at every
         # address, and a state rebuilt from its leaves (fmap, loading) may hold two Leafs
         # for one array: the first found is used.
