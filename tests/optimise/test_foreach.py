@@ -250,3 +250,47 @@ def test_a_copied_state_starts_without_the_plan():
     assert state["w"]._together is not None
     assert copy.deepcopy(state)["w"]._together is None
     assert copy.copy(state["w"])._together is state["w"]._together  # (shallow: shared)
+
+
+def test_arrays_stepped_alone_keep_the_order_grouping_anew_gave():
+    """The kept plan sorted the arrays stepped alone into the model's order, where grouping
+    anew (before the plan) steps those no group may take (``b``: SMALL entries or more)
+    before the groups of one (``a``, the only float64 array of 3 entries). The order shows
+    where two arrays share memory (a view made after setup, which setup refuses): ``a``'s
+    entries then took their two steps in the other order, 42 of 50 random cases a rounding
+    apart."""
+    rng = np.random.default_rng(1)
+    model = {"a": np.zeros(3), "b": rng.standard_normal((70, 60)),
+             "c": np.zeros(4, np.float32)}
+    state = fl.setup(fl.Descent(0.37), model)
+    model["a"] = model["b"][0, :3]
+    want = model["b"].copy()
+    for _ in range(3):
+        g = {"a": rng.standard_normal(3), "b": rng.standard_normal((70, 60)),
+             "c": rng.standard_normal(4).astype(np.float32)}
+        fl.update(state, model, g)
+        want -= 0.37 * g["b"]
+        want[0, :3] -= 0.37 * g["a"]
+    np.testing.assert_array_equal(model["b"], want)
+
+
+def test_a_rule_no_longer_elementwise_makes_a_new_plan():
+    """The kept plan went on stepping a group of a rule that no longer says it is
+    elementwise (its class or instance changed): grouping anew steps its arrays alone."""
+
+    class ByNorm(fl.Descent):  # not elementwise: the step divides by the array's norm
+        elementwise = True
+
+        def apply(self, state, x, dx, out=None):
+            return state, self.eta * dx / np.linalg.norm(dx)
+
+    model = {"w": np.ones(3), "b": np.ones(2)}
+    rule = ByNorm(1.0)
+    state = fl.setup(rule, model)
+    grads = {"w": np.full(3, 2.0), "b": np.full(2, 2.0)}
+    fl.update(state, model, grads)  # stepped as one array of 5 entries
+    np.testing.assert_allclose(model["w"], 1 - 2 / np.sqrt(20))
+    rule.elementwise = False
+    fl.update(state, model, grads)
+    np.testing.assert_allclose(model["w"], 1 - 2 / np.sqrt(20) - 2 / np.sqrt(12))
+    np.testing.assert_allclose(model["b"], 1 - 2 / np.sqrt(20) - 2 / np.sqrt(8))
