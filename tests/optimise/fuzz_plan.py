@@ -89,7 +89,7 @@ RULES = [
     TupleMomentum, NamedSign,
 ]
 DTYPES = (np.float32, np.float64, np.float16)
-VIEWS = True  # (arrays that share memory step in an order the plan may keep: see main)
+VIEWS = True  # (a view of another array: update refuses it)
 SHAPES = ((), (1,), (3,), (2, 3), (3, 2), (4, 4), (2, 1, 3), (70, 60))
 
 

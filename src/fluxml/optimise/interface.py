@@ -18,11 +18,13 @@ reached twice (tied weights) gets one Leaf, placed at both addresses.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 
 from fluxml._dtypes import is_complex, is_jax
 from fluxml.ad.core import COMPILING, compiling
+from fluxml.io.modelstate import _overlapping
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.composite import MixedPrecision, OptimiserChain
 from fluxml.optimise.foreach import step_together
@@ -267,6 +269,7 @@ def update(state, model, grads):
         _refuse_closed_over(state)
     pending: tuple = ({}, {})  # by array: (leaf, array, gradient); by leaf: (array, path)
     _collect(state, model, grads, pending, ())
+    _refuse_shared_memory(pending)
     items, copies, paired = to_pairs(pending[0].values())  # complex arrays as real pairs
     try:
         if len(items) > 1:
@@ -309,6 +312,33 @@ def _refuse_closed_over(state):
         "hyperparameters, and which parts are frozen, would be read once when the function is "
         "traced, so a later fl.adjust, freeze or thaw would not reach the compiled program. "
         "Pass the state as an argument: step(model, state, x, y).")
+
+
+def _refuse_shared_memory(pending):
+    """Two arrays of the model that share memory without being one array (a view made after
+    ``setup``, which refuses them: ``model.dec.weight = model.enc.weight.T``) would each be
+    stepped with its own state, the shared entries twice, and in an order that is no
+    contract (the arrays stepped together first): refused before any step. Only a model
+    holding views pays more than one attribute read an array."""
+    arrays, by_leaf = pending
+    views = False
+    for _, x, _ in arrays.values():
+        if type(x) is np.ndarray and x.base is not None:
+            views = True
+            break
+    if not views:
+        return
+    items = [(leaf, x) for leaf, x, _ in arrays.values() if type(x) is np.ndarray]
+    for group in _overlapping([x for _, x in items]):
+        for i, j in itertools.combinations(group, 2):
+            if np.shares_memory(items[i][1], items[j][1]):
+                first, second = (_where(by_leaf[id(items[k][0])][1]) for k in (i, j))
+                raise ValueError(
+                    f"update: {first} and {second} are views of the same memory but not the "
+                    f"same array (made so after setup, which refuses them), so each would be "
+                    f"stepped with its own state, their shared entries twice; nothing was "
+                    f"stepped. Tie weights with the very same array (dec.weight = "
+                    f"enc.weight), transposed where it is used, and set the state up again")
 
 
 def _check_fits(leaf, fits, want, path, model):
