@@ -9,11 +9,12 @@ Fortran order), reshaped or written in place, tied to another one, made a view o
 state arrays and step counts written in place, a Leaf's state replaced by a copy or by
 another array's, a whole Leaf by a fresh one, the state deep-copied, pickled or rebuilt by
 ``fl.fmap``; ``fl.adjust`` of one Leaf or all, ``freeze`` and ``thaw``; a checkpoint saved
-and loaded into the same model and state; parts appended and removed; ``foreach.SMALL``
-changed; gradients None, transposed, of another dtype, a 0-d array's a number; a second
-model sharing the state, stepped alternately; steps by ``fl.train`` (its gradient through
-``fl.mse``) beside ``fl.update``. Rules: fluxml's elementwise ones and a user's rules with
-tuple and namedtuple states (a counter, a None field).
+and loaded into the same model and state, ``fl.loadmodel`` of an earlier snapshot; parts
+appended and removed; ``foreach.SMALL`` changed; gradients None, transposed, of another
+dtype, a 0-d array's a number; a second model sharing the state, stepped alternately; steps
+by ``fl.train`` (its gradient through ``fl.mse``) beside ``fl.update``. Rules: fluxml's
+elementwise ones and a user's rules with tuple and namedtuple states (a counter, a None
+field).
 
 ``python -m tests.optimise.fuzz_plan N FIRST``: cases FIRST .. FIRST + N - 1 (each a seed),
 each failure printed with its seed. ``python -m tests.optimise.fuzz_plan N FIRST digests``
@@ -100,6 +101,7 @@ class Case:
 
     def __init__(self, seed, regroup, misfits=True):
         self.misfits = misfits  # (changes after which the state no longer fits)
+        self.snapshot = None  # (fl.state of the model, for loadmodel)
         self.rng = np.random.default_rng(seed)
         self.regroup = regroup
         self.log: list = []
@@ -143,7 +145,8 @@ class Case:
         what = ["replace", "dtype", "fortran", "write_x", "write_state", "count", "adjust",
                 "adjust_one", "freeze", "thaw", "copy_state", "new_leaf", "deepcopy", "pickle",
                 "fmap", "checkpoint", "append", "remove", "small", "tie", "view", "layer",
-                "rule", "none", "shape", "misfit"][int(rng.integers(26 if self.misfits else 24))]
+                "rule", "none", "loadmodel", "shape", "misfit"][
+                    int(rng.integers(27 if self.misfits else 25))]
         keys = self.keys()
         k = keys[int(rng.integers(len(keys)))] if keys else None
         leaves = self.leaves()
@@ -229,12 +232,19 @@ class Case:
                 sub.pop()
         elif what == "rule" and leaf is not None:
             leaf.rule = copy.copy(leaf.rule)  # an equal rule, another object
-        elif what == "shape" and k and model[k].size > 1:  # (the state no longer fits)
-            if r < 0.5 and model[k].flags.c_contiguous:
+        elif what == "loadmodel":  # the model's arrays loaded from a snapshot, in place
+            if self.snapshot is not None:
+                try:
+                    fl.loadmodel(model, self.snapshot)
+                except Exception as err:  # noqa: BLE001 - the same in both runs
+                    self.log.append(f"loadmodel: {type(err).__name__}")
+            self.snapshot = copy.deepcopy(fl.state(model))
+        elif what == "shape" and k and model[k].size > 1 and r < 0.3:  # (a misfit state)
+            if r < 0.15 and model[k].flags.c_contiguous:
                 model[k].shape = (model[k].size,)  # in place
             else:
                 self.replace(k, self.array(rng, dtype=model[k].dtype))
-        elif what == "misfit" and leaf is not None and k and isinstance(self.state.get(k), fl.Leaf):
+        elif what == "misfit" and k and isinstance(self.state.get(k), fl.Leaf) and r < 0.3:
             other = fl.setup(self.state[k].rule, {"o": self.array(rng)})  # another's state
             if other is not None:
                 self.state[k].state = other["o"].state

@@ -644,3 +644,19 @@ def test_two_rebuilt_copies_of_a_state_stepped_on_two_threads_do_not_share_scrat
     for m in models[:2]:
         for k in model:
             np.testing.assert_array_equal(m[k], models[2][k])
+
+
+def test_a_0d_parameters_state_in_the_leaf_of_an_array_steps_nothing():
+    """The state check left every 0-d array out (step counts are 0-d), so a 0-d parameter's
+    moments put in the Leaf of a (4,) array failed with NumPy's broadcast error, after the
+    arrays before it had been stepped."""
+    model = {"a": np.ones(3), "w": np.ones(4)}
+    state = fl.setup(fl.Adam(0.1), model)
+    state["w"].state = fl.setup(fl.Adam(0.1), {"s": np.array(1.0)})["s"].state
+    with pytest.raises(ValueError, match=r"state of model\['w'\] holds arrays of shape \(\), "
+                                         r"the parameter has shape \(4,\)"):
+        fl.update(state, model, {"a": np.ones(3), "w": np.ones(4)})
+    np.testing.assert_array_equal(model["a"], 1.0)
+    scalar = {"s": np.array(1.0)}  # a 0-d parameter's own 0-d moments fit
+    fl.update(fl.setup(fl.Adam(0.1), scalar), scalar, {"s": np.array(1.0)})
+    np.testing.assert_allclose(scalar["s"], 0.9)

@@ -395,12 +395,16 @@ def _kept_shapes(rule, state):
 
 
 def _array_shapes(state):
-    """The shapes of the arrays (not scalars) in a state, through its tuples."""
+    """The shapes of the arrays in a state, through its tuples: those of one axis or more,
+    and 0-d float or complex ones (a 0-d parameter's moments; a 0-d integer array is a step
+    count: it was 0-d ones of every kind left out, so a 0-d parameter's state put in the
+    Leaf of a (4,) array failed with NumPy's broadcast error, the arrays before it stepped)."""
     if isinstance(state, tuple):
         for part in state:
             yield from _array_shapes(part)
-    elif len(getattr(state, "shape", ())):
-        yield state.shape
+    elif len(shape := getattr(state, "shape", ())) or \
+            getattr(getattr(state, "dtype", None), "kind", "") in ("f", "c"):
+        yield shape
 
 
 def _refuse_no_state(state, model):
