@@ -4,17 +4,17 @@ run twice on one seed: with the grouping of small arrays kept between steps
 before the plan was kept). After every step the model's arrays and the state's must be the
 same bit for bit, and a step that raises must raise the same error in both runs.
 
-What changes between steps: arrays replaced (the same shape, another dtype or shape,
-Fortran order), reshaped or written in place, tied to another one, made a view of another;
-state arrays and step counts written in place, a Leaf's state replaced by a copy or by
-another array's, a whole Leaf by a fresh one, the state deep-copied, pickled or rebuilt by
-``fl.fmap``; ``fl.adjust`` of one Leaf or all, ``freeze`` and ``thaw``; a checkpoint saved
-and loaded into the same model and state, ``fl.loadmodel`` of an earlier snapshot; parts
-appended and removed; ``foreach.SMALL`` changed; gradients None, transposed, of another
-dtype, a 0-d array's a number; a second model sharing the state, stepped alternately; steps
-by ``fl.train`` (its gradient through ``fl.mse``) beside ``fl.update``. Rules: fluxml's
-elementwise ones and a user's rules with tuple and namedtuple states (a counter, a None
-field).
+Arrays are float16, float32, float64, now and then complex. What changes between steps:
+arrays replaced (the same shape, another dtype or shape, Fortran order), reshaped or written
+in place, tied to another one, made a view of another; state arrays and step counts written
+in place, a Leaf's state replaced by a copy or by another array's, a whole Leaf by a fresh
+one, the state deep-copied, pickled or rebuilt by ``fl.fmap``; ``fl.adjust`` of one Leaf or
+all, ``freeze`` and ``thaw``; a checkpoint saved and loaded into the same model and state,
+``fl.loadmodel`` of an earlier snapshot; parts appended and removed; ``foreach.SMALL``
+changed; gradients None, transposed, of another dtype, a 0-d array's a number; a second
+model sharing the state, stepped alternately; steps by ``fl.train`` (its gradient through
+``fl.mse``) beside ``fl.update``. Rules: fluxml's elementwise ones and a user's rules with
+tuple and namedtuple states (a counter, a None field).
 
 ``python -m tests.optimise.fuzz_plan N FIRST``: cases FIRST .. FIRST + N - 1 (each a seed),
 each failure printed with its seed. ``python -m tests.optimise.fuzz_plan N FIRST digests``
@@ -131,7 +131,11 @@ class Case:
 
     def array(self, rng, shape=None, dtype=None):
         shape = SHAPES[int(rng.integers(len(SHAPES)))] if shape is None else shape
-        dtype = DTYPES[int(rng.integers(3))] if dtype is None else dtype
+        if dtype is None:  # (a complex one now and then: stepped as its real pairs)
+            dtype = DTYPES[int(rng.integers(3))] if rng.random() < 0.9 else \
+                (np.complex64, np.complex128)[int(rng.integers(2))]
+        if np.dtype(dtype).kind == "c":
+            return np.asarray(rng.standard_normal(shape) + 1j * rng.standard_normal(shape), dtype)
         return rng.standard_normal(shape).astype(dtype)
 
     def keys(self):
@@ -272,7 +276,7 @@ class Case:
                 g[k] = None
                 continue
             r = rng.random()
-            d = rng.standard_normal(v.shape).astype(v.dtype)
+            d = self.array(rng, v.shape, v.dtype)
             if r < 0.1:
                 d = None
             elif r < 0.3 and d.ndim == 2:
@@ -280,7 +284,7 @@ class Case:
             elif r < 0.35:
                 d = d.astype(DTYPES[int(rng.integers(3))])
             elif r < 0.5 and d.ndim == 0:  # a NumPy scalar or a Python float
-                d = d[()] if r < 0.45 else float(d)
+                d = d[()] if r < 0.45 or d.dtype.kind == "c" else float(d)
             g[k] = d
         return g
 
