@@ -277,6 +277,9 @@ def test_arrays_made_views_of_one_another_after_setup_are_refused():
     state = fl.setup(fl.Adam(0.1), halves)
     fl.update(state, halves, {"even": np.ones(4), "odd": -np.ones(4), "w": np.ones(3)})
     np.testing.assert_allclose(flat, np.tile([-0.1, 0.1], 4))
+    halves["w"] = flat[2:5]  # (the arrays found apart at the last step: noted, looked at again)
+    with pytest.raises(ValueError, match=r"model\['even'\] and model\['w'\] are views"):
+        fl.update(state, halves, {"even": np.ones(4), "odd": -np.ones(4), "w": np.ones(3)})
 
 
 def test_a_rule_no_longer_elementwise_makes_a_new_plan():

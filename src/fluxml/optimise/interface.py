@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import operator
 
 import numpy as np
 
@@ -319,7 +320,11 @@ def _refuse_shared_memory(pending):
     ``setup``, which refuses them: ``model.dec.weight = model.enc.weight.T``) would each be
     stepped with its own state, the shared entries twice, and in an order that is no
     contract (the arrays stepped together first): refused before any step. Only a model
-    holding views pays more than one attribute read an array."""
+    holding views pays more than one attribute read an array, and the arrays found apart are
+    noted on the first Leaf (``_disjoint``): the same array objects share no memory at the
+    next step either (an array's memory is its own for its lifetime), so the byte ranges
+    (~1.5 us an array: a model rebuilt by ``fl.destructure`` is all views of one vector) are
+    read again only when an array is another object."""
     arrays, by_leaf = pending
     views = False
     for _, x, _ in arrays.values():
@@ -329,7 +334,12 @@ def _refuse_shared_memory(pending):
     if not views:
         return
     items = [(leaf, x) for leaf, x, _ in arrays.values() if type(x) is np.ndarray]
-    for group in _overlapping([x for _, x in items]):
+    xs = tuple([x for _, x in items])
+    first = items[0][0]
+    known = first.__dict__.get("_disjoint")
+    if known is not None and len(known) == len(xs) and all(map(operator.is_, known, xs)):
+        return
+    for group in _overlapping(list(xs)):
         for i, j in itertools.combinations(group, 2):
             if np.shares_memory(items[i][1], items[j][1]):
                 first, second = (_where(by_leaf[id(items[k][0])][1]) for k in (i, j))
@@ -339,6 +349,7 @@ def _refuse_shared_memory(pending):
                     f"stepped with its own state, their shared entries twice; nothing was "
                     f"stepped. Tie weights with the very same array (dec.weight = "
                     f"enc.weight), transposed where it is used, and set the state up again")
+    first._disjoint = xs
 
 
 def _check_fits(leaf, fits, want, path, model):
@@ -364,7 +375,7 @@ def _check_fits(leaf, fits, want, path, model):
 
 
 # what update keeps on a Leaf between steps (its own, never carried to a copy of the Leaf)
-_CACHES = ("_fits", "_scratch", "_flat", "_together")
+_CACHES = ("_fits", "_scratch", "_flat", "_together", "_disjoint")
 
 
 def _refuse_misfit_state(pending, err):
