@@ -282,9 +282,9 @@ def update(state, model, grads):
                 leaf.state, step = apply_paired(apply_rule, leaf.rule, before, x, dx, buf)
             else:
                 leaf.state, step = apply_rule(leaf.rule, before, x, dx, buf)
-            fits = leaf.__dict__.get("_fits")
+            fits = leaf.__dict__.get("_fitted")
             if fits is not None and fits[0] is before:  # (the rule's new state of a state
-                leaf._fits = (leaf.state,) + fits[1:]  # that fit: its arrays keep their shapes)
+                leaf._fitted = (leaf.state,) + fits[1:]  # that fit: its arrays' shapes kept)
             if step is not None:
                 np.subtract(x, step, out=x)
         write_back(copies)  # (traced pairs are copies)
@@ -342,9 +342,9 @@ def _refuse_shared_memory(pending):
     for group in _overlapping(list(xs)):
         for i, j in itertools.combinations(group, 2):
             if np.shares_memory(items[i][1], items[j][1]):
-                first, second = (_where(by_leaf[id(items[k][0])][1]) for k in (i, j))
+                a, b = (_where(by_leaf[id(items[k][0])][1]) for k in (i, j))
                 raise ValueError(
-                    f"update: {first} and {second} are views of the same memory but not the "
+                    f"update: {a} and {b} are views of the same memory but not the "
                     f"same array (made so after setup, which refuses them), so each would be "
                     f"stepped with its own state, their shared entries twice; nothing was "
                     f"stepped. Tie weights with the very same array (dec.weight = "
@@ -354,28 +354,29 @@ def _refuse_shared_memory(pending):
 
 def _check_fits(leaf, fits, want, path, model):
     """Refuse a Leaf whose state holds arrays of other shapes than ``want`` (its parameter's),
-    and note the state, rule and shape checked in ``leaf._fits`` (not a tree field: never
+    and note the state, rule and shape checked in ``leaf._fitted`` (not a tree field: never
     saved, never flattened), so that the next update checks again only when one of them is
     another object. (Keyed on the shape alone, a state replaced by one of other shapes,
     ``leaf.state = ...``, went unchecked: the update failed after the arrays before it had
     been stepped, or, for AccumGrad and MixedPrecision, stepped with the state broadcast.)
 
-    ``_fits`` records the Leaf it was made for too: a Leaf rebuilt from another (``fl.fmap``
+    ``_fitted`` records the Leaf it was made for too: a Leaf rebuilt from another (``fl.fmap``
     of a state, ``copy.copy``) holds copies of its attributes, this note and the scratch
     arrays among them, which are then dropped: two copies of a state stepping two models on
     two threads shared their scratch arrays, and wrote each other's steps (NaN after 300
     steps of Adam)."""
-    if fits is not None and fits[3:] != (id(leaf),):  # (one of an older fluxml: a shape)
+    if fits is not None and fits[3] != id(leaf):
         for k in _CACHES:
             leaf.__dict__.pop(k, None)
     for kept in _kept_shapes(leaf.rule, leaf.state):
         if kept != want:
             _refuse_misfit(path, kept, model, want)
-    leaf._fits = (leaf.state, want, leaf.rule, id(leaf))
+    leaf._fitted = (leaf.state, want, leaf.rule, id(leaf))
 
 
-# what update keeps on a Leaf between steps (its own, never carried to a copy of the Leaf)
-_CACHES = ("_fits", "_scratch", "_flat", "_together", "_disjoint")
+# what update keeps on a Leaf between steps (its own, never carried to a copy of the Leaf;
+# "_fits", an older fluxml's note of the shape alone, is dropped too)
+_CACHES = ("_fitted", "_fits", "_scratch", "_flat", "_together", "_disjoint")
 
 
 def _refuse_misfit_state(pending, err):
@@ -511,7 +512,7 @@ def _collect(state, model, grads, pending, path):
         # before any step, so that a state set up for another model steps nothing (it failed
         # at its first misfit array, after the arrays before it had been stepped)
         want = shape + (2,) if is_complex(model) else shape
-        fits = state.__dict__.get("_fits")  # (once per Leaf, state, rule and shape: ~2 us)
+        fits = state.__dict__.get("_fitted")  # (once per Leaf, state, rule and shape: ~2 us)
         if fits is None or fits[0] is not state.state or fits[1] != want \
                 or fits[2] is not state.rule or fits[3] != id(state):
             _check_fits(state, fits, want, path, model)
