@@ -660,3 +660,19 @@ def test_a_0d_parameters_state_in_the_leaf_of_an_array_steps_nothing():
     scalar = {"s": np.array(1.0)}  # a 0-d parameter's own 0-d moments fit
     fl.update(fl.setup(fl.Adam(0.1), scalar), scalar, {"s": np.array(1.0)})
     np.testing.assert_allclose(scalar["s"], 0.9)
+
+
+def test_mixed_precision_with_another_arrays_state_is_refused_not_stepped_silently():
+    """MixedPrecision sets its parameter to its master copy: a 0-d float16 parameter whose
+    state was replaced after a step by a (1,) array's took that state's master (0.0), six
+    steps without an error (0.5 became -0.006), as the state check was skipped."""
+    rule = fl.MixedPrecision(fl.Adam())
+    model = {"a": np.ones(5, np.float16), "w": np.array(0.5, np.float16)}
+    state = fl.setup(rule, model)
+    grads = {"a": np.ones(5, np.float16), "w": np.array(1.0, np.float16)}
+    fl.update(state, model, grads)
+    state["w"].state = fl.setup(rule, {"w": np.zeros(1, np.float16)})["w"].state
+    with pytest.raises(ValueError, match=r"holds arrays of shape \(1,\), the parameter has "
+                                         r"shape \(\)"):
+        fl.update(state, model, grads)
+    assert model["w"] == np.float16(0.5) - np.float16(0.001)
