@@ -570,3 +570,109 @@ def test_freeze_thaw_and_adjust_refuse_what_holds_no_state():
             who(fine)
     state = fl.setup(fl.Adam(), fl.Chain(fl.Dense(2, 3), fl.Flatten()))
     fl.freeze(state.layers[1])  # (Flatten: nothing to train)
+
+
+@pytest.mark.parametrize("rule", [fl.Adam(0.1), fl.AccumGrad(2),
+                                  fl.MixedPrecision(np.float64, fl.Momentum(0.1))],
+                         ids=lambda r: type(r).__name__)
+def test_a_state_replaced_by_one_of_other_shapes_after_a_step_steps_nothing(rule):
+    """update noted on each Leaf that its state fits, by the parameter's shape alone: a state
+    replaced after a step by one of other shapes went unchecked, so the arrays before it were
+    stepped before NumPy's broadcast error (Adam), or it stepped with the state broadcast,
+    silently (AccumGrad, MixedPrecision: the (4,) parameter took the (1,) state's numbers)."""
+    model = {"a": np.ones(3), "w": np.full(4, 0.5)}
+    state = fl.setup(rule, model)
+    grads = {"a": np.ones(3), "w": np.ones(4)}
+    fl.update(state, model, grads)
+    state["w"].state = fl.setup(rule, {"w": np.zeros(1)})["w"].state  # another model's
+    before = [np.copy(a) for a in fl.leaves((model, state))]
+    with pytest.raises(ValueError, match=r"state of model\['w'\] holds arrays of shape "
+                                         r"\(1,\), the parameter has shape \(4,\)"):
+        fl.update(state, model, grads)
+    for a, b in zip(before, fl.leaves((model, state)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_state_rebuilt_by_fmap_into_other_shapes_steps_nothing():
+    """A Leaf rebuilt by a tree rebuild carries the original's attributes: its note that the
+    state fit too, which skipped the check of the rebuilt state (of other shapes here)."""
+    model = {"a": np.ones(3), "w": np.ones((3, 4))}
+    state = fl.setup(fl.AccumGrad(2), model)
+    grads = {"a": np.ones(3), "w": np.ones((3, 4))}
+    fl.update(state, model, grads)
+    rows = fl.fmap(lambda s: s[:1] if np.ndim(s) == 2 else s, state)  # w's state (1, 4)
+    before = [a.copy() for a in fl.leaves(model)]
+    with pytest.raises(ValueError, match=r"holds arrays of shape \(1, 4\), the parameter "
+                                         r"has shape \(3, 4\)"):
+        fl.update(rows, model, grads)
+    for a, b in zip(before, fl.leaves(model), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_two_rebuilt_copies_of_a_state_stepped_on_two_threads_do_not_share_scratch():
+    """A state copied by ``fl.fmap`` (np.copy of each array) held the original Leafs'
+    scratch arrays (a rebuild carries an object's attributes): two models stepped on two
+    threads, one with each copy, wrote each other's steps into them (NaN after 300 steps).
+    Each copy now gets scratch of its own, and both runs equal one run alone."""
+    import threading
+
+    from fluxml.optimise import split
+
+    rng = np.random.default_rng(0)
+    model = {"w": rng.standard_normal(200_000), "v": rng.standard_normal((8, 8)),
+             "u": rng.standard_normal((8, 8))}
+    grads = {k: rng.standard_normal(v.shape) for k, v in model.items()}
+    state = fl.setup(fl.Adam(0.01), model)
+    fl.update(state, model, grads)  # (the scratch made, kept on the Leafs)
+    copies = [fl.fmap(np.copy, state) for _ in range(2)]
+    models = [fl.fmap(np.copy, model) for _ in range(3)]
+
+    def train(m, s, steps=150):
+        for _ in range(steps):
+            fl.update(s, m, grads)
+
+    train(models[2], fl.fmap(np.copy, state))
+    saved, split.LARGE = split.LARGE, 1 << 40  # (w stepped whole, on its thread)
+    try:
+        threads = [threading.Thread(target=train, args=(m, s)) for m, s in zip(models, copies)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        split.LARGE = saved
+    for m in models[:2]:
+        for k in model:
+            np.testing.assert_array_equal(m[k], models[2][k])
+
+
+def test_a_0d_parameters_state_in_the_leaf_of_an_array_steps_nothing():
+    """The state check left every 0-d array out (step counts are 0-d), so a 0-d parameter's
+    moments put in the Leaf of a (4,) array failed with NumPy's broadcast error, after the
+    arrays before it had been stepped."""
+    model = {"a": np.ones(3), "w": np.ones(4)}
+    state = fl.setup(fl.Adam(0.1), model)
+    state["w"].state = fl.setup(fl.Adam(0.1), {"s": np.array(1.0)})["s"].state
+    with pytest.raises(ValueError, match=r"state of model\['w'\] holds arrays of shape \(\), "
+                                         r"the parameter has shape \(4,\)"):
+        fl.update(state, model, {"a": np.ones(3), "w": np.ones(4)})
+    np.testing.assert_array_equal(model["a"], 1.0)
+    scalar = {"s": np.array(1.0)}  # a 0-d parameter's own 0-d moments fit
+    fl.update(fl.setup(fl.Adam(0.1), scalar), scalar, {"s": np.array(1.0)})
+    np.testing.assert_allclose(scalar["s"], 0.9)
+
+
+def test_mixed_precision_with_another_arrays_state_is_refused_not_stepped_silently():
+    """MixedPrecision sets its parameter to its master copy: a 0-d float16 parameter whose
+    state was replaced after a step by a (1,) array's took that state's master (0.0), six
+    steps without an error (0.5 became -0.006), as the state check was skipped."""
+    rule = fl.MixedPrecision(fl.Adam())
+    model = {"a": np.ones(5, np.float16), "w": np.array(0.5, np.float16)}
+    state = fl.setup(rule, model)
+    grads = {"a": np.ones(5, np.float16), "w": np.array(1.0, np.float16)}
+    fl.update(state, model, grads)
+    state["w"].state = fl.setup(rule, {"w": np.zeros(1, np.float16)})["w"].state
+    with pytest.raises(ValueError, match=r"holds arrays of shape \(1,\), the parameter has "
+                                         r"shape \(\)"):
+        fl.update(state, model, grads)
+    assert model["w"] == np.float16(0.5) - np.float16(0.001)

@@ -119,9 +119,11 @@ class _Plan:
     rule and state objects (a state tuple holds the same arrays). What can change in place
     is checked on every step as the grouping checks it: the array's and its state arrays'
     shapes and dtypes, the new gradient's type, shape and dtype, and a group's step
-    counters equal. Anything else (an array or a Leaf replaced, a state set up or loaded
-    anew, a rule adjusted, a part frozen, ``SMALL`` changed) makes a new plan. Items stepped
-    alone need no check: one array's step is right whatever it holds."""
+    counters equal, the rule still ``elementwise``. Anything else (an array or a Leaf
+    replaced, a state set up or loaded anew, a rule adjusted, a part frozen, ``SMALL``
+    changed) makes a new plan. Items stepped alone need no check: one array's step is right
+    whatever it holds (they keep the order of the grouping that made the plan: the arrays
+    no group may take first, then the groups of one)."""
 
     __slots__ = ("n", "small", "groups", "rest")
 
@@ -141,7 +143,8 @@ class _Plan:
                 self.rest.append(at[0])
             else:
                 self.groups.append(_Group(at, [items[i] for i in at]))
-        self.rest.sort()  # (the per-array path steps them in the model's order)
+        # (the per-array path steps the arrays stepped alone, then the groups of one; the
+        # order matters where two arrays share memory: a view made after setup, stepped twice)
 
     def __reduce__(self):  # a copied or pickled state starts without a plan
         return _no_plan, ()
@@ -164,6 +167,8 @@ class _Plan:
         if len(items) != self.n or self.small != SMALL:
             return False
         for group in self.groups:
+            if not group.rule.elementwise:  # (a rule's class or instance changed its mind)
+                return False
             dtype = group.dtype
             for i, leaf, x, rule, state, shape, arrays in group.members:
                 known, now, dx = items[i]
