@@ -175,16 +175,36 @@ def _collect_fields(code, cells, scope, namespace, parts):
 
 
 def field(x, names):
-    """``x.a.b`` for ``names`` ``("a", "b")``, read from each object's own ``__dict__`` (no
-    property or ``__getattr__`` runs); ``_MISSING`` where one is not there."""
+    """``x.a.b`` for ``names`` ``("a", "b")``, read from each object's own ``__dict__``, its
+    ``__slots__`` or its class's plain attribute (no property or ``__getattr__`` runs);
+    ``_MISSING`` where one is not there or is read by a descriptor of other kinds."""
     for name in names:
-        fields = getattr(x, "__dict__", None)
-        if fields is None:
-            return _MISSING
-        x = fields.get(name, _MISSING)
+        x = _own_field(x, name)
         if x is _MISSING:
             break
     return x
+
+
+def _own_field(x, name):
+    """``x.name`` where no user code runs to read it: a class attribute read through an
+    instance (``K.scale = 2.0`` changes ``k.scale``) and a ``__slots__`` field were missed,
+    so their changes ran the first trace, silently."""
+    try:  # not getattr(x, "__dict__"): a slotted object's __getattr__ would run
+        fields = object.__getattribute__(x, "__dict__")
+    except (AttributeError, TypeError):
+        fields = None
+    if fields is not None and name in fields:
+        return fields[name]
+    for kind in (x if isinstance(x, type) else type(x)).__mro__:
+        if name in kind.__dict__:
+            value = kind.__dict__[name]
+            if isinstance(value, types.MemberDescriptorType):  # a __slots__ field
+                try:
+                    return value.__get__(x)
+                except AttributeError:  # deleted or not yet set
+                    return _MISSING
+            return _MISSING if hasattr(type(value), "__get__") else value
+    return _MISSING
 
 
 def _owner(x) -> bool:
