@@ -190,11 +190,9 @@ def _own_field(x, name):
     instance (``K.scale = 2.0`` changes ``k.scale``) and a ``__slots__`` field were missed,
     so their changes ran the first trace, silently."""
     try:  # not getattr(x, "__dict__"): a slotted object's __getattr__ would run
-        fields = object.__getattribute__(x, "__dict__")
-    except (AttributeError, TypeError):
-        fields = None
-    if fields is not None and name in fields:
-        return fields[name]
+        return object.__getattribute__(x, "__dict__")[name]
+    except (AttributeError, TypeError, KeyError):
+        pass
     for kind in (x if isinstance(x, type) else type(x)).__mro__:
         if name in kind.__dict__:
             value = kind.__dict__[name]
