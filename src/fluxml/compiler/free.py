@@ -13,7 +13,8 @@ are such values that the code reads as fields of a global or closed-over object 
 user's (``cfg.scale``, ``args.opt.lr``: each ``name.attr.attr`` it writes, read from the
 objects' own ``__dict__``, their ``__slots__`` or their class's plain attributes, so that no
 property runs). A field read through a local name (``o = cfg.opt; o.lr``) is not watched.
-The fast path compares by identity, then (where a value is another object: a snapshot, an equal number made again) by value.
+The fast path compares by identity, then (where a value is another object: a snapshot, an
+equal number made again) by value.
 Arrays and larger or other mutable values are not watched: pass what changes as an
 argument.
 """
