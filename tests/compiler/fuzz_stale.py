@@ -29,6 +29,20 @@ Pair = collections.namedtuple("Pair", "a b")
 
 GAIN = 1.0  # a global the programs read (changed by the "global" mutation)
 TABLE = {"bias": 0.0}  # a global dict written in place (the "table" mutation)
+
+
+class _Settings:
+    """A global object of the user's whose fields the programs read (``SETTINGS.scale``, a
+    class attribute ``SETTINGS.shift`` read through the instance, ``SETTINGS.inner.gain``)."""
+    shift = 0.0
+
+
+class _Slotted:
+    __slots__ = ("gain",)
+
+
+SETTINGS = _Settings()
+SLOTTED = _Slotted()
 _ACTIVATIONS = (np.tanh, fl.relu, fl.sigmoid, fl.identity)
 
 
@@ -52,6 +66,7 @@ def make_program(kind, scale):
         flag = 1.5 if k is True else 0.0
         return (GAIN * k_cell * first + kind_bonus + tagged + flag + len(marks)
                 + TABLE["bias"]
+                + SETTINGS.scale + SETTINGS.shift + SETTINGS.inner.gain + SLOTTED.gain
                 + float(np.float64(k) / 3))
 
     def forward(model, x, k, opts, seq, marks, tag=None):
@@ -75,7 +90,7 @@ def _mutate(rng, world) -> str:
     global GAIN
     m, st = world["model"], world["state"]
     dense = [m.layers[i] for i in (0, 3, 4, 5)]
-    choice = int(rng.integers(25))
+    choice = int(rng.integers(29))
     if choice == 0:
         layer = dense[int(rng.integers(4))]
         layer.activation = _ACTIVATIONS[int(rng.integers(len(_ACTIVATIONS)))]
@@ -157,6 +172,20 @@ def _mutate(rng, world) -> str:
     if choice == 23:
         TABLE["bias"] = float(rng.choice([0.0, 0.5]))
         return "table written"
+    if choice == 24:
+        SETTINGS.scale = float(rng.choice([0.0, 1.0]))
+        return f"field {SETTINGS.scale}"
+    if choice == 25:
+        _Settings.shift = float(rng.choice([0.0, 0.5]))
+        return f"class attribute {_Settings.shift}"
+    if choice == 26:
+        if rng.random() < 0.5:
+            SETTINGS.inner = _Settings()
+        SETTINGS.inner.gain = float(rng.choice([0.0, 2.0]))
+        return f"field of a field {SETTINGS.inner.gain}"
+    if choice == 27:
+        SLOTTED.gain = float(rng.choice([0.0, 0.25]))
+        return f"slot {SLOTTED.gain}"
     if choice == 22:
         m.layers[1].rng = np.random.default_rng(int(rng.integers(100)))
         return "dropout rng"
@@ -173,6 +202,9 @@ def run_case(seed, backend="numpy", calls=8) -> list:
     global GAIN
     GAIN = 1.0
     TABLE["bias"] = 0.0
+    SETTINGS.scale, _Settings.shift, SLOTTED.gain = 0.0, 0.0, 0.0
+    SETTINGS.inner = _Settings()
+    SETTINGS.inner.gain = 0.0
     rng = np.random.default_rng(seed)
     kind = "forward" if rng.random() < 0.5 else "train"
     model = make_model(rng)

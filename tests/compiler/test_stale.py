@@ -250,3 +250,60 @@ def test_arrays_held_by_a_global_object_stay_constants_as_documented():
     np.testing.assert_allclose(c(X), X)
     holder.scale = np.full(3, 2.0)  # an array: a constant of the program (pass it instead)
     np.testing.assert_allclose(c(X), X)
+
+
+class _ClassScale:
+    scale = 1.0  # a class attribute, read through an instance
+
+
+class _Slotted:
+    __slots__ = ("scale",)
+
+
+class _Counted:
+    reads = 0
+
+    @property
+    def scale(self):  # a property is not run by the watch: read once by each trace
+        type(self).reads += 1
+        return 1.0
+
+
+def test_class_attributes_and_slots_read_as_fields_are_watched():
+    # K.scale = 2.0 (read as k.scale) and a __slots__ field written anew ran the first
+    # trace's 1.0, silently (the watch read only the instance's own __dict__)
+    k = _ClassScale()
+
+    def f(x):
+        return x * k.scale
+
+    c = fl.compile(f)
+    np.testing.assert_allclose(c(X), X)
+    _ClassScale.scale = 2.0
+    np.testing.assert_allclose(c(X), 2 * X)
+    k.scale = 3.0  # an instance's own field now shadows the class's
+    np.testing.assert_allclose(c(X), 3 * X)
+
+    s = _Slotted()
+    s.scale = 1.0
+
+    def g(x):
+        return x * s.scale
+
+    cg = fl.compile(g)
+    np.testing.assert_allclose(cg(X), X)
+    s.scale = 4.0
+    np.testing.assert_allclose(cg(X), 4 * X)
+    traces = cg.traces
+    np.testing.assert_allclose(cg(X), 4 * X)
+    assert cg.traces == traces
+
+    p = _Counted()
+
+    def h(x):
+        return x * p.scale
+
+    ch = fl.compile(h)
+    for _ in range(3):
+        np.testing.assert_allclose(ch(X), X)
+    assert _Counted.reads == 1  # the trace's read alone

@@ -748,3 +748,14 @@ def test_a_subclass_of_a_library_layer_names_itself_in_errors():
         MyPool((2, 2))(x)
     with pytest.raises(fl.LayerError, match=r"^Dense\(3 => 2\) expects"):
         fl.Dense(3, 2)(x)
+
+
+def test_a_layer_whose_line_fails_still_reports_its_own_error():
+    # a subclass whose _line raised replaced the layer's error (a wrong input shape) by
+    # the _line's RuntimeError
+    class Broken(fl.Dense):
+        def _line(self):
+            raise RuntimeError("line broke")
+
+    with pytest.raises(fl.LayerError, match=r"Broken expects inputs of shape \(N, 3\)"):
+        Broken(3, 2)(np.ones((1, 4)))

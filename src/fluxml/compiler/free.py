@@ -11,8 +11,10 @@ Small lists and dicts of such values (a global ``CONFIG = {"lr": 0.1}``, a list 
 are read as tuples of their items on every call, so that a write in place is seen too. So
 are such values that the code reads as fields of a global or closed-over object of the
 user's (``cfg.scale``, ``args.opt.lr``: each ``name.attr.attr`` it writes, read from the
-objects' own ``__dict__``, so that no property runs). The fast path compares by identity,
-then (where a value is another object: a snapshot, an equal number made again) by value.
+objects' own ``__dict__``, their ``__slots__`` or their class's plain attributes, so that no
+property runs). A field read through a local name (``o = cfg.opt; o.lr``) is not watched.
+The fast path compares by identity, then (where a value is another object: a snapshot, an
+equal number made again) by value.
 Arrays and larger or other mutable values are not watched: pass what changes as an
 argument.
 """
@@ -175,16 +177,34 @@ def _collect_fields(code, cells, scope, namespace, parts):
 
 
 def field(x, names):
-    """``x.a.b`` for ``names`` ``("a", "b")``, read from each object's own ``__dict__`` (no
-    property or ``__getattr__`` runs); ``_MISSING`` where one is not there."""
+    """``x.a.b`` for ``names`` ``("a", "b")``, read from each object's own ``__dict__``, its
+    ``__slots__`` or its class's plain attribute (no property or ``__getattr__`` runs);
+    ``_MISSING`` where one is not there or is read by a descriptor of other kinds."""
     for name in names:
-        fields = getattr(x, "__dict__", None)
-        if fields is None:
-            return _MISSING
-        x = fields.get(name, _MISSING)
+        x = _own_field(x, name)
         if x is _MISSING:
             break
     return x
+
+
+def _own_field(x, name):
+    """``x.name`` where no user code runs to read it: a class attribute read through an
+    instance (``K.scale = 2.0`` changes ``k.scale``) and a ``__slots__`` field were missed,
+    so their changes ran the first trace, silently."""
+    try:  # not getattr(x, "__dict__"): a slotted object's __getattr__ would run
+        return object.__getattribute__(x, "__dict__")[name]
+    except (AttributeError, TypeError, KeyError):
+        pass
+    for kind in (x if isinstance(x, type) else type(x)).__mro__:
+        if name in kind.__dict__:
+            value = kind.__dict__[name]
+            if isinstance(value, types.MemberDescriptorType):  # a __slots__ field
+                try:
+                    return value.__get__(x)
+                except AttributeError:  # deleted or not yet set
+                    return _MISSING
+            return _MISSING if hasattr(type(value), "__get__") else value
+    return _MISSING
 
 
 def _owner(x) -> bool:

@@ -164,8 +164,14 @@ class Module:
 
     def _called(self) -> str:
         """This layer as its error messages name it: its line, with a user's subclass of a
-        library layer named as itself (``MyDense(3 => 4) expects ...``, not ``Dense(...)``)."""
-        return own_name(self, self._line())
+        library layer named as itself (``MyDense(3 => 4) expects ...``, not ``Dense(...)``).
+        A user's ``_line`` that fails names the class alone: its error had replaced the
+        layer's own (a wrong input shape reported as the ``_line``'s RuntimeError)."""
+        try:
+            line = self._line()
+        except Exception:  # (the layer's error is the one to report)
+            return type(self).__name__
+        return own_name(self, line)
 
     def _show_children(self):
         """The sublayers shown nested under this one, or None for a leaf layer. A layer with
