@@ -131,32 +131,29 @@ def _scan(scratch, xh, z, cell, tc, hs):
     # ~3% faster, lost the relative accuracy of a gate below ~1e-4: a forget gate of 1e-7
     # came out 15% off, and exactly 0 below ~6e-8); arrays, not Python numbers: NumPy's call
     # with a number costs ~0.5-1 us more (its type promotion)
-    steps = xh.shape[0] - 1
-    # every step's views made before the loop, by iterating over arrays (in C, ~0.1 us a
-    # view), where slicing them in the loop cost ~5 us a step in Python (0.1 ms+ a call)
-    if isinstance(z, np.ndarray):
-        gates = zip(*(z[:steps, j * n:(j + 1) * n] for j in range(4)))
-    else:  # (lstm_inference: one block, reused at every step)
-        gates = [tuple(_blocks(z[0], 4))] * steps
     with np.errstate(over="ignore"):  # exp overflows to inf for a saturated gate: 1/inf = 0
-        for zt, xt, (it, ft, gt, ot), c_prev, ct, tct, ht, hs_row in zip(
-                z, xh, gates, cell, cell[1:], tc, xh[1:, start:], hs_t):
+        for t in range(xh.shape[0] - 1):
+            zt, xt = z[t], xh[t]
+            it, ft, gt, ot = gates = _blocks(zt, 4)  # (views, sliced once a step)
             if parts == 1:
                 np.matmul(w, xt, out=zt)
             else:
-                for wj, zj in zip(weights, (it, ft, gt, ot)):
+                for wj, zj in zip(weights, gates):
                     np.matmul(wj, xt, out=zj)
             np.exp(zt, out=zt)
             np.add(zt, ones, out=zt)
             np.divide(ones, zt, out=zt)
             np.add(gt, gt, out=gt)
             np.subtract(gt, ones_h, out=gt)
-            np.multiply(ft, c_prev, out=ct)
+            ct = cell[t + 1]
+            np.multiply(ft, cell[t], out=ct)
             np.multiply(it, gt, out=ig)
             np.add(ct, ig, out=ct)
+            tct = tc[t]
             np.tanh(ct, out=tct)
+            ht = xh[t + 1, start:]
             np.multiply(ot, tct, out=ht)
-            hs_row[...] = ht  # while the block is in cache
+            hs_t[t] = ht  # while the block is in cache
 
 
 def _dtype(x, h0, c0, w_ih, w_hh, b):
