@@ -57,6 +57,12 @@ def _x(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def _states(rng, kind):
+    """A recurrent layer's initial state: h, and for an LSTM c, two arrays (one array at both
+    places would be a tied input, which a jvp with two different tangents refuses)."""
+    return tuple(_x(rng, 2, 4) for _ in range(1 + (kind == "LSTM")))
+
+
 def _dense_case(name, layer, *shape, **kw):
     return Case(name, lambda rng: (layer(rng), (_x(rng, *shape),)), **kw)
 
@@ -168,13 +174,13 @@ def _layer_cases() -> list[Case]:
                     mode="train", random=True),
         # recurrent
         *[Case(f"{n}Cell", lambda r, n=n: (getattr(fl, f"{n}Cell")(3, 4, rng=r),
-                                           (_x(r, 2, 3),) + (_x(r, 2, 4),) * (1 + (n == "LSTM"))),
+                                           (_x(r, 2, 3), *_states(r, n))),
                call=_cell_call) for n in ("RNN", "LSTM", "GRU")],
         *[_dense_case(n, lambda r, n=n: getattr(fl, n)(3, 4, rng=r), 2, 5, 3)
           for n in ("RNN", "LSTM", "GRU")],
         *[Case(f"{n}(state, return_state)", lambda r, n=n: (
             getattr(fl, n)(3, 4, return_state=True, rng=r),
-            (_x(r, 2, 5, 3),) + (_x(r, 2, 4),) * (1 + (n == "LSTM"))), call=_cell_call)
+            (_x(r, 2, 5, 3), *_states(r, n))), call=_cell_call)
           for n in ("RNN", "LSTM", "GRU")],
         _dense_case("LSTM(unbatched)", lambda r: fl.LSTM(3, 4, rng=r), 5, 3),
         _dense_case("GRUv3", lambda r: fl.GRUv3(3, 4, rng=r), 2, 5, 3),
