@@ -77,33 +77,30 @@ def _best(script, per_library, parse, rounds, extra):
 
 
 def layers(rounds, extra):
+    from layers import _row  # (layers.py's own row format, ratio included)
+
     best, header = _best("layers.py", {"fluxml": ["--only=fluxml"],
                                        "torch": ["--only=torch"]}, _layer_row, rounds, extra)
     print("\n".join(header))
     head = f"{'layer or kernel':52s} {'pass':8s} {'fluxml ms':>10s} {'torch ms':>10s} {'ratio':>7s}"
     print(head + "\n" + "-" * len(head))
-    for key, ours in best["fluxml"].items():
-        theirs = best["torch"].get(key)
-        cells = f"{ours:10.2f} " + (f"{theirs:10.2f} {theirs / ours:7.2f}" if theirs else
-                                     f"{'-':>10s} {'-':>7s}")
-        print(f"{key[0]:52s} {key[1]:8s} {cells}")
+    for (name, label), ours in best["fluxml"].items():
+        print(_row(name, 52, label, ours, best["torch"].get((name, label))))
 
 
 def steps(rounds, extra):
     peers = {p: ["--best", "--peers", p] for p in ("fluxml", "torch", "jax")}
     best, header = _best("train_step.py", peers, _step_row, rounds, extra)
     print("\n".join(header))
-    names = {}
-    for rows in best.values():
-        for case, peer in rows:
-            names.setdefault(case, []).append(peer)
+    # each (case, peer) row comes from one library's runs: one table, in the order run
+    rows = {key: ms for library in best.values() for key, ms in library.items()}
     print(f"{'case':22} {'peer':14} {'step ms':>9} {'ratio':>7}")
-    for case, peers_run in names.items():
-        ours = best["fluxml"].get((case, "fluxml"))
-        for peer in dict.fromkeys(peers_run):
-            ms = next(rows[(case, peer)] for rows in best.values() if (case, peer) in rows)
-            ratio = f"{ms / ours:7.2f}" if ours and peer != "fluxml" else f"{'':7s}"
-            print(f"{case:22} {peer:14} {ms:9.3f} {ratio}")
+    for case in dict.fromkeys(case for case, _ in rows):
+        ours = rows.get((case, "fluxml"))
+        for (c, peer), ms in rows.items():
+            if c == case:
+                ratio = f"{ms / ours:7.2f}" if ours and peer != "fluxml" else f"{'':7s}"
+                print(f"{case:22} {peer:14} {ms:9.3f} {ratio}")
 
 
 def main(argv):
