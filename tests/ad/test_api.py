@@ -286,6 +286,51 @@ def test_pullback_of_a_tuple_output():
     np.testing.assert_allclose(back((np.ones(2), 1.0))[0], 2 + 2 * x)
 
 
+def _as_list(y):
+    return list(y) if isinstance(y, tuple) else [y]
+
+
+@pytest.mark.parametrize("f", [lambda x: x, lambda x: x.reshape(2, 3),
+                               lambda x: x.reshape(2, 3).T, lambda x: (x, x[::-1]),
+                               lambda x: np.tanh(x) + x[::-1]],
+                         ids=["identity", "reshape", "transpose", "two-outputs", "sum"])
+def test_pullback_never_hands_back_the_cotangent(f):
+    # back() does not copy the cotangent: a gradient that is the cotangent, or a view of it,
+    # is copied on the way out, and the sweep never writes into it
+    x = rng.standard_normal(6)
+    y, back = fl.pullback(f, x)
+    g = [rng.standard_normal(np.shape(a)) for a in _as_list(y)]
+    kept = [a.copy() for a in g]
+    cotangent = tuple(g) if isinstance(y, tuple) else g[0]
+    dx, = back(cotangent)
+    assert not any(np.shares_memory(dx, a) for a in g)
+    dx[...] = 0.0  # the caller's gradient is theirs to write
+    for a, b in zip(g, kept):
+        np.testing.assert_array_equal(a, b)
+    again, = back(cotangent)
+    assert np.any(again != 0)
+
+
+def test_pullback_output_of_normalise_is_not_copied_and_may_be_written():
+    # the rules of normalise read its mean and variance, not its output: the output comes
+    # back owned (no copy), and a write into it inside the function leaves the gradient right
+    x = rng.standard_normal((4, 3))
+    def f(x):
+        y = fl.layernorm(x)
+        y[0] = 0.0
+        return y * 2.0
+    def reference(x):
+        y = fl.layernorm(x)
+        return np.concatenate([0.0 * y[:1], y[1:]]) * 2.0
+    g = rng.standard_normal((4, 3))
+    _, back = fl.pullback(f, x)
+    _, back_ref = fl.pullback(reference, x)
+    np.testing.assert_allclose(back(g)[0], back_ref(g)[0], rtol=1e-12, atol=1e-14)
+    y, back = fl.pullback(fl.layernorm, x)
+    expected = back(g)[0]
+    y[...] = 7.0  # the caller writes into the output: the tape does not read it
+    np.testing.assert_allclose(back(g)[0], expected, rtol=1e-12)
+
 def test_jvp_matches_pullback():
     x = rng.standard_normal(3)
     v = rng.standard_normal(3)

@@ -205,8 +205,13 @@ def _grad(c, x, zeros, seen):
     return _finish(c, x, zeros, seen)
 
 
-def _grads(spec, leaves, cts, zeros):
-    seen: set = set()
+def _handed_out(arrays) -> set:
+    """The ids of the memory owners of ``arrays`` (as ``_own`` keys them)."""
+    return {id(a if a.base is None else a.base) for a in arrays if type(a) is np.ndarray}
+
+
+def _grads(spec, leaves, cts, zeros, seen=None):
+    seen = set() if seen is None else seen
     return _tree(spec, [_grad(c, x, zeros, seen) for c, x in zip(cts, leaves)])
 
 
@@ -537,14 +542,16 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
                 if np.iscomplexobj(c) and not np.iscomplexobj(raw(o)):
                     raise ValueError("pullback: a complex cotangent for a real output; pass "
                                      "its real part (the imaginary part pairs with nothing)")
-                c = np.array(c, dtype=raw(o).dtype)  # a copy: it may come back as a gradient
+                c = np.asarray(c, dtype=raw(o).dtype)
             seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
         pause_gc()
         try:
             cts = trace.backward(seeds, made, free=False) if seeds else [None] * len(made)
         finally:
             resume_gc()
-        return _grads(spec, leaves, cts, False)
+        # the sweep never writes into a seed, but a seed (or a view of it) may come back as a
+        # gradient: marked as handed out, such a gradient is copied (not the caller's array)
+        return _grads(spec, leaves, cts, False, _handed_out(seeds.values()))
 
     return value, back
 

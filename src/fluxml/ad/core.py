@@ -50,7 +50,9 @@ class Primitive:
 
     ``keeps_inputs`` / ``keeps_output`` say whether the rules read the argument or result
     values (the mutation machinery copies a buffer before writing into it only when a rule
-    kept it). ``view`` marks operations whose result may share memory with argument 0.
+    kept it); for a primitive with multiple results, ``keeps_output`` may be a tuple of the
+    positions of the results the rules read. ``view`` marks operations whose result may
+    share memory with argument 0.
     """
 
     __slots__ = ("name", "impl", "vjp", "vjps", "vjp_all", "vjp_overwrite", "jvp", "jvp_all",

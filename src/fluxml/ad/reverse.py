@@ -114,7 +114,7 @@ class ReverseTrace(Trace):
         tape = self.tape
         if prim.multiple_results:
             tape.append((prim, vals, params, ans, parents))
-            return self._project(ans, not prim.keeps_output)
+            return self._project(ans, prim.keeps_output)
         out = Tracer.__new__(Tracer)
         out._trace = self
         out._val = ans
@@ -259,14 +259,16 @@ class ReverseTrace(Trace):
         snapshots[id(a)] = (a, kept)  # holding ``a`` keeps its id from being reused
         return kept
 
-    def _project(self, ans, owned):
-        """One handle per output of the multiple-result node just recorded."""
+    def _project(self, ans, keeps):
+        """One handle per output of the multiple-result node just recorded; those that the
+        rules read (``keeps``: True, False, or a tuple of output positions) are not owned."""
         tape = self.tape
         j = len(tape) - 1
         outs = []
         for k, a in enumerate(ans):
             tape.append((None, None, None, None, ((k, j),)))  # projection of output k
-            outs.append(self.new(a, len(tape) - 1, owned))
+            kept = k in keeps if type(keeps) is tuple else keeps
+            outs.append(self.new(a, len(tape) - 1, not kept))
         return tuple(outs)
 
     def backward(self, seeds, wanted, free=True):

@@ -250,7 +250,9 @@ def _jvp(tangents, ans, args, params):
     return ty, tmean, tvar
 
 
-NORMALISE = primitive("normalise", _impl, multiple_results=True)
+# the rules read the mean and variance, never the output: the output is the caller's to
+# write into, and ``pullback`` hands it out without a copy
+NORMALISE = primitive("normalise", _impl, multiple_results=True, keeps_output=(1, 2))
 NORMALISE.vjp_all = _vjp
 NORMALISE.jvp_all = _jvp
 
