@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from fluxml.ad.api import _is_float, jvp, pullback
+from fluxml.ad.api import _is_float, pullback
+from fluxml.ad.pushforward import jvp
 from fluxml.tree import flatten, unflatten
 
 

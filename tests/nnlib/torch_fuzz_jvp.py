@@ -538,7 +538,7 @@ def case_layer_sweep(rng):
     function (no torch twin for a whole model), and the transpose identity with its vjp;
     float64 and float32."""
     sys.path.insert(0, __file__.rsplit("/", 3)[0])
-    from fluxml.ad.api import _with_nones
+    from fluxml.ad.pushforward import _with_nones
     from fluxml.tree import flatten, unflatten
     from tests.compiler import layer_sweep as ls
 

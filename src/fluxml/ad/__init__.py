@@ -4,7 +4,8 @@ Layers, each importing only those below it (``tests/ad/test_layers.py`` checks):
 ``core`` (primitives, tracers, the Trace base class, the rule tables); ``define`` and
 ``fitting``; ``sweep``; the rule families, with ``mutation`` (writes and views) above
 ``rules.indexing``; the traces ``reverse`` and ``forward``; ``dispatch`` and ``methods`` (how
-NumPy and Python reach the rules); ``api``, ``matrices`` and ``custom`` (the transforms users call).
+NumPy and Python reach the rules); ``api``, ``pushforward``, ``matrices`` and
+``custom`` (the transforms users call).
 """
 
 from fluxml.ad import (
@@ -12,7 +13,6 @@ from fluxml.ad import (
 )
 from fluxml.ad.api import (
     gradient,
-    jvp,
     pullback,
     stop_gradient,
     vjp,
@@ -22,6 +22,7 @@ from fluxml.ad.checkpoint import checkpoint
 from fluxml.ad.core import DifferentiationError, Tracer
 from fluxml.ad.custom import custom_jvp, custom_vjp
 from fluxml.ad.matrices import diaghessian, hessian, jacobian, withjacobian
+from fluxml.ad.pushforward import jvp
 from fluxml.ad.rules import (  # noqa: F401  (each family registers its derivative rules)
     complex_values,
     creation,

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fluxml.ad.api import _is_float, gradient, jvp, pullback
+from fluxml.ad.api import _is_float, gradient, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.pushforward import jvp
 from fluxml.ad.writeback import reached
 from fluxml.tree import flatten, is_array_leaf
 from fluxml.treenodes import _fields

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.api import jvp, pullback
+from fluxml.ad.api import pullback
 from fluxml.ad.core import DifferentiationError, Primitive, Tracer, bind, top_trace
+from fluxml.ad.pushforward import jvp
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.compiler.subprogram import (
     Branch,
