@@ -117,7 +117,8 @@ def test_the_cycle_finder_finds_one():
 
 
 def test_core_imports_nothing_of_the_engine_above_it():
-    assert _graph()["fluxml.ad.core"] == {"fluxml.ad.errors"}
+    assert _graph()["fluxml.ad.core"] == {"fluxml.ad.errors", "fluxml.ad.weak"}
+    assert _graph()["fluxml.ad.weak"] == set()
 
 
 def test_each_trace_kind_sits_above_the_core():

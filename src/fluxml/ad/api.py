@@ -11,21 +11,19 @@ import numpy as np
 
 from fluxml.ad.core import (
     LEAKED,
-    WEAK,
     DifferentiationError,
     Tracer,
     is_weak,
     open_traces,
-    python_number,
     raw,
     recorded,
     remove_last,
-    weak,
     weak_handle,
 )
 from fluxml.ad.guards import pause_gc, resume_gc
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
+from fluxml.ad.weak import WEAK, python_number, weak
 from fluxml.ad.writeback import Rebuilt, open_walk, plain_reached
 from fluxml.tree import align, flatten, is_array_leaf, unflatten
 from fluxml.treemaps import fmap
@@ -43,7 +41,7 @@ def _is_float(x) -> bool:
 
 def _start(x):
     """The primal a transform wraps: Python floats (and complex numbers) become weak values,
-    float64 scalars that NumPy is handed as the Python numbers they are (``core.WeakFloat``:
+    float64 scalars that NumPy is handed as the Python numbers they are (``weak.WeakFloat``:
     ``x * scale`` stays in ``x``'s dtype, as without the transform); a tracer of an outer
     transform is wrapped through a private handle, so that later writes to the user's
     handle cannot change what this level recorded."""

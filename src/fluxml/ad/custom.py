@@ -13,19 +13,10 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml.ad.api import _is_float, pullback
-from fluxml.ad.core import (
-    WEAK,
-    DifferentiationError,
-    Primitive,
-    Tracer,
-    _kept,
-    python_number,
-    raw,
-    top_trace,
-    weak,
-)
+from fluxml.ad.core import DifferentiationError, Primitive, Tracer, _kept, raw, top_trace
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.reverse import ReverseTrace
+from fluxml.ad.weak import WEAK, python_number, weak
 from fluxml.tree import align, flatten, unflatten
 
 CLOSED_OVER = ("a function given to custom_vjp, custom_jvp or checkpoint used a traced value "

@@ -16,7 +16,6 @@ from fluxml.ad.core import (
     Tracer,
     bottom,
     python_ints,
-    python_number,
     raw,
     refusal,
     taker,
@@ -32,6 +31,7 @@ from fluxml.ad.rules import (  # noqa: F401  (_binary reads the operators' primi
 )
 from fluxml.ad.rules.indexing import READ_ONLY_VIEWS, getitem
 from fluxml.ad.rules.shape import astype
+from fluxml.ad.weak import python_number
 
 
 def _binary(uf):

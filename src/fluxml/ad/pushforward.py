@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from fluxml.ad.api import _is_float, _run, _trace_args, _written_back
-from fluxml.ad.core import WEAK, Tracer, is_weak, python_number, raw, weak
+from fluxml.ad.core import Tracer, is_weak, raw
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
+from fluxml.ad.weak import WEAK, python_number, weak
 from fluxml.ad.writeback import check_repeated
 from fluxml.tree import align, flatten, unflatten
 

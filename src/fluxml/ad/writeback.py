@@ -33,7 +33,8 @@ import types
 import numpy as np
 
 from fluxml import tree, treenodes
-from fluxml.ad.core import WEAK, Tracer
+from fluxml.ad.core import Tracer
+from fluxml.ad.weak import WEAK
 
 
 class Rebuilt:

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from fluxml.ad.core import WeakInt, as_weak
+from fluxml.ad.weak import WeakInt, as_weak
 from fluxml.compiler.inline import INLINE
 from fluxml.compiler.ir import CONTROL, INFIX, PREFIX, Const, Program, Slot, Var
 from fluxml.compiler.passes import aliases
@@ -182,7 +182,7 @@ def _operands(em: Emitter, eqn) -> list[str]:
 
 def _as_operand(v):
     """A weak Python number as a kernel that is not a ufunc takes it: a float as the
-    engine's weak value (``as_weak``), an int within int64 as a ``core.WeakInt``."""
+    engine's weak value (``as_weak``), an int within int64 as a ``weak.WeakInt``."""
     if type(v) is int and -2 ** 63 <= v < 2 ** 63:
         return WeakInt(v)
     return as_weak(v)

@@ -145,7 +145,7 @@ _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "int64": "i64",
 
 # the control-flow primitives: their sub-programs' generated code takes a weak variable as the
 # Python number it is (where a NumPy scalar's own operators would take the engine's weak value
-# of it, ``core.WeakFloat``, as a strong float64)
+# of it, ``weak.WeakFloat``, as a strong float64)
 CONTROL = frozenset({"cond", "while_loop", "scan"})
 
 # Python's arithmetic on Python ints, for an operator between traced Python ints (eagerly they

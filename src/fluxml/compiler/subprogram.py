@@ -18,16 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.ad import mutation
-from fluxml.ad.core import (
-    WEAK,
-    DifferentiationError,
-    Tracer,
-    bind,
-    is_weak,
-    raw,
-    untraced,
-    weak_handle,
-)
+from fluxml.ad.core import DifferentiationError, Tracer, bind, is_weak, raw, untraced, weak_handle
+from fluxml.ad.weak import WEAK
 from fluxml.compiler import numpy_backend, passes
 from fluxml.compiler.ir import INFIX, PREFIX, Const, Program, Slot, Var
 from fluxml.compiler.trace import (

@@ -23,19 +23,9 @@ from threading import get_ident
 
 import numpy as np
 
-from fluxml.ad.core import (
-    COMPILING,
-    COMPILING_LOCK,
-    WEAK,
-    Opaque,
-    Trace,
-    Tracer,
-    as_weak,
-    compiling,
-    python_number,
-    remove_last,
-)
+from fluxml.ad.core import COMPILING, COMPILING_LOCK, Opaque, Trace, Tracer, compiling, remove_last
 from fluxml.ad.mutation import link_view
+from fluxml.ad.weak import WEAK, as_weak, python_number
 from fluxml.compiler.ir import CONTROL, PYTHON_DTYPES, PYTHON_INT_OPERATORS, Const, Eqn, Slot, Var
 
 
@@ -229,7 +219,7 @@ class IRTrace(Trace):
     def input(self, example, name=None) -> Tracer:
         """A new input of the program: a caller's array (the first write copies it), or a
         number: a NumPy one as a 0-d array, a Python one weak (its example the engine's weak
-        value of it, as a transform's primal: ``core.WeakFloat``)."""
+        value of it, as a transform's primal: ``weak.WeakFloat``)."""
         if type(example) in PYTHON_DTYPES:
             example = as_weak(example)
         elif isinstance(example, np.generic) and type(example) not in WEAK:
