@@ -1,4 +1,4 @@
-"""What a differentiated function stores out of its arguments' reach (writeback.plain_reached),
+"""What a differentiated function stores out of its arguments' reach (reached.plain_reached),
 as the review of this session found it: one traced value stored at several places is one
 array, an argument's tracer is the argument, a long global list's new tail is converted
 (the walk is bounded: it looked at every entry on every call), and a global defined after

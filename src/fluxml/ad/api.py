@@ -21,10 +21,11 @@ from fluxml.ad.core import (
     weak_handle,
 )
 from fluxml.ad.guards import pause_gc, resume_gc
+from fluxml.ad.reached import open_walk, plain_reached
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.sweep import sweep
 from fluxml.ad.weak import WEAK, python_number, weak
-from fluxml.ad.writeback import Rebuilt, open_walk, plain_reached
+from fluxml.ad.writeback import Rebuilt
 from fluxml.tree import align, flatten, is_array_leaf, unflatten
 from fluxml.treemaps import fmap
 

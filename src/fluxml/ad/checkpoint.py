@@ -40,6 +40,7 @@ from fluxml.ad.core import (
     top_trace,
 )
 from fluxml.ad.custom import CLOSED_OVER, CUSTOM_MULTI, outputs
+from fluxml.ad.reached import reached
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ad.writeback import (
     apply,
@@ -47,7 +48,6 @@ from fluxml.ad.writeback import (
     changes,
     contents,
     put_back,
-    reached,
     restore_parts,
 )
 

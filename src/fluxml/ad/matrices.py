@@ -13,7 +13,7 @@ import numpy as np
 from fluxml.ad.api import _is_float, gradient, pullback
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.pushforward import jvp
-from fluxml.ad.writeback import reached
+from fluxml.ad.reached import reached
 from fluxml.tree import flatten, is_array_leaf
 from fluxml.treenodes import _fields
 

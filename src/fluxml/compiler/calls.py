@@ -13,7 +13,7 @@ import types
 import numpy as np
 
 from fluxml.ad.core import Tracer
-from fluxml.ad.writeback import open_walk
+from fluxml.ad.reached import open_walk
 from fluxml.compiler import passes
 from fluxml.compiler.guards import is_array, is_jax, memory_pattern
 from fluxml.compiler.ir import Const, Program

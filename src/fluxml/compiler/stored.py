@@ -2,7 +2,7 @@
 
 A function given to ``fl.compile`` may store a traced value on an object it closes over or
 names as a global (``self.last = h`` on a closed-over layer), itself or within an inner
-``fl.gradient`` (which eagerly keeps such a value as a plain array, ad/writeback.py; inside
+``fl.gradient`` (which eagerly keeps such a value as a plain array, ad/reached.py; inside
 ``fl.compile`` that value is a tracer of the compile trace, which the rest of the traced
 function may use). A compiled program runs without the Python function, so nothing is
 stored there when it runs: such a value is left a dead tracer whose error, when it is used,
@@ -13,7 +13,8 @@ the user to close over the object: they had.)
 from __future__ import annotations
 
 from fluxml.ad.core import Tracer
-from fluxml.ad.writeback import _HOLDERS, _put, _walked, reached, walk
+from fluxml.ad.reached import _HOLDERS, _walked, reached, walk
+from fluxml.ad.writeback import _put
 
 
 def name_stored(f, trace) -> None:
