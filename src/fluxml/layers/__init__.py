@@ -39,14 +39,13 @@ from fluxml.layers.recurrent import (
     GRU,
     LSTM,
     RNN,
-    Bidirectional,
     GRUCell,
     GRUv3,
     GRUv3Cell,
     LSTMCell,
-    Recurrence,
     RNNCell,
 )
+from fluxml.layers.sequences import Bidirectional, Recurrence
 from fluxml.layers.shapes import autosize, outputsize, summary
 from fluxml.layers.weightnorm import WeightNorm, remove_weight_norms
 

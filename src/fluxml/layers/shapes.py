@@ -33,7 +33,7 @@ from fluxml._checks import is_int
 from fluxml.layers.basic import Chain
 from fluxml.layers.containers import Maxout, PairwiseFusion, Parallel, SkipConnection
 from fluxml.layers.module import LayerError, Lazy, Module, count_parameters, locate
-from fluxml.layers.recurrent import Bidirectional, Recurrence
+from fluxml.layers.sequences import Bidirectional, Recurrence
 from fluxml.layers.show import line_of, name_of, show_children
 from fluxml.tree import flatten, unflatten
 
