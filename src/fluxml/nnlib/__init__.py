@@ -14,7 +14,6 @@ array([[[[ 5.,  7.],
 from fluxml.nnlib.activations import (
     celu,
     elu,
-    erf,
     gelu,
     gelu_erf,
     gelu_sigmoid,
@@ -77,6 +76,7 @@ from fluxml.nnlib.dropout import (
 from fluxml.nnlib.embedding import (
     embedding,
 )
+from fluxml.nnlib.erf import erf
 from fluxml.nnlib.fold import (
     fold,
     unfold,
