@@ -2,7 +2,8 @@
 
 ``fakedevice`` refuses every NumPy array and implicit conversion, as CuPy does, so a
 NumPy-only call in the engine's path (a NumPy seed, ``np.empty`` in a broadcast) fails here.
-A few rules only: running every rule, layer and optimiser test this way is still to do.
+A few rules and the three transforms (gradient, pullback, jvp) only: running every rule,
+layer and optimiser test this way is still to do.
 """
 
 from __future__ import annotations
@@ -79,3 +80,37 @@ def test_recurrent_layers_with_lengths_run_on_a_second_library(kind):
     with pytest.raises(fl.backend.DeviceMismatchError, match=r"given x and lengths: arrays on "
                                                              r"different devices"):
         layer(x, lengths=FakeDeviceArray(np.array([5, 2, 4])))
+
+
+def test_pullback_on_a_second_library_takes_its_cotangent():
+    # the cotangent is taken in its own library (np.array of a CuPy array is refused), and the
+    # gradient, computed from it, stays there and is not the caller's array
+    w, g = FakeDeviceArray(W), FakeDeviceArray(M.T)
+    y, back = fl.pullback(lambda w: np.tanh(w) * 2.0, w)
+    (dw,) = back(g)
+    (want,) = fl.pullback(lambda w: np.tanh(w) * 2.0, W)[1](M.T)
+    assert type(dw) is FakeDeviceArray
+    np.testing.assert_allclose(dw.get(), want, rtol=1e-13)
+    (same,) = fl.pullback(lambda w: w, w)[1](g)
+    assert type(same) is FakeDeviceArray and same.data is not g.data
+    np.testing.assert_array_equal(same.get(), g.get())
+
+
+def test_jvp_on_a_second_library_takes_its_tangent():
+    w, t = FakeDeviceArray(W), FakeDeviceArray(M.T)
+    y, ty = fl.jvp(lambda w: np.sin(w) * w, (w,), (t,))
+    _, want = fl.jvp(lambda w: np.sin(w) * w, (W,), (M.T,))
+    assert type(y) is FakeDeviceArray and type(ty) is FakeDeviceArray
+    np.testing.assert_allclose(ty.get(), want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_jacobian_on_a_second_library_builds_its_basis_there(mode):
+    # the basis vectors are made in the argument's (output's) library: NumPy ones mixed
+    # devices
+    f = lambda w: np.sin(w) * w[::-1]  # noqa: E731
+    x = W[0]
+    _, got = fl.withjacobian(f, FakeDeviceArray(x), mode=mode)
+    _, want = fl.withjacobian(f, x, mode=mode)
+    assert type(got) is FakeDeviceArray
+    np.testing.assert_allclose(got.get(), want, rtol=1e-13)

@@ -65,26 +65,39 @@ def _jacobian(f, x, mode, once=None):
         m = int(np.prod(y_shape))
         if mode == "rev" or m <= n:
             y_dtype = np.result_type(raw(y))
+            xp = _module(raw(y))  # the basis in the output's library (CuPy's on a GPU)
             rows = []
             for k in range(m):
-                e = np.zeros(m, y_dtype)
+                e = xp.zeros(m, y_dtype)
                 e[k] = 1
                 (g,) = back(e.reshape(y_shape))
-                rows.append(np.zeros(x_shape, x_dtype) if g is None else g)
+                rows.append(xp.zeros(x_shape, x_dtype) if g is None else g)
             if not rows:
-                return y, np.zeros(y_shape + x_shape, x_dtype)
+                return y, xp.zeros(y_shape + x_shape, x_dtype)
             return y, np.reshape(np.stack(rows), y_shape + x_shape)
     # forward mode, a jvp per column (after the pullback of mode "auto": from its state)
     cols = []
+    xp = _module(raw(x))
     for k in range(n):
-        e = np.zeros(n, x_dtype)
+        e = xp.zeros(n, x_dtype)
         e[k] = 1
         y, t = once.run(jvp, f, (x,), (e.reshape(x_shape),))
         cols.append(t)
     if not cols:
         y = once.run(f, x)
-        return y, np.zeros(np.shape(raw(y)) + x_shape, x_dtype)
+        return y, xp.zeros(np.shape(raw(y)) + x_shape, x_dtype)
     return y, np.reshape(np.stack(cols, axis=-1), np.shape(raw(y)) + x_shape)
+
+
+def _module(a):
+    """NumPy, or the array library of ``a`` (CuPy): the one the basis vectors are made in
+    (a NumPy seed for a CuPy output mixes devices)."""
+    if type(a) is np.ndarray or not hasattr(a, "dtype") or isinstance(a, np.generic):
+        return np
+    # lazy: the backends sit above the engine; only another library's arrays come here
+    from fluxml.backend import array_module
+
+    return array_module(a)
 
 
 class _Once:
