@@ -2,8 +2,12 @@
 
 ``FakeDeviceArray`` holds a NumPy array but behaves as CuPy does at the boundary: NumPy
 calls on it compute and return another FakeDeviceArray, any NumPy array among the inputs is
-refused with CuPy's own TypeError, and implicit conversion to NumPy fails. It proves the
-device bookkeeping (moving trees, the mixing error); it says nothing about a real GPU.
+refused with CuPy's own TypeError, and implicit conversion to NumPy fails. Its module
+(``FAKE.module``) is NumPy's namespace making and taking only its arrays, as CuPy's does,
+and the kernels run on it (``ArrayBackend.kernels``): so a NumPy-only call in a kernel's or
+a rule's path (``np.zeros`` of a mask, ``np.asarray`` of a target) fails here as it would
+on a GPU. It proves the device bookkeeping (moving trees, the mixing error) and the array
+module plumbing; it says nothing about a real GPU (CuPy lacks some of NumPy's functions).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
     def __array_function__(self, func, types, args, kwargs):
         if any(not issubclass(t, FakeDeviceArray) for t in types):
             return NotImplemented
+        kwargs = dict(zip(kwargs, self._unwrap(list(kwargs.values()))))  # (where=, out=)
         return self._wrap(func(*self._unwrap(args), **kwargs))
 
     def __getattr__(self, name):  # methods and attributes (astype, reshape, T ...) as CuPy's
@@ -91,11 +96,23 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
     def __int__(self):  # as CuPy's: a one-element array's value, copied to the host
         return int(self.data)
 
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        return (self._wrap(row) for row in self.data)
+
+    def __float__(self):
+        return float(self.data)
+
+    def __bool__(self):
+        return bool(self.data)
+
     def get(self):
         return self.data.copy()
 
-    def copy(self):
-        return FakeDeviceArray(self.data.copy(), self.device)
+    def copy(self, order="C"):
+        return FakeDeviceArray(self.data.copy(order=order), self.device)
 
 
 def _foreign(a):
@@ -110,24 +127,53 @@ def _to_device(x, device):
     return FakeDeviceArray(np.array(x.data if isinstance(x, FakeDeviceArray) else x), device)
 
 
-def _made(name):
-    """NumPy's ``name`` making this device's arrays (device 0), as CuPy's namespace does."""
-    make = getattr(np, name)
+_DEVICE0 = FakeDeviceArray(np.zeros(0))  # unwraps arguments and wraps results (device 0)
 
+
+def _made(func, host=False):
+    """NumPy's ``func`` taking and making this device's arrays, as CuPy's namespace does (a
+    NumPy array among the arguments is refused, but by ``asarray`` and ``array``, which copy
+    one to the device: ``host``)."""
     def made(*args, **kwargs):
-        args = [a.data if isinstance(a, FakeDeviceArray) else a for a in args]
-        return FakeDeviceArray(make(*args, **kwargs))
+        if host:
+            args = [a.data if isinstance(a, FakeDeviceArray) else  # (a host array: copied)
+                    a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        else:
+            args = _DEVICE0._unwrap(args)
+        kwargs = dict(zip(kwargs, _DEVICE0._unwrap(list(kwargs.values()))))
+        return _DEVICE0._wrap(func(*args, **kwargs))
     return made
+
+
+class _FakeModule(types.ModuleType):
+    """NumPy's namespace for this device: its functions through :func:`_made`, its ufuncs
+    as they are (they dispatch to ``__array_ufunc__``), its types, constants and
+    ``errstate`` as they are, its submodules (``lib.stride_tricks``, ``linalg``) alike."""
+
+    def __init__(self, inner, name):
+        super().__init__(name)
+        self._inner = inner
+
+    def __getattr__(self, name):
+        if name == "ndarray":
+            return FakeDeviceArray
+        value = getattr(self._inner, name)
+        if isinstance(value, types.ModuleType):
+            value = _FakeModule(value, f"{self.__name__}.{name}")
+        elif callable(value) and not isinstance(value, (type, np.ufunc)) \
+                and name != "errstate":
+            value = _made(value, host=name in ("asarray", "array"))
+        setattr(self, name, value)  # (looked up once)
+        return value
 
 
 FAKE = fl.backend.ArrayBackend(
     name="fake",
     array_type=FakeDeviceArray,
-    module=types.SimpleNamespace(  # the little of a NumPy-like namespace the engine asks for
-        __name__="fakenumpy", **{name: _made(name) for name in ("ones", "zeros", "empty",
-                                                                  "arange", "asarray")}),
+    module=_FakeModule(np, "fakenumpy"),
     device_of=lambda x: f"fake:{x.device}",
     to_host=FakeDeviceArray.get,
     to_device=_to_device,
+    kernels=True,
 )
 fl.backend.register(FAKE)

@@ -58,6 +58,7 @@ def cupy_backend() -> ArrayBackend:
             with cupy.cuda.Device(device):
                 return cupy.asarray(x)  # copies from the host, or across devices
 
-        _BACKEND = ArrayBackend("cupy", cupy.ndarray, cupy, device_of, to_host, to_device)
+        _BACKEND = ArrayBackend("cupy", cupy.ndarray, cupy, device_of, to_host, to_device,
+                                kernels=True)
         register(_BACKEND)
     return _BACKEND

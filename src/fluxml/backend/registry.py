@@ -31,7 +31,10 @@ class ArrayBackend:
     arrays); ``device_of(x)`` names the device of one of its arrays (``"cuda:0"``);
     ``to_host(x)`` copies one to a NumPy array; ``to_device(x, device)`` puts a NumPy array
     (or one of its own on another device) on ``device`` (an int or None for the current
-    one), returning ``x`` itself when it is already there."""
+    one), returning ``x`` itself when it is already there. ``kernels``: whether fluxml's
+    kernels (``fluxml.nnlib``) run on its arrays through ``module``, as they do on CuPy's
+    (mutable arrays, NumPy's API); JAX's arrays are immutable, and computed on eagerly they
+    go through NumPy."""
 
     name: str
     array_type: type
@@ -39,9 +42,12 @@ class ArrayBackend:
     device_of: Callable[[Any], str]
     to_host: Callable[[Any], np.ndarray]
     to_device: Callable[[Any, Any], Any]
+    kernels: bool = False
 
 
 _BACKENDS: dict[type, ArrayBackend] = {}
+# array type -> module, for the backends whose arrays the kernels run on (nnlib.windows)
+KERNEL_MODULES: dict[type, Any] = {}
 _CPU_TYPES = (np.ndarray, np.generic, float, int, complex, bool)
 
 
@@ -52,6 +58,8 @@ def register(backend: ArrayBackend) -> None:
         raise TypeError(f"register expects an ArrayBackend, got {type(backend).__name__}")
     if backend.array_type not in _BACKENDS:
         _BACKENDS[backend.array_type] = backend
+        if backend.kernels:
+            KERNEL_MODULES[backend.array_type] = backend.module
         tree.register_leaf(backend.array_type)
 
 
@@ -121,3 +129,17 @@ def array_module(*arrays):
 
     check_same_device(arrays, "array_module")
     return found.module
+
+
+def as_array(x, dtype=None):
+    """``x`` as an array of its own library, not copied where it is one already: a NumPy
+    array for NumPy arrays, numbers and lists; another library's array (CuPy's) as one of
+    that library, which ``np.asarray`` refuses. (Traced arrays are the caller's to keep.)
+
+    >>> import numpy as np
+    >>> as_array([1, 2], np.float32)
+    array([1., 2.], dtype=float32)
+    """
+    if type(x) is np.ndarray or isinstance(x, _CPU_TYPES) or not hasattr(x, "dtype"):
+        return np.asarray(x, dtype=dtype)
+    return array_module(x).asarray(x, dtype=dtype)

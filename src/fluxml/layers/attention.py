@@ -20,6 +20,7 @@ import numpy as np
 from fluxml import init as initialisers
 from fluxml import nnlib
 from fluxml._checks import flag, positive_int
+from fluxml.backend.registry import array_module
 from fluxml.layers.basic import Dense
 from fluxml.layers.module import LayerError, Module, input_shapes, is_active, need_array
 from fluxml.layers.normalise import Dropout, LayerNorm, probability
@@ -28,9 +29,10 @@ from fluxml.layers.show import name_of
 from fluxml.nnlib import relu
 
 
-def causal_mask(tq: int, tk: int) -> np.ndarray:
-    """``(Tq, Tk)`` booleans: query ``i`` may attend to keys ``j <= i``."""
-    return np.tril(np.ones((tq, tk), dtype=bool))
+def causal_mask(tq: int, tk: int, xp=np) -> np.ndarray:
+    """``(Tq, Tk)`` booleans: query ``i`` may attend to keys ``j <= i``; made by the array
+    module ``xp`` (the queries': CuPy's on a GPU)."""
+    return xp.tril(xp.ones((tq, tk), dtype=bool))
 
 
 class MultiHeadAttention(Module):
@@ -135,7 +137,7 @@ class MultiHeadAttention(Module):
             if mask != "causal":
                 raise LayerError(f"{self._called()}: mask must be boolean or 'causal'; got "
                                  f"{mask!r}")
-            mask = causal_mask(q.shape[1], k.shape[1])
+            mask = causal_mask(q.shape[1], k.shape[1], array_module(q))
         if is_active(self.attn_drop, q) and self.attn_drop.p > 0:
             return self._composite(q, k, v, bias=bias, mask=mask)
         # the projections as plain products over (N T, features), the heads split and joined

@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fluxml._checks import is_int
+from fluxml.backend.moving import cpu
+from fluxml.backend.registry import array_module
 from fluxml.losses.common import Agg, aggregate, logsoftmax
 
 # log(0) stand-in: finite, so logaddexp's derivative stays finite on impossible paths
@@ -56,10 +58,13 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
         raise ValueError(f"ctc_loss: blank must be a class index, an int in [{-classes}, "
                          f"{classes}) for logits of {classes} classes; got {blank!r}")
     blank = int(blank) % classes
-    labels = [np.asarray(lab) for lab in y]
+    # labels and lengths shape the recursion (Python's loop and checks): read on the host,
+    # where they are on a GPU; the arrays the recursion computes with go to the logits' own
+    xp = array_module(yhat)
+    labels = [np.asarray(cpu(lab)) for lab in y]
     if len(labels) != n:
         raise ValueError(f"ctc_loss: {n} sequences of logits but {len(labels)} label sequences")
-    lengths = np.full(n, frames) if input_lengths is None else np.asarray(input_lengths)
+    lengths = np.full(n, frames) if input_lengths is None else np.asarray(cpu(input_lengths))
     if single and lengths.ndim == 0:
         lengths = lengths.reshape(1)
     if lengths.shape != (n,):  # (zip would skip the checks of the sequences past its end)
@@ -73,17 +78,20 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
         return aggregate(np.sum(yhat, axis=(1, 2)), agg)
 
     ext, skip = _extended(labels, blank)  # (N, S) extended labels, where a skip is allowed
+    ends = np.array([2 * len(lab) for lab in labels])  # the last blank; the last label is -1
+    if xp is not np:
+        ext, skip, ends, lengths = (xp.asarray(a) for a in (ext, skip, ends, lengths))
     logp = logsoftmax(yhat, axis=-1)
-    idx = np.ascontiguousarray(np.broadcast_to(ext[:, None, :], (n, frames, ext.shape[1])))
+    idx = xp.ascontiguousarray(xp.broadcast_to(ext[:, None, :], (n, frames, ext.shape[1])))
     emit = np.take_along_axis(logp, idx, axis=-1)  # (N, T, S): log p of each state's label
 
     dtype = emit.dtype
     # log 0, finite in the dtype: float16 rounds -1e30 to -inf, and logaddexp of two -inf
     # (two states not yet reached) has a NaN derivative, which spread to every gradient
     neg = max(NEG, float(np.finfo(dtype).min) / 8)
-    neg1 = np.full((n, 1), neg, dtype=dtype)
-    neg2 = np.full((n, 2), neg, dtype=dtype)
-    start = np.full(ext.shape, neg, dtype=dtype)
+    neg1 = xp.full((n, 1), neg, dtype=dtype)
+    neg2 = xp.full((n, 2), neg, dtype=dtype)
+    start = xp.full(ext.shape, neg, dtype=dtype)
     start[:, :2] = 0.0
     alpha = emit[:, 0, :] + start
     for t in range(1, frames):
@@ -92,7 +100,6 @@ def ctc_loss(yhat, y, *, blank: int = -1, input_lengths: ArrayLike | None = None
         new = np.logaddexp(stay_or_next, jump) + emit[:, t, :]
         alpha = new if input_lengths is None else np.where((t < lengths)[:, None], new, alpha)
 
-    ends = np.array([2 * len(lab) for lab in labels])  # the last blank; the last label is -1
     last = np.take_along_axis(alpha, ends[:, None], axis=1)[:, 0]
     before = np.take_along_axis(alpha, np.maximum(ends - 1, 0)[:, None], axis=1)[:, 0]
     before = np.where(ends > 0, before, neg)

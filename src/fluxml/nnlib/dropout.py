@@ -20,6 +20,7 @@ from fluxml._checks import flag, generator, is_int, real_in
 from fluxml._dtypes import working_float
 from fluxml.ad.core import draw as draw_from
 from fluxml.ad.core import raw
+from fluxml.nnlib import windows as win
 
 # Alpha dropout keeps SELU's fixed point: dropped units are set to SELU's negative saturation
 # -scale * alpha, then an affine map restores mean 0 and variance 1 (Klambauer et al., 2017).
@@ -60,7 +61,9 @@ def _keep_mask(x, p, dims, rng, name):
         shape = tuple(n if i in axes else 1 for i, n in enumerate(shape))
     draw = dtype if dtype in (np.float32, np.float64) else np.float64
     rng = default_rng() if rng is None else generator(name, rng)  # (rng=0 was the default)
-    return draw_from(rng, "random", shape, dtype=draw) >= p, dtype
+    keep = draw_from(rng, "random", shape, dtype=draw) >= p
+    xp = win.array_module(value)  # (the generator draws on the host: a GPU x's mask goes
+    return (keep if xp is np else xp.asarray(keep)), dtype  # to x's device)
 
 
 def dropout(x, p: float, *, dims: int | Sequence[int] | None = None, active: bool = True,

@@ -29,13 +29,21 @@ import numpy as np
 
 from fluxml._checks import is_int
 from fluxml.ad.core import bottom
+from fluxml.backend.registry import KERNEL_MODULES
 
 
 def array_module(*arrays):
-    """CuPy when an argument is a CuPy array, else NumPy."""
+    """CuPy when an argument is a CuPy array (or the module of another registered library
+    the kernels run on: ``ArrayBackend.kernels``), else NumPy."""
     for a in arrays:
-        if type(a).__module__.startswith("cupy"):
+        t = type(a)
+        if t is np.ndarray:
+            continue
+        if t.__module__.startswith("cupy"):
             return sys.modules["cupy"]
+        module = KERNEL_MODULES.get(t)
+        if module is not None:
+            return module
     return np
 
 

@@ -42,12 +42,21 @@ from fluxml.ad.core import DifferentiationError, Tracer, open_traces, raw, remov
 from fluxml.ad.custom import CLOSED_OVER, custom_vjp
 from fluxml.ad.matrices import jacobian
 from fluxml.ad.writeback import apply, changes, restore_parts
+from fluxml.backend.registry import as_array
 from fluxml.ode import checks
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
 from fluxml.ode.jacobians import jac_for, time_derivative
 from fluxml.ode.rk import Step
 from fluxml.tree import REPEATED, flatten, unflatten
 
+
+def _zeros(n, like):
+    """``n`` float64 zeros, made by the array library of ``like`` where it is another than
+    NumPy (CuPy's on a GPU: NumPy's would mix devices in the packed vector)."""
+    if like is None or type(like) is np.ndarray or type(like) is Tracer or \
+            isinstance(like, np.generic):
+        return np.zeros(n)
+    return np.zeros_like(like, shape=n, dtype=float)
 
 class SensitivityAlgorithm:
     """Base of the ``sensealg=`` choices."""
@@ -212,7 +221,8 @@ class _Params:
         return [np.reshape(part, np.shape(like)) for like, part in self._parts(vec)]
 
     def pack(self, cts):
-        parts = [np.zeros(n) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
+        like = next((raw(c) for c in cts if c is not None), None)
+        parts = [_zeros(n, like) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def pack_cotangents(self, cts):
@@ -234,10 +244,10 @@ class _Params:
         for like, part in self._parts(vec):
             if not np.iscomplexobj(like):
                 part = np.real(part)
-            if isinstance(like, np.ndarray):
-                out.append(part.reshape(like.shape).astype(like.dtype, copy=False))
-            elif isinstance(like, np.generic):
+            if isinstance(like, np.generic):
                 out.append(like.dtype.type(part[0]))
+            elif hasattr(like, "shape"):  # an array (CuPy's too: of its own library)
+                out.append(part.reshape(like.shape).astype(like.dtype, copy=False))
             else:
                 out.append(float(part[0]))
         return out
@@ -373,8 +383,9 @@ class _Backward:
         n = np.size(raw(y0))
         self.y0_flat = np.reshape(raw(y0), -1)
         self.y0_shape = np.shape(raw(y0))
-        lam = np.zeros(n)
-        mu = np.zeros(self.params.size)
+        # (float64, as the backward solve; made by y0's array library: CuPy's on a GPU)
+        lam = np.zeros_like(self.y0_flat, shape=n, dtype=float)
+        mu = np.zeros_like(self.y0_flat, shape=self.params.size, dtype=float)
         alg = self.alg
         self.u_back = None
         integrated = False
@@ -410,7 +421,7 @@ class _Backward:
             # gradient, not None, which would have fl.update skip the leaf). (Nothing
             # integrated, all saved times at t0: the loss does not reach p, None as Direct)
             for t, u in ((self.t0, y0), (ts[-1], ys[-1])):
-                self.vjp_p(t, np.reshape(raw(u), -1), np.ones(n))
+                self.vjp_p(t, np.reshape(raw(u), -1), np.ones_like(lam))
         return (g_y0, *self.params.gradients(mu))
 
     def integrate(self, G, start, end, z, norm_size, keep=False, U=None, on_step=None):
@@ -478,7 +489,7 @@ class _Backward:
     def backsolve(self, start, end, u_saved, u_end, lam, mu, i):
         n = lam.size
         # (float: a float32 state's u solved in float64 beside lambda; a complex one kept)
-        u = np.asarray(raw(u_saved), dtype=np.result_type(raw(u_saved), float)).reshape(-1)
+        u = as_array(raw(u_saved), np.result_type(raw(u_saved), float)).reshape(-1)
         if self.u_back is not None:
             self.check_drift(self.u_back, u, start)
         # u growing 1e12 times past the forward states at both ends: blowing up (a stiff

@@ -262,13 +262,18 @@ def take(a, indices, axis=None, out=None, mode="raise"):
 @function(np.take_along_axis)
 def take_along_axis(arr, indices, axis=-1):
     indices = raw(indices)
-    if type(indices) is not Tracer:  # (under fl.compile, traced indices are recorded)
-        indices = np.asarray(indices)
-    if axis is None:
+    if type(indices) is not Tracer and not hasattr(indices, "dtype"):  # a list: an array
+        indices = np.asarray(indices)  # (CuPy's indices stay CuPy's; traced ones, under
+    if axis is None:  # fl.compile, are recorded)
         return getitem(np.ravel(arr), indices)
     axis = axis % arr.ndim
     shape = [max(n, m) if d != axis else m
              for d, (n, m) in enumerate(zip(arr.shape, indices.shape))]
-    grids = np.ogrid[tuple(slice(n) for n in shape)]
+    if type(indices) is np.ndarray or type(indices) is Tracer:
+        grids = np.ogrid[tuple(slice(n) for n in shape)]
+    else:  # another library's indices (CuPy's): grids of that library, not NumPy's mixed in
+        grids = [np.arange(n, like=indices).reshape([-1 if e == d else 1 for e in
+                                                      range(len(shape))])
+                 for d, n in enumerate(shape)]
     idx = tuple(indices if d == axis else grids[d] for d in range(arr.ndim))
     return getitem(arr, idx)

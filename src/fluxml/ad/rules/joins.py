@@ -322,7 +322,12 @@ def insert(arr, obj, values, axis=None):
 # --- helpers -------------------------------------------------------------------------------------
 
 def _array(a):
-    return a if type(a) is Tracer else np.asarray(a)
+    """An argument as an array: lists and numbers as NumPy's; a tracer, or another library's
+    array (CuPy's, which ``np.asarray`` refuses), as it is."""
+    if type(a) is Tracer or type(a) is np.ndarray or (
+            hasattr(a, "__array_function__") and not isinstance(a, np.generic)):
+        return a
+    return np.asarray(a)
 
 
 def _slice(axis, s):
