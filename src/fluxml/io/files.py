@@ -26,7 +26,7 @@ import numpy as np
 from fluxml._checks import is_int, shown
 from fluxml.io import extra as extra_values
 from fluxml.io import safetensors
-from fluxml.io.modelstate import LoadError, check, flat_state, named_leaves, write_into
+from fluxml.io.modelstate import LoadError, check, flat_state, host, named_leaves, write_into
 from fluxml.tree import flatten
 
 KEYS = "fluxml.keys"
@@ -34,7 +34,7 @@ KEYS = "fluxml.keys"
 
 def _tensors(tree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     named = named_leaves(tree, "save")
-    return ({name: np.asarray(leaf) for name, _, leaf in named},
+    return ({name: host(leaf) for name, _, leaf in named},
             {name: list(path) for name, path, _ in named})
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.array_utils import byte_bounds  # the first and one-past-the-last bytes read
 
 from fluxml._checks import shown
+from fluxml.backend.registry import backend_of
 from fluxml.tree import flatten, leaves_with_paths
 from fluxml.treenodes import _fields, is_array_leaf, is_leaf
 
@@ -49,8 +50,17 @@ def state(model) -> dict[str, Any]:
         if path[-1] in node:  # (dict keys 0 and "0": one would be dropped, silently)
             raise ValueError(f"state: two entries are both named {'.'.join(path)!r} once their "
                              f"keys are written as strings; rename one of the keys")
-        node[path[-1]] = leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
+        node[path[-1]] = host(leaf)
     return out
+
+
+def host(leaf):
+    """A leaf of a state as a NumPy array: a GPU's (another registered library's) copied to
+    the host, which ``np.asarray`` refuses; a NumPy array as it is."""
+    if isinstance(leaf, np.ndarray):
+        return leaf
+    backend = backend_of(leaf)
+    return np.asarray(leaf if backend is None else backend.to_host(leaf))
 
 
 def _leaf_paths(tree) -> list[tuple[tuple[str, ...], Any]]:
@@ -133,8 +143,7 @@ def _walk_spec(spec, prefix, out):
 def flat_state(state_or_model) -> dict[str, Any]:
     """``{"layers.0.weight": array, ...}``: a nested state (or a model, or an already flat
     dict with dotted names) with its paths joined by dots."""
-    return {name: leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
-            for name, _, leaf in named_leaves(state_or_model, "state")}
+    return {name: host(leaf) for name, _, leaf in named_leaves(state_or_model, "state")}
 
 
 def named_leaves(tree, what: str) -> list[tuple[str, tuple[str, ...], Any]]:
@@ -153,7 +162,7 @@ def named_leaves(tree, what: str) -> list[tuple[str, tuple[str, ...], Any]]:
 
 
 def _describe(x) -> tuple[tuple[int, ...], np.dtype]:
-    if isinstance(x, np.ndarray) or hasattr(x, "__array_namespace__"):
+    if isinstance(x, np.ndarray) or hasattr(x, "shape") and hasattr(x, "dtype"):  # (CuPy's)
         return tuple(x.shape), np.dtype(x.dtype)
     return (), np.asarray(x).dtype
 
@@ -474,6 +483,11 @@ def _assign(x, prefix, flat, dry=False):
         if prefix not in flat:  # (a number the state lacks: check kept the model's)
             return x
         v = flat[prefix]
+        backend = None if isinstance(x, (np.ndarray, np.generic)) else backend_of(x)
+        if backend is not None:  # a GPU's array (another registered library's): the value
+            if not dry:  # goes there first (CuPy refuses a NumPy array beside its own)
+                x[...] = v if type(v) is type(x) else backend.module.asarray(v)
+            return x
         if isinstance(x, np.ndarray) and x.ndim > 0 or hasattr(x, "__array_namespace__") \
                 and not isinstance(x, np.generic):  # (NumPy 2's scalars have the namespace)
             if not dry:

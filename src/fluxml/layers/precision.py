@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from fluxml.backend.registry import KERNEL_MODULES
 from fluxml.tree import is_array_leaf
 from fluxml.treemaps import fmap
 
@@ -33,8 +34,10 @@ def _convert(dtype):
     complex_dtype = {np.float64: np.complex128, np.float32: np.complex64}.get(dtype)
 
     def convert(x):  # (fmap maps a tied array once: it stays one array)
-        # NumPy's arrays and another backend's (CuPy's are also named ndarray); not scalars
-        is_array = isinstance(x, np.ndarray) or type(x).__name__ == "ndarray"
+        # NumPy's arrays and another backend's (CuPy's are also named ndarray, another
+        # registered library's arrays the kernels run on too); not scalars
+        is_array = isinstance(x, np.ndarray) or type(x).__name__ == "ndarray" \
+            or type(x) in KERNEL_MODULES
         if is_array and x.dtype.kind == "f" and x.dtype != dtype:
             return x.astype(dtype)
         if is_array and x.dtype.kind == "c" and complex_dtype is not None \

@@ -23,6 +23,7 @@ import numpy as np
 
 from fluxml._dtypes import is_complex, is_jax
 from fluxml.ad.core import COMPILING, compiling
+from fluxml.backend.registry import KERNEL_MODULES
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.fits import _check_fits, _refuse_misfit_state, _refuse_shared_memory
 from fluxml.optimise.foreach import step_together
@@ -137,8 +138,15 @@ def _trainable(x) -> bool:
     # (a model's traced arrays too: set up inside fl.compile or a gradient, they were skipped,
     # and the update stepped nothing)
     return isinstance(x, np.ndarray) and x.dtype.kind in "fc" or (
-        type(x).__name__ in _ARRAY_TYPES and getattr(x, "dtype", None) is not None
+        _array_type(type(x)) and getattr(x, "dtype", None) is not None
         and x.dtype.kind in "fc")
+
+
+def _array_type(t) -> bool:
+    """Arrays the update steps in place: CuPy's (named ``ndarray``, known before CuPy is
+    imported), those of another registered library the kernels run on (whose arrays are
+    mutable: ``ArrayBackend.kernels``), and traced ones inside fl.compile."""
+    return t.__name__ in _ARRAY_TYPES or t in KERNEL_MODULES
 
 
 def setup(rule: Rule, model):
@@ -383,7 +391,7 @@ def _collect(state, model, grads, pending, path):
     if type(state) is Leaf:
         if state.frozen:
             return
-        if not isinstance(model, np.ndarray) and type(model).__name__ not in _ARRAY_TYPES:
+        if not isinstance(model, np.ndarray) and not _array_type(type(model)):
             if is_jax(model):
                 raise TypeError(
                     f"update: {_where(path)} is a jax.Array (fl.xla), which cannot be "
