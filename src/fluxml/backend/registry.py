@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fluxml import tree
+from fluxml._kernel_modules import KERNEL_MODULES
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,6 @@ class ArrayBackend:
 
 
 _BACKENDS: dict[type, ArrayBackend] = {}
-# array type -> module, for the backends whose arrays the kernels run on (nnlib.windows)
-KERNEL_MODULES: dict[type, Any] = {}
 _CPU_TYPES = (np.ndarray, np.generic, float, int, complex, bool)
 
 

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.backend.registry import KERNEL_MODULES
+from fluxml._kernel_modules import KERNEL_MODULES
 from fluxml.tree import is_array_leaf
 from fluxml.treemaps import fmap
 

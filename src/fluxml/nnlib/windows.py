@@ -28,8 +28,8 @@ import threading
 import numpy as np
 
 from fluxml._checks import is_int
+from fluxml._kernel_modules import KERNEL_MODULES
 from fluxml.ad.core import bottom
-from fluxml.backend.registry import KERNEL_MODULES
 
 
 def array_module(*arrays):

@@ -22,8 +22,8 @@ import dataclasses
 import numpy as np
 
 from fluxml._dtypes import is_complex, is_jax
+from fluxml._kernel_modules import KERNEL_MODULES
 from fluxml.ad.core import COMPILING, compiling
-from fluxml.backend.registry import KERNEL_MODULES
 from fluxml.optimise.base import ALIASES, Rule, apply_rule
 from fluxml.optimise.fits import _check_fits, _refuse_misfit_state, _refuse_shared_memory
 from fluxml.optimise.foreach import step_together

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._dtypes import real_dtype
-from fluxml.ad.core import COMPILING, DifferentiationError, raw, recorded, untraced
+from fluxml.ad.core import COMPILING, DifferentiationError, module_of, raw, recorded, untraced
 from fluxml.ad.define import defjvp, defvjp, function, nondifferentiable, primitive
 from fluxml.ad.rules.linalg import mT
 
@@ -484,7 +484,7 @@ def _trace(x):
 def _diag(v):
     """A stack of vectors as a stack of diagonal matrices."""
     n = v.shape[-1]
-    return v[..., :, None] * np.eye(n, dtype=raw(v).dtype)
+    return v[..., :, None] * module_of(v).eye(n, dtype=raw(v).dtype)
 
 
 def _solve_right(r, b):
@@ -496,14 +496,15 @@ def _tri(x, *, lower, strict=False):
     """The lower (upper) triangle of ``x``: multiplied by a constant mask, which keeps it
     differentiable."""
     n = x.shape[-1]
-    mask = np.tri(n, k=-1 if strict else 0, dtype=raw(x).dtype)
+    mask = module_of(x).tri(n, k=-1 if strict else 0, dtype=raw(x).dtype)
     return x * (mask if lower else mask.T)
 
 
 def _phi(x, lower=True):
     """The lower (upper) triangle with the diagonal halved."""
     n = x.shape[-1]
-    mask = np.tri(n, dtype=raw(x).dtype) - 0.5 * np.eye(n, dtype=raw(x).dtype)
+    xp = module_of(x)
+    mask = xp.tri(n, dtype=raw(x).dtype) - 0.5 * xp.eye(n, dtype=raw(x).dtype)
     return x * (mask if lower else mask.T)
 
 
@@ -512,7 +513,7 @@ def _unfold(t, *, lower):
     (LAPACK ignores the imaginary part of a Hermitian matrix's diagonal)."""
     part = _tri(t, lower=lower, strict=True)
     diagonal = np.real(t) if np.iscomplexobj(raw(t)) else t
-    return part + mH(part) + diagonal * np.eye(t.shape[-1], dtype=raw(diagonal).dtype)
+    return part + mH(part) + diagonal * module_of(t).eye(t.shape[-1], dtype=raw(diagonal).dtype)
 
 
 def _gap_inverse(w, tol=None):

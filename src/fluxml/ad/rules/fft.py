@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import DifferentiationError, Tracer, module_of, raw
 from fluxml.ad.define import deflinear, defvjp, function, primitive
 from fluxml.ad.rules.complex_values import COMPLEX
 
@@ -64,7 +64,7 @@ def _rfft_vjp(g, ans, x, axis, norm):
     halves[0] = 1.0
     if n % 2 == 0:
         halves[-1] = 1.0  # the Nyquist bin stands for itself
-    halves = halves.reshape((-1,) + (1,) * (ndim - 1 - axis))
+    halves = module_of(g).asarray(halves.reshape((-1,) + (1,) * (ndim - 1 - axis)))
     return np.fft.irfft(np.conjugate(g) * halves, n=n, axis=axis, norm=_DUAL[norm])
 
 
@@ -81,7 +81,7 @@ def _irfft_vjp(g, ans, a, n, axis, norm):
     weights[0] = 1.0
     if n % 2 == 0:
         weights[-1] = 1.0  # the Nyquist bin stands for itself
-    weights = weights.reshape((-1,) + (1,) * (g.ndim - 1 - axis))
+    weights = module_of(g).asarray(weights.reshape((-1,) + (1,) * (g.ndim - 1 - axis)))
     return weights * np.conjugate(RFFT(g, axis=axis, norm=_DUAL[norm]))
 
 

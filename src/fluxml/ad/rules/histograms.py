@@ -22,10 +22,9 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw, untraced
+from fluxml.ad.core import DifferentiationError, Tracer, as_array, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import index_add, indexable_by
-from fluxml.ad.rules.reductions import _array
 
 BLOCK = 65536  # NumPy sums the samples block by block: its rounding, kept
 
@@ -36,13 +35,13 @@ def _compiling(*values) -> bool:
 
 
 def _ravel_and_check_weights(a, weights):
-    a = _array(a)
+    a = as_array(a)
     if a.dtype == np.bool_:  # NumPy's conversion, with its warning (booleans: no derivative)
         warnings.warn("Converting input from bool to uint8 for compatibility.",
                       RuntimeWarning, stacklevel=4)
         a = a.astype(np.uint8)
     if weights is not None:
-        weights = _array(weights)
+        weights = as_array(weights)
         if weights.shape != a.shape:
             raise ValueError("weights should have the same shape as a.")
         weights = np.ravel(weights)
@@ -134,7 +133,7 @@ def _bin_edges(a, bins, range, weights):
             raise ValueError("`bins` must be positive, when an integer")
         first, last = _outer_edges(a, range)
     elif np.ndim(raw(bins)) == 1:
-        edges = _array(bins)
+        edges = as_array(bins)
         untraced(_increasing, (raw(edges),))
         return edges, None
     else:
@@ -259,7 +258,7 @@ def _dd_edges(column, bins, range, i):
             raise TypeError(f"`bins[{i}]` must be an integer, when a scalar") from e
         return np.linspace(first, last, n + 1)
     if np.ndim(raw(bins)) == 1:
-        edges = _array(bins)
+        edges = as_array(bins)
         untraced(_increasing_dd, (raw(edges), i))
         return edges
     raise ValueError(f"`bins[{i}]` must be a scalar or 1d array")
@@ -271,14 +270,14 @@ def histogramdd(sample, bins=10, range=None, density=None, weights=None):
     each end), their flat index, the counts or weights summed by it in order (``bincount``),
     the outliers cut off; ``density`` divides by each dimension's widths and the total."""
     if type(sample) is Tracer or hasattr(sample, "shape"):
-        sample = _array(sample)
+        sample = as_array(sample)
         if sample.ndim != 2:  # NumPy reads a 1-d sample as one sequence of points
             sample = np.transpose(np.atleast_2d(sample))
     else:
-        sample = np.transpose(np.stack([_array(s) for s in sample]))
+        sample = np.transpose(np.stack([as_array(s) for s in sample]))
     n, d = sample.shape
     if weights is not None:
-        weights = _array(weights)
+        weights = as_array(weights)
     try:
         if len(bins) != d:
             raise ValueError("The dimension of bins must be equal to the dimension of the "
@@ -335,6 +334,6 @@ def histogram2d(x, y, bins=10, range=None, density=None, weights=None):
     except TypeError:
         count = 1
     if count not in {1, 2}:
-        bins = [_array(bins), _array(bins)]
+        bins = [as_array(bins), as_array(bins)]
     hist, edges = histogramdd([x, y], bins, range, density, weights)
     return hist, edges[0], edges[1]

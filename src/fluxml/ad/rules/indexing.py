@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, raw
+from fluxml.ad.core import DifferentiationError, Tracer, module_of, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.sweep import Sparse
 
@@ -88,7 +88,7 @@ def _setitem_tangent(tangents, ans, args, params, reuse):
     tx, tv = tangents.get(0), tangents.get(1)
     value = 0 if tv is None else tv
     if tx is None:
-        base = np.zeros(x.shape, ans.dtype)
+        base = module_of(ans).zeros(x.shape, ans.dtype)  # (CuPy's for a CuPy x)
     elif reuse and params["inplace"] and type(tx) is np.ndarray:
         base = tx
     elif (reuse and params["inplace"] and type(tx) is Tracer

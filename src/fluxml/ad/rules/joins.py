@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from fluxml.ad import mutation
-from fluxml.ad.core import Tracer, raw
+from fluxml.ad.core import Tracer, as_array, module_of, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, getitem, take
@@ -23,13 +23,16 @@ CONCATENATE = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis
 defvjp_argnum(CONCATENATE, lambda pos, g, ans, *xs, axis: g[_slice(axis, _span(xs, pos, axis))])
 # Jointly linear: the tangents of the pieces, zeros for pieces without one, joined once.
 defjvp_argnum(CONCATENATE, lambda pos, t, ans, *xs, axis: CONCATENATE(
-    *(t if i == pos else np.zeros(x.shape, t.dtype) for i, x in enumerate(xs)), axis=axis))
+    *_pieces({pos: t}, xs, t.dtype, ans), axis=axis))
 CONCATENATE.jvp_all = lambda tangents, ans, xs, params: CONCATENATE(
-    *_pieces(dict(tangents), xs, ans.dtype), **params)
+    *_pieces(dict(tangents), xs, ans.dtype, ans), **params)
 
 
-def _pieces(tangents, xs, dtype):
-    return [tangents[i] if i in tangents else np.zeros(x.shape, dtype) for i, x in enumerate(xs)]
+def _pieces(tangents, xs, dtype, ans):
+    """The tangents of the pieces, zeros (of the result's array library: CuPy's on a GPU)
+    where a piece has none."""
+    xp = module_of(ans)
+    return [tangents[i] if i in tangents else xp.zeros(x.shape, dtype) for i, x in enumerate(xs)]
 
 
 def _split(x, *, bounds, axis):
@@ -55,7 +58,7 @@ deflinear(SPLIT)
 
 @function(np.concatenate)  # np.concat is the same function
 def concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    arrays = [_array(a) for a in arrays]
+    arrays = [as_array(a) for a in arrays]
     if dtype is not None:
         arrays = [a.astype(dtype) for a in arrays]
     if axis is None:
@@ -69,7 +72,7 @@ def concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
 
 @function(np.stack)
 def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    arrays = [_array(a) for a in arrays]
+    arrays = [as_array(a) for a in arrays]
     if not arrays:
         raise ValueError("need at least one array to stack")
     if len({a.shape for a in arrays}) != 1:
@@ -97,14 +100,14 @@ def dstack(tup):
 
 @function(np.column_stack)
 def column_stack(tup):
-    arrays = [_array(a) for a in tup]
+    arrays = [as_array(a) for a in tup]
     arrays = [np.reshape(a, (-1, 1)) if a.ndim < 2 else a for a in arrays]
     return concatenate(arrays, 1)
 
 
 @function(np.append)
 def append(arr, values, axis=None):
-    arr, values = _array(arr), _array(values)
+    arr, values = as_array(arr), as_array(values)
     if axis is None:
         return concatenate([np.ravel(arr), np.ravel(values)], 0)
     return concatenate([arr, values], axis)
@@ -242,7 +245,7 @@ def unstack(x, /, *, axis=0):
 
 @function(np.tile)
 def tile(A, reps):
-    A = _array(A)
+    A = as_array(A)
     reps = (int(reps),) if np.ndim(reps) == 0 else tuple(int(r) for r in reps)
     d = max(len(reps), A.ndim)
     shape = (1,) * (d - A.ndim) + A.shape
@@ -254,7 +257,7 @@ def tile(A, reps):
 
 @function(np.repeat)
 def repeat(a, repeats, axis=None):
-    a = _array(a)
+    a = as_array(a)
     if axis is None:
         a, axis = np.ravel(a), 0
     axis = normalize_axis_index(axis, a.ndim)
@@ -273,7 +276,7 @@ def resize(a, new_shape):
     """NumPy's ``resize``: the C ravel of ``a`` repeated and cut to the new size."""
     if isinstance(new_shape, (int, np.integer)):
         new_shape = (new_shape,)
-    a = np.ravel(_array(a))
+    a = np.ravel(as_array(a))
     new_size = 1
     for n in new_shape:
         new_size *= n
@@ -289,7 +292,7 @@ def resize(a, new_shape):
 def delete(arr, obj, axis=None):
     """Laid out as NumPy's: a new array in ``arr``'s order for one index or a slice, else
     ``arr`` indexed with a mask along ``axis`` (which a later ``ravel(order="K")`` reads)."""
-    arr = _array(arr)
+    arr = as_array(arr)
     if axis is None:
         arr, axis = np.ravel(arr), 0
     axis = normalize_axis_index(axis, arr.ndim)
@@ -308,7 +311,7 @@ def delete(arr, obj, axis=None):
 def insert(arr, obj, values, axis=None):
     """NumPy's own ``insert`` run on the positions of ``arr`` and ``values`` (so that every
     placement and broadcasting rule is NumPy's), then one gather from both."""
-    arr, values = _array(arr), _array(values)
+    arr, values = as_array(arr), as_array(values)
     if axis is None:
         arr, axis = np.ravel(arr), 0
     values = values.astype(arr.dtype) if values.dtype != arr.dtype else values
@@ -321,13 +324,6 @@ def insert(arr, obj, values, axis=None):
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _array(a):
-    """An argument as an array: lists and numbers as NumPy's; a tracer, or another library's
-    array (CuPy's, which ``np.asarray`` refuses), as it is."""
-    if type(a) is Tracer or type(a) is np.ndarray or (
-            hasattr(a, "__array_function__") and not isinstance(a, np.generic)):
-        return a
-    return np.asarray(a)
 
 
 def _slice(axis, s):

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, known_none, raw
+from fluxml.ad.core import Tracer, as_array, known_none, module_of, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import take_along_axis
@@ -33,7 +33,6 @@ from fluxml.ad.rules.orders import _sorted_last, checked_quantiles, lerp, quanti
 from fluxml.ad.rules.reductions import (
     STD_ROOT,
     SUM,
-    _array,
     _axes,
     _axis,
     _cast,
@@ -89,7 +88,7 @@ def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=False):
     result = _all_nan(result, count)
     # laid out as NumPy's: a masked median in the input's order of the kept axes (below 600
     # entries a slice), else apply_along_axis's C array
-    a = raw(_array(a))
+    a = raw(as_array(a))
     kept = [d for d in range(a.ndim) if d not in _axes(axis, a.ndim)]
     if s.shape[-1] < 600 and kept:
         order = _memory_axes([a.shape[d] for d in kept], [a.strides[d] for d in kept])
@@ -102,7 +101,7 @@ def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=False):
 @function(np.nanquantile)
 def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
                 keepdims=False, *, weights=None):
-    a = _array(a)
+    a = as_array(a)
     if a.dtype.kind == "c":
         raise TypeError("a must be an array of real numbers")
     dtype, q = checked_quantiles("np.nanquantile", a, q, method, weights)
@@ -113,6 +112,8 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     lo = np.floor(pos).astype(np.intp)
     hi = np.minimum(lo + 1, count - 1)
     t = (pos - lo).astype(dtype)
+    xp = module_of(s)  # (positions and weights from the host's q, used beside s: CuPy's)
+    lo, hi, t = xp.asarray(lo), xp.asarray(hi), xp.asarray(t)
     result = _all_nan(lerp(_at(s, lo), _at(s, hi), t), count)
     # laid out as NumPy's: C with the quantiles last, moved to the front
     result = np.reshape(c_ordered(np.moveaxis(result, 0, -1)), shape + q.shape)
@@ -130,7 +131,7 @@ def nanpercentile(a, q, axis=None, out=None, overwrite_input=False, method="line
 def _sorted_counts(a, axis, keepdims):
     """The slices sorted (reduced axes last, NaNs last), the result's shape, and how many
     entries of each slice are not NaN."""
-    s, shape = _sorted_last(_array(a), axis, keepdims)
+    s, shape = _sorted_last(as_array(a), axis, keepdims)
     return s, shape, np.sum(~np.isnan(raw(s)), axis=-1)
 
 

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untraced
+from fluxml.ad.core import DifferentiationError, Tracer, as_array, known_none, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import indexable_by
 from fluxml.ad.rules.layouts import c_ordered, in_memory_order_of
@@ -25,11 +25,11 @@ from fluxml.ad.rules.layouts import c_ordered, in_memory_order_of
 
 @function(np.trapezoid, *([np.trapz] if hasattr(np, "trapz") else []))
 def trapezoid(y, x=None, dx=1.0, axis=-1):
-    y = _array(y)
+    y = as_array(y)
     if x is None:
         d = dx
     else:
-        x = _array(x)
+        x = as_array(x)
         if x.ndim == 1:
             d = np.diff(x)
             shape = [1] * y.ndim
@@ -46,7 +46,7 @@ def trapezoid(y, x=None, dx=1.0, axis=-1):
 def gradient(f, *varargs, axis=None, edge_order=1):
     """Second-order central differences inside, one-sided differences of ``edge_order`` at the
     ends; spacings are scalars or coordinates (both may be traced)."""
-    f = _array(f)
+    f = as_array(f)
     axes = tuple(range(f.ndim)) if axis is None else normalize_axis_tuple(axis, f.ndim)
     if not varargs:
         spacings = [1.0] * len(axes)
@@ -78,7 +78,7 @@ def unwrap(p, discont=None, axis=-1, *, period=2 * np.pi):
     ``period`` (``np.mod``, whose derivative in ``p`` is 1: the corrections are piecewise
     constant in ``p``, and linear in a traced ``period``), NumPy's tie rule and integer
     arithmetic, the corrections summed along ``axis`` onto a copy of ``p``."""
-    p = _array(p)
+    p = as_array(p)
     dd = np.diff(p, axis=axis)
     if discont is None:
         discont = period / 2
@@ -125,8 +125,8 @@ def interp(x, xp, fp, left=None, right=None, period=None):
     constant); inside it the result is linear in ``fp`` and ``xp``, with the segment's slope in
     ``x``. Outside the data it is ``left``/``right``, constant in ``x``."""
     dtype = np.complex128 if np.iscomplexobj(raw(fp)) else np.float64
-    x, xp = _cast(_array(x), np.float64), _cast(_array(xp), np.float64)
-    fp = _cast(_array(fp), dtype)
+    x, xp = _cast(as_array(x), np.float64), _cast(as_array(xp), np.float64)
+    fp = _cast(as_array(fp), dtype)
     if xp.ndim != 1 or fp.ndim != 1:
         raise ValueError("np.interp: xp and fp must be 1-D sequences")
     if fp.shape[0] != xp.shape[0]:
@@ -174,7 +174,7 @@ def interp(x, xp, fp, left=None, right=None, period=None):
 @function(np.polyval)
 def polyval(p, x):
     """Horner's scheme, as NumPy evaluates it."""
-    p, x = _array(p), _array(x)
+    p, x = as_array(p), as_array(x)
     y = np.zeros_like(x)
     for coefficient in p:
         y = y * x + coefficient
@@ -186,7 +186,7 @@ def polyder(p, m=1):
     m = int(m)
     if m < 0:
         raise ValueError("Order of derivative must be positive (see polyint)")
-    p = _array(p)
+    p = as_array(p)
     if m == 0:
         return np.copy(p)
     for _ in range(m):
@@ -207,7 +207,7 @@ def polyint(p, m=1, k=None):
         k = k[0] * np.ones(m, float)
     if len(k) < m:
         raise ValueError("k must be a scalar or a rank-1 array of length 1 or >m.")
-    p = _array(p)
+    p = as_array(p)
     if m == 0:
         return np.copy(p)
     for i in range(m):
@@ -221,7 +221,7 @@ def polyint(p, m=1, k=None):
 def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     if axis is not None:
         axisa = axisb = axisc = axis
-    a, b = _array(a), _array(b)
+    a, b = as_array(a), as_array(b)
     if a.ndim < 1 or b.ndim < 1:
         raise ValueError("At least one array has zero dimension")
     a = np.moveaxis(a, normalize_axis_index(axisa, a.ndim, msg_prefix="axisa"), -1)
@@ -264,7 +264,7 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
         raise ValueError(f"Number of samples, {num}, must be non-negative.")
     div = (num - 1) if endpoint else num
     dt = np.result_type(raw(start), raw(stop), 0.0)  # at least inexact, Python scalars weak
-    start, stop = _cast(_array(start, dt), dt), _cast(_array(stop, dt), dt)
+    start, stop = _cast(as_array(start, dt), dt), _cast(as_array(stop, dt), dt)
     delta = stop - start
     y = np.arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
     if div > 0:
@@ -296,7 +296,7 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
 def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
     if not isinstance(base, (float, int)) and np.ndim(base):
         ndmax = np.broadcast(raw(start), raw(stop), raw(base)).ndim
-        start, stop, base = (_ndmin(_array(v), ndmax) for v in (start, stop, base))
+        start, stop, base = (_ndmin(as_array(v), ndmax) for v in (start, stop, base))
         base = np.expand_dims(base, axis=axis)
     y = np.power(base, linspace(start, stop, num=num, endpoint=endpoint, axis=axis))
     return y if dtype is None else _cast(y, np.dtype(dtype))
@@ -308,10 +308,10 @@ def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
     ``logspace`` of their logarithms, the endpoints written exactly, the sign put back."""
     # (under fl.compile, checked on every run)
     untraced(_nonzero_ends, (np.any(raw(start) == 0) | np.any(raw(stop) == 0),))
-    dt = np.result_type(_array(raw(start)).dtype, _array(raw(stop)).dtype, float(num),
+    dt = np.result_type(as_array(raw(start)).dtype, as_array(raw(stop)).dtype, float(num),
                         np.zeros((), dtype))  # (the ends as arrays: not weak Python numbers)
     dtype = dt if dtype is None else np.dtype(dtype)
-    start, stop = _cast(_array(start), dt), _cast(_array(stop), dt)
+    start, stop = _cast(as_array(start), dt), _cast(as_array(stop), dt)
     # NumPy's rotation, a constant of the derivative (on the values: under fl.compile a
     # complex sign is no derivative's business)
     sign = untraced(np.sign, (raw(start),))
@@ -351,11 +351,11 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
                 "c = (xc * w) @ xc.T / (np.sum(w) - ddof)")
     if ddof is not None and ddof != int(ddof):
         raise ValueError("ddof must be integer")
-    m = _array(m)
+    m = as_array(m)
     if m.ndim > 2:
         raise ValueError("m has more than 2 dimensions")
     if y is not None:
-        y = _array(y)
+        y = as_array(y)
         if y.ndim > 2:
             raise ValueError("y has more than 2 dimensions")
     if dtype is None:
@@ -401,12 +401,12 @@ def corrcoef(x, y=None, rowvar=True, *, dtype=None):
 def apply_along_axis(func1d, axis, arr, *args, **kwargs):
     """``func1d`` runs on each traced 1-D slice in turn; the results are stacked and laid out
     as NumPy lays them out (the result's own axes replace ``axis``)."""
-    arr = _array(arr)
+    arr = as_array(arr)
     axis = normalize_axis_index(axis, arr.ndim)
     dims = list(range(arr.ndim))
     inner = np.transpose(arr, dims[:axis] + dims[axis + 1:] + [axis])
     outer = inner.shape[:-1]
-    results = [_array(func1d(inner[ind + (Ellipsis,)], *args, **kwargs))
+    results = [as_array(func1d(inner[ind + (Ellipsis,)], *args, **kwargs))
                for ind in np.ndindex(outer)]
     if not results:
         raise ValueError("Cannot apply_along_axis when any iteration dimensions are 0")
@@ -423,10 +423,10 @@ def apply_along_axis(func1d, axis, arr, *args, **kwargs):
 def apply_over_axes(func, a, axes):
     """``func(a, axis)`` for each axis in turn, a reduced axis put back as length 1 (NumPy's
     loop, on the traced array)."""
-    val = _array(a)
+    val = as_array(a)
     n = val.ndim
     for axis in (axes,) if np.ndim(axes) == 0 else axes:
-        res = _array(func(val, axis + n if axis < 0 else axis))
+        res = as_array(func(val, axis + n if axis < 0 else axis))
         if res.ndim != val.ndim:
             res = np.expand_dims(res, axis)
             if res.ndim != val.ndim:
@@ -437,13 +437,6 @@ def apply_over_axes(func, a, axes):
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _array(x, dtype=None):
-    """A traced value as it is, anything else as a NumPy array (of ``dtype`` for scalars)."""
-    if type(x) is Tracer:
-        return x
-    if dtype is not None and isinstance(x, (int, float, complex)):
-        return np.asarray(x, dtype=dtype)
-    return np.asarray(x)
 
 
 def _cast(x, dtype):
@@ -464,7 +457,7 @@ def _along(ndim, axis, index):
 def _spacing(distances, length):
     """A scalar spacing as given; coordinates become their differences, or (untraced) their
     common difference when evenly spaced, as NumPy does, so the values match."""
-    d = _array(distances)
+    d = as_array(distances)
     if d.ndim == 0:
         return distances
     if d.ndim != 1:
@@ -525,7 +518,7 @@ def _gradient_along(f, axis, h, edge_order):
 
 
 def _vector(a, name, func):
-    a = np.atleast_1d(_array(a))
+    a = np.atleast_1d(as_array(a))
     if a.ndim != 1:
         raise ValueError(f"{func}: {name} must be one-dimensional, got shape {a.shape}")
     if a.shape[0] == 0:

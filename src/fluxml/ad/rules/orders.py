@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw, untraced
+from fluxml.ad.core import (
+    DifferentiationError,
+    Tracer,
+    as_array,
+    known_none,
+    module_of,
+    raw,
+    untraced,
+)
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import take_along_axis
 from fluxml.ad.rules.layouts import c_ordered, in_memory_order_of
-from fluxml.ad.rules.reductions import _array, _axes, _count, _reduced_shape
+from fluxml.ad.rules.reductions import _axes, _count, _reduced_shape
 
 
 @function(np.sort)
@@ -36,7 +44,7 @@ def partition(a, kth, axis=-1, kind="introselect", order=None):
                                    "only")
     if type(kth) is Tracer:
         raise DifferentiationError("np.partition: kth must be concrete integers (not traced)")
-    a = _array(a)
+    a = as_array(a)
     if axis is None:
         a, axis = np.ravel(a), 0
     idx = untraced(_partition_index, (a, kth, axis, kind))
@@ -59,20 +67,22 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
     """Linear interpolation between the sorted entries around each quantile (NumPy's default
     method), their midpoint ('midpoint'), or one of them ('lower', 'higher', 'nearest'); the
     gradient reaches those entries through the sort."""
-    dtype, q = checked_quantiles("np.quantile", _array(a), q, method, weights,
+    dtype, q = checked_quantiles("np.quantile", as_array(a), q, method, weights,
                                  methods=QUANTILE_METHODS)
-    s, shape = _sorted_last(_array(a), axis, keepdims)
+    s, shape = _sorted_last(as_array(a), axis, keepdims)
     n = s.shape[-1]
     pos = q.ravel() * (n - 1)
+    xp = module_of(s)  # (positions and weights computed on the host, used beside s: CuPy's)
     if method in ("lower", "higher", "nearest"):  # one sorted entry, in a's dtype (NumPy's)
         rounded = {"lower": np.floor, "higher": np.ceil, "nearest": np.around}[method]
-        result = _nan_where_nan(s, s[..., rounded(pos).astype(np.intp)])
+        result = _nan_where_nan(s, s[..., xp.asarray(rounded(pos).astype(np.intp))])
     else:
         if method == "midpoint":  # halfway between the entries around it (or on one)
             pos = 0.5 * (np.floor(pos) + np.ceil(pos))
         lo = np.floor(pos).astype(np.intp)
         hi = np.minimum(lo + 1, n - 1)
         t = (pos - lo).astype(dtype)  # NumPy promotes by q's dtype (a Python float is weak)
+        lo, hi, t = xp.asarray(lo), xp.asarray(hi), xp.asarray(t)
         result = _nan_where_nan(s, lerp(s[..., lo], s[..., hi], t))
     result = np.moveaxis(result, -1, 0)
     # C-ordered, as NumPy's (ravel(order="K") reads it later): not the layout of the sort
@@ -122,7 +132,7 @@ def quantiles_of(q, name):
 
 @function(np.median)
 def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
-    s, shape = _sorted_last(_array(a), axis, keepdims)
+    s, shape = _sorted_last(as_array(a), axis, keepdims)
     n = s.shape[-1]
     if n == 0:  # NumPy's NaN (with its warning) for a median of nothing
         return into_out(np.full(shape, np.nan, s.dtype), out, "np.median")

@@ -16,17 +16,16 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, example_of, raw, untraced
+from fluxml.ad.core import Tracer, as_array, example_of, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.layouts import c_ordered
-from fluxml.ad.rules.reductions import _array
 
 
 @function(np.vander)
 def vander(x, N=None, increasing=False):
     """Columns 1, x, x*x, ... (a running product, NumPy's ``multiply.accumulate``), highest
     power first unless ``increasing``; a C array as NumPy's."""
-    x = _array(x)
+    x = as_array(x)
     if x.ndim != 1:
         raise ValueError("x must be a one-dimensional array or sequence.")
     n = x.shape[0] if N is None else int(N)
@@ -62,7 +61,7 @@ def polymul(a1, a2):
 def polydiv(u, v):
     """NumPy's long division: quotient and remainder, the remainder's leading (near) zeros
     dropped."""
-    u, v = np.atleast_1d(_array(u)) + 0.0, np.atleast_1d(_array(v)) + 0.0
+    u, v = np.atleast_1d(as_array(u)) + 0.0, np.atleast_1d(as_array(v)) + 0.0
     w_dtype = np.result_type(raw(u)[0], raw(v)[0])
     m, n = u.shape[0] - 1, v.shape[0] - 1
     scale = 1.0 / v[0]
@@ -82,7 +81,7 @@ def polydiv(u, v):
 def poly(seq_of_zeros):
     """The monic polynomial of these roots (or of a square matrix's eigenvalues): one
     convolution with ``[1, -root]`` per root; real where the roots pair up as conjugates."""
-    zeros = np.atleast_1d(_array(seq_of_zeros))
+    zeros = np.atleast_1d(as_array(seq_of_zeros))
     shape = zeros.shape
     if len(shape) == 2 and shape[0] == shape[1] and shape[0] != 0:
         zeros = np.linalg.eigvals(zeros)
@@ -133,7 +132,7 @@ _same_pairing.effect = True  # a check: under fl.compile it runs on every call
 def roots(p):
     """The eigenvalues of the companion matrix of ``p`` without its leading and trailing
     zeros (a zero root for each trailing zero), as NumPy's; real where they all are."""
-    p = np.atleast_1d(_array(p))
+    p = np.atleast_1d(as_array(p))
     if p.ndim != 1:
         raise ValueError("Input must be a rank-1 array.")
     nonzero = np.flatnonzero(raw(p))
@@ -173,7 +172,7 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
     """NumPy's least squares: the Vandermonde matrix (weighted) with its columns scaled to
     unit norm, ``lstsq``, the coefficients scaled back; ``full`` and ``cov`` as NumPy's."""
     order = int(deg) + 1
-    x, y = _array(x) + 0.0, _array(y) + 0.0
+    x, y = as_array(x) + 0.0, as_array(y) + 0.0
     if deg < 0:
         raise ValueError("expected deg >= 0")
     if x.ndim != 1:
@@ -188,7 +187,7 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
         rcond = x.shape[0] * np.finfo(x.dtype).eps
     lhs, rhs = vander(x, order), y
     if w is not None:
-        w = _array(w) + 0.0
+        w = as_array(w) + 0.0
         if w.ndim != 1:
             raise TypeError("expected a 1-d array for weights")
         if w.shape[0] != y.shape[0]:
@@ -220,7 +219,7 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
 
 def _aligned(a1, a2, op):
     """``op`` of two coefficient vectors, the shorter padded with leading zeros."""
-    a1, a2 = np.atleast_1d(_array(a1)), np.atleast_1d(_array(a2))
+    a1, a2 = np.atleast_1d(as_array(a1)), np.atleast_1d(as_array(a2))
     diff = a2.shape[0] - a1.shape[0]
     if diff > 0:
         a1 = np.concatenate((np.zeros(diff, a1.dtype), a1))
@@ -231,7 +230,7 @@ def _aligned(a1, a2, op):
 
 def _trimmed(c):
     """``poly1d(c)``'s coefficients: ``c`` without its leading zeros ([0] if all are)."""
-    c = np.atleast_1d(_array(c))
+    c = np.atleast_1d(as_array(c))
     if c.ndim > 1:
         raise ValueError("Polynomial must be 1d only.")
     nonzero = np.flatnonzero(raw(c) != 0)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import DifferentiationError, Tracer, known_none, raw
+from fluxml.ad.core import DifferentiationError, Tracer, as_array, known_none, module_of, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM
@@ -156,13 +156,13 @@ def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
 
 @function(np.average)
 def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
-    a = _array(a)
+    a = as_array(a)
     axis = _axis(axis)
     if weights is None:
         avg = mean(a, axis, keepdims=keepdims)
         scale = np.full(np.shape(raw(avg)), _count(a.shape, axis), dtype=raw(avg).dtype)
     else:
-        w = _array(weights)
+        w = as_array(weights)
         if w.shape != a.shape:
             if axis is None or np.ndim(axis) != 0 or w.ndim != 1:
                 raise TypeError("np.average: weights of a shape other than a's need a single "
@@ -220,7 +220,7 @@ def _reduce_with(prim, name):
     def reduce(a, axis=None, out=None, keepdims=False, initial=None, where=None):
         """``initial`` takes part as one more entry (ties with it: shared as any tie); the
         entries a ``where`` mask leaves out are replaced by it."""
-        a, axis = _array(a), _axis(axis)
+        a, axis = as_array(a), _axis(axis)
         if not _no_mask(where):
             if initial is None:
                 raise ValueError(f"reduction operation '{name}' does not have an identity, "
@@ -268,7 +268,8 @@ def _cumulative(prim, name, initial):
         axis = normalize_axis_index(axis, x.ndim)
         result = prim(x, axis=axis)
         if include_initial:
-            first = np.full(x.shape[:axis] + (1,) + x.shape[axis + 1:], initial, x.dtype)
+            first = module_of(x).full(x.shape[:axis] + (1,) + x.shape[axis + 1:], initial,
+                                      x.dtype)
             result = np.concatenate([first, result], axis=axis)
         return into_out(result, out, name)
 
@@ -285,13 +286,13 @@ function(np.cumulative_prod)(cumulative_prod)
 
 @function(np.diff)
 def diff(a, n=1, axis=-1, prepend=None, append=None):
-    a = _array(a)
+    a = as_array(a)
     axis = normalize_axis_index(axis, a.ndim)
     parts = []
     for extra in (prepend, a, append):
         if extra is None:
             continue
-        extra = _array(extra)
+        extra = as_array(extra)
         if extra is not a and extra.ndim == 0:
             extra = np.broadcast_to(extra, a.shape[:axis] + (1,) + a.shape[axis + 1:])
         parts.append(extra)
@@ -305,7 +306,7 @@ def diff(a, n=1, axis=-1, prepend=None, append=None):
 
 @function(np.ediff1d)
 def ediff1d(ary, to_end=None, to_begin=None):
-    parts = [diff(np.ravel(_array(ary)))]
+    parts = [diff(np.ravel(as_array(ary)))]
     dtype = parts[0].dtype  # the ends are cast to the array's dtype, as NumPy does
     if to_begin is not None:
         parts.insert(0, np.ravel(_cast(to_begin, dtype)))
@@ -395,7 +396,7 @@ def _shift(x, k, axis, fill, back=False):
     the vacated places filled with ``fill``."""
     n = x.shape[axis]
     k = builtins.min(k, n)
-    pad = np.full(x.shape[:axis] + (k,) + x.shape[axis + 1:], fill, dtype=x.dtype)
+    pad = module_of(x).full(x.shape[:axis] + (k,) + x.shape[axis + 1:], fill, dtype=x.dtype)
     if back:
         return np.concatenate([x[_slice(axis, slice(k, n))], pad], axis=axis)
     return np.concatenate([pad, x[_slice(axis, slice(0, n - k))]], axis=axis)
@@ -433,14 +434,14 @@ def _others(x, axis):
 def _replace_nan(a, value):
     """``a`` with its NaNs replaced by ``value``, and where they were (None where ``a`` is
     not inexact, as NumPy's ``_replace_nan``)."""
-    a = _array(a)
+    a = as_array(a)
     if a.dtype.kind not in "fc":
         return a, None
     nan = np.isnan(raw(a))
     # laid out as NumPy's copy (its K order: F-like for a broadcast array), which the
     # reductions of it keep
     # (np.where, not a masked write: under fl.compile the mask is a value of the program)
-    replaced = a if known_none(nan) else np.where(nan, np.asarray(value, a.dtype), a)
+    replaced = a if known_none(nan) else np.where(nan, module_of(a).asarray(value, a.dtype), a)
     return in_memory_order_of(replaced, a), nan
 
 
@@ -451,12 +452,10 @@ def _nan_to_zero(a):
 
 
 def _cast(a, dtype):
-    a = _array(a)
+    a = as_array(a)
     return a if dtype is None else a.astype(dtype)
 
 
-def _array(a):
-    return a if type(a) is Tracer else np.asarray(a)
 
 
 def _no_where(where, name):
@@ -479,5 +478,5 @@ def _masked(a, where, neutral):
 
 def _mask_count(a, where, axis, keepdims):
     """How many entries the mask keeps in each reduction (a float array of a's dtype)."""
-    mask = np.broadcast_to(np.asarray(raw(where), dtype=bool), a.shape)
+    mask = np.broadcast_to(as_array(raw(where)).astype(bool, copy=False), a.shape)
     return np.sum(mask, axis=axis, keepdims=bool(keepdims)).astype(a.dtype)

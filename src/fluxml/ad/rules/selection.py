@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, example_of, raw
+from fluxml.ad.core import DifferentiationError, Tracer, as_array, example_of, raw
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import getitem, indexable_by, take_along_axis
 from fluxml.ad.rules.layouts import c_ordered
-
-
-def _array(a):
-    return a if type(a) is Tracer else np.asarray(a)
 
 
 def _concrete(x, what):
@@ -23,7 +19,7 @@ def _concrete(x, what):
         return x
     if type(x) is Tracer:
         raise DifferentiationError(f"{what} must be concrete (booleans or integers), not traced")
-    return np.asarray(x)
+    return as_array(x)  # (CuPy's stays CuPy's)
 
 
 @function(np.select)
@@ -36,10 +32,10 @@ def select(condlist, choicelist, default=0):
         if c.dtype != bool:
             raise TypeError(f"invalid entry in condlist: should be boolean ndarray, got {c.dtype}")
     dtype = np.result_type(*(raw(c) for c in choicelist), raw(default))
-    result = _array(default)
+    result = as_array(default)
     for cond, choice in zip(reversed(conds), reversed(list(choicelist))):
         result = np.where(cond, choice, result)
-    result = _array(result)
+    result = as_array(result)
     shape = np.broadcast_shapes(*(np.shape(raw(x)) for x in (*choicelist, default, *conds)))
     if result.shape != shape:
         result = np.copy(np.broadcast_to(result, shape))
@@ -70,7 +66,7 @@ def choose(a, choices, out=None, mode="raise"):
 def piecewise(x, condlist, funclist, *args, **kw):
     """NumPy's own algorithm, on a traced buffer: each function (or constant) is written where
     its condition holds; one more function than conditions is the 'otherwise' case."""
-    x = _array(x)
+    x = as_array(x)
     first = condlist[0] if not np.isscalar(condlist) else None
     if np.isscalar(condlist) or (not (isinstance(first, (list, np.ndarray)) or (
             type(first) is Tracer and first.ndim)) and x.ndim != 0):  # NumPy's rule for one
@@ -158,7 +154,7 @@ def compress(condition, a, axis=None, out=None):
     cond = _concrete(raw(condition), "np.compress: the condition")
     if cond.ndim != 1:
         raise ValueError("condition must be a 1-d array")
-    a = _array(a)
+    a = as_array(a)
     if axis is None:
         a, axis = np.ravel(a), 0
     axis = axis % a.ndim

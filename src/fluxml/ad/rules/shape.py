@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import FUNCTIONS, DifferentiationError, Tracer, raw, untraced
+from fluxml.ad.core import (
+    FUNCTIONS,
+    DifferentiationError,
+    Tracer,
+    as_array,
+    module_of,
+    raw,
+    untraced,
+)
 from fluxml.ad.define import deflinear, defvjp, function, nondifferentiable, primitive, same
 from fluxml.ad.mutation import index_view, into_out
 from fluxml.ad.rules.indexing import (
@@ -274,7 +282,7 @@ _AT_LEAST = {
 
 def _at_least(ndim):
     def one(a):
-        a = _array(a)
+        a = as_array(a)
         if a.ndim >= ndim:
             return a
         shape = _AT_LEAST[ndim, a.ndim](a.shape)
@@ -294,7 +302,7 @@ atleast_3d = function(np.atleast_3d)(_at_least(3))
 
 @function(np.broadcast_arrays)
 def broadcast_arrays(*args, subok=False):
-    arrays = [_array(a) for a in args]
+    arrays = [as_array(a) for a in args]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     return tuple(a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays)
 
@@ -304,7 +312,7 @@ def meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
     if indexing not in ("xy", "ij"):
         raise ValueError("Valid values for `indexing` are 'xy' and 'ij'.")
     ones = (1,) * len(xi)
-    out = [np.reshape(_array(x), ones[:i] + (-1,) + ones[i + 1:]) for i, x in enumerate(xi)]
+    out = [np.reshape(as_array(x), ones[:i] + (-1,) + ones[i + 1:]) for i, x in enumerate(xi)]
     if indexing == "xy" and len(xi) > 1:
         out[0] = np.reshape(out[0], (1, -1) + ones[2:])
         out[1] = np.reshape(out[1], (-1, 1) + ones[2:])
@@ -477,7 +485,7 @@ def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
 
 @function(np.diag)
 def diag(v, k=0):
-    v = _array(v)
+    v = as_array(v)
     if v.ndim == 1:
         n = v.shape[0] + abs(k)
         i = np.arange(v.shape[0])
@@ -505,8 +513,6 @@ def triu(m, k=0):
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _array(a):
-    return a if type(a) is Tracer else np.asarray(a)
 
 
 def _slice(axis, s):
@@ -518,7 +524,7 @@ def _undiagonal(g, shape, offset, axis1, axis2):
     rest = tuple(n for d, n in enumerate(shape) if d not in (axis1, axis2))
     i = np.arange(g.shape[-1])
     idx = (Ellipsis, i, i + offset) if offset >= 0 else (Ellipsis, i - offset, i)
-    z = np.zeros(rest + (shape[axis1], shape[axis2]), g.dtype)
+    z = module_of(g).zeros(rest + (shape[axis1], shape[axis2]), g.dtype)  # (CuPy g: CuPy z)
     return np.moveaxis(SETITEM(z, g, idx=idx, inplace=True), (-2, -1), (axis1, axis2))
 
 

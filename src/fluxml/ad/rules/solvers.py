@@ -8,12 +8,8 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, raw, untraced
+from fluxml.ad.core import Tracer, as_array, raw, untraced
 from fluxml.ad.define import function
-
-
-def _array(a):
-    return a if type(a) is Tracer else np.asarray(a)
 
 
 @function(np.linalg.lstsq)
@@ -21,7 +17,7 @@ def lstsq(a, b, rcond=None):
     """``x = pinv(a) b`` (singular values below ``rcond`` times the largest are dropped, as
     in NumPy), with NumPy's residuals, rank and singular values. Where ``a`` has full rank the
     derivative is that of the least-squares solution; where it has not, pinv's."""
-    a, b = _array(a), _array(b)
+    a, b = as_array(a), as_array(b)
     m, n = a.shape
     if rcond is None:
         rcond = np.finfo(np.result_type(raw(a))).eps * max(m, n)
@@ -60,7 +56,7 @@ def _full_rank_residuals(rank, n):
 def cond(x, p=None):
     """The ratio of the extreme singular values (p None, 2, -2), else
     ``norm(x, p) * norm(inv(x), p)``, as NumPy defines it."""
-    x = _array(x)
+    x = as_array(x)
     if p is None or p in (2, -2):
         s = np.linalg.svd(x, compute_uv=False)
         return s[..., 0] / s[..., -1] if p != -2 else s[..., -1] / s[..., 0]
@@ -71,7 +67,7 @@ def cond(x, p=None):
 @function(np.linalg.tensorinv)
 def tensorinv(a, ind=2):
     """The inverse of ``a`` read as a matrix of its first ``ind`` axes by the others."""
-    a = _array(a)
+    a = as_array(a)
     if ind <= 0:
         raise ValueError("Invalid ind argument.")
     rows, cols = a.shape[:ind], a.shape[ind:]
@@ -82,7 +78,7 @@ def tensorinv(a, ind=2):
 @function(np.linalg.tensorsolve)
 def tensorsolve(a, b, axes=None):
     """The ``x`` with ``tensordot(a, x, x.ndim) == b`` (NumPy's reshaping, then solve)."""
-    a, b = _array(a), _array(b)
+    a, b = as_array(a), as_array(b)
     an = a.ndim
     if axes is not None:
         order = [k for k in range(an) if k not in [k % an for k in axes]]

@@ -1,0 +1,159 @@
+"""Every derivative rule's case (the ``CASES`` of ``tests/ad/rules``) on a second array
+library: the arguments, and the NumPy arrays the case's function reads as globals or closes
+over, moved to the fake device (as a CuPy user's would all be on the GPU); the gradient of a
+weighted sum, the jvp and a second-order product (the jvp of the gradient) must stay there
+and equal NumPy's.
+
+``fakedevice`` refuses NumPy arrays beside its own, as CuPy does: a rule that makes a NumPy
+constant (an identity, a mask, zeros, index grids) beside a GPU array fails here. The cases
+in ``NOT_YET`` still do (each listed by its module, position and function, so that a fix
+shows as an unexpected pass, which fails: strict); the others passed when this file was
+written, and must keep passing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+import warnings
+
+import numpy as np
+import pytest
+
+import fluxml as fl
+from tests.backend.fakedevice import FakeDeviceArray
+
+MODULES = ("test_elementwise", "test_reductions", "test_indexing", "test_linalg",
+           "test_numerics", "test_fft", "test_complex", "test_shape", "test_sets",
+           "test_histograms", "test_special")
+
+
+def _cases():
+    out = []
+    for name in MODULES:
+        module = importlib.import_module(f"tests.ad.rules.{name}")
+        for i, case in enumerate(getattr(module, "CASES", ())):
+            if isinstance(case[2], tuple):
+                label = getattr(case[0], "__name__", str(case[0]))
+                out.append(pytest.param(case[1], case[2], id=f"{name}:{i}:{label}"))
+    return out
+
+
+def _moved(x):
+    return FakeDeviceArray(x) if isinstance(x, np.ndarray) else x
+
+
+def _on_device(f):
+    """``f`` with the NumPy arrays it reads as globals or closes over moved to the device."""
+    if not isinstance(f, types.FunctionType):
+        return f
+    scope = {k: _moved(v) for k, v in f.__globals__.items()}
+    cells = None if f.__closure__ is None else tuple(
+        types.CellType(_moved(c.cell_contents)) for c in f.__closure__)
+    out = types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__, cells)
+    out.__kwdefaults__ = f.__kwdefaults__
+    return out
+
+
+def _host(x):
+    return x.get() if isinstance(x, FakeDeviceArray) else x
+
+
+def _float_array(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind in "fc"
+
+
+def _same(got, want, rtol, atol):
+    if want is None:
+        return
+    assert isinstance(got, FakeDeviceArray), f"came back as {type(got).__name__}"
+    np.testing.assert_allclose(_host(got), want, rtol=rtol, atol=atol)
+
+
+def check_case(f, args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = f(*args)
+    if not _float_array(y):
+        return
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(y.shape) + (0j if y.dtype.kind == "c" else 0)
+    on = _on_device(f)
+    loss = lambda *a: np.sum(np.real(f(*a) * w))  # noqa: E731
+    loss_on = lambda *a: np.sum(np.real(on(*a) * FakeDeviceArray(w)))  # noqa: E731
+    moved = [_moved(a) for a in args]  # (integer and boolean arguments too)
+    floats = [i for i, a in enumerate(args) if _float_array(a)]
+    want, got = fl.gradient(loss, *args), fl.gradient(loss_on, *moved)
+    for i in floats:
+        _same(got[i], want[i], 1e-10, 1e-12)
+    tangents = tuple(rng.standard_normal(a.shape).astype(a.dtype) if i in floats else None
+                     for i, a in enumerate(args))
+    moved_t = tuple(None if t is None else FakeDeviceArray(t) for t in tangents)
+    _, t_want = fl.jvp(f, tuple(args), tangents)
+    _, t_got = fl.jvp(on, tuple(moved), moved_t)
+    _same(t_got, t_want, 1e-10, 1e-12)
+    first = floats[0]
+    _, h_want = fl.jvp(lambda *a: fl.gradient(loss, *a)[first], tuple(args), tangents)
+    _, h_got = fl.jvp(lambda *a: fl.gradient(loss_on, *a)[first], tuple(moved), moved_t)
+    _same(h_got, h_want, 1e-9, 1e-11)
+
+
+# The cases that do not run on a second library yet (116 of 689 when written). Some are the
+# case's own doing: a NumPy constant or a list made inside its function (np.ones((3, 1)),
+# np.cross(a, [0.0, 0.0, 1.0]), a test helper's np.eye), which a CuPy user would make on
+# the GPU, and which fail with the DeviceMismatchError that names them. The others are
+# rules that make NumPy arrays beside their arguments (linspace's steps, histogram's edges,
+# the sets' index arrays, SciPy's special functions, which take no CuPy arrays).
+NOT_YET = frozenset({
+    "test_complex:21:cholesky", "test_elementwise:42:heaviside", "test_elementwise:75:clip",
+    "test_elementwise:77:clip", "test_elementwise:85:imag", "test_elementwise:88:sinc",
+    "test_elementwise:89:sinc", "test_fft:35:ifft", "test_indexing:0:take",
+    "test_indexing:10:place", "test_indexing:13:putmask", "test_indexing:15:put_along_axis",
+    "test_indexing:19:select", "test_indexing:20:select", "test_indexing:21:choose",
+    "test_indexing:23:piecewise", "test_indexing:24:piecewise", "test_indexing:25:bincount",
+    "test_indexing:26:bincount", "test_indexing:3:take", "test_indexing:7:copyto",
+    "test_indexing:9:putmask", "test_linalg:115:einsum", "test_linalg:116:einsum",
+    "test_linalg:117:einsum", "test_linalg:49:cholesky", "test_numerics:101:histogram",
+    "test_numerics:102:histogram", "test_numerics:103:histogram",
+    "test_numerics:106:histogramdd", "test_numerics:108:histogram2d",
+    "test_numerics:20:convolve", "test_numerics:21:convolve", "test_numerics:22:convolve",
+    "test_numerics:23:convolve", "test_numerics:24:convolve", "test_numerics:25:correlate",
+    "test_numerics:26:correlate", "test_numerics:27:correlate", "test_numerics:28:correlate",
+    "test_numerics:29:interp", "test_numerics:30:interp", "test_numerics:33:interp",
+    "test_numerics:38:polyder", "test_numerics:39:polyder", "test_numerics:40:polyint",
+    "test_numerics:41:polyint", "test_numerics:42:polyint", "test_numerics:43:vander",
+    "test_numerics:44:vander", "test_numerics:45:polyadd", "test_numerics:46:polyadd",
+    "test_numerics:47:polysub", "test_numerics:48:polymul", "test_numerics:49:polymul",
+    "test_numerics:52:poly", "test_numerics:53:poly", "test_numerics:54:roots",
+    "test_numerics:55:roots", "test_numerics:56:roots", "test_numerics:57:polyfit",
+    "test_numerics:58:polyfit", "test_numerics:65:cross", "test_numerics:69:linspace",
+    "test_numerics:71:linspace", "test_numerics:72:linspace", "test_numerics:73:linspace",
+    "test_numerics:75:logspace", "test_numerics:76:logspace", "test_numerics:77:logspace",
+    "test_numerics:78:geomspace", "test_numerics:79:geomspace", "test_numerics:80:geomspace",
+    "test_numerics:81:geomspace", "test_numerics:82:geomspace",
+    "test_numerics:97:histogram_bin_edges", "test_numerics:98:histogram_bin_edges",
+    "test_numerics:99:histogram", "test_reductions:23:nanquantile",
+    "test_reductions:25:nanpercentile", "test_reductions:26:nanstd",
+    "test_reductions:57:partition", "test_reductions:58:partition",
+    "test_reductions:59:partition", "test_reductions:73:diff", "test_reductions:74:ediff1d",
+    "test_reductions:85:logaddexp", "test_sets:0:unique", "test_sets:2:unique",
+    "test_sets:3:unique_values", "test_sets:4:unique_counts", "test_sets:5:unique_inverse",
+    "test_sets:6:unique_all", "test_shape:14:sliding_window_view", "test_shape:16:trim_zeros",
+    "test_shape:17:trim_zeros", "test_shape:44:pad", "test_shape:53:diag", "test_shape:54:diag",
+    "test_shape:56:diagflat", "test_shape:62:concatenate", "test_shape:71:block",
+    "test_shape:72:block", "test_shape:80:insert", "test_special:11:gamma",
+    "test_special:12:gammaln", "test_special:13:loggamma", "test_special:14:psi",
+    "test_special:15:psi", "test_special:20:iv", "test_special:29:beta",
+    "test_special:30:betaln", "test_special:33:yn", "test_special:35:ive",
+    "test_special:36:ive", "test_special:37:rgamma",
+})
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("f, args", [
+    pytest.param(*p.values, id=p.id, marks=[pytest.mark.xfail(
+        strict=True, reason="a NumPy array made in the case's or the rule's path")]
+        if p.id in NOT_YET else []) for p in CASES])
+def test_rule_on_a_second_library_matches_numpy(f, args):
+    check_case(f, args)
