@@ -50,8 +50,9 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
         return out
 
     def _wrap(self, r):
-        if isinstance(r, tuple):
-            return tuple(self._wrap(x) for x in r)
+        if isinstance(r, (tuple, list)):  # (np.split's list too; linalg's named tuples)
+            items = [self._wrap(x) for x in r]
+            return type(r)(*items) if hasattr(r, "_fields") else type(r)(items)
         return FakeDeviceArray(r, self.device) if isinstance(r, np.ndarray | np.generic) else r
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):

@@ -22,7 +22,7 @@ import numpy as np
 
 from fluxml._checks import flag, real_in
 from fluxml._dtypes import working_float
-from fluxml.ad.core import COMPILING, first_order, raw, untraced
+from fluxml.ad.core import COMPILING, first_order, module_of, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
 
@@ -379,8 +379,9 @@ def lppool(x, p: float, kernel, *, stride=None, pad=0):
     # the root is taken of 1 there instead and its value replaced by 0, so the window's
     # gradient is 0 (PyTorch's). A NaN or infinite sum is no zero: it stays as it is.
     zero = total == 0
-    root = np.where(zero, np.ones((), raw(total).dtype), total) ** (1.0 / p)
-    return np.where(zero, np.zeros((), raw(total).dtype), root)
+    xp = module_of(total)  # (the 0-d constants in total's library: CuPy's on a GPU)
+    root = np.where(zero, xp.ones((), raw(total).dtype), total) ** (1.0 / p)
+    return np.where(zero, xp.zeros((), raw(total).dtype), root)
 
 
 def adaptive_maxpool(x, out_size):

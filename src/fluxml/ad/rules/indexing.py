@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, module_of, raw
+from fluxml.ad.core import DifferentiationError, Tracer, as_array, module_of, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.sweep import Sparse
 
@@ -229,7 +229,7 @@ def index_add(x, idx, v):
     """
     idx = check_index(idx)
     if type(x) is not Tracer and type(v) is not Tracer:
-        return _index_add(np.asarray(x), np.asarray(v), idx=idx)
+        return _index_add(as_array(x), as_array(v), idx=idx)
     return INDEX_ADD(x, v, idx=idx)
 
 

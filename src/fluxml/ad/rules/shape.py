@@ -447,7 +447,7 @@ def pad(array, pad_width, mode="constant", **kwargs):
                 "the constants times a padded mask")
         out = PAD(array, widths=widths)
         if np.any(np.asarray(values) != 0):
-            out = out + np.pad(np.zeros(array.shape, array.dtype), widths,
+            out = out + np.pad(module_of(array).zeros(array.shape, array.dtype), widths,
                                constant_values=values)
         return out
     if mode in _INDEX_MODES:
