@@ -311,6 +311,15 @@ def as_array(a, dtype=None):
     return np.asarray(a)
 
 
+def array_beside(a, like):
+    """``a``, given beside the array ``like`` (a ``prepend=``, an inserted value), as an
+    array of ``like``'s library: a tracer or an array as it is, a number or list as one of
+    that library (CuPy's on a GPU, where a NumPy array would mix devices)."""
+    a = as_array(a)
+    xp = module_of(like)
+    return a if xp is np or type(a) is not np.ndarray else xp.asarray(a)
+
+
 def first_order(*xs) -> bool:
     """Is each of ``xs`` a plain array (or None), or a value of ``fl.compile``'s program (an
     IR tracer) with no derivative being taken through it? A rule may then run its NumPy

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from fluxml.ad import mutation
-from fluxml.ad.core import Tracer, as_array, module_of, raw
+from fluxml.ad.core import Tracer, array_beside, as_array, module_of, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, getitem, take
@@ -311,7 +311,8 @@ def delete(arr, obj, axis=None):
 def insert(arr, obj, values, axis=None):
     """NumPy's own ``insert`` run on the positions of ``arr`` and ``values`` (so that every
     placement and broadcasting rule is NumPy's), then one gather from both."""
-    arr, values = as_array(arr), as_array(values)
+    arr = as_array(arr)
+    values = array_beside(values, arr)
     if axis is None:
         arr, axis = np.ravel(arr), 0
     values = values.astype(arr.dtype) if values.dtype != arr.dtype else values

@@ -16,7 +16,15 @@ import warnings
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import DifferentiationError, Tracer, as_array, known_none, raw, untraced
+from fluxml.ad.core import (
+    DifferentiationError,
+    Tracer,
+    as_array,
+    known_none,
+    module_of,
+    raw,
+    untraced,
+)
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import indexable_by
 from fluxml.ad.rules.layouts import c_ordered, in_memory_order_of
@@ -542,9 +550,9 @@ def _correlate(a, v, mode, func):
         start, length = (short // 2 if na < nv else short - 1 - short // 2), long
     ks = start + np.arange(length)
     if nv <= na:  # windows of a, padded with len(v) - 1 zeros each side
-        pad = np.zeros(nv - 1, raw(a).dtype)
+        pad = module_of(a).zeros(nv - 1, raw(a).dtype)
         padded = np.concatenate((pad, a, pad))
         return padded[ks[:, None] + np.arange(nv)] @ v
-    pad = np.zeros(na - 1, raw(v).dtype)
+    pad = module_of(v).zeros(na - 1, raw(v).dtype)
     padded = np.concatenate((pad, v, pad))
     return padded[np.arange(na) - ks[:, None] + (nv - 1) + (na - 1)] @ a

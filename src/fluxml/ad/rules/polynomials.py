@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, as_array, example_of, raw, untraced
+from fluxml.ad.core import Tracer, as_array, example_of, module_of, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.layouts import c_ordered
 
@@ -32,7 +32,7 @@ def vander(x, N=None, increasing=False):
     if n < 0:
         raise ValueError("negative dimensions are not allowed")
     dtype = np.promote_types(x.dtype, int)
-    columns = [np.ones((x.shape[0], min(n, 1)), dtype)]
+    columns = [module_of(x).ones((x.shape[0], min(n, 1)), dtype)]
     if n > 1:
         repeated = np.broadcast_to(x[:, None], (x.shape[0], n - 1))
         columns.append(np.cumprod(repeated.astype(dtype), axis=1))
@@ -92,9 +92,10 @@ def poly(seq_of_zeros):
     if zeros.shape[0] == 0:
         return 1.0
     dt = zeros.dtype
-    a = np.ones((1,), dt)
+    xp = module_of(zeros)
+    a = xp.ones((1,), dt)
     for zero in zeros:
-        a = np.convolve(a, np.stack([np.ones((), dt), -zero]), mode="full")
+        a = np.convolve(a, np.stack([xp.ones((), dt), -zero]), mode="full")
     if a.dtype.kind == "c":
         value = raw(zeros)
         if type(value) is Tracer:  # fl.compile: decided on the traced call, checked each run
@@ -222,9 +223,9 @@ def _aligned(a1, a2, op):
     a1, a2 = np.atleast_1d(as_array(a1)), np.atleast_1d(as_array(a2))
     diff = a2.shape[0] - a1.shape[0]
     if diff > 0:
-        a1 = np.concatenate((np.zeros(diff, a1.dtype), a1))
+        a1 = np.concatenate((module_of(a1).zeros(diff, a1.dtype), a1))
     elif diff < 0:
-        a2 = np.concatenate((np.zeros(-diff, a2.dtype), a2))
+        a2 = np.concatenate((module_of(a2).zeros(-diff, a2.dtype), a2))
     return op(a1, a2)
 
 

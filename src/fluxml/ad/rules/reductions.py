@@ -14,7 +14,15 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.core import DifferentiationError, Tracer, as_array, known_none, module_of, raw
+from fluxml.ad.core import (
+    DifferentiationError,
+    Tracer,
+    array_beside,
+    as_array,
+    known_none,
+    module_of,
+    raw,
+)
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM
@@ -292,7 +300,7 @@ def diff(a, n=1, axis=-1, prepend=None, append=None):
     for extra in (prepend, a, append):
         if extra is None:
             continue
-        extra = as_array(extra)
+        extra = array_beside(extra, a)
         if extra is not a and extra.ndim == 0:
             extra = np.broadcast_to(extra, a.shape[:axis] + (1,) + a.shape[axis + 1:])
         parts.append(extra)
@@ -309,9 +317,9 @@ def ediff1d(ary, to_end=None, to_begin=None):
     parts = [diff(np.ravel(as_array(ary)))]
     dtype = parts[0].dtype  # the ends are cast to the array's dtype, as NumPy does
     if to_begin is not None:
-        parts.insert(0, np.ravel(_cast(to_begin, dtype)))
+        parts.insert(0, np.ravel(_cast(array_beside(to_begin, parts[0]), dtype)))
     if to_end is not None:
-        parts.append(np.ravel(_cast(to_end, dtype)))
+        parts.append(np.ravel(_cast(array_beside(to_end, parts[0]), dtype)))
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
