@@ -40,7 +40,7 @@ INDEX_ADD = primitive("index_add", _index_add, keeps_inputs=False, keeps_output=
 
 
 def _zeros(x):
-    return np.zeros(x.shape, x.dtype)
+    return module_of(x).zeros(x.shape, x.dtype)  # (CuPy's for a CuPy x)
 
 
 def _scatter(g, x, idx):

@@ -19,6 +19,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from fluxml.ad.core import (
     DifferentiationError,
     Tracer,
+    array_beside,
     as_array,
     known_none,
     module_of,
@@ -199,7 +200,7 @@ def polyder(p, m=1):
         return np.copy(p)
     for _ in range(m):
         n = p.shape[0] - 1
-        p = p[:-1] * np.arange(n, 0, -1)
+        p = p[:-1] * module_of(p).arange(n, 0, -1)
     return p
 
 
@@ -218,8 +219,9 @@ def polyint(p, m=1, k=None):
     p = as_array(p)
     if m == 0:
         return np.copy(p)
+    k, xp = array_beside(k, p), module_of(p)  # (CuPy's p: its constants there too)
     for i in range(m):
-        p = np.concatenate((p / np.arange(p.shape[0], 0, -1), k[i:i + 1]))
+        p = np.concatenate((p / xp.arange(p.shape[0], 0, -1), k[i:i + 1]))
     return p
 
 
@@ -273,8 +275,11 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     div = (num - 1) if endpoint else num
     dt = np.result_type(raw(start), raw(stop), 0.0)  # at least inexact, Python scalars weak
     start, stop = _cast(as_array(start, dt), dt), _cast(as_array(stop, dt), dt)
+    # (a number beside a CuPy end goes there too, and so do the steps)
+    start, stop = array_beside(start, stop), array_beside(stop, start)
+    xp = module_of(stop) if module_of(start) is np else module_of(start)
     delta = stop - start
-    y = np.arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
+    y = xp.arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
     if div > 0:
         step = delta / div
         zero = np.any(raw(step) == 0)  # denormal steps, as NumPy: divide first
@@ -289,7 +294,7 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
         y = y * delta
     y = y + start
     if endpoint and num > 1:
-        last = (np.arange(num) == num - 1).reshape((-1,) + (1,) * (y.ndim - 1))
+        last = (xp.arange(num) == num - 1).reshape((-1,) + (1,) * (y.ndim - 1))
         y = np.where(last, stop, y)
     if axis != 0:
         y = np.moveaxis(y, 0, axis)
