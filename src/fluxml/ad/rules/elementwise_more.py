@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, untraced
+from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, module_of, raw, untraced
 from fluxml.ad.define import (
     defjvp,
     deflinear,
@@ -113,6 +113,8 @@ def _part(part, x):
     of a real one, or of a number."""
     if np.iscomplexobj(x) and not np.isscalar(x):
         return part(x)
+    if module_of(x) is not np:  # (CuPy's: a copy of its own; np.array refuses it)
+        return part(x).copy()
     return np.array(part(x), copy=True)
 
 
@@ -137,7 +139,8 @@ deflinear(CONJUGATE)
 
 # --- sinc and its derivatives: one primitive, the order k a static parameter ----------------------
 
-SINC = primitive("sinc", lambda x, *, k: _sinc_derivative(x, k), keeps_output=False)
+SINC = primitive("sinc", lambda x, *, k: _sinc_derivative(x, k, module_of(x)),
+                 keeps_output=False)
 defvjp(SINC, lambda g, ans, x, k: g * SINC(x, k=k + 1))
 defjvp(SINC, lambda t, ans, x, k: t * SINC(x, k=k + 1))
 
@@ -318,8 +321,9 @@ def _clip_masks(x, lo, hi):
     to x (then to lo): the masks partition the output."""
     x, lo, hi = raw(x), raw(lo), raw(hi)
     up = x if lo is None else np.maximum(x, lo)
-    hi_binds = np.asarray(False) if hi is None else up > hi
-    lo_binds = np.asarray(False) if lo is None else (x < lo) & ~hi_binds
+    false = module_of(x).asarray(False)  # (CuPy's beside a CuPy x)
+    hi_binds = false if hi is None else up > hi
+    lo_binds = false if lo is None else (x < lo) & ~hi_binds
     return ~(lo_binds | hi_binds), lo_binds, hi_binds
 
 
