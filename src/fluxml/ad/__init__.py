@@ -1,12 +1,11 @@
 """The differentiation engine: reverse and forward mode over plain Python and NumPy.
 
 Layers, each importing only those below it (``tests/ad/test_layers.py`` checks): ``errors``
-and ``weak``;
-``core`` (primitives, tracers, the Trace base class, the rule tables); ``define`` and
-``fitting``; ``sweep``; the rule families, with ``mutation`` (writes and views) above
-``rules.indexing``; the traces ``reverse`` and ``forward``; ``dispatch`` and ``methods`` (how
-NumPy and Python reach the rules); ``api``, ``pushforward``, ``matrices`` and
-``custom`` (the transforms users call).
+and ``weak``; ``core`` (primitives, tracers, the Trace base class, the rule tables);
+``arrays`` (the library of a rule's constants); ``define`` and ``fitting``; ``sweep``; the
+rule families, with ``mutation`` (writes and views) above ``rules.indexing``; the traces
+``reverse`` and ``forward``; ``dispatch`` and ``methods`` (how NumPy and Python reach the
+rules); ``api``, ``pushforward``, ``matrices`` and ``custom`` (the transforms users call).
 """
 
 from fluxml.ad import (

@@ -18,13 +18,11 @@ graph acyclic.
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 from threading import get_ident
 
 import numpy as np
 
-from fluxml._kernel_modules import KERNEL_MODULES
 from fluxml.ad import errors
 from fluxml.ad.weak import _WEAK_OF, WEAK, python_number, weak
 from fluxml.tree import register_leaf
@@ -284,40 +282,6 @@ def bottom(x):
     (the abstract value of an IR tracer under ``fl.compile``)."""
     v = raw(x)
     return v._val if type(v) is Tracer else v
-
-
-def module_of(x):
-    """NumPy, or the module of the array library (CuPy's) that holds the concrete value under
-    ``x``: where a rule makes a constant to combine with ``x`` (a mask, an identity, zeros),
-    so that a GPU's arrays do not meet NumPy's."""
-    t = type(bottom(x))
-    if t is np.ndarray:
-        return np
-    if t.__module__.startswith("cupy"):
-        return sys.modules["cupy"]
-    return KERNEL_MODULES.get(t, np)
-
-
-def as_array(a, dtype=None):
-    """An argument as an array: a tracer, a NumPy array or another library's array (CuPy's,
-    which ``np.asarray`` refuses) as it is; a list or number as a NumPy array (of ``dtype``
-    for a number, where given)."""
-    if type(a) is Tracer or type(a) is np.ndarray:
-        return a
-    if hasattr(a, "__array_function__") and not isinstance(a, np.generic):
-        return a
-    if dtype is not None and isinstance(a, (int, float, complex)):
-        return np.asarray(a, dtype=dtype)
-    return np.asarray(a)
-
-
-def array_beside(a, like):
-    """``a``, given beside the array ``like`` (a ``prepend=``, an inserted value), as an
-    array of ``like``'s library: a tracer or an array as it is, a number or list as one of
-    that library (CuPy's on a GPU, where a NumPy array would mix devices)."""
-    a = as_array(a)
-    xp = module_of(like)
-    return a if xp is np or type(a) is not np.ndarray else xp.asarray(a)
 
 
 def first_order(*xs) -> bool:

@@ -22,7 +22,8 @@ import numpy as np
 
 from fluxml._checks import flag, real_in
 from fluxml._dtypes import working_float
-from fluxml.ad.core import COMPILING, first_order, module_of, raw, untraced
+from fluxml.ad.arrays import module_of
+from fluxml.ad.core import COMPILING, first_order, raw, untraced
 from fluxml.ad.define import defjvp, deflinear, defvjp, primitive
 from fluxml.nnlib import windows as win
 

@@ -42,7 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._dtypes import real_dtype
-from fluxml.ad.core import COMPILING, DifferentiationError, module_of, raw, recorded, untraced
+from fluxml.ad.arrays import module_of
+from fluxml.ad.core import COMPILING, DifferentiationError, raw, recorded, untraced
 from fluxml.ad.define import defjvp, defvjp, function, nondifferentiable, primitive
 from fluxml.ad.rules.linalg import mT
 

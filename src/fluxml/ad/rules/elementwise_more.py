@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, module_of, raw, untraced
+from fluxml.ad.arrays import module_of
+from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import (
     defjvp,
     deflinear,

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, module_of, raw
+from fluxml.ad.arrays import module_of
+from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import deflinear, defvjp, function, primitive
 from fluxml.ad.rules.complex_values import COMPLEX
 

@@ -22,7 +22,8 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, as_array, raw, untraced
+from fluxml.ad.arrays import as_array
+from fluxml.ad.core import DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import index_add, indexable_by
 

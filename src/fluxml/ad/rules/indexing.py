@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, as_array, module_of, raw
+from fluxml.ad.arrays import as_array, module_of
+from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.sweep import Sparse
 

@@ -11,7 +11,8 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from fluxml.ad import mutation
-from fluxml.ad.core import Tracer, array_beside, as_array, module_of, raw
+from fluxml.ad.arrays import array_beside, as_array, module_of
+from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import GETITEM, getitem, take

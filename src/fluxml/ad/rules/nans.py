@@ -19,7 +19,8 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, as_array, known_none, module_of, raw
+from fluxml.ad.arrays import as_array, module_of
+from fluxml.ad.core import Tracer, known_none, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import take_along_axis

@@ -16,13 +16,11 @@ import warnings
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
+from fluxml.ad.arrays import array_beside, as_array, module_of
 from fluxml.ad.core import (
     DifferentiationError,
     Tracer,
-    array_beside,
-    as_array,
     known_none,
-    module_of,
     raw,
     untraced,
 )

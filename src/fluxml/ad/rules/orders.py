@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.ad.arrays import as_array, module_of
 from fluxml.ad.core import (
     DifferentiationError,
     Tracer,
-    as_array,
     known_none,
-    module_of,
     raw,
     untraced,
 )

@@ -16,7 +16,8 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, as_array, example_of, module_of, raw, untraced
+from fluxml.ad.arrays import as_array, module_of
+from fluxml.ad.core import Tracer, example_of, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.layouts import c_ordered
 

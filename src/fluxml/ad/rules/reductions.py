@@ -14,13 +14,11 @@ import math
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
+from fluxml.ad.arrays import array_beside, as_array, module_of
 from fluxml.ad.core import (
     DifferentiationError,
     Tracer,
-    array_beside,
-    as_array,
     known_none,
-    module_of,
     raw,
 )
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive

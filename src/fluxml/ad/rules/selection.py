@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.core import DifferentiationError, Tracer, as_array, example_of, raw
+from fluxml.ad.arrays import as_array
+from fluxml.ad.core import DifferentiationError, Tracer, example_of, raw
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.indexing import getitem, indexable_by, take_along_axis

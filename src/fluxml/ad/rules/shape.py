@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
+from fluxml.ad.arrays import as_array, module_of
 from fluxml.ad.core import (
     FUNCTIONS,
     DifferentiationError,
     Tracer,
-    as_array,
-    module_of,
     raw,
     untraced,
 )

@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from fluxml.ad.core import Tracer, as_array, raw, untraced
+from fluxml.ad.arrays import as_array
+from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.ad.define import function
 
 

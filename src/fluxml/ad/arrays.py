@@ -1,0 +1,53 @@
+"""Arrays beside arrays: the library (NumPy, or CuPy on a GPU) that a rule's constants and
+converted arguments are made in, so that a GPU's arrays never meet NumPy's. A rule that makes
+a mask, an identity or zeros beside its argument asks :func:`module_of` for the module;
+arguments that may be lists or numbers go through :func:`as_array` (another library's arrays
+kept as they are, which ``np.asarray`` refuses) or :func:`array_beside`.
+
+>>> import numpy as np
+>>> module_of(np.ones(2)) is np, as_array([1.0, 2.0])
+(True, array([1., 2.]))
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from fluxml._kernel_modules import KERNEL_MODULES
+from fluxml.ad.core import Tracer, bottom
+
+
+def module_of(x):
+    """NumPy, or the module of the array library (CuPy's) that holds the concrete value under
+    ``x``: where a rule makes a constant to combine with ``x`` (a mask, an identity, zeros),
+    so that a GPU's arrays do not meet NumPy's."""
+    t = type(bottom(x))
+    if t is np.ndarray:
+        return np
+    if t.__module__.startswith("cupy"):
+        return sys.modules["cupy"]
+    return KERNEL_MODULES.get(t, np)
+
+
+def as_array(a, dtype=None):
+    """An argument as an array: a tracer, a NumPy array or another library's array (CuPy's,
+    which ``np.asarray`` refuses) as it is; a list or number as a NumPy array (of ``dtype``
+    for a number, where given)."""
+    if type(a) is Tracer or type(a) is np.ndarray:
+        return a
+    if hasattr(a, "__array_function__") and not isinstance(a, np.generic):
+        return a
+    if dtype is not None and isinstance(a, (int, float, complex)):
+        return np.asarray(a, dtype=dtype)
+    return np.asarray(a)
+
+
+def array_beside(a, like):
+    """``a``, given beside the array ``like`` (a ``prepend=``, an inserted value), as an
+    array of ``like``'s library: a tracer or an array as it is, a number or list as one of
+    that library (CuPy's on a GPU, where a NumPy array would mix devices)."""
+    a = as_array(a)
+    xp = module_of(like)
+    return a if xp is np or type(a) is not np.ndarray else xp.asarray(a)
