@@ -51,3 +51,15 @@ def array_beside(a, like):
     a = as_array(a)
     xp = module_of(like)
     return a if xp is np or type(a) is not np.ndarray else xp.asarray(a)
+
+
+def add_at(acc, idx, values) -> None:
+    """``np.add.at(acc, idx, values)``; into another library's array (CuPy's), its NumPy
+    index arrays (``x[np_idx]`` read from a GPU array) go to that library first."""
+    if type(acc) is np.ndarray or type(acc) is Tracer:
+        np.add.at(acc, idx, values)
+        return
+    xp = module_of(acc)
+    parts = idx if type(idx) is tuple else (idx,)
+    parts = tuple(xp.asarray(i) if type(i) is np.ndarray else i for i in parts)
+    np.add.at(acc, parts if type(idx) is tuple else parts[0], values)

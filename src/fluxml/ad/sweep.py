@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.arrays import module_of
+from fluxml.ad.arrays import add_at
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import same
 from fluxml.ad.fitting import fit
@@ -35,13 +35,8 @@ class Sparse:
     def add_into(self, acc):
         if self.basic:
             acc[self.idx] += self.values  # on a traced accumulator: a recorded write
-        elif type(acc) is np.ndarray or type(acc) is Tracer:
-            np.add.at(acc, self.idx, self.values)
-        else:  # another library's (CuPy's): NumPy index arrays (x[np_idx]) go there first
-            xp = module_of(acc)
-            idx = self.idx if type(self.idx) is tuple else (self.idx,)
-            idx = tuple(xp.asarray(i) if type(i) is np.ndarray else i for i in idx)
-            np.add.at(acc, idx if type(self.idx) is tuple else idx[0], self.values)
+        else:
+            add_at(acc, self.idx, self.values)
 
     def _traced(self):
         """A traced part (the values, or under fl.compile an index array), or None."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.arrays import as_array, module_of
+from fluxml.ad.arrays import add_at, as_array, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.sweep import Sparse
@@ -31,7 +31,7 @@ def _copy(x):
 
 def _index_add(x, v, *, idx):
     x = _copy(x)
-    np.add.at(x, idx, v)
+    add_at(x, idx, v)
     return x
 
 
