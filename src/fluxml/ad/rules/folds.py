@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad import errors
+from fluxml.ad.arrays import as_array
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, lookup, raw
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.layouts import in_iterator_order_of
@@ -31,7 +32,7 @@ def _check(ufunc, method):
 
 def _to_front(a, axis):
     """``a`` with the reduced axes moved to the front as one, and the remaining shape."""
-    a = a if type(a) is Tracer else np.asarray(a)
+    a = as_array(a)
     if axis is None:
         return np.reshape(a, (-1,)), (), tuple(range(a.ndim))
     axes = normalize_axis_tuple(axis, a.ndim)

@@ -489,7 +489,7 @@ def diag(v, k=0):
         n = v.shape[0] + abs(k)
         i = np.arange(v.shape[0])
         idx = (i, i + k) if k >= 0 else (i - k, i)
-        return SETITEM(np.zeros((n, n), v.dtype), v, idx=idx, inplace=True)
+        return SETITEM(module_of(v).zeros((n, n), v.dtype), v, idx=idx, inplace=True)
     if v.ndim == 2:
         return diagonal(v, k)
     raise ValueError("Input must be 1- or 2-d.")
