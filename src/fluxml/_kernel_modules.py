@@ -5,12 +5,21 @@ kernels (``nnlib.windows.array_module``), the rules (``ad.arrays.module_of``) an
 optimisers. It imports nothing, so that the engine, below the backends, can read it.
 
 >>> import numpy as np
->>> np.ndarray in KERNEL_MODULES
-False
+>>> kernel_module(np.ndarray) is None
+True
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 KERNEL_MODULES: dict[type, Any] = {}
+
+
+def kernel_module(t: type):
+    """The module of the array type ``t`` where it is another library's than NumPy's that
+    the kernels run on (CuPy's, known by its module before CuPy registers), else None."""
+    if t.__module__.startswith("cupy"):
+        return sys.modules["cupy"]
+    return KERNEL_MODULES.get(t)

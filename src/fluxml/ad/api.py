@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fluxml.ad.arrays import library_asarray
 from fluxml.ad.core import (
     LEAKED,
     DifferentiationError,
@@ -540,7 +541,7 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
                 if np.iscomplexobj(c) and not np.iscomplexobj(raw(o)):
                     raise ValueError("pullback: a complex cotangent for a real output; pass "
                                      "its real part (the imaginary part pairs with nothing)")
-                c = _as_seed(c, raw(o).dtype)
+                c = library_asarray(c, raw(o).dtype)  # (CuPy's stays CuPy's)
             seeds[o._box] = c if o._box not in seeds else seeds[o._box] + c
         pause_gc()
         try:
@@ -555,17 +556,6 @@ def pullback(f: Callable, *args) -> tuple[Any, Callable]:
 
 
 vjp = pullback  # JAX's name for the same transform
-
-
-def _as_seed(c, dtype):
-    """A cotangent as an array of the output's dtype, of its own library (NumPy's, CuPy's:
-    ``np.asarray`` of a CuPy array is refused), not copied where it is one already."""
-    if type(c) is np.ndarray or not hasattr(c, "dtype") or isinstance(c, np.generic):
-        return np.asarray(c, dtype=dtype)
-    # lazy: the backends sit above the engine; only another library's cotangent comes here
-    from fluxml.backend import array_module
-
-    return array_module(c).asarray(c, dtype=dtype)
 
 
 def _leaf_or_none(x):

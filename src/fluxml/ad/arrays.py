@@ -2,7 +2,8 @@
 converted arguments are made in, so that a GPU's arrays never meet NumPy's. A rule that makes
 a mask, an identity or zeros beside its argument asks :func:`module_of` for the module;
 arguments that may be lists or numbers go through :func:`as_array` (another library's arrays
-kept as they are, which ``np.asarray`` refuses) or :func:`array_beside`.
+kept as they are, which ``np.asarray`` refuses), :func:`library_asarray` (converted to a
+dtype in their own library) or :func:`array_beside`.
 
 >>> import numpy as np
 >>> module_of(np.ones(2)) is np, as_array([1.0, 2.0])
@@ -11,11 +12,9 @@ kept as they are, which ``np.asarray`` refuses) or :func:`array_beside`.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from fluxml._kernel_modules import KERNEL_MODULES
+from fluxml._kernel_modules import kernel_module
 from fluxml.ad.core import Tracer, bottom
 
 
@@ -24,11 +23,19 @@ def module_of(x):
     ``x``: where a rule makes a constant to combine with ``x`` (a mask, an identity, zeros),
     so that a GPU's arrays do not meet NumPy's."""
     t = type(bottom(x))
-    if t is np.ndarray:
-        return np
-    if t.__module__.startswith("cupy"):
-        return sys.modules["cupy"]
-    return KERNEL_MODULES.get(t, np)
+    return np if t is np.ndarray else kernel_module(t) or np
+
+
+def library_asarray(x, dtype=None):
+    """``np.asarray(x, dtype)`` in ``x``'s own library: a CuPy array stays CuPy's (NumPy's
+    ``asarray`` refuses it), lists and numbers become NumPy arrays; not copied where ``x``
+    is one already. (Traced values are the caller's to keep.)
+
+    >>> import numpy as np
+    >>> library_asarray([1, 2], np.float32)
+    array([1., 2.], dtype=float32)
+    """
+    return module_of(x).asarray(x, dtype=dtype)
 
 
 def as_array(a, dtype=None):

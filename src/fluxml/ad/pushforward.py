@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from fluxml.ad.api import _as_seed, _is_float, _run, _trace_args, _written_back
+from fluxml.ad.api import _is_float, _run, _trace_args, _written_back
+from fluxml.ad.arrays import library_asarray
 from fluxml.ad.core import Tracer, is_weak, raw
 from fluxml.ad.forward import ForwardTrace
 from fluxml.ad.guards import pause_gc, resume_gc
@@ -53,7 +54,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
             if np.iscomplexobj(t) and not np.iscomplexobj(raw(v)):
                 raise ValueError("jvp: a complex tangent for a real primal; make the primal "
                                  "complex (x.astype(complex)) to move it off the real line")
-            t = _as_seed(t, raw(v).dtype)
+            t = library_asarray(t, raw(v).dtype)
             if type(v) in WEAK:  # a Python number's tangent: weak too (x * t stays float32)
                 t = type(v)(t)
             elif type(v) is Tracer and is_weak(v) and t.dtype.kind in "fc":  # (compiled)

@@ -128,17 +128,3 @@ def array_module(*arrays):
 
     check_same_device(arrays, "array_module")
     return found.module
-
-
-def as_array(x, dtype=None):
-    """``x`` as an array of its own library, not copied where it is one already: a NumPy
-    array for NumPy arrays, numbers and lists; another library's array (CuPy's) as one of
-    that library, which ``np.asarray`` refuses. (Traced arrays are the caller's to keep.)
-
-    >>> import numpy as np
-    >>> as_array([1, 2], np.float32)
-    array([1., 2.], dtype=float32)
-    """
-    if type(x) is np.ndarray or isinstance(x, _CPU_TYPES) or not hasattr(x, "dtype"):
-        return np.asarray(x, dtype=dtype)
-    return array_module(x).asarray(x, dtype=dtype)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._checks import is_int, real_in
+from fluxml.ad.arrays import library_asarray
 from fluxml.ad.core import Tracer, untraced
-from fluxml.backend.registry import as_array
 from fluxml.losses.common import (
     Agg,
     aggregate,
@@ -46,7 +46,7 @@ def label_smoothing(y, alpha: float, *, axis: int | None = -1):
     array([[0.1, 0.9]])
     """
     real_in("label_smoothing", "alpha", alpha, 0, 1, low_open=True, high_open=True)
-    y = as_array(y) if type(y) is not Tracer else y
+    y = library_asarray(y) if type(y) is not Tracer else y
     if y.dtype.kind in "iu":  # (class labels were smoothed as if one-hot)
         untraced(_one_hot_integers, (y,))  # (fl.compile: recorded, checked on every run)
     if y.dtype.kind not in "fc":

@@ -9,8 +9,8 @@ import numpy as np
 
 from fluxml._checks import is_int, real_in
 from fluxml.ad import logsumexp
+from fluxml.ad.arrays import library_asarray
 from fluxml.ad.core import untraced
-from fluxml.backend.registry import as_array
 
 # "mean", "sum", "none", None, or a function of an array (np.mean, np.max ...)
 Agg = str | Callable | None
@@ -52,7 +52,7 @@ def target(name, yhat, y, labels: bool = False, complex_ok: bool = False):
     if np.iscomplexobj(y) and dtype.kind == "f":  # (cast to real, its imaginary part went,
         dtype = np.result_type(dtype, np.complex64)  # with only a ComplexWarning)
     if type(y).__name__ != "Tracer":
-        y = as_array(y, dtype)  # (a CuPy target stays CuPy's)
+        y = library_asarray(y, dtype)  # (a CuPy target stays CuPy's)
     elif y.dtype != dtype and y.dtype.kind in "biuf" and dtype.kind == "f":  # (int: in compile)
         y = y.astype(dtype)
     if _shape(yhat) != _shape(y):
@@ -123,7 +123,7 @@ def is_labels(y, yhat) -> bool:
     Integer targets of the prediction's own shape are one-hot rows (``onehotbatch(...,
     dtype=int)``, Flux's integer matrices), not labels."""
     if type(y).__name__ != "Tracer":  # (traced integers exist only inside fl.compile)
-        y = as_array(y)
+        y = library_asarray(y)
     return y.dtype.kind in "iu" and _shape(y) != _shape(yhat)
 
 
@@ -148,7 +148,7 @@ def _check_labels(labels, n, name):
 def pick(name, x, labels, axis):
     """``x`` at each sample's label along ``axis`` (the class axis): shape of ``labels``."""
     if type(labels).__name__ != "Tracer":
-        labels = as_array(labels)
+        labels = library_asarray(labels)
     shape = np.shape(x)
     axis = class_axis(name, x, axis) % len(shape)
     expected = shape[:axis] + shape[axis + 1:]

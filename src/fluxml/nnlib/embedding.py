@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.ad.arrays import library_asarray
 from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.ad.define import deflinear, defvjp, primitive
-from fluxml.backend.registry import as_array
 
 __all__ = ["embedding"]
 
@@ -78,7 +78,7 @@ def embedding(weight, idx):
                          "features...); got a scalar")
     idx = raw(idx)
     if type(idx) is not Tracer:  # (inside fl.compile the indices are traced)
-        idx = as_array(idx)  # (CuPy's indices stay on the GPU)
+        idx = library_asarray(idx)  # (CuPy's indices stay on the GPU)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers; got dtype {idx.dtype}")
     # checked where the values are: inside fl.compile, on every run of the program

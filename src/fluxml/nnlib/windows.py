@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import threading
 
 import numpy as np
 
 from fluxml._checks import is_int
-from fluxml._kernel_modules import KERNEL_MODULES
+from fluxml._kernel_modules import kernel_module
 from fluxml.ad.core import bottom
 
 
@@ -37,11 +36,7 @@ def array_module(*arrays):
     the kernels run on: ``ArrayBackend.kernels``), else NumPy."""
     for a in arrays:
         t = type(a)
-        if t is np.ndarray:
-            continue
-        if t.__module__.startswith("cupy"):
-            return sys.modules["cupy"]
-        module = KERNEL_MODULES.get(t)
+        module = None if t is np.ndarray else kernel_module(t)
         if module is not None:
             return module
     return np

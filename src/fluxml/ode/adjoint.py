@@ -38,25 +38,17 @@ import numpy as np
 
 from fluxml._checks import flag
 from fluxml.ad.api import _is_float, pullback
+from fluxml.ad.arrays import library_asarray, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, open_traces, raw, remove_last
 from fluxml.ad.custom import CLOSED_OVER, custom_vjp
 from fluxml.ad.matrices import jacobian
 from fluxml.ad.writeback import apply, changes, restore_parts
-from fluxml.backend.registry import as_array
 from fluxml.ode import checks
 from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
 from fluxml.ode.jacobians import jac_for, time_derivative
 from fluxml.ode.rk import Step
 from fluxml.tree import REPEATED, flatten, unflatten
 
-
-def _zeros(n, like):
-    """``n`` float64 zeros, made by the array library of ``like`` where it is another than
-    NumPy (CuPy's on a GPU: NumPy's would mix devices in the packed vector)."""
-    if like is None or type(like) is np.ndarray or type(like) is Tracer or \
-            isinstance(like, np.generic):
-        return np.zeros(n)
-    return np.zeros_like(like, shape=n, dtype=float)
 
 class SensitivityAlgorithm:
     """Base of the ``sensealg=`` choices."""
@@ -221,8 +213,8 @@ class _Params:
         return [np.reshape(part, np.shape(like)) for like, part in self._parts(vec)]
 
     def pack(self, cts):
-        like = next((raw(c) for c in cts if c is not None), None)
-        parts = [_zeros(n, like) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
+        xp = module_of(next((c for c in cts if c is not None), None))  # (CuPy's: zeros there)
+        parts = [xp.zeros(n) if c is None else np.ravel(c) for c, n in zip(cts, self.sizes)]
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def pack_cotangents(self, cts):
@@ -383,9 +375,8 @@ class _Backward:
         n = np.size(raw(y0))
         self.y0_flat = np.reshape(raw(y0), -1)
         self.y0_shape = np.shape(raw(y0))
-        # (float64, as the backward solve; made by y0's array library: CuPy's on a GPU)
-        lam = np.zeros_like(self.y0_flat, shape=n, dtype=float)
-        mu = np.zeros_like(self.y0_flat, shape=self.params.size, dtype=float)
+        xp = module_of(self.y0_flat)  # (float64, as the backward solve; CuPy's on a GPU)
+        lam, mu = xp.zeros(n), xp.zeros(self.params.size)
         alg = self.alg
         self.u_back = None
         integrated = False
@@ -489,7 +480,7 @@ class _Backward:
     def backsolve(self, start, end, u_saved, u_end, lam, mu, i):
         n = lam.size
         # (float: a float32 state's u solved in float64 beside lambda; a complex one kept)
-        u = as_array(raw(u_saved), np.result_type(raw(u_saved), float)).reshape(-1)
+        u = library_asarray(raw(u_saved), np.result_type(raw(u_saved), float)).reshape(-1)
         if self.u_back is not None:
             self.check_drift(self.u_back, u, start)
         # u growing 1e12 times past the forward states at both ends: blowing up (a stiff

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.ad.arrays import library_asarray
 from fluxml.ad.core import Tracer, raw
-from fluxml.backend.registry import as_array
 from fluxml.tree import align, flatten, keyed, unflatten
 
 
@@ -57,7 +57,7 @@ class Packer:
             x = parts[0]
             if type(x) is Tracer:
                 return x
-            x = as_array(x)  # (a CuPy state stays CuPy's)
+            x = library_asarray(x)  # (a CuPy state stays CuPy's)
             return x if x.dtype.kind in "fc" else x.astype(float)
         return np.concatenate(parts)
 

@@ -275,7 +275,7 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     start, stop = _cast(as_array(start, dt), dt), _cast(as_array(stop, dt), dt)
     # (a number beside a CuPy end goes there too, and so do the steps)
     start, stop = array_beside(start, stop), array_beside(stop, start)
-    xp = module_of(stop) if module_of(start) is np else module_of(start)
+    xp = module_of(stop)
     delta = stop - start
     y = xp.arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
     if div > 0:
