@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_DEMO := $(VENV)/.installed-demo
+# The suite in parallel processes (pytest-xdist), one a core and at most four: most tests are
+# single-threaded Python. `make test PYTEST_WORKERS=` runs it in one process.
+PYTEST_WORKERS ?= -n auto --maxprocesses 4
 
 .PHONY: demo test lint bench clean
 
@@ -29,7 +32,7 @@ demo: $(STAMP_DEMO)
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks examples
