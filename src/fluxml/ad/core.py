@@ -286,11 +286,12 @@ def bottom(x):
 
 def first_order(*xs) -> bool:
     """Is each of ``xs`` a plain array (or None), or a value of ``fl.compile``'s program (an
-    IR tracer) with no derivative being taken through it? A rule may then run its NumPy
-    kernel through :func:`untraced` (under compile: recorded as one call)."""
+    IR tracer, not of a GPU's arrays) with no derivative being taken through it? A rule may
+    then run its NumPy kernel through :func:`untraced` (under compile: recorded as one call)."""
     for x in xs:
         t = type(x)
-        if t is np.ndarray or x is None or (t is Tracer and raw(x) is x):
+        if t is np.ndarray or x is None or (t is Tracer and raw(x) is x
+                                              and not x._trace.device):
             continue
         return False
     return True
@@ -387,6 +388,9 @@ class Trace:
     # on traced values of lower levels too: a branch traced only to check it does
     # (compiler/subprogram.py)
     takes_outer = False
+    # Whether its values are another library's arrays (a GPU's) that it traces through host
+    # copies (fl.compile's cupy back end): NumPy-only kernels must not be recorded for them
+    device = False
 
     def __init__(self):
         self.level = next(_levels)

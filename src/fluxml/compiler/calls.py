@@ -12,6 +12,7 @@ import types
 
 import numpy as np
 
+from fluxml._kernel_modules import kernel_module
 from fluxml.ad.core import Tracer
 from fluxml.ad.reached import open_walk
 from fluxml.compiler import passes
@@ -100,8 +101,9 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
             key = ("number", numbers[i][0]) if number else id(x)
             t = by_id.get(key)
             if t is None:
-                # (a jax.Array's example for the trace's metadata: a NumPy copy)
-                t = by_id[key] = tr.input(np.asarray(x) if is_jax(x) else x)
+                example = host_example(x)
+                tr.device |= example is not x and not is_jax(x)
+                t = by_id[key] = tr.input(example)
                 tracers.append(t)
                 positions.append(i)
             new_leaves.append(t)
@@ -137,6 +139,17 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
     out_leaves = _fresh_results(tr, out_leaves, returned, in_vars, writes)
     outputs = [_output(tr, x) for x in out_leaves]
     return Program(in_vars, tr.eqns, outputs, writes), positions, out_spec, aliases, returned
+
+
+def host_example(x):
+    """A leaf's value as the trace computes with it: a NumPy copy of a ``jax.Array`` (for the
+    trace's metadata) or of a GPU's array (CuPy's: the examples and the constants the trace
+    makes are NumPy's; the cupy back end moves those constants to the device)."""
+    if is_jax(x):
+        return np.asarray(x)
+    if type(x) is not np.ndarray and kernel_module(type(x)) is not None:
+        return x.get()
+    return x
 
 
 def _returned(out_leaves, tracers, in_vars, writes, arrays) -> dict:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml.compiler.codegen import Emitter, build, call_source, generate
-from fluxml.compiler.fusion import C_TYPES, Fused
+from fluxml.compiler.fusion import PREAMBLE, Fused
+from fluxml.compiler.subprogram import as_operand
 from fluxml.compiler.trace import CompileError
 
 
@@ -42,10 +43,11 @@ class Kernel:
     def __init__(self, fused: Fused, dtypes, name):
         self.fused = fused
         self.name = name
-        self.params = ", ".join(f"{C_TYPES[np.dtype(d).name]} x{k}"
-                                for k, d in enumerate(dtypes))
-        self.result = f"{C_TYPES[fused.dtype.name]} out"
-        self.operation = "out = " + fused.c_expression([f"x{k}" for k in range(len(dtypes))])
+        # (CuPy reads a parameter's type as NumPy names it: "float32 x0", not "float x0")
+        self.params = ", ".join(f"{np.dtype(d).name} x{k}" for k, d in enumerate(dtypes))
+        self.result = f"{fused.dtype.name} out"
+        names = [f"x{k}" for k in range(len(dtypes))]
+        self.operation = "out = " + fused.c_expression(names, dtypes)
         self._kernel = None
 
     def __call__(self, *inputs, out=None):
@@ -54,7 +56,7 @@ class Kernel:
             if cupy is None:
                 raise _no_cupy()
             self._kernel = cupy.ElementwiseKernel(self.params, self.result, self.operation,
-                                                  self.name)
+                                                  self.name, preamble=PREAMBLE)
         return self._kernel(*inputs) if out is None else self._kernel(*inputs, out)
 
 
@@ -79,7 +81,38 @@ def lower(program, names, fname):
         return call_source(em, eqn)
 
     source, namespace = generate(program, names, fname, em=em, line=line)
-    return source, build(source, namespace, fname)
+    if cupy is None:
+        return source, build(source, namespace, fname)
+    # The trace computed on host copies (calls.host_example): its constants are NumPy's, and
+    # so are the 0-d arrays it makes of numbers (as_operand): all on the GPU here.
+    for k, v in namespace.items():
+        if type(v) is np.ndarray:
+            namespace[k] = cupy.asarray(v)
+        elif v is as_operand:
+            namespace[k] = lambda x: _moved(cupy, as_operand(x))
+    return source, _host_inputs(cupy, build(source, namespace, fname),
+                                sorted({pos for pos, _ in program.writes}))
+
+
+def _moved(cupy, x):
+    return cupy.asarray(x) if type(x) is np.ndarray else x
+
+
+def _host_inputs(cupy, fn, written):
+    """``fn`` taking 0-d NumPy arrays among its GPU arrays (an optimiser's step counters, kept
+    on the host, where eagerly they meet the arrays only as Python numbers): moved to the GPU
+    for the call, and the new values of those it writes copied back. (A larger NumPy array
+    is refused by CuPy, as eagerly.)"""
+    def run(*arrays):
+        moved = [cupy.asarray(a) if type(a) is np.ndarray and not a.ndim else a
+                 for a in arrays]
+        outs = fn(*moved)
+        for k in written:
+            if moved[k] is not arrays[k]:
+                arrays[k][...] = moved[k].get()
+        return outs
+
+    return run
 
 
 def _dtype(a):

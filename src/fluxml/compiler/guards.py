@@ -29,6 +29,7 @@ import re
 import numpy as np
 
 from fluxml._dtypes import is_jax
+from fluxml._kernel_modules import kernel_module
 from fluxml.compiler.codegen import build
 from fluxml.compiler.trace import CompileError
 from fluxml.treenodes import _UNSET, _fields, slots
@@ -149,9 +150,10 @@ def memory_pattern(arrays) -> tuple:
 
 
 def is_array(x) -> bool:
-    """An array leaf: NumPy's, another library's ``ndarray`` (CuPy), or a ``jax.Array``."""
+    """An array leaf: NumPy's, another library's ``ndarray`` (CuPy's, or a library the kernels
+    were registered for), or a ``jax.Array``."""
     return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape")) \
-        or is_jax(x)
+        or kernel_module(type(x)) is not None or is_jax(x)
 
 
 _is_array = is_array

@@ -174,12 +174,13 @@ class IRTrace(Trace):
     """Records every primitive applied to its tracers as an equation of a program."""
 
     __slots__ = ("eqns", "count", "thread", "shadows", "nodes", "arguments", "hidden", "draws",
-                 "replaying")
+                 "replaying", "device")
     differentiates = False  # a compiled forward is a forward: train/test layers in test mode
 
     def __init__(self):
         super().__init__()
         self.eqns: list[Eqn] = []
+        self.device = False  # (set by calls.trace for a GPU's arrays, traced on host copies)
         self.count = 0
         self.thread = get_ident()  # the thread whose random draws this trace records
         self.shadows: dict = {}  # id(generator) -> (generator, its copy that examples use)
@@ -470,7 +471,9 @@ def _dtype(a):
 
 
 def _fresh(c):
-    return c.copy() if isinstance(c, np.ndarray) else np.array(c)
+    """A new buffer holding the constant ``c`` (a NumPy array, a GPU's on the cupy back end,
+    or a number: a 0-d array)."""
+    return np.array(c) if isinstance(c, (int, float, complex, np.generic)) else c.copy()
 
 
 _fresh.impure = True  # a new buffer on every run: never shared, folded or dropped if written
