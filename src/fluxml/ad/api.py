@@ -446,6 +446,9 @@ def _one_like(value):
     # lazy: the backends sit above the engine; only another library's loss comes here
     from fluxml.backend import array_module
 
+    device = getattr(getattr(value, "_trace", None), "device", None)
+    if device is not None:  # fl.compile of a GPU's arrays: the seed on the GPU, as eagerly
+        return device.ones((), value.dtype)
     return array_module(value).ones((), value.dtype)
 
 

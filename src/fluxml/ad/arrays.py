@@ -15,14 +15,17 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._kernel_modules import kernel_module
-from fluxml.ad.core import Tracer, bottom
+from fluxml.ad.core import Tracer, raw
 
 
 def module_of(x):
     """NumPy, or the module of the array library (CuPy's) that holds the concrete value under
     ``x``: where a rule makes a constant to combine with ``x`` (a mask, an identity, zeros),
     so that a GPU's arrays do not meet NumPy's."""
-    t = type(bottom(x))
+    v = raw(x)
+    if type(v) is Tracer:  # a value of fl.compile's program: of a GPU's arrays (traced on
+        return v._trace.device or np  # host copies) or NumPy's
+    t = type(v)
     return np if t is np.ndarray else kernel_module(t) or np
 
 

@@ -388,9 +388,10 @@ class Trace:
     # on traced values of lower levels too: a branch traced only to check it does
     # (compiler/subprogram.py)
     takes_outer = False
-    # Whether its values are another library's arrays (a GPU's) that it traces through host
-    # copies (fl.compile's cupy back end): NumPy-only kernels must not be recorded for them
-    device = False
+    # The module of another library's arrays (a GPU's: cupy) that it traces through host
+    # copies (fl.compile's cupy back end), or None: NumPy-only kernels must not be recorded
+    # for them, and a gradient's seed is made in that library, as eagerly
+    device = None
 
     def __init__(self):
         self.level = next(_levels)

@@ -102,7 +102,8 @@ def trace(fn, args, leaves, spec, numbers=None, body=None):
             t = by_id.get(key)
             if t is None:
                 example = host_example(x)
-                tr.device |= example is not x and not is_jax(x)
+                if example is not x and not is_jax(x):  # (a GPU's array: its library)
+                    tr.device = kernel_module(type(x))
                 t = by_id[key] = tr.input(example)
                 tracers.append(t)
                 positions.append(i)

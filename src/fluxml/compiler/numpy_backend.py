@@ -19,9 +19,15 @@ from fluxml.nnlib.conv import CONV
 from fluxml.nnlib.convbias import CONV_BIAS, CONV_BIAS_RELU
 
 
-def lower(program, names, fname):
-    """``(source, function)``."""
+def lower(program, names, fname, device=None):
+    """``(source, function)``. ``device``: the module (cupy) of the arrays it will run on,
+    where a program traced on their host copies (a control-flow branch of the cupy back end)
+    runs NumPy's functions on them (which hand them to that library): its constants go
+    there."""
     source, namespace = generate(program, names, fname)
+    if device is not None:
+        namespace = {k: device.asarray(v) if type(v) is np.ndarray else v
+                     for k, v in namespace.items()}
     return source, build(source, namespace, fname)
 
 

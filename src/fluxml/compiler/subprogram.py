@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml._kernel_modules import kernel_module
 from fluxml.ad import mutation
 from fluxml.ad.core import DifferentiationError, Tracer, bind, is_weak, raw, untraced, weak_handle
 from fluxml.ad.weak import WEAK
@@ -185,6 +186,7 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     gives the shapes); ``what`` names the function in errors."""
     tr = SubTrace(check_only)
     outer = current()
+    tr.device = getattr(outer, "device", None)  # (a GPU's arrays, traced on host copies)
     inputs = [tr.input(example(x), f"a{k}") for k, x in enumerate(leaves)]
     in_vars = [t._box for t in inputs]
     watching = mutation.outer_write_watchers.stack
@@ -265,10 +267,20 @@ class Branch:
                       for o in program.outputs]
         self.consts = [k for k, o in enumerate(program.outputs) if type(o) is Const]
         names = [f"a{k}" for k in range(len(program.inputs))]
-        self.source, self.run = numpy_backend.lower(passes.optimise(program), names, name)
+        optimised = passes.optimise(program)
+        self.source, self.run = numpy_backend.lower(optimised, names, name)
+        # traced for a GPU's arrays (the cupy back end), on host copies: the trace runs it on
+        # those, the compiled program on the GPU's, with its constants there
+        device = getattr(current(), "device", None)
+        self.on_device = None if device is None else \
+            numpy_backend.lower(optimised, names, name, device)[1]
 
     def __call__(self, *args):
-        return fresh(self, self.run(*args), args)
+        run = self.run
+        if self.on_device is not None and any(type(a) is not np.ndarray and
+                                              kernel_module(type(a)) for a in args):
+            run = self.on_device
+        return fresh(self, run(*args), args)
 
     def replayable(self, what: str):
         """Raise unless the program can be differentiated by replaying it: a custom_vjp or

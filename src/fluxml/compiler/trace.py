@@ -23,6 +23,7 @@ from threading import get_ident
 
 import numpy as np
 
+from fluxml._kernel_modules import kernel_module
 from fluxml.ad.core import COMPILING, COMPILING_LOCK, Opaque, Trace, Tracer, compiling, remove_last
 from fluxml.ad.mutation import link_view
 from fluxml.ad.weak import WEAK, as_weak, python_number
@@ -180,7 +181,7 @@ class IRTrace(Trace):
     def __init__(self):
         super().__init__()
         self.eqns: list[Eqn] = []
-        self.device = False  # (set by calls.trace for a GPU's arrays, traced on host copies)
+        self.device = None  # (set by calls.trace for a GPU's arrays, traced on host copies)
         self.count = 0
         self.thread = get_ident()  # the thread whose random draws this trace records
         self.shadows: dict = {}  # id(generator) -> (generator, its copy that examples use)
@@ -395,6 +396,10 @@ class IRTrace(Trace):
             return self._lift(a)  # a list of arrays (np.concatenate): Slots in the inputs
         if t in WEAK:  # a traced Python number of a transform above: one, weak, for NumPy
             a = a.item()
+        elif self.device and kernel_module(t) is not None:  # a GPU's array the function
+            self._refuse_side_reads(a)  # closed over: a constant, traced on its host copy
+            c = _constant(a.get())  # (the cupy back end moves it back: cupy_backend.lower)
+            return c, c.value
         elif self.hidden and hasattr(a, "shape"):  # another library's array (a jax.Array)
             self._refuse_side_reads(a)
         return a, a
@@ -423,6 +428,9 @@ class IRTrace(Trace):
                     "fl.compile: an object array in a parameter is not supported"))
             self._refuse_side_reads(x)
             x = _constant(x).value
+        elif self.device and kernel_module(t) is not None:  # (as in _operand: a host copy)
+            self._refuse_side_reads(x)
+            x = _constant(x.get()).value
         elif t in WEAK:  # (as in _operand)
             x = x.item()
         return x, x
