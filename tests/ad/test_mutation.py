@@ -578,6 +578,21 @@ def test_creation_like_a_traced_array():
     assert type(fl.pullback(lambda x: np.zeros(2, like=x), x)[0]) is np.ndarray
 
 
+@pytest.mark.parametrize("make", [
+    lambda x: np.eye(3, like=x), lambda x: np.eye(3, 2, k=-1, dtype=np.float32, like=x),
+    lambda x: np.identity(3, like=x), lambda x: np.tri(3, 4, k=1, like=x),
+], ids=["eye", "eye(m, k, dtype)", "identity", "tri"])
+def test_matrices_like_a_traced_array(make):
+    # (they had no rule: "np.eye was called on a traced array"; like= is how code that runs
+    # on a GPU's arrays too makes its constants there)
+    x = np.array([0.5, -1.0, 2.0])
+    want = make(np.ones(1))
+    np.testing.assert_array_equal(fl.pullback(make, x)[0], want)
+    assert fl.pullback(make, x)[0].dtype == want.dtype
+    (g,) = fl.gradient(lambda x: np.sum(make(x)[:, :1] * x[:, None] ** 2), x)
+    np.testing.assert_allclose(g, 2 * x * want[:3, 0])
+
+
 def test_numpy_scalars_stay_immutable():
     def f(x):
         s = x[1]  # a NumPy scalar, as in NumPy

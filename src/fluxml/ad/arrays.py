@@ -63,6 +63,32 @@ def array_beside(a, like):
     return a if xp is np or type(a) is not np.ndarray else xp.asarray(a)
 
 
+def as_arrays(*values) -> list:
+    """``values`` as arrays of one library: arrays (traced or not) as they are, and lists and
+    numbers made in the library of the arrays among them (a GPU's, where NumPy's would mix
+    devices: ``np.concatenate([[0.0], x])``, ``np.convolve(x, [1.0, -2.0, 1.0])``). A NumPy
+    array beside a GPU's stays: that mix is the caller's, and refused by name.
+
+    >>> import numpy as np
+    >>> as_arrays([1.0, 2.0], np.ones(2))
+    [array([1., 2.]), array([1., 1.])]
+    """
+    made = [not hasattr(v, "shape") for v in values]  # (lists, tuples and numbers)
+    xp = next((m for m in (module_of(v) for v, new in zip(values, made) if not new)
+               if m is not np), np)
+    return [as_array(v) if not new or xp is np else xp.asarray(v)
+            for v, new in zip(values, made)]
+
+
+def host_array(a):
+    """``a`` as a NumPy array: another library's (CuPy's) copied to the host, for a check or
+    a computation of positions that NumPy makes."""
+    v = raw(a)
+    if type(v) is not np.ndarray and kernel_module(type(v)) is not None:
+        return v.get()
+    return np.asarray(v)
+
+
 def add_at(acc, idx, values) -> None:
     """``np.add.at(acc, idx, values)``; into another library's array (CuPy's), its NumPy
     index arrays (``x[np_idx]`` read from a GPU array) go to that library first."""

@@ -48,7 +48,7 @@ CASES += [
     (np.linalg.eigvalsh, np.linalg.eigvalsh, (HPD,)),
     (np.linalg.cholesky, np.linalg.cholesky, (HPD,)),
     (np.linalg.cholesky, lambda z: np.linalg.cholesky(z, upper=True), (HPD,)),
-    (np.linalg.cholesky, lambda z: np.linalg.cholesky(z @ np.conj(z.T) + np.eye(4)), (ZA,)),
+    (np.linalg.cholesky, lambda z: np.linalg.cholesky(z @ np.conj(z.T) + np.eye(4, like=z)), (ZA,)),
     (np.linalg.svd, lambda z: (lambda u, s, vh: np.abs(u) ** 2 * s)(
         *np.linalg.svd(z, full_matrices=False)), (ZW,)),
     (np.linalg.svd, lambda z: (lambda u, s, vh: s[:, None] * np.abs(vh) ** 2)(

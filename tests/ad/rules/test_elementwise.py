@@ -69,7 +69,7 @@ CASES = [
     (np.modf, np.modf, (A,)),
     (np.frexp, lambda x: np.frexp(x)[0], (A,)),
     (np.heaviside, np.heaviside, (A, B)),
-    (np.heaviside, lambda h: np.heaviside(np.array([0.0, 1.0, -1.0, 0.0]), h), (B,)),
+    (np.heaviside, lambda h: np.heaviside(np.array([0.0, 1.0, -1.0, 0.0], like=h), h), (B,)),
     # exponentials and logarithms
     (np.exp, np.exp, (A,)),
     (np.exp2, np.exp2, (A,)),

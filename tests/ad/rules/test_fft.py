@@ -55,7 +55,7 @@ CASES = [
     (fft.ihfft, fft.ihfft, (X,)),
     (fft.ihfft, lambda x: fft.ihfft(x, n=8, axis=0, norm="backward"), (X,)),
     # round trips and a real loss through a spectrum
-    (fft.ifft, lambda x: np.real(fft.ifft(fft.fft(x) * np.exp(-np.arange(6.0)))), (X,)),
+    (fft.ifft, lambda x: np.real(fft.ifft(fft.fft(x) * np.exp(-np.arange(6.0, like=x)))), (X,)),
     (fft.rfft, lambda x: fft.irfft(fft.rfft(x) ** 2, n=6), (X,)),  # rfft: real inputs only
 ]
 

@@ -51,7 +51,7 @@ def _svd(f):
 
 def _spd(x):
     """A symmetric positive definite matrix built from ``x`` (all entries matter)."""
-    return x @ np.swapaxes(x, -1, -2) + 3 * np.eye(x.shape[-1], dtype=x.dtype)
+    return x @ np.swapaxes(x, -1, -2) + 3 * np.eye(x.shape[-1], dtype=x.dtype, like=x)
 
 
 # (NumPy callable, test function, arguments). Decompositions are checked through functions that

@@ -1,6 +1,7 @@
 """Array creation from a traced value: NumPy's ``like=`` argument.
 
-``np.zeros(shape, like=x)``, ``np.empty``, ``np.ones``, ``np.full``, ``np.arange`` and
+``np.zeros(shape, like=x)``, ``np.empty``, ``np.ones``, ``np.full``, ``np.arange``,
+``np.eye``, ``np.identity``, ``np.tri`` and
 ``np.array`` / ``np.asarray`` hand creation to ``x``'s ``__array_function__`` when ``like=``
 names an array of another type. For a traced ``x`` they return a traced array of ``x``'s
 level: a buffer that may then be filled in place (``buf[i] = ...`` is recorded), or, for
@@ -59,6 +60,21 @@ def full(like, shape, fill_value, dtype=None, order="C", **kwargs):
 @_creates(np.arange)
 def arange(like, *args, **kwargs):
     return _constant(like, np.arange(*args, **kwargs))
+
+
+@_creates(np.eye)
+def eye(like, N, M=None, k=0, dtype=float, order="C", **kwargs):  # (NumPy's names: it
+    return _constant(like, np.eye(N, M, k, dtype, order))  # passes M by keyword)
+
+
+@_creates(np.identity)
+def identity(like, n, dtype=None, **kwargs):
+    return _constant(like, np.identity(n, dtype))
+
+
+@_creates(np.tri)
+def tri(like, N, M=None, k=0, dtype=float, **kwargs):
+    return _constant(like, np.tri(N, M, k, dtype))
 
 
 @_creates(np.array, np.asarray, np.asanyarray)

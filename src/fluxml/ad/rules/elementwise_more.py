@@ -211,7 +211,10 @@ def real(val):
 @function(np.imag)
 def imag(val):
     if type(val) is Tracer and val.dtype.kind != "c":
-        # NumPy: read-only zeros, in F order for an F array (else C), no derivative
+        # NumPy: read-only zeros, in F order for an F array (else C), no derivative (a GPU's
+        # array: its library's zeros, which cannot be made read-only)
+        if module_of(val) is not np:
+            return module_of(val).zeros(val.shape, val.dtype)
         flags = getattr(raw(val), "flags", None)
         zeros = np.zeros(val.shape, val.dtype, order="F" if flags and flags.fnc else "C")
         zeros.flags.writeable = False

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from fluxml.ad import errors
-from fluxml.ad.arrays import as_array
+from fluxml.ad.arrays import as_array, module_of
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, lookup, raw
 from fluxml.ad.mutation import into_out
 from fluxml.ad.rules.layouts import in_iterator_order_of
@@ -72,7 +72,7 @@ def reduce(ufunc, a, axis=0, dtype=None, out=None, keepdims=False, initial=None,
     if initial is None:
         result, start = flat[0], 1
     else:
-        result, start = np.broadcast_to(np.asarray(raw(initial), flat.dtype)
+        result, start = np.broadcast_to(module_of(flat).asarray(raw(initial), flat.dtype)
                                         if type(initial) is not Tracer else initial, shape), 0
     for i in range(start, n):
         step = ufunc(result, flat[i])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.arrays import add_at, as_array, module_of
+from fluxml._kernel_modules import kernel_module
+from fluxml.ad.arrays import add_at, as_array, host_array, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
 from fluxml.ad.sweep import Sparse
@@ -173,24 +174,31 @@ def _own_index(i):
 def has_repeats(idx) -> bool:
     """True when an advanced integer index names one element twice (assignment through it
     would depend on NumPy's unspecified write order)."""
-    items = idx if isinstance(idx, tuple) else (idx,)
-    arrays = [np.asarray(i) for i in items
-              if isinstance(i, (list, np.ndarray)) and np.asarray(i).dtype.kind in "iu"]
+    items = _host_items(idx)
+    arrays = [i for i in items if isinstance(i, np.ndarray) and i.dtype.kind in "iu"]
     if not arrays:
         return False
     flat = np.stack([a.ravel() for a in np.broadcast_arrays(*arrays)], axis=1)
     return len(np.unique(flat, axis=0)) < len(flat)
 
 
+def _host_items(idx) -> tuple:
+    """The parts of an index, its lists and index arrays as NumPy arrays: a GPU's copied to
+    the host, where its repeats are found (a write through repeats keeps the last value, and
+    only the last gets a derivative: missed, a GPU's index gave both)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return tuple(np.asarray(i) if isinstance(i, list) else
+                 host_array(i) if kernel_module(type(i)) is not None else i for i in items)
+
+
 def last_writes(idx, value, shape):
     """``(idx, value)`` reduced to the last write to each element, for an index made only of
     integer arrays that names elements twice (NumPy writes in order, so the last one stays);
     None when the index has other parts."""
-    items = idx if isinstance(idx, tuple) else (idx,)
-    if not all(isinstance(i, (list, np.ndarray)) and np.asarray(i).dtype.kind in "iu"
-               for i in items):
+    items = _host_items(idx)
+    if not all(isinstance(i, np.ndarray) and i.dtype.kind in "iu" for i in items):
         return None
-    arrays = np.broadcast_arrays(*[np.asarray(i) for i in items])
+    arrays = np.broadcast_arrays(*items)
     coords = np.stack([a.ravel() for a in arrays], axis=1) % np.array(shape[:len(items)])
     k = len(coords)
     _, first_in_reversed = np.unique(coords[::-1], axis=0, return_index=True)
@@ -239,8 +247,8 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     if out is not None:
         raise DifferentiationError("np.take(..., out=) is not supported on traced arrays")
     indices = raw(indices)
-    if type(indices) is not Tracer:  # (under fl.compile, traced indices are recorded)
-        indices = np.asarray(indices)
+    if type(indices) is not Tracer:  # (under fl.compile, traced indices are recorded; a
+        indices = as_array(indices)  # GPU's index array stays the GPU's)
     if np.size(raw(a)) == 0:  # nothing is taken (NumPy accepts any index then)
         return np.take(raw(a), indices, axis=axis, mode=mode)
     if mode == "wrap":

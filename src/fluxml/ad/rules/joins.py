@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from fluxml.ad import mutation
-from fluxml.ad.arrays import array_beside, as_array, module_of
+from fluxml.ad.arrays import array_beside, as_array, as_arrays, module_of
 from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.mutation import into_out
@@ -59,7 +59,7 @@ deflinear(SPLIT)
 
 @function(np.concatenate)  # np.concat is the same function
 def concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    arrays = [as_array(a) for a in arrays]
+    arrays = as_arrays(*arrays)
     if dtype is not None:
         arrays = [a.astype(dtype) for a in arrays]
     if axis is None:
@@ -127,7 +127,9 @@ def block(arrays):
         raise ValueError(f"List at {_block_index(index)} cannot be empty")
     ndim = max(arr_ndim, list_ndim)
     leaves = []
-    result = _block(arrays, list_ndim, ndim, 0, leaves)
+    # (numbers and lists made in the library of the arrays among them: a GPU's)
+    xp = next((m for m in map(module_of, _nested_leaves(arrays)) if m is not np), np)
+    result = _block(arrays, list_ndim, ndim, 0, leaves, xp)
     if list_ndim == 0 or list_ndim * size <= 2 * 512 * 512:
         return np.copy(result, order="C") if list_ndim == 0 else result
     f = all(raw(a).flags.f_contiguous for a in leaves)
@@ -164,11 +166,25 @@ def _block_index(index):
     return "arrays" + "".join(f"[{i}]" for i in index if i is not None)
 
 
-def _block(arrays, depth_max, ndim, depth, leaves):
+def _nested_leaves(arrays):
+    if isinstance(arrays, list):
+        for a in arrays:
+            yield from _nested_leaves(a)
+    elif hasattr(arrays, "shape"):
+        yield arrays
+
+
+def _block(arrays, depth_max, ndim, depth, leaves, xp=np):
     if depth < depth_max:
-        parts = [_block(a, depth_max, ndim, depth + 1, leaves) for a in arrays]
+        parts = [_block(a, depth_max, ndim, depth + 1, leaves, xp) for a in arrays]
         return concatenate(parts, axis=-(depth_max - depth))
-    a = arrays if type(arrays) is Tracer else np.array(arrays, ndmin=ndim, copy=None)
+    if type(arrays) is Tracer:
+        a = arrays
+    elif module_of(arrays) is not np or (xp is not np and not hasattr(arrays, "shape")):
+        a = (xp if not hasattr(arrays, "shape") else module_of(arrays)).array(arrays,
+                                                                             ndmin=ndim)
+    else:
+        a = np.array(arrays, ndmin=ndim, copy=None)
     a = np.reshape(a, (1,) * (ndim - a.ndim) + a.shape) if a.ndim < ndim else a
     leaves.append(a)
     return a

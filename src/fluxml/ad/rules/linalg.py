@@ -15,6 +15,7 @@ import string
 
 import numpy as np
 
+from fluxml.ad.arrays import module_of
 from fluxml.ad.core import UFUNCS, DifferentiationError, Tracer, raw, strong
 from fluxml.ad.define import deflinear, defvjp, defvjp_argnum, function, primitive, ufunc
 from fluxml.ad.mutation import index_view, into_out
@@ -103,17 +104,18 @@ def _einsum_vjp(pos, g, ans, *operands, subscripts, optimize):
     present = set("".join(terms))
     fresh = (c for c in _LETTERS if c not in subscripts)
     dtype = x.dtype if x.dtype.kind in "fc" else np.float64
+    xp = module_of(g)  # (the identities and ones beside a GPU's cotangent: the GPU's)
     result = ""
     for d, (label, n) in enumerate(zip(target, x.shape)):
         if label in target[:d]:
             new = next(fresh)
             terms.append(label + new)
-            arrays.append(np.eye(n, dtype=dtype))
+            arrays.append(xp.eye(n, dtype=dtype))
             result += new
             continue
         if label not in present and target.count(label) == 1:
             terms.append(label)
-            arrays.append(np.ones(n, dtype=dtype))
+            arrays.append(xp.ones(n, dtype=dtype))
         result += label
     if not isinstance(optimize, (bool, str)):  # an explicit path names the forward operands
         optimize = True

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.arrays import as_array, module_of
+from fluxml.ad.arrays import array_beside, as_array, module_of
 from fluxml.ad.core import Tracer, known_none, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
@@ -109,6 +109,7 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     if a.size == 0:
         return nanmedian(a, axis, out, keepdims=keepdims)
     s, shape, count = _sorted_counts(a, axis, keepdims)
+    q = array_beside(q, count)  # (a GPU's counts: the quantiles there too)
     pos = q.reshape((-1,) + (1,) * count.ndim) * (count - 1)  # (quantile, slice...)
     lo = np.floor(pos).astype(np.intp)
     hi = np.minimum(lo + 1, count - 1)
@@ -166,7 +167,8 @@ def _nanvar(a, axis, dtype, ddof, keepdims, where, mean, correction):
             raise ValueError("ddof and correction can't be provided simultaneously.")
         ddof = correction
     axis = _axis(axis)
-    keep = ~nan if _no_mask(where) else ~nan & np.broadcast_to(raw(where), nan.shape)
+    keep = ~nan if _no_mask(where) else ~nan & np.broadcast_to(array_beside(raw(where), nan),
+                                                              nan.shape)
     count = np.sum(keep, axis=axis, keepdims=True)
     arr = _masked(arr, where, 0)
     if mean is None:

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from fluxml.ad.arrays import array_beside, as_array, module_of
+from fluxml.ad.arrays import array_beside, as_array, as_arrays, module_of
 from fluxml.ad.core import (
     DifferentiationError,
     Tracer,
@@ -110,6 +110,7 @@ def unwrap(p, discont=None, axis=-1, *, period=2 * np.pi):
 
 @function(np.convolve)
 def convolve(a, v, mode="full"):
+    a, v = as_arrays(a, v)
     a, v = _vector(a, "a", "np.convolve"), _vector(v, "v", "np.convolve")
     if v.shape[0] > a.shape[0]:
         a, v = v, a
@@ -118,6 +119,7 @@ def convolve(a, v, mode="full"):
 
 @function(np.correlate)
 def correlate(a, v, mode="valid"):
+    a, v = as_arrays(a, v)
     a, v = _vector(a, "a", "np.correlate"), _vector(v, "v", "np.correlate")
     if np.iscomplexobj(raw(v)):
         v = np.conjugate(v)
@@ -229,7 +231,7 @@ def polyint(p, m=1, k=None):
 def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     if axis is not None:
         axisa = axisb = axisc = axis
-    a, b = as_array(a), as_array(b)
+    a, b = as_arrays(a, b)
     if a.ndim < 1 or b.ndim < 1:
         raise ValueError("At least one array has zero dimension")
     a = np.moveaxis(a, normalize_axis_index(axisa, a.ndim, msg_prefix="axisa"), -1)
@@ -306,8 +308,8 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
 @function(np.logspace)
 def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
     if not isinstance(base, (float, int)) and np.ndim(base):
-        ndmax = np.broadcast(raw(start), raw(stop), raw(base)).ndim
-        start, stop, base = (_ndmin(as_array(v), ndmax) for v in (start, stop, base))
+        ndmax = len(np.broadcast_shapes(*(np.shape(raw(v)) for v in (start, stop, base))))
+        start, stop, base = (_ndmin(v, ndmax) for v in as_arrays(start, stop, base))
         base = np.expand_dims(base, axis=axis)
     y = np.power(base, linspace(start, stop, num=num, endpoint=endpoint, axis=axis))
     return y if dtype is None else _cast(y, np.dtype(dtype))

@@ -54,7 +54,7 @@ def _partition_index(value, kth, axis, kind):
     """Entry ``idx[k]`` of ``value`` is at position k of NumPy's partition of it."""
     want = np.partition(value, kth, axis=axis, kind=kind)
     # match the sorted orders of both
-    idx = np.empty(value.shape, np.intp)
+    idx = module_of(value).empty(value.shape, np.intp)  # (a GPU's value: the GPU's)
     np.put_along_axis(idx, np.argsort(want, axis=axis, kind="stable"),
                       np.argsort(value, axis=axis, kind="stable"), axis=axis)
     return idx

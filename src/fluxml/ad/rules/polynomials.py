@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.arrays import as_array, module_of
+from fluxml.ad.arrays import as_array, as_arrays, module_of
 from fluxml.ad.core import Tracer, example_of, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.layouts import c_ordered
@@ -145,12 +145,13 @@ def roots(p):
     if p.dtype.kind not in "fc":
         p = p.astype(float)
     n = p.shape[0]
+    xp = module_of(p)  # (the companion matrix's constants beside a GPU's p: the GPU's)
     if n > 1:
-        below = np.diag(np.ones((n - 2,), p.dtype), -1)[1:]
+        below = xp.diag(xp.ones((n - 2,), p.dtype), -1)[1:]
         found = np.linalg.eigvals(np.concatenate([(-p[1:] / p[0])[None, :], below]))
     else:
-        found = np.array([])
-    return np.concatenate((found, np.zeros(trailing, found.dtype)))
+        found = xp.array([])
+    return np.concatenate((found, xp.zeros(trailing, found.dtype)))
 
 
 def _warn_rank(rank, order):
@@ -221,7 +222,7 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
 
 def _aligned(a1, a2, op):
     """``op`` of two coefficient vectors, the shorter padded with leading zeros."""
-    a1, a2 = np.atleast_1d(as_array(a1)), np.atleast_1d(as_array(a2))
+    a1, a2 = (np.atleast_1d(a) for a in as_arrays(a1, a2))
     diff = a2.shape[0] - a1.shape[0]
     if diff > 0:
         a1 = np.concatenate((module_of(a1).zeros(diff, a1.dtype), a1))
@@ -238,4 +239,4 @@ def _trimmed(c):
     nonzero = np.flatnonzero(raw(c) != 0)
     if nonzero.size == 0:
         return np.zeros((1,), c.dtype) if c.shape[0] == 0 else c[:1] * 0
-    return c[nonzero[0]:]
+    return c[int(nonzero[0]):]  # (int: a GPU's 0-d index is no slice bound)

@@ -479,10 +479,10 @@ def _masked(a, where, neutral):
     """``a`` with the entries outside the ``where`` mask replaced by ``neutral``."""
     if _no_mask(where):
         return a
-    return np.where(np.broadcast_to(raw(where), a.shape), a, neutral)
+    return np.where(np.broadcast_to(array_beside(raw(where), a), a.shape), a, neutral)
 
 
 def _mask_count(a, where, axis, keepdims):
     """How many entries the mask keeps in each reduction (a float array of a's dtype)."""
-    mask = np.broadcast_to(as_array(raw(where)).astype(bool, copy=False), a.shape)
+    mask = np.broadcast_to(array_beside(raw(where), a).astype(bool, copy=False), a.shape)
     return np.sum(mask, axis=axis, keepdims=bool(keepdims)).astype(a.dtype)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.ad.arrays import as_array
+from fluxml._kernel_modules import kernel_module
+from fluxml.ad.arrays import as_array, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, example_of, raw
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
@@ -23,6 +24,16 @@ def _concrete(x, what):
     return as_array(x)  # (CuPy's stays CuPy's)
 
 
+def _library(*values):
+    """The module of the first of ``values`` held by another library than NumPy (a GPU's),
+    else NumPy."""
+    for v in values:
+        xp = module_of(v)
+        if xp is not np:
+            return xp
+    return np
+
+
 @function(np.select)
 def select(condlist, choicelist, default=0):
     """The first choice whose condition holds, else ``default`` (NumPy's order)."""
@@ -33,7 +44,9 @@ def select(condlist, choicelist, default=0):
         if c.dtype != bool:
             raise TypeError(f"invalid entry in condlist: should be boolean ndarray, got {c.dtype}")
     dtype = np.result_type(*(raw(c) for c in choicelist), raw(default))
-    result = as_array(default)
+    # (a Python number stays one: np.where takes it beside a GPU's arrays, a 0-d NumPy array
+    # not)
+    result = default if isinstance(default, (bool, int, float, complex)) else as_array(default)
     for cond, choice in zip(reversed(conds), reversed(list(choicelist))):
         result = np.where(cond, choice, result)
     result = as_array(result)
@@ -57,7 +70,8 @@ def choose(a, choices, out=None, mode="raise"):
         raise ValueError("invalid entry in choice array")
     shape = np.broadcast_shapes(idx.shape, *(np.shape(raw(c)) for c in choices))
     dtype = np.result_type(*(c if isinstance(c, (int, float)) else raw(c) for c in choices))
-    stacked = np.stack([np.broadcast_to(c if type(c) is Tracer else np.asarray(c, dtype), shape)
+    xp = _library(idx, *choices)  # (a GPU's: the constant choices made there too)
+    stacked = np.stack([np.broadcast_to(c if type(c) is Tracer else xp.asarray(c, dtype), shape)
                         for c in choices])
     result = take_along_axis(stacked, np.broadcast_to(idx, shape)[None], axis=0)[0]
     return into_out(result, out, "np.choose")
@@ -70,13 +84,15 @@ def piecewise(x, condlist, funclist, *args, **kw):
     x = as_array(x)
     first = condlist[0] if not np.isscalar(condlist) else None
     if np.isscalar(condlist) or (not (isinstance(first, (list, np.ndarray)) or (
-            type(first) is Tracer and first.ndim)) and x.ndim != 0):  # NumPy's rule for one
-        # bare condition (a traced one's entry is a 0-d tracer, where NumPy's is a scalar)
+            type(first) is Tracer or kernel_module(type(first)) is not None) and first.ndim)
+            and x.ndim != 0):  # NumPy's rule for one bare condition (an entry of a traced
+        # one, or of a GPU's, is a 0-d array where NumPy's is a scalar)
         condlist = [condlist]
     conds = [np.broadcast_to(_concrete(raw(c), "np.piecewise: conditions").astype(bool),
                              x.shape) for c in condlist]
     if len(funclist) == len(conds) + 1:
-        conds.append(~np.any(np.stack(conds), axis=0) if conds else np.ones(x.shape, bool))
+        conds.append(~np.any(np.stack(conds), axis=0) if conds
+                     else module_of(x).ones(x.shape, bool))
     elif len(funclist) != len(conds):
         raise ValueError(f"with {len(conds)} condition(s), either {len(conds)} or "
                          f"{len(conds) + 1} functions are expected")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluxml.ad.arrays import module_of
 from fluxml.ad.core import raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import getitem, take
@@ -67,8 +68,9 @@ def unique_all(x):
 def unique_inverse(x):
     found = untraced(np.unique_inverse, (x,))
     inverse = np.ravel(found.inverse_indices)
-    first = np.full(found.values.shape[0], inverse.size)
-    np.minimum.at(first, inverse, np.arange(inverse.size))
+    xp = module_of(inverse)  # (a GPU's: its positions there)
+    first = xp.full(found.values.shape[0], inverse.size)
+    np.minimum.at(first, inverse, xp.arange(inverse.size))
     return type(found)(_gathered(x, first), found.inverse_indices)
 
 

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from fluxml.ad import mutation
+from fluxml.ad.arrays import array_beside, as_array, host_array
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import function
 
@@ -45,8 +46,8 @@ def _inside_numpy_full() -> bool:
 @function(np.copyto)
 def copyto(dst, src, casting="same_kind", where=True):
     dst = _target(dst, "np.copyto")
-    if where is not True:
-        src = np.where(raw(where), src, dst)
+    if where is not True:  # (a mask of the destination's library: a GPU's beside a GPU's)
+        src = np.where(array_beside(raw(where), dst), src, dst)
     src_dtype = np.result_type(raw(src))
     if not np.can_cast(src_dtype, dst.dtype, casting=casting):
         raise TypeError(f"np.copyto: cannot cast {src_dtype} to {dst.dtype} "
@@ -60,35 +61,36 @@ def _cycled(values, positions):
     flat = np.ravel(values) if np.ndim(raw(values)) else np.reshape(values, (1,))
     if len(positions) == 0:
         return flat[:0]
-    return np.take(flat, np.asarray(positions) % np.size(raw(flat)))
+    return np.take(flat, array_beside(positions, flat) % np.size(raw(flat)))
 
 
 @function(np.put)
 def put(a, ind, v, mode="raise"):
     a = _target(a, "np.put")
-    ind = np.asarray(raw(ind)).ravel()
+    ind = array_beside(raw(ind), a).ravel()
     n = int(np.prod(a.shape))
     if mode == "wrap":
         ind = np.mod(ind, n)
     elif mode == "clip":
         ind = np.clip(ind, 0, n - 1)
-    mutation.setitem(a, np.unravel_index(ind, a.shape), _cycled(v, np.arange(ind.size)))
+    mutation.setitem(a, np.unravel_index(ind, a.shape),
+                     _cycled(array_beside(v, a), np.arange(ind.size)))
 
 
 @function(np.putmask)
 def putmask(a, mask, values):
     a = _target(a, "np.putmask")
-    mask = np.asarray(raw(mask), dtype=bool)
+    mask = array_beside(raw(mask), a).astype(bool, copy=False)
     # values repeat over the flat positions of a; the masked positions take theirs
-    mutation.setitem(a, mask, _cycled(values, np.flatnonzero(mask)))
+    mutation.setitem(a, mask, _cycled(array_beside(values, a), np.flatnonzero(mask)))
 
 
 @function(np.place)
 def place(arr, mask, vals):
     arr = _target(arr, "np.place")
-    mask = np.asarray(raw(mask), dtype=bool)
+    mask = array_beside(raw(mask), arr).astype(bool, copy=False)
     # vals repeat over the masked positions in order
-    mutation.setitem(arr, mask, _cycled(vals, np.arange(int(mask.sum()))))
+    mutation.setitem(arr, mask, _cycled(array_beside(vals, arr), np.arange(int(mask.sum()))))
 
 
 @function(np.fill_diagonal)
@@ -113,9 +115,10 @@ def put_along_axis(arr, indices, values, axis):
     axis whole (``axis=None``: the flat C-ordered array, written through where NumPy's flat
     copy is a view, else NumPy's read-only error)."""
     arr = _target(arr, "np.put_along_axis")
-    indices = np.asarray(raw(indices))
+    indices = as_array(raw(indices))  # (a GPU's stays the GPU's)
     # NumPy's own checks and errors, on a probe of arr's shape
-    np.put_along_axis(np.zeros(arr.shape), indices, np.zeros(np.shape(raw(values))), axis)
+    np.put_along_axis(np.zeros(arr.shape), host_array(indices), np.zeros(np.shape(raw(values))),
+                      axis)
     if axis is None:
         if not raw(arr).flags.c_contiguous:
             raise ValueError("assignment destination is read-only")
