@@ -128,13 +128,11 @@ def test_a_training_step_compiles_for_the_gpu(fake_cupy):
     assert _kernels(compiled) > 0  # (the elementwise chains did become kernels)
 
 
-# NumPy functions whose rules make NumPy arrays in a GPU program's path, compiled as eagerly
-# (tests/backend/test_rules_on_a_second_library.py's NOT_YET; others there, 25 of this
-# table's, run compiled: the trace computes on host copies). Strict: a fix shows as an
+# NumPy functions that do not yet compile for a GPU: the nan-quantiles, whose rule meets a
+# traced index there (eagerly they run on a second library). Strict: a fix shows as an
 # unexpected pass.
 NOT_YET = frozenset({
     "nanquantile", "nanpercentile", "nanquantile(nan)", "nanpercentile(nan)",
-    "special.digamma", "special.polygamma",
 })
 
 

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.arrays import as_array
+from fluxml.ad.arrays import array_beside, as_array, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import index_add, indexable_by
@@ -88,8 +88,9 @@ def _stack(first, last):
     """``[first, last]``, raw (a check has no derivative)."""
     first, last = raw(first), raw(last)
     like = first if type(first) is Tracer else last
-    if type(like) is not Tracer:
-        return np.array([first, last])
+    if type(like) is not Tracer:  # (in the library of a GPU's bound, where one is)
+        xp = next((m for m in map(module_of, (first, last)) if m is not np), np)
+        return xp.stack([xp.asarray(first), xp.asarray(last)])
     return np.stack([v if type(v) is Tracer else like._trace.constant(np.asarray(v, like.dtype))
                      for v in (first, last)])
 
@@ -134,7 +135,7 @@ def _bin_edges(a, bins, range, weights):
             raise ValueError("`bins` must be positive, when an integer")
         first, last = _outer_edges(a, range)
     elif np.ndim(raw(bins)) == 1:
-        edges = as_array(bins)
+        edges = array_beside(bins, a)  # (given as a list beside a GPU's samples: there too)
         untraced(_increasing, (raw(edges),))
         return edges, None
     else:
@@ -153,7 +154,9 @@ def _raw_range(range):
 
 def _zeros(n, dtype, like):
     """Zeros to sum into: traced like ``like`` when it is (the sums then are), else plain."""
-    return np.zeros(n, dtype, like=like) if type(like) is Tracer else np.zeros(n, dtype)
+    if type(like) is Tracer:
+        return np.zeros(n, dtype, like=like)
+    return module_of(like).zeros(n, dtype) if like is not None else np.zeros(n, dtype)
 
 
 # --- the sums by bin -----------------------------------------------------------------------------
@@ -199,7 +202,7 @@ def _any_bins(a, weights, edges, ntype):
         else:
             order = np.argsort(block)
             w = indexable_by(weights[i:i + BLOCK], order)[order]
-            cw = np.concatenate((np.zeros(1, ntype), np.cumsum(w)))
+            cw = np.concatenate((module_of(w).zeros(1, ntype), np.cumsum(w)))
             index = _sorted_search(block[order], edges)
             part = indexable_by(cw, index)[index]
         cum = part if cum is None else cum + part
@@ -316,11 +319,12 @@ def _dd_sums(sample, weights, edges, nbin):
         count = count - (column == e[-1]).astype(count.dtype)  # the last bin holds its edge
         flat = flat * nbin[i] + count
     size = int(np.prod(nbin))
+    xp = module_of(flat)  # (a GPU's sample: the sums there)
     if weights is None:
         value = np.ones_like(flat)  # (traced under fl.compile, as the bins)
-        sums = index_add(np.zeros(size, value.dtype), flat, value).astype(float)
+        sums = index_add(xp.zeros(size, value.dtype), flat, value).astype(float)
     else:
-        sums = index_add(np.zeros(size, np.float64), flat, weights.astype(np.float64))
+        sums = index_add(xp.zeros(size, np.float64), flat, weights.astype(np.float64))
     core = tuple(slice(1, -1) for _ in nbin)
     return np.reshape(sums, nbin)[core]
 

@@ -59,9 +59,18 @@ def _special():
 
 # polygamma(n, x) as a primitive with a static order n: d/dx polygamma(n, x) = polygamma(n+1, x).
 def _polygamma(x, *, n):
-    """SciPy's polygamma, float32 kept float32 (SciPy computes it in float64)."""
-    out = _special().polygamma(n, x)
-    return out.astype(np.float32) if np.asarray(x).dtype == np.float32 else out
+    """SciPy's polygamma, as SciPy computes it (digamma for n = 0, else (-1)^(n+1) n!
+    zeta(n+1, x)) but through its ufuncs alone, which a GPU's arrays reach too (CuPy hands
+    them to cupyx.scipy.special; SciPy's polygamma converts its argument with np.asarray);
+    float32 kept float32."""
+    sp = _special()
+    if np.ndim(n) == 0:
+        out = sp.digamma(x) if n == 0 else \
+            (-1.0) ** (n + 1) * math.factorial(n) * sp.zeta(n + 1.0, x)
+    else:  # an order for each entry
+        out = np.where(n == 0, sp.digamma(x),
+                       (-1.0) ** (n + 1) * sp.gamma(n + 1.0) * sp.zeta(n + 1.0, x))
+    return out.astype(np.float32) if getattr(x, "dtype", None) == np.float32 else out
 
 
 POLYGAMMA = primitive("polygamma", _polygamma, keeps_output=False)
