@@ -128,12 +128,9 @@ def test_a_training_step_compiles_for_the_gpu(fake_cupy):
     assert _kernels(compiled) > 0  # (the elementwise chains did become kernels)
 
 
-# NumPy functions that do not yet compile for a GPU: the nan-quantiles, whose rule meets a
-# traced index there (eagerly they run on a second library). Strict: a fix shows as an
-# unexpected pass.
-NOT_YET = frozenset({
-    "nanquantile", "nanpercentile", "nanquantile(nan)", "nanpercentile(nan)",
-})
+# NumPy functions that do not yet compile for a GPU (none now; the nan-quantiles did not,
+# their rule met a traced index there). Strict: a fix shows as an unexpected pass.
+NOT_YET: frozenset = frozenset()
 
 
 @pytest.mark.parametrize("name", [

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.arrays import array_beside, as_array, module_of
+from fluxml.ad.arrays import array_beside, as_array
 from fluxml.ad.core import Tracer, known_none, raw
 from fluxml.ad.define import function, nondifferentiable
 from fluxml.ad.mutation import into_out
@@ -114,8 +114,6 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     lo = np.floor(pos).astype(np.intp)
     hi = np.minimum(lo + 1, count - 1)
     t = (pos - lo).astype(dtype)
-    xp = module_of(s)  # (positions and weights from the host's q, used beside s: CuPy's)
-    lo, hi, t = xp.asarray(lo), xp.asarray(hi), xp.asarray(t)
     result = _all_nan(lerp(_at(s, lo), _at(s, hi), t), count)
     # laid out as NumPy's: C with the quantiles last, moved to the front
     result = np.reshape(c_ordered(np.moveaxis(result, 0, -1)), shape + q.shape)
