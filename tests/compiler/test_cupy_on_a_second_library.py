@@ -133,13 +133,16 @@ def test_a_training_step_compiles_for_the_gpu(fake_cupy):
 NOT_YET: frozenset = frozenset()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=[pytest.mark.xfail(strict=True, reason="a NumPy array in its path")]
                  if n in NOT_YET else []) for n in ns.CASES])
-def test_numpy_functions_compile_for_the_gpu_and_agree_with_eager(fake_cupy, name):
+def test_numpy_functions_compile_for_the_gpu_and_agree_with_eager(fake_cupy, name, dtype):
     fn, make = ns.CASES[name]
     rng = np.random.default_rng(0)
-    args = make(rng)
+    args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+                 for a in make(rng))
+    tol = ns.TOL if dtype == np.float64 else 2e-5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         outputs = ns._floats(fn(*[a.copy() for a in args]))
@@ -155,7 +158,7 @@ def test_numpy_functions_compile_for_the_gpu_and_agree_with_eager(fake_cupy, nam
             assert ns.documented(name, "numpy"), f"{name} refused, and not as documented"
             return
     for part, what in enumerate(("value", "gradient", "jvp")):
-        bad = ns._compare(_host(got[part]), want[part], what)
+        bad = ns._compare(_host(got[part]), want[part], what, tol)
         assert bad is None, bad
 
 
