@@ -228,8 +228,9 @@ def train(loss: Callable, model, data: Iterable, state, epochs: int = 1,
     the messages are this process's own work wherever it runs, and it measured no faster
     (``benchmarks/distributed.py``). Eager steps only: with ``compile`` it averages after.
 
-    ``compile``: ``True`` (or a back end, ``"numpy"``, ``"cupy"``, ``"xla"``) runs each step's
-    loss and gradient through ``fl.compile``: traced on the first batch (and again for a batch
+    ``compile``: ``True`` (``fl.compile``'s choice: ``"cupy"`` for a GPU's arrays, else
+    ``"numpy"``) or a back end (``"numpy"``, ``"cupy"``, ``"xla"``) runs each step's loss and
+    gradient through ``fl.compile``: traced on the first batch (and again for a batch
     of another shape, such as a smaller last one), then generated straight-line code. The
     optimiser update stays eager (plain NumPy already), after the checks for a non-finite loss
     or gradient, so a bad step still leaves the model as it was, and learning-rate schedules
@@ -339,7 +340,7 @@ def _backend(compile):
     if compile is False or compile is None:
         return None
     if compile is True:
-        return "numpy"
+        return "auto"  # (fl.compile's choice: cupy for a GPU's arrays, else numpy)
     if compile in ("numpy", "cupy", "xla"):
         return compile
     raise ValueError(f"train: compile must be True, False or a back end ('numpy', 'cupy', "
@@ -367,7 +368,7 @@ def _gradient_step(loss, backend):
     def step(model, share, *args):
         return eager(model, share, *args)
 
-    return compile_(step, backend=backend)
+    return compile_(step, backend=None if backend == "auto" else backend)
 
 
 def _alone(value):

@@ -373,7 +373,7 @@ def test_in_place_writes_and_views_inside():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="backend must be one of"):
+    with pytest.raises(ValueError, match="backend must be None or one of"):
         fl.compile(lambda x: x, backend="tpu")
     with pytest.raises(TypeError, match="expects a function"):
         fl.compile(3)

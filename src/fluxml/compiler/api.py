@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml._checks import flag, positive_int, real_in
+from fluxml._kernel_modules import kernel_module
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.compiler import free, passes, randomness
 from fluxml.compiler import numbers as traced_numbers
@@ -31,7 +32,7 @@ class Entry:
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
                  "rebind", "known", "numbers", "pending", "copies", "alias", "returned",
-                 "shared", "scalars", "free", "written")
+                 "shared", "scalars", "free", "written", "backend")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
                  rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=(),
@@ -161,7 +162,7 @@ class Compiled:
         if self.last is None:
             raise CompileError("fl.compile: nothing traced yet; call the function first")
         pending = self.last.pending
-        return self.backend if pending is None else pending.tier
+        return self.last.backend if pending is None else pending.tier
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the XLA compilations under way in the background (``backend="xla"``): the
@@ -240,25 +241,26 @@ class Compiled:
         distinct = _output_pattern(program)
         written = tuple(sorted({k for k, _ in program.writes}))  # (as traced, before the passes)
         scalars = _written_scalars(program)
-        steps = passes.pipeline(self.backend)
+        backend = self.backend or _backend_for([leaves[i] for i in positions])
+        steps = passes.pipeline(backend)
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
         names = input_names(self._body, args, leaves, positions)
         # the inputs that are traced numbers (by input position)
         number_inputs = tuple(k for k, i in enumerate(positions) if numbers and i in numbers)
         devices = [is_jax(leaves[i]) for i in positions]
-        if self.backend != "xla" and any(devices):
+        if backend != "xla" and any(devices):
             k = devices.index(True)
             raise CompileError(
-                f"fl.compile(backend={self.backend!r}): {_path_of(args, positions[k])} is a "
+                f"fl.compile(backend={backend!r}): {_path_of(args, positions[k])} is a "
                 "jax.Array; compile with backend='xla' to use device-resident JAX state, or "
                 "move the tree back with fl.cpu(...)")
-        if self.backend == "numpy":  # (its last pass, buffer planning, is _numpy_code's)
+        if backend == "numpy":  # (its last pass, buffer planning, is _numpy_code's)
             program, source, run = _numpy_code(program, names, _fname(self.fn), self.optimise)
         else:
             if self.optimise:
                 program = steps[-1](program)
-            source, run = lower(program, names, self.backend, _fname(self.fn), devices,
+            source, run = lower(program, names, backend, _fname(self.fn), devices,
                                 self.donate, number_inputs)
         rebind = None
         if getattr(run, "rebinds", None):  # jax.Arrays written: rebind the caller's leaves
@@ -276,8 +278,9 @@ class Compiled:
                       tuple(returned.items()),
                       tuple((k, j) for k, j in enumerate(distinct) if j != k), scalars)
         entry.written = written
+        entry.backend = backend
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
-        if self.backend == "xla" and self.background and all(map(on_cpu, on_device)):
+        if backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
             numpy_run = restoring(_numpy_code(program, names, _fname(self.fn), self.optimise)[2],
                                   [k for k, _ in program.writes if not devices[k]])
@@ -301,7 +304,7 @@ class Compiled:
         return entry
 
 
-def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: int = 32,
+def compile(fn: Callable | None = None, *, backend: str | None = None, cache_size: int = 32,
             optimise: bool = True, donate: bool = True, background: bool = True):
     """Compile ``fn``: trace it on its first call for each signature (shapes, dtypes, tree
     structure, values of non-array arguments) into an IR, optimise it, and run generated
@@ -336,7 +339,9 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
     not seen). A model (or a
     model's method) compiled directly takes its own arrays as arguments, so
     ``predict = fl.compile(model)`` sees the weights as they are at each call. ``backend``:
-    ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX).
+    ``"numpy"``, ``"cupy"`` (CuPy arrays in, fused elementwise kernels) or ``"xla"`` (JAX);
+    None (the default) picks ``"cupy"`` for a signature whose arrays are a GPU's (CuPy's,
+    ``fl.gpu``), else ``"numpy"``.
     ``cache_size`` bounds the traces kept (``.cache``); ``optimise=False`` skips the passes.
 
     Device-resident state (``backend="xla"``): arguments whose arrays are ``jax.Array``s
@@ -378,8 +383,9 @@ def compile(fn: Callable | None = None, *, backend: str = "numpy", cache_size: i
         return (v4,)
     <BLANKLINE>
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"fl.compile: backend must be one of {BACKENDS}; got {backend!r}")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"fl.compile: backend must be None or one of {BACKENDS}; got "
+                         f"{backend!r}")
     cache_size = positive_int("fl.compile", "cache_size", cache_size)
     for name, value in (("optimise", optimise), ("donate", donate), ("background", background)):
         flag("fl.compile", name, value)  # (optimise="no" was true: the passes ran)
@@ -536,6 +542,14 @@ def _register_jax():
 
 
 # --- back ends -----------------------------------------------------------------------------
+
+def _backend_for(arrays) -> str:
+    """The back end ``fl.compile(backend=None)`` picks for a signature: ``"cupy"`` where its
+    arrays are a GPU's (an array library the kernels run on), else ``"numpy"``."""
+    gpu = any(type(a) is not np.ndarray and kernel_module(type(a)) is not None for a in arrays)
+    return "cupy" if gpu else "numpy"
+
+
 
 def lower(program, names, backend, fname, devices=(), donate=True, numbers=()):
     """``(source, function)`` of the program on a back end."""
