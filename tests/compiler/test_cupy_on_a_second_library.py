@@ -141,6 +141,15 @@ def test_without_a_backend_a_gpus_arrays_compile_for_cupy(fake_cupy):
     assert f.traces == 2  # (one signature each)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "xla"])
+def test_a_gpus_arrays_given_to_another_back_end_are_refused_by_name(fake_cupy, backend):
+    if backend == "xla":
+        pytest.importorskip("jax")
+    f = fl.compile(lambda m: np.sum(m["w"] * 2.0), backend=backend)
+    with pytest.raises(fl.CompileError, match=r"argument 0.w is a GPU's array .*backend='cupy'"):
+        f({"w": FakeDeviceArray(np.ones(3))})
+
+
 def test_training_compiled_on_a_gpus_arrays_runs_cupys_code(fake_cupy):
     fl.seed(0)
     model = fl.f64(fl.Chain(fl.Dense(2, 8, np.tanh), fl.Dense(8, 1)))

@@ -249,6 +249,14 @@ class Compiled:
         # the inputs that are traced numbers (by input position)
         number_inputs = tuple(k for k, i in enumerate(positions) if numbers and i in numbers)
         devices = [is_jax(leaves[i]) for i in positions]
+        gpu = [i for i in positions if type(leaves[i]) is not np.ndarray
+               and kernel_module(type(leaves[i])) is not None]
+        if backend != "cupy" and gpu:
+            raise CompileError(
+                f"fl.compile(backend={backend!r}): {_path_of(args, gpu[0])} is a GPU's array "
+                f"({type(leaves[gpu[0]]).__module__}.{type(leaves[gpu[0]]).__name__}); "
+                "compile with backend='cupy' (or give no backend: it is picked by the "
+                "arrays), or move the tree back with fl.cpu(...)")
         if backend != "xla" and any(devices):
             k = devices.index(True)
             raise CompileError(
