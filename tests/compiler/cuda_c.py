@@ -213,10 +213,10 @@ class _Parser:
             if self.peek() == ("op", ","):
                 self.take()
         self.take(")")
-        return call(name, args, self.templates)
+        return _call(name, args, self.templates)
 
 
-def call(name, args, templates):
+def _call(name, args, templates):
     types = [t for _, t in args]
     floating = all(t in ("float", "double") for t in types)
     if name in templates:
@@ -225,9 +225,8 @@ def call(name, args, templates):
             raise CudaCompileError(f"no instance of {name} matches the argument types {types}")
         value, t = evaluate(body, dict(zip(params, args)), templates, {"T": types[0]})
         return convert(value, t, types[0]), types[0]  # (returned as T)
-    if name in _UNARY_MATH and len(args) == 1 or name in ("pow", "max", "min", "isnan"):
-        if not floating and name != "max" and name != "min":
-            raise CudaCompileError(f"{name} of {types}: no float overload (cast first)")
+    if (name in _UNARY_MATH or name in ("pow", "isnan")) and not floating:
+        raise CudaCompileError(f"{name} of {types}: no float overload (cast first)")
     if name in _UNARY_MATH and len(args) == 1:
         (x, t), = args
         with np.errstate(all="ignore"):
