@@ -59,6 +59,7 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
         out = kwargs.get("out", ())
         if any(_foreign(a) for a in inputs + out):
             return NotImplemented  # a traced array: its own __array_ufunc__ takes over
+        _as_cupy_method(ufunc, method, kwargs)
         if out:  # written in place, as CuPy's out= (into arrays of this device only)
             kwargs["out"] = tuple(self._unwrap(out))
             getattr(ufunc, method)(*self._unwrap(inputs), **kwargs)
@@ -114,6 +115,26 @@ class FakeDeviceArray(NDArrayOperatorsMixin):
 
     def copy(self, order="C"):
         return FakeDeviceArray(self.data.copy(order=order), self.device)
+
+
+# The ufunc methods CuPy has (cupy/_core/_kernel.pyx, ufunc): reduce and accumulate of add
+# and multiply (reduce without initial= or where=), reduceat of add, at of the ufuncs with a
+# scatter operation; outer of every ufunc.
+_CUPY_METHODS = {"reduce": {"add", "multiply"}, "accumulate": {"add", "multiply"},
+                 "reduceat": {"add"},
+                 "at": {"add", "maximum", "minimum", "bitwise_and", "bitwise_or", "bitwise_xor"}}
+
+
+def _as_cupy_method(ufunc, method, kwargs):
+    """Refuse, as CuPy does, a ufunc method CuPy lacks (``np.maximum.reduce`` of a GPU's
+    array raises there: a kernel or rule that calls one fails on a GPU)."""
+    if method == "__call__" or method == "outer":
+        return
+    if ufunc.__name__ not in _CUPY_METHODS.get(method, ()):
+        raise NotImplementedError(f"`cupy_{ufunc.__name__}.{method}` is not supported yet")
+    unknown = set(kwargs) - {"axis", "dtype", "out", "keepdims"}
+    if method == "reduce" and unknown:
+        raise TypeError(f"reduce() got an unexpected keyword argument {sorted(unknown)[0]!r}")
 
 
 def _foreign(a):
