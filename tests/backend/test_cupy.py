@@ -45,3 +45,90 @@ def test_mixing_cpu_and_gpu_names_both():
                        match=r"argument 1 \(numpy.ndarray, shape \(3, 4\)\) is on cpu, while "
                              r"argument 0 \(cupy.ndarray, shape \(2, 3\)\) is on cuda:"):
         fl.gradient(lambda w: (w @ np.ones((3, 4))).sum(), w)
+
+
+# --- the checks the stand-in device cannot make: CuPy's own kernels and NVRTC ----------------
+
+def _gpu(tree):
+    return fl.gpu(tree, strict=True)
+
+
+def test_fused_kernels_compile_with_nvrtc_and_compute_what_numpy_computes():
+    # the cupy back end's C++ (PREAMBLE's templates, the casts) through NVRTC; the values
+    # against NumPy's ufuncs, as tests/compiler/test_cupy_on_a_second_library.py checks them
+    # with an interpreter where there is no GPU
+    from tests.compiler import cuda_c
+    from tests.compiler import test_cupy_on_a_second_library as second
+
+    checked = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        fused, inputs, kernel = second._random_kernel(rng)
+        arrays = [second._values(rng, d, 64) for d in inputs]
+        reference = cuda_c.ElementwiseKernel(kernel.params, kernel.result, kernel.operation,
+                                             kernel.name, preamble=second.fusion.PREAMBLE)
+        try:  # (where C leaves the result undefined, a NaN cast to an integer: not compared)
+            reference(*[second.FakeDeviceArray(a) for a in arrays])
+        except cuda_c.UndefinedBehaviour:
+            continue
+        with np.errstate(all="ignore"):
+            want = np.broadcast_to(fused(*arrays), (64,))
+        got = kernel(*[cupy.asarray(a) for a in arrays]).get()
+        assert got.dtype == want.dtype, kernel.operation
+        rtol = 1e-5 if want.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, equal_nan=True,
+                                   err_msg=kernel.operation)
+        checked += 1
+    assert checked > 30
+
+
+def test_a_compiled_training_step_on_the_gpu_equals_the_eager_one_on_the_cpu():
+    fl.seed(0)
+    model = fl.f64(fl.Chain(fl.Dense(4, 16, fl.relu), fl.Dense(16, 3)))
+    x, y = np.random.default_rng(1).standard_normal((32, 4)), np.eye(3)[np.arange(32) % 3]
+    there = _gpu(model)
+    opt, opt_there = fl.setup(fl.Adam(0.01), model), fl.setup(fl.Adam(0.01), there)
+
+    def step(m, o, x, y):
+        loss, (g,) = fl.withgradient(lambda m: fl.logitcrossentropy(m(x), y), m)
+        fl.update(o, m, g)
+        return loss
+
+    compiled = fl.compile(step)  # (the back end picked by the arrays: cupy)
+    gx, gy = _gpu(x), _gpu(y)
+    for _ in range(3):
+        want = step(model, opt, x, y)
+        np.testing.assert_allclose(float(compiled(there, opt_there, gx, gy)), want, rtol=1e-10)
+    assert compiled.tier == "cupy"
+    for a, b in zip(fl.leaves(there), fl.leaves(model), strict=True):
+        assert type(a) is cupy.ndarray
+        np.testing.assert_allclose(a.get(), b, rtol=1e-10)
+
+
+def test_a_write_through_a_gpu_index_that_repeats_keeps_the_last_derivative():
+    def f(v, idx):
+        x = v[:5] * 0.0
+        x[idx] = v[:3] * 2.0
+        return np.sum(x * np.arange(1.0, 6.0, like=v))
+
+    v, idx = np.arange(1.0, 7.0), np.array([1, 1, 3])
+    (g,) = fl.gradient(lambda v: f(v, _gpu(idx)), _gpu(v))
+    np.testing.assert_array_equal(g.get(), [0, 4, 8, 0, 0, 0])
+
+
+def test_every_layer_of_the_sweep_on_the_gpu_equals_numpy():
+    from tests.backend import test_layers_on_a_second_library as second
+    from tests.compiler import layer_sweep as ls
+
+    for case in second.CASES:
+        model, args = ls._setup(case, np.float64)
+        there, there_args = _gpu(model), _gpu(args)
+        for a, b in zip(ls._floats(ls._run(case, there, there_args)),
+                        ls._floats(ls._run(case, model, args)), strict=True):
+            assert type(a) is cupy.ndarray, case.name
+            np.testing.assert_allclose(a.get(), b, rtol=1e-8, atol=1e-10, err_msg=case.name)
+        got = ls._gradient(case)(there, *there_args)
+        want = ls._gradient(case)(model, *args)
+        for a, b in zip(fl.leaves(got), fl.leaves(want), strict=True):
+            if isinstance(b, np.ndarray) and b.dtype.kind == "f":
+                np.testing.assert_allclose(a.get(), b, rtol=1e-7, atol=1e-9, err_msg=case.name)
