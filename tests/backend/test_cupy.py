@@ -103,32 +103,3 @@ def test_a_compiled_training_step_on_the_gpu_equals_the_eager_one_on_the_cpu():
     for a, b in zip(fl.leaves(there), fl.leaves(model), strict=True):
         assert type(a) is cupy.ndarray
         np.testing.assert_allclose(a.get(), b, rtol=1e-10)
-
-
-def test_a_write_through_a_gpu_index_that_repeats_keeps_the_last_derivative():
-    def f(v, idx):
-        x = v[:5] * 0.0
-        x[idx] = v[:3] * 2.0
-        return np.sum(x * np.arange(1.0, 6.0, like=v))
-
-    v, idx = np.arange(1.0, 7.0), np.array([1, 1, 3])
-    (g,) = fl.gradient(lambda v: f(v, _gpu(idx)), _gpu(v))
-    np.testing.assert_array_equal(g.get(), [0, 4, 8, 0, 0, 0])
-
-
-def test_every_layer_of_the_sweep_on_the_gpu_equals_numpy():
-    from tests.backend import test_layers_on_a_second_library as second
-    from tests.compiler import layer_sweep as ls
-
-    for case in second.CASES:
-        model, args = ls._setup(case, np.float64)
-        there, there_args = _gpu(model), _gpu(args)
-        for a, b in zip(ls._floats(ls._run(case, there, there_args)),
-                        ls._floats(ls._run(case, model, args)), strict=True):
-            assert type(a) is cupy.ndarray, case.name
-            np.testing.assert_allclose(a.get(), b, rtol=1e-8, atol=1e-10, err_msg=case.name)
-        got = ls._gradient(case)(there, *there_args)
-        want = ls._gradient(case)(model, *args)
-        for a, b in zip(fl.leaves(got), fl.leaves(want), strict=True):
-            if isinstance(b, np.ndarray) and b.dtype.kind == "f":
-                np.testing.assert_allclose(a.get(), b, rtol=1e-7, atol=1e-9, err_msg=case.name)

@@ -5,10 +5,10 @@ weighted sum, the jvp and a second-order product (the jvp of the gradient) must 
 and equal NumPy's.
 
 ``fakedevice`` refuses NumPy arrays beside its own, as CuPy does: a rule that makes a NumPy
-constant (an identity, a mask, zeros, index grids) beside a GPU array fails here. The cases
-in ``NOT_YET`` still do (each listed by its module, position and function, so that a fix
-shows as an unexpected pass, which fails: strict); the others passed when this file was
-written, and must keep passing.
+constant (an identity, a mask, zeros, index grids) beside a GPU array fails here. Every case
+passes now (``NOT_YET`` lists any that does not, strict); ``HOST_CONSTANTS`` those whose own
+NumPy constant must be refused by name. Where CuPy sees a GPU, the cases run on its arrays
+too (``devices.py``; marked ``gpu``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
-from tests.backend.fakedevice import FakeDeviceArray
+from tests.backend.devices import DEVICES, FAKE_DEVICE
 
 MODULES = ("test_elementwise", "test_reductions", "test_indexing", "test_linalg",
            "test_numerics", "test_fft", "test_complex", "test_shape", "test_sets",
@@ -40,38 +40,34 @@ def _cases():
     return out
 
 
-def _moved(x):
-    return FakeDeviceArray(x) if isinstance(x, np.ndarray) else x
+def _moved(x, device=FAKE_DEVICE):
+    return device.move(x) if isinstance(x, np.ndarray) else x
 
 
-def _on_device(f):
+def _on_device(f, device=FAKE_DEVICE):
     """``f`` with the NumPy arrays it reads as globals or closes over moved to the device."""
     if not isinstance(f, types.FunctionType):
         return f
-    scope = {k: _moved(v) for k, v in f.__globals__.items()}
+    scope = {k: _moved(v, device) for k, v in f.__globals__.items()}
     cells = None if f.__closure__ is None else tuple(
-        types.CellType(_moved(c.cell_contents)) for c in f.__closure__)
+        types.CellType(_moved(c.cell_contents, device)) for c in f.__closure__)
     out = types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__, cells)
     out.__kwdefaults__ = f.__kwdefaults__
     return out
-
-
-def _host(x):
-    return x.get() if isinstance(x, FakeDeviceArray) else x
 
 
 def _float_array(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind in "fc"
 
 
-def _same(got, want, rtol, atol):
+def _same(got, want, rtol, atol, device):
     if want is None:
         return
-    assert isinstance(got, FakeDeviceArray), f"came back as {type(got).__name__}"
-    np.testing.assert_allclose(_host(got), want, rtol=rtol, atol=atol)
+    assert device.holds(got), f"came back as {type(got).__name__}"
+    np.testing.assert_allclose(device.host(got), want, rtol=rtol, atol=atol)
 
 
-def check_case(f, args):
+def check_case(f, args, device=FAKE_DEVICE):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         y = f(*args)
@@ -79,24 +75,25 @@ def check_case(f, args):
         return
     rng = np.random.default_rng(0)
     w = rng.standard_normal(y.shape) + (0j if y.dtype.kind == "c" else 0)
-    on = _on_device(f)
+    on = _on_device(f, device)
+    w_on = device.move(w)
     loss = lambda *a: np.sum(np.real(f(*a) * w))  # noqa: E731
-    loss_on = lambda *a: np.sum(np.real(on(*a) * FakeDeviceArray(w)))  # noqa: E731
-    moved = [_moved(a) for a in args]  # (integer and boolean arguments too)
+    loss_on = lambda *a: np.sum(np.real(on(*a) * w_on))  # noqa: E731
+    moved = [_moved(a, device) for a in args]  # (integer and boolean arguments too)
     floats = [i for i, a in enumerate(args) if _float_array(a)]
     want, got = fl.gradient(loss, *args), fl.gradient(loss_on, *moved)
     for i in floats:
-        _same(got[i], want[i], 1e-10, 1e-12)
+        _same(got[i], want[i], 1e-10, 1e-12, device)
     tangents = tuple(rng.standard_normal(a.shape).astype(a.dtype) if i in floats else None
                      for i, a in enumerate(args))
-    moved_t = tuple(None if t is None else FakeDeviceArray(t) for t in tangents)
+    moved_t = tuple(None if t is None else device.move(t) for t in tangents)
     _, t_want = fl.jvp(f, tuple(args), tangents)
     _, t_got = fl.jvp(on, tuple(moved), moved_t)
-    _same(t_got, t_want, 1e-10, 1e-12)
+    _same(t_got, t_want, 1e-10, 1e-12, device)
     first = floats[0]
     _, h_want = fl.jvp(lambda *a: fl.gradient(loss, *a)[first], tuple(args), tangents)
     _, h_got = fl.jvp(lambda *a: fl.gradient(loss_on, *a)[first], tuple(moved), moved_t)
-    _same(h_got, h_want, 1e-9, 1e-11)
+    _same(h_got, h_want, 1e-9, 1e-11, device)
 
 
 # The rules that do not run on a second library yet, by module, position and function, so
@@ -122,15 +119,17 @@ CASES = _cases()
     pytest.param(*p.values, id=p.id, marks=[pytest.mark.xfail(
         strict=True, reason="a NumPy array made in the rule's path")]
         if p.id in NOT_YET else []) for p in CASES if p.id not in HOST_CONSTANTS])
-def test_rule_on_a_second_library_matches_numpy(f, args):
-    check_case(f, args)
+@pytest.mark.parametrize("device", DEVICES)
+def test_rule_on_a_second_library_matches_numpy(f, args, device):
+    check_case(f, args, device)
 
 
 @pytest.mark.parametrize("f, args", [p for p in CASES if p.id in HOST_CONSTANTS],
                          ids=sorted(HOST_CONSTANTS, key=[p.id for p in CASES].index))
-def test_a_numpy_constant_beside_a_second_librarys_array_is_refused_by_name(f, args):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_numpy_constant_beside_a_second_librarys_array_is_refused_by_name(f, args, device):
     with pytest.raises(fl.backend.DeviceMismatchError, match="on different devices"):
-        check_case(f, args)
+        check_case(f, args, device)
 
 
 @pytest.mark.parametrize("write", [
@@ -138,7 +137,8 @@ def test_a_numpy_constant_beside_a_second_librarys_array_is_refused_by_name(f, a
     lambda x, idx, v: np.put(x, idx, v),
     lambda x, idx, v: np.put_along_axis(x, idx, v, axis=0),
 ], ids=["setitem", "put", "put_along_axis"])
-def test_a_write_through_a_device_index_that_repeats_keeps_the_last_derivative(write):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_write_through_a_device_index_that_repeats_keeps_the_last_derivative(write, device):
     # NumPy keeps the last value written to an element, so only that one has a derivative.
     # The repeats of a device's index array went unseen (only NumPy's were looked at), and
     # both writes got it: a wrong gradient, silently
@@ -150,5 +150,5 @@ def test_a_write_through_a_device_index_that_repeats_keeps_the_last_derivative(w
     v, idx = np.arange(1.0, 7.0), np.array([1, 1, 3])
     want = fl.gradient(lambda v: f(v, idx), v)[0]
     np.testing.assert_array_equal(want, [0, 4, 8, 0, 0, 0])
-    got = fl.gradient(lambda v: f(v, FakeDeviceArray(idx)), FakeDeviceArray(v))[0]
-    np.testing.assert_array_equal(got.get(), want)
+    got = fl.gradient(lambda v: f(v, device.move(idx)), device.move(v))[0]
+    np.testing.assert_array_equal(device.host(got), want)
