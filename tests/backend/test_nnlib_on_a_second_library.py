@@ -13,7 +13,7 @@ import pytest
 
 import fluxml as fl
 from fluxml import nnlib
-from tests.backend.fakedevice import FakeDeviceArray
+from tests.backend.devices import DEVICES
 
 R = np.random.default_rng(0)
 
@@ -88,26 +88,27 @@ CASES = {
 }
 
 
-def _moved(a):
-    return FakeDeviceArray(a) if isinstance(a, np.ndarray) else a
-
-
 def _same(a):
     return a
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", CASES)
-def test_primitive_on_a_second_library_matches_numpy(name):
+def test_primitive_on_a_second_library_matches_numpy(name, device):
     # ``c`` puts a case's own constants (a mask, indices) where its arguments are
     f, args = CASES[name]
-    got = f(_moved, *[_moved(a) for a in args])
+
+    def moved(a):
+        return device.move(a) if isinstance(a, np.ndarray) else a
+
+    got = f(moved, *[moved(a) for a in args])
     want = f(_same, *args)
-    assert isinstance(got, FakeDeviceArray), type(got).__name__
-    np.testing.assert_allclose(got.get(), want, rtol=1e-10, atol=1e-12)
+    assert device.holds(got), type(got).__name__
+    np.testing.assert_allclose(device.host(got), want, rtol=1e-10, atol=1e-12)
     w = R.standard_normal(want.shape)
-    grads = fl.gradient(lambda *a: np.sum(f(_moved, *a) * FakeDeviceArray(w)),
-                        *[_moved(a) for a in args])
+    w_on = device.move(w)
+    grads = fl.gradient(lambda *a: np.sum(f(moved, *a) * w_on), *[moved(a) for a in args])
     expected = fl.gradient(lambda *a: np.sum(f(_same, *a) * w), *args)
     for g, e in zip(grads, expected, strict=True):
-        assert isinstance(g, FakeDeviceArray), type(g).__name__
-        np.testing.assert_allclose(g.get(), e, rtol=1e-9, atol=1e-11)
+        assert device.holds(g), type(g).__name__
+        np.testing.assert_allclose(device.host(g), e, rtol=1e-9, atol=1e-11)
