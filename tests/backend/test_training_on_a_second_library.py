@@ -6,7 +6,8 @@ Run first, these found: ``fl.setup`` knew another library's arrays only by CuPy'
 (``ndarray``), so it set up nothing for them and ``fl.update`` stepped nothing, silently;
 ``fl.f32`` left them as they were; ``fl.save`` and ``fl.state`` took them with
 ``np.asarray`` (refused) and ``fl.loadmodel`` wrote NumPy values into them (refused), or,
-for an array without ``__array_namespace__``, replaced the array by a scalar.
+for an array without ``__array_namespace__``, replaced the array by a scalar. Where CuPy
+sees a GPU, the same tests run on its arrays too (``devices.py``; marked ``gpu``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 import fluxml as fl
-from tests.backend.fakedevice import FAKE, FakeDeviceArray
+from tests.backend.devices import DEVICES
 
 RULES = {
     "Descent": lambda: fl.Descent(0.1), "Momentum": fl.Momentum, "Nesterov": fl.Nesterov,
@@ -34,71 +35,74 @@ X = np.random.default_rng(0).standard_normal((16, 3))
 Y = np.random.default_rng(1).standard_normal((16, 2))
 
 
-def _pair():
+def _pair(device):
     fl.seed(0)
     model = fl.f64(fl.Chain(fl.Dense(3, 8, fl.relu), fl.Dense(8, 2)))
-    return model, fl.backend.to_device(copy.deepcopy(model), FAKE)
+    return model, device.move_tree(copy.deepcopy(model))
 
 
 def _loss(m, x, y):
     return fl.mse(m(x), y)
 
 
-def _same(moved, model):
+def _same(moved, model, device):
     for a, b in zip(fl.leaves(moved), fl.leaves(model), strict=True):
         if isinstance(b, np.ndarray):
-            assert isinstance(a, FakeDeviceArray), type(a)
-            np.testing.assert_allclose(a.get(), b, rtol=1e-10, atol=1e-12)
+            assert device.holds(a), type(a)
+            np.testing.assert_allclose(device.host(a), b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", RULES)
-def test_every_rule_steps_a_moved_model_as_numpy(name):
-    model, moved = _pair()
+def test_every_rule_steps_a_moved_model_as_numpy(name, device):
+    model, moved = _pair(device)
     ours, theirs = fl.setup(RULES[name](), model), fl.setup(RULES[name](), moved)
-    fx, fy = FakeDeviceArray(X), FakeDeviceArray(Y)
-    before = moved.layers[0].weight.get()
+    fx, fy = device.move(X), device.move(Y)
+    before = device.host(moved.layers[0].weight)
     for _ in range(3):
         fl.update(ours, model, fl.gradient(_loss, model, X, Y)[0])
         fl.update(theirs, moved, fl.gradient(_loss, moved, fx, fy)[0])
-    _same(moved, model)
+    _same(moved, model, device)
     if name != "AccumGrad":  # (it steps every second call: once here)
-        assert not np.array_equal(moved.layers[0].weight.get(), before)
+        assert not np.array_equal(device.host(moved.layers[0].weight), before)
 
 
-def test_train_on_a_moved_model_gives_numpys_losses():
-    model, moved = _pair()
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_on_a_moved_model_gives_numpys_losses(device):
+    model, moved = _pair(device)
     losses = []
-    for m, data in ((model, (X, Y)), (moved, (FakeDeviceArray(X), FakeDeviceArray(Y)))):
+    for m, data in ((model, (X, Y)), (moved, (device.move(X), device.move(Y)))):
         loader = fl.DataLoader(data, batchsize=4, shuffle=True, rng=np.random.default_rng(2))
         history = fl.train(_loss, m, loader, fl.setup(fl.Adam(0.01), m), epochs=2,
                            progress=False)
         losses.append(history.losses)
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-10)
-    _same(moved, model)
+    _same(moved, model, device)
 
 
-def test_f32_converts_a_moved_model():
-    _, moved = _pair()
+@pytest.mark.parametrize("device", DEVICES)
+def test_f32_converts_a_moved_model(device):
+    _, moved = _pair(device)
     assert fl.f32(moved).layers[0].weight.dtype == np.float32
-    assert isinstance(moved.layers[0].weight, FakeDeviceArray)
+    assert device.holds(moved.layers[0].weight)
 
 
-def test_save_and_load_a_moved_model_and_checkpoint(tmp_path):
-    model, moved = _pair()
+@pytest.mark.parametrize("device", DEVICES)
+def test_save_and_load_a_moved_model_and_checkpoint(tmp_path, device):
+    model, moved = _pair(device)
     state = fl.setup(fl.Adam(0.01), moved)
-    fl.update(state, moved, fl.gradient(_loss, moved, FakeDeviceArray(X), FakeDeviceArray(Y))[0])
+    fl.update(state, moved, fl.gradient(_loss, moved, device.move(X), device.move(Y))[0])
     assert type(fl.state(moved)["layers"]["0"]["weight"]) is np.ndarray  # on the host
     fl.save(tmp_path / "m.safetensors", moved)
-    fresh = fl.backend.to_device(copy.deepcopy(model), FAKE)
+    fresh = device.move_tree(copy.deepcopy(model))
     fl.loadmodel(fresh, fl.load(tmp_path / "m.safetensors"))
-    _same(fresh, fl.cpu(moved))
+    _same(fresh, fl.cpu(moved), device)
     fl.save_checkpoint(tmp_path / "c.safetensors", moved, state, step=1)
-    again, again_state = fl.backend.to_device(copy.deepcopy(model), FAKE), fl.setup(
-        fl.Adam(0.01), fresh)
+    again, again_state = device.move_tree(copy.deepcopy(model)), fl.setup(fl.Adam(0.01), fresh)
     fl.load_checkpoint(tmp_path / "c.safetensors", again, again_state)
-    _same(again, fl.cpu(moved))
+    _same(again, fl.cpu(moved), device)
     moments = [a for a in fl.leaves(again_state) if hasattr(a, "shape") and a.ndim]
-    assert moments and all(isinstance(a, FakeDeviceArray) for a in moments)
+    assert moments and all(device.holds(a) for a in moments)
     want = [a for a in fl.leaves(state) if hasattr(a, "shape") and a.ndim]
     for a, b in zip(moments, want, strict=True):
-        np.testing.assert_array_equal(a.get(), b.get())
+        np.testing.assert_array_equal(device.host(a), device.host(b))
