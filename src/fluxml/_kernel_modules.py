@@ -23,3 +23,8 @@ def kernel_module(t: type):
     if t.__module__.startswith("cupy"):
         return sys.modules["cupy"]
     return KERNEL_MODULES.get(t)
+
+
+def on_kernel_library(x) -> bool:
+    """Is ``x`` an array of one of those libraries (a GPU's), not NumPy's?"""
+    return kernel_module(type(x)) is not None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml._kernel_modules import kernel_module
+from fluxml._kernel_modules import kernel_module, on_kernel_library
 from fluxml.ad.core import Tracer, raw
 
 
@@ -27,6 +27,12 @@ def module_of(x):
         return v._trace.device or np  # host copies) or NumPy's
     t = type(v)
     return np if t is np.ndarray else kernel_module(t) or np
+
+
+def library_of(*values):
+    """The module of the first of ``values`` held by another library than NumPy (a GPU's),
+    else NumPy: where constants made for all of them go."""
+    return next((m for m in map(module_of, values) if m is not np), np)
 
 
 def library_asarray(x, dtype=None):
@@ -74,8 +80,7 @@ def as_arrays(*values) -> list:
     [array([1., 2.]), array([1., 1.])]
     """
     made = [not hasattr(v, "shape") for v in values]  # (lists, tuples and numbers)
-    xp = next((m for m in (module_of(v) for v, new in zip(values, made) if not new)
-               if m is not np), np)
+    xp = library_of(*(v for v, new in zip(values, made) if not new))
     return [as_array(v) if not new or xp is np else xp.asarray(v)
             for v, new in zip(values, made)]
 
@@ -84,9 +89,7 @@ def host_array(a):
     """``a`` as a NumPy array: another library's (CuPy's) copied to the host, for a check or
     a computation of positions that NumPy makes."""
     v = raw(a)
-    if type(v) is not np.ndarray and kernel_module(type(v)) is not None:
-        return v.get()
-    return np.asarray(v)
+    return v.get() if on_kernel_library(v) else np.asarray(v)
 
 
 def add_at(acc, idx, values) -> None:

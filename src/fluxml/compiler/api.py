@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fluxml._checks import flag, positive_int, real_in
-from fluxml._kernel_modules import kernel_module
+from fluxml._kernel_modules import on_kernel_library
 from fluxml.ad.core import Tracer, differentiating
 from fluxml.compiler import free, passes, randomness
 from fluxml.compiler import numbers as traced_numbers
@@ -241,7 +241,8 @@ class Compiled:
         distinct = _output_pattern(program)
         written = tuple(sorted({k for k, _ in program.writes}))  # (as traced, before the passes)
         scalars = _written_scalars(program)
-        backend = self.backend or _backend_for([leaves[i] for i in positions])
+        gpu = [i for i in positions if on_kernel_library(leaves[i])]  # (CuPy's arrays)
+        backend = self.backend or ("cupy" if gpu else "numpy")
         steps = passes.pipeline(backend)
         if self.optimise:
             program = passes.optimise(program, steps[:-1])
@@ -249,8 +250,6 @@ class Compiled:
         # the inputs that are traced numbers (by input position)
         number_inputs = tuple(k for k, i in enumerate(positions) if numbers and i in numbers)
         devices = [is_jax(leaves[i]) for i in positions]
-        gpu = [i for i in positions if type(leaves[i]) is not np.ndarray
-               and kernel_module(type(leaves[i])) is not None]
         if backend != "cupy" and gpu:
             raise CompileError(
                 f"fl.compile(backend={backend!r}): {_path_of(args, gpu[0])} is a GPU's array "
@@ -550,14 +549,6 @@ def _register_jax():
 
 
 # --- back ends -----------------------------------------------------------------------------
-
-def _backend_for(arrays) -> str:
-    """The back end ``fl.compile(backend=None)`` picks for a signature: ``"cupy"`` where its
-    arrays are a GPU's (an array library the kernels run on), else ``"numpy"``."""
-    gpu = any(type(a) is not np.ndarray and kernel_module(type(a)) is not None for a in arrays)
-    return "cupy" if gpu else "numpy"
-
-
 
 def lower(program, names, backend, fname, devices=(), donate=True, numbers=()):
     """``(source, function)`` of the program on a back end."""

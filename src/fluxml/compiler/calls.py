@@ -12,7 +12,7 @@ import types
 
 import numpy as np
 
-from fluxml._kernel_modules import kernel_module
+from fluxml._kernel_modules import kernel_module, on_kernel_library
 from fluxml.ad.core import Tracer
 from fluxml.ad.reached import open_walk
 from fluxml.compiler import passes
@@ -148,9 +148,7 @@ def host_example(x):
     makes are NumPy's; the cupy back end moves those constants to the device)."""
     if is_jax(x):
         return np.asarray(x)
-    if type(x) is not np.ndarray and kernel_module(type(x)) is not None:
-        return x.get()
-    return x
+    return x.get() if on_kernel_library(x) else x
 
 
 def _returned(out_leaves, tracers, in_vars, writes, arrays) -> dict:

@@ -271,6 +271,12 @@ def _write_lines(program: Program, params: list, em: Emitter) -> list[str]:
     return first + lines
 
 
+def constants_to(namespace: dict, module) -> dict:
+    """``namespace`` with its NumPy arrays (the program's constants) in ``module``'s library:
+    a program traced on a GPU's arrays' host copies runs on the GPU."""
+    return {k: module.asarray(v) if type(v) is np.ndarray else v for k, v in namespace.items()}
+
+
 _counter = iter(range(1, 1 << 62))
 
 

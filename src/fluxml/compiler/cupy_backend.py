@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml.compiler.codegen import Emitter, build, call_source, generate
+from fluxml.compiler.codegen import Emitter, build, call_source, constants_to, generate
 from fluxml.compiler.fusion import PREAMBLE, Fused
 from fluxml.compiler.subprogram import as_operand
 from fluxml.compiler.trace import CompileError
@@ -85,10 +85,9 @@ def lower(program, names, fname):
         return source, build(source, namespace, fname)
     # The trace computed on host copies (calls.host_example): its constants are NumPy's, and
     # so are the 0-d arrays it makes of numbers (as_operand): all on the GPU here.
+    namespace = constants_to(namespace, cupy)
     for k, v in namespace.items():
-        if type(v) is np.ndarray:
-            namespace[k] = cupy.asarray(v)
-        elif v is as_operand:
+        if v is as_operand:
             namespace[k] = lambda x: _moved(cupy, as_operand(x))
     return source, _host_inputs(cupy, build(source, namespace, fname),
                                 sorted({pos for pos, _ in program.writes}))

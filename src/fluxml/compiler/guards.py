@@ -29,7 +29,7 @@ import re
 import numpy as np
 
 from fluxml._dtypes import is_jax
-from fluxml._kernel_modules import kernel_module
+from fluxml._kernel_modules import on_kernel_library
 from fluxml.compiler.codegen import build
 from fluxml.compiler.trace import CompileError
 from fluxml.treenodes import _UNSET, _fields, slots
@@ -153,7 +153,7 @@ def is_array(x) -> bool:
     """An array leaf: NumPy's, another library's ``ndarray`` (CuPy's, or a library the kernels
     were registered for), or a ``jax.Array``."""
     return type(x) is np.ndarray or (type(x).__name__ == "ndarray" and hasattr(x, "shape")) \
-        or kernel_module(type(x)) is not None or is_jax(x)
+        or on_kernel_library(x) or is_jax(x)
 
 
 _is_array = is_array

@@ -9,7 +9,7 @@ import numpy as np
 
 from fluxml.ad.rules.elementwise import ADD
 from fluxml.ad.rules.shape import RESHAPE
-from fluxml.compiler.codegen import build, generate
+from fluxml.compiler.codegen import build, constants_to, generate
 from fluxml.compiler.ir import Eqn, Program, Slot, Var
 from fluxml.compiler.passes import maxpool_scatters, mutates
 from fluxml.compiler.trace import _call
@@ -26,8 +26,7 @@ def lower(program, names, fname, device=None):
     there."""
     source, namespace = generate(program, names, fname)
     if device is not None:
-        namespace = {k: device.asarray(v) if type(v) is np.ndarray else v
-                     for k, v in namespace.items()}
+        namespace = constants_to(namespace, device)
     return source, build(source, namespace, fname)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml._kernel_modules import kernel_module
+from fluxml._kernel_modules import on_kernel_library
 from fluxml.ad import mutation
 from fluxml.ad.core import DifferentiationError, Tracer, bind, is_weak, raw, untraced, weak_handle
 from fluxml.ad.weak import WEAK
@@ -277,8 +277,7 @@ class Branch:
 
     def __call__(self, *args):
         run = self.run
-        if self.on_device is not None and any(type(a) is not np.ndarray and
-                                              kernel_module(type(a)) for a in args):
+        if self.on_device is not None and any(map(on_kernel_library, args)):
             run = self.on_device
         return fresh(self, run(*args), args)
 

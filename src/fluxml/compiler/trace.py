@@ -397,8 +397,7 @@ class IRTrace(Trace):
         if t in WEAK:  # a traced Python number of a transform above: one, weak, for NumPy
             a = a.item()
         elif self.device and kernel_module(t) is not None:  # a GPU's array the function
-            self._refuse_side_reads(a)  # closed over: a constant, traced on its host copy
-            c = _constant(a.get())  # (the cupy back end moves it back: cupy_backend.lower)
+            c = self._device_constant(a)  # closed over
             return c, c.value
         elif self.hidden and hasattr(a, "shape"):  # another library's array (a jax.Array)
             self._refuse_side_reads(a)
@@ -428,12 +427,17 @@ class IRTrace(Trace):
                     "fl.compile: an object array in a parameter is not supported"))
             self._refuse_side_reads(x)
             x = _constant(x).value
-        elif self.device and kernel_module(t) is not None:  # (as in _operand: a host copy)
-            self._refuse_side_reads(x)
-            x = _constant(x.get()).value
+        elif self.device and kernel_module(t) is not None:  # (as in _operand)
+            x = self._device_constant(x).value
         elif t in WEAK:  # (as in _operand)
             x = x.item()
         return x, x
+
+    def _device_constant(self, a) -> Const:
+        """A GPU's array met while tracing its host copies: a constant of the program,
+        traced on its host copy (the cupy back end moves constants back: cupy_backend.lower)."""
+        self._refuse_side_reads(a)
+        return _constant(a.get())
 
     def _refuse_side_reads(self, a):
         """An array about to become a constant of the program must not be the memory of an

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from fluxml.ad.arrays import array_beside, as_array, module_of
+from fluxml.ad.arrays import array_beside, as_array, library_of, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, raw, untraced
 from fluxml.ad.define import function
 from fluxml.ad.rules.indexing import index_add, indexable_by
@@ -89,7 +89,7 @@ def _stack(first, last):
     first, last = raw(first), raw(last)
     like = first if type(first) is Tracer else last
     if type(like) is not Tracer:  # (in the library of a GPU's bound, where one is)
-        xp = next((m for m in map(module_of, (first, last)) if m is not np), np)
+        xp = library_of(first, last)
         return xp.stack([xp.asarray(first), xp.asarray(last)])
     return np.stack([v if type(v) is Tracer else like._trace.constant(np.asarray(v, like.dtype))
                      for v in (first, last)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml._kernel_modules import kernel_module
+from fluxml._kernel_modules import on_kernel_library
 from fluxml.ad.arrays import add_at, as_array, host_array, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, raw
 from fluxml.ad.define import defjvp, deflinear, defvjp, function, primitive
@@ -188,7 +188,7 @@ def _host_items(idx) -> tuple:
     only the last gets a derivative: missed, a GPU's index gave both)."""
     items = idx if isinstance(idx, tuple) else (idx,)
     return tuple(np.asarray(i) if isinstance(i, list) else
-                 host_array(i) if kernel_module(type(i)) is not None else i for i in items)
+                 host_array(i) if on_kernel_library(i) else i for i in items)
 
 
 def last_writes(idx, value, shape):

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from fluxml.ad import mutation
-from fluxml.ad.arrays import array_beside, as_array, as_arrays, module_of
+from fluxml.ad.arrays import array_beside, as_array, as_arrays, library_of, module_of
 from fluxml.ad.core import Tracer, raw
 from fluxml.ad.define import defjvp_argnum, deflinear, defvjp, defvjp_argnum, function, primitive
 from fluxml.ad.mutation import into_out
@@ -128,7 +128,7 @@ def block(arrays):
     ndim = max(arr_ndim, list_ndim)
     leaves = []
     # (numbers and lists made in the library of the arrays among them: a GPU's)
-    xp = next((m for m in map(module_of, _nested_leaves(arrays)) if m is not np), np)
+    xp = library_of(*_nested_leaves(arrays))
     result = _block(arrays, list_ndim, ndim, 0, leaves, xp)
     if list_ndim == 0 or list_ndim * size <= 2 * 512 * 512:
         return np.copy(result, order="C") if list_ndim == 0 else result
@@ -180,11 +180,10 @@ def _block(arrays, depth_max, ndim, depth, leaves, xp=np):
         return concatenate(parts, axis=-(depth_max - depth))
     if type(arrays) is Tracer:
         a = arrays
-    elif module_of(arrays) is not np or (xp is not np and not hasattr(arrays, "shape")):
-        a = (xp if not hasattr(arrays, "shape") else module_of(arrays)).array(arrays,
-                                                                             ndmin=ndim)
-    else:
-        a = np.array(arrays, ndmin=ndim, copy=None)
+    else:  # (a number or list in the library of the arrays beside it)
+        lib = module_of(arrays) if hasattr(arrays, "shape") else xp
+        a = np.array(arrays, ndmin=ndim, copy=None) if lib is np else lib.array(arrays,
+                                                                                 ndmin=ndim)
     a = np.reshape(a, (1,) * (ndim - a.ndim) + a.shape) if a.ndim < ndim else a
     leaves.append(a)
     return a

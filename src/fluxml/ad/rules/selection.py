@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluxml._kernel_modules import kernel_module
-from fluxml.ad.arrays import as_array, module_of
+from fluxml._kernel_modules import on_kernel_library
+from fluxml.ad.arrays import as_array, library_of, module_of
 from fluxml.ad.core import DifferentiationError, Tracer, example_of, raw
 from fluxml.ad.define import function
 from fluxml.ad.mutation import into_out
@@ -22,16 +22,6 @@ def _concrete(x, what):
     if type(x) is Tracer:
         raise DifferentiationError(f"{what} must be concrete (booleans or integers), not traced")
     return as_array(x)  # (CuPy's stays CuPy's)
-
-
-def _library(*values):
-    """The module of the first of ``values`` held by another library than NumPy (a GPU's),
-    else NumPy."""
-    for v in values:
-        xp = module_of(v)
-        if xp is not np:
-            return xp
-    return np
 
 
 @function(np.select)
@@ -70,7 +60,7 @@ def choose(a, choices, out=None, mode="raise"):
         raise ValueError("invalid entry in choice array")
     shape = np.broadcast_shapes(idx.shape, *(np.shape(raw(c)) for c in choices))
     dtype = np.result_type(*(c if isinstance(c, (int, float)) else raw(c) for c in choices))
-    xp = _library(idx, *choices)  # (a GPU's: the constant choices made there too)
+    xp = library_of(idx, *choices)  # (a GPU's: the constant choices made there too)
     stacked = np.stack([np.broadcast_to(c if type(c) is Tracer else xp.asarray(c, dtype), shape)
                         for c in choices])
     result = take_along_axis(stacked, np.broadcast_to(idx, shape)[None], axis=0)[0]
@@ -84,7 +74,7 @@ def piecewise(x, condlist, funclist, *args, **kw):
     x = as_array(x)
     first = condlist[0] if not np.isscalar(condlist) else None
     if np.isscalar(condlist) or (not (isinstance(first, (list, np.ndarray)) or (
-            type(first) is Tracer or kernel_module(type(first)) is not None) and first.ndim)
+            type(first) is Tracer or on_kernel_library(first)) and first.ndim)
             and x.ndim != 0):  # NumPy's rule for one bare condition (an entry of a traced
         # one, or of a GPU's, is a 0-d array where NumPy's is a scalar)
         condlist = [condlist]
