@@ -391,7 +391,14 @@ def test_headers_of_odd_json_are_refused_as_invalid_files():
              (file(b"[" * 100_000), "not valid JSON \\(RecursionError"),
              (file(b'{"a": ' * 50_000 + b"1" + b"}" * 50_000), "not valid JSON"),
              (file(b'{"a": {"dtype": "F32", "shape": [' + b"1" * 5000
-                   + b'], "data_offsets": [0, 4]}}'), "not valid JSON \\(ValueError")]
+                   + b'], "data_offsets": [0, 4]}}'), "not valid JSON \\(ValueError"),
+             # a name given twice (json keeps the last: the first's bytes were then called
+             # "extra bytes"), in a tensor's entry too
+             (file(b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+                   b'"a": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}'),
+              "its header names 'a' twice"),
+             (file(b'{"a": {"dtype": "F32", "dtype": "F64", "shape": [1], '
+                   b'"data_offsets": [0, 4]}}'), "its header names 'dtype' twice")]
     for raw, message in cases:
         with pytest.raises(FileFormatError, match=message):
             st_format.decode(raw)

@@ -125,6 +125,25 @@ def test_adjust_changes_hyperparameters_in_place():
         fl.adjust(fl.setup(fl.RMSProp(centred=True), model), centred=False)
 
 
+@pytest.mark.parametrize("call", [
+    lambda state: fl.adjust(state, eta=0.001, lr=0.5),
+    lambda state: fl.adjust(state, 0.001, lr=0.5),
+    lambda state: fl.adjust(state, lambd=0.0, weight_decay=0.3),
+    lambda state: state["w"].rule.adjust(epsilon=1e-6, eps=1e-7),
+])
+def test_adjust_refuses_a_hyperparameter_given_under_both_names(call):
+    # which of the two was meant cannot be told: the last one winning, silently, set the
+    # other value than a schedule's or the user's
+    state = fl.setup(fl.AdamW(0.1, lambd=0.1), {"w": np.zeros(2)})
+    with pytest.raises(TypeError, match=r"given twice, as \w+= and as \w+=; pass one"):
+        call(state)
+    assert state["w"].rule == fl.AdamW(0.1, lambd=0.1)
+
+
+def test_a_rule_adjusts_under_pytorchs_names_too():
+    assert fl.Adam(0.1).adjust(lr=0.3, eps=1e-6) == fl.Adam(0.3, epsilon=1e-6)
+
+
 def test_adjusted_learning_rate_is_used():
     x = np.zeros(1)
     state = fl.setup(fl.Descent(1.0), [x])

@@ -186,11 +186,15 @@ def check(model, given: dict[str, Any], what: str = "loadmodel") -> list[tuple[s
     # are the code's) keeps the model's value, as Flux's loadmodel! keeps non-arrays; a
     # missing array is an error
     required = {p for p, x in target if not _is_setting(x)}
+    settings = {p for p, _ in target} - required
     target = [(p, x) for p, x in target if p in given or p in required]
     for path, x in target:
         if path not in given:
+            # like for like: the state's entries less those of the model's numbers (which
+            # fl.state writes as 0-d arrays)
+            arrays = sum(p not in settings for p in given)
             raise LoadError(f"{what}: {path}: missing from the state (the state has "
-                            f"{len(given)} entries, {into} {len(required)} arrays)"
+                            f"{arrays} arrays, {into} {len(required)})"
                             f"{_prefix_hint(path, given, required) or hint}")
         v = given[path]
         (shape, dtype), (vshape, vdtype) = _describe(x), _describe(v)

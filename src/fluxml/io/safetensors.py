@@ -221,6 +221,22 @@ def _fail(where: str, what: str):
     raise FileFormatError(f"load: {where} is not a valid safetensors file: {what}")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs) -> dict:
+    """A JSON object's pairs as a dict, refusing a key given twice: ``json`` keeps the last
+    one, and a tensor named twice would then fail later over its bytes, for the wrong
+    reason."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(repr(key)[:200])
+        out[key] = value
+    return out
+
+
 def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
     if len(raw) < 8:
         _fail(where, f"it holds {len(raw)} bytes, fewer than the 8 of the header length")
@@ -233,7 +249,9 @@ def decode(raw: bytes, where: str = "the data") -> tuple[dict, dict]:
         _fail(where, f"the header length says {n} bytes but the file holds {len(raw) - 8} "
                      f"after it (truncated, or not a safetensors file)")
     try:  # (ValueError: an integer of more than 4300 digits; RecursionError: [[[[...]]]])
-        header = json.loads(raw[8:8 + n].decode("utf-8"))
+        header = json.loads(raw[8:8 + n].decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        _fail(where, f"its header names {str(err)} twice")
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         _fail(where, f"its header is not valid JSON ({type(err).__name__}: {str(err)[:200]})")
     if not isinstance(header, dict):

@@ -43,6 +43,24 @@ ALIASES = {"lr": "eta", "betas": "beta", "eps": "epsilon", "weight_decay": "lamb
            "alpha": "rho", "max_norm": "omega", "norm_type": "p"}
 
 
+def canonical_names(changes, where: str) -> dict:
+    """``changes`` (pairs of name and value) keyed by Optimisers.jl's names, PyTorch's
+    (``ALIASES``) translated; one hyperparameter given under both names is an error, for
+    which of the two was meant cannot be told.
+
+    >>> canonical_names([("lr", 0.1), ("beta", (0.9, 0.99))], "adjust")
+    {'eta': 0.1, 'beta': (0.9, 0.99)}
+    """
+    out, given = {}, {}
+    for key, value in changes:
+        name = ALIASES.get(key, key)
+        if name in out:
+            raise TypeError(f"{where}: {name} given twice, as {given[name]}= and as {key}=; "
+                            "pass one of them")
+        out[name], given[name] = value, key
+    return out
+
+
 @dataclasses.dataclass
 class Rule:
     """Base class of optimisation rules (subclasses are dataclasses of hyperparameters)."""
@@ -64,8 +82,9 @@ class Rule:
         raise NotImplementedError(f"{type(self).__name__}.apply")
 
     def adjust(self, **changes) -> Rule:
-        """A copy with some hyperparameters changed; names this rule lacks are ignored (a
-        chain passes every name to every rule)."""
+        """A copy with some hyperparameters changed (PyTorch's names too: ``ALIASES``); names
+        this rule lacks are ignored (a chain passes every name to every rule)."""
+        changes = canonical_names(changes.items(), f"{type(self).__name__}.adjust")
         own = {f.name for f in dataclasses.fields(self)}
         kept = {k: v for k, v in changes.items() if k in own and k not in self.fixed}
         return dataclasses.replace(self, **kept) if kept else self

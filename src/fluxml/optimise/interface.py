@@ -24,7 +24,7 @@ import numpy as np
 from fluxml._dtypes import is_complex, is_jax
 from fluxml._kernel_modules import KERNEL_MODULES
 from fluxml.ad.core import COMPILING, compiling
-from fluxml.optimise.base import ALIASES, Rule, apply_rule
+from fluxml.optimise.base import Rule, apply_rule, canonical_names
 from fluxml.optimise.fits import _check_fits, _refuse_misfit_state, _refuse_shared_memory
 from fluxml.optimise.foreach import step_together
 from fluxml.optimise.pairs import apply_paired, pairs, to_pairs, write_back
@@ -538,9 +538,8 @@ def adjust(state, eta: float | None = None, **changes):
     >>> fl.adjust(state, lr=0.01)["w"].rule
     Adam(eta=0.01, beta=(0.9, 0.999), epsilon=1e-08)
     """
-    if eta is not None:
-        changes["eta"] = eta
-    changes = {ALIASES.get(k, k): v for k, v in changes.items()}
+    given = ([] if eta is None else [("eta", eta)]) + list(changes.items())
+    changes = canonical_names(given, "adjust")
     leaves = _state_leaves(state, "adjust")
     known = set().union(*(leaf.rule.names() for leaf in leaves)) if leaves else set()
     unknown = sorted(set(changes) - known)

@@ -199,7 +199,10 @@ class RpropState(NamedTuple):
 class Rprop(Rule):
     """Rprop: each entry's step grows by ``ell[1]`` while its gradient keeps its sign and
     shrinks by ``ell[0]`` when it flips, within ``gamma``; ``x -= step * sign(dx)``.
-    PyTorch: ``Rprop(lr=eta (default 0.01), etas=ell, step_sizes=gamma)``.
+    PyTorch: ``Rprop(lr=eta (default 0.01), etas=ell, step_sizes=gamma)``, the same steps
+    where ``eta`` lies within ``gamma``. Outside it they differ, as Optimisers.jl's and
+    PyTorch's do: the first step (and any after a zero gradient) is ``eta`` here, clamped into
+    ``gamma`` by PyTorch.
 
     >>> import numpy as np, fluxml as fl
     >>> model = {"w": np.array([1.0, -2.0])}
