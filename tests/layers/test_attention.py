@@ -96,6 +96,18 @@ def test_mha_fused_path_matches_composite():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("given, message", [
+    ({"mask": np.ones((4, 4), bool)}, r"mask of shape \(4, 4\) does not broadcast to the "
+                                      r"scores' shape \(\.\.\., Tq, Tk\) = \(2, 2, 3, 3\)"),
+    ({"mask": np.ones((3, 3))}, r"mask must be boolean \(True: attend\); got dtype float64"),
+    ({"bias": np.ones((5, 5), np.float32)}, r"bias of shape \(5, 5\) does not broadcast"),
+])
+def test_a_bad_mask_or_bias_is_refused_in_the_layers_name(given, message):
+    m = fl.MultiHeadAttention(8, nheads=2)
+    with pytest.raises(fl.LayerError, match=r"^MultiHeadAttention\(8, nheads=2\): " + message):
+        m(np.ones((2, 3, 8), np.float32), **given)
+
+
 def test_one_sequence_init_and_errors_name_the_attention_layers():
     """(T, E) without a batch as Flux and PyTorch take it; init= reaches every weight of the
     block; integer input and a wrong width are refused in the name of the layer called."""

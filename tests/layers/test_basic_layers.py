@@ -84,9 +84,48 @@ def test_bilinear_against_sum_and_grads():
     check_grads(loss, m, x, z)
     assert repr(fl.Bilinear(3, 4)) == "Bilinear(3 => 4)  # 40 parameters"
     assert fl.Bilinear((3, 2), 4)._line() == "Bilinear((3, 2) => 4)"
-    with pytest.raises(fl.LayerError, match=r"expects inputs \(N, 3\) and \(N, 2\); got "
+    with pytest.raises(fl.LayerError, match=r"expects inputs \(N, 3\) and \(N, 2\) \(or "
+                                            r"the same leading axes before both\); got "
                                             r"\(5, 3\) and \(5, 3\)"):
         m(x, x)
+
+
+def test_bilinear_takes_leading_axes_as_pytorchs():
+    # (N, T, in1) and (N, T, in2): each (n, t) pair as a row of a batch
+    m = f64(fl.Bilinear((3, 2), 4, np.tanh, rng=RNG))
+    x, z = RNG.normal(size=(5, 6, 3)), RNG.normal(size=(5, 6, 2))
+    rows = m(x.reshape(30, 3), z.reshape(30, 2))
+    np.testing.assert_allclose(m(x, z), rows.reshape(5, 6, 4), rtol=1e-14)
+    assert fl.outputsize(m, (5, 6, 3), (5, 6, 2)) == (5, 6, 4)
+    check_grads(loss, m, x[:2, :2], z[:2, :2])
+    with pytest.raises(fl.LayerError, match=r"got \(5, 6, 3\) and \(5, 7, 2\)"):
+        m(x, RNG.normal(size=(5, 7, 2)))
+
+
+def test_dense_with_a_bias_of_another_size_names_the_layer():
+    # (a weight or bias replaced by one of another checkpoint's size: a bare broadcast error)
+    d = fl.Dense(3, 2)
+    d.bias = np.ones(5, np.float32)
+    with pytest.raises(fl.LayerError, match=r"^Chain\[0\]: Dense\(3 => 2\): bias must have "
+                                            r"shape \(2,\) for a weight of shape \(2, 3\); "
+                                            r"got \(5,\)"):
+        fl.Chain(d)(np.ones((4, 3), np.float32))
+
+
+class _OtherLibraryArray:
+    """As a torch.Tensor: a shape, but a dtype that is not NumPy's."""
+
+    shape, ndim, dtype = (2, 3), 2, "torch.float32"
+
+
+@pytest.mark.parametrize("layer", [fl.Dense(3, 2), fl.Conv((3, 3), 1, 2), fl.LSTM(3, 2),
+                                   fl.BatchNorm(3), fl.Embedding(5, 2), fl.MaxPool((2,))],
+                         ids=lambda layer: type(layer).__name__)
+def test_another_librarys_array_is_refused_in_the_layers_name(layer):
+    # (a torch.Tensor failed deep inside with 'torch.dtype' object has no attribute 'kind')
+    with pytest.raises(fl.LayerError, match=r"expects a NumPy \(or CuPy\) array.*; got a "
+                                            r"\w+\._OtherLibraryArray: convert it"):
+        layer(_OtherLibraryArray())
 
 
 def test_scale_and_flatten():

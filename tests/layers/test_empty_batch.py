@@ -6,6 +6,8 @@ NaN, silently (found by tests/layers/fuzz_shapes.py's helper run)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,21 @@ def test_an_empty_batch_leaves_the_running_statistics(make, shape):
         fl.gradient(lambda m: np.sum(m(np.ones(shape, np.float32))), norm)
     np.testing.assert_array_equal(norm.running_mean, np.zeros(3))
     np.testing.assert_array_equal(norm.running_var, np.ones(3))
+
+
+def test_batchnorm_in_training_on_an_empty_batch_warns_nothing():
+    # (its batch statistics, means over no values, warned before being left unused)
+    bn = fl.trainmode(fl.BatchNorm(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = bn(np.ones((0, 3, 5, 5), np.float32))
+    assert y.shape == (0, 3, 5, 5) and y.dtype == np.float32
+    assert np.array_equal(bn.running_mean, np.zeros(3))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "max"])
+def test_an_embedding_bag_of_no_bags_gives_no_rows(reduction):
+    # as PyTorch's (0, dim); a cast of the bags' lengths (float64 for none) failed
+    bag = fl.EmbeddingBag(5, 3, reduction)
+    assert bag([]).shape == (0, 3)
+    assert bag((np.array([], np.int64), np.array([], np.int64))).shape == (0, 3)

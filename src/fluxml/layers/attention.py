@@ -27,6 +27,7 @@ from fluxml.layers.normalise import Dropout, LayerNorm, probability
 from fluxml.layers.precision import match_dtype
 from fluxml.layers.show import name_of
 from fluxml.nnlib import relu
+from fluxml.nnlib.attention import check_mask_and_bias
 
 
 def causal_mask(tq: int, tk: int, xp=np) -> np.ndarray:
@@ -138,6 +139,11 @@ class MultiHeadAttention(Module):
                 raise LayerError(f"{self._called()}: mask must be boolean or 'causal'; got "
                                  f"{mask!r}")
             mask = causal_mask(q.shape[1], k.shape[1], array_module(q))
+        try:  # (here, in this layer's name: the kernel would name itself)
+            check_mask_and_bias(mask, bias, (q.shape[0], self.nheads, q.shape[1], k.shape[1]),
+                                self._called())
+        except (TypeError, ValueError) as err:
+            raise LayerError(str(err)) from None
         if is_active(self.attn_drop, q) and self.attn_drop.p > 0:
             return self._composite(q, k, v, bias=bias, mask=mask)
         # the projections as plain products over (N T, features), the heads split and joined

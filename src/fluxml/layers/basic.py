@@ -90,9 +90,15 @@ class Dense(Module):
         need_array(self, x, f"(N, {w.shape[1]})")
         if x.shape[-1:] != w.shape[1:]:
             self._refuse(x.shape)
+        b = self.bias
+        if b is not None and getattr(b, "shape", None) != w.shape[:1]:
+            # (a weight or bias replaced by one of another size, say from another checkpoint)
+            raise LayerError(f"{self._called()}: bias must have shape ({w.shape[0]},) for a "
+                             f"weight of shape {tuple(w.shape)}; got "
+                             f"{getattr(b, 'shape', type(b).__name__)}")
         if x.dtype != w.dtype:
             x = match_dtype(self, x, w.dtype)
-        y = affine(x, w, self.bias)
+        y = affine(x, w, b)
         return y if self.activation is identity else self.activation(y)
 
     def _line(self) -> str:
@@ -360,9 +366,10 @@ class Bilinear(Module):
 
     ``y[n, o] = activation(sum_ij x[n, i] * weight[o, i, j] * z[n, j] + bias[o])`` with
     ``weight`` shaped ``(out, in1, in2)`` as PyTorch's ``Bilinear``. Called as ``m(x, z)``,
-    ``m((x, z))``, or ``m(x)`` for ``m(x, x)``; inputs ``(N, in1)`` and ``(N, in2)``, or
-    vectors ``(in1,)`` and ``(in2,)`` giving ``(out,)``. Pass an array as the first argument
-    to use it as the weight, as Flux's ``Bilinear(W, bias, activation)``.
+    ``m((x, z))``, or ``m(x)`` for ``m(x, x)``; inputs ``(N, in1)`` and ``(N, in2)`` (or any
+    leading axes, the same for both, as PyTorch's), or vectors ``(in1,)`` and ``(in2,)``
+    giving ``(out,)``. Pass an array as the first argument to use it as the weight, as Flux's
+    ``Bilinear(W, bias, activation)``.
 
     >>> import numpy as np, fluxml as fl
     >>> m = fl.Bilinear((3, 2), 4)
@@ -395,10 +402,12 @@ class Bilinear(Module):
         if len(x) == len(z) == 1:  # a pair of vectors, as __call__
             return self._output_shape((1,) + tuple(x), (1,) + tuple(z))[1:]
         _, in1, in2 = self.weight.shape
-        if len(x) != 2 or len(z) != 2 or x[1] != in1 or z[1] != in2 or x[0] != z[0]:
-            raise LayerError(f"{self._called()} expects inputs (N, {in1}) and (N, {in2}); got "
-                             f"{tuple(x)} and {tuple(z)}")
-        return (x[0], self.weight.shape[0])
+        if len(x) < 2 or len(x) != len(z) or x[-1] != in1 or z[-1] != in2 \
+                or tuple(x[:-1]) != tuple(z[:-1]):
+            raise LayerError(f"{self._called()} expects inputs (N, {in1}) and (N, {in2}) (or "
+                             f"the same leading axes before both); got {tuple(x)} and "
+                             f"{tuple(z)}")
+        return tuple(x[:-1]) + (self.weight.shape[0],)
 
     def __call__(self, x, z=None):
         if z is None:
@@ -409,7 +418,10 @@ class Bilinear(Module):
             return self(x[None], z[None])[0]
         w = self.weight
         x, z = (match_dtype(self, v, w.dtype) for v in (x, z))
-        self._output_shape(x.shape, z.shape)
+        shape = self._output_shape(x.shape, z.shape)
+        if len(shape) > 2:  # leading axes (N, T, ...): one batch axis, and back
+            y = self(np.reshape(x, (-1, x.shape[-1])), np.reshape(z, (-1, z.shape[-1])))
+            return np.reshape(y, shape)
         y = np.einsum("ni,oij,nj->no", x, w, z, optimize=True)
         if self.bias is not None:
             y = y + self.bias

@@ -19,7 +19,7 @@ from fluxml import nnlib
 from fluxml._checks import is_int
 from fluxml.ad.core import untraced
 from fluxml.layers.basic import _positive, initial
-from fluxml.layers.module import LayerError, Module
+from fluxml.layers.module import LayerError, Module, need_array
 
 normal = initialisers.normal  # the default initialiser, fl.init.normal
 
@@ -32,6 +32,7 @@ def _gather(weight, idx):
 def _check_indices(layer, idx, vocab):
     """``idx`` as an integer array, refused when not integers or out of ``[0, vocab)``."""
     idx = np.asarray(idx) if not hasattr(idx, "dtype") else idx
+    need_array(layer, idx)  # (another library's array, a torch.Tensor: refused, named)
     if idx.dtype.kind not in "iu":
         raise _not_indices(layer, idx.dtype, idx.shape, vocab)
     # checked where the values are: inside fl.compile, on every run of the program
@@ -201,6 +202,8 @@ class EmbeddingBag(Embedding):
 
     def _ragged(self, bags):
         vocab, dim = self.weight.shape
+        if not bags:  # no bags: no rows (as PyTorch's, (0, dim))
+            return self.weight[:0]
         bags = [_check_indices(self, b, vocab) for b in bags]
         if any(b.ndim != 1 for b in bags):
             raise LayerError(f"{self._called()} expects each bag to be a vector of indices; got "
@@ -211,7 +214,7 @@ class EmbeddingBag(Embedding):
                     for b in bags]
             return np.concatenate(rows, axis=0)
         # sum and mean as one matrix product: (N, total) pooling weights times the rows
-        lengths = np.array([b.size for b in bags])
+        lengths = np.array([b.size for b in bags], dtype=np.intp)
         flat = np.concatenate(bags) if bags else np.zeros(0, np.int64)
         pool = np.zeros((len(bags), flat.size), self.weight.dtype)
         bag_of = np.repeat(np.arange(len(bags)), lengths)

@@ -188,6 +188,8 @@ class BatchNorm(_Norm):
         if not self._batch_statistics(x):  # test mode: running statistics
             return self._with_running_stats(x)
         self._one_value(x)
+        if not x.size:  # an empty batch: nothing to normalise and no statistics to learn
+            return self._activate(x)  # (their means over no values warned, NaN)
         scale, bias = self._channel_affine(x.ndim)
         axes = (0,) + tuple(range(2, x.ndim))
         y, mean, var = nnlib.normalise(x, axes, scale, bias, eps=self.eps, return_stats=True)

@@ -347,23 +347,7 @@ def dot_product_attention(q, k, v, *, mask=None, bias=None, scale: float | None 
         if kind != "f":
             raise TypeError(f"dot_product_attention: {name} must be a float array; got "
                             f"dtype {raw(a).dtype}")
-    scores = sq[:-1] + (sk[-2],)
-    if mask is not None:
-        mask = raw(mask)
-        mask = mask if hasattr(mask, "dtype") else np.asarray(mask)
-        if mask.dtype != bool:
-            raise TypeError(f"dot_product_attention: mask must be boolean (True: attend); "
-                            f"got dtype {mask.dtype}")
-        _check_broadcast("mask", mask.shape, scores)
-    if bias is not None:
-        _check_broadcast("bias", np.shape(raw(bias)), scores)
-        dtype = getattr(raw(bias), "dtype", None)
-        dtype = np.asarray(bias).dtype if dtype is None else dtype
-        if dtype.kind not in "fiu":  # (a boolean bias added 1 where True: a mask is mask=)
-            raise TypeError(f"dot_product_attention: bias must be real numbers added to the "
-                            f"scores; got dtype {dtype}"
-                            + (" (a boolean mask, True where a query may attend, is mask=)"
-                               if dtype.kind == "b" else ""))
+    mask = check_mask_and_bias(mask, bias, sq[:-1] + (sk[-2],))
     scale = 1 / math.sqrt(sq[-1]) if scale is None else float(scale)
     heads = {} if nheads is None else {"heads": int(nheads)}
     if fdrop is None:
@@ -398,14 +382,36 @@ def _batch_as_one_axis(q, k, v, lead, *, mask, bias, scale, nheads, fdrop):
             np.reshape(probs, lead + np.shape(raw(probs))[-3:]))
 
 
-def _check_broadcast(name, shape, scores):
+def check_mask_and_bias(mask, bias, scores: tuple, who: str = "dot_product_attention"):
+    """Refuse a ``mask`` that is not boolean, a ``bias`` that is not real numbers, or either
+    not broadcasting to the ``scores`` shape ``(..., Tq, Tk)``, in ``who``'s name (a
+    TypeError or ValueError); return the mask as an array (or None)."""
+    if mask is not None:
+        mask = raw(mask)
+        mask = mask if hasattr(mask, "dtype") else np.asarray(mask)
+        if mask.dtype != bool:
+            raise TypeError(f"{who}: mask must be boolean (True: attend); got dtype "
+                            f"{mask.dtype}")
+        _check_broadcast("mask", mask.shape, scores, who)
+    if bias is not None:
+        _check_broadcast("bias", np.shape(raw(bias)), scores, who)
+        dtype = getattr(raw(bias), "dtype", None)
+        dtype = np.asarray(bias).dtype if dtype is None else dtype
+        if dtype.kind not in "fiu":  # (a boolean bias added 1 where True: a mask is mask=)
+            raise TypeError(f"{who}: bias must be real numbers added to the scores; got dtype "
+                            f"{dtype}" + (" (a boolean mask, True where a query may attend, "
+                                          "is mask=)" if dtype.kind == "b" else ""))
+    return mask
+
+
+def _check_broadcast(name, shape, scores, who="dot_product_attention"):
     try:
         ok = np.broadcast_shapes(shape, scores) == scores
     except ValueError:
         ok = False
     if not ok:
-        raise ValueError(f"dot_product_attention: {name} of shape {shape} does not broadcast "
-                         f"to the scores' shape (..., Tq, Tk) = {scores}")
+        raise ValueError(f"{who}: {name} of shape {shape} does not broadcast to the scores' "
+                         f"shape (..., Tq, Tk) = {scores}")
 
 
 def make_causal_mask(x, axis: int = -2) -> np.ndarray:
