@@ -596,3 +596,26 @@ def test_a_parameter_f_reads_only_where_the_adjoint_never_evaluates_is_no_none()
             dt=0.1, saveat=[1.0]).u[-1] ** 2), p)[0]
         assert g["a"] == 0.0 and g["c"] is None
         assert np.all(g["b"] > 1.0)  # (the adjoints' discretisations differ: ~1.3 and ~1.2)
+
+
+def _oscillator_in_place(t, u, p):
+    """SciPy's style: a buffer allocated like the state, filled entry by entry."""
+    du = np.empty_like(u)
+    du[0] = u[1]
+    du[1] = -p * u[0]
+    return du
+
+
+@pytest.mark.parametrize("alg", ALGS, ids=repr)
+def test_a_right_hand_side_filling_a_buffer_like_its_state(alg):
+    # u'' = -p u from (1, 0): u(1) = cos(sqrt(p)). With p traced and u0 plain the buffer
+    # was plain and refused p's values (Direct, QuadratureAdjoint), and with both traced
+    # the initial step's estimate called f on a plain state (Direct)
+    def loss(u0, p):
+        return fl.ode.solve(_oscillator_in_place, u0, (0.0, 1.0), p, saveat=[1.0],
+                            sensealg=alg, rtol=1e-10, atol=1e-12).u[-1, 0]
+
+    exact = -np.sin(1.0) / 2
+    np.testing.assert_allclose(fl.gradient(lambda p: loss(U0 * [1, 0], p), 1.0)[0], exact,
+                               rtol=1e-7)
+    np.testing.assert_allclose(fl.gradient(loss, U0 * [1, 0], 1.0)[1], exact, rtol=1e-7)

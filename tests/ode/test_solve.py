@@ -166,6 +166,9 @@ def test_failures_name_the_time_reached_and_what_to_try():
     for tspan in [(0.0, np.nan), (0.0, np.inf)]:
         with pytest.raises(ValueError, match="tspan must be two finite times"):
             fl.ode.solve(oscillator, np.ones(2), tspan)
+    # a Python int past NumPy's int64 is a time (it was called "not two times")
+    from fluxml.ode import checks
+    assert checks.tspan("solve", (0, 10**20)) == (0.0, 1e20)
     # other libraries' argument orders would solve another equation, silently
     with pytest.raises(TypeError, match=r"arguments are \(u, p, t\), but solve calls f\(t, u"):
         fl.ode.solve(lambda u, p, t: -p * u, np.ones(2), (0.0, 1.0), 0.5)  # DiffEq.jl's

@@ -343,7 +343,11 @@ def _view(self, dtype=None, type=None):
         raise DifferentiationError(
             f"x.view({np.dtype(dtype)}) reinterprets the bytes of a traced {self.dtype} array: "
             "that has no derivative. Use x.astype(...) to convert values.")
-    out = raw(self).copy().view(dtype)
+    value = raw(self)
+    if isinstance(value, Tracer):  # fl.compile: no bytes to reinterpret while traced (the copy
+        # below was a traced copy, and its view this method again, without end)
+        raise value._trace.concrete(f"x.view({np.dtype(dtype)}) (reinterpreting the bytes)")
+    out = value.copy().view(dtype)
     out.flags.writeable = False
     return out
 
@@ -454,9 +458,13 @@ def _resize(self, *new_shape, refcheck=True):
 
 def _round(self, ndigits=None):
     """Python's ``round`` as NumPy defines it: on a NumPy scalar (``round(x[0], 2)``) only."""
-    if not isinstance(raw(self), np.generic):
+    value = raw(self)
+    # (under fl.compile a 0-d traced value stands for the NumPy scalar eager code holds)
+    if not isinstance(value, np.generic) and not (type(value) is Tracer and np.ndim(self) == 0):
         raise TypeError("type numpy.ndarray doesn't define __round__ method (use np.round)")
     if ndigits is None:
+        if type(value) is Tracer:  # a compiled program's IR tracer says why in its own words
+            raise value._trace.concrete("round(x) (an integer result)")
         raise refusal(errors.concrete("round(x) (an integer result)"), self)
     return np.round(self, ndigits)
 

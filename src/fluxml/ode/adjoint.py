@@ -366,8 +366,11 @@ class _Backward:
 
     def vjp_p(self, t, u, lam):
         self.stats.nfe += 1
-        _, back = pullback(lambda *q: self.rhs(t, u, q), *self.pv)
-        return self.params.pack_cotangents(back(lam))
+        # u traced too (its cotangent unused): f written in SciPy's style fills a buffer
+        # allocated like u (np.empty_like(u)) with values that depend on p, which a plain
+        # buffer cannot take
+        _, back = pullback(lambda y, *q: self.rhs(t, y, q), u, *self.pv)
+        return self.params.pack_cotangents(back(lam)[1:])
 
     # --- the pass ------------------------------------------------------------------------
 

@@ -85,6 +85,8 @@ def tspan(who: str, span) -> tuple[float, float]:
 
 
 def _time(t) -> float:
+    if isinstance(t, int) and not isinstance(t, bool):  # (10**20: NumPy has no int for it)
+        return float(t)
     if isinstance(t, (str, bytes, bool)) or np.ndim(t) != 0 or \
             np.asarray(t).dtype.kind not in "iuf":
         raise TypeError

@@ -78,8 +78,8 @@ def initial_step(F, t0: float, y0, f0, direction: float, order: int, rtol: float
     estimates the second derivative so that the first step's error is near the tolerance.
     ``norm_size``: the norms read the first entries of the state only, as the error control
     does (an adjoint's parameter integral, which feeds nothing back, is left out)."""
-    y_start, f_start = raw(y0), raw(f0)
-    y0, f0 = _norm_precision(y_start, f_start)
+    y0_given, f0_given = y0, f0
+    y0, f0 = _norm_precision(raw(y0), raw(f0))
 
     def part(x):
         return x if norm_size is None else x[:norm_size]
@@ -88,7 +88,10 @@ def initial_step(F, t0: float, y0, f0, direction: float, order: int, rtol: float
     d0, d1 = _rms(part(y0), scale), _rms(part(f0), scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, span)
-    y1 = y_start + direction * h0 * f_start
+    # from the traced state and slope where they are: f may fill a buffer it allocates like
+    # its state (np.empty_like(u), SciPy's style) with values that depend on traced
+    # parameters, which a plain state's buffer cannot take (nothing reads this derivative)
+    y1 = y0_given + direction * h0 * f0_given
     f1, = _norm_precision(raw(F(t0 + direction * h0, y1)))
     d2 = _rms(part(f1) - part(f0), scale) / h0
     if not math.isfinite(d2):

@@ -115,7 +115,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
             and where is None):  # the common case, kept short
         return a._trace.process(SUM, (a,), {"axis": _axis(axis), "keepdims": bool(keepdims)})
     a = _masked(_cast(a, dtype), where, 0)
-    result = SUM(a, axis=_axis(axis), keepdims=bool(keepdims))
+    result = _in_dtype(SUM(a, axis=_axis(axis), keepdims=bool(keepdims)), dtype)
     if initial is not None:
         result = result + initial
     return into_out(result, out, "np.sum")
@@ -129,7 +129,7 @@ def nansum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, whe
 @function(np.prod)
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
     a = _masked(_cast(a, dtype), where, 1)
-    result = PROD(a, axis=_axis(axis), keepdims=bool(keepdims))
+    result = _in_dtype(PROD(a, axis=_axis(axis), keepdims=bool(keepdims)), dtype)
     if initial is not None:
         result = result * initial
     return into_out(result, out, "np.prod")
@@ -263,7 +263,8 @@ def _cumulative(prim, name, initial):
         a = _cast(a, dtype)
         if axis is None:
             a, axis = np.ravel(a), 0
-        return into_out(prim(a, axis=normalize_axis_index(axis, a.ndim)), out, name)
+        return into_out(_in_dtype(prim(a, axis=normalize_axis_index(axis, a.ndim)), dtype),
+                        out, name)
 
     def array_api(x, /, *, axis=None, dtype=None, out=None, include_initial=False):
         x = _cast(x, dtype)
@@ -272,7 +273,7 @@ def _cumulative(prim, name, initial):
                 raise ValueError(f"{name}: axis must be given for a {x.ndim}-d array")
             axis = 0
         axis = normalize_axis_index(axis, x.ndim)
-        result = prim(x, axis=axis)
+        result = _in_dtype(prim(x, axis=axis), dtype)
         if include_initial:
             first = module_of(x).full(x.shape[:axis] + (1,) + x.shape[axis + 1:], initial,
                                       x.dtype)
@@ -460,6 +461,15 @@ def _nan_to_zero(a):
 def _cast(a, dtype):
     a = as_array(a)
     return a if dtype is None else a.astype(dtype)
+
+
+def _in_dtype(result, dtype):
+    """A sum's or product's ``result`` in the ``dtype`` asked for: the primitives promote
+    small integers as NumPy's default does (int32 to int64), where ``dtype=`` keeps them (and
+    wraps, int8: 299 is 43; the cast of the exact sum wraps alike)."""
+    if dtype is None or raw(result).dtype == np.dtype(dtype):
+        return result
+    return result.astype(dtype)
 
 
 
