@@ -305,3 +305,14 @@ def test_fused_mse_jvp_of_empty_arrays_is_nan_as_the_composite():
     with pytest.warns(RuntimeWarning):
         value, tangent = fl.jvp(lambda a: fl.mse(a, empty), (empty,), (empty,))
     assert np.isnan(value) and np.isnan(tangent)
+
+
+@pytest.mark.parametrize("yhat", [[1.5, 0.5], [0.5, -0.5]])
+def test_binarycrossentropy_refuses_predictions_outside_0_1(yhat):
+    # logits passed by mistake gave a negative loss (-log 1.5), silently; PyTorch raises too
+    with pytest.raises(ValueError, match=r"binarycrossentropy: yhat must be probabilities in "
+                                         r"\[0, 1\].*Logits\? Use logitbinarycrossentropy"):
+        fl.binarycrossentropy(np.array(yhat), np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match="yhat must be probabilities"):  # inside a gradient
+        fl.gradient(lambda p: fl.binarycrossentropy(p, np.array([1.0, 0.0])), np.array(yhat))
+    assert np.isnan(fl.binarycrossentropy(np.array([np.nan, 0.5]), np.array([1.0, 0.0])))

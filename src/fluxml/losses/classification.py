@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluxml._checks import is_int, real_in
-from fluxml.ad.arrays import library_asarray
-from fluxml.ad.core import Tracer, untraced
+from fluxml.ad.arrays import library_asarray, module_of
+from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.losses.common import (
     Agg,
     aggregate,
@@ -119,8 +119,25 @@ def binarycrossentropy(yhat, y, *, agg: Agg = "mean", eps: float | None = None):
     array([0.1054, 0.2231])
     """
     y = target("binarycrossentropy", yhat, y)
+    _probabilities("binarycrossentropy", yhat)
     eps = default_eps(yhat, eps, "binarycrossentropy")
     return aggregate(-xlogy(y, yhat + eps) - xlogy(1.0 - y, 1.0 - yhat + eps), agg)
+
+
+def _probabilities(name: str, yhat) -> None:
+    """Refuse predictions outside ``[0, 1]`` where their values are known (NumPy's, also
+    inside a gradient; not inside ``fl.compile``, where there are none while it traces), as
+    PyTorch's ``binary_cross_entropy`` does: logits passed by mistake gave a negative loss
+    (``-log(1.5)`` for 1.5 labelled 1) that training then drove down without bound,
+    silently. NaN passes (the loss is NaN, which the training loop stops on)."""
+    values = raw(yhat)
+    if type(values) is Tracer or module_of(values) is not np:
+        return
+    values = np.asarray(values)
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(f"{name}: yhat must be probabilities in [0, 1] (a sigmoid's "
+                         f"output); got values from {values.min():.4g} to {values.max():.4g}. "
+                         "Logits? Use logitbinarycrossentropy")
 
 
 def logitbinarycrossentropy(yhat, y, *, agg: Agg = "mean"):
