@@ -102,7 +102,7 @@ def test_bilinear_takes_leading_axes_as_pytorchs():
         m(x, RNG.normal(size=(5, 7, 2)))
 
 
-def test_dense_with_a_bias_of_another_size_names_the_layer():
+def test_a_bias_of_another_size_than_the_weights_names_the_layer():
     # (a weight or bias replaced by one of another checkpoint's size: a bare broadcast error)
     d = fl.Dense(3, 2)
     d.bias = np.ones(5, np.float32)
@@ -110,6 +110,11 @@ def test_dense_with_a_bias_of_another_size_names_the_layer():
                                             r"shape \(2,\) for a weight of shape \(2, 3\); "
                                             r"got \(5,\)"):
         fl.Chain(d)(np.ones((4, 3), np.float32))
+    c = fl.Conv((3, 3), 1, 2)
+    c.bias = np.ones(5, np.float32)
+    with pytest.raises(fl.LayerError, match=r"^Conv\(\(3, 3\), 1 => 2\): bias must have shape "
+                                            r"\(2,\) for a weight of shape \(2, 1, 3, 3\)"):
+        c(np.ones((1, 1, 5, 5), np.float32))
 
 
 class _OtherLibraryArray:

@@ -204,9 +204,13 @@ class Conv(Module):
                                        stride=self.stride, pad=self.pad,
                                        dilation=self.dilation, groups=self.groups,
                                        flipped=self.flipped)
-        except ValueError:  # the layer's own account of an input that does not fit
+        except ValueError as err:  # the layer's own account of an input that does not fit
             self._output_shape(x.shape)
-            raise
+            if isinstance(err, LayerError) or not str(err).startswith("conv_bias_act: "):
+                raise
+            # else its weight or bias (one of another size, set since): in the layer's name
+            raise LayerError(f"{self._called()}: {str(err).removeprefix('conv_bias_act: ')}") \
+                from err
 
     def _finish(self, y):
         if self.bias is not None:
