@@ -2,6 +2,8 @@
 methods, writes through views NumPy makes, stop_gradient, and derivatives at points where a
 formula divides by zero. Each class has a property test beside the reproducer."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -326,3 +328,106 @@ def test_setting_the_parts_of_a_traced_array():
 
     with pytest.raises(TypeError, match="does not have imaginary part to set"):
         fl.gradient(imag_of_real, x)
+
+
+# --- one element named twice in two spellings: -2 and 4 of a length-6 axis ----------------------
+
+def _written(idx, op):
+    def f(x):
+        y = x * 1.0
+        if op == "add":
+            y[idx] += x[:len(idx[0])] ** 2  # y[idx] = y[idx] + v: the last write stays
+        else:
+            y[idx] = x[:len(idx[0])] ** 2
+        return np.sum(y * np.arange(1.0, 7.0).reshape(y.shape))
+    return f
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-6, 5), min_size=1, max_size=5), st.sampled_from(["add", "set"]))
+def test_repeats_spelled_with_negative_indices_keep_the_last_write(indices, op):
+    # (compared as written, -2 and 4 were two elements: both writes got the derivative)
+    x = np.linspace(0.1, 0.6, 6)
+    f = _written((np.array(indices),), op)
+    same = _written((np.array(indices) % 6,), op)  # every repeat spelled alike
+    g, = fl.gradient(f, x)
+    np.testing.assert_allclose(g, fl.gradient(same, x)[0], rtol=1e-13)
+    np.testing.assert_allclose(g, fl.jacobian(f, x, mode="fwd"), rtol=1e-13)
+
+
+def test_a_2d_repeat_spelled_twice_and_one_beside_a_slice():
+    x = np.linspace(0.1, 0.6, 6)
+
+    def pairs(x):
+        y = x.reshape(2, 3) * 1.0
+        y[[0, -2], [1, 1]] = x[:2] ** 2  # (0, 1) twice: the last write stays
+        return np.sum(y * np.arange(1.0, 7.0).reshape(2, 3))
+
+    np.testing.assert_allclose(fl.gradient(pairs, x)[0], [1, 0.8, 3, 4, 5, 6], rtol=1e-13)
+
+    def beside_a_slice(x):
+        y = x.reshape(2, 3) * 1.0
+        y[:, [0, -3]] = x[:4].reshape(2, 2) ** 2
+        return np.sum(y)
+
+    with pytest.raises(fl.DifferentiationError, match="names one element twice"):
+        fl.gradient(beside_a_slice, x)
+
+
+def test_np_put_takes_negative_indices_as_numpy():
+    def f(x):
+        y = x * 1.0
+        np.put(y, [-1], x[0] ** 2)
+        return np.sum(y * np.arange(1.0, 7.0))
+
+    x = np.linspace(0.1, 0.6, 6)
+    np.testing.assert_allclose(fl.gradient(f, x)[0], [2.2, 2, 3, 4, 5, 0], rtol=1e-13)
+    with pytest.raises(IndexError, match="index 6 is out of bounds for axis 0 with size 6"):
+        fl.gradient(lambda x: np.sum(np.put(x * 1.0, [6], 1.0) or x), x)
+
+
+# --- a ufunc's where=: NumPy computes nothing where the mask is False ------------------------------
+
+def test_safe_division_with_where_has_no_nan_derivative():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 0.0, -1.0, 0.0])
+
+    def f(a, b):
+        out = np.zeros_like(a)
+        np.divide(a, b, out=out, where=b != 0)
+        return np.sum(out)
+
+    def root(x):
+        out = np.zeros_like(x)
+        np.sqrt(x, out=out, where=x > 0)
+        return np.sum(out)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (nor a 0 / 0 computed in the backward pass)
+        ga, gb = fl.gradient(f, a, b)
+        gx, = fl.gradient(root, np.array([4.0, -1.0, 0.0, 1.0]))
+    np.testing.assert_array_equal(ga, [0.5, 0, -1, 0])
+    np.testing.assert_array_equal(gb, [-0.25, 0, -3, 0])
+    np.testing.assert_array_equal(gx, [0.25, 0, 0, 0.5])
+
+
+# --- a complex result of a real argument ---------------------------------------------------------
+
+def test_jacobian_of_a_complex_result_keeps_its_imaginary_part():
+    x = np.array([0.5, 1.5])
+    f = lambda x: np.exp(1j * x)  # noqa: E731
+    expected = np.diag(1j * np.exp(1j * x))
+    np.testing.assert_allclose(fl.jacobian(f, x), expected, rtol=1e-14)
+    np.testing.assert_allclose(fl.jacobian(f, x, mode="fwd"), expected, rtol=1e-14)
+    with pytest.raises(fl.DifferentiationError, match=r"mode='rev'\) of a complex result"):
+        fl.jacobian(f, x, mode="rev")
+
+
+def test_matmul_in_place_into_a_plain_array_names_the_plain_buffer():
+    def f(a):
+        y = np.eye(3)
+        y @= a.reshape(3, 1) * np.ones((1, 3))
+        return np.sum(y)
+
+    with pytest.raises(fl.DifferentiationError, match=r"np.matmul\(\.\.\., out=buf\): `buf` is a "
+                                                      r"plain NumPy array"):
+        fl.gradient(f, np.array([1.0, 2.0, 3.0]))

@@ -86,6 +86,9 @@ Tracer.__array_ufunc__ = _array_ufunc
 Tracer.__array_function__ = _array_function
 
 
+_MATMUL_AXES = [(-2, -1), (-2, -1), (-2, -1)]
+
+
 def call_ufunc(ufunc, method, inputs, kwargs):
     """Route ``ufunc.method(*inputs, **kwargs)`` with traced inputs to its rule."""
     if ufunc not in COMPLEX and ufunc not in NONDIFF and _any_complex(inputs):  # all methods
@@ -95,6 +98,8 @@ def call_ufunc(ufunc, method, inputs, kwargs):
     dtype = kwargs.pop("dtype", None)
     for key in ("casting", "order", "subok", "signature"):
         kwargs.pop(key, None)
+    if ufunc is np.matmul and kwargs.get("axes") == _MATMUL_AXES:  # (what `a @= b` passes:
+        kwargs.pop("axes")  # the product of the last two axes, matmul's own)
     if method == "__call__":
         if kwargs:
             raise DifferentiationError(
@@ -103,9 +108,16 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         if dtype is not None:
             inputs = [np.asarray(a).astype(dtype) if type(a) is not Tracer else a.astype(dtype)
                       for a in inputs]
+        masked = where is not True and out is not None
+        if masked:
+            inputs = [_unmasked_derivative(a, where) for a in inputs]
         entry = lookup(UFUNCS, ufunc)
         if entry is not None:
-            result = entry(*inputs)
+            if masked:  # (entries NumPy leaves alone: their inf or NaN is discarded, unsaid)
+                with np.errstate(all="ignore"):
+                    result = entry(*inputs)
+            else:
+                result = entry(*inputs)
         elif ufunc in NONDIFF:
             result = untraced(ufunc, inputs, None, ufunc.__name__)
         else:
@@ -140,6 +152,28 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         result = np.where(where, result, target)
     mutation.assign_out(target, result, errors.name(ufunc))
     return target
+
+
+def _unmasked_derivative(a, where):
+    """``a`` as a ufunc's input under ``where=``: NumPy computes nothing where the mask is
+    False, but the rule computes every entry, and there the local derivative times the zero
+    cotangent could be NaN (``np.divide(a, b, out=z, where=b != 0)``: 0 / 0 at ``b = 0``;
+    ``np.sqrt(x, out=z, where=x > 0)``). So those entries read a copy that carries no
+    derivative: a selection, which drops what is computed there, not a product. Where the
+    mask's values are known, the copy is of an entry NumPy does compute (the first the mask
+    keeps), so that no inf or NaN is computed there at all, nor warned of in the backward
+    pass."""
+    if type(a) is not Tracer:
+        return a
+    value, mask = raw(a), raw(where)
+    if type(value) is Tracer or type(mask) is Tracer:  # fl.compile: no values while traced
+        return np.where(where, a, np.copy(value))
+    shape = np.broadcast_shapes(np.shape(mask), np.shape(value))
+    keep = np.broadcast_to(mask, shape)
+    if not keep.any():
+        return np.where(where, a, value.copy())
+    first = np.unravel_index(int(np.argmax(keep)), shape)
+    return np.where(where, a, np.broadcast_to(value, shape)[first].copy())
 
 
 def call_function(func, args, kwargs):

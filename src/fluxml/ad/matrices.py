@@ -23,7 +23,8 @@ def jacobian(f: Callable, x, mode: str = "auto"):
 
     ``mode="auto"`` uses reverse mode (one pullback per output element) when the output is
     no larger than the input, else forward mode (one jvp per input element); "rev" and "fwd"
-    force one. A function with state (a Dropout's generator, a BatchNorm's running
+    force one. A complex output takes forward mode (reverse mode, which would give the real
+    part's derivative alone, refuses it). A function with state (a Dropout's generator, a BatchNorm's running
     statistics) is differentiated as it runs once, and its state moves once, in either mode.
 
     >>> import numpy as np, fluxml as fl
@@ -63,7 +64,17 @@ def _jacobian(f, x, mode, once=None):
                             f"{type(y).__name__}")
         y_shape = np.shape(raw(y))
         m = int(np.prod(y_shape))
-        if mode == "rev" or m <= n:
+        # a complex result of a real argument: a row's pullback gives the derivative of the
+        # real part alone (the cotangent of a real x is real), so only forward mode has the
+        # whole complex Jacobian (reverse mode dropped the imaginary part, silently)
+        complex_result = np.iscomplexobj(raw(y))
+        if complex_result and mode == "rev":
+            raise DifferentiationError(
+                "jacobian(mode='rev') of a complex result of a real argument: reverse mode "
+                "gives the derivative of the real part only; use mode='fwd' (or 'auto', "
+                "which takes forward mode here), or differentiate np.real(f(x)) and "
+                "np.imag(f(x)) apart")
+        if not complex_result and (mode == "rev" or m <= n):
             y_dtype = np.result_type(raw(y))
             xp = _module(raw(y))  # the basis in the output's library (CuPy's on a GPU)
             rows = []

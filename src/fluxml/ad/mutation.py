@@ -128,7 +128,7 @@ def setitem(h, idx, value):
     idx = indexing.check_index(idx)
     if _is_current_view(h, idx, value):
         return  # the write already happened through the view
-    if type(value) is Tracer and not indexing._is_basic(idx) and indexing.has_repeats(idx):
+    if type(value) is Tracer and not indexing._is_basic(idx) and indexing.has_repeats(idx, h.shape):
         reduced = indexing.last_writes(idx, value, h.shape)
         if reduced is None:
             raise DifferentiationError(

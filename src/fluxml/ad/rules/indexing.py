@@ -171,15 +171,37 @@ def _own_index(i):
     return i
 
 
-def has_repeats(idx) -> bool:
-    """True when an advanced integer index names one element twice (assignment through it
-    would depend on NumPy's unspecified write order)."""
+def has_repeats(idx, shape) -> bool:
+    """True when an advanced integer index names one element of an array of ``shape`` twice
+    (assignment through it keeps the last write, and only that one has a derivative): its
+    integer arrays taken together, each as the non-negative index of the axis it indexes
+    (``-2`` and ``4`` name one element of a length-6 axis: compared as written, they were two,
+    and both writes got the derivative)."""
     items = _host_items(idx)
-    arrays = [i for i in items if isinstance(i, np.ndarray) and i.dtype.kind in "iu"]
+    axes = _axes(items, len(shape))
+    arrays = [i % max(1, shape[axes[k]]) for k, i in enumerate(items)
+              if isinstance(i, np.ndarray) and i.dtype.kind in "iu"]
     if not arrays:
         return False
     flat = np.stack([a.ravel() for a in np.broadcast_arrays(*arrays)], axis=1)
     return len(np.unique(flat, axis=0)) < len(flat)
+
+
+def _axes(items, ndim) -> list:
+    """The axis of the array that each part of an index starts at (``None`` and ``...``
+    included: ``None`` takes none, ``...`` the axes the others leave, a boolean array as many
+    as it has; every other part one)."""
+    def width(i):
+        if i is None or i is Ellipsis:
+            return 0
+        return i.ndim if isinstance(i, np.ndarray) and i.dtype == bool else 1
+
+    rest = ndim - sum(width(i) for i in items)
+    axes, at = [], 0
+    for i in items:
+        axes.append(at)
+        at += rest if i is Ellipsis else width(i)
+    return axes
 
 
 def _host_items(idx) -> tuple:

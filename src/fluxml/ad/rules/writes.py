@@ -73,6 +73,12 @@ def put(a, ind, v, mode="raise"):
         ind = np.mod(ind, n)
     elif mode == "clip":
         ind = np.clip(ind, 0, n - 1)
+    else:  # "raise": -n <= i < n, as NumPy's (a negative one counts from the end)
+        bad = (ind < -n) | (ind >= n)
+        if np.any(bad):
+            raise IndexError(f"index {int(ind[np.argmax(bad)])} is out of bounds for axis 0 "
+                             f"with size {n}")
+        ind = np.where(ind < 0, ind + n, ind)
     mutation.setitem(a, np.unravel_index(ind, a.shape),
                      _cycled(array_beside(v, a), np.arange(ind.size)))
 
@@ -122,7 +128,9 @@ def put_along_axis(arr, indices, values, axis):
     if axis is None:
         if not raw(arr).flags.c_contiguous:
             raise ValueError("assignment destination is read-only")
-        mutation.setitem(arr, np.unravel_index(indices, arr.shape), values)
+        size = int(np.prod(arr.shape))  # (NumPy's probe above took negative ones)
+        mutation.setitem(arr, np.unravel_index(np.where(indices < 0, indices + size, indices),
+                                               arr.shape), values)
         return
     axis %= arr.ndim
     grid = list(np.ogrid[tuple(slice(n) for n in arr.shape)])  # (as take_along_axis's)
