@@ -386,7 +386,7 @@ def test_np_put_takes_negative_indices_as_numpy():
         fl.gradient(lambda x: np.sum(np.put(x * 1.0, [6], 1.0) or x), x)
 
 
-# --- a ufunc's where=: NumPy computes nothing where the mask is False ------------------------------
+# --- a ufunc's where=: NumPy computes nothing where the mask is False ---------------------------
 
 def test_safe_division_with_where_has_no_nan_derivative():
     a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 0.0, -1.0, 0.0])

@@ -24,8 +24,9 @@ def jacobian(f: Callable, x, mode: str = "auto"):
     ``mode="auto"`` uses reverse mode (one pullback per output element) when the output is
     no larger than the input, else forward mode (one jvp per input element); "rev" and "fwd"
     force one. A complex output takes forward mode (reverse mode, which would give the real
-    part's derivative alone, refuses it). A function with state (a Dropout's generator, a BatchNorm's running
-    statistics) is differentiated as it runs once, and its state moves once, in either mode.
+    part's derivative alone, refuses it). A function with state (a Dropout's generator, a
+    BatchNorm's running statistics) is differentiated as it runs once, and its state moves
+    once, in either mode.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.jacobian(lambda x: x ** 2, np.array([1.0, 2.0]))
