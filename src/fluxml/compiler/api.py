@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import types
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from fluxml.compiler.guards import is_jax, make_extractor, make_rebinder
 from fluxml.compiler.ir import Const, Program, Var
 from fluxml.compiler.tiered import Background, on_cpu, on_host, placement, restoring
 from fluxml.compiler.trace import CompileError
-from fluxml.tree import LEAF, flatten, unflatten
+from fluxml.tree import LEAF, flatten, nodes, unflatten
 
 BACKENDS = ("numpy", "cupy", "xla")
 _RETRACE_WARNING = 8  # traces of one function after which re-tracing is reported
@@ -32,7 +33,7 @@ class Entry:
 
     __slots__ = ("program", "source", "run", "positions", "out_spec", "compile_time", "extract",
                  "rebind", "known", "numbers", "pending", "copies", "alias", "returned",
-                 "shared", "scalars", "free", "written", "backend")
+                 "shared", "scalars", "free", "written", "backend", "read", "traced")
 
     def __init__(self, program, source, run, positions, out_spec, compile_time, extract=None,
                  rebind=None, numbers=(), copies=(), alias=None, returned=(), shared=(),
@@ -74,6 +75,10 @@ class Entry:
         # the plain globals and closed-over values the function read when traced (free.py);
         # a call whose values are these objects is this trace's (the fast path)
         self.free = ()
+        # ``read()``: their current values (free.reader: those fn names, and those read by
+        # the user's code this trace ran, reached through an argument or an object), or None
+        self.read = None
+        self.traced = ()  # free.key of the values read when traced
         # the input positions of the NumPy arrays the program writes, which must be writable
         # (checked before a call runs: a read-only one stopped the program part way, with a
         # bare "output array is read-only", after writing the arrays before it)
@@ -195,13 +200,13 @@ class Compiled:
             args = (self._owner,) + args
         if differentiating():  # inside a gradient: run as the eager code does (train mode)
             return _run(self._body, args)
-        values = () if self._free is None else self._free()
         last = self.last
-        if last is not None and last.extract is not None and \
-                (not values or free.same(values, last.free)):  # the fast path: same signature
-            arrays = last.extract(args, last.known)
-            if arrays is not None:
-                return _execute(last, args, arrays)
+        if last is not None and last.extract is not None:  # the fast path: same signature
+            values = () if last.read is None else last.read()
+            if not values or free.same(values, last.free):
+                arrays = last.extract(args, last.known)
+                if arrays is not None:
+                    return _execute(last, args, arrays)
         if self.backend == "xla":
             _register_jax()  # JAX arrays are leaves (device-resident state), not static parts
         leaves, spec = flatten(args)
@@ -210,14 +215,25 @@ class Compiled:
                 return _run(self._body, args)
         numbers = traced_numbers.find(spec, leaves)
         key = signature(spec, leaves, numbers)
+        values = () if self._free is None else self._free()
         if values:  # (a global or closed-over number read as a constant: its value counts)
             key = key, free.key(values)
         with self._tracing:
             entry = self.cache.get(key)
+            values = () if entry is None or entry.read is None else entry.read()
+            if entry is not None and not free.same(values, entry.free) and \
+                    free.key(values) != entry.traced:  # a value read by code the trace
+                # reached through an argument or an object (free.Ran) changed: traced anew
+                del self.cache[key]
+                if entry.pending is not None:
+                    entry.pending.dropped = True
+                entry = None
             if entry is None:
                 entry = self._trace(args, leaves, spec, key, numbers)
-                if values:  # what the trace left: a function that writes a watched value
-                    values = self._free()  # itself runs no Python on its later calls
+                # (after the trace: a function that writes a watched value itself runs no
+                # Python on its later calls)
+                values = () if entry.read is None else entry.read()
+                entry.traced = free.key(values)
             else:
                 self.cache.move_to_end(key)
             entry.free = values  # (equal values, new objects: the fast path's from now on)
@@ -235,9 +251,13 @@ class Compiled:
         start = time.perf_counter()
         watched = randomness.generators(self._body, spec)
         before = [randomness.state(g) for _, g, _ in watched]
-        program, positions, out_spec, aliases, returned = trace(
-            lambda *a: _run(self._body, a), args, leaves, spec, numbers, self._body)
-        randomness.check(watched, before, _fname(self.fn))
+        with free.Ran() as ran:  # the user's code that runs, wherever reached from
+            program, positions, out_spec, aliases, returned = trace(
+                lambda *a: _run(self._body, a), args, leaves, spec, numbers, self._body)
+        randomness.check(watched, before, _fname(self.fn), ran.generators)
+        functions = [n.static for n in nodes(spec)
+                     if n.kind == "static" and isinstance(n.static, types.FunctionType)]
+        read = free.reader(self._body, ran, functions)
         distinct = _output_pattern(program)
         written = tuple(sorted({k for k, _ in program.writes}))  # (as traced, before the passes)
         scalars = _written_scalars(program)
@@ -286,6 +306,7 @@ class Compiled:
                       tuple((k, j) for k, j in enumerate(distinct) if j != k), scalars)
         entry.written = written
         entry.backend = backend
+        entry.read = read
         on_device = [leaves[i] for i, d in zip(positions, devices) if d]
         if backend == "xla" and self.background and all(map(on_cpu, on_device)):
             # the caller runs the NumPy code while XLA compiles (tiered.py)
@@ -338,7 +359,16 @@ def compile(fn: Callable | None = None, *, backend: str | None = None, cache_siz
     (``LR = 0.5`` between calls traces again, ``compiler/free.py``), and so are small lists
     and dicts of them (16 items at most, compared item by item: ``CONFIG["lr"] = 0.5`` is
     seen); an object's fields (``cfg.scale``), larger or nested containers, and globals
-    defined after ``fl.compile`` is called are not. An argument's
+    defined after ``fl.compile`` is called are not. The user's code the trace ran, however
+    reached (a model argument's ``__call__``, a function passed in, a closed-over object's
+    method), counts as well: the globals it reads, and the plain class attributes of the
+    user's classes it could read (``M.gain = 6.0`` traces again); not the values a function
+    reached so closes over. Side effects that involve no traced value (a print, a write into
+    a global array such as a call counter, ``list.append``) run once, while tracing, not on
+    later calls, as under ``jax.jit``. A draw from a NumPy generator while tracing, however
+    reached (a helper's global ``rng``, ``cfg.rng``), is refused with a ``CompileError``
+    (its numbers would be constants); draw through ``fl.dropout``/``fluxml.ad.core.draw``
+    or pass the numbers in. An argument's
     array reached another way (a bound method ``act = layer.__call__`` held by the model, a
     closure over it) would be such a constant, stale after the next change: it is refused
     with a ``CompileError`` naming it (a layer held as a field and called is read as an

@@ -17,6 +17,14 @@ The fast path compares by identity, then (where a value is another object: a sna
 equal number made again) by value.
 Arrays and larger or other mutable values are not watched: pass what changes as an
 argument.
+
+What the code names is not all that runs: a model argument's ``__call__``, a function
+passed as an argument, a closed-over object's method. :class:`Ran` (a ``sys.setprofile``
+hook while tracing) collects the user's functions that ran and the plain class attributes
+of the user's classes they could read (``self.gain`` where ``M.gain = 1.0``); a trace's
+``reader(body, ran, ...)`` watches those too, per trace (``Entry.read``), so that a new
+value traces again. The values a function reached so closes over are not watched (a frame
+does not give its cells), except those of functions among the arguments.
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ from __future__ import annotations
 import dis
 import functools
 import operator
+import sys
 import types
 
 import numpy as np
 
+from fluxml.compiler import randomness
 from fluxml.compiler.calls import value_key
 from fluxml.compiler.codegen import build
 
@@ -65,11 +75,14 @@ def plain(x) -> bool:
     return type(x) in (tuple, frozenset) and all(map(plain, x))
 
 
-def reader(body):
+def reader(body, ran=None, functions=()):
     """``read() -> tuple`` of the current values of the plain globals and closed-over names
     read by ``body``'s code and by the user's Python functions it names (a helper it closes
     over or a global one, depth first; not fluxml's, NumPy's or other installed libraries'),
-    or None if none."""
+    or None if none. With ``ran`` (a :class:`Ran` that watched a trace of it), those read
+    by the user's code that ran then too (reached through an argument or an object: a
+    model's ``__call__``, a method), the plain class attributes it could read, and those
+    read by ``functions`` (the functions among the arguments: their closed-over values)."""
     namespace: dict = {"_MISSING": _MISSING, "_snap": snapshot, "_defaults": _defaults,
                        "_field": field}
     parts: list = []
@@ -78,7 +91,22 @@ def reader(body):
         namespace["p"] = body
         parts.append("_snap(p.keywords)")
         body = body.func
-    _collect(body, namespace, parts, set())
+    seen: set = set()
+    _collect(body, namespace, parts, seen)
+    if ran is not None:
+        for fn in functions:
+            _collect(fn, namespace, parts, seen)
+        for code, scope in ran.codes.values():  # (its cells are not known: a frame does not
+            # give them; the closures among the arguments are read above)
+            _collect_code(code, (), scope, namespace, parts, seen, 0)
+        for kind, name in ran.attributes:
+            value = field(kind, (name,))
+            if value is _MISSING or not watched(value):
+                continue
+            k = f"k{len(namespace)}"
+            namespace[k] = kind
+            read = f"_field({k}, {(name,)!r})"
+            parts.append(read if plain(value) else f"_snap({read})")
     if not parts:
         return None
     return build(f"def read():\n    return ({', '.join(parts)},)\n", namespace, "read")
@@ -255,3 +283,146 @@ def key(values: tuple) -> tuple:
 def same(values: tuple, seen: tuple) -> bool:
     """Whether every value is the object a trace (or the last call) saw."""
     return all(map(operator.is_, values, seen)) or key(values) == key(seen)
+
+
+# --- what ran while a function was traced -------------------------------------------------
+
+class Ran:
+    """What the user's code did while a function was traced, seen by a ``sys.setprofile``
+    hook on this thread (the one tracing; other threads are not watched), so that what is
+    reached only at run time is watched too: through an argument (a model's ``__call__``, a
+    function passed in), a closed-over object's method, a helper's global.
+
+    ``codes``: the code objects of the user's Python functions that ran, with their globals
+    (:func:`reader` watches the plain globals they read, as those ``fn`` names).
+    ``attributes``: ``(class, name)`` of the plain class attributes of the user's classes
+    that such code could read through an object it was given or reads (``self.gain`` where
+    ``gain = 1.0`` is set on the class: ``M.gain = 6.0`` traces again).
+    ``generators``: ``{id: (generator, state, where)}``, each NumPy generator such code
+    reads (a helper's global ``rng``, ``cfg.rng``), with its state when first seen: one
+    that moved while tracing was drawn from (``randomness.check_reached``).
+
+    NumPy's draws are C calls that no hook sees, hence the generators reachable from the
+    code (its arguments, closed-over values, the globals it names and the fields of the
+    user's objects among them that it names) are looked at when each function starts.
+    Under another profiler (``cProfile``: no Python function to chain to) nothing is
+    watched beyond what the code names statically."""
+
+    __slots__ = ("codes", "attributes", "generators", "_kinds", "_previous", "_on")
+
+    def __init__(self):
+        self.codes: dict = {}
+        self.attributes: dict = {}
+        self.generators: dict = {}
+        self._kinds: dict = {}  # id(code) -> (code, the user's?, its names)
+        self._previous = None
+        self._on = False
+
+    def __enter__(self):
+        previous = sys.getprofile()
+        if previous is None or (callable(previous) and not hasattr(previous, "enable")):
+            # (a profiler's own hook, as cProfile's, is left as it is: nothing to chain to)
+            self._previous = previous
+            self._on = True
+            sys.setprofile(self._event)
+        return self
+
+    def __exit__(self, *exc):
+        if self._on:
+            sys.setprofile(self._previous)
+            self._on = False
+        return False
+
+    def _event(self, frame, event, arg):
+        previous = self._previous
+        if previous is not None:
+            previous(frame, event, arg)
+        if event != "call":
+            return
+        code = frame.f_code
+        kind = self._kinds.get(id(code))
+        if kind is None:
+            kind = self._kinds[id(code)] = (code, _user_code(frame.f_globals),
+                                            frozenset(code.co_names))
+        if kind[1]:
+            try:
+                self._started(frame, code, kind[2])
+            except Exception:  # noqa: BLE001 - never break the traced code (a field that
+                pass  # cannot be read is not watched)
+
+    def _started(self, frame, code, names):
+        scope = frame.f_globals
+        if id(code) not in self.codes:
+            self.codes[id(code)] = (code, scope)
+        where = code.co_name
+        for name, value in frame.f_locals.items():  # (its arguments and closed-over values)
+            self._look(value, names, name, where, 0)
+        for name in names:
+            value = scope.get(name, _MISSING)
+            if value is not _MISSING:
+                self._look(value, names, name, where, 0)
+
+    def _look(self, x, names, path, where, depth):
+        """The generators ``x`` is or holds in the fields ``names`` (the attribute names the
+        code uses) and the plain class attributes of those names it could read."""
+        if isinstance(x, randomness.GENERATORS):
+            if id(x) not in self.generators:
+                self.generators[id(x)] = (x, randomness.state(x),
+                                          f"the NumPy generator `{path}` ({where} reads it)")
+            return
+        if depth > 2 or type(x) in _SKIP or isinstance(x, _FUNCTIONS) or watched(x):
+            return
+        if isinstance(x, (types.ModuleType, type)):
+            if not _user_module_or_class(x):
+                return
+            own = x.__dict__
+        else:
+            kind = type(x)
+            if (getattr(kind, "__module__", "") or "").partition(".")[0] in _LIBRARIES:
+                return
+            try:  # (not getattr: no __getattr__ runs)
+                own = object.__getattribute__(x, "__dict__")
+            except AttributeError:
+                own = {}
+            if _user_class(kind):
+                for name in names:  # a plain class attribute it could read through x
+                    if name in own or name.startswith("__"):
+                        continue
+                    for base in kind.__mro__:
+                        if name in base.__dict__:
+                            if _user_class(base) and watched(base.__dict__[name]):
+                                self.attributes.setdefault((kind, name), None)
+                            break
+        for name in names & own.keys():
+            self._look(own[name], names, f"{path}.{name}", where, depth + 1)
+
+
+_SKIP = frozenset({list, tuple, dict, set, frozenset, np.ndarray, type(None)})
+
+
+def _user_code(scope) -> bool:
+    """Whether a frame with these globals runs the user's code: a module's (generated code
+    has no ``__name__``) that is not fluxml's, the standard library's or an installed
+    library's."""
+    name = scope.get("__name__")
+    if not isinstance(name, str):
+        return False
+    top = name.partition(".")[0]
+    if top in _LIBRARIES or top in sys.stdlib_module_names:
+        return False
+    path = scope.get("__file__") or ""
+    return not isinstance(path, str) or ("site-packages" not in path
+                                         and "dist-packages" not in path)
+
+
+def _user_class(kind) -> bool:
+    module = sys.modules.get(getattr(kind, "__module__", None) or "")
+    return module is not None and _user_code(module.__dict__) or \
+        (module is None and (getattr(kind, "__module__", "") or "").partition(".")[0]
+         not in _LIBRARIES)
+
+
+def _user_module_or_class(x) -> bool:
+    if isinstance(x, types.ModuleType):
+        return _user_code(x.__dict__)
+    return isinstance(x, type) and _user_class(x)

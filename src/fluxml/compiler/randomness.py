@@ -2,7 +2,11 @@
 generators return plain arrays, which the trace can only take as constants of the program,
 so every call of the compiled function would reuse the first call's numbers. fluxml's own
 draws (dropout, ``fluxml.ad.core.draw``) are recorded instead; a direct draw is refused,
-noticed by the state of the generators the function could reach having moved.
+noticed by the state of the generators the function could reach having moved: those it
+names or takes (:func:`generators`), and those the user's code that ran while tracing could
+reach (a helper's global ``rng``, ``cfg.rng``, a model's field: ``free.Ran``, which notes
+each one's state when a function that can reach it starts; NumPy's draws are C calls no
+hook sees).
 
 >>> import numpy as np, fluxml as fl
 >>> rng = np.random.default_rng(0)
@@ -16,6 +20,8 @@ fl.compile: fn drew random numbers from a NumPy generator among its arg
 
 from __future__ import annotations
 
+import gc
+import types
 import warnings
 
 import numpy as np
@@ -23,7 +29,7 @@ import numpy as np
 from fluxml.compiler.trace import CompileError
 from fluxml.tree import nodes
 
-_GENERATORS = (np.random.Generator, np.random.RandomState)
+GENERATORS = (np.random.Generator, np.random.RandomState)
 
 
 def generators(body, spec) -> list:
@@ -34,7 +40,7 @@ def generators(body, spec) -> list:
     found, seen = [], set()
 
     def add(where, g, shared=False):
-        if isinstance(g, _GENERATORS) and id(g) not in seen:
+        if isinstance(g, GENERATORS) and id(g) not in seen:
             seen.add(id(g))
             found.append((where, g, shared))
 
@@ -95,19 +101,37 @@ def state(g):
     return repr(s) if isinstance(g, np.random.Generator) else (s[0], s[1].tobytes(), *s[2:])
 
 
-def check(watched, before, fname: str) -> None:
-    """Refuse (warn, for a generator shared with other threads) a draw made while tracing."""
+def check(watched, before, fname: str, reached=None) -> None:
+    """Refuse (warn, for a generator shared with other threads) a draw made while tracing.
+    ``reached``: ``{id: (generator, state, where)}``, the generators the user's code that
+    ran could reach (``free.Ran.generators``: a helper's global ``rng``, ``cfg.rng``) with
+    their states when first seen; those not among ``watched`` are refused in turn where
+    they moved, unless made while tracing (a generator nothing else holds any more: a
+    seeded one made inside the function draws the same numbers on every eager call too)."""
     for (where, g, shared), old in zip(watched, before):
-        if state(g) == old:
-            continue
-        message = (
-            f"fl.compile: {fname} drew random numbers from {where} while it was traced: "
-            "NumPy's draws are plain arrays, so they would be constants of the compiled "
-            "program (the same numbers on every call). Draw outside and pass the numbers "
-            "as an argument, or draw through fluxml.ad.core.draw(rng, 'normal', ...) (as "
-            "fl.dropout does), which the program repeats on every call.")
-        if not shared:
-            raise CompileError(message)
-        warnings.warn(message + " (If another thread drew from it meanwhile, ignore this.)",
-                      stacklevel=4)
+        if state(g) != old:
+            _refuse(where, shared, fname)
+    known = {id(g) for _, g, _ in watched}
+    for entry in (reached or {}).values():
+        g, old, where = entry
+        if id(g) not in known and state(g) != old and _held(g, entry, reached):
+            _refuse(where, False, fname)
 
+
+def _held(g, entry, reached) -> bool:
+    """Whether something other than ``reached`` holds ``g`` (a global, a cell, a field)."""
+    return any(r is not entry and r is not reached and not isinstance(r, types.FrameType)
+               for r in gc.get_referrers(g))
+
+
+def _refuse(where, shared, fname):
+    message = (
+        f"fl.compile: {fname} drew random numbers from {where} while it was traced: "
+        "NumPy's draws are plain arrays, so they would be constants of the compiled "
+        "program (the same numbers on every call). Draw outside and pass the numbers "
+        "as an argument, or draw through fluxml.ad.core.draw(rng, 'normal', ...) (as "
+        "fl.dropout does), which the program repeats on every call.")
+    if not shared:
+        raise CompileError(message)
+    warnings.warn(message + " (If another thread drew from it meanwhile, ignore this.)",
+                  stacklevel=5)
