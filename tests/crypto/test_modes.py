@@ -64,3 +64,52 @@ def test_layer_and_group_norms_point_to_batchnorm():
                            match=rf"model\[1\] uses {type(norm).__name__}, which CKKS cannot "
                                  r"evaluate .*use BatchNorm \(at inference an affine map"):
             fl.crypto.compile(_model(norm), (4,))
+
+
+class _Residual(fl.Module):
+    """A user's block with an activation field that it does not apply last."""
+
+    def __init__(self, n):
+        self.dense = fl.Dense(n, n)
+        self.activation = fl.square
+
+    def __call__(self, x):
+        return x + self.activation(self.dense(x))
+
+
+def test_an_activation_field_not_applied_last_is_refused():
+    # the plan took it as square(x + dense(x)): another function, 3.9 off, silently
+    fl.seed(0)
+    model = fl.f64(fl.Chain(_Residual(4), fl.Dense(4, 2)))
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=r"model\[0\]: .*has a polynomial "
+                                                         r"activation field, but does not apply "
+                                                         r"it to its output last"):
+        fl.crypto.compile(model, (4,))
+    # where it is applied last (every built-in layer), the plan is the model
+    dense = fl.f64(fl.Chain(fl.Dense(4, 4, fl.square), fl.Dense(4, 2)))
+    x = RNG.normal(size=(3, 4))
+    np.testing.assert_allclose(fl.crypto.compile(dense, (4,)).plain(x), dense(x), rtol=1e-12)
+
+
+def test_a_polynomial_inside_another_container_is_named_as_such():
+    # (the refusal advised fl.square, which the branch used)
+    model = fl.Chain(fl.SkipConnection(fl.Chain(fl.Dense(4, 4), fl.square), lambda a, b: a + b),
+                     fl.Dense(4, 2))
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=r"holds a polynomial \(square\) inside "
+                                                         r"a SkipConnection: .*move the "
+                                                         r"polynomial out of the SkipConnection"):
+        fl.crypto.compile(model, (4,))
+
+
+def test_a_batchnorm_without_statistics_after_a_dense_gets_its_own_refusal():
+    # (evaluated on one sample, it failed first on "a single value per channel", and the
+    # refusal spoke of a DataLoader's last batch)
+    model = fl.Chain(fl.Dense(4, 4), fl.BatchNorm(4, track_stats=False), fl.Dense(4, 2))
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=r"keeps no running statistics"):
+        fl.crypto.compile(model, (4,))
+
+
+def test_attention_is_refused_with_a_reason():
+    with pytest.raises(fl.crypto.UnsupportedLayer, match=r"MultiHeadAttention, which CKKS "
+                                                         r"cannot evaluate.*softmax"):
+        fl.crypto.compile(fl.MultiHeadAttention(4, nheads=2), (3, 4))

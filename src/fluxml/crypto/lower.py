@@ -81,6 +81,8 @@ SUBSTITUTES = {
                  "normalise on the client",
     "GroupNorm": "BatchNorm (at inference an affine map of its running statistics), or "
                  "normalise on the client",
+    "MultiHeadAttention": "a model without attention (its softmax divides by a sum of "
+                          "exponentials of the scores), or attention on the client",
 }
 
 
@@ -109,6 +111,7 @@ def lower(model, input_shape: tuple) -> list:
                 raise UnsupportedLayer(_refusal(f"{where}: {line_of(layer)}", act))
             inner = _without_activation(layer)
             step = _measure(inner, shape, f"{where}: {line_of(layer)}")
+            _refuse_activation_not_last(layer, step, kind, shape, f"{where}: {line_of(layer)}")
             steps.append(step)
             steps.append(_poly(kind, f"{where}: {name_of(act)}"))
             shape = step.out_shape
@@ -187,6 +190,48 @@ def _own_statistics(source, layer) -> str | None:
             f"affine map folded into the layer before it")
 
 
+def _inner_polynomial(source, layer) -> str | None:
+    """Why a container holding a polynomial activation (a SkipConnection or Parallel whose
+    branch squares) is refused: a plan follows the layers of Chains in order, and evaluates
+    any other layer only where it is affine as a whole (the advice to use fl.square, where
+    it was used, sent the user the wrong way)."""
+    for m in modules(layer):
+        # a layer that is one, a layer's activation field, a function among a Chain's layers
+        inside = [m, getattr(m, "activation", None)] if m is not layer else []
+        if isinstance(m, Chain):
+            inside += list(m.layers.values() if isinstance(m.layers, dict) else m.layers)
+        poly = next((f for f in inside if _activation_kind(f) is not None), None)
+        if poly is not None:
+            where = "" if isinstance(m, Chain) else f", in {line_of(m)}"
+            return (f"{source} holds a polynomial ({name_of(poly)}{where}) inside a "
+                    f"{type(layer).__name__}: an encrypted plan follows the layers of Chains "
+                    f"in order and evaluates any other layer only where it is affine as a "
+                    f"whole; move the polynomial out of the {type(layer).__name__}, into the "
+                    f"Chain after it")
+    return None
+
+
+def _refuse_activation_not_last(layer, step, coeffs, shape, source) -> None:
+    """Refuse a layer whose ``activation`` field is not applied to its output last (a
+    user's residual block computing ``x + activation(dense(x))``): the plan computes
+    ``activation(layer without it (x))``, which would be another function, silently.
+    Checked on random inputs against the layer as it is."""
+    rng = np.random.default_rng(1)
+    scales = np.array([0.1, 1.0, 3.0, 10.0]).reshape((-1,) + (1,) * len(shape))
+    u = rng.normal(size=(len(scales),) + tuple(shape)) * scales
+    with np.errstate(all="ignore"):
+        got = np.asarray(layer(u), dtype=np.float64).reshape(len(u), -1)
+        want = np.polynomial.polynomial.polyval(u.reshape(len(u), -1) @ step.matrix.T
+                                                + step.bias, coeffs)
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-7,
+                                                  atol=1e-9 * max(1.0, np.abs(want).max())):
+        raise UnsupportedLayer(
+            f"{source} has a polynomial activation field, but does not apply it to its output "
+            f"last (its output is not activation(the layer without it)): an encrypted plan "
+            f"evaluates such a layer as the affine part then the polynomial. Put the "
+            f"polynomial in a Chain as a layer of its own where it acts")
+
+
 def _without_activation(layer):
     clone = object.__new__(type(layer))
     clone.__dict__.update(vars(layer))
@@ -207,20 +252,23 @@ def _measure(layer, shape, source) -> Affine:
         zero = np.asarray(layer(np.zeros((1,) + shape)))
         basis = np.asarray(layer(np.eye(n).reshape((n,) + shape)))
     except Exception as err:
-        raise UnsupportedLayer(f"{source} could not be evaluated on inputs of shape "
-                               f"{shape}: {err}") from err
+        raise UnsupportedLayer(_own_statistics(source, layer) or _inner_polynomial(source, layer)
+                               or f"{source} could not be evaluated on inputs of shape "
+                                  f"{shape}: {err}") from err
     if not (np.all(np.isfinite(zero)) and np.all(np.isfinite(basis))):  # not affine: why
         if any(getattr(a, "dtype", np.dtype(int)).kind in "fc" and not np.all(np.isfinite(a))
                for a in leaves(layer)):  # (it said 'uses Dense, which CKKS cannot evaluate')
             raise ValueError(f"{source} has parameters that are not finite (NaN or infinity: "
                              f"a training that diverged?), and gives NaN or infinity on "
                              f"finite inputs; check them with np.isfinite")
-        raise UnsupportedLayer(_own_statistics(source, layer) or _refusal(source, layer))
+        raise UnsupportedLayer(_own_statistics(source, layer) or _inner_polynomial(source, layer)
+                               or _refusal(source, layer))
     out_shape = zero.shape[1:]
     bias = zero.reshape(-1)
     matrix = (basis.reshape(n, -1) - bias).T
     if not _is_affine(layer, shape, matrix, bias):
-        raise UnsupportedLayer(_own_statistics(source, layer) or _refusal(source, layer))
+        raise UnsupportedLayer(_own_statistics(source, layer) or _inner_polynomial(source, layer)
+                               or _refusal(source, layer))
     matrix[np.abs(matrix) < 1e-14 * max(float(np.abs(matrix).max()), 1e-300)] = 0.0
     return Affine(matrix, bias, tuple(out_shape), source)
 
