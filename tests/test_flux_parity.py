@@ -47,6 +47,15 @@ def test_diaghessian_and_withjacobian():
     np.testing.assert_allclose(hx, -np.sin(x) * y, rtol=1e-10)
     np.testing.assert_allclose(hy, 6 * y, rtol=1e-10)
     assert fl.diaghessian(lambda s: s ** 4, 2.0)[0] == pytest.approx(48.0)
+    # an array given twice is one variable, as fl.gradient takes it (f = sum(z^3) there: the
+    # derivative of the gradient's 3 z^2 at each place, not 2 z and 0 as for two arrays)
+    z = np.array([1.0, 2.0])
+    for h in fl.diaghessian(lambda a, b: np.sum(a ** 2 * b), z, z):
+        np.testing.assert_allclose(h, 6 * z, rtol=1e-12)
+    hz = fl.diaghessian(lambda a, b: np.sum(a ** 2 * b), z, z.copy())
+    np.testing.assert_allclose(hz[0], 2 * z, rtol=1e-12)
+    np.testing.assert_allclose(hz[1], 0 * z, atol=1e-12)
+    assert fl.diaghessian(lambda a, b: a ** 2 * b ** 3, 2.0, 2.0) == (16.0, 48.0)  # (numbers)
     val, jac = fl.withjacobian(np.sin, y)
     np.testing.assert_allclose(val, np.sin(y))
     np.testing.assert_allclose(jac, np.diag(np.cos(y)), rtol=1e-12, atol=1e-15)

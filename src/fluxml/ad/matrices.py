@@ -227,8 +227,10 @@ def withjacobian(f: Callable, x, mode: str = "auto"):
 def diaghessian(f: Callable, *args) -> tuple:
     """The diagonal of the Hessian of the scalar ``f`` with respect to each argument, shaped
     as it (Zygote's and Flux's ``diaghessian``): for each ``x``, ``h[i] = d²f / dx[i]²``, the
-    others held fixed (None for an integer argument, as ``fl.gradient`` gives). Forward over
-    reverse, one tangent per entry, as ``hessian``.
+    others held fixed (None for an integer argument, as ``fl.gradient`` gives). An array
+    given at several places is one variable, as ``fl.gradient`` takes it: its entry moves at
+    every place, and each place shows that diagonal. Forward over reverse, one tangent per
+    entry, as ``hessian``.
 
     >>> import numpy as np, fluxml as fl
     >>> fl.diaghessian(lambda x, y: np.sum(x ** 3) * y, np.array([1.0, 2.0]), 5.0)
@@ -241,8 +243,10 @@ def diaghessian(f: Callable, *args) -> tuple:
             out.append(None)
             continue
 
-        def f_i(xi, i=i):
-            return f(*args[:i], xi, *args[i + 1:])
+        tied = not isinstance(x, (int, float, complex, np.generic))  # (numbers: values)
+
+        def f_i(xi, i=i, x=x, tied=tied):  # (the same array elsewhere moves with it)
+            return f(*(xi if j == i or tied and a is x else a for j, a in enumerate(args)))
 
         h = _hessian(f_i, x, once)
         n = int(np.prod(np.shape(raw(x))))
