@@ -402,3 +402,14 @@ def test_jvp_pairs_a_dict_keyed_by_layers_with_the_tangents_own_layers():
     with pytest.raises(ValueError, match="keys"):  # other keys still differ
         fl.tree.align({"x": 1.0}, fl.flatten({"y": 0.0})[1])
     assert fl.tree.align({a: 1.0}, fl.flatten({b: 0.0})[1]) == {a: 1.0}
+
+
+def test_unflatten_refuses_another_number_of_leaves():
+    # too few raised a bare StopIteration (a RuntimeError inside a generator), too many were
+    # dropped, silently
+    leaves, spec = fl.flatten({"a": np.ones(2), "b": (3, np.zeros(1))})
+    with pytest.raises(ValueError, match=r"unflatten: the spec holds 3 leaves; got 2 leaves"):
+        fl.unflatten(spec, leaves[:2])
+    with pytest.raises(ValueError, match=r"the spec holds 3 leaves; got 4 leaves"):
+        fl.unflatten(spec, leaves + [np.zeros(1)])
+    assert fl.unflatten(spec, iter(leaves))["b"][0] == 3  # (an iterator too)

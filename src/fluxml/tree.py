@@ -223,13 +223,36 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
     if shared is not None and log is None:  # (its own: the keys and members to map)
         log = _OwnLog()
     start = len(log) if log is not None else 0
-    out = _unflatten(spec, iter(leaves), static_as_none, shared, log)
+    it = iter(leaves)
+    try:
+        out = _unflatten(spec, it, static_as_none, shared, log)
+    except StopIteration:  # (bare, it became a RuntimeError inside a generator)
+        raise ValueError(_count_error(spec, leaves)) from None
+    if next(it, _NO_MORE) is not _NO_MORE:  # (the extra leaves were dropped, silently)
+        raise ValueError(_count_error(spec, leaves))
     if shared and log is not None:
         _keys_to_copies(log, start, shared)
         frozen = shared.pop(_FROZEN, None)
         if frozen:
             _frozensets_to_copies(log, start, shared, frozen)
     return out
+
+
+_NO_MORE = object()
+
+
+def _count_error(spec, leaves) -> str:
+    given = f"{len(leaves)} leaves" if hasattr(leaves, "__len__") else "other leaves"
+    return f"unflatten: the spec holds {leaf_count(spec)} leaves; got {given}"
+
+
+def leaf_count(spec) -> int:
+    """How many leaves ``spec``'s tree holds (what :func:`unflatten` takes)."""
+    if spec is LEAF or spec.kind == "leaf":
+        return 1
+    if spec.kind == "static":
+        return 0
+    return sum(leaf_count(c) for c in spec.children)
 
 
 class _OwnLog(list):

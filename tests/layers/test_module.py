@@ -759,3 +759,24 @@ def test_a_layer_whose_line_fails_still_reports_its_own_error():
 
     with pytest.raises(fl.LayerError, match=r"Broken expects inputs of shape \(N, 3\)"):
         Broken(3, 2)(np.ones((1, 4)))
+
+
+def test_precision_conversion_of_traced_arrays():
+    # inside fl.gradient, fl.jvp and fl.compile the arrays are traced: they kept their
+    # precision, silently, so the same code computed in float32 compiled, float64 eagerly
+    m = fl.Dense(2, 2)  # float32
+    seen = {}
+
+    def loss(m):
+        m16 = fl.f16(m)
+        seen["dtype"] = m16.weight.dtype
+        return np.sum(m16.weight)
+
+    g, = fl.gradient(loss, m)
+    assert seen["dtype"] == np.float16 and g.weight.dtype == np.float32
+    assert fl.compile(lambda m: fl.f64(m).weight)(m).dtype == np.float64
+    value, tangent = fl.jvp(lambda w: fl.f64({"w": w})["w"], (m.weight,),
+                            (np.ones_like(m.weight),))
+    assert value.dtype == tangent.dtype == np.float64
+    f = lambda w: np.sum(fl.f64({"w": w})["w"] * np.float32(0.1))  # noqa: E731
+    assert np.asarray(fl.compile(f)(m.weight)).dtype == np.asarray(f(m.weight)).dtype

@@ -21,7 +21,7 @@ from fluxml.compiler.ir import Const, Program
 from fluxml.compiler.randomness import closed_over
 from fluxml.compiler.stored import name_stored
 from fluxml.compiler.trace import Abstract, CompileError, IRTrace, active, owner_id
-from fluxml.tree import REPEATED, flatten, leaves_with_paths, nodes, unflatten
+from fluxml.tree import REPEATED, flatten, leaf_count, leaves_with_paths, nodes, unflatten
 from fluxml.treenodes import _fields
 
 
@@ -456,7 +456,7 @@ def _difference(a, b, where: str) -> str:
 
 def _path(spec, i) -> str:
     """The path of leaf ``i`` (for messages)."""
-    marks = unflatten(spec, range(10**9))  # leaves replaced by their positions
+    marks = unflatten(spec, range(leaf_count(spec)))  # leaves replaced by their positions
     for path, leaf in leaves_with_paths(marks):
         if leaf == i:
             return "argument " + path

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from fluxml._kernel_modules import KERNEL_MODULES
+from fluxml.ad.core import Tracer, raw
 from fluxml.tree import is_array_leaf
 from fluxml.treemaps import fmap
 
@@ -37,7 +38,7 @@ def _convert(dtype):
         # NumPy's arrays and another backend's (CuPy's are also named ndarray, another
         # registered library's arrays the kernels run on too); not scalars
         is_array = isinstance(x, np.ndarray) or type(x).__name__ == "ndarray" \
-            or type(x) in KERNEL_MODULES
+            or type(x) in KERNEL_MODULES or _traced_array(x)
         if is_array and x.dtype.kind == "f" and x.dtype != dtype:
             return x.astype(dtype)
         if is_array and x.dtype.kind == "c" and complex_dtype is not None \
@@ -45,6 +46,16 @@ def _convert(dtype):
             return x.astype(complex_dtype)
         return x
     return convert
+
+
+def _traced_array(x) -> bool:
+    """A traced array (inside fl.gradient, fl.jvp or fl.compile): converted as the array it
+    stands for is (it kept its precision, silently: the same code then computed in float32
+    compiled and in float64 eagerly). A 0-d one only where it stands for an array, not a
+    NumPy scalar, as eagerly (inside fl.compile, where no value tells, not at all)."""
+    if type(x) is not Tracer:
+        return False
+    return x.ndim > 0 or type(raw(x)) is np.ndarray
 
 
 def _keeps_dtype(x) -> bool:
