@@ -590,6 +590,11 @@ def _stopped(t):
     reach it; a plain array is copied too, so that code behaves the same with and without a
     transform (a NumPy scalar is immutable and needs no copy)."""
     v = raw(t)
-    if type(v) is Tracer:  # under fl.compile: a copy recorded in the program
-        return np.copy(v)
+    if type(v) is Tracer:  # under fl.compile: a copy recorded in the program, as a primitive
+        # of its own with no derivative, so that a branch or loop body replayed under a
+        # transform (fl.cond, fl.scan, fl.while_loop's derivatives) keeps it cut
+        # lazy: the compiler sits above the engine
+        from fluxml.compiler.trace import STOP_GRADIENT
+
+        return STOP_GRADIENT(v)
     return v.copy() if type(v) is np.ndarray else python_number(v)

@@ -26,6 +26,7 @@ from fluxml._checks import shown
 from fluxml.ad.core import Tracer, bind, raw
 from fluxml.compiler.calls import _spec_key
 from fluxml.compiler.control_rules import COND, SCAN, WHILE, _step_examples, saving_scan
+from fluxml.compiler.ir import Const
 from fluxml.compiler.subprogram import (
     Branch,
     as_capture,
@@ -36,7 +37,7 @@ from fluxml.compiler.subprogram import (
     show_type,
     trace_function,
 )
-from fluxml.compiler.trace import current
+from fluxml.compiler.trace import CompileError, current
 from fluxml.tree import flatten, unflatten
 
 
@@ -238,13 +239,28 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
                 return val
             val = body_fun(val)
             _check_carry(who, b_what, spec, types, val)
-    test = trace_function(cond_fun, leaves, spec, f"{who}'s {c_what}",
+    static = []  # what cond_fun returned, where a Python bool (a static leaf of a tree)
+
+    def probe(val):
+        out = cond_fun(val)
+        if isinstance(out, bool):
+            static.append(out)
+        return out
+
+    test = trace_function(probe, leaves, spec, f"{who}'s {c_what}",
                           star=False)
-    if len(test.outputs) != 1:
-        raise _not_scalar(who, f"{c_what}'s result", f"a tree {test.out_spec!r}")
-    (t_type,) = test.types()
-    if t_type[0] != () or t_type[1].kind not in "biuf":
-        raise _not_scalar(who, f"{c_what}'s result", show_type(t_type))
+    if static and not test.outputs:
+        constant = static[-1]
+    else:
+        if len(test.outputs) != 1:
+            raise _not_scalar(who, f"{c_what}'s result", f"a tree {test.out_spec!r}")
+        (t_type,) = test.types()
+        if t_type[0] != () or t_type[1].kind not in "biuf":
+            raise _not_scalar(who, f"{c_what}'s result", show_type(t_type))
+        out = test.outputs[0]
+        constant = out.value if type(out) is Const else None
+    if constant is not None:  # a condition that does not depend on the carry's values
+        return _constant_loop(who, c_what, constant, unflatten(spec, leaves))
     runs = bool(np.asarray(test.examples[0]))  # (does the body run on the examples?)
     body = _trace_branch(body_fun, leaves, spec, f"{who}'s {b_what}", runs, star=False)
     _check_traced_carry(who, b_what, spec, types, body)
@@ -255,6 +271,20 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
                      {"cond_fn": cond_b, "body_fn": body_b, "n_carry": len(leaves),
                       "n_cond": len(c_caps)}))
     return unflatten(spec, outs)
+
+
+def _constant_loop(who, c_what, constant, val):
+    """A ``while_loop`` whose condition is a constant (a Python bool, a test of the carry's
+    shapes): no iteration when false, as eagerly; when true the loop never ends (eagerly it
+    runs forever too): refused."""
+    if not bool(np.asarray(constant)):
+        return val
+    raise CompileError(
+        f"{who}: {c_what} returned {np.asarray(constant).item()!r}, a constant that does "
+        "not depend on the carry's values (a Python bool, or a test of shapes), so the loop "
+        "would never end "
+        "(eagerly it runs forever too). Make the condition test the carry's values "
+        "(`lambda c: c[0] < n`), or use fl.scan for a fixed number of steps.")
 
 
 def _check_carry(who, what, spec, types, val):
@@ -379,7 +409,10 @@ def _trace_step(who, f, name, c_leaves, c_spec, x_leaves, x_spec, n):
 
 
 def _eager_scan(who, f, name, c_leaves, c_spec, types, x_leaves, x_spec, n, reverse):
-    carry = unflatten(c_spec, c_leaves)
+    # values, as lax.scan's and a compiled scan's: a body that writes into its carry (`c +=
+    # x`) wrote into the caller's init, and every y it returned as the carry was the last one
+    # once stacked; so the carry starts as a copy, and each step's ys are copied as they come
+    carry = unflatten(c_spec, [np.copy(c) for c in c_leaves])
     ys, y_spec, y_types = [], None, None
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         x_t = unflatten(x_spec, [x[t] for x in x_leaves])
@@ -393,7 +426,7 @@ def _eager_scan(who, f, name, c_leaves, c_spec, types, x_leaves, x_spec, n, reve
                             f"dtype at every step; step {t} returned {spec!r} "
                             f"{[show_type(s) for s in _types(leaves)]}, earlier steps "
                             f"{y_spec!r} {[show_type(s) for s in y_types]}")
-        ys.append(leaves)
+        ys.append([np.copy(y) for y in leaves])
     if reverse:
         ys.reverse()
     if n == 0:  # no step ran: the shapes of ys from a trace of f

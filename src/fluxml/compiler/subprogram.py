@@ -213,7 +213,9 @@ def trace_function(fn, leaves, spec, what: str, star: bool = True,
     if tr.outer_writes:
         raise _outer_write(what, check_only)
     for t, v in zip(inputs, in_vars):
-        if t._box is not v:
+        # (an eager fl.cond's other branch, traced only to check its types: a write into its
+        # arguments is the caller's affair there, as when the branch is taken and runs)
+        if t._box is not v and not check_only:
             raise CompileError(
                 f"{what} wrote into one of its arguments; inside fl.compile a branch or loop "
                 "body must return new values instead (`y = x.copy(); y[i] = v; return y`).")

@@ -19,12 +19,22 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
 from threading import get_ident
 
 import numpy as np
 
 from fluxml._kernel_modules import kernel_module
-from fluxml.ad.core import COMPILING, COMPILING_LOCK, Opaque, Trace, Tracer, compiling, remove_last
+from fluxml.ad.core import (
+    COMPILING,
+    COMPILING_LOCK,
+    Opaque,
+    Primitive,
+    Trace,
+    Tracer,
+    compiling,
+    remove_last,
+)
 from fluxml.ad.mutation import link_view
 from fluxml.ad.weak import WEAK, as_weak, python_number
 from fluxml.compiler.ir import CONTROL, PYTHON_DTYPES, PYTHON_INT_OPERATORS, Const, Eqn, Slot, Var
@@ -298,9 +308,11 @@ class IRTrace(Trace):
         example = getattr(self._shadow(rng), method)(*args, **kwargs)
         # fluxml's default generator is looked up on every run: fl.seed replaces it
         stored = DEFAULT_RNG if rng is _default_rng() else rng
-        out = self._record(_draw, f"rng.{method}", [], {"rng": stored, "method": method,
-                                                        "args": args, "kwargs": kwargs},
-                           None, example, owned=True, multiple=False)
+        params = {"rng": stored, "method": method, "args": args, "kwargs": kwargs}
+        if type(self) is not IRTrace:  # a branch's or loop body's (a SubTrace)
+            params["func"] = _Drawn(stored, method)
+        out = self._record(_draw, f"rng.{method}", [], params, None, example, owned=True,
+                           multiple=False)
         self.draws.append((call, out._val, out._box))
         return out
 
@@ -347,7 +359,15 @@ class IRTrace(Trace):
             example_params = params
         if prim.name in CONTROL:  # (see ir.CONTROL)
             examples = [python_number(e) for e in examples]
-        ans = prim.impl(*examples, **example_params)
+            # the example run of its sub-programs draws from the trace's copies of the
+            # generators, as the trace's own draws do: tracing leaves the caller's alone
+            before, _EXAMPLES.trace = getattr(_EXAMPLES, "trace", None), self
+            try:
+                ans = prim.impl(*examples, **example_params)
+            finally:
+                _EXAMPLES.trace = before
+        else:
+            ans = prim.impl(*examples, **example_params)
         out = self._record(prim.impl, prim.name, inputs, params, prim, ans,
                            owned=not prim.view, multiple=prim.multiple_results)
         if prim.view:  # a view handle: writes through it reach its base, as in eager code
@@ -495,6 +515,30 @@ def _call(*, func, args, kwargs):
     return func(*args, **kwargs)
 
 
+# --- fl.stop_gradient under compile ------------------------------------------------------------
+
+def _stop_gradient(x):
+    """A copy of ``x`` (as ``np.copy``: another library's array by its own ``copy``)."""
+    if isinstance(x, (np.ndarray, np.generic)) or not hasattr(x, "copy"):
+        return np.array(x, copy=True)
+    return x.copy()
+
+
+def _no_derivative(pos, t, ans, args, params):
+    return None  # (the vjp and the jvp alike: no cotangent, no tangent)
+
+
+# ``fl.stop_gradient`` of a traced value inside ``fl.compile``: a copy recorded as its own
+# primitive, with no derivative. At the top of a compiled function the transforms never see it
+# (``stop_gradient`` hands its raw value down); but a branch or loop body is differentiated by
+# replaying its program under ``fl.pullback`` / ``fl.jvp`` (``control_rules.py``), and a plain
+# ``copy`` there differentiates as the identity: this one keeps the derivative cut.
+STOP_GRADIENT = Primitive("stop_gradient", _stop_gradient, keeps_inputs=False,
+                          keeps_output=False)
+STOP_GRADIENT.vjp = _no_derivative
+STOP_GRADIENT.jvp = _no_derivative
+
+
 # --- the trace in progress (random draws must be recorded, not baked in) ---------------------
 
 class active:
@@ -548,10 +592,37 @@ def _default_rng():
     return default_rng()
 
 
+# the IR trace whose control-flow equation computes its example results now, on this thread
+# (its sub-programs' draws then come from the trace's copies of the generators: ``_shadow``)
+_EXAMPLES = threading.local()
+
+
 def _draw(rng, method, args, kwargs):
     if rng is DEFAULT_RNG:
         rng = _default_rng()
+    tracing = getattr(_EXAMPLES, "trace", None)
+    if tracing is not None:
+        rng = tracing._shadow(rng)
     return getattr(rng, method)(*args, **kwargs)
 
 
 _draw.impure = True  # a new draw on every run
+
+
+class _Drawn:
+    """A draw inside a branch or loop body, as the ``func`` of its equation's parameters:
+    generated code calls it on the draw's arguments (the NumPy back end: the draw); the xla
+    back end, which draws a program's random numbers before XLA runs it, finds its kernel by
+    its name (``xla_kernels.draw_in_control_flow``), which refuses it by name."""
+
+    __name__ = "in_control_flow"
+    impure = True  # a new draw on every run
+
+    def __init__(self, rng, method):
+        self.rng, self.method = rng, method
+
+    def __call__(self, *args, **kwargs):
+        return _draw(self.rng, self.method, args, kwargs)
+
+    def __repr__(self):
+        return f"{self.rng!r}.{self.method}"

@@ -114,6 +114,22 @@ def nonsingular(x):
     return judged("fluxml.ad.rules.decompositions._nonzero_signs")(jnp.linalg.slogdet(x)[0])
 
 
+def draw_in_control_flow(*args, **kwargs):
+    """A random draw (``fl.dropout``, ``fluxml.ad.core.draw``) inside a branch or loop body
+    (``trace._Drawn``): the wrapper draws a program's random numbers with NumPy
+    before XLA runs it, which a branch taken at run time or a loop's steps cannot do."""
+    # lazy: trace.py is light, but the kernels module need not load it to be imported
+    from fluxml.compiler.trace import CompileError
+
+    raise CompileError(
+        "fl.compile(backend='xla'): a random draw (fl.dropout, an rng call through "
+        "fluxml.ad.core.draw) inside fl.cond, fl.while_loop or fl.scan is not supported on "
+        "XLA: random numbers are drawn with NumPy before XLA runs the program, not at each "
+        "step of a loop or in the branch taken. Use backend='numpy' for this function, or "
+        "draw the numbers outside and pass them in as operands (fl.cond) or as xs "
+        "(fl.scan).")
+
+
 def judged(check: str):
     """The kernel of the check ``check`` (a qualified name: a function of one array, and of
     constants of the program, that raises or warns on a bad value, else returns True): the

@@ -24,6 +24,8 @@ PRIMITIVES: dict = {
     "broadcast_to": "jnp.broadcast_to({x}, {shape})",
     "astype": "{x}.astype({dtype})",
     "copy": "{x}",  # JAX arrays are immutable: a copy is the value itself
+    # fl.stop_gradient under compile: the program's derivatives are taken already, a copy
+    "stop_gradient": "{x}",
     "pad": "jnp.pad({x}, {widths})",
     "diagonal": "jnp.diagonal({x}, {offset}, {axis1}, {axis2})",
     "concatenate": "jnp.concatenate([{xs}], axis={axis})",
@@ -125,6 +127,8 @@ FUNCTIONS: dict = {
     "numpy.nanargmax": kernels.nanargmax,
     "numpy.nanargmin": kernels.nanargmin,
     "numpy.sort": kernels.sort,
+    # a random draw inside fl.cond / fl.while_loop / fl.scan (trace._Drawn)
+    "fluxml.compiler.trace.in_control_flow": kernels.draw_in_control_flow,
 }
 
 # The checks the rules run on the values (functions marked ``effect``) are judged after every
