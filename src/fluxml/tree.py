@@ -228,7 +228,9 @@ def unflatten(spec: Spec, leaves, static_as_none: bool = False, *,
         out = _unflatten(spec, it, static_as_none, shared, log)
     except StopIteration:  # (bare, it became a RuntimeError inside a generator)
         raise ValueError(_count_error(spec, leaves)) from None
-    if next(it, _NO_MORE) is not _NO_MORE:  # (the extra leaves were dropped, silently)
+    # (the extra leaves were dropped, silently; with ``shared`` a part met again is the one
+    # built the first time, and its leaves given again are not read)
+    if shared is None and next(it, _NO_MORE) is not _NO_MORE:
         raise ValueError(_count_error(spec, leaves))
     if shared and log is not None:
         _keys_to_copies(log, start, shared)
