@@ -160,3 +160,12 @@ def test_numpy_i0_is_numpys_and_its_derivatives_are_scipys_i1_and_i1_prime():
     np.testing.assert_array_equal(fl.jvp(np.i0, (x,), (np.ones_like(x),))[1], g)
     (h,) = fl.gradient(lambda x: np.sum(fl.gradient(lambda y: np.sum(np.i0(y)), x)[0]), x)
     np.testing.assert_allclose(h, (sp.i0(x) + sp.iv(2, x)) / 2, rtol=2e-13, atol=0)
+
+
+@pytest.mark.parametrize("name, mixed", [("xlogy", 1 / 0.5), ("xlog1py", 1 / 1.5)])
+def test_the_mixed_second_derivative_at_x_0(name, mixed):
+    # d/dy = x / y was computed as 0 selected at x == 0, whose derivative in x is 0: the
+    # Hessian's mixed term (1 / y) was lost at a one-hot target's zeros, silently
+    f = getattr(sp, name)
+    h = fl.hessian(lambda v: f(v[0], v[1]), np.array([0.0, 0.5]))
+    np.testing.assert_allclose(h, [[0.0, mixed], [mixed, 0.0]], rtol=1e-14)

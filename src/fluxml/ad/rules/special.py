@@ -178,11 +178,16 @@ def _unary(uf, derivative, keeps_inputs=True, keeps_output=True):
 
 
 def _x_over(x, y):
-    """x / y, and 0 where x == 0 (the functions above are identically 0 in y there)."""
-    zero = raw(x) == 0
-    if known_none(zero):
+    """x / y, and 0 where x == 0 (the functions above are identically 0 in y there). A
+    quotient at x == 0 too wherever y is finite and not 0, so that its derivative in x is
+    1 / y there as well (a selection of 0 at x == 0 had derivative 0: the Hessian's mixed
+    term of xlogy at a one-hot target's zeros was lost, silently); where y is 0 or not
+    finite, x over 1."""
+    yv = raw(y)
+    bad = (raw(x) == 0) & ~((yv != 0) & np.isfinite(yv))
+    if known_none(bad):
         return x / y
-    return np.where(zero, 0, x / np.where(zero, 1, y))
+    return x / np.where(bad, 1, y)
 
 
 def _dlogbeta(sp, a, b):
