@@ -56,6 +56,10 @@ def test_diaghessian_and_withjacobian():
     np.testing.assert_allclose(hz[0], 2 * z, rtol=1e-12)
     np.testing.assert_allclose(hz[1], 0 * z, atol=1e-12)
     assert fl.diaghessian(lambda a, b: a ** 2 * b ** 3, 2.0, 2.0) == (16.0, 48.0)  # (numbers)
+    # a tree of float arrays: refused by name (its diagonal came back as None, silently)
+    with pytest.raises(TypeError, match=r"diaghessian takes one array x \(or a number\); got "
+                                        r"dict"):
+        fl.diaghessian(lambda p: np.sum(p["w"] ** 3), {"w": z})
     val, jac = fl.withjacobian(np.sin, y)
     np.testing.assert_allclose(val, np.sin(y))
     np.testing.assert_allclose(jac, np.diag(np.cos(y)), rtol=1e-12, atol=1e-15)

@@ -431,3 +431,51 @@ def test_matmul_in_place_into_a_plain_array_names_the_plain_buffer():
     with pytest.raises(fl.DifferentiationError, match=r"np.matmul\(\.\.\., out=buf\): `buf` is a "
                                                       r"plain NumPy array"):
         fl.gradient(f, np.array([1.0, 2.0, 3.0]))
+
+
+# --- a user's rules written in NumPy's style ---------------------------------------------------
+
+def test_custom_rules_that_write_into_what_they_are_handed():
+    # the cotangent (tangent) handed to the rule was the one other consumers read, or the
+    # caller's own tangent: `g *= ...` changed theirs, silently
+    x0, w = np.array([0.3, -0.7, 1.2, 0.5]), np.array([1.0, 2.0, 3.0, 4.0])
+
+    @fl.custom_vjp
+    def mysin(x):
+        return np.sin(x)
+
+    def bwd(res, g):
+        g *= np.cos(res)
+        return (g,)
+
+    mysin.defvjp(lambda x: (np.sin(x), x), bwd)
+    g, = fl.gradient(lambda x: np.sum((mysin(x ** 2) + x ** 2) * w), x0)
+    np.testing.assert_allclose(g, (w * np.cos(x0 ** 2) + w) * 2 * x0, rtol=1e-14)
+
+    @fl.custom_jvp
+    def mysin2(x):
+        return np.sin(x)
+
+    def rule(p, t):
+        dt = t[0]
+        dt *= np.cos(p[0])
+        return np.sin(p[0]), dt
+
+    mysin2.defjvp(rule)
+    v = w.copy()
+    _, tangent = fl.jvp(lambda x: mysin2(x) + x, (x0,), (v,))
+    np.testing.assert_allclose(tangent, w * np.cos(x0) + w, rtol=1e-14)
+    np.testing.assert_array_equal(v, w)
+
+
+@pytest.mark.parametrize("wrong", [lambda g: np.sum(g), lambda g: g[:1], lambda g: g[:, None]])
+def test_a_custom_cotangent_of_another_shape_is_refused(wrong):
+    # (broadcast, a summed cotangent gave every entry the sum, silently)
+    @fl.custom_vjp
+    def f(x):
+        return np.sin(x)
+
+    f.defvjp(lambda x: (np.sin(x), x), lambda res, g: (wrong(g * np.cos(res)),))
+    with pytest.raises(TypeError, match=r"cotangent for argument leaf 0 has shape .*; the "
+                                        r"argument has shape \(4,\)"):
+        fl.gradient(lambda x: np.sum(f(x)), np.ones(4))

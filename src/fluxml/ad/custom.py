@@ -68,13 +68,21 @@ def _record(trace, leaves, spec, run, bwd):
     multi = isinstance(out, (tuple, list))
 
     def back(g, positions):
-        cts = bwd(res, g)
+        # a copy: the sweep hands the same cotangent to other consumers, and a rule written
+        # in NumPy's style (`g *= np.cos(x)`) changed theirs, silently
+        cts = bwd(res, _copies(g))
         if not isinstance(cts, (tuple, list)) or len(cts) != len(spec.children):
             raise TypeError(f"the backward rule must return a tuple with one cotangent per "
                             f"argument ({len(spec.children)}); got {cts!r:.80}")
         cts = align(tuple(cts), spec, "the backward rule's cotangents")
         flat = flatten(cts, lambda x: x is None or _is_float(x)
                        or isinstance(x, (np.ndarray, Tracer)))[0]
+        for p in positions:  # (a summed or missing axis was broadcast, silently)
+            if flat[p] is not None and np.shape(raw(flat[p])) != np.shape(raw(vals[p])):
+                raise TypeError(f"the backward rule's cotangent for argument leaf {p} has shape "
+                                f"{np.shape(raw(flat[p]))}; the argument has shape "
+                                f"{np.shape(raw(vals[p]))} (a cotangent is shaped as its "
+                                f"argument)")
         return [flat[p] for p in positions]
 
     prim = CUSTOM_MULTI if multi else CUSTOM
@@ -90,6 +98,13 @@ def _record(trace, leaves, spec, run, bwd):
         tape.append((None, None, None, None, ((k, j),)))
         results.append(trace.new(o, len(tape) - 1, owned=False))
     return type(out)(results)
+
+
+def _copies(tree):
+    """``tree`` with its arrays copied (what a user's rule is handed may be written into)."""
+    leaves, spec = flatten(tree, lambda x: x is None or isinstance(x, (np.ndarray, Tracer)))
+    return unflatten(spec, [np.copy(x) if isinstance(x, (np.ndarray, Tracer)) else x
+                            for x in leaves])
 
 
 def _bypassed(trace, what):
@@ -201,8 +216,9 @@ class custom_jvp:
                 tans.append(np.zeros_like(raw(a)) if _is_float(raw(a)) else None)
         trace._kept(leaves, vals)  # the rule may keep any value it is given
         trace.closed = CLOSED_OVER
-        try:
-            out, t_out = self.rule(unflatten(spec, vals), unflatten(spec, tans))
+        try:  # (copies of the tangents: the caller's, or another's, written into by a rule in
+            # NumPy's style, `t *= np.cos(x)`, changed them, silently)
+            out, t_out = self.rule(unflatten(spec, vals), _copies(unflatten(spec, tans)))
         finally:
             trace.closed = None
         return trace.new(numbers_weak(out), t_out, owned=False)

@@ -239,6 +239,9 @@ def diaghessian(f: Callable, *args) -> tuple:
     out = []
     once = _Once(f, args)  # (the state moves once, for all the arguments)
     for i, x in enumerate(args):
+        if not is_array_leaf(x) and type(x) is not Tracer and \
+                any(_is_float(raw(v)) for v in flatten(x)[0]):
+            _refuse_tree("diaghessian", x)  # (its float arrays came back as None, silently)
         if not _is_float(raw(x)):  # no derivative, as in fl.gradient
             out.append(None)
             continue
