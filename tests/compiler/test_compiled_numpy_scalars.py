@@ -42,3 +42,9 @@ def test_a_view_as_another_dtype_is_refused_by_name():
                                               r"needs a concrete value"):
         fl.compile(lambda x: x.view(np.int64) & 1)(x)
     np.testing.assert_array_equal(fl.compile(lambda x: x.view(np.float64) * 2)(x), 2 * x)
+
+
+def test_shift_operators_on_traced_integers():
+    a = np.array([-7, 7, 8])
+    for f in (lambda a: a >> 1, lambda a: a << 2, lambda a: 1 << a % 4, lambda a: 64 >> a % 4):
+        np.testing.assert_array_equal(fl.compile(f)(a), f(a))

@@ -780,3 +780,23 @@ def test_precision_conversion_of_traced_arrays():
     assert value.dtype == tangent.dtype == np.float64
     f = lambda w: np.sum(fl.f64({"w": w})["w"] * np.float32(0.1))  # noqa: E731
     assert np.asarray(fl.compile(f)(m.weight)).dtype == np.asarray(f(m.weight)).dtype
+
+
+class _Parent(fl.Module):
+    def __init__(self):
+        self.w = np.ones(2, np.float32)
+        self.child = _Child(self)
+
+
+class _Child(fl.Module):
+    def __init__(self, parent):
+        self.parent = parent
+        self.v = np.zeros(1, np.float32)
+
+
+def test_a_model_whose_child_holds_its_parent_prints():
+    # (repr recursed without end; the trees refuse the cycle by name)
+    text = repr(_Parent())
+    assert "parent = <cycle: _Parent above>," in text and "v = float32[1]" in text
+    with pytest.raises(ValueError, match="cycle"):
+        fl.state(_Parent())

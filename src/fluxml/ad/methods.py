@@ -127,7 +127,8 @@ def _bitwise(uf, a, b=None):
     return uf(*operands)
 
 
-for _name, _uf in {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}.items():
+for _name, _uf in {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor,
+                   "lshift": np.left_shift, "rshift": np.right_shift}.items():
     setattr(Tracer, f"__{_name}__", lambda self, other, _uf=_uf: _bitwise(_uf, self, other))
     setattr(Tracer, f"__r{_name}__", lambda self, other, _uf=_uf: _bitwise(_uf, other, self))
 Tracer.__invert__ = lambda self: _bitwise(np.invert, self)

@@ -31,7 +31,11 @@ def render(model) -> str:
         return f"{line}  {note}" if note else line
     lines: list[str] = []
     _nested(model, "", None, lines, top=True)
-    return "\n".join(lines) + _total(model)
+    try:
+        total = _total(model)
+    except ValueError:  # (a cycle: the trees refuse it, by name, where it matters)
+        total = ""
+    return "\n".join(lines) + total
 
 
 def line_of(x) -> str:
@@ -73,10 +77,13 @@ def show_children(x):
 _BRACKETS = {list: ("[", "]"), tuple: ("(", ")"), dict: ("{", "}")}
 
 
-def _nested(x, indent, label, lines, top=False):
+def _nested(x, indent, label, lines, top=False, path=()):
     prefix = indent + (f"{label} = " if label is not None else "")
-    children = show_children(x)
     end = "" if top else ","
+    if id(x) in path:  # a child holding its parent: its line names it, once (it recursed
+        lines.append(f"{prefix}<cycle: {type(x).__name__} above>{end}")  # without end)
+        return
+    children = show_children(x)
     if children is None:
         line = prefix + line_of(x) + end
         note = _count_note(x)
@@ -85,7 +92,7 @@ def _nested(x, indent, label, lines, top=False):
     opener, closer = _BRACKETS.get(type(x), (type(x).__name__ + "(", ")"))
     lines.append(prefix + opener)
     for child_label, child in children:
-        _nested(child, indent + "  ", child_label, lines)
+        _nested(child, indent + "  ", child_label, lines, path=path + (id(x),))
     lines.append(indent + closer + end)
 
 
