@@ -41,3 +41,18 @@ def test_attention_bias_may_be_a_list():
     q = np.zeros((1, 2, 2))
     _, p = nnlib.dot_product_attention(q, q, q, bias=[[0.0, np.log(3.0)], [0.0, 0.0]])
     np.testing.assert_allclose(p[0], [[0.25, 0.75], [0.5, 0.5]])
+
+
+def test_logsumexp_takes_a_list_as_softmax_does():
+    # ('list' object has no attribute 'size')
+    np.testing.assert_allclose(nnlib.logsumexp([1.0, 2.0]), np.log(np.e + np.e ** 2))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: nnlib.upsample_linear(A, "2"), ValueError,
+     r"upsample_linear: scale must be a positive finite number"),
+    (lambda: nnlib.glu(np.ones((2, 4)), axis=1.0), TypeError, r"glu: axis must be an int"),
+])
+def test_an_argument_of_another_type_is_named(call, error, message):
+    with pytest.raises(error, match=message):  # (Python's own TypeErrors named neither)
+        call()

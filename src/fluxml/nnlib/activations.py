@@ -605,6 +605,8 @@ def glu(x, axis: int = -1):
     array([[0.5, 2. ]])
     """
     shape = np.shape(raw(x))
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"glu: axis must be an int; got {axis!r}")
     if not shape or not -len(shape) <= axis < len(shape) or shape[axis] % 2:
         raise ValueError(f"glu: expected an axis of even size to split in two halves; got "
                          f"axis={axis} of an array of shape {shape}")

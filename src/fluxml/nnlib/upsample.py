@@ -64,7 +64,9 @@ def upsample_linear(x, scale=None, *, size=None, align_corners: bool = False):
     shape = tuple(x.shape)
     if scale is not None:
         scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * d
-        if len(scale) != d or not all(0 < s < float("inf") for s in scale):
+        if len(scale) != d or not all(isinstance(s, (int, float, np.integer, np.floating))
+                                      and not isinstance(s, bool) and 0 < s < float("inf")
+                                      for s in scale):
             raise ValueError(f"{fn}: scale must be a positive finite number or {d} of them; "
                              f"got {scale!r}")
         size = tuple(int(np.floor(n * s)) for n, s in zip(shape[2:], scale))

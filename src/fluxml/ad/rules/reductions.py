@@ -330,6 +330,7 @@ def logsumexp(x, axis=None, keepdims=False):
     >>> round(float(fl.logsumexp(np.array([1000.0, 1000.0]))), 6)  # 1000 + log 2, no overflow
     1000.693147
     """
+    x = as_array(x)  # (a list as NumPy's functions take it: its .size was looked up)
     axis = None if axis is None else checked_axis(x, axis, "logsumexp")
     return LOGSUMEXP(x, axis=axis, keepdims=bool(keepdims))
 
