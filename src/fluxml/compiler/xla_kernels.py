@@ -374,6 +374,38 @@ def modf_fraction(x):
     return jnp.modf(x)[0]
 
 
+def floor_divide(x, y):
+    """``np.floor_divide``: on integers (and bools) NumPy's quotient by 0 is 0 (with a
+    warning), where XLA's is -1 or -2; so is the answer here, through a ``where`` on the
+    divisor. Floats are ``jnp.floor_divide``'s, as they were (inf, NaN as NumPy's)."""
+    x, y = _operand(x), _operand(y)
+    q = jnp.floor_divide(x, y)
+    if jnp.issubdtype(q.dtype, jnp.inexact):
+        return q
+    return jnp.where(jnp.asarray(y) == 0, jnp.zeros((), q.dtype), q)
+
+
+def remainder(x, y):
+    """``np.remainder``: on integers (and bools) NumPy's remainder by 0 is 0; so is it here,
+    whatever XLA's integer remainder by 0 gives (a ``where`` on the divisor). Floats are
+    ``jnp.remainder``'s (NaN, as NumPy's)."""
+    x, y = _operand(x), _operand(y)
+    r = jnp.remainder(x, y)
+    if jnp.issubdtype(r.dtype, jnp.inexact):
+        return r
+    return jnp.where(jnp.asarray(y) == 0, jnp.zeros((), r.dtype), r)
+
+
+def _operand(a):
+    """A list where NumPy reads an array (jnp's ufuncs refuse one) made an array."""
+    return jnp.asarray(np.asarray(a)) if type(a) in (list, tuple) else a
+
+
+def divmod_(x, y):
+    """``np.divmod``: :func:`floor_divide` and :func:`remainder`."""
+    return floor_divide(x, y), remainder(x, y)
+
+
 # --- activations: the formulas of fluxml.nnlib.activations -------------------------------------
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

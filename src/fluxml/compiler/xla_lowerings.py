@@ -99,6 +99,9 @@ PRIMITIVES: dict = {
     "pinv": linalg.pinv,
     "expm": linalg.expm,
     "modf_fraction": kernels.modf_fraction,
+    # integer division by 0 is 0 in NumPy, -1 or -2 in XLA: a where on the divisor
+    "floor_divide": kernels.floor_divide,
+    "remainder": kernels.remainder,
     "sinc": kernels.sinc,
     **special.PRIMITIVES,  # scipy.special's ufuncs
 }
@@ -127,6 +130,10 @@ FUNCTIONS: dict = {
     "numpy.nanargmax": kernels.nanargmax,
     "numpy.nanargmin": kernels.nanargmin,
     "numpy.sort": kernels.sort,
+    # run untraced, as the primitives above (NumPy's integer quotient by 0 is 0)
+    "numpy.floor_divide": kernels.floor_divide,
+    "numpy.remainder": kernels.remainder,
+    "numpy.divmod": kernels.divmod_,
     # a random draw inside fl.cond / fl.while_loop / fl.scan (trace._Drawn)
     "fluxml.compiler.trace.in_control_flow": kernels.draw_in_control_flow,
 }

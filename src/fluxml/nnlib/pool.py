@@ -91,10 +91,12 @@ def _max_windows(x, kernel, stride, pads, dilation):
 def _choices(x, best, *, kernel, stride, pads, dilation):
     """``(N, C, *out)`` small integers: the index, in the window's row-major order, of each
     window's first maximum ``best`` (as PyTorch picks it; constant where the derivative exists,
-    so computed on the values): its first NaN where the maximum is NaN, and never a padding
-    slot (which holds the lowest value: a window whose entries are all that value picks its
-    first real one). A loop over the kernel's entries, each step a few whole-array operations
-    over every window; the NaN and padding checks only where some window needs them."""
+    so computed on the values): its first NaN where the maximum is NaN (PyTorch's CPU kernel
+    takes every NaN it meets, so its last one: with several NaN in a window the two can differ),
+    and never a padding slot (which holds the lowest value: a window whose entries are all that
+    value picks its first real one; :func:`maxpool` refuses windows with no real entry). A
+    loop over the kernel's entries, each step a few whole-array operations over every window;
+    the NaN and padding checks only where some window needs them."""
     x, best = raw(x), raw(best)
     xp = win.array_module(x)
     cols = _max_windows(x, kernel, stride, pads, dilation)
@@ -319,8 +321,10 @@ deflinear(WINDOW_SUM_T)
 def maxpool(x, kernel, *, stride=None, pad=0, dilation=1):
     """Max pooling over windows of ``kernel`` (an int or one per spatial dimension) of ``x``
     ``(N, C, *spatial)``; ``stride`` defaults to the kernel, ``pad`` (as in
-    :func:`fluxml.nnlib.conv`, at most half the window) is never chosen. The gradient goes to
-    the first maximum of each window, as PyTorch's.
+    :func:`fluxml.nnlib.conv`, at most half the window) is never chosen, and every window
+    must hold an entry of the input (a dilated one can skip over it all: refused). The
+    gradient goes to the first maximum of each window, as PyTorch's (a window with several
+    NaN: to its first NaN, where PyTorch's goes to its last).
 
     >>> import numpy as np, fluxml as fl
     >>> fl.nnlib.maxpool(np.array([[[1.0, 3.0, 2.0, 2.0, 0.0]]]), 2)
@@ -334,6 +338,15 @@ def maxpool(x, kernel, *, stride=None, pad=0, dilation=1):
             raise ValueError(f"maxpool: pad {pads} must be at most half the window "
                              f"{tuple(kernel)} (dilation {tuple(dilation)}) in each dimension, "
                              "so that every window holds an entry of the input")
+    out = win.output_size(x.shape[2:], kernel, stride, dilation, pads)
+    for n, k, s, dl, (lo, _), m in zip(x.shape[2:], kernel, stride, dilation, pads, out):
+        if not _windows_read_input(n, k, s, dl, lo, m):
+            # (a dilated window can skip over the whole input and read only padding: its
+            # maximum would be -inf and no input entry its argmax)
+            raise ValueError(f"maxpool: pad {pads} with dilation {tuple(dilation)} leaves a "
+                             f"window {tuple(kernel)} (stride {tuple(stride)}) over input "
+                             f"{tuple(x.shape)} with padding only: every window must hold "
+                             "an entry of the input")
     return MAXPOOL(x, kernel=kernel, stride=stride, pads=pads, dilation=dilation)
 
 
@@ -478,6 +491,15 @@ def _geometry(fn, x, kernel, stride, pad, dilation):
         raise ValueError(f"{fn}: window {kernel} (dilation {dilation}) is larger than the padded "
                          f"input {padded} (input {tuple(x.shape)}, pad {pads})")
     return kernel, stride, pads, dilation
+
+
+def _windows_read_input(n, k, s, dl, lo, m) -> bool:
+    """Whether each of the ``m`` windows along an axis of ``n`` input entries (``k`` entries
+    ``dl`` apart, starting every ``s`` from ``-lo``) reads at least one input entry: its first
+    entry at or after position 0 must lie before ``n``."""
+    start = np.arange(m, dtype=np.int64) * s - lo
+    first = np.maximum(-(start // dl), 0)  # ceil(-start / dl) for a negative start, else 0
+    return bool(((first < k) & (start + first * dl < n)).all())
 
 
 def _orderable(fn, x):
