@@ -48,3 +48,13 @@ def test_shift_operators_on_traced_integers():
     a = np.array([-7, 7, 8])
     for f in (lambda a: a >> 1, lambda a: a << 2, lambda a: 1 << a % 4, lambda a: 64 >> a % 4):
         np.testing.assert_array_equal(fl.compile(f)(a), f(a))
+
+
+def test_a_float16_mean_sums_in_float32_as_numpys():
+    # (sum / 70000 in float16 divided by inf: a loss of 0 and no gradient, silently)
+    x = np.full(70_000, 0.5, np.float16)
+    f = lambda x: np.mean(x * x)  # noqa: E731
+    assert fl.compile(f)(x) == f(x) == np.float16(0.25)
+    assert fl.compile(f)(x).dtype == np.float16
+    g, = fl.gradient(f, x[:1000])
+    np.testing.assert_allclose(g.astype(np.float64), 2 * 0.5 / 1000, rtol=1e-3)

@@ -340,3 +340,43 @@ def test_the_stand_in_reads_parameters_as_cupy_does():
         k(np.ones(3, np.float32), FakeDeviceArray(np.ones(3)))
     out = k(FakeDeviceArray(np.full((2, 1), 2, np.float32)), FakeDeviceArray(np.ones(3)))
     assert out.shape == (2, 3) and out.dtype == np.float32 and out.get().sum() == 12
+
+
+@pytest.mark.parametrize("rule", [lambda: fl.Adam(0.01),
+                                  lambda: fl.OptimiserChain(fl.ClipGrad(0.5), fl.Adam(0.01)),
+                                  lambda: fl.NAdam(0.01)], ids=["Adam", "Chain", "NAdam"])
+def test_a_compiled_step_advances_the_step_counters_on_the_device(fake_cupy, rule):
+    # an array stepped alone incremented its 0-d host counter into the input's buffer on the
+    # device, which was not copied back: t stayed 0, the bias correction that of step 1
+    def step(state, model, g):
+        fl.update(state, model, g)
+        return model["a"]
+
+    w, g = np.array([1.0, 2.0, 3.0]), np.array([3.0, -4.0, 0.5])
+    host = {"a": w.copy()}
+    eager = fl.setup(rule(), host)
+    dev = {"a": FakeDeviceArray(w.copy())}
+    state = fl.setup(rule(), dev)
+    compiled = fl.compile(step)
+    for _ in range(3):
+        fl.update(eager, host, {"a": g})
+        compiled(state, dev, {"a": FakeDeviceArray(g)})
+    np.testing.assert_allclose(dev["a"].get(), host["a"], rtol=1e-12)
+    counters = [int(a) for a in fl.leaves(state) if getattr(a, "shape", None) == ()]
+    assert counters and all(t == 3 for t in counters)
+
+
+def test_a_compiled_step_with_dropout_draws_on_the_device(fake_cupy):
+    # the mask, drawn on the host, met the GPU's arrays as a NumPy array: CuPy's TypeError
+    losses = []
+    for compile in (False, True):
+        fl.seed(0)
+        m = fl.f64(fl.Chain(fl.Dense(4, 8, fl.relu), fl.Dropout(0.5), fl.Dense(8, 2)))
+        x = np.random.default_rng(0).standard_normal((8, 4))
+        y = np.random.default_rng(1).standard_normal((8, 2))
+        m = fl.backend.to_device(m, FAKE)
+        data = fl.backend.to_device([(x, y)] * 2, FAKE)
+        history = fl.train(lambda m, x, y: fl.mse(m(x), y), m, data,
+                           fl.setup(fl.Adam(0.01), m), progress=False, compile=compile)
+        losses.append(history.losses)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-12)

@@ -106,9 +106,16 @@ def _host_inputs(cupy, fn, written):
         moved = [cupy.asarray(a) if type(a) is np.ndarray and not a.ndim else a
                  for a in arrays]
         outs = fn(*moved)
-        for k in written:
-            if moved[k] is not arrays[k]:
-                arrays[k][...] = moved[k].get()
+        # each one moved, not only those the program lists as written: a step counter
+        # incremented in place into its input's buffer (`add(t, 1, out=t)`, the buffer plan's)
+        # is not among them, and Adam's counters stayed 0 on a GPU, silently (the step's
+        # bias correction of step 1 at every step)
+        for k, (given, copy) in enumerate(zip(arrays, moved)):
+            if copy is not given:
+                new = copy.get()
+                if k in written or not np.array_equal(new, given, equal_nan=given.dtype.kind
+                                                      in "fc"):
+                    given[...] = new
         return outs
 
     return run

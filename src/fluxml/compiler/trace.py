@@ -309,8 +309,10 @@ class IRTrace(Trace):
         # fluxml's default generator is looked up on every run: fl.seed replaces it
         stored = DEFAULT_RNG if rng is _default_rng() else rng
         params = {"rng": stored, "method": method, "args": args, "kwargs": kwargs}
-        if type(self) is not IRTrace:  # a branch's or loop body's (a SubTrace)
-            params["func"] = _Drawn(stored, method)
+        if type(self) is not IRTrace or self.device is not None:  # a branch's or loop
+            # body's (a SubTrace), or a GPU's program (traced on host copies: the draw, on
+            # the host, is moved to the GPU; it met the GPU's arrays as a NumPy array)
+            params["func"] = _Drawn(stored, method, self.device)
         out = self._record(_draw, f"rng.{method}", [], params, None, example, owned=True,
                            multiple=False)
         self.draws.append((call, out._val, out._box))
@@ -618,11 +620,12 @@ class _Drawn:
     __name__ = "in_control_flow"
     impure = True  # a new draw on every run
 
-    def __init__(self, rng, method):
-        self.rng, self.method = rng, method
+    def __init__(self, rng, method, device=None):
+        self.rng, self.method, self.device = rng, method, device
 
     def __call__(self, *args, **kwargs):
-        return _draw(self.rng, self.method, args, kwargs)
+        out = _draw(self.rng, self.method, args, kwargs)
+        return out if self.device is None else self.device.asarray(out)
 
     def __repr__(self):
         return f"{self.rng!r}.{self.method}"

@@ -205,8 +205,10 @@ def divide_live(num, out, eps):
         return np.divide(num, out, out=out)
     live = out != 0
     out += number(eps, out)
-    np.divide(num, out, out=out, where=live)
-    out *= live  # (where not live, out holds eps: no division to overflow)
+    # where not live, a division by 1 (num / eps would overflow) then cleared; a selection,
+    # not ufunc's where=, which CuPy's ufuncs do not take (float16 on a GPU failed there)
+    np.divide(num, np.where(live, out, 1), out=out)
+    out *= live
     return out
 
 

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fluxml._checks import flag, positive_int
+from fluxml.ad.arrays import module_of
 from fluxml.ad.core import Tracer, raw, untraced
 from fluxml.optimise.base import (
     Rule,
@@ -364,7 +365,8 @@ class OptimiserChain(Rule):
         for i, r in enumerate(self.rules):
             # a rule may write into ``out`` while reading ``dx``: never lend it the array
             # it reads
-            states[i], dx = apply_rule(r, states[i], x, dx, None if dx is out else out)
+            lend = None if out is None or _same_memory(dx, out) else out
+            states[i], dx = apply_rule(r, states[i], x, dx, lend)
             if dx is None:  # AccumGrad is still collecting
                 return tuple(states), None
             # compiled, after an AccumGrad (or a chain holding one): the rest may or may
@@ -381,6 +383,22 @@ class OptimiserChain(Rule):
 
     def names(self) -> set:
         return set().union(*(r.names() for r in self.rules))
+
+
+def _same_memory(a, b) -> bool:
+    """Whether ``a`` may read the memory of ``b``: the same array, or a view of it (a rule
+    that returned ``out.reshape(x.shape)``; on a GPU, ``np.clip(..., out=out)`` returning
+    another array object over ``out``), which the next rule, lent ``b``, would overwrite
+    while reading ``a`` (a step 10 times too far, silently)."""
+    if a is b:
+        return True
+    va, vb = raw(a), raw(b)
+    if type(va) is Tracer or type(vb) is Tracer:  # fl.compile: no memory yet; the buffer
+        return va is vb                            # plan decides
+    try:
+        return bool(module_of(va).may_share_memory(va, vb))  # (bounds: cheap, safe)
+    except (TypeError, AttributeError, NotImplementedError):
+        return True  # (unknown: not lent)
 
 
 class MixedState(NamedTuple):

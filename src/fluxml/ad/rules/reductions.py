@@ -137,6 +137,10 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
 
 @function(np.mean)
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    if dtype is None and out is None and getattr(raw(a), "dtype", None) == np.float16:
+        # as NumPy's: float16 summed in float32 and divided there (in float16 a mean over
+        # more than 65,504 entries divided by inf: a loss of 0 and no gradient, silently)
+        return mean(a, axis, np.float32, None, keepdims, where=where).astype(np.float16)
     if (type(a) is Tracer and axis is None and dtype is None and out is None
             and not keepdims and where is None):  # the common case (a loss), kept short
         total = a._trace.process(SUM, (a,), {"axis": None, "keepdims": False})
