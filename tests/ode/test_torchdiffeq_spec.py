@@ -320,13 +320,19 @@ def test_adjoint_backsolves_beginning_on_a_stop_are_refused():
             f, np.array([0.0]), (0.0, 2.0), p, tstops=[1.0], saveat=saveat,
             sensealg=sensealg, rtol=1e-8).u[-1]), p)[0]
 
-    for sensealg in (fl.ode.InterpolatingAdjoint(), fl.ode.BacksolveAdjoint()):
+    # (QuadratureAdjoint's lambda solve too: 1% off with Rodas5 on a problem nonlinear in u,
+    # and an InterpolatingAdjoint's checkpoint on the stop, 0.6%: found by a second review)
+    for sensealg in (fl.ode.InterpolatingAdjoint(), fl.ode.BacksolveAdjoint(),
+                     fl.ode.QuadratureAdjoint()):
         for saveat in (None, [0.5, 1.0, 2.0]):
             with pytest.raises(NotImplementedError, match="a stop that is also a saved time"):
                 grad(sensealg, saveat)
         np.testing.assert_allclose(grad(sensealg, [0.5, 1.5, 2.0]), [1.0, 1.0], rtol=1e-6)
-    for sensealg in (fl.ode.Direct(), fl.ode.QuadratureAdjoint()):
-        np.testing.assert_allclose(grad(sensealg, None), [1.0, 1.0], rtol=1e-6)
+    for checkpoints in ([1.0], 1):  # (1: one checkpoint, evenly spaced, at the stop)
+        with pytest.raises(NotImplementedError, match="or a checkpoint"):
+            grad(fl.ode.InterpolatingAdjoint(checkpointing=True, checkpoints=checkpoints),
+                 [2.0])
+    np.testing.assert_allclose(grad(fl.ode.Direct(), None), [1.0, 1.0], rtol=1e-6)
 
 
 def test_max_steps_as_a_whole_float_and_dtmax_inf():

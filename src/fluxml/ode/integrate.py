@@ -56,7 +56,11 @@ def refuse_compiled(leaves) -> None:
                     "fl.compile: fl.ode.solve (and NeuralODE) cannot be compiled: the solver "
                     "chooses and checks its steps with Python control flow on the state's "
                     "values. Call the solver outside the compiled function, and compile the "
-                    "right-hand side (the model) instead.")
+                    "right-hand side's work on arrays instead: a function of (u, p) (the "
+                    "model), called by f, or f with its time as an array "
+                    "(lambda t, u, p: g(np.asarray(t), u, p), g compiled): the solver calls f "
+                    "with a new Python float t at every stage, and a number's value is part of "
+                    "a compiled function's signature (each one traced again).")
             x = x._val
 
 

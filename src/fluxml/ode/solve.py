@@ -180,8 +180,8 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
     ``tstops`` lists times a step must end on (DifferentialEquations.jl's ``tstops``,
     torchdiffeq's ``jump_t``, diffrax's ``jump_ts``): where ``f`` jumps in time, a step
     across the jump would be rejected again and again; times outside ``tspan`` are ignored.
-    The adjoints' backward solves end steps on them too (InterpolatingAdjoint and
-    BacksolveAdjoint refuse a stop that is also a saved time: saveat=None saves every step).
+    The adjoints' backward solves end steps on them too (the adjoints refuse a stop that is
+    also a saved time or a checkpoint: saveat=None saves every step).
     ``rtol`` and ``atol`` are numbers or arrays that broadcast to ``u0``'s shape (per entry, as
     torchdiffeq's; for a tree state, shaped like its flat vector); the error norm is the
     RMS of ``|err| / (atol + rtol * max(|u0|, |u1|))`` over the step (the modulus for
@@ -240,24 +240,27 @@ def _check_tolerance_shapes(shape, tree, rtol, atol, sensealg) -> None:
 
 
 def _refuse_stops_in_backsolves(sensealg, tstops, t0, t1, save) -> None:
-    """InterpolatingAdjoint's and BacksolveAdjoint's backward solves run from each saved
-    time to the one before; one that begins on a stop took its first stage there, on the
-    wrong side of the jump: parameter gradients 9% off with Tsit5, by 10^6 with Rodas5,
-    silently (found by review). Refused where a saved time is a stop inside tspan (saveat
-    None saves every step, so every stop) until that stage is taken past the stop; stops
-    between saved times are stepped past rightly, and Direct() and QuadratureAdjoint() are
+    """The adjoints' backward solves run from each saved time to the one before; one that
+    begins on a stop took its first stage there, on the wrong side of the jump: parameter
+    gradients 9% off with Tsit5, by 10^6 with Rodas5 (InterpolatingAdjoint,
+    BacksolveAdjoint), 1% with Rodas5 (QuadratureAdjoint's lambda solve), silently (found by
+    review). Refused where a saved time, or an InterpolatingAdjoint's extra checkpoint, is a
+    stop inside tspan (saveat None saves every step, so every stop) until that stage is taken
+    past the stop; stops between saved times are stepped past rightly, and Direct() is
     right."""
-    if tstops is None or not isinstance(sensealg, (adjoint.InterpolatingAdjoint,
-                                                   adjoint.BacksolveAdjoint)):
+    if tstops is None or not isinstance(sensealg, adjoint._Adjoint):
         return
     lo, hi = min(t0, t1), max(t0, t1)
     inside = tstops[(tstops > lo) & (tstops < hi)]
-    if inside.size and (save is None or np.isin(inside, save).any()):
+    starts = save
+    if save is not None and isinstance(sensealg, adjoint.InterpolatingAdjoint):
+        starts = np.concatenate([save, sensealg.checkpoint_times(t0, t1)])
+    if inside.size and (starts is None or np.isin(inside, starts).any()):
         raise NotImplementedError(
             f"solve: tstops with sensealg={sensealg!r} gives wrong gradients where f jumps "
-            f"at a stop that is also a saved time (saveat=None saves every step): its "
-            f"backward solve begins on the stop. Leave the stops out of saveat, or use "
-            f"sensealg=Direct() or QuadratureAdjoint()")
+            f"at a stop that is also a saved time or a checkpoint (saveat=None saves every "
+            f"step): its backward solve begins on the stop. Leave the stops out of saveat "
+            f"(and checkpoints), or use sensealg=Direct()")
 
 
 class _Interpolant:
