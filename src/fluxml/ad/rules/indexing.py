@@ -179,7 +179,8 @@ def has_repeats(idx, shape) -> bool:
     and both writes got the derivative)."""
     items = _host_items(idx)
     axes = _axes(items, len(shape))
-    arrays = [i % max(1, shape[axes[k]]) for k, i in enumerate(items)
+    arrays = [i % max(1, shape[axes[k]] if axes[k] < len(shape) else 1)  # (too many
+              for k, i in enumerate(items)  # indices: NumPy's own error, after)
               if isinstance(i, np.ndarray) and i.dtype.kind in "iu"]
     if not arrays:
         return False
