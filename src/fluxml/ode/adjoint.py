@@ -435,12 +435,19 @@ class _Backward:
         except _Drift as e:
             raise SolveError(str(e)) from None
         except SolveError as e:  # (it read as the forward solve's failure: 'check u0, p')
+            unstable = ""
+            if isinstance(self.alg, BacksolveAdjoint):  # (a stiff problem's backsolve took
+                # 1e-5 steps for half an hour, and the message blamed the tolerances)
+                unstable = (" BacksolveAdjoint also solves the forward equation backwards in "
+                            "time, which is unstable where the problem is stiff or damps "
+                            "(its steps shrink without end); InterpolatingAdjoint and "
+                            "QuadratureAdjoint read the stored forward solution instead.")
             raise SolveError(
                 f"{self.alg!r}: the backward solve of the adjoint equation, from t = {start} "
                 f"to {end}, failed ({e}). Where the forward solve succeeded, f's "
                 "vector-Jacobian product may be NaN or infinite there (sqrt(u) at u = 0 has "
                 "an infinite derivative); sensealg=Direct() passes such a NaN on as any "
-                "gradient does") from None
+                "gradient does." + unstable) from None
         if self.options["adaptive"] and self.solver.adaptive:
             self.h = F.h_next  # the next interval starts with the step size reached here
         return zs[-1], steps, F
