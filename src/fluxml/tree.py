@@ -250,11 +250,7 @@ def _count_error(spec, leaves) -> str:
 
 def leaf_count(spec) -> int:
     """How many leaves ``spec``'s tree holds (what :func:`unflatten` takes)."""
-    if spec is LEAF or spec.kind == "leaf":
-        return 1
-    if spec.kind == "static":
-        return 0
-    return sum(leaf_count(c) for c in spec.children)
+    return sum(node.kind == "leaf" for node in nodes(spec))
 
 
 class _OwnLog(list):

@@ -89,32 +89,28 @@ def lower(program, names, fname):
     for k, v in namespace.items():
         if v is as_operand:
             namespace[k] = lambda x: _moved(cupy, as_operand(x))
-    return source, _host_inputs(cupy, build(source, namespace, fname),
-                                sorted({pos for pos, _ in program.writes}))
+    return source, _host_inputs(cupy, build(source, namespace, fname))
 
 
 def _moved(cupy, x):
     return cupy.asarray(x) if type(x) is np.ndarray else x
 
 
-def _host_inputs(cupy, fn, written):
+def _host_inputs(cupy, fn):
     """``fn`` taking 0-d NumPy arrays among its GPU arrays (an optimiser's step counters, kept
     on the host, where eagerly they meet the arrays only as Python numbers): moved to the GPU
-    for the call, and the new values of those it writes copied back. (A larger NumPy array
-    is refused by CuPy, as eagerly.)"""
+    for the call, and those whose value changed copied back. (A larger NumPy array is
+    refused by CuPy, as eagerly.) Changed, not listed in the program's writes: a counter
+    incremented in place into its input's buffer (``add(t, 1, out=t)``, the buffer plan's)
+    is not among those, and Adam's counters stayed 0 on a GPU, silently."""
     def run(*arrays):
         moved = [cupy.asarray(a) if type(a) is np.ndarray and not a.ndim else a
                  for a in arrays]
         outs = fn(*moved)
-        # each one moved, not only those the program lists as written: a step counter
-        # incremented in place into its input's buffer (`add(t, 1, out=t)`, the buffer plan's)
-        # is not among them, and Adam's counters stayed 0 on a GPU, silently (the step's
-        # bias correction of step 1 at every step)
-        for k, (given, copy) in enumerate(zip(arrays, moved)):
+        for given, copy in zip(arrays, moved):
             if copy is not given:
                 new = copy.get()
-                if k in written or not np.array_equal(new, given, equal_nan=given.dtype.kind
-                                                      in "fc"):
+                if not np.array_equal(new, given, equal_nan=given.dtype.kind in "fc"):
                     given[...] = new
         return outs
 

@@ -376,24 +376,25 @@ def modf_fraction(x):
 
 def floor_divide(x, y):
     """``np.floor_divide``: on integers (and bools) NumPy's quotient by 0 is 0 (with a
-    warning), where XLA's is -1 or -2; so is the answer here, through a ``where`` on the
-    divisor. Floats are ``jnp.floor_divide``'s, as they were (inf, NaN as NumPy's)."""
+    warning), where XLA's is -1 or -2 (:func:`_zero_where_divisor_is`). Floats are
+    ``jnp.floor_divide``'s, as they were (inf, NaN as NumPy's)."""
     x, y = _operand(x), _operand(y)
-    q = jnp.floor_divide(x, y)
-    if jnp.issubdtype(q.dtype, jnp.inexact):
-        return q
-    return jnp.where(jnp.asarray(y) == 0, jnp.zeros((), q.dtype), q)
+    return _zero_where_divisor_is(jnp.floor_divide(x, y), y)
 
 
 def remainder(x, y):
-    """``np.remainder``: on integers (and bools) NumPy's remainder by 0 is 0; so is it here,
-    whatever XLA's integer remainder by 0 gives (a ``where`` on the divisor). Floats are
-    ``jnp.remainder``'s (NaN, as NumPy's)."""
+    """``np.remainder``: on integers (and bools) NumPy's remainder by 0 is 0, whatever XLA's
+    gives (:func:`_zero_where_divisor_is`). Floats are ``jnp.remainder``'s (NaN, as NumPy's)."""
     x, y = _operand(x), _operand(y)
-    r = jnp.remainder(x, y)
-    if jnp.issubdtype(r.dtype, jnp.inexact):
-        return r
-    return jnp.where(jnp.asarray(y) == 0, jnp.zeros((), r.dtype), r)
+    return _zero_where_divisor_is(jnp.remainder(x, y), y)
+
+
+def _zero_where_divisor_is(result, y):
+    """An integer ``result`` of a division by ``y``, 0 where ``y`` is 0 (NumPy's); a float
+    one as it is."""
+    if jnp.issubdtype(result.dtype, jnp.inexact):
+        return result
+    return jnp.where(jnp.asarray(y) == 0, jnp.zeros((), result.dtype), result)
 
 
 def _operand(a):

@@ -190,6 +190,12 @@ def _own_statistics(source, layer) -> str | None:
             f"affine map folded into the layer before it")
 
 
+def _why_not(source, layer, otherwise: str) -> str:
+    """Why ``layer`` (at ``source``), measured as not affine or not evaluable, is refused: a
+    norm without statistics, a polynomial inside a container, else ``otherwise``."""
+    return _own_statistics(source, layer) or _inner_polynomial(source, layer) or otherwise
+
+
 def _inner_polynomial(source, layer) -> str | None:
     """Why a container holding a polynomial activation (a SkipConnection or Parallel whose
     branch squares) is refused: a plan follows the layers of Chains in order, and evaluates
@@ -252,23 +258,20 @@ def _measure(layer, shape, source) -> Affine:
         zero = np.asarray(layer(np.zeros((1,) + shape)))
         basis = np.asarray(layer(np.eye(n).reshape((n,) + shape)))
     except Exception as err:
-        raise UnsupportedLayer(_own_statistics(source, layer) or _inner_polynomial(source, layer)
-                               or f"{source} could not be evaluated on inputs of shape "
-                                  f"{shape}: {err}") from err
+        raise UnsupportedLayer(_why_not(source, layer, f"{source} could not be evaluated on "
+                                        f"inputs of shape {shape}: {err}")) from err
     if not (np.all(np.isfinite(zero)) and np.all(np.isfinite(basis))):  # not affine: why
         if any(getattr(a, "dtype", np.dtype(int)).kind in "fc" and not np.all(np.isfinite(a))
                for a in leaves(layer)):  # (it said 'uses Dense, which CKKS cannot evaluate')
             raise ValueError(f"{source} has parameters that are not finite (NaN or infinity: "
                              f"a training that diverged?), and gives NaN or infinity on "
                              f"finite inputs; check them with np.isfinite")
-        raise UnsupportedLayer(_own_statistics(source, layer) or _inner_polynomial(source, layer)
-                               or _refusal(source, layer))
+        raise UnsupportedLayer(_why_not(source, layer, _refusal(source, layer)))
     out_shape = zero.shape[1:]
     bias = zero.reshape(-1)
     matrix = (basis.reshape(n, -1) - bias).T
     if not _is_affine(layer, shape, matrix, bias):
-        raise UnsupportedLayer(_own_statistics(source, layer) or _inner_polynomial(source, layer)
-                               or _refusal(source, layer))
+        raise UnsupportedLayer(_why_not(source, layer, _refusal(source, layer)))
     matrix[np.abs(matrix) < 1e-14 * max(float(np.abs(matrix).max()), 1e-300)] = 0.0
     return Affine(matrix, bias, tuple(out_shape), source)
 

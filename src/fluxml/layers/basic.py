@@ -90,15 +90,10 @@ class Dense(Module):
         need_array(self, x, f"(N, {w.shape[1]})")
         if x.shape[-1:] != w.shape[1:]:
             self._refuse(x.shape)
-        b = self.bias
-        if b is not None and getattr(b, "shape", None) != w.shape[:1]:
-            # (a weight or bias replaced by one of another size, say from another checkpoint)
-            raise LayerError(f"{self._called()}: bias must have shape ({w.shape[0]},) for a "
-                             f"weight of shape {tuple(w.shape)}; got "
-                             f"{getattr(b, 'shape', type(b).__name__)}")
+        need_bias_fits(self)
         if x.dtype != w.dtype:
             x = match_dtype(self, x, w.dtype)
-        y = affine(x, w, b)
+        y = affine(x, w, self.bias)
         return y if self.activation is identity else self.activation(y)
 
     def _line(self) -> str:
@@ -154,6 +149,17 @@ def _parameter_dtype(layer: str, dtype) -> None:
     if kind not in ("f", "c"):
         raise TypeError(f"{layer}: dtype must be a float or complex dtype (np.float32, "
                         f"np.float64, ...); got {what}")
+
+
+def need_bias_fits(layer) -> None:
+    """Refuse, in the layer's name, a bias of another length than its weight's outputs (a
+    weight or bias replaced by one of another size, say from another checkpoint: the kernels'
+    errors named neither the layer nor the array)."""
+    w, b = layer.weight, layer.bias
+    if b is not None and getattr(b, "shape", None) != w.shape[:1]:
+        raise LayerError(f"{layer._called()}: bias must have shape ({w.shape[0]},) for a "
+                         f"weight of shape {tuple(w.shape)}; got "
+                         f"{getattr(b, 'shape', type(b).__name__)}")
 
 
 def _make_bias(bias, shape, dtype, layer):

@@ -31,6 +31,7 @@ from fluxml.layers.basic import (
     _weight_first,
     identity,
     initial,
+    need_bias_fits,
 )
 from fluxml.layers.module import LayerError, Module, need_array
 from fluxml.layers.precision import match_dtype
@@ -197,6 +198,7 @@ class Conv(Module):
 
     def __call__(self, x):
         need_array(self, x)
+        need_bias_fits(self)
         x = match_dtype(self, x, self.weight.dtype)
         try:  # the bias and a ReLU inside the convolution's primitive (nnlib/convbias.py)
             return nnlib.conv_bias_act(x, self.weight, self.bias,
@@ -204,13 +206,9 @@ class Conv(Module):
                                        stride=self.stride, pad=self.pad,
                                        dilation=self.dilation, groups=self.groups,
                                        flipped=self.flipped)
-        except ValueError as err:  # the layer's own account of an input that does not fit
+        except ValueError:  # the layer's own account of an input that does not fit
             self._output_shape(x.shape)
-            if isinstance(err, LayerError) or not str(err).startswith("conv_bias_act: "):
-                raise
-            # else its weight or bias (one of another size, set since): in the layer's name
-            raise LayerError(f"{self._called()}: {str(err).removeprefix('conv_bias_act: ')}") \
-                from err
+            raise
 
     def _finish(self, y):
         if self.bias is not None:

@@ -295,19 +295,18 @@ def need_array(layer, x, expected: str = "") -> None:
     MaxPool((2,)) expects an array; got a list: convert it, np.asarray(x, np.float32)
     """
     if getattr(x, "shape", None) is None:
-        from fluxml.layers.show import line_of
-
-        raise LayerError(f"{line_of(layer)} expects an array{expected and ' ' + expected}; got "
-                         f"a {type(x).__name__}: convert it, np.asarray(x, np.float32)")
-    if not isinstance(getattr(x, "dtype", None), np.dtype):
+        want, got = "an array", f"a {type(x).__name__}: convert it, np.asarray(x, np.float32)"
+    elif not isinstance(getattr(x, "dtype", None), np.dtype):
         # an array of another library (a torch.Tensor: its dtype is torch's), which the
         # kernels would fail on deep inside, far from the cause
-        from fluxml.layers.show import line_of
+        want = "a NumPy (or CuPy) array"
+        got = (f"a {type(x).__module__.split('.')[0]}.{type(x).__name__}: convert it, "
+               "np.asarray(x) (x.numpy() for a torch.Tensor)")
+    else:
+        return
+    from fluxml.layers.show import line_of
 
-        kind = f"{type(x).__module__.split('.')[0]}.{type(x).__name__}"
-        raise LayerError(f"{line_of(layer)} expects a NumPy (or CuPy) array"
-                         f"{expected and ' ' + expected}; got a {kind}: convert it, "
-                         f"np.asarray(x) (x.numpy() for a torch.Tensor)")
+    raise LayerError(f"{line_of(layer)} expects {want}{expected and ' ' + expected}; got {got}")
 
 
 def input_shapes(shapes: tuple) -> tuple:

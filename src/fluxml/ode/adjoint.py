@@ -44,7 +44,7 @@ from fluxml.ad.custom import CLOSED_OVER, custom_vjp
 from fluxml.ad.matrices import jacobian
 from fluxml.ad.writeback import apply, changes, restore_parts
 from fluxml.ode import checks
-from fluxml.ode.integrate import Counted, SolveError, Stats, integrate
+from fluxml.ode.integrate import Counted, SolveError, Stats, integrate, traced_like
 from fluxml.ode.jacobians import jac_for, time_derivative
 from fluxml.ode.rk import Step
 from fluxml.tree import REPEATED, flatten, unflatten
@@ -366,11 +366,8 @@ class _Backward:
 
     def vjp_p(self, t, u, lam):
         self.stats.nfe += 1
-        # u traced too (its cotangent unused): f written in SciPy's style fills a buffer
-        # allocated like u (np.empty_like(u)) with values that depend on p, which a plain
-        # buffer cannot take
-        _, back = pullback(lambda y, *q: self.rhs(t, y, q), u, *self.pv)
-        return self.params.pack_cotangents(back(lam)[1:])
+        _, back = pullback(lambda *q: self.rhs(t, traced_like(u, q), q), *self.pv)
+        return self.params.pack_cotangents(back(lam))
 
     # --- the pass ------------------------------------------------------------------------
 

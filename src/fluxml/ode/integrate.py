@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fluxml._dtypes import real_dtype
-from fluxml.ad.core import Tracer, raw
+from fluxml.ad.core import Tracer, raw, top_trace
 from fluxml.ode.control import PIController, error_norm, initial_step
 from fluxml.ode.rk import Step
 
@@ -62,6 +62,18 @@ def refuse_compiled(leaves) -> None:
                     "with a new Python float t at every stage, and a number's value is part of "
                     "a compiled function's signature (each one traced again).")
             x = x._val
+
+
+def traced_like(y, values):
+    """``y`` as a traced copy where ``values`` (the parameters) are traced and it is not:
+    ``f`` written in SciPy's style fills a buffer allocated like its state (``du =
+    np.empty_like(u); du[1] = -p * u[0]``), which must then be a traced buffer to take values
+    that depend on ``p`` (a plain one cuts their derivative, and is refused)."""
+    trace = top_trace(values)
+    if trace is None or type(y) is Tracer:
+        return y
+    like = next(x for x in values if type(x) is Tracer and x._trace is trace)
+    return np.array(y, like=like)
 
 
 class Counted:

@@ -24,7 +24,7 @@ from fluxml._checks import flag, function, is_real, positive_int, real_in
 from fluxml.ad.core import DifferentiationError, Tracer, raw, top_trace
 from fluxml.ad.reverse import ReverseTrace
 from fluxml.ode import adjoint, checks
-from fluxml.ode.integrate import Counted, integrate, refuse_compiled
+from fluxml.ode.integrate import Counted, integrate, refuse_compiled, traced_like
 from fluxml.ode.jacobians import jac_for
 from fluxml.ode.rk import Tsit5
 from fluxml.ode.state import Packer
@@ -152,17 +152,6 @@ def _refuse_other_orders(f) -> None:
                         f"as def f(t, {names[0]}, p)")
 
 
-def _traced_like_parameters(y0, leaves, trace):
-    """``y0`` as a traced copy where the solve's parameters are traced and it is not: ``f``
-    written in SciPy's style fills a buffer allocated like its state (``du =
-    np.empty_like(u); du[1] = -p * u[0]``), which must then be a traced buffer to take values
-    that depend on ``p`` (a plain one cuts their derivative, and is refused)."""
-    if trace is None or type(y0) is Tracer:
-        return y0
-    like = next(x for x in leaves if type(x) is Tracer and x._trace is trace)
-    return np.array(y0, like=like)
-
-
 def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver=None,
           saveat=None, dt: float | None = None, rtol: float = 1e-6, atol: float = 1e-9,
           max_steps: int = 100_000, sensealg=None,
@@ -221,7 +210,7 @@ def solve(f: Callable, u0: Any, tspan: Sequence[float], p: Any = None, *, solver
                "saveat=[...] instead, or use sensealg=Direct()")
         return Solution(np.asarray(ts), packer.unpack_stacked(ys), stats, solver, None, why)
 
-    y0 = _traced_like_parameters(y0, leaves, trace)
+    y0 = traced_like(y0, leaves)
     F = Counted(lambda t, y: packer.pack(f(t, packer.unpack(y), p)))
     ts, ys, steps = integrate(solver, F, t0, t1, y0, keep_steps=True,
                               jac=jac_for(solver, F, *leaves), **options)
